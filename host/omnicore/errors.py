@@ -1,0 +1,194 @@
+"""Every error omnicore raises, in one hierarchy.
+
+::
+
+    OmniError
+    ├── ConfigError              a config value is invalid (names key, value, source)
+    ├── LifecycleError           an invalid state transition (double start, stop before start)
+    ├── ModuleError              a module failed to start/stop (names the module and cause)
+    ├── BuildError               an SDK build failed (names the plugin and toolchain)
+    └── PluginError              anything about one plugin (names plugin, handler)
+        ├── PluginNotFound
+        ├── HandlerNotFound
+        ├── NeedsGrant           the plugin imports capabilities the operator did not grant
+        ├── PluginLoadError      the file cannot become a plugin
+        │   ├── InvalidModule    not wasm, fails validation, breaks ABI v1
+        │   ├── UnsupportedAbiVersion
+        │   └── DuplicatePlugin
+        └── PluginCallError      one call failed; the host keeps serving
+            ├── GuestError       the handler returned an error (E bit); carries its message
+            ├── Trap             the guest trapped; the instance was discarded
+            ├── CircuitOpen      too many consecutive failures; calls fail fast
+            └── LimitExceeded    a sandbox limit was hit (names the limit and its value)
+                ├── DeadlineExceeded
+                ├── FuelExhausted
+                ├── MemoryLimitExceeded
+                ├── InputTooLarge
+                └── OutputTooLarge
+
+Every message says what happened, to which plugin/handler, and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "OmniError",
+    "ConfigError",
+    "LifecycleError",
+    "ModuleError",
+    "BuildError",
+    "PluginError",
+    "PluginNotFound",
+    "HandlerNotFound",
+    "NeedsGrant",
+    "PluginLoadError",
+    "InvalidModule",
+    "UnsupportedAbiVersion",
+    "DuplicatePlugin",
+    "PluginCallError",
+    "GuestError",
+    "Trap",
+    "CircuitOpen",
+    "LimitExceeded",
+    "DeadlineExceeded",
+    "FuelExhausted",
+    "MemoryLimitExceeded",
+    "InputTooLarge",
+    "OutputTooLarge",
+]
+
+
+class OmniError(Exception):
+    """Base of every omnicore error."""
+
+
+class ConfigError(OmniError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+    def __init__(self, message: str, *, key: str | None = None, value: object = None,
+                 source: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.value = value
+        self.source = source
+
+
+class LifecycleError(OmniError):
+    """An operation is not allowed in the current lifecycle state."""
+
+
+class ModuleError(OmniError):
+    """A module failed to start or stop."""
+
+    def __init__(self, message: str, *, module: str | None = None) -> None:
+        super().__init__(message)
+        self.module = module
+
+
+class BuildError(OmniError):
+    """Building a plugin from source failed."""
+
+    def __init__(self, message: str, *, plugin: str | None = None,
+                 toolchain: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.toolchain = toolchain
+
+
+class PluginError(OmniError):
+    """An error about one plugin; ``plugin`` and ``handler`` say which."""
+
+    def __init__(self, message: str, *, plugin: str | None = None,
+                 handler: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.handler = handler
+
+
+class PluginNotFound(PluginError):
+    """No plugin of that name is loaded."""
+
+
+class HandlerNotFound(PluginError):
+    """The plugin has no handler of that name."""
+
+
+class NeedsGrant(PluginError):
+    """The plugin imports capabilities the operator has not granted."""
+
+    def __init__(self, message: str, *, plugin: str | None = None,
+                 missing: tuple[str, ...] = ()) -> None:
+        super().__init__(message, plugin=plugin)
+        self.missing = missing
+
+
+class PluginLoadError(PluginError):
+    """The file could not become a plugin."""
+
+
+class InvalidModule(PluginLoadError):
+    """Not WebAssembly, fails validation, or breaks omnicore ABI v1."""
+
+
+class UnsupportedAbiVersion(PluginLoadError):
+    """The plugin targets an ABI version this host does not implement."""
+
+    def __init__(self, message: str, *, plugin: str | None = None,
+                 version: object = None) -> None:
+        super().__init__(message, plugin=plugin)
+        self.version = version
+
+
+class DuplicatePlugin(PluginLoadError):
+    """Another loaded plugin already has this name."""
+
+
+class PluginCallError(PluginError):
+    """One call failed. The host keeps serving."""
+
+
+class GuestError(PluginCallError):
+    """The handler returned an error; ``guest_message`` is the plugin's own text."""
+
+    def __init__(self, message: str, *, plugin: str | None = None,
+                 handler: str | None = None, guest_message: str = "") -> None:
+        super().__init__(message, plugin=plugin, handler=handler)
+        self.guest_message = guest_message
+
+
+class Trap(PluginCallError):
+    """The guest trapped (unreachable, out-of-bounds, stack overflow...)."""
+
+
+class CircuitOpen(PluginCallError):
+    """The plugin's circuit breaker is open after repeated failures."""
+
+
+class LimitExceeded(PluginCallError):
+    """A sandbox limit was hit; ``limit`` names it and ``value`` is its setting."""
+
+    def __init__(self, message: str, *, plugin: str | None = None,
+                 handler: str | None = None, limit: str = "", value: object = None) -> None:
+        super().__init__(message, plugin=plugin, handler=handler)
+        self.limit = limit
+        self.value = value
+
+
+class DeadlineExceeded(LimitExceeded):
+    """The call ran past its wall-clock deadline."""
+
+
+class FuelExhausted(LimitExceeded):
+    """The call used all of its fuel."""
+
+
+class MemoryLimitExceeded(LimitExceeded):
+    """The instance needed more linear memory than the limit allows."""
+
+
+class InputTooLarge(LimitExceeded):
+    """The input is larger than ``max_input_bytes``."""
+
+
+class OutputTooLarge(LimitExceeded):
+    """The output is larger than ``max_output_bytes``."""

