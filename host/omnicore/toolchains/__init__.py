@@ -1,0 +1,106 @@
+"""Building plugins from source: one module per language, one face for all.
+
+A language module (``rust.py``, ``go.py``, ``js.py``, ``c.py``) provides::
+
+    LANGUAGE: str                                   # "rust"
+    EXTENSIONS: tuple[str, ...]                     # languages accepted by `omnicore new plugin --lang`
+    def detect(src: Path) -> bool                   # is this folder (or file) a plugin in my language?
+    def check() -> str | None                       # None when the toolchain is usable, else what to install
+    def compile(src: Path, work: Path) -> bytes     # the raw module (no manifest); raises BuildError
+    def scaffold(dest: Path, name: str, lang: str) -> None   # a new plugin project that builds as is
+
+:func:`build` adds the ``omnicore.manifest`` section from ``omnicore.toml`` and skips the work
+when no source changed since the last build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+from omnicore.errors import BuildError
+from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
+
+__all__ = ["LANGUAGES", "language_for", "build", "discover", "scaffold"]
+
+LANGUAGES = ("rust", "go", "js", "c")
+_SKIP_DIRS = {"target", "node_modules", ".git", "build", "__pycache__"}
+
+
+def _module(language: str) -> ModuleType:
+    return importlib.import_module(f"omnicore.toolchains.{language}")
+
+
+def language_for(src: Path) -> str:
+    """The language of the plugin project at ``src``."""
+    for language in LANGUAGES:
+        if _module(language).detect(src):
+            return language
+    raise BuildError(f"{src}: not a plugin project (no Cargo.toml, go.mod, package.json/"
+                     f"plugin.js/plugin.ts or *.c found)")
+
+
+def _source_digest(src: Path) -> str:
+    digest = hashlib.sha256()
+    files = [src] if src.is_file() else sorted(
+        p for p in src.rglob("*") if p.is_file() and not _SKIP_DIRS & set(p.relative_to(src).parts))
+    for path in files:
+        digest.update(str(path.relative_to(src) if src.is_dir() else path.name).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def build(src: Path, out_dir: Path, *, name: str | None = None, force: bool = False) -> Path:
+    """Build the plugin at ``src`` into ``out_dir/NAME.wasm`` and return that path."""
+    src = src.resolve()
+    language = language_for(src)
+    module = _module(language)
+    problem = module.check()
+    if problem:
+        raise BuildError(f"cannot build {src.name}: {problem}", plugin=src.name, toolchain=language)
+    meta = read_plugin_meta(src if src.is_dir() else src.parent)
+    name = name or meta.get("name") or src.stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.wasm"
+    stamp = out_dir / f".{name}.src-sha256"
+    digest = _source_digest(src)
+    if not force and out.exists() and stamp.exists() and stamp.read_text() == digest:
+        return out
+    work = out_dir / ".work" / name
+    work.mkdir(parents=True, exist_ok=True)
+    raw = module.compile(src, work)
+    wasm = embed_manifest(raw, meta, language=language, default_name=name)
+    tmp = out.with_suffix(".wasm.tmp")
+    tmp.write_bytes(wasm)
+    tmp.replace(out)  # atomic: a watching host never sees half a file
+    stamp.write_text(digest)
+    return out
+
+
+def discover(root: Path) -> Iterator[Path]:
+    """Every plugin project below ``root`` (a project's own subfolders are not searched)."""
+    if _is_project(root):
+        yield root
+        return
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and child.name not in _SKIP_DIRS:
+            yield from discover(child)
+
+
+def _is_project(path: Path) -> bool:
+    return path.is_dir() and any(_module(lang).detect(path) for lang in LANGUAGES)
+
+
+def scaffold(dest: Path, name: str, lang: str) -> None:
+    """Create a new plugin project for ``lang`` (rust, go, js, ts or c) at ``dest``."""
+    for language in LANGUAGES:
+        module = _module(language)
+        if lang in module.EXTENSIONS:
+            if dest.exists() and any(dest.iterdir()):
+                raise BuildError(f"{dest} already exists and is not empty")
+            module.scaffold(dest, name, lang)
+            return
+    raise BuildError(f"unknown language {lang!r}; choose one of rust, go, js, ts, c")
