@@ -1,0 +1,146 @@
+"""A per-plugin circuit breaker.
+
+``closed`` lets every call through. ``failure_threshold`` consecutive *sandbox* failures
+(traps and limit hits, see :func:`counts_as_failure`) open it: calls then fail fast with
+:class:`~omnicore.errors.CircuitOpen` without entering the guest. After ``cooldown_s`` the
+breaker is ``half-open``: exactly one probe call goes through while the others keep failing
+fast; a good probe closes the breaker, a bad one opens it for another cool-down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from omnicore.errors import (
+    CircuitOpen,
+    DeadlineExceeded,
+    FuelExhausted,
+    MemoryLimitExceeded,
+    OutputTooLarge,
+    Trap,
+)
+
+__all__ = ["BreakerState", "CircuitBreaker", "counts_as_failure"]
+
+BreakerState = Literal["closed", "open", "half-open"]
+
+# Only failures that say the plugin itself is unwell count. A GuestError is the plugin
+# answering normally ("bad input"), and InputTooLarge is the caller's fault: letting those
+# open the breaker would let one noisy client take a healthy plugin offline for everyone.
+_FAILURES: tuple[type[BaseException], ...] = (
+    Trap, DeadlineExceeded, FuelExhausted, MemoryLimitExceeded, OutputTooLarge,
+)
+
+
+def counts_as_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` from a call counts towards opening the breaker."""
+    return isinstance(exc, _FAILURES)
+
+
+class CircuitBreaker:
+    """Thread-safe breaker for one plugin.
+
+    ``on_change(old, new)`` is called after every state change, outside the lock, so it may
+    publish events or log without risking a deadlock with concurrent calls.
+    """
+
+    def __init__(self, plugin: str, *, failure_threshold: int = 5, cooldown_s: float = 30.0,
+                 on_change: Callable[[BreakerState, BreakerState], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if failure_threshold < 1:
+            raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold}")
+        if cooldown_s < 0:
+            raise ValueError(f"cooldown_s must be >= 0, got {cooldown_s}")
+        self.plugin = plugin
+        self.failure_threshold = failure_threshold
+        self.cooldown_s = cooldown_s
+        self._on_change = on_change
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state: BreakerState = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probing = False
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state; an open breaker whose cool-down passed reads ``half-open``."""
+        with self._lock:
+            if self._state == "open" and self._clock() - self._opened_at >= self.cooldown_s:
+                return "half-open"
+            return self._state
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failures since the last success."""
+        return self._failures
+
+    def before_call(self, handler: str | None = None) -> None:
+        """Admit a call or raise :class:`CircuitOpen`."""
+        change: tuple[BreakerState, BreakerState] | None = None
+        with self._lock:
+            if self._state == "closed":
+                return
+            if self._state == "open":
+                remaining = self.cooldown_s - (self._clock() - self._opened_at)
+                if remaining > 0:
+                    raise CircuitOpen(
+                        f"plugin '{self.plugin}' circuit is open after {self._failures} "
+                        f"consecutive failures; calls fail fast for another {remaining:.1f}s "
+                        "(see the plugin's last error and log)",
+                        plugin=self.plugin, handler=handler)
+                self._state = "half-open"
+                change = ("open", "half-open")
+            if self._probing:
+                raise CircuitOpen(
+                    f"plugin '{self.plugin}' circuit is half-open and a probe call is in "
+                    "flight; retry shortly", plugin=self.plugin, handler=handler)
+            self._probing = True
+        self._notify(change)
+
+    def record_success(self) -> None:
+        """Report a call that finished without a sandbox failure."""
+        if self._failures == 0 and self._state == "closed":
+            return  # the hot path: nothing to change, so no lock
+        change: tuple[BreakerState, BreakerState] | None = None
+        with self._lock:
+            self._failures = 0
+            self._probing = False
+            if self._state != "closed":
+                change = (self._state, "closed")
+                self._state = "closed"
+        self._notify(change)
+
+    def record_failure(self) -> None:
+        """Report a call that failed in a way :func:`counts_as_failure` accepts."""
+        change: tuple[BreakerState, BreakerState] | None = None
+        with self._lock:
+            self._failures += 1
+            was_probe = self._probing
+            self._probing = False
+            if self._state == "half-open" or (
+                    self._state == "closed" and self._failures >= self.failure_threshold):
+                change = (self._state, "open")
+                self._state = "open"
+                self._opened_at = self._clock()
+            elif self._state == "open" and was_probe:
+                self._opened_at = self._clock()
+        self._notify(change)
+
+    def record(self, exc: BaseException | None) -> None:
+        """Report a call's outcome: ``None`` for success, else the exception it raised."""
+        if exc is not None and counts_as_failure(exc):
+            self.record_failure()
+        else:
+            self.record_success()
+
+    def reset(self) -> None:
+        """Close the breaker (a new version of the plugin was loaded)."""
+        self.record_success()
+
+    def _notify(self, change: tuple[BreakerState, BreakerState] | None) -> None:
+        if change is not None and self._on_change is not None:
+            self._on_change(*change)
