@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["LATENCY_BUCKETS", "CallStats", "StatsSnapshot", "PluginMetricsCollector"]
+__all__ = ["LATENCY_BUCKETS", "CallStats", "PluginMetricsCollector", "StatsSnapshot"]
 
 # Plugin calls take microseconds, so Prometheus' default buckets (5 ms and up) would put
 # every call in the first one. These span 10 µs to the 1 s default deadline and beyond.

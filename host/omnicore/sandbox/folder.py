@@ -1,0 +1,368 @@
+"""The plugin folder: sidecars, scanning, and hot reload with watchfiles.
+
+Every ``*.wasm`` in the folder is a plugin; an optional sidecar next to it (``NAME.toml``,
+``NAME.yaml`` or ``NAME.yml``, where NAME is the file name without ``.wasm``) holds the
+operator's grants, config and limits (specs/abi.md §7). The folder is watched: after each
+batch of file events it is rescanned and compared with what is loaded, so a missed or merged
+event can never leave the host out of step with the disk.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import threading
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+import watchfiles
+import yaml
+
+from omnicore.errors import ConfigError, PluginNotFound
+from omnicore.sandbox.limits import Limits
+
+__all__ = [
+    "SIDECAR_SUFFIXES",
+    "Changes",
+    "FolderTarget",
+    "PluginFolder",
+    "Sidecar",
+    "deep_merge",
+    "diff",
+    "normalize_grants",
+    "read_sidecar",
+    "resolve_plugin_file",
+    "scan",
+]
+
+log = logging.getLogger("omnicore.sandbox.folder")
+
+SIDECAR_SUFFIXES = (".toml", ".yaml", ".yml")
+_SIDECAR_KEYS = ("grants", "grant", "config", "limits", "enabled")
+_CAPABILITY_PREFIX = "omnicore:"
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """The operator's settings for one plugin file. ``path`` is None when there is none."""
+
+    path: Path | None = None
+    grants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+
+
+def normalize_grants(value: object, *, source: str) -> dict[str, dict[str, Any]]:
+    """Turn a grants value into ``{capability: options}``.
+
+    Accepts a list of names (``["kv", "omnicore:http"]``) or a mapping of name to options
+    (``{"http": {"allow_hosts": [...]}}``; ``true``/``null`` mean "no options"). Names are
+    stored without the ``omnicore:`` prefix.
+    """
+    if value is None:
+        return {}
+    result: dict[str, dict[str, Any]] = {}
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list | tuple):
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise ConfigError(f"{source}: grants must be capability names, got {item!r}",
+                                  key="grants", value=item, source=source)
+            result[_short(item)] = {}
+        return result
+    if isinstance(value, Mapping):
+        for name, options in value.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ConfigError(f"{source}: bad capability name {name!r} in grants",
+                                  key="grants", value=name, source=source)
+            if options is None or options is True:
+                options = {}
+            if not isinstance(options, Mapping):
+                raise ConfigError(
+                    f"{source}: options of grant '{name}' must be a table/mapping, "
+                    f"got {options!r}", key=f"grant.{name}", value=options, source=source)
+            result[_short(name)] = dict(options)
+        return result
+    raise ConfigError(
+        f"{source}: grants must be a list of capability names or a mapping of name to "
+        f"options, got {type(value).__name__}", key="grants", value=value, source=source)
+
+
+def _short(name: str) -> str:
+    name = name.strip()
+    return name[len(_CAPABILITY_PREFIX):] if name.startswith(_CAPABILITY_PREFIX) else name
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``top``; nested mappings merge, everything else is replaced."""
+    merged = dict(base)
+    for key, value in top.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def sidecar_paths(wasm: Path) -> list[Path]:
+    """The sidecar files that exist next to ``wasm``."""
+    return [p for p in (wasm.with_suffix(s) for s in SIDECAR_SUFFIXES) if p.is_file()]
+
+
+def read_sidecar(wasm: Path) -> Sidecar:
+    """Read the sidecar of ``wasm`` (an empty :class:`Sidecar` if there is none).
+
+    Raises :class:`ConfigError` naming the file for syntax errors, unknown keys and values of
+    the wrong type.
+    """
+    found = sidecar_paths(wasm)
+    if not found:
+        return Sidecar()
+    if len(found) > 1:
+        names = " and ".join(p.name for p in found)
+        raise ConfigError(f"plugin {wasm.name} has two sidecars ({names}); keep one",
+                          key=None, source=str(found[0]))
+    path = found[0]
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data: object
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot parse sidecar: {exc}".replace("\n", " "),
+                          source=source) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a sidecar must be a table/mapping at the top level",
+                          source=source)
+    for key in data:
+        if key not in _SIDECAR_KEYS:
+            close = difflib.get_close_matches(str(key), _SIDECAR_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"{source}: unknown sidecar key '{key}'{hint}; known keys: "
+                f"{', '.join(_SIDECAR_KEYS)}", key=str(key), value=data[key], source=source)
+    grants = normalize_grants(data.get("grants"), source=source)
+    grant_tables = data.get("grant", {})
+    if not isinstance(grant_tables, Mapping):
+        raise ConfigError(f"{source}: 'grant' must be a table of capability -> options",
+                          key="grant", value=grant_tables, source=source)
+    grants.update(normalize_grants(grant_tables, source=source))
+    config = data.get("config", {})
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{source}: 'config' must be a table/mapping",
+                          key="config", value=config, source=source)
+    limits = data.get("limits", {})
+    try:
+        Limits().merged(limits)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}", key=exc.key, value=exc.value,
+                          source=source) from exc
+    enabled = data.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{source}: 'enabled' must be true or false, got {enabled!r}",
+                          key="enabled", value=enabled, source=source)
+    return Sidecar(path=path, grants=grants, config=dict(config), limits=dict(limits),
+                   enabled=enabled)
+
+
+def resolve_plugin_file(folder: Path, name: str, manifest_name: Callable[[Path], str | None]
+                        ) -> Path:
+    """Find the ``.wasm`` of plugin ``name`` in ``folder``.
+
+    ``NAME.wasm`` wins; otherwise the file whose manifest names the plugin (found with
+    ``manifest_name``). Raises :class:`PluginNotFound` listing what the folder holds.
+    """
+    direct = folder / f"{name}.wasm"
+    if direct.is_file():
+        return direct
+    candidates = sorted(folder.glob("*.wasm")) if folder.is_dir() else []
+    for path in candidates:
+        try:
+            if manifest_name(path) == name:
+                return path
+        except Exception:  # a broken neighbour must not hide the right file
+            continue
+    listing = ", ".join(p.stem for p in candidates) or "none"
+    raise PluginNotFound(f"no plugin '{name}' in {folder} (plugins there: {listing})",
+                         plugin=name)
+
+
+# A file's fingerprint: cheap to take (stat only) and it changes whenever the wasm or any of
+# its sidecars is written, created or removed.
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def _fingerprint(wasm: Path) -> Fingerprint | None:
+    parts = []
+    for path in (wasm, *(wasm.with_suffix(s) for s in SIDECAR_SUFFIXES)):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            if path == wasm:
+                return None
+            continue
+        parts.append((path.suffix, st.st_size, st.st_mtime_ns))
+    return tuple(parts)
+
+
+def scan(folder: Path) -> dict[Path, Fingerprint]:
+    """Fingerprint every ``*.wasm`` directly in ``folder`` (not recursive)."""
+    result: dict[Path, Fingerprint] = {}
+    if not folder.is_dir():
+        return result
+    for path in sorted(folder.glob("*.wasm")):
+        if path.name.startswith("."):
+            continue  # editors' and atomic writers' temporary files
+        fp = _fingerprint(path)
+        if fp is not None:
+            result[path] = fp
+    return result
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What differs between two scans."""
+
+    added: tuple[Path, ...] = ()
+    changed: tuple[Path, ...] = ()
+    removed: tuple[Path, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+def diff(old: Mapping[Path, Fingerprint], new: Mapping[Path, Fingerprint]) -> Changes:
+    """Compare two scans."""
+    return Changes(
+        added=tuple(sorted(p for p in new if p not in old)),
+        changed=tuple(sorted(p for p in new if p in old and new[p] != old[p])),
+        removed=tuple(sorted(p for p in old if p not in new)),
+    )
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file (used to skip reloads when only the mtime moved)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class FolderTarget(Protocol):
+    """What the folder drives: the PluginHost."""
+
+    def load_file(self, path: Path) -> str:
+        """Load ``path`` (with its sidecar); return the name it is registered under.
+
+        Must not raise for a broken file: the host registers it as ``failed``.
+        """
+
+    def reload_file(self, name: str, path: Path) -> str:
+        """Replace plugin ``name`` with the new contents of ``path``; return the new name."""
+
+    def unload_file(self, name: str, path: Path) -> None:
+        """Remove the plugin that came from ``path``."""
+
+
+class PluginFolder:
+    """Keeps a :class:`FolderTarget` in step with the ``*.wasm`` files of one folder."""
+
+    def __init__(self, path: Path, target: FolderTarget, *, debounce_ms: int = 50,
+                 step_ms: int = 20) -> None:
+        self.path = path
+        self._target = target
+        self._debounce_ms = debounce_ms
+        self._step_ms = step_ms
+        self._seen: dict[Path, Fingerprint] = {}
+        self._names: dict[Path, str] = {}
+        self._sync_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def files(self) -> dict[Path, str]:
+        """Plugin file -> the name it is registered under."""
+        return dict(self._names)
+
+    def sync(self) -> Changes:
+        """Rescan the folder and load, reload or unload what changed."""
+        with self._sync_lock:
+            current = scan(self.path)
+            changes = diff(self._seen, current)
+            for path in changes.removed:
+                name = self._names.pop(path, None)
+                if name is not None:
+                    self._guard(partial(self._target.unload_file, name, path), path)
+            for path in changes.changed:
+                name = self._names.get(path)
+                if name is None:
+                    self._add(path)
+                else:
+                    new = self._guard(partial(self._target.reload_file, name, path), path)
+                    if new is not None:
+                        self._names[path] = new
+            for path in changes.added:
+                self._add(path)
+            self._seen = current
+            return changes
+
+    def _add(self, path: Path) -> None:
+        name = self._guard(partial(self._target.load_file, path), path)
+        if name is not None:
+            self._names[path] = name
+
+    def _guard(self, action: Callable[[], Any], path: Path) -> Any:
+        # The host reports broken files itself; this only keeps a bug in one file's
+        # handling from stopping the watcher for all the others.
+        try:
+            return action()
+        except Exception:
+            log.exception("plugin folder: handling %s failed", path)
+            return None
+
+    def start(self) -> None:
+        """Start watching in a daemon thread."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name=f"omnicore-watch:{self.path}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching and wait for the watcher thread."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=5)
+
+    @property
+    def watching(self) -> bool:
+        """Whether the watcher thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _watch(self) -> None:
+        def interesting(_change: watchfiles.Change, name: str) -> bool:
+            return name.endswith((".wasm", *SIDECAR_SUFFIXES))
+
+        # Every wake-up (events, or the 500 ms timeout) rescans the folder: the rescan is a
+        # few stat() calls, it catches files written before the watcher was armed, and it
+        # keeps working where inotify events get lost (some container volume mounts).
+        try:
+            for _batch in watchfiles.watch(
+                    self.path, watch_filter=interesting, debounce=self._debounce_ms,
+                    step=self._step_ms, stop_event=self._stop, rust_timeout=500,
+                    yield_on_timeout=True, recursive=False, raise_interrupt=False):
+                self.sync()
+        except Exception:
+            log.exception("plugin folder watcher for %s stopped", self.path)
