@@ -62,7 +62,8 @@ def test_empty_sidecar_file_is_fine(tmp_path: Path) -> None:
     ("name", "text", "message"),
     [
         ("greeter.toml", "grant = 3\n", "'grant' must be a table"),
-        ("greeter.toml", "grnats = [\"kv\"]\n", "unknown sidecar key 'grnats' (did you mean 'grants'?)"),
+        ("greeter.toml", "grnats = [\"kv\"]\n",
+         "unknown sidecar key 'grnats' (did you mean 'grants'?)"),
         ("greeter.toml", "[limits]\ntimeout = 5\n", "unknown limit(s) timeout"),
         ("greeter.toml", "[limits]\ntimeout_ms = -5\n", "timeout_ms must be a positive integer"),
         ("greeter.toml", "grants = [1]\n", "grants must be capability names"),
