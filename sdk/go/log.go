@@ -1,0 +1,48 @@
+package omnicore
+
+// Level is a log level of omnicore:log.
+type Level int32
+
+// Log levels (specs/abi.md §4.1).
+const (
+	LevelTrace Level = 0
+	LevelDebug Level = 1
+	LevelInfo  Level = 2
+	LevelWarn  Level = 3
+	LevelError Level = 4
+)
+
+//go:wasmimport omnicore:log write
+func hostLogWrite(level int32, msg string)
+
+//go:wasmimport omnicore:log enabled
+func hostLogEnabled(level int32) int32
+
+// LogNamespace is the omnicore:log capability (granted to every plugin). Use it through
+// the [Log] value.
+type LogNamespace struct{}
+
+// Log writes to the plugin's log: the host's structured log plus the plugin's ring buffer.
+var Log LogNamespace
+
+// Write logs msg at level.
+func (LogNamespace) Write(level Level, msg string) { hostLogWrite(int32(level), msg) }
+
+// Enabled reports whether a message at level would be kept, so a plugin can skip building
+// an expensive message.
+func (LogNamespace) Enabled(level Level) bool { return hostLogEnabled(int32(level)) == 1 }
+
+// Trace logs msg at trace level.
+func (LogNamespace) Trace(msg string) { hostLogWrite(int32(LevelTrace), msg) }
+
+// Debug logs msg at debug level.
+func (LogNamespace) Debug(msg string) { hostLogWrite(int32(LevelDebug), msg) }
+
+// Info logs msg at info level.
+func (LogNamespace) Info(msg string) { hostLogWrite(int32(LevelInfo), msg) }
+
+// Warn logs msg at warn level.
+func (LogNamespace) Warn(msg string) { hostLogWrite(int32(LevelWarn), msg) }
+
+// Error logs msg at error level.
+func (LogNamespace) Error(msg string) { hostLogWrite(int32(LevelError), msg) }

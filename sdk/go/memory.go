@@ -1,0 +1,103 @@
+package omnicore
+
+import "encoding/json"
+
+//go:wasmimport omnicore:memory remember
+func hostMemoryRemember(tier int32, item *byte, itemLen uint32) int64
+
+//go:wasmimport omnicore:memory recall
+func hostMemoryRecall(query *byte, queryLen uint32, out *byte, outCap uint32) int32
+
+//go:wasmimport omnicore:memory forget
+func hostMemoryForget(id int64) int32
+
+// Tier is a memory tier of omnicore:memory.
+type Tier int32
+
+// Memory tiers (specs/abi.md §4.4).
+const (
+	// TierWorking lives for the instance's TTL (default 1 h).
+	TierWorking Tier = 0
+	// TierShortTerm lives 7 days by default.
+	TierShortTerm Tier = 1
+	// TierLongTerm never expires.
+	TierLongTerm Tier = 2
+)
+
+// MemoryItem is a text memory to remember.
+type MemoryItem struct {
+	Text     string         `json:"text"`
+	Metadata map[string]any `json:"metadata,omitempty"`
+	// TTLSeconds overrides the tier's default lifetime when non-zero.
+	TTLSeconds int64 `json:"ttl_s,omitempty"`
+}
+
+// RecallQuery selects memories; zero Tiers means all tiers, zero Limit means 10.
+type RecallQuery struct {
+	Query string `json:"query"`
+	Tiers []Tier `json:"tiers,omitempty"`
+	Limit int    `json:"limit,omitempty"`
+}
+
+// Recalled is one memory returned by [MemoryNamespace.Recall], best first.
+type Recalled struct {
+	ID        int64          `json:"id"`
+	Tier      Tier           `json:"tier"`
+	Text      string         `json:"text"`
+	Metadata  map[string]any `json:"metadata"`
+	Score     float64        `json:"score"`
+	CreatedAt float64        `json:"created_at"`
+}
+
+// MemoryNamespace is the omnicore:memory capability (tiered text memories for agents).
+// Use it through the [Memory] value.
+type MemoryNamespace struct{}
+
+// Memory stores and recalls text memories, ranked by relevance and recency.
+var Memory MemoryNamespace
+
+// Remember stores item in tier and returns its id.
+func (MemoryNamespace) Remember(tier Tier, item MemoryItem) (int64, error) {
+	payload, err := json.Marshal(item)
+	if err != nil {
+		return 0, err
+	}
+	id := hostMemoryRemember(int32(tier), bytesPtr(payload), uint32(len(payload)))
+	if id < 0 {
+		return 0, statusError("memory.remember", int32(id))
+	}
+	return id, nil
+}
+
+// Recall returns the memories matching query, best first.
+func (MemoryNamespace) Recall(query RecallQuery) ([]Recalled, error) {
+	payload, err := json.Marshal(query)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := readBuffered("memory.recall", func(out *byte, capacity uint32) int32 {
+		return hostMemoryRecall(bytesPtr(payload), uint32(len(payload)), out, capacity)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var found []Recalled
+	if err := json.Unmarshal(raw, &found); err != nil {
+		return nil, malformed("memory.recall", err)
+	}
+	return found, nil
+}
+
+// Forget deletes the memory id and reports whether it existed.
+func (MemoryNamespace) Forget(id int64) (bool, error) {
+	status := hostMemoryForget(id)
+	if status < 0 {
+		return false, statusError("memory.forget", status)
+	}
+	return status == 1, nil
+}
+
+func malformed(op string, err error) error {
+	return &HostError{Op: op, Message: "host sent malformed JSON: " + err.Error(),
+		err: ErrUnavailable}
+}

@@ -1,0 +1,18 @@
+package omnicore
+
+//go:wasmimport omnicore:secrets get
+func hostSecretsGet(name string, out *byte, outCap uint32) int32
+
+// SecretsNamespace is the omnicore:secrets capability. Use it through the [Secrets] value.
+type SecretsNamespace struct{}
+
+// Secrets reads secrets the operator exposed to this plugin.
+var Secrets SecretsNamespace
+
+// Get returns the secret name. A name not exposed to the plugin matches [ErrDenied]; an
+// exposed but unset one matches [ErrNotFound].
+func (SecretsNamespace) Get(name string) ([]byte, error) {
+	return readBuffered("secrets.get", func(out *byte, capacity uint32) int32 {
+		return hostSecretsGet(name, out, capacity)
+	})
+}

@@ -1,0 +1,39 @@
+package omnicore
+
+import "time"
+
+//go:wasmimport omnicore:tasks enqueue
+func hostTasksEnqueue(handler string, payload *byte, payloadLen uint32, delayMS int64) int64
+
+//go:wasmimport omnicore:tasks cancel
+func hostTasksCancel(id int64) int32
+
+// TasksNamespace is the omnicore:tasks capability. Use it through the [Tasks] value.
+type TasksNamespace struct{}
+
+// Tasks schedules durable background calls of this plugin's own handlers.
+var Tasks TasksNamespace
+
+// Enqueue schedules handler(payload) after delay and returns the task id. Delivery is
+// at-least-once with retries, so the handler must be idempotent. An unknown handler
+// matches [ErrNotFound], a full queue [ErrQuota].
+func (TasksNamespace) Enqueue(handler string, payload []byte, delay time.Duration) (int64, error) {
+	if delay < 0 {
+		delay = 0
+	}
+	id := hostTasksEnqueue(handler, bytesPtr(payload), uint32(len(payload)), delay.Milliseconds())
+	if id < 0 {
+		return 0, statusError("tasks.enqueue", int32(id))
+	}
+	return id, nil
+}
+
+// Cancel cancels task id and reports whether it was still pending; an unknown id matches
+// [ErrNotFound].
+func (TasksNamespace) Cancel(id int64) (bool, error) {
+	status := hostTasksCancel(id)
+	if status < 0 {
+		return false, statusError("tasks.cancel", status)
+	}
+	return status == 1, nil
+}
