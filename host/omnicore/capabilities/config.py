@@ -1,0 +1,71 @@
+"""``omnicore:config`` (specs/abi.md §4.2): a plugin reads its own config section."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from omnicore.errors import ConfigError
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    Status,
+)
+
+__all__ = ["CAPABILITY", "lookup"]
+
+
+def lookup(config: Mapping[str, Any], key: str) -> bytes | None:
+    """The §4.2 text of ``key`` in ``config`` (dotted path; "" = whole section), or None."""
+    value: Any = config
+    if key:
+        for part in key.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                return None
+            value = value[part]
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode()
+
+
+def _check_grant(options: Mapping[str, Any]) -> None:
+    if options:
+        raise ConfigError(f"grant 'config' takes no options, got {sorted(options)}",
+                          key="grant.config")
+
+
+class _State:
+    __slots__ = ("config", "cache")
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = config
+        self.cache: dict[str, bytes | None] = {}
+
+
+def _get(state: _State, mem: GuestMemory, kptr: int, klen: int, out: int, cap: int) -> int:
+    key = mem.read(kptr, klen, "config key")
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        mem.check(out, cap, "output buffer")
+        return Status.INVALID
+    if text in state.cache:
+        value = state.cache[text]
+    else:
+        value = state.cache[text] = lookup(state.config, text)
+    if value is None:
+        mem.check(out, cap, "output buffer")
+        return Status.NOT_FOUND
+    return mem.write_result(value, out, cap)
+
+
+CAPABILITY = Capability(
+    name="config",
+    description="read the plugin's own config section",
+    functions=(HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),),
+    bind=lambda ctx: _State(ctx.config),
+    check_grant=_check_grant,
+)

@@ -1,0 +1,64 @@
+"""``omnicore:log`` (specs/abi.md §4.1): a plugin writes lines into its own log."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omnicore.errors import ConfigError
+from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext
+from omnicore.sandbox.pluginlog import LEVELS, PluginLog, level_number
+
+__all__ = ["CAPABILITY", "MAX_MESSAGE_BYTES"]
+
+#: Longer messages are cut: one line in a 1,000-line ring buffer should not hold megabytes.
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+def _bind(ctx: PluginContext) -> PluginLog:
+    level = ctx.grant.get("level")
+    if level is not None:
+        ctx.log.min_level = level_number(level)
+    return ctx.log
+
+
+def _check_grant(options: Mapping[str, Any]) -> None:
+    unknown = set(options) - {"level"}
+    if unknown:
+        raise ConfigError(f"unknown option(s) for grant 'log': {', '.join(sorted(unknown))}; "
+                          "known: level", key=f"grant.log.{sorted(unknown)[0]}")
+    level = options.get("level", "info")
+    try:
+        level_number(level)
+    except (ValueError, TypeError):
+        raise ConfigError(f"grant.log.level must be one of {', '.join(LEVELS)}, got {level!r}",
+                          key="grant.log.level", value=level) from None
+
+
+def _write(log: PluginLog, mem: GuestMemory, level: int, ptr: int, length: int) -> None:
+    if level_number(level) < log.min_level:
+        mem.check(ptr, length, "log message")  # a bad pointer traps even when filtered
+        return
+    cut = min(length, MAX_MESSAGE_BYTES)
+    mem.check(ptr, length, "log message")
+    text = mem.read_str(ptr, cut, "log message")
+    if cut < length:
+        text += f"… [{length - cut} bytes cut]"
+    log.write(level, text)
+
+
+def _enabled(log: PluginLog, _mem: GuestMemory, level: int) -> int:
+    return 1 if log.enabled(level) else 0
+
+
+CAPABILITY = Capability(
+    name="log",
+    description="write lines to the plugin's own log (granted by default)",
+    functions=(
+        HostFunction("write", ("i32", "ptr", "len"), (), _write),
+        HostFunction("enabled", ("i32",), ("i32",), _enabled),
+    ),
+    default_grant=True,
+    bind=_bind,
+    check_grant=_check_grant,
+)

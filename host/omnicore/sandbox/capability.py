@@ -1,0 +1,144 @@
+"""What a host capability is, and the registry the sandbox links plugins against.
+
+A capability is one ``omnicore:<name>`` import namespace: a list of host functions plus,
+optionally, per-plugin state created by :meth:`Capability.bind`. Adding a capability is one
+new module that defines a :class:`Capability` and returns it from the pluggy
+``capabilities(app)`` hook (see ``omnicore.capabilities.builtin``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omnicore.errors import ConfigError
+from omnicore.sandbox.fastcall import HOST_PARAM_TYPES, GuestMemory, HostTrap
+from omnicore.sandbox.pluginlog import PluginLog
+
+__all__ = ["Capability", "CapabilityRegistry", "GuestMemory", "HostFunction", "HostTrap",
+           "PluginContext", "Status"]
+
+
+class Status:
+    """Status codes of specs/abi.md §3.1."""
+
+    NOT_FOUND = -1
+    DENIED = -2
+    INVALID = -3
+    QUOTA = -4
+    UNAVAILABLE = -5
+    TOO_LARGE = -6
+
+
+@dataclass(frozen=True, slots=True)
+class HostFunction:
+    """One imported function: ``impl(state, memory, *args)``.
+
+    ``params`` use ``i32``, ``i64``, ``f32``, ``f64`` and the unsigned i32 aliases ``ptr`` and
+    ``len``; ``results`` is empty or one of ``i32``/``i64``. ``state`` is what the
+    capability's ``bind`` returned for the calling plugin; ``memory`` is the calling
+    instance's :class:`GuestMemory` (bounds-checked; raise :class:`HostTrap` to trap).
+    """
+
+    name: str
+    params: tuple[str, ...]
+    results: tuple[str, ...]
+    impl: Callable[..., Any]
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.params if p not in HOST_PARAM_TYPES]
+        if bad or len(self.results) > 1 or any(r not in ("i32", "i64") for r in self.results):
+            raise ValueError(f"host function {self.name}: unsupported types "
+                             f"{self.params} -> {self.results}")
+
+    @property
+    def wasm_type(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(params, results) as wasm value types, e.g. (("i32", "i32"), ("i32",))."""
+        return (tuple("i32" if p in ("ptr", "len") else p for p in self.params), self.results)
+
+
+@dataclass(frozen=True, slots=True)
+class PluginContext:
+    """What a capability learns about the plugin it is bound to. Never another plugin's."""
+
+    plugin: str
+    grant: Mapping[str, Any]
+    config: Mapping[str, Any]
+    log: PluginLog
+    data_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One ``omnicore:<name>`` namespace.
+
+    ``bind`` makes the per-plugin state handed to every host function (default: the
+    :class:`PluginContext` itself); ``check_grant`` validates the operator's grant options
+    and raises ConfigError; ``default_grant`` makes it granted without being asked (log).
+    """
+
+    name: str
+    functions: Sequence[HostFunction]
+    description: str = ""
+    default_grant: bool = False
+    bind: Callable[[PluginContext], Any] = field(default=lambda ctx: ctx)
+    check_grant: Callable[[Mapping[str, Any]], None] | None = None
+
+    @property
+    def namespace(self) -> str:
+        """The wasm import module name: ``omnicore:<name>``."""
+        return f"omnicore:{self.name}"
+
+    def function(self, name: str) -> HostFunction | None:
+        """The host function called ``name``, or None."""
+        for fn in self.functions:
+            if fn.name == name:
+                return fn
+        return None
+
+
+class CapabilityRegistry:
+    """The capabilities a sandbox can link, by name. Duplicate names are an error."""
+
+    def __init__(self, capabilities: Iterable[Capability] = ()) -> None:
+        self._caps: dict[str, Capability] = {}
+        for cap in capabilities:
+            self.add(cap)
+
+    @classmethod
+    def builtin(cls) -> CapabilityRegistry:
+        """A registry holding omnicore's built-in capabilities (log, config)."""
+        from omnicore.capabilities.builtin import builtin_capabilities
+
+        return cls(builtin_capabilities())
+
+    def add(self, cap: Capability) -> None:
+        """Register ``cap``; a second capability with the same name raises ConfigError."""
+        if not isinstance(cap, Capability):
+            raise ConfigError(f"not a Capability: {cap!r}", value=cap)
+        if cap.name in self._caps:
+            raise ConfigError(f"capability {cap.name!r} is registered twice", key=cap.name)
+        self._caps[cap.name] = cap
+
+    def get(self, name: str) -> Capability | None:
+        """The capability called ``name`` (without the ``omnicore:`` prefix), or None."""
+        return self._caps.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._caps
+
+    def __iter__(self) -> Iterator[Capability]:
+        return iter(self._caps.values())
+
+    def __len__(self) -> int:
+        return len(self._caps)
+
+    def names(self) -> tuple[str, ...]:
+        """Registered capability names, sorted."""
+        return tuple(sorted(self._caps))
+
+    def defaults(self) -> frozenset[str]:
+        """Names granted without being asked."""
+        return frozenset(n for n, c in self._caps.items() if c.default_grant)

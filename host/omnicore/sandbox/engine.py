@@ -1,0 +1,117 @@
+"""One wasmtime engine per app: epoch ticker thread, optional fuel, compiled-module cache."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from importlib import metadata
+from pathlib import Path
+
+import wasmtime
+
+__all__ = ["SandboxEngine"]
+
+_log = logging.getLogger("omnicore.sandbox")
+
+
+def _wasmtime_version() -> str:
+    try:
+        return metadata.version("wasmtime")
+    except metadata.PackageNotFoundError:  # pragma: no cover - vendored copies
+        return "unknown"
+
+
+class SandboxEngine:
+    """The shared compiler/runtime for every plugin of one app.
+
+    * epoch interruption is always on; a daemon thread bumps the epoch every
+      ``epoch_tick_ms`` so per-call deadlines (``Limits.timeout_ms``) are enforced with that
+      granularity;
+    * ``fuel=True`` enables instruction metering (``Limits.fuel`` then applies per call);
+    * ``cache_dir`` holds compiled modules keyed by sha256 + engine config + wasmtime version;
+    * ``pooling=True`` uses wasmtime's pooling instance allocator (fast fresh instances).
+    """
+
+    def __init__(self, cache_dir: Path | None = None, epoch_tick_ms: int = 10,
+                 fuel: bool = False, *, pooling: bool = False) -> None:
+        if not isinstance(epoch_tick_ms, int) or epoch_tick_ms < 1:
+            raise ValueError(f"epoch_tick_ms must be a positive integer, got {epoch_tick_ms!r}")
+        self.epoch_tick_ms = epoch_tick_ms
+        self.fuel = fuel
+        self.pooling = pooling
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        cfg = wasmtime.Config()
+        cfg.epoch_interruption = True
+        cfg.consume_fuel = fuel
+        # The fast path caches each memory's base address; it must never move.
+        cfg.memory_may_move = False
+        if pooling:
+            from omnicore.sandbox.pooling import enable_pooling
+
+            enable_pooling(cfg)
+        self.wasmtime = wasmtime.Engine(cfg)
+        self.config_key = hashlib.sha256(
+            f"wasmtime={_wasmtime_version()};epoch=1;fuel={int(fuel)};may_move=0;"
+            f"pooling={int(pooling)}".encode()).hexdigest()[:16]
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="omnicore-epoch", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        period = self.epoch_tick_ms / 1000
+        engine = self.wasmtime
+        while not self._stop.wait(period):
+            engine.increment_epoch()
+
+    def deadline_ticks(self, timeout_ms: int) -> int:
+        """Epoch ticks for a deadline of ``timeout_ms`` (rounded up, plus the partial tick)."""
+        return -(-timeout_ms // self.epoch_tick_ms) + 1
+
+    def cache_path(self, sha256: str) -> Path | None:
+        """Where the compiled form of the wasm with this digest lives (None: no cache)."""
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / f"{sha256}-{self.config_key}.cwasm"
+
+    def compile(self, wasm: bytes, sha256: str | None = None) -> wasmtime.Module:
+        """Compile ``wasm`` (through the on-disk cache when configured).
+
+        Raises wasmtime.WasmtimeError for invalid wasm. A corrupt cache entry is recompiled.
+        """
+        sha256 = sha256 or hashlib.sha256(wasm).hexdigest()
+        path = self.cache_path(sha256)
+        if path is not None and path.exists():
+            try:
+                return wasmtime.Module.deserialize_file(self.wasmtime, str(path))
+            except wasmtime.WasmtimeError:
+                _log.warning("compiled-module cache entry %s is unusable; recompiling", path)
+        module = wasmtime.Module(self.wasmtime, wasm)
+        if path is not None:
+            self._store(path, bytes(module.serialize()))
+        return module
+
+    def _store(self, path: Path, blob: bytes) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write-then-rename so a concurrent reader never sees a half-written entry.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".cwasm")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(blob)
+            os.replace(tmp, path)
+        except OSError as exc:
+            _log.warning("cannot write compiled-module cache %s: %s", path, exc)
+
+    def close(self) -> None:
+        """Stop the ticker thread. Runtimes created from this engine must be closed first."""
+        self._stop.set()
+        if self._ticker.is_alive() and self._ticker is not threading.current_thread():
+            self._ticker.join(timeout=1)
+
+    def __enter__(self) -> SandboxEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,435 @@
+"""The fast call path: wasmtime's C API driven through ctypes with preallocated buffers.
+
+wasmtime-py's public ``Func.__call__`` converts every value in Python (≈20-30 µs a call). Here a
+call is a handful of direct C calls taking plain integers: set the epoch deadline, ``memmove``
+the input into linear memory, ``wasmtime_func_call_unchecked`` on a preallocated
+``wasmtime_val_raw_t`` buffer, ``string_at`` the output. ctypes releases the GIL around each C
+call, so instances in different threads run in parallel.
+
+Host functions use raw ``wasmtime_linker_define_func_unchecked`` trampolines for the same
+reason (``Linker.define_func`` costs ≈28 µs a call).
+
+Everything private to wasmtime-py that omnicore touches is named in :data:`PRIVATE_NAMES`
+and checked by :func:`check_private_names` (``tests/sandbox/test_fastcall.py``), so upgrading
+wasmtime fails loudly instead of corrupting memory. wasmtime is pinned in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import struct
+from collections.abc import Callable, Sequence
+from ctypes import c_bool, c_char_p, c_int64, c_size_t, c_uint64, c_void_p
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+__all__ = [
+    "PRIVATE_NAMES",
+    "GuestFailure",
+    "GuestMemory",
+    "HostTrap",
+    "RawInstance",
+    "check_private_names",
+    "define_host_function",
+    "HOST_PARAM_TYPES",
+]
+
+_log = logging.getLogger("omnicore.sandbox")
+
+#: C symbols and wasmtime-py internals the fast path relies on.
+PRIVATE_NAMES = (
+    "wasmtime_func_call_unchecked",
+    "wasmtime_linker_define_func_unchecked",
+    "wasmtime_context_set_epoch_deadline",
+    "wasmtime_context_set_fuel",
+    "wasmtime_caller_context",
+    "wasmtime_memory_data",
+    "wasmtime_memory_data_size",
+    "wasmtime_store_new",
+    "wasmtime_store_context",
+    "wasmtime_store_delete",
+    "wasmtime_store_limiter",
+    "wasmtime_context_set_wasi",
+    "wasmtime_instance_pre_instantiate",
+    "wasmtime_instance_export_get",
+    "wasmtime_trap_new",
+    "wasm_functype_new",
+    "wasm_functype_delete",
+    "wasm_valtype_new",
+    "wasm_valtype_vec_new",
+)
+
+_RAW = 16  # sizeof(wasmtime_val_raw_t): every argument/result slot is 16 bytes (v128-wide)
+
+
+def check_private_names() -> None:
+    """Raise RuntimeError if a C symbol or wasmtime-py internal we use has moved."""
+    missing = [n for n in PRIVATE_NAMES if not hasattr(ffi.dll, n)]
+    for attr in ("wasmtime_val_raw_t", "wasmtime_func_t", "wasmtime_extern_t",
+                 "wasmtime_instance_t", "wasmtime_error_t", "wasm_trap_t"):
+        if not hasattr(ffi, attr):
+            missing.append(f"wasmtime._ffi.{attr}")
+    for cls, attr in ((wasmtime.Module, "ptr"), (wasmtime.Linker, "ptr"),
+                      (wasmtime.Engine, "ptr"), (wasmtime.InstancePre, "ptr"),
+                      (wasmtime.WasiConfig, "_consume"), (wasmtime.Trap, "_from_ptr"),
+                      (wasmtime.WasmtimeError, "_from_ptr")):
+        if not hasattr(cls, attr):
+            missing.append(f"wasmtime.{cls.__name__}.{attr}")
+    if missing:
+        raise RuntimeError(f"wasmtime {wasmtime.__name__} no longer has {', '.join(missing)}; "
+                           "the fast call path needs updating for this wasmtime version")
+    if ctypes.sizeof(ffi.wasmtime_val_raw_t) != _RAW:
+        raise RuntimeError("wasmtime_val_raw_t is no longer 16 bytes")
+    if ctypes.sizeof(ffi.wasmtime_func_t) != 16 or ctypes.sizeof(ffi.wasmtime_instance_t) != 16:
+        raise RuntimeError("wasmtime_func_t / wasmtime_instance_t changed size")
+
+
+def _bind(name: str, restype: Any, *argtypes: Any) -> Any:
+    # A fresh prototype over the same symbol: plain-int arguments convert faster than the
+    # POINTER(...) argtypes wasmtime-py declares, and we must not mutate its shared objects.
+    addr = ctypes.cast(getattr(ffi.dll, name), c_void_p).value
+    return ctypes.CFUNCTYPE(restype, *argtypes)(addr)
+
+
+_call_unchecked = _bind("wasmtime_func_call_unchecked", c_void_p,
+                        c_void_p, c_void_p, c_void_p, c_size_t, c_void_p)
+_set_deadline = _bind("wasmtime_context_set_epoch_deadline", None, c_void_p, c_uint64)
+_set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64)
+_caller_context = _bind("wasmtime_caller_context", c_void_p, c_void_p)
+_memory_data = _bind("wasmtime_memory_data", c_void_p, c_void_p, c_void_p)
+_memory_size = _bind("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p)
+_store_new = _bind("wasmtime_store_new", c_void_p, c_void_p, c_void_p, c_void_p)
+_store_context = _bind("wasmtime_store_context", c_void_p, c_void_p)
+_store_delete = _bind("wasmtime_store_delete", None, c_void_p)
+_store_limiter = _bind("wasmtime_store_limiter", None, c_void_p, c_int64, c_int64, c_int64,
+                       c_int64, c_int64)
+_set_wasi = _bind("wasmtime_context_set_wasi", c_void_p, c_void_p, c_void_p)
+_pre_instantiate = _bind("wasmtime_instance_pre_instantiate", c_void_p,
+                         c_void_p, c_void_p, c_void_p, c_void_p)
+_export_get = _bind("wasmtime_instance_export_get", c_bool,
+                    c_void_p, c_void_p, c_char_p, c_size_t, c_void_p)
+_trap_new = _bind("wasmtime_trap_new", c_void_p, c_char_p, c_size_t)
+_define_unchecked = _bind("wasmtime_linker_define_func_unchecked", c_void_p,
+                          c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_void_p,
+                          c_void_p, c_void_p, c_void_p)
+_CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_size_t)
+_memmove = ctypes.memmove
+_string_at = ctypes.string_at
+_EXTERN_FUNC = 0
+_EXTERN_MEMORY = 3
+
+
+class HostTrap(Exception):
+    """Raised by a host function to trap the guest (bad pointer, ABI violation)."""
+
+
+class GuestFailure(Exception):
+    """A guest call did not return normally. ``code`` is a wasmtime.TrapCode or None."""
+
+    def __init__(self, message: str, code: wasmtime.TrapCode | None = None,
+                 exit_status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.exit_status = exit_status
+
+
+def _failure(err: int | None, trap: ctypes.c_void_p) -> GuestFailure:
+    if trap.value:
+        ptr = trap.value
+        trap.value = None
+        t = wasmtime.Trap._from_ptr(ctypes.cast(ptr, ctypes.POINTER(ffi.wasm_trap_t)))
+        return GuestFailure(t.message, t.trap_code)
+    e = wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))
+    status = ffi.c_int(0)
+    exit_status = None
+    if ffi.wasmtime_error_exit_status(
+            ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)), ctypes.byref(status)):
+        exit_status = status.value
+    return GuestFailure(str(e), None, exit_status)
+
+
+class GuestMemory:
+    """Bounds-checked access to one instance's linear memory, for host functions.
+
+    The engine sets ``memory_may_move = False``, so the base address is stable for the
+    instance's life; only the size grows and is re-read when an access looks out of bounds.
+    """
+
+    __slots__ = ("_ctx", "_mem", "_inst", "base", "size")
+
+    def __init__(self, ctx: int, mem: ffi.wasmtime_memory_t, inst: RawInstance) -> None:
+        self._ctx = ctx
+        self._mem = ctypes.addressof(mem)
+        self._inst = inst
+        self.base = _memory_data(ctx, self._mem) or 0
+        self.size = _memory_size(ctx, self._mem)
+
+    def refresh(self) -> int:
+        """Re-read base and size after the guest may have grown its memory; return size."""
+        self.base = _memory_data(self._ctx, self._mem) or 0
+        self.size = _memory_size(self._ctx, self._mem)
+        return self.size
+
+    def check(self, ptr: int, length: int, what: str = "buffer") -> None:
+        """Trap unless ``[ptr, ptr+length)`` lies inside linear memory."""
+        if ptr < 0 or length < 0 or (ptr + length > self.size and ptr + length > self.refresh()):
+            raise HostTrap(f"out-of-bounds {what}: ptr={ptr} len={length} "
+                           f"(memory is {self.size} bytes)")
+
+    def read(self, ptr: int, length: int, what: str = "buffer") -> bytes:
+        """Copy ``length`` bytes at ``ptr`` out of guest memory."""
+        self.check(ptr, length, what)
+        return _string_at(self.base + ptr, length) if length else b""
+
+    def read_str(self, ptr: int, length: int, what: str = "string") -> str:
+        """Read UTF-8 text; invalid sequences are replaced, not refused."""
+        return self.read(ptr, length, what).decode("utf-8", "replace")
+
+    def write(self, ptr: int, data: bytes, what: str = "output buffer") -> None:
+        """Copy ``data`` into guest memory at ``ptr``."""
+        self.check(ptr, len(data), what)
+        if data:
+            _memmove(self.base + ptr, data, len(data))
+
+    def write_result(self, data: bytes, out_ptr: int, out_cap: int) -> int:
+        """specs/abi.md §3.2: write if it fits, always return the full length."""
+        if len(data) <= out_cap:
+            self.write(out_ptr, data)
+        else:
+            self.check(out_ptr, out_cap)
+        return len(data)
+
+    def alloc_result(self, data: bytes, error: bool = False) -> int:
+        """specs/abi.md §3.3: place ``data`` in a guest-owned block; return the packed i64."""
+        n = len(data)
+        if n > 0x7FFF_FFFF:
+            raise HostTrap("result too large for the ABI (2 GiB)")
+        ptr = self._inst.guest_alloc(n)
+        if ptr == 0:
+            raise HostTrap(f"omni_alloc({n}) returned 0 (guest out of memory)")
+        self.write(ptr, data, "omni_alloc block")
+        packed = (ptr << 32) | n | (1 << 31 if error else 0)
+        return packed - (1 << 64) if packed >= 1 << 63 else packed
+
+
+#: Host function parameter kinds: ``ptr``/``len`` are wasm i32 read as unsigned.
+HOST_PARAM_TYPES = {"i32": "i12x", "ptr": "I12x", "len": "I12x", "i64": "q8x",
+                    "f32": "f12x", "f64": "d8x"}
+_VALKIND = {"i32": 0, "ptr": 0, "len": 0, "i64": 1, "f32": 2, "f64": 3}
+
+
+class RawInstance:
+    """One store + one instance of a plugin, driven through the C API. Single-threaded use.
+
+    Construction instantiates, runs ``_initialize`` and allocates the input buffer
+    (specs/abi.md §2.1). Any failure raises GuestFailure (or ValueError for ABI shape problems).
+    """
+
+    def __init__(self, engine: wasmtime.Engine, pre: wasmtime.InstancePre, *,
+                 memory_limit: int, deadline_ticks: int, fuel: int | None,
+                 wasi: wasmtime.WasiConfig | None, registry: dict[int, RawInstance],
+                 input_cap: int = 65536) -> None:
+        self._store: int | None = _store_new(engine.ptr(), None, None)
+        self.ctx: int = _store_context(self._store)
+        self._registry = registry
+        # One instance and one memory per store: a module cannot multiply its allowance.
+        _store_limiter(self._store, memory_limit, -1, 1, -1, 1)
+        self._raw = (ffi.wasmtime_val_raw_t * 2)()
+        self._raw_addr = ctypes.addressof(self._raw)
+        self._i32 = (ctypes.c_int32 * 8).from_address(self._raw_addr)
+        self._u64 = (c_uint64 * 4).from_address(self._raw_addr)
+        self._trap = c_void_p()
+        self._trap_addr = ctypes.addressof(self._trap)
+        # A separate buffer for re-entrant omni_alloc from host functions.
+        self._raw2 = (ffi.wasmtime_val_raw_t * 1)()
+        self._raw2_addr = ctypes.addressof(self._raw2)
+        self._i32b = (ctypes.c_int32 * 4).from_address(self._raw2_addr)
+        self._funcs: dict[str, ffi.wasmtime_func_t] = {}
+        self.fuel = fuel
+        if wasi is not None:
+            err = _set_wasi(self.ctx, ctypes.cast(wasi._consume(), c_void_p).value)
+            if err:
+                raise _failure(err, self._trap)
+        self._arm(deadline_ticks)
+        self._inst = ffi.wasmtime_instance_t()
+        err = _pre_instantiate(ctypes.cast(pre.ptr(), c_void_p).value, self.ctx,
+                               ctypes.addressof(self._inst), self._trap_addr)
+        if err or self._trap.value:
+            raise _failure(err, self._trap)
+        registry[self.ctx] = self
+        mem = self._export("memory", _EXTERN_MEMORY)
+        if mem is None:
+            raise ValueError("the module does not export 'memory'")
+        self._mem_struct = mem.of.memory
+        self.memory = GuestMemory(self.ctx, self._mem_struct, self)
+        alloc = self.func("omni_alloc")
+        free = self.func("omni_free")
+        if alloc is None or free is None:
+            raise ValueError("the module does not export omni_alloc/omni_free")
+        self._alloc_addr = ctypes.addressof(alloc)
+        self._free_addr = ctypes.addressof(free)
+        init = self.func("_initialize")
+        if init is not None:
+            self._invoke(ctypes.addressof(init), 0)
+        self.buf = 0
+        self.cap = 0
+        self._grow_input(input_cap)
+
+    def _export(self, name: str, kind: int) -> Any:
+        ext = ffi.wasmtime_extern_t()
+        raw = name.encode()
+        if not _export_get(self.ctx, ctypes.addressof(self._inst), raw, len(raw),
+                           ctypes.addressof(ext)):
+            return None
+        if ext.kind != kind:
+            return None
+        return ext
+
+    def func(self, name: str) -> ffi.wasmtime_func_t | None:
+        """The exported function ``name`` (cached), or None."""
+        f = self._funcs.get(name)
+        if f is None:
+            ext = self._export(name, _EXTERN_FUNC)
+            if ext is None:
+                return None
+            f = ffi.wasmtime_func_t()
+            ctypes.pointer(f)[0] = ext.of.func
+            self._funcs[name] = f
+        return f
+
+    def _arm(self, deadline_ticks: int) -> None:
+        _set_deadline(self.ctx, deadline_ticks)
+        if self.fuel is not None:
+            err = _set_fuel(self.ctx, self.fuel)
+            if err:
+                raise _failure(err, self._trap)
+
+    def _invoke(self, func_addr: int, nslots: int) -> None:
+        err = _call_unchecked(self.ctx, func_addr, self._raw_addr, nslots, self._trap_addr)
+        if err or self._trap.value:
+            raise _failure(err, self._trap)
+
+    def _grow_input(self, need: int) -> None:
+        cap = 1 << max(need - 1, 1).bit_length()
+        if self.buf:
+            self._i32[0] = self.buf
+            self._i32[4] = self.cap
+            self._invoke(self._free_addr, 2)
+            self.buf = self.cap = 0
+        self._i32[0] = cap
+        self._invoke(self._alloc_addr, 1)
+        ptr = self._i32[0] & 0xFFFF_FFFF
+        if ptr == 0:
+            raise MemoryError(f"omni_alloc({cap}) returned 0")
+        self.memory.check(ptr, cap, "omni_alloc block")
+        self.buf, self.cap = ptr, cap
+
+    def guest_alloc(self, n: int) -> int:
+        """Re-entrant ``omni_alloc(n)`` (specs/abi.md §3.3); callable from host functions."""
+        self._i32b[0] = n
+        err = _call_unchecked(self.ctx, self._alloc_addr, self._raw2_addr, 1, self._trap_addr)
+        if err or self._trap.value:
+            raise HostTrap(f"re-entrant omni_alloc failed: {_failure(err, self._trap).message}")
+        return self._i32b[0] & 0xFFFF_FFFF
+
+    def call(self, func: ffi.wasmtime_func_t, data: bytes, deadline_ticks: int) -> int:
+        """Copy ``data`` in, call the handler, return the raw packed i64 (unsigned)."""
+        n = len(data)
+        if n > self.cap:
+            self._arm(deadline_ticks)
+            self._grow_input(n)
+        self._arm(deadline_ticks) if self.fuel is not None else _set_deadline(
+            self.ctx, deadline_ticks)
+        if n:
+            _memmove(self.memory.base + self.buf, data, n)
+        self._i32[0] = self.buf
+        self._i32[4] = n
+        err = _call_unchecked(self.ctx, ctypes.addressof(func), self._raw_addr, 2,
+                              self._trap_addr)
+        if err or self._trap.value:
+            raise _failure(err, self._trap)
+        return int(self._u64[0])
+
+    def read(self, ptr: int, length: int) -> bytes:
+        """Copy guest bytes out; raises HostTrap when out of bounds."""
+        mem = self.memory
+        if ptr + length > mem.size:
+            mem.check(ptr, length, "handler output")
+        return _string_at(mem.base + ptr, length)
+
+    def memory_size(self) -> int:
+        """Current linear memory size in bytes."""
+        return self.memory.refresh()
+
+    def close(self) -> None:
+        """Free the store (and with it the instance). Idempotent."""
+        if self._store:
+            self._registry.pop(self.ctx, None)
+            _store_delete(self._store)
+            self._store = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+HostImpl = Callable[..., Any]
+
+
+def define_host_function(linker: wasmtime.Linker, module: str, name: str,
+                         params: Sequence[str], results: Sequence[str], impl: HostImpl,
+                         state: Any, registry: dict[int, RawInstance],
+                         keepalive: list[Any]) -> None:
+    """Define ``module.name`` in ``linker`` as a raw unchecked trampoline around ``impl``.
+
+    ``impl(state, memory: GuestMemory, *args)`` returns an int for a one-result function.
+    HostTrap (or any exception) traps the guest with a message naming the function; the
+    callback object is appended to ``keepalive``, which must outlive the linker's instances.
+    """
+    for p in params:
+        if p not in HOST_PARAM_TYPES:
+            raise ValueError(f"unknown host parameter type {p!r}")
+    if len(results) > 1 or (results and results[0] not in ("i32", "i64")):
+        raise ValueError("host functions return nothing, one i32 or one i64")
+    unpack = struct.Struct("<" + "".join(HOST_PARAM_TYPES[p] for p in params)).unpack
+    nbytes = _RAW * len(params)
+    result = results[0] if results else None
+    qualified = f"{module}.{name}"
+
+    def trampoline(_env: int, caller: int, args: int, _nargs: int) -> int:
+        try:
+            inst = registry[_caller_context(caller)]
+            values = unpack(_string_at(args, nbytes)) if nbytes else ()
+            out = impl(state, inst.memory, *values)
+            if result == "i32":
+                ctypes.c_int32.from_address(args).value = out
+            elif result == "i64":
+                ctypes.c_int64.from_address(args).value = out
+            return 0
+        except HostTrap as exc:
+            msg = f"host function {qualified}: {exc}".encode()
+        except Exception as exc:
+            _log.exception("host function %s failed", qualified)
+            msg = f"host function {qualified} failed: {type(exc).__name__}: {exc}".encode()
+        return int(_trap_new(msg, len(msg)) or 0)
+
+    cb = _CALLBACK(trampoline)
+    keepalive.append(cb)
+    ptypes = [_VALKIND[p] for p in params]
+    rtypes = [_VALKIND[r] for r in results]
+    ftype = wasmtime.FuncType(
+        [wasmtime.ValType.i32() if k == 0 else wasmtime.ValType.i64() if k == 1
+         else wasmtime.ValType.f32() if k == 2 else wasmtime.ValType.f64() for k in ptypes],
+        [wasmtime.ValType.i32() if k == 0 else wasmtime.ValType.i64() for k in rtypes])
+    keepalive.append(ftype)
+    mod_b, name_b = module.encode(), name.encode()
+    err = _define_unchecked(ctypes.cast(linker.ptr(), c_void_p).value, mod_b, len(mod_b),
+                            name_b, len(name_b), ctypes.cast(ftype.ptr(), c_void_p).value,
+                            ctypes.cast(cb, c_void_p).value, None, None)
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(
+            ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))
+

@@ -1,0 +1,60 @@
+"""Per-plugin sandbox limits (specs/host.md "Limits")."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from omnicore.errors import ConfigError
+
+__all__ = ["Limits"]
+
+_MIB = 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one plugin may consume. Immutable; derive variants with :meth:`merged`."""
+
+    max_memory_bytes: int = 64 * _MIB
+    timeout_ms: int = 1000
+    fuel: int | None = None
+    max_input_bytes: int = 16 * _MIB
+    max_output_bytes: int = 16 * _MIB
+    pool_size: int = 4
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "fuel" and value is None:
+                continue
+            # bool is an int subclass; `timeout_ms: true` in YAML is a mistake, not 1 ms.
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(
+                    f"limits.{field.name} must be a positive integer, got {value!r}",
+                    key=f"limits.{field.name}", value=value)
+        if self.max_memory_bytes < 65536:
+            raise ConfigError(
+                "limits.max_memory_bytes must be at least 65536 (one wasm page)",
+                key="limits.max_memory_bytes", value=self.max_memory_bytes)
+
+    def merged(self, overrides: Mapping[str, Any] | None) -> Limits:
+        """A copy with ``overrides`` applied; unknown keys or bad values raise ConfigError."""
+        if not overrides:
+            return self
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"limits must be a mapping, got {type(overrides).__name__}",
+                              key="limits", value=overrides)
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(str(k) for k in overrides if k not in known)
+        if unknown:
+            raise ConfigError(
+                f"unknown limit(s) {', '.join(unknown)}; known limits: {', '.join(sorted(known))}",
+                key=f"limits.{unknown[0]}", value=overrides[unknown[0]])
+        return dataclasses.replace(self, **dict(overrides))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The limits as a plain dict (for display and serialisation)."""
+        return dataclasses.asdict(self)

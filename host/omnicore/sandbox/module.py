@@ -1,0 +1,319 @@
+"""A validated, compiled plugin: manifest, handlers, requested capabilities (specs/abi.md §1, §5)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import wasmtime
+
+from omnicore.errors import InvalidModule, UnsupportedAbiVersion
+from omnicore.sandbox import wasmbin
+
+if TYPE_CHECKING:
+    from omnicore.sandbox.capability import CapabilityRegistry
+    from omnicore.sandbox.engine import SandboxEngine
+
+__all__ = ["ABI_VERSION", "MANIFEST_SECTION", "PluginModule", "Import", "Export"]
+
+ABI_VERSION = 1
+MANIFEST_SECTION = "omnicore.manifest"
+WASI_MODULE = "wasi_snapshot_preview1"
+NAMESPACE_PREFIX = "omnicore:"
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_HANDLER_TYPE = (("i32", "i32"), ("i64",))
+
+
+def _type_str(t: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (tuple(str(p) for p in t.params), tuple(str(r) for r in t.results))
+
+
+def _fmt(sig: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    params, results = sig
+    res = results[0] if len(results) == 1 else f"({', '.join(results)})"
+    return f"({', '.join(params)}) -> {res}"
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    """One import of the module: ``module.name`` of ``kind`` (func signature if a function)."""
+
+    module: str
+    name: str
+    kind: str
+    signature: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """One export: ``name`` of ``kind`` (func signature if a function)."""
+
+    name: str
+    kind: str
+    signature: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+
+
+def _kind(t: object) -> str:
+    return {wasmtime.FuncType: "func", wasmtime.MemoryType: "memory",
+            wasmtime.TableType: "table", wasmtime.GlobalType: "global"}.get(type(t), "other")
+
+
+def _parse_manifest(wasm: bytes, fallback_name: str | None) -> dict[str, Any]:
+    try:
+        payloads = wasmbin.custom_sections(wasm, MANIFEST_SECTION)
+    except wasmbin.WasmFormatError as exc:
+        raise InvalidModule(f"{fallback_name or 'module'}: {exc}",
+                            plugin=fallback_name) from None
+    if len(payloads) > 1:
+        raise InvalidModule(f"{len(payloads)} '{MANIFEST_SECTION}' sections; at most one allowed",
+                            plugin=fallback_name)
+    if not payloads:
+        return {}
+    try:
+        manifest = json.loads(payloads[0].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is not UTF-8 JSON: {exc}",
+                            plugin=fallback_name) from None
+    if not isinstance(manifest, dict):
+        raise InvalidModule(f"the '{MANIFEST_SECTION}' section must be a JSON object",
+                            plugin=fallback_name)
+    return manifest
+
+
+def _check_manifest(m: Mapping[str, Any], plugin: str | None) -> None:
+    def bad(field: str, want: str) -> InvalidModule:
+        return InvalidModule(f"manifest field '{field}' must be {want}, got {m[field]!r}",
+                             plugin=plugin)
+
+    for key in ("name", "version", "description"):
+        if key in m and not isinstance(m[key], str):
+            raise bad(key, "a string")
+    if "name" in m and not _NAME_RE.fullmatch(m["name"]):
+        raise bad("name", "lowercase [a-z0-9][a-z0-9_-]{0,62}")
+    if "handlers" in m:
+        hs = m["handlers"]
+        if not isinstance(hs, list) or not all(
+                isinstance(h, str) or (isinstance(h, dict) and isinstance(h.get("name"), str))
+                for h in hs):
+            raise bad("handlers", "a list of names or {\"name\": ...} objects")
+    if "config" in m and not isinstance(m["config"], dict):
+        raise bad("config", "a JSON Schema object")
+    for key in ("subscriptions", "schedules"):
+        if key in m and not (isinstance(m[key], list)
+                             and all(isinstance(x, dict) for x in m[key])):
+            raise bad(key, "a list of objects")
+    if "sdk" in m and not isinstance(m["sdk"], dict):
+        raise bad("sdk", "an object")
+
+
+@dataclass(frozen=True, eq=False)
+class PluginModule:
+    """A compiled plugin ready to instantiate. Build one with :meth:`load`."""
+
+    name: str
+    manifest: Mapping[str, Any]
+    handlers: tuple[str, ...]
+    requested: frozenset[str]
+    abi: int
+    sha256: str
+    size: int
+    imports: tuple[Import, ...]
+    exports: tuple[Export, ...]
+    uses_wasi: bool
+    wasmtime_module: wasmtime.Module = field(repr=False)
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, engine: SandboxEngine, source: bytes | bytearray | Path | str,
+             name: str | None = None, *,
+             registry: CapabilityRegistry | None = None) -> PluginModule:
+        """Validate and compile a plugin.
+
+        ``source`` is the wasm bytes or a path. The name comes from ``name``, else the
+        manifest, else the file name. With ``registry``, imports are also checked against it
+        (unknown namespace/function/type -> InvalidModule). Raises InvalidModule or
+        UnsupportedAbiVersion, never anything else for bad input.
+        """
+        path: Path | None = None
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            try:
+                wasm = path.read_bytes()
+            except OSError as exc:
+                raise InvalidModule(f"cannot read plugin file {path}: {exc.strerror or exc}",
+                                    plugin=name or path.stem) from None
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            wasm = bytes(source)
+        else:
+            raise TypeError(f"source must be bytes or a path, got {type(source).__name__}")
+        label = name or (path.stem if path else None)
+        if not wasm:
+            raise InvalidModule(f"plugin {label or '<bytes>'!r}: the file is empty",
+                                plugin=label)
+        manifest = _parse_manifest(wasm, label)
+        plugin = name or manifest.get("name") or (path.stem if path else None)
+        _check_manifest(manifest, plugin if isinstance(plugin, str) else label)
+        if not isinstance(plugin, str) or not plugin:
+            raise InvalidModule("the plugin has no name: pass name=, or set \"name\" in its "
+                                "manifest", plugin=None)
+        abi = manifest.get("abi", ABI_VERSION)
+        if abi != ABI_VERSION or isinstance(abi, bool):
+            raise UnsupportedAbiVersion(
+                f"plugin {plugin!r} targets omnicore ABI {abi!r}; this host supports ABI "
+                f"{ABI_VERSION}", plugin=plugin, version=abi)
+        sha = hashlib.sha256(wasm).hexdigest()
+        try:
+            compiled = engine.compile(wasm, sha)
+        except wasmtime.WasmtimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
+            raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly module: {first}",
+                                plugin=plugin) from None
+        mod = cls._from_compiled(compiled, plugin, manifest, sha, len(wasm), path)
+        if registry is not None:
+            mod.check_imports(registry)
+        return mod
+
+    @classmethod
+    def _from_compiled(cls, compiled: wasmtime.Module, plugin: str,
+                       manifest: dict[str, Any], sha: str, size: int,
+                       path: Path | None) -> PluginModule:
+        def err(msg: str) -> InvalidModule:
+            return InvalidModule(f"plugin {plugin!r}: {msg}", plugin=plugin)
+
+        exports = tuple(
+            Export(e.name, _kind(e.type),
+                   _type_str(e.type) if isinstance(e.type, wasmtime.FuncType) else None)
+            for e in compiled.exports)
+        by_name = {e.name: e for e in exports}
+        mem = by_name.get("memory")
+        if mem is None or mem.kind != "memory":
+            raise err("missing required export 'memory' (a linear memory); see specs/abi.md §1.1")
+        for fname, sig in (("omni_alloc", (("i32",), ("i32",))),
+                           ("omni_free", (("i32", "i32"), ()))):
+            e = by_name.get(fname)
+            if e is None:
+                raise err(f"missing required export '{fname}' {_fmt(sig)}; every plugin "
+                          "exports the allocator pair (specs/abi.md §1.1)")
+            if e.signature != sig:
+                got = _fmt(e.signature) if e.signature else e.kind
+                raise err(f"export '{fname}' has type {got}, expected {_fmt(sig)}")
+        init = by_name.get("_initialize")
+        if init is not None and init.signature != ((), ()):
+            raise err("export '_initialize' must have type () -> ()")
+        declared = manifest.get("handlers")
+        if declared:
+            names = [h if isinstance(h, str) else h["name"] for h in declared]
+            for h in names:
+                e = by_name.get(h)
+                if e is None:
+                    raise err(f"handler {h!r} is listed in the manifest but not exported")
+                if e.signature != _HANDLER_TYPE:
+                    got = _fmt(e.signature) if e.signature else e.kind
+                    raise err(f"handler {h!r} has type {got}, expected {_fmt(_HANDLER_TYPE)}")
+                if h.startswith(("omni_", "_")):
+                    raise err(f"handler {h!r} uses a reserved name (omni_*, _*)")
+            handlers = tuple(dict.fromkeys(names))
+        else:
+            handlers = tuple(e.name for e in exports if e.signature == _HANDLER_TYPE
+                             and not e.name.startswith(("omni_", "_")))
+        imports = tuple(
+            Import(i.module, i.name or "", _kind(i.type),
+                   _type_str(i.type) if isinstance(i.type, wasmtime.FuncType) else None)
+            for i in compiled.imports)
+        requested: set[str] = set()
+        uses_wasi = False
+        for imp in imports:
+            if imp.module.startswith(NAMESPACE_PREFIX):
+                if imp.kind != "func":
+                    raise err(f"import {imp.module}.{imp.name} is a {imp.kind}; capability "
+                              "namespaces only provide functions")
+                requested.add(imp.module[len(NAMESPACE_PREFIX):])
+            elif imp.module == WASI_MODULE:
+                if imp.kind != "func":
+                    raise err(f"import {imp.module}.{imp.name} is a {imp.kind}, not a function")
+                uses_wasi = True
+            else:
+                raise err(f"unknown import {imp.module}.{imp.name}: plugins may import only "
+                          f"from omnicore:<capability> and {WASI_MODULE} (specs/abi.md §3)")
+        return cls(name=plugin, manifest=manifest, handlers=handlers,
+                   requested=frozenset(requested), abi=ABI_VERSION, sha256=sha, size=size,
+                   imports=imports, exports=exports, uses_wasi=uses_wasi,
+                   wasmtime_module=compiled, path=path)
+
+    def check_imports(self, registry: CapabilityRegistry) -> None:
+        """Raise InvalidModule for an import ``registry`` cannot satisfy (§3)."""
+        for imp in self.imports:
+            if not imp.module.startswith(NAMESPACE_PREFIX):
+                continue
+            cap = registry.get(imp.module[len(NAMESPACE_PREFIX):])
+            where = f"{imp.module}.{imp.name}"
+            if cap is None:
+                known = ", ".join(NAMESPACE_PREFIX + n for n in registry.names())
+                raise InvalidModule(f"plugin {self.name!r}: unknown import namespace "
+                                    f"{imp.module} (for {where}); this host provides {known}",
+                                    plugin=self.name)
+            fn = cap.function(imp.name)
+            if fn is None:
+                have = ", ".join(f.name for f in cap.functions)
+                raise InvalidModule(f"plugin {self.name!r}: unknown import {where}; "
+                                    f"{imp.module} provides {have}", plugin=self.name)
+            if imp.signature != fn.wasm_type:
+                raise InvalidModule(
+                    f"plugin {self.name!r}: import {where} has type "
+                    f"{_fmt(imp.signature or ((), ()))}, expected {_fmt(fn.wasm_type)}",
+                    plugin=self.name)
+
+    def imports_by_capability(self) -> dict[str, list[str]]:
+        """Imported function names grouped by namespace (for ``omnicore inspect``)."""
+        out: dict[str, list[str]] = {}
+        for imp in self.imports:
+            out.setdefault(imp.module, []).append(imp.name)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary (what ``omnicore inspect`` prints)."""
+        return {
+            "name": self.name,
+            "abi": self.abi,
+            "sha256": self.sha256,
+            "size": self.size,
+            "handlers": list(self.handlers),
+            "requested": sorted(self.requested),
+            "wasi": self.uses_wasi,
+            "imports": self.imports_by_capability(),
+            "exports": [{"name": e.name, "kind": e.kind,
+                         **({"type": _fmt(e.signature)} if e.signature else {})}
+                        for e in self.exports],
+            "manifest": dict(self.manifest),
+        }
+
+    @staticmethod
+    def inspect(source: bytes | Path | str, registry: CapabilityRegistry | None = None,
+                name: str | None = None) -> dict[str, Any]:
+        """Inspect a plugin without an app: the :meth:`describe` report plus ``ok``/``error``.
+
+        Never raises for bad input: ``{"ok": False, "error": "...", "error_type": "..."}``.
+        """
+        from omnicore.errors import PluginLoadError
+        from omnicore.sandbox.engine import SandboxEngine
+
+        engine = SandboxEngine()
+        try:
+            mod = PluginModule.load(engine, source, name)
+            report = mod.describe()
+            try:
+                if registry is not None:
+                    mod.check_imports(registry)
+                report.update(ok=True, error=None, error_type=None)
+            except PluginLoadError as exc:
+                report.update(ok=False, error=str(exc), error_type=type(exc).__name__)
+            return report
+        except PluginLoadError as exc:
+            return {"ok": False, "error": str(exc), "error_type": type(exc).__name__}
+        finally:
+            engine.close()

@@ -1,0 +1,355 @@
+"""A plugin bound to its grants, config and limits, with a pool of instances to call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from omnicore.errors import (
+    ConfigError,
+    DeadlineExceeded,
+    FuelExhausted,
+    GuestError,
+    HandlerNotFound,
+    InputTooLarge,
+    MemoryLimitExceeded,
+    NeedsGrant,
+    OutputTooLarge,
+    PluginCallError,
+    PluginLoadError,
+    PluginNotFound,
+    Trap,
+)
+from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
+from omnicore.sandbox.engine import SandboxEngine
+from omnicore.sandbox.fastcall import (
+    GuestFailure,
+    HostTrap,
+    RawInstance,
+    define_host_function,
+)
+from omnicore.sandbox.limits import Limits
+from omnicore.sandbox.module import PluginModule
+from omnicore.sandbox.pluginlog import PluginLog
+
+__all__ = ["PluginRuntime", "MAX_ERROR_MESSAGE"]
+
+#: specs/abi.md §2.2: longer guest error messages are truncated.
+MAX_ERROR_MESSAGE = 4096
+_PAGE = 65536
+
+
+def _normalize_grants(grants: Mapping[str, Any] | Iterable[str] | None,
+                      plugin: str) -> dict[str, Mapping[str, Any]]:
+    if grants is None:
+        return {}
+    if isinstance(grants, str):
+        grants = [grants]
+    if not isinstance(grants, Mapping):
+        return {str(g).removeprefix("omnicore:"): {} for g in grants}
+    out: dict[str, Mapping[str, Any]] = {}
+    for key, opts in grants.items():
+        if opts is None or opts is True:
+            opts = {}
+        if not isinstance(opts, Mapping):
+            raise ConfigError(f"plugin {plugin!r}: grant {key!r} options must be a mapping, "
+                              f"got {opts!r}", key=f"plugins.{plugin}.grants.{key}", value=opts)
+        out[str(key).removeprefix("omnicore:")] = opts
+    return out
+
+
+class PluginRuntime:
+    """Instances of one plugin, linked with exactly the granted capabilities.
+
+    Raises NeedsGrant when the module requests capabilities that were not granted (``log`` is
+    granted by default), InvalidModule for imports the registry cannot satisfy, ConfigError
+    for bad grants/config, PluginLoadError when the first instance cannot start.
+    :meth:`call` is thread-safe; up to ``limits.pool_size`` calls run in parallel.
+    """
+
+    def __init__(self, engine: SandboxEngine, module: PluginModule,
+                 registry: CapabilityRegistry,
+                 grants: Mapping[str, Mapping[str, Any]] | Iterable[str] | None = None,
+                 config: Mapping[str, Any] | None = None, limits: Limits | None = None,
+                 log: PluginLog | None = None, *, data_dir: Path | None = None) -> None:
+        self.engine = engine
+        self.module = module
+        self.name = module.name
+        self.limits = limits or Limits()
+        self.config: Mapping[str, Any] = dict(config or {})
+        self.log = log or PluginLog(module.name)
+        grant_map = _normalize_grants(grants, self.name)
+        unknown = sorted(g for g in grant_map if g not in registry)
+        if unknown:
+            raise ConfigError(f"plugin {self.name!r}: unknown capability {unknown[0]!r} in grants;"
+                              f" this host provides {', '.join(registry.names())}",
+                              key=f"plugins.{self.name}.grants", value=unknown[0])
+        for cname, opts in grant_map.items():
+            cap = registry.get(cname)
+            if cap is not None and cap.check_grant is not None:
+                cap.check_grant(opts)
+        module.check_imports(registry)
+        self.granted = frozenset(grant_map) | registry.defaults()
+        missing = tuple(sorted(module.requested - self.granted))
+        if missing:
+            need = ", ".join("omnicore:" + m for m in missing)
+            raise NeedsGrant(f"plugin {self.name!r} needs grant: {need}; grant it in the "
+                             f"sidecar/config (grants = [{', '.join(map(repr, missing))}]) or "
+                             f"with --grant", plugin=self.name, missing=missing)
+        self._validate_config()
+        self._handlers = frozenset(module.handlers)
+        self._registry: dict[int, RawInstance] = {}
+        self._keepalive: list[Any] = []
+        linker = wasmtime.Linker(engine.wasmtime)
+        if module.uses_wasi:
+            linker.define_wasi()
+        for cname in sorted(module.requested):
+            cap = registry.get(cname)
+            assert cap is not None  # check_imports guarantees it
+            opts = grant_map.get(cname, {})
+            state = cap.bind(PluginContext(self.name, opts, self.config, self.log, data_dir))
+            for fn in cap.functions:
+                define_host_function(linker, cap.namespace, fn.name, fn.params, fn.results,
+                                     fn.impl, state, self._registry, self._keepalive)
+        try:
+            self._pre = linker.instantiate_pre(module.wasmtime_module)
+        except wasmtime.WasmtimeError as exc:
+            raise PluginLoadError(f"plugin {self.name!r} cannot be linked: {exc}",
+                                  plugin=self.name) from None
+        self._linker = linker
+        self._ticks = engine.deadline_ticks(self.limits.timeout_ms)
+        self._cond = threading.Condition()
+        self._idle: list[RawInstance] = []
+        self._live = 0
+        self._busy = 0
+        self._closed = False
+        self.instances_created = 0
+        self.instances_discarded = 0
+        # Start one instance now: a broken _initialize shows at load, not at the first call.
+        try:
+            first = self._new_instance(None)
+        except PluginCallError as exc:
+            raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
+                                  plugin=self.name) from None
+        self._idle.append(first)
+        self._live = 1
+
+    def _validate_config(self) -> None:
+        schema = self.module.manifest.get("config")
+        if not schema:
+            return
+        import jsonschema
+
+        try:
+            jsonschema.validate(dict(self.config), schema)
+        except jsonschema.ValidationError as exc:
+            where = ".".join(str(p) for p in exc.absolute_path) or "(root)"
+            raise ConfigError(f"plugin {self.name!r}: config {where}: {exc.message}",
+                              key=f"plugins.{self.name}.config.{where}",
+                              value=exc.instance) from None
+        except jsonschema.SchemaError as exc:
+            raise ConfigError(f"plugin {self.name!r}: its manifest's config schema is "
+                              f"invalid: {exc.message}", key=f"plugins.{self.name}.config"
+                              ) from None
+
+    @property
+    def handlers(self) -> tuple[str, ...]:
+        """The plugin's handler names."""
+        return self.module.handlers
+
+    def _wasi(self) -> wasmtime.WasiConfig | None:
+        if not self.module.uses_wasi:
+            return None
+        wasi = wasmtime.WasiConfig()
+        log = self.log
+
+        def out(data: bytes) -> None:
+            log.write(2, data.decode("utf-8", "replace").rstrip("\n"))
+
+        def err(data: bytes) -> None:
+            log.write(3, data.decode("utf-8", "replace").rstrip("\n"))
+
+        wasi.stdout_custom = out
+        wasi.stderr_custom = err
+        return wasi
+
+    def _new_instance(self, handler: str | None) -> RawInstance:
+        try:
+            inst = RawInstance(self.engine.wasmtime, self._pre,
+                               memory_limit=self.limits.max_memory_bytes,
+                               deadline_ticks=self._ticks, fuel=self.limits.fuel,
+                               wasi=self._wasi(), registry=self._registry)
+        except GuestFailure as f:
+            raise self._classify(f, handler or "_initialize", None) from None
+        except MemoryError:
+            raise MemoryLimitExceeded(
+                f"plugin {self.name!r}: omni_alloc could not allocate the input buffer within "
+                f"{self.limits.max_memory_bytes} bytes (limits.max_memory_bytes)",
+                plugin=self.name, handler=handler, limit="max_memory_bytes",
+                value=self.limits.max_memory_bytes) from None
+        except (ValueError, HostTrap, wasmtime.WasmtimeError) as exc:
+            raise Trap(f"plugin {self.name!r}: cannot start an instance: {exc}",
+                       plugin=self.name, handler=handler) from None
+        self.instances_created += 1
+        return inst
+
+    def _acquire(self, handler: str) -> RawInstance:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise PluginNotFound(f"plugin {self.name!r} was unloaded", plugin=self.name,
+                                         handler=handler)
+                if self._idle:
+                    self._busy += 1
+                    return self._idle.pop()
+                if self._live < self.limits.pool_size:
+                    self._live += 1
+                    self._busy += 1
+                    break
+                self._cond.wait()
+        try:
+            return self._new_instance(handler)
+        except BaseException:
+            with self._cond:
+                self._live -= 1
+                self._busy -= 1
+                self._cond.notify()
+            raise
+
+    def _release(self, inst: RawInstance, keep: bool) -> None:
+        with self._cond:
+            self._busy -= 1
+            if keep and not self._closed:
+                self._idle.append(inst)
+            else:
+                self._live -= 1
+                if not keep:
+                    self.instances_discarded += 1
+                inst.close()
+            self._cond.notify_all()
+
+    def _classify(self, f: GuestFailure, handler: str,
+                  inst: RawInstance | None) -> PluginCallError:
+        who = f"plugin {self.name!r} handler {handler!r}"
+        tail = "; the instance was discarded"
+        lim = self.limits
+        code = f.code
+        if code == wasmtime.TrapCode.INTERRUPT:
+            return DeadlineExceeded(
+                f"{who} exceeded its deadline of {lim.timeout_ms} ms (limits.timeout_ms){tail}",
+                plugin=self.name, handler=handler, limit="timeout_ms", value=lim.timeout_ms)
+        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+            return FuelExhausted(
+                f"{who} used all of its fuel ({lim.fuel}, limits.fuel){tail}",
+                plugin=self.name, handler=handler, limit="fuel", value=lim.fuel)
+        if inst is not None and inst.memory_size() + _PAGE > lim.max_memory_bytes:
+            return MemoryLimitExceeded(
+                f"{who} trapped after its memory reached the limit of {lim.max_memory_bytes} "
+                f"bytes (limits.max_memory_bytes){tail}: {_first_line(f.message)}",
+                plugin=self.name, handler=handler, limit="max_memory_bytes",
+                value=lim.max_memory_bytes)
+        if code == wasmtime.TrapCode.STACK_OVERFLOW:
+            return Trap(f"{who} overflowed its call stack (deep recursion?){tail}",
+                        plugin=self.name, handler=handler)
+        if f.exit_status is not None:
+            return Trap(f"{who} called proc_exit({f.exit_status}){tail}",
+                        plugin=self.name, handler=handler)
+        return Trap(f"{who} trapped: {_first_line(f.message)}{tail}",
+                    plugin=self.name, handler=handler)
+
+    def call(self, handler: str, data: bytes) -> bytes:
+        """Run ``handler`` with ``data``; return its output bytes.
+
+        Raises HandlerNotFound, InputTooLarge, OutputTooLarge, GuestError, Trap,
+        DeadlineExceeded, FuelExhausted, MemoryLimitExceeded (all name plugin and handler).
+        """
+        if handler not in self._handlers:
+            raise HandlerNotFound(
+                f"plugin {self.name!r} has no handler {handler!r}; its handlers: "
+                f"{', '.join(self.module.handlers) or '(none)'}", plugin=self.name,
+                handler=handler)
+        if type(data) is not bytes:
+            data = bytes(data)
+        lim = self.limits
+        if len(data) > lim.max_input_bytes:
+            raise InputTooLarge(
+                f"plugin {self.name!r} handler {handler!r}: input of {len(data)} bytes exceeds "
+                f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
+                handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
+        inst = self._acquire(handler)
+        keep = False
+        try:
+            func = inst.func(handler)
+            if func is None:  # pragma: no cover - PluginModule checked the export
+                raise HandlerNotFound(f"plugin {self.name!r}: {handler!r} is not exported",
+                                      plugin=self.name, handler=handler)
+            try:
+                packed = inst.call(func, data, self._ticks)
+            except GuestFailure as f:
+                raise self._classify(f, handler, inst) from None
+            except MemoryError:
+                raise MemoryLimitExceeded(
+                    f"plugin {self.name!r} handler {handler!r}: omni_alloc could not grow the "
+                    f"input buffer to {len(data)} bytes within limits.max_memory_bytes "
+                    f"({lim.max_memory_bytes}); the instance was discarded", plugin=self.name,
+                    handler=handler, limit="max_memory_bytes",
+                    value=lim.max_memory_bytes) from None
+            ptr = packed >> 32
+            length = packed & 0x7FFF_FFFF
+            is_error = packed & 0x8000_0000
+            if not is_error and length > lim.max_output_bytes:
+                keep = True
+                raise OutputTooLarge(
+                    f"plugin {self.name!r} handler {handler!r}: output of {length} bytes "
+                    f"exceeds limits.max_output_bytes ({lim.max_output_bytes})",
+                    plugin=self.name, handler=handler, limit="max_output_bytes",
+                    value=lim.max_output_bytes)
+            if is_error:
+                length = min(length, MAX_ERROR_MESSAGE)
+            try:
+                out = inst.read(ptr, length) if length else b""
+            except HostTrap as exc:
+                raise Trap(f"plugin {self.name!r} handler {handler!r} returned out-of-bounds "
+                           f"output ({exc}); the instance was discarded", plugin=self.name,
+                           handler=handler) from None
+            keep = True
+            if is_error:
+                msg = out.decode("utf-8", "replace")
+                raise GuestError(f"plugin {self.name!r} handler {handler!r} failed: {msg}",
+                                 plugin=self.name, handler=handler, guest_message=msg)
+            return out
+        finally:
+            self._release(inst, keep)
+
+    def stats(self) -> dict[str, int]:
+        """Pool counters: live, idle, busy instances; created and discarded totals."""
+        with self._cond:
+            return {"live": self._live, "idle": len(self._idle), "busy": self._busy,
+                    "created": self.instances_created, "discarded": self.instances_discarded}
+
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new calls, wait for in-flight ones (up to ``timeout`` s), free instances."""
+        with self._cond:
+            self._closed = True
+            self._cond.wait_for(lambda: self._busy == 0, timeout)
+            idle, self._idle = self._idle, []
+            self._live -= len(idle)
+        for inst in idle:
+            inst.close()
+
+    def __enter__(self) -> PluginRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _first_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0].strip() if lines else "trap"
+
+
