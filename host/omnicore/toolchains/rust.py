@@ -1,0 +1,169 @@
+"""Rust plugins: a ``cdylib`` crate on the omnicore Rust SDK, built for wasm32-unknown-unknown.
+
+Builds use Debian's rustc 1.63 (rustup's newer rustc has no wasm std here) and Debian's
+packaged crates offline, into one cargo target dir shared by every plugin so the SDK and serde
+compile once. Override with ``OMNICORE_RUSTC``, ``OMNICORE_CARGO``, ``OMNICORE_CARGO_TARGET_DIR``
+and ``OMNICORE_RUST_SDK``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from omnicore.errors import BuildError
+
+__all__ = ["LANGUAGE", "EXTENSIONS", "TARGET", "sdk_dir", "detect", "check", "compile",
+           "scaffold"]
+
+LANGUAGE = "rust"
+EXTENSIONS = ("rust", "rs")
+TARGET = "wasm32-unknown-unknown"
+
+_REPO = Path(__file__).resolve().parents[3]
+_TEMPLATES = Path(__file__).parent / "templates" / "rust"
+_DEBIAN_REGISTRY = "/usr/share/cargo/registry"
+_BUILD_TIMEOUT_S = 900
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# Cargo refuses these as package names; scaffolding renames the crate, not the plugin.
+_RESERVED = {"test", "core", "std", "alloc", "proc_macro", "self", "super", "crate", "fn",
+             "mod", "struct", "enum", "type", "use", "impl", "let", "match", "loop"}
+
+
+def _rustc() -> str:
+    return os.environ.get("OMNICORE_RUSTC", "/usr/bin/rustc")
+
+
+def _cargo() -> str:
+    return os.environ.get("OMNICORE_CARGO", "/usr/bin/cargo")
+
+
+def sdk_dir() -> Path:
+    """The ``omnicore-sdk`` crate that plugin crates depend on by path."""
+    return Path(os.environ.get("OMNICORE_RUST_SDK", _REPO / "sdk" / "rust")).resolve()
+
+
+def _target_dir(work: Path) -> Path:
+    if "OMNICORE_CARGO_TARGET_DIR" in os.environ:
+        return Path(os.environ["OMNICORE_CARGO_TARGET_DIR"])
+    if (_REPO / "sdk").is_dir():
+        return _REPO / "build" / "cargo-target"
+    return work / "cargo-target"
+
+
+def detect(src: Path) -> bool:
+    """A folder with a ``Cargo.toml``."""
+    return src.is_dir() and (src / "Cargo.toml").is_file()
+
+
+def check() -> str | None:
+    """``None`` when rustc with the wasm32 std and cargo are usable, else what to install."""
+    install = ("run scripts/setup-toolchains.sh (Debian: apt-get install rustc cargo "
+               "libstd-rust-dev-wasm32)")
+    for tool in (_rustc(), _cargo()):
+        if not Path(tool).is_file():
+            return f"{tool} not found; {install}"
+    try:
+        sysroot = subprocess.run([_rustc(), "--print", "sysroot"], capture_output=True,
+                                 text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{_rustc()} does not run ({exc}); {install}"
+    if not (Path(sysroot) / "lib" / "rustlib" / TARGET / "lib").is_dir():
+        return f"{_rustc()} has no standard library for {TARGET}; {install}"
+    if not (sdk_dir() / "Cargo.toml").is_file():
+        return f"the omnicore Rust SDK is not at {sdk_dir()}; set OMNICORE_RUST_SDK"
+    return None
+
+
+def _cargo_config() -> list[str]:
+    # Passed on the command line so crates scaffolded anywhere build offline on Debian's
+    # packaged crates even without their own .cargo/config.toml.
+    settings = [
+        'source.crates-io.replace-with="debian-packages"',
+        f'source.debian-packages.directory="{_DEBIAN_REGISTRY}"',
+        "net.offline=true",
+    ]
+    return [arg for s in settings for arg in ("--config", s)]
+
+
+def compile(src: Path, work: Path) -> bytes:
+    """Run ``cargo build --release`` for wasm32 and return the crate's ``cdylib``."""
+    manifest = (src / "Cargo.toml").resolve()
+    target_dir = _target_dir(work)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [_cargo(), "build", "--release", "--target", TARGET, "--manifest-path", str(manifest),
+           "--message-format=json-render-diagnostics", *_cargo_config()]
+    env = {**os.environ, "RUSTC": _rustc(), "CARGO_TARGET_DIR": str(target_dir),
+           "CARGO_TERM_COLOR": "never"}
+    env.pop("RUSTC_WRAPPER", None)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                              timeout=_BUILD_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise BuildError(f"cargo build of {src} took over {_BUILD_TIMEOUT_S} s",
+                         plugin=src.name, toolchain=LANGUAGE) from exc
+    if proc.returncode != 0:
+        raise BuildError(_failure(src, proc.stderr), plugin=src.name, toolchain=LANGUAGE)
+    wasm = _artifact(proc.stdout, manifest)
+    if wasm is None:
+        raise BuildError(f"{manifest} built no cdylib: add [lib] crate-type = [\"cdylib\"]",
+                         plugin=src.name, toolchain=LANGUAGE)
+    return wasm.read_bytes()
+
+
+def _artifact(stdout: str, manifest: Path) -> Path | None:
+    found = None
+    for line in stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if (msg.get("reason") == "compiler-artifact"
+                and Path(msg.get("manifest_path", "")).resolve() == manifest
+                and "cdylib" in msg.get("target", {}).get("crate_types", [])):
+            found = next((Path(f) for f in msg.get("filenames", []) if f.endswith(".wasm")), None)
+    return found
+
+
+def _failure(src: Path, stderr: str) -> str:
+    tail = stderr.strip()[-4000:]
+    hint = ""
+    if "no matching package named" in stderr or "failed to select a version" in stderr:
+        hint = ("\nhint: builds are offline on Debian's packaged crates; install the crate "
+                "with apt-get install librust-<name>-dev and use a version Debian ships")
+    return f"cargo build failed for {src}:\n{tail}{hint}"
+
+
+def _render(template: str, values: dict[str, str]) -> str:
+    text = (_TEMPLATES / template).read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    return text
+
+
+def scaffold(dest: Path, name: str, lang: str) -> None:
+    """A new crate at ``dest`` with one JSON handler ``greet``; it builds as is."""
+    if not _NAME.fullmatch(name):
+        raise BuildError(f"invalid plugin name {name!r}: use lowercase letters, digits, '-' "
+                         f"and '_', starting with a letter or digit (at most 63)")
+    crate = name if name[0].isalpha() and name not in _RESERVED else f"plugin-{name}"
+    values = {
+        "name": name,
+        "crate": crate,
+        # A JSON string is a valid TOML basic string, so any path is quoted correctly.
+        "sdk_path": json.dumps(str(sdk_dir())),
+    }
+    files = {
+        "Cargo.toml": "Cargo.toml.tmpl",
+        "omnicore.toml": "omnicore.toml.tmpl",
+        "src/lib.rs": "lib.rs.tmpl",
+        ".cargo/config.toml": "cargo-config.toml.tmpl",
+        ".gitignore": "gitignore.tmpl",
+    }
+    for rel, template in files.items():
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_render(template, values), encoding="utf-8")

@@ -1,0 +1,63 @@
+//! The counter example: `count` adds `by` (default 1) to a per-instance counter that starts
+//! at config `start`; `reset` puts it back. State lives in the instance, so it is lost when
+//! the host replaces the instance (durable counters belong in `omnicore::kv`).
+
+use omnicore::{handler, json_handler, Error};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountIn {
+    by: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct CountOut {
+    count: i64,
+}
+
+static mut COUNTER: Option<i64> = None;
+
+fn start() -> Result<i64, Error> {
+    match omnicore::config::get("start")? {
+        None => Ok(0),
+        Some(text) => text
+            .parse::<i64>()
+            .map_err(|_| Error::new(format!("config 'start' must be an integer, got {}", text))),
+    }
+}
+
+fn current() -> Result<i64, Error> {
+    // SAFETY: an instance runs one call at a time on a single thread.
+    unsafe {
+        if let Some(n) = COUNTER {
+            return Ok(n);
+        }
+        let n = start()?;
+        COUNTER = Some(n);
+        Ok(n)
+    }
+}
+
+fn count(input: CountIn) -> Result<CountOut, Error> {
+    let by = input.by.unwrap_or(1);
+    let n = current()?
+        .checked_add(by)
+        .ok_or_else(|| Error::new("counter overflow: the result does not fit in 64 bits"))?;
+    // SAFETY: see current().
+    unsafe { COUNTER = Some(n) };
+    omnicore::log::debug(&format!("count += {} -> {}", by, n));
+    Ok(CountOut { count: n })
+}
+
+/// Takes any input (it is ignored), so `reset` can be called with an empty body.
+fn reset(_input: &[u8]) -> Result<Vec<u8>, Error> {
+    let n = start()?;
+    // SAFETY: see current().
+    unsafe { COUNTER = Some(n) };
+    omnicore::log::info(&format!("counter reset to {}", n));
+    Ok(format!("{{\"count\":{}}}", n).into_bytes())
+}
+
+json_handler!(count => count);
+handler!(reset => reset);

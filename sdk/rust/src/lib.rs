@@ -1,0 +1,98 @@
+//! Write omnicore plugins in Rust.
+//!
+//! A plugin is a `cdylib` for `wasm32-unknown-unknown`. Its handlers are ordinary functions;
+//! a macro exports each one under the omnicore ABI v1 (`specs/abi.md`): the macro handles the
+//! input buffer, the packed `(ptr, len)` result with its error bit, and the lifetime of the
+//! output, so a handler never touches raw pointers.
+//!
+//! ```no_run
+//! use omnicore::{handler, Error};
+//!
+//! fn echo(input: &[u8]) -> Result<Vec<u8>, Error> {
+//!     if input.is_empty() {
+//!         return Err(Error::new("nothing to echo"));  // the host raises GuestError
+//!     }
+//!     omnicore::log::info("echoing");
+//!     Ok(input.to_vec())
+//! }
+//!
+//! handler!(echo => echo);
+//! ```
+//!
+//! With the `json` feature, handlers take and return serde types; malformed input is refused
+//! with `invalid JSON input: ...` (or `invalid input: ...` for well-formed JSON of the wrong
+//! shape) before the handler runs:
+//!
+//! ```ignore
+//! #[derive(serde::Deserialize)] struct In { by: Option<i64> }
+//! #[derive(serde::Serialize)] struct Out { count: i64 }
+//! fn count(input: In) -> omnicore::Result<Out> { Ok(Out { count: input.by.unwrap_or(1) }) }
+//! omnicore::json_handler!(count => count);
+//! ```
+//!
+//! Host capabilities live in one module per ABI namespace: [`log`], [`config`], [`kv`],
+//! [`memory`], [`vectors`], [`tasks`], [`http`], [`events`], [`secrets`]. A plugin imports a
+//! namespace only if it calls into it, and the operator must grant every namespace but `log`.
+//!
+//! A panic traps the call (the host raises `Trap`); the SDK logs the panic message at error
+//! level first, so the plugin's log says why.
+
+#![warn(missing_docs)]
+
+mod error;
+mod host;
+mod jsonlite;
+
+pub mod config;
+pub mod events;
+pub mod http;
+pub mod kv;
+pub mod log;
+pub mod memory;
+pub mod secrets;
+pub mod tasks;
+pub mod vectors;
+
+#[doc(hidden)]
+#[path = "rt.rs"]
+pub mod __rt;
+
+pub use error::{Error, Result, Status};
+
+/// Exports bytes handlers: `handler!(export_name => function, ...)`.
+///
+/// Each `function` is a `fn(&[u8]) -> Result<Vec<u8>, Error>` (any path). The wasm export is
+/// named `export_name`; it may equal the function's name.
+#[macro_export]
+macro_rules! handler {
+    ($($name:ident => $func:path),+ $(,)?) => {
+        $(
+            const _: () = {
+                #[export_name = stringify!($name)]
+                unsafe extern "C" fn __omnicore_handler(ptr: *const u8, len: usize) -> u64 {
+                    $crate::__rt::call_bytes(ptr, len, $func)
+                }
+            };
+        )+
+    };
+}
+
+/// Exports JSON handlers (feature `json`): `json_handler!(export_name => function, ...)`.
+///
+/// Each `function` is a `fn(In) -> Result<Out, Error>` where `In: DeserializeOwned` and
+/// `Out: Serialize`. Input that does not decode as `In` fails the call with
+/// `invalid JSON input: ...` (malformed) or `invalid input: ...` (wrong shape, from serde);
+/// use `serde_json::Value` as `In` to check shapes yourself.
+#[macro_export]
+macro_rules! json_handler {
+    ($($name:ident => $func:path),+ $(,)?) => {
+        $(
+            const _: () = {
+                #[export_name = stringify!($name)]
+                unsafe extern "C" fn __omnicore_handler(ptr: *const u8, len: usize) -> u64 {
+                    $crate::__rt::call_json(ptr, len, $func)
+                }
+            };
+        )+
+    };
+}

@@ -1,0 +1,133 @@
+//! The ABI glue the handler macros expand to. Not a public API: names here may change.
+
+use std::alloc::{alloc, dealloc, Layout};
+
+use crate::error::Error;
+
+/// ABI §1.1: blocks handed to the host are aligned to at least 8.
+const ALIGN: usize = 8;
+/// ABI §2.2: the length field has 31 bits; the top bit of the low word is E.
+const LEN_MASK: u64 = 0x7FFF_FFFF;
+const ERR_BIT: u64 = 1 << 31;
+
+#[no_mangle]
+pub extern "C" fn omni_alloc(len: usize) -> *mut u8 {
+    if len == 0 {
+        // Any non-zero pointer will do (§1.1); omni_free ignores len 0.
+        return ALIGN as *mut u8;
+    }
+    match Layout::from_size_align(len, ALIGN) {
+        // SAFETY: the layout has a non-zero size.
+        Ok(layout) => unsafe { alloc(layout) },
+        Err(_) => core::ptr::null_mut(),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn omni_free(ptr: *mut u8, len: usize) {
+    if ptr.is_null() || len == 0 {
+        return;
+    }
+    if let Ok(layout) = Layout::from_size_align(len, ALIGN) {
+        dealloc(ptr, layout);
+    }
+}
+
+/// The previous call's output (or error message). The host copies it out after the handler
+/// returns, so it must live until the next call into this instance (§2.3).
+static mut LAST_OUTPUT: Option<Vec<u8>> = None;
+static mut HOOK_INSTALLED: bool = false;
+
+fn begin_call() {
+    // SAFETY: an instance serves one call at a time and wasm32 here is single-threaded.
+    unsafe {
+        LAST_OUTPUT = None;
+        if !HOOK_INSTALLED {
+            HOOK_INSTALLED = true;
+            std::panic::set_hook(Box::new(panic_hook));
+        }
+    }
+}
+
+/// With `panic = "abort"` a panic traps and the host raises `Trap`; log the reason first so
+/// the operator can see why in the plugin's log.
+fn panic_hook(info: &std::panic::PanicInfo<'_>) {
+    let payload = info.payload();
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.as_str()
+    } else {
+        "Box<dyn Any>"
+    };
+    let message = match info.location() {
+        Some(loc) => format!("panic at {}:{}: {}", loc.file(), loc.line(), text),
+        None => format!("panic: {}", text),
+    };
+    crate::log::write(crate::log::Level::Error, &message);
+}
+
+fn finish(result: Result<Vec<u8>, Error>) -> u64 {
+    let (bytes, err_bit) = match result {
+        Ok(out) => (out, 0),
+        Err(err) => (err.message().as_bytes().to_vec(), ERR_BIT),
+    };
+    if bytes.len() as u64 > LEN_MASK {
+        // Unreachable on wasm32 in practice; report rather than corrupt the E bit.
+        return finish(Err(Error::new("handler output exceeds 2 GiB")));
+    }
+    let packed = ((bytes.as_ptr() as u64) << 32) | err_bit | bytes.len() as u64;
+    // SAFETY: see begin_call.
+    unsafe {
+        LAST_OUTPUT = Some(bytes);
+    }
+    packed
+}
+
+/// # Safety
+/// `(ptr, len)` must name readable memory for the duration of the call (the host's input
+/// buffer, §2.1).
+unsafe fn input<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if len == 0 {
+        &[]
+    } else {
+        core::slice::from_raw_parts(ptr, len)
+    }
+}
+
+/// Runs a bytes handler under the ABI.
+///
+/// # Safety
+/// Called only from an exported handler with the host's `(ptr, len)`.
+pub unsafe fn call_bytes<F>(ptr: *const u8, len: usize, handler: F) -> u64
+where
+    F: FnOnce(&[u8]) -> Result<Vec<u8>, Error>,
+{
+    begin_call();
+    finish(handler(input(ptr, len)))
+}
+
+/// Runs a serde handler under the ABI: JSON in, JSON out.
+///
+/// # Safety
+/// Called only from an exported handler with the host's `(ptr, len)`.
+#[cfg(feature = "json")]
+pub unsafe fn call_json<I, O, F>(ptr: *const u8, len: usize, handler: F) -> u64
+where
+    I: serde::de::DeserializeOwned,
+    O: serde::Serialize,
+    F: FnOnce(I) -> Result<O, Error>,
+{
+    begin_call();
+    let data = input(ptr, len);
+    let result = match serde_json::from_slice::<I>(data) {
+        Ok(value) => handler(value).and_then(|out| {
+            serde_json::to_vec(&out)
+                .map_err(|e| Error::new(format!("cannot encode the output as JSON: {}", e)))
+        }),
+        // Well-formed JSON of the wrong shape is not "invalid JSON": say which it is.
+        Err(e) if e.is_data() => Err(Error::new(format!("invalid input: {}", e))),
+        Err(e) => Err(Error::new(format!("invalid JSON input: {}", e))),
+    };
+    finish(result)
+}
