@@ -50,8 +50,9 @@ func jsonKind(kind string) string {
 		return "string"
 	case kind == "bool":
 		return "boolean"
-	case strings.HasPrefix(kind, "int"), strings.HasPrefix(kind, "uint"),
-		strings.HasPrefix(kind, "float"):
+	case strings.HasPrefix(kind, "int"), strings.HasPrefix(kind, "uint"):
+		return "integer"
+	case strings.HasPrefix(kind, "float"):
 		return "number"
 	case kind == "slice", kind == "array":
 		return "array"
@@ -62,6 +63,9 @@ func jsonKind(kind string) string {
 }
 
 func article(noun string) string {
+	if noun == "" {
+		return "a value"
+	}
 	if strings.ContainsRune("aeiou", rune(noun[0])) {
 		return "an " + noun
 	}

@@ -1,0 +1,93 @@
+// Command counter is the omnicore example plugin that counts, written with the Go SDK.
+//
+// Handler count: {"by": 2} -> {"count": n}; the counter starts at the config key "start"
+// (default 0) and "by" defaults to 1. Handler reset puts it back to the start. The count
+// lives in the instance, so the host may reset it by replacing the instance: durable
+// counters belong in omnicore:kv.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+
+	"omnicore.dev/sdk"
+)
+
+// CountInput is the input of count; an empty input counts by 1.
+type CountInput struct {
+	By *int64 `json:"by"`
+}
+
+// CountOutput is the output of count and reset.
+type CountOutput struct {
+	Count int64 `json:"count"`
+}
+
+var (
+	count   int64
+	started bool
+)
+
+// start reads the configured start value; read on first use rather than in init, so a bad
+// value fails a call with a clear message instead of the instance's start-up.
+func start() (int64, error) {
+	text, err := omnicore.Config.Get("start")
+	if errors.Is(err, omnicore.ErrNotFound) {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		return 0, errors.New("config start must be an integer, got " + strconv.Quote(text))
+	}
+	return n, nil
+}
+
+// Count adds in.By (default 1) to the counter.
+func Count(input []byte) ([]byte, error) {
+	var in CountInput
+	if len(input) > 0 {
+		if err := json.Unmarshal(input, &in); err != nil {
+			return nil, omnicore.DecodeError(err)
+		}
+	}
+	by := int64(1)
+	if in.By != nil {
+		by = *in.By
+	}
+	if !started {
+		n, err := start()
+		if err != nil {
+			return nil, err
+		}
+		count, started = n, true
+	}
+	if (by > 0 && count > math.MaxInt64-by) || (by < 0 && count < math.MinInt64-by) {
+		return nil, errors.New("count would overflow a 64-bit integer")
+	}
+	count += by
+	omnicore.Log.Debug("count is " + strconv.FormatInt(count, 10))
+	return json.Marshal(CountOutput{Count: count})
+}
+
+// Reset puts the counter back to the configured start.
+func Reset([]byte) ([]byte, error) {
+	n, err := start()
+	if err != nil {
+		return nil, err
+	}
+	count, started = n, true
+	omnicore.Log.Info("counter reset to " + strconv.FormatInt(n, 10))
+	return json.Marshal(CountOutput{Count: count})
+}
+
+//go:wasmexport count
+func countExport(ptr, size uint32) uint64 { return omnicore.Handle(ptr, size, Count) }
+
+//go:wasmexport reset
+func resetExport(ptr, size uint32) uint64 { return omnicore.Handle(ptr, size, Reset) }
+
+func main() {}
