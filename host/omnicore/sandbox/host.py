@@ -1,0 +1,726 @@
+"""The plugin host behind ``app.plugins``: load, call, reload, unload, grant.
+
+:class:`PluginHost` keeps one entry per plugin name. A loaded entry points at its current
+*version* (a module plus its runtime); a call leases the version for its duration, so a reload
+swaps the pointer while in-flight calls finish on the old runtime, which closes once its last
+lease ends. That is how a reload never fails a call.
+
+This module is also the built-in extension ``omnicore.sandbox.host``: :func:`register`
+attaches ``app.plugins``, :func:`startup` loads and watches ``plugins_dir``, :func:`shutdown`
+stops watching and closes every runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from omnicore.core.events import (
+    Event,
+    PluginFailed,
+    PluginLoaded,
+    PluginStateChanged,
+    PluginUnloaded,
+)
+from omnicore.errors import (
+    ConfigError,
+    DuplicatePlugin,
+    NeedsGrant,
+    OmniError,
+    PluginError,
+    PluginLoadError,
+    PluginNotFound,
+)
+from omnicore.sandbox.breaker import BreakerState, CircuitBreaker
+from omnicore.sandbox.folder import (
+    PluginFolder,
+    Sidecar,
+    deep_merge,
+    normalize_grants,
+    read_sidecar,
+)
+from omnicore.sandbox.limits import Limits
+from omnicore.sandbox.stats import CallStats, StatsSnapshot
+
+__all__ = [
+    "PluginCircuitChanged",
+    "PluginHost",
+    "PluginInfo",
+    "PluginReloaded",
+    "PluginState",
+    "register",
+    "shutdown",
+    "startup",
+]
+
+log = logging.getLogger("omnicore.sandbox.host")
+
+PluginState = Literal["loaded", "needs-grant", "failed", "disabled", "circuit-open",
+                      "half-open"]
+
+# `log` only writes to the plugin's own log, so every plugin has it (specs/abi.md §7).
+_DEFAULT_GRANTS: dict[str, dict[str, Any]] = {"log": {}}
+
+EventSink = Callable[[Event], Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginReloaded(Event):
+    """A plugin's file changed and its new version now serves new calls."""
+
+    topic: ClassVar[str] = "plugin.reloaded"
+    plugin: str
+    version: str = ""
+    path: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginCircuitChanged(Event):
+    """A plugin's circuit breaker moved from ``old`` to ``new`` (closed/open/half-open)."""
+
+    topic: ClassVar[str] = "plugin.circuit_changed"
+    plugin: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A snapshot of one plugin as the host sees it (for code, CLI and console)."""
+
+    name: str
+    state: PluginState
+    source: str | None
+    sha256: str | None = None
+    size: int | None = None
+    version: str | None = None
+    description: str = ""
+    handlers: tuple[str, ...] = ()
+    requested: tuple[str, ...] = ()
+    granted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+    limits: Limits | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    stats: StatsSnapshot | None = None
+    breaker: BreakerState = "closed"
+    last_error: str | None = None
+    loaded_at: float | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def callable(self) -> bool:
+        """Whether a call would enter the guest now (loaded or probing)."""
+        return self.state in ("loaded", "half-open")
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "source": self.source,
+            "sha256": self.sha256,
+            "size": self.size,
+            "version": self.version,
+            "description": self.description,
+            "handlers": list(self.handlers),
+            "requested": list(self.requested),
+            "granted": {k: dict(v) for k, v in self.granted.items()},
+            "missing": list(self.missing),
+            "limits": self.limits.as_dict() if self.limits else None,
+            "stats": self.stats.as_dict() if self.stats else None,
+            "breaker": self.breaker,
+            "last_error": self.last_error,
+            "loaded_at": self.loaded_at,
+        }
+
+
+class _Version:
+    """One loaded build of a plugin and the calls currently using it."""
+
+    __slots__ = ("inflight", "module", "retired", "runtime")
+
+    def __init__(self, module: Any, runtime: Any) -> None:
+        self.module = module
+        self.runtime = runtime
+        self.inflight = 0
+        self.retired = False
+
+
+class _Entry:
+    """Everything the host keeps about one plugin name."""
+
+    def __init__(self, name: str, source: Path | None, stats: CallStats,
+                 breaker: CircuitBreaker) -> None:
+        self.name = name
+        self.source = source
+        self.state: PluginState = "failed"
+        self.module: Any = None
+        self.version: _Version | None = None
+        self.grants: dict[str, dict[str, Any]] = {}
+        self.config: dict[str, Any] = {}
+        self.limits: Limits | None = None
+        self.missing: tuple[str, ...] = ()
+        self.last_error: str | None = None
+        self.loaded_at: float | None = None
+        self.sidecar_path: Path | None = None
+        self.disabled = False
+        # The first state is announced by PluginLoaded/PluginFailed, not PluginStateChanged.
+        self.announced = False
+        self.stats = stats
+        self.breaker = breaker
+        self.lock = threading.Lock()
+
+    def acquire(self) -> _Version | None:
+        with self.lock:
+            version = self.version
+            if version is not None:
+                version.inflight += 1
+            return version
+
+    def release(self, version: _Version) -> None:
+        with self.lock:
+            version.inflight -= 1
+            drained = version.retired and version.inflight == 0
+        if drained:
+            _close_runtime(version)
+
+    def swap(self, new: _Version | None) -> None:
+        """Make ``new`` current; the old version closes once its calls drain."""
+        with self.lock:
+            old, self.version = self.version, new
+            drained = False
+            if old is not None:
+                old.retired = True
+                drained = old.inflight == 0
+        if old is not None and drained:
+            _close_runtime(old)
+
+
+def _close_runtime(version: _Version) -> None:
+    try:
+        version.runtime.close()
+    except Exception:
+        log.exception("closing a plugin runtime failed")
+
+
+class PluginHost:
+    """The plugins of one app: ``app.plugins``.
+
+    Standalone use (no app)::
+
+        host = PluginHost()
+        host.load(Path("echo.wasm"))
+        host.call("echo", "echo", b"hi")
+        host.close()
+
+    ``plugin_settings`` is the app config's ``plugins`` section (name -> grants, config,
+    limits, enabled); ``defaults`` the app's ``sandbox.limits``.
+    """
+
+    def __init__(self, *, engine: Any = None,
+                 registry_factory: Callable[[], Any] | None = None,
+                 defaults: Limits | None = None,
+                 plugin_settings: Mapping[str, Any] | None = None,
+                 failure_threshold: int = 5, cooldown_s: float = 30.0,
+                 events: EventSink | None = None, max_workers: int = 8) -> None:
+        from omnicore.sandbox import CapabilityRegistry, SandboxEngine
+
+        self._own_engine = engine is None
+        self._engine = engine if engine is not None else SandboxEngine()
+        self._registry_factory = registry_factory or CapabilityRegistry.builtin
+        self._registry: Any = None
+        self._defaults = defaults or Limits()
+        self._settings = dict(plugin_settings or {})
+        self._failure_threshold = failure_threshold
+        self._cooldown_s = cooldown_s
+        self._events = events
+        self._plugins: dict[str, _Entry] = {}
+        self._lock = threading.RLock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._max_workers = max_workers
+        self._folder: PluginFolder | None = None
+        self._closed = False
+
+    # ---- reading ---------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[PluginInfo]:
+        with self._lock:
+            entries = sorted(self._plugins.values(), key=lambda e: e.name)
+        return iter([self._info(e) for e in entries])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._plugins
+
+    def __len__(self) -> int:
+        return len(self._plugins)
+
+    def get(self, name: str) -> PluginInfo:
+        """The current state of plugin ``name``; :class:`PluginNotFound` if unknown."""
+        return self._info(self._entry(name))
+
+    def logs(self, name: str) -> Any:
+        """The plugin's :class:`~omnicore.sandbox.pluginlog.PluginLog` (None if not running)."""
+        entry = self._entry(name)
+        version = entry.version
+        return version.runtime.log if version is not None else None
+
+    @property
+    def engine(self) -> Any:
+        """The :class:`SandboxEngine` all plugins of this host share."""
+        return self._engine
+
+    @property
+    def folder(self) -> PluginFolder | None:
+        """The watched plugin folder, once :meth:`watch_folder` was called."""
+        return self._folder
+
+    # ---- loading ---------------------------------------------------------------------
+
+    def load(self, source: bytes | str | Path, *, name: str | None = None,
+             grants: Mapping[str, Any] | list[str] | None = None,
+             config: Mapping[str, Any] | None = None,
+             limits: Mapping[str, Any] | Limits | None = None) -> PluginInfo:
+        """Load a plugin from a ``.wasm`` path or bytes and register it.
+
+        Grants, config and limits layer as app config ``plugins.<name>`` < the sidecar next
+        to the file < these arguments. A plugin that imports an ungranted capability is
+        registered in state ``needs-grant`` (see :meth:`grant`); a file that cannot become a
+        plugin raises a :class:`PluginLoadError` and registers nothing. A second plugin of
+        the same name raises :class:`DuplicatePlugin`.
+        """
+        path = Path(source) if isinstance(source, str | Path) else None
+        sidecar = read_sidecar(path) if path is not None else Sidecar()
+        module = self._load_module(source, path, name)
+        with self._lock:
+            existing = self._plugins.get(module.name)
+            if existing is not None:
+                raise self._duplicate(module.name, existing.source, path)
+            entry = self._new_entry(module.name, path)
+            self._configure(entry, module, sidecar, grants, config, limits)
+            self._plugins[entry.name] = entry
+        try:
+            self._activate(entry, module)
+        except BaseException:
+            with self._lock:
+                if self._plugins.get(entry.name) is entry:
+                    del self._plugins[entry.name]
+            raise
+        return self._info(entry)
+
+    def unload(self, name: str, *, reason: str = "unloaded") -> None:
+        """Remove plugin ``name``; calls already running finish first, on its runtime."""
+        with self._lock:
+            entry = self._plugins.pop(name, None)
+        if entry is None:
+            raise PluginNotFound(f"cannot unload '{name}': no such plugin "
+                                 f"(loaded: {self._names()})", plugin=name)
+        entry.swap(None)
+        self._emit(PluginUnloaded(plugin=name, reason=reason))
+
+    def grant(self, name: str, capability: str, options: Mapping[str, Any] | None = None
+              ) -> PluginInfo:
+        """Grant ``capability`` (with grant ``options``) to plugin ``name`` and re-link it.
+
+        A ``needs-grant`` plugin becomes ``loaded`` once nothing is missing. A loaded plugin
+        gets a new runtime with the extra grant (calls in flight finish on the old one).
+        """
+        entry = self._entry(name)
+        if entry.module is None:
+            raise PluginLoadError(f"plugin '{name}' failed to load ({entry.last_error}); "
+                                  "fix the file before granting it anything", plugin=name)
+        with self._lock:
+            entry.grants.update(normalize_grants({capability: options or {}},
+                                                 source=f"grant to '{name}'"))
+        self._activate(entry, entry.module)
+        return self._info(entry)
+
+    def _load_module(self, source: bytes | str | Path, path: Path | None,
+                     name: str | None) -> Any:
+        from omnicore.sandbox import PluginModule
+
+        if path is not None and not path.is_file():
+            raise PluginLoadError(f"cannot load plugin: {path} does not exist or is not a file",
+                                  plugin=name)
+        return PluginModule.load(self._engine, path if path is not None else source,
+                                 name=name)
+
+    def _new_entry(self, name: str, path: Path | None) -> _Entry:
+        breaker = CircuitBreaker(
+            name, failure_threshold=self._failure_threshold, cooldown_s=self._cooldown_s,
+            on_change=lambda old, new: self._breaker_changed(name, old, new))
+        return _Entry(name, path, CallStats(), breaker)
+
+    def _configure(self, entry: _Entry, module: Any, sidecar: Sidecar,
+                   grants: Mapping[str, Any] | list[str] | None,
+                   config: Mapping[str, Any] | None,
+                   limits: Mapping[str, Any] | Limits | None) -> None:
+        """Layer app config < sidecar < explicit arguments onto ``entry``."""
+        app = self._settings.get(entry.name)
+        app_grants = _field(app, "grants")
+        app_config = _field(app, "config") or {}
+        app_limits = _field(app, "limits") or {}
+        merged_grants = dict(_DEFAULT_GRANTS)
+        merged_grants.update(normalize_grants(app_grants, source=f"plugins.{entry.name}"))
+        merged_grants.update(sidecar.grants)
+        merged_grants.update(normalize_grants(grants, source=f"load('{entry.name}')"))
+        merged_config = deep_merge(deep_merge(app_config, sidecar.config), config or {})
+        try:
+            merged_limits = self._defaults.merged(app_limits).merged(sidecar.limits)
+            if isinstance(limits, Limits):
+                merged_limits = limits
+            else:
+                merged_limits = merged_limits.merged(limits)
+        except ConfigError as exc:
+            raise ConfigError(f"plugin '{entry.name}': {exc}", key=exc.key, value=exc.value,
+                              source=exc.source) from exc
+        entry.module = module
+        entry.grants = merged_grants
+        entry.config = merged_config
+        entry.limits = merged_limits
+        entry.sidecar_path = sidecar.path
+        entry.disabled = _field(app, "enabled") is False or not sidecar.enabled
+
+    def _activate(self, entry: _Entry, module: Any) -> None:
+        """Build a runtime for ``module`` with the entry's settings and make it current."""
+        from omnicore.sandbox import PluginRuntime
+
+        if entry.disabled:
+            entry.swap(None)
+            self._set_state(entry, "disabled")
+            return
+        try:
+            runtime = PluginRuntime(self._engine, module, self._capabilities(), entry.grants,
+                                    entry.config, entry.limits)
+        except NeedsGrant as exc:
+            entry.missing = tuple(exc.missing)
+            entry.module = module
+            entry.last_error = str(exc)
+            entry.swap(None)
+            self._set_state(entry, "needs-grant")
+            return
+        entry.module = module
+        entry.missing = ()
+        entry.last_error = None
+        entry.loaded_at = time.time()
+        entry.breaker.reset()
+        entry.swap(_Version(module, runtime))
+        self._set_state(entry, "loaded")
+        self._emit(PluginLoaded(plugin=entry.name, version=_version_of(module),
+                                path=str(entry.source or "")))
+
+    def _capabilities(self) -> Any:
+        if self._registry is None:
+            self._registry = self._registry_factory()
+        return self._registry
+
+    def refresh_capabilities(self) -> None:
+        """Forget the capability registry so the next link rebuilds it from the hooks."""
+        self._registry = None
+
+    def _duplicate(self, name: str, first: Path | None, second: Path | None) -> DuplicatePlugin:
+        a = str(first) if first else "<bytes>"
+        b = str(second) if second else "<bytes>"
+        return DuplicatePlugin(
+            f"two plugins are named '{name}': {a} is loaded and {b} declares the same name; "
+            "rename one (manifest 'name' or file name) or unload the first", plugin=name)
+
+    # ---- calling ---------------------------------------------------------------------
+
+    def call(self, name: str, handler: str, data: bytes = b"") -> bytes:
+        """Call ``handler`` of plugin ``name`` with ``data``; return its output bytes.
+
+        Raises the typed errors of :mod:`omnicore.errors`: PluginNotFound, NeedsGrant,
+        HandlerNotFound, CircuitOpen, GuestError, Trap, the LimitExceeded family.
+        """
+        entry = self._plugins.get(name)
+        if entry is None:
+            raise PluginNotFound(f"no plugin named '{name}' (loaded: {self._names()})",
+                                 plugin=name)
+        version = entry.acquire()
+        if version is None:
+            raise self._not_callable(entry, handler)
+        try:
+            entry.breaker.before_call(handler)
+            start = time.perf_counter()
+            try:
+                out: bytes = version.runtime.call(handler, data)
+            except PluginError as exc:
+                entry.stats.record(time.perf_counter() - start, exc)
+                entry.breaker.record(exc)
+                entry.last_error = str(exc)
+                raise
+            entry.stats.record(time.perf_counter() - start)
+            entry.breaker.record_success()
+            return out
+        finally:
+            entry.release(version)
+
+    async def acall(self, name: str, handler: str, data: bytes = b"") -> bytes:
+        """:meth:`call` on a worker thread, so the event loop never blocks on a guest."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool(), self.call, name, handler, data)
+
+    def call_json(self, name: str, handler: str, obj: Any = None) -> Any:
+        """Call with ``obj`` encoded as JSON and decode the output as JSON.
+
+        Empty output decodes to ``None``; output that is not JSON raises
+        :class:`PluginError` naming the plugin and handler.
+        """
+        out = self.call(name, handler, json.dumps(obj, separators=(",", ":")).encode())
+        if not out:
+            return None
+        try:
+            return json.loads(out)
+        except ValueError as exc:
+            raise PluginError(f"plugin '{name}' handler '{handler}' returned output that is "
+                              f"not JSON ({exc}); use call() for raw bytes",
+                              plugin=name, handler=handler) from exc
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(self._max_workers,
+                                                        thread_name_prefix="omnicore-plugin")
+        return self._executor
+
+    def _not_callable(self, entry: _Entry, handler: str) -> OmniError:
+        if entry.state == "needs-grant":
+            missing = ", ".join(f"omnicore:{m}" for m in entry.missing)
+            return NeedsGrant(
+                f"plugin '{entry.name}' needs grant: {missing}; grant it in its sidecar, the "
+                f"app config (plugins.{entry.name}.grants) or with --grant",
+                plugin=entry.name, missing=entry.missing)
+        if entry.state == "disabled":
+            return PluginNotFound(f"plugin '{entry.name}' is disabled (enabled: false)",
+                                  plugin=entry.name)
+        return PluginLoadError(f"plugin '{entry.name}' failed to load: {entry.last_error}",
+                               plugin=entry.name)
+
+    # ---- the folder ------------------------------------------------------------------
+
+    def watch_folder(self, path: Path, *, watch: bool = True) -> PluginFolder:
+        """Load every ``*.wasm`` in ``path`` now and, with ``watch``, keep following it."""
+        folder = PluginFolder(path, self)
+        self._folder = folder
+        folder.sync()
+        if watch and path.is_dir():
+            folder.start()
+        elif watch:
+            log.warning("plugins_dir %s does not exist; not watching it", path)
+        return folder
+
+    def load_file(self, path: Path) -> str:
+        """Folder hook: load ``path``; a broken file is registered as ``failed``."""
+        try:
+            return self.load(path).name
+        except PluginError as exc:
+            return self._register_failure(path, exc, exc.plugin)
+        except (ConfigError, OSError) as exc:
+            return self._register_failure(path, exc, None)
+
+    def reload_file(self, name: str, path: Path) -> str:
+        """Folder hook: ``path`` changed; swap plugin ``name`` to its new contents.
+
+        If the new contents cannot load while the old version is serving, the old version
+        keeps serving and ``last_error`` says why (a half-written file must not take a
+        working plugin down).
+        """
+        entry = self._plugins.get(name)
+        if entry is None or entry.source != path:
+            return self.load_file(path)
+        try:
+            sidecar = read_sidecar(path)
+            module = self._load_module(path, path, None)
+        except (PluginError, ConfigError, OSError) as exc:
+            return self._reload_failed(entry, path, exc)
+        if module.name != name:
+            # Renamed in its manifest: a different plugin now lives in this file.
+            self.unload_file(name, path)
+            return self.load_file(path)
+        unchanged = (entry.module is not None and module.sha256 == entry.module.sha256
+                     and sidecar.path == entry.sidecar_path and sidecar.path is None)
+        if unchanged and entry.state == "loaded":
+            return name  # only the mtime moved
+        staged = self._new_entry(name, path)
+        try:
+            self._configure(staged, module, sidecar, None, None, None)
+        except ConfigError as exc:
+            return self._reload_failed(entry, path, exc)
+        with self._lock:
+            entry.grants, entry.config = staged.grants, staged.config
+            entry.limits, entry.sidecar_path = staged.limits, staged.sidecar_path
+            entry.disabled = staged.disabled
+        try:
+            self._activate(entry, module)
+        except (PluginError, ConfigError) as exc:
+            return self._reload_failed(entry, path, exc)
+        self._emit(PluginReloaded(plugin=name, version=_version_of(module), path=str(path),
+                                  sha256=module.sha256))
+        return name
+
+    def unload_file(self, name: str, path: Path) -> None:
+        """Folder hook: ``path`` was removed."""
+        entry = self._plugins.get(name)
+        if entry is not None and entry.source == path:
+            self.unload(name)
+
+    def _reload_failed(self, entry: _Entry, path: Path, exc: Exception) -> str:
+        if entry.version is not None:
+            entry.last_error = f"reload of {path.name} failed, still serving the previous " \
+                               f"version: {exc}"
+            log.warning("plugin '%s': %s", entry.name, entry.last_error)
+            self._emit(PluginFailed(plugin=entry.name, error=entry.last_error, path=str(path)))
+            return entry.name
+        with self._lock:
+            self._plugins.pop(entry.name, None)
+        return self._register_failure(path, exc, entry.name)
+
+    def _register_failure(self, path: Path, exc: Exception, name: str | None) -> str:
+        """Register ``path`` as a ``failed`` plugin under a free name."""
+        with self._lock:
+            key = name or path.stem
+            holder = self._plugins.get(key)
+            if holder is not None and holder.source != path:
+                # The name belongs to a working plugin (a duplicate): the file name, which is
+                # unique in the folder and never a valid plugin name, keeps both visible.
+                key = path.name
+            entry = self._new_entry(key, path)
+            entry.state = "failed"
+            entry.announced = True
+            entry.last_error = str(exc)
+            old = self._plugins.get(key)
+            self._plugins[key] = entry
+        if old is not None:
+            old.swap(None)
+        log.warning("plugin file %s failed to load: %s", path, exc)
+        self._emit(PluginFailed(plugin=key, error=str(exc), path=str(path)))
+        return key
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop watching, close every runtime (after its calls drain) and the engine."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._folder is not None:
+            self._folder.stop()
+        with self._lock:
+            entries = list(self._plugins.values())
+            self._plugins.clear()
+        for entry in entries:
+            entry.swap(None)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self._own_engine:
+            self._engine.close()
+
+    def __enter__(self) -> PluginHost:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # ---- internals -------------------------------------------------------------------
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._plugins.get(name)
+        if entry is None:
+            raise PluginNotFound(f"no plugin named '{name}' (loaded: {self._names()})",
+                                 plugin=name)
+        return entry
+
+    def _names(self) -> str:
+        return ", ".join(sorted(self._plugins)) or "none"
+
+    def _info(self, entry: _Entry) -> PluginInfo:
+        module = entry.module
+        manifest: dict[str, Any] = dict(getattr(module, "manifest", None) or {})
+        state: PluginState = entry.state
+        breaker = entry.breaker.state
+        if state == "loaded" and breaker == "open":
+            state = "circuit-open"
+        elif state == "loaded" and breaker == "half-open":
+            state = "half-open"
+        return PluginInfo(
+            name=entry.name,
+            state=state,
+            source=str(entry.source) if entry.source else None,
+            sha256=getattr(module, "sha256", None),
+            size=getattr(module, "size", None),
+            version=str(manifest.get("version", "0.0.0")) if module is not None else None,
+            description=str(manifest.get("description", "")),
+            handlers=tuple(getattr(module, "handlers", ()) or ()),
+            requested=tuple(sorted(getattr(module, "requested", ()) or ())),
+            granted={k: dict(v) for k, v in entry.grants.items()},
+            missing=entry.missing,
+            limits=entry.limits,
+            config=dict(entry.config),
+            stats=entry.stats.snapshot(),
+            breaker=breaker,
+            last_error=entry.last_error,
+            loaded_at=entry.loaded_at,
+            manifest=manifest,
+        )
+
+    def _emit(self, event: Event) -> None:
+        if self._events is None:
+            return
+        try:
+            self._events(event)
+        except Exception:
+            log.exception("publishing %s failed", event.topic)
+
+    def _set_state(self, entry: _Entry, new: PluginState) -> None:
+        old, entry.state = entry.state, new
+        announced, entry.announced = entry.announced, True
+        if old != new and announced:
+            self._emit(PluginStateChanged(plugin=entry.name, old=old, new=new))
+
+    def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        level = logging.WARNING if new == "open" else logging.INFO
+        log.log(level, "plugin '%s' circuit %s -> %s", name, old, new)
+        self._emit(PluginCircuitChanged(plugin=name, old=old, new=new))
+        public = {"closed": "loaded", "open": "circuit-open", "half-open": "half-open"}
+        self._emit(PluginStateChanged(plugin=name, old=public[old], new=public[new]))
+
+
+def _version_of(module: Any) -> str:
+    return str((getattr(module, "manifest", None) or {}).get("version", "0.0.0"))
+
+
+def _field(settings: Any, key: str) -> Any:
+    """Read ``key`` from an app-config plugin entry (a pydantic model or a mapping)."""
+    if settings is None:
+        return None
+    if isinstance(settings, Mapping):
+        return settings.get(key)
+    return getattr(settings, key, None)
+
+
+# ---- the built-in extension "omnicore.sandbox.host" ---------------------------------------
+
+def register(app: Any) -> None:
+    """Attach ``app.plugins`` (a :class:`PluginHost` configured from ``app.config``)."""
+    raise NotImplementedError  # wired once the core runtime lands
+
+
+def startup(app: Any) -> None:
+    """Load ``plugins_dir`` and start watching it."""
+    raise NotImplementedError
+
+
+def shutdown(app: Any) -> None:
+    """Stop watching and close every plugin runtime."""
+    raise NotImplementedError
