@@ -1,0 +1,155 @@
+"""Detect the environment (local, container, kubernetes, cloud VM, edge) and its defaults.
+
+Detection reads only local facts: environment variables and a few files under ``root``
+(``/.dockerenv``, ``/proc/1/cgroup``, the cgroup CPU quota, DMI vendor strings). It never
+touches the network, so it is instant and safe at import time of a CLI. ``edge`` cannot be
+detected; the operator sets ``environment: edge`` in config.
+
+This module imports nothing from omnicore: config uses it to build its adapter layer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["KINDS", "Environment", "cpu_quota", "detect"]
+
+KINDS = ("local", "container", "kubernetes", "cloud", "edge")
+
+# (environment variable, provider) pairs that only exist on a cloud provider's machines.
+_CLOUD_ENV = (
+    ("AWS_EXECUTION_ENV", "aws"),
+    ("ECS_CONTAINER_METADATA_URI_V4", "aws"),
+    ("AWS_REGION", "aws"),
+    ("GOOGLE_CLOUD_PROJECT", "gcp"),
+    ("GCE_METADATA_HOST", "gcp"),
+    ("WEBSITE_INSTANCE_ID", "azure"),
+    ("AZURE_REGION", "azure"),
+    ("FLY_APP_NAME", "fly"),
+    ("DIGITALOCEAN_REGION", "digitalocean"),
+)
+_DMI_VENDORS = (
+    ("amazon", "aws"),
+    ("google", "gcp"),
+    ("microsoft corporation", "azure"),
+    ("digitalocean", "digitalocean"),
+    ("hetzner", "hetzner"),
+    ("openstack", "openstack"),
+)
+_CONTAINER_CGROUP_MARKS = ("docker", "kubepods", "containerd", "lxc", "libpod", "crio")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What :func:`detect` found: the kind, why it thinks so, and the defaults it supplies."""
+
+    kind: str
+    reasons: tuple[str, ...]
+    cpus: float
+    provider: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line: ``container (/.dockerenv exists), 2 CPUs``."""
+        why = "; ".join(self.reasons) or "no hints"
+        prov = f" on {self.provider}" if self.provider else ""
+        return f"{self.kind}{prov} ({why}), {self.cpus:g} CPUs"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def cpu_quota(root: Path = Path("/")) -> float:
+    """CPUs this process may use: the cgroup quota if set, else the affinity mask size."""
+    try:
+        avail = float(len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        avail = float(os.cpu_count() or 1)
+    quota: float | None = None
+    v2 = _read(root / "sys/fs/cgroup/cpu.max").split()
+    if len(v2) == 2 and v2[0] != "max":
+        try:
+            quota = int(v2[0]) / int(v2[1])
+        except (ValueError, ZeroDivisionError):
+            quota = None
+    else:
+        q = _read(root / "sys/fs/cgroup/cpu/cpu.cfs_quota_us").strip()
+        p = _read(root / "sys/fs/cgroup/cpu/cpu.cfs_period_us").strip()
+        try:
+            if q and p and int(q) > 0:
+                quota = int(q) / int(p)
+        except (ValueError, ZeroDivisionError):
+            quota = None
+    if quota is not None and quota > 0:
+        return min(avail, quota)
+    return avail
+
+
+def _defaults(kind: str, cpus: float) -> dict[str, Any]:
+    workers = max(1, math.ceil(cpus))
+    served = kind in ("container", "kubernetes")
+    return {
+        # In a container the port is only reachable through the runtime's own mapping, so
+        # listening on every interface is the useful default; elsewhere stay on loopback.
+        "console": {"host": "0.0.0.0" if served else "127.0.0.1"},
+        "log": {"format": "json" if kind in ("container", "kubernetes", "cloud") else "text"},
+        "workers": min(workers, 2) if kind == "edge" else workers,
+        "data_dir": "./.omnicore",
+    }
+
+
+def detect(
+    environ: Mapping[str, str] | None = None,
+    root: Path = Path("/"),
+    configured: str | None = None,
+) -> Environment:
+    """Detect the environment; ``configured`` (from config ``environment``) wins if set."""
+    env = os.environ if environ is None else environ
+    cpus = cpu_quota(root)
+    reasons: list[str] = []
+    provider: str | None = None
+    if configured:
+        if configured not in KINDS:
+            raise ValueError(f"unknown environment {configured!r}; one of {', '.join(KINDS)}")
+        kind = configured
+        reasons.append("set in config")
+    elif env.get("KUBERNETES_SERVICE_HOST"):
+        kind = "kubernetes"
+        reasons.append("KUBERNETES_SERVICE_HOST is set")
+    else:
+        kind = "local"
+        if (root / ".dockerenv").exists():
+            reasons.append("/.dockerenv exists")
+        if (root / "run/.containerenv").exists():
+            reasons.append("/run/.containerenv exists")
+        cgroup = _read(root / "proc/1/cgroup")
+        mark = next((m for m in _CONTAINER_CGROUP_MARKS if m in cgroup), None)
+        if mark:
+            reasons.append(f"/proc/1/cgroup mentions {mark}")
+        if reasons:
+            kind = "container"
+        else:
+            for var, prov in _CLOUD_ENV:
+                if env.get(var):
+                    kind, provider = "cloud", prov
+                    reasons.append(f"{var} is set")
+                    break
+            else:
+                vendor = (_read(root / "sys/class/dmi/id/sys_vendor") + " "
+                          + _read(root / "sys/class/dmi/id/product_name")).lower()
+                for needle, prov in _DMI_VENDORS:
+                    if needle in vendor:
+                        kind, provider = "cloud", prov
+                        reasons.append(f"DMI vendor mentions {needle}")
+                        break
+    return Environment(kind=kind, reasons=tuple(reasons), cpus=cpus, provider=provider,
+                       defaults=_defaults(kind, cpus))

@@ -1,0 +1,293 @@
+"""Layered config: defaults < adapter < omnicore.yaml < OMNICORE_* env < overrides.
+
+Each layer is a nested dict plus the source of every leaf it sets, so a validation error can
+say which key, which value and where it came from (``omnicore.yaml:12``,
+``env OMNICORE_CONSOLE__PORT``, ``override``), and ``omnicore config show`` can print the
+source of each effective value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from omnicore.adapters import Environment, detect
+from omnicore.config.schema import OmniConfig
+from omnicore.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "load_config", "render_config"]
+
+ENV_PREFIX = "OMNICORE_"
+# Not config keys: they tell the CLI where the config is.
+_ENV_RESERVED = frozenset({"OMNICORE_CONFIG", "OMNICORE_APPDIR"})
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "api_key", "apikey", "credential",
+                 "private_key")
+_PATH_KEYS = (("data_dir",), ("plugins_dir",), ("sandbox", "cache_dir"))
+
+Key = tuple[str, ...]
+
+
+class _Layer:
+    __slots__ = ("data", "sources")
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.sources: dict[Key, str] = {}
+
+    def set(self, key: Key, value: Any, source: str) -> None:
+        node = self.data
+        for part in key[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[key[-1]] = value
+        self.sources[key] = source
+
+    def merge(self, data: Mapping[str, Any], source: str | Mapping[Key, str],
+              prefix: Key = ()) -> None:
+        for k, v in data.items():
+            key = (*prefix, str(k))
+            if isinstance(v, Mapping) and v:
+                self.merge(v, source, key)
+            else:
+                src = source if isinstance(source, str) else source.get(key, "file")
+                self.set(key, v, src)
+
+
+def _yaml_lines(node: yaml.Node, prefix: Key, out: dict[Key, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                key = (*prefix, str(k.value))
+                out[key] = k.start_mark.line + 1
+                _yaml_lines(v, key, out)
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], dict[Key, str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}",
+                          source=str(path)) from exc
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"invalid YAML in {where}: {problem}", source=where) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {path}: {exc}", source=str(path)) from exc
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys (like `name: my-app`), "
+                          f"not a {type(data).__name__}", source=str(path))
+    lines: dict[Key, int] = {}
+    if root is not None:
+        _yaml_lines(root, (), lines)
+    return data, {k: f"{path}:{n}" for k, n in lines.items()}
+
+
+def _env_layer(environ: Mapping[str, str], layer: _Layer) -> None:
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or var in _ENV_RESERVED:
+            continue
+        raw = environ[var]
+        key = tuple(p.lower() for p in var[len(ENV_PREFIX):].split("__"))
+        if not all(key):
+            raise ConfigError(f"environment variable {var} does not name a config key "
+                              f"(use __ between nested keys, e.g. OMNICORE_CONSOLE__PORT)",
+                              key=var, value=raw, source=f"env {var}")
+        value: Any = raw
+        # Lists and mappings can only travel as text; accept YAML/JSON flow syntax for them.
+        if raw.lstrip()[:1] in ("[", "{"):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"environment variable {var} is not valid YAML/JSON: {raw!r}",
+                                  key=".".join(key), value=raw, source=f"env {var}") from exc
+        layer.set(key, value, f"env {var}")
+
+
+def _override_layer(overrides: Mapping[str, Any], layer: _Layer) -> None:
+    for k, v in overrides.items():
+        key = tuple(str(k).split("."))
+        if isinstance(v, Mapping) and v:
+            layer.merge(v, "override", key)
+        else:
+            layer.set(key, v, "override")
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> None:
+    for k, v in top.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            _deep_merge(base[k], v)
+        else:
+            base[k] = dict(v) if isinstance(v, Mapping) else v
+
+
+def _model_at(path: Key) -> type[BaseModel] | None:
+    """The pydantic model that holds the keys at ``path`` (``()`` is the root)."""
+    model: type[BaseModel] = OmniConfig
+    i = 0
+    while i < len(path):
+        field = model.model_fields.get(path[i])
+        if field is None:
+            return None
+        ann = field.annotation
+        origin = typing.get_origin(ann)
+        if origin in (typing.Union, types.UnionType):
+            ann = next((a for a in typing.get_args(ann) if a is not type(None)), ann)
+            origin = typing.get_origin(ann)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+            i += 1
+        elif origin is dict:
+            inner = typing.get_args(ann)[1]
+            if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+                return None
+            model = inner
+            i += 2
+        else:
+            return None
+    return model
+
+
+def _first_error(exc: ValidationError, sources: Mapping[Key, str]) -> ConfigError:
+    errors = exc.errors()
+    err = errors[0]
+    loc = tuple(str(p) for p in err["loc"])
+    # A union (e.g. grants: list | dict) reports one error per branch; the key is the shared
+    # prefix, which is what the operator wrote.
+    key = ".".join(loc)
+    value = err.get("input")
+    src = None
+    probe = loc
+    while probe:
+        src = sources.get(probe)
+        if src:
+            break
+        probe = probe[:-1]
+    where = src or "default"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if err["type"] == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        hint = ""
+        if model is not None:
+            near = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+            if near:
+                hint = f"; did you mean {'.'.join((*loc[:-1], near[0]))!r}?"
+            else:
+                hint = f"; known keys here: {', '.join(model.model_fields)}"
+        msg = f"unknown config key {key!r} ({where}){hint}{more}"
+    else:
+        msg = f"invalid value {value!r} for {key!r} ({where}): {err['msg']}{more}"
+    return ConfigError(msg, key=key, value=value, source=where)
+
+
+def _resolve_paths(cfg: OmniConfig, base: Path) -> None:
+    for key in _PATH_KEYS:
+        owner: Any = cfg
+        for part in key[:-1]:
+            owner = getattr(owner, part)
+        value = getattr(owner, key[-1])
+        if value is not None:
+            p = Path(os.path.expandvars(os.path.expanduser(str(value))))
+            setattr(owner, key[-1], p if p.is_absolute() else (base / p).resolve())
+    if cfg.sandbox.cache_dir is None:
+        cfg.sandbox.cache_dir = cfg.data_dir / "cache"
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environment: Environment | None = None,
+) -> OmniConfig:
+    """Build the effective config from the file at ``path``, env vars and ``overrides``.
+
+    ``environ`` defaults to ``os.environ``; ``overrides`` takes nested dicts or dotted keys
+    (``{"console.port": 9000}``). Relative paths resolve against the file's folder, or the
+    working directory without a file. Raise :class:`ConfigError` naming key, value, source.
+    """
+    env = os.environ if environ is None else environ
+    file_layer, env_layer, over_layer = _Layer(), _Layer(), _Layer()
+    base = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist", source=str(p))
+        data, lines = _read_file(p)
+        file_layer.merge(data, lines)
+        base = p.resolve().parent
+    _env_layer(env, env_layer)
+    _override_layer(overrides or {}, over_layer)
+
+    upper: dict[str, Any] = {}
+    sources: dict[Key, str] = {}
+    for layer in (file_layer, env_layer, over_layer):
+        _deep_merge(upper, layer.data)
+        sources.update(layer.sources)
+
+    configured = upper.get("environment")
+    if environment is None:
+        try:
+            environment = detect(env, configured=configured if isinstance(configured, str)
+                                 else None)
+        except ValueError as exc:
+            src = sources.get(("environment",), "default")
+            raise ConfigError(f"{exc} ({src})", key="environment", value=configured,
+                              source=src) from None
+    adapter = _Layer()
+    adapter.merge(environment.defaults, f"adapter {environment.kind}")
+    merged: dict[str, Any] = {}
+    _deep_merge(merged, adapter.data)
+    _deep_merge(merged, upper)
+    all_sources = {**adapter.sources, **sources}
+    try:
+        cfg = OmniConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise _first_error(exc, all_sources) from None
+    _resolve_paths(cfg, base)
+    cfg._sources = {".".join(k): v for k, v in all_sources.items()}
+    return cfg
+
+
+def _is_secret(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1].lower()
+    return any(word in last for word in _SECRET_WORDS)
+
+
+def _flatten(value: Any, prefix: str, out: list[tuple[str, Any]]) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    else:
+        out.append((prefix, value))
+
+
+def render_config(cfg: OmniConfig, *, mask: bool = True) -> list[tuple[str, str, str]]:
+    """``(key, value, source)`` rows of the effective config; secrets masked unless told."""
+    rows: list[tuple[str, Any]] = []
+    _flatten(cfg.model_dump(mode="json"), "", rows)
+    out = []
+    for key, value in rows:
+        if mask and _is_secret(key) and value not in (None, "", {}, []):
+            text = "****"
+        else:
+            text = yaml.safe_dump(value, default_flow_style=True, width=1 << 16).strip()
+            text = text.removesuffix("\n...").removesuffix("...").strip()
+        out.append((key, text, cfg.source_of(key)))
+    return out

@@ -1,0 +1,149 @@
+"""The config model: every key, its type and its default, documented in one place.
+
+``omnicore config show`` prints the effective values with their sources; ``specs/host.md``
+mirrors this table. Paths are resolved against the config file's folder (or the working
+directory when there is no file) by the loader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+__all__ = [
+    "LIMIT_KEYS",
+    "CircuitConfig",
+    "ConsoleConfig",
+    "LimitsConfig",
+    "LogConfig",
+    "OmniConfig",
+    "PluginConfig",
+    "SandboxConfig",
+]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos far more often than intentions: refuse them.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class LogConfig(_Strict):
+    """``log.*``."""
+
+    level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="minimum level of omnicore's log records")
+    format: Literal["text", "json"] = Field(
+        "text", description="text for people, json for collectors (adapters may pick json)")
+
+
+class ConsoleConfig(_Strict):
+    """``console.*``: the web console's bind address."""
+
+    enabled: bool = Field(True, description="serve the console in `omnicore run`")
+    host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in containers)")
+    port: int = Field(8470, ge=0, le=65535, description="bind port")
+
+
+class LimitsConfig(_Strict):
+    """``sandbox.limits.*``: default limits for every plugin."""
+
+    max_memory_bytes: int = Field(64 * 1024 * 1024, gt=0, description="linear memory cap")
+    timeout_ms: int = Field(1000, gt=0, description="wall-clock deadline per call")
+    fuel: int | None = Field(None, gt=0, description="instructions budget per call; none = off")
+    max_input_bytes: int = Field(16 * 1024 * 1024, gt=0, description="largest call input")
+    max_output_bytes: int = Field(16 * 1024 * 1024, gt=0, description="largest call output")
+    pool_size: int = Field(4, gt=0, description="instances kept for concurrent calls")
+
+
+LIMIT_KEYS = tuple(LimitsConfig.model_fields)
+
+
+class CircuitConfig(_Strict):
+    """``sandbox.circuit.*``: per-plugin circuit breakers."""
+
+    failure_threshold: int = Field(5, gt=0, description="consecutive failures that open it")
+    cooldown_s: float = Field(30.0, gt=0, description="seconds before a trial call")
+
+
+class SandboxConfig(_Strict):
+    """``sandbox.*``."""
+
+    cache_dir: Path | None = Field(None, description="compiled-module cache; <data_dir>/cache")
+    epoch_tick_ms: int = Field(10, gt=0, description="deadline ticker period")
+    watch: bool = Field(True, description="watch plugins_dir and reload on change")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+
+
+class PluginConfig(_Strict):
+    """``plugins.<name>.*``: what the operator grants and configures for one plugin."""
+
+    grants: list[str] | dict[str, dict[str, Any]] = Field(
+        default_factory=list,
+        description="capability names, or name -> options (e.g. http: {hosts: [...]})")
+    config: dict[str, Any] = Field(default_factory=dict, description="the plugin's own config")
+    limits: dict[str, int | None] = Field(default_factory=dict,
+                                          description="overrides of sandbox.limits")
+    enabled: bool = Field(True, description="load this plugin")
+
+    @field_validator("grants", mode="before")
+    @classmethod
+    def _grant_options(cls, value: Any) -> Any:
+        # `kv:` with nothing after it is YAML null; it means "granted, no options".
+        if isinstance(value, dict):
+            return {k: ({} if v is None else v) for k, v in value.items()}
+        return value
+
+    @field_validator("limits")
+    @classmethod
+    def _known_limits(cls, value: dict[str, int | None]) -> dict[str, int | None]:
+        import difflib
+
+        for key in value:
+            if key not in LIMIT_KEYS:
+                near = difflib.get_close_matches(key, LIMIT_KEYS, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else f" (one of {LIMIT_KEYS})"
+                raise ValueError(f"unknown limit {key!r}{hint}")
+        return value
+
+    def grant_names(self) -> list[str]:
+        """The granted capability names, whichever form ``grants`` was written in."""
+        return list(self.grants)
+
+
+class OmniConfig(_Strict):
+    """The whole effective configuration of one app."""
+
+    name: str = Field("omnicore", min_length=1, description="app name")
+    environment: Literal["local", "container", "kubernetes", "cloud", "edge"] | None = Field(
+        None, description="force the environment adapter; detected when unset")
+    data_dir: Path = Field(Path(".omnicore"), description="SQLite files, caches, indexes")
+    plugins_dir: Path = Field(Path("plugins"), description="the watched plugin folder")
+    log: LogConfig = Field(default_factory=LogConfig)
+    workers: int = Field(4, gt=0, description="TaskEngine workers (adapter: CPU quota)")
+    shutdown_grace_s: float = Field(10.0, ge=0, description="grace for running tasks on stop")
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    plugins: dict[str, PluginConfig] = Field(default_factory=dict,
+                                             description="per-plugin grants, config, limits")
+    capabilities: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-capability host options (kv quota...)")
+
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def source_of(self, key: str) -> str:
+        """Where the value of dotted ``key`` came from: default, adapter, file, env, override."""
+        parts = key.split(".")
+        while parts:
+            src = self._sources.get(".".join(parts))
+            if src is not None:
+                return src
+            parts.pop()
+        return "default"
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Dotted key → source, for every key that did not come from the defaults."""
+        return dict(self._sources)

@@ -1,0 +1,23 @@
+"""The core layer: OmniApp, lifecycle, modules, the event bus, runtime identity."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from omnicore.core.events import Event, EventBus, Subscription
+from omnicore.core.lifecycle import Lifecycle, State
+from omnicore.core.module import Module
+
+if TYPE_CHECKING:
+    from omnicore.core.app import OmniApp
+
+__all__ = ["Event", "EventBus", "Lifecycle", "Module", "OmniApp", "State", "Subscription"]
+
+
+def __getattr__(name: str) -> Any:
+    # OmniApp imports the runtime and plugins layers, which import core.events: load it last.
+    if name == "OmniApp":
+        from omnicore.core.app import OmniApp
+
+        return OmniApp
+    raise AttributeError(f"module 'omnicore.core' has no attribute {name!r}")

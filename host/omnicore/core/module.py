@@ -1,0 +1,116 @@
+"""The base class of app modules and the order they start in."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from omnicore.core.lifecycle import State
+from omnicore.errors import ModuleError
+from omnicore.logging import BoundLogger, get_logger
+
+if TYPE_CHECKING:
+    from omnicore.core.app import OmniApp
+
+__all__ = ["Module", "start_order"]
+
+
+class Module:
+    """A named part of an app with a start/stop life.
+
+    Subclass it and override :meth:`start`/:meth:`stop` (plain or ``async``). ``name``
+    defaults to the class name without ``Module``, lowercased (``HealthModule`` → ``health``);
+    ``depends_on`` names modules that must start first. The app calls :meth:`on_attach`
+    when the module is added, so ``self.app`` is usable from then on.
+    """
+
+    name: str = ""
+    depends_on: Sequence[str] = ()
+
+    # Class-level defaults keep subclasses working even if their __init__ skips super().
+    _app: OmniApp | None = None
+    _state: State = State.CREATED
+    _log: BoundLogger | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("name"):
+            base = cls.__name__.removesuffix("Module") or cls.__name__
+            cls.name = base.lower()
+
+    def __init__(self, name: str | None = None, *, depends_on: Iterable[str] | None = None) -> None:
+        if name is not None:
+            self.name = name
+        if depends_on is not None:
+            self.depends_on = tuple(depends_on)
+
+    @property
+    def app(self) -> OmniApp:
+        """The app this module was added to."""
+        if self._app is None:
+            raise ModuleError(f"module {self.name!r} is not added to an app",
+                              module=self.name)
+        return self._app
+
+    @property
+    def state(self) -> State:
+        """This module's lifecycle state."""
+        return self._state
+
+    @property
+    def log(self) -> BoundLogger:
+        """A logger carrying the app's runtime id and this module's name."""
+        if self._log is None:
+            if self._app is not None:
+                self._log = self._app.log.bind(module=self.name)
+            else:
+                return get_logger("omnicore.module", module=self.name)
+        return self._log
+
+    def on_attach(self, app: OmniApp) -> None:
+        """Called when the module is added to ``app``; register checks, collectors here."""
+
+    def replaces(self, old: Module) -> None:
+        """Take over what others registered on ``old``, the app's default module of this name."""
+
+    def start(self) -> None | Awaitable[None]:
+        """Acquire resources. Raise to make the app's start fail."""
+        return None
+
+    def stop(self) -> None | Awaitable[None]:
+        """Release resources; called in reverse start order."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self._state.value}>"
+
+
+def start_order(modules: Sequence[Module]) -> list[Module]:
+    """Dependencies first, otherwise insertion order; raise :class:`ModuleError` on bad deps.
+
+    Stable: among the modules whose dependencies are all placed, the earliest added goes next.
+    """
+    by_name = {m.name: m for m in modules}
+    for m in modules:
+        for dep in m.depends_on:
+            if dep not in by_name:
+                raise ModuleError(
+                    f"module {m.name!r} depends on {dep!r}, which is not added "
+                    f"(modules: {', '.join(by_name) or 'none'})",
+                    module=m.name,
+                )
+    placed: set[str] = set()
+    order: list[Module] = []
+    remaining = list(modules)
+    while remaining:
+        for i, m in enumerate(remaining):
+            if all(d in placed for d in m.depends_on):
+                order.append(m)
+                placed.add(m.name)
+                del remaining[i]
+                break
+        else:
+            cycle = ", ".join(m.name for m in remaining)
+            raise ModuleError(f"module dependencies form a cycle among: {cycle}",
+                              module=remaining[0].name)
+    return order

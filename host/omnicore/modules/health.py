@@ -1,0 +1,187 @@
+"""HealthModule: the app's overall health from named component checks.
+
+A check is a callable returning a :class:`Status`, a ``bool`` (healthy or unhealthy), a
+``(Status, detail)`` pair, or ``None`` (healthy); raising makes it unhealthy with the error
+as detail. The overall status is the worst component's. Built-in checks cover the app's
+lifecycle, its modules and its Python extensions; other layers add theirs with
+:meth:`HealthModule.register_check`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from omnicore.core.events import HealthChanged
+from omnicore.core.lifecycle import State
+from omnicore.core.module import Module
+
+if TYPE_CHECKING:
+    from omnicore.core.app import OmniApp
+
+__all__ = ["CheckResult", "ComponentHealth", "HealthModule", "HealthReport", "Status"]
+
+
+class Status(StrEnum):
+    """A component's or the app's health, best first."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+_RANK = {Status.HEALTHY: 0, Status.DEGRADED: 1, Status.UNHEALTHY: 2}
+
+CheckResult = Status | bool | tuple[Status, str] | None
+Check = Callable[[], CheckResult]
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentHealth:
+    """One component's result: status, a human detail, and how long the check took."""
+
+    name: str
+    status: Status
+    detail: str = ""
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """The result of :meth:`HealthModule.check`."""
+
+    status: Status
+    components: dict[str, ComponentHealth] = field(default_factory=dict)
+    checked_at: float = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the overall status is healthy."""
+        return self.status is Status.HEALTHY
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the console's ``/api/health`` body)."""
+        return {
+            "status": self.status.value,
+            "checked_at": self.checked_at,
+            "components": {
+                n: {"status": c.status.value, "detail": c.detail,
+                    "latency_ms": round(c.latency_ms, 4)}
+                for n, c in self.components.items()
+            },
+        }
+
+    def __str__(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+def _normalize(result: CheckResult) -> tuple[Status, str]:
+    if result is None or result is True:
+        return Status.HEALTHY, ""
+    if result is False:
+        return Status.UNHEALTHY, "check returned False"
+    if isinstance(result, Status):
+        return result, ""
+    if isinstance(result, tuple) and len(result) == 2:
+        return Status(result[0]), str(result[1])
+    if isinstance(result, str):
+        return Status(result), ""
+    raise TypeError(f"a health check must return Status, bool, (Status, detail) or None, "
+                    f"not {type(result).__name__}")
+
+
+class HealthModule(Module):
+    """Aggregates component checks into one :class:`HealthReport`."""
+
+    name = "health"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._checks: dict[str, Check] = {}
+        self._lock = threading.Lock()
+        self._last: Status | None = None
+
+    def on_attach(self, app: OmniApp) -> None:
+        self.register_check("app", lambda: _app_status(app))
+        self.register_check("modules", lambda: _modules_status(app))
+        self.register_check("extensions", lambda: _extensions_status(app))
+
+    def replaces(self, old: Module) -> None:
+        if isinstance(old, HealthModule):
+            with old._lock:
+                for name, fn in old._checks.items():
+                    self._checks.setdefault(name, fn)
+
+    def register_check(self, name: str, fn: Check) -> None:
+        """Add (or replace) the check for component ``name``."""
+        if not callable(fn):
+            raise TypeError(f"health check {name!r} is not callable")
+        with self._lock:
+            self._checks[name] = fn
+
+    def unregister_check(self, name: str) -> None:
+        """Remove the check for ``name``; unknown names are ignored."""
+        with self._lock:
+            self._checks.pop(name, None)
+
+    @property
+    def check_names(self) -> list[str]:
+        """The registered component names."""
+        return list(self._checks)
+
+    def check(self) -> HealthReport:
+        """Run every check now and return the report; publishes ``HealthChanged`` on change."""
+        with self._lock:
+            checks = list(self._checks.items())
+        components: dict[str, ComponentHealth] = {}
+        worst = Status.HEALTHY
+        for name, fn in checks:
+            t0 = time.perf_counter()
+            try:
+                status, detail = _normalize(fn())
+            except Exception as exc:
+                status, detail = Status.UNHEALTHY, f"{type(exc).__name__}: {exc}"
+            latency = (time.perf_counter() - t0) * 1000.0
+            components[name] = ComponentHealth(name, status, detail, latency)
+            if _RANK[status] > _RANK[worst]:
+                worst = status
+        report = HealthReport(worst, components, time.time())
+        old, self._last = self._last, worst
+        if old is not None and old is not worst and self._app is not None:
+            bad = tuple(n for n, c in components.items() if c.status is not Status.HEALTHY)
+            self._app.events.publish(HealthChanged(old=old.value, new=worst.value,
+                                                   unhealthy=bad))
+        return report
+
+
+def _app_status(app: OmniApp) -> tuple[Status, str]:
+    state = app.state
+    if state is State.RUNNING:
+        return Status.HEALTHY, f"running for {app.uptime:.1f}s"
+    if state in (State.STARTING, State.STOPPING, State.CREATED):
+        return Status.DEGRADED, state.value
+    return Status.UNHEALTHY, state.value
+
+
+def _modules_status(app: OmniApp) -> tuple[Status, str]:
+    failed = [m.name for m in app.modules if m.state is State.FAILED]
+    if failed:
+        return Status.UNHEALTHY, "failed: " + ", ".join(failed)
+    if app.state is State.RUNNING:
+        idle = [m.name for m in app.modules if m.state is not State.RUNNING]
+        if idle:
+            return Status.DEGRADED, "not running: " + ", ".join(idle)
+    return Status.HEALTHY, f"{len(app.modules)} modules"
+
+
+def _extensions_status(app: OmniApp) -> tuple[Status, str]:
+    ext = getattr(app, "extensions", None)
+    failures = getattr(ext, "failures", {}) if ext is not None else {}
+    if failures:
+        return Status.DEGRADED, "; ".join(f"{n}: {why}" for n, why in failures.items())
+    return Status.HEALTHY, f"{len(ext.names) if ext is not None else 0} loaded"

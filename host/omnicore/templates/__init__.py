@@ -1,0 +1,1 @@
+"""Scaffolds copied by ``omnicore new``."""
