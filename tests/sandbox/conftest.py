@@ -13,9 +13,15 @@ from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRun
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def wat(name: str) -> bytes:
+def compile_wat(name: str) -> bytes:
     """Compile ``fixtures/<name>.wat`` to wasm bytes."""
     return wasmtime.wat2wasm((FIXTURES / f"{name}.wat").read_text())
+
+
+@pytest.fixture(scope="session")
+def wat() -> Callable[[str], bytes]:
+    """``wat("echo")`` -> the compiled fixture."""
+    return compile_wat
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +46,7 @@ def make(engine: SandboxEngine, registry: CapabilityRegistry) -> Iterator[Make]:
 
     def _make(source: str | bytes, *, grants: object = None, config: object = None,
               limits: Limits | None = None, name: str | None = None) -> PluginRuntime:
-        wasm = wat(source) if isinstance(source, str) else source
+        wasm = compile_wat(source) if isinstance(source, str) else source
         module = PluginModule.load(engine, wasm, name or (source if isinstance(source, str)
                                                           else "anon"))
         rt = PluginRuntime(engine, module, registry, grants or {}, config or {},  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 __all__ = [
+    "HOST_PARAM_TYPES",
     "PRIVATE_NAMES",
     "GuestFailure",
     "GuestMemory",
@@ -34,7 +35,6 @@ __all__ = [
     "RawInstance",
     "check_private_names",
     "define_host_function",
-    "HOST_PARAM_TYPES",
 ]
 
 _log = logging.getLogger("omnicore.sandbox")
@@ -143,12 +143,12 @@ def _failure(err: int | None, trap: ctypes.c_void_p) -> GuestFailure:
         trap.value = None
         t = wasmtime.Trap._from_ptr(ctypes.cast(ptr, ctypes.POINTER(ffi.wasm_trap_t)))
         return GuestFailure(t.message, t.trap_code)
-    e = wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))
-    status = ffi.c_int(0)
-    exit_status = None
-    if ffi.wasmtime_error_exit_status(
-            ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)), ctypes.byref(status)):
-        exit_status = status.value
+    errp = ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t))
+    status = ctypes.c_int(0)
+    # Ask for the exit status before WasmtimeError takes (and frees) the error.
+    exit_status = status.value if ffi.wasmtime_error_exit_status(
+        errp, ctypes.byref(status)) else None
+    e = wasmtime.WasmtimeError._from_ptr(errp)
     return GuestFailure(str(e), None, exit_status)
 
 
@@ -159,7 +159,7 @@ class GuestMemory:
     instance's life; only the size grows and is re-read when an access looks out of bounds.
     """
 
-    __slots__ = ("_ctx", "_mem", "_inst", "base", "size")
+    __slots__ = ("_ctx", "_inst", "_mem", "base", "size")
 
     def __init__(self, ctx: int, mem: ffi.wasmtime_memory_t, inst: RawInstance) -> None:
         self._ctx = ctx

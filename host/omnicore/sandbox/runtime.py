@@ -36,7 +36,7 @@ from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 
-__all__ = ["PluginRuntime", "MAX_ERROR_MESSAGE"]
+__all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]
 
 #: specs/abi.md §2.2: longer guest error messages are truncated.
 MAX_ERROR_MESSAGE = 4096
@@ -246,7 +246,10 @@ class PluginRuntime:
             return FuelExhausted(
                 f"{who} used all of its fuel ({lim.fuel}, limits.fuel){tail}",
                 plugin=self.name, handler=handler, limit="fuel", value=lim.fuel)
-        if inst is not None and inst.memory_size() + _PAGE > lim.max_memory_bytes:
+        # wasmtime does not report a refused memory.grow, so "the trap came after memory
+        # reached the limit" means: within the slack a typical allocator's last grow asks for.
+        slack = max(2**20, lim.max_memory_bytes // 16)
+        if inst is not None and inst.memory_size() + slack > lim.max_memory_bytes:
             return MemoryLimitExceeded(
                 f"{who} trapped after its memory reached the limit of {lim.max_memory_bytes} "
                 f"bytes (limits.max_memory_bytes){tail}: {_first_line(f.message)}",
@@ -349,7 +352,12 @@ class PluginRuntime:
 
 
 def _first_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[0].strip() if lines else "trap"
+    """The useful line of a wasmtime trap message (the cause, not the backtrace header)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if "Caused by:" in lines:
+        rest = lines[lines.index("Caused by:") + 1:]
+        if rest:
+            return rest[0].removeprefix("0: ")
+    return lines[0] if lines else "trap"
 
 
