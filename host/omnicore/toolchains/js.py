@@ -1,0 +1,459 @@
+"""JavaScript and TypeScript plugins on QuickJS-ng, built without a native toolchain.
+
+The JS runtime (``sdk/js/runtime``: QuickJS-ng + our ABI v1 shim) is compiled once with clang
+for ``wasm32-wasi`` and cached under ``build/js-runtime/<hash of sdist, shim and flags>``.
+A plugin build then is pure Python (see :mod:`omnicore.toolchains._js_wasm`):
+
+1. the source: a plain ``.js`` file is used as is; TypeScript, relative imports and npm
+   packages are bundled into one ES module with esbuild (``omnicore`` stays external);
+2. the runtime is instantiated under wasmtime with stub host functions to load the source
+   once: syntax and top-level errors become a :class:`BuildError`, and the exported functions
+   become the handlers;
+3. the source goes into the runtime's reserved region as a data segment, ``omni_h<i>`` are
+   renamed to the handler names, and the imports of capabilities the source does not import
+   from ``"omnicore"`` are replaced by trapping stubs (the runtime checks the same mask first
+   and throws a clear JS error instead of reaching them).
+
+A JS plugin project is a folder with ``plugin.js``/``plugin.ts`` (or ``src/plugin.*``,
+``index.*``, or the ``main`` of its ``package.json``), or a single ``.js``/``.ts`` file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tarfile
+from importlib import metadata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import wasmtime
+
+from omnicore.errors import BuildError
+from omnicore.toolchains._js_wasm import call_sites, rewrite
+
+__all__ = ["LANGUAGE", "EXTENSIONS", "CAPABILITIES", "MAX_HANDLERS", "detect", "check",
+           "compile", "scaffold", "runtime_path", "ensure_runtime", "used_capabilities"]
+
+LANGUAGE = "js"
+EXTENSIONS = ("js", "ts")
+#: The namespaces of specs/abi.md §4 in the runtime's capability-mask bit order.
+CAPABILITIES = ("log", "config", "kv", "memory", "vectors", "tasks", "http", "events", "secrets")
+MAX_HANDLERS = 64
+QUICKJS_SDIST = "quickjs_ng-0.17.0.2.tar.gz"
+ESBUILD_VERSION = "0.25.12"
+BUILD_TIMEOUT_S = 600
+#: How long top-level code may run while the build loads the plugin (wasmtime fuel units).
+LOAD_FUEL = 2_000_000_000
+
+_REPO = Path(__file__).resolve().parents[3]
+_SDK = _REPO / "sdk" / "js"
+_TEMPLATES = Path(__file__).parent / "templates"
+_SOURCES = (".js", ".mjs", ".ts", ".mts")
+_ENTRIES = ("plugin.ts", "plugin.js", "plugin.mjs", "src/plugin.ts", "src/plugin.js",
+            "index.ts", "index.js")
+_QJS_FILES = ("dtoa", "libregexp", "libunicode", "quickjs")
+_CFLAGS = ("--target=wasm32-wasi", "-O2", "-fno-strict-aliasing")
+_LDFLAGS = ("-mexec-model=reactor", "-Wl,--strip-all", "-Wl,-z,stack-size=1048576")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_IMPORT_OMNICORE = re.compile(
+    r"""\bimport\s*(?:\{(?P<named>[^}]*)\}|\*\s*as\s+(?P<ns>[A-Za-z_$][\w$]*))\s*from\s*["']omnicore["']""")
+_DYNAMIC_OMNICORE = re.compile(r"""\bimport\s*\(\s*["']omnicore["']\s*\)""")
+_OTHER_IMPORT = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*)["'](?!omnicore["'])[^"']+["']""")
+
+
+def _base_dir() -> Path:
+    return _REPO / "build" if (_REPO / "sdk").is_dir() else Path.home() / ".cache" / "omnicore"
+
+
+def detect(src: Path) -> bool:
+    """A ``.js``/``.ts`` file, or a folder holding one of the entry files."""
+    if src.is_file():
+        return src.suffix in _SOURCES
+    return src.is_dir() and _entry(src) is not None
+
+
+def _entry(src: Path) -> Path | None:
+    if src.is_file():
+        return src
+    pkg = src / "package.json"
+    if pkg.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            main = json.loads(pkg.read_text(encoding="utf-8")).get("main")
+            if isinstance(main, str) and (src / main).is_file() and main.endswith(_SOURCES):
+                return src / main
+    return next((src / e for e in _ENTRIES if (src / e).is_file()), None)
+
+
+def check() -> str | None:
+    """None when the JS runtime is built or can be built, else what to install."""
+    if runtime_path().exists():
+        return None
+    if _clang() is None:
+        return ("the omnicore JS runtime is not built and clang is missing: "
+                "`apt-get install clang lld wasi-libc` (or run scripts/setup-toolchains.sh)")
+    if _sdist() is None:
+        return (f"the QuickJS-ng sdist is missing: `pip download --no-binary :all: --no-deps "
+                f"quickjs-ng==0.17.0.2 -d {_base_dir() / 'third_party'}`")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the runtime (built once with clang, then cached)
+
+
+def _clang() -> str | None:
+    return shutil.which("clang") or shutil.which("clang-14")
+
+
+def _sdist() -> Path | None:
+    path = _base_dir() / "third_party" / QUICKJS_SDIST
+    return path if path.is_file() else None
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()[:16]
+
+
+def _runtime_key() -> str:
+    sdist = _sdist()
+    shim = _SDK / "runtime" / "omnicore_js.c"
+    api = _SDK / "runtime" / "api.js"
+    return _digest(sdist.read_bytes() if sdist else b"", shim.read_bytes(), api.read_bytes(),
+                   " ".join(_CFLAGS + _LDFLAGS).encode())
+
+
+def runtime_path() -> Path:
+    """Where the runtime for the current sdist + shim + flags lives (may not exist yet)."""
+    return _base_dir() / "js-runtime" / _runtime_key() / "omnicore-js.wasm"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # several builds (tests, build-all, a watcher) may want the runtime at the same moment
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                              timeout=BUILD_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"{what} failed: {exc}", toolchain=LANGUAGE) from exc
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()[-4000:]
+        raise BuildError(f"{what} failed:\n{detail}", toolchain=LANGUAGE)
+
+
+def ensure_runtime() -> Path:
+    """Build the JS runtime if it is not cached yet; return its path."""
+    out = runtime_path()
+    if out.exists():
+        return out
+    problem = check()
+    if problem:
+        raise BuildError(problem, toolchain=LANGUAGE)
+    clang, sdist = _clang(), _sdist()
+    assert clang and sdist
+    with _locked(out.parent.parent / ".lock"):
+        if out.exists():
+            return out
+        qjs = _quickjs_objects(clang, sdist)
+        work = out.parent
+        work.mkdir(parents=True, exist_ok=True)
+        api = (_SDK / "runtime" / "api.js").read_bytes()
+        header = work / "omnicore_api.h"
+        header.write_text("static const char OMNI_API_JS[] = {"
+                          + ",".join(str(b) for b in api) + ",0};\n"
+                          + f"#define OMNI_API_JS_LEN {len(api)}\n", encoding="ascii")
+        tmp = work / "omnicore-js.wasm.tmp"
+        _run([clang, *_CFLAGS, *_LDFLAGS, f"-I{qjs['include']}", f"-I{work}",
+              str(_SDK / "runtime" / "omnicore_js.c"), *qjs["objects"], "-o", str(tmp)],
+             "linking the omnicore JS runtime")
+        tmp.replace(out)
+    return out
+
+
+def _quickjs_objects(clang: str, sdist: Path) -> dict[str, Any]:
+    """QuickJS-ng compiled to wasm objects, cached by sdist and flags (the slow part, ≈25 s)."""
+    key = _digest(sdist.read_bytes(), " ".join(_CFLAGS).encode())
+    base = _base_dir() / "js-runtime" / f"quickjs-{key}"
+    src_root = base / "src"
+    objects = [base / f"{name}.o" for name in _QJS_FILES]
+    upstream = src_root / sdist.name.removesuffix(".tar.gz") / "upstream-quickjs"
+    if all(o.exists() for o in objects):
+        return {"include": upstream, "objects": [str(o) for o in objects]}
+    if not upstream.is_dir():
+        src_root.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(sdist) as tar:
+            tar.extractall(src_root, filter="data")
+    for name, obj in zip(_QJS_FILES, objects, strict=True):
+        if not obj.exists():
+            tmp = obj.with_suffix(".o.tmp")
+            _run([clang, *_CFLAGS, "-c", str(upstream / f"{name}.c"), "-o", str(tmp)],
+                 f"compiling QuickJS-ng {name}.c")
+            tmp.replace(obj)
+    return {"include": upstream, "objects": [str(o) for o in objects]}
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    wasm: bytes
+    sites: list[tuple[int, int, int]]
+    region_ptr: int
+    region_cap: int
+    engine: wasmtime.Engine
+    module: wasmtime.Module
+
+
+@cache
+def _load_runtime(path: Path) -> _Runtime:
+    wasm = path.read_bytes()
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    engine = wasmtime.Engine(config)
+    cached = path.with_suffix(f".wasmtime-{metadata.version('wasmtime')}.cwasm")
+    module = None
+    if cached.exists():
+        with contextlib.suppress(wasmtime.WasmtimeError):
+            module = wasmtime.Module.deserialize_file(engine, str(cached))
+    if module is None:
+        module = wasmtime.Module(engine, wasm)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_bytes(module.serialize())
+        tmp.replace(cached)
+    store, instance = _instantiate(engine, module, [])
+    exports = instance.exports(store)
+    ptr = exports["omni_js_region_ptr"](store)  # type: ignore[operator]
+    cap = exports["omni_js_region_cap"](store)  # type: ignore[operator]
+    return _Runtime(wasm, call_sites(wasm), int(ptr), int(cap), engine, module)
+
+
+def _stub(ty: wasmtime.FuncType, log: list[str], name: str) -> Any:
+    results = [str(r) for r in ty.results]
+
+    def stub(*args: Any) -> Any:
+        if not results:
+            return None
+        return 0 if results == ["i64"] else -1  # i32: NOT_FOUND; i64: an empty §3.3 block
+
+    def log_write(caller: wasmtime.Caller, level: int, ptr: int, n: int) -> None:
+        mem = caller["memory"]
+        assert isinstance(mem, wasmtime.Memory)
+        log.append(bytes(mem.read(caller, ptr, ptr + n)).decode("utf-8", "replace"))
+
+    if name == "omnicore:log.write":
+        return wasmtime.Func, log_write, True
+    return wasmtime.Func, stub, False
+
+
+def _instantiate(engine: wasmtime.Engine, module: wasmtime.Module, log: list[str],
+                 ) -> tuple[wasmtime.Store, wasmtime.Instance]:
+    store = wasmtime.Store(engine)
+    store.set_fuel(LOAD_FUEL)
+    store.set_wasi(wasmtime.WasiConfig())
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    for imp in module.imports:
+        if imp.module.startswith("omnicore:") and isinstance(imp.type, wasmtime.FuncType):
+            _, fn, access = _stub(imp.type, log, f"{imp.module}.{imp.name}")
+            linker.define_func(imp.module, imp.name or "", imp.type, fn, access_caller=access)
+    return store, linker.instantiate(store, module)
+
+
+def _unpack(store: wasmtime.Store, memory: wasmtime.Memory, packed: int) -> tuple[bool, bytes]:
+    packed &= (1 << 64) - 1
+    ptr, n = packed >> 32, packed & 0x7FFF_FFFF
+    return bool(packed & 0x8000_0000), bytes(memory.read(store, ptr, ptr + n)) if n else b""
+
+
+def _region(source: bytes, handlers: list[str], mask: int) -> bytes:
+    names = "\n".join(handlers).encode()
+    return b"OMJS" + struct.pack("<III", mask, len(names), len(source)) + names + source + b"\0"
+
+
+def _load_exports(rt: _Runtime, source: bytes, plugin: str) -> tuple[list[str], list[str]]:
+    """Run the plugin's top level once; return its exported function names and log lines."""
+    region = _region(source, [], (1 << len(CAPABILITIES)) - 1)
+    if len(region) > rt.region_cap:
+        raise BuildError(f"the bundled source is {len(source)} bytes; the JS runtime holds at "
+                         f"most {rt.region_cap - 17} (drop unused dependencies or minify)",
+                         plugin=plugin, toolchain=LANGUAGE)
+    log: list[str] = []
+    store, instance = _instantiate(rt.engine, rt.module, log)
+    exports = instance.exports(store)
+    memory = exports["memory"]
+    assert isinstance(memory, wasmtime.Memory)
+    memory.write(store, region, rt.region_ptr)
+    try:
+        exports["_initialize"](store)  # type: ignore[operator]
+        packed = exports["omni_js_exports"](store)  # type: ignore[operator]
+    except wasmtime.Trap as exc:
+        reason = ("it ran out of time (an endless loop at top level?)"
+                  if "fuel" in str(exc) else str(exc).splitlines()[0])
+        raise BuildError(f"loading the plugin failed: {reason}", plugin=plugin,
+                         toolchain=LANGUAGE) from exc
+    failed, body = _unpack(store, memory, int(packed))  # type: ignore[arg-type]
+    if failed:
+        raise BuildError(body.decode("utf-8", "replace"), plugin=plugin, toolchain=LANGUAGE)
+    return list(json.loads(body)), log
+
+
+# ---------------------------------------------------------------------------------------------
+# the source: as is, or bundled with esbuild
+
+
+def used_capabilities(source: str) -> set[str]:
+    """The ``omnicore`` namespaces a (bundled) ES module imports; ``log`` is always linked."""
+    used = {"log"}
+    if _DYNAMIC_OMNICORE.search(source):
+        return set(CAPABILITIES)
+    for match in _IMPORT_OMNICORE.finditer(source):
+        if match["ns"]:
+            used |= set(re.findall(re.escape(match["ns"]) + r"\s*\.\s*(\w+)", source))
+            if re.search(re.escape(match["ns"]) + r"\s*\[", source):
+                return set(CAPABILITIES)  # computed access: link everything
+        else:
+            for part in match["named"].split(","):
+                used.add(part.strip().split(" as ")[0].strip())
+    return used & set(CAPABILITIES)
+
+
+def _needs_bundle(entry: Path, text: str) -> bool:
+    return entry.suffix in (".ts", ".mts") or bool(_OTHER_IMPORT.search(text))
+
+
+def esbuild() -> str | None:
+    """An esbuild binary: the project's, ``$OMNICORE_ESBUILD``, PATH, or the cached one."""
+    configured = os.environ.get("OMNICORE_ESBUILD")
+    if configured:
+        return configured
+    cached = _base_dir() / "js-tools" / "node_modules" / ".bin" / "esbuild"
+    return str(cached) if cached.exists() else shutil.which("esbuild")
+
+
+def _ensure_esbuild(project: Path | None) -> str:
+    if project is not None:
+        local = project / "node_modules" / ".bin" / "esbuild"
+        if local.exists():
+            return str(local)
+    found = esbuild()
+    if found:
+        return found
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError("TypeScript, relative imports and npm packages need esbuild, and npm "
+                         "is not installed: install Node.js 18+ (npm), or `npm i -g esbuild`, "
+                         "or write the plugin as one plain .js file importing only \"omnicore\"",
+                         toolchain=LANGUAGE)
+    tools = _base_dir() / "js-tools"
+    with _locked(tools / ".lock"):
+        if not (tools / "node_modules" / ".bin" / "esbuild").exists():
+            _run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(tools),
+                  f"esbuild@{ESBUILD_VERSION}"], f"npm install esbuild@{ESBUILD_VERSION}")
+    return str(tools / "node_modules" / ".bin" / "esbuild")
+
+
+def _install_deps(project: Path) -> None:
+    pkg = json.loads((project / "package.json").read_text(encoding="utf-8"))
+    if not pkg.get("dependencies") and not pkg.get("devDependencies"):
+        return
+    if (project / "node_modules").is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError(f"{project} has npm dependencies but npm is not installed: install "
+                         "Node.js 18+ and run `npm ci` there", plugin=project.name,
+                         toolchain=LANGUAGE)
+    lock = (project / "package-lock.json").exists()
+    _run([npm, "ci" if lock else "install", "--no-audit", "--no-fund"],
+         f"npm {'ci' if lock else 'install'} in {project}", cwd=project)
+
+
+def _bundle(entry: Path, project: Path | None, work: Path) -> bytes:
+    if project is not None and (project / "package.json").is_file():
+        _install_deps(project)
+    tool = _ensure_esbuild(project)
+    out = work / "bundle.js"
+    cmd = [tool, str(entry), "--bundle", "--format=esm", "--platform=neutral",
+           "--target=es2023", "--external:omnicore", "--main-fields=module,main",
+           "--log-level=error", f"--outfile={out}"]
+    try:
+        proc = subprocess.run(cmd, cwd=project or entry.parent, capture_output=True, text=True,
+                              timeout=BUILD_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"esbuild failed: {exc}", toolchain=LANGUAGE) from exc
+    if proc.returncode != 0:
+        raise BuildError(f"esbuild could not bundle {entry.name}:\n"
+                         f"{(proc.stderr or proc.stdout).strip()[-4000:]}",
+                         plugin=entry.stem, toolchain=LANGUAGE)
+    return out.read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# the build
+
+
+def compile(src: Path, work: Path) -> bytes:  # noqa: A001 - the toolchain interface's name
+    """Build the JS/TS plugin at ``src`` into a raw wasm module (no manifest)."""
+    entry = _entry(src)
+    plugin = src.stem if src.is_file() else src.name
+    if entry is None:
+        raise BuildError(f"{src}: no plugin entry found (plugin.js, plugin.ts, index.js, ... "
+                         f"or package.json \"main\")", plugin=plugin, toolchain=LANGUAGE)
+    work.mkdir(parents=True, exist_ok=True)
+    text = entry.read_text(encoding="utf-8")
+    project = src if src.is_dir() else None
+    source = _bundle(entry, project, work) if _needs_bundle(entry, text) else text.encode()
+    rt = _load_runtime(ensure_runtime())
+    exported, _log = _load_exports(rt, source, plugin)
+    handlers = [n for n in exported if n != "default" and not n.startswith(("_", "omni_"))]
+    if not handlers:
+        raise BuildError(f"{entry.name} exports no handler: write `export function greet(input) "
+                         f"{{ ... }}`", plugin=plugin, toolchain=LANGUAGE)
+    if len(handlers) > MAX_HANDLERS:
+        raise BuildError(f"{entry.name} exports {len(handlers)} functions; a JS plugin has at "
+                         f"most {MAX_HANDLERS} handlers", plugin=plugin, toolchain=LANGUAGE)
+    used = used_capabilities(source.decode("utf-8", "replace"))
+    mask = sum(1 << i for i, name in enumerate(CAPABILITIES) if name in used)
+    drop = {f"omnicore:{name}" for name in CAPABILITIES if name not in used}
+    rename = {f"omni_h{i}": name for i, name in enumerate(handlers)}
+    unused = {f"omni_h{i}" for i in range(len(handlers), MAX_HANDLERS)}
+    unused |= {"omni_js_exports", "omni_js_region_ptr", "omni_js_region_cap"}
+    region = _region(source, handlers, mask)
+    return rewrite(rt.wasm, sites=rt.sites, drop_modules=drop, rename=rename,
+                   drop_exports=unused, data=[(rt.region_ptr, region)])
+
+
+def scaffold(dest: Path, name: str, lang: str) -> None:
+    """Create a JS (``lang="js"``) or TypeScript (``"ts"``) plugin project that builds as is."""
+    if lang not in EXTENSIONS:
+        raise BuildError(f"the JS toolchain does not scaffold {lang!r}")
+    if not _NAME.fullmatch(name):
+        raise BuildError(f"invalid plugin name {name!r}: use lowercase letters, digits, '-' "
+                         f"and '_', starting with a letter or digit, at most 63 characters")
+    dest.mkdir(parents=True, exist_ok=True)
+    values = {"name": name, "sdk_types": str(_SDK / "index.d.ts")}
+    for template in sorted((_TEMPLATES / lang).glob("*.tmpl")):
+        text = Template(template.read_text(encoding="utf-8")).substitute(values)
+        (dest / template.name.removesuffix(".tmpl")).write_text(text, encoding="utf-8")

@@ -1,0 +1,202 @@
+// The "omnicore" module every JS/TS plugin imports (types: sdk/js/index.d.ts).
+// Built into the runtime; thin wrappers over the host functions of specs/abi.md §4 that turn
+// status codes into thrown OmniHostError and bytes into strings/JSON where the spec says so.
+import * as native from "omnicore:native";
+
+const STATUS = { [-1]: "NOT_FOUND", [-2]: "DENIED", [-3]: "INVALID", [-4]: "QUOTA",
+  [-5]: "UNAVAILABLE", [-6]: "TOO_LARGE" };
+
+/** A host function answered with a negative status (specs/abi.md §3.1). */
+export class OmniHostError extends Error {
+  constructor(fn, status, detail) {
+    const name = STATUS[status] || `STATUS_${status}`;
+    super(`${fn} failed: ${name}${detail ? ` (${detail})` : ""}`);
+    this.name = "OmniHostError";
+    this.status = status;
+    this.code = name;
+  }
+}
+
+/** The handler's input was not what it expects; the message says what to send instead. */
+export class InputError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "InputError";
+  }
+}
+
+function check(fn, status, detail) {
+  if (typeof status === "number" && status < 0) throw new OmniHostError(fn, status, detail);
+  return status;
+}
+
+const encode = (s) => native.utf8Encode(String(s));
+const decode = (b) => native.utf8Decode(b);
+const toBytes = (v) => (typeof v === "string" ? v : v instanceof Uint8Array || v instanceof ArrayBuffer ? v
+  : JSON.stringify(v));
+
+/** The raw bytes of the current handler input (the handler itself receives them as a string). */
+export function bytes() { return native.input(); }
+
+/** Parse JSON input; throws InputError("invalid JSON input: ...") on malformed input. */
+export function json(input) {
+  const text = typeof input === "string" ? input : decode(input);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`invalid JSON input: ${text.length ? e.message : "empty input"}`);
+  }
+}
+
+const LEVELS = { trace: 0, debug: 1, info: 2, warn: 3, error: 4 };
+const fmt = (args) => args.map((a) => (typeof a === "string" ? a : a instanceof Error ? String(a)
+  : JSON.stringify(a))).join(" ");
+
+export const log = {
+  write(level, ...args) {
+    const n = typeof level === "number" ? level : LEVELS[level] ?? 2;
+    native.logWrite(n, fmt(args));
+  },
+  enabled(level) { return native.logEnabled(typeof level === "number" ? level : LEVELS[level] ?? 2); },
+  trace(...a) { if (native.logEnabled(0)) native.logWrite(0, fmt(a)); },
+  debug(...a) { if (native.logEnabled(1)) native.logWrite(1, fmt(a)); },
+  info(...a) { native.logWrite(2, fmt(a)); },
+  warn(...a) { native.logWrite(3, fmt(a)); },
+  error(...a) { native.logWrite(4, fmt(a)); },
+};
+
+export const config = {
+  /** The value at `key` as text (strings verbatim, other values as JSON), or `fallback`. */
+  get(key, fallback = undefined) {
+    const r = native.configGet(String(key));
+    if (r === -1) return fallback;
+    return check("config.get", r, key);
+  },
+  /** The value at `key` parsed as JSON when it is not a plain string; `fallback` if absent. */
+  value(key, fallback = undefined) {
+    const r = config.get(key);
+    if (r === undefined) return fallback;
+    try { return JSON.parse(r); } catch { return r; }
+  },
+  /** The whole config section as an object. */
+  all() { return JSON.parse(config.get("", "{}")); },
+};
+
+export const kv = {
+  get(key) { const r = native.kvGet(String(key)); return r === -1 ? null : check("kv.get", r, key); },
+  getText(key) { const r = kv.get(key); return r === null ? null : decode(r); },
+  getJSON(key) { const r = kv.get(key); return r === null ? null : JSON.parse(decode(r)); },
+  set(key, value) { check("kv.set", native.kvSet(String(key), toBytes(value)), key); },
+  delete(key) { return check("kv.delete", native.kvDelete(String(key)), key) === 1; },
+  incr(key, delta = 1) {
+    const [status, value] = native.kvIncr(String(key), delta);
+    check("kv.incr", status, key);
+    return value;
+  },
+  list(prefix = "") { return JSON.parse(check("kv.list", native.kvList(String(prefix)), prefix)); },
+};
+
+export const Tier = Object.freeze({ WORKING: 0, SHORT: 1, LONG: 2 });
+
+export const memory = {
+  remember(tier, text, { metadata, ttl_s } = {}) {
+    const item = { text };
+    if (metadata !== undefined) item.metadata = metadata;
+    if (ttl_s !== undefined) item.ttl_s = ttl_s;
+    return check("memory.remember", native.memRemember(tier, JSON.stringify(item)));
+  },
+  recall(query, { tiers, limit } = {}) {
+    const q = { query };
+    if (tiers !== undefined) q.tiers = tiers;
+    if (limit !== undefined) q.limit = limit;
+    return JSON.parse(check("memory.recall", native.memRecall(JSON.stringify(q))));
+  },
+  forget(id) { return check("memory.forget", native.memForget(id)) === 1; },
+};
+
+const f32 = (v) => new Uint8Array((v instanceof Float32Array ? v : Float32Array.from(v)).buffer);
+
+export const vectors = {
+  upsert(collection, id, vector, metadata) {
+    const meta = metadata === undefined ? "" : JSON.stringify(metadata);
+    check("vectors.upsert", native.vecUpsert(String(collection), String(id), f32(vector), meta),
+      collection);
+  },
+  search(collection, vector, k = 10) {
+    return JSON.parse(native.vecSearch(String(collection), f32(vector), k));
+  },
+  delete(collection, id) {
+    return check("vectors.delete", native.vecDelete(String(collection), String(id)), collection) === 1;
+  },
+};
+
+export const tasks = {
+  enqueue(handler, payload = "", { delayMs = 0 } = {}) {
+    return check("tasks.enqueue", native.tasksEnqueue(String(handler), toBytes(payload), delayMs),
+      handler);
+  },
+  cancel(id) { return check("tasks.cancel", native.tasksCancel(id)) === 1; },
+};
+
+/** A response of omnicore:http.request (specs/abi.md §4.7). */
+export class HttpResponse {
+  constructor(status, headers, body) {
+    this.status = status;
+    this.headers = headers;
+    this.body = body;
+  }
+  get ok() { return this.status >= 200 && this.status < 300; }
+  text() { return decode(this.body); }
+  json() { return JSON.parse(decode(this.body)); }
+}
+
+export const http = {
+  /** `req`: {method, url | connector+path, headers?, timeout_ms?}; `body`: string or bytes. */
+  request(req, body = "") {
+    const block = native.httpRequest(JSON.stringify(req), body);
+    const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
+    const headLen = view.getUint32(0, true);
+    const head = JSON.parse(decode(block.subarray(4, 4 + headLen)));
+    return new HttpResponse(head.status, head.headers || {}, block.slice(4 + headLen));
+  },
+  get(url, headers = {}) { return http.request({ method: "GET", url, headers }); },
+  post(url, body, headers = {}) { return http.request({ method: "POST", url, headers }, toBytes(body)); },
+  connector(name, method, path, body = "", headers = {}) {
+    return http.request({ method, connector: name, path, headers }, toBytes(body));
+  },
+};
+
+export const events = {
+  publish(topic, payload = "") {
+    check("events.publish", native.eventsPublish(String(topic), toBytes(payload)), topic);
+  },
+};
+
+export const secrets = {
+  get(name) { const r = native.secretsGet(String(name)); return r === -1 ? null : check("secrets.get", r, name); },
+  getText(name) { const r = secrets.get(name); return r === null ? null : decode(r); },
+};
+
+/** The capabilities linked into this plugin at build time (names of specs/abi.md §4). */
+export function linked() {
+  const names = ["log", "config", "kv", "memory", "vectors", "tasks", "http", "events", "secrets"];
+  const mask = native.linked();
+  return names.filter((_, i) => mask & (1 << i));
+}
+
+class TextEncoderImpl {
+  get encoding() { return "utf-8"; }
+  encode(s = "") { return encode(s); }
+}
+class TextDecoderImpl {
+  get encoding() { return "utf-8"; }
+  decode(b) { return b === undefined ? "" : decode(b); }
+}
+
+const consoleImpl = {
+  log: log.info, info: log.info, debug: log.debug, trace: log.trace, warn: log.warn,
+  error: log.error,
+};
+if (typeof globalThis.console === "undefined") globalThis.console = consoleImpl;
+if (typeof globalThis.TextEncoder === "undefined") globalThis.TextEncoder = TextEncoderImpl;
+if (typeof globalThis.TextDecoder === "undefined") globalThis.TextDecoder = TextDecoderImpl;
