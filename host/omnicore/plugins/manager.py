@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["BUILTIN_EXTENSIONS", "ENTRY_POINT_GROUP", "ExtensionManager"]
 
 #: Dotted module names loaded into every app at construction, in this order.
-BUILTIN_EXTENSIONS: list[str] = []
+BUILTIN_EXTENSIONS: list[str] = ["omnicore.capabilities.builtin", "omnicore.sandbox.host"]
 
 ENTRY_POINT_GROUP = "omnicore.plugins"
 

@@ -19,7 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -48,6 +49,7 @@ from omnicore.sandbox.folder import (
     read_sidecar,
 )
 from omnicore.sandbox.limits import Limits
+from omnicore.sandbox.pluginlog import PluginLog, level_number
 from omnicore.sandbox.stats import CallStats, StatsSnapshot
 
 __all__ = [
@@ -143,6 +145,17 @@ class PluginInfo:
         }
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The operator's layered settings for one plugin (app config < sidecar < arguments)."""
+
+    grants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    disabled: bool = False
+    sidecar: Path | None = None
+
+
 class _Version:
     """One loaded build of a plugin and the calls currently using it."""
 
@@ -165,18 +178,15 @@ class _Entry:
         self.state: PluginState = "failed"
         self.module: Any = None
         self.version: _Version | None = None
-        self.grants: dict[str, dict[str, Any]] = {}
-        self.config: dict[str, Any] = {}
-        self.limits: Limits | None = None
+        self.settings: _Settings | None = None
         self.missing: tuple[str, ...] = ()
         self.last_error: str | None = None
         self.loaded_at: float | None = None
-        self.sidecar_path: Path | None = None
-        self.disabled = False
         # The first state is announced by PluginLoaded/PluginFailed, not PluginStateChanged.
         self.announced = False
         self.stats = stats
         self.breaker = breaker
+        self.log = PluginLog(name)
         self.lock = threading.Lock()
 
     def acquire(self) -> _Version | None:
@@ -227,19 +237,26 @@ class PluginHost:
     """
 
     def __init__(self, *, engine: Any = None,
+                 engine_factory: Callable[[], Any] | None = None,
                  registry_factory: Callable[[], Any] | None = None,
                  defaults: Limits | None = None,
                  plugin_settings: Mapping[str, Any] | None = None,
                  failure_threshold: int = 5, cooldown_s: float = 30.0,
-                 events: EventSink | None = None, max_workers: int = 8) -> None:
+                 events: EventSink | None = None, health: Any = None,
+                 data_dir: Path | None = None, max_workers: int = 8) -> None:
         from omnicore.sandbox import CapabilityRegistry, SandboxEngine
 
+        # The engine starts a ticker thread, so it is made on first use: an app that never
+        # loads a plugin never pays for it.
+        self._engine: Any = engine
+        self._engine_factory: Callable[[], Any] = engine_factory or SandboxEngine
         self._own_engine = engine is None
-        self._engine = engine if engine is not None else SandboxEngine()
         self._registry_factory = registry_factory or CapabilityRegistry.builtin
         self._registry: Any = None
         self._defaults = defaults or Limits()
-        self._settings = dict(plugin_settings or {})
+        self._plugin_settings = dict(plugin_settings or {})
+        self._health = health
+        self._data_dir = data_dir
         self._failure_threshold = failure_threshold
         self._cooldown_s = cooldown_s
         self._events = events
@@ -267,15 +284,19 @@ class PluginHost:
         """The current state of plugin ``name``; :class:`PluginNotFound` if unknown."""
         return self._info(self._entry(name))
 
-    def logs(self, name: str) -> Any:
-        """The plugin's :class:`~omnicore.sandbox.pluginlog.PluginLog` (None if not running)."""
-        entry = self._entry(name)
-        version = entry.version
-        return version.runtime.log if version is not None else None
+    def logs(self, name: str) -> PluginLog:
+        """The plugin's log ring buffer (kept across reloads)."""
+        return self._entry(name).log
 
     @property
     def engine(self) -> Any:
-        """The :class:`SandboxEngine` all plugins of this host share."""
+        """The :class:`SandboxEngine` all plugins of this host share (made on first use)."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    if self._closed:
+                        raise PluginError("this plugin host is closed")
+                    self._engine = self._engine_factory()
         return self._engine
 
     @property
@@ -300,26 +321,24 @@ class PluginHost:
         path = Path(source) if isinstance(source, str | Path) else None
         sidecar = read_sidecar(path) if path is not None else Sidecar()
         module = self._load_module(source, path, name)
+        settings = self._settings_for(module.name, sidecar, grants, config, limits)
         with self._lock:
             existing = self._plugins.get(module.name)
             if existing is not None:
                 raise self._duplicate(module.name, existing.source, path)
             entry = self._new_entry(module.name, path)
-            self._configure(entry, module, sidecar, grants, config, limits)
-            self._plugins[entry.name] = entry
+            # Reserve the name so a concurrent load of the same name is refused.
+            self._put(entry)
         try:
-            self._activate(entry, module)
+            self._activate(entry, module, settings)
         except BaseException:
-            with self._lock:
-                if self._plugins.get(entry.name) is entry:
-                    del self._plugins[entry.name]
+            self._pop(entry.name, entry)
             raise
         return self._info(entry)
 
     def unload(self, name: str, *, reason: str = "unloaded") -> None:
         """Remove plugin ``name``; calls already running finish first, on its runtime."""
-        with self._lock:
-            entry = self._plugins.pop(name, None)
+        entry = self._pop(name)
         if entry is None:
             raise PluginNotFound(f"cannot unload '{name}': no such plugin "
                                  f"(loaded: {self._names()})", plugin=name)
@@ -334,13 +353,13 @@ class PluginHost:
         gets a new runtime with the extra grant (calls in flight finish on the old one).
         """
         entry = self._entry(name)
-        if entry.module is None:
+        if entry.module is None or entry.settings is None:
             raise PluginLoadError(f"plugin '{name}' failed to load ({entry.last_error}); "
                                   "fix the file before granting it anything", plugin=name)
-        with self._lock:
-            entry.grants.update(normalize_grants({capability: options or {}},
-                                                 source=f"grant to '{name}'"))
-        self._activate(entry, entry.module)
+        grants = dict(entry.settings.grants)
+        grants.update(normalize_grants({capability: options or {}},
+                                       source=f"grant to '{name}'"))
+        self._activate(entry, entry.module, replace(entry.settings, grants=grants))
         return self._info(entry)
 
     def _load_module(self, source: bytes | str | Path, path: Path | None,
@@ -350,7 +369,7 @@ class PluginHost:
         if path is not None and not path.is_file():
             raise PluginLoadError(f"cannot load plugin: {path} does not exist or is not a file",
                                   plugin=name)
-        return PluginModule.load(self._engine, path if path is not None else source,
+        return PluginModule.load(self.engine, path if path is not None else source,
                                  name=name)
 
     def _new_entry(self, name: str, path: Path | None) -> _Entry:
@@ -359,57 +378,57 @@ class PluginHost:
             on_change=lambda old, new: self._breaker_changed(name, old, new))
         return _Entry(name, path, CallStats(), breaker)
 
-    def _configure(self, entry: _Entry, module: Any, sidecar: Sidecar,
-                   grants: Mapping[str, Any] | list[str] | None,
-                   config: Mapping[str, Any] | None,
-                   limits: Mapping[str, Any] | Limits | None) -> None:
-        """Layer app config < sidecar < explicit arguments onto ``entry``."""
-        app = self._settings.get(entry.name)
-        app_grants = _field(app, "grants")
-        app_config = _field(app, "config") or {}
-        app_limits = _field(app, "limits") or {}
+    def _settings_for(self, name: str, sidecar: Sidecar,
+                      grants: Mapping[str, Any] | list[str] | None = None,
+                      config: Mapping[str, Any] | None = None,
+                      limits: Mapping[str, Any] | Limits | None = None) -> _Settings:
+        """Layer app config ``plugins.<name>`` < sidecar < explicit arguments."""
+        app = self._plugin_settings.get(name)
         merged_grants = dict(_DEFAULT_GRANTS)
-        merged_grants.update(normalize_grants(app_grants, source=f"plugins.{entry.name}"))
+        merged_grants.update(normalize_grants(_field(app, "grants"), source=f"plugins.{name}"))
         merged_grants.update(sidecar.grants)
-        merged_grants.update(normalize_grants(grants, source=f"load('{entry.name}')"))
-        merged_config = deep_merge(deep_merge(app_config, sidecar.config), config or {})
+        merged_grants.update(normalize_grants(grants, source=f"load('{name}')"))
+        merged_config = deep_merge(deep_merge(_field(app, "config") or {}, sidecar.config),
+                                   config or {})
         try:
-            merged_limits = self._defaults.merged(app_limits).merged(sidecar.limits)
-            if isinstance(limits, Limits):
-                merged_limits = limits
-            else:
-                merged_limits = merged_limits.merged(limits)
+            merged_limits = self._defaults.merged(_field(app, "limits") or {})
+            merged_limits = merged_limits.merged(sidecar.limits)
+            merged_limits = limits if isinstance(limits, Limits) else merged_limits.merged(limits)
         except ConfigError as exc:
-            raise ConfigError(f"plugin '{entry.name}': {exc}", key=exc.key, value=exc.value,
+            raise ConfigError(f"plugin '{name}': {exc}", key=exc.key, value=exc.value,
                               source=exc.source) from exc
-        entry.module = module
-        entry.grants = merged_grants
-        entry.config = merged_config
-        entry.limits = merged_limits
-        entry.sidecar_path = sidecar.path
-        entry.disabled = _field(app, "enabled") is False or not sidecar.enabled
+        return _Settings(grants=merged_grants, config=merged_config, limits=merged_limits,
+                         disabled=_field(app, "enabled") is False or not sidecar.enabled,
+                         sidecar=sidecar.path)
 
-    def _activate(self, entry: _Entry, module: Any) -> None:
-        """Build a runtime for ``module`` with the entry's settings and make it current."""
+    def _activate(self, entry: _Entry, module: Any, settings: _Settings) -> None:
+        """Link ``module`` with ``settings`` and make it current.
+
+        Settings are committed only when the result is a state the plugin can be in
+        (loaded, needs-grant, disabled); any other failure raises and leaves the entry (and
+        the version serving it) untouched.
+        """
         from omnicore.sandbox import PluginRuntime
 
-        if entry.disabled:
+        if settings.disabled:
+            self._commit(entry, module, settings, missing=())
             entry.swap(None)
             self._set_state(entry, "disabled")
             return
+        level = settings.grants.get("log", {}).get("level")
+        if level is not None:
+            entry.log.min_level = level_number(level)
         try:
-            runtime = PluginRuntime(self._engine, module, self._capabilities(), entry.grants,
-                                    entry.config, entry.limits)
+            runtime = PluginRuntime(self.engine, module, self._capabilities(), settings.grants,
+                                    settings.config, settings.limits, log=entry.log,
+                                    data_dir=self._data_dir)
         except NeedsGrant as exc:
-            entry.missing = tuple(exc.missing)
-            entry.module = module
+            self._commit(entry, module, settings, missing=tuple(exc.missing))
             entry.last_error = str(exc)
             entry.swap(None)
             self._set_state(entry, "needs-grant")
             return
-        entry.module = module
-        entry.missing = ()
-        entry.last_error = None
+        self._commit(entry, module, settings, missing=())
         entry.loaded_at = time.time()
         entry.breaker.reset()
         entry.swap(_Version(module, runtime))
@@ -417,10 +436,23 @@ class PluginHost:
         self._emit(PluginLoaded(plugin=entry.name, version=_version_of(module),
                                 path=str(entry.source or "")))
 
+    @staticmethod
+    def _commit(entry: _Entry, module: Any, settings: _Settings,
+                missing: tuple[str, ...]) -> None:
+        entry.module = module
+        entry.settings = settings
+        entry.missing = missing
+        entry.last_error = None
+
     def _capabilities(self) -> Any:
         if self._registry is None:
             self._registry = self._registry_factory()
         return self._registry
+
+    def stats_items(self) -> list[tuple[str, CallStats]]:
+        """``(name, stats)`` of every plugin (the Prometheus collector reads these)."""
+        with self._lock:
+            return [(n, e.stats) for n, e in sorted(self._plugins.items())]
 
     def refresh_capabilities(self) -> None:
         """Forget the capability registry so the next link rebuilds it from the hooks."""
@@ -536,32 +568,26 @@ class PluginHost:
         working plugin down).
         """
         entry = self._plugins.get(name)
-        if entry is None or entry.source != path:
+        if entry is None or entry.source != path or entry.module is None:
+            if entry is not None and entry.source == path:
+                self._pop(name, entry)  # a failed file: start over
             return self.load_file(path)
         try:
             sidecar = read_sidecar(path)
             module = self._load_module(path, path, None)
+            if module.name != name:
+                # Renamed in its manifest: a different plugin now lives in this file.
+                self.unload(name, reason=f"{path.name} now holds plugin '{module.name}'")
+                return self.load_file(path)
+            settings = self._settings_for(name, sidecar)
         except (PluginError, ConfigError, OSError) as exc:
             return self._reload_failed(entry, path, exc)
-        if module.name != name:
-            # Renamed in its manifest: a different plugin now lives in this file.
-            self.unload_file(name, path)
-            return self.load_file(path)
-        unchanged = (entry.module is not None and module.sha256 == entry.module.sha256
-                     and sidecar.path == entry.sidecar_path and sidecar.path is None)
-        if unchanged and entry.state == "loaded":
-            return name  # only the mtime moved
-        staged = self._new_entry(name, path)
+        if (entry.state == "loaded" and entry.module.sha256 == module.sha256
+                and entry.settings == settings):
+            entry.last_error = None
+            return name  # only an mtime moved
         try:
-            self._configure(staged, module, sidecar, None, None, None)
-        except ConfigError as exc:
-            return self._reload_failed(entry, path, exc)
-        with self._lock:
-            entry.grants, entry.config = staged.grants, staged.config
-            entry.limits, entry.sidecar_path = staged.limits, staged.sidecar_path
-            entry.disabled = staged.disabled
-        try:
-            self._activate(entry, module)
+            self._activate(entry, module, settings)
         except (PluginError, ConfigError) as exc:
             return self._reload_failed(entry, path, exc)
         self._emit(PluginReloaded(plugin=name, version=_version_of(module), path=str(path),
@@ -581,8 +607,7 @@ class PluginHost:
             log.warning("plugin '%s': %s", entry.name, entry.last_error)
             self._emit(PluginFailed(plugin=entry.name, error=entry.last_error, path=str(path)))
             return entry.name
-        with self._lock:
-            self._plugins.pop(entry.name, None)
+        self._pop(entry.name, entry)
         return self._register_failure(path, exc, entry.name)
 
     def _register_failure(self, path: Path, exc: Exception, name: str | None) -> str:
@@ -598,8 +623,7 @@ class PluginHost:
             entry.state = "failed"
             entry.announced = True
             entry.last_error = str(exc)
-            old = self._plugins.get(key)
-            self._plugins[key] = entry
+            old = self._put(entry)
         if old is not None:
             old.swap(None)
         log.warning("plugin file %s failed to load: %s", path, exc)
@@ -615,15 +639,14 @@ class PluginHost:
         self._closed = True
         if self._folder is not None:
             self._folder.stop()
-        with self._lock:
-            entries = list(self._plugins.values())
-            self._plugins.clear()
-        for entry in entries:
-            entry.swap(None)
+        for name in list(self._plugins):
+            entry = self._pop(name)
+            if entry is not None:
+                entry.swap(None)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        if self._own_engine:
+        if self._own_engine and self._engine is not None:
             self._engine.close()
 
     def __enter__(self) -> PluginHost:
@@ -641,11 +664,55 @@ class PluginHost:
                                  plugin=name)
         return entry
 
+    def _put(self, entry: _Entry) -> _Entry | None:
+        """Register ``entry`` (and its health check); return the entry it replaced."""
+        with self._lock:
+            old = self._plugins.get(entry.name)
+            self._plugins[entry.name] = entry
+        if self._health is not None:
+            self._health.register_check(f"plugin:{entry.name}",
+                                        partial(self._health_of, entry.name))
+        return old
+
+    def _pop(self, name: str, expected: _Entry | None = None) -> _Entry | None:
+        """Unregister ``name`` (only if it is still ``expected``, when given)."""
+        with self._lock:
+            entry = self._plugins.get(name)
+            if entry is None or (expected is not None and entry is not expected):
+                return None
+            del self._plugins[name]
+        if self._health is not None:
+            self._health.unregister_check(f"plugin:{name}")
+        return entry
+
+    def _health_of(self, name: str) -> tuple[str, str]:
+        """One plugin as a health component: (healthy|degraded|unhealthy, detail)."""
+        entry = self._plugins.get(name)
+        if entry is None:
+            return "healthy", "unloaded"
+        info = self._info(entry)
+        stats = info.stats.as_dict() if info.stats else {}
+        counts = f"{stats.get('calls', 0)} calls, {stats.get('errors', 0)} errors"
+        if info.state == "loaded":
+            if info.last_error and "still serving" in info.last_error:
+                return "degraded", info.last_error
+            return "healthy", f"{info.version}; {counts}"
+        if info.state == "disabled":
+            return "healthy", "disabled by the operator"
+        if info.state == "needs-grant":
+            return "degraded", info.last_error or "needs grant"
+        if info.state == "half-open":
+            return "degraded", f"circuit half-open, probing; {counts}"
+        if info.state == "circuit-open":
+            return "unhealthy", f"circuit open: {info.last_error}"
+        return "unhealthy", f"failed: {info.last_error}"
+
     def _names(self) -> str:
         return ", ".join(sorted(self._plugins)) or "none"
 
     def _info(self, entry: _Entry) -> PluginInfo:
         module = entry.module
+        settings = entry.settings
         manifest: dict[str, Any] = dict(getattr(module, "manifest", None) or {})
         state: PluginState = entry.state
         breaker = entry.breaker.state
@@ -663,10 +730,10 @@ class PluginHost:
             description=str(manifest.get("description", "")),
             handlers=tuple(getattr(module, "handlers", ()) or ()),
             requested=tuple(sorted(getattr(module, "requested", ()) or ())),
-            granted={k: dict(v) for k, v in entry.grants.items()},
+            granted={k: dict(v) for k, v in settings.grants.items()} if settings else {},
             missing=entry.missing,
-            limits=entry.limits,
-            config=dict(entry.config),
+            limits=settings.limits if settings else None,
+            config=dict(settings.config) if settings else {},
             stats=entry.stats.snapshot(),
             breaker=breaker,
             last_error=entry.last_error,
@@ -712,15 +779,59 @@ def _field(settings: Any, key: str) -> Any:
 # ---- the built-in extension "omnicore.sandbox.host" ---------------------------------------
 
 def register(app: Any) -> None:
-    """Attach ``app.plugins`` (a :class:`PluginHost` configured from ``app.config``)."""
-    raise NotImplementedError  # wired once the core runtime lands
+    """Attach ``app.plugins``: a :class:`PluginHost` configured from ``app.config``.
+
+    Nothing heavy happens here (the engine is made on first use); every plugin shows up in
+    ``app.health`` as ``plugin:<name>`` and in ``app.metrics`` as ``omnicore_plugin_*``.
+    """
+    from omnicore.sandbox import CapabilityRegistry, SandboxEngine
+    from omnicore.sandbox.stats import PluginMetricsCollector
+
+    cfg = app.config
+    sandbox = cfg.sandbox
+    defaults = Limits().merged(sandbox.limits.model_dump())
+    # Fuel metering is an engine-wide switch; turn it on when any configured limit uses it.
+    fuel = defaults.fuel is not None or any(
+        (p.limits or {}).get("fuel") is not None for p in cfg.plugins.values())
+
+    def make_engine() -> SandboxEngine:
+        return SandboxEngine(cache_dir=sandbox.cache_dir, epoch_tick_ms=sandbox.epoch_tick_ms,
+                             fuel=fuel)
+
+    def make_registry() -> CapabilityRegistry:
+        # Built-ins arrive through the same hook as third-party capabilities.
+        return CapabilityRegistry(app.extensions.capabilities())
+
+    health = _module_or_none(app, "health")
+    host = PluginHost(
+        engine_factory=make_engine, registry_factory=make_registry, defaults=defaults,
+        plugin_settings=cfg.plugins, failure_threshold=sandbox.circuit.failure_threshold,
+        cooldown_s=sandbox.circuit.cooldown_s, events=app.events.publish, health=health,
+        data_dir=cfg.data_dir)
+    app.plugins = host
+    metrics = _module_or_none(app, "metrics")
+    if metrics is not None:
+        metrics.add_collector(PluginMetricsCollector(host.stats_items))
 
 
 def startup(app: Any) -> None:
-    """Load ``plugins_dir`` and start watching it."""
-    raise NotImplementedError
+    """Load every plugin in ``plugins_dir`` and, with ``sandbox.watch``, follow the folder."""
+    host: PluginHost = app.plugins
+    host.refresh_capabilities()  # extensions loaded at start may have added capabilities
+    folder = host.watch_folder(app.config.plugins_dir, watch=app.config.sandbox.watch)
+    loaded = sum(1 for p in host if p.state == "loaded")
+    app.log.info("plugins: %d loaded, %d total from %s%s", loaded, len(host), folder.path,
+                 " (watching)" if folder.watching else "")
 
 
 def shutdown(app: Any) -> None:
-    """Stop watching and close every plugin runtime."""
-    raise NotImplementedError
+    """Stop watching and close every plugin runtime (in-flight calls finish first)."""
+    host: PluginHost = app.plugins
+    host.close()
+
+
+def _module_or_none(app: Any, module: str) -> Any:
+    try:
+        return app.get_module(module)
+    except (KeyError, TypeError):
+        return None
