@@ -86,12 +86,22 @@ class Module:
 
 
 def start_order(modules: Sequence[Module]) -> list[Module]:
-    """Dependencies first, otherwise insertion order; raise :class:`ModuleError` on bad deps.
+    """Insertion order, except that a module's dependencies start before it.
 
-    Stable: among the modules whose dependencies are all placed, the earliest added goes next.
+    Raise :class:`ModuleError` for a dependency that is not added or a cycle.
     """
     by_name = {m.name: m for m in modules}
-    for m in modules:
+    order: list[Module] = []
+    done: set[str] = set()
+    visiting: list[str] = []
+
+    def visit(m: Module) -> None:
+        if m.name in done:
+            return
+        if m.name in visiting:
+            cycle = " -> ".join([*visiting[visiting.index(m.name):], m.name])
+            raise ModuleError(f"module dependencies form a cycle: {cycle}", module=m.name)
+        visiting.append(m.name)
         for dep in m.depends_on:
             if dep not in by_name:
                 raise ModuleError(
@@ -99,18 +109,11 @@ def start_order(modules: Sequence[Module]) -> list[Module]:
                     f"(modules: {', '.join(by_name) or 'none'})",
                     module=m.name,
                 )
-    placed: set[str] = set()
-    order: list[Module] = []
-    remaining = list(modules)
-    while remaining:
-        for i, m in enumerate(remaining):
-            if all(d in placed for d in m.depends_on):
-                order.append(m)
-                placed.add(m.name)
-                del remaining[i]
-                break
-        else:
-            cycle = ", ".join(m.name for m in remaining)
-            raise ModuleError(f"module dependencies form a cycle among: {cycle}",
-                              module=remaining[0].name)
+            visit(by_name[dep])
+        visiting.pop()
+        done.add(m.name)
+        order.append(m)
+
+    for m in modules:
+        visit(m)
     return order

@@ -1,0 +1,47 @@
+"""Fixtures shared by the whole suite; area-specific ones live in tests/<area>/conftest.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omnicore.core.app import OmniApp
+from omnicore.core.lifecycle import State
+
+
+@pytest.fixture(autouse=True)
+def _no_omnicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's OMNICORE_* variables must not change test outcomes."""
+    import os
+
+    for var in list(os.environ):
+        if var.startswith("OMNICORE_"):
+            monkeypatch.delenv(var)
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., OmniApp]]:
+    """Build OmniApps whose data dir is under tmp_path; any still running are stopped after.
+
+    No entry-point or built-in extensions unless asked (``builtin_extensions=None`` loads the
+    built-ins), so core tests do not depend on the sandbox.
+    """
+    apps: list[OmniApp] = []
+
+    def factory(name: str = "test-app", **kwargs: Any) -> OmniApp:
+        overrides = {"data_dir": str(tmp_path / name / "data"),
+                     "plugins_dir": str(tmp_path / name / "plugins"),
+                     **kwargs.pop("overrides", {})}
+        kwargs.setdefault("entry_points", False)
+        kwargs.setdefault("builtin_extensions", [])
+        app = OmniApp(name, overrides=overrides, environ=kwargs.pop("environ", {}), **kwargs)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        if app.state is State.RUNNING and app._runner is not None:
+            app.stop(grace=0)
