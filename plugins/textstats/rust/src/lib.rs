@@ -1,0 +1,175 @@
+//! textstats: text statistics on the `regex` crate.
+//!
+//! * `analyze`: `{"text": str, "top": int?}` -> counts of characters, words, unique words and
+//!   sentences, the most frequent words, and the emails and URLs found.
+//! * `redact`: `{"text": str}` -> `{"text": ..., "emails": n, "urls": n}` with every email
+//!   replaced by `[email]` and every URL by `[url]`.
+
+use std::collections::HashMap;
+
+use omnicore::{json_handler, Error};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+const MAX_TOP: usize = 100;
+
+struct Patterns {
+    word: Regex,
+    sentence_end: Regex,
+    email: Regex,
+    url: Regex,
+}
+
+static mut PATTERNS: Option<Patterns> = None;
+
+/// Compiled once per instance: compiling is far slower than matching a short text.
+fn patterns() -> &'static Patterns {
+    // SAFETY: an instance runs one call at a time on a single thread.
+    unsafe {
+        if PATTERNS.is_none() {
+            PATTERNS = Some(Patterns {
+                word: Regex::new(r"[\p{L}\p{N}]+(?:['’][\p{L}\p{N}]+)*").unwrap(),
+                sentence_end: Regex::new(r"[.!?…]+(?:\s|$)").unwrap(),
+                email: Regex::new(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b")
+                    .unwrap(),
+                url: Regex::new(r#"\bhttps?://[^\s<>"'()\[\]{}]+"#).unwrap(),
+            });
+        }
+        PATTERNS.as_ref().unwrap()
+    }
+}
+
+#[derive(Deserialize)]
+struct AnalyzeIn {
+    text: String,
+    top: Option<usize>,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+struct WordCount {
+    word: String,
+    count: usize,
+}
+
+#[derive(Serialize)]
+struct AnalyzeOut {
+    characters: usize,
+    words: usize,
+    unique_words: usize,
+    sentences: usize,
+    top_words: Vec<WordCount>,
+    emails: Vec<String>,
+    urls: Vec<String>,
+}
+
+fn config_usize(key: &str, default: usize) -> Result<usize, Error> {
+    match omnicore::config::get(key)? {
+        None => Ok(default),
+        Some(text) => text.parse::<usize>().map_err(|_| {
+            Error::new(format!("config '{}' must be a non-negative integer, got {}", key, text))
+        }),
+    }
+}
+
+/// A URL ends before trailing punctuation that belongs to the sentence around it.
+fn trim_url(url: &str) -> &str {
+    url.trim_end_matches(|c| matches!(c, '.' | ',' | ';' | ':' | '!' | '?'))
+}
+
+/// Replaces each URL by `with`, keeping the sentence's trailing punctuation after it.
+fn replace_urls(url: &Regex, text: &str, with: &str) -> String {
+    url.replace_all(text, |caps: &regex::Captures<'_>| {
+        let whole = &caps[0];
+        format!("{}{}", with, &whole[trim_url(whole).len()..])
+    })
+    .into_owned()
+}
+
+fn unique_in_order<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = Vec::<String>::new();
+    for item in items {
+        if !seen.iter().any(|s| s == item) {
+            seen.push(item.to_string());
+        }
+    }
+    seen
+}
+
+fn top_words(counts: HashMap<String, usize>, n: usize, min_len: usize) -> Vec<WordCount> {
+    let mut all: Vec<WordCount> = counts
+        .into_iter()
+        .filter(|(w, _)| w.chars().count() >= min_len)
+        .map(|(word, count)| WordCount { word, count })
+        .collect();
+    // Most frequent first; ties alphabetical so the output is deterministic.
+    all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.word.cmp(&b.word)));
+    all.truncate(n);
+    all
+}
+
+fn analyze(input: AnalyzeIn) -> Result<AnalyzeOut, Error> {
+    let top = match input.top {
+        Some(n) => n,
+        None => config_usize("top", 10)?,
+    };
+    if top > MAX_TOP {
+        return Err(Error::new(format!("top must be at most {}, got {}", MAX_TOP, top)));
+    }
+    let min_len = config_usize("min_word_length", 1)?.max(1);
+    let p = patterns();
+    let text = input.text.as_str();
+
+    // Emails and URLs are found first and masked, so their parts do not count as words.
+    let emails = unique_in_order(p.email.find_iter(text).map(|m| m.as_str()));
+    let urls = unique_in_order(p.url.find_iter(text).map(|m| trim_url(m.as_str())));
+    let no_emails = p.email.replace_all(text, " ");
+    let masked = replace_urls(&p.url, &no_emails, " ");
+
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut words = 0;
+    for m in p.word.find_iter(&masked) {
+        words += 1;
+        *counts.entry(m.as_str().to_lowercase()).or_insert(0) += 1;
+    }
+    let sentences = p
+        .sentence_end
+        .split(&masked)
+        .filter(|s| p.word.is_match(s))
+        .count();
+    omnicore::log::debug(&format!("analyzed {} words in {} sentences", words, sentences));
+    Ok(AnalyzeOut {
+        characters: text.chars().count(),
+        words,
+        unique_words: counts.len(),
+        sentences,
+        top_words: top_words(counts, top, min_len),
+        emails,
+        urls,
+    })
+}
+
+#[derive(Deserialize)]
+struct RedactIn {
+    text: String,
+}
+
+#[derive(Serialize)]
+struct RedactOut {
+    text: String,
+    emails: usize,
+    urls: usize,
+}
+
+fn redact(input: RedactIn) -> Result<RedactOut, Error> {
+    let p = patterns();
+    let emails = p.email.find_iter(&input.text).count();
+    let no_emails = p.email.replace_all(&input.text, "[email]");
+    let urls = p.url.find_iter(&no_emails).count();
+    let text = replace_urls(&p.url, &no_emails, "[url]");
+    if emails + urls > 0 {
+        omnicore::log::info(&format!("redacted {} emails and {} urls", emails, urls));
+    }
+    Ok(RedactOut { text, emails, urls })
+}
+
+json_handler!(analyze => analyze, redact => redact);
