@@ -47,8 +47,8 @@ def make(engine: SandboxEngine, registry: CapabilityRegistry) -> Iterator[Make]:
     def _make(source: str | bytes, *, grants: object = None, config: object = None,
               limits: Limits | None = None, name: str | None = None) -> PluginRuntime:
         wasm = compile_wat(source) if isinstance(source, str) else source
-        module = PluginModule.load(engine, wasm, name or (source if isinstance(source, str)
-                                                          else "anon"))
+        label = name or (source if isinstance(source, str) else None)
+        module = PluginModule.load(engine, wasm, label)
         rt = PluginRuntime(engine, module, registry, grants or {}, config or {},  # type: ignore[arg-type]
                            limits or Limits())
         made.append(rt)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from omnicore.sandbox.capability import CapabilityRegistry
     from omnicore.sandbox.engine import SandboxEngine
 
-__all__ = ["ABI_VERSION", "MANIFEST_SECTION", "PluginModule", "Import", "Export"]
+__all__ = ["ABI_VERSION", "MANIFEST_SECTION", "Export", "Import", "PluginModule"]
 
 ABI_VERSION = 1
 MANIFEST_SECTION = "omnicore.manifest"
@@ -156,17 +156,18 @@ class PluginModule:
             raise InvalidModule(f"plugin {label or '<bytes>'!r}: the file is empty",
                                 plugin=label)
         manifest = _parse_manifest(wasm, label)
-        plugin = name or manifest.get("name") or (path.stem if path else None)
+        sha = hashlib.sha256(wasm).hexdigest()
+        # Anonymous bytes (no name=, no manifest name, no file) get a stable content name.
+        plugin = name or manifest.get("name") or (path.stem if path else f"plugin-{sha[:12]}")
         _check_manifest(manifest, plugin if isinstance(plugin, str) else label)
         if not isinstance(plugin, str) or not plugin:
-            raise InvalidModule("the plugin has no name: pass name=, or set \"name\" in its "
-                                "manifest", plugin=None)
+            raise InvalidModule(f"the plugin name must be a non-empty string, got {plugin!r}",
+                                plugin=None)
         abi = manifest.get("abi", ABI_VERSION)
         if abi != ABI_VERSION or isinstance(abi, bool):
             raise UnsupportedAbiVersion(
                 f"plugin {plugin!r} targets omnicore ABI {abi!r}; this host supports ABI "
                 f"{ABI_VERSION}", plugin=plugin, version=abi)
-        sha = hashlib.sha256(wasm).hexdigest()
         try:
             compiled = engine.compile(wasm, sha)
         except wasmtime.WasmtimeError as exc:

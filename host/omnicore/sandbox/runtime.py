@@ -122,6 +122,10 @@ class PluginRuntime:
                                   plugin=self.name) from None
         self._linker = linker
         self._ticks = engine.deadline_ticks(self.limits.timeout_ms)
+        # A fuel-metering engine starts every store at zero fuel: unlimited means "a lot".
+        self._fuel: int | None = None
+        if engine.fuel:
+            self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
         self._cond = threading.Condition()
         self._idle: list[RawInstance] = []
         self._live = 0
@@ -157,6 +161,11 @@ class PluginRuntime:
                               ) from None
 
     @property
+    def fuel_enabled(self) -> bool:
+        """Whether calls are metered (the engine has fuel on); Limits.fuel is ignored if not."""
+        return self._fuel is not None
+
+    @property
     def handlers(self) -> tuple[str, ...]:
         """The plugin's handler names."""
         return self.module.handlers
@@ -181,7 +190,7 @@ class PluginRuntime:
         try:
             inst = RawInstance(self.engine.wasmtime, self._pre,
                                memory_limit=self.limits.max_memory_bytes,
-                               deadline_ticks=self._ticks, fuel=self.limits.fuel,
+                               deadline_ticks=self._ticks, fuel=self._fuel,
                                wasi=self._wasi(), registry=self._registry)
         except GuestFailure as f:
             raise self._classify(f, handler or "_initialize", None) from None

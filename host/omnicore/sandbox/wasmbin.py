@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-__all__ = ["MAGIC", "WasmFormatError", "sections", "custom_sections", "set_custom_section",
-           "read_uleb", "write_uleb"]
+__all__ = [
+    "MAGIC",
+    "WasmFormatError",
+    "custom_sections",
+    "read_uleb",
+    "sections",
+    "set_custom_section",
+    "write_uleb",
+]
 
 MAGIC = b"\x00asm\x01\x00\x00\x00"
 CUSTOM = 0

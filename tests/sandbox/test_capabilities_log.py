@@ -1,0 +1,81 @@
+"""omnicore:log (specs/abi.md §4.1) and PluginLog."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from omnicore.capabilities import builtin
+from omnicore.errors import ConfigError
+from omnicore.sandbox import PluginLog, PluginRuntime
+
+Make = Callable[..., PluginRuntime]
+
+
+def test_write_reaches_ring_buffer_and_python_logging(make: Make,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    rt = make("echo")
+    with caplog.at_level(logging.INFO, logger="omnicore.plugin.echo"):
+        assert rt.call("log", "héllo wörld".encode()) == b"ok"
+    [line] = rt.log.lines()
+    assert (line.level, line.message) == ("info", "héllo wörld")
+    [rec] = [r for r in caplog.records if r.name == "omnicore.plugin.echo"]
+    assert rec.getMessage() == "héllo wörld" and rec.plugin == "echo"  # type: ignore[attr-defined]
+
+
+def test_invalid_utf8_is_replaced_not_refused(make: Make) -> None:
+    rt = make("echo")
+    rt.call("log", b"bad \xff\xfe bytes")
+    assert rt.log.lines()[-1].message == "bad \ufffd\ufffd bytes"
+
+
+def test_level_grant_filters_and_enabled_reports(make: Make) -> None:
+    default = make("echo")
+    assert default.call("debug_enabled", b"") == b"0"  # default min level is info
+    verbose = make("echo", grants={"log": {"level": "debug"}})
+    assert verbose.call("debug_enabled", b"") == b"1"
+    quiet = make("echo", grants={"log": {"level": "error"}})
+    quiet.call("log", b"dropped")  # info < error
+    assert quiet.log.lines() == []
+
+
+@pytest.mark.parametrize(("opts", "match"), [({"level": "loud"}, "must be one of"),
+                                             ({"colour": "red"}, "unknown option")])
+def test_bad_log_grant(make: Make, opts: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        make("echo", grants={"log": opts})
+
+
+def test_ring_buffer_keeps_last_1000(make: Make) -> None:
+    rt = make("echo")
+    for i in range(1005):
+        rt.call("log", str(i).encode())
+    lines = rt.log.lines()
+    assert len(lines) == 1000 and lines[0].message == "5" and lines[-1].message == "1004"
+    assert [ln.message for ln in rt.log.lines(limit=2)] == ["1003", "1004"]
+
+
+def test_huge_message_is_cut(make: Make) -> None:
+    rt = make("echo")
+    rt.call("log", b"x" * 100_000)
+    msg = rt.log.lines()[-1].message
+    assert msg.startswith("x" * 65536) and msg.endswith("[34464 bytes cut]")
+
+
+def test_plugin_log_levels() -> None:
+    log = PluginLog("p", capacity=3, min_level="trace")
+    for level in (-5, 0, 2, 3, 99, "warning"):
+        log.write(level, "m")
+    # -5 clamps to trace, 99 to error; "warning" is an alias; capacity keeps the last 3
+    assert [ln.level for ln in log.lines()] == ["warn", "error", "warn"]
+    assert not PluginLog("p").enabled(1) and PluginLog("p").enabled(2)
+    with pytest.raises(ValueError):
+        PluginLog("p", min_level="chatty")
+
+
+def test_builtin_hook_returns_log_and_config() -> None:
+    caps = builtin.capabilities(app=None)
+    assert [c.name for c in caps] == ["log", "config"]
+    assert caps[0].namespace == "omnicore:log" and caps[0].default_grant

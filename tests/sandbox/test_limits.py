@@ -1,0 +1,133 @@
+"""Limits: validation, merging, and enforcement of each limit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from omnicore.errors import (
+    ConfigError,
+    DeadlineExceeded,
+    FuelExhausted,
+    InputTooLarge,
+    MemoryLimitExceeded,
+    PluginLoadError,
+)
+from omnicore.sandbox import (
+    CapabilityRegistry,
+    Limits,
+    PluginModule,
+    PluginRuntime,
+    SandboxEngine,
+)
+
+Make = Callable[..., PluginRuntime]
+
+
+def test_defaults_match_spec() -> None:
+    lim = Limits()
+    assert lim.as_dict() == {"max_memory_bytes": 64 * 2**20, "timeout_ms": 1000, "fuel": None,
+                             "max_input_bytes": 16 * 2**20, "max_output_bytes": 16 * 2**20,
+                             "pool_size": 4}
+
+
+def test_merged_applies_overrides_and_keeps_original() -> None:
+    base = Limits()
+    new = base.merged({"timeout_ms": 50, "pool_size": 2})
+    assert (new.timeout_ms, new.pool_size) == (50, 2)
+    assert base.timeout_ms == 1000
+    assert base.merged({}) is base and base.merged(None) is base
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    ({"timeout": 5}, "unknown limit.*timeout; known limits: fuel, max_input_bytes"),
+    ({"timeout_ms": 0}, "timeout_ms must be a positive integer, got 0"),
+    ({"timeout_ms": -5}, "positive integer"),
+    ({"timeout_ms": "1s"}, "positive integer, got '1s'"),
+    ({"timeout_ms": True}, "positive integer, got True"),
+    ({"pool_size": 1.5}, "positive integer"),
+    ({"fuel": 0}, "fuel must be a positive integer"),
+    ({"max_memory_bytes": 1000}, "at least 65536"),
+])
+def test_bad_overrides_are_config_errors(overrides: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        Limits().merged(overrides)
+    assert info.value.key is not None and info.value.key.startswith("limits.")
+
+
+def test_merged_rejects_non_mapping() -> None:
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        Limits().merged([("timeout_ms", 5)])  # type: ignore[arg-type]
+
+
+def test_limits_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        Limits().timeout_ms = 5  # type: ignore[misc]
+
+
+def test_input_too_large_checked_before_guest(make: Make) -> None:
+    rt = make("echo", limits=Limits(max_input_bytes=100))
+    assert rt.call("echo", b"x" * 100) == b"x" * 100
+    with pytest.raises(InputTooLarge, match=r"input of 101 bytes exceeds "
+                                            r"limits.max_input_bytes \(100\)") as info:
+        rt.call("echo", b"x" * 101)
+    assert info.value.limit == "max_input_bytes" and info.value.value == 100
+    assert rt.stats()["discarded"] == 0
+
+
+def test_deadline_is_per_call_not_cumulative(make: Make) -> None:
+    rt = make("echo", limits=Limits(timeout_ms=20))
+    for _ in range(50):  # 50 calls spanning far more than 20 ms in total
+        assert rt.call("echo", b"x") == b"x"
+        time.sleep(0.001)
+
+
+def test_deadline_precision(make: Make) -> None:
+    rt = make("loop", limits=Limits(timeout_ms=50))
+    t = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        rt.call("spin", b"")
+    assert 0.045 < time.monotonic() - t < 0.5
+
+
+def test_input_buffer_growth_respects_memory_limit(make: Make) -> None:
+    rt = make("echo", limits=Limits(max_memory_bytes=1 * 2**20))
+    assert rt.call("echo", b"a" * 200_000) == b"a" * 200_000
+    with pytest.raises(MemoryLimitExceeded, match="could not grow the input buffer"):
+        rt.call("echo", b"a" * 900_000)
+    assert rt.call("echo", b"still here") == b"still here"
+
+
+def test_initial_memory_over_limit_fails_to_start(engine: SandboxEngine,
+                                                  registry: CapabilityRegistry,
+                                                  wat: Callable[[str], bytes]) -> None:
+    module = PluginModule.load(engine, wat("echo"))
+    with pytest.raises(PluginLoadError, match="failed to start"):
+        # the echo module needs 64 KiB + its input buffer: 64 KiB of memory cannot hold both
+        PluginRuntime(engine, module, registry, {}, {}, Limits(max_memory_bytes=65536))
+
+
+def test_fuel(wat: Callable[[str], bytes], registry: CapabilityRegistry) -> None:
+    with SandboxEngine(fuel=True, epoch_tick_ms=5) as eng:
+        loop = PluginRuntime(eng, PluginModule.load(eng, wat("loop")), registry,
+                             limits=Limits(fuel=100_000, timeout_ms=10_000))
+        t = time.monotonic()
+        with pytest.raises(FuelExhausted, match=r"used all of its fuel \(100000, limits.fuel\)"):
+            loop.call("spin", b"")
+        assert time.monotonic() - t < 2  # fuel, not the 10 s deadline, stopped it
+        assert loop.call("ok", b"") == b""  # fuel is refilled per call
+        echo = PluginRuntime(eng, PluginModule.load(eng, wat("echo")), registry,
+                             limits=Limits(fuel=100_000))
+        for _ in range(100):
+            assert echo.call("echo", b"hi") == b"hi"
+        loop.close()
+        echo.close()
+
+
+def test_fuel_limit_without_fuel_engine_is_ignored(make: Make) -> None:
+    # Documented: Limits.fuel applies only when the engine meters fuel.
+    rt = make("echo", limits=Limits(fuel=10))
+    assert rt.fuel_enabled is False
+    assert rt.call("echo", b"x") == b"x"

@@ -1,0 +1,184 @@
+"""Capability-scoped linking: grants, needs-grant, per-plugin state, custom capabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+import wasmtime
+
+from omnicore.errors import ConfigError, NeedsGrant, Trap
+from omnicore.sandbox import (
+    Capability,
+    CapabilityRegistry,
+    GuestMemory,
+    HostFunction,
+    HostTrap,
+    Limits,
+    PluginContext,
+    PluginModule,
+    PluginRuntime,
+    SandboxEngine,
+)
+
+Make = Callable[..., PluginRuntime]
+
+# A third-party style capability: a per-plugin counter, plus a function that traps.
+COUNTER_WAT = """
+(module
+  (import "omnicore:counter" "next" (func $next (result i64)))
+  (import "omnicore:counter" "boom" (func $boom (param i32)))
+  (import "omnicore:counter" "whoami" (func $who (param i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "omni_free") (param i32 i32))
+  (func (export "next") (param i32 i32) (result i64)
+    (i64.store (i32.const 64) (call $next))
+    (i64.const 0x0000004000000008))
+  (func (export "boom") (param i32 i32) (result i64) (call $boom (i32.const 7)) (i64.const 0))
+  (func (export "whoami") (param i32 i32) (result i64)
+    (i64.or (i64.const 0x0000008000000000)
+            (i64.extend_i32_u (call $who (i32.const 128) (i32.const 64)))))
+)
+"""
+
+
+class Counter:
+    def __init__(self, ctx: PluginContext) -> None:
+        self.ctx = ctx
+        self.value = int(ctx.grant.get("start", 0))
+
+
+def _next(state: Counter, mem: GuestMemory) -> int:
+    state.value += 1
+    return state.value
+
+
+def _boom(state: Counter, mem: GuestMemory, code: int) -> None:
+    if code == 7:
+        raise HostTrap("boom 7")
+    raise RuntimeError("unexpected")
+
+
+def _whoami(state: Counter, mem: GuestMemory, ptr: int, cap: int) -> int:
+    return mem.write_result(state.ctx.plugin.encode(), ptr, cap)
+
+
+def _check(opts: Mapping[str, Any]) -> None:
+    if set(opts) - {"start"}:
+        raise ConfigError("counter grant takes only 'start'")
+
+
+COUNTER = Capability(
+    name="counter",
+    functions=(HostFunction("next", (), ("i64",), _next),
+               HostFunction("boom", ("i32",), (), _boom),
+               HostFunction("whoami", ("ptr", "len"), ("i32",), _whoami)),
+    bind=Counter, check_grant=_check)
+
+
+@pytest.fixture
+def reg() -> CapabilityRegistry:
+    r = CapabilityRegistry.builtin()
+    r.add(COUNTER)
+    return r
+
+
+def load(engine: SandboxEngine, reg: CapabilityRegistry, name: str, **kw: Any) -> PluginRuntime:
+    mod = PluginModule.load(engine, wasmtime.wat2wasm(COUNTER_WAT), name)
+    return PluginRuntime(engine, mod, reg, **kw)
+
+
+def test_custom_capability_state_is_per_plugin(engine: SandboxEngine,
+                                               reg: CapabilityRegistry) -> None:
+    a = load(engine, reg, "alpha", grants={"counter": {"start": 100}})
+    b = load(engine, reg, "beta", grants=["counter"])
+    assert int.from_bytes(a.call("next", b""), "little") == 101
+    assert int.from_bytes(a.call("next", b""), "little") == 102
+    assert int.from_bytes(b.call("next", b""), "little") == 1  # beta never sees alpha's state
+    assert a.call("whoami", b"") == b"alpha" and b.call("whoami", b"") == b"beta"
+    a.close()
+    b.close()
+
+
+def test_host_trap_and_host_exception(engine: SandboxEngine, reg: CapabilityRegistry) -> None:
+    rt = load(engine, reg, "alpha", grants=["counter"])
+    with pytest.raises(Trap, match="host function omnicore:counter.boom: boom 7"):
+        rt.call("boom", b"")
+    assert rt.call("whoami", b"") == b"alpha"
+    rt.close()
+
+
+def test_needs_grant_then_granted(engine: SandboxEngine, reg: CapabilityRegistry) -> None:
+    with pytest.raises(NeedsGrant) as info:
+        load(engine, reg, "alpha")
+    assert info.value.missing == ("counter",) and info.value.plugin == "alpha"
+    rt = load(engine, reg, "alpha", grants={"omnicore:counter": None})  # prefix tolerated
+    assert rt.granted >= {"counter", "log"}
+    rt.close()
+
+
+def test_grant_validation(engine: SandboxEngine, reg: CapabilityRegistry) -> None:
+    with pytest.raises(ConfigError, match="only 'start'"):
+        load(engine, reg, "alpha", grants={"counter": {"bogus": 1}})
+    with pytest.raises(ConfigError, match="unknown capability 'telepathy'"):
+        load(engine, reg, "alpha", grants=["counter", "telepathy"])
+    with pytest.raises(ConfigError, match="options must be a mapping"):
+        load(engine, reg, "alpha", grants={"counter": 5})
+
+
+def test_granting_more_than_requested_links_nothing_extra(make: Make) -> None:
+    rt = make("echo", grants=["config"])  # echo never imports config: grant unused, harmless
+    assert rt.call("echo", b"x") == b"x"
+    assert rt.module.requested == frozenset({"log"})
+
+
+def test_registry_rejects_duplicates_and_non_capabilities() -> None:
+    r = CapabilityRegistry.builtin()
+    assert r.names() == ("config", "log") and r.defaults() == frozenset({"log"})
+    with pytest.raises(ConfigError, match="registered twice"):
+        r.add(COUNTER)
+        r.add(COUNTER)
+    with pytest.raises(ConfigError, match="not a Capability"):
+        r.add("log")  # type: ignore[arg-type]
+
+
+def test_host_function_types_validated() -> None:
+    with pytest.raises(ValueError, match="unsupported types"):
+        HostFunction("x", ("str",), (), lambda *a: None)
+    with pytest.raises(ValueError):
+        HostFunction("x", (), ("i32", "i32"), lambda *a: None)
+
+
+def test_pool_runs_calls_in_parallel_threads(make: Make) -> None:
+    import threading
+
+    rt = make("echo", limits=Limits(pool_size=3))
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            for j in range(500):
+                data = f"{i}-{j}".encode() * (j % 7 + 1)
+                assert rt.call("echo", data) == data
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert rt.stats()["live"] <= 3
+
+
+def test_close_waits_and_refuses(make: Make) -> None:
+    from omnicore.errors import PluginNotFound
+
+    rt = make("echo")
+    rt.close()
+    with pytest.raises(PluginNotFound, match="was unloaded"):
+        rt.call("echo", b"x")
+    assert rt.stats()["live"] == 0

@@ -1,0 +1,127 @@
+"""PluginModule: loading, manifest rules, handler discovery, inspect."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from omnicore.errors import InvalidModule, UnsupportedAbiVersion
+from omnicore.sandbox import CapabilityRegistry, PluginModule, SandboxEngine, wasmbin
+
+Wat = Callable[[str], bytes]
+
+PLAIN = """
+(module
+  (memory (export "memory") 1)
+  (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "omni_free") (param i32 i32))
+  (func (export "alpha") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "beta") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "_hidden") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "omni_other") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "not_a_handler") (param i32) (result i64) (i64.const 0))
+)
+"""
+
+
+def with_manifest(manifest: object) -> bytes:
+    raw = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
+    return wasmbin.set_custom_section(wasmtime.wat2wasm(PLAIN), "omnicore.manifest", raw)
+
+
+def test_echo_attributes(engine: SandboxEngine, wat: Wat) -> None:
+    wasm = wat("echo")
+    m = PluginModule.load(engine, wasm)
+    assert m.name == "echo" and m.abi == 1 and m.size == len(wasm)
+    assert m.handlers == ("echo", "log", "debug_enabled", "fail")
+    assert m.requested == frozenset({"log"})
+    assert m.manifest["version"] == "0.1.0"
+    assert len(m.sha256) == 64 and not m.uses_wasi
+    assert m.imports_by_capability() == {"omnicore:log": ["write", "enabled"]}
+
+
+def test_handlers_from_exports_without_manifest(engine: SandboxEngine) -> None:
+    m = PluginModule.load(engine, wasmtime.wat2wasm(PLAIN), "plain")
+    assert m.handlers == ("alpha", "beta")  # reserved names and other types are not handlers
+    assert m.manifest == {} and m.requested == frozenset()
+
+
+def test_manifest_handlers_restrict(engine: SandboxEngine) -> None:
+    m = PluginModule.load(engine, with_manifest({"handlers": ["beta", {"name": "alpha"}]}))
+    assert m.handlers == ("beta", "alpha")
+
+
+def test_name_precedence(engine: SandboxEngine, tmp_path: Path) -> None:
+    wasm = with_manifest({"name": "from-manifest"})
+    assert PluginModule.load(engine, wasm).name == "from-manifest"
+    assert PluginModule.load(engine, wasm, "explicit").name == "explicit"
+    f = tmp_path / "from-file.wasm"
+    f.write_bytes(wasmtime.wat2wasm(PLAIN))
+    loaded = PluginModule.load(engine, f)
+    assert loaded.name == "from-file" and loaded.path == f
+    anon = PluginModule.load(engine, wasmtime.wat2wasm(PLAIN))
+    assert anon.name.startswith("plugin-")
+
+
+@pytest.mark.parametrize(("manifest", "match"), [
+    (b"{not json", "not UTF-8 JSON"),
+    (b"\xff\xfe", "not UTF-8 JSON"),
+    ([1, 2], "must be a JSON object"),
+    ({"name": "Bad Name"}, "manifest field 'name' must be lowercase"),
+    ({"name": 5}, "'name' must be a string"),
+    ({"handlers": "alpha"}, "'handlers' must be a list"),
+    ({"handlers": ["missing"]}, "handler 'missing' is listed in the manifest but not exported"),
+    ({"handlers": ["not_a_handler"]}, r"has type \(i32\) -> i64"),
+    ({"handlers": ["_hidden"]}, "reserved name"),
+    ({"config": "nope"}, "'config' must be a JSON Schema object"),
+    ({"schedules": {"a": 1}}, "'schedules' must be a list of objects"),
+])
+def test_bad_manifests(engine: SandboxEngine, manifest: object, match: str) -> None:
+    with pytest.raises(InvalidModule, match=match):
+        PluginModule.load(engine, with_manifest(manifest), "m")
+
+
+def test_two_manifest_sections_refused(engine: SandboxEngine) -> None:
+    once = with_manifest({"name": "a"})
+    body = b"\x11omnicore.manifest{}"
+    twice = once + b"\x00" + bytes([len(body)]) + body
+    with pytest.raises(InvalidModule, match="2 'omnicore.manifest' sections"):
+        PluginModule.load(engine, twice)
+
+
+@pytest.mark.parametrize("abi", [0, 2, "1", True, None, 1.5])
+def test_abi_values(engine: SandboxEngine, abi: object) -> None:
+    with pytest.raises(UnsupportedAbiVersion, match="this host supports ABI 1"):
+        PluginModule.load(engine, with_manifest({"abi": abi}), "m")
+
+
+def test_abi_1_explicit_is_fine(engine: SandboxEngine) -> None:
+    assert PluginModule.load(engine, with_manifest({"abi": 1}), "m").abi == 1
+
+
+def test_unreadable_path(engine: SandboxEngine, tmp_path: Path) -> None:
+    with pytest.raises(InvalidModule, match="cannot read plugin file"):
+        PluginModule.load(engine, tmp_path / "missing.wasm")
+
+
+def test_wrong_source_type(engine: SandboxEngine) -> None:
+    with pytest.raises(TypeError):
+        PluginModule.load(engine, 42)  # type: ignore[arg-type]
+
+
+def test_inspect_reports_without_raising(wat: Wat) -> None:
+    report = PluginModule.inspect(wat("echo"), CapabilityRegistry.builtin())
+    assert report["ok"] is True and report["name"] == "echo"
+    assert report["handlers"] == ["echo", "log", "debug_enabled", "fail"]
+    assert report["imports"] == {"omnicore:log": ["write", "enabled"]}
+    assert {"name": "echo", "kind": "func", "type": "(i32, i32) -> i64"} in report["exports"]
+    bad = PluginModule.inspect(b"garbage")
+    assert bad["ok"] is False and bad["error_type"] == "InvalidModule"
+    unknown = PluginModule.inspect(wat("unknown_namespace"), CapabilityRegistry.builtin())
+    assert unknown["ok"] is False and "frobnicate" in unknown["error"]
+    assert unknown["handlers"] == ["ok"]  # still a full report for the operator
+    assert PluginModule.inspect(wat("abi2"))["error_type"] == "UnsupportedAbiVersion"
