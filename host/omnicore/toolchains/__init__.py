@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from omnicore.errors import BuildError
 from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
 
-__all__ = ["LANGUAGES", "language_for", "build", "discover", "scaffold"]
+__all__ = ["LANGUAGES", "BuildResult", "language_for", "build", "build_all", "discover", "scaffold"]
 
 LANGUAGES = ("rust", "go", "js", "c")
 _SKIP_DIRS = {"target", "node_modules", ".git", "build", "__pycache__"}
@@ -104,3 +106,44 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
             module.scaffold(dest, name, lang)
             return
     raise BuildError(f"unknown language {lang!r}; choose one of rust, go, js, ts, c")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What happened to one plugin project in :func:`build_all`."""
+
+    src: Path
+    language: str
+    output: Path | None
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def build_all(root: Path, out_dir: Path, *, force: bool = False,
+              progress: Callable[[int, int, Path, BuildResult | None], None] | None = None,
+              ) -> list[BuildResult]:
+    """Build every project below ``root``; one failure does not stop the others.
+
+    ``progress(index, total, src, result)`` is called before (``result=None``) and after each.
+    """
+    projects = list(discover(root))
+    results = []
+    for index, src in enumerate(projects, 1):
+        if progress:
+            progress(index, len(projects), src, None)
+        started = time.perf_counter()
+        language = language_for(src)
+        try:
+            output: Path | None = build(src, out_dir, force=force)
+            error = None
+        except BuildError as exc:
+            output, error = None, str(exc)
+        result = BuildResult(src, language, output, time.perf_counter() - started, error)
+        results.append(result)
+        if progress:
+            progress(index, len(projects), src, result)
+    return results

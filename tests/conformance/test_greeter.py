@@ -1,0 +1,65 @@
+"""One table of cases, run against every language's greeter: the SDKs cannot drift apart."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omnicore.errors import GuestError
+from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRuntime, SandboxEngine
+
+TABLE = json.loads((Path(__file__).parent / "greeter_cases.json").read_text(encoding="utf-8"))
+CASES = TABLE["cases"]
+LANGS = ["rust", "go", "js", "c"]
+DEFAULT_CONFIG = {"greeting": "Hello"}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[SandboxEngine]:
+    eng = SandboxEngine()
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module", params=LANGS)
+def greeter(request: pytest.FixtureRequest, engine: SandboxEngine,
+            example_wasm: Callable[[str, str], Path]) -> Iterator[Callable[[dict[str, Any]], PluginRuntime]]:
+    module = PluginModule.load(engine, example_wasm("greeter", request.param))
+    assert module.name == f"greeter-{request.param}"
+    assert "greet" in module.handlers
+    runtimes: dict[str, PluginRuntime] = {}
+
+    def runtime_for(config: dict[str, Any]) -> PluginRuntime:
+        key = json.dumps(config, sort_keys=True)
+        if key not in runtimes:
+            runtimes[key] = PluginRuntime(engine, module, CapabilityRegistry.builtin(),
+                                          grants={"config": {}}, config=config, limits=Limits())
+        return runtimes[key]
+
+    yield runtime_for
+    for rt in runtimes.values():
+        rt.close()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_greeter_case(greeter: Callable[[dict[str, Any]], PluginRuntime], case: dict[str, Any]) -> None:
+    runtime = greeter(case.get("config", DEFAULT_CONFIG))
+    data = case["input"].encode("utf-8")
+    if "error" in case:
+        with pytest.raises(GuestError) as info:
+            runtime.call("greet", data)
+        assert case["error"] in info.value.guest_message
+        assert info.value.handler == "greet"
+    else:
+        out = runtime.call("greet", data)
+        assert json.loads(out) == case["output"]
+
+
+def test_greeter_logs_through_host(greeter: Callable[[dict[str, Any]], PluginRuntime]) -> None:
+    runtime = greeter(DEFAULT_CONFIG)
+    runtime.call("greet", b'{"name": "Logger"}')
+    assert any("Logger" in line.message for line in runtime.log.lines())
