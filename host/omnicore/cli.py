@@ -186,5 +186,9 @@ def info(as_json: bool) -> None:
                f"pydantic {doc['pydantic']}")
 
 
+from omnicore.sandbox.cli_commands import add_commands as _sandbox_commands  # noqa: E402
+
+_sandbox_commands(main)  # `inspect` and `call`
+
 if __name__ == "__main__":  # pragma: no cover
     main()
