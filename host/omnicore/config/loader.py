@@ -179,6 +179,9 @@ def _first_error(exc: ValidationError, sources: Mapping[Key, str]) -> ConfigErro
         if src:
             break
         probe = probe[:-1]
+    if not src:
+        # An unknown section is reported at the section, but its source is on its leaves.
+        src = next((v for k, v in sources.items() if k[:len(loc)] == loc), None)
     where = src or "default"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     if err["type"] == "extra_forbidden":

@@ -142,8 +142,8 @@ class ExtensionManager:
         """Call ``hook`` on every extension separately, so one failure does not skip the rest."""
         results: list[Any] = []
         caller = getattr(self._pm.hook, hook)
-        # pluggy calls the last registered first; call in registration order instead.
-        for impl in reversed(caller.get_hookimpls()):
+        # get_hookimpls() is in registration order (pluggy itself would call them reversed).
+        for impl in caller.get_hookimpls():
             kwargs = {arg: self.app for arg in impl.argnames}
             try:
                 results.append(impl.function(**kwargs))
@@ -158,7 +158,7 @@ class ExtensionManager:
     def shutdown(self) -> None:
         """Call every extension's ``shutdown(app)``, in reverse registration order."""
         caller = self._pm.hook.shutdown
-        for impl in caller.get_hookimpls():
+        for impl in reversed(caller.get_hookimpls()):
             try:
                 impl.function(**{arg: self.app for arg in impl.argnames})
             except Exception as exc:

@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from omnicore.adapters import Environment
+from omnicore.config import load_config, render_config
+from omnicore.errors import ConfigError
+
+LOCAL = Environment(kind="local", reasons=(), cpus=3,
+                    defaults={"console": {"host": "127.0.0.1"}, "log": {"format": "text"},
+                              "workers": 3, "data_dir": "./.omnicore"})
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "omnicore.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_and_adapter_layer(tmp_path: Path) -> None:
+    cfg = load_config(environ={}, environment=LOCAL)
+    assert cfg.console.port == 8470
+    assert cfg.workers == 3 and cfg.source_of("workers") == "adapter local"
+    assert cfg.source_of("console.port") == "default"
+    assert cfg.sandbox.limits.max_memory_bytes == 64 * 1024 * 1024
+    assert cfg.sandbox.limits.fuel is None
+    assert cfg.sandbox.circuit.failure_threshold == 5
+    assert cfg.data_dir == Path.cwd() / ".omnicore"
+    assert cfg.sandbox.cache_dir == cfg.data_dir / "cache"
+
+
+def test_precedence_file_env_override(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: from-file\nconsole:\n  port: 9001\n  host: 10.0.0.1\n"
+                           "workers: 7\n")
+    env = {"OMNICORE_CONSOLE__PORT": "9002", "OMNICORE_WORKERS": "8"}
+    cfg = load_config(path, environ=env, overrides={"console.port": 9003},
+                      environment=LOCAL)
+    assert cfg.name == "from-file" and cfg.source_of("name") == f"{path}:1"
+    assert cfg.console.host == "10.0.0.1" and cfg.source_of("console.host") == f"{path}:4"
+    assert cfg.workers == 8 and cfg.source_of("workers") == "env OMNICORE_WORKERS"
+    assert cfg.console.port == 9003 and cfg.source_of("console.port") == "override"
+    nested = load_config(path, environ=env, overrides={"console": {"port": 1}},
+                         environment=LOCAL)
+    assert nested.console.port == 1 and nested.console.host == "10.0.0.1"
+
+
+def test_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    path = appdir / "omnicore.yaml"
+    path.write_text("data_dir: state\nsandbox: {cache_dir: /abs/cache}\n")
+    cfg = load_config(path, environ={}, environment=LOCAL)
+    assert cfg.data_dir == appdir / "state"
+    assert cfg.plugins_dir == appdir / "plugins"
+    assert cfg.sandbox.cache_dir == Path("/abs/cache")
+
+
+def test_plugins_section(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+plugins:
+  greeter:
+    grants: [log, kv]
+    config: {greeting: hi}
+  fetcher:
+    grants:
+      http: {hosts: [example.com]}
+      kv:
+    limits: {timeout_ms: 50}
+    enabled: false
+""")
+    cfg = load_config(path, environ={}, environment=LOCAL)
+    assert cfg.plugins["greeter"].grants == ["log", "kv"]
+    assert cfg.plugins["greeter"].config == {"greeting": "hi"}
+    assert cfg.plugins["fetcher"].grants == {"http": {"hosts": ["example.com"]}, "kv": {}}
+    assert cfg.plugins["fetcher"].grant_names() == ["http", "kv"]
+    assert cfg.plugins["fetcher"].limits == {"timeout_ms": 50}
+    assert cfg.plugins["fetcher"].enabled is False
+
+
+def test_unknown_key_names_it_with_close_match_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: x\nconsole:\n  prot: 9000\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={}, environment=LOCAL)
+    err = info.value
+    assert err.key == "console.prot" and err.source == f"{path}:3"
+    assert "unknown config key 'console.prot'" in str(err)
+    assert "did you mean 'console.port'?" in str(err)
+
+
+def test_unknown_top_level_key_without_close_match(tmp_path: Path) -> None:
+    path = write(tmp_path, "zzzzqqq: 1\n")
+    with pytest.raises(ConfigError, match="unknown config key 'zzzzqqq'.*known keys here"):
+        load_config(path, environ={}, environment=LOCAL)
+
+
+def test_unknown_plugin_key_and_limit(tmp_path: Path) -> None:
+    path = write(tmp_path, "plugins:\n  p:\n    grant: [kv]\n")
+    with pytest.raises(ConfigError, match=r"'plugins.p.grant'.*did you mean 'plugins.p.grants'"):
+        load_config(path, environ={}, environment=LOCAL)
+    path = write(tmp_path, "plugins:\n  p:\n    limits: {timeout: 5}\n")
+    with pytest.raises(ConfigError, match="did you mean 'timeout_ms'") as info:
+        load_config(path, environ={}, environment=LOCAL)
+    assert info.value.key == "plugins.p.limits"
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: x\nconsole:\n  port: [1, 2\nlog: {}\n")
+    with pytest.raises(ConfigError, match=rf"invalid YAML in {path}:4"):
+        load_config(path, environ={}, environment=LOCAL)
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "- a\n- b\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(path, environ={}, environment=LOCAL)
+    empty = write(tmp_path, "")
+    assert load_config(empty, environ={}, environment=LOCAL).name == "omnicore"
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("/nonexistent/omnicore.yaml", environ={}, environment=LOCAL)
+
+
+def test_bad_value_in_file_names_key_value_source(tmp_path: Path) -> None:
+    path = write(tmp_path, "console:\n  port: 70000\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={}, environment=LOCAL)
+    assert info.value.key == "console.port" and info.value.value == 70000
+    assert f"invalid value 70000 for 'console.port' ({path}:2)" in str(info.value)
+
+
+def test_env_var_of_wrong_type_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={"OMNICORE_CONSOLE__PORT": "ninety"}, environment=LOCAL)
+    assert info.value.source == "env OMNICORE_CONSOLE__PORT"
+    assert "OMNICORE_CONSOLE__PORT" in str(info.value) and "'ninety'" in str(info.value)
+
+
+def test_env_unknown_key_and_malformed_name() -> None:
+    with pytest.raises(ConfigError, match=r"'consol'.*env OMNICORE_CONSOL__PORT.*'console'"):
+        load_config(environ={"OMNICORE_CONSOL__PORT": "1"}, environment=LOCAL)
+    with pytest.raises(ConfigError, match="OMNICORE_CONSOLE____PORT does not name"):
+        load_config(environ={"OMNICORE_CONSOLE____PORT": "1"}, environment=LOCAL)
+
+
+def test_env_structured_values_and_bools() -> None:
+    cfg = load_config(environ={"OMNICORE_PLUGINS__GREETER__GRANTS": "[log, kv]",
+                               "OMNICORE_SANDBOX__WATCH": "false",
+                               "OMNICORE_CONFIG": "/ignored/path"}, environment=LOCAL)
+    assert cfg.plugins["greeter"].grants == ["log", "kv"]
+    assert cfg.sandbox.watch is False
+    with pytest.raises(ConfigError, match="not valid YAML/JSON"):
+        load_config(environ={"OMNICORE_PLUGINS__G__GRANTS": "[log"}, environment=LOCAL)
+
+
+def test_environment_key_selects_adapter(tmp_path: Path) -> None:
+    path = write(tmp_path, "environment: edge\n")
+    cfg = load_config(path, environ={})
+    assert cfg.environment == "edge"
+    assert cfg.source_of("workers") == "adapter edge"
+    assert cfg.workers <= 2
+    bad = write(tmp_path, "environment: moon\n")
+    with pytest.raises(ConfigError, match="unknown environment 'moon'"):
+        load_config(bad, environ={})
+
+
+def test_render_masks_secrets(tmp_path: Path) -> None:
+    path = write(tmp_path, "plugins:\n  p:\n    config: {api_key: s3cr3t, region: eu}\n"
+                           "capabilities:\n  secrets: {password: hunter2}\n")
+    cfg = load_config(path, environ={}, environment=LOCAL)
+    rows = {k: (v, s) for k, v, s in render_config(cfg)}
+    assert rows["plugins.p.config.api_key"] == ("****", f"{path}:3")
+    assert rows["plugins.p.config.region"][0] == "eu"
+    assert rows["capabilities.secrets.password"][0] == "****"
+    assert rows["console.port"] == ("8470", "default")
+    unmasked = {k: v for k, v, _ in render_config(cfg, mask=False)}
+    assert unmasked["plugins.p.config.api_key"] == "s3cr3t"
