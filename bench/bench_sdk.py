@@ -1,0 +1,100 @@
+"""Per-language plugin costs: size, cold/cached load, first call, warm 100 B JSON call.
+
+Builds every language's greeter from source (reusing build/test-plugins when fresh) and runs
+them through the host next to the ABI floor: the hand-written WAT echo plugin of the sandbox
+tests, which does no work but the ABI. Prints one table.
+
+    .venv/bin/python bench/bench_sdk.py [--calls N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import wasmtime
+
+from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.toolchains import build
+
+ROOT = Path(__file__).resolve().parents[1]
+LANGS = ["rust", "c", "go", "js"]
+INPUT = b'{"name": "' + b"x" * 88 + b'"}'  # 100 bytes of JSON
+assert len(INPUT) == 100
+
+
+def _per_call_us(fn: object, calls: int) -> float:
+    call = fn  # type: ignore[assignment]
+    for _ in range(min(calls, 1000)):
+        call()  # type: ignore[operator]
+    runs = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(calls):
+            call()  # type: ignore[operator]
+        runs.append((time.perf_counter() - started) / calls * 1e6)
+    return statistics.median(runs)
+
+
+def measure(label: str, wasm: bytes, handler: str, data: bytes, calls: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as cache:
+        cold_engine = SandboxEngine(cache_dir=Path(cache))
+        started = time.perf_counter()
+        module = PluginModule.load(cold_engine, wasm)
+        cold_ms = (time.perf_counter() - started) * 1e3
+        cold_engine.close()
+
+        engine = SandboxEngine(cache_dir=Path(cache))
+        started = time.perf_counter()
+        module = PluginModule.load(engine, wasm)
+        cached_ms = (time.perf_counter() - started) * 1e3
+
+        started = time.perf_counter()
+        runtime = PluginRuntime(engine, module, CapabilityRegistry.builtin(),
+                                grants={"config": {}}, config={"greeting": "Hello"},
+                                limits=Limits(pool_size=1))
+        runtime.call(handler, data)
+        first_ms = (time.perf_counter() - started) * 1e3
+        warm_us = _per_call_us(lambda: runtime.call(handler, data), calls)
+        runtime.close()
+        engine.close()
+    return {"plugin": label, "size": len(wasm), "cold_ms": cold_ms, "cached_ms": cached_ms,
+            "first_ms": first_ms, "warm_us": warm_us}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20000)
+    args = parser.parse_args()
+
+    out = ROOT / "build" / "test-plugins"
+    floor_wasm = bytes(wasmtime.wat2wasm(
+        (ROOT / "tests" / "sandbox" / "fixtures" / "echo.wat").read_text()))
+    rows = [measure("ABI floor (WAT echo)", floor_wasm, "echo", INPUT, args.calls)]
+    for lang in LANGS:
+        wasm = build(ROOT / "plugins" / "greeter" / lang, out).read_bytes()
+        rows.append(measure(f"greeter-{lang}", wasm, "greet", INPUT, args.calls))
+
+    floor = float(rows[0]["warm_us"])  # type: ignore[arg-type]
+    head = (f"{'plugin':<22} {'size':>10} {'cold load':>10} {'cached':>9} {'first call':>11} "
+            f"{'warm 100B':>10} {'x floor':>8}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        size = int(r["size"])  # type: ignore[call-overload]
+        size_s = f"{size / 1024:.0f} KiB" if size < 2**20 else f"{size / 2**20:.2f} MiB"
+        warm = float(r["warm_us"])  # type: ignore[arg-type]
+        print(f"{r['plugin']:<22} {size_s:>10} {r['cold_ms']:>8.1f}ms {r['cached_ms']:>7.2f}ms "
+              f"{r['first_ms']:>9.2f}ms {warm:>8.2f}us {warm / floor:>7.2f}x")
+    print("\ncold load = compile with an empty cache; cached = deserialize from the on-disk cache;"
+          "\nfirst call = new runtime + instance (+ _initialize) + one call; warm = median of 5 x"
+          f" {args.calls} calls, 100 B JSON in and out.")
+    shutil.rmtree(out / ".work", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""``omnicore build`` and ``omnicore new plugin``: the plugin author's commands."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from omnicore.errors import BuildError
+from omnicore.toolchains import BuildResult, build_all, scaffold
+
+__all__ = ["build_command", "new_plugin_command"]
+
+_LANGS = ["rust", "go", "js", "ts", "c"]
+
+
+def _size(path: Path | None) -> str:
+    if path is None:
+        return "-"
+    n = path.stat().st_size
+    return f"{n / 1024:.0f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
+
+
+@click.command("build")
+@click.argument("source", type=click.Path(exists=True, path_type=Path), default=Path("."))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("build/plugins"),
+              show_default=True, help="Where the .wasm files go.")
+@click.option("--app", "app_dir", type=click.Path(path_type=Path), default=None,
+              help="Also install the built plugins into APP/plugins (a running host reloads them).")
+@click.option("--force", is_flag=True, help="Rebuild even when no source changed.")
+def build_command(source: Path, out_dir: Path, app_dir: Path | None, force: bool) -> None:
+    """Build a plugin project, or every project below SOURCE, into .wasm files."""
+    tty = sys.stdout.isatty()
+
+    def progress(index: int, total: int, src: Path, result: BuildResult | None) -> None:
+        label = f"[{index}/{total}] {src}"
+        if result is None:
+            click.echo(f"{label} ...", nl=not tty)
+            return
+        prefix = "\r" if tty else ""
+        if result.ok:
+            status = click.style("ok", fg="green")
+            click.echo(f"{prefix}{label}: {status} {result.language}, {_size(result.output)}, "
+                       f"{result.seconds:.1f}s")
+        else:
+            click.echo(f"{prefix}{label}: {click.style('FAILED', fg='red')} ({result.language})")
+            click.echo("    " + (result.error or "").replace("\n", "\n    "), err=True)
+
+    results = build_all(source, out_dir, force=force, progress=progress)
+    if not results:
+        raise BuildError(f"no plugin projects found below {source}")
+    if app_dir is not None:
+        dest = app_dir / "plugins"
+        dest.mkdir(parents=True, exist_ok=True)
+        for result in results:
+            if result.output is not None:
+                tmp = dest / f".{result.output.name}.tmp"
+                shutil.copyfile(result.output, tmp)
+                tmp.replace(dest / result.output.name)  # atomic for a watching host
+    failed = [r for r in results if not r.ok]
+    click.echo(f"built {len(results) - len(failed)} of {len(results)} plugins into {out_dir}"
+               + (f" and {app_dir / 'plugins'}" if app_dir else ""))
+    if failed:
+        raise BuildError(f"{len(failed)} plugin(s) failed to build: "
+                         + ", ".join(str(r.src) for r in failed))
+
+
+@click.command("plugin")
+@click.argument("name")
+@click.option("--lang", type=click.Choice(_LANGS), required=True, help="The plugin's language.")
+@click.option("--dir", "parent", type=click.Path(path_type=Path), default=Path("."),
+              show_default=True, help="Create the project in DIR/NAME.")
+def new_plugin_command(name: str, lang: str, parent: Path) -> None:
+    """Create a plugin project NAME that builds and runs as is."""
+    dest = parent / name
+    scaffold(dest, name, lang)
+    click.echo(f"created {lang} plugin {name} in {dest}\n"
+               f"  build it:  omnicore build {dest}\n"
+               f"  run it:    omnicore call build/plugins/{name}.wasm <handler> --input '...'")
