@@ -120,6 +120,7 @@ _memmove = ctypes.memmove
 _string_at = ctypes.string_at
 _EXTERN_FUNC = 0
 _EXTERN_MEMORY = 3
+_EXTERN_OF = ffi.wasmtime_extern_t.of.offset
 
 
 class HostTrap(Exception):
@@ -137,11 +138,9 @@ class GuestFailure(Exception):
         self.exit_status = exit_status
 
 
-def _failure(err: int | None, trap: ctypes.c_void_p) -> GuestFailure:
-    if trap.value:
-        ptr = trap.value
-        trap.value = None
-        t = wasmtime.Trap._from_ptr(ctypes.cast(ptr, ctypes.POINTER(ffi.wasm_trap_t)))
+def _failure(err: int | None, trap: int) -> GuestFailure:
+    if trap:
+        t = wasmtime.Trap._from_ptr(ctypes.cast(trap, ctypes.POINTER(ffi.wasm_trap_t)))
         return GuestFailure(t.message, t.trap_code)
     errp = ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t))
     status = ctypes.c_int(0)
@@ -161,9 +160,9 @@ class GuestMemory:
 
     __slots__ = ("_ctx", "_inst", "_mem", "base", "size")
 
-    def __init__(self, ctx: int, mem: ffi.wasmtime_memory_t, inst: RawInstance) -> None:
+    def __init__(self, ctx: int, mem: int, inst: RawInstance) -> None:
         self._ctx = ctx
-        self._mem = ctypes.addressof(mem)
+        self._mem = mem
         self._inst = inst
         self.base = _memory_data(ctx, self._mem) or 0
         self.size = _memory_size(ctx, self._mem)
@@ -232,72 +231,77 @@ class RawInstance:
     def __init__(self, engine: wasmtime.Engine, pre: wasmtime.InstancePre, *,
                  memory_limit: int, deadline_ticks: int, fuel: int | None,
                  wasi: wasmtime.WasiConfig | None, registry: dict[int, RawInstance],
-                 input_cap: int = 65536) -> None:
+                 has_initialize: bool = True, input_cap: int = 65536) -> None:
         self._store: int | None = _store_new(engine.ptr(), None, None)
         self.ctx: int = _store_context(self._store)
         self._registry = registry
         # One instance and one memory per store: a module cannot multiply its allowance.
         _store_limiter(self._store, memory_limit, -1, 1, -1, 1)
-        self._raw = (ffi.wasmtime_val_raw_t * 2)()
-        self._raw_addr = ctypes.addressof(self._raw)
-        self._i32 = (ctypes.c_int32 * 8).from_address(self._raw_addr)
-        self._u64 = (c_uint64 * 4).from_address(self._raw_addr)
-        self._trap = c_void_p()
-        self._trap_addr = ctypes.addressof(self._trap)
-        # A separate buffer for re-entrant omni_alloc from host functions.
-        self._raw2 = (ffi.wasmtime_val_raw_t * 1)()
-        self._raw2_addr = ctypes.addressof(self._raw2)
-        self._i32b = (ctypes.c_int32 * 4).from_address(self._raw2_addr)
-        self._funcs: dict[str, ffi.wasmtime_func_t] = {}
+        # One scratch block: slots 0-1 (32 B) for calls, slot 2 (16 B) for re-entrant
+        # omni_alloc from host functions, then the wasm_trap_t* out-parameter at byte 48.
+        scratch = (c_uint64 * 8)()
+        self._scratch = scratch
+        addr = ctypes.addressof(scratch)
+        self._raw_addr = addr
+        self._raw2_addr = addr + 32
+        self._trap_addr = addr + 48
+        self._i32 = (ctypes.c_int32 * 16).from_address(addr)
+        self._u64 = scratch
+        self._externs: list[Any] = []
+        self._funcs: dict[str, int] = {}
         self.fuel = fuel
         if wasi is not None:
             err = _set_wasi(self.ctx, ctypes.cast(wasi._consume(), c_void_p).value)
             if err:
-                raise _failure(err, self._trap)
+                raise self._failure(err)
         self._arm(deadline_ticks)
-        self._inst = ffi.wasmtime_instance_t()
+        inst = ffi.wasmtime_instance_t()
+        self._inst_addr = ctypes.addressof(inst)
+        self._inst = inst
         err = _pre_instantiate(ctypes.cast(pre.ptr(), c_void_p).value, self.ctx,
-                               ctypes.addressof(self._inst), self._trap_addr)
-        if err or self._trap.value:
-            raise _failure(err, self._trap)
+                               self._inst_addr, self._trap_addr)
+        if err or scratch[6]:
+            raise self._failure(err)
         registry[self.ctx] = self
-        mem = self._export("memory", _EXTERN_MEMORY)
+        mem = self._export(b"memory", _EXTERN_MEMORY)
         if mem is None:
             raise ValueError("the module does not export 'memory'")
-        self._mem_struct = mem.of.memory
-        self.memory = GuestMemory(self.ctx, self._mem_struct, self)
+        self.memory = GuestMemory(self.ctx, mem, self)
         alloc = self.func("omni_alloc")
         free = self.func("omni_free")
         if alloc is None or free is None:
             raise ValueError("the module does not export omni_alloc/omni_free")
-        self._alloc_addr = ctypes.addressof(alloc)
-        self._free_addr = ctypes.addressof(free)
-        init = self.func("_initialize")
-        if init is not None:
-            self._invoke(ctypes.addressof(init), 0)
+        self._alloc_addr = alloc
+        self._free_addr = free
+        if has_initialize:
+            init = self.func("_initialize")
+            if init is not None:
+                self._invoke(init, 0)
         self.buf = 0
         self.cap = 0
         self._grow_input(input_cap)
 
-    def _export(self, name: str, kind: int) -> Any:
-        ext = ffi.wasmtime_extern_t()
-        raw = name.encode()
-        if not _export_get(self.ctx, ctypes.addressof(self._inst), raw, len(raw),
-                           ctypes.addressof(ext)):
-            return None
-        if ext.kind != kind:
-            return None
-        return ext
+    def _failure(self, err: int | None) -> GuestFailure:
+        trap = self._u64[6]
+        self._u64[6] = 0
+        return _failure(err, trap)
 
-    def func(self, name: str) -> ffi.wasmtime_func_t | None:
-        """The exported function ``name`` (cached), or None."""
+    def _export(self, name: bytes, kind: int) -> int | None:
+        """Address of the export's payload (wasmtime_func_t / wasmtime_memory_t), or None."""
+        ext = ffi.wasmtime_extern_t()
+        addr = ctypes.addressof(ext)
+        if not _export_get(self.ctx, self._inst_addr, name, len(name), addr) or ext.kind != kind:
+            return None
+        self._externs.append(ext)
+        return addr + _EXTERN_OF
+
+    def func(self, name: str) -> int | None:
+        """Address of the exported function ``name`` (cached), or None."""
         f = self._funcs.get(name)
         if f is None:
-            ext = self._export(name, _EXTERN_FUNC)
-            if ext is None:
+            f = self._export(name.encode(), _EXTERN_FUNC)
+            if f is None:
                 return None
-            f = ffi.wasmtime_func_t()
-            ctypes.pointer(f)[0] = ext.of.func
             self._funcs[name] = f
         return f
 
@@ -306,12 +310,12 @@ class RawInstance:
         if self.fuel is not None:
             err = _set_fuel(self.ctx, self.fuel)
             if err:
-                raise _failure(err, self._trap)
+                raise self._failure(err)
 
     def _invoke(self, func_addr: int, nslots: int) -> None:
         err = _call_unchecked(self.ctx, func_addr, self._raw_addr, nslots, self._trap_addr)
-        if err or self._trap.value:
-            raise _failure(err, self._trap)
+        if err or self._u64[6]:
+            raise self._failure(err)
 
     def _grow_input(self, need: int) -> None:
         cap = 1 << max(need - 1, 1).bit_length()
@@ -330,29 +334,31 @@ class RawInstance:
 
     def guest_alloc(self, n: int) -> int:
         """Re-entrant ``omni_alloc(n)`` (specs/abi.md §3.3); callable from host functions."""
-        self._i32b[0] = n
+        self._i32[8] = n
         err = _call_unchecked(self.ctx, self._alloc_addr, self._raw2_addr, 1, self._trap_addr)
-        if err or self._trap.value:
-            raise HostTrap(f"re-entrant omni_alloc failed: {_failure(err, self._trap).message}")
-        return self._i32b[0] & 0xFFFF_FFFF
+        if err or self._u64[6]:
+            raise HostTrap(f"re-entrant omni_alloc failed: {self._failure(err).message}")
+        return self._i32[8] & 0xFFFF_FFFF
 
-    def call(self, func: ffi.wasmtime_func_t, data: bytes, deadline_ticks: int) -> int:
-        """Copy ``data`` in, call the handler, return the raw packed i64 (unsigned)."""
+    def call(self, func: int, data: bytes, deadline_ticks: int) -> int:
+        """Copy ``data`` in, call the handler at ``func``, return the packed i64 (unsigned)."""
         n = len(data)
         if n > self.cap:
             self._arm(deadline_ticks)
             self._grow_input(n)
-        self._arm(deadline_ticks) if self.fuel is not None else _set_deadline(
-            self.ctx, deadline_ticks)
+        if self.fuel is None:
+            _set_deadline(self.ctx, deadline_ticks)
+        else:
+            self._arm(deadline_ticks)
         if n:
             _memmove(self.memory.base + self.buf, data, n)
-        self._i32[0] = self.buf
-        self._i32[4] = n
-        err = _call_unchecked(self.ctx, ctypes.addressof(func), self._raw_addr, 2,
-                              self._trap_addr)
-        if err or self._trap.value:
-            raise _failure(err, self._trap)
-        return int(self._u64[0])
+        i32 = self._i32
+        i32[0] = self.buf
+        i32[4] = n
+        err = _call_unchecked(self.ctx, func, self._raw_addr, 2, self._trap_addr)
+        if err or self._u64[6]:
+            raise self._failure(err)
+        return self._u64[0]
 
     def read(self, ptr: int, length: int) -> bytes:
         """Copy guest bytes out; raises HostTrap when out of bounds."""

@@ -102,6 +102,7 @@ class PluginRuntime:
                              f"with --grant", plugin=self.name, missing=missing)
         self._validate_config()
         self._handlers = frozenset(module.handlers)
+        self._has_init = any(e.name == "_initialize" for e in module.exports)
         self._registry: dict[int, RawInstance] = {}
         self._keepalive: list[Any] = []
         linker = wasmtime.Linker(engine.wasmtime)
@@ -191,7 +192,8 @@ class PluginRuntime:
             inst = RawInstance(self.engine.wasmtime, self._pre,
                                memory_limit=self.limits.max_memory_bytes,
                                deadline_ticks=self._ticks, fuel=self._fuel,
-                               wasi=self._wasi(), registry=self._registry)
+                               wasi=self._wasi(), registry=self._registry,
+                               has_initialize=self._has_init)
         except GuestFailure as f:
             raise self._classify(f, handler or "_initialize", None) from None
         except MemoryError:

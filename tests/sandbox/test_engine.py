@@ -1,0 +1,132 @@
+"""SandboxEngine: compiled-module cache, epoch ticker, pooling allocator."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from omnicore.sandbox import (
+    CapabilityRegistry,
+    Limits,
+    PluginModule,
+    PluginRuntime,
+    SandboxEngine,
+)
+
+Wat = Callable[[str], bytes]
+
+
+def test_cache_roundtrip(tmp_path: Path, wat: Wat) -> None:
+    wasm = wat("echo")
+    with SandboxEngine(cache_dir=tmp_path) as eng:
+        first = PluginModule.load(eng, wasm)
+        entries = list(tmp_path.glob("*.cwasm"))
+        assert len(entries) == 1 and entries[0].name.startswith(first.sha256)
+        assert eng.config_key in entries[0].name
+        mtime = entries[0].stat().st_mtime_ns
+        second = PluginModule.load(eng, wasm)  # served from the cache file
+        assert entries[0].stat().st_mtime_ns == mtime
+        rt = PluginRuntime(eng, second, CapabilityRegistry.builtin())
+        assert rt.call("echo", b"cached") == b"cached"
+        rt.close()
+    # A new engine with the same config reuses the entry.
+    with SandboxEngine(cache_dir=tmp_path) as eng2:
+        assert eng2.config_key == SandboxEngine(cache_dir=tmp_path).config_key
+        PluginModule.load(eng2, wasm)
+        assert len(list(tmp_path.glob("*.cwasm"))) == 1
+
+
+def test_cache_key_depends_on_engine_config(tmp_path: Path, wat: Wat) -> None:
+    with SandboxEngine(cache_dir=tmp_path) as plain, \
+            SandboxEngine(cache_dir=tmp_path, fuel=True) as fueled:
+        assert plain.config_key != fueled.config_key
+        PluginModule.load(plain, wat("echo"))
+        m = PluginModule.load(fueled, wat("echo"))
+        assert len(list(tmp_path.glob("*.cwasm"))) == 2
+        # Running the fuel engine's module proves it was not the plain engine's artifact.
+        rt = PluginRuntime(fueled, m, CapabilityRegistry.builtin(), limits=Limits(fuel=10**6))
+        assert rt.call("echo", b"x") == b"x"
+        rt.close()
+
+
+def test_corrupt_cache_entry_is_recompiled(tmp_path: Path, wat: Wat) -> None:
+    wasm = wat("echo")
+    with SandboxEngine(cache_dir=tmp_path) as eng:
+        PluginModule.load(eng, wasm)
+        [entry] = tmp_path.glob("*.cwasm")
+        entry.write_bytes(b"not a compiled module")
+        m = PluginModule.load(eng, wasm)
+        rt = PluginRuntime(eng, m, CapabilityRegistry.builtin())
+        assert rt.call("echo", b"ok") == b"ok"
+        rt.close()
+        assert entry.read_bytes() != b"not a compiled module"  # rewritten
+
+
+def test_unwritable_cache_dir_still_loads(tmp_path: Path, wat: Wat) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with SandboxEngine(cache_dir=blocker / "sub") as eng:  # cannot mkdir under a file
+        assert PluginModule.load(eng, wat("echo")).name == "echo"
+
+
+def test_ticker_stops_on_close() -> None:
+    eng = SandboxEngine(epoch_tick_ms=1)
+    assert eng._ticker.is_alive()
+    eng.close()
+    assert not eng._ticker.is_alive()
+
+
+def test_bad_tick() -> None:
+    with pytest.raises(ValueError):
+        SandboxEngine(epoch_tick_ms=0)
+
+
+def test_deadline_ticks() -> None:
+    with SandboxEngine(epoch_tick_ms=10) as eng:
+        assert eng.deadline_ticks(1000) == 101 and eng.deadline_ticks(5) == 2
+
+
+def test_pooling_allocator(wat: Wat) -> None:
+    with SandboxEngine(pooling=True) as eng:
+        m = PluginModule.load(eng, wat("echo"))
+        rt = PluginRuntime(eng, m, CapabilityRegistry.builtin(), limits=Limits(pool_size=2))
+        for i in range(200):
+            assert rt.call("echo", str(i).encode()) == str(i).encode()
+        rt.close()
+        crash = PluginRuntime(eng, PluginModule.load(eng, wat("unreachable")),
+                              CapabilityRegistry.builtin())
+        from omnicore.errors import Trap
+
+        for _ in range(50):  # discarded instances return their slots to the pool
+            with pytest.raises(Trap):
+                crash.call("crash", b"")
+        assert crash.call("ok", b"") == b""
+        crash.close()
+
+
+def test_close_waits_for_in_flight_calls(wat: Wat) -> None:
+    from omnicore.errors import DeadlineExceeded
+
+    with SandboxEngine(epoch_tick_ms=5) as eng:
+        rt = PluginRuntime(eng, PluginModule.load(eng, wat("loop")),
+                           CapabilityRegistry.builtin(), limits=Limits(timeout_ms=300))
+        seen: list[BaseException] = []
+
+        def spin() -> None:
+            try:
+                rt.call("spin", b"")
+            except DeadlineExceeded as exc:
+                seen.append(exc)
+
+        t = threading.Thread(target=spin)
+        t.start()
+        time.sleep(0.05)
+        start = time.monotonic()
+        rt.close()
+        assert time.monotonic() - start > 0.15  # close waited for the running call
+        t.join()
+        assert len(seen) == 1 and rt.stats()["live"] == 0
