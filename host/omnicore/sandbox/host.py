@@ -343,6 +343,7 @@ class PluginHost:
             raise PluginNotFound(f"cannot unload '{name}': no such plugin "
                                  f"(loaded: {self._names()})", plugin=name)
         entry.swap(None)
+        log.info("plugin '%s' unloaded: %s", name, reason)
         self._emit(PluginUnloaded(plugin=name, reason=reason))
 
     def grant(self, name: str, capability: str, options: Mapping[str, Any] | None = None
@@ -427,12 +428,15 @@ class PluginHost:
             entry.last_error = str(exc)
             entry.swap(None)
             self._set_state(entry, "needs-grant")
+            log.warning("%s", exc)
             return
         self._commit(entry, module, settings, missing=())
         entry.loaded_at = time.time()
         entry.breaker.reset()
         entry.swap(_Version(module, runtime))
         self._set_state(entry, "loaded")
+        log.info("plugin '%s' %s loaded (%s)", entry.name, _version_of(module),
+                 entry.source or "bytes")
         self._emit(PluginLoaded(plugin=entry.name, version=_version_of(module),
                                 path=str(entry.source or "")))
 
@@ -598,7 +602,7 @@ class PluginHost:
         """Folder hook: ``path`` was removed."""
         entry = self._plugins.get(name)
         if entry is not None and entry.source == path:
-            self.unload(name)
+            self.unload(name, reason=f"{path.name} was removed")
 
     def _reload_failed(self, entry: _Entry, path: Path, exc: Exception) -> str:
         if entry.version is not None:
