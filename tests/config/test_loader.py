@@ -91,7 +91,7 @@ def test_unknown_key_names_it_with_close_match_and_line(tmp_path: Path) -> None:
 
 def test_unknown_top_level_key_without_close_match(tmp_path: Path) -> None:
     path = write(tmp_path, "zzzzqqq: 1\n")
-    with pytest.raises(ConfigError, match="unknown config key 'zzzzqqq'.*known keys here"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'zzzzqqq'.*known keys here"):
         load_config(path, environ={}, environment=LOCAL)
 
 

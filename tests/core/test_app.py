@@ -66,7 +66,7 @@ def test_double_start_stop_before_start_and_restart(make_app: MakeApp) -> None:
 
 async def test_async_context_manager_and_refusals(make_app: MakeApp) -> None:
     app = make_app()
-    with pytest.raises(LifecycleError, match="await app.astart"):
+    with pytest.raises(LifecycleError, match=r"await app\.astart"):
         app.start()
     async with app as running:
         assert running is app and app.state is State.RUNNING

@@ -33,28 +33,32 @@ class LogConfig(_Strict):
     """``log.*``."""
 
     level: Literal["debug", "info", "warning", "error", "critical"] = Field(
-        "info", description="minimum level of omnicore's log records")
+        default="info", description="minimum level of omnicore's log records"
+    )
     format: Literal["text", "json"] = Field(
-        "text", description="text for people, json for collectors (adapters may pick json)")
+        default="text", description="text for people, json for collectors (adapters may pick json)"
+    )
 
 
 class ConsoleConfig(_Strict):
     """``console.*``: the web console's bind address."""
 
-    enabled: bool = Field(True, description="serve the console in `omnicore run`")
-    host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in containers)")
-    port: int = Field(8470, ge=0, le=65535, description="bind port")
+    enabled: bool = Field(default=True, description="serve the console in `omnicore run`")
+    host: str = Field(default="127.0.0.1", description="bind address (0.0.0.0 in containers)")
+    port: int = Field(default=8470, ge=0, le=65535, description="bind port")
 
 
 class LimitsConfig(_Strict):
     """``sandbox.limits.*``: default limits for every plugin."""
 
-    max_memory_bytes: int = Field(64 * 1024 * 1024, gt=0, description="linear memory cap")
-    timeout_ms: int = Field(1000, gt=0, description="wall-clock deadline per call")
-    fuel: int | None = Field(None, gt=0, description="instructions budget per call; none = off")
-    max_input_bytes: int = Field(16 * 1024 * 1024, gt=0, description="largest call input")
-    max_output_bytes: int = Field(16 * 1024 * 1024, gt=0, description="largest call output")
-    pool_size: int = Field(4, gt=0, description="instances kept for concurrent calls")
+    max_memory_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="linear memory cap")
+    timeout_ms: int = Field(default=1000, gt=0, description="wall-clock deadline per call")
+    fuel: int | None = Field(
+        default=None, gt=0, description="instructions budget per call; none = off"
+    )
+    max_input_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="largest call input")
+    max_output_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="largest call output")
+    pool_size: int = Field(default=4, gt=0, description="instances kept for concurrent calls")
 
 
 LIMIT_KEYS = tuple(LimitsConfig.model_fields)
@@ -63,18 +67,20 @@ LIMIT_KEYS = tuple(LimitsConfig.model_fields)
 class CircuitConfig(_Strict):
     """``sandbox.circuit.*``: per-plugin circuit breakers."""
 
-    failure_threshold: int = Field(5, gt=0, description="consecutive failures that open it")
-    cooldown_s: float = Field(30.0, gt=0, description="seconds before a trial call")
+    failure_threshold: int = Field(default=5, gt=0, description="consecutive failures that open it")
+    cooldown_s: float = Field(default=30.0, gt=0, description="seconds before a trial call")
 
 
 class SandboxConfig(_Strict):
     """``sandbox.*``."""
 
-    cache_dir: Path | None = Field(None, description="compiled-module cache; <data_dir>/cache")
-    epoch_tick_ms: int = Field(10, gt=0, description="deadline ticker period")
-    watch: bool = Field(True, description="watch plugins_dir and reload on change")
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+    cache_dir: Path | None = Field(
+        default=None, description="compiled-module cache; <data_dir>/cache"
+    )
+    epoch_tick_ms: int = Field(default=10, gt=0, description="deadline ticker period")
+    watch: bool = Field(default=True, description="watch plugins_dir and reload on change")
+    limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig())
+    circuit: CircuitConfig = Field(default_factory=lambda: CircuitConfig())
 
 
 class PluginConfig(_Strict):
@@ -82,11 +88,13 @@ class PluginConfig(_Strict):
 
     grants: list[str] | dict[str, dict[str, Any]] = Field(
         default_factory=list,
-        description="capability names, or name -> options (e.g. http: {hosts: [...]})")
+        description="capability names, or name -> options (e.g. http: {hosts: [...]})",
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="the plugin's own config")
-    limits: dict[str, int | None] = Field(default_factory=dict,
-                                          description="overrides of sandbox.limits")
-    enabled: bool = Field(True, description="load this plugin")
+    limits: dict[str, int | None] = Field(
+        default_factory=dict, description="overrides of sandbox.limits"
+    )
+    enabled: bool = Field(default=True, description="load this plugin")
 
     @field_validator("grants", mode="before")
     @classmethod
@@ -116,20 +124,25 @@ class PluginConfig(_Strict):
 class OmniConfig(_Strict):
     """The whole effective configuration of one app."""
 
-    name: str = Field("omnicore", min_length=1, description="app name")
+    name: str = Field(default="omnicore", min_length=1, description="app name")
     environment: Literal["local", "container", "kubernetes", "cloud", "edge"] | None = Field(
-        None, description="force the environment adapter; detected when unset")
-    data_dir: Path = Field(Path(".omnicore"), description="SQLite files, caches, indexes")
-    plugins_dir: Path = Field(Path("plugins"), description="the watched plugin folder")
-    log: LogConfig = Field(default_factory=LogConfig)
-    workers: int = Field(4, gt=0, description="TaskEngine workers (adapter: CPU quota)")
-    shutdown_grace_s: float = Field(10.0, ge=0, description="grace for running tasks on stop")
-    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
-    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
-    plugins: dict[str, PluginConfig] = Field(default_factory=dict,
-                                             description="per-plugin grants, config, limits")
+        default=None, description="force the environment adapter; detected when unset"
+    )
+    data_dir: Path = Field(default=Path(".omnicore"), description="SQLite files, caches, indexes")
+    plugins_dir: Path = Field(default=Path("plugins"), description="the watched plugin folder")
+    log: LogConfig = Field(default_factory=lambda: LogConfig())
+    workers: int = Field(default=4, gt=0, description="TaskEngine workers (adapter: CPU quota)")
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0, description="grace for running tasks on stop"
+    )
+    console: ConsoleConfig = Field(default_factory=lambda: ConsoleConfig())
+    sandbox: SandboxConfig = Field(default_factory=lambda: SandboxConfig())
+    plugins: dict[str, PluginConfig] = Field(
+        default_factory=dict, description="per-plugin grants, config, limits"
+    )
     capabilities: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="per-capability host options (kv quota...)")
+        default_factory=dict, description="per-capability host options (kv quota...)"
+    )
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 

@@ -73,11 +73,11 @@ class Module:
     def replaces(self, old: Module) -> None:
         """Take over what others registered on ``old``, the app's default module of this name."""
 
-    def start(self) -> None | Awaitable[None]:
+    def start(self) -> Awaitable[None] | None:
         """Acquire resources. Raise to make the app's start fail."""
         return None
 
-    def stop(self) -> None | Awaitable[None]:
+    def stop(self) -> Awaitable[None] | None:
         """Release resources; called in reverse start order."""
         return None
 
