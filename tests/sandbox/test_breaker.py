@@ -130,3 +130,13 @@ def test_rejects_nonsense_settings() -> None:
         CircuitBreaker("p", failure_threshold=0)
     with pytest.raises(ValueError, match="cooldown_s"):
         CircuitBreaker("p", cooldown_s=-1)
+
+
+def test_abandoned_probe_frees_the_slot() -> None:
+    breaker, clock, _changes = make(threshold=1, cooldown=1.0)
+    breaker.record(Trap("x"))
+    clock.now += 2
+    breaker.before_call()
+    breaker.abandon()
+    assert breaker.state == "half-open"
+    breaker.before_call()  # a new probe is admitted

@@ -265,3 +265,15 @@ def test_close_is_idempotent() -> None:
     host.close()
     host.close()
     assert len(host) == 0
+
+
+def test_a_bad_argument_during_a_probe_does_not_wedge_the_breaker(host: PluginHost) -> None:
+    host.load(echo_wasm())
+    for _ in range(2):
+        with pytest.raises(Trap):
+            host.call("echo", "trap", b"")
+    time.sleep(0.35)
+    with pytest.raises(TypeError):
+        host.call("echo", "echo", "not bytes")  # type: ignore[arg-type]
+    assert host.call("echo", "echo", b"x") == b"x"
+    assert host.get("echo").state == "loaded"

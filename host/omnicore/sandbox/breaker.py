@@ -137,6 +137,14 @@ class CircuitBreaker:
         else:
             self.record_success()
 
+    def abandon(self) -> None:
+        """Report a call that ended without a verdict on the plugin's health.
+
+        Frees the half-open probe slot (if this call held it) without changing the state.
+        """
+        with self._lock:
+            self._probing = False
+
     def reset(self) -> None:
         """Close the breaker (a new version of the plugin was loaded)."""
         self.record_success()

@@ -494,6 +494,11 @@ class PluginHost:
                 entry.breaker.record(exc)
                 entry.last_error = str(exc)
                 raise
+            except BaseException:
+                # Not the plugin's doing (bad argument, KeyboardInterrupt): no verdict, but a
+                # half-open probe slot must be given back or the breaker would stay stuck.
+                entry.breaker.abandon()
+                raise
             entry.stats.record(time.perf_counter() - start)
             entry.breaker.record_success()
             return out
