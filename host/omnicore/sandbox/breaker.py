@@ -80,6 +80,8 @@ class CircuitBreaker:
 
     def before_call(self, handler: str | None = None) -> None:
         """Admit a call or raise :class:`CircuitOpen`."""
+        if self._state == "closed":
+            return  # the hot path; a racing transition at worst lets one more call through
         change: tuple[BreakerState, BreakerState] | None = None
         with self._lock:
             if self._state == "closed":

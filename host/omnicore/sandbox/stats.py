@@ -92,9 +92,9 @@ class CallStats:
         with self._lock:
             self._calls += 1
             self._total += seconds
+            self._counts[index] += 1
             if seconds > self._max:
                 self._max = seconds
-            self._counts[index] += 1
             if error is not None:
                 self._errors += 1
                 kind = type(error).__name__

@@ -1,0 +1,157 @@
+"""What the plugin host adds on top of the sandbox runtime, and how fast a reload lands.
+
+Run: ``.venv/bin/python bench/bench_host.py``. Prints one table:
+
+* round trip of 100 B through ``PluginRuntime.call`` (the engine's floor) and through
+  ``app.plugins.call`` (lease + breaker + stats on top), and ``call_json``;
+* ``acall`` from asyncio (thread-pool hop) and 2-thread throughput through the host;
+* hot reload: file written -> the new version answers, and the calls failed meanwhile;
+* ``omnicore call NAME`` as a fresh process (interpreter start included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import wasmtime
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "sandbox" / "fixtures" / "host_echo.wat"
+
+
+def echo_wasm(name: str = "echo", version: str = "1.0.0") -> bytes:
+    src = FIXTURE.read_text().replace("NAME_TAG", name).replace("VERSION_LEN",
+                                                                 str(len(version)))
+    return wasmtime.wat2wasm(src.replace("VERSION_TAG", version))
+
+
+def per_call_us(fn: Callable[[], object], n: int = 20000, repeat: int = 5) -> float:
+    for _ in range(1000):
+        fn()
+    best = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best.append((time.perf_counter() - t0) / n * 1e6)
+    return min(best)
+
+
+def threaded_rate(fn: Callable[[], object], threads: int, seconds: float = 1.0) -> float:
+    counts = [0] * threads
+    stop = threading.Event()
+
+    def work(i: int) -> None:
+        while not stop.is_set():
+            for _ in range(100):
+                fn()
+            counts[i] += 100
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in pool:
+        t.join()
+    return sum(counts) / seconds
+
+
+def main() -> None:
+    from omnicore.sandbox.host import PluginHost
+
+    rows: list[tuple[str, str, str]] = []
+    data = b"x" * 100
+    with tempfile.TemporaryDirectory() as tmp, PluginHost() as host:
+        folder = Path(tmp)
+        host.load(echo_wasm())
+        runtime = host._plugins["echo"].version.runtime  # type: ignore[union-attr]
+        raw = per_call_us(lambda: runtime.call("echo", data))
+        full = per_call_us(lambda: host.call("echo", "echo", data))
+        rows.append(("100 B round trip, PluginRuntime.call", f"{raw:.2f} µs", "engine floor"))
+        rows.append(("100 B round trip, app.plugins.call", f"{full:.2f} µs",
+                     f"host adds {full - raw:.2f} µs"))
+        js = per_call_us(lambda: host.call_json("echo", "echo", {"a": 1, "b": [1, 2]}),
+                         n=10000)
+        rows.append(("call_json small object", f"{js:.2f} µs", ""))
+
+        async def many() -> float:
+            t0 = time.perf_counter()
+            for _ in range(2000):
+                await host.acall("echo", "echo", data)
+            return (time.perf_counter() - t0) / 2000 * 1e6
+
+        rows.append(("acall sequential (thread hop)", f"{asyncio.run(many()):.1f} µs", ""))
+
+        spin = bytes([5])  # ~5M loop iterations in the guest: GIL-free work
+        one = threaded_rate(lambda: host.call("echo", "slow", spin), 1)
+        two = threaded_rate(lambda: host.call("echo", "slow", spin), 2)
+        rows.append(("2 threads vs 1 (5M-iteration calls)", f"{two / one:.2f}x",
+                     f"{one:.0f}/s -> {two:.0f}/s"))
+
+        # Hot reload under load.
+        host.watch_folder(folder)
+        path = folder / "hot.wasm"
+        path.write_bytes(echo_wasm("hot", "1.0.0"))
+        while "hot" not in host:
+            time.sleep(0.005)
+        failures = 0
+        stop = threading.Event()
+
+        def hammer() -> None:
+            nonlocal failures
+            while not stop.is_set():
+                try:
+                    host.call("hot", "version")
+                except Exception:
+                    failures += 1
+
+        worker = threading.Thread(target=hammer)
+        worker.start()
+        lat = []
+        for i in range(2, 12):
+            version = f"{i}.0.0"
+            t0 = time.perf_counter()
+            path.write_bytes(echo_wasm("hot", version))
+            while host.call("hot", "version") != version.encode():
+                time.sleep(0.002)
+            lat.append((time.perf_counter() - t0) * 1000)
+        stop.set()
+        worker.join()
+        rows.append(("hot reload: write -> new version answers",
+                     f"{statistics.median(lat):.0f} ms", f"max {max(lat):.0f} ms, 10 reloads"))
+        rows.append(("calls failed during 10 reloads", str(failures), "target 0"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp)
+        (app / "plugins").mkdir()
+        (app / "omnicore.yaml").write_text("name: bench\nplugins_dir: plugins\n")
+        (app / "plugins" / "echo.wasm").write_bytes(echo_wasm())
+        exe = str(Path(sys.executable).parent / "omnicore")
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run([exe, "call", "echo", "echo", "--input", "hi", "--app", str(app)],
+                           check=True, capture_output=True, env=dict(os.environ))
+            times.append((time.perf_counter() - t0) * 1000)
+        rows.append(("`omnicore call NAME` process", f"{min(times):.0f} ms",
+                     "interpreter start + load + call"))
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure'.ljust(width)}  {'value':>10}  note")
+    print(f"{'-' * width}  {'-' * 10}  {'-' * 30}")
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {value:>10}  {note}")
+
+
+if __name__ == "__main__":
+    main()
