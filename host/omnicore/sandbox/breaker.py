@@ -84,9 +84,10 @@ class CircuitBreaker:
             return  # the hot path; a racing transition at worst lets one more call through
         change: tuple[BreakerState, BreakerState] | None = None
         with self._lock:
-            if self._state == "closed":
+            state: BreakerState = self._state  # re-read: it may have closed meanwhile
+            if state == "closed":
                 return
-            if self._state == "open":
+            if state == "open":
                 remaining = self.cooldown_s - (self._clock() - self._opened_at)
                 if remaining > 0:
                     raise CircuitOpen(
