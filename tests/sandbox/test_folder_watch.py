@@ -12,7 +12,7 @@ import pytest
 from host_fixtures import config_wasm, echo_wasm, write
 
 from omnicore.core.events import Event, PluginFailed
-from omnicore.errors import PluginError, PluginNotFound
+from omnicore.errors import GuestError, PluginError, PluginNotFound
 from omnicore.sandbox.folder import PluginFolder
 from omnicore.sandbox.host import PluginHost, PluginReloaded
 
@@ -188,3 +188,18 @@ def test_missing_folder_is_not_an_error(tmp_path: Path) -> None:
     with PluginHost() as host:
         folder = host.watch_folder(tmp_path / "absent")
         assert not folder.watching and len(host) == 0
+
+
+def test_a_runtime_grant_survives_a_reload(host: PluginHost, tmp_path: Path) -> None:
+    path = write(tmp_path, "conf.wasm", config_wasm("conf"))
+    host.watch_folder(tmp_path)
+    host.grant("conf", "config")
+    log_before = host.logs("conf")
+    with pytest.raises(GuestError, match="NOT_FOUND"):  # callable: the guest answered
+        host.call("conf", "get", b"missing-key")
+    (tmp_path / "conf.toml").write_text('[config]\ncolor = "green"\n')
+    eventually(lambda: host.get("conf").config == {"color": "green"}, timeout=1.0)
+    assert host.get("conf").state == "loaded"
+    assert host.call("conf", "get", b"color") == b"green"
+    assert host.logs("conf") is log_before  # one log across versions
+    assert path.exists()

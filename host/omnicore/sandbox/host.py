@@ -261,6 +261,7 @@ class PluginHost:
         self._cooldown_s = cooldown_s
         self._events = events
         self._plugins: dict[str, _Entry] = {}
+        self._runtime_grants: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.RLock()
         self._executor: ThreadPoolExecutor | None = None
         self._max_workers = max_workers
@@ -351,16 +352,19 @@ class PluginHost:
         """Grant ``capability`` (with grant ``options``) to plugin ``name`` and re-link it.
 
         A ``needs-grant`` plugin becomes ``loaded`` once nothing is missing. A loaded plugin
-        gets a new runtime with the extra grant (calls in flight finish on the old one).
+        gets a new runtime with the extra grant (calls in flight finish on the old one). The
+        grant lasts for the life of this host, across reloads of the plugin's file (it ranks
+        with explicit ``load()`` arguments); it is not written to the sidecar.
         """
         entry = self._entry(name)
         if entry.module is None or entry.settings is None:
             raise PluginLoadError(f"plugin '{name}' failed to load ({entry.last_error}); "
                                   "fix the file before granting it anything", plugin=name)
-        grants = dict(entry.settings.grants)
-        grants.update(normalize_grants({capability: options or {}},
-                                       source=f"grant to '{name}'"))
+        extra = normalize_grants({capability: options or {}}, source=f"grant to '{name}'")
+        grants = {**entry.settings.grants, **extra}
         self._activate(entry, entry.module, replace(entry.settings, grants=grants))
+        with self._lock:
+            self._runtime_grants.setdefault(name, {}).update(extra)
         return self._info(entry)
 
     def _load_module(self, source: bytes | str | Path, path: Path | None,
@@ -388,6 +392,7 @@ class PluginHost:
         merged_grants = dict(_DEFAULT_GRANTS)
         merged_grants.update(normalize_grants(_field(app, "grants"), source=f"plugins.{name}"))
         merged_grants.update(sidecar.grants)
+        merged_grants.update(self._runtime_grants.get(name, {}))
         merged_grants.update(normalize_grants(grants, source=f"load('{name}')"))
         merged_config = deep_merge(deep_merge(_field(app, "config") or {}, sidecar.config),
                                    config or {})
