@@ -330,9 +330,12 @@ def used_capabilities(source: str) -> set[str]:
         return set(CAPABILITIES)
     for match in _IMPORT_OMNICORE.finditer(source):
         if match["ns"]:
-            used |= set(re.findall(re.escape(match["ns"]) + r"\s*\.\s*(\w+)", source))
-            if re.search(re.escape(match["ns"]) + r"\s*\[", source):
-                return set(CAPABILITIES)  # computed access: link everything
+            rest = source[match.end():]
+            name = re.escape(match["ns"])
+            members = re.findall(rf"(?<![\w$.]){name}\s*\.\s*([\w$]+)", rest)
+            if len(members) != len(re.findall(rf"(?<![\w$.]){name}(?![\w$])", rest)):
+                return set(CAPABILITIES)  # the namespace object escapes: link everything
+            used |= set(members)
         else:
             for part in match["named"].split(","):
                 used.add(part.strip().split(" as ")[0].strip())

@@ -660,7 +660,7 @@ __attribute__((constructor)) static void omni_js_init(void) {
         return;
     }
     /* Leave headroom below the 1 MiB wasm stack (-z stack-size) for native frames. */
-    JS_SetMaxStackSize(rt, 768 * 1024);
+    JS_SetMaxStackSize(rt, 160 * 1024);
     JS_SetModuleLoaderFunc(rt, NULL, load_module, NULL);
     const uint8_t *region = omni_js_region;
     if (memcmp(region, "OMJS", 4) != 0) {

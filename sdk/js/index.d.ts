@@ -1,0 +1,151 @@
+// Types of the "omnicore" module that JS/TS plugins import (runtime: sdk/js/runtime/api.js).
+// Host functions and their semantics: specs/abi.md §4.
+//
+// A handler is an exported function. It receives the input as a string (UTF-8 decoded; the
+// raw bytes are `bytes()`) and returns a string (sent as UTF-8), a Uint8Array/ArrayBuffer
+// (sent as is), undefined/null (empty output) or any other JSON value (sent as JSON). A
+// thrown error becomes the call's error (GuestError on the host) with message and stack. An
+// async handler is run to completion inside the call (there is no event loop for timers/I/O).
+
+declare module "omnicore" {
+  /** A handler: `export function greet(input: string): Output`. */
+  export type Output = string | Uint8Array | ArrayBuffer | null | undefined | JsonValue;
+  export type Handler = (input: string) => Output | Promise<Output>;
+  export type JsonValue = string | number | boolean | null | JsonValue[] | { [k: string]: JsonValue };
+  export type Bytes = string | Uint8Array | ArrayBuffer;
+
+  /** A host function answered with a negative status (specs/abi.md §3.1). */
+  export class OmniHostError extends Error {
+    readonly status: number;
+    /** "NOT_FOUND" | "DENIED" | "INVALID" | "QUOTA" | "UNAVAILABLE" | "TOO_LARGE" */
+    readonly code: string;
+  }
+
+  /** Throw this for bad input; its message reaches the caller. */
+  export class InputError extends Error {
+    constructor(message: string);
+  }
+
+  /** The raw bytes of the current call's input. */
+  export function bytes(): Uint8Array;
+
+  /** JSON.parse that throws InputError("invalid JSON input: ...") on malformed input. */
+  export function json<T = unknown>(input: string | Uint8Array): T;
+
+  /** The capabilities linked into this plugin at build time. */
+  export function linked(): string[];
+
+  export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | 0 | 1 | 2 | 3 | 4;
+
+  /** omnicore:log — the plugin's log (always available). `console.*` writes here too. */
+  export const log: {
+    write(level: LogLevel, ...args: unknown[]): void;
+    enabled(level: LogLevel): boolean;
+    trace(...args: unknown[]): void;
+    debug(...args: unknown[]): void;
+    info(...args: unknown[]): void;
+    warn(...args: unknown[]): void;
+    error(...args: unknown[]): void;
+  };
+
+  /** omnicore:config — the plugin's own config section (read-only). */
+  export const config: {
+    /** The value as text (strings verbatim, other values as compact JSON), or `fallback`. */
+    get(key: string): string | undefined;
+    get<T>(key: string, fallback: T): string | T;
+    /** The value parsed from JSON when it is not a plain string, or `fallback`. */
+    value<T = JsonValue>(key: string, fallback?: T): T;
+    /** The whole section. */
+    all(): Record<string, JsonValue>;
+  };
+
+  /** omnicore:kv — a durable key-value store per plugin. */
+  export const kv: {
+    get(key: string): Uint8Array | null;
+    getText(key: string): string | null;
+    getJSON<T = JsonValue>(key: string): T | null;
+    /** Strings are stored as UTF-8, bytes as is, anything else as JSON. */
+    set(key: string, value: Bytes | JsonValue): void;
+    /** True when the key existed. */
+    delete(key: string): boolean;
+    /** Atomically add `delta` (default 1); returns the new value. */
+    incr(key: string, delta?: number | bigint): number | bigint;
+    /** Keys with this prefix, sorted (at most 1,000). */
+    list(prefix?: string): string[];
+  };
+
+  export const Tier: { readonly WORKING: 0; readonly SHORT: 1; readonly LONG: 2 };
+
+  export interface Memory {
+    id: number;
+    tier: number;
+    text: string;
+    metadata: Record<string, JsonValue>;
+    score: number;
+    created_at: string | number;
+  }
+
+  /** omnicore:memory — tiered text memories for agents. */
+  export const memory: {
+    remember(tier: 0 | 1 | 2, text: string,
+             options?: { metadata?: Record<string, JsonValue>; ttl_s?: number }): number;
+    recall(query: string, options?: { tiers?: number[]; limit?: number }): Memory[];
+    forget(id: number): boolean;
+  };
+
+  /** omnicore:vectors — named f32 vector collections (cosine). */
+  export const vectors: {
+    upsert(collection: string, id: string, vector: Float32Array | number[],
+           metadata?: Record<string, JsonValue>): void;
+    search(collection: string, vector: Float32Array | number[], k?: number):
+      { id: string; score: number; metadata: Record<string, JsonValue> }[];
+    /** True when deleted; throws NOT_FOUND for an unknown collection. */
+    delete(collection: string, id: string): boolean;
+  };
+
+  /** omnicore:tasks — durable background calls of this plugin's own handlers. */
+  export const tasks: {
+    enqueue(handler: string, payload?: Bytes | JsonValue, options?: { delayMs?: number }): number;
+    cancel(id: number): boolean;
+  };
+
+  export interface HttpRequest {
+    method: string;
+    url?: string;
+    /** A named connector: the host adds base URL and credentials. */
+    connector?: string;
+    path?: string;
+    headers?: Record<string, string>;
+    timeout_ms?: number;
+  }
+
+  export class HttpResponse {
+    readonly status: number;
+    readonly headers: Record<string, string>;
+    readonly body: Uint8Array;
+    readonly ok: boolean;
+    text(): string;
+    json<T = JsonValue>(): T;
+  }
+
+  /** omnicore:http — outbound HTTP to hosts in the grant, and connectors. */
+  export const http: {
+    /** Throws Error("DENIED: ...") when the host is not in the grant. */
+    request(req: HttpRequest, body?: Bytes): HttpResponse;
+    get(url: string, headers?: Record<string, string>): HttpResponse;
+    post(url: string, body: Bytes | JsonValue, headers?: Record<string, string>): HttpResponse;
+    connector(name: string, method: string, path: string, body?: Bytes | JsonValue,
+              headers?: Record<string, string>): HttpResponse;
+  };
+
+  /** omnicore:events — publish on `plugin.<name>.<topic>`. */
+  export const events: {
+    publish(topic: string, payload?: Bytes | JsonValue): void;
+  };
+
+  /** omnicore:secrets — secrets the operator exposed to this plugin. */
+  export const secrets: {
+    get(name: string): Uint8Array | null;
+    getText(name: string): string | null;
+  };
+}

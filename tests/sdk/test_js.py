@@ -1,0 +1,600 @@
+"""The JS/TS SDK (sdk/js): its examples and fixtures, built through ``omnicore.toolchains.build``
+(QuickJS-ng runtime + pure-Python plugin build; esbuild for TypeScript and npm packages) and
+run through the real sandbox.
+
+The host implements only log and config so far; the other namespaces are exercised against
+small spec-following host implementations defined here (specs/abi.md §4), which is what the
+SDK's wrappers are written against.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import struct
+import threading
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omnicore.errors import (
+    BuildError,
+    ConfigError,
+    DeadlineExceeded,
+    GuestError,
+    InputTooLarge,
+    MemoryLimitExceeded,
+    NeedsGrant,
+    OutputTooLarge,
+    Trap,
+)
+from omnicore.sandbox import (
+    Capability,
+    CapabilityRegistry,
+    GuestMemory,
+    HostFunction,
+    Limits,
+    PluginModule,
+    PluginRuntime,
+    SandboxEngine,
+    Status,
+)
+from omnicore.sandbox.wasmbin import custom_sections
+from omnicore.toolchains import build, js, scaffold
+from omnicore.toolchains._js_wasm import imports
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).parent
+
+pytestmark = pytest.mark.skipif(js.check() is not None, reason=f"JS runtime: {js.check()}")
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("js-plugins")
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxEngine]:
+    eng = SandboxEngine(cache_dir=tmp_path_factory.mktemp("js-cache"))
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def wasm(out_dir: Path) -> dict[str, Path]:
+    """Every JS example plus the fixtures, built once for the module."""
+    return {
+        "greeter": build(ROOT / "plugins" / "greeter" / "js", out_dir),
+        "counter": build(ROOT / "plugins" / "counter" / "ts", out_dir),
+        "markdown": build(ROOT / "plugins" / "markdown" / "js", out_dir),
+        "caps": build(HERE / "js_capabilities", out_dir, name="js-caps"),
+        "edge": build(HERE / "js_edge", out_dir, name="js-edge"),
+    }
+
+
+def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
+            limits: Limits | None = None, grants: Any = None,
+            registry: CapabilityRegistry | None = None) -> PluginRuntime:
+    module = PluginModule.load(engine, path)
+    return PluginRuntime(engine, module, registry or CapabilityRegistry.builtin(),
+                         grants={"config": {}} if grants is None else grants,
+                         config=config or {}, limits=limits or Limits())
+
+
+# --- examples ---------------------------------------------------------------------------
+
+
+def test_examples_export_named_handlers_and_request_only_what_they_import(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    expected = {"greeter": ("greeter-js", ["greet"]),
+                "counter": ("counter-ts", ["count", "reset"]),
+                "markdown": ("markdown-js", ["render", "headings"])}
+    for key, (name, handlers) in expected.items():
+        module = PluginModule.load(engine, wasm[key])
+        assert module.name == name
+        assert list(module.handlers) == handlers
+        # the runtime imports every namespace; the build prunes the ones the source does not
+        # import from "omnicore", so the host sees only real requests
+        assert module.requested == {"log", "config"}
+        manifest = json.loads(custom_sections(wasm[key].read_bytes(), "omnicore.manifest")[0])
+        assert manifest["sdk"]["language"] == "js"
+    caps = PluginModule.load(engine, wasm["caps"])
+    assert caps.requested == set(js.CAPABILITIES)
+    edge = PluginModule.load(engine, wasm["edge"])
+    assert edge.requested == {"log"}
+    assert "_private" not in edge.handlers and "counter" in edge.handlers
+
+
+def test_greeter_greets_with_configured_greeting_and_logs(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["greeter"], {"greeting": "Salut"}) as rt:
+        assert json.loads(rt.call("greet", b'{"name": "Ada"}')) == {"message": "Salut, Ada!"}
+        assert json.loads(rt.call("greet", b"{}")) == {"message": "Salut, world!"}
+        assert [line.message for line in rt.log.lines()] == ["greeting Ada", "greeting world"]
+        assert {line.level for line in rt.log.lines()} == {"info"}
+
+
+def test_greeter_bad_input_is_a_clear_guest_error_not_a_trap(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["greeter"]) as rt:
+        cases = {b'{"name": ': "InputError: invalid JSON input: ",
+                 b"[1, 2]": "InputError: invalid JSON input: expected an object",
+                 b"": "InputError: invalid JSON input: empty input",
+                 b"\xff\xfe": "InputError: invalid JSON input: ",
+                 b'{"name": 42}': "InputError: name must be a string",
+                 b'{"name": ""}': "InputError: name must not be empty"}
+        for data, message in cases.items():
+            with pytest.raises(GuestError) as info:
+                rt.call("greet", data)
+            assert info.value.guest_message.startswith(message), data
+            assert "at greet (plugin.js:" in info.value.guest_message  # the JS stack
+            assert info.value.plugin == "greeter-js" and info.value.handler == "greet"
+        assert rt.instances_discarded == 0
+        assert json.loads(rt.call("greet", b'{"name": "ok"}')) == {"message": "Hello, ok!"}
+
+
+def test_greeter_needs_config_grant(engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with pytest.raises(NeedsGrant, match="omnicore:config"):
+        runtime(engine, wasm["greeter"], grants=[])
+
+
+def test_counter_ts_counts_from_configured_start_and_resets(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["counter"], {"start": 10}, Limits(pool_size=1)) as rt:
+        assert json.loads(rt.call("count", b"")) == {"count": 11}
+        assert json.loads(rt.call("count", b'{"by": 5}')) == {"count": 16}
+        assert json.loads(rt.call("count", b'{"by": -20}')) == {"count": -4}
+        assert json.loads(rt.call("reset", b"")) == {"count": 10}
+        assert json.loads(rt.call("count", b"{}")) == {"count": 11}
+        with pytest.raises(GuestError, match="by must be an integer"):
+            rt.call("count", b'{"by": 1.5}')
+        with pytest.raises(GuestError, match="invalid JSON input"):
+            rt.call("count", b"{by: 1}")
+    # the manifest's config schema (from omnicore.toml) reaches the host, which refuses
+    with pytest.raises(ConfigError, match="'ten' is not of type 'integer'"):
+        runtime(engine, wasm["counter"], {"start": "ten"})
+
+
+def test_markdown_renders_with_marked_from_npm(engine: SandboxEngine,
+                                               wasm: dict[str, Path]) -> None:
+    doc = ("# Title\n\nSome *emphasis* and `code`.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+           "## Zoë's part\n\n- [x] done\n~~gone~~\n")
+    with runtime(engine, wasm["markdown"]) as rt:
+        html = rt.call("render", doc.encode()).decode()
+        assert "<h1>Title</h1>" in html
+        assert "<em>emphasis</em>" in html and "<code>code</code>" in html
+        assert "<table>" in html and "<td>1</td>" in html  # GFM tables on by default
+        assert "<del>gone</del>" in html
+        assert json.loads(rt.call("headings", doc.encode())) == [
+            {"depth": 1, "text": "Title", "id": "title"},
+            {"depth": 2, "text": "Zoë's part", "id": "zoës-part"}]
+        assert rt.call("render", b"") == b""
+    with runtime(engine, wasm["markdown"], {"gfm": False}) as rt:
+        assert "<table>" not in rt.call("render", doc.encode()).decode()
+
+
+# --- the calling convention -----------------------------------------------------------------
+
+
+def test_outputs_strings_bytes_json_and_empty(engine: SandboxEngine,
+                                              wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["edge"], grants=[]) as rt:
+        assert rt.call("echo", "héllo 🌍".encode()) == "héllo 🌍".encode()
+        assert rt.call("raw", b"\x00\xff\x10") == b"\x00\xff\x10"  # bytes() is not decoded
+        assert json.loads(rt.call("size", "é".encode())) == {"chars": 1, "bytes": 2}
+        assert rt.call("nothing", b"x") == b""
+        assert json.loads(rt.call("later", b"q")) == {"got": "q"}  # async handlers settle
+        with pytest.raises(GuestError, match="not JSON-serialisable"):
+            rt.call("nan", b"")
+
+
+def test_throws_become_guest_errors_with_message_and_stack(engine: SandboxEngine,
+                                                           wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["edge"], grants=[]) as rt:
+        with pytest.raises(GuestError) as info:
+            rt.call("fail", b"")
+        assert info.value.guest_message.startswith("TypeError: boom from JS\n")
+        assert "at fail (plugin.js:" in info.value.guest_message
+        with pytest.raises(GuestError, match="^.*42"):
+            rt.call("fail_value", b"")
+        with pytest.raises(GuestError, match="Error: async boom"):
+            rt.call("reject", b"")
+        # stack overflow in JS is a RangeError, not a wasm trap
+        with pytest.raises(GuestError, match="RangeError"):
+            rt.call("recurse", b"")
+        assert rt.instances_discarded == 0
+        assert rt.call("echo", b"still fine") == b"still fine"
+
+
+def test_instance_state_persists_between_calls(engine: SandboxEngine,
+                                               wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["edge"], grants=[], limits=Limits(pool_size=1)) as rt:
+        assert [rt.call("counter", b"") for _ in range(3)] == [b"1", b"2", b"3"]
+
+
+def test_console_and_log_reach_the_host_log(engine: SandboxEngine,
+                                            wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["edge"], grants=[]) as rt:
+        assert rt.call("console_log", b"") == b"ok"
+        lines = [(line.level, line.message) for line in rt.log.lines()]
+        assert ("info", 'via console {"a":1}') in lines and ("warn", "warned") in lines
+
+
+def test_endless_loop_hits_the_deadline_and_host_keeps_serving(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["edge"], grants=[], limits=Limits(timeout_ms=200)) as rt:
+        with pytest.raises(DeadlineExceeded):
+            rt.call("forever", b"")
+        assert rt.call("echo", b"after") == b"after"
+
+
+def test_memory_hog_hits_the_memory_limit(engine: SandboxEngine,
+                                          wasm: dict[str, Path]) -> None:
+    limits = Limits(max_memory_bytes=32 << 20, timeout_ms=5000)
+    with runtime(engine, wasm["edge"], grants=[], limits=limits) as rt:
+        # QuickJS reports malloc failure as a JS "out of memory" error or the allocator traps;
+        # either way the call fails typed and the next call works
+        with pytest.raises((GuestError, MemoryLimitExceeded, Trap)) as info:
+            rt.call("hog", b"")
+        if isinstance(info.value, GuestError):
+            assert "out of memory" in info.value.guest_message
+        assert rt.call("echo", b"alive") == b"alive"
+
+
+def test_large_inputs_and_outputs_near_the_limits(engine: SandboxEngine,
+                                                  wasm: dict[str, Path]) -> None:
+    limits = Limits(max_input_bytes=4 << 20, max_output_bytes=4 << 20, timeout_ms=10_000)
+    with runtime(engine, wasm["edge"], grants=[], limits=limits) as rt:
+        data = ("ü" * ((4 << 20) // 2)).encode()  # exactly the limit, multi-byte UTF-8
+        assert len(data) == 4 << 20
+        assert rt.call("echo", data) == data
+        with pytest.raises(InputTooLarge):
+            rt.call("echo", data + b"x")
+        assert len(rt.call("big", str(4 << 20).encode())) == 4 << 20
+        with pytest.raises(OutputTooLarge):
+            rt.call("big", str((4 << 20) + 1).encode())
+        assert rt.call("echo", b"small again") == b"small again"
+
+
+def test_a_handler_the_plugin_did_not_export_is_not_there(engine: SandboxEngine,
+                                                          wasm: dict[str, Path]) -> None:
+    module = PluginModule.load(engine, wasm["edge"])
+    names = [e.name for e in module.exports]
+    assert not [n for n in names if n.startswith("omni_h") or n.startswith("omni_js")]
+
+
+# --- every namespace through spec-following host implementations --------------------------
+
+
+def spec_capabilities(state: dict[str, Any]) -> list[Capability]:
+    """kv, memory, vectors, tasks, http, events, secrets per specs/abi.md §4, in memory."""
+    kv: dict[str, bytes] = {}
+    memories: dict[int, dict[str, Any]] = {}
+    vectors: dict[str, dict[str, tuple[tuple[float, ...], Any]]] = {}
+    tasks: dict[int, str] = {}
+
+    def kv_get(_: object, mem: GuestMemory, kp: int, kl: int, out: int, cap: int) -> int:
+        key = mem.read_str(kp, kl)
+        return mem.write_result(kv[key], out, cap) if key in kv else Status.NOT_FOUND
+
+    def kv_set(_: object, mem: GuestMemory, kp: int, kl: int, vp: int, vl: int) -> int:
+        if vl > 4000:
+            return Status.TOO_LARGE
+        kv[mem.read_str(kp, kl)] = mem.read(vp, vl)
+        return 0
+
+    def kv_delete(_: object, mem: GuestMemory, kp: int, kl: int) -> int:
+        return 1 if kv.pop(mem.read_str(kp, kl), None) is not None else 0
+
+    def kv_incr(_: object, mem: GuestMemory, kp: int, kl: int, delta: int, out: int) -> int:
+        key = mem.read_str(kp, kl)
+        try:
+            value = int(kv.get(key, b"0")) + delta
+        except ValueError:
+            return Status.INVALID
+        kv[key] = str(value).encode()
+        mem.write(out, struct.pack("<q", value))
+        return 0
+
+    def kv_list(_: object, mem: GuestMemory, pp: int, pl: int, out: int, cap: int) -> int:
+        prefix = mem.read_str(pp, pl)
+        return mem.write_result(json.dumps(sorted(k for k in kv if k.startswith(prefix)))
+                                .encode(), out, cap)
+
+    def remember(_: object, mem: GuestMemory, tier: int, ip: int, il: int) -> int:
+        memories[len(memories) + 1] = {"tier": tier, **json.loads(mem.read(ip, il))}
+        return len(memories)
+
+    def recall(_: object, mem: GuestMemory, qp: int, ql: int, out: int, cap: int) -> int:
+        query = state["recall_query"] = json.loads(mem.read(qp, ql))
+        found = [{"id": i, "tier": m["tier"], "text": m["text"],
+                  "metadata": m.get("metadata", {}), "score": 1.0, "created_at": 0}
+                 for i, m in memories.items() if query["query"] in m["text"]]
+        return mem.write_result(json.dumps(found).encode(), out, cap)
+
+    def forget(_: object, mem: GuestMemory, mid: int) -> int:
+        return 1 if memories.pop(mid, None) is not None else 0
+
+    def upsert(_: object, mem: GuestMemory, cp: int, cl: int, ip: int, il: int, vp: int,
+               dim: int, mp: int, ml: int) -> int:
+        coll = vectors.setdefault(mem.read_str(cp, cl), {})
+        if any(len(v) != dim for v, _ in coll.values()):
+            return Status.INVALID
+        vec = struct.unpack(f"<{dim}f", mem.read(vp, 4 * dim))
+        coll[mem.read_str(ip, il)] = (vec, json.loads(mem.read(mp, ml)) if ml else {})
+        return 0
+
+    def search(_: object, mem: GuestMemory, cp: int, cl: int, vp: int, dim: int,
+               k: int) -> int:
+        name = mem.read_str(cp, cl)
+        if name not in vectors:
+            return mem.alloc_result(f"NOT_FOUND: no collection {name!r}".encode(), error=True)
+        query = struct.unpack(f"<{dim}f", mem.read(vp, 4 * dim))
+        scored = sorted(((round(sum(a * b for a, b in zip(v, query, strict=True)), 3), i, m)
+                         for i, (v, m) in vectors[name].items()), reverse=True)[:k]
+        return mem.alloc_result(json.dumps(
+            [{"id": i, "score": s, "metadata": m} for s, i, m in scored]).encode())
+
+    def vdelete(_: object, mem: GuestMemory, cp: int, cl: int, ip: int, il: int) -> int:
+        coll = vectors.get(mem.read_str(cp, cl))
+        if coll is None:
+            return Status.NOT_FOUND
+        return 1 if coll.pop(mem.read_str(ip, il), None) is not None else 0
+
+    def enqueue(_: object, mem: GuestMemory, hp: int, hl: int, pp: int, pl: int,
+                delay: int) -> int:
+        handler = mem.read_str(hp, hl)
+        if handler != "echo":
+            return Status.NOT_FOUND
+        state["enqueued"].append((handler, mem.read(pp, pl), delay))
+        tasks[len(state["enqueued"])] = "pending"
+        return len(state["enqueued"])
+
+    def cancel(_: object, mem: GuestMemory, tid: int) -> int:
+        if tid not in tasks:
+            return Status.NOT_FOUND
+        was, tasks[tid] = tasks[tid], "cancelled"
+        return 1 if was == "pending" else 0
+
+    def request(_: object, mem: GuestMemory, rp: int, rl: int, bp: int, bl: int) -> int:
+        req = json.loads(mem.read(rp, rl))
+        url = state["http_base"] + req["path"] if req.get("connector") == "local" else req["url"]
+        host = urllib.request.urlparse(url).hostname
+        if host != "127.0.0.1":
+            return mem.alloc_result(f"DENIED: host {host} is not in the grant".encode(), True)
+        r = urllib.request.Request(url, data=mem.read(bp, bl) if bl else None,
+                                   method=req["method"], headers=req.get("headers", {}))
+        with urllib.request.urlopen(r, timeout=5) as resp:
+            head = json.dumps({"status": resp.status, "headers": dict(resp.headers.items())})
+            payload = resp.read()
+        return mem.alloc_result(struct.pack("<I", len(head)) + head.encode() + payload)
+
+    def publish(_: object, mem: GuestMemory, tp: int, tl: int, pp: int, pl: int) -> int:
+        topic = mem.read_str(tp, tl)
+        if topic.startswith("secret."):
+            return Status.DENIED
+        state["events"].append((topic, mem.read(pp, pl)))
+        return 0
+
+    def secret(_: object, mem: GuestMemory, np: int, nl: int, out: int, cap: int) -> int:
+        name = mem.read_str(np, nl)
+        if name == "token":
+            return mem.write_result(b"s3cr3t", out, cap)
+        return Status.NOT_FOUND if name == "unset" else Status.DENIED
+
+    def fn(name: str, params: str, results: str, impl: Any) -> HostFunction:
+        return HostFunction(name, tuple(params.split()), tuple(results.split()), impl)
+
+    return [
+        Capability("kv", (fn("get", "ptr len ptr len", "i32", kv_get),
+                          fn("set", "ptr len ptr len", "i32", kv_set),
+                          fn("delete", "ptr len", "i32", kv_delete),
+                          fn("incr", "ptr len i64 ptr", "i32", kv_incr),
+                          fn("list", "ptr len ptr len", "i32", kv_list))),
+        Capability("memory", (fn("remember", "i32 ptr len", "i64", remember),
+                              fn("recall", "ptr len ptr len", "i32", recall),
+                              fn("forget", "i64", "i32", forget))),
+        Capability("vectors", (fn("upsert", "ptr len ptr len ptr i32 ptr len", "i32", upsert),
+                               fn("search", "ptr len ptr i32 i32", "i64", search),
+                               fn("delete", "ptr len ptr len", "i32", vdelete))),
+        Capability("tasks", (fn("enqueue", "ptr len ptr len i64", "i64", enqueue),
+                             fn("cancel", "i64", "i32", cancel))),
+        Capability("http", (fn("request", "ptr len ptr len", "i64", request),)),
+        Capability("events", (fn("publish", "ptr len ptr len", "i32", publish),)),
+        Capability("secrets", (fn("get", "ptr len ptr len", "i32", secret),)),
+    ]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._reply(b"hello " + self.path.encode())
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._reply(b"echo: " + self.rfile.read(int(self.headers["content-length"])))
+
+    def _reply(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def caps(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginRuntime,
+                                                                          dict[str, Any]]]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state: dict[str, Any] = {"enqueued": [], "events": [],
+                             "http_base": f"http://127.0.0.1:{server.server_address[1]}"}
+    registry = CapabilityRegistry.builtin()
+    for cap in spec_capabilities(state):
+        registry.add(cap)
+    rt = runtime(engine, wasm["caps"], {"db": {"host": "h1"}, "n": 3},
+                 Limits(pool_size=1, timeout_ms=5000), registry=registry,
+                 grants=list(js.CAPABILITIES))
+    yield rt, state
+    rt.close()
+    server.shutdown()
+    server.server_close()
+
+
+def call_json(rt: PluginRuntime, handler: str, data: bytes = b"") -> Any:
+    return json.loads(rt.call(handler, data))
+
+
+def test_kv(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    assert call_json(caps[0], "kv_roundtrip") == {
+        "text": "hi", "blob": [0, 255, 7], "obj": {"a": 1}, "big": 3000, "missing": None,
+        "incr": [1, 42], "incr_bad": "INVALID", "too_large": "TOO_LARGE",
+        "list": ["big", "blob"], "deleted": [True, False]}
+
+
+def test_memory(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    assert call_json(caps[0], "memory_roundtrip") == {
+        "id": 1, "found": [[1, "the sky is blue", {"src": "test"}]], "forgot": True,
+        "again": False}
+    assert caps[1]["recall_query"] == {"query": "sky", "tiers": [2], "limit": 3}
+
+
+def test_vectors(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    assert call_json(caps[0], "vectors_roundtrip") == {
+        "hits": [{"id": "a", "score": 0.9, "metadata": {"title": "A"}}],
+        "missing": "NOT_FOUND: no collection 'nope'", "deleted": True, "mismatch": "INVALID"}
+
+
+def test_tasks(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    out = call_json(caps[0], "tasks_roundtrip")
+    assert out == {"id": out["id"], "unknown": "NOT_FOUND", "cancel": [True, False],
+                   "cancel_unknown": "NOT_FOUND"}
+    assert caps[1]["enqueued"][out["id"] - 1] == ("echo", b'{"n":1}', 250)
+
+
+def test_http_and_connectors(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    base = caps[1]["http_base"]
+    out = call_json(caps[0], "http_roundtrip", json.dumps({"base": base}).encode())
+    assert out == {"get": [200, True, "hello /hello"], "post": "echo: ping",
+                   "conn": "hello /via-connector",
+                   "denied": "DENIED: host example.com is not in the grant"}
+
+
+def test_events(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    assert call_json(caps[0], "events_roundtrip") == {"denied": "DENIED"}
+    assert ("user.created", b'{"id":7}') in caps[1]["events"]
+
+
+def test_secrets(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    assert call_json(caps[0], "secrets_roundtrip") == {"token": "s3cr3t", "unset": None,
+                                                       "hidden": "DENIED"}
+
+
+def test_config_through_the_real_host(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    assert call_json(caps[0], "config_all") == {"all": {"db": {"host": "h1"}, "n": 3},
+                                                "nested": "h1", "num": 3,
+                                                "missing": "fallback"}
+
+
+# --- the build ---------------------------------------------------------------------------
+
+
+def build_source(tmp_path: Path, source: str, name: str = "snippet") -> Path:
+    src = tmp_path / f"{name}.js"
+    src.write_text(source, encoding="utf-8")
+    return build(src, tmp_path / "out", name=name)
+
+
+def test_plain_js_needs_no_node(tmp_path: Path, engine: SandboxEngine,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # no node, npm, esbuild or clang
+    monkeypatch.delenv("OMNICORE_ESBUILD", raising=False)
+    path = build_source(tmp_path, "export const twice = (s) => s + s;\n")
+    with runtime(engine, path, grants=[]) as rt:
+        assert rt.call("twice", b"ab") == b"abab"
+
+
+def test_syntax_and_load_errors_fail_the_build(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="SyntaxError"):
+        build_source(tmp_path, "export function f( {\n", "syntax")
+    with pytest.raises(BuildError, match="Error: top-level boom"):
+        build_source(tmp_path, "throw new Error('top-level boom');\nexport function f() {}\n",
+                     "toplevel")
+    with pytest.raises(BuildError, match="exports no handler"):
+        build_source(tmp_path, "const x = 1;\n", "nohandlers")
+    with pytest.raises(BuildError, match="ran out of time"):
+        build_source(tmp_path, "for (;;) {}\nexport function f() {}\n", "loop")
+
+
+def test_imports_are_bundled_or_refused_clearly(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "util.js").write_text("export const shout = (s) => s.toUpperCase();\n")
+    (tmp_path / "proj" / "plugin.js").write_text(
+        'import { shout } from "./util.js";\nexport function loud(s) { return shout(s); }\n')
+    built = build(tmp_path / "proj", tmp_path / "out")  # bundled with esbuild
+    assert PluginModule.inspect(built)["ok"]
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(js, "esbuild", lambda: None)
+    with pytest.raises(BuildError, match="need esbuild"):
+        build(tmp_path / "proj", tmp_path / "out2", force=True)
+
+
+def test_capability_detection() -> None:
+    assert js.used_capabilities('import { kv, log as l } from "omnicore";') == {"log", "kv"}
+    assert js.used_capabilities("import * as o from 'omnicore'; o.http.get(u); o.kv;") == {
+        "log", "http", "kv"}
+    assert js.used_capabilities("import * as o from 'omnicore'; o[name]") == set(js.CAPABILITIES)
+    assert js.used_capabilities("const x = 1;") == {"log"}
+    # the namespace object escaping (destructuring, passing it on) links everything
+    assert js.used_capabilities("import * as o from 'omnicore'; const { kv } = o;") == set(
+        js.CAPABILITIES)
+    assert js.used_capabilities("const m = await import('omnicore');") == set(js.CAPABILITIES)
+
+
+def test_unlinked_capability_throws_a_clear_js_error(tmp_path: Path, engine: SandboxEngine,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The build links what it sees imported; should it ever miss a use, the runtime's mask
+    # check throws instead of reaching the trapping stub. Force a miss to prove it.
+    monkeypatch.setattr(js, "used_capabilities", lambda source: {"log"})
+    path = build_source(tmp_path, 'import { kv } from "omnicore";\n'
+                                  'export function g() { return kv.get("x"); }\n', "unlinked")
+    assert not {i.module for i in imports(path.read_bytes())} & {"omnicore:kv"}
+    with runtime(engine, path, grants=[]) as rt:
+        with pytest.raises(GuestError, match=r"omnicore:kv is not linked into this plugin"):
+            rt.call("g", b"")
+        assert rt.instances_discarded == 0
+
+
+def test_too_many_handlers_and_too_big_sources_are_refused(tmp_path: Path) -> None:
+    many = "".join(f"export function h{i}() {{ return {i}; }}\n" for i in range(65))
+    with pytest.raises(BuildError, match="at most 64 handlers"):
+        build_source(tmp_path, many, "many")
+    with pytest.raises(BuildError, match="holds at most"):
+        build_source(tmp_path, "export const f = () => 1;\n//" + "x" * (5 << 20), "huge")
+
+
+@pytest.mark.parametrize("lang", ["js", "ts"])
+def test_scaffold_builds_and_runs(lang: str, tmp_path: Path, engine: SandboxEngine) -> None:
+    dest = tmp_path / f"hello-{lang}"
+    scaffold(dest, f"hello-{lang}", lang)
+    assert (dest / "omnicore.toml").exists() and (dest / f"plugin.{lang}").exists()
+    path = build(dest, tmp_path / "out")
+    with runtime(engine, path, {"greeting": "Hey"}) as rt:
+        assert json.loads(rt.call("hello", b'{"name": "Bo"}')) == {"message": "Hey, Bo!"}
+        assert json.loads(rt.call("hello", b"")) == {"message": "Hey, world!"}
+    with pytest.raises(BuildError, match="invalid plugin name"):
+        scaffold(tmp_path / "bad", "Bad Name", lang)
+
+
+def test_detect_and_check() -> None:
+    assert js.check() is None
+    assert js.detect(ROOT / "plugins" / "greeter" / "js")
+    assert js.detect(ROOT / "plugins" / "counter" / "ts")
+    assert not js.detect(ROOT / "plugins" / "greeter")
+    assert not js.detect(ROOT / "plugins" / "greeter" / "go")
+    assert js.LANGUAGE == "js" and js.EXTENSIONS == ("js", "ts")
