@@ -61,7 +61,7 @@ class _DefaultGroup(_Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, envvar="OMNICORE_DEBUG_CLI",
+@click.option("--debug", is_flag=True, envvar="OMNICORE_DEBUG",
               help="Verbose logs, and tracebacks on errors.")
 @click.version_option(__version__, prog_name="omnicore")
 @click.pass_context
@@ -97,10 +97,14 @@ def new_app(appdir: Path, name: str | None) -> None:
 
 
 @main.command()
-@click.argument("appdir", default=".", type=click.Path(path_type=Path))
+@click.argument("appdir", default=".", envvar="OMNICORE_APPDIR", type=click.Path(path_type=Path))
 @click.pass_context
 def run(ctx: click.Context, appdir: Path) -> None:
-    """Run the app in APPDIR (default: here) until SIGINT/SIGTERM."""
+    """Run the app in APPDIR (default: $OMNICORE_APPDIR or here) until SIGINT/SIGTERM.
+
+    Logs the runtime id at start; on SIGINT/SIGTERM, running tasks get shutdown_grace_s to
+    finish, modules stop in reverse order, and the exit code is 0.
+    """
     from omnicore.config import load_config
     from omnicore.core.app import OmniApp
     from omnicore.logging import configure
@@ -120,7 +124,7 @@ def config() -> None:
 
 
 @config.command("show")
-@click.argument("appdir", default=".", type=click.Path(path_type=Path))
+@click.argument("appdir", default=".", envvar="OMNICORE_APPDIR", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: {key: {value, source}}.")
 @click.option("--show-secrets", is_flag=True, help="Do not mask secret values.")
 def config_show(appdir: Path, as_json: bool, show_secrets: bool) -> None:

@@ -186,3 +186,19 @@ def test_builtin_extensions_load_cleanly(make_app: MakeApp) -> None:
     app.start()
     assert app.health.check().components["extensions"].status is Status.HEALTHY
     app.stop()
+
+
+def test_run_with_failing_module_raises_and_cleans_up(make_app: MakeApp) -> None:
+    from omnicore.core.module import Module
+    from omnicore.errors import ModuleError
+
+    class Broken(Module):
+        def start(self) -> None:
+            raise RuntimeError("cannot bind")
+
+    app = make_app()
+    app.add_module(Broken())
+    with pytest.raises(ModuleError, match="'broken' failed to start: RuntimeError"):
+        app.run()
+    assert app.state is State.STOPPED
+    assert app.health.state is State.STOPPED  # started before it, stopped again

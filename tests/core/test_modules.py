@@ -3,6 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from omnicore.core.app import OmniApp
 from omnicore.core.events import ModuleStateChanged
@@ -156,3 +158,18 @@ def test_get_module(make_app: MakeApp) -> None:
 def test_module_needs_app() -> None:
     with pytest.raises(ModuleError, match="not added to an app"):
         _ = Recorder("x", []).app
+
+
+@given(st.lists(st.sets(st.integers(0, 11), max_size=3), min_size=1, max_size=12))
+def test_start_order_property(dep_sets: list[set[int]]) -> None:
+    # Only depend on earlier modules, so the graph is acyclic; then shuffle nothing: the
+    # order must list every module once, each after all of its dependencies.
+    mods = [Recorder(f"m{i}", [], deps=tuple(f"m{d}" for d in sorted(deps) if d < i))
+            for i, deps in enumerate(dep_sets)]
+    order = [m.name for m in start_order(mods)]
+    assert sorted(order) == sorted(m.name for m in mods)
+    pos = {name: i for i, name in enumerate(order)}
+    for m in mods:
+        assert all(pos[d] < pos[m.name] for d in m.depends_on)
+    if all(not m.depends_on for m in mods):
+        assert order == [m.name for m in mods]

@@ -26,8 +26,8 @@ from omnicore.errors import ConfigError
 __all__ = ["ENV_PREFIX", "load_config", "render_config"]
 
 ENV_PREFIX = "OMNICORE_"
-# Not config keys: they tell the CLI where the config is.
-_ENV_RESERVED = frozenset({"OMNICORE_CONFIG", "OMNICORE_APPDIR"})
+# Not config keys: CLI settings (`omnicore run` reads the app dir, `--debug` its flag).
+_ENV_RESERVED = frozenset({"OMNICORE_APPDIR", "OMNICORE_DEBUG"})
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "api_key", "apikey", "credential",
                  "private_key")
 _PATH_KEYS = (("data_dir",), ("plugins_dir",), ("sandbox", "cache_dir"))
