@@ -19,8 +19,16 @@ from pathlib import Path
 
 from omnicore.errors import BuildError
 
-__all__ = ["LANGUAGE", "EXTENSIONS", "FLAGS", "sdk_dir", "detect", "check", "compile",
-           "scaffold"]
+__all__ = [
+    "EXTENSIONS",
+    "FLAGS",
+    "LANGUAGE",
+    "check",
+    "compile",
+    "detect",
+    "scaffold",
+    "sdk_dir",
+]
 
 LANGUAGE = "c"
 EXTENSIONS = ("c",)

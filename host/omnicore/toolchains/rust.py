@@ -16,8 +16,16 @@ from pathlib import Path
 
 from omnicore.errors import BuildError
 
-__all__ = ["LANGUAGE", "EXTENSIONS", "TARGET", "sdk_dir", "detect", "check", "compile",
-           "scaffold"]
+__all__ = [
+    "EXTENSIONS",
+    "LANGUAGE",
+    "TARGET",
+    "check",
+    "compile",
+    "detect",
+    "scaffold",
+    "sdk_dir",
+]
 
 LANGUAGE = "rust"
 EXTENSIONS = ("rust", "rs")

@@ -1,6 +1,6 @@
 //! The ABI glue the handler macros expand to. Not a public API: names here may change.
 
-use std::alloc::{alloc, dealloc, Layout};
+use std::alloc::{alloc, dealloc, GlobalAlloc, Layout, System};
 
 use crate::error::Error;
 
@@ -130,4 +130,69 @@ where
         Err(e) => Err(Error::new(format!("invalid JSON input: {}", e))),
     };
     finish(result)
+}
+
+/// The system allocator, plus a log line when an allocation fails: Rust then aborts (a
+/// `Trap` on the host) and without this the plugin's log would not say why.
+#[cfg(feature = "alloc-log")]
+struct LoggingAlloc;
+
+#[cfg(feature = "alloc-log")]
+unsafe impl GlobalAlloc for LoggingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = System.alloc(layout);
+        if ptr.is_null() {
+            log_oom(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = System.alloc_zeroed(layout);
+        if ptr.is_null() {
+            log_oom(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = System.realloc(ptr, layout, new_size);
+        if new.is_null() {
+            log_oom(new_size);
+        }
+        new
+    }
+}
+
+#[cfg(feature = "alloc-log")]
+#[global_allocator]
+static GLOBAL: LoggingAlloc = LoggingAlloc;
+
+/// Formats without allocating: the heap is what just failed.
+#[cfg(feature = "alloc-log")]
+fn log_oom(size: usize) {
+    const HEAD: &[u8] = b"out of memory: an allocation of ";
+    const TAIL: &[u8] = b" bytes failed";
+    let mut buf = [0u8; 80];
+    let mut digits = [0u8; 20];
+    let (mut n, mut d) = (size, 0);
+    loop {
+        digits[d] = b'0' + (n % 10) as u8;
+        d += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut len = 0;
+    for &b in HEAD.iter().chain(digits[..d].iter().rev()).chain(TAIL.iter()) {
+        buf[len] = b;
+        len += 1;
+    }
+    // SAFETY: ASCII only.
+    crate::log::write(crate::log::Level::Error, unsafe { core::str::from_utf8_unchecked(&buf[..len]) });
 }

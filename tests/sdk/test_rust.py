@@ -1,0 +1,399 @@
+"""The Rust SDK (sdk/rust): its examples and a probe plugin, built with Debian's rustc through
+``omnicore.toolchains.build`` and run through the real sandbox.
+
+The host implements only log and config so far; the other namespaces run against
+``spec_host`` (specs/abi.md §4 written as test capabilities), which is what the SDK's wrappers
+are written against: a wrong import type or a broken buffer protocol fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from spec_host import SpecState, spec_capabilities
+
+from omnicore.errors import (
+    BuildError,
+    ConfigError,
+    GuestError,
+    InputTooLarge,
+    MemoryLimitExceeded,
+    NeedsGrant,
+    OutputTooLarge,
+    Trap,
+)
+from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.toolchains import build, language_for, rust, scaffold
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = Path(__file__).parent / "probe_rust" / "lib.rs"
+SPEC_NAMESPACES = ("kv", "memory", "vectors", "tasks", "http", "events", "secrets")
+
+pytestmark = pytest.mark.skipif(rust.check() is not None, reason=f"Rust: {rust.check()}")
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rust-plugins")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[SandboxEngine]:
+    eng = SandboxEngine()
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The examples, a freshly scaffolded crate, and the probe (a scaffolded crate whose
+    lib.rs is replaced), built once for the module."""
+    built = {name: build(ROOT / "plugins" / name / "rust", out_dir)
+             for name in ("greeter", "counter", "textstats")}
+    fresh = tmp_path_factory.mktemp("scaffold") / "hello-rs"
+    scaffold(fresh, "hello-rs", "rust")
+    built["scaffold"] = build(fresh, out_dir)
+    probe = tmp_path_factory.mktemp("probe") / "probe"
+    scaffold(probe, "rust-probe", "rust")
+    shutil.copy(PROBE, probe / "src" / "lib.rs")
+    (probe / "omnicore.toml").write_text('[plugin]\nname = "rust-probe"\n')
+    built["probe"] = build(probe, out_dir)
+    return built
+
+
+def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
+            limits: Limits | None = None, grants: Any = None,
+            registry: CapabilityRegistry | None = None) -> PluginRuntime:
+    module = PluginModule.load(engine, path)
+    return PluginRuntime(engine, module, registry or CapabilityRegistry.builtin(),
+                         grants={"config": {}} if grants is None else grants,
+                         config=config or {}, limits=limits or Limits())
+
+
+def probe_runtime(engine: SandboxEngine, path: Path, state: SpecState,
+                  limits: Limits | None = None) -> PluginRuntime:
+    """The probe linked with the real log/config and the spec host for the rest."""
+    registry = CapabilityRegistry([*CapabilityRegistry.builtin(), *spec_capabilities(state)])
+    grants = {"config": {}, **{ns: {} for ns in SPEC_NAMESPACES}}
+    return runtime(engine, path, config={"db": {"host": "h", "port": 5432}}, grants=grants,
+                   registry=registry, limits=limits)
+
+
+@pytest.fixture(scope="module")
+def probe(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginRuntime,
+                                                                           SpecState]]:
+    state = SpecState()
+    rt = probe_runtime(engine, wasm["probe"], state)
+    yield rt, state
+    rt.close()
+
+
+def call_text(rt: PluginRuntime, handler: str, data: bytes = b"") -> str:
+    return rt.call(handler, data).decode()
+
+
+# -- examples -------------------------------------------------------------------------------
+
+def test_examples_carry_manifest_and_request_only_what_they_use(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    expected = {"greeter": ["greet"], "counter": ["count", "reset"],
+                "textstats": ["analyze", "redact"]}
+    for name, handlers in expected.items():
+        module = PluginModule.load(engine, wasm[name])
+        assert module.name == f"{name}-rust"
+        assert list(module.handlers) == handlers
+        namespaces = {ns for ns in module.imports_by_capability() if ns.startswith("omnicore:")}
+        assert namespaces == {"omnicore:log", "omnicore:config"}, name
+        assert not [i for i in module.imports if not i.module.startswith("omnicore:")]
+
+
+def test_greeter_uses_config_and_logs_through_the_host(engine: SandboxEngine,
+                                                       wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["greeter"], config={"greeting": "Ahoy"}) as rt:
+        assert json.loads(rt.call("greet", b'{"name": "Ada"}')) == {"message": "Ahoy, Ada!"}
+        assert json.loads(rt.call("greet", b"{}")) == {"message": "Ahoy, world!"}
+        assert [(line.level, line.message) for line in rt.log.lines()] == [
+            ("info", "greeting Ada"), ("info", "greeting world")]
+
+
+def test_greeter_bad_input_is_a_guest_error_and_the_instance_serves_on(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["greeter"]) as rt:
+        for data, message in [(b"{", "invalid JSON input"), (b"", "invalid JSON input"),
+                              (b'"x"', "invalid JSON input: expected an object"),
+                              (b'{"name": 1}', "name must be a string"),
+                              (b'{"name": ""}', "name must not be empty")]:
+            with pytest.raises(GuestError) as info:
+                rt.call("greet", data)
+            assert message in info.value.guest_message
+            assert info.value.plugin == "greeter-rust"
+        assert json.loads(rt.call("greet", b'{"name":"B"}')) == {"message": "Hello, B!"}
+        assert rt.stats()["discarded"] == 0
+
+
+def test_greeter_without_config_grant_needs_grant(engine: SandboxEngine,
+                                                  wasm: dict[str, Path]) -> None:
+    with pytest.raises(NeedsGrant) as info:
+        runtime(engine, wasm["greeter"], grants={})
+    assert "config" in str(info.value)
+
+
+def test_counter_counts_from_configured_start_and_resets(engine: SandboxEngine,
+                                                         wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["counter"], config={"start": 40},
+                 limits=Limits(pool_size=1)) as rt:
+        assert json.loads(rt.call("count", b"{}")) == {"count": 41}
+        assert json.loads(rt.call("count", b'{"by": 5}')) == {"count": 46}
+        assert json.loads(rt.call("count", b'{"by": -50}')) == {"count": -4}
+        assert json.loads(rt.call("reset", b"")) == {"count": 40}
+        with pytest.raises(GuestError, match="invalid input: invalid type"):
+            rt.call("count", b'{"by": "x"}')
+        with pytest.raises(GuestError, match="invalid JSON input"):
+            rt.call("count", b"{by}")
+        with pytest.raises(GuestError, match="counter overflow"):
+            rt.call("count", b'{"by": 9223372036854775807}')
+        assert json.loads(rt.call("count", b"{}")) == {"count": 41}
+    # The schema from omnicore.toml travels in the manifest; the host enforces it.
+    with pytest.raises(ConfigError, match="start"):
+        runtime(engine, wasm["counter"], config={"start": "ten"})
+
+
+def test_textstats_analyzes_with_the_regex_crate(engine: SandboxEngine,
+                                                 wasm: dict[str, Path]) -> None:
+    text = ("The cat sat. The cat ran! Mail ann@example.com or bob@test.org, see "
+            "https://example.org/a?b=1. Done?")
+    with runtime(engine, wasm["textstats"], config={"top": 2}) as rt:
+        out = json.loads(rt.call("analyze", json.dumps({"text": text}).encode()))
+        assert out["sentences"] == 4
+        assert out["top_words"] == [{"word": "cat", "count": 2}, {"word": "the", "count": 2}]
+        assert out["emails"] == ["ann@example.com", "bob@test.org"]
+        assert out["urls"] == ["https://example.org/a?b=1"]
+        assert out["words"] == 10  # emails and the URL are not words
+        assert out["characters"] == len(text)
+        red = json.loads(rt.call("redact", json.dumps({"text": text}).encode()))
+        assert red == {"text": "The cat sat. The cat ran! Mail [email] or [email], see [url]. "
+                               "Done?", "emails": 2, "urls": 1}
+        unicode = json.loads(rt.call("analyze", '{"text": "Zoë zoë ZOË, don\\u2019t!", "top": 5}'
+                                     .encode()))
+        assert unicode["top_words"][0] == {"word": "zoë", "count": 3}
+        with pytest.raises(GuestError, match="top must be at most 100"):
+            rt.call("analyze", b'{"text": "x", "top": 101}')
+        with pytest.raises(GuestError, match="missing field `text`"):
+            rt.call("analyze", b"{}")
+
+
+def test_textstats_large_text_near_the_input_limit(engine: SandboxEngine,
+                                                   wasm: dict[str, Path]) -> None:
+    limit = 2 * 1024 * 1024
+    prefix, suffix = b'{"text": "', b'"}'
+    unit = b"alpha beta. "
+    data = prefix + unit * ((limit - len(prefix) - len(suffix)) // len(unit)) + suffix
+    data += b" " * (limit - len(data))  # trailing JSON whitespace: exactly at the limit
+    with runtime(engine, wasm["textstats"], limits=Limits(max_input_bytes=limit,
+                                                          timeout_ms=20_000)) as rt:
+        out = json.loads(rt.call("analyze", data))
+        assert out["unique_words"] == 2
+        assert out["words"] > 300_000
+        with pytest.raises(InputTooLarge):
+            rt.call("analyze", data + b" ")
+
+
+def test_scaffolded_crate_builds_and_runs(engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["scaffold"], config={"greeting": "Hi"}) as rt:
+        assert rt.module.name == "hello-rs"
+        assert json.loads(rt.call("greet", b'{"name": "Sam"}')) == {"message": "Hi, Sam!"}
+        with pytest.raises(GuestError, match="name must not be empty"):
+            rt.call("greet", b'{"name": ""}')
+
+
+# -- the SDK through the probe --------------------------------------------------------------
+
+def test_handler_error_carries_the_message_truncated_by_the_host(
+        probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    with pytest.raises(GuestError) as info:
+        rt.call("fail", "nope: ünïcode".encode())
+    assert info.value.guest_message == "nope: ünïcode"
+    with pytest.raises(GuestError) as info:
+        rt.call("fail", b"m" * 10_000)
+    assert len(info.value.guest_message) == 4096
+    assert call_text(rt, "echo", b"still fine") == "still fine"
+
+
+def test_panic_is_a_trap_and_the_log_says_why(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    before = rt.stats()["discarded"]
+    with pytest.raises(Trap) as info:
+        rt.call("boom", b"bad data")
+    assert info.value.handler == "boom"
+    errors = [line.message for line in rt.log.lines() if line.level == "error"]
+    assert any("panic at" in m and "boom with bad data" in m for m in errors), errors
+    assert rt.stats()["discarded"] == before + 1
+    assert call_text(rt, "echo", b"after") == "after"
+
+
+def test_json_handler_refuses_malformed_and_misshapen_input(
+        probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    assert json.loads(rt.call("add", b'{"a": 2, "b": 40}')) == {"sum": 42}
+    with pytest.raises(GuestError, match=r"^.*invalid JSON input: EOF while parsing"):
+        rt.call("add", b'{"a": 2')
+    with pytest.raises(GuestError, match="invalid input: missing field `b`"):
+        rt.call("add", b'{"a": 2}')
+    with pytest.raises(GuestError) as info:
+        rt.call("add", b'{"a": 9223372036854775807, "b": 1}')
+    assert info.value.guest_message == "INVALID: overflow"
+
+
+def test_large_input_round_trips_and_limits_refuse(engine: SandboxEngine,
+                                                   wasm: dict[str, Path]) -> None:
+    limit = 4 * 1024 * 1024
+    with probe_runtime(engine, wasm["probe"], SpecState(),
+                       Limits(max_input_bytes=limit, max_output_bytes=limit)) as rt:
+        big = bytes(range(256)) * (limit // 256)
+        assert rt.call("echo", big) == big
+        assert rt.call("echo", b"small again") == b"small again"
+        with pytest.raises(InputTooLarge):
+            rt.call("echo", big + b"!")
+        with pytest.raises(OutputTooLarge):
+            rt.call("big_output", str(limit + 1).encode())
+        assert len(rt.call("big_output", str(limit).encode())) == limit
+
+
+def test_outputs_are_freed_on_the_next_call(engine: SandboxEngine,
+                                            wasm: dict[str, Path]) -> None:
+    # 300 outputs of 256 KiB would need 75 MiB if the SDK kept them; the limit is 8 MiB.
+    with probe_runtime(engine, wasm["probe"], SpecState(),
+                       Limits(max_memory_bytes=8 * 1024 * 1024, pool_size=1)) as rt:
+        for _ in range(300):
+            assert len(rt.call("big_output", b"262144")) == 262144
+        assert rt.stats()["discarded"] == 0
+        # A refused allocation aborts (Trap, or MemoryLimitExceeded when memory was already
+        # near the limit); the SDK's allocator logs why first.
+        with pytest.raises((Trap, MemoryLimitExceeded)):
+            rt.call("big_output", str(16 * 1024 * 1024).encode())
+        assert any(line.message == "out of memory: an allocation of 16777216 bytes failed"
+                   for line in rt.log.lines())
+        assert len(rt.call("big_output", b"10")) == 10
+
+
+def test_log_levels_and_enabled(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    rt.log.clear()
+    assert call_text(rt, "logging") == "debug=false info=true"
+    assert [(line.level, line.message) for line in rt.log.lines()] == [
+        ("info", "i"), ("warn", "w"), ("error", "e")]
+
+
+def test_config_get_dotted_missing_and_all(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    whole = '{"db":{"host":"h","port":5432}}'
+    assert call_text(rt, "config_probe", b"db.host") == f'ok(Some("h"))|{whole}'
+    assert call_text(rt, "config_probe", b"db.port") == f'ok(Some("5432"))|{whole}'
+    inner = json.dumps('{"host":"h","port":5432}')
+    assert call_text(rt, "config_probe", b"db") == f"ok(Some({inner}))|{whole}"
+    assert call_text(rt, "config_probe", b"nope") == f"ok(None)|{whole}"
+
+
+def test_kv_wrappers_retry_large_values_and_map_statuses(
+        probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, state = probe
+    value = b"v" * 1000  # over the SDK's first 256-byte buffer: a second kv.get is needed
+    before = state.calls["kv.get"]
+    out = call_text(rt, "kv_probe", value)
+    assert out == ('len=1000 hits=5,3 missing=ok(None) keys=["user:a \\"q\\"", "user:b"] '
+                   'deleted=true,false not_int=err(Some(Invalid), INVALID: kv.incr("user:b")) '
+                   'too_big=err(Some(TooLarge), TOO_LARGE: kv.set("huge"))')
+    assert state.calls["kv.get"] - before == 3  # big twice (retry) + absent once
+    assert state.kv["hits"] == b"3" and "big" not in state.kv
+
+
+def test_secrets_wrapper(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    assert call_text(rt, "secrets_probe") == (
+        'token=Some("s3cr3t") unset=ok(None) '
+        'hidden=err(Some(Denied), DENIED: secrets.get("hidden"))')
+
+
+def test_http_wrapper_uses_reentrant_blocks(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, state = probe
+    out = call_text(rt, "http_probe", b"payload")
+    assert out == ('status=201 target=Some("https://api.example.com/items") '
+                   'ctype=Some("text/plain") body=echo:payload '
+                   'via=Some("connector:github/repos/x") '
+                   'denied=err(Some(Denied), DENIED: host denied.example is not in the grant)')
+    head, body = state.requests[0]
+    assert head == {"method": "POST", "url": "https://api.example.com/items",
+                    "headers": {"x-a": '1 "quoted"'}, "timeout_ms": 500}
+    assert body == b"payload"
+    assert state.requests[1][0] == {"method": "GET", "connector": "github",
+                                    "path": "/repos/x", "headers": {}}
+
+
+def test_events_tasks_memory_vectors_wrappers(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, state = probe
+    assert call_text(rt, "events_probe", b'{"id": 7}') == "published"
+    assert state.events == [("order.created", b'{"id": 7}')]
+
+    tasks = call_text(rt, "tasks_probe")
+    task_id = int(tasks.split()[0].removeprefix("id="))
+    assert task_id >= 1
+    assert tasks.split(" ", 1)[1] == (
+        "cancel=ok(true),ok(false) unknown=err(Some(NotFound), NOT_FOUND: no task 424242) "
+        'bad_handler=err(Some(NotFound), NOT_FOUND: tasks.enqueue("nope"))')
+
+    memory = call_text(rt, "memory_probe")
+    hits = json.loads(memory.split(" hits=")[1].split(" forget=")[0])
+    assert [h["text"] for h in hits] == ['likes "green" tea'] and hits[0]["tier"] == 2
+    assert memory.endswith("forget=ok(true),ok(false)")
+
+    vectors = call_text(rt, "vectors_probe")
+    search = json.loads(vectors.split(" search=")[1].split(" missing=")[0])
+    assert search == [{"id": "a", "score": 1.0, "metadata": {"t": 1}}]
+    assert vectors.startswith('mismatch=err(Some(Invalid), INVALID: vectors.upsert("c", "x"))')
+    assert "missing=err(Some(NotFound), NOT_FOUND: no collection 'zz')" in vectors
+    assert vectors.endswith('delete=ok(true),ok(false) '
+                            'no_coll=err(Some(NotFound), NOT_FOUND: no vector collection "zz")')
+
+
+# -- the toolchain --------------------------------------------------------------------------
+
+def test_detect_and_check() -> None:
+    assert rust.check() is None
+    assert language_for(ROOT / "plugins" / "greeter" / "rust") == "rust"
+    assert not rust.detect(ROOT / "plugins" / "greeter" / "c")
+
+
+def test_compile_errors_are_build_errors_with_rustc_output(tmp_path: Path,
+                                                           out_dir: Path) -> None:
+    src = tmp_path / "broken"
+    scaffold(src, "broken", "rust")
+    lib = src / "src" / "lib.rs"
+    lib.write_text(lib.read_text().replace("Ok(Output", "Ok(Outptu"))
+    with pytest.raises(BuildError) as info:
+        build(src, out_dir)
+    assert "Outptu" in str(info.value) and info.value.toolchain == "rust"
+
+
+def test_missing_crate_gets_an_offline_hint(tmp_path: Path, out_dir: Path) -> None:
+    src = tmp_path / "needs"
+    scaffold(src, "needs", "rust")
+    cargo = src / "Cargo.toml"
+    cargo.write_text(cargo.read_text().replace("[dependencies]",
+                                               '[dependencies]\nno-such-crate-xyz = "1"'))
+    with pytest.raises(BuildError, match="apt-get install librust-<name>-dev"):
+        build(src, out_dir)
+
+
+def test_scaffold_refuses_bad_names_and_non_empty_dirs(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="invalid plugin name"):
+        scaffold(tmp_path / "x", "Bad Name", "rust")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_text("x")
+    with pytest.raises(BuildError, match="not empty"):
+        scaffold(tmp_path / "full", "ok", "rust")
