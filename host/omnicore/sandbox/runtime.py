@@ -130,7 +130,7 @@ class PluginRuntime:
         self._cond = threading.Condition()
         self._idle: list[RawInstance] = []
         self._live = 0
-        self._busy = 0
+        self._waiters = 0
         self._closed = False
         self.instances_created = 0
         self.instances_discarded = 0
@@ -209,38 +209,50 @@ class PluginRuntime:
         return inst
 
     def _acquire(self, handler: str) -> RawInstance:
+        # Fast path without the lock: list.pop/append are atomic under the GIL, and this
+        # is most of a call's Python overhead otherwise.
+        if not self._closed:
+            try:
+                return self._idle.pop()
+            except IndexError:
+                pass
         with self._cond:
-            while True:
-                if self._closed:
-                    raise PluginNotFound(f"plugin {self.name!r} was unloaded", plugin=self.name,
-                                         handler=handler)
-                if self._idle:
-                    self._busy += 1
-                    return self._idle.pop()
-                if self._live < self.limits.pool_size:
-                    self._live += 1
-                    self._busy += 1
-                    break
-                self._cond.wait()
+            # Registering as a waiter *before* re-checking the idle list means a concurrent
+            # _release either is seen here or sees us and notifies.
+            self._waiters += 1
+            try:
+                while True:
+                    if self._closed:
+                        raise PluginNotFound(f"plugin {self.name!r} was unloaded",
+                                             plugin=self.name, handler=handler)
+                    if self._idle:
+                        return self._idle.pop()
+                    if self._live < self.limits.pool_size:
+                        self._live += 1
+                        break
+                    self._cond.wait(0.5)
+            finally:
+                self._waiters -= 1
         try:
             return self._new_instance(handler)
         except BaseException:
             with self._cond:
                 self._live -= 1
-                self._busy -= 1
-                self._cond.notify()
+                self._cond.notify_all()
             raise
 
     def _release(self, inst: RawInstance, keep: bool) -> None:
+        if keep and not self._closed:
+            self._idle.append(inst)
+            if self._waiters:
+                with self._cond:
+                    self._cond.notify_all()
+            return
         with self._cond:
-            self._busy -= 1
-            if keep and not self._closed:
-                self._idle.append(inst)
-            else:
-                self._live -= 1
-                if not keep:
-                    self.instances_discarded += 1
-                inst.close()
+            self._live -= 1
+            if not keep:
+                self.instances_discarded += 1
+            inst.close()
             self._cond.notify_all()
 
     def _classify(self, f: GuestFailure, handler: str,
@@ -342,14 +354,19 @@ class PluginRuntime:
     def stats(self) -> dict[str, int]:
         """Pool counters: live, idle, busy instances; created and discarded totals."""
         with self._cond:
-            return {"live": self._live, "idle": len(self._idle), "busy": self._busy,
+            idle = len(self._idle)
+            return {"live": self._live, "idle": idle, "busy": self._live - idle,
                     "created": self.instances_created, "discarded": self.instances_discarded}
 
     def close(self, timeout: float | None = None) -> None:
         """Refuse new calls, wait for in-flight ones (up to ``timeout`` s), free instances."""
         with self._cond:
             self._closed = True
-            self._cond.wait_for(lambda: self._busy == 0, timeout)
+            self._waiters += 1
+            try:
+                self._cond.wait_for(lambda: len(self._idle) >= self._live, timeout)
+            finally:
+                self._waiters -= 1
             idle, self._idle = self._idle, []
             self._live -= len(idle)
         for inst in idle:
