@@ -149,7 +149,8 @@ def test_env_unknown_key_and_malformed_name() -> None:
 def test_env_structured_values_and_bools() -> None:
     cfg = load_config(environ={"OMNICORE_PLUGINS__GREETER__GRANTS": "[log, kv]",
                                "OMNICORE_SANDBOX__WATCH": "false",
-                               "OMNICORE_APPDIR": "/ignored/path", "OMNICORE_DEBUG": "1"}, environment=LOCAL)
+                               "OMNICORE_APPDIR": "/ignored/path", "OMNICORE_DEBUG": "1"},
+                      environment=LOCAL)
     assert cfg.plugins["greeter"].grants == ["log", "kv"]
     assert cfg.sandbox.watch is False
     with pytest.raises(ConfigError, match="not valid YAML/JSON"):

@@ -4,6 +4,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,50 @@ def test_run_with_failing_module_raises_and_cleans_up(make_app: MakeApp) -> None
         app.run()
     assert app.state is State.STOPPED
     assert app.health.state is State.STOPPED  # started before it, stopped again
+
+
+def test_unusable_data_dir_is_a_config_error(make_app: MakeApp, tmp_path: Path) -> None:
+    from omnicore.errors import ConfigError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    app = make_app(overrides={"data_dir": str(blocker / "data")})
+    with pytest.raises(ConfigError, match=r"cannot create data_dir .*a-file/data") as info:
+        app.start()
+    assert info.value.key == "data_dir" and info.value.source == "override"
+    assert app.state is State.FAILED
+    assert all(m.state is State.CREATED for m in app.modules)
+
+
+def test_missing_dependency_fails_start_cleanly(make_app: MakeApp) -> None:
+    from omnicore.core.module import Module
+    from omnicore.errors import ModuleError
+
+    app = make_app()
+    app.add_module(Module("web", depends_on=["db"]))
+    with pytest.raises(ModuleError, match="'web' depends on 'db', which is not added"):
+        app.start()
+    assert app.state is State.FAILED and app.tasks.state is State.CREATED
+
+
+def test_config_and_overrides_together_are_refused() -> None:
+    from omnicore.config import load_config
+
+    cfg = load_config(environ={})
+    with pytest.raises(TypeError, match="not both"):
+        OmniApp(config=cfg, overrides={"workers": 1})
+    app = OmniApp("renamed", config=cfg, entry_points=False, builtin_extensions=[])
+    assert app.name == "renamed" and app.config.source_of("name") == "override"
+
+
+def test_submit_threadsafe_from_sync_code(make_app: MakeApp) -> None:
+    app = make_app()
+    app.start()
+    fut = app.tasks.submit_threadsafe(lambda a, b: a * b, 6, 7)
+    assert fut.result(2) == 42
+    failing = app.tasks.submit_threadsafe(int, "x")
+    with pytest.raises(ValueError):
+        failing.result(2)
+    app.stop()
+    with pytest.raises(LifecycleError):
+        app.tasks.submit_threadsafe(print)

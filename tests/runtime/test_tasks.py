@@ -159,3 +159,15 @@ async def test_bounded_queue_applies_backpressure() -> None:
     gate.set()
     await asyncio.wait_for(blocked, 1)
     await engine.stop(timeout=1)
+
+
+async def test_submit_threadsafe_refuses_its_own_loop() -> None:
+    engine = TaskEngine(workers=1)
+    with pytest.raises(LifecycleError):
+        engine.submit_threadsafe(print)
+    await engine.start()
+    with pytest.raises(LifecycleError, match="deadlock"):
+        engine.submit_threadsafe(print)
+    result = await asyncio.to_thread(lambda: engine.submit_threadsafe(sum, [1, 2]).result(2))
+    assert result == 3
+    await engine.stop()

@@ -35,7 +35,7 @@ from omnicore.core.events import (
 from omnicore.core.identity import new_runtime_id
 from omnicore.core.lifecycle import Lifecycle, State
 from omnicore.core.module import Module, start_order
-from omnicore.errors import LifecycleError, ModuleError
+from omnicore.errors import ConfigError, LifecycleError, ModuleError
 from omnicore.logging import get_logger
 from omnicore.plugins.manager import ExtensionManager
 from omnicore.runtime.tasks import TaskEngine
@@ -87,6 +87,9 @@ class OmniApp:
         entry_points: bool = True,
         default_modules: bool = True,
     ) -> None:
+        if config is not None and (config_path is not None or overrides or environ is not None):
+            raise TypeError("OmniApp() takes either a ready config or config_path/overrides/"
+                            "environ to build one, not both")
         if config is None:
             over = dict(overrides or {})
             if name is not None:
@@ -265,7 +268,14 @@ class OmniApp:
             if self._entry_points:
                 self.extensions.load_entry_points()
             order = start_order(self.modules)
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create data_dir {self.data_dir}: {exc.strerror or exc} "
+                    f"(set data_dir in omnicore.yaml or OMNICORE_DATA_DIR)",
+                    key="data_dir", value=str(self.data_dir),
+                    source=self.config.source_of("data_dir")) from exc
             await self.tasks.start()
         except BaseException:
             await self._abort_start()

@@ -288,10 +288,13 @@ class EventBus:
 
     def subscribers(self, topic: str) -> tuple[Subscription, ...]:
         """The subscriptions an event of ``topic`` is delivered to, in subscription order."""
-        subs = self._cache.get(topic)
+        # Take the cache before the subscriber list: a concurrent subscribe() then at worst
+        # writes a stale entry into a cache it already replaced, never into the new one.
+        cache = self._cache
+        subs = cache.get(topic)
         if subs is None:
             subs = tuple(s for s in self._subs if s.matches(topic))
-            self._cache[topic] = subs
+            cache[topic] = subs
         return subs
 
     def publish(self, event: Event) -> int:
@@ -339,10 +342,12 @@ class EventBus:
             return
         bound = self._loop
         if bound is not None and bound.is_running() and not bound.is_closed():
-            fut = asyncio.run_coroutine_threadsafe(self._run(sub, event), bound)
-            fut.add_done_callback(lambda _f: None)
+            bound.call_soon_threadsafe(self._spawn, sub, event)
             return
         asyncio.run(self._run(sub, event))
+
+    def _spawn(self, sub: Subscription, event: Event) -> None:
+        self._track(asyncio.get_running_loop().create_task(self._run(sub, event)))
 
     def _track(self, task: asyncio.Future[Any]) -> None:
         # The loop keeps only weak references to tasks; hold them until done.

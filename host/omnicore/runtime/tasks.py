@@ -11,6 +11,7 @@ what is left.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import itertools
@@ -140,6 +141,30 @@ class TaskEngine:
         handle = TaskHandle(name or _name_of(fn), asyncio.get_running_loop().create_future())
         await self._queue.put((handle, functools.partial(fn, *args, **kwargs)))
         return handle
+
+    def submit_threadsafe(self, fn: Callable[..., Any], *args: Any, name: str | None = None,
+                          **kwargs: Any) -> concurrent.futures.Future[Any]:
+        """From any thread but the loop's: queue ``fn`` and get a future of its *result*.
+
+        For sync code (an embedding app, a host function called from wasm) that has no loop.
+        """
+        loop = self._loop
+        if loop is None or self._lifecycle.state is not State.RUNNING:
+            raise LifecycleError(f"cannot submit to the task engine: it is "
+                                 f"{self._lifecycle.state.value}")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise LifecycleError("submit_threadsafe() would deadlock on the engine's own loop; "
+                                 "use await engine.submit()")
+
+        async def submit_and_wait() -> Any:
+            handle = await self.submit(fn, *args, name=name, **kwargs)
+            return await handle
+
+        return asyncio.run_coroutine_threadsafe(submit_and_wait(), loop)
 
     async def _work(self) -> None:
         assert self._queue is not None
