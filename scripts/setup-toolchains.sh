@@ -59,4 +59,13 @@ if ! ls "$third_party"/quickjs_ng-*.tar.gz >/dev/null 2>&1; then
     || die "could not download the quickjs-ng sdist"
 fi
 
+# The JS SDK's runtime (QuickJS-ng + our shim, ≈20 s once) and esbuild (for .ts and npm
+# imports), so that `omnicore build plugin.js` is pure Python afterwards.
+if command -v npm >/dev/null; then
+  "$venv/bin/python" -c "from omnicore.toolchains import js; js.ensure_esbuild()" \
+    || die "could not install esbuild for the JS SDK"
+fi
+"$venv/bin/python" -c "from omnicore.toolchains import js; print(js.ensure_runtime())" >/dev/null \
+  || die "could not build the omnicore JS runtime (see the error above)"
+
 say "toolchains ready: $(/usr/bin/rustc --version), $("$venv/bin/go" version), $(clang --version | head -1)"

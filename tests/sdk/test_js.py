@@ -199,7 +199,7 @@ def test_throws_become_guest_errors_with_message_and_stack(engine: SandboxEngine
             rt.call("fail", b"")
         assert info.value.guest_message.startswith("TypeError: boom from JS\n")
         assert "at fail (plugin.js:" in info.value.guest_message
-        with pytest.raises(GuestError, match="^.*42"):
+        with pytest.raises(GuestError, match="^42$"):
             rt.call("fail_value", b"")
         with pytest.raises(GuestError, match="Error: async boom"):
             rt.call("reject", b"")
@@ -410,10 +410,10 @@ def spec_capabilities(state: dict[str, Any]) -> list[Capability]:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._reply(b"hello " + self.path.encode())
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._reply(b"echo: " + self.rfile.read(int(self.headers["content-length"])))
 
     def _reply(self, body: bytes) -> None:

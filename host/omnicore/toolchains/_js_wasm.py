@@ -15,14 +15,14 @@ The last edit shifts function indices, so every ``call``/``ref.func`` operand is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from omnicore.sandbox.wasmbin import MAGIC, WasmFormatError, read_uleb, write_uleb
 
 __all__ = ["Import", "call_sites", "imports", "rewrite"]
 
-_TYPE, _IMPORT, _FUNC, _EXPORT, _START, _ELEM, _CODE, _DATA, _DATACOUNT = 1, 2, 3, 7, 8, 9, 10, 11, 12
+_IMPORT, _FUNC, _EXPORT, _START, _ELEM, _CODE, _DATA, _DATACOUNT = 2, 3, 7, 8, 9, 10, 11, 12
 _BLOCK_TYPES = {0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F}
 _ONE_ULEB = {0x0C, 0x0D, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x3F, 0x40}
 
@@ -243,7 +243,7 @@ def rewrite(wasm: bytes, *, sites: Sequence[tuple[int, int, int]], drop_modules:
     return _join(out)
 
 
-def _rewrite_exports(payload: bytes, new_index: object, rename: Mapping[str, str],
+def _rewrite_exports(payload: bytes, new_index: Callable[[int], int], rename: Mapping[str, str],
                      drop: set[str]) -> bytes:
     count, pos = read_uleb(payload, 0)
     entries = []
@@ -254,13 +254,13 @@ def _rewrite_exports(payload: bytes, new_index: object, rename: Mapping[str, str
         if name in drop:
             continue
         if kind == 0:
-            index = new_index(index)  # type: ignore[operator]
+            index = new_index(index)
         encoded = rename.get(name, name).encode("utf-8")
         entries.append(write_uleb(len(encoded)) + encoded + bytes([kind]) + write_uleb(index))
     return write_uleb(len(entries)) + b"".join(entries)
 
 
-def _rewrite_elems(payload: bytes, new_index: object) -> bytes:
+def _rewrite_elems(payload: bytes, new_index: Callable[[int], int]) -> bytes:
     count, pos = read_uleb(payload, 0)
     out = bytearray(write_uleb(count))
     for _ in range(count):
@@ -273,7 +273,7 @@ def _rewrite_elems(payload: bytes, new_index: object) -> bytes:
         pos = next_pos
         for _ in range(n):
             idx, pos = read_uleb(payload, pos)
-            out += write_uleb(new_index(idx))  # type: ignore[operator]
+            out += write_uleb(new_index(idx))
     return bytes(out)
 
 
@@ -285,12 +285,12 @@ def _expr_end(payload: bytes, pos: int) -> int:
     return pos + 1
 
 
-def _rewrite_code(payload: bytes, sites: Sequence[tuple[int, int, int]], new_index: object,
-                  n_stubs: int) -> bytes:
+def _rewrite_code(payload: bytes, sites: Sequence[tuple[int, int, int]],
+                  new_index: Callable[[int], int], n_stubs: int) -> bytes:
     count, pos = read_uleb(payload, 0)
     by_body: dict[int, list[tuple[int, int]]] = {}
-    for body, offset, width in sites:
-        by_body.setdefault(body, []).append((offset, width))
+    for body_index, offset, width in sites:
+        by_body.setdefault(body_index, []).append((offset, width))
     out = bytearray(write_uleb(count + n_stubs))
     for body_index in range(count):
         size, pos = read_uleb(payload, pos)
@@ -302,7 +302,7 @@ def _rewrite_code(payload: bytes, sites: Sequence[tuple[int, int, int]], new_ind
             for offset, width in patches:
                 old, _ = read_uleb(body, offset)
                 chunks.append(body[last:offset])
-                chunks.append(_uleb_width(new_index(old), width))  # type: ignore[operator]
+                chunks.append(_uleb_width(new_index(old), width))
                 last = offset + width
             chunks.append(body[last:])
             body = b"".join(chunks)

@@ -30,10 +30,10 @@ import shutil
 import struct
 import subprocess
 import tarfile
-from importlib import metadata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -43,8 +43,21 @@ import wasmtime
 from omnicore.errors import BuildError
 from omnicore.toolchains._js_wasm import call_sites, rewrite
 
-__all__ = ["LANGUAGE", "EXTENSIONS", "CAPABILITIES", "MAX_HANDLERS", "detect", "check",
-           "compile", "scaffold", "runtime_path", "ensure_runtime", "used_capabilities"]
+__all__ = [
+    "CAPABILITIES",
+    "EXTENSIONS",
+    "LANGUAGE",
+    "MAX_HANDLERS",
+    "check",
+    "compile",
+    "detect",
+    "ensure_esbuild",
+    "ensure_runtime",
+    "esbuild",
+    "runtime_path",
+    "scaffold",
+    "used_capabilities",
+]
 
 LANGUAGE = "js"
 EXTENSIONS = ("js", "ts")
@@ -249,7 +262,7 @@ def _load_runtime(path: Path) -> _Runtime:
     return _Runtime(wasm, call_sites(wasm), int(ptr), int(cap), engine, module)
 
 
-def _stub(ty: wasmtime.FuncType, log: list[str], name: str) -> Any:
+def _stub(ty: wasmtime.FuncType) -> Any:
     results = [str(r) for r in ty.results]
 
     def stub(*args: Any) -> Any:
@@ -257,14 +270,7 @@ def _stub(ty: wasmtime.FuncType, log: list[str], name: str) -> Any:
             return None
         return 0 if results == ["i64"] else -1  # i32: NOT_FOUND; i64: an empty §3.3 block
 
-    def log_write(caller: wasmtime.Caller, level: int, ptr: int, n: int) -> None:
-        mem = caller["memory"]
-        assert isinstance(mem, wasmtime.Memory)
-        log.append(bytes(mem.read(caller, ptr, ptr + n)).decode("utf-8", "replace"))
-
-    if name == "omnicore:log.write":
-        return wasmtime.Func, log_write, True
-    return wasmtime.Func, stub, False
+    return stub
 
 
 def _instantiate(engine: wasmtime.Engine, module: wasmtime.Module, log: list[str],
@@ -274,10 +280,17 @@ def _instantiate(engine: wasmtime.Engine, module: wasmtime.Module, log: list[str
     store.set_wasi(wasmtime.WasiConfig())
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
+    def log_write(caller: wasmtime.Caller, level: int, ptr: int, n: int) -> None:
+        mem = caller["memory"]
+        assert isinstance(mem, wasmtime.Memory)
+        log.append(bytes(mem.read(caller, ptr, ptr + n)).decode("utf-8", "replace"))
+
     for imp in module.imports:
         if imp.module.startswith("omnicore:") and isinstance(imp.type, wasmtime.FuncType):
-            _, fn, access = _stub(imp.type, log, f"{imp.module}.{imp.name}")
-            linker.define_func(imp.module, imp.name or "", imp.type, fn, access_caller=access)
+            if (imp.module, imp.name) == ("omnicore:log", "write"):
+                linker.define_func(imp.module, "write", imp.type, log_write, access_caller=True)
+            else:
+                linker.define_func(imp.module, imp.name or "", imp.type, _stub(imp.type))
     return store, linker.instantiate(store, module)
 
 
@@ -313,7 +326,7 @@ def _load_exports(rt: _Runtime, source: bytes, plugin: str) -> tuple[list[str], 
                   if "fuel" in str(exc) else str(exc).splitlines()[0])
         raise BuildError(f"loading the plugin failed: {reason}", plugin=plugin,
                          toolchain=LANGUAGE) from exc
-    failed, body = _unpack(store, memory, int(packed))  # type: ignore[arg-type]
+    failed, body = _unpack(store, memory, int(packed))
     if failed:
         raise BuildError(body.decode("utf-8", "replace"), plugin=plugin, toolchain=LANGUAGE)
     return list(json.loads(body)), log
@@ -355,7 +368,8 @@ def esbuild() -> str | None:
     return str(cached) if cached.exists() else shutil.which("esbuild")
 
 
-def _ensure_esbuild(project: Path | None) -> str:
+def ensure_esbuild(project: Path | None = None) -> str:
+    """The esbuild to use for ``project``, installed from npm into the build cache if needed."""
     if project is not None:
         local = project / "node_modules" / ".bin" / "esbuild"
         if local.exists():
@@ -396,7 +410,7 @@ def _install_deps(project: Path) -> None:
 def _bundle(entry: Path, project: Path | None, work: Path) -> bytes:
     if project is not None and (project / "package.json").is_file():
         _install_deps(project)
-    tool = _ensure_esbuild(project)
+    tool = ensure_esbuild(project)
     out = work / "bundle.js"
     cmd = [tool, str(entry), "--bundle", "--format=esm", "--platform=neutral",
            "--target=es2023", "--external:omnicore", "--main-fields=module,main",
@@ -417,7 +431,7 @@ def _bundle(entry: Path, project: Path | None, work: Path) -> bytes:
 # the build
 
 
-def compile(src: Path, work: Path) -> bytes:  # noqa: A001 - the toolchain interface's name
+def compile(src: Path, work: Path) -> bytes:
     """Build the JS/TS plugin at ``src`` into a raw wasm module (no manifest)."""
     entry = _entry(src)
     plugin = src.stem if src.is_file() else src.name
