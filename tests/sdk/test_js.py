@@ -199,7 +199,7 @@ def test_throws_become_guest_errors_with_message_and_stack(engine: SandboxEngine
             rt.call("fail", b"")
         assert info.value.guest_message.startswith("TypeError: boom from JS\n")
         assert "at fail (plugin.js:" in info.value.guest_message
-        with pytest.raises(GuestError, match="^42$"):
+        with pytest.raises(GuestError, match=r"^42$"):
             rt.call("fail_value", b"")
         with pytest.raises(GuestError, match="Error: async boom"):
             rt.call("reject", b"")
