@@ -179,3 +179,13 @@ def test_render_masks_secrets(tmp_path: Path) -> None:
     assert rows["console.port"] == ("8470", "default")
     unmasked = {k: v for k, v, _ in render_config(cfg, mask=False)}
     assert unmasked["plugins.p.config.api_key"] == "s3cr3t"
+
+
+def test_tool_variables_sharing_the_prefix_are_not_config() -> None:
+    cfg = load_config(environ={"OMNICORE_CARGO": "/usr/bin/cargo", "OMNICORE_ESBUILD": "x",
+                               "OMNICORE_RUST_SDK": "/sdk", "OMNICORE_WORKERS": "3"},
+                      environment=LOCAL)
+    assert cfg.workers == 3
+    with pytest.raises(ConfigError, match="OMNICORE_WORKRS is not a config key; did you mean "
+                                          "OMNICORE_WORKERS"):
+        load_config(environ={"OMNICORE_WORKRS": "3"}, environment=LOCAL)

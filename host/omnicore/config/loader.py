@@ -105,6 +105,16 @@ def _env_layer(environ: Mapping[str, str], layer: _Layer) -> None:
             continue
         raw = environ[var]
         key = tuple(p.lower() for p in var[len(ENV_PREFIX):].split("__"))
+        if len(key) == 1 and key[0] not in OmniConfig.model_fields:
+            # Tools share the prefix (OMNICORE_CARGO, OMNICORE_ESBUILD...): a single-segment
+            # name is config only if it names a top-level key, or is a typo of one.
+            near = difflib.get_close_matches(key[0], list(OmniConfig.model_fields), n=1,
+                                             cutoff=0.8)
+            if near:
+                raise ConfigError(f"environment variable {var} is not a config key; did you "
+                                  f"mean {ENV_PREFIX}{near[0].upper()}?", key=key[0],
+                                  value=raw, source=f"env {var}")
+            continue
         if not all(key):
             raise ConfigError(f"environment variable {var} does not name a config key "
                               f"(use __ between nested keys, e.g. OMNICORE_CONSOLE__PORT)",
