@@ -64,7 +64,7 @@ def _env() -> dict[str, str]:
     env.update(GOOS="wasip1", GOARCH="wasm", GOPROXY="off", GOTOOLCHAIN="local",
                GOFLAGS="-mod=mod", GOCACHE=str(cache / "cache"), GOPATH=str(cache / "path"),
                GOTELEMETRY="off", CGO_ENABLED="0")
-    env.pop("GOWORK", None)
+    env["GOWORK"] = "off"  # a go.work above the project must not change what gets built
     return env
 
 
@@ -121,6 +121,7 @@ def compile(src: Path, work: Path) -> bytes:  # noqa: A001 - the toolchain inter
         gowork = work / "go.work"
         gowork.write_text(f"go 1.24\n\nuse (\n\t{src}\n\t{sdk}\n)\n", encoding="utf-8")
         env["GOWORK"] = str(gowork)
+        env["GOFLAGS"] = ""  # workspace mode refuses -mod=mod
     cmd = [go, "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", str(out),
            "."]
     try:

@@ -1,0 +1,609 @@
+"""The Go SDK (sdk/go): its examples and a capability fixture, built with the real Go
+toolchain through ``omnicore.toolchains.build`` and run through the real sandbox.
+
+The host implements only log and config so far; the other namespaces are exercised against
+small spec-following host implementations defined here (specs/abi.md §4), which is what the
+SDK's wrappers are written against.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import struct
+import threading
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omnicore.errors import (
+    BuildError,
+    ConfigError,
+    GuestError,
+    InputTooLarge,
+    NeedsGrant,
+    OutputTooLarge,
+    Trap,
+)
+from omnicore.sandbox import (
+    Capability,
+    CapabilityRegistry,
+    GuestMemory,
+    HostFunction,
+    Limits,
+    PluginModule,
+    PluginRuntime,
+    SandboxEngine,
+    Status,
+)
+from omnicore.toolchains import build, go, scaffold
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = Path(__file__).parent / "go_capabilities"
+
+pytestmark = pytest.mark.skipif(go.check() is not None, reason=f"Go toolchain: {go.check()}")
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("go-plugins")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[SandboxEngine]:
+    eng = SandboxEngine()
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def wasm(out_dir: Path) -> dict[str, Path]:
+    """Every Go example plus the capability fixture, built once for the module."""
+    built = {name: build(ROOT / "plugins" / name / "go", out_dir)
+             for name in ("greeter", "counter", "logparse")}
+    built["caps"] = build(FIXTURE, out_dir, name="go-caps")
+    return built
+
+
+def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
+            limits: Limits | None = None, grants: Any = None,
+            registry: CapabilityRegistry | None = None) -> PluginRuntime:
+    module = PluginModule.load(engine, path)
+    return PluginRuntime(engine, module, registry or CapabilityRegistry.builtin(),
+                         grants={"config": {}} if grants is None else grants,
+                         config=config or {}, limits=limits or Limits())
+
+
+# --- examples ---------------------------------------------------------------------------
+
+
+def test_examples_carry_manifest_and_request_only_what_they_use(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    expected = {"greeter": ["greet"], "counter": ["count", "reset"],
+                "logparse": ["parse", "stats"]}
+    for name, handlers in expected.items():
+        module = PluginModule.load(engine, wasm[name])
+        assert module.name == f"{name}-go"
+        assert list(module.handlers) == handlers
+        # The Go linker drops unreachable wasm imports: the SDK declares every namespace but
+        # a plugin only requests those it calls.
+        assert module.requested == {"log", "config"}
+        assert b"\x00asm" == wasm[name].read_bytes()[:4]
+    caps = PluginModule.load(engine, wasm["caps"])
+    assert caps.requested == {"log", "config", "kv", "memory", "vectors", "tasks", "http",
+                              "events", "secrets"}
+
+
+def test_greeter_greets_with_configured_greeting_and_logs(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["greeter"], {"greeting": "Salut"}) as rt:
+        assert json.loads(rt.call("greet", b'{"name": "Ada"}')) == {"message": "Salut, Ada!"}
+        assert json.loads(rt.call("greet", b"{}")) == {"message": "Salut, world!"}
+        assert [line.message for line in rt.log.lines()] == ["greeting Ada", "greeting world"]
+        assert {line.level for line in rt.log.lines()} == {"info"}
+
+
+def test_greeter_bad_input_is_a_clear_guest_error_not_a_trap(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["greeter"]) as rt:
+        cases = {b'{"name": ': "invalid JSON input: unexpected end of JSON input",
+                 b"[1, 2]": "invalid JSON input: expected an object, got array",
+                 b"": "invalid JSON input: unexpected end of JSON input",
+                 b"\xff\xfe": "invalid JSON input: invalid character",
+                 b'{"name": 42}': "invalid input: name must be a string, got number",
+                 b'{"name": ""}': "name must not be empty"}
+        for data, message in cases.items():
+            with pytest.raises(GuestError) as info:
+                rt.call("greet", data)
+            assert info.value.guest_message.startswith(message), data
+            assert info.value.plugin == "greeter-go" and info.value.handler == "greet"
+        assert rt.instances_discarded == 0  # errors keep the instance
+        assert json.loads(rt.call("greet", b'{"name": "ok"}')) == {"message": "Hello, ok!"}
+
+
+def test_greeter_needs_config_grant(engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with pytest.raises(NeedsGrant, match="omnicore:config"):
+        runtime(engine, wasm["greeter"], grants=[])
+
+
+def test_counter_counts_from_configured_start_and_resets(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["counter"], {"start": 10}, Limits(pool_size=1)) as rt:
+        assert json.loads(rt.call("count", b"")) == {"count": 11}
+        assert json.loads(rt.call("count", b'{"by": 5}')) == {"count": 16}
+        assert json.loads(rt.call("count", b'{"by": -20}')) == {"count": -4}
+        assert json.loads(rt.call("reset", b"")) == {"count": 10}
+        assert json.loads(rt.call("count", b"{}")) == {"count": 11}
+        with pytest.raises(GuestError, match="by must be an integer, got number 1.5"):
+            rt.call("count", b'{"by": 1.5}')
+        with pytest.raises(GuestError, match="by must be an integer, got string"):
+            rt.call("count", b'{"by": "2"}')
+        with pytest.raises(GuestError, match="overflow"):
+            rt.call("count", b'{"by": 9223372036854775807}')
+        assert json.loads(rt.call("count", b"{}")) == {"count": 12}
+    with runtime(engine, wasm["counter"]) as rt:
+        assert json.loads(rt.call("count", b'{"by": 3}')) == {"count": 3}
+
+
+def test_config_schemas_from_omnicore_toml_refuse_bad_config(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with pytest.raises(ConfigError, match="start: 'ten' is not of type 'integer'"):
+        runtime(engine, wasm["counter"], {"start": "ten"})
+    with pytest.raises(ConfigError, match="top"):
+        runtime(engine, wasm["logparse"], {"top": -1})
+    with pytest.raises(ConfigError, match="greeting"):
+        runtime(engine, wasm["greeter"], {"greeting": 3})
+
+
+ACCESS_LOG = """\
+127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08"
+10.0.0.2 - - [10/Oct/2000:13:56:36 -0700] "POST /api/items HTTP/1.1" 201 512 "-" "curl/8.5.0"
+this is not an access log line
+10.0.0.2 - - [10/Oct/2000:13:57:36 -0700] "GET /missing HTTP/1.1" 404 - "-" "curl/8.5.0"
+192.168.1.9 - - [10/Oct/2000:13:59:36 -0700] "GET /apache_pb.gif HTTP/1.1" 500 17
+"""
+
+
+def test_logparse_parses_records_and_stats(engine: SandboxEngine,
+                                           wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["logparse"], {"top": 1}) as rt:
+        report = json.loads(rt.call("parse", ACCESS_LOG.encode()))
+        first = report["records"][0]
+        assert first == {"line": 1, "ip": "127.0.0.1", "user": "frank",
+                         "time": "2000-10-10T20:55:36Z", "method": "GET",
+                         "path": "/apache_pb.gif", "protocol": "HTTP/1.0", "status": 200,
+                         "bytes": 2326, "referer": "http://www.example.com/start.html",
+                         "user_agent": "Mozilla/4.08"}
+        assert [r["status"] for r in report["records"]] == [200, 201, 404, 500]
+        assert report["skipped"] == [{"line": 3,
+                                      "reason": "not in Common or Combined Log Format"}]
+        stats = report["stats"]
+        assert stats["lines"] == 5 and stats["parsed"] == 4 and stats["skipped"] == 1
+        assert stats["bytes"] == 2326 + 512 + 17
+        assert stats["by_status"] == {"2xx": 2, "4xx": 1, "5xx": 1}
+        assert stats["by_method"] == {"GET": 3, "POST": 1}
+        assert stats["unique_ips"] == 3
+        assert stats["error_rate"] == 0.5
+        assert stats["top_paths"] == [{"value": "/apache_pb.gif", "count": 2}]
+        assert stats["top_ips"] == [{"value": "10.0.0.2", "count": 2}]
+        assert stats["requests_per_minute"] == 1.0
+        assert json.loads(rt.call("stats", ACCESS_LOG.encode())) == stats
+        assert rt.log.lines()[-1].message == "parsed 4 of 5 lines"
+        with pytest.raises(GuestError, match="empty input"):
+            rt.call("parse", b"\n  \n")
+
+
+def test_logparse_large_log_near_the_input_limit(engine: SandboxEngine,
+                                                 wasm: dict[str, Path]) -> None:
+    line = ('10.0.{a}.{b} - - [10/Oct/2000:13:55:36 -0700] "GET /p/{a} HTTP/1.1" 200 100 '
+            '"-" "bench"\n')
+    text = "".join(line.format(a=i % 250, b=i % 7) for i in range(48_000)).encode()
+    limit = 4 * 1024 * 1024
+    assert limit - 200_000 < len(text) <= limit
+    with runtime(engine, wasm["logparse"], limits=Limits(max_input_bytes=limit,
+                                                         timeout_ms=20_000)) as rt:
+        stats = json.loads(rt.call("stats", text))
+        assert stats["parsed"] == 48_000 and stats["skipped"] == 0
+        assert stats["unique_ips"] == 250 * 7  # 250 and 7 are coprime
+        assert stats["bytes"] == 4_800_000
+        with pytest.raises(InputTooLarge):
+            rt.call("stats", text + b"x" * (limit - len(text) + 1))
+        # The instance survived the allocation-heavy call and the refusal.
+        assert json.loads(rt.call("stats", ACCESS_LOG.encode()))["parsed"] == 4
+
+
+# --- the SDK's ABI glue, through the capability fixture --------------------------------
+
+
+@pytest.fixture(scope="module")
+def caps(engine: SandboxEngine, wasm: dict[str, Path],
+         http_base: str) -> Iterator[tuple[PluginRuntime, dict[str, Any]]]:
+    host_state: dict[str, Any] = {"events": [], "tasks": {}}
+    registry = CapabilityRegistry(
+        [c for c in CapabilityRegistry.builtin() if c.name in ("log", "config")]
+        + spec_capabilities(host_state))
+    grants = {"config": {}, "kv": {}, "memory": {}, "vectors": {}, "tasks": {},
+              "http": {}, "events": {}, "secrets": {}, "log": {"level": "debug"}}
+    host_state["http_base"] = http_base
+    config = {"greeting": "Hi", "db": {"port": 5432, "host": "x"}, "flag": True}
+    rt = runtime(engine, wasm["caps"], config, Limits(max_input_bytes=1 << 20,
+                                                      max_output_bytes=1 << 20, pool_size=1),
+                 grants=grants, registry=registry)
+    yield rt, host_state
+    rt.close()
+
+
+def test_handler_error_and_panics_are_guest_errors_with_messages(
+        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, _ = caps
+    with pytest.raises(GuestError) as info:
+        rt.call("fail", b"no")
+    assert info.value.guest_message == "refused: NO"
+    panics = {b"x": "panic: something broke: x",
+              b"nil-map": "panic: assignment to entry in nil map",
+              b"error-value": "panic: an error value",
+              b"int": "panic: 42"}
+    for data, message in panics.items():
+        with pytest.raises(GuestError) as info:
+            rt.call("panics", data)
+        assert info.value.guest_message == message
+    assert rt.call("echo", b"still alive") == b"still alive"
+
+
+def test_os_exit_is_a_trap_and_the_instance_is_replaced(
+        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, _ = caps
+    before = rt.instances_discarded
+    with pytest.raises(Trap):
+        rt.call("exit", b"")
+    assert rt.instances_discarded == before + 1
+    assert rt.call("echo", b"back") == b"back"
+
+
+def test_large_inputs_round_trip_and_limits_refuse(
+        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, _ = caps
+    limit = rt.limits.max_input_bytes
+    assert rt.call("echo", b"") == b""
+    for size in (1, 65_535, 65_537, limit):  # crossing the host's 64 KiB first buffer
+        data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+        assert rt.call("echo", data) == data
+    with pytest.raises(InputTooLarge):
+        rt.call("echo", b"a" * (limit + 1))
+    with pytest.raises(GuestError) as info:  # long messages are cut at the ABI's 4 KiB
+        rt.call("fail", b"a" * (limit - 2))
+    assert info.value.guest_message == "refused: " + "A" * (4096 - len("refused: "))
+    assert rt.call("echo", b"ok") == b"ok"
+
+
+def test_output_over_the_limit_is_refused_and_the_instance_kept(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["greeter"], limits=Limits(max_output_bytes=100)) as rt:
+        with pytest.raises(OutputTooLarge):
+            rt.call("greet", json.dumps({"name": "x" * 100}).encode())
+        assert json.loads(rt.call("greet", b'{"name": "y"}')) == {"message": "Hello, y!"}
+        assert rt.instances_discarded == 0
+
+
+def test_many_calls_do_not_leak_guest_memory(
+        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, _ = caps
+    data = b"m" * 100_000
+    for _ in range(400):  # 40 MB through the plugin: the old outputs must be collected
+        assert rt.call("echo", data) == data
+    for _ in range(200):
+        with pytest.raises(GuestError):
+            rt.call("panics", b"p" * 10_000)
+
+
+def test_log_levels_enabled_and_stdout(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, _ = caps
+    rt.log.clear()
+    report = json.loads(rt.call("logs", b"{}"))
+    assert report["enabled"] == {"trace": False, "debug": True, "info": True, "warn": True,
+                                 "error": True}
+    lines = [(line.level, line.message) for line in rt.log.lines()]
+    assert ("debug", "level debug") in lines and ("error", "level error") in lines
+    assert not any(m == "level trace" for _, m in lines)
+    assert ("warn", "bad utf8 \ufffd here") in lines
+    assert any("via stdout" in m for _, m in lines)
+
+
+def test_config_get_load_dotted_and_missing(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, _ = caps
+    section = json.loads(rt.call("config", b"{}"))
+    assert section["greeting"] == "Hi" and section["db"] == {"port": 5432, "host": "x"}
+    assert section["_nested"] == "5432" and section["_nested_err"] == "ok"
+    assert section["_missing"].startswith("NOT_FOUND | omnicore config.get: not found")
+    assert section["_fallback"] == "dflt"
+
+
+def test_kv_wrappers(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, state = caps
+    report = json.loads(rt.call("kv", b"{}"))
+    assert report == {"get": "ada", "big_len": 5000, "big_ok": True,
+                      "missing": "NOT_FOUND | omnicore kv.get: not found", "incr": 3,
+                      "incr_bad": "INVALID | omnicore kv.incr: invalid argument",
+                      "list": ["user:1", "user:big"], "deleted": True,
+                      "deleted_again": False,
+                      "quota": "TOO_LARGE | omnicore kv.set: too large"}
+    assert state["kv"]["hits"] == b"3"
+
+
+def test_memory_wrappers(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, state = caps
+    report = json.loads(rt.call("memories", b"{}"))
+    assert report["id"] == 1 and report["forgot"] is True and report["forgot_again"] is False
+    assert report["recalled"][0]["text"] == "the sky is blue"
+    assert report["recalled"][0]["metadata"] == {"src": "test"}
+    assert state["recall_query"] == {"query": "sky", "tiers": [2], "limit": 3}
+
+
+def test_vectors_wrappers_use_reentrant_allocation(
+        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, state = caps
+    report = json.loads(rt.call("vectors", b"{}"))
+    assert [m["id"] for m in report["matches"]] == ["a", "b"]
+    assert report["matches"][0]["metadata"] == {"t": "x"}
+    assert report["mismatch"] == "INVALID | omnicore vectors.upsert: invalid argument"
+    assert report["deleted"] is True
+    assert report["no_collection"].startswith("NOT_FOUND")
+    assert report["search_error"] == ("NOT_FOUND | omnicore vectors.search: NOT_FOUND: no "
+                                      "collection 'nope'")
+    assert state["vectors"]["docs"]["b"][0] == pytest.approx([0.0, 1.0, 0.0])
+
+
+def test_tasks_wrappers(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, state = caps
+    report = json.loads(rt.call("tasks", b"{}"))
+    assert report["id"] >= 1 and report["cancelled"] is True
+    assert report["unknown_handler"].startswith("NOT_FOUND | omnicore tasks.enqueue")
+    assert report["cancel_unknown"].startswith("NOT_FOUND | omnicore tasks.cancel")
+    assert state["enqueued"][0] == ("echo", b"later", 1500)
+
+
+def test_http_wrappers_over_loopback(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, state = caps
+    arg = json.dumps({"url": state["http_base"], "denied": "http://example.com/x"})
+    report = json.loads(rt.call("http", arg.encode()))
+    assert report == {"status": 200, "content_type": "text/plain", "body": "hello from host",
+                      "posted": "echo: ping", "connector_status": 200,
+                      "denied": "DENIED | omnicore http.request: DENIED: host example.com "
+                                "is not in the grant"}
+
+
+def test_events_and_secrets_wrappers(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, state = caps
+    assert json.loads(rt.call("events", b"{}")) == {
+        "ok": "ok", "denied": "DENIED | omnicore events.publish: denied"}
+    assert state["events"] == [("plugin.go-caps.greeted", b'{"n":1}')]
+    assert json.loads(rt.call("secrets", b"{}")) == {
+        "token": "s3cr3t", "hidden": "DENIED | omnicore secrets.get: denied",
+        "unset": "NOT_FOUND | omnicore secrets.get: not found"}
+
+
+# --- toolchain ------------------------------------------------------------------------
+
+
+def test_scaffold_builds_and_runs(engine: SandboxEngine, tmp_path: Path) -> None:
+    dest = tmp_path / "hello"
+    scaffold(dest, "hello-go", "go")
+    assert sorted(p.name for p in dest.iterdir()) == ["go.mod", "main.go", "omnicore.toml"]
+    path = build(dest, tmp_path / "out")
+    with runtime(engine, path, grants=[]) as rt:
+        assert rt.module.name == "hello-go"
+        assert json.loads(rt.call("greet", b'{"name": "Ada"}')) == {"message": "Hello, Ada!"}
+        with pytest.raises(GuestError, match="name must not be empty"):
+            rt.call("greet", b"{}")
+    with pytest.raises(BuildError, match="already exists"):
+        scaffold(dest, "hello-go", "go")
+    with pytest.raises(BuildError, match="invalid plugin name"):
+        go.scaffold(tmp_path / "bad", "Bad Name", "go")
+
+
+def test_project_without_replace_resolves_sdk_through_go_work(
+        engine: SandboxEngine, tmp_path: Path) -> None:
+    src = tmp_path / "greeter"
+    shutil.copytree(ROOT / "plugins" / "greeter" / "go", src)
+    gomod = src / "go.mod"
+    gomod.write_text("\n".join(line for line in gomod.read_text().splitlines()
+                               if not line.startswith("replace")) + "\n")
+    path = build(src, tmp_path / "out")
+    with runtime(engine, path, {"greeting": "Hey"}) as rt:
+        assert json.loads(rt.call("greet", b'{"name": "Go"}')) == {"message": "Hey, Go!"}
+    assert not (src / "go.work").exists()  # the author's folder is left alone
+
+
+def test_compile_errors_are_build_errors_with_the_compiler_message(tmp_path: Path) -> None:
+    dest = tmp_path / "broken"
+    scaffold(dest, "broken", "go")
+    main = dest / "main.go"
+    main.write_text(main.read_text().replace("return GreetOutput{Message:",
+                                             "return undefinedThing{Message:"))
+    with pytest.raises(BuildError, match="undefined: undefinedThing") as info:
+        build(dest, tmp_path / "out")
+    assert info.value.toolchain == "go"
+
+
+def test_detect_and_check() -> None:
+    assert go.check() is None
+    assert go.detect(ROOT / "plugins" / "greeter" / "go")
+    assert not go.detect(ROOT / "plugins" / "greeter")
+    assert go.LANGUAGE == "go" and go.EXTENSIONS == ("go",)
+
+
+# --- spec-following host implementations of the not-yet-built namespaces ---------------
+
+
+def spec_capabilities(state: dict[str, Any]) -> list[Capability]:
+    """kv, memory, vectors, tasks, http, events, secrets per specs/abi.md §4, in memory."""
+    kv: dict[str, bytes] = state.setdefault("kv", {})
+    memories: dict[int, dict[str, Any]] = {}
+    vectors: dict[str, dict[str, tuple[list[float], Any]]] = state.setdefault("vectors", {})
+    enqueued: list[tuple[str, bytes, int]] = state.setdefault("enqueued", [])
+
+    def kv_get(_: object, mem: GuestMemory, kp: int, kl: int, out: int, cap: int) -> int:
+        key = mem.read_str(kp, kl)
+        return mem.write_result(kv[key], out, cap) if key in kv else Status.NOT_FOUND
+
+    def kv_set(_: object, mem: GuestMemory, kp: int, kl: int, vp: int, vl: int) -> int:
+        if vl > 6000:
+            return Status.TOO_LARGE
+        kv[mem.read_str(kp, kl)] = mem.read(vp, vl)
+        return 0
+
+    def kv_delete(_: object, mem: GuestMemory, kp: int, kl: int) -> int:
+        return 1 if kv.pop(mem.read_str(kp, kl), None) is not None else 0
+
+    def kv_incr(_: object, mem: GuestMemory, kp: int, kl: int, delta: int, out: int) -> int:
+        key = mem.read_str(kp, kl)
+        try:
+            value = int(kv.get(key, b"0")) + delta
+        except ValueError:
+            return Status.INVALID
+        kv[key] = str(value).encode()
+        mem.write(out, struct.pack("<q", value))
+        return 0
+
+    def kv_list(_: object, mem: GuestMemory, pp: int, pl: int, out: int, cap: int) -> int:
+        prefix = mem.read_str(pp, pl)
+        keys = sorted(k for k in kv if k.startswith(prefix))
+        return mem.write_result(json.dumps(keys).encode(), out, cap)
+
+    def remember(_: object, mem: GuestMemory, tier: int, ip: int, il: int) -> int:
+        item = json.loads(mem.read(ip, il))
+        memories[len(memories) + 1] = {"tier": tier, **item}
+        return len(memories)
+
+    def recall(_: object, mem: GuestMemory, qp: int, ql: int, out: int, cap: int) -> int:
+        query = state["recall_query"] = json.loads(mem.read(qp, ql))
+        found = [{"id": i, "tier": m["tier"], "text": m["text"],
+                  "metadata": m.get("metadata", {}), "score": 1.0, "created_at": 0}
+                 for i, m in memories.items() if query["query"] in m["text"]]
+        return mem.write_result(json.dumps(found).encode(), out, cap)
+
+    def forget(_: object, mem: GuestMemory, mid: int) -> int:
+        return 1 if memories.pop(mid, None) is not None else 0
+
+    def upsert(_: object, mem: GuestMemory, cp: int, cl: int, ip: int, il: int, vp: int,
+               dim: int, mp: int, ml: int) -> int:
+        coll = vectors.setdefault(mem.read_str(cp, cl), {})
+        vec = list(struct.unpack(f"<{dim}f", mem.read(vp, 4 * dim)))
+        if any(len(v) != dim for v, _ in coll.values()):
+            return Status.INVALID
+        coll[mem.read_str(ip, il)] = (vec, json.loads(mem.read(mp, ml)) if ml else {})
+        return 0
+
+    def search(_: object, mem: GuestMemory, cp: int, cl: int, vp: int, dim: int,
+               k: int) -> int:
+        name = mem.read_str(cp, cl)
+        if name not in vectors:
+            return mem.alloc_result(f"NOT_FOUND: no collection {name!r}".encode(), error=True)
+        query = struct.unpack(f"<{dim}f", mem.read(vp, 4 * dim))
+        scored = sorted(((sum(a * b for a, b in zip(v, query)), i, meta)
+                         for i, (v, meta) in vectors[name].items()), reverse=True)[:k]
+        return mem.alloc_result(json.dumps(
+            [{"id": i, "score": s, "metadata": m} for s, i, m in scored]).encode())
+
+    def vdelete(_: object, mem: GuestMemory, cp: int, cl: int, ip: int, il: int) -> int:
+        coll = vectors.get(mem.read_str(cp, cl))
+        if coll is None:
+            return Status.NOT_FOUND
+        return 1 if coll.pop(mem.read_str(ip, il), None) is not None else 0
+
+    def enqueue(_: object, mem: GuestMemory, hp: int, hl: int, pp: int, pl: int,
+                delay: int) -> int:
+        handler = mem.read_str(hp, hl)
+        if handler not in ("echo", "kv"):
+            return Status.NOT_FOUND
+        enqueued.append((handler, mem.read(pp, pl), delay))
+        state["tasks"][len(enqueued)] = "pending"
+        return len(enqueued)
+
+    def cancel(_: object, mem: GuestMemory, tid: int) -> int:
+        if tid not in state["tasks"]:
+            return Status.NOT_FOUND
+        was, state["tasks"][tid] = state["tasks"][tid], "cancelled"
+        return 1 if was == "pending" else 0
+
+    def request(_: object, mem: GuestMemory, rp: int, rl: int, bp: int, bl: int) -> int:
+        req = json.loads(mem.read(rp, rl))
+        url = state["http_base"] + req["path"] if req.get("connector") == "local" else req["url"]
+        host = urllib.request.urlparse(url).hostname
+        if host != "127.0.0.1":
+            return mem.alloc_result(f"DENIED: host {host} is not in the grant".encode(), True)
+        body = mem.read(bp, bl) if bl else None
+        r = urllib.request.Request(url, data=body, method=req["method"],
+                                   headers=req.get("headers", {}))
+        with urllib.request.urlopen(r, timeout=5) as resp:
+            head = json.dumps({"status": resp.status,
+                               "headers": {k.lower(): v for k, v in resp.headers.items()}})
+            payload = resp.read()
+        return mem.alloc_result(struct.pack("<I", len(head)) + head.encode() + payload)
+
+    def publish(_: object, mem: GuestMemory, tp: int, tl: int, pp: int, pl: int) -> int:
+        topic = mem.read_str(tp, tl)
+        if topic.startswith("secret."):
+            return Status.DENIED
+        state["events"].append(("plugin.go-caps." + topic, mem.read(pp, pl)))
+        return 0
+
+    def secret(_: object, mem: GuestMemory, np: int, nl: int, out: int, cap: int) -> int:
+        name = mem.read_str(np, nl)
+        if name == "token":
+            return mem.write_result(b"s3cr3t", out, cap)
+        return Status.NOT_FOUND if name == "unset" else Status.DENIED
+
+    def fn(name: str, params: str, results: str, impl: Any) -> HostFunction:
+        return HostFunction(name, tuple(params.split()), tuple(results.split()), impl)
+
+    return [
+        Capability("kv", (fn("get", "ptr len ptr len", "i32", kv_get),
+                          fn("set", "ptr len ptr len", "i32", kv_set),
+                          fn("delete", "ptr len", "i32", kv_delete),
+                          fn("incr", "ptr len i64 ptr", "i32", kv_incr),
+                          fn("list", "ptr len ptr len", "i32", kv_list))),
+        Capability("memory", (fn("remember", "i32 ptr len", "i64", remember),
+                              fn("recall", "ptr len ptr len", "i32", recall),
+                              fn("forget", "i64", "i32", forget))),
+        Capability("vectors", (fn("upsert", "ptr len ptr len ptr i32 ptr len", "i32", upsert),
+                               fn("search", "ptr len ptr i32 i32", "i64", search),
+                               fn("delete", "ptr len ptr len", "i32", vdelete))),
+        Capability("tasks", (fn("enqueue", "ptr len ptr len i64", "i64", enqueue),
+                             fn("cancel", "i64", "i32", cancel))),
+        Capability("http", (fn("request", "ptr len ptr len", "i64", request),)),
+        Capability("events", (fn("publish", "ptr len ptr len", "i32", publish),)),
+        Capability("secrets", (fn("get", "ptr len ptr len", "i32", secret),)),
+    ]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._reply(b"hello from host")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._reply(b"echo: " + self.rfile.read(int(self.headers["content-length"])))
+
+    def _reply(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_base() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
