@@ -63,6 +63,7 @@ def test_inspect_groups_imports_and_says_what_to_grant(runner: CliRunner, files:
     assert result.exit_code == 0
     assert "omnicore:config: get" in result.output
     assert "would load  needs grant: omnicore:config  (try --grant config)" in result.output
+    assert result.stderr == ""  # said once, in the report, not again as a log warning
     result = runner.invoke(main, ["inspect", str(files / "conf.wasm"), "--grant", "config"])
     assert "would load  yes" in result.output
 

@@ -9,14 +9,19 @@ running ``omnicore run`` is callable here at once.
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from omnicore.errors import ConfigError, NeedsGrant, PluginLoadError
-from omnicore.sandbox.folder import read_sidecar, resolve_plugin_file
+
+# The sandbox (and wasmtime) are imported inside the commands: `omnicore --help` and the
+# other commands should not pay for loading the engine.
 
 __all__ = ["add_commands", "call", "inspect"]
 
@@ -100,7 +105,23 @@ def _load_app_config(appdir: Path | None) -> Any:
     return None
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    # The command reports the outcome itself; the host's operator warnings ("needs grant")
+    # would repeat it on stderr.
+    logger = logging.getLogger("omnicore.sandbox.host")
+    level = logger.level
+    if not (click.get_current_context().find_root().obj or {}).get("debug"):
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _resolve(target: str, cfg: Any, appdir: Path | None) -> Path:
+    from omnicore.sandbox.folder import resolve_plugin_file
+
     candidate = Path(target)
     if candidate.suffix == ".wasm" or candidate.is_file():
         if not candidate.is_file():
@@ -152,7 +173,7 @@ def inspect(file: Path, grant_opts: tuple[str, ...], as_json: bool) -> None:
     report["file"] = str(file)
     grants = parse_grants(grant_opts)
     if report.get("ok"):
-        with PluginHost() as host:
+        with _quiet(), PluginHost() as host:
             try:
                 info = host.load(file, grants=grants)
                 report["state"] = info.state
@@ -231,6 +252,8 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
     PLUGIN_OR_FILE is a .wasm path or a plugin name looked up in the app's plugins folder
     (NAME.wasm, or the file whose manifest says NAME), with its sidecar and the app config.
     """
+    from omnicore.sandbox.folder import read_sidecar
+
     if input_text is not None and input_file is not None:
         raise click.UsageError("use --input or --input-file, not both")
     data = input_text.encode() if input_text is not None else (
@@ -238,7 +261,7 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
     cfg = _load_app_config(appdir)
     path = _resolve(target, cfg, appdir)
     read_sidecar(path)  # a broken sidecar is reported as itself, before anything else
-    with _host(cfg) as host:
+    with _quiet(), _host(cfg) as host:
         info = host.load(path, grants=parse_grants(grant_opts),
                          config=parse_config(config_opts) or None)
         if info.state == "needs-grant":
