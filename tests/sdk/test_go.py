@@ -13,6 +13,7 @@ import json
 import shutil
 import struct
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -138,7 +139,7 @@ def test_counter_counts_from_configured_start_and_resets(
         assert json.loads(rt.call("count", b'{"by": -20}')) == {"count": -4}
         assert json.loads(rt.call("reset", b"")) == {"count": 10}
         assert json.loads(rt.call("count", b"{}")) == {"count": 11}
-        with pytest.raises(GuestError, match="by must be an integer, got number 1.5"):
+        with pytest.raises(GuestError, match=r"by must be an integer, got number 1\.5"):
             rt.call("count", b'{"by": 1.5}')
         with pytest.raises(GuestError, match="by must be an integer, got string"):
             rt.call("count", b'{"by": "2"}')
@@ -160,7 +161,8 @@ def test_config_schemas_from_omnicore_toml_refuse_bad_config(
 
 
 ACCESS_LOG = """\
-127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08"
+127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 \
+"http://www.example.com/start.html" "Mozilla/4.08"
 10.0.0.2 - - [10/Oct/2000:13:56:36 -0700] "POST /api/items HTTP/1.1" 201 512 "-" "curl/8.5.0"
 this is not an access log line
 10.0.0.2 - - [10/Oct/2000:13:57:36 -0700] "GET /missing HTTP/1.1" 404 - "-" "curl/8.5.0"
@@ -504,7 +506,7 @@ def spec_capabilities(state: dict[str, Any]) -> list[Capability]:
         if name not in vectors:
             return mem.alloc_result(f"NOT_FOUND: no collection {name!r}".encode(), error=True)
         query = struct.unpack(f"<{dim}f", mem.read(vp, 4 * dim))
-        scored = sorted(((sum(a * b for a, b in zip(v, query)), i, meta)
+        scored = sorted(((sum(a * b for a, b in zip(v, query, strict=True)), i, meta)
                          for i, (v, meta) in vectors[name].items()), reverse=True)[:k]
         return mem.alloc_result(json.dumps(
             [{"id": i, "score": s, "metadata": m} for s, i, m in scored]).encode())
@@ -533,7 +535,7 @@ def spec_capabilities(state: dict[str, Any]) -> list[Capability]:
     def request(_: object, mem: GuestMemory, rp: int, rl: int, bp: int, bl: int) -> int:
         req = json.loads(mem.read(rp, rl))
         url = state["http_base"] + req["path"] if req.get("connector") == "local" else req["url"]
-        host = urllib.request.urlparse(url).hostname
+        host = urllib.parse.urlparse(url).hostname
         if host != "127.0.0.1":
             return mem.alloc_result(f"DENIED: host {host} is not in the grant".encode(), True)
         body = mem.read(bp, bl) if bl else None
@@ -582,10 +584,10 @@ def spec_capabilities(state: dict[str, Any]) -> list[Capability]:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._reply(b"hello from host")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._reply(b"echo: " + self.rfile.read(int(self.headers["content-length"])))
 
     def _reply(self, body: bytes) -> None:

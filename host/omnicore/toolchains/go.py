@@ -21,7 +21,7 @@ from string import Template
 
 from omnicore.errors import BuildError
 
-__all__ = ["LANGUAGE", "EXTENSIONS", "SDK_MODULE", "detect", "check", "compile", "scaffold"]
+__all__ = ["EXTENSIONS", "LANGUAGE", "SDK_MODULE", "check", "compile", "detect", "scaffold"]
 
 LANGUAGE = "go"
 EXTENSIONS = ("go",)
@@ -103,7 +103,7 @@ def check() -> str | None:
     return None
 
 
-def compile(src: Path, work: Path) -> bytes:  # noqa: A001 - the toolchain interface's name
+def compile(src: Path, work: Path) -> bytes:
     """Build the Go project at ``src`` into a raw wasm module (no manifest)."""
     go = _go()
     sdk = sdk_dir()
