@@ -1,0 +1,357 @@
+"""The C SDK (sdk/c/omnicore.h): its examples and a probe plugin, built with clang for
+wasm32-wasi through ``omnicore.toolchains.build`` and run through the real sandbox.
+
+Namespaces the host does not implement yet run against ``spec_host`` (specs/abi.md §4 as test
+capabilities), so a wrong import type or a broken buffer protocol fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from spec_host import SpecState, spec_capabilities
+
+from omnicore.errors import (
+    BuildError,
+    ConfigError,
+    GuestError,
+    InputTooLarge,
+    NeedsGrant,
+    OutputTooLarge,
+    Trap,
+)
+from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.toolchains import build, c, language_for, scaffold
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = Path(__file__).parent / "probe_c"
+SPEC_NAMESPACES = ("kv", "memory", "vectors", "tasks", "http", "events", "secrets")
+JSON_TYPES = {"null": 1, "bool": 2, "number": 3, "string": 4, "array": 5, "object": 6}
+
+pytestmark = pytest.mark.skipif(c.check() is not None, reason=f"C: {c.check()}")
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("c-plugins")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[SandboxEngine]:
+    eng = SandboxEngine()
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    built = {name: build(ROOT / "plugins" / name / "c", out_dir)
+             for name in ("greeter", "counter")}
+    fresh = tmp_path_factory.mktemp("scaffold") / "hello-c"
+    scaffold(fresh, "hello-c", "c")
+    built["scaffold"] = build(fresh, out_dir)
+    built["probe"] = build(PROBE, out_dir, name="c-probe")
+    return built
+
+
+def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
+            limits: Limits | None = None, grants: Any = None,
+            registry: CapabilityRegistry | None = None) -> PluginRuntime:
+    module = PluginModule.load(engine, path)
+    return PluginRuntime(engine, module, registry or CapabilityRegistry.builtin(),
+                         grants={"config": {}} if grants is None else grants,
+                         config=config or {}, limits=limits or Limits())
+
+
+def probe_runtime(engine: SandboxEngine, path: Path, state: SpecState,
+                  limits: Limits | None = None) -> PluginRuntime:
+    """The probe linked with the real log/config and the spec host for the rest."""
+    registry = CapabilityRegistry([*CapabilityRegistry.builtin(), *spec_capabilities(state)])
+    grants = {"config": {}, **{ns: {} for ns in SPEC_NAMESPACES}}
+    return runtime(engine, path, config={"db": {"host": "h", "port": 5432}}, grants=grants,
+                   registry=registry, limits=limits)
+
+
+@pytest.fixture(scope="module")
+def probe(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginRuntime,
+                                                                           SpecState]]:
+    state = SpecState()
+    rt = probe_runtime(engine, wasm["probe"], state)
+    yield rt, state
+    rt.close()
+
+
+def call_text(rt: PluginRuntime, handler: str, data: bytes = b"") -> str:
+    return rt.call(handler, data).decode()
+
+
+# -- examples -------------------------------------------------------------------------------
+
+def test_examples_are_reactors_that_request_only_log_and_config(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    for name, handlers in {"greeter": ["greet"], "counter": ["count", "reset"]}.items():
+        module = PluginModule.load(engine, wasm[name])
+        assert module.name == f"{name}-c"
+        assert list(module.handlers) == handlers
+        namespaces = {ns for ns in module.imports_by_capability() if ns.startswith("omnicore:")}
+        assert namespaces <= {"omnicore:log", "omnicore:config"}
+        assert "omnicore:config" in namespaces
+        assert any(e.name == "_initialize" for e in module.exports)
+
+
+def test_greeter_uses_config_and_logs_through_the_host(engine: SandboxEngine,
+                                                       wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["greeter"], config={"greeting": "Ahoy"}) as rt:
+        assert json.loads(rt.call("greet", b'{"name": "Ada"}')) == {"message": "Ahoy, Ada!"}
+        assert json.loads(rt.call("greet", b'{"name": "\\ud83c\\udf0d\\u00e9"}')) == {
+            "message": "Ahoy, \U0001f30d\u00e9!"}
+        assert [line.message for line in rt.log.lines()] == ["greeting Ada",
+                                                             "greeting \U0001f30d\u00e9"]
+
+
+def test_greeter_bad_input_is_a_guest_error_and_the_instance_serves_on(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["greeter"]) as rt:
+        for data, message in [(b"{", "invalid JSON input: syntax error at byte 1"),
+                              (b"", "invalid JSON input"), (b"{} x", "invalid JSON input"),
+                              (b"[]", "invalid JSON input: expected an object"),
+                              (b'{"name": 1}', "name must be a string"),
+                              (b'{"name": ""}', "name must not be empty"),
+                              (b'{"name": "\\udc00"}', "lone surrogate")]:
+            with pytest.raises(GuestError) as info:
+                rt.call("greet", data)
+            assert message in info.value.guest_message, data
+        assert json.loads(rt.call("greet", b'{"name":"B"}')) == {"message": "Hello, B!"}
+        assert rt.stats()["discarded"] == 0
+
+
+def test_greeter_without_config_grant_needs_grant(engine: SandboxEngine,
+                                                  wasm: dict[str, Path]) -> None:
+    with pytest.raises(NeedsGrant):
+        runtime(engine, wasm["greeter"], grants={})
+
+
+def test_counter_counts_from_configured_start_and_resets(engine: SandboxEngine,
+                                                         wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["counter"], config={"start": 40},
+                 limits=Limits(pool_size=1)) as rt:
+        assert json.loads(rt.call("count", b"{}")) == {"count": 41}
+        assert json.loads(rt.call("count", b'{"by": 5}')) == {"count": 46}
+        assert json.loads(rt.call("count", b'{"by": -50}')) == {"count": -4}
+        assert json.loads(rt.call("reset", b"")) == {"count": 40}
+        for bad in (b'{"by": "x"}', b'{"by": 1.5}', b'{"by": 1e3}',
+                    b'{"by": 9223372036854775808}'):
+            with pytest.raises(GuestError, match="by must be an integer"):
+                rt.call("count", bad)
+        with pytest.raises(GuestError, match="invalid JSON input"):
+            rt.call("count", b"{by}")
+        with pytest.raises(GuestError, match="counter overflow"):
+            rt.call("count", b'{"by": 9223372036854775807}')
+        assert json.loads(rt.call("count", b'{"by": -9223372036854775808}')) == {
+            "count": 40 - 2**63}
+    with pytest.raises(ConfigError, match="start"):
+        runtime(engine, wasm["counter"], config={"start": "ten"})
+
+
+def test_scaffolded_plugin_builds_and_runs(engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["scaffold"], config={"greeting": "Hi"}) as rt:
+        assert rt.module.name == "hello-c"
+        assert json.loads(rt.call("greet", b'{"name": "Sam"}')) == {"message": "Hi, Sam!"}
+        with pytest.raises(GuestError, match="name must be a string"):
+            rt.call("greet", b'{"name": 3}')
+
+
+# -- the SDK through the probe --------------------------------------------------------------
+
+def test_handler_error_message_and_panic(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    with pytest.raises(GuestError) as info:
+        rt.call("fail", "nope: ünïcode".encode())
+    assert info.value.guest_message == "nope: ünïcode"
+    before = rt.stats()["discarded"]
+    with pytest.raises(Trap):
+        rt.call("boom", b"bad data")
+    assert rt.stats()["discarded"] == before + 1
+    assert any(line.level == "error" and line.message == "panic: boom with bad data"
+               for line in rt.log.lines())
+    assert call_text(rt, "echo", b"after") == "after"
+
+
+def test_large_input_round_trips_and_limits_refuse(engine: SandboxEngine,
+                                                   wasm: dict[str, Path]) -> None:
+    limit = 4 * 1024 * 1024
+    with probe_runtime(engine, wasm["probe"], SpecState(),
+                       Limits(max_input_bytes=limit, max_output_bytes=limit)) as rt:
+        big = bytes(range(256)) * (limit // 256)
+        assert rt.call("echo", big) == big
+        with pytest.raises(InputTooLarge):
+            rt.call("echo", big + b"!")
+        with pytest.raises(OutputTooLarge):
+            rt.call("big_output", str(limit + 1).encode())
+        assert len(rt.call("big_output", str(limit).encode())) == limit
+
+
+def test_outputs_are_freed_on_the_next_call(engine: SandboxEngine,
+                                            wasm: dict[str, Path]) -> None:
+    with probe_runtime(engine, wasm["probe"], SpecState(),
+                       Limits(max_memory_bytes=8 * 1024 * 1024, pool_size=1)) as rt:
+        for _ in range(300):  # 75 MiB in total if outputs leaked
+            assert len(rt.call("big_output", b"262144")) == 262144
+        assert rt.stats()["discarded"] == 0
+        # malloc returns NULL past the limit: a clean guest error, not a trap.
+        with pytest.raises(GuestError, match="out of memory for 16777216 bytes"):
+            rt.call("big_output", str(16 * 1024 * 1024).encode())
+
+
+def test_log_levels_enabled_and_long_lines(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    rt.log.clear()
+    assert call_text(rt, "logging") == "debug=0 info=1"
+    assert [(line.level, line.message) for line in rt.log.lines()] == [
+        ("info", "i"), ("warn", "w2"), ("error", "e"), ("info", "L" * 600)]
+
+
+def test_config_get_dotted_missing_and_all(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    whole = '{"db":{"host":"h","port":5432}}'
+    assert call_text(rt, "config_probe", b"db.host") == f"value=ok(h) all=ok({whole}) "
+    assert call_text(rt, "config_probe", b"db.port") == f"value=ok(5432) all=ok({whole}) "
+    assert call_text(rt, "config_probe", b"nope") == f"value=err(-1,) all=ok({whole}) "
+
+
+def test_kv_wrappers_retry_large_values(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, state = probe
+    before = state.calls["kv.get"]
+    assert call_text(rt, "kv_probe", b"v" * 1000) == (
+        'len=1000 hits=5,3 missing=err(-1,) keys=ok(["user:a \\"q\\"", "user:b"]) '
+        "deleted=1,0 not_int=-3 too_big=-6")
+    assert state.calls["kv.get"] - before == 3  # big twice (retry) + absent once
+
+
+def test_secrets_http_events(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, state = probe
+    assert call_text(rt, "secrets_probe") == "token=ok(s3cr3t) unset=err(-1,) hidden=err(-2,) "
+    assert call_text(rt, "http_probe", b"payload") == (
+        "status=201 target=https://api.example.com/items body=echo:payload "
+        "denied=err(-2,DENIED: host denied.example is not in the grant) ")
+    assert state.requests[-2][1] == b"payload"
+    assert call_text(rt, "events_probe", b"{}") == "published"
+    assert state.events[-1] == ("order.created", b"{}")
+
+
+def test_tasks_memory_vectors(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    tasks = call_text(rt, "tasks_probe")
+    assert int(tasks.split()[0].removeprefix("id=")) >= 1
+    assert tasks.split(" ", 1)[1] == "cancel=1,0 unknown=-1 bad_handler=-1"
+    memory = call_text(rt, "memory_probe")
+    hits = json.loads(memory.split("hits=ok(")[1].split(") forget=")[0])
+    assert [h["text"] for h in hits] == ['likes "green" tea']
+    assert memory.endswith("forget=1,0")
+    vectors = call_text(rt, "vectors_probe")
+    assert vectors.startswith("mismatch=-3 search=ok(")
+    search = json.loads(vectors.split("search=ok(")[1].split(") missing=")[0])
+    assert search == [{"id": "a", "score": 1.0, "metadata": {"t": 1}}]
+    assert "missing=err(-1,NOT_FOUND: no collection 'zz')" in vectors
+    assert vectors.endswith("delete=1,0 no_coll=-1")
+
+
+def test_json_reader_members(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    doc = {"s": "a\"b\\c\n\u00e9\U0001f30d", "i": 42, "f": 1.5, "big": 2**63, "neg": -2**63,
+           "b": True, "n": None, "a": [1, {"s": "inner"}], "o": {"i": 1}}
+    out = call_text(rt, "json_probe", json.dumps(doc).encode())
+    t = JSON_TYPES
+    assert out == (f's:1/{t["string"]}="a\\"b\\\\c\\n\u00e9\U0001f30d" i:1/{t["number"]}=42 '
+                   f'f:1/{t["number"]} big:1/{t["number"]} neg:1/{t["number"]}={-2**63} '
+                   f'b:1/{t["bool"]} n:1/{t["null"]} a:1/{t["array"]} o:1/{t["object"]} '
+                   f"missing:0/0 ")
+    escaped_key = b'{"\\u0073": "by escape", "s": "second"}'
+    assert call_text(rt, "json_probe", escaped_key).startswith('s:1/4="by escape"')
+
+
+JSON_ALPHABET = '{}[]",:0123456789.eE+- \t\ntruefalsn\\u/x\u00e9'
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+
+def python_accepts(text: str) -> bool:
+    def refuse(name: str) -> None:
+        raise ValueError(name)
+
+    try:
+        json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=JSON_ALPHABET, max_size=24) | json_values.map(json.dumps))
+def test_json_reader_agrees_with_python(probe: tuple[PluginRuntime, SpecState],
+                                        text: str) -> None:
+    rt, _ = probe
+    try:
+        out = call_text(rt, "json_valid", text.encode())
+    except GuestError:
+        accepted = False
+    else:
+        accepted = True
+        value = json.loads(text)
+        kind = ("null" if value is None else "bool" if isinstance(value, bool) else
+                "number" if isinstance(value, int | float) else "string" if isinstance(value, str)
+                else "array" if isinstance(value, list) else "object")
+        assert out == f"ok:{JSON_TYPES[kind]}"
+    assert accepted == python_accepts(text), text
+
+
+def test_json_reader_refuses_deep_nesting(probe: tuple[PluginRuntime, SpecState]) -> None:
+    rt, _ = probe
+    assert call_text(rt, "json_valid", b"[" * 64 + b"]" * 64) == "ok:5"
+    with pytest.raises(GuestError, match="invalid at byte"):
+        rt.call("json_valid", b"[" * 65 + b"]" * 65)
+    with pytest.raises(GuestError, match="invalid at byte"):
+        rt.call("json_valid", b"[" * 100_000)  # no stack overflow: refused at depth 64
+
+
+# -- the toolchain --------------------------------------------------------------------------
+
+def test_detect_check_and_single_file_plugins(tmp_path: Path, out_dir: Path,
+                                              engine: SandboxEngine) -> None:
+    assert c.check() is None
+    assert language_for(ROOT / "plugins" / "greeter" / "c") == "c"
+    assert not c.detect(ROOT / "plugins" / "greeter" / "rust" / "src")
+    single = tmp_path / "solo.c"
+    shutil.copy(PROBE / "probe.c", single)
+    path = build(single, out_dir)
+    assert path.name == "solo.wasm"
+    with probe_runtime(engine, path, SpecState()) as rt:
+        assert call_text(rt, "echo", b"solo") == "solo"
+
+
+def test_compile_errors_are_build_errors_with_clang_output(tmp_path: Path,
+                                                           out_dir: Path) -> None:
+    src = tmp_path / "broken"
+    scaffold(src, "broken", "c")
+    plugin = src / "plugin.c"
+    plugin.write_text(plugin.read_text().replace("omni_buf_free(&message);",
+                                                 "omni_buf_frees(&message);"))
+    with pytest.raises(BuildError) as info:
+        build(src, out_dir)
+    assert "omni_buf_frees" in str(info.value) and info.value.toolchain == "c"
+
+
+def test_scaffold_refuses_bad_names(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="invalid plugin name"):
+        scaffold(tmp_path / "x", "-bad", "c")
