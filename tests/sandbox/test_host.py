@@ -277,3 +277,29 @@ def test_a_bad_argument_during_a_probe_does_not_wedge_the_breaker(host: PluginHo
         host.call("echo", "echo", "not bytes")  # type: ignore[arg-type]
     assert host.call("echo", "echo", b"x") == b"x"
     assert host.get("echo").state == "loaded"
+
+
+def test_public_names() -> None:
+    import omnicore.sandbox.host as module
+
+    assert module.__all__ == ["PluginCircuitChanged", "PluginHost", "PluginInfo",
+                              "PluginReloaded", "PluginState", "register", "shutdown",
+                              "startup"]
+
+
+def test_info_as_dict_is_json(host: PluginHost) -> None:
+    import json
+
+    host.load(echo_wasm(), config={"a": [1]})
+    host.call("echo", "echo", b"x")
+    doc = json.loads(json.dumps(host.get("echo").as_dict()))
+    assert doc["state"] == "loaded" and doc["stats"]["calls"] == 1
+    assert doc["limits"]["timeout_ms"] == 1000 and doc["granted"] == {"log": {}}
+
+
+def test_a_file_loaded_explicitly_is_adopted_by_the_folder(host: PluginHost,
+                                                           tmp_path: Path) -> None:
+    path = write(tmp_path, "echo.wasm", echo_wasm())
+    host.load(path)
+    host.watch_folder(tmp_path, watch=False)
+    assert [p.name for p in host] == ["echo"] and host.get("echo").state == "loaded"

@@ -555,7 +555,13 @@ class PluginHost:
     # ---- the folder ------------------------------------------------------------------
 
     def watch_folder(self, path: Path, *, watch: bool = True) -> PluginFolder:
-        """Load every ``*.wasm`` in ``path`` now and, with ``watch``, keep following it."""
+        """Load every ``*.wasm`` in ``path`` now and, with ``watch``, keep following it.
+
+        One folder per host: watching another one stops following the previous folder (its
+        plugins stay loaded).
+        """
+        if self._folder is not None:
+            self._folder.stop()
         folder = PluginFolder(path, self)
         self._folder = folder
         folder.sync()
@@ -567,6 +573,9 @@ class PluginHost:
 
     def load_file(self, path: Path) -> str:
         """Folder hook: load ``path``; a broken file is registered as ``failed``."""
+        for entry in list(self._plugins.values()):
+            if entry.source == path and entry.version is not None:
+                return entry.name  # already loaded from this file (by an explicit load())
         try:
             return self.load(path).name
         except PluginError as exc:
