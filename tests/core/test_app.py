@@ -250,3 +250,22 @@ def test_submit_threadsafe_from_sync_code(make_app: MakeApp) -> None:
     app.stop()
     with pytest.raises(LifecycleError):
         app.tasks.submit_threadsafe(print)
+
+
+def test_stale_reference_to_replaced_default_is_forwarded(make_app: MakeApp) -> None:
+    app = make_app()
+    captured = app.health  # what an extension's register() sees before the user's add_module
+    captured_metrics = app.metrics
+    mine = HealthModule()
+    app.add_module(mine)
+    new_metrics = app.add_module(MetricsModule())
+    assert captured.current is mine
+    captured.register_check("plugin:greeter", lambda: (Status.DEGRADED, "needs grant"))
+    assert "plugin:greeter" in mine.check_names
+    app.start()
+    assert mine.check().components["plugin:greeter"].detail == "needs grant"
+    assert captured.check().status is Status.DEGRADED
+    assert captured_metrics.current is new_metrics
+    captured.unregister_check("plugin:greeter")
+    assert "plugin:greeter" not in mine.check_names
+    app.stop()

@@ -66,3 +66,14 @@ def test_two_apps_do_not_collide(make_app: MakeApp) -> None:
     a, b = make_app("a"), make_app("b")
     assert a.metrics.registry is not b.metrics.registry
     assert b"name=\"a\"" in a.metrics.render() and b"name=\"b\"" in b.metrics.render()
+
+
+def test_stale_reference_adds_to_the_replacement(make_app: MakeApp) -> None:
+    app = make_app()
+    captured = app.metrics
+    app.add_module(MetricsModule())
+    coll = PluginCalls()
+    coll.calls = 5
+    captured.add_collector(coll)
+    assert samples(app)[("omnicore_plugin_calls_total", (("plugin", "greeter"),))] == 5
+    assert captured.render() == app.metrics.render() or b"greeter" in captured.render()

@@ -176,6 +176,7 @@ class OmniApp:
                 raise ModuleError(f"app {self.name!r} already has a module named "
                                   f"{module.name!r}", module=module.name)
             module.replaces(existing)
+            existing._successor = module
             self._defaults.discard(module.name)
         if module._app is not None and module._app is not self:
             raise ModuleError(f"module {module.name!r} already belongs to app "

@@ -31,6 +31,9 @@ class Module:
     _app: OmniApp | None = None
     _state: State = State.CREATED
     _log: BoundLogger | None = None
+    # Set when a user's module replaced this default one; holders of a stale reference
+    # (an extension that looked the module up at register time) are forwarded to it.
+    _successor: Module | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -72,6 +75,14 @@ class Module:
 
     def replaces(self, old: Module) -> None:
         """Take over what others registered on ``old``, the app's default module of this name."""
+
+    @property
+    def current(self) -> Module:
+        """This module, or the module that replaced it in its app (followed to the end)."""
+        m = self
+        while m._successor is not None:
+            m = m._successor
+        return m
 
     def start(self) -> Awaitable[None] | None:
         """Acquire resources. Raise to make the app's start fail."""

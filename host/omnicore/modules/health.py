@@ -117,25 +117,33 @@ class HealthModule(Module):
                 for name, fn in old._checks.items():
                     self._checks.setdefault(name, fn)
 
+    def _live(self) -> HealthModule:
+        live = self.current
+        return live if isinstance(live, HealthModule) else self
+
     def register_check(self, name: str, fn: Check) -> None:
         """Add (or replace) the check for component ``name``."""
         if not callable(fn):
             raise TypeError(f"health check {name!r} is not callable")
-        with self._lock:
-            self._checks[name] = fn
+        live = self._live()
+        with live._lock:
+            live._checks[name] = fn
 
     def unregister_check(self, name: str) -> None:
         """Remove the check for ``name``; unknown names are ignored."""
-        with self._lock:
-            self._checks.pop(name, None)
+        live = self._live()
+        with live._lock:
+            live._checks.pop(name, None)
 
     @property
     def check_names(self) -> list[str]:
         """The registered component names."""
-        return list(self._checks)
+        return list(self._live()._checks)
 
     def check(self) -> HealthReport:
         """Run every check now and return the report; publishes ``HealthChanged`` on change."""
+        if self._successor is not None:
+            return self._live().check()
         with self._lock:
             checks = list(self._checks.items())
         components: dict[str, ComponentHealth] = {}

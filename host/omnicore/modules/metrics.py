@@ -76,17 +76,27 @@ class MetricsModule(Module):
         for collector in old._extra:
             self.add_collector(collector)
 
+    def _live(self) -> MetricsModule:
+        live = self.current
+        return live if isinstance(live, MetricsModule) else self
+
     def add_collector(self, collector: Collector) -> None:
-        """Register a collector (e.g. the sandbox's per-plugin metrics) with this registry."""
-        self.registry.register(collector)
-        self._extra.append(collector)
+        """Register a collector (e.g. the sandbox's per-plugin metrics) with this registry.
+
+        Collectors added this way follow a replacement of the module; ones registered on
+        ``registry`` directly do not.
+        """
+        live = self._live()
+        live.registry.register(collector)
+        live._extra.append(collector)
 
     def remove_collector(self, collector: Collector) -> None:
         """Unregister a collector added with :meth:`add_collector`."""
-        if collector in self._extra:
-            self._extra.remove(collector)
-            self.registry.unregister(collector)
+        live = self._live()
+        if collector in live._extra:
+            live._extra.remove(collector)
+            live.registry.unregister(collector)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format (serve with :data:`CONTENT_TYPE`)."""
-        return generate_latest(self.registry)
+        return generate_latest(self._live().registry)
