@@ -117,7 +117,10 @@ def test_run_until_signal_exits_zero_with_runtime_id(tmp_path: Path,
     invoke("new", str(appdir))
     # Keep the test independent of what the sandbox does with the (empty) plugins folder.
     env = {**os.environ, "OMNICORE_LOG__FORMAT": "json", "OMNICORE_SHUTDOWN_GRACE_S": "2"}
-    proc = subprocess.Popen([*_omnicore(), "run", str(appdir)], stderr=subprocess.PIPE,
+    # `cd demo && omnicore run` for one signal, `omnicore run demo` for the other.
+    here = sig is signal.SIGINT
+    proc = subprocess.Popen([*_omnicore(), "run", *([] if here else [str(appdir)])],
+                            cwd=appdir if here else None, stderr=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stderr is not None
     lines = []
