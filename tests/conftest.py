@@ -14,11 +14,18 @@ from omnicore.core.lifecycle import State
 
 @pytest.fixture(autouse=True)
 def _no_omnicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's OMNICORE_* variables must not change test outcomes."""
+    """A developer's OMNICORE_* config variables must not change test outcomes.
+
+    Tool settings that share the prefix (OMNICORE_CARGO_TARGET_DIR...) are kept.
+    """
     import os
 
+    from omnicore.config import OmniConfig
+
     for var in list(os.environ):
-        if var.startswith("OMNICORE_"):
+        rest = var.removeprefix("OMNICORE_")
+        if rest != var and ("__" in rest or rest.lower() in OmniConfig.model_fields
+                            or rest in ("APPDIR", "DEBUG")):
             monkeypatch.delenv(var)
 
 
