@@ -22,7 +22,7 @@ import click
 from omnicore import __version__
 from omnicore.errors import ConfigError, OmniError
 
-__all__ = ["main"]
+__all__ = ["config", "main", "new"]
 
 CONFIG_FILE = "omnicore.yaml"
 

@@ -269,3 +269,48 @@ def test_stale_reference_to_replaced_default_is_forwarded(make_app: MakeApp) -> 
     captured.unregister_check("plugin:greeter")
     assert "plugin:greeter" not in mine.check_names
     app.stop()
+
+
+def test_sigterm_during_run_drains_within_grace_then_cancels(make_app: MakeApp) -> None:
+    import os
+    import signal
+
+    from omnicore.core.module import Module
+    from omnicore.runtime.tasks import TaskHandle
+
+    handles: dict[str, TaskHandle] = {}
+
+    class Jobs(Module):
+        async def start(self) -> None:
+            async def slow() -> None:
+                await asyncio.sleep(30)
+
+            async def medium() -> str:
+                await asyncio.sleep(0.05)
+                return "finished"
+
+            handles["slow"] = await self.app.tasks.submit(slow)
+            handles["medium"] = await self.app.tasks.submit(medium)
+
+    app = make_app(overrides={"shutdown_grace_s": 0.3, "workers": 2})
+    app.add_module(Jobs())
+
+    def kill_when_running() -> None:
+        deadline = time.monotonic() + 5
+        while app.state is not State.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=kill_when_running)
+    killer.start()
+    t0 = time.monotonic()
+    app.run()  # main thread: real signal handlers
+    elapsed = time.monotonic() - t0
+    killer.join()
+    assert app.state is State.STOPPED
+    assert handles["medium"].result() == "finished"
+    assert handles["slow"].cancelled()
+    assert 0.3 <= elapsed < 2
+    assert app.get_module("jobs").state is State.STOPPED
+    # The handlers were removed: SIGTERM is back to its default disposition.
+    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
