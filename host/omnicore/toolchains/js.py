@@ -300,9 +300,31 @@ def _unpack(store: wasmtime.Store, memory: wasmtime.Memory, packed: int) -> tupl
     return bool(packed & 0x8000_0000), bytes(memory.read(store, ptr, ptr + n)) if n else b""
 
 
-def _region(source: bytes, handlers: list[str], mask: int) -> bytes:
+_BYTECODE = 1 << 31
+
+
+def _region(code: bytes, handlers: list[str], flags: int) -> bytes:
     names = "\n".join(handlers).encode()
-    return b"OMJS" + struct.pack("<III", mask, len(names), len(source)) + names + source + b"\0"
+    return b"OMJS" + struct.pack("<III", flags, len(names), len(code)) + names + code + b"\0"
+
+
+def _bytecode(rt: _Runtime, source: bytes, plugin: str) -> bytes:
+    """The module compiled to QuickJS bytecode by the runtime itself (so versions match)."""
+    store, instance = _instantiate(rt.engine, rt.module, [])
+    exports = instance.exports(store)
+    memory = exports["memory"]
+    assert isinstance(memory, wasmtime.Memory)
+    exports["_initialize"](store)  # type: ignore[operator]
+    ptr = exports["omni_alloc"](store, len(source) + 1)  # type: ignore[operator]
+    if not ptr:
+        raise BuildError("the JS runtime ran out of memory compiling the plugin",
+                         plugin=plugin, toolchain=LANGUAGE)
+    memory.write(store, source + b"\0", int(ptr))
+    packed = exports["omni_js_compile"](store, ptr, len(source))  # type: ignore[operator]
+    failed, code = _unpack(store, memory, int(packed))
+    if failed:
+        raise BuildError(code.decode("utf-8", "replace"), plugin=plugin, toolchain=LANGUAGE)
+    return code
 
 
 def _load_exports(rt: _Runtime, source: bytes, plugin: str) -> tuple[list[str], list[str]]:
@@ -456,8 +478,13 @@ def compile(src: Path, work: Path) -> bytes:
     drop = {f"omnicore:{name}" for name in CAPABILITIES if name not in used}
     rename = {f"omni_h{i}": name for i, name in enumerate(handlers)}
     unused = {f"omni_h{i}" for i in range(len(handlers), MAX_HANDLERS)}
-    unused |= {"omni_js_exports", "omni_js_region_ptr", "omni_js_region_cap"}
-    region = _region(source, handlers, mask)
+    unused |= {"omni_js_exports", "omni_js_compile", "omni_js_region_ptr", "omni_js_region_cap"}
+    code = _bytecode(rt, source, plugin)
+    region = _region(code, handlers, mask | _BYTECODE)
+    if len(region) > rt.region_cap:
+        raise BuildError(f"the compiled plugin is {len(code)} bytes; the JS runtime holds at "
+                         f"most {rt.region_cap - 17} (drop unused dependencies)",
+                         plugin=plugin, toolchain=LANGUAGE)
     return rewrite(rt.wasm, sites=rt.sites, drop_modules=drop, rename=rename,
                    drop_exports=unused, data=[(rt.region_ptr, region)])
 

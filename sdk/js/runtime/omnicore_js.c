@@ -9,8 +9,13 @@
  * of §4, and must reach them only after checking the capability mask (a stub traps).
  *
  * Region layout (little-endian u32 words), written by the build:
- *   [0] magic "OMJS"  [1] capability mask (bit i = namespace i below)  [2] names_len
- *   [3] src_len  then names ('\n'-separated handler names), then the source, then a NUL.
+ *   [0] magic "OMJS"  [1] flags: bits 0-15 capability mask (bit i = namespace i below),
+ *   bit 31 the code is QuickJS bytecode (from omni_js_compile) instead of source
+ *   [2] names_len  [3] code_len  then names ('\n'-separated handler names), the code, a NUL.
+ *
+ * Bytecode skips parsing in every new instance. QuickJS trusts the bytecode it reads; that is
+ * fine here because a malformed blob can only corrupt this plugin's own linear memory, which
+ * the wasm sandbox already treats as untrusted.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -57,6 +62,7 @@ static const char *const cap_names[CAP_COUNT] = {"log", "config", "kv", "memory"
 #define OMNI_JS_REGION_BYTES (4u << 20)
 #endif
 #define MAX_HANDLERS 64
+#define FLAG_BYTECODE 0x80000000u
 
 /* Not static: the compiler must not assume this zero-initialised region stays zero. */
 __attribute__((aligned(16), used)) uint8_t omni_js_region[OMNI_JS_REGION_BYTES];
@@ -224,7 +230,6 @@ static int64_t dispatch(int index, const uint8_t *ptr, int32_t len) {
 }
 
 #define H(i) EXPORT("omni_h" #i) int64_t omni_h##i(const uint8_t *p, int32_t n) { return dispatch(i, p, n); }
-#define H8(a) H(a##0) H(a##1) H(a##2) H(a##3) H(a##4) H(a##5) H(a##6) H(a##7)
 H(0) H(1) H(2) H(3) H(4) H(5) H(6) H(7) H(8) H(9)
 H(10) H(11) H(12) H(13) H(14) H(15) H(16) H(17) H(18) H(19)
 H(20) H(21) H(22) H(23) H(24) H(25) H(26) H(27) H(28) H(29)
@@ -631,6 +636,24 @@ static JSValue run_module(const char *src, size_t len, const char *name) {
     return JS_GetModuleNamespace(ctx, m);
 }
 
+static JSValue run_bytecode(const uint8_t *code, size_t len) {
+    JSValue fn = JS_ReadObject(ctx, code, len, JS_READ_OBJ_BYTECODE);
+    if (JS_IsException(fn)) return fn;
+    if (!JS_IsModule(fn)) {
+        JS_FreeValue(ctx, fn);
+        return JS_ThrowTypeError(ctx, "corrupt plugin: the embedded bytecode is not a module");
+    }
+    JSModuleDef *m = JS_VALUE_GET_PTR(fn);
+    if (JS_ResolveModule(ctx, fn) < 0) {
+        JS_FreeValue(ctx, fn);
+        return JS_EXCEPTION;
+    }
+    JSValue done = settle(JS_EvalFunction(ctx, fn));
+    if (JS_IsException(done)) return done;
+    JS_FreeValue(ctx, done);
+    return JS_GetModuleNamespace(ctx, m);
+}
+
 static int bind_handlers(JSValue ns, const char *names, size_t names_len) {
     const char *p = names, *end = names + names_len;
     while (p < end && n_handlers < MAX_HANDLERS) {
@@ -662,12 +685,19 @@ __attribute__((constructor)) static void omni_js_init(void) {
     /* Leave headroom below the 1 MiB wasm stack (-z stack-size) for native frames. */
     JS_SetMaxStackSize(rt, 160 * 1024);
     JS_SetModuleLoaderFunc(rt, NULL, load_module, NULL);
+    JSValue api = run_module(OMNI_API_JS, OMNI_API_JS_LEN, "omnicore");
+    if (JS_IsException(api)) {
+        fail_init("the omnicore JS API failed to load: ");
+        return;
+    }
+    JS_FreeValue(ctx, api);
     const uint8_t *region = omni_js_region;
     if (memcmp(region, "OMJS", 4) != 0) {
         init_error = "this is the bare omnicore JS runtime: build a plugin with `omnicore build`";
         return;
     }
-    cap_mask = rd32(region + 4) | 1u << CAP_LOG;
+    uint32_t flags = rd32(region + 4);
+    cap_mask = (flags & 0xFFFFu) | 1u << CAP_LOG;
     uint32_t names_len = rd32(region + 8), src_len = rd32(region + 12);
     if (16ull + names_len + src_len + 1 > OMNI_JS_REGION_BYTES) {
         init_error = "corrupt plugin: the embedded source overruns its region";
@@ -675,13 +705,8 @@ __attribute__((constructor)) static void omni_js_init(void) {
     }
     const char *names = (const char *)region + 16;
     const char *src = names + names_len;
-    JSValue api = run_module(OMNI_API_JS, OMNI_API_JS_LEN, "omnicore");
-    if (JS_IsException(api)) {
-        fail_init("the omnicore JS API failed to load: ");
-        return;
-    }
-    JS_FreeValue(ctx, api);
-    JSValue ns = run_module(src, src_len, "plugin.js");
+    JSValue ns = flags & FLAG_BYTECODE ? run_bytecode((const uint8_t *)src, src_len)
+                                       : run_module(src, src_len, "plugin.js");
     if (JS_IsException(ns)) {
         fail_init("the plugin failed to load: ");
         return;
@@ -707,4 +732,20 @@ EXPORT("omni_js_exports") int64_t omni_js_exports(void) {
     int64_t out = encode_value(list);
     JS_FreeValue(ctx, list);
     return out;
+}
+
+/* Build-time: compile the module source at (src, len) (NUL-terminated) to bytecode without
+ * running it. Called on an instance whose region is empty. */
+EXPORT("omni_js_compile") int64_t omni_js_compile(const char *src, int32_t len) {
+    if (!ctx) return error_result("the JS runtime did not start");
+    JSValue fn = JS_Eval(ctx, src, (size_t)len, "plugin.js",
+                         JS_EVAL_TYPE_MODULE | JS_EVAL_FLAG_COMPILE_ONLY);
+    if (JS_IsException(fn)) return exception_result();
+    size_t n = 0;
+    uint8_t *code = JS_WriteObject(ctx, &n, fn, JS_WRITE_OBJ_BYTECODE | JS_WRITE_OBJ_STRIP_SOURCE);
+    JS_FreeValue(ctx, fn);
+    if (!code) return exception_result();
+    int64_t r = result(code, n, 0);
+    js_free(ctx, code);
+    return r;
 }
