@@ -49,6 +49,14 @@ def test_new_refuses_non_empty_dir(tmp_path: Path) -> None:
     assert (tmp_path / "x" / "keep").read_text() == "mine"
 
 
+def test_contributed_commands_are_wired() -> None:
+    for args in (["build"], ["new", "plugin"], ["inspect"], ["call"]):
+        code, out, _ = invoke(*args, "--help")
+        assert code == 0 and "Usage:" in out, args
+    code, out, _ = invoke("new", "plugin", "--help")
+    assert "--lang" in out
+
+
 def test_new_is_a_group_others_can_extend(tmp_path: Path) -> None:
     @new.command("thing-for-test")
     @click.argument("name")

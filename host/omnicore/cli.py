@@ -190,9 +190,14 @@ def info(as_json: bool) -> None:
                f"pydantic {doc['pydantic']}")
 
 
+# Commands other layers contribute. Their modules import heavy dependencies inside the
+# commands, so `omnicore --help` stays fast.
 from omnicore.sandbox.cli_commands import add_commands as _sandbox_commands  # noqa: E402
+from omnicore.toolchains.commands import build_command, new_plugin_command  # noqa: E402
 
 _sandbox_commands(main)  # `inspect` and `call`
+main.add_command(build_command)  # `omnicore build`
+new.add_command(new_plugin_command)  # `omnicore new plugin NAME --lang X`
 
 if __name__ == "__main__":  # pragma: no cover
     main()
