@@ -81,7 +81,7 @@ def _config_path(appdir: Path) -> Path:
 
 @main.group(cls=_DefaultGroup, invoke_without_command=False)
 def new() -> None:
-    """Create things: `omnicore new APPDIR` scaffolds an app."""
+    """Create things: `omnicore new APPDIR` scaffolds an app (`new plugin` a plugin project)."""
 
 
 @new.command("app")
