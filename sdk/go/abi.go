@@ -10,6 +10,9 @@ import (
 // a Go runtime abort, and any length the guest returns still fits the 31-bit length field.
 const maxAlloc = 1 << 30
 
+// maxMessage is the longest error message the host keeps (specs/abi.md §2.2).
+const maxMessage = 4096
+
 // errorBit is the E bit of a packed handler result (specs/abi.md §2.2).
 const errorBit = 1 << 31
 
@@ -97,8 +100,14 @@ func fail(message string) uint64 {
 	if message == "" {
 		message = "handler failed without a message"
 	}
-	if len(message) > 4096 {
-		message = message[:4096] // the host truncates there anyway (§2.2)
+	if len(message) > maxMessage {
+		// The host cuts longer messages anyway (§2.2); cutting here, at a UTF-8 boundary,
+		// keeps the text valid and the block small.
+		cut := maxMessage
+		for cut > 0 && message[cut]&0xC0 == 0x80 {
+			cut--
+		}
+		message = message[:cut]
 	}
 	lastOut = []byte(message)
 	return uint64(addr(unsafe.Pointer(&lastOut[0])))<<32 | errorBit | uint64(len(lastOut))

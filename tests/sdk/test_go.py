@@ -12,6 +12,7 @@ import http.server
 import json
 import shutil
 import struct
+import subprocess
 import threading
 import urllib.parse
 import urllib.request
@@ -279,6 +280,9 @@ def test_large_inputs_round_trip_and_limits_refuse(
     with pytest.raises(GuestError) as info:  # long messages are cut at the ABI's 4 KiB
         rt.call("fail", b"a" * (limit - 2))
     assert info.value.guest_message == "refused: " + "A" * (4096 - len("refused: "))
+    with pytest.raises(GuestError) as info:  # ... at a UTF-8 boundary
+        rt.call("fail", "é".encode() * 3000)
+    assert info.value.guest_message == "refused: " + "É" * ((4096 - len("refused: ")) // 2)
     assert rt.call("echo", b"ok") == b"ok"
 
 
@@ -429,6 +433,21 @@ def test_compile_errors_are_build_errors_with_the_compiler_message(tmp_path: Pat
     with pytest.raises(BuildError, match="undefined: undefinedThing") as info:
         build(dest, tmp_path / "out")
     assert info.value.toolchain == "go"
+
+
+def test_sdk_is_gofmt_and_vet_clean() -> None:
+    gobin = Path(go._go() or "go")
+    goroot = subprocess.run([str(gobin), "env", "GOROOT"], capture_output=True, text=True,
+                            env=go._env(), check=True).stdout.strip()
+    gofmt = str(Path(goroot) / "bin" / "gofmt")
+    dirs = [ROOT / "sdk" / "go", FIXTURE, *(ROOT / "plugins" / n / "go"
+                                          for n in ("greeter", "counter", "logparse"))]
+    unformatted = subprocess.run([gofmt, "-l", *map(str, dirs)], capture_output=True,
+                                 text=True, check=True).stdout.split()
+    assert unformatted == []
+    vet = subprocess.run([str(gobin), "vet", "."], cwd=ROOT / "sdk" / "go", env=go._env(),
+                         capture_output=True, text=True)
+    assert vet.returncode == 0, vet.stderr
 
 
 def test_detect_and_check() -> None:
