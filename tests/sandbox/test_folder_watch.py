@@ -203,3 +203,20 @@ def test_a_runtime_grant_survives_a_reload(host: PluginHost, tmp_path: Path) -> 
     assert host.call("conf", "get", b"color") == b"green"
     assert host.logs("conf") is log_before  # one log across versions
     assert path.exists()
+
+
+def test_a_broken_files_placeholder_gives_way_to_a_working_plugin(host: PluginHost,
+                                                                  tmp_path: Path) -> None:
+    broken = write(tmp_path, "greeter.wasm", b"junk")
+    host.watch_folder(tmp_path)
+    assert host.get("greeter").state == "failed"
+    write(tmp_path, "greeter-v2.wasm", echo_wasm("greeter", "2.0.0"))
+    eventually(answers(host, "greeter", "2.0.0"), timeout=1.0)
+    assert host.get("greeter.wasm").state == "failed"
+    assert host.get("greeter").source == str(tmp_path / "greeter-v2.wasm")
+    broken.write_bytes(b"still junk")
+    time.sleep(0.3)
+    assert sorted(p.name for p in host) == ["greeter", "greeter.wasm"]
+    broken.unlink()
+    eventually(lambda: "greeter.wasm" not in host, timeout=1.0)
+    assert host.call("greeter", "version") == b"2.0.0"

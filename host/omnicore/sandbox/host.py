@@ -325,11 +325,22 @@ class PluginHost:
         settings = self._settings_for(module.name, sidecar, grants, config, limits)
         with self._lock:
             existing = self._plugins.get(module.name)
-            if existing is not None:
+            if existing is not None and existing.module is None and existing.source != path:
+                # Only a broken file's placeholder holds the name: the working plugin takes
+                # it and the broken one stays visible under its file name.
+                self._pop(existing.name, existing)
+                placeholder = existing
+            elif existing is not None:
                 raise self._duplicate(module.name, existing.source, path)
+            else:
+                placeholder = None
             entry = self._new_entry(module.name, path)
             # Reserve the name so a concurrent load of the same name is refused.
             self._put(entry)
+        if placeholder is not None and placeholder.source is not None:
+            self._register_failure(placeholder.source,
+                                   PluginLoadError(placeholder.last_error or "failed to load"),
+                                   placeholder.source.name)
         try:
             self._activate(entry, module, settings)
         except BaseException:
@@ -573,9 +584,9 @@ class PluginHost:
 
     def load_file(self, path: Path) -> str:
         """Folder hook: load ``path``; a broken file is registered as ``failed``."""
-        for entry in list(self._plugins.values()):
-            if entry.source == path and entry.version is not None:
-                return entry.name  # already loaded from this file (by an explicit load())
+        entry = self._by_source(path)
+        if entry is not None and entry.version is not None:
+            return entry.name  # already loaded from this file (by an explicit load())
         try:
             return self.load(path).name
         except PluginError as exc:
@@ -590,11 +601,14 @@ class PluginHost:
         keeps serving and ``last_error`` says why (a half-written file must not take a
         working plugin down).
         """
-        entry = self._plugins.get(name)
-        if entry is None or entry.source != path or entry.module is None:
-            if entry is not None and entry.source == path:
-                self._pop(name, entry)  # a failed file: start over
+        # Found by file: the name the folder remembers may have moved (a failed file's
+        # placeholder gives way to a working plugin of the same name).
+        entry = self._by_source(path)
+        if entry is None or entry.module is None:
+            if entry is not None:
+                self._pop(entry.name, entry)  # a failed file: start over
             return self.load_file(path)
+        name = entry.name
         try:
             sidecar = read_sidecar(path)
             module = self._load_module(path, path, None)
@@ -619,9 +633,9 @@ class PluginHost:
 
     def unload_file(self, name: str, path: Path) -> None:
         """Folder hook: ``path`` was removed."""
-        entry = self._plugins.get(name)
-        if entry is not None and entry.source == path:
-            self.unload(name, reason=f"{path.name} was removed")
+        entry = self._by_source(path)
+        if entry is not None:
+            self.unload(entry.name, reason=f"{path.name} was removed")
 
     def _reload_failed(self, entry: _Entry, path: Path, exc: Exception) -> str:
         if entry.version is not None:
@@ -636,6 +650,9 @@ class PluginHost:
     def _register_failure(self, path: Path, exc: Exception, name: str | None) -> str:
         """Register ``path`` as a ``failed`` plugin under a free name."""
         with self._lock:
+            stale = self._by_source(path)
+            if stale is not None and stale.version is None:
+                self._pop(stale.name, stale)  # one entry per file
             key = name or path.stem
             holder = self._plugins.get(key)
             if holder is not None and holder.source != path:
@@ -686,6 +703,12 @@ class PluginHost:
             raise PluginNotFound(f"no plugin named '{name}' (loaded: {self._names()})",
                                  plugin=name)
         return entry
+
+    def _by_source(self, path: Path) -> _Entry | None:
+        for entry in list(self._plugins.values()):
+            if entry.source == path:
+                return entry
+        return None
 
     def _put(self, entry: _Entry) -> _Entry | None:
         """Register ``entry`` (and its health check); return the entry it replaced."""
