@@ -314,3 +314,19 @@ def test_sigterm_during_run_drains_within_grace_then_cancels(make_app: MakeApp) 
     assert app.get_module("jobs").state is State.STOPPED
     # The handlers were removed: SIGTERM is back to its default disposition.
     assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
+
+
+def test_hung_async_subscriber_does_not_block_stop(make_app: MakeApp) -> None:
+    from omnicore.core.events import ModuleStateChanged
+
+    app = make_app(overrides={"shutdown_grace_s": 0.1})
+
+    async def hang(e: ModuleStateChanged) -> None:
+        await asyncio.sleep(60)
+
+    app.start()
+    app.events.subscribe(ModuleStateChanged, hang)
+    t0 = time.monotonic()
+    app.stop()
+    assert time.monotonic() - t0 < 2
+    assert app.state is State.STOPPED

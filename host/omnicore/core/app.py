@@ -342,7 +342,8 @@ class OmniApp:
         if self.tasks.state is State.RUNNING:
             await self.tasks.stop(grace)
         failures = await self._stop_modules()
-        await self.events.drain(timeout=grace or None)
+        # A hung async subscriber must not hold the stop beyond the grace period either.
+        await self.events.drain(timeout=grace)
         self._became_stopped()
         self.log.info("app %s stopped after %.3fs", self.name, self.uptime)
         self._loop = None
