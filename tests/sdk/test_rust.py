@@ -9,7 +9,9 @@ are written against: a wrong import type or a broken buffer protocol fails here.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -367,6 +369,17 @@ def test_detect_and_check() -> None:
     assert rust.check() is None
     assert language_for(ROOT / "plugins" / "greeter" / "rust") == "rust"
     assert not rust.detect(ROOT / "plugins" / "greeter" / "c")
+
+
+def test_sdk_unit_tests_pass_on_debian_rustc() -> None:
+    # The SDK's own #[test]s (its no-serde JSON reader) run natively with the same rustc.
+    proc = subprocess.run(
+        ["/usr/bin/cargo", "test", "--lib", "--features", "json"], cwd=rust.sdk_dir(),
+        env={**os.environ, "RUSTC": "/usr/bin/rustc",
+             "CARGO_TARGET_DIR": str(ROOT / "build" / "cargo-target")},
+        capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test result: ok. 3 passed" in proc.stdout
 
 
 def test_compile_errors_are_build_errors_with_rustc_output(tmp_path: Path,

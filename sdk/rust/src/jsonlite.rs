@@ -245,3 +245,49 @@ impl<'a> Parser<'a> {
         String::from_utf8(out).map_err(|_| self.fail("invalid UTF-8 in string"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_documents_the_host_returns() {
+        let v = parse(br#" {"status": 201, "headers": {"a": "b\u00e9\ud83c\udf0d"}, "x": [1, -2.5e3, true, null]} "#)
+            .unwrap();
+        assert_eq!(v.get("status"), Some(&Value::Number("201".to_string())));
+        assert_eq!(
+            v.get("headers").and_then(|h| h.get("a")),
+            Some(&Value::Str("b\u{e9}\u{1f30d}".to_string()))
+        );
+        assert_eq!(
+            v.get("x"),
+            Some(&Value::Array(vec![
+                Value::Number("1".into()),
+                Value::Number("-2.5e3".into()),
+                Value::Bool(true),
+                Value::Null
+            ]))
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_json() {
+        for bad in [&b""[..], b"{", b"[1,]", b"{\"a\" 1}", b"\"\\ud800\"", b"01x", b"1 2", b"\"\x01\"",
+                    b"tru", b"-", b"1.", b"\"\\q\""] {
+            assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert!(parse(deep.as_bytes()).is_err());
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(parse(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn escapes_round_trip() {
+        let s = "a\"b\\c\n\r\t\u{1}é🌍";
+        let mut out = String::new();
+        push_str(&mut out, s);
+        assert_eq!(out, "\"a\\\"b\\\\c\\n\\r\\t\\u0001é🌍\"");
+        assert_eq!(parse(out.as_bytes()).unwrap(), Value::Str(s.to_string()));
+    }
+}

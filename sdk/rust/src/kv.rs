@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 use crate::host::{check, read_into};
 use crate::jsonlite::{self, Value};
 
+// Several namespaces import a function of the same name (`get`, `delete`); the wasm import
+// module keeps them apart, which newer rustc's lint does not see.
+#[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "omnicore:kv")]
 extern "C" {
     #[link_name = "get"]

@@ -1,6 +1,8 @@
 //! The ABI glue the handler macros expand to. Not a public API: names here may change.
 
-use std::alloc::{alloc, dealloc, GlobalAlloc, Layout, System};
+use std::alloc::{alloc, dealloc, Layout};
+#[cfg(all(feature = "alloc-log", target_arch = "wasm32"))]
+use std::alloc::{GlobalAlloc, System};
 
 use crate::error::Error;
 
@@ -51,6 +53,8 @@ fn begin_call() {
 
 /// With `panic = "abort"` a panic traps and the host raises `Trap`; log the reason first so
 /// the operator can see why in the plugin's log.
+// PanicInfo is PanicHookInfo since Rust 1.81; the old name is the one 1.63 knows.
+#[allow(deprecated)]
 fn panic_hook(info: &std::panic::PanicInfo<'_>) {
     let payload = info.payload();
     let text = if let Some(s) = payload.downcast_ref::<&str>() {
@@ -134,10 +138,10 @@ where
 
 /// The system allocator, plus a log line when an allocation fails: Rust then aborts (a
 /// `Trap` on the host) and without this the plugin's log would not say why.
-#[cfg(feature = "alloc-log")]
+#[cfg(all(feature = "alloc-log", target_arch = "wasm32"))]
 struct LoggingAlloc;
 
-#[cfg(feature = "alloc-log")]
+#[cfg(all(feature = "alloc-log", target_arch = "wasm32"))]
 unsafe impl GlobalAlloc for LoggingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let ptr = System.alloc(layout);
@@ -168,12 +172,12 @@ unsafe impl GlobalAlloc for LoggingAlloc {
     }
 }
 
-#[cfg(feature = "alloc-log")]
+#[cfg(all(feature = "alloc-log", target_arch = "wasm32"))]
 #[global_allocator]
 static GLOBAL: LoggingAlloc = LoggingAlloc;
 
 /// Formats without allocating: the heap is what just failed.
-#[cfg(feature = "alloc-log")]
+#[cfg(all(feature = "alloc-log", target_arch = "wasm32"))]
 fn log_oom(size: usize) {
     const HEAD: &[u8] = b"out of memory: an allocation of ";
     const TAIL: &[u8] = b" bytes failed";

@@ -9,6 +9,9 @@
 use crate::error::Result;
 use crate::host::read_into;
 
+// Several namespaces import a function of the same name (`get`, `delete`); the wasm import
+// module keeps them apart, which newer rustc's lint does not see.
+#[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "omnicore:secrets")]
 extern "C" {
     #[link_name = "get"]

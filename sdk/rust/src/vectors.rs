@@ -12,6 +12,9 @@
 use crate::error::{Error, Result, Status};
 use crate::host::{check, take_block};
 
+// Several namespaces import a function of the same name (`get`, `delete`); the wasm import
+// module keeps them apart, which newer rustc's lint does not see.
+#[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "omnicore:vectors")]
 extern "C" {
     #[link_name = "upsert"]
