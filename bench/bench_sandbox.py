@@ -294,12 +294,12 @@ def main() -> None:
                                  ("2 threads / 1 thread, compute ≈0.2 ms", "compute", b"")):
         one = throughput(lambda h=handler, d=data: rt.call(h, d), 1, secs)
         two = throughput(lambda h=handler, d=data: rt.call(h, d), 2, secs)
-        rows.append((label, f"{two / one:.2f}×", "-", "-", "-", "≥ 1.8×"))
+        rows.append((label, f"{two / one:.2f}x", "-", "-", "-", "≥ 1.8x"))
 
     headers = ("operation (µs unless noted)", "omnicore", "raw C fast path",
                "wasmtime-py public", "extism 1.1.1", "target")
     widths = [max(len(str(r[i])) for r in (*rows, headers)) for i in range(6)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     print(f"python {sys.version.split()[0]}, wasmtime {wasmtime.__name__} 50.0.1, "
           f"cpus={os.cpu_count()}, load={os.getloadavg()[0]:.2f}")
     print(line.format(*headers))

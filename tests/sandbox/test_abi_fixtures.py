@@ -21,8 +21,7 @@ from omnicore.errors import (
     Trap,
     UnsupportedAbiVersion,
 )
-from omnicore.sandbox import wasmbin
-from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine, wasmbin
 
 Make = Callable[..., PluginRuntime]
 Wat = Callable[[str], bytes]
@@ -44,7 +43,7 @@ def test_echo_round_trip(echo: PluginRuntime) -> None:
 
 
 def test_unknown_handler_lists_handlers(echo: PluginRuntime) -> None:
-    with pytest.raises(HandlerNotFound, match="'nope'.*echo, log, debug_enabled, fail"):
+    with pytest.raises(HandlerNotFound, match=r"'nope'.*echo, log, debug_enabled, fail"):
         echo.call("nope", b"")
     with pytest.raises(HandlerNotFound):
         echo.call("omni_alloc", b"")  # reserved names are never handlers
@@ -95,7 +94,7 @@ def test_deep_recursion_is_a_trap(make: Make, echo: PluginRuntime) -> None:
 def test_unreachable_is_a_trap(make: Make, echo: PluginRuntime) -> None:
     rt = make("unreachable")
     for _ in range(3):  # repeated traps: every time a fresh instance replaces the dead one
-        with pytest.raises(Trap, match="handler 'crash' trapped: .*unreachable.*discarded"):
+        with pytest.raises(Trap, match=r"handler 'crash' trapped: .*unreachable.*discarded"):
             rt.call("crash", b"")
     assert rt.stats()["discarded"] == 3
     still_serves(rt, echo)
@@ -210,7 +209,8 @@ def test_garbage_files(wat: Wat, engine: SandboxEngine, echo: PluginRuntime, lab
     still_serves(echo, echo)
 
 
-def test_every_truncation_is_a_typed_error(wat: Wat, engine: SandboxEngine, echo: PluginRuntime) -> None:
+def test_every_truncation_is_a_typed_error(wat: Wat, engine: SandboxEngine,
+                                           echo: PluginRuntime) -> None:
     full = wat("echo")
     # Cutting exactly between sections leaves a well-formed (smaller) module; anywhere else
     # the file is broken and must be refused with a typed error.

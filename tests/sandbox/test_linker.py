@@ -37,6 +37,7 @@ COUNTER_WAT = """
     (i64.store (i32.const 64) (call $next))
     (i64.const 0x0000004000000008))
   (func (export "boom") (param i32 i32) (result i64) (call $boom (i32.const 7)) (i64.const 0))
+  (func (export "bug") (param i32 i32) (result i64) (call $boom (i32.const 8)) (i64.const 0))
   (func (export "whoami") (param i32 i32) (result i64)
     (i64.or (i64.const 0x0000008000000000)
             (i64.extend_i32_u (call $who (i32.const 128) (i32.const 64)))))
@@ -104,8 +105,12 @@ def test_custom_capability_state_is_per_plugin(engine: SandboxEngine,
 
 def test_host_trap_and_host_exception(engine: SandboxEngine, reg: CapabilityRegistry) -> None:
     rt = load(engine, reg, "alpha", grants=["counter"])
-    with pytest.raises(Trap, match="host function omnicore:counter.boom: boom 7"):
+    with pytest.raises(Trap, match=r"host function omnicore:counter\.boom: boom 7"):
         rt.call("boom", b"")
+    assert rt.call("whoami", b"") == b"alpha"
+    # A bug in a host function (any exception) traps the guest too, never the host.
+    with pytest.raises(Trap, match=r"counter\.boom failed: RuntimeError: unexpected"):
+        rt.call("bug", b"")
     assert rt.call("whoami", b"") == b"alpha"
     rt.close()
 

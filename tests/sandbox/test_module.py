@@ -89,7 +89,7 @@ def test_two_manifest_sections_refused(engine: SandboxEngine) -> None:
     once = with_manifest({"name": "a"})
     body = b"\x11omnicore.manifest{}"
     twice = once + b"\x00" + bytes([len(body)]) + body
-    with pytest.raises(InvalidModule, match="2 'omnicore.manifest' sections"):
+    with pytest.raises(InvalidModule, match=r"2 'omnicore\.manifest' sections"):
         PluginModule.load(engine, twice)
 
 

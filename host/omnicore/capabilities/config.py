@@ -38,7 +38,7 @@ def _check_grant(options: Mapping[str, Any]) -> None:
 
 
 class _State:
-    __slots__ = ("config", "cache")
+    __slots__ = ("cache", "config")
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config

@@ -91,6 +91,8 @@ def _bind(name: str, restype: Any, *argtypes: Any) -> Any:
     # A fresh prototype over the same symbol: plain-int arguments convert faster than the
     # POINTER(...) argtypes wasmtime-py declares, and we must not mutate its shared objects.
     addr = ctypes.cast(getattr(ffi.dll, name), c_void_p).value
+    if not addr:
+        raise RuntimeError(f"wasmtime C symbol {name} is missing")
     return ctypes.CFUNCTYPE(restype, *argtypes)(addr)
 
 
@@ -120,7 +122,7 @@ _memmove = ctypes.memmove
 _string_at = ctypes.string_at
 _EXTERN_FUNC = 0
 _EXTERN_MEMORY = 3
-_EXTERN_OF = ffi.wasmtime_extern_t.of.offset
+_EXTERN_OF: int = int(ffi.wasmtime_extern_t.of.offset)
 
 
 class HostTrap(Exception):
@@ -136,13 +138,15 @@ class GuestFailure(Exception):
         self.message = message
         self.code = code
         self.exit_status = exit_status
+        #: where it failed while starting an instance: instantiate, _initialize, omni_alloc
+        self.stage: str | None = None
 
 
 def _failure(err: int | None, trap: int) -> GuestFailure:
     if trap:
         t = wasmtime.Trap._from_ptr(ctypes.cast(trap, ctypes.POINTER(ffi.wasm_trap_t)))
         return GuestFailure(t.message, t.trap_code)
-    errp = ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t))
+    errp = ctypes.cast(err or 0, ctypes.POINTER(ffi.wasmtime_error_t))
     status = ctypes.c_int(0)
     # Ask for the exit status before WasmtimeError takes (and frees) the error.
     exit_status = status.value if ffi.wasmtime_error_exit_status(
@@ -164,13 +168,13 @@ class GuestMemory:
         self._ctx = ctx
         self._mem = mem
         self._inst = inst
-        self.base = _memory_data(ctx, self._mem) or 0
-        self.size = _memory_size(ctx, self._mem)
+        self.base: int = _memory_data(ctx, self._mem) or 0
+        self.size: int = int(_memory_size(ctx, self._mem))
 
     def refresh(self) -> int:
         """Re-read base and size after the guest may have grown its memory; return size."""
         self.base = _memory_data(self._ctx, self._mem) or 0
-        self.size = _memory_size(self._ctx, self._mem)
+        self.size = int(_memory_size(self._ctx, self._mem))
         return self.size
 
     def check(self, ptr: int, length: int, what: str = "buffer") -> None:
@@ -261,7 +265,9 @@ class RawInstance:
         err = _pre_instantiate(ctypes.cast(pre.ptr(), c_void_p).value, self.ctx,
                                self._inst_addr, self._trap_addr)
         if err or scratch[6]:
-            raise self._failure(err)
+            failure = self._failure(err)
+            failure.stage = "instantiate"
+            raise failure
         registry[self.ctx] = self
         mem = self._export(b"memory", _EXTERN_MEMORY)
         if mem is None:
@@ -276,10 +282,18 @@ class RawInstance:
         if has_initialize:
             init = self.func("_initialize")
             if init is not None:
-                self._invoke(init, 0)
+                try:
+                    self._invoke(init, 0)
+                except GuestFailure as failure:
+                    failure.stage = "_initialize"
+                    raise
         self.buf = 0
         self.cap = 0
-        self._grow_input(input_cap)
+        try:
+            self._grow_input(input_cap)
+        except GuestFailure as failure:
+            failure.stage = "omni_alloc"
+            raise
 
     def _failure(self, err: int | None) -> GuestFailure:
         trap = self._u64[6]
@@ -290,14 +304,15 @@ class RawInstance:
         """Address of the export's payload (wasmtime_func_t / wasmtime_memory_t), or None."""
         ext = ffi.wasmtime_extern_t()
         addr = ctypes.addressof(ext)
-        if not _export_get(self.ctx, self._inst_addr, name, len(name), addr) or ext.kind != kind:
+        if (not _export_get(self.ctx, self._inst_addr, name, len(name), addr)
+                or int(ext.kind) != kind):
             return None
         self._externs.append(ext)
         return addr + _EXTERN_OF
 
     def func(self, name: str) -> int | None:
         """Address of the exported function ``name`` (cached), or None."""
-        f = self._funcs.get(name)
+        f: int | None = self._funcs.get(name)
         if f is None:
             f = self._export(name.encode(), _EXTERN_FUNC)
             if f is None:

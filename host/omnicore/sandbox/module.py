@@ -1,4 +1,4 @@
-"""A validated, compiled plugin: manifest, handlers, requested capabilities (specs/abi.md §1, §5)."""
+"""A validated, compiled plugin: manifest, handlers, requested capabilities (abi.md §1, §5)."""
 
 from __future__ import annotations
 

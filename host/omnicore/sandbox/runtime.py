@@ -195,7 +195,17 @@ class PluginRuntime:
                                wasi=self._wasi(), registry=self._registry,
                                has_initialize=self._has_init)
         except GuestFailure as f:
-            raise self._classify(f, handler or "_initialize", None) from None
+            if f.stage == "instantiate":
+                if "memory minimum size" in f.message:
+                    raise MemoryLimitExceeded(
+                        f"plugin {self.name!r} declares more initial memory than "
+                        f"limits.max_memory_bytes ({self.limits.max_memory_bytes}) allows",
+                        plugin=self.name, handler=handler, limit="max_memory_bytes",
+                        value=self.limits.max_memory_bytes) from None
+                raise Trap(f"plugin {self.name!r} could not be instantiated: "
+                           f"{_first_line(f.message)}", plugin=self.name,
+                           handler=handler) from None
+            raise self._classify(f, f.stage or handler or "_initialize", None) from None
         except MemoryError:
             raise MemoryLimitExceeded(
                 f"plugin {self.name!r}: omni_alloc could not allocate the input buffer within "
