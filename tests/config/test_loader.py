@@ -189,3 +189,22 @@ def test_tool_variables_sharing_the_prefix_are_not_config() -> None:
     with pytest.raises(ConfigError, match="OMNICORE_WORKRS is not a config key; did you mean "
                                           "OMNICORE_WORKERS"):
         load_config(environ={"OMNICORE_WORKRS": "3"}, environment=LOCAL)
+
+
+@pytest.mark.parametrize(("grants", "words"), [
+    ("5", "must be a list of capability names"),
+    ("[1, kv]", "capability names must be strings, got 1"),
+    ("{http: 5}", "options of grant 'http' must be a mapping"),
+])
+def test_bad_grants_name_the_key(tmp_path: Path, grants: str, words: str) -> None:
+    path = write(tmp_path, f"plugins:\n  p:\n    grants: {grants}\n")
+    with pytest.raises(ConfigError, match=words) as info:
+        load_config(path, environ={}, environment=LOCAL)
+    assert info.value.key == "plugins.p.grants" and info.value.source == f"{path}:3"
+    assert "list[str]" not in str(info.value)
+
+
+def test_plugins_must_be_a_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "plugins:\n  - p\n")
+    with pytest.raises(ConfigError, match=r"'plugins'.*valid dictionary"):
+        load_config(path, environ={}, environment=LOCAL)

@@ -177,7 +177,8 @@ def _model_at(path: Key) -> type[BaseModel] | None:
 def _first_error(exc: ValidationError, sources: Mapping[Key, str]) -> ConfigError:
     errors = exc.errors()
     err = errors[0]
-    loc = tuple(str(p) for p in err["loc"])
+    # Union members show up in the location as type tags ("list[str]"); they are not keys.
+    loc = tuple(str(p) for p in err["loc"] if "[" not in str(p))
     # A union (e.g. grants: list | dict) reports one error per branch; the key is the shared
     # prefix, which is what the operator wrote.
     key = ".".join(loc)

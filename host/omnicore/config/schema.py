@@ -101,8 +101,19 @@ class PluginConfig(_Strict):
     def _grant_options(cls, value: Any) -> Any:
         # `kv:` with nothing after it is YAML null; it means "granted, no options".
         if isinstance(value, dict):
-            return {k: ({} if v is None else v) for k, v in value.items()}
-        return value
+            out = {}
+            for k, v in value.items():
+                if not isinstance(v, dict | None):
+                    raise ValueError(f"options of grant {k!r} must be a mapping, got {v!r}")
+                out[k] = {} if v is None else v
+            return out
+        if isinstance(value, list):
+            bad = [v for v in value if not isinstance(v, str)]
+            if bad:
+                raise ValueError(f"capability names must be strings, got {bad[0]!r}")
+            return value
+        raise ValueError("must be a list of capability names ([log, kv]) or a mapping of "
+                         "name to options ({http: {hosts: [example.com]}})")
 
     @field_validator("limits")
     @classmethod
