@@ -529,6 +529,12 @@ def test_syntax_and_load_errors_fail_the_build(tmp_path: Path) -> None:
         build_source(tmp_path, "const x = 1;\n", "nohandlers")
     with pytest.raises(BuildError, match="ran out of time"):
         build_source(tmp_path, "for (;;) {}\nexport function f() {}\n", "loop")
+    with pytest.raises(BuildError, match="named 'memory'"):
+        build_source(tmp_path, "export function memory() {}\n", "memname")
+    with pytest.raises(BuildError, match="Could not resolve \"left-pad\""):
+        # a bare import in a file built without a project: esbuild cannot resolve it either
+        build_source(tmp_path, 'import pad from "left-pad";\nexport const f = () => pad;\n',
+                     "bare")
 
 
 def test_imports_are_bundled_or_refused_clearly(tmp_path: Path,
@@ -537,8 +543,10 @@ def test_imports_are_bundled_or_refused_clearly(tmp_path: Path,
     (tmp_path / "proj" / "util.js").write_text("export const shout = (s) => s.toUpperCase();\n")
     (tmp_path / "proj" / "plugin.js").write_text(
         'import { shout } from "./util.js";\nexport function loud(s) { return shout(s); }\n')
-    built = build(tmp_path / "proj", tmp_path / "out")  # bundled with esbuild
+    monkeypatch.chdir(tmp_path)  # relative paths, as `omnicore build proj` passes them
+    built = build(Path("proj"), Path("out"))  # bundled with esbuild
     assert PluginModule.inspect(built)["ok"]
+    assert PluginModule.inspect(built)["handlers"] == ["loud"]
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.setattr(js, "esbuild", lambda: None)
     with pytest.raises(BuildError, match="need esbuild"):

@@ -433,8 +433,8 @@ def _bundle(entry: Path, project: Path | None, work: Path) -> bytes:
     if project is not None and (project / "package.json").is_file():
         _install_deps(project)
     tool = ensure_esbuild(project)
-    out = work / "bundle.js"
-    cmd = [tool, str(entry), "--bundle", "--format=esm", "--platform=neutral",
+    out = (work / "bundle.js").resolve()  # esbuild runs in the project folder
+    cmd = [tool, str(entry.resolve()), "--bundle", "--format=esm", "--platform=neutral",
            "--target=es2023", "--external:omnicore", "--main-fields=module,main",
            "--log-level=error", f"--outfile={out}"]
     try:
@@ -467,6 +467,10 @@ def compile(src: Path, work: Path) -> bytes:
     rt = _load_runtime(ensure_runtime())
     exported, _log = _load_exports(rt, source, plugin)
     handlers = [n for n in exported if n != "default" and not n.startswith(("_", "omni_"))]
+    if "memory" in handlers:
+        raise BuildError(f"{entry.name} exports a function named 'memory': that wasm export "
+                         f"name is the plugin's linear memory; rename the handler",
+                         plugin=plugin, toolchain=LANGUAGE)
     if not handlers:
         raise BuildError(f"{entry.name} exports no handler: write `export function greet(input) "
                          f"{{ ... }}`", plugin=plugin, toolchain=LANGUAGE)
