@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from omnicore.adapters import Environment
 from omnicore.config import load_config, render_config
@@ -208,3 +210,23 @@ def test_plugins_must_be_a_mapping(tmp_path: Path) -> None:
     path = write(tmp_path, "plugins:\n  - p\n")
     with pytest.raises(ConfigError, match=r"'plugins'.*valid dictionary"):
         load_config(path, environ={}, environment=LOCAL)
+
+
+@settings(max_examples=60, deadline=None)
+@given(file_port=st.none() | st.integers(1, 65535), env_port=st.none() | st.integers(1, 65535),
+       over_port=st.none() | st.integers(1, 65535))
+def test_later_layer_always_wins(tmp_path_factory: pytest.TempPathFactory,
+                                 file_port: int | None, env_port: int | None,
+                                 over_port: int | None) -> None:
+    d = tmp_path_factory.mktemp("p")
+    path = d / "omnicore.yaml"
+    path.write_text("name: x\n" + (f"console:\n  port: {file_port}\n" if file_port else ""))
+    env = {"OMNICORE_CONSOLE__PORT": str(env_port)} if env_port else {}
+    over = {"console.port": over_port} if over_port else {}
+    cfg = load_config(path, environ=env, overrides=over, environment=LOCAL)
+    expected, source = 8470, "default"
+    for value, src in ((file_port, f"{path}:3"), (env_port, "env OMNICORE_CONSOLE__PORT"),
+                       (over_port, "override")):
+        if value:
+            expected, source = value, src
+    assert cfg.console.port == expected and cfg.source_of("console.port") == source
