@@ -31,7 +31,7 @@ Every message says what happened, to which plugin/handler, and what to do about 
 
 from __future__ import annotations
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - listed in hierarchy order, like the tree above
     "OmniError",
     "ConfigError",
     "LifecycleError",
