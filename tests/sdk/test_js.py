@@ -607,3 +607,36 @@ def test_detect_and_check() -> None:
     assert not js.detect(ROOT / "plugins" / "greeter")
     assert not js.detect(ROOT / "plugins" / "greeter" / "go")
     assert js.LANGUAGE == "js" and js.EXTENSIONS == ("js", "ts")
+
+
+def _tsc() -> Path | None:
+    found = ROOT / "build" / "js-tools" / "node_modules" / ".bin" / "tsc"
+    return found if found.exists() else None
+
+
+@pytest.mark.skipif(_tsc() is None, reason="tsc not installed (npm i --prefix build/js-tools "
+                                           "typescript)")
+def test_typescript_types_check(tmp_path: Path) -> None:
+    import subprocess
+
+    config = {"compilerOptions": {"target": "ES2023", "module": "ES2022", "strict": True,
+                                  "moduleResolution": "bundler", "noEmit": True,
+                                  "paths": {"omnicore": [str(ROOT / "sdk" / "js" / "index.d.ts")]}},
+              "files": [str(HERE / "js_types" / "check.ts"),
+                        str(ROOT / "plugins" / "counter" / "ts" / "plugin.ts")]}
+    (tmp_path / "tsconfig.json").write_text(json.dumps(config))
+    proc = subprocess.run([str(_tsc()), "-p", str(tmp_path / "tsconfig.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_types_declare_exactly_what_the_runtime_exports() -> None:
+    import re
+
+    def names(text: str) -> set[str]:
+        return set(re.findall(r"^\s*export (?:const|function|class) (\w+)", text, re.M))
+
+    api = names((ROOT / "sdk" / "js" / "runtime" / "api.js").read_text())
+    types = names((ROOT / "sdk" / "js" / "index.d.ts").read_text())
+    assert api == types
+    assert set(js.CAPABILITIES) <= api
