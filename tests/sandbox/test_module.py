@@ -125,3 +125,18 @@ def test_inspect_reports_without_raising(wat: Wat) -> None:
     assert unknown["ok"] is False and "frobnicate" in unknown["error"]
     assert unknown["handlers"] == ["ok"]  # still a full report for the operator
     assert PluginModule.inspect(wat("abi2"))["error_type"] == "UnsupportedAbiVersion"
+
+
+@pytest.mark.parametrize("valtype", ["v128", "anyref", "(ref func)", "exnref", "i31ref",
+                                     "(ref null $t)"])
+def test_proposal_types_are_refused_not_fatal(engine: SandboxEngine, valtype: str) -> None:
+    # wasmtime's C API aborts the process when asked about these types in a signature, so the
+    # engine disables their proposals and such modules never get that far.
+    wasm = wasmtime.wat2wasm(f"""(module (type $t (func))
+      (import "omnicore:log" "write" (func (param {valtype})))
+      (memory (export "memory") 1)
+      (func (export "omni_alloc") (param i32) (result i32) (i32.const 8))
+      (func (export "omni_free") (param i32 i32))
+      (func (export "h") (param {valtype}) (result i32) (i32.const 0)))""")
+    with pytest.raises(InvalidModule, match="failed to parse WebAssembly module: .*"):
+        PluginModule.load(engine, wasm, "p")

@@ -48,18 +48,22 @@ class SandboxEngine:
         cfg.consume_fuel = fuel
         # The fast path caches each memory's base address; it must never move.
         cfg.memory_may_move = False
-        # wasmtime's C API aborts the whole process when asked for the kind of a v128 value
-        # type (found by tests/sandbox/test_smith.py), and reading import/export signatures
-        # needs exactly that; SIMD modules are refused as invalid instead.
+        # wasmtime's C API aborts the whole process when asked for the kind of a v128 or a
+        # GC/typed reference value type (found by tests/sandbox/test_smith.py), and reading
+        # import/export signatures needs exactly that; modules using those proposals are
+        # refused as invalid instead. ABI v1 plugins from our toolchains use none of them.
         cfg.wasm_simd = False
         cfg.wasm_relaxed_simd = False
+        cfg.wasm_gc = False
+        cfg.wasm_function_references = False
+        cfg.wasm_exceptions = False
         if pooling:
             from omnicore.sandbox.pooling import enable_pooling
 
             enable_pooling(cfg)
         self.wasmtime = wasmtime.Engine(cfg)
         self.config_key = hashlib.sha256(
-            f"wasmtime={_wasmtime_version()};epoch=1;fuel={int(fuel)};may_move=0;simd=0;"
+            f"wasmtime={_wasmtime_version()};epoch=1;fuel={int(fuel)};may_move=0;simd=0;gc=0;exceptions=0;"
             f"pooling={int(pooling)}".encode()).hexdigest()[:16]
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="omnicore-epoch", daemon=True)

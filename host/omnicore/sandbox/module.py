@@ -33,6 +33,16 @@ def _type_str(t: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (tuple(str(p) for p in t.params), tuple(str(r) for r in t.results))
 
 
+def _cause(text: str) -> str:
+    """The informative part of a wasmtime error: header plus its "Caused by" line."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return "invalid"
+    if "Caused by:" in lines and lines.index("Caused by:") + 1 < len(lines):
+        return f"{lines[0]}: {lines[lines.index('Caused by:') + 1].removeprefix('0: ')}"
+    return lines[0]
+
+
 def _fmt(sig: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
     params, results = sig
     res = results[0] if len(results) == 1 else f"({', '.join(results)})"
@@ -171,7 +181,7 @@ class PluginModule:
         try:
             compiled = engine.compile(wasm, sha)
         except wasmtime.WasmtimeError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
+            first = _cause(str(exc))
             raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly module: {first}",
                                 plugin=plugin) from None
         mod = cls._from_compiled(compiled, plugin, manifest, sha, len(wasm), path)
