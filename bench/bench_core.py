@@ -131,6 +131,21 @@ def bench_health(n: int, tmp: Path) -> list[float]:
     return out
 
 
+def bench_app_start_stop(n: int, tmp: Path) -> list[float]:
+    """Seconds for start() + stop() of an app with default modules and built-in extensions."""
+    out = []
+    (tmp / "plugins").mkdir(exist_ok=True)
+    for i in range(n):
+        app = OmniApp("bench", overrides={"data_dir": str(tmp / str(i)),
+                                          "plugins_dir": str(tmp / "plugins")},
+                      environ={}, entry_points=False)
+        t0 = time.perf_counter()
+        app.start()
+        app.stop()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
 RSS_CHILD = """
 import sys, tempfile, time
 from omnicore.core.app import OmniApp
@@ -185,6 +200,8 @@ def main() -> None:
              lambda: bench_async_event_cross_thread(n // 10, tmp), 100 * US, 1000 * US),
             ("health check (8 components)", lambda: bench_health(n // 10, tmp),
              1000 * US, 10000 * US),
+            ("app start()+stop(), defaults + built-ins", lambda: bench_app_start_stop(20, tmp),
+             None, None),
         ]
         print("| metric                                       |  median µs |  p99 µs |"
               " target | omega  |  ok  |")

@@ -42,6 +42,7 @@ def test_app_metrics(make_app: MakeApp) -> None:
     assert s[("omnicore_module_state", (("module", "health"), ("state", "running")))] == 1
     assert s[("omnicore_module_state", (("module", "health"), ("state", "created")))] == 0
     assert s[("omnicore_extensions_failed", ())] == 0
+    assert s[("omnicore_tasks_pending", ())] == 0 and s[("omnicore_tasks_running", ())] == 0
     app.stop()
     s = samples(app)
     assert s[("omnicore_module_state", (("module", "metrics"), ("state", "stopped")))] == 1

@@ -47,6 +47,13 @@ class _AppCollector(Collector):
             for s in State:
                 states.add_metric([m.name, s.value], 1.0 if m.state is s else 0.0)
         yield states
+        tasks = app.tasks
+        pending = GaugeMetricFamily("omnicore_tasks_pending", "Tasks queued in the TaskEngine.")
+        pending.add_metric([], float(tasks.pending))
+        yield pending
+        running = GaugeMetricFamily("omnicore_tasks_running", "Tasks the TaskEngine is running.")
+        running.add_metric([], float(tasks.running))
+        yield running
         ext = GaugeMetricFamily("omnicore_extensions_failed",
                                 "Python host extensions that failed to load or run.")
         ext.add_metric([], float(len(app.extensions.failures))
