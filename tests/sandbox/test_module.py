@@ -140,3 +140,16 @@ def test_proposal_types_are_refused_not_fatal(engine: SandboxEngine, valtype: st
       (func (export "h") (param {valtype}) (result i32) (i32.const 0)))""")
     with pytest.raises(InvalidModule, match=r"failed to parse WebAssembly module: .+"):
         PluginModule.load(engine, wasm, "p")
+
+
+@pytest.mark.parametrize("memories", [
+    '(memory (export "memory") 1 1 shared)',
+    '(memory (export "memory") i64 1)',
+    '(memory (export "memory") 1) (memory 1)',
+])
+def test_memory_proposals_are_refused(engine: SandboxEngine, memories: str) -> None:
+    wasm = wasmtime.wat2wasm(f"""(module {memories}
+      (func (export "omni_alloc") (param i32) (result i32) (i32.const 8))
+      (func (export "omni_free") (param i32 i32)))""")
+    with pytest.raises(InvalidModule, match="not a valid WebAssembly module"):
+        PluginModule.load(engine, wasm, "p")

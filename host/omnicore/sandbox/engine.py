@@ -57,13 +57,17 @@ class SandboxEngine:
         cfg.wasm_gc = False
         cfg.wasm_function_references = False
         cfg.wasm_exceptions = False
+        # One private 32-bit memory per instance: what the fast path and limits assume.
+        cfg.wasm_threads = False
+        cfg.wasm_memory64 = False
+        cfg.wasm_multi_memory = False
         if pooling:
             from omnicore.sandbox.pooling import enable_pooling
 
             enable_pooling(cfg)
         self.wasmtime = wasmtime.Engine(cfg)
         self.config_key = hashlib.sha256(
-            f"wasmtime={_wasmtime_version()};epoch=1;fuel={int(fuel)};may_move=0;simd=0;gc=0;exceptions=0;"
+            f"wasmtime={_wasmtime_version()};epoch=1;fuel={int(fuel)};may_move=0;simd=0;gc=0;exceptions=0;threads=0;mem64=0;multimem=0;"
             f"pooling={int(pooling)}".encode()).hexdigest()[:16]
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="omnicore-epoch", daemon=True)
