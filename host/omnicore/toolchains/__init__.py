@@ -57,7 +57,8 @@ def _source_digest(src: Path) -> str:
 
 def build(src: Path, out_dir: Path, *, name: str | None = None, force: bool = False) -> Path:
     """Build the plugin at ``src`` into ``out_dir/NAME.wasm`` and return that path."""
-    src = src.resolve()
+    # Toolchains run in the project folder: hand them absolute paths only.
+    src, out_dir = src.resolve(), out_dir.resolve()
     language = language_for(src)
     module = _module(language)
     problem = module.check()
