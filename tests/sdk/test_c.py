@@ -340,6 +340,26 @@ def test_detect_check_and_single_file_plugins(tmp_path: Path, out_dir: Path,
         assert call_text(rt, "echo", b"solo") == "solo"
 
 
+def test_multi_file_plugin_shares_one_runtime(tmp_path: Path, out_dir: Path,
+                                              engine: SandboxEngine) -> None:
+    # The header's runtime symbols are weak: including it from two files must link, and the
+    # output slot must be shared (each call frees the previous call's output, whoever made it).
+    src = tmp_path / "multi"
+    src.mkdir()
+    (src / "a.c").write_text('#include "omnicore.h"\nint twice(int);\n'
+                             'OMNI_HANDLER(a, input) { return omni_error("a%d", '
+                             "twice((int)input.len)); }\n")
+    (src / "b.c").write_text('#include "omnicore.h"\nint twice(int x) { return 2 * x; }\n'
+                             "OMNI_HANDLER(b, input) { return omni_ok(input.ptr, input.len); }\n")
+    with runtime(engine, build(src, out_dir), grants={},
+                 limits=Limits(max_memory_bytes=4 * 1024 * 1024, pool_size=1)) as rt:
+        assert set(rt.handlers) == {"a", "b"}
+        for _ in range(100):
+            assert rt.call("b", b"y" * 200_000) == b"y" * 200_000
+            with pytest.raises(GuestError, match=r": a6$"):
+                rt.call("a", b"xyz")
+
+
 def test_compile_errors_are_build_errors_with_clang_output(tmp_path: Path,
                                                            out_dir: Path) -> None:
     src = tmp_path / "broken"
