@@ -73,8 +73,6 @@ class OmniApp:
     ``app.plugins`` is set by the sandbox extension.
     """
 
-    plugins: Any  # attached by the omnicore.sandbox.host extension
-
     def __init__(
         self,
         name: str | None = None,
@@ -223,11 +221,19 @@ class OmniApp:
 
         return self.get_module("metrics", MetricsModule)
 
-    def __getattr__(self, name: str) -> Any:
-        if name == "plugins":
+    @property
+    def plugins(self) -> Any:
+        """The wasm plugin host (``omnicore.sandbox.host.PluginHost``), set by its extension."""
+        try:
+            return self.__dict__["_plugins"]
+        except KeyError:
             raise AttributeError("app.plugins is provided by the sandbox extension "
-                                 "(omnicore.sandbox.host), which is not loaded in this app")
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+                                 "(omnicore.sandbox.host), which is not loaded in this app"
+                                 ) from None
+
+    @plugins.setter
+    def plugins(self, host: Any) -> None:
+        self.__dict__["_plugins"] = host
 
     def _set_module_state(self, module: Module, new: State, error: str | None = None) -> None:
         old = module._state
