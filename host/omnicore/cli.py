@@ -132,6 +132,8 @@ def config_show(appdir: Path, as_json: bool, show_secrets: bool) -> None:
     from omnicore.config import load_config, render_config
 
     path = appdir / CONFIG_FILE if appdir.is_dir() else appdir
+    if not path.is_file():
+        click.echo(f"note: no {path}; showing defaults and environment only", err=True)
     cfg = load_config(path if path.is_file() else None)
     rows = render_config(cfg, mask=not show_secrets)
     if as_json:
