@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 
 __all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]
+
+_string_at = ctypes.string_at
 
 #: specs/abi.md §2.2: longer guest error messages are truncated.
 MAX_ERROR_MESSAGE = 4096
@@ -123,6 +127,8 @@ class PluginRuntime:
                                   plugin=self.name) from None
         self._linker = linker
         self._ticks = engine.deadline_ticks(self.limits.timeout_ms)
+        self._max_input = self.limits.max_input_bytes
+        self._max_output = self.limits.max_output_bytes
         # A fuel-metering engine starts every store at zero fuel: unlimited means "a lot".
         self._fuel: int | None = None
         if engine.fuel:
@@ -254,9 +260,8 @@ class PluginRuntime:
     def _release(self, inst: RawInstance, keep: bool) -> None:
         if keep and not self._closed:
             self._idle.append(inst)
-            if self._waiters:
-                with self._cond:
-                    self._cond.notify_all()
+            if self._waiters:  # read after the append: see close() and _acquire()
+                self._notify()
             return
         with self._cond:
             self._live -= 1
@@ -310,30 +315,47 @@ class PluginRuntime:
                 handler=handler)
         if type(data) is not bytes:
             data = bytes(data)
-        lim = self.limits
-        if len(data) > lim.max_input_bytes:
-            raise InputTooLarge(
-                f"plugin {self.name!r} handler {handler!r}: input of {len(data)} bytes exceeds "
-                f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
-                handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
+        if len(data) > self._max_input:
+            raise self._input_too_large(handler, len(data))
         inst = self._acquire(handler)
+        try:
+            func = inst._funcs.get(handler) or inst.func(handler)
+            packed = inst.call(func, data, self._ticks)  # type: ignore[arg-type]
+        except GuestFailure as f:
+            # Classify before releasing: release frees the store the classifier inspects.
+            error = self._classify(f, handler, inst)
+            self._release(inst, False)
+            raise error from None
+        except MemoryError:
+            self._release(inst, False)
+            lim = self.limits
+            raise MemoryLimitExceeded(
+                f"plugin {self.name!r} handler {handler!r}: omni_alloc could not grow the "
+                f"input buffer to {len(data)} bytes within limits.max_memory_bytes "
+                f"({lim.max_memory_bytes}); the instance was discarded", plugin=self.name,
+                handler=handler, limit="max_memory_bytes", value=lim.max_memory_bytes) from None
+        except BaseException:
+            self._release(inst, False)
+            raise
+        length = packed & 0x7FFF_FFFF
+        ptr = packed >> 32
+        mem = inst.memory
+        # The common case, kept flat: success, within limits, inside memory as last seen.
+        if not packed & 0x8000_0000 and length <= self._max_output and ptr + length <= mem.size:
+            out = _string_at(mem.base + ptr, length) if length else b""
+            if not self._closed:
+                self._idle.append(inst)
+                if self._waiters:
+                    self._notify()
+                return out
+            self._release(inst, True)
+            return out
+        return self._finish_slow(inst, handler, packed)
+
+    def _finish_slow(self, inst: RawInstance, handler: str, packed: int) -> bytes:
         keep = False
         try:
-            func = inst.func(handler)
-            if func is None:  # pragma: no cover - PluginModule checked the export
-                raise HandlerNotFound(f"plugin {self.name!r}: {handler!r} is not exported",
-                                      plugin=self.name, handler=handler)
-            try:
-                packed = inst.call(func, data, self._ticks)
-            except GuestFailure as f:
-                raise self._classify(f, handler, inst) from None
-            except MemoryError:
-                raise MemoryLimitExceeded(
-                    f"plugin {self.name!r} handler {handler!r}: omni_alloc could not grow the "
-                    f"input buffer to {len(data)} bytes within limits.max_memory_bytes "
-                    f"({lim.max_memory_bytes}); the instance was discarded", plugin=self.name,
-                    handler=handler, limit="max_memory_bytes",
-                    value=lim.max_memory_bytes) from None
+            lim = self.limits
             ptr = packed >> 32
             length = packed & 0x7FFF_FFFF
             is_error = packed & 0x8000_0000
@@ -361,6 +383,17 @@ class PluginRuntime:
         finally:
             self._release(inst, keep)
 
+    def _input_too_large(self, handler: str, n: int) -> InputTooLarge:
+        lim = self.limits
+        return InputTooLarge(
+            f"plugin {self.name!r} handler {handler!r}: input of {n} bytes exceeds "
+            f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
+            handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
     def stats(self) -> dict[str, int]:
         """Pool counters: live, idle, busy instances; created and discarded totals."""
         with self._cond:
@@ -374,7 +407,13 @@ class PluginRuntime:
             self._closed = True
             self._waiters += 1
             try:
-                self._cond.wait_for(lambda: len(self._idle) >= self._live, timeout)
+                deadline = None if timeout is None else time.monotonic() + timeout
+                # Short waits: a release racing with close() can never strand us.
+                while len(self._idle) < self._live:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    self._cond.wait(0.05 if left is None else min(left, 0.05))
             finally:
                 self._waiters -= 1
             idle, self._idle = self._idle, []
