@@ -17,6 +17,7 @@ import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ import pytest
 from omnicore.errors import (
     BuildError,
     ConfigError,
+    DeadlineExceeded,
     GuestError,
     InputTooLarge,
+    MemoryLimitExceeded,
     NeedsGrant,
     OutputTooLarge,
     Trap,
@@ -265,6 +268,47 @@ def test_os_exit_is_a_trap_and_the_instance_is_replaced(
         rt.call("exit", b"")
     assert rt.instances_discarded == before + 1
     assert rt.call("echo", b"back") == b"back"
+
+
+def test_memory_hog_hits_the_memory_limit_and_the_instance_is_replaced(
+        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, _ = caps
+    before = rt.instances_discarded
+    with pytest.raises(MemoryLimitExceeded) as info:
+        rt.call("hog", b"")
+    assert info.value.plugin == "go-caps" and info.value.handler == "hog"
+    assert rt.instances_discarded == before + 1
+    assert rt.call("echo", b"fresh") == b"fresh"
+
+
+def test_endless_loop_hits_the_deadline(engine: SandboxEngine, wasm: dict[str, Path],
+                                        http_base: str) -> None:
+    state: dict[str, Any] = {"events": [], "tasks": {}, "http_base": http_base}
+    registry = CapabilityRegistry(
+        [c for c in CapabilityRegistry.builtin() if c.name in ("log", "config")]
+        + spec_capabilities(state))
+    grants: dict[str, dict[str, Any]] = {
+        name: {} for name in ("config", "kv", "memory", "vectors", "tasks", "http", "events",
+                              "secrets")}
+    with runtime(engine, wasm["caps"], limits=Limits(timeout_ms=200), grants=grants,
+                 registry=registry) as rt:
+        with pytest.raises(DeadlineExceeded):
+            rt.call("spin", b"x")
+        assert rt.call("echo", b"after") == b"after"
+
+
+def test_parallel_calls_on_pooled_instances(engine: SandboxEngine,
+                                            wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["greeter"], limits=Limits(pool_size=3)) as rt:
+        def worker(i: int) -> list[bytes]:
+            return [rt.call("greet", json.dumps({"name": f"n{i}-{j}"}).encode())
+                    for j in range(40)]
+
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(worker, range(6)))
+        for i, outs in enumerate(results):
+            assert [json.loads(o)["message"] for o in outs] == [
+                f"Hello, n{i}-{j}!" for j in range(40)]
 
 
 def test_large_inputs_round_trip_and_limits_refuse(

@@ -245,6 +245,23 @@ func keep(in []byte) ([]byte, error) {
 	return kept, nil
 }
 
+// hoard keeps what hog allocates reachable, so only the sandbox's memory limit stops it.
+var hoard [][]byte
+
+func hog([]byte) ([]byte, error) {
+	for {
+		hoard = append(hoard, make([]byte, 1<<20))
+	}
+}
+
+func spin(in []byte) ([]byte, error) {
+	n := 0
+	for len(in) >= 0 {
+		n++
+	}
+	return []byte{byte(n)}, nil
+}
+
 func must(err error) {
 	if err != nil {
 		panic(err)
@@ -292,5 +309,11 @@ func exitExport(p, n uint32) uint64 { return omnicore.Handle(p, n, exit) }
 
 //go:wasmexport keep
 func keepExport(p, n uint32) uint64 { return omnicore.Handle(p, n, keep) }
+
+//go:wasmexport hog
+func hogExport(p, n uint32) uint64 { return omnicore.Handle(p, n, hog) }
+
+//go:wasmexport spin
+func spinExport(p, n uint32) uint64 { return omnicore.Handle(p, n, spin) }
 
 func main() {}
