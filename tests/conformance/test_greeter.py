@@ -16,6 +16,7 @@ TABLE = json.loads((Path(__file__).parent / "greeter_cases.json").read_text(enco
 CASES = TABLE["cases"]
 LANGS = ["rust", "go", "js", "c"]
 DEFAULT_CONFIG = {"greeting": "Hello"}
+RuntimeFor = Callable[[dict[str, Any]], PluginRuntime]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def engine() -> Iterator[SandboxEngine]:
 
 @pytest.fixture(scope="module", params=LANGS)
 def greeter(request: pytest.FixtureRequest, engine: SandboxEngine,
-            example_wasm: Callable[[str, str], Path]) -> Iterator[Callable[[dict[str, Any]], PluginRuntime]]:
+            example_wasm: Callable[[str, str], Path]) -> Iterator[RuntimeFor]:
     module = PluginModule.load(engine, example_wasm("greeter", request.param))
     assert module.name == f"greeter-{request.param}"
     assert "greet" in module.handlers
@@ -46,7 +47,7 @@ def greeter(request: pytest.FixtureRequest, engine: SandboxEngine,
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_greeter_case(greeter: Callable[[dict[str, Any]], PluginRuntime], case: dict[str, Any]) -> None:
+def test_greeter_case(greeter: RuntimeFor, case: dict[str, Any]) -> None:
     runtime = greeter(case.get("config", DEFAULT_CONFIG))
     data = case["input"].encode("utf-8")
     if "error" in case:
@@ -59,7 +60,7 @@ def test_greeter_case(greeter: Callable[[dict[str, Any]], PluginRuntime], case: 
         assert json.loads(out) == case["output"]
 
 
-def test_greeter_logs_through_host(greeter: Callable[[dict[str, Any]], PluginRuntime]) -> None:
+def test_greeter_logs_through_host(greeter: RuntimeFor) -> None:
     runtime = greeter(DEFAULT_CONFIG)
     runtime.call("greet", b'{"name": "Logger"}')
     assert any("Logger" in line.message for line in runtime.log.lines())

@@ -2,12 +2,12 @@
 
 A language module (``rust.py``, ``go.py``, ``js.py``, ``c.py``) provides::
 
-    LANGUAGE: str                                   # "rust"
-    EXTENSIONS: tuple[str, ...]                     # languages accepted by `omnicore new plugin --lang`
-    def detect(src: Path) -> bool                   # is this folder (or file) a plugin in my language?
-    def check() -> str | None                       # None when the toolchain is usable, else what to install
-    def compile(src: Path, work: Path) -> bytes     # the raw module (no manifest); raises BuildError
-    def scaffold(dest: Path, name: str, lang: str) -> None   # a new plugin project that builds as is
+    LANGUAGE: str                   # "rust"
+    EXTENSIONS: tuple[str, ...]     # what `omnicore new plugin --lang` accepts
+    def detect(src: Path) -> bool   # is this folder (or file) a plugin in my language?
+    def check() -> str | None       # None when the toolchain works, else what to install
+    def compile(src: Path, work: Path) -> bytes            # the raw module; BuildError
+    def scaffold(dest: Path, name: str, lang: str) -> None  # a project that builds as is
 
 :func:`build` adds the ``omnicore.manifest`` section from ``omnicore.toml`` and skips the work
 when no source changed since the last build.
@@ -26,7 +26,7 @@ from types import ModuleType
 from omnicore.errors import BuildError
 from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
 
-__all__ = ["LANGUAGES", "BuildResult", "language_for", "build", "build_all", "discover", "scaffold"]
+__all__ = ["LANGUAGES", "BuildResult", "build", "build_all", "discover", "language_for", "scaffold"]
 
 LANGUAGES = ("rust", "go", "js", "c")
 _SKIP_DIRS = {"target", "node_modules", ".git", "build", "__pycache__"}

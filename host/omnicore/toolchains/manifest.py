@@ -25,7 +25,7 @@ from omnicore import __version__
 from omnicore.errors import BuildError
 from omnicore.sandbox.wasmbin import set_custom_section
 
-__all__ = ["MANIFEST_FILE", "SECTION", "read_plugin_meta", "handler_exports", "embed_manifest"]
+__all__ = ["MANIFEST_FILE", "SECTION", "embed_manifest", "handler_exports", "read_plugin_meta"]
 
 MANIFEST_FILE = "omnicore.toml"
 SECTION = "omnicore.manifest"
