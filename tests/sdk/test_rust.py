@@ -289,7 +289,7 @@ def test_log_levels_and_enabled(probe: tuple[PluginRuntime, SpecState]) -> None:
     rt.log.clear()
     assert call_text(rt, "logging") == "debug=false info=true"
     assert [(line.level, line.message) for line in rt.log.lines()] == [
-        ("info", "i"), ("warn", "w"), ("error", "e")]
+        ("info", "i"), ("warn", "w"), ("error", "e"), ("info", 'formatted 7 "x"')]
 
 
 def test_config_get_dotted_missing_and_all(probe: tuple[PluginRuntime, SpecState]) -> None:

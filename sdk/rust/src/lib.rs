@@ -96,3 +96,39 @@ macro_rules! json_handler {
         )+
     };
 }
+
+/// Logs a `format!`-style message at a level, formatting only when the host keeps that level:
+/// `omnicore::log!(Level::Debug, "state: {:?}", state)`.
+#[macro_export]
+macro_rules! log {
+    ($level:expr, $($arg:tt)+) => {{
+        let level: $crate::log::Level = $level;
+        if $crate::log::enabled(level) {
+            $crate::log::write(level, &::std::format!($($arg)+));
+        }
+    }};
+}
+
+/// `omnicore::info!("greeting {}", name)`: [`log!`] at info level.
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)+) => { $crate::log!($crate::log::Level::Info, $($arg)+) };
+}
+
+/// [`log!`] at debug level.
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)+) => { $crate::log!($crate::log::Level::Debug, $($arg)+) };
+}
+
+/// [`log!`] at warn level.
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)+) => { $crate::log!($crate::log::Level::Warn, $($arg)+) };
+}
+
+/// [`log!`] at error level.
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)+) => { $crate::log!($crate::log::Level::Error, $($arg)+) };
+}

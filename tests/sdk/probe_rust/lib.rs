@@ -40,6 +40,8 @@ fn logging(_: &[u8]) -> Result<Vec<u8>, Error> {
     log::info("i");
     log::warn("w");
     log::error("e");
+    omnicore::debug!("skipped {}", 1);
+    omnicore::info!("formatted {} {:?}", 7, "x");
     text(format!("debug={} info={}", log::enabled(log::Level::Debug), log::enabled(log::Level::Info)))
 }
 

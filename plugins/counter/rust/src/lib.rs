@@ -46,7 +46,7 @@ fn count(input: CountIn) -> Result<CountOut, Error> {
         .ok_or_else(|| Error::new("counter overflow: the result does not fit in 64 bits"))?;
     // SAFETY: see current().
     unsafe { COUNTER = Some(n) };
-    omnicore::log::debug(&format!("count += {} -> {}", by, n));
+    omnicore::debug!("count += {} -> {}", by, n);
     Ok(CountOut { count: n })
 }
 
