@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +24,14 @@ from omnicore.errors import (
     Trap,
     UnsupportedAbiVersion,
 )
-from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine, wasmbin
+from omnicore.sandbox import (
+    CapabilityRegistry,
+    Limits,
+    PluginModule,
+    PluginRuntime,
+    SandboxEngine,
+    wasmbin,
+)
 
 Make = Callable[..., PluginRuntime]
 Wat = Callable[[str], bytes]
@@ -243,3 +253,70 @@ def test_failures_are_plugin_call_errors(make: Make) -> None:
     rt = make("unreachable")
     with pytest.raises(PluginCallError):
         rt.call("crash", b"")
+
+
+C_PLUGIN = r"""
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+__attribute__((import_module("omnicore:log"), import_name("write")))
+void log_write(int32_t level, const char *msg, int32_t len);
+
+__attribute__((export_name("omni_alloc"))) void *omni_alloc(int32_t n) { return malloc(n ? n : 1); }
+__attribute__((export_name("omni_free"))) void omni_free(void *p, int32_t n) { (void)n; free(p); }
+
+static char *last;
+static int inits;
+__attribute__((constructor)) static void init(void) { inits++; }
+
+__attribute__((export_name("shout"))) int64_t shout(const char *p, int32_t n) {
+    free(last);
+    last = malloc(n + 1);
+    for (int i = 0; i < n; i++) last[i] = (char)toupper((unsigned char)p[i]);
+    printf("shouting %d bytes (inits=%d)\n", n, inits);
+    fflush(stdout);
+    log_write(2, "via omnicore:log", 16);
+    return ((int64_t)(uint32_t)(uintptr_t)last << 32) | (uint32_t)n;
+}
+
+void *volatile sink;
+__attribute__((export_name("hog"))) int64_t hog(const char *p, int32_t n) {
+    (void)p; (void)n;
+    for (;;) {
+        sink = malloc(1 << 20);
+        if (!sink) __builtin_trap();
+        ((char *)sink)[0] = 1;
+    }
+}
+"""
+
+
+@pytest.mark.slow
+def test_real_c_wasi_reactor(tmp_path: Path, engine: SandboxEngine,
+                             echo: PluginRuntime) -> None:
+    clang = shutil.which("clang")
+    if clang is None:
+        pytest.skip("clang not installed (scripts/setup-toolchains.sh)")
+    src = tmp_path / "shout.c"
+    src.write_text(C_PLUGIN)
+    out = tmp_path / "shout.wasm"
+    subprocess.run([clang, "--target=wasm32-wasi", "-mexec-model=reactor", "-Os",
+                    "-Wl,--strip-all", "-o", str(out), str(src)], check=True, timeout=120)
+    module = PluginModule.load(engine, out)
+    assert module.name == "shout" and module.uses_wasi
+    assert set(module.handlers) == {"shout", "hog"}
+    rt = PluginRuntime(engine, module, CapabilityRegistry.builtin(),
+                       limits=Limits(max_memory_bytes=8 * 2**20))
+    try:
+        assert rt.call("shout", b"hello") == b"HELLO"
+        # _initialize ran the C constructors exactly once; printf's pieces form one line.
+        assert [(ln.level, ln.message) for ln in rt.log.lines()] == [
+            ("info", "shouting 5 bytes (inits=1)"), ("info", "via omnicore:log")]
+        with pytest.raises(MemoryLimitExceeded, match="8388608 bytes"):
+            rt.call("hog", b"")
+        assert rt.call("shout", b"again") == b"AGAIN"
+        still_serves(rt, echo)
+    finally:
+        rt.close()

@@ -181,16 +181,9 @@ class PluginRuntime:
         if not self.module.uses_wasi:
             return None
         wasi = wasmtime.WasiConfig()
-        log = self.log
-
-        def out(data: bytes) -> None:
-            log.write(2, data.decode("utf-8", "replace").rstrip("\n"))
-
-        def err(data: bytes) -> None:
-            log.write(3, data.decode("utf-8", "replace").rstrip("\n"))
-
-        wasi.stdout_custom = out
-        wasi.stderr_custom = err
+        # No preopens, no env, no args: only clocks, random and these two streams (§6).
+        wasi.stdout_custom = _LineSink(self.log, 2)
+        wasi.stderr_custom = _LineSink(self.log, 3)
         return wasi
 
     def _new_instance(self, handler: str | None) -> RawInstance:
@@ -426,6 +419,30 @@ class PluginRuntime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _LineSink:
+    """Turns a WASI output stream into log lines: libc writes a line in several pieces."""
+
+    __slots__ = ("_level", "_log", "_pending")
+
+    #: A partial line longer than this is logged as it is rather than buffered further.
+    MAX_PENDING = 8192
+
+    def __init__(self, log: PluginLog, level: int) -> None:
+        self._log = log
+        self._level = level
+        self._pending = b""
+
+    def __call__(self, data: bytes) -> None:
+        buf = self._pending + data
+        *lines, rest = buf.split(b"\n")
+        for line in lines:
+            self._log.write(self._level, line.decode("utf-8", "replace"))
+        if len(rest) > self.MAX_PENDING:
+            self._log.write(self._level, rest.decode("utf-8", "replace"))
+            rest = b""
+        self._pending = rest
 
 
 def _first_line(text: str) -> str:
