@@ -217,6 +217,32 @@ def test_instance_state_persists_between_calls(engine: SandboxEngine,
         assert [rt.call("counter", b"") for _ in range(3)] == [b"1", b"2", b"3"]
 
 
+def test_snapshot_instances_start_fast_with_their_own_randomness(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    # js-edge's top level calls no host function, so the build pre-initialised it: the
+    # exported _initialize only reseeds Math.random, so instances must not share a sequence
+    module = PluginModule.load(engine, wasm["edge"])
+    assert "omni_js_resume" not in [e.name for e in module.exports]
+    seen = set()
+    for _ in range(3):
+        with runtime(engine, wasm["edge"], grants=[], limits=Limits(pool_size=1)) as rt:
+            pair = tuple(json.loads(rt.call("random", b"")))
+            assert 0 <= pair[0] < 1 and pair[0] != pair[1]
+            seen.add(pair)
+    assert len(seen) == 3
+
+
+def test_top_level_host_calls_run_in_every_instance(tmp_path: Path,
+                                                    engine: SandboxEngine) -> None:
+    # a top level that reads config must see the operator's config at run time, not the
+    # build's stubs: such plugins are not pre-initialised
+    path = build_source(tmp_path, 'import { config } from "omnicore";\n'
+                                  'const greeting = config.get("greeting", "unset");\n'
+                                  'export const get = () => greeting;\n', "toplevel-config")
+    with runtime(engine, path, {"greeting": "Ahoy"}) as rt:
+        assert rt.call("get", b"") == b"Ahoy"
+
+
 def test_console_and_log_reach_the_host_log(engine: SandboxEngine,
                                             wasm: dict[str, Path]) -> None:
     with runtime(engine, wasm["edge"], grants=[]) as rt:

@@ -15,14 +15,16 @@ The last edit shifts function indices, so every ``call``/``ref.func`` operand is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from omnicore.sandbox.wasmbin import MAGIC, WasmFormatError, read_uleb, write_uleb
 
-__all__ = ["Import", "call_sites", "imports", "rewrite"]
+__all__ = ["Import", "call_sites", "imports", "mutable_globals", "nonzero_segments", "rewrite"]
 
-_IMPORT, _FUNC, _EXPORT, _START, _ELEM, _CODE, _DATA, _DATACOUNT = 2, 3, 7, 8, 9, 10, 11, 12
+_IMPORT, _FUNC, _MEMORY, _GLOBAL, _EXPORT, _START, _ELEM, _CODE, _DATA, _DATACOUNT = (
+    2, 3, 5, 6, 7, 8, 9, 10, 11, 12)
 _BLOCK_TYPES = {0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F}
 _ONE_ULEB = {0x0C, 0x0D, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x3F, 0x40}
 
@@ -190,8 +192,13 @@ def _uleb_width(value: int, width: int) -> bytes:
 
 def rewrite(wasm: bytes, *, sites: Sequence[tuple[int, int, int]], drop_modules: set[str],
             rename: Mapping[str, str], drop_exports: set[str],
-            data: Sequence[tuple[int, bytes]]) -> bytes:
-    """Apply the plugin edits (module docstring) and return the new module."""
+            data: Sequence[tuple[int, bytes]], replace_data: bool = False,
+            memory_pages: int | None = None) -> bytes:
+    """Apply the plugin edits (module docstring) and return the new module.
+
+    ``data`` segments are appended, or with ``replace_data`` replace every segment (a memory
+    snapshot); ``memory_pages`` raises the memory's initial size to hold such a snapshot.
+    """
     sections = _split(wasm)
     imps = _parse_imports(_section(sections, _IMPORT) or b"\x00")
     func_imports = [i for i in imps if i.kind == 0]
@@ -233,10 +240,14 @@ def rewrite(wasm: bytes, *, sites: Sequence[tuple[int, int, int]], drop_modules:
             payload = _rewrite_elems(payload, new_index)
         elif sid == _CODE and removed:
             payload = _rewrite_code(payload, sites, new_index, len(removed))
+        elif sid == _DATA and replace_data:
+            payload = _append_data(b"\x00", data)
         elif sid == _DATA and data:
             payload = _append_data(payload, data)
-        elif sid == _DATACOUNT and data:
-            payload = write_uleb(read_uleb(payload, 0)[0] + len(data))
+        elif sid == _DATACOUNT and (data or replace_data):
+            payload = write_uleb((0 if replace_data else read_uleb(payload, 0)[0]) + len(data))
+        elif sid == _MEMORY and memory_pages is not None:
+            payload = _grow_memory(payload, memory_pages)
         elif sid == 0 and _name(payload, 0)[0] == "name" and removed:
             continue  # function names would point at the wrong functions
         out.append((sid, payload))
@@ -330,3 +341,42 @@ def _sleb(value: int) -> bytes:
             out.append(byte)
             return bytes(out)
         out.append(byte | 0x80)
+
+
+def _grow_memory(payload: bytes, pages: int) -> bytes:
+    count, pos = read_uleb(payload, 0)
+    if count != 1:
+        raise WasmFormatError("expected exactly one memory")
+    flags = payload[pos]
+    minimum, after = read_uleb(payload, pos + 1)
+    rest = payload[after:]
+    if flags & 1:
+        maximum, _ = read_uleb(payload, after)
+        if pages > maximum:
+            raise WasmFormatError(f"snapshot needs {pages} pages, the memory allows {maximum}")
+    return write_uleb(1) + bytes([flags]) + write_uleb(max(minimum, pages)) + rest
+
+
+def mutable_globals(wasm: bytes) -> int:
+    """How many mutable globals the module defines (a snapshot cannot capture their values)."""
+    payload = _section(_split(wasm), _GLOBAL)
+    if payload is None:
+        return 0
+    count, pos = read_uleb(payload, 0)
+    mutable = 0
+    for _ in range(count):
+        mutable += payload[pos + 1] & 1
+        pos += 2
+        while payload[pos] != 0x0B:  # constant expression: skip to its end
+            op = payload[pos]
+            pos = _skip_leb(payload, pos + 1) if op in (0x41, 0x42, 0x23, 0xD2) else pos + 1 + (
+                4 if op == 0x43 else 8 if op == 0x44 else 0)
+        pos += 1
+    return mutable
+
+
+def nonzero_segments(memory: bytes, *, gap: int = 32) -> list[tuple[int, bytes]]:
+    """``(address, bytes)`` covering every non-zero byte; zero runs shorter than ``gap`` stay
+    inside a segment (each segment costs a few bytes of header)."""
+    pattern = re.compile(rb"[^\x00]+(?:\x00{1,%d}[^\x00]+)*" % (gap - 1))
+    return [(m.start(), m.group()) for m in pattern.finditer(memory)]

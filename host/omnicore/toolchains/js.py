@@ -41,7 +41,7 @@ from typing import Any
 import wasmtime
 
 from omnicore.errors import BuildError
-from omnicore.toolchains._js_wasm import call_sites, rewrite
+from omnicore.toolchains._js_wasm import call_sites, mutable_globals, nonzero_segments, rewrite
 
 __all__ = [
     "CAPABILITIES",
@@ -67,6 +67,8 @@ MAX_HANDLERS = 64
 QUICKJS_SDIST = "quickjs_ng-0.17.0.2.tar.gz"
 ESBUILD_VERSION = "0.25.12"
 BUILD_TIMEOUT_S = 600
+#: Pre-initialise plugins at build time when their top level calls no host function.
+SNAPSHOT = True
 #: How long top-level code may run while the build loads the plugin (wasmtime fuel units).
 LOAD_FUEL = 2_000_000_000
 
@@ -146,7 +148,9 @@ def _runtime_key() -> str:
     sdist = _sdist()
     shim = _SDK / "runtime" / "omnicore_js.c"
     api = _SDK / "runtime" / "api.js"
+    unit = _SDK / "runtime" / "quickjs_unit.c"
     return _digest(sdist.read_bytes() if sdist else b"", shim.read_bytes(), api.read_bytes(),
+                   unit.read_bytes(),
                    " ".join(_CFLAGS + _LDFLAGS).encode())
 
 
@@ -209,7 +213,8 @@ def ensure_runtime() -> Path:
 
 def _quickjs_objects(clang: str, sdist: Path) -> dict[str, Any]:
     """QuickJS-ng compiled to wasm objects, cached by sdist and flags (the slow part, ≈25 s)."""
-    key = _digest(sdist.read_bytes(), " ".join(_CFLAGS).encode())
+    unit = _SDK / "runtime" / "quickjs_unit.c"
+    key = _digest(sdist.read_bytes(), unit.read_bytes(), " ".join(_CFLAGS).encode())
     base = _base_dir() / "js-runtime" / f"quickjs-{key}"
     src_root = base / "src"
     objects = [base / f"{name}.o" for name in _QJS_FILES]
@@ -223,7 +228,9 @@ def _quickjs_objects(clang: str, sdist: Path) -> dict[str, Any]:
     for name, obj in zip(_QJS_FILES, objects, strict=True):
         if not obj.exists():
             tmp = obj.with_suffix(".o.tmp")
-            _run([clang, *_CFLAGS, "-c", str(upstream / f"{name}.c"), "-o", str(tmp)],
+            # quickjs.c goes in through our unit, which adds one accessor (quickjs_unit.c)
+            source = unit if name == "quickjs" else upstream / f"{name}.c"
+            _run([clang, *_CFLAGS, f"-I{upstream}", "-c", str(source), "-o", str(tmp)],
                  f"compiling QuickJS-ng {name}.c")
             tmp.replace(obj)
     return {"include": upstream, "objects": [str(o) for o in objects]}
@@ -262,10 +269,11 @@ def _load_runtime(path: Path) -> _Runtime:
     return _Runtime(wasm, call_sites(wasm), int(ptr), int(cap), engine, module)
 
 
-def _stub(ty: wasmtime.FuncType) -> Any:
+def _stub(ty: wasmtime.FuncType, name: str, calls: list[str]) -> Any:
     results = [str(r) for r in ty.results]
 
     def stub(*args: Any) -> Any:
+        calls.append(name)
         if not results:
             return None
         return 0 if results == ["i64"] else -1  # i32: NOT_FOUND; i64: an empty §3.3 block
@@ -273,24 +281,18 @@ def _stub(ty: wasmtime.FuncType) -> Any:
     return stub
 
 
-def _instantiate(engine: wasmtime.Engine, module: wasmtime.Module, log: list[str],
+def _instantiate(engine: wasmtime.Engine, module: wasmtime.Module, calls: list[str],
                  ) -> tuple[wasmtime.Store, wasmtime.Instance]:
+    """An instance whose host functions are stubs that record their names in ``calls``."""
     store = wasmtime.Store(engine)
     store.set_fuel(LOAD_FUEL)
     store.set_wasi(wasmtime.WasiConfig())
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
-    def log_write(caller: wasmtime.Caller, level: int, ptr: int, n: int) -> None:
-        mem = caller["memory"]
-        assert isinstance(mem, wasmtime.Memory)
-        log.append(bytes(mem.read(caller, ptr, ptr + n)).decode("utf-8", "replace"))
-
     for imp in module.imports:
         if imp.module.startswith("omnicore:") and isinstance(imp.type, wasmtime.FuncType):
-            if (imp.module, imp.name) == ("omnicore:log", "write"):
-                linker.define_func(imp.module, "write", imp.type, log_write, access_caller=True)
-            else:
-                linker.define_func(imp.module, imp.name or "", imp.type, _stub(imp.type))
+            linker.define_func(imp.module, imp.name or "", imp.type,
+                               _stub(imp.type, f"{imp.module}.{imp.name}", calls))
     return store, linker.instantiate(store, module)
 
 
@@ -306,6 +308,30 @@ _BYTECODE = 1 << 31
 def _region(code: bytes, handlers: list[str], flags: int) -> bytes:
     names = "\n".join(handlers).encode()
     return b"OMJS" + struct.pack("<III", flags, len(names), len(code)) + names + code + b"\0"
+
+
+def _snapshot(rt: _Runtime, region: bytes) -> tuple[list[tuple[int, bytes]], int] | None:
+    """The linear memory right after ``_initialize``, as data segments, and its page count.
+
+    Pre-initialising at build time (what Wizer does for Javy) makes a new instance a memory
+    copy instead of creating a JS context and evaluating the plugin (≈1.5-6 ms). Not done
+    when the top level called a host function: those calls must happen in every instance,
+    with its own grants and config. A snapshot cannot capture mutable globals either, so a
+    runtime with more than the stack pointer gets none.
+    """
+    if mutable_globals(rt.wasm) > 1:
+        return None
+    calls: list[str] = []
+    store, instance = _instantiate(rt.engine, rt.module, calls)
+    exports = instance.exports(store)
+    memory = exports["memory"]
+    assert isinstance(memory, wasmtime.Memory)
+    memory.write(store, region, rt.region_ptr)
+    exports["_initialize"](store)  # type: ignore[operator]
+    if calls:
+        return None
+    image = bytes(memory.read(store, 0, memory.data_len(store)))
+    return nonzero_segments(image), memory.size(store)
 
 
 def _bytecode(rt: _Runtime, source: bytes, plugin: str) -> bytes:
@@ -327,15 +353,14 @@ def _bytecode(rt: _Runtime, source: bytes, plugin: str) -> bytes:
     return code
 
 
-def _load_exports(rt: _Runtime, source: bytes, plugin: str) -> tuple[list[str], list[str]]:
-    """Run the plugin's top level once; return its exported function names and log lines."""
+def _load_exports(rt: _Runtime, source: bytes, plugin: str) -> list[str]:
+    """Run the plugin's top level once; return its exported function names."""
     region = _region(source, [], (1 << len(CAPABILITIES)) - 1)
     if len(region) > rt.region_cap:
         raise BuildError(f"the bundled source is {len(source)} bytes; the JS runtime holds at "
                          f"most {rt.region_cap - 17} (drop unused dependencies or minify)",
                          plugin=plugin, toolchain=LANGUAGE)
-    log: list[str] = []
-    store, instance = _instantiate(rt.engine, rt.module, log)
+    store, instance = _instantiate(rt.engine, rt.module, [])
     exports = instance.exports(store)
     memory = exports["memory"]
     assert isinstance(memory, wasmtime.Memory)
@@ -351,7 +376,7 @@ def _load_exports(rt: _Runtime, source: bytes, plugin: str) -> tuple[list[str], 
     failed, body = _unpack(store, memory, int(packed))
     if failed:
         raise BuildError(body.decode("utf-8", "replace"), plugin=plugin, toolchain=LANGUAGE)
-    return list(json.loads(body)), log
+    return list(json.loads(body))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,7 +490,7 @@ def compile(src: Path, work: Path) -> bytes:
     project = src if src.is_dir() else None
     source = _bundle(entry, project, work) if _needs_bundle(entry, text) else text.encode()
     rt = _load_runtime(ensure_runtime())
-    exported, _log = _load_exports(rt, source, plugin)
+    exported = _load_exports(rt, source, plugin)
     handlers = [n for n in exported if n != "default" and not n.startswith(("_", "omni_"))]
     if "memory" in handlers:
         raise BuildError(f"{entry.name} exports a function named 'memory': that wasm export "
@@ -489,8 +514,16 @@ def compile(src: Path, work: Path) -> bytes:
         raise BuildError(f"the compiled plugin is {len(code)} bytes; the JS runtime holds at "
                          f"most {rt.region_cap - 17} (drop unused dependencies)",
                          plugin=plugin, toolchain=LANGUAGE)
+    snapshot = _snapshot(rt, region) if SNAPSHOT else None
+    if snapshot is None:
+        unused.add("omni_js_resume")
+        return rewrite(rt.wasm, sites=rt.sites, drop_modules=drop, rename=rename,
+                       drop_exports=unused, data=[(rt.region_ptr, region)])
+    segments, pages = snapshot
+    rename["omni_js_resume"] = "_initialize"  # the heap is ready; only reseed per instance
+    unused.add("_initialize")
     return rewrite(rt.wasm, sites=rt.sites, drop_modules=drop, rename=rename,
-                   drop_exports=unused, data=[(rt.region_ptr, region)])
+                   drop_exports=unused, data=segments, replace_data=True, memory_pages=pages)
 
 
 def scaffold(dest: Path, name: str, lang: str) -> None:

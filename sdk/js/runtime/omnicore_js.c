@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h> /* getentropy: WASI random_get */
 
 #include "quickjs.h"
 #include "omnicore_api.h" /* generated from api.js: OMNI_API_JS, OMNI_API_JS_LEN */
@@ -66,6 +67,8 @@ static const char *const cap_names[CAP_COUNT] = {"log", "config", "kv", "memory"
 
 /* Not static: the compiler must not assume this zero-initialised region stays zero. */
 __attribute__((aligned(16), used)) uint8_t omni_js_region[OMNI_JS_REGION_BYTES];
+
+void omni_js_reseed(JSContext *ctx, uint64_t seed); /* quickjs_unit.c */
 
 static JSRuntime *rt;
 static JSContext *ctx;
@@ -675,6 +678,15 @@ static int bind_handlers(JSValue ns, const char *names, size_t names_len) {
     return 0;
 }
 
+static void reseed(void) {
+    uint64_t seed = 0;
+    if (ctx && getentropy(&seed, sizeof seed) == 0) omni_js_reseed(ctx, seed);
+}
+
+/* A snapshot build exports this as `_initialize`: the heap is already set up, only the
+ * per-instance randomness is new. */
+EXPORT("omni_js_resume") void omni_js_resume(void) { reseed(); }
+
 __attribute__((constructor)) static void omni_js_init(void) {
     rt = JS_NewRuntime();
     ctx = rt ? JS_NewContext(rt) : NULL;
@@ -685,6 +697,7 @@ __attribute__((constructor)) static void omni_js_init(void) {
     /* Leave headroom below the 1 MiB wasm stack (-z stack-size) for native frames. */
     JS_SetMaxStackSize(rt, 160 * 1024);
     JS_SetModuleLoaderFunc(rt, NULL, load_module, NULL);
+    reseed();
     JSValue api = run_module(OMNI_API_JS, OMNI_API_JS_LEN, "omnicore");
     if (JS_IsException(api)) {
         fail_init("the omnicore JS API failed to load: ");

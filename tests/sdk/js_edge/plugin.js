@@ -18,3 +18,4 @@ export function hog() { const a = []; for (;;) a.push(new Array(1e5).fill(1)); }
 let calls = 0;
 export function counter() { return ++calls; }
 export function _private() { return "never a handler"; }
+export function random() { return [Math.random(), Math.random()]; }
