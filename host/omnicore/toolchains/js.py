@@ -259,7 +259,7 @@ def _load_runtime(path: Path) -> _Runtime:
             module = wasmtime.Module.deserialize_file(engine, str(cached))
     if module is None:
         module = wasmtime.Module(engine, wasm)
-        tmp = cached.with_suffix(".tmp")
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")  # builds may run in parallel
         tmp.write_bytes(module.serialize())
         tmp.replace(cached)
     store, instance = _instantiate(engine, module, [])
