@@ -130,3 +130,15 @@ def test_close_waits_for_in_flight_calls(wat: Wat) -> None:
         assert time.monotonic() - start > 0.15  # close waited for the running call
         t.join()
         assert len(seen) == 1 and rt.stats()["live"] == 0
+
+
+def test_public_api_is_pinned() -> None:
+    import omnicore.sandbox as sandbox
+
+    assert sorted(sandbox.__all__) == [
+        "ABI_VERSION", "Capability", "CapabilityRegistry", "GuestMemory", "HostFunction",
+        "HostTrap", "Limits", "LogLine", "PluginContext", "PluginLog", "PluginModule",
+        "PluginRuntime", "SandboxEngine", "Status"]
+    for name in sandbox.__all__:
+        obj = getattr(sandbox, name)
+        assert name == "ABI_VERSION" or obj.__doc__, f"{name} has no docstring"
