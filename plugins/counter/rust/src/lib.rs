@@ -2,6 +2,8 @@
 //! at config `start`; `reset` puts it back. State lives in the instance, so it is lost when
 //! the host replaces the instance (durable counters belong in `omnicore::kv`).
 
+use std::cell::Cell;
+
 use omnicore::{handler, json_handler, Error};
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +18,10 @@ struct CountOut {
     count: i64,
 }
 
-static mut COUNTER: Option<i64> = None;
+thread_local! {
+    // Per instance: a wasm instance is single-threaded, so this is one plain global there.
+    static COUNTER: Cell<Option<i64>> = const { Cell::new(None) };
+}
 
 fn start() -> Result<i64, Error> {
     match omnicore::config::get("start")? {
@@ -28,14 +33,9 @@ fn start() -> Result<i64, Error> {
 }
 
 fn current() -> Result<i64, Error> {
-    // SAFETY: an instance runs one call at a time on a single thread.
-    unsafe {
-        if let Some(n) = COUNTER {
-            return Ok(n);
-        }
-        let n = start()?;
-        COUNTER = Some(n);
-        Ok(n)
+    match COUNTER.with(Cell::get) {
+        Some(n) => Ok(n),
+        None => start(),
     }
 }
 
@@ -44,8 +44,7 @@ fn count(input: CountIn) -> Result<CountOut, Error> {
     let n = current()?
         .checked_add(by)
         .ok_or_else(|| Error::new("counter overflow: the result does not fit in 64 bits"))?;
-    // SAFETY: see current().
-    unsafe { COUNTER = Some(n) };
+    COUNTER.with(|c| c.set(Some(n)));
     omnicore::debug!("count += {} -> {}", by, n);
     Ok(CountOut { count: n })
 }
@@ -53,8 +52,7 @@ fn count(input: CountIn) -> Result<CountOut, Error> {
 /// Takes any input (it is ignored), so `reset` can be called with an empty body.
 fn reset(_input: &[u8]) -> Result<Vec<u8>, Error> {
     let n = start()?;
-    // SAFETY: see current().
-    unsafe { COUNTER = Some(n) };
+    COUNTER.with(|c| c.set(Some(n)));
     omnicore::log::info(&format!("counter reset to {}", n));
     Ok(format!("{{\"count\":{}}}", n).into_bytes())
 }

@@ -20,23 +20,21 @@ struct Patterns {
     url: Regex,
 }
 
-static mut PATTERNS: Option<Patterns> = None;
-
-/// Compiled once per instance: compiling is far slower than matching a short text.
-fn patterns() -> &'static Patterns {
-    // SAFETY: an instance runs one call at a time on a single thread.
-    unsafe {
-        if PATTERNS.is_none() {
-            PATTERNS = Some(Patterns {
-                word: Regex::new(r"[\p{L}\p{N}]+(?:['’][\p{L}\p{N}]+)*").unwrap(),
-                sentence_end: Regex::new(r"[.!?…]+(?:\s|$)").unwrap(),
-                email: Regex::new(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b")
-                    .unwrap(),
-                url: Regex::new(r#"\bhttps?://[^\s<>"'()\[\]{}]+"#).unwrap(),
-            });
+impl Patterns {
+    fn new() -> Patterns {
+        Patterns {
+            word: Regex::new(r"[\p{L}\p{N}]+(?:['’][\p{L}\p{N}]+)*").unwrap(),
+            sentence_end: Regex::new(r"[.!?…]+(?:\s|$)").unwrap(),
+            email: Regex::new(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b")
+                .unwrap(),
+            url: Regex::new(r#"\bhttps?://[^\s<>"'()\[\]{}]+"#).unwrap(),
         }
-        PATTERNS.as_ref().unwrap()
     }
+}
+
+thread_local! {
+    // Compiled once per instance (on first use): compiling is far slower than matching.
+    static PATTERNS: Patterns = Patterns::new();
 }
 
 #[derive(Deserialize)]
@@ -73,7 +71,7 @@ fn config_usize(key: &str, default: usize) -> Result<usize, Error> {
 
 /// A URL ends before trailing punctuation that belongs to the sentence around it.
 fn trim_url(url: &str) -> &str {
-    url.trim_end_matches(|c| matches!(c, '.' | ',' | ';' | ':' | '!' | '?'))
+    url.trim_end_matches(&['.', ',', ';', ':', '!', '?'][..])
 }
 
 /// Replaces each URL by `with`, keeping the sentence's trailing punctuation after it.
@@ -116,8 +114,10 @@ fn analyze(input: AnalyzeIn) -> Result<AnalyzeOut, Error> {
         return Err(Error::new(format!("top must be at most {}, got {}", MAX_TOP, top)));
     }
     let min_len = config_usize("min_word_length", 1)?.max(1);
-    let p = patterns();
-    let text = input.text.as_str();
+    PATTERNS.with(|p| analyze_with(p, &input.text, top, min_len))
+}
+
+fn analyze_with(p: &Patterns, text: &str, top: usize, min_len: usize) -> Result<AnalyzeOut, Error> {
 
     // Emails and URLs are found first and masked, so their parts do not count as words.
     let emails = unique_in_order(p.email.find_iter(text).map(|m| m.as_str()));
@@ -161,7 +161,10 @@ struct RedactOut {
 }
 
 fn redact(input: RedactIn) -> Result<RedactOut, Error> {
-    let p = patterns();
+    PATTERNS.with(|p| redact_with(p, input))
+}
+
+fn redact_with(p: &Patterns, input: RedactIn) -> Result<RedactOut, Error> {
     let emails = p.email.find_iter(&input.text).count();
     let no_emails = p.email.replace_all(&input.text, "[email]");
     let urls = p.url.find_iter(&no_emails).count();
