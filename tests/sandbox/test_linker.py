@@ -30,6 +30,7 @@ COUNTER_WAT = """
   (import "omnicore:counter" "next" (func $next (result i64)))
   (import "omnicore:counter" "boom" (func $boom (param i32)))
   (import "omnicore:counter" "whoami" (func $who (param i32 i32) (result i32)))
+  (import "omnicore:counter" "mix" (func $mix (param i64 i32 f64 i32 f32) (result i64)))
   (memory (export "memory") 2)
   (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
   (func (export "omni_free") (param i32 i32))
@@ -38,6 +39,11 @@ COUNTER_WAT = """
     (i64.const 0x0000004000000008))
   (func (export "boom") (param i32 i32) (result i64) (call $boom (i32.const 7)) (i64.const 0))
   (func (export "bug") (param i32 i32) (result i64) (call $boom (i32.const 8)) (i64.const 0))
+  (func (export "mix") (param i32 i32) (result i64)
+    (i64.store (i32.const 64)
+      (call $mix (i64.const -5000000000) (i32.const -7) (f64.const 2.5) (i32.const -1)
+                 (f32.const 0.25)))
+    (i64.const 0x0000004000000008))
   (func (export "whoami") (param i32 i32) (result i64)
     (i64.or (i64.const 0x0000008000000000)
             (i64.extend_i32_u (call $who (i32.const 128) (i32.const 64)))))
@@ -66,6 +72,12 @@ def _whoami(state: Counter, mem: GuestMemory, ptr: int, cap: int) -> int:
     return mem.write_result(state.ctx.plugin.encode(), ptr, cap)
 
 
+def _mix(state: Counter, mem: GuestMemory, wide: int, small: int, real: float, ptr: int,
+         half: float) -> int:
+    assert (wide, small, real, ptr, half) == (-5_000_000_000, -7, 2.5, 0xFFFF_FFFF, 0.25)
+    return -(2**40)
+
+
 def _check(opts: Mapping[str, Any]) -> None:
     if set(opts) - {"start"}:
         raise ConfigError("counter grant takes only 'start'")
@@ -75,7 +87,8 @@ COUNTER = Capability(
     name="counter",
     functions=(HostFunction("next", (), ("i64",), _next),
                HostFunction("boom", ("i32",), (), _boom),
-               HostFunction("whoami", ("ptr", "len"), ("i32",), _whoami)),
+               HostFunction("whoami", ("ptr", "len"), ("i32",), _whoami),
+               HostFunction("mix", ("i64", "i32", "f64", "ptr", "f32"), ("i64",), _mix)),
     bind=Counter, check_grant=_check)
 
 
@@ -187,3 +200,10 @@ def test_close_waits_and_refuses(make: Make) -> None:
     with pytest.raises(PluginNotFound, match="was unloaded"):
         rt.call("echo", b"x")
     assert rt.stats()["live"] == 0
+
+
+def test_host_function_argument_kinds(engine: SandboxEngine, reg: CapabilityRegistry) -> None:
+    # i64 and negative i32 arrive signed, ptr unsigned, floats exact; an i64 result goes back.
+    rt = load(engine, reg, "alpha", grants=["counter"])
+    assert int.from_bytes(rt.call("mix", b""), "little", signed=True) == -(2**40)
+    rt.close()

@@ -118,7 +118,6 @@ _define_unchecked = _bind("wasmtime_linker_define_func_unchecked", c_void_p,
                           c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_void_p,
                           c_void_p, c_void_p, c_void_p)
 _CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_size_t)
-_memmove = ctypes.memmove
 _string_at = ctypes.string_at
 _EXTERN_FUNC = 0
 _EXTERN_MEMORY = 3
@@ -160,22 +159,30 @@ class GuestMemory:
 
     The engine sets ``memory_may_move = False``, so the base address is stable for the
     instance's life; only the size grows and is re-read when an access looks out of bounds.
+    ``view`` is a memoryview over the memory as last seen: slicing it copies 100 B in about a
+    tenth of a microsecond, several times cheaper than ``ctypes.memmove``/``string_at``.
     """
 
-    __slots__ = ("_ctx", "_inst", "_mem", "base", "size")
+    __slots__ = ("_ctx", "_inst", "_mem", "base", "size", "view")
 
     def __init__(self, ctx: int, mem: int, inst: RawInstance) -> None:
         self._ctx = ctx
         self._mem = mem
         self._inst = inst
-        self.base: int = _memory_data(ctx, self._mem) or 0
-        self.size: int = int(_memory_size(ctx, self._mem))
+        self.base = 0
+        self.size = 0
+        self.view = memoryview(b"")
+        self.refresh()
 
     def refresh(self) -> int:
         """Re-read base and size after the guest may have grown its memory; return size."""
-        self.base = _memory_data(self._ctx, self._mem) or 0
-        self.size = int(_memory_size(self._ctx, self._mem))
-        return self.size
+        base = _memory_data(self._ctx, self._mem) or 0
+        size = int(_memory_size(self._ctx, self._mem))
+        if base != self.base or size != self.size:
+            self.base, self.size = base, size
+            self.view = (memoryview((ctypes.c_ubyte * size).from_address(base)).cast("B")
+                         if size and base else memoryview(b""))
+        return size
 
     def check(self, ptr: int, length: int, what: str = "buffer") -> None:
         """Trap unless ``[ptr, ptr+length)`` lies inside linear memory."""
@@ -186,7 +193,7 @@ class GuestMemory:
     def read(self, ptr: int, length: int, what: str = "buffer") -> bytes:
         """Copy ``length`` bytes at ``ptr`` out of guest memory."""
         self.check(ptr, length, what)
-        return _string_at(self.base + ptr, length) if length else b""
+        return self.view[ptr:ptr + length].tobytes()
 
     def read_str(self, ptr: int, length: int, what: str = "string") -> str:
         """Read UTF-8 text; invalid sequences are replaced, not refused."""
@@ -195,8 +202,7 @@ class GuestMemory:
     def write(self, ptr: int, data: bytes, what: str = "output buffer") -> None:
         """Copy ``data`` into guest memory at ``ptr``."""
         self.check(ptr, len(data), what)
-        if data:
-            _memmove(self.base + ptr, data, len(data))
+        self.view[ptr:ptr + len(data)] = data
 
     def write_result(self, data: bytes, out_ptr: int, out_cap: int) -> int:
         """specs/abi.md §3.2: write if it fits, always return the full length."""
@@ -366,7 +372,7 @@ class RawInstance:
         else:
             self._arm(deadline_ticks)
         if n:
-            _memmove(self.memory.base + self.buf, data, n)
+            self.memory.view[self.buf:self.buf + n] = data
         i32 = self._i32
         i32[0] = self.buf
         i32[4] = n
@@ -380,7 +386,7 @@ class RawInstance:
         mem = self.memory
         if ptr + length > mem.size:
             mem.check(ptr, length, "handler output")
-        return _string_at(mem.base + ptr, length)
+        return mem.view[ptr:ptr + length].tobytes()
 
     def memory_size(self) -> int:
         """Current linear memory size in bytes."""
@@ -415,16 +421,37 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
             raise ValueError(f"unknown host parameter type {p!r}")
     if len(results) > 1 or (results and results[0] not in ("i32", "i64")):
         raise ValueError("host functions return nothing, one i32 or one i64")
-    unpack = struct.Struct("<" + "".join(HOST_PARAM_TYPES[p] for p in params)).unpack
-    nbytes = _RAW * len(params)
+    nparams = len(params)
+    words = ctypes.c_uint32 * (4 * max(nparams, 1))
+    # Args arrive as 16-byte slots; read each slot's low (and for i64 high) 32-bit word through
+    # one ctypes array view — cheaper than string_at + struct. Fix-ups only where needed.
+    signed32 = tuple(i for i, p in enumerate(params) if p == "i32")
+    wide = tuple(i for i, p in enumerate(params) if p == "i64")
+    floats = tuple((i, p) for i, p in enumerate(params) if p in ("f32", "f64"))
+    plain = not (signed32 or wide or floats)
     result = results[0] if results else None
     qualified = f"{module}.{name}"
 
     def trampoline(_env: int, caller: int, args: int, _nargs: int) -> int:
         try:
             inst = registry[_caller_context(caller)]
-            values = unpack(_string_at(args, nbytes)) if nbytes else ()
-            out = impl(state, inst.memory, *values)
+            if nparams:
+                view = words.from_address(args)
+                values = view[0:4 * nparams:4]
+                if not plain:
+                    for i in signed32:
+                        if values[i] >= 0x8000_0000:
+                            values[i] -= 1 << 32
+                    for i in wide:
+                        v = values[i] | view[4 * i + 1] << 32
+                        values[i] = v - (1 << 64) if v >= 1 << 63 else v
+                    for i, kind in floats:
+                        raw = _string_at(args + 16 * i, 8)
+                        values[i] = struct.unpack("<f" if kind == "f32" else "<d",
+                                                  raw[:4] if kind == "f32" else raw)[0]
+                out = impl(state, inst.memory, *values)
+            else:
+                out = impl(state, inst.memory)
             if result == "i32":
                 ctypes.c_int32.from_address(args).value = out
             elif result == "i64":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -39,8 +38,6 @@ from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 
 __all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]
-
-_string_at = ctypes.string_at
 
 #: specs/abi.md §2.2: longer guest error messages are truncated.
 MAX_ERROR_MESSAGE = 4096
@@ -335,7 +332,7 @@ class PluginRuntime:
         mem = inst.memory
         # The common case, kept flat: success, within limits, inside memory as last seen.
         if not packed & 0x8000_0000 and length <= self._max_output and ptr + length <= mem.size:
-            out = _string_at(mem.base + ptr, length) if length else b""
+            out = mem.view[ptr:ptr + length].tobytes()
             if not self._closed:
                 self._idle.append(inst)
                 if self._waiters:
