@@ -5,6 +5,7 @@ answering after each one."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import wasmtime
@@ -22,7 +23,7 @@ FAILED = {"bad_alloc_type", "foreign_import", "future", "init_trap", "no_alloc",
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> PluginHost:
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PluginHost]:
     folder = tmp_path_factory.mktemp("plugins")
     for wat in sorted(FIXTURES.glob("*.wat")):
         if not wat.stem.startswith("host_"):
@@ -33,7 +34,8 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> PluginHost:
     write(folder, "empty.wasm", b"")
     h = PluginHost(defaults=Limits(timeout_ms=200, max_memory_bytes=8 * 2**20))
     h.watch_folder(folder, watch=False)
-    return h
+    yield h
+    h.close()
 
 
 def test_every_file_lands_in_its_state(host: PluginHost) -> None:

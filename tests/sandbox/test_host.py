@@ -112,10 +112,8 @@ def test_call_errors_are_typed_and_the_host_keeps_serving(host: PluginHost) -> N
     with pytest.raises(Trap):
         host.call("echo", "trap", b"")
     assert host.call("echo", "echo", b"still ok") == b"still ok"
-    started = time.monotonic()
     with pytest.raises(DeadlineExceeded):
         host.call("echo", "spin", b"")
-    assert time.monotonic() - started < 1.0
     assert host.call("echo", "echo", b"and ok") == b"and ok"
     info_ = host.get("echo")
     assert info_.stats is not None

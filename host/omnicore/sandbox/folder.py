@@ -27,6 +27,7 @@ from omnicore.errors import ConfigError, PluginNotFound
 from omnicore.sandbox.limits import Limits
 
 __all__ = [
+    "POLL_INTERVAL_S",
     "SIDECAR_SUFFIXES",
     "Changes",
     "FolderTarget",
@@ -43,6 +44,8 @@ __all__ = [
 log = logging.getLogger("omnicore.sandbox.folder")
 
 SIDECAR_SUFFIXES = (".toml", ".yaml", ".yml")
+#: Rescan period when file events are unavailable.
+POLL_INTERVAL_S = 0.25
 _SIDECAR_KEYS = ("grants", "grant", "config", "limits", "enabled")
 _CAPABILITY_PREFIX = "omnicore:"
 
@@ -364,5 +367,12 @@ class PluginFolder:
                     step=self._step_ms, stop_event=self._stop, rust_timeout=500,
                     yield_on_timeout=True, recursive=False, raise_interrupt=False):
                 self.sync()
-        except Exception:
-            log.exception("plugin folder watcher for %s stopped", self.path)
+        except Exception as exc:
+            # E.g. inotify instances exhausted: keep following the folder by polling.
+            log.warning("plugin folder %s: file events unavailable (%s); polling every "
+                        "%.2fs instead", self.path, exc, POLL_INTERVAL_S)
+            while not self._stop.wait(POLL_INTERVAL_S):
+                try:
+                    self.sync()
+                except Exception:
+                    log.exception("plugin folder %s: rescan failed", self.path)
