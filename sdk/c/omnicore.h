@@ -26,8 +26,9 @@
  * negative OMNI_* status.
  *
  * omni_json_* is a small, strict JSON *reader* (RFC 8259 grammar, nesting depth 64; it does
- * not check that strings are valid UTF-8) and omni_buf a growable buffer with JSON string
- * escaping for writing output. Both are enough for request/response handlers, not a DOM.
+ * not check that strings are valid UTF-8): parse, look up object members, iterate arrays and
+ * objects, decode strings and integers, all over the input text without building a tree.
+ * omni_buf is a growable buffer with JSON string escaping for writing output.
  *
  * The header may be included from several .c files: its runtime symbols are weak.
  */
@@ -715,38 +716,79 @@ bad:
     return NULL;
 }
 
+/* Walks the members of a (parsed) array or object:
+ *
+ *     omni_json_iter it = omni_json_iterate(doc);
+ *     omni_json key, value;
+ *     while (omni_json_next(&it, &key, &value)) { ... }
+ *
+ * For objects `key` is the member's name (a string value: decode it with omni_json_string);
+ * for arrays its type is OMNI_JSON_INVALID. Anything else iterates over nothing. */
+typedef struct {
+    omni_json parent;
+    size_t pos;
+} omni_json_iter;
+
+static inline omni_json_iter omni_json_iterate(omni_json v) {
+    omni_json_iter it = {v, 1};
+    if (v.type != OMNI_JSON_ARRAY && v.type != OMNI_JSON_OBJECT) it.pos = v.len;
+    return it;
+}
+
+/* 1 and the next member in *key/*value, or 0 at the end. */
+static inline int omni_json_next(omni_json_iter *it, omni_json *key, omni_json *value) {
+    const char *s = it->parent.ptr;
+    size_t n = it->parent.len, i = it->pos;
+    omni__json_ws(s, n, &i);
+    if (i < n && s[i] == ',') {
+        i++;
+        omni__json_ws(s, n, &i);
+    }
+    if (i + 1 >= n) { /* at the closing bracket */
+        it->pos = n;
+        return 0;
+    }
+    omni_json none = {OMNI_JSON_INVALID, NULL, 0};
+    *key = none;
+    if (it->parent.type == OMNI_JSON_OBJECT) {
+        size_t ks = i;
+        omni_json_type kt = OMNI_JSON_INVALID;
+        omni__json_skip(s, n, &i, 0, &kt);
+        key->type = OMNI_JSON_STRING;
+        key->ptr = s + ks;
+        key->len = i - ks;
+        omni__json_ws(s, n, &i);
+        i++; /* ':' */
+        omni__json_ws(s, n, &i);
+    }
+    size_t vs = i;
+    omni_json_type vt = OMNI_JSON_INVALID;
+    omni__json_skip(s, n, &i, 0, &vt);
+    value->type = vt;
+    value->ptr = s + vs;
+    value->len = i - vs;
+    it->pos = i;
+    return 1;
+}
+
 /* Looks up `key` in a (parsed) object: 1 found (*out set), 0 absent, -1 not an object. The
  * first of duplicate keys wins. */
 static inline int omni_json_get(omni_json obj, const char *key, omni_json *out) {
     if (obj.type != OMNI_JSON_OBJECT) return -1;
-    const char *s = obj.ptr;
-    size_t n = obj.len, i = 1, key_len = strlen(key);
-    for (;;) {
-        omni_json_type t;
-        omni__json_ws(s, n, &i);
-        if (i >= n || s[i] == '}') return 0;
-        size_t ks = i;
-        omni__json_skip(s, n, &i, 0, &t);
-        omni_json k = {OMNI_JSON_STRING, s + ks, i - ks};
-        omni__json_ws(s, n, &i);
-        i++; /* ':' */
-        omni__json_ws(s, n, &i);
-        size_t vs = i;
-        omni_json_type vt = OMNI_JSON_INVALID;
-        omni__json_skip(s, n, &i, 0, &vt);
+    size_t key_len = strlen(key);
+    omni_json_iter it = omni_json_iterate(obj);
+    omni_json k, v;
+    while (omni_json_next(&it, &k, &v)) {
         size_t dlen = 0;
         char *decoded = omni_json_string(k, &dlen);
         int match = decoded && dlen == key_len && memcmp(decoded, key, key_len) == 0;
         free(decoded);
         if (match) {
-            out->type = vt;
-            out->ptr = s + vs;
-            out->len = i - vs;
+            *out = v;
             return 1;
         }
-        omni__json_ws(s, n, &i);
-        if (i < n && s[i] == ',') i++;
     }
+    return 0;
 }
 
 /* A (parsed) number that is an integer in int64 range: 0 and *out set, else -1. */

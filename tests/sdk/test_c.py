@@ -316,6 +316,22 @@ def test_json_reader_agrees_with_python(probe: tuple[PluginRuntime, SpecState],
     assert accepted == python_accepts(text), text
 
 
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.booleans())
+def test_json_reader_iterates_and_decodes_like_python(probe: tuple[PluginRuntime, SpecState],
+                                                      value: Any, ascii_only: bool) -> None:
+    # ensure_ascii turns non-ASCII into \uXXXX escapes (surrogate pairs above the BMP).
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=1 if ascii_only else None)
+    assert json.loads(call_text(probe[0], "json_reencode", text.encode())) == value
+
+
+def test_json_iteration_of_empty_and_scalar_values(probe: tuple[PluginRuntime,
+                                                                SpecState]) -> None:
+    rt, _ = probe
+    for text in ["[]", "{}", "[ ]", "{ }", '[[], {}, [[]], ""]', "42", '"x"', "null"]:
+        assert json.loads(call_text(rt, "json_reencode", text.encode())) == json.loads(text)
+
+
 def test_json_reader_refuses_deep_nesting(probe: tuple[PluginRuntime, SpecState]) -> None:
     rt, _ = probe
     assert call_text(rt, "json_valid", b"[" * 64 + b"]" * 64) == "ok:5"

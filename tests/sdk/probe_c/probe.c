@@ -184,3 +184,46 @@ OMNI_HANDLER(json_valid, input) {
     int n = snprintf(text, sizeof text, "ok:%d", (int)doc.type);
     return omni_ok(text, (size_t)n);
 }
+
+/* Re-encodes a value with the reader's API only: iterate, decode strings, copy numbers. */
+static void reencode(omni_buf *b, omni_json v) {
+    omni_json_iter it = omni_json_iterate(v);
+    omni_json key, item;
+    int first = 1;
+    switch (v.type) {
+    case OMNI_JSON_STRING: {
+        size_t len = 0;
+        char *s = omni_json_string(v, &len);
+        if (s) omni_buf_json_string(b, s, len);
+        else omni_buf_puts(b, "\"<lone surrogate>\"");
+        free(s);
+        break;
+    }
+    case OMNI_JSON_ARRAY:
+    case OMNI_JSON_OBJECT:
+        omni_buf_puts(b, v.type == OMNI_JSON_ARRAY ? "[" : "{");
+        while (omni_json_next(&it, &key, &item)) {
+            if (!first) omni_buf_puts(b, ",");
+            first = 0;
+            if (v.type == OMNI_JSON_OBJECT) {
+                reencode(b, key);
+                omni_buf_puts(b, ":");
+            }
+            reencode(b, item);
+        }
+        omni_buf_puts(b, v.type == OMNI_JSON_ARRAY ? "]" : "}");
+        break;
+    default:
+        omni_buf_append(b, v.ptr, v.len); /* null, bools and numbers verbatim */
+    }
+}
+
+OMNI_HANDLER(json_reencode, input) {
+    omni_json doc;
+    size_t at = 0;
+    if (omni_json_parse(input.ptr, input.len, &doc, &at) != 0)
+        return omni_error("invalid at byte %zu", at);
+    omni_buf b = {0};
+    reencode(&b, doc);
+    return omni_buf_result(&b);
+}
