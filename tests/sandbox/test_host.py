@@ -301,3 +301,28 @@ def test_a_file_loaded_explicitly_is_adopted_by_the_folder(host: PluginHost,
     host.load(path)
     host.watch_folder(tmp_path, watch=False)
     assert [p.name for p in host] == ["echo"] and host.get("echo").state == "loaded"
+
+
+def test_fuel_limits_are_enforced_per_plugin(host: PluginHost) -> None:
+    from omnicore.errors import FuelExhausted
+
+    host.load(echo_wasm("metered"), limits={"fuel": 100_000})
+    host.load(echo_wasm("free"))
+    with pytest.raises(FuelExhausted) as info:
+        host.call("metered", "slow", bytes([5]))
+    assert info.value.limit == "fuel" and info.value.value == 100_000
+    assert host.call("metered", "echo", b"small") == b"small"
+    assert host.call("free", "slow", bytes([5])) == b"1.0.0"  # no metering, no limit
+
+
+def test_fuel_with_a_given_engine_that_has_none() -> None:
+    from omnicore.sandbox import SandboxEngine
+
+    engine = SandboxEngine()
+    try:
+        with PluginHost(engine=engine) as host:
+            with pytest.raises(ConfigError, match="fuel metering"):
+                host.load(echo_wasm(), limits={"fuel": 1000})
+            assert host.load(echo_wasm()).state == "loaded"
+    finally:
+        engine.close()

@@ -145,9 +145,9 @@ def _host(cfg: Any) -> Any:
     defaults = Limits().merged(cfg.sandbox.limits.model_dump())
     cache = cfg.sandbox.cache_dir
 
-    def engine() -> SandboxEngine:
+    def engine(fuel: bool = False) -> SandboxEngine:
         return SandboxEngine(cache_dir=cache, epoch_tick_ms=cfg.sandbox.epoch_tick_ms,
-                             fuel=defaults.fuel is not None)
+                             fuel=fuel)
 
     return PluginHost(engine_factory=engine, defaults=defaults, plugin_settings=cfg.plugins,
                       data_dir=cfg.data_dir)

@@ -248,9 +248,11 @@ class PluginHost:
 
         # The engine starts a ticker thread, so it is made on first use: an app that never
         # loads a plugin never pays for it.
-        self._engine: Any = engine
-        self._engine_factory: Callable[[], Any] = engine_factory or SandboxEngine
-        self._own_engine = engine is None
+        # Fuel metering is an engine-wide switch that slows every call, so the host keeps a
+        # metered engine apart, made only when some plugin's limits set `fuel`.
+        self._fixed_engine: Any = engine
+        self._engines: dict[bool, Any] = {}
+        self._engine_factory: Callable[..., Any] = engine_factory or SandboxEngine
         self._registry_factory = registry_factory or CapabilityRegistry.builtin
         self._registry: Any = None
         self._defaults = defaults or Limits()
@@ -291,14 +293,25 @@ class PluginHost:
 
     @property
     def engine(self) -> Any:
-        """The :class:`SandboxEngine` all plugins of this host share (made on first use)."""
-        if self._engine is None:
+        """The :class:`SandboxEngine` plugins without a fuel limit share (made on first use)."""
+        return self._engine_for(False)
+
+    def _engine_for(self, fuel: bool) -> Any:
+        if self._fixed_engine is not None:
+            if fuel and not self._fixed_engine.fuel:
+                raise ConfigError("limits.fuel needs fuel metering, and this host was given "
+                                  "an engine without it (SandboxEngine(fuel=True))",
+                                  key="limits.fuel")
+            return self._fixed_engine
+        engine = self._engines.get(fuel)
+        if engine is None:
             with self._lock:
-                if self._engine is None:
+                engine = self._engines.get(fuel)
+                if engine is None:
                     if self._closed:
                         raise PluginError("this plugin host is closed")
-                    self._engine = self._engine_factory()
-        return self._engine
+                    engine = self._engines[fuel] = self._engine_factory(fuel=fuel)
+        return engine
 
     @property
     def folder(self) -> PluginFolder | None:
@@ -323,6 +336,7 @@ class PluginHost:
         sidecar = read_sidecar(path) if path is not None else Sidecar()
         module = self._load_module(source, path, name)
         settings = self._settings_for(module.name, sidecar, grants, config, limits)
+        module = self._fit_engine(module, settings, source, path, name)
         with self._lock:
             existing = self._plugins.get(module.name)
             if existing is not None and existing.module is None and existing.source != path:
@@ -379,14 +393,21 @@ class PluginHost:
         return self._info(entry)
 
     def _load_module(self, source: bytes | str | Path, path: Path | None,
-                     name: str | None) -> Any:
+                     name: str | None, *, fuel: bool = False) -> Any:
         from omnicore.sandbox import PluginModule
 
         if path is not None and not path.is_file():
             raise PluginLoadError(f"cannot load plugin: {path} does not exist or is not a file",
                                   plugin=name)
-        return PluginModule.load(self.engine, path if path is not None else source,
+        return PluginModule.load(self._engine_for(fuel), path if path is not None else source,
                                  name=name)
+
+    def _fit_engine(self, module: Any, settings: _Settings, source: bytes | str | Path,
+                    path: Path | None, name: str | None) -> Any:
+        """Recompile ``module`` on the metered engine when its limits set ``fuel``."""
+        if settings.limits.fuel is None or self._engine_for(True) is self._engine_for(False):
+            return module
+        return self._load_module(source, path, name, fuel=True)
 
     def _new_entry(self, name: str, path: Path | None) -> _Entry:
         breaker = CircuitBreaker(
@@ -436,7 +457,8 @@ class PluginHost:
         if level is not None:
             entry.log.min_level = level_number(level)
         try:
-            runtime = PluginRuntime(self.engine, module, self._capabilities(), settings.grants,
+            engine = self._engine_for(settings.limits.fuel is not None)
+            runtime = PluginRuntime(engine, module, self._capabilities(), settings.grants,
                                     settings.config, settings.limits, log=entry.log,
                                     data_dir=self._data_dir)
         except NeedsGrant as exc:
@@ -617,6 +639,7 @@ class PluginHost:
                 self.unload(name, reason=f"{path.name} now holds plugin '{module.name}'")
                 return self.load_file(path)
             settings = self._settings_for(name, sidecar)
+            module = self._fit_engine(module, settings, path, path, None)
         except (PluginError, ConfigError, OSError) as exc:
             return self._reload_failed(entry, path, exc)
         if (entry.state == "loaded" and entry.module.sha256 == module.sha256
@@ -686,8 +709,10 @@ class PluginHost:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        if self._own_engine and self._engine is not None:
-            self._engine.close()
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            engine.close()
 
     def __enter__(self) -> PluginHost:
         return self
@@ -836,11 +861,8 @@ def register(app: Any) -> None:
     cfg = app.config
     sandbox = cfg.sandbox
     defaults = Limits().merged(sandbox.limits.model_dump())
-    # Fuel metering is an engine-wide switch; turn it on when any configured limit uses it.
-    fuel = defaults.fuel is not None or any(
-        (p.limits or {}).get("fuel") is not None for p in cfg.plugins.values())
 
-    def make_engine() -> SandboxEngine:
+    def make_engine(fuel: bool = False) -> SandboxEngine:
         return SandboxEngine(cache_dir=sandbox.cache_dir, epoch_tick_ms=sandbox.epoch_tick_ms,
                              fuel=fuel)
 
