@@ -326,3 +326,22 @@ def test_fuel_with_a_given_engine_that_has_none() -> None:
             assert host.load(echo_wasm()).state == "loaded"
     finally:
         engine.close()
+
+
+def test_health_follows_the_breaker(events: list[Event]) -> None:
+    from omnicore.modules.health import HealthModule, Status
+
+    health = HealthModule()
+    with PluginHost(health=health, failure_threshold=1, cooldown_s=0.2) as host:
+        host.load(echo_wasm())
+        assert health.check().components["plugin:echo"].status is Status.HEALTHY
+        with pytest.raises(Trap):
+            host.call("echo", "trap", b"")
+        assert health.check().components["plugin:echo"].status is Status.UNHEALTHY
+        time.sleep(0.25)
+        component = health.check().components["plugin:echo"]
+        assert component.status is Status.DEGRADED and "half-open" in component.detail
+        host.call("echo", "echo", b"")
+        assert health.check().components["plugin:echo"].status is Status.HEALTHY
+        host.unload("echo")
+        assert "plugin:echo" not in health.check_names
