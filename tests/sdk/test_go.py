@@ -199,6 +199,7 @@ def test_logparse_parses_records_and_stats(engine: SandboxEngine,
         assert stats["top_paths"] == [{"value": "/apache_pb.gif", "count": 2}]
         assert stats["top_ips"] == [{"value": "10.0.0.2", "count": 2}]
         assert stats["requests_per_minute"] == 1.0
+        assert (stats["first"], stats["last"]) == ("2000-10-10T20:55:36Z", "2000-10-10T20:59:36Z")
         assert json.loads(rt.call("stats", ACCESS_LOG.encode())) == stats
         assert rt.log.lines()[-1].message == "parsed 4 of 5 lines"
         with pytest.raises(GuestError, match="empty input"):

@@ -171,7 +171,7 @@ func analyse(input []byte) (Report, error) {
 	st.TopPaths, st.TopIPs, st.TopAgents = topN(paths, top), topN(ips, top), topN(agents, top)
 	if st.Parsed > 0 {
 		st.ErrorRate = float64(errorsSeen) / float64(st.Parsed)
-		st.First, st.Last = first.Format(time.RFC3339), last.Format(time.RFC3339)
+		st.First, st.Last = first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339)
 		if minutes := last.Sub(first).Minutes(); minutes > 0 {
 			st.PerMinute = float64(st.Parsed) / minutes
 		}
