@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from omnicore.core.events import (
     Event,
@@ -51,6 +51,13 @@ from omnicore.sandbox.folder import (
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog, level_number
 from omnicore.sandbox.stats import CallStats, StatsSnapshot
+
+if TYPE_CHECKING:
+    # The package face imports wasmtime; importing it lazily keeps `import omnicore.cli` light.
+    from omnicore.sandbox.capability import CapabilityRegistry
+    from omnicore.sandbox.engine import SandboxEngine
+    from omnicore.sandbox.module import PluginModule
+    from omnicore.sandbox.runtime import PluginRuntime
 
 __all__ = [
     "PluginCircuitChanged",
@@ -161,7 +168,7 @@ class _Version:
 
     __slots__ = ("inflight", "module", "retired", "runtime")
 
-    def __init__(self, module: Any, runtime: Any) -> None:
+    def __init__(self, module: PluginModule, runtime: PluginRuntime) -> None:
         self.module = module
         self.runtime = runtime
         self.inflight = 0
@@ -176,7 +183,7 @@ class _Entry:
         self.name = name
         self.source = source
         self.state: PluginState = "failed"
-        self.module: Any = None
+        self.module: PluginModule | None = None
         self.version: _Version | None = None
         self.settings: _Settings | None = None
         self.missing: tuple[str, ...] = ()
@@ -236,9 +243,9 @@ class PluginHost:
     limits, enabled); ``defaults`` the app's ``sandbox.limits``.
     """
 
-    def __init__(self, *, engine: Any = None,
-                 engine_factory: Callable[[], Any] | None = None,
-                 registry_factory: Callable[[], Any] | None = None,
+    def __init__(self, *, engine: SandboxEngine | None = None,
+                 engine_factory: Callable[..., SandboxEngine] | None = None,
+                 registry_factory: Callable[[], CapabilityRegistry] | None = None,
                  defaults: Limits | None = None,
                  plugin_settings: Mapping[str, Any] | None = None,
                  failure_threshold: int = 5, cooldown_s: float = 30.0,
@@ -250,11 +257,11 @@ class PluginHost:
         # loads a plugin never pays for it.
         # Fuel metering is an engine-wide switch that slows every call, so the host keeps a
         # metered engine apart, made only when some plugin's limits set `fuel`.
-        self._fixed_engine: Any = engine
-        self._engines: dict[bool, Any] = {}
-        self._engine_factory: Callable[..., Any] = engine_factory or SandboxEngine
+        self._fixed_engine = engine
+        self._engines: dict[bool, SandboxEngine] = {}
+        self._engine_factory: Callable[..., SandboxEngine] = engine_factory or SandboxEngine
         self._registry_factory = registry_factory or CapabilityRegistry.builtin
-        self._registry: Any = None
+        self._registry: CapabilityRegistry | None = None
         self._defaults = defaults or Limits()
         self._plugin_settings = dict(plugin_settings or {})
         self._health = health
@@ -292,11 +299,11 @@ class PluginHost:
         return self._entry(name).log
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> SandboxEngine:
         """The :class:`SandboxEngine` plugins without a fuel limit share (made on first use)."""
         return self._engine_for(False)
 
-    def _engine_for(self, fuel: bool) -> Any:
+    def _engine_for(self, fuel: bool) -> SandboxEngine:
         if self._fixed_engine is not None:
             if fuel and not self._fixed_engine.fuel:
                 raise ConfigError("limits.fuel needs fuel metering, and this host was given "
@@ -393,7 +400,7 @@ class PluginHost:
         return self._info(entry)
 
     def _load_module(self, source: bytes | str | Path, path: Path | None,
-                     name: str | None, *, fuel: bool = False) -> Any:
+                     name: str | None, *, fuel: bool = False) -> PluginModule:
         from omnicore.sandbox import PluginModule
 
         if path is not None and not path.is_file():
@@ -402,8 +409,9 @@ class PluginHost:
         return PluginModule.load(self._engine_for(fuel), path if path is not None else source,
                                  name=name)
 
-    def _fit_engine(self, module: Any, settings: _Settings, source: bytes | str | Path,
-                    path: Path | None, name: str | None) -> Any:
+    def _fit_engine(self, module: PluginModule, settings: _Settings,
+                    source: bytes | str | Path, path: Path | None,
+                    name: str | None) -> PluginModule:
         """Recompile ``module`` on the metered engine when its limits set ``fuel``."""
         if settings.limits.fuel is None or self._engine_for(True) is self._engine_for(False):
             return module
@@ -439,7 +447,7 @@ class PluginHost:
                          disabled=_field(app, "enabled") is False or not sidecar.enabled,
                          sidecar=sidecar.path)
 
-    def _activate(self, entry: _Entry, module: Any, settings: _Settings) -> None:
+    def _activate(self, entry: _Entry, module: PluginModule, settings: _Settings) -> None:
         """Link ``module`` with ``settings`` and make it current.
 
         Settings are committed only when the result is a state the plugin can be in
@@ -479,14 +487,14 @@ class PluginHost:
                                 path=str(entry.source or "")))
 
     @staticmethod
-    def _commit(entry: _Entry, module: Any, settings: _Settings,
+    def _commit(entry: _Entry, module: PluginModule, settings: _Settings,
                 missing: tuple[str, ...]) -> None:
         entry.module = module
         entry.settings = settings
         entry.missing = missing
         entry.last_error = None
 
-    def _capabilities(self) -> Any:
+    def _capabilities(self) -> CapabilityRegistry:
         if self._registry is None:
             self._registry = self._registry_factory()
         return self._registry
@@ -834,7 +842,7 @@ class PluginHost:
         self._emit(PluginStateChanged(plugin=name, old=public[old], new=public[new]))
 
 
-def _version_of(module: Any) -> str:
+def _version_of(module: PluginModule) -> str:
     return str((getattr(module, "manifest", None) or {}).get("version", "0.0.0"))
 
 
