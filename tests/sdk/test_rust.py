@@ -225,6 +225,7 @@ def test_handler_error_carries_the_message_truncated_by_the_host(
         rt.call("fail", b"m" * 10_000)
     assert len(info.value.guest_message) == 4096
     assert call_text(rt, "echo", b"still fine") == "still fine"
+    assert rt.call("nothing", b"x") == b""  # a handler returning () has empty output
 
 
 def test_panic_is_a_trap_and_the_log_says_why(probe: tuple[PluginRuntime, SpecState]) -> None:

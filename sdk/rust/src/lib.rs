@@ -59,10 +59,54 @@ pub mod __rt;
 
 pub use error::{Error, Result, Status};
 
+/// What a bytes handler may return: the output bytes, taken without copying where possible.
+pub trait Output {
+    /// The bytes the host receives.
+    fn into_bytes(self) -> Vec<u8>;
+}
+
+impl Output for Vec<u8> {
+    fn into_bytes(self) -> Vec<u8> {
+        self
+    }
+}
+
+impl Output for String {
+    fn into_bytes(self) -> Vec<u8> {
+        String::into_bytes(self)
+    }
+}
+
+impl Output for &'static str {
+    fn into_bytes(self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+}
+
+impl Output for &'static [u8] {
+    fn into_bytes(self) -> Vec<u8> {
+        self.to_vec()
+    }
+}
+
+impl Output for Box<[u8]> {
+    fn into_bytes(self) -> Vec<u8> {
+        self.into_vec()
+    }
+}
+
+/// Empty output.
+impl Output for () {
+    fn into_bytes(self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
 /// Exports bytes handlers: `handler!(export_name => function, ...)`.
 ///
-/// Each `function` is a `fn(&[u8]) -> Result<Vec<u8>, Error>` (any path). The wasm export is
-/// named `export_name`; it may equal the function's name.
+/// Each `function` is a `fn(&[u8]) -> Result<O, Error>` (any path) where `O` is an [`Output`]:
+/// `Vec<u8>`, `String`, `&'static str`, `&'static [u8]`, `Box<[u8]>` or `()`. The wasm export
+/// is named `export_name`; it may equal the function's name.
 #[macro_export]
 macro_rules! handler {
     ($($name:ident => $func:path),+ $(,)?) => {

@@ -103,12 +103,13 @@ unsafe fn input<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
 ///
 /// # Safety
 /// Called only from an exported handler with the host's `(ptr, len)`.
-pub unsafe fn call_bytes<F>(ptr: *const u8, len: usize, handler: F) -> u64
+pub unsafe fn call_bytes<F, O>(ptr: *const u8, len: usize, handler: F) -> u64
 where
-    F: FnOnce(&[u8]) -> Result<Vec<u8>, Error>,
+    F: FnOnce(&[u8]) -> Result<O, Error>,
+    O: crate::Output,
 {
     begin_call();
-    finish(handler(input(ptr, len)))
+    finish(handler(input(ptr, len)).map(crate::Output::into_bytes))
 }
 
 /// Runs a serde handler under the ABI: JSON in, JSON out.

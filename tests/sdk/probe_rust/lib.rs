@@ -13,8 +13,8 @@ fn show<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
     }
 }
 
-fn text(s: String) -> Result<Vec<u8>, Error> {
-    Ok(s.into_bytes())
+fn text(s: String) -> Result<String, Error> {
+    Ok(s)
 }
 
 fn echo(input: &[u8]) -> Result<Vec<u8>, Error> {
@@ -34,7 +34,7 @@ fn big_output(input: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(vec![b'x'; n])
 }
 
-fn logging(_: &[u8]) -> Result<Vec<u8>, Error> {
+fn logging(_: &[u8]) -> Result<String, Error> {
     log::trace("t");
     log::debug("d");
     log::info("i");
@@ -45,12 +45,12 @@ fn logging(_: &[u8]) -> Result<Vec<u8>, Error> {
     text(format!("debug={} info={}", log::enabled(log::Level::Debug), log::enabled(log::Level::Info)))
 }
 
-fn config_probe(input: &[u8]) -> Result<Vec<u8>, Error> {
+fn config_probe(input: &[u8]) -> Result<String, Error> {
     let key = std::str::from_utf8(input)?;
     text(format!("{}|{}", show(config::get(key)), config::all()?))
 }
 
-fn kv_probe(input: &[u8]) -> Result<Vec<u8>, Error> {
+fn kv_probe(input: &[u8]) -> Result<String, Error> {
     kv::set("big", input)?;
     let back = kv::get("big")?.ok_or("big vanished")?;
     if back != input {
@@ -72,13 +72,13 @@ fn kv_probe(input: &[u8]) -> Result<Vec<u8>, Error> {
     ))
 }
 
-fn secrets_probe(_: &[u8]) -> Result<Vec<u8>, Error> {
+fn secrets_probe(_: &[u8]) -> Result<String, Error> {
     let token = secrets::get("token")?.map(|v| String::from_utf8_lossy(&v).into_owned());
     text(format!("token={:?} unset={} hidden={}", token, show(secrets::get("unset")),
                  show(secrets::get("hidden"))))
 }
 
-fn http_probe(input: &[u8]) -> Result<Vec<u8>, Error> {
+fn http_probe(input: &[u8]) -> Result<String, Error> {
     let resp = Request::post("https://api.example.com/items", input)
         .header("x-a", "1 \"quoted\"")
         .timeout_ms(500)
@@ -90,26 +90,30 @@ fn http_probe(input: &[u8]) -> Result<Vec<u8>, Error> {
                  resp.text()?, via.header("x-target"), show(denied)))
 }
 
-fn events_probe(input: &[u8]) -> Result<Vec<u8>, Error> {
+fn events_probe(input: &[u8]) -> Result<&'static str, Error> {
     events::publish("order.created", input)?;
-    text("published".to_string())
+    Ok("published")
 }
 
-fn tasks_probe(_: &[u8]) -> Result<Vec<u8>, Error> {
+fn nothing(_: &[u8]) -> Result<(), Error> {
+    Ok(())
+}
+
+fn tasks_probe(_: &[u8]) -> Result<String, Error> {
     let id = tasks::enqueue("echo", b"later", 10)?;
     text(format!("id={} cancel={},{} unknown={} bad_handler={}", id, show(tasks::cancel(id)),
                  show(tasks::cancel(id)), show(tasks::cancel(424242)),
                  show(tasks::enqueue("nope", b"", 0))))
 }
 
-fn memory_probe(_: &[u8]) -> Result<Vec<u8>, Error> {
+fn memory_probe(_: &[u8]) -> Result<String, Error> {
     let id = memory::remember(Tier::LongTerm, "likes \"green\" tea")?;
     let hits = memory::recall("tea", 3)?;
     text(format!("id={} hits={} forget={},{}", id, hits, show(memory::forget(id)),
                  show(memory::forget(id))))
 }
 
-fn vectors_probe(_: &[u8]) -> Result<Vec<u8>, Error> {
+fn vectors_probe(_: &[u8]) -> Result<String, Error> {
     vectors::upsert("c", "a", &[1.0, 0.0], r#"{"t":1}"#)?;
     vectors::upsert("c", "b", &[0.0, 1.0], "")?;
     text(format!(
@@ -151,6 +155,7 @@ handler!(
     secrets_probe => secrets_probe,
     http_probe => http_probe,
     events_probe => events_probe,
+    nothing => nothing,
     tasks_probe => tasks_probe,
     memory_probe => memory_probe,
     vectors_probe => vectors_probe,

@@ -50,11 +50,11 @@ fn count(input: CountIn) -> Result<CountOut, Error> {
 }
 
 /// Takes any input (it is ignored), so `reset` can be called with an empty body.
-fn reset(_input: &[u8]) -> Result<Vec<u8>, Error> {
+fn reset(_input: &[u8]) -> Result<String, Error> {
     let n = start()?;
     COUNTER.with(|c| c.set(Some(n)));
     omnicore::log::info(&format!("counter reset to {}", n));
-    Ok(format!("{{\"count\":{}}}", n).into_bytes())
+    Ok(format!("{{\"count\":{}}}", n))
 }
 
 json_handler!(count => count);
