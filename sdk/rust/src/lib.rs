@@ -30,7 +30,7 @@
 //! omnicore::json_handler!(count => count);
 //! ```
 //!
-//! Host capabilities live in one module per ABI namespace: [`log`], [`config`], [`kv`],
+//! Host capabilities live in one module per ABI namespace: [`log`](mod@log), [`config`], [`kv`],
 //! [`memory`], [`vectors`], [`tasks`], [`http`], [`events`], [`secrets`]. A plugin imports a
 //! namespace only if it calls into it, and the operator must grant every namespace but `log`.
 //!
