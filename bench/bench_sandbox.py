@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import wasmtime
@@ -133,7 +134,7 @@ def big_module_wat(target_bytes: int) -> str:
 )"""
 
 
-def best(fn: Callable[[], None], n: int, repeats: int = 5) -> float:
+def best(fn: Callable[[], None], n: int, repeats: int = 7) -> float:
     """Best per-iteration time in µs over ``repeats`` runs of ``n`` iterations."""
     times = []
     for _ in range(repeats):
@@ -300,7 +301,7 @@ def main() -> None:
                "wasmtime-py public", "extism 1.1.1", "target")
     widths = [max(len(str(r[i])) for r in (*rows, headers)) for i in range(6)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
-    print(f"python {sys.version.split()[0]}, wasmtime {wasmtime.__name__} 50.0.1, "
+    print(f"python {sys.version.split()[0]}, wasmtime {metadata.version('wasmtime')}, "
           f"cpus={os.cpu_count()}, load={os.getloadavg()[0]:.2f}")
     print(line.format(*headers))
     print(line.format(*("-" * w for w in widths)))
