@@ -75,8 +75,9 @@ func Handle(ptr, size uint32, fn func(input []byte) ([]byte, error)) (result uin
 	}()
 	var input []byte
 	if size > 0 {
+		// cap == len, so an append by the handler copies instead of writing past the input
+		// into whatever follows it in the host's buffer.
 		input = unsafe.Slice((*byte)(unsafe.Add(nil, uintptr(ptr))), size)
-		input = input[:size:size] // appending must copy, never write past the buffer
 	}
 	out, err := fn(input)
 	if err != nil {

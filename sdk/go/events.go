@@ -1,5 +1,7 @@
 package omnicore
 
+import "encoding/json"
+
 //go:wasmimport omnicore:events publish
 func hostEventsPublish(topic string, payload *byte, payloadLen uint32) int32
 
@@ -16,4 +18,16 @@ func (EventsNamespace) Publish(topic string, payload []byte) error {
 		return statusError("events.publish", status)
 	}
 	return nil
+}
+
+// Event is what the host sends to a handler subscribed to a topic (the manifest's
+// subscriptions in omnicore.toml). Use it as the input type of [HandleJSON]:
+//
+//	func onUser(e omnicore.Event) (struct{}, error) { ...; return struct{}{}, nil }
+//
+//	//go:wasmexport on_user
+//	func onUserExport(ptr, size uint32) uint64 { return omnicore.HandleJSON(ptr, size, onUser) }
+type Event struct {
+	Topic string          `json:"topic"`
+	Data  json.RawMessage `json:"data"`
 }

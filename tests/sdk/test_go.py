@@ -434,6 +434,9 @@ def test_events_and_secrets_wrappers(caps: tuple[PluginRuntime, dict[str, Any]])
     assert json.loads(rt.call("events", b"{}")) == {
         "ok": "ok", "denied": "DENIED | omnicore events.publish: denied"}
     assert state["events"] == [("plugin.go-caps.greeted", b'{"n":1}')]
+    delivered = json.dumps({"topic": "user.created", "data": {"id": 7}}).encode()
+    assert json.loads(rt.call("on_event", delivered)) == {"topic": "user.created",
+                                                          "data": '{"id": 7}'}
     assert json.loads(rt.call("secrets", b"{}")) == {
         "token": "s3cr3t", "hidden": "DENIED | omnicore secrets.get: denied",
         "unset": "NOT_FOUND | omnicore secrets.get: not found"}

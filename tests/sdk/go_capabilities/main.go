@@ -172,6 +172,10 @@ func events(struct{}) (map[string]string, error) {
 	}, nil
 }
 
+func onEvent(e omnicore.Event) (map[string]string, error) {
+	return map[string]string{"topic": e.Topic, "data": string(e.Data)}, nil
+}
+
 func secrets(struct{}) (map[string]string, error) {
 	token, err := omnicore.Secrets.Get("token")
 	must(err)
@@ -285,6 +289,9 @@ func httpExport(p, n uint32) uint64 { return omnicore.HandleJSON(p, n, httpCalls
 
 //go:wasmexport events
 func eventsExport(p, n uint32) uint64 { return omnicore.HandleJSON(p, n, events) }
+
+//go:wasmexport on_event
+func onEventExport(p, n uint32) uint64 { return omnicore.HandleJSON(p, n, onEvent) }
 
 //go:wasmexport secrets
 func secretsExport(p, n uint32) uint64 { return omnicore.HandleJSON(p, n, secrets) }
