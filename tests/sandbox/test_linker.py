@@ -135,6 +135,8 @@ def test_needs_grant_then_granted(engine: SandboxEngine, reg: CapabilityRegistry
     rt = load(engine, reg, "alpha", grants={"omnicore:counter": None})  # prefix tolerated
     assert rt.granted >= {"counter", "log"}
     rt.close()
+    with pytest.raises(NeedsGrant):
+        load(engine, reg, "alpha", grants={"counter": False})  # false = not granted
 
 
 def test_grant_validation(engine: SandboxEngine, reg: CapabilityRegistry) -> None:
@@ -207,3 +209,84 @@ def test_host_function_argument_kinds(engine: SandboxEngine, reg: CapabilityRegi
     rt = load(engine, reg, "alpha", grants=["counter"])
     assert int.from_bytes(rt.call("mix", b""), "little", signed=True) == -(2**40)
     rt.close()
+
+
+# §3.3: a host function returns a guest-owned block allocated with the guest's omni_alloc.
+BLOB_WAT = """
+(module
+  (import "omnicore:blob" "fetch" (func $fetch (param i32 i32) (result i64)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 1024))
+  (global $allocs (export "allocs") (mut i32) (i32.const 0))
+  (func (export "omni_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (global.set $allocs (i32.add (global.get $allocs) (i32.const 1)))
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (local.get $p)
+                               (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8))))
+    (local.get $p))
+  (func (export "omni_free") (param i32 i32))
+  ;; The input names what to fetch; the host's packed block is returned as the output as-is.
+  (func (export "get") (param $p i32) (param $n i32) (result i64)
+    (call $fetch (local.get $p) (local.get $n)))
+  (func (export "count") (param i32 i32) (result i64)
+    (i32.store (i32.const 0) (global.get $allocs))
+    (i64.const 4))
+)
+"""
+
+
+def _fetch(state: None, mem: GuestMemory, ptr: int, length: int) -> int:
+    what = mem.read(ptr, length)
+    if what == b"missing":
+        return mem.alloc_result(b"NOT_FOUND: no such thing", error=True)
+    return mem.alloc_result(b"payload:" + what * 1000)
+
+
+BLOB = Capability(name="blob", functions=(
+    HostFunction("fetch", ("ptr", "len"), ("i64",), _fetch),), bind=lambda ctx: None)
+
+
+def test_reentrant_allocation(engine: SandboxEngine) -> None:
+    reg = CapabilityRegistry.builtin()
+    reg.add(BLOB)
+    rt = PluginRuntime(engine, PluginModule.load(engine, wasmtime.wat2wasm(BLOB_WAT), "blob"),
+                       reg, grants=["blob"])
+    before = int.from_bytes(rt.call("count", b""), "little")
+    assert rt.call("get", b"ab") == b"payload:" + b"ab" * 1000
+    after = int.from_bytes(rt.call("count", b""), "little")
+    assert after == before + 1  # the host called the guest's omni_alloc once, re-entrantly
+    from omnicore.errors import GuestError
+
+    with pytest.raises(GuestError, match="NOT_FOUND: no such thing"):
+        rt.call("get", b"missing")
+    rt.close()
+
+
+def test_mixed_traps_and_calls_across_threads(make: Make) -> None:
+    import threading
+
+    from omnicore.errors import Trap
+
+    rt = make("unreachable", limits=Limits(pool_size=2))
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            for j in range(200):
+                if (i + j) % 3 == 0:
+                    with pytest.raises(Trap):
+                        rt.call("crash", b"")
+                else:
+                    assert rt.call("ok", b"") == b""
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    stats = rt.stats()
+    assert stats["live"] <= 2 and stats["busy"] == 0 and stats["discarded"] == 267

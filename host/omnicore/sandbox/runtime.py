@@ -54,6 +54,8 @@ def _normalize_grants(grants: Mapping[str, Any] | Iterable[str] | None,
         return {str(g).removeprefix("omnicore:"): {} for g in grants}
     out: dict[str, Mapping[str, Any]] = {}
     for key, opts in grants.items():
+        if opts is False:  # `kv: false` in a sidecar: explicitly not granted
+            continue
         if opts is None or opts is True:
             opts = {}
         if not isinstance(opts, Mapping):
