@@ -630,24 +630,24 @@ static inline int omni__json_skip(const char *s, size_t n, size_t *i, int depth,
 static inline int omni_json_parse(const void *text, size_t len, omni_json *out,
                                   size_t *error_at) {
     const char *s = (const char *)text;
-    size_t i = 0;
-    omni__json_ws(s, len, &i);
-    size_t start = i;
+    size_t i = 0, start, end;
     omni_json_type type = OMNI_JSON_INVALID;
-    if (!omni__json_skip(s, len, &i, 0, &type)) goto fail;
-    size_t end = i;
     omni__json_ws(s, len, &i);
-    if (i != len) goto fail;
+    start = i;
+    int ok = omni__json_skip(s, len, &i, 0, &type);
+    end = i;
+    if (ok) omni__json_ws(s, len, &i);
+    if (!ok || i != len) {
+        if (error_at) *error_at = i;
+        out->type = OMNI_JSON_INVALID;
+        out->ptr = NULL;
+        out->len = 0;
+        return -1;
+    }
     out->type = type;
     out->ptr = s + start;
     out->len = end - start;
     return 0;
-fail:
-    if (error_at) *error_at = i;
-    out->type = OMNI_JSON_INVALID;
-    out->ptr = NULL;
-    out->len = 0;
-    return -1;
 }
 
 static inline int omni__utf8_put(char *out, uint32_t cp) {
@@ -735,7 +735,7 @@ static inline omni_json_iter omni_json_iterate(omni_json v) {
     return it;
 }
 
-/* 1 and the next member in *key/*value, or 0 at the end. */
+/* 1 and the next member in key and value, or 0 at the end. */
 static inline int omni_json_next(omni_json_iter *it, omni_json *key, omni_json *value) {
     const char *s = it->parent.ptr;
     size_t n = it->parent.len, i = it->pos;

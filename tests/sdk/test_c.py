@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -374,6 +375,23 @@ def test_multi_file_plugin_shares_one_runtime(tmp_path: Path, out_dir: Path,
             assert rt.call("b", b"y" * 200_000) == b"y" * 200_000
             with pytest.raises(GuestError, match=r": a6$"):
                 rt.call("a", b"xyz")
+
+
+@pytest.mark.parametrize("flags", [
+    ["-x", "c", "-std=c99", "-Wpedantic"],
+    ["-x", "c", "-std=c17", "-Wpedantic"],
+    # The probe's `omni_buf b = {0}` is idiomatic C; C++ -Wextra flags it, the header is clean.
+    ["-x", "c++", "-std=c++17", "-fno-exceptions", "-nostdlib++",
+     "-Wno-missing-field-initializers"],
+], ids=["c99", "c17", "c++17"])
+def test_header_is_warning_free_under_strict_flags(tmp_path: Path, flags: list[str]) -> None:
+    clang = shutil.which("clang")
+    assert clang is not None
+    proc = subprocess.run(
+        [clang, *c.FLAGS, "-Wall", "-Wextra", "-Wconversion", "-Wshadow", "-Werror", *flags,
+         f"-I{c.sdk_dir()}", "-o", str(tmp_path / "p.wasm"), str(PROBE / "probe.c")],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_compile_errors_are_build_errors_with_clang_output(tmp_path: Path,
