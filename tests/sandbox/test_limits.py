@@ -131,3 +131,32 @@ def test_fuel_limit_without_fuel_engine_is_ignored(make: Make) -> None:
     rt = make("echo", limits=Limits(fuel=10))
     assert rt.fuel_enabled is False
     assert rt.call("echo", b"x") == b"x"
+
+
+def test_start_function_loop_hits_deadline(engine: SandboxEngine,
+                                           registry: CapabilityRegistry) -> None:
+    import wasmtime
+
+    wasm = wasmtime.wat2wasm("""(module
+      (memory (export "memory") 2)
+      (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "omni_free") (param i32 i32))
+      (func $forever (loop $l (br $l)))
+      (start $forever))""")
+    module = PluginModule.load(engine, wasm, "starter")
+    with pytest.raises(PluginLoadError, match=r"handler '\(start\)' exceeded its deadline of 30"):
+        PluginRuntime(engine, module, registry, limits=Limits(timeout_ms=30))
+
+
+def test_initial_memory_above_limit_is_named(engine: SandboxEngine,
+                                            registry: CapabilityRegistry) -> None:
+    import wasmtime
+
+    wasm = wasmtime.wat2wasm("""(module
+      (memory (export "memory") 100)
+      (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "omni_free") (param i32 i32)))""")
+    module = PluginModule.load(engine, wasm, "fat")
+    with pytest.raises(PluginLoadError, match="declares more initial memory than "
+                                              r"limits.max_memory_bytes \(1048576\)"):
+        PluginRuntime(engine, module, registry, limits=Limits(max_memory_bytes=2**20))

@@ -193,7 +193,7 @@ class PluginRuntime:
                                wasi=self._wasi(), registry=self._registry,
                                has_initialize=self._has_init)
         except GuestFailure as f:
-            if f.stage == "instantiate":
+            if f.stage == "instantiate" and f.code is None:
                 if "memory minimum size" in f.message:
                     raise MemoryLimitExceeded(
                         f"plugin {self.name!r} declares more initial memory than "
@@ -203,7 +203,9 @@ class PluginRuntime:
                 raise Trap(f"plugin {self.name!r} could not be instantiated: "
                            f"{_first_line(f.message)}", plugin=self.name,
                            handler=handler) from None
-            raise self._classify(f, f.stage or handler or "_initialize", None) from None
+            # A trap while instantiating comes from the module's start function.
+            stage = "(start)" if f.stage == "instantiate" else f.stage
+            raise self._classify(f, stage or handler or "_initialize", None) from None
         except MemoryError:
             raise MemoryLimitExceeded(
                 f"plugin {self.name!r}: omni_alloc could not allocate the input buffer within "
