@@ -345,3 +345,23 @@ def test_health_follows_the_breaker(events: list[Event]) -> None:
         assert health.check().components["plugin:echo"].status is Status.HEALTHY
         host.unload("echo")
         assert "plugin:echo" not in health.check_names
+
+
+def test_close_waits_for_a_running_call_and_its_deadline_still_holds() -> None:
+    host = PluginHost()
+    host.load(echo_wasm(), limits={"timeout_ms": 300})
+    errors: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            host.call("echo", "spin", b"")
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    time.sleep(0.05)
+    host.close()  # must not strand the spinning call without its deadline ticker
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], DeadlineExceeded)

@@ -210,8 +210,8 @@ class _Entry:
         if drained:
             _close_runtime(version)
 
-    def swap(self, new: _Version | None) -> None:
-        """Make ``new`` current; the old version closes once its calls drain."""
+    def swap(self, new: _Version | None) -> _Version | None:
+        """Make ``new`` current; the old version (returned) closes once its calls drain."""
         with self.lock:
             old, self.version = self.version, new
             drained = False
@@ -220,6 +220,7 @@ class _Entry:
                 drained = old.inflight == 0
         if old is not None and drained:
             _close_runtime(old)
+        return old
 
 
 def _close_runtime(version: _Version) -> None:
@@ -710,13 +711,20 @@ class PluginHost:
         self._closed = True
         if self._folder is not None:
             self._folder.stop()
+        retired: list[_Version] = []
         for name in list(self._plugins):
             entry = self._pop(name)
-            if entry is not None:
-                entry.swap(None)
+            if entry is not None and (old := entry.swap(None)) is not None:
+                retired.append(old)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        # The engines' tickers enforce the deadlines of calls still running: keep them until
+        # those calls have ended (each within its own timeout).
+        longest = max((v.runtime.limits.timeout_ms for v in retired), default=0) / 1000
+        until = time.monotonic() + longest + 1.0
+        while any(v.inflight for v in retired) and time.monotonic() < until:
+            time.sleep(0.005)
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
         for engine in engines:
