@@ -53,7 +53,7 @@ declare module "omnicore" {
     /** The value as text (strings verbatim, other values as compact JSON), or `fallback`. */
     get(key: string): string | undefined;
     get<T>(key: string, fallback: T): string | T;
-    /** The value parsed from JSON when it is not a plain string, or `fallback`. */
+    /** The value with its JSON type (dotted keys walk objects), or `fallback`. */
     value<T = JsonValue>(key: string, fallback?: T): T;
     /** The whole section. */
     all(): Record<string, JsonValue>;

@@ -461,17 +461,22 @@ def test_scaffold_builds_and_runs(engine: SandboxEngine, tmp_path: Path) -> None
         go.scaffold(tmp_path / "bad", "Bad Name", "go")
 
 
-def test_project_without_replace_resolves_sdk_through_go_work(
-        engine: SandboxEngine, tmp_path: Path) -> None:
-    src = tmp_path / "greeter"
+@pytest.mark.parametrize("edit", ["copied as is", "no replace", "no require or replace"])
+def test_a_copied_project_still_finds_the_sdk(engine: SandboxEngine, tmp_path: Path,
+                                              edit: str) -> None:
+    src = tmp_path / "greeter"  # the relative replace ../../../sdk/go points nowhere here
     shutil.copytree(ROOT / "plugins" / "greeter" / "go", src)
     gomod = src / "go.mod"
+    drop = {"copied as is": (), "no replace": ("replace",),
+            "no require or replace": ("replace", "require")}[edit]
     gomod.write_text("\n".join(line for line in gomod.read_text().splitlines()
-                               if not line.startswith("replace")) + "\n")
+                               if not line.startswith(drop)) + "\n")
+    before = gomod.read_text()
     path = build(src, tmp_path / "out")
     with runtime(engine, path, {"greeting": "Hey"}) as rt:
         assert json.loads(rt.call("greet", b'{"name": "Go"}')) == {"message": "Hey, Go!"}
-    assert not (src / "go.work").exists()  # the author's folder is left alone
+    assert gomod.read_text() == before  # the author's folder is left alone
+    assert sorted(p.name for p in src.iterdir()) == ["go.mod", "main.go", "omnicore.toml"]
 
 
 def test_compile_errors_are_build_errors_with_the_compiler_message(tmp_path: Path) -> None:

@@ -204,6 +204,8 @@ def test_throws_become_guest_errors_with_message_and_stack(engine: SandboxEngine
         assert info.value.guest_message == "42"  # a thrown non-Error: String(value), no stack
         with pytest.raises(GuestError, match="Error: async boom"):
             rt.call("reject", b"")
+        with pytest.raises(GuestError, match="promise never settled"):
+            rt.call("pending", b"")
         # stack overflow in JS is a RangeError, not a wasm trap
         with pytest.raises(GuestError, match="RangeError"):
             rt.call("recurse", b"")
@@ -463,7 +465,7 @@ def caps(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginR
     registry = CapabilityRegistry.builtin()
     for cap in spec_capabilities(state):
         registry.add(cap)
-    rt = runtime(engine, wasm["caps"], {"db": {"host": "h1"}, "n": 3},
+    rt = runtime(engine, wasm["caps"], {"db": {"host": "h1"}, "n": 3, "s": "42"},
                  Limits(pool_size=1, timeout_ms=5000), registry=registry,
                  grants=list(js.CAPABILITIES))
     yield rt, state
@@ -522,9 +524,10 @@ def test_secrets(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
 
 
 def test_config_through_the_real_host(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
-    assert call_json(caps[0], "config_all") == {"all": {"db": {"host": "h1"}, "n": 3},
-                                                "nested": "h1", "num": 3,
-                                                "missing": "fallback"}
+    section = {"db": {"host": "h1"}, "n": 3, "s": "42"}
+    assert call_json(caps[0], "config_all") == {
+        "all": section, "nested": "h1", "num": 3, "str_num": "42", "deep": "h1",
+        "whole": section, "missing": "fallback", "missing_value": 7}
 
 
 # --- the build ---------------------------------------------------------------------------

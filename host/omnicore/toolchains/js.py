@@ -444,16 +444,18 @@ def _install_deps(project: Path) -> None:
     pkg = json.loads((project / "package.json").read_text(encoding="utf-8"))
     if not pkg.get("dependencies") and not pkg.get("devDependencies"):
         return
-    if (project / "node_modules").is_dir():
+    lock = project / "package-lock.json"
+    installed = project / "node_modules" / ".package-lock.json"  # written by npm on install
+    if installed.exists() and (not lock.exists()
+                               or lock.stat().st_mtime <= installed.stat().st_mtime):
         return
     npm = shutil.which("npm")
     if npm is None:
         raise BuildError(f"{project} has npm dependencies but npm is not installed: install "
                          "Node.js 18+ and run `npm ci` there", plugin=project.name,
                          toolchain=LANGUAGE)
-    lock = (project / "package-lock.json").exists()
-    _run([npm, "ci" if lock else "install", "--no-audit", "--no-fund"],
-         f"npm {'ci' if lock else 'install'} in {project}", cwd=project)
+    command = "ci" if lock.exists() else "install"
+    _run([npm, command, "--no-audit", "--no-fund"], f"npm {command} in {project}", cwd=project)
 
 
 def _bundle(entry: Path, project: Path | None, work: Path) -> bytes:

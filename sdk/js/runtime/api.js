@@ -72,11 +72,16 @@ export const config = {
     if (r === -1) return fallback;
     return check("config.get", r, key);
   },
-  /** The value at `key` parsed as JSON when it is not a plain string; `fallback` if absent. */
+  /** The value at `key` (dotted keys walk objects) with its JSON type; `fallback` if absent. */
   value(key, fallback = undefined) {
-    const r = config.get(key);
-    if (r === undefined) return fallback;
-    try { return JSON.parse(r); } catch { return r; }
+    // From the whole section, not get(): get() returns strings verbatim, so "42" and 42
+    // would be indistinguishable.
+    let v = config.all();
+    for (const part of String(key).split(".").filter((p) => p !== "")) {
+      if (v === null || typeof v !== "object" || !Object.hasOwn(v, part)) return fallback;
+      v = v[part];
+    }
+    return v;
   },
   /** The whole config section as an object. */
   all() { return JSON.parse(config.get("", "{}")); },

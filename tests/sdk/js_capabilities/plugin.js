@@ -69,5 +69,6 @@ export function secrets_roundtrip() {
 
 export function config_all() {
   return { all: config.all(), nested: config.get("db.host"), num: config.value("n"),
-           missing: config.get("nope", "fallback") };
+           str_num: config.value("s"), deep: config.value("db.host"), whole: config.value(""),
+           missing: config.get("nope", "fallback"), missing_value: config.value("db.nope.x", 7) };
 }

@@ -19,3 +19,4 @@ let calls = 0;
 export function counter() { return ++calls; }
 export function _private() { return "never a handler"; }
 export function random() { return [Math.random(), Math.random()]; }
+export function pending() { return new Promise(() => {}); }
