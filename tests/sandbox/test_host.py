@@ -137,6 +137,8 @@ def test_bad_files_raise_typed_errors_and_register_nothing(host: PluginHost,
 def test_needs_grant_then_grant(host: PluginHost, events: list[Event]) -> None:
     info = host.load(config_wasm("conf"), config={"greeting": "hi"})
     assert info.state == "needs-grant" and info.missing == ("config",)
+    assert [(e.old, e.new) for e in events if isinstance(e, PluginStateChanged)] == [
+        ("unloaded", "needs-grant")]
     assert info.requested == ("config",) and not info.callable
     with pytest.raises(NeedsGrant, match="needs grant: omnicore:config") as exc:
         host.call("conf", "get", b"greeting")

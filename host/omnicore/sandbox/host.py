@@ -839,7 +839,12 @@ class PluginHost:
     def _set_state(self, entry: _Entry, new: PluginState) -> None:
         old, entry.state = entry.state, new
         announced, entry.announced = entry.announced, True
-        if old != new and announced:
+        if not announced:
+            # A new plugin: PluginLoaded announces a loaded one; any other first state
+            # (needs-grant, disabled) is a change from nothing.
+            if new != "loaded":
+                self._emit(PluginStateChanged(plugin=entry.name, old="unloaded", new=new))
+        elif old != new:
             self._emit(PluginStateChanged(plugin=entry.name, old=old, new=new))
 
     def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
