@@ -3,9 +3,9 @@
 A Go plugin project is a folder with ``go.mod`` (a ``main`` package using ``omnicore.dev/sdk``).
 It builds offline with ``GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared``; the build
 cache lives under ``build/go`` of the omnicore checkout (or ``~/.cache/omnicore/go``), never
-in the project. The SDK resolves from the project's own ``replace`` directive when it has one,
-else from a ``go.work`` this module writes into the work dir, so a plugin folder copied
-anywhere still builds.
+in the project. The SDK resolves from the project's own ``replace`` directive when its target exists,
+else through a rewritten copy of ``go.mod`` in the work dir (``go build -modfile``), so a
+plugin folder copied anywhere still builds.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ BUILD_TIMEOUT_S = 600
 
 _REPO = Path(__file__).resolve().parents[3]
 _TEMPLATES = Path(__file__).parent / "templates" / "go"
-_REPLACE_SDK = re.compile(r"^\s*replace\s+" + re.escape(SDK_MODULE) + r"\b", re.MULTILINE)
+_REPLACE_SDK = re.compile(r"^\s*replace\s+" + re.escape(SDK_MODULE) + r"(?:\s+\S+)?\s*=>\s*"
+                          r"(?P<target>\S+)[^\n]*$", re.MULTILINE)
+_REQUIRE_SDK = re.compile(r"^\s*(?:require\s+)?" + re.escape(SDK_MODULE) + r"\s+v", re.MULTILINE)
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
@@ -115,15 +117,11 @@ def compile(src: Path, work: Path) -> bytes:
     env = _env()
     if "GOEXPERIMENT" not in os.environ and _lean_json(go):
         env["GOEXPERIMENT"] = "nojsonv2"
-    if not _REPLACE_SDK.search((src / "go.mod").read_text(encoding="utf-8")):
-        # A go.work outside the project points the SDK import at this checkout's SDK without
-        # touching the author's go.mod.
-        gowork = work / "go.work"
-        gowork.write_text(f"go 1.24\n\nuse (\n\t{src}\n\t{sdk}\n)\n", encoding="utf-8")
-        env["GOWORK"] = str(gowork)
-        env["GOFLAGS"] = ""  # workspace mode refuses -mod=mod
-    cmd = [go, "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", str(out),
-           "."]
+    modfile = _resolved_modfile(src, sdk, work)
+    cmd = [go, "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", str(out)]
+    if modfile is not None:
+        cmd.append(f"-modfile={modfile}")
+    cmd.append(".")
     try:
         proc = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True,
                               timeout=BUILD_TIMEOUT_S)
@@ -135,6 +133,30 @@ def compile(src: Path, work: Path) -> bytes:
         raise BuildError(f"go build failed for {src}:\n{detail}", plugin=src.name,
                          toolchain=LANGUAGE)
     return out.read_bytes()
+
+
+def _resolved_modfile(src: Path, sdk: Path, work: Path) -> Path | None:
+    """A copy of ``src/go.mod`` that finds the SDK, or None when the project's own does.
+
+    The project's ``replace`` wins when its target exists. Otherwise (no replace, or a
+    relative one broken by copying the folder elsewhere) the copy in ``work`` replaces the SDK
+    with this installation's and requires it if the author forgot; the author's go.mod is
+    never touched.
+    """
+    text = (src / "go.mod").read_text(encoding="utf-8")
+    match = _REPLACE_SDK.search(text)
+    if match:
+        target = Path(match["target"].strip().strip('"'))
+        if ((src / target) if not target.is_absolute() else target).joinpath("go.mod").is_file():
+            return None
+    lines = [line for line in text.splitlines() if not _REPLACE_SDK.match(line)]
+    if not _REQUIRE_SDK.search(text):
+        lines.append(f"require {SDK_MODULE} v0.0.0")
+    lines.append(f"replace {SDK_MODULE} => {sdk}")
+    modfile = work / "go.mod"
+    modfile.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (work / "go.sum").unlink(missing_ok=True)
+    return modfile
 
 
 def scaffold(dest: Path, name: str, lang: str) -> None:
