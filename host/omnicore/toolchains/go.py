@@ -3,9 +3,9 @@
 A Go plugin project is a folder with ``go.mod`` (a ``main`` package using ``omnicore.dev/sdk``).
 It builds offline with ``GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared``; the build
 cache lives under ``build/go`` of the omnicore checkout (or ``~/.cache/omnicore/go``), never
-in the project. The SDK resolves from the project's own ``replace`` directive when its target exists,
-else through a rewritten copy of ``go.mod`` in the work dir (``go build -modfile``), so a
-plugin folder copied anywhere still builds.
+in the project. The SDK resolves from the project's own ``replace`` directive when its target
+exists, else through a rewritten copy of ``go.mod`` in the work dir (``go build -modfile``),
+so a plugin folder copied anywhere still builds.
 """
 
 from __future__ import annotations
