@@ -234,4 +234,4 @@ def test_without_file_events_the_folder_is_polled(tmp_path: Path,
         folder = host.watch_folder(tmp_path)
         write(tmp_path, "polled.wasm", echo_wasm("polled", "1.0.0"))
         eventually(answers(host, "polled", "1.0.0"))
-        assert folder.watching
+        assert folder.watching and folder.mode == "polling"

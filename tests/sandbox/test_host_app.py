@@ -74,11 +74,19 @@ def test_extension_attaches_plugins_and_loads_the_folder(make: Callable[..., Omn
     assert any(isinstance(e, PluginFailed) and e.plugin == "broken" for e in seen)
     report = app.health.check()
     assert report.components["plugin:echo"].status is Status.HEALTHY
+    assert report.components["plugins-folder"].status is Status.HEALTHY
     assert report.components["plugin:broken"].status is Status.UNHEALTHY
     assert "failed:" in report.components["plugin:broken"].detail
     app.stop()
     assert len(app.plugins) == 0
-    assert not any(n.startswith("plugin:") for n in app.health.check_names)
+    assert not any(n.startswith("plugin") for n in app.health.check_names)
+
+
+def test_a_missing_plugins_dir_is_degraded(make: Callable[..., OmniApp], appdir: Path) -> None:
+    app = make(plugins_dir=str(appdir / "absent"))
+    app.start()
+    component = app.health.check().components["plugins-folder"]
+    assert component.status is Status.DEGRADED and "does not exist" in component.detail
 
 
 def test_app_config_grants_and_circuit_settings(make: Callable[..., OmniApp],

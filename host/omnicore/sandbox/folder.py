@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import watchfiles
 import yaml
@@ -291,6 +291,8 @@ class PluginFolder:
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: How the folder is followed: "idle" (not watched), "events" or "polling".
+        self.mode: Literal["idle", "events", "polling"] = "idle"
 
     @property
     def files(self) -> dict[Path, str]:
@@ -361,6 +363,7 @@ class PluginFolder:
         # Every wake-up (events, or the 500 ms timeout) rescans the folder: the rescan is a
         # few stat() calls, it catches files written before the watcher was armed, and it
         # keeps working where inotify events get lost (some container volume mounts).
+        self.mode = "events"
         try:
             for _batch in watchfiles.watch(
                     self.path, watch_filter=interesting, debounce=self._debounce_ms,
@@ -371,8 +374,11 @@ class PluginFolder:
             # E.g. inotify instances exhausted: keep following the folder by polling.
             log.warning("plugin folder %s: file events unavailable (%s); polling every "
                         "%.2fs instead", self.path, exc, POLL_INTERVAL_S)
+            self.mode = "polling"
             while not self._stop.wait(POLL_INTERVAL_S):
                 try:
                     self.sync()
                 except Exception:
                     log.exception("plugin folder %s: rescan failed", self.path)
+        finally:
+            self.mode = "idle"

@@ -611,6 +611,8 @@ class PluginHost:
             folder.start()
         elif watch:
             log.warning("plugins_dir %s does not exist; not watching it", path)
+        if self._health is not None:
+            self._health.register_check("plugins-folder", partial(_folder_health, folder, watch))
         return folder
 
     def load_file(self, path: Path) -> str:
@@ -711,6 +713,8 @@ class PluginHost:
         self._closed = True
         if self._folder is not None:
             self._folder.stop()
+            if self._health is not None:
+                self._health.unregister_check("plugins-folder")
         retired: list[_Version] = []
         for name in list(self._plugins):
             entry = self._pop(name)
@@ -853,6 +857,18 @@ class PluginHost:
         self._emit(PluginCircuitChanged(plugin=name, old=old, new=new))
         public = {"closed": "loaded", "open": "circuit-open", "half-open": "half-open"}
         self._emit(PluginStateChanged(plugin=name, old=public[old], new=public[new]))
+
+
+def _folder_health(folder: PluginFolder, watch: bool) -> tuple[str, str]:
+    if not watch:
+        return "healthy", f"{folder.path} loaded once (sandbox.watch is off)"
+    if not folder.path.is_dir():
+        return "degraded", f"plugins_dir {folder.path} does not exist; nothing is watched"
+    if folder.mode == "events":
+        return "healthy", f"watching {folder.path}"
+    if folder.mode == "polling":
+        return "degraded", f"polling {folder.path} (file events unavailable)"
+    return "unhealthy", f"the watcher of {folder.path} stopped"
 
 
 def _version_of(module: PluginModule) -> str:
