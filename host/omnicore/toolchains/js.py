@@ -9,10 +9,13 @@ A plugin build then is pure Python (see :mod:`omnicore.toolchains._js_wasm`):
 2. the runtime is instantiated under wasmtime with stub host functions to load the source
    once: syntax and top-level errors become a :class:`BuildError`, and the exported functions
    become the handlers;
-3. the source goes into the runtime's reserved region as a data segment, ``omni_h<i>`` are
-   renamed to the handler names, and the imports of capabilities the source does not import
-   from ``"omnicore"`` are replaced by trapping stubs (the runtime checks the same mask first
-   and throws a clear JS error instead of reaching them).
+3. the runtime compiles the module to QuickJS bytecode (no parsing in each instance);
+4. the bytecode goes into the runtime's reserved region; unless the top level calls a host
+   function, ``_initialize`` is run here and the initialised memory becomes the module's data
+   (a snapshot: a new instance is a memory copy), else the region is one extra data segment;
+5. ``omni_h<i>`` are renamed to the handler names, and the imports of capabilities the source
+   does not import from ``"omnicore"`` are replaced by trapping stubs (the runtime checks the
+   same mask first and throws a clear JS error instead of reaching them).
 
 A JS plugin project is a folder with ``plugin.js``/``plugin.ts`` (or ``src/plugin.*``,
 ``index.*``, or the ``main`` of its ``package.json``), or a single ``.js``/``.ts`` file.
@@ -312,7 +315,8 @@ def _region(code: bytes, handlers: list[str], flags: int) -> bytes:
     return b"OMJS" + struct.pack("<III", flags, len(names), len(code)) + names + code + b"\0"
 
 
-def _snapshot(rt: _Runtime, region: bytes) -> tuple[list[tuple[int, bytes]], int] | None:
+def _snapshot(rt: _Runtime, region: bytes, plugin: str,
+              ) -> tuple[list[tuple[int, bytes]], int] | None:
     """The linear memory right after ``_initialize``, as data segments, and its page count.
 
     Pre-initialising at build time (what Wizer does for Javy) makes a new instance a memory
@@ -333,7 +337,13 @@ def _snapshot(rt: _Runtime, region: bytes) -> tuple[list[tuple[int, bytes]], int
     if calls:
         return None
     image = bytes(memory.read(store, 0, memory.data_len(store)))
-    return nonzero_segments(image), memory.size(store)
+    pages = memory.size(store)
+    # the bytecode must load as the source did (omni_js_exports reports a load error)
+    failed, body = _unpack(store, memory, int(exports["omni_js_exports"](store)))  # type: ignore[operator]
+    if failed:
+        raise BuildError(f"the compiled plugin does not load: {body.decode(errors='replace')}",
+                         plugin=plugin, toolchain=LANGUAGE)
+    return nonzero_segments(image), pages
 
 
 def _bytecode(rt: _Runtime, source: bytes, plugin: str) -> bytes:
@@ -518,7 +528,7 @@ def compile(src: Path, work: Path) -> bytes:
         raise BuildError(f"the compiled plugin is {len(code)} bytes; the JS runtime holds at "
                          f"most {rt.region_cap - 17} (drop unused dependencies)",
                          plugin=plugin, toolchain=LANGUAGE)
-    snapshot = _snapshot(rt, region) if SNAPSHOT else None
+    snapshot = _snapshot(rt, region, plugin) if SNAPSHOT else None
     if snapshot is None:
         unused.add("omni_js_resume")
         return rewrite(rt.wasm, sites=rt.sites, drop_modules=drop, rename=rename,
