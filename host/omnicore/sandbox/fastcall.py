@@ -87,33 +87,37 @@ def check_private_names() -> None:
         raise RuntimeError("wasmtime_func_t / wasmtime_instance_t changed size")
 
 
-def _bind(name: str, restype: Any, *argtypes: Any) -> Any:
+def _bind(name: str, restype: Any, *argtypes: Any, keep_gil: bool = False) -> Any:
     # A fresh prototype over the same symbol: plain-int arguments convert faster than the
     # POINTER(...) argtypes wasmtime-py declares, and we must not mutate its shared objects.
+    # keep_gil: for C calls that never run guest code and return in nanoseconds, dropping and
+    # re-taking the GIL costs more than the call and makes threads hand it over needlessly.
     addr = ctypes.cast(getattr(ffi.dll, name), c_void_p).value
     if not addr:
         raise RuntimeError(f"wasmtime C symbol {name} is missing")
-    return ctypes.CFUNCTYPE(restype, *argtypes)(addr)
+    proto = ctypes.PYFUNCTYPE if keep_gil else ctypes.CFUNCTYPE
+    return proto(restype, *argtypes)(addr)
 
 
 _call_unchecked = _bind("wasmtime_func_call_unchecked", c_void_p,
                         c_void_p, c_void_p, c_void_p, c_size_t, c_void_p)
-_set_deadline = _bind("wasmtime_context_set_epoch_deadline", None, c_void_p, c_uint64)
-_set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64)
-_caller_context = _bind("wasmtime_caller_context", c_void_p, c_void_p)
-_memory_data = _bind("wasmtime_memory_data", c_void_p, c_void_p, c_void_p)
-_memory_size = _bind("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p)
+_set_deadline = _bind("wasmtime_context_set_epoch_deadline", None, c_void_p, c_uint64,
+                      keep_gil=True)
+_set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64, keep_gil=True)
+_caller_context = _bind("wasmtime_caller_context", c_void_p, c_void_p, keep_gil=True)
+_memory_data = _bind("wasmtime_memory_data", c_void_p, c_void_p, c_void_p, keep_gil=True)
+_memory_size = _bind("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p, keep_gil=True)
 _store_new = _bind("wasmtime_store_new", c_void_p, c_void_p, c_void_p, c_void_p)
-_store_context = _bind("wasmtime_store_context", c_void_p, c_void_p)
+_store_context = _bind("wasmtime_store_context", c_void_p, c_void_p, keep_gil=True)
 _store_delete = _bind("wasmtime_store_delete", None, c_void_p)
 _store_limiter = _bind("wasmtime_store_limiter", None, c_void_p, c_int64, c_int64, c_int64,
-                       c_int64, c_int64)
+                       c_int64, c_int64, keep_gil=True)
 _set_wasi = _bind("wasmtime_context_set_wasi", c_void_p, c_void_p, c_void_p)
 _pre_instantiate = _bind("wasmtime_instance_pre_instantiate", c_void_p,
                          c_void_p, c_void_p, c_void_p, c_void_p)
 _export_get = _bind("wasmtime_instance_export_get", c_bool,
-                    c_void_p, c_void_p, c_char_p, c_size_t, c_void_p)
-_trap_new = _bind("wasmtime_trap_new", c_void_p, c_char_p, c_size_t)
+                    c_void_p, c_void_p, c_char_p, c_size_t, c_void_p, keep_gil=True)
+_trap_new = _bind("wasmtime_trap_new", c_void_p, c_char_p, c_size_t, keep_gil=True)
 _define_unchecked = _bind("wasmtime_linker_define_func_unchecked", c_void_p,
                           c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_void_p,
                           c_void_p, c_void_p, c_void_p)
