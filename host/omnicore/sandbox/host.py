@@ -195,6 +195,9 @@ class _Entry:
         self.breaker = breaker
         self.log = PluginLog(name)
         self.lock = threading.Lock()
+        # Serializes re-linking (reload, grant) so two of them cannot interleave; never held
+        # on the call path.
+        self.relink = threading.RLock()
 
     def acquire(self) -> _Version | None:
         with self.lock:
@@ -390,14 +393,15 @@ class PluginHost:
         with explicit ``load()`` arguments); it is not written to the sidecar.
         """
         entry = self._entry(name)
-        if entry.module is None or entry.settings is None:
-            raise PluginLoadError(f"plugin '{name}' failed to load ({entry.last_error}); "
-                                  "fix the file before granting it anything", plugin=name)
         extra = normalize_grants({capability: options or {}}, source=f"grant to '{name}'")
-        grants = {**entry.settings.grants, **extra}
-        self._activate(entry, entry.module, replace(entry.settings, grants=grants))
-        with self._lock:
-            self._runtime_grants.setdefault(name, {}).update(extra)
+        with entry.relink:
+            if entry.module is None or entry.settings is None:
+                raise PluginLoadError(f"plugin '{name}' failed to load ({entry.last_error}); "
+                                      "fix the file before granting it anything", plugin=name)
+            grants = {**entry.settings.grants, **extra}
+            self._activate(entry, entry.module, replace(entry.settings, grants=grants))
+            with self._lock:
+                self._runtime_grants.setdefault(name, {}).update(extra)
         return self._info(entry)
 
     def _load_module(self, source: bytes | str | Path, path: Path | None,
@@ -455,6 +459,11 @@ class PluginHost:
         (loaded, needs-grant, disabled); any other failure raises and leaves the entry (and
         the version serving it) untouched.
         """
+        with entry.relink:
+            self._activate_locked(entry, module, settings)
+
+    def _activate_locked(self, entry: _Entry, module: PluginModule,
+                         settings: _Settings) -> None:
         from omnicore.sandbox import PluginRuntime
 
         if settings.disabled:
