@@ -10,7 +10,6 @@ event can never leave the host out of step with the disk.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import threading
 import tomllib
@@ -254,11 +253,6 @@ def diff(old: Mapping[Path, Fingerprint], new: Mapping[Path, Fingerprint]) -> Ch
         changed=tuple(sorted(p for p in new if p in old and new[p] != old[p])),
         removed=tuple(sorted(p for p in old if p not in new)),
     )
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file (used to skip reloads when only the mtime moved)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class FolderTarget(Protocol):
