@@ -235,6 +235,13 @@ HOST_PARAM_TYPES = {"i32": "i12x", "ptr": "I12x", "len": "I12x", "i64": "q8x",
 _VALKIND = {"i32": 0, "ptr": 0, "len": 0, "i64": 1, "f32": 2, "f64": 3}
 
 
+def address_of(obj: wasmtime.Engine | wasmtime.InstancePre | int) -> int:
+    """The native pointer of a wasmtime-py object as an int (ints pass through)."""
+    if isinstance(obj, int):
+        return obj
+    return int(ctypes.cast(obj.ptr(), c_void_p).value or 0)
+
+
 class RawInstance:
     """One store + one instance of a plugin, driven through the C API. Single-threaded use.
 
@@ -242,11 +249,13 @@ class RawInstance:
     (specs/abi.md §2.1). Any failure raises GuestFailure (or ValueError for ABI shape problems).
     """
 
-    def __init__(self, engine: wasmtime.Engine, pre: wasmtime.InstancePre, *,
+    def __init__(self, engine: wasmtime.Engine | int, pre: wasmtime.InstancePre | int, *,
                  memory_limit: int, deadline_ticks: int, fuel: int | None,
                  wasi: wasmtime.WasiConfig | None, registry: dict[int, RawInstance],
                  has_initialize: bool = True, input_cap: int = 65536) -> None:
-        self._store: int | None = _store_new(engine.ptr(), None, None)
+        # Callers creating many instances pass raw addresses (see address_of): ctypes.cast
+        # costs several microseconds, more than the pooled instantiation itself.
+        self._store: int | None = _store_new(address_of(engine), None, None)
         self.ctx: int = _store_context(self._store)
         self._registry = registry
         # One instance and one memory per store: a module cannot multiply its allowance.
@@ -272,7 +281,7 @@ class RawInstance:
         inst = ffi.wasmtime_instance_t()
         self._inst_addr = ctypes.addressof(inst)
         self._inst = inst
-        err = _pre_instantiate(ctypes.cast(pre.ptr(), c_void_p).value, self.ctx,
+        err = _pre_instantiate(address_of(pre), self.ctx,
                                self._inst_addr, self._trap_addr)
         if err or scratch[6]:
             failure = self._failure(err)

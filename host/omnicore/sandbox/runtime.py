@@ -31,6 +31,7 @@ from omnicore.sandbox.fastcall import (
     GuestFailure,
     HostTrap,
     RawInstance,
+    address_of,
     define_host_function,
 )
 from omnicore.sandbox.limits import Limits
@@ -125,6 +126,8 @@ class PluginRuntime:
             raise PluginLoadError(f"plugin {self.name!r} cannot be linked: {exc}",
                                   plugin=self.name) from None
         self._linker = linker
+        self._engine_addr = address_of(engine.wasmtime)
+        self._pre_addr = address_of(self._pre)
         self._ticks = engine.deadline_ticks(self.limits.timeout_ms)
         self._max_input = self.limits.max_input_bytes
         self._max_output = self.limits.max_output_bytes
@@ -187,7 +190,7 @@ class PluginRuntime:
 
     def _new_instance(self, handler: str | None) -> RawInstance:
         try:
-            inst = RawInstance(self.engine.wasmtime, self._pre,
+            inst = RawInstance(self._engine_addr, self._pre_addr,
                                memory_limit=self.limits.max_memory_bytes,
                                deadline_ticks=self._ticks, fuel=self._fuel,
                                wasi=self._wasi(), registry=self._registry,
