@@ -231,19 +231,25 @@ def test_logparse_large_log_near_the_input_limit(engine: SandboxEngine,
 @pytest.fixture(scope="module")
 def caps(engine: SandboxEngine, wasm: dict[str, Path],
          http_base: str) -> Iterator[tuple[PluginRuntime, dict[str, Any]]]:
-    host_state: dict[str, Any] = {"events": [], "tasks": {}}
+    config = {"greeting": "Hi", "db": {"port": 5432, "host": "x"}, "flag": True}
+    rt, state = caps_runtime(engine, wasm, http_base, Limits(
+        max_input_bytes=1 << 20, max_output_bytes=1 << 20, pool_size=1), config)
+    yield rt, state
+    rt.close()
+
+
+def caps_runtime(engine: SandboxEngine, wasm: dict[str, Path], http_base: str,
+                 limits: Limits, config: Mapping[str, Any] | None = None,
+                 ) -> tuple[PluginRuntime, dict[str, Any]]:
+    """The capability fixture, every namespace granted; also returns the host's state."""
+    state: dict[str, Any] = {"events": [], "tasks": {}, "http_base": http_base}
     registry = CapabilityRegistry(
         [c for c in CapabilityRegistry.builtin() if c.name in ("log", "config")]
-        + spec_capabilities(host_state))
+        + spec_capabilities(state))
     grants = {"config": {}, "kv": {}, "memory": {}, "vectors": {}, "tasks": {},
               "http": {}, "events": {}, "secrets": {}, "log": {"level": "debug"}}
-    host_state["http_base"] = http_base
-    config = {"greeting": "Hi", "db": {"port": 5432, "host": "x"}, "flag": True}
-    rt = runtime(engine, wasm["caps"], config, Limits(max_input_bytes=1 << 20,
-                                                      max_output_bytes=1 << 20, pool_size=1),
-                 grants=grants, registry=registry)
-    yield rt, host_state
-    rt.close()
+    return runtime(engine, wasm["caps"], config, limits, grants=grants,
+                   registry=registry), state
 
 
 def test_handler_error_and_panics_are_guest_errors_with_messages(
@@ -286,15 +292,8 @@ def test_memory_hog_hits_the_memory_limit_and_the_instance_is_replaced(
 
 def test_endless_loop_hits_the_deadline(engine: SandboxEngine, wasm: dict[str, Path],
                                         http_base: str) -> None:
-    state: dict[str, Any] = {"events": [], "tasks": {}, "http_base": http_base}
-    registry = CapabilityRegistry(
-        [c for c in CapabilityRegistry.builtin() if c.name in ("log", "config")]
-        + spec_capabilities(state))
-    grants: dict[str, dict[str, Any]] = {
-        name: {} for name in ("config", "kv", "memory", "vectors", "tasks", "http", "events",
-                              "secrets")}
-    with runtime(engine, wasm["caps"], limits=Limits(timeout_ms=200), grants=grants,
-                 registry=registry) as rt:
+    rt, _ = caps_runtime(engine, wasm, http_base, Limits(timeout_ms=200))
+    with rt:
         with pytest.raises(DeadlineExceeded):
             rt.call("spin", b"x")
         assert rt.call("echo", b"after") == b"after"
@@ -331,6 +330,19 @@ def test_large_inputs_round_trip_and_limits_refuse(
         rt.call("fail", "é".encode() * 3000)
     assert info.value.guest_message == "refused: " + "É" * ((4096 - len("refused: ")) // 2)
     assert rt.call("echo", b"ok") == b"ok"
+
+
+def test_inputs_at_the_default_16_mib_limit(engine: SandboxEngine, wasm: dict[str, Path],
+                                            http_base: str) -> None:
+    rt, _ = caps_runtime(engine, wasm, http_base, Limits(timeout_ms=10_000))
+    with rt:
+        limit = rt.limits.max_input_bytes
+        assert limit == 16 * 1024 * 1024 == rt.limits.max_output_bytes
+        data = b"0123456789abcdef" * (limit // 16)
+        assert rt.call("echo", data) == data
+        with pytest.raises(InputTooLarge):
+            rt.call("echo", data + b"!")
+        assert rt.call("echo", b"small again") == b"small again"
 
 
 def test_output_over_the_limit_is_refused_and_the_instance_kept(
