@@ -10,6 +10,7 @@ from omnicore.errors import ConfigError, PluginNotFound
 from omnicore.sandbox.folder import (
     deep_merge,
     diff,
+    merge_grants,
     normalize_grants,
     read_sidecar,
     resolve_plugin_file,
@@ -96,10 +97,18 @@ def test_two_sidecars_are_refused(tmp_path: Path) -> None:
 
 
 def test_normalize_grants_shapes() -> None:
+    assert normalize_grants({"kv": False}, source="x") == {"kv": None}
     assert normalize_grants(None, source="x") == {}
     assert normalize_grants("kv", source="x") == {"kv": {}}
     assert normalize_grants(["omnicore:http"], source="x") == {"http": {}}
     assert normalize_grants({"http": None}, source="x") == {"http": {}}
+
+
+def test_merge_grants_later_layers_win_and_false_revokes() -> None:
+    merged = merge_grants({"log": {}}, {"kv": {"max_keys": 1}, "config": {}},
+                          {"kv": {"max_keys": 2}, "config": None}, {"config": {}})
+    assert merged == {"log": {}, "kv": {"max_keys": 2}, "config": {}}
+    assert merge_grants({"kv": {}}, {"kv": None}) == {}
 
 
 def test_deep_merge_nests_and_replaces() -> None:

@@ -174,6 +174,16 @@ def test_precedence_app_config_then_sidecar_then_arguments(tmp_path: Path) -> No
                                      max_input_bytes=99)
 
 
+def test_a_sidecar_can_revoke_an_app_grant(tmp_path: Path) -> None:
+    path = write(tmp_path, "conf.wasm", config_wasm("conf"))
+    (tmp_path / "conf.yaml").write_text("grants: {config: false}\n")
+    with PluginHost(plugin_settings={"conf": {"grants": ["config"]}}) as host:
+        info = host.load(path)
+        assert info.state == "needs-grant" and "config" not in info.granted
+        assert host.load(config_wasm("conf"), name="conf2").state == "needs-grant"
+        assert host.grant("conf", "config").state == "loaded"
+
+
 def test_bad_limits_name_the_plugin(host: PluginHost) -> None:
     with pytest.raises(ConfigError, match="plugin 'echo': unknown limit"):
         host.load(echo_wasm(), limits={"timeout": 5})

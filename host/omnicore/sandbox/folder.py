@@ -30,10 +30,12 @@ __all__ = [
     "SIDECAR_SUFFIXES",
     "Changes",
     "FolderTarget",
+    "GrantMap",
     "PluginFolder",
     "Sidecar",
     "deep_merge",
     "diff",
+    "merge_grants",
     "normalize_grants",
     "read_sidecar",
     "resolve_plugin_file",
@@ -54,22 +56,26 @@ class Sidecar:
     """The operator's settings for one plugin file. ``path`` is None when there is none."""
 
     path: Path | None = None
-    grants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    grants: GrantMap = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
 
 
-def normalize_grants(value: object, *, source: str) -> dict[str, dict[str, Any]]:
+#: ``{capability: options}``; options ``None`` means "revoked at this layer".
+GrantMap = dict[str, dict[str, Any] | None]
+
+
+def normalize_grants(value: object, *, source: str) -> GrantMap:
     """Turn a grants value into ``{capability: options}``.
 
     Accepts a list of names (``["kv", "omnicore:http"]``) or a mapping of name to options
-    (``{"http": {"allow_hosts": [...]}}``; ``true``/``null`` mean "no options"). Names are
-    stored without the ``omnicore:`` prefix.
+    (``{"http": {"allow_hosts": [...]}}``; ``true``/``null`` mean "no options", ``false``
+    revokes what a lower layer granted). Names are stored without the ``omnicore:`` prefix.
     """
     if value is None:
         return {}
-    result: dict[str, dict[str, Any]] = {}
+    result: GrantMap = {}
     if isinstance(value, str):
         value = [value]
     if isinstance(value, list | tuple):
@@ -84,6 +90,9 @@ def normalize_grants(value: object, *, source: str) -> dict[str, dict[str, Any]]
             if not isinstance(name, str) or not name.strip():
                 raise ConfigError(f"{source}: bad capability name {name!r} in grants",
                                   key="grants", value=name, source=source)
+            if options is False:
+                result[_short(name)] = None
+                continue
             if options is None or options is True:
                 options = {}
             if not isinstance(options, Mapping):
@@ -95,6 +104,18 @@ def normalize_grants(value: object, *, source: str) -> dict[str, dict[str, Any]]
     raise ConfigError(
         f"{source}: grants must be a list of capability names or a mapping of name to "
         f"options, got {type(value).__name__}", key="grants", value=value, source=source)
+
+
+def merge_grants(*layers: Mapping[str, Mapping[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    """Apply grant layers lowest first: a later layer's options win, ``None`` revokes."""
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for name, options in layer.items():
+            if options is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = dict(options)
+    return merged
 
 
 def _short(name: str) -> str:

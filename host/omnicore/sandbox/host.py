@@ -42,9 +42,11 @@ from omnicore.errors import (
 )
 from omnicore.sandbox.breaker import BreakerState, CircuitBreaker
 from omnicore.sandbox.folder import (
+    GrantMap,
     PluginFolder,
     Sidecar,
     deep_merge,
+    merge_grants,
     normalize_grants,
     read_sidecar,
 )
@@ -76,7 +78,7 @@ PluginState = Literal["loaded", "needs-grant", "failed", "disabled", "circuit-op
                       "half-open"]
 
 # `log` only writes to the plugin's own log, so every plugin has it (specs/abi.md §7).
-_DEFAULT_GRANTS: dict[str, dict[str, Any]] = {"log": {}}
+_DEFAULT_GRANTS: GrantMap = {"log": {}}
 
 EventSink = Callable[[Event], Any]
 
@@ -393,7 +395,8 @@ class PluginHost:
         with explicit ``load()`` arguments); it is not written to the sidecar.
         """
         entry = self._entry(name)
-        extra = normalize_grants({capability: options or {}}, source=f"grant to '{name}'")
+        extra = merge_grants(normalize_grants({capability: options or {}},
+                                              source=f"grant to '{name}'"))
         with entry.relink:
             if entry.module is None or entry.settings is None:
                 raise PluginLoadError(f"plugin '{name}' failed to load ({entry.last_error}); "
@@ -434,11 +437,12 @@ class PluginHost:
                       limits: Mapping[str, Any] | Limits | None = None) -> _Settings:
         """Layer app config ``plugins.<name>`` < sidecar < explicit arguments."""
         app = self._plugin_settings.get(name)
-        merged_grants = dict(_DEFAULT_GRANTS)
-        merged_grants.update(normalize_grants(_field(app, "grants"), source=f"plugins.{name}"))
-        merged_grants.update(sidecar.grants)
-        merged_grants.update(self._runtime_grants.get(name, {}))
-        merged_grants.update(normalize_grants(grants, source=f"load('{name}')"))
+        merged_grants = merge_grants(
+            _DEFAULT_GRANTS,
+            normalize_grants(_field(app, "grants"), source=f"plugins.{name}"),
+            sidecar.grants,
+            self._runtime_grants.get(name, {}),
+            normalize_grants(grants, source=f"load('{name}')"))
         merged_config = deep_merge(deep_merge(_field(app, "config") or {}, sidecar.config),
                                    config or {})
         try:
