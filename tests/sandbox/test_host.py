@@ -269,12 +269,17 @@ def test_folder_hooks_register_broken_files_as_failed(host: PluginHost, tmp_path
         host.grant("broken", "config")
 
 
-def test_close_is_idempotent() -> None:
+async def test_close_is_idempotent_and_final() -> None:
     host = PluginHost()
     host.load(echo_wasm())
+    assert await host.acall("echo", "echo", b"x") == b"x"
     host.close()
     host.close()
     assert len(host) == 0
+    with pytest.raises(PluginError, match="closed"):
+        await host.acall("echo", "echo", b"x")
+    with pytest.raises(PluginError, match="closed"):
+        host.load(echo_wasm())
 
 
 def test_a_bad_argument_during_a_probe_does_not_wedge_the_breaker(host: PluginHost) -> None:

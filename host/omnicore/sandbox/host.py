@@ -589,6 +589,8 @@ class PluginHost:
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
             with self._lock:
+                if self._closed:
+                    raise PluginError("this plugin host is closed")
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(self._max_workers,
                                                         thread_name_prefix="omnicore-plugin")
