@@ -537,6 +537,7 @@ def test_detect_and_check() -> None:
     assert go.check() is None
     assert go.detect(ROOT / "plugins" / "greeter" / "go")
     assert not go.detect(ROOT / "plugins" / "greeter")
+    assert not go.detect(ROOT / "sdk" / "go")  # the SDK's own module is not a plugin
     assert go.LANGUAGE == "go" and go.EXTENSIONS == ("go",)
 
 

@@ -21,7 +21,8 @@ from string import Template
 
 from omnicore.errors import BuildError
 
-__all__ = ["EXTENSIONS", "LANGUAGE", "SDK_MODULE", "check", "compile", "detect", "scaffold"]
+__all__ = ["EXTENSIONS", "LANGUAGE", "SDK_MODULE", "check", "compile", "detect", "scaffold",
+           "sdk_dir"]
 
 LANGUAGE = "go"
 EXTENSIONS = ("go",)
@@ -34,12 +35,16 @@ _TEMPLATES = Path(__file__).parent / "templates" / "go"
 _REPLACE_SDK = re.compile(r"^\s*replace\s+" + re.escape(SDK_MODULE) + r"(?:\s+\S+)?\s*=>\s*"
                           r"(?P<target>\S+)[^\n]*$", re.MULTILINE)
 _REQUIRE_SDK = re.compile(r"^\s*(?:require\s+)?" + re.escape(SDK_MODULE) + r"\s+v", re.MULTILINE)
+_SDK_MODULE_LINE = re.compile(r"^\s*module\s+" + re.escape(SDK_MODULE) + r"\s*$", re.MULTILINE)
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 def detect(src: Path) -> bool:
-    """A folder with ``go.mod`` is a Go plugin project."""
-    return src.is_dir() and (src / "go.mod").is_file()
+    """A folder with ``go.mod`` is a Go plugin project (unless it is the SDK itself)."""
+    gomod = src / "go.mod"
+    if not (src.is_dir() and gomod.is_file()):
+        return False
+    return not _SDK_MODULE_LINE.search(gomod.read_text(encoding="utf-8", errors="replace"))
 
 
 def _go() -> str | None:
@@ -61,10 +66,10 @@ def _cache_dir() -> Path:
 
 
 def _env() -> dict[str, str]:
-    cache = _cache_dir()
+    root = _cache_dir()
     env = dict(os.environ)
     env.update(GOOS="wasip1", GOARCH="wasm", GOPROXY="off", GOTOOLCHAIN="local",
-               GOFLAGS="-mod=mod", GOCACHE=str(cache / "cache"), GOPATH=str(cache / "path"),
+               GOFLAGS="-mod=mod", GOCACHE=str(root / "cache"), GOPATH=str(root / "path"),
                GOTELEMETRY="off", CGO_ENABLED="0")
     env["GOWORK"] = "off"  # a go.work above the project must not change what gets built
     return env
