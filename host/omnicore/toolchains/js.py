@@ -84,7 +84,9 @@ _ENTRIES = ("plugin.ts", "plugin.js", "plugin.mjs", "src/plugin.ts", "src/plugin
 _QJS_FILES = ("dtoa", "libregexp", "libunicode", "quickjs")
 # -Os: 30% smaller than -O2 (0.8 vs 1.2 MB), so hosts compile a JS plugin ≈1.5x faster;
 # warm calls measured the same within noise (marked rendering, 100 B echo).
-_CFLAGS = ("--target=wasm32-wasi", "-Os", "-fno-strict-aliasing")
+# -mcpu=mvp: newer clangs enable post-MVP features by default (reference types change element
+# segment encodings); the plugin rewriter (_js_wasm) is written for MVP code plus bulk memory.
+_CFLAGS = ("--target=wasm32-wasi", "-mcpu=mvp", "-Os", "-fno-strict-aliasing")
 _LDFLAGS = ("-mexec-model=reactor", "-Wl,--strip-all", "-Wl,-z,stack-size=1048576")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _IMPORT_OMNICORE = re.compile(
