@@ -11,12 +11,16 @@ use crate::host::read_into;
 
 // Several namespaces import a function of the same name (`get`, `delete`); the wasm import
 // module keeps them apart, which newer rustc's lint does not see.
+#[cfg(target_arch = "wasm32")]
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "omnicore:config")]
 extern "C" {
     #[link_name = "get"]
     fn host_get(key: *const u8, key_len: usize, out: *mut u8, out_cap: usize) -> i32;
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+use crate::native::config::*;
 
 /// The value at `key` as text, `None` if absent.
 ///
@@ -25,7 +29,9 @@ extern "C" {
 pub fn get(key: &str) -> Result<Option<String>> {
     let what = format!("config.get({:?})", key);
     // SAFETY: the host writes at most out_cap bytes at out.
-    let bytes = read_into(&what, |out, cap| unsafe { host_get(key.as_ptr(), key.len(), out, cap) })?;
+    let bytes = read_into(&what, |out, cap| unsafe {
+        host_get(key.as_ptr(), key.len(), out, cap)
+    })?;
     match bytes {
         None => Ok(None),
         Some(b) => Ok(Some(String::from_utf8(b)?)),

@@ -87,12 +87,18 @@ pub struct Error {
 impl Error {
     /// An error with this message.
     pub fn new(message: impl Into<String>) -> Error {
-        Error { status: None, message: message.into() }
+        Error {
+            status: None,
+            message: message.into(),
+        }
     }
 
     /// The error of a host function that returned `status`; `what` says which call failed.
     pub fn from_status(status: Status, what: &str) -> Error {
-        Error { status: Some(status), message: format!("{}: {}", status, what) }
+        Error {
+            status: Some(status),
+            message: format!("{}: {}", status, what),
+        }
     }
 
     /// The host status behind this error, if it came from a host function.
@@ -106,7 +112,10 @@ impl Error {
     }
 
     pub(crate) fn from_host_message(message: String) -> Error {
-        Error { status: Status::from_message(&message), message }
+        Error {
+            status: Status::from_message(&message),
+            message,
+        }
     }
 }
 

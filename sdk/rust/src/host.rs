@@ -33,29 +33,43 @@ where
         }
         buf = Vec::with_capacity(n);
     }
-    Err(Error::new(format!("{}: the value kept changing size while being read", what)))
+    Err(Error::new(format!(
+        "{}: the value kept changing size while being read",
+        what
+    )))
 }
 
 /// Takes ownership of a §3.3 block the host allocated with `omni_alloc`.
 ///
 /// `Ok(bytes)` for `E = 0`; for `E = 1` an error whose status comes from the message prefix.
 pub(crate) fn take_block(packed: u64) -> Result<Vec<u8>> {
-    let ptr = (packed >> 32) as usize as *mut u8;
-    let len = (packed & 0x7FFF_FFFF) as usize;
     let is_err = packed & (1 << 31) != 0;
-    let bytes = if len == 0 {
-        Vec::new()
-    } else {
-        // SAFETY: the host wrote len bytes into a block it got from omni_alloc(len).
-        let copy = unsafe { core::slice::from_raw_parts(ptr, len) }.to_vec();
-        unsafe { crate::__rt::omni_free(ptr, len) };
-        copy
-    };
+    let bytes = block_bytes(packed);
     if is_err {
-        Err(Error::from_host_message(String::from_utf8_lossy(&bytes).into_owned()))
+        Err(Error::from_host_message(
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
     } else {
         Ok(bytes)
     }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn block_bytes(packed: u64) -> Vec<u8> {
+    let ptr = (packed >> 32) as usize as *mut u8;
+    let len = (packed & 0x7FFF_FFFF) as usize;
+    if len == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the host wrote len bytes into a block it got from omni_alloc(len).
+    let copy = unsafe { core::slice::from_raw_parts(ptr, len) }.to_vec();
+    unsafe { crate::__rt::omni_free(ptr, len) };
+    copy
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn block_bytes(packed: u64) -> Vec<u8> {
+    crate::native::take_block(packed)
 }
 
 /// Maps a status-or-value return (`i32`/`i64`) to a `Result`.

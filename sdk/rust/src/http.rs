@@ -14,11 +14,15 @@ use crate::error::{Error, Result};
 use crate::host::take_block;
 use crate::jsonlite::{self, push_str, Value};
 
+#[cfg(target_arch = "wasm32")]
 #[link(wasm_import_module = "omnicore:http")]
 extern "C" {
     #[link_name = "request"]
     fn host_request(req: *const u8, req_len: usize, body: *const u8, body_len: usize) -> i64;
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+use crate::native::http::*;
 
 enum Target {
     Url(String),
@@ -48,7 +52,10 @@ pub struct Response {
 impl Response {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as UTF-8 text.
@@ -82,7 +89,10 @@ impl Request {
     /// A request through connector `name` to `path` below its base URL.
     pub fn connector(name: &str, method: &str, path: &str) -> Request {
         Request {
-            target: Target::Connector { name: name.to_string(), path: path.to_string() },
+            target: Target::Connector {
+                name: name.to_string(),
+                path: path.to_string(),
+            },
             ..Request::new(method, "")
         }
     }
@@ -144,7 +154,12 @@ impl Request {
         let head = self.head_json();
         // SAFETY: the host reads both ranges and returns a block it allocated with omni_alloc.
         let packed = unsafe {
-            host_request(head.as_ptr(), head.len(), self.body.as_ptr(), self.body.len())
+            host_request(
+                head.as_ptr(),
+                head.len(),
+                self.body.as_ptr(),
+                self.body.len(),
+            )
         };
         parse_response(take_block(packed as u64)?)
     }
@@ -157,7 +172,9 @@ fn parse_response(block: Vec<u8>) -> Result<Response> {
         return Err(bad("shorter than its length prefix"));
     }
     let head_len = u32::from_le_bytes([block[0], block[1], block[2], block[3]]) as usize;
-    let head_end = 4usize.checked_add(head_len).filter(|&e| e <= block.len())
+    let head_end = 4usize
+        .checked_add(head_len)
+        .filter(|&e| e <= block.len())
         .ok_or_else(|| bad("head longer than the block"))?;
     let head = jsonlite::parse(&block[4..head_end]).map_err(|e| bad(&e))?;
     let status = match head.get("status") {
@@ -172,5 +189,9 @@ fn parse_response(block: Vec<u8>) -> Result<Response> {
             }
         }
     }
-    Ok(Response { status, headers, body: block[head_end..].to_vec() })
+    Ok(Response {
+        status,
+        headers,
+        body: block[head_end..].to_vec(),
+    })
 }

@@ -44,7 +44,11 @@ pub(crate) fn push_str(out: &mut String, s: &str) {
 
 /// Parses one JSON document; `Err` says what and where.
 pub(crate) fn parse(text: &[u8]) -> Result<Value, String> {
-    let mut p = Parser { s: text, i: 0, depth: 0 };
+    let mut p = Parser {
+        s: text,
+        i: 0,
+        depth: 0,
+    };
     p.ws();
     let v = p.value()?;
     p.ws();
@@ -186,11 +190,16 @@ impl<'a> Parser<'a> {
                 return Err(self.fail("expected exponent digits"));
             }
         }
-        Ok(Value::Number(String::from_utf8_lossy(&self.s[start..self.i]).into_owned()))
+        Ok(Value::Number(
+            String::from_utf8_lossy(&self.s[start..self.i]).into_owned(),
+        ))
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
-        let h = self.s.get(self.i..self.i + 4).ok_or_else(|| self.fail("short \\u escape"))?;
+        let h = self
+            .s
+            .get(self.i..self.i + 4)
+            .ok_or_else(|| self.fail("short \\u escape"))?;
         let text = core::str::from_utf8(h).map_err(|_| self.fail("bad \\u escape"))?;
         let v = u32::from_str_radix(text, 16).map_err(|_| self.fail("bad \\u escape"))?;
         self.i += 4;
@@ -201,12 +210,18 @@ impl<'a> Parser<'a> {
         self.i += 1;
         let mut out: Vec<u8> = Vec::new();
         loop {
-            let c = *self.s.get(self.i).ok_or_else(|| self.fail("unterminated string"))?;
+            let c = *self
+                .s
+                .get(self.i)
+                .ok_or_else(|| self.fail("unterminated string"))?;
             self.i += 1;
             match c {
                 b'"' => break,
                 b'\\' => {
-                    let e = *self.s.get(self.i).ok_or_else(|| self.fail("unterminated string"))?;
+                    let e = *self
+                        .s
+                        .get(self.i)
+                        .ok_or_else(|| self.fail("unterminated string"))?;
                     self.i += 1;
                     let ch = match e {
                         b'"' => '"',
@@ -272,8 +287,20 @@ mod tests {
 
     #[test]
     fn refuses_malformed_json() {
-        for bad in [&b""[..], b"{", b"[1,]", b"{\"a\" 1}", b"\"\\ud800\"", b"01x", b"1 2", b"\"\x01\"",
-                    b"tru", b"-", b"1.", b"\"\\q\""] {
+        for bad in [
+            &b""[..],
+            b"{",
+            b"[1,]",
+            b"{\"a\" 1}",
+            b"\"\\ud800\"",
+            b"01x",
+            b"1 2",
+            b"\"\x01\"",
+            b"tru",
+            b"-",
+            b"1.",
+            b"\"\\q\"",
+        ] {
             assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);

@@ -17,6 +17,7 @@ use crate::jsonlite::{self, Value};
 
 // Several namespaces import a function of the same name (`get`, `delete`); the wasm import
 // module keeps them apart, which newer rustc's lint does not see.
+#[cfg(target_arch = "wasm32")]
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "omnicore:kv")]
 extern "C" {
@@ -32,11 +33,16 @@ extern "C" {
     fn host_list(prefix: *const u8, prefix_len: usize, out: *mut u8, out_cap: usize) -> i32;
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+use crate::native::kv::*;
+
 /// The value at `key`, `None` if absent.
 pub fn get(key: &str) -> Result<Option<Vec<u8>>> {
     let what = format!("kv.get({:?})", key);
     // SAFETY: the host writes at most out_cap bytes at out.
-    read_into(&what, |out, cap| unsafe { host_get(key.as_ptr(), key.len(), out, cap) })
+    read_into(&what, |out, cap| unsafe {
+        host_get(key.as_ptr(), key.len(), out, cap)
+    })
 }
 
 /// Stores `value` at `key`. Fails with [`Status::Quota`](crate::Status::Quota) over the

@@ -36,6 +36,9 @@
 //!
 //! A panic traps the call (the host raises `Trap`); the SDK logs the panic message at error
 //! level first, so the plugin's log says why.
+//!
+//! On native targets (`cargo test`) the host functions run in-process instead, so handlers can
+//! be unit-tested without a wasm host: see [`testing`] (only in native builds).
 
 #![warn(missing_docs)]
 
@@ -56,6 +59,11 @@ pub mod vectors;
 #[doc(hidden)]
 #[path = "rt.rs"]
 pub mod __rt;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 pub use error::{Error, Result, Status};
 

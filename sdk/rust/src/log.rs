@@ -7,6 +7,7 @@
 //! }
 //! ```
 
+#[cfg(target_arch = "wasm32")]
 #[link(wasm_import_module = "omnicore:log")]
 extern "C" {
     #[link_name = "write"]
@@ -14,6 +15,9 @@ extern "C" {
     #[link_name = "enabled"]
     fn host_enabled(level: i32) -> i32;
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+use crate::native::log::*;
 
 /// A log level; the host clamps anything else to this range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::host::{check, read_into};
 use crate::jsonlite::push_str;
 
+#[cfg(target_arch = "wasm32")]
 #[link(wasm_import_module = "omnicore:memory")]
 extern "C" {
     #[link_name = "remember"]
@@ -22,6 +23,9 @@ extern "C" {
     #[link_name = "forget"]
     fn host_forget(id: i64) -> i32;
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+use crate::native::memory::*;
 
 /// How long a memory lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

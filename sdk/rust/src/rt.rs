@@ -109,7 +109,15 @@ where
     O: crate::Output,
 {
     begin_call();
-    finish(handler(input(ptr, len)).map(crate::Output::into_bytes))
+    finish(run_bytes(input(ptr, len), handler))
+}
+
+pub(crate) fn run_bytes<F, O>(data: &[u8], handler: F) -> Result<Vec<u8>, Error>
+where
+    F: FnOnce(&[u8]) -> Result<O, Error>,
+    O: crate::Output,
+{
+    handler(data).map(crate::Output::into_bytes)
 }
 
 /// Runs a serde handler under the ABI: JSON in, JSON out.
@@ -124,8 +132,17 @@ where
     F: FnOnce(I) -> Result<O, Error>,
 {
     begin_call();
-    let data = input(ptr, len);
-    let result = match serde_json::from_slice::<I>(data) {
+    finish(run_json(input(ptr, len), handler))
+}
+
+#[cfg(feature = "json")]
+pub(crate) fn run_json<I, O, F>(data: &[u8], handler: F) -> Result<Vec<u8>, Error>
+where
+    I: serde::de::DeserializeOwned,
+    O: serde::Serialize,
+    F: FnOnce(I) -> Result<O, Error>,
+{
+    match serde_json::from_slice::<I>(data) {
         Ok(value) => handler(value).and_then(|out| {
             serde_json::to_vec(&out)
                 .map_err(|e| Error::new(format!("cannot encode the output as JSON: {}", e)))
@@ -133,8 +150,7 @@ where
         // Well-formed JSON of the wrong shape is not "invalid JSON": say which it is.
         Err(e) if e.is_data() => Err(Error::new(format!("invalid input: {}", e))),
         Err(e) => Err(Error::new(format!("invalid JSON input: {}", e))),
-    };
-    finish(result)
+    }
 }
 
 /// The system allocator, plus a log line when an allocation fails: Rust then aborts (a
@@ -194,10 +210,16 @@ fn log_oom(size: usize) {
         }
     }
     let mut len = 0;
-    for &b in HEAD.iter().chain(digits[..d].iter().rev()).chain(TAIL.iter()) {
+    for &b in HEAD
+        .iter()
+        .chain(digits[..d].iter().rev())
+        .chain(TAIL.iter())
+    {
         buf[len] = b;
         len += 1;
     }
     // SAFETY: ASCII only.
-    crate::log::write(crate::log::Level::Error, unsafe { core::str::from_utf8_unchecked(&buf[..len]) });
+    crate::log::write(crate::log::Level::Error, unsafe {
+        core::str::from_utf8_unchecked(&buf[..len])
+    });
 }

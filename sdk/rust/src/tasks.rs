@@ -10,14 +10,23 @@
 use crate::error::{Error, Result, Status};
 use crate::host::check;
 
+#[cfg(target_arch = "wasm32")]
 #[link(wasm_import_module = "omnicore:tasks")]
 extern "C" {
     #[link_name = "enqueue"]
-    fn host_enqueue(handler: *const u8, handler_len: usize, payload: *const u8,
-                    payload_len: usize, delay_ms: i64) -> i64;
+    fn host_enqueue(
+        handler: *const u8,
+        handler_len: usize,
+        payload: *const u8,
+        payload_len: usize,
+        delay_ms: i64,
+    ) -> i64;
     #[link_name = "cancel"]
     fn host_cancel(id: i64) -> i32;
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+use crate::native::tasks::*;
 
 /// Schedules `handler(payload)` after `delay_ms`; returns the task id (≥ 1).
 ///
@@ -26,7 +35,13 @@ pub fn enqueue(handler: &str, payload: &[u8], delay_ms: u64) -> Result<i64> {
     let delay = i64::try_from(delay_ms).unwrap_or(i64::MAX);
     // SAFETY: the host only reads the given ranges.
     let code = unsafe {
-        host_enqueue(handler.as_ptr(), handler.len(), payload.as_ptr(), payload.len(), delay)
+        host_enqueue(
+            handler.as_ptr(),
+            handler.len(),
+            payload.as_ptr(),
+            payload.len(),
+            delay,
+        )
     };
     check(code, &format!("tasks.enqueue({:?})", handler))
 }
@@ -36,7 +51,10 @@ pub fn cancel(id: i64) -> Result<bool> {
     // SAFETY: no pointers.
     let code = unsafe { host_cancel(id) };
     if code == -1 {
-        return Err(Error::from_status(Status::NotFound, &format!("no task {}", id)));
+        return Err(Error::from_status(
+            Status::NotFound,
+            &format!("no task {}", id),
+        ));
     }
     check(code as i64, "tasks.cancel").map(|n| n == 1)
 }

@@ -14,6 +14,7 @@ use crate::host::{check, take_block};
 
 // Several namespaces import a function of the same name (`get`, `delete`); the wasm import
 // module keeps them apart, which newer rustc's lint does not see.
+#[cfg(target_arch = "wasm32")]
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "omnicore:vectors")]
 extern "C" {
@@ -34,6 +35,9 @@ extern "C" {
     fn host_delete(coll: *const u8, coll_len: usize, id: *const u8, id_len: usize) -> i32;
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+use crate::native::vectors::*;
+
 /// Inserts or replaces vector `id` in `collection` (created on first use with this
 /// dimension). `metadata` is a JSON object or `""`.
 pub fn upsert(collection: &str, id: &str, vector: &[f32], metadata: &str) -> Result<()> {
@@ -51,15 +55,24 @@ pub fn upsert(collection: &str, id: &str, vector: &[f32], metadata: &str) -> Res
             metadata.len(),
         )
     };
-    check(code as i64, &format!("vectors.upsert({:?}, {:?})", collection, id)).map(|_| ())
+    check(
+        code as i64,
+        &format!("vectors.upsert({:?}, {:?})", collection, id),
+    )
+    .map(|_| ())
 }
 
 /// The `k` nearest vectors, best first, as a JSON array of `{"id", "score", "metadata"}`.
 pub fn search(collection: &str, vector: &[f32], k: u32) -> Result<String> {
     // SAFETY: the host reads the vector and returns a block it allocated with omni_alloc.
     let packed = unsafe {
-        host_search(collection.as_ptr(), collection.len(), vector.as_ptr(),
-                    vector.len() as i32, k as i32)
+        host_search(
+            collection.as_ptr(),
+            collection.len(),
+            vector.as_ptr(),
+            vector.len() as i32,
+            k as i32,
+        )
     };
     Ok(String::from_utf8(take_block(packed as u64)?)?)
 }
@@ -70,8 +83,14 @@ pub fn delete(collection: &str, id: &str) -> Result<bool> {
     // SAFETY: the host only reads the given ranges.
     let code = unsafe { host_delete(collection.as_ptr(), collection.len(), id.as_ptr(), id.len()) };
     if code == -1 {
-        return Err(Error::from_status(Status::NotFound,
-                                      &format!("no vector collection {:?}", collection)));
+        return Err(Error::from_status(
+            Status::NotFound,
+            &format!("no vector collection {:?}", collection),
+        ));
     }
-    check(code as i64, &format!("vectors.delete({:?}, {:?})", collection, id)).map(|n| n == 1)
+    check(
+        code as i64,
+        &format!("vectors.delete({:?}, {:?})", collection, id),
+    )
+    .map(|n| n == 1)
 }

@@ -30,7 +30,9 @@ fn boom(input: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 fn big_output(input: &[u8]) -> Result<Vec<u8>, Error> {
-    let n: usize = std::str::from_utf8(input)?.parse().map_err(|_| "not a number")?;
+    let n: usize = std::str::from_utf8(input)?
+        .parse()
+        .map_err(|_| "not a number")?;
     Ok(vec![b'x'; n])
 }
 
@@ -42,7 +44,11 @@ fn logging(_: &[u8]) -> Result<String, Error> {
     log::error("e");
     omnicore::debug!("skipped {}", 1);
     omnicore::info!("formatted {} {:?}", 7, "x");
-    text(format!("debug={} info={}", log::enabled(log::Level::Debug), log::enabled(log::Level::Info)))
+    text(format!(
+        "debug={} info={}",
+        log::enabled(log::Level::Debug),
+        log::enabled(log::Level::Info)
+    ))
 }
 
 fn config_probe(input: &[u8]) -> Result<String, Error> {
@@ -74,8 +80,12 @@ fn kv_probe(input: &[u8]) -> Result<String, Error> {
 
 fn secrets_probe(_: &[u8]) -> Result<String, Error> {
     let token = secrets::get("token")?.map(|v| String::from_utf8_lossy(&v).into_owned());
-    text(format!("token={:?} unset={} hidden={}", token, show(secrets::get("unset")),
-                 show(secrets::get("hidden"))))
+    text(format!(
+        "token={:?} unset={} hidden={}",
+        token,
+        show(secrets::get("unset")),
+        show(secrets::get("hidden"))
+    ))
 }
 
 fn http_probe(input: &[u8]) -> Result<String, Error> {
@@ -85,9 +95,15 @@ fn http_probe(input: &[u8]) -> Result<String, Error> {
         .send()?;
     let via = Request::connector("github", "GET", "/repos/x").send()?;
     let denied = Request::get("https://denied.example/").send();
-    text(format!("status={} target={:?} ctype={:?} body={} via={:?} denied={}",
-                 resp.status, resp.header("x-target"), resp.header("content-type"),
-                 resp.text()?, via.header("x-target"), show(denied)))
+    text(format!(
+        "status={} target={:?} ctype={:?} body={} via={:?} denied={}",
+        resp.status,
+        resp.header("x-target"),
+        resp.header("content-type"),
+        resp.text()?,
+        via.header("x-target"),
+        show(denied)
+    ))
 }
 
 fn events_probe(input: &[u8]) -> Result<&'static str, Error> {
@@ -101,16 +117,26 @@ fn nothing(_: &[u8]) -> Result<(), Error> {
 
 fn tasks_probe(_: &[u8]) -> Result<String, Error> {
     let id = tasks::enqueue("echo", b"later", 10)?;
-    text(format!("id={} cancel={},{} unknown={} bad_handler={}", id, show(tasks::cancel(id)),
-                 show(tasks::cancel(id)), show(tasks::cancel(424242)),
-                 show(tasks::enqueue("nope", b"", 0))))
+    text(format!(
+        "id={} cancel={},{} unknown={} bad_handler={}",
+        id,
+        show(tasks::cancel(id)),
+        show(tasks::cancel(id)),
+        show(tasks::cancel(424242)),
+        show(tasks::enqueue("nope", b"", 0))
+    ))
 }
 
 fn memory_probe(_: &[u8]) -> Result<String, Error> {
     let id = memory::remember(Tier::LongTerm, "likes \"green\" tea")?;
     let hits = memory::recall("tea", 3)?;
-    text(format!("id={} hits={} forget={},{}", id, hits, show(memory::forget(id)),
-                 show(memory::forget(id))))
+    text(format!(
+        "id={} hits={} forget={},{}",
+        id,
+        hits,
+        show(memory::forget(id)),
+        show(memory::forget(id))
+    ))
 }
 
 fn vectors_probe(_: &[u8]) -> Result<String, Error> {
@@ -139,9 +165,11 @@ struct AddOut {
 }
 
 fn add(input: AddIn) -> Result<AddOut, Error> {
-    input.a.checked_add(input.b).map(|sum| AddOut { sum }).ok_or_else(|| {
-        Error::from_status(Status::Invalid, "overflow")
-    })
+    input
+        .a
+        .checked_add(input.b)
+        .map(|sum| AddOut { sum })
+        .ok_or_else(|| Error::from_status(Status::Invalid, "overflow"))
 }
 
 handler!(

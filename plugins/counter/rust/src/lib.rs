@@ -59,3 +59,24 @@ fn reset(_input: &[u8]) -> Result<String, Error> {
 
 json_handler!(count => count);
 handler!(reset => reset);
+
+// `cargo test` runs these natively: omnicore::testing stands in for the host.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnicore::testing;
+
+    #[test]
+    fn counts_from_start_and_resets() {
+        testing::set_config(r#"{"start": 10}"#);
+        let count = |input: &[u8]| testing::call_json(count, input).unwrap();
+        assert_eq!(count(b"{}"), br#"{"count":11}"#);
+        assert_eq!(count(br#"{"by": -20}"#), br#"{"count":-9}"#);
+        assert_eq!(testing::call(reset, b"").unwrap(), br#"{"count":10}"#);
+        let overflow = testing::call_json(super::count, br#"{"by": 9223372036854775807}"#);
+        assert!(overflow
+            .unwrap_err()
+            .to_string()
+            .starts_with("counter overflow"));
+    }
+}

@@ -20,3 +20,34 @@ fn greet(input: Value) -> Result<Value, Error> {
 }
 
 json_handler!(greet => greet);
+
+// `cargo test` runs these natively: omnicore::testing stands in for the host.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnicore::testing;
+
+    #[test]
+    fn greets_with_the_configured_greeting_and_logs() {
+        testing::set_config(r#"{"greeting": "Hej"}"#);
+        let out = testing::call_json(greet, br#"{"name": "Ada"}"#).unwrap();
+        assert_eq!(out, br#"{"message":"Hej, Ada!"}"#);
+        assert_eq!(
+            testing::logs(),
+            vec![(omnicore::log::Level::Info, "greeting Ada".into())]
+        );
+    }
+
+    #[test]
+    fn defaults_and_refusals() {
+        assert_eq!(
+            testing::call_json(greet, b"{}").unwrap(),
+            br#"{"message":"Hello, world!"}"#
+        );
+        let error = |input: &[u8]| testing::call_json(greet, input).unwrap_err().to_string();
+        assert!(error(b"{").starts_with("invalid JSON input"));
+        assert_eq!(error(b"[]"), "invalid JSON input: expected an object");
+        assert_eq!(error(br#"{"name": 1}"#), "name must be a string");
+        assert_eq!(error(br#"{"name": ""}"#), "name must not be empty");
+    }
+}

@@ -64,7 +64,10 @@ fn config_usize(key: &str, default: usize) -> Result<usize, Error> {
     match omnicore::config::get(key)? {
         None => Ok(default),
         Some(text) => text.parse::<usize>().map_err(|_| {
-            Error::new(format!("config '{}' must be a non-negative integer, got {}", key, text))
+            Error::new(format!(
+                "config '{}' must be a non-negative integer, got {}",
+                key, text
+            ))
         }),
     }
 }
@@ -111,14 +114,16 @@ fn analyze(input: AnalyzeIn) -> Result<AnalyzeOut, Error> {
         None => config_usize("top", 10)?,
     };
     if top > MAX_TOP {
-        return Err(Error::new(format!("top must be at most {}, got {}", MAX_TOP, top)));
+        return Err(Error::new(format!(
+            "top must be at most {}, got {}",
+            MAX_TOP, top
+        )));
     }
     let min_len = config_usize("min_word_length", 1)?.max(1);
     PATTERNS.with(|p| analyze_with(p, &input.text, top, min_len))
 }
 
 fn analyze_with(p: &Patterns, text: &str, top: usize, min_len: usize) -> Result<AnalyzeOut, Error> {
-
     // Emails and URLs are found first and masked, so their parts do not count as words.
     let emails = unique_in_order(p.email.find_iter(text).map(|m| m.as_str()));
     let urls = unique_in_order(p.url.find_iter(text).map(|m| trim_url(m.as_str())));
@@ -136,7 +141,10 @@ fn analyze_with(p: &Patterns, text: &str, top: usize, min_len: usize) -> Result<
         .split(&masked)
         .filter(|s| p.word.is_match(s))
         .count();
-    omnicore::log::debug(&format!("analyzed {} words in {} sentences", words, sentences));
+    omnicore::log::debug(&format!(
+        "analyzed {} words in {} sentences",
+        words, sentences
+    ));
     Ok(AnalyzeOut {
         characters: text.chars().count(),
         words,
