@@ -543,7 +543,10 @@ def test_plain_js_needs_no_node(tmp_path: Path, engine: SandboxEngine,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")  # no node, npm, esbuild or clang
     monkeypatch.delenv("OMNICORE_ESBUILD", raising=False)
-    path = build_source(tmp_path, "export const twice = (s) => s + s;\n")
+    # text that looks like an import in a comment or string does not call for a bundler
+    path = build_source(tmp_path, '// unlike `import { x } from "./x.js"`, this needs nothing\n'
+                                  'const doc = "import y from \'y\'";\n'
+                                  "export const twice = (s) => s + s;\n")
     with runtime(engine, path, grants=[]) as rt:
         assert rt.call("twice", b"ab") == b"abab"
 

@@ -92,7 +92,8 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _IMPORT_OMNICORE = re.compile(
     r"""\bimport\s*(?:\{(?P<named>[^}]*)\}|\*\s*as\s+(?P<ns>[A-Za-z_$][\w$]*))\s*from\s*["']omnicore["']""")
 _DYNAMIC_OMNICORE = re.compile(r"""\bimport\s*\(\s*["']omnicore["']\s*\)""")
-_OTHER_IMPORT = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*)["'](?!omnicore["'])[^"']+["']""")
+#: How the runtime's module loader refuses an import other than "omnicore" (omnicore_js.c).
+_FOREIGN_IMPORT = "ReferenceError: cannot import"
 
 
 def _base_dir() -> Path:
@@ -416,10 +417,6 @@ def used_capabilities(source: str) -> set[str]:
     return used & set(CAPABILITIES)
 
 
-def _needs_bundle(entry: Path, text: str) -> bool:
-    return entry.suffix in (".ts", ".mts") or bool(_OTHER_IMPORT.search(text))
-
-
 def esbuild() -> str | None:
     """An esbuild binary: the project's, ``$OMNICORE_ESBUILD``, PATH, or the cached one."""
     configured = os.environ.get("OMNICORE_ESBUILD")
@@ -504,9 +501,21 @@ def compile(src: Path, work: Path) -> bytes:
     work.mkdir(parents=True, exist_ok=True)
     text = entry.read_text(encoding="utf-8")
     project = src if src.is_dir() else None
-    source = _bundle(entry, project, work) if _needs_bundle(entry, text) else text.encode()
     rt = _load_runtime(ensure_runtime())
-    exported = _load_exports(rt, source, plugin)
+    if entry.suffix in (".ts", ".mts"):
+        source = _bundle(entry, project, work)
+        exported = _load_exports(rt, source, plugin)
+    else:
+        # Plain JS is tried as is, so a file importing only "omnicore" never needs esbuild
+        # (however its comments and strings look); the runtime refuses any other import.
+        source = text.encode()
+        try:
+            exported = _load_exports(rt, source, plugin)
+        except BuildError as exc:
+            if _FOREIGN_IMPORT not in str(exc):
+                raise
+            source = _bundle(entry, project, work)
+            exported = _load_exports(rt, source, plugin)
     handlers = [n for n in exported if n != "default" and not n.startswith(("_", "omni_"))]
     if "memory" in handlers:
         raise BuildError(f"{entry.name} exports a function named 'memory': that wasm export "
