@@ -542,7 +542,7 @@ def build_source(tmp_path: Path, source: str, name: str = "snippet") -> Path:
 def test_plain_js_needs_no_node(tmp_path: Path, engine: SandboxEngine,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")  # no node, npm, esbuild or clang
-    monkeypatch.delenv("OMNICORE_ESBUILD", raising=False)
+    monkeypatch.setattr(js, "esbuild", lambda: None)  # not even the cached one
     # text that looks like an import in a comment or string does not call for a bundler
     path = build_source(tmp_path, '// unlike `import { x } from "./x.js"`, this needs nothing\n'
                                   'const doc = "import y from \'y\'";\n'
