@@ -60,6 +60,7 @@ def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     fresh = tmp_path_factory.mktemp("scaffold") / "hello-rs"
     scaffold(fresh, "hello-rs", "rust")
     built["scaffold"] = build(fresh, out_dir)
+    built["scaffold-src"] = fresh
     probe = tmp_path_factory.mktemp("probe") / "probe"
     scaffold(probe, "rust-probe", "rust")
     shutil.copy(PROBE, probe / "src" / "lib.rs")
@@ -372,19 +373,29 @@ def test_detect_and_check() -> None:
     assert not rust.detect(ROOT / "plugins" / "greeter" / "c")
 
 
-@pytest.mark.parametrize("crate", ["sdk/rust", "plugins/greeter/rust", "plugins/counter/rust"])
-def test_native_cargo_tests_pass_on_debian_rustc(crate: str) -> None:
-    # The SDK's own tests (JSON reader, the native host behind omnicore::testing, doc examples)
-    # and the examples' handler tests run natively with the same Debian toolchain, offline.
+def cargo_test(crate: Path) -> list[str]:
+    """``cargo test`` natively with the Debian toolchain; the 'test result' lines."""
     proc = subprocess.run(
-        ["/usr/bin/cargo", "test", "--all-features"], cwd=ROOT / crate,
+        ["/usr/bin/cargo", "test", "--all-features"], cwd=crate,
         env={**os.environ, "RUSTC": "/usr/bin/rustc", "RUSTDOC": "/usr/bin/rustdoc",
              "CARGO_TARGET_DIR": str(ROOT / "build" / "cargo-target")},
         capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = [line for line in proc.stdout.splitlines() if line.startswith("test result:")]
     assert results and all(r.startswith("test result: ok.") for r in results)
+    return results
+
+
+@pytest.mark.parametrize("crate", ["sdk/rust", "plugins/greeter/rust", "plugins/counter/rust"])
+def test_native_cargo_tests_pass_on_debian_rustc(crate: str) -> None:
+    # The SDK's own tests (JSON reader, the native host behind omnicore::testing, doc examples)
+    # and the examples' handler tests run natively with the same Debian toolchain, offline.
+    results = cargo_test(ROOT / crate)
     assert sum(int(r.split()[3]) for r in results) >= (20 if crate == "sdk/rust" else 1)
+
+
+def test_scaffolded_crate_has_passing_native_tests(wasm: dict[str, Path]) -> None:
+    assert any(r.startswith("test result: ok. 1 passed") for r in cargo_test(wasm["scaffold-src"]))
 
 
 def test_compile_errors_are_build_errors_with_rustc_output(tmp_path: Path,
