@@ -365,6 +365,17 @@ def test_many_calls_do_not_leak_guest_memory(
             rt.call("panics", b"p" * 10_000)
 
 
+def test_allocator_blocks_survive_garbage_collection(
+        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+    rt, _ = caps
+    for size in (10, 70_000, 300_000):  # the first buffer, then two regrown ones
+        data = bytes(i * 7 % 251 for i in range(size))
+        rt.call("gc", data)
+        assert rt.call("gc", b"") == b"filled"  # collect and refill the heap
+        assert rt.call("gc", data) == b"intact"  # the host writes its buffer again
+        assert rt.call("echo", data) == data
+
+
 def test_log_levels_enabled_and_stdout(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
     rt, _ = caps
     rt.log.clear()

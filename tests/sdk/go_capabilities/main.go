@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -266,6 +267,31 @@ func spin(in []byte) ([]byte, error) {
 	return []byte{byte(n)}, nil
 }
 
+// hold is live Go data filled with a pattern. gcCheck with an empty input collects while
+// no handler references the host's input buffer, then fills the free heap with hold; if
+// omni_alloc's blocks were not kept reachable, the buffer would have been freed and reused
+// for hold, and the host's next input write would corrupt it.
+var hold [][]byte
+
+func gcCheck(in []byte) ([]byte, error) {
+	if len(in) == 0 {
+		hold = nil
+		runtime.GC()
+		for i := 0; i < 512; i++ {
+			hold = append(hold, bytes.Repeat([]byte{0xA5}, 8<<10))
+		}
+		runtime.GC()
+		return []byte("filled"), nil
+	}
+	pattern := bytes.Repeat([]byte{0xA5}, 8<<10)
+	for _, block := range hold {
+		if !bytes.Equal(block, pattern) {
+			return nil, errors.New("live Go memory was overwritten by the host's input")
+		}
+	}
+	return []byte("intact"), nil
+}
+
 func must(err error) {
 	if err != nil {
 		panic(err)
@@ -316,6 +342,9 @@ func exitExport(p, n uint32) uint64 { return omnicore.Handle(p, n, exit) }
 
 //go:wasmexport keep
 func keepExport(p, n uint32) uint64 { return omnicore.Handle(p, n, keep) }
+
+//go:wasmexport gc
+func gcExport(p, n uint32) uint64 { return omnicore.Handle(p, n, gcCheck) }
 
 //go:wasmexport hog
 func hogExport(p, n uint32) uint64 { return omnicore.Handle(p, n, hog) }
