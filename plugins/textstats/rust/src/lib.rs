@@ -184,3 +184,48 @@ fn redact_with(p: &Patterns, input: RedactIn) -> Result<RedactOut, Error> {
 }
 
 json_handler!(analyze => analyze, redact => redact);
+
+// `cargo test` runs these natively: omnicore::testing stands in for the host.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnicore::testing;
+
+    fn analyze_text(text: &str) -> serde_json::Value {
+        let input = serde_json::json!({ "text": text, "top": 2 }).to_string();
+        serde_json::from_slice(&testing::call_json(analyze, input.as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn counts_words_sentences_and_finds_contacts() {
+        let out = analyze_text("The cat sat. The cat ran! Write to a@b.io or see http://x.org/p.");
+        assert_eq!(out["sentences"], 3);
+        assert_eq!(out["words"], 10);
+        assert_eq!(
+            out["top_words"][0],
+            serde_json::json!({"word": "cat", "count": 2})
+        );
+        assert_eq!(out["emails"], serde_json::json!(["a@b.io"]));
+        assert_eq!(out["urls"], serde_json::json!(["http://x.org/p"]));
+    }
+
+    #[test]
+    fn config_top_and_min_word_length() {
+        testing::set_config(r#"{"top": 1, "min_word_length": 4}"#);
+        let out: serde_json::Value = serde_json::from_slice(
+            &testing::call_json(analyze, br#"{"text": "a a a word word"}"#).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            out["top_words"],
+            serde_json::json!([{"word": "word", "count": 2}])
+        );
+    }
+
+    #[test]
+    fn redacts_keeping_punctuation() {
+        let out = testing::call_json(redact, br#"{"text": "Mail a@b.io, see https://x.org."}"#);
+        let out: serde_json::Value = serde_json::from_slice(&out.unwrap()).unwrap();
+        assert_eq!(out["text"], "Mail [email], see [url].");
+    }
+}
