@@ -15,6 +15,7 @@ when no source changed since the last build.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import time
@@ -55,6 +56,17 @@ def _source_digest(src: Path) -> str:
     return digest.hexdigest()
 
 
+@functools.cache
+def _toolchain_digest(language: str) -> str:
+    """What besides the plugin's sources shapes its .wasm: the build code and the SDK."""
+    module = _module(language)
+    parts = [Path(str(module.__file__))]
+    sdk = Path(__file__).resolve().parents[3] / "sdk" / language
+    if sdk.is_dir():
+        parts.append(sdk)
+    return "".join(_source_digest(p) for p in parts)
+
+
 def build(src: Path, out_dir: Path, *, name: str | None = None, force: bool = False) -> Path:
     """Build the plugin at ``src`` into ``out_dir/NAME.wasm`` and return that path."""
     # Toolchains run in the project folder: hand them absolute paths only.
@@ -69,7 +81,7 @@ def build(src: Path, out_dir: Path, *, name: str | None = None, force: bool = Fa
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.wasm"
     stamp = out_dir / f".{name}.src-sha256"
-    digest = _source_digest(src)
+    digest = _source_digest(src) + _toolchain_digest(language)
     if not force and out.exists() and stamp.exists() and stamp.read_text() == digest:
         return out
     work = out_dir / ".work" / name
