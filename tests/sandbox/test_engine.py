@@ -87,7 +87,7 @@ def test_bad_tick() -> None:
 
 def test_deadline_ticks() -> None:
     with SandboxEngine(epoch_tick_ms=10) as eng:
-        assert eng.deadline_ticks(1000) == 101 and eng.deadline_ticks(5) == 2
+        assert eng.deadline_ticks(1000) == 102 and eng.deadline_ticks(5) == 3
 
 
 def test_pooling_allocator(wat: Wat) -> None:

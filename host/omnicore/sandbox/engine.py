@@ -69,6 +69,9 @@ class SandboxEngine:
         self.config_key = hashlib.sha256(
             f"wasmtime={_wasmtime_version()};epoch=1;fuel={int(fuel)};may_move=0;simd=0;gc=0;exceptions=0;threads=0;mem64=0;multimem=0;"
             f"pooling={int(pooling)}".encode()).hexdigest()[:16]
+        #: Mirrors the engine's epoch (it may lag by one tick): lets a call skip re-arming its
+        #: deadline when no tick happened since the last arm (the deadline would be identical).
+        self.epoch = 0
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="omnicore-epoch", daemon=True)
         self._ticker.start()
@@ -78,10 +81,12 @@ class SandboxEngine:
         engine = self.wasmtime
         while not self._stop.wait(period):
             engine.increment_epoch()
+            self.epoch += 1
 
     def deadline_ticks(self, timeout_ms: int) -> int:
-        """Epoch ticks for a deadline of ``timeout_ms`` (rounded up, plus the partial tick)."""
-        return -(-timeout_ms // self.epoch_tick_ms) + 1
+        """Epoch ticks for a deadline of ``timeout_ms``: rounded up, plus one for the partial
+        current tick and one for :attr:`epoch` lagging the engine by a tick."""
+        return -(-timeout_ms // self.epoch_tick_ms) + 2
 
     def cache_path(self, sha256: str) -> Path | None:
         """Where the compiled form of the wasm with this digest lives (None: no cache)."""

@@ -272,6 +272,7 @@ class RawInstance:
         self._u64 = scratch
         self._externs: list[Any] = []
         self._funcs: dict[str, int] = {}
+        self._armed = -1
         self.fuel = fuel
         if wasi is not None:
             err = _set_wasi(self.ctx, ctypes.cast(wasi._consume(), c_void_p).value)
@@ -374,16 +375,22 @@ class RawInstance:
             raise HostTrap(f"re-entrant omni_alloc failed: {self._failure(err).message}")
         return self._i32[8] & 0xFFFF_FFFF
 
-    def call(self, func: int, data: bytes, deadline_ticks: int) -> int:
-        """Copy ``data`` in, call the handler at ``func``, return the packed i64 (unsigned)."""
+    def call(self, func: int, data: bytes, deadline_ticks: int, epoch: int = -1) -> int:
+        """Copy ``data`` in, call the handler at ``func``, return the packed i64 (unsigned).
+
+        ``epoch`` is the engine's current epoch if known: when it equals the epoch of the last
+        arm, the deadline ``epoch + deadline_ticks`` is already in place and is not re-set.
+        """
         n = len(data)
         if n > self.cap:
             self._arm(deadline_ticks)
             self._grow_input(n)
-        if self.fuel is None:
-            _set_deadline(self.ctx, deadline_ticks)
-        else:
+            self._armed = -1
+        if self.fuel is not None:
             self._arm(deadline_ticks)
+        elif epoch < 0 or epoch != self._armed:
+            _set_deadline(self.ctx, deadline_ticks)
+            self._armed = epoch
         if n:
             self.memory.view[self.buf:self.buf + n] = data
         i32 = self._i32

@@ -42,7 +42,6 @@ __all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]
 
 #: specs/abi.md §2.2: longer guest error messages are truncated.
 MAX_ERROR_MESSAGE = 4096
-_PAGE = 65536
 
 
 def _normalize_grants(grants: Mapping[str, Any] | Iterable[str] | None,
@@ -317,7 +316,8 @@ class PluginRuntime:
         inst = self._acquire(handler)
         try:
             func = inst._funcs.get(handler) or inst.func(handler)
-            packed = inst.call(func, data, self._ticks)  # type: ignore[arg-type]
+            packed = inst.call(func, data, self._ticks,  # type: ignore[arg-type]
+                               self.engine.epoch)
         except GuestFailure as f:
             # Classify before releasing: release frees the store the classifier inspects.
             error = self._classify(f, handler, inst)
