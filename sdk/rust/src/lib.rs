@@ -120,7 +120,13 @@ macro_rules! handler {
     ($($name:ident => $func:path),+ $(,)?) => {
         $(
             const _: () = {
-                #[export_name = stringify!($name)]
+                #[cfg_attr(target_arch = "wasm32", export_name = stringify!($name))]
+                // Natively (cargo test) a handler named like a libc function (`free`, `write`)
+                // would replace it in the test binary: export it under a prefixed name.
+                #[cfg_attr(
+                    not(target_arch = "wasm32"),
+                    export_name = concat!("__omnicore_handler_", stringify!($name))
+                )]
                 unsafe extern "C" fn __omnicore_handler(ptr: *const u8, len: usize) -> u64 {
                     $crate::__rt::call_bytes(ptr, len, $func)
                 }
@@ -140,7 +146,13 @@ macro_rules! json_handler {
     ($($name:ident => $func:path),+ $(,)?) => {
         $(
             const _: () = {
-                #[export_name = stringify!($name)]
+                #[cfg_attr(target_arch = "wasm32", export_name = stringify!($name))]
+                // Natively (cargo test) a handler named like a libc function (`free`, `write`)
+                // would replace it in the test binary: export it under a prefixed name.
+                #[cfg_attr(
+                    not(target_arch = "wasm32"),
+                    export_name = concat!("__omnicore_handler_", stringify!($name))
+                )]
                 unsafe extern "C" fn __omnicore_handler(ptr: *const u8, len: usize) -> u64 {
                     $crate::__rt::call_json(ptr, len, $func)
                 }
