@@ -246,7 +246,7 @@ def main() -> None:
         assert bytes(ext.call("echo", data)) == data
 
         def raw_call(data: bytes = data) -> None:
-            r = raw.call(raw_echo, data, ticks)
+            r = raw.call(raw_echo, data, ticks, engine.epoch)
             raw.read(r >> 32, r & 0x7FFF_FFFF)
 
         iters = n(200_000) if data is small else n(30_000)
