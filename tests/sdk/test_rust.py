@@ -410,6 +410,16 @@ def test_compile_errors_are_build_errors_with_rustc_output(tmp_path: Path,
     assert "Outptu" in str(info.value) and info.value.toolchain == "rust"
 
 
+def test_reserved_handler_names_fail_at_compile_time(tmp_path: Path, out_dir: Path) -> None:
+    src = tmp_path / "reserved"
+    scaffold(src, "reserved", "rust")
+    lib = src / "src" / "lib.rs"
+    lib.write_text(lib.read_text().replace("json_handler!(greet => greet);",
+                                           "json_handler!(greet => greet, omni_x => greet);"))
+    with pytest.raises(BuildError, match="reserved by the omnicore ABI"):
+        build(src, out_dir)
+
+
 def test_missing_crate_gets_an_offline_hint(tmp_path: Path, out_dir: Path) -> None:
     src = tmp_path / "needs"
     scaffold(src, "needs", "rust")

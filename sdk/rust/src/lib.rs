@@ -120,6 +120,7 @@ macro_rules! handler {
     ($($name:ident => $func:path),+ $(,)?) => {
         $(
             const _: () = {
+                $crate::__rt::check_handler_name(stringify!($name));
                 #[cfg_attr(target_arch = "wasm32", export_name = stringify!($name))]
                 // Natively (cargo test) a handler named like a libc function (`free`, `write`)
                 // would replace it in the test binary: export it under a prefixed name.
@@ -146,6 +147,7 @@ macro_rules! json_handler {
     ($($name:ident => $func:path),+ $(,)?) => {
         $(
             const _: () = {
+                $crate::__rt::check_handler_name(stringify!($name));
                 #[cfg_attr(target_arch = "wasm32", export_name = stringify!($name))]
                 // Natively (cargo test) a handler named like a libc function (`free`, `write`)
                 // would replace it in the test binary: export it under a prefixed name.

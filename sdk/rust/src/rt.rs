@@ -223,3 +223,18 @@ fn log_oom(size: usize) {
         core::str::from_utf8_unchecked(&buf[..len])
     });
 }
+
+/// Refuses, at compile time, export names the ABI reserves (§1.2): the host would never call
+/// them as handlers.
+pub const fn check_handler_name(name: &str) {
+    let b = name.as_bytes();
+    let omni = b.len() >= 5
+        && b[0] == b'o'
+        && b[1] == b'm'
+        && b[2] == b'n'
+        && b[3] == b'i'
+        && b[4] == b'_';
+    if omni || (!b.is_empty() && b[0] == b'_') {
+        panic!("handler names starting with `omni_` or `_` are reserved by the omnicore ABI");
+    }
+}
