@@ -104,7 +104,7 @@ def exercise(engine: SandboxEngine, wasm: bytes, inputs: list[bytes]) -> str:
     return ",".join(outcomes) or "loaded"
 
 
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
