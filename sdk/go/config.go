@@ -5,9 +5,6 @@ import (
 	"errors"
 )
 
-//go:wasmimport omnicore:config get
-func hostConfigGet(key string, out *byte, outCap uint32) int32
-
 // ConfigNamespace is the omnicore:config capability. Use it through the [Config] value.
 type ConfigNamespace struct{}
 

@@ -2,9 +2,6 @@ package omnicore
 
 import "encoding/json"
 
-//go:wasmimport omnicore:events publish
-func hostEventsPublish(topic string, payload *byte, payloadLen uint32) int32
-
 // EventsNamespace is the omnicore:events capability. Use it through the [Events] value.
 type EventsNamespace struct{}
 

@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 )
 
-//go:wasmimport omnicore:http request
-func hostHTTPRequest(req *byte, reqLen uint32, body *byte, bodyLen uint32) uint64
-
 // Request is an outgoing HTTP request. Set URL for a direct request (its host must be in
 // the grant's allow_hosts), or Connector and Path to call a named connector: the host joins
 // the connector's base URL and adds its credentials, which the plugin never sees.

@@ -5,21 +5,6 @@ import (
 	"encoding/json"
 )
 
-//go:wasmimport omnicore:kv get
-func hostKVGet(key string, out *byte, outCap uint32) int32
-
-//go:wasmimport omnicore:kv set
-func hostKVSet(key string, val *byte, valLen uint32) int32
-
-//go:wasmimport omnicore:kv delete
-func hostKVDelete(key string) int32
-
-//go:wasmimport omnicore:kv incr
-func hostKVIncr(key string, delta int64, out *[8]byte) int32
-
-//go:wasmimport omnicore:kv list
-func hostKVList(prefix string, out *byte, outCap uint32) int32
-
 // KVNamespace is the omnicore:kv capability. Use it through the [KV] value.
 type KVNamespace struct{}
 

@@ -12,12 +12,6 @@ const (
 	LevelError Level = 4
 )
 
-//go:wasmimport omnicore:log write
-func hostLogWrite(level int32, msg string)
-
-//go:wasmimport omnicore:log enabled
-func hostLogEnabled(level int32) int32
-
 // LogNamespace is the omnicore:log capability (granted to every plugin). Use it through
 // the [Log] value.
 type LogNamespace struct{}

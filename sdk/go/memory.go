@@ -2,15 +2,6 @@ package omnicore
 
 import "encoding/json"
 
-//go:wasmimport omnicore:memory remember
-func hostMemoryRemember(tier int32, item *byte, itemLen uint32) int64
-
-//go:wasmimport omnicore:memory recall
-func hostMemoryRecall(query *byte, queryLen uint32, out *byte, outCap uint32) int32
-
-//go:wasmimport omnicore:memory forget
-func hostMemoryForget(id int64) int32
-
 // Tier is a memory tier of omnicore:memory.
 type Tier int32
 

@@ -1,8 +1,5 @@
 package omnicore
 
-//go:wasmimport omnicore:secrets get
-func hostSecretsGet(name string, out *byte, outCap uint32) int32
-
 // SecretsNamespace is the omnicore:secrets capability. Use it through the [Secrets] value.
 type SecretsNamespace struct{}
 

@@ -2,12 +2,6 @@ package omnicore
 
 import "time"
 
-//go:wasmimport omnicore:tasks enqueue
-func hostTasksEnqueue(handler string, payload *byte, payloadLen uint32, delayMS int64) int64
-
-//go:wasmimport omnicore:tasks cancel
-func hostTasksCancel(id int64) int32
-
 // TasksNamespace is the omnicore:tasks capability. Use it through the [Tasks] value.
 type TasksNamespace struct{}
 

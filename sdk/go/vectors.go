@@ -5,16 +5,6 @@ import (
 	"unsafe"
 )
 
-//go:wasmimport omnicore:vectors upsert
-func hostVectorsUpsert(coll string, id string, vec *float32, dim uint32, meta *byte,
-	metaLen uint32) int32
-
-//go:wasmimport omnicore:vectors search
-func hostVectorsSearch(coll string, vec *float32, dim uint32, k int32) uint64
-
-//go:wasmimport omnicore:vectors delete
-func hostVectorsDelete(coll string, id string) int32
-
 // Match is one result of [VectorsNamespace.Search], best first.
 type Match struct {
 	ID       string         `json:"id"`

@@ -471,7 +471,9 @@ def test_events_and_secrets_wrappers(caps: tuple[PluginRuntime, dict[str, Any]])
 def test_scaffold_builds_and_runs(engine: SandboxEngine, tmp_path: Path) -> None:
     dest = tmp_path / "hello"
     scaffold(dest, "hello-go", "go")
-    assert sorted(p.name for p in dest.iterdir()) == ["go.mod", "main.go", "omnicore.toml"]
+    assert sorted(p.name for p in dest.iterdir()) == ["go.mod", "main.go", "main_test.go",
+                                                      "omnicore.toml"]
+    go_test(dest)
     path = build(dest, tmp_path / "out")
     with runtime(engine, path, grants=[]) as rt:
         assert rt.module.name == "hello-go"
@@ -499,7 +501,8 @@ def test_a_copied_project_still_finds_the_sdk(engine: SandboxEngine, tmp_path: P
     with runtime(engine, path, {"greeting": "Hey"}) as rt:
         assert json.loads(rt.call("greet", b'{"name": "Go"}')) == {"message": "Hey, Go!"}
     assert gomod.read_text() == before  # the author's folder is left alone
-    assert sorted(p.name for p in src.iterdir()) == ["go.mod", "main.go", "omnicore.toml"]
+    assert sorted(p.name for p in src.iterdir()) == ["go.mod", "main.go", "main_test.go",
+                                                     "omnicore.toml"]
 
 
 def test_compile_errors_are_build_errors_with_the_compiler_message(tmp_path: Path) -> None:
@@ -513,6 +516,20 @@ def test_compile_errors_are_build_errors_with_the_compiler_message(tmp_path: Pat
     assert info.value.toolchain == "go"
 
 
+def go_test(folder: Path) -> None:
+    """Run `go test` natively (not for wasm) in ``folder``; fail with its output."""
+    env = {k: v for k, v in go._env().items() if k not in ("GOOS", "GOARCH")}
+    proc = subprocess.run([go._go() or "go", "test", "."], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("folder", ["sdk/go", "plugins/greeter/go", "plugins/counter/go",
+                                    "plugins/logparse/go"])
+def test_native_go_tests_pass_against_the_test_host(folder: str) -> None:
+    go_test(ROOT / folder)
+
+
 def test_sdk_is_gofmt_and_vet_clean() -> None:
     gobin = Path(go._go() or "go")
     goroot = subprocess.run([str(gobin), "env", "GOROOT"], capture_output=True, text=True,
@@ -523,9 +540,14 @@ def test_sdk_is_gofmt_and_vet_clean() -> None:
     unformatted = subprocess.run([gofmt, "-l", *map(str, dirs)], capture_output=True,
                                  text=True, check=True).stdout.split()
     assert unformatted == []
-    vet = subprocess.run([str(gobin), "vet", "."], cwd=ROOT / "sdk" / "go", env=go._env(),
-                         capture_output=True, text=True)
-    assert vet.returncode == 0, vet.stderr
+    for goos in ("wasip1", None):  # the wasm imports and the native TestHost
+        env = go._env()
+        if goos is None:
+            env.pop("GOOS")
+            env.pop("GOARCH")
+        vet = subprocess.run([str(gobin), "vet", "."], cwd=ROOT / "sdk" / "go", env=env,
+                             capture_output=True, text=True)
+        assert vet.returncode == 0, vet.stderr
 
 
 def test_check_refuses_missing_sdk_and_old_go(tmp_path: Path,
