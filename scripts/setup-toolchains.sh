@@ -63,6 +63,12 @@ if command -v npm >/dev/null; then
   "$venv/bin/python" -c "from omnicore.toolchains import js; js.ensure_esbuild()" \
     || die "could not install esbuild for the JS SDK"
 fi
+# tsc checks the SDK's .d.ts in the tests (esbuild only strips types).
+if command -v npm >/dev/null && [ ! -x "$root/build/js-tools/node_modules/.bin/tsc" ]; then
+  say "installing typescript (npm) into build/js-tools"
+  npm install -s --no-audit --no-fund --prefix "$root/build/js-tools" "typescript@5" >/dev/null \
+    || die "npm install typescript failed"
+fi
 "$venv/bin/python" -c "from omnicore.toolchains import js; print(js.ensure_runtime())" >/dev/null \
   || die "could not build the omnicore JS runtime (see the error above)"
 
