@@ -1,16 +1,19 @@
 """Rust plugins: a ``cdylib`` crate on the omnicore Rust SDK, built for wasm32-unknown-unknown.
 
 Builds use Debian's rustc 1.63 (rustup's newer rustc has no wasm std here) and Debian's
-packaged crates offline, into one cargo target dir shared by every plugin so the SDK and serde
-compile once. Override with ``OMNICORE_RUSTC``, ``OMNICORE_CARGO``, ``OMNICORE_CARGO_TARGET_DIR``
-and ``OMNICORE_RUST_SDK``.
+packaged crates offline when they are installed, else any rustc on PATH with the wasm32 std and
+cargo's usual registry; all into one cargo target dir shared by every plugin so the SDK and
+serde compile once. Override with ``OMNICORE_RUSTC``, ``OMNICORE_CARGO``,
+``OMNICORE_CARGO_TARGET_DIR`` and ``OMNICORE_RUST_SDK``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -41,12 +44,36 @@ _RESERVED = {"test", "core", "std", "alloc", "proc_macro", "self", "super", "cra
              "mod", "struct", "enum", "type", "use", "impl", "let", "match", "loop"}
 
 
+def _has_wasm_std(rustc: str) -> bool:
+    try:
+        sysroot = subprocess.run([rustc, "--print", "sysroot"], capture_output=True, text=True,
+                                 timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return (Path(sysroot) / "lib" / "rustlib" / TARGET / "lib").is_dir()
+
+
+@functools.cache
+def _toolchain() -> tuple[str, str]:
+    """(rustc, cargo): the environment's choice, else Debian's, else a rustc on PATH that has
+    the wasm32 std (rustup's newer rustc often lacks it: `rustup target add` fixes that)."""
+    if "OMNICORE_RUSTC" in os.environ or "OMNICORE_CARGO" in os.environ:
+        return (os.environ.get("OMNICORE_RUSTC", "rustc"),
+                os.environ.get("OMNICORE_CARGO", "cargo"))
+    if Path("/usr/bin/rustc").is_file() and _has_wasm_std("/usr/bin/rustc"):
+        return "/usr/bin/rustc", "/usr/bin/cargo"
+    rustc, cargo = shutil.which("rustc"), shutil.which("cargo")
+    if rustc and cargo and _has_wasm_std(rustc):
+        return rustc, cargo
+    return "/usr/bin/rustc", "/usr/bin/cargo"
+
+
 def _rustc() -> str:
-    return os.environ.get("OMNICORE_RUSTC", "/usr/bin/rustc")
+    return _toolchain()[0]
 
 
 def _cargo() -> str:
-    return os.environ.get("OMNICORE_CARGO", "/usr/bin/cargo")
+    return _toolchain()[1]
 
 
 def sdk_dir() -> Path:
@@ -72,14 +99,9 @@ def check() -> str | None:
     install = ("run scripts/setup-toolchains.sh (Debian: apt-get install rustc cargo "
                "libstd-rust-dev-wasm32)")
     for tool in (_rustc(), _cargo()):
-        if not Path(tool).is_file():
+        if shutil.which(tool) is None:
             return f"{tool} not found; {install}"
-    try:
-        sysroot = subprocess.run([_rustc(), "--print", "sysroot"], capture_output=True,
-                                 text=True, timeout=30, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"{_rustc()} does not run ({exc}); {install}"
-    if not (Path(sysroot) / "lib" / "rustlib" / TARGET / "lib").is_dir():
+    if not _has_wasm_std(_rustc()):
         return f"{_rustc()} has no standard library for {TARGET}; {install}"
     if not (sdk_dir() / "Cargo.toml").is_file():
         return f"the omnicore Rust SDK is not at {sdk_dir()}; set OMNICORE_RUST_SDK"
@@ -88,7 +110,10 @@ def check() -> str | None:
 
 def _cargo_config() -> list[str]:
     # Passed on the command line so crates scaffolded anywhere build offline on Debian's
-    # packaged crates even without their own .cargo/config.toml.
+    # packaged crates even without their own .cargo/config.toml. Elsewhere cargo resolves
+    # crates its usual way.
+    if not Path(_DEBIAN_REGISTRY).is_dir():
+        return []
     settings = [
         'source.crates-io.replace-with="debian-packages"',
         f'source.debian-packages.directory="{_DEBIAN_REGISTRY}"',
@@ -168,9 +193,11 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
         "Cargo.toml": "Cargo.toml.tmpl",
         "omnicore.toml": "omnicore.toml.tmpl",
         "src/lib.rs": "lib.rs.tmpl",
-        ".cargo/config.toml": "cargo-config.toml.tmpl",
         ".gitignore": "gitignore.tmpl",
     }
+    if Path(_DEBIAN_REGISTRY).is_dir():
+        # So plain `cargo build` in the new crate also uses Debian's crates, offline.
+        files[".cargo/config.toml"] = "cargo-config.toml.tmpl"
     for rel, template in files.items():
         path = dest / rel
         path.parent.mkdir(parents=True, exist_ok=True)
