@@ -12,12 +12,24 @@ from __future__ import annotations
 import json
 import struct
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from omnicore.sandbox import Capability, GuestMemory, HostFunction, Status
+from omnicore.sandbox import (
+    Capability,
+    CapabilityRegistry,
+    GuestMemory,
+    HostFunction,
+    Limits,
+    PluginModule,
+    PluginRuntime,
+    SandboxEngine,
+    Status,
+)
 
-__all__ = ["MAX_VALUE_BYTES", "SpecState", "spec_capabilities"]
+__all__ = ["MAX_VALUE_BYTES", "SpecState", "runtime", "spec_capabilities"]
 
 MAX_VALUE_BYTES = 1500
 TASK_HANDLERS = {"echo", "kv_probe"}
@@ -190,3 +202,13 @@ def spec_capabilities(state: SpecState) -> list[Capability]:
         "secrets": [fn("secrets", "get", "ptr len ptr len", "i32", secret)],
     }
     return [Capability(name, funcs) for name, funcs in table.items()]
+
+
+def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
+            limits: Limits | None = None, grants: Any = None,
+            registry: CapabilityRegistry | None = None) -> PluginRuntime:
+    """A runtime of the plugin at ``path``: built-in capabilities, ``config`` granted."""
+    module = PluginModule.load(engine, path)
+    return PluginRuntime(engine, module, registry or CapabilityRegistry.builtin(),
+                         grants={"config": {}} if grants is None else grants,
+                         config=config or {}, limits=limits or Limits())

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spec_host import SpecState, spec_capabilities
+from spec_host import SpecState, runtime, spec_capabilities
 
 from omnicore.errors import (
     BuildError,
@@ -40,18 +40,6 @@ pytestmark = pytest.mark.skipif(c.check() is not None, reason=f"C: {c.check()}")
 
 
 @pytest.fixture(scope="module")
-def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("c-plugins")
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[SandboxEngine]:
-    eng = SandboxEngine()
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
 def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     built = {name: build(ROOT / "plugins" / name / "c", out_dir)
              for name in ("greeter", "counter")}
@@ -60,15 +48,6 @@ def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     built["scaffold"] = build(fresh, out_dir)
     built["probe"] = build(PROBE, out_dir, name="c-probe")
     return built
-
-
-def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
-            limits: Limits | None = None, grants: Any = None,
-            registry: CapabilityRegistry | None = None) -> PluginRuntime:
-    module = PluginModule.load(engine, path)
-    return PluginRuntime(engine, module, registry or CapabilityRegistry.builtin(),
-                         grants={"config": {}} if grants is None else grants,
-                         config=config or {}, limits=limits or Limits())
 
 
 def probe_runtime(engine: SandboxEngine, path: Path, state: SpecState,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spec_host import runtime
 
 from omnicore.errors import (
     BuildError,
@@ -54,35 +55,12 @@ pytestmark = pytest.mark.skipif(go.check() is not None, reason=f"Go toolchain: {
 
 
 @pytest.fixture(scope="module")
-def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("go-plugins")
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxEngine]:
-    # Compiling a 3 MB Go module takes seconds; the on-disk cache makes every later load of
-    # the same module in this file cost milliseconds.
-    eng = SandboxEngine(cache_dir=tmp_path_factory.mktemp("go-module-cache"))
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
 def wasm(out_dir: Path) -> dict[str, Path]:
     """Every Go example plus the capability fixture, built once for the module."""
     built = {name: build(ROOT / "plugins" / name / "go", out_dir)
              for name in ("greeter", "counter", "logparse")}
     built["caps"] = build(FIXTURE, out_dir, name="go-caps")
     return built
-
-
-def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
-            limits: Limits | None = None, grants: Any = None,
-            registry: CapabilityRegistry | None = None) -> PluginRuntime:
-    module = PluginModule.load(engine, path)
-    return PluginRuntime(engine, module, registry or CapabilityRegistry.builtin(),
-                         grants={"config": {}} if grants is None else grants,
-                         config=config or {}, limits=limits or Limits())
 
 
 # --- examples ---------------------------------------------------------------------------

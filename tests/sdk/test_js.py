@@ -14,11 +14,12 @@ import json
 import struct
 import threading
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from spec_host import runtime
 
 from omnicore.errors import (
     BuildError,
@@ -53,18 +54,6 @@ pytestmark = pytest.mark.skipif(js.check() is not None, reason=f"JS runtime: {js
 
 
 @pytest.fixture(scope="module")
-def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("js-plugins")
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxEngine]:
-    eng = SandboxEngine(cache_dir=tmp_path_factory.mktemp("js-cache"))
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
 def wasm(out_dir: Path) -> dict[str, Path]:
     """Every JS example plus the fixtures, built once for the module."""
     return {
@@ -74,15 +63,6 @@ def wasm(out_dir: Path) -> dict[str, Path]:
         "caps": build(HERE / "js_capabilities", out_dir, name="js-caps"),
         "edge": build(HERE / "js_edge", out_dir, name="js-edge"),
     }
-
-
-def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
-            limits: Limits | None = None, grants: Any = None,
-            registry: CapabilityRegistry | None = None) -> PluginRuntime:
-    module = PluginModule.load(engine, path)
-    return PluginRuntime(engine, module, registry or CapabilityRegistry.builtin(),
-                         grants={"config": {}} if grants is None else grants,
-                         config=config or {}, limits=limits or Limits())
 
 
 # --- examples ---------------------------------------------------------------------------

@@ -12,12 +12,11 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from spec_host import SpecState, spec_capabilities
+from spec_host import SpecState, runtime, spec_capabilities
 
 from omnicore.errors import (
     BuildError,
@@ -40,18 +39,6 @@ pytestmark = pytest.mark.skipif(rust.check() is not None, reason=f"Rust: {rust.c
 
 
 @pytest.fixture(scope="module")
-def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("rust-plugins")
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[SandboxEngine]:
-    eng = SandboxEngine()
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
 def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The examples, a freshly scaffolded crate, and the probe (a scaffolded crate whose
     lib.rs is replaced), built once for the module."""
@@ -67,15 +54,6 @@ def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     (probe / "omnicore.toml").write_text('[plugin]\nname = "rust-probe"\n')
     built["probe"] = build(probe, out_dir)
     return built
-
-
-def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
-            limits: Limits | None = None, grants: Any = None,
-            registry: CapabilityRegistry | None = None) -> PluginRuntime:
-    module = PluginModule.load(engine, path)
-    return PluginRuntime(engine, module, registry or CapabilityRegistry.builtin(),
-                         grants={"config": {}} if grants is None else grants,
-                         config=config or {}, limits=limits or Limits())
 
 
 def probe_runtime(engine: SandboxEngine, path: Path, state: SpecState,
