@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from spec_host import SpecState, probe_runtime
 
-from omnicore.sandbox import SandboxEngine
+from omnicore.sandbox import PluginRuntime, SandboxEngine
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +29,13 @@ def engine(module_cache: Path) -> Iterator[SandboxEngine]:
 def out_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where this test module's plugins are built."""
     return tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_") + "-plugins")
+
+
+@pytest.fixture(scope="module")
+def probe(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginRuntime,
+                                                                           SpecState]]:
+    """The module's probe plugin (``wasm["probe"]``) linked to a fresh spec host."""
+    state = SpecState()
+    rt = probe_runtime(engine, wasm["probe"], state)
+    yield rt, state
+    rt.close()

@@ -29,9 +29,18 @@ from omnicore.sandbox import (
     Status,
 )
 
-__all__ = ["MAX_VALUE_BYTES", "SpecState", "runtime", "spec_capabilities"]
+__all__ = [
+    "MAX_VALUE_BYTES",
+    "SPEC_NAMESPACES",
+    "SpecState",
+    "call_text",
+    "probe_runtime",
+    "runtime",
+    "spec_capabilities",
+]
 
 MAX_VALUE_BYTES = 1500
+SPEC_NAMESPACES = ("kv", "memory", "vectors", "tasks", "http", "events", "secrets")
 TASK_HANDLERS = {"echo", "kv_probe"}
 
 
@@ -212,3 +221,16 @@ def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None 
     return PluginRuntime(engine, module, registry or CapabilityRegistry.builtin(),
                          grants={"config": {}} if grants is None else grants,
                          config=config or {}, limits=limits or Limits())
+
+
+def probe_runtime(engine: SandboxEngine, path: Path, state: SpecState,
+                  limits: Limits | None = None) -> PluginRuntime:
+    """The probe linked with the real log/config and the spec host for the rest."""
+    registry = CapabilityRegistry([*CapabilityRegistry.builtin(), *spec_capabilities(state)])
+    grants = {"config": {}, **{ns: {} for ns in SPEC_NAMESPACES}}
+    return runtime(engine, path, config={"db": {"host": "h", "port": 5432}}, grants=grants,
+                   registry=registry, limits=limits)
+
+
+def call_text(rt: PluginRuntime, handler: str, data: bytes = b"") -> str:
+    return rt.call(handler, data).decode()

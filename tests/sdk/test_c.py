@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spec_host import SpecState, runtime, spec_capabilities
+from spec_host import SpecState, call_text, probe_runtime, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -28,12 +27,11 @@ from omnicore.errors import (
     OutputTooLarge,
     Trap,
 )
-from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
 from omnicore.toolchains import build, c, language_for, scaffold
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).parent / "probe_c"
-SPEC_NAMESPACES = ("kv", "memory", "vectors", "tasks", "http", "events", "secrets")
 JSON_TYPES = {"null": 1, "bool": 2, "number": 3, "string": 4, "array": 5, "object": 6}
 
 pytestmark = pytest.mark.skipif(c.check() is not None, reason=f"C: {c.check()}")
@@ -48,28 +46,6 @@ def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     built["scaffold"] = build(fresh, out_dir)
     built["probe"] = build(PROBE, out_dir, name="c-probe")
     return built
-
-
-def probe_runtime(engine: SandboxEngine, path: Path, state: SpecState,
-                  limits: Limits | None = None) -> PluginRuntime:
-    """The probe linked with the real log/config and the spec host for the rest."""
-    registry = CapabilityRegistry([*CapabilityRegistry.builtin(), *spec_capabilities(state)])
-    grants = {"config": {}, **{ns: {} for ns in SPEC_NAMESPACES}}
-    return runtime(engine, path, config={"db": {"host": "h", "port": 5432}}, grants=grants,
-                   registry=registry, limits=limits)
-
-
-@pytest.fixture(scope="module")
-def probe(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginRuntime,
-                                                                           SpecState]]:
-    state = SpecState()
-    rt = probe_runtime(engine, wasm["probe"], state)
-    yield rt, state
-    rt.close()
-
-
-def call_text(rt: PluginRuntime, handler: str, data: bytes = b"") -> str:
-    return rt.call(handler, data).decode()
 
 
 # -- examples -------------------------------------------------------------------------------

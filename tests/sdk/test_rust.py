@@ -12,11 +12,10 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from spec_host import SpecState, runtime, spec_capabilities
+from spec_host import SpecState, call_text, probe_runtime, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -28,12 +27,11 @@ from omnicore.errors import (
     OutputTooLarge,
     Trap,
 )
-from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
 from omnicore.toolchains import build, language_for, rust, scaffold
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).parent / "probe_rust" / "lib.rs"
-SPEC_NAMESPACES = ("kv", "memory", "vectors", "tasks", "http", "events", "secrets")
 
 pytestmark = pytest.mark.skipif(rust.check() is not None, reason=f"Rust: {rust.check()}")
 
@@ -54,28 +52,6 @@ def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     (probe / "omnicore.toml").write_text('[plugin]\nname = "rust-probe"\n')
     built["probe"] = build(probe, out_dir)
     return built
-
-
-def probe_runtime(engine: SandboxEngine, path: Path, state: SpecState,
-                  limits: Limits | None = None) -> PluginRuntime:
-    """The probe linked with the real log/config and the spec host for the rest."""
-    registry = CapabilityRegistry([*CapabilityRegistry.builtin(), *spec_capabilities(state)])
-    grants = {"config": {}, **{ns: {} for ns in SPEC_NAMESPACES}}
-    return runtime(engine, path, config={"db": {"host": "h", "port": 5432}}, grants=grants,
-                   registry=registry, limits=limits)
-
-
-@pytest.fixture(scope="module")
-def probe(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginRuntime,
-                                                                           SpecState]]:
-    state = SpecState()
-    rt = probe_runtime(engine, wasm["probe"], state)
-    yield rt, state
-    rt.close()
-
-
-def call_text(rt: PluginRuntime, handler: str, data: bytes = b"") -> str:
-    return rt.call(handler, data).decode()
 
 
 # -- examples -------------------------------------------------------------------------------
