@@ -79,3 +79,18 @@ def test_builtin_hook_returns_log_and_config() -> None:
     caps = builtin.capabilities(app=None)
     assert [c.name for c in caps] == ["log", "config"]
     assert caps[0].namespace == "omnicore:log" and caps[0].default_grant
+
+
+def test_plugin_log_since_returns_only_lines_after_the_mark() -> None:
+    from omnicore.sandbox import PluginLog
+
+    log = PluginLog("p", capacity=3)
+    log.write("info", "before")
+    mark = log.written
+    assert log.since(mark) == []
+    for i in range(5):
+        log.write("error", f"after {i}")
+    # Only what the ring buffer still holds can be returned.
+    assert [line.message for line in log.since(mark)] == ["after 2", "after 3", "after 4"]
+    log.write("debug", "dropped below min level")
+    assert log.written == 6

@@ -191,6 +191,9 @@ def test_panic_is_a_trap_and_the_log_says_why(probe: tuple[PluginRuntime, SpecSt
     assert info.value.handler == "boom"
     errors = [line.message for line in rt.log.lines() if line.level == "error"]
     assert any("panic at" in m and "boom with bad data" in m for m in errors), errors
+    # The error itself carries what the plugin said before it trapped.
+    assert "the plugin logged: panic at" in str(info.value)
+    assert "boom with bad data" in str(info.value)
     assert rt.stats()["discarded"] == before + 1
     assert call_text(rt, "echo", b"after") == "after"
 

@@ -48,6 +48,9 @@ class PluginLog:
         self.min_level = level_number(min_level)
         self._lines: deque[LogLine] = deque(maxlen=capacity)
         self._lock = threading.Lock()
+        #: Lines kept so far (not capped by capacity): a caller notes it before a call to find
+        #: what the plugin said during that call (see :meth:`since`).
+        self.written = 0
         self._logger = logger or logging.getLogger(f"omnicore.plugin.{plugin}")
 
     def enabled(self, level: int) -> bool:
@@ -62,6 +65,7 @@ class PluginLog:
         line = LogLine(time.time(), LEVELS[num], message)
         with self._lock:
             self._lines.append(line)
+            self.written += 1
         self._logger.log(_PY_LEVELS[num], "%s", message,
                          extra={"plugin": self.plugin, "plugin_level": LEVELS[num]})
 
@@ -70,6 +74,12 @@ class PluginLog:
         with self._lock:
             items = list(self._lines)
         return items[-limit:] if limit else items
+
+    def since(self, mark: int) -> list[LogLine]:
+        """The buffered lines written after :attr:`written` was ``mark``."""
+        with self._lock:
+            count = min(self.written - mark, len(self._lines))
+            return list(self._lines)[len(self._lines) - count:] if count > 0 else []
 
     def clear(self) -> None:
         """Forget the buffered lines."""

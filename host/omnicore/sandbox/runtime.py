@@ -267,9 +267,15 @@ class PluginRuntime:
             self._cond.notify_all()
 
     def _classify(self, f: GuestFailure, handler: str,
-                  inst: RawInstance | None) -> PluginCallError:
+                  inst: RawInstance | None, mark: int | None = None) -> PluginCallError:
         who = f"plugin {self.name!r} handler {handler!r}"
         tail = "; the instance was discarded"
+        # A guest that cannot unwind (Rust panic=abort, Go's runtime, C abort) logs why and
+        # then traps: that line is the most useful part of the error, so carry it along.
+        said = [ln.message for ln in self.log.since(mark)
+                if ln.level in ("warn", "error")] if mark is not None else []
+        if said:
+            tail += "; the plugin logged: " + " | ".join(m.strip() for m in said[-3:])[:1000]
         lim = self.limits
         code = f.code
         if code == wasmtime.TrapCode.INTERRUPT:
@@ -286,7 +292,7 @@ class PluginRuntime:
         if inst is not None and inst.memory_size() + slack > lim.max_memory_bytes:
             return MemoryLimitExceeded(
                 f"{who} trapped after its memory reached the limit of {lim.max_memory_bytes} "
-                f"bytes (limits.max_memory_bytes){tail}: {_first_line(f.message)}",
+                f"bytes (limits.max_memory_bytes): {_first_line(f.message)}{tail}",
                 plugin=self.name, handler=handler, limit="max_memory_bytes",
                 value=lim.max_memory_bytes)
         if code == wasmtime.TrapCode.STACK_OVERFLOW:
@@ -314,13 +320,14 @@ class PluginRuntime:
         if len(data) > self._max_input:
             raise self._input_too_large(handler, len(data))
         inst = self._acquire(handler)
+        mark = self.log.written
         try:
             func = inst._funcs.get(handler) or inst.func(handler)
             packed = inst.call(func, data, self._ticks,  # type: ignore[arg-type]
                                self.engine.epoch)
         except GuestFailure as f:
             # Classify before releasing: release frees the store the classifier inspects.
-            error = self._classify(f, handler, inst)
+            error = self._classify(f, handler, inst, mark)
             self._release(inst, False)
             raise error from None
         except MemoryError:
