@@ -44,9 +44,13 @@ class _Group(click.Group):
         except Exception as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
-            text = str(exc) if isinstance(exc, OmniError) else f"{type(exc).__name__}: {exc}"
-            raise click.ClickException(" ".join(text.split()) + "  (--debug for details)"
-                                       if not isinstance(exc, OmniError) else text) from None
+            if isinstance(exc, OmniError):
+                # One line: a guest's message may carry a stack trace (JS), shown with --debug.
+                first, _, rest = str(exc).strip().partition("\n")
+                text = first + ("  (--debug for the rest)" if rest.strip() else "")
+            else:
+                text = " ".join(f"{type(exc).__name__}: {exc}".split()) + "  (--debug for details)"
+            raise click.ClickException(text) from None
 
 
 class _DefaultGroup(_Group):
@@ -55,7 +59,10 @@ class _DefaultGroup(_Group):
     default = "app"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+        # `omnicore new app` alone names a folder called "app", not the subcommand.
+        bare_default = args[:1] == [self.default] and len(args) == 1
+        if args and (args[0] not in self.commands or bare_default) \
+                and args[0] not in ("--help", "-h"):
             args = [self.default, *args]
         return super().parse_args(ctx, args)
 

@@ -89,6 +89,20 @@ def test_a_missing_plugins_dir_is_degraded(make: Callable[..., OmniApp], appdir:
     assert component.status is Status.DEGRADED and "does not exist" in component.detail
 
 
+def test_a_missing_default_plugins_dir_is_not_a_fault(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An embedding app never asked for ./plugins: its absence must not degrade health."""
+    monkeypatch.chdir(tmp_path)
+    app = OmniApp("embedded", overrides={"data_dir": str(tmp_path / "data")})
+    app.start()
+    try:
+        component = app.health.check().components["plugins-folder"]
+        assert component.status is Status.HEALTHY and "does not exist" in component.detail
+        assert app.health.check().status is Status.HEALTHY
+    finally:
+        app.stop()
+
+
 def test_app_config_grants_and_circuit_settings(make: Callable[..., OmniApp],
                                                 appdir: Path) -> None:
     write(appdir / "plugins", "conf.wasm", config_wasm("conf"))

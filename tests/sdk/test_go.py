@@ -453,9 +453,9 @@ def test_scaffold_builds_and_runs(engine: SandboxEngine, tmp_path: Path) -> None
                                                       "omnicore.toml"]
     go_test(dest)
     path = build(dest, tmp_path / "out")
-    with runtime(engine, path, grants=[]) as rt:
+    with runtime(engine, path, {"greeting": "Howdy"}) as rt:
         assert rt.module.name == "hello-go"
-        assert json.loads(rt.call("greet", b'{"name": "Ada"}')) == {"message": "Hello, Ada!"}
+        assert json.loads(rt.call("greet", b'{"name": "Ada"}')) == {"message": "Howdy, Ada!"}
         with pytest.raises(GuestError, match="name must not be empty"):
             rt.call("greet", b"{}")
     with pytest.raises(BuildError, match="already exists"):

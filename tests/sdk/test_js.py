@@ -606,8 +606,8 @@ def test_scaffold_builds_and_runs(lang: str, tmp_path: Path, engine: SandboxEngi
     assert (dest / "omnicore.toml").exists() and (dest / f"plugin.{lang}").exists()
     path = build(dest, tmp_path / "out")
     with runtime(engine, path, {"greeting": "Hey"}) as rt:
-        assert json.loads(rt.call("hello", b'{"name": "Bo"}')) == {"message": "Hey, Bo!"}
-        assert json.loads(rt.call("hello", b"")) == {"message": "Hey, world!"}
+        assert json.loads(rt.call("greet", b'{"name": "Bo"}')) == {"message": "Hey, Bo!"}
+        assert json.loads(rt.call("greet", b"")) == {"message": "Hey, world!"}
     with pytest.raises(BuildError, match="invalid plugin name"):
         scaffold(tmp_path / "bad", "Bad Name", lang)
 

@@ -611,11 +611,13 @@ class PluginHost:
 
     # ---- the folder ------------------------------------------------------------------
 
-    def watch_folder(self, path: Path, *, watch: bool = True) -> PluginFolder:
+    def watch_folder(self, path: Path, *, watch: bool = True,
+                     required: bool = True) -> PluginFolder:
         """Load every ``*.wasm`` in ``path`` now and, with ``watch``, keep following it.
 
         One folder per host: watching another one stops following the previous folder (its
-        plugins stay loaded).
+        plugins stay loaded). A missing folder degrades health only if it was ``required``
+        (configured on purpose rather than the default ``./plugins`` of an embedding app).
         """
         if self._folder is not None:
             self._folder.stop()
@@ -625,9 +627,11 @@ class PluginHost:
         if watch and path.is_dir():
             folder.start()
         elif watch:
-            log.warning("plugins_dir %s does not exist; not watching it", path)
+            log.log(logging.WARNING if required else logging.DEBUG,
+                    "plugins_dir %s does not exist; not watching it", path)
         if self._health is not None:
-            self._health.register_check("plugins-folder", partial(_folder_health, folder, watch))
+            self._health.register_check("plugins-folder",
+                                        partial(_folder_health, folder, watch, required))
         return folder
 
     def load_file(self, path: Path) -> str:
@@ -874,11 +878,12 @@ class PluginHost:
         self._emit(PluginStateChanged(plugin=name, old=public[old], new=public[new]))
 
 
-def _folder_health(folder: PluginFolder, watch: bool) -> tuple[str, str]:
+def _folder_health(folder: PluginFolder, watch: bool, required: bool) -> tuple[str, str]:
     if not watch:
         return "healthy", f"{folder.path} loaded once (sandbox.watch is off)"
     if not folder.path.is_dir():
-        return "degraded", f"plugins_dir {folder.path} does not exist; nothing is watched"
+        detail = f"plugins_dir {folder.path} does not exist; nothing is watched"
+        return ("degraded", detail) if required else ("healthy", detail + " (default path)")
     if folder.mode == "events":
         return "healthy", f"watching {folder.path}"
     if folder.mode == "polling":
@@ -938,7 +943,8 @@ def startup(app: Any) -> None:
     """Load every plugin in ``plugins_dir`` and, with ``sandbox.watch``, follow the folder."""
     host: PluginHost = app.plugins
     host.refresh_capabilities()  # extensions loaded at start may have added capabilities
-    folder = host.watch_folder(app.config.plugins_dir, watch=app.config.sandbox.watch)
+    folder = host.watch_folder(app.config.plugins_dir, watch=app.config.sandbox.watch,
+                               required=app.config.source_of("plugins_dir") != "default")
     loaded = sum(1 for p in host if p.state == "loaded")
     app.log.info("plugins: %d loaded, %d total from %s%s", loaded, len(host), folder.path,
                  " (watching)" if folder.watching else "")

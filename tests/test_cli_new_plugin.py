@@ -1,0 +1,76 @@
+"""The plugin author's path, for every language, as the README tells it:
+`omnicore new plugin` -> `omnicore build --app` into a running `omnicore run` -> `omnicore call`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+OMNICORE = Path(sys.executable).parent / "omnicore"
+LANGS = ["rust", "go", "js", "ts", "c"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMNICORE_LOG__FORMAT": "text"}
+
+
+def omnicore(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([str(OMNICORE), *map(str, args)], cwd=cwd, env=ENV,
+                          capture_output=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """A running `omnicore run` on a fresh app; yields (app dir, its log file)."""
+    work = tmp_path_factory.mktemp("authors")
+    assert omnicore("new", "app", cwd=work).returncode == 0
+    log_path = work / "run.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen([str(OMNICORE), "run", "app"], cwd=work, env=ENV,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield work / "app", log_path
+        finally:
+            server.send_signal(signal.SIGTERM)
+            code = server.wait(timeout=60)
+    assert code == 0, log_path.read_text()
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_new_plugin_builds_loads_in_a_running_host_and_answers(
+        lang: str, served_app: tuple[Path, Path]) -> None:
+    app, log_path = served_app
+    work = app.parent
+    name = f"hello-{lang}"
+    created = omnicore("new", "plugin", name, "--lang", lang, cwd=work)
+    assert created.returncode == 0, created.stderr.decode()
+    # The operator's grant, next to where the file will land (a plugin cannot grant itself).
+    (app / "plugins" / f"{name}.toml").write_text('grants = ["config"]\n[config]\n'
+                                                   'greeting = "Howdy"\n')
+    built = omnicore("build", name, "--app", "app", cwd=work)
+    assert built.returncode == 0, built.stdout.decode() + built.stderr.decode()
+    assert (app / "plugins" / f"{name}.wasm").is_file()
+
+    deadline = time.monotonic() + 60  # a cold compile of a 3 MB Go module takes seconds
+    while f"plugin '{name}'".encode() not in log_path.read_bytes():
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.1)
+    assert f"plugin '{name}' 0.1.0 loaded" in log_path.read_text()
+
+    called = omnicore("call", name, "greet", "--app", "app", "--input", '{"name": "Ada"}',
+                      cwd=work)
+    assert called.returncode == 0, called.stderr.decode()
+    assert json.loads(called.stdout) == {"message": "Howdy, Ada!"}
+
+    refused = omnicore("call", name, "greet", "--app", "app", "--input", '{"name": 7}',
+                       cwd=work)
+    # Each template words its refusal its own way; all are one typed line naming the handler.
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"Error: plugin '{name}' handler 'greet' failed: ".encode())
+    assert refused.stderr.count(b"\n") == 1
