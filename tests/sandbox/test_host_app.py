@@ -189,3 +189,13 @@ async def test_acall_inside_an_async_app(make: Callable[..., OmniApp], appdir: P
         outs = await asyncio.gather(*(app.plugins.acall("echo", "echo", str(i).encode())
                                       for i in range(20)))
         assert outs == [str(i).encode() for i in range(20)]
+
+
+def test_sandbox_pooling_config_reaches_the_engine(make: Callable[..., OmniApp],
+                                                   appdir: Path) -> None:
+    write(appdir / "plugins", "echo.wasm", echo_wasm())
+    app = make(sandbox={"pooling": True})
+    app.start()
+    assert app.plugins.call("echo", "echo", b"pooled") == b"pooled"
+    engines = list(app.plugins._engines.values())
+    assert engines and all(engine.pooling for engine in engines)

@@ -79,6 +79,11 @@ class SandboxConfig(_Strict):
     )
     epoch_tick_ms: int = Field(default=10, gt=0, description="deadline ticker period")
     watch: bool = Field(default=True, description="watch plugins_dir and reload on change")
+    pooling: bool = Field(
+        default=False,
+        description="wasmtime's pooling allocator: fresh instances ~40% faster, but at most "
+                    "512 instances and 1 GiB per memory, with address space reserved up front",
+    )
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig())
     circuit: CircuitConfig = Field(default_factory=lambda: CircuitConfig())
 

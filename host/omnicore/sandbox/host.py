@@ -921,7 +921,7 @@ def register(app: Any) -> None:
 
     def make_engine(fuel: bool = False) -> SandboxEngine:
         return SandboxEngine(cache_dir=sandbox.cache_dir, epoch_tick_ms=sandbox.epoch_tick_ms,
-                             fuel=fuel)
+                             fuel=fuel, pooling=sandbox.pooling)
 
     def make_registry() -> CapabilityRegistry:
         # Built-ins arrive through the same hook as third-party capabilities.
