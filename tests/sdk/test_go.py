@@ -8,20 +8,16 @@ SDK's wrappers are written against.
 
 from __future__ import annotations
 
-import http.server
 import json
 import shutil
-import struct
 import subprocess
-import threading
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback_host import serve_http, spec_capabilities
 from spec_host import runtime
 
 from omnicore.errors import (
@@ -36,15 +32,11 @@ from omnicore.errors import (
     Trap,
 )
 from omnicore.sandbox import (
-    Capability,
     CapabilityRegistry,
-    GuestMemory,
-    HostFunction,
     Limits,
     PluginModule,
     PluginRuntime,
     SandboxEngine,
-    Status,
 )
 from omnicore.toolchains import build, go, scaffold
 
@@ -223,7 +215,8 @@ def caps_runtime(engine: SandboxEngine, wasm: dict[str, Path], http_base: str,
     state: dict[str, Any] = {"events": [], "tasks": {}, "http_base": http_base}
     registry = CapabilityRegistry(
         [c for c in CapabilityRegistry.builtin() if c.name in ("log", "config")]
-        + spec_capabilities(state))
+        + spec_capabilities(state, max_value_bytes=6000, task_handlers=("echo", "kv"),
+                            topic_prefix="plugin.go-caps."))
     grants = {"config": {}, "kv": {}, "memory": {}, "vectors": {}, "tasks": {},
               "http": {}, "events": {}, "secrets": {}, "log": {"level": "debug"}}
     return runtime(engine, wasm["caps"], config, limits, grants=grants,
@@ -424,7 +417,7 @@ def test_http_wrappers_over_loopback(caps: tuple[PluginRuntime, dict[str, Any]])
     rt, state = caps
     arg = json.dumps({"url": state["http_base"], "denied": "http://example.com/x"})
     report = json.loads(rt.call("http", arg.encode()))
-    assert report == {"status": 200, "content_type": "text/plain", "body": "hello from host",
+    assert report == {"status": 200, "content_type": "text/plain", "body": "hello /hello",
                       "posted": "echo: ping", "connector_status": 200,
                       "denied": "DENIED | omnicore http.request: DENIED: host example.com "
                                 "is not in the grant"}
@@ -552,174 +545,7 @@ def test_detect_and_check() -> None:
     assert go.LANGUAGE == "go" and go.EXTENSIONS == ("go",)
 
 
-# --- spec-following host implementations of the not-yet-built namespaces ---------------
-
-
-def spec_capabilities(state: dict[str, Any]) -> list[Capability]:
-    """kv, memory, vectors, tasks, http, events, secrets per specs/abi.md §4, in memory."""
-    kv: dict[str, bytes] = state.setdefault("kv", {})
-    memories: dict[int, dict[str, Any]] = {}
-    vectors: dict[str, dict[str, tuple[list[float], Any]]] = state.setdefault("vectors", {})
-    enqueued: list[tuple[str, bytes, int]] = state.setdefault("enqueued", [])
-
-    def kv_get(_: object, mem: GuestMemory, kp: int, kl: int, out: int, cap: int) -> int:
-        key = mem.read_str(kp, kl)
-        return mem.write_result(kv[key], out, cap) if key in kv else Status.NOT_FOUND
-
-    def kv_set(_: object, mem: GuestMemory, kp: int, kl: int, vp: int, vl: int) -> int:
-        if vl > 6000:
-            return Status.TOO_LARGE
-        kv[mem.read_str(kp, kl)] = mem.read(vp, vl)
-        return 0
-
-    def kv_delete(_: object, mem: GuestMemory, kp: int, kl: int) -> int:
-        return 1 if kv.pop(mem.read_str(kp, kl), None) is not None else 0
-
-    def kv_incr(_: object, mem: GuestMemory, kp: int, kl: int, delta: int, out: int) -> int:
-        key = mem.read_str(kp, kl)
-        try:
-            value = int(kv.get(key, b"0")) + delta
-        except ValueError:
-            return Status.INVALID
-        kv[key] = str(value).encode()
-        mem.write(out, struct.pack("<q", value))
-        return 0
-
-    def kv_list(_: object, mem: GuestMemory, pp: int, pl: int, out: int, cap: int) -> int:
-        prefix = mem.read_str(pp, pl)
-        keys = sorted(k for k in kv if k.startswith(prefix))
-        return mem.write_result(json.dumps(keys).encode(), out, cap)
-
-    def remember(_: object, mem: GuestMemory, tier: int, ip: int, il: int) -> int:
-        item = json.loads(mem.read(ip, il))
-        memories[len(memories) + 1] = {"tier": tier, **item}
-        return len(memories)
-
-    def recall(_: object, mem: GuestMemory, qp: int, ql: int, out: int, cap: int) -> int:
-        query = state["recall_query"] = json.loads(mem.read(qp, ql))
-        found = [{"id": i, "tier": m["tier"], "text": m["text"],
-                  "metadata": m.get("metadata", {}), "score": 1.0, "created_at": 0}
-                 for i, m in memories.items() if query["query"] in m["text"]]
-        return mem.write_result(json.dumps(found).encode(), out, cap)
-
-    def forget(_: object, mem: GuestMemory, mid: int) -> int:
-        return 1 if memories.pop(mid, None) is not None else 0
-
-    def upsert(_: object, mem: GuestMemory, cp: int, cl: int, ip: int, il: int, vp: int,
-               dim: int, mp: int, ml: int) -> int:
-        coll = vectors.setdefault(mem.read_str(cp, cl), {})
-        vec = list(struct.unpack(f"<{dim}f", mem.read(vp, 4 * dim)))
-        if any(len(v) != dim for v, _ in coll.values()):
-            return Status.INVALID
-        coll[mem.read_str(ip, il)] = (vec, json.loads(mem.read(mp, ml)) if ml else {})
-        return 0
-
-    def search(_: object, mem: GuestMemory, cp: int, cl: int, vp: int, dim: int,
-               k: int) -> int:
-        name = mem.read_str(cp, cl)
-        if name not in vectors:
-            return mem.alloc_result(f"NOT_FOUND: no collection {name!r}".encode(), error=True)
-        query = struct.unpack(f"<{dim}f", mem.read(vp, 4 * dim))
-        scored = sorted(((sum(a * b for a, b in zip(v, query, strict=True)), i, meta)
-                         for i, (v, meta) in vectors[name].items()), reverse=True)[:k]
-        return mem.alloc_result(json.dumps(
-            [{"id": i, "score": s, "metadata": m} for s, i, m in scored]).encode())
-
-    def vdelete(_: object, mem: GuestMemory, cp: int, cl: int, ip: int, il: int) -> int:
-        coll = vectors.get(mem.read_str(cp, cl))
-        if coll is None:
-            return Status.NOT_FOUND
-        return 1 if coll.pop(mem.read_str(ip, il), None) is not None else 0
-
-    def enqueue(_: object, mem: GuestMemory, hp: int, hl: int, pp: int, pl: int,
-                delay: int) -> int:
-        handler = mem.read_str(hp, hl)
-        if handler not in ("echo", "kv"):
-            return Status.NOT_FOUND
-        enqueued.append((handler, mem.read(pp, pl), delay))
-        state["tasks"][len(enqueued)] = "pending"
-        return len(enqueued)
-
-    def cancel(_: object, mem: GuestMemory, tid: int) -> int:
-        if tid not in state["tasks"]:
-            return Status.NOT_FOUND
-        was, state["tasks"][tid] = state["tasks"][tid], "cancelled"
-        return 1 if was == "pending" else 0
-
-    def request(_: object, mem: GuestMemory, rp: int, rl: int, bp: int, bl: int) -> int:
-        req = json.loads(mem.read(rp, rl))
-        url = state["http_base"] + req["path"] if req.get("connector") == "local" else req["url"]
-        host = urllib.parse.urlparse(url).hostname
-        if host != "127.0.0.1":
-            return mem.alloc_result(f"DENIED: host {host} is not in the grant".encode(), True)
-        body = mem.read(bp, bl) if bl else None
-        r = urllib.request.Request(url, data=body, method=req["method"],
-                                   headers=req.get("headers", {}))
-        with urllib.request.urlopen(r, timeout=5) as resp:
-            head = json.dumps({"status": resp.status,
-                               "headers": {k.lower(): v for k, v in resp.headers.items()}})
-            payload = resp.read()
-        return mem.alloc_result(struct.pack("<I", len(head)) + head.encode() + payload)
-
-    def publish(_: object, mem: GuestMemory, tp: int, tl: int, pp: int, pl: int) -> int:
-        topic = mem.read_str(tp, tl)
-        if topic.startswith("secret."):
-            return Status.DENIED
-        state["events"].append(("plugin.go-caps." + topic, mem.read(pp, pl)))
-        return 0
-
-    def secret(_: object, mem: GuestMemory, np: int, nl: int, out: int, cap: int) -> int:
-        name = mem.read_str(np, nl)
-        if name == "token":
-            return mem.write_result(b"s3cr3t", out, cap)
-        return Status.NOT_FOUND if name == "unset" else Status.DENIED
-
-    def fn(name: str, params: str, results: str, impl: Any) -> HostFunction:
-        return HostFunction(name, tuple(params.split()), tuple(results.split()), impl)
-
-    return [
-        Capability("kv", (fn("get", "ptr len ptr len", "i32", kv_get),
-                          fn("set", "ptr len ptr len", "i32", kv_set),
-                          fn("delete", "ptr len", "i32", kv_delete),
-                          fn("incr", "ptr len i64 ptr", "i32", kv_incr),
-                          fn("list", "ptr len ptr len", "i32", kv_list))),
-        Capability("memory", (fn("remember", "i32 ptr len", "i64", remember),
-                              fn("recall", "ptr len ptr len", "i32", recall),
-                              fn("forget", "i64", "i32", forget))),
-        Capability("vectors", (fn("upsert", "ptr len ptr len ptr i32 ptr len", "i32", upsert),
-                               fn("search", "ptr len ptr i32 i32", "i64", search),
-                               fn("delete", "ptr len ptr len", "i32", vdelete))),
-        Capability("tasks", (fn("enqueue", "ptr len ptr len i64", "i64", enqueue),
-                             fn("cancel", "i64", "i32", cancel))),
-        Capability("http", (fn("request", "ptr len ptr len", "i64", request),)),
-        Capability("events", (fn("publish", "ptr len ptr len", "i32", publish),)),
-        Capability("secrets", (fn("get", "ptr len ptr len", "i32", secret),)),
-    ]
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self._reply(b"hello from host")
-
-    def do_POST(self) -> None:
-        self._reply(b"echo: " + self.rfile.read(int(self.headers["content-length"])))
-
-    def _reply(self, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "text/plain")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def http_base() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_http() as base:
+        yield base

@@ -9,16 +9,13 @@ SDK's wrappers are written against.
 
 from __future__ import annotations
 
-import http.server
 import json
-import struct
-import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback_host import serve_http, spec_capabilities
 from spec_host import runtime
 
 from omnicore.errors import (
@@ -33,15 +30,11 @@ from omnicore.errors import (
     Trap,
 )
 from omnicore.sandbox import (
-    Capability,
     CapabilityRegistry,
-    GuestMemory,
-    HostFunction,
     Limits,
     PluginModule,
     PluginRuntime,
     SandboxEngine,
-    Status,
 )
 from omnicore.sandbox.wasmbin import custom_sections
 from omnicore.toolchains import build, js, scaffold
@@ -279,179 +272,19 @@ def test_a_handler_the_plugin_did_not_export_is_not_there(engine: SandboxEngine,
 # --- every namespace through spec-following host implementations --------------------------
 
 
-def spec_capabilities(state: dict[str, Any]) -> list[Capability]:
-    """kv, memory, vectors, tasks, http, events, secrets per specs/abi.md §4, in memory."""
-    kv: dict[str, bytes] = {}
-    memories: dict[int, dict[str, Any]] = {}
-    vectors: dict[str, dict[str, tuple[tuple[float, ...], Any]]] = {}
-    tasks: dict[int, str] = {}
-
-    def kv_get(_: object, mem: GuestMemory, kp: int, kl: int, out: int, cap: int) -> int:
-        key = mem.read_str(kp, kl)
-        return mem.write_result(kv[key], out, cap) if key in kv else Status.NOT_FOUND
-
-    def kv_set(_: object, mem: GuestMemory, kp: int, kl: int, vp: int, vl: int) -> int:
-        if vl > 4000:
-            return Status.TOO_LARGE
-        kv[mem.read_str(kp, kl)] = mem.read(vp, vl)
-        return 0
-
-    def kv_delete(_: object, mem: GuestMemory, kp: int, kl: int) -> int:
-        return 1 if kv.pop(mem.read_str(kp, kl), None) is not None else 0
-
-    def kv_incr(_: object, mem: GuestMemory, kp: int, kl: int, delta: int, out: int) -> int:
-        key = mem.read_str(kp, kl)
-        try:
-            value = int(kv.get(key, b"0")) + delta
-        except ValueError:
-            return Status.INVALID
-        kv[key] = str(value).encode()
-        mem.write(out, struct.pack("<q", value))
-        return 0
-
-    def kv_list(_: object, mem: GuestMemory, pp: int, pl: int, out: int, cap: int) -> int:
-        prefix = mem.read_str(pp, pl)
-        return mem.write_result(json.dumps(sorted(k for k in kv if k.startswith(prefix)))
-                                .encode(), out, cap)
-
-    def remember(_: object, mem: GuestMemory, tier: int, ip: int, il: int) -> int:
-        memories[len(memories) + 1] = {"tier": tier, **json.loads(mem.read(ip, il))}
-        return len(memories)
-
-    def recall(_: object, mem: GuestMemory, qp: int, ql: int, out: int, cap: int) -> int:
-        query = state["recall_query"] = json.loads(mem.read(qp, ql))
-        found = [{"id": i, "tier": m["tier"], "text": m["text"],
-                  "metadata": m.get("metadata", {}), "score": 1.0, "created_at": 0}
-                 for i, m in memories.items() if query["query"] in m["text"]]
-        return mem.write_result(json.dumps(found).encode(), out, cap)
-
-    def forget(_: object, mem: GuestMemory, mid: int) -> int:
-        return 1 if memories.pop(mid, None) is not None else 0
-
-    def upsert(_: object, mem: GuestMemory, cp: int, cl: int, ip: int, il: int, vp: int,
-               dim: int, mp: int, ml: int) -> int:
-        coll = vectors.setdefault(mem.read_str(cp, cl), {})
-        if any(len(v) != dim for v, _ in coll.values()):
-            return Status.INVALID
-        vec = struct.unpack(f"<{dim}f", mem.read(vp, 4 * dim))
-        coll[mem.read_str(ip, il)] = (vec, json.loads(mem.read(mp, ml)) if ml else {})
-        return 0
-
-    def search(_: object, mem: GuestMemory, cp: int, cl: int, vp: int, dim: int,
-               k: int) -> int:
-        name = mem.read_str(cp, cl)
-        if name not in vectors:
-            return mem.alloc_result(f"NOT_FOUND: no collection {name!r}".encode(), error=True)
-        query = struct.unpack(f"<{dim}f", mem.read(vp, 4 * dim))
-        scored = sorted(((round(sum(a * b for a, b in zip(v, query, strict=True)), 3), i, m)
-                         for i, (v, m) in vectors[name].items()), reverse=True)[:k]
-        return mem.alloc_result(json.dumps(
-            [{"id": i, "score": s, "metadata": m} for s, i, m in scored]).encode())
-
-    def vdelete(_: object, mem: GuestMemory, cp: int, cl: int, ip: int, il: int) -> int:
-        coll = vectors.get(mem.read_str(cp, cl))
-        if coll is None:
-            return Status.NOT_FOUND
-        return 1 if coll.pop(mem.read_str(ip, il), None) is not None else 0
-
-    def enqueue(_: object, mem: GuestMemory, hp: int, hl: int, pp: int, pl: int,
-                delay: int) -> int:
-        handler = mem.read_str(hp, hl)
-        if handler != "echo":
-            return Status.NOT_FOUND
-        state["enqueued"].append((handler, mem.read(pp, pl), delay))
-        tasks[len(state["enqueued"])] = "pending"
-        return len(state["enqueued"])
-
-    def cancel(_: object, mem: GuestMemory, tid: int) -> int:
-        if tid not in tasks:
-            return Status.NOT_FOUND
-        was, tasks[tid] = tasks[tid], "cancelled"
-        return 1 if was == "pending" else 0
-
-    def request(_: object, mem: GuestMemory, rp: int, rl: int, bp: int, bl: int) -> int:
-        req = json.loads(mem.read(rp, rl))
-        url = state["http_base"] + req["path"] if req.get("connector") == "local" else req["url"]
-        host = urllib.request.urlparse(url).hostname
-        if host != "127.0.0.1":
-            return mem.alloc_result(f"DENIED: host {host} is not in the grant".encode(), True)
-        r = urllib.request.Request(url, data=mem.read(bp, bl) if bl else None,
-                                   method=req["method"], headers=req.get("headers", {}))
-        with urllib.request.urlopen(r, timeout=5) as resp:
-            head = json.dumps({"status": resp.status, "headers": dict(resp.headers.items())})
-            payload = resp.read()
-        return mem.alloc_result(struct.pack("<I", len(head)) + head.encode() + payload)
-
-    def publish(_: object, mem: GuestMemory, tp: int, tl: int, pp: int, pl: int) -> int:
-        topic = mem.read_str(tp, tl)
-        if topic.startswith("secret."):
-            return Status.DENIED
-        state["events"].append((topic, mem.read(pp, pl)))
-        return 0
-
-    def secret(_: object, mem: GuestMemory, np: int, nl: int, out: int, cap: int) -> int:
-        name = mem.read_str(np, nl)
-        if name == "token":
-            return mem.write_result(b"s3cr3t", out, cap)
-        return Status.NOT_FOUND if name == "unset" else Status.DENIED
-
-    def fn(name: str, params: str, results: str, impl: Any) -> HostFunction:
-        return HostFunction(name, tuple(params.split()), tuple(results.split()), impl)
-
-    return [
-        Capability("kv", (fn("get", "ptr len ptr len", "i32", kv_get),
-                          fn("set", "ptr len ptr len", "i32", kv_set),
-                          fn("delete", "ptr len", "i32", kv_delete),
-                          fn("incr", "ptr len i64 ptr", "i32", kv_incr),
-                          fn("list", "ptr len ptr len", "i32", kv_list))),
-        Capability("memory", (fn("remember", "i32 ptr len", "i64", remember),
-                              fn("recall", "ptr len ptr len", "i32", recall),
-                              fn("forget", "i64", "i32", forget))),
-        Capability("vectors", (fn("upsert", "ptr len ptr len ptr i32 ptr len", "i32", upsert),
-                               fn("search", "ptr len ptr i32 i32", "i64", search),
-                               fn("delete", "ptr len ptr len", "i32", vdelete))),
-        Capability("tasks", (fn("enqueue", "ptr len ptr len i64", "i64", enqueue),
-                             fn("cancel", "i64", "i32", cancel))),
-        Capability("http", (fn("request", "ptr len ptr len", "i64", request),)),
-        Capability("events", (fn("publish", "ptr len ptr len", "i32", publish),)),
-        Capability("secrets", (fn("get", "ptr len ptr len", "i32", secret),)),
-    ]
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self._reply(b"hello " + self.path.encode())
-
-    def do_POST(self) -> None:
-        self._reply(b"echo: " + self.rfile.read(int(self.headers["content-length"])))
-
-    def _reply(self, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def caps(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginRuntime,
                                                                           dict[str, Any]]]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state: dict[str, Any] = {"enqueued": [], "events": [],
-                             "http_base": f"http://127.0.0.1:{server.server_address[1]}"}
-    registry = CapabilityRegistry.builtin()
-    for cap in spec_capabilities(state):
-        registry.add(cap)
-    rt = runtime(engine, wasm["caps"], {"db": {"host": "h1"}, "n": 3, "s": "42"},
-                 Limits(pool_size=1, timeout_ms=5000), registry=registry,
-                 grants=list(js.CAPABILITIES))
-    yield rt, state
-    rt.close()
-    server.shutdown()
-    server.server_close()
+    with serve_http() as base:
+        state: dict[str, Any] = {"events": [], "http_base": base}
+        registry = CapabilityRegistry.builtin()
+        for cap in spec_capabilities(state, max_value_bytes=4000, task_handlers=("echo",)):
+            registry.add(cap)
+        rt = runtime(engine, wasm["caps"], {"db": {"host": "h1"}, "n": 3, "s": "42"},
+                     Limits(pool_size=1, timeout_ms=5000), registry=registry,
+                     grants=list(js.CAPABILITIES))
+        yield rt, state
+        rt.close()
 
 
 def call_json(rt: PluginRuntime, handler: str, data: bytes = b"") -> Any:
