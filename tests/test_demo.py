@@ -1,0 +1,43 @@
+"""The README's first command serves plugins/demo.yaml's app: every example must load there."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from omnicore.core.app import OmniApp
+from omnicore.toolchains import build_all
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path) -> None:
+    results = build_all(ROOT / "plugins", ROOT / "build" / "test-plugins")
+    assert results and all(r.ok for r in results), [r.error for r in results if not r.ok]
+    app_dir = tmp_path / "demo"
+    (app_dir / "plugins").mkdir(parents=True)
+    shutil.copy(ROOT / "plugins" / "demo.yaml", app_dir / "omnicore.yaml")
+    for result in results:
+        assert result.output is not None
+        shutil.copy(result.output, app_dir / "plugins")
+
+    app = OmniApp(config_path=app_dir / "omnicore.yaml", environ={}, entry_points=False)
+    app.start()
+    try:
+        states = {p.name: p.state for p in app.plugins}
+        assert len(states) == len(results)
+        assert set(states.values()) == {"loaded"}, states
+        # Every name the demo config grants to exists, so no grant is silently unused.
+        assert set(app.config.plugins) == set(states)
+        for lang, greeting in (("rust", "Hello"), ("go", "Hallo"), ("js", "Hola"),
+                               ("c", "Bonjour")):
+            out = app.plugins.call_json(f"greeter-{lang}", "greet", {"name": "Ada"})
+            assert out == {"message": f"{greeting}, Ada!"}
+        html = app.plugins.call("markdown-js", "render", b"# Hi *there*")
+        assert b"<h1>Hi <em>there</em></h1>" in html
+        stats = app.plugins.call_json("textstats-rust", "analyze", {"text": "a@b.io twice twice"})
+        assert stats["emails"] == ["a@b.io"]
+        assert json.loads(app.plugins.call("counter-go", "count", b'{"by": 2}')) == {"count": 2}
+    finally:
+        app.stop()
