@@ -343,6 +343,7 @@ class OmniApp:
             self._lifecycle.transition(State.STOPPED)
             return
         self._lifecycle.transition(State.STOPPING)
+        stopping_since = time.perf_counter()
         grace = self.config.shutdown_grace_s if grace is None else grace
         self.extensions.shutdown()
         if self.tasks.state is State.RUNNING:
@@ -351,7 +352,8 @@ class OmniApp:
         # A hung async subscriber must not hold the stop beyond the grace period either.
         await self.events.drain(timeout=grace)
         self._became_stopped()
-        self.log.info("app %s stopped after %.3fs", self.name, self.uptime)
+        self.log.info("app %s stopped in %.3fs (up %.1fs)", self.name,
+                      time.perf_counter() - stopping_since, self.uptime)
         self._loop = None
         if failures:
             raise ModuleError(f"app {self.name!r} stopped, but module(s) failed to stop: "
