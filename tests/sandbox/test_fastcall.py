@@ -9,6 +9,7 @@ from importlib import metadata
 
 import pytest
 
+from omnicore.errors import DeadlineExceeded
 from omnicore.sandbox import HostTrap, Limits, PluginRuntime, fastcall
 
 Make = Callable[..., PluginRuntime]
@@ -30,19 +31,25 @@ def test_check_fails_loudly_when_a_name_moves(monkeypatch: pytest.MonkeyPatch) -
         fastcall.check_private_names()
 
 
-def test_gil_is_released_while_in_wasm(make: Make) -> None:
-    rt = make("loop", limits=Limits(timeout_ms=300))
+def _spin_in_background(rt: PluginRuntime) -> tuple[threading.Thread, threading.Event]:
+    """Start the fixture's endless `spin` in a thread; the event is set when it ends."""
     done = threading.Event()
 
     def spin() -> None:
         try:
             rt.call("spin", b"")
-        except Exception:
+        except DeadlineExceeded:
             pass
         done.set()
 
     t = threading.Thread(target=spin)
     t.start()
+    return t, done
+
+
+def test_gil_is_released_while_in_wasm(make: Make) -> None:
+    rt = make("loop", limits=Limits(timeout_ms=300))
+    t, done = _spin_in_background(rt)
     time.sleep(0.02)
     # If the wasm thread held the GIL, this loop could not make progress until it finished.
     count = 0
@@ -58,17 +65,7 @@ def test_calls_overlap_while_one_is_in_wasm(make: Make) -> None:
     # With pool_size 2, a second call completes while the first is still inside the guest:
     # calls are neither serialised by a runtime lock nor by the GIL.
     rt = make("loop", limits=Limits(timeout_ms=500, pool_size=2))
-    done = threading.Event()
-
-    def spin() -> None:
-        try:
-            rt.call("spin", b"")
-        except Exception:
-            pass
-        done.set()
-
-    t = threading.Thread(target=spin)
-    t.start()
+    t, done = _spin_in_background(rt)
     time.sleep(0.05)
     for _ in range(100):
         assert rt.call("ok", b"") == b""
