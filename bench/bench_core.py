@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from omnicore.core.app import OmniApp
-from omnicore.core.events import EventBus, PluginLoaded
+from omnicore.app import OmniApp
+from omnicore.core.events import EventBus
 from omnicore.core.lifecycle import Lifecycle, State
+from omnicore.plugins.events import PluginLoaded
 
 US = 1e-6
 
@@ -148,7 +149,7 @@ def bench_app_start_stop(n: int, tmp: Path) -> list[float]:
 
 RSS_CHILD = """
 import sys, tempfile, time
-from omnicore.core.app import OmniApp
+from omnicore.app import OmniApp
 def rss():
     for line in open('/proc/self/status'):
         if line.startswith('VmRSS:'):

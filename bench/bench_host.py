@@ -67,7 +67,7 @@ def threaded_rate(fn: Callable[[], object], threads: int, seconds: float = 1.0) 
 
 
 def main() -> None:
-    from omnicore.sandbox.host import PluginHost
+    from omnicore.plugins.host import PluginHost
 
     rows: list[tuple[str, str, str]] = []
     data = b"x" * 100

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import wasmtime
 
+from omnicore.capabilities.builtin import builtin_registry
 from omnicore.sandbox import (
-    CapabilityRegistry,
     Limits,
     PluginModule,
     PluginRuntime,
@@ -219,7 +219,7 @@ def main() -> None:
 
     engine = SandboxEngine()
     pengine = SandboxEngine(pooling=True)
-    registry = CapabilityRegistry.builtin()
+    registry = builtin_registry()
     rt = PluginRuntime(engine, PluginModule.load(engine, wasm, "bench"), registry,
                        limits=Limits(pool_size=2))
     prt = PluginRuntime(pengine, PluginModule.load(pengine, wasm, "bench"), registry)

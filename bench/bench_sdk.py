@@ -18,7 +18,8 @@ from pathlib import Path
 
 import wasmtime
 
-from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.capabilities.builtin import builtin_registry
+from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
 from omnicore.toolchains import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def measure(label: str, wasm: bytes, handler: str, data: bytes, calls: int) -> d
         cached_ms = (time.perf_counter() - started) * 1e3
 
         started = time.perf_counter()
-        runtime = PluginRuntime(engine, module, CapabilityRegistry.builtin(),
+        runtime = PluginRuntime(engine, module, builtin_registry(),
                                 grants={"config": {}}, config={"greeting": "Hello"},
                                 limits=Limits(pool_size=1))
         runtime.call(handler, data)

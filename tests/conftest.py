@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 
-from omnicore.core.app import OmniApp
+from omnicore.app import OmniApp
 from omnicore.core.lifecycle import State
+
+# The wasm fixtures (`wat`, `engine`, `registry`, `make`, `echo`) for every area that runs
+# plugins.
+pytest_plugins = ["sandbox_fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from omnicore.core.app import OmniApp
+from omnicore.app import OmniApp
 from omnicore.toolchains import build_all
 
 ROOT = Path(__file__).resolve().parents[1]

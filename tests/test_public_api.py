@@ -7,23 +7,35 @@ import importlib
 import pytest
 
 EXPECTED = {
-    "omnicore": ["OmniApp", "__version__"],
+    "omnicore": [
+        "BuildError", "Capability", "CircuitOpen", "ConfigError", "DeadlineExceeded",
+        "DuplicatePlugin", "FuelExhausted", "GuestError", "GuestMemory", "HandlerNotFound",
+        "HealthStatus", "HostFunction", "InputTooLarge", "InvalidModule", "LifecycleError",
+        "LimitExceeded", "Limits", "MemoryLimitExceeded", "ModuleError", "NeedsGrant",
+        "OmniApp", "OmniError", "OutputTooLarge", "PluginCallError", "PluginContext",
+        "PluginError", "PluginHost", "PluginInfo", "PluginLoadError", "PluginNotFound",
+        "PluginState", "Status", "Trap", "UnsupportedAbiVersion", "__version__"],
+    "omnicore.plugins": ["PluginHost", "PluginInfo", "PluginState"],
+    "omnicore.sandbox.grants": ["DEFAULT_GRANTS", "GrantLayer", "Grants", "merge", "normalize",
+                                "parse_flag", "validate"],
+    "omnicore.types": ["HealthChecks", "HostApp"],
     "omnicore.core": ["Event", "EventBus", "Lifecycle", "Module", "OmniApp", "State",
                       "Subscription"],
+    "omnicore.app": ["BUILTIN_EXTENSIONS", "DEFAULT_MODULES", "OmniApp"],
     "omnicore.core.app": ["DEFAULT_MODULES", "OmniApp"],
     "omnicore.core.events": [
         "AppStarted", "AppStateChanged", "AppStopped", "ErrorOccurred", "Event", "EventBus",
         "ExtensionFailed", "ExtensionLoaded", "HealthChanged", "ModuleStateChanged",
-        "PluginFailed", "PluginLoaded", "PluginStateChanged", "PluginUnloaded",
         "Subscription", "TaskFailed", "TaskFinished", "TaskStarted", "event_types"],
-    "omnicore.config": ["ENV_PREFIX", "CircuitConfig", "ConsoleConfig", "LimitsConfig",
+    "omnicore.config": ["ENV_PREFIX", "CircuitConfig",
+                        "LimitsConfig",
                         "LogConfig", "OmniConfig", "PluginConfig", "SandboxConfig",
                         "load_config", "render_config"],
     "omnicore.runtime": ["TaskEngine", "TaskHandle"],
-    "omnicore.plugins": ["BUILTIN_EXTENSIONS", "ENTRY_POINT_GROUP", "HOOK_NAMES",
+    "omnicore.extensions": ["DEPRECATED_ENTRY_POINT_GROUP", "ENTRY_POINT_GROUP", "HOOK_NAMES",
                          "ExtensionManager", "hookimpl", "hookspec"],
     "omnicore.modules": ["CheckResult", "ComponentHealth", "HealthModule", "HealthReport",
-                         "MetricsModule", "Status"],
+                         "MetricsModule", "HealthStatus"],
     "omnicore.adapters": ["KINDS", "Environment", "cpu_quota", "detect"],
     "omnicore.logging": ["BoundLogger", "JsonFormatter", "TextFormatter", "configure",
                          "get_logger"],
@@ -47,8 +59,19 @@ def test_seed_import_paths() -> None:
 
 
 def test_hook_names() -> None:
-    from omnicore.plugins import HOOK_NAMES, hookspecs
+    from omnicore.extensions import HOOK_NAMES, hookspecs
 
     assert HOOK_NAMES == ("register", "startup", "shutdown", "capabilities")
     for name in HOOK_NAMES:
         assert callable(getattr(hookspecs, name)) and getattr(hookspecs, name).__doc__
+
+
+def test_the_package_face_reexports_the_defining_objects() -> None:
+    import omnicore
+    from omnicore import errors
+    from omnicore.plugins.host import PluginHost
+    from omnicore.sandbox.limits import Limits
+
+    assert omnicore.PluginHost is PluginHost and omnicore.Limits is Limits
+    assert all(getattr(omnicore, n) is getattr(errors, n) for n in errors.__all__)
+    assert set(errors.__all__) <= set(omnicore.__all__)

@@ -1,21 +1,127 @@
-"""omnicore: a host runtime for WebAssembly plugins."""
+"""omnicore: a host runtime for WebAssembly plugins.
+
+The public face, for embedding apps and host extensions::
+
+    from omnicore import OmniApp, Limits, Capability, HostFunction
+
+Names resolve on first use, so ``import omnicore.errors`` (used by every layer) does not pull
+in the engine.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["OmniApp", "__version__"]
+# name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "OmniApp": "omnicore.app",
+    "PluginHost": "omnicore.plugins.host",
+    "PluginInfo": "omnicore.plugins.info",
+    "PluginState": "omnicore.plugins.info",
+    "Limits": "omnicore.sandbox.limits",
+    "Capability": "omnicore.sandbox.capability",
+    "HostFunction": "omnicore.sandbox.capability",
+    "PluginContext": "omnicore.sandbox.capability",
+    "GuestMemory": "omnicore.sandbox.capability",
+    "Status": "omnicore.sandbox.capability",
+    "HealthStatus": "omnicore.modules.health",
+    **{name: "omnicore.errors" for name in (
+        "OmniError", "ConfigError", "LifecycleError", "ModuleError", "BuildError",
+        "PluginError", "PluginNotFound", "HandlerNotFound", "NeedsGrant", "PluginLoadError",
+        "InvalidModule", "UnsupportedAbiVersion", "DuplicatePlugin", "PluginCallError",
+        "GuestError", "Trap", "CircuitOpen", "LimitExceeded", "DeadlineExceeded",
+        "FuelExhausted", "MemoryLimitExceeded", "InputTooLarge", "OutputTooLarge")},
+}
+
+__all__ = [
+    "BuildError",
+    "Capability",
+    "CircuitOpen",
+    "ConfigError",
+    "DeadlineExceeded",
+    "DuplicatePlugin",
+    "FuelExhausted",
+    "GuestError",
+    "GuestMemory",
+    "HandlerNotFound",
+    "HealthStatus",
+    "HostFunction",
+    "InputTooLarge",
+    "InvalidModule",
+    "LifecycleError",
+    "LimitExceeded",
+    "Limits",
+    "MemoryLimitExceeded",
+    "ModuleError",
+    "NeedsGrant",
+    "OmniApp",
+    "OmniError",
+    "OutputTooLarge",
+    "PluginCallError",
+    "PluginContext",
+    "PluginError",
+    "PluginHost",
+    "PluginInfo",
+    "PluginLoadError",
+    "PluginNotFound",
+    "PluginState",
+    "Status",
+    "Trap",
+    "UnsupportedAbiVersion",
+    "__version__",
+]
 
 if TYPE_CHECKING:
-    from omnicore.core.app import OmniApp
+    from omnicore.app import OmniApp
+    from omnicore.errors import (
+        BuildError,
+        CircuitOpen,
+        ConfigError,
+        DeadlineExceeded,
+        DuplicatePlugin,
+        FuelExhausted,
+        GuestError,
+        HandlerNotFound,
+        InputTooLarge,
+        InvalidModule,
+        LifecycleError,
+        LimitExceeded,
+        MemoryLimitExceeded,
+        ModuleError,
+        NeedsGrant,
+        OmniError,
+        OutputTooLarge,
+        PluginCallError,
+        PluginError,
+        PluginLoadError,
+        PluginNotFound,
+        Trap,
+        UnsupportedAbiVersion,
+    )
+    from omnicore.modules.health import HealthStatus
+    from omnicore.plugins.host import PluginHost
+    from omnicore.plugins.info import PluginInfo, PluginState
+    from omnicore.sandbox.capability import (
+        Capability,
+        GuestMemory,
+        HostFunction,
+        PluginContext,
+        Status,
+    )
+    from omnicore.sandbox.limits import Limits
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy so `import omnicore.errors` (used by every layer) does not pull in the whole core.
-    if name == "OmniApp":
-        from omnicore.core.app import OmniApp
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'omnicore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return OmniApp
-    raise AttributeError(f"module 'omnicore' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

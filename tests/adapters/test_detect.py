@@ -18,7 +18,6 @@ def fake_root(tmp_path: Path, files: dict[str, str]) -> Path:
 def test_local(tmp_path: Path) -> None:
     env = detect({}, root=fake_root(tmp_path, {"proc/1/cgroup": "0::/init.scope\n"}))
     assert env.kind == "local" and env.reasons == ()
-    assert env.defaults["console"]["host"] == "127.0.0.1"
     assert env.defaults["log"]["format"] == "text"
 
 
@@ -30,7 +29,6 @@ def test_local(tmp_path: Path) -> None:
 def test_container(tmp_path: Path, files: dict[str, str], reason: str) -> None:
     env = detect({}, root=fake_root(tmp_path, files))
     assert env.kind == "container" and reason in env.reasons
-    assert env.defaults["console"]["host"] == "0.0.0.0"
     assert env.defaults["log"]["format"] == "json"
 
 

@@ -11,7 +11,7 @@ from omnicore.config import load_config, render_config
 from omnicore.errors import ConfigError
 
 LOCAL = Environment(kind="local", reasons=(), cpus=3,
-                    defaults={"console": {"host": "127.0.0.1"}, "log": {"format": "text"},
+                    defaults={"log": {"format": "text"},
                               "workers": 3, "data_dir": "./.omnicore"})
 
 
@@ -23,9 +23,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_and_adapter_layer(tmp_path: Path) -> None:
     cfg = load_config(environ={}, environment=LOCAL)
-    assert cfg.console.port == 8470
+    assert cfg.sandbox.limits.timeout_ms == 1000
     assert cfg.workers == 3 and cfg.source_of("workers") == "adapter local"
-    assert cfg.source_of("console.port") == "default"
+    assert cfg.source_of("sandbox.limits.timeout_ms") == "default"
     assert cfg.sandbox.limits.max_memory_bytes == 64 * 1024 * 1024
     assert cfg.sandbox.limits.fuel is None
     assert cfg.sandbox.circuit.failure_threshold == 5
@@ -34,18 +34,18 @@ def test_defaults_and_adapter_layer(tmp_path: Path) -> None:
 
 
 def test_precedence_file_env_override(tmp_path: Path) -> None:
-    path = write(tmp_path, "name: from-file\nconsole:\n  port: 9001\n  host: 10.0.0.1\n"
+    path = write(tmp_path, "name: from-file\nlog:\n  level: debug\n  format: json\n"
                            "workers: 7\n")
-    env = {"OMNICORE_CONSOLE__PORT": "9002", "OMNICORE_WORKERS": "8"}
-    cfg = load_config(path, environ=env, overrides={"console.port": 9003},
+    env = {"OMNICORE_LOG__LEVEL": "warning", "OMNICORE_WORKERS": "8"}
+    cfg = load_config(path, environ=env, overrides={"log.level": "error"},
                       environment=LOCAL)
     assert cfg.name == "from-file" and cfg.source_of("name") == f"{path}:1"
-    assert cfg.console.host == "10.0.0.1" and cfg.source_of("console.host") == f"{path}:4"
+    assert cfg.log.format == "json" and cfg.source_of("log.format") == f"{path}:4"
     assert cfg.workers == 8 and cfg.source_of("workers") == "env OMNICORE_WORKERS"
-    assert cfg.console.port == 9003 and cfg.source_of("console.port") == "override"
-    nested = load_config(path, environ=env, overrides={"console": {"port": 1}},
+    assert cfg.log.level == "error" and cfg.source_of("log.level") == "override"
+    nested = load_config(path, environ=env, overrides={"log": {"level": "critical"}},
                          environment=LOCAL)
-    assert nested.console.port == 1 and nested.console.host == "10.0.0.1"
+    assert nested.log.level == "critical" and nested.log.format == "json"
 
 
 def test_paths_resolve_against_the_file(tmp_path: Path) -> None:
@@ -82,13 +82,13 @@ plugins:
 
 
 def test_unknown_key_names_it_with_close_match_and_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "name: x\nconsole:\n  prot: 9000\n")
+    path = write(tmp_path, "name: x\nlog:\n  levle: debug\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, environ={}, environment=LOCAL)
     err = info.value
-    assert err.key == "console.prot" and err.source == f"{path}:3"
-    assert "unknown config key 'console.prot'" in str(err)
-    assert "did you mean 'console.port'?" in str(err)
+    assert err.key == "log.levle" and err.source == f"{path}:3"
+    assert "unknown config key 'log.levle'" in str(err)
+    assert "did you mean 'log.level'?" in str(err)
 
 
 def test_unknown_top_level_key_without_close_match(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_unknown_plugin_key_and_limit(tmp_path: Path) -> None:
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "name: x\nconsole:\n  port: [1, 2\nlog: {}\n")
+    path = write(tmp_path, "name: x\nlog:\n  level: [1, 2\nworkers: 2\n")
     with pytest.raises(ConfigError, match=rf"invalid YAML in {path}:4"):
         load_config(path, environ={}, environment=LOCAL)
 
@@ -127,25 +127,27 @@ def test_missing_file() -> None:
 
 
 def test_bad_value_in_file_names_key_value_source(tmp_path: Path) -> None:
-    path = write(tmp_path, "console:\n  port: 70000\n")
+    path = write(tmp_path, "sandbox:\n  limits:\n    timeout_ms: -5\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, environ={}, environment=LOCAL)
-    assert info.value.key == "console.port" and info.value.value == 70000
-    assert f"invalid value 70000 for 'console.port' ({path}:2)" in str(info.value)
+    assert info.value.key == "sandbox.limits.timeout_ms" and info.value.value == -5
+    assert f"invalid value -5 for 'sandbox.limits.timeout_ms' ({path}:3)" in str(info.value)
 
 
 def test_env_var_of_wrong_type_names_the_variable() -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(environ={"OMNICORE_CONSOLE__PORT": "ninety"}, environment=LOCAL)
-    assert info.value.source == "env OMNICORE_CONSOLE__PORT"
-    assert "OMNICORE_CONSOLE__PORT" in str(info.value) and "'ninety'" in str(info.value)
+        load_config(environ={"OMNICORE_SANDBOX__LIMITS__TIMEOUT_MS": "ninety"},
+                    environment=LOCAL)
+    assert info.value.source == "env OMNICORE_SANDBOX__LIMITS__TIMEOUT_MS"
+    assert "OMNICORE_SANDBOX__LIMITS__TIMEOUT_MS" in str(info.value)
+    assert "'ninety'" in str(info.value)
 
 
 def test_env_unknown_key_and_malformed_name() -> None:
-    with pytest.raises(ConfigError, match=r"'consol'.*env OMNICORE_CONSOL__PORT.*'console'"):
-        load_config(environ={"OMNICORE_CONSOL__PORT": "1"}, environment=LOCAL)
-    with pytest.raises(ConfigError, match="OMNICORE_CONSOLE____PORT does not name"):
-        load_config(environ={"OMNICORE_CONSOLE____PORT": "1"}, environment=LOCAL)
+    with pytest.raises(ConfigError, match=r"'sandbx'.*env OMNICORE_SANDBX__POOLING.*'sandbox'"):
+        load_config(environ={"OMNICORE_SANDBX__POOLING": "1"}, environment=LOCAL)
+    with pytest.raises(ConfigError, match="OMNICORE_LOG____LEVEL does not name"):
+        load_config(environ={"OMNICORE_LOG____LEVEL": "1"}, environment=LOCAL)
 
 
 def test_env_structured_values_and_bools() -> None:
@@ -178,7 +180,7 @@ def test_render_masks_secrets(tmp_path: Path) -> None:
     assert rows["plugins.p.config.api_key"] == ("****", f"{path}:3")
     assert rows["plugins.p.config.region"][0] == "eu"
     assert rows["capabilities.secrets.password"][0] == "****"
-    assert rows["console.port"] == ("8470", "default")
+    assert rows["sandbox.limits.timeout_ms"] == ("1000", "default")
     unmasked = {k: v for k, v, _ in render_config(cfg, mask=False)}
     assert unmasked["plugins.p.config.api_key"] == "s3cr3t"
 
@@ -220,13 +222,16 @@ def test_later_layer_always_wins(tmp_path_factory: pytest.TempPathFactory,
                                  over_port: int | None) -> None:
     d = tmp_path_factory.mktemp("p")
     path = d / "omnicore.yaml"
-    path.write_text("name: x\n" + (f"console:\n  port: {file_port}\n" if file_port else ""))
-    env = {"OMNICORE_CONSOLE__PORT": str(env_port)} if env_port else {}
-    over = {"console.port": over_port} if over_port else {}
+    path.write_text("name: x\n" + (f"sandbox:\n  limits:\n    timeout_ms: {file_port}\n"
+                                   if file_port else ""))
+    env = {"OMNICORE_SANDBOX__LIMITS__TIMEOUT_MS": str(env_port)} if env_port else {}
+    over = {"sandbox.limits.timeout_ms": over_port} if over_port else {}
     cfg = load_config(path, environ=env, overrides=over, environment=LOCAL)
-    expected, source = 8470, "default"
-    for value, src in ((file_port, f"{path}:3"), (env_port, "env OMNICORE_CONSOLE__PORT"),
+    expected, source = 1000, "default"
+    for value, src in ((file_port, f"{path}:4"),
+                       (env_port, "env OMNICORE_SANDBOX__LIMITS__TIMEOUT_MS"),
                        (over_port, "override")):
         if value:
             expected, source = value, src
-    assert cfg.console.port == expected and cfg.source_of("console.port") == source
+    assert cfg.sandbox.limits.timeout_ms == expected
+    assert cfg.source_of("sandbox.limits.timeout_ms") == source

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import GuestError
-from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
 
 TABLE = json.loads((Path(__file__).parent / "greeter_cases.json").read_text(encoding="utf-8"))
 CASES = TABLE["cases"]
@@ -37,7 +38,7 @@ def greeter(request: pytest.FixtureRequest, engine: SandboxEngine,
     def runtime_for(config: dict[str, Any]) -> PluginRuntime:
         key = json.dumps(config, sort_keys=True)
         if key not in runtimes:
-            runtimes[key] = PluginRuntime(engine, module, CapabilityRegistry.builtin(),
+            runtimes[key] = PluginRuntime(engine, module, builtin_registry(),
                                           grants={"config": {}}, config=config, limits=Limits())
         return runtimes[key]
 

@@ -12,12 +12,10 @@ from omnicore.core.events import (
     ErrorOccurred,
     Event,
     EventBus,
-    PluginFailed,
-    PluginLoaded,
-    PluginUnloaded,
     TaskFailed,
     event_types,
 )
+from omnicore.plugins.events import PluginFailed, PluginLoaded, PluginUnloaded
 
 
 def loaded(name: str = "p") -> PluginLoaded:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from omnicore.core.app import OmniApp
+from omnicore.app import OmniApp
 from omnicore.core.module import Module
 from omnicore.logging import configure, get_logger
 

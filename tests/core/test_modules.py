@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omnicore.core.app import OmniApp
+from omnicore.app import OmniApp
 from omnicore.core.events import ModuleStateChanged
 from omnicore.core.lifecycle import State
 from omnicore.core.module import Module, start_order

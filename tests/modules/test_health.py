@@ -5,10 +5,10 @@ from collections.abc import Callable
 
 import pytest
 
-from omnicore.core.app import OmniApp
+from omnicore.app import OmniApp
 from omnicore.core.events import HealthChanged
 from omnicore.core.module import Module
-from omnicore.modules.health import HealthModule, Status
+from omnicore.modules.health import HealthModule, HealthStatus
 
 MakeApp = Callable[..., OmniApp]
 
@@ -17,22 +17,22 @@ def test_component_results_and_worst_wins(make_app: MakeApp) -> None:
     app = make_app()
     h = app.health
     h.register_check("db", lambda: True)
-    h.register_check("cache", lambda: (Status.DEGRADED, "evicting"))
+    h.register_check("cache", lambda: (HealthStatus.DEGRADED, "evicting"))
     h.register_check("none", lambda: None)
     app.start()
     r = h.check()
-    assert r.status is Status.DEGRADED and not r.healthy
-    assert r.components["db"].status is Status.HEALTHY
+    assert r.status is HealthStatus.DEGRADED and not r.healthy
+    assert r.components["db"].status is HealthStatus.HEALTHY
     assert r.components["cache"].detail == "evicting"
-    assert r.components["none"].status is Status.HEALTHY
+    assert r.components["none"].status is HealthStatus.HEALTHY
     assert all(c.latency_ms >= 0 for c in r.components.values())
     d = r.to_dict()
     assert d["status"] == "degraded" and d["components"]["cache"]["detail"] == "evicting"
     h.register_check("disk", lambda: False)
-    assert h.check().status is Status.UNHEALTHY
+    assert h.check().status is HealthStatus.UNHEALTHY
     h.unregister_check("disk")
     h.unregister_check("cache")
-    assert h.check().status is Status.HEALTHY
+    assert h.check().status is HealthStatus.HEALTHY
     app.stop()
 
 
@@ -42,10 +42,10 @@ def test_raising_or_bad_check_is_unhealthy_not_fatal(make_app: MakeApp) -> None:
     app.health.register_check("weird", lambda: 3.5)  # type: ignore[arg-type,return-value]
     app.start()
     r = app.health.check()
-    assert r.components["flaky"].status is Status.UNHEALTHY
+    assert r.components["flaky"].status is HealthStatus.UNHEALTHY
     assert r.components["flaky"].detail == "ZeroDivisionError: division by zero"
-    assert "must return Status" in r.components["weird"].detail
-    assert r.components["app"].status is Status.HEALTHY
+    assert "must return HealthStatus" in r.components["weird"].detail
+    assert r.components["app"].status is HealthStatus.HEALTHY
     app.stop()
     with pytest.raises(TypeError):
         app.health.register_check("x", 5)  # type: ignore[arg-type]
@@ -60,12 +60,12 @@ def test_latency_is_measured(make_app: MakeApp) -> None:
 
 def test_builtin_checks_follow_app_and_modules(make_app: MakeApp) -> None:
     app = make_app()
-    assert app.health.check().components["app"].status is Status.DEGRADED  # created
+    assert app.health.check().components["app"].status is HealthStatus.DEGRADED  # created
     app.start()
-    assert app.health.check().status is Status.HEALTHY
+    assert app.health.check().status is HealthStatus.HEALTHY
     app.stop()
     r = app.health.check()
-    assert r.components["app"].status is Status.UNHEALTHY and r.components["app"].detail == \
+    assert r.components["app"].status is HealthStatus.UNHEALTHY and r.components["app"].detail == \
         "stopped"
 
 
@@ -79,7 +79,7 @@ def test_failed_module_makes_app_unhealthy(make_app: MakeApp) -> None:
     with pytest.raises(Exception, match="no disk"):
         app.start()
     r = app.health.check()
-    assert r.components["modules"].status is Status.UNHEALTHY
+    assert r.components["modules"].status is HealthStatus.UNHEALTHY
     assert "broken" in r.components["modules"].detail
 
 
@@ -106,5 +106,5 @@ def test_health_changed_event(make_app: MakeApp) -> None:
 def test_standalone_health_module_works_without_app() -> None:
     h = HealthModule()
     h.register_check("x", lambda: True)
-    assert h.check().status is Status.HEALTHY
+    assert h.check().status is HealthStatus.HEALTHY
     assert "x" in str(h.check())

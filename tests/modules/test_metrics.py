@@ -7,7 +7,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from omnicore.core.app import OmniApp
+from omnicore.app import OmniApp
 from omnicore.modules.metrics import MetricsModule
 
 MakeApp = Callable[..., OmniApp]

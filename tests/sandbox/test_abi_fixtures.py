@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import (
     DeadlineExceeded,
     GuestError,
@@ -26,7 +27,6 @@ from omnicore.errors import (
     UnsupportedAbiVersion,
 )
 from omnicore.sandbox import (
-    CapabilityRegistry,
     Limits,
     PluginModule,
     PluginRuntime,
@@ -308,7 +308,7 @@ def test_real_c_wasi_reactor(tmp_path: Path, engine: SandboxEngine,
     module = PluginModule.load(engine, out)
     assert module.name == "shout" and module.uses_wasi
     assert set(module.handlers) == {"shout", "hog"}
-    rt = PluginRuntime(engine, module, CapabilityRegistry.builtin(),
+    rt = PluginRuntime(engine, module, builtin_registry(),
                        limits=Limits(max_memory_bytes=8 * 2**20))
     try:
         assert rt.call("shout", b"hello") == b"HELLO"
@@ -384,7 +384,7 @@ def test_real_go_wasip1_reactor(tmp_path: Path, engine: SandboxEngine,
     module = PluginModule.load(engine, tmp_path / "goplug.wasm")
     assert module.uses_wasi and module.handlers == ("upper",)
     assert len(module.imports_by_capability()["wasi_snapshot_preview1"]) >= 10
-    rt = PluginRuntime(engine, module, CapabilityRegistry.builtin())
+    rt = PluginRuntime(engine, module, builtin_registry())
     try:
         for _ in range(3):
             assert rt.call("upper", b"hello go") == b"HELLO GO"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from omnicore.capabilities.builtin import builtin_registry
 from omnicore.sandbox import (
-    CapabilityRegistry,
     Limits,
     PluginModule,
     PluginRuntime,
@@ -30,7 +30,7 @@ def test_cache_roundtrip(tmp_path: Path, wat: Wat) -> None:
         mtime = entries[0].stat().st_mtime_ns
         second = PluginModule.load(eng, wasm)  # served from the cache file
         assert entries[0].stat().st_mtime_ns == mtime
-        rt = PluginRuntime(eng, second, CapabilityRegistry.builtin())
+        rt = PluginRuntime(eng, second, builtin_registry())
         assert rt.call("echo", b"cached") == b"cached"
         rt.close()
     # A new engine with the same config reuses the entry.
@@ -48,7 +48,7 @@ def test_cache_key_depends_on_engine_config(tmp_path: Path, wat: Wat) -> None:
         m = PluginModule.load(fueled, wat("echo"))
         assert len(list(tmp_path.glob("*.cwasm"))) == 2
         # Running the fuel engine's module proves it was not the plain engine's artifact.
-        rt = PluginRuntime(fueled, m, CapabilityRegistry.builtin(), limits=Limits(fuel=10**6))
+        rt = PluginRuntime(fueled, m, builtin_registry(), limits=Limits(fuel=10**6))
         assert rt.call("echo", b"x") == b"x"
         rt.close()
 
@@ -60,7 +60,7 @@ def test_corrupt_cache_entry_is_recompiled(tmp_path: Path, wat: Wat) -> None:
         [entry] = tmp_path.glob("*.cwasm")
         entry.write_bytes(b"not a compiled module")
         m = PluginModule.load(eng, wasm)
-        rt = PluginRuntime(eng, m, CapabilityRegistry.builtin())
+        rt = PluginRuntime(eng, m, builtin_registry())
         assert rt.call("echo", b"ok") == b"ok"
         rt.close()
         assert entry.read_bytes() != b"not a compiled module"  # rewritten
@@ -93,12 +93,12 @@ def test_deadline_ticks() -> None:
 def test_pooling_allocator(wat: Wat) -> None:
     with SandboxEngine(pooling=True) as eng:
         m = PluginModule.load(eng, wat("echo"))
-        rt = PluginRuntime(eng, m, CapabilityRegistry.builtin(), limits=Limits(pool_size=2))
+        rt = PluginRuntime(eng, m, builtin_registry(), limits=Limits(pool_size=2))
         for i in range(200):
             assert rt.call("echo", str(i).encode()) == str(i).encode()
         rt.close()
         crash = PluginRuntime(eng, PluginModule.load(eng, wat("unreachable")),
-                              CapabilityRegistry.builtin())
+                              builtin_registry())
         from omnicore.errors import Trap
 
         for _ in range(50):  # discarded instances return their slots to the pool
@@ -113,7 +113,7 @@ def test_close_waits_for_in_flight_calls(wat: Wat) -> None:
 
     with SandboxEngine(epoch_tick_ms=5) as eng:
         rt = PluginRuntime(eng, PluginModule.load(eng, wat("loop")),
-                           CapabilityRegistry.builtin(), limits=Limits(timeout_ms=300))
+                           builtin_registry(), limits=Limits(timeout_ms=300))
         seen: list[BaseException] = []
 
         def spin() -> None:

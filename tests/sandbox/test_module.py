@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import wasmtime
 
+from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import InvalidModule, UnsupportedAbiVersion
-from omnicore.sandbox import CapabilityRegistry, PluginModule, SandboxEngine, wasmbin
+from omnicore.sandbox import PluginModule, SandboxEngine, wasmbin
 
 Wat = Callable[[str], bytes]
 
@@ -114,14 +115,14 @@ def test_wrong_source_type(engine: SandboxEngine) -> None:
 
 
 def test_inspect_reports_without_raising(wat: Wat) -> None:
-    report = PluginModule.inspect(wat("echo"), CapabilityRegistry.builtin())
+    report = PluginModule.inspect(wat("echo"), builtin_registry())
     assert report["ok"] is True and report["name"] == "echo"
     assert report["handlers"] == ["echo", "log", "debug_enabled", "fail"]
     assert report["imports"] == {"omnicore:log": ["write", "enabled"]}
     assert {"name": "echo", "kind": "func", "type": "(i32, i32) -> i64"} in report["exports"]
     bad = PluginModule.inspect(b"garbage")
     assert bad["ok"] is False and bad["error_type"] == "InvalidModule"
-    unknown = PluginModule.inspect(wat("unknown_namespace"), CapabilityRegistry.builtin())
+    unknown = PluginModule.inspect(wat("unknown_namespace"), builtin_registry())
     assert unknown["ok"] is False and "frobnicate" in unknown["error"]
     assert unknown["handlers"] == ["ok"]  # still a full report for the operator
     assert PluginModule.inspect(wat("abi2"))["error_type"] == "UnsupportedAbiVersion"

@@ -18,8 +18,9 @@ import wasmtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import ConfigError, PluginError
-from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
 
 WASM_TOOLS = shutil.which("wasm-tools") or str(Path(sys.executable).parent / "wasm-tools")
 
@@ -80,7 +81,7 @@ def shaped(exports: Path, imports: Path) -> tuple[str, ...]:
 
 def exercise(engine: SandboxEngine, wasm: bytes, inputs: list[bytes]) -> str:
     """Load and call; return the outcome. Anything but a typed error fails the test."""
-    registry = CapabilityRegistry.builtin()
+    registry = builtin_registry()
     try:
         module = PluginModule.load(engine, wasm, "smith")
         rt = PluginRuntime(engine, module, registry, grants=["config"], config={"k": "v"},
@@ -138,7 +139,7 @@ def test_host_serves_after_smith_storm(smith_engine: SandboxEngine,
             seen.add(exercise(smith_engine, wasm, [b"x" * i]))
     assert seen  # at least some modules were generated and classified
     echo = PluginRuntime(smith_engine, PluginModule.load(
-        smith_engine, wasmtime.wat2wasm((Path(__file__).parent / "fixtures/echo.wat")
-                                        .read_text())), CapabilityRegistry.builtin())
+        smith_engine, wasmtime.wat2wasm((Path(__file__).parents[1] / "fixtures/echo.wat")
+                                        .read_text())), builtin_registry())
     assert echo.call("echo", b"still serving") == b"still serving"
     echo.close()

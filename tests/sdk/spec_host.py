@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omnicore.capabilities.builtin import builtin_registry
 from omnicore.sandbox import (
     Capability,
     CapabilityRegistry,
@@ -218,7 +219,7 @@ def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None 
             registry: CapabilityRegistry | None = None) -> PluginRuntime:
     """A runtime of the plugin at ``path``: built-in capabilities, ``config`` granted."""
     module = PluginModule.load(engine, path)
-    return PluginRuntime(engine, module, registry or CapabilityRegistry.builtin(),
+    return PluginRuntime(engine, module, registry or builtin_registry(),
                          grants={"config": {}} if grants is None else grants,
                          config=config or {}, limits=limits or Limits())
 
@@ -226,7 +227,7 @@ def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None 
 def probe_runtime(engine: SandboxEngine, path: Path, state: SpecState,
                   limits: Limits | None = None) -> PluginRuntime:
     """The probe linked with the real log/config and the spec host for the rest."""
-    registry = CapabilityRegistry([*CapabilityRegistry.builtin(), *spec_capabilities(state)])
+    registry = CapabilityRegistry([*builtin_registry(), *spec_capabilities(state)])
     grants = {"config": {}, **{ns: {} for ns in SPEC_NAMESPACES}}
     return runtime(engine, path, config={"db": {"host": "h", "port": 5432}}, grants=grants,
                    registry=registry, limits=limits)

@@ -20,6 +20,7 @@ import pytest
 from loopback_host import serve_http, spec_capabilities
 from spec_host import runtime
 
+from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import (
     BuildError,
     ConfigError,
@@ -214,7 +215,7 @@ def caps_runtime(engine: SandboxEngine, wasm: dict[str, Path], http_base: str,
     """The capability fixture, every namespace granted; also returns the host's state."""
     state: dict[str, Any] = {"events": [], "tasks": {}, "http_base": http_base}
     registry = CapabilityRegistry(
-        [c for c in CapabilityRegistry.builtin() if c.name in ("log", "config")]
+        [c for c in builtin_registry() if c.name in ("log", "config")]
         + spec_capabilities(state, max_value_bytes=6000, task_handlers=("echo", "kv"),
                             topic_prefix="plugin.go-caps."))
     grants = {"config": {}, "kv": {}, "memory": {}, "vectors": {}, "tasks": {},

@@ -18,6 +18,7 @@ import pytest
 from loopback_host import serve_http, spec_capabilities
 from spec_host import runtime
 
+from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import (
     BuildError,
     ConfigError,
@@ -30,7 +31,6 @@ from omnicore.errors import (
     Trap,
 )
 from omnicore.sandbox import (
-    CapabilityRegistry,
     Limits,
     PluginModule,
     PluginRuntime,
@@ -277,7 +277,7 @@ def caps(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginR
                                                                           dict[str, Any]]]:
     with serve_http() as base:
         state: dict[str, Any] = {"events": [], "http_base": base}
-        registry = CapabilityRegistry.builtin()
+        registry = builtin_registry()
         for cap in spec_capabilities(state, max_value_bytes=4000, task_handlers=("echo",)):
             registry.add(cap)
         rt = runtime(engine, wasm["caps"], {"db": {"host": "h1"}, "n": 3, "s": "42"},

@@ -96,11 +96,7 @@ def cpu_quota(root: Path = Path("/")) -> float:
 
 def _defaults(kind: str, cpus: float) -> dict[str, Any]:
     workers = max(1, math.ceil(cpus))
-    served = kind in ("container", "kubernetes")
     return {
-        # In a container the port is only reachable through the runtime's own mapping, so
-        # listening on every interface is the useful default; elsewhere stay on loopback.
-        "console": {"host": "0.0.0.0" if served else "127.0.0.1"},
         "log": {"format": "json" if kind in ("container", "kubernetes", "cloud") else "text"},
         "workers": min(workers, 2) if kind == "edge" else workers,
         "data_dir": "./.omnicore",

@@ -8,11 +8,14 @@ with a ``CAPABILITY`` plus one line in :data:`BUILTIN_MODULES`.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-from omnicore.sandbox.capability import Capability
+from omnicore.sandbox.capability import Capability, CapabilityRegistry
 
-__all__ = ["BUILTIN_MODULES", "builtin_capabilities", "capabilities", "name"]
+if TYPE_CHECKING:
+    from omnicore.types import HostApp
+
+__all__ = ["BUILTIN_MODULES", "builtin_capabilities", "builtin_registry", "capabilities", "name"]
 
 name = "omnicore-builtin-capabilities"
 
@@ -20,8 +23,9 @@ name = "omnicore-builtin-capabilities"
 BUILTIN_MODULES = ("omnicore.capabilities.log", "omnicore.capabilities.config")
 
 
-def builtin_capabilities() -> list[Capability]:
-    """Fresh list of the built-in Capability objects."""
+def builtin_capabilities(app: HostApp | None = None) -> list[Capability]:
+    """Fresh list of the built-in Capability objects (``app`` is for capabilities that hold
+    app state; the ones built in so far hold none)."""
     caps = []
     for mod in BUILTIN_MODULES:
         cap = importlib.import_module(mod).CAPABILITY
@@ -31,6 +35,11 @@ def builtin_capabilities() -> list[Capability]:
     return caps
 
 
-def capabilities(app: Any) -> list[Capability]:
-    """pluggy hook: the built-in capabilities (app is unused: they need no app state)."""
-    return builtin_capabilities()
+def builtin_registry() -> CapabilityRegistry:
+    """A registry of just the built-ins (for a sandbox used without an app)."""
+    return CapabilityRegistry(builtin_capabilities())
+
+
+def capabilities(app: HostApp) -> list[Capability]:
+    """pluggy hook: the built-in capabilities."""
+    return builtin_capabilities(app)

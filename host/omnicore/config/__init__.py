@@ -3,7 +3,6 @@
 from omnicore.config.loader import ENV_PREFIX, load_config, render_config
 from omnicore.config.schema import (
     CircuitConfig,
-    ConsoleConfig,
     LimitsConfig,
     LogConfig,
     OmniConfig,
@@ -14,7 +13,6 @@ from omnicore.config.schema import (
 __all__ = [
     "ENV_PREFIX",
     "CircuitConfig",
-    "ConsoleConfig",
     "LimitsConfig",
     "LogConfig",
     "OmniConfig",

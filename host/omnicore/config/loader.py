@@ -2,7 +2,7 @@
 
 Each layer is a nested dict plus the source of every leaf it sets, so a validation error can
 say which key, which value and where it came from (``omnicore.yaml:12``,
-``env OMNICORE_CONSOLE__PORT``, ``override``), and ``omnicore config show`` can print the
+``env OMNICORE_LOG__LEVEL``, ``override``), and ``omnicore config show`` can print the
 source of each effective value.
 """
 
@@ -117,7 +117,7 @@ def _env_layer(environ: Mapping[str, str], layer: _Layer) -> None:
             continue
         if not all(key):
             raise ConfigError(f"environment variable {var} does not name a config key "
-                              f"(use __ between nested keys, e.g. OMNICORE_CONSOLE__PORT)",
+                              f"(use __ between nested keys, e.g. OMNICORE_LOG__LEVEL)",
                               key=var, value=raw, source=f"env {var}")
         value: Any = raw
         # Lists and mappings can only travel as text; accept YAML/JSON flow syntax for them.
@@ -233,7 +233,7 @@ def load_config(
     """Build the effective config from the file at ``path``, env vars and ``overrides``.
 
     ``environ`` defaults to ``os.environ``; ``overrides`` takes nested dicts or dotted keys
-    (``{"console.port": 9000}``). Relative paths resolve against the file's folder, or the
+    (``{"log.level": "debug"}``). Relative paths resolve against the file's folder, or the
     working directory without a file. Raise :class:`ConfigError` naming key, value, source.
     """
     env = os.environ if environ is None else environ

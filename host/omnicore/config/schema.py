@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 __all__ = [
     "LIMIT_KEYS",
     "CircuitConfig",
-    "ConsoleConfig",
     "LimitsConfig",
     "LogConfig",
     "OmniConfig",
@@ -38,14 +37,6 @@ class LogConfig(_Strict):
     format: Literal["text", "json"] = Field(
         default="text", description="text for people, json for collectors (adapters may pick json)"
     )
-
-
-class ConsoleConfig(_Strict):
-    """``console.*``: the web console's bind address."""
-
-    enabled: bool = Field(default=True, description="serve the console in `omnicore run`")
-    host: str = Field(default="127.0.0.1", description="bind address (0.0.0.0 in containers)")
-    port: int = Field(default=8470, ge=0, le=65535, description="bind port")
 
 
 class LimitsConfig(_Strict):
@@ -151,7 +142,6 @@ class OmniConfig(_Strict):
     shutdown_grace_s: float = Field(
         default=10.0, ge=0, description="grace for running tasks on stop"
     )
-    console: ConsoleConfig = Field(default_factory=lambda: ConsoleConfig())
     sandbox: SandboxConfig = Field(default_factory=lambda: SandboxConfig())
     plugins: dict[str, PluginConfig] = Field(
         default_factory=dict, description="per-plugin grants, config, limits"

@@ -9,13 +9,13 @@ from omnicore.core.lifecycle import Lifecycle, State
 from omnicore.core.module import Module
 
 if TYPE_CHECKING:
-    from omnicore.core.app import OmniApp
+    from omnicore.app import OmniApp
 
 __all__ = ["Event", "EventBus", "Lifecycle", "Module", "OmniApp", "State", "Subscription"]
 
 
 def __getattr__(name: str) -> Any:
-    # OmniApp imports the runtime and plugins layers, which import core.events: load it last.
+    # OmniApp is the composition root above every layer: resolved on first use only.
     if name == "OmniApp":
         from omnicore.core.app import OmniApp
 

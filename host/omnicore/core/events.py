@@ -32,10 +32,6 @@ __all__ = [
     "ExtensionLoaded",
     "HealthChanged",
     "ModuleStateChanged",
-    "PluginFailed",
-    "PluginLoaded",
-    "PluginStateChanged",
-    "PluginUnloaded",
     "Subscription",
     "TaskFailed",
     "TaskFinished",
@@ -117,45 +113,6 @@ class HealthChanged(Event):
     old: str
     new: str
     unhealthy: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PluginLoaded(Event):
-    """A wasm plugin was loaded and is callable."""
-
-    topic: ClassVar[str] = "plugin.loaded"
-    plugin: str
-    version: str = ""
-    path: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PluginUnloaded(Event):
-    """A wasm plugin was unloaded (file removed, replaced, or app stopping)."""
-
-    topic: ClassVar[str] = "plugin.unloaded"
-    plugin: str
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PluginFailed(Event):
-    """A wasm plugin could not be loaded or was taken out of service."""
-
-    topic: ClassVar[str] = "plugin.failed"
-    plugin: str
-    error: str
-    path: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PluginStateChanged(Event):
-    """A wasm plugin's state changed (e.g. ready → needs_grant)."""
-
-    topic: ClassVar[str] = "plugin.state_changed"
-    plugin: str
-    old: str
-    new: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,7 @@ from omnicore.errors import ModuleError
 from omnicore.logging import BoundLogger, get_logger
 
 if TYPE_CHECKING:
-    from omnicore.core.app import OmniApp
+    from omnicore.app import OmniApp
 
 __all__ = ["Module", "start_order"]
 

@@ -1,6 +1,12 @@
 """First-class app modules: health and metrics."""
 
-from omnicore.modules.health import CheckResult, ComponentHealth, HealthModule, HealthReport, Status
+from omnicore.modules.health import (
+    CheckResult,
+    ComponentHealth,
+    HealthModule,
+    HealthReport,
+    HealthStatus,
+)
 from omnicore.modules.metrics import MetricsModule
 
 __all__ = [
@@ -8,6 +14,6 @@ __all__ = [
     "ComponentHealth",
     "HealthModule",
     "HealthReport",
+    "HealthStatus",
     "MetricsModule",
-    "Status",
 ]

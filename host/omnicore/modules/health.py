@@ -1,7 +1,7 @@
 """HealthModule: the app's overall health from named component checks.
 
-A check is a callable returning a :class:`Status`, a ``bool`` (healthy or unhealthy), a
-``(Status, detail)`` pair, or ``None`` (healthy); raising makes it unhealthy with the error
+A check is a callable returning a :class:`HealthStatus`, a ``bool`` (healthy or unhealthy), a
+``(HealthStatus, detail)`` pair, or ``None`` (healthy); raising makes it unhealthy with the error
 as detail. The overall status is the worst component's. Built-in checks cover the app's
 lifecycle, its modules and its Python extensions; other layers add theirs with
 :meth:`HealthModule.register_check`.
@@ -22,12 +22,12 @@ from omnicore.core.lifecycle import State
 from omnicore.core.module import Module
 
 if TYPE_CHECKING:
-    from omnicore.core.app import OmniApp
+    from omnicore.app import OmniApp
 
-__all__ = ["CheckResult", "ComponentHealth", "HealthModule", "HealthReport", "Status"]
+__all__ = ["CheckResult", "ComponentHealth", "HealthModule", "HealthReport", "HealthStatus"]
 
 
-class Status(StrEnum):
+class HealthStatus(StrEnum):
     """A component's or the app's health, best first."""
 
     HEALTHY = "healthy"
@@ -35,9 +35,9 @@ class Status(StrEnum):
     UNHEALTHY = "unhealthy"
 
 
-_RANK = {Status.HEALTHY: 0, Status.DEGRADED: 1, Status.UNHEALTHY: 2}
+_RANK = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
 
-CheckResult = Status | bool | tuple[Status, str] | None
+CheckResult = HealthStatus | bool | tuple[HealthStatus, str] | None
 Check = Callable[[], CheckResult]
 
 
@@ -46,7 +46,7 @@ class ComponentHealth:
     """One component's result: status, a human detail, and how long the check took."""
 
     name: str
-    status: Status
+    status: HealthStatus
     detail: str = ""
     latency_ms: float = 0.0
 
@@ -55,14 +55,14 @@ class ComponentHealth:
 class HealthReport:
     """The result of :meth:`HealthModule.check`."""
 
-    status: Status
+    status: HealthStatus
     components: dict[str, ComponentHealth] = field(default_factory=dict)
     checked_at: float = 0.0
 
     @property
     def healthy(self) -> bool:
         """Whether the overall status is healthy."""
-        return self.status is Status.HEALTHY
+        return self.status is HealthStatus.HEALTHY
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the console's ``/api/health`` body)."""
@@ -80,19 +80,19 @@ class HealthReport:
         return json.dumps(self.to_dict())
 
 
-def _normalize(result: CheckResult) -> tuple[Status, str]:
+def _normalize(result: CheckResult) -> tuple[HealthStatus, str]:
     if result is None or result is True:
-        return Status.HEALTHY, ""
+        return HealthStatus.HEALTHY, ""
     if result is False:
-        return Status.UNHEALTHY, "check returned False"
-    if isinstance(result, Status):
+        return HealthStatus.UNHEALTHY, "check returned False"
+    if isinstance(result, HealthStatus):
         return result, ""
-    if isinstance(result, tuple) and len(result) == 2:
-        return Status(result[0]), str(result[1])
-    if isinstance(result, str):
-        return Status(result), ""
-    raise TypeError(f"a health check must return Status, bool, (Status, detail) or None, "
-                    f"not {type(result).__name__}")
+    if (isinstance(result, tuple) and len(result) == 2
+            and isinstance(result[0], HealthStatus)):
+        return result[0], str(result[1])
+    # Bare strings are refused: a typo ("healty") must not pass for a verdict.
+    raise TypeError(f"a health check must return HealthStatus, bool, (HealthStatus, detail) "
+                    f"or None, not {result!r:.60}")
 
 
 class HealthModule(Module):
@@ -104,7 +104,7 @@ class HealthModule(Module):
         super().__init__()
         self._checks: dict[str, Check] = {}
         self._lock = threading.Lock()
-        self._last: Status | None = None
+        self._last: HealthStatus | None = None
 
     def on_attach(self, app: OmniApp) -> None:
         self.register_check("app", lambda: _app_status(app))
@@ -147,13 +147,13 @@ class HealthModule(Module):
         with self._lock:
             checks = list(self._checks.items())
         components: dict[str, ComponentHealth] = {}
-        worst = Status.HEALTHY
+        worst = HealthStatus.HEALTHY
         for name, fn in checks:
             t0 = time.perf_counter()
             try:
                 status, detail = _normalize(fn())
             except Exception as exc:
-                status, detail = Status.UNHEALTHY, f"{type(exc).__name__}: {exc}"
+                status, detail = HealthStatus.UNHEALTHY, f"{type(exc).__name__}: {exc}"
             latency = (time.perf_counter() - t0) * 1000.0
             components[name] = ComponentHealth(name, status, detail, latency)
             if _RANK[status] > _RANK[worst]:
@@ -161,35 +161,35 @@ class HealthModule(Module):
         report = HealthReport(worst, components, time.time())
         old, self._last = self._last, worst
         if old is not None and old is not worst and self._app is not None:
-            bad = tuple(n for n, c in components.items() if c.status is not Status.HEALTHY)
+            bad = tuple(n for n, c in components.items() if c.status is not HealthStatus.HEALTHY)
             self._app.events.publish(HealthChanged(old=old.value, new=worst.value,
                                                    unhealthy=bad))
         return report
 
 
-def _app_status(app: OmniApp) -> tuple[Status, str]:
+def _app_status(app: OmniApp) -> tuple[HealthStatus, str]:
     state = app.state
     if state is State.RUNNING:
-        return Status.HEALTHY, f"running for {app.uptime:.1f}s"
+        return HealthStatus.HEALTHY, f"running for {app.uptime:.1f}s"
     if state in (State.STARTING, State.STOPPING, State.CREATED):
-        return Status.DEGRADED, state.value
-    return Status.UNHEALTHY, state.value
+        return HealthStatus.DEGRADED, state.value
+    return HealthStatus.UNHEALTHY, state.value
 
 
-def _modules_status(app: OmniApp) -> tuple[Status, str]:
+def _modules_status(app: OmniApp) -> tuple[HealthStatus, str]:
     failed = [m.name for m in app.modules if m.state is State.FAILED]
     if failed:
-        return Status.UNHEALTHY, "failed: " + ", ".join(failed)
+        return HealthStatus.UNHEALTHY, "failed: " + ", ".join(failed)
     if app.state is State.RUNNING:
         idle = [m.name for m in app.modules if m.state is not State.RUNNING]
         if idle:
-            return Status.DEGRADED, "not running: " + ", ".join(idle)
-    return Status.HEALTHY, f"{len(app.modules)} modules"
+            return HealthStatus.DEGRADED, "not running: " + ", ".join(idle)
+    return HealthStatus.HEALTHY, f"{len(app.modules)} modules"
 
 
-def _extensions_status(app: OmniApp) -> tuple[Status, str]:
+def _extensions_status(app: OmniApp) -> tuple[HealthStatus, str]:
     ext = getattr(app, "extensions", None)
     failures = getattr(ext, "failures", {}) if ext is not None else {}
     if failures:
-        return Status.DEGRADED, "; ".join(f"{n}: {why}" for n, why in failures.items())
-    return Status.HEALTHY, f"{len(ext.names) if ext is not None else 0} loaded"
+        return HealthStatus.DEGRADED, "; ".join(f"{n}: {why}" for n, why in failures.items())
+    return HealthStatus.HEALTHY, f"{len(ext.names) if ext is not None else 0} loaded"

@@ -20,7 +20,7 @@ from omnicore.core.lifecycle import State
 from omnicore.core.module import Module
 
 if TYPE_CHECKING:
-    from omnicore.core.app import OmniApp
+    from omnicore.app import OmniApp
 
 __all__ = ["CONTENT_TYPE", "MetricsModule"]
 

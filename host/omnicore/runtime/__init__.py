@@ -1,5 +1,8 @@
-"""Background work: the TaskEngine (an async worker pool)."""
+"""Old home of the TaskEngine, kept so existing imports work: see :mod:`omnicore.core.tasks`.
 
-from omnicore.runtime.tasks import TaskEngine, TaskHandle
+("runtime" now means only a plugin's runtime, :class:`omnicore.sandbox.PluginRuntime`.)
+"""
+
+from omnicore.core.tasks import TaskEngine, TaskHandle
 
 __all__ = ["TaskEngine", "TaskHandle"]

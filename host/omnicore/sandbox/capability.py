@@ -107,13 +107,6 @@ class CapabilityRegistry:
         for cap in capabilities:
             self.add(cap)
 
-    @classmethod
-    def builtin(cls) -> CapabilityRegistry:
-        """A registry holding omnicore's built-in capabilities (log, config)."""
-        from omnicore.capabilities.builtin import builtin_capabilities
-
-        return cls(builtin_capabilities())
-
     def add(self, cap: Capability) -> None:
         """Register ``cap``; a second capability with the same name raises ConfigError."""
         if not isinstance(cap, Capability):

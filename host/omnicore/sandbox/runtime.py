@@ -34,6 +34,9 @@ from omnicore.sandbox.fastcall import (
     address_of,
     define_host_function,
 )
+from omnicore.sandbox.grants import merge as merge_grants
+from omnicore.sandbox.grants import normalize as normalize_grants
+from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
@@ -42,27 +45,6 @@ __all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]
 
 #: specs/abi.md §2.2: longer guest error messages are truncated.
 MAX_ERROR_MESSAGE = 4096
-
-
-def _normalize_grants(grants: Mapping[str, Any] | Iterable[str] | None,
-                      plugin: str) -> dict[str, Mapping[str, Any]]:
-    if grants is None:
-        return {}
-    if isinstance(grants, str):
-        grants = [grants]
-    if not isinstance(grants, Mapping):
-        return {str(g).removeprefix("omnicore:"): {} for g in grants}
-    out: dict[str, Mapping[str, Any]] = {}
-    for key, opts in grants.items():
-        if opts is False:  # `kv: false` in a sidecar: explicitly not granted
-            continue
-        if opts is None or opts is True:
-            opts = {}
-        if not isinstance(opts, Mapping):
-            raise ConfigError(f"plugin {plugin!r}: grant {key!r} options must be a mapping, "
-                              f"got {opts!r}", key=f"plugins.{plugin}.grants.{key}", value=opts)
-        out[str(key).removeprefix("omnicore:")] = opts
-    return out
 
 
 class PluginRuntime:
@@ -84,17 +66,9 @@ class PluginRuntime:
         self.name = module.name
         self.limits = limits or Limits()
         self.config: Mapping[str, Any] = dict(config or {})
-        self.log = log or PluginLog(module.name)
-        grant_map = _normalize_grants(grants, self.name)
-        unknown = sorted(g for g in grant_map if g not in registry)
-        if unknown:
-            raise ConfigError(f"plugin {self.name!r}: unknown capability {unknown[0]!r} in grants;"
-                              f" this host provides {', '.join(registry.names())}",
-                              key=f"plugins.{self.name}.grants", value=unknown[0])
-        for cname, opts in grant_map.items():
-            cap = registry.get(cname)
-            if cap is not None and cap.check_grant is not None:
-                cap.check_grant(opts)
+        self.log = log if log is not None else PluginLog(module.name)
+        grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
+        validate_grants(grant_map, registry, self.name)
         module.check_imports(registry)
         self.granted = frozenset(grant_map) | registry.defaults()
         missing = tuple(sorted(module.requested - self.granted))

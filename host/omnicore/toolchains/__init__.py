@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 
 from omnicore.errors import BuildError
+from omnicore.toolchains import locations
 from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
 
 __all__ = ["LANGUAGES", "BuildResult", "build", "build_all", "discover", "language_for", "scaffold"]
@@ -61,7 +62,7 @@ def _toolchain_digest(language: str) -> str:
     """What besides the plugin's sources shapes its .wasm: the build code and the SDK."""
     module = _module(language)
     parts = [Path(str(module.__file__))]
-    sdk = Path(__file__).resolve().parents[3] / "sdk" / language
+    sdk = locations.sdk_dir(language)
     if sdk.is_dir():
         parts.append(sdk)
     return "".join(_source_digest(p) for p in parts)

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from omnicore.errors import BuildError
+from omnicore.toolchains import locations
 
 __all__ = [
     "EXTENSIONS",
@@ -34,7 +35,6 @@ LANGUAGE = "c"
 EXTENSIONS = ("c",)
 FLAGS = ("--target=wasm32-wasi", "-mexec-model=reactor", "-Os", "-Wall", "-Wl,--strip-all")
 
-_REPO = Path(__file__).resolve().parents[3]
 _TEMPLATES = Path(__file__).parent / "templates" / "c"
 _BUILD_TIMEOUT_S = 300
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -46,7 +46,7 @@ def _clang() -> str | None:
 
 def sdk_dir() -> Path:
     """The folder holding ``omnicore.h``."""
-    return Path(os.environ.get("OMNICORE_C_SDK", _REPO / "sdk" / "c")).resolve()
+    return locations.sdk_dir("c")
 
 
 def _sources(src: Path) -> list[Path]:

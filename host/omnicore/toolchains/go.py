@@ -20,6 +20,7 @@ from pathlib import Path
 from string import Template
 
 from omnicore.errors import BuildError
+from omnicore.toolchains import locations
 
 __all__ = ["EXTENSIONS", "LANGUAGE", "SDK_MODULE", "check", "compile", "detect", "scaffold",
            "sdk_dir"]
@@ -30,7 +31,6 @@ SDK_MODULE = "omnicore.dev/sdk"
 MIN_VERSION = (1, 24)  # //go:wasmexport appeared in Go 1.24
 BUILD_TIMEOUT_S = 600
 
-_REPO = Path(__file__).resolve().parents[3]
 _TEMPLATES = Path(__file__).parent / "templates" / "go"
 _REPLACE_SDK = re.compile(r"^\s*replace\s+" + re.escape(SDK_MODULE) + r"(?:\s+\S+)?\s*=>\s*"
                           r"(?P<target>\S+)[^\n]*$", re.MULTILINE)
@@ -54,15 +54,13 @@ def _go() -> str | None:
 
 
 def sdk_dir() -> Path | None:
-    """The Go SDK's module folder (``$OMNICORE_GO_SDK`` or ``sdk/go`` of the checkout)."""
-    configured = os.environ.get("OMNICORE_GO_SDK")
-    path = Path(configured) if configured else _REPO / "sdk" / "go"
-    return path.resolve() if (path / "go.mod").is_file() else None
+    """The Go SDK's module folder (see :mod:`omnicore.toolchains.locations`)."""
+    path = locations.sdk_dir("go")
+    return path if (path / "go.mod").is_file() else None
 
 
 def _cache_dir() -> Path:
-    base = _REPO / "build" if (_REPO / "sdk").is_dir() else Path.home() / ".cache" / "omnicore"
-    return base / "go"
+    return locations.cache_dir() / "go"
 
 
 def _env() -> dict[str, str]:

@@ -44,6 +44,7 @@ from typing import Any
 import wasmtime
 
 from omnicore.errors import BuildError
+from omnicore.toolchains import locations
 from omnicore.toolchains._js_wasm import call_sites, mutable_globals, nonzero_segments, rewrite
 
 __all__ = [
@@ -75,8 +76,6 @@ SNAPSHOT = True
 #: How long top-level code may run while the build loads the plugin (wasmtime fuel units).
 LOAD_FUEL = 2_000_000_000
 
-_REPO = Path(__file__).resolve().parents[3]
-_SDK = _REPO / "sdk" / "js"
 _TEMPLATES = Path(__file__).parent / "templates"
 _SOURCES = (".js", ".mjs", ".ts", ".mts")
 _ENTRIES = ("plugin.ts", "plugin.js", "plugin.mjs", "src/plugin.ts", "src/plugin.js",
@@ -96,8 +95,12 @@ _DYNAMIC_OMNICORE = re.compile(r"""\bimport\s*\(\s*["']omnicore["']\s*\)""")
 _FOREIGN_IMPORT = "ReferenceError: cannot import"
 
 
+def _sdk() -> Path:
+    return locations.sdk_dir("js")
+
+
 def _base_dir() -> Path:
-    return _REPO / "build" if (_REPO / "sdk").is_dir() else Path.home() / ".cache" / "omnicore"
+    return locations.cache_dir()
 
 
 def detect(src: Path) -> bool:
@@ -154,9 +157,9 @@ def _digest(*parts: bytes) -> str:
 
 def _runtime_key() -> str:
     sdist = _sdist()
-    shim = _SDK / "runtime" / "omnicore_js.c"
-    api = _SDK / "runtime" / "api.js"
-    unit = _SDK / "runtime" / "quickjs_unit.c"
+    shim = _sdk() / "runtime" / "omnicore_js.c"
+    api = _sdk() / "runtime" / "api.js"
+    unit = _sdk() / "runtime" / "quickjs_unit.c"
     return _digest(sdist.read_bytes() if sdist else b"", shim.read_bytes(), api.read_bytes(),
                    unit.read_bytes(),
                    " ".join(_CFLAGS + _LDFLAGS).encode())
@@ -206,14 +209,14 @@ def ensure_runtime() -> Path:
         qjs = _quickjs_objects(clang, sdist)
         work = out.parent
         work.mkdir(parents=True, exist_ok=True)
-        api = (_SDK / "runtime" / "api.js").read_bytes()
+        api = (_sdk() / "runtime" / "api.js").read_bytes()
         header = work / "omnicore_api.h"
         header.write_text("static const char OMNI_API_JS[] = {"
                           + ",".join(str(b) for b in api) + ",0};\n"
                           + f"#define OMNI_API_JS_LEN {len(api)}\n", encoding="ascii")
         tmp = work / "omnicore-js.wasm.tmp"
         _run([clang, *_CFLAGS, *_LDFLAGS, f"-I{qjs['include']}", f"-I{work}",
-              str(_SDK / "runtime" / "omnicore_js.c"), *qjs["objects"], "-o", str(tmp)],
+              str(_sdk() / "runtime" / "omnicore_js.c"), *qjs["objects"], "-o", str(tmp)],
              "linking the omnicore JS runtime")
         tmp.replace(out)
     return out
@@ -221,7 +224,7 @@ def ensure_runtime() -> Path:
 
 def _quickjs_objects(clang: str, sdist: Path) -> dict[str, Any]:
     """QuickJS-ng compiled to wasm objects, cached by sdist and flags (the slow part, ≈25 s)."""
-    unit = _SDK / "runtime" / "quickjs_unit.c"
+    unit = _sdk() / "runtime" / "quickjs_unit.c"
     key = _digest(sdist.read_bytes(), unit.read_bytes(), " ".join(_CFLAGS).encode())
     base = _base_dir() / "js-runtime" / f"quickjs-{key}"
     src_root = base / "src"
@@ -559,7 +562,7 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
         raise BuildError(f"invalid plugin name {name!r}: use lowercase letters, digits, '-' "
                          f"and '_', starting with a letter or digit, at most 63 characters")
     dest.mkdir(parents=True, exist_ok=True)
-    values = {"name": name, "sdk_types": str(_SDK / "index.d.ts")}
+    values = {"name": name, "sdk_types": str(_sdk() / "index.d.ts")}
     for template in sorted((_TEMPLATES / lang).glob("*.tmpl")):
         text = Template(template.read_text(encoding="utf-8")).substitute(values)
         (dest / template.name.removesuffix(".tmpl")).write_text(text, encoding="utf-8")

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 from omnicore.errors import BuildError
+from omnicore.toolchains import debian_crates, locations
 
 __all__ = [
     "EXTENSIONS",
@@ -34,7 +35,6 @@ LANGUAGE = "rust"
 EXTENSIONS = ("rust", "rs")
 TARGET = "wasm32-unknown-unknown"
 
-_REPO = Path(__file__).resolve().parents[3]
 _TEMPLATES = Path(__file__).parent / "templates" / "rust"
 _DEBIAN_REGISTRY = "/usr/share/cargo/registry"
 _BUILD_TIMEOUT_S = 900
@@ -78,15 +78,13 @@ def _cargo() -> str:
 
 def sdk_dir() -> Path:
     """The ``omnicore-sdk`` crate that plugin crates depend on by path."""
-    return Path(os.environ.get("OMNICORE_RUST_SDK", _REPO / "sdk" / "rust")).resolve()
+    return locations.sdk_dir("rust")
 
 
 def _target_dir(work: Path) -> Path:
     if "OMNICORE_CARGO_TARGET_DIR" in os.environ:
         return Path(os.environ["OMNICORE_CARGO_TARGET_DIR"])
-    if (_REPO / "sdk").is_dir():
-        return _REPO / "build" / "cargo-target"
-    return work / "cargo-target"
+    return locations.cache_dir() / "cargo-target"
 
 
 def detect(src: Path) -> bool:
@@ -164,9 +162,12 @@ def _artifact(stdout: str, manifest: Path) -> Path | None:
 def _failure(src: Path, stderr: str) -> str:
     tail = stderr.strip()[-4000:]
     hint = ""
-    if "no matching package named" in stderr or "failed to select a version" in stderr:
-        hint = ("\nhint: builds are offline on Debian's packaged crates; install the crate "
-                "with apt-get install librust-<name>-dev and use a version Debian ships")
+    if ("no matching package named" in stderr or "failed to select a version" in stderr) \
+            and Path(_DEBIAN_REGISTRY).is_dir():
+        # Debian ships each crate feature as its own package: name them all, exactly.
+        install = debian_crates.apt_install_line(src / "Cargo.toml")
+        hint = (f"\nhint: builds are offline on Debian's packaged crates; {install} "
+                "(and use crate versions Debian ships)")
     return f"cargo build failed for {src}:\n{tail}{hint}"
 
 

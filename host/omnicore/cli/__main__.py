@@ -1,0 +1,5 @@
+"""``python -m omnicore.cli``: the same as the ``omnicore`` command."""
+
+from omnicore.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""App commands: ``omnicore new APPDIR``, ``run``, ``config show``, ``info``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import click
+
+from omnicore import __version__
+from omnicore.cli.main import CONFIG_FILE, main, new
+from omnicore.errors import ConfigError
+
+__all__ = ["config", "info", "new_app", "run"]
+
+
+def _config_path(appdir: Path) -> Path:
+    path = appdir / CONFIG_FILE if appdir.is_dir() or not appdir.suffix else appdir
+    if not path.is_file():
+        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; create an app with "
+                          f"`omnicore new {appdir}`", source=str(path))
+    return path
+
+
+@new.command("app")
+@click.argument("appdir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="App name (default: the folder's name).")
+def new_app(appdir: Path, name: str | None) -> None:
+    """Scaffold an app in APPDIR: omnicore.yaml, plugins/, README."""
+    from omnicore.templates.scaffold import scaffold_app
+
+    files = scaffold_app(appdir, name)
+    click.echo(f"created {appdir}/ ({len(files)} files)")
+    click.echo(f"next: cd {appdir} && omnicore run")
+
+
+@main.command()
+@click.argument("appdir", default=".", envvar="OMNICORE_APPDIR", type=click.Path(path_type=Path))
+@click.pass_context
+def run(ctx: click.Context, appdir: Path) -> None:
+    """Run the app in APPDIR (default: $OMNICORE_APPDIR or here) until SIGINT/SIGTERM.
+
+    Logs the runtime id at start; on SIGINT/SIGTERM, running tasks get shutdown_grace_s to
+    finish, modules stop in reverse order, and the exit code is 0.
+    """
+    from omnicore.app import OmniApp
+    from omnicore.config import load_config
+    from omnicore.logging import configure
+
+    cfg = load_config(_config_path(appdir))
+    debug = ctx.obj.get("debug", False)
+    configure("debug" if debug else cfg.log.level, cfg.log.format)
+    app = OmniApp(config=cfg)
+    app.log.info("omnicore %s: app %s, runtime id %s, data %s", __version__, app.name,
+                 app.runtime_id, app.data_dir)
+    app.run()
+
+
+@main.group()
+def config() -> None:
+    """Inspect configuration."""
+
+
+@config.command("show")
+@click.argument("appdir", default=".", envvar="OMNICORE_APPDIR", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: {key: {value, source}}.")
+@click.option("--show-secrets", is_flag=True, help="Do not mask secret values.")
+def config_show(appdir: Path, as_json: bool, show_secrets: bool) -> None:
+    """Print the effective config of APPDIR with the source of each value."""
+    from omnicore.config import load_config, render_config
+
+    path = appdir / CONFIG_FILE if appdir.is_dir() else appdir
+    if not path.is_file():
+        click.echo(f"note: no {path}; showing defaults and environment only", err=True)
+    cfg = load_config(path if path.is_file() else None)
+    rows = render_config(cfg, mask=not show_secrets)
+    if as_json:
+        click.echo(json.dumps({k: {"value": v, "source": s} for k, v, s in rows}, indent=2))
+        return
+    width = max(len(k) for k, _, _ in rows)
+    vwidth = min(40, max(len(v) for _, v, _ in rows))
+    for key, value, source in rows:
+        click.echo(f"{key:<{width}}  {value:<{vwidth}}  # {source}")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(as_json: bool) -> None:
+    """Print this host's identity, environment and versions."""
+    from omnicore.adapters import detect
+    from omnicore.core.identity import hostname, new_runtime_id
+
+    env = detect()
+    doc = {
+        "omnicore": __version__,
+        "runtime_id": new_runtime_id(),
+        "hostname": hostname(),
+        "pid": os.getpid(),
+        "environment": env.kind,
+        "environment_reasons": list(env.reasons),
+        "provider": env.provider,
+        "cpus": env.cpus,
+        "defaults": env.defaults,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "executable": sys.executable,
+        "wasmtime": _version("wasmtime"),
+        "pluggy": _version("pluggy"),
+        "pydantic": _version("pydantic"),
+    }
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"omnicore {__version__}  (runtime id {doc['runtime_id']}, for this process)")
+    click.echo(f"host        {doc['hostname']} pid {doc['pid']}")
+    click.echo(f"environment {env.describe()}")
+    d = env.defaults
+    click.echo(f"defaults    log {d['log']['format']}, "
+               f"workers {d['workers']}, data {d['data_dir']}")
+    click.echo(f"python      {doc['python']} ({doc['executable']})")
+    click.echo(f"platform    {doc['platform']}")
+    click.echo(f"engine      wasmtime {doc['wasmtime']}, pluggy {doc['pluggy']}, "
+               f"pydantic {doc['pydantic']}")

@@ -1,0 +1,78 @@
+"""The ``omnicore`` click group and its error handling.
+
+Commands are added to the click group :data:`main` (``@main.command()``); ``new`` is itself
+a group whose default command scaffolds an app, so ``omnicore new APPDIR`` and, added by
+other modules, ``omnicore new plugin NAME --lang rust`` live side by side. Every
+:class:`~omnicore.errors.OmniError` (and any other exception) becomes one ``Error:`` line and
+exit code 1; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from omnicore import __version__
+from omnicore.errors import OmniError
+
+__all__ = ["CONFIG_FILE", "main", "new"]
+
+CONFIG_FILE = "omnicore.yaml"
+
+
+class _Group(click.Group):
+    """Turns exceptions into one line and a non-zero exit unless ``--debug``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None
+        except BrokenPipeError:
+            # `omnicore config show | head`: the reader left; that is not an error.
+            sys.stderr.close()
+            raise click.exceptions.Exit(0) from None
+        except Exception as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            if isinstance(exc, OmniError):
+                # One line: a guest's message may carry a stack trace (JS), shown with --debug.
+                first, _, rest = str(exc).strip().partition("\n")
+                text = first + ("  (--debug for the rest)" if rest.strip() else "")
+            else:
+                text = " ".join(f"{type(exc).__name__}: {exc}".split()) + "  (--debug for details)"
+            raise click.ClickException(text) from None
+
+
+class _DefaultGroup(_Group):
+    """A group that runs ``default`` when the first argument is not one of its commands."""
+
+    default = "app"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # `omnicore new app` alone names a folder called "app", not the subcommand.
+        bare_default = args[:1] == [self.default] and len(args) == 1
+        if args and (args[0] not in self.commands or bare_default) \
+                and args[0] not in ("--help", "-h"):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, envvar="OMNICORE_DEBUG",
+              help="Verbose logs, and tracebacks on errors.")
+@click.version_option(__version__, prog_name="omnicore")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """omnicore: run WebAssembly plugins from any language, with capability grants."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@main.group(cls=_DefaultGroup, invoke_without_command=False)
+def new() -> None:
+    """Create things: `omnicore new APPDIR` scaffolds an app (`new plugin` a plugin project)."""

@@ -1,0 +1,298 @@
+"""``omnicore inspect`` and ``omnicore call``: look at a plugin, or run one handler once.
+
+Both work without a running server: ``call`` loads the plugin embedded in this process, with
+the same layering a running app uses (app config ``plugins.<name>`` < sidecar < ``--grant`` /
+``--config``) and the app's compiled-module cache, so a plugin dropped into the folder of a
+running ``omnicore run`` is callable here at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from omnicore.errors import ConfigError, NeedsGrant, PluginLoadError
+
+# The sandbox (and wasmtime) are imported inside the commands: `omnicore --help` and the
+# other commands should not pay for loading the engine.
+
+__all__ = ["call", "inspect"]
+
+CONFIG_FILE = "omnicore.yaml"
+
+
+def parse_grants(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--grant kv`` or ``--grant 'http={"allow_hosts": ["api.example.com"]}'``."""
+    from omnicore.sandbox import grants
+
+    try:
+        return grants.parse_flag(values)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--grant: "),
+                                 param_hint="--grant") from None
+
+
+def parse_config(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--config KEY=VALUE``: JSON values are decoded (``42``, ``true``, ``[1]``), anything
+    else is a string; dotted keys nest (``db.host=x`` -> ``{"db": {"host": "x"}}``)."""
+    config: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--config")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = config
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise click.BadParameter(f"{key!r} nests under a value that is not a table",
+                                         param_hint="--config")
+            node = child
+        node[parts[-1]] = value
+    return config
+
+
+def _manifest_name(path: Path) -> str | None:
+    from omnicore.sandbox.wasmbin import custom_sections
+
+    sections = custom_sections(path.read_bytes(), "omnicore.manifest")
+    if not sections:
+        return None
+    name = json.loads(sections[0]).get("name")
+    return name if isinstance(name, str) else None
+
+
+def _load_app_config(appdir: Path | None) -> Any:
+    """The app's config when APPDIR (or the current folder) holds an omnicore.yaml."""
+    from omnicore.config import load_config
+
+    base = appdir if appdir is not None else Path(".")
+    path = base / CONFIG_FILE
+    if path.is_file():
+        return load_config(path)
+    if appdir is not None:
+        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; create an app with "
+                          f"`omnicore new {appdir}`", source=str(path))
+    return None
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    # The command reports the outcome itself; the host's operator warnings ("needs grant")
+    # would repeat it on stderr.
+    logger = logging.getLogger("omnicore.plugins.host")
+    level = logger.level
+    if not (click.get_current_context().find_root().obj or {}).get("debug"):
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _resolve(target: str, cfg: Any, appdir: Path | None) -> Path:
+    from omnicore.plugins.folder import resolve_plugin_file
+
+    candidate = Path(target)
+    if candidate.suffix == ".wasm" or candidate.is_file():
+        if not candidate.is_file():
+            raise PluginLoadError(f"no such plugin file: {candidate}")
+        return candidate
+    if cfg is not None:
+        folder = Path(cfg.plugins_dir)
+    else:
+        folder = (appdir if appdir is not None else Path(".")) / "plugins"
+    return resolve_plugin_file(folder, target, _manifest_name)
+
+
+def user_cache_dir() -> Path:
+    """Where compiled modules of plugins called outside an app are cached.
+
+    ``$OMNICORE_CACHE_DIR``, else ``$XDG_CACHE_HOME/omnicore/modules``, else
+    ``~/.cache/omnicore/modules``. Entries are keyed by the wasm's sha256 and the engine, so a
+    rebuilt plugin never meets a stale entry.
+    """
+    configured = os.environ.get("OMNICORE_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "omnicore" / "modules"
+
+
+def _host(cfg: Any) -> Any:
+    """A standalone PluginHost configured like the app in ``cfg`` (or with defaults)."""
+    from omnicore.plugins.host import PluginHost
+    from omnicore.sandbox import SandboxEngine
+    from omnicore.sandbox.limits import Limits
+
+    if cfg is None:
+        # A bare file: without a cache every call would recompile (seconds for Go or JS).
+        def user_engine(fuel: bool = False) -> SandboxEngine:
+            return SandboxEngine(cache_dir=user_cache_dir(), fuel=fuel)
+
+        return PluginHost(engine_factory=user_engine)
+    defaults = Limits().merged(cfg.sandbox.limits.model_dump())
+    cache = cfg.sandbox.cache_dir
+
+    def engine(fuel: bool = False) -> SandboxEngine:
+        return SandboxEngine(cache_dir=cache, epoch_tick_ms=cfg.sandbox.epoch_tick_ms,
+                             fuel=fuel)
+
+    return PluginHost(engine_factory=engine, defaults=defaults, plugin_settings=cfg.plugins,
+                      data_dir=cfg.data_dir)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--grant", "grant_opts", multiple=True, metavar="CAP[=JSON]",
+              help="Grant a capability for the would-it-load check (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def inspect(file: Path, grant_opts: tuple[str, ...], as_json: bool) -> None:
+    """Show what FILE.wasm exports, imports and needs, and whether it would load.
+
+    The grants considered are the sidecar's next to FILE plus --grant.
+    """
+    from omnicore.capabilities.builtin import builtin_registry
+    from omnicore.plugins.host import PluginHost
+    from omnicore.sandbox import PluginModule
+
+    if not file.is_file():
+        raise PluginLoadError(f"no such plugin file: {file}")
+    registry = builtin_registry()
+    report = PluginModule.inspect(file, registry)
+    report["file"] = str(file)
+    grants = parse_grants(grant_opts)
+    if report.get("ok"):
+        with _quiet(), PluginHost() as host:
+            try:
+                info = host.load(file, grants=grants)
+                report["state"] = info.state
+                report["granted"] = sorted(info.granted)
+                report["missing"] = [f"omnicore:{m}" for m in info.missing]
+                if info.state == "needs-grant":
+                    report["ok"] = False
+                    report["error"] = info.last_error
+                    report["error_type"] = "NeedsGrant"
+            except (PluginLoadError, ConfigError) as exc:
+                report.update(ok=False, state="failed", error=str(exc),
+                              error_type=type(exc).__name__)
+    else:
+        report["state"] = "failed"
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        _print_report(report)
+    if report.get("state") == "failed":
+        sys.exit(1)
+
+
+def _print_report(r: dict[str, Any]) -> None:
+    echo = click.echo
+    echo(f"file        {r['file']}")
+    if "name" not in r:
+        echo(f"would load  no: {r.get('error_type')}: {r.get('error')}")
+        return
+    manifest = r.get("manifest") or {}
+    echo(f"plugin      {r['name']} {manifest.get('version', '0.0.0')}"
+         + (f" - {manifest['description']}" if manifest.get("description") else ""))
+    echo(f"size        {r['size']} bytes, sha256 {r['sha256']}")
+    echo(f"abi         {r['abi']}" + ("  (WASI reactor)" if r.get("wasi") else ""))
+    echo(f"handlers    {', '.join(r['handlers']) or '(none)'}")
+    echo("imports")
+    imports: dict[str, list[str]] = r.get("imports") or {}
+    if not imports:
+        echo("  (none)")
+    for namespace, names in sorted(imports.items()):
+        echo(f"  {namespace}: {', '.join(names)}")
+    echo(f"requested   {', '.join('omnicore:' + c for c in r['requested']) or '(none)'}")
+    echo("exports")
+    for export in r.get("exports", []):
+        kind = export["kind"] + (f" {export['type']}" if "type" in export else "")
+        echo(f"  {export['name']} ({kind})")
+    if manifest:
+        echo(f"manifest    {json.dumps(manifest, sort_keys=True)}")
+    state = r.get("state")
+    if state == "loaded":
+        echo("would load  yes")
+    elif state == "needs-grant":
+        missing = ", ".join(r.get("missing", []))
+        flags = " ".join(f"--grant {m.removeprefix('omnicore:')}" for m in r.get("missing", []))
+        echo(f"would load  needs grant: {missing}  (try {flags})")
+    else:
+        echo(f"would load  no: {r.get('error_type')}: {r.get('error')}")
+
+
+@click.command()
+@click.argument("target", metavar="PLUGIN_OR_FILE")
+@click.argument("handler")
+@click.option("--input", "input_text", metavar="TEXT", help="The input, as UTF-8 text.")
+@click.option("--input-file", type=click.File("rb"), metavar="F",
+              help="Read the input bytes from F ('-' for stdin).")
+@click.option("--grant", "grant_opts", multiple=True, metavar="CAP[=JSON]",
+              help="Grant a capability, optionally with JSON options (repeatable).")
+@click.option("--config", "config_opts", multiple=True, metavar="KEY=VALUE",
+              help="Set a key of the plugin's config (repeatable; JSON values decoded).")
+@click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
+              help="The app folder (default: here, if it has an omnicore.yaml).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show every line the plugin logged (default: warn and error only).")
+def call(target: str, handler: str, input_text: str | None, input_file: Any,
+         grant_opts: tuple[str, ...], config_opts: tuple[str, ...],
+         appdir: Path | None, verbose: bool) -> None:
+    """Run HANDLER of a plugin once, embedded, and print its output.
+
+    PLUGIN_OR_FILE is a .wasm path or a plugin name looked up in the app's plugins folder
+    (NAME.wasm, or the file whose manifest says NAME), with its sidecar and the app config.
+    The output goes to stdout; what the plugin logged during the call goes to stderr (warn
+    and error, or every line with -v). A bare .wasm's compiled module is cached per user
+    (see ``omnicore info``), so the second call of an unchanged file starts fast.
+    """
+    from omnicore.plugins.sidecar import read_sidecar
+
+    if input_text is not None and input_file is not None:
+        raise click.UsageError("use --input or --input-file, not both")
+    data = input_text.encode() if input_text is not None else (
+        input_file.read() if input_file is not None else b"")
+    cfg = _load_app_config(appdir)
+    path = _resolve(target, cfg, appdir)
+    read_sidecar(path)  # a broken sidecar is reported as itself, before anything else
+    grants = parse_grants(grant_opts)
+    if verbose and "level" not in grants.get("log", {}):
+        grants["log"] = {**grants.get("log", {}), "level": "trace"}
+    with _quiet(), _host(cfg) as host:
+        info = host.load(path, grants=grants, config=parse_config(config_opts) or None)
+        if info.state == "needs-grant":
+            flags = " ".join(f"--grant {m}" for m in info.missing)
+            raise NeedsGrant(f"{info.last_error} (here: {flags})", plugin=info.name,
+                             missing=info.missing)
+        if info.state == "disabled":
+            raise PluginLoadError(f"plugin '{info.name}' is disabled (enabled: false)",
+                                  plugin=info.name)
+        try:
+            out = host.call(info.name, handler, data)
+        finally:
+            _print_plugin_log(host.logs(info.name).lines(), verbose)
+    stream = sys.stdout.buffer
+    stream.write(out)
+    if sys.stdout.isatty() and out and not out.endswith(b"\n"):
+        stream.write(b"\n")  # keep the shell prompt on its own line
+    stream.flush()
+
+
+def _print_plugin_log(lines: list[Any], verbose: bool) -> None:
+    """The plugin's own log lines of this call, on stderr (they are not its output)."""
+    shown = [line for line in lines if verbose or line.level in ("warn", "error")]
+    for line in shown:
+        click.echo(f"[{line.level}] {line.message}", err=True)

@@ -1,0 +1,71 @@
+"""Events the plugin host publishes on ``app.events`` (topics ``plugin.*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from omnicore.core.events import Event
+
+__all__ = ["PluginCircuitChanged", "PluginFailed", "PluginLoaded", "PluginReloaded",
+           "PluginStateChanged", "PluginUnloaded"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginLoaded(Event):
+    """A wasm plugin was loaded and is callable."""
+
+    topic: ClassVar[str] = "plugin.loaded"
+    plugin: str
+    version: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginUnloaded(Event):
+    """A wasm plugin was unloaded (file removed, replaced, or app stopping)."""
+
+    topic: ClassVar[str] = "plugin.unloaded"
+    plugin: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginFailed(Event):
+    """A wasm plugin could not be loaded or was taken out of service."""
+
+    topic: ClassVar[str] = "plugin.failed"
+    plugin: str
+    error: str
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginStateChanged(Event):
+    """A wasm plugin's state changed (e.g. ready → needs_grant)."""
+
+    topic: ClassVar[str] = "plugin.state_changed"
+    plugin: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginReloaded(Event):
+    """A plugin's file changed and its new version now serves new calls."""
+
+    topic: ClassVar[str] = "plugin.reloaded"
+    plugin: str
+    version: str = ""
+    path: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginCircuitChanged(Event):
+    """A plugin's circuit breaker moved from ``old`` to ``new`` (closed/open/half-open)."""
+
+    topic: ClassVar[str] = "plugin.circuit_changed"
+    plugin: str
+    old: str
+    new: str

@@ -1,0 +1,70 @@
+"""The built-in extension that gives an app its plugin host (``app.plugins``).
+
+:func:`register` attaches a :class:`~omnicore.plugins.host.PluginHost` configured from
+``app.config``, :func:`startup` loads and watches ``plugins_dir``, :func:`shutdown` stops
+watching and closes every runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omnicore.plugins.host import PluginHost
+from omnicore.plugins.stats import PluginMetricsCollector
+from omnicore.sandbox.engine import SandboxEngine
+from omnicore.sandbox.limits import Limits
+from omnicore.types import HostApp
+
+__all__ = ["register", "shutdown", "startup"]
+
+
+def register(app: HostApp) -> None:
+    """Attach ``app.plugins``: a :class:`PluginHost` configured from ``app.config``.
+
+    Nothing heavy happens here (the engine is made on first use); every plugin shows up in
+    ``app.health`` as ``plugin:<name>`` and in ``app.metrics`` as ``omnicore_plugin_*``.
+    """
+    cfg = app.config
+    sandbox = cfg.sandbox
+    defaults = Limits().merged(sandbox.limits.model_dump())
+
+    def make_engine(fuel: bool = False) -> SandboxEngine:
+        return SandboxEngine(cache_dir=sandbox.cache_dir, epoch_tick_ms=sandbox.epoch_tick_ms,
+                             fuel=fuel, pooling=sandbox.pooling)
+
+    health = _module_or_none(app, "health")
+    host = PluginHost(
+        engine_factory=make_engine,
+        # Built-ins arrive through the same hook as third-party capabilities.
+        capabilities=app.extensions.capabilities, defaults=defaults,
+        plugin_settings=cfg.plugins, failure_threshold=sandbox.circuit.failure_threshold,
+        cooldown_s=sandbox.circuit.cooldown_s, events=app.events.publish, health=health,
+        data_dir=cfg.data_dir)
+    app.plugins = host
+    metrics = _module_or_none(app, "metrics")
+    if metrics is not None:
+        metrics.add_collector(PluginMetricsCollector(host.stats_items))
+
+
+def startup(app: HostApp) -> None:
+    """Load every plugin in ``plugins_dir`` and, with ``sandbox.watch``, follow the folder."""
+    host = app.plugins
+    host.refresh_capabilities()  # extensions loaded at start may have added capabilities
+    folder = host.watch_folder(app.config.plugins_dir, watch=app.config.sandbox.watch,
+                               required=app.config.source_of("plugins_dir") != "default")
+    loaded = sum(1 for p in host if p.state == "loaded")
+    app.log.info("plugins: %d loaded, %d total from %s%s", loaded, len(host), folder.path,
+                 " (watching)" if folder.watching else "")
+
+
+def shutdown(app: HostApp) -> None:
+    """Stop watching and close every plugin runtime (in-flight calls finish first)."""
+    host = app.plugins
+    host.close()
+
+
+def _module_or_none(app: HostApp, module: str) -> Any:
+    try:
+        return app.get_module(module)
+    except (KeyError, TypeError):
+        return None

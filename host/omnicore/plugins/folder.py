@@ -1,0 +1,236 @@
+"""The plugin folder: scanning, and hot reload with watchfiles.
+
+Every ``*.wasm`` in the folder is a plugin; an optional sidecar next to it (``NAME.toml``,
+``NAME.yaml`` or ``NAME.yml``, where NAME is the file name without ``.wasm``) holds the
+operator's grants, config and limits (specs/abi.md §7). The folder is watched: after each
+batch of file events it is rescanned and compared with what is loaded, so a missed or merged
+event can never leave the host out of step with the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import watchfiles
+
+from omnicore.errors import PluginNotFound
+from omnicore.plugins.sidecar import SIDECAR_SUFFIXES
+
+__all__ = [
+    "POLL_INTERVAL_S",
+    "Changes",
+    "FolderTarget",
+    "PluginFolder",
+    "diff",
+    "resolve_plugin_file",
+    "scan",
+]
+
+log = logging.getLogger("omnicore.plugins.folder")
+
+#: Rescan period when file events are unavailable.
+POLL_INTERVAL_S = 0.25
+
+
+def resolve_plugin_file(folder: Path, name: str, manifest_name: Callable[[Path], str | None]
+                        ) -> Path:
+    """Find the ``.wasm`` of plugin ``name`` in ``folder``.
+
+    ``NAME.wasm`` wins; otherwise the file whose manifest names the plugin (found with
+    ``manifest_name``). Raises :class:`PluginNotFound` listing what the folder holds.
+    """
+    direct = folder / f"{name}.wasm"
+    if direct.is_file():
+        return direct
+    candidates = sorted(folder.glob("*.wasm")) if folder.is_dir() else []
+    for path in candidates:
+        try:
+            if manifest_name(path) == name:
+                return path
+        except Exception:  # a broken neighbour must not hide the right file
+            continue
+    listing = ", ".join(p.stem for p in candidates) or "none"
+    raise PluginNotFound(f"no plugin '{name}' in {folder} (plugins there: {listing})",
+                         plugin=name)
+
+
+# A file's fingerprint: cheap to take (stat only) and it changes whenever the wasm or any of
+# its sidecars is written, created or removed.
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def _fingerprint(wasm: Path) -> Fingerprint | None:
+    parts = []
+    for path in (wasm, *(wasm.with_suffix(s) for s in SIDECAR_SUFFIXES)):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            if path == wasm:
+                return None
+            continue
+        parts.append((path.suffix, st.st_size, st.st_mtime_ns))
+    return tuple(parts)
+
+
+def scan(folder: Path) -> dict[Path, Fingerprint]:
+    """Fingerprint every ``*.wasm`` directly in ``folder`` (not recursive)."""
+    result: dict[Path, Fingerprint] = {}
+    if not folder.is_dir():
+        return result
+    for path in sorted(folder.glob("*.wasm")):
+        if path.name.startswith("."):
+            continue  # editors' and atomic writers' temporary files
+        fp = _fingerprint(path)
+        if fp is not None:
+            result[path] = fp
+    return result
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What differs between two scans."""
+
+    added: tuple[Path, ...] = ()
+    changed: tuple[Path, ...] = ()
+    removed: tuple[Path, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+def diff(old: Mapping[Path, Fingerprint], new: Mapping[Path, Fingerprint]) -> Changes:
+    """Compare two scans."""
+    return Changes(
+        added=tuple(sorted(p for p in new if p not in old)),
+        changed=tuple(sorted(p for p in new if p in old and new[p] != old[p])),
+        removed=tuple(sorted(p for p in old if p not in new)),
+    )
+
+
+class FolderTarget(Protocol):
+    """What the folder drives: the PluginHost."""
+
+    def load_file(self, path: Path) -> str:
+        """Load ``path`` (with its sidecar); return the name it is registered under.
+
+        Must not raise for a broken file: the host registers it as ``failed``.
+        """
+
+    def reload_file(self, name: str, path: Path) -> str:
+        """Replace plugin ``name`` with the new contents of ``path``; return the new name."""
+
+    def unload_file(self, name: str, path: Path) -> None:
+        """Remove the plugin that came from ``path``."""
+
+
+class PluginFolder:
+    """Keeps a :class:`FolderTarget` in step with the ``*.wasm`` files of one folder."""
+
+    def __init__(self, path: Path, target: FolderTarget, *, debounce_ms: int = 50,
+                 step_ms: int = 20) -> None:
+        self.path = path
+        self._target = target
+        self._debounce_ms = debounce_ms
+        self._step_ms = step_ms
+        self._seen: dict[Path, Fingerprint] = {}
+        self._names: dict[Path, str] = {}
+        self._sync_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: How the folder is followed: "idle" (not watched), "events" or "polling".
+        self.mode: Literal["idle", "events", "polling"] = "idle"
+
+    @property
+    def files(self) -> dict[Path, str]:
+        """Plugin file -> the name it is registered under."""
+        return dict(self._names)
+
+    def sync(self) -> Changes:
+        """Rescan the folder and load, reload or unload what changed."""
+        with self._sync_lock:
+            current = scan(self.path)
+            changes = diff(self._seen, current)
+            for path in changes.removed:
+                name = self._names.pop(path, None)
+                if name is not None:
+                    self._guard(partial(self._target.unload_file, name, path), path)
+            for path in changes.changed:
+                name = self._names.get(path)
+                if name is None:
+                    self._add(path)
+                else:
+                    new = self._guard(partial(self._target.reload_file, name, path), path)
+                    if new is not None:
+                        self._names[path] = new
+            for path in changes.added:
+                self._add(path)
+            self._seen = current
+            return changes
+
+    def _add(self, path: Path) -> None:
+        name = self._guard(partial(self._target.load_file, path), path)
+        if name is not None:
+            self._names[path] = name
+
+    def _guard(self, action: Callable[[], Any], path: Path) -> Any:
+        # The host reports broken files itself; this only keeps a bug in one file's
+        # handling from stopping the watcher for all the others.
+        try:
+            return action()
+        except Exception:
+            log.exception("plugin folder: handling %s failed", path)
+            return None
+
+    def start(self) -> None:
+        """Start watching in a daemon thread."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name=f"omnicore-watch:{self.path}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching and wait for the watcher thread."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=5)
+
+    @property
+    def watching(self) -> bool:
+        """Whether the watcher thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _watch(self) -> None:
+        def interesting(_change: watchfiles.Change, name: str) -> bool:
+            return name.endswith((".wasm", *SIDECAR_SUFFIXES))
+
+        # Every wake-up (events, or the 500 ms timeout) rescans the folder: the rescan is a
+        # few stat() calls, it catches files written before the watcher was armed, and it
+        # keeps working where inotify events get lost (some container volume mounts).
+        self.mode = "events"
+        try:
+            for _batch in watchfiles.watch(
+                    self.path, watch_filter=interesting, debounce=self._debounce_ms,
+                    step=self._step_ms, stop_event=self._stop, rust_timeout=500,
+                    yield_on_timeout=True, recursive=False, raise_interrupt=False):
+                self.sync()
+        except Exception as exc:
+            # E.g. inotify instances exhausted: keep following the folder by polling.
+            log.warning("plugin folder %s: file events unavailable (%s); polling every "
+                        "%.2fs instead", self.path, exc, POLL_INTERVAL_S)
+            self.mode = "polling"
+            while not self._stop.wait(POLL_INTERVAL_S):
+                try:
+                    self.sync()
+                except Exception:
+                    log.exception("plugin folder %s: rescan failed", self.path)
+        finally:
+            self.mode = "idle"

@@ -1,0 +1,162 @@
+"""Sidecars: the operator's file of grants, config and limits next to a plugin's ``.wasm``.
+
+``NAME.toml``, ``NAME.yaml`` or ``NAME.yml`` (NAME is the file name without ``.wasm``), with
+the keys ``grants`` (or ``[grant.<capability>]`` tables), ``config``, ``limits``, ``enabled``
+(specs/abi.md §7). :func:`read_sidecar` validates one; :func:`write_grants` persists grants
+made on a running host (the console, ``app.plugins.grant(..., persist=True)``) back into it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from omnicore.errors import ConfigError
+from omnicore.sandbox import grants as grant_rules
+from omnicore.sandbox.grants import GrantLayer
+from omnicore.sandbox.limits import Limits
+
+__all__ = ["SIDECAR_SUFFIXES", "Sidecar", "read_sidecar", "sidecar_paths", "write_grants"]
+
+SIDECAR_SUFFIXES = (".toml", ".yaml", ".yml")
+_SIDECAR_KEYS = ("grants", "grant", "config", "limits", "enabled")
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """The operator's settings for one plugin file. ``path`` is None when there is none."""
+
+    path: Path | None = None
+    grants: GrantLayer = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+
+
+def sidecar_paths(wasm: Path) -> list[Path]:
+    """The sidecar files that exist next to ``wasm``."""
+    return [p for p in (wasm.with_suffix(s) for s in SIDECAR_SUFFIXES) if p.is_file()]
+
+
+def read_sidecar(wasm: Path) -> Sidecar:
+    """Read the sidecar of ``wasm`` (an empty :class:`Sidecar` if there is none).
+
+    Raises :class:`ConfigError` naming the file for syntax errors, unknown keys and values of
+    the wrong type.
+    """
+    found = sidecar_paths(wasm)
+    if not found:
+        return Sidecar()
+    if len(found) > 1:
+        names = " and ".join(p.name for p in found)
+        raise ConfigError(f"plugin {wasm.name} has two sidecars ({names}); keep one",
+                          key=None, source=str(found[0]))
+    path = found[0]
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data: object
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot parse sidecar: {exc}".replace("\n", " "),
+                          source=source) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a sidecar must be a table/mapping at the top level",
+                          source=source)
+    for key in data:
+        if key not in _SIDECAR_KEYS:
+            close = difflib.get_close_matches(str(key), _SIDECAR_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"{source}: unknown sidecar key '{key}'{hint}; known keys: "
+                f"{', '.join(_SIDECAR_KEYS)}", key=str(key), value=data[key], source=source)
+    grants = grant_rules.normalize(data.get("grants"), source=source)
+    grant_tables = data.get("grant", {})
+    if not isinstance(grant_tables, Mapping):
+        raise ConfigError(f"{source}: 'grant' must be a table of capability -> options",
+                          key="grant", value=grant_tables, source=source)
+    grants.update(grant_rules.normalize(grant_tables, source=source))
+    config = data.get("config", {})
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{source}: 'config' must be a table/mapping",
+                          key="config", value=config, source=source)
+    limits = data.get("limits", {})
+    try:
+        Limits().merged(limits)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}", key=exc.key, value=exc.value,
+                          source=source) from exc
+    enabled = data.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{source}: 'enabled' must be true or false, got {enabled!r}",
+                          key="enabled", value=enabled, source=source)
+    return Sidecar(path=path, grants=grants, config=dict(config), limits=dict(limits),
+                   enabled=enabled)
+
+
+def write_grants(wasm: Path, grants: Mapping[str, Mapping[str, Any] | None]) -> Path:
+    """Persist ``grants`` (one layer; ``None`` revokes) into the sidecar of ``wasm``.
+
+    The sidecar's other keys are kept; a TOML sidecar stays TOML and a YAML one YAML, and a
+    plugin without a sidecar gets ``NAME.yaml``. The file is replaced atomically, so the folder
+    watcher never reads half of it. Comments in the old file are not kept.
+    """
+    found = sidecar_paths(wasm)
+    path = found[0] if found else wasm.with_suffix(".yaml")
+    current = read_sidecar(wasm)  # validates the file before it is rewritten
+    data: dict[str, Any] = {}
+    if current.path is not None:
+        text = current.path.read_text(encoding="utf-8")
+        loaded = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        data = dict(loaded or {})
+    data.pop("grant", None)
+    table = grant_rules.merge(current.grants, grant_rules.normalize(grants, source=str(path)))
+    # Revocations of this layer are kept as `false`, so they still win over the app config.
+    revoked = {name: False for name, opts in grants.items() if opts is None}
+    data["grants"] = {**{name: opts or True for name, opts in table.items()}, **revoked}
+    body = _dump_toml(data) if path.suffix == ".toml" else yaml.safe_dump(data, sort_keys=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _dump_toml(data: Mapping[str, Any]) -> str:
+    """A small TOML writer for sidecar data (scalars, lists and nested tables)."""
+    import json
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{" + ", ".join(f"{json.dumps(str(k))} = {value(x)}"
+                                   for k, x in v.items()) + "}"
+        raise ConfigError(f"cannot write {v!r} into a TOML sidecar", value=v)
+
+    lines: list[str] = []
+    tables: list[str] = []
+    for key, v in data.items():
+        if isinstance(v, Mapping):
+            tables.append(f"\n[{key}]")
+            tables.extend(f"{json.dumps(str(k))} = {value(x)}" for k, x in v.items())
+        else:
+            lines.append(f"{key} = {value(v)}")
+    return "\n".join(lines + tables).lstrip("\n") + "\n"

@@ -1,0 +1,99 @@
+"""Leases: a call holds the plugin version it started on until it returns.
+
+A loaded entry points at its current *version* (a module plus its runtime); a call leases the
+version for its duration, so a reload swaps the pointer while in-flight calls finish on the
+old runtime, which closes once its last lease ends. That is how a reload never fails a call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from omnicore.plugins.breaker import CircuitBreaker
+from omnicore.plugins.info import PluginState
+from omnicore.plugins.settings import PluginSettings
+from omnicore.plugins.stats import CallStats
+from omnicore.sandbox.pluginlog import PluginLog
+
+if TYPE_CHECKING:
+    from omnicore.sandbox.module import PluginModule
+    from omnicore.sandbox.runtime import PluginRuntime
+
+__all__ = ["Entry", "Version"]
+
+log = logging.getLogger("omnicore.plugins.host")
+
+
+class Version:
+    """One loaded build of a plugin and the calls currently using it."""
+
+    __slots__ = ("inflight", "module", "retired", "runtime")
+
+    def __init__(self, module: PluginModule, runtime: PluginRuntime) -> None:
+        self.module = module
+        self.runtime = runtime
+        self.inflight = 0
+        self.retired = False
+
+
+class Entry:
+    """Everything the host keeps about one plugin name."""
+
+    def __init__(self, name: str, source: Path | None, stats: CallStats,
+                 breaker: CircuitBreaker) -> None:
+        self.name = name
+        self.source = source
+        self.state: PluginState = "failed"
+        self.module: PluginModule | None = None
+        self.version: Version | None = None
+        self.settings: PluginSettings | None = None
+        self.missing: tuple[str, ...] = ()
+        self.last_error: str | None = None
+        # A reload of the file failed while the previous version kept serving.
+        self.stale = False
+        self.loaded_at: float | None = None
+        # The first state is announced by PluginLoaded/PluginFailed, not PluginStateChanged.
+        self.announced = False
+        self.stats = stats
+        self.breaker = breaker
+        self.log = PluginLog(name)
+        self.lock = threading.Lock()
+        # Serializes re-linking (reload, grant) so two of them cannot interleave; never held
+        # on the call path.
+        self.relink = threading.RLock()
+
+    def acquire(self) -> Version | None:
+        with self.lock:
+            version = self.version
+            if version is not None:
+                version.inflight += 1
+            return version
+
+    def release(self, version: Version) -> None:
+        with self.lock:
+            version.inflight -= 1
+            drained = version.retired and version.inflight == 0
+        if drained:
+            close_runtime(version)
+
+    def swap(self, new: Version | None) -> Version | None:
+        """Make ``new`` current; the old version (returned) closes once its calls drain."""
+        with self.lock:
+            old, self.version = self.version, new
+            drained = False
+            if old is not None:
+                old.retired = True
+                drained = old.inflight == 0
+        if old is not None and drained:
+            close_runtime(old)
+        return old
+
+
+def close_runtime(version: Version) -> None:
+    try:
+        version.runtime.close()
+    except Exception:
+        log.exception("closing a plugin runtime failed")

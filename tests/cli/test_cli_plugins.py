@@ -1,0 +1,247 @@
+"""`omnicore inspect` and `omnicore call`: through CliRunner, and once for real against a
+running `omnicore run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from host_fixtures import config_wasm, echo_wasm, write
+from omnicore.cli import main
+
+OMNICORE = Path(sys.executable).parent / "omnicore"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    write(tmp_path, "echo.wasm", echo_wasm())
+    write(tmp_path, "conf.wasm", config_wasm("conf"))
+    write(tmp_path, "junk.wasm", b"\x00asm\x01\x00\x00\x00\x05\xff\xff")
+    return tmp_path
+
+
+@pytest.fixture
+def appdir(tmp_path: Path) -> Path:
+    app = tmp_path / "app"
+    (app / "plugins").mkdir(parents=True)
+    (app / "omnicore.yaml").write_text(
+        "name: cli-test\nplugins_dir: plugins\ndata_dir: .omnicore\n"
+        "plugins:\n  conf:\n    grants: [config]\n    config: {who: app, where: app}\n")
+    write(app / "plugins", "conf.wasm", config_wasm("conf"))
+    write(app / "plugins", "other-file.wasm", echo_wasm("renamed"))
+    return app
+
+
+def test_inspect_text(runner: CliRunner, files: Path) -> None:
+    result = runner.invoke(main, ["inspect", str(files / "echo.wasm")])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "plugin      echo 1.0.0" in out
+    assert "handlers    echo, version, fail, trap, spin, slow" in out
+    assert "omni_alloc (func (i32) -> i32)" in out
+    assert "abi         1" in out and "608 bytes" in out
+    assert "would load  yes" in out
+
+
+def test_inspect_groups_imports_and_says_what_to_grant(runner: CliRunner, files: Path) -> None:
+    result = runner.invoke(main, ["inspect", str(files / "conf.wasm")])
+    assert result.exit_code == 0
+    assert "omnicore:config: get" in result.output
+    assert "would load  needs grant: omnicore:config  (try --grant config)" in result.output
+    assert result.stderr == ""  # said once, in the report, not again as a log warning
+    result = runner.invoke(main, ["inspect", str(files / "conf.wasm"), "--grant", "config"])
+    assert "would load  yes" in result.output
+
+
+def test_inspect_json(runner: CliRunner, files: Path) -> None:
+    result = runner.invoke(main, ["inspect", "--json", str(files / "conf.wasm")])
+    assert result.exit_code == 0
+    report = json.loads(result.output)
+    assert report["state"] == "needs-grant" and report["missing"] == ["omnicore:config"]
+    assert report["imports"] == {"omnicore:config": ["get"]}
+    assert report["abi"] == 1 and report["manifest"]["name"] == "conf"
+    assert report["ok"] is False and report["error_type"] == "NeedsGrant"
+
+
+@pytest.mark.parametrize("content", [b"", b"random bytes here", b"\x00asm\x01\x00\x00\x00\x05\xff"])
+def test_inspect_bad_files(runner: CliRunner, tmp_path: Path, content: bytes) -> None:
+    path = write(tmp_path, "bad.wasm", content)
+    result = runner.invoke(main, ["inspect", str(path)])
+    assert result.exit_code == 1
+    assert "would load  no: InvalidModule" in result.output
+    result = runner.invoke(main, ["inspect", "--json", str(path)])
+    assert json.loads(result.output)["ok"] is False
+
+
+def test_inspect_missing_file(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["inspect", str(tmp_path / "nope.wasm")])
+    assert result.exit_code == 1
+    assert "no such plugin file" in result.stderr
+
+
+def test_call_a_file(runner: CliRunner, files: Path, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["call", str(files / "echo.wasm"), "echo", "--input", "héllo"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes == "héllo".encode()
+    blob = tmp_path / "in.bin"
+    blob.write_bytes(bytes(range(256)))
+    result = runner.invoke(main, ["call", str(files / "echo.wasm"), "echo", "--input-file",
+                                  str(blob)])
+    assert result.stdout_bytes == bytes(range(256))
+    result = runner.invoke(main, ["call", str(files / "echo.wasm"), "echo", "--input-file", "-"],
+                           input=b"from stdin")
+    assert result.stdout_bytes == b"from stdin"
+
+
+def test_call_guest_error_and_limits_are_one_line(runner: CliRunner, files: Path) -> None:
+    result = runner.invoke(main, ["call", str(files / "echo.wasm"), "fail"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == "Error: plugin 'echo' handler 'fail' failed: the plugin says no\n"
+    (files / "echo.toml").write_text("[limits]\ntimeout_ms = 50\n")
+    result = runner.invoke(main, ["call", str(files / "echo.wasm"), "spin"])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1
+    assert "exceeded its deadline of 50 ms (limits.timeout_ms)" in result.stderr
+    result = runner.invoke(main, ["call", str(files / "echo.wasm"), "nope"])
+    assert result.exit_code == 1 and "nope" in result.stderr
+
+
+def test_call_needs_grant_then_grant_and_config(runner: CliRunner, files: Path) -> None:
+    conf = str(files / "conf.wasm")
+    result = runner.invoke(main, ["call", conf, "get", "--input", "a"])
+    assert result.exit_code == 1
+    assert "needs grant: omnicore:config" in result.stderr and "--grant config" in result.stderr
+    result = runner.invoke(main, ["call", conf, "get", "--input", "db", "--grant", "config",
+                                  "--config", "db.host=x", "--config", "db.port=5432"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"host": "x", "port": 5432}
+
+
+def test_call_bad_input_options(runner: CliRunner, files: Path) -> None:
+    echo = str(files / "echo.wasm")
+    result = runner.invoke(main, ["call", echo, "echo", "--input", "a", "--input-file", echo])
+    assert result.exit_code == 2 and "not both" in result.stderr
+    result = runner.invoke(main, ["call", echo, "echo", "--grant", "http={bad"])
+    assert result.exit_code == 2 and "must be a JSON object" in result.stderr
+    result = runner.invoke(main, ["call", echo, "echo", "--config", "novalue"])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.stderr
+    result = runner.invoke(main, ["call", echo, "echo", "--grant", "warpdrive"])
+    assert result.exit_code == 1 and "unknown capability 'warpdrive'" in result.stderr
+    result = runner.invoke(main, ["call", str(files / "junk.wasm"), "echo"])
+    assert result.exit_code == 1 and result.stderr.startswith("Error: ")
+
+
+def test_call_by_name_in_an_app(runner: CliRunner, appdir: Path) -> None:
+    (appdir / "plugins" / "conf.yaml").write_text("config: {where: sidecar}\n")
+    args = ["call", "conf", "get", "--app", str(appdir)]
+    assert runner.invoke(main, [*args, "--input", "who"]).stdout == "app"
+    assert runner.invoke(main, [*args, "--input", "where"]).stdout == "sidecar"
+    result = runner.invoke(main, [*args, "--input", "where", "--config", "where=flag"])
+    assert result.stdout == "flag"
+    # Found by its manifest name, not its file name.
+    result = runner.invoke(main, ["call", "renamed", "echo", "--input", "x", "--app",
+                                  str(appdir)])
+    assert result.exit_code == 0 and result.stdout == "x"
+    result = runner.invoke(main, ["call", "ghost", "echo", "--app", str(appdir)])
+    assert result.exit_code == 1
+    assert "no plugin 'ghost'" in result.stderr and "conf, other-file" in result.stderr
+
+
+def test_call_reports_a_broken_sidecar(runner: CliRunner, appdir: Path) -> None:
+    (appdir / "plugins" / "conf.toml").write_text("grnats = []\n")
+    result = runner.invoke(main, ["call", "conf", "get", "--app", str(appdir)])
+    assert result.exit_code == 1
+    assert "unknown sidecar key 'grnats'" in result.stderr and "conf.toml" in result.stderr
+
+
+def test_call_without_an_app_folder(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["call", "x", "y", "--app", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "no omnicore.yaml" in result.stderr
+
+
+def test_run_then_drop_a_plugin_then_call_it(tmp_path: Path) -> None:
+    """The issue's 'done when': a real `omnicore run`, a dropped file, a real `omnicore call`."""
+    app = tmp_path / "demo"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run([str(OMNICORE), "new", str(app)], check=True, capture_output=True, env=env)
+    assert (app / "plugins").is_dir()
+    log = (tmp_path / "run.log").open("wb")
+    server = subprocess.Popen([str(OMNICORE), "run", str(app)], stdout=log,
+                              stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while b"plugins:" not in (tmp_path / "run.log").read_bytes():
+            assert server.poll() is None, (tmp_path / "run.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
+            time.sleep(0.05)
+        write(app / "plugins", "dropped.wasm", echo_wasm("dropped", "4.2.0"))
+        result = subprocess.run([str(OMNICORE), "call", "dropped", "version", "--app", str(app)],
+                                capture_output=True, env=env, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == b"4.2.0"
+        # The running server picked the file up too.
+        deadline = time.monotonic() + 5
+        while b"dropped" not in (tmp_path / "run.log").read_bytes():
+            assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
+            time.sleep(0.05)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=30)
+        log.close()
+    assert code == 0, (tmp_path / "run.log").read_text()
+
+
+@pytest.fixture
+def loggers(tmp_path: Path) -> Path:
+    import wasmtime
+
+    fixtures = Path(__file__).parents[1] / "fixtures"
+    for name in ("echo", "wasi"):
+        write(tmp_path, f"{name}.wasm",
+              wasmtime.wat2wasm((fixtures / f"{name}.wat").read_text()))
+    return tmp_path
+
+
+def test_call_shows_the_plugins_warnings_on_stderr_and_everything_with_v(
+        loggers: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"OMNICORE_CACHE_DIR": str(tmp_path / "cache")}
+    quiet = runner.invoke(main, ["call", str(loggers / "wasi.wasm"), "hello"], env=env)
+    assert quiet.exit_code == 0, quiet.output
+    assert "[warn] oops on stderr" in quiet.stderr
+    assert "hello from stdout" not in quiet.stderr and quiet.stdout == ""
+    loud = runner.invoke(main, ["call", str(loggers / "wasi.wasm"), "hello", "-v"], env=env)
+    assert "[info] hello from stdout" in loud.stderr and "[warn] oops on stderr" in loud.stderr
+    info = runner.invoke(main, ["call", str(loggers / "echo.wasm"), "log", "--input", "hi!"],
+                         env=env)
+    assert info.exit_code == 0 and "hi!" not in info.stderr  # info is hidden by default
+    info_v = runner.invoke(main, ["call", str(loggers / "echo.wasm"), "log", "--input", "hi!",
+                                  "--verbose"], env=env)
+    assert "[info] hi!" in info_v.stderr
+
+
+def test_bare_file_calls_share_a_per_user_module_cache(loggers: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env = {"OMNICORE_CACHE_DIR": str(cache)}
+    first = CliRunner().invoke(main, ["call", str(loggers / "echo.wasm"), "echo",
+                                      "--input", "x"], env=env)
+    assert first.exit_code == 0 and first.stdout == "x"
+    entries = sorted(p.name for p in cache.rglob("*") if p.is_file())
+    assert entries, "the compiled module was not cached"
+    again = CliRunner().invoke(main, ["call", str(loggers / "echo.wasm"), "echo",
+                                      "--input", "y"], env=env)
+    assert again.stdout == "y"
+    assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == entries  # reused

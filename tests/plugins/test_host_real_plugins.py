@@ -1,0 +1,68 @@
+"""The host with plugins built by the real toolchains (Go reactor with WASI, Rust).
+
+Slow: builds the greeter examples once (cached under build/test-plugins, like the
+conformance suite).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from omnicore.errors import OmniError
+from omnicore.plugins.host import PluginHost
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "build" / "test-plugins"
+
+pytestmark = pytest.mark.slow
+
+
+def built(lang: str) -> Path:
+    from omnicore.toolchains import build
+
+    try:
+        return build(ROOT / "plugins" / "greeter" / lang, OUT)
+    except OmniError as exc:  # a machine without that toolchain
+        pytest.skip(f"cannot build greeter/{lang}: {exc}")
+
+
+@pytest.mark.parametrize("lang", ["go", "rust"])
+def test_sidecar_change_relinks_a_real_plugin_under_load(tmp_path: Path, lang: str) -> None:
+    wasm = built(lang)
+    plugin = tmp_path / wasm.name
+    shutil.copy(wasm, plugin)
+    sidecar = plugin.with_suffix(".toml")
+    sidecar.write_text('grants = ["config"]\n[config]\ngreeting = "Hello"\n')
+    with PluginHost() as host:
+        host.watch_folder(tmp_path)
+        name = host.get(plugin.stem).name
+        assert host.call_json(name, "greet", {"name": "Ada"}) == {"message": "Hello, Ada!"}
+        failures: list[BaseException] = []
+        messages: list[str] = []
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    messages.append(host.call_json(name, "greet", {"name": "Ada"})["message"])
+                except BaseException as exc:
+                    failures.append(exc)
+
+        worker = threading.Thread(target=loop)
+        worker.start()
+        time.sleep(0.05)
+        sidecar.write_text('grants = ["config"]\n[config]\ngreeting = "Hej"\n')
+        deadline = time.monotonic() + 5
+        while not messages or messages[-1] != "Hej, Ada!":
+            assert time.monotonic() < deadline, messages[-3:]
+            time.sleep(0.01)
+        stop.set()
+        worker.join()
+        assert failures == []
+        assert messages[0] == "Hello, Ada!" and messages[-1] == "Hej, Ada!"
+        assert host.get(name).state == "loaded"

@@ -1,0 +1,53 @@
+"""An installed wheel finds its SDKs without the checkout: ``omnicore new plugin`` then
+``omnicore build`` then ``omnicore call`` in a fresh venv, run from a folder outside the
+checkout (omnicore.toolchains.locations)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+def run(cmd: list[str | Path], cwd: Path, env: dict[str, str]) -> str:
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert proc.returncode == 0, f"{cmd}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_new_build_and_call_from_a_wheel_outside_the_checkout(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMNICORE_", "VIRTUAL_ENV", "PYTHONPATH"))}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # builds cache here, not in the checkout
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist",
+         ROOT], cwd=tmp_path, env=env)
+    wheel = next((tmp_path / "dist").glob("omnicore-*.whl"))
+    run([sys.executable, "-m", "venv", tmp_path / "venv"], cwd=tmp_path, env=env)
+    bin_dir = tmp_path / "venv" / "bin"
+    run([bin_dir / "python", "-m", "pip", "install", "-q", wheel], cwd=tmp_path, env=env)
+    work = tmp_path / "work"
+    work.mkdir()
+    omnicore = bin_dir / "omnicore"
+    # The package imported is the wheel's, not the checkout's.
+    where = run([bin_dir / "python", "-c", "import omnicore; print(omnicore.__file__)"],
+                cwd=work, env=env)
+    assert str(tmp_path / "venv") in where
+
+    for lang in ("c", "rust"):
+        name = f"hello-{lang}"
+        run([omnicore, "new", "plugin", name, "--lang", lang], cwd=work, env=env)
+        sdk_refs = (work / name).rglob("*")
+        assert not any(str(ROOT) in p.read_text(errors="replace")
+                       for p in sdk_refs if p.is_file()), "scaffold points into the checkout"
+        run([omnicore, "build", name], cwd=work, env=env)
+        out = run([omnicore, "call", f"build/plugins/{name}.wasm", "greet", "--grant",
+                   "config", "--input", '{"name": "Wheel"}'], cwd=work, env=env)
+        assert json.loads(out) == {"message": "Hello, Wheel!"}
