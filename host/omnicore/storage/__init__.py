@@ -1,0 +1,56 @@
+"""Durable state behind one small interface: kv, the task queue, schedules, the event log.
+
+``open_storage(data_dir)`` gives the app's :class:`Storage` (SQLite today: ``omnicore.db`` in
+``data_dir``). Capabilities use only the interface in :mod:`omnicore.storage.base`, so another
+backend can take over without touching them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from pathlib import Path
+
+from omnicore.storage.base import (
+    KVQuota,
+    KVStore,
+    KVUsage,
+    NotAnInteger,
+    PluginTasks,
+    QuotaExceeded,
+    Refused,
+    Storage,
+    StorageError,
+    Task,
+    TaskQueue,
+    TaskSpec,
+    ValueTooLarge,
+)
+from omnicore.storage.sqlite import DB_FILE, SQLiteStorage, Synchronous
+
+__all__ = ["DB_FILE", "KVQuota", "KVStore", "KVUsage", "NotAnInteger", "PluginTasks",
+           "QuotaExceeded", "Refused", "SQLiteStorage", "Storage", "StorageError", "Task",
+           "TaskQueue", "TaskSpec", "ValueTooLarge", "open_storage", "shared_storage"]
+
+
+def open_storage(data_dir: str | Path, *, synchronous: Synchronous = "normal") -> Storage:
+    """Open (create, migrate) the storage of the app whose data dir is ``data_dir``."""
+    return SQLiteStorage(Path(data_dir) / DB_FILE, synchronous=synchronous)
+
+
+_shared: dict[Path, Storage] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_storage(data_dir: str | Path) -> Storage:
+    """One storage per data dir for this process, closed at exit.
+
+    For plugin hosts used without an app (``omnicore call``): an app opens and closes its own.
+    """
+    key = Path(data_dir).resolve()
+    with _shared_lock:
+        found = _shared.get(key)
+        if found is None:
+            found = _shared[key] = open_storage(key)
+            atexit.register(found.close)
+        return found

@@ -1,0 +1,313 @@
+"""The storage interface every backend implements, and the records it hands out.
+
+Capabilities and services talk only to these classes, never to SQL, so a shared database
+(PostgreSQL: ``SKIP LOCKED`` leases, ``LISTEN/NOTIFY`` wake-ups) can replace the SQLite
+backend without touching them. Per-plugin scoping lives here, not in the host functions:
+:meth:`Storage.kv` and :meth:`Storage.tasks` return views bound to one plugin that can
+never reach another plugin's rows. The unscoped :class:`TaskQueue` is for the host's own
+workers and operators.
+
+Errors::
+
+    OmniError
+    └── StorageError           the database failed (names the file); host functions map it
+        │                      to UNAVAILABLE
+        └── Refused            a request the backend turned down on purpose
+            ├── QuotaExceeded      over max_bytes / max_keys / max_queued   -> QUOTA
+            ├── ValueTooLarge      over max_value_bytes                     -> TOO_LARGE
+            └── NotAnInteger       incr on a value that is not decimal ASCII -> INVALID
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from omnicore.errors import OmniError
+
+__all__ = [
+    "DEFAULT_QUOTA",
+    "MAX_KEY_BYTES",
+    "MAX_LIST_KEYS",
+    "TASK_STATES",
+    "EventRecord",
+    "KVQuota",
+    "KVStore",
+    "KVUsage",
+    "NotAnInteger",
+    "PluginTasks",
+    "QuotaExceeded",
+    "Refused",
+    "Storage",
+    "StorageError",
+    "Task",
+    "TaskQueue",
+    "TaskSpec",
+    "TaskState",
+    "ValueTooLarge",
+]
+
+#: specs/abi.md §4.3: keys are 1-512 bytes of UTF-8; list answers at most 1,000 keys.
+MAX_KEY_BYTES = 512
+MAX_LIST_KEYS = 1000
+
+TaskState = Literal["queued", "running", "succeeded", "dead", "cancelled"]
+TASK_STATES: tuple[TaskState, ...] = ("queued", "running", "succeeded", "dead", "cancelled")
+
+
+class StorageError(OmniError):
+    """The database failed: corrupt, locked, unwritable, or from a newer omnicore."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class Refused(StorageError):
+    """The backend turned a request down on purpose; nothing was written."""
+
+
+class QuotaExceeded(Refused):
+    """A per-plugin quota (keys, bytes, queued tasks) would be exceeded."""
+
+
+class ValueTooLarge(Refused):
+    """A single value is over its size limit."""
+
+
+class NotAnInteger(Refused):
+    """``incr`` on a value that is not a decimal integer (or would overflow 64 bits)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KVQuota:
+    """A plugin's kv limits (abi.md §4.3 grant options). Bytes count keys plus values."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    max_keys: int = 10_000
+    max_value_bytes: int = 1024 * 1024
+
+
+DEFAULT_QUOTA = KVQuota()
+
+
+@dataclass(frozen=True, slots=True)
+class KVUsage:
+    keys: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """What to run: ``handler(payload)`` of ``plugin`` at ``run_at`` (epoch seconds)."""
+
+    plugin: str
+    handler: str
+    payload: bytes
+    run_at: float
+    max_attempts: int = 5
+    backoff_ms: int = 1000
+    source: str = "call"        # call | schedule:<name> | event:<topic> | operator
+    hops: int = 0               # event hops that led here (cycle guard)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One task as stored. ``attempts`` is how many times it was delivered (at-least-once)."""
+
+    id: int
+    plugin: str
+    handler: str
+    payload: bytes
+    state: TaskState
+    attempts: int
+    max_attempts: int
+    backoff_ms: int
+    run_at: float
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    last_error: str | None
+    source: str
+    hops: int
+    owner: str | None
+
+    def as_dict(self, payload_preview: int = 200) -> dict[str, object]:
+        """JSON-ready; the payload as text when it is UTF-8 (cut to ``payload_preview``)."""
+        try:
+            text: str | None = self.payload[:payload_preview].decode()
+        except UnicodeDecodeError:
+            text = None
+        return {"id": self.id, "plugin": self.plugin, "handler": self.handler,
+                "state": self.state, "attempts": self.attempts,
+                "max_attempts": self.max_attempts, "run_at": self.run_at,
+                "created_at": self.created_at, "started_at": self.started_at,
+                "finished_at": self.finished_at, "last_error": self.last_error,
+                "source": self.source, "hops": self.hops, "owner": self.owner,
+                "payload": text, "payload_bytes": len(self.payload)}
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: int
+    topic: str
+    plugin: str | None
+    payload: bytes
+    created_at: float
+
+
+class KVStore(abc.ABC):
+    """One plugin's keys. Every method is atomic; a refused write leaves nothing behind."""
+
+    plugin: str
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def set(self, key: str, value: bytes, quota: KVQuota = DEFAULT_QUOTA) -> None:
+        """Store ``value``; :class:`ValueTooLarge` / :class:`QuotaExceeded` refuse it."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> bool:
+        """True when the key existed."""
+
+    @abc.abstractmethod
+    def incr(self, key: str, delta: int, quota: KVQuota = DEFAULT_QUOTA) -> int:
+        """Add ``delta`` to the decimal integer at ``key`` (absent = 0); the new value."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "", limit: int = MAX_LIST_KEYS) -> list[str]:
+        """Keys starting with ``prefix``, sorted by their UTF-8 bytes, at most ``limit``."""
+
+    @abc.abstractmethod
+    def usage(self) -> KVUsage: ...
+
+
+class PluginTasks(abc.ABC):
+    """One plugin's tasks: what the ``omnicore:tasks`` host functions may touch."""
+
+    plugin: str
+
+    @abc.abstractmethod
+    def enqueue(self, handler: str, payload: bytes, run_at: float, *, max_attempts: int,
+                backoff_ms: int, max_queued: int, source: str = "call", hops: int = 0) -> int:
+        """The new task id; :class:`QuotaExceeded` when ``max_queued`` are already pending."""
+
+    @abc.abstractmethod
+    def cancel(self, task_id: int) -> bool | None:
+        """True cancelled, False already running/finished, None not this plugin's task."""
+
+    @abc.abstractmethod
+    def get(self, task_id: int) -> Task | None: ...
+
+    @abc.abstractmethod
+    def pending(self) -> int:
+        """Tasks queued or running."""
+
+
+class TaskQueue(abc.ABC):
+    """The whole queue, for the host's workers and operators (not plugins)."""
+
+    @abc.abstractmethod
+    def add(self, spec: TaskSpec) -> int:
+        """Enqueue without quotas (operator, schedules, durable events)."""
+
+    @abc.abstractmethod
+    def get(self, task_id: int) -> Task | None: ...
+
+    @abc.abstractmethod
+    def list(self, *, plugin: str | None = None, states: Sequence[str] = (),
+             limit: int = 100) -> list[Task]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def claim(self, owner: str, now: float, lease_s: float) -> Task | None:
+        """Take the oldest due task (queued, or running with an expired lease) and lease it
+        to ``owner`` until ``now + lease_s``; counts a delivery."""
+
+    @abc.abstractmethod
+    def renew(self, owner: str, task_ids: Sequence[int], lease_until: float) -> None:
+        """Extend the leases ``owner`` still holds."""
+
+    @abc.abstractmethod
+    def finish(self, task_id: int, owner: str, now: float) -> bool:
+        """Mark succeeded; False when ``owner`` no longer holds the lease."""
+
+    @abc.abstractmethod
+    def fail(self, task_id: int, owner: str, now: float, error: str,
+             retry_at: float | None) -> TaskState | None:
+        """Requeue at ``retry_at``, or dead when None; the new state (None: lease lost)."""
+
+    @abc.abstractmethod
+    def release(self, owner: str, task_ids: Sequence[int]) -> None:
+        """Give leases back without counting an attempt (graceful shutdown)."""
+
+    @abc.abstractmethod
+    def retry(self, task_id: int, now: float) -> bool:
+        """Operator: a dead or cancelled task is queued again with fresh attempts."""
+
+    @abc.abstractmethod
+    def cancel(self, task_id: int, now: float, plugin: str | None = None) -> bool | None:
+        """True cancelled, False not cancellable (running/finished), None unknown (or not
+        ``plugin``'s task when ``plugin`` is given)."""
+
+    @abc.abstractmethod
+    def next_due(self) -> float | None:
+        """When the earliest queued task is due (epoch seconds), or None."""
+
+    @abc.abstractmethod
+    def purge_finished(self, before: float) -> int:
+        """Delete succeeded/cancelled tasks finished before ``before``; how many."""
+
+
+class Schedules(abc.ABC):
+    """When each schedule next fires, so downtime and several hosts fire once per period."""
+
+    @abc.abstractmethod
+    def next_fire(self, plugin: str, name: str) -> float | None: ...
+
+    @abc.abstractmethod
+    def advance(self, plugin: str, name: str, expected: float | None, new_next: float,
+                fire: TaskSpec | None) -> bool:
+        """Compare-and-set ``next_fire`` from ``expected`` to ``new_next`` and, in the same
+        transaction, enqueue ``fire``; False when another host advanced it first."""
+
+
+class EventLog(abc.ABC):
+    """The recent plugin events (bounded), for operators."""
+
+    @abc.abstractmethod
+    def append(self, topic: str, plugin: str | None, payload: bytes, retain: int) -> int: ...
+
+    @abc.abstractmethod
+    def recent(self, limit: int = 100, topic_prefix: str = "") -> list[EventRecord]:
+        """Newest first."""
+
+
+class Storage(abc.ABC):
+    """One app's durable state. Thread-safe; open once per app and share."""
+
+    #: A human name for errors and logs (the SQLite file path).
+    location: str
+    queue: TaskQueue
+    schedules: Schedules
+    events: EventLog
+
+    @abc.abstractmethod
+    def kv(self, plugin: str) -> KVStore:
+        """The view of ``plugin``'s keys (and only its keys)."""
+
+    @abc.abstractmethod
+    def tasks(self, plugin: str) -> PluginTasks:
+        """The view of ``plugin``'s tasks (and only its tasks)."""
+
+    @abc.abstractmethod
+    def kv_plugins(self) -> list[str]:
+        """Plugins that have at least one key."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,242 @@
+"""The storage contract: every backend must pass these (parametrized; only SQLite today).
+
+They use nothing but the interface of omnicore.storage.base, so a PostgreSQL backend joins by
+adding one entry to BACKENDS.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from omnicore.storage import (
+    KVQuota,
+    NotAnInteger,
+    QuotaExceeded,
+    SQLiteStorage,
+    Storage,
+    TaskSpec,
+    ValueTooLarge,
+)
+
+BACKENDS: dict[str, Callable[[Path], Storage]] = {
+    "sqlite": lambda tmp: SQLiteStorage(tmp / "omnicore.db"),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    s = BACKENDS[request.param](tmp_path)
+    yield s
+    s.close()
+
+
+# -- kv -------------------------------------------------------------------------------------
+
+def test_kv_round_trip_and_sorted_prefix_list(store: Storage) -> None:
+    kv = store.kv("a")
+    assert kv.get("k") is None
+    kv.set("k", b"\x00\xffbytes")
+    assert kv.get("k") == b"\x00\xffbytes"
+    for key in ("user:b", "user:a", "userx", "team:z", "user:é"):
+        kv.set(key, b"1")
+    assert kv.list("user:") == ["user:a", "user:b", "user:é"]
+    assert kv.list("") == sorted(["k", "user:b", "user:a", "userx", "team:z", "user:é"])
+    assert kv.list("user:", limit=2) == ["user:a", "user:b"]
+    assert kv.delete("k") is True
+    assert kv.delete("k") is False
+    assert kv.get("k") is None
+
+
+def test_kv_scopes_never_cross(store: Storage) -> None:
+    a, b = store.kv("a"), store.kv("b")
+    a.set("secret", b"a's")
+    b.set("secret", b"b's")
+    assert a.get("secret") == b"a's"
+    assert b.get("secret") == b"b's"
+    assert b.delete("only-a") is False
+    a.set("only-a", b"x")
+    assert b.get("only-a") is None
+    assert b.delete("only-a") is False
+    assert a.get("only-a") == b"x"
+    assert b.list("") == ["secret"]
+    assert b.incr("only-a", 1) == 1  # b's own key of that name
+    assert a.get("only-a") == b"x"
+    assert sorted(store.kv_plugins()) == ["a", "b"]
+
+
+def test_kv_incr_is_decimal_and_refuses_non_integers(store: Storage) -> None:
+    kv = store.kv("p")
+    assert kv.incr("n", 5) == 5
+    assert kv.incr("n", -7) == -2
+    assert kv.get("n") == b"-2"
+    kv.set("text", b"12a")
+    with pytest.raises(NotAnInteger):
+        kv.incr("text", 1)
+    assert kv.get("text") == b"12a"
+    kv.set("big", str(2**63 - 1).encode())
+    with pytest.raises(NotAnInteger):
+        kv.incr("big", 1)
+    assert kv.get("big") == str(2**63 - 1).encode()
+
+
+def test_kv_quotas_refuse_atomically(store: Storage) -> None:
+    kv = store.kv("q")
+    quota = KVQuota(max_bytes=100, max_keys=3, max_value_bytes=40)
+    with pytest.raises(ValueTooLarge):
+        kv.set("v", b"x" * 41, quota)
+    assert kv.get("v") is None
+    for k in ("a", "b", "c"):
+        kv.set(k, b"x" * 30, quota)
+    assert kv.usage().keys == 3 and kv.usage().bytes == 93
+    with pytest.raises(QuotaExceeded):
+        kv.set("d", b"x", quota)  # a fourth key
+    kv.set("a", b"y" * 30, quota)  # replacing stays within quota
+    with pytest.raises(QuotaExceeded):
+        kv.set("a", b"y" * 38, quota)  # 93 - 31 + 39 = 101 bytes
+    assert kv.get("a") == b"y" * 30
+    with pytest.raises(QuotaExceeded):
+        kv.incr("new", 1, quota)
+    assert kv.get("new") is None
+    kv.delete("c")
+    assert kv.usage().keys == 2 and kv.usage().bytes == 62
+    kv.set("d", b"x", quota)
+
+
+def test_kv_incr_is_atomic_across_threads(store: Storage) -> None:
+    kv = store.kv("t")
+
+    def work() -> None:
+        for _ in range(200):
+            kv.incr("n", 1)
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert kv.get("n") == b"800"
+    assert kv.usage().keys == 1
+
+
+# -- tasks ------------------------------------------------------------------------------------
+
+def _enqueue(store: Storage, plugin: str, handler: str = "h", run_at: float = 0.0,
+             max_queued: int = 100) -> int:
+    return store.tasks(plugin).enqueue(handler, b"{}", run_at, max_attempts=3, backoff_ms=10,
+                                       max_queued=max_queued)
+
+
+def test_tasks_claim_lease_finish(store: Storage) -> None:
+    first = _enqueue(store, "a")
+    later = _enqueue(store, "a", run_at=time.time() + 3600)
+    now = time.time()
+    task = store.queue.claim("w1", now, 30)
+    assert task is not None and task.id == first and task.attempts == 1
+    assert task.state == "running" and task.owner == "w1"
+    assert store.queue.claim("w2", now, 30) is None  # the other is not due
+    assert store.queue.finish(first, "w2", now) is False  # not w2's lease
+    assert store.queue.finish(first, "w1", now) is True
+    done = store.queue.get(first)
+    assert done is not None and done.state == "succeeded"
+    assert store.queue.next_due() == pytest.approx(store.queue.get(later).run_at)  # type: ignore[union-attr]
+
+
+def test_tasks_expired_lease_is_delivered_again(store: Storage) -> None:
+    tid = _enqueue(store, "a")
+    now = time.time()
+    assert store.queue.claim("dead-host", now, 0.5) is not None
+    assert store.queue.claim("w", now + 0.1, 30) is None
+    again = store.queue.claim("w", now + 1, 30)
+    assert again is not None and again.id == tid and again.attempts == 2
+    assert store.queue.finish(tid, "dead-host", now + 2) is False  # lost its lease
+
+
+def test_tasks_fail_retry_then_dead_and_operator_retry(store: Storage) -> None:
+    tid = _enqueue(store, "a")
+    now = time.time()
+    store.queue.claim("w", now, 30)
+    assert store.queue.fail(tid, "w", now, "boom 1", retry_at=now + 5) == "queued"
+    assert store.queue.claim("w", now + 1, 30) is None
+    store.queue.claim("w", now + 6, 30)
+    assert store.queue.fail(tid, "w", now + 6, "boom 2", retry_at=None) == "dead"
+    task = store.queue.get(tid)
+    assert task is not None and task.state == "dead" and task.last_error == "boom 2"
+    assert task.attempts == 2
+    assert store.queue.retry(tid, now + 7) is True
+    fresh = store.queue.claim("w", now + 8, 30)
+    assert fresh is not None and fresh.id == tid and fresh.attempts == 1
+
+
+def test_tasks_scoped_per_plugin(store: Storage) -> None:
+    mine = _enqueue(store, "a")
+    assert store.tasks("b").get(mine) is None
+    assert store.tasks("b").cancel(mine) is None
+    assert store.queue.get(mine).state == "queued"  # type: ignore[union-attr]
+    assert store.tasks("a").cancel(mine) is True
+    assert store.tasks("a").cancel(mine) is False
+    assert store.tasks("a").cancel(10**9) is None
+
+
+def test_tasks_queue_quota_counts_pending_only(store: Storage) -> None:
+    for _ in range(2):
+        _enqueue(store, "a", max_queued=2)
+    with pytest.raises(QuotaExceeded):
+        _enqueue(store, "a", max_queued=2)
+    _enqueue(store, "b", max_queued=2)  # another plugin's quota is its own
+    task = store.queue.claim("w", time.time(), 30)
+    assert task is not None
+    store.queue.finish(task.id, "w", time.time())
+    _enqueue(store, "a", max_queued=2)
+
+
+def test_tasks_release_gives_back_without_an_attempt(store: Storage) -> None:
+    tid = _enqueue(store, "a")
+    store.queue.claim("w", time.time(), 30)
+    store.queue.release("w", [tid])
+    task = store.queue.get(tid)
+    assert task is not None and task.state == "queued" and task.attempts == 0
+
+
+def test_tasks_concurrent_claims_never_share_a_task(store: Storage) -> None:
+    ids = {_enqueue(store, "a") for _ in range(60)}
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while (task := store.queue.claim(name, time.time(), 30)) is not None:
+            with lock:
+                got.append(task.id)
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == sorted(ids)
+
+
+# -- schedules and events ---------------------------------------------------------------------
+
+def test_schedule_advance_is_compare_and_set(store: Storage) -> None:
+    assert store.schedules.next_fire("p", "tick") is None
+    assert store.schedules.advance("p", "tick", None, 100.0, None) is True
+    assert store.schedules.advance("p", "tick", None, 100.0, None) is False
+    spec = TaskSpec("p", "tick", b"", 0.0, source="schedule:tick")
+    assert store.schedules.advance("p", "tick", 100.0, 130.0, spec) is True
+    assert store.schedules.advance("p", "tick", 100.0, 130.0, spec) is False  # fired once
+    assert store.schedules.next_fire("p", "tick") == 130.0
+    fired = store.queue.list(plugin="p")
+    assert [t.source for t in fired] == ["schedule:tick"]
+
+
+def test_event_log_keeps_recent_events(store: Storage) -> None:
+    for i in range(200):
+        store.events.append(f"plugin.p.n{i % 2}", "p", str(i).encode(), retain=64)
+    recent = store.events.recent(5)
+    assert [e.payload for e in recent] == [b"199", b"198", b"197", b"196", b"195"]
+    assert all(e.topic.startswith("plugin.p.") for e in recent)
+    assert len(store.events.recent(1000)) < 200  # trimmed
+    assert [e.payload for e in store.events.recent(2, "plugin.p.n0")] == [b"198", b"196"]
