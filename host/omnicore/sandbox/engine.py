@@ -50,9 +50,10 @@ class SandboxEngine:
         cfg.memory_may_move = False
         # wasmtime's C API aborts the whole process when asked for the kind of a v128 or a
         # GC/typed reference value type (found by tests/sandbox/test_smith.py), and reading
-        # import/export signatures needs exactly that; modules using those proposals are
-        # refused as invalid instead. ABI v1 plugins from our toolchains use none of them.
-        cfg.wasm_simd = False
+        # import/export signatures needs exactly that. SIMD is on for function bodies (real
+        # plugins' allocators use it) while PluginModule.load refuses v128 in a signature or
+        # global from the bytes, before wasmtime is asked; the GC proposals stay off.
+        cfg.wasm_simd = True
         cfg.wasm_relaxed_simd = False
         cfg.wasm_gc = False
         cfg.wasm_function_references = False
@@ -67,7 +68,7 @@ class SandboxEngine:
             enable_pooling(cfg)
         self.wasmtime = wasmtime.Engine(cfg)
         self.config_key = hashlib.sha256(
-            f"wasmtime={_wasmtime_version()};epoch=1;fuel={int(fuel)};may_move=0;simd=0;gc=0;exceptions=0;threads=0;mem64=0;multimem=0;"
+            f"wasmtime={_wasmtime_version()};epoch=1;fuel={int(fuel)};may_move=0;simd=1;gc=0;exceptions=0;threads=0;mem64=0;multimem=0;"
             f"pooling={int(pooling)}".encode()).hexdigest()[:16]
         #: Mirrors the engine's epoch (it may lag by one tick): lets a call skip re-arming its
         #: deadline when no tick happened since the last arm (the deadline would be identical).

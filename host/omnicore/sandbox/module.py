@@ -28,6 +28,14 @@ NAMESPACE_PREFIX = "omnicore:"
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _HANDLER_TYPE = (("i32", "i32"), ("i64",))
 
+#: A module importing from this is an Extism plugin (run by omnicore.extism; specs/extism.md).
+EXTISM_ENV = "extism:host/env"
+EXTISM_USER = "extism:host/user"
+#: Extism host functions backed by an omnicore capability (the rest need no grant).
+_EXTISM_REQUESTS = {"config_get": "config", "get_log_level": "log", "log_trace": "log",
+                    "log_debug": "log", "log_info": "log", "log_warn": "log", "log_error": "log"}
+#: Exports Extism calls itself or that toolchains add: never handlers.
+_EXTISM_NOT_HANDLERS = ("_initialize", "__wasm_call_ctors", "hs_init", "asyncify_")
 
 def _type_str(t: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (tuple(str(p) for p in t.params), tuple(str(r) for r in t.results))
@@ -39,7 +47,9 @@ def _cause(text: str) -> str:
     if not lines:
         return "invalid"
     if "Caused by:" in lines and lines.index("Caused by:") + 1 < len(lines):
-        return f"{lines[0]}: {lines[lines.index('Caused by:') + 1].removeprefix('0: ')}"
+        # Every cause: the last one holds the reason ("SIMD support is not enabled").
+        causes = [re.sub(r"^\d+: ", "", ln) for ln in lines[lines.index("Caused by:") + 1:]]
+        return f"{lines[0]}: {': '.join(causes)}"
     return lines[0]
 
 
@@ -129,7 +139,8 @@ class PluginModule:
     manifest: Mapping[str, Any]
     handlers: tuple[str, ...]
     requested: frozenset[str]
-    abi: int
+    #: 1 (omnicore ABI v1) or "extism" (an Extism plugin, specs/extism.md).
+    abi: int | str
     sha256: str
     size: int
     imports: tuple[Import, ...]
@@ -179,6 +190,17 @@ class PluginModule:
                 f"plugin {plugin!r} targets omnicore ABI {abi!r}; this host supports ABI "
                 f"{ABI_VERSION}", plugin=plugin, version=abi)
         try:
+            v128 = wasmbin.v128_in_signatures(wasm)
+        except wasmbin.WasmFormatError as exc:
+            raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly module: {exc}",
+                                plugin=plugin) from None
+        if v128 is not None:
+            raise InvalidModule(
+                f"plugin {plugin!r} is not a valid WebAssembly module: failed to parse "
+                f"WebAssembly module: {v128} uses the v128 type; SIMD is supported inside "
+                "function bodies only, not in import/export signatures or globals "
+                "(specs/abi.md §1.5)", plugin=plugin)
+        try:
             compiled = engine.compile(wasm, sha)
         except wasmtime.WasmtimeError as exc:
             first = _cause(str(exc))
@@ -201,6 +223,8 @@ class PluginModule:
                    _type_str(e.type) if isinstance(e.type, wasmtime.FuncType) else None)
             for e in compiled.exports)
         by_name = {e.name: e for e in exports}
+        if any(i.module == EXTISM_ENV for i in compiled.imports):
+            return cls._extism(compiled, plugin, manifest, sha, size, path, exports)
         mem = by_name.get("memory")
         if mem is None or mem.kind != "memory":
             raise err("missing required export 'memory' (a linear memory); see specs/abi.md §1.1")
@@ -254,6 +278,34 @@ class PluginModule:
         return cls(name=plugin, manifest=manifest, handlers=handlers,
                    requested=frozenset(requested), abi=ABI_VERSION, sha256=sha, size=size,
                    imports=imports, exports=exports, uses_wasi=uses_wasi,
+                   wasmtime_module=compiled, path=path)
+
+    @classmethod
+    def _extism(cls, compiled: wasmtime.Module, plugin: str, manifest: dict[str, Any],
+                sha: str, size: int, path: Path | None,
+                exports: tuple[Export, ...]) -> PluginModule:
+        """An Extism plugin: handlers are its ``() -> i32`` / ``() -> ()`` exports; the names
+        it imports are checked by omnicore.extism when it is linked (specs/extism.md)."""
+        handlers = tuple(e.name for e in exports
+                         if e.signature in (((), ("i32",)), ((), ()))
+                         and not e.name.startswith(_EXTISM_NOT_HANDLERS))
+        imports = tuple(
+            Import(i.module, i.name or "", _kind(i.type),
+                   _type_str(i.type) if isinstance(i.type, wasmtime.FuncType) else None)
+            for i in compiled.imports)
+        requested = set()
+        for imp in imports:
+            if imp.module not in (EXTISM_ENV, EXTISM_USER, WASI_MODULE) or imp.kind != "func":
+                raise InvalidModule(
+                    f"plugin {plugin!r}: unknown import {imp.module}.{imp.name} ({imp.kind}); "
+                    f"Extism plugins may import functions from {EXTISM_ENV}, {EXTISM_USER} "
+                    f"and {WASI_MODULE} (specs/extism.md)", plugin=plugin)
+            if imp.module == EXTISM_ENV and imp.name in _EXTISM_REQUESTS:
+                requested.add(_EXTISM_REQUESTS[imp.name])
+        return cls(name=plugin, manifest=manifest, handlers=handlers,
+                   requested=frozenset(requested), abi="extism", sha256=sha, size=size,
+                   imports=imports, exports=exports,
+                   uses_wasi=any(i.module == WASI_MODULE for i in imports),
                    wasmtime_module=compiled, path=path)
 
     def check_imports(self, registry: CapabilityRegistry) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "read_uleb",
     "sections",
     "set_custom_section",
+    "v128_in_signatures",
     "write_uleb",
 ]
 
@@ -108,3 +109,143 @@ def set_custom_section(wasm: bytes, name: str, payload: bytes) -> bytes:
     body = write_uleb(len(encoded)) + encoded + payload
     out += bytes([CUSTOM]) + write_uleb(len(body)) + body
     return bytes(out)
+
+
+_V128 = 0x7B
+_REF_TYPES = (0x63, 0x64)  # (ref null? heaptype): a heap type follows
+
+
+def _valtype(wasm: bytes, pos: int) -> tuple[int, int]:
+    kind = wasm[pos]
+    pos += 1
+    if kind in _REF_TYPES:
+        pos = _skip_sleb(wasm, pos)
+    return kind, pos
+
+
+def _skip_sleb(wasm: bytes, pos: int) -> int:
+    while True:
+        if pos >= len(wasm):
+            raise WasmFormatError("truncated LEB128 integer")
+        pos += 1
+        if not wasm[pos - 1] & 0x80:
+            return pos
+
+
+def _skip_limits(wasm: bytes, pos: int) -> int:
+    flags = wasm[pos]
+    _, pos = read_uleb(wasm, pos + 1)
+    if flags & 1:
+        _, pos = read_uleb(wasm, pos)
+    return pos
+
+
+def _skip_name(wasm: bytes, pos: int) -> tuple[str, int]:
+    n, pos = read_uleb(wasm, pos)
+    return wasm[pos:pos + n].decode("utf-8", "replace"), pos + n
+
+
+#: Opcodes a constant expression may hold (with how many immediate bytes, -1: one LEB128).
+_CONST_OPS = {0x41: -1, 0x42: -1, 0x43: 4, 0x44: 8, 0x23: -1, 0xD2: -1, 0xD0: -1,
+              0x6A: 0, 0x6B: 0, 0x6C: 0, 0x7C: 0, 0x7D: 0, 0x7E: 0}
+
+
+def _skip_const_expr(wasm: bytes, pos: int) -> int:
+    while True:
+        op = wasm[pos]
+        pos += 1
+        if op == 0x0B:
+            return pos
+        if op == 0xFD:  # v128.const: a LEB128 sub-opcode, then 16 bytes
+            _, pos = read_uleb(wasm, pos)
+            pos += 16
+            continue
+        width = _CONST_OPS.get(op)
+        if width is None:
+            raise WasmFormatError(f"unsupported opcode {op:#x} in a constant expression")
+        pos = _skip_sleb(wasm, pos) if width < 0 else pos + width
+
+
+def v128_in_signatures(wasm: bytes) -> str | None:
+    """Where a ``v128`` appears in an import/export signature or a global's type, else None.
+
+    wasmtime's C API aborts the process when asked for the kind of a v128 value type, and
+    reading a module's imports and exports asks exactly that, so this is checked from the
+    bytes before compiling. SIMD inside function bodies is fine (specs/abi.md §1.5).
+    Raises WasmFormatError for sections too malformed to read.
+    """
+    types: list[tuple[bytes, bytes]] = []
+    func_types: list[int] = []  # type index of every function, imported ones first
+    func_names: dict[int, str] = {}
+    globals_: list[int] = []
+    try:
+        for sid, start, end in sections(wasm):
+            pos = start
+            if sid in (1, 2, 3, 6, 7):
+                count, pos = read_uleb(wasm, pos)
+            else:
+                continue
+            for _ in range(count):
+                if sid == 1:
+                    if wasm[pos] != 0x60:
+                        return None  # a GC rec/sub type: refused by validation (GC is off)
+                    pos += 1
+                    sig: list[bytes] = []
+                    for _part in range(2):
+                        n, pos = read_uleb(wasm, pos)
+                        kinds = bytearray()
+                        for _v in range(n):
+                            kind, pos = _valtype(wasm, pos)
+                            kinds.append(kind)
+                        sig.append(bytes(kinds))
+                    types.append((sig[0], sig[1]))
+                elif sid == 2:
+                    module, pos = _skip_name(wasm, pos)
+                    field, pos = _skip_name(wasm, pos)
+                    kind = wasm[pos]
+                    pos += 1
+                    where = f"import {module}.{field}"
+                    if kind == 0:
+                        idx, pos = read_uleb(wasm, pos)
+                        func_names[len(func_types)] = where
+                        func_types.append(idx)
+                    elif kind == 1:
+                        _, pos = _valtype(wasm, pos)
+                        pos = _skip_limits(wasm, pos)
+                    elif kind == 2:
+                        pos = _skip_limits(wasm, pos)
+                    elif kind == 3:
+                        vt, pos = _valtype(wasm, pos)
+                        if vt == _V128:
+                            return where
+                        globals_.append(vt)
+                        pos += 1
+                    elif kind == 4:
+                        _, pos = read_uleb(wasm, pos + 1)
+                    else:
+                        raise WasmFormatError(f"unknown import kind {kind:#x}")
+                elif sid == 3:
+                    idx, pos = read_uleb(wasm, pos)
+                    func_types.append(idx)
+                elif sid == 6:
+                    vt, pos = _valtype(wasm, pos)
+                    if vt == _V128:
+                        return f"global {len(globals_)}"
+                    globals_.append(vt)
+                    pos = _skip_const_expr(wasm, pos + 1)
+                else:
+                    name, pos = _skip_name(wasm, pos)
+                    kind = wasm[pos]
+                    idx, pos = read_uleb(wasm, pos + 1)
+                    if kind == 0:
+                        func_names[idx] = f"export {name!r}"
+                if pos > end:
+                    raise WasmFormatError(f"section {sid} is shorter than its contents")
+    except IndexError:
+        raise WasmFormatError("a section ends in the middle of an entry (truncated?)") from None
+    for fidx, where in func_names.items():
+        if fidx < len(func_types) and func_types[fidx] < len(types):
+            params, results = types[func_types[fidx]]
+            if _V128 in params or _V128 in results:
+                return where
+    return None
