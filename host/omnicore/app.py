@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from omnicore.capabilities import builtin as builtin_capabilities
+from omnicore.capabilities.kv import KV
 from omnicore.config import OmniConfig, load_config
 from omnicore.core._loop import LoopThread
 from omnicore.core.events import (
@@ -43,6 +44,7 @@ from omnicore.modules.health import HealthModule
 from omnicore.modules.metrics import MetricsModule
 from omnicore.plugins import extension as plugin_extension
 from omnicore.plugins.host import PluginHost
+from omnicore.storage import Storage, open_storage
 
 __all__ = ["BUILTIN_EXTENSIONS", "DEFAULT_MODULES", "OmniApp"]
 
@@ -109,6 +111,10 @@ class OmniApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._entry_points = entry_points
+        self._storage: Storage | None = None
+        self._storage_lock = threading.Lock()
+        #: Plugins' keys from Python: ``app.kv.for_plugin(name).get(key)``.
+        self.kv = KV(lambda: self.storage)
         if default_modules:
             for cls in DEFAULT_MODULES:
                 module = cls()
@@ -141,6 +147,24 @@ class OmniApp:
     def data_dir(self) -> Path:
         """Where this app keeps its files (created on start)."""
         return self.config.data_dir
+
+    @property
+    def storage(self) -> Storage:
+        """The app's durable state (``<data_dir>/omnicore.db``), opened on first use."""
+        store = self._storage
+        if store is None:
+            with self._storage_lock:
+                store = self._storage
+                if store is None:
+                    store = self._storage = open_storage(
+                        self.data_dir, synchronous=self.config.storage.synchronous)
+        return store
+
+    def _close_storage(self) -> None:
+        with self._storage_lock:
+            store, self._storage = self._storage, None
+        if store is not None:
+            store.close()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -347,6 +371,7 @@ class OmniApp:
         failures = await self._stop_modules()
         # A hung async subscriber must not hold the stop beyond the grace period either.
         await self.events.drain(timeout=grace)
+        self._close_storage()
         self._became_stopped()
         self.log.info("app %s stopped in %.3fs (up %.1fs)", self.name,
                       time.perf_counter() - stopping_since, self.uptime)

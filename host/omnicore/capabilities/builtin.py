@@ -2,7 +2,9 @@
 
 Load this module as a pluggy extension (``omnicore.capabilities.builtin``): its
 ``capabilities(app)`` hook returns the built-ins. A new built-in capability is one new module
-with a ``CAPABILITY`` plus one line in :data:`BUILTIN_MODULES`.
+with a ``CAPABILITY`` plus one line in :data:`BUILTIN_MODULES`. A capability that keeps app
+state (kv, tasks, events) also has ``for_app(app)``, used when there is an app; its
+``CAPABILITY`` serves plugin hosts without one.
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ __all__ = ["BUILTIN_MODULES", "builtin_capabilities", "builtin_registry", "capab
 name = "omnicore-builtin-capabilities"
 
 #: Modules each exposing ``CAPABILITY``; order is display order.
-BUILTIN_MODULES = ("omnicore.capabilities.log", "omnicore.capabilities.config")
+BUILTIN_MODULES = ("omnicore.capabilities.log", "omnicore.capabilities.config",
+                   "omnicore.capabilities.kv")
 
 
 def builtin_capabilities(app: HostApp | None = None) -> list[Capability]:
-    """Fresh list of the built-in Capability objects (``app`` is for capabilities that hold
-    app state; the ones built in so far hold none)."""
+    """Fresh list of the built-in Capability objects, bound to ``app``'s state if given."""
     caps = []
     for mod in BUILTIN_MODULES:
-        cap = importlib.import_module(mod).CAPABILITY
+        module = importlib.import_module(mod)
+        for_app = getattr(module, "for_app", None)
+        cap = for_app(app) if app is not None and for_app is not None else module.CAPABILITY
         if not isinstance(cap, Capability):
             raise TypeError(f"{mod}.CAPABILITY is not a Capability")
         caps.append(cap)

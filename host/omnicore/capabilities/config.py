@@ -38,27 +38,37 @@ def _check_grant(options: Mapping[str, Any]) -> None:
 
 
 class _State:
-    __slots__ = ("cache", "config")
+    """Per plugin: its config, and the encoded values of keys that exist (a finite set, so
+    the cache cannot be grown by a guest asking for keys that do not)."""
+
+    __slots__ = ("cache", "config", "max_key")
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
-        self.cache: dict[str, bytes | None] = {}
+        self.cache: dict[str, bytes] = {}
+        # No dotted path into the config is longer than the config's own JSON text, so a
+        # longer key is absent without copying it out of the guest or splitting it.
+        self.max_key = len(json.dumps(config, default=str).encode())
 
 
 def _get(state: _State, mem: GuestMemory, kptr: int, klen: int, out: int, cap: int) -> int:
+    if klen > state.max_key:
+        mem.check(kptr, klen, "config key")
+        mem.check(out, cap, "output buffer")
+        return Status.NOT_FOUND
     key = mem.read(kptr, klen, "config key")
     try:
         text = key.decode("utf-8")
     except UnicodeDecodeError:
         mem.check(out, cap, "output buffer")
         return Status.INVALID
-    if text in state.cache:
-        value = state.cache[text]
-    else:
-        value = state.cache[text] = lookup(state.config, text)
+    value = state.cache.get(text)
     if value is None:
-        mem.check(out, cap, "output buffer")
-        return Status.NOT_FOUND
+        value = lookup(state.config, text)
+        if value is None:
+            mem.check(out, cap, "output buffer")
+            return Status.NOT_FOUND
+        state.cache[text] = value
     return mem.write_result(value, out, cap)
 
 

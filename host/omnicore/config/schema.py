@@ -20,6 +20,7 @@ __all__ = [
     "OmniConfig",
     "PluginConfig",
     "SandboxConfig",
+    "StorageConfig",
 ]
 
 
@@ -50,6 +51,10 @@ class LimitsConfig(_Strict):
     max_input_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="largest call input")
     max_output_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="largest call output")
     pool_size: int = Field(default=4, gt=0, description="instances kept for concurrent calls")
+    max_table_elements: int = Field(default=100_000, gt=0, description="elements per wasm table")
+    max_tables: int = Field(default=4, gt=0, description="wasm tables per instance")
+    max_log_bytes_per_s: int = Field(default=1024 * 1024, gt=0,
+                                     description="plugin log volume; the excess is dropped")
 
 
 LIMIT_KEYS = tuple(LimitsConfig.model_fields)
@@ -77,6 +82,16 @@ class SandboxConfig(_Strict):
     )
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig())
     circuit: CircuitConfig = Field(default_factory=lambda: CircuitConfig())
+
+
+class StorageConfig(_Strict):
+    """``storage.*``: the app's database (``<data_dir>/omnicore.db``)."""
+
+    synchronous: Literal["normal", "full"] = Field(
+        default="normal",
+        description="normal: a commit survives a host crash or kill -9 (WAL); full: also a "
+                    "power loss, at the cost of a disk flush per write",
+    )
 
 
 class PluginConfig(_Strict):
@@ -143,6 +158,7 @@ class OmniConfig(_Strict):
         default=10.0, ge=0, description="grace for running tasks on stop"
     )
     sandbox: SandboxConfig = Field(default_factory=lambda: SandboxConfig())
+    storage: StorageConfig = Field(default_factory=lambda: StorageConfig())
     plugins: dict[str, PluginConfig] = Field(
         default_factory=dict, description="per-plugin grants, config, limits"
     )

@@ -106,7 +106,6 @@ class PluginHost:
         self._plugins: dict[str, Entry] = {}
         self._runtime_grants: dict[str, grant_rules.GrantLayer] = {}
         self._lock = threading.RLock()
-        self._executor: ThreadPoolExecutor | None = None
         self._max_workers = max_workers
         self._folder: PluginFolder | None = None
         self._closed = False
@@ -395,7 +394,7 @@ class PluginHost:
     async def acall(self, name: str, handler: str, data: bytes = b"") -> bytes:
         """:meth:`call` on a worker thread, so the event loop never blocks on a guest."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), self.call, name, handler, data)
+        return await loop.run_in_executor(self._pool(name), self.call, name, handler, data)
 
     def call_json(self, name: str, handler: str, obj: Any = None) -> Any:
         """Call with ``obj`` encoded as JSON and decode the output as JSON.
@@ -413,15 +412,22 @@ class PluginHost:
                               f"not JSON ({exc}); use call() for raw bytes",
                               plugin=name, handler=handler) from exc
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
+    def _pool(self, name: str) -> ThreadPoolExecutor:
+        # One executor per plugin, as wide as its instance pool (capped by max_workers): more
+        # threads could only wait for an instance, and fewer would let one plugin's spinning
+        # calls hold threads another plugin needs.
+        if self._closed:
+            raise PluginError("this plugin host is closed")
+        entry = self._entry(name)
+        if entry.executor is None:
             with self._lock:
-                if self._closed:
-                    raise PluginError("this plugin host is closed")
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(self._max_workers,
-                                                        thread_name_prefix="omnicore-plugin")
-        return self._executor
+                if entry.executor is None:
+                    version = entry.version
+                    size = version.runtime.limits.pool_size if version else self._defaults.pool_size
+                    entry.executor = ThreadPoolExecutor(
+                        min(size, self._max_workers),
+                        thread_name_prefix=f"omnicore-plugin-{entry.name}")
+        return entry.executor
 
     def _not_callable(self, entry: Entry, handler: str) -> OmniError:
         if entry.state == "needs-grant":
@@ -564,13 +570,16 @@ class PluginHost:
             if self._health is not None:
                 self._health.unregister_check("plugins-folder")
         retired: list[Version] = []
+        retired_entries: list[Entry] = []
         for name in list(self._plugins):
             entry = self._pop(name)
-            if entry is not None and (old := entry.swap(None)) is not None:
-                retired.append(old)
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+            if entry is not None:
+                retired_entries.append(entry)
+                if (old := entry.swap(None)) is not None:
+                    retired.append(old)
+        for entry in retired_entries:
+            if entry.executor is not None:
+                entry.executor.shutdown(wait=True)
         # The engines' tickers enforce the deadlines of calls still running: keep them until
         # those calls have ended (each within its own timeout).
         longest = max((v.runtime.limits.timeout_ms for v in retired), default=0) / 1000
@@ -620,6 +629,9 @@ class PluginHost:
             if entry is None or (expected is not None and entry is not expected):
                 return None
             del self._plugins[name]
+            if entry.executor is not None and not self._closed:
+                # Queued acalls fail with PluginNotFound when they run; none is left hanging.
+                entry.executor.shutdown(wait=False)
         if self._health is not None:
             self._health.unregister_check(f"plugin:{name}")
         return entry

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,9 @@ class Entry:
         # Serializes re-linking (reload, grant) so two of them cannot interleave; never held
         # on the call path.
         self.relink = threading.RLock()
+        #: Worker threads for this plugin's ``acall``s (made on first use): one plugin's slow
+        #: calls queue behind each other, never in front of another plugin's.
+        self.executor: ThreadPoolExecutor | None = None
 
     def acquire(self) -> Version | None:
         with self.lock:

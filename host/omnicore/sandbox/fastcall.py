@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import struct
+import time
 from collections.abc import Callable, Sequence
 from ctypes import c_bool, c_char_p, c_int64, c_size_t, c_uint64, c_void_p
 from typing import Any
@@ -123,6 +124,7 @@ _define_unchecked = _bind("wasmtime_linker_define_func_unchecked", c_void_p,
                           c_void_p, c_void_p, c_void_p)
 _CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_size_t)
 _string_at = ctypes.string_at
+_monotonic = time.monotonic
 _EXTERN_FUNC = 0
 _EXTERN_MEMORY = 3
 _EXTERN_OF: int = int(ffi.wasmtime_extern_t.of.offset)
@@ -252,14 +254,23 @@ class RawInstance:
     def __init__(self, engine: wasmtime.Engine | int, pre: wasmtime.InstancePre | int, *,
                  memory_limit: int, deadline_ticks: int, fuel: int | None,
                  wasi: wasmtime.WasiConfig | None, registry: dict[int, RawInstance],
-                 has_initialize: bool = True, input_cap: int = 65536) -> None:
+                 has_initialize: bool = True, input_cap: int = 65536,
+                 timeout_s: float = 3600.0, table_elements: int = -1,
+                 tables: int = -1) -> None:
         # Callers creating many instances pass raw addresses (see address_of): ctypes.cast
         # costs several microseconds, more than the pooled instantiation itself.
         self._store: int | None = _store_new(address_of(engine), None, None)
         self.ctx: int = _store_context(self._store)
         self._registry = registry
         # One instance and one memory per store: a module cannot multiply its allowance.
-        _store_limiter(self._store, memory_limit, -1, 1, -1, 1)
+        # Tables live outside linear memory, so they get limits of their own.
+        _store_limiter(self._store, memory_limit, table_elements, 1, tables, 1)
+        #: The running call's deadline (time.monotonic()) for host functions and WASI, which
+        #: run outside the epoch check: past it they stop working and the call fails with
+        #: DeadlineExceeded (deadline_hit) even if the guest then returns normally.
+        self.timeout_s = timeout_s
+        self.deadline = _monotonic() + timeout_s
+        self.deadline_hit = False
         # One scratch block: slots 0-1 (32 B) for calls, slot 2 (16 B) for re-entrant
         # omni_alloc from host functions, then the wasm_trap_t* out-parameter at byte 48.
         scratch = (c_uint64 * 8)()
@@ -382,6 +393,7 @@ class RawInstance:
         arm, the deadline ``epoch + deadline_ticks`` is already in place and is not re-set.
         """
         n = len(data)
+        self.deadline = _monotonic() + self.timeout_s
         if n > self.cap:
             self._arm(deadline_ticks)
             self._grow_input(n)
@@ -454,7 +466,19 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
 
     def trampoline(_env: int, caller: int, args: int, _nargs: int) -> int:
         try:
-            inst = registry[_caller_context(caller)]
+            inst = registry.get(_caller_context(caller))
+            if inst is None:
+                # Only the module's start function runs before the instance is registered.
+                msg = (f"host function {qualified} was called from the module's start "
+                       "function; host functions are available from _initialize and "
+                       "handlers (specs/abi.md §2.1)").encode()
+                return int(_trap_new(msg, len(msg)) or 0)
+            # The epoch ticker needs the GIL, which a guest looping on host calls keeps
+            # taking: check the deadline here too, so such a loop cannot outlive it.
+            if _monotonic() > inst.deadline:
+                inst.deadline_hit = True
+                msg = f"host function {qualified}: the call's deadline has passed".encode()
+                return int(_trap_new(msg, len(msg)) or 0)
             if nparams:
                 view = words.from_address(args)
                 values = view[0:4 * nparams:4]
@@ -476,6 +500,10 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                 ctypes.c_int32.from_address(args).value = out
             elif result == "i64":
                 ctypes.c_int64.from_address(args).value = out
+            if _monotonic() > inst.deadline:  # the host work itself ran past the deadline
+                inst.deadline_hit = True
+                msg = f"host function {qualified}: the call's deadline has passed".encode()
+                return int(_trap_new(msg, len(msg)) or 0)
             return 0
         except HostTrap as exc:
             msg = f"host function {qualified}: {exc}".encode()

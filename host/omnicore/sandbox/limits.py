@@ -24,6 +24,14 @@ class Limits:
     max_input_bytes: int = 16 * _MIB
     max_output_bytes: int = 16 * _MIB
     pool_size: int = 4
+    #: Elements of one table (funcref slots cost the host 8-16 bytes each and sit outside
+    #: linear memory); Go's runtime needs about 6,500.
+    max_table_elements: int = 100_000
+    #: Tables per instance (several only with the reference-types proposal).
+    max_tables: int = 4
+    #: Log bytes per second a plugin may write (its log capability and WASI stdout/stderr
+    #: together, counted in host memory); the rest is dropped and counted.
+    max_log_bytes_per_s: int = _MIB
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import wasmtime
 
 from omnicore.errors import InvalidModule, UnsupportedAbiVersion
-from omnicore.sandbox import wasmbin
+from omnicore.sandbox import configschema, wasmbin
 
 if TYPE_CHECKING:
     from omnicore.sandbox.capability import CapabilityRegistry
@@ -23,11 +23,11 @@ __all__ = ["ABI_VERSION", "MANIFEST_SECTION", "Export", "Import", "PluginModule"
 
 ABI_VERSION = 1
 MANIFEST_SECTION = "omnicore.manifest"
+#: A manifest is metadata: far below this. Bounds what parsing a dropped-in file costs.
+MAX_MANIFEST_BYTES = 256 * 1024
+MAX_MANIFEST_DEPTH = 32
 WASI_MODULE = "wasi_snapshot_preview1"
 NAMESPACE_PREFIX = "omnicore:"
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-_HANDLER_TYPE = (("i32", "i32"), ("i64",))
-
 #: A module importing from this is an Extism plugin (run by omnicore.extism; specs/extism.md).
 EXTISM_ENV = "extism:host/env"
 EXTISM_USER = "extism:host/user"
@@ -36,6 +36,9 @@ _EXTISM_REQUESTS = {"config_get": "config", "get_log_level": "log", "log_trace":
                     "log_debug": "log", "log_info": "log", "log_warn": "log", "log_error": "log"}
 #: Exports Extism calls itself or that toolchains add: never handlers.
 _EXTISM_NOT_HANDLERS = ("_initialize", "__wasm_call_ctors", "hs_init", "asyncify_")
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_HANDLER_TYPE = (("i32", "i32"), ("i64",))
+
 
 def _type_str(t: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (tuple(str(p) for p in t.params), tuple(str(r) for r in t.results))
@@ -94,21 +97,43 @@ def _parse_manifest(wasm: bytes, fallback_name: str | None) -> dict[str, Any]:
                             plugin=fallback_name)
     if not payloads:
         return {}
+    if len(payloads[0]) > MAX_MANIFEST_BYTES:
+        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is {len(payloads[0])} bytes; at "
+                            f"most {MAX_MANIFEST_BYTES} allowed", plugin=fallback_name)
     try:
         manifest = json.loads(payloads[0].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is not UTF-8 JSON: {exc}",
-                            plugin=fallback_name) from None
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also over-long integers
+        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is not UTF-8 JSON: "
+                            f"{str(exc)[:200]}", plugin=fallback_name) from None
+    except RecursionError:
+        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is nested too deeply (at most "
+                            f"{MAX_MANIFEST_DEPTH} levels)", plugin=fallback_name) from None
     if not isinstance(manifest, dict):
         raise InvalidModule(f"the '{MANIFEST_SECTION}' section must be a JSON object",
                             plugin=fallback_name)
+    if _depth(manifest) > MAX_MANIFEST_DEPTH:
+        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is nested too deeply (at most "
+                            f"{MAX_MANIFEST_DEPTH} levels)", plugin=fallback_name)
     return manifest
+
+
+def _depth(node: object) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest = 0
+    stack = [(node, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
+                                                   else item))
+    return deepest
 
 
 def _check_manifest(m: Mapping[str, Any], plugin: str | None) -> None:
     def bad(field: str, want: str) -> InvalidModule:
-        return InvalidModule(f"manifest field '{field}' must be {want}, got {m[field]!r}",
-                             plugin=plugin)
+        return InvalidModule(f"manifest field '{field}' must be {want}, got "
+                             f"{repr(m[field])[:200]}", plugin=plugin)
 
     for key in ("name", "version", "description"):
         if key in m and not isinstance(m[key], str):
@@ -123,6 +148,8 @@ def _check_manifest(m: Mapping[str, Any], plugin: str | None) -> None:
             raise bad("handlers", "a list of names or {\"name\": ...} objects")
     if "config" in m and not isinstance(m["config"], dict):
         raise bad("config", "a JSON Schema object")
+    if m.get("config"):
+        configschema.check(m["config"], plugin)
     for key in ("subscriptions", "schedules"):
         if key in m and not (isinstance(m[key], list)
                              and all(isinstance(x, dict) for x in m[key])):

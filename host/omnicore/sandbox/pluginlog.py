@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["LEVELS", "LogLine", "PluginLog"]
@@ -37,54 +39,176 @@ def level_number(level: int | str) -> int:
 
 
 class PluginLog:
-    """The last ``capacity`` lines a plugin logged, also forwarded to ``omnicore.plugin.<name>``.
+    """The last lines a plugin logged, also forwarded to ``omnicore.plugin.<name>``.
 
-    Lines below ``min_level`` are dropped (that is what ``omnicore:log.enabled`` reports).
+    What a plugin can make the host spend here is bounded twice, in bytes of host memory
+    (``sys.getsizeof`` of the text: a line of 4-byte characters costs four times its length):
+    the ring keeps at most ``capacity`` lines and ``max_bytes`` bytes, and a token bucket lets
+    through ``rate_bytes`` per second (bursts up to the same), so a guest that logs in a loop
+    cannot flood the host's stderr either. Dropped lines are counted (:attr:`dropped`) and
+    reported in one line once the budget allows again. Lines below ``min_level`` are not kept
+    (that is what ``omnicore:log.enabled`` reports).
     """
 
-    def __init__(self, plugin: str, *, capacity: int = 1000, min_level: int | str = "info",
+    #: Bookkeeping per line besides its text (the LogLine and deque slot), for the budgets.
+    LINE_OVERHEAD = 120
+
+    def __init__(self, plugin: str, *, capacity: int = 1000, max_bytes: int = 1 << 20,
+                 rate_bytes: int = 1 << 20, min_level: int | str = "info",
                  logger: logging.Logger | None = None) -> None:
         self.plugin = plugin
         self.min_level = level_number(min_level)
-        self._lines: deque[LogLine] = deque(maxlen=capacity)
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self._lines: deque[tuple[LogLine, int]] = deque()
+        self._bytes = 0
         self._lock = threading.Lock()
         #: Lines kept so far (not capped by capacity): a caller notes it before a call to find
         #: what the plugin said during that call (see :meth:`since`).
         self.written = 0
+        #: Lines dropped by the rate budget so far, and those not yet reported.
+        self.dropped = 0
+        self._unreported = 0
+        self._rate = float(rate_bytes)
+        self._tokens = float(rate_bytes)
+        self._refilled = time.monotonic()
         self._logger = logger or logging.getLogger(f"omnicore.plugin.{plugin}")
+        # Sources that deliver lines asynchronously (WASI output pipes): a reader of the log
+        # first lets them catch up, so it sees every line written before it asked.
+        self._drains: list[Callable[[], None]] = []
+
+    def add_drain(self, drain: Callable[[], None]) -> None:
+        """Register a source to wait for before the log is read."""
+        self._drains.append(drain)
+
+    def remove_drain(self, drain: Callable[[], None]) -> None:
+        """Forget a source registered with :meth:`add_drain`."""
+        try:
+            self._drains.remove(drain)
+        except ValueError:
+            pass
+
+    def drain(self) -> None:
+        """Wait until asynchronous sources have delivered what was written so far."""
+        for drain in list(self._drains):
+            drain()
+
+    @property
+    def rate_bytes(self) -> int:
+        """Bytes per second let through (``limits.max_log_bytes_per_s``)."""
+        return int(self._rate)
+
+    @rate_bytes.setter
+    def rate_bytes(self, value: int) -> None:
+        with self._lock:
+            self._rate = float(value)
+            self._tokens = min(self._tokens, self._rate)
 
     def enabled(self, level: int) -> bool:
         """Whether a line of ``level`` (ABI number) would be kept."""
         return level_number(level) >= self.min_level
 
-    def write(self, level: int | str, message: str) -> None:
-        """Record one line (if enabled) and forward it to Python logging."""
+    def _take(self, cost: int) -> bool:
+        # Called with the lock held.
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if self._tokens < cost:
+            return False
+        self._tokens -= cost
+        return True
+
+    def write(self, level: int | str, message: str, *, catch_up: bool = True) -> bool:
+        """Record one line (if enabled and within budget) and forward it to Python logging.
+
+        Returns False when the rate budget dropped it. ``catch_up`` first takes in lines
+        that asynchronous sources hold (so the order is kept); the sources themselves pass
+        False.
+        """
         num = level_number(level)
         if num < self.min_level:
-            return
-        line = LogLine(time.time(), LEVELS[num], message)
+            return True
+        if catch_up and self._drains:
+            self.drain()
+        cost = sys.getsizeof(message) + self.LINE_OVERHEAD
         with self._lock:
-            self._lines.append(line)
+            if not self._take(cost):
+                self.dropped += 1
+                self._unreported += 1
+                return False
+            note = self._unreported
+            self._unreported = 0
+            if note:
+                self._keep(LogLine(time.time(), "warn", _dropped_note(note, self._rate)))
+                self.written += 1
+            line = LogLine(time.time(), LEVELS[num], message)
+            self._keep(line, cost)
             self.written += 1
+        if note:
+            self._logger.warning("%s", _dropped_note(note, self._rate),
+                                 extra={"plugin": self.plugin, "plugin_level": "warn"})
         self._logger.log(_PY_LEVELS[num], "%s", message,
                          extra={"plugin": self.plugin, "plugin_level": LEVELS[num]})
+        return True
+
+    def drop(self, lines: int) -> None:
+        """Count ``lines`` dropped without looking at them (a caller out of budget)."""
+        if lines > 0:
+            with self._lock:
+                self.dropped += lines
+                self._unreported += lines
+
+    def has_budget(self) -> bool:
+        """Whether a short line would pass the rate budget now (it takes nothing)."""
+        with self._lock:
+            now = time.monotonic()
+            tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+            return tokens >= self.LINE_OVERHEAD
+
+    def _keep(self, line: LogLine, cost: int | None = None) -> None:
+        # Called with the lock held.
+        if cost is None:
+            cost = sys.getsizeof(line.message) + self.LINE_OVERHEAD
+        self._lines.append((line, cost))
+        self._bytes += cost
+        while self._lines and (len(self._lines) > self.capacity or self._bytes > self.max_bytes):
+            self._bytes -= self._lines.popleft()[1]
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Host memory the ring holds now (as counted for :attr:`max_bytes`)."""
+        return self._bytes
 
     def lines(self, limit: int | None = None) -> list[LogLine]:
         """The buffered lines, oldest first (the last ``limit`` if given)."""
+        self.drain()
         with self._lock:
-            items = list(self._lines)
+            items = [line for line, _ in self._lines]
         return items[-limit:] if limit else items
 
     def since(self, mark: int) -> list[LogLine]:
         """The buffered lines written after :attr:`written` was ``mark``."""
+        self.drain()
         with self._lock:
             count = min(self.written - mark, len(self._lines))
-            return list(self._lines)[len(self._lines) - count:] if count > 0 else []
+            if count <= 0:
+                return []
+            return [line for line, _ in list(self._lines)[len(self._lines) - count:]]
 
     def clear(self) -> None:
         """Forget the buffered lines."""
         with self._lock:
             self._lines.clear()
+            self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._lines)
+
+    def __bool__(self) -> bool:
+        # An empty log is still a log: `log or PluginLog(...)` must not replace it.
+        return True
+
+
+def _dropped_note(count: int, rate: float) -> str:
+    return (f"[omnicore] {count} log line(s) dropped: over this plugin's log budget of "
+            f"{int(rate)} bytes/s (limits.max_log_bytes_per_s)")

@@ -11,12 +11,12 @@ from typing import Any
 import wasmtime
 
 from omnicore.errors import (
-    ConfigError,
     DeadlineExceeded,
     FuelExhausted,
     GuestError,
     HandlerNotFound,
     InputTooLarge,
+    LimitExceeded,
     MemoryLimitExceeded,
     NeedsGrant,
     OutputTooLarge,
@@ -25,6 +25,7 @@ from omnicore.errors import (
     PluginNotFound,
     Trap,
 )
+from omnicore.sandbox import configschema
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.fastcall import (
@@ -40,6 +41,7 @@ from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
+from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]
 
@@ -67,6 +69,7 @@ class PluginRuntime:
         self.limits = limits or Limits()
         self.config: Mapping[str, Any] = dict(config or {})
         self.log = log if log is not None else PluginLog(module.name)
+        self.log.rate_bytes = self.limits.max_log_bytes_per_s
         grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
         validate_grants(grant_map, registry, self.name)
         module.check_imports(registry)
@@ -78,6 +81,7 @@ class PluginRuntime:
                              f"sidecar/config (grants = [{', '.join(map(repr, missing))}]) or "
                              f"with --grant", plugin=self.name, missing=missing)
         self._validate_config()
+        self._wasi_output = WasiOutput(self.log) if module.uses_wasi else None
         self._handlers = frozenset(module.handlers)
         self._has_init = any(e.name == "_initialize" for e in module.exports)
         self._registry: dict[int, RawInstance] = {}
@@ -126,21 +130,8 @@ class PluginRuntime:
 
     def _validate_config(self) -> None:
         schema = self.module.manifest.get("config")
-        if not schema:
-            return
-        import jsonschema
-
-        try:
-            jsonschema.validate(dict(self.config), schema)
-        except jsonschema.ValidationError as exc:
-            where = ".".join(str(p) for p in exc.absolute_path) or "(root)"
-            raise ConfigError(f"plugin {self.name!r}: config {where}: {exc.message}",
-                              key=f"plugins.{self.name}.config.{where}",
-                              value=exc.instance) from None
-        except jsonschema.SchemaError as exc:
-            raise ConfigError(f"plugin {self.name!r}: its manifest's config schema is "
-                              f"invalid: {exc.message}", key=f"plugins.{self.name}.config"
-                              ) from None
+        if schema:
+            configschema.validate(self.config, schema, self.name)
 
     @property
     def fuel_enabled(self) -> bool:
@@ -152,24 +143,25 @@ class PluginRuntime:
         """The plugin's handler names."""
         return self.module.handlers
 
-    def _wasi(self) -> wasmtime.WasiConfig | None:
-        if not self.module.uses_wasi:
-            return None
-        wasi = wasmtime.WasiConfig()
-        # No preopens, no env, no args: only clocks, random and these two streams (§6).
-        wasi.stdout_custom = _LineSink(self.log, 2)
-        wasi.stderr_custom = _LineSink(self.log, 3)
-        return wasi
-
     def _new_instance(self, handler: str | None) -> RawInstance:
+        lim = self.limits
+        wasi = self._wasi_output.config() if self._wasi_output is not None else None
         try:
             inst = RawInstance(self._engine_addr, self._pre_addr,
-                               memory_limit=self.limits.max_memory_bytes,
+                               memory_limit=lim.max_memory_bytes,
                                deadline_ticks=self._ticks, fuel=self._fuel,
-                               wasi=self._wasi(), registry=self._registry,
-                               has_initialize=self._has_init)
+                               wasi=wasi, registry=self._registry,
+                               has_initialize=self._has_init, timeout_s=lim.timeout_ms / 1000,
+                               table_elements=lim.max_table_elements, tables=lim.max_tables)
         except GuestFailure as f:
             if f.stage == "instantiate" and f.code is None:
+                if "table" in f.message and "limit" in f.message:
+                    raise LimitExceeded(
+                        f"plugin {self.name!r} declares more or larger tables than its limits "
+                        f"allow (limits.max_tables {lim.max_tables}, limits.max_table_elements "
+                        f"{lim.max_table_elements}): {_first_line(f.message)}",
+                        plugin=self.name, handler=handler, limit="max_table_elements",
+                        value=lim.max_table_elements) from None
                 if "memory minimum size" in f.message:
                     raise MemoryLimitExceeded(
                         f"plugin {self.name!r} declares more initial memory than "
@@ -239,6 +231,9 @@ class PluginRuntime:
                 self.instances_discarded += 1
             inst.close()
             self._cond.notify_all()
+            last = self._closed and self._live == 0
+        if last and self._wasi_output is not None:
+            self._wasi_output.close()  # the call that outlived close() has ended
 
     def _classify(self, f: GuestFailure, handler: str,
                   inst: RawInstance | None, mark: int | None = None) -> PluginCallError:
@@ -252,7 +247,7 @@ class PluginRuntime:
             tail += "; the plugin logged: " + " | ".join(m.strip() for m in said[-3:])[:1000]
         lim = self.limits
         code = f.code
-        if code == wasmtime.TrapCode.INTERRUPT:
+        if code == wasmtime.TrapCode.INTERRUPT or (inst is not None and inst.deadline_hit):
             return DeadlineExceeded(
                 f"{who} exceeded its deadline of {lim.timeout_ms} ms (limits.timeout_ms){tail}",
                 plugin=self.name, handler=handler, limit="timeout_ms", value=lim.timeout_ms)
@@ -344,9 +339,12 @@ class PluginRuntime:
                     f"exceeds limits.max_output_bytes ({lim.max_output_bytes})",
                     plugin=self.name, handler=handler, limit="max_output_bytes",
                     value=lim.max_output_bytes)
-            if is_error:
-                length = min(length, MAX_ERROR_MESSAGE)
             try:
+                # abi.md §2.2: (ptr, len) out of bounds is a trap, error or not; only then is
+                # a long error message cut.
+                inst.memory.check(ptr, length, "handler output")
+                if is_error:
+                    length = min(length, MAX_ERROR_MESSAGE)
                 out = inst.read(ptr, length) if length else b""
             except HostTrap as exc:
                 raise Trap(f"plugin {self.name!r} handler {handler!r} returned out-of-bounds "
@@ -398,36 +396,14 @@ class PluginRuntime:
             self._live -= len(idle)
         for inst in idle:
             inst.close()
+        if self._wasi_output is not None and self._live == 0:
+            self._wasi_output.close()
 
     def __enter__(self) -> PluginRuntime:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _LineSink:
-    """Turns a WASI output stream into log lines: libc writes a line in several pieces."""
-
-    __slots__ = ("_level", "_log", "_pending")
-
-    #: A partial line longer than this is logged as it is rather than buffered further.
-    MAX_PENDING = 8192
-
-    def __init__(self, log: PluginLog, level: int) -> None:
-        self._log = log
-        self._level = level
-        self._pending = b""
-
-    def __call__(self, data: bytes) -> None:
-        buf = self._pending + data
-        *lines, rest = buf.split(b"\n")
-        for line in lines:
-            self._log.write(self._level, line.decode("utf-8", "replace"))
-        if len(rest) > self.MAX_PENDING:
-            self._log.write(self._level, rest.decode("utf-8", "replace"))
-            rest = b""
-        self._pending = rest
 
 
 def _first_line(text: str) -> str:

@@ -1,0 +1,216 @@
+"""``omnicore:kv`` (specs/abi.md §4.3): a durable key-value store per plugin.
+
+Each plugin sees only its own keys: the host functions hold a
+:class:`~omnicore.storage.KVStore` already bound to the calling plugin. Quotas come from the
+grant (``max_bytes``, ``max_keys``, ``max_value_bytes``; app-wide defaults in
+``capabilities.kv``) and are enforced inside the storage transaction, so a refused write
+leaves nothing behind. Embedders seed or read a plugin's data with
+``app.kv.for_plugin(name)``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from omnicore.config import OmniConfig
+from omnicore.errors import ConfigError
+from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
+from omnicore.storage import (
+    KVQuota,
+    KVStore,
+    NotAnInteger,
+    QuotaExceeded,
+    Storage,
+    StorageError,
+    ValueTooLarge,
+    shared_storage,
+)
+from omnicore.storage.base import MAX_KEY_BYTES, MAX_LIST_KEYS
+
+__all__ = ["CAPABILITY", "KV", "StorageApp", "capability", "for_app", "quota_from"]
+
+_OPTIONS = ("max_bytes", "max_keys", "max_value_bytes")
+
+
+def quota_from(options: Mapping[str, Any], where: str = "grant.kv",
+               base: KVQuota = KVQuota()) -> KVQuota:  # noqa: B008 - frozen, never mutated
+    """A :class:`KVQuota` from grant (or ``capabilities.kv``) options; ConfigError if bad."""
+    unknown = set(options) - set(_OPTIONS)
+    if unknown:
+        first = sorted(unknown)[0]
+        raise ConfigError(f"unknown option {first!r} for {where}; known: {', '.join(_OPTIONS)}",
+                          key=f"{where}.{first}")
+    values = {}
+    for name in _OPTIONS:
+        value = options.get(name, getattr(base, name))
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{where}.{name} must be a positive integer, got {value!r}",
+                              key=f"{where}.{name}", value=value)
+        values[name] = value
+    return KVQuota(**values)
+
+
+class _State:
+    __slots__ = ("quota", "store")
+
+    def __init__(self, store: KVStore, quota: KVQuota) -> None:
+        self.store = store
+        self.quota = quota
+
+
+def _key(mem: GuestMemory, ptr: int, length: int) -> str | None:
+    if not 0 < length <= MAX_KEY_BYTES:
+        mem.check(ptr, length, "kv key")  # a bad pointer traps even when the key is refused
+        return None
+    try:
+        return mem.read(ptr, length, "kv key").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _get(state: _State, mem: GuestMemory, kptr: int, klen: int, out: int, cap: int) -> int:
+    key = _key(mem, kptr, klen)
+    mem.check(out, cap, "output buffer")
+    if key is None:
+        return Status.INVALID
+    try:
+        value = state.store.get(key)
+    except StorageError:
+        return Status.UNAVAILABLE
+    if value is None:
+        return Status.NOT_FOUND
+    return mem.write_result(value, out, cap)
+
+
+def _set(state: _State, mem: GuestMemory, kptr: int, klen: int, vptr: int, vlen: int) -> int:
+    key = _key(mem, kptr, klen)
+    mem.check(vptr, vlen, "kv value")
+    if key is None:
+        return Status.INVALID
+    if vlen > state.quota.max_value_bytes:  # refuse before copying megabytes out of the guest
+        return Status.TOO_LARGE
+    try:
+        state.store.set(key, mem.read(vptr, vlen, "kv value"), state.quota)
+    except ValueTooLarge:
+        return Status.TOO_LARGE
+    except QuotaExceeded:
+        return Status.QUOTA
+    except StorageError:
+        return Status.UNAVAILABLE
+    return 0
+
+
+def _delete(state: _State, mem: GuestMemory, kptr: int, klen: int) -> int:
+    key = _key(mem, kptr, klen)
+    if key is None:
+        return Status.INVALID
+    try:
+        return 1 if state.store.delete(key) else 0
+    except StorageError:
+        return Status.UNAVAILABLE
+
+
+def _incr(state: _State, mem: GuestMemory, kptr: int, klen: int, delta: int, out: int) -> int:
+    key = _key(mem, kptr, klen)
+    mem.check(out, 8, "incr output")
+    if key is None:
+        return Status.INVALID
+    try:
+        value = state.store.incr(key, delta, state.quota)
+    except NotAnInteger:
+        return Status.INVALID
+    except QuotaExceeded:
+        return Status.QUOTA
+    except StorageError:
+        return Status.UNAVAILABLE
+    mem.write(out, struct.pack("<q", value))
+    return 0
+
+
+def _list(state: _State, mem: GuestMemory, pptr: int, plen: int, out: int, cap: int) -> int:
+    mem.check(pptr, plen, "kv prefix")
+    mem.check(out, cap, "output buffer")
+    if plen > MAX_KEY_BYTES:
+        return Status.INVALID
+    try:
+        prefix = mem.read(pptr, plen, "kv prefix").decode("utf-8")
+        keys = state.store.list(prefix, MAX_LIST_KEYS)
+    except UnicodeDecodeError:
+        return Status.INVALID
+    except StorageError:
+        return Status.UNAVAILABLE
+    return mem.write_result(json.dumps(keys, ensure_ascii=False, separators=(",", ":"))
+                            .encode(), out, cap)
+
+
+def _check_grant(options: Mapping[str, Any]) -> None:
+    quota_from(options)
+
+
+def capability(storage_for: Callable[[PluginContext], Storage],
+               defaults: KVQuota = KVQuota()) -> Capability:  # noqa: B008 - frozen
+    """The kv capability over the storage ``storage_for(ctx)`` returns."""
+    def bind(ctx: PluginContext) -> _State:
+        return _State(storage_for(ctx).kv(ctx.plugin), quota_from(ctx.grant, base=defaults))
+
+    return Capability(
+        name="kv",
+        description="a durable key-value store of the plugin's own (quotas in the grant)",
+        functions=(
+            HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),
+            HostFunction("set", ("ptr", "len", "ptr", "len"), ("i32",), _set),
+            HostFunction("delete", ("ptr", "len"), ("i32",), _delete),
+            HostFunction("incr", ("ptr", "len", "i64", "ptr"), ("i32",), _incr),
+            HostFunction("list", ("ptr", "len", "ptr", "len"), ("i32",), _list),
+        ),
+        bind=bind,
+        check_grant=_check_grant,
+    )
+
+
+def _standalone(ctx: PluginContext) -> Storage:
+    if ctx.data_dir is None:
+        raise ConfigError(f"plugin '{ctx.plugin}' is granted kv, but this plugin host has no "
+                          "data_dir to keep it in (pass data_dir=..., or run it in an app)",
+                          key="data_dir")
+    return shared_storage(ctx.data_dir)
+
+
+#: For plugin hosts without an app: the storage in the host's ``data_dir``.
+CAPABILITY = capability(_standalone)
+
+
+class KV:
+    """``app.kv``: read and seed plugins' keys from Python (no quotas: you are the operator)."""
+
+    def __init__(self, storage: Callable[[], Storage]) -> None:
+        self._storage = storage
+
+    def for_plugin(self, plugin: str) -> KVStore:
+        """The keys of ``plugin``: ``get``, ``set``, ``delete``, ``incr``, ``list``, ``usage``."""
+        if not plugin:
+            raise ValueError("for_plugin() needs a plugin name")
+        return self._storage().kv(plugin)
+
+    def plugins(self) -> list[str]:
+        """Plugins that have at least one key."""
+        return self._storage().kv_plugins()
+
+
+class StorageApp(Protocol):
+    """What the stateful capabilities need of an app (``OmniApp`` has it)."""
+
+    config: OmniConfig
+
+    @property
+    def storage(self) -> Storage: ...
+
+
+def for_app(app: StorageApp) -> Capability:
+    """The kv capability on ``app.storage``, with ``capabilities.kv`` as default quotas."""
+    options = dict(app.config.capabilities.get("kv", {}))
+    defaults = quota_from(options, where="capabilities.kv")
+    return capability(lambda _ctx: app.storage, defaults)

@@ -1,0 +1,105 @@
+"""The JSON Schema a plugin's manifest gives for its config section (specs/abi.md §5).
+
+The schema comes from the plugin, so it is hostile input like the rest of the module: it is
+checked when the module loads and used offline only. A ``$ref`` may point inside the schema
+(``#/...``) and nowhere else, so no file dropped into a folder can make the host fetch a URL
+(or read a file); a schema that refers to itself without end fails as a ConfigError instead
+of exhausting the stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omnicore.errors import ConfigError, InvalidModule
+
+__all__ = ["check", "validate"]
+
+_REF_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _refs(node: object) -> list[str]:
+    """Every reference in the schema, walked iteratively (the depth is bounded already)."""
+    found: list[str] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in _REF_KEYS:
+                    found.append(value if isinstance(value, str) else repr(value))
+                else:
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _no_retrieval(uri: str) -> Any:
+    from referencing.exceptions import NoSuchResource
+
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # attrs field, mypy misses it
+
+
+def _validator(schema: Mapping[str, Any]) -> Any:
+    import jsonschema
+    import referencing
+
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    registry = referencing.Registry(retrieve=_no_retrieval)  # type: ignore[call-arg]
+    return cls(schema, registry=registry)
+
+
+def check(schema: Mapping[str, Any], plugin: str | None) -> None:
+    """Raise InvalidModule unless ``schema`` is a valid JSON Schema with local refs only."""
+    for ref in _refs(schema):
+        if not ref.startswith("#"):
+            raise InvalidModule(
+                f"manifest config schema: $ref {ref[:200]!r} points outside the schema; only "
+                "local references (#/...) are allowed, nothing is fetched", plugin=plugin)
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InvalidModule(f"manifest config schema is invalid: {exc.message[:300]}",
+                            plugin=plugin) from None
+    except RecursionError:
+        raise InvalidModule("manifest config schema is nested too deeply",
+                            plugin=plugin) from None
+    # A reference cycle that consumes no input ({"$ref": "#"}) recurses on any instance.
+    from referencing.exceptions import Unresolvable
+
+    try:
+        _validator(schema).is_valid({})
+    except RecursionError:
+        raise InvalidModule("manifest config schema refers to itself without end",
+                            plugin=plugin) from None
+    except Unresolvable as exc:
+        raise InvalidModule(f"manifest config schema has a reference that does not resolve: "
+                            f"{str(exc)[:300]}", plugin=plugin) from None
+
+
+def validate(config: Mapping[str, Any], schema: Mapping[str, Any], plugin: str) -> None:
+    """Raise ConfigError (naming the key) unless ``config`` satisfies ``schema``."""
+    import jsonschema
+    from referencing.exceptions import Unresolvable
+
+    try:
+        _validator(schema).validate(dict(config))
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise ConfigError(f"plugin {plugin!r}: config {where}: {exc.message[:500]}",
+                          key=f"plugins.{plugin}.config.{where}", value=exc.instance) from None
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(f"plugin {plugin!r}: its manifest's config schema is invalid: "
+                          f"{exc.message[:300]}", key=f"plugins.{plugin}.config") from None
+    except Unresolvable as exc:
+        raise ConfigError(f"plugin {plugin!r}: its manifest's config schema has a reference "
+                          f"that does not resolve: {str(exc)[:300]}",
+                          key=f"plugins.{plugin}.config") from None
+    except RecursionError:
+        raise ConfigError(f"plugin {plugin!r}: its manifest's config schema refers to itself "
+                          "without end", key=f"plugins.{plugin}.config") from None
