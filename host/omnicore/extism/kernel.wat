@@ -26,6 +26,9 @@
       (then (unreachable)))
     (i32.wrap_i64 (local.get $p)))
 
+  ;; Memory cannot grow (the store's limit): the call fails with Extism's word, "oom".
+  (func $oom (unreachable))
+
   (func $capacity (param $h i64) (result i64)
     (i64.load (i32.wrap_i64 (i64.sub (local.get $h) (i64.const 16)))))
   (func $used (param $h i64) (result i64)
@@ -51,11 +54,11 @@
         (br $walk)))
     (i64.const 0))
 
-  ;; Allocate $n bytes; 0 for $n == 0 or when memory cannot grow (the store's limit).
+  ;; Allocate $n bytes; 0 for $n == 0. When memory cannot grow, $oom traps.
   (func $alloc (export "alloc") (param $n i64) (result i64)
     (local $p i64) (local $cap i64) (local $need i64) (local $pages i64)
     (if (i64.eqz (local.get $n)) (then (return (i64.const 0))))
-    (if (i64.gt_u (local.get $n) (i64.const 0xFFFF0000)) (then (return (i64.const 0))))
+    (if (i64.gt_u (local.get $n) (i64.const 0xFFFF0000)) (then (call $oom)))
     ;; Sizes round up to 8 so headers stay aligned.
     (local.set $need (i64.and (i64.add (local.get $n) (i64.const 7)) (i64.const -8)))
     ;; First fit among freed blocks.
@@ -90,7 +93,7 @@
         (if (i32.eq (memory.grow (i32.wrap_i64 (i64.sub (local.get $pages)
                                                         (i64.extend_i32_u (memory.size)))))
                     (i32.const -1))
-          (then (return (i64.const 0))))))
+          (then (call $oom)))))
     (i64.store (i32.wrap_i64 (i64.load (i32.const 0))) (local.get $need))
     (call $set_used (local.get $p) (local.get $n))
     (i64.store (i32.const 0) (i64.add (local.get $p) (local.get $need)))

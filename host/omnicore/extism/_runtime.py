@@ -1,0 +1,626 @@
+"""Extism plugins as omnicore runtimes: the same call surface as ``sandbox.PluginRuntime``.
+
+Each instance is one store holding our kernel (``kernel.wat``) and the plugin, linked under
+``extism:host/env`` with the host functions of :mod:`omnicore.extism._env` (raw trampolines)
+and any user functions. A call writes the input straight into kernel memory (the kernel's
+``reset`` + ``alloc`` + ``input_set`` as one memory write), makes one guest call on the C
+API's unchecked path, and reads output and error from kernel memory: Extism's protocol
+(specs/extism.md) at the cost of a native call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import struct
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from ctypes import c_uint64, c_void_p
+from pathlib import Path
+from typing import Any, cast
+
+import wasmtime
+
+from omnicore.errors import (
+    DeadlineExceeded,
+    FuelExhausted,
+    GuestError,
+    HandlerNotFound,
+    InputTooLarge,
+    InvalidModule,
+    MemoryLimitExceeded,
+    NeedsGrant,
+    OutputTooLarge,
+    PluginCallError,
+    PluginLoadError,
+    PluginNotFound,
+    Trap,
+)
+from omnicore.extism._env import ENV_FUNCTIONS, EnvState, KernelMemory
+from omnicore.extism._kernel import FIRST_HANDLE, KERNEL_FUNCTIONS, kernel_wasm
+from omnicore.extism._manifest import read_manifest
+from omnicore.extism._user import CurrentPlugin, UserFunction, Val, as_user_function
+from omnicore.sandbox.capability import CapabilityRegistry
+from omnicore.sandbox.engine import SandboxEngine
+
+# The fast path's C entry points (fastcall.PRIVATE_NAMES, checked by its test).
+from omnicore.sandbox.fastcall import (
+    GuestFailure,
+    HostTrap,
+    RawInstance,
+    _call_unchecked,
+    _failure,
+    _set_deadline,
+    define_host_function,
+)
+from omnicore.sandbox.grants import merge as merge_grants
+from omnicore.sandbox.grants import normalize as normalize_grants
+from omnicore.sandbox.grants import validate as validate_grants
+from omnicore.sandbox.limits import Limits
+from omnicore.sandbox.module import EXTISM_ENV, PluginModule
+from omnicore.sandbox.pluginlog import PluginLog
+
+__all__ = ["ExtismRuntime", "Instance"]
+
+#: Guest error messages longer than this are truncated (as specs/abi.md §2.2).
+MAX_ERROR_MESSAGE = 4096
+_HEAD = struct.Struct("<10Q")  # the state words, 16 reserved bytes, the input block header
+_EMPTY = struct.pack("<6Q", 64, 0, 0, 0, 0, 0)
+_OUT = struct.Struct("<3Q")  # output_offset, output_length, error at byte 24
+_KERNEL_FRAME = re.compile(r"extism_kernel!\$?(\w+)")
+
+
+def _addr(obj: Any) -> int:
+    return int(ctypes.addressof(obj))
+
+
+class _Sink:
+    """WASI stdout/stderr as plugin log lines (libc writes a line in pieces)."""
+
+    def __init__(self, log: PluginLog, level: int) -> None:
+        self._log, self._level, self._pending = log, level, b""
+
+    def __call__(self, data: bytes) -> None:
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        for line in lines:
+            self._log.write(self._level, line.decode("utf-8", "replace"))
+        if len(self._pending) > 8192:
+            self._log.write(self._level, self._pending.decode("utf-8", "replace"))
+            self._pending = b""
+
+
+class Instance:
+    """One store: the kernel and one plugin instance, driven through the C API."""
+
+    def __init__(self, rt: ExtismRuntime) -> None:
+        store = wasmtime.Store(rt.engine.wasmtime)
+        self.store = store
+        # Two instances (kernel, plugin), two memories; each memory within the limit.
+        store.set_limits(memory_size=rt.limits.max_memory_bytes, instances=2, memories=2)
+        if rt.fuel is not None:
+            store.set_fuel(rt.fuel)
+        if rt.module.uses_wasi:
+            wasi = wasmtime.WasiConfig()
+            wasi.stdout_custom = _Sink(rt.log, 2)
+            wasi.stderr_custom = _Sink(rt.log, 3)
+            store.set_wasi(wasi)
+        self.ctx = int(ctypes.cast(store._context(), c_void_p).value or 0)
+        # Slots 0-1: the call; 2-3: kernel calls from host functions; 8, 9: trap out-params.
+        self._scratch = (c_uint64 * 10)()
+        base = _addr(self._scratch)
+        self._raw, self._raw2, self._trap, self._trap2 = base, base + 32, base + 64, base + 72
+        self._i32 = (ctypes.c_int32 * 20).from_address(base)
+        self.vars: dict[str, bytes] = {}
+        # Read by the raw host-function trampolines (fastcall): host functions run outside
+        # the epoch check, so they stop at this wall-clock deadline and flag it.
+        self.timeout_s = rt.limits.timeout_ms / 1000
+        self.deadline = time.monotonic() + self.timeout_s
+        self.deadline_hit = False
+        self._registry = rt.registry
+        _set_deadline(self.ctx, rt.ticks)
+        rt.registry[self.ctx] = cast(RawInstance, self)
+        try:
+            kernel = wasmtime.Instance(store, rt.kernel, [])
+            with rt.link_lock:
+                rt.linker.define_instance(store, EXTISM_ENV, kernel)
+                plugin = rt.linker.instantiate(store, rt.module.wasmtime_module)
+        except wasmtime.Trap as exc:
+            self.close()
+            raise GuestFailure(exc.message, exc.trap_code) from None
+        except wasmtime.WasmtimeError as exc:
+            self.close()
+            failure = GuestFailure(str(exc))
+            failure.stage = "instantiate"
+            raise failure from None
+        kexp = kernel.exports(store)
+        kmem = kexp["memory"]
+        assert isinstance(kmem, wasmtime.Memory)
+        self._kmem = kmem
+        self.memory = KernelMemory(self.ctx, _addr(kmem._memory), cast(RawInstance, self))
+        self.memory.owner = self
+        funcs = {n: kexp[n] for n in ("alloc", "free", "length")}
+        self._keep: list[Any] = [kernel, plugin, funcs]
+        self._alloc, self._free, self._length = (_addr(f._func) for f in funcs.values()
+                                                 if isinstance(f, wasmtime.Func))
+        pexp = plugin.exports(store)
+        self.funcs: dict[str, int] = {}
+        for name in rt.module.handlers:
+            f = pexp[name]
+            assert isinstance(f, wasmtime.Func)
+            self._keep.append(f)
+            self.funcs[name] = _addr(f._func)
+        pmem = pexp.get("memory")
+        self.plugin_memory = pmem if isinstance(pmem, wasmtime.Memory) else None
+        self._init(pexp)
+
+    def _init(self, exports: Any) -> None:
+        """Extism's guest runtime start: hs_init (after _initialize) for GHC, else
+        __wasm_call_ctors or _initialize."""
+        def func(name: str, sig: tuple[int, int] = (0, 0)) -> int | None:
+            f = exports.get(name)
+            if not isinstance(f, wasmtime.Func):
+                return None
+            t = f.type(self.store)
+            if (len(t.params), len(t.results)) != sig and name != "hs_init":
+                return None
+            self._keep.append(f)
+            return _addr(f._func)
+
+        hs = func("hs_init")
+        steps: list[tuple[str, int, int]] = []
+        if hs is not None:
+            init = func("_initialize")
+            if init is not None:
+                steps.append(("_initialize", init, 0))
+            steps.append(("hs_init", hs, 2))
+        else:
+            init = func("__wasm_call_ctors")
+            name = "__wasm_call_ctors"
+            if init is None:
+                init, name = func("_initialize"), "_initialize"
+            if init is not None:
+                steps.append((name, init, 0))
+        for name, addr, nargs in steps:
+            self._scratch[0] = self._scratch[2] = 0
+            try:
+                self._invoke(addr, max(nargs, 1))
+            except GuestFailure as failure:
+                failure.stage = name
+                self.close()
+                raise
+
+    def _invoke(self, func: int, nslots: int) -> None:
+        err = _call_unchecked(self.ctx, func, self._raw, nslots, self._trap)
+        if err or self._scratch[8]:
+            trap, self._scratch[8] = self._scratch[8], 0
+            raise _failure(err, trap)
+
+    def _kernel(self, func: int, *args: int) -> int:
+        """Call a kernel function from a host function (re-entrant: its own slots)."""
+        for i, a in enumerate(args):
+            self._scratch[4 + 2 * i] = a & 0xFFFF_FFFF_FFFF_FFFF
+        err = _call_unchecked(self.ctx, func, self._raw2, max(len(args), 1), self._trap2)
+        if err or self._scratch[9]:
+            trap, self._scratch[9] = self._scratch[9], 0
+            message = _failure(err, trap).message
+            if "extism_kernel!oom" in message:
+                raise HostTrap("oom: kernel memory cannot grow within limits.max_memory_bytes")
+            raise HostTrap(f"the Extism kernel failed: {_first_line(message)}")
+        return int(self._scratch[4])
+
+    # -- what host functions and user functions use ---------------------------------------
+
+    def kernel_alloc(self, n: int) -> int:
+        return self._kernel(self._alloc, n)
+
+    def kernel_free(self, handle: int) -> None:
+        self._kernel(self._free, handle)
+
+    def kernel_length(self, handle: int) -> int:
+        return self._kernel(self._length, handle) if handle else 0
+
+    def kernel_view(self) -> memoryview:
+        self.memory.refresh()
+        return self.memory.view
+
+    def new_block(self, data: bytes) -> int:
+        """A new kernel block holding ``data``; its handle (0 for empty data)."""
+        if not data:
+            return 0
+        handle = self.kernel_alloc(len(data))
+        self.memory.write(handle, data, "kernel block")
+        return handle
+
+    def take_bytes(self, handle: int, what: str) -> bytes:
+        """The bytes of the block at ``handle``, which is then freed (0 is empty)."""
+        if handle == 0:
+            return b""
+        n = self.kernel_length(handle)
+        if n == 0:
+            raise HostTrap(f"invalid handle {handle} for the {what}: not a live block of "
+                           "kernel memory")
+        data = self.memory.read(handle, n, what)
+        self.kernel_free(handle)
+        return data
+
+    def take_text(self, handle: int, what: str) -> str:
+        return self.take_bytes(handle, what).decode("utf-8", "replace")
+
+    # -- the call ---------------------------------------------------------------------------
+
+    def call(self, func: int, data: bytes, ticks: int, fuel: int | None) -> int:
+        """Set the input, run ``func``, return its i32 code (0 for a ``() -> ()`` export)."""
+        n = len(data)
+        mem = self.memory
+        if FIRST_HANDLE + n > mem.size and FIRST_HANDLE + n > mem.refresh():
+            self._grow(FIRST_HANDLE + n)
+        view = mem.view
+        if n:
+            cap = (n + 7) & ~7
+            view[0:80] = _HEAD.pack(FIRST_HANDLE + cap, FIRST_HANDLE, n, 0, 0, 0, 0, 0, cap, n)
+            view[80:80 + n] = data
+        else:
+            view[0:48] = _EMPTY
+        if fuel is not None:
+            self.store.set_fuel(fuel)
+        self.deadline = time.monotonic() + self.timeout_s
+        _set_deadline(self.ctx, ticks)
+        scratch = self._scratch
+        scratch[0] = 0
+        err = _call_unchecked(self.ctx, func, self._raw, 1, self._trap)
+        if err or scratch[8]:
+            trap, scratch[8] = scratch[8], 0
+            raise _failure(err, trap)
+        return self._i32[0]
+
+    def _grow(self, need: int) -> None:
+        pages = -(-need // 65536) - self._kmem.size(self.store)
+        try:
+            self._kmem.grow(self.store, pages)
+        except wasmtime.WasmtimeError:
+            raise MemoryError(f"kernel memory cannot hold {need} bytes") from None
+        self.memory.refresh()
+
+    def memory_sizes(self) -> tuple[int, int]:
+        """Bytes of kernel memory and plugin memory (0 when the plugin has none)."""
+        plugin = self.plugin_memory.data_len(self.store) if self.plugin_memory else 0
+        return self.memory.refresh(), plugin
+
+    def close(self) -> None:
+        self._registry.pop(self.ctx, None)
+
+
+class ExtismRuntime:
+    """Instances of one Extism plugin, linked with our kernel and Extism's host functions.
+
+    The constructor and :meth:`call` raise what ``sandbox.PluginRuntime`` raises. Extism's
+    own words are kept: a guest error's text, ``Error code: N``, ``timeout``, ``oom``.
+    ``functions`` are user host functions (:func:`omnicore.extism.host_fn` or the Extism
+    SDK's ``host_fn``); the Extism manifest ``NAME.json`` next to the plugin file applies
+    (config, grants, limits; see specs/extism.md).
+    """
+
+    def __init__(self, engine: SandboxEngine, module: PluginModule,
+                 registry: CapabilityRegistry,
+                 grants: Mapping[str, Mapping[str, Any]] | Iterable[str] | None = None,
+                 config: Mapping[str, Any] | None = None, limits: Limits | None = None,
+                 log: PluginLog | None = None, *, data_dir: Path | None = None,
+                 functions: Sequence[Any] = ()) -> None:
+        if module.abi != "extism":
+            raise InvalidModule(f"plugin {module.name!r} is not an Extism plugin",
+                                plugin=module.name)
+        self.engine = engine
+        self.module = module
+        self.name = module.name
+        manifest = read_manifest(module.path)
+        self.extism_manifest = manifest
+        self.limits = (limits or Limits()).merged(manifest.limits)
+        self.config: Mapping[str, Any] = {**manifest.config, **dict(config or {})}
+        self.log = log if log is not None else PluginLog(module.name)
+        grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
+        if manifest.config:
+            grant_map.setdefault("config", {})  # the operator's manifest gives it config
+        validate_grants(grant_map, registry, self.name)
+        self.granted = frozenset(grant_map) | registry.defaults()
+        user = [as_user_function(f) for f in functions]
+        self._check_imports(user)
+        missing = tuple(sorted(module.requested - self.granted))
+        if missing:
+            raise NeedsGrant(f"plugin {self.name!r} needs grant: "
+                             f"{', '.join('omnicore:' + m for m in missing)}; grant it in the "
+                             f"sidecar/config (grants = [{', '.join(map(repr, missing))}]) or "
+                             "with --grant", plugin=self.name, missing=missing)
+        self.registry: dict[int, RawInstance] = {}
+        self._keepalive: list[Any] = []
+        linker = wasmtime.Linker(engine.wasmtime)
+        linker.allow_shadowing = True  # each new store's kernel replaces the last one
+        if module.uses_wasi:
+            linker.define_wasi()
+        state = EnvState(self.config, self.log, manifest.max_var_bytes)
+        for fname, (params, results, impl) in ENV_FUNCTIONS.items():
+            define_host_function(linker, EXTISM_ENV, fname, params, results, impl, state,
+                                 self.registry, self._keepalive)
+        for fn in user:
+            params, results = fn.wasm_type
+            define_host_function(linker, fn.namespace, fn.name, params, results, _call_user,
+                                 fn, self.registry, self._keepalive)
+        self.linker = linker
+        self.link_lock = threading.Lock()
+        self.kernel = engine.compile(kernel_wasm())
+        self.ticks = engine.deadline_ticks(self.limits.timeout_ms)
+        self.fuel: int | None = None
+        if engine.fuel:
+            self.fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
+        self._handlers = frozenset(module.handlers)
+        self._cond = threading.Condition()
+        self._idle: list[Instance] = []
+        self._live = 0
+        self._closed = False
+        self.instances_created = 0
+        self.instances_discarded = 0
+        try:
+            first = self._new_instance(None)
+        except PluginCallError as exc:
+            raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
+                                  plugin=self.name) from None
+        self._idle.append(first)
+        self._live = 1
+
+    def _check_imports(self, user: list[UserFunction]) -> None:
+        provided = {(EXTISM_ENV, n): sig for n, sig in KERNEL_FUNCTIONS.items()}
+        provided.update({(EXTISM_ENV, n): (p, r) for n, (p, r, _) in ENV_FUNCTIONS.items()})
+        provided.update({(f.namespace, f.name): f.wasm_type for f in user})
+        for imp in self.module.imports:
+            if imp.module == "wasi_snapshot_preview1":
+                continue
+            want = provided.get((imp.module, imp.name))
+            if want is None:
+                hint = ("try updating the SDK" if imp.module == EXTISM_ENV else
+                        "register it with omnicore.extism.host_fn (app.plugins.extism_functions)")
+                raise InvalidModule(f"plugin {self.name!r}: Invalid function import from "
+                                    f"{imp.module}: {imp.name} ({hint})", plugin=self.name)
+            if imp.signature != want:
+                got = imp.signature or ((), ())
+                raise InvalidModule(f"plugin {self.name!r}: import {imp.module}.{imp.name} has "
+                                    f"type {_fmt(got)}, expected {_fmt(want)}", plugin=self.name)
+
+    @property
+    def handlers(self) -> tuple[str, ...]:
+        """The plugin's handler names (its ``() -> i32`` / ``() -> ()`` exports)."""
+        return self.module.handlers
+
+    @property
+    def fuel_enabled(self) -> bool:
+        return self.fuel is not None
+
+    def _new_instance(self, handler: str | None) -> Instance:
+        try:
+            inst = Instance(self)
+        except GuestFailure as f:
+            if f.stage == "instantiate" and f.code is None:
+                if "memory minimum size" in f.message:
+                    raise MemoryLimitExceeded(
+                        f"plugin {self.name!r}: oom: it declares more initial memory than "
+                        f"limits.max_memory_bytes ({self.limits.max_memory_bytes}) allows",
+                        plugin=self.name, handler=handler, limit="max_memory_bytes",
+                        value=self.limits.max_memory_bytes) from None
+                raise Trap(f"plugin {self.name!r} could not be instantiated: "
+                           f"{_first_line(f.message)}", plugin=self.name,
+                           handler=handler) from None
+            raise self._error(f, f.stage or handler or "(start)", None) from None
+        self.instances_created += 1
+        return inst
+
+    def _acquire(self, handler: str) -> Instance:
+        if not self._closed:
+            try:
+                return self._idle.pop()
+            except IndexError:
+                pass
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise PluginNotFound(f"plugin {self.name!r} was unloaded",
+                                         plugin=self.name, handler=handler)
+                if self._idle:
+                    return self._idle.pop()
+                if self._live < self.limits.pool_size:
+                    self._live += 1
+                    break
+                self._cond.wait(0.5)
+        try:
+            return self._new_instance(handler)
+        except BaseException:
+            with self._cond:
+                self._live -= 1
+                self._cond.notify_all()
+            raise
+
+    def _release(self, inst: Instance, keep: bool) -> None:
+        with self._cond:
+            if keep and not self._closed:
+                self._idle.append(inst)
+            else:
+                self._live -= 1
+                if not keep:
+                    self.instances_discarded += 1
+                inst.close()
+            self._cond.notify_all()
+
+    def call(self, handler: str, data: bytes) -> bytes:
+        """Run ``handler`` with ``data``; return its output bytes (errors as PluginRuntime)."""
+        if handler not in self._handlers:
+            raise HandlerNotFound(
+                f"plugin {self.name!r} has no handler {handler!r}; its handlers: "
+                f"{', '.join(self.module.handlers) or '(none)'}", plugin=self.name,
+                handler=handler)
+        if type(data) is not bytes:
+            data = bytes(data)
+        lim = self.limits
+        if len(data) > lim.max_input_bytes:
+            raise InputTooLarge(
+                f"plugin {self.name!r} handler {handler!r}: input of {len(data)} bytes exceeds "
+                f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
+                handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
+        inst = self._acquire(handler)
+        keep = handler != "_start"  # Extism starts a fresh store after _start
+        try:
+            code = inst.call(inst.funcs[handler], data, self.ticks, self.fuel)
+        except GuestFailure as f:
+            if f.exit_status is None or f.exit_status != 0:
+                error = self._error(f, handler, inst)
+                self._release(inst, False)
+                raise error from None
+            code, keep = 0, False  # proc_exit(0): success, but that runtime has exited
+        except MemoryError:
+            self._release(inst, False)
+            raise MemoryLimitExceeded(
+                f"plugin {self.name!r} handler {handler!r}: oom: the input of {len(data)} bytes "
+                f"does not fit in kernel memory within limits.max_memory_bytes "
+                f"({lim.max_memory_bytes})", plugin=self.name, handler=handler,
+                limit="max_memory_bytes", value=lim.max_memory_bytes) from None
+        except BaseException:
+            self._release(inst, False)
+            raise
+        if inst.deadline_hit:  # a host function ran past the deadline; the guest went on
+            self._release(inst, False)
+            raise self._error(GuestFailure("timeout"), handler, inst)
+        mem = inst.memory
+        off, length, err = _OUT.unpack_from(mem.view, 24)
+        if not err and not code and length <= lim.max_output_bytes and (
+                length == 0 or (off >= FIRST_HANDLE and off + length <= mem.size)):
+            out = mem.view[off:off + length].tobytes() if length else b""
+            if keep and not self._closed:
+                self._idle.append(inst)
+                if self._live > 1:
+                    with self._cond:
+                        self._cond.notify()
+            else:
+                self._release(inst, keep)
+            return out
+        return self._finish_slow(inst, handler, code, off, length, err, keep)
+
+    def _finish_slow(self, inst: Instance, handler: str, code: int, off: int, length: int,
+                     err: int, keep: bool) -> bytes:
+        who = f"plugin {self.name!r} handler {handler!r}"
+        try:
+            msg = self._error_text(inst) if err else None
+            if msg is not None:
+                raise GuestError(f"{who} failed: {msg}", plugin=self.name, handler=handler,
+                                 guest_message=msg)
+            if code:
+                msg = f"Error code: {code}"
+                raise GuestError(f"{who} failed: {msg}", plugin=self.name, handler=handler,
+                                 guest_message=msg)
+            if length > self.limits.max_output_bytes:
+                raise OutputTooLarge(
+                    f"{who}: output of {length} bytes exceeds limits.max_output_bytes "
+                    f"({self.limits.max_output_bytes})", plugin=self.name, handler=handler,
+                    limit="max_output_bytes", value=self.limits.max_output_bytes)
+            size = inst.memory.refresh()
+            if off < FIRST_HANDLE or off + length > size:
+                raise Trap(f"{who} set an output handle ({off}, {length} bytes) outside kernel "
+                           f"memory ({size} bytes)", plugin=self.name, handler=handler)
+            return inst.memory.view[off:off + length].tobytes()
+        finally:
+            self._release(inst, keep)
+
+    @staticmethod
+    def _error_text(inst: Instance) -> str | None:
+        """The error the plugin set, as Extism reads it: the block at the error handle (one
+        that is not a live block is no error)."""
+        try:
+            handle = _OUT.unpack_from(inst.memory.view, 24)[2]
+            n = min(inst.kernel_length(handle), MAX_ERROR_MESSAGE) if handle else 0
+            return inst.memory.read(handle, n).decode("utf-8", "replace") if n else None
+        except HostTrap:
+            return None
+
+    def _error(self, f: GuestFailure, handler: str, inst: Instance | None) -> PluginCallError:
+        who = f"plugin {self.name!r} handler {handler!r}"
+        tail = "; the instance was discarded"
+        lim = self.limits
+        if f.code == wasmtime.TrapCode.INTERRUPT or (inst is not None and inst.deadline_hit):
+            return DeadlineExceeded(
+                f"{who}: timeout (deadline of {lim.timeout_ms} ms, limits.timeout_ms){tail}",
+                plugin=self.name, handler=handler, limit="timeout_ms", value=lim.timeout_ms)
+        if f.code == wasmtime.TrapCode.OUT_OF_FUEL:
+            return FuelExhausted(f"{who} used all of its fuel ({lim.fuel}, limits.fuel){tail}",
+                                 plugin=self.name, handler=handler, limit="fuel",
+                                 value=lim.fuel)
+        if f.exit_status is not None:
+            msg = f"WASI exit code {f.exit_status}"
+            return GuestError(f"{who} failed: {msg}{tail}", plugin=self.name,
+                              handler=handler, guest_message=msg)
+        frames = _KERNEL_FRAME.findall(f.message)
+        if "oom" in frames or "oom:" in f.message or (inst is not None and max(inst.memory_sizes())
+                                   + max(2**20, lim.max_memory_bytes // 16)
+                                   > lim.max_memory_bytes):
+            return MemoryLimitExceeded(
+                f"{who}: oom: memory reached limits.max_memory_bytes ({lim.max_memory_bytes}): "
+                f"{_first_line(f.message)}{tail}", plugin=self.name, handler=handler,
+                limit="max_memory_bytes", value=lim.max_memory_bytes)
+        said = self._error_text(inst) if inst is not None else None
+        if said is not None:
+            # As Extism: an error the plugin set before trapping (an AssemblyScript abort
+            # handler, a panic hook) is the message.
+            return Trap(f"{who} failed: {said} (then trapped: {_first_line(f.message)}){tail}",
+                        plugin=self.name, handler=handler)
+        if frames and "host function" not in _first_line(f.message):
+            return Trap(f"{who} passed an invalid offset to {EXTISM_ENV}.{frames[-1]} (outside "
+                        f"kernel memory or the input){tail}", plugin=self.name, handler=handler)
+        if f.code == wasmtime.TrapCode.STACK_OVERFLOW:
+            return Trap(f"{who} overflowed its call stack{tail}", plugin=self.name,
+                        handler=handler)
+        return Trap(f"{who} trapped: {_first_line(f.message)}{tail}", plugin=self.name,
+                    handler=handler)
+
+    def stats(self) -> dict[str, int]:
+        """Pool counters: live, idle, busy instances; created and discarded totals."""
+        with self._cond:
+            idle = len(self._idle)
+            return {"live": self._live, "idle": idle, "busy": self._live - idle,
+                    "created": self.instances_created, "discarded": self.instances_discarded}
+
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new calls, wait for in-flight ones (up to ``timeout`` s), free instances."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._closed = True
+            while len(self._idle) < self._live:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._cond.wait(0.05 if left is None else min(left, 0.05))
+            idle, self._idle = self._idle, []
+            self._live -= len(idle)
+        for inst in idle:
+            inst.close()
+
+    def __enter__(self) -> ExtismRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _call_user(fn: UserFunction, mem: KernelMemory, *args: Any) -> int | None:
+    inputs = [Val(t, a) for t, a in zip(fn.params, args, strict=True)]
+    outputs = [Val(t, 0) for t in fn.results]
+    fn.callback(CurrentPlugin(mem.owner), inputs, outputs, *fn.user_data)
+    return int(outputs[0].value) if outputs else None
+
+
+def _fmt(sig: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    params, results = sig
+    return f"({', '.join(params)}) -> {results[0] if len(results) == 1 else '()'}"
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if "Caused by:" in lines:
+        rest = lines[lines.index("Caused by:") + 1:]
+        if rest:
+            return re.sub(r"^\d+: ", "", rest[0])
+    return lines[0] if lines else "trap"
