@@ -32,6 +32,7 @@ from omnicore.errors import (
     PluginLoadError,
     PluginNotFound,
 )
+from omnicore.extism import ExtismRuntime
 from omnicore.plugins import settings as plugin_settings
 from omnicore.plugins.breaker import BreakerState, CircuitBreaker
 from omnicore.plugins.events import (
@@ -109,6 +110,9 @@ class PluginHost:
         self._max_workers = max_workers
         self._folder: PluginFolder | None = None
         self._closed = False
+        #: Host functions for Extism plugins' ``extism:host/user`` imports
+        #: (``omnicore.extism.host_fn``); used by plugins loaded after they are added.
+        self.extism_functions: list[Any] = []
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -305,9 +309,16 @@ class PluginHost:
             entry.log.min_level = level_number(level)
         try:
             engine = self._engine_for(settings.limits.fuel is not None)
-            runtime = PluginRuntime(engine, module, self._capabilities(), settings.grants,
-                                    settings.config, settings.limits, log=entry.log,
-                                    data_dir=self._data_dir)
+            runtime: PluginRuntime | ExtismRuntime
+            if module.abi == "extism":
+                runtime = ExtismRuntime(engine, module, self._capabilities(), settings.grants,
+                                        settings.config, settings.limits, log=entry.log,
+                                        data_dir=self._data_dir,
+                                        functions=self.extism_functions)
+            else:
+                runtime = PluginRuntime(engine, module, self._capabilities(), settings.grants,
+                                        settings.config, settings.limits, log=entry.log,
+                                        data_dir=self._data_dir)
         except NeedsGrant as exc:
             self._commit(entry, module, settings, missing=tuple(exc.missing))
             entry.last_error = str(exc)

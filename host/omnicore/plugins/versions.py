@@ -20,6 +20,7 @@ from omnicore.plugins.stats import CallStats
 from omnicore.sandbox.pluginlog import PluginLog
 
 if TYPE_CHECKING:
+    from omnicore.extism import ExtismRuntime
     from omnicore.sandbox.module import PluginModule
     from omnicore.sandbox.runtime import PluginRuntime
 
@@ -33,7 +34,7 @@ class Version:
 
     __slots__ = ("inflight", "module", "retired", "runtime")
 
-    def __init__(self, module: PluginModule, runtime: PluginRuntime) -> None:
+    def __init__(self, module: PluginModule, runtime: PluginRuntime | ExtismRuntime) -> None:
         self.module = module
         self.runtime = runtime
         self.inflight = 0
