@@ -78,6 +78,14 @@ if [ ! -x "$root/build/js-tools/node_modules/.bin/tsc" ]; then
   npm install -s --no-audit --no-fund --prefix "$root/build/js-tools" "typescript@5" >/dev/null \
     || die "npm install typescript failed"
 fi
+# The AssemblyScript compiler and Extism's AssemblyScript PDK: tests/extism builds a real
+# Extism plugin from source with them and compares it with the Extism SDK.
+if [ ! -f "$root/build/js-tools/node_modules/@extism/as-pdk/package.json" ] \
+   || [ ! -f "$root/build/js-tools/node_modules/assemblyscript/bin/asc.js" ]; then
+  say "installing assemblyscript and @extism/as-pdk (npm) into build/js-tools"
+  npm install -s --no-audit --no-fund --prefix "$root/build/js-tools" "assemblyscript@0.28" \
+    "@extism/as-pdk@1" >/dev/null || die "npm install assemblyscript @extism/as-pdk failed"
+fi
 "$venv/bin/python" -c "from omnicore.toolchains import js; print(js.ensure_runtime())" >/dev/null \
   || die "could not build the omnicore JS runtime (see the error above)"
 

@@ -60,6 +60,7 @@ from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import EXTISM_ENV, PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
+from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["ExtismRuntime", "Instance"]
 
@@ -75,21 +76,6 @@ def _addr(obj: Any) -> int:
     return int(ctypes.addressof(obj))
 
 
-class _Sink:
-    """WASI stdout/stderr as plugin log lines (libc writes a line in pieces)."""
-
-    def __init__(self, log: PluginLog, level: int) -> None:
-        self._log, self._level, self._pending = log, level, b""
-
-    def __call__(self, data: bytes) -> None:
-        *lines, self._pending = (self._pending + data).split(b"\n")
-        for line in lines:
-            self._log.write(self._level, line.decode("utf-8", "replace"))
-        if len(self._pending) > 8192:
-            self._log.write(self._level, self._pending.decode("utf-8", "replace"))
-            self._pending = b""
-
-
 class Instance:
     """One store: the kernel and one plugin instance, driven through the C API."""
 
@@ -100,11 +86,8 @@ class Instance:
         store.set_limits(memory_size=rt.limits.max_memory_bytes, instances=2, memories=2)
         if rt.fuel is not None:
             store.set_fuel(rt.fuel)
-        if rt.module.uses_wasi:
-            wasi = wasmtime.WasiConfig()
-            wasi.stdout_custom = _Sink(rt.log, 2)
-            wasi.stderr_custom = _Sink(rt.log, 3)
-            store.set_wasi(wasi)
+        if rt.wasi_output is not None:
+            store.set_wasi(rt.wasi_output.config())
         self.ctx = int(ctypes.cast(store._context(), c_void_p).value or 0)
         # Slots 0-1: the call; 2-3: kernel calls from host functions; 8, 9: trap out-params.
         self._scratch = (c_uint64 * 10)()
@@ -346,6 +329,9 @@ class ExtismRuntime:
             define_host_function(linker, fn.namespace, fn.name, params, results, _call_user,
                                  fn, self.registry, self._keepalive)
         self.linker = linker
+        # WASI stdout/stderr go to the plugin's log through pipes (never a Python callback
+        # on wasmtime's threads; see sandbox.wasi_output).
+        self.wasi_output = WasiOutput(self.log) if module.uses_wasi else None
         self.link_lock = threading.Lock()
         self.kernel = engine.compile(kernel_wasm())
         self.ticks = engine.deadline_ticks(self.limits.timeout_ms)
@@ -362,6 +348,8 @@ class ExtismRuntime:
         try:
             first = self._new_instance(None)
         except PluginCallError as exc:
+            if self.wasi_output is not None:
+                self.wasi_output.close()
             raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
                                   plugin=self.name) from None
         self._idle.append(first)
@@ -446,6 +434,8 @@ class ExtismRuntime:
                 if not keep:
                     self.instances_discarded += 1
                 inst.close()
+                if self._closed and self._live == 0 and self.wasi_output is not None:
+                    self.wasi_output.close()  # the call that outlived close() has ended
             self._cond.notify_all()
 
     def call(self, handler: str, data: bytes) -> bytes:
@@ -595,8 +585,11 @@ class ExtismRuntime:
                 self._cond.wait(0.05 if left is None else min(left, 0.05))
             idle, self._idle = self._idle, []
             self._live -= len(idle)
+            drained = self._live == 0
         for inst in idle:
             inst.close()
+        if drained and self.wasi_output is not None:
+            self.wasi_output.close()
 
     def __enter__(self) -> ExtismRuntime:
         return self
