@@ -23,6 +23,7 @@ from typing import Any, TypeVar, overload
 
 from omnicore.capabilities import builtin as builtin_capabilities
 from omnicore.capabilities.kv import KV
+from omnicore.capabilities.tasks import Jobs
 from omnicore.config import OmniConfig, load_config
 from omnicore.core._loop import LoopThread
 from omnicore.core.events import (
@@ -115,6 +116,9 @@ class OmniApp:
         self._storage_lock = threading.Lock()
         #: Plugins' keys from Python: ``app.kv.for_plugin(name).get(key)``.
         self.kv = KV(lambda: self.storage)
+        #: Durable plugin tasks (``omnicore:tasks``, schedules); ``tasks`` is the in-memory
+        #: TaskEngine for Python coroutines.
+        self.jobs = Jobs(self)
         if default_modules:
             for cls in DEFAULT_MODULES:
                 module = cls()
@@ -323,6 +327,7 @@ class OmniApp:
             self._set_module_state(module, State.RUNNING)
             self._started.append(module)
         self.extensions.startup()
+        self.jobs.start()
         self._became_running()
         self.log.info("app %s started (runtime id %s, %d modules)", self.name, self.runtime_id,
                       len(self._started))
@@ -365,6 +370,7 @@ class OmniApp:
         self._lifecycle.transition(State.STOPPING)
         stopping_since = time.perf_counter()
         grace = self.config.shutdown_grace_s if grace is None else grace
+        await asyncio.get_running_loop().run_in_executor(None, self.jobs.stop, grace)
         self.extensions.shutdown()
         if self.tasks.state is State.RUNNING:
             await self.tasks.stop(grace)

@@ -70,13 +70,14 @@ KV_WAT = r"""
                (i32.const 8)))
   (func (export "list") (param $p i32) (param $n i32) (result i64)
     (local $r i32)
-    (local.set $r (call $list (local.get $p) (local.get $n) (i32.const 0x20004) (i32.const 0x10000)))
+    (local.set $r (call $list (local.get $p) (local.get $n)
+                              (i32.const 0x20004) (i32.const 0x10000)))
     (call $out (local.get $r) (call $fitted (local.get $r) (i32.const 0x10000))))
   (func (export "get_out_of_bounds") (param $p i32) (param $n i32) (result i64)
     (call $out (call $get (local.get $p) (local.get $n) (i32.const 0x3fffff0) (i32.const 100))
                (i32.const 0)))
   (func (export "set_huge_key") (param $p i32) (param $n i32) (result i64)
-    (call $out (call $set (i32.const 0) (i32.const 0x100000) (i32.const 0) (i32.const 1))
+    (call $out (call $set (i32.const 0) (i32.const 0x7ffffff0) (i32.const 0) (i32.const 1))
                (i32.const 0)))
 )
 """
@@ -253,7 +254,7 @@ def test_concurrent_incr_from_four_threads(kv_app: Callable[..., Guest]) -> None
         try:
             for _ in range(100):
                 assert g.incr("n", 1)[0] == 0
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
@@ -262,3 +263,50 @@ def test_concurrent_incr_from_four_threads(kv_app: Callable[..., Guest]) -> None
         t.join()
     assert errors == []
     assert g.get("n") == (3, b"400")
+
+
+# -- the counter examples: one per SDK language, counting in kv ------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def counters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from omnicore.toolchains import build
+
+    out = tmp_path_factory.mktemp("counters")
+    return {lang: build(ROOT / "plugins" / "counter" / lang, out)
+            for lang in ("rust", "go", "ts", "c")}
+
+
+@pytest.mark.parametrize("lang", ["rust", "go", "ts", "c"])
+def test_counter_is_shared_by_the_pool_and_survives_a_restart(
+        counters: dict[str, Path], make_app: Callable[..., OmniApp], lang: str) -> None:
+    name = f"counter-{lang}"
+    for round_ in (1, 2):
+        app = make_app("counting", builtin_extensions=None,
+                       overrides={"sandbox": {"watch": False}})
+        with app:
+            app.plugins.load(counters[lang], grants=["config", "kv"], config={"start": 100})
+            errors: list[BaseException] = []
+
+            def work(app: OmniApp = app, errors: list[BaseException] = errors) -> None:
+                try:
+                    for _ in range(25):
+                        app.plugins.call(name, "count", b"{}")
+                except BaseException as exc:
+                    errors.append(exc)
+            threads = [threading.Thread(target=work) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == []
+            out = json.loads(app.plugins.call(name, "count", b'{"by": 0}'))
+            assert out == {"count": 100 + 100 * round_}, f"round {round_}"
+            assert app.kv.for_plugin(name).get("count") == str(100 * round_).encode()
+    with make_app("counting", builtin_extensions=None,
+                  overrides={"sandbox": {"watch": False}}) as app:
+        app.plugins.load(counters[lang], grants=["config", "kv"], config={"start": 100})
+        assert json.loads(app.plugins.call(name, "reset", b"")) == {"count": 100}
+        assert app.kv.for_plugin(name).get("count") is None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omnicore.capabilities import kv as kv_capability
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.sandbox import (
     Capability,
@@ -29,13 +30,16 @@ from omnicore.sandbox import (
     SandboxEngine,
     Status,
 )
+from omnicore.storage import SQLiteStorage
 
 __all__ = [
     "MAX_VALUE_BYTES",
     "SPEC_NAMESPACES",
     "SpecState",
+    "builtins_except_spec",
     "call_text",
     "probe_runtime",
+    "real_registry",
     "runtime",
     "spec_capabilities",
 ]
@@ -214,20 +218,33 @@ def spec_capabilities(state: SpecState) -> list[Capability]:
     return [Capability(name, funcs) for name, funcs in table.items()]
 
 
+def real_registry() -> CapabilityRegistry:
+    """The built-ins, with kv over its own in-memory SQLite storage (the real code path)."""
+    store = SQLiteStorage(":memory:")
+    return CapabilityRegistry([*(c for c in builtin_registry() if c.name != "kv"),
+                               kv_capability.capability(lambda _ctx: store)])
+
+
+def builtins_except_spec() -> list[Capability]:
+    """The built-in capabilities this spec host does not stand in for."""
+    return [c for c in builtin_registry() if c.name not in SPEC_NAMESPACES]
+
+
 def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
             limits: Limits | None = None, grants: Any = None,
             registry: CapabilityRegistry | None = None) -> PluginRuntime:
-    """A runtime of the plugin at ``path``: built-in capabilities, ``config`` granted."""
+    """A runtime of the plugin at ``path``: the real built-in capabilities (kv on a fresh
+    in-memory SQLite storage), ``config`` and ``kv`` granted."""
     module = PluginModule.load(engine, path)
-    return PluginRuntime(engine, module, registry or builtin_registry(),
-                         grants={"config": {}} if grants is None else grants,
+    return PluginRuntime(engine, module, registry or real_registry(),
+                         grants={"config": {}, "kv": {}} if grants is None else grants,
                          config=config or {}, limits=limits or Limits())
 
 
 def probe_runtime(engine: SandboxEngine, path: Path, state: SpecState,
                   limits: Limits | None = None) -> PluginRuntime:
     """The probe linked with the real log/config and the spec host for the rest."""
-    registry = CapabilityRegistry([*builtin_registry(), *spec_capabilities(state)])
+    registry = CapabilityRegistry([*builtins_except_spec(), *spec_capabilities(state)])
     grants = {"config": {}, **{ns: {} for ns in SPEC_NAMESPACES}}
     return runtime(engine, path, config={"db": {"host": "h", "port": 5432}}, grants=grants,
                    registry=registry, limits=limits)

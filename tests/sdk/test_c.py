@@ -50,15 +50,16 @@ def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
 
 # -- examples -------------------------------------------------------------------------------
 
-def test_examples_are_reactors_that_request_only_log_and_config(
+def test_examples_are_reactors_that_request_only_what_they_use(
         engine: SandboxEngine, wasm: dict[str, Path]) -> None:
     for name, handlers in {"greeter": ["greet"], "counter": ["count", "reset"]}.items():
         module = PluginModule.load(engine, wasm[name])
         assert module.name == f"{name}-c"
         assert list(module.handlers) == handlers
         namespaces = {ns for ns in module.imports_by_capability() if ns.startswith("omnicore:")}
-        assert namespaces <= {"omnicore:log", "omnicore:config"}
+        assert namespaces <= {"omnicore:log", "omnicore:config", "omnicore:kv"}
         assert "omnicore:config" in namespaces
+        assert ("omnicore:kv" in namespaces) == (name == "counter")
         assert any(e.name == "_initialize" for e in module.exports)
 
 

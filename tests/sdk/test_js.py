@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 from loopback_host import serve_http, spec_capabilities
-from spec_host import runtime
+from spec_host import builtins_except_spec, runtime
 
-from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import (
     BuildError,
     ConfigError,
@@ -31,6 +30,7 @@ from omnicore.errors import (
     Trap,
 )
 from omnicore.sandbox import (
+    CapabilityRegistry,
     Limits,
     PluginModule,
     PluginRuntime,
@@ -72,7 +72,8 @@ def test_examples_export_named_handlers_and_request_only_what_they_import(
         assert list(module.handlers) == handlers
         # the runtime imports every namespace; the build prunes the ones the source does not
         # import from "omnicore", so the host sees only real requests
-        assert module.requested == {"log", "config"}
+        assert module.requested == ({"log", "config", "kv"} if key == "counter"
+                                    else {"log", "config"})
         manifest = json.loads(custom_sections(wasm[key].read_bytes(), "omnicore.manifest")[0])
         assert manifest["sdk"]["language"] == "js"
     caps = PluginModule.load(engine, wasm["caps"])
@@ -277,7 +278,7 @@ def caps(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginR
                                                                           dict[str, Any]]]:
     with serve_http() as base:
         state: dict[str, Any] = {"events": [], "http_base": base}
-        registry = builtin_registry()
+        registry = CapabilityRegistry(builtins_except_spec())
         for cap in spec_capabilities(state, max_value_bytes=4000, task_handlers=("echo",)):
             registry.add(cap)
         rt = runtime(engine, wasm["caps"], {"db": {"host": "h1"}, "n": 3, "s": "42"},

@@ -1,12 +1,12 @@
-/* The counter example: `count` adds `by` (default 1) to a per-instance counter that starts at
- * config `start`; `reset` puts it back. State lives in the instance and is lost when the host
- * replaces it (durable counters belong in omnicore:kv). */
+/* The counter example: `count` adds `by` (default 1) to a counter that starts at config
+ * `start`; `reset` puts it back. The count lives in omnicore:kv (key "count", the distance
+ * from `start`), so it survives a restart and every instance in the pool shares it:
+ * omni_kv_incr is atomic in the host. */
 #include <errno.h>
 
 #include "omnicore.h"
 
-static int64_t counter;
-static int counter_ready;
+#define KEY "count"
 
 /* Config `start` (default 0). Returns 0, or -1 with *why set. */
 static int read_start(int64_t *out, const char **why) {
@@ -28,7 +28,7 @@ static int read_start(int64_t *out, const char **why) {
     return 0;
 }
 
-static omni_result count_result(void) {
+static omni_result count_result(int64_t counter) {
     char text[40];
     int n = snprintf(text, sizeof text, "{\"count\":%lld}", (long long)counter);
     return omni_ok(text, (size_t)n);
@@ -44,17 +44,22 @@ OMNI_HANDLER(count, input) {
     int64_t by = 1;
     if (found == 1 && by_value.type != OMNI_JSON_NULL && omni_json_int(by_value, &by) != 0)
         return omni_error("invalid input: by must be an integer in the 64-bit range");
-    if (!counter_ready) {
-        const char *why = NULL;
-        if (read_start(&counter, &why) != 0) return omni_error("%s", why);
-        counter_ready = 1;
-    }
-    int64_t next;
-    if (__builtin_add_overflow(counter, by, &next))
+    const char *why = NULL;
+    int64_t start, moved, next;
+    if (read_start(&start, &why) != 0) return omni_error("%s", why);
+    int32_t status = omni_kv_incr(KEY, by, &moved);
+    if (status == OMNI_INVALID)
         return omni_error("counter overflow: the result does not fit in 64 bits");
-    counter = next;
-    omni_logf(OMNI_LOG_DEBUG, "count += %lld -> %lld", (long long)by, (long long)counter);
-    return count_result();
+    if (status != 0) return omni_error("kv.incr failed with status %d", (int)status);
+    if (__builtin_add_overflow(start, moved, &next)) {
+        /* Take the step back so the stored count stays where it was (-INT64_MIN in two). */
+        int64_t ignored;
+        if (by == INT64_MIN) omni_kv_incr(KEY, INT64_MAX, &ignored), by = -1;
+        omni_kv_incr(KEY, -by, &ignored);
+        return omni_error("counter overflow: the result does not fit in 64 bits");
+    }
+    omni_logf(OMNI_LOG_DEBUG, "count += %lld -> %lld", (long long)by, (long long)next);
+    return count_result(next);
 }
 
 /* Takes any input (it is ignored), so `reset` can be called with an empty body. */
@@ -63,8 +68,8 @@ OMNI_HANDLER(reset, input) {
     const char *why = NULL;
     int64_t start;
     if (read_start(&start, &why) != 0) return omni_error("%s", why);
-    counter = start;
-    counter_ready = 1;
-    omni_logf(OMNI_LOG_INFO, "counter reset to %lld", (long long)counter);
-    return count_result();
+    int32_t status = omni_kv_delete(KEY);
+    if (status < 0) return omni_error("kv.delete failed with status %d", (int)status);
+    omni_logf(OMNI_LOG_INFO, "counter reset to %lld", (long long)start);
+    return count_result(start);
 }

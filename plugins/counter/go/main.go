@@ -2,8 +2,8 @@
 //
 // Handler count: {"by": 2} -> {"count": n}; the counter starts at the config key "start"
 // (default 0) and "by" defaults to 1. Handler reset puts it back to the start. The count
-// lives in the instance, so the host may reset it by replacing the instance: durable
-// counters belong in omnicore:kv.
+// lives in omnicore:kv (key "count", the distance from start), so it survives a restart and
+// every instance in the pool shares it: KV.Incr is atomic in the host.
 package main
 
 import (
@@ -25,10 +25,7 @@ type CountOutput struct {
 	Count int64 `json:"count"`
 }
 
-var (
-	count   int64
-	started bool
-)
+const key = "count"
 
 // start reads the configured start value; read on first use rather than in init, so a bad
 // value fails a call with a clear message instead of the instance's start-up.
@@ -58,17 +55,24 @@ func Count(input []byte) ([]byte, error) {
 	if in.By != nil {
 		by = *in.By
 	}
-	if !started {
-		n, err := start()
-		if err != nil {
+	base, err := start()
+	if err != nil {
+		return nil, err
+	}
+	moved, err := omnicore.KV.Incr(key, by)
+	if errors.Is(err, omnicore.ErrInvalid) {
+		return nil, errors.New("count would overflow a 64-bit integer")
+	} else if err != nil {
+		return nil, err
+	}
+	if (moved > 0 && base > math.MaxInt64-moved) || (moved < 0 && base < math.MinInt64-moved) {
+		// Take the step back so the stored count stays where it was.
+		if _, err := omnicore.KV.Incr(key, -by); err != nil {
 			return nil, err
 		}
-		count, started = n, true
-	}
-	if (by > 0 && count > math.MaxInt64-by) || (by < 0 && count < math.MinInt64-by) {
 		return nil, errors.New("count would overflow a 64-bit integer")
 	}
-	count += by
+	count := base + moved
 	omnicore.Log.Debug("count is " + strconv.FormatInt(count, 10))
 	return json.Marshal(CountOutput{Count: count})
 }
@@ -79,9 +83,11 @@ func Reset([]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	count, started = n, true
+	if _, err := omnicore.KV.Delete(key); err != nil {
+		return nil, err
+	}
 	omnicore.Log.Info("counter reset to " + strconv.FormatInt(n, 10))
-	return json.Marshal(CountOutput{Count: count})
+	return json.Marshal(CountOutput{Count: n})
 }
 
 //go:wasmexport count

@@ -10,7 +10,6 @@ import (
 
 func TestCountFromConfiguredStartAndReset(t *testing.T) {
 	omnicore.UseTestHost(&omnicore.TestHost{Config: map[string]any{"start": 10}})
-	started = false
 	if out, err := Count(nil); err != nil || string(out) != `{"count":11}` {
 		t.Fatalf("Count() = %s, %v", out, err)
 	}
@@ -24,7 +23,6 @@ func TestCountFromConfiguredStartAndReset(t *testing.T) {
 
 func TestCountRefusesBadInput(t *testing.T) {
 	omnicore.UseTestHost(&omnicore.TestHost{Config: map[string]any{"start": "ten"}})
-	started = false
 	if _, err := Count(nil); err == nil || err.Error() != `config start must be an integer, got "ten"` {
 		t.Fatalf("bad start: %v", err)
 	}

@@ -1,7 +1,8 @@
-// The counter example: `count` adds `by` (default 1) to a per-instance counter that starts at
-// config `start`; `reset` puts it back. State lives in the instance, so it is lost when the
-// host replaces the instance (durable counters belong in `kv`).
-import { config, json, log, InputError } from "omnicore";
+// The counter example: `count` adds `by` (default 1) to a counter that starts at config
+// `start`; `reset` puts it back. The count lives in `kv` (key `count`, the distance from
+// `start`), so it survives a restart and every instance in the pool shares it: `kv.incr` is
+// atomic in the host.
+import { config, json, kv, log, InputError } from "omnicore";
 
 interface CountIn {
   by?: number;
@@ -11,7 +12,7 @@ interface CountOut {
   count: number;
 }
 
-let counter: number | undefined;
+const KEY = "count";
 
 function start(): number {
   const raw = config.get("start");
@@ -28,16 +29,20 @@ export function count(input: string): CountOut {
   }
   const by = req.by ?? 1;
   if (!Number.isSafeInteger(by)) throw new InputError("by must be an integer");
-  const next = (counter ?? start()) + by;
-  if (!Number.isSafeInteger(next)) throw new Error("counter overflow: beyond 2^53 - 1");
-  counter = next;
+  const base = start();
+  const next = base + Number(kv.incr(KEY, by));
+  if (!Number.isSafeInteger(next)) {
+    kv.incr(KEY, -by); // take the step back so the stored count stays where it was
+    throw new Error("counter overflow: beyond 2^53 - 1");
+  }
   log.debug(`count += ${by} -> ${next}`);
   return { count: next };
 }
 
 /** Takes any input (it is ignored), so `reset` can be called with an empty body. */
 export function reset(_input: string): CountOut {
-  counter = start();
+  const counter = start();
+  kv.delete(KEY);
   log.info(`counter reset to ${counter}`);
   return { count: counter };
 }

@@ -1,8 +1,7 @@
-//! The counter example: `count` adds `by` (default 1) to a per-instance counter that starts
-//! at config `start`; `reset` puts it back. State lives in the instance, so it is lost when
-//! the host replaces the instance (durable counters belong in `omnicore::kv`).
-
-use std::cell::Cell;
+//! The counter example: `count` adds `by` (default 1) to a counter that starts at config
+//! `start`; `reset` puts it back. The count lives in `omnicore::kv` (key `count`, the
+//! distance from `start`), so it survives a restart and every instance in the pool shares it:
+//! `kv::incr` is atomic in the host.
 
 use omnicore::{handler, json_handler, Error};
 use serde::{Deserialize, Serialize};
@@ -18,10 +17,7 @@ struct CountOut {
     count: i64,
 }
 
-thread_local! {
-    // Per instance: a wasm instance is single-threaded, so this is one plain global there.
-    static COUNTER: Cell<Option<i64>> = const { Cell::new(None) };
-}
+const KEY: &str = "count";
 
 fn start() -> Result<i64, Error> {
     match omnicore::config::get("start")? {
@@ -32,19 +28,19 @@ fn start() -> Result<i64, Error> {
     }
 }
 
-fn current() -> Result<i64, Error> {
-    match COUNTER.with(Cell::get) {
-        Some(n) => Ok(n),
-        None => start(),
-    }
-}
-
 fn count(input: CountIn) -> Result<CountOut, Error> {
     let by = input.by.unwrap_or(1);
-    let n = current()?
-        .checked_add(by)
-        .ok_or_else(|| Error::new("counter overflow: the result does not fit in 64 bits"))?;
-    COUNTER.with(|c| c.set(Some(n)));
+    let overflow = || Error::new("counter overflow: the result does not fit in 64 bits");
+    let start = start()?;
+    let moved = omnicore::kv::incr(KEY, by).map_err(|_| overflow())?;
+    let n = match start.checked_add(moved) {
+        Some(n) => n,
+        None => {
+            // Take the step back so the stored count stays where it was.
+            omnicore::kv::incr(KEY, by.wrapping_neg())?;
+            return Err(overflow());
+        }
+    };
     omnicore::debug!("count += {} -> {}", by, n);
     Ok(CountOut { count: n })
 }
@@ -52,7 +48,7 @@ fn count(input: CountIn) -> Result<CountOut, Error> {
 /// Takes any input (it is ignored), so `reset` can be called with an empty body.
 fn reset(_input: &[u8]) -> Result<String, Error> {
     let n = start()?;
-    COUNTER.with(|c| c.set(Some(n)));
+    omnicore::kv::delete(KEY)?;
     omnicore::log::info(&format!("counter reset to {}", n));
     Ok(format!("{{\"count\":{}}}", n))
 }
