@@ -316,16 +316,16 @@ class Jobs:
         if self._threads:
             return
         try:
-            self._app.plugins
+            host = self._app.plugins
         except AttributeError:
             return  # an app without a plugin host has nothing to call
         self._stopping.clear()
         self._subs = [self._app.events.subscribe(t, self._on_plugin_event)
                       for t in ("plugin.loaded", "plugin.reloaded", "plugin.unloaded")]
-        for info in list(self._app.plugins):
+        for info in list(host):
             self.sync_schedules(info.name)
         for plugin in self._configured:
-            if plugin not in self._app.plugins:
+            if plugin not in host:
                 self.sync_schedules(plugin)
         for i in range(self.workers):
             self._spawn(self._work, f"omnicore-job-worker-{i}")
