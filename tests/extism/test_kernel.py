@@ -1,0 +1,113 @@
+"""The memory kernel on its own (kernel.wat): every export, as PDKs and the host drive it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import wasmtime
+
+from omnicore.extism._kernel import FIRST_HANDLE, KERNEL_FUNCTIONS, STATE, kernel_wasm
+
+
+class Kernel:
+    def __init__(self, pages: int | None = None) -> None:
+        self.store = wasmtime.Store()
+        if pages is not None:
+            self.store.set_limits(memory_size=pages * 65536)
+        self.instance = wasmtime.Instance(
+            self.store, wasmtime.Module(self.store.engine, kernel_wasm()), [])
+        mem = self.instance.exports(self.store)["memory"]
+        assert isinstance(mem, wasmtime.Memory)
+        self.memory = mem
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        func = self.instance.exports(self.store)[name]
+        return lambda *args: func(self.store, *args)  # type: ignore[operator]
+
+    def put(self, data: bytes) -> int:
+        h: int = self.alloc(len(data))
+        for i, b in enumerate(data):
+            self.store_u8(h + i, b)
+        return h
+
+    def word(self, name: str) -> int:
+        at = STATE[name]
+        return int.from_bytes(self.memory.read(self.store, at, at + 8), "little")
+
+
+@pytest.fixture
+def k() -> Kernel:
+    return Kernel()
+
+
+def test_exports_are_exactly_the_kernel(k: Kernel) -> None:
+    assert set(k.instance.exports(k.store)) == {*KERNEL_FUNCTIONS, "memory"}
+
+
+def test_alloc_store_load_length(k: Kernel) -> None:
+    h = k.put(b"hello")
+    assert h == FIRST_HANDLE and k.length(h) == 5 and k.length_unsafe(h) == 5
+    k.store_u64(h, 0x0102030405060708)
+    assert k.load_u64(h) == 0x0102030405060708 and k.load_u8(h) == 8
+
+
+def test_zero_and_bad_handles(k: Kernel) -> None:
+    assert k.alloc(0) == 0
+    h = k.alloc(10)
+    assert [k.length(x) for x in (0, h + 1, 10**6)] == [0, 0, 0]
+    assert [k.length_unsafe(x) for x in (0, 7, 10**6)] == [0, 0, 0]
+    k.free(h + 3)  # not a handle: a no-op
+    assert k.length(h) == 10
+
+
+def test_freed_blocks_are_reused_and_split(k: Kernel) -> None:
+    a, b = k.alloc(1000), k.alloc(8)
+    k.free(a)
+    assert k.length(a) == 0 and k.length_unsafe(a) == 0 and k.length(b) == 8
+    small, rest = k.alloc(16), k.alloc(500)
+    assert small == a and a < rest < b
+    assert [k.length(x) for x in (small, rest, b)] == [16, 500, 8]
+
+
+def test_growth_and_memory_bytes(k: Kernel) -> None:
+    assert k.memory_bytes() == 65536
+    h = k.alloc(200_000)
+    k.store_u8(h + 199_999, 7)
+    assert k.load_u8(h + 199_999) == 7 and k.memory_bytes() >= 200_016
+
+
+def test_alloc_past_the_limit_traps_in_oom() -> None:
+    k = Kernel(pages=2)
+    with pytest.raises(wasmtime.Trap, match="oom"):
+        k.alloc(200_000)
+    with pytest.raises(wasmtime.Trap, match="oom"):
+        Kernel().alloc(2**40)
+
+
+def test_input_output_error_and_reset(k: Kernel) -> None:
+    h = k.put(b"abcdefghij")
+    k.input_set(h, 10)
+    assert k.input_length() == 10 and k.input_offset() == h
+    assert k.input_load_u8(1) == ord("b")
+    assert k.input_load_u64(0) == int.from_bytes(b"abcdefgh", "little")
+    out = k.put(b"out")
+    k.output_set(out, 3)
+    assert (k.output_offset(), k.output_length()) == (out, 3)
+    k.error_set(k.put(b"bad"))
+    assert k.error_get() != 0
+    k.free(h)
+    assert k.input_length() == 0
+    k.reset()
+    assert (k.input_length(), k.output_offset(), k.error_get(), k.length(out)) == (0,) * 4
+    assert k.alloc(3) == FIRST_HANDLE and k.word("end") == FIRST_HANDLE + 8
+
+
+@pytest.mark.parametrize(("fn", "args"), [
+    ("load_u8", (2**33,)), ("store_u64", (65535, 1)), ("load_u64", (8,)),
+    ("store_u8", (63, 1)), ("input_load_u8", (0,)), ("input_load_u64", (-1,)),
+])
+def test_bad_offsets_trap(k: Kernel, fn: str, args: tuple[int, ...]) -> None:
+    with pytest.raises(wasmtime.Trap):
+        getattr(k, fn)(*args)
