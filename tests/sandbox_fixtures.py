@@ -13,6 +13,22 @@ from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRun
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+#: How late a call may end after its deadline: a few epoch ticks (5 ms in these engines) plus
+#: thread scheduling on a loaded 2-core machine. specs/security.md promises deadline + 100 ms;
+#: a deadline stretched by half of a 300 ms deadline already fails.
+DEADLINE_ALLOWANCE_S = 0.1
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
+    """Poll until ``predicate()`` is true. The timeout only catches "never": it is far above
+    what a loaded 2-core machine needs, so it does not make a test timing-sensitive."""
+    import time
+
+    until = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < until, f"timed out waiting for {what or predicate}"
+        time.sleep(0.002)
+
 
 def compile_wat(name: str) -> bytes:
     """Compile ``fixtures/<name>.wat`` to wasm bytes."""

@@ -33,6 +33,7 @@ from omnicore.sandbox import (
     SandboxEngine,
     wasmbin,
 )
+from sandbox_fixtures import DEADLINE_ALLOWANCE_S
 
 Make = Callable[..., PluginRuntime]
 Wat = Callable[[str], bytes]
@@ -72,16 +73,17 @@ def test_error_bit_is_guest_error_and_instance_kept(echo: PluginRuntime) -> None
 
 
 def test_infinite_loop_hits_deadline(make: Make, echo: PluginRuntime) -> None:
-    rt = make("loop", limits=Limits(timeout_ms=100))
+    rt = make("loop", limits=Limits(timeout_ms=300))
     start = time.monotonic()
     with pytest.raises(DeadlineExceeded) as info:
         rt.call("spin", b"")
-    elapsed = time.monotonic() - start
-    assert 0.09 < elapsed < 1.0
+    overshoot = time.monotonic() - start - 0.3
+    # Never early; late by at most the documented allowance (specs/security.md).
+    assert -0.005 < overshoot < DEADLINE_ALLOWANCE_S, overshoot
     msg = str(info.value)
-    assert "plugin 'loop' handler 'spin' exceeded its deadline of 100 ms" in msg
+    assert "plugin 'loop' handler 'spin' exceeded its deadline of 300 ms" in msg
     assert "limits.timeout_ms" in msg and "discarded" in msg
-    assert info.value.limit == "timeout_ms" and info.value.value == 100
+    assert info.value.limit == "timeout_ms" and info.value.value == 300
     assert rt.stats()["discarded"] == 1
     still_serves(rt, echo)
 

@@ -16,6 +16,7 @@ from omnicore.sandbox import (
     PluginRuntime,
     SandboxEngine,
 )
+from sandbox_fixtures import wait_for
 
 Wat = Callable[[str], bytes]
 
@@ -115,8 +116,10 @@ def test_close_waits_for_in_flight_calls(wat: Wat) -> None:
         rt = PluginRuntime(eng, PluginModule.load(eng, wat("loop")),
                            builtin_registry(), limits=Limits(timeout_ms=300))
         seen: list[BaseException] = []
+        started: list[float] = []
 
         def spin() -> None:
+            started.append(time.monotonic())
             try:
                 rt.call("spin", b"")
             except DeadlineExceeded as exc:
@@ -124,10 +127,10 @@ def test_close_waits_for_in_flight_calls(wat: Wat) -> None:
 
         t = threading.Thread(target=spin)
         t.start()
-        time.sleep(0.05)
-        start = time.monotonic()
+        wait_for(lambda: rt.stats()["busy"] == 1, what="the spin call to start")
         rt.close()
-        assert time.monotonic() - start > 0.15  # close waited for the running call
+        # close returned only once the running call had hit its 300 ms deadline.
+        assert time.monotonic() - started[0] >= 0.3
         t.join()
         assert len(seen) == 1 and rt.stats()["live"] == 0
 

@@ -11,6 +11,7 @@ import pytest
 
 from omnicore.errors import DeadlineExceeded
 from omnicore.sandbox import HostTrap, Limits, PluginRuntime, fastcall
+from sandbox_fixtures import wait_for
 
 Make = Callable[..., PluginRuntime]
 
@@ -50,7 +51,7 @@ def _spin_in_background(rt: PluginRuntime) -> tuple[threading.Thread, threading.
 def test_gil_is_released_while_in_wasm(make: Make) -> None:
     rt = make("loop", limits=Limits(timeout_ms=300))
     t, done = _spin_in_background(rt)
-    time.sleep(0.02)
+    wait_for(lambda: rt.stats()["busy"] == 1, what="the spin call to start")
     # If the wasm thread held the GIL, this loop could not make progress until it finished.
     count = 0
     start = time.monotonic()
@@ -66,7 +67,7 @@ def test_calls_overlap_while_one_is_in_wasm(make: Make) -> None:
     # calls are neither serialised by a runtime lock nor by the GIL.
     rt = make("loop", limits=Limits(timeout_ms=500, pool_size=2))
     t, done = _spin_in_background(rt)
-    time.sleep(0.05)
+    wait_for(lambda: rt.stats()["busy"] == 1, what="the spin call to start")
     for _ in range(100):
         assert rt.call("ok", b"") == b""
     assert not done.is_set()
