@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from omnicore.capabilities import builtin as builtin_capabilities
+from omnicore.capabilities.events import Subscriptions
 from omnicore.capabilities.kv import KV
 from omnicore.capabilities.tasks import Jobs
 from omnicore.config import OmniConfig, load_config
@@ -119,6 +120,8 @@ class OmniApp:
         #: Durable plugin tasks (``omnicore:tasks``, schedules); ``tasks`` is the in-memory
         #: TaskEngine for Python coroutines.
         self.jobs = Jobs(self)
+        #: Plugins' event subscriptions (``omnicore:events``), delivered off the bus.
+        self.subscriptions = Subscriptions(self)
         if default_modules:
             for cls in DEFAULT_MODULES:
                 module = cls()
@@ -328,6 +331,7 @@ class OmniApp:
             self._started.append(module)
         self.extensions.startup()
         self.jobs.start()
+        self.subscriptions.start()
         self._became_running()
         self.log.info("app %s started (runtime id %s, %d modules)", self.name, self.runtime_id,
                       len(self._started))
@@ -370,6 +374,7 @@ class OmniApp:
         self._lifecycle.transition(State.STOPPING)
         stopping_since = time.perf_counter()
         grace = self.config.shutdown_grace_s if grace is None else grace
+        self.subscriptions.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.jobs.stop, grace)
         self.extensions.shutdown()
         if self.tasks.state is State.RUNNING:

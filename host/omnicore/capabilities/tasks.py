@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from omnicore.plugins.host import PluginHost
 
 __all__ = ["CAPABILITY", "JobDead", "JobFailed", "JobQueued", "JobStarted", "JobSucceeded",
-           "Jobs", "Schedule", "TaskGrant", "capability", "for_app", "parse_schedule"]
+           "Jobs", "Schedule", "TaskGrant", "at_hops", "capability", "current_hops", "for_app",
+           "parse_schedule"]
 
 log = get_logger("omnicore.jobs")
 
@@ -59,6 +60,7 @@ class JobQueued(Event):
     plugin: str
     handler: str
     source: str
+    hops: int = 0  # event hops that led here, plus one (cycle guard)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +70,7 @@ class JobStarted(Event):
     plugin: str
     handler: str
     attempt: int
+    hops: int = 0  # event hops that led here, plus one (cycle guard)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +81,7 @@ class JobSucceeded(Event):
     handler: str
     attempt: int
     duration_s: float
+    hops: int = 0  # event hops that led here, plus one (cycle guard)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +95,7 @@ class JobFailed(Event):
     attempt: int
     error: str
     retry_at: float
+    hops: int = 0  # event hops that led here, plus one (cycle guard)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +108,7 @@ class JobDead(Event):
     handler: str
     attempt: int
     error: str
+    hops: int = 0  # event hops that led here, plus one (cycle guard)
 
 
 # -- grant ------------------------------------------------------------------------------------
@@ -273,7 +279,7 @@ class Jobs:
                         max_attempts or self.defaults.max_attempts,
                         backoff_ms or self.defaults.backoff_ms, source, hops)
         job_id = self._app.storage.queue.add(spec)
-        self.queued(job_id, plugin, handler, source)
+        self.queued(job_id, plugin, handler, source, hops)
         return job_id
 
     def get(self, job_id: int) -> Task | None:
@@ -299,10 +305,11 @@ class Jobs:
     def schedules(self) -> builtins.list[Schedule]:
         return sorted(self._schedules.values(), key=lambda s: (s.plugin, s.name))
 
-    def queued(self, job_id: int, plugin: str, handler: str, source: str) -> None:
+    def queued(self, job_id: int, plugin: str, handler: str, source: str,
+               hops: int = 0) -> None:
         """Tell the workers and the bus a job was added (called by every enqueue path)."""
         self._app.events.publish(JobQueued(job_id=job_id, plugin=plugin, handler=handler,
-                                           source=source))
+                                           source=source, hops=hops + 1))
         self.wake()
 
     def wake(self) -> None:
@@ -456,11 +463,11 @@ class Jobs:
             self._running[task.id] = task
         events = self._app.events
         events.publish(JobStarted(job_id=task.id, plugin=task.plugin, handler=task.handler,
-                                  attempt=task.attempts))
+                                  attempt=task.attempts, hops=task.hops + 1))
         started = time.perf_counter()
         error = None
         try:
-            with hops(task.hops):
+            with at_hops(task.hops):
                 self._app.plugins.call(task.plugin, task.handler, task.payload)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -471,14 +478,15 @@ class Jobs:
                 queue.finish(task.id, self.owner, now)
                 events.publish(JobSucceeded(job_id=task.id, plugin=task.plugin,
                                             handler=task.handler, attempt=task.attempts,
-                                            duration_s=time.perf_counter() - started))
+                                            duration_s=time.perf_counter() - started,
+                                            hops=task.hops + 1))
             elif task.attempts >= task.max_attempts:
                 queue.fail(task.id, self.owner, now, error, None)
                 log.warning("job %d %s.%s is dead after %d attempt(s): %s", task.id,
                             task.plugin, task.handler, task.attempts, error)
                 events.publish(JobDead(job_id=task.id, plugin=task.plugin,
                                        handler=task.handler, attempt=task.attempts,
-                                       error=error))
+                                       error=error, hops=task.hops + 1))
             else:
                 # Full jitter: a uniform wait up to the exponential cap spreads retries out.
                 cap_ms = min(self.max_backoff_ms, task.backoff_ms * 2 ** (task.attempts - 1))
@@ -486,7 +494,8 @@ class Jobs:
                 queue.fail(task.id, self.owner, now, error, retry_at)
                 events.publish(JobFailed(job_id=task.id, plugin=task.plugin,
                                          handler=task.handler, attempt=task.attempts,
-                                         error=error, retry_at=retry_at))
+                                         error=error, retry_at=retry_at,
+                                         hops=task.hops + 1))
         except StorageError as exc:
             log.error("job %d: cannot record its outcome: %s (it runs again when its lease "
                       "expires)", task.id, exc)
@@ -497,7 +506,7 @@ class Jobs:
 
 
 @contextmanager
-def hops(n: int) -> Iterator[None]:
+def at_hops(n: int) -> Iterator[None]:
     """Run with ``current_hops`` set to ``n`` (event deliveries count their hops)."""
     token = current_hops.set(n)
     try:
@@ -552,7 +561,7 @@ def _enqueue(state: _State, mem: GuestMemory, hptr: int, hlen: int, pptr: int, p
         return Status.QUOTA
     except StorageError:
         return Status.UNAVAILABLE
-    state.jobs.queued(job_id, state.plugin, handler, "call")
+    state.jobs.queued(job_id, state.plugin, handler, "call", current_hops.get())
     return job_id
 
 
