@@ -4,11 +4,12 @@
 exit code 1; ``--debug`` shows the traceback), :mod:`~omnicore.cli.app` the app commands
 (``new APPDIR``, ``run``, ``config show``, ``info``), :mod:`~omnicore.cli.plugins` the plugin
 commands (``inspect``, ``call``), :mod:`~omnicore.cli.build` the author's commands
-(``build``, ``new plugin``). Heavy imports happen inside the commands, so ``omnicore --help``
+(``build``, ``new plugin``), :mod:`~omnicore.cli.data` the durable state (``kv``,
+``tasks``). Heavy imports happen inside the commands, so ``omnicore --help``
 stays fast.
 """
 
-from omnicore.cli import app, build, plugins
+from omnicore.cli import app, build, data, plugins
 from omnicore.cli.main import main, new
 
 __all__ = ["main"]
@@ -17,5 +18,5 @@ main.add_command(plugins.inspect)
 main.add_command(plugins.call)
 main.add_command(build.build_command)
 new.add_command(build.new_plugin_command)
-# `app` registers its commands on `main` and `new` when imported.
-del app
+# `app` and `data` (kv, tasks) register their commands on `main` when imported.
+del app, data

@@ -1,0 +1,180 @@
+"""``omnicore kv`` and ``omnicore tasks``: an operator's view of an app's durable state.
+
+Both open the app's storage (``<data_dir>/omnicore.db``) directly, so they work whether or not
+``omnicore run`` is serving the app (SQLite's WAL lets them read and write beside it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from omnicore.cli.main import CONFIG_FILE, main
+from omnicore.errors import ConfigError
+
+__all__ = ["kv", "tasks"]
+
+_APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
+                    default=".", show_default="here",
+                    help="The app folder (its omnicore.yaml names the data_dir).")
+
+
+@contextmanager
+def _storage(appdir: Path) -> Iterator[Any]:
+    from omnicore.config import load_config
+    from omnicore.storage import open_storage
+
+    path = appdir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app APPDIR", source=str(path))
+    cfg = load_config(path)
+    store = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@main.group()
+def kv() -> None:
+    """Read and change plugins' keys (omnicore:kv)."""
+
+
+@kv.command("list")
+@click.argument("plugin")
+@click.argument("prefix", default="")
+@_APP
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def kv_list(plugin: str, prefix: str, appdir: Path, as_json: bool) -> None:
+    """List PLUGIN's keys starting with PREFIX (sorted, at most 1,000)."""
+    with _storage(appdir) as store:
+        keys = store.kv(plugin).list(prefix)
+    if as_json:
+        click.echo(json.dumps(keys, ensure_ascii=False))
+    else:
+        for key in keys:
+            click.echo(key)
+
+
+@kv.command("get")
+@click.argument("plugin")
+@click.argument("key")
+@_APP
+def kv_get(plugin: str, key: str, appdir: Path) -> None:
+    """Print the value of KEY (bytes, unchanged)."""
+    with _storage(appdir) as store:
+        value = store.kv(plugin).get(key)
+    if value is None:
+        raise click.ClickException(f"plugin '{plugin}' has no key {key!r}")
+    sys.stdout.buffer.write(value)
+    if sys.stdout.isatty() and not value.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+
+
+@kv.command("set")
+@click.argument("plugin")
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--value-file", type=click.File("rb"), help="Read the value from F ('-': stdin).")
+@_APP
+def kv_set(plugin: str, key: str, value: str | None, value_file: Any, appdir: Path) -> None:
+    """Set KEY to VALUE (text) or to the bytes of --value-file. No quota: you are the operator."""
+    if (value is None) == (value_file is None):
+        raise click.UsageError("give VALUE or --value-file, one of them")
+    data = value.encode() if value is not None else value_file.read()
+    if not 0 < len(key.encode()) <= 512:
+        raise click.UsageError("a key is 1-512 bytes of UTF-8")
+    with _storage(appdir) as store:
+        store.kv(plugin).set(key, data)
+
+
+@kv.command("delete")
+@click.argument("plugin")
+@click.argument("key")
+@_APP
+def kv_delete(plugin: str, key: str, appdir: Path) -> None:
+    """Delete KEY; an absent key is an error."""
+    with _storage(appdir) as store:
+        if not store.kv(plugin).delete(key):
+            raise click.ClickException(f"plugin '{plugin}' has no key {key!r}")
+
+
+@main.group()
+def tasks() -> None:
+    """Durable plugin tasks (omnicore:tasks, schedules, durable events): list, retry, cancel."""
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+@tasks.command("list")
+@click.option("--plugin", help="Only this plugin's tasks.")
+@click.option("--state", type=click.Choice(["queued", "running", "succeeded", "dead",
+                                            "cancelled"]))
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@_APP
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+def tasks_list(plugin: str | None, state: str | None, limit: int, appdir: Path,
+               as_json: bool) -> None:
+    """List tasks, newest first."""
+    with _storage(appdir) as store:
+        found = store.queue.list(plugin=plugin, states=(state,) if state else (), limit=limit)
+    if as_json:
+        click.echo(json.dumps([t.as_dict() for t in found]))
+        return
+    click.echo(f"{'ID':>6}  {'STATE':<9}  {'TRIES':>5}  {'RUN AT':<19}  PLUGIN.HANDLER  ERROR")
+    for t in found:
+        error = (t.last_error or "").splitlines()[0][:60] if t.last_error else ""
+        click.echo(f"{t.id:>6}  {t.state:<9}  {t.attempts:>2}/{t.max_attempts:<2}  "
+                   f"{_when(t.run_at):<19}  {t.plugin}.{t.handler}  {error}")
+
+
+@tasks.command("show")
+@click.argument("task_id", type=int)
+@_APP
+def tasks_show(task_id: int, appdir: Path) -> None:
+    """Everything about one task, as JSON."""
+    with _storage(appdir) as store:
+        task = store.queue.get(task_id)
+    if task is None:
+        raise click.ClickException(f"no task {task_id}")
+    click.echo(json.dumps(task.as_dict(payload_preview=4096), indent=2))
+
+
+@tasks.command("retry")
+@click.argument("task_id", type=int)
+@_APP
+def tasks_retry(task_id: int, appdir: Path) -> None:
+    """Queue a dead or cancelled task again, with fresh attempts."""
+    with _storage(appdir) as store:
+        if not store.queue.retry(task_id, time.time()):
+            task = store.queue.get(task_id)
+            raise click.ClickException(f"no task {task_id}" if task is None else
+                                       f"task {task_id} is {task.state}: only dead or "
+                                       "cancelled tasks can be retried")
+    click.echo(f"task {task_id} queued")
+
+
+@tasks.command("cancel")
+@click.argument("task_id", type=int)
+@_APP
+def tasks_cancel(task_id: int, appdir: Path) -> None:
+    """Cancel a queued task (a running one finishes)."""
+    with _storage(appdir) as store:
+        done = store.queue.cancel(task_id, time.time())
+        if done is None:
+            raise click.ClickException(f"no task {task_id}")
+        if not done:
+            task = store.queue.get(task_id)
+            raise click.ClickException(f"task {task_id} is {task.state if task else '?'}: "
+                                       "only queued tasks can be cancelled")
+    click.echo(f"task {task_id} cancelled")

@@ -1,0 +1,68 @@
+"""``omnicore kv`` and ``omnicore tasks`` against a real app data dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from omnicore.cli import main
+from omnicore.storage import TaskSpec, open_storage
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return r.exit_code, r.stdout, r.stderr
+
+
+def make_app(tmp_path: Path) -> Path:
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    (appdir / "omnicore.yaml").write_text("name: t\ndata_dir: data\n")
+    return appdir
+
+
+def test_kv_set_get_list_delete(tmp_path: Path) -> None:
+    app = str(make_app(tmp_path))
+    assert invoke("kv", "set", "p", "greeting", "hello", "--app", app)[0] == 0
+    assert invoke("kv", "set", "p", "count", "3", "--app", app)[0] == 0
+    assert invoke("kv", "get", "p", "greeting", "--app", app)[1] == "hello"
+    assert invoke("kv", "list", "p", "--app", app)[1].split() == ["count", "greeting"]
+    assert json.loads(invoke("kv", "list", "p", "gr", "--app", app, "--json")[1]) == ["greeting"]
+    assert invoke("kv", "list", "other", "--app", app)[1] == ""  # scoped per plugin
+    assert invoke("kv", "delete", "p", "greeting", "--app", app)[0] == 0
+    code, _, err = invoke("kv", "get", "p", "greeting", "--app", app)
+    assert code == 1 and "no key 'greeting'" in err
+    code, _, err = invoke("kv", "delete", "p", "greeting", "--app", app)
+    assert code == 1
+
+
+def test_kv_needs_an_app(tmp_path: Path) -> None:
+    code, _, err = invoke("kv", "list", "p", "--app", str(tmp_path))
+    assert code == 1 and "no omnicore.yaml" in err
+
+
+def test_tasks_list_show_cancel_retry(tmp_path: Path) -> None:
+    appdir = make_app(tmp_path)
+    store = open_storage(appdir / "data")
+    queued = store.queue.add(TaskSpec("p", "work", b'{"n": 1}', 4e9))
+    dead = store.queue.add(TaskSpec("p", "boom", b"", 0.0, max_attempts=1))
+    task = store.queue.claim("w", 1e9 + 1, 30)
+    assert task is not None and task.id == dead
+    store.queue.fail(dead, "w", 1e9 + 2, "GuestError: boom", None)
+    store.close()
+    app = str(appdir)
+    code, out, _ = invoke("tasks", "list", "--app", app)
+    assert code == 0 and "dead" in out and "p.boom" in out and "GuestError: boom" in out
+    listed = json.loads(invoke("tasks", "list", "--state", "queued", "--json", "--app", app)[1])
+    assert [t["id"] for t in listed] == [queued]
+    shown = json.loads(invoke("tasks", "show", str(queued), "--app", app)[1])
+    assert shown["payload"] == '{"n": 1}' and shown["state"] == "queued"
+    assert invoke("tasks", "cancel", str(queued), "--app", app)[0] == 0
+    code, _, err = invoke("tasks", "cancel", str(queued), "--app", app)
+    assert code == 1 and "cancelled" in err
+    assert invoke("tasks", "retry", str(dead), "--app", app)[0] == 0
+    assert json.loads(invoke("tasks", "show", str(dead), "--app", app)[1])["state"] == "queued"
+    code, _, err = invoke("tasks", "show", "999", "--app", app)
+    assert code == 1 and "no task 999" in err
