@@ -180,6 +180,12 @@ class GuestMemory:
         self.view = memoryview(b"")
         self.refresh()
 
+    @property
+    def deadline(self) -> float:
+        """The running call's deadline (``time.monotonic()`` seconds): host functions doing
+        I/O bound their own time by it, since the epoch check does not reach them."""
+        return self._inst.deadline
+
     def refresh(self) -> int:
         """Re-read base and size after the guest may have grown its memory; return size."""
         base = _memory_data(self._ctx, self._mem) or 0
