@@ -1,0 +1,77 @@
+"""One way to measure, for every column of every benchmark table.
+
+Every column of a row gets the same iterations, repeats and warm-up; a cell is the median
+per-operation time over the repeats with its min and max, so a reader sees the spread, not a
+lucky best-of. Nothing is printed that was not measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+
+__all__ = ["Sample", "machine", "measure", "render"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Per-operation times in µs over the repeats."""
+
+    median: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{_num(self.median)} [{_num(self.low)}-{_num(self.high)}]"
+
+    def ratio(self, other: Sample) -> float:
+        return self.median / other.median
+
+
+def _num(us: float) -> str:
+    return f"{us:.2f}" if us < 10 else f"{us:.1f}" if us < 1000 else f"{us:.0f}"
+
+
+def measure(fn: Callable[[], object], iters: int, repeats: int = 7,
+            warmup: int | None = None) -> Sample:
+    """Run ``fn`` ``warmup`` times (default: a tenth of ``iters``), then ``repeats`` timed runs
+    of ``iters`` calls each."""
+    for _ in range(iters // 10 if warmup is None else warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        times.append((time.perf_counter() - start) / iters * 1e6)
+    return Sample(statistics.median(times), min(times), max(times))
+
+
+def machine() -> str:
+    """What the numbers were measured on."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")),
+                       platform.processor())
+    except OSError:
+        cpu = platform.processor()
+    return (f"{cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
+            f"python {sys.version.split()[0]}, wasmtime {metadata.version('wasmtime')}")
+
+
+def render(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False) -> str:
+    """A plain aligned table, or a Markdown one."""
+    if markdown:
+        out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(out)
+    widths = [max(len(str(r[i])) for r in (*rows, headers)) for i in range(len(headers))]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([line.format(*headers), line.format(*("-" * w for w in widths)),
+                      *(line.format(*r) for r in rows)])
