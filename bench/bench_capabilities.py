@@ -1,0 +1,206 @@
+"""kv, tasks and events: from a plugin, against sqlite3 from Python (the floor) and Redis.
+
+Run: ``.venv/bin/python bench/bench_capabilities.py [--markdown] [--quick]``
+
+kv rows: a guest handler doing one kv call, minus nothing (the whole plugin call is timed);
+the "storage" column is ``app.kv.for_plugin()`` from Python (no wasm); the floor is the same
+SQL on a plain ``sqlite3`` connection in WAL mode with the same ``synchronous``. Redis runs
+only if ``redis-server`` is on PATH and the ``redis`` package is importable (else "n/a").
+Task and event rows are latencies from enqueue/publish to the handler starting (the
+``job.started`` event) or finishing (event delivery), p50/p99 over many runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from _measure import machine, measure, render
+
+from omnicore.app import OmniApp
+from omnicore.sandbox import wasmbin
+
+WAT = r"""
+(module
+  (import "omnicore:kv" "get" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "omnicore:kv" "set" (func $set (param i32 i32 i32 i32) (result i32)))
+  (import "omnicore:kv" "incr" (func $incr (param i32 i32 i64 i32) (result i32)))
+  (import "omnicore:events" "publish" (func $pub (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 4)
+  (global $bump (mut i32) (i32.const 0x20000))
+  (data (i32.const 0x100) "key")
+  (data (i32.const 0x110) "n")
+  (data (i32.const 0x120) "tick")
+  (func (export "omni_alloc") (param $n i32) (result i32)
+    (local $p i32) (local.set $p (global.get $bump))
+    (global.set $bump (i32.and (i32.add (i32.add (global.get $bump) (local.get $n))
+                                        (i32.const 7)) (i32.const -8)))
+    (local.get $p))
+  (func (export "omni_free") (param i32 i32))
+  (func (export "get") (param $p i32) (param $n i32) (result i64)
+    (drop (call $get (i32.const 0x100) (i32.const 3) (i32.const 0x1000) (i32.const 4096)))
+    (i64.const 0))
+  (func (export "set") (param $p i32) (param $n i32) (result i64)
+    (drop (call $set (i32.const 0x100) (i32.const 3) (local.get $p) (local.get $n)))
+    (i64.const 0))
+  (func (export "incr") (param $p i32) (param $n i32) (result i64)
+    (drop (call $incr (i32.const 0x110) (i32.const 1) (i64.const 1) (i32.const 0x1000)))
+    (i64.const 0))
+  (func (export "noop") (param $p i32) (param $n i32) (result i64) (i64.const 0))
+  (func (export "pub") (param $p i32) (param $n i32) (result i64)
+    (drop (call $pub (i32.const 0x120) (i32.const 4) (local.get $p) (local.get $n)))
+    (i64.const 0))
+)
+"""
+
+VALUE = b"v" * 100
+
+
+def plugin(name: str, subscriptions: list[dict[str, Any]] | None = None) -> bytes:
+    manifest = {"name": name, "subscriptions": subscriptions or []}
+    return wasmbin.set_custom_section(wasmtime.wat2wasm(WAT), "omnicore.manifest",
+                                      json.dumps(manifest).encode())
+
+
+def floor(db: Path, sync: str) -> dict[str, Any]:
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={sync}")
+    conn.execute("CREATE TABLE kv (plugin TEXT, key TEXT, value BLOB, PRIMARY KEY (plugin, key))"
+                 " WITHOUT ROWID")
+    conn.execute("INSERT INTO kv VALUES ('p', 'key', ?)", (VALUE,))
+    conn.execute("INSERT INTO kv VALUES ('p', 'n', '0')")
+
+    def get() -> None:
+        conn.execute("SELECT value FROM kv WHERE plugin=? AND key=?", ("p", "key")).fetchone()
+
+    def put() -> None:
+        conn.execute("INSERT INTO kv VALUES (?,?,?) ON CONFLICT DO UPDATE SET value=excluded.value",
+                     ("p", "key", VALUE))
+
+    def incr() -> None:
+        conn.execute("UPDATE kv SET value=CAST(value AS INTEGER)+1 WHERE plugin='p' AND key='n'")
+    return {"get": get, "set": put, "incr": incr}
+
+
+def redis_ops(tmp: Path) -> tuple[dict[str, Any] | None, Any]:
+    exe = shutil.which("redis-server")
+    try:
+        import redis  # type: ignore[import-not-found]
+    except ImportError:
+        return None, None
+    if exe is None:
+        return None, None
+    sock = tmp / "redis.sock"
+    proc = subprocess.Popen([exe, "--port", "0", "--unixsocket", str(sock), "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    client = redis.Redis(unix_socket_path=str(sock))
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.01)
+    client.set("key", VALUE)
+    return {"get": lambda: client.get("key"), "set": lambda: client.set("key", VALUE),
+            "incr": lambda: client.incr("n")}, proc
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--synchronous", choices=["normal", "full"], default="normal")
+    args = ap.parse_args()
+    iters, runs = (300, 100) if args.quick else (3000, 500)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-cap-"))
+    app = OmniApp("bench", builtin_extensions=None, entry_points=False, overrides={
+        "data_dir": str(tmp / "data"), "plugins_dir": str(tmp / "plugins"),
+        "sandbox": {"watch": False}, "storage": {"synchronous": args.synchronous},
+        "capabilities": {"tasks": {"workers": 2, "poll_s": 1}}})
+    app.start()
+    try:
+        app.plugins.load(plugin("b"), grants=["kv", "events", "tasks"])
+        app.plugins.call("b", "set", VALUE)
+        call = app.plugins.call
+        store = app.kv.for_plugin("b")
+        sql = floor(tmp / "floor.db", args.synchronous.upper())
+        red, proc = redis_ops(tmp)
+        rows = []
+        noop = measure(lambda: call("b", "noop", b""), iters)
+        ops = {"get": (lambda: call("b", "get", b""), lambda: store.get("key")),
+               "set": (lambda: call("b", "set", VALUE), lambda: store.set("key", VALUE)),
+               "incr": (lambda: call("b", "incr", b""), lambda: store.incr("n", 1))}
+        for op, (guest, py) in ops.items():
+            g, s, f = measure(guest, iters), measure(py, iters), measure(sql[op], iters)
+            r = measure(red[op], iters) if red else None
+            rows.append([f"kv {op} (100 B)", str(g), f"{g.median - noop.median:.2f}", str(s),
+                         str(f), str(r) if r else "n/a (no redis-server)",
+                         f"{g.median / f.median:.1f}x"])
+        if proc is not None:
+            proc.terminate()
+        print(f"# kv, µs per operation (median [min-max] of 7 runs), synchronous="
+              f"{args.synchronous}\n# {machine()}\n# a plugin call doing nothing: {noop}")
+        print(render(["operation", "from a plugin", "minus empty call", "app.kv (Python)",
+                      "sqlite3 floor", "redis", "plugin/floor"], rows, args.markdown))
+
+        # tasks: enqueue -> job.started
+        started: dict[int, float] = {}
+        cond = threading.Condition()
+
+        def on_start(event: Any) -> None:
+            with cond:
+                started[event.job_id] = time.perf_counter()
+                cond.notify_all()
+        app.events.subscribe("job.started", on_start)
+        lat = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            job = app.jobs.enqueue("b", "noop")
+            with cond:
+                cond.wait_for(lambda job=job: job in started, 10)
+            lat.append((started[job] - t0) * 1e6)
+        t0 = time.perf_counter()
+        ids = [app.jobs.enqueue("b", "noop") for _ in range(runs)]
+        with cond:
+            cond.wait_for(lambda: all(i in started for i in ids), 60)
+        throughput = runs / (max(started[i] for i in ids) - t0)
+        # events: publish from a plugin -> subscriber handler done (in-memory inbox)
+        app.plugins.load(plugin("s", [{"topic": "plugin.b.tick", "handler": "noop"}]),
+                         grants=["kv", "events"])
+        ev = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            call("b", "pub", b"{}")
+            app.subscriptions.drain(10)
+            ev.append((time.perf_counter() - t0) * 1e6)
+        print(f"\n# latency, µs (p50 / p99 over {runs} runs)")
+        print(render(["path", "p50", "p99", "note"], [
+            ["task enqueue -> handler start", f"{statistics.median(lat):.0f}",
+             f"{pct(lat, 0.99):.0f}", f"2 workers: {throughput:.0f} jobs/s end to end"],
+            ["event publish -> subscriber done", f"{statistics.median(ev):.0f}",
+             f"{pct(ev, 0.99):.0f}", "in-memory inbox, includes the subscriber's call"],
+        ], args.markdown))
+    finally:
+        app.stop(grace=1)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
