@@ -23,9 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
+from _measure import Sample, measure
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests" / "sandbox" / "fixtures" / "host_echo.wat"
+FIXTURE = ROOT / "tests" / "fixtures" / "host_echo.wat"
 
 
 def echo_wasm(name: str = "echo", version: str = "1.0.0") -> bytes:
@@ -34,36 +35,31 @@ def echo_wasm(name: str = "echo", version: str = "1.0.0") -> bytes:
     return wasmtime.wat2wasm(src.replace("VERSION_TAG", version))
 
 
-def per_call_us(fn: Callable[[], object], n: int = 20000, repeat: int = 5) -> float:
-    for _ in range(1000):
-        fn()
-    best = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best.append((time.perf_counter() - t0) / n * 1e6)
-    return min(best)
+def per_call_us(fn: Callable[[], object], n: int = 20000) -> Sample:
+    return measure(fn, n)
 
 
 def threaded_rate(fn: Callable[[], object], threads: int, seconds: float = 1.0) -> float:
+    """Calls per second: every call counted, divided by the time the threads really ran."""
     counts = [0] * threads
     stop = threading.Event()
 
     def work(i: int) -> None:
+        c = 0
         while not stop.is_set():
-            for _ in range(100):
-                fn()
-            counts[i] += 100
+            fn()
+            c += 1
+        counts[i] = c
 
     pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    start = time.perf_counter()
     for t in pool:
         t.start()
     time.sleep(seconds)
     stop.set()
     for t in pool:
         t.join()
-    return sum(counts) / seconds
+    return sum(counts) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -77,12 +73,12 @@ def main() -> None:
         runtime = host._plugins["echo"].version.runtime  # type: ignore[union-attr]
         raw = per_call_us(lambda: runtime.call("echo", data))
         full = per_call_us(lambda: host.call("echo", "echo", data))
-        rows.append(("100 B round trip, PluginRuntime.call", f"{raw:.2f} µs", "engine floor"))
-        rows.append(("100 B round trip, app.plugins.call", f"{full:.2f} µs",
-                     f"host adds {full - raw:.2f} µs"))
+        rows.append(("100 B round trip, PluginRuntime.call", f"{raw} µs", "the sandbox alone"))
+        rows.append(("100 B round trip, app.plugins.call", f"{full} µs",
+                     f"host adds {full.median - raw.median:.2f} µs"))
         js = per_call_us(lambda: host.call_json("echo", "echo", {"a": 1, "b": [1, 2]}),
                          n=10000)
-        rows.append(("call_json small object", f"{js:.2f} µs", ""))
+        rows.append(("call_json small object", f"{js} µs", ""))
 
         async def many() -> float:
             t0 = time.perf_counter()

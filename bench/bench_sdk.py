@@ -100,7 +100,7 @@ def main() -> None:
 
     out = ROOT / "build" / "test-plugins"
     floor_wasm = bytes(wasmtime.wat2wasm(
-        (ROOT / "tests" / "sandbox" / "fixtures" / "echo.wat").read_text()))
+        (ROOT / "tests" / "fixtures" / "echo.wat").read_text()))
     hostcall_wasm = bytes(wasmtime.wat2wasm(HOSTCALL_FLOOR_WAT))
     rows = [measure("ABI floor (WAT echo)", floor_wasm, "echo", INPUT, args.calls),
             measure("+config.get+log.write", hostcall_wasm, "greet", INPUT, args.calls)]

@@ -1,0 +1,25 @@
+"""The benchmarks still run (a moved fixture once broke two of them silently). Not timed:
+each runs in its quick mode and must print its table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[1] / "bench"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("script", "args", "expect"), [
+    ("bench_core.py", ["--quick"], "state transition"),
+    ("bench_sandbox.py", ["--quick"], "C API floor"),
+    ("bench_host.py", [], "app.plugins.call"),
+])
+def test_benchmark_runs_and_prints_its_table(script: str, args: list[str], expect: str) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=BENCH,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert expect in proc.stdout
