@@ -23,13 +23,12 @@ __all__ = ["EchoHandler", "serve_http", "spec_capabilities"]
 
 
 def spec_capabilities(state: dict[str, Any], *, max_value_bytes: int,
-                      task_handlers: Collection[str], topic_prefix: str = "",
-                      ) -> list[Capability]:
+                      task_handlers: Collection[str]) -> list[Capability]:
     """kv, memory, vectors, tasks, http, events, secrets per specs/abi.md §4, in memory.
 
     ``state`` holds what the plugin did (kv, vectors, enqueued, tasks, events, recall_query)
-    and ``http_base``, where the ``local`` connector points. ``topic_prefix`` is what the real
-    host prepends to published topics (``plugin.<name>.``).
+    and ``http_base``, where the ``local`` connector points. Published topics are recorded as
+    the guest sent them (the real host adds ``plugin.<name>.`` itself).
     """
     kv: dict[str, bytes] = state.setdefault("kv", {})
     memories: dict[int, dict[str, Any]] = {}
@@ -140,7 +139,7 @@ def spec_capabilities(state: dict[str, Any], *, max_value_bytes: int,
         topic = mem.read_str(tp, tl)
         if topic.startswith("secret."):
             return Status.DENIED
-        state["events"].append((topic_prefix + topic, mem.read(pp, pl)))
+        state["events"].append((topic, mem.read(pp, pl)))
         return 0
 
     def secret(_: object, mem: GuestMemory, np: int, nl: int, out: int, cap: int) -> int:
