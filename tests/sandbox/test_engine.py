@@ -145,3 +145,25 @@ def test_public_api_is_pinned() -> None:
     for name in sandbox.__all__:
         obj = getattr(sandbox, name)
         assert name == "ABI_VERSION" or obj.__doc__, f"{name} has no docstring"
+
+
+def test_the_epoch_keeps_time_when_the_ticker_wakes_late() -> None:
+    # Hold the GIL in pure Python for 300 ms (a long switch interval keeps it from being
+    # handed over): the ticker cannot run, and when it does it must add every period that
+    # passed, so deadlines counted in ticks do not stretch on a loaded machine.
+    import sys
+
+    with SandboxEngine(epoch_tick_ms=5) as eng:
+        wait_for(lambda: eng.epoch > 0, what="the first tick")
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1.0)
+        try:
+            before = eng.epoch
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:
+                pass
+        finally:
+            sys.setswitchinterval(old)
+        # The first tick after the GIL comes back adds all 60 periods at once.
+        wait_for(lambda: eng.epoch > before, what="the next tick")
+        assert eng.epoch - before >= 55

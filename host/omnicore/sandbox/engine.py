@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -78,11 +79,18 @@ class SandboxEngine:
         self._ticker.start()
 
     def _tick(self) -> None:
+        # Ticks follow the clock, not the wake-ups: a ticker woken late (a loaded machine, a
+        # busy GIL) adds every period that passed, so a deadline counted in ticks stretches by
+        # at most the last late wake-up instead of by every one of them.
         period = self.epoch_tick_ms / 1000
         engine = self.wasmtime
-        while not self._stop.wait(period):
-            engine.increment_epoch()
-            self.epoch += 1
+        due = time.monotonic() + period
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            passed = 1 + max(0, int((time.monotonic() - due) / period))
+            for _ in range(passed):
+                engine.increment_epoch()
+            self.epoch += passed
+            due += passed * period
 
     def deadline_ticks(self, timeout_ms: int) -> int:
         """Epoch ticks for a deadline of ``timeout_ms``: rounded up, plus one for the partial
