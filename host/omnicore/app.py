@@ -47,6 +47,8 @@ from omnicore.modules.metrics import MetricsModule
 from omnicore.plugins import extension as plugin_extension
 from omnicore.plugins.host import PluginHost
 from omnicore.storage import Storage, open_storage
+from omnicore.storage.components import sqlite_of
+from omnicore.storage.secrets import SecretStore
 
 __all__ = ["BUILTIN_EXTENSIONS", "DEFAULT_MODULES", "OmniApp"]
 
@@ -167,9 +169,22 @@ class OmniApp:
                         self.data_dir, synchronous=self.config.storage.synchronous)
         return store
 
+    @property
+    def secrets(self) -> SecretStore:
+        """The app's secrets, encrypted at rest (``omnicore secrets``; abi.md §4.9)."""
+        store = self.__dict__.get("_secrets")
+        if store is None:
+            db = sqlite_of(self.storage, "secrets")
+            with self._storage_lock:
+                store = self.__dict__.get("_secrets")
+                if store is None:
+                    store = self.__dict__["_secrets"] = SecretStore(db, self.data_dir)
+        return store
+
     def _close_storage(self) -> None:
         with self._storage_lock:
             store, self._storage = self._storage, None
+            self.__dict__.pop("_secrets", None)
         if store is not None:
             store.close()
 

@@ -24,7 +24,7 @@ name = "omnicore-builtin-capabilities"
 #: Modules each exposing ``CAPABILITY``; order is display order.
 BUILTIN_MODULES = ("omnicore.capabilities.log", "omnicore.capabilities.config",
                    "omnicore.capabilities.kv", "omnicore.capabilities.tasks",
-                   "omnicore.capabilities.events")
+                   "omnicore.capabilities.events", "omnicore.capabilities.secrets")
 
 
 def builtin_capabilities(app: HostApp | None = None) -> list[Capability]:

@@ -1,0 +1,107 @@
+"""``omnicore:secrets`` (specs/abi.md §4.9): a plugin reads the secrets exposed to it.
+
+The store is :class:`omnicore.storage.secrets.SecretStore` (encrypted at rest), managed by
+operators with ``omnicore secrets set|list|delete|rotate`` or ``app.secrets``. A plugin reads
+a secret only when its grant names it (``expose = ["NAME"]``); prefer connectors
+(``omnicore:http``), which use a secret without the plugin ever seeing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from omnicore.errors import ConfigError
+from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
+from omnicore.storage import StorageError, shared_storage
+from omnicore.storage.components import sqlite_of
+from omnicore.storage.secrets import SecretStore, check_name
+
+__all__ = ["CAPABILITY", "SecretsApp", "capability", "for_app"]
+
+_MAX_NAME = 128
+
+
+def _check_grant(options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - {"expose"})
+    if unknown:
+        raise ConfigError(f"grant 'secrets' has no option {unknown[0]!r} (known: expose)",
+                          key=f"grant.secrets.{unknown[0]}")
+    expose = options.get("expose", [])
+    if not isinstance(expose, list):
+        raise ConfigError("grant 'secrets': expose must be a list of secret names",
+                          key="grant.secrets.expose", value=expose)
+    for name in expose:
+        check_name(name)
+
+
+class _State:
+    __slots__ = ("_open", "_store", "expose")
+
+    def __init__(self, open_store: Callable[[], SecretStore], expose: frozenset[str]) -> None:
+        self._open = open_store
+        self._store: SecretStore | None = None
+        self.expose = expose
+
+    def store(self) -> SecretStore:
+        if self._store is None:
+            self._store = self._open()
+        return self._store
+
+
+def _get(state: _State, mem: GuestMemory, nptr: int, nlen: int, out: int, cap: int) -> int:
+    mem.check(nptr, nlen, "secret name")
+    mem.check(out, cap, "output buffer")
+    if not 0 < nlen <= _MAX_NAME:
+        return Status.INVALID
+    try:
+        name = mem.read(nptr, nlen, "secret name").decode("utf-8")
+    except UnicodeDecodeError:
+        return Status.INVALID
+    if name not in state.expose:
+        return Status.DENIED
+    try:
+        value = state.store().get(name)
+    except (StorageError, ConfigError):
+        return Status.UNAVAILABLE
+    if value is None:
+        return Status.NOT_FOUND
+    return mem.write_result(value, out, cap)
+
+
+def capability(store: Callable[[PluginContext], SecretStore]) -> Capability:
+    """The ``secrets`` capability reading the store ``store(ctx)`` returns (opened lazily:
+    a plugin that never reads a secret never creates a key)."""
+    def bind(ctx: PluginContext) -> _State:
+        return _State(lambda: store(ctx), frozenset(ctx.grant.get("expose", ())))
+
+    return Capability(
+        name="secrets",
+        description="read the secrets the operator exposed to this plugin (grant: expose)",
+        functions=(HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),),
+        bind=bind,
+        check_grant=_check_grant,
+    )
+
+
+def _standalone(ctx: PluginContext) -> SecretStore:
+    if ctx.data_dir is None:
+        raise ConfigError(f"plugin '{ctx.plugin}' is granted secrets, but this plugin host has "
+                          "no data_dir to keep them in", key="data_dir")
+    return SecretStore(sqlite_of(shared_storage(ctx.data_dir), "secrets"), ctx.data_dir)
+
+
+#: For plugin hosts without an app: the store in the host's ``data_dir``.
+CAPABILITY = capability(_standalone)
+
+
+class SecretsApp(Protocol):
+    """What the secrets capability needs of an app (``OmniApp`` has it)."""
+
+    @property
+    def secrets(self) -> SecretStore: ...
+
+
+def for_app(app: SecretsApp) -> Capability:
+    """The secrets capability on ``app.secrets``."""
+    return capability(lambda _ctx: app.secrets)

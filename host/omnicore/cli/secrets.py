@@ -1,0 +1,112 @@
+"""``omnicore secrets``: set, list, delete and rotate an app's secrets (never print values).
+
+The store is the app's database plus its key (``OMNICORE_SECRET_KEY`` or
+``<data_dir>/secret.key``); these commands work whether or not ``omnicore run`` serves the app.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from omnicore.cli.main import CONFIG_FILE, main
+from omnicore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from omnicore.storage.secrets import SecretStore
+
+__all__ = ["secrets"]
+
+_APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
+                    default=".", show_default="here",
+                    help="The app folder (its omnicore.yaml names the data_dir).")
+
+
+@contextmanager
+def _store(appdir: Path) -> Iterator[SecretStore]:
+    from omnicore.config import load_config
+    from omnicore.storage import open_storage
+    from omnicore.storage.components import sqlite_of
+    from omnicore.storage.secrets import SecretStore
+
+    path = appdir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app APPDIR", source=str(path))
+    cfg = load_config(path)
+    storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous)
+    try:
+        yield SecretStore(sqlite_of(storage, "secrets"), cfg.data_dir)
+    finally:
+        storage.close()
+
+
+@main.group()
+def secrets() -> None:
+    """Manage the app's secrets (encrypted at rest; plugins see only what a grant exposes)."""
+
+
+@secrets.command("set")
+@click.argument("name")
+@_APP
+def secrets_set(name: str, appdir: Path) -> None:
+    """Set secret NAME to the value read from stdin (one trailing newline is dropped)."""
+    if sys.stdin.isatty():
+        click.echo(f"value for {name} (then Ctrl-D):", err=True)
+    value = sys.stdin.buffer.read()
+    if value.endswith(b"\r\n"):
+        value = value[:-2]
+    elif value.endswith(b"\n"):
+        value = value[:-1]
+    if not value:
+        raise click.UsageError("the value on stdin is empty; nothing was stored")
+    with _store(appdir) as store:
+        store.set(name, value)
+    click.echo(f"secret {name} set ({len(value)} bytes)", err=True)
+
+
+@secrets.command("list")
+@_APP
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of names.")
+def secrets_list(appdir: Path, as_json: bool) -> None:
+    """List the names of the secrets that are set (never their values)."""
+    with _store(appdir) as store:
+        names = store.names()
+    if as_json:
+        click.echo(json.dumps(names))
+    else:
+        for name in names:
+            click.echo(name)
+
+
+@secrets.command("delete")
+@click.argument("name")
+@_APP
+def secrets_delete(name: str, appdir: Path) -> None:
+    """Delete secret NAME (exit 1 if it was not set)."""
+    with _store(appdir) as store:
+        found = store.delete(name)
+    if not found:
+        raise click.ClickException(f"no secret named {name!r}")
+    click.echo(f"secret {name} deleted", err=True)
+
+
+@secrets.command("rotate")
+@_APP
+@click.option("--new-key-stdin", is_flag=True,
+              help="Read the new key (base64) from stdin; needed when the key comes from "
+                   "OMNICORE_SECRET_KEY.")
+def secrets_rotate(appdir: Path, new_key_stdin: bool) -> None:
+    """Re-encrypt every secret under a new key (a key file is replaced in place)."""
+    new = sys.stdin.read().strip() if new_key_stdin else None
+    with _store(appdir) as store:
+        key_id = store.rotate(new)
+        source = store.key_source
+    hint = ("; now set OMNICORE_SECRET_KEY to the new key" if source == "env"
+            else f" (key file {source})")
+    click.echo(f"secrets re-encrypted under key {key_id}{hint}", err=True)
