@@ -196,3 +196,26 @@ def test_manifest_timeout_and_pages_become_limits(tmp_path: Path) -> None:
         with pytest.raises(MemoryLimitExceeded, match="oom"):
             host.call("k", "kernel_oom", b"")  # 2 MiB of kernel memory, not 64
         assert host.call("k", "copy", b"ok") == b"ok"
+
+
+def test_tables_are_limited_like_native_plugins(host: PluginHost) -> None:
+    # Tables sit outside linear memory: the same limits as for native plugins hold.
+    grow = wasmtime.wat2wasm('''(module
+      (import "extism:host/env" "output_set" (func $out (param i64 i64)))
+      (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+      (import "extism:host/env" "store_u8" (func $store8 (param i64 i32)))
+      (table $t 10 funcref)
+      (func (export "grow") (result i32) (local $h i64)
+        (local.set $h (call $alloc (i64.const 1)))
+        ;; 1 when table.grow was refused (-1), 0 when it grew.
+        (call $store8 (local.get $h)
+              (i32.eq (table.grow $t (ref.null func) (i32.const 10000000)) (i32.const -1)))
+        (call $out (local.get $h) (i64.const 1))
+        (i32.const 0)))''')
+    host.load(grow, name="grow")
+    assert host.call("grow", "grow", b"") == b"\x01"
+    big = wasmtime.wat2wasm('(module (import "extism:host/env" "alloc" '
+                            '(func (param i64) (result i64))) (table 20000000 funcref) '
+                            '(func (export "run") (result i32) (i32.const 0)))')
+    with pytest.raises(PluginLoadError):
+        host.load(big, name="big")

@@ -82,8 +82,11 @@ class Instance:
     def __init__(self, rt: ExtismRuntime) -> None:
         store = wasmtime.Store(rt.engine.wasmtime)
         self.store = store
-        # Two instances (kernel, plugin), two memories; each memory within the limit.
-        store.set_limits(memory_size=rt.limits.max_memory_bytes, instances=2, memories=2)
+        # Two instances (kernel, plugin), two memories; each memory within the limit. Tables
+        # live outside linear memory: the same table limits as native plugins.
+        lim = rt.limits
+        store.set_limits(memory_size=lim.max_memory_bytes, table_elements=lim.max_table_elements,
+                         instances=2, tables=lim.max_tables, memories=2)
         if rt.fuel is not None:
             store.set_fuel(rt.fuel)
         if rt.wasi_output is not None:
