@@ -13,13 +13,15 @@ third_party="$root/build/third_party"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
-# Toolchains and what the suite drives for real. Rust crates are not listed here: they are read
+# Toolchains and what the suite drives for real (g++ and python3-dev build hnswlib, a
+# dependency of omnicore:vectors, from its sdist: PyPI has no wheel of it). Rust crates are not listed here: they are read
 # off the Rust manifests (plugins, SDK, scaffold template) with their features, so adding a crate
 # to a plugin is enough (host/omnicore/toolchains/debian_crates.py).
 apt_packages=(
   rustc cargo libstd-rust-dev-wasm32
   clang lld wasi-libc libclang-rt-14-dev-wasm32
   python3-venv git ca-certificates
+  g++ python3-dev
 )
 crates="$(python3 "$root/host/omnicore/toolchains/debian_crates.py" \
   "$root/plugins" "$root/sdk/rust" "$root/host/omnicore/toolchains/templates/rust")" \
