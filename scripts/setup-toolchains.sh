@@ -22,6 +22,7 @@ apt_packages=(
   clang lld wasi-libc libclang-rt-14-dev-wasm32
   python3-venv git ca-certificates
   g++ python3-dev
+  chromium
 )
 crates="$(python3 "$root/host/omnicore/toolchains/debian_crates.py" \
   "$root/plugins" "$root/sdk/rust" "$root/host/omnicore/toolchains/templates/rust")" \

@@ -78,7 +78,7 @@ def test_scaffolded_config_is_valid_and_shown_with_sources(tmp_path: Path) -> No
     lines = {line.split()[0]: line for line in out.splitlines()}
     row = lines["sandbox.limits.timeout_ms"]
     assert "9100" in row and "env OMNICORE_SANDBOX__LIMITS__TIMEOUT_MS" in row
-    assert not [key for key in lines if key.startswith("console")]  # no console yet
+    assert "8470" in lines["console.port"] and "127.0.0.1" in lines["console.host"]
     assert "omnicore.yaml:" in lines["name"]
     code, out, _ = invoke("config", "show", str(tmp_path / "demo"), "--json")
     doc = json.loads(out)

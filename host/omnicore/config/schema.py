@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 __all__ = [
     "LIMIT_KEYS",
     "CircuitConfig",
+    "ConnectorConfig",
+    "ConsoleConfig",
     "LimitsConfig",
     "LogConfig",
     "OmniConfig",
@@ -94,6 +96,22 @@ class StorageConfig(_Strict):
     )
 
 
+class ConsoleConfig(_Strict):
+    """``console.*``: the web console and REST API served by ``omnicore run``."""
+
+    enabled: bool = Field(default=True, description="serve the console (omnicore run)")
+    host: str = Field(default="127.0.0.1", min_length=1,
+                      description="bind address; loopback unless you mean to expose it")
+    port: int = Field(default=8470, ge=0, le=65535, description="TCP port; 0 picks a free one")
+    auth: bool = Field(
+        default=True,
+        description="require sign-in; false is refused unless host is a loopback address",
+    )
+    session_ttl_s: int = Field(default=12 * 3600, gt=0, description="signed-in session lifetime")
+    max_upload_bytes: int = Field(default=64 * 1024 * 1024, gt=0,
+                                  description="largest .wasm accepted by an upload")
+
+
 class PluginConfig(_Strict):
     """``plugins.<name>.*``: what the operator grants and configures for one plugin."""
 
@@ -143,6 +161,23 @@ class PluginConfig(_Strict):
         return list(self.grants)
 
 
+class ConnectorConfig(_Strict):
+    """``connectors.<name>.*``: an upstream API plugins call by name (``omnicore:http``); the
+    host adds the credentials, so the plugin never sees them."""
+
+    base_url: str = Field(min_length=1, description="http(s) URL the connector's paths join")
+    auth: Literal["none", "bearer", "basic", "header", "query"] = Field(
+        default="none", description="how the secret is sent")
+    secret: str | None = Field(default=None, description="the secret's name (omnicore secrets)")
+    username: str | None = Field(default=None, description="basic auth user (secret: password)")
+    header: str | None = Field(default=None, description="header auth: the header's name")
+    param: str | None = Field(default=None, description="query auth: the parameter's name")
+    headers: dict[str, str] = Field(default_factory=dict, description="fixed extra headers")
+    allow_addresses: list[str] = Field(
+        default_factory=list,
+        description="private networks (CIDR) the base URL's host may resolve into")
+
+
 class OmniConfig(_Strict):
     """The whole effective configuration of one app."""
 
@@ -159,11 +194,15 @@ class OmniConfig(_Strict):
     )
     sandbox: SandboxConfig = Field(default_factory=lambda: SandboxConfig())
     storage: StorageConfig = Field(default_factory=lambda: StorageConfig())
+    console: ConsoleConfig = Field(default_factory=lambda: ConsoleConfig())
     plugins: dict[str, PluginConfig] = Field(
         default_factory=dict, description="per-plugin grants, config, limits"
     )
     capabilities: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-capability host options (kv quota...)"
+    )
+    connectors: dict[str, ConnectorConfig] = Field(
+        default_factory=dict, description="named upstream APIs with credentials (omnicore:http)"
     )
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)

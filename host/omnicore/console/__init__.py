@@ -1,0 +1,19 @@
+"""The web console and REST API of a running host (``omnicore run``, port 8470).
+
+::
+
+    module.py      ConsoleModule: Hypercorn on the app's loop, console.json for the CLI
+    server.py      the Starlette app: routes, error handlers, security headers
+    api.py         /api/v1 (openapi.py documents it)
+    pages.py       server-rendered pages (web/templates, web/static)
+    auth.py        sessions, API tokens, CSRF; users.py the accounts; throttle.py sign-in
+    operations.py  upload, delete, settings into sidecars, on top of app.plugins
+    live.py        the live feed of logs and events (SSE)
+    client.py      the CLI's side: find a running host and call it over the API
+"""
+
+from omnicore.console.module import ConsoleModule
+from omnicore.console.server import create_app
+from omnicore.console.state import ConsoleState
+
+__all__ = ["ConsoleModule", "ConsoleState", "create_app"]

@@ -1,0 +1,164 @@
+"""``ConsoleModule``: the console served by Hypercorn on the app's own event loop.
+
+``omnicore run`` adds it when ``console.enabled`` (and not ``--no-console``); an embedding app
+adds it with ``app.add_module(ConsoleModule())``. On start it opens ``<data_dir>/console.db``,
+prints a one-time setup link when there are no users yet, binds (the port is known when
+``start`` returns), and writes ``<data_dir>/console.json`` — the URL and a per-process admin
+token, mode 0600 — for the CLI on this machine (``omnicore call NAME --app DIR``). On stop it
+removes that file, ends live streams and stops serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from omnicore.config.schema import ConsoleConfig
+from omnicore.console.auth import Auth
+from omnicore.console.server import create_app
+from omnicore.console.state import ConsoleState
+from omnicore.console.users import UserStore
+from omnicore.core.events import Event
+from omnicore.core.module import Module
+from omnicore.errors import ConfigError
+
+__all__ = ["CONSOLE_FILE", "ConsoleModule", "is_loopback"]
+
+CONSOLE_FILE = "console.json"
+USERS_FILE = "console.db"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ConsoleModule(Module):
+    """The web console and REST API (settings: ``console.*``, or pass ``settings``)."""
+
+    name = "console"
+
+    def __init__(self, settings: ConsoleConfig | None = None) -> None:
+        super().__init__()
+        self._settings = settings
+        self.console: ConsoleState | None = None
+        self.url: str | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._shutdown = asyncio.Event()
+        self._sampler: asyncio.Task[None] | None = None
+        self._subscription: Any = None
+        self._store: UserStore | None = None
+
+    @property
+    def settings(self) -> ConsoleConfig:
+        return self._settings or self.app.config.console
+
+    async def start(self) -> None:
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        cfg = self.settings
+        if not cfg.auth and not is_loopback(cfg.host):
+            raise ConfigError(f"console.auth is false, so the console would let anyone in; it "
+                              f"refuses to serve that on {cfg.host} (bind to 127.0.0.1, or "
+                              f"turn auth back on)", key="console.auth", value=False,
+                              source=self.app.config.source_of("console.auth"))
+        app = self.app
+        store = self._store = UserStore(app.data_dir / USERS_FILE)
+        auth = Auth(store, enabled=cfg.auth, session_ttl_s=cfg.session_ttl_s)
+        state = self.console = ConsoleState(app=app, auth=auth,
+                                          max_upload_bytes=cfg.max_upload_bytes)
+        loop = asyncio.get_running_loop()
+        state.feed.attach(loop)
+        self._subscription = app.events.subscribe("*", self._on_event)
+        sock = _bind(cfg.host, cfg.port)
+        port = sock.getsockname()[1]
+        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+        self.url = f"http://{host}:{port}"
+        config = Config()
+        config.accesslog = None
+        config.errorlog = logging.getLogger("omnicore.console.server")
+        config.graceful_timeout = 2.0
+        config.include_server_header = False
+        # Hypercorn binds by itself from `bind`; handing it our socket's fd keeps the port we
+        # already know (port 0 picks a free one) with no window for another process to take it.
+        config.bind = [f"fd://{sock.fileno()}"]
+        self._socket = sock
+        self._shutdown = asyncio.Event()
+        self._serving = asyncio.create_task(
+            serve(create_app(state), config, shutdown_trigger=self._shutdown.wait))  # type: ignore[arg-type]
+        self._sampler = asyncio.create_task(self._sample())
+        _write_private(app.data_dir / CONSOLE_FILE,
+                       json.dumps({"url": self.url, "token": auth.local_token,
+                                   "pid": os.getpid(), "runtime_id": app.runtime_id}))
+        self.log.info("console at %s", self.url)
+        if cfg.auth and store.count() == 0:
+            secret = store.new_setup_link()
+            self.log.warning("no console users yet: open %s/setup?token=%s within 24 h to "
+                             "create the first admin (or run `omnicore users add NAME --app "
+                             "DIR`)", self.url, secret)
+
+    def _on_event(self, event: Event) -> None:
+        if self.console is not None:
+            self.console.feed.on_event(event)
+
+    async def _sample(self) -> None:
+        assert self.console is not None
+        while True:
+            self.console.history.sample(self.app)
+            await asyncio.sleep(self.console.history.period_s)
+
+    async def stop(self) -> None:
+        app = self.app
+        with contextlib.suppress(FileNotFoundError):
+            (app.data_dir / CONSOLE_FILE).unlink()
+        if self._subscription is not None:
+            app.events.unsubscribe(self._subscription)
+        if self.console is not None:
+            self.console.feed.detach()
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+        self._shutdown.set()
+        if self._serving is not None:
+            await self._serving
+        with contextlib.suppress(OSError):
+            self._socket.close()  # Hypercorn owns the fd it was handed and closes it
+        if self._store is not None:
+            self._store.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"the console cannot listen on {host}:{port}: {exc.strerror or exc} "
+                          f"(another host running? set console.port, or --no-console)",
+                          key="console.port", value=port) from exc
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

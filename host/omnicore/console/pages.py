@@ -1,0 +1,482 @@
+"""The server-rendered pages: sign-in, overview, plugins, logs, tasks, data, settings, users.
+
+Pages read through the same helpers as the API and change things through the same
+functions; forms post back with the session's CSRF token and, on success, redirect (303) to
+the page with a one-time notice. Jinja autoescaping renders everything a plugin controls
+(names, log lines, output) as text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.templating import Jinja2Templates
+
+from omnicore.config import render_config
+from omnicore.console import api, operations
+from omnicore.console.auth import Principal
+from omnicore.console.errors import ApiError, from_omni
+from omnicore.console.live import LEVELS
+from omnicore.console.state import ConsoleState
+from omnicore.console.users import check_password, check_username
+from omnicore.errors import OmniError
+from omnicore.plugins.stats import LATENCY_BUCKETS
+from omnicore.sandbox.limits import Limits
+
+__all__ = ["TEMPLATES", "render_error", "routes"]
+
+WEB = Path(__file__).parent / "web"
+TEMPLATES = Jinja2Templates(directory=str(WEB / "templates"))
+NOTICES = {
+    "granted": "Granted.", "revoked": "Revoked.", "config": "Config saved and live.",
+    "limits": "Limits saved and live.", "enabled": "Enabled.", "disabled": "Disabled.",
+    "reloaded": "Reloaded.", "deleted": "Plugin deleted.", "uploaded": "Uploaded.",
+    "user": "User added.", "user-deleted": "User deleted.", "token-deleted": "Token revoked.",
+    "retried": "Task queued again.", "cancelled": "Task cancelled.", "signed-out": "Signed out.",
+    "key-deleted": "Key deleted.",
+}
+
+
+def _fmt_time(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def _fmt_us(us: Any) -> str:
+    v = float(us or 0)
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.1f} µs"
+
+
+TEMPLATES.env.filters["time"] = _fmt_time
+TEMPLATES.env.filters["us"] = _fmt_us
+TEMPLATES.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
+
+
+def _state(request: Request) -> ConsoleState:
+    st: ConsoleState = request.app.state.console
+    return st
+
+
+def _who(request: Request) -> Principal | None:
+    try:
+        return _state(request).auth.principal(request)
+    except ApiError:
+        return None
+
+
+def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    who = context.pop("who", None) or _who(request)
+    notice = NOTICES.get(request.query_params.get("done", ""))
+    ctx = {"who": who, "notice": notice, "app_name": _state(request).app.name,
+           "csrf": who.csrf if who else "", "path": request.url.path, **context}
+    return TEMPLATES.TemplateResponse(request, template, ctx, status_code=status)
+
+
+def render_error(request: Request, exc: ApiError) -> Response:
+    if exc.status == 401:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+    return page(request, "error.html", exc.status, error=exc)
+
+
+def _done(url: str, what: str) -> RedirectResponse:
+    return RedirectResponse(f"{url}?done={what}", status_code=303)
+
+
+async def _form(request: Request, admin: bool = True) -> tuple[Principal, dict[str, str]]:
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    who = _state(request).auth.require(request, "admin" if admin else "viewer",
+                                       csrf=fields.get("csrf", ""))
+    return who, fields
+
+
+# -- sign-in -------------------------------------------------------------------------------
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this site: "//evil.example" or "https://..." would be an open redirect.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+async def login(request: Request) -> Response:
+    st = _state(request)
+    error = None
+    status = 200
+    name = ""
+    if request.method == "POST":
+        form = await request.form()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        name = fields.get("name", "")[:64]
+        try:
+            st.auth.check_login_csrf(request, fields.get("csrf", ""))
+            sid, _user = await st.off_loop(st.auth.sign_in, request, name,
+                                           fields.get("password", ""))
+        except ApiError as exc:
+            error, status = exc.message, exc.status
+        else:
+            done: Response = RedirectResponse(_safe_next(request.query_params.get("next")), 303)
+            # Whatever session cookie came in is replaced, never reused: no fixation.
+            st.auth.set_session_cookie(done, sid)
+            return done
+    token = st.auth.login_csrf(request)
+    response = page(request, "login.html", status, who=None, error=error, name=name,
+                    login_csrf=token, no_users=st.auth.store.count() == 0)
+    st.auth.set_login_csrf(response, token)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    await _form(request, admin=False)
+    response = RedirectResponse("/login?done=signed-out", status_code=303)
+    _state(request).auth.clear_session(request, response)
+    return response
+
+
+async def setup(request: Request) -> Response:
+    st = _state(request)
+    token = request.query_params.get("token", "")
+    if not st.auth.store.setup_valid(token):
+        raise ApiError(404, "this setup link was used already or has expired; create a user "
+                            "with `omnicore users add NAME --app DIR`", type="SetupUsed")
+    error = None
+    if request.method == "POST":
+        form = await request.form()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        try:
+            st.auth.check_login_csrf(request, fields.get("csrf", ""))
+            # Checked before the link is used up: a typo must not burn it.
+            check_username(fields.get("name", ""))
+            check_password(fields.get("password", ""))
+            if fields.get("password") != fields.get("password2"):
+                raise ApiError(422, "the two passwords differ")
+            if not st.auth.store.consume_setup(token):
+                raise ApiError(404, "this setup link was used already")
+            user = await st.off_loop(st.auth.store.add, fields["name"], fields["password"],
+                                     "admin")
+        except ApiError as exc:
+            error = exc.message
+        except OmniError as exc:
+            error = str(exc)
+        else:
+            sid, _ = st.auth.store.new_session(user, st.auth.session_ttl_s)
+            signed_in: Response = RedirectResponse("/", status_code=303)
+            st.auth.set_session_cookie(signed_in, sid)
+            return signed_in
+    login_csrf = st.auth.login_csrf(request)
+    response = page(request, "setup.html", 422 if error else 200, who=None, error=error,
+                    login_csrf=login_csrf, token=token)
+    st.auth.set_login_csrf(response, login_csrf)
+    return response
+
+
+# -- overview and plugins ------------------------------------------------------------------
+
+async def overview(request: Request) -> Response:
+    st = _state(request)
+    st.auth.require(request)
+    health = st.app.health.check().to_dict()
+    return page(request, "overview.html", info=api.overview(st.app), health=health,
+                rates=st.history.per_minute(), period_s=st.history.period_s)
+
+
+async def plugins(request: Request) -> Response:
+    st = _state(request)
+    st.auth.require(request)
+    docs = [api.plugin_doc(i) for i in st.app.plugins]
+    return page(request, "plugins.html", plugins=docs, upload_error=None,
+                max_upload=st.max_upload_bytes)
+
+
+async def upload(request: Request) -> Response:
+    st = _state(request)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > st.max_upload_bytes + 64 * 1024:
+        raise ApiError(413, f"uploads are limited to {st.max_upload_bytes} bytes "
+                            "(console.max_upload_bytes)")
+    form = await request.form(max_files=1, max_fields=10,
+                              max_part_size=st.max_upload_bytes + 1)
+    csrf = form.get("csrf")
+    st.auth.require(request, "admin", csrf=csrf if isinstance(csrf, str) else "")
+    file = form.get("file")
+    if not isinstance(file, UploadFile) or not file.filename:
+        raise ApiError(422, "choose a .wasm file to upload", type="BadRequest")
+    data = await file.read(st.max_upload_bytes + 1)
+    try:
+        info = await st.off_loop(operations.upload_plugin, st.app, file.filename, data,
+                                 max_bytes=st.max_upload_bytes,
+                                 replace=form.get("replace") == "on")
+    except ApiError as exc:
+        docs = [api.plugin_doc(i) for i in st.app.plugins]
+        return page(request, "plugins.html", exc.status, plugins=docs, upload_error=exc,
+                    max_upload=st.max_upload_bytes)
+    return _done(f"/plugins/{quote(info.name, safe='')}", "uploaded")
+
+
+def _plugin_context(st: ConsoleState, name: str) -> dict[str, Any]:
+    info = st.app.plugins.get(name)
+    doc = api.plugin_doc(info)
+    stats = info.stats
+    bars = []
+    if stats is not None:
+        previous = 0
+        for bound, count in zip(LATENCY_BUCKETS, stats.buckets, strict=False):
+            bars.append((bound, count - previous))
+            previous = count
+        while len(bars) > 1 and bars[-1][1] == 0:
+            bars.pop()
+    lines = st.app.plugins.logs(name).lines(50)
+    lines.reverse()
+    limits = info.limits.as_dict() if info.limits else Limits().as_dict()
+    return {"plugin": doc, "latency": bars, "lines": lines, "limits": limits,
+            "capabilities": api.capability_names(st.app), "config_text":
+            json.dumps(info.config, indent=2, sort_keys=True)}
+
+
+async def plugin_page(request: Request) -> Response:
+    st = _state(request)
+    st.auth.require(request)
+    try:
+        ctx = _plugin_context(st, request.path_params["name"])
+    except OmniError as exc:
+        raise from_omni(exc) from exc
+    return page(request, "plugin.html", **ctx, invoke=None, form_error=None)
+
+
+async def plugin_post(request: Request) -> Response:
+    """Every form on a plugin's page posts here with ``action``."""
+    st = _state(request)
+    name = request.path_params["name"]
+    f = (await _form(request))[1]
+    action = f.get("action", "")
+    url = f"/plugins/{quote(name, safe='')}"
+    invoke_result = None
+    try:
+        if action == "grant":
+            options = _json_field(f.get("options", "") or "{}", "options")
+            await st.off_loop(api.grant, st.app, name, f.get("capability", ""), options)
+            return _done(url, "granted")
+        if action == "revoke":
+            await st.off_loop(api.grant, st.app, name, f.get("capability", ""), None)
+            return _done(url, "revoked")
+        if action == "config":
+            config = _json_field(f.get("config", "") or "{}", "config")
+            await st.off_loop(operations.set_settings, st.app, name, config=config)
+            return _done(url, "config")
+        if action == "limits":
+            limits = _limits_from(f)
+            await st.off_loop(operations.set_settings, st.app, name, limits=limits)
+            return _done(url, "limits")
+        if action in ("enable", "disable"):
+            await st.off_loop(operations.set_settings, st.app, name,
+                              enabled=action == "enable")
+            return _done(url, f"{action}d")
+        if action == "reload":
+            await st.off_loop(operations.reload_plugin, st.app, name)
+            return _done(url, "reloaded")
+        if action == "delete":
+            await st.off_loop(operations.delete_plugin, st.app, name)
+            return _done("/plugins", "deleted")
+        if action == "invoke":
+            text = f.get("input", "")
+            if f.get("format") == "json" and text.strip():
+                text = json.dumps(_json_field(text, "input", objects_only=False))
+            try:
+                invoke_result = await api.call_plugin(
+                    st, name, {"handler": f.get("handler", ""), "input": text})
+            except ApiError as exc:
+                invoke_result = {"error": exc}
+            ctx = _plugin_context(st, name)
+            return page(request, "plugin.html", **ctx, invoke=invoke_result, form_error=None,
+                        invoke_form=f)
+        raise ApiError(400, f"unknown action {action[:40]!r}")
+    except OmniError as exc:
+        error = from_omni(exc)
+    except ApiError as exc:
+        error = exc
+    if error.status == 404 and name not in st.app.plugins:
+        raise error
+    ctx = _plugin_context(st, name)
+    return page(request, "plugin.html", error.status, **ctx, invoke=None, form_error=error,
+                invoke_form=f)
+
+
+def _json_field(text: str, what: str, objects_only: bool = True) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ApiError(422, f"{what} is not valid JSON: {exc}", type="InvalidJson") from None
+    if objects_only and not isinstance(value, dict):
+        raise ApiError(422, f"{what} must be a JSON object", type="InvalidJson")
+    return value
+
+
+def _limits_from(fields: dict[str, str]) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for key in Limits().as_dict():
+        raw = fields.get(f"limit_{key}", "").strip()
+        if raw == "":
+            continue
+        if raw.lower() in ("none", "off"):
+            out[key] = None
+            continue
+        if not raw.isdigit():
+            raise ApiError(422, f"limit {key} must be a whole number, got {raw[:30]!r}",
+                           type="ConfigError")
+        out[key] = int(raw)
+    return out
+
+
+# -- logs, tasks, data, settings, users ----------------------------------------------------
+
+async def logs(request: Request) -> Response:
+    st = _state(request)
+    st.auth.require(request)
+    plugin = request.query_params.get("plugin", "")
+    level = request.query_params.get("level", "")
+    if level not in LEVELS:
+        level = ""
+    entries = st.feed.recent(plugin=plugin or None, level=level or None, limit=200)
+    entries.reverse()
+    return page(request, "logs.html", entries=entries, plugin=plugin, level=level,
+                levels=LEVELS, names=[i.name for i in st.app.plugins])
+
+
+async def tasks(request: Request) -> Response:
+    st = _state(request)
+    st.auth.require(request)
+    wanted = request.query_params.get("state", "")
+    if wanted not in api.TASK_STATES:
+        wanted = ""
+    items = await st.off_loop(st.app.jobs.list, state=wanted or None, limit=200)
+    return page(request, "tasks.html", tasks=[t.as_dict() for t in items],
+                schedules=st.app.jobs.schedules(), state=wanted, states=api.TASK_STATES)
+
+
+async def task_post(request: Request) -> Response:
+    st = _state(request)
+    await _form(request)
+    task_id = api._task_id(request)
+    action = request.path_params["action"]
+    if action not in ("retry", "cancel"):
+        raise ApiError(404, f"no task action {action[:20]!r}")
+    if action == "retry":
+        ok = await st.off_loop(st.app.jobs.retry, task_id)
+    else:
+        ok = bool(await st.off_loop(st.app.jobs.cancel, task_id))
+    if not ok:
+        raise ApiError(409, f"task {task_id} cannot be {action}ed now (see its state)")
+    return _done("/tasks", "retried" if action == "retry" else "cancelled")
+
+
+async def data(request: Request) -> Response:
+    st = _state(request)
+    st.auth.require(request)
+    plugin = request.query_params.get("plugin", "")
+    prefix = request.query_params.get("prefix", "")[:1024]
+    names = await st.off_loop(st.app.kv.plugins)
+    keys: list[tuple[str, str]] = []
+    usage = None
+    if plugin:
+        store = st.app.kv.for_plugin(plugin)
+        listed = await st.off_loop(store.list, prefix, 200)
+        for key in listed:
+            raw = await st.off_loop(store.get, key)
+            shown = "" if raw is None else raw[:200].decode("utf-8", "replace")
+            keys.append((key, shown))
+        usage = await st.off_loop(store.usage)
+    return page(request, "data.html", names=names, plugin=plugin, prefix=prefix, keys=keys,
+                usage=usage)
+
+
+async def data_delete(request: Request) -> Response:
+    st = _state(request)
+    _w, f = await _form(request)
+    plugin, key = f.get("plugin", ""), f.get("key", "")
+    if not plugin:
+        raise ApiError(422, "which plugin's key?")
+    await st.off_loop(st.app.kv.for_plugin(plugin).delete, key)
+    return RedirectResponse(f"/data?{urlencode({'plugin': plugin, 'done': 'key-deleted'})}",
+                            status_code=303)
+
+
+async def settings(request: Request) -> Response:
+    st = _state(request)
+    st.auth.require(request)
+    rows = render_config(st.app.config, mask=True)
+    return page(request, "settings.html", rows=rows)
+
+
+async def users(request: Request) -> Response:
+    st = _state(request)
+    who = st.auth.require(request)
+    store = st.auth.store
+    return page(request, "users.html", users=store.users() if who.user.is_admin else [],
+                tokens=store.tokens(None if who.user.is_admin else who.user.name),
+                new_token=None, form_error=None)
+
+
+async def users_post(request: Request) -> Response:
+    st = _state(request)
+    who, f = await _form(request)
+    store = st.auth.store
+    action = f.get("action", "")
+    new_token = None
+    try:
+        if action == "add-user":
+            await st.off_loop(store.add, f.get("name", ""), f.get("password", ""),
+                              f.get("role", "viewer"))
+            return _done("/users", "user")
+        if action == "delete-user":
+            if f.get("name") == who.user.name:
+                raise ApiError(409, "you cannot delete yourself")
+            store.delete(f.get("name", ""))
+            return _done("/users", "user-deleted")
+        if action == "new-token":
+            if who.via != "session":
+                raise ApiError(409, "sign in as a user to create tokens")
+            new_token, _ = store.new_token(who.user.name, f.get("label", ""))
+        elif action == "delete-token":
+            raw = f.get("id", "")
+            if raw.isdigit():
+                store.delete_token(int(raw))
+            return _done("/users", "token-deleted")
+        else:
+            raise ApiError(400, f"unknown action {action[:40]!r}")
+        error = None
+    except OmniError as exc:
+        error = from_omni(exc)
+    except ApiError as exc:
+        error = exc
+    return page(request, "users.html", error.status if error else 200, users=store.users(),
+                tokens=store.tokens(), new_token=new_token, form_error=error)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/", overview),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/setup", setup, methods=["GET", "POST"]),
+        Route("/plugins", plugins),
+        Route("/plugins/upload", upload, methods=["POST"]),
+        Route("/plugins/{name}", plugin_page, methods=["GET"]),
+        Route("/plugins/{name}", plugin_post, methods=["POST"]),
+        Route("/logs", logs),
+        Route("/tasks", tasks),
+        Route("/tasks/{task_id}/{action:str}", task_post, methods=["POST"]),
+        Route("/data", data),
+        Route("/data/delete", data_delete, methods=["POST"]),
+        Route("/settings", settings),
+        Route("/users", users, methods=["GET"]),
+        Route("/users", users_post, methods=["POST"]),
+    ]
+

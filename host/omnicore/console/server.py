@@ -1,0 +1,122 @@
+"""The console's Starlette application: API, pages, static files, orchestrator endpoints."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from omnicore.console import api, pages
+from omnicore.console.errors import ApiError, error_response
+from omnicore.console.openapi import document
+from omnicore.console.state import ConsoleState
+from omnicore.core.lifecycle import State
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("omnicore.console")
+
+#: No inline scripts or styles anywhere: whatever a plugin manages to put into a page cannot
+#: run. Frames are refused (clickjacking).
+SECURITY_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+     b"connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    if _is_api(request):
+        return error_response(exc)
+    return pages.render_error(request, exc)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = ApiError(exc.status_code, str(exc.detail))
+    if _is_api(request):
+        return error_response(error)
+    return pages.render_error(request, error)
+
+
+async def on_crash(request: Request, exc: Exception) -> Response:
+    log.exception("console: %s %s failed", request.method, request.url.path, exc_info=exc)
+    error = ApiError(500, "internal error in the console; the host log has the traceback",
+                     type="InternalError")
+    return error_response(error)
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "alive"})
+
+
+async def readyz(request: Request) -> Response:
+    st: ConsoleState = request.app.state.console
+    app = st.app
+    reasons = []
+    if app.state is not State.RUNNING:
+        reasons.append(f"app is {app.state.value}")
+    if app.plugins.folder is None:
+        reasons.append("plugins folder not read yet")
+    body = {"ready": not reasons, "reasons": reasons}
+    return JSONResponse(body, status_code=200 if not reasons else 503)
+
+
+async def metrics(request: Request) -> Response:
+    st: ConsoleState = request.app.state.console
+    return PlainTextResponse(st.app.metrics.render(),
+                             media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def openapi(_request: Request) -> Response:
+    return JSONResponse(document())
+
+
+def create_app(state: ConsoleState) -> Starlette:
+    """The ASGI app for ``state`` (serve it with Hypercorn, or test it with httpx)."""
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/api/v1/openapi.json", openapi),
+        *api.routes(),
+        *pages.routes(),
+        Mount("/static", StaticFiles(directory=str(pages.WEB / "static")), name="static"),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
+                    exception_handlers={ApiError: on_api_error, HTTPException: on_http_error,
+                                        Exception: on_crash})
+    app.state.console = state
+    return app
