@@ -34,7 +34,6 @@ from omnicore.errors import (
     OutputTooLarge,
     PluginCallError,
     PluginLoadError,
-    PluginNotFound,
     Trap,
 )
 from omnicore.extism._env import ENV_FUNCTIONS, EnvState, KernelMemory
@@ -60,6 +59,7 @@ from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import EXTISM_ENV, PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
+from omnicore.sandbox.pool import InstancePool, PooledRuntime
 from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["ExtismRuntime", "Instance"]
@@ -277,7 +277,7 @@ class Instance:
         self._registry.pop(self.ctx, None)
 
 
-class ExtismRuntime:
+class ExtismRuntime(PooledRuntime["Instance"]):
     """Instances of one Extism plugin, linked with our kernel and Extism's host functions.
 
     The constructor and :meth:`call` raise what ``sandbox.PluginRuntime`` raises. Extism's
@@ -342,21 +342,17 @@ class ExtismRuntime:
         if engine.fuel:
             self.fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
         self._handlers = frozenset(module.handlers)
-        self._cond = threading.Condition()
-        self._idle: list[Instance] = []
-        self._live = 0
-        self._closed = False
-        self.instances_created = 0
-        self.instances_discarded = 0
+        self._pool = InstancePool(
+            self.name, self.limits.pool_size, self._new_instance,
+            self.wasi_output.close if self.wasi_output is not None else None)
+        self._idle = self._pool.idle  # the call path pops and appends directly (sandbox.pool)
         try:
-            first = self._new_instance(None)
+            self._pool.seed()
         except PluginCallError as exc:
             if self.wasi_output is not None:
                 self.wasi_output.close()
             raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
                                   plugin=self.name) from None
-        self._idle.append(first)
-        self._live = 1
 
     def _check_imports(self, user: list[UserFunction]) -> None:
         provided = {(EXTISM_ENV, n): sig for n, sig in KERNEL_FUNCTIONS.items()}
@@ -400,46 +396,7 @@ class ExtismRuntime:
                            f"{_first_line(f.message)}", plugin=self.name,
                            handler=handler) from None
             raise self._error(f, f.stage or handler or "(start)", None) from None
-        self.instances_created += 1
         return inst
-
-    def _acquire(self, handler: str) -> Instance:
-        if not self._closed:
-            try:
-                return self._idle.pop()
-            except IndexError:
-                pass
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise PluginNotFound(f"plugin {self.name!r} was unloaded",
-                                         plugin=self.name, handler=handler)
-                if self._idle:
-                    return self._idle.pop()
-                if self._live < self.limits.pool_size:
-                    self._live += 1
-                    break
-                self._cond.wait(0.5)
-        try:
-            return self._new_instance(handler)
-        except BaseException:
-            with self._cond:
-                self._live -= 1
-                self._cond.notify_all()
-            raise
-
-    def _release(self, inst: Instance, keep: bool) -> None:
-        with self._cond:
-            if keep and not self._closed:
-                self._idle.append(inst)
-            else:
-                self._live -= 1
-                if not keep:
-                    self.instances_discarded += 1
-                inst.close()
-                if self._closed and self._live == 0 and self.wasi_output is not None:
-                    self.wasi_output.close()  # the call that outlived close() has ended
-            self._cond.notify_all()
 
     def call(self, handler: str, data: bytes) -> bytes:
         """Run ``handler`` with ``data``; return its output bytes (errors as PluginRuntime)."""
@@ -456,7 +413,7 @@ class ExtismRuntime:
                 f"plugin {self.name!r} handler {handler!r}: input of {len(data)} bytes exceeds "
                 f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
                 handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
-        inst = self._acquire(handler)
+        inst = self._pool.acquire(handler)
         keep = handler != "_start"  # Extism starts a fresh store after _start
         try:
             code = inst.call(inst.funcs[handler], data, self.ticks, self.fuel)
@@ -484,13 +441,13 @@ class ExtismRuntime:
         if not err and not code and length <= lim.max_output_bytes and (
                 length == 0 or (off >= FIRST_HANDLE and off + length <= mem.size)):
             out = mem.view[off:off + length].tobytes() if length else b""
-            if keep and not self._closed:
+            pool = self._pool
+            if keep and not pool.closed:
                 self._idle.append(inst)
-                if self._live > 1:
-                    with self._cond:
-                        self._cond.notify()
+                if pool.waiters:
+                    pool.notify()
             else:
-                self._release(inst, keep)
+                pool.release(inst, keep)
             return out
         return self._finish_slow(inst, handler, code, off, length, err, keep)
 
@@ -568,37 +525,6 @@ class ExtismRuntime:
                         handler=handler)
         return Trap(f"{who} trapped: {_first_line(f.message)}{tail}", plugin=self.name,
                     handler=handler)
-
-    def stats(self) -> dict[str, int]:
-        """Pool counters: live, idle, busy instances; created and discarded totals."""
-        with self._cond:
-            idle = len(self._idle)
-            return {"live": self._live, "idle": idle, "busy": self._live - idle,
-                    "created": self.instances_created, "discarded": self.instances_discarded}
-
-    def close(self, timeout: float | None = None) -> None:
-        """Refuse new calls, wait for in-flight ones (up to ``timeout`` s), free instances."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            self._closed = True
-            while len(self._idle) < self._live:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self._cond.wait(0.05 if left is None else min(left, 0.05))
-            idle, self._idle = self._idle, []
-            self._live -= len(idle)
-            drained = self._live == 0
-        for inst in idle:
-            inst.close()
-        if drained and self.wasi_output is not None:
-            self.wasi_output.close()
-
-    def __enter__(self) -> ExtismRuntime:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _call_user(fn: UserFunction, mem: KernelMemory, *args: Any) -> int | None:

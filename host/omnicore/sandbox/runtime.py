@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,6 @@ from omnicore.errors import (
     OutputTooLarge,
     PluginCallError,
     PluginLoadError,
-    PluginNotFound,
     Trap,
 )
 from omnicore.sandbox import configschema
@@ -41,6 +38,7 @@ from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
+from omnicore.sandbox.pool import InstancePool, PooledRuntime
 from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]
@@ -49,7 +47,7 @@ __all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]
 MAX_ERROR_MESSAGE = 4096
 
 
-class PluginRuntime:
+class PluginRuntime(PooledRuntime["RawInstance"]):
     """Instances of one plugin, linked with exactly the granted capabilities.
 
     Raises NeedsGrant when the module requests capabilities that were not granted (``log`` is
@@ -112,21 +110,19 @@ class PluginRuntime:
         self._fuel: int | None = None
         if engine.fuel:
             self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
-        self._cond = threading.Condition()
-        self._idle: list[RawInstance] = []
-        self._live = 0
-        self._waiters = 0
-        self._closed = False
-        self.instances_created = 0
-        self.instances_discarded = 0
+        self._pool = InstancePool(
+            self.name, self.limits.pool_size, self._new_instance,
+            self._wasi_output.close if self._wasi_output is not None else None)
+        # The call path pops and appends here directly (see sandbox.pool).
+        self._idle = self._pool.idle
         # Start one instance now: a broken _initialize shows at load, not at the first call.
         try:
-            first = self._new_instance(None)
+            self._pool.seed()
         except PluginCallError as exc:
+            if self._wasi_output is not None:
+                self._wasi_output.close()
             raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
                                   plugin=self.name) from None
-        self._idle.append(first)
-        self._live = 1
 
     def _validate_config(self) -> None:
         schema = self.module.manifest.get("config")
@@ -183,57 +179,7 @@ class PluginRuntime:
         except (ValueError, HostTrap, wasmtime.WasmtimeError) as exc:
             raise Trap(f"plugin {self.name!r}: cannot start an instance: {exc}",
                        plugin=self.name, handler=handler) from None
-        self.instances_created += 1
         return inst
-
-    def _acquire(self, handler: str) -> RawInstance:
-        # Fast path without the lock: list.pop/append are atomic under the GIL, and this
-        # is most of a call's Python overhead otherwise.
-        if not self._closed:
-            try:
-                return self._idle.pop()
-            except IndexError:
-                pass
-        with self._cond:
-            # Registering as a waiter *before* re-checking the idle list means a concurrent
-            # _release either is seen here or sees us and notifies.
-            self._waiters += 1
-            try:
-                while True:
-                    if self._closed:
-                        raise PluginNotFound(f"plugin {self.name!r} was unloaded",
-                                             plugin=self.name, handler=handler)
-                    if self._idle:
-                        return self._idle.pop()
-                    if self._live < self.limits.pool_size:
-                        self._live += 1
-                        break
-                    self._cond.wait(0.5)
-            finally:
-                self._waiters -= 1
-        try:
-            return self._new_instance(handler)
-        except BaseException:
-            with self._cond:
-                self._live -= 1
-                self._cond.notify_all()
-            raise
-
-    def _release(self, inst: RawInstance, keep: bool) -> None:
-        if keep and not self._closed:
-            self._idle.append(inst)
-            if self._waiters:  # read after the append: see close() and _acquire()
-                self._notify()
-            return
-        with self._cond:
-            self._live -= 1
-            if not keep:
-                self.instances_discarded += 1
-            inst.close()
-            self._cond.notify_all()
-            last = self._closed and self._live == 0
-        if last and self._wasi_output is not None:
-            self._wasi_output.close()  # the call that outlived close() has ended
 
     def _classify(self, f: GuestFailure, handler: str,
                   inst: RawInstance | None, mark: int | None = None) -> PluginCallError:
@@ -288,7 +234,7 @@ class PluginRuntime:
             data = bytes(data)
         if len(data) > self._max_input:
             raise self._input_too_large(handler, len(data))
-        inst = self._acquire(handler)
+        inst = self._pool.acquire(handler)
         mark = self.log.written
         try:
             func = inst._funcs.get(handler) or inst.func(handler)
@@ -316,12 +262,13 @@ class PluginRuntime:
         # The common case, kept flat: success, within limits, inside memory as last seen.
         if not packed & 0x8000_0000 and length <= self._max_output and ptr + length <= mem.size:
             out = mem.view[ptr:ptr + length].tobytes()
-            if not self._closed:
+            pool = self._pool
+            if not pool.closed:
                 self._idle.append(inst)
-                if self._waiters:
-                    self._notify()
+                if pool.waiters:
+                    pool.notify()
                 return out
-            self._release(inst, True)
+            pool.release(inst, True)
             return out
         return self._finish_slow(inst, handler, packed)
 
@@ -366,44 +313,6 @@ class PluginRuntime:
             f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
             handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
 
-    def _notify(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
-    def stats(self) -> dict[str, int]:
-        """Pool counters: live, idle, busy instances; created and discarded totals."""
-        with self._cond:
-            idle = len(self._idle)
-            return {"live": self._live, "idle": idle, "busy": self._live - idle,
-                    "created": self.instances_created, "discarded": self.instances_discarded}
-
-    def close(self, timeout: float | None = None) -> None:
-        """Refuse new calls, wait for in-flight ones (up to ``timeout`` s), free instances."""
-        with self._cond:
-            self._closed = True
-            self._waiters += 1
-            try:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                # Short waits: a release racing with close() can never strand us.
-                while len(self._idle) < self._live:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        break
-                    self._cond.wait(0.05 if left is None else min(left, 0.05))
-            finally:
-                self._waiters -= 1
-            idle, self._idle = self._idle, []
-            self._live -= len(idle)
-        for inst in idle:
-            inst.close()
-        if self._wasi_output is not None and self._live == 0:
-            self._wasi_output.close()
-
-    def __enter__(self) -> PluginRuntime:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _first_line(text: str) -> str:
