@@ -91,16 +91,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def configure(level: str = "info", fmt: LogFormat = "text", stream: TextIO | None = None) -> None:
+def configure(level: str = "info", fmt: LogFormat = "text", stream: TextIO | None = None,
+              *, source: str | None = None) -> None:
     """Send ``omnicore.*`` records at ``level`` or above to ``stream`` (stderr) as ``fmt``.
 
-    Calling it again replaces the handler it installed before, never anybody else's.
+    ``source`` is where ``fmt`` came from (``OmniConfig.source_of("log.format")``): json that
+    only a default or an adapter chose (adapters pick it for containers, for log collectors)
+    gives way to text when the stream is a terminal, where a person reads it. Calling it
+    again replaces the handler it installed before, never anybody else's.
     """
+    out = stream or sys.stderr
+    unchosen = source is not None and (source == "default" or source.startswith("adapter"))
+    if fmt == "json" and unchosen and out.isatty():
+        fmt = "text"
     logger = logging.getLogger(_ROOT)
     for handler in list(logger.handlers):
         if getattr(handler, _HANDLER_MARK, False):
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(out)
     setattr(handler, _HANDLER_MARK, True)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger.addHandler(handler)

@@ -40,11 +40,14 @@ def new_app(appdir: Path, name: str | None) -> None:
 
 @main.command()
 @click.argument("appdir", default=".", envvar="OMNICORE_APPDIR", type=click.Path(path_type=Path))
+@click.option("--no-console", is_flag=True,
+              help="Do not serve the web console and REST API (console.enabled: false).")
 @click.pass_context
-def run(ctx: click.Context, appdir: Path) -> None:
+def run(ctx: click.Context, appdir: Path, no_console: bool) -> None:
     """Run the app in APPDIR (default: $OMNICORE_APPDIR or here) until SIGINT/SIGTERM.
 
-    Logs the runtime id at start; on SIGINT/SIGTERM, running tasks get shutdown_grace_s to
+    Logs the runtime id at start and serves the web console (console.host:console.port,
+    127.0.0.1:8470 by default); on SIGINT/SIGTERM, running tasks get shutdown_grace_s to
     finish, modules stop in reverse order, and the exit code is 0.
     """
     from omnicore.app import OmniApp
@@ -53,8 +56,13 @@ def run(ctx: click.Context, appdir: Path) -> None:
 
     cfg = load_config(_config_path(appdir))
     debug = ctx.obj.get("debug", False)
-    configure("debug" if debug else cfg.log.level, cfg.log.format)
+    configure("debug" if debug else cfg.log.level,
+              cfg.log.format, source=cfg.source_of("log.format"))
     app = OmniApp(config=cfg)
+    if cfg.console.enabled and not no_console:
+        from omnicore.console import ConsoleModule
+
+        app.add_module(ConsoleModule())
     app.log.info("omnicore %s: app %s, runtime id %s, data %s", __version__, app.name,
                  app.runtime_id, app.data_dir)
     app.run()

@@ -10,10 +10,19 @@ import click
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import BuildResult, build_all, scaffold
+from omnicore.toolchains.manifest import read_plugin_meta
 
 __all__ = ["build_command", "new_plugin_command"]
 
 _LANGS = ["rust", "go", "js", "ts", "c"]
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _size(path: Path | None) -> str:
@@ -35,15 +44,18 @@ def build_command(source: Path, out_dir: Path, app_dir: Path | None, force: bool
     tty = sys.stdout.isatty()
 
     def progress(index: int, total: int, src: Path, result: BuildResult | None) -> None:
-        label = f"[{index}/{total}] {src}"
+        # `omnicore build .` names the project, not ".".
+        label = f"[{index}/{total}] {src.resolve().name if src.name in ('', '..') else src}"
         if result is None:
             click.echo(f"{label} ...", nl=not tty)
             return
         prefix = "\r" if tty else ""
-        if result.ok:
+        if result.up_to_date and result.output is not None:
+            click.echo(f"{prefix}{label}: up to date ({_shown(result.output)})")
+        elif result.ok and result.output is not None:
             status = click.style("ok", fg="green")
             click.echo(f"{prefix}{label}: {status} {result.language}, {_size(result.output)}, "
-                       f"{result.seconds:.1f}s")
+                       f"{result.seconds:.1f}s -> {_shown(result.output)}")
         else:
             click.echo(f"{prefix}{label}: {click.style('FAILED', fg='red')} ({result.language})")
             click.echo("    " + (result.error or "").replace("\n", "\n    "), err=True)
@@ -76,6 +88,10 @@ def new_plugin_command(name: str, lang: str, parent: Path) -> None:
     """Create a plugin project NAME that builds and runs as is."""
     dest = parent / name
     scaffold(dest, name, lang)
+    handlers = read_plugin_meta(dest).get("handlers") or ["<handler>"]
     click.echo(f"created {lang} plugin {name} in {dest}\n"
                f"  build it:  omnicore build {dest}\n"
-               f"  run it:    omnicore call build/plugins/{name}.wasm <handler> --input '...'")
+               f"  call it:   omnicore call build/plugins/{name}.wasm {handlers[0]} "
+               f"--grant config --input '{{\"name\": \"Ada\"}}' -v"
+               # C has no native test runner: its SDK's host functions exist only in omnicore.
+               + ("" if lang == "c" else f"\n  test it:   omnicore test {dest}"))

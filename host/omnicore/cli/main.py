@@ -76,3 +76,14 @@ def main(ctx: click.Context, debug: bool) -> None:
 @main.group(cls=_DefaultGroup, invoke_without_command=False)
 def new() -> None:
     """Create things: `omnicore new APPDIR` scaffolds an app (`new plugin` a plugin project)."""
+
+
+def _add_author_commands() -> None:
+    # The plugin author's toolchain commands; imported here, after `main` exists.
+    from omnicore.cli import env, test
+
+    main.add_command(test.test_command)
+    main.add_command(env.env_command)
+
+
+_add_author_commands()

@@ -329,10 +329,11 @@ class PluginHost:
         self._commit(entry, module, settings, missing=())
         entry.loaded_at = time.time()
         entry.breaker.reset()
-        entry.swap(Version(module, runtime))
+        previous = entry.swap(Version(module, runtime))
         self._set_state(entry, "loaded")
-        log.info("plugin '%s' %s loaded (%s)", entry.name, _version_of(module),
-                 entry.source or "bytes")
+        # An operator watching the log must tell a hot reload from a first load.
+        log.info("plugin '%s' %s %s (%s)", entry.name, _version_of(module),
+                 "loaded" if previous is None else "reloaded", entry.source or "bytes")
         self._emit(PluginLoaded(plugin=entry.name, version=_version_of(module),
                                 path=str(entry.source or "")))
 

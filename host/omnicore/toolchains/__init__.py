@@ -8,6 +8,7 @@ A language module (``rust.py``, ``go.py``, ``js.py``, ``c.py``) provides::
     def check() -> str | None       # None when the toolchain works, else what to install
     def compile(src: Path, work: Path) -> bytes            # the raw module; BuildError
     def scaffold(dest: Path, name: str, lang: str) -> None  # a project that builds as is
+    def unit_tests(src: Path) -> UnitTests                  # optional: the native tests
 
 :func:`build` adds the ``omnicore.manifest`` section from ``omnicore.toml`` and skips the work
 when no source changed since the last build.
@@ -28,7 +29,8 @@ from omnicore.errors import BuildError
 from omnicore.toolchains import locations
 from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
 
-__all__ = ["LANGUAGES", "BuildResult", "build", "build_all", "discover", "language_for", "scaffold"]
+__all__ = ["LANGUAGES", "BuildResult", "UnitTests", "build", "build_all", "discover",
+           "language_for", "scaffold", "unit_tests"]
 
 LANGUAGES = ("rust", "go", "js", "c")
 _SKIP_DIRS = {"target", "node_modules", ".git", "build", "__pycache__"}
@@ -70,6 +72,11 @@ def _toolchain_digest(language: str) -> str:
 
 def build(src: Path, out_dir: Path, *, name: str | None = None, force: bool = False) -> Path:
     """Build the plugin at ``src`` into ``out_dir/NAME.wasm`` and return that path."""
+    return _build(src, out_dir, name=name, force=force)[0]
+
+
+def _build(src: Path, out_dir: Path, *, name: str | None, force: bool) -> tuple[Path, bool]:
+    """:func:`build`, and whether the output was already up to date (nothing ran)."""
     # Toolchains run in the project folder: hand them absolute paths only.
     src, out_dir = src.resolve(), out_dir.resolve()
     language = language_for(src)
@@ -84,7 +91,7 @@ def build(src: Path, out_dir: Path, *, name: str | None = None, force: bool = Fa
     stamp = out_dir / f".{name}.src-sha256"
     digest = _source_digest(src) + _toolchain_digest(language)
     if not force and out.exists() and stamp.exists() and stamp.read_text() == digest:
-        return out
+        return out, True
     work = out_dir / ".work" / name
     work.mkdir(parents=True, exist_ok=True)
     raw = module.compile(src, work)
@@ -93,7 +100,7 @@ def build(src: Path, out_dir: Path, *, name: str | None = None, force: bool = Fa
     tmp.write_bytes(wasm)
     tmp.replace(out)  # atomic: a watching host never sees half a file
     stamp.write_text(digest)
-    return out
+    return out, False
 
 
 def discover(root: Path) -> Iterator[Path]:
@@ -123,6 +130,34 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
 
 
 @dataclass(frozen=True)
+class UnitTests:
+    """How to run a project's own unit tests natively, with the toolchain builds use."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+def unit_tests(src: Path) -> UnitTests:
+    """The command running the native unit tests of the project at ``src`` (cargo test,
+    go test, node --test); :class:`BuildError` when its language has none or the toolchain
+    is missing."""
+    src = src.resolve()
+    language = language_for(src)
+    module = _module(language)
+    problem = module.check()
+    if problem:
+        raise BuildError(f"cannot test {src.name}: {problem}", plugin=src.name,
+                         toolchain=language)
+    make: Callable[[Path], UnitTests] | None = getattr(module, "unit_tests", None)
+    if make is None:
+        raise BuildError(f"{src.name}: {language} plugins have no native unit-test runner; test "
+                         f"them through the host (omnicore call build/plugins/NAME.wasm HANDLER "
+                         f"--input ... -v)", plugin=src.name, toolchain=language)
+    return make(src)
+
+
+@dataclass(frozen=True)
 class BuildResult:
     """What happened to one plugin project in :func:`build_all`."""
 
@@ -131,6 +166,8 @@ class BuildResult:
     output: Path | None
     seconds: float
     error: str | None = None
+    #: Nothing changed since the last build, so nothing ran.
+    up_to_date: bool = False
 
     @property
     def ok(self) -> bool:
@@ -151,12 +188,14 @@ def build_all(root: Path, out_dir: Path, *, force: bool = False,
             progress(index, len(projects), src, None)
         started = time.perf_counter()
         language = language_for(src)
+        output: Path | None = None
+        error, fresh = None, False
         try:
-            output: Path | None = build(src, out_dir, force=force)
-            error = None
+            output, fresh = _build(src, out_dir, name=None, force=force)
         except BuildError as exc:
-            output, error = None, str(exc)
-        result = BuildResult(src, language, output, time.perf_counter() - started, error)
+            error = str(exc)
+        result = BuildResult(src, language, output, time.perf_counter() - started, error,
+                             up_to_date=fresh)
         results.append(result)
         if progress:
             progress(index, len(projects), src, result)

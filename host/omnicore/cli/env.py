@@ -1,0 +1,64 @@
+"""``omnicore env``: shell exports that put the plugin toolchains first on PATH.
+
+``eval "$(omnicore env)"`` makes ``go``, ``cargo``, ``rustc`` and ``omnicore`` the ones
+``omnicore build`` uses, through a folder of links (``<cache>/bin``), so an SDK README's
+``go test .`` or ``cargo test`` works in any shell — however rustup or the venv are set up.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["env_command", "tool_links"]
+
+
+def tool_links() -> dict[str, Path]:
+    """Each tool name and the binary ``omnicore build`` runs for it (those that exist)."""
+    from omnicore.toolchains import go, rust
+
+    found: dict[str, Path] = {}
+    beside = Path(sys.executable).parent / "omnicore"
+    omnicore = str(beside) if beside.exists() else shutil.which("omnicore")
+    if omnicore:
+        found["omnicore"] = Path(omnicore)
+    go_binary = go._go()
+    if go_binary:
+        found["go"] = Path(go_binary)
+    rustc, cargo = rust._toolchain()
+    for name, tool in (("rustc", rustc), ("cargo", cargo),
+                       ("rustdoc", str(Path(rustc).with_name("rustdoc")))):
+        where = shutil.which(tool)
+        if where:
+            found[name] = Path(where)
+    return found
+
+
+@click.command("env")
+@click.option("--bin-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to put the tool links (default: omnicore's cache dir + /bin).")
+def env_command(bin_dir: Path | None) -> None:
+    """Print shell exports for the plugin toolchains: eval "$(omnicore env)"."""
+    from omnicore.toolchains import locations
+
+    links = bin_dir or locations.cache_dir() / "bin"
+    links.mkdir(parents=True, exist_ok=True)
+    tools = tool_links()
+    for name, target in tools.items():
+        link = links / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target)
+    click.echo(f"# omnicore toolchains: {', '.join(sorted(tools)) or 'none found'}")
+    click.echo(f"export PATH={shlex.quote(str(links))}:\"$PATH\"")
+    if "rustc" in tools:
+        # cargo runs the rustc/rustdoc these name, whatever else is on PATH.
+        click.echo(f"export RUSTC={shlex.quote(str(tools['rustc']))}")
+    if "rustdoc" in tools:
+        click.echo(f"export RUSTDOC={shlex.quote(str(tools['rustdoc']))}")
+    # Go plugins build offline against the SDK's local copy (a replace in go.mod).
+    click.echo("export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod")

@@ -1,0 +1,49 @@
+"""``omnicore test``: a plugin project's own unit tests, with the toolchain builds use.
+
+Authors' machines drift (Go only inside omnicore's venv, rustup's cargo first on PATH); this
+command picks the same rustc/cargo, Go and SDK that ``omnicore build`` uses, so the native
+tests of every scaffold and example run the same everywhere.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from omnicore.errors import BuildError
+from omnicore.toolchains import discover, unit_tests
+
+__all__ = ["test_command"]
+
+
+@click.command("test", context_settings={"ignore_unknown_options": True})
+@click.argument("source", type=click.Path(exists=True, path_type=Path), default=Path("."))
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def test_command(source: Path, extra: tuple[str, ...]) -> None:
+    """Run the unit tests of the plugin project at SOURCE (or of every project below it).
+
+    Rust: cargo test; Go: go test ./...; JS/TS: node --test on *.test.js/*.test.ts with the
+    SDK's in-memory test host. EXTRA arguments go to that tool (after --, e.g.
+    `omnicore test hello -- -run TestGreet`). The exit code is the tests'.
+    """
+    projects = list(discover(source))
+    if not projects:
+        raise BuildError(f"no plugin projects found below {source}")
+    failed = []
+    for project in projects:
+        run = unit_tests(project)
+        click.echo(f"$ {shlex.join([*run.argv, *extra])}", err=True)
+        sys.stdout.flush()
+        code = subprocess.run([*run.argv, *extra], env=run.env, cwd=run.cwd,
+                              check=False).returncode
+        if code != 0:
+            failed.append(project)
+    if len(projects) > 1:
+        click.echo(f"tests passed in {len(projects) - len(failed)} of {len(projects)} projects",
+                   err=True)
+    if failed:
+        raise click.exceptions.Exit(1)
