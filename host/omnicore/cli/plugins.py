@@ -155,15 +155,32 @@ def _host(cfg: Any) -> Any:
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", metavar="FILE_OR_PLUGIN", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--grant", "grant_opts", multiple=True, metavar="CAP[=JSON]",
               help="Grant a capability for the would-it-load check (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def inspect(file: Path, grant_opts: tuple[str, ...], as_json: bool) -> None:
+@click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Look a plugin name up in this app (its running host, else its folder).")
+def inspect(file: Path, grant_opts: tuple[str, ...], as_json: bool,
+            appdir: Path | None) -> None:
     """Show what FILE.wasm exports, imports and needs, and whether it would load.
 
-    The grants considered are the sidecar's next to FILE plus --grant.
+    The grants considered are the sidecar's next to FILE plus --grant. With --app, a plugin
+    name is looked up on the app's running host (its live state) or else in its folder.
     """
+    if appdir is not None and not file.is_file():
+        cfg = _load_app_config(appdir)
+        from omnicore.cli.remote import find_running
+
+        running = find_running(Path(cfg.data_dir))
+        if running is not None and not grant_opts:
+            click.echo(f"omnicore: '{file}' as the running host at {running.url} has it",
+                       err=True)  # live state, not the file's
+            _print_live(running.plugin(str(file)), as_json)
+            return
+        click.echo("omnicore: no running host for this app; inspecting the file in its "
+                   "plugins folder", err=True)
+        file = _resolve(str(file), cfg, appdir)
     from omnicore.capabilities.builtin import builtin_registry
     from omnicore.plugins.host import PluginHost
     from omnicore.sandbox import PluginModule
@@ -196,6 +213,25 @@ def inspect(file: Path, grant_opts: tuple[str, ...], as_json: bool) -> None:
         _print_report(report)
     if report.get("state") == "failed":
         sys.exit(1)
+
+
+def _print_live(doc: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    echo = click.echo
+    echo(f"plugin      {doc['name']} {doc.get('version') or ''}  [{doc['state']}]")
+    echo(f"file        {doc.get('source') or '(bytes)'}")
+    echo(f"handlers    {', '.join(doc.get('handlers') or []) or '(none)'}")
+    requested = ", ".join("omnicore:" + c for c in doc.get("requested") or [])
+    echo(f"requested   {requested or '(none)'}")
+    echo(f"granted     {', '.join(sorted(doc.get('granted') or {})) or '(none)'}")
+    if doc.get("missing"):
+        echo(f"needs grant {', '.join('omnicore:' + m for m in doc['missing'])}")
+    stats = doc.get("stats") or {}
+    echo(f"calls       {stats.get('calls', 0)} ({stats.get('errors', 0)} errors)")
+    if doc.get("last_error"):
+        echo(f"last error  {doc['last_error']}")
 
 
 def _print_report(r: dict[str, Any]) -> None:
@@ -248,9 +284,13 @@ def _print_report(r: dict[str, Any]) -> None:
               help="The app folder (default: here, if it has an omnicore.yaml).")
 @click.option("-v", "--verbose", is_flag=True,
               help="Show every line the plugin logged (default: warn and error only).")
+@click.option("--remote", metavar="URL",
+              help="Call the host serving its console at URL (token: $OMNICORE_TOKEN).")
+@click.option("--embedded", is_flag=True,
+              help="Run the plugin in this process even when the app's host is running.")
 def call(target: str, handler: str, input_text: str | None, input_file: Any,
          grant_opts: tuple[str, ...], config_opts: tuple[str, ...],
-         appdir: Path | None, verbose: bool) -> None:
+         appdir: Path | None, verbose: bool, remote: str | None, embedded: bool) -> None:
     """Run HANDLER of a plugin once, embedded, and print its output.
 
     PLUGIN_OR_FILE is a .wasm path or a plugin name looked up in the app's plugins folder
@@ -258,6 +298,10 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
     The output goes to stdout; what the plugin logged during the call goes to stderr (warn
     and error, or every line with -v). A bare .wasm's compiled module is cached per user
     (see ``omnicore info``), so the second call of an unchanged file starts fast.
+
+    A plugin name with an app whose host is running (``omnicore run``, console up) is called
+    on that host through its REST API, so it sees the host's grants, state and data; stderr
+    says which way the call went. ``--remote URL`` calls the host at URL.
     """
     from omnicore.plugins.sidecar import read_sidecar
 
@@ -265,7 +309,23 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
         raise click.UsageError("use --input or --input-file, not both")
     data = input_text.encode() if input_text is not None else (
         input_file.read() if input_file is not None else b"")
+    if remote is not None:
+        from omnicore.cli.remote import explicit
+
+        _call_remote(explicit(remote), target, handler, data, verbose)
+        return
     cfg = _load_app_config(appdir)
+    is_name = not (Path(target).suffix == ".wasm" or Path(target).is_file())
+    if cfg is not None and is_name and not embedded:
+        from omnicore.cli.remote import find_running
+
+        running = find_running(Path(cfg.data_dir))
+        if running is not None and not (grant_opts or config_opts):
+            _call_remote(running, target, handler, data, verbose)
+            return
+        why = ("--grant/--config apply to this call only" if running is not None
+               else "no running host for this app (its console is not up)")
+        click.echo(f"omnicore: {why}; running '{target}' embedded in this process", err=True)
     path = _resolve(target, cfg, appdir)
     read_sidecar(path)  # a broken sidecar is reported as itself, before anything else
     grants = parse_grants(grant_opts)
@@ -289,6 +349,43 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
     if sys.stdout.isatty() and out and not out.endswith(b"\n"):
         stream.write(b"\n")  # keep the shell prompt on its own line
     stream.flush()
+
+
+def _call_remote(remote: Any, name: str, handler: str, data: bytes, verbose: bool) -> None:
+    click.echo(f"omnicore: calling '{name}' on the running host at {remote.url}", err=True)
+    before = _last_log_time(remote, name)
+    try:
+        out = remote.call(name, handler, data)
+    finally:
+        _print_remote_log(remote, name, before, verbose)
+    stream = sys.stdout.buffer
+    stream.write(out)
+    if sys.stdout.isatty() and out and not out.endswith(b"\n"):
+        stream.write(b"\n")
+    stream.flush()
+
+
+def _last_log_time(remote: Any, name: str) -> float:
+    from omnicore.errors import OmniError
+
+    try:
+        lines = remote.logs(name, limit=1)
+    except OmniError:
+        return 0.0
+    return float(lines[0]["time"]) if lines else 0.0
+
+
+def _print_remote_log(remote: Any, name: str, after: float, verbose: bool) -> None:
+    """The plugin's lines logged during this call, as the embedded path prints them."""
+    from omnicore.errors import OmniError
+
+    try:
+        lines = remote.logs(name, limit=200)
+    except OmniError:
+        return
+    for line in reversed(lines):
+        if line["time"] > after and (verbose or line["level"] in ("warn", "error")):
+            click.echo(f"[{line['level']}] {line['message']}", err=True)
 
 
 def _print_plugin_log(lines: list[Any], verbose: bool) -> None:

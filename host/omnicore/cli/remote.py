@@ -1,0 +1,122 @@
+"""Talking to a running host through its console's REST API (stdlib HTTP only).
+
+``omnicore call NAME --app DIR`` finds the host serving DIR from ``<data_dir>/console.json``,
+which ``omnicore run`` writes while its console is up (the URL and a per-process admin token,
+readable only by its owner) and removes on stop. ``--remote URL`` names a host explicitly;
+its token comes from ``$OMNICORE_TOKEN`` (create one on the console's Users page).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omnicore.errors import OmniError, PluginError
+
+__all__ = ["TOKEN_ENV", "Remote", "RemoteError", "find_running"]
+
+TOKEN_ENV = "OMNICORE_TOKEN"
+CONSOLE_FILE = "console.json"
+
+
+class RemoteError(PluginError):
+    """The running host answered with an error (its type and message are kept)."""
+
+    def __init__(self, message: str, *, type: str = "Error", status: int = 0,
+                 plugin: str | None = None) -> None:
+        super().__init__(message, plugin=plugin)
+        self.type = type
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Remote:
+    url: str
+    token: str | None
+
+    def request(self, method: str, path: str, body: Any = None,
+                timeout: float = 60.0) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url.rstrip("/") + path, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                err = json.loads(raw)["error"]
+                raise RemoteError(f"{err['type']}: {err['message']} (from {self.url})",
+                                  type=err["type"],
+                                  status=exc.code, plugin=err.get("plugin")) from None
+            except (ValueError, KeyError, TypeError):
+                raise RemoteError(f"{self.url} answered HTTP {exc.code}",
+                                  status=exc.code) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise OmniError(f"cannot reach the host at {self.url}: {reason}") from None
+        return json.loads(raw) if raw else None
+
+    def alive(self) -> bool:
+        try:
+            self.request("GET", "/healthz", timeout=2.0)
+        except OmniError:
+            return False
+        return True
+
+    def call(self, name: str, handler: str, data: bytes) -> bytes:
+        doc = self.request("POST", f"/api/v1/plugins/{urllib.parse.quote(name, safe='')}"
+                                   "/invoke",
+                           {"handler": handler, "input": base64.b64encode(data).decode(),
+                            "encoding": "base64"})
+        out = str(doc["output"])
+        return base64.b64decode(out) if doc.get("encoding") == "base64" else out.encode()
+
+    def plugin(self, name: str) -> dict[str, Any]:
+        doc: dict[str, Any] = self.request(
+            "GET", f"/api/v1/plugins/{urllib.parse.quote(name, safe='')}")
+        return doc
+
+    def logs(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        doc = self.request("GET", f"/api/v1/plugins/{urllib.parse.quote(name, safe='')}"
+                                  f"/logs?limit={limit}")
+        return list(doc["items"])
+
+
+def find_running(data_dir: Path) -> Remote | None:
+    """The host serving the app whose data dir is ``data_dir``, if its console is up."""
+    path = data_dir / CONSOLE_FILE
+    try:
+        doc = json.loads(path.read_text())
+        url, token, pid = str(doc["url"]), str(doc["token"]), int(doc["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _pid_alive(pid):
+        return None  # a host killed with -9 left its file behind
+    remote = Remote(url, token)
+    return remote if remote.alive() else None
+
+
+def explicit(url: str) -> Remote:
+    return Remote(url, os.environ.get(TOKEN_ENV) or None)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,130 @@
+"""``omnicore users``: the console's accounts, kept in ``<data_dir>/console.db``.
+
+Works whether or not the host is running (SQLite in WAL mode): a user added here can sign
+in at once.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from omnicore.cli.main import CONFIG_FILE, main
+from omnicore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from omnicore.console.users import UserStore
+
+__all__ = ["users"]
+
+_APP = click.option("--app", "appdir", default=".", envvar="OMNICORE_APPDIR",
+                    type=click.Path(file_okay=False, path_type=Path),
+                    help="The app folder (default: $OMNICORE_APPDIR or here).")
+
+
+def _store(appdir: Path) -> UserStore:
+    from omnicore.config import load_config
+    from omnicore.console.module import USERS_FILE
+    from omnicore.console.users import UserStore
+
+    path = appdir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app DIR (the folder of "
+                          "the app whose console this is)", source=str(path))
+    cfg = load_config(path)
+    return UserStore(cfg.data_dir / USERS_FILE)
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@main.group()
+def users() -> None:
+    """Console users: add, list, delete, passwd, token."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "viewer"]), default="admin",
+              show_default=True, help="admin changes things; viewer only reads.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@_APP
+def add(name: str, role: str, password_stdin: bool, appdir: Path) -> None:
+    """Add console user NAME (prompts for the password)."""
+    from omnicore.console.users import check_username
+
+    check_username(name)
+    store = _store(appdir)
+    try:
+        if store.get(name) is not None:
+            raise ConfigError(f"user {name!r} already exists (omnicore users passwd {name})")
+        store.add(name, _password(password_stdin), role)  # type: ignore[arg-type]
+    finally:
+        store.close()
+    click.echo(f"added {role} {name}")
+
+
+@users.command("list")
+@_APP
+def list_users(appdir: Path) -> None:
+    """List console users."""
+    store = _store(appdir)
+    try:
+        found = store.users()
+    finally:
+        store.close()
+    if not found:
+        click.echo("no users (omnicore users add NAME)")
+    for user in found:
+        since = time.strftime("%Y-%m-%d", time.localtime(user.created))
+        click.echo(f"{user.name:<24} {user.role:<7} since {since}")
+
+
+@users.command("delete")
+@click.argument("name")
+@_APP
+def delete(name: str, appdir: Path) -> None:
+    """Delete console user NAME (their sessions and tokens end)."""
+    store = _store(appdir)
+    try:
+        if not store.delete(name):
+            raise ConfigError(f"no user {name!r}")
+    finally:
+        store.close()
+    click.echo(f"deleted {name}")
+
+
+@users.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@_APP
+def passwd(name: str, password_stdin: bool, appdir: Path) -> None:
+    """Set NAME's password (signs their sessions out)."""
+    store = _store(appdir)
+    try:
+        store.set_password(name, _password(password_stdin))
+    finally:
+        store.close()
+    click.echo(f"password of {name} changed")
+
+
+@users.command("token")
+@click.argument("name")
+@click.option("--label", default="cli", show_default=True, help="What the token is for.")
+@_APP
+def token(name: str, label: str, appdir: Path) -> None:
+    """Create an API token for NAME and print it (shown once; use as OMNICORE_TOKEN)."""
+    store = _store(appdir)
+    try:
+        secret, _ = store.new_token(name, label)
+    finally:
+        store.close()
+    click.echo(secret)
