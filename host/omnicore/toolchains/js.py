@@ -45,6 +45,8 @@ import wasmtime
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, locations
+from omnicore.toolchains._js_sourcemap import stack_mapper
+from omnicore.toolchains._js_typecheck import TYPESCRIPT_VERSION, find_tsc, typecheck
 from omnicore.toolchains._js_wasm import call_sites, mutable_globals, nonzero_segments, rewrite
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "detect",
     "ensure_esbuild",
     "ensure_runtime",
+    "ensure_tsc",
     "esbuild",
     "runtime_path",
     "scaffold",
@@ -453,6 +456,25 @@ def ensure_esbuild(project: Path | None = None) -> str:
     return str(tools / "node_modules" / ".bin" / "esbuild")
 
 
+def ensure_tsc(project: Path | None = None) -> str:
+    """The tsc to type-check ``project`` with, installed from npm into the build cache if
+    needed (``scripts/setup-toolchains.sh`` installs it ahead of time)."""
+    tools = _base_dir() / "js-tools"
+    found = find_tsc(project, tools)
+    if found:
+        return found
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError("TypeScript plugins are type-checked with tsc, and npm is not "
+                         "installed: install Node.js 18+ (npm), or `npm i -g typescript`",
+                         toolchain=LANGUAGE)
+    with _locked(tools / ".lock"):
+        if find_tsc(None, tools) is None:
+            _run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(tools),
+                  f"typescript@{TYPESCRIPT_VERSION}"], f"npm install typescript@{TYPESCRIPT_VERSION}")
+    return str(tools / "node_modules" / ".bin" / "tsc")
+
+
 def _install_deps(project: Path) -> None:
     pkg = json.loads((project / "package.json").read_text(encoding="utf-8"))
     if not pkg.get("dependencies") and not pkg.get("devDependencies"):
@@ -472,13 +494,14 @@ def _install_deps(project: Path) -> None:
 
 
 def _bundle(entry: Path, project: Path | None, work: Path) -> bytes:
+    """One ES module, with JS appended that maps its stack frames to the original files."""
     if project is not None and (project / "package.json").is_file():
         _install_deps(project)
     tool = ensure_esbuild(project)
     out = (work / "bundle.js").resolve()  # esbuild runs in the project folder
     cmd = [tool, str(entry.resolve()), "--bundle", "--format=esm", "--platform=neutral",
            "--target=es2023", "--external:omnicore", "--main-fields=module,main",
-           "--log-level=error", f"--outfile={out}"]
+           "--sourcemap=external", "--log-level=error", f"--outfile={out}"]
     try:
         proc = subprocess.run(cmd, cwd=project or entry.parent, capture_output=True, text=True,
                               timeout=BUILD_TIMEOUT_S)
@@ -488,7 +511,8 @@ def _bundle(entry: Path, project: Path | None, work: Path) -> bytes:
         raise BuildError(f"esbuild could not bundle {entry.name}:\n"
                          f"{(proc.stderr or proc.stdout).strip()[-4000:]}",
                          plugin=entry.stem, toolchain=LANGUAGE)
-    return out.read_bytes()
+    mapper = stack_mapper(out.with_name("bundle.js.map"), project or entry.parent)
+    return out.read_bytes() + mapper.encode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -507,6 +531,7 @@ def compile(src: Path, work: Path) -> bytes:
     project = src if src.is_dir() else None
     rt = _load_runtime(ensure_runtime())
     if entry.suffix in (".ts", ".mts"):
+        typecheck(ensure_tsc(project), entry, project, _sdk() / "index.d.ts", work, plugin)
         source = _bundle(entry, project, work)
         exported = _load_exports(rt, source, plugin)
     else:

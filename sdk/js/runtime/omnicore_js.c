@@ -115,7 +115,8 @@ static int64_t result(const void *data, size_t n, int err) {
 
 static int64_t error_result(const char *msg) { return result(msg, strlen(msg), 1); }
 
-/* "Name: message\nstack" for Error objects, String(value) for anything else thrown. */
+/* "Name: message\nstack" for Error objects, JSON for other objects (`throw {code: "E"}`
+   would print as "[object Object]"), String(value) for anything else thrown. */
 static char *describe_exception(JSValue exc) {
     char *text = NULL;
     const char *s = NULL, *stack = NULL;
@@ -123,8 +124,13 @@ static char *describe_exception(JSValue exc) {
         JSValue st = JS_GetPropertyStr(ctx, exc, "stack");
         if (JS_IsString(st)) stack = JS_ToCString(ctx, st);
         JS_FreeValue(ctx, st);
+    } else if (JS_IsObject(exc) && !JS_IsFunction(ctx, exc)) {
+        JSValue json = JS_JSONStringify(ctx, exc, JS_UNDEFINED, JS_UNDEFINED);
+        if (JS_IsString(json)) s = JS_ToCString(ctx, json);
+        else if (JS_IsException(json)) JS_FreeValue(ctx, JS_GetException(ctx)); /* a cycle */
+        JS_FreeValue(ctx, json);
     }
-    s = JS_ToCString(ctx, exc);
+    if (!s) s = JS_ToCString(ctx, exc);
     if (!s) {
         JS_FreeValue(ctx, JS_GetException(ctx));
         s = NULL;
