@@ -1,0 +1,227 @@
+"""The REST API against a real host, a real plugins folder and the real Rust greeter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+from tests.console.conftest import Host
+
+
+def error_of(r: httpx.Response) -> dict[str, object]:
+    body = r.json()
+    assert set(body) == {"error"}
+    err: dict[str, object] = body["error"]
+    assert err["status"] == r.status_code and err["type"] and err["message"]
+    return err
+
+
+def test_everything_needs_sign_in_except_orchestrator_endpoints(host: Host) -> None:
+    with host.client() as anon:
+        for path in ("/api/v1/info", "/api/v1/plugins", "/api/v1/plugins/greeter-rust"):
+            r = anon.get(path)
+            assert r.status_code == 401
+            assert error_of(r)["type"] == "Unauthorized"
+        assert anon.post("/api/v1/plugins/greeter-rust/invoke", json={}).status_code == 401
+        assert anon.get("/healthz").json() == {"status": "alive"}
+        assert anon.get("/readyz").json() == {"ready": True, "reasons": []}
+        metrics = anon.get("/metrics")
+        assert metrics.status_code == 200 and "omnicore_app_info" in metrics.text
+        r = anon.get("/", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    with host.client("oc_not-a-token") as bad:
+        assert bad.get("/api/v1/info").status_code == 401
+
+
+def test_grant_config_invoke_revoke_through_the_api(host: Host, admin: httpx.Client) -> None:
+    doc = admin.get("/api/v1/plugins/greeter-rust").json()
+    assert doc["state"] == "needs-grant" and doc["missing"] == ["config"]
+    assert doc["language"] == "rust" and doc["handlers"] == ["greet"]
+    r = admin.post("/api/v1/plugins/greeter-rust/invoke",
+                   json={"handler": "greet", "input": "{}"})
+    assert r.status_code == 409 and error_of(r)["type"] == "NeedsGrant"
+
+    r = admin.put("/api/v1/plugins/greeter-rust/grants/config", json={"options": {}})
+    assert r.status_code == 200 and r.json()["state"] == "loaded"
+    sidecar = host.plugins_dir / "greeter-rust.yaml"
+    assert "config" in sidecar.read_text()  # persisted through the grants module
+
+    r = admin.put("/api/v1/plugins/greeter-rust/config", json={"config": {"greeting": "Hej"}})
+    assert r.status_code == 200 and r.json()["config"] == {"greeting": "Hej"}
+    r = admin.post("/api/v1/plugins/greeter-rust/invoke",
+                   json={"handler": "greet", "input": '{"name": "Ada"}'})
+    assert r.status_code == 200
+    body = r.json()
+    assert json.loads(body["output"]) == {"message": "Hej, Ada!"}
+    assert body["encoding"] == "text" and body["duration_ms"] > 0
+
+    logs = admin.get("/api/v1/plugins/greeter-rust/logs").json()
+    assert any("Ada" in line["message"] for line in logs["items"])
+
+    r = admin.delete("/api/v1/plugins/greeter-rust/grants/config")
+    assert r.status_code == 200 and r.json()["state"] == "needs-grant"
+    assert host.app.plugins.get("greeter-rust").state == "needs-grant"
+    assert "config: false" in sidecar.read_text()
+
+
+def test_a_config_that_fails_the_schema_is_refused_and_nothing_is_written(
+        host: Host, admin: httpx.Client) -> None:
+    admin.put("/api/v1/plugins/greeter-rust/grants/config", json={})
+    sidecar = host.plugins_dir / "greeter-rust.yaml"
+    before = sidecar.read_text()
+    r = admin.put("/api/v1/plugins/greeter-rust/config", json={"config": {"greeting": 5}})
+    err = error_of(r)
+    assert r.status_code == 422 and err["type"] == "ConfigError"
+    assert "greeting" in str(err["message"])
+    assert sidecar.read_text() == before
+    r = admin.put("/api/v1/plugins/greeter-rust/limits", json={"limits": {"timeout_mss": 5}})
+    assert r.status_code == 422 and "timeout_ms" in str(error_of(r)["message"])
+    assert sidecar.read_text() == before
+    r = admin.put("/api/v1/plugins/greeter-rust/limits", json={"limits": {"timeout_ms": 250}})
+    assert r.status_code == 200 and r.json()["limits"]["timeout_ms"] == 250
+    assert host.app.plugins.get("greeter-rust").limits.timeout_ms == 250  # type: ignore[union-attr]
+
+
+def test_bad_input_gets_a_clear_4xx(host: Host, admin: httpx.Client) -> None:
+    r = admin.put("/api/v1/plugins/greeter-rust/config", content=b"{not json",
+                  headers={"content-type": "application/json"})
+    assert r.status_code == 400 and error_of(r)["type"] == "InvalidJson"
+    r = admin.put("/api/v1/plugins/greeter-rust/config", json=[1, 2])
+    assert r.status_code == 400
+    r = admin.get("/api/v1/plugins/nope")
+    assert r.status_code == 404 and error_of(r)["type"] == "PluginNotFound"
+    r = admin.get("/api/v1/plugins?limit=0")
+    assert r.status_code == 400 and error_of(r)["type"] == "BadParameter"
+    r = admin.put("/api/v1/plugins/greeter-rust/grants/telepathy", json={})
+    assert r.status_code == 404 and "telepathy" in str(error_of(r)["message"])
+    r = admin.post("/api/v1/plugins/greeter-rust/invoke",
+                   json={"handler": "greet", "input": "%%%", "encoding": "base64"})
+    assert r.status_code == 422
+    admin.put("/api/v1/plugins/greeter-rust/grants/config", json={})
+    r = admin.post("/api/v1/plugins/greeter-rust/invoke",
+                   json={"handler": "nope", "input": ""})
+    assert r.status_code == 404 and error_of(r)["type"] == "HandlerNotFound"
+    r = admin.post("/api/v1/plugins/greeter-rust/invoke",
+                   json={"handler": "greet", "input": "not json"})
+    err = error_of(r)
+    assert r.status_code == 422 and err["type"] == "GuestError" and "duration_ms" in err
+    assert admin.get("/api/v1/nothing-here").status_code == 404
+
+
+def test_viewers_read_but_never_change(host: Host) -> None:
+    with host.client(host.viewer_token) as viewer:
+        assert viewer.get("/api/v1/plugins").status_code == 200
+        for method, path, body in [
+            ("PUT", "/api/v1/plugins/greeter-rust/grants/config", {}),
+            ("DELETE", "/api/v1/plugins/greeter-rust", None),
+            ("POST", "/api/v1/plugins/greeter-rust/invoke", {"handler": "greet"}),
+            ("POST", "/api/v1/plugins/greeter-rust/reload", None),
+            ("POST", "/api/v1/users", {"name": "x", "password": "12345678"}),
+            ("GET", "/api/v1/users", None),
+        ]:
+            r = viewer.request(method, path, json=body)
+            assert r.status_code == 403, (method, path)
+            assert "viewer" in str(error_of(r)["message"])
+    assert host.app.plugins.get("greeter-rust").state == "needs-grant"
+
+
+def test_upload_validates_before_writing(host: Host, admin: httpx.Client,
+                                         greeter_wasm: Path) -> None:
+    host.app.plugins.unload("greeter-rust")
+    (host.plugins_dir / "greeter-rust.wasm").unlink()
+    host.app.plugins.folder.sync()  # type: ignore[union-attr]
+    data = greeter_wasm.read_bytes()
+    cases = [("../evil.wasm", data, 422), ("a/b.wasm", data, 422), (".hidden.wasm", data, 422),
+             ("x.txt", data, 422), ("junk.wasm", b"MZ\x90\x00 not wasm", 422),
+             ("trunc.wasm", data[:100], 422)]
+    for filename, body, status in cases:
+        r = admin.post("/api/v1/plugins", params={"filename": filename}, content=body,
+                       headers={"content-type": "application/wasm"})
+        assert r.status_code == status, (filename, r.text)
+        error_of(r)
+    assert sorted(p.name for p in host.plugins_dir.iterdir()) == []
+    assert not (host.plugins_dir.parent / "evil.wasm").exists()
+
+    big = host.module.console.max_upload_bytes + 1  # type: ignore[union-attr]
+    r = admin.post("/api/v1/plugins", params={"filename": "big.wasm"},
+                   content=b"\0asm" + b"\0" * big)
+    assert r.status_code == 413
+    assert list(host.plugins_dir.iterdir()) == []
+
+    r = admin.post("/api/v1/plugins", params={"filename": "greeter.wasm"}, content=data)
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "greeter-rust" and r.json()["state"] == "needs-grant"
+    r = admin.post("/api/v1/plugins", params={"filename": "greeter.wasm"}, content=data)
+    assert r.status_code == 409
+    r = admin.post("/api/v1/plugins", params={"filename": "other.wasm"}, content=data)
+    assert r.status_code == 409 and error_of(r)["type"] == "DuplicatePlugin"
+    assert sorted(p.name for p in host.plugins_dir.iterdir()) == ["greeter.wasm"]
+
+    assert admin.delete("/api/v1/plugins/greeter-rust").status_code == 204
+    assert "greeter-rust" not in host.app.plugins
+    assert list(host.plugins_dir.iterdir()) == []
+
+
+def test_enable_disable_reload(host: Host, admin: httpx.Client) -> None:
+    r = admin.put("/api/v1/plugins/greeter-rust/enabled", json={"enabled": False})
+    assert r.status_code == 200 and r.json()["state"] == "disabled"
+    r = admin.put("/api/v1/plugins/greeter-rust/enabled", json={"enabled": "no"})
+    assert r.status_code == 422
+    r = admin.put("/api/v1/plugins/greeter-rust/enabled", json={"enabled": True})
+    assert r.json()["state"] == "needs-grant"
+    r = admin.post("/api/v1/plugins/greeter-rust/reload")
+    assert r.status_code == 200 and r.json()["name"] == "greeter-rust"
+
+
+def test_lists_are_paginated_and_settings_mask_secrets(host: Host, admin: httpx.Client,
+                                                       greeter_wasm: Path) -> None:
+    for i in range(3):
+        host.app.plugins.load(greeter_wasm.read_bytes(), name=f"g{i}")
+    page = admin.get("/api/v1/plugins", params={"limit": 2, "offset": 1}).json()
+    assert page["total"] == 4 and page["limit"] == 2 and page["offset"] == 1
+    assert [p["name"] for p in page["items"]] == ["g1", "g2"]
+    only = admin.get("/api/v1/plugins", params={"state": "needs-grant"}).json()
+    assert only["total"] == 4
+    rows = admin.get("/api/v1/settings").json()["items"]
+    by_key = {row["key"]: row for row in rows}
+    assert by_key["console.port"] == {"key": "console.port", "value": "0",
+                                      "source": "override"}
+    assert by_key["capabilities.vault.password"]["value"] == "****"
+    assert by_key["capabilities.vault.region"]["value"] == "eu"
+    assert "hunter2" not in admin.get("/settings").text
+
+
+def test_users_and_tokens(host: Host, admin: httpx.Client) -> None:
+    r = admin.post("/api/v1/users", json={"name": "bo", "password": "short"})
+    assert r.status_code == 422
+    r = admin.post("/api/v1/users", json={"name": "bo", "password": "long enough pw",
+                                          "role": "viewer"})
+    assert r.status_code == 201
+    names = [u["name"] for u in admin.get("/api/v1/users").json()["items"]]
+    assert names == ["admin", "bo", "viewer"]
+    made = admin.post("/api/v1/tokens", json={"label": "ci"})
+    assert made.status_code == 201
+    secret, token_id = made.json()["token"], made.json()["id"]
+    with host.client(secret) as c:
+        assert c.get("/api/v1/me").json()["name"] == "admin"
+        assert admin.delete(f"/api/v1/tokens/{token_id}").status_code == 204
+        assert c.get("/api/v1/me").status_code == 401
+    assert admin.delete("/api/v1/users/admin").status_code == 409
+    assert admin.delete("/api/v1/users/bo").status_code == 204
+
+
+def test_openapi_documents_every_route(host: Host, admin: httpx.Client) -> None:
+    from starlette.routing import Route
+
+    from omnicore.console import api
+
+    doc = admin.get("/api/v1/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    routed = set()
+    for route in api.routes():
+        assert isinstance(route, Route)
+        path = route.path.replace("{key:path}", "{key}")
+        routed |= {(m, path) for m in (route.methods or ()) if m != "HEAD"}
+    assert documented == routed
