@@ -470,8 +470,9 @@ def ensure_tsc(project: Path | None = None) -> str:
                          toolchain=LANGUAGE)
     with _locked(tools / ".lock"):
         if find_tsc(None, tools) is None:
-            _run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(tools),
-                  f"typescript@{TYPESCRIPT_VERSION}"], f"npm install typescript@{TYPESCRIPT_VERSION}")
+            package = f"typescript@{TYPESCRIPT_VERSION}"
+            _run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(tools), package],
+                 f"npm install {package}")
     return str(tools / "node_modules" / ".bin" / "tsc")
 
 
