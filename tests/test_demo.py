@@ -39,5 +39,11 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path) -> None
         stats = app.plugins.call_json("textstats-rust", "analyze", {"text": "a@b.io twice twice"})
         assert stats["emails"] == ["a@b.io"]
         assert json.loads(app.plugins.call("counter-go", "count", b'{"by": 2}')) == {"count": 2}
+        # The digests see each other's events (never their own) and count them in kv.
+        assert app.plugins.call_json("digest-js", "note", {"text": "hi"}) == {"published": "note"}
+        assert app.subscriptions.drain(timeout=30)
+        report = app.plugins.call_json("digest-rust", "report")
+        assert report["topics"]["plugin.digest-js.note"] == 1
+        assert "plugin.digest-js.note" not in app.plugins.call_json("digest-js", "report")["topics"]
     finally:
         app.stop()
