@@ -35,6 +35,7 @@ class Host:
     plugins_dir: Path
     admin_token: str
     viewer_token: str
+    opened: list[httpx.Client]
 
     @property
     def url(self) -> str:
@@ -43,12 +44,14 @@ class Host:
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        c = httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        self.opened.append(c)
+        return c
 
     def browser_session(self, name: str = "admin",
                         password: str = PASSWORD) -> tuple[httpx.Client, str]:
         """An httpx client signed in through the form; and the session's CSRF token."""
-        c = httpx.Client(base_url=self.url, timeout=30)
+        c = self.client()
         c.get("/login")
         r = c.post("/login", data={"name": name, "password": password,
                                    "csrf": c.cookies["omnicore_login_csrf"]})
@@ -75,7 +78,7 @@ def start_host(tmp_path: Path, greeter: Path | None, **console: object) -> Host:
     store.add("viewer", PASSWORD, "viewer")
     admin, _ = store.new_token("admin", "tests")
     viewer, _ = store.new_token("viewer", "tests")
-    return Host(app, module, plugins, admin, viewer)
+    return Host(app, module, plugins, admin, viewer, [])
 
 
 @pytest.fixture
@@ -84,6 +87,8 @@ def host(tmp_path: Path, greeter_wasm: Path) -> Iterator[Host]:
     try:
         yield h
     finally:
+        for c in h.opened:
+            c.close()
         h.app.stop()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -127,9 +128,23 @@ def guarded(fn: Handler) -> Handler:
         try:
             return await fn(request)
         except OmniError as exc:
+            await _drain(request)
             raise from_omni(exc) from exc
+        except ApiError as exc:
+            if exc.status != 413:
+                await _drain(request)
+            raise
     wrapper.__name__ = fn.__name__
     return wrapper
+
+
+async def _drain(request: Request) -> None:
+    """Read what is left of a small body before answering early (a refused request): a
+    client that is still sending would otherwise see the connection dropped."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= MAX_JSON_BYTES:
+        with contextlib.suppress(Exception):
+            await request.body()
 
 
 # -- the host ------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ class LiveFeed(logging.Handler):
         self.max_subscribers = max_subscribers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._plugin_level = logging.NOTSET
 
     # -- sources ------------------------------------------------------------------------
 
@@ -88,9 +89,17 @@ class LiveFeed(logging.Handler):
         self._loop = loop
         self._closed = False
         logging.getLogger("omnicore").addHandler(self)
+        # Plugins' own lines are what operators come to the log view for: let info lines of
+        # `omnicore.plugin.*` through even when the host's log is set quieter (each plugin's
+        # PluginLog still applies its own level and byte budget first).
+        plugins = logging.getLogger("omnicore.plugin")
+        self._plugin_level = plugins.level
+        if plugins.getEffectiveLevel() > logging.INFO:
+            plugins.setLevel(logging.INFO)
 
     def detach(self) -> None:
         logging.getLogger("omnicore").removeHandler(self)
+        logging.getLogger("omnicore.plugin").setLevel(self._plugin_level)
         self._closed = True
         for sub in list(self._subs):
             _offer(sub, None)
