@@ -39,12 +39,15 @@ class _Group(click.Group):
         except Exception as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
+            # --debug is an option of `omnicore` itself: name it where it works.
+            rerun = f"omnicore --debug {ctx.invoked_subcommand or ''} ...".replace("  ", " ")
             if isinstance(exc, OmniError):
                 # One line: a guest's message may carry a stack trace (JS), shown with --debug.
                 first, _, rest = str(exc).strip().partition("\n")
-                text = first + ("  (--debug for the rest)" if rest.strip() else "")
+                text = first + (f"  ({rerun} for the rest)" if rest.strip() else "")
             else:
-                text = " ".join(f"{type(exc).__name__}: {exc}".split()) + "  (--debug for details)"
+                text = " ".join(f"{type(exc).__name__}: {exc}".split()) + \
+                    f"  ({rerun} for details)"
             raise click.ClickException(text) from None
 
 

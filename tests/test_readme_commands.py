@@ -1,0 +1,128 @@
+"""Every shell command the READMEs and the scaffold hints print runs, so none can drift.
+
+Each document's fenced ``sh`` blocks run in order, each block as one bash script (a ``cd``
+lasts to the end of its block, as in a terminal), in a fresh workspace that looks like the
+checkout a reader has: ``.venv`` and ``sdk/`` linked, ``plugins/`` copied, and on PATH only
+``omnicore`` (Go lives in the venv, so a README that runs ``go`` must say how to get it).
+The commands that cannot run in a test are in :data:`NOT_RUN`, each with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+OMNICORE = VENV_BIN / "omnicore"
+DOCS = ["README.md", "sdk/rust/README.md", "sdk/go/README.md", "sdk/js/README.md",
+        "sdk/c/README.md"]
+
+#: Commands (line prefixes) a test cannot run, and why.
+NOT_RUN = {
+    "./scripts/dev demo": "serves forever; CI runs its set-up half (`./scripts/dev setup`)",
+    "./scripts/dev test": "is CI itself; a test cannot run the suite it belongs to",
+    ".venv/bin/pytest": "runs a part of this very test suite, which CI runs anyway",
+}
+
+_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def sh_blocks(doc: Path) -> list[str]:
+    """The doc's ``sh`` blocks, continuation lines joined, NOT_RUN lines dropped."""
+    blocks = []
+    for match in _BLOCK.finditer(doc.read_text(encoding="utf-8")):
+        lines = match[1].replace("\\\n", " ").splitlines()
+        kept = [line for line in lines if not line.startswith(tuple(NOT_RUN))]
+        if any(line.strip() and not line.lstrip().startswith("#") for line in kept):
+            blocks.append("\n".join(kept))
+    return blocks
+
+
+def commands(text: str) -> list[str]:
+    """The omnicore commands printed in ``text``, one a line, after any label (``build it:``)."""
+    found = (re.search(r"(?:^|\s)((?:\.venv/bin/)?omnicore\s.*)$", line)
+             for line in text.splitlines())
+    return [match[1].strip() for match in found if match]
+
+
+def workspace(tmp: Path) -> dict[str, str]:
+    """A checkout-like folder at ``tmp``; returns the environment to run commands in."""
+    (tmp / ".venv").symlink_to(ROOT / ".venv")
+    (tmp / "sdk").symlink_to(ROOT / "sdk")
+    shutil.copytree(ROOT / "plugins", tmp / "plugins",
+                    ignore=shutil.ignore_patterns("target", "node_modules", "*.wasm"))
+    only = tmp / ".path"
+    only.mkdir()
+    (only / "omnicore").symlink_to(OMNICORE)
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep)
+            if p and Path(p).resolve() != VENV_BIN.resolve()]
+    return {**os.environ, "PATH": os.pathsep.join([str(only), *path]),
+            # warm caches shared with the build; nothing about the commands changes
+            "CARGO_TARGET_DIR": str(ROOT / "build" / "cargo-target"),
+            "OMNICORE_LOG__FORMAT": "text", "CI": os.environ.get("CI", "")}
+
+
+def run(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_the_extraction_finds_the_commands_and_the_allow_list_is_used() -> None:
+    found = {doc: sh_blocks(ROOT / doc) for doc in DOCS}
+    assert all(found.values()), [doc for doc, blocks in found.items() if not blocks]
+    text = "\n".join((ROOT / doc).read_text() for doc in DOCS)
+    # An entry nobody prints any more must leave the allow-list.
+    assert all(f"\n{prefix}" in text for prefix in NOT_RUN), NOT_RUN
+    assert any("omnicore test" in block for block in found["sdk/go/README.md"])
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_sh_block_of_the_doc_runs(doc: str, tmp_path: Path) -> None:
+    env = workspace(tmp_path)
+    if doc == "README.md":
+        # What `./scripts/dev setup` leaves and the quick start's second terminal uses: the
+        # demo app with its config and the example greeters; and an app named myapp.
+        made = run("omnicore new build/demo && cp plugins/demo.yaml build/demo/omnicore.yaml"
+                   " && omnicore build plugins/greeter --app build/demo && omnicore new myapp",
+                   tmp_path, env)
+        assert made.returncode == 0, made.stdout + made.stderr
+    for block in sh_blocks(ROOT / doc):
+        done = run(block, tmp_path, env)
+        assert done.returncode == 0, f"{doc}:\n{block}\n---\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.mark.parametrize("lang", ["rust", "go", "js", "ts", "c"])
+def test_the_scaffold_hints_run(lang: str, tmp_path: Path) -> None:
+    env = workspace(tmp_path)
+    created = run(f"omnicore new plugin hello --lang {lang}", tmp_path, env)
+    assert created.returncode == 0, created.stderr
+    hints = commands(created.stdout)
+    assert [h.split()[1] for h in hints] == (["build", "call"] if lang == "c"
+                                              else ["build", "call", "test"])
+    for hint in hints:
+        done = run(hint, tmp_path, env)
+        assert done.returncode == 0, f"{hint}\n---\n{done.stdout}\n{done.stderr}"
+        if hint.split()[1] == "call":
+            assert json.loads(done.stdout)["message"].endswith(", Ada!")
+            # -v: the plugin's own log line of the call, on stderr.
+            assert "[info]" in done.stderr and "Ada" in done.stderr, done.stderr
+
+
+def test_the_scaffolds_name_only_documents_that_exist(tmp_path: Path) -> None:
+    env = workspace(tmp_path)
+    for lang in ("rust", "go", "js", "ts", "c"):
+        assert run(f"omnicore new plugin p-{lang} --lang {lang}", tmp_path, env).returncode == 0
+        project = tmp_path / f"p-{lang}"
+        assert (project / ".gitignore").is_file(), lang
+        for file in project.rglob("*"):
+            if file.is_file():
+                for ref in re.findall(r"[\w./-]+\.md\b", file.read_text()):
+                    assert (ROOT / ref).is_file(), f"{file} refers to {ref}"
