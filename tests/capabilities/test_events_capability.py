@@ -19,6 +19,7 @@ import wasmtime
 
 from omnicore.app import OmniApp
 from omnicore.capabilities.events import PluginEvent
+from omnicore.errors import PluginLoadError
 from omnicore.sandbox import wasmbin
 
 EVENTS_WAT = r"""
@@ -205,3 +206,16 @@ def test_subscriptions_need_the_events_grant(ev_app: OmniApp) -> None:
     ev_app.plugins.load(events_wasm("nogrant", [{"topic": "plugin.src.*",
                                                  "handler": "on_event"}]), grants=["kv"])
     assert not [s for s in ev_app.subscriptions.all() if s.plugin == "nogrant"]
+
+
+@pytest.mark.parametrize(("subscription", "reason"), [
+    ({"topic": "plugin.*.x"}, r"manifest subscriptions\[0\]: a subscription is an object"),
+    ({"topic": "plugin.*.x", "handler": "nope"}, r"subscriptions\[0\]: no handler 'nope'"),
+    ({"topic": "plugin.*.x", "handler": "on_event", "durabel": True}, r"unknown key\(s\) durabel"),
+])
+def test_a_bad_subscription_in_the_manifest_fails_the_plugin_at_load(
+        ev_app: OmniApp, subscription: dict[str, Any], reason: str) -> None:
+    with pytest.raises(PluginLoadError, match=reason):
+        ev_app.plugins.load(events_wasm("bad", [subscription]), grants=GRANTS)
+    assert "bad" not in ev_app.plugins
+    assert not ev_app.subscriptions.all()

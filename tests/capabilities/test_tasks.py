@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import struct
@@ -25,7 +26,7 @@ import wasmtime
 
 from omnicore.app import OmniApp
 from omnicore.capabilities.tasks import JobDead, JobFailed, JobSucceeded, parse_schedule
-from omnicore.errors import ConfigError
+from omnicore.errors import ConfigError, PluginLoadError
 from omnicore.sandbox import wasmbin
 from omnicore.storage import SQLiteStorage, TaskSpec
 
@@ -220,6 +221,37 @@ def test_schedule_fires_once_after_downtime_with_catch_up_one(tmp_path: Path) ->
     store.close()
 
 
+def test_catch_up_none_and_one_after_real_downtime(tasks_app: Callable[..., OmniApp]) -> None:
+    every = 1.0
+    opts = {"misfire_grace_s": 0.2, "schedules": {"tp": [
+        {"name": name, "handler": "work", "every": "1s", "catch_up": name, "payload": name}
+        for name in ("none", "one")]}}
+    app = tasks_app(name="down", tasks_opts=opts)
+    store = app.storage.schedules
+    _wait(lambda: all(store.next_fire("tp", n) is not None for n in ("none", "one")),
+          "both schedules to be stored")
+    app.stop(grace=1)
+    # Real downtime: the host is off while three periods pass beyond the last due time.
+    last_due = max(float(_read(app.data_dir / "omnicore.db",
+                               f"SELECT next_fire FROM schedules WHERE name='{n}'"))
+                   for n in ("none", "one"))
+    time.sleep(max(0.0, last_due + 3 * every - time.time()))
+    restarted = time.time()
+    again = tasks_app(name="down", tasks_opts=opts)
+
+    def fired(name: str) -> list[float]:
+        return sorted(t.run_at for t in again.jobs.list(plugin="tp", limit=1000)
+                      if t.source == f"schedule:{name}" and t.created_at >= restarted)
+
+    # One tick after the restart handles both schedules with the same clock reading: 'one'
+    # fires there once for all the missed periods, 'none' skips them and waits a period.
+    _wait(lambda: bool(fired("none")), "the first regular fire of 'none'")
+    first_tick = fired("one")[0]
+    assert [t for t in fired("one") if t < first_tick + every] == [first_tick]
+    assert [t for t in fired("none") if t < first_tick + every] == []
+    assert fired("none")[0] >= first_tick + every
+
+
 @pytest.mark.parametrize(("raw", "message"), [
     ({"handler": "t", "cron": "61 * * * *"}, "not a valid cron expression"),
     ({"handler": "t", "cron": "* * *"}, "not a valid cron expression"),
@@ -245,6 +277,29 @@ def test_malformed_cron_in_app_config_fails_at_load(make_app: Callable[..., Omni
             "schedules": {"tp": [{"handler": "work", "cron": "every day"}]}}}})
 
 
+@pytest.mark.parametrize(("schedule", "reason"), [
+    ({"handler": "work", "cron": "61 * * * *"}, r"manifest schedules\[0\]\.cron: '61 \* \* \* \*' "
+                                               "is not a valid cron expression"),
+    ({"handler": "work", "every": "often"}, r"schedules\[0\]\.every must be a period"),
+    ({"handler": "nope", "every": "5s"}, r"schedules\[0\]: no handler 'nope'"),
+])
+def test_a_bad_schedule_in_the_manifest_fails_the_plugin_at_load(
+        make_app: Callable[..., OmniApp], schedule: dict[str, Any], reason: str) -> None:
+    app = make_app(builtin_extensions=None, overrides={"sandbox": {"watch": False},
+                                                       "plugins": {"tp": {"grants": ["kv"]}}})
+    folder = app.config.plugins_dir
+    folder.mkdir(parents=True)
+    (folder / "tp.wasm").write_bytes(tasks_wasm(manifest={"schedules": [schedule]}))
+    app.start()
+    info = app.plugins.get("tp")   # a dropped-in file: shown as failed, with the reason
+    assert info.state == "failed"
+    assert re.search(reason, info.last_error or ""), info.last_error
+    with pytest.raises(PluginLoadError, match=reason):  # an explicit load says it at once
+        app.plugins.load(tasks_wasm("tp2", {"schedules": [schedule]}), grants=["kv"])
+    assert "tp2" not in app.plugins
+    assert app.jobs.schedules() == []
+
+
 def test_tasks_grant_outside_an_app_is_a_clear_error(tmp_path: Path) -> None:
     from omnicore.plugins.host import PluginHost
 
@@ -261,6 +316,13 @@ def _read(db: Path, sql: str) -> Any:
         return row[0] if row else None
     finally:
         conn.close()
+
+
+def _wait(pred: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
 
 
 def _until(pred: Callable[[], bool], what: str, proc: subprocess.Popen[bytes],

@@ -24,7 +24,7 @@ import fnmatch
 import json
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,7 +40,8 @@ from omnicore.storage import Storage, StorageError
 if TYPE_CHECKING:
     from omnicore.plugins.host import PluginHost
 
-__all__ = ["CAPABILITY", "PluginEvent", "Subscriber", "Subscriptions", "capability", "for_app"]
+__all__ = ["CAPABILITY", "PluginEvent", "Subscriber", "Subscriptions", "capability",
+           "check_manifest", "for_app", "manifest_subscriptions"]
 
 log = get_logger("omnicore.subscriptions")
 
@@ -108,6 +109,26 @@ def parse_subscription(plugin: str, raw: Any, where: str) -> Subscriber:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", key=where)
     return Subscriber(plugin, raw["handler"], raw["topic"], bool(raw.get("durable", False)),
                       bool(raw.get("self", False)))
+
+
+def manifest_subscriptions(plugin: str, manifest: Mapping[str, Any],
+                           handlers: Sequence[str] = ()) -> list[Subscriber]:
+    """The subscriptions of ``plugin``'s manifest; ConfigError names the first bad one."""
+    raw = manifest.get("subscriptions") or []
+    found = []
+    for i, item in enumerate(raw if isinstance(raw, list) else [raw]):
+        where = f"manifest subscriptions[{i}]"
+        sub = parse_subscription(plugin, item, where)
+        if handlers and sub.handler not in handlers:
+            raise ConfigError(f"{where}: no handler {sub.handler!r} (handlers: "
+                              f"{', '.join(handlers)})", key=f"{where}.handler")
+        found.append(sub)
+    return found
+
+
+def check_manifest(plugin: str, manifest: Mapping[str, Any], handlers: Sequence[str]) -> None:
+    """Plugin host hook: a subscription that cannot work fails the load (with the reason)."""
+    manifest_subscriptions(plugin, manifest, handlers)
 
 
 class SubscriptionsApp(Protocol):
@@ -194,24 +215,15 @@ class Subscriptions:
             info = self._app.plugins.get(plugin)
         except PluginNotFound:
             info = None
-        if info is not None and info.state == "loaded":
-            raw = info.manifest.get("subscriptions") or []
-            if raw and "events" not in info.granted:
+        if info is not None and info.state == "loaded" and info.manifest.get("subscriptions"):
+            if "events" not in info.granted:
                 log.warning("plugin '%s' subscribes to events but is not granted 'events'; "
                             "it receives none", plugin)
-                raw = []
-            for i, item in enumerate(raw if isinstance(raw, list) else [raw]):
+            else:
                 try:
-                    sub = parse_subscription(plugin, item, f"plugin '{plugin}' manifest "
-                                                           f"subscriptions[{i}]")
-                except ConfigError as exc:
-                    log.error("%s; that subscription is ignored", exc)
-                    continue
-                if info.handlers and sub.handler not in info.handlers:
-                    log.error("plugin '%s' subscribes handler '%s', which it does not have",
-                              plugin, sub.handler)
-                    continue
-                found.append(sub)
+                    found = manifest_subscriptions(plugin, info.manifest, info.handlers)
+                except ConfigError as exc:  # a host built without the manifest checks
+                    log.error("plugin '%s' %s; it receives no events", plugin, exc)
         with self._lock:
             if found:
                 self._subs[plugin] = found

@@ -22,7 +22,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from omnicore.plugins.host import PluginHost
 
 __all__ = ["CAPABILITY", "JobDead", "JobFailed", "JobQueued", "JobStarted", "JobSucceeded",
-           "Jobs", "Schedule", "TaskGrant", "at_hops", "capability", "current_hops", "for_app",
-           "parse_schedule"]
+           "Jobs", "Schedule", "TaskGrant", "at_hops", "capability", "check_manifest",
+           "current_hops", "for_app", "manifest_schedules", "parse_schedule"]
 
 log = get_logger("omnicore.jobs")
 
@@ -214,6 +214,26 @@ def parse_schedule(plugin: str, raw: Any, where: str) -> Schedule:
                     json.dumps(payload).encode())
 
 
+def manifest_schedules(plugin: str, manifest: Mapping[str, Any],
+                       handlers: Sequence[str] = ()) -> list[Schedule]:
+    """The schedules of ``plugin``'s manifest; ConfigError names the first bad one."""
+    raw = manifest.get("schedules") or []
+    found = []
+    for i, item in enumerate(raw if isinstance(raw, list) else [raw]):
+        where = f"manifest schedules[{i}]"
+        sched = parse_schedule(plugin, item, where)
+        if handlers and sched.handler not in handlers:
+            raise ConfigError(f"{where}: no handler {sched.handler!r} (handlers: "
+                              f"{', '.join(handlers)})", key=f"{where}.handler")
+        found.append(sched)
+    return found
+
+
+def check_manifest(plugin: str, manifest: Mapping[str, Any], handlers: Sequence[str]) -> None:
+    """Plugin host hook: a schedule that cannot run fails the load (with the reason)."""
+    manifest_schedules(plugin, manifest, handlers)
+
+
 # -- the service ------------------------------------------------------------------------------
 
 class JobsApp(Protocol):
@@ -375,23 +395,16 @@ class Jobs:
             info = self._app.plugins.get(plugin)
         except PluginNotFound:
             info = None
-        if info is not None and info.state == "loaded":
-            raw = info.manifest.get("schedules") or []
-            if raw and "tasks" not in info.granted:
+        if info is not None and info.state == "loaded" and info.manifest.get("schedules"):
+            if "tasks" not in info.granted:
                 log.warning("plugin '%s' declares schedules but is not granted 'tasks'; "
                             "they do not run", plugin)
-                raw = []
-            for i, item in enumerate(raw if isinstance(raw, list) else [raw]):
+            else:
                 try:
-                    found.append(parse_schedule(plugin, item, f"plugin '{plugin}' manifest "
-                                                               f"schedules[{i}]"))
-                except ConfigError as exc:
-                    log.error("%s; that schedule does not run", exc)
+                    found += manifest_schedules(plugin, info.manifest, info.handlers)
+                except ConfigError as exc:  # a host built without the manifest checks
+                    log.error("plugin '%s' %s; its schedules do not run", plugin, exc)
         for sched in found:
-            if info is not None and info.handlers and sched.handler not in info.handlers:
-                log.error("plugin '%s' schedule '%s': no handler '%s' (handlers: %s)", plugin,
-                          sched.name, sched.handler, ", ".join(info.handlers))
-                continue
             self._schedules[(plugin, sched.name)] = sched
         self.wake()
 

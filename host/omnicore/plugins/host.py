@@ -64,6 +64,7 @@ __all__ = ["PluginHost"]
 log = logging.getLogger("omnicore.plugins.host")
 
 EventSink = Callable[[Event], Any]
+ManifestCheck = Callable[[str, Mapping[str, Any], tuple[str, ...]], None]
 
 
 class PluginHost:
@@ -113,6 +114,10 @@ class PluginHost:
         #: Host functions for Extism plugins' ``extism:host/user`` imports
         #: (``omnicore.extism.host_fn``); used by plugins loaded after they are added.
         self.extism_functions: list[Any] = []
+        #: Checks of each plugin's manifest at load: ``check(name, manifest, handlers)`` raises
+        #: ConfigError for an entry that cannot work (a malformed cron in ``schedules``), and
+        #: the plugin fails to load with that reason. Built-ins: tasks and events.
+        self.manifest_checks: list[ManifestCheck] = _builtin_manifest_checks()
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -179,6 +184,7 @@ class PluginHost:
         path = Path(source) if isinstance(source, str | Path) else None
         sidecar = read_sidecar(path) if path is not None else Sidecar()
         module = self._load_module(source, path, name)
+        self._check_manifest(module)
         settings = self._settings_for(module.name, sidecar, grants, config, limits)
         module = self._fit_engine(module, settings, source, path, name)
         with self._lock:
@@ -263,6 +269,14 @@ class PluginHost:
                                   plugin=name)
         return PluginModule.load(self._engine_for(fuel), path if path is not None else source,
                                  name=name)
+
+    def _check_manifest(self, module: PluginModule) -> None:
+        for check in self.manifest_checks:
+            try:
+                check(module.name, module.manifest, tuple(module.handlers))
+            except ConfigError as exc:
+                raise PluginLoadError(f"plugin '{module.name}': {exc}",
+                                      plugin=module.name) from exc
 
     def _fit_engine(self, module: PluginModule, settings: PluginSettings,
                     source: bytes | str | Path, path: Path | None,
@@ -509,6 +523,7 @@ class PluginHost:
         try:
             sidecar = read_sidecar(path)
             module = self._load_module(path, path, None)
+            self._check_manifest(module)
             if module.name != name:
                 # Renamed in its manifest: a different plugin now lives in this file.
                 self.unload(name, reason=f"{path.name} now holds plugin '{module.name}'")
@@ -712,6 +727,12 @@ class PluginHost:
         self._emit(PluginCircuitChanged(plugin=name, old=old, new=new))
         public = {"closed": "loaded", "open": "circuit-open", "half-open": "half-open"}
         self._emit(PluginStateChanged(plugin=name, old=public[old], new=public[new]))
+
+
+def _builtin_manifest_checks() -> list[ManifestCheck]:
+    from omnicore.capabilities import events, tasks
+
+    return [tasks.check_manifest, events.check_manifest]
 
 
 def _builtin_capabilities() -> list[Capability]:
