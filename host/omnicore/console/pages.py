@@ -202,18 +202,18 @@ async def upload(request: Request) -> Response:
     if declared.isdigit() and int(declared) > st.max_upload_bytes + 64 * 1024:
         raise ApiError(413, f"uploads are limited to {st.max_upload_bytes} bytes "
                             "(console.max_upload_bytes)")
-    form = await request.form(max_files=1, max_fields=10,
-                              max_part_size=st.max_upload_bytes + 1)
-    csrf = form.get("csrf")
-    st.auth.require(request, "admin", csrf=csrf if isinstance(csrf, str) else "")
-    file = form.get("file")
-    if not isinstance(file, UploadFile) or not file.filename:
-        raise ApiError(422, "choose a .wasm file to upload", type="BadRequest")
-    data = await file.read(st.max_upload_bytes + 1)
+    async with request.form(max_files=1, max_fields=10,
+                            max_part_size=st.max_upload_bytes + 1) as form:
+        csrf = form.get("csrf")
+        st.auth.require(request, "admin", csrf=csrf if isinstance(csrf, str) else "")
+        file = form.get("file")
+        if not isinstance(file, UploadFile) or not file.filename:
+            raise ApiError(422, "choose a .wasm file to upload", type="BadRequest")
+        data = await file.read(st.max_upload_bytes + 1)
+        filename, replace = file.filename, form.get("replace") == "on"
     try:
-        info = await st.off_loop(operations.upload_plugin, st.app, file.filename, data,
-                                 max_bytes=st.max_upload_bytes,
-                                 replace=form.get("replace") == "on")
+        info = await st.off_loop(operations.upload_plugin, st.app, filename, data,
+                                 max_bytes=st.max_upload_bytes, replace=replace)
     except ApiError as exc:
         docs = [api.plugin_doc(i) for i in st.app.plugins]
         return page(request, "plugins.html", exc.status, plugins=docs, upload_error=exc,

@@ -1,0 +1,177 @@
+"""The operator's whole loop in a real browser (Debian's chromium through Playwright):
+set up the first admin, sign in, upload the Rust greeter, grant config, set its config, invoke
+it, watch its log line arrive live, revoke and see needs-grant. Screenshots of every page go to
+build/console-screenshots/ (desktop and phone widths)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from omnicore import OmniApp
+from omnicore.console import ConsoleModule
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "build" / "console-screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[OmniApp, ConsoleModule]]:
+    (tmp_path / "plugins").mkdir()
+    app = OmniApp("browser-demo", overrides={
+        "data_dir": str(tmp_path / "data"), "plugins_dir": str(tmp_path / "plugins"),
+        "console": {"port": 0}})
+    module = ConsoleModule()
+    app.add_module(module)
+    # Playwright's sync API keeps an event loop running in this thread; the app's blocking
+    # start/stop refuse to run inside one, so they run on a helper thread.
+    off_thread(app.start)
+    try:
+        yield app, module
+    finally:
+        off_thread(app.stop)
+
+
+def off_thread(fn: Callable[[], None]) -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_operator_loop_in_a_browser(browser: Browser, running: tuple[OmniApp, ConsoleModule],
+                                    greeter_wasm: Path) -> None:
+    app, module = running
+    assert module.console is not None and module.url is not None
+    store = module.console.auth.store
+    # The one-time link the host logs on first start (a fresh one: the logged secret is
+    # only in the log).
+    link = f"{module.url}/setup?token={store.new_setup_link()}"
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.goto(link)
+    shot(page, "setup")
+    page.fill("input[name=name]", "ada")
+    page.fill("input[name=password]", "lovelace-1815")
+    page.fill("input[name=password2]", "lovelace-1815")
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Overview")
+    page.goto(link)  # the link works once
+    expect(page.locator(".error")).to_contain_text("used already")
+
+    # Sign out and in again through the sign-in page.
+    page.goto(f"{module.url}/")
+    page.click("text=Sign out")
+    expect(page).to_have_url(re.compile(r"/login"))
+    page.fill("input[name=name]", "ada")
+    page.fill("input[name=password]", "wrong password")
+    page.click("button[type=submit]")
+    expect(page.locator(".error")).to_contain_text("wrong user name or password")
+    shot(page, "login")
+    page.fill("input[name=password]", "lovelace-1815")
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Overview")
+
+    # Upload the example plugin: it shows needs-grant.
+    page.click("nav >> text=Plugins")
+    page.set_input_files("input[type=file]", str(greeter_wasm))
+    page.click("button:has-text('Upload')")
+    expect(page.locator("#plugin-state")).to_have_text("needs-grant")
+    assert (app.config.plugins_dir / greeter_wasm.name).is_file()
+
+    # Grant config: live at once.
+    page.select_option("#grant-form select[name=capability]", "config")
+    page.click("#grant-form button")
+    expect(page.locator("#plugin-state")).to_have_text("loaded")
+    expect(page.locator(".notice")).to_have_text("Granted.")
+
+    # Config that fails the manifest's schema is refused; a good one is live.
+    page.fill("textarea[name=config]", '{"greeting": 42}')
+    page.click("text=Save config")
+    expect(page.locator(".error")).to_contain_text("greeting")
+    page.fill("textarea[name=config]", '{"greeting": "Ahoy"}')
+    page.click("text=Save config")
+    expect(page.locator(".notice")).to_have_text("Config saved and live.")
+
+    # Watch the live log in a second tab while invoking in the first.
+    logs = context.new_page()
+    logs.goto(f"{module.url}/logs?plugin=greeter-rust")
+    expect(logs.locator("#live-state")).to_have_text("live")
+
+    page.fill("textarea[name=input]", '{"name": "Grace"}')
+    page.click("#invoke-form button")
+    result = page.locator("#invoke-result pre")
+    expect(result).to_contain_text("Ahoy, Grace!")
+    assert json.loads(result.inner_text()) == {"message": "Ahoy, Grace!"}
+    shot(page, "plugin")
+    expect(logs.locator("#live-log")).to_contain_text("Grace")
+    shot(logs, "logs")
+
+    # A hostile-looking input comes back as text, in the page and in the live log.
+    page.fill("textarea[name=input]", '{"name": "<img src=x onerror=alert(1)>"}')
+    page.click("#invoke-form button")
+    expect(page.locator("#invoke-result pre")).to_contain_text("<img src=x onerror=alert(1)>")
+    expect(logs.locator("#live-log")).to_contain_text("<img src=x onerror=alert(1)>")
+    assert logs.locator("#live-log img").count() == 0
+
+    # Invoke errors are typed.
+    page.fill("textarea[name=input]", "not json")
+    page.select_option("select[name=format]", "text")
+    page.click("#invoke-form button")
+    expect(page.locator("#invoke-result .badge")).to_have_text("GuestError")
+
+    # Revoke: back to needs-grant.
+    page.locator("form:has(input[name=capability][value=config]) >> text=Revoke").click()
+    expect(page.locator("#plugin-state")).to_have_text("needs-grant")
+    assert app.plugins.get("greeter-rust").state == "needs-grant"
+
+    for path, name in (("/", "overview"), ("/plugins", "plugins"), ("/tasks", "tasks"),
+                       ("/data", "data"), ("/settings", "settings"), ("/users", "users")):
+        page.goto(f"{module.url}{path}")
+        expect(page.locator("h1")).to_be_visible()
+        shot(page, name)
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844},
+                                storage_state=context.storage_state())
+    small = phone.new_page()
+    for path, name in (("/", "overview"), ("/plugins", "plugins"),
+                       ("/plugins/greeter-rust", "plugin")):
+        small.goto(f"{module.url}{path}")
+        width = small.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} scrolls sideways on a phone ({width}px)"
+        shot(small, f"phone-{name}")
+    phone.close()
+    context.close()
