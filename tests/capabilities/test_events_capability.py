@@ -122,6 +122,8 @@ def test_publish_reaches_a_subscriber_with_topic_and_data(ev_app: OmniApp) -> No
     assert isinstance(event, PluginEvent) and event.topic == "plugin.src.order.created"
     assert ev_app.subscriptions.drain(30)
     assert seen(ev_app, "sink") == 1
+    assert ev_app.metrics.registry.get_sample_value("omnicore_events_delivered_total", {
+        "plugin": "sink", "handler": "on_event", "topic": "plugin.src.order.*"}) == 1
     body = json.loads(ev_app.kv.for_plugin("sink").get("last") or b"")
     assert body == {"topic": "plugin.src.order.created", "data": {"id": 7}}
     assert [r.topic for r in ev_app.storage.events.recent(5)] == ["plugin.src.order.created"]
@@ -178,6 +180,11 @@ def test_a_slow_subscriber_never_slows_the_publisher_and_overflow_is_counted(
     assert sub.delivered == 0
     assert sub.dropped in (7, 8)                          # inbox of 2, one in flight at most
     assert len(sub.inbox) <= 2
+    labels = {"plugin": "slow", "handler": "stall", "topic": "plugin.src.*"}
+    sample = ev_app.metrics.registry.get_sample_value
+    assert sample("omnicore_events_dropped_total", labels) == sub.dropped
+    assert sample("omnicore_events_delivered_total", labels) == 0
+    assert sample("omnicore_events_inbox", labels) == len(sub.inbox)
 
 
 def test_durable_subscription_goes_through_the_job_queue(ev_app: OmniApp) -> None:

@@ -178,6 +178,13 @@ def test_retries_with_backoff_then_dead_with_the_error_kept(
     assert app.jobs.retry(poisoned) is True
     dead.wait(lambda seen: len(seen) == 2)
     assert app.jobs.get(poisoned).attempts == 3  # type: ignore[union-attr]
+    sample = app.metrics.registry.get_sample_value
+    assert sample("omnicore_job_attempts_total", {"plugin": "tp", "outcome": "dead"}) == 2
+    assert sample("omnicore_job_attempts_total", {"plugin": "tp", "outcome": "failed"}) == 4
+    assert sample("omnicore_job_attempts_total", {"plugin": "tp", "outcome": "succeeded"}) == 1
+    assert sample("omnicore_jobs", {"plugin": "tp", "state": "dead"}) == 1
+    assert sample("omnicore_jobs", {"plugin": "tp", "state": "succeeded"}) == 1
+    assert b'omnicore_jobs{plugin="tp",state="dead"} 1.0' in app.metrics.render()
 
 
 def test_tasks_are_scoped_to_their_plugin(tasks_app: Callable[..., OmniApp]) -> None:
@@ -339,7 +346,7 @@ def test_a_job_survives_kill_9_of_the_host_and_completes_after_restart(tmp_path:
     (appdir / "plugins").mkdir(parents=True)
     (appdir / "plugins" / "tp.wasm").write_bytes(tasks_wasm())
     (appdir / "omnicore.yaml").write_text(
-        "name: killtest\ndata_dir: data\nplugins_dir: plugins\n"
+        "name: killtest\ndata_dir: data\nplugins_dir: plugins\nconsole: {enabled: false}\n"
         "capabilities: {tasks: {lease_s: 1, poll_s: 0.2}}\n"
         "plugins: {tp: {grants: [kv, tasks], limits: {timeout_ms: 120000}}}\n")
     db = appdir / "data" / "omnicore.db"

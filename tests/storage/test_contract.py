@@ -143,6 +143,7 @@ def test_tasks_claim_lease_finish(store: Storage) -> None:
     done = store.queue.get(first)
     assert done is not None and done.state == "succeeded"
     assert store.queue.next_due() == pytest.approx(store.queue.get(later).run_at)  # type: ignore[union-attr]
+    assert store.queue.counts() == {("a", "succeeded"): 1, ("a", "queued"): 1}
 
 
 def test_tasks_expired_lease_is_delivered_again(store: Storage) -> None:

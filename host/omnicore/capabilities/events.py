@@ -24,10 +24,13 @@ import fnmatch
 import json
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from omnicore.capabilities.tasks import Jobs, at_hops, current_hops
 from omnicore.config import OmniConfig
@@ -283,6 +286,40 @@ class Subscriptions:
                 sub.failed += 1
                 log.warning("plugin '%s' handler '%s' failed on an event: %s: %s", sub.plugin,
                             sub.handler, type(exc).__name__, exc)
+
+
+    def collector(self) -> Collector:
+        """Prometheus metrics of every subscriber's deliveries, read at scrape time."""
+        return _SubscriberMetrics(self)
+
+
+class _SubscriberMetrics(Collector):
+    def __init__(self, subs: Subscriptions) -> None:
+        self.subs = subs
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["plugin", "handler", "topic"]
+        families = {
+            "delivered": CounterMetricFamily("omnicore_events_delivered", "Events a subscribing "
+                                             "handler took without error.", labels=labels),
+            "failed": CounterMetricFamily("omnicore_events_failed", "Events whose subscribing "
+                                          "handler failed.", labels=labels),
+            "dropped": CounterMetricFamily("omnicore_events_dropped", "Events dropped because "
+                                           "the subscriber's inbox was full.", labels=labels),
+        }
+        inbox = GaugeMetricFamily("omnicore_events_inbox", "Events waiting in a subscriber's "
+                                  "inbox.", labels=labels)
+        for sub in self.subs.all():
+            key = [sub.plugin, sub.handler, sub.pattern]
+            for name, family in families.items():
+                family.add_metric(key, float(getattr(sub, name)))
+            inbox.add_metric(key, float(len(sub.inbox)))
+        yield from families.values()
+        yield inbox
+        hops = CounterMetricFamily("omnicore_events_hop_drops", "Events dropped over "
+                                   "capabilities.events.max_hops (plugins in a cycle).")
+        hops.add_metric([], float(self.subs.hop_drops))
+        yield hops
 
 
 # -- the capability ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ it runs Python coroutines of this process and forgets them at exit.
 from __future__ import annotations
 
 import builtins
+import collections
 import contextvars
 import json
 import random
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from omnicore.config import OmniConfig
 from omnicore.core.events import Event, EventBus
@@ -286,6 +289,8 @@ class Jobs:
         self._running: dict[int, Task] = {}
         self._idle = threading.Condition()
         self._subs: list[Any] = []
+        #: Attempts that ended, by (plugin, outcome: succeeded | failed | dead), since start.
+        self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
 
     # -- embedder and operator API --
 
@@ -486,6 +491,10 @@ class Jobs:
             error = f"{type(exc).__name__}: {exc}"
         queue = self._app.storage.queue
         now = time.time()
+        outcome = "succeeded" if error is None else \
+            "dead" if task.attempts >= task.max_attempts else "failed"
+        with self._idle:  # counted before the bus hears of it
+            self.outcomes[(task.plugin, outcome)] += 1
         try:
             if error is None:
                 queue.finish(task.id, self.owner, now)
@@ -516,6 +525,38 @@ class Jobs:
             with self._idle:
                 self._running.pop(task.id, None)
                 self._idle.notify_all()
+
+    def collector(self) -> Collector:
+        """Prometheus metrics of the queue (read at scrape time) and of this host's workers."""
+        return _JobMetrics(self)
+
+
+class _JobMetrics(Collector):
+    def __init__(self, jobs: Jobs) -> None:
+        self.jobs = jobs
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = self.jobs
+        counts: list[tuple[tuple[str, str], int]] = []
+        if jobs._threads:  # a stopped app's storage is closed: a scrape must not reopen it
+            try:
+                counts = sorted(jobs._app.storage.queue.counts().items())
+            except StorageError as exc:
+                log.warning("metrics: cannot count jobs: %s", exc)
+        stored = GaugeMetricFamily("omnicore_jobs", "Durable plugin jobs in the queue, by state.",
+                                   labels=["plugin", "state"])
+        for (plugin, state), n in counts:
+            stored.add_metric([plugin, state], float(n))
+        yield stored
+        with jobs._idle:
+            outcomes = sorted(jobs.outcomes.items())
+        ended = CounterMetricFamily("omnicore_job_attempts",
+                                    "Job attempts this host finished, by outcome (failed: "
+                                    "retried later; dead: the last attempt failed).",
+                                    labels=["plugin", "outcome"])
+        for (plugin, outcome), n in outcomes:
+            ended.add_metric([plugin, outcome], float(n))
+        yield ended
 
 
 @contextmanager

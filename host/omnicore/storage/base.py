@@ -260,6 +260,10 @@ class TaskQueue(abc.ABC):
         """When the earliest queued task is due (epoch seconds), or None."""
 
     @abc.abstractmethod
+    def counts(self) -> dict[tuple[str, TaskState], int]:
+        """How many tasks each ``(plugin, state)`` holds (absent: none)."""
+
+    @abc.abstractmethod
     def purge_finished(self, before: float) -> int:
         """Delete succeeded/cancelled tasks finished before ``before``; how many."""
 

@@ -436,6 +436,10 @@ class _Queue(TaskQueue):
         rows = self._s._read("SELECT MIN(run_at) FROM tasks WHERE state='queued'")
         return rows[0][0] if rows and rows[0][0] is not None else None
 
+    def counts(self) -> dict[tuple[str, TaskState], int]:
+        rows = self._s._read("SELECT plugin, state, COUNT(*) FROM tasks GROUP BY plugin, state")
+        return {(plugin, state): n for plugin, state, n in rows}
+
     def purge_finished(self, before: float) -> int:
         return cast(int, self._s._write(lambda conn: conn.execute(
             "DELETE FROM tasks WHERE state IN ('succeeded','cancelled') AND finished_at<?",
