@@ -129,6 +129,9 @@ class OmniApp:
                 module = cls()
                 self.add_module(module)
                 self._defaults.add(module.name)
+            # Durable jobs and event deliveries in /metrics (collectors follow a replacement).
+            self.metrics.add_collector(self.jobs.collector())
+            self.metrics.add_collector(self.subscriptions.collector())
         self.extensions = ExtensionManager(self)
         for dotted in BUILTIN_EXTENSIONS if builtin_extensions is None else builtin_extensions:
             builtin = _BUILTIN_OBJECTS.get(dotted)
