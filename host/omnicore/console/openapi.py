@@ -89,7 +89,7 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
     ("post", "/plugins", "Upload a .wasm (validated before it is written)", "admin",
      [{"name": "filename", "in": "query", "required": True, "schema": {"type": "string"}},
       {"name": "replace", "in": "query", "schema": {"type": "boolean"}}],
-     {"required": True, "content": {"application/wasm": {"schema": {
+     {"required": True, "content": {"application/octet-stream": {"schema": {
          "type": "string", "format": "binary"}}}}, 201, _ref("Plugin")),
     ("get", "/plugins/{name}", "One plugin", "viewer", [_NAME], None, 200, _ref("Plugin")),
     ("delete", "/plugins/{name}", "Delete the plugin's file and sidecar", "admin", [_NAME],
