@@ -89,7 +89,8 @@ def host(tmp_path: Path, greeter_wasm: Path) -> Iterator[Host]:
     finally:
         for c in h.opened:
             c.close()
-        h.app.stop()
+        if h.app.state.value == "running":
+            h.app.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,69 @@
+"""``omnicore call/inspect NAME --app DIR`` use the running host's API when its console is up,
+and say on stderr which way they went."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from tests.console.conftest import Host
+
+from omnicore.cli import main
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def appdir_for(host: Host, tmp_path: Path) -> Path:
+    (tmp_path / "omnicore.yaml").write_text(
+        f"name: remote-test\ndata_dir: {host.app.data_dir}\nplugins_dir: {host.plugins_dir}\n")
+    return tmp_path
+
+
+def test_call_goes_through_the_running_host(host: Host, tmp_path: Path) -> None:
+    app = appdir_for(host, tmp_path)
+    # Granted on the running host only (not in the sidecar): an embedded call could not see it.
+    host.app.plugins.grant("greeter-rust", "config", persist=False)
+    code, out, err = run("call", "greeter-rust", "greet", "--app", str(app),
+                         "--input", '{"name": "Ada"}', "-v")
+    assert code == 0, err
+    assert json.loads(out) == {"message": "Hello, Ada!"}
+    assert f"on the running host at {host.url}" in err
+    assert "[info] greeting Ada" in err  # the plugin's own line of this call
+    assert host.app.plugins.get("greeter-rust").stats.calls == 1  # type: ignore[union-attr]
+
+    code, out, err = run("inspect", "greeter-rust", "--app", str(app))
+    assert code == 0 and "[loaded]" in out and "running host" in err
+
+    code, out, err = run("call", "greeter-rust", "nope", "--app", str(app))
+    assert code == 1 and "HandlerNotFound" in err
+
+
+def test_call_says_when_it_runs_embedded(host: Host, tmp_path: Path) -> None:
+    app = appdir_for(host, tmp_path)
+    code, _out, err = run("call", "greeter-rust", "greet", "--app", str(app), "--embedded",
+                          "--grant", "config", "--input", "{}")
+    assert code == 0 and "running host" not in err
+    host.app.stop()  # the console goes away, and so does console.json
+    assert not (host.app.data_dir / "console.json").exists()
+    code, out, err = run("call", "greeter-rust", "greet", "--app", str(app), "--grant",
+                         "config", "--input", '{"name": "Bo"}')
+    assert code == 0, err
+    assert "no running host for this app" in err and "embedded" in err
+    assert json.loads(out) == {"message": "Hello, Bo!"}
+
+
+def test_remote_url_with_a_token(host: Host) -> None:
+    host.app.plugins.grant("greeter-rust", "config")
+    code, out, err = run("call", "greeter-rust", "greet", "--remote", host.url, "--input",
+                         '{"name": "Cy"}', env={"OMNICORE_TOKEN": host.admin_token})
+    assert code == 0 and json.loads(out) == {"message": "Hello, Cy!"}, err
+    code, out, err = run("call", "greeter-rust", "greet", "--remote", host.url,
+                         env={"OMNICORE_TOKEN": "oc_wrong"})
+    assert code == 1 and "Unauthorized" in err
+    code, out, err = run("call", "greeter-rust", "greet", "--remote", host.url,
+                         env={"OMNICORE_TOKEN": host.viewer_token})
+    assert code == 1 and "viewer" in err
