@@ -91,6 +91,9 @@ class ConsoleModule(Module):
         config.errorlog = logging.getLogger("omnicore.console.server")
         config.graceful_timeout = 2.0
         config.include_server_header = False
+        # Hypercorn closes a keep-alive connection after 1000 requests by default, and a
+        # client that already sent the next request on it sees "server disconnected".
+        config.keep_alive_max_requests = 1_000_000
         # Hypercorn binds by itself from `bind`; handing it our socket's fd keeps the port we
         # already know (port 0 picks a free one) with no window for another process to take it.
         config.bind = [f"fd://{sock.fileno()}"]
