@@ -66,3 +66,22 @@ def test_tasks_list_show_cancel_retry(tmp_path: Path) -> None:
     assert json.loads(invoke("tasks", "show", str(dead), "--app", app)[1])["state"] == "queued"
     code, _, err = invoke("tasks", "show", "999", "--app", app)
     assert code == 1 and "no task 999" in err
+
+
+def test_tasks_enqueue_uses_the_app_defaults(tmp_path: Path) -> None:
+    appdir = make_app(tmp_path)
+    (appdir / "omnicore.yaml").write_text("name: t\ndata_dir: data\n"
+                                          "capabilities: {tasks: {max_attempts: 2, poll_s: 1}}\n")
+    code, out, _ = invoke("tasks", "enqueue", "p", "note", '{"text": "hi"}', "--delay", "60",
+                          "--app", str(appdir))
+    assert code == 0 and out.startswith("task 1 queued: p.note")
+    store = open_storage(appdir / "data")
+    try:
+        task = store.queue.get(1)
+        assert task is not None and task.state == "queued" and task.max_attempts == 2
+        assert task.payload == b'{"text": "hi"}' and task.source == "operator"
+        assert task.run_at > task.created_at + 59
+    finally:
+        store.close()
+    code, _, err = invoke("tasks", "enqueue", "p", "note", "--delay", "-1", "--app", str(appdir))
+    assert code == 2 and "--delay" in err

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CAPABILITY", "JobDead", "JobFailed", "JobQueued", "JobStarted", "JobSucceeded",
            "Jobs", "Schedule", "TaskGrant", "at_hops", "capability", "check_manifest",
-           "current_hops", "for_app", "manifest_schedules", "parse_schedule"]
+           "current_hops", "for_app", "grant_defaults", "manifest_schedules",
+           "parse_schedule"]
 
 log = get_logger("omnicore.jobs")
 
@@ -144,6 +145,17 @@ class TaskGrant:
                                   key=f"{where}.{name}", value=value)
             values[name] = value
         return cls(**values)
+
+
+#: ``capabilities.tasks`` options of the service, not of the grant.
+_SERVICE_OPTIONS = ("workers", "lease_s", "poll_s", "misfire_grace_s", "max_backoff_ms",
+                    "schedules")
+
+
+def grant_defaults(options: Mapping[str, Any]) -> TaskGrant:
+    """The app-wide grant defaults in ``capabilities.tasks`` (its other keys are skipped)."""
+    return TaskGrant.parse({k: v for k, v in options.items() if k not in _SERVICE_OPTIONS},
+                           where="capabilities.tasks")
 
 
 # -- schedules --------------------------------------------------------------------------------
@@ -264,13 +276,13 @@ class Jobs:
     def __init__(self, app: JobsApp) -> None:
         self._app = app
         opts = dict(app.config.capabilities.get("tasks", {}))
+        self.defaults = grant_defaults(opts)
         self.workers = int(opts.pop("workers", 2))
         self.lease_s = float(opts.pop("lease_s", 30.0))
         self.poll_s = float(opts.pop("poll_s", 1.0))
         self.misfire_grace_s = float(opts.pop("misfire_grace_s", 5.0))
         self.max_backoff_ms = int(opts.pop("max_backoff_ms", 300_000))
         configured = opts.pop("schedules", {}) or {}
-        self.defaults = TaskGrant.parse(opts, where="capabilities.tasks")
         if self.workers < 1 or self.lease_s <= 0 or self.poll_s <= 0:
             raise ConfigError("capabilities.tasks: workers, lease_s and poll_s must be positive",
                               key="capabilities.tasks")

@@ -26,15 +26,20 @@ _APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_typ
                     help="The app folder (its omnicore.yaml names the data_dir).")
 
 
-@contextmanager
-def _storage(appdir: Path) -> Iterator[Any]:
+def _config(appdir: Path) -> Any:
     from omnicore.config import load_config
-    from omnicore.storage import open_storage
 
     path = appdir / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app APPDIR", source=str(path))
-    cfg = load_config(path)
+    return load_config(path)
+
+
+@contextmanager
+def _storage(appdir: Path) -> Iterator[Any]:
+    from omnicore.storage import open_storage
+
+    cfg = _config(appdir)
     store = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous)
     try:
         yield store
@@ -136,6 +141,31 @@ def tasks_list(plugin: str | None, state: str | None, limit: int, appdir: Path,
         error = (t.last_error or "").splitlines()[0][:60] if t.last_error else ""
         click.echo(f"{t.id:>6}  {t.state:<9}  {t.attempts:>2}/{t.max_attempts:<2}  "
                    f"{_when(t.run_at):<19}  {t.plugin}.{t.handler}  {error}")
+
+
+@tasks.command("enqueue")
+@click.argument("plugin")
+@click.argument("handler")
+@click.argument("payload", default="")
+@click.option("--delay", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds before it is due.")
+@_APP
+def tasks_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: Path) -> None:
+    """Queue HANDLER(PAYLOAD) of PLUGIN, as a plugin's own enqueue would.
+
+    A running host picks it up within capabilities.tasks.poll_s. Retries and backoff are the
+    app's capabilities.tasks defaults; a handler the plugin lacks ends the task dead with the
+    reason (see tasks show).
+    """
+    from omnicore.capabilities.tasks import grant_defaults
+    from omnicore.storage import TaskSpec
+
+    defaults = grant_defaults(_config(appdir).capabilities.get("tasks", {}))
+    spec = TaskSpec(plugin, handler, payload.encode(), time.time() + delay,
+                    defaults.max_attempts, defaults.backoff_ms, "operator")
+    with _storage(appdir) as store:
+        task_id = store.queue.add(spec)
+    click.echo(f"task {task_id} queued: {plugin}.{handler}")
 
 
 @tasks.command("show")

@@ -1,0 +1,121 @@
+"""The README's walk-through, for real: the digest examples under ``omnicore run``, restarted.
+
+Both digests (Rust and JS, built from plugins/digest by their toolchains) count the events they
+see in kv, publish a summary on a schedule, and see each other's summaries. The test drives a
+real ``omnicore run`` child process, stops it, starts it again, and reads the app's storage
+from outside as ``omnicore kv`` does: the counts and the summary numbering go on where they
+were, and an operator's task queued while the host was down runs after the restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from omnicore.cli import main
+from omnicore.storage import open_storage
+from omnicore.toolchains import build
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGESTS = ("digest-rust", "digest-js")
+
+
+@pytest.fixture(scope="module")
+def appdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    app = tmp_path_factory.mktemp("digest-app")
+    (app / "plugins").mkdir()
+    for lang in ("rust", "js"):
+        build(ROOT / "plugins" / "digest" / lang, app / "plugins")
+    fast = {name: [{"name": "fast", "handler": "summary", "every": "1s"}] for name in DIGESTS}
+    (app / "omnicore.yaml").write_text(json.dumps({
+        "name": "digest-demo", "data_dir": "data", "plugins_dir": "plugins",
+        "console": {"enabled": False}, "log": {"format": "json"},
+        "plugins": {name: {"grants": ["kv", "tasks", "events"]} for name in DIGESTS},
+        "capabilities": {"tasks": {"poll_s": 0.2, "schedules": fast}}}))
+    return app
+
+
+def cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def count(appdir: Path, plugin: str, key: str) -> int:
+    store = open_storage(appdir / "data")
+    try:
+        return int(store.kv(plugin).get(key) or 0)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def serve(appdir: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    running: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(appdir)],
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        running.append(proc)
+        return proc
+
+    yield start
+    for proc in running:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def until(pred: Callable[[], bool], what: str, proc: subprocess.Popen[bytes],
+          timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert proc.poll() is None, f"the host exited ({proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+
+
+def test_the_digests_count_schedule_and_react_across_a_restart(
+        appdir: Path, serve: Callable[[], subprocess.Popen[bytes]]) -> None:
+    first = serve()
+    # Each digest's schedule publishes a summary; the other one receives it and counts it.
+    until(lambda: count(appdir, "digest-js", "topic:plugin.digest-rust.summary") >= 2 and
+          count(appdir, "digest-rust", "topic:plugin.digest-js.summary") >= 2,
+          "both digests to see two of the other's summaries", first)
+    stop(first)
+    before = {name: {key: count(appdir, name, key) for key in ("seen", "summaries")}
+              for name in DIGESTS}
+    assert all(b["summaries"] >= 2 and b["seen"] >= 2 for b in before.values()), before
+    assert count(appdir, "digest-rust", "topic:plugin.digest-rust.summary") == 0  # not its own
+
+    # While the host is down an operator queues a note; it is durable, so it waits.
+    assert cli("tasks", "enqueue", "digest-js", "note", '{"text": "hello"}',
+               "--app", str(appdir)).startswith("task ")
+    second = serve()
+    until(lambda: count(appdir, "digest-rust", "topic:plugin.digest-js.note") == 1,
+          "the queued note to reach digest-rust after the restart", second)
+    until(lambda: all(count(appdir, name, "summaries") > before[name]["summaries"] + 1
+                      for name in DIGESTS), "more summaries after the restart", second)
+    stop(second)
+    for name in DIGESTS:
+        last = json.loads(cli("kv", "get", name, "last", "--app", str(appdir)))
+        # The numbering went on from before the restart instead of starting over at 1.
+        assert last["summary"] > before[name]["summaries"] + 1, (name, last, before)
+        assert last["seen"] >= before[name]["seen"]
+    assert "plugin.digest-js.note" in cli("kv", "list", "digest-rust", "topic:",
+                                          "--app", str(appdir))
