@@ -30,7 +30,7 @@ ENV_PREFIX = "OMNICORE_"
 _ENV_RESERVED = frozenset({"OMNICORE_APPDIR", "OMNICORE_DEBUG"})
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "api_key", "apikey", "credential",
                  "private_key")
-_PATH_KEYS = (("data_dir",), ("plugins_dir",), ("sandbox", "cache_dir"))
+_PATH_KEYS = (("data_dir",), ("plugins_dir",), ("sandbox", "cache_dir"), ("workflows", "dir"))
 
 Key = tuple[str, ...]
 

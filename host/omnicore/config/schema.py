@@ -23,6 +23,7 @@ __all__ = [
     "PluginConfig",
     "SandboxConfig",
     "StorageConfig",
+    "WorkflowsConfig",
 ]
 
 
@@ -178,6 +179,23 @@ class ConnectorConfig(_Strict):
         description="private networks (CIDR) the base URL's host may resolve into")
 
 
+class WorkflowsConfig(_Strict):
+    """``workflows.*``: the workflow engine (omnicore.workflows, specs/workflows.md)."""
+
+    dir: Path = Field(default=Path("workflows"), description="the watched workflows folder")
+    watch: bool = Field(default=True, description="re-read the folder every poll_s")
+    workers: int = Field(default=4, gt=0, le=256, description="step worker threads")
+    lease_s: float = Field(default=30.0, gt=0, description="a running step's lease (renewed)")
+    poll_s: float = Field(default=1.0, gt=0, description="idle poll; folder and trigger check")
+    max_output_bytes: int = Field(default=16 << 20, gt=0,
+                                  description="largest step output (JSON bytes)")
+    inline_output_bytes: int = Field(default=64 << 10, ge=0,
+                                     description="larger outputs are stored once, by reference")
+    max_items: int = Field(default=10_000, gt=0, description="largest for_each list")
+    webhook_window_s: int = Field(default=300, gt=0,
+                                  description="a webhook signature's replay window")
+
+
 class OmniConfig(_Strict):
     """The whole effective configuration of one app."""
 
@@ -204,6 +222,7 @@ class OmniConfig(_Strict):
     connectors: dict[str, ConnectorConfig] = Field(
         default_factory=dict, description="named upstream APIs with credentials (omnicore:http)"
     )
+    workflows: WorkflowsConfig = Field(default_factory=lambda: WorkflowsConfig())
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
