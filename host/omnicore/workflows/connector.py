@@ -16,12 +16,13 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import urllib3
 
-from omnicore.capabilities.http import Connector
+if TYPE_CHECKING:
+    from omnicore.capabilities.http import Connector
 
 __all__ = ["SECRET_MARK", "ConnectorFailed", "call_connector", "secret_placeholder"]
 
