@@ -125,7 +125,8 @@ def test_run_until_signal_exits_zero_with_runtime_id(tmp_path: Path,
     appdir = tmp_path / "demo"
     invoke("new", str(appdir))
     # Keep the test independent of what the sandbox does with the (empty) plugins folder.
-    env = {**os.environ, "OMNICORE_LOG__FORMAT": "json", "OMNICORE_SHUTDOWN_GRACE_S": "2"}
+    env = {**os.environ, "OMNICORE_LOG__FORMAT": "json", "OMNICORE_SHUTDOWN_GRACE_S": "2",
+           "OMNICORE_CONSOLE__PORT": "0"}  # any free port: 8470 may be another host's
     # `cd demo && omnicore run` for one signal, `omnicore run demo` for the other.
     here = sig is signal.SIGINT
     proc = subprocess.Popen([*_omnicore(), "run", *([] if here else [str(appdir)])],

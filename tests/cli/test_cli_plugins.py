@@ -175,7 +175,8 @@ def test_call_without_an_app_folder(runner: CliRunner, tmp_path: Path) -> None:
 def test_run_then_drop_a_plugin_then_call_it(tmp_path: Path) -> None:
     """The issue's 'done when': a real `omnicore run`, a dropped file, a real `omnicore call`."""
     app = tmp_path / "demo"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Any free port for the console: 8470 may be another host's.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMNICORE_CONSOLE__PORT": "0"}
     subprocess.run([str(OMNICORE), "new", str(app)], check=True, capture_output=True, env=env)
     assert (app / "plugins").is_dir()
     log = (tmp_path / "run.log").open("wb")
