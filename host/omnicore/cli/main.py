@@ -89,4 +89,10 @@ def _add_author_commands() -> None:
     main.add_command(env.env_command)
 
 
+def _add_workflow_commands() -> None:
+    # `omnicore workflows ...` registers itself on `main` when imported.
+    from omnicore.cli import workflows  # noqa: F401
+
+
 _add_author_commands()
+_add_workflow_commands()

@@ -260,7 +260,12 @@ def from_document(doc: Any, source: str = "<workflow>",
 
 
 def _schema_message(err: jsonschema.ValidationError) -> str:
-    if err.validator == "oneOf" and err.context:
+    where = [str(p) for p in err.absolute_path]
+    if err.validator == "pattern" and where == ["name"]:
+        return (f"{err.instance!r}: a workflow name is 1-64 lowercase letters, digits, '-' "
+                "and '_', starting with a letter or digit")
+    if err.validator == "oneOf" and err.context and not (
+            len(where) == 2 and where[0] in ("steps", "on_failure")):
         # Say what the closest alternative wanted, not "is not valid under any".
         best = jsonschema.exceptions.best_match(err.context)
         sub = _path(best.absolute_path)
@@ -268,9 +273,7 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
     if err.validator == "additionalProperties":
         return str(err.message).replace("Additional properties are not allowed",
                                         "unknown key(s) not allowed")
-    where = [str(p) for p in err.absolute_path]
-    if err.validator == "oneOf" and where and where[-1].isdigit() is False and \
-            len(where) >= 2 and where[-2].isdigit() and isinstance(err.instance, dict):
+    if err.validator == "oneOf" and len(where) == 2 and where[0] in ("steps", "on_failure"):
         return "a step needs exactly one of 'uses' or 'wait'"
     if err.validator == "pattern" and where[-1:] == ["uses"]:
         return (f"{err.instance!r}: write plugin:NAME/HANDLER, connector:NAME or "

@@ -1,0 +1,311 @@
+"""``omnicore workflows``: validate, list, show, run, runs, approve, cancel, restart.
+
+Everything but ``validate`` works on the app's storage directly (``--app DIR``, default
+here), so it works whether or not ``omnicore run`` serves the app: a host that is running
+picks up what the command wrote within ``workflows.poll_s``. ``run --wait`` with no host
+running serves the app in this process (without its console) until the run has ended.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from omnicore.cli.main import CONFIG_FILE, main
+from omnicore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
+    from omnicore.storage.workflows import RunRecord
+
+__all__ = ["workflows"]
+
+_APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
+                    default=".", show_default="here",
+                    help="The app folder (its omnicore.yaml names data_dir and workflows.dir).")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@contextmanager
+def _app(appdir: Path, *, load: bool = True) -> Iterator[OmniApp]:
+    """The app, not started: its storage and workflow definitions, no plugins, no workers."""
+    from omnicore.app import OmniApp
+
+    path = appdir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app APPDIR", source=str(path))
+    app = OmniApp(config_path=path, entry_points=False)
+    if load:
+        app.workflows.load_folder()
+    try:
+        yield app
+    finally:
+        app._close_storage()
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+@main.group()
+def workflows() -> None:
+    """Workflows: definitions in the app's workflows/ folder and their durable runs."""
+
+
+@workflows.command("validate")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
+    """Check definition FILES (YAML or JSON); every problem with its line. Exit 1 if any."""
+    from omnicore.workflows import DefinitionError, parse
+
+    bad = 0
+    for path in files:
+        try:
+            wf = parse(path.read_text(encoding="utf-8"), str(path))
+        except DefinitionError as exc:
+            bad += 1
+            click.echo(str(exc), err=True)
+            continue
+        click.echo(f"{path}: ok — workflow {wf.name}, {len(wf.steps)} step(s), version "
+                   f"{wf.version[:12]}")
+    if bad:
+        raise click.exceptions.Exit(1)
+
+
+@workflows.command("list")
+@_APP
+@_JSON
+def list_(appdir: Path, as_json: bool) -> None:
+    """List the workflows of the app's folder, loaded or failed (with why)."""
+    with _app(appdir) as app:
+        entries = [e.as_dict() for e in app.workflows.registry]
+        for e in entries:
+            e["runs"] = app.workflows.store.count_runs(workflow=str(e["name"]))
+    if as_json:
+        _echo_json(entries)
+        return
+    if not entries:
+        click.echo(f"no workflows in {app.config.workflows.dir}")
+    for e in entries:
+        version = str(e["version"] or "")[:12]
+        click.echo(f"{e['name']:<24} {e['state']:<7} {version:<13} {e['runs']:>5} run(s)  "
+                   f"{Path(str(e['source'])).name}")
+        for p in e["problems"]:  # type: ignore[attr-defined]
+            click.echo(f"    {p}")
+
+
+@workflows.command("show")
+@click.argument("name")
+@_APP
+@_JSON
+def show(name: str, appdir: Path, as_json: bool) -> None:
+    """Show workflow NAME: steps, triggers, input schema, recent runs."""
+    with _app(appdir) as app:
+        entry = app.workflows.registry.entry(name)
+        doc = entry.as_dict()
+        doc["definition"] = dict(entry.workflow.document) if entry.workflow else None
+        runs = app.workflows.runs(name, limit=10)
+    if as_json:
+        _echo_json({**doc, "runs": [r.as_dict() for r in runs]})
+        return
+    click.echo(f"{name}  ({doc['state']}, version {str(doc['version'] or '')[:12]}, "
+               f"{doc['source']})")
+    for p in doc["problems"]:  # type: ignore[attr-defined]
+        click.echo(f"  problem: {p}")
+    if entry.workflow:
+        for s in entry.workflow.steps:
+            extra = f" needs {', '.join(s.needs)}" if s.needs else ""
+            kind = f"wait {s.wait.kind}" if s.wait else s.uses
+            click.echo(f"  step {s.id:<20} {kind}{extra}")
+        for t in entry.workflow.triggers:
+            what = {"cron": f"{t.cron} ({t.timezone})", "event": t.topic,
+                    "webhook": f"POST /hooks/{t.path}"}[t.kind]
+            click.echo(f"  trigger {t.name}: {t.kind} {what}")
+    for r in runs:
+        click.echo(f"  run {r.id:<6} {r.state:<10} {_when(r.created_at)}  {r.started_by}")
+
+
+def _print_run(app: OmniApp, run: RunRecord, history: bool) -> None:
+    click.echo(f"run {run.id} of {run.workflow}: {run.state}  (version {run.version[:12]}, "
+               f"started by {run.started_by} at {_when(run.created_at)}"
+               f"{', restarted ' + str(run.restarts) + 'x' if run.restarts else ''})")
+    if run.error:
+        click.echo(f"  error: {run.error}")
+    for s in app.workflows.steps(run.id):
+        if s.index >= 0:
+            continue
+        took = f"{s.finished_at - s.started_at:.3f}s" if s.finished_at and s.started_at else ""
+        click.echo(f"  {s.step:<20} {s.state:<10} attempt {s.attempt:<3} {took}")
+        if s.error:
+            click.echo(f"      error: {s.error}")
+        if s.state == "waiting" and isinstance(s.wait, dict):
+            click.echo(f"      waiting for {s.wait.get('kind')}"
+                       + (f": omnicore workflows approve {run.id} {s.step}"
+                          if s.wait.get("kind") == "approval" else ""))
+    if run.outputs is not None:
+        click.echo(f"  outputs: {json.dumps(run.outputs, ensure_ascii=False)}")
+    if history:
+        for h in app.workflows.store.history(run.id):
+            where = f"{h.step}" + (f"[{h.index}]" if h.index is not None and h.index >= 0
+                                   else "") if h.step else ""
+            click.echo(f"  {_when(h.at)} {h.kind:<16} {where:<20} {h.actor or ''}")
+
+
+@workflows.command("run")
+@click.argument("name")
+@click.option("--input", "-i", "raw", default=None, help="The inputs as a JSON object.")
+@click.option("--set", "-s", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="One input (VALUE parsed as JSON when it is JSON); repeatable.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for the run to end (serving the app here if no host is running).")
+@click.option("--timeout", type=float, default=None, help="Give up waiting after seconds.")
+@_APP
+@_JSON
+def run(name: str, raw: str | None, pairs: tuple[str, ...], wait: bool, timeout: float | None,
+        appdir: Path, as_json: bool) -> None:
+    """Start a run of workflow NAME; print its outcome (exit 1 if it did not succeed)."""
+    from omnicore.cli.remote import find_running
+    from omnicore.workflows.engine import default_actor
+
+    inputs: dict[str, Any] = {}
+    if raw:
+        try:
+            inputs = json.loads(raw)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--input") from None
+        if not isinstance(inputs, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--input")
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: write KEY=VALUE", param_hint="--set")
+        try:
+            inputs[key] = json.loads(value)
+        except ValueError:
+            inputs[key] = value
+    with _app(appdir) as app:
+        started = app.workflows.start(name, inputs, started_by=default_actor())
+        click.echo(f"run {started.id} of {name}: {started.state}", err=True)
+        if not wait:
+            return
+        host = find_running(app.data_dir)
+    if host is not None:
+        with _app(appdir, load=False) as app:
+            final = app.workflows.wait(started.id, timeout)
+            _finish(app, final, as_json)
+        return
+    _serve_until_done(appdir, started.id, timeout, as_json)
+
+
+def _serve_until_done(appdir: Path, run_id: int, timeout: float | None, as_json: bool) -> None:
+    from omnicore.app import OmniApp
+
+    app = OmniApp(config_path=appdir / CONFIG_FILE, overrides={"console": {"enabled": False}})
+    app.start()
+    try:
+        final = app.workflows.wait(run_id, timeout)
+        _finish(app, final, as_json)
+    finally:
+        app.stop()
+
+
+def _finish(app: OmniApp, final: RunRecord, as_json: bool) -> None:
+    if as_json:
+        _echo_json({**final.as_dict(),
+                    "steps": [s.as_dict() for s in app.workflows.steps(final.id)]})
+    else:
+        _print_run(app, final, history=False)
+    if final.state != "succeeded":
+        sys.stdout.flush()
+        raise click.exceptions.Exit(1)
+
+
+@workflows.command("runs")
+@click.argument("name", required=False)
+@click.option("--run", "run_id", type=int, default=None, help="Show this run in detail.")
+@click.option("--state", default=None,
+              type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled",
+                                 "skipped"]))
+@click.option("--history", is_flag=True, help="With --run: the run's whole audit trail.")
+@click.option("--limit", type=int, default=20, show_default=True)
+@_APP
+@_JSON
+def runs(name: str | None, run_id: int | None, state: str | None, history: bool, limit: int,
+         appdir: Path, as_json: bool) -> None:
+    """List runs (of NAME), newest first; --run ID shows one with its steps."""
+    with _app(appdir, load=False) as app:
+        if run_id is not None:
+            found = app.workflows.get_run(run_id)
+            if as_json:
+                _echo_json({**found.as_dict(),
+                            "steps": [s.as_dict() for s in app.workflows.steps(run_id)],
+                            "history": [h.as_dict() for h in app.workflows.store.history(run_id)]
+                            if history else None})
+            else:
+                _print_run(app, found, history)
+            return
+        items = app.workflows.runs(name, state, limit=limit)
+    if as_json:
+        _echo_json([r.as_dict() for r in items])
+        return
+    for r in items:
+        click.echo(f"{r.id:<6} {r.workflow:<24} {r.state:<10} {_when(r.created_at)}  "
+                   f"{r.started_by}" + (f"  {r.error}" if r.error else ""))
+
+
+@workflows.command("approve")
+@click.argument("run_id", type=int)
+@click.argument("step")
+@click.option("--reject", is_flag=True, help="Reject instead (the step fails).")
+@click.option("--comment", default="", help="Recorded with the decision.")
+@_APP
+def approve(run_id: int, step: str, reject: bool, comment: str, appdir: Path) -> None:
+    """Approve (or --reject) STEP of run RUN_ID, which waits for an approval."""
+    from omnicore.workflows.engine import default_actor
+
+    with _app(appdir, load=False) as app:
+        row = app.workflows.approve(run_id, step, default_actor(), approve=not reject,
+                                    comment=comment)
+    click.echo(f"run {run_id} step {step}: {'rejected' if reject else 'approved'} by "
+               f"{row.decided_by}")
+
+
+@workflows.command("cancel")
+@click.argument("run_id", type=int)
+@_APP
+def cancel(run_id: int, appdir: Path) -> None:
+    """Cancel run RUN_ID (and its sub-runs)."""
+    from omnicore.workflows.engine import default_actor
+
+    with _app(appdir, load=False) as app:
+        done = app.workflows.cancel(run_id, default_actor())
+    if not done:
+        raise click.ClickException(f"run {run_id} had already ended")
+    click.echo(f"run {run_id}: cancelled")
+
+
+@workflows.command("restart")
+@click.argument("run_id", type=int)
+@click.option("--latest", is_flag=True,
+              help="On the workflow's current definition instead of the run's pinned version.")
+@_APP
+def restart(run_id: int, latest: bool, appdir: Path) -> None:
+    """Run failed or cancelled run RUN_ID again from its failed steps, keeping the others."""
+    from omnicore.workflows.engine import default_actor
+
+    with _app(appdir, load=latest) as app:
+        found = app.workflows.restart(run_id, default_actor(), latest=latest)
+    click.echo(f"run {run_id}: {found.state} again (version {found.version[:12]}); a running "
+               "host picks it up")
