@@ -49,6 +49,7 @@ from omnicore.plugins.host import PluginHost
 from omnicore.storage import Storage, open_storage
 from omnicore.storage.components import sqlite_of
 from omnicore.storage.secrets import SecretStore
+from omnicore.workflows import Workflows
 
 __all__ = ["BUILTIN_EXTENSIONS", "DEFAULT_MODULES", "OmniApp"]
 
@@ -124,6 +125,8 @@ class OmniApp:
         self.jobs = Jobs(self)
         #: Plugins' event subscriptions (``omnicore:events``), delivered off the bus.
         self.subscriptions = Subscriptions(self)
+        #: Workflow definitions (``workflows/``) and their durable runs.
+        self.workflows = Workflows(self)
         if default_modules:
             for cls in DEFAULT_MODULES:
                 module = cls()
@@ -350,6 +353,7 @@ class OmniApp:
         self.extensions.startup()
         self.jobs.start()
         self.subscriptions.start()
+        self.workflows.start_workers()
         self._became_running()
         self.log.info("app %s started (runtime id %s, %d modules)", self.name, self.runtime_id,
                       len(self._started))
@@ -393,6 +397,7 @@ class OmniApp:
         stopping_since = time.perf_counter()
         grace = self.config.shutdown_grace_s if grace is None else grace
         self.subscriptions.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.workflows.stop, grace)
         await asyncio.get_running_loop().run_in_executor(None, self.jobs.stop, grace)
         self.extensions.shutdown()
         if self.tasks.state is State.RUNNING:
