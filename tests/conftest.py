@@ -31,6 +31,9 @@ def _no_omnicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if rest != var and ("__" in rest or rest.lower() in OmniConfig.model_fields
                             or rest in ("APPDIR", "DEBUG")):
             monkeypatch.delenv(var)
+    # A test's host (and every `omnicore run` it starts) takes a free console port, never
+    # the default 8470 that a developer's own host may hold.
+    monkeypatch.setenv("OMNICORE_CONSOLE__PORT", "0")
 
 
 @pytest.fixture
