@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from omnicore.console.errors import ApiError
 from omnicore.errors import ConfigError, PluginNotFound
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.settings import deep_merge
-from omnicore.plugins.sidecar import _dump_toml, read_sidecar, sidecar_paths
+from omnicore.plugins.sidecar import (
+    read_sidecar,
+    read_sidecar_data,
+    sidecar_paths,
+    write_sidecar_data,
+)
 from omnicore.sandbox import configschema
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
@@ -187,24 +189,14 @@ def _sidecar_text(wasm: Path) -> tuple[Path, str] | None:
 
 
 def _sidecar_data(wasm: Path) -> dict[str, Any]:
-    current = read_sidecar(wasm)  # refuses to build on a broken sidecar
-    if current.path is None:
-        return {}
-    text = current.path.read_text(encoding="utf-8")
-    loaded = tomllib.loads(text) if current.path.suffix == ".toml" else yaml.safe_load(text)
-    return dict(loaded or {})
+    return read_sidecar_data(wasm)  # refuses to build on a broken sidecar
 
 
 def _write_sidecar(wasm: Path, data: Mapping[str, Any]) -> Path:
-    found = sidecar_paths(wasm)
-    path = found[0] if found else wasm.with_suffix(".yaml")
     try:
-        body = _dump_toml(data) if path.suffix == ".toml" else yaml.safe_dump(dict(data),
-                                                                              sort_keys=True)
+        return write_sidecar_data(wasm, data)
     except ConfigError as exc:
         raise ApiError(422, str(exc), type="ConfigError") from exc
-    _atomic_write(path, body.encode())
-    return path
 
 
 def _restore(path: Path, old: tuple[Path, str] | None) -> None:

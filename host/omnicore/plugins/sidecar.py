@@ -23,7 +23,8 @@ from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.grants import GrantLayer
 from omnicore.sandbox.limits import Limits
 
-__all__ = ["SIDECAR_SUFFIXES", "Sidecar", "read_sidecar", "sidecar_paths", "write_grants"]
+__all__ = ["SIDECAR_SUFFIXES", "Sidecar", "read_sidecar", "read_sidecar_data", "sidecar_paths",
+           "write_grants", "write_sidecar_data"]
 
 SIDECAR_SUFFIXES = (".toml", ".yaml", ".yml")
 _SIDECAR_KEYS = ("grants", "grant", "config", "limits", "enabled")
@@ -113,20 +114,35 @@ def write_grants(wasm: Path, grants: Mapping[str, Mapping[str, Any] | None]) -> 
     plugin without a sidecar gets ``NAME.yaml``. The file is replaced atomically, so the folder
     watcher never reads half of it. Comments in the old file are not kept.
     """
-    found = sidecar_paths(wasm)
-    path = found[0] if found else wasm.with_suffix(".yaml")
     current = read_sidecar(wasm)  # validates the file before it is rewritten
-    data: dict[str, Any] = {}
-    if current.path is not None:
-        text = current.path.read_text(encoding="utf-8")
-        loaded = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-        data = dict(loaded or {})
+    data = read_sidecar_data(wasm)
     data.pop("grant", None)
-    table = grant_rules.merge(current.grants, grant_rules.normalize(grants, source=str(path)))
+    source = str(current.path or wasm.with_suffix(".yaml"))
+    table = grant_rules.merge(current.grants, grant_rules.normalize(grants, source=source))
     # Revocations of this layer are kept as `false`, so they still win over the app config.
     revoked = {name: False for name, opts in grants.items() if opts is None}
     data["grants"] = {**{name: opts or True for name, opts in table.items()}, **revoked}
-    body = _dump_toml(data) if path.suffix == ".toml" else yaml.safe_dump(data, sort_keys=True)
+    return write_sidecar_data(wasm, data)
+
+
+def read_sidecar_data(wasm: Path) -> dict[str, Any]:
+    """The raw keys of ``wasm``'s sidecar (``{}`` without one), after validating it."""
+    current = read_sidecar(wasm)
+    if current.path is None:
+        return {}
+    text = current.path.read_text(encoding="utf-8")
+    loaded = tomllib.loads(text) if current.path.suffix == ".toml" else yaml.safe_load(text)
+    return dict(loaded or {})
+
+
+def write_sidecar_data(wasm: Path, data: Mapping[str, Any]) -> Path:
+    """Replace ``wasm``'s sidecar with ``data``, atomically, in the format it has (TOML stays
+    TOML, YAML stays YAML; ``NAME.yaml`` when there is none). ConfigError if TOML cannot hold
+    a value."""
+    found = sidecar_paths(wasm)
+    path = found[0] if found else wasm.with_suffix(".yaml")
+    body = (_dump_toml(data) if path.suffix == ".toml"
+            else yaml.safe_dump(dict(data), sort_keys=True))
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, path)
