@@ -14,7 +14,8 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 # Toolchains and what the suite drives for real (g++ and python3-dev build hnswlib, a
-# dependency of omnicore:vectors, from its sdist: PyPI has no wheel of it). Rust crates are not listed here: they are read
+# dependency of omnicore:vectors, from its sdist: PyPI has no wheel of it; redis-server is the
+# peer bench/bench_capabilities.py measures kv against). Rust crates are not listed here: they are read
 # off the Rust manifests (plugins, SDK, scaffold template) with their features, so adding a crate
 # to a plugin is enough (host/omnicore/toolchains/debian_crates.py).
 apt_packages=(
@@ -23,6 +24,7 @@ apt_packages=(
   python3-venv git ca-certificates
   g++ python3-dev
   chromium
+  redis-server
 )
 crates="$(python3 "$root/host/omnicore/toolchains/debian_crates.py" \
   "$root/plugins" "$root/sdk/rust" "$root/host/omnicore/toolchains/templates/rust")" \
