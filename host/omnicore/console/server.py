@@ -13,7 +13,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from omnicore.console import api, pages
+from omnicore.console import api, pages, workflows
 from omnicore.console.errors import ApiError, error_response
 from omnicore.console.openapi import document
 from omnicore.console.state import ConsoleState
@@ -113,6 +113,7 @@ def create_app(state: ConsoleState) -> Starlette:
         Route("/api/v1/openapi.json", openapi),
         *api.routes(),
         *pages.routes(),
+        *workflows.routes(),
         Mount("/static", StaticFiles(directory=str(pages.WEB / "static")), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],

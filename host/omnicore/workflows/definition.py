@@ -266,8 +266,14 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
                 "and '_', starting with a letter or digit")
     if err.validator == "oneOf" and err.context and not (
             len(where) == 2 and where[0] in ("steps", "on_failure")):
-        # Say what the closest alternative wanted, not "is not valid under any".
-        best = jsonschema.exceptions.best_match(err.context)
+        # Say what the alternative the document chose wanted (the one whose first required
+        # key it has: cron, event, webhook...), not "is not valid under any of".
+        chosen = [c for c in err.context if isinstance(err.instance, dict) and any(
+            (branch.get("required") or [None])[0] in err.instance
+            for i, branch in enumerate(err.validator_value)
+            if isinstance(branch, dict) and c.relative_schema_path and
+            c.relative_schema_path[0] == i)]
+        best = jsonschema.exceptions.best_match(chosen or err.context)
         sub = _path(best.absolute_path)
         return f"{best.message}" + (f" (at {sub})" if sub and best.path else "")
     if err.validator == "additionalProperties":
@@ -305,12 +311,12 @@ def _retry(out: _Collect, raw: Mapping[str, Any] | None, path: str, base: Retry)
 
 
 def _compiled(out: _Collect, value: Any, path: str, *, condition: bool = False) -> Compiled:
-    try:
-        return (compile_condition if condition else compile_value)(value, path)
-    except ExpressionError as exc:
-        message = str(exc).removeprefix(f"{path}: ")
-        out.add(path, message)
-        return Compiled(None)
+    errors: list[ExpressionError] = []
+    compiled = (compile_condition if condition else compile_value)(value, path, errors)
+    for exc in errors:
+        where = exc.where or path
+        out.add(where, str(exc).removeprefix(f"{where}: "))
+    return Compiled(None) if errors else compiled
 
 
 def _build(doc: dict[str, Any], out: _Collect) -> Workflow | None:

@@ -184,7 +184,7 @@ class Workflows:
                 else None
         try:
             connectors = list(self._app.connectors)
-        except OmniError:
+        except (OmniError, AttributeError):  # bad connector config / an app without them
             connectors = None
         return plugins, connectors
 

@@ -156,16 +156,29 @@ _CEL_WORDS = frozenset({
     "getHours", "getMilliseconds", "getMinutes", "getMonth", "getSeconds"})
 
 
-def compile_value(value: Any, where: str) -> Compiled:
-    """Compile every ``${{ }}`` in ``value`` (any JSON data); ExpressionError names ``where``."""
+def compile_value(value: Any, where: str,
+                  errors: list[ExpressionError] | None = None) -> Compiled:
+    """Compile every ``${{ }}`` in ``value`` (any JSON data); ExpressionError names where.
+
+    With ``errors``, every failing expression is appended there instead of raising the first.
+    """
     exprs: list[_Expr] = []
+
+    def one(text: str, path: str, offset: int) -> _Expr:
+        try:
+            return _compile(text, path, offset)
+        except ExpressionError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+            return _Expr(text, path, None)
 
     def walk(v: Any, path: str) -> Callable[[Mapping[str, Any]], Any] | None:
         if isinstance(v, str):
             found = list(_EXPR.finditer(v))
             if not found:
                 return None
-            parts = [_compile(m[1], path, m.start(1)) for m in found]
+            parts = [one(m[1], path, m.start(1)) for m in found]
             exprs.extend(parts)
             if len(found) == 1 and found[0].span() == (0, len(v)):
                 only = parts[0]
@@ -198,12 +211,19 @@ def compile_value(value: Any, where: str) -> Compiled:
     return _finish(value, exprs, build)
 
 
-def compile_condition(value: Any, where: str) -> Compiled:
+def compile_condition(value: Any, where: str,
+                      errors: list[ExpressionError] | None = None) -> Compiled:
     """``if`` / ``for_each``: a ``${{ }}`` template or a bare CEL expression."""
     if isinstance(value, str) and "${{" not in value:
-        expr = _compile(value, where, 0)
+        try:
+            expr = _compile(value, where, 0)
+        except ExpressionError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+            return Compiled(value)
         return _finish(value, [expr], expr.evaluate)
-    return compile_value(value, where)
+    return compile_value(value, where, errors)
 
 
 def _finish(value: Any, exprs: list[_Expr],

@@ -1,0 +1,291 @@
+"""Workflows in the console: REST API, pages, and the webhook endpoint.
+
+API (reads: any signed-in user; changes: admin)::
+
+    GET  /api/v1/workflows                    the definitions, loaded or failed
+    GET  /api/v1/workflows/{name}             one, with its webhook URLs
+    POST /api/v1/workflows/{name}/runs        start a run: {"inputs": {...}} -> 201, 422 + field
+    GET  /api/v1/workflow-runs                runs (?workflow=&state=&limit=&offset=)
+    GET  /api/v1/workflow-runs/{id}           a run with its steps and history
+    POST /api/v1/workflow-runs/{id}/approve   {"step", "approve": true, "comment"}
+    POST /api/v1/workflow-runs/{id}/cancel
+    POST /api/v1/workflow-runs/{id}/restart   {"latest": false}
+    POST /hooks/{path}                        webhook triggers: HMAC-signed, no session
+
+Pages: ``/workflows`` (list and recent runs), ``/workflows/{name}`` (definition, a start form
+generated from the input schema, webhook URLs and how to sign them), ``/workflows/runs/{id}``
+(the steps with state, input, output, timing; approve, cancel and restart buttons).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from omnicore.console import api
+from omnicore.console.errors import ApiError
+from omnicore.console.pages import page
+from omnicore.workflows import (
+    SIGNATURE_HEADER,
+    InputInvalid,
+    RunStateError,
+    WorkflowError,
+    WorkflowNotFound,
+    Workflows,
+)
+
+__all__ = ["MAX_WEBHOOK_BYTES", "routes"]
+
+MAX_WEBHOOK_BYTES = 1 << 20
+RUN_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "skipped")
+
+
+def _engine(request: Request) -> Workflows:
+    engine: Workflows = api.omni(request).workflows
+    return engine
+
+
+def _fail(exc: WorkflowError) -> ApiError:
+    if isinstance(exc, InputInvalid):
+        return ApiError(422, str(exc), type="InputInvalid", field=exc.field)
+    if isinstance(exc, WorkflowNotFound):
+        return ApiError(404, str(exc), type="WorkflowNotFound")
+    if isinstance(exc, RunStateError):
+        status = 404 if str(exc).startswith("no workflow run") else 409
+        return ApiError(status, str(exc), type="RunStateError")
+    return ApiError(400, str(exc), type=type(exc).__name__)
+
+
+def _run_id(request: Request) -> int:
+    raw = request.path_params["run_id"]
+    if not str(raw).isdigit():
+        raise ApiError(404, f"no workflow run {raw!r}", type="RunStateError")
+    return int(raw)
+
+
+def _hooks(request: Request, doc: dict[str, Any]) -> list[dict[str, str]]:
+    base = str(request.base_url).rstrip("/")
+    return [{"url": f"{base}/hooks/{t['webhook']}", "trigger": str(t["name"])}
+            for t in doc.get("triggers", []) if t.get("webhook")]
+
+
+def _workflow_doc(request: Request, name: str) -> dict[str, Any]:
+    try:
+        entry = _engine(request).registry.entry(name)
+    except WorkflowNotFound as exc:
+        raise _fail(exc) from None
+    doc = entry.as_dict()
+    doc["webhooks"] = _hooks(request, doc)
+    doc["definition"] = dict(entry.workflow.document) if entry.workflow else None
+    return doc
+
+
+def _run_doc(engine: Workflows, run_id: int) -> dict[str, Any]:
+    try:
+        run = engine.get_run(run_id)
+    except RunStateError as exc:
+        raise _fail(exc) from None
+    steps = engine.steps(run_id)
+    return {**run.as_dict(), "steps": [s.as_dict() for s in steps],
+            "history": [h.as_dict() for h in engine.store.history(run_id)]}
+
+
+# -- API ---------------------------------------------------------------------------------------
+
+async def list_workflows(request: Request) -> Response:
+    api.need(request)
+    items = [e.as_dict() for e in _engine(request).registry]
+    limit, offset = api.page_params(request)
+    return JSONResponse(api.paginate(items, limit, offset))
+
+
+async def get_workflow(request: Request) -> Response:
+    api.need(request)
+    return JSONResponse(_workflow_doc(request, request.path_params["name"]))
+
+
+async def start_run(request: Request) -> Response:
+    who = api.need(request, "admin")
+    body = await api.json_body(request)
+    inputs = body.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise ApiError(422, "inputs must be a JSON object", type="InputInvalid", field="")
+    try:
+        run = _engine(request).start(request.path_params["name"], inputs,
+                                     started_by=f"console:{who.user.name}")
+    except WorkflowError as exc:
+        raise _fail(exc) from None
+    return JSONResponse(run.as_dict(), status_code=201)
+
+
+async def list_runs(request: Request) -> Response:
+    api.need(request)
+    limit, offset = api.page_params(request)
+    state = api.choice(request, "state", RUN_STATES)
+    workflow = request.query_params.get("workflow") or None
+    engine = _engine(request)
+    items = [r.as_dict() for r in engine.runs(workflow, state, limit=limit, offset=offset)]
+    total = engine.store.count_runs(workflow=workflow, states=(state,) if state else ())
+    return JSONResponse({"items": items, "total": total, "limit": limit, "offset": offset})
+
+
+async def get_run(request: Request) -> Response:
+    api.need(request)
+    return JSONResponse(_run_doc(_engine(request), _run_id(request)))
+
+
+async def run_action(request: Request) -> Response:
+    who = api.need(request, "admin")
+    body = await api.json_body(request)
+    run_id = _run_id(request)
+    _act(_engine(request), run_id, request.path_params["action"], f"console:{who.user.name}",
+         body)
+    return JSONResponse(_run_doc(_engine(request), run_id))
+
+
+def _act(engine: Workflows, run_id: int, action: str, by: str, body: dict[str, Any]) -> None:
+    try:
+        if action == "approve":
+            step = body.get("step")
+            if not isinstance(step, str):
+                raise ApiError(422, "give the step to approve: {\"step\": \"ID\"}",
+                               type="InputInvalid", field="step")
+            engine.approve(run_id, step, by, approve=bool(body.get("approve", True)),
+                           comment=str(body.get("comment", ""))[:2000])
+        elif action == "cancel":
+            if not engine.cancel(run_id, by):
+                raise ApiError(409, f"run {run_id} had already ended", type="RunStateError")
+        elif action == "restart":
+            engine.restart(run_id, by, latest=bool(body.get("latest", False)))
+        else:
+            raise ApiError(404, f"no action {action!r}")
+    except WorkflowError as exc:
+        raise _fail(exc) from None
+
+
+async def webhook(request: Request) -> Response:
+    body = await api.read_body(request, MAX_WEBHOOK_BYTES)
+    answer = _engine(request).webhook(request.path_params["path"], body,
+                                      request.headers.get(SIGNATURE_HEADER))
+    return JSONResponse(answer.body, status_code=answer.status)
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+async def workflows_page(request: Request) -> Response:
+    api.need(request)
+    engine = _engine(request)
+    return page(request, "workflows.html", workflows=[e.as_dict() for e in engine.registry],
+                runs=engine.runs(limit=50), folder=str(engine.settings.dir))
+
+
+async def workflow_page(request: Request) -> Response:
+    api.need(request)
+    name = request.path_params["name"]
+    doc = _workflow_doc(request, name)
+    props = (doc.get("inputs") or {}).get("properties") or {}
+    fields = [{"name": k, "type": (v or {}).get("type", "string"),
+               "description": (v or {}).get("description", ""),
+               "required": k in ((doc.get("inputs") or {}).get("required") or [])}
+              for k, v in props.items()]
+    return page(request, "workflow.html", wf=doc, fields=fields,
+                runs=_engine(request).runs(name, limit=50), header=SIGNATURE_HEADER,
+                error=request.query_params.get("error"))
+
+
+async def workflow_start(request: Request) -> Response:
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    who = api.state(request).auth.require(request, "admin", csrf=fields.pop("csrf", ""))
+    name = request.path_params["name"]
+    engine = _engine(request)
+    try:
+        schema = engine.registry.get(name).inputs
+        inputs = _inputs_from_form(schema, fields)
+        run = engine.start(name, inputs, started_by=f"console:{who.user.name}")
+    except (WorkflowError, ValueError) as exc:
+        if isinstance(exc, WorkflowNotFound):
+            raise _fail(exc) from None
+        from urllib.parse import quote
+        return RedirectResponse(f"/workflows/{name}?error={quote(str(exc)[:500])}",
+                                status_code=303)
+    return RedirectResponse(f"/workflows/runs/{run.id}", status_code=303)
+
+
+def _inputs_from_form(schema: Any, fields: dict[str, str]) -> dict[str, Any]:
+    props = (schema or {}).get("properties") or {}
+    out: dict[str, Any] = {}
+    for key, raw in fields.items():
+        if key not in props or raw == "":
+            continue
+        kind = (props[key] or {}).get("type", "string")
+        if kind == "string":
+            out[key] = raw
+        elif kind == "boolean":
+            out[key] = raw in ("on", "true", "1")
+        else:
+            try:
+                out[key] = json.loads(raw)
+            except ValueError:
+                raise ValueError(f"input {key}: {raw[:60]!r} is not a valid {kind} "
+                                 "(JSON)") from None
+    return out
+
+
+async def run_page(request: Request) -> Response:
+    api.need(request)
+    engine = _engine(request)
+    doc = _run_doc(engine, _run_id(request))
+    try:
+        wf = engine.version(doc["version"])
+        order = {s.id: i for i, s in enumerate((*wf.steps, *wf.on_failure))}
+        graph = [{"id": s.id, "needs": list(s.needs), "uses": s.uses if s.wait is None
+                  else f"wait {s.wait.kind}", "on_failure": s.on_failure}
+                 for s in (*wf.steps, *wf.on_failure)]
+    except WorkflowError:
+        order, graph = {}, []
+    rows = {(s["step"], s["index"]): s for s in doc["steps"]}
+    steps: list[dict[str, Any]] = []
+    for node in graph:
+        row = rows.get((node["id"], -1))
+        items = sorted((s for s in doc["steps"] if s["step"] == node["id"] and s["index"] >= 0),
+                       key=lambda s: s["index"])
+        steps.append({**node, "row": row, "items": items,
+                      "state": row["state"] if row else "not started"})
+    steps.sort(key=lambda s: order.get(s["id"], 0))
+    return page(request, "workflow_run.html", run=doc, steps=steps,
+                pretty=lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str))
+
+
+async def run_post(request: Request) -> Response:
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    who = api.state(request).auth.require(request, "admin", csrf=fields.get("csrf", ""))
+    run_id = _run_id(request)
+    action = request.path_params["action"]
+    body = {"step": fields.get("step"), "approve": fields.get("decision", "approve") == "approve",
+            "comment": fields.get("comment", ""), "latest": fields.get("latest") == "on"}
+    _act(_engine(request), run_id, action, f"console:{who.user.name}", body)
+    return RedirectResponse(f"/workflows/runs/{run_id}", status_code=303)
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1"
+    return [
+        Route(f"{p}/workflows", list_workflows),
+        Route(f"{p}/workflows/{{name}}", get_workflow),
+        Route(f"{p}/workflows/{{name}}/runs", start_run, methods=["POST"]),
+        Route(f"{p}/workflow-runs", list_runs),
+        Route(f"{p}/workflow-runs/{{run_id}}", get_run),
+        Route(f"{p}/workflow-runs/{{run_id}}/{{action}}", run_action, methods=["POST"]),
+        Route("/hooks/{path:path}", webhook, methods=["POST"]),
+        Route("/workflows", workflows_page),
+        Route("/workflows/runs/{run_id}", run_page, methods=["GET"]),
+        Route("/workflows/runs/{run_id}/{action}", run_post, methods=["POST"]),
+        Route("/workflows/{name}", workflow_page, methods=["GET"]),
+        Route("/workflows/{name}", workflow_start, methods=["POST"]),
+    ]
