@@ -23,6 +23,7 @@ from typing import Any, TypeVar, overload
 
 from omnicore.capabilities import builtin as builtin_capabilities
 from omnicore.capabilities.events import Subscriptions
+from omnicore.capabilities.http import Connector, connectors_from
 from omnicore.capabilities.kv import KV
 from omnicore.capabilities.tasks import Jobs
 from omnicore.config import OmniConfig, load_config
@@ -186,6 +187,14 @@ class OmniApp:
                 if store is None:
                     store = self.__dict__["_secrets"] = SecretStore(db, self.data_dir)
         return store
+
+    @property
+    def connectors(self) -> dict[str, Connector]:
+        """The app's ``connectors.<name>`` (omnicore:http), checked; ConfigError names the key."""
+        found: dict[str, Connector] | None = self.__dict__.get("_connectors")
+        if found is None:
+            found = self.__dict__["_connectors"] = connectors_from(self.config.connectors)
+        return found
 
     def _close_storage(self) -> None:
         with self._storage_lock:

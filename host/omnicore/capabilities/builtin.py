@@ -24,7 +24,8 @@ name = "omnicore-builtin-capabilities"
 #: Modules each exposing ``CAPABILITY``; order is display order.
 BUILTIN_MODULES = ("omnicore.capabilities.log", "omnicore.capabilities.config",
                    "omnicore.capabilities.kv", "omnicore.capabilities.tasks",
-                   "omnicore.capabilities.events", "omnicore.capabilities.secrets")
+                   "omnicore.capabilities.events", "omnicore.capabilities.secrets",
+                   "omnicore.capabilities.http")
 
 
 def builtin_capabilities(app: HostApp | None = None) -> list[Capability]:
