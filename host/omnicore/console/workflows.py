@@ -254,7 +254,7 @@ async def run_page(request: Request) -> Response:
         row = rows.get((node["id"], -1))
         items = sorted((s for s in doc["steps"] if s["step"] == node["id"] and s["index"] >= 0),
                        key=lambda s: s["index"])
-        steps.append({**node, "row": row, "items": items,
+        steps.append({**node, "row": row, "item_rows": items,
                       "state": row["state"] if row else "not started"})
     steps.sort(key=lambda s: order.get(s["id"], 0))
     return page(request, "workflow_run.html", run=doc, steps=steps,
