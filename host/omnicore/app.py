@@ -50,6 +50,7 @@ from omnicore.plugins.host import PluginHost
 from omnicore.storage import Storage, open_storage
 from omnicore.storage.components import sqlite_of
 from omnicore.storage.secrets import SecretStore
+from omnicore.storage.vectors import VectorStore
 from omnicore.workflows import Workflows
 
 __all__ = ["BUILTIN_EXTENSIONS", "DEFAULT_MODULES", "OmniApp"]
@@ -196,10 +197,26 @@ class OmniApp:
             found = self.__dict__["_connectors"] = connectors_from(self.config.connectors)
         return found
 
+    @property
+    def vectors(self) -> VectorStore:
+        """Plugins' vector collections (``app.vectors.for_plugin(name)``; abi.md §4.5)."""
+        store = self.__dict__.get("_vectors")
+        if store is None:
+            db = sqlite_of(self.storage, "vectors")
+            with self._storage_lock:
+                store = self.__dict__.get("_vectors")
+                if store is None:
+                    store = self.__dict__["_vectors"] = VectorStore(db, self.data_dir / "vectors")
+        return store
+
     def _close_storage(self) -> None:
+        vectors = self.__dict__.get("_vectors")
+        if vectors is not None:
+            vectors.close()  # indexes are written beside the database before it closes
         with self._storage_lock:
             store, self._storage = self._storage, None
             self.__dict__.pop("_secrets", None)
+            self.__dict__.pop("_vectors", None)
         if store is not None:
             store.close()
 

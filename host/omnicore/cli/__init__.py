@@ -9,7 +9,7 @@ commands (``inspect``, ``call``), :mod:`~omnicore.cli.build` the author's comman
 stays fast.
 """
 
-from omnicore.cli import app, build, data, plugins, secrets, users
+from omnicore.cli import app, build, data, plugins, secrets, users, vectors
 from omnicore.cli.main import main, new
 
 __all__ = ["main"]
@@ -18,6 +18,6 @@ main.add_command(plugins.inspect)
 main.add_command(plugins.call)
 main.add_command(build.build_command)
 new.add_command(build.new_plugin_command)
-# `app`, `data` (kv, tasks), `secrets` and `users` register their commands on `main` when
-# imported.
-del app, data, secrets, users
+# `app`, `data` (kv, tasks), `secrets`, `users` and `vectors` register their commands on
+# `main` when imported.
+del app, data, secrets, users, vectors
