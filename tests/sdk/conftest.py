@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from spec_host import SpecState, probe_runtime
+from spec_host import HostedProbe, SpecState, probe_runtime
 
-from omnicore.sandbox import PluginRuntime, SandboxEngine
+from omnicore.sandbox import SandboxEngine
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +32,10 @@ def out_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def probe(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginRuntime,
+def probe(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[HostedProbe,
                                                                            SpecState]]:
-    """The module's probe plugin (``wasm["probe"]``) linked to a fresh spec host."""
+    """The module's probe plugin (``wasm["probe"]``) on the real host with the spec host's
+    stand-ins (:mod:`spec_host`)."""
     state = SpecState()
     rt = probe_runtime(engine, wasm["probe"], state)
     yield rt, state

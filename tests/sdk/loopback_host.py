@@ -1,5 +1,6 @@
-"""Spec-following, in-memory host functions for the namespaces the host does not implement
-yet (specs/abi.md §4), plus a loopback HTTP server, for the Go and JS SDK tests.
+"""Spec-following, in-memory host functions for kv, memory, vectors, http and secrets
+(specs/abi.md §4), plus a loopback HTTP server, for the Go and JS SDK tests (tasks and events
+are the real host's: ``spec_host.HostedProbe``).
 
 Unlike ``spec_host`` (which records requests), ``omnicore:http`` here makes real requests,
 to the loopback server only.
@@ -13,7 +14,7 @@ import struct
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,19 +23,15 @@ from omnicore.sandbox import Capability, GuestMemory, HostFunction, Status
 __all__ = ["EchoHandler", "serve_http", "spec_capabilities"]
 
 
-def spec_capabilities(state: dict[str, Any], *, max_value_bytes: int,
-                      task_handlers: Collection[str]) -> list[Capability]:
-    """kv, memory, vectors, tasks, http, events, secrets per specs/abi.md §4, in memory.
+def spec_capabilities(state: dict[str, Any], *, max_value_bytes: int) -> list[Capability]:
+    """kv, memory, vectors, http, secrets per specs/abi.md §4, in memory.
 
-    ``state`` holds what the plugin did (kv, vectors, enqueued, tasks, events, recall_query)
-    and ``http_base``, where the ``local`` connector points. Published topics are recorded as
-    the guest sent them (the real host adds ``plugin.<name>.`` itself).
+    ``state`` holds what the plugin did (kv, vectors, recall_query) and ``http_base``, where
+    the ``local`` connector points.
     """
     kv: dict[str, bytes] = state.setdefault("kv", {})
     memories: dict[int, dict[str, Any]] = {}
     vectors: dict[str, dict[str, tuple[list[float], Any]]] = state.setdefault("vectors", {})
-    enqueued: list[tuple[str, bytes, int]] = state.setdefault("enqueued", [])
-    tasks: dict[int, str] = state.setdefault("tasks", {})
 
     def kv_get(_: object, mem: GuestMemory, kp: int, kl: int, out: int, cap: int) -> int:
         key = mem.read_str(kp, kl)
@@ -105,21 +102,6 @@ def spec_capabilities(state: dict[str, Any], *, max_value_bytes: int,
             return Status.NOT_FOUND
         return 1 if coll.pop(mem.read_str(ip, il), None) is not None else 0
 
-    def enqueue(_: object, mem: GuestMemory, hp: int, hl: int, pp: int, pl: int,
-                delay: int) -> int:
-        handler = mem.read_str(hp, hl)
-        if handler not in task_handlers:
-            return Status.NOT_FOUND
-        enqueued.append((handler, mem.read(pp, pl), delay))
-        tasks[len(enqueued)] = "pending"
-        return len(enqueued)
-
-    def cancel(_: object, mem: GuestMemory, tid: int) -> int:
-        if tid not in tasks:
-            return Status.NOT_FOUND
-        was, tasks[tid] = tasks[tid], "cancelled"
-        return 1 if was == "pending" else 0
-
     def request(_: object, mem: GuestMemory, rp: int, rl: int, bp: int, bl: int) -> int:
         req = json.loads(mem.read(rp, rl))
         url = state["http_base"] + req["path"] if req.get("connector") == "local" else req["url"]
@@ -134,13 +116,6 @@ def spec_capabilities(state: dict[str, Any], *, max_value_bytes: int,
                                "headers": {k.lower(): v for k, v in resp.headers.items()}})
             payload = resp.read()
         return mem.alloc_result(struct.pack("<I", len(head)) + head.encode() + payload)
-
-    def publish(_: object, mem: GuestMemory, tp: int, tl: int, pp: int, pl: int) -> int:
-        topic = mem.read_str(tp, tl)
-        if topic.startswith("secret."):
-            return Status.DENIED
-        state["events"].append((topic, mem.read(pp, pl)))
-        return 0
 
     def secret(_: object, mem: GuestMemory, np: int, nl: int, out: int, cap: int) -> int:
         name = mem.read_str(np, nl)
@@ -163,10 +138,7 @@ def spec_capabilities(state: dict[str, Any], *, max_value_bytes: int,
         Capability("vectors", (fn("upsert", "ptr len ptr len ptr i32 ptr len", "i32", upsert),
                                fn("search", "ptr len ptr i32 i32", "i64", search),
                                fn("delete", "ptr len ptr len", "i32", vdelete))),
-        Capability("tasks", (fn("enqueue", "ptr len ptr len i64", "i64", enqueue),
-                             fn("cancel", "i64", "i32", cancel))),
         Capability("http", (fn("request", "ptr len ptr len", "i64", request),)),
-        Capability("events", (fn("publish", "ptr len ptr len", "i32", publish),)),
         Capability("secrets", (fn("get", "ptr len ptr len", "i32", secret),)),
     ]
 

@@ -1,24 +1,33 @@
-"""A test host for the capabilities the real host does not implement yet (kv, memory, vectors,
-tasks, http, events, secrets), written straight from specs/abi.md §4.
+"""The SDK tests' host: the real one where it exists, spec stand-ins where it does not yet.
 
-It exists to test the SDKs' typed wrappers: the linker refuses an import whose type differs
-from the spec's, and each function follows the spec's conventions (§3.2 caller buffers with a
-second call when the value does not fit, §3.3 blocks allocated re-entrantly with the guest's
-``omni_alloc``, status codes). Everything a plugin does is recorded in :class:`SpecState`.
+``omnicore:tasks`` and ``omnicore:events`` are the real capabilities (:class:`HostedProbe`:
+a real :class:`PluginHost` on a real :class:`OmniApp` that is never started, so an enqueued
+task stays queued and a published event stays in the event log, exactly as the SDK sent
+them). kv, memory, vectors, http and secrets are written here straight from specs/abi.md §4
+to test the SDKs' typed wrappers: the linker refuses an import whose type differs from the
+spec's, and each function follows the spec's conventions (§3.2 caller buffers with a second
+call when the value does not fit, §3.3 blocks allocated re-entrantly with the guest's
+``omni_alloc``, status codes). What a plugin does there is recorded in :class:`SpecState`.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import struct
+import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omnicore.app import OmniApp
+from omnicore.capabilities import events as events_capability
 from omnicore.capabilities import kv as kv_capability
+from omnicore.capabilities import tasks as tasks_capability
 from omnicore.capabilities.builtin import builtin_registry
+from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import (
     Capability,
     CapabilityRegistry,
@@ -30,11 +39,12 @@ from omnicore.sandbox import (
     SandboxEngine,
     Status,
 )
-from omnicore.storage import SQLiteStorage
+from omnicore.storage import SQLiteStorage, Task
 
 __all__ = [
     "MAX_VALUE_BYTES",
     "SPEC_NAMESPACES",
+    "HostedProbe",
     "SpecState",
     "builtins_except_spec",
     "call_text",
@@ -45,8 +55,9 @@ __all__ = [
 ]
 
 MAX_VALUE_BYTES = 1500
-SPEC_NAMESPACES = ("kv", "memory", "vectors", "tasks", "http", "events", "secrets")
-TASK_HANDLERS = {"echo", "kv_probe"}
+SPEC_NAMESPACES = ("kv", "memory", "vectors", "http", "secrets")
+#: Bound to the hosted probe's app: what the real host does with them.
+REAL_NAMESPACES = ("tasks", "events")
 
 
 @dataclass
@@ -56,8 +67,6 @@ class SpecState:
     kv: dict[str, bytes] = field(default_factory=dict)
     memories: dict[int, dict[str, Any]] = field(default_factory=dict)
     vectors: dict[str, dict[str, tuple[tuple[float, ...], Any]]] = field(default_factory=dict)
-    tasks: dict[int, str | None] = field(default_factory=dict)
-    events: list[tuple[str, bytes]] = field(default_factory=list)
     requests: list[tuple[dict[str, Any], bytes]] = field(default_factory=list)
     secrets: dict[str, bytes | None] = field(
         default_factory=lambda: {"token": b"s3cr3t", "unset": None})
@@ -70,7 +79,7 @@ class SpecState:
 
 
 def spec_capabilities(state: SpecState) -> list[Capability]:
-    """Capabilities kv, memory, vectors, tasks, http, events, secrets over ``state``."""
+    """Capabilities kv, memory, vectors, http, secrets over ``state``."""
 
     def fn(ns: str, name: str, params: str, result: str, impl: Any) -> HostFunction:
         def counted(_: object, mem: GuestMemory, *args: int) -> int:
@@ -157,22 +166,6 @@ def spec_capabilities(state: SpecState) -> list[Capability]:
             return Status.NOT_FOUND
         return 1 if coll.pop(mem.read_str(ip, il), None) is not None else 0
 
-    def enqueue(mem: GuestMemory, hp: int, hl: int, pp: int, pl: int, delay: int) -> int:
-        handler = mem.read_str(hp, hl)
-        if handler not in TASK_HANDLERS or delay < 0:
-            return Status.NOT_FOUND if handler not in TASK_HANDLERS else Status.INVALID
-        tid = state.new_id()
-        state.tasks[tid] = handler
-        return tid
-
-    def cancel(mem: GuestMemory, tid: int) -> int:
-        if tid not in state.tasks:
-            return Status.NOT_FOUND
-        if state.tasks[tid] is None:
-            return 0  # already cancelled: the spec's "already running/finished"
-        state.tasks[tid] = None
-        return 1
-
     def request(mem: GuestMemory, rp: int, rl: int, bp: int, bl: int) -> int:
         head = json.loads(mem.read(rp, rl))
         body = mem.read(bp, bl)
@@ -185,10 +178,6 @@ def spec_capabilities(state: SpecState) -> list[Capability]:
                                                            "Content-Type": "text/plain"}})
         block = struct.pack("<I", len(resp_head)) + resp_head.encode() + b"echo:" + body
         return mem.alloc_result(block)
-
-    def publish(mem: GuestMemory, tp: int, tl: int, pp: int, pl: int) -> int:
-        state.events.append((mem.read_str(tp, tl), mem.read(pp, pl)))
-        return 0
 
     def secret(mem: GuestMemory, np: int, nl: int, out: int, cap: int) -> int:
         name = mem.read_str(np, nl)
@@ -209,10 +198,7 @@ def spec_capabilities(state: SpecState) -> list[Capability]:
         "vectors": [fn("vectors", "upsert", "ptr len ptr len ptr i32 ptr len", "i32", v_upsert),
                     fn("vectors", "search", "ptr len ptr i32 i32", "i64", v_search),
                     fn("vectors", "delete", "ptr len ptr len", "i32", v_delete)],
-        "tasks": [fn("tasks", "enqueue", "ptr len ptr len i64", "i64", enqueue),
-                  fn("tasks", "cancel", "i64", "i32", cancel)],
         "http": [fn("http", "request", "ptr len ptr len", "i64", request)],
-        "events": [fn("events", "publish", "ptr len ptr len", "i32", publish)],
         "secrets": [fn("secrets", "get", "ptr len ptr len", "i32", secret)],
     }
     return [Capability(name, funcs) for name, funcs in table.items()]
@@ -226,8 +212,69 @@ def real_registry() -> CapabilityRegistry:
 
 
 def builtins_except_spec() -> list[Capability]:
-    """The built-in capabilities this spec host does not stand in for."""
-    return [c for c in builtin_registry() if c.name not in SPEC_NAMESPACES]
+    """The built-in capabilities this spec host does not stand in for (tasks and events are
+    bound by :class:`HostedProbe`)."""
+    return [c for c in builtin_registry()
+            if c.name not in SPEC_NAMESPACES and c.name not in REAL_NAMESPACES]
+
+
+class HostedProbe:
+    """A plugin in a real :class:`PluginHost` whose app (real ``app.jobs``, event bus and
+    storage) is never started: tasks wait in the queue, events stay in the event log.
+
+    Quacks like the :class:`PluginRuntime` the tests call: ``call`` goes through the host,
+    the rest is the serving runtime's.
+    """
+
+    def __init__(self, engine: SandboxEngine, path: Path, spec: list[Capability], grants: Any,
+                 config: Mapping[str, Any] | None = None, limits: Limits | None = None) -> None:
+        self._data_dir = tempfile.mkdtemp(prefix="sdk-probe-")
+        self.app = OmniApp("sdk-probe", builtin_extensions=[], entry_points=False,
+                           default_modules=False, environ={},
+                           overrides={"data_dir": self._data_dir})
+        caps = [*builtins_except_spec(), *spec, tasks_capability.for_app(self.app),
+                events_capability.for_app(self.app)]
+        # Tests make a handler fail on purpose, again and again: no breaker in the way.
+        self.host = PluginHost(engine=engine, capabilities=lambda: caps,
+                               events=self.app.events.publish, failure_threshold=1 << 30)
+        self.app.plugins = self.host
+        self.name = self.host.load(path, grants=grants, config=config, limits=limits).name
+
+    def call(self, handler: str, data: bytes = b"") -> bytes:
+        return self.host.call(self.name, handler, data)
+
+    @property
+    def log(self) -> Any:
+        return self.host.logs(self.name)
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (limits, stats(), instances_discarded...) is the serving runtime's:
+        # the host reports calls, not instances, and the tests look at both.
+        version = self.host._entry(self.name).version
+        assert version is not None, self.host.get(self.name).last_error
+        return getattr(version.runtime, name)
+
+    def tasks(self) -> list[Task]:
+        """What the plugin enqueued, oldest first."""
+        return list(reversed(self.app.jobs.list(plugin=self.name)))
+
+    def events(self) -> list[tuple[str, bytes]]:
+        """What the plugin published, oldest first, as the guest named it (without the
+        ``plugin.<name>.`` the host puts in front)."""
+        prefix = f"plugin.{self.name}."
+        recent = self.app.storage.events.recent(1000, topic_prefix=prefix)
+        return [(r.topic.removeprefix(prefix), r.payload) for r in reversed(recent)]
+
+    def close(self) -> None:
+        self.host.close()
+        self.app.storage.close()
+        shutil.rmtree(self._data_dir, ignore_errors=True)
+
+    def __enter__(self) -> HostedProbe:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
@@ -242,13 +289,13 @@ def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None 
 
 
 def probe_runtime(engine: SandboxEngine, path: Path, state: SpecState,
-                  limits: Limits | None = None) -> PluginRuntime:
-    """The probe linked with the real log/config and the spec host for the rest."""
-    registry = CapabilityRegistry([*builtins_except_spec(), *spec_capabilities(state)])
-    grants = {"config": {}, **{ns: {} for ns in SPEC_NAMESPACES}}
-    return runtime(engine, path, config={"db": {"host": "h", "port": 5432}}, grants=grants,
-                   registry=registry, limits=limits)
+                  limits: Limits | None = None) -> HostedProbe:
+    """The probe on the real host (log, config, tasks, events) with the spec host's rest."""
+    grants = {"config": {}, "events": {"publish": ["order.*"]},
+              **{ns: {} for ns in (*SPEC_NAMESPACES, "tasks")}}
+    return HostedProbe(engine, path, spec_capabilities(state), grants,
+                       config={"db": {"host": "h", "port": 5432}}, limits=limits)
 
 
-def call_text(rt: PluginRuntime, handler: str, data: bytes = b"") -> str:
+def call_text(rt: PluginRuntime | HostedProbe, handler: str, data: bytes = b"") -> str:
     return rt.call(handler, data).decode()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spec_host import SpecState, call_text, probe_runtime, runtime
+from spec_host import HostedProbe, SpecState, call_text, probe_runtime, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -127,7 +128,7 @@ def test_scaffolded_plugin_builds_and_runs(engine: SandboxEngine, wasm: dict[str
 
 # -- the SDK through the probe --------------------------------------------------------------
 
-def test_handler_error_message_and_panic(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_handler_error_message_and_panic(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
     with pytest.raises(GuestError) as info:
         rt.call("fail", "nope: ünïcode".encode())
@@ -167,7 +168,7 @@ def test_outputs_are_freed_on_the_next_call(engine: SandboxEngine,
             rt.call("big_output", str(16 * 1024 * 1024).encode())
 
 
-def test_log_levels_enabled_and_long_lines(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_log_levels_enabled_and_long_lines(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
     rt.log.clear()
     assert call_text(rt, "logging") == "debug=0 info=1"
@@ -175,7 +176,7 @@ def test_log_levels_enabled_and_long_lines(probe: tuple[PluginRuntime, SpecState
         ("info", "i"), ("warn", "w2"), ("error", "e"), ("info", "L" * 600)]
 
 
-def test_config_get_dotted_missing_and_all(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_config_get_dotted_missing_and_all(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
     whole = '{"db":{"host":"h","port":5432}}'
     assert call_text(rt, "config_probe", b"db.host") == f"value=ok(h) all=ok({whole}) "
@@ -183,7 +184,7 @@ def test_config_get_dotted_missing_and_all(probe: tuple[PluginRuntime, SpecState
     assert call_text(rt, "config_probe", b"nope") == f"value=err(-1,) all=ok({whole}) "
 
 
-def test_kv_wrappers_retry_large_values(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_kv_wrappers_retry_large_values(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, state = probe
     before = state.calls["kv.get"]
     assert call_text(rt, "kv_probe", b"v" * 1000) == (
@@ -192,7 +193,7 @@ def test_kv_wrappers_retry_large_values(probe: tuple[PluginRuntime, SpecState]) 
     assert state.calls["kv.get"] - before == 3  # big twice (retry) + absent once
 
 
-def test_secrets_http_events(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_secrets_http_events(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, state = probe
     assert call_text(rt, "secrets_probe") == "token=ok(s3cr3t) unset=err(-1,) hidden=err(-2,) "
     assert call_text(rt, "http_probe", b"payload") == (
@@ -200,14 +201,20 @@ def test_secrets_http_events(probe: tuple[PluginRuntime, SpecState]) -> None:
         "denied=err(-2,DENIED: host denied.example is not in the grant) ")
     assert state.requests[-2][1] == b"payload"
     assert call_text(rt, "events_probe", b"{}") == "published"
-    assert state.events[-1] == ("order.created", b"{}")
+    assert rt.events()[-1] == ("order.created", b"{}")   # what the SDK sent, on the host
 
 
-def test_tasks_memory_vectors(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_tasks_memory_vectors(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
+    before = time.time()
     tasks = call_text(rt, "tasks_probe")
-    assert int(tasks.split()[0].removeprefix("id=")) >= 1
+    after = time.time()
+    task_id = int(tasks.split()[0].removeprefix("id="))
     assert tasks.split(" ", 1)[1] == "cancel=1,0 unknown=-1 bad_handler=-1"
+    [task] = rt.tasks()
+    assert (task.id, task.handler, task.payload, task.state) == (task_id, "echo", b"later",
+                                                                 "cancelled")
+    assert before + 0.010 <= task.run_at <= after + 0.010   # delay_ms 10
     memory = call_text(rt, "memory_probe")
     hits = json.loads(memory.split("hits=ok(")[1].split(") forget=")[0])
     assert [h["text"] for h in hits] == ['likes "green" tea']
@@ -220,7 +227,7 @@ def test_tasks_memory_vectors(probe: tuple[PluginRuntime, SpecState]) -> None:
     assert vectors.endswith("delete=1,0 no_coll=-1")
 
 
-def test_json_reader_members(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_json_reader_members(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
     doc = {"s": "a\"b\\c\n\u00e9\U0001f30d", "i": 42, "f": 1.5, "big": 2**63, "neg": -2**63,
            "b": True, "n": None, "a": [1, {"s": "inner"}], "o": {"i": 1}}
@@ -256,7 +263,7 @@ def python_accepts(text: str) -> bool:
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=JSON_ALPHABET, max_size=24) | json_values.map(json.dumps))
-def test_json_reader_agrees_with_python(probe: tuple[PluginRuntime, SpecState],
+def test_json_reader_agrees_with_python(probe: tuple[HostedProbe, SpecState],
                                         text: str) -> None:
     rt, _ = probe
     try:
@@ -275,7 +282,7 @@ def test_json_reader_agrees_with_python(probe: tuple[PluginRuntime, SpecState],
 
 @settings(max_examples=300, deadline=None)
 @given(json_values, st.booleans())
-def test_json_reader_iterates_and_decodes_like_python(probe: tuple[PluginRuntime, SpecState],
+def test_json_reader_iterates_and_decodes_like_python(probe: tuple[HostedProbe, SpecState],
                                                       value: Any, ascii_only: bool) -> None:
     # ensure_ascii turns non-ASCII into \uXXXX escapes (surrogate pairs above the BMP).
     text = json.dumps(value, ensure_ascii=ascii_only, indent=1 if ascii_only else None)
@@ -289,7 +296,7 @@ def test_json_iteration_of_empty_and_scalar_values(probe: tuple[PluginRuntime,
         assert json.loads(call_text(rt, "json_reencode", text.encode())) == json.loads(text)
 
 
-def test_json_reader_refuses_deep_nesting(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_json_reader_refuses_deep_nesting(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
     assert call_text(rt, "json_valid", b"[" * 64 + b"]" * 64) == "ok:5"
     with pytest.raises(GuestError, match="invalid at byte"):

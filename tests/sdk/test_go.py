@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,9 +19,8 @@ from typing import Any
 
 import pytest
 from loopback_host import serve_http, spec_capabilities
-from spec_host import runtime
+from spec_host import HostedProbe, runtime
 
-from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import (
     BuildError,
     ConfigError,
@@ -33,10 +33,8 @@ from omnicore.errors import (
     Trap,
 )
 from omnicore.sandbox import (
-    CapabilityRegistry,
     Limits,
     PluginModule,
-    PluginRuntime,
     SandboxEngine,
 )
 from omnicore.toolchains import build, go, scaffold
@@ -202,7 +200,7 @@ def test_logparse_large_log_near_the_input_limit(engine: SandboxEngine,
 
 @pytest.fixture(scope="module")
 def caps(engine: SandboxEngine, wasm: dict[str, Path],
-         http_base: str) -> Iterator[tuple[PluginRuntime, dict[str, Any]]]:
+         http_base: str) -> Iterator[tuple[HostedProbe, dict[str, Any]]]:
     config = {"greeting": "Hi", "db": {"port": 5432, "host": "x"}, "flag": True}
     rt, state = caps_runtime(engine, wasm, http_base, Limits(
         max_input_bytes=1 << 20, max_output_bytes=1 << 20, pool_size=1), config)
@@ -212,20 +210,19 @@ def caps(engine: SandboxEngine, wasm: dict[str, Path],
 
 def caps_runtime(engine: SandboxEngine, wasm: dict[str, Path], http_base: str,
                  limits: Limits, config: Mapping[str, Any] | None = None,
-                 ) -> tuple[PluginRuntime, dict[str, Any]]:
-    """The capability fixture, every namespace granted; also returns the host's state."""
-    state: dict[str, Any] = {"events": [], "tasks": {}, "http_base": http_base}
-    registry = CapabilityRegistry(
-        [c for c in builtin_registry() if c.name in ("log", "config")]
-        + spec_capabilities(state, max_value_bytes=6000, task_handlers=("echo", "kv")))
+                 ) -> tuple[HostedProbe, dict[str, Any]]:
+    """The capability fixture on the real host, every namespace granted (events may publish
+    only ``greeted``); also returns the spec stand-ins' state."""
+    state: dict[str, Any] = {"http_base": http_base}
     grants = {"config": {}, "kv": {}, "memory": {}, "vectors": {}, "tasks": {},
-              "http": {}, "events": {}, "secrets": {}, "log": {"level": "debug"}}
-    return runtime(engine, wasm["caps"], config, limits, grants=grants,
-                   registry=registry), state
+              "http": {}, "events": {"publish": ["greeted"]}, "secrets": {},
+              "log": {"level": "debug"}}
+    return HostedProbe(engine, wasm["caps"], spec_capabilities(state, max_value_bytes=6000),
+                       grants, config, limits), state
 
 
 def test_handler_error_and_panics_are_guest_errors_with_messages(
-        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, _ = caps
     with pytest.raises(GuestError) as info:
         rt.call("fail", b"no")
@@ -242,7 +239,7 @@ def test_handler_error_and_panics_are_guest_errors_with_messages(
 
 
 def test_os_exit_is_a_trap_and_the_instance_is_replaced(
-        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, _ = caps
     before = rt.instances_discarded
     with pytest.raises(Trap):
@@ -252,7 +249,7 @@ def test_os_exit_is_a_trap_and_the_instance_is_replaced(
 
 
 def test_memory_hog_hits_the_memory_limit_and_the_instance_is_replaced(
-        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, _ = caps
     before = rt.instances_discarded
     with pytest.raises(MemoryLimitExceeded) as info:
@@ -286,7 +283,7 @@ def test_parallel_calls_on_pooled_instances(engine: SandboxEngine,
 
 
 def test_large_inputs_round_trip_and_limits_refuse(
-        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, _ = caps
     limit = rt.limits.max_input_bytes
     assert rt.call("echo", b"") == b""
@@ -327,7 +324,7 @@ def test_output_over_the_limit_is_refused_and_the_instance_kept(
 
 
 def test_many_calls_do_not_leak_guest_memory(
-        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, _ = caps
     data = b"m" * 100_000
     for _ in range(400):  # 40 MB through the plugin: the old outputs must be collected
@@ -338,7 +335,7 @@ def test_many_calls_do_not_leak_guest_memory(
 
 
 def test_allocator_blocks_survive_garbage_collection(
-        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, _ = caps
     for size in (10, 70_000, 300_000):  # the first buffer, then two regrown ones
         data = bytes(i * 7 % 251 for i in range(size))
@@ -348,7 +345,7 @@ def test_allocator_blocks_survive_garbage_collection(
         assert rt.call("echo", data) == data
 
 
-def test_log_levels_enabled_and_stdout(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_log_levels_enabled_and_stdout(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, _ = caps
     rt.log.clear()
     report = json.loads(rt.call("logs", b"{}"))
@@ -361,7 +358,7 @@ def test_log_levels_enabled_and_stdout(caps: tuple[PluginRuntime, dict[str, Any]
     assert any("via stdout" in m for _, m in lines)
 
 
-def test_config_get_load_dotted_and_missing(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_config_get_load_dotted_and_missing(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, _ = caps
     section = json.loads(rt.call("config", b"{}"))
     assert section["greeting"] == "Hi" and section["db"] == {"port": 5432, "host": "x"}
@@ -370,7 +367,7 @@ def test_config_get_load_dotted_and_missing(caps: tuple[PluginRuntime, dict[str,
     assert section["_fallback"] == "dflt"
 
 
-def test_kv_wrappers(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_kv_wrappers(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, state = caps
     report = json.loads(rt.call("kv", b"{}"))
     assert report == {"get": "ada", "big_len": 5000, "big_ok": True,
@@ -382,7 +379,7 @@ def test_kv_wrappers(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
     assert state["kv"]["hits"] == b"3"
 
 
-def test_memory_wrappers(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_memory_wrappers(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, state = caps
     report = json.loads(rt.call("memories", b"{}"))
     assert report["id"] == 1 and report["forgot"] is True and report["forgot_again"] is False
@@ -392,7 +389,7 @@ def test_memory_wrappers(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
 
 
 def test_vectors_wrappers_use_reentrant_allocation(
-        caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, state = caps
     report = json.loads(rt.call("vectors", b"{}"))
     assert [m["id"] for m in report["matches"]] == ["a", "b"]
@@ -405,16 +402,22 @@ def test_vectors_wrappers_use_reentrant_allocation(
     assert state["vectors"]["docs"]["b"][0] == pytest.approx([0.0, 1.0, 0.0])
 
 
-def test_tasks_wrappers(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
-    rt, state = caps
+def test_tasks_wrappers(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
+    rt, _ = caps
+    before = time.time()
     report = json.loads(rt.call("tasks", b"{}"))
+    after = time.time()
     assert report["id"] >= 1 and report["cancelled"] is True
     assert report["unknown_handler"].startswith("NOT_FOUND | omnicore tasks.enqueue")
     assert report["cancel_unknown"].startswith("NOT_FOUND | omnicore tasks.cancel")
-    assert state["enqueued"][0] == ("echo", b"later", 1500)
+    # What the SDK sent, as the real host queued it.
+    [task] = rt.tasks()
+    assert (task.id, task.handler, task.payload, task.state) == (report["id"], "echo",
+                                                                 b"later", "cancelled")
+    assert before + 1.5 <= task.run_at <= after + 1.5
 
 
-def test_http_wrappers_over_loopback(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_http_wrappers_over_loopback(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     rt, state = caps
     arg = json.dumps({"url": state["http_base"], "denied": "http://example.com/x"})
     report = json.loads(rt.call("http", arg.encode()))
@@ -424,12 +427,12 @@ def test_http_wrappers_over_loopback(caps: tuple[PluginRuntime, dict[str, Any]])
                                 "is not in the grant"}
 
 
-def test_events_and_secrets_wrappers(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
-    rt, state = caps
+def test_events_and_secrets_wrappers(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
+    rt, _ = caps
     assert json.loads(rt.call("events", b"{}")) == {
         "ok": "ok", "denied": "DENIED | omnicore events.publish: denied"}
-    # What the SDK put on the wire (the real host adds the plugin.<name>. prefix itself).
-    assert state["events"] == [("greeted", b'{"n":1}')]
+    # What the SDK sent, as the real host logged it (under plugin.<name>.).
+    assert rt.events() == [("greeted", b'{"n":1}')]
     delivered = json.dumps({"topic": "user.created", "data": {"id": 7}}).encode()
     assert json.loads(rt.call("on_event", delivered)) == {"topic": "user.created",
                                                           "data": '{"id": 7}'}

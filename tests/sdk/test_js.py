@@ -10,13 +10,14 @@ SDK's wrappers are written against.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from loopback_host import serve_http, spec_capabilities
-from spec_host import builtins_except_spec, runtime
+from spec_host import HostedProbe, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -30,7 +31,6 @@ from omnicore.errors import (
     Trap,
 )
 from omnicore.sandbox import (
-    CapabilityRegistry,
     Limits,
     PluginModule,
     PluginRuntime,
@@ -274,52 +274,56 @@ def test_a_handler_the_plugin_did_not_export_is_not_there(engine: SandboxEngine,
 
 
 @pytest.fixture(scope="module")
-def caps(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[PluginRuntime,
-                                                                          dict[str, Any]]]:
+def caps(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[HostedProbe,
+                                                                        dict[str, Any]]]:
     with serve_http() as base:
-        state: dict[str, Any] = {"events": [], "http_base": base}
-        registry = CapabilityRegistry(builtins_except_spec())
-        for cap in spec_capabilities(state, max_value_bytes=4000, task_handlers=("echo",)):
-            registry.add(cap)
-        rt = runtime(engine, wasm["caps"], {"db": {"host": "h1"}, "n": 3, "s": "42"},
-                     Limits(pool_size=1, timeout_ms=5000), registry=registry,
-                     grants=list(js.CAPABILITIES))
+        state: dict[str, Any] = {"http_base": base}
+        grants = {**{ns: {} for ns in js.CAPABILITIES}, "events": {"publish": ["user.*"]}}
+        rt = HostedProbe(engine, wasm["caps"], spec_capabilities(state, max_value_bytes=4000),
+                         grants, {"db": {"host": "h1"}, "n": 3, "s": "42"},
+                         Limits(pool_size=1, timeout_ms=5000))
         yield rt, state
         rt.close()
 
 
-def call_json(rt: PluginRuntime, handler: str, data: bytes = b"") -> Any:
+def call_json(rt: PluginRuntime | HostedProbe, handler: str, data: bytes = b"") -> Any:
     return json.loads(rt.call(handler, data))
 
 
-def test_kv(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_kv(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     assert call_json(caps[0], "kv_roundtrip") == {
         "text": "hi", "blob": [0, 255, 7], "obj": {"a": 1}, "big": 3000, "missing": None,
         "incr": [1, 42], "incr_bad": "INVALID", "too_large": "TOO_LARGE",
         "list": ["big", "blob"], "deleted": [True, False]}
 
 
-def test_memory(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_memory(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     assert call_json(caps[0], "memory_roundtrip") == {
         "id": 1, "found": [[1, "the sky is blue", {"src": "test"}]], "forgot": True,
         "again": False}
     assert caps[1]["recall_query"] == {"query": "sky", "tiers": [2], "limit": 3}
 
 
-def test_vectors(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_vectors(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     assert call_json(caps[0], "vectors_roundtrip") == {
         "hits": [{"id": "a", "score": 0.9, "metadata": {"title": "A"}}],
         "missing": "NOT_FOUND: no collection 'nope'", "deleted": True, "mismatch": "INVALID"}
 
 
-def test_tasks(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_tasks(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
+    before = time.time()
     out = call_json(caps[0], "tasks_roundtrip")
+    after = time.time()
     assert out == {"id": out["id"], "unknown": "NOT_FOUND", "cancel": [True, False],
                    "cancel_unknown": "NOT_FOUND"}
-    assert caps[1]["enqueued"][out["id"] - 1] == ("echo", b'{"n":1}', 250)
+    # What the SDK sent, as the real host queued it.
+    task = next(t for t in caps[0].tasks() if t.id == out["id"])
+    assert (task.handler, task.payload, task.state) == ("config_all", b'{"n":1}',
+                                                         "cancelled")
+    assert before + 0.25 <= task.run_at <= after + 0.25
 
 
-def test_http_and_connectors(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_http_and_connectors(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     base = caps[1]["http_base"]
     out = call_json(caps[0], "http_roundtrip", json.dumps({"base": base}).encode())
     assert out == {"get": [200, True, "hello /hello"], "post": "echo: ping",
@@ -327,17 +331,17 @@ def test_http_and_connectors(caps: tuple[PluginRuntime, dict[str, Any]]) -> None
                    "denied": "DENIED: host example.com is not in the grant"}
 
 
-def test_events(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_events(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     assert call_json(caps[0], "events_roundtrip") == {"denied": "DENIED"}
-    assert ("user.created", b'{"id":7}') in caps[1]["events"]
+    assert ("user.created", b'{"id":7}') in caps[0].events()   # as the real host logged it
 
 
-def test_secrets(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_secrets(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     assert call_json(caps[0], "secrets_roundtrip") == {"token": "s3cr3t", "unset": None,
                                                        "hidden": "DENIED"}
 
 
-def test_config_through_the_real_host(caps: tuple[PluginRuntime, dict[str, Any]]) -> None:
+def test_config_through_the_real_host(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     section = {"db": {"host": "h1"}, "n": 3, "s": "42"}
     assert call_json(caps[0], "config_all") == {
         "all": section, "nested": "h1", "num": 3, "str_num": "42", "deep": "h1",

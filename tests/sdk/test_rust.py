@@ -12,10 +12,11 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from spec_host import SpecState, call_text, probe_runtime, runtime
+from spec_host import HostedProbe, SpecState, call_text, probe_runtime, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -27,7 +28,7 @@ from omnicore.errors import (
     OutputTooLarge,
     Trap,
 )
-from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox import Limits, PluginModule, SandboxEngine
 from omnicore.toolchains import build, language_for, rust, scaffold
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,7 +174,7 @@ def test_scaffolded_crate_builds_and_runs(engine: SandboxEngine, wasm: dict[str,
 # -- the SDK through the probe --------------------------------------------------------------
 
 def test_handler_error_carries_the_message_truncated_by_the_host(
-        probe: tuple[PluginRuntime, SpecState]) -> None:
+        probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
     with pytest.raises(GuestError) as info:
         rt.call("fail", "nope: ünïcode".encode())
@@ -185,7 +186,7 @@ def test_handler_error_carries_the_message_truncated_by_the_host(
     assert rt.call("nothing", b"x") == b""  # a handler returning () has empty output
 
 
-def test_panic_is_a_trap_and_the_log_says_why(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_panic_is_a_trap_and_the_log_says_why(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
     before = rt.stats()["discarded"]
     with pytest.raises(Trap) as info:
@@ -201,7 +202,7 @@ def test_panic_is_a_trap_and_the_log_says_why(probe: tuple[PluginRuntime, SpecSt
 
 
 def test_json_handler_refuses_malformed_and_misshapen_input(
-        probe: tuple[PluginRuntime, SpecState]) -> None:
+        probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
     assert json.loads(rt.call("add", b'{"a": 2, "b": 40}')) == {"sum": 42}
     with pytest.raises(GuestError, match=r"^.*invalid JSON input: EOF while parsing"):
@@ -245,7 +246,7 @@ def test_outputs_are_freed_on_the_next_call(engine: SandboxEngine,
         assert len(rt.call("big_output", b"10")) == 10
 
 
-def test_log_levels_and_enabled(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_log_levels_and_enabled(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
     rt.log.clear()
     assert call_text(rt, "logging") == "debug=false info=true"
@@ -253,7 +254,7 @@ def test_log_levels_and_enabled(probe: tuple[PluginRuntime, SpecState]) -> None:
         ("info", "i"), ("warn", "w"), ("error", "e"), ("info", 'formatted 7 "x"')]
 
 
-def test_config_get_dotted_missing_and_all(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_config_get_dotted_missing_and_all(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
     whole = '{"db":{"host":"h","port":5432}}'
     assert call_text(rt, "config_probe", b"db.host") == f'ok(Some("h"))|{whole}'
@@ -264,7 +265,7 @@ def test_config_get_dotted_missing_and_all(probe: tuple[PluginRuntime, SpecState
 
 
 def test_kv_wrappers_retry_large_values_and_map_statuses(
-        probe: tuple[PluginRuntime, SpecState]) -> None:
+        probe: tuple[HostedProbe, SpecState]) -> None:
     rt, state = probe
     value = b"v" * 1000  # over the SDK's first 256-byte buffer: a second kv.get is needed
     before = state.calls["kv.get"]
@@ -276,14 +277,14 @@ def test_kv_wrappers_retry_large_values_and_map_statuses(
     assert state.kv["hits"] == b"3" and "big" not in state.kv
 
 
-def test_secrets_wrapper(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_secrets_wrapper(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, _ = probe
     assert call_text(rt, "secrets_probe") == (
         'token=Some("s3cr3t") unset=ok(None) '
         'hidden=err(Some(Denied), DENIED: secrets.get("hidden"))')
 
 
-def test_http_wrapper_uses_reentrant_blocks(probe: tuple[PluginRuntime, SpecState]) -> None:
+def test_http_wrapper_uses_reentrant_blocks(probe: tuple[HostedProbe, SpecState]) -> None:
     rt, state = probe
     out = call_text(rt, "http_probe", b"payload")
     assert out == ('status=201 target=Some("https://api.example.com/items") '
@@ -298,17 +299,22 @@ def test_http_wrapper_uses_reentrant_blocks(probe: tuple[PluginRuntime, SpecStat
                                     "path": "/repos/x", "headers": {}}
 
 
-def test_events_tasks_memory_vectors_wrappers(probe: tuple[PluginRuntime, SpecState]) -> None:
-    rt, state = probe
+def test_events_tasks_memory_vectors_wrappers(probe: tuple[HostedProbe, SpecState]) -> None:
+    rt, _ = probe
     assert call_text(rt, "events_probe", b'{"id": 7}') == "published"
-    assert state.events == [("order.created", b'{"id": 7}')]
+    assert rt.events() == [("order.created", b'{"id": 7}')]   # what the SDK sent, on the host
 
+    before = time.time()
     tasks = call_text(rt, "tasks_probe")
+    after = time.time()
     task_id = int(tasks.split()[0].removeprefix("id="))
-    assert task_id >= 1
     assert tasks.split(" ", 1)[1] == (
         "cancel=ok(true),ok(false) unknown=err(Some(NotFound), NOT_FOUND: no task 424242) "
         'bad_handler=err(Some(NotFound), NOT_FOUND: tasks.enqueue("nope"))')
+    [task] = rt.tasks()
+    assert (task.id, task.handler, task.payload, task.state) == (task_id, "echo", b"later",
+                                                                 "cancelled")
+    assert before + 0.010 <= task.run_at <= after + 0.010   # delay_ms 10
 
     memory = call_text(rt, "memory_probe")
     hits = json.loads(memory.split(" hits=")[1].split(" forget=")[0])

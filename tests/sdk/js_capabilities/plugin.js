@@ -42,7 +42,7 @@ export function vectors_roundtrip() {
 }
 
 export function tasks_roundtrip() {
-  const id = tasks.enqueue("echo", { n: 1 }, { delayMs: 250 });
+  const id = tasks.enqueue("config_all", { n: 1 }, { delayMs: 250 });
   return { id, unknown: status(() => tasks.enqueue("nope")), cancel: [tasks.cancel(id), tasks.cancel(id)],
            cancel_unknown: status(() => tasks.cancel(999)) };
 }
