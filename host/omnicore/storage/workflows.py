@@ -358,10 +358,13 @@ class WorkflowStore:
             return added
         return cast(int, write(self._db, run))
 
-    def steps(self, run_id: int, *, outputs: bool = True) -> list[StepRecord]:
+    def steps(self, run_id: int, *, outputs: bool = True,
+              parents: bool = False) -> list[StepRecord]:
+        """A run's step rows; ``parents``: only the steps themselves, not for_each items."""
         cols = _STEP_COLS if outputs else _STEP_COLS.replace("input, output,", "NULL, NULL,")
-        rows = read(self._db, f"SELECT {cols} FROM wf_steps WHERE run_id=? ORDER BY rowid",
-                    (run_id,))
+        only = " AND idx=-1" if parents else ""
+        rows = read(self._db, f"SELECT {cols} FROM wf_steps WHERE run_id=?{only} ORDER BY "
+                              f"rowid", (run_id,))
         return [self._step(r) for r in rows]
 
     def step(self, run_id: int, step: str, index: int = -1) -> StepRecord | None:

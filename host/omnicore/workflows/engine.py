@@ -330,7 +330,7 @@ class Workflows:
         if run is None or run.state != "running":
             return
         wf = self.version(run.version)
-        rows = {r.step: r for r in self.store.steps(run_id) if r.index == -1}
+        rows = {r.step: r for r in self.store.steps(run_id, parents=True)}
         ctx = _Context(run, rows)
         self._progress(run, wf.steps, rows, ctx)
         main_done = all(s.id in rows and rows[s.id].state in FINAL_STEP_STATES
