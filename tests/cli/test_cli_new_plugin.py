@@ -64,13 +64,27 @@ def test_new_plugin_builds_loads_in_a_running_host_and_answers(
     assert f"plugin '{name}' 0.1.0 loaded" in log_path.read_text()
 
     called = omnicore("call", name, "greet", "--app", "app", "--input", '{"name": "Ada"}',
-                      cwd=work)
+                      "-v", cwd=work)
     assert called.returncode == 0, called.stderr.decode()
     assert json.loads(called.stdout) == {"message": "Howdy, Ada!"}
+    # The plugin's own log line of the call (the templates log the name they greet).
+    assert b"[info] " in called.stderr and b"Ada" in called.stderr, called.stderr
+
+    # Edit, rebuild, and the running host says it swapped the plugin.
+    source = next(p for p in (work / name).rglob("*") if p.suffix in (".rs", ".go", ".js",
+                                                                       ".ts", ".c")
+                  and "test" not in p.name)
+    assert '"Hello"' in source.read_text()  # the default greeting: a change of the module
+    source.write_text(source.read_text().replace('"Hello"', '"Hullo"'))
+    assert omnicore("build", name, "--app", "app", cwd=work).returncode == 0
+    while f"plugin '{name}' 0.1.0 reloaded".encode() not in log_path.read_bytes():
+        assert time.monotonic() < deadline + 60, log_path.read_text()
+        time.sleep(0.1)
 
     refused = omnicore("call", name, "greet", "--app", "app", "--input", '{"name": 7}',
                        cwd=work)
     # Each template words its refusal its own way; all are one typed line naming the handler.
     assert refused.returncode == 1
-    assert refused.stderr.startswith(f"Error: plugin '{name}' handler 'greet' failed: ".encode())
-    assert refused.stderr.count(b"\n") == 1
+    errors = [line for line in refused.stderr.splitlines() if line.startswith(b"Error: ")]
+    assert len(errors) == 1, refused.stderr
+    assert f"plugin '{name}' handler 'greet' failed: ".encode() in errors[0]
