@@ -49,6 +49,7 @@ from omnicore.plugins import extension as plugin_extension
 from omnicore.plugins.host import PluginHost
 from omnicore.storage import Storage, open_storage
 from omnicore.storage.components import sqlite_of
+from omnicore.storage.memory import Embedder, MemoryStore
 from omnicore.storage.secrets import SecretStore
 from omnicore.storage.vectors import VectorStore
 from omnicore.workflows import Workflows
@@ -209,7 +210,35 @@ class OmniApp:
                     store = self.__dict__["_vectors"] = VectorStore(db, self.data_dir / "vectors")
         return store
 
+    @property
+    def memory(self) -> MemoryStore:
+        """Plugins' tiered memories (``app.memory.for_plugin(name)``; abi.md §4.4); consolidated
+        every ``capabilities.memory.consolidate_every_s`` (600) seconds while open."""
+        store = self.__dict__.get("_memory")
+        if store is None:
+            db = sqlite_of(self.storage, "memory")
+            with self._storage_lock:
+                store = self.__dict__.get("_memory")
+                if store is None:
+                    store = self.__dict__["_memory"] = MemoryStore(
+                        db, lambda: self.vectors, self._embedder)
+                    every = self.config.capabilities.get("memory", {}).get(
+                        "consolidate_every_s", 600)
+                    store.start(float(every))
+        return store
+
+    def _embedder(self) -> Embedder | None:
+        """The first extension with an ``embed(texts) -> vectors`` method, if any."""
+        for name in self.extensions.names:
+            embed = getattr(self.extensions.get(name), "embed", None)
+            if callable(embed):
+                return embed  # type: ignore[no-any-return]
+        return None
+
     def _close_storage(self) -> None:
+        memory = self.__dict__.pop("_memory", None)
+        if memory is not None:
+            memory.stop()
         vectors = self.__dict__.get("_vectors")
         if vectors is not None:
             vectors.close()  # indexes are written beside the database before it closes

@@ -25,7 +25,8 @@ name = "omnicore-builtin-capabilities"
 BUILTIN_MODULES = ("omnicore.capabilities.log", "omnicore.capabilities.config",
                    "omnicore.capabilities.kv", "omnicore.capabilities.tasks",
                    "omnicore.capabilities.events", "omnicore.capabilities.secrets",
-                   "omnicore.capabilities.http", "omnicore.capabilities.vectors")
+                   "omnicore.capabilities.http", "omnicore.capabilities.vectors",
+                   "omnicore.capabilities.memory")
 
 
 def builtin_capabilities(app: HostApp | None = None) -> list[Capability]:

@@ -1,0 +1,161 @@
+"""``omnicore:memory`` (specs/abi.md §4.4): tiered memories recalled by relevance and recency.
+
+The store is :class:`omnicore.storage.memory.MemoryStore`. ``remember(tier, item)`` takes
+JSON ``{"text", "metadata"?, "ttl_s"?, "importance"?, "vector"?}``; ``recall(query)`` JSON
+``{"query", "tiers"?, "limit"?, "filter"?, "vector"?}``. Grant options (app-wide defaults in
+``capabilities.memory``): ``max_working``, ``max_short``, ``max_long`` (per-tier caps,
+eviction of the least important), ``max_text_bytes``, ``max_metadata_bytes``,
+``working_ttl_s``, ``short_ttl_s``. ``capabilities.memory.consolidate_every_s`` (600) sets
+the consolidation interval.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any, Protocol
+
+from omnicore.config import OmniConfig
+from omnicore.errors import ConfigError
+from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
+from omnicore.storage import StorageError
+from omnicore.storage.base import QuotaExceeded, Refused, ValueTooLarge
+from omnicore.storage.memory import BadMemory, MemoryPolicy, MemoryStore, PluginMemory
+
+__all__ = ["CAPABILITY", "MemoryApp", "capability", "for_app", "policy_from"]
+
+_OPTIONS = tuple(f.name for f in fields(MemoryPolicy) if f.name != "max_limit")
+#: The JSON of one item or query; text and metadata have their own, smaller limits.
+_MAX_JSON = 4 * 1024 * 1024
+
+
+def policy_from(options: Mapping[str, Any], where: str = "grant.memory",
+                base: MemoryPolicy = MemoryPolicy()) -> MemoryPolicy:  # noqa: B008 - frozen
+    """A :class:`MemoryPolicy` from grant (or ``capabilities.memory``) options."""
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r} for {where}; known: "
+                          f"{', '.join(_OPTIONS)}", key=f"{where}.{unknown[0]}")
+    values = {}
+    for name in _OPTIONS:
+        value = options.get(name, getattr(base, name))
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{where}.{name} must be a positive integer, got {value!r}",
+                              key=f"{where}.{name}", value=value)
+        values[name] = value
+    return MemoryPolicy(**values)
+
+
+def _json(mem: GuestMemory, ptr: int, length: int, what: str) -> Any:
+    mem.check(ptr, length, what)
+    if length > _MAX_JSON:
+        raise ValueTooLarge(f"{what} over {_MAX_JSON} bytes")
+    try:
+        value = json.loads(mem.read(ptr, length, what))
+    except (ValueError, UnicodeDecodeError):
+        raise BadMemory(f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise BadMemory(f"{what} must be a JSON object")
+    return value
+
+
+def _status(exc: Exception) -> int:
+    if isinstance(exc, ValueTooLarge):
+        return Status.TOO_LARGE
+    if isinstance(exc, QuotaExceeded):
+        return Status.QUOTA
+    if isinstance(exc, BadMemory | Refused):
+        return Status.INVALID
+    return Status.UNAVAILABLE
+
+
+def _remember(memory: PluginMemory, mem: GuestMemory, tier: int, ptr: int, length: int) -> int:
+    try:
+        item = _json(mem, ptr, length, "memory item")
+        unknown = set(item) - {"text", "metadata", "ttl_s", "importance", "vector"}
+        if unknown:
+            raise BadMemory(f"unknown field {sorted(unknown)[0]!r}")
+        return memory.remember(tier, item.get("text"), item.get("metadata"), item.get("ttl_s"),
+                               item.get("importance", 0.5), item.get("vector"))
+    except (Refused, StorageError, TypeError, ValueError) as exc:
+        return _status(exc)
+
+
+def _recall(memory: PluginMemory, mem: GuestMemory, qp: int, ql: int, out: int, cap: int
+            ) -> int:
+    mem.check(out, cap, "output buffer")
+    try:
+        q = _json(mem, qp, ql, "recall query")
+        unknown = set(q) - {"query", "tiers", "limit", "filter", "vector"}
+        if unknown:
+            raise BadMemory(f"unknown field {sorted(unknown)[0]!r}")
+        tiers = q.get("tiers", [0, 1, 2])
+        if not isinstance(tiers, list):
+            raise BadMemory("tiers must be a list")
+        found = memory.recall(q.get("query", ""), tiers, q.get("limit", 10), q.get("filter"),
+                              q.get("vector"))
+    except (Refused, StorageError, TypeError, ValueError) as exc:
+        return _status(exc)
+    data = json.dumps([m.as_dict() for m in found], ensure_ascii=False,
+                      separators=(",", ":")).encode()
+    n = mem.write_result(data, out, cap)
+    if n <= cap:  # a recall counts once, not again when the guest retries with a bigger buffer
+        try:
+            memory.touch([m.id for m in found])
+        except StorageError:
+            pass
+    return n
+
+
+def _forget(memory: PluginMemory, _mem: GuestMemory, mid: int) -> int:
+    try:
+        return 1 if memory.forget(mid) else 0
+    except StorageError:
+        return Status.UNAVAILABLE
+
+
+def capability(store: Callable[[PluginContext], MemoryStore],
+               defaults: MemoryPolicy = MemoryPolicy()) -> Capability:  # noqa: B008 - frozen
+    """The memory capability over the store ``store(ctx)`` returns."""
+    def bind(ctx: PluginContext) -> PluginMemory:
+        return store(ctx).for_plugin(ctx.plugin, policy_from(ctx.grant, base=defaults))
+
+    return Capability(
+        name="memory",
+        description="tiered text memories recalled by relevance, recency and importance",
+        functions=(
+            HostFunction("remember", ("i32", "ptr", "len"), ("i64",), _remember),
+            HostFunction("recall", ("ptr", "len", "ptr", "len"), ("i32",), _recall),
+            HostFunction("forget", ("i64",), ("i32",), _forget),
+        ),
+        bind=bind,
+        check_grant=_check_grant,
+    )
+
+
+def _check_grant(options: Mapping[str, Any]) -> None:
+    policy_from(options)
+
+
+def _standalone(ctx: PluginContext) -> MemoryStore:
+    raise ConfigError(f"plugin '{ctx.plugin}' is granted memory, which needs an app "
+                      "(OmniApp, or omnicore run)", key="grants.memory")
+
+
+#: For plugin hosts without an app (granting it there is a ConfigError that says so).
+CAPABILITY = capability(_standalone)
+
+
+class MemoryApp(Protocol):
+    config: OmniConfig
+
+    @property
+    def memory(self) -> MemoryStore: ...
+
+
+def for_app(app: MemoryApp) -> Capability:
+    """The memory capability on ``app.memory``, ``capabilities.memory`` as defaults."""
+    options = dict(app.config.capabilities.get("memory", {}))
+    options.pop("consolidate_every_s", None)
+    return capability(lambda _ctx: app.memory, policy_from(options, where="capabilities.memory"))
