@@ -169,14 +169,14 @@ def _print_run(app: OmniApp, run: RunRecord, history: bool) -> None:
 @click.option("--set", "-s", "pairs", multiple=True, metavar="KEY=VALUE",
               help="One input (VALUE parsed as JSON when it is JSON); repeatable.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Wait for the run to end (serving the app here if no host is running).")
+              help="Follow the run until it ends or waits for an approval (serving the app "
+                   "here if no host is running).")
 @click.option("--timeout", type=float, default=None, help="Give up waiting after seconds.")
 @_APP
 @_JSON
 def run(name: str, raw: str | None, pairs: tuple[str, ...], wait: bool, timeout: float | None,
         appdir: Path, as_json: bool) -> None:
     """Start a run of workflow NAME; print its outcome (exit 1 if it did not succeed)."""
-    from omnicore.cli.remote import find_running
     from omnicore.workflows.engine import default_actor
 
     inputs: dict[str, Any] = {}
@@ -197,28 +197,48 @@ def run(name: str, raw: str | None, pairs: tuple[str, ...], wait: bool, timeout:
             inputs[key] = value
     with _app(appdir) as app:
         started = app.workflows.start(name, inputs, started_by=default_actor())
-        click.echo(f"run {started.id} of {name}: {started.state}", err=True)
-        if not wait:
-            return
-        host = find_running(app.data_dir)
-    if host is not None:
-        with _app(appdir, load=False) as app:
-            final = app.workflows.wait(started.id, timeout)
-            _finish(app, final, as_json)
-        return
-    _serve_until_done(appdir, started.id, timeout, as_json)
+    click.echo(f"run {started.id} of {name}: {started.state}", err=True)
+    if wait:
+        _follow(appdir, started.id, timeout, as_json)
 
 
-def _serve_until_done(appdir: Path, run_id: int, timeout: float | None, as_json: bool) -> None:
+_WAIT = click.option("--wait", is_flag=True,
+                     help="Then follow the run until it ends or waits for someone (serving "
+                          "the app here if no host is running).")
+
+
+def _follow(appdir: Path, run_id: int, timeout: float | None, as_json: bool) -> None:
+    """Until the run ends or only waits for people: on the running host, else served here."""
     from omnicore.app import OmniApp
+    from omnicore.cli.remote import find_running
 
+    with _app(appdir, load=False) as app:
+        host = find_running(app.data_dir)
+        if host is not None:
+            _finish(app, _until_settled(app, run_id, timeout), as_json)
+            return
     app = OmniApp(config_path=appdir / CONFIG_FILE, overrides={"console": {"enabled": False}})
     app.start()
     try:
-        final = app.workflows.wait(run_id, timeout)
-        _finish(app, final, as_json)
+        _finish(app, _until_settled(app, run_id, timeout), as_json)
     finally:
         app.stop()
+
+
+def _until_settled(app: OmniApp, run_id: int, timeout: float | None) -> RunRecord:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        run = app.workflows.wait(run_id, app.config.workflows.poll_s)
+        if run.state not in ("queued", "running"):
+            return run
+        steps = app.workflows.store.steps(run_id, outputs=False)
+        if steps and all(s.state in ("waiting", "succeeded", "failed", "skipped", "cancelled")
+                         for s in steps) and any(
+                isinstance(s.wait, dict) and s.wait.get("kind") in ("approval", "event")
+                and s.state == "waiting" for s in steps):
+            return run  # only a person (or an event) can move it on
+        if deadline is not None and time.monotonic() > deadline:
+            return run
 
 
 def _finish(app: OmniApp, final: RunRecord, as_json: bool) -> None:
@@ -227,7 +247,7 @@ def _finish(app: OmniApp, final: RunRecord, as_json: bool) -> None:
                     "steps": [s.as_dict() for s in app.workflows.steps(final.id)]})
     else:
         _print_run(app, final, history=False)
-    if final.state != "succeeded":
+    if final.state not in ("succeeded", "running"):
         sys.stdout.flush()
         raise click.exceptions.Exit(1)
 
@@ -270,8 +290,10 @@ def runs(name: str | None, run_id: int | None, state: str | None, history: bool,
 @click.argument("step")
 @click.option("--reject", is_flag=True, help="Reject instead (the step fails).")
 @click.option("--comment", default="", help="Recorded with the decision.")
+@_WAIT
 @_APP
-def approve(run_id: int, step: str, reject: bool, comment: str, appdir: Path) -> None:
+def approve(run_id: int, step: str, reject: bool, comment: str, wait: bool,
+            appdir: Path) -> None:
     """Approve (or --reject) STEP of run RUN_ID, which waits for an approval."""
     from omnicore.workflows.engine import default_actor
 
@@ -279,7 +301,9 @@ def approve(run_id: int, step: str, reject: bool, comment: str, appdir: Path) ->
         row = app.workflows.approve(run_id, step, default_actor(), approve=not reject,
                                     comment=comment)
     click.echo(f"run {run_id} step {step}: {'rejected' if reject else 'approved'} by "
-               f"{row.decided_by}")
+               f"{row.decided_by}", err=wait)
+    if wait:
+        _follow(appdir, run_id, None, False)
 
 
 @workflows.command("cancel")
@@ -300,12 +324,14 @@ def cancel(run_id: int, appdir: Path) -> None:
 @click.argument("run_id", type=int)
 @click.option("--latest", is_flag=True,
               help="On the workflow's current definition instead of the run's pinned version.")
+@_WAIT
 @_APP
-def restart(run_id: int, latest: bool, appdir: Path) -> None:
+def restart(run_id: int, latest: bool, wait: bool, appdir: Path) -> None:
     """Run failed or cancelled run RUN_ID again from its failed steps, keeping the others."""
     from omnicore.workflows.engine import default_actor
 
     with _app(appdir, load=latest) as app:
         found = app.workflows.restart(run_id, default_actor(), latest=latest)
-    click.echo(f"run {run_id}: {found.state} again (version {found.version[:12]}); a running "
-               "host picks it up")
+    click.echo(f"run {run_id}: {found.state} again (version {found.version[:12]})", err=wait)
+    if wait:
+        _follow(appdir, run_id, None, False)
