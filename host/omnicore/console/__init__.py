@@ -9,6 +9,7 @@
     auth.py        sessions, API tokens, CSRF; users.py the accounts; throttle.py sign-in
     operations.py  upload, delete, settings into sidecars, on top of app.plugins
     live.py        the live feed of logs and events (SSE)
+    workflows.py   workflows: list, run view, approvals, webhooks (/hooks/PATH)
     client.py      the CLI's side: find a running host and call it over the API
 """
 
