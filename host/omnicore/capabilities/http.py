@@ -37,6 +37,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import logging
+import re
 import socket
 import threading
 import time
@@ -76,6 +78,22 @@ _REDACTED = "[REDACTED]"
 
 # Name lookups run here so that a slow resolver cannot hold a call past its deadline.
 _resolver = ThreadPoolExecutor(max_workers=8, thread_name_prefix="omnicore-dns")
+
+
+class _QueryRedactor(logging.Filter):
+    """urllib3 logs each request line at debug, query string included, and a connector's
+    query auth puts the secret there: cut every query out of those lines."""
+
+    _query = re.compile(r"\?[^ \"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = self._query.sub("?[query]", record.getMessage())
+            record.args = ()
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_QueryRedactor())
 
 
 class _Refused(Exception):
@@ -484,7 +502,9 @@ def _address(state: _State, ex: _Exchange, scheme: str, host: str, port: int,
                              "(an IP in allow_hosts, or a network in allow_addresses)")
 
 
-def _exchange(state: _State, ex: _Exchange, secret: Callable[[str], bytes | None]) -> bytes:
+def _exchange(state: _State, ex: _Exchange, secret: Callable[[str], bytes | None]
+              ) -> tuple[bytes, bytes]:
+    """The response's (head JSON, body), redirects followed."""
     method, url, body = ex.method, ex.url, ex.body
     headers = dict(ex.headers)
     origin = None
@@ -514,7 +534,7 @@ def _exchange(state: _State, ex: _Exchange, secret: Callable[[str], bytes | None
             continue
         head = json.dumps({"status": status, "headers": resp_headers},
                           separators=(",", ":"), ensure_ascii=False).encode()
-        return len(head).to_bytes(4, "little") + head + data
+        return head, data
     raise _Refused("UNAVAILABLE", "too many redirects")  # pragma: no cover - loop returns
 
 
@@ -552,6 +572,9 @@ def _send(state: _State, ex: _Exchange, pool: urllib3.HTTPConnectionPool, method
                             retries=False, preload_content=False, decode_content=False,
                             assert_same_host=False, release_conn=False,
                             timeout=urllib3.Timeout(connect=left, read=left))
+    except urllib3.exceptions.NewConnectionError as exc:  # (a TimeoutError subclass)
+        raise _Refused("UNAVAILABLE", f"cannot connect to {host}:{port}: "
+                                      f"{str(exc).rpartition(': ')[2][:200]}") from None
     except urllib3.exceptions.TimeoutError:
         raise _Refused("UNAVAILABLE", f"timeout waiting for {host}:{port}") from None
     except (Urllib3Error, OSError, ValueError) as exc:
@@ -624,14 +647,16 @@ def _request(state: _State, mem: GuestMemory, rp: int, rl: int, bp: int, bl: int
                                     "in flight (grant.http.max_concurrent)")
         ex.slot = _Slot(state.slots)
         try:
-            block = _exchange(state, ex, _secret_reader(state))
+            head, body = _exchange(state, ex, _secret_reader(state))
         finally:
             if not ex.slot.handed_off:
                 ex.slot.release()
     except _Refused as exc:
         message = f"{exc.status}: {exc}".encode()
         return mem.alloc_result(_redact(message, ex.cut if ex else ()), error=True)
-    return mem.alloc_result(_redact(block, ex.cut))
+    # Cut head and body apart: a cut changes lengths, and the block starts with the head's.
+    head = _redact(head, ex.cut)
+    return mem.alloc_result(len(head).to_bytes(4, "little") + head + _redact(body, ex.cut))
 
 
 def _secret_reader(state: _State) -> Callable[[str], bytes | None]:
