@@ -17,6 +17,9 @@ BENCH = Path(__file__).parents[1] / "bench"
     ("bench_core.py", ["--quick"], "state transition"),
     ("bench_sandbox.py", ["--quick"], "C API floor"),
     ("bench_host.py", [], "app.plugins.call"),
+    ("bench_capabilities.py", ["--quick"], "sqlite3"),
+    ("bench_workflows.py", ["--quick"], "step"),
+    ("bench_extism.py", ["--quick"], "count_vowels"),
 ])
 def test_benchmark_runs_and_prints_its_table(script: str, args: list[str], expect: str) -> None:
     proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=BENCH,
