@@ -60,3 +60,15 @@ def test_references_are_collected() -> None:
     c = compile_value({"h": "Bearer ${{ secrets.TOKEN }}", "x": "${{ steps.a.output }}"}, "t")
     assert c.secrets == {"TOKEN"}
     assert c.steps == {"a"}
+
+
+def test_nested_macros_are_refused_but_sequential_ones_are_fine() -> None:
+    # A macro inside another's body costs len(list)² on a webhook's megabyte of input.
+    with pytest.raises(ExpressionError, match=r"map\(\) inside another macro's body"):
+        compile_value("${{ inputs.a.map(x, inputs.a.map(y, x + y)) }}", "w")
+    with pytest.raises(ExpressionError, match="may not nest"):
+        compile_value("${{ inputs.a.filter(x, inputs.a.exists(y, y == x)) }}", "w")
+    both = compile_value("${{ inputs.a.map(x, x) + inputs.b.filter(y, y > 1) }}", "w")
+    assert both.evaluate({"inputs": {"a": [1], "b": [1, 2]}}) == [1, 2]
+    quoted = compile_value("${{ inputs.a.map(x, 'y.map(z, z)') }}", "w")
+    assert quoted.evaluate({"inputs": {"a": [1]}}) == ["y.map(z, z)"]

@@ -139,12 +139,35 @@ def _compile(text: str, where: str, offset: int) -> _Expr:
                               f"{first!r} is not valid CEL", where=where,
                               column=column) from None
     bare = _STRING.sub('""', text)
+    nested = _nested_macro(bare)
+    if nested:
+        # One macro walks its list once; one inside another walks it once per item, and a
+        # webhook's megabyte of input then costs the engine minutes of CPU per step.
+        raise ExpressionError(f"{where}: {nested}() inside another macro's body; macros "
+                              "may not nest (their cost would multiply with the data)",
+                              where=where)
     bound = set(_BOUND.findall(bare))  # macro variables: items.map(x, x * 2)
     unknown = sorted({m for m in _IDENT.findall(bare) if m not in ROOTS} - _CEL_WORDS - bound)
     if unknown:
         raise ExpressionError(f"{where}: unknown name {unknown[0]!r} in ${{{{ {text.strip()} }}}}"
                               f" (use {', '.join(sorted(ROOTS))})", where=where)
     return _Expr(text.strip(), where, _ENV.program(ast))
+
+
+def _nested_macro(bare: str) -> str | None:
+    """The name of a comprehension macro used inside another's arguments, if any."""
+    for outer in _BOUND.finditer(bare):
+        start = bare.index("(", outer.start())
+        depth, end = 0, len(bare)
+        for i in range(start, len(bare)):
+            depth += {"(": 1, ")": -1}.get(bare[i], 0)
+            if depth == 0:
+                end = i
+                break
+        inner = _BOUND.search(bare, start + 1, end)
+        if inner:
+            return inner.group(0).split("(")[0].strip(". ")
+    return None
 
 
 # CEL's keywords, macros and standard functions (names an expression may use bare).
