@@ -67,3 +67,49 @@ def test_remote_url_with_a_token(host: Host) -> None:
     code, out, err = run("call", "greeter-rust", "greet", "--remote", host.url,
                          env={"OMNICORE_TOKEN": host.viewer_token})
     assert code == 1 and "viewer" in err
+
+
+def test_logs_lists_and_follows_a_plugins_lines_on_the_running_host(
+        host: Host, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import threading
+
+    app = appdir_for(host, tmp_path)
+    host.app.plugins.grant("greeter-rust", "config", persist=False)
+    host.app.plugins.call_json("greeter-rust", "greet", {"name": "Ada"})
+    code, out, err = run("logs", "greeter-rust", "--app", str(app))
+    assert code == 0, err
+    assert out.rstrip().endswith("[info] greeting Ada")
+
+    omnicore = Path(sys.executable).parent / "omnicore"
+    follower = subprocess.Popen([str(omnicore), "logs", "greeter-rust", "--app", str(app),
+                                 "-f", "-n", "1"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout is not None
+        assert "greeting Ada" in follower.stdout.readline()  # the listing
+        seen: list[str] = []
+
+        def read_one() -> None:
+            seen.append(follower.stdout.readline())  # type: ignore[union-attr]
+
+        reader = threading.Thread(target=read_one, daemon=True)
+        reader.start()
+        # Call until the follower has attached and printed the new line.
+        for _ in range(200):
+            host.app.plugins.call_json("greeter-rust", "greet", {"name": "Grace"})
+            reader.join(0.05)
+            if seen:
+                break
+        assert seen and "[info] greeting Grace" in seen[0]
+    finally:
+        follower.terminate()
+        follower.wait(10)
+        if follower.stdout is not None:
+            follower.stdout.close()
+
+
+def test_logs_without_a_running_host_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "omnicore.yaml").write_text("name: idle\n")
+    code, _out, err = run("logs", "greeter-rust", "--app", str(tmp_path))
+    assert code == 1 and "no running host for the app" in err and "omnicore run" in err

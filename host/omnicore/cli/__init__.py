@@ -4,20 +4,37 @@
 exit code 1; ``--debug`` shows the traceback), :mod:`~omnicore.cli.app` the app commands
 (``new APPDIR``, ``run``, ``config show``, ``info``), :mod:`~omnicore.cli.plugins` the plugin
 commands (``inspect``, ``call``), :mod:`~omnicore.cli.build` the author's commands
-(``build``, ``new plugin``), :mod:`~omnicore.cli.data` the durable state (``kv``,
-``tasks``). Heavy imports happen inside the commands, so ``omnicore --help``
-stays fast.
+(``build``, ``new plugin``, ``test``, ``env``), :mod:`~omnicore.cli.logs` a running host's
+plugin log, :mod:`~omnicore.cli.data` the durable state (``kv``, ``tasks``),
+:mod:`~omnicore.cli.secrets`, :mod:`~omnicore.cli.vectors`, :mod:`~omnicore.cli.users` and
+:mod:`~omnicore.cli.workflows` their own groups. All commands are registered here. Heavy
+imports happen inside the commands, so ``omnicore --help`` stays fast.
 """
 
-from omnicore.cli import app, build, data, plugins, secrets, users, vectors
+from omnicore.cli import (
+    app,
+    build,
+    data,
+    env,
+    logs,
+    plugins,
+    secrets,
+    test,
+    users,
+    vectors,
+    workflows,
+)
 from omnicore.cli.main import main, new
 
 __all__ = ["main"]
 
 main.add_command(plugins.inspect)
 main.add_command(plugins.call)
+main.add_command(logs.logs)
 main.add_command(build.build_command)
+main.add_command(test.test_command)
+main.add_command(env.env_command)
 new.add_command(build.new_plugin_command)
-# `app`, `data` (kv, tasks), `secrets`, `users` and `vectors` register their commands on
-# `main` when imported.
-del app, data, secrets, users, vectors
+# `app`, `data` (kv, tasks), `secrets`, `users`, `vectors` and `workflows` register their
+# groups on `main` when imported.
+del app, data, secrets, users, vectors, workflows

@@ -80,19 +80,3 @@ def main(ctx: click.Context, debug: bool) -> None:
 def new() -> None:
     """Create things: `omnicore new APPDIR` scaffolds an app (`new plugin` a plugin project)."""
 
-
-def _add_author_commands() -> None:
-    # The plugin author's toolchain commands; imported here, after `main` exists.
-    from omnicore.cli import env, test
-
-    main.add_command(test.test_command)
-    main.add_command(env.env_command)
-
-
-def _add_workflow_commands() -> None:
-    # `omnicore workflows ...` registers itself on `main` when imported.
-    from omnicore.cli import workflows  # noqa: F401
-
-
-_add_author_commands()
-_add_workflow_commands()

@@ -400,7 +400,11 @@ async def recent_events(request: Request) -> Response:
 async def stream(request: Request) -> Response:
     need(request)
     try:
-        frames = state(request).feed.stream(**feed_filters(request))
+        raw = request.query_params.get("backlog") or "100"
+        if not raw.isdigit() or int(raw) > 1000:
+            raise ApiError(400, "query parameter backlog must be an integer from 0 to 1000",
+                           type="BadParameter")
+        frames = state(request).feed.stream(**feed_filters(request), backlog=int(raw))
     except TooManySubscribers as exc:
         raise ApiError(429, f"{exc}; close a live view and retry") from None
     return StreamingResponse(frames, media_type="text/event-stream",

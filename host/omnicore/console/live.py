@@ -168,7 +168,10 @@ class LiveFeed(logging.Handler):
                       keepalive_s: float) -> AsyncIterator[bytes]:
         try:
             yield b"retry: 2000\n\n"
-            for entry in self.recent(plugin=plugin, level=level, kinds=kinds, limit=backlog):
+            # recent(limit=0) means all of it; a backlog of 0 means none.
+            recent = self.recent(plugin=plugin, level=level, kinds=kinds,
+                                 limit=backlog) if backlog else []
+            for entry in recent:
                 yield _frame(entry)
             while not self._closed:
                 try:

@@ -116,7 +116,10 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
      [_NAME, _LEVEL, *_PAGING], None, 200, _page(ANY_OBJECT)),
     ("get", "/events", "Recent log lines and events, newest first", "viewer",
      [*_FEED, *_PAGING], None, 200, _page(_ref("Entry"))),
-    ("get", "/stream", "Live log lines and events (Server-Sent Events)", "viewer", _FEED, None,
+    ("get", "/stream", "Live log lines and events (Server-Sent Events)", "viewer",
+     [*_FEED, {"name": "backlog", "in": "query", "description": "recent entries sent first "
+               "(default 100; 0 for new entries only)",
+               "schema": {"type": "integer", "minimum": 0, "maximum": 1000}}], None,
      200, None),
     ("get", "/tasks", "Durable tasks, newest first", "viewer",
      [*_PAGING, {"name": "plugin", "in": "query", "schema": {"type": "string"}},
