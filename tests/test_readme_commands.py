@@ -32,6 +32,7 @@ NOT_RUN = {
     ".venv/bin/pytest": "runs a part of this very test suite, which CI runs anyway",
     "curl ": "talks to a running host's console with a user's token (tests/console does)",
     "OMNICORE_TOKEN=": "calls a remote host with a console token (tests/console does)",
+    ".venv/bin/omnicore logs ": "reads a running host's log (tests/console/test_cli_remote.py)",
 }
 
 _BLOCK = re.compile(r"^```sh\n(.*?)^```", re.DOTALL | re.MULTILINE)
