@@ -371,8 +371,9 @@ class PluginMemory:
         if ids:
             marks = ",".join("?" * len(ids))
             write(self._db, lambda conn: conn.execute(
-                f"UPDATE memories SET recalls = recalls + 1, accessed_at = ? WHERE plugin = ? "
-                f"AND id IN ({marks})", (time.time(), self.plugin, *ids)))
+                # "+plugin": look rows up by id; the (plugin, ...) index would scan them all.
+                f"UPDATE memories SET recalls = recalls + 1, accessed_at = ? WHERE id IN "
+                f"({marks}) AND +plugin = ?", (time.time(), *ids, self.plugin)))
 
     def forget(self, mid: int) -> bool:
         """Delete memory ``mid`` of this plugin; whether it existed."""

@@ -1,0 +1,186 @@
+"""The capabilities that reach out: vectors, memory, http — each next to its floor.
+
+Run: ``.venv/bin/python bench/bench_reach.py [--quick]``. Prints one table:
+
+* vector search k=10 from a plugin (WAT guest -> ``omnicore:vectors.search`` -> JSON back)
+  vs ``hnswlib.Index.knn_query`` on the very same index, with recall@10 of both against exact
+  numpy search. The issue's 100k x 384 needs ≈ 10 minutes of index building on a 2-core
+  machine; the default here is 20k x 128 (``--n``/``--dim`` change it; ``--quick`` 3k x 64);
+* upsert rate through ``app.vectors`` (a SQLite transaction + an index insert each);
+* memory recall p50 over N memories (FTS5 + ranking), from Python and from a plugin;
+* an HTTP GET to a loopback server from a plugin vs the same request with urllib3 from Python
+  (a kept-alive pool in both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import urllib3
+import wasmtime
+from _measure import machine, measure
+
+from omnicore.app import OmniApp
+from omnicore.sandbox import wasmbin
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "capabilities"))
+from test_http import HTTP_WAT  # noqa: E402 - the tests' guests, so both measure one thing
+from test_memory import MEMORY_WAT  # noqa: E402
+from test_vectors import VECTORS_WAT  # noqa: E402
+
+WORDS = [f"w{i}" for i in range(5000)]
+
+
+def wasm(src: str, name: str) -> bytes:
+    return wasmbin.set_custom_section(wasmtime.wat2wasm(src), "omnicore.manifest",
+                                      json.dumps({"name": name}).encode())
+
+
+def p50_us(fn, n: int) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e6)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--memories", type=int, default=100_000)
+    args = ap.parse_args()
+    n, dim, memories = (3000, 64, 5000) if args.quick else (args.n, args.dim, args.memories)
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        app = OmniApp("bench", overrides={"data_dir": tmp, "plugins_dir": f"{tmp}/p",
+                                          "sandbox": {"watch": False}}, entry_points=False)
+        app.start()
+        try:
+            vector_rows(app, n, dim, rows)
+            memory_rows(app, memories, rows)
+            http_rows(app, rows)
+        finally:
+            app.stop(grace=0)
+    print(machine())
+    w = max(len(r[0]) for r in rows)
+    print(f"{'':<{w}}  {'omnicore':>22}  {'floor / peer':>22}  note")
+    for name, ours, floor, note in rows:
+        print(f"{name:<{w}}  {ours:>22}  {floor:>22}  {note}")
+
+
+def vector_rows(app: OmniApp, n: int, dim: int, rows: list[tuple[str, str, str, str]]) -> None:
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((n, dim)).astype(np.float32)
+    view = app.vectors.for_plugin("vb")
+    start = time.perf_counter()
+    for i, row in enumerate(data):
+        view.upsert("emb", f"v{i}", row)
+    rate = n / (time.perf_counter() - start)
+    rows.append((f"vector upsert ({dim} dims, {n:,} into one collection)", f"{rate:,.0f} /s",
+                 "", "SQLite row + HNSW insert each"))
+    # The test guest's bump allocator never frees; here it starts over (each result block is
+    # read by the host before the next call), so thousands of searches fit.
+    reusing = VECTORS_WAT.replace(
+        "(then (return (i32.const 0)))",
+        "(then (global.set $bump (i32.add (i32.const 0x20000) (local.get $n)))"
+        " (return (i32.const 0x20000)))")
+    app.plugins.load(wasm(reusing, "vb"), grants=["vectors"])
+    coll_id = view._collection("emb")
+    assert coll_id is not None
+    index = app.vectors.index(*coll_id)
+    queries = rng.standard_normal((200, dim)).astype(np.float32)
+    norm = data / np.linalg.norm(data, axis=1, keepdims=True)
+    exact = [set(np.argsort(-(norm @ (q / np.linalg.norm(q))))[:10]) for q in queries]
+    name = b"emb"
+    inputs = [struct.pack("<I", len(name)) + name + struct.pack(f"<II{dim}f", 10, dim, *q)
+              for q in queries]
+    got = [json.loads(app.plugins.call("vb", "search", x)) for x in inputs]
+    ours = np.mean([len({int(h["id"][1:]) for h in g} & e) / 10
+                    for g, e in zip(got, exact, strict=True)])
+    index.hnsw.set_ef(64)
+    raw = [set(index.hnsw.knn_query(q.reshape(1, -1), k=10)[0][0]) for q in queries]
+    # labels are insertion order here, so label == row index
+    raw_recall = np.mean([len(r & e) / 10 for r, e in zip(raw, exact, strict=True)])
+    it = iter(range(10**9))
+    plugin = measure(lambda: app.plugins.call("vb", "search", inputs[next(it) % 200]), 200,
+                     repeats=5)
+    it2 = iter(range(10**9))
+    floor = measure(lambda: index.hnsw.knn_query(queries[next(it2) % 200].reshape(1, -1), k=10),
+                    200, repeats=5)
+    rows.append((f"vector search k=10 ({n:,} x {dim}) µs", str(plugin), str(floor),
+                 f"{plugin.ratio(floor):.2f}x raw hnswlib; recall@10 {ours:.3f} vs "
+                 f"{raw_recall:.3f} (exact numpy = 1)"))
+
+
+def memory_rows(app: OmniApp, count: int, rows: list[tuple[str, str, str, str]]) -> None:
+    rnd = random.Random(5)
+    mem = app.memory.for_plugin("mb")
+    db = app.memory._storage
+    # Bulk-load through one transaction: the rows and FTS index are what recall reads.
+    now = time.time()
+    batch = [("mb", mem.scope, 2, " ".join(rnd.choices(WORDS, k=12)), None, rnd.random(),
+              now - rnd.random() * 86400 * 30, now, None) for _ in range(count)]
+    db._write(lambda conn: conn.executemany(
+        "INSERT INTO memories (plugin, scope, tier, text, meta, importance, created_at, "
+        "accessed_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch))
+    queries = [" ".join(rnd.choices(WORDS, k=2)) for _ in range(200)]
+    it = iter(range(10**9))
+    py = p50_us(lambda: mem.recall(queries[next(it) % 200], limit=10), 200)
+    app.plugins.load(wasm(MEMORY_WAT, "mb"), grants=["memory"])
+    inputs = [json.dumps({"query": q, "limit": 10}).encode() for q in queries]
+    it2 = iter(range(10**9))
+    plug = p50_us(lambda: app.plugins.call("mb", "recall", inputs[next(it2) % 200]), 200)
+    rows.append((f"memory recall p50 ({count:,} memories, 2-word query)",
+                 f"{plug / 1000:.2f} ms plugin", f"{py / 1000:.2f} ms Python",
+                 "target p50 <= 5 ms"))
+
+
+def http_rows(app: OmniApp, rows: list[tuple[str, str, str, str]]) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else headers and body wait on a delayed ACK (40 ms)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        app.plugins.load(wasm(HTTP_WAT, "hb"), grants={"http": {
+            "allow_hosts": [f"http://127.0.0.1:{port}"]}})
+        req = json.dumps({"method": "GET", "url": f"http://127.0.0.1:{port}/x"}).encode()
+        data = struct.pack("<I", len(req)) + req
+        plugin = measure(lambda: app.plugins.call("hb", "request", data), 200, repeats=5)
+        pool = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=4, retries=False)
+        python = measure(lambda: pool.urlopen("GET", "/x").data, 200, repeats=5)
+        rows.append(("HTTP GET loopback µs", str(plugin), str(python),
+                     f"{plugin.ratio(python):.2f}x urllib3 from Python (kept-alive pools)"))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
