@@ -10,7 +10,9 @@
     operations.py  upload, delete, settings into sidecars, on top of app.plugins
     live.py        the live feed of logs and events (SSE)
     workflows.py   workflows: list, run view, approvals, webhooks (/hooks/PATH)
-    client.py      the CLI's side: find a running host and call it over the API
+    secrets.py     secrets: names, set, delete (never a value)
+    vectors.py     plugins' vector collections; memory.py their tiered memories, recall
+    (the CLI's side, finding a running host and calling it, is omnicore.cli.remote)
 """
 
 from omnicore.console.module import ConsoleModule

@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document of ``/api/v1``, served at ``/api/v1/openapi.json``.
 
 Written as one table (method, path, summary, role, parameters, body, answer) beside the
-routes in :mod:`omnicore.console.api`; ``tests/console/test_openapi.py`` checks that every
-route is documented and every documented operation exists.
+routes (:mod:`omnicore.console.api` and the modules of workflows, secrets, vectors and
+memory); ``tests/console/test_api.py`` checks that every ``/api/v1`` route of the app is
+documented and every documented operation exists.
 """
 
 from __future__ import annotations
@@ -52,6 +53,40 @@ SCHEMAS: Obj = {
                      "properties": {"output": {"type": "string"},
                                     "encoding": {"enum": ["text", "base64"]},
                                     "duration_ms": {"type": "number"}}},
+    "Secret": {"type": "object", "required": ["name", "exposed_to"], "properties": {
+        "name": {"type": "string"},
+        "exposed_to": {"type": "array", "items": {"type": "string"},
+                       "description": "plugins whose secrets grant exposes it"}}},
+    "SecretValue": {"type": "object", "required": ["value"], "properties": {
+        "value": {"type": "string", "description": "never returned by any endpoint"},
+        "encoding": {"enum": ["text", "base64"]}}},
+    "VectorCollection": {"type": "object", "required": ["plugin", "name", "dim", "count"],
+                         "properties": {
+        "plugin": {"type": "string"}, "name": {"type": "string"}, "dim": {"type": "integer"},
+        "metric": {"enum": ["cosine", "l2", "ip"]}, "count": {"type": "integer"},
+        "bytes": {"type": "integer"}, "created_at": {"type": "number"},
+        "index": {"enum": ["exact", "hnsw", "not loaded"]}}},
+    "MemorySummary": {"type": "object", "required": ["plugin", "total", "tiers"], "properties": {
+        "plugin": {"type": "string"}, "total": {"type": "integer"},
+        "tiers": {"type": "object", "description": "working, short_term, long_term: "
+                  "{count, cap}", "additionalProperties": {
+                      "type": "object", "properties": {"count": {"type": "integer"},
+                                                       "cap": {"type": "integer"}}}}}},
+    "Memory": {"type": "object", "required": ["id", "tier", "text", "score"], "properties": {
+        "id": {"type": "integer"}, "tier": {"enum": [0, 1, 2]}, "text": {"type": "string"},
+        "metadata": ANY_OBJECT, "score": {"type": "number"}, "created_at": {"type": "number"}}},
+    "Workflow": {"type": "object", "required": ["name", "state"], "properties": {
+        "name": {"type": "string"}, "state": {"enum": ["loaded", "failed"]},
+        "version": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
+        "steps": {"type": "array", "items": {"type": "string"}},
+        "triggers": {"type": "array", "items": ANY_OBJECT}, "inputs": ANY_OBJECT}},
+    "WorkflowRun": {"type": "object", "required": ["id", "workflow", "state"], "properties": {
+        "id": {"type": "integer"}, "workflow": {"type": "string"},
+        "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled",
+                           "skipped"]},
+        "version": {"type": "string"}, "started_by": {"type": ["string", "null"]},
+        "steps": {"type": "array", "items": ANY_OBJECT},
+        "history": {"type": "array", "items": ANY_OBJECT}}},
     "Entry": {"type": "object", "properties": {
         "id": {"type": "integer"}, "time": {"type": "number"},
         "kind": {"enum": ["log", "host", "event"]}, "level": {"type": "string"},
@@ -62,6 +97,11 @@ _PAGING = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minim
                                                         "maximum": 500}},
            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}]
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_PLUGIN = {"name": "plugin", "in": "path", "required": True, "schema": {"type": "string"}}
+_SECRET = {"name": "name", "in": "path", "required": True, "schema": {
+    "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}}
+_RUN = {"name": "run_id", "in": "path", "required": True,
+        "schema": {"type": "integer", "minimum": 1}}
 _LEVEL = {"name": "level", "in": "query",
           "schema": {"enum": ["trace", "debug", "info", "warn", "error"]}}
 _FEED = [{"name": "plugin", "in": "query", "schema": {"type": "string"}}, _LEVEL,
@@ -162,6 +202,65 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
     ("delete", "/tokens/{token_id}", "Revoke a token", "admin",
      [{"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
      None, 204, None),
+    ("get", "/secrets", "Secret names and the plugins each is exposed to (never a value)",
+     "viewer", _PAGING, None, 200, _page(_ref("Secret"))),
+    ("put", "/secrets/{name}", "Set or replace a secret (encrypted at rest; the value is "
+     "never shown again)", "admin", [_SECRET], _body(_ref("SecretValue")), 200,
+     {"type": "object", "required": ["name", "created"], "properties": {
+         "name": {"type": "string"}, "created": {"type": "boolean"},
+         "exposed_to": {"type": "array", "items": {"type": "string"}}}}),
+    ("delete", "/secrets/{name}", "Delete a secret", "admin", [_SECRET], None, 204, None),
+    ("get", "/vectors", "Plugins' vector collections: counts, dimension, index state",
+     "viewer", [{"name": "plugin", "in": "query", "schema": {"type": "string"}}, *_PAGING],
+     None, 200, _page(_ref("VectorCollection"))),
+    ("delete", "/vectors/{plugin}/{collection}", "Drop a whole collection", "admin",
+     [_PLUGIN, {"name": "collection", "in": "path", "required": True,
+                "schema": {"type": "string"}}], None, 204, None),
+    ("get", "/memory", "Plugins' memories per tier, with the tier caps", "viewer", _PAGING,
+     None, 200, _page(_ref("MemorySummary"))),
+    ("get", "/memory/{plugin}/recall", "Recall a plugin's memories as it would (read only: "
+     "not counted as a recall)", "viewer",
+     [_PLUGIN, {"name": "query", "in": "query", "schema": {"type": "string",
+                                                           "maxLength": 1000}},
+      {"name": "tier", "in": "query", "schema": {"type": "array", "items": {"enum": [0, 1, 2]}},
+       "style": "form", "explode": True},
+      {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                  "maximum": 100}}],
+     None, 200, {"type": "object", "required": ["items"], "properties": {
+         "items": {"type": "array", "items": _ref("Memory")}, "query": {"type": "string"},
+         "tiers": {"type": "array", "items": {"type": "integer"}}}}),
+    ("delete", "/memory/{plugin}/{memory_id}", "Forget one memory", "admin",
+     [_PLUGIN, {"name": "memory_id", "in": "path", "required": True,
+                "schema": {"type": "integer", "minimum": 1}}], None, 204, None),
+    ("get", "/workflows", "Workflow definitions, loaded or failed (with every problem)",
+     "viewer", _PAGING, None, 200, _page(_ref("Workflow"))),
+    ("get", "/workflows/{name}", "One workflow, its definition and webhook URLs", "viewer",
+     [_NAME], None, 200, _ref("Workflow")),
+    ("post", "/workflows/{name}/runs", "Start a run (inputs checked against its schema: 422 "
+     "names the field)", "admin", [_NAME],
+     _body({"type": "object", "properties": {"inputs": ANY_OBJECT}}), 201,
+     _ref("WorkflowRun")),
+    ("get", "/workflow-runs", "Workflow runs, newest first", "viewer",
+     [{"name": "workflow", "in": "query", "schema": {"type": "string"}},
+      {"name": "state", "in": "query",
+       "schema": SCHEMAS["WorkflowRun"]["properties"]["state"]}, *_PAGING],
+     None, 200, _page(_ref("WorkflowRun"))),
+    ("get", "/workflow-runs/{run_id}", "A run with its steps and history", "viewer", [_RUN],
+     None, 200, _ref("WorkflowRun")),
+    ("post", "/workflow-runs/{run_id}/approve", "Approve or reject a waiting approval step "
+     "(who and when are recorded)", "admin", [_RUN],
+     _body({"type": "object", "required": ["step"], "properties": {
+         "step": {"type": "string"}, "approve": {"type": "boolean"},
+         "comment": {"type": "string", "maxLength": 2000}}}), 200, _ref("WorkflowRun")),
+    ("post", "/workflow-runs/{run_id}/cancel", "Cancel a run that has not ended", "admin",
+     [_RUN], None, 200, _ref("WorkflowRun")),
+    ("post", "/workflow-runs/{run_id}/restart", "Restart a failed or cancelled run from the "
+     "failed step, keeping earlier outputs", "admin", [_RUN],
+     {"required": False, "content": {"application/json": {"schema": {
+         "type": "object", "properties": {"latest": {
+             "type": "boolean", "description": "on the latest version, not the pinned one"}}}}}},
+     200, _ref("WorkflowRun")),
+    ("get", "/openapi.json", "This document", "none", [], None, 200, ANY_OBJECT),
 ]
 
 
@@ -174,7 +273,8 @@ def document() -> Obj:
         (422, "invalid input, or the plugin refused or failed"), (429, "slow down"))}
     for method, path, summary, role, params, body, status, answer in OPERATIONS:
         op: Obj = {"summary": summary, "parameters": params,
-                   "description": f"Needs role: {role}.",
+                   "description": "No sign-in needed." if role == "none"
+                   else f"Needs role: {role}.",
                    "operationId": f"{method}_{path.strip('/').replace('/', '_')}"
                    .replace("{", "").replace("}", ""),
                    "responses": {str(status): {"description": "ok"}, **errors}}
@@ -185,6 +285,8 @@ def document() -> Obj:
                 "schema": {"type": "string"}}}
         if body is not None:
             op["requestBody"] = body
+        if role == "none":
+            op["security"] = []
         paths.setdefault(f"/api/v1{path}", {})[method] = op
     return {
         "openapi": "3.1.0",

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -31,9 +31,12 @@ from omnicore.errors import OmniError
 from omnicore.plugins.stats import LATENCY_BUCKETS
 from omnicore.sandbox.limits import Limits
 
-__all__ = ["TEMPLATES", "render_error", "routes"]
+__all__ = ["MAX_FORM_BYTES", "NOTICES", "TEMPLATES", "done", "page", "read_form",
+           "render_error", "routes"]
 
 WEB = Path(__file__).parent / "web"
+#: A form is a few fields (a secret is at most 64 KiB); an upload has its own limit.
+MAX_FORM_BYTES = 256 * 1024
 TEMPLATES = Jinja2Templates(directory=str(WEB / "templates"))
 NOTICES = {
     "granted": "Granted.", "revoked": "Revoked.", "config": "Config saved and live.",
@@ -41,7 +44,9 @@ NOTICES = {
     "reloaded": "Reloaded.", "deleted": "Plugin deleted.", "uploaded": "Uploaded.",
     "user": "User added.", "user-deleted": "User deleted.", "token-deleted": "Token revoked.",
     "retried": "Task queued again.", "cancelled": "Task cancelled.", "signed-out": "Signed out.",
-    "key-deleted": "Key deleted.",
+    "key-deleted": "Key deleted.", "secret-set": "Secret saved (its value is not shown).",
+    "secret-deleted": "Secret deleted.", "collection-dropped": "Collection dropped.",
+    "memory-forgotten": "Memory forgotten.",
 }
 
 
@@ -86,13 +91,20 @@ def render_error(request: Request, exc: ApiError) -> Response:
     return page(request, "error.html", exc.status, error=exc)
 
 
-def _done(url: str, what: str) -> RedirectResponse:
-    return RedirectResponse(f"{url}?done={what}", status_code=303)
+def done(url: str, what: str) -> RedirectResponse:
+    """Back to ``url`` with the one-time notice ``NOTICES[what]``."""
+    sep = "&" if "?" in url else "?"
+    return RedirectResponse(f"{url}{sep}done={what}", status_code=303)
 
 
-async def _form(request: Request, admin: bool = True) -> tuple[Principal, dict[str, str]]:
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+async def read_form(request: Request, admin: bool = True) -> tuple[Principal, dict[str, str]]:
+    """A posted (URL-encoded) form, read up to ``MAX_FORM_BYTES``, and who sent it (checked
+    for the role and the session's CSRF token)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("", "application/x-www-form-urlencoded"):
+        raise ApiError(415, "post this form as application/x-www-form-urlencoded")
+    raw = await api.read_body(request, MAX_FORM_BYTES)
+    fields = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     who = _state(request).auth.require(request, "admin" if admin else "viewer",
                                        csrf=fields.get("csrf", ""))
     return who, fields
@@ -123,10 +135,10 @@ async def login(request: Request) -> Response:
         except ApiError as exc:
             error, status = exc.message, exc.status
         else:
-            done: Response = RedirectResponse(_safe_next(request.query_params.get("next")), 303)
+            back: Response = RedirectResponse(_safe_next(request.query_params.get("next")), 303)
             # Whatever session cookie came in is replaced, never reused: no fixation.
-            st.auth.set_session_cookie(done, sid)
-            return done
+            st.auth.set_session_cookie(back, sid)
+            return back
     token = st.auth.login_csrf(request)
     response = page(request, "login.html", status, who=None, error=error, name=name,
                     login_csrf=token, no_users=st.auth.store.count() == 0)
@@ -135,7 +147,7 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    await _form(request, admin=False)
+    await read_form(request, admin=False)
     response = RedirectResponse("/login?done=signed-out", status_code=303)
     _state(request).auth.clear_session(request, response)
     return response
@@ -218,7 +230,7 @@ async def upload(request: Request) -> Response:
         docs = [api.plugin_doc(i) for i in st.app.plugins]
         return page(request, "plugins.html", exc.status, plugins=docs, upload_error=exc,
                     max_upload=st.max_upload_bytes)
-    return _done(f"/plugins/{quote(info.name, safe='')}", "uploaded")
+    return done(f"/plugins/{quote(info.name, safe='')}", "uploaded")
 
 
 def _plugin_context(st: ConsoleState, name: str) -> dict[str, Any]:
@@ -255,7 +267,7 @@ async def plugin_post(request: Request) -> Response:
     """Every form on a plugin's page posts here with ``action``."""
     st = _state(request)
     name = request.path_params["name"]
-    f = (await _form(request))[1]
+    f = (await read_form(request))[1]
     action = f.get("action", "")
     url = f"/plugins/{quote(name, safe='')}"
     invoke_result = None
@@ -263,28 +275,28 @@ async def plugin_post(request: Request) -> Response:
         if action == "grant":
             options = _json_field(f.get("options", "") or "{}", "options")
             await st.off_loop(api.grant, st.app, name, f.get("capability", ""), options)
-            return _done(url, "granted")
+            return done(url, "granted")
         if action == "revoke":
             await st.off_loop(api.grant, st.app, name, f.get("capability", ""), None)
-            return _done(url, "revoked")
+            return done(url, "revoked")
         if action == "config":
             config = _json_field(f.get("config", "") or "{}", "config")
             await st.off_loop(operations.set_settings, st.app, name, config=config)
-            return _done(url, "config")
+            return done(url, "config")
         if action == "limits":
             limits = _limits_from(f)
             await st.off_loop(operations.set_settings, st.app, name, limits=limits)
-            return _done(url, "limits")
+            return done(url, "limits")
         if action in ("enable", "disable"):
             await st.off_loop(operations.set_settings, st.app, name,
                               enabled=action == "enable")
-            return _done(url, f"{action}d")
+            return done(url, f"{action}d")
         if action == "reload":
             await st.off_loop(operations.reload_plugin, st.app, name)
-            return _done(url, "reloaded")
+            return done(url, "reloaded")
         if action == "delete":
             await st.off_loop(operations.delete_plugin, st.app, name)
-            return _done("/plugins", "deleted")
+            return done("/plugins", "deleted")
         if action == "invoke":
             text = f.get("input", "")
             if f.get("format") == "json" and text.strip():
@@ -363,7 +375,7 @@ async def tasks(request: Request) -> Response:
 
 async def task_post(request: Request) -> Response:
     st = _state(request)
-    await _form(request)
+    await read_form(request)
     task_id = api._task_id(request)
     action = request.path_params["action"]
     if action not in ("retry", "cancel"):
@@ -374,7 +386,7 @@ async def task_post(request: Request) -> Response:
         ok = bool(await st.off_loop(st.app.jobs.cancel, task_id))
     if not ok:
         raise ApiError(409, f"task {task_id} cannot be {action}ed now (see its state)")
-    return _done("/tasks", "retried" if action == "retry" else "cancelled")
+    return done("/tasks", "retried" if action == "retry" else "cancelled")
 
 
 async def data(request: Request) -> Response:
@@ -399,7 +411,7 @@ async def data(request: Request) -> Response:
 
 async def data_delete(request: Request) -> Response:
     st = _state(request)
-    _w, f = await _form(request)
+    _w, f = await read_form(request)
     plugin, key = f.get("plugin", ""), f.get("key", "")
     if not plugin:
         raise ApiError(422, "which plugin's key?")
@@ -426,7 +438,7 @@ async def users(request: Request) -> Response:
 
 async def users_post(request: Request) -> Response:
     st = _state(request)
-    who, f = await _form(request)
+    who, f = await read_form(request)
     store = st.auth.store
     action = f.get("action", "")
     new_token = None
@@ -434,12 +446,12 @@ async def users_post(request: Request) -> Response:
         if action == "add-user":
             await st.off_loop(store.add, f.get("name", ""), f.get("password", ""),
                               f.get("role", "viewer"))
-            return _done("/users", "user")
+            return done("/users", "user")
         if action == "delete-user":
             if f.get("name") == who.user.name:
                 raise ApiError(409, "you cannot delete yourself")
             store.delete(f.get("name", ""))
-            return _done("/users", "user-deleted")
+            return done("/users", "user-deleted")
         if action == "new-token":
             if who.via != "session":
                 raise ApiError(409, "sign in as a user to create tokens")
@@ -448,7 +460,7 @@ async def users_post(request: Request) -> Response:
             raw = f.get("id", "")
             if raw.isdigit():
                 store.delete_token(int(raw))
-            return _done("/users", "token-deleted")
+            return done("/users", "token-deleted")
         else:
             raise ApiError(400, f"unknown action {action[:40]!r}")
         error = None

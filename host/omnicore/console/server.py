@@ -13,7 +13,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from omnicore.console import api, pages, workflows
+from omnicore.console import api, memory, pages, secrets, vectors, workflows
 from omnicore.console.errors import ApiError, error_response
 from omnicore.console.openapi import document
 from omnicore.console.state import ConsoleState
@@ -114,6 +114,9 @@ def create_app(state: ConsoleState) -> Starlette:
         *api.routes(),
         *pages.routes(),
         *workflows.routes(),
+        *secrets.routes(),
+        *vectors.routes(),
+        *memory.routes(),
         Mount("/static", StaticFiles(directory=str(pages.WEB / "static")), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],

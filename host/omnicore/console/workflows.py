@@ -20,7 +20,9 @@ generated from the input schema, webhook URLs and how to sign them), ``/workflow
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -42,6 +44,9 @@ __all__ = ["MAX_WEBHOOK_BYTES", "routes"]
 
 MAX_WEBHOOK_BYTES = 1 << 20
 RUN_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "skipped")
+RUN_ACTIONS = ("approve", "cancel", "restart")
+#: Run ids are SQLite integers; a bigger number is no run (and must not reach SQLite).
+MAX_RUN_ID = 1 << 62
 
 
 def _engine(request: Request) -> Workflows:
@@ -62,8 +67,8 @@ def _fail(exc: WorkflowError) -> ApiError:
 
 def _run_id(request: Request) -> int:
     raw = request.path_params["run_id"]
-    if not str(raw).isdigit():
-        raise ApiError(404, f"no workflow run {raw!r}", type="RunStateError")
+    if not str(raw).isdigit() or int(raw) > MAX_RUN_ID:
+        raise ApiError(404, f"no workflow run {str(raw)[:40]!r}", type="RunStateError")
     return int(raw)
 
 
@@ -96,6 +101,7 @@ def _run_doc(engine: Workflows, run_id: int) -> dict[str, Any]:
 
 # -- API ---------------------------------------------------------------------------------------
 
+@api.guarded
 async def list_workflows(request: Request) -> Response:
     api.need(request)
     items = [e.as_dict() for e in _engine(request).registry]
@@ -103,11 +109,13 @@ async def list_workflows(request: Request) -> Response:
     return JSONResponse(api.paginate(items, limit, offset))
 
 
+@api.guarded
 async def get_workflow(request: Request) -> Response:
     api.need(request)
     return JSONResponse(_workflow_doc(request, request.path_params["name"]))
 
 
+@api.guarded
 async def start_run(request: Request) -> Response:
     who = api.need(request, "admin")
     body = await api.json_body(request)
@@ -122,6 +130,7 @@ async def start_run(request: Request) -> Response:
     return JSONResponse(run.as_dict(), status_code=201)
 
 
+@api.guarded
 async def list_runs(request: Request) -> Response:
     api.need(request)
     limit, offset = api.page_params(request)
@@ -133,18 +142,24 @@ async def list_runs(request: Request) -> Response:
     return JSONResponse({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
+@api.guarded
 async def get_run(request: Request) -> Response:
     api.need(request)
     return JSONResponse(_run_doc(_engine(request), _run_id(request)))
 
 
-async def run_action(request: Request) -> Response:
-    who = api.need(request, "admin")
-    body = await api.json_body(request)
-    run_id = _run_id(request)
-    _act(_engine(request), run_id, request.path_params["action"], f"console:{who.user.name}",
-         body)
-    return JSONResponse(_run_doc(_engine(request), run_id))
+def run_action(action: str) -> Callable[[Request], Awaitable[Response]]:
+    """``POST /api/v1/workflow-runs/{id}/<action>`` (one route each, as OpenAPI lists them)."""
+    @api.guarded
+    async def endpoint(request: Request) -> Response:
+        who = api.need(request, "admin")
+        body = await api.json_body(request)
+        run_id = _run_id(request)
+        _act(_engine(request), run_id, action, f"console:{who.user.name}", body)
+        return JSONResponse(_run_doc(_engine(request), run_id))
+
+    endpoint.__name__ = f"{action}_run"
+    return endpoint
 
 
 def _act(engine: Workflows, run_id: int, action: str, by: str, body: dict[str, Any]) -> None:
@@ -210,7 +225,6 @@ async def workflow_start(request: Request) -> Response:
     except (WorkflowError, ValueError) as exc:
         if isinstance(exc, WorkflowNotFound):
             raise _fail(exc) from None
-        from urllib.parse import quote
         return RedirectResponse(f"/workflows/{name}?error={quote(str(exc)[:500])}",
                                 status_code=303)
     return RedirectResponse(f"/workflows/runs/{run.id}", status_code=303)
@@ -281,7 +295,8 @@ def routes() -> list[BaseRoute]:
         Route(f"{p}/workflows/{{name}}/runs", start_run, methods=["POST"]),
         Route(f"{p}/workflow-runs", list_runs),
         Route(f"{p}/workflow-runs/{{run_id}}", get_run),
-        Route(f"{p}/workflow-runs/{{run_id}}/{{action}}", run_action, methods=["POST"]),
+        *(Route(f"{p}/workflow-runs/{{run_id}}/{action}", run_action(action), methods=["POST"])
+          for action in RUN_ACTIONS),
         Route("/hooks/{path:path}", webhook, methods=["POST"]),
         Route("/workflows", workflows_page),
         Route("/workflows/runs/{run_id}", run_page, methods=["GET"]),

@@ -1,0 +1,177 @@
+"""Secrets in the console: names, never values.
+
+API (reads: any signed-in user; changes: admin)::
+
+    GET    /api/v1/secrets          the names that are set, and the plugins each is exposed to
+    PUT    /api/v1/secrets/{name}   set or replace: {"value": "...", "encoding": "text"|"base64"}
+    DELETE /api/v1/secrets/{name}
+
+Page: ``/secrets``. A value goes one way, into the store (``app.secrets``, encrypted at rest):
+no answer, page, error message or log line carries it, and the form's value field is never
+filled back in, not even after an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from omnicore.console import api
+from omnicore.console.errors import ApiError, from_omni
+from omnicore.console.pages import done, page, read_form
+from omnicore.errors import OmniError
+from omnicore.storage.secrets import MAX_SECRET_BYTES, check_name
+
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
+
+__all__ = ["routes"]
+
+log = logging.getLogger("omnicore.console")
+
+
+def exposure(app: OmniApp) -> dict[str, list[str]]:
+    """Secret name -> the plugins whose ``secrets`` grant exposes it."""
+    out: dict[str, list[str]] = {}
+    for info in app.plugins:
+        expose = (info.granted.get("secrets") or {}).get("expose") or ()
+        for name in expose if isinstance(expose, list | tuple) else ():
+            out.setdefault(str(name), []).append(info.name)
+    return out
+
+
+def listing(app: OmniApp) -> list[dict[str, Any]]:
+    exposed = exposure(app)
+    return [{"name": n, "exposed_to": exposed.get(n, [])} for n in app.secrets.names()]
+
+
+def _name(raw: str) -> str:
+    try:
+        return check_name(raw)
+    except OmniError as exc:
+        raise from_omni(exc) from None
+
+
+def decode_value(value: object, encoding: object) -> bytes:
+    """The bytes to store. Errors never quote the value."""
+    if not isinstance(value, str):
+        raise ApiError(422, "'value' must be a string (text, or base64 with encoding=base64)",
+                       type="BadRequest")
+    if encoding == "text":
+        data = value.encode()
+    elif encoding == "base64":
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(422, "'value' is not valid base64", type="BadRequest") from None
+    else:
+        raise ApiError(422, "'encoding' must be text or base64", type="BadRequest")
+    if not data:
+        raise ApiError(422, "'value' is empty; delete the secret instead", type="BadRequest")
+    if len(data) > MAX_SECRET_BYTES:
+        raise ApiError(413, f"the value is {len(data)} bytes; a secret is at most "
+                            f"{MAX_SECRET_BYTES}", type="TooLarge")
+    return data
+
+
+def store(app: OmniApp, name: str, data: bytes, by: str) -> bool:
+    """Set ``name``; whether it is new. Logged by name (for the audit trail), never value."""
+    created = name not in app.secrets
+    app.secrets.set(name, data)
+    log.info("console: %s %s secret %s", by, "set" if created else "replaced", name)
+    return created
+
+
+def remove(app: OmniApp, name: str, by: str) -> bool:
+    gone = app.secrets.delete(name)
+    if gone:
+        log.info("console: %s deleted secret %s", by, name)
+    return gone
+
+
+# -- API ---------------------------------------------------------------------------------------
+
+@api.guarded
+async def list_secrets(request: Request) -> Response:
+    api.need(request)
+    st = api.state(request)
+    items = await st.off_loop(listing, st.app)
+    return JSONResponse(api.paginate(items, *api.page_params(request, api.MAX_PAGE)))
+
+
+@api.guarded
+async def put_secret(request: Request) -> Response:
+    who = api.need(request, "admin")
+    name = _name(request.path_params["name"])
+    doc = await api.json_body(request)
+    data = decode_value(doc.get("value"), doc.get("encoding", "text"))
+    st = api.state(request)
+    created = await st.off_loop(store, st.app, name, data, who.user.name)
+    return JSONResponse({"name": name, "created": created,
+                         "exposed_to": exposure(st.app).get(name, [])})
+
+
+@api.guarded
+async def delete_secret(request: Request) -> Response:
+    who = api.need(request, "admin")
+    name = _name(request.path_params["name"])
+    st = api.state(request)
+    if not await st.off_loop(remove, st.app, name, who.user.name):
+        raise ApiError(404, f"no secret {name!r}", type="SecretNotFound")
+    return Response(status_code=204)
+
+
+# -- page --------------------------------------------------------------------------------------
+
+async def _render(request: Request, status: int = 200, error: ApiError | None = None,
+                  name: str = "") -> Response:
+    st = api.state(request)
+    items = await st.off_loop(listing, st.app)
+    wanted = sorted(set(exposure(st.app)) - {i["name"] for i in items})
+    return page(request, "secrets.html", status, secrets=items, wanted=wanted,
+                exposed=exposure(st.app), key_source=st.app.secrets.key_source,
+                form_error=error, form_name=name, max_bytes=MAX_SECRET_BYTES)
+
+
+async def secrets_page(request: Request) -> Response:
+    api.need(request)
+    return await _render(request)
+
+
+async def secrets_post(request: Request) -> Response:
+    who, f = await read_form(request)
+    st = api.state(request)
+    action, name = f.get("action", ""), f.get("name", "").strip()
+    try:
+        if action == "set":
+            name = _name(name)
+            data = decode_value(f.get("value", ""), "text")
+            await st.off_loop(store, st.app, name, data, who.user.name)
+            return done("/secrets", "secret-set")
+        if action == "delete":
+            if not await st.off_loop(remove, st.app, _name(name), who.user.name):
+                raise ApiError(404, f"no secret {name[:128]!r}", type="SecretNotFound")
+            return done("/secrets", "secret-deleted")
+        raise ApiError(400, f"unknown action {action[:40]!r}")
+    except OmniError as exc:
+        error = from_omni(exc)
+    except ApiError as exc:
+        error = exc
+    return await _render(request, error.status, error, name[:128])
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1"
+    return [
+        Route(f"{p}/secrets", list_secrets, methods=["GET"]),
+        Route(f"{p}/secrets/{{name}}", put_secret, methods=["PUT"]),
+        Route(f"{p}/secrets/{{name}}", delete_secret, methods=["DELETE"]),
+        Route("/secrets", secrets_page, methods=["GET"]),
+        Route("/secrets", secrets_post, methods=["POST"]),
+    ]

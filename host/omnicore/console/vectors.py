@@ -1,0 +1,94 @@
+"""Plugins' vector collections in the console (``omnicore:vectors``).
+
+API (reads: any signed-in user; changes: admin)::
+
+    GET    /api/v1/vectors                           collections (?plugin=), with counts,
+                                                     dimension, metric, bytes, index state
+    DELETE /api/v1/vectors/{plugin}/{collection}     drop a whole collection
+
+Page: ``/data/vectors``. The index state is ``not loaded`` until a search or upsert since
+start opened the collection, then ``exact`` (below 2,000 vectors) or ``hnsw``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from omnicore.console import api
+from omnicore.console.errors import ApiError
+from omnicore.console.pages import done, page, read_form
+
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
+
+__all__ = ["routes"]
+
+log = logging.getLogger("omnicore.console")
+
+
+def collections(app: OmniApp, plugin: str | None = None) -> list[dict[str, Any]]:
+    store = app.vectors
+    names = [plugin] if plugin else store.plugins()
+    return [c.as_dict() for n in names for c in store.for_plugin(n).collections()]
+
+
+def drop(app: OmniApp, plugin: str, collection: str, by: str) -> bool:
+    gone = app.vectors.for_plugin(plugin).drop(collection)
+    if gone:
+        log.info("console: %s dropped vector collection %s of %s", by, collection, plugin)
+    return gone
+
+
+@api.guarded
+async def list_collections(request: Request) -> Response:
+    api.need(request)
+    st = api.state(request)
+    plugin = request.query_params.get("plugin") or None
+    items = await st.off_loop(collections, st.app, plugin)
+    return JSONResponse(api.paginate(items, *api.page_params(request)))
+
+
+@api.guarded
+async def drop_collection(request: Request) -> Response:
+    who = api.need(request, "admin")
+    st = api.state(request)
+    plugin, name = request.path_params["plugin"], request.path_params["collection"]
+    if not await st.off_loop(drop, st.app, plugin, name, who.user.name):
+        raise ApiError(404, f"plugin {plugin[:128]!r} has no vector collection "
+                            f"{name[:128]!r}", type="UnknownCollection")
+    return Response(status_code=204)
+
+
+async def vectors_page(request: Request) -> Response:
+    api.need(request)
+    st = api.state(request)
+    plugin = request.query_params.get("plugin", "")
+    names = await st.off_loop(st.app.vectors.plugins)
+    items = await st.off_loop(collections, st.app, plugin or None)
+    return page(request, "vectors.html", collections=items, names=names, plugin=plugin,
+                total=sum(c["count"] for c in items), bytes=sum(c["bytes"] for c in items))
+
+
+async def vectors_post(request: Request) -> Response:
+    who, f = await read_form(request)
+    st = api.state(request)
+    plugin, name = f.get("plugin", ""), f.get("collection", "")
+    if not plugin or not await st.off_loop(drop, st.app, plugin, name, who.user.name):
+        raise ApiError(404, f"plugin {plugin[:128]!r} has no vector collection "
+                            f"{name[:128]!r}", type="UnknownCollection")
+    return done("/data/vectors", "collection-dropped")
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1"
+    return [
+        Route(f"{p}/vectors", list_collections, methods=["GET"]),
+        Route(f"{p}/vectors/{{plugin}}/{{collection}}", drop_collection, methods=["DELETE"]),
+        Route("/data/vectors", vectors_page, methods=["GET"]),
+        Route("/data/vectors", vectors_post, methods=["POST"]),
+    ]
