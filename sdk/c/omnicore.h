@@ -112,6 +112,9 @@ OMNI__IMPORT("omnicore:vectors", "search")
 int64_t omni__vectors_search(const void *, size_t, const float *, int32_t, int32_t);
 OMNI__IMPORT("omnicore:vectors", "delete")
 int32_t omni__vectors_delete(const void *, size_t, const void *, size_t);
+OMNI__IMPORT("omnicore:vectors", "query")
+int64_t omni__vectors_query(const void *, size_t, const float *, int32_t, int32_t, const void *,
+                            size_t);
 OMNI__IMPORT("omnicore:tasks", "enqueue")
 int64_t omni__tasks_enqueue(const void *, size_t, const void *, size_t, int64_t);
 OMNI__IMPORT("omnicore:tasks", "cancel") int32_t omni__tasks_cancel(int64_t);
@@ -350,11 +353,17 @@ static inline omni_data omni_kv_list(const char *prefix) {
 
 enum { OMNI_MEMORY_WORKING = 0, OMNI_MEMORY_SHORT_TERM = 1, OMNI_MEMORY_LONG_TERM = 2 };
 
-/* `item_json` is {"text": str, "metadata": {...}?, "ttl_s": int?}; the id (>= 1) or a status. */
+/* `item_json` is {"text": str, "metadata": {...}?, "ttl_s": int?, "importance": 0..1?,
+ * "vector": [f32...]?} (build it with omni_buf_json_string and omni_buf_json_floats); the id
+ * (>= 1) or a status: OMNI_INVALID for a bad field, OMNI_TOO_LARGE for text or metadata over
+ * the grant's limits. A tier at its cap evicts its least important memory. */
 static inline int64_t omni_memory_remember(int tier, const char *item_json) {
     return omni__memory_remember(tier, item_json, strlen(item_json));
 }
-/* `query_json` is {"query": str, "tiers": [int]?, "limit": int?}; a JSON array of hits. */
+/* `query_json` is {"query": str, "tiers": [int]?, "limit": int?, "filter": {key: scalar}?,
+ * "vector": [f32...]?}: `filter` keeps memories whose metadata equals every key, `vector`
+ * ranks by cosine similarity too. A JSON array [{"id", "tier", "text", "metadata", "score",
+ * "created_at"}], best first. */
 static inline omni_data omni_memory_recall(const char *query_json) {
     return omni__read(omni__memory_recall, query_json, strlen(query_json));
 }
@@ -373,6 +382,14 @@ static inline int32_t omni_vectors_upsert(const char *coll, const char *id, cons
 static inline omni_data omni_vectors_search(const char *coll, const float *vec, int32_t dim,
                                             int32_t k) {
     return omni__block(omni__vectors_search(coll, strlen(coll), vec, dim, k));
+}
+/* omni_vectors_search keeping only vectors whose metadata equals every key of `filter_json`,
+ * a JSON object of scalars ({"lang":"en"}; "" filters nothing), applied before the k best are
+ * taken. */
+static inline omni_data omni_vectors_query(const char *coll, const float *vec, int32_t dim,
+                                           int32_t k, const char *filter_json) {
+    return omni__block(omni__vectors_query(coll, strlen(coll), vec, dim, k, filter_json,
+                                           strlen(filter_json)));
 }
 /* 1 deleted, 0 absent, OMNI_NOT_FOUND no such collection. */
 static inline int32_t omni_vectors_delete(const char *coll, const char *id) {
@@ -477,6 +494,18 @@ static inline void omni_buf_json_string(omni_buf *b, const char *s, size_t len) 
         } else omni_buf_append(b, &s[i], 1);
     }
     omni_buf_append(b, "\"", 1);
+}
+
+/* Appends `n` floats as a JSON array (for memory vectors). JSON has no NaN or infinity: with
+ * one of those it appends nothing and returns OMNI_INVALID, else 0. */
+static inline int omni_buf_json_floats(omni_buf *b, const float *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!__builtin_isfinite(v[i])) return OMNI_INVALID;
+    omni_buf_append(b, "[", 1);
+    for (size_t i = 0; i < n; i++) /* %.9g: every float32 reads back exactly */
+        omni_buf_printf(b, i ? ",%.9g" : "%.9g", (double)v[i]);
+    omni_buf_append(b, "]", 1);
+    return 0;
 }
 
 static inline void omni_buf_free(omni_buf *b) {

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from spec_host import HostedProbe, SpecState, probe_runtime
+from hosting import HostedProbe, Upstream, probe_grants
 
 from omnicore.sandbox import SandboxEngine
 
@@ -32,11 +32,17 @@ def out_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def probe(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[HostedProbe,
-                                                                           SpecState]]:
-    """The module's probe plugin (``wasm["probe"]``) on the real host with the spec host's
-    stand-ins (:mod:`spec_host`)."""
-    state = SpecState()
-    rt = probe_runtime(engine, wasm["probe"], state)
-    yield rt, state
-    rt.close()
+def upstream() -> Iterator[Upstream]:
+    """A loopback HTTP server the probes reach through omnicore:http."""
+    yield from Upstream().serve()
+
+
+@pytest.fixture(scope="module")
+def probe(engine: SandboxEngine, wasm: dict[str, Path],
+          upstream: Upstream) -> Iterator[HostedProbe]:
+    """The module's probe plugin (``wasm["probe"]``) on the real host, every capability
+    granted (:func:`hosting.probe_grants`), events publishing ``order.*``."""
+    with HostedProbe(engine, wasm["probe"], upstream=upstream,
+                     grants=probe_grants(upstream, publish=("order.*",)),
+                     config={"db": {"host": "h", "port": 5432}}) as rt:
+        yield rt

@@ -1,8 +1,9 @@
 """The C SDK (sdk/c/omnicore.h): its examples and a probe plugin, built with clang for
 wasm32-wasi through ``omnicore.toolchains.build`` and run through the real sandbox.
 
-Namespaces the host does not implement yet run against ``spec_host`` (specs/abi.md §4 as test
-capabilities), so a wrong import type or a broken buffer protocol fails here.
+The probe runs on the real host (``hosting.HostedProbe``: every capability of specs/abi.md §4
+with its real storage, http to a loopback server), so a wrong import type or a broken buffer
+protocol fails here.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, call_text, runtime
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spec_host import HostedProbe, SpecState, call_text, probe_runtime, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -28,7 +29,7 @@ from omnicore.errors import (
     OutputTooLarge,
     Trap,
 )
-from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox import Limits, PluginModule, SandboxEngine
 from omnicore.toolchains import build, c, language_for, scaffold
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,8 +129,8 @@ def test_scaffolded_plugin_builds_and_runs(engine: SandboxEngine, wasm: dict[str
 
 # -- the SDK through the probe --------------------------------------------------------------
 
-def test_handler_error_message_and_panic(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+def test_handler_error_message_and_panic(probe: HostedProbe) -> None:
+    rt = probe
     with pytest.raises(GuestError) as info:
         rt.call("fail", "nope: ünïcode".encode())
     assert info.value.guest_message == "nope: ünïcode"
@@ -145,8 +146,8 @@ def test_handler_error_message_and_panic(probe: tuple[HostedProbe, SpecState]) -
 def test_large_input_round_trips_and_limits_refuse(engine: SandboxEngine,
                                                    wasm: dict[str, Path]) -> None:
     limit = 4 * 1024 * 1024
-    with probe_runtime(engine, wasm["probe"], SpecState(),
-                       Limits(max_input_bytes=limit, max_output_bytes=limit)) as rt:
+    with HostedProbe(engine, wasm["probe"],
+                     limits=Limits(max_input_bytes=limit, max_output_bytes=limit)) as rt:
         big = bytes(range(256)) * (limit // 256)
         assert rt.call("echo", big) == big
         with pytest.raises(InputTooLarge):
@@ -158,8 +159,8 @@ def test_large_input_round_trips_and_limits_refuse(engine: SandboxEngine,
 
 def test_outputs_are_freed_on_the_next_call(engine: SandboxEngine,
                                             wasm: dict[str, Path]) -> None:
-    with probe_runtime(engine, wasm["probe"], SpecState(),
-                       Limits(max_memory_bytes=8 * 1024 * 1024, pool_size=1)) as rt:
+    with HostedProbe(engine, wasm["probe"],
+                     limits=Limits(max_memory_bytes=8 * 1024 * 1024, pool_size=1)) as rt:
         for _ in range(300):  # 75 MiB in total if outputs leaked
             assert len(rt.call("big_output", b"262144")) == 262144
         assert rt.stats()["discarded"] == 0
@@ -168,44 +169,48 @@ def test_outputs_are_freed_on_the_next_call(engine: SandboxEngine,
             rt.call("big_output", str(16 * 1024 * 1024).encode())
 
 
-def test_log_levels_enabled_and_long_lines(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+def test_log_levels_enabled_and_long_lines(probe: HostedProbe) -> None:
+    rt = probe
     rt.log.clear()
     assert call_text(rt, "logging") == "debug=0 info=1"
     assert [(line.level, line.message) for line in rt.log.lines()] == [
         ("info", "i"), ("warn", "w2"), ("error", "e"), ("info", "L" * 600)]
 
 
-def test_config_get_dotted_missing_and_all(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+def test_config_get_dotted_missing_and_all(probe: HostedProbe) -> None:
+    rt = probe
     whole = '{"db":{"host":"h","port":5432}}'
     assert call_text(rt, "config_probe", b"db.host") == f"value=ok(h) all=ok({whole}) "
     assert call_text(rt, "config_probe", b"db.port") == f"value=ok(5432) all=ok({whole}) "
     assert call_text(rt, "config_probe", b"nope") == f"value=err(-1,) all=ok({whole}) "
 
 
-def test_kv_wrappers_retry_large_values(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, state = probe
-    before = state.calls["kv.get"]
+def test_kv_wrappers_retry_large_values(probe: HostedProbe) -> None:
+    rt = probe
+    before = rt.calls["kv.get"]
     assert call_text(rt, "kv_probe", b"v" * 1000) == (
-        'len=1000 hits=5,3 missing=err(-1,) keys=ok(["user:a \\"q\\"", "user:b"]) '
+        'len=1000 hits=5,3 missing=err(-1,) keys=ok(["user:a \\"q\\"","user:b"]) '
         "deleted=1,0 not_int=-3 too_big=-6")
-    assert state.calls["kv.get"] - before == 3  # big twice (retry) + absent once
+    assert rt.calls["kv.get"] - before == 3  # big twice (retry) + absent once
+    assert rt.kv("hits") == b"3" and rt.kv("big") is None
 
 
-def test_secrets_http_events(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, state = probe
+def test_secrets_http_events(probe: HostedProbe, upstream: Upstream) -> None:
+    rt = probe
     assert call_text(rt, "secrets_probe") == "token=ok(s3cr3t) unset=err(-1,) hidden=err(-2,) "
-    assert call_text(rt, "http_probe", b"payload") == (
-        "status=201 target=https://api.example.com/items body=echo:payload "
-        "denied=err(-2,DENIED: host denied.example is not in the grant) ")
-    assert state.requests[-2][1] == b"payload"
+    upstream.seen.clear()
+    assert call_text(rt, "http_probe", upstream.url.encode()) == (
+        "post=201:POST:echo: payload via=200:GET:hello /repos/x "
+        "denied=err(-2,DENIED: https://denied.example:443 is not in the grant's allow_hosts) ")
+    post, get = upstream.seen   # what the SDK sent; the connector's token is the host's
+    assert (post.path, post.headers["x-a"], post.body) == ("/items", "1", b"payload")
+    assert (get.path, get.headers["authorization"]) == ("/repos/x", f"Bearer {CONNECTOR_TOKEN}")
     assert call_text(rt, "events_probe", b"{}") == "published"
     assert rt.events()[-1] == ("order.created", b"{}")   # what the SDK sent, on the host
 
 
-def test_tasks_memory_vectors(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+def test_tasks_memory_vectors(probe: HostedProbe) -> None:
+    rt = probe
     before = time.time()
     tasks = call_text(rt, "tasks_probe")
     after = time.time()
@@ -222,13 +227,41 @@ def test_tasks_memory_vectors(probe: tuple[HostedProbe, SpecState]) -> None:
     vectors = call_text(rt, "vectors_probe")
     assert vectors.startswith("mismatch=-3 search=ok(")
     search = json.loads(vectors.split("search=ok(")[1].split(") missing=")[0])
-    assert search == [{"id": "a", "score": 1.0, "metadata": {"t": 1}}]
-    assert "missing=err(-1,NOT_FOUND: no collection 'zz')" in vectors
+    assert search == [{"id": "a", "score": pytest.approx(1 / 1.0625 ** 0.5, abs=1e-6),
+                       "metadata": {"t": 1}}]
+    assert "missing=err(-1,NOT_FOUND: no vector collection 'zz')" in vectors
     assert vectors.endswith("delete=1,0 no_coll=-1")
 
 
-def test_json_reader_members(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+def fields(out: str) -> dict[str, str]:
+    """The probe's ``key=value`` lines."""
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def test_memory_fields_and_json_floats(probe: HostedProbe) -> None:
+    out = fields(call_text(probe, "memory_fields"))
+    assert out["ids"] == "1"
+    ada = json.loads(out["ada"].removeprefix("ok(").removesuffix(")"))
+    assert [(m["text"], m["metadata"]) for m in ada] == [("ada ordered a blue kettle",
+                                                          {"user": "ada"})]
+    [near] = json.loads(out["near_bob"].removeprefix("ok(").removesuffix(")"))
+    assert near["text"] == "bob ordered a red kettle"
+    assert out["nan"] == "-3" and out["nan_untouched"] == "1"
+    assert out["importance"] == "-3"
+
+
+def test_vectors_query_filters_by_metadata(probe: HostedProbe) -> None:
+    out = fields(call_text(probe, "vectors_query"))
+    en = json.loads(out["en"].removeprefix("ok(").removesuffix(")"))
+    assert [h["id"] for h in en] == ["en1", "en2"]
+    assert out["fr"] == "ok([])"
+    assert [h["id"] for h in json.loads(out["all"].removeprefix("ok(").removesuffix(")"))] == [
+        "en1"]
+    assert out["bad"] == "err(-3,INVALID: the filter must be a JSON object)"
+
+
+def test_json_reader_members(probe: HostedProbe) -> None:
+    rt = probe
     doc = {"s": "a\"b\\c\n\u00e9\U0001f30d", "i": 42, "f": 1.5, "big": 2**63, "neg": -2**63,
            "b": True, "n": None, "a": [1, {"s": "inner"}], "o": {"i": 1}}
     out = call_text(rt, "json_probe", json.dumps(doc).encode())
@@ -263,9 +296,9 @@ def python_accepts(text: str) -> bool:
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=JSON_ALPHABET, max_size=24) | json_values.map(json.dumps))
-def test_json_reader_agrees_with_python(probe: tuple[HostedProbe, SpecState],
+def test_json_reader_agrees_with_python(probe: HostedProbe,
                                         text: str) -> None:
-    rt, _ = probe
+    rt = probe
     try:
         out = call_text(rt, "json_valid", text.encode())
     except GuestError:
@@ -282,22 +315,21 @@ def test_json_reader_agrees_with_python(probe: tuple[HostedProbe, SpecState],
 
 @settings(max_examples=300, deadline=None)
 @given(json_values, st.booleans())
-def test_json_reader_iterates_and_decodes_like_python(probe: tuple[HostedProbe, SpecState],
+def test_json_reader_iterates_and_decodes_like_python(probe: HostedProbe,
                                                       value: Any, ascii_only: bool) -> None:
     # ensure_ascii turns non-ASCII into \uXXXX escapes (surrogate pairs above the BMP).
     text = json.dumps(value, ensure_ascii=ascii_only, indent=1 if ascii_only else None)
-    assert json.loads(call_text(probe[0], "json_reencode", text.encode())) == value
+    assert json.loads(call_text(probe, "json_reencode", text.encode())) == value
 
 
-def test_json_iteration_of_empty_and_scalar_values(probe: tuple[PluginRuntime,
-                                                                SpecState]) -> None:
-    rt, _ = probe
+def test_json_iteration_of_empty_and_scalar_values(probe: HostedProbe) -> None:
+    rt = probe
     for text in ["[]", "{}", "[ ]", "{ }", '[[], {}, [[]], ""]', "42", '"x"', "null"]:
         assert json.loads(call_text(rt, "json_reencode", text.encode())) == json.loads(text)
 
 
-def test_json_reader_refuses_deep_nesting(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+def test_json_reader_refuses_deep_nesting(probe: HostedProbe) -> None:
+    rt = probe
     assert call_text(rt, "json_valid", b"[" * 64 + b"]" * 64) == "ok:5"
     with pytest.raises(GuestError, match="invalid at byte"):
         rt.call("json_valid", b"[" * 65 + b"]" * 65)
@@ -316,7 +348,7 @@ def test_detect_check_and_single_file_plugins(tmp_path: Path, out_dir: Path,
     shutil.copy(PROBE / "probe.c", single)
     path = build(single, out_dir)
     assert path.name == "solo.wasm"
-    with probe_runtime(engine, path, SpecState()) as rt:
+    with HostedProbe(engine, path) as rt:
         assert call_text(rt, "echo", b"solo") == "solo"
 
 

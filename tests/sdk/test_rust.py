@@ -1,9 +1,9 @@
 """The Rust SDK (sdk/rust): its examples and a probe plugin, built with Debian's rustc through
 ``omnicore.toolchains.build`` and run through the real sandbox.
 
-The host implements only log and config so far; the other namespaces run against
-``spec_host`` (specs/abi.md §4 written as test capabilities), which is what the SDK's wrappers
-are written against: a wrong import type or a broken buffer protocol fails here.
+The probe runs on the real host (``hosting.HostedProbe``): every capability of specs/abi.md §4
+with its real storage, http to a loopback server; a wrong import type or a broken buffer
+protocol fails here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from spec_host import HostedProbe, SpecState, call_text, probe_runtime, runtime
+from hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, call_text, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -174,8 +174,8 @@ def test_scaffolded_crate_builds_and_runs(engine: SandboxEngine, wasm: dict[str,
 # -- the SDK through the probe --------------------------------------------------------------
 
 def test_handler_error_carries_the_message_truncated_by_the_host(
-        probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+        probe: HostedProbe) -> None:
+    rt = probe
     with pytest.raises(GuestError) as info:
         rt.call("fail", "nope: ünïcode".encode())
     assert info.value.guest_message == "nope: ünïcode"
@@ -186,8 +186,8 @@ def test_handler_error_carries_the_message_truncated_by_the_host(
     assert rt.call("nothing", b"x") == b""  # a handler returning () has empty output
 
 
-def test_panic_is_a_trap_and_the_log_says_why(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+def test_panic_is_a_trap_and_the_log_says_why(probe: HostedProbe) -> None:
+    rt = probe
     before = rt.stats()["discarded"]
     with pytest.raises(Trap) as info:
         rt.call("boom", b"bad data")
@@ -202,8 +202,8 @@ def test_panic_is_a_trap_and_the_log_says_why(probe: tuple[HostedProbe, SpecStat
 
 
 def test_json_handler_refuses_malformed_and_misshapen_input(
-        probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+        probe: HostedProbe) -> None:
+    rt = probe
     assert json.loads(rt.call("add", b'{"a": 2, "b": 40}')) == {"sum": 42}
     with pytest.raises(GuestError, match=r"^.*invalid JSON input: EOF while parsing"):
         rt.call("add", b'{"a": 2')
@@ -217,8 +217,8 @@ def test_json_handler_refuses_malformed_and_misshapen_input(
 def test_large_input_round_trips_and_limits_refuse(engine: SandboxEngine,
                                                    wasm: dict[str, Path]) -> None:
     limit = 4 * 1024 * 1024
-    with probe_runtime(engine, wasm["probe"], SpecState(),
-                       Limits(max_input_bytes=limit, max_output_bytes=limit)) as rt:
+    with HostedProbe(engine, wasm["probe"],
+                     limits=Limits(max_input_bytes=limit, max_output_bytes=limit)) as rt:
         big = bytes(range(256)) * (limit // 256)
         assert rt.call("echo", big) == big
         assert rt.call("echo", b"small again") == b"small again"
@@ -232,8 +232,8 @@ def test_large_input_round_trips_and_limits_refuse(engine: SandboxEngine,
 def test_outputs_are_freed_on_the_next_call(engine: SandboxEngine,
                                             wasm: dict[str, Path]) -> None:
     # 300 outputs of 256 KiB would need 75 MiB if the SDK kept them; the limit is 8 MiB.
-    with probe_runtime(engine, wasm["probe"], SpecState(),
-                       Limits(max_memory_bytes=8 * 1024 * 1024, pool_size=1)) as rt:
+    with HostedProbe(engine, wasm["probe"],
+                     limits=Limits(max_memory_bytes=8 * 1024 * 1024, pool_size=1)) as rt:
         for _ in range(300):
             assert len(rt.call("big_output", b"262144")) == 262144
         assert rt.stats()["discarded"] == 0
@@ -246,16 +246,16 @@ def test_outputs_are_freed_on_the_next_call(engine: SandboxEngine,
         assert len(rt.call("big_output", b"10")) == 10
 
 
-def test_log_levels_and_enabled(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+def test_log_levels_and_enabled(probe: HostedProbe) -> None:
+    rt = probe
     rt.log.clear()
     assert call_text(rt, "logging") == "debug=false info=true"
     assert [(line.level, line.message) for line in rt.log.lines()] == [
         ("info", "i"), ("warn", "w"), ("error", "e"), ("info", 'formatted 7 "x"')]
 
 
-def test_config_get_dotted_missing_and_all(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+def test_config_get_dotted_missing_and_all(probe: HostedProbe) -> None:
+    rt = probe
     whole = '{"db":{"host":"h","port":5432}}'
     assert call_text(rt, "config_probe", b"db.host") == f'ok(Some("h"))|{whole}'
     assert call_text(rt, "config_probe", b"db.port") == f'ok(Some("5432"))|{whole}'
@@ -265,42 +265,43 @@ def test_config_get_dotted_missing_and_all(probe: tuple[HostedProbe, SpecState])
 
 
 def test_kv_wrappers_retry_large_values_and_map_statuses(
-        probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, state = probe
+        probe: HostedProbe) -> None:
+    rt = probe
     value = b"v" * 1000  # over the SDK's first 256-byte buffer: a second kv.get is needed
-    before = state.calls["kv.get"]
+    before = rt.calls["kv.get"]
     out = call_text(rt, "kv_probe", value)
     assert out == ('len=1000 hits=5,3 missing=ok(None) keys=["user:a \\"q\\"", "user:b"] '
                    'deleted=true,false not_int=err(Some(Invalid), INVALID: kv.incr("user:b")) '
                    'too_big=err(Some(TooLarge), TOO_LARGE: kv.set("huge"))')
-    assert state.calls["kv.get"] - before == 3  # big twice (retry) + absent once
-    assert state.kv["hits"] == b"3" and "big" not in state.kv
+    assert rt.calls["kv.get"] - before == 3  # big twice (retry) + absent once
+    assert rt.kv("hits") == b"3" and rt.kv("big") is None
 
 
-def test_secrets_wrapper(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+def test_secrets_wrapper(probe: HostedProbe) -> None:
+    rt = probe
     assert call_text(rt, "secrets_probe") == (
         'token=Some("s3cr3t") unset=ok(None) '
         'hidden=err(Some(Denied), DENIED: secrets.get("hidden"))')
 
 
-def test_http_wrapper_uses_reentrant_blocks(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, state = probe
-    out = call_text(rt, "http_probe", b"payload")
-    assert out == ('status=201 target=Some("https://api.example.com/items") '
-                   'ctype=Some("text/plain") body=echo:payload '
-                   'via=Some("connector:github/repos/x") '
-                   'denied=err(Some(Denied), DENIED: host denied.example is not in the grant)')
-    head, body = state.requests[0]
-    assert head == {"method": "POST", "url": "https://api.example.com/items",
-                    "headers": {"x-a": '1 "quoted"'}, "timeout_ms": 500}
-    assert body == b"payload"
-    assert state.requests[1][0] == {"method": "GET", "connector": "github",
-                                    "path": "/repos/x", "headers": {}}
+def test_http_wrapper_uses_reentrant_blocks(probe: HostedProbe, upstream: Upstream) -> None:
+    rt = probe
+    upstream.seen.clear()
+    out = call_text(rt, "http_probe", upstream.url.encode())
+    assert out == ('status=201 method=Some("POST") ctype=Some("text/plain") body=echo: payload '
+                   'via=200 hello /repos/x '
+                   "denied=err(Some(Denied), DENIED: https://denied.example:443 is not in the "
+                   "grant's allow_hosts)")
+    # What the SDK sent, as the server received it; the connector's token is the host's.
+    post, get = upstream.seen
+    assert (post.method, post.path, post.body) == ("POST", "/items", b"payload")
+    assert post.headers["x-a"] == '1 "quoted"' and "authorization" not in post.headers
+    assert (get.method, get.path, get.body) == ("GET", "/repos/x", b"")
+    assert get.headers["authorization"] == f"Bearer {CONNECTOR_TOKEN}"
 
 
-def test_events_tasks_memory_vectors_wrappers(probe: tuple[HostedProbe, SpecState]) -> None:
-    rt, _ = probe
+def test_events_tasks_memory_vectors_wrappers(probe: HostedProbe) -> None:
+    rt = probe
     assert call_text(rt, "events_probe", b'{"id": 7}') == "published"
     assert rt.events() == [("order.created", b'{"id": 7}')]   # what the SDK sent, on the host
 
@@ -323,11 +324,51 @@ def test_events_tasks_memory_vectors_wrappers(probe: tuple[HostedProbe, SpecStat
 
     vectors = call_text(rt, "vectors_probe")
     search = json.loads(vectors.split(" search=")[1].split(" missing=")[0])
-    assert search == [{"id": "a", "score": 1.0, "metadata": {"t": 1}}]
+    assert search == [{"id": "a", "score": pytest.approx(1 / 1.0625 ** 0.5, abs=1e-6),
+                       "metadata": {"t": 1}}]
     assert vectors.startswith('mismatch=err(Some(Invalid), INVALID: vectors.upsert("c", "x"))')
-    assert "missing=err(Some(NotFound), NOT_FOUND: no collection 'zz')" in vectors
+    assert "missing=err(Some(NotFound), NOT_FOUND: no vector collection 'zz')" in vectors
     assert vectors.endswith('delete=ok(true),ok(false) '
                             'no_coll=err(Some(NotFound), NOT_FOUND: no vector collection "zz")')
+
+
+def report(rt: HostedProbe, handler: str) -> dict[str, str]:
+    """A probe's ``key=value`` lines."""
+    return dict(line.split("=", 1) for line in call_text(rt, handler).splitlines())
+
+
+def test_memory_fields_metadata_importance_vector_filter(probe: HostedProbe) -> None:
+    out = report(probe, "memory_fields")
+    ada = json.loads(out["ada"])
+    assert [(m["text"], m["tier"], m["metadata"]) for m in ada] == [
+        ("ada ordered a blue kettle", 1, {"user": "ada"})]
+    [near] = json.loads(out["near_bob"])   # both match the words; the vector picks bob
+    assert near["text"] == "bob ordered a red kettle"
+    assert json.loads(out["long_only"]) == []
+    # Bad fields are the host's INVALID, except NaN, which JSON cannot carry: the SDK refuses it
+    # with the same status before calling.
+    assert out["importance"] == 'err(Some(Invalid), INVALID: memory.remember)'
+    assert out["nan"] == "err(Some(Invalid), INVALID: memory.remember: NaN is not a finite number)"
+    assert out["wrong_dim"] == 'err(Some(Invalid), INVALID: memory.remember)'
+    assert out["bad_filter"].startswith("err(Some(Invalid), INVALID: memory.recall")
+    assert out["bad_metadata"] == 'err(Some(Invalid), INVALID: memory.remember)'
+    # What the SDK sent, as the host stored it.
+    stored = probe.app.memory.for_plugin(probe.name).recall("kettle", [1], 10)
+    assert {m.text: m.metadata for m in stored} == {"ada ordered a blue kettle": {"user": "ada"},
+                                                    "bob ordered a red kettle": {"user": "bob"}}
+
+
+def test_vectors_query_filters_by_metadata(probe: HostedProbe) -> None:
+    out = report(probe, "vectors_query")
+    assert [h["id"] for h in json.loads(out["en"])] == ["en1", "en2"]
+    assert json.loads(out["en_n2"]) == [{"id": "en2", "score": pytest.approx(0.6),
+                                         "metadata": {"lang": "en", "n": 2}}]
+    assert json.loads(out["fr"]) == []
+    assert [h["id"] for h in json.loads(out["unfiltered"])] == ["en1"]
+    assert out["bad_filter"] == ("err(Some(Invalid), INVALID: the filter must be a JSON "
+                                 "object)")
+    assert out["bad_k"].startswith("err(Some(Invalid), INVALID: k must be 1-1000")
+    assert out["missing"].startswith("err(Some(NotFound), NOT_FOUND: no vector collection")
 
 
 # -- the toolchain --------------------------------------------------------------------------

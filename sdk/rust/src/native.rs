@@ -364,6 +364,18 @@ pub(crate) mod vectors {
     pub(crate) unsafe fn host_delete(_c: *const u8, _cl: usize, _i: *const u8, _il: usize) -> i32 {
         UNAVAILABLE
     }
+
+    pub(crate) unsafe fn host_query(
+        c: *const u8,
+        cl: usize,
+        v: *const f32,
+        dim: i32,
+        k: i32,
+        _f: *const u8,
+        _fl: usize,
+    ) -> i64 {
+        host_search(c, cl, v, dim, k)
+    }
 }
 
 pub(crate) mod http {

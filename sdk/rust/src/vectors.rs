@@ -5,6 +5,8 @@
 //! use omnicore::vectors;
 //! vectors::upsert("docs", "a", &[0.1, 0.9, 0.0], r#"{"title":"A"}"#)?;
 //! let hits_json = vectors::search("docs", &[0.1, 0.8, 0.1], 3)?;
+//! // Only the vectors whose metadata has "title": "A":
+//! let a_json = vectors::query("docs", &[0.1, 0.8, 0.1], 3, r#"{"title":"A"}"#)?;
 //! vectors::delete("docs", "a")?;
 //! # Ok::<(), omnicore::Error>(())
 //! ```
@@ -33,6 +35,16 @@ extern "C" {
     fn host_search(coll: *const u8, coll_len: usize, vec: *const f32, dim: i32, k: i32) -> i64;
     #[link_name = "delete"]
     fn host_delete(coll: *const u8, coll_len: usize, id: *const u8, id_len: usize) -> i32;
+    #[link_name = "query"]
+    fn host_query(
+        coll: *const u8,
+        coll_len: usize,
+        vec: *const f32,
+        dim: i32,
+        k: i32,
+        filter: *const u8,
+        filter_len: usize,
+    ) -> i64;
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -72,6 +84,25 @@ pub fn search(collection: &str, vector: &[f32], k: u32) -> Result<String> {
             vector.as_ptr(),
             vector.len() as i32,
             k as i32,
+        )
+    };
+    Ok(String::from_utf8(take_block(packed as u64)?)?)
+}
+
+/// Like [`search`], keeping only the vectors whose metadata equals every key of `filter`, a
+/// JSON object of scalars (`r#"{"lang":"en","draft":false}"#`; `""` filters nothing). The
+/// filter applies before the `k` best are taken, so a selective filter still finds `k`.
+pub fn query(collection: &str, vector: &[f32], k: u32, filter: &str) -> Result<String> {
+    // SAFETY: the host reads the ranges and returns a block it allocated with omni_alloc.
+    let packed = unsafe {
+        host_query(
+            collection.as_ptr(),
+            collection.len(),
+            vector.as_ptr(),
+            vector.len() as i32,
+            k as i32,
+            filter.as_ptr(),
+            filter.len(),
         )
     };
     Ok(String::from_utf8(take_block(packed as u64)?)?)

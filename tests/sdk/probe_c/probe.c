@@ -10,6 +10,12 @@ static void show(omni_buf *b, const char *label, omni_data d) {
     omni_data_free(&d);
 }
 
+/* show() as one "label=..." line. */
+static void show_line(omni_buf *b, const char *label, omni_data d) {
+    show(b, label, d);
+    b->ptr[b->len - 1] = '\n';
+}
+
 OMNI_HANDLER(echo, input) { return omni_ok(input.ptr, input.len); }
 
 OMNI_HANDLER(fail, input) { return omni_error("%.*s", (int)input.len, (const char *)input.ptr); }
@@ -83,22 +89,35 @@ OMNI_HANDLER(secrets_probe, input) {
     return omni_buf_result(&b);
 }
 
-OMNI_HANDLER(http_probe, input) {
-    omni_buf b = {0};
-    omni_data block = omni_http_request(
-        "{\"method\":\"POST\",\"url\":\"https://api.example.com/items\",\"headers\":{}}",
-        input.ptr, input.len);
+/* Headers and body of a response, as "status:x-method:body". */
+static void show_response(omni_buf *b, const char *label, omni_data block) {
     omni_http_response resp;
-    if (omni_http_parse(&block, &resp) != 0) return omni_error("bad response block");
-    omni_json head, headers, target;
+    if (omni_http_parse(&block, &resp) != 0) {
+        show(b, label, block);
+        return;
+    }
+    omni_json head, headers, method;
     omni_json_parse(resp.head, resp.head_len, &head, NULL);
     omni_json_get(head, "headers", &headers);
-    omni_json_get(headers, "x-target", &target);
-    char *t = omni_json_string(target, NULL);
-    omni_buf_printf(&b, "status=%d target=%s body=%.*s ", resp.status, t, (int)resp.body_len,
+    char *m = omni_json_get(headers, "x-method", &method) == 1 ? omni_json_string(method, NULL)
+                                                               : NULL;
+    omni_buf_printf(b, "%s=%d:%s:%.*s ", label, resp.status, m ? m : "-", (int)resp.body_len,
                     (const char *)resp.body);
-    free(t);
+    free(m);
     omni_data_free(&block);
+}
+
+/* input: the loopback server's base URL. */
+OMNI_HANDLER(http_probe, input) {
+    omni_buf b = {0}, req = {0};
+    omni_buf_puts(&req, "{\"method\":\"POST\",\"headers\":{\"x-a\":\"1\"},\"url\":");
+    omni_buf_append(&req, "\"", 1);
+    omni_buf_append(&req, input.ptr, input.len);
+    omni_buf_puts(&req, "/items\"}");
+    show_response(&b, "post", omni_http_request(req.ptr, "payload", 7));
+    omni_buf_free(&req);
+    show_response(&b, "via", omni_http_request(
+        "{\"method\":\"GET\",\"connector\":\"local\",\"path\":\"/repos/x\"}", "", 0));
     show(&b, "denied", omni_http_request("{\"method\":\"GET\",\"url\":\"https://denied.example/\"}",
                                          "", 0));
     return omni_buf_result(&b);
@@ -144,6 +163,54 @@ OMNI_HANDLER(vectors_probe, input) {
     show(&b, "missing", omni_vectors_search("zz", q, 2, 1));
     omni_buf_printf(&b, "delete=%d,%d no_coll=%d", (int)omni_vectors_delete("c", "a"),
                     (int)omni_vectors_delete("c", "a"), (int)omni_vectors_delete("zz", "a"));
+    return omni_buf_result(&b);
+}
+
+/* The memory fields of abi.md §4.4: metadata, importance, vector; recall's filter and vector. */
+static int64_t remember(const char *text, const char *user, double importance, const float *vec) {
+    omni_buf item = {0};
+    omni_buf_puts(&item, "{\"text\":");
+    omni_buf_json_string(&item, text, strlen(text));
+    omni_buf_printf(&item, ",\"metadata\":{\"user\":\"%s\"},\"importance\":%g,\"vector\":", user,
+                    importance);
+    omni_buf_json_floats(&item, vec, 3);
+    omni_buf_puts(&item, "}");
+    int64_t id = omni_memory_remember(OMNI_MEMORY_SHORT_TERM, item.ptr);
+    omni_buf_free(&item);
+    return id;
+}
+
+OMNI_HANDLER(memory_fields, input) {
+    (void)input;
+    omni_buf b = {0}, q = {0};
+    const float ada[] = {1, 0, 0}, bob[] = {0, 1, 0}, near_bob[] = {0.1f, 0.9f, 0};
+    const float nan[] = {__builtin_nanf(""), 0, 0};
+    omni_buf_printf(&b, "ids=%d\n", remember("ada ordered a blue kettle", "ada", 0.9, ada) > 0 &&
+                                       remember("bob ordered a red kettle", "bob", 0.2, bob) > 0);
+    show_line(&b, "ada", omni_memory_recall("{\"query\":\"kettle\",\"filter\":{\"user\":\"ada\"}}"));
+    omni_buf_puts(&q, "{\"query\":\"kettle\",\"limit\":1,\"vector\":");
+    omni_buf_json_floats(&q, near_bob, 3);
+    omni_buf_puts(&q, "}");
+    show_line(&b, "near_bob", omni_memory_recall(q.ptr));
+    omni_buf_free(&q);
+    omni_buf_printf(&b, "nan=%d\n", omni_buf_json_floats(&q, nan, 3));
+    omni_buf_printf(&b, "nan_untouched=%d\n", q.len == 0);
+    omni_buf_printf(&b, "importance=%lld",
+                    (long long)omni_memory_remember(0, "{\"text\":\"x\",\"importance\":2}"));
+    return omni_buf_result(&b);
+}
+
+OMNI_HANDLER(vectors_query, input) {
+    (void)input;
+    omni_buf b = {0};
+    const float en1[] = {1, 0}, en2[] = {0.6f, 0.8f}, de1[] = {1, 0.1f}, q[] = {1, 0};
+    omni_vectors_upsert("q", "en1", en1, 2, "{\"lang\":\"en\"}");
+    omni_vectors_upsert("q", "en2", en2, 2, "{\"lang\":\"en\"}");
+    omni_vectors_upsert("q", "de1", de1, 2, "{\"lang\":\"de\"}");
+    show_line(&b, "en", omni_vectors_query("q", q, 2, 5, "{\"lang\":\"en\"}"));
+    show_line(&b, "fr", omni_vectors_query("q", q, 2, 5, "{\"lang\":\"fr\"}"));
+    show_line(&b, "all", omni_vectors_query("q", q, 2, 1, ""));
+    show_line(&b, "bad", omni_vectors_query("q", q, 2, 1, "[1]"));
     return omni_buf_result(&b);
 }
 

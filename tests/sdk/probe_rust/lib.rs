@@ -2,7 +2,7 @@
 //! text the test asserts on. Copied into a scaffolded crate by tests/sdk/test_rust.py.
 
 use omnicore::http::Request;
-use omnicore::memory::Tier;
+use omnicore::memory::{Memory, Recall, Tier};
 use omnicore::{config, events, handler, json_handler, kv, log, memory, secrets, tasks, vectors};
 use omnicore::{Error, Status};
 
@@ -89,19 +89,21 @@ fn secrets_probe(_: &[u8]) -> Result<String, Error> {
 }
 
 fn http_probe(input: &[u8]) -> Result<String, Error> {
-    let resp = Request::post("https://api.example.com/items", input)
+    let base = std::str::from_utf8(input)?;
+    let resp = Request::post(&format!("{}/items", base), "payload")
         .header("x-a", "1 \"quoted\"")
-        .timeout_ms(500)
+        .timeout_ms(5000)
         .send()?;
-    let via = Request::connector("github", "GET", "/repos/x").send()?;
+    let via = Request::connector("local", "GET", "/repos/x").send()?;
     let denied = Request::get("https://denied.example/").send();
     text(format!(
-        "status={} target={:?} ctype={:?} body={} via={:?} denied={}",
+        "status={} method={:?} ctype={:?} body={} via={} {} denied={}",
         resp.status,
-        resp.header("x-target"),
+        resp.header("x-method"),
         resp.header("content-type"),
         resp.text()?,
-        via.header("x-target"),
+        via.status,
+        via.text()?,
         show(denied)
     ))
 }
@@ -153,6 +155,79 @@ fn vectors_probe(_: &[u8]) -> Result<String, Error> {
     ))
 }
 
+/// The memory fields of abi.md §4.4 (metadata, importance, vector, ttl_s; recall's tiers,
+/// filter and vector), one `key=value` line each.
+fn memory_fields(_: &[u8]) -> Result<String, Error> {
+    Memory::new("ada ordered a blue kettle")
+        .metadata(r#"{"user":"ada"}"#)
+        .importance(0.9)
+        .vector(&[1.0, 0.0, 0.0])
+        .remember(Tier::ShortTerm)?;
+    Memory::new("bob ordered a red kettle")
+        .metadata(r#"{"user":"bob"}"#)
+        .importance(0.2)
+        .vector(&[0.0, 1.0, 0.0])
+        .ttl_s(60)
+        .remember(Tier::ShortTerm)?;
+    let lines = [
+        format!(
+            "ada={}",
+            Recall::new("kettle")
+                .filter(r#"{"user":"ada"}"#)
+                .tiers(&[Tier::ShortTerm])
+                .limit(5)
+                .run()?
+        ),
+        format!(
+            "near_bob={}",
+            Recall::new("kettle").vector(&[0.1, 0.9, 0.0]).limit(1).run()?
+        ),
+        format!(
+            "long_only={}",
+            Recall::new("kettle").tiers(&[Tier::LongTerm]).run()?
+        ),
+        format!(
+            "importance={}",
+            show(Memory::new("x").importance(1.5).remember(Tier::Working))
+        ),
+        format!(
+            "nan={}",
+            show(Memory::new("x").vector(&[f32::NAN]).remember(Tier::Working))
+        ),
+        format!(
+            "wrong_dim={}",
+            show(Memory::new("x").vector(&[1.0, 0.0]).remember(Tier::Working))
+        ),
+        format!(
+            "bad_filter={}",
+            show(Recall::new("x").filter(r#"{"user":["a"]}"#).run())
+        ),
+        format!(
+            "bad_metadata={}",
+            show(Memory::new("x").metadata("[1]").remember(Tier::Working))
+        ),
+    ];
+    text(lines.join("\n"))
+}
+
+/// `vectors::query`: search with a metadata equality filter, one `key=value` line each.
+fn vectors_query(_: &[u8]) -> Result<String, Error> {
+    vectors::upsert("q", "en1", &[1.0, 0.0], r#"{"lang":"en","n":1}"#)?;
+    vectors::upsert("q", "en2", &[0.6, 0.8], r#"{"lang":"en","n":2}"#)?;
+    vectors::upsert("q", "de1", &[1.0, 0.1], r#"{"lang":"de","n":1}"#)?;
+    let v = [1.0, 0.0];
+    let lines = [
+        format!("en={}", vectors::query("q", &v, 2, r#"{"lang":"en"}"#)?),
+        format!("en_n2={}", vectors::query("q", &v, 5, r#"{"lang":"en","n":2}"#)?),
+        format!("fr={}", vectors::query("q", &v, 5, r#"{"lang":"fr"}"#)?),
+        format!("unfiltered={}", vectors::query("q", &v, 1, "")?),
+        format!("bad_filter={}", show(vectors::query("q", &v, 1, "[1]"))),
+        format!("bad_k={}", show(vectors::query("q", &v, 0, ""))),
+        format!("missing={}", show(vectors::query("zz", &v, 1, ""))),
+    ];
+    text(lines.join("\n"))
+}
+
 #[derive(serde::Deserialize)]
 struct AddIn {
     a: i64,
@@ -187,5 +262,7 @@ handler!(
     tasks_probe => tasks_probe,
     memory_probe => memory_probe,
     vectors_probe => vectors_probe,
+    memory_fields => memory_fields,
+    vectors_query => vectors_query,
 );
 json_handler!(add => add);
