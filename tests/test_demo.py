@@ -6,7 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from omnicore.app import OmniApp
+from omnicore.errors import GuestError
 from omnicore.toolchains import build_all
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,5 +48,15 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path) -> None
         report = app.plugins.call_json("digest-rust", "report")
         assert report["topics"]["plugin.digest-js.note"] == 1
         assert "plugin.digest-js.note" not in app.plugins.call_json("digest-js", "report")["topics"]
+        # The notes find what they keep, by words and by likeness.
+        for lang in ("rust", "js"):
+            added = app.plugins.call_json(f"notes-{lang}", "add", {"text": "Buy basil for pesto"})
+            found = app.plugins.call_json(f"notes-{lang}", "find", {"query": "pesto"})
+            assert found[0]["id"] == added["id"]
+            similar = app.plugins.call_json(f"notes-{lang}", "similar", {"text": "pesto recipe"})
+            assert similar[0]["id"] == added["id"]
+        # The connector needs its token first (tests/test_github_issues.py calls a real server).
+        with pytest.raises(GuestError, match="secret 'github_token', which is not set"):
+            app.plugins.call_json("github-issues-js", "issues")
     finally:
         app.stop()

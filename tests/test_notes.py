@@ -82,7 +82,7 @@ def test_notes_are_found_by_words_and_by_likeness(notes_app: Callable[[], OmniAp
     # Full text matches whole words only; the embedding's trigrams match word pieces.
     assert call(plugin, "find", {"query": "recipe"}) == []
     similar = call(plugin, "similar", {"text": "a recipe with garlic", "k": 2})
-    assert [h["id"] for h in similar][0] == pasta and len(similar) == 2
+    assert similar[0]["id"] == pasta and len(similar) == 2
     assert similar[0]["tag"] == "food" and similar[0]["text"].startswith("Grandma's pasta")
     assert similar[0]["score"] > similar[1]["score"]
 
