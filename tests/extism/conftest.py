@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from extism_fixtures import pdk_plugin
+from extism_loopback import loopback_server
 
 from omnicore.plugins.host import PluginHost
 
@@ -18,3 +19,10 @@ def pdk_wasm() -> Path:
 def host() -> Iterator[PluginHost]:
     with PluginHost() as h:
         yield h
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[str]:
+    """A loopback HTTP server's base URL (tests/extism/loopback.py)."""
+    with loopback_server() as url:
+        yield url

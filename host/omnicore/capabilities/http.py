@@ -57,8 +57,8 @@ from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext
 from omnicore.storage.secrets import SecretStore, check_name
 
-__all__ = ["CAPABILITY", "DEFAULTS", "Connector", "HostRule", "capability", "connectors_from",
-           "for_app"]
+__all__ = ["CAPABILITY", "DEFAULTS", "Client", "Connector", "HostRule", "HttpRefused", "Response",
+           "capability", "connectors_from", "for_app"]
 
 DEFAULTS: dict[str, int] = {"max_response_bytes": 8 << 20, "max_request_bytes": 8 << 20,
                             "timeout_ms": 10_000, "max_redirects": 5, "max_concurrent": 4}
@@ -96,10 +96,17 @@ class _QueryRedactor(logging.Filter):
 logging.getLogger("urllib3.connectionpool").addFilter(_QueryRedactor())
 
 
-class _Refused(Exception):
+class HttpRefused(Exception):
+    """A request the grant refused or that failed: ``status`` is ``DENIED``, ``INVALID``,
+    ``QUOTA``, ``TOO_LARGE`` or ``UNAVAILABLE``, the message says why (never a credential)."""
+
     def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class _Refused(HttpRefused):
+    pass
 
 
 # -- allow-list rules -------------------------------------------------------------------------
@@ -503,8 +510,8 @@ def _address(state: _State, ex: _Exchange, scheme: str, host: str, port: int,
 
 
 def _exchange(state: _State, ex: _Exchange, secret: Callable[[str], bytes | None]
-              ) -> tuple[bytes, bytes]:
-    """The response's (head JSON, body), redirects followed."""
+              ) -> tuple[int, dict[str, str], bytes]:
+    """The response's (status, headers, body), redirects followed."""
     method, url, body = ex.method, ex.url, ex.body
     headers = dict(ex.headers)
     origin = None
@@ -532,9 +539,7 @@ def _exchange(state: _State, ex: _Exchange, secret: Callable[[str], bytes | None
             if status == 303 or (status in (301, 302) and method == "POST"):
                 method, body = ("GET" if method != "HEAD" else "HEAD"), b""
             continue
-        head = json.dumps({"status": status, "headers": resp_headers},
-                          separators=(",", ":"), ensure_ascii=False).encode()
-        return head, data
+        return status, resp_headers, data
     raise _Refused("UNAVAILABLE", "too many redirects")  # pragma: no cover - loop returns
 
 
@@ -642,21 +647,68 @@ def _request(state: _State, mem: GuestMemory, rp: int, rl: int, bp: int, bl: int
             raise _Refused("TOO_LARGE", f"body of {bl} bytes exceeds max_request_bytes "
                                         f"({state.max_request})")
         ex = _parse(state, mem.read(rp, rl, "request"), mem.read(bp, bl, "body"), mem.deadline)
-        if not state.slots.acquire(blocking=False):
-            raise _Refused("QUOTA", f"{state.max_concurrent} requests of this plugin are already "
-                                    "in flight (grant.http.max_concurrent)")
-        ex.slot = _Slot(state.slots)
-        try:
-            head, body = _exchange(state, ex, _secret_reader(state))
-        finally:
-            if not ex.slot.handed_off:
-                ex.slot.release()
+        status, headers, body = _run(state, ex)
     except _Refused as exc:
         message = f"{exc.status}: {exc}".encode()
         return mem.alloc_result(_redact(message, ex.cut if ex else ()), error=True)
+    head = json.dumps({"status": status, "headers": headers}, separators=(",", ":"),
+                      ensure_ascii=False).encode()
     # Cut head and body apart: a cut changes lengths, and the block starts with the head's.
     head = _redact(head, ex.cut)
     return mem.alloc_result(len(head).to_bytes(4, "little") + head + _redact(body, ex.cut))
+
+
+def _run(state: _State, ex: _Exchange) -> tuple[int, dict[str, str], bytes]:
+    """One parsed exchange, holding one of the plugin's ``max_concurrent`` slots."""
+    if not state.slots.acquire(blocking=False):
+        raise _Refused("QUOTA", f"{state.max_concurrent} requests of this plugin are already "
+                                "in flight (grant.http.max_concurrent)")
+    ex.slot = _Slot(state.slots)
+    try:
+        return _exchange(state, ex, _secret_reader(state))
+    finally:
+        if not ex.slot.handed_off:
+            ex.slot.release()
+
+
+@dataclass(frozen=True)
+class Response:
+    """What :meth:`Client.request` returns: headers lower-cased, repeats joined by ", "."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class Client:
+    """The checked client behind ``omnicore:http``, for host code that serves a plugin's
+    requests through another ABI (the Extism host functions): the same allow-list, address
+    checks, pinned DNS, re-checked redirects, size limits, ``max_concurrent`` and deadline as
+    a plugin's ``request`` — one grant, one set of rules. Connectors are not available here.
+    """
+
+    def __init__(self, ctx: PluginContext) -> None:
+        _check_grant(ctx.grant)
+        self._state = _State(ctx, {}, None)
+
+    @property
+    def max_response_bytes(self) -> int:
+        return self._state.max_response
+
+    def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
+                deadline: float) -> Response:
+        """Send one request (``deadline`` in ``time.monotonic()`` seconds, the calling plugin
+        call's); raise :class:`HttpRefused` when the grant refuses it or it fails."""
+        state = self._state
+        if len(body) > state.max_request:
+            raise _Refused("TOO_LARGE", f"body of {len(body)} bytes exceeds max_request_bytes "
+                                        f"({state.max_request})")
+        raw = json.dumps({"method": method, "url": url, "headers": dict(headers)}).encode()
+        if len(raw) > MAX_REQUEST_JSON:
+            raise _Refused("TOO_LARGE", f"request is larger than {MAX_REQUEST_JSON} bytes")
+        ex = _parse(state, raw, body, deadline)
+        status, resp_headers, data = _run(state, ex)
+        return Response(status, resp_headers, data)
 
 
 def _secret_reader(state: _State) -> Callable[[str], bytes | None]:

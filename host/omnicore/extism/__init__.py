@@ -7,9 +7,9 @@ Extism's call protocol, omnicore's grants and limits. Embedders add host functio
 ``extism:host/user`` with :func:`host_fn`, shaped like the Extism Python SDK's.
 """
 
-from omnicore.extism._manifest import ExtismManifest, read_manifest
+from omnicore.extism._manifest import SIDECAR_KEYS, ExtismManifest, parse_manifest, read_manifest
 from omnicore.extism._runtime import ExtismRuntime
 from omnicore.extism._user import CurrentPlugin, Memory, UserFunction, Val, ValType, host_fn
 
-__all__ = ["CurrentPlugin", "ExtismManifest", "ExtismRuntime", "Memory", "UserFunction", "Val",
-           "ValType", "host_fn", "read_manifest"]
+__all__ = ["SIDECAR_KEYS", "CurrentPlugin", "ExtismManifest", "ExtismRuntime", "Memory",
+           "UserFunction", "Val", "ValType", "host_fn", "parse_manifest", "read_manifest"]

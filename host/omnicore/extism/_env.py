@@ -9,10 +9,12 @@ Failures raise HostTrap with Extism's words: the call fails, the host keeps serv
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from omnicore.capabilities.http import Client, HttpRefused
 from omnicore.sandbox.fastcall import GuestMemory, HostTrap
 from omnicore.sandbox.pluginlog import PluginLog
 
@@ -32,11 +34,13 @@ class KernelMemory(GuestMemory):
 
 @dataclass(frozen=True)
 class EnvState:
-    """What the host functions of one runtime share: its config, log and var limit."""
+    """What the host functions of one runtime share: its config, log, var limit and HTTP
+    client (None without an ``http`` grant)."""
 
     config: Mapping[str, Any]
     log: PluginLog
     max_var_bytes: int
+    http: Client | None = None
 
 
 def _text(value: Any) -> bytes:
@@ -85,20 +89,58 @@ def get_log_level(state: EnvState, mem: KernelMemory) -> int:
     return state.log.min_level
 
 
-_NO_HTTP = ("HTTP is not available to Extism plugins in this omnicore version (the http "
-            "capability has not landed; see specs/extism.md)")
+def _http_request(raw: bytes) -> tuple[str, str, dict[str, str]]:
+    """(method, url, headers) of Extism's HttpRequest JSON ``{url, method?, headers?}``."""
+    try:
+        req = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HostTrap(f"invalid HTTP request JSON: {exc}") from None
+    url = req.get("url") if isinstance(req, dict) else None
+    if not isinstance(url, str):
+        raise HostTrap("invalid HTTP request JSON: it needs a \"url\" string")
+    method = req.get("method") or "GET"
+    headers = req.get("headers") or {}
+    if not isinstance(method, str) or not isinstance(headers, dict) or not all(
+            isinstance(v, str) for v in headers.values()):
+        raise HostTrap("invalid HTTP request JSON: \"method\" must be a string and "
+                       "\"headers\" an object of strings")
+    return method, url, headers
 
 
 def http_request(state: EnvState, mem: KernelMemory, req: int, body: int) -> int:
-    raise HostTrap(_NO_HTTP)
+    # As Extism, the request and body blocks stay the plugin's (PDKs free or reuse them).
+    inst = mem.owner
+    method, url, headers = _http_request(inst.block_bytes(req, "http request"))
+    if state.http is None:
+        raise HostTrap(f"HTTP request to {url} is not allowed (no allowed_hosts in the Extism "
+                       "manifest, no http grant)")
+    data = inst.block_bytes(body, "http request body")
+    try:
+        resp = state.http.request(method, url, headers, data, mem.deadline)
+    except HttpRefused as exc:
+        if time.monotonic() >= mem.deadline:
+            inst.deadline_hit = True  # the call fails as DeadlineExceeded: Extism's "timeout"
+            raise HostTrap(f"timeout: HTTP request to {url}: {exc}") from None
+        if exc.status == "DENIED":
+            raise HostTrap(f"HTTP request to {url} is not allowed: {exc}") from None
+        if exc.status == "TOO_LARGE" and str(exc).startswith("response"):
+            raise HostTrap(f"HTTP response exceeds the configured maximum number of bytes: "
+                           f"{state.http.max_response_bytes}") from None
+        raise HostTrap(f"HTTP request to {url} failed: {exc.status}: {exc}") from None
+    inst.http_status, inst.http_headers = resp.status, resp.headers
+    return inst.new_block(resp.body)
 
 
 def http_status_code(state: EnvState, mem: KernelMemory) -> int:
-    return 0
+    return mem.owner.http_status
 
 
 def http_headers(state: EnvState, mem: KernelMemory) -> int:
-    return 0
+    headers = mem.owner.http_headers
+    if headers is None:
+        return 0
+    return mem.owner.new_block(json.dumps(dict(sorted(headers.items())),
+                                          separators=(",", ":")).encode())
 
 
 Impl = Callable[..., Any]

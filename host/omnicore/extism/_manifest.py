@@ -1,37 +1,65 @@
-"""An Extism manifest (``NAME.json`` next to the plugin) as omnicore config, grants and limits."""
+"""An Extism manifest as omnicore grants, config and limits (specs/extism.md).
+
+The keys come from ``NAME.json`` next to the plugin and from the same keys in its sidecar
+(the sidecar's win, key by key). They become one layer of settings at the sidecar's rank:
+``config`` the plugin's config (and the ``config`` grant), ``allowed_hosts`` and
+``memory.max_http_response_bytes`` an ``http`` grant, ``timeout_ms`` and ``memory.max_pages``
+limits; ``memory.max_var_bytes`` stays with the Extism runtime.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omnicore.errors import ConfigError
+from omnicore.sandbox.grants import GrantLayer
 
-__all__ = ["DEFAULT_MAX_VAR_BYTES", "ExtismManifest", "manifest_path", "read_manifest"]
+__all__ = ["DEFAULT_MAX_VAR_BYTES", "SIDECAR_KEYS", "ExtismManifest", "manifest_path",
+           "parse_manifest", "read_manifest"]
 
 #: Extism's default for ``memory.max_var_bytes``.
 DEFAULT_MAX_VAR_BYTES = 1024 * 1024
+#: The Extism manifest keys a sidecar may hold (``config`` is a sidecar key of its own).
+SIDECAR_KEYS = ("allowed_hosts", "allowed_paths", "memory", "timeout_ms")
 _PAGE = 65536
-_UNSUPPORTED = {
-    "allowed_hosts": "HTTP is not available to Extism plugins until omnicore's http "
-                     "capability lands",
-    "allowed_paths": "omnicore gives Extism plugins no filesystem access",
-    "memory.max_http_response_bytes": "HTTP is not available to Extism plugins until "
-                                      "omnicore's http capability lands",
-}
+_LIMITS = ("timeout_ms", "memory.max_pages", "memory.max_var_bytes",
+           "memory.max_http_response_bytes")
+_SUPPORTED = ("wasm, config, allowed_hosts, timeout_ms, memory.max_pages, memory.max_var_bytes, "
+              "memory.max_http_response_bytes")
+_GLOB = frozenset("*?[]{}!")
 
 
 @dataclass(frozen=True)
 class ExtismManifest:
-    """What omnicore takes from an Extism manifest. ``path`` is None when there is none."""
+    """What omnicore takes from an Extism manifest. ``path`` is None when there is no file."""
 
     path: Path | None = None
     config: dict[str, str] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)
+    grants: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_var_bytes: int = DEFAULT_MAX_VAR_BYTES
+
+    def under(self, grants: GrantLayer, config: Mapping[str, Any], limits: Mapping[str, Any]
+              ) -> tuple[GrantLayer, dict[str, Any], dict[str, Any]]:
+        """This manifest's layer under a sidecar's own ``grants``, ``config`` and ``limits``.
+
+        The sidecar wins key by key, except that an ``http`` grant in both adds up: the
+        sidecar's options apply and its ``allow_hosts`` join the manifest's.
+        """
+        merged: GrantLayer = {name: dict(opts) for name, opts in self.grants.items()}
+        for name, opts in grants.items():
+            mine = merged.get(name)
+            if name == "http" and opts is not None and mine is not None:
+                hosts = [*mine.get("allow_hosts", []), *opts.get("allow_hosts", [])]
+                merged[name] = {**mine, **opts, "allow_hosts": list(dict.fromkeys(hosts))}
+            else:
+                merged[name] = None if opts is None else dict(opts)
+        return merged, {**self.config, **config}, {**self.limits, **limits}
 
 
 def manifest_path(wasm: Path) -> Path:
@@ -39,47 +67,62 @@ def manifest_path(wasm: Path) -> Path:
     return wasm.with_suffix(".json")
 
 
-def read_manifest(wasm: Path | None) -> ExtismManifest:
-    """Read the manifest next to ``wasm`` (an empty one when there is no file).
+def read_manifest(wasm: Path | None, sidecar: Mapping[str, Any] | None = None,
+                  sidecar_path: Path | None = None) -> ExtismManifest:
+    """The manifest of ``wasm``: ``NAME.json`` (if there is one) under ``sidecar``'s Extism
+    keys (:data:`SIDECAR_KEYS`, from ``sidecar_path``).
 
     Raises ConfigError (one line, naming the file and key) for bad JSON, bad values and
     keys omnicore does not support.
     """
-    if wasm is None or not manifest_path(wasm).is_file():
+    data: dict[str, Any] = {}
+    path = manifest_path(wasm) if wasm is not None else None
+    if path is not None and path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read the Extism manifest: {exc}"
+                              .replace("\n", " "), source=str(path)) from None
+        if not isinstance(loaded, Mapping):
+            raise ConfigError(f"{path}: an Extism manifest must be a JSON object",
+                              source=str(path))
+        data = _flat(loaded)
+    else:
+        path = None
+    if sidecar:
+        data.update(_flat(sidecar))
+    if not data:
         return ExtismManifest()
-    path = manifest_path(wasm)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read the Extism manifest: {exc}".replace("\n", " "),
-                          source=str(path)) from None
-    return parse_manifest(data, path, wasm)
+    where = " and ".join(str(p) for p in (path, sidecar_path if sidecar else None) if p)
+    mapped = parse_manifest(data, where or "the Extism manifest", wasm)
+    return ExtismManifest(path=path, config=mapped.config, limits=mapped.limits,
+                          grants=mapped.grants, max_var_bytes=mapped.max_var_bytes)
 
 
-def parse_manifest(data: Any, path: Path, wasm: Path | None = None) -> ExtismManifest:
-    """Map a decoded Extism manifest; ``wasm`` is the plugin file it must describe."""
-    src = str(path)
-
-    def bad(key: str, why: str) -> ConfigError:
-        return ConfigError(f"{src}: Extism manifest key '{key}': {why}", key=key,
-                           value=None, source=src)
-
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{src}: an Extism manifest must be a JSON object", source=src)
+def _flat(data: Mapping[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if key == "memory" and isinstance(value, Mapping):
             flat.update({f"memory.{k}": v for k, v in value.items()})
         else:
             flat[str(key)] = value
+    return flat
+
+
+def parse_manifest(data: Mapping[str, Any], src: str, wasm: Path | None = None
+                   ) -> ExtismManifest:
+    """Map Extism manifest keys (``memory`` as a table or flattened ``memory.*`` keys) read
+    from ``src`` (named in errors); ``wasm`` is the plugin file the manifest must describe."""
+
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(f"{src}: Extism manifest key '{key}': {why}", key=key,
+                           value=None, source=src)
+
     config: dict[str, str] = {}
     limits: dict[str, int] = {}
+    http: dict[str, Any] = {}
     max_var = DEFAULT_MAX_VAR_BYTES
-    for key, value in flat.items():
-        if key in _UNSUPPORTED:
-            if value in (None, [], {}):
-                continue
-            raise bad(key, f"not supported: {_UNSUPPORTED[key]}")
+    for key, value in _flat(data).items():
         if key == "wasm":
             _check_sources(value, wasm, bad)
         elif key == "config":
@@ -87,7 +130,19 @@ def parse_manifest(data: Any, path: Path, wasm: Path | None = None) -> ExtismMan
                     isinstance(v, str) for v in value.values()):
                 raise bad(key, "must be an object of string values")
             config = {str(k): v for k, v in value.items()}
-        elif key in ("timeout_ms", "memory.max_pages", "memory.max_var_bytes"):
+        elif key == "allowed_hosts":
+            if value is None:
+                continue
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise bad(key, "must be a list of host names")
+            rules = [rule for pattern in value for rule in _host_rules(pattern, bad)]
+            if rules:
+                http["allow_hosts"] = list(dict.fromkeys(rules))
+        elif key == "allowed_paths":
+            if value in (None, {}, []):
+                continue
+            raise bad(key, "not supported: omnicore gives Extism plugins no filesystem access")
+        elif key in _LIMITS:
             if value is None:
                 continue
             floor = 0 if key == "memory.max_var_bytes" else 1
@@ -97,15 +152,45 @@ def parse_manifest(data: Any, path: Path, wasm: Path | None = None) -> ExtismMan
                 limits["timeout_ms"] = value
             elif key == "memory.max_pages":
                 limits["max_memory_bytes"] = value * _PAGE
-            else:
+            elif key == "memory.max_var_bytes":
                 max_var = value
+            else:
+                http["max_response_bytes"] = value
         else:
-            raise bad(key, "not supported by omnicore (supported: wasm, config, timeout_ms, "
-                           "memory.max_pages, memory.max_var_bytes)")
-    return ExtismManifest(path=path, config=config, limits=limits, max_var_bytes=max_var)
+            raise bad(key, f"not supported by omnicore (supported: {_SUPPORTED})")
+    grants: dict[str, dict[str, Any]] = {}
+    if config:
+        grants["config"] = {}  # the operator's manifest gives the plugin its config
+    if http:
+        grants["http"] = http
+    return ExtismManifest(config=config, limits=limits, grants=grants, max_var_bytes=max_var)
 
 
-def _check_sources(value: Any, wasm: Path | None, bad: Any) -> None:
+def _host_rules(pattern: str, bad: Callable[[str, str], ConfigError]) -> list[str]:
+    """An Extism ``allowed_hosts`` pattern as http grant rules.
+
+    Extism matches a glob against the URL's host only, any scheme and port: an exact name
+    (or IP) and ``*.suffix`` map onto the http grant's rules exactly; other globs (``*``
+    alone included) cannot be expressed there and are refused rather than widened.
+    """
+    host = pattern.strip().lower().rstrip(".")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+    if ip is not None:
+        host = f"[{ip}]" if ip.version == 6 else str(ip)
+    else:
+        name = host[2:] if host.startswith("*.") else host
+        if not name or _GLOB & set(name) or any(c in name for c in "/:@ \t"):
+            raise bad("allowed_hosts", f"{pattern!r}: omnicore takes a host name, an IP "
+                                       "address or '*.example.com' (other Extism globs, '*' "
+                                       "included, are not supported: list the hosts)")
+    return [f"http://{host}:*", f"https://{host}:*"]
+
+
+def _check_sources(value: Any, wasm: Path | None, bad: Callable[[str, str], ConfigError]
+                   ) -> None:
     # The plugin file is what omnicore loads; the manifest may only describe that file.
     if not isinstance(value, list):
         raise bad("wasm", "must be a list of sources")

@@ -22,7 +22,9 @@ from typing import Any, cast
 
 import wasmtime
 
+from omnicore.capabilities.http import Client
 from omnicore.errors import (
+    ConfigError,
     DeadlineExceeded,
     FuelExhausted,
     GuestError,
@@ -38,9 +40,9 @@ from omnicore.errors import (
 )
 from omnicore.extism._env import ENV_FUNCTIONS, EnvState, KernelMemory
 from omnicore.extism._kernel import FIRST_HANDLE, KERNEL_FUNCTIONS, kernel_wasm
-from omnicore.extism._manifest import read_manifest
+from omnicore.extism._manifest import DEFAULT_MAX_VAR_BYTES
 from omnicore.extism._user import CurrentPlugin, UserFunction, Val, as_user_function
-from omnicore.sandbox.capability import CapabilityRegistry
+from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.engine import SandboxEngine
 
 # The fast path's C entry points (fastcall.PRIVATE_NAMES, checked by its test).
@@ -98,6 +100,9 @@ class Instance:
         self._raw, self._raw2, self._trap, self._trap2 = base, base + 32, base + 64, base + 72
         self._i32 = (ctypes.c_int32 * 20).from_address(base)
         self.vars: dict[str, bytes] = {}
+        # The last HTTP response's status and headers (http_status_code, http_headers).
+        self.http_status = 0
+        self.http_headers: dict[str, str] | None = None
         # Read by the raw host-function trampolines (fastcall): host functions run outside
         # the epoch check, so they stop at this wall-clock deadline and flag it.
         self.timeout_s = rt.limits.timeout_ms / 1000
@@ -218,16 +223,21 @@ class Instance:
         self.memory.write(handle, data, "kernel block")
         return handle
 
-    def take_bytes(self, handle: int, what: str) -> bytes:
-        """The bytes of the block at ``handle``, which is then freed (0 is empty)."""
+    def block_bytes(self, handle: int, what: str) -> bytes:
+        """The bytes of the block at ``handle`` (0 is empty)."""
         if handle == 0:
             return b""
         n = self.kernel_length(handle)
         if n == 0:
             raise HostTrap(f"invalid handle {handle} for the {what}: not a live block of "
                            "kernel memory")
-        data = self.memory.read(handle, n, what)
-        self.kernel_free(handle)
+        return self.memory.read(handle, n, what)
+
+    def take_bytes(self, handle: int, what: str) -> bytes:
+        """The bytes of the block at ``handle``, which is then freed (0 is empty)."""
+        data = self.block_bytes(handle, what)
+        if handle:
+            self.kernel_free(handle)
         return data
 
     def take_text(self, handle: int, what: str) -> str:
@@ -283,8 +293,9 @@ class ExtismRuntime(PooledRuntime["Instance"]):
     The constructor and :meth:`call` raise what ``sandbox.PluginRuntime`` raises. Extism's
     own words are kept: a guest error's text, ``Error code: N``, ``timeout``, ``oom``.
     ``functions`` are user host functions (:func:`omnicore.extism.host_fn` or the Extism
-    SDK's ``host_fn``); the Extism manifest ``NAME.json`` next to the plugin file applies
-    (config, grants, limits; see specs/extism.md).
+    SDK's ``host_fn``). Grants, config and limits arrive with an Extism manifest already
+    mapped onto them (the plugin host does that, see specs/extism.md); ``max_var_bytes`` is
+    the manifest's ``memory.max_var_bytes``.
     """
 
     def __init__(self, engine: SandboxEngine, module: PluginModule,
@@ -292,22 +303,24 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                  grants: Mapping[str, Mapping[str, Any]] | Iterable[str] | None = None,
                  config: Mapping[str, Any] | None = None, limits: Limits | None = None,
                  log: PluginLog | None = None, *, data_dir: Path | None = None,
-                 functions: Sequence[Any] = ()) -> None:
+                 functions: Sequence[Any] = (),
+                 max_var_bytes: int = DEFAULT_MAX_VAR_BYTES) -> None:
         if module.abi != "extism":
             raise InvalidModule(f"plugin {module.name!r} is not an Extism plugin",
                                 plugin=module.name)
         self.engine = engine
         self.module = module
         self.name = module.name
-        manifest = read_manifest(module.path)
-        self.extism_manifest = manifest
-        self.limits = (limits or Limits()).merged(manifest.limits)
-        self.config: Mapping[str, Any] = {**manifest.config, **dict(config or {})}
+        self.limits = limits or Limits()
+        self.config: Mapping[str, Any] = dict(config or {})
         self.log = log if log is not None else PluginLog(module.name)
         grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
-        if manifest.config:
-            grant_map.setdefault("config", {})  # the operator's manifest gives it config
         validate_grants(grant_map, registry, self.name)
+        http = grant_map.get("http")
+        if http is not None and http.get("connectors"):
+            raise ConfigError(f"plugin {self.name!r}: Extism plugins send URLs, so "
+                              "grant.http.connectors is not available to them",
+                              key="grant.http.connectors")
         self.granted = frozenset(grant_map) | registry.defaults()
         user = [as_user_function(f) for f in functions]
         self._check_imports(user)
@@ -323,7 +336,9 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         linker.allow_shadowing = True  # each new store's kernel replaces the last one
         if module.uses_wasi:
             linker.define_wasi()
-        state = EnvState(self.config, self.log, manifest.max_var_bytes)
+        client = None if http is None else Client(
+            PluginContext(self.name, http, self.config, self.log, data_dir))
+        state = EnvState(self.config, self.log, max_var_bytes, client)
         for fname, (params, results, impl) in ENV_FUNCTIONS.items():
             define_host_function(linker, EXTISM_ENV, fname, params, results, impl, state,
                                  self.registry, self._keepalive)

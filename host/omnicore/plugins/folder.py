@@ -2,7 +2,8 @@
 
 Every ``*.wasm`` in the folder is a plugin; an optional sidecar next to it (``NAME.toml``,
 ``NAME.yaml`` or ``NAME.yml``, where NAME is the file name without ``.wasm``) holds the
-operator's grants, config and limits (specs/abi.md §7). The folder is watched: after each
+operator's grants, config and limits (specs/abi.md §7), and ``NAME.json`` an Extism
+plugin's manifest (specs/extism.md). The folder is watched: after each
 batch of file events it is rescanned and compared with what is loaded, so a missed or merged
 event can never leave the host out of step with the disk.
 """
@@ -61,13 +62,14 @@ def resolve_plugin_file(folder: Path, name: str, manifest_name: Callable[[Path],
 
 
 # A file's fingerprint: cheap to take (stat only) and it changes whenever the wasm or any of
-# its sidecars is written, created or removed.
+# its sidecars (or its Extism manifest) is written, created or removed.
 Fingerprint = tuple[tuple[str, int, int], ...]
+_COMPANIONS = (*SIDECAR_SUFFIXES, ".json")
 
 
 def _fingerprint(wasm: Path) -> Fingerprint | None:
     parts = []
-    for path in (wasm, *(wasm.with_suffix(s) for s in SIDECAR_SUFFIXES)):
+    for path in (wasm, *(wasm.with_suffix(s) for s in _COMPANIONS)):
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -210,7 +212,7 @@ class PluginFolder:
 
     def _watch(self) -> None:
         def interesting(_change: watchfiles.Change, name: str) -> bool:
-            return name.endswith((".wasm", *SIDECAR_SUFFIXES))
+            return name.endswith((".wasm", *_COMPANIONS))
 
         # Every wake-up (events, or the 500 ms timeout) rescans the folder: the rescan is a
         # few stat() calls, it catches files written before the watcher was armed, and it

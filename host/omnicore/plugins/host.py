@@ -32,7 +32,7 @@ from omnicore.errors import (
     PluginLoadError,
     PluginNotFound,
 )
-from omnicore.extism import ExtismRuntime
+from omnicore.extism import ExtismManifest, ExtismRuntime, read_manifest
 from omnicore.plugins import settings as plugin_settings
 from omnicore.plugins.breaker import BreakerState, CircuitBreaker
 from omnicore.plugins.events import (
@@ -185,6 +185,7 @@ class PluginHost:
         sidecar = read_sidecar(path) if path is not None else Sidecar()
         module = self._load_module(source, path, name)
         self._check_manifest(module)
+        sidecar, extism = self._extism_layer(module, path, sidecar)
         settings = self._settings_for(module.name, sidecar, grants, config, limits)
         module = self._fit_engine(module, settings, source, path, name)
         with self._lock:
@@ -206,7 +207,7 @@ class PluginHost:
                                    PluginLoadError(placeholder.last_error or "failed to load"),
                                    placeholder.source.name)
         try:
-            self._activate(entry, module, settings)
+            self._activate(entry, module, settings, extism)
         except BaseException:
             self._pop(entry.name, entry)
             raise
@@ -255,7 +256,8 @@ class PluginHost:
                 raise PluginError(f"plugin '{name}' was loaded from bytes; there is no sidecar "
                                   "to persist its grants to", plugin=name)
             grants = grant_rules.merge(entry.settings.grants, layer)
-            self._activate(entry, entry.module, replace(entry.settings, grants=grants))
+            self._activate(entry, entry.module, replace(entry.settings, grants=grants),
+                           entry.extism)
             with self._lock:
                 self._runtime_grants.setdefault(name, {}).update(layer)
             if persist and entry.source is not None:
@@ -277,6 +279,23 @@ class PluginHost:
             except ConfigError as exc:
                 raise PluginLoadError(f"plugin '{module.name}': {exc}",
                                       plugin=module.name) from exc
+
+    @staticmethod
+    def _extism_layer(module: PluginModule, path: Path | None, sidecar: Sidecar
+                      ) -> tuple[Sidecar, ExtismManifest | None]:
+        """An Extism plugin's manifest (``NAME.json`` under the sidecar's Extism keys) folded
+        into its sidecar layer (specs/extism.md); a native plugin's sidecar may not carry
+        Extism keys."""
+        if module.abi != "extism":
+            if sidecar.extism:
+                key = next(iter(sidecar.extism))
+                raise ConfigError(f"{sidecar.path}: '{key}' is an Extism manifest key, and "
+                                  f"plugin '{module.name}' is a native omnicore plugin (use "
+                                  "grants.http and limits)", key=key, source=str(sidecar.path))
+            return sidecar, None
+        manifest = read_manifest(path, sidecar.extism, sidecar.path)
+        grants, config, limits = manifest.under(sidecar.grants, sidecar.config, sidecar.limits)
+        return replace(sidecar, grants=grants, config=config, limits=limits), manifest
 
     def _fit_engine(self, module: PluginModule, settings: PluginSettings,
                     source: bytes | str | Path, path: Path | None,
@@ -301,20 +320,22 @@ class PluginHost:
             sidecar=sidecar, host_grants=self._runtime_grants.get(name, {}), grants=grants,
             config=config, limits=limits)
 
-    def _activate(self, entry: Entry, module: PluginModule, settings: PluginSettings) -> None:
-        """Link ``module`` with ``settings`` and make it current.
+    def _activate(self, entry: Entry, module: PluginModule, settings: PluginSettings,
+                  extism: ExtismManifest | None = None) -> None:
+        """Link ``module`` with ``settings`` (and an Extism plugin's ``extism`` manifest) and
+        make it current.
 
         Settings are committed only when the result is a state the plugin can be in
         (loaded, needs-grant, disabled); any other failure raises and leaves the entry (and
         the version serving it) untouched.
         """
         with entry.relink:
-            self._activate_locked(entry, module, settings)
+            self._activate_locked(entry, module, settings, extism)
 
     def _activate_locked(self, entry: Entry, module: PluginModule,
-                         settings: PluginSettings) -> None:
+                         settings: PluginSettings, extism: ExtismManifest | None) -> None:
         if settings.disabled:
-            self._commit(entry, module, settings, missing=())
+            self._commit(entry, module, settings, (), extism)
             entry.swap(None)
             self._set_state(entry, "disabled")
             return
@@ -328,19 +349,20 @@ class PluginHost:
                 runtime = ExtismRuntime(engine, module, self._capabilities(), settings.grants,
                                         settings.config, settings.limits, log=entry.log,
                                         data_dir=self._data_dir,
-                                        functions=self.extism_functions)
+                                        functions=self.extism_functions,
+                                        max_var_bytes=(extism or ExtismManifest()).max_var_bytes)
             else:
                 runtime = PluginRuntime(engine, module, self._capabilities(), settings.grants,
                                         settings.config, settings.limits, log=entry.log,
                                         data_dir=self._data_dir)
         except NeedsGrant as exc:
-            self._commit(entry, module, settings, missing=tuple(exc.missing))
+            self._commit(entry, module, settings, tuple(exc.missing), extism)
             entry.last_error = str(exc)
             entry.swap(None)
             self._set_state(entry, "needs-grant")
             log.warning("%s", exc)
             return
-        self._commit(entry, module, settings, missing=())
+        self._commit(entry, module, settings, (), extism)
         entry.loaded_at = time.time()
         entry.breaker.reset()
         previous = entry.swap(Version(module, runtime))
@@ -353,9 +375,10 @@ class PluginHost:
 
     @staticmethod
     def _commit(entry: Entry, module: PluginModule, settings: PluginSettings,
-                missing: tuple[str, ...]) -> None:
+                missing: tuple[str, ...], extism: ExtismManifest | None) -> None:
         entry.module = module
         entry.settings = settings
+        entry.extism = extism
         entry.missing = missing
         entry.last_error = None
         entry.stale = False
@@ -528,17 +551,18 @@ class PluginHost:
                 # Renamed in its manifest: a different plugin now lives in this file.
                 self.unload(name, reason=f"{path.name} now holds plugin '{module.name}'")
                 return self.load_file(path)
+            sidecar, extism = self._extism_layer(module, path, sidecar)
             settings = self._settings_for(name, sidecar)
             module = self._fit_engine(module, settings, path, path, None)
         except (PluginError, ConfigError, OSError) as exc:
             return self._reload_failed(entry, path, exc)
         if (entry.state == "loaded" and entry.module.sha256 == module.sha256
-                and entry.settings == settings):
+                and entry.settings == settings and entry.extism == extism):
             entry.last_error = None
             entry.stale = False
             return name  # only an mtime moved
         try:
-            self._activate(entry, module, settings)
+            self._activate(entry, module, settings, extism)
         except (PluginError, ConfigError) as exc:
             return self._reload_failed(entry, path, exc)
         self._emit(PluginReloaded(plugin=name, version=_version_of(module), path=str(path),

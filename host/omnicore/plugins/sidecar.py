@@ -2,8 +2,10 @@
 
 ``NAME.toml``, ``NAME.yaml`` or ``NAME.yml`` (NAME is the file name without ``.wasm``), with
 the keys ``grants`` (or ``[grant.<capability>]`` tables), ``config``, ``limits``, ``enabled``
-(specs/abi.md §7). :func:`read_sidecar` validates one; :func:`write_grants` persists grants
-made on a running host (the console, ``app.plugins.grant(..., persist=True)``) back into it.
+(specs/abi.md §7), and for an Extism plugin the Extism manifest keys ``allowed_hosts``,
+``allowed_paths``, ``memory``, ``timeout_ms`` (specs/extism.md). :func:`read_sidecar`
+validates one; :func:`write_grants` persists grants made on a running host (the console,
+``app.plugins.grant(..., persist=True)``) back into it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 import yaml
 
 from omnicore.errors import ConfigError
+from omnicore.extism import SIDECAR_KEYS as EXTISM_KEYS
+from omnicore.extism import parse_manifest
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.grants import GrantLayer
 from omnicore.sandbox.limits import Limits
@@ -27,7 +31,7 @@ __all__ = ["SIDECAR_SUFFIXES", "Sidecar", "read_sidecar", "read_sidecar_data", "
            "write_grants", "write_sidecar_data"]
 
 SIDECAR_SUFFIXES = (".toml", ".yaml", ".yml")
-_SIDECAR_KEYS = ("grants", "grant", "config", "limits", "enabled")
+_SIDECAR_KEYS = ("grants", "grant", "config", "limits", "enabled", *EXTISM_KEYS)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class Sidecar:
     config: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
+    #: Extism manifest keys (applied to Extism plugins, refused for native ones at load).
+    extism: dict[str, Any] = field(default_factory=dict)
 
 
 def sidecar_paths(wasm: Path) -> list[Path]:
@@ -103,8 +109,11 @@ def read_sidecar(wasm: Path) -> Sidecar:
     if not isinstance(enabled, bool):
         raise ConfigError(f"{source}: 'enabled' must be true or false, got {enabled!r}",
                           key="enabled", value=enabled, source=source)
+    extism = {k: data[k] for k in EXTISM_KEYS if k in data}
+    if extism:
+        parse_manifest(extism, source, wasm)  # bad values name this file and the key
     return Sidecar(path=path, grants=grants, config=dict(config), limits=dict(limits),
-                   enabled=enabled)
+                   enabled=enabled, extism=extism)
 
 
 def write_grants(wasm: Path, grants: Mapping[str, Mapping[str, Any] | None]) -> Path:

@@ -20,7 +20,7 @@ from omnicore.plugins.stats import CallStats
 from omnicore.sandbox.pluginlog import PluginLog
 
 if TYPE_CHECKING:
-    from omnicore.extism import ExtismRuntime
+    from omnicore.extism import ExtismManifest, ExtismRuntime
     from omnicore.sandbox.module import PluginModule
     from omnicore.sandbox.runtime import PluginRuntime
 
@@ -52,6 +52,8 @@ class Entry:
         self.module: PluginModule | None = None
         self.version: Version | None = None
         self.settings: PluginSettings | None = None
+        #: An Extism plugin's manifest, as its settings were made from it (None: native).
+        self.extism: ExtismManifest | None = None
         self.missing: tuple[str, ...] = ()
         self.last_error: str | None = None
         # A reload of the file failed while the previous version kept serving.

@@ -103,3 +103,41 @@ export function abort_me(): i32 {
   throw new Error("the plugin aborted");
   return 0;
 }
+
+@external("extism:host/env", "http_request")
+declare function http_request(req: u64, body: u64): u64;
+@external("extism:host/env", "http_status_code")
+declare function http_status_code(): i32;
+@external("extism:host/env", "http_headers")
+declare function http_headers(): u64;
+
+function textOf(offset: u64): string {
+  return offset == 0 ? "" : new Memory(offset, lengthOf(offset)).toString();
+}
+
+// The input is Extism's HttpRequest JSON ({"url", "method", "headers"}), then optionally a
+// newline and the request body; the output is "STATUS BODY".
+export function http(): i32 {
+  const input = Host.inputString();
+  const nl = input.indexOf("\n");
+  const req = Memory.allocateString(nl < 0 ? input : input.substring(0, nl));
+  const body: u64 = nl < 0 ? 0 : Memory.allocateString(input.substring(nl + 1)).offset;
+  const res = http_request(req.offset, body);
+  Host.outputString(http_status_code().toString() + " " + textOf(res));
+  return 0;
+}
+
+// The same request, then the response headers Extism hands the plugin ("<none>" for 0).
+export function http_head(): i32 {
+  const req = Memory.allocateString(Host.inputString());
+  http_request(req.offset, 0);
+  const headers = http_headers();
+  Host.outputString(headers == 0 ? "<none>" : textOf(headers));
+  return 0;
+}
+
+// The status of the last request this instance made (0 before any).
+export function http_last_status(): i32 {
+  Host.outputString(http_status_code().toString());
+  return 0;
+}

@@ -1,0 +1,66 @@
+"""A real HTTP server on 127.0.0.1 for the Extism HTTP tests (both omnicore and the Extism SDK
+reach it). Its answers carry only fixed headers, so both sides can compare them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+BIG = b"0123456789" * 100
+
+
+class _Handler(BaseHTTPRequestHandler):
+    stall: threading.Event
+
+    def _answer(self, code: int, body: bytes, *extra: tuple[str, str]) -> None:
+        self.send_response_only(code)  # no Date or Server header: answers compare exactly
+        for name, value in (("Content-Length", str(len(body))), ("X-Reply", "yes"), *extra):
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        port = self.server.server_address[1]
+        if self.path == "/missing":
+            self._answer(404, b"no such page")
+        elif self.path == "/empty":
+            self._answer(204, b"")
+        elif self.path == "/big":
+            self._answer(200, BIG)
+        elif self.path == "/to-hello":
+            # Absolute: the Extism SDK fails on a relative Location.
+            self._answer(302, b"", ("Location", f"http://127.0.0.1:{port}/hello"))
+        elif self.path == "/to-localhost":
+            self._answer(302, b"", ("Location", f"http://localhost:{port}/hello"))
+        elif self.path == "/stall":
+            self.stall.wait(30)  # answers only when the server stops
+            self._answer(200, b"late")
+        else:
+            self._answer(200, f"got {self.path} x={self.headers.get('x-test')}".encode())
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        self._answer(201, b"posted " + body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def loopback_server() -> Iterator[str]:
+    """Serve on 127.0.0.1 (a free port); yield its base URL, ``http://127.0.0.1:PORT``."""
+    stall = threading.Event()
+    handler = type("Handler", (_Handler,), {"stall": stall})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        stall.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
