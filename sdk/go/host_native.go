@@ -241,7 +241,7 @@ func hostMemoryRemember(tier int32, item *byte, itemLen uint32) int64 {
 
 func hostMemoryRecall(query *byte, queryLen uint32, out *byte, outCap uint32) int32 {
 	var q RecallQuery
-	if err := json.Unmarshal(inBytes(query, queryLen), &q); err != nil {
+	if err := json.Unmarshal(inBytes(query, queryLen), &q); err != nil || !scalars(q.Filter) {
 		return -3
 	}
 	if q.Limit == 0 {
@@ -253,7 +253,8 @@ func hostMemoryRecall(query *byte, queryLen uint32, out *byte, outCap uint32) in
 		for _, t := range q.Tiers {
 			tierOK = tierOK || t == m.tier
 		}
-		if tierOK && strings.Contains(strings.ToLower(m.item.Text), strings.ToLower(q.Query)) {
+		if tierOK && matchesFilter(m.item.Metadata, q.Filter) &&
+			strings.Contains(strings.ToLower(m.item.Text), strings.ToLower(q.Query)) {
 			found = append(found, Recalled{ID: id, Tier: m.tier, Text: m.item.Text,
 				Metadata: m.item.Metadata, Score: 1})
 		}
@@ -340,6 +341,21 @@ func hostVectorsUpsert(coll string, id string, vec *float32, dim uint32, meta *b
 }
 
 func hostVectorsSearch(coll string, vec *float32, dim uint32, k int32) uint64 {
+	return hostVectorsQuery(coll, vec, dim, k, nil, 0)
+}
+
+func hostVectorsQuery(coll string, vec *float32, dim uint32, k int32, filter *byte,
+	filterLen uint32) uint64 {
+	var flt map[string]any
+	if filterLen > 0 {
+		err := json.Unmarshal(inBytes(filter, filterLen), &flt)
+		if err != nil || flt == nil || !scalars(flt) {
+			return block([]byte("INVALID: the filter must be a JSON object"), true)
+		}
+	}
+	if k < 1 || k > 1000 {
+		return block([]byte("INVALID: k must be 1-1000"), true)
+	}
 	entries, ok := host.vectors[coll]
 	if !ok {
 		return block([]byte("NOT_FOUND: no collection "+coll), true)
@@ -350,7 +366,9 @@ func hostVectorsSearch(coll string, vec *float32, dim uint32, k int32) uint64 {
 		if len(e.vec) != len(query) {
 			return block([]byte("INVALID: dimension mismatch"), true)
 		}
-		matches = append(matches, Match{ID: id, Score: cosine(e.vec, query), Metadata: e.meta})
+		if matchesFilter(e.meta, flt) {
+			matches = append(matches, Match{ID: id, Score: cosine(e.vec, query), Metadata: e.meta})
+		}
 	}
 	sort.Slice(matches, func(i, j int) bool { return matches[i].Score > matches[j].Score })
 	if len(matches) > int(k) {
@@ -358,6 +376,29 @@ func hostVectorsSearch(coll string, vec *float32, dim uint32, k int32) uint64 {
 	}
 	encoded, _ := json.Marshal(matches)
 	return block(encoded, false)
+}
+
+// scalars reports whether every filter value is a string, number or boolean, as the host
+// requires.
+func scalars(filter map[string]any) bool {
+	for _, v := range filter {
+		switch v.(type) {
+		case string, float64, bool:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// matchesFilter is the host's metadata equality filter (abi.md §4.4, §4.5).
+func matchesFilter(meta, filter map[string]any) bool {
+	for k, want := range filter {
+		if got, ok := meta[k]; !ok || got != want {
+			return false
+		}
+	}
+	return true
 }
 
 func cosine(a, b []float32) float64 {

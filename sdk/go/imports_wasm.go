@@ -63,3 +63,7 @@ func hostVectorsSearch(coll string, vec *float32, dim uint32, k int32) uint64
 
 //go:wasmimport omnicore:vectors delete
 func hostVectorsDelete(coll string, id string) int32
+
+//go:wasmimport omnicore:vectors query
+func hostVectorsQuery(coll string, vec *float32, dim uint32, k int32, filter *byte,
+	filterLen uint32) uint64

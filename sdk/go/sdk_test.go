@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -144,3 +145,35 @@ func TestDecodeErrorMessages(t *testing.T) {
 }
 
 func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+func TestFiltersAndVectorsInTheTestHost(t *testing.T) {
+	UseTestHost(&TestHost{})
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(Vectors.Upsert("c", "en", []float32{1, 0}, map[string]any{"lang": "en"}))
+	must(Vectors.Upsert("c", "de", []float32{1, 0.1}, map[string]any{"lang": "de"}))
+	found, err := Vectors.Query("c", []float32{1, 0}, 5, map[string]any{"lang": "de"})
+	if err != nil || len(found) != 1 || found[0].ID != "de" {
+		t.Fatalf("Query: %+v %v", found, err)
+	}
+	if _, err := Vectors.Query("c", []float32{1, 0}, 5, map[string]any{"x": []int{1}}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("non-scalar filter: %v", err)
+	}
+	for _, user := range []string{"ada", "bob"} {
+		_, err := Memory.Remember(TierShortTerm, MemoryItem{Text: user + " likes tea",
+			Metadata: map[string]any{"user": user}, Importance: Importance(0.9)})
+		must(err)
+	}
+	hits, err := Memory.Recall(RecallQuery{Query: "tea", Filter: map[string]any{"user": "bob"}})
+	if err != nil || len(hits) != 1 || hits[0].Text != "bob likes tea" {
+		t.Fatalf("Recall with filter: %+v %v", hits, err)
+	}
+	_, err = Memory.Remember(TierWorking, MemoryItem{Text: "x", Vector: []float32{float32(math.NaN())}})
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("NaN vector: %v", err)
+	}
+}

@@ -37,7 +37,8 @@ func (VectorsNamespace) Upsert(coll, id string, vec []float32, metadata map[stri
 	return nil
 }
 
-// Search returns at most k nearest neighbours of vec in coll, best first.
+// Search returns at most k (1-1000) nearest neighbours of vec in coll, best first; an
+// unknown collection matches [ErrNotFound].
 func (VectorsNamespace) Search(coll string, vec []float32, k int) ([]Match, error) {
 	raw, err := unpackBlock("vectors.search",
 		hostVectorsSearch(coll, floatsPtr(vec), uint32(len(vec)), int32(k)))
@@ -47,6 +48,30 @@ func (VectorsNamespace) Search(coll string, vec []float32, k int) ([]Match, erro
 	var matches []Match
 	if err := json.Unmarshal(raw, &matches); err != nil {
 		return nil, malformed("vectors.search", err)
+	}
+	return matches, nil
+}
+
+// Query is [VectorsNamespace.Search] keeping only the vectors whose metadata equals every
+// key of filter (values are strings, numbers or booleans); the filter applies before the k
+// best are taken. A nil filter is Search.
+func (VectorsNamespace) Query(coll string, vec []float32, k int,
+	filter map[string]any) ([]Match, error) {
+	var flt []byte
+	if filter != nil {
+		var err error
+		if flt, err = json.Marshal(filter); err != nil {
+			return nil, unencodable("vectors.query", err)
+		}
+	}
+	raw, err := unpackBlock("vectors.query", hostVectorsQuery(coll, floatsPtr(vec),
+		uint32(len(vec)), int32(k), bytesPtr(flt), uint32(len(flt))))
+	if err != nil {
+		return nil, err
+	}
+	var matches []Match
+	if err := json.Unmarshal(raw, &matches); err != nil {
+		return nil, malformed("vectors.query", err)
 	}
 	return matches, nil
 }

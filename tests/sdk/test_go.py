@@ -1,9 +1,8 @@
 """The Go SDK (sdk/go): its examples and a capability fixture, built with the real Go
 toolchain through ``omnicore.toolchains.build`` and run through the real sandbox.
 
-The host implements only log and config so far; the other namespaces are exercised against
-small spec-following host implementations defined here (specs/abi.md §4), which is what the
-SDK's wrappers are written against.
+The capability fixture runs on the real host (``hosting.HostedProbe``: every capability of
+specs/abi.md §4 with its real storage, http to a loopback server).
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback_host import serve_http, spec_capabilities
-from spec_host import HostedProbe, runtime
+from hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, probe_grants, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -200,30 +198,26 @@ def test_logparse_large_log_near_the_input_limit(engine: SandboxEngine,
 
 @pytest.fixture(scope="module")
 def caps(engine: SandboxEngine, wasm: dict[str, Path],
-         http_base: str) -> Iterator[tuple[HostedProbe, dict[str, Any]]]:
+         upstream: Upstream) -> Iterator[HostedProbe]:
     config = {"greeting": "Hi", "db": {"port": 5432, "host": "x"}, "flag": True}
-    rt, state = caps_runtime(engine, wasm, http_base, Limits(
-        max_input_bytes=1 << 20, max_output_bytes=1 << 20, pool_size=1), config)
-    yield rt, state
-    rt.close()
+    with caps_runtime(engine, wasm, upstream, Limits(
+            max_input_bytes=1 << 20, max_output_bytes=1 << 20, pool_size=1), config) as rt:
+        yield rt
 
 
-def caps_runtime(engine: SandboxEngine, wasm: dict[str, Path], http_base: str,
-                 limits: Limits, config: Mapping[str, Any] | None = None,
-                 ) -> tuple[HostedProbe, dict[str, Any]]:
-    """The capability fixture on the real host, every namespace granted (events may publish
-    only ``greeted``); also returns the spec stand-ins' state."""
-    state: dict[str, Any] = {"http_base": http_base}
-    grants = {"config": {}, "kv": {}, "memory": {}, "vectors": {}, "tasks": {},
-              "http": {}, "events": {"publish": ["greeted"]}, "secrets": {},
-              "log": {"level": "debug"}}
-    return HostedProbe(engine, wasm["caps"], spec_capabilities(state, max_value_bytes=6000),
-                       grants, config, limits), state
+def caps_runtime(engine: SandboxEngine, wasm: dict[str, Path], upstream: Upstream,
+                 limits: Limits, config: Mapping[str, Any] | None = None) -> HostedProbe:
+    """The capability fixture on the real host, every capability granted (events may publish
+    only ``greeted``, logs from debug up)."""
+    grants = probe_grants(upstream, publish=("greeted",), max_value_bytes=6000,
+                          log_level="debug")
+    return HostedProbe(engine, wasm["caps"], upstream=upstream, grants=grants, config=config,
+                       limits=limits)
 
 
 def test_handler_error_and_panics_are_guest_errors_with_messages(
-        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, _ = caps
+        caps: HostedProbe) -> None:
+    rt = caps
     with pytest.raises(GuestError) as info:
         rt.call("fail", b"no")
     assert info.value.guest_message == "refused: NO"
@@ -239,8 +233,8 @@ def test_handler_error_and_panics_are_guest_errors_with_messages(
 
 
 def test_os_exit_is_a_trap_and_the_instance_is_replaced(
-        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, _ = caps
+        caps: HostedProbe) -> None:
+    rt = caps
     before = rt.instances_discarded
     with pytest.raises(Trap):
         rt.call("exit", b"")
@@ -249,8 +243,8 @@ def test_os_exit_is_a_trap_and_the_instance_is_replaced(
 
 
 def test_memory_hog_hits_the_memory_limit_and_the_instance_is_replaced(
-        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, _ = caps
+        caps: HostedProbe) -> None:
+    rt = caps
     before = rt.instances_discarded
     with pytest.raises(MemoryLimitExceeded) as info:
         rt.call("hog", b"")
@@ -260,8 +254,8 @@ def test_memory_hog_hits_the_memory_limit_and_the_instance_is_replaced(
 
 
 def test_endless_loop_hits_the_deadline(engine: SandboxEngine, wasm: dict[str, Path],
-                                        http_base: str) -> None:
-    rt, _ = caps_runtime(engine, wasm, http_base, Limits(timeout_ms=200))
+                                        upstream: Upstream) -> None:
+    rt = caps_runtime(engine, wasm, upstream, Limits(timeout_ms=200))
     with rt:
         with pytest.raises(DeadlineExceeded):
             rt.call("spin", b"x")
@@ -283,8 +277,8 @@ def test_parallel_calls_on_pooled_instances(engine: SandboxEngine,
 
 
 def test_large_inputs_round_trip_and_limits_refuse(
-        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, _ = caps
+        caps: HostedProbe) -> None:
+    rt = caps
     limit = rt.limits.max_input_bytes
     assert rt.call("echo", b"") == b""
     for size in (1, 65_535, 65_537, limit):  # crossing the host's 64 KiB first buffer
@@ -302,8 +296,8 @@ def test_large_inputs_round_trip_and_limits_refuse(
 
 
 def test_inputs_at_the_default_16_mib_limit(engine: SandboxEngine, wasm: dict[str, Path],
-                                            http_base: str) -> None:
-    rt, _ = caps_runtime(engine, wasm, http_base, Limits(timeout_ms=10_000))
+                                            upstream: Upstream) -> None:
+    rt = caps_runtime(engine, wasm, upstream, Limits(timeout_ms=10_000))
     with rt:
         limit = rt.limits.max_input_bytes
         assert limit == 16 * 1024 * 1024 == rt.limits.max_output_bytes
@@ -324,8 +318,8 @@ def test_output_over_the_limit_is_refused_and_the_instance_kept(
 
 
 def test_many_calls_do_not_leak_guest_memory(
-        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, _ = caps
+        caps: HostedProbe) -> None:
+    rt = caps
     data = b"m" * 100_000
     for _ in range(400):  # 40 MB through the plugin: the old outputs must be collected
         assert rt.call("echo", data) == data
@@ -335,8 +329,8 @@ def test_many_calls_do_not_leak_guest_memory(
 
 
 def test_allocator_blocks_survive_garbage_collection(
-        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, _ = caps
+        caps: HostedProbe) -> None:
+    rt = caps
     for size in (10, 70_000, 300_000):  # the first buffer, then two regrown ones
         data = bytes(i * 7 % 251 for i in range(size))
         rt.call("gc", data)
@@ -345,8 +339,8 @@ def test_allocator_blocks_survive_garbage_collection(
         assert rt.call("echo", data) == data
 
 
-def test_log_levels_enabled_and_stdout(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, _ = caps
+def test_log_levels_enabled_and_stdout(caps: HostedProbe) -> None:
+    rt = caps
     rt.log.clear()
     report = json.loads(rt.call("logs", b"{}"))
     assert report["enabled"] == {"trace": False, "debug": True, "info": True, "warn": True,
@@ -358,8 +352,8 @@ def test_log_levels_enabled_and_stdout(caps: tuple[HostedProbe, dict[str, Any]])
     assert any("via stdout" in m for _, m in lines)
 
 
-def test_config_get_load_dotted_and_missing(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, _ = caps
+def test_config_get_load_dotted_and_missing(caps: HostedProbe) -> None:
+    rt = caps
     section = json.loads(rt.call("config", b"{}"))
     assert section["greeting"] == "Hi" and section["db"] == {"port": 5432, "host": "x"}
     assert section["_nested"] == "5432" and section["_nested_err"] == "ok"
@@ -367,8 +361,8 @@ def test_config_get_load_dotted_and_missing(caps: tuple[HostedProbe, dict[str, A
     assert section["_fallback"] == "dflt"
 
 
-def test_kv_wrappers(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, state = caps
+def test_kv_wrappers(caps: HostedProbe) -> None:
+    rt = caps
     report = json.loads(rt.call("kv", b"{}"))
     assert report == {"get": "ada", "big_len": 5000, "big_ok": True,
                       "missing": "NOT_FOUND | omnicore kv.get: not found", "incr": 3,
@@ -376,21 +370,28 @@ def test_kv_wrappers(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
                       "list": ["user:1", "user:big"], "deleted": True,
                       "deleted_again": False,
                       "quota": "TOO_LARGE | omnicore kv.set: too large"}
-    assert state["kv"]["hits"] == b"3"
+    assert rt.kv("hits") == b"3" and rt.kv("user:1") is None
 
 
-def test_memory_wrappers(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, state = caps
+def test_memory_wrappers(caps: HostedProbe) -> None:
+    rt = caps
     report = json.loads(rt.call("memories", b"{}"))
-    assert report["id"] == 1 and report["forgot"] is True and report["forgot_again"] is False
+    assert report["id"] >= 1 and report["forgot"] is True and report["forgot_again"] is False
     assert report["recalled"][0]["text"] == "the sky is blue"
     assert report["recalled"][0]["metadata"] == {"src": "test"}
-    assert state["recall_query"] == {"query": "sky", "tiers": [2], "limit": 3}
+    assert report["recalled"][0]["tier"] == 2
+    # importance, vector, ttl_s and the metadata filter, as the host stored and ranked them
+    assert [(m["text"], m["metadata"]) for m in report["ada"]] == [
+        ("ada ordered a kettle", {"user": "ada"})]
+    assert [m["text"] for m in report["near_bob"]] == ["bob ordered a kettle"]
+    assert report["nan"].startswith("INVALID | omnicore memory.remember: json: unsupported")
+    assert report["too_important"] == "INVALID | omnicore memory.remember: invalid argument"
+    stored = rt.app.memory.for_plugin(rt.name).recall("kettle", [1], 10, {"user": "bob"})
+    assert [m.text for m in stored] == ["bob ordered a kettle"]
 
 
-def test_vectors_wrappers_use_reentrant_allocation(
-        caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, state = caps
+def test_vectors_wrappers_use_reentrant_allocation(caps: HostedProbe) -> None:
+    rt = caps
     report = json.loads(rt.call("vectors", b"{}"))
     assert [m["id"] for m in report["matches"]] == ["a", "b"]
     assert report["matches"][0]["metadata"] == {"t": "x"}
@@ -398,12 +399,17 @@ def test_vectors_wrappers_use_reentrant_allocation(
     assert report["deleted"] is True
     assert report["no_collection"].startswith("NOT_FOUND")
     assert report["search_error"] == ("NOT_FOUND | omnicore vectors.search: NOT_FOUND: no "
-                                      "collection 'nope'")
-    assert state["vectors"]["docs"]["b"][0] == pytest.approx([0.0, 1.0, 0.0])
+                                      "vector collection 'nope'")
+    assert [m["id"] for m in report["english"]] == ["en"]
+    assert report["french"] == []
+    assert report["bad_filter"].startswith("INVALID | omnicore vectors.query: INVALID:")
+    # What the SDK sent, as the host stored it.
+    [b] = rt.app.vectors.for_plugin(rt.name).search("docs", [0.0, 1.0, 0.0], 1)
+    assert (b.id, b.score) == ("b", pytest.approx(1.0))
 
 
-def test_tasks_wrappers(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, _ = caps
+def test_tasks_wrappers(caps: HostedProbe) -> None:
+    rt = caps
     before = time.time()
     report = json.loads(rt.call("tasks", b"{}"))
     after = time.time()
@@ -417,18 +423,24 @@ def test_tasks_wrappers(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
     assert before + 1.5 <= task.run_at <= after + 1.5
 
 
-def test_http_wrappers_over_loopback(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, state = caps
-    arg = json.dumps({"url": state["http_base"], "denied": "http://example.com/x"})
+def test_http_wrappers_over_loopback(caps: HostedProbe, upstream: Upstream) -> None:
+    rt = caps
+    upstream.seen.clear()
+    arg = json.dumps({"url": upstream.url, "denied": "http://example.com/x"})
     report = json.loads(rt.call("http", arg.encode()))
     assert report == {"status": 200, "content_type": "text/plain", "body": "hello /hello",
                       "posted": "echo: ping", "connector_status": 200,
-                      "denied": "DENIED | omnicore http.request: DENIED: host example.com "
-                                "is not in the grant"}
+                      "denied": "DENIED | omnicore http.request: DENIED: http://example.com:80 "
+                                "is not in the grant's allow_hosts"}
+    get, post, via = upstream.seen   # what the SDK sent; the connector's token is the host's
+    assert (get.method, get.path) == ("GET", "/hello")
+    assert (post.method, post.path, post.body) == ("POST", "/echo", b"ping")
+    assert post.headers["content-type"] == "text/plain"
+    assert via.headers["authorization"] == f"Bearer {CONNECTOR_TOKEN}"
 
 
-def test_events_and_secrets_wrappers(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    rt, _ = caps
+def test_events_and_secrets_wrappers(caps: HostedProbe) -> None:
+    rt = caps
     assert json.loads(rt.call("events", b"{}")) == {
         "ok": "ok", "denied": "DENIED | omnicore events.publish: denied"}
     # What the SDK sent, as the real host logged it (under plugin.<name>.).
@@ -447,8 +459,8 @@ def test_events_and_secrets_wrappers(caps: tuple[HostedProbe, dict[str, Any]]) -
 def test_scaffold_builds_and_runs(engine: SandboxEngine, tmp_path: Path) -> None:
     dest = tmp_path / "hello"
     scaffold(dest, "hello-go", "go")
-    assert sorted(p.name for p in dest.iterdir()) == ["go.mod", "main.go", "main_test.go",
-                                                      "omnicore.toml"]
+    assert sorted(p.name for p in dest.iterdir()) == [".gitignore", "go.mod", "main.go",
+                                                      "main_test.go", "omnicore.toml"]
     go_test(dest)
     path = build(dest, tmp_path / "out")
     with runtime(engine, path, {"greeting": "Howdy"}) as rt:
@@ -550,7 +562,3 @@ def test_detect_and_check() -> None:
     assert go.LANGUAGE == "go" and go.EXTENSIONS == ("go",)
 
 
-@pytest.fixture(scope="module")
-def http_base() -> Iterator[str]:
-    with serve_http() as base:
-        yield base

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 	"runtime"
 	"strings"
@@ -76,6 +77,10 @@ type memoryReport struct {
 	Recalled []omnicore.Recalled `json:"recalled"`
 	Forgot   bool                `json:"forgot"`
 	Again    bool                `json:"forgot_again"`
+	Ada      []omnicore.Recalled `json:"ada"`
+	NearBob  []omnicore.Recalled `json:"near_bob"`
+	NaN      string              `json:"nan"`
+	Heavy    string              `json:"too_important"`
 }
 
 func memory(struct{}) (memoryReport, error) {
@@ -89,6 +94,27 @@ func memory(struct{}) (memoryReport, error) {
 	must(err)
 	r.Forgot, _ = omnicore.Memory.Forget(r.ID)
 	r.Again, _ = omnicore.Memory.Forget(r.ID)
+	// The fields of abi.md §4.4: importance, vector, metadata filter.
+	for i, user := range []string{"ada", "bob"} {
+		vec := make([]float32, 3)
+		vec[i] = 1
+		_, err = omnicore.Memory.Remember(omnicore.TierShortTerm, omnicore.MemoryItem{
+			Text: user + " ordered a kettle", Metadata: map[string]any{"user": user},
+			Importance: omnicore.Importance(0.9), Vector: vec, TTLSeconds: 60})
+		must(err)
+	}
+	r.Ada, err = omnicore.Memory.Recall(omnicore.RecallQuery{Query: "kettle",
+		Filter: map[string]any{"user": "ada"}})
+	must(err)
+	r.NearBob, err = omnicore.Memory.Recall(omnicore.RecallQuery{Query: "kettle", Limit: 1,
+		Vector: []float32{0.1, 0.9, 0}})
+	must(err)
+	_, err = omnicore.Memory.Remember(omnicore.TierWorking, omnicore.MemoryItem{Text: "x",
+		Vector: []float32{float32(math.NaN()), 0, 0}})
+	r.NaN = result(err)
+	_, err = omnicore.Memory.Remember(omnicore.TierWorking, omnicore.MemoryItem{Text: "x",
+		Importance: omnicore.Importance(1.5)})
+	r.Heavy = result(err)
 	return r, nil
 }
 
@@ -98,6 +124,9 @@ type vectorsReport struct {
 	Deleted  bool             `json:"deleted"`
 	NoColl   string           `json:"no_collection"`
 	Search   string           `json:"search_error"`
+	English  []omnicore.Match `json:"english"`
+	French   []omnicore.Match `json:"french"`
+	BadQuery string           `json:"bad_filter"`
 }
 
 func vectors(struct{}) (vectorsReport, error) {
@@ -113,6 +142,17 @@ func vectors(struct{}) (vectorsReport, error) {
 	r.NoColl = result(err)
 	_, err = omnicore.Vectors.Search("nope", []float32{1}, 1)
 	r.Search = result(err)
+	must(omnicore.Vectors.Upsert("docs", "en", []float32{1, 0, 0}, map[string]any{"lang": "en"}))
+	must(omnicore.Vectors.Upsert("docs", "de", []float32{1, 0.1, 0}, map[string]any{"lang": "de"}))
+	r.English, err = omnicore.Vectors.Query("docs", []float32{1, 0, 0}, 5,
+		map[string]any{"lang": "en"})
+	must(err)
+	r.French, err = omnicore.Vectors.Query("docs", []float32{1, 0, 0}, 5,
+		map[string]any{"lang": "fr"})
+	must(err)
+	_, err = omnicore.Vectors.Query("docs", []float32{1, 0, 0}, 5,
+		map[string]any{"lang": []string{"en"}})
+	r.BadQuery = result(err)
 	return r, nil
 }
 
