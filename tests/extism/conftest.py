@@ -24,5 +24,5 @@ def host() -> Iterator[PluginHost]:
 @pytest.fixture(scope="session")
 def server() -> Iterator[str]:
     """A loopback HTTP server's base URL (tests/extism/loopback.py)."""
-    with loopback_server() as url:
-        yield url
+    with loopback_server() as loop:
+        yield loop.url

@@ -6,13 +6,25 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BIG = b"0123456789" * 100
 
 
+@dataclass(frozen=True)
+class Loopback:
+    """The running server: its base URL; ``stalled`` is set when a /stall request arrives and
+    ``stall`` answers it (both are set when the server stops)."""
+
+    url: str
+    stall: threading.Event
+    stalled: threading.Event
+
+
 class _Handler(BaseHTTPRequestHandler):
     stall: threading.Event
+    stalled: threading.Event
 
     def _answer(self, code: int, body: bytes, *extra: tuple[str, str]) -> None:
         self.send_response_only(code)  # no Date or Server header: answers compare exactly
@@ -21,7 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         port = self.server.server_address[1]
         if self.path == "/missing":
             self._answer(404, b"no such page")
@@ -35,12 +47,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/to-localhost":
             self._answer(302, b"", ("Location", f"http://localhost:{port}/hello"))
         elif self.path == "/stall":
-            self.stall.wait(30)  # answers only when the server stops
+            self.stalled.set()
+            self.stall.wait(30)  # answers when told to, or when the server stops
             self._answer(200, b"late")
         else:
             self._answer(200, f"got {self.path} x={self.headers.get('x-test')}".encode())
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         self._answer(201, b"posted " + body)
 
@@ -49,16 +62,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def loopback_server() -> Iterator[str]:
-    """Serve on 127.0.0.1 (a free port); yield its base URL, ``http://127.0.0.1:PORT``."""
-    stall = threading.Event()
-    handler = type("Handler", (_Handler,), {"stall": stall})
+def loopback_server() -> Iterator[Loopback]:
+    """Serve on 127.0.0.1 (a free port); its URL is ``http://127.0.0.1:PORT``."""
+    stall, stalled = threading.Event(), threading.Event()
+    handler = type("Handler", (_Handler,), {"stall": stall, "stalled": stalled})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield Loopback(f"http://127.0.0.1:{server.server_address[1]}", stall, stalled)
     finally:
         stall.set()
         server.shutdown()
