@@ -23,6 +23,10 @@ class Loopback:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real servers: every answer has a length
+    # One write per answer, sent at once: no Nagle / delayed-ACK stall between head and body.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
     stall: threading.Event
     stalled: threading.Event
 
