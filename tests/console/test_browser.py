@@ -301,6 +301,12 @@ def test_secrets_data_and_a_workflow_run_in_a_browser(
     expect(page.locator("tr[data-step=greet]")).to_contain_text("Hello, Ada!")
     expect(page.locator("tr[data-step=echo]")).to_contain_text("Hello, Hello, Ada!!")
     expect(page.locator("tr[data-step=echo] .badge")).to_have_text("succeeded")
+    graph = page.locator("#step-graph")
+    expect(graph.locator("g.g-succeeded")).to_have_count(2)
+    expect(graph.locator("path.edge")).to_have_count(1)  # echo needs greet
+    greet_box = graph.locator("g[data-step=greet] rect").bounding_box()
+    echo_box = graph.locator("g[data-step=echo] rect").bounding_box()
+    assert greet_box and echo_box and echo_box["x"] > greet_box["x"] + greet_box["width"]
     shot(page, "workflow-run")
 
     phone = browser.new_context(viewport={"width": 390, "height": 844},

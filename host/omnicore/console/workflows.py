@@ -271,8 +271,53 @@ async def run_page(request: Request) -> Response:
         steps.append({**node, "row": row, "item_rows": items,
                       "state": row["state"] if row else "not started"})
     steps.sort(key=lambda s: order.get(s["id"], 0))
-    return page(request, "workflow_run.html", run=doc, steps=steps,
+    return page(request, "workflow_run.html", run=doc, steps=steps, graph=step_graph(steps),
                 pretty=lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str))
+
+
+NODE_W, NODE_H, GAP_X, GAP_Y = 168, 44, 56, 14
+
+
+def step_graph(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The steps laid out left to right by dependency depth (on_failure steps last), for the
+    run view's SVG: boxes with the step's state, and an edge for every ``needs``."""
+    by_id = {s["id"]: s for s in steps}
+    depth: dict[str, int] = {}
+
+    def level(step_id: str, seen: frozenset[str] = frozenset()) -> int:
+        if step_id not in depth:
+            needs = [n for n in by_id[step_id]["needs"] if n in by_id and n not in seen]
+            depth[step_id] = 1 + max((level(n, seen | {step_id}) for n in needs), default=-1)
+        return depth[step_id]
+
+    main = [s for s in steps if not s["on_failure"]]
+    for s in main:
+        level(s["id"])
+    last = max(depth.values(), default=-1)
+    for s in steps:
+        if s["on_failure"]:
+            depth[s["id"]] = last + 1
+    columns: dict[int, list[str]] = {}
+    for s in steps:
+        columns.setdefault(depth[s["id"]], []).append(s["id"])
+    at: dict[str, tuple[int, int]] = {}
+    for col, ids in columns.items():
+        for row, step_id in enumerate(ids):
+            at[step_id] = (col * (NODE_W + GAP_X), row * (NODE_H + GAP_Y))
+    nodes = [{"id": s["id"], "state": s["state"], "x": at[s["id"]][0], "y": at[s["id"]][1],
+              "label": s["id"] if len(s["id"]) <= 20 else s["id"][:19] + "…"} for s in steps]
+    edges = []
+    for s in steps:
+        x2, y2 = at[s["id"]][0], at[s["id"]][1] + NODE_H // 2
+        for need in s["needs"]:
+            if need in at:
+                x1, y1 = at[need][0] + NODE_W, at[need][1] + NODE_H // 2
+                mid = (x1 + x2) // 2
+                edges.append(f"M{x1} {y1} C{mid} {y1} {mid} {y2} {x2} {y2}")
+    width = max((x for x, _ in at.values()), default=0) + NODE_W + 2
+    height = max((y for _, y in at.values()), default=0) + NODE_H + 2
+    return {"nodes": nodes, "edges": edges, "width": width, "height": height, "w": NODE_W,
+            "h": NODE_H}
 
 
 async def run_post(request: Request) -> Response:
