@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from omnicore.console import api
 from omnicore.console.errors import ApiError
-from omnicore.console.pages import page
+from omnicore.console.pages import page, read_form
 from omnicore.workflows import (
     SIGNATURE_HEADER,
     InputInvalid,
@@ -213,9 +213,8 @@ async def workflow_page(request: Request) -> Response:
 
 
 async def workflow_start(request: Request) -> Response:
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    who = api.state(request).auth.require(request, "admin", csrf=fields.pop("csrf", ""))
+    who, fields = await read_form(request)
+    fields.pop("csrf", None)
     name = request.path_params["name"]
     engine = _engine(request)
     try:
@@ -321,9 +320,7 @@ def step_graph(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run_post(request: Request) -> Response:
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    who = api.state(request).auth.require(request, "admin", csrf=fields.get("csrf", ""))
+    who, fields = await read_form(request)
     run_id = _run_id(request)
     action = request.path_params["action"]
     body = {"step": fields.get("step"), "approve": fields.get("decision", "approve") == "approve",
