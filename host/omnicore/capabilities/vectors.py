@@ -125,15 +125,14 @@ def _search_block(state: _State, mem: GuestMemory, cp: int, cl: int, vp: int, di
         name = "TOO_LARGE" if vec == Status.TOO_LARGE else "INVALID"
         return mem.alloc_result(f"{name}: {why}".encode(), error=True)
     try:
-        hits = state.vectors.search(coll, vec, k, flt)
+        found = state.vectors.search_json(coll, vec, k, flt)
     except UnknownCollection as exc:
         return mem.alloc_result(f"NOT_FOUND: {exc}".encode(), error=True)
     except BadVector as exc:
         return mem.alloc_result(f"INVALID: {exc}".encode(), error=True)
     except StorageError:
         return mem.alloc_result(b"UNAVAILABLE: the vector store failed", error=True)
-    return mem.alloc_result(json.dumps([h.as_dict() for h in hits], ensure_ascii=False,
-                                       separators=(",", ":")).encode())
+    return mem.alloc_result(found)
 
 
 def _search(state: _State, mem: GuestMemory, cp: int, cl: int, vp: int, dim: int,

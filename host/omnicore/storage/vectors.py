@@ -1,12 +1,16 @@
 """Vector collections: rows in SQLite, one hnswlib index per collection beside the database.
 
 SQLite is the truth: every vector (``f32`` LE bytes), its id and its JSON metadata is a row of
-``vectors``, so an index file is only a cache. ``<data_dir>/vectors/<collection id>.hnsw`` is
-written by :meth:`VectorStore.flush` (at app stop) with a sidecar ``.json`` recording the
-collection's generation (bumped by every change), the file's size and its sha256. At first use
-a collection loads its file only when all three match; a missing, truncated, corrupt or stale
-file is rebuilt from the rows instead (the sha256 is checked before hnswlib reads a byte,
-because hnswlib trusts the sizes it reads).
+``vectors``, stamped with the collection's generation (bumped by every change) that wrote it.
+The index, and each collection's ids and metadata, are kept in memory, so a search reads no
+SQL unless it filters by metadata. ``<data_dir>/vectors/<collection id>.hnsw`` is written by
+:meth:`VectorStore.flush` with a sidecar ``.json`` recording the generation it holds, the
+file's size and its sha256 — at app stop, and by a host thread every :data:`FLUSH_EVERY_S`
+seconds or sooner after :data:`FLUSH_AFTER` changes. At first use a collection loads its file
+when size and sha256 match (checked before hnswlib reads a byte, because hnswlib trusts the
+sizes it reads) and replays only the rows written after that generation, and the deletes
+since; a missing, truncated or corrupt file is rebuilt from all the rows instead. So a crash
+loses no vector and costs at most the changes since the last flush.
 
 Search is exact (numpy over the live vectors) below :data:`EXACT_BELOW` vectors and with a
 metadata filter that few vectors match, and HNSW above. Deleted vectors are marked deleted in
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -48,6 +53,13 @@ from omnicore.storage.sqlite import SQLiteStorage
 __all__ = ["EXACT_BELOW", "METRICS", "BadVector", "Collection", "Hit", "PluginVectors",
            "UnknownCollection", "VectorQuota", "VectorStore"]
 
+#: A host thread writes changed indexes this often, and sooner after FLUSH_AFTER changes.
+FLUSH_EVERY_S = 60.0
+FLUSH_AFTER = 10_000
+#: Sidecars without this format predate per-row generations: stale ones are rebuilt.
+_FORMAT = 2
+_log = logging.getLogger("omnicore.vectors")
+
 #: Below this many vectors a search is exact (and faster than a graph walk anyway).
 EXACT_BELOW = 2_000
 #: A filtered search is exact when at most this many vectors match the filter.
@@ -55,6 +67,7 @@ EXACT_FILTERED_BELOW = 20_000
 METRICS = ("cosine", "l2", "ip")
 MAX_K = 1_000
 _SPACE = {"cosine": "cosine", "l2": "l2", "ip": "ip"}
+_INF = math.inf
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _MAX_ID_BYTES = 512
 
@@ -118,6 +131,13 @@ def _v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE UNIQUE INDEX vectors_label ON vectors (coll, label)")
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    # The generation that last wrote each row: an index file of generation G replays the
+    # rows above G instead of rebuilding everything.
+    conn.execute("ALTER TABLE vectors ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
+    conn.execute("CREATE INDEX vectors_gen ON vectors (coll, gen)")
+
+
 def check_vector(values: Sequence[float] | np.ndarray, dim: int | None = None) -> np.ndarray:
     """``values`` as a float32 row; BadVector for NaN/inf, an empty or wrong-size vector."""
     arr = np.asarray(values, dtype=np.float32).reshape(-1)
@@ -160,32 +180,47 @@ def _filter_sql(flt: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
 
 
 class _Index:
-    """One collection's in-memory index (hnswlib) and its exact-search cache."""
+    """One collection in memory: its hnswlib index, exact-search cache, ids and metadata."""
 
     def __init__(self, coll_id: int, dim: int, metric: str, capacity: int) -> None:
         self.coll_id, self.dim, self.metric = coll_id, dim, metric
         self.hnsw = hnswlib.Index(space=_SPACE[metric], dim=dim)
         self.hnsw.init_index(max_elements=max(capacity, 64), ef_construction=200, M=16,
                              allow_replace_deleted=True)
-        self.hnsw.set_ef(64)
-        self.live: set[int] = set()
+        self.ef = 64
+        self.hnsw.set_ef(self.ef)
+        #: label -> (the id as a JSON string, the metadata as JSON text): what a hit shows,
+        #: rendered once at write time so a search only joins strings.
+        self.entries: dict[int, tuple[str, str]] = {}
         self.lock = threading.RLock()
         self.dirty = False
+        self.changes = 0            # since the index was last written
+        #: How it was opened: rows replayed on top of its file, or None (rebuilt, or new).
+        self.replayed: int | None = None
         self._exact: tuple[np.ndarray, np.ndarray] | None = None
 
-    def add(self, labels: Sequence[int], vectors: np.ndarray) -> None:
-        need = len(self.live) + len(labels)
+    @property
+    def live(self) -> int:
+        return len(self.entries)
+
+    def set_entry(self, label: int, vid: str, meta: str | None) -> None:
+        self.entries[label] = (json.dumps(vid, ensure_ascii=False), meta or "{}")
+
+    def add(self, labels: Sequence[int], vectors: np.ndarray, update: bool = False) -> None:
+        """Add new labels (into deleted slots first), or ``update`` ones in the index."""
+        need = self.hnsw.get_current_count() + len(labels)
         if need > self.hnsw.get_max_elements():
             self.hnsw.resize_index(max(need, 2 * self.hnsw.get_max_elements()))
-        self.hnsw.add_items(vectors, np.asarray(labels, dtype=np.int64), replace_deleted=True)
-        self.live.update(labels)
+        # hnswlib moves a label it already has into a deleted slot and leaves its old slot
+        # live (a duplicate), so an update must not ask for a deleted slot.
+        self.hnsw.add_items(vectors, np.asarray(labels, dtype=np.int64),
+                            replace_deleted=not update)
         self._exact = None
         self.dirty = True
 
     def remove(self, label: int) -> None:
-        if label in self.live:
+        if self.entries.pop(label, None) is not None:
             self.hnsw.mark_deleted(label)
-            self.live.discard(label)
             self._exact = None
             self.dirty = True
 
@@ -199,7 +234,7 @@ class _Index:
               ) -> list[tuple[int, float]]:
         if labels is None:
             if self._exact is None:
-                all_labels = np.fromiter(self.live, dtype=np.int64, count=len(self.live))
+                all_labels = np.fromiter(self.entries, dtype=np.int64, count=len(self.entries))
                 self._exact = (all_labels, self._matrix(all_labels) if all_labels.size
                                else np.zeros((0, self.dim), np.float32))
             labels, vecs = self._exact
@@ -211,7 +246,7 @@ class _Index:
         top = np.argpartition(-scores, min(k, len(scores)) - 1)[:k] if len(scores) > k \
             else np.arange(len(scores))
         top = top[np.argsort(-scores[top])]
-        return [(int(labels[i]), float(scores[i])) for i in top]
+        return list(zip(labels[top].tolist(), scores[top].tolist(), strict=True))
 
     def _scores(self, vecs: np.ndarray, query: np.ndarray) -> np.ndarray:
         if self.metric == "cosine":
@@ -225,9 +260,12 @@ class _Index:
 
     def approximate(self, query: np.ndarray, k: int, allowed: set[int] | None = None
                     ) -> list[tuple[int, float]]:
-        k = min(k, len(self.live) if allowed is None else len(allowed))
+        k = min(k, self.live if allowed is None else len(allowed))
         flt = (lambda label: label in allowed) if allowed is not None else None
-        self.hnsw.set_ef(max(64, 2 * k))
+        ef = max(64, 2 * k)
+        if ef != self.ef:
+            self.hnsw.set_ef(ef)
+            self.ef = ef
         while k > 0:
             try:
                 labels, dists = self.hnsw.knn_query(query.reshape(1, -1), k=k, filter=flt)
@@ -236,11 +274,9 @@ class _Index:
                 k //= 2
         else:
             return []
-        out = []
-        for label, dist in zip(labels[0], dists[0], strict=True):
-            score = 1.0 - float(dist) if self.metric in ("cosine", "ip") else -float(dist)
-            out.append((int(label), score))
-        return out
+        if self.metric == "l2":
+            return list(zip(labels[0].tolist(), (-dists[0]).tolist(), strict=True))
+        return list(zip(labels[0].tolist(), (1.0 - dists[0]).tolist(), strict=True))
 
 
 class VectorStore:
@@ -250,8 +286,14 @@ class VectorStore:
         self._storage = storage
         self.index_dir = Path(index_dir)
         self._loaded: dict[int, _Index] = {}
+        #: (plugin, name) -> (collection id, dim, metric), so a search needs no SQL for it.
+        self._collections: dict[tuple[str, str], tuple[int, int, str]] = {}
         self._lock = threading.Lock()
-        ensure_schema(storage, "vectors", (_v1,))
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        ensure_schema(storage, "vectors", (_v1, _v2))
 
     def for_plugin(self, plugin: str) -> PluginVectors:
         """``plugin``'s collections (and only its)."""
@@ -262,6 +304,17 @@ class VectorStore:
     def plugins(self) -> list[str]:
         return [r[0] for r in read(self._storage, "SELECT DISTINCT plugin FROM "
                                                   "vector_collections ORDER BY plugin")]
+
+    def collection(self, plugin: str, name: str) -> tuple[int, int, str] | None:
+        """``(id, dim, metric)`` of ``plugin``'s collection ``name``, or None."""
+        found = self._collections.get((plugin, name))
+        if found is None:
+            rows = read(self._storage, "SELECT id, dim, metric FROM vector_collections WHERE "
+                                       "plugin = ? AND name = ?", (plugin, name))
+            if not rows:
+                return None
+            found = self._collections[(plugin, name)] = (rows[0][0], rows[0][1], rows[0][2])
+        return found
 
     # -- indexes ----------------------------------------------------------------------
 
@@ -279,41 +332,87 @@ class VectorStore:
         row = read(self._storage, "SELECT generation, count FROM vector_collections "
                                   "WHERE id = ?", (coll_id,))
         generation, count = row[0] if row else (0, 0)
+        capacity = count + 64
         path, meta_path = self._paths(coll_id)
-        idx = _Index(coll_id, dim, metric, count + 64)
+        saved = None
         try:
             meta = json.loads(meta_path.read_text())
-            ok = (meta.get("generation") == generation and path.stat().st_size == meta["size"]
-                  and _sha256(path) == meta["sha256"])
+            if (meta.get("format") == _FORMAT and 0 <= meta["generation"] <= generation
+                    and path.stat().st_size == meta["size"] and _sha256(path) == meta["sha256"]):
+                saved = int(meta["generation"])
+            elif meta.get("generation") == generation and path.stat().st_size == meta["size"] \
+                    and _sha256(path) == meta["sha256"]:
+                saved = generation  # an older sidecar of an index that is up to date
         except (OSError, ValueError, KeyError, TypeError):
-            ok = False
-        if ok:
+            saved = None
+        idx = _Index(coll_id, dim, metric, capacity)
+        if saved is not None:
             try:
-                idx.hnsw.load_index(str(path), max_elements=max(count + 64, 64),
-                                    allow_replace_deleted=True)
-                idx.hnsw.set_ef(64)
-                idx.live = {r[0] for r in read(self._storage, "SELECT label FROM vectors "
-                                                              "WHERE coll = ?", (coll_id,))}
-                return idx
+                idx.hnsw.load_index(str(path), max_elements=capacity, allow_replace_deleted=True)
+                idx.hnsw.set_ef(idx.ef)
             except RuntimeError:
-                idx = _Index(coll_id, dim, metric, count + 64)
-        self._rebuild(idx)
+                idx, saved = _Index(coll_id, dim, metric, capacity), None
+        self._load_entries(idx)
+        if saved is None:
+            self._replay(idx, -1, set())
+            return idx
+        in_file = set(idx.hnsw.get_ids_list())
+        # What was deleted after the file was written is still live in it.
+        for label in in_file - idx.entries.keys():
+            try:
+                idx.hnsw.mark_deleted(label)
+            except RuntimeError:  # already marked in the file
+                continue
+            idx.dirty = True
+        idx.replayed = self._replay(idx, saved, in_file)
         return idx
 
-    def _rebuild(self, idx: _Index) -> None:
-        last = -1
+    def _load_entries(self, idx: _Index) -> None:
+        for label, vid, meta in read(self._storage, "SELECT label, id, meta FROM vectors "
+                                                    "WHERE coll = ?", (idx.coll_id,)):
+            idx.set_entry(label, vid, meta)
+
+    def _replay(self, idx: _Index, since: int, in_file: set[int]) -> int:
+        """Add the rows written after generation ``since`` (all of them for -1); how many."""
+        last, added = -1, 0
         while True:
             rows = read(self._storage, "SELECT label, vec FROM vectors WHERE coll = ? AND "
-                                       "label > ? ORDER BY label LIMIT 5000",
-                        (idx.coll_id, last))
+                                       "gen > ? AND label > ? ORDER BY label LIMIT 5000",
+                        (idx.coll_id, since, last))
             if not rows:
                 break
-            labels = [r[0] for r in rows]
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(
-                len(rows), idx.dim)
-            idx.add(labels, vecs)
-            last = labels[-1]
-        idx.dirty = True
+            for update in (False, True):
+                part = [r for r in rows if (r[0] in in_file) == update]
+                if part:
+                    vecs = np.frombuffer(b"".join(r[1] for r in part), dtype="<f4")
+                    idx.add([r[0] for r in part], vecs.reshape(len(part), idx.dim), update)
+            last, added = rows[-1][0], added + len(rows)
+        idx.dirty = idx.dirty or since < 0
+        return added
+
+    def changed(self, idx: _Index) -> None:
+        """Count a change of ``idx``; the flusher thread writes it in time."""
+        idx.changes += 1
+        if self._flusher is None:
+            with self._lock:
+                if self._flusher is None and not self._stop.is_set():
+                    self._flusher = threading.Thread(target=self._flush_loop,
+                                                     name="omnicore-vectors", daemon=True)
+                    self._flusher.start()
+        if idx.changes >= FLUSH_AFTER:
+            self._wake.set()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(FLUSH_EVERY_S)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.flush()
+            except Exception:  # a full disk must not end the schedule; the next run retries
+                _log.warning("writing vector indexes failed; retrying in %.0f s",
+                             FLUSH_EVERY_S, exc_info=True)
 
     def flush(self) -> int:
         """Write every changed index to disk (atomically); how many were written."""
@@ -321,37 +420,46 @@ class VectorStore:
             loaded = list(self._loaded.values())
         written = 0
         self.index_dir.mkdir(parents=True, exist_ok=True)
-        for idx in loaded:
-            with idx.lock:
-                if not idx.dirty:
-                    continue
-                row = read(self._storage, "SELECT generation FROM vector_collections "
-                                          "WHERE id = ?", (idx.coll_id,))
-                if not row:
-                    continue
+        with self._flush_lock:
+            for idx in loaded:
                 path, meta_path = self._paths(idx.coll_id)
                 tmp = path.with_suffix(".tmp")
-                idx.hnsw.save_index(str(tmp))
+                with idx.lock:  # the rows' generation and the index agree under this lock
+                    if not idx.dirty:
+                        continue
+                    row = read(self._storage, "SELECT generation FROM vector_collections "
+                                              "WHERE id = ?", (idx.coll_id,))
+                    if not row:
+                        continue
+                    idx.hnsw.save_index(str(tmp))
+                    idx.dirty, idx.changes = False, 0
+                # Hashing a large file need not hold up searches and upserts.
+                meta = {"format": _FORMAT, "generation": row[0][0],
+                        "size": tmp.stat().st_size, "sha256": _sha256(tmp)}
                 os.replace(tmp, path)
-                meta = {"generation": row[0][0], "size": path.stat().st_size,
-                        "sha256": _sha256(path)}
                 tmp_meta = meta_path.with_suffix(".tmp")
                 tmp_meta.write_text(json.dumps(meta))
                 os.replace(tmp_meta, meta_path)
-                idx.dirty = False
                 written += 1
         return written
 
     def forget_index(self, coll_id: int) -> None:
         with self._lock:
             self._loaded.pop(coll_id, None)
+            for key in [k for k, v in self._collections.items() if v[0] == coll_id]:
+                del self._collections[key]
         for p in self._paths(coll_id):
             p.unlink(missing_ok=True)
 
     def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._flusher is not None:
+            self._flusher.join(60)
         self.flush()
         with self._lock:
             self._loaded.clear()
+            self._collections.clear()
 
 
 def _sha256(path: Path) -> str:
@@ -371,9 +479,7 @@ class PluginVectors:
         self.plugin = plugin
 
     def _collection(self, name: str) -> tuple[int, int, str] | None:
-        rows = read(self._db, "SELECT id, dim, metric FROM vector_collections WHERE plugin = ? "
-                              "AND name = ?", (self.plugin, name))
-        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+        return self._store.collection(self.plugin, name)
 
     def create(self, name: str, dim: int, metric: str = "cosine",
                quota: VectorQuota = VectorQuota()) -> None:
@@ -441,23 +547,27 @@ class PluginVectors:
             if used + delta > quota.max_bytes:
                 raise QuotaExceeded(f"plugin {self.plugin!r} would use {used + delta} bytes of "
                                     f"vectors (max_bytes {quota.max_bytes})")
+            label = old[0] if old else conn.execute(
+                "SELECT next_label FROM vector_collections WHERE id = ?", (coll_id,)).fetchone()[0]
+            gen = conn.execute("UPDATE vector_collections SET next_label = max(next_label, ? + 1),"
+                               " generation = generation + 1, count = count + ?, bytes = bytes + "
+                               "? WHERE id = ? RETURNING generation",
+                               (label, 0 if old else 1, delta, coll_id)).fetchone()[0]
             if old is None:
-                label = conn.execute("SELECT next_label FROM vector_collections WHERE id = ?",
-                                     (coll_id,)).fetchone()[0]
-                conn.execute("INSERT INTO vectors VALUES (?, ?, ?, ?, ?, ?)",
-                             (coll_id, vid, label, arr.astype("<f4").tobytes(), meta, size))
+                conn.execute("INSERT INTO vectors (coll, id, label, vec, meta, size, gen) VALUES "
+                             "(?, ?, ?, ?, ?, ?, ?)",
+                             (coll_id, vid, label, arr.astype("<f4").tobytes(), meta, size, gen))
             else:
-                label = old[0]
-                conn.execute("UPDATE vectors SET vec = ?, meta = ?, size = ? WHERE coll = ? "
-                             "AND id = ?", (arr.astype("<f4").tobytes(), meta, size, coll_id, vid))
-            conn.execute("UPDATE vector_collections SET next_label = max(next_label, ? + 1), "
-                         "generation = generation + 1, count = count + ?, bytes = bytes + ? "
-                         "WHERE id = ?", (label, 0 if old else 1, delta, coll_id))
+                conn.execute("UPDATE vectors SET vec = ?, meta = ?, size = ?, gen = ? WHERE "
+                             "coll = ? AND id = ?",
+                             (arr.astype("<f4").tobytes(), meta, size, gen, coll_id, vid))
             return int(label)
 
         with idx.lock:
             label = write(self._db, run)
-            idx.add([label], arr.reshape(1, -1))
+            idx.add([label], arr.reshape(1, -1), update=label in idx.entries)
+            idx.set_entry(label, vid, meta)
+        self._store.changed(idx)
 
     def delete(self, collection: str, vid: str) -> bool:
         """True deleted, False absent; UnknownCollection if there is no such collection."""
@@ -482,11 +592,13 @@ class PluginVectors:
             if label is None:
                 return False
             idx.remove(label)
+        self._store.changed(idx)
         return True
 
-    def search(self, collection: str, vector: Sequence[float] | np.ndarray, k: int = 10,
-               filter: Mapping[str, Any] | None = None) -> list[Hit]:
-        """The ``k`` best vectors, best first; ``filter`` keeps metadata equal to it."""
+    def _best(self, collection: str, vector: Sequence[float] | np.ndarray, k: int,
+              filter: Mapping[str, Any] | None) -> tuple[_Index, list[tuple[int, float]]]:
+        """The index and its ``k`` best (label, score) pairs; the caller holds ``idx.lock``
+        until it has read their entries (a delete may race otherwise)."""
         found = self._collection(collection)
         if found is None:
             raise UnknownCollection(f"no vector collection {collection[:140]!r}")
@@ -496,29 +608,51 @@ class PluginVectors:
             raise BadVector(f"k must be 1-{MAX_K}, got {k}")
         where, args = _filter_sql(filter)
         idx = self._store.index(coll_id, dim, metric)
-        with idx.lock:
+        idx.lock.acquire()
+        try:
             if where:
                 labels = np.array([r[0] for r in read(
                     self._db, f"SELECT label FROM vectors WHERE coll = ?{where} LIMIT ?",
                     (coll_id, *args, EXACT_FILTERED_BELOW + 1))], dtype=np.int64)
                 if len(labels) <= EXACT_FILTERED_BELOW:
-                    pairs = idx.exact(query, k, labels)
-                else:
-                    allowed = {r[0] for r in read(self._db, "SELECT label FROM vectors WHERE "
-                                                            f"coll = ?{where}", (coll_id, *args))}
-                    pairs = idx.approximate(query, k, allowed)
-            elif len(idx.live) < EXACT_BELOW:
-                pairs = idx.exact(query, k)
-            else:
-                pairs = idx.approximate(query, k)
-        if not pairs:
-            return []
-        marks = ",".join("?" * len(pairs))
-        rows = {r[0]: (r[1], r[2]) for r in read(
-            self._db, f"SELECT label, id, meta FROM vectors WHERE coll = ? AND label IN ({marks})",
-            (coll_id, *(p[0] for p in pairs)))}
-        return [Hit(rows[label][0], round(score, 6), json.loads(rows[label][1] or "{}"))
-                for label, score in pairs if label in rows]
+                    return idx, idx.exact(query, k, labels)
+                allowed = {r[0] for r in read(self._db, "SELECT label FROM vectors WHERE "
+                                                        f"coll = ?{where}", (coll_id, *args))}
+                return idx, idx.approximate(query, k, allowed)
+            if idx.live < EXACT_BELOW:
+                return idx, idx.exact(query, k)
+            return idx, idx.approximate(query, k)
+        except BaseException:
+            idx.lock.release()
+            raise
+
+    def search(self, collection: str, vector: Sequence[float] | np.ndarray, k: int = 10,
+               filter: Mapping[str, Any] | None = None) -> list[Hit]:
+        """The ``k`` best vectors, best first; ``filter`` keeps metadata equal to it."""
+        idx, pairs = self._best(collection, vector, k, filter)
+        try:
+            found = [(idx.entries.get(label), score) for label, score in pairs]
+        finally:
+            idx.lock.release()
+        return [Hit(json.loads(e[0]), round(score, 6), json.loads(e[1]))
+                for e, score in found if e is not None]
+
+    def search_json(self, collection: str, vector: Sequence[float] | np.ndarray, k: int = 10,
+                    filter: Mapping[str, Any] | None = None) -> bytes:
+        """:meth:`search` as the JSON array ``omnicore:vectors`` returns (built from the
+        entries' JSON as stored, not decoded and encoded again)."""
+        idx, pairs = self._best(collection, vector, k, filter)
+        try:
+            entries = idx.entries
+            # %.6f is round(score, 6) (both correctly rounded) at half the cost; an
+            # overflowing inner product has no JSON number: null.
+            parts = [f'{{"id":{e[0]},"score":{score:.6f},"metadata":{e[1]}}}'
+                     if -_INF < score < _INF else
+                     f'{{"id":{e[0]},"score":null,"metadata":{e[1]}}}'
+                     for label, score in pairs if (e := entries.get(label)) is not None]
+        finally:
+            idx.lock.release()
+        return ("[" + ",".join(parts) + "]").encode()
 
     def collections(self) -> list[Collection]:
         """This plugin's collections, by name."""
@@ -529,7 +663,7 @@ class PluginVectors:
         for cid, name, dim, metric, count, size, created in rows:
             idx = self._store._loaded.get(cid)
             kind = "not loaded" if idx is None else (
-                "exact" if len(idx.live) < EXACT_BELOW else "hnsw")
+                "exact" if idx.live < EXACT_BELOW else "hnsw")
             out.append(Collection(self.plugin, name, dim, metric, count, size, created, kind))
         return out
 

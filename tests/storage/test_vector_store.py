@@ -1,0 +1,104 @@
+"""The vector store's durability and caches (omnicore.storage.vectors): an index file written
+before a crash is reloaded and only the changes after it replayed, a host thread writes
+indexes after enough changes, and an update after a delete leaves no stale copy in the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import omnicore.storage.vectors as vectors_mod
+from omnicore.app import OmniApp
+from omnicore.storage.components import sqlite_of
+from omnicore.storage.vectors import VectorStore
+
+
+@pytest.fixture
+def app(make_app: Callable[..., OmniApp]) -> OmniApp:
+    return make_app("vs", builtin_extensions=None)
+
+
+def store(app: OmniApp) -> VectorStore:
+    return VectorStore(sqlite_of(app.storage, "vectors"), app.data_dir / "vectors")
+
+
+def crash(s: VectorStore) -> None:
+    """Stop the store's flusher thread without writing anything, as a kill -9 would."""
+    s._stop.set()
+    s._wake.set()
+
+
+def test_a_crash_replays_only_the_changes_since_the_last_flush(
+        app: OmniApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vectors_mod, "EXACT_BELOW", 0)  # every search walks the HNSW graph
+    rng = np.random.default_rng(2)
+    data = rng.standard_normal((300, 16)).astype(np.float32)
+    first = store(app)
+    view = first.for_plugin("p")
+    for i, row in enumerate(data):
+        view.upsert("emb", f"v{i}", row, {"i": i})
+    assert first.flush() == 1
+    moved, extra = rng.standard_normal((2, 16)).astype(np.float32)
+    view.upsert("emb", "extra", extra, {"new": True})
+    view.upsert("emb", "v1", moved, {"i": "moved"})
+    assert view.delete("emb", "v2")
+    crash(first)
+
+    second = store(app)
+    after = second.for_plugin("p")
+    idx = second.index(*second.collection("p", "emb"))  # type: ignore[misc]
+    assert idx.replayed == 2 and idx.live == 300
+    assert [(h.id, h.metadata) for h in after.search("emb", extra, 1)] == [("extra", {"new": True})]
+    hits = after.search("emb", moved, 5)
+    assert (hits[0].id, hits[0].metadata) == ("v1", {"i": "moved"}) and hits[0].score > 0.999
+    assert len({h.id for h in hits}) == len(hits)
+    assert "v2" not in [h.id for h in after.search("emb", data[2], 10)]
+    assert json.loads(after.search_json("emb", data[3], 1)) == [
+        {"id": "v3", "score": 1.0, "metadata": {"i": 3}}]
+
+    assert second.flush() == 1  # a file at the latest generation replays nothing
+    crash(second)
+    third = store(app)
+    assert third.index(*third.collection("p", "emb")).replayed == 0  # type: ignore[misc]
+    third.close()
+
+
+def test_an_update_after_a_delete_leaves_no_stale_copy(
+        app: OmniApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vectors_mod, "EXACT_BELOW", 0)
+    s = store(app)
+    view = s.for_plugin("p")
+    old = np.array([1, 0, 0, 0], np.float32)
+    view.upsert("emb", "a", old)
+    view.upsert("emb", "b", [0, 1, 0, 0])
+    view.upsert("emb", "c", [0, 0, 1, 0])
+    view.delete("emb", "b")  # a deleted slot that an update must not move into
+    view.upsert("emb", "a", [0, 0, 0, 1])
+    hits = view.search("emb", old, 3)
+    assert sorted(h.id for h in hits) == ["a", "c"]
+    assert all(abs(h.score) < 1e-6 for h in hits)  # the old "a" is no longer in the graph
+    s.close()
+
+
+def test_a_host_thread_writes_indexes_after_enough_changes(
+        app: OmniApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vectors_mod, "FLUSH_AFTER", 5)
+    s = store(app)
+    view = s.for_plugin("p")
+    for i in range(5):
+        view.upsert("emb", f"v{i}", [1.0, float(i)])
+    sidecar = Path(app.data_dir / "vectors" / "1.json")
+    deadline = time.monotonic() + 30
+    while not sidecar.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # waiting for the flusher thread, not for a fixed time
+    assert json.loads(sidecar.read_text())["generation"] == 5
+    crash(s)
+    again = store(app)
+    assert again.index(*again.collection("p", "emb")).replayed == 0  # type: ignore[misc]
+    again.close()
