@@ -85,11 +85,20 @@ declare module "omnicore" {
     created_at: string | number;
   }
 
+  /** A metadata equality filter: every key must equal (strings, numbers, booleans). */
+  export type MetadataFilter = Record<string, string | number | boolean>;
+
   /** omnicore:memory — tiered text memories for agents. */
   export const memory: {
+    /** The new memory's id. importance 0..1 (default 0.5) ranks it and decides eviction;
+     *  vector is an embedding of the text (every vector of a plugin has one dimension). */
     remember(tier: 0 | 1 | 2, text: string,
-             options?: { metadata?: Record<string, JsonValue>; ttl_s?: number }): number;
-    recall(query: string, options?: { tiers?: number[]; limit?: number }): Memory[];
+             options?: { metadata?: Record<string, JsonValue>; ttl_s?: number;
+                         importance?: number; vector?: Float32Array | number[] }): number;
+    /** Best first; filter keeps memories whose metadata matches, vector ranks by cosine too. */
+    recall(query: string, options?: { tiers?: number[]; limit?: number;
+                                      filter?: MetadataFilter;
+                                      vector?: Float32Array | number[] }): Memory[];
     forget(id: number): boolean;
   };
 
@@ -98,6 +107,10 @@ declare module "omnicore" {
     upsert(collection: string, id: string, vector: Float32Array | number[],
            metadata?: Record<string, JsonValue>): void;
     search(collection: string, vector: Float32Array | number[], k?: number):
+      { id: string; score: number; metadata: Record<string, JsonValue> }[];
+    /** search() keeping only vectors whose metadata matches `filter` (before the k best). */
+    query(collection: string, vector: Float32Array | number[], k?: number,
+          filter?: MetadataFilter):
       { id: string; score: number; metadata: Record<string, JsonValue> }[];
     /** True when deleted; throws NOT_FOUND for an unknown collection. */
     delete(collection: string, id: string): boolean;

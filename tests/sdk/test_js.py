@@ -10,14 +10,14 @@ SDK's wrappers are written against.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback_host import serve_http, spec_capabilities
-from spec_host import HostedProbe, runtime
+from hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, probe_grants, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -270,82 +270,145 @@ def test_a_handler_the_plugin_did_not_export_is_not_there(engine: SandboxEngine,
     assert not [n for n in names if n.startswith("omni_h") or n.startswith("omni_js")]
 
 
-# --- every namespace through spec-following host implementations --------------------------
+# --- every namespace through the real host -----------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def caps(engine: SandboxEngine, wasm: dict[str, Path]) -> Iterator[tuple[HostedProbe,
-                                                                        dict[str, Any]]]:
-    with serve_http() as base:
-        state: dict[str, Any] = {"http_base": base}
-        grants = {**{ns: {} for ns in js.CAPABILITIES}, "events": {"publish": ["user.*"]}}
-        rt = HostedProbe(engine, wasm["caps"], spec_capabilities(state, max_value_bytes=4000),
-                         grants, {"db": {"host": "h1"}, "n": 3, "s": "42"},
-                         Limits(pool_size=1, timeout_ms=5000))
-        yield rt, state
-        rt.close()
+def caps(engine: SandboxEngine, wasm: dict[str, Path],
+         upstream: Upstream) -> Iterator[HostedProbe]:
+    grants = probe_grants(upstream, publish=("user.*",), max_value_bytes=4000)
+    with HostedProbe(engine, wasm["caps"], upstream=upstream, grants=grants,
+                     config={"db": {"host": "h1"}, "n": 3, "s": "42"},
+                     limits=Limits(pool_size=1, timeout_ms=5000)) as rt:
+        yield rt
 
 
 def call_json(rt: PluginRuntime | HostedProbe, handler: str, data: bytes = b"") -> Any:
     return json.loads(rt.call(handler, data))
 
 
-def test_kv(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    assert call_json(caps[0], "kv_roundtrip") == {
+def test_kv(caps: HostedProbe) -> None:
+    assert call_json(caps, "kv_roundtrip") == {
         "text": "hi", "blob": [0, 255, 7], "obj": {"a": 1}, "big": 3000, "missing": None,
         "incr": [1, 42], "incr_bad": "INVALID", "too_large": "TOO_LARGE",
         "list": ["big", "blob"], "deleted": [True, False]}
+    assert caps.kv("obj") == b'{"a":1}' and caps.kv("blob") is None   # as the SDK sent them
 
 
-def test_memory(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    assert call_json(caps[0], "memory_roundtrip") == {
-        "id": 1, "found": [[1, "the sky is blue", {"src": "test"}]], "forgot": True,
-        "again": False}
-    assert caps[1]["recall_query"] == {"query": "sky", "tiers": [2], "limit": 3}
+def test_memory(caps: HostedProbe) -> None:
+    out = call_json(caps, "memory_roundtrip")
+    assert out == {"id": out["id"], "found": [[out["id"], "the sky is blue", {"src": "test"}]],
+                   "forgot": True, "again": False}
 
 
-def test_vectors(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    assert call_json(caps[0], "vectors_roundtrip") == {
-        "hits": [{"id": "a", "score": 0.9, "metadata": {"title": "A"}}],
-        "missing": "NOT_FOUND: no collection 'nope'", "deleted": True, "mismatch": "INVALID"}
+def test_memory_fields(caps: HostedProbe) -> None:
+    assert call_json(caps, "memory_fields") == {
+        "ada": ["ada ordered a kettle"], "near_bob": ["bob ordered a kettle"],
+        "nan": "INVALID", "too_important": "INVALID", "bad_filter": "INVALID"}
+    stored = caps.app.memory.for_plugin(caps.name).recall("kettle", [1], 10, {"user": "ada"})
+    assert [(m.text, m.metadata) for m in stored] == [("ada ordered a kettle", {"user": "ada"})]
 
 
-def test_tasks(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
+def test_vectors(caps: HostedProbe) -> None:
+    assert call_json(caps, "vectors_roundtrip") == {
+        "hits": [{"id": "a", "score": pytest.approx(0.993884, abs=1e-6),
+                  "metadata": {"title": "A"}}],
+        "missing": "NOT_FOUND: no vector collection 'nope'", "deleted": True,
+        "mismatch": "INVALID"}
+
+
+def test_vectors_query(caps: HostedProbe) -> None:
+    out = call_json(caps, "vectors_query")
+    assert out == {"en": ["en"], "fr": [], "all": ["en", "de"],
+                   "bad": "INVALID: filter value of 'lang' must be a string, number or boolean"}
+
+
+def test_tasks(caps: HostedProbe) -> None:
     before = time.time()
-    out = call_json(caps[0], "tasks_roundtrip")
+    out = call_json(caps, "tasks_roundtrip")
     after = time.time()
     assert out == {"id": out["id"], "unknown": "NOT_FOUND", "cancel": [True, False],
                    "cancel_unknown": "NOT_FOUND"}
     # What the SDK sent, as the real host queued it.
-    task = next(t for t in caps[0].tasks() if t.id == out["id"])
+    task = next(t for t in caps.tasks() if t.id == out["id"])
     assert (task.handler, task.payload, task.state) == ("config_all", b'{"n":1}',
                                                          "cancelled")
     assert before + 0.25 <= task.run_at <= after + 0.25
 
 
-def test_http_and_connectors(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    base = caps[1]["http_base"]
-    out = call_json(caps[0], "http_roundtrip", json.dumps({"base": base}).encode())
+def test_http_and_connectors(caps: HostedProbe, upstream: Upstream) -> None:
+    upstream.seen.clear()
+    out = call_json(caps, "http_roundtrip", json.dumps({"base": upstream.url}).encode())
     assert out == {"get": [200, True, "hello /hello"], "post": "echo: ping",
                    "conn": "hello /via-connector",
-                   "denied": "DENIED: host example.com is not in the grant"}
+                   "denied": "DENIED: https://example.com:443 is not in the grant's allow_hosts"}
+    get, post, via = upstream.seen   # what the SDK sent; the connector's token is the host's
+    assert (get.method, get.path) == ("GET", "/hello")
+    assert (post.method, post.body, post.headers["content-type"]) == ("POST", b"ping",
+                                                                      "text/plain")
+    assert (via.path, via.headers["authorization"]) == ("/via-connector",
+                                                        f"Bearer {CONNECTOR_TOKEN}")
 
 
-def test_events(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    assert call_json(caps[0], "events_roundtrip") == {"denied": "DENIED"}
-    assert ("user.created", b'{"id":7}') in caps[0].events()   # as the real host logged it
+def test_events(caps: HostedProbe) -> None:
+    assert call_json(caps, "events_roundtrip") == {"denied": "DENIED"}
+    assert ("user.created", b'{"id":7}') in caps.events()   # as the real host logged it
 
 
-def test_secrets(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
-    assert call_json(caps[0], "secrets_roundtrip") == {"token": "s3cr3t", "unset": None,
-                                                       "hidden": "DENIED"}
+def test_secrets(caps: HostedProbe) -> None:
+    assert call_json(caps, "secrets_roundtrip") == {"token": "s3cr3t", "unset": None,
+                                                    "hidden": "DENIED"}
 
 
-def test_config_through_the_real_host(caps: tuple[HostedProbe, dict[str, Any]]) -> None:
+def test_config_through_the_real_host(caps: HostedProbe) -> None:
     section = {"db": {"host": "h1"}, "n": 3, "s": "42"}
-    assert call_json(caps[0], "config_all") == {
+    assert call_json(caps, "config_all") == {
         "all": section, "nested": "h1", "num": 3, "str_num": "42", "deep": "h1",
         "whole": section, "missing": "fallback", "missing_value": 7}
+
+
+_MEMORY_VECTORS_TEST = """import assert from "node:assert/strict";
+import { test } from "node:test";
+import { TestHost, useTestHost } from "omnicore/testing";
+import { memory, vectors, Tier } from "omnicore";
+
+const code = (fn) => { try { fn(); return "ok"; } catch (e) { return e.code ?? e.message; } };
+
+test("memory and vectors in the Node test host", () => {
+  const host = useTestHost(new TestHost());
+  const ada = memory.remember(Tier.SHORT, "ada likes tea", { metadata: { user: "ada" },
+    importance: 0.9, vector: [1, 0] });
+  memory.remember(Tier.SHORT, "bob likes tea", { metadata: { user: "bob" }, vector: [0, 1] });
+  assert.deepEqual(memory.recall("tea", { filter: { user: "bob" } }).map((m) => m.text),
+    ["bob likes tea"]);
+  assert.equal(memory.recall("tea", { vector: [0, 1], limit: 1 })[0].text, "bob likes tea");
+  assert.equal(host.memories[0].importance, 0.9);
+  assert.equal(code(() => memory.remember(0, "x", { vector: [1, 2, 3] })), "INVALID");
+  assert.equal(code(() => memory.remember(0, "x", { importance: 2 })), "INVALID");
+  assert.equal(code(() => memory.recall("x", { filter: { user: ["a"] } })), "INVALID");
+  assert.equal(memory.forget(ada), true);
+  assert.equal(memory.forget(ada), false);
+  vectors.upsert("c", "en", [1, 0], { lang: "en" });
+  vectors.upsert("c", "de", [1, 0.1], { lang: "de" });
+  assert.deepEqual(vectors.query("c", [1, 0], 5, { lang: "de" }).map((h) => h.id), ["de"]);
+  assert.deepEqual(vectors.search("c", [1, 0], 1).map((h) => h.id), ["en"]);
+  assert.equal(code(() => vectors.upsert("c", "x", [1])), "INVALID");
+  assert.equal(code(() => vectors.search("nope", [1, 0])),
+    "NOT_FOUND: no vector collection 'nope'");
+  assert.equal(vectors.delete("c", "en"), true);
+  assert.equal(code(() => vectors.delete("nope", "x")), "NOT_FOUND");
+});
+"""
+
+
+def test_node_test_host_has_memory_and_vectors(tmp_path: Path) -> None:
+    # The Node test host (sdk/js/testing) answers the same wrappers as the wasm host above.
+    (tmp_path / "plugin.js").write_text("export const x = 1;\n")
+    (tmp_path / "plugin.test.js").write_text(_MEMORY_VECTORS_TEST)
+    tests = js.unit_tests(tmp_path)
+    done = subprocess.run(tests.argv, env=tests.env, cwd=tests.cwd, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "# pass 1" in done.stdout, done.stdout + done.stderr
 
 
 # --- the build ---------------------------------------------------------------------------

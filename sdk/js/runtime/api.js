@@ -103,17 +103,35 @@ export const kv = {
 
 export const Tier = Object.freeze({ WORKING: 0, SHORT: 1, LONG: 2 });
 
+// JSON.stringify writes NaN and Infinity as null; the host would refuse the vector for it,
+// but this names the cause.
+const finite = (fn, values) => {
+  if (values === undefined) return undefined;
+  const list = Array.from(values);
+  if (!list.every((v) => typeof v === "number" && Number.isFinite(v))) {
+    throw new OmniHostError(fn, -3, "vector values must be finite numbers");
+  }
+  return list;
+};
+
 export const memory = {
-  remember(tier, text, { metadata, ttl_s } = {}) {
+  /** Options: metadata (object, matched by recall's filter), importance (0..1, default 0.5),
+   *  vector (an embedding of the text), ttl_s (lifetime instead of the tier's). */
+  remember(tier, text, { metadata, ttl_s, importance, vector } = {}) {
     const item = { text };
     if (metadata !== undefined) item.metadata = metadata;
     if (ttl_s !== undefined) item.ttl_s = ttl_s;
+    if (importance !== undefined) item.importance = importance;
+    if (vector !== undefined) item.vector = finite("memory.remember", vector);
     return check("memory.remember", native.memRemember(tier, JSON.stringify(item)));
   },
-  recall(query, { tiers, limit } = {}) {
+  /** Options: tiers, limit (10), filter (metadata equality), vector (rank by cosine too). */
+  recall(query, { tiers, limit, filter, vector } = {}) {
     const q = { query };
     if (tiers !== undefined) q.tiers = tiers;
     if (limit !== undefined) q.limit = limit;
+    if (filter !== undefined) q.filter = filter;
+    if (vector !== undefined) q.vector = finite("memory.recall", vector);
     return JSON.parse(check("memory.recall", native.memRecall(JSON.stringify(q))));
   },
   forget(id) { return check("memory.forget", native.memForget(id)) === 1; },
@@ -129,6 +147,10 @@ export const vectors = {
   },
   search(collection, vector, k = 10) {
     return JSON.parse(native.vecSearch(String(collection), f32(vector), k));
+  },
+  /** search() keeping only vectors whose metadata equals every key of `filter`. */
+  query(collection, vector, k = 10, filter = {}) {
+    return JSON.parse(native.vecQuery(String(collection), f32(vector), k, JSON.stringify(filter)));
   },
   delete(collection, id) {
     return check("vectors.delete", native.vecDelete(String(collection), String(id)), collection) === 1;

@@ -46,6 +46,8 @@ IMPORT("omnicore:vectors", "search")
 int64_t h_vec_search(const void *, int32_t, const void *, int32_t, int32_t);
 IMPORT("omnicore:vectors", "delete")
 int32_t h_vec_delete(const void *, int32_t, const void *, int32_t);
+IMPORT("omnicore:vectors", "query")
+int64_t h_vec_query(const void *, int32_t, const void *, int32_t, int32_t, const void *, int32_t);
 IMPORT("omnicore:tasks", "enqueue")
 int64_t h_tasks_enqueue(const void *, int32_t, const void *, int32_t, int64_t);
 IMPORT("omnicore:tasks", "cancel") int32_t h_tasks_cancel(int64_t);
@@ -490,6 +492,21 @@ FN(n_vec_search) {
     return take_block(r, 1);
 }
 
+FN(n_vec_query) {
+    UNUSED;
+    if (need(CAP_VECTORS)) return JS_EXCEPTION;
+    Bytes coll, vec, filter;
+    int32_t k = 10;
+    if (get_bytes(&coll, argv[0])) return JS_EXCEPTION;
+    if (get_bytes(&vec, argv[1])) { put_bytes(&coll); return JS_EXCEPTION; }
+    if (get_bytes(&filter, argv[3])) { put_bytes(&coll); put_bytes(&vec); return JS_EXCEPTION; }
+    JS_ToInt32(ctx, &k, argv[2]);
+    int64_t r = h_vec_query(coll.p, (int32_t)coll.n, vec.p, (int32_t)(vec.n / 4), k, filter.p,
+                            (int32_t)filter.n);
+    put_bytes(&coll); put_bytes(&vec); put_bytes(&filter);
+    return take_block(r, 1);
+}
+
 FN(n_vec_delete) {
     UNUSED;
     if (need(CAP_VECTORS)) return JS_EXCEPTION;
@@ -593,6 +610,7 @@ static const JSCFunctionListEntry native_fns[] = {
     JS_CFUNC_DEF("vecUpsert", 4, n_vec_upsert),
     JS_CFUNC_DEF("vecSearch", 3, n_vec_search),
     JS_CFUNC_DEF("vecDelete", 2, n_vec_delete),
+    JS_CFUNC_DEF("vecQuery", 4, n_vec_query),
     JS_CFUNC_DEF("tasksEnqueue", 3, n_tasks_enqueue),
     JS_CFUNC_DEF("tasksCancel", 1, n_tasks_cancel),
     JS_CFUNC_DEF("httpRequest", 2, n_http_request),

@@ -36,6 +36,10 @@ export class TestHost {
     /** Published events: {topic, payload}. Enqueued tasks: {id, handler, payload, ...}. */
     this.events = [];
     this.tasks = [];
+    /** Remembered memories (omnicore:memory): {id, tier, text, metadata, importance, vector}. */
+    this.memories = [];
+    /** Vector collections (omnicore:vectors): name -> Map(id -> {vector, metadata}). */
+    this.vectors = new Map();
     this.input = null;
   }
 

@@ -4,7 +4,7 @@
 // conversions and OmniHostError statuses in `node --test` as in omnicore.
 import { current } from "./state.js";
 
-const NOT_FOUND = -1, DENIED = -2, INVALID = -3, UNAVAILABLE = -5;
+const NOT_FOUND = -1, DENIED = -2, INVALID = -3;
 const LEVELS = ["trace", "debug", "info", "warn", "error"];
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -58,13 +58,109 @@ export function kvList(prefix) {
     .slice(0, 1000));
 }
 
-// Agent memory and vectors need the real host's stores: test those through omnicore.
-export function memRemember() { return UNAVAILABLE; }
-export function memRecall() { return UNAVAILABLE; }
-export function memForget() { return UNAVAILABLE; }
-export function vecUpsert() { return UNAVAILABLE; }
-export function vecSearch() { throw new Error("UNAVAILABLE: vectors are not in the test host"); }
-export function vecDelete() { return UNAVAILABLE; }
+// Agent memory and vectors, in memory: recall matches any query word as a substring and ranks
+// by importance plus cosine similarity; enough to unit-test a handler's logic (the real
+// ranking, BM25 and recency, is the host's). Filters, dimensions, NaN and k are checked as on
+// the host (specs/abi.md §4.4, §4.5).
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+const validFilter = (f) => f === undefined || (isObject(f) && Object.values(f)
+  .every((v) => ["string", "number", "boolean"].includes(typeof v)));
+const matches = (metadata, filter) => Object.entries(filter ?? {})
+  .every(([k, v]) => isObject(metadata) && metadata[k] === v);
+const finiteList = (v) => Array.isArray(v) && v.length > 0 && v.every(Number.isFinite);
+const floatsOf = (b) => Array.from(new Float32Array(bytesOf(b).buffer));
+
+function cosine(a, b) {
+  let dot = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+  return na && nb ? dot / Math.sqrt(na * nb) : 0;
+}
+
+function parsed(text) {
+  try { return JSON.parse(textOf(text)); } catch { return undefined; }
+}
+
+export function memRemember(tier, item) {
+  const host = current();
+  const m = parsed(item);
+  const importance = m?.importance ?? 0.5;
+  if (!isObject(m) || ![0, 1, 2].includes(tier) || typeof m.text !== "string" || !m.text.trim()
+      || (m.metadata !== undefined && !isObject(m.metadata)) || typeof importance !== "number"
+      || !(importance >= 0 && importance <= 1)
+      || (m.vector !== undefined && !finiteList(m.vector))) return INVALID;
+  const dim = host.memories.find((x) => x.vector)?.vector.length;
+  if (m.vector !== undefined && dim !== undefined && m.vector.length !== dim) return INVALID;
+  const id = (host.memories.at(-1)?.id ?? 0) + 1;
+  host.memories.push({ id, tier, text: m.text, metadata: m.metadata ?? {}, importance,
+    vector: m.vector ?? null, ttl_s: m.ttl_s ?? null, created_at: Date.now() / 1000 });
+  return id;
+}
+
+export function memRecall(query) {
+  const q = parsed(query);
+  if (!isObject(q) || !validFilter(q.filter) || (q.vector !== undefined && !finiteList(q.vector))) {
+    return INVALID;
+  }
+  const words = String(q.query ?? "").toLowerCase().split(/\s+/).filter(Boolean);
+  const tiers = q.tiers ?? [0, 1, 2];
+  const found = current().memories
+    .filter((m) => tiers.includes(m.tier) && matches(m.metadata, q.filter)
+      && (!words.length || words.some((w) => m.text.toLowerCase().includes(w))))
+    .map((m) => ({ m, score: m.importance
+      + (q.vector && m.vector && m.vector.length === q.vector.length ? cosine(q.vector, m.vector) : 0) }))
+    .sort((a, b) => b.score - a.score)
+    .slice(0, q.limit ?? 10);
+  return JSON.stringify(found.map(({ m, score }) => ({ id: m.id, tier: m.tier, text: m.text,
+    metadata: m.metadata, score, created_at: m.created_at })));
+}
+
+export function memForget(id) {
+  const memories = current().memories;
+  const at = memories.findIndex((m) => m.id === Number(id));
+  if (at < 0) return 0;
+  memories.splice(at, 1);
+  return 1;
+}
+
+export function vecUpsert(collection, id, vector, metadata) {
+  const vectors = current().vectors;
+  const values = floatsOf(vector);
+  const meta = textOf(metadata) === "" ? {} : parsed(metadata);
+  if (!finiteList(values) || !isObject(meta)) return INVALID;
+  const coll = vectors.get(collection) ?? new Map();
+  const dim = coll.values().next().value?.vector.length;
+  if (dim !== undefined && dim !== values.length) return INVALID;
+  vectors.set(collection, coll);
+  coll.set(id, { vector: values, metadata: meta });
+  return 0;
+}
+
+// Errors are thrown with the host's message, as the runtime throws a §3.3 error block.
+export function vecQuery(collection, vector, k, filter) {
+  const coll = current().vectors.get(collection);
+  if (coll === undefined) throw new Error(`NOT_FOUND: no vector collection '${collection}'`);
+  const flt = textOf(filter) === "" ? undefined : parsed(filter);
+  if (!validFilter(flt)) throw new Error("INVALID: the filter must be a JSON object of scalars");
+  if (!(k >= 1 && k <= 1000)) throw new Error(`INVALID: k must be 1-1000, got ${k}`);
+  const query = floatsOf(vector);
+  const dim = coll.values().next().value?.vector.length;
+  if (!finiteList(query) || (dim !== undefined && dim !== query.length)) {
+    throw new Error(`INVALID: the vector must have ${dim} finite values`);
+  }
+  const hits = [...coll].filter(([, v]) => matches(v.metadata, flt))
+    .map(([vid, v]) => ({ id: vid, score: cosine(query, v.vector), metadata: v.metadata }))
+    .sort((a, b) => b.score - a.score)
+    .slice(0, k);
+  return JSON.stringify(hits);
+}
+
+export function vecSearch(collection, vector, k) { return vecQuery(collection, vector, k, ""); }
+
+export function vecDelete(collection, id) {
+  const coll = current().vectors.get(collection);
+  if (coll === undefined) return NOT_FOUND;
+  return coll.delete(id) ? 1 : 0;
+}
 
 export function tasksEnqueue(handler, payload, delayMs) {
   const host = current();

@@ -1,5 +1,6 @@
 // Exercises every omnicore namespace through the JS SDK's wrappers (tests/sdk/test_js.py).
-import { config, events, http, kv, log, memory, secrets, tasks, vectors, OmniHostError } from "omnicore";
+import { config, events, http, kv, log, memory, secrets, tasks, vectors, OmniHostError, Tier }
+  from "omnicore";
 
 const status = (fn) => {
   try { fn(); return "ok"; } catch (e) { return e instanceof OmniHostError ? e.code : String(e); }
@@ -30,6 +31,31 @@ export function memory_roundtrip() {
   const found = memory.recall("sky", { limit: 3, tiers: [2] });
   return { id, found: found.map((m) => [m.id, m.text, m.metadata]), forgot: memory.forget(id),
            again: memory.forget(id) };
+}
+
+export function memory_fields() {
+  memory.remember(Tier.SHORT, "ada ordered a kettle",
+    { metadata: { user: "ada" }, importance: 0.9, vector: [1, 0, 0], ttl_s: 60 });
+  memory.remember(Tier.SHORT, "bob ordered a kettle",
+    { metadata: { user: "bob" }, importance: 0.2, vector: new Float32Array([0, 1, 0]) });
+  const texts = (ms) => ms.map((m) => m.text);
+  return {
+    ada: texts(memory.recall("kettle", { filter: { user: "ada" } })),
+    near_bob: texts(memory.recall("kettle", { vector: [0.1, 0.9, 0], limit: 1 })),
+    nan: status(() => memory.remember(0, "x", { vector: [NaN, 0, 0] })),
+    too_important: status(() => memory.remember(0, "x", { importance: 2 })),
+    bad_filter: status(() => memory.recall("x", { filter: { user: ["a"] } })),
+  };
+}
+
+export function vectors_query() {
+  vectors.upsert("q", "en", [1, 0], { lang: "en" });
+  vectors.upsert("q", "de", [1, 0.1], { lang: "de" });
+  let bad;
+  try { vectors.query("q", [1, 0], 5, { lang: ["en"] }); } catch (e) { bad = e.message; }
+  return { en: vectors.query("q", [1, 0], 5, { lang: "en" }).map((h) => h.id),
+           fr: vectors.query("q", [1, 0], 5, { lang: "fr" }),
+           all: vectors.query("q", [1, 0], 5).map((h) => h.id), bad };
 }
 
 export function vectors_roundtrip() {
