@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from omnicore.capabilities.http import Client, HttpRefused
+from omnicore.capabilities.http import MAX_REQUEST_JSON, Client, HttpRefused
 from omnicore.sandbox.fastcall import GuestMemory, HostTrap
 from omnicore.sandbox.pluginlog import PluginLog
 
@@ -110,6 +110,8 @@ def _http_request(raw: bytes) -> tuple[str, str, dict[str, str]]:
 def http_request(state: EnvState, mem: KernelMemory, req: int, body: int) -> int:
     # As Extism, the request and body blocks stay the plugin's (PDKs free or reuse them).
     inst = mem.owner
+    if inst.kernel_length(req) > MAX_REQUEST_JSON:  # checked before parsing costs the host
+        raise HostTrap(f"invalid HTTP request JSON: larger than {MAX_REQUEST_JSON} bytes")
     method, url, headers = _http_request(inst.block_bytes(req, "http request"))
     if state.http is None:
         raise HostTrap(f"HTTP request to {url} is not allowed (no allowed_hosts in the Extism "
