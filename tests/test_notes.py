@@ -86,6 +86,12 @@ def test_notes_are_found_by_words_and_by_likeness(notes_app: Callable[[], OmniAp
     assert similar[0]["tag"] == "food" and similar[0]["text"].startswith("Grandma's pasta")
     assert similar[0]["score"] > similar[1]["score"]
 
+    # A tag narrows both searches before the best are taken.
+    assert [n["id"] for n in call(plugin, "find", {"query": "garlic", "tag": "food"})] == [pasta]
+    assert call(plugin, "find", {"query": "garlic", "tag": "travel"}) == []
+    tagged = call(plugin, "similar", {"text": "engine oil", "tag": "food"})
+    assert [n["id"] for n in tagged] == [pasta]
+
     # The vectors live in the plugin's own collection, one per note.
     (coll,) = app.vectors.for_plugin(plugin).collections()
     assert (coll.name, coll.dim, coll.count) == ("notes", DIM, 3)

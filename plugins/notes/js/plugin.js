@@ -3,8 +3,9 @@
 // vectors over an embedding this plugin computes itself).
 //
 // - add {"text", "tag"?} remembers the note and indexes its vector; {"id"}.
-// - find {"query", "limit"?} recalls notes by their words (BM25, recency, importance).
-// - similar {"text", "k"?} the k notes whose embedding is nearest to the text's.
+// - find {"query", "limit"?, "tag"?} recalls notes by their words (BM25, recency,
+//   importance), only those with that tag if one is given.
+// - similar {"text", "k"?, "tag"?} the k notes whose embedding is nearest to the text's.
 // - forget {"id"} forgets the note and its vector.
 // - embed {"text"} shows the vector similar uses.
 //
@@ -89,19 +90,28 @@ export function add(raw) {
   return { id };
 }
 
+// The metadata filter of a tag ({tag}), or none.
+function tagFilter(req) {
+  if (req.tag === undefined || req.tag === null) return undefined;
+  if (typeof req.tag !== "string") throw new InputError('invalid input: "tag" must be a string');
+  return { tag: req.tag };
+}
+
 export function find(raw) {
-  const req = input(raw, ["query", "limit"], "query");
+  const req = input(raw, ["query", "limit", "tag"], "query");
   const limit = count(req.limit, "limit", 10);
-  return memory.recall(req.query, { limit }).map((m) => (
+  const filter = tagFilter(req);
+  return memory.recall(req.query, filter ? { limit, filter } : { limit }).map((m) => (
     { id: m.id, text: m.text, tag: m.metadata.tag ?? null, score: m.score }));
 }
 
 export function similar(raw) {
-  const req = input(raw, ["text", "k"], "text");
+  const req = input(raw, ["text", "k", "tag"], "text");
   const k = count(req.k, "k", 5);
   let hits;
   try {
-    hits = vectors.search(COLLECTION, embedding(req.text), k);
+    // The filter applies before the k best are taken, so a rare tag still finds k notes.
+    hits = vectors.query(COLLECTION, embedding(req.text), k, tagFilter(req) ?? {});
   } catch (e) {
     if (String(e.message).startsWith("NOT_FOUND")) return []; // no note was added yet
     throw e;

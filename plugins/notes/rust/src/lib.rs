@@ -3,8 +3,9 @@
 //! cosine search in `omnicore::vectors` over an embedding this plugin computes itself).
 //!
 //! - `add {"text", "tag"?}` remembers the note and indexes its vector; `{"id"}`.
-//! - `find {"query", "limit"?}` recalls notes by their words (BM25, recency, importance).
-//! - `similar {"text", "k"?}` the `k` notes whose embedding is nearest to the text's.
+//! - `find {"query", "limit"?, "tag"?}` recalls notes by their words (BM25, recency,
+//!   importance), only those with that tag if one is given.
+//! - `similar {"text", "k"?, "tag"?}` the `k` notes whose embedding is nearest to the text's.
 //! - `forget {"id"}` forgets the note and its vector.
 //! - `embed {"text"}` shows the vector `similar` uses.
 //!
@@ -34,6 +35,7 @@ struct AddIn {
 struct FindIn {
     query: String,
     limit: Option<u32>,
+    tag: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -41,6 +43,7 @@ struct FindIn {
 struct SimilarIn {
     text: String,
     k: Option<u32>,
+    tag: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +119,13 @@ pub fn embedding(text: &str) -> Result<Vec<f32>, Error> {
     Ok(v.into_iter().map(|x| x / norm).collect())
 }
 
+/// The metadata filter of a tag (`{"tag": ...}`), or none.
+fn tag_filter(tag: &Option<String>) -> String {
+    tag.as_ref()
+        .map(|t| json!({ "tag": t }).to_string())
+        .unwrap_or_default()
+}
+
 fn snippet(text: &str) -> String {
     text.chars().take(SNIPPET_CHARS).collect()
 }
@@ -142,7 +152,12 @@ fn add(input: AddIn) -> Result<Value, Error> {
 
 fn find(input: FindIn) -> Result<Vec<Note>, Error> {
     let limit = input.limit.unwrap_or(10).clamp(1, 100);
-    let found: Vec<Value> = serde_json::from_str(&memory::recall(&input.query, limit)?)?;
+    let filter = tag_filter(&input.tag);
+    let mut recall = memory::Recall::new(&input.query).limit(limit);
+    if !filter.is_empty() {
+        recall = recall.filter(&filter);
+    }
+    let found: Vec<Value> = serde_json::from_str(&recall.run()?)?;
     Ok(found
         .iter()
         .map(|m| Note {
@@ -157,7 +172,8 @@ fn find(input: FindIn) -> Result<Vec<Note>, Error> {
 fn similar(input: SimilarIn) -> Result<Vec<Note>, Error> {
     let k = input.k.unwrap_or(5).clamp(1, 100);
     let vector = embedding(&input.text)?;
-    let hits = match vectors::search(COLLECTION, &vector, k) {
+    // The filter applies before the k best are taken, so a rare tag still finds k notes.
+    let hits = match vectors::query(COLLECTION, &vector, k, &tag_filter(&input.tag)) {
         Ok(json) => json,
         // No note was added yet, so there is no collection to search.
         Err(e) if e.status() == Some(omnicore::Status::NotFound) => return Ok(Vec::new()),
