@@ -489,8 +489,8 @@ def test_a_copied_project_still_finds_the_sdk(engine: SandboxEngine, tmp_path: P
     with runtime(engine, path, {"greeting": "Hey"}) as rt:
         assert json.loads(rt.call("greet", b'{"name": "Go"}')) == {"message": "Hey, Go!"}
     assert gomod.read_text() == before  # the author's folder is left alone
-    assert sorted(p.name for p in src.iterdir()) == [".gitignore", "go.mod", "main.go",
-                                                     "main_test.go", "omnicore.toml"]
+    assert sorted(p.name for p in src.iterdir()) == ["go.mod", "main.go", "main_test.go",
+                                                     "omnicore.toml"]
 
 
 def test_compile_errors_are_build_errors_with_the_compiler_message(tmp_path: Path) -> None:

@@ -1,0 +1,131 @@
+"""Break the limit and grant code on purpose, one way at a time, and check a test notices.
+
+Run on demand (minutes; not in CI): ``.venv/bin/python scripts/mutation-check.py [-k NAME]``.
+Each mutation is a small edit to a copy of the package (the checkout is never touched); the
+tests that guard that code run against the copy (PYTHONPATH puts it first); a mutation that
+leaves them green is a **survivor** and is printed. Exit status 1 when any survives.
+
+These are the behaviours a reviewer once broke by hand and found unguarded (fuel refill,
+stretched deadlines), and their siblings: every limit and refusal of specs/security.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "host" / "omnicore"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str  # relative to host/omnicore
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+SANDBOX = ("tests/sandbox",)
+M = Mutation
+MUTATIONS = [
+    M("fuel not refilled per call", "sandbox/fastcall.py",
+      "        if self.fuel is not None:\n            self._arm(deadline_ticks)",
+      "        if False:\n            self._arm(deadline_ticks)", SANDBOX),
+    M("deadlines stretched x2", "sandbox/engine.py",
+      "return -(-timeout_ms // self.epoch_tick_ms) + 2",
+      "return 2 * (-(-timeout_ms // self.epoch_tick_ms) + 2)", SANDBOX),
+    M("no deadline check in host calls", "sandbox/fastcall.py",
+      "            if _monotonic() > inst.deadline:\n                inst.deadline_hit = True\n"
+      "                msg = f\"host function {qualified}: the call's deadline has passed\""
+      ".encode()\n                return int(_trap_new(msg, len(msg)) or 0)\n            if nparams:",
+      "            if nparams:", SANDBOX),
+    M("ticker does not catch up", "sandbox/engine.py",
+      "passed = 1 + max(0, int((time.monotonic() - due) / period))",
+      "passed = 1; due = time.monotonic()", SANDBOX),
+    M("tables unlimited", "sandbox/fastcall.py",
+      "_store_limiter(self._store, memory_limit, table_elements, 1, tables, 1)",
+      "_store_limiter(self._store, memory_limit, -1, 1, -1, 1)", SANDBOX),
+    M("memory unlimited", "sandbox/fastcall.py",
+      "_store_limiter(self._store, memory_limit, table_elements, 1, tables, 1)",
+      "_store_limiter(self._store, -1, table_elements, 1, tables, 1)", SANDBOX),
+    M("input size not checked", "sandbox/runtime.py",
+      "if len(data) > self._max_input:", "if False:", SANDBOX),
+    M("output size not checked", "sandbox/runtime.py",
+      "if not is_error and length > lim.max_output_bytes:", "if False:", SANDBOX),
+    M("ungranted imports linked", "sandbox/runtime.py",
+      "missing = tuple(sorted(module.requested - self.granted))", "missing = ()",
+      (*SANDBOX, "tests/plugins/test_host.py")),
+    M("log rate budget off", "sandbox/pluginlog.py",
+      "        if self._tokens < cost:\n            return False",
+      "        if False:\n            return False", SANDBOX),
+    M("log ring unbounded in bytes", "sandbox/pluginlog.py",
+      "len(self._lines) > self.capacity or self._bytes > self.max_bytes",
+      "len(self._lines) > self.capacity", SANDBOX),
+    M("absent config keys cached", "capabilities/config.py",
+      "        if value is None:\n            mem.check(out, cap, \"output buffer\")\n"
+      "            return Status.NOT_FOUND\n        state.cache[text] = value",
+      "        state.cache[text] = value\n        if value is None:\n"
+      "            mem.check(out, cap, \"output buffer\")\n            return Status.NOT_FOUND",
+      (*SANDBOX, "tests/capabilities/test_config.py")),
+    M("manifest depth unchecked", "sandbox/module.py",
+      "if _depth(manifest) > MAX_MANIFEST_DEPTH:", "if False:", SANDBOX),
+    M("remote schema refs allowed", "sandbox/configschema.py",
+      "if not ref.startswith(\"#\"):", "if False:", SANDBOX),
+    M("error result bounds unchecked", "sandbox/runtime.py",
+      "                inst.memory.check(ptr, length, \"handler output\")\n", "", SANDBOX),
+    M("grant options not validated", "sandbox/grants.py",
+      "            cap.check_grant(options)", "            pass",
+      (*SANDBOX, "tests/capabilities/test_log.py", "tests/capabilities/test_config.py")),
+    M("unknown grants accepted", "sandbox/grants.py",
+      "    if unknown:\n        raise ConfigError(f\"plugin {plugin!r}: unknown capability",
+      "    if False:\n        raise ConfigError(f\"plugin {plugin!r}: unknown capability",
+      (*SANDBOX, "tests/plugins")),
+]
+
+
+def run(mutation: Mutation, work: Path) -> tuple[bool, float, str]:
+    """Apply ``mutation`` to a fresh copy; True when the tests caught it."""
+    copy = work / "host"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(PKG, copy / "omnicore", ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / "omnicore" / mutation.file
+    text = target.read_text()
+    if mutation.old not in text:
+        return False, 0.0, f"the code to mutate is gone from {mutation.file}: update this script"
+    target.write_text(text.replace(mutation.old, mutation.new, 1))
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           *mutation.tests], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1800, check=False)
+    return proc.returncode != 0, time.monotonic() - start, proc.stdout[-300:]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-k", help="only mutations whose name contains this")
+    args = ap.parse_args()
+    chosen = [m for m in MUTATIONS if not args.k or args.k in m.name]
+    survivors = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in chosen:
+            caught, took, tail = run(m, Path(tmp))
+            print(f"{'killed ' if caught else 'SURVIVED'}  {m.name}  ({took:.0f} s)", flush=True)
+            if not caught:
+                survivors.append(m.name)
+                print("    " + tail.strip().replace("\n", "\n    "))
+    print(f"{len(chosen) - len(survivors)} killed, {len(survivors)} survived")
+    sys.exit(1 if survivors else 0)
+
+
+if __name__ == "__main__":
+    main()
