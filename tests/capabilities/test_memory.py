@@ -126,7 +126,7 @@ def test_remember_recall_forget(mem_app: Callable[..., Guest]) -> None:
     a = g.remember(2, {"text": "the user prefers metric units", "metadata": {"kind": "pref"}})
     b = g.remember(1, "the meeting moved to Tuesday")
     c = g.remember(0, "scratch: units converted")
-    assert a >= 1 and b > a and c > b
+    assert min(a, b, c) >= 1 and len({a, b, c}) == 3  # ids are random (abi.md §4.4)
     hits = g.recall("metric units", limit=5)
     assert hits[0]["id"] == a and hits[0]["tier"] == 2
     assert hits[0]["metadata"] == {"kind": "pref"} and hits[0]["text"].startswith("the user")
@@ -170,6 +170,12 @@ def test_plugins_see_only_their_own_memories(mem_app: Callable[..., Guest]) -> N
     assert b.recall("private thought") == []
     assert b.forget(mid) == 0
     assert a.recall("private")[0]["id"] == mid
+    # Ids tell a plugin nothing about how many memories the others keep: no shared counter.
+    before = [a.remember(2, f"a thought {i}") for i in range(20)]
+    mine = b.remember(2, "b thought")
+    assert mine not in (max(before) + 1, mid + 21)
+    assert sorted(before) != list(range(min(before), min(before) + 20))
+    assert all(0 < i < 2**53 for i in (*before, mine))
 
 
 @pytest.mark.parametrize("tier, item, status", [
@@ -180,6 +186,8 @@ def test_plugins_see_only_their_own_memories(mem_app: Callable[..., Guest]) -> N
     (0, {"text": ""}, INVALID),
     (0, {"text": 5}, INVALID),
     (0, {"text": "x", "metadata": [1]}, INVALID),
+    (0, b'{"text": "x", "importance": NaN}', INVALID),
+    (0, b'{"text": "x", "metadata": {"s": Infinity}}', INVALID),
     (0, {"text": "x", "ttl_s": -5}, INVALID),
     (0, {"text": "x", "importance": 2}, INVALID),
     (0, {"text": "x", "vector": [1, float("nan")]}, INVALID),

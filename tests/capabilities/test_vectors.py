@@ -191,6 +191,9 @@ def test_bad_vectors_and_names_get_statuses(vec_app: Callable[..., Guest]) -> No
     assert g.upsert("docs", "b", [1, float("inf"), 3]) == INVALID
     assert g.upsert("docs", "b", [1, 2, 3], b"[1]") == INVALID        # metadata not an object
     assert g.upsert("docs", "b", [1, 2, 3], b"{nope") == INVALID
+    # Python's json accepts NaN/Infinity; stored, they would come back as invalid JSON.
+    assert g.upsert("docs", "b", [1, 2, 3], b'{"score": NaN}') == INVALID
+    assert g.upsert("docs", "b", [1, 2, 3], b'{"score": -Infinity}') == INVALID
     assert g.upsert("docs", "b", [1, 2, 3], {"x": "y" * 200}) == TOO_LARGE
     assert g.upsert("wide", "b", [1.0] * 9) == TOO_LARGE              # over max_dim
     assert g.upsert("docs", "", [1, 2, 3]) == INVALID

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from omnicore.capabilities import guestjson
 from omnicore.capabilities.tasks import Jobs, at_hops, current_hops
 from omnicore.config import OmniConfig
 from omnicore.core.events import Event, EventBus, Subscription
@@ -66,7 +67,7 @@ def event_body(event: Event) -> bytes:
     """The JSON a subscribing handler receives: ``{"topic", "data"}``."""
     if isinstance(event, PluginEvent):
         try:
-            data: Any = json.loads(event.data) if event.data else None
+            data: Any = guestjson.loads(event.data) if event.data else None
         except ValueError:
             try:
                 data = event.data.decode()

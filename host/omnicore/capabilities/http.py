@@ -53,6 +53,7 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from omnicore.capabilities import guestjson
 from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext
 from omnicore.storage.secrets import SecretStore, check_name
@@ -410,7 +411,7 @@ class _Exchange:
 
 def _parse(state: _State, raw: bytes, body: bytes, deadline: float) -> _Exchange:
     try:
-        req = json.loads(raw)
+        req = guestjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _Refused("INVALID", f"request is not JSON: {exc}") from None
     if not isinstance(req, dict):

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any, Protocol
 
+from omnicore.capabilities import guestjson
 from omnicore.config import OmniConfig
 from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
@@ -52,7 +53,7 @@ def _json(mem: GuestMemory, ptr: int, length: int, what: str) -> Any:
     if length > _MAX_JSON:
         raise ValueTooLarge(f"{what} over {_MAX_JSON} bytes")
     try:
-        value = json.loads(mem.read(ptr, length, what))
+        value = guestjson.loads(mem.read(ptr, length, what))
     except (ValueError, UnicodeDecodeError):
         raise BadMemory(f"{what} is not JSON") from None
     if not isinstance(value, dict):

@@ -10,12 +10,12 @@ metadata equality filter (JSON object).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
 
+from omnicore.capabilities import guestjson
 from omnicore.config import OmniConfig
 from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
@@ -98,7 +98,7 @@ def _upsert(state: _State, mem: GuestMemory, cp: int, cl: int, ip: int, il: int,
     meta = None
     if ml:
         try:
-            meta = json.loads(mem.read(mp, ml, "metadata"))
+            meta = guestjson.loads(mem.read(mp, ml, "metadata"))
         except (ValueError, UnicodeDecodeError):
             return Status.INVALID
         if not isinstance(meta, dict):
@@ -149,7 +149,7 @@ def _query(state: _State, mem: GuestMemory, cp: int, cl: int, vp: int, dim: int,
     flt = None
     if fl:
         try:
-            flt = json.loads(mem.read(fp, fl, "filter"))
+            flt = guestjson.loads(mem.read(fp, fl, "filter"))
         except (ValueError, UnicodeDecodeError):
             return mem.alloc_result(b"INVALID: the filter is not JSON", error=True)
         if not isinstance(flt, dict):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from omnicore.capabilities import guestjson
 from omnicore.capabilities.http import MAX_REQUEST_JSON, Client, HttpRefused
 from omnicore.sandbox.fastcall import GuestMemory, HostTrap
 from omnicore.sandbox.pluginlog import PluginLog
@@ -92,7 +93,7 @@ def get_log_level(state: EnvState, mem: KernelMemory) -> int:
 def _http_request(raw: bytes) -> tuple[str, str, dict[str, str]]:
     """(method, url, headers) of Extism's HttpRequest JSON ``{url, method?, headers?}``."""
     try:
-        req = json.loads(raw)
+        req = guestjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HostTrap(f"invalid HTTP request JSON: {exc}") from None
     url = req.get("url") if isinstance(req, dict) else None

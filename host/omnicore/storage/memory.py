@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import re
+import secrets
 import sqlite3
 import threading
 import time
@@ -28,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omnicore.storage.base import QuotaExceeded, Refused, ValueTooLarge
+from omnicore.storage.base import QuotaExceeded, Refused, StorageError, ValueTooLarge
 from omnicore.storage.components import ensure_schema, read, write
 from omnicore.storage.sqlite import SQLiteStorage
 from omnicore.storage.vectors import BadVector, PluginVectors, VectorStore, check_vector
@@ -270,12 +271,21 @@ class PluginMemory:
                     raise QuotaExceeded(f"tier {tier} is full")
                 conn.executemany("DELETE FROM memories WHERE id = ?", [(r[0],) for r in rows])
                 evicted = [r[0] for r in rows if r[1]]
-            cur = conn.execute(
-                "INSERT INTO memories (plugin, scope, tier, text, meta, importance, created_at, "
-                "accessed_at, expires_at, has_vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.plugin, self.scope, tier, text, meta, float(importance), now, now,
-                 expires, 1 if vec is not None else 0))
-            return int(cur.lastrowid or 0), evicted
+            # Ids are random, not a counter shared by every plugin: a plugin must not learn
+            # from its own ids how many memories the others keep. 53 bits stay exact in JS.
+            for _ in range(16):
+                mid = secrets.randbits(53) or 1
+                try:
+                    conn.execute(
+                        "INSERT INTO memories (id, plugin, scope, tier, text, meta, importance, "
+                        "created_at, accessed_at, expires_at, has_vector) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (mid, self.plugin, self.scope, tier, text, meta, float(importance), now,
+                         now, expires, 1 if vec is not None else 0))
+                except sqlite3.IntegrityError:
+                    continue  # an id already taken (about one chance in 10^15)
+                return mid, evicted
+            raise StorageError("could not find a free memory id")
 
         mid, evicted = write(self._db, run)
         for old in evicted:

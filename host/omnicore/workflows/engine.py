@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import jsonschema
 
+from omnicore.capabilities import guestjson
 from omnicore.capabilities.tasks import Schedule
 from omnicore.config import OmniConfig
 from omnicore.core.events import Event, EventBus
@@ -555,7 +556,7 @@ class Workflows:
             payload = payload.encode()
         raw = self._timed(lambda: self._app.plugins.call(s.target, s.handler, payload), s)
         try:
-            return json.loads(raw) if raw else None
+            return guestjson.loads(raw) if raw else None
         except ValueError:
             return raw.decode("utf-8", "replace")
 
@@ -654,7 +655,7 @@ class Workflows:
         if why:
             return WebhookAnswer(401, {"error": why})
         try:
-            data = json.loads(body) if body.strip() else {}
+            data = guestjson.loads(body) if body.strip() else {}
         except ValueError as exc:
             return WebhookAnswer(400, {"error": f"the body is not JSON: {exc}"})
         trigger = {"topic": f"webhook.{path}", "path": path, "data": data}
