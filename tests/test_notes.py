@@ -161,3 +161,38 @@ def test_a_quota_refusal_leaves_no_half_written_note(notes_app: Callable[[], Omn
     with pytest.raises(GuestError) as info:
         app.plugins.call_json(plugin, "add", {"text": "word " * 5000})
     assert "TOO_LARGE" in info.value.guest_message
+
+
+def test_omnicore_call_without_a_running_host_uses_the_apps_data(
+        wasm_dir: Path, tmp_path: Path) -> None:
+    # `omnicore call NAME --app DIR` with no host up runs the plugin in the CLI's process, in
+    # the app (never started): memory and vectors are the app's, and what one call stores the
+    # next one (and the app itself) finds.
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    app_dir = tmp_path / "app"
+    (app_dir / "plugins").mkdir(parents=True)
+    shutil.copy(wasm_dir / "notes-rust.wasm", app_dir / "plugins")
+    (app_dir / "omnicore.yaml").write_text(
+        "name: notes-cli\nplugins:\n  notes-rust:\n    grants: [memory, vectors]\n")
+    omnicore = Path(sys.executable).parent / "omnicore"
+
+    def call(handler: str, payload: dict[str, object]) -> object:
+        proc = subprocess.run([str(omnicore), "call", "notes-rust", handler, "--app",
+                               str(app_dir), "--input", json.dumps(payload)],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert "embedded" in proc.stderr  # it says which way the call went
+        return json.loads(proc.stdout)
+
+    call("add", {"text": "the oven needs descaling every spring"})
+    found = call("find", {"query": "oven"})
+    assert "descaling" in json.dumps(found)
+    app = OmniApp(config_path=app_dir / "omnicore.yaml", default_modules=False)
+    try:
+        assert sum(app.memory.for_plugin("notes-rust").count().values()) == 1
+    finally:
+        app.close()

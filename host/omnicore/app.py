@@ -501,6 +501,17 @@ class OmniApp:
             self._runner = None
             runner.close()
 
+    def close(self) -> None:
+        """Release what a never-started app opened on use (its plugin host and runtimes, its
+        database): for apps used without :meth:`start`, like ``omnicore call``'s. A running
+        app is stopped with :meth:`stop` instead."""
+        if self.state in (State.RUNNING, State.STARTING, State.STOPPING):
+            raise LifecycleError(f"app {self.name!r} is {self.state.value}; stop() it instead")
+        host = self.__dict__.get("_plugins")
+        if host is not None:
+            host.close()
+        self._close_storage()
+
     async def __aenter__(self) -> OmniApp:
         await self.astart()
         return self

@@ -131,27 +131,32 @@ def user_cache_dir() -> Path:
     return Path(base) / "omnicore" / "modules"
 
 
-def _host(cfg: Any) -> Any:
-    """A standalone PluginHost configured like the app in ``cfg`` (or with defaults)."""
-    from omnicore.plugins.host import PluginHost
-    from omnicore.sandbox import SandboxEngine
-    from omnicore.sandbox.limits import Limits
+@contextmanager
+def _host(cfg: Any) -> Iterator[Any]:
+    """The plugin host a one-off call runs in.
 
+    In an app (``cfg``): the plugin host of that app, never started — same grants, limits,
+    module cache and data (kv, memory, vectors, secrets in its database) as ``omnicore run``,
+    without the folder watcher, console or schedules. For a bare file: a standalone host.
+    """
     if cfg is None:
+        from omnicore.plugins.host import PluginHost
+        from omnicore.sandbox import SandboxEngine
+
         # A bare file: without a cache every call would recompile (seconds for Go or JS).
         def user_engine(fuel: bool = False) -> SandboxEngine:
             return SandboxEngine(cache_dir=user_cache_dir(), fuel=fuel)
 
-        return PluginHost(engine_factory=user_engine)
-    defaults = Limits().merged(cfg.sandbox.limits.model_dump())
-    cache = cfg.sandbox.cache_dir
+        with PluginHost(engine_factory=user_engine) as host:
+            yield host
+        return
+    from omnicore.app import OmniApp
 
-    def engine(fuel: bool = False) -> SandboxEngine:
-        return SandboxEngine(cache_dir=cache, epoch_tick_ms=cfg.sandbox.epoch_tick_ms,
-                             fuel=fuel)
-
-    return PluginHost(engine_factory=engine, defaults=defaults, plugin_settings=cfg.plugins,
-                      data_dir=cfg.data_dir)
+    app = OmniApp(config=cfg, default_modules=False)
+    try:
+        yield app.plugins
+    finally:
+        app.close()
 
 
 @click.command()
