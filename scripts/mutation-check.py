@@ -82,7 +82,7 @@ MUTATIONS = [
       "            mem.check(out, cap, \"output buffer\")\n            return Status.NOT_FOUND",
       (*SANDBOX, "tests/capabilities/test_config.py")),
     M("manifest depth unchecked", "sandbox/module.py",
-      "if _depth(manifest) > MAX_MANIFEST_DEPTH:", "if False:", SANDBOX),
+      "if _text_depth(text) > MAX_MANIFEST_DEPTH:", "if False:", SANDBOX),
     M("remote schema refs allowed", "sandbox/configschema.py",
       "if not ref.startswith(\"#\"):", "if False:", SANDBOX),
     M("error result bounds unchecked", "sandbox/runtime.py",

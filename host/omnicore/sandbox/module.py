@@ -101,32 +101,36 @@ def _parse_manifest(wasm: bytes, fallback_name: str | None) -> dict[str, Any]:
         raise InvalidModule(f"the '{MANIFEST_SECTION}' section is {len(payloads[0])} bytes; at "
                             f"most {MAX_MANIFEST_BYTES} allowed", plugin=fallback_name)
     try:
-        manifest = json.loads(payloads[0].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also over-long integers
+        text = payloads[0].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is not UTF-8 JSON: {exc}",
+                            plugin=fallback_name) from None
+    # Measured on the text, before parsing: json's recursive parser would run 100,000 levels
+    # deep into a RecursionError on a hostile manifest; this refuses it in one linear scan.
+    if _text_depth(text) > MAX_MANIFEST_DEPTH:
+        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is nested too deeply (at most "
+                            f"{MAX_MANIFEST_DEPTH} levels)", plugin=fallback_name)
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:  # also over-long integers
         raise InvalidModule(f"the '{MANIFEST_SECTION}' section is not UTF-8 JSON: "
                             f"{str(exc)[:200]}", plugin=fallback_name) from None
-    except RecursionError:
-        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is nested too deeply (at most "
-                            f"{MAX_MANIFEST_DEPTH} levels)", plugin=fallback_name) from None
     if not isinstance(manifest, dict):
         raise InvalidModule(f"the '{MANIFEST_SECTION}' section must be a JSON object",
                             plugin=fallback_name)
-    if _depth(manifest) > MAX_MANIFEST_DEPTH:
-        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is nested too deeply (at most "
-                            f"{MAX_MANIFEST_DEPTH} levels)", plugin=fallback_name)
     return manifest
 
 
-def _depth(node: object) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest = 0
-    stack = [(node, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
-                                                   else item))
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _text_depth(text: str) -> int:
+    """How deeply brackets nest in JSON ``text`` (strings skipped), without recursion."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        deepest = max(deepest, depth)
     return deepest
 
 
