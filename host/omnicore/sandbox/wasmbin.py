@@ -178,9 +178,15 @@ def v128_in_signatures(wasm: bytes) -> str | None:
     func_types: list[int] = []  # type index of every function, imported ones first
     func_names: dict[int, str] = {}
     globals_: list[int] = []
+    # Sections come in order, types first. When no function type mentions v128, no function
+    # signature can, and the function and export sections (one entry per function: tens of
+    # thousands in a Go or JS plugin) need not be read at all.
+    any_v128_type = False
     try:
         for sid, start, end in sections(wasm):
             pos = start
+            if sid in (3, 7) and not any_v128_type:
+                continue
             if sid in (1, 2, 3, 6, 7):
                 count, pos = read_uleb(wasm, pos)
             else:
@@ -199,6 +205,7 @@ def v128_in_signatures(wasm: bytes) -> str | None:
                             kinds.append(kind)
                         sig.append(bytes(kinds))
                     types.append((sig[0], sig[1]))
+                    any_v128_type = any_v128_type or _V128 in sig[0] or _V128 in sig[1]
                 elif sid == 2:
                     module, pos = _skip_name(wasm, pos)
                     field, pos = _skip_name(wasm, pos)
