@@ -284,7 +284,8 @@ def test_log_volume_forwarded_to_the_host_is_rate_limited(
     assert rt.log.dropped > 0
     healthy(rt)
     rt.log.write("info", "after")  # the next line admitted reports the drop
-    assert any("dropped" in ln.message for ln in rt.log.lines())
+    notes = [ln for ln in rt.log.lines() if "dropped" in ln.message]
+    assert 1 <= len(notes) <= 2  # reported, but at most once a second, not after every line
 
 
 WASI_FLOOD = module("""

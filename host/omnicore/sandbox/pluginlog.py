@@ -52,6 +52,8 @@ class PluginLog:
 
     #: Bookkeeping per line besides its text (the LogLine and deque slot), for the budgets.
     LINE_OVERHEAD = 120
+    #: How often at most the count of dropped lines is reported.
+    NOTE_EVERY_S = 1.0
 
     def __init__(self, plugin: str, *, capacity: int = 1000, max_bytes: int = 1 << 20,
                  rate_bytes: int = 1 << 20, min_level: int | str = "info",
@@ -72,6 +74,7 @@ class PluginLog:
         self._rate = float(rate_bytes)
         self._tokens = float(rate_bytes)
         self._refilled = time.monotonic()
+        self._noted = float("-inf")
         self._logger = logger or logging.getLogger(f"omnicore.plugin.{plugin}")
         # Sources that deliver lines asynchronously (WASI output pipes): a reader of the log
         # first lets them catch up, so it sees every line written before it asked.
@@ -136,8 +139,11 @@ class PluginLog:
                 self.dropped += 1
                 self._unreported += 1
                 return False
-            note = self._unreported
-            self._unreported = 0
+            # One report per NOTE_EVERY_S at most: a plugin logging on every call at a high
+            # rate stays over budget, and a note after each admitted line would be spam.
+            note = 0
+            if self._unreported and self._refilled - self._noted >= self.NOTE_EVERY_S:
+                note, self._unreported, self._noted = self._unreported, 0, self._refilled
             if note:
                 self._keep(LogLine(time.time(), "warn", _dropped_note(note, self._rate)))
                 self.written += 1

@@ -16,11 +16,9 @@ see every line written before they asked: before a line is added or read, the lo
 
 from __future__ import annotations
 
-import fcntl
 import os
+import select
 import selectors
-import struct
-import termios
 import threading
 
 import wasmtime
@@ -73,14 +71,6 @@ class _LineSink:
             self._pending = b""
 
 
-def _pending_bytes(fd: int) -> int:
-    try:
-        raw = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
-    except OSError:
-        return 0
-    return int(struct.unpack("i", raw)[0])
-
-
 class WasiOutput:
     """The stdout (info) and stderr (warn) pipes of one plugin runtime and their reader."""
 
@@ -98,6 +88,11 @@ class WasiOutput:
         for fd in (out_r, err_r, wake_r):
             os.set_blocking(fd, False)
             self._selector.register(fd, selectors.EVENT_READ)
+        # For catch_up on the caller's thread: one poll(0) syscall says whether either pipe
+        # holds anything (it runs before every log line of a WASI plugin, so it must be cheap).
+        self._ready = select.poll()
+        for fd in (out_r, err_r):
+            self._ready.register(fd, select.POLLIN)
         self._thread = threading.Thread(target=self._pump, daemon=True,
                                         name=f"omnicore-wasi-{log.plugin}")
         self._thread.start()
@@ -138,14 +133,13 @@ class WasiOutput:
 
     def catch_up(self) -> None:
         """Take into the log everything the pipes hold now (on the calling thread)."""
-        if self._closed:
+        if self._closed or not self._ready.poll(0):
             return
         with self._lock:
-            for fd in self._sinks:
-                # Never more than one pipe's capacity per call: a guest writing faster than
-                # this cannot keep the caller here.
-                if _pending_bytes(fd):
-                    self._read(fd)
+            # One read per ready pipe, at most its capacity: a guest writing faster than
+            # this cannot keep the caller here.
+            for fd, _event in self._ready.poll(0):
+                self._read(fd)
 
     def close(self) -> None:
         """Stop reading (after taking in what is there) and release the pipes."""
