@@ -15,6 +15,7 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from omnicore.capabilities.options import positive_ints
 from omnicore.config import OmniConfig
 from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
@@ -38,19 +39,7 @@ _OPTIONS = ("max_bytes", "max_keys", "max_value_bytes")
 def quota_from(options: Mapping[str, Any], where: str = "grant.kv",
                base: KVQuota = KVQuota()) -> KVQuota:  # noqa: B008 - frozen, never mutated
     """A :class:`KVQuota` from grant (or ``capabilities.kv``) options; ConfigError if bad."""
-    unknown = set(options) - set(_OPTIONS)
-    if unknown:
-        first = sorted(unknown)[0]
-        raise ConfigError(f"unknown option {first!r} for {where}; known: {', '.join(_OPTIONS)}",
-                          key=f"{where}.{first}")
-    values = {}
-    for name in _OPTIONS:
-        value = options.get(name, getattr(base, name))
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{where}.{name} must be a positive integer, got {value!r}",
-                              key=f"{where}.{name}", value=value)
-        values[name] = value
-    return KVQuota(**values)
+    return positive_ints(options, base, where, _OPTIONS)
 
 
 class _State:

@@ -17,6 +17,7 @@ from dataclasses import fields
 from typing import Any, Protocol
 
 from omnicore.capabilities import guestjson
+from omnicore.capabilities.options import positive_ints
 from omnicore.config import OmniConfig
 from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
@@ -34,18 +35,7 @@ _MAX_JSON = 4 * 1024 * 1024
 def policy_from(options: Mapping[str, Any], where: str = "grant.memory",
                 base: MemoryPolicy = MemoryPolicy()) -> MemoryPolicy:  # noqa: B008 - frozen
     """A :class:`MemoryPolicy` from grant (or ``capabilities.memory``) options."""
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option {unknown[0]!r} for {where}; known: "
-                          f"{', '.join(_OPTIONS)}", key=f"{where}.{unknown[0]}")
-    values = {}
-    for name in _OPTIONS:
-        value = options.get(name, getattr(base, name))
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{where}.{name} must be a positive integer, got {value!r}",
-                              key=f"{where}.{name}", value=value)
-        values[name] = value
-    return MemoryPolicy(**values)
+    return positive_ints(options, base, where, _OPTIONS)
 
 
 def _json(mem: GuestMemory, ptr: int, length: int, what: str) -> Any:

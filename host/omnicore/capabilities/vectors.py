@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from omnicore.capabilities import guestjson
+from omnicore.capabilities.options import positive_ints
 from omnicore.config import OmniConfig
 from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
@@ -41,18 +42,7 @@ _MAX_FILTER = 4096
 def quota_from(options: Mapping[str, Any], where: str = "grant.vectors",
                base: VectorQuota = VectorQuota()) -> VectorQuota:  # noqa: B008 - frozen
     """A :class:`VectorQuota` from grant (or ``capabilities.vectors``) options."""
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option {unknown[0]!r} for {where}; known: "
-                          f"{', '.join(_OPTIONS)}", key=f"{where}.{unknown[0]}")
-    values = {}
-    for name in _OPTIONS:
-        value = options.get(name, getattr(base, name))
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{where}.{name} must be a positive integer, got {value!r}",
-                              key=f"{where}.{name}", value=value)
-        values[name] = value
-    return VectorQuota(**values)
+    return positive_ints(options, base, where, _OPTIONS)
 
 
 class _State:
