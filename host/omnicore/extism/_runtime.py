@@ -434,8 +434,10 @@ class ExtismRuntime(PooledRuntime["Instance"]):
             code = inst.call(inst.funcs[handler], data, self.ticks, self.fuel)
         except GuestFailure as f:
             if f.exit_status is None or f.exit_status != 0:
-                error = self._error(f, handler, inst)
-                self._release(inst, False)
+                try:
+                    error = self._error(f, handler, inst)
+                finally:
+                    self._release(inst, False)  # whatever classifying does, the slot returns
                 raise error from None
             code, keep = 0, False  # proc_exit(0): success, but that runtime has exited
         except MemoryError:

@@ -242,8 +242,10 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                                self.engine.epoch)
         except GuestFailure as f:
             # Classify before releasing: release frees the store the classifier inspects.
-            error = self._classify(f, handler, inst, mark)
-            self._release(inst, False)
+            try:
+                error = self._classify(f, handler, inst, mark)
+            finally:
+                self._release(inst, False)  # whatever classifying does, the slot comes back
             raise error from None
         except MemoryError:
             self._release(inst, False)

@@ -88,11 +88,10 @@ class WasiOutput:
         for fd in (out_r, err_r, wake_r):
             os.set_blocking(fd, False)
             self._selector.register(fd, selectors.EVENT_READ)
-        # For catch_up on the caller's thread: one poll(0) syscall says whether either pipe
-        # holds anything (it runs before every log line of a WASI plugin, so it must be cheap).
-        self._ready = select.poll()
-        for fd in (out_r, err_r):
-            self._ready.register(fd, select.POLLIN)
+        # For catch_up on the caller's thread: one select() with a zero timeout says whether
+        # either pipe holds anything (it runs before every log line of a WASI plugin, so it
+        # must be cheap; a poll object would be cheaper but cannot be shared by threads).
+        self._pipes = [out_r, err_r]
         self._thread = threading.Thread(target=self._pump, daemon=True,
                                         name=f"omnicore-wasi-{log.plugin}")
         self._thread.start()
@@ -133,12 +132,18 @@ class WasiOutput:
 
     def catch_up(self) -> None:
         """Take into the log everything the pipes hold now (on the calling thread)."""
-        if self._closed or not self._ready.poll(0):
+        if self._closed:
+            return
+        try:
+            ready = select.select(self._pipes, [], [], 0)[0]
+        except (OSError, ValueError):  # closed under us by close() on another thread
+            return
+        if not ready:
             return
         with self._lock:
             # One read per ready pipe, at most its capacity: a guest writing faster than
             # this cannot keep the caller here.
-            for fd, _event in self._ready.poll(0):
+            for fd in ready:
                 self._read(fd)
 
     def close(self) -> None:
