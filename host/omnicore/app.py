@@ -406,8 +406,10 @@ class OmniApp:
             self._set_module_state(module, State.RUNNING)
             self._started.append(module)
         self.extensions.startup()
-        self.jobs.start()
+        # Subscribers first: a job that runs at once (one queued while the host was down) may
+        # publish, and its subscribers must already be listening.
         self.subscriptions.start()
+        self.jobs.start()
         self.workflows.start_workers()
         self._became_running()
         self.log.info("app %s started (runtime id %s, %d modules)", self.name, self.runtime_id,

@@ -299,12 +299,14 @@ WASI_FLOOD = module("""
 
 
 def test_one_huge_wasi_write_is_cheap_and_bounded(make: Make) -> None:
-    rt = make(WASI_FLOOD, limits=Limits(timeout_ms=300, max_input_bytes=8 << 20))
+    rt = make(WASI_FLOOD, limits=Limits(timeout_ms=5000, max_input_bytes=8 << 20))
     start = time.monotonic()
     rt.call("flood", b"\n" * 2_000_000)
     elapsed = time.monotonic() - start
     kept = len(rt.log.lines())  # reading the log takes in what the pipe still holds
-    assert elapsed < 0.3, f"one fd_write took {elapsed:.2f} s"
+    # It took 4-5 s when every line was logged one by one; in bulk it is milliseconds, and
+    # stays well under a second beside two CPU-burning processes.
+    assert elapsed < 1.0, f"one fd_write took {elapsed:.2f} s"
     assert kept <= rt.log.capacity
     assert rt.log.dropped + rt.log.written >= 1_990_000
     healthy(rt)
