@@ -90,12 +90,15 @@ async def test_acall_runs_off_the_event_loop(host: PluginHost) -> None:
             ticks += 1
 
     task = asyncio.create_task(ticker())
-    # `slow` with input 60 spins ~60M iterations: long enough to see the loop keep ticking.
-    outs = await asyncio.gather(*(host.acall("echo", "slow", bytes([60])) for _ in range(2)),
+    # `slow` with input 250 spins ~250M iterations (about 90 ms here, more under load):
+    # a loop blocked by the calls would tick once at most, a free one ticks every 5 ms.
+    start = asyncio.get_running_loop().time()
+    outs = await asyncio.gather(*(host.acall("echo", "slow", bytes([250])) for _ in range(2)),
                                 host.acall("echo", "echo", b"fast"))
+    took = asyncio.get_running_loop().time() - start
     task.cancel()
     assert outs == [b"1.0.0", b"1.0.0", b"fast"]
-    assert ticks >= 3
+    assert ticks >= 3, (took, ticks)
 
 
 def test_call_errors_are_typed_and_the_host_keeps_serving(host: PluginHost) -> None:
