@@ -62,8 +62,13 @@ def test_bad_input_is_refused_and_nothing_is_written(host: Host, admin: httpx.Cl
     r = admin.put("/api/v1/secrets/OK", content=b"{not json",
                   headers={"content-type": "application/json"})
     assert r.status_code == 400 and error_of(r)["type"] == "InvalidJson"
-    r = admin.put("/api/v1/secrets/OK", content=b"x" * (2 << 20))
-    assert r.status_code == 413
+    # The server answers 413 as soon as the body passes its limit and may close the
+    # connection before the client has sent it all: either way, nothing is stored.
+    try:
+        r = admin.put("/api/v1/secrets/OK", content=b"x" * (2 << 20))
+        assert r.status_code == 413
+    except httpx.RemoteProtocolError:
+        pass
     assert host.app.secrets.names() == []
     assert admin.delete("/api/v1/secrets/..%2F..%2Fetc").status_code in (404, 422)
 
