@@ -33,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from omnicore.capabilities import guestjson
+from omnicore.capabilities.manifest_entries import handler_entries
 from omnicore.capabilities.tasks import Jobs, at_hops, current_hops
 from omnicore.config import OmniConfig
 from omnicore.core.events import Event, EventBus, Subscription
@@ -118,16 +119,9 @@ def parse_subscription(plugin: str, raw: Any, where: str) -> Subscriber:
 def manifest_subscriptions(plugin: str, manifest: Mapping[str, Any],
                            handlers: Sequence[str] = ()) -> list[Subscriber]:
     """The subscriptions of ``plugin``'s manifest; ConfigError names the first bad one."""
-    raw = manifest.get("subscriptions") or []
-    found = []
-    for i, item in enumerate(raw if isinstance(raw, list) else [raw]):
-        where = f"manifest subscriptions[{i}]"
-        sub = parse_subscription(plugin, item, where)
-        if handlers and sub.handler not in handlers:
-            raise ConfigError(f"{where}: no handler {sub.handler!r} (handlers: "
-                              f"{', '.join(handlers)})", key=f"{where}.handler")
-        found.append(sub)
-    return found
+    return handler_entries(manifest, "subscriptions",
+                           lambda item, where: parse_subscription(plugin, item, where),
+                           handlers)
 
 
 def check_manifest(plugin: str, manifest: Mapping[str, Any], handlers: Sequence[str]) -> None:

@@ -34,6 +34,7 @@ from croniter import croniter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from omnicore.capabilities.manifest_entries import handler_entries
 from omnicore.config import OmniConfig
 from omnicore.core.events import Event, EventBus
 from omnicore.errors import ConfigError, PluginNotFound
@@ -232,16 +233,8 @@ def parse_schedule(plugin: str, raw: Any, where: str) -> Schedule:
 def manifest_schedules(plugin: str, manifest: Mapping[str, Any],
                        handlers: Sequence[str] = ()) -> list[Schedule]:
     """The schedules of ``plugin``'s manifest; ConfigError names the first bad one."""
-    raw = manifest.get("schedules") or []
-    found = []
-    for i, item in enumerate(raw if isinstance(raw, list) else [raw]):
-        where = f"manifest schedules[{i}]"
-        sched = parse_schedule(plugin, item, where)
-        if handlers and sched.handler not in handlers:
-            raise ConfigError(f"{where}: no handler {sched.handler!r} (handlers: "
-                              f"{', '.join(handlers)})", key=f"{where}.handler")
-        found.append(sched)
-    return found
+    return handler_entries(manifest, "schedules",
+                           lambda item, where: parse_schedule(plugin, item, where), handlers)
 
 
 def check_manifest(plugin: str, manifest: Mapping[str, Any], handlers: Sequence[str]) -> None:
