@@ -479,12 +479,6 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                        "function; host functions are available from _initialize and "
                        "handlers (specs/abi.md §2.1)").encode()
                 return int(_trap_new(msg, len(msg)) or 0)
-            # The epoch ticker needs the GIL, which a guest looping on host calls keeps
-            # taking: check the deadline here too, so such a loop cannot outlive it.
-            if _monotonic() > inst.deadline:
-                inst.deadline_hit = True
-                msg = f"host function {qualified}: the call's deadline has passed".encode()
-                return int(_trap_new(msg, len(msg)) or 0)
             if nparams:
                 view = words.from_address(args)
                 values = view[0:4 * nparams:4]
@@ -506,7 +500,10 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                 ctypes.c_int32.from_address(args).value = out
             elif result == "i64":
                 ctypes.c_int64.from_address(args).value = out
-            if _monotonic() > inst.deadline:  # the host work itself ran past the deadline
+            # Checked on the way back to the guest, once: the epoch ticker needs the GIL,
+            # which a guest looping on host calls keeps taking, and host work itself runs
+            # outside the epoch check. Either way the call cannot outlive its deadline.
+            if _monotonic() > inst.deadline:
                 inst.deadline_hit = True
                 msg = f"host function {qualified}: the call's deadline has passed".encode()
                 return int(_trap_new(msg, len(msg)) or 0)
