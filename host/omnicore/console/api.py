@@ -391,7 +391,7 @@ def feed_filters(request: Request) -> dict[str, Any]:
 @guarded
 async def recent_events(request: Request) -> Response:
     need(request)
-    entries = state(request).feed.recent(**feed_filters(request), limit=0)
+    entries = state(request).feed.recent(**feed_filters(request), limit=None)
     entries.reverse()
     return JSONResponse(paginate([e.as_dict() for e in entries], *page_params(request, 100)))
 

@@ -143,10 +143,14 @@ class LiveFeed(logging.Handler):
     # -- readers ------------------------------------------------------------------------
 
     def recent(self, *, plugin: str | None = None, level: str | None = None,
-               kinds: Iterable[str] = (), limit: int = 200) -> list[Entry]:
+               kinds: Iterable[str] = (), limit: int | None = 200) -> list[Entry]:
+        """The matching entries of the backlog, oldest first: the last ``limit`` (all with
+        ``None``)."""
         kinds = tuple(kinds)
         found = [e for e in self._backlog if e.matches(plugin, level, kinds)]
-        return found[-limit:] if limit else found
+        if limit is None:
+            return found
+        return found[-limit:] if limit else []
 
     @property
     def subscribers(self) -> int:
@@ -168,10 +172,7 @@ class LiveFeed(logging.Handler):
                       keepalive_s: float) -> AsyncIterator[bytes]:
         try:
             yield b"retry: 2000\n\n"
-            # recent(limit=0) means all of it; a backlog of 0 means none.
-            recent = self.recent(plugin=plugin, level=level, kinds=kinds,
-                                 limit=backlog) if backlog else []
-            for entry in recent:
+            for entry in self.recent(plugin=plugin, level=level, kinds=kinds, limit=backlog):
                 yield _frame(entry)
             while not self._closed:
                 try:
