@@ -15,7 +15,8 @@ die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 # Toolchains and what the suite drives for real (g++ and python3-dev build hnswlib, a
 # dependency of omnicore:vectors, from its sdist: PyPI has no wheel of it; redis-server is the
-# peer bench/bench_capabilities.py measures kv against). Rust crates are not listed here: they are read
+# peer bench/bench_capabilities.py measures kv against; postgresql is the server the
+# storage tests start privately: tests/pgcluster.py). Rust crates are not listed here: they are read
 # off the Rust manifests (plugins, SDK, scaffold template) with their features, so adding a crate
 # to a plugin is enough (host/omnicore/toolchains/debian_crates.py).
 apt_packages=(
@@ -25,6 +26,7 @@ apt_packages=(
   g++ python3-dev
   chromium
   redis-server
+  postgresql
 )
 crates="$(python3 "$root/host/omnicore/toolchains/debian_crates.py" \
   "$root/plugins" "$root/sdk/rust" "$root/host/omnicore/toolchains/templates/rust")" \

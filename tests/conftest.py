@@ -90,3 +90,24 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     report = outcome.get_result()
     if os.environ.get("CI") and report.skipped:
         _fail_under_ci(report, "skipped at collection")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """One private PostgreSQL cluster for the session (tests/pgcluster.py); each test that
+    needs a database makes its own with ``pg_cluster.database(name)``."""
+    from pgcluster import Cluster
+
+    cluster = Cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database for this test, owned by a role that is not a superuser."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    return str(pg_cluster.database(name))

@@ -175,7 +175,8 @@ class OmniApp:
                 store = self._storage
                 if store is None:
                     store = self._storage = open_storage(
-                        self.data_dir, synchronous=self.config.storage.synchronous)
+                        self.data_dir, synchronous=self.config.storage.synchronous,
+                        url=self.config.storage.url)
         return store
 
     @property

@@ -1,7 +1,8 @@
-"""The storage contract: every backend must pass these (parametrized; only SQLite today).
+"""The storage contract: every backend must pass these (SQLite, and PostgreSQL on a private
+cluster the tests start: tests/pgcluster.py).
 
-They use nothing but the interface of omnicore.storage.base, so a PostgreSQL backend joins by
-adding one entry to BACKENDS.
+They use nothing but the interface of omnicore.storage.base, so a backend joins by adding one
+entry to BACKENDS.
 """
 
 from __future__ import annotations
@@ -23,14 +24,22 @@ from omnicore.storage import (
     ValueTooLarge,
 )
 
-BACKENDS: dict[str, Callable[[Path], Storage]] = {
-    "sqlite": lambda tmp: SQLiteStorage(tmp / "omnicore.db"),
+
+def _postgres(request: pytest.FixtureRequest, tmp: Path) -> Storage:
+    from omnicore.storage.postgres import PostgresStorage
+
+    return PostgresStorage(request.getfixturevalue("pg_url"))
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Storage]] = {
+    "sqlite": lambda request, tmp: SQLiteStorage(tmp / "omnicore.db"),
+    "postgres": _postgres,
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    s = BACKENDS[request.param](tmp_path)
+    s = BACKENDS[request.param](request, tmp_path)
     yield s
     s.close()
 

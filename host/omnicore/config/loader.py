@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from omnicore.adapters import Environment, detect
-from omnicore.config.schema import OmniConfig
+from omnicore.config.schema import OmniConfig, masked_url
 from omnicore.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "load_config", "render_config"]
@@ -300,6 +300,8 @@ def render_config(cfg: OmniConfig, *, mask: bool = True) -> list[tuple[str, str,
     for key, value in rows:
         if mask and _is_secret(key) and value not in (None, "", {}, []):
             text = "****"
+        elif mask and key == "storage.url" and isinstance(value, str):
+            text = masked_url(value)  # the password only: the rest says where the data is
         else:
             text = yaml.safe_dump(value, default_flow_style=True, width=1 << 16).strip()
             text = text.removesuffix("\n...").removesuffix("...").strip()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -24,6 +25,7 @@ __all__ = [
     "SandboxConfig",
     "StorageConfig",
     "WorkflowsConfig",
+    "masked_url",
 ]
 
 
@@ -87,8 +89,31 @@ class SandboxConfig(_Strict):
     circuit: CircuitConfig = Field(default_factory=lambda: CircuitConfig())
 
 
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (logs, errors, ``config show``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 class StorageConfig(_Strict):
-    """``storage.*``: the app's database (``<data_dir>/omnicore.db``)."""
+    """``storage.*``: the app's database (``<data_dir>/omnicore.db``, or ``url``)."""
+
+    url: str | None = Field(
+        default=None,
+        description="a shared database for several hosts, e.g. "
+                    "postgresql://omnicore@db:5432/omnicore (env OMNICORE_STORAGE__URL); "
+                    "unset: the embedded SQLite file in data_dir",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("storage.url must be a postgresql:// URL (unset: embedded SQLite)")
+        return value
 
     synchronous: Literal["normal", "full"] = Field(
         default="normal",

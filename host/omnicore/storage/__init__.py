@@ -33,8 +33,14 @@ __all__ = ["DB_FILE", "KVQuota", "KVStore", "KVUsage", "NotAnInteger", "PluginTa
            "TaskQueue", "TaskSpec", "ValueTooLarge", "open_storage", "shared_storage"]
 
 
-def open_storage(data_dir: str | Path, *, synchronous: Synchronous = "normal") -> Storage:
-    """Open (create, migrate) the storage of the app whose data dir is ``data_dir``."""
+def open_storage(data_dir: str | Path, *, synchronous: Synchronous = "normal",
+                 url: str | None = None) -> Storage:
+    """Open (create, migrate) the storage of the app whose data dir is ``data_dir``; with
+    ``url`` (``storage.url``), the shared PostgreSQL database it names instead."""
+    if url is not None:
+        from omnicore.storage.postgres import PostgresStorage  # psycopg only when asked
+
+        return PostgresStorage(url)
     return SQLiteStorage(Path(data_dir) / DB_FILE, synchronous=synchronous)
 
 

@@ -1,0 +1,73 @@
+"""Versioned migrations of the PostgreSQL schema (append only; never edit a shipped step).
+
+Text keys use the ``C`` collation so that ``ORDER BY key`` sorts by UTF-8 bytes, as the
+interface promises and SQLite does; timestamps are epoch seconds in ``double precision``,
+the same unit the interface speaks.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LOCK_ID", "MIGRATIONS", "SCHEMA_VERSION"]
+
+#: The advisory lock that serialises migrations across instances ("omnicore" in hex, cut).
+LOCK_ID = 0x6F6D6E69636F7265
+
+_V1_KV = """
+CREATE TABLE kv (
+    plugin text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    value bytea NOT NULL,
+    size integer NOT NULL,
+    PRIMARY KEY (plugin, key)
+);
+CREATE TABLE kv_usage (
+    plugin text COLLATE "C" PRIMARY KEY,
+    keys integer NOT NULL,
+    bytes bigint NOT NULL
+);
+"""
+
+_V2_JOBS = """
+CREATE TABLE tasks (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    plugin text NOT NULL,
+    handler text NOT NULL,
+    payload bytea NOT NULL,
+    state text NOT NULL,
+    attempts integer NOT NULL,
+    max_attempts integer NOT NULL,
+    backoff_ms bigint NOT NULL,
+    run_at double precision NOT NULL,
+    created_at double precision NOT NULL,
+    started_at double precision,
+    finished_at double precision,
+    last_error text,
+    source text NOT NULL,
+    hops integer NOT NULL,
+    owner text,
+    lease_until double precision
+);
+CREATE INDEX tasks_due ON tasks (run_at, id) WHERE state = 'queued';
+CREATE INDEX tasks_leased ON tasks (lease_until) WHERE state = 'running';
+CREATE INDEX tasks_plugin_state ON tasks (plugin, state);
+CREATE TABLE schedules (
+    plugin text NOT NULL,
+    name text NOT NULL,
+    next_fire double precision NOT NULL,
+    PRIMARY KEY (plugin, name)
+);
+"""
+
+_V3_EVENTS = """
+CREATE TABLE events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    topic text COLLATE "C" NOT NULL,
+    plugin text,
+    payload bytea NOT NULL,
+    created_at double precision NOT NULL
+);
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
+MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS)
+SCHEMA_VERSION = len(MIGRATIONS)

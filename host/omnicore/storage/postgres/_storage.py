@@ -1,0 +1,252 @@
+"""``PostgresStorage``: the pool, migrations, error mapping, kv and the event log."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from omnicore.config.schema import masked_url
+from omnicore.storage.base import (
+    DEFAULT_QUOTA,
+    MAX_LIST_KEYS,
+    EventLog,
+    EventRecord,
+    KVQuota,
+    KVStore,
+    KVUsage,
+    NotAnInteger,
+    PluginTasks,
+    QuotaExceeded,
+    Storage,
+    StorageError,
+    ValueTooLarge,
+)
+from omnicore.storage.postgres._schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION
+
+__all__ = ["PostgresStorage", "masked_url"]
+
+T = TypeVar("T")
+_INT = re.compile(rb"-?[0-9]{1,19}")
+_I64 = (-(2**63), 2**63 - 1)
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:
+        raise StorageError("storage.url names PostgreSQL but psycopg is not installed: "
+                           "pip install 'omnicore[postgres]'") from None
+    return psycopg, psycopg_pool
+
+
+class PostgresStorage(Storage):
+    """:class:`~omnicore.storage.base.Storage` on a PostgreSQL database shared by instances."""
+
+    def __init__(self, url: str, *, max_connections: int = 8,
+                 connect_timeout_s: float = 2.0) -> None:
+        psycopg, psycopg_pool = _psycopg()
+        self._psycopg = psycopg
+        self.url = url
+        self.location = masked_url(url)
+        self._timeout = connect_timeout_s
+        # A statement that waits on a lock or a dead server must end: the caller holds a
+        # plugin call's deadline or a request.
+        self._pool = psycopg_pool.ConnectionPool(
+            url, min_size=1, max_size=max_connections, open=False, timeout=connect_timeout_s,
+            kwargs={"connect_timeout": max(1, int(connect_timeout_s)),
+                    "options": "-c statement_timeout=30000"},
+            name="omnicore")
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout_s)
+            self._migrate()
+        except psycopg_pool.PoolTimeout as exc:
+            self._pool.close()
+            raise self._error("cannot open", exc) from None
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise self._error("cannot open", exc) from None
+        except StorageError:
+            self._pool.close()
+            raise
+        from omnicore.storage.postgres._jobs import PgQueue, PgSchedules
+        self.queue = PgQueue(self)
+        self.schedules = PgSchedules(self)
+        self.events: EventLog = _Events(self)
+
+    def _error(self, what: str, exc: BaseException) -> StorageError:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return StorageError(f"storage {self.location}: {what}: {text}", path=self.location)
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            # Several instances and a CLI command may start at once on an empty database:
+            # one migrates, the others wait here and then find nothing to do.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
+            conn.execute("CREATE TABLE IF NOT EXISTS omnicore_schema (version integer NOT NULL)")
+            row = conn.execute("SELECT version FROM omnicore_schema").fetchone()
+            version = row[0] if row else 0
+            if row is None:
+                conn.execute("INSERT INTO omnicore_schema VALUES (0)")
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"storage {self.location}: schema version {version} was written by a "
+                    f"newer omnicore (this one knows up to {SCHEMA_VERSION}); upgrade omnicore",
+                    path=self.location)
+            for step in MIGRATIONS[version:]:
+                conn.execute(step)
+            conn.execute("UPDATE omnicore_schema SET version=%s", (SCHEMA_VERSION,))
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._read("SELECT version FROM omnicore_schema")[0][0])
+
+    def _write(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(conn)`` in one transaction; a database failure is a StorageError."""
+        psycopg = self._psycopg
+        try:
+            with self._pool.connection(timeout=self._timeout) as conn, conn.transaction():
+                return fn(conn)
+        except psycopg.Error as exc:
+            raise self._error("write failed", exc) from None
+        except StorageError:
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "PoolTimeout":
+                raise self._error("unreachable", exc) from None
+            raise
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        return self._write(lambda conn: conn.execute(sql, args).fetchall())
+
+    def kv(self, plugin: str) -> KVStore:
+        return _KV(self, plugin)
+
+    def tasks(self, plugin: str) -> PluginTasks:
+        from omnicore.storage.postgres._jobs import PgPluginTasks
+        return PgPluginTasks(self, plugin)
+
+    def kv_plugins(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT plugin FROM kv_usage WHERE keys > 0 "
+                                         "ORDER BY plugin")]
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"<PostgresStorage {self.location}>"
+
+
+class _KV(KVStore):
+    __slots__ = ("_s", "plugin")
+
+    def __init__(self, storage: PostgresStorage, plugin: str) -> None:
+        self._s = storage
+        self.plugin = plugin
+
+    def get(self, key: str) -> bytes | None:
+        rows = self._s._read("SELECT value FROM kv WHERE plugin=%s AND key=%s",
+                             (self.plugin, key))
+        return bytes(rows[0][0]) if rows else None
+
+    def _usage_for_update(self, conn: Any) -> tuple[int, int]:
+        # The usage row is the per-plugin lock: concurrent writers of one plugin queue on it,
+        # so a quota can never be passed by two writers that each saw room.
+        conn.execute("INSERT INTO kv_usage(plugin, keys, bytes) VALUES (%s, 0, 0) "
+                     "ON CONFLICT DO NOTHING", (self.plugin,))
+        row = conn.execute("SELECT keys, bytes FROM kv_usage WHERE plugin=%s FOR UPDATE",
+                           (self.plugin,)).fetchone()
+        return int(row[0]), int(row[1])
+
+    def _put(self, conn: Any, key: str, value: bytes, quota: KVQuota,
+             usage: tuple[int, int]) -> None:
+        if len(value) > quota.max_value_bytes:
+            raise ValueTooLarge(f"value of {len(value)} bytes is over max_value_bytes "
+                                f"({quota.max_value_bytes})")
+        size = len(key.encode()) + len(value)
+        old = conn.execute("SELECT size FROM kv WHERE plugin=%s AND key=%s",
+                           (self.plugin, key)).fetchone()
+        keys, used = usage
+        new_keys = keys + (0 if old else 1)
+        new_bytes = used + size - (old[0] if old else 0)
+        if new_keys > quota.max_keys:
+            raise QuotaExceeded(f"plugin '{self.plugin}' has {keys} keys, max_keys is "
+                                f"{quota.max_keys}")
+        if new_bytes > quota.max_bytes and new_bytes > used:
+            raise QuotaExceeded(f"plugin '{self.plugin}' would use {new_bytes} bytes, "
+                                f"max_bytes is {quota.max_bytes}")
+        conn.execute("INSERT INTO kv(plugin, key, value, size) VALUES (%s,%s,%s,%s) "
+                     "ON CONFLICT (plugin, key) DO UPDATE SET value=excluded.value, "
+                     "size=excluded.size", (self.plugin, key, value, size))
+        conn.execute("UPDATE kv_usage SET keys=%s, bytes=%s WHERE plugin=%s",
+                     (new_keys, new_bytes, self.plugin))
+
+    def set(self, key: str, value: bytes, quota: KVQuota = DEFAULT_QUOTA) -> None:
+        def run(conn: Any) -> None:
+            self._put(conn, key, bytes(value), quota, self._usage_for_update(conn))
+        self._s._write(run)
+
+    def delete(self, key: str) -> bool:
+        def run(conn: Any) -> bool:
+            self._usage_for_update(conn)
+            old = conn.execute("DELETE FROM kv WHERE plugin=%s AND key=%s RETURNING size",
+                               (self.plugin, key)).fetchone()
+            if old is None:
+                return False
+            conn.execute("UPDATE kv_usage SET keys=keys-1, bytes=bytes-%s WHERE plugin=%s",
+                         (old[0], self.plugin))
+            return True
+        return self._s._write(run)
+
+    def incr(self, key: str, delta: int, quota: KVQuota = DEFAULT_QUOTA) -> int:
+        def run(conn: Any) -> int:
+            usage = self._usage_for_update(conn)
+            row = conn.execute("SELECT value FROM kv WHERE plugin=%s AND key=%s",
+                               (self.plugin, key)).fetchone()
+            current = 0
+            if row is not None:
+                raw = bytes(row[0])
+                if not _INT.fullmatch(raw):
+                    raise NotAnInteger(f"the value at {key!r} is not a decimal integer")
+                current = int(raw)
+            new = current + delta
+            if not _I64[0] <= new <= _I64[1]:
+                raise NotAnInteger(f"incr of {key!r} by {delta} overflows 64 bits")
+            self._put(conn, key, str(new).encode(), quota, usage)
+            return new
+        return self._s._write(run)
+
+    def list(self, prefix: str = "", limit: int = MAX_LIST_KEYS) -> list[str]:
+        rows = self._s._read(
+            "SELECT key FROM kv WHERE plugin=%s AND key>=%s AND starts_with(key, %s) "
+            "ORDER BY key LIMIT %s", (self.plugin, prefix, prefix, limit))
+        return [r[0] for r in rows]
+
+    def usage(self) -> KVUsage:
+        rows = self._s._read("SELECT keys, bytes FROM kv_usage WHERE plugin=%s",
+                             (self.plugin,))
+        return KVUsage(int(rows[0][0]), int(rows[0][1])) if rows else KVUsage(0, 0)
+
+
+class _Events(EventLog):
+    def __init__(self, storage: PostgresStorage) -> None:
+        self._s = storage
+
+    def append(self, topic: str, plugin: str | None, payload: bytes, retain: int) -> int:
+        def run(conn: Any) -> int:
+            new = int(conn.execute("INSERT INTO events(topic, plugin, payload, created_at) "
+                                   "VALUES (%s,%s,%s,%s) RETURNING id",
+                                   (topic, plugin, payload, time.time())).fetchone()[0])
+            if new % 64 == 0:  # trim now and then, not on every append
+                conn.execute("DELETE FROM events WHERE id<=%s", (new - retain,))
+            return new
+        return self._s._write(run)
+
+    def recent(self, limit: int = 100, topic_prefix: str = "") -> list[EventRecord]:
+        rows = self._s._read("SELECT id, topic, plugin, payload, created_at FROM events WHERE "
+                             "starts_with(topic, %s) ORDER BY id DESC LIMIT %s",
+                             (topic_prefix, limit))
+        return [EventRecord(int(r[0]), r[1], r[2], bytes(r[3]), float(r[4])) for r in rows]
+

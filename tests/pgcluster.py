@@ -1,0 +1,110 @@
+"""A private PostgreSQL cluster for one test session: Debian's binaries, never a shared server.
+
+``initdb`` into a temporary directory as an unprivileged user (PostgreSQL refuses to run as
+root, and CI runs as root), a free loopback port, the socket in the same directory, and
+``pg_ctl stop -m immediate`` at the end. A missing PostgreSQL is an error, not a skip: the
+set-up (scripts/setup-toolchains.sh) installs Debian's ``postgresql`` package.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Cluster", "pg_bin"]
+
+
+def pg_bin() -> Path:
+    """The newest PostgreSQL server binaries Debian installed (/usr/lib/postgresql/N/bin)."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                      key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
+                      else 0)
+    if not versions:
+        raise RuntimeError("PostgreSQL server binaries not found in /usr/lib/postgresql: "
+                           "run scripts/setup-toolchains.sh (Debian package postgresql)")
+    return versions[-1].parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    """A running cluster; :meth:`database` makes a fresh database owned by a non-superuser."""
+
+    root: Path
+    port: int
+    user: str | None  # the OS user the server runs as (None: ourselves)
+
+    @classmethod
+    def start(cls) -> Cluster:
+        binaries = pg_bin()
+        root = Path(tempfile.mkdtemp(prefix="omnicore-pg-"))
+        user = None
+        if os.geteuid() == 0:
+            user = "postgres" if _has_user("postgres") else "nobody"
+            uid = pwd.getpwnam(user)
+            os.chown(root, uid.pw_uid, uid.pw_gid)
+        port = _free_port()
+        data = root / "data"
+        cluster = cls(root, port, user)
+        cluster._run([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                      "-E", "UTF8", "--locale", "C.UTF-8", "--no-sync"])
+        # Small, quick and private: loopback only, our own socket dir, no fsync (a test
+        # cluster is thrown away), and the server default of 100 connections kept on purpose
+        # (the pool must fit it with several instances).
+        opts = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off")
+        cluster._run([str(binaries / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "-t", "60",
+                      "-l", str(root / "server.log"), "start"])
+        return cluster
+
+    def _run(self, argv: list[str]) -> None:
+        if self.user is not None:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            log = self.root / "server.log"
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr or done.stdout}\n{tail}")
+
+    def psql(self, sql: str, db: str = "postgres") -> str:
+        argv = [str(pg_bin() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"psql {sql!r}: {done.stderr}")
+        return done.stdout
+
+    def database(self, name: str) -> str:
+        """A new database owned by the role ``omnicore`` (not a superuser); its URL."""
+        if not self.psql("SELECT 1 FROM pg_roles WHERE rolname='omnicore'").strip():
+            self.psql("CREATE ROLE omnicore LOGIN PASSWORD 'omnicore' NOSUPERUSER")
+        self.psql(f'CREATE DATABASE "{name}" OWNER omnicore')
+        return f"postgresql://omnicore:omnicore@127.0.0.1:{self.port}/{name}"
+
+    def pg_ctl(self, *args: str) -> None:
+        self._run([str(pg_bin() / "pg_ctl"), "-D", str(self.root / "data"), *args])
+
+    def stop(self) -> None:
+        try:
+            self.pg_ctl("stop", "-m", "immediate", "-w")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True

@@ -1,0 +1,195 @@
+"""What only the PostgreSQL backend has: shared by processes, migrations under a lock, a
+server that is not there, passwords kept out of messages. The behaviour every backend shares
+is in test_contract.py, which runs on PostgreSQL too."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from omnicore.storage import StorageError, TaskSpec
+from omnicore.storage.postgres import PostgresStorage, masked_url
+from omnicore.storage.postgres._schema import SCHEMA_VERSION
+
+_OPEN_AND_WRITE = """
+import sys
+from omnicore.storage.postgres import PostgresStorage
+s = PostgresStorage(sys.argv[1])
+s.kv("p").incr("starts", 1)
+print(s.schema_version)
+s.close()
+"""
+
+
+def test_several_processes_start_at_once_on_an_empty_database(pg_url: str) -> None:
+    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AND_WRITE, pg_url],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outs]
+    assert {out.strip() for out, _ in outs} == {str(SCHEMA_VERSION)}
+    s = PostgresStorage(pg_url)
+    try:
+        assert s.kv("p").get("starts") == b"4"  # every process wrote, none lost a migration
+    finally:
+        s.close()
+
+
+def test_the_role_owns_its_database_and_is_not_a_superuser(pg_url: str) -> None:
+    s = PostgresStorage(pg_url)
+    try:
+        assert s._read("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [(False,)]
+    finally:
+        s.close()
+
+
+def test_two_instances_share_the_queue_and_each_job_is_claimed_once(pg_url: str) -> None:
+    a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    try:
+        ids = [a.queue.add(TaskSpec("p", "h", b"%d" % i, time.time())) for i in range(60)]
+        got: dict[str, list[int]] = {"a": [], "b": []}
+
+        def drain(name: str, store: PostgresStorage) -> None:
+            while (task := store.queue.claim(name, time.time(), 30)) is not None:
+                got[name].append(task.id)
+                assert store.queue.finish(task.id, name, time.time())
+
+        threads = [threading.Thread(target=drain, args=(n, s)) for n, s in
+                   (("a", a), ("b", b), ("a", a), ("b", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        claimed = got["a"] + got["b"]
+        assert sorted(claimed) == sorted(ids)  # every job once, none twice
+        assert got["a"] and got["b"]  # both instances took work
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_kv_write_through_one_instance_is_read_through_another_at_once(pg_url: str) -> None:
+    a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    try:
+        a.kv("p").set("k", b"v1")
+        assert b.kv("p").get("k") == b"v1"
+        b.kv("p").set("k", b"v2")
+        assert a.kv("p").get("k") == b"v2"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_quota_holds_across_instances_writing_at_once(pg_url: str) -> None:
+    from omnicore.storage import KVQuota, QuotaExceeded
+
+    quota = KVQuota(max_keys=10)
+    stores = [PostgresStorage(pg_url) for _ in range(3)]
+    refused = []
+
+    def write(store: PostgresStorage, base: int) -> None:
+        for i in range(10):
+            try:
+                store.kv("p").set(f"k{base + i}", b"x", quota)
+            except QuotaExceeded:
+                refused.append(1)
+
+    threads = [threading.Thread(target=write, args=(s, n * 100)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert len(stores[0].kv("p").list("")) == 10
+        assert stores[0].kv("p").usage().keys == 10
+        assert len(refused) == 20
+    finally:
+        for s in stores:
+            s.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_unreachable_server_fails_fast_with_the_password_masked() -> None:
+    url = f"postgresql://omnicore:hunter2@127.0.0.1:{_closed_port()}/omnicore"
+    started = time.monotonic()
+    with pytest.raises(StorageError) as err:
+        PostgresStorage(url, connect_timeout_s=1.0)
+    assert time.monotonic() - started < 10
+    assert "hunter2" not in str(err.value)
+    assert "omnicore:***@127.0.0.1" in str(err.value)
+    assert "cannot open" in str(err.value)
+
+
+def test_masked_url_hides_only_the_password() -> None:
+    assert masked_url("postgresql://u:p%40ss@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert masked_url("postgresql://u@db/x") == "postgresql://u@db/x"
+    assert masked_url("postgresql://db/x") == "postgresql://db/x"
+
+
+def test_a_stopped_server_turns_into_storage_errors_and_recovers(pg_cluster: Any,
+                                                                 pg_url: str) -> None:
+    s = PostgresStorage(pg_url, connect_timeout_s=1.0)
+    try:
+        s.kv("p").set("k", b"before")
+        pg_cluster.pg_ctl("stop", "-m", "fast", "-w")
+        try:
+            started = time.monotonic()
+            with pytest.raises(StorageError):
+                s.kv("p").get("k")
+            assert time.monotonic() - started < 10  # never hangs a caller
+        finally:
+            pg_cluster.pg_ctl("start", "-w", "-t", "60", "-l",
+                              str(pg_cluster.root / "server.log"), "-o",
+                              f"-p {pg_cluster.port} -k {pg_cluster.root} "
+                              "-c listen_addresses=127.0.0.1 -c fsync=off")
+        deadline = time.monotonic() + 20
+        while True:  # the pool replaces its broken connections by itself
+            try:
+                assert s.kv("p").get("k") == b"before"
+                break
+            except StorageError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        s.close()
+
+
+def test_storage_url_chooses_postgres_and_config_show_masks_its_password(
+        pg_url: str, tmp_path: Any, make_app: Any) -> None:
+    import json
+
+    from omnicore.config import load_config, render_config
+
+    app = make_app(overrides={"storage": {"url": pg_url}})
+    app.storage.kv("p").set("k", b"through the app")
+    assert isinstance(app.storage, PostgresStorage)
+    other = PostgresStorage(pg_url)
+    try:
+        assert other.kv("p").get("k") == b"through the app"
+    finally:
+        other.close()
+    (tmp_path / "omnicore.yaml").write_text(json.dumps({"storage": {"url": pg_url}}))
+    rows = {k: v for k, v, _ in render_config(load_config(tmp_path / "omnicore.yaml"))}
+    assert rows["storage.url"] == pg_url.replace(":omnicore@", ":***@")
+    assert "omnicore:omnicore@" not in json.dumps(rows)
+
+
+def test_storage_url_must_be_postgresql(tmp_path: Any) -> None:
+    from omnicore.config import load_config
+    from omnicore.errors import ConfigError
+
+    (tmp_path / "omnicore.yaml").write_text("storage: {url: 'mysql://db/x'}\n")
+    with pytest.raises(ConfigError, match="postgresql://"):
+        load_config(tmp_path / "omnicore.yaml")
