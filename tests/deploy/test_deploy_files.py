@@ -1,0 +1,187 @@
+"""The deployment files (Dockerfile, deploy/compose.yaml, deploy/kubernetes/) carry what they
+must: no container engine runs here, so the manifests are parsed and checked, and the image's
+entrypoint is run directly with the image's own environment."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "kubernetes"
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(instruction, argument) pairs, continuation lines joined, comments dropped."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _runtime_stage() -> list[tuple[str, str]]:
+    steps = _dockerfile()
+    starts = [i for i, (word, _) in enumerate(steps) if word == "FROM"]
+    return steps[starts[-1]:]
+
+
+def _env(stage: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for word, arg in stage:
+        if word == "ENV":
+            for pair in shlex.split(arg):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+def test_the_image_is_multi_stage_slim_and_runs_as_a_non_root_user() -> None:
+    steps = _dockerfile()
+    froms = [arg for word, arg in steps if word == "FROM"]
+    assert len(froms) == 2 and froms[0].endswith("AS build") and "slim" in froms[1]
+    build = steps[:[w for w, _ in steps].index("FROM", 1)]
+    build_runs = " ".join(arg for word, arg in build if word == "RUN")
+    assert "scripts/setup-toolchains.sh" in build_runs  # the plugins are built from source
+    assert "omnicore build plugins/" in build_runs
+    runtime = _runtime_stage()
+    users = [arg for word, arg in runtime if word == "USER"]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    assert int(users[-1].split(":")[0]) >= 1000
+    health = " ".join(arg for word, arg in runtime if word == "HEALTHCHECK")
+    assert "/healthz" in health
+    assert [arg for word, arg in runtime if word == "EXPOSE"] == ["8470"]
+    entry = next(arg for word, arg in runtime if word == "ENTRYPOINT")
+    assert yaml.safe_load(entry)[:2] == ["omnicore", "run"]
+    env = _env(runtime)
+    assert env["OMNICORE_CONSOLE__HOST"] == "0.0.0.0"
+    assert env["OMNICORE_ENVIRONMENT"] == "container"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_image_entrypoint_serves_healthz_with_the_images_environment(
+        tmp_path: Path) -> None:
+    """``omnicore run /app`` with the runtime stage's ENV (data dir and port moved into the
+    test's own room), then the image's HEALTHCHECK command against it."""
+    runtime = _runtime_stage()
+    env = {**os.environ, **_env(runtime)}
+    port = _free_port()
+    app = tmp_path / "app"
+    (app / "plugins").mkdir(parents=True)
+    for word, arg in runtime:  # what the image copies from the checkout into /app
+        parts = [p for p in arg.split() if not p.startswith("--")]
+        if word == "COPY" and "--from" not in arg and parts[-1].startswith("/app/"):
+            (app / parts[-1].removeprefix("/app/")).write_bytes((ROOT / parts[0]).read_bytes())
+    assert (app / "omnicore.yaml").is_file()
+    env.update(OMNICORE_DATA_DIR=str(tmp_path / "data"), OMNICORE_CONSOLE__PORT=str(port),
+               OMNICORE_CONSOLE__HOST="127.0.0.1")
+    entry = yaml.safe_load(next(arg for word, arg in runtime if word == "ENTRYPOINT"))
+    argv = [str(Path(os.sys.executable).parent / entry[0]), *entry[1:-1], str(app)]
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=sink)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the entrypoint never answered /healthz"
+            time.sleep(0.1)
+        check = yaml.safe_load(next(arg for word, arg in runtime if word == "HEALTHCHECK")
+                               .split(" CMD ", 1)[1])
+        check = [c.replace("8470", str(port)) for c in check]
+        check[0] = os.sys.executable
+        assert subprocess.run(check, timeout=30).returncode == 0
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    # JSON logs in the image (its omnicore.yaml is the demo's, which asks for text): one object
+    # per line.
+    err = log.read_text()
+    first = next(line for line in err.splitlines() if line.strip())
+    assert first.lstrip().startswith("{"), err[:500]
+
+
+def test_compose_runs_postgres_and_two_instances_sharing_it() -> None:
+    doc = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    services = doc["services"]
+    assert "db" in services and services["db"]["image"].startswith("postgres:15")
+    hosts = {n: s for n, s in services.items() if n.startswith("omnicore-")}
+    assert len(hosts) == 2
+    urls = {s["environment"]["OMNICORE_STORAGE__URL"] for s in hosts.values()}
+    keys = {s["environment"]["OMNICORE_SECRET_KEY"] for s in hosts.values()}
+    assert len(urls) == 1 and next(iter(urls)).startswith("postgresql://")
+    assert "@db:5432/" in next(iter(urls))
+    assert len(keys) == 1  # the sealing key is the same on every instance
+    for s in hosts.values():
+        assert s["depends_on"]["db"]["condition"] == "service_healthy"
+        assert s["build"]["dockerfile"] == "Dockerfile"
+    init = (ROOT / "deploy" / "postgres-init.sql").read_text()
+    assert "NOSUPERUSER" in init and "OWNER omnicore" in init
+    mounts = " ".join(services["db"]["volumes"])
+    assert "postgres-init.sql:/docker-entrypoint-initdb.d/" in mounts
+
+
+def _k8s(name: str) -> Any:
+    return yaml.safe_load((K8S / name).read_text())
+
+
+def test_kubernetes_manifests_carry_probes_ports_env_and_a_non_root_user() -> None:
+    kustom = _k8s("kustomization.yaml")
+    assert sorted(kustom["resources"]) == sorted(p.name for p in K8S.glob("*.yaml")
+                                                 if p.name != "kustomization.yaml")
+    deploy = _k8s("deployment.yaml")
+    assert deploy["kind"] == "Deployment"
+    spec = deploy["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] != 0
+    (container,) = spec["containers"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"console": 8470}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e for e in container["env"]}
+    secret = _k8s("secret.yaml")
+    for var in ("OMNICORE_STORAGE__URL", "OMNICORE_SECRET_KEY"):
+        ref = env[var]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"]
+        assert ref["key"] in secret["stringData"]
+    assert secret["stringData"]["storage-url"].startswith("postgresql://")
+    assert env["OMNICORE_CONSOLE__HOST"]["value"] == "0.0.0.0"
+    service = _k8s("service.yaml")
+    assert service["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] in ("console", 8470)
+    pdb = _k8s("pdb.yaml")
+    assert pdb["kind"] == "PodDisruptionBudget"
+    assert pdb["spec"]["selector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
+    assert 0 < pdb["spec"]["minAvailable"] < deploy["spec"]["replicas"]
+
+
+@pytest.mark.parametrize("path", [*sorted(K8S.glob("*.yaml")), ROOT / "deploy/compose.yaml"],
+                         ids=lambda p: p.name)
+def test_every_manifest_is_one_valid_yaml_document(path: Path) -> None:
+    docs = list(yaml.safe_load_all(path.read_text()))
+    assert len(docs) == 1 and isinstance(docs[0], dict)
