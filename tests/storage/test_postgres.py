@@ -193,3 +193,98 @@ def test_storage_url_must_be_postgresql(tmp_path: Any) -> None:
     (tmp_path / "omnicore.yaml").write_text("storage: {url: 'mysql://db/x'}\n")
     with pytest.raises(ConfigError, match="postgresql://"):
         load_config(tmp_path / "omnicore.yaml")
+
+
+def _instance(rid: str, now: float) -> Any:
+    from omnicore.storage.instance_rows import Instance
+
+    return Instance(rid, "host", 1, "0.1.0", now, now, f"http://{rid}")
+
+
+_HOLD_AND_DIE = """
+import os, sys, time
+from omnicore.storage.instance_rows import Instance
+from omnicore.storage.postgres import PostgresStorage
+s = PostgresStorage(sys.argv[1])
+now = time.time()
+s.instances.register(Instance("rt-victim", "h", os.getpid(), "v", now, now))
+task = s.queue.claim("rt-victim", time.time(), 3600)
+print(task.id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_sigkilled_instance_is_reaped_at_once_and_its_jobs_are_due_again(pg_url: str) -> None:
+    """The liveness lock goes with the dead process's connection: the reaper does not wait
+    for the 3 s heartbeat, and the job's hour-long lease does not matter."""
+    import signal
+
+    s = PostgresStorage(pg_url)
+    try:
+        job = s.queue.add(TaskSpec("p", "h", b"x", time.time()))
+        victim = subprocess.Popen([sys.executable, "-c", _HOLD_AND_DIE, pg_url],
+                                  stdout=subprocess.PIPE, text=True)
+        assert victim.stdout is not None
+        assert int(victim.stdout.readline()) == job
+        me = _instance("rt-me", time.time())
+        s.instances.register(me)
+        assert {i.runtime_id for i in s.instances.all()} == {"rt-victim", "rt-me"}
+        assert s.instances.reap("rt-me", time.time(), 3.0) == []  # alive: holds its lock
+        assert s.queue.claim("rt-me", time.time(), 30) is None  # leased for an hour
+        time.sleep(1.1)  # past the reconnect grace, well inside the 3 s heartbeat window
+        assert s.instances.reap("rt-me", time.time(), 3.0) == []
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        victim.stdout.close()
+        killed = time.monotonic()
+        while not (dead := s.instances.reap("rt-me", time.time(), 3.0)):
+            assert time.monotonic() - killed < 2.0, "the dead instance was not noticed"
+            time.sleep(0.05)
+        assert dead == ["rt-victim"]
+        task = s.queue.claim("rt-me", time.time(), 30)
+        assert task is not None and task.id == job
+        assert task.attempts == 2  # the second delivery: at-least-once, counted
+        assert [i.runtime_id for i in s.instances.all()] == ["rt-me"]
+    finally:
+        s.close()
+
+
+def test_heartbeat_drain_and_a_stale_instance(pg_url: str) -> None:
+    s = PostgresStorage(pg_url)
+    try:
+        now = time.time()
+        s.instances.register(_instance("rt-a", now))
+        beat = s.instances.heartbeat("rt-a", now + 1, jobs_held=3, console_url="http://a:1")
+        assert beat is not None and beat.jobs_held == 3 and beat.console_url == "http://a:1"
+        assert beat.draining is False
+        assert s.instances.set_draining("rt-a", True) is True
+        assert s.instances.set_draining("rt-nobody", True) is False
+        beat = s.instances.heartbeat("rt-a", now + 2, jobs_held=0)
+        assert beat is not None and beat.draining is True
+        # Another instance whose heartbeat stopped 5 s ago (no lock ever taken) is dead.
+        other = PostgresStorage(pg_url)
+        try:
+            other.instances.register(_instance("rt-old", now - 5))
+            other.liveness.release()
+            other.instances.heartbeat("rt-old", now - 5, 0)
+            assert s.instances.reap("rt-a", now, 3.0) == ["rt-old"]
+            assert other.instances.heartbeat("rt-old", now, 0) is None  # must re-register
+        finally:
+            other.close()
+        s.instances.remove("rt-a")
+        assert s.instances.all() == []
+    finally:
+        s.close()
+
+
+def test_an_enqueue_on_one_instance_wakes_another_through_notify(pg_url: str) -> None:
+    a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    woke = threading.Event()
+    try:
+        b.on_wakeup(woke.set)
+        time.sleep(0.5)  # b's listening connection is up
+        a.queue.add(TaskSpec("p", "h", b"x", time.time()))
+        assert woke.wait(5)
+    finally:
+        a.close()
+        b.close()

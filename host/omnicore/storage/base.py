@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from omnicore.errors import OmniError
+from omnicore.storage.instance_rows import InstanceRows
 
 __all__ = [
     "DEFAULT_QUOTA",
@@ -300,6 +301,8 @@ class Storage(abc.ABC):
     queue: TaskQueue
     schedules: Schedules
     events: EventLog
+    #: Which hosts share this storage (omnicore.cluster): a view like the others.
+    instances: InstanceRows
 
     @abc.abstractmethod
     def kv(self, plugin: str) -> KVStore:

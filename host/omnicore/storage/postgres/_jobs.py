@@ -44,6 +44,8 @@ def _insert(conn: Any, spec: TaskSpec, now: float) -> int:
         "VALUES (%s,%s,%s,'queued',0,%s,%s,%s,%s,%s,%s) RETURNING id",
         (spec.plugin, spec.handler, spec.payload, spec.max_attempts, spec.backoff_ms,
          spec.run_at, now, spec.source, spec.hops)).fetchone()
+    # Wakes idle workers on every instance when the transaction commits (LISTEN omnicore_jobs).
+    conn.execute("NOTIFY omnicore_jobs")
     return int(row[0])
 
 
@@ -151,11 +153,22 @@ class PgQueue(TaskQueue):
         return self._s._write(run)
 
     def release(self, owner: str, task_ids: Sequence[int]) -> None:
+        def run(conn: Any) -> None:
+            conn.execute("UPDATE tasks SET state='queued', attempts=GREATEST(attempts-1, 0), "
+                         "owner=NULL, lease_until=NULL WHERE owner=%s AND state='running' AND "
+                         "id = ANY(%s)", (owner, list(task_ids)))
+            conn.execute("NOTIFY omnicore_jobs")
         if task_ids:
-            self._s._write(lambda conn: conn.execute(
-                "UPDATE tasks SET state='queued', attempts=GREATEST(attempts-1, 0), owner=NULL, "
-                "lease_until=NULL WHERE owner=%s AND state='running' AND id = ANY(%s)",
-                (owner, list(task_ids))))
+            self._s._write(run)
+
+    def release_others(self, owner: str) -> int:
+        def run(conn: Any) -> int:
+            n = int(conn.execute("UPDATE tasks SET lease_until=0 WHERE state='running' AND "
+                                 "owner IS DISTINCT FROM %s", (owner,)).rowcount)
+            if n:
+                conn.execute("NOTIFY omnicore_jobs")
+            return n
+        return self._s._write(run)
 
     def retry(self, task_id: int, now: float) -> bool:
         def run(conn: Any) -> bool:

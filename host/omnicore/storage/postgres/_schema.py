@@ -7,10 +7,12 @@ the same unit the interface speaks.
 
 from __future__ import annotations
 
-__all__ = ["LOCK_ID", "MIGRATIONS", "SCHEMA_VERSION"]
+__all__ = ["LIVENESS_KEY", "LOCK_ID", "MIGRATIONS", "SCHEMA_VERSION"]
 
-#: The advisory lock that serialises migrations across instances ("omnicore" in hex, cut).
+#: The advisory lock that serialises migrations across instances ("omnicore" in hex).
 LOCK_ID = 0x6F6D6E69636F7265
+#: The first key of the two-key advisory locks that say an instance is alive ("omni").
+LIVENESS_KEY = 0x6F6D6E69
 
 _V1_KV = """
 CREATE TABLE kv (
@@ -68,6 +70,22 @@ CREATE TABLE events (
 );
 """
 
+_V4_INSTANCES = """
+CREATE TABLE instances (
+    runtime_id text PRIMARY KEY,
+    slot integer NOT NULL UNIQUE,
+    hostname text NOT NULL,
+    pid integer NOT NULL,
+    version text NOT NULL,
+    console_url text,
+    started_at double precision NOT NULL,
+    heartbeat_at double precision NOT NULL,
+    jobs_held integer NOT NULL DEFAULT 0,
+    draining boolean NOT NULL DEFAULT false
+);
+CREATE SEQUENCE instance_slots AS integer CYCLE;
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS)
+MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS, _V4_INSTANCES)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -71,10 +71,22 @@ class PostgresStorage(Storage):
         except StorageError:
             self._pool.close()
             raise
+        from omnicore.storage.postgres._instances import Liveness, PgInstances
         from omnicore.storage.postgres._jobs import PgQueue, PgSchedules
         self.queue = PgQueue(self)
         self.schedules = PgSchedules(self)
         self.events: EventLog = _Events(self)
+        self.instances = PgInstances(self)
+        self.liveness = Liveness(url, connect_timeout_s)
+        #: Statements that make the leases of dead owners (``= ANY(%s)``) due at once; a store
+        #: with leases adds its own (reap runs them all in one transaction).
+        self.lease_release_sql: list[str] = [
+            "UPDATE tasks SET lease_until=0 WHERE state='running' AND owner = ANY(%s)"]
+
+    def on_wakeup(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever any instance enqueues or releases work (LISTEN/NOTIFY);
+        from a thread of the storage's own."""
+        self.liveness.on_wakeup(callback)
 
     def _error(self, what: str, exc: BaseException) -> StorageError:
         text = " ".join(str(exc).split()) or type(exc).__name__
@@ -133,6 +145,7 @@ class PostgresStorage(Storage):
                                          "ORDER BY plugin")]
 
     def close(self) -> None:
+        self.liveness.close()
         self._pool.close()
 
     def __repr__(self) -> str:

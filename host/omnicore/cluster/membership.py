@@ -1,0 +1,133 @@
+"""``Membership``: this host's row in the instance registry, kept alive by one thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from omnicore.core.identity import hostname
+from omnicore.storage.base import Storage, StorageError
+from omnicore.storage.instance_rows import Instance
+
+__all__ = ["ClusterSettings", "Membership"]
+
+_log = logging.getLogger("omnicore.cluster")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """``cluster.*``: how often this host says it lives, and when another one is dead."""
+
+    heartbeat_s: float = 1.0
+    dead_after_s: float = 3.0
+    #: How often the registry is searched for the dead. Cheap (one indexed statement), and
+    #: it bounds the takeover on PostgreSQL, where a killed host's lock vanishes at once.
+    check_s: float = 0.25
+
+
+class Membership:
+    """Registers ``runtime_id`` on :meth:`start`, heartbeats and reaps until :meth:`stop`.
+
+    ``jobs_held`` counts this host's running jobs for the registry; ``wake`` is called after
+    dead instances' work became due (so local idle workers claim it now); ``on_drain`` once,
+    when an operator asks this host to drain.
+    """
+
+    def __init__(self, storage: Callable[[], Storage], runtime_id: str, version: str, *,
+                 settings: ClusterSettings = ClusterSettings(),
+                 console_url: Callable[[], str | None] = lambda: None,
+                 jobs_held: Callable[[], int] = lambda: 0,
+                 wake: Callable[[], None] = lambda: None,
+                 on_drain: Callable[[], None] = lambda: None) -> None:
+        self._storage = storage
+        self.runtime_id = runtime_id
+        self._version = version
+        self.settings = settings
+        self._console_url = console_url
+        self._jobs_held = jobs_held
+        self._wake = wake
+        self._on_drain = on_drain
+        self._started_at = time.time()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._registered = False
+        self.draining = False
+        #: None while the storage answers; else why not (for ``/readyz``).
+        self.unavailable: str | None = None
+
+    def _me(self, now: float) -> Instance:
+        return Instance(self.runtime_id, hostname(), os.getpid(), self._version,
+                        self._started_at, now, self._console_url(), self._jobs_held())
+
+    def start(self) -> None:
+        """Register now (so the registry lists this host before it claims anything) and
+        start the heartbeat thread."""
+        self._register()
+        self._thread = threading.Thread(target=self._run, name="omnicore-cluster", daemon=True)
+        self._thread.start()
+
+    def _register(self) -> None:
+        self._storage().instances.register(self._me(time.time()))
+        self._registered = True
+
+    def instances(self) -> list[Instance]:
+        return self._storage().instances.all()
+
+    def _run(self) -> None:
+        next_beat = 0.0
+        while not self._stop.wait(self.settings.check_s):
+            try:
+                now = time.time()
+                if not self._registered:
+                    self._register()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.settings.heartbeat_s
+                    self._beat(now)
+                dead = self._storage().instances.reap(self.runtime_id, now,
+                                                      self.settings.dead_after_s)
+                if dead:
+                    _log.warning("cluster: instance(s) %s stopped answering; their jobs and "
+                                 "workflow steps are due again", ", ".join(dead))
+                    self._wake()
+                if self.unavailable is not None:
+                    _log.info("cluster: storage %s answers again", self._storage().location)
+                    self.unavailable = None
+            except StorageError as exc:
+                if self.unavailable is None:
+                    _log.error("cluster: storage unavailable: %s", exc)
+                self.unavailable = str(exc)
+            except Exception:
+                _log.exception("cluster: heartbeat failed")
+
+    def _beat(self, now: float) -> None:
+        row = self._storage().instances.heartbeat(self.runtime_id, now, self._jobs_held(),
+                                                  self._console_url())
+        if row is None:
+            # Another instance declared this one dead (a long pause, a lost connection) and
+            # took its leases: say so and register again; our in-flight jobs' results are
+            # refused by their lost leases, and the jobs run again elsewhere (at-least-once).
+            _log.warning("cluster: this instance (%s) was declared dead by another and its "
+                         "leases were handed on; registering again", self.runtime_id)
+            self._register()
+            return
+        if row.draining and not self.draining:
+            self.draining = True
+            _log.warning("cluster: drain requested: no new jobs are claimed; in-flight work "
+                         "finishes, then this host stops")
+            self._on_drain()
+
+    def stop(self) -> None:
+        """Stop heartbeating and leave the registry (a clean stop; leases were given back)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self._registered:
+            try:
+                self._storage().instances.remove(self.runtime_id)
+            except StorageError as exc:
+                _log.warning("cluster: could not leave the registry: %s", exc)
+            self._registered = False

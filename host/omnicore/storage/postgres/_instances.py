@@ -1,0 +1,216 @@
+"""The instance registry on PostgreSQL, and the one connection each instance keeps open.
+
+That connection (:class:`Liveness`, outside the pool, autocommit) does two jobs:
+
+* it holds a session advisory lock ``(LIVENESS_KEY, slot)`` for the registered instance. The
+  server drops it the moment the connection closes, which the kernel does when the process
+  dies, even by SIGKILL; :meth:`PgInstances.reap` treats a row whose lock is gone as dead
+  (after a short grace for a live instance reconnecting), so a takeover does not wait for a
+  heartbeat to go stale or a lease to expire;
+* it ``LISTEN``\\ s on ``omnicore_jobs``, which every enqueue and every release of leases
+  ``NOTIFY``\\ s in its own transaction, so idle workers on every instance wake at once.
+
+A broken connection (the server restarted) is replaced in the background, the lock taken
+again and the channel listened to again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from omnicore.storage.instance_rows import Instance, InstanceRows
+from omnicore.storage.postgres._schema import LIVENESS_KEY
+
+if TYPE_CHECKING:  # same package: the storage object that owns this view
+    from omnicore.storage.postgres._storage import PostgresStorage
+
+__all__ = ["CHANNEL", "Liveness", "PgInstances"]
+
+CHANNEL = "omnicore_jobs"
+_log = logging.getLogger("omnicore.storage")
+_COLS = ("runtime_id, hostname, pid, version, started_at, heartbeat_at, console_url, "
+         "jobs_held, draining")
+
+
+def _instance(row: Any) -> Instance:
+    return Instance(row[0], row[1], int(row[2]), row[3], float(row[4]), float(row[5]), row[6],
+                    int(row[7]), bool(row[8]))
+
+
+class Liveness:
+    """The instance's own connection: its liveness lock and the wake-up channel."""
+
+    def __init__(self, url: str, connect_timeout_s: float) -> None:
+        self._url = url
+        self._timeout = connect_timeout_s
+        self._slot: int | None = None
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._held: int | None = None  # the slot whose lock this connection holds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def on_wakeup(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from this object's thread) on every NOTIFY of the channel."""
+        with self._lock:
+            self._callbacks.append(callback)
+        self._ensure_thread()
+
+    def hold(self, slot: int) -> None:
+        """Take the liveness lock for ``slot`` now (and again after every reconnect)."""
+        with self._lock:
+            self._slot = slot
+            conn = self._conn
+        if conn is not None:
+            try:
+                conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, slot))
+            except Exception:
+                pass  # the thread reconnects and takes it again
+        self._ensure_thread()
+        deadline = time.monotonic() + self._timeout * 3
+        while not self._holding() and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.01)
+
+    def _holding(self) -> bool:
+        conn = self._conn
+        return conn is not None and not conn.closed and self._held == self._slot
+
+    def release(self) -> None:
+        with self._lock:
+            self._slot = None
+            conn = self._conn
+        if conn is not None:
+            try:
+                conn.execute("SELECT pg_advisory_unlock_all()")
+            except Exception:
+                pass
+            self._held = None
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="omnicore-pg-liveness",
+                                                daemon=True)
+                self._thread.start()
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        conn = psycopg.connect(self._url, autocommit=True,
+                               connect_timeout=max(1, int(self._timeout)))
+        conn.execute(f"LISTEN {CHANNEL}")
+        slot = self._slot
+        if slot is not None:
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, slot))
+            self._held = slot
+        return conn
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            conn = self._conn
+            if conn is None or conn.closed or conn.broken:
+                try:
+                    self._conn = conn = self._connect()
+                    if backoff > 0.1:
+                        _log.info("storage: the PostgreSQL connection is back")
+                    backoff = 0.1
+                except Exception as exc:
+                    if backoff == 0.1:
+                        _log.warning("storage: cannot reach PostgreSQL (%s); retrying",
+                                     " ".join(str(exc).split()))
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+            try:
+                if self._slot is not None and self._held != self._slot:
+                    conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, self._slot))
+                    self._held = self._slot
+                woke = False
+                for _ in conn.notifies(timeout=0.25):
+                    woke = True
+                if woke:
+                    for callback in list(self._callbacks):
+                        try:
+                            callback()
+                        except Exception:
+                            _log.exception("storage: a wake-up callback failed")
+            except Exception:
+                self._held = None
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(5)
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+
+class PgInstances(InstanceRows):
+    def __init__(self, storage: PostgresStorage) -> None:
+        self._s = storage
+
+    def register(self, instance: Instance) -> None:
+        slot = self._s._write(lambda conn: int(conn.execute(
+            f"INSERT INTO instances(slot, {_COLS}) VALUES (nextval('instance_slots'), "
+            "%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (runtime_id) DO UPDATE SET "
+            "heartbeat_at=excluded.heartbeat_at, console_url=excluded.console_url "
+            "RETURNING slot",
+            (instance.runtime_id, instance.hostname, instance.pid, instance.version,
+             instance.started_at, instance.heartbeat_at, instance.console_url,
+             instance.jobs_held, instance.draining)).fetchone()[0]))
+        self._s.liveness.hold(slot)
+
+    def heartbeat(self, runtime_id: str, now: float, jobs_held: int,
+                  console_url: str | None = None) -> Instance | None:
+        rows = self._s._read(
+            f"UPDATE instances SET heartbeat_at=%s, jobs_held=%s, "
+            f"console_url=COALESCE(%s, console_url) WHERE runtime_id=%s RETURNING {_COLS}",
+            (now, jobs_held, console_url, runtime_id))
+        return _instance(rows[0]) if rows else None
+
+    def all(self) -> list[Instance]:
+        return [_instance(r) for r in self._s._read(
+            f"SELECT {_COLS} FROM instances ORDER BY started_at, runtime_id")]
+
+    def set_draining(self, runtime_id: str, draining: bool) -> bool:
+        return bool(self._s._read("UPDATE instances SET draining=%s WHERE runtime_id=%s "
+                                  "RETURNING 1", (draining, runtime_id)))
+
+    def remove(self, runtime_id: str) -> None:
+        self._s._write(lambda conn: conn.execute("DELETE FROM instances WHERE runtime_id=%s",
+                                                 (runtime_id,)))
+        self._s.liveness.release()
+
+    def reap(self, me: str, now: float, dead_after_s: float) -> list[str]:
+        # A live instance whose connection broke (the server restarted) takes its lock again
+        # within a second: the grace keeps it from being declared dead in that window.
+        grace = min(1.0, dead_after_s / 3)
+
+        def run(conn: Any) -> list[str]:
+            dead = [r[0] for r in conn.execute(
+                "DELETE FROM instances i WHERE i.runtime_id <> %s AND (i.heartbeat_at < %s "
+                "OR (i.heartbeat_at < %s AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE "
+                "l.locktype = 'advisory' AND l.classid = %s::oid AND l.objid = i.slot::oid "
+                "AND l.objsubid = 2 AND l.granted))) RETURNING i.runtime_id",
+                (me, now - dead_after_s, now - grace, LIVENESS_KEY)).fetchall()]
+            if dead:
+                for sql in self._s.lease_release_sql:
+                    conn.execute(sql, (dead,))
+                conn.execute(f"NOTIFY {CHANNEL}")
+            return dead
+        return self._s._write(run)
