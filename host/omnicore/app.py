@@ -48,7 +48,6 @@ from omnicore.modules.metrics import MetricsModule
 from omnicore.plugins import extension as plugin_extension
 from omnicore.plugins.host import PluginHost
 from omnicore.storage import Storage, open_storage
-from omnicore.storage.components import sqlite_of
 from omnicore.storage.memory import Embedder, MemoryStore
 from omnicore.storage.secrets import SecretStore
 from omnicore.storage.vectors import VectorStore
@@ -184,11 +183,11 @@ class OmniApp:
         """The app's secrets, encrypted at rest (``omnicore secrets``; abi.md §4.9)."""
         store = self.__dict__.get("_secrets")
         if store is None:
-            db = sqlite_of(self.storage, "secrets")
+            rows = self.storage.secrets
             with self._storage_lock:
                 store = self.__dict__.get("_secrets")
                 if store is None:
-                    store = self.__dict__["_secrets"] = SecretStore(db, self.data_dir)
+                    store = self.__dict__["_secrets"] = SecretStore(rows, self.data_dir)
         return store
 
     @property
@@ -204,11 +203,12 @@ class OmniApp:
         """Plugins' vector collections (``app.vectors.for_plugin(name)``; abi.md §4.5)."""
         store = self.__dict__.get("_vectors")
         if store is None:
-            db = sqlite_of(self.storage, "vectors")
+            rows = self.storage.vectors
             with self._storage_lock:
                 store = self.__dict__.get("_vectors")
                 if store is None:
-                    store = self.__dict__["_vectors"] = VectorStore(db, self.data_dir / "vectors")
+                    store = self.__dict__["_vectors"] = VectorStore(rows,
+                                                                    self.data_dir / "vectors")
         return store
 
     @property
@@ -217,12 +217,12 @@ class OmniApp:
         every ``capabilities.memory.consolidate_every_s`` (600) seconds while open."""
         store = self.__dict__.get("_memory")
         if store is None:
-            db = sqlite_of(self.storage, "memory")
+            rows = self.storage.memory
             with self._storage_lock:
                 store = self.__dict__.get("_memory")
                 if store is None:
                     store = self.__dict__["_memory"] = MemoryStore(
-                        db, lambda: self.vectors, self._embedder)
+                        rows, lambda: self.vectors, self._embedder)
                     every = self.config.capabilities.get("memory", {}).get(
                         "consolidate_every_s", 600)
                     store.start(float(every))

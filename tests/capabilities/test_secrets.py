@@ -126,7 +126,7 @@ def _db_bytes(data_dir: Path) -> bytes:
 
 def test_values_are_encrypted_at_rest_with_a_0600_key_file(tmp_path: Path) -> None:
     storage = open_storage(tmp_path)
-    store = SecretStore(storage, tmp_path, environ={})  # type: ignore[arg-type]
+    store = SecretStore(storage.secrets, tmp_path, environ={})
     store.set("token", b"plain-text-credential-4711")
     key = tmp_path / KEY_FILE
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -134,24 +134,24 @@ def test_values_are_encrypted_at_rest_with_a_0600_key_file(tmp_path: Path) -> No
     assert store.names() == ["token"] and "plain-text" not in repr(store)
     storage.close()
     storage = open_storage(tmp_path)
-    assert SecretStore(storage, tmp_path, environ={}).get("token") == (  # type: ignore[arg-type]
+    assert SecretStore(storage.secrets, tmp_path, environ={}).get("token") == (
         b"plain-text-credential-4711")
     storage.close()
 
 
 def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
     storage = open_storage(tmp_path)
-    store = SecretStore(storage, tmp_path, environ={})  # type: ignore[arg-type]
+    store = SecretStore(storage.secrets, tmp_path, environ={})
     store.set("t", "v")
     os.chmod(tmp_path / KEY_FILE, 0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
-        SecretStore(storage, tmp_path, environ={}).get("t")  # type: ignore[arg-type]
+        SecretStore(storage.secrets, tmp_path, environ={}).get("t")
     storage.close()
 
 
 def test_a_tampered_or_moved_row_does_not_decrypt(tmp_path: Path) -> None:
     storage = open_storage(tmp_path)
-    store = SecretStore(storage, tmp_path, environ={})  # type: ignore[arg-type]
+    store = SecretStore(storage.secrets, tmp_path, environ={})
     store.set("a", "alpha")
     store.set("b", "beta")
     storage.close()
@@ -161,7 +161,7 @@ def test_a_tampered_or_moved_row_does_not_decrypt(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     storage = open_storage(tmp_path)
-    store = SecretStore(storage, tmp_path, environ={})  # type: ignore[arg-type]
+    store = SecretStore(storage.secrets, tmp_path, environ={})
     assert store.get("a") == b"alpha"
     with pytest.raises(StorageError, match="does not decrypt") as info:
         store.get("b")
@@ -172,23 +172,23 @@ def test_a_tampered_or_moved_row_does_not_decrypt(tmp_path: Path) -> None:
 def test_the_key_from_the_environment_and_a_wrong_key(tmp_path: Path) -> None:
     k1, k2 = new_key(), new_key()
     storage = open_storage(tmp_path)
-    SecretStore(storage, tmp_path, environ={"OMNICORE_SECRET_KEY": k1}  # type: ignore[arg-type]
+    SecretStore(storage.secrets, tmp_path, environ={"OMNICORE_SECRET_KEY": k1}
                 ).set("t", "value")
     assert not (tmp_path / KEY_FILE).exists()
-    assert SecretStore(storage, tmp_path,  # type: ignore[arg-type]
+    assert SecretStore(storage.secrets, tmp_path,
                        environ={"OMNICORE_SECRET_KEY": k1}).get("t") == b"value"
     with pytest.raises(StorageError, match="sealed with key"):
-        SecretStore(storage, tmp_path,  # type: ignore[arg-type]
+        SecretStore(storage.secrets, tmp_path,
                     environ={"OMNICORE_SECRET_KEY": k2}).get("t")
     with pytest.raises(ConfigError, match="32 random bytes"):
-        SecretStore(storage, tmp_path,  # type: ignore[arg-type]
+        SecretStore(storage.secrets, tmp_path,
                     environ={"OMNICORE_SECRET_KEY": "short"}).get("t")
     storage.close()
 
 
 def test_rotation_re_encrypts_everything(tmp_path: Path) -> None:
     storage = open_storage(tmp_path)
-    store = SecretStore(storage, tmp_path, environ={})  # type: ignore[arg-type]
+    store = SecretStore(storage.secrets, tmp_path, environ={})
     for i in range(5):
         store.set(f"s{i}", f"value-{i}")
     old_key = (tmp_path / KEY_FILE).read_text()
@@ -198,24 +198,24 @@ def test_rotation_re_encrypts_everything(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / KEY_FILE).stat().st_mode) == 0o600
     new_rows = storage._read("SELECT name, ciphertext, key_id FROM secrets ORDER BY name")
     assert all(o[1] != n[1] and n[2] == new_id for o, n in zip(old_rows, new_rows, strict=True))
-    fresh = SecretStore(storage, tmp_path, environ={})  # type: ignore[arg-type]
+    fresh = SecretStore(storage.secrets, tmp_path, environ={})
     assert [fresh.get(f"s{i}") for i in range(5)] == [f"value-{i}".encode() for i in range(5)]
     # With the key in the environment the operator supplies the new one.
     env_key, next_key = new_key(), new_key()
-    env_store = SecretStore(open_storage(tmp_path / "env"), tmp_path / "env",  # type: ignore[arg-type]
+    env_store = SecretStore(open_storage(tmp_path / "env").secrets, tmp_path / "env",
                             environ={"OMNICORE_SECRET_KEY": env_key})
     env_store.set("x", "y")
     with pytest.raises(ConfigError, match="pass the new key"):
         env_store.rotate()
     env_store.rotate(next_key)
-    assert SecretStore(open_storage(tmp_path / "env"), tmp_path / "env",  # type: ignore[arg-type]
+    assert SecretStore(open_storage(tmp_path / "env").secrets, tmp_path / "env",
                        environ={"OMNICORE_SECRET_KEY": next_key}).get("x") == b"y"
     storage.close()
 
 
 def test_a_rotation_interrupted_before_the_key_rename_still_opens(tmp_path: Path) -> None:
     storage = open_storage(tmp_path)
-    store = SecretStore(storage, tmp_path, environ={})  # type: ignore[arg-type]
+    store = SecretStore(storage.secrets, tmp_path, environ={})
     store.set("t", "value")
     key = tmp_path / KEY_FILE
     old = key.read_text()
@@ -225,7 +225,7 @@ def test_a_rotation_interrupted_before_the_key_rename_still_opens(tmp_path: Path
     (tmp_path / (KEY_FILE + ".new")).write_text(new)
     os.chmod(tmp_path / (KEY_FILE + ".new"), 0o600)
     key.write_text(old)
-    assert SecretStore(storage, tmp_path, environ={}).get("t") == b"value"  # type: ignore[arg-type]
+    assert SecretStore(storage.secrets, tmp_path, environ={}).get("t") == b"value"
     assert key.read_text() == new and not (tmp_path / (KEY_FILE + ".new")).exists()
     storage.close()
 
@@ -250,7 +250,7 @@ def test_cli_set_list_delete_rotate(tmp_path: Path) -> None:
     r = _cli("secrets", "rotate", "--app", str(appdir))
     assert r.returncode == 0 and b"re-encrypted" in r.stderr
     storage = open_storage(appdir / "data")
-    assert SecretStore(storage, appdir / "data", environ={}  # type: ignore[arg-type]
+    assert SecretStore(storage.secrets, appdir / "data", environ={}
                        ).get("github_token") == b"ghp_secret_value"
     storage.close()
     assert b"ghp_secret_value" not in _db_bytes(appdir / "data")

@@ -15,7 +15,6 @@ import pytest
 
 import omnicore.storage.vectors as vectors_mod
 from omnicore.app import OmniApp
-from omnicore.storage.components import sqlite_of
 from omnicore.storage.vectors import VectorStore
 
 
@@ -25,7 +24,7 @@ def app(make_app: Callable[..., OmniApp]) -> OmniApp:
 
 
 def store(app: OmniApp) -> VectorStore:
-    return VectorStore(sqlite_of(app.storage, "vectors"), app.data_dir / "vectors")
+    return VectorStore(app.storage.vectors, app.data_dir / "vectors")
 
 
 def crash(s: VectorStore) -> None:

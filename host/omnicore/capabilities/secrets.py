@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
 from omnicore.storage import StorageError, shared_storage
-from omnicore.storage.components import sqlite_of
 from omnicore.storage.secrets import SecretStore, check_name
 
 __all__ = ["CAPABILITY", "SecretsApp", "capability", "for_app"]
@@ -88,7 +87,7 @@ def _standalone(ctx: PluginContext) -> SecretStore:
     if ctx.data_dir is None:
         raise ConfigError(f"plugin '{ctx.plugin}' is granted secrets, but this plugin host has "
                           "no data_dir to keep them in", key="data_dir")
-    return SecretStore(sqlite_of(shared_storage(ctx.data_dir), "secrets"), ctx.data_dir)
+    return SecretStore(shared_storage(ctx.data_dir).secrets, ctx.data_dir)
 
 
 #: For plugin hosts without an app: the store in the host's ``data_dir``.

@@ -22,7 +22,6 @@ from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
 from omnicore.storage import StorageError, shared_storage
 from omnicore.storage.base import QuotaExceeded, ValueTooLarge
-from omnicore.storage.components import sqlite_of
 from omnicore.storage.vectors import (
     BadVector,
     PluginVectors,
@@ -195,7 +194,7 @@ def _standalone(ctx: PluginContext) -> VectorStore:
                           "no data_dir to keep them in", key="data_dir")
     key = str(ctx.data_dir)
     if key not in _standalone_stores:
-        _standalone_stores[key] = VectorStore(sqlite_of(shared_storage(ctx.data_dir), "vectors"),
+        _standalone_stores[key] = VectorStore(shared_storage(ctx.data_dir).vectors,
                                               ctx.data_dir / "vectors")
     return _standalone_stores[key]
 

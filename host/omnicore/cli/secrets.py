@@ -32,7 +32,6 @@ _APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_typ
 def _store(appdir: Path) -> Iterator[SecretStore]:
     from omnicore.config import load_config
     from omnicore.storage import open_storage
-    from omnicore.storage.components import sqlite_of
     from omnicore.storage.secrets import SecretStore
 
     path = appdir / CONFIG_FILE
@@ -41,7 +40,7 @@ def _store(appdir: Path) -> Iterator[SecretStore]:
     cfg = load_config(path)
     storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous)
     try:
-        yield SecretStore(sqlite_of(storage, "secrets"), cfg.data_dir)
+        yield SecretStore(storage.secrets, cfg.data_dir)
     finally:
         storage.close()
 

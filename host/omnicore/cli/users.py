@@ -28,15 +28,16 @@ _APP = click.option("--app", "appdir", default=".", envvar="OMNICORE_APPDIR",
 
 def _store(appdir: Path) -> UserStore:
     from omnicore.config import load_config
-    from omnicore.console.module import USERS_FILE
     from omnicore.console.users import UserStore
+    from omnicore.storage import open_storage
 
     path = appdir / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app DIR (the folder of "
                           "the app whose console this is)", source=str(path))
     cfg = load_config(path)
-    return UserStore(cfg.data_dir / USERS_FILE)
+    storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous)
+    return UserStore(storage.users, owner=storage)
 
 
 def _password(from_stdin: bool) -> str:

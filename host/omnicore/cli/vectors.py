@@ -20,7 +20,6 @@ _APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_typ
 def _collections(appdir: Path, plugin: str, load: bool) -> list[dict[str, object]]:
     from omnicore.config import load_config
     from omnicore.storage import open_storage
-    from omnicore.storage.components import sqlite_of
     from omnicore.storage.vectors import VectorStore
 
     path = appdir / CONFIG_FILE
@@ -29,7 +28,7 @@ def _collections(appdir: Path, plugin: str, load: bool) -> list[dict[str, object
     cfg = load_config(path)
     storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous)
     try:
-        store = VectorStore(sqlite_of(storage, "vectors"), cfg.data_dir / "vectors")
+        store = VectorStore(storage.vectors, cfg.data_dir / "vectors")
         view = store.for_plugin(plugin)
         if load:  # opening checks (and if needed rebuilds) each index, like a search would
             for c in view.collections():

@@ -1,11 +1,11 @@
 """``ConsoleModule``: the console served by Hypercorn on the app's own event loop.
 
 ``omnicore run`` adds it when ``console.enabled`` (and not ``--no-console``); an embedding app
-adds it with ``app.add_module(ConsoleModule())``. On start it opens ``<data_dir>/console.db``,
-prints a one-time setup link when there are no users yet, binds (the port is known when
-``start`` returns), and writes ``<data_dir>/console.json`` — the URL and a per-process admin
-token, mode 0600 — for the CLI on this machine (``omnicore call NAME --app DIR``). On stop it
-removes that file, ends live streams and stops serving.
+adds it with ``app.add_module(ConsoleModule())``. On start it opens the accounts
+(``app.storage.users``), prints a one-time setup link when there are no users yet, binds (the
+port is known when ``start`` returns), and writes ``<data_dir>/console.json`` — the URL and a
+per-process admin token, mode 0600 — for the CLI on this machine (``omnicore call NAME --app
+DIR``). On stop it removes that file, ends live streams and stops serving.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from omnicore.errors import ConfigError
 __all__ = ["CONSOLE_FILE", "ConsoleModule", "is_loopback"]
 
 CONSOLE_FILE = "console.json"
-USERS_FILE = "console.db"
 
 
 def is_loopback(host: str) -> bool:
@@ -58,7 +57,6 @@ class ConsoleModule(Module):
         self._shutdown = asyncio.Event()
         self._sampler: asyncio.Task[None] | None = None
         self._subscription: Any = None
-        self._store: UserStore | None = None
 
     @property
     def settings(self) -> ConsoleConfig:
@@ -75,7 +73,7 @@ class ConsoleModule(Module):
                               f"turn auth back on)", key="console.auth", value=False,
                               source=self.app.config.source_of("console.auth"))
         app = self.app
-        store = self._store = UserStore(app.data_dir / USERS_FILE)
+        store = UserStore(app.storage.users)
         auth = Auth(store, enabled=cfg.auth, session_ttl_s=cfg.session_ttl_s)
         state = self.console = ConsoleState(app=app, auth=auth,
                                           max_upload_bytes=cfg.max_upload_bytes)
@@ -139,8 +137,6 @@ class ConsoleModule(Module):
             await self._serving
         with contextlib.suppress(OSError):
             self._socket.close()  # Hypercorn owns the fd it was handed and closes it
-        if self._store is not None:
-            self._store.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:

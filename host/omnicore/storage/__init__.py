@@ -1,8 +1,12 @@
-"""Durable state behind one small interface: kv, the task queue, schedules, the event log.
+"""Durable state behind interfaces: kv, the job queue, schedules, the event log, memory,
+vector rows, sealed secrets, workflow runs and the console's accounts.
 
 ``open_storage(data_dir)`` gives the app's :class:`Storage` (SQLite today: ``omnicore.db`` in
-``data_dir``). Capabilities use only the interface in :mod:`omnicore.storage.base`, so another
-backend can take over without touching them.
+``data_dir``). Everything above this package uses only the interfaces (``base``,
+``memory_rows``, ``vector_rows``, ``secret_rows``, ``workflows``, ``user_rows``), so another
+backend can take over without touching it; ``sqlite/`` is the embedded backend. The services
+kept here above the interfaces (``memory``, ``vectors`` with ``vector_index``, ``secrets``)
+hold the policy, the index cache and the sealing that no backend should repeat.
 """
 
 from __future__ import annotations

@@ -7,15 +7,10 @@ backend without touching them. Per-plugin scoping lives here, not in the host fu
 never reach another plugin's rows. The unscoped :class:`TaskQueue` is for the host's own
 workers and operators.
 
-Errors::
-
-    OmniError
-    └── StorageError           the database failed (names the file); host functions map it
-        │                      to UNAVAILABLE
-        └── Refused            a request the backend turned down on purpose
-            ├── QuotaExceeded      over max_bytes / max_keys / max_queued   -> QUOTA
-            ├── ValueTooLarge      over max_value_bytes                     -> TOO_LARGE
-            └── NotAnInteger       incr on a value that is not decimal ASCII -> INVALID
+:class:`Storage` is the root a backend implements: kv, the job queue, schedules and the event
+log here; memory, vector rows, sealed secrets, workflow runs and console accounts each in a
+module of its own (``memory_rows``, ``vector_rows``, ``secret_rows``, ``workflows``,
+``user_rows``). The errors are drawn in :mod:`omnicore.storage.errors`.
 """
 
 from __future__ import annotations
@@ -23,11 +18,21 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from omnicore.errors import OmniError
+from omnicore.storage.errors import (
+    NotAnInteger,
+    QuotaExceeded,
+    Refused,
+    StorageError,
+    ValueTooLarge,
+)
 from omnicore.storage.instance_rows import InstanceRows
+from omnicore.storage.memory_rows import MemoryRows
+from omnicore.storage.secret_rows import SecretRows
+from omnicore.storage.user_rows import UserRows
+from omnicore.storage.vector_rows import VectorRows
+from omnicore.storage.workflows import WorkflowStore
 
 __all__ = [
     "DEFAULT_QUOTA",
@@ -57,30 +62,6 @@ MAX_LIST_KEYS = 1000
 
 TaskState = Literal["queued", "running", "succeeded", "dead", "cancelled"]
 TASK_STATES: tuple[TaskState, ...] = ("queued", "running", "succeeded", "dead", "cancelled")
-
-
-class StorageError(OmniError):
-    """The database failed: corrupt, locked, unwritable, or from a newer omnicore."""
-
-    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class Refused(StorageError):
-    """The backend turned a request down on purpose; nothing was written."""
-
-
-class QuotaExceeded(Refused):
-    """A per-plugin quota (keys, bytes, queued tasks) would be exceeded."""
-
-
-class ValueTooLarge(Refused):
-    """A single value is over its size limit."""
-
-
-class NotAnInteger(Refused):
-    """``incr`` on a value that is not a decimal integer (or would overflow 64 bits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +296,31 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def kv_plugins(self) -> list[str]:
         """Plugins that have at least one key."""
+
+    @property
+    @abc.abstractmethod
+    def memory(self) -> MemoryRows:
+        """Every plugin's memories (the rows under ``app.memory``)."""
+
+    @property
+    @abc.abstractmethod
+    def vectors(self) -> VectorRows:
+        """Every plugin's vector rows (the HNSW index is a per-process cache over them)."""
+
+    @property
+    @abc.abstractmethod
+    def secrets(self) -> SecretRows:
+        """The app's secrets, sealed above storage."""
+
+    @property
+    @abc.abstractmethod
+    def workflows(self) -> WorkflowStore:
+        """Workflow versions, runs, steps (the step queue), history and triggers."""
+
+    @property
+    @abc.abstractmethod
+    def users(self) -> UserRows:
+        """The console's users, sessions, API tokens and setup links."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

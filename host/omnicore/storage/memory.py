@@ -1,14 +1,14 @@
-"""Tiered memories for agents: rows in SQLite, full-text search by FTS5, optional vectors.
+"""Tiered memories for agents: rows behind :class:`MemoryRows`, full-text search, vectors.
 
 Tiers (specs/abi.md §4.4): ``0`` working (expires after ``working_ttl_s``, 1 h), ``1``
 short-term (``short_ttl_s``, 7 days), ``2`` long-term (no expiry); an item's ``ttl_s``
 overrides. Each tier has a cap per plugin; remembering into a full tier evicts its least
 important memory (then the least recently recalled) in the same transaction.
 
-Recall ranks candidates from FTS5 (BM25 over the text, scoped to the plugin by an indexed
-scope token so other plugins' rows are never scanned) and, when the query carries a vector,
-from the plugin's ``_memory`` vector collection; the score blends text relevance
-``r/(1+r)`` (``r`` = -BM25), cosine similarity, recency (half-life 7 days) and importance.
+Recall ranks candidates from the backend's full-text search (SQLite: FTS5's BM25, scoped to
+the plugin by an indexed token) and, when the query carries a vector, from the plugin's
+``_memory`` vector collection; the score blends text relevance ``r/(1+r)`` (``r`` the
+backend's relevance), cosine similarity, recency (half-life 7 days) and importance.
 
 Consolidation (:meth:`MemoryStore.consolidate`, run on an interval by the host) deletes
 expired memories, promotes short-term memories recalled ``promote_after`` times to
@@ -17,36 +17,33 @@ long-term, and decays the importance of memories not recalled since the previous
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import re
-import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omnicore.storage.base import QuotaExceeded, Refused, StorageError, ValueTooLarge
-from omnicore.storage.components import ensure_schema, read, write
-from omnicore.storage.sqlite import SQLiteStorage
+from omnicore.storage.errors import Refused, ValueTooLarge
+from omnicore.storage.memory_rows import (
+    TIERS,
+    BadMemory,
+    MemoryRow,
+    MemoryRows,
+    NewMemory,
+    check_filter,
+    query_words,
+)
 from omnicore.storage.vectors import BadVector, PluginVectors, VectorStore, check_vector
 
 __all__ = ["TIERS", "BadMemory", "Embedder", "MemoryPolicy", "MemoryStore", "PluginMemory",
            "Recalled"]
 
-TIERS = (0, 1, 2)
 VECTOR_COLLECTION = "_memory"
 #: ``embed(texts) -> vectors``: an extension's embedder, used when a plugin sends text only.
 Embedder = Callable[[list[str]], Sequence[Sequence[float]]]
-_WORD = re.compile(r"\w+", re.UNICODE)
 _HALF_LIFE_S = 7 * 86400.0
-
-
-class BadMemory(Refused):
-    """A malformed item or query (tier, text, metadata, filter, vector)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,68 +77,17 @@ class Recalled:
                 "score": self.score, "created_at": self.created_at}
 
 
-def _v1(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE TABLE memories (id INTEGER PRIMARY KEY, plugin TEXT NOT NULL,"
-                 " scope TEXT NOT NULL, tier INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT,"
-                 " importance REAL NOT NULL, created_at REAL NOT NULL,"
-                 " accessed_at REAL NOT NULL, expires_at REAL, recalls INTEGER NOT NULL"
-                 " DEFAULT 0, has_vector INTEGER NOT NULL DEFAULT 0)")
-    conn.execute("CREATE INDEX memories_tier ON memories (plugin, tier, importance, "
-                 "accessed_at)")
-    conn.execute("CREATE INDEX memories_expiry ON memories (expires_at) WHERE expires_at "
-                 "IS NOT NULL")
-    conn.execute("CREATE VIRTUAL TABLE memories_fts USING fts5(scope, text, content='memories',"
-                 " content_rowid='id')")
-    conn.execute("CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN INSERT INTO "
-                 "memories_fts(rowid, scope, text) VALUES (new.id, new.scope, new.text); END")
-    conn.execute("CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN INSERT INTO "
-                 "memories_fts(memories_fts, rowid, scope, text) VALUES ('delete', old.id, "
-                 "old.scope, old.text); END")
-
-
-def _scope(plugin: str) -> str:
-    # One alphanumeric token, so FTS5 can restrict a match to the plugin through its index.
-    return "p" + hashlib.sha256(plugin.encode()).hexdigest()[:20]
-
-
-def _fts_query(scope: str, text: str) -> str | None:
-    words = _WORD.findall(text.lower())[:32]
-    if not words:
-        return None
-    terms = " OR ".join('"' + w.replace('"', "") + '"' for w in dict.fromkeys(words))
-    return f"scope : {scope} AND text : ({terms})"
-
-
-def _meta_sql(flt: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
-    if not flt:
-        return "", []
-    if not isinstance(flt, Mapping) or len(flt) > 16:
-        raise BadMemory("filter must be a JSON object of at most 16 keys")
-    sql, args = [], []
-    for key, value in flt.items():
-        if not isinstance(key, str) or not key or len(key) > 128 or '"' in key:
-            raise BadMemory(f"bad filter key {str(key)[:140]!r}")
-        if isinstance(value, bool):
-            value = int(value)
-        elif not isinstance(value, str | int | float):
-            raise BadMemory(f"filter value of {key!r} must be a string, number or boolean")
-        sql.append(f"json_extract(m.meta, '$.\"{key}\"') = ?")
-        args.append(value)
-    return " AND " + " AND ".join(sql), args
-
-
 class MemoryStore:
     """Every plugin's memories in one app (thread-safe)."""
 
-    def __init__(self, storage: SQLiteStorage, vectors: Callable[[], VectorStore] | None = None,
+    def __init__(self, rows: MemoryRows, vectors: Callable[[], VectorStore] | None = None,
                  embedder: Callable[[], Embedder | None] | None = None) -> None:
-        self._storage = storage
+        self._rows = rows
         self._vectors = vectors
         self._embedder = embedder or (lambda: None)
         self._last_consolidation = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        ensure_schema(storage, "memory", (_v1,))
 
     def for_plugin(self, plugin: str, policy: MemoryPolicy | None = None) -> PluginMemory:
         if not plugin:
@@ -160,23 +106,11 @@ class MemoryStore:
         now = time.time() if now is None else now
         since = self._last_consolidation
 
-        def run(conn: sqlite3.Connection) -> tuple[list[tuple[str, int]], int, int]:
-            gone = conn.execute("SELECT plugin, id FROM memories WHERE expires_at IS NOT NULL "
-                                "AND expires_at <= ? AND has_vector = 1", (now,)).fetchall()
-            conn.execute("DELETE FROM memories WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                         (now,))
-            expired = conn.execute("SELECT changes()").fetchone()[0]
-            promoted = conn.execute("UPDATE memories SET tier = 2, expires_at = NULL WHERE "
-                                    "tier = 1 AND recalls >= ?", (promote_after,)).rowcount
-            conn.execute("UPDATE memories SET importance = importance * ? WHERE "
-                         "accessed_at < ? AND importance > 0.01", (decay, since))
-            return gone, expired, promoted
-
-        gone, expired, promoted = write(self._storage, run)
+        done = self._rows.consolidate(now, since, promote_after, decay)
         self._last_consolidation = now
-        for plugin, mid in gone:
+        for plugin, mid in done.dropped:
             self._drop_vector(plugin, mid)
-        return {"expired": expired, "promoted": promoted}
+        return {"expired": done.expired, "promoted": done.promoted}
 
     def _drop_vector(self, plugin: str, mid: int) -> None:
         view = self.vectors_for(plugin)
@@ -214,9 +148,8 @@ class PluginMemory:
 
     def __init__(self, store: MemoryStore, plugin: str, policy: MemoryPolicy) -> None:
         self._store = store
-        self._db = store._storage
+        self._rows = store._rows
         self.plugin = plugin
-        self.scope = _scope(plugin)
         self.policy = policy
 
     def remember(self, tier: int, text: str, metadata: Mapping[str, Any] | None = None,
@@ -258,36 +191,9 @@ class PluginMemory:
         expires = now + ttl if ttl is not None else None
         cap = p.cap(tier)
 
-        def run(conn: sqlite3.Connection) -> tuple[int, list[int]]:
-            evicted: list[int] = []
-            n = conn.execute("SELECT COUNT(*) FROM memories WHERE plugin = ? AND tier = ?",
-                             (self.plugin, tier)).fetchone()[0]
-            if n >= cap:
-                rows = conn.execute(
-                    "SELECT id, has_vector FROM memories WHERE plugin = ? AND tier = ? ORDER BY"
-                    " importance, accessed_at LIMIT ?", (self.plugin, tier, n - cap + 1)
-                ).fetchall()
-                if not rows:
-                    raise QuotaExceeded(f"tier {tier} is full")
-                conn.executemany("DELETE FROM memories WHERE id = ?", [(r[0],) for r in rows])
-                evicted = [r[0] for r in rows if r[1]]
-            # Ids are random, not a counter shared by every plugin: a plugin must not learn
-            # from its own ids how many memories the others keep. 53 bits stay exact in JS.
-            for _ in range(16):
-                mid = secrets.randbits(53) or 1
-                try:
-                    conn.execute(
-                        "INSERT INTO memories (id, plugin, scope, tier, text, meta, importance, "
-                        "created_at, accessed_at, expires_at, has_vector) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (mid, self.plugin, self.scope, tier, text, meta, float(importance), now,
-                         now, expires, 1 if vec is not None else 0))
-                except sqlite3.IntegrityError:
-                    continue  # an id already taken (about one chance in 10^15)
-                return mid, evicted
-            raise StorageError("could not find a free memory id")
-
-        mid, evicted = write(self._db, run)
+        mid, evicted = self._rows.insert(NewMemory(self.plugin, tier, text, meta,
+                                                   float(importance), now, expires,
+                                                   vec is not None), cap)
         for old in evicted:
             self._store._drop_vector(self.plugin, old)
         if vec is not None:
@@ -315,52 +221,36 @@ class PluginMemory:
         tiers = list(dict.fromkeys(tiers))
         if not tiers or any(t not in TIERS for t in tiers):
             raise BadMemory("tiers must be a list of 0, 1, 2")
-        where, args = _meta_sql(filter)
+        flt = check_filter(filter)
         now = time.time()
         pool = max(50, limit * 5)
-        tier_sql = f" AND m.tier IN ({','.join('?' * len(tiers))})"
-        live = " AND (m.expires_at IS NULL OR m.expires_at > ?)"
-        cols = "m.id, m.tier, m.text, m.meta, m.importance, m.created_at"
         text_scores: dict[int, float] = {}
-        rows: dict[int, Any] = {}
-        fts = _fts_query(self.scope, query)
-        if fts is not None:
-            for r in read(self._db, f"SELECT {cols}, bm25(memories_fts, 0.0, 1.0) AS rank "
-                                    "FROM memories_fts JOIN memories m ON m.id = "
-                                    "memories_fts.rowid WHERE memories_fts MATCH ?"
-                                    f"{tier_sql}{live}{where} ORDER BY rank LIMIT ?",
-                          (fts, *tiers, now, *args, pool)):
-                rows[r[0]] = r
-                rel = max(-float(r[6]), 0.0)
-                text_scores[r[0]] = rel / (1.0 + rel)
+        rows: dict[int, MemoryRow] = {}
+        words = query_words(query)
+        for row, rel in self._rows.search(self.plugin, words, tiers, now, flt, pool):
+            rows[row.id] = row
+            text_scores[row.id] = rel / (1.0 + rel)
         sims: dict[int, float] = {}
         if vector is None and query.strip() and self._store.embedder() is not None:
             vector = self._store.embedder()([query])[0]  # type: ignore[misc]
         if vector is not None:
             sims = self._similar(vector, pool)
             missing = [i for i in sims if i not in rows]
-            if missing:
-                for r in read(self._db, f"SELECT {cols} FROM memories m WHERE m.plugin = ? AND "
-                                        f"m.id IN ({','.join('?' * len(missing))}){tier_sql}"
-                                        f"{live}{where}",
-                              (self.plugin, *missing, *tiers, now, *args)):
-                    rows[r[0]] = r
-        if fts is None and vector is None:
-            for r in read(self._db, f"SELECT {cols} FROM memories m WHERE m.plugin = ?"
-                                    f"{tier_sql}{live}{where} ORDER BY m.importance DESC, "
-                                    "m.created_at DESC LIMIT ?",
-                          (self.plugin, *tiers, now, *args, pool)):
-                rows[r[0]] = r
+            for row in self._rows.by_ids(self.plugin, missing, tiers, now, flt):
+                rows[row.id] = row
+        if not words and vector is None:
+            for row in self._rows.top(self.plugin, tiers, now, flt, pool):
+                rows[row.id] = row
         scored = []
         for mid, r in rows.items():
-            recency = math.exp(-max(now - r[5], 0.0) * math.log(2) / _HALF_LIFE_S)
+            recency = math.exp(-max(now - r.created_at, 0.0) * math.log(2) / _HALF_LIFE_S)
             if vector is not None:
                 score = (0.45 * text_scores.get(mid, 0.0) + 0.35 * max(sims.get(mid, 0.0), 0.0)
-                         + 0.1 * recency + 0.1 * r[4])
+                         + 0.1 * recency + 0.1 * r.importance)
             else:
-                score = 0.6 * text_scores.get(mid, 0.0) + 0.2 * recency + 0.2 * r[4]
-            scored.append(Recalled(r[0], r[1], r[2], json.loads(r[3] or "{}"), round(score, 6),
-                                   r[5]))
+                score = 0.6 * text_scores.get(mid, 0.0) + 0.2 * recency + 0.2 * r.importance
+            scored.append(Recalled(r.id, r.tier, r.text, json.loads(r.meta or "{}"),
+                                   round(score, 6), r.created_at))
         scored.sort(key=lambda m: (-m.score, -m.created_at))
         return scored[:limit]
 
@@ -378,28 +268,17 @@ class PluginMemory:
 
     def touch(self, ids: Sequence[int]) -> None:
         """Count a recall of ``ids`` (promotion and decay read it)."""
-        if ids:
-            marks = ",".join("?" * len(ids))
-            write(self._db, lambda conn: conn.execute(
-                # "+plugin": look rows up by id; the (plugin, ...) index would scan them all.
-                f"UPDATE memories SET recalls = recalls + 1, accessed_at = ? WHERE id IN "
-                f"({marks}) AND +plugin = ?", (time.time(), *ids, self.plugin)))
+        self._rows.touch(self.plugin, ids, time.time())
 
     def forget(self, mid: int) -> bool:
         """Delete memory ``mid`` of this plugin; whether it existed."""
-        row = write(self._db, lambda conn: conn.execute(
-            "DELETE FROM memories WHERE plugin = ? AND id = ? RETURNING has_vector",
-            (self.plugin, mid)).fetchone())
-        if row is None:
+        had_vector = self._rows.delete(self.plugin, mid)
+        if had_vector is None:
             return False
-        if row[0]:
+        if had_vector:
             self._store._drop_vector(self.plugin, mid)
         return True
 
     def count(self) -> dict[int, int]:
         """Memories per tier."""
-        counts = dict.fromkeys(TIERS, 0)
-        for tier, n in read(self._db, "SELECT tier, COUNT(*) FROM memories WHERE plugin = ? "
-                                      "GROUP BY tier", (self.plugin,)):
-            counts[tier] = n
-        return counts
+        return {**dict.fromkeys(TIERS, 0), **self._rows.count(self.plugin)}

@@ -1,6 +1,7 @@
 """The app's secrets, encrypted at rest with AES-256-GCM (``cryptography``).
 
-Each secret is one row of the app's database: a fresh 96-bit nonce, the ciphertext (which
+Each secret is one sealed row of the app's storage (:mod:`omnicore.storage.secret_rows`,
+which never sees a key or a plain value): a fresh 96-bit nonce, the ciphertext (which
 carries GCM's tag) and the id of the key that sealed it. The secret's name is the associated
 data, so a row copied under another name does not decrypt. The key is 32 random bytes:
 
@@ -22,7 +23,6 @@ import binascii
 import hashlib
 import os
 import re
-import sqlite3
 import stat
 import threading
 import time
@@ -33,9 +33,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from omnicore.errors import ConfigError
-from omnicore.storage.base import StorageError
-from omnicore.storage.components import ensure_schema, read, write
-from omnicore.storage.sqlite import SQLiteStorage
+from omnicore.storage.errors import StorageError
+from omnicore.storage.secret_rows import Sealed, SecretRows
 
 __all__ = ["ENV_KEY", "KEY_FILE", "MAX_SECRET_BYTES", "SecretStore", "check_name", "new_key"]
 
@@ -76,11 +75,6 @@ def _key_id(key: bytes) -> str:
     return hashlib.sha256(b"omnicore-secret-key\0" + key).hexdigest()[:16]
 
 
-def _v1(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE TABLE secrets (name TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
-                 "nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, updated_at REAL NOT NULL)")
-
-
 def _read_key_file(path: Path) -> bytes:
     st = path.stat()
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -103,15 +97,14 @@ def _write_key_file(path: Path, key: bytes) -> None:
 class SecretStore:
     """Named secrets of one app, encrypted in its database. Thread-safe."""
 
-    def __init__(self, storage: SQLiteStorage, data_dir: str | Path,
+    def __init__(self, rows: SecretRows, data_dir: str | Path,
                  environ: Mapping[str, str] | None = None) -> None:
-        self._storage = storage
+        self._rows = rows
         self.key_path = Path(data_dir) / KEY_FILE
         self._environ = os.environ if environ is None else environ
         self._lock = threading.Lock()
         self._aead: AESGCM | None = None
         self._key_id = ""
-        ensure_schema(storage, "secrets", (_v1,))
 
     # -- the key ------------------------------------------------------------------------
 
@@ -134,7 +127,7 @@ class SecretStore:
         if pending.exists():
             # A rotation committed its rows but may not have renamed its key into place.
             key = _read_key_file(pending)
-            if self._rows_use(_key_id(key)):
+            if self._rows.uses_key(_key_id(key)):
                 os.replace(pending, self.key_path)
                 return key
             pending.unlink()
@@ -151,27 +144,21 @@ class SecretStore:
             tmp.unlink(missing_ok=True)
         return key
 
-    def _rows_use(self, key_id: str) -> bool:
-        return bool(read(self._storage, "SELECT 1 FROM secrets WHERE key_id = ? LIMIT 1",
-                         (key_id,)))
-
     # -- secrets ------------------------------------------------------------------------
 
     def names(self) -> list[str]:
         """The names of the secrets that are set, sorted (never their values)."""
-        return [r[0] for r in read(self._storage, "SELECT name FROM secrets ORDER BY name")]
+        return self._rows.names()
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and bool(
-            read(self._storage, "SELECT 1 FROM secrets WHERE name = ?", (name,)))
+        return isinstance(name, str) and self._rows.get(name) is not None
 
     def get(self, name: str) -> bytes | None:
         """The secret's value, or None when it is not set."""
-        rows = read(self._storage, "SELECT key_id, nonce, ciphertext FROM secrets "
-                                   "WHERE name = ?", (name,))
-        if not rows:
+        sealed = self._rows.get(name)
+        if sealed is None:
             return None
-        key_id, nonce, ciphertext = rows[0]
+        key_id, nonce, ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
         with self._lock:
             aead, current = self._cipher()
         if key_id != current:
@@ -183,7 +170,7 @@ class SecretStore:
         except InvalidTag:
             raise StorageError(f"secret {name!r} does not decrypt: its row was altered or "
                                "copied from another name; set it again",
-                               path=self._storage.location) from None
+                               path=self.key_path) from None
 
     def text(self, name: str) -> str | None:
         """The secret as text (UTF-8), or None when it is not set."""
@@ -201,16 +188,11 @@ class SecretStore:
             aead, key_id = self._cipher()
         nonce = os.urandom(12)
         sealed = aead.encrypt(nonce, data, self._aad(name))
-        write(self._storage, lambda conn: conn.execute(
-            "INSERT INTO secrets VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-            "key_id = excluded.key_id, nonce = excluded.nonce, "
-            "ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-            (name, key_id, nonce, sealed, time.time())))
+        self._rows.put(name, Sealed(key_id, nonce, sealed), time.time())
 
     def delete(self, name: str) -> bool:
         """Remove ``name``; whether it was set."""
-        return bool(write(self._storage, lambda conn: conn.execute(
-            "DELETE FROM secrets WHERE name = ?", (name,)).rowcount))
+        return self._rows.delete(name)
 
     def rotate(self, new: str | None = None) -> str:
         """Re-encrypt every secret under a new key; return the new key's id.
@@ -231,22 +213,17 @@ class SecretStore:
             if not from_env:
                 _write_key_file(pending, key)
 
-            def run(conn: sqlite3.Connection) -> None:
-                for name, key_id, nonce, sealed in conn.execute(
-                        "SELECT name, key_id, nonce, ciphertext FROM secrets").fetchall():
-                    if key_id != old_id:
-                        raise StorageError(f"secret {name!r} is sealed with key {key_id}, not "
-                                           f"the current key {old_id}; nothing was rotated",
-                                           path=self.key_path)
-                    plain = old.decrypt(nonce, sealed, self._aad(name))
-                    fresh = os.urandom(12)
-                    conn.execute("UPDATE secrets SET key_id = ?, nonce = ?, ciphertext = ? "
-                                 "WHERE name = ?",
-                                 (new_id, fresh, new_aead.encrypt(fresh, plain,
-                                                                  self._aad(name)), name))
+            def reseal(name: str, sealed: Sealed) -> Sealed:
+                if sealed.key_id != old_id:
+                    raise StorageError(f"secret {name!r} is sealed with key {sealed.key_id}, "
+                                       f"not the current key {old_id}; nothing was rotated",
+                                       path=self.key_path)
+                plain = old.decrypt(sealed.nonce, sealed.ciphertext, self._aad(name))
+                fresh = os.urandom(12)
+                return Sealed(new_id, fresh, new_aead.encrypt(fresh, plain, self._aad(name)))
 
             try:
-                write(self._storage, run)
+                self._rows.reseal(reseal)
             except BaseException:
                 pending.unlink(missing_ok=True)
                 raise
@@ -260,4 +237,4 @@ class SecretStore:
         return b"omnicore-secret\0" + name.encode()
 
     def __repr__(self) -> str:  # never the values
-        return f"<SecretStore {self._storage.location} key={self.key_source}>"
+        return f"<SecretStore key={self.key_source}>"

@@ -1,32 +1,28 @@
-"""Durable state of workflow runs: versions, runs, steps (the step queue), history, blobs.
+"""The workflow store's interface: versions, runs, steps (the step queue), history, blobs.
 
-The tables live in the app's database beside the core schema, versioned as the
-``workflows`` component (:mod:`omnicore.storage.components`). A step row is also the step's
-durable job: workers *claim* due rows with a lease (renewed while the step runs); a row whose
-lease expired — its host died — is due again, so a crash or ``kill -9`` loses nothing and a
-step runs at least once (``attempt`` counts deliveries). Every change that matters to an
-operator appends to ``wf_history`` in the same transaction: the audit trail is never behind
-the state it explains.
+A step row is also the step's durable job: workers *claim* due rows with a lease owned by
+them (renewed while the step runs); a row whose lease expired — its host died — is due again,
+so a crash or ``kill -9`` loses nothing and a step runs at least once (``attempt`` counts
+deliveries). Every change that matters to an operator appends to the run's history in the
+same transaction: the audit trail is never behind the state it explains. Runs, steps and the
+cron triggers that start runs change together in one transaction where the engine needs it
+(``create_run(fire=...)``, ``cancel_run`` with its steps and child runs).
 
-Values (inputs, outputs, trigger data) are JSON text. An output above the inline threshold
-is stored once in ``wf_blobs`` by its sha256 and the step row keeps the reference.
+Values (inputs, outputs, trigger data) are JSON. An output above the inline threshold is
+stored once as a blob by its sha256 and the step row keeps the reference.
 """
 
 from __future__ import annotations
 
-import hashlib
+import abc
 import json
-import sqlite3
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
-
-from omnicore.storage.base import Storage
-from omnicore.storage.components import ensure_schema, read, sqlite_of, write
+from typing import Any, Literal
 
 __all__ = ["ACTIVE_RUN_STATES", "FINAL_RUN_STATES", "FINAL_STEP_STATES", "HistoryRecord",
-           "NewStep", "RunRecord", "StepRecord", "WorkflowStore"]
+           "NewStep", "RunRecord", "RunState", "StepRecord", "StepState", "WorkflowStore",
+           "from_json", "to_json"]
 
 RunState = Literal["queued", "running", "succeeded", "failed", "cancelled", "skipped"]
 StepState = Literal["pending", "queued", "running", "waiting", "succeeded", "failed",
@@ -34,41 +30,6 @@ StepState = Literal["pending", "queued", "running", "waiting", "succeeded", "fai
 ACTIVE_RUN_STATES = ("queued", "running")
 FINAL_RUN_STATES = ("succeeded", "failed", "cancelled", "skipped")
 FINAL_STEP_STATES = ("succeeded", "failed", "skipped", "cancelled")
-
-
-def _v1(conn: sqlite3.Connection) -> None:
-    # One statement at a time: executescript() would commit the migration's transaction.
-    for statement in _V1.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-_V1 = """
-    CREATE TABLE wf_versions (hash TEXT PRIMARY KEY, name TEXT NOT NULL,
-        definition TEXT NOT NULL, created_at REAL NOT NULL);
-    CREATE TABLE wf_runs (id INTEGER PRIMARY KEY, workflow TEXT NOT NULL,
-        version TEXT NOT NULL, state TEXT NOT NULL, inputs TEXT NOT NULL, trigger TEXT,
-        outputs TEXT, error TEXT, concurrency_key TEXT, started_by TEXT NOT NULL,
-        parent_run INTEGER, parent_step TEXT, parent_index INTEGER, created_at REAL NOT NULL,
-        started_at REAL, finished_at REAL, restarts INTEGER NOT NULL DEFAULT 0);
-    CREATE INDEX wf_runs_by_workflow ON wf_runs(workflow, state);
-    CREATE INDEX wf_runs_by_key ON wf_runs(workflow, concurrency_key, state);
-    CREATE TABLE wf_steps (run_id INTEGER NOT NULL, step TEXT NOT NULL, idx INTEGER NOT NULL,
-        state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, input TEXT, output TEXT,
-        output_ref TEXT, output_bytes INTEGER, error TEXT, run_at REAL NOT NULL,
-        started_at REAL, finished_at REAL, owner TEXT, lease_until REAL, wait TEXT,
-        decided_by TEXT, decided_at REAL, PRIMARY KEY (run_id, step, idx));
-    CREATE INDEX wf_steps_due ON wf_steps(state, run_at);
-    CREATE TABLE wf_history (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, at REAL NOT NULL,
-        kind TEXT NOT NULL, step TEXT, idx INTEGER, attempt INTEGER, actor TEXT, data TEXT);
-    CREATE INDEX wf_history_by_run ON wf_history(run_id, id);
-    CREATE TABLE wf_blobs (hash TEXT PRIMARY KEY, data BLOB NOT NULL);
-    CREATE TABLE wf_triggers (workflow TEXT NOT NULL, name TEXT NOT NULL,
-        next_fire REAL NOT NULL, PRIMARY KEY (workflow, name));
-"""
-
-
-_STEPS = (_v1,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,52 +109,29 @@ class NewStep:
     error: str | None = None
 
 
-def _dump(value: Any) -> str | None:
+def to_json(value: Any) -> str | None:
+    """A value as the compact JSON text the store keeps (None stays None)."""
     return None if value is None else json.dumps(value, separators=(",", ":"),
                                                   ensure_ascii=False)
 
 
-def _load(text: str | None) -> Any:
+def from_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-_RUN_COLS = ("id, workflow, version, state, inputs, trigger, outputs, error, concurrency_key, "
-             "started_by, parent_run, parent_step, parent_index, created_at, started_at, "
-             "finished_at, restarts")
-_STEP_COLS = ("run_id, step, idx, state, attempt, input, output, output_ref, output_bytes, "
-              "error, run_at, started_at, finished_at, owner, wait, decided_by, decided_at")
+class WorkflowStore(abc.ABC):
+    """The workflow tables of one app's storage. Thread-safe."""
 
+    @abc.abstractmethod
+    def save_version(self, digest: str, name: str, definition: str) -> None: ...
 
-def _run(row: Sequence[Any]) -> RunRecord:
-    r = list(row)
-    r[4], r[5], r[6] = _load(r[4]), _load(r[5]), _load(r[6])
-    return RunRecord(*r)
+    @abc.abstractmethod
+    def version(self, digest: str) -> str | None: ...
 
+    @abc.abstractmethod
+    def blob(self, digest: str) -> bytes | None: ...
 
-class WorkflowStore:
-    """The workflow tables of one app's storage (SQLite backend). Thread-safe."""
-
-    def __init__(self, storage: Storage) -> None:
-        self._db = sqlite_of(storage, "workflows")
-        ensure_schema(self._db, "workflows", _STEPS)
-
-    # -- versions and blobs --
-
-    def save_version(self, digest: str, name: str, definition: str) -> None:
-        write(self._db, lambda c: c.execute(
-            "INSERT INTO wf_versions VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
-            (digest, name, definition, time.time())))
-
-    def version(self, digest: str) -> str | None:
-        rows = read(self._db, "SELECT definition FROM wf_versions WHERE hash=?", (digest,))
-        return str(rows[0][0]) if rows else None
-
-    def blob(self, digest: str) -> bytes | None:
-        rows = read(self._db, "SELECT data FROM wf_blobs WHERE hash=?", (digest,))
-        return bytes(rows[0][0]) if rows else None
-
-    # -- runs --
-
+    @abc.abstractmethod
     def create_run(self, workflow: str, version: str, inputs: Any, trigger: Any,
                    started_by: str, *, key: str | None = None, limit: int = 0,
                    on_conflict: str = "queue", parent: tuple[int, str, int] | None = None,
@@ -204,244 +142,73 @@ class WorkflowStore:
         after cancelling the running ones (``cancel_running``), decided in one transaction.
         ``fire`` = (trigger name, expected next fire, new next fire) also advances a cron
         trigger in the same transaction; None when another host fired it first."""
-        def run(conn: sqlite3.Connection) -> tuple[int, RunState, list[int]] | None:
-            now = time.time()
-            if fire is not None and not _advance(conn, workflow, *fire):
-                return None
-            state: RunState = "running"
-            cancelled: list[int] = []
-            if limit > 0:
-                active = [r[0] for r in conn.execute(
-                    "SELECT id FROM wf_runs WHERE workflow=? AND concurrency_key IS ? AND state "
-                    "IN ('queued','running') ORDER BY id", (workflow, key))]
-                if len(active) >= limit:
-                    if on_conflict == "skip":
-                        state = "skipped"
-                    elif on_conflict == "queue":
-                        state = "queued"
-                    else:
-                        cancelled = active
-                        for rid in active:
-                            _cancel(conn, rid, f"cancelled by a newer run (concurrency "
-                                               f"key {key!r})", "engine", now)
-            new = int(conn.execute(
-                "INSERT INTO wf_runs(workflow, version, state, inputs, trigger, concurrency_key, "
-                "started_by, parent_run, parent_step, parent_index, created_at, started_at, "
-                "finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-                (workflow, version, state, _dump(inputs), _dump(trigger), key, started_by,
-                 *(parent or (None, None, None)), now, now if state == "running" else None,
-                 now if state == "skipped" else None)).fetchone()[0])
-            _hist(conn, new, "run.created", actor=started_by,
-                  data={"state": state, "version": version, "inputs": inputs,
-                        "trigger": trigger, "concurrency_key": key})
-            return new, state, cancelled
-        return cast("tuple[int, RunState, list[int]] | None", write(self._db, run))
 
-    def run(self, run_id: int) -> RunRecord | None:
-        rows = read(self._db, f"SELECT {_RUN_COLS} FROM wf_runs WHERE id=?", (run_id,))
-        return _run(rows[0]) if rows else None
+    @abc.abstractmethod
+    def run(self, run_id: int) -> RunRecord | None: ...
 
+    @abc.abstractmethod
     def runs(self, *, workflow: str | None = None, states: Sequence[str] = (),
              limit: int = 100, offset: int = 0) -> list[RunRecord]:
         """Newest first."""
-        where, args = self._where(workflow, states)
-        rows = read(self._db, f"SELECT {_RUN_COLS} FROM wf_runs{where} ORDER BY id DESC "
-                              f"LIMIT ? OFFSET ?", [*args, limit, offset])
-        return [_run(r) for r in rows]
 
-    def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int:
-        where, args = self._where(workflow, states)
-        return int(read(self._db, f"SELECT COUNT(*) FROM wf_runs{where}", args)[0][0])
+    @abc.abstractmethod
+    def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int: ...
 
-    @staticmethod
-    def _where(workflow: str | None, states: Sequence[str]) -> tuple[str, list[Any]]:
-        where, args = [], []
-        if workflow is not None:
-            where.append("workflow=?")
-            args.append(workflow)
-        if states:
-            where.append(f"state IN ({','.join('?' * len(states))})")
-            args += list(states)
-        return (" WHERE " + " AND ".join(where)) if where else "", args
-
+    @abc.abstractmethod
     def finish_run(self, run_id: int, state: RunState, *, outputs: Any = None,
                    error: str | None = None, actor: str = "engine") -> bool:
         """A running run ends; False when it was not running (cancelled meanwhile)."""
-        def run(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute("UPDATE wf_runs SET state=?, outputs=?, error=?, finished_at=? "
-                               "WHERE id=? AND state='running'",
-                               (state, _dump(outputs), error, time.time(), run_id))
-            if cur.rowcount != 1:
-                return False
-            _hist(conn, run_id, f"run.{state}", actor=actor,
-                  data={"outputs": outputs} if error is None else {"error": error})
-            return True
-        return cast(bool, write(self._db, run))
 
+    @abc.abstractmethod
     def promote(self, workflow: str, key: str | None, limit: int) -> list[int]:
         """Start queued runs of ``key`` while fewer than ``limit`` run; their ids."""
-        def run(conn: sqlite3.Connection) -> list[int]:
-            active = conn.execute("SELECT COUNT(*) FROM wf_runs WHERE workflow=? AND "
-                                  "concurrency_key IS ? AND state='running'",
-                                  (workflow, key)).fetchone()[0]
-            free = max(0, limit - active)
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM wf_runs WHERE workflow=? AND concurrency_key IS ? AND "
-                "state='queued' ORDER BY id LIMIT ?", (workflow, key, free))]
-            for rid in ids:
-                conn.execute("UPDATE wf_runs SET state='running', started_at=? WHERE id=?",
-                             (time.time(), rid))
-                _hist(conn, rid, "run.started", actor="engine",
-                      data={"reason": "a concurrency slot freed"})
-            return ids
-        return cast("list[int]", write(self._db, run))
 
+    @abc.abstractmethod
     def cancel_run(self, run_id: int, actor: str, reason: str = "cancelled") -> bool | None:
         """True cancelled, False already finished, None unknown."""
-        def run(conn: sqlite3.Connection) -> bool | None:
-            row = conn.execute("SELECT state FROM wf_runs WHERE id=?", (run_id,)).fetchone()
-            if row is None:
-                return None
-            if row[0] in FINAL_RUN_STATES:
-                return False
-            _cancel(conn, run_id, reason, actor, time.time())
-            return True
-        return cast("bool | None", write(self._db, run))
 
+    @abc.abstractmethod
     def restart(self, run_id: int, actor: str, version: str | None) -> bool | None:
         """A failed or cancelled run runs again from its failed steps, keeping the rows that
         succeeded; ``version`` moves it to another version. None unknown, False not ended."""
-        def run(conn: sqlite3.Connection) -> bool | None:
-            row = conn.execute("SELECT state, version FROM wf_runs WHERE id=?",
-                               (run_id,)).fetchone()
-            if row is None:
-                return None
-            if row[0] not in ("failed", "cancelled"):
-                return False
-            dropped = [r[0] for r in conn.execute(
-                "SELECT DISTINCT step FROM wf_steps WHERE run_id=? AND state!='succeeded'",
-                (run_id,))]
-            # A for_each whose items did not all succeed runs again as a whole step; its
-            # succeeded items are kept and not run again.
-            conn.execute("DELETE FROM wf_steps WHERE run_id=? AND state!='succeeded'",
-                         (run_id,))
-            conn.execute("UPDATE wf_runs SET state='running', error=NULL, outputs=NULL, "
-                         "finished_at=NULL, restarts=restarts+1, version=? WHERE id=?",
-                         (version or row[1], run_id))
-            _hist(conn, run_id, "run.restarted", actor=actor,
-                  data={"steps": dropped, "version": version or row[1],
-                        "previous_version": row[1]})
-            return True
-        return cast("bool | None", write(self._db, run))
 
-    # -- steps --
-
+    @abc.abstractmethod
     def add_steps(self, run_id: int, steps: Sequence[NewStep]) -> int:
         """Create step rows (an existing row is left alone); how many were new."""
-        def run(conn: sqlite3.Connection) -> int:
-            if conn.execute("SELECT state FROM wf_runs WHERE id=?",
-                            (run_id,)).fetchone() != ("running",):
-                return 0
-            now = time.time()
-            added = 0
-            for s in steps:
-                cur = conn.execute(
-                    "INSERT INTO wf_steps(run_id, step, idx, state, input, run_at, wait, error, "
-                    "finished_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                    (run_id, s.step, s.index, s.state, _dump(s.input), s.run_at or now,
-                     _dump(s.wait), s.error, now if s.state in FINAL_STEP_STATES else None))
-                if cur.rowcount == 1:
-                    added += 1
-                    if s.index < 0 or s.state != "pending":
-                        _hist(conn, run_id, f"step.{s.state}", s.step, s.index,
-                              data={"input": s.input, "wait": s.wait, "error": s.error})
-            return added
-        return cast(int, write(self._db, run))
 
+    @abc.abstractmethod
     def steps(self, run_id: int, *, outputs: bool = True,
               parents: bool = False) -> list[StepRecord]:
         """A run's step rows; ``parents``: only the steps themselves, not for_each items."""
-        cols = _STEP_COLS if outputs else _STEP_COLS.replace("input, output,", "NULL, NULL,")
-        only = " AND idx=-1" if parents else ""
-        rows = read(self._db, f"SELECT {cols} FROM wf_steps WHERE run_id=?{only} ORDER BY "
-                              f"rowid", (run_id,))
-        return [self._step(r) for r in rows]
 
-    def step(self, run_id: int, step: str, index: int = -1) -> StepRecord | None:
-        rows = read(self._db, f"SELECT {_STEP_COLS} FROM wf_steps WHERE run_id=? AND step=? "
-                              f"AND idx=?", (run_id, step, index))
-        return self._step(rows[0]) if rows else None
+    @abc.abstractmethod
+    def step(self, run_id: int, step: str, index: int = -1) -> StepRecord | None: ...
 
+    @abc.abstractmethod
     def outputs(self, run_id: int, step: str) -> list[Any]:
         """The outputs of a for_each's items, in item order."""
-        rows = read(self._db, "SELECT output, output_ref FROM wf_steps WHERE run_id=? AND "
-                              "step=? AND idx>=0 ORDER BY idx", (run_id, step))
-        return [self._output(r[0], r[1]) for r in rows]
 
-    def _output(self, text: str | None, ref: str | None) -> Any:
-        if ref is not None:
-            data = self.blob(ref)
-            return None if data is None else json.loads(data)
-        return _load(text)
-
-    def _step(self, row: Sequence[Any]) -> StepRecord:
-        r = list(row)
-        r[5] = _load(r[5])
-        r[6] = self._output(r[6], r[7])
-        r[14] = _load(r[14])
-        return StepRecord(*r)
-
+    @abc.abstractmethod
     def promote_items(self, run_id: int, step: str, parallelism: int) -> int:
         """Queue pending items of a for_each while fewer than ``parallelism`` are active."""
-        def run(conn: sqlite3.Connection) -> int:
-            active = conn.execute("SELECT COUNT(*) FROM wf_steps WHERE run_id=? AND step=? AND "
-                                  "idx>=0 AND state IN ('queued','running')",
-                                  (run_id, step)).fetchone()[0]
-            free = max(0, parallelism - active)
-            if not free:
-                return 0
-            return int(conn.execute(
-                "UPDATE wf_steps SET state='queued', run_at=? WHERE rowid IN (SELECT rowid "
-                "FROM wf_steps WHERE run_id=? AND step=? AND idx>=0 AND state='pending' "
-                "ORDER BY idx LIMIT ?)", (time.time(), run_id, step, free)).rowcount)
-        return cast(int, write(self._db, run))
 
+    @abc.abstractmethod
     def counts(self, run_id: int, step: str) -> dict[str, int]:
         """States of a for_each's items: {state: n}."""
-        rows = read(self._db, "SELECT state, COUNT(*) FROM wf_steps WHERE run_id=? AND step=? "
-                              "AND idx>=0 GROUP BY state", (run_id, step))
-        return {r[0]: int(r[1]) for r in rows}
 
+    @abc.abstractmethod
     def claim(self, owner: str, now: float, lease_s: float) -> StepRecord | None:
         """Lease the oldest due step (queued, or running with an expired lease)."""
-        def run(conn: sqlite3.Connection) -> Sequence[Any] | None:
-            row: Sequence[Any] | None = conn.execute(
-                f"UPDATE wf_steps SET state='running', attempt=attempt+1, owner=?, "
-                f"lease_until=?, started_at=? WHERE rowid=(SELECT rowid FROM wf_steps WHERE "
-                f"(state='queued' AND run_at<=?) OR (state='running' AND lease_until<?) "
-                f"ORDER BY run_at LIMIT 1) RETURNING {_STEP_COLS}",
-                (owner, now + lease_s, now, now, now)).fetchone()
-            if row is None:
-                return None
-            _hist(conn, row[0], "step.started", row[1], row[2], row[4], owner)
-            return row
-        row = cast("Sequence[Any] | None", write(self._db, run))
-        return None if row is None else self._step(row)
 
+    @abc.abstractmethod
     def renew(self, owner: str, keys: Sequence[tuple[int, str, int]], until: float) -> None:
-        if keys:
-            write(self._db, lambda c: c.executemany(
-                "UPDATE wf_steps SET lease_until=? WHERE run_id=? AND step=? AND idx=? AND "
-                "owner=? AND state='running'", [(until, *k, owner) for k in keys]))
+        """Extend the leases ``owner`` still holds on the steps ``(run_id, step, index)``."""
 
+    @abc.abstractmethod
     def release(self, owner: str, keys: Sequence[tuple[int, str, int]]) -> None:
         """Give leases back without counting the attempt (graceful stop)."""
-        if keys:
-            write(self._db, lambda c: c.executemany(
-                "UPDATE wf_steps SET state='queued', attempt=MAX(attempt-1,0), owner=NULL, "
-                "lease_until=NULL WHERE run_id=? AND step=? AND idx=? AND owner=? AND "
-                "state='running'", [(*k, owner) for k in keys]))
 
+    @abc.abstractmethod
     def complete(self, run_id: int, step: str, index: int, *, owner: str | None,
                  state: StepState, output: bytes | None = None, inline_limit: int = 1 << 16,
                  error: str | None = None, retry_at: float | None = None,
@@ -449,101 +216,26 @@ class WorkflowStore:
                  duration_s: float | None = None) -> bool:
         """Record a step's outcome: ``output`` is JSON bytes; ``retry_at`` requeues it.
         False when the row is not in an ``expect`` state (or ``owner`` lost its lease)."""
-        def run(conn: sqlite3.Connection) -> bool:
-            text, ref = None, None
-            if output is not None:
-                if len(output) > inline_limit:
-                    ref = hashlib.sha256(output).hexdigest()
-                    conn.execute("INSERT INTO wf_blobs VALUES (?,?) ON CONFLICT DO NOTHING",
-                                 (ref, output))
-                else:
-                    text = output.decode()
-            new = "queued" if retry_at is not None else state
-            now = time.time()
-            marks = ",".join("?" * len(expect))
-            owned = " AND owner=?" if owner is not None else ""
-            cur = conn.execute(
-                f"UPDATE wf_steps SET state=?, output=?, output_ref=?, output_bytes=?, error=?, "
-                f"run_at=COALESCE(?, run_at), finished_at=?, owner=NULL, lease_until=NULL, "
-                f"decided_by=COALESCE(?, decided_by), decided_at=CASE WHEN ? IS NULL THEN "
-                f"decided_at ELSE ? END WHERE run_id=? AND step=? AND idx=? AND state IN "
-                f"({marks}){owned}",
-                (new, text, ref, None if output is None else len(output), error, retry_at,
-                 None if retry_at is not None else now, actor, actor, now, run_id, step, index,
-                 *expect, *([owner] if owner is not None else [])))
-            if cur.rowcount != 1:
-                return False
-            attempt = conn.execute("SELECT attempt FROM wf_steps WHERE run_id=? AND step=? "
-                                   "AND idx=?", (run_id, step, index)).fetchone()[0]
-            data: dict[str, Any] = {"error": error} if error else {}
-            if output is not None:
-                data["output"] = json.loads(output) if ref is None else {"$ref": ref}
-            if retry_at is not None:
-                data["retry_at"] = retry_at
-            if duration_s is not None:
-                data["duration_s"] = round(duration_s, 6)
-            _hist(conn, run_id, "step.retrying" if retry_at is not None else f"step.{state}",
-                  step, index, attempt, actor or owner, data)
-            return True
-        return cast(bool, write(self._db, run))
 
+    @abc.abstractmethod
     def waiting(self) -> list[StepRecord]:
         """Steps waiting for an approval, an event or a sub-workflow."""
-        rows = read(self._db, f"SELECT {_STEP_COLS} FROM wf_steps WHERE state='waiting'")
-        return [self._step(r) for r in rows]
 
-    def next_due(self) -> float | None:
-        rows = read(self._db, "SELECT MIN(run_at) FROM wf_steps WHERE state='queued'")
-        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+    @abc.abstractmethod
+    def next_due(self) -> float | None: ...
 
-    # -- history and triggers --
+    @abc.abstractmethod
+    def history(self, run_id: int, limit: int = 1000) -> list[HistoryRecord]: ...
 
-    def history(self, run_id: int, limit: int = 1000) -> list[HistoryRecord]:
-        rows = read(self._db, "SELECT id, run_id, at, kind, step, idx, attempt, actor, data "
-                              "FROM wf_history WHERE run_id=? ORDER BY id LIMIT ?",
-                    (run_id, limit))
-        return [HistoryRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], _load(r[8]))
-                for r in rows]
-
+    @abc.abstractmethod
     def note(self, run_id: int, kind: str, *, step: str | None = None, index: int | None = None,
              actor: str | None = None, data: Any = None) -> None:
-        write(self._db, lambda c: _hist(c, run_id, kind, step, index, None, actor, data))
+        """Append an entry to the run's history."""
 
-    def next_fire(self, workflow: str, name: str) -> float | None:
-        rows = read(self._db, "SELECT next_fire FROM wf_triggers WHERE workflow=? AND name=?",
-                    (workflow, name))
-        return float(rows[0][0]) if rows else None
+    @abc.abstractmethod
+    def next_fire(self, workflow: str, name: str) -> float | None: ...
 
+    @abc.abstractmethod
     def set_fire(self, workflow: str, name: str, expected: float | None, new: float) -> bool:
-        return cast(bool, write(self._db, lambda c: _advance(c, workflow, name, expected, new)))
-
-
-def _advance(conn: sqlite3.Connection, workflow: str, name: str, expected: float | None,
-             new: float) -> bool:
-    if expected is None:
-        cur = conn.execute("INSERT INTO wf_triggers VALUES (?,?,?) ON CONFLICT DO NOTHING",
-                           (workflow, name, new))
-    else:
-        cur = conn.execute("UPDATE wf_triggers SET next_fire=? WHERE workflow=? AND name=? AND "
-                           "next_fire=?", (new, workflow, name, expected))
-    return cur.rowcount == 1
-
-
-def _cancel(conn: sqlite3.Connection, run_id: int, reason: str, actor: str, now: float) -> None:
-    conn.execute("UPDATE wf_runs SET state='cancelled', error=?, finished_at=? WHERE id=?",
-                 (reason, now, run_id))
-    # A step running right now finishes on its worker; its outcome is then refused.
-    conn.execute("UPDATE wf_steps SET state='cancelled', finished_at=? WHERE run_id=? AND "
-                 "state IN ('pending','queued','waiting','running')", (now, run_id))
-    _hist(conn, run_id, "run.cancelled", actor=actor, data={"reason": reason})
-    for (child,) in conn.execute("SELECT id FROM wf_runs WHERE parent_run=? AND state IN "
-                                 "('queued','running')", (run_id,)).fetchall():
-        _cancel(conn, child, f"parent run {run_id} was cancelled", actor, now)
-
-
-def _hist(conn: sqlite3.Connection, run_id: int, kind: str, step: str | None = None,
-          index: int | None = None, attempt: int | None = None, actor: str | None = None,
-          data: Any = None) -> None:
-    conn.execute("INSERT INTO wf_history(run_id, at, kind, step, idx, attempt, actor, data) "
-                 "VALUES (?,?,?,?,?,?,?,?)",
-                 (run_id, time.time(), kind, step, index, attempt, actor, _dump(data)))
+        """Compare-and-set a trigger's next fire from ``expected`` (None: not set yet) to
+        ``new``; False when another host moved it first."""

@@ -155,7 +155,7 @@ class Workflows:
             with self._store_lock:
                 found = self._store
                 if found is None:
-                    found = self._store = WorkflowStore(self._app.storage)
+                    found = self._store = self._app.storage.workflows
         return found
 
     def _save_version(self, wf: Workflow) -> None:

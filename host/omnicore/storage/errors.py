@@ -1,0 +1,47 @@
+"""The errors every store raises, whichever backend serves it.
+
+Errors::
+
+    OmniError
+    └── StorageError           the database failed (names the file); host functions map it
+        │                      to UNAVAILABLE
+        └── Refused            a request the backend turned down on purpose
+            ├── QuotaExceeded      over max_bytes / max_keys / max_queued   -> QUOTA
+            ├── ValueTooLarge      over max_value_bytes                     -> TOO_LARGE
+            └── NotAnInteger       incr on a value that is not decimal ASCII -> INVALID
+
+The memory and vector interfaces add refusals of their own (``BadMemory``, ``BadVector``,
+``UnknownCollection``) under :class:`Refused`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omnicore.errors import OmniError
+
+__all__ = ["NotAnInteger", "QuotaExceeded", "Refused", "StorageError", "ValueTooLarge"]
+
+
+class StorageError(OmniError):
+    """The database failed: corrupt, locked, unwritable, or from a newer omnicore."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class Refused(StorageError):
+    """The backend turned a request down on purpose; nothing was written."""
+
+
+class QuotaExceeded(Refused):
+    """A per-plugin quota (keys, bytes, queued tasks) would be exceeded."""
+
+
+class ValueTooLarge(Refused):
+    """A single value is over its size limit."""
+
+
+class NotAnInteger(Refused):
+    """``incr`` on a value that is not a decimal integer (or would overflow 64 bits)."""

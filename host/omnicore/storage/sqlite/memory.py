@@ -1,0 +1,158 @@
+"""Memory rows on SQLite: full-text search by FTS5 (BM25), scoped by an indexed token.
+
+Each row's plugin is also written to the FTS table as one alphanumeric scope token, so a
+match is restricted to the plugin through FTS5's own index and other plugins' rows are never
+scanned. The relevance handed up is ``-bm25`` (BM25 is negative in FTS5: lower is better).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, cast
+
+from omnicore.storage.errors import QuotaExceeded, StorageError
+from omnicore.storage.memory_rows import Consolidated, Filter, MemoryRow, MemoryRows, NewMemory
+from omnicore.storage.sqlite.database import Database
+
+__all__ = ["SQLiteMemory"]
+
+_COLS = "m.id, m.tier, m.text, m.meta, m.importance, m.created_at"
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE memories (id INTEGER PRIMARY KEY, plugin TEXT NOT NULL,"
+                 " scope TEXT NOT NULL, tier INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT,"
+                 " importance REAL NOT NULL, created_at REAL NOT NULL,"
+                 " accessed_at REAL NOT NULL, expires_at REAL, recalls INTEGER NOT NULL"
+                 " DEFAULT 0, has_vector INTEGER NOT NULL DEFAULT 0)")
+    conn.execute("CREATE INDEX memories_tier ON memories (plugin, tier, importance, "
+                 "accessed_at)")
+    conn.execute("CREATE INDEX memories_expiry ON memories (expires_at) WHERE expires_at "
+                 "IS NOT NULL")
+    conn.execute("CREATE VIRTUAL TABLE memories_fts USING fts5(scope, text, content='memories',"
+                 " content_rowid='id')")
+    conn.execute("CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN INSERT INTO "
+                 "memories_fts(rowid, scope, text) VALUES (new.id, new.scope, new.text); END")
+    conn.execute("CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN INSERT INTO "
+                 "memories_fts(memories_fts, rowid, scope, text) VALUES ('delete', old.id, "
+                 "old.scope, old.text); END")
+
+
+def _scope(plugin: str) -> str:
+    return "p" + hashlib.sha256(plugin.encode()).hexdigest()[:20]
+
+
+def _where(tiers: Sequence[int], flt: Filter) -> tuple[str, list[Any]]:
+    sql = f" AND m.tier IN ({','.join('?' * len(tiers))})" \
+          " AND (m.expires_at IS NULL OR m.expires_at > ?)"
+    # The keys were checked (no '"'), so quoting them in the JSON path is safe.
+    sql += "".join(f" AND json_extract(m.meta, '$.\"{key}\"') = ?" for key, _ in flt)
+    return sql, [*tiers]
+
+
+def _row(r: Sequence[Any]) -> MemoryRow:
+    return MemoryRow(int(r[0]), int(r[1]), str(r[2]), r[3], float(r[4]), float(r[5]))
+
+
+class SQLiteMemory(MemoryRows):
+    """:class:`MemoryRows` in the app's database (the ``memory`` component)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        db.ensure_schema("memory", (_v1,))
+
+    def insert(self, item: NewMemory, cap: int) -> tuple[int, list[int]]:
+        def run(conn: sqlite3.Connection) -> tuple[int, list[int]]:
+            evicted: list[int] = []
+            n = conn.execute("SELECT COUNT(*) FROM memories WHERE plugin = ? AND tier = ?",
+                             (item.plugin, item.tier)).fetchone()[0]
+            if n >= cap:
+                rows = conn.execute(
+                    "SELECT id, has_vector FROM memories WHERE plugin = ? AND tier = ? ORDER BY"
+                    " importance, accessed_at LIMIT ?", (item.plugin, item.tier, n - cap + 1)
+                ).fetchall()
+                if not rows:
+                    raise QuotaExceeded(f"tier {item.tier} is full")
+                conn.executemany("DELETE FROM memories WHERE id = ?", [(r[0],) for r in rows])
+                evicted = [r[0] for r in rows if r[1]]
+            for _ in range(16):
+                mid = secrets.randbits(53) or 1
+                try:
+                    conn.execute(
+                        "INSERT INTO memories (id, plugin, scope, tier, text, meta, importance, "
+                        "created_at, accessed_at, expires_at, has_vector) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (mid, item.plugin, _scope(item.plugin), item.tier, item.text, item.meta,
+                         float(item.importance), item.now, item.now, item.expires_at,
+                         1 if item.has_vector else 0))
+                except sqlite3.IntegrityError:
+                    continue  # an id already taken (about one chance in 10^15)
+                return mid, evicted
+            raise StorageError("could not find a free memory id")
+        return cast("tuple[int, list[int]]", self._db._write(run))
+
+    def search(self, plugin: str, words: Sequence[str], tiers: Sequence[int], now: float,
+               flt: Filter, limit: int) -> list[tuple[MemoryRow, float]]:
+        if not words:
+            return []
+        terms = " OR ".join('"' + w.replace('"', "") + '"' for w in words)
+        match = f"scope : {_scope(plugin)} AND text : ({terms})"
+        where, args = _where(tiers, flt)
+        rows = self._db._read(
+            f"SELECT {_COLS}, bm25(memories_fts, 0.0, 1.0) AS rank FROM memories_fts JOIN "
+            f"memories m ON m.id = memories_fts.rowid WHERE memories_fts MATCH ?{where} "
+            "ORDER BY rank LIMIT ?", (match, *args, now, *(v for _, v in flt), limit))
+        return [(_row(r), max(-float(r[6]), 0.0)) for r in rows]
+
+    def by_ids(self, plugin: str, ids: Sequence[int], tiers: Sequence[int], now: float,
+               flt: Filter) -> list[MemoryRow]:
+        if not ids:
+            return []
+        where, args = _where(tiers, flt)
+        rows = self._db._read(f"SELECT {_COLS} FROM memories m WHERE m.plugin = ? AND m.id IN "
+                              f"({','.join('?' * len(ids))}){where}",
+                              (plugin, *ids, *args, now, *(v for _, v in flt)))
+        return [_row(r) for r in rows]
+
+    def top(self, plugin: str, tiers: Sequence[int], now: float, flt: Filter,
+            limit: int) -> list[MemoryRow]:
+        where, args = _where(tiers, flt)
+        rows = self._db._read(f"SELECT {_COLS} FROM memories m WHERE m.plugin = ?{where} "
+                              "ORDER BY m.importance DESC, m.created_at DESC LIMIT ?",
+                              (plugin, *args, now, *(v for _, v in flt), limit))
+        return [_row(r) for r in rows]
+
+    def touch(self, plugin: str, ids: Sequence[int], now: float) -> None:
+        if ids:
+            marks = ",".join("?" * len(ids))
+            self._db._write(lambda conn: conn.execute(
+                # "+plugin": look rows up by id; the (plugin, ...) index would scan them all.
+                f"UPDATE memories SET recalls = recalls + 1, accessed_at = ? WHERE id IN "
+                f"({marks}) AND +plugin = ?", (now, *ids, plugin)))
+
+    def delete(self, plugin: str, mid: int) -> bool | None:
+        row = self._db._write(lambda conn: conn.execute(
+            "DELETE FROM memories WHERE plugin = ? AND id = ? RETURNING has_vector",
+            (plugin, mid)).fetchone())
+        return None if row is None else bool(row[0])
+
+    def count(self, plugin: str) -> dict[int, int]:
+        return {int(t): int(n) for t, n in self._db._read(
+            "SELECT tier, COUNT(*) FROM memories WHERE plugin = ? GROUP BY tier", (plugin,))}
+
+    def consolidate(self, now: float, since: float, promote_after: int,
+                    decay: float) -> Consolidated:
+        def run(conn: sqlite3.Connection) -> Consolidated:
+            gone = conn.execute("SELECT plugin, id FROM memories WHERE expires_at IS NOT NULL "
+                                "AND expires_at <= ? AND has_vector = 1", (now,)).fetchall()
+            expired = conn.execute("DELETE FROM memories WHERE expires_at IS NOT NULL AND "
+                                   "expires_at <= ?", (now,)).rowcount
+            promoted = conn.execute("UPDATE memories SET tier = 2, expires_at = NULL WHERE "
+                                    "tier = 1 AND recalls >= ?", (promote_after,)).rowcount
+            conn.execute("UPDATE memories SET importance = importance * ? WHERE "
+                         "accessed_at < ? AND importance > 0.01", (decay, since))
+            return Consolidated(expired, promoted, [(str(p), int(i)) for p, i in gone])
+        return cast(Consolidated, self._db._write(run))

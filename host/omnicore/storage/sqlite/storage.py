@@ -1,0 +1,109 @@
+"""The SQLite backend's root: every store of one app over one database file."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from omnicore.storage.base import (
+    EventLog,
+    KVStore,
+    PluginTasks,
+    Schedules,
+    Storage,
+    TaskQueue,
+)
+from omnicore.storage.memory_rows import MemoryRows
+from omnicore.storage.secret_rows import SecretRows
+from omnicore.storage.sqlite.database import SCHEMA_VERSION, Database, Synchronous
+from omnicore.storage.sqlite.events import SQLiteEvents
+from omnicore.storage.sqlite.jobs import SQLitePluginTasks, SQLiteQueue, SQLiteSchedules
+from omnicore.storage.sqlite.kv import SQLiteKV
+from omnicore.storage.sqlite.memory import SQLiteMemory
+from omnicore.storage.sqlite.secrets import SQLiteSecrets
+from omnicore.storage.sqlite.users import USERS_FILE, SQLiteUsers
+from omnicore.storage.sqlite.vectors import SQLiteVectors
+from omnicore.storage.sqlite.workflows import SQLiteWorkflows
+from omnicore.storage.user_rows import UserRows
+from omnicore.storage.vector_rows import VectorRows
+from omnicore.storage.workflows import WorkflowStore
+
+__all__ = ["SQLiteStorage"]
+
+
+class SQLiteStorage(Database, Storage):
+    """:class:`~omnicore.storage.base.Storage` on one SQLite file.
+
+    ``SQLiteStorage(path)`` opens (creating it and its folder if needed) and migrates the
+    core schema; a corrupt, locked, unreadable or newer-version file raises
+    :class:`StorageError` naming the file. The other stores create their tables on first use;
+    the console's accounts live in ``console.db`` beside the file.
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: Synchronous = "normal",
+                 busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION) -> None:
+        super().__init__(path, synchronous=synchronous, busy_timeout_s=busy_timeout_s,
+                         upto=upto)
+        self.queue: TaskQueue = SQLiteQueue(self)
+        self.schedules: Schedules = SQLiteSchedules(self)
+        self.events: EventLog = SQLiteEvents(self)
+        self._stores_lock = threading.Lock()
+        self._memory: MemoryRows | None = None
+        self._vectors: VectorRows | None = None
+        self._secrets: SecretRows | None = None
+        self._workflows: WorkflowStore | None = None
+        self._users: SQLiteUsers | None = None
+
+    def kv(self, plugin: str) -> KVStore:
+        return SQLiteKV(self, plugin)
+
+    def tasks(self, plugin: str) -> PluginTasks:
+        return SQLitePluginTasks(self, plugin)
+
+    def kv_plugins(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT plugin FROM kv_usage WHERE keys > 0 "
+                                         "ORDER BY plugin")]
+
+    # Each store migrates its tables when first asked for, so opening the storage for kv
+    # alone (``omnicore call``) touches no other table.
+
+    @property
+    def memory(self) -> MemoryRows:
+        with self._stores_lock:
+            if self._memory is None:
+                self._memory = SQLiteMemory(self)
+            return self._memory
+
+    @property
+    def vectors(self) -> VectorRows:
+        with self._stores_lock:
+            if self._vectors is None:
+                self._vectors = SQLiteVectors(self)
+            return self._vectors
+
+    @property
+    def secrets(self) -> SecretRows:
+        with self._stores_lock:
+            if self._secrets is None:
+                self._secrets = SQLiteSecrets(self)
+            return self._secrets
+
+    @property
+    def workflows(self) -> WorkflowStore:
+        with self._stores_lock:
+            if self._workflows is None:
+                self._workflows = SQLiteWorkflows(self)
+            return self._workflows
+
+    @property
+    def users(self) -> UserRows:
+        with self._stores_lock:
+            if self._users is None:
+                self._users = SQLiteUsers(self.path.parent / USERS_FILE)
+            return self._users
+
+    def close(self) -> None:
+        with self._stores_lock:
+            if self._users is not None:
+                self._users.close()
+        super().close()

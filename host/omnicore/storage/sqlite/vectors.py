@@ -1,0 +1,196 @@
+"""Vector rows on SQLite: collections, rows stamped with the generation that wrote them,
+and tombstones of deleted labels for caches that catch up."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, cast
+
+from omnicore.storage.errors import QuotaExceeded
+from omnicore.storage.sqlite.database import Database
+from omnicore.storage.vector_rows import BadVector, CollectionRow, Filter, VectorQuota, VectorRows
+
+__all__ = ["TOMBSTONE_GENERATIONS", "SQLiteVectors"]
+
+#: Deletes are remembered for this many generations of their collection; a cache further
+#: behind rebuilds from the rows.
+TOMBSTONE_GENERATIONS = 100_000
+_COLL_COLS = "id, plugin, name, dim, metric, count, bytes, created_at, generation"
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE vector_collections (id INTEGER PRIMARY KEY, plugin TEXT NOT NULL,"
+                 " name TEXT NOT NULL, dim INTEGER NOT NULL, metric TEXT NOT NULL,"
+                 " next_label INTEGER NOT NULL DEFAULT 0, generation INTEGER NOT NULL DEFAULT 0,"
+                 " count INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,"
+                 " created_at REAL NOT NULL, UNIQUE (plugin, name))")
+    conn.execute("CREATE TABLE vectors (coll INTEGER NOT NULL, id TEXT NOT NULL,"
+                 " label INTEGER NOT NULL, vec BLOB NOT NULL, meta TEXT, size INTEGER NOT NULL,"
+                 " PRIMARY KEY (coll, id))")
+    conn.execute("CREATE UNIQUE INDEX vectors_label ON vectors (coll, label)")
+
+
+def _v2(conn: sqlite3.Connection) -> None:
+    # The generation that last wrote each row: an index file of generation G replays the
+    # rows above G instead of rebuilding everything.
+    conn.execute("ALTER TABLE vectors ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
+    conn.execute("CREATE INDEX vectors_gen ON vectors (coll, gen)")
+
+
+def _v3(conn: sqlite3.Connection) -> None:
+    # Deleted labels with the generation that deleted them, so a cache catches up on deletes
+    # without reading every row. Older deletes have none: "since" below the oldest kept one
+    # (or from before this step) answers None, and the cache rebuilds.
+    conn.execute("CREATE TABLE vector_deletes (coll INTEGER NOT NULL, label INTEGER NOT NULL,"
+                 " gen INTEGER NOT NULL, PRIMARY KEY (coll, gen))")
+    conn.execute("ALTER TABLE vector_collections ADD COLUMN deletes_from INTEGER NOT NULL "
+                 "DEFAULT 0")
+    conn.execute("UPDATE vector_collections SET deletes_from = generation")
+
+
+def _coll(row: Sequence[Any]) -> CollectionRow:
+    return CollectionRow(int(row[0]), str(row[1]), str(row[2]), int(row[3]), str(row[4]),
+                         int(row[5]), int(row[6]), float(row[7]), int(row[8]))
+
+
+def _filter_sql(flt: Filter) -> tuple[str, list[Any]]:
+    # The keys were checked (no '"'), so quoting them in the JSON path is safe.
+    return ("".join(f" AND json_extract(meta, '$.\"{key}\"') = ?" for key, _ in flt),
+            [v for _, v in flt])
+
+
+class SQLiteVectors(VectorRows):
+    """:class:`VectorRows` in the app's database (the ``vectors`` component)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        db.ensure_schema("vectors", (_v1, _v2, _v3))
+
+    def plugins(self) -> list[str]:
+        return [r[0] for r in self._db._read("SELECT DISTINCT plugin FROM vector_collections "
+                                             "ORDER BY plugin")]
+
+    def collection(self, plugin: str, name: str) -> CollectionRow | None:
+        rows = self._db._read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin = ? "
+                              "AND name = ?", (plugin, name))
+        return _coll(rows[0]) if rows else None
+
+    def collection_by_id(self, coll_id: int) -> CollectionRow | None:
+        rows = self._db._read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE id = ?",
+                              (coll_id,))
+        return _coll(rows[0]) if rows else None
+
+    def collections(self, plugin: str) -> list[CollectionRow]:
+        return [_coll(r) for r in self._db._read(
+            f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin = ? ORDER BY name",
+            (plugin,))]
+
+    def create(self, plugin: str, name: str, dim: int, metric: str, max_collections: int,
+               now: float) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT dim FROM vector_collections WHERE plugin = ? AND name = ?",
+                               (plugin, name)).fetchone()
+            if row is not None:
+                if row[0] != dim:
+                    raise BadVector(f"collection {name!r} exists with {row[0]} dimensions")
+                return
+            n = conn.execute("SELECT COUNT(*) FROM vector_collections WHERE plugin = ?",
+                             (plugin,)).fetchone()[0]
+            if n >= max_collections:
+                raise QuotaExceeded(f"plugin {plugin!r} has {n} collections "
+                                    f"(max_collections {max_collections})")
+            conn.execute("INSERT INTO vector_collections (plugin, name, dim, metric, created_at)"
+                         " VALUES (?, ?, ?, ?, ?)", (plugin, name, dim, metric, now))
+
+        self._db._write(run)
+
+    def upsert(self, coll_id: int, plugin: str, vid: str, vector: bytes, meta: str | None,
+               size: int, quota: VectorQuota) -> tuple[int, int]:
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            old = conn.execute("SELECT label, size FROM vectors WHERE coll = ? AND id = ?",
+                               (coll_id, vid)).fetchone()
+            n, used = conn.execute("SELECT COALESCE(SUM(count), 0), COALESCE(SUM(bytes), 0) "
+                                   "FROM vector_collections WHERE plugin = ?",
+                                   (plugin,)).fetchone()
+            if old is None and n + 1 > quota.max_vectors:
+                raise QuotaExceeded(f"plugin {plugin!r} has {n} vectors "
+                                    f"(max_vectors {quota.max_vectors})")
+            delta = size - (old[1] if old else 0)
+            if used + delta > quota.max_bytes:
+                raise QuotaExceeded(f"plugin {plugin!r} would use {used + delta} bytes of "
+                                    f"vectors (max_bytes {quota.max_bytes})")
+            label = old[0] if old else conn.execute(
+                "SELECT next_label FROM vector_collections WHERE id = ?", (coll_id,)).fetchone()[0]
+            gen = conn.execute("UPDATE vector_collections SET next_label = max(next_label, ? + 1),"
+                               " generation = generation + 1, count = count + ?, bytes = bytes + "
+                               "? WHERE id = ? RETURNING generation",
+                               (label, 0 if old else 1, delta, coll_id)).fetchone()[0]
+            if old is None:
+                conn.execute("INSERT INTO vectors (coll, id, label, vec, meta, size, gen) VALUES "
+                             "(?, ?, ?, ?, ?, ?, ?)",
+                             (coll_id, vid, label, vector, meta, size, gen))
+            else:
+                conn.execute("UPDATE vectors SET vec = ?, meta = ?, size = ?, gen = ? WHERE "
+                             "coll = ? AND id = ?", (vector, meta, size, gen, coll_id, vid))
+            return int(label), int(gen)
+
+        return cast("tuple[int, int]", self._db._write(run))
+
+    def delete(self, coll_id: int, vid: str) -> tuple[int, int] | None:
+        def run(conn: sqlite3.Connection) -> tuple[int, int] | None:
+            row = conn.execute("DELETE FROM vectors WHERE coll = ? AND id = ? RETURNING label, "
+                               "size", (coll_id, vid)).fetchone()
+            if row is None:
+                return None
+            gen = conn.execute("UPDATE vector_collections SET generation = generation + 1, "
+                               "count = count - 1, bytes = bytes - ? WHERE id = ? RETURNING "
+                               "generation", (row[1], coll_id)).fetchone()[0]
+            conn.execute("INSERT INTO vector_deletes (coll, label, gen) VALUES (?, ?, ?)",
+                         (coll_id, row[0], gen))
+            if gen % 1024 == 0:  # forget old deletes now and then, not on every delete
+                floor = gen - TOMBSTONE_GENERATIONS
+                if floor > 0:
+                    conn.execute("DELETE FROM vector_deletes WHERE coll = ? AND gen <= ?",
+                                 (coll_id, floor))
+                    conn.execute("UPDATE vector_collections SET deletes_from = max("
+                                 "deletes_from, ?) WHERE id = ?", (floor, coll_id))
+            return int(row[0]), int(gen)
+
+        return cast("tuple[int, int] | None", self._db._write(run))
+
+    def drop(self, coll_id: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM vectors WHERE coll = ?", (coll_id,))
+            conn.execute("DELETE FROM vector_deletes WHERE coll = ?", (coll_id,))
+            return conn.execute("DELETE FROM vector_collections WHERE id = ?",
+                                (coll_id,)).rowcount == 1
+
+        return cast(bool, self._db._write(run))
+
+    def entries(self, coll_id: int) -> list[tuple[int, str, str | None]]:
+        return [(int(r[0]), str(r[1]), r[2]) for r in self._db._read(
+            "SELECT label, id, meta FROM vectors WHERE coll = ?", (coll_id,))]
+
+    def changed(self, coll_id: int, since: int, after_label: int = -1,
+                limit: int = 5000) -> list[tuple[int, bytes]]:
+        return [(int(r[0]), bytes(r[1])) for r in self._db._read(
+            "SELECT label, vec FROM vectors WHERE coll = ? AND gen > ? AND label > ? "
+            "ORDER BY label LIMIT ?", (coll_id, since, after_label, limit))]
+
+    def deleted(self, coll_id: int, since: int) -> list[int] | None:
+        floor = self._db._read("SELECT deletes_from FROM vector_collections WHERE id = ?",
+                               (coll_id,))
+        if not floor or since < floor[0][0]:
+            return None
+        return [int(r[0]) for r in self._db._read(
+            "SELECT label FROM vector_deletes WHERE coll = ? AND gen > ? ORDER BY gen",
+            (coll_id, since))]
+
+    def matching(self, coll_id: int, flt: Filter, limit: int | None) -> list[int]:
+        where, args = _filter_sql(flt)
+        sql = f"SELECT label FROM vectors WHERE coll = ?{where}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [int(r[0]) for r in self._db._read(sql, (coll_id, *args))]
