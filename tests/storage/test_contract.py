@@ -1,16 +1,14 @@
-"""The storage contract: every backend must pass these (SQLite, and PostgreSQL on a private
-cluster the tests start: tests/pgcluster.py).
+"""The storage contract for kv, the job queue, schedules and the event log: every backend must
+pass these (SQLite, and PostgreSQL on a private cluster the tests start: tests/pgcluster.py).
 
 They use nothing but the interface of omnicore.storage.base, so a backend joins by adding one
-entry to BACKENDS.
+entry to conftest's BACKENDS; the other stores have a ``test_contract_<store>.py`` each.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,30 +16,15 @@ from omnicore.storage import (
     KVQuota,
     NotAnInteger,
     QuotaExceeded,
-    SQLiteStorage,
     Storage,
     TaskSpec,
     ValueTooLarge,
 )
 
 
-def _postgres(request: pytest.FixtureRequest, tmp: Path) -> Storage:
-    from omnicore.storage.postgres import PostgresStorage
-
-    return PostgresStorage(request.getfixturevalue("pg_url"))
-
-
-BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Storage]] = {
-    "sqlite": lambda request, tmp: SQLiteStorage(tmp / "omnicore.db"),
-    "postgres": _postgres,
-}
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    s = BACKENDS[request.param](request, tmp_path)
-    yield s
-    s.close()
+@pytest.fixture
+def store(storage: Storage) -> Storage:
+    return storage
 
 
 # -- kv -------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from typing import Any
 
 from omnicore.storage.errors import Refused
 
-__all__ = ["TIERS", "BadMemory", "Consolidated", "MemoryRow", "MemoryRows", "NewMemory",
-           "check_filter", "query_words"]
+__all__ = ["TIERS", "BadMemory", "Consolidated", "Filter", "MemoryRow", "MemoryRows",
+           "NewMemory", "check_filter", "query_words"]
 
 TIERS = (0, 1, 2)
 _WORD = re.compile(r"\w+", re.UNICODE)
