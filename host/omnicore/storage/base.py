@@ -10,7 +10,7 @@ workers and operators.
 :class:`Storage` is the root a backend implements: kv, the job queue, schedules and the event
 log here; memory, vector rows, sealed secrets, workflow runs and console accounts each in a
 module of its own (``memory_rows``, ``vector_rows``, ``secret_rows``, ``workflows``,
-``user_rows``). The errors are drawn in :mod:`omnicore.storage.errors`.
+``user_rows``, ``audit_rows``). The errors are drawn in :mod:`omnicore.storage.errors`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.errors import (
     NotAnInteger,
     QuotaExceeded,
@@ -321,6 +322,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def users(self) -> UserRows:
         """The console's users, sessions, API tokens and setup links."""
+
+    @property
+    @abc.abstractmethod
+    def audit(self) -> AuditLog:
+        """Who changed what, when and from where."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -1,8 +1,8 @@
 """The SQLite backend (the embedded default): one module per store over one database file.
 
 ``database`` the file, its lock and the core migrations; ``kv``, ``jobs`` (the queue and
-schedules), ``events``, ``memory``, ``vectors``, ``secrets``, ``workflows`` one store each;
-``users`` the console's accounts in ``console.db``; ``storage`` the root that holds them.
+schedules), ``events``, ``memory``, ``vectors``, ``secrets``, ``workflows``, ``audit`` one store
+each; ``users`` the console's accounts in ``console.db``; ``storage`` the root that holds them.
 """
 
 from __future__ import annotations

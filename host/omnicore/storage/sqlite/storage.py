@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.base import (
     EventLog,
     KVStore,
@@ -15,6 +16,7 @@ from omnicore.storage.base import (
 )
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.secret_rows import SecretRows
+from omnicore.storage.sqlite.audit import SQLiteAudit
 from omnicore.storage.sqlite.database import SCHEMA_VERSION, Database, Synchronous
 from omnicore.storage.sqlite.events import SQLiteEvents
 from omnicore.storage.sqlite.jobs import SQLitePluginTasks, SQLiteQueue, SQLiteSchedules
@@ -53,6 +55,7 @@ class SQLiteStorage(Database, Storage):
         self._secrets: SecretRows | None = None
         self._workflows: WorkflowStore | None = None
         self._users: SQLiteUsers | None = None
+        self._audit: AuditLog | None = None
 
     def kv(self, plugin: str) -> KVStore:
         return SQLiteKV(self, plugin)
@@ -101,6 +104,13 @@ class SQLiteStorage(Database, Storage):
             if self._users is None:
                 self._users = SQLiteUsers(self.path.parent / USERS_FILE)
             return self._users
+
+    @property
+    def audit(self) -> AuditLog:
+        with self._stores_lock:
+            if self._audit is None:
+                self._audit = SQLiteAudit(self)
+            return self._audit
 
     def close(self) -> None:
         with self._stores_lock:

@@ -1,0 +1,50 @@
+"""The audit log's interface: who changed what, when and from where.
+
+An entry is written for a change an operator makes (a grant, a config key, a plugin upload,
+a user or token), by whichever surface made it; values are JSON (``before`` and ``after``:
+what the target was and became, None where there was nothing). Secret values are never
+entries' values: the caller records a secret by name. The log only grows, oldest entries
+purged by age.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["AuditEntry", "AuditLog"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: float
+    actor: str            # a user name, "token:<id>", "cli", "operator"
+    action: str           # dotted, e.g. "grant.add", "config.set", "plugin.upload"
+    target: str | None    # the plugin, capability or key it changed
+    before: Any
+    after: Any
+    origin: str | None    # the client's address, or "cli"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+class AuditLog(abc.ABC):
+    """The app's audit entries. Thread-safe; ids grow with time."""
+
+    @abc.abstractmethod
+    def append(self, actor: str, action: str, target: str | None, before: Any, after: Any,
+               origin: str | None, at: float) -> int:
+        """Record one change; its id."""
+
+    @abc.abstractmethod
+    def entries(self, *, actor: str | None = None, action_prefix: str = "",
+                target: str | None = None, since: float | None = None,
+                before_id: int | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Newest first, matching every filter given; ``before_id`` pages back."""
+
+    @abc.abstractmethod
+    def purge(self, before: float) -> int:
+        """Delete the entries older than ``before``; how many."""
