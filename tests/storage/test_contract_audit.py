@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from omnicore.storage import Storage
+
+pytestmark = pytest.mark.store("audit")
 
 
 def test_entries_round_trip_newest_first(storage: Storage) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from omnicore.errors import ConfigError
 from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.errors import (
     NotAnInteger,
@@ -299,34 +300,47 @@ class Storage(abc.ABC):
         """Plugins that have at least one key."""
 
     @property
-    @abc.abstractmethod
     def memory(self) -> MemoryRows:
         """Every plugin's memories (the rows under ``app.memory``)."""
+        raise self._unserved("memory")
 
     @property
-    @abc.abstractmethod
     def vectors(self) -> VectorRows:
         """Every plugin's vector rows (the HNSW index is a per-process cache over them)."""
+        raise self._unserved("vectors")
 
     @property
-    @abc.abstractmethod
     def secrets(self) -> SecretRows:
         """The app's secrets, sealed above storage."""
+        raise self._unserved("secrets")
 
     @property
-    @abc.abstractmethod
     def workflows(self) -> WorkflowStore:
         """Workflow versions, runs, steps (the step queue), history and triggers."""
+        raise self._unserved("workflows")
+
+    #: The console's accounts for a backend that does not keep them itself yet (set by
+    #: ``open_storage``: the SQLite file beside the data dir, where they have always been).
+    local_users: UserRows | None = None
 
     @property
-    @abc.abstractmethod
     def users(self) -> UserRows:
         """The console's users, sessions, API tokens and setup links."""
+        if self.local_users is not None:
+            return self.local_users
+        raise self._unserved("users")
 
     @property
-    @abc.abstractmethod
     def audit(self) -> AuditLog:
         """Who changed what, when and from where."""
+        raise self._unserved("audit")
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def _unserved(self, store: str) -> ConfigError:
+        # A backend serves these stores one by one; until it serves one, using it is a
+        # configuration error (choose a backend that does), never a half-working store.
+        return ConfigError(f"{store} needs a storage backend that serves it; "
+                           f"{type(self).__name__} does not yet (use the SQLite storage: "
+                           "leave storage.url unset)", key="storage")
