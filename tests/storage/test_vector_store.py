@@ -1,6 +1,7 @@
 """The vector store's durability and caches (omnicore.storage.vectors): an index file written
 before a crash is reloaded and only the changes after it replayed, a host thread writes
-indexes after enough changes, and an update after a delete leaves no stale copy in the graph.
+indexes after enough changes, an update after a delete leaves no stale copy in the graph, and
+a reopened index drops what was deleted after its file.
 """
 
 from __future__ import annotations
@@ -101,3 +102,36 @@ def test_a_host_thread_writes_indexes_after_enough_changes(
     again = store(app)
     assert again.index(*again.collection("p", "emb")).replayed == 0  # type: ignore[misc]
     again.close()
+
+
+@pytest.mark.parametrize("tombstones", ["kept", "too old"])
+def test_a_reopened_index_marks_what_was_deleted_after_its_file(
+        app: OmniApp, tombstones: str) -> None:
+    """From the deletes since the file's generation, or, when the backend no longer keeps
+    deletes that old, from the rows: either way the stale labels leave the graph."""
+    first = store(app)
+    view = first.for_plugin("p")
+    for i in range(20):
+        view.upsert("emb", f"v{i}", [1.0, float(i), 0.5])
+    assert first.flush() == 1
+    coll = first.collection("p", "emb")
+    assert coll is not None
+    labels = {vid: label for label, vid, _ in first.rows.entries(coll[0])}
+    assert view.delete("emb", "v3") and view.delete("emb", "v7")
+    crash(first)
+    if tombstones == "too old":
+        app.storage._write(lambda c: c.execute(  # type: ignore[attr-defined]
+            "UPDATE vector_collections SET deletes_from = 1000000"))
+        assert first.rows.deleted(coll[0], 20) is None
+    else:
+        assert sorted(first.rows.deleted(coll[0], 20) or []) == sorted(
+            [labels["v3"], labels["v7"]])
+
+    second = store(app)
+    idx = second.index(*coll)
+    assert idx.live == 18 and idx.replayed == 0
+    for vid in ("v3", "v7"):
+        with pytest.raises(RuntimeError):  # hnswlib: already marked deleted
+            idx.hnsw.mark_deleted(labels[vid])
+    idx.hnsw.mark_deleted(labels["v4"])  # a live one is not
+    second.close()
