@@ -27,13 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from omnicore.storage.errors import Refused
 
 __all__ = ["METRICS", "BadVector", "CollectionRow", "Filter", "UnknownCollection",
-           "VectorQuota", "VectorRows", "check_filter", "check_id", "check_name",
-           "check_vector"]
+           "VectorQuota", "VectorRows", "check_filter", "check_id", "check_name"]
 
 METRICS = ("cosine", "l2", "ip")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -74,18 +71,6 @@ class CollectionRow:
     bytes: int
     created_at: float
     generation: int
-
-
-def check_vector(values: Sequence[float] | np.ndarray, dim: int | None = None) -> np.ndarray:
-    """``values`` as a float32 row; BadVector for NaN/inf, an empty or wrong-size vector."""
-    arr = np.asarray(values, dtype=np.float32).reshape(-1)
-    if arr.size == 0:
-        raise BadVector("a vector needs at least one dimension")
-    if dim is not None and arr.size != dim:
-        raise BadVector(f"vector has {arr.size} dimensions, the collection has {dim}")
-    if not np.isfinite(arr).all():
-        raise BadVector("vector contains NaN or infinity")
-    return arr
 
 
 def check_name(name: str) -> None:

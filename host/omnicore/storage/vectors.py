@@ -38,7 +38,6 @@ from omnicore.storage.vector_rows import (
     check_filter,
     check_id,
     check_name,
-    check_vector,
 )
 
 __all__ = ["EXACT_BELOW", "METRICS", "BadVector", "Collection", "Hit", "PluginVectors",
@@ -56,6 +55,19 @@ EXACT_FILTERED_BELOW = 20_000
 MAX_K = 1_000
 _INF = math.inf
 _QUOTA = VectorQuota()
+
+
+def check_vector(values: Sequence[float] | np.ndarray, dim: int | None = None) -> np.ndarray:
+    """``values`` as a float32 row; BadVector for NaN/inf, an empty or wrong-size vector."""
+    arr = np.asarray(values, dtype=np.float32).reshape(-1)
+    if arr.size == 0:
+        raise BadVector("a vector needs at least one dimension")
+    if dim is not None and arr.size != dim:
+        raise BadVector(f"vector has {arr.size} dimensions, the collection has {dim}")
+    if not np.isfinite(arr).all():
+        raise BadVector("vector contains NaN or infinity")
+    return arr
+
 
 
 @dataclass(frozen=True, slots=True)
