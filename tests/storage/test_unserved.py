@@ -16,7 +16,7 @@ from omnicore.errors import ConfigError
 from omnicore.storage import open_storage
 
 
-@pytest.mark.parametrize("store", ["memory", "vectors", "secrets", "workflows", "audit"])
+@pytest.mark.parametrize("store", ["secrets", "workflows", "audit"])
 def test_each_store_postgres_does_not_serve_yet_is_refused_by_name(
         store: str, pg_url: str, tmp_path: Path) -> None:
     storage = open_storage(tmp_path, url=pg_url)

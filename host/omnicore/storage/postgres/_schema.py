@@ -86,6 +86,59 @@ CREATE TABLE instances (
 CREATE SEQUENCE instance_slots AS integer CYCLE;
 """
 
+_V6_MEMORY_VECTORS = """
+CREATE TABLE memories (
+    id bigint PRIMARY KEY,
+    plugin text NOT NULL,
+    tier integer NOT NULL,
+    text text NOT NULL,
+    tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED,
+    meta text,
+    importance double precision NOT NULL,
+    created_at double precision NOT NULL,
+    accessed_at double precision NOT NULL,
+    expires_at double precision,
+    recalls integer NOT NULL DEFAULT 0,
+    has_vector boolean NOT NULL DEFAULT false
+);
+CREATE INDEX memories_tier ON memories (plugin, tier, importance, accessed_at);
+CREATE INDEX memories_expiry ON memories (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX memories_tsv ON memories USING gin (tsv);
+CREATE TABLE vector_collections (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    plugin text NOT NULL,
+    name text NOT NULL,
+    dim integer NOT NULL,
+    metric text NOT NULL,
+    next_label bigint NOT NULL DEFAULT 0,
+    generation bigint NOT NULL DEFAULT 0,
+    count bigint NOT NULL DEFAULT 0,
+    bytes bigint NOT NULL DEFAULT 0,
+    created_at double precision NOT NULL,
+    deletes_from bigint NOT NULL DEFAULT 0,
+    UNIQUE (plugin, name)
+);
+CREATE TABLE vectors (
+    coll bigint NOT NULL,
+    id text NOT NULL,
+    label bigint NOT NULL,
+    vec bytea NOT NULL,
+    meta text,
+    size integer NOT NULL,
+    gen bigint NOT NULL,
+    PRIMARY KEY (coll, id),
+    UNIQUE (coll, label)
+);
+CREATE INDEX vectors_gen ON vectors (coll, gen);
+CREATE TABLE vector_deletes (
+    coll bigint NOT NULL,
+    label bigint NOT NULL,
+    gen bigint NOT NULL,
+    PRIMARY KEY (coll, gen)
+);
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS, _V4_INSTANCES)
+MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS, _V4_INSTANCES,
+                               _V6_MEMORY_VECTORS)
 SCHEMA_VERSION = len(MIGRATIONS)

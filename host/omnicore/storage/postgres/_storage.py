@@ -23,7 +23,9 @@ from omnicore.storage.base import (
     StorageError,
     ValueTooLarge,
 )
+from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.postgres._schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION
+from omnicore.storage.vector_rows import VectorRows
 
 __all__ = ["PostgresStorage", "masked_url"]
 
@@ -78,10 +80,19 @@ class PostgresStorage(Storage):
         self.events: EventLog = _Events(self)
         self.instances = PgInstances(self)
         self.liveness = Liveness(url, connect_timeout_s)
+        self._rows = _Rows(self)
         #: Statements that make the leases of dead owners (``= ANY(%s)``) due at once; a store
         #: with leases adds its own (reap runs them all in one transaction).
         self.lease_release_sql: list[str] = [
             "UPDATE tasks SET lease_until=0 WHERE state='running' AND owner = ANY(%s)"]
+
+    @property
+    def memory(self) -> MemoryRows:
+        return self._rows.memory
+
+    @property
+    def vectors(self) -> VectorRows:
+        return self._rows.vectors
 
     def on_wakeup(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever any instance enqueues or releases work (LISTEN/NOTIFY);
@@ -150,6 +161,16 @@ class PostgresStorage(Storage):
 
     def __repr__(self) -> str:
         return f"<PostgresStorage {self.location}>"
+
+
+class _Rows:
+    """Memory and vector rows, built once."""
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        from omnicore.storage.postgres._memory import PgMemory
+        from omnicore.storage.postgres._vectors import PgVectors
+        self.memory = PgMemory(storage)
+        self.vectors = PgVectors(storage)
 
 
 class _KV(KVStore):

@@ -1,0 +1,166 @@
+"""Vector rows on PostgreSQL: collections, rows stamped with the generation that wrote them,
+and tombstones of deleted labels, so every instance's HNSW cache catches up from the rows.
+
+A collection's generation is raised under its row's lock (``UPDATE ... RETURNING``), so within
+a collection generations commit in order, as storage/vector_rows.py requires. A plugin's
+quota is checked under a transaction-scoped advisory lock per plugin, so two instances
+writing at once cannot both pass it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from omnicore.storage.errors import QuotaExceeded
+from omnicore.storage.postgres._jsonfilter import filter_sql
+from omnicore.storage.vector_rows import BadVector, CollectionRow, Filter, VectorQuota, VectorRows
+
+if TYPE_CHECKING:  # same package: the storage object that owns this view
+    from omnicore.storage.postgres._storage import PostgresStorage
+
+__all__ = ["TOMBSTONE_GENERATIONS", "PgVectors"]
+
+#: Deletes are remembered for this many generations of their collection (as on SQLite).
+TOMBSTONE_GENERATIONS = 100_000
+_COLL_COLS = "id, plugin, name, dim, metric, count, bytes, created_at, generation"
+
+
+def _coll(row: Sequence[Any]) -> CollectionRow:
+    return CollectionRow(int(row[0]), str(row[1]), str(row[2]), int(row[3]), str(row[4]),
+                         int(row[5]), int(row[6]), float(row[7]), int(row[8]))
+
+
+def _lock_plugin(conn: Any, plugin: str) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('vectors:' || %s))", (plugin,))
+
+
+class PgVectors(VectorRows):
+    def __init__(self, storage: PostgresStorage) -> None:
+        self._s = storage
+
+    def plugins(self) -> list[str]:
+        return [r[0] for r in self._s._read("SELECT DISTINCT plugin FROM vector_collections "
+                                            "ORDER BY plugin")]
+
+    def collection(self, plugin: str, name: str) -> CollectionRow | None:
+        rows = self._s._read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin=%s "
+                             "AND name=%s", (plugin, name))
+        return _coll(rows[0]) if rows else None
+
+    def collection_by_id(self, coll_id: int) -> CollectionRow | None:
+        rows = self._s._read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE id=%s",
+                             (coll_id,))
+        return _coll(rows[0]) if rows else None
+
+    def collections(self, plugin: str) -> list[CollectionRow]:
+        return [_coll(r) for r in self._s._read(
+            f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin=%s ORDER BY name",
+            (plugin,))]
+
+    def create(self, plugin: str, name: str, dim: int, metric: str, max_collections: int,
+               now: float) -> None:
+        def run(conn: Any) -> None:
+            _lock_plugin(conn, plugin)
+            row = conn.execute("SELECT dim FROM vector_collections WHERE plugin=%s AND name=%s",
+                               (plugin, name)).fetchone()
+            if row is not None:
+                if row[0] != dim:
+                    raise BadVector(f"collection {name!r} exists with {row[0]} dimensions")
+                return
+            n = conn.execute("SELECT COUNT(*) FROM vector_collections WHERE plugin=%s",
+                             (plugin,)).fetchone()[0]
+            if n >= max_collections:
+                raise QuotaExceeded(f"plugin {plugin!r} has {n} collections "
+                                    f"(max_collections {max_collections})")
+            conn.execute("INSERT INTO vector_collections (plugin, name, dim, metric, created_at)"
+                         " VALUES (%s,%s,%s,%s,%s)", (plugin, name, dim, metric, now))
+        self._s._write(run)
+
+    def upsert(self, coll_id: int, plugin: str, vid: str, vector: bytes, meta: str | None,
+               size: int, quota: VectorQuota) -> tuple[int, int]:
+        def run(conn: Any) -> tuple[int, int]:
+            _lock_plugin(conn, plugin)
+            old = conn.execute("SELECT label, size FROM vectors WHERE coll=%s AND id=%s",
+                               (coll_id, vid)).fetchone()
+            n, used = conn.execute("SELECT COALESCE(SUM(count), 0), COALESCE(SUM(bytes), 0) "
+                                   "FROM vector_collections WHERE plugin=%s",
+                                   (plugin,)).fetchone()
+            if old is None and n + 1 > quota.max_vectors:
+                raise QuotaExceeded(f"plugin {plugin!r} has {n} vectors "
+                                    f"(max_vectors {quota.max_vectors})")
+            delta = size - (old[1] if old else 0)
+            if used + delta > quota.max_bytes:
+                raise QuotaExceeded(f"plugin {plugin!r} would use {used + delta} bytes of "
+                                    f"vectors (max_bytes {quota.max_bytes})")
+            label, gen = conn.execute(
+                "UPDATE vector_collections SET next_label = next_label + %s, "
+                "generation = generation + 1, count = count + %s, bytes = bytes + %s "
+                "WHERE id=%s RETURNING next_label - 1, generation",
+                (0 if old else 1, 0 if old else 1, delta, coll_id)).fetchone()
+            if old is None:
+                conn.execute("INSERT INTO vectors (coll, id, label, vec, meta, size, gen) VALUES "
+                             "(%s,%s,%s,%s,%s,%s,%s)",
+                             (coll_id, vid, label, vector, meta, size, gen))
+            else:
+                label = old[0]
+                conn.execute("UPDATE vectors SET vec=%s, meta=%s, size=%s, gen=%s WHERE "
+                             "coll=%s AND id=%s", (vector, meta, size, gen, coll_id, vid))
+            return int(label), int(gen)
+        return self._s._write(run)
+
+    def delete(self, coll_id: int, vid: str) -> tuple[int, int] | None:
+        def run(conn: Any) -> tuple[int, int] | None:
+            row = conn.execute("DELETE FROM vectors WHERE coll=%s AND id=%s RETURNING label, "
+                               "size", (coll_id, vid)).fetchone()
+            if row is None:
+                return None
+            gen = conn.execute("UPDATE vector_collections SET generation = generation + 1, "
+                               "count = count - 1, bytes = bytes - %s WHERE id=%s RETURNING "
+                               "generation", (row[1], coll_id)).fetchone()[0]
+            conn.execute("INSERT INTO vector_deletes (coll, label, gen) VALUES (%s,%s,%s)",
+                         (coll_id, row[0], gen))
+            if gen % 1024 == 0:  # forget old deletes now and then, not on every delete
+                floor = gen - TOMBSTONE_GENERATIONS
+                if floor > 0:
+                    conn.execute("DELETE FROM vector_deletes WHERE coll=%s AND gen <= %s",
+                                 (coll_id, floor))
+                    conn.execute("UPDATE vector_collections SET deletes_from = GREATEST("
+                                 "deletes_from, %s) WHERE id=%s", (floor, coll_id))
+            return int(row[0]), int(gen)
+        return self._s._write(run)
+
+    def drop(self, coll_id: int) -> bool:
+        def run(conn: Any) -> bool:
+            conn.execute("DELETE FROM vectors WHERE coll=%s", (coll_id,))
+            conn.execute("DELETE FROM vector_deletes WHERE coll=%s", (coll_id,))
+            return bool(conn.execute("DELETE FROM vector_collections WHERE id=%s",
+                                     (coll_id,)).rowcount == 1)
+        return self._s._write(run)
+
+    def entries(self, coll_id: int) -> list[tuple[int, str, str | None]]:
+        return [(int(r[0]), str(r[1]), r[2]) for r in self._s._read(
+            "SELECT label, id, meta FROM vectors WHERE coll=%s", (coll_id,))]
+
+    def changed(self, coll_id: int, since: int, after_label: int = -1,
+                limit: int = 5000) -> list[tuple[int, bytes]]:
+        return [(int(r[0]), bytes(r[1])) for r in self._s._read(
+            "SELECT label, vec FROM vectors WHERE coll=%s AND gen > %s AND label > %s "
+            "ORDER BY label LIMIT %s", (coll_id, since, after_label, limit))]
+
+    def deleted(self, coll_id: int, since: int) -> list[int] | None:
+        floor = self._s._read("SELECT deletes_from FROM vector_collections WHERE id=%s",
+                              (coll_id,))
+        if not floor or since < floor[0][0]:
+            return None
+        return [int(r[0]) for r in self._s._read(
+            "SELECT label FROM vector_deletes WHERE coll=%s AND gen > %s ORDER BY gen",
+            (coll_id, since))]
+
+    def matching(self, coll_id: int, flt: Filter, limit: int | None) -> list[int]:
+        where, args = filter_sql("meta", flt)
+        sql = f"SELECT label FROM vectors WHERE coll=%s{where}"
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(limit)
+        return [int(r[0]) for r in self._s._read(sql, (coll_id, *args))]
