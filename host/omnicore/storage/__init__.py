@@ -31,8 +31,7 @@ from omnicore.storage.base import (
     TaskSpec,
     ValueTooLarge,
 )
-from omnicore.storage.sqlite import DB_FILE, USERS_FILE, SQLiteStorage, Synchronous
-from omnicore.storage.sqlite.users import SQLiteUsers
+from omnicore.storage.sqlite import DB_FILE, SQLiteStorage, Synchronous
 
 __all__ = ["DB_FILE", "KVQuota", "KVStore", "KVUsage", "NotAnInteger", "PluginTasks",
            "QuotaExceeded", "Refused", "SQLiteStorage", "Storage", "StorageError", "Task",
@@ -46,9 +45,7 @@ def open_storage(data_dir: str | Path, *, synchronous: Synchronous = "normal",
     if url is not None:
         from omnicore.storage.postgres import PostgresStorage  # psycopg only when asked
 
-        shared = PostgresStorage(url)
-        shared.local_users = SQLiteUsers(Path(data_dir) / USERS_FILE)
-        return shared
+        return PostgresStorage(url)
     return SQLiteStorage(Path(data_dir) / DB_FILE, synchronous=synchronous)
 
 

@@ -138,7 +138,50 @@ CREATE TABLE vector_deletes (
 );
 """
 
+_V5_ACCOUNTS = """
+CREATE TABLE secrets (
+    name text PRIMARY KEY,
+    key_id text NOT NULL,
+    nonce bytea NOT NULL,
+    ciphertext bytea NOT NULL,
+    updated_at double precision NOT NULL
+);
+CREATE TABLE users (
+    name text PRIMARY KEY,
+    hash text NOT NULL,
+    role text NOT NULL,
+    created double precision NOT NULL
+);
+CREATE TABLE tokens (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    digest text UNIQUE NOT NULL,
+    label text NOT NULL,
+    username text NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    created double precision NOT NULL,
+    last_used double precision
+);
+CREATE TABLE sessions (
+    digest text PRIMARY KEY,
+    username text NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    csrf text NOT NULL,
+    created double precision NOT NULL,
+    expires double precision NOT NULL
+);
+CREATE TABLE setup_links (digest text PRIMARY KEY, expires double precision NOT NULL);
+CREATE TABLE audit (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at double precision NOT NULL,
+    actor text NOT NULL,
+    action text COLLATE "C" NOT NULL,
+    target text,
+    before text,
+    after text,
+    origin text
+);
+CREATE INDEX audit_at ON audit (at);
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS, _V4_INSTANCES,
-                               _V6_MEMORY_VECTORS)
+                               _V6_MEMORY_VECTORS, _V5_ACCOUNTS)
 SCHEMA_VERSION = len(MIGRATIONS)

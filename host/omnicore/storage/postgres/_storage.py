@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from omnicore.config.schema import masked_url
+from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.base import (
     DEFAULT_QUOTA,
     MAX_LIST_KEYS,
@@ -25,6 +26,8 @@ from omnicore.storage.base import (
 )
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.postgres._schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION
+from omnicore.storage.secret_rows import SecretRows
+from omnicore.storage.user_rows import UserRows
 from omnicore.storage.vector_rows import VectorRows
 
 __all__ = ["PostgresStorage", "masked_url"]
@@ -81,6 +84,7 @@ class PostgresStorage(Storage):
         self.instances = PgInstances(self)
         self.liveness = Liveness(url, connect_timeout_s)
         self._rows = _Rows(self)
+        self._accounts = _Accounts(self)
         #: Statements that make the leases of dead owners (``= ANY(%s)``) due at once; a store
         #: with leases adds its own (reap runs them all in one transaction).
         self.lease_release_sql: list[str] = [
@@ -93,6 +97,18 @@ class PostgresStorage(Storage):
     @property
     def vectors(self) -> VectorRows:
         return self._rows.vectors
+
+    @property
+    def secrets(self) -> SecretRows:
+        return self._accounts.secrets
+
+    @property
+    def users(self) -> UserRows:
+        return self._accounts.users
+
+    @property
+    def audit(self) -> AuditLog:
+        return self._accounts.audit
 
     def on_wakeup(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever any instance enqueues or releases work (LISTEN/NOTIFY);
@@ -171,6 +187,16 @@ class _Rows:
         from omnicore.storage.postgres._vectors import PgVectors
         self.memory = PgMemory(storage)
         self.vectors = PgVectors(storage)
+
+
+class _Accounts:
+    """The stores that have no state beyond their tables, built once."""
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        from omnicore.storage.postgres._accounts import PgAudit, PgSecrets, PgUsers
+        self.secrets = PgSecrets(storage)
+        self.users = PgUsers(storage)
+        self.audit = PgAudit(storage)
 
 
 class _KV(KVStore):
