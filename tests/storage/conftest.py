@@ -30,7 +30,7 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Storage]] = {
 #: The stores beyond kv, jobs, schedules and events that each backend serves.
 STORES: dict[str, frozenset[str]] = {
     "sqlite": frozenset({"memory", "vectors", "secrets", "workflows", "users", "audit"}),
-    "postgres": frozenset({"memory", "vectors", "secrets", "users", "audit"}),
+    "postgres": frozenset({"memory", "vectors", "secrets", "users", "audit", "workflows"}),
 }
 
 

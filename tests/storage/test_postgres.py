@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from omnicore.storage import StorageError, TaskSpec
+from omnicore.storage import StorageError, TaskSpec, open_storage
 from omnicore.storage.postgres import PostgresStorage, masked_url
 from omnicore.storage.postgres._schema import SCHEMA_VERSION
 
@@ -288,3 +288,49 @@ def test_an_enqueue_on_one_instance_wakes_another_through_notify(pg_url: str) ->
     finally:
         a.close()
         b.close()
+
+
+def test_a_step_claimed_on_one_instance_is_not_claimed_on_another_until_its_owner_dies(
+        pg_url: str) -> None:
+    from omnicore.storage.workflows import NewStep
+
+    a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    try:
+        created = a.workflows.create_run("wf", "v1", {"x": 1}, None, "test")
+        assert created is not None
+        run_id = created[0]
+        assert a.workflows.add_steps(run_id, [NewStep("s1", -1, "queued", {"x": 1})]) == 1
+        step = a.workflows.claim("rt-a", time.time(), 3600)
+        assert step is not None and step.step == "s1"
+        assert b.workflows.claim("rt-b", time.time(), 3600) is None  # leased for an hour
+        b.instances.register(_instance("rt-b", time.time()))
+        a.instances.register(_instance("rt-a", time.time() - 10))
+        a.liveness.release()
+        a.instances.heartbeat("rt-a", time.time() - 10, 0)
+        assert b.instances.reap("rt-b", time.time(), 3.0) == ["rt-a"]
+        again = b.workflows.claim("rt-b", time.time(), 30)
+        assert again is not None and (again.run_id, again.step) == (run_id, "s1")
+        assert again.attempt == 2
+    finally:
+        a.close()
+        b.close()
+
+
+def test_accounts_and_secrets_on_postgres_are_shared_by_every_instance(
+        pg_url: str, tmp_path: Any) -> None:
+    from omnicore.storage.secret_rows import Sealed
+
+    one, two = open_storage(tmp_path / "one", url=pg_url), open_storage(tmp_path / "two",
+                                                                         url=pg_url)
+    try:
+        assert one.users.add("ada", "hash", "admin", 1.0) is True
+        token = one.users.add_token("digest-1", "ci", "ada", 2.0)
+        user = two.users.token_user("digest-1", 3.0)  # a token made through one instance
+        assert user is not None and user.name == "ada"
+        assert [t.last_used for t in one.users.tokens("ada") if t.id == token] == [3.0]
+        one.secrets.put("api", Sealed("k1", b"n" * 12, b"sealed"), 4.0)
+        assert two.secrets.get("api") == Sealed("k1", b"n" * 12, b"sealed")
+        assert not (tmp_path / "one" / "console.db").exists()  # nothing kept per instance
+    finally:
+        one.close()
+        two.close()

@@ -86,7 +86,7 @@ CREATE TABLE instances (
 CREATE SEQUENCE instance_slots AS integer CYCLE;
 """
 
-_V6_MEMORY_VECTORS = """
+_V5_MEMORY_VECTORS = """
 CREATE TABLE memories (
     id bigint PRIMARY KEY,
     plugin text NOT NULL,
@@ -138,7 +138,7 @@ CREATE TABLE vector_deletes (
 );
 """
 
-_V5_ACCOUNTS = """
+_V6_ACCOUNTS = """
 CREATE TABLE secrets (
     name text PRIMARY KEY,
     key_id text NOT NULL,
@@ -181,7 +181,36 @@ CREATE TABLE audit (
 CREATE INDEX audit_at ON audit (at);
 """
 
+_V7_WORKFLOWS = """
+CREATE TABLE wf_versions (hash text PRIMARY KEY, name text NOT NULL,
+    definition text NOT NULL, created_at double precision NOT NULL);
+CREATE TABLE wf_runs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, workflow text NOT NULL,
+    version text NOT NULL, state text NOT NULL, inputs text NOT NULL, trigger text,
+    outputs text, error text, concurrency_key text, started_by text NOT NULL,
+    parent_run bigint, parent_step text, parent_index integer,
+    created_at double precision NOT NULL, started_at double precision,
+    finished_at double precision, restarts integer NOT NULL DEFAULT 0);
+CREATE INDEX wf_runs_by_workflow ON wf_runs (workflow, state);
+CREATE INDEX wf_runs_by_key ON wf_runs (workflow, concurrency_key, state);
+CREATE INDEX wf_runs_by_parent ON wf_runs (parent_run) WHERE parent_run IS NOT NULL;
+CREATE TABLE wf_steps (seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE, run_id bigint NOT NULL,
+    step text NOT NULL, idx integer NOT NULL, state text NOT NULL,
+    attempt integer NOT NULL DEFAULT 0, input text, output text, output_ref text,
+    output_bytes integer, error text, run_at double precision NOT NULL,
+    started_at double precision, finished_at double precision, owner text,
+    lease_until double precision, wait text, decided_by text, decided_at double precision,
+    PRIMARY KEY (run_id, step, idx));
+CREATE INDEX wf_steps_due ON wf_steps (state, run_at);
+CREATE TABLE wf_history (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id bigint NOT NULL, at double precision NOT NULL, kind text NOT NULL, step text,
+    idx integer, attempt integer, actor text, data text);
+CREATE INDEX wf_history_by_run ON wf_history (run_id, id);
+CREATE TABLE wf_blobs (hash text PRIMARY KEY, data bytea NOT NULL);
+CREATE TABLE wf_triggers (workflow text NOT NULL, name text NOT NULL,
+    next_fire double precision NOT NULL, PRIMARY KEY (workflow, name));
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS, _V4_INSTANCES,
-                               _V6_MEMORY_VECTORS, _V5_ACCOUNTS)
+                               _V5_MEMORY_VECTORS, _V6_ACCOUNTS, _V7_WORKFLOWS)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -29,6 +29,7 @@ from omnicore.storage.postgres._schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSIO
 from omnicore.storage.secret_rows import SecretRows
 from omnicore.storage.user_rows import UserRows
 from omnicore.storage.vector_rows import VectorRows
+from omnicore.storage.workflows import WorkflowStore
 
 __all__ = ["PostgresStorage", "masked_url"]
 
@@ -85,10 +86,13 @@ class PostgresStorage(Storage):
         self.liveness = Liveness(url, connect_timeout_s)
         self._rows = _Rows(self)
         self._accounts = _Accounts(self)
+        from omnicore.storage.postgres._workflows import PgWorkflows
+        self._workflows = PgWorkflows(self)
         #: Statements that make the leases of dead owners (``= ANY(%s)``) due at once; a store
         #: with leases adds its own (reap runs them all in one transaction).
         self.lease_release_sql: list[str] = [
-            "UPDATE tasks SET lease_until=0 WHERE state='running' AND owner = ANY(%s)"]
+            "UPDATE tasks SET lease_until=0 WHERE state='running' AND owner = ANY(%s)",
+            "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND owner = ANY(%s)"]
 
     @property
     def memory(self) -> MemoryRows:
@@ -109,6 +113,10 @@ class PostgresStorage(Storage):
     @property
     def audit(self) -> AuditLog:
         return self._accounts.audit
+
+    @property
+    def workflows(self) -> WorkflowStore:
+        return self._workflows
 
     def on_wakeup(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever any instance enqueues or releases work (LISTEN/NOTIFY);
