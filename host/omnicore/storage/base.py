@@ -284,8 +284,11 @@ class Storage(abc.ABC):
     queue: TaskQueue
     schedules: Schedules
     events: EventLog
-    #: Which hosts share this storage (omnicore.cluster): a view like the others.
-    instances: InstanceRows
+
+    @property
+    @abc.abstractmethod
+    def instances(self) -> InstanceRows:
+        """Which hosts share this storage (omnicore.cluster)."""
 
     @abc.abstractmethod
     def kv(self, plugin: str) -> KVStore:

@@ -24,6 +24,7 @@ from omnicore.storage.base import (
     StorageError,
     ValueTooLarge,
 )
+from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.postgres._schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION
 from omnicore.storage.secret_rows import SecretRows
@@ -82,7 +83,7 @@ class PostgresStorage(Storage):
         self.queue = PgQueue(self)
         self.schedules = PgSchedules(self)
         self.events: EventLog = _Events(self)
-        self.instances = PgInstances(self)
+        self._instances = PgInstances(self)
         self.liveness = Liveness(url, connect_timeout_s)
         self._rows = _Rows(self)
         self._accounts = _Accounts(self)
@@ -93,6 +94,10 @@ class PostgresStorage(Storage):
         self.lease_release_sql: list[str] = [
             "UPDATE tasks SET lease_until=0 WHERE state='running' AND owner = ANY(%s)",
             "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND owner = ANY(%s)"]
+
+    @property
+    def instances(self) -> InstanceRows:
+        return self._instances
 
     @property
     def memory(self) -> MemoryRows:

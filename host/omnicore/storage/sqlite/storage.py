@@ -14,11 +14,13 @@ from omnicore.storage.base import (
     Storage,
     TaskQueue,
 )
+from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.secret_rows import SecretRows
 from omnicore.storage.sqlite.audit import SQLiteAudit
 from omnicore.storage.sqlite.database import SCHEMA_VERSION, Database, Synchronous
 from omnicore.storage.sqlite.events import SQLiteEvents
+from omnicore.storage.sqlite.instances import SQLiteInstances
 from omnicore.storage.sqlite.jobs import SQLitePluginTasks, SQLiteQueue, SQLiteSchedules
 from omnicore.storage.sqlite.kv import SQLiteKV
 from omnicore.storage.sqlite.memory import SQLiteMemory
@@ -55,6 +57,7 @@ class SQLiteStorage(Database, Storage):
         self._secrets: SecretRows | None = None
         self._workflows: WorkflowStore | None = None
         self._users: SQLiteUsers | None = None
+        self._instances: SQLiteInstances | None = None
         self._audit: AuditLog | None = None
 
     def kv(self, plugin: str) -> KVStore:
@@ -69,6 +72,13 @@ class SQLiteStorage(Database, Storage):
 
     # Each store migrates its tables when first asked for, so opening the storage for kv
     # alone (``omnicore call``) touches no other table.
+
+    @property
+    def instances(self) -> InstanceRows:
+        with self._stores_lock:
+            if self._instances is None:
+                self._instances = SQLiteInstances(self)
+            return self._instances
 
     @property
     def memory(self) -> MemoryRows:

@@ -1,0 +1,62 @@
+"""The instance registry's contract (storage/instance_rows.py), on every backend."""
+
+from __future__ import annotations
+
+import time
+
+from omnicore.storage import Storage, TaskSpec
+from omnicore.storage.instance_rows import Instance
+from omnicore.storage.workflows import NewStep
+
+
+def _me(rid: str, beat: float) -> Instance:
+    return Instance(rid, "host-1", 4242, "0.1.0", beat - 5, beat, f"http://127.0.0.1/{rid}")
+
+
+def test_register_heartbeat_drain_and_leave(storage: Storage) -> None:
+    now = time.time()
+    storage.instances.register(_me("rt-a", now))
+    (row,) = storage.instances.all()
+    assert (row.runtime_id, row.pid, row.hostname, row.draining) == ("rt-a", 4242, "host-1",
+                                                                      False)
+    beat = storage.instances.heartbeat("rt-a", now + 1, 2, "http://127.0.0.1:9/")
+    assert beat is not None and beat.jobs_held == 2 and beat.heartbeat_at == now + 1
+    assert beat.console_url == "http://127.0.0.1:9/"
+    assert storage.instances.set_draining("rt-a", True) is True
+    assert storage.instances.set_draining("rt-missing", True) is False
+    beat = storage.instances.heartbeat("rt-a", now + 2, 0)
+    assert beat is not None and beat.draining is True
+    assert beat.console_url == "http://127.0.0.1:9/"  # kept when not given
+    storage.instances.remove("rt-a")
+    assert storage.instances.all() == []
+    assert storage.instances.heartbeat("rt-a", now + 3, 0) is None  # must register again
+
+
+def test_a_stale_instance_is_reaped_and_its_job_and_step_leases_are_due_at_once(
+        storage: Storage) -> None:
+    now = time.time()
+    job = storage.queue.add(TaskSpec("p", "h", b"x", now))
+    assert storage.queue.claim("rt-dead", now, 3600) is not None
+    created = storage.workflows.create_run("wf", "v1", {}, None, "test")
+    assert created is not None
+    storage.workflows.add_steps(created[0], [NewStep("s", -1, "queued")])
+    assert storage.workflows.claim("rt-dead", time.time() + 1, 3600) is not None
+    storage.instances.register(_me("rt-dead", now - 10))
+    storage.instances.register(_me("rt-fresh", now - 0.1))  # a heartbeat ago: alive
+    storage.instances.register(_me("rt-me", now))
+    # (A backend may know sooner than the heartbeat that an instance died, as PostgreSQL does
+    # from its liveness lock; a stale heartbeat is enough everywhere.)
+    assert storage.instances.reap("rt-me", now, 3.0) == ["rt-dead"]
+    assert storage.instances.reap("rt-me", now, 3.0) == []  # once
+    assert sorted(i.runtime_id for i in storage.instances.all()) == ["rt-fresh", "rt-me"]
+    task = storage.queue.claim("rt-me", time.time(), 30)
+    assert task is not None and task.id == job and task.attempts == 2
+    step = storage.workflows.claim("rt-me", time.time(), 30)
+    assert step is not None and step.step == "s" and step.attempt == 2
+
+
+def test_an_instance_never_reaps_itself(storage: Storage) -> None:
+    now = time.time()
+    storage.instances.register(_me("rt-me", now - 100))
+    assert storage.instances.reap("rt-me", now, 3.0) == []
+    assert [i.runtime_id for i in storage.instances.all()] == ["rt-me"]
