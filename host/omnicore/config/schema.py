@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 __all__ = [
     "LIMIT_KEYS",
     "CircuitConfig",
+    "ClusterConfig",
     "ConnectorConfig",
     "ConsoleConfig",
     "LimitsConfig",
@@ -120,6 +121,26 @@ class StorageConfig(_Strict):
         description="normal: a commit survives a host crash or kill -9 (WAL); full: also a "
                     "power loss, at the cost of a disk flush per write",
     )
+
+
+class ClusterConfig(_Strict):
+    """``cluster.*``: several hosts on one ``storage.url`` (omnicore.cluster)."""
+
+    heartbeat_s: float = Field(default=1.0, gt=0, le=60,
+                               description="how often this host tells the others it runs")
+    dead_after_s: float = Field(
+        default=3.0, gt=0, le=3600,
+        description="a host silent this long is dead: its job and workflow-step leases go "
+                    "back to the queue at once (PostgreSQL also notices a closed connection "
+                    "sooner)")
+
+    @model_validator(mode="after")
+    def _beats_before_death(self) -> ClusterConfig:
+        if self.dead_after_s < 2 * self.heartbeat_s:
+            raise ValueError(f"cluster.dead_after_s ({self.dead_after_s}) must be at least "
+                             f"twice cluster.heartbeat_s ({self.heartbeat_s}): one late "
+                             "heartbeat must not make a live host dead")
+        return self
 
 
 class ConsoleConfig(_Strict):
@@ -237,6 +258,7 @@ class OmniConfig(_Strict):
     )
     sandbox: SandboxConfig = Field(default_factory=lambda: SandboxConfig())
     storage: StorageConfig = Field(default_factory=lambda: StorageConfig())
+    cluster: ClusterConfig = Field(default_factory=lambda: ClusterConfig())
     console: ConsoleConfig = Field(default_factory=lambda: ConsoleConfig())
     plugins: dict[str, PluginConfig] = Field(
         default_factory=dict, description="per-plugin grants, config, limits"

@@ -1,0 +1,200 @@
+"""Several ``omnicore run`` processes on one PostgreSQL, for real (issue: scale-out).
+
+Three hosts, each with its own data dir and plugin folder, share a private PostgreSQL cluster
+the tests start (tests/pgcluster.py). The tests drive them from outside as an operator would:
+enqueue through the shared storage, SIGKILL a host mid-job, stop the database, and read the
+outcome from kv, which every instance shares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omnicore.storage import TaskSpec
+from omnicore.storage.postgres import PostgresStorage
+from omnicore.toolchains import build
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def worker_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("worker-build")
+    build(HERE / "plugins" / "worker", out)
+    return out / "worker.wasm"
+
+
+class Host:
+    """One ``omnicore run`` child: its app dir, process and (once it registered) runtime id."""
+
+    def __init__(self, root: Path, url: str, wasm: Path, index: int,
+                 schedules: list[dict[str, Any]]) -> None:
+        self.dir = root / f"host-{index}"
+        (self.dir / "plugins").mkdir(parents=True)
+        shutil.copy(wasm, self.dir / "plugins" / "worker.wasm")
+        (self.dir / "omnicore.yaml").write_text(json.dumps({
+            "name": "scaleout", "data_dir": "data", "plugins_dir": "plugins",
+            "log": {"format": "json"}, "watch": False,
+            "plugins": {"worker": {"grants": ["kv", "events"],
+                                   "limits": {"timeout_ms": 20000}}},
+            "capabilities": {"tasks": {"schedules": {"worker": schedules}}}}))
+        self.url = url
+        self.log = self.dir / "host.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "OMNICORE_STORAGE__URL": self.url, "PYTHONUNBUFFERED": "1",
+               "OMNICORE_CONSOLE__PORT": "0"}
+        with self.log.open("ab") as sink:
+            self.proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run",
+                                          str(self.dir)], env=env, stdout=sink, stderr=sink)
+
+    @property
+    def console(self) -> str:
+        return str(json.loads((self.dir / "data" / "console.json").read_text())["url"])
+
+    def ready(self) -> int:
+        try:
+            with urllib.request.urlopen(self.console + "/readyz", timeout=2) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def until(pred: Callable[[], bool], what: str, hosts: list[Host], timeout: float = 60.0,
+          every: float = 0.05) -> float:
+    """Wait for ``pred``; the time it took. A host that died unasked fails the test."""
+    start = time.monotonic()
+    while not pred():
+        for h in hosts:
+            if h.proc is not None and h.proc.poll() not in (None, -signal.SIGKILL):
+                pytest.fail(f"{h.dir.name} exited ({h.proc.returncode}) before {what}:\n"
+                            + h.log.read_text()[-3000:])
+        if time.monotonic() - start > timeout:
+            logs = "\n".join(f"--- {h.dir.name}\n{h.log.read_text()[-2000:]}" for h in hosts)
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
+        time.sleep(every)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, pg_url: str, worker_wasm: Path
+            ) -> Iterator[Callable[..., tuple[list[Host], PostgresStorage]]]:
+    hosts: list[Host] = []
+    stores: list[PostgresStorage] = []
+
+    def start(n: int = 3, schedules: list[dict[str, Any]] | None = None
+              ) -> tuple[list[Host], PostgresStorage]:
+        store = PostgresStorage(pg_url)
+        stores.append(store)
+        for i in range(n):
+            host = Host(tmp_path, pg_url, worker_wasm, len(hosts), schedules or [])
+            hosts.append(host)
+            host.start()
+        until(lambda: len(store.instances.all()) == n and all(h.ready() == 200 for h in hosts),
+              f"{n} instances registered and ready", hosts, timeout=120)
+        return hosts, store
+
+    yield start
+    for h in hosts:
+        h.stop()
+    for s in stores:
+        s.close()
+
+
+def _count(store: PostgresStorage, key: str) -> int:
+    return int(store.kv("worker").get(key) or 0)
+
+
+def test_a_sigkilled_hosts_jobs_finish_elsewhere_once(cluster: Any) -> None:
+    hosts, store = cluster(3)
+    ids = [store.queue.add(TaskSpec("worker", "slow", json.dumps({"id": i, "ms": 1500})
+                                    .encode(), time.time())) for i in range(6)]
+    pids = {i.pid: i.runtime_id for i in store.instances.all()}
+    victim = next(h for h in hosts if h.proc is not None)
+    victim_id = pids[victim.proc.pid]  # type: ignore[union-attr]
+    until(lambda: any(t.owner == victim_id and t.state == "running"
+                      for t in store.queue.list(plugin="worker")),
+          "the victim to hold a job", hosts)
+    held = [t.id for t in store.queue.list(plugin="worker") if t.owner == victim_id
+            and t.state == "running"]
+    victim.kill()
+    killed = time.time()
+    until(lambda: all(store.queue.get(i).state == "succeeded" for i in ids),  # type: ignore[union-attr]
+          "every job to succeed", hosts, timeout=90)
+    for job in held:
+        task = store.queue.get(job)
+        assert task is not None and task.attempts == 2  # delivered twice: at-least-once
+        assert task.owner is None and task.started_at is not None
+        # The second delivery started within the takeover bound, not after the 30 s lease.
+        assert task.started_at - killed < 5.0, task.started_at - killed
+    assert _count(store, "effects") == 6  # the guarded effect happened once per job
+    assert victim_id not in {i.runtime_id for i in store.instances.all()}
+
+
+def test_a_one_second_schedule_fires_once_per_period_across_the_cluster(cluster: Any) -> None:
+    _hosts, store = cluster(3, [{"name": "tick", "handler": "tick", "every": "1s"}])
+    start = _count(store, "ticks")
+    time.sleep(10)
+    fired = _count(store, "ticks") - start
+    assert 9 <= fired <= 11, fired
+
+
+def test_a_durable_subscription_delivers_once_across_the_cluster(cluster: Any) -> None:
+    hosts, store = cluster(3)
+    store.queue.add(TaskSpec("worker", "emit", b'{"n": 20}', time.time()))
+    until(lambda: _count(store, "pings") >= 20, "20 pings", hosts, timeout=60)
+    time.sleep(2)  # a duplicate would land in this time
+    assert _count(store, "pings") == 20
+
+
+def test_postgres_going_away_and_coming_back(cluster: Any, pg_cluster: Any) -> None:
+    hosts, store = cluster(2)
+    store.kv("worker").set("before", b"kept")
+    pg_cluster.pg_ctl("stop", "-m", "fast", "-w")
+    try:
+        took = until(lambda: all(h.ready() == 503 for h in hosts), "/readyz 503", hosts,
+                     timeout=15)
+        assert took < 5.0, took
+        time.sleep(4)
+        assert all(h.proc is not None and h.proc.poll() is None for h in hosts)
+    finally:
+        pg_cluster.pg_ctl("start", "-w", "-t", "60", "-l", str(pg_cluster.root / "server.log"),
+                          "-o", f"-p {pg_cluster.port} -k {pg_cluster.root} "
+                          "-c listen_addresses=127.0.0.1 -c fsync=off")
+    until(lambda: all(h.ready() == 200 for h in hosts), "/readyz 200 again", hosts, timeout=30)
+    job = store.queue.add(TaskSpec("worker", "slow", b'{"id": 99, "ms": 0}', time.time()))
+    until(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
+          "a job after the outage", hosts, timeout=30)
+    assert store.kv("worker").get("before") == b"kept"
+    for h in hosts:
+        text = h.log.read_text()
+        assert "storage unavailable" in text and "answers again" in text
