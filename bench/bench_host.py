@@ -70,7 +70,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, PluginHost() as host:
         folder = Path(tmp)
         host.load(echo_wasm())
-        runtime = host._plugins["echo"].version.runtime  # type: ignore[union-attr]
+        runtime = host._entries.require("echo").version.runtime  # type: ignore[union-attr]
         raw = per_call_us(lambda: runtime.call("echo", data))
         full = per_call_us(lambda: host.call("echo", "echo", data))
         rows.append(("100 B round trip, PluginRuntime.call", f"{raw} µs", "the sandbox alone"))

@@ -389,3 +389,22 @@ def test_close_waits_for_a_running_call_and_its_deadline_still_holds() -> None:
     worker.join(timeout=5)
     assert not worker.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], DeadlineExceeded)
+
+
+def test_require_is_a_lookup_of_registered_plugins_in_any_state(host: PluginHost,
+                                                                tmp_path: Path) -> None:
+    host.load(echo_wasm())
+    host.require("echo")
+    with pytest.raises(PluginNotFound, match=r"no plugin named 'nope' \(loaded: echo\)") as e:
+        host.require("nope")
+    assert e.value.plugin == "nope"
+    # Registered but not callable (failed, disabled) is still found: the call says why.
+    assert host.load_file(write(tmp_path, "broken.wasm", b"\x00asm\x01\x00\x00")) == "broken"
+    host.require("broken")
+    host.load(write(tmp_path, "quiet.wasm", echo_wasm("quiet")))
+    (tmp_path / "quiet.toml").write_text("enabled = false\n")
+    host.reload_file("quiet", tmp_path / "quiet.wasm")
+    assert host.get("quiet").state == "disabled"
+    host.require("quiet")
+    with pytest.raises(PluginNotFound, match="disabled"):
+        host.call("quiet", "echo", b"")

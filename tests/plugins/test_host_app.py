@@ -198,5 +198,5 @@ def test_sandbox_pooling_config_reaches_the_engine(make: Callable[..., OmniApp],
     app = make(sandbox={"pooling": True})
     app.start()
     assert app.plugins.call("echo", "echo", b"pooled") == b"pooled"
-    engines = list(app.plugins._engines.values())
+    engines = app.plugins._linker.engines()
     assert engines and all(engine.pooling for engine in engines)

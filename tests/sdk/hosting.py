@@ -172,7 +172,7 @@ class HostedProbe:
     def __getattr__(self, name: str) -> Any:
         # Everything else (limits, stats(), instances_discarded...) is the serving runtime's:
         # the host reports calls, not instances, and the tests look at both.
-        version = self.host._entry(self.name).version
+        version = self.host._entries.require(self.name).version
         assert version is not None, self.host.get(self.name).last_error
         return getattr(version.runtime, name)
 

@@ -38,7 +38,9 @@ from omnicore.sandbox import (
 )
 from omnicore.sandbox.wasmbin import custom_sections
 from omnicore.toolchains import build, js, scaffold
-from omnicore.toolchains._js_wasm import imports
+from omnicore.toolchains.js import npm
+from omnicore.toolchains.js import plugin as js_plugin
+from omnicore.toolchains.js.rewrite import imports
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
@@ -423,7 +425,7 @@ def build_source(tmp_path: Path, source: str, name: str = "snippet") -> Path:
 def test_plain_js_needs_no_node(tmp_path: Path, engine: SandboxEngine,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")  # no node, npm, esbuild or clang
-    monkeypatch.setattr(js, "esbuild", lambda: None)  # not even the cached one
+    monkeypatch.setattr(npm, "esbuild", lambda: None)  # not even the cached one
     # text that looks like an import in a comment or string does not call for a bundler
     path = build_source(tmp_path, '// unlike `import { x } from "./x.js"`, this needs nothing\n'
                                   'const doc = "import y from \'y\'";\n'
@@ -461,7 +463,7 @@ def test_imports_are_bundled_or_refused_clearly(tmp_path: Path,
     assert PluginModule.inspect(built)["ok"]
     assert PluginModule.inspect(built)["handlers"] == ["loud"]
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(js, "esbuild", lambda: None)
+    monkeypatch.setattr(npm, "esbuild", lambda: None)
     with pytest.raises(BuildError, match="need esbuild"):
         build(tmp_path / "proj", tmp_path / "out2", force=True)
 
@@ -482,7 +484,7 @@ def test_unlinked_capability_throws_a_clear_js_error(tmp_path: Path, engine: San
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # The build links what it sees imported; should it ever miss a use, the runtime's mask
     # check throws instead of reaching the trapping stub. Force a miss to prove it.
-    monkeypatch.setattr(js, "used_capabilities", lambda source: {"log"})
+    monkeypatch.setattr(js_plugin, "used_capabilities", lambda source: {"log"})
     path = build_source(tmp_path, 'import { kv } from "omnicore";\n'
                                   'export function g() { return kv.get("x"); }\n', "unlinked")
     assert not {i.module for i in imports(path.read_bytes())} & {"omnicore:kv"}

@@ -385,6 +385,7 @@ def capability(subs_for: Callable[[PluginContext], Subscriptions]) -> Capability
         functions=(HostFunction("publish", ("ptr", "len", "ptr", "len"), ("i32",), _publish),),
         bind=bind,
         check_grant=_check_grant,
+        check_manifest=check_manifest,
     )
 
 

@@ -652,6 +652,7 @@ def capability(jobs_for: Callable[[PluginContext], Jobs]) -> Capability:
         ),
         bind=bind,
         check_grant=_check_grant,
+        check_manifest=check_manifest,
     )
 
 

@@ -349,7 +349,7 @@ async def call_plugin(st: ConsoleState, name: str, doc: dict[str, Any]) -> dict[
             raise ApiError(422, "'input' is not valid base64", type="BadRequest") from None
     else:
         raise ApiError(422, "'encoding' must be text or base64", type="BadRequest")
-    st.app.plugins.get(name)  # a 404 before anything else
+    st.app.plugins.require(name)  # a 404 before anything else (a lookup, no snapshot)
     start = time.perf_counter()
     try:
         out = await st.app.plugins.acall(name, handler, data)

@@ -11,18 +11,14 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from omnicore.plugins.breaker import CircuitBreaker
-from omnicore.plugins.info import PluginState
+from omnicore.plugins.info import PluginInfo, PluginState
+from omnicore.plugins.runtimes import Runtime
 from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.stats import CallStats
+from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
-
-if TYPE_CHECKING:
-    from omnicore.extism import ExtismManifest, ExtismRuntime
-    from omnicore.sandbox.module import PluginModule
-    from omnicore.sandbox.runtime import PluginRuntime
 
 __all__ = ["Entry", "Version"]
 
@@ -34,7 +30,7 @@ class Version:
 
     __slots__ = ("inflight", "module", "retired", "runtime")
 
-    def __init__(self, module: PluginModule, runtime: PluginRuntime | ExtismRuntime) -> None:
+    def __init__(self, module: PluginModule, runtime: Runtime) -> None:
         self.module = module
         self.runtime = runtime
         self.inflight = 0
@@ -52,8 +48,9 @@ class Entry:
         self.module: PluginModule | None = None
         self.version: Version | None = None
         self.settings: PluginSettings | None = None
-        #: An Extism plugin's manifest, as its settings were made from it (None: native).
-        self.extism: ExtismManifest | None = None
+        #: The manifest of the plugin's ABI as its settings were made from it (an Extism
+        #: plugin's ``NAME.json``; None for a native plugin), see plugins.runtimes.
+        self.abi_manifest: object | None = None
         self.missing: tuple[str, ...] = ()
         self.last_error: str | None = None
         # A reload of the file failed while the previous version kept serving.
@@ -71,6 +68,38 @@ class Entry:
         #: Worker threads for this plugin's ``acall``s (made on first use): one plugin's slow
         #: calls queue behind each other, never in front of another plugin's.
         self.executor: ThreadPoolExecutor | None = None
+
+    def info(self) -> PluginInfo:
+        """A snapshot of this plugin for code, CLI and console."""
+        module, settings = self.module, self.settings
+        manifest = dict(module.manifest) if module is not None else {}
+        state: PluginState = self.state
+        breaker = self.breaker.state
+        if state == "loaded" and breaker == "open":
+            state = "circuit-open"
+        elif state == "loaded" and breaker == "half-open":
+            state = "half-open"
+        return PluginInfo(
+            name=self.name,
+            state=state,
+            source=str(self.source) if self.source else None,
+            sha256=module.sha256 if module is not None else None,
+            size=module.size if module is not None else None,
+            version=str(manifest.get("version", "0.0.0")) if module is not None else None,
+            description=str(manifest.get("description", "")),
+            handlers=module.handlers if module is not None else (),
+            requested=tuple(sorted(module.requested)) if module is not None else (),
+            granted={k: dict(v) for k, v in settings.grants.items()} if settings else {},
+            missing=self.missing,
+            limits=settings.limits if settings else None,
+            config=dict(settings.config) if settings else {},
+            stats=self.stats.snapshot(),
+            breaker=breaker,
+            last_error=self.last_error,
+            stale=self.stale,
+            loaded_at=self.loaded_at,
+            manifest=manifest,
+        )
 
     def acquire(self) -> Version | None:
         with self.lock:

@@ -18,7 +18,11 @@ from omnicore.sandbox.fastcall import HOST_PARAM_TYPES, GuestMemory, HostTrap
 from omnicore.sandbox.pluginlog import PluginLog
 
 __all__ = ["Capability", "CapabilityRegistry", "GuestMemory", "HostFunction", "HostTrap",
-           "PluginContext", "Status"]
+           "ManifestCheck", "PluginContext", "Status"]
+
+#: ``check(plugin, manifest, handlers)``: raises ConfigError for a manifest entry that cannot
+#: work (a malformed cron in ``schedules``, a subscription to a missing handler).
+ManifestCheck = Callable[[str, Mapping[str, Any], Sequence[str]], None]
 
 
 class Status:
@@ -76,7 +80,10 @@ class Capability:
 
     ``bind`` makes the per-plugin state handed to every host function (default: the
     :class:`PluginContext` itself); ``check_grant`` validates the operator's grant options
-    and raises ConfigError; ``default_grant`` makes it granted without being asked (log).
+    and raises ConfigError; ``default_grant`` makes it granted without being asked (log);
+    ``check_manifest`` checks the plugin manifest entries the capability reads (tasks: its
+    ``schedules``), run by the plugin host on every load, granted or not: a plugin whose
+    entry cannot work fails to load with the reason.
     """
 
     name: str
@@ -85,6 +92,7 @@ class Capability:
     default_grant: bool = False
     bind: Callable[[PluginContext], Any] = field(default=lambda ctx: ctx)
     check_grant: Callable[[Mapping[str, Any]], None] | None = None
+    check_manifest: ManifestCheck | None = None
 
     @property
     def namespace(self) -> str:

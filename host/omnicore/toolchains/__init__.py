@@ -1,6 +1,6 @@
 """Building plugins from source: one module per language, one face for all.
 
-A language module (``rust.py``, ``go.py``, ``js.py``, ``c.py``) provides::
+A language module (``rust.py``, ``go.py``, ``js/``, ``c.py``) provides::
 
     LANGUAGE: str                   # "rust"
     EXTENSIONS: tuple[str, ...]     # what `omnicore new plugin --lang` accepts
@@ -63,7 +63,9 @@ def _source_digest(src: Path) -> str:
 def _toolchain_digest(language: str) -> str:
     """What besides the plugin's sources shapes its .wasm: the build code and the SDK."""
     module = _module(language)
-    parts = [Path(str(module.__file__))]
+    code = Path(str(module.__file__))
+    # A language that is a package (js/) is shaped by every module in it.
+    parts = [code.parent if code.name == "__init__.py" else code]
     sdk = locations.sdk_dir(language)
     if sdk.is_dir():
         parts.append(sdk)

@@ -1,0 +1,81 @@
+"""One call of a plugin: lease its version, ask its breaker, run, count.
+
+:func:`call` is the whole path from ``app.plugins.call`` into the guest and back, for an entry
+the host has already looked up; :func:`executor_for` gives each plugin the worker threads its
+``acall``s run on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from omnicore.errors import NeedsGrant, OmniError, PluginError, PluginLoadError, PluginNotFound
+from omnicore.plugins.versions import Entry
+
+__all__ = ["call", "executor_for", "not_callable"]
+
+
+def call(entry: Entry, handler: str, data: bytes) -> bytes:
+    """Call ``handler`` of ``entry``'s current version with ``data``; return its output.
+
+    Raises the typed errors of :mod:`omnicore.errors`: NeedsGrant, HandlerNotFound,
+    CircuitOpen, GuestError, Trap, the LimitExceeded family.
+    """
+    version = entry.acquire()
+    if version is None:
+        raise not_callable(entry)
+    try:
+        entry.breaker.before_call(handler)
+        start = time.perf_counter()
+        try:
+            out = version.runtime.call(handler, data)
+        except PluginError as exc:
+            entry.stats.record(time.perf_counter() - start, exc)
+            entry.breaker.record(exc)
+            entry.last_error = str(exc)
+            raise
+        except BaseException:
+            # Not the plugin's doing (bad argument, KeyboardInterrupt): no verdict, but a
+            # half-open probe slot must be given back or the breaker would stay stuck.
+            entry.breaker.abandon()
+            raise
+        entry.stats.record(time.perf_counter() - start)
+        entry.breaker.record_success()
+        return out
+    finally:
+        entry.release(version)
+
+
+def not_callable(entry: Entry) -> OmniError:
+    """Why ``entry`` has no version to call: it needs a grant, is disabled, or failed."""
+    if entry.state == "needs-grant":
+        missing = ", ".join(f"omnicore:{m}" for m in entry.missing)
+        return NeedsGrant(
+            f"plugin '{entry.name}' needs grant: {missing}; grant it in its sidecar, the "
+            f"app config (plugins.{entry.name}.grants) or with --grant",
+            plugin=entry.name, missing=entry.missing)
+    if entry.state == "disabled":
+        return PluginNotFound(f"plugin '{entry.name}' is disabled (enabled: false)",
+                              plugin=entry.name)
+    return PluginLoadError(f"plugin '{entry.name}' failed to load: {entry.last_error}",
+                           plugin=entry.name)
+
+
+def executor_for(entry: Entry, *, default_size: int, max_workers: int,
+                 lock: threading.RLock) -> ThreadPoolExecutor:
+    """``entry``'s worker threads for ``acall`` (made on first use, under ``lock``).
+
+    As wide as its instance pool, capped by ``max_workers``: more threads could only wait for
+    an instance, and fewer would let one plugin's spinning calls hold threads another plugin
+    needs.
+    """
+    if entry.executor is None:
+        with lock:
+            if entry.executor is None:
+                version = entry.version
+                size = version.runtime.limits.pool_size if version else default_size
+                entry.executor = ThreadPoolExecutor(
+                    min(size, max_workers), thread_name_prefix=f"omnicore-plugin-{entry.name}")
+    return entry.executor

@@ -1,0 +1,245 @@
+"""Linking: a plugin's file and settings made into the version that serves its calls.
+
+:class:`Linker` owns what every plugin is linked against — the engines (a metered one apart,
+made only for plugins whose limits set ``fuel``), the capability registry, the manifest
+checks — and the steps: :meth:`~Linker.compile` a module, :meth:`~Linker.plan` its settings
+(the runtime kind of :mod:`omnicore.plugins.runtimes` folds in its ABI's manifest), and
+:meth:`~Linker.activate` it on an :class:`~omnicore.plugins.versions.Entry`, which decides the
+plugin's state (loaded, needs-grant, disabled) and announces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from omnicore.core.events import Event
+from omnicore.errors import ConfigError, NeedsGrant, PluginError, PluginLoadError
+from omnicore.plugins import settings as plugin_settings
+from omnicore.plugins.events import PluginLoaded, PluginStateChanged
+from omnicore.plugins.info import PluginState
+from omnicore.plugins.runtimes import Link, kind_of
+from omnicore.plugins.settings import PluginSettings
+from omnicore.plugins.sidecar import Sidecar
+from omnicore.plugins.versions import Entry, Version
+from omnicore.sandbox import grants as grant_rules
+from omnicore.sandbox.capability import Capability, CapabilityRegistry, ManifestCheck
+from omnicore.sandbox.engine import SandboxEngine
+from omnicore.sandbox.limits import Limits
+from omnicore.sandbox.module import PluginModule
+from omnicore.sandbox.pluginlog import level_number
+
+__all__ = ["Linker", "Plan", "regranted", "version_of"]
+
+log = logging.getLogger("omnicore.plugins.host")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A plugin ready to link: its module, its effective settings and its ABI's manifest."""
+
+    module: PluginModule
+    settings: PluginSettings
+    abi_manifest: object | None = None
+
+
+class Linker:
+    """Compiles, configures and links the plugins of one host (see the module docstring).
+
+    ``capabilities`` yields the registry's capabilities (the app's hook, or the built-ins);
+    ``app_settings`` is the app config's ``plugins`` section; ``extra_checks`` and
+    ``user_functions`` read the host's lists of them, which its embedder may change.
+    """
+
+    def __init__(self, *, engine: SandboxEngine | None,
+                 engine_factory: Callable[..., SandboxEngine],
+                 capabilities: Callable[[], Iterable[Capability]], defaults: Limits,
+                 app_settings: Mapping[str, Any], data_dir: Path | None,
+                 emit: Callable[[Event], None],
+                 extra_checks: Callable[[], Sequence[ManifestCheck]],
+                 user_functions: Callable[[], Sequence[Any]]) -> None:
+        # The engine starts a ticker thread, so it is made on first use: an app that never
+        # loads a plugin never pays for it.
+        # Fuel metering is an engine-wide switch that slows every call, so a metered engine
+        # is kept apart, made only when some plugin's limits set `fuel`.
+        self._fixed_engine = engine
+        self._engines: dict[bool, SandboxEngine] = {}
+        self._engine_factory = engine_factory
+        self._capability_source = capabilities
+        self._registry: CapabilityRegistry | None = None
+        self.defaults = defaults
+        self._app_settings = dict(app_settings)
+        self._data_dir = data_dir
+        self._emit = emit
+        self._extra_checks = extra_checks
+        self._user_functions = user_functions
+        self._lock = threading.Lock()
+        #: Set when the host closes: no engine is made after that.
+        self.closed = False
+
+    # ---- engines and capabilities ----------------------------------------------------
+
+    def engine_for(self, fuel: bool) -> SandboxEngine:
+        """The engine for plugins with (``fuel``) or without a fuel limit."""
+        if self._fixed_engine is not None:
+            if fuel and not self._fixed_engine.fuel:
+                raise ConfigError("limits.fuel needs fuel metering, and this host was given "
+                                  "an engine without it (SandboxEngine(fuel=True))",
+                                  key="limits.fuel")
+            return self._fixed_engine
+        engine = self._engines.get(fuel)
+        if engine is None:
+            with self._lock:
+                engine = self._engines.get(fuel)
+                if engine is None:
+                    if self.closed:
+                        raise PluginError("this plugin host is closed")
+                    engine = self._engines[fuel] = self._engine_factory(fuel=fuel)
+        return engine
+
+    def engines(self) -> list[SandboxEngine]:
+        """The engines made so far (not one given to the host)."""
+        return list(self._engines.values())
+
+    def close_engines(self) -> None:
+        """Close the engines this linker made (after the calls on them have ended)."""
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            engine.close()
+
+    def capabilities(self) -> CapabilityRegistry:
+        """The registry plugins are linked against (built from the source on first use)."""
+        if self._registry is None:
+            self._registry = CapabilityRegistry(self._capability_source())
+        return self._registry
+
+    def refresh_capabilities(self) -> None:
+        """Forget the registry so the next link rebuilds it from the source."""
+        self._registry = None
+
+    # ---- the steps -------------------------------------------------------------------
+
+    def compile(self, source: bytes | str | Path, path: Path | None, name: str | None, *,
+                fuel: bool = False) -> PluginModule:
+        """``source`` compiled and its manifest checked; PluginLoadError says why not."""
+        module = self._compile(source, path, name, fuel)
+        self._check_manifest(module)
+        return module
+
+    def _compile(self, source: bytes | str | Path, path: Path | None, name: str | None,
+                 fuel: bool) -> PluginModule:
+        if path is not None and not path.is_file():
+            raise PluginLoadError(f"cannot load plugin: {path} does not exist or is not a file",
+                                  plugin=name)
+        return PluginModule.load(self.engine_for(fuel), path if path is not None else source,
+                                 name=name)
+
+    def _check_manifest(self, module: PluginModule) -> None:
+        # Each capability checks the manifest entries it reads (the tasks capability its
+        # schedules, events its subscriptions), whether or not this plugin is granted it: a
+        # malformed entry is a broken plugin either way.
+        declared = [c.check_manifest for c in self.capabilities() if c.check_manifest]
+        for check in (*declared, *self._extra_checks()):
+            try:
+                check(module.name, module.manifest, tuple(module.handlers))
+            except ConfigError as exc:
+                raise PluginLoadError(f"plugin '{module.name}': {exc}",
+                                      plugin=module.name) from exc
+
+    def plan(self, module: PluginModule, source: bytes | str | Path, path: Path | None,
+             name: str | None, sidecar: Sidecar, *,
+             host_grants: Mapping[str, Mapping[str, Any] | None],
+             grants: Mapping[str, Any] | list[str] | None = None,
+             config: Mapping[str, Any] | None = None,
+             limits: Mapping[str, Any] | Limits | None = None) -> Plan:
+        """The settings of ``module``: app config < sidecar (with its ABI's manifest folded
+        in) < ``host_grants`` < the arguments; recompiled on the metered engine when its
+        limits set ``fuel``."""
+        sidecar, abi_manifest = kind_of(module).layer(module, path, sidecar)
+        settings = plugin_settings.layer(
+            module.name, app=self._app_settings.get(module.name), defaults=self.defaults,
+            sidecar=sidecar, host_grants=host_grants, grants=grants, config=config,
+            limits=limits)
+        if settings.limits.fuel is not None and self.engine_for(True) is not self.engine_for(False):
+            module = self._compile(source, path, name, True)
+        return Plan(module, settings, abi_manifest)
+
+    def activate(self, entry: Entry, plan: Plan) -> None:
+        """Link ``plan`` and make it ``entry``'s current version.
+
+        Settings are committed only when the result is a state the plugin can be in
+        (loaded, needs-grant, disabled); any other failure raises and leaves the entry (and
+        the version serving it) untouched.
+        """
+        with entry.relink:
+            self._activate_locked(entry, plan)
+
+    def _activate_locked(self, entry: Entry, plan: Plan) -> None:
+        module, settings = plan.module, plan.settings
+        if settings.disabled:
+            _commit(entry, plan, ())
+            entry.swap(None)
+            self._set_state(entry, "disabled")
+            return
+        level = settings.grants.get("log", {}).get("level")
+        if level is not None:
+            entry.log.min_level = level_number(level)
+        try:
+            runtime = kind_of(module).link(Link(
+                self.engine_for(settings.limits.fuel is not None), module, self.capabilities(),
+                settings, entry.log, self._data_dir, plan.abi_manifest, self._user_functions()))
+        except NeedsGrant as exc:
+            _commit(entry, plan, tuple(exc.missing))
+            entry.last_error = str(exc)
+            entry.swap(None)
+            self._set_state(entry, "needs-grant")
+            log.warning("%s", exc)
+            return
+        _commit(entry, plan, ())
+        entry.loaded_at = time.time()
+        entry.breaker.reset()
+        previous = entry.swap(Version(module, runtime))
+        self._set_state(entry, "loaded")
+        # An operator watching the log must tell a hot reload from a first load.
+        log.info("plugin '%s' %s %s (%s)", entry.name, version_of(module),
+                 "loaded" if previous is None else "reloaded", entry.source or "bytes")
+        self._emit(PluginLoaded(plugin=entry.name, version=version_of(module),
+                                path=str(entry.source or "")))
+
+    def _set_state(self, entry: Entry, new: PluginState) -> None:
+        old, entry.state = entry.state, new
+        announced, entry.announced = entry.announced, True
+        if not announced:
+            # A new plugin: PluginLoaded announces a loaded one; any other first state
+            # (needs-grant, disabled) is a change from nothing.
+            if new != "loaded":
+                self._emit(PluginStateChanged(plugin=entry.name, old="unloaded", new=new))
+        elif old != new:
+            self._emit(PluginStateChanged(plugin=entry.name, old=old, new=new))
+
+
+def regranted(entry: Entry, layer: grant_rules.GrantLayer) -> Plan:
+    """The plan ``entry`` was linked from, with ``layer`` merged over its grants."""
+    assert entry.module is not None and entry.settings is not None
+    grants = grant_rules.merge(entry.settings.grants, layer)
+    return Plan(entry.module, replace(entry.settings, grants=grants), entry.abi_manifest)
+
+
+def _commit(entry: Entry, plan: Plan, missing: tuple[str, ...]) -> None:
+    entry.module = plan.module
+    entry.settings = plan.settings
+    entry.abi_manifest = plan.abi_manifest
+    entry.missing = missing
+    entry.last_error = None
+    entry.stale = False
+
+
+def version_of(module: PluginModule) -> str:
+    """The version a plugin's manifest declares (``0.0.0`` when it declares none)."""
+    return str((getattr(module, "manifest", None) or {}).get("version", "0.0.0"))

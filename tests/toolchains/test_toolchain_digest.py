@@ -1,0 +1,21 @@
+"""What shapes a build besides the plugin's sources: the toolchain's code and its SDK. A
+changed toolchain rebuilds every plugin of its language (``omnicore build`` skips the rest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omnicore.toolchains import _source_digest, _toolchain_digest, js, rust
+
+
+def test_every_module_of_a_language_package_shapes_its_builds() -> None:
+    # js/ is a package: an edit to its rewriter or its runtime build must rebuild JS plugins,
+    # not only an edit to its __init__.py.
+    package = Path(str(js.__file__)).parent
+    assert {p.name for p in package.glob("*.py")} >= {"__init__.py", "plugin.py", "rewrite.py"}
+    assert _toolchain_digest("js").startswith(_source_digest(package))
+    assert _source_digest(package) != _source_digest(package / "__init__.py")
+
+
+def test_a_single_module_language_is_digested_as_that_file() -> None:
+    assert _toolchain_digest("rust").startswith(_source_digest(Path(str(rust.__file__))))
