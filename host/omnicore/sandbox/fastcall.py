@@ -381,7 +381,11 @@ class RawInstance:
         ptr = self._i32[0] & 0xFFFF_FFFF
         if ptr == 0:
             raise MemoryError(f"omni_alloc({cap}) returned 0")
-        self.memory.check(ptr, cap, "omni_alloc block")
+        try:
+            self.memory.check(ptr, cap, "omni_alloc block")
+        except HostTrap as exc:
+            # An ABI violation by the guest, like a trap: the caller classifies it.
+            raise GuestFailure(f"omni_alloc({cap}) returned an {exc}") from None
         self.buf, self.cap = ptr, cap
 
     def guest_alloc(self, n: int) -> int:
@@ -447,12 +451,13 @@ HostImpl = Callable[..., Any]
 def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                          params: Sequence[str], results: Sequence[str], impl: HostImpl,
                          state: Any, registry: dict[int, RawInstance],
-                         keepalive: list[Any]) -> None:
+                         keepalive: list[Any], *, memory: str = "memory") -> None:
     """Define ``module.name`` in ``linker`` as a raw unchecked trampoline around ``impl``.
 
-    ``impl(state, memory: GuestMemory, *args)`` returns an int for a one-result function.
-    HostTrap (or any exception) traps the guest with a message naming the function; the
-    callback object is appended to ``keepalive``, which must outlive the linker's instances.
+    ``impl(state, memory: GuestMemory, *args)`` returns an int for a one-result function;
+    ``memory`` is the calling instance's attribute of that name. HostTrap (or any exception)
+    traps the guest with a message naming the function; the callback object is appended to
+    ``keepalive``, which must outlive the linker's instances.
     """
     for p in params:
         if p not in HOST_PARAM_TYPES:
@@ -469,6 +474,7 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
     plain = not (signed32 or wide or floats)
     result = results[0] if results else None
     qualified = f"{module}.{name}"
+    own_memory = memory == "memory"  # the common case keeps a plain attribute read
 
     def trampoline(_env: int, caller: int, args: int, _nargs: int) -> int:
         try:
@@ -493,9 +499,10 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                         raw = _string_at(args + 16 * i, 8)
                         values[i] = struct.unpack("<f" if kind == "f32" else "<d",
                                                   raw[:4] if kind == "f32" else raw)[0]
-                out = impl(state, inst.memory, *values)
+                out = impl(state, inst.memory if own_memory else getattr(inst, memory),
+                           *values)
             else:
-                out = impl(state, inst.memory)
+                out = impl(state, inst.memory if own_memory else getattr(inst, memory))
             if result == "i32":
                 ctypes.c_int32.from_address(args).value = out
             elif result == "i64":

@@ -39,6 +39,7 @@ from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
+from omnicore.sandbox.wasi import define_wasi
 from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]
@@ -68,6 +69,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         self.config: Mapping[str, Any] = dict(config or {})
         self.log = log if log is not None else PluginLog(module.name)
         self.log.rate_bytes = self.limits.max_log_bytes_per_s
+        self.log.rate_lines = self.limits.max_log_lines_per_s
         grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
         validate_grants(grant_map, registry, self.name)
         module.check_imports(registry)
@@ -85,8 +87,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         self._registry: dict[int, RawInstance] = {}
         self._keepalive: list[Any] = []
         linker = wasmtime.Linker(engine.wasmtime)
-        if module.uses_wasi:
-            linker.define_wasi()
+        if self._wasi_output is not None:
+            define_wasi(linker, self._wasi_output, self._registry, self._keepalive)
         for cname in sorted(module.requested):
             cap = registry.get(cname)
             assert cap is not None  # check_imports guarantees it
@@ -290,8 +292,9 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                     value=lim.max_output_bytes)
             try:
                 # abi.md §2.2: (ptr, len) out of bounds is a trap, error or not; only then is
-                # a long error message cut.
-                inst.memory.check(ptr, length, "handler output")
+                # a long error message cut. An empty output has no bytes: its ptr is ignored.
+                if length:
+                    inst.memory.check(ptr, length, "handler output")
                 if is_error:
                     length = min(length, MAX_ERROR_MESSAGE)
                 out = inst.read(ptr, length) if length else b""
