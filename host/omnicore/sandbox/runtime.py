@@ -89,11 +89,16 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         linker = wasmtime.Linker(engine.wasmtime)
         if self._wasi_output is not None:
             define_wasi(linker, self._wasi_output, self._registry, self._keepalive)
-        for cname in sorted(module.requested):
+        # A default capability the operator gave options is bound even when not imported:
+        # the log grant's level also governs WASI stdout/stderr.
+        bound = module.requested | (registry.defaults() & set(grant_map))
+        for cname in sorted(bound):
             cap = registry.get(cname)
-            assert cap is not None  # check_imports guarantees it
+            assert cap is not None  # check_imports and validate_grants guarantee it
             opts = grant_map.get(cname, {})
             state = cap.bind(PluginContext(self.name, opts, self.config, self.log, data_dir))
+            if cname not in module.requested:
+                continue
             for fn in cap.functions:
                 define_host_function(linker, cap.namespace, fn.name, fn.params, fn.results,
                                      fn.impl, state, self._registry, self._keepalive)
