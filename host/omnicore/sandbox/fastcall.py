@@ -382,7 +382,7 @@ class RawInstance:
         if ptr == 0:
             raise MemoryError(f"omni_alloc({cap}) returned 0")
         try:
-            self.memory.check(ptr, cap, "omni_alloc block")
+            self.memory.check(ptr, cap, "block")
         except HostTrap as exc:
             # An ABI violation by the guest, like a trap: the caller classifies it.
             raise GuestFailure(f"omni_alloc({cap}) returned an {exc}") from None

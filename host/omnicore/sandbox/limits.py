@@ -34,7 +34,7 @@ class Limits:
     max_log_bytes_per_s: int = _MIB
     #: Log records per second (the same sources): each record costs Python logging and its
     #: handlers far more than its bytes, so tiny lines are bounded by count as well.
-    max_log_lines_per_s: int = 1000
+    max_log_lines_per_s: int = 500
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -56,7 +56,7 @@ class PluginLog:
     NOTE_EVERY_S = 1.0
 
     def __init__(self, plugin: str, *, capacity: int = 1000, max_bytes: int = 1 << 20,
-                 rate_bytes: int = 1 << 20, rate_lines: int = 1000,
+                 rate_bytes: int = 1 << 20, rate_lines: int = 500,
                  min_level: int | str = "info",
                  logger: logging.Logger | None = None) -> None:
         self.plugin = plugin
