@@ -232,7 +232,8 @@ class GuestMemory:
         ptr = self._inst.guest_alloc(n)
         if ptr == 0:
             raise HostTrap(f"omni_alloc({n}) returned 0 (guest out of memory)")
-        self.write(ptr, data, "omni_alloc block")
+        if n:  # omni_alloc(0) may return any non-zero pointer (abi.md §1.1): nothing to write
+            self.write(ptr, data, "omni_alloc block")
         packed = (ptr << 32) | n | (1 << 31 if error else 0)
         return packed - (1 << 64) if packed >= 1 << 63 else packed
 
