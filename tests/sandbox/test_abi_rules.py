@@ -67,8 +67,8 @@ def test_1_1_omni_alloc_0_may_return_any_non_zero_pointer(engine: SandboxEngine)
     def empty(_state: object, mem: GuestMemory) -> int:
         return mem.alloc_result(b"")
 
-    registry = CapabilityRegistry([*builtin_capabilities(),
-                                   Capability("empty", (HostFunction("get", (), ("i64",), empty),))])
+    empty_cap = Capability("empty", (HostFunction("get", (), ("i64",), empty),))
+    registry = CapabilityRegistry([*builtin_capabilities(), empty_cap])
     pair = _PAIR.replace("(local.get $p))", """(if (result i32) (local.get $n)
                                                   (then (local.get $p))
                                                   (else (i32.const -16))))""", 1)
