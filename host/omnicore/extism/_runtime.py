@@ -320,6 +320,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         self.limits = limits or Limits()
         self.config: Mapping[str, Any] = dict(config or {})
         self.log = log if log is not None else PluginLog(module.name)
+        self.log.rate_bytes = self.limits.max_log_bytes_per_s
+        self.log.rate_lines = self.limits.max_log_lines_per_s
         grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
         validate_grants(grant_map, registry, self.name)
         http = grant_map.get("http")
