@@ -141,3 +141,15 @@ def test_the_records_budget_refills() -> None:
     assert not log.has_budget()
     time.sleep(0.5)  # 2.5 lines' worth
     assert log.write("info", "y") and log.dropped == 2
+
+
+def test_a_loop_of_filtered_lines_ends_at_the_deadline(make: Make,
+                                                       cpu_contention: None) -> None:
+    # Lines below the grant's level are work too: the deadline holds on that path as well.
+    rt = make(TINY_LINES, grants={"log": {"level": "error"}}, limits=Limits(timeout_ms=300))
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        rt.call("spam", b"")
+    assert time.monotonic() - start < 0.3 + 1.5
+    assert rt.log.written == 0 and rt.log.dropped == 0
+    assert rt.call("ok", b"") == b""
