@@ -80,6 +80,11 @@ def _addr(obj: Any) -> int:
     return int(ctypes.addressof(obj))
 
 
+def _plugin_memory(kernel: GuestMemory) -> GuestMemory:
+    # WASI pointers are into the plugin's memory; host functions get the kernel's.
+    return cast(KernelMemory, kernel).owner.wasi_memory
+
+
 class Instance:
     """One store: the kernel and one plugin instance, driven through the C API."""
 
@@ -347,7 +352,7 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         self.wasi_output = WasiOutput(self.log) if module.uses_wasi else None
         if self.wasi_output is not None:
             define_wasi(linker, self.wasi_output, self.registry, self._keepalive,
-                        memory="wasi_memory")
+                        memory_of=_plugin_memory)
         client = None if http is None else Client(
             PluginContext(self.name, http, self.config, self.log, data_dir))
         state = EnvState(self.config, self.log, max_var_bytes, client)

@@ -452,13 +452,12 @@ HostImpl = Callable[..., Any]
 def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                          params: Sequence[str], results: Sequence[str], impl: HostImpl,
                          state: Any, registry: dict[int, RawInstance],
-                         keepalive: list[Any], *, memory: str = "memory") -> None:
+                         keepalive: list[Any]) -> None:
     """Define ``module.name`` in ``linker`` as a raw unchecked trampoline around ``impl``.
 
-    ``impl(state, memory: GuestMemory, *args)`` returns an int for a one-result function;
-    ``memory`` is the calling instance's attribute of that name. HostTrap (or any exception)
-    traps the guest with a message naming the function; the callback object is appended to
-    ``keepalive``, which must outlive the linker's instances.
+    ``impl(state, memory: GuestMemory, *args)`` returns an int for a one-result function.
+    HostTrap (or any exception) traps the guest with a message naming the function; the
+    callback object is appended to ``keepalive``, which must outlive the linker's instances.
     """
     for p in params:
         if p not in HOST_PARAM_TYPES:
@@ -475,7 +474,6 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
     plain = not (signed32 or wide or floats)
     result = results[0] if results else None
     qualified = f"{module}.{name}"
-    own_memory = memory == "memory"  # the common case keeps a plain attribute read
 
     def trampoline(_env: int, caller: int, args: int, _nargs: int) -> int:
         try:
@@ -500,10 +498,9 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                         raw = _string_at(args + 16 * i, 8)
                         values[i] = struct.unpack("<f" if kind == "f32" else "<d",
                                                   raw[:4] if kind == "f32" else raw)[0]
-                out = impl(state, inst.memory if own_memory else getattr(inst, memory),
-                           *values)
+                out = impl(state, inst.memory, *values)
             else:
-                out = impl(state, inst.memory if own_memory else getattr(inst, memory))
+                out = impl(state, inst.memory)
             if result == "i32":
                 ctypes.c_int32.from_address(args).value = out
             elif result == "i64":

@@ -178,16 +178,26 @@ BOUNDED: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
 
 def define_wasi(linker: wasmtime.Linker, output: WasiOutput,
                 registry: dict[int, RawInstance], keepalive: list[Any], *,
-                memory: str = "memory") -> None:
+                memory_of: Callable[[GuestMemory], GuestMemory] | None = None) -> None:
     """Define WASI preview 1 in ``linker``: wasmtime's, with :data:`BOUNDED` replaced.
 
-    ``memory`` names the attribute of the registry's instances holding the guest memory the
-    WASI pointers refer to (an Extism instance's is its plugin's, not its kernel's). The
-    linker is left allowing shadowing.
+    ``memory_of`` maps the memory host functions get to the one WASI pointers refer to, when
+    they differ (an Extism instance's host functions get its kernel's memory, WASI its
+    plugin's). The linker is left allowing shadowing.
     """
     linker.define_wasi()
     # Left on (wasmtime-py cannot read it back): capability namespaces never collide.
     linker.allow_shadowing = True
     for name, (params, impl) in BOUNDED.items():
+        if memory_of is not None:
+            impl = _on_memory(impl, memory_of)
         define_host_function(linker, WASI_MODULE, name, params, ("i32",), impl, output,
-                             registry, keepalive, memory=memory)
+                             registry, keepalive)
+
+
+def _on_memory(impl: Callable[..., int],
+               memory_of: Callable[[GuestMemory], GuestMemory]) -> Callable[..., int]:
+    def on_memory(out: WasiOutput, mem: GuestMemory, *args: Any) -> int:
+        return impl(out, memory_of(mem), *args)
+
+    return on_memory
