@@ -138,7 +138,6 @@ def test_tiny_lines_are_bounded_in_records_per_second(
 def test_the_records_budget_refills() -> None:
     log = PluginLog("p", rate_lines=5)
     assert [log.write("info", "x") for _ in range(7)] == [True] * 5 + [False] * 2
-    assert not log.has_budget()
     time.sleep(0.5)  # 2.5 lines' worth
     assert log.write("info", "y") and log.dropped == 2
 

@@ -159,15 +159,6 @@ class PluginLog:
                 self.dropped += lines
                 self._unreported += lines
 
-    def has_budget(self) -> bool:
-        """Whether a short line would pass the rate budget now (it takes nothing)."""
-        with self._lock:
-            now = time.monotonic()
-            passed = now - self._refilled
-            tokens = min(self._rate, self._tokens + passed * self._rate)
-            lines = min(self._line_rate, self._line_tokens + passed * self._line_rate)
-            return tokens >= self.LINE_OVERHEAD and lines >= 1
-
     def _keep(self, line: LogLine, cost: int | None = None) -> None:
         # Called with the lock held.
         if cost is None:
