@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,8 +23,6 @@ DEADLINE_ALLOWANCE_S = 0.1
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
     """Poll until ``predicate()`` is true. The timeout only catches "never": it is far above
     what a loaded 2-core machine needs, so it does not make a test timing-sensitive."""
-    import time
-
     until = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < until, f"timed out waiting for {what or predicate}"
@@ -79,3 +78,27 @@ def make(engine: SandboxEngine, registry: CapabilityRegistry) -> Iterator[Make]:
 @pytest.fixture
 def echo(make: Make) -> PluginRuntime:
     return make("echo")
+
+
+def _burn(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+@pytest.fixture
+def cpu_contention() -> Iterator[None]:
+    """Two processes burning CPU for the length of the test (the machine has 2 cores)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_burn, args=(60,), daemon=True) for _ in range(2)]
+    for p in procs:
+        p.start()
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+            p.join(5)
+

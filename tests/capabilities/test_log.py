@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import pytest
+import wasmtime
 
 from omnicore.capabilities import builtin
-from omnicore.errors import ConfigError
-from omnicore.sandbox import PluginLog, PluginRuntime
+from omnicore.errors import ConfigError, DeadlineExceeded
+from omnicore.sandbox import Limits, PluginLog, PluginRuntime
 
 Make = Callable[..., PluginRuntime]
 
@@ -49,7 +51,7 @@ def test_bad_log_grant(make: Make, opts: dict[str, object], match: str) -> None:
 
 
 def test_ring_buffer_keeps_last_1000(make: Make) -> None:
-    rt = make("echo")
+    rt = make("echo", limits=Limits(max_log_lines_per_s=100_000))
     for i in range(1005):
         rt.call("log", str(i).encode())
     lines = rt.log.lines()
@@ -94,3 +96,59 @@ def test_plugin_log_since_returns_only_lines_after_the_mark() -> None:
     assert [line.message for line in log.since(mark)] == ["after 2", "after 3", "after 4"]
     log.write("debug", "dropped below min level")
     assert log.written == 6
+
+
+TINY_LINES = wasmtime.wat2wasm("""(module
+  (import "omnicore:log" "write" (func $write (param i32 i32 i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 16) "8 bytes!")
+  (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "omni_free") (param i32 i32))
+  (func (export "spam") (param i32 i32) (result i64)
+    (loop $l (call $write (i32.const 2) (i32.const 16) (i32.const 8)) (br $l))
+    (i64.const 0))
+  (func (export "ok") (param i32 i32) (result i64) (i64.const 0)))""")
+
+
+@pytest.mark.parametrize("rate", [None, 50])
+def test_tiny_lines_are_bounded_in_records_per_second(
+        make: Make, caplog: pytest.LogCaptureFixture, rate: int | None) -> None:
+    # 8-byte lines for 500 ms: far under the byte budget; it sent 7,456 records to Python
+    # logging from one call when only bytes were counted.
+    limits = Limits(timeout_ms=500) if rate is None else Limits(timeout_ms=500,
+                                                                max_log_lines_per_s=rate)
+    rt = make(TINY_LINES, limits=limits)
+    caplog.set_level(logging.INFO, logger="omnicore.plugin")
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        rt.call("spam", b"")
+    elapsed = time.monotonic() - start
+    per_s = limits.max_log_lines_per_s
+    records = [r for r in caplog.records if r.name.startswith("omnicore.plugin")]
+    assert len(records) <= per_s * (1 + elapsed) + 2, len(records)
+    assert rt.log.dropped > 0
+    assert rt.call("ok", b"") == b""
+    time.sleep(1.1)  # the drop is reported with the next line admitted, once a second
+    rt.log.write("info", "after")
+    notes = [ln.message for ln in rt.log.lines() if "dropped" in ln.message]
+    assert 1 <= len(notes) <= 2  # reported, at most once a second
+    assert f"{per_s} lines/s (limits.max_log_lines_per_s)" in notes[-1]
+
+
+def test_the_records_budget_refills() -> None:
+    log = PluginLog("p", rate_lines=5)
+    assert [log.write("info", "x") for _ in range(7)] == [True] * 5 + [False] * 2
+    time.sleep(0.5)  # 2.5 lines' worth
+    assert log.write("info", "y") and log.dropped == 2
+
+
+def test_a_loop_of_filtered_lines_ends_at_the_deadline(make: Make,
+                                                       cpu_contention: None) -> None:
+    # Lines below the grant's level are work too: the deadline holds on that path as well.
+    rt = make(TINY_LINES, grants={"log": {"level": "error"}}, limits=Limits(timeout_ms=300))
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        rt.call("spam", b"")
+    assert time.monotonic() - start < 0.3 + 1.5
+    assert rt.log.written == 0 and rt.log.dropped == 0
+    assert rt.call("ok", b"") == b""

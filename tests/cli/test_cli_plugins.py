@@ -81,9 +81,25 @@ def test_inspect_bad_files(runner: CliRunner, tmp_path: Path, content: bytes) ->
     path = write(tmp_path, "bad.wasm", content)
     result = runner.invoke(main, ["inspect", str(path)])
     assert result.exit_code == 1
-    assert "would load  no: InvalidModule" in result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: plugin 'bad': ") and result.stdout == ""
     result = runner.invoke(main, ["inspect", "--json", str(path)])
     assert json.loads(result.output)["ok"] is False
+
+
+def test_inspect_and_call_refuse_a_hostile_manifest_in_one_line(runner: CliRunner,
+                                                                tmp_path: Path) -> None:
+    from omnicore.sandbox import wasmbin
+
+    deep = wasmbin.set_custom_section(echo_wasm(), "omnicore.manifest",
+                                      b"[" * 100_000 + b"]" * 100_000)
+    path = write(tmp_path, "deep.wasm", deep)
+    for args in (["inspect", str(path)], ["call", str(path), "echo"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 1, args
+        [line] = result.stderr.splitlines()
+        assert line == ("Error: plugin 'deep': the 'omnicore.manifest' section is nested too "
+                        "deeply (at most 32 levels)"), args
 
 
 def test_inspect_missing_file(runner: CliRunner, tmp_path: Path) -> None:

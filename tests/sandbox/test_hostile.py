@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -49,27 +48,6 @@ def module(body: str, imports: str = "", memory: str | None = None) -> bytes:
 
 def healthy(rt: PluginRuntime) -> None:
     assert rt.call("ok", b"") == b""
-
-
-def burn(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        pass
-
-
-@pytest.fixture
-def cpu_contention() -> Iterator[None]:
-    """Two processes burning CPU for the length of the test (the machine has 2 cores)."""
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=burn, args=(60,), daemon=True) for _ in range(2)]
-    for p in procs:
-        p.start()
-    try:
-        yield
-    finally:
-        for p in procs:
-            p.terminate()
-            p.join(5)
 
 
 # ---- tables --------------------------------------------------------------------------
@@ -298,7 +276,7 @@ WASI_FLOOD = module("""
                     memory='(memory (export "memory") 64)')
 
 
-def test_one_huge_wasi_write_is_cheap_and_bounded(make: Make) -> None:
+def test_one_huge_wasi_write_is_cheap_and_bounded(make: Make, cpu_contention: None) -> None:
     rt = make(WASI_FLOOD, limits=Limits(timeout_ms=5000, max_input_bytes=8 << 20))
     start = time.monotonic()
     rt.call("flood", b"\n" * 2_000_000)

@@ -32,7 +32,7 @@ def test_defaults_match_spec() -> None:
     assert lim.as_dict() == {"max_memory_bytes": 64 * 2**20, "timeout_ms": 1000, "fuel": None,
                              "max_input_bytes": 16 * 2**20, "max_output_bytes": 16 * 2**20,
                              "pool_size": 4, "max_table_elements": 100_000, "max_tables": 4,
-                             "max_log_bytes_per_s": 2**20}
+                             "max_log_bytes_per_s": 2**20, "max_log_lines_per_s": 500}
 
 
 def test_merged_applies_overrides_and_keeps_original() -> None:

@@ -194,6 +194,10 @@ def inspect(file: Path, grant_opts: tuple[str, ...], as_json: bool,
         raise PluginLoadError(f"no such plugin file: {file}")
     registry = builtin_registry()
     report = PluginModule.inspect(file, registry)
+    if "name" not in report and not as_json:
+        # The file cannot become a plugin at all (not wasm, a refused manifest): one error
+        # line and exit 1, as `omnicore call` says it. --json still prints the report.
+        raise PluginLoadError(report["error"])
     report["file"] = str(file)
     grants = parse_grants(grant_opts)
     if report.get("ok"):

@@ -61,6 +61,8 @@ class LimitsConfig(_Strict):
     max_tables: int = Field(default=4, gt=0, description="wasm tables per instance")
     max_log_bytes_per_s: int = Field(default=1024 * 1024, gt=0,
                                      description="plugin log volume; the excess is dropped")
+    max_log_lines_per_s: int = Field(default=500, gt=0,
+                                     description="plugin log records; the excess is dropped")
 
 
 LIMIT_KEYS = tuple(LimitsConfig.model_fields)

@@ -48,6 +48,7 @@ from omnicore.sandbox.engine import SandboxEngine
 # The fast path's C entry points (fastcall.PRIVATE_NAMES, checked by its test).
 from omnicore.sandbox.fastcall import (
     GuestFailure,
+    GuestMemory,
     HostTrap,
     RawInstance,
     _call_unchecked,
@@ -62,6 +63,7 @@ from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import EXTISM_ENV, PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
+from omnicore.sandbox.wasi import define_wasi
 from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["ExtismRuntime", "Instance"]
@@ -76,6 +78,11 @@ _KERNEL_FRAME = re.compile(r"extism_kernel!\$?(\w+)")
 
 def _addr(obj: Any) -> int:
     return int(ctypes.addressof(obj))
+
+
+def _plugin_memory(kernel: GuestMemory) -> GuestMemory:
+    # WASI pointers are into the plugin's memory; host functions get the kernel's.
+    return cast(KernelMemory, kernel).owner.wasi_memory
 
 
 class Instance:
@@ -143,6 +150,10 @@ class Instance:
             self.funcs[name] = _addr(f._func)
         pmem = pexp.get("memory")
         self.plugin_memory = pmem if isinstance(pmem, wasmtime.Memory) else None
+        if self.plugin_memory is not None:
+            # What WASI pointers refer to (host functions get the kernel's memory).
+            self.wasi_memory = GuestMemory(self.ctx, _addr(self.plugin_memory._memory),
+                                           cast(RawInstance, self))
         self._init(pexp)
 
     def _init(self, exports: Any) -> None:
@@ -314,6 +325,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         self.limits = limits or Limits()
         self.config: Mapping[str, Any] = dict(config or {})
         self.log = log if log is not None else PluginLog(module.name)
+        self.log.rate_bytes = self.limits.max_log_bytes_per_s
+        self.log.rate_lines = self.limits.max_log_lines_per_s
         grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
         validate_grants(grant_map, registry, self.name)
         http = grant_map.get("http")
@@ -334,8 +347,12 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         self._keepalive: list[Any] = []
         linker = wasmtime.Linker(engine.wasmtime)
         linker.allow_shadowing = True  # each new store's kernel replaces the last one
-        if module.uses_wasi:
-            linker.define_wasi()
+        # WASI stdout/stderr go to the plugin's log through omnicore's fd_write, and every
+        # WASI function that waits or spends is bounded by the deadline (sandbox.wasi).
+        self.wasi_output = WasiOutput(self.log) if module.uses_wasi else None
+        if self.wasi_output is not None:
+            define_wasi(linker, self.wasi_output, self.registry, self._keepalive,
+                        memory_of=_plugin_memory)
         client = None if http is None else Client(
             PluginContext(self.name, http, self.config, self.log, data_dir))
         state = EnvState(self.config, self.log, max_var_bytes, client)
@@ -347,9 +364,6 @@ class ExtismRuntime(PooledRuntime["Instance"]):
             define_host_function(linker, fn.namespace, fn.name, params, results, _call_user,
                                  fn, self.registry, self._keepalive)
         self.linker = linker
-        # WASI stdout/stderr go to the plugin's log through pipes (never a Python callback
-        # on wasmtime's threads; see sandbox.wasi_output).
-        self.wasi_output = WasiOutput(self.log) if module.uses_wasi else None
         self.link_lock = threading.Lock()
         self.kernel = engine.compile(kernel_wasm())
         self.ticks = engine.deadline_ticks(self.limits.timeout_ms)

@@ -232,7 +232,8 @@ class GuestMemory:
         ptr = self._inst.guest_alloc(n)
         if ptr == 0:
             raise HostTrap(f"omni_alloc({n}) returned 0 (guest out of memory)")
-        self.write(ptr, data, "omni_alloc block")
+        if n:  # omni_alloc(0) may return any non-zero pointer (abi.md §1.1): nothing to write
+            self.write(ptr, data, "omni_alloc block")
         packed = (ptr << 32) | n | (1 << 31 if error else 0)
         return packed - (1 << 64) if packed >= 1 << 63 else packed
 
@@ -381,7 +382,11 @@ class RawInstance:
         ptr = self._i32[0] & 0xFFFF_FFFF
         if ptr == 0:
             raise MemoryError(f"omni_alloc({cap}) returned 0")
-        self.memory.check(ptr, cap, "omni_alloc block")
+        try:
+            self.memory.check(ptr, cap, "block")
+        except HostTrap as exc:
+            # An ABI violation by the guest, like a trap: the caller classifies it.
+            raise GuestFailure(f"omni_alloc({cap}) returned an {exc}") from None
         self.buf, self.cap = ptr, cap
 
     def guest_alloc(self, n: int) -> int:

@@ -32,6 +32,9 @@ class Limits:
     #: Log bytes per second a plugin may write (its log capability and WASI stdout/stderr
     #: together, counted in host memory); the rest is dropped and counted.
     max_log_bytes_per_s: int = _MIB
+    #: Log records per second (the same sources): each record costs Python logging and its
+    #: handlers far more than its bytes, so tiny lines are bounded by count as well.
+    max_log_lines_per_s: int = 500
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

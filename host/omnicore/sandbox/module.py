@@ -87,37 +87,38 @@ def _kind(t: object) -> str:
 
 
 def _parse_manifest(wasm: bytes, fallback_name: str | None) -> dict[str, Any]:
+    # Every refusal names the plugin: `omnicore call`/`inspect` print the message alone.
+    who = f"plugin {fallback_name!r}: " if fallback_name else "module: "
+    section = f"the '{MANIFEST_SECTION}' section"
     try:
         payloads = wasmbin.custom_sections(wasm, MANIFEST_SECTION)
     except wasmbin.WasmFormatError as exc:
-        raise InvalidModule(f"{fallback_name or 'module'}: {exc}",
-                            plugin=fallback_name) from None
+        raise InvalidModule(f"{who}{exc}", plugin=fallback_name) from None
     if len(payloads) > 1:
-        raise InvalidModule(f"{len(payloads)} '{MANIFEST_SECTION}' sections; at most one allowed",
-                            plugin=fallback_name)
+        raise InvalidModule(f"{who}{len(payloads)} '{MANIFEST_SECTION}' sections; at most one "
+                            "allowed", plugin=fallback_name)
     if not payloads:
         return {}
     if len(payloads[0]) > MAX_MANIFEST_BYTES:
-        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is {len(payloads[0])} bytes; at "
-                            f"most {MAX_MANIFEST_BYTES} allowed", plugin=fallback_name)
+        raise InvalidModule(f"{who}{section} is {len(payloads[0])} bytes; at most "
+                            f"{MAX_MANIFEST_BYTES} allowed", plugin=fallback_name)
     try:
         text = payloads[0].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is not UTF-8 JSON: {exc}",
+        raise InvalidModule(f"{who}{section} is not UTF-8 JSON: {exc}",
                             plugin=fallback_name) from None
     # Measured on the text, before parsing: json's recursive parser would run 100,000 levels
     # deep into a RecursionError on a hostile manifest; this refuses it in one linear scan.
     if _text_depth(text) > MAX_MANIFEST_DEPTH:
-        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is nested too deeply (at most "
+        raise InvalidModule(f"{who}{section} is nested too deeply (at most "
                             f"{MAX_MANIFEST_DEPTH} levels)", plugin=fallback_name)
     try:
         manifest = json.loads(text)
     except ValueError as exc:  # also over-long integers
-        raise InvalidModule(f"the '{MANIFEST_SECTION}' section is not UTF-8 JSON: "
-                            f"{str(exc)[:200]}", plugin=fallback_name) from None
+        raise InvalidModule(f"{who}{section} is not UTF-8 JSON: {str(exc)[:200]}",
+                            plugin=fallback_name) from None
     if not isinstance(manifest, dict):
-        raise InvalidModule(f"the '{MANIFEST_SECTION}' section must be a JSON object",
-                            plugin=fallback_name)
+        raise InvalidModule(f"{who}{section} must be a JSON object", plugin=fallback_name)
     return manifest
 
 

@@ -7,7 +7,6 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["LEVELS", "LogLine", "PluginLog"]
@@ -43,9 +42,10 @@ class PluginLog:
 
     What a plugin can make the host spend here is bounded twice, in bytes of host memory
     (``sys.getsizeof`` of the text: a line of 4-byte characters costs four times its length):
-    the ring keeps at most ``capacity`` lines and ``max_bytes`` bytes, and a token bucket lets
-    through ``rate_bytes`` per second (bursts up to the same), so a guest that logs in a loop
-    cannot flood the host's stderr either. Dropped lines are counted (:attr:`dropped`) and
+    the ring keeps at most ``capacity`` lines and ``max_bytes`` bytes, and two token buckets
+    let through ``rate_bytes`` bytes and ``rate_lines`` records per second (bursts up to the
+    same), so a guest that logs in a loop, in long lines or in tiny ones, cannot flood the
+    host's logging either. Dropped lines are counted (:attr:`dropped`) and
     reported in one line once the budget allows again. Lines below ``min_level`` are not kept
     (that is what ``omnicore:log.enabled`` reports).
     """
@@ -56,7 +56,8 @@ class PluginLog:
     NOTE_EVERY_S = 1.0
 
     def __init__(self, plugin: str, *, capacity: int = 1000, max_bytes: int = 1 << 20,
-                 rate_bytes: int = 1 << 20, min_level: int | str = "info",
+                 rate_bytes: int = 1 << 20, rate_lines: int = 500,
+                 min_level: int | str = "info",
                  logger: logging.Logger | None = None) -> None:
         self.plugin = plugin
         self.min_level = level_number(min_level)
@@ -73,28 +74,11 @@ class PluginLog:
         self._unreported = 0
         self._rate = float(rate_bytes)
         self._tokens = float(rate_bytes)
+        self._line_rate = float(rate_lines)
+        self._line_tokens = float(rate_lines)
         self._refilled = time.monotonic()
         self._noted = float("-inf")
         self._logger = logger or logging.getLogger(f"omnicore.plugin.{plugin}")
-        # Sources that deliver lines asynchronously (WASI output pipes): a reader of the log
-        # first lets them catch up, so it sees every line written before it asked.
-        self._drains: list[Callable[[], None]] = []
-
-    def add_drain(self, drain: Callable[[], None]) -> None:
-        """Register a source to wait for before the log is read."""
-        self._drains.append(drain)
-
-    def remove_drain(self, drain: Callable[[], None]) -> None:
-        """Forget a source registered with :meth:`add_drain`."""
-        try:
-            self._drains.remove(drain)
-        except ValueError:
-            pass
-
-    def drain(self) -> None:
-        """Wait until asynchronous sources have delivered what was written so far."""
-        for drain in list(self._drains):
-            drain()
 
     @property
     def rate_bytes(self) -> int:
@@ -111,28 +95,39 @@ class PluginLog:
         """Whether a line of ``level`` (ABI number) would be kept."""
         return level_number(level) >= self.min_level
 
+    @property
+    def rate_lines(self) -> int:
+        """Lines per second let through (``limits.max_log_lines_per_s``)."""
+        return int(self._line_rate)
+
+    @rate_lines.setter
+    def rate_lines(self, value: int) -> None:
+        with self._lock:
+            self._line_rate = float(value)
+            self._line_tokens = min(self._line_tokens, self._line_rate)
+
     def _take(self, cost: int) -> bool:
-        # Called with the lock held.
+        # Called with the lock held. Two buckets refilled together: bytes, and records (each
+        # record costs Python logging and its handlers far more than its bytes).
         now = time.monotonic()
-        self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        passed = now - self._refilled
+        self._tokens = min(self._rate, self._tokens + passed * self._rate)
+        self._line_tokens = min(self._line_rate, self._line_tokens + passed * self._line_rate)
         self._refilled = now
-        if self._tokens < cost:
+        if self._tokens < cost or self._line_tokens < 1:
             return False
         self._tokens -= cost
+        self._line_tokens -= 1
         return True
 
-    def write(self, level: int | str, message: str, *, catch_up: bool = True) -> bool:
+    def write(self, level: int | str, message: str) -> bool:
         """Record one line (if enabled and within budget) and forward it to Python logging.
 
-        Returns False when the rate budget dropped it. ``catch_up`` first takes in lines
-        that asynchronous sources hold (so the order is kept); the sources themselves pass
-        False.
+        Returns False when a rate budget dropped it.
         """
         num = level_number(level)
         if num < self.min_level:
             return True
-        if catch_up and self._drains:
-            self.drain()
         cost = sys.getsizeof(message) + self.LINE_OVERHEAD
         with self._lock:
             if not self._take(cost):
@@ -145,13 +140,13 @@ class PluginLog:
             if self._unreported and self._refilled - self._noted >= self.NOTE_EVERY_S:
                 note, self._unreported, self._noted = self._unreported, 0, self._refilled
             if note:
-                self._keep(LogLine(time.time(), "warn", _dropped_note(note, self._rate)))
+                self._keep(LogLine(time.time(), "warn", self._dropped_note(note)))
                 self.written += 1
             line = LogLine(time.time(), LEVELS[num], message)
             self._keep(line, cost)
             self.written += 1
         if note:
-            self._logger.warning("%s", _dropped_note(note, self._rate),
+            self._logger.warning("%s", self._dropped_note(note),
                                  extra={"plugin": self.plugin, "plugin_level": "warn"})
         self._logger.log(_PY_LEVELS[num], "%s", message,
                          extra={"plugin": self.plugin, "plugin_level": LEVELS[num]})
@@ -163,13 +158,6 @@ class PluginLog:
             with self._lock:
                 self.dropped += lines
                 self._unreported += lines
-
-    def has_budget(self) -> bool:
-        """Whether a short line would pass the rate budget now (it takes nothing)."""
-        with self._lock:
-            now = time.monotonic()
-            tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
-            return tokens >= self.LINE_OVERHEAD
 
     def _keep(self, line: LogLine, cost: int | None = None) -> None:
         # Called with the lock held.
@@ -187,14 +175,12 @@ class PluginLog:
 
     def lines(self, limit: int | None = None) -> list[LogLine]:
         """The buffered lines, oldest first (the last ``limit`` if given)."""
-        self.drain()
         with self._lock:
             items = [line for line, _ in self._lines]
         return items[-limit:] if limit else items
 
     def since(self, mark: int) -> list[LogLine]:
         """The buffered lines written after :attr:`written` was ``mark``."""
-        self.drain()
         with self._lock:
             count = min(self.written - mark, len(self._lines))
             if count <= 0:
@@ -207,14 +193,14 @@ class PluginLog:
             self._lines.clear()
             self._bytes = 0
 
+    def _dropped_note(self, count: int) -> str:
+        return (f"[omnicore] {count} log line(s) dropped: over this plugin's log budget of "
+                f"{int(self._rate)} bytes/s (limits.max_log_bytes_per_s) or "
+                f"{int(self._line_rate)} lines/s (limits.max_log_lines_per_s)")
+
     def __len__(self) -> int:
         return len(self._lines)
 
     def __bool__(self) -> bool:
         # An empty log is still a log: `log or PluginLog(...)` must not replace it.
         return True
-
-
-def _dropped_note(count: int, rate: float) -> str:
-    return (f"[omnicore] {count} log line(s) dropped: over this plugin's log budget of "
-            f"{int(rate)} bytes/s (limits.max_log_bytes_per_s)")

@@ -39,6 +39,7 @@ from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
+from omnicore.sandbox.wasi import define_wasi
 from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]
@@ -68,6 +69,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         self.config: Mapping[str, Any] = dict(config or {})
         self.log = log if log is not None else PluginLog(module.name)
         self.log.rate_bytes = self.limits.max_log_bytes_per_s
+        self.log.rate_lines = self.limits.max_log_lines_per_s
         grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
         validate_grants(grant_map, registry, self.name)
         module.check_imports(registry)
@@ -85,13 +87,18 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         self._registry: dict[int, RawInstance] = {}
         self._keepalive: list[Any] = []
         linker = wasmtime.Linker(engine.wasmtime)
-        if module.uses_wasi:
-            linker.define_wasi()
-        for cname in sorted(module.requested):
+        if self._wasi_output is not None:
+            define_wasi(linker, self._wasi_output, self._registry, self._keepalive)
+        # A default capability the operator gave options is bound even when not imported:
+        # the log grant's level also governs WASI stdout/stderr.
+        bound = module.requested | (registry.defaults() & set(grant_map))
+        for cname in sorted(bound):
             cap = registry.get(cname)
-            assert cap is not None  # check_imports guarantees it
+            assert cap is not None  # check_imports and validate_grants guarantee it
             opts = grant_map.get(cname, {})
             state = cap.bind(PluginContext(self.name, opts, self.config, self.log, data_dir))
+            if cname not in module.requested:
+                continue
             for fn in cap.functions:
                 define_host_function(linker, cap.namespace, fn.name, fn.params, fn.results,
                                      fn.impl, state, self._registry, self._keepalive)
@@ -290,8 +297,9 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                     value=lim.max_output_bytes)
             try:
                 # abi.md §2.2: (ptr, len) out of bounds is a trap, error or not; only then is
-                # a long error message cut.
-                inst.memory.check(ptr, length, "handler output")
+                # a long error message cut. An empty output has no bytes: its ptr is ignored.
+                if length:
+                    inst.memory.check(ptr, length, "handler output")
                 if is_error:
                     length = min(length, MAX_ERROR_MESSAGE)
                 out = inst.read(ptr, length) if length else b""
