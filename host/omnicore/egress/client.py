@@ -174,13 +174,14 @@ class Client:
             status, headers, body = self._exchange(ex)
             red = ex.redactor
             try:
-                clean = {red.text(k, ex.end): red.text(v, ex.end) for k, v in headers.items()}
-                return Response(status, clean, red.bytes(body, ex.end), red)
+                clean = {red.cut_text(k, ex.end): red.cut_text(v, ex.end)
+                         for k, v in headers.items()}
+                return Response(status, clean, red.cut(body, ex.end), red)
             except TimeoutError:
                 raise Refused("UNAVAILABLE", "timeout: the answer was not redacted in "
                                              "time") from None
         except Refused as exc:
-            exc.args = (ex.redactor.text(str(exc)),)
+            exc.args = (ex.redactor.cut_text(str(exc)),)
             raise
         finally:
             if not ex.slot.handed_off:

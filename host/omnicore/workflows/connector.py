@@ -146,10 +146,10 @@ def call_connector(egress: Egress, name: str, recorded: Mapping[str, Any], *,
     except (ValueError, RecursionError):
         parsed = text
     # Redacted as bytes by the client; again now that JSON escapes are decoded.
-    parsed = resp.redactor.value(parsed)
+    parsed = resp.redactor.cut_value(parsed)
     if resp.status >= 400:
         raise ConnectorFailed(f"connector {name!r}: {req.method} {recorded.get('path')} answered "
-                              f"{resp.status}: {resp.redactor.text(text)[:300]}",
+                              f"{resp.status}: {resp.redactor.cut_text(text)[:300]}",
                               retryable=resp.status in _RETRYABLE)
     kept = {k: v for k, v in resp.headers.items() if k in _KEPT_HEADERS}
     return {"status": resp.status, "headers": kept, "body": parsed}
