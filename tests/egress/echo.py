@@ -4,7 +4,7 @@ every encoding an API might use, and a leak detector that decodes instead of com
 ``GET /echo/<encoding>`` answers JSON ``{"seen": E(bearer token), "extra": E(X-Extra)}`` with
 ``E`` the encoding (the JSON ones are written by hand, as PHP or a hex-escaping encoder would),
 and repeats ``E(token)`` in an ``X-Echo`` header when it is header-safe. ``/give`` answers
-:attr:`Echo.give` as JSON; anything else answers ``{"ok": true}``.
+:attr:`Echo.give` as JSON, ``/redirect?to=URL`` a 302 to it; anything else ``{"ok": true}``.
 """
 
 from __future__ import annotations
@@ -85,6 +85,12 @@ class Echo:
                     data = f'{{"seen": {enc(token)}, "extra": {enc(extra)}}}'.encode()
                 elif self.path.startswith("/give"):
                     data = json.dumps(echo.give).encode()
+                elif self.path.startswith("/redirect?to="):
+                    self.send_response(302)
+                    self.send_header("Location", unquote(self.path.split("=", 1)[1]))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 else:
                     data = b'{"ok": true}'
                 self.send_response(200)
