@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from omnicore.errors import OmniError
+
 __all__ = ["STATUSES", "Refused", "SecretMissing"]
 
 #: ``DENIED`` the rules refuse it; ``INVALID`` it is malformed; ``QUOTA`` too many in flight;
@@ -10,7 +12,7 @@ __all__ = ["STATUSES", "Refused", "SecretMissing"]
 STATUSES = ("DENIED", "INVALID", "QUOTA", "TOO_LARGE", "UNAVAILABLE")
 
 
-class Refused(Exception):
+class Refused(OmniError):
     """A request the policy refused or that failed: ``status`` is one of :data:`STATUSES`,
     the message says why and never holds a credential (it is redacted before it leaves
     :mod:`omnicore.egress`)."""
