@@ -53,27 +53,29 @@ class ConnectorFailed(Exception):
 def record_request(step: Step, data: Mapping[str, Any]) -> dict[str, Any]:
     """The request ``step`` will send, evaluated over ``data``, as its recorded input."""
     nonce = secrets.token_hex(16)
-    names = sorted(step.headers.secrets)
-    # A token names its secret by index: a CEL function that rewrites it (lowerAscii) breaks
-    # the token instead of turning it into another secret's name.
-    token = re.compile(rf"<{nonce}:(\d+)>")
-    masked = dict(data, secrets={n: f"<{nonce}:{i}>" for i, n in enumerate(names)})
+    # A token names its secret by index, not by name: a CEL function that rewrites it
+    # (lowerAscii) breaks the token instead of turning it into another secret's name.
+    tokens = {f"<{nonce}:{i}>": n for i, n in enumerate(sorted(step.headers.secrets))}
+    token = re.compile("|".join(map(re.escape, tokens)) or "(?!)")
+    masked = dict(data, secrets={n: t for t, n in tokens.items()})
+    evaluated = step.headers.evaluate(masked)
     headers: dict[str, str] = {}
     refs: dict[str, list[list[Any]]] = {}
-    for key, value in (step.headers.evaluate(masked) or {}).items():
+    for key, value in (evaluated or {}).items():
         text = value if isinstance(value, str) else str(value)
         shown, places, last = [], [], 0
         for m in token.finditer(text):
             shown.append(text[last:m.start()])
-            places.append([sum(map(len, shown)), names[int(m[1])]])
-            shown.append(secret_placeholder(names[int(m[1])]))
+            places.append([sum(map(len, shown)), tokens[m[0]]])
+            shown.append(secret_placeholder(tokens[m[0]]))
             last = m.end()
         shown.append(text[last:])
         headers[str(key)] = "".join(shown)
         if places:
             refs[str(key)] = places
     request = {"method": step.method, "path": step.path.evaluate(data),
-               "query": step.query.evaluate(data), "headers": headers,
+               "query": step.query.evaluate(data),
+               "headers": None if evaluated is None else headers,
                "body": step.with_.evaluate(data)}
     if refs:
         request["secret_refs"] = refs
