@@ -1,6 +1,7 @@
 """Only a ``secrets.NAME`` written in a workflow definition resolves to a secret; data that
 reads ``[secret NAME]`` is sent as that text, whatever path it came by: run inputs, for_each
-items, a webhook body, an event payload (trigger or wait), a previous step's output.
+items, a webhook body, an event payload (trigger or wait), a previous step's output, an
+approver's comment.
 
 A real upstream on 127.0.0.1 records what it received; the definitions template every data
 path into headers (where references are allowed) and into query and body (where they never
@@ -51,6 +52,9 @@ FLOWS = {
     "wait.yaml": flow("by-wait", "steps.w.output.data.trace",
                       before='  - {id: w, wait: {event: "plugin.*.go"}}\n',
                       more="    needs: [w]\n"),
+    "approval.yaml": flow("by-approval", "steps.ok.output.comment",
+                          before="  - {id: ok, wait: approval}\n",
+                          more="    needs: [ok]\n"),
     "output.yaml": flow("by-output", "steps.first.output.body.trace",
                         before="  - {id: first, uses: connector:api, path: /give}\n",
                         more="    needs: [first]\n"),
@@ -143,4 +147,17 @@ def test_a_previous_steps_output(app: OmniApp, echo: Echo) -> None:
     for probe in PROBES:
         echo.give = {"trace": probe}
         runs.append(app.workflows.wait(app.workflows.start("by-output", {}).id, 60))
+    _check(app, echo, runs, list(PROBES))
+
+
+def test_an_approvers_comment(app: OmniApp, echo: Echo) -> None:
+    runs = []
+    for probe in PROBES:
+        run = app.workflows.start("by-approval", {})
+        deadline = time.monotonic() + 30
+        while (ok := app.workflows.store.step(run.id, "ok")) is None or ok.state != "waiting":
+            assert time.monotonic() < deadline, "the approval"
+            time.sleep(0.02)
+        app.workflows.approve(run.id, "ok", "console:admin", comment=probe)
+        runs.append(app.workflows.wait(run.id, 60))
     _check(app, echo, runs, list(PROBES))
