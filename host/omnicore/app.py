@@ -23,7 +23,6 @@ from typing import Any, TypeVar, overload
 
 from omnicore.capabilities import builtin as builtin_capabilities
 from omnicore.capabilities.events import Subscriptions
-from omnicore.capabilities.http import Connector, connectors_from
 from omnicore.capabilities.kv import KV
 from omnicore.capabilities.tasks import Jobs
 from omnicore.config import OmniConfig, load_config
@@ -40,6 +39,7 @@ from omnicore.core.identity import new_runtime_id
 from omnicore.core.lifecycle import Lifecycle, State
 from omnicore.core.module import Module, start_order
 from omnicore.core.tasks import TaskEngine
+from omnicore.egress import Connector, Egress, connectors_from
 from omnicore.errors import ConfigError, LifecycleError, ModuleError
 from omnicore.extensions.manager import ExtensionManager
 from omnicore.logging import get_logger
@@ -196,6 +196,16 @@ class OmniApp:
         found: dict[str, Connector] | None = self.__dict__.get("_connectors")
         if found is None:
             found = self.__dict__["_connectors"] = connectors_from(self.config.connectors)
+        return found
+
+    @property
+    def egress(self) -> Egress:
+        """The app's outbound HTTP (plugins' ``http`` grants, workflow connector steps): one
+        client, one address policy, one redaction rule (:mod:`omnicore.egress`)."""
+        found: Egress | None = self.__dict__.get("_egress")
+        if found is None:
+            found = self.__dict__["_egress"] = Egress(lambda: self.connectors,
+                                                      lambda: self.secrets)
         return found
 
     @property

@@ -7,6 +7,7 @@
     ├── LifecycleError           an invalid state transition (double start, stop before start)
     ├── ModuleError              a module failed to start/stop (names the module and cause)
     ├── BuildError               an SDK build failed (names the plugin and toolchain)
+    ├── egress.Refused           an outbound request refused or failed (DENIED, INVALID, ...)
     └── PluginError              anything about one plugin (names plugin, handler)
         ├── PluginNotFound
         ├── HandlerNotFound

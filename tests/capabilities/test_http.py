@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import wasmtime
+from tests.egress.echo import leaks
 
 from omnicore.app import OmniApp
 from omnicore.errors import ConfigError, DeadlineExceeded, GuestError
@@ -105,6 +106,12 @@ class Upstream:
                                 Content_Type="application/json")
                 elif path == "/echo-auth":
                     self._reply(200, (self.headers.get("authorization") or "").encode())
+                elif path == "/echo-auth-escaped":      # as PHP and hex-escaping encoders do
+                    auth = self.headers.get("authorization") or ""
+                    hexed = "".join(f"\\u{ord(c):04x}" for c in auth)
+                    self._reply(200, (json.dumps({"php": auth}).replace("/", "\\/")[:-1]
+                                      + f', "hex": "{hexed}"}}').encode(),
+                                X_Echo=quote(auth, safe=""))
                 elif path == "/redirect":
                     self._reply(int(query.get("code", ["302"])[0]), b"",
                                 Location=query["to"][0])
@@ -435,6 +442,15 @@ def test_credentials_echoed_by_the_upstream_are_cut(http_app: Callable[..., Gues
     g = _connector_app(http_app, upstream, ["echo"])
     _, _, body = g.request({"connector": "echo", "path": "/echo-auth"})
     assert body == b"Bearer [REDACTED]"
+
+
+def test_credentials_echoed_in_another_spelling_are_cut(http_app: Callable[..., Guest],
+                                                       upstream: Upstream) -> None:
+    g = _connector_app(http_app, upstream, ["echo"])
+    _, headers, body = g.request({"connector": "echo", "path": "/echo-auth-escaped"})
+    assert upstream.seen[-1]["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert leaks(body, TOKEN) == [] and leaks(json.dumps(headers), TOKEN) == []
+    assert json.loads(body) == {"php": "Bearer [REDACTED]", "hex": "Bearer [REDACTED]"}
 
 
 def test_connector_paths_cannot_leave_the_base_url(http_app: Callable[..., Guest],

@@ -2,9 +2,10 @@
 show``, metrics, a failing connector call, or what a plugin receives and logs.
 
 A real HTTP server on 127.0.0.1 plays the upstream API and checks the credential arrives; it
-also echoes the Authorization header back (as some APIs do in errors), which the host must
-cut before the plugin sees it. Every output is collected and grepped for the value, its
-base64 and its URL-encoded forms.
+also echoes the Authorization header back (as some APIs do in errors), raw and URL-encoded,
+base64'd, hex and \\u-escaped, which the host must cut before the plugin sees it. Every output
+is collected, grepped for the value, its base64 and its URL-encoded forms, and decoded
+(tests/egress/echo.py) to find it in any other spelling.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from urllib.parse import quote
 
 import pytest
 import wasmtime
+from tests.egress.echo import leaks
 
 from omnicore.app import OmniApp
 from omnicore.errors import GuestError
@@ -71,8 +73,12 @@ class Api:
             def do_GET(self) -> None:
                 auth = self.headers.get("authorization") or ""
                 api.auth.append(auth)
-                body = (f"you sent {auth}" if self.path.startswith("/v1/ok")
-                        else f'{{"error": "bad token {auth}"}}').encode()
+                # Also in the spellings an API's encoder might give it back in.
+                spelled = (f"{quote(auth, safe='')} {base64.b64encode(auth.encode()).decode()} "
+                           f"{auth.encode().hex()}")
+                escaped = "".join(f"\\u{ord(c):04x}" for c in auth)
+                body = (f"you sent {auth} ({spelled})" if self.path.startswith("/v1/ok")
+                        else f'{{"error": "bad token {auth}", "was": "{escaped}"}}').encode()
                 self.send_response(200 if self.path.startswith("/v1/ok") else 401)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("X-Echo", auth)
@@ -185,3 +191,4 @@ def test_a_planted_secret_appears_in_no_output(tmp_path: Path, api: Api,
     for form in _forms(SECRET):
         assert form not in text, form
         assert form not in db, form
+    assert leaks(text, SECRET) == [] and leaks(db, SECRET) == []

@@ -115,7 +115,7 @@ def cluster(tmp_path: Path, pg_url: str, worker_wasm: Path
               ) -> tuple[list[Host], PostgresStorage]:
         store = PostgresStorage(pg_url)
         stores.append(store)
-        for i in range(n):
+        for _ in range(n):
             host = Host(tmp_path, pg_url, worker_wasm, len(hosts), schedules or [])
             hosts.append(host)
             host.start()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from omnicore import OmniApp
+from omnicore.errors import GuestError
 
 API_KEY = "sk-live-1234567890abcdef"
 EXTRA = "extra-secret-value-42"
@@ -129,3 +130,47 @@ def test_a_missing_secret_fails_the_step_clearly(wf_app: Callable[..., OmniApp],
     assert run.state == "failed"
     assert "secret 'EXTRA' is not set (omnicore secrets set EXTRA)" in (run.error or "")
     assert upstream.seen == []
+
+
+PRIVATE = """\
+format: omniflow/v1
+name: private
+steps:
+  - id: call
+    uses: connector:${{ inputs.to }}
+    method: POST
+    path: /x
+    retry: {max_attempts: 3, initial: 10ms, jitter: false}
+"""
+
+
+@pytest.mark.parametrize("connector", ["named", "other_net"])
+def test_a_private_address_is_refused_to_a_step_as_to_a_plugin(
+        wf_app: Callable[..., OmniApp], upstream: Upstream, connector: str) -> None:
+    from tests.capabilities.test_http import Guest, http_wasm
+
+    flow = PRIVATE.replace("${{ inputs.to }}", connector)
+    app = wf_app({"private.yaml": flow, "fine.yaml": PRIVATE.replace(
+        "${{ inputs.to }}", "allowed").replace("name: private", "name: fine")}, extra=f"""\
+        connectors:
+          named: {{base_url: "http://localhost:{upstream.port}"}}
+          other_net: {{base_url: "http://localhost:{upstream.port}",
+                      allow_addresses: [10.0.0.0/8, "fd00::/8"]}}
+          allowed: {{base_url: "http://localhost:{upstream.port}",
+                    allow_addresses: [127.0.0.0/8, "::1"]}}
+        """)
+    run = app.workflows.wait(app.workflows.start("private", {}).id, 30)
+    row = app.workflows.store.step(run.id, "call")
+    assert run.state == "failed" and row is not None
+    assert row.attempt == 1                                   # a refusal is not retried
+    assert "DENIED" in (row.error or "") and "127.0.0.1" in (row.error or ""), row.error
+    assert upstream.seen == []
+    # The http capability refuses the same connector with the same words.
+    app.plugins.load(http_wasm("web"), grants={"http": {"connectors": [connector]}})
+    with pytest.raises(GuestError) as refused:
+        Guest(app, "web").raw({"method": "POST", "connector": connector, "path": "/x"})
+    assert refused.value.guest_message.startswith("DENIED:") and upstream.seen == []
+    # Naming the network in the connector is what lets both through.
+    fine = app.workflows.wait(app.workflows.start("fine", {}).id, 30)
+    assert fine.state == "succeeded", fine.error
+    assert len(upstream.seen) == 1

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from omnicore.capabilities import guestjson
-from omnicore.capabilities.http import MAX_REQUEST_JSON, Client, HttpRefused
+from omnicore.egress import MAX_REQUEST_JSON, Client, Refused, Request
 from omnicore.sandbox.fastcall import GuestMemory, HostTrap
 from omnicore.sandbox.pluginlog import PluginLog
 
@@ -119,8 +119,8 @@ def http_request(state: EnvState, mem: KernelMemory, req: int, body: int) -> int
                        "manifest, no http grant)")
     data = inst.block_bytes(body, "http request body")
     try:
-        resp = state.http.request(method, url, headers, data, mem.deadline)
-    except HttpRefused as exc:
+        resp = state.http.send(Request(method, url, headers=headers, body=data), mem.deadline)
+    except Refused as exc:
         if time.monotonic() >= mem.deadline:
             inst.deadline_hit = True  # the call fails as DeadlineExceeded: Extism's "timeout"
             raise HostTrap(f"timeout: HTTP request to {url}: {exc}") from None
@@ -128,7 +128,7 @@ def http_request(state: EnvState, mem: KernelMemory, req: int, body: int) -> int
             raise HostTrap(f"HTTP request to {url} is not allowed: {exc}") from None
         if exc.status == "TOO_LARGE" and str(exc).startswith("response"):
             raise HostTrap(f"HTTP response exceeds the configured maximum number of bytes: "
-                           f"{state.http.max_response_bytes}") from None
+                           f"{state.http.policy.max_response_bytes}") from None
         raise HostTrap(f"HTTP request to {url} failed: {exc.status}: {exc}") from None
     inst.http_status, inst.http_headers = resp.status, resp.headers
     return inst.new_block(resp.body)

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import wasmtime
 
-from omnicore.capabilities.http import Client
+from omnicore.egress import Client, Policy
 from omnicore.errors import (
     ConfigError,
     DeadlineExceeded,
@@ -42,7 +42,7 @@ from omnicore.extism._env import ENV_FUNCTIONS, EnvState, KernelMemory
 from omnicore.extism._kernel import FIRST_HANDLE, KERNEL_FUNCTIONS, kernel_wasm
 from omnicore.extism._manifest import DEFAULT_MAX_VAR_BYTES
 from omnicore.extism._user import CurrentPlugin, UserFunction, Val, as_user_function
-from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
+from omnicore.sandbox.capability import CapabilityRegistry
 from omnicore.sandbox.engine import SandboxEngine
 
 # The fast path's C entry points (fastcall.PRIVATE_NAMES, checked by its test).
@@ -353,8 +353,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         if self.wasi_output is not None:
             define_wasi(linker, self.wasi_output, self.registry, self._keepalive,
                         memory_of=_plugin_memory)
-        client = None if http is None else Client(
-            PluginContext(self.name, http, self.config, self.log, data_dir))
+        # The same client as omnicore:http's, without connectors (refused above).
+        client = None if http is None else Client(Policy.from_grant(http, self.name))
         state = EnvState(self.config, self.log, max_var_bytes, client)
         for fname, (params, results, impl) in ENV_FUNCTIONS.items():
             define_host_function(linker, EXTISM_ENV, fname, params, results, impl, state,

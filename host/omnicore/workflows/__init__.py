@@ -7,7 +7,7 @@ workflows, run durably by the app (``app.workflows``; specs/workflows.md).
     expressions.py  ${{ }} expressions in CEL; secrets only as references
     registry.py     the workflows/ folder: loaded and failed definitions
     engine.py       runs: start, advance, workers, approvals, restart, triggers, webhooks
-    connector.py    a connector step's request, credentials added and cut out again
+    connector.py    a connector step's request: secret references recorded, sent through app.egress
     errors.py       the error tree
 """
 

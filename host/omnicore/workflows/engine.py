@@ -45,7 +45,7 @@ from omnicore.storage.workflows import (
     StepRecord,
     WorkflowStore,
 )
-from omnicore.workflows.connector import ConnectorFailed, call_connector, secret_placeholder
+from omnicore.workflows.connector import ConnectorFailed, call_connector, record_request
 from omnicore.workflows.definition import Step, Workflow, from_document
 from omnicore.workflows.errors import (
     ExpressionError,
@@ -56,7 +56,7 @@ from omnicore.workflows.errors import (
 from omnicore.workflows.registry import Registry
 
 if TYPE_CHECKING:
-    from omnicore.capabilities.http import Connector
+    from omnicore.egress import Connector, Egress
     from omnicore.plugins.host import PluginHost
     from omnicore.storage.secrets import SecretStore
 
@@ -97,6 +97,9 @@ class WorkflowsApp(Protocol):
 
     @property
     def connectors(self) -> dict[str, Connector]: ...
+
+    @property
+    def egress(self) -> Egress: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,11 +434,7 @@ class Workflows:
             return NewStep(s.id, index, "waiting",
                            wait={"kind": "event", "topic": s.wait.topic, "until": until})
         if s.kind == "connector":
-            masked = dict(data, secrets={n: secret_placeholder(n) for n in s.headers.secrets})
-            request = {"method": s.method, "path": s.path.evaluate(data),
-                       "query": s.query.evaluate(data), "headers": s.headers.evaluate(masked),
-                       "body": s.with_.evaluate(data)}
-            return NewStep(s.id, index, "queued", request)
+            return NewStep(s.id, index, "queued", record_request(s, data))
         return NewStep(s.id, index, "queued", s.with_.evaluate(data))
 
     def _items(self, run: RunRecord, s: Step, parent: StepRecord) -> StepRecord | None:
@@ -561,14 +560,10 @@ class Workflows:
             return raw.decode("utf-8", "replace")
 
     def _call_connector(self, s: Step, run: RunRecord, row: StepRecord) -> Any:
-        connector = self._app.connectors.get(s.target)
-        if connector is None:
-            raise _Permanent(f"the app has no connector {s.target!r}")
-        secrets = self._app.secrets
+        egress = self._app.egress
         return self._timed(lambda: call_connector(
-            connector, row.input or {}, secret=secrets.get,
-            idempotency_key=_key(run, s.id, row.index), timeout_s=s.timeout,
-            max_bytes=self.settings.max_output_bytes), s)
+            egress, s.target, row.input or {}, idempotency_key=_key(run, s.id, row.index),
+            timeout_s=s.timeout, max_bytes=self.settings.max_output_bytes), s)
 
     def _sub_run(self, s: Step, run: RunRecord, row: StepRecord) -> None:
         # A delivery after a crash finds the sub-run it started before, not a second one.
