@@ -2,7 +2,8 @@
 
 ``NAME.toml``, ``NAME.yaml`` or ``NAME.yml`` (NAME is the file name without ``.wasm``), with
 the keys ``grants`` (or ``[grant.<capability>]`` tables), ``config``, ``limits``, ``enabled``
-(specs/abi.md §7), and for an Extism plugin the Extism manifest keys ``allowed_hosts``,
+(specs/abi.md §7), ``mcp`` (``{expose: [HANDLER, ...]}``: the plugin's handlers served as MCP
+tools, globs allowed), and for an Extism plugin the Extism manifest keys ``allowed_hosts``,
 ``allowed_paths``, ``memory``, ``timeout_ms`` (specs/extism.md). :func:`read_sidecar`
 validates one; :func:`write_grants` persists grants made on a running host (the console,
 ``app.plugins.grant(..., persist=True)``) back into it.
@@ -31,7 +32,7 @@ __all__ = ["SIDECAR_SUFFIXES", "Sidecar", "read_sidecar", "read_sidecar_data", "
            "write_grants", "write_sidecar_data"]
 
 SIDECAR_SUFFIXES = (".toml", ".yaml", ".yml")
-_SIDECAR_KEYS = ("grants", "grant", "config", "limits", "enabled", *EXTISM_KEYS)
+_SIDECAR_KEYS = ("grants", "grant", "config", "limits", "enabled", "mcp", *EXTISM_KEYS)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Sidecar:
     enabled: bool = True
     #: Extism manifest keys (applied to Extism plugins, refused for native ones at load).
     extism: dict[str, Any] = field(default_factory=dict)
+    #: Handler patterns of this plugin served as MCP tools (``mcp.expose``; omnicore.mcp).
+    mcp_expose: tuple[str, ...] = ()
 
 
 def sidecar_paths(wasm: Path) -> list[Path]:
@@ -113,7 +116,18 @@ def read_sidecar(wasm: Path) -> Sidecar:
     if extism:
         parse_manifest(extism, source, wasm)  # bad values name this file and the key
     return Sidecar(path=path, grants=grants, config=dict(config), limits=dict(limits),
-                   enabled=enabled, extism=extism)
+                   enabled=enabled, extism=extism, mcp_expose=_mcp_expose(data, source))
+
+
+def _mcp_expose(data: Mapping[str, Any], source: str) -> tuple[str, ...]:
+    mcp = data.get("mcp", {})
+    expose = mcp.get("expose", []) if isinstance(mcp, Mapping) else None
+    if (not isinstance(mcp, Mapping) or set(mcp) - {"expose"} or not isinstance(expose, list)
+            or not all(isinstance(h, str) and h for h in expose)):
+        raise ConfigError(f"{source}: 'mcp' must be {{expose: [HANDLER, ...]}} (handler names "
+                          "or globs of this plugin, e.g. ['greet'] or ['*'])",
+                          key="mcp", value=mcp, source=source)
+    return tuple(expose)
 
 
 def write_grants(wasm: Path, grants: Mapping[str, Mapping[str, Any] | None]) -> Path:
