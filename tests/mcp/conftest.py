@@ -80,3 +80,48 @@ def text_of(result: types.CallToolResult) -> str:
     first = result.content[0]
     assert isinstance(first, types.TextContent)
     return first.text
+
+
+PASSWORD = "correct horse battery"
+
+
+class Host:
+    """A running app with its console on a free loopback port, an admin and a viewer token."""
+
+    def __init__(self, root: Path, expose: Sequence[str], **config: Any) -> None:
+        from omnicore import OmniApp
+        from omnicore.console import ConsoleModule
+
+        appdir = make_app(root, expose, **config)
+        self.plugins_dir = appdir / "plugins"
+        self.app = OmniApp(config_path=appdir / "omnicore.yaml",
+                           overrides={"console": {"port": 0}})
+        self.module = ConsoleModule()
+        self.app.add_module(self.module)
+        self.app.start()
+        assert self.module.console is not None and self.module.url is not None
+        self.url = self.module.url
+        self.store = self.module.console.auth.store
+        self.store.add("admin", PASSWORD, "admin")
+        self.store.add("viewer", PASSWORD, "viewer")
+        self.admin_token, _ = self.store.new_token("admin", "tests")
+        self.viewer_token, _ = self.store.new_token("viewer", "tests")
+
+    def stop(self) -> None:
+        if self.app.state.value == "running":
+            self.app.stop()
+
+
+@asynccontextmanager
+async def http_session(url: str, token: str | None,
+                       inbox: Inbox | None = None) -> AsyncIterator[ClientSession]:
+    """An initialized MCP client session over streamable HTTP to ``url``/mcp."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as client, \
+            streamable_http_client(f"{url}/mcp", http_client=client) as (read, write), \
+            ClientSession(read, write, message_handler=inbox) as session:
+        await session.initialize()
+        yield session
