@@ -27,9 +27,10 @@ TOOLS_MANIFEST: dict[str, Any] = {
                  "hidden", {"name": "trap"}, "spin", "fail", "plain"]}
 
 
-def wasm(fixture: str, manifest: Mapping[str, Any] | None = None) -> bytes:
-    """``tests/mcp/<fixture>.wat`` compiled, with ``manifest`` as its manifest section."""
-    text = (HERE / f"{fixture}.wat").read_text()
+def wasm(fixture: str, manifest: Mapping[str, Any] | None = None, name: str = "") -> bytes:
+    """``tests/mcp/<fixture>.wat`` compiled, with ``manifest`` as its manifest section (or
+    ``name`` as the plugin's name in the one it has)."""
+    text = (HERE / f"{fixture}.wat").read_text().replace("NAME_TAG", name)
     if manifest is not None:
         escaped = json.dumps(manifest).replace("\\", "\\\\").replace('"', '\\"')
         text = text.replace("MANIFEST_TAG", escaped)
