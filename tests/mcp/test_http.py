@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TOOLS_MANIFEST, Host, Inbox, http_session, text_of, wasm
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
+from conftest import TOOLS_MANIFEST, Host, Inbox, http_session, text_of, wasm
 from omnicore.mcp.tools import tool_name
 
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",

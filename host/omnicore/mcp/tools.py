@@ -31,7 +31,7 @@ from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.sidecar import read_sidecar
 from omnicore.sandbox import configschema
 
-__all__ = ["LISTED_STATES", "Tool", "Exposure", "tool_name", "tools_of"]
+__all__ = ["LISTED_STATES", "Exposure", "Tool", "tool_name", "tools_of"]
 
 log = logging.getLogger("omnicore.mcp")
 
