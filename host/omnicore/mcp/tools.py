@@ -122,7 +122,7 @@ def tools_of(infos: Iterable[PluginInfo], exposure: Exposure, *,
                 problem = f"its tool name {name!r} is also that of '{mine[name].handler}'"
             spec = declared.get(handler, {})
             schema = spec.get("input_schema", _OBJECT)
-            problem = problem or _schema_problem(schema, info.name)
+            problem = problem or _schema_problem(schema, info.name, (info.sha256, handler))
             if problem:
                 log.warning("mcp: handler '%s' of plugin '%s' is not served: %s",
                             handler, info.name, problem)
@@ -141,11 +141,22 @@ def _declared(manifest: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {e["name"]: e for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
 
 
-def _schema_problem(schema: object, plugin: str) -> str | None:
+#: Verdicts on input schemas by (plugin file sha256, handler): checking one costs a
+#: millisecond, and the list and every call need it. A new file is a new key.
+_checked: dict[tuple[str | None, str], str | None] = {}
+
+
+def _schema_problem(schema: object, plugin: str, key: tuple[str | None, str]) -> str | None:
     if not isinstance(schema, dict) or schema.get("type") != "object":
         return "its input_schema must be a JSON Schema object with \"type\": \"object\""
+    if key[0] is not None and key in _checked:
+        return _checked[key]
     try:
         configschema.check(schema, plugin)  # local $refs only: nothing is ever fetched
+        problem = None
     except InvalidModule as exc:
-        return str(exc).replace("config schema", "input_schema")
-    return None
+        problem = str(exc).replace("config schema", "input_schema")
+    if len(_checked) > 10_000:
+        _checked.clear()  # files come and go over a long life; stay bounded
+    _checked[key] = problem
+    return problem
