@@ -7,9 +7,9 @@ from pathlib import Path
 
 import anyio
 import mcp_types as types
-from conftest import TOOLS_MANIFEST, Inbox, wasm
 from mcp.client.session import ClientSession
 
+from conftest import TOOLS_MANIFEST, Inbox, wasm
 from omnicore import OmniApp
 from omnicore.mcp import ToolServer
 

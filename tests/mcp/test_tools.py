@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SCHEMA, TOOLS_MANIFEST, wasm
 
+from conftest import SCHEMA, TOOLS_MANIFEST, wasm
 from omnicore.errors import ConfigError
 from omnicore.mcp.tools import Exposure, tools_of
 from omnicore.plugins.host import PluginHost
@@ -97,7 +97,7 @@ def test_a_schema_ref_to_a_server_is_never_fetched(host: PluginHost, tmp_path: P
     hits: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             hits.append(self.path)
             self.send_response(200)
             self.end_headers()
