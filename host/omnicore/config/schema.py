@@ -235,6 +235,10 @@ class McpConfig(_Strict):
         default_factory=list,
         description="PLUGIN/HANDLER patterns served as MCP tools (globs: greeter/*); none by "
                     "default")
+    resources: bool = Field(
+        default=False,
+        description="serve each plugin's memories and vector collections as read-only MCP "
+                    "resources (a sidecar's mcp.resources decides for its plugin)")
 
     @field_validator("expose")
     @classmethod

@@ -21,18 +21,23 @@ import json
 import logging
 from typing import Any, Protocol
 
+import anyio
 import mcp_types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.shared.exceptions import MCPError
 
 from omnicore import __version__
 from omnicore.core.events import Event, EventBus
 from omnicore.errors import OmniError
+from omnicore.mcp.resources import list_resources, read_resource
 from omnicore.mcp.tools import Exposure, Tool, tools_of
 from omnicore.plugins.host import PluginHost
+from omnicore.storage.memory import MemoryStore
+from omnicore.storage.vectors import VectorStore
 
 __all__ = ["CALLER_KEY", "Caller", "ToolServer"]
 
@@ -56,7 +61,8 @@ class Caller(Protocol):
 
 
 class McpApp(Protocol):
-    """What the server needs of an app: its plugins, its ``mcp.expose`` rules, its events."""
+    """What the server needs of an app: its plugins, its ``mcp`` rules, its events, and the
+    stores resources are read from."""
 
     @property
     def plugins(self) -> PluginHost: ...
@@ -66,6 +72,12 @@ class McpApp(Protocol):
 
     @property
     def config(self) -> Any: ...
+
+    @property
+    def memory(self) -> MemoryStore: ...
+
+    @property
+    def vectors(self) -> VectorStore: ...
 
 
 class _Server(Server[Any]):
@@ -90,12 +102,13 @@ class ToolServer:
 
     def __init__(self, app: McpApp) -> None:
         self.app = app
-        self.exposure = Exposure(app.config.mcp.expose)
+        self.exposure = Exposure(app.config.mcp.expose, app.config.mcp.resources)
         self.bus = InMemorySubscriptionBus()
         self.server: Server[Any] = _Server(
             "omnicore", version=__version__,
             description=f"the WebAssembly plugins of app '{app.config.name}' as tools",
             on_list_tools=self._list_tools, on_call_tool=self._call_tool,
+            on_list_resources=self._list_resources, on_read_resource=self._read_resource,
             on_subscriptions_listen=ListenHandler(self.bus))
         self.server.middleware.append(self._track_peers)
         #: Handshake-era clients, told about list changes over their own connection.
@@ -142,6 +155,27 @@ class ToolServer:
         except OmniError as exc:
             return _error(str(exc).strip().partition("\n")[0])
         return _result(out)
+
+    # -- resources (read-only; off unless mcp.resources) ---------------------------------
+
+    async def _list_resources(self, ctx: ServerRequestContext[Any, Any],
+                              params: types.PaginatedRequestParams | None
+                              ) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=list_resources(self.app.plugins,
+                                                                  self.exposure))
+
+    async def _read_resource(self, ctx: ServerRequestContext[Any, Any],
+                             params: types.ReadResourceRequestParams
+                             ) -> types.ReadResourceResult:
+        infos = {info.name: info for info in self.app.plugins}
+        text = await anyio.to_thread.run_sync(read_resource, self.app, infos, self.exposure,
+                                              params.uri)
+        if text is None:
+            raise MCPError(-32002, f"no resource {params.uri[:200]!r}: resources are "
+                                   "omnicore://PLUGIN/memory and omnicore://PLUGIN/vectors of "
+                                   "plugins with mcp.resources on; resources/list shows them")
+        return types.ReadResourceResult(contents=[types.TextResourceContents(
+            uri=params.uri, mime_type="application/json", text=text)])
 
     # -- list changes --------------------------------------------------------------------
 

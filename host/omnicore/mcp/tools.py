@@ -41,6 +41,8 @@ LISTED_STATES = frozenset({"loaded", "half-open", "circuit-open"})
 _ALLOWED = re.compile(r"[A-Za-z0-9_.-]")
 _MAX_NAME = 128
 _OBJECT: Mapping[str, Any] = {"type": "object"}
+#: A sidecar's MCP rules: its handler patterns, and its resources switch (None: the app's).
+_Rules = tuple[tuple[str, ...], bool | None]
 
 
 def tool_name(plugin: str, handler: str) -> str:
@@ -67,39 +69,47 @@ class Exposure:
     edited sidecar takes effect at the next list or call without a reload.
     """
 
-    def __init__(self, app_patterns: Iterable[str]) -> None:
+    def __init__(self, app_patterns: Iterable[str], resources: bool = False) -> None:
         self._app = [tuple(p.split("/", 1)) for p in app_patterns]
-        self._sidecars: dict[Path, tuple[tuple[int, int, int], tuple[str, ...]]] = {}
+        self._resources = resources
+        self._sidecars: dict[Path, tuple[tuple[int, int, int], _Rules]] = {}
 
     def exposes(self, info: PluginInfo, handler: str) -> bool:
         """Whether ``handler`` of plugin ``info`` is served as a tool."""
         if any(fnmatchcase(info.name, p) and fnmatchcase(handler, h) for p, h in self._app):
             return True
-        return any(fnmatchcase(handler, h) for h in self._sidecar(info))
+        return any(fnmatchcase(handler, h) for h in self._sidecar(info)[0])
 
-    def _sidecar(self, info: PluginInfo) -> tuple[str, ...]:
+    def resources(self, info: PluginInfo) -> bool:
+        """Whether plugin ``info``'s memories and vectors are served as resources."""
+        own = self._sidecar(info)[1]
+        return self._resources if own is None else own
+
+    def _sidecar(self, info: PluginInfo) -> _Rules:
         if not info.source:
-            return ()
+            return (), None
         wasm = Path(info.source)
         found = [p for p in (wasm.with_suffix(s) for s in (".toml", ".yaml", ".yml"))
                  if p.is_file()]
         if len(found) != 1:
-            return ()  # none, or two (the host refuses to load such a plugin anyway)
+            return (), None  # none, or two (the host refuses to load such a plugin anyway)
         try:
             st = os.stat(found[0])
         except OSError:
-            return ()
+            return (), None
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         cached = self._sidecars.get(found[0])
         if cached is not None and cached[0] == stamp:
             return cached[1]
+        rules: _Rules
         try:
-            patterns = read_sidecar(wasm).mcp_expose
+            sidecar = read_sidecar(wasm)
+            rules = (sidecar.mcp_expose, sidecar.mcp_resources)
         except (ConfigError, OSError) as exc:
             log.warning("mcp: ignoring the sidecar of plugin '%s': %s", info.name, exc)
-            patterns = ()
-        self._sidecars[found[0]] = (stamp, patterns)
-        return patterns
+            rules = ((), None)
+        self._sidecars[found[0]] = (stamp, rules)
+        return rules
 
 
 def tools_of(infos: Iterable[PluginInfo], exposure: Exposure, *,
