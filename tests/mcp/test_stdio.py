@@ -212,3 +212,12 @@ def test_a_call_runs_with_the_plugins_own_limits(tmp_path: Path) -> None:
 
     asyncio.run(main())
 
+
+
+def test_an_app_folder_without_config_is_one_error_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "omnicore.cli", "mcp", "--app", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: no omnicore.yaml in {tmp_path}; create an app with `omnicore new {tmp_path}`"]
