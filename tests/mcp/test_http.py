@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
@@ -158,3 +159,37 @@ def test_tool_names_follow_the_documented_mapping() -> None:
     assert tool_name("p", "say/hi") == "p.say_u002f_hi"
     assert tool_name("p", "héllo wörld") == "p.h_u00e9_llo_u0020_w_u00f6_rld"
     assert tool_name("p", "\U0001f600") == "p._u1f600_"
+
+
+def test_the_2026_revision_lists_calls_and_listens_for_changes(host: Host) -> None:
+    # The SDK's Client in "auto" mode discovers 2026-07-28: no initialize handshake, every
+    # request carries its own envelope, changes arrive on a subscriptions/listen stream.
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    from mcp import Client
+
+    async def main(token: str) -> None:
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as hc, \
+                Client(streamable_http_client(f"{host.url}/mcp", http_client=hc),
+                       mode="auto") as c:
+            assert c.protocol_version == "2026-07-28"
+            assert {t.name for t in (await c.list_tools()).tools} == {
+                "tools.echo", "tools.trap", "tools.plain"}
+            answer = await c.call_tool("tools.echo", {"text": "modern"})
+            if token == host.viewer_token:
+                assert answer.is_error and "viewer" in text_of(answer)
+                return
+            assert answer.structured_content == {"text": "modern"}
+            async with c.listen(tools_list_changed=True) as sub:
+                file = host.plugins_dir / "tools.wasm"
+                tmp = file.with_name(".tools.tmp")
+                tmp.write_bytes(wasm("tools", dict(TOOLS_MANIFEST, handlers=["echo"])))
+                os.replace(tmp, file)
+                with anyio.fail_after(30):
+                    async for _event in sub:
+                        break
+            assert {t.name for t in (await c.list_tools()).tools} == {"tools.echo"}
+
+    asyncio.run(main(host.viewer_token))
+    asyncio.run(main(host.admin_token))
