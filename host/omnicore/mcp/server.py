@@ -8,7 +8,8 @@ the first text content, and as structured content too when it is a JSON object. 
 the call (trap, deadline, limit, needs-grant, the handler's own error) is a tool result with
 ``isError`` and the host's one-line message; the server keeps serving.
 
-When plugins load, reload or unload, every connected client gets
+When plugins load, reload or unload (or the console exposes or hides a handler), every
+connected client gets
 ``notifications/tools/list_changed``: on the handshake protocol revisions over its connection,
 on 2026-07-28 through the ``subscriptions/listen`` stream it opened.
 """
@@ -33,6 +34,7 @@ from mcp.shared.exceptions import MCPError
 from omnicore import __version__
 from omnicore.core.events import Event, EventBus
 from omnicore.errors import OmniError
+from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
 from omnicore.mcp.tools import Exposure, Tool, tools_of
 from omnicore.plugins.host import PluginHost
@@ -47,7 +49,7 @@ log = logging.getLogger("omnicore.mcp")
 CALLER_KEY = "omnicore.mcp.caller"
 #: Plugin events after which the tool list may differ.
 _CHANGES = frozenset({"plugin.loaded", "plugin.unloaded", "plugin.reloaded",
-                      "plugin.state_changed", "plugin.failed"})
+                      "plugin.state_changed", "plugin.failed", McpToolsChanged.topic})
 
 
 class Caller(Protocol):
@@ -114,7 +116,7 @@ class ToolServer:
         #: Handshake-era clients, told about list changes over their own connection.
         self._peers: dict[int, ServerSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._subscription: Any = None
+        self._subscriptions: list[Any] = []
         self._pending = False
 
     # -- tools ---------------------------------------------------------------------------
@@ -194,13 +196,14 @@ class ToolServer:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Follow plugin changes; notifications are sent on ``loop``."""
         self._loop = loop
-        self._subscription = self.app.events.subscribe("plugin.*", self._on_event)
+        self._subscriptions = [self.app.events.subscribe(topic, self._on_event)
+                               for topic in ("plugin.*", McpToolsChanged)]
 
     def detach(self) -> None:
         """Stop following plugin changes."""
-        if self._subscription is not None:
-            self.app.events.unsubscribe(self._subscription)
-            self._subscription = None
+        for subscription in self._subscriptions:
+            self.app.events.unsubscribe(subscription)
+        self._subscriptions = []
         self._loop = None
 
     def _on_event(self, event: Event) -> None:

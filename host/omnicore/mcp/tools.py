@@ -76,9 +76,18 @@ class Exposure:
 
     def exposes(self, info: PluginInfo, handler: str) -> bool:
         """Whether ``handler`` of plugin ``info`` is served as a tool."""
-        if any(fnmatchcase(info.name, p) and fnmatchcase(handler, h) for p, h in self._app):
-            return True
-        return any(fnmatchcase(handler, h) for h in self._sidecar(info)[0])
+        return self.rule(info, handler) is not None
+
+    def rule(self, info: PluginInfo, handler: str) -> tuple[str, str] | None:
+        """Which rule exposes ``handler`` of ``info``: ``("omnicore.yaml", "PLUGIN/HANDLER")``
+        or ``("sidecar", "HANDLER")``; None when it is not exposed."""
+        for p, h in self._app:
+            if fnmatchcase(info.name, p) and fnmatchcase(handler, h):
+                return "omnicore.yaml", f"{p}/{h}"
+        for h in self._sidecar(info)[0]:
+            if fnmatchcase(handler, h):
+                return "sidecar", h
+        return None
 
     def resources(self, info: PluginInfo) -> bool:
         """Whether plugin ``info``'s memories and vectors are served as resources."""
