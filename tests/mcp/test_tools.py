@@ -132,3 +132,16 @@ def test_only_plugins_that_can_run_are_listed(host: PluginHost, tmp_path: Path) 
     assert names(host, exposure) == {"tools.echo"}
     # Not listed, but a call still finds it and says why it cannot run.
     assert set(tools_of(host, exposure, listed_only=False)) == {"tools.echo", "off.echo"}
+
+
+def test_names_mcp_does_not_allow_are_mapped_and_a_collision_is_not_served(
+        host: PluginHost, tmp_path: Path) -> None:
+    load(host, tmp_path, dict(TOOLS_MANIFEST, handlers=["say/hi", "plain"]))
+    tools = tools_of(host, Exposure(["tools/*"]))
+    assert set(tools) == {"tools.say_u002f_hi", "tools.plain"}
+    assert tools["tools.say_u002f_hi"].handler == "say/hi"
+    host.unload("tools")
+    load(host, tmp_path, dict(TOOLS_MANIFEST, handlers=["say/hi", "say_u002f_hi"]))
+    # Two handlers, one tool name: the first keeps it, the second is not served.
+    tools = tools_of(host, Exposure(["tools/*"]))
+    assert {t.handler for t in tools.values()} == {"say/hi"}

@@ -25,6 +25,11 @@
     (i64.or (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32))
                     (i64.const 0x80000000))
             (i64.extend_i32_u (local.get $n))))
+  ;; Names MCP does not allow in a tool name, and one that collides with the first's mapping.
+  (func (export "say/hi") (param $p i32) (param $n i32) (result i64)
+    (call $echo (local.get $p) (local.get $n)))
+  (func (export "say_u002f_hi") (param $p i32) (param $n i32) (result i64)
+    (call $echo (local.get $p) (local.get $n)))
   (func (export "plain") (param i32 i32) (result i64)
     (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const 5)))
   (data (i32.const 16) "hello")
