@@ -9,9 +9,9 @@ the call (trap, deadline, limit, needs-grant, the handler's own error) is a tool
 ``isError`` and the host's one-line message; the server keeps serving.
 
 When plugins load, reload or unload (or the console exposes or hides a handler), every
-connected client gets
-``notifications/tools/list_changed``: on the handshake protocol revisions over its connection,
-on 2026-07-28 through the ``subscriptions/listen`` stream it opened.
+connected client gets ``notifications/tools/list_changed``: on the handshake protocol
+revisions over its connection, on 2026-07-28 through the ``subscriptions/listen`` stream it
+opened.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 from typing import Any, Protocol
 
 import anyio
@@ -41,9 +40,7 @@ from omnicore.plugins.host import PluginHost
 from omnicore.storage.memory import MemoryStore
 from omnicore.storage.vectors import VectorStore
 
-__all__ = ["CALLER_KEY", "Caller", "ToolServer"]
-
-log = logging.getLogger("omnicore.mcp")
+__all__ = ["CALLER_KEY", "Caller", "McpApp", "ToolServer"]
 
 #: Where the HTTP endpoint leaves the authenticated :class:`Caller` in the ASGI scope.
 CALLER_KEY = "omnicore.mcp.caller"
