@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-
-from conftest import Host, http_session, stdio_session, text_of, wasm
+from mcp_fixtures import Host, http_session, stdio_session, text_of, wasm
 
 
 class _Counter(BaseHTTPRequestHandler):
@@ -84,7 +83,7 @@ def test_without_the_grant_a_tool_cannot_reach_loopback(
 
 
 def test_over_stdio_too(tmp_path: Path, loopback: tuple[int, list[str]]) -> None:
-    from conftest import make_app
+    from mcp_fixtures import make_app
 
     port, hits = loopback
     app = make_app(tmp_path / "app", ["nogrant/fetch"],

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 from mcp.shared.exceptions import MCPError
+from mcp_fixtures import TOOLS_MANIFEST, Host, http_session, wasm
 from mcp_types import TextResourceContents
-
-from conftest import TOOLS_MANIFEST, Host, http_session, wasm
 
 
 def _host(root: Path, resources: bool, sidecar: str | None = None) -> Host:

@@ -185,7 +185,7 @@ class ToolServer:
             key = id(ctx.session)
             self._peers[key] = ctx.session
             # The SDK keeps the per-connection teardown on the connection the session
-            # belongs to; tests/mcp/test_server.py pins this private name.
+            # belongs to; tests/mcp/test_mcp_server.py pins this private name.
             connection = ctx.session._connection
             connection.exit_stack.callback(self._peers.pop, key, None)
         return result

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp_fixtures import SCHEMA, TOOLS_MANIFEST, wasm
 
-from conftest import SCHEMA, TOOLS_MANIFEST, wasm
 from omnicore.errors import ConfigError
 from omnicore.mcp.tools import Exposure, tools_of
 from omnicore.plugins.host import PluginHost

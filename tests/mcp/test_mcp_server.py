@@ -8,8 +8,8 @@ from pathlib import Path
 import anyio
 import mcp_types as types
 from mcp.client.session import ClientSession
+from mcp_fixtures import TOOLS_MANIFEST, Inbox, wasm
 
-from conftest import TOOLS_MANIFEST, Inbox, wasm
 from omnicore import OmniApp
 from omnicore.mcp import ToolServer
 

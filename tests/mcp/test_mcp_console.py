@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
-from conftest import PASSWORD, Host, Inbox, http_session
+from mcp_fixtures import PASSWORD, Host, Inbox, http_session
 
 API = "/api/v1/plugins/tools/mcp"
 

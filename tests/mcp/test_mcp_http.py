@@ -11,9 +11,9 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from mcp_fixtures import TOOLS_MANIFEST, Host, Inbox, http_session, text_of, wasm
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from conftest import TOOLS_MANIFEST, Host, Inbox, http_session, text_of, wasm
 from omnicore.mcp.tools import tool_name
 
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
