@@ -69,6 +69,10 @@ def test_a_switch_is_kept_in_the_sidecar_and_connected_agents_are_told(host: Hos
             assert {t.name for t in (await s.list_tools()).tools} == {"tools.echo"}
 
     asyncio.run(main())
+    entries = host.app.storage.audit.entries(action_prefix="mcp.")
+    assert [(e.actor, e.action, e.target, e.before, e.after, e.origin) for e in entries] == [
+        ("admin", "mcp.hide", "tools/plain", ["plain"], [], "127.0.0.1"),
+        ("admin", "mcp.expose", "tools/plain", [], ["plain"], "127.0.0.1")]
 
 
 def test_rules_the_console_does_not_own_are_refused_and_left_alone(host: Host) -> None:
@@ -82,6 +86,7 @@ def test_rules_the_console_does_not_own_are_refused_and_left_alone(host: Host) -
         assert by_pattern.status_code == 422
         assert "'f*'" in by_pattern.json()["error"]["message"]
         assert sidecar.read_text() == "mcp:\n  expose: ['f*']  # the operator's pattern\n"
+        assert host.app.storage.audit.entries(action_prefix="mcp.") == []
         assert admin.put(f"{API}/nope").status_code == 404
         assert admin.put("/api/v1/plugins/nope/mcp/echo").status_code == 404
 

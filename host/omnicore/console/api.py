@@ -384,7 +384,8 @@ async def set_mcp(request: Request) -> Response:
     st = state(request)
     tools = await st.off_loop(set_exposed, st.app, request.path_params["name"],
                               request.path_params["handler"], request.method == "PUT",
-                              by=who.user.name)
+                              by=who.user.name,
+                              origin=request.client.host if request.client else None)
     return JSONResponse({"items": [t.as_dict() for t in tools]})
 
 

@@ -299,7 +299,8 @@ async def plugin_post(request: Request) -> Response:
             from omnicore.mcp.expose import set_exposed
 
             await st.off_loop(set_exposed, st.app, name, f.get("handler", ""),
-                              action == "mcp_expose", by=who.user.name)
+                              action == "mcp_expose", by=who.user.name,
+                              origin=request.client.host if request.client else None)
             return done(url, action)
         if action == "reload":
             await st.off_loop(operations.reload_plugin, st.app, name)

@@ -1,16 +1,18 @@
 """The console's switch per handler: serve it as an MCP tool or not, kept in the plugin's
 sidecar (``mcp.expose``), so it lasts and the operator can read it in the file.
 
-A handler exposed by ``omnicore.yaml`` is shown as such and cannot be hidden from the console
-(the app config is the operator's file, not the console's); nor can one that a broader
-pattern of the sidecar exposes (``*``), which the message names. After a change,
-:class:`McpToolsChanged` on ``app.events`` makes every MCP server tell its clients.
+Each change is recorded in the audit log. A handler exposed by ``omnicore.yaml`` is shown as
+such and cannot be hidden from the console (the app config is the operator's file, not the
+console's); nor can one that a broader pattern of the sidecar exposes (``*``), which the
+message names. After a change, :class:`McpToolsChanged` on ``app.events`` makes every MCP
+server tell its clients.
 """
 
 from __future__ import annotations
 
 import glob
 import logging
+import time
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -63,9 +65,13 @@ def handler_tools(app: Any, name: str) -> list[HandlerTool]:
     return out
 
 
-def set_exposed(app: Any, name: str, handler: str, exposed: bool, *,
-                by: str = "console") -> list[HandlerTool]:
-    """Expose (or hide) ``handler`` of plugin ``name`` in its sidecar; the handlers after."""
+def set_exposed(app: Any, name: str, handler: str, exposed: bool, *, by: str = "operator",
+                origin: str | None = None) -> list[HandlerTool]:
+    """Expose (or hide) ``handler`` of plugin ``name`` in its sidecar; the handlers after.
+
+    The change is an entry of the audit log (``mcp.expose`` / ``mcp.hide``, actor ``by``,
+    target ``PLUGIN/HANDLER``, before and after: the sidecar's patterns).
+    """
     info = app.plugins.get(name)
     if handler not in info.handlers:
         raise HandlerNotFound(f"plugin '{name}' has no handler '{handler}' (handlers: "
@@ -84,7 +90,8 @@ def set_exposed(app: Any, name: str, handler: str, exposed: bool, *,
     wasm = Path(info.source)
     data = read_sidecar_data(wasm)
     section = dict(data.get("mcp") or {})
-    patterns = [p for p in section.get("expose", []) if p != glob.escape(handler)]
+    before = list(section.get("expose", []))
+    patterns = [p for p in before if p != glob.escape(handler)]
     broader = next((p for p in patterns if fnmatchcase(handler, p)), None)
     if not exposed and broader is not None:
         raise ConfigError(f"handler '{handler}' of plugin '{name}' is exposed by the pattern "
@@ -95,6 +102,8 @@ def set_exposed(app: Any, name: str, handler: str, exposed: bool, *,
     section["expose"] = patterns
     data["mcp"] = section
     path = write_sidecar_data(wasm, data)
+    app.storage.audit.append(by, "mcp.expose" if exposed else "mcp.hide", f"{name}/{handler}",
+                             before, patterns, origin, time.time())
     log.info("mcp: %s %s handler '%s' of plugin '%s' as tool '%s' (%s)", by,
              "exposed" if exposed else "hid", handler, name, tool_name(name, handler), path)
     app.events.publish(McpToolsChanged(plugin=name))
