@@ -5,7 +5,8 @@ exit code 1; ``--debug`` shows the traceback), :mod:`~omnicore.cli.app` the app 
 (``new APPDIR``, ``run``, ``config show``, ``info``), :mod:`~omnicore.cli.plugins` the plugin
 commands (``inspect``, ``call``), :mod:`~omnicore.cli.build` the author's commands
 (``build``, ``new plugin``, ``test``, ``env``), :mod:`~omnicore.cli.logs` a running host's
-plugin log, :mod:`~omnicore.cli.data` the durable state (``kv``, ``tasks``),
+plugin log, :mod:`~omnicore.cli.mcp` the MCP server over stdio, :mod:`~omnicore.cli.data`
+the durable state (``kv``, ``tasks``),
 :mod:`~omnicore.cli.secrets`, :mod:`~omnicore.cli.vectors`, :mod:`~omnicore.cli.users` and
 :mod:`~omnicore.cli.workflows` their own groups. All commands are registered here. Heavy
 imports happen inside the commands, so ``omnicore --help`` stays fast.
@@ -17,6 +18,7 @@ from omnicore.cli import (
     data,
     env,
     logs,
+    mcp,
     plugins,
     secrets,
     test,
@@ -31,6 +33,7 @@ __all__ = ["main"]
 main.add_command(plugins.inspect)
 main.add_command(plugins.call)
 main.add_command(logs.logs)
+main.add_command(mcp.mcp)
 main.add_command(build.build_command)
 main.add_command(test.test_command)
 main.add_command(env.env_command)

@@ -21,6 +21,7 @@ __all__ = [
     "ConsoleConfig",
     "LimitsConfig",
     "LogConfig",
+    "McpConfig",
     "OmniConfig",
     "PluginConfig",
     "SandboxConfig",
@@ -227,6 +228,29 @@ class ConnectorConfig(_Strict):
         description="private networks (CIDR) the base URL's host may resolve into")
 
 
+class McpConfig(_Strict):
+    """``mcp.*``: which plugin handlers ``omnicore mcp`` and ``/mcp`` serve as tools."""
+
+    expose: list[str] = Field(
+        default_factory=list,
+        description="PLUGIN/HANDLER patterns served as MCP tools (globs: greeter/*); none by "
+                    "default")
+    resources: bool = Field(
+        default=False,
+        description="serve each plugin's memories and vector collections as read-only MCP "
+                    "resources (a sidecar's mcp.resources decides for its plugin)")
+
+    @field_validator("expose")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            plugin, slash, handler = entry.partition("/")
+            if not (plugin and slash and handler):
+                raise ValueError(f"expose entry {entry!r} must be PLUGIN/HANDLER "
+                                 "(either may be a glob: 'greeter/*')")
+        return value
+
+
 class WorkflowsConfig(_Strict):
     """``workflows.*``: the workflow engine (omnicore.workflows, specs/workflows.md)."""
 
@@ -272,6 +296,7 @@ class OmniConfig(_Strict):
         default_factory=dict, description="named upstream APIs with credentials (omnicore:http)"
     )
     workflows: WorkflowsConfig = Field(default_factory=lambda: WorkflowsConfig())
+    mcp: McpConfig = Field(default_factory=lambda: McpConfig())
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 

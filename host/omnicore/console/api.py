@@ -365,6 +365,31 @@ async def call_plugin(st: ConsoleState, name: str, doc: dict[str, Any]) -> dict[
 
 
 @guarded
+async def get_mcp(request: Request) -> Response:
+    """The plugin's handlers as MCP tools: name, and whether (and by what) each is exposed."""
+    from omnicore.mcp.expose import handler_tools
+
+    need(request)
+    st = state(request)
+    tools = await st.off_loop(handler_tools, st.app, request.path_params["name"])
+    return JSONResponse({"items": [t.as_dict() for t in tools]})
+
+
+@guarded
+async def set_mcp(request: Request) -> Response:
+    """PUT exposes one handler as an MCP tool, DELETE hides it (the plugin's sidecar)."""
+    from omnicore.mcp.expose import set_exposed
+
+    who = need(request, "admin")
+    st = state(request)
+    tools = await st.off_loop(set_exposed, st.app, request.path_params["name"],
+                              request.path_params["handler"], request.method == "PUT",
+                              by=who.user.name,
+                              origin=request.client.host if request.client else None)
+    return JSONResponse({"items": [t.as_dict() for t in tools]})
+
+
+@guarded
 async def plugin_logs(request: Request) -> Response:
     need(request)
     level = choice(request, "level", LEVELS)
@@ -597,6 +622,8 @@ def routes() -> list[BaseRoute]:
         Route(f"{p}/plugins/{{name}}/grants/{{capability}}", put_grant, methods=["PUT"]),
         Route(f"{p}/plugins/{{name}}/grants/{{capability}}", delete_grant, methods=["DELETE"]),
         Route(f"{p}/plugins/{{name}}/invoke", invoke, methods=["POST"]),
+        Route(f"{p}/plugins/{{name}}/mcp", get_mcp, methods=["GET"]),
+        Route(f"{p}/plugins/{{name}}/mcp/{{handler}}", set_mcp, methods=["PUT", "DELETE"]),
         Route(f"{p}/plugins/{{name}}/logs", plugin_logs),
         Route(f"{p}/events", recent_events),
         Route(f"{p}/stream", stream),

@@ -57,10 +57,7 @@ class Auth:
         header = request.headers.get("authorization", "")
         scheme, _, secret = header.partition(" ")
         if scheme.lower() == "bearer" and secret:
-            secret = secret.strip()
-            if hmac.compare_digest(secret.encode(), self.local_token.encode()):
-                return Principal(User("local", "admin"), "token")
-            user = self.store.token_user(secret)
+            user = self.bearer_user(secret.strip())
             if user is None:
                 raise ApiError(401, "the API token is not valid (revoked or mistyped)",
                                headers={"WWW-Authenticate": "Bearer"})
@@ -73,6 +70,13 @@ class Auth:
         if not self.enabled:
             return Principal(User("operator", "admin"), "open")
         return None
+
+    def bearer_user(self, secret: str) -> User | None:
+        """The user whose API token (or this process's local token) ``secret`` is; None if
+        it is none (revoked or mistyped). ``/mcp`` authenticates with this alone."""
+        if hmac.compare_digest(secret.encode(), self.local_token.encode()):
+            return User("local", "admin")
+        return self.store.token_user(secret)
 
     def require(self, request: Request, role: Role = "viewer",
                 csrf: str | None = None) -> Principal:

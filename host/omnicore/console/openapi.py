@@ -104,6 +104,12 @@ _RUN = {"name": "run_id", "in": "path", "required": True,
         "schema": {"type": "integer", "minimum": 1}}
 _LEVEL = {"name": "level", "in": "query",
           "schema": {"enum": ["trace", "debug", "info", "warn", "error"]}}
+_HANDLER = {"name": "handler", "in": "path", "required": True, "schema": {"type": "string"}}
+_MCP_TOOLS = {"type": "object", "required": ["items"], "properties": {"items": {
+    "type": "array", "items": {"type": "object", "properties": {
+        "handler": {"type": "string"}, "tool": {"type": "string"},
+        "exposed": {"type": "boolean"}, "exposed_by": {"enum": ["omnicore.yaml", "sidecar", None]},
+        "rule": {"type": ["string", "null"]}}}}}}
 _FEED = [{"name": "plugin", "in": "query", "schema": {"type": "string"}}, _LEVEL,
          {"name": "kind", "in": "query", "schema": {"enum": ["log", "host", "event"]}}]
 
@@ -152,6 +158,12 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
               "schema": {"type": "string"}}], None, 200, _ref("Plugin")),
     ("post", "/plugins/{name}/invoke", "Call a handler once", "admin", [_NAME],
      _body(_ref("InvokeRequest")), 200, _ref("InvokeResult")),
+    ("get", "/plugins/{name}/mcp", "Its handlers as MCP tools, and which are exposed",
+     "viewer", [_NAME], None, 200, _MCP_TOOLS),
+    ("put", "/plugins/{name}/mcp/{handler}", "Expose a handler as an MCP tool (sidecar)",
+     "admin", [_NAME, _HANDLER], None, 200, _MCP_TOOLS),
+    ("delete", "/plugins/{name}/mcp/{handler}", "Stop serving a handler as an MCP tool "
+     "(sidecar)", "admin", [_NAME, _HANDLER], None, 200, _MCP_TOOLS),
     ("get", "/plugins/{name}/logs", "The plugin's log lines, newest first", "viewer",
      [_NAME, _LEVEL, *_PAGING], None, 200, _page(ANY_OBJECT)),
     ("get", "/events", "Recent log lines and events, newest first", "viewer",

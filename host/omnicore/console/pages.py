@@ -41,6 +41,7 @@ TEMPLATES = Jinja2Templates(directory=str(WEB / "templates"))
 NOTICES = {
     "granted": "Granted.", "revoked": "Revoked.", "config": "Config saved and live.",
     "limits": "Limits saved and live.", "enabled": "Enabled.", "disabled": "Disabled.",
+    "mcp_expose": "Served to agents as an MCP tool.", "mcp_hide": "No longer an MCP tool.",
     "reloaded": "Reloaded.", "deleted": "Plugin deleted.", "uploaded": "Uploaded.",
     "user": "User added.", "user-deleted": "User deleted.", "token-deleted": "Token revoked.",
     "retried": "Task queued again.", "cancelled": "Task cancelled.", "signed-out": "Signed out.",
@@ -248,9 +249,12 @@ def _plugin_context(st: ConsoleState, name: str) -> dict[str, Any]:
     lines = st.app.plugins.logs(name).lines(50)
     lines.reverse()
     limits = info.limits.as_dict() if info.limits else Limits().as_dict()
+    from omnicore.mcp.expose import handler_tools
+
     return {"plugin": doc, "latency": bars, "lines": lines, "limits": limits,
             "capabilities": api.capability_names(st.app), "config_text":
-            json.dumps(info.config, indent=2, sort_keys=True)}
+            json.dumps(info.config, indent=2, sort_keys=True),
+            "mcp_tools": handler_tools(st.app, name)}
 
 
 async def plugin_page(request: Request) -> Response:
@@ -267,7 +271,7 @@ async def plugin_post(request: Request) -> Response:
     """Every form on a plugin's page posts here with ``action``."""
     st = _state(request)
     name = request.path_params["name"]
-    f = (await read_form(request))[1]
+    who, f = await read_form(request)
     action = f.get("action", "")
     url = f"/plugins/{quote(name, safe='')}"
     invoke_result = None
@@ -291,6 +295,13 @@ async def plugin_post(request: Request) -> Response:
             await st.off_loop(operations.set_settings, st.app, name,
                               enabled=action == "enable")
             return done(url, f"{action}d")
+        if action in ("mcp_expose", "mcp_hide"):
+            from omnicore.mcp.expose import set_exposed
+
+            await st.off_loop(set_exposed, st.app, name, f.get("handler", ""),
+                              action == "mcp_expose", by=who.user.name,
+                              origin=request.client.host if request.client else None)
+            return done(url, action)
         if action == "reload":
             await st.off_loop(operations.reload_plugin, st.app, name)
             return done(url, "reloaded")

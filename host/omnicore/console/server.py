@@ -106,6 +106,9 @@ async def openapi(_request: Request) -> Response:
 
 def create_app(state: ConsoleState) -> Starlette:
     """The ASGI app for ``state`` (serve it with Hypercorn, or test it with httpx)."""
+    from omnicore.mcp import McpEndpoint  # the MCP SDK loads only when a console is served
+
+    mcp = McpEndpoint(state.app, state.auth.bearer_user)  # /mcp: agents, with API tokens
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -117,10 +120,12 @@ def create_app(state: ConsoleState) -> Starlette:
         *secrets.routes(),
         *vectors.routes(),
         *memory.routes(),
+        Route("/mcp", mcp),
         Mount("/static", StaticFiles(directory=str(pages.WEB / "static")), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
                     exception_handlers={ApiError: on_api_error, HTTPException: on_http_error,
-                                        Exception: on_crash})
+                                        Exception: on_crash},
+                    lifespan=lambda _app: mcp.lifespan())
     app.state.console = state
     return app

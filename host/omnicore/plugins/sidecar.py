@@ -2,8 +2,10 @@
 
 ``NAME.toml``, ``NAME.yaml`` or ``NAME.yml`` (NAME is the file name without ``.wasm``), with
 the keys ``grants`` (or ``[grant.<capability>]`` tables), ``config``, ``limits``, ``enabled``
-(specs/abi.md §7), and for an Extism plugin the Extism manifest keys ``allowed_hosts``,
-``allowed_paths``, ``memory``, ``timeout_ms`` (specs/extism.md). :func:`read_sidecar`
+(specs/abi.md §7), ``mcp`` (``{expose: [HANDLER, ...], resources: bool}``: the plugin's
+handlers served as MCP tools, globs allowed; its memories and vectors as resources), and for
+an Extism plugin the Extism manifest keys ``allowed_hosts``, ``allowed_paths``, ``memory``,
+``timeout_ms`` (specs/extism.md). :func:`read_sidecar`
 validates one; :func:`write_grants` persists grants made on a running host (the console,
 ``app.plugins.grant(..., persist=True)``) back into it.
 """
@@ -31,7 +33,7 @@ __all__ = ["SIDECAR_SUFFIXES", "Sidecar", "read_sidecar", "read_sidecar_data", "
            "write_grants", "write_sidecar_data"]
 
 SIDECAR_SUFFIXES = (".toml", ".yaml", ".yml")
-_SIDECAR_KEYS = ("grants", "grant", "config", "limits", "enabled", *EXTISM_KEYS)
+_SIDECAR_KEYS = ("grants", "grant", "config", "limits", "enabled", "mcp", *EXTISM_KEYS)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class Sidecar:
     enabled: bool = True
     #: Extism manifest keys (applied to Extism plugins, refused for native ones at load).
     extism: dict[str, Any] = field(default_factory=dict)
+    #: Handler patterns of this plugin served as MCP tools (``mcp.expose``; omnicore.mcp).
+    mcp_expose: tuple[str, ...] = ()
+    #: Whether this plugin's memories and vectors are MCP resources (``mcp.resources``);
+    #: None: as the app config says.
+    mcp_resources: bool | None = None
 
 
 def sidecar_paths(wasm: Path) -> list[Path]:
@@ -113,7 +120,20 @@ def read_sidecar(wasm: Path) -> Sidecar:
     if extism:
         parse_manifest(extism, source, wasm)  # bad values name this file and the key
     return Sidecar(path=path, grants=grants, config=dict(config), limits=dict(limits),
-                   enabled=enabled, extism=extism)
+                   enabled=enabled, extism=extism, **_mcp(data, source))
+
+
+def _mcp(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    mcp = data.get("mcp", {})
+    expose = mcp.get("expose", []) if isinstance(mcp, Mapping) else None
+    resources = mcp.get("resources") if isinstance(mcp, Mapping) else None
+    if (not isinstance(mcp, Mapping) or set(mcp) - {"expose", "resources"}
+            or not isinstance(expose, list) or not isinstance(resources, bool | None)
+            or not all(isinstance(h, str) and h for h in expose)):
+        raise ConfigError(f"{source}: 'mcp' must be {{expose: [HANDLER, ...], resources: "
+                          "true|false}} (handler names or globs of this plugin, e.g. ['greet'] "
+                          "or ['*'])", key="mcp", value=mcp, source=source)
+    return {"mcp_expose": tuple(expose), "mcp_resources": resources}
 
 
 def write_grants(wasm: Path, grants: Mapping[str, Mapping[str, Any] | None]) -> Path:

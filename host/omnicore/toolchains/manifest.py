@@ -10,6 +10,13 @@ the author describes the plugin once in ``omnicore.toml`` beside the sources::
     handlers = ["greet"]              # optional: defaults to every handler-typed export
     [plugin.config]                   # optional JSON Schema of the plugin's config section
     type = "object"
+    [plugin.handler.greet]            # optional, per handler: what an AI agent is told
+    description = "Greet someone by name"
+    input_schema = {type = "object", properties = {name = {type = "string"}}}
+
+A ``[plugin.handler.NAME]`` table makes that handler's entry in the manifest an object
+``{"name", "description", "input_schema"}`` (the MCP tool's description and input schema,
+specs/abi.md §5); handlers without one stay plain names.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ __all__ = ["MANIFEST_FILE", "SECTION", "embed_manifest", "handler_exports", "rea
 
 MANIFEST_FILE = "omnicore.toml"
 SECTION = "omnicore.manifest"
-_KNOWN = ("name", "version", "description", "handlers", "config", "subscriptions", "schedules")
+_KNOWN = ("name", "version", "description", "handlers", "handler", "config", "subscriptions",
+          "schedules")
+_HANDLER_KEYS = ("description", "input_schema")
 
 
 def read_plugin_meta(src: Path) -> dict[str, Any]:
@@ -78,10 +87,32 @@ def embed_manifest(wasm: bytes, meta: dict[str, Any], *, language: str,
         raise BuildError(f"omnicore.toml lists handlers {missing} that the module does not "
                          f"export with type (i32, i32) -> i64; exported handlers: {exported}",
                          plugin=manifest["name"], toolchain=language)
-    manifest["handlers"] = handlers
+    manifest["handlers"] = _described(handlers, meta.get("handler", {}), manifest["name"],
+                                      language)
     for key in ("config", "subscriptions", "schedules"):
         if key in meta:
             manifest[key] = meta[key]
     manifest["sdk"] = {"language": language, "version": __version__}
     payload = json.dumps(manifest, separators=(",", ":"), ensure_ascii=False).encode()
     return set_custom_section(wasm, SECTION, payload)
+
+
+def _described(handlers: list[str], tables: object, plugin: str,
+               language: str) -> list[str | dict[str, Any]]:
+    """``handlers`` with each ``[plugin.handler.NAME]`` table folded in as an object."""
+    if not isinstance(tables, dict):
+        raise BuildError("omnicore.toml: [plugin.handler] must hold one table per handler",
+                         plugin=plugin, toolchain=language)
+    for name, table in tables.items():
+        if name not in handlers:
+            raise BuildError(f"omnicore.toml: [plugin.handler.{name}] describes no handler of "
+                             f"this plugin (handlers: {handlers})", plugin=plugin,
+                             toolchain=language)
+        bad = sorted(set(table) - set(_HANDLER_KEYS)) if isinstance(table, dict) else ["?"]
+        schema = table.get("input_schema", {"type": "object"}) if not bad else None
+        if bad or not isinstance(table.get("description", ""), str) or \
+                not isinstance(schema, dict) or schema.get("type") != "object":
+            raise BuildError(f"omnicore.toml: [plugin.handler.{name}] may hold description "
+                             "(a string) and input_schema (a JSON Schema with type = "
+                             "\"object\")", plugin=plugin, toolchain=language)
+    return [{"name": h, **tables[h]} if h in tables else h for h in handlers]

@@ -1,0 +1,131 @@
+"""An MCP tool call against a direct ``app.plugins.call_json``, measured in the same run.
+
+The Rust greeter's ``greet`` exposed as the tool ``greeter-rust.greet``, called with
+``{"name": "Ada"}``:
+
+1. ``app.plugins.call_json`` in-process (the floor: what the tool call runs);
+2. ``tools/call`` over stdio: the MCP SDK's client and ``omnicore mcp --app DIR`` as a
+   subprocess (JSON-RPC over pipes);
+3. ``tools/call`` over streamable HTTP: the SDK's client and ``/mcp`` on a running host's
+   console (Hypercorn, loopback, Bearer token, SSE responses).
+
+The MCP columns add the protocol, the transport and the SDKs of both sides to the floor; the
+"added" column is the median minus the floor's. Targets (issue 24): +0.5 ms over stdio and
++1 ms over HTTP.
+
+    .venv/bin/python bench/bench_mcp.py [--quick] [--markdown]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import yaml
+from _measure import Sample, machine, measure, render
+
+from omnicore import OmniApp
+from omnicore.console import ConsoleModule
+
+ROOT = Path(__file__).resolve().parents[1]
+GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
+ARGS = {"name": "Ada"}
+
+
+async def ameasure(fn: Callable[[], Awaitable[object]], iters: int,
+                   repeats: int = 7) -> Sample:
+    """:func:`_measure.measure` for a coroutine function: the same warm-up and repeats."""
+    for _ in range(iters // 10):
+        await fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iters):
+            await fn()
+        times.append((time.perf_counter() - start) / iters * 1e6)
+    return Sample(statistics.median(times), min(times), max(times))
+
+
+def make_app(root: Path) -> Path:
+    (root / "plugins").mkdir(parents=True)
+    shutil.copy(GREETER, root / "plugins" / "greeter-rust.wasm")
+    (root / "plugins" / "greeter-rust.yaml").write_text("grants: [config]\n")
+    (root / "omnicore.yaml").write_text(yaml.safe_dump({
+        "name": "bench-mcp", "data_dir": "data", "plugins_dir": "plugins",
+        "log": {"level": "warning"}, "console": {"port": 0},
+        "mcp": {"expose": ["greeter-rust/greet"]}}))
+    return root
+
+
+async def over_stdio(appdir: Path, iters: int) -> Sample:
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "omnicore.cli", "mcp", "--app", str(appdir)],
+        env={k: v for k, v in os.environ.items() if k.startswith(("PYTHON", "PATH", "HOME"))})
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as s:
+        await s.initialize()
+        return await ameasure(_caller(s), iters)
+
+
+async def over_http(url: str, token: str, iters: int) -> Sample:
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client, \
+            streamable_http_client(f"{url}/mcp", http_client=client) as (read, write), \
+            ClientSession(read, write) as s:
+        await s.initialize()
+        return await ameasure(_caller(s), iters)
+
+
+def _caller(session: object) -> Callable[[], Awaitable[object]]:
+    async def call() -> object:
+        result = await session.call_tool("greeter-rust.greet", ARGS)  # type: ignore[attr-defined]
+        assert not result.is_error, result
+        return result
+
+    return call
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    if not GREETER.is_file():
+        sys.exit(f"build the examples first: {GREETER} is missing "
+                 "(.venv/bin/omnicore build plugins/ --out build/plugins)")
+    appdir = make_app(Path(tempfile.mkdtemp()) / "app")
+    iters = 50 if quick else 500
+    app = OmniApp(config_path=appdir / "omnicore.yaml")
+    module = ConsoleModule()
+    app.add_module(module)
+    app.start()
+    try:
+        assert module.console is not None and module.url is not None
+        assert app.plugins.call_json("greeter-rust", "greet", ARGS) == {"message": "Hello, Ada!"}
+        direct = measure(lambda: app.plugins.call_json("greeter-rust", "greet", ARGS),
+                         iters * 10)
+        stdio = asyncio.run(over_stdio(appdir, iters))
+        http = asyncio.run(over_http(module.url, module.console.auth.local_token, iters))
+    finally:
+        app.stop()
+    rows = [
+        ["app.plugins.call_json (in-process floor)", str(direct), "-"],
+        ["tools/call over stdio (omnicore mcp)", str(stdio), f"{stdio.median - direct.median:.0f}"],
+        ["tools/call over HTTP (/mcp, Bearer)", str(http), f"{http.median - direct.median:.0f}"],
+    ]
+    print(f"MCP tool call, Rust greeter, {iters} calls x 7 repeats; {machine()}")
+    print(render(["path", "µs per call: median [min-max]", "added µs"], rows,
+                 markdown="--markdown" in sys.argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""``/mcp`` on a running host's console: the tools over streamable HTTP, behind API tokens.
+
+Every request needs ``Authorization: Bearer <token>``: a console user's API token (``omnicore
+users token NAME``) or the host's local token (``<data_dir>/console.json``). Anything else — no
+header, a ``Basic`` one, a cookie session, a revoked token — is answered 401 before the SDK sees
+the request, whatever ``console.auth`` says: a browser cannot add a Bearer header on its own, so
+no page a user visits can make calls through it. A session belongs to the user who opened it
+(the SDK answers 404 to another user's session id), and the user's role is checked on every
+call: a viewer may list tools but not call them, as in the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from omnicore.mcp.server import CALLER_KEY, Caller, McpApp, ToolServer
+
+__all__ = ["McpEndpoint"]
+
+
+class McpEndpoint:
+    """The ASGI app behind ``/mcp``; run :meth:`lifespan` around serving it.
+
+    ``verify(secret)`` returns the caller whose Bearer token ``secret`` is, or None.
+    """
+
+    def __init__(self, app: McpApp, verify: Callable[[str], Caller | None]) -> None:
+        self.tools = ToolServer(app)
+        self._verify = verify
+        self._manager = StreamableHTTPSessionManager(app=self.tools.server)
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Serve sessions and follow plugin changes while the console runs."""
+        self.tools.attach(asyncio.get_running_loop())
+        try:
+            async with self._manager.run():
+                yield
+        finally:
+            self.tools.detach()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scheme, _, secret = Headers(scope=scope).get("authorization", "").partition(" ")
+        secret = secret.strip()
+        caller = self._verify(secret) if scheme.lower() == "bearer" and secret else None
+        if caller is None:
+            response = JSONResponse(
+                {"error": {"type": "Unauthorized",
+                           "message": "/mcp needs 'Authorization: Bearer <token>' with a valid "
+                                      "API token (omnicore users token NAME)"}},
+                status_code=401, headers={"WWW-Authenticate": 'Bearer realm="omnicore"'})
+            await response(scope, receive, send)
+            return
+        # The SDK binds each session to the principal in scope["user"]: another user's token
+        # cannot take it over.
+        user = AuthenticatedUser(AccessToken(token="", client_id=caller.name, scopes=[]))
+        scoped: dict[str, Any] = {**scope, "user": user, CALLER_KEY: caller}
+        await self._manager.handle_request(scoped, receive, send)

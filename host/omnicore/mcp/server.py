@@ -1,0 +1,253 @@
+"""The MCP server over an app's plugins, built on the official SDK's low-level ``Server``.
+
+``tools/list`` answers the exposed handlers of the plugins that can be called
+(:mod:`omnicore.mcp.tools`); ``tools/call`` runs one through ``app.plugins.acall`` (the async
+twin of ``call_json``: the same grants, limits, deadline and breaker, on the plugin's own
+worker threads) with the tool's arguments as the handler's JSON input. The output comes back as
+the first text content, and as structured content too when it is a JSON object. A failure of
+the call (trap, deadline, limit, needs-grant, the handler's own error) is a tool result with
+``isError`` and the host's one-line message; the server keeps serving.
+
+When plugins load, reload or unload (or the console exposes or hides a handler), every
+connected client gets ``notifications/tools/list_changed``: on the handshake protocol
+revisions over its connection, on 2026-07-28 through the ``subscriptions/listen`` stream it
+opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any, Protocol
+
+import anyio
+import mcp_types as types
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.shared.exceptions import MCPError
+
+from omnicore import __version__
+from omnicore.core.events import Event, EventBus
+from omnicore.errors import OmniError
+from omnicore.mcp.expose import McpToolsChanged
+from omnicore.mcp.resources import list_resources, read_resource
+from omnicore.mcp.tools import Exposure, Tool, tools_of
+from omnicore.plugins.host import PluginHost
+from omnicore.storage.memory import MemoryStore
+from omnicore.storage.vectors import VectorStore
+
+__all__ = ["CALLER_KEY", "Caller", "McpApp", "ToolServer"]
+
+#: Where the HTTP endpoint leaves the authenticated :class:`Caller` in the ASGI scope.
+CALLER_KEY = "omnicore.mcp.caller"
+#: Plugin events after which the tool list may differ.
+_CHANGES = frozenset({"plugin.loaded", "plugin.unloaded", "plugin.reloaded",
+                      "plugin.state_changed", "plugin.failed", McpToolsChanged.topic})
+
+
+class Caller(Protocol):
+    """Who sends a request over HTTP (a console user); stdio callers are the operator."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def is_admin(self) -> bool: ...
+
+
+class McpApp(Protocol):
+    """What the server needs of an app: its plugins, its ``mcp`` rules, its events, and the
+    stores resources are read from."""
+
+    @property
+    def plugins(self) -> PluginHost: ...
+
+    @property
+    def events(self) -> EventBus: ...
+
+    @property
+    def config(self) -> Any: ...
+
+    @property
+    def memory(self) -> MemoryStore: ...
+
+    @property
+    def vectors(self) -> VectorStore: ...
+
+
+class _Server(Server[Any]):
+    # The streamable HTTP manager builds each session's `initialize` answer from the default
+    # options; the tool list does change, so every transport advertises listChanged.
+    def create_initialization_options(
+        self, notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True),
+            experimental_capabilities, extensions)
+
+
+class ToolServer:
+    """The plugins of ``app`` as MCP tools; one per process, shared by every connection.
+
+    :meth:`attach` (on the event loop that serves) starts following plugin changes;
+    :meth:`detach` stops. ``server`` is the SDK's low-level server to run on a transport.
+    """
+
+    def __init__(self, app: McpApp) -> None:
+        self.app = app
+        self.exposure = Exposure(app.config.mcp.expose, app.config.mcp.resources)
+        self.bus = InMemorySubscriptionBus()
+        self.server: Server[Any] = _Server(
+            "omnicore", version=__version__,
+            description=f"the WebAssembly plugins of app '{app.config.name}' as tools",
+            on_list_tools=self._list_tools, on_call_tool=self._call_tool,
+            on_list_resources=self._list_resources, on_read_resource=self._read_resource,
+            on_subscriptions_listen=ListenHandler(self.bus))
+        self.server.middleware.append(self._track_peers)
+        #: Handshake-era clients, told about list changes over their own connection.
+        self._peers: dict[int, ServerSession] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._subscriptions: list[Any] = []
+        self._pending = False
+
+    # -- tools ---------------------------------------------------------------------------
+
+    def tools(self) -> dict[str, Tool]:
+        """The tools listed now, by name."""
+        return tools_of(self.app.plugins, self.exposure)
+
+    async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
+                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[
+            types.Tool(name=t.name, description=t.description, input_schema=dict(t.input_schema))
+            for t in self.tools().values()])
+
+    def resolve(self, name: str) -> Tool | None:
+        """The exposed tool ``name``, whatever its plugin's state (a needs-grant plugin's tool
+        answers with the grant it needs rather than "unknown tool")."""
+        plugin = name.partition(".")[0]
+        if plugin not in self.app.plugins:
+            return None
+        return tools_of([self.app.plugins.get(plugin)], self.exposure,
+                        listed_only=False).get(name)
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
+                         params: types.CallToolRequestParams) -> types.CallToolResult:
+        caller = _caller(ctx)
+        if caller is not None and not caller.is_admin:
+            return _error(f"user '{caller.name}' is a viewer, and calling a plugin needs an "
+                          f"admin; use an admin's token (omnicore users token NAME)")
+        tool = self.resolve(params.name)
+        if tool is None:
+            return _error(f"no tool '{params.name}': it is not an exposed handler of a loaded "
+                          "plugin (mcp.expose in omnicore.yaml or the plugin's sidecar); "
+                          "tools/list shows the tools")
+        data = json.dumps(params.arguments or {}, separators=(",", ":")).encode()
+        try:
+            out = await self.app.plugins.acall(tool.plugin, tool.handler, data)
+        except OmniError as exc:
+            return _error(str(exc).strip().partition("\n")[0])
+        return _result(out)
+
+    # -- resources (read-only; off unless mcp.resources) ---------------------------------
+
+    async def _list_resources(self, ctx: ServerRequestContext[Any, Any],
+                              params: types.PaginatedRequestParams | None
+                              ) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=list_resources(self.app.plugins,
+                                                                  self.exposure))
+
+    async def _read_resource(self, ctx: ServerRequestContext[Any, Any],
+                             params: types.ReadResourceRequestParams
+                             ) -> types.ReadResourceResult:
+        infos = {info.name: info for info in self.app.plugins}
+        text = await anyio.to_thread.run_sync(read_resource, self.app, infos, self.exposure,
+                                              params.uri)
+        if text is None:
+            raise MCPError(-32002, f"no resource {params.uri[:200]!r}: resources are "
+                                   "omnicore://PLUGIN/memory and omnicore://PLUGIN/vectors of "
+                                   "plugins with mcp.resources on; resources/list shows them")
+        return types.ReadResourceResult(contents=[types.TextResourceContents(
+            uri=params.uri, mime_type="application/json", text=text)])
+
+    # -- list changes --------------------------------------------------------------------
+
+    async def _track_peers(self, ctx: ServerRequestContext[Any, Any],
+                           call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method == "notifications/initialized":
+            key = id(ctx.session)
+            self._peers[key] = ctx.session
+            # The SDK keeps the per-connection teardown on the connection the session
+            # belongs to; tests/mcp/test_mcp_server.py pins this private name.
+            connection = ctx.session._connection
+            connection.exit_stack.callback(self._peers.pop, key, None)
+        return result
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Follow plugin changes; notifications are sent on ``loop``."""
+        self._loop = loop
+        self._subscriptions = [self.app.events.subscribe(topic, self._on_event)
+                               for topic in ("plugin.*", McpToolsChanged)]
+
+    def detach(self) -> None:
+        """Stop following plugin changes."""
+        for subscription in self._subscriptions:
+            self.app.events.unsubscribe(subscription)
+        self._subscriptions = []
+        self._loop = None
+
+    def _on_event(self, event: Event) -> None:
+        # Delivered on whatever thread changed the plugin (the folder watcher): hop onto the
+        # serving loop, and fold a burst of events (a reload publishes several) into one.
+        loop = self._loop
+        if event.topic not in _CHANGES or loop is None or self._pending:
+            return
+        self._pending = True
+        try:
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._announce()))
+        except RuntimeError:  # the loop closed while stopping
+            self._pending = False
+
+    async def _announce(self) -> None:
+        self._pending = False
+        for session in list(self._peers.values()):
+            await session.send_tool_list_changed()  # best effort: never raises
+        await self.bus.publish(ToolsListChanged())
+
+
+def _caller(ctx: ServerRequestContext[Any, Any]) -> Caller | None:
+    request = ctx.request
+    scope = getattr(request, "scope", None)
+    caller: Caller | None = scope.get(CALLER_KEY) if isinstance(scope, dict) else None
+    return caller
+
+
+def _error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
+
+
+def _result(out: bytes) -> types.CallToolResult:
+    """The handler's output as the first text content (base64 if it is not UTF-8), and as
+    structured content when it is a JSON object."""
+    try:
+        text = out.decode()
+    except UnicodeDecodeError:
+        return types.CallToolResult(content=[types.TextContent(
+            text=base64.b64encode(out).decode())])
+    structured = None
+    if text[:1] == "{":
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        structured = value if isinstance(value, dict) else None
+    return types.CallToolResult(content=[types.TextContent(text=text)],
+                                structured_content=structured)
+

@@ -1,0 +1,181 @@
+"""Which plugin handlers are MCP tools, under which names, with which description and schema.
+
+Nothing is a tool by default. The operator exposes handlers with ``mcp.expose`` in
+``omnicore.yaml`` (``PLUGIN/HANDLER`` patterns) or in a plugin's sidecar (``HANDLER``
+patterns of that plugin); globs (``greeter/*``, ``*``) are matched with :func:`fnmatchcase`.
+
+A tool is named ``PLUGIN.HANDLER``: MCP tool names allow only ``A-Za-z0-9_.-`` (and a ``/``
+breaks clients), plugin names never hold a dot, so the first dot splits the name back. A
+handler character outside that set is written ``_uXXXX_`` (its code point in hex, 4 to 6
+digits); a handler whose tool name would then collide with another one of the same plugin, or
+pass 128 characters, is not served and the log says why.
+
+Each tool's description and input schema come from the handler's object in the plugin's
+manifest (``{"name", "description", "input_schema"}``, specs/abi.md §5); without them the
+description is the plugin's and the schema ``{"type": "object"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from omnicore.errors import ConfigError, InvalidModule
+from omnicore.plugins.info import PluginInfo
+from omnicore.plugins.sidecar import read_sidecar
+from omnicore.sandbox import configschema
+
+__all__ = ["LISTED_STATES", "Exposure", "Tool", "tool_name", "tools_of"]
+
+log = logging.getLogger("omnicore.mcp")
+
+#: Plugin states whose exposed handlers appear in ``tools/list``; a call to an exposed handler
+#: of a plugin in another state (needs-grant, disabled) still answers with the host's reason.
+LISTED_STATES = frozenset({"loaded", "half-open", "circuit-open"})
+_ALLOWED = re.compile(r"[A-Za-z0-9_.-]")
+_MAX_NAME = 128
+_OBJECT: Mapping[str, Any] = {"type": "object"}
+#: A sidecar's MCP rules: its handler patterns, and its resources switch (None: the app's).
+_Rules = tuple[tuple[str, ...], bool | None]
+
+
+def tool_name(plugin: str, handler: str) -> str:
+    """``PLUGIN.HANDLER``, with each character MCP does not allow as ``_uXXXX_``."""
+    safe = "".join(c if _ALLOWED.fullmatch(c) else f"_u{ord(c):04x}_" for c in handler)
+    return f"{plugin}.{safe}"
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One exposed handler as an MCP tool."""
+
+    name: str
+    plugin: str
+    handler: str
+    description: str
+    input_schema: Mapping[str, Any]
+
+
+class Exposure:
+    """The operator's ``mcp.expose`` rules: the app's, and each plugin sidecar's.
+
+    Sidecars are read again only when their file changes (one ``stat`` per check), so an
+    edited sidecar takes effect at the next list or call without a reload.
+    """
+
+    def __init__(self, app_patterns: Iterable[str], resources: bool = False) -> None:
+        self._app = [tuple(p.split("/", 1)) for p in app_patterns]
+        self._resources = resources
+        self._sidecars: dict[Path, tuple[tuple[int, int, int], _Rules]] = {}
+
+    def exposes(self, info: PluginInfo, handler: str) -> bool:
+        """Whether ``handler`` of plugin ``info`` is served as a tool."""
+        return self.rule(info, handler) is not None
+
+    def rule(self, info: PluginInfo, handler: str) -> tuple[str, str] | None:
+        """Which rule exposes ``handler`` of ``info``: ``("omnicore.yaml", "PLUGIN/HANDLER")``
+        or ``("sidecar", "HANDLER")``; None when it is not exposed."""
+        for p, h in self._app:
+            if fnmatchcase(info.name, p) and fnmatchcase(handler, h):
+                return "omnicore.yaml", f"{p}/{h}"
+        for h in self._sidecar(info)[0]:
+            if fnmatchcase(handler, h):
+                return "sidecar", h
+        return None
+
+    def resources(self, info: PluginInfo) -> bool:
+        """Whether plugin ``info``'s memories and vectors are served as resources."""
+        own = self._sidecar(info)[1]
+        return self._resources if own is None else own
+
+    def _sidecar(self, info: PluginInfo) -> _Rules:
+        if not info.source:
+            return (), None
+        wasm = Path(info.source)
+        found = [p for p in (wasm.with_suffix(s) for s in (".toml", ".yaml", ".yml"))
+                 if p.is_file()]
+        if len(found) != 1:
+            return (), None  # none, or two (the host refuses to load such a plugin anyway)
+        try:
+            st = os.stat(found[0])
+        except OSError:
+            return (), None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        cached = self._sidecars.get(found[0])
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        rules: _Rules
+        try:
+            sidecar = read_sidecar(wasm)
+            rules = (sidecar.mcp_expose, sidecar.mcp_resources)
+        except (ConfigError, OSError) as exc:
+            log.warning("mcp: ignoring the sidecar of plugin '%s': %s", info.name, exc)
+            rules = ((), None)
+        self._sidecars[found[0]] = (stamp, rules)
+        return rules
+
+
+def tools_of(infos: Iterable[PluginInfo], exposure: Exposure, *,
+             listed_only: bool = True) -> dict[str, Tool]:
+    """Every exposed handler of ``infos`` as a :class:`Tool`, by tool name."""
+    out: dict[str, Tool] = {}
+    for info in infos:
+        if listed_only and info.state not in LISTED_STATES:
+            continue
+        declared = _declared(info.manifest)
+        mine: dict[str, Tool] = {}
+        for handler in info.handlers:
+            if not exposure.exposes(info, handler):
+                continue
+            name = tool_name(info.name, handler)
+            problem = None
+            if len(name) > _MAX_NAME:
+                problem = f"its tool name would be longer than {_MAX_NAME} characters"
+            elif name in mine:
+                problem = f"its tool name {name!r} is also that of '{mine[name].handler}'"
+            spec = declared.get(handler, {})
+            schema = spec.get("input_schema", _OBJECT)
+            problem = problem or _schema_problem(schema, info.name, (info.sha256, handler))
+            if problem:
+                log.warning("mcp: handler '%s' of plugin '%s' is not served: %s",
+                            handler, info.name, problem)
+                continue
+            description = spec.get("description") or info.description or ""
+            mine[name] = Tool(name, info.name, handler, str(description), schema)
+        out.update(mine)
+    return out
+
+
+def _declared(manifest: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The handler objects of the manifest, by name (plain-name entries declare nothing)."""
+    entries = manifest.get("handlers")
+    if not isinstance(entries, list):
+        return {}
+    return {e["name"]: e for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
+
+
+#: Verdicts on input schemas by (plugin file sha256, handler): checking one costs a
+#: millisecond, and the list and every call need it. A new file is a new key.
+_checked: dict[tuple[str | None, str], str | None] = {}
+
+
+def _schema_problem(schema: object, plugin: str, key: tuple[str | None, str]) -> str | None:
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        return "its input_schema must be a JSON Schema object with \"type\": \"object\""
+    if key[0] is not None and key in _checked:
+        return _checked[key]
+    try:
+        configschema.check(schema, plugin)  # local $refs only: nothing is ever fetched
+        problem = None
+    except InvalidModule as exc:
+        problem = str(exc).replace("config schema", "input_schema")
+    if len(_checked) > 10_000:
+        _checked.clear()  # files come and go over a long life; stay bounded
+    _checked[key] = problem
+    return problem

@@ -1,0 +1,37 @@
+;; A plugin made to be served as MCP tools: handler objects with descriptions and schemas.
+;; MANIFEST_TAG is replaced by the test with the manifest JSON (escaped for a WAT string).
+(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "omni_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (if (i32.gt_u (global.get $heap) (i32.shl (memory.size) (i32.const 16)))
+      (then (drop (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16))
+                                        (i32.const 1))))))
+    (local.get $p))
+  (func (export "omni_free") (param i32 i32))
+  ;; The output is the input: a tool call's arguments come back as its answer.
+  (func $echo (export "echo") (param $p i32) (param $n i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32))
+            (i64.extend_i32_u (local.get $n))))
+  (func (export "hidden") (param $p i32) (param $n i32) (result i64)
+    (call $echo (local.get $p) (local.get $n)))
+  (func (export "trap") (param i32 i32) (result i64) unreachable)
+  (func (export "spin") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))
+  ;; Fail with the input as the error message (E bit).
+  (func (export "fail") (param $p i32) (param $n i32) (result i64)
+    (i64.or (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32))
+                    (i64.const 0x80000000))
+            (i64.extend_i32_u (local.get $n))))
+  ;; Names MCP does not allow in a tool name, and one that collides with the first's mapping.
+  (func (export "say/hi") (param $p i32) (param $n i32) (result i64)
+    (call $echo (local.get $p) (local.get $n)))
+  (func (export "say_u002f_hi") (param $p i32) (param $n i32) (result i64)
+    (call $echo (local.get $p) (local.get $n)))
+  (func (export "plain") (param i32 i32) (result i64)
+    (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const 5)))
+  (data (i32.const 16) "hello")
+  (@custom "omnicore.manifest" "MANIFEST_TAG")
+)
