@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import signal
+import shutil
 import threading
 import time
 from collections.abc import Mapping
@@ -166,6 +167,15 @@ class OmniApp:
         return self.config.data_dir
 
     @property
+    def _cache_dir(self) -> Path:
+        """Where this host keeps caches of shared state (the vector indexes): the data dir
+        with the embedded database; a folder of this runtime id's own with a shared one, so
+        instances that share a data dir never write over each other's caches."""
+        if self.config.storage.url is None:
+            return self.data_dir
+        return self.data_dir / "instances" / self.runtime_id
+
+    @property
     def storage(self) -> Storage:
         """The app's durable state (``<data_dir>/omnicore.db``), opened on first use."""
         store = self._storage
@@ -217,8 +227,9 @@ class OmniApp:
             with self._storage_lock:
                 store = self.__dict__.get("_vectors")
                 if store is None:
-                    store = self.__dict__["_vectors"] = VectorStore(rows,
-                                                                    self.data_dir / "vectors")
+                    store = self.__dict__["_vectors"] = VectorStore(
+                        rows, self._cache_dir / "vectors", shared=self.config.storage.url
+                        is not None)
         return store
 
     @property
@@ -259,6 +270,10 @@ class OmniApp:
             self.__dict__.pop("_vectors", None)
         if store is not None:
             store.close()
+        if self.config.storage.url is not None:
+            # A shared database's caches are this runtime id's alone, and the next start
+            # has a new id: leave nothing behind.
+            shutil.rmtree(self._cache_dir, ignore_errors=True)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:

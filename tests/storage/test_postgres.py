@@ -334,3 +334,31 @@ def test_accounts_and_secrets_on_postgres_are_shared_by_every_instance(
     finally:
         one.close()
         two.close()
+
+
+def test_every_instance_answers_vector_queries_with_every_acknowledged_vector(
+        pg_url: str, tmp_path: Any) -> None:
+    """Each instance's HNSW index is a cache of the shared rows, caught up from the change
+    sequence before it answers: never a shared file, never a stale answer."""
+    from omnicore.storage.vectors import VectorStore
+
+    a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    va = VectorStore(a.vectors, tmp_path / "a", shared=True).for_plugin("p")
+    vb = VectorStore(b.vectors, tmp_path / "b", shared=True).for_plugin("p")
+    try:
+        va.upsert("docs", "one", [1.0, 0.0, 0.0], {"n": 1})
+        assert [h.id for h in vb.search("docs", [1.0, 0.0, 0.0], k=5)] == ["one"]  # b loads
+        va.upsert("docs", "two", [0.0, 1.0, 0.0], {"n": 2})  # after b's index was built
+        vb.upsert("docs", "three", [0.0, 0.0, 1.0])
+        hits = vb.search("docs", [0.0, 1.0, 0.0], k=5)
+        assert hits[0].id == "two" and hits[0].metadata == {"n": 2}
+        assert sorted(h.id for h in va.search("docs", [1.0, 1.0, 1.0], k=5)) == [
+            "one", "three", "two"]
+        assert va.delete("docs", "one") is True
+        assert "one" not in [h.id for h in vb.search("docs", [1.0, 0.0, 0.0], k=5)]
+        va.upsert("docs", "two", [1.0, 0.0, 0.0], {"n": 22})  # moved and relabelled
+        hit = vb.search("docs", [1.0, 0.0, 0.0], k=1)[0]
+        assert (hit.id, hit.metadata) == ("two", {"n": 22})
+    finally:
+        a.close()
+        b.close()

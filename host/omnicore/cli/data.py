@@ -40,7 +40,8 @@ def _storage(appdir: Path) -> Iterator[Any]:
     from omnicore.storage import open_storage
 
     cfg = _config(appdir)
-    store = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous)
+    store = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous,
+                         url=cfg.storage.url)
     try:
         yield store
     finally:

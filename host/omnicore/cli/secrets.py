@@ -38,7 +38,8 @@ def _store(appdir: Path) -> Iterator[SecretStore]:
     if not path.is_file():
         raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app APPDIR", source=str(path))
     cfg = load_config(path)
-    storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous)
+    storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous,
+                           url=cfg.storage.url)
     try:
         yield SecretStore(storage.secrets, cfg.data_dir)
     finally:

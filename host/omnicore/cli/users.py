@@ -36,7 +36,8 @@ def _store(appdir: Path) -> UserStore:
         raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app DIR (the folder of "
                           "the app whose console this is)", source=str(path))
     cfg = load_config(path)
-    storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous)
+    storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous,
+                           url=cfg.storage.url)
     return UserStore(storage.users, owner=storage)
 
 

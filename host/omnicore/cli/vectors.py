@@ -26,7 +26,8 @@ def _collections(appdir: Path, plugin: str, load: bool) -> list[dict[str, object
     if not path.is_file():
         raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app APPDIR", source=str(path))
     cfg = load_config(path)
-    storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous)
+    storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous,
+                           url=cfg.storage.url)
     try:
         store = VectorStore(storage.vectors, cfg.data_dir / "vectors")
         view = store.for_plugin(plugin)

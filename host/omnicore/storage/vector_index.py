@@ -53,6 +53,9 @@ class Index:
         self.changes = 0            # since the index was last written
         #: How it was opened: rows replayed on top of its file, or None (rebuilt, or new).
         self.replayed: int | None = None
+        #: Every change up to this generation of the collection is in the index (see
+        #: :func:`catch_up`: what other instances of a shared database wrote).
+        self.generation = -1
         self._exact: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
@@ -145,6 +148,42 @@ def load(rows: VectorRows, index_dir: Path, coll_id: int, dim: int, metric: str)
     coll = rows.collection_by_id(coll_id)
     generation, count = (coll.generation, coll.count) if coll is not None else (0, 0)
     capacity = count + 64
+    idx = _load(rows, index_dir, coll_id, dim, metric, generation, capacity)
+    # Changes that commit while the index loads are read again by the next catch-up.
+    idx.generation = generation
+    return idx
+
+
+def catch_up(rows: VectorRows, idx: Index) -> int:
+    """Apply what other instances wrote to the collection since ``idx.generation`` (upserts
+    and deletes); how many changes. The caller holds ``idx.lock``. One indexed query when
+    nothing changed: the price of never answering from a stale cache."""
+    coll = rows.collection_by_id(idx.coll_id)
+    if coll is None or coll.generation <= idx.generation:
+        return 0
+    since = idx.generation
+    gone = rows.deleted(idx.coll_id, since)
+    entries = {label: (vid, meta) for label, vid, meta in rows.entries(idx.coll_id)}
+    if gone is None:  # too far behind for the tombstones: whatever is not in the rows went
+        gone = [label for label in idx.entries if label not in entries]
+    for label in gone:
+        if label in idx.entries:
+            idx.remove(label)
+    changed = 0
+    last = -1
+    while page := rows.changed(idx.coll_id, since, last):
+        for label, vec in page:
+            if label in entries:
+                update = label in idx.entries
+                idx.add([label], np.frombuffer(vec, dtype="<f4").reshape(1, idx.dim), update)
+                idx.set_entry(label, *entries[label])
+        last, changed = page[-1][0], changed + len(page)
+    idx.generation = coll.generation
+    return changed + len(gone)
+
+
+def _load(rows: VectorRows, index_dir: Path, coll_id: int, dim: int, metric: str,
+          generation: int, capacity: int) -> Index:
     path, meta_path = paths(index_dir, coll_id)
     saved = None
     try:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from omnicore.storage.errors import ValueTooLarge
-from omnicore.storage.vector_index import Index, load, paths, save
+from omnicore.storage.vector_index import Index, catch_up, load, paths, save
 from omnicore.storage.vector_rows import (
     METRICS,
     BadVector,
@@ -100,9 +100,12 @@ class Collection:
 class VectorStore:
     """Every plugin's collections in one app: rows behind ``rows``, indexes in ``index_dir``."""
 
-    def __init__(self, rows: VectorRows, index_dir: str | Path) -> None:
+    def __init__(self, rows: VectorRows, index_dir: str | Path, *, shared: bool = False) -> None:
         self.rows = rows
         self.index_dir = Path(index_dir)
+        #: Other hosts write the same rows (PostgreSQL): every search first catches its
+        #: index up with what they wrote, so it answers with every acknowledged vector.
+        self.shared = shared
         self._loaded: dict[int, Index] = {}
         #: (plugin, name) -> (collection id, dim, metric), so a search needs no SQL for it.
         self._collections: dict[tuple[str, str], tuple[int, int, str]] = {}
@@ -247,10 +250,12 @@ class PluginVectors:
         idx = self._store.index(coll_id, dim, metric)
 
         with idx.lock:
-            label, _ = self._rows.upsert(coll_id, self.plugin, vid, arr.astype("<f4").tobytes(),
-                                         meta, size, quota)
+            label, gen = self._rows.upsert(coll_id, self.plugin, vid,
+                                           arr.astype("<f4").tobytes(), meta, size, quota)
             idx.add([label], arr.reshape(1, -1), update=label in idx.entries)
             idx.set_entry(label, vid, meta)
+            if gen == idx.generation + 1:  # else another host wrote in between: catch up
+                idx.generation = gen
         self._store.changed(idx)
 
     def delete(self, collection: str, vid: str) -> bool:
@@ -266,6 +271,8 @@ class PluginVectors:
             if gone is None:
                 return False
             idx.remove(gone[0])
+            if gone[1] == idx.generation + 1:
+                idx.generation = gone[1]
         self._store.changed(idx)
         return True
 
@@ -284,6 +291,8 @@ class PluginVectors:
         idx = self._store.index(coll_id, dim, metric)
         idx.lock.acquire()
         try:
+            if self._store.shared:
+                catch_up(self._rows, idx)
             if flt:
                 labels = np.array(self._rows.matching(coll_id, flt, EXACT_FILTERED_BELOW + 1),
                                   dtype=np.int64)
