@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import signal
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Mapping
