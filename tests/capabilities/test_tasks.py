@@ -25,7 +25,7 @@ import pytest
 import wasmtime
 
 from omnicore.app import OmniApp
-from omnicore.capabilities.tasks import JobDead, JobFailed, JobSucceeded, parse_schedule
+from omnicore.jobs import JobDead, JobFailed, JobSucceeded, parse_schedule
 from omnicore.errors import ConfigError, PluginLoadError
 from omnicore.sandbox import wasmbin
 from omnicore.storage import SQLiteStorage, TaskSpec
