@@ -25,8 +25,8 @@ import pytest
 import wasmtime
 
 from omnicore.app import OmniApp
-from omnicore.jobs import JobDead, JobFailed, JobSucceeded, parse_schedule
 from omnicore.errors import ConfigError, PluginLoadError
+from omnicore.jobs import JobDead, JobFailed, JobSucceeded, parse_schedule
 from omnicore.sandbox import wasmbin
 from omnicore.storage import SQLiteStorage, TaskSpec
 
