@@ -2,7 +2,7 @@
 still running are interrupted, their jobs go back to the queue with the attempt not counted,
 and the host exits; after a restart the jobs run again. Nothing is lost.
 
-The plugin is tests/fixtures/job_spin.wat: the first delivery of ``spin`` loops in wasm and
+The plugin is tests/fixtures/host_job_spin.wat: the first delivery of ``spin`` loops in wasm and
 of ``spin_host`` loops calling a host function, both under a 120 s deadline, so only the
 interrupt can end them in time.
 """
@@ -27,7 +27,7 @@ from omnicore.app import OmniApp
 from omnicore.sandbox import wasmbin
 from omnicore.storage import SQLiteStorage, TaskSpec
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "job_spin.wat"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "host_job_spin.wat"
 HANDLERS = ("spin", "spin_host")
 #: A stop may take the grace plus one second (issue 26 §8); on a loaded two-core machine the
 #: assertion allows half a second more of process start-up noise, never a whole deadline.
