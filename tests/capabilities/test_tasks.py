@@ -144,6 +144,21 @@ def test_enqueued_job_runs_the_plugins_handler(tasks_app: Callable[..., OmniApp]
     assert task is not None and task.state == "succeeded" and task.attempts == 1
 
 
+@pytest.mark.parametrize("door", ["plugin", "operator"])
+def test_every_enqueue_wakes_the_workers_at_once(tasks_app: Callable[..., OmniApp],
+                                                 door: str) -> None:
+    # A 30 s idle poll: only the wake of the one enqueue door can make the job run soon.
+    app = tasks_app(tasks_opts={"poll_s": 30})
+    time.sleep(0.3)  # the workers are in their idle wait
+    done = Waiter(app, "job.succeeded")
+    started = time.monotonic()
+    job = enq(app, "work", b"woken") if door == "plugin" else \
+        app.jobs.enqueue("tp", "work", b"woken")
+    done.wait(lambda seen: any(e.job_id == job for e in seen), timeout=20)
+    assert time.monotonic() - started < 10
+    assert app.kv.for_plugin("tp").get("woken") == b"1"
+
+
 def test_bad_enqueues_get_statuses_and_write_nothing(tasks_app: Callable[..., OmniApp]) -> None:
     app = tasks_app(grants={"kv": {}, "tasks": {"max_payload_bytes": 10, "max_queued": 2}})
     assert enq(app, "nope") == -1                       # unknown handler
