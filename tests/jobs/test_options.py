@@ -52,5 +52,5 @@ def test_other_capabilities_keep_their_free_form_sections() -> None:
     assert cfg.capabilities.get("vault") == {"region": "eu"}
     assert cfg.capabilities.get("kv", {}) == {"max_keys": 5}
     assert cfg.capabilities.get("memory", {}) == {}
-    with pytest.raises(ConfigError, match="capabilities.kv must be a mapping"):
+    with pytest.raises(ConfigError, match=r"capabilities\.kv must be a mapping"):
         load_config(environ={}, overrides={"capabilities": {"kv": 5}})
