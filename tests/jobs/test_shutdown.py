@@ -24,8 +24,16 @@ from typing import Any
 import wasmtime
 
 from omnicore.app import OmniApp
-from omnicore.sandbox import wasmbin
+from omnicore.sandbox import (
+    CapabilityRegistry,
+    Limits,
+    PluginModule,
+    PluginRuntime,
+    SandboxEngine,
+    wasmbin,
+)
 from omnicore.storage import SQLiteStorage, TaskSpec
+from sandbox_fixtures import compile_wat, wait_for
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "host_job_spin.wat"
 HANDLERS = ("spin", "spin_host")
@@ -179,3 +187,33 @@ def test_interrupt_ends_running_calls_and_later_calls_run_normally(
         for handler in HANDLERS:
             assert app.plugins.call("spinner", handler) == b""
     app.stop(grace=0)
+
+
+def test_an_idle_instance_armed_before_the_interrupt_still_serves(
+        registry: CapabilityRegistry) -> None:
+    # One-second ticks: the call after the interrupt falls in the same tick as the arming of
+    # the idle instance, so only the moved epoch mirror makes it re-arm its deadline.
+    engine = SandboxEngine(epoch_tick_ms=1000)
+    runtime = PluginRuntime(engine, PluginModule.load(engine, compile_wat("loop"), "loop"),
+                            registry, {}, {}, Limits(timeout_ms=120_000, pool_size=2))
+    try:
+        failed: list[BaseException] = []
+
+        def spin() -> None:
+            try:
+                runtime.call("spin", b"")
+            except BaseException as exc:
+                failed.append(exc)
+
+        spinner = threading.Thread(target=spin)
+        spinner.start()
+        wait_for(lambda: runtime.stats()["busy"] == 1, what="the spin call to run")
+        assert runtime.call("ok", b"") == b""   # on the second instance, which stays idle
+        engine.interrupt()
+        spinner.join(10)
+        assert [type(e).__name__ for e in failed] == ["DeadlineExceeded"]
+        for _ in range(3):
+            assert runtime.call("ok", b"") == b""
+    finally:
+        runtime.close()
+        engine.close()
