@@ -21,9 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import wasmtime
 
 from omnicore.app import OmniApp
+from omnicore.core.events import AppStarted
 from omnicore.sandbox import (
     CapabilityRegistry,
     Limits,
@@ -42,9 +44,9 @@ HANDLERS = ("spin", "spin_host")
 SLACK_S = 1.5
 
 
-def spin_wasm(name: str = "spinner") -> bytes:
+def spin_wasm(name: str = "spinner", manifest: dict[str, Any] | None = None) -> bytes:
     return wasmbin.set_custom_section(wasmtime.wat2wasm(FIXTURE.read_text()), "omnicore.manifest",
-                                      json.dumps({"name": name}).encode())
+                                      json.dumps({"name": name, **(manifest or {})}).encode())
 
 
 def _read(db: Path, sql: str) -> Any:
@@ -153,6 +155,39 @@ def test_an_embedded_stop_interrupts_only_after_the_grace_and_counts_no_failure(
         store.close()
     assert "job.failed" not in seen and "job.dead" not in seen
     assert app.jobs.runner.counts() == []
+
+
+@pytest.mark.parametrize("path", ["call", "subscription"])
+def test_every_other_plugin_call_still_running_is_interrupted_at_the_end_of_the_grace(
+        make_app: Callable[..., OmniApp], path: str) -> None:
+    # Siblings of the job: a caller's own call (a console invoke) and an event delivery that
+    # spin past the grace are the same resource, and hold the stop just the same.
+    app = make_app(f"other-{path}", builtin_extensions=None, overrides={
+        "sandbox": {"watch": False},
+        "plugins": {"spinner": {"limits": {"timeout_ms": 120000}}}})
+    app.start()
+    manifest = {"subscriptions": [{"topic": "app.*", "handler": "spin"}]}
+    app.plugins.load(spin_wasm(manifest=manifest), grants=["kv", "events"])
+    errors: list[BaseException] = []
+    if path == "call":
+        def call() -> None:
+            try:
+                app.plugins.call("spinner", "spin")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threading.Thread(target=call, daemon=True).start()
+    else:
+        app.events.publish(AppStarted(app="other", runtime_id="x"))
+    kv = app.kv.for_plugin("spinner")
+    _until(lambda: kv.get("spin_runs") == b"1", f"the {path} to spin")
+    grace = 0.5
+    sent = time.monotonic()
+    app.stop(grace=grace)
+    assert grace <= time.monotonic() - sent < grace + SLACK_S
+    if path == "call":
+        _until(lambda: bool(errors), "the caller to hear")
+        assert type(errors[0]).__name__ == "DeadlineExceeded"
 
 
 def test_interrupt_ends_running_calls_and_later_calls_run_normally(

@@ -8,10 +8,10 @@ host's items come due again (at least once). :meth:`LeasedWorkers.wake` ends an 
 worker's wait at once, so whoever adds work wakes the workers instead of waiting a poll.
 
 Stopping is bounded: :meth:`LeasedWorkers.stop` stops claiming, waits the grace for running
-items, then calls ``interrupt`` (which ends the calls still running), waits a moment for
-their workers to come back, and gives back every lease that was still running at the end of
-the grace, without counting an attempt. A ``run`` whose call fails while
-:attr:`LeasedWorkers.interrupted` is set must record nothing: the item is released.
+items, then :meth:`LeasedWorkers.interrupt` ends the calls still running (so may the app, for
+every call at once), waits a moment for their workers to come back, and gives their leases
+back without counting an attempt. A ``run`` whose call fails once
+:attr:`LeasedWorkers.interrupted` is set must record nothing: its worker releases the item.
 """
 
 from __future__ import annotations
@@ -114,6 +114,15 @@ class LeasedWorkers(Generic[T, K]):
         with self._wake:
             self._wake.notify_all()
 
+    def interrupt(self, interrupt: Callable[[], None]) -> None:
+        """Mark the running items interrupted, then ``interrupt()`` their calls: a run that
+        fails from now on records nothing, and :meth:`stop` releases the item."""
+        self.interrupted.set()
+        try:
+            interrupt()
+        except Exception:
+            log.exception("%s: interrupting the running items failed", self.name)
+
     def stop(self, grace: float, interrupt: Callable[[], None] | None = None) -> list[K]:
         """Stop claiming; wait up to ``grace`` s for running items; then ``interrupt()`` the
         rest, and release their leases. The keys that were still running after the grace."""
@@ -125,11 +134,7 @@ class LeasedWorkers(Generic[T, K]):
                 self._idle.wait(max(0.0, deadline - time.monotonic()))
             left = list(self._running)
         if left and interrupt is not None:
-            self.interrupted.set()
-            try:
-                interrupt()
-            except Exception:
-                log.exception("%s: interrupting the running items failed", self.name)
+            self.interrupt(interrupt)
             settle = time.monotonic() + INTERRUPT_SETTLE_S
             with self._idle:
                 while self._running and time.monotonic() < settle:
@@ -137,14 +142,21 @@ class LeasedWorkers(Generic[T, K]):
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()) if left else 1.0)
         self._threads = []
-        if left:
-            # Conditional on the lease: an item that finished meanwhile is left as it ended.
-            try:
-                self.queue.release(self.owner, left)
-            except Exception as exc:
-                log.error("%s: cannot release %s (their leases expire and they run again): "
-                          "%s", self.name, left, exc)
+        # Whatever still runs after that is abandoned: its lease goes back too.
+        with self._idle:
+            abandoned = list(self._running)
+        self._release(abandoned)
         return left
+
+    def _release(self, keys: list[K]) -> None:
+        # Conditional on the lease: an item whose run recorded an end keeps it.
+        if not keys:
+            return
+        try:
+            self.queue.release(self.owner, keys)
+        except Exception as exc:
+            log.error("%s: cannot release %s (their leases expire and they run again): %s",
+                      self.name, keys, exc)
 
     def _work(self) -> None:
         queue = self.queue
@@ -166,6 +178,8 @@ class LeasedWorkers(Generic[T, K]):
                 log.exception("%s: running %r failed (its lease expires and it runs again)",
                               self.name, key)
             finally:
+                if self.interrupted.is_set():
+                    self._release([key])
                 with self._idle:
                     self._running.pop(key, None)
                     self._idle.notify_all()

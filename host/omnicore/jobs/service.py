@@ -169,10 +169,23 @@ class Jobs:
         self._subs = []
         if not self._workers.started:
             return
-        left = self._workers.stop(grace, interrupt=lambda: self._plugins().interrupt())
+        left = self._workers.stop(grace, interrupt=self._interrupt_plugins)
         if left:
             log.warning("stopped with %d job(s) still running after %.3gs: %s; interrupted "
                         "and queued again", len(left), grace, left)
+
+    def interrupt(self) -> None:
+        """End every plugin call running now, the jobs' and everyone else's (the engines'
+        epoch is shared); the jobs among them are queued again when :meth:`stop` ends. For
+        the end of a stop's grace."""
+        self._workers.interrupt(self._interrupt_plugins)
+
+    def _interrupt_plugins(self) -> None:
+        try:
+            plugins = self._plugins()
+        except AttributeError:
+            return  # no plugin host: no call can be running
+        plugins.interrupt()
 
     def _on_plugin_event(self, event: object) -> None:
         self.scheduler.sync(str(getattr(event, "plugin", "")))
