@@ -466,15 +466,10 @@ class OmniApp:
         self._lifecycle.transition(State.STOPPING)
         stopping_since = time.perf_counter()
         grace = self.config.shutdown_grace_s if grace is None else grace
-        # At the end of the grace every plugin call still running is interrupted, whoever
-        # made it (a job, an event delivery, a workflow step, a console invoke): the plugin
-        # host's close below would otherwise wait out each call's own deadline.
-        interrupter = threading.Timer(grace, self.jobs.interrupt)
-        interrupter.daemon = True
-        interrupter.start()
-        try:
-            # Side by side, so the grace counts once.
-            loop = asyncio.get_running_loop()
+        # Every plugin call still running at the end of the grace is interrupted, whoever made
+        # it: the plugin host's close below would otherwise wait out each call's deadline.
+        with self.jobs.interrupt_after(grace):
+            loop = asyncio.get_running_loop()  # side by side, so the grace counts once
             await asyncio.gather(loop.run_in_executor(None, self.subscriptions.stop),
                                  loop.run_in_executor(None, self.workflows.stop, grace),
                                  loop.run_in_executor(None, self.jobs.stop, grace))
@@ -484,8 +479,6 @@ class OmniApp:
             failures = await self._stop_modules()
             # A hung async subscriber must not hold the stop beyond the grace period either.
             await self.events.drain(timeout=grace)
-        finally:
-            interrupter.cancel()
         self._close_storage()
         self._became_stopped()
         self.log.info("app %s stopped in %.3fs (up %.1fs)", self.name,

@@ -16,8 +16,10 @@ and durable event subscriptions enqueue too. ``omnicore:tasks`` is the plugins' 
 from __future__ import annotations
 
 import builtins
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from omnicore.config.schema import TasksConfig
 from omnicore.core.events import EventBus, Subscription
@@ -179,6 +181,18 @@ class Jobs:
         epoch is shared); the jobs among them are queued again when :meth:`stop` ends. For
         the end of a stop's grace."""
         self._workers.interrupt(self._interrupt_plugins)
+
+    @contextmanager
+    def interrupt_after(self, grace: float) -> Iterator[None]:
+        """:meth:`interrupt` if the block is still running after ``grace`` s (an app's stop:
+        a job, an event delivery, a workflow step or a console invoke may be running)."""
+        timer = threading.Timer(grace, self.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
 
     def _interrupt_plugins(self) -> None:
         try:
