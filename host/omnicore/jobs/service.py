@@ -223,8 +223,7 @@ class _Queue:
     def next_due(self) -> float | None:
         return self._storage().queue.next_due()
 
-    def renew(self, owner: str, keys: Sequence[int],
-              lease_until: float) -> None:
+    def renew(self, owner: str, keys: Sequence[int], lease_until: float) -> None:
         self._storage().queue.renew(owner, keys, lease_until)
 
     def release(self, owner: str, keys: Sequence[int]) -> None:
