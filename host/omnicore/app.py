@@ -25,7 +25,6 @@ from typing import Any, TypeVar, overload
 from omnicore.capabilities import builtin as builtin_capabilities
 from omnicore.capabilities.events import Subscriptions
 from omnicore.capabilities.kv import KV
-from omnicore.capabilities.tasks import Jobs
 from omnicore.config import OmniConfig, load_config
 from omnicore.core._loop import LoopThread
 from omnicore.core.events import (
@@ -43,6 +42,7 @@ from omnicore.core.tasks import TaskEngine
 from omnicore.egress import Connector, Egress, connectors_from
 from omnicore.errors import ConfigError, LifecycleError, ModuleError
 from omnicore.extensions.manager import ExtensionManager
+from omnicore.jobs import JobMetrics, Jobs
 from omnicore.logging import get_logger
 from omnicore.modules.health import HealthModule
 from omnicore.modules.metrics import MetricsModule
@@ -123,9 +123,11 @@ class OmniApp:
         self._storage_lock = threading.Lock()
         #: Plugins' keys from Python: ``app.kv.for_plugin(name).get(key)``.
         self.kv = KV(lambda: self.storage)
-        #: Durable plugin tasks (``omnicore:tasks``, schedules); ``tasks`` is the in-memory
+        #: Durable plugin jobs (``omnicore:tasks``, schedules); ``tasks`` is the in-memory
         #: TaskEngine for Python coroutines.
-        self.jobs = Jobs(self)
+        self.jobs = Jobs(config.capabilities.tasks, storage=lambda: self.storage,
+                         plugins=lambda: self.plugins, events=self.events,
+                         owner=self.runtime_id)
         #: Plugins' event subscriptions (``omnicore:events``), delivered off the bus.
         self.subscriptions = Subscriptions(self)
         #: Workflow definitions (``workflows/``) and their durable runs.
@@ -136,7 +138,7 @@ class OmniApp:
                 self.add_module(module)
                 self._defaults.add(module.name)
             # Durable jobs and event deliveries in /metrics (collectors follow a replacement).
-            self.metrics.add_collector(self.jobs.collector())
+            self.metrics.add_collector(JobMetrics(self.jobs))
             self.metrics.add_collector(self.subscriptions.collector())
         self.extensions = ExtensionManager(self)
         for dotted in BUILTIN_EXTENSIONS if builtin_extensions is None else builtin_extensions:
@@ -479,15 +481,19 @@ class OmniApp:
         self._lifecycle.transition(State.STOPPING)
         stopping_since = time.perf_counter()
         grace = self.config.shutdown_grace_s if grace is None else grace
-        self.subscriptions.stop()
-        await asyncio.get_running_loop().run_in_executor(None, self.workflows.stop, grace)
-        await asyncio.get_running_loop().run_in_executor(None, self.jobs.stop, grace)
-        self.extensions.shutdown()
-        if self.tasks.state is State.RUNNING:
-            await self.tasks.stop(grace)
-        failures = await self._stop_modules()
-        # A hung async subscriber must not hold the stop beyond the grace period either.
-        await self.events.drain(timeout=grace)
+        # Every plugin call still running at the end of the grace is interrupted, whoever made
+        # it: the plugin host's close below would otherwise wait out each call's deadline.
+        with self.jobs.interrupt_after(grace):
+            loop = asyncio.get_running_loop()  # side by side, so the grace counts once
+            await asyncio.gather(loop.run_in_executor(None, self.subscriptions.stop),
+                                 loop.run_in_executor(None, self.workflows.stop, grace),
+                                 loop.run_in_executor(None, self.jobs.stop, grace))
+            self.extensions.shutdown()
+            if self.tasks.state is State.RUNNING:
+                await self.tasks.stop(grace)
+            failures = await self._stop_modules()
+            # A hung async subscriber must not hold the stop beyond the grace period either.
+            await self.events.drain(timeout=grace)
         self._close_storage()
         self._became_stopped()
         self.log.info("app %s stopped in %.3fs (up %.1fs)", self.name,

@@ -25,8 +25,8 @@ import pytest
 import wasmtime
 
 from omnicore.app import OmniApp
-from omnicore.capabilities.tasks import JobDead, JobFailed, JobSucceeded, parse_schedule
 from omnicore.errors import ConfigError, PluginLoadError
+from omnicore.jobs import JobDead, JobFailed, JobSucceeded
 from omnicore.sandbox import wasmbin
 from omnicore.storage import SQLiteStorage, TaskSpec
 
@@ -144,6 +144,21 @@ def test_enqueued_job_runs_the_plugins_handler(tasks_app: Callable[..., OmniApp]
     assert task is not None and task.state == "succeeded" and task.attempts == 1
 
 
+@pytest.mark.parametrize("door", ["plugin", "operator"])
+def test_every_enqueue_wakes_the_workers_at_once(tasks_app: Callable[..., OmniApp],
+                                                 door: str) -> None:
+    # A 30 s idle poll: only the wake of the one enqueue door can make the job run soon.
+    app = tasks_app(tasks_opts={"poll_s": 30})
+    time.sleep(0.3)  # the workers are in their idle wait
+    done = Waiter(app, "job.succeeded")
+    started = time.monotonic()
+    job = enq(app, "work", b"woken") if door == "plugin" else \
+        app.jobs.enqueue("tp", "work", b"woken")
+    done.wait(lambda seen: any(e.job_id == job for e in seen), timeout=20)
+    assert time.monotonic() - started < 10
+    assert app.kv.for_plugin("tp").get("woken") == b"1"
+
+
 def test_bad_enqueues_get_statuses_and_write_nothing(tasks_app: Callable[..., OmniApp]) -> None:
     app = tasks_app(grants={"kv": {}, "tasks": {"max_payload_bytes": 10, "max_queued": 2}})
     assert enq(app, "nope") == -1                       # unknown handler
@@ -216,18 +231,6 @@ def test_interval_schedule_from_the_manifest(tasks_app: Callable[..., OmniApp]) 
     assert [s.describe() for s in app.jobs.schedules()] == ["every 1s"]
 
 
-def test_schedule_fires_once_after_downtime_with_catch_up_one(tmp_path: Path) -> None:
-    store = SQLiteStorage(tmp_path / "db")
-    sched = parse_schedule("p", {"handler": "tick", "every": "10s"}, "x")
-    assert store.schedules.advance("p", "tick", None, 1000.0, None)
-    # the host was down from t=1000 to t=1055: five periods missed, one fire
-    spec = TaskSpec("p", "tick", b"", 1055.0, source="schedule:tick")
-    assert store.schedules.advance("p", "tick", 1000.0, sched.next_after(1055.0), spec)
-    assert len(store.queue.list(plugin="p")) == 1
-    assert store.schedules.next_fire("p", "tick") == 1065.0
-    store.close()
-
-
 def test_catch_up_none_and_one_after_real_downtime(tasks_app: Callable[..., OmniApp]) -> None:
     every = 1.0
     opts = {"misfire_grace_s": 0.2, "schedules": {"tp": [
@@ -257,25 +260,6 @@ def test_catch_up_none_and_one_after_real_downtime(tasks_app: Callable[..., Omni
     assert [t for t in fired("one") if t < first_tick + every] == [first_tick]
     assert [t for t in fired("none") if t < first_tick + every] == []
     assert fired("none")[0] >= first_tick + every
-
-
-@pytest.mark.parametrize(("raw", "message"), [
-    ({"handler": "t", "cron": "61 * * * *"}, "not a valid cron expression"),
-    ({"handler": "t", "cron": "* * *"}, "not a valid cron expression"),
-    ({"handler": "t", "every": "soon"}, "period of at least 1s"),
-    ({"handler": "t", "every": "30s", "cron": "* * * * *"}, "exactly one"),
-    ({"handler": "t", "cron": "0 3 * * *", "tz": "Mars/Olympus"}, "unknown time zone"),
-    ({"handler": "t", "every": "5s", "catch_up": "all"}, "'none' or 'one'"),
-])
-def test_malformed_schedules_are_clear_errors(raw: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        parse_schedule("p", raw, "schedules[0]")
-
-
-def test_cron_schedule_honours_its_time_zone() -> None:
-    sched = parse_schedule("p", {"handler": "t", "cron": "0 3 * * *", "tz": "Asia/Tokyo"}, "x")
-    # 2024-01-01 00:00 UTC is 09:00 in Tokyo; 03:00 Tokyo next is 18:00 UTC that day.
-    assert sched.next_after(1704067200.0) == 1704067200.0 + 18 * 3600
 
 
 def test_malformed_cron_in_app_config_fails_at_load(make_app: Callable[..., OmniApp]) -> None:

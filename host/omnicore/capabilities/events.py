@@ -33,11 +33,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from omnicore.capabilities import guestjson
-from omnicore.capabilities.manifest_entries import handler_entries
-from omnicore.capabilities.tasks import Jobs, at_hops, current_hops
 from omnicore.config import OmniConfig
 from omnicore.core.events import Event, EventBus, Subscription
+from omnicore.core.manifest_entries import handler_entries
 from omnicore.errors import ConfigError, PluginNotFound
+from omnicore.jobs import Jobs, at_hops, current_hops
 from omnicore.logging import get_logger
 from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
 from omnicore.storage import Storage, StorageError

@@ -158,10 +158,9 @@ def tasks_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir:
     app's capabilities.tasks defaults; a handler the plugin lacks ends the task dead with the
     reason (see tasks show).
     """
-    from omnicore.capabilities.tasks import grant_defaults
     from omnicore.storage import TaskSpec
 
-    defaults = grant_defaults(_config(appdir).capabilities.get("tasks", {}))
+    defaults = _config(appdir).capabilities.tasks
     spec = TaskSpec(plugin, handler, payload.encode(), time.time() + delay,
                     defaults.max_attempts, defaults.backoff_ms, "operator")
     with _storage(appdir) as store:

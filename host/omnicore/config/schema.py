@@ -8,13 +8,22 @@ directory when there is no file) by the loader.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "LIMIT_KEYS",
+    "CapabilitiesConfig",
     "CircuitConfig",
     "ClusterConfig",
     "ConnectorConfig",
@@ -26,6 +35,7 @@ __all__ = [
     "PluginConfig",
     "SandboxConfig",
     "StorageConfig",
+    "TasksConfig",
     "WorkflowsConfig",
     "masked_url",
 ]
@@ -268,6 +278,69 @@ class WorkflowsConfig(_Strict):
                                   description="a webhook signature's replay window")
 
 
+def _not_bool(value: Any) -> Any:
+    # YAML `true` is a mistake for a count, not 1.
+    if isinstance(value, bool):
+        raise ValueError("must be a positive integer, not a boolean")
+    return value
+
+
+_Count = Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
+
+
+class TasksConfig(_Strict):
+    """``capabilities.tasks.*``: the durable job service (``omnicore.jobs``) and the defaults
+    of a ``tasks`` grant (a grant's own options override the last five per plugin)."""
+
+    workers: _Count = Field(default=2, le=256, description="job worker threads")
+    lease_s: float = Field(default=30.0, gt=0,
+                           description="a running job's lease (renewed; expired: due again)")
+    poll_s: float = Field(default=1.0, gt=0, description="idle poll of the queue")
+    misfire_grace_s: float = Field(
+        default=5.0, ge=0, description="how late a fire may be before catch_up: none skips it")
+    max_backoff_ms: _Count = Field(default=300_000, description="the retry backoff's cap")
+    schedules: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="plugin -> schedules added by the operator, as in the manifest")
+    max_queued: _Count = Field(default=1000, description="a plugin's queued + running jobs")
+    max_attempts: _Count = Field(default=5, description="deliveries before a job is dead")
+    backoff_ms: _Count = Field(default=1000, description="first retry's backoff (doubles)")
+    max_payload_bytes: _Count = Field(default=1024 * 1024, description="largest job payload")
+    max_delay_ms: _Count = Field(default=30 * 24 * 3600 * 1000,
+                                 description="longest delay a plugin may ask for")
+
+    @field_validator("schedules", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        # `schedules:` with nothing after it, or `tp:` with no list, is YAML null.
+        if isinstance(value, dict):
+            return {k: [] if v is None else v for k, v in value.items()}
+        return {} if value is None else value
+
+
+class CapabilitiesConfig(BaseModel):
+    """``capabilities.<name>.*``: host-side options per capability. ``tasks`` is typed here;
+    another capability's section (built-in or an extension's) is validated by it."""
+
+    model_config = ConfigDict(extra="allow", validate_default=True)
+
+    tasks: TasksConfig = Field(default_factory=lambda: TasksConfig())
+
+    @model_validator(mode="after")
+    def _sections_are_mappings(self) -> CapabilitiesConfig:
+        for name, value in (self.model_extra or {}).items():
+            if not isinstance(value, dict):
+                raise ValueError(f"capabilities.{name} must be a mapping of options, "
+                                 f"got {value!r}")
+        return self
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The options of capability ``name`` (its model for a typed one), or ``default``."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        return (self.model_extra or {}).get(name, default)
+
+
 class OmniConfig(_Strict):
     """The whole effective configuration of one app."""
 
@@ -289,8 +362,9 @@ class OmniConfig(_Strict):
     plugins: dict[str, PluginConfig] = Field(
         default_factory=dict, description="per-plugin grants, config, limits"
     )
-    capabilities: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="per-capability host options (kv quota...)"
+    capabilities: CapabilitiesConfig = Field(
+        default_factory=lambda: CapabilitiesConfig(),
+        description="per-capability host options (kv quota, job workers...)",
     )
     connectors: dict[str, ConnectorConfig] = Field(
         default_factory=dict, description="named upstream APIs with credentials (omnicore:http)"

@@ -338,6 +338,11 @@ class PluginHost:
 
     # ---- lifecycle -------------------------------------------------------------------
 
+    def interrupt(self) -> None:
+        """End every plugin call running now (each fails as if its deadline had passed);
+        later calls run as usual. For a stop whose grace is over (``app.jobs``)."""
+        self._linker.interrupt()
+
     def close(self) -> None:
         """Stop watching, close every runtime (after its calls drain) and the engine."""
         if self._linker.closed:

@@ -106,6 +106,13 @@ class Linker:
         """The engines made so far (not one given to the host)."""
         return list(self._engines.values())
 
+    def interrupt(self) -> None:
+        """End every call running on this linker's engines (``PluginHost.interrupt``)."""
+        with self._lock:
+            engines = [*self._engines.values(), *filter(None, [self._fixed_engine])]
+        for engine in engines:
+            engine.interrupt()
+
     def close_engines(self) -> None:
         """Close the engines this linker made (after the calls on them have ended)."""
         with self._lock:

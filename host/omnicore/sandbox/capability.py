@@ -72,6 +72,9 @@ class PluginContext:
     config: Mapping[str, Any]
     log: PluginLog
     data_dir: Path | None = None
+    #: The plugin's handler names, from its module (a capability checks a name against
+    #: them without a trip through the plugin host).
+    handlers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,9 @@ class SandboxEngine:
         #: Mirrors the engine's epoch (it may lag by one tick): lets a call skip re-arming its
         #: deadline when no tick happened since the last arm (the deadline would be identical).
         self.epoch = 0
+        self._epoch_lock = threading.Lock()
+        #: The longest deadline handed out, in ticks: what :meth:`interrupt` must pass.
+        self._longest_ticks = 0
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="omnicore-epoch", daemon=True)
         self._ticker.start()
@@ -87,15 +90,34 @@ class SandboxEngine:
         due = time.monotonic() + period
         while not self._stop.wait(max(0.0, due - time.monotonic())):
             passed = 1 + max(0, int((time.monotonic() - due) / period))
-            for _ in range(passed):
-                engine.increment_epoch()
-            self.epoch += passed
+            with self._epoch_lock:
+                for _ in range(passed):
+                    engine.increment_epoch()
+                self.epoch += passed
             due += passed * period
 
     def deadline_ticks(self, timeout_ms: int) -> int:
         """Epoch ticks for a deadline of ``timeout_ms``: rounded up, plus one for the partial
         current tick and one for :attr:`epoch` lagging the engine by a tick."""
-        return -(-timeout_ms // self.epoch_tick_ms) + 2
+        ticks = -(-timeout_ms // self.epoch_tick_ms) + 2
+        self._longest_ticks = max(self._longest_ticks, ticks)
+        return ticks
+
+    def interrupt(self) -> None:
+        """End every call running on this engine now, as its deadline would (the call fails
+        with DeadlineExceeded and its instance is discarded); later calls are not affected.
+
+        For a stop whose grace is over. The epoch is the only thing a running guest checks,
+        and it is engine-wide: moving it past the longest deadline handed out reaches every
+        running call; the mirrored :attr:`epoch` moves with it, so every later call re-arms
+        its deadline from the new epoch.
+        """
+        with self._epoch_lock:
+            bump = self._longest_ticks + 1
+            increment = self.wasmtime.increment_epoch
+            for _ in range(bump):
+                increment()
+            self.epoch += bump
 
     def cache_path(self, sha256: str) -> Path | None:
         """Where the compiled form of the wasm with this digest lives (None: no cache)."""

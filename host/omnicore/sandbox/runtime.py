@@ -96,7 +96,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
             cap = registry.get(cname)
             assert cap is not None  # check_imports and validate_grants guarantee it
             opts = grant_map.get(cname, {})
-            state = cap.bind(PluginContext(self.name, opts, self.config, self.log, data_dir))
+            state = cap.bind(PluginContext(self.name, opts, self.config, self.log, data_dir,
+                                           module.handlers))
             if cname not in module.requested:
                 continue
             for fn in cap.functions:

@@ -1,0 +1,215 @@
+"""Leased workers: threads that claim due items from a durable queue, run them, and keep
+their leases alive while they run.
+
+The queue is anything with the four methods of :class:`LeasedQueue` (the durable job queue,
+the workflow step queue). A claim leases an item to this host for ``lease_s``; a ticker
+thread renews the leases of the items still running every ``lease_s / 3``, so only a dead
+host's items come due again (at least once). :meth:`LeasedWorkers.wake` ends an idle
+worker's wait at once, so whoever adds work wakes the workers instead of waiting a poll.
+
+Stopping is bounded: :meth:`LeasedWorkers.stop` stops claiming, waits the grace for running
+items, then :meth:`LeasedWorkers.interrupt` ends the calls still running (so may the app, for
+every call at once), waits a moment for their workers to come back, and gives their leases
+back without counting an attempt. A ``run`` whose call fails once
+:attr:`LeasedWorkers.interrupted` is set must record nothing: its worker releases the item.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Generic, Protocol, TypeVar
+
+from omnicore.logging import get_logger
+
+__all__ = ["INTERRUPT_SETTLE_S", "LeasedQueue", "LeasedWorkers"]
+
+log = get_logger("omnicore.workers")
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+T_co = TypeVar("T_co", covariant=True)
+K_contra = TypeVar("K_contra", contravariant=True)
+
+#: How long :meth:`LeasedWorkers.stop` waits for interrupted items to come back: an
+#: interrupted wasm call ends within one epoch tick, so this is ample and keeps a stop
+#: within its grace plus one second.
+INTERRUPT_SETTLE_S = 0.5
+
+
+class LeasedQueue(Protocol[T_co, K_contra]):
+    """A durable queue whose items are leased to one owner at a time."""
+
+    def claim(self, owner: str, now: float, lease_s: float) -> T_co | None:
+        """Lease the oldest due item to ``owner`` until ``now + lease_s`` (None: none due)."""
+
+    def next_due(self) -> float | None:
+        """When the earliest queued item is due (epoch seconds), or None."""
+
+    def renew(self, owner: str, keys: Sequence[K_contra], lease_until: float) -> None:
+        """Extend the leases ``owner`` still holds."""
+
+    def release(self, owner: str, keys: Sequence[K_contra]) -> None:
+        """Give leases back without counting an attempt."""
+
+
+class LeasedWorkers(Generic[T, K]):
+    """``workers`` threads running ``run(item)`` for items claimed from ``queue``.
+
+    ``key(item)`` names an item to the queue's ``renew``/``release``. ``tick(now)``, if
+    given, runs on the ticker thread every ``poll_s`` at most (schedules, timeouts) and
+    returns when it next wants to run (None: a poll from now). ``run`` should not raise; if it
+    does, the error is logged and the lease left to expire, so the item runs again.
+    """
+
+    def __init__(self, name: str, queue: LeasedQueue[T, K], run: Callable[[T], None],
+                 key: Callable[[T], K], *, owner: str, workers: int, lease_s: float,
+                 poll_s: float, tick: Callable[[float], float | None] | None = None) -> None:
+        self.name = name
+        self.queue = queue
+        self.owner = owner
+        self.workers = workers
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self._run = run
+        self._key = key
+        self._tick = tick
+        self._wake = threading.Condition()
+        self._idle = threading.Condition()
+        self._stopping = threading.Event()
+        #: Set when a stop's grace ended with items still running and ``interrupt`` was
+        #: called: a failed call then means "interrupted", and records nothing.
+        self.interrupted = threading.Event()
+        self._running: dict[K, T] = {}
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def started(self) -> bool:
+        """Whether the threads run (between :meth:`start` and :meth:`stop`)."""
+        return bool(self._threads)
+
+    def running(self) -> list[T]:
+        """The items this host runs now."""
+        with self._idle:
+            return list(self._running.values())
+
+    def start(self) -> None:
+        """Start the worker threads and the ticker (idempotent)."""
+        if self._threads:
+            return
+        self._stopping.clear()
+        self.interrupted.clear()
+        for i in range(self.workers):
+            self._spawn(self._work, f"omnicore-{self.name}-worker-{i}")
+        self._spawn(self._ticker, f"omnicore-{self.name}-ticker")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def wake(self) -> None:
+        """End idle workers' waits: an item was added or came due."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def interrupt(self, interrupt: Callable[[], None]) -> None:
+        """Mark the running items interrupted, then ``interrupt()`` their calls: a run that
+        fails from now on records nothing, and :meth:`stop` releases the item."""
+        self.interrupted.set()
+        try:
+            interrupt()
+        except Exception:
+            log.exception("%s: interrupting the running items failed", self.name)
+
+    def stop(self, grace: float, interrupt: Callable[[], None] | None = None) -> list[K]:
+        """Stop claiming; wait up to ``grace`` s for running items; then ``interrupt()`` the
+        rest, and release their leases. The keys that were still running after the grace."""
+        self._stopping.set()
+        self.wake()
+        deadline = time.monotonic() + grace
+        with self._idle:
+            while self._running and time.monotonic() < deadline:
+                self._idle.wait(max(0.0, deadline - time.monotonic()))
+            left = list(self._running)
+        if left and interrupt is not None:
+            self.interrupt(interrupt)
+            settle = time.monotonic() + INTERRUPT_SETTLE_S
+            with self._idle:
+                while self._running and time.monotonic() < settle:
+                    self._idle.wait(max(0.0, settle - time.monotonic()))
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()) if left else 1.0)
+        self._threads = []
+        # Whatever still runs after that is abandoned: its lease goes back too.
+        with self._idle:
+            abandoned = list(self._running)
+        self._release(abandoned)
+        return left
+
+    def _release(self, keys: list[K]) -> None:
+        # Conditional on the lease: an item whose run recorded an end keeps it.
+        if not keys:
+            return
+        try:
+            self.queue.release(self.owner, keys)
+        except Exception as exc:
+            log.error("%s: cannot release %s (their leases expire and they run again): %s",
+                      self.name, keys, exc)
+
+    def _work(self) -> None:
+        queue = self.queue
+        while not self._stopping.is_set():
+            try:
+                item = queue.claim(self.owner, time.time(), self.lease_s)
+            except Exception as exc:
+                log.error("%s worker: %s", self.name, exc)
+                item = None
+            if item is None:
+                self._idle_wait()
+                continue
+            key = self._key(item)
+            with self._idle:
+                self._running[key] = item
+            try:
+                self._run(item)
+            except Exception:
+                log.exception("%s: running %r failed (its lease expires and it runs again)",
+                              self.name, key)
+            finally:
+                if self.interrupted.is_set():
+                    self._release([key])
+                with self._idle:
+                    self._running.pop(key, None)
+                    self._idle.notify_all()
+
+    def _idle_wait(self) -> None:
+        with self._wake:
+            if self._stopping.is_set():
+                return
+            try:
+                due = self.queue.next_due()
+            except Exception:
+                due = None
+            wait = self.poll_s if due is None else min(self.poll_s, max(due - time.time(), 0))
+            if wait > 0:
+                self._wake.wait(wait)
+
+    def _ticker(self) -> None:
+        last_renew = time.monotonic()
+        while not self._stopping.is_set():
+            now = time.time()
+            soonest: float | None = None
+            try:
+                if self._tick is not None:
+                    soonest = self._tick(now)
+                if time.monotonic() - last_renew > self.lease_s / 3:
+                    with self._idle:
+                        keys = list(self._running)
+                    self.queue.renew(self.owner, keys, time.time() + self.lease_s)
+                    last_renew = time.monotonic()
+            except Exception as exc:
+                log.error("%s ticker: %s", self.name, exc)
+            wait = self.poll_s if soonest is None else max(soonest - time.time(), 0.01)
+            self._stopping.wait(min(wait, self.poll_s, self.lease_s / 3))

@@ -1,0 +1,86 @@
+"""What the job service tells the app's event bus, and the event hop count of the call
+running on this thread (every job and event delivery carries it: the cycle guard)."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar
+
+from omnicore.core.events import Event
+
+__all__ = ["JobDead", "JobFailed", "JobQueued", "JobStarted", "JobSucceeded", "at_hops",
+           "current_hops"]
+
+#: The event hop count of the call running on this thread (subscriptions raise it per hop).
+current_hops: contextvars.ContextVar[int] = contextvars.ContextVar("omnicore_hops", default=0)
+
+
+@contextmanager
+def at_hops(n: int) -> Iterator[None]:
+    """Run with ``current_hops`` set to ``n`` (event deliveries count their hops)."""
+    token = current_hops.set(n)
+    try:
+        yield
+    finally:
+        current_hops.reset(token)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobQueued(Event):
+    topic: ClassVar[str] = "job.queued"
+    job_id: int
+    plugin: str
+    handler: str
+    source: str
+    hops: int = 0  # event hops that led here, plus one (cycle guard)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStarted(Event):
+    topic: ClassVar[str] = "job.started"
+    job_id: int
+    plugin: str
+    handler: str
+    attempt: int
+    hops: int = 0  # event hops that led here, plus one (cycle guard)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSucceeded(Event):
+    topic: ClassVar[str] = "job.succeeded"
+    job_id: int
+    plugin: str
+    handler: str
+    attempt: int
+    duration_s: float
+    hops: int = 0  # event hops that led here, plus one (cycle guard)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFailed(Event):
+    """One attempt failed; it runs again at ``retry_at``."""
+
+    topic: ClassVar[str] = "job.failed"
+    job_id: int
+    plugin: str
+    handler: str
+    attempt: int
+    error: str
+    retry_at: float
+    hops: int = 0  # event hops that led here, plus one (cycle guard)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobDead(Event):
+    """The last attempt failed; the job stays ``dead`` until an operator retries it."""
+
+    topic: ClassVar[str] = "job.dead"
+    job_id: int
+    plugin: str
+    handler: str
+    attempt: int
+    error: str
+    hops: int = 0  # event hops that led here, plus one (cycle guard)

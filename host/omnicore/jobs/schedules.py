@@ -1,0 +1,191 @@
+"""Schedules: ``every`` a period or a ``cron`` expression in a time zone, from a plugin's
+manifest (when it is granted ``tasks``) or ``capabilities.tasks.schedules``.
+
+Each fire is a compare-and-set of the schedule's next fire time with its job enqueued in the
+same transaction (``storage.schedules.advance``), so downtime and several hosts still fire
+once per period; a fire later than ``misfire_grace_s`` is skipped with ``catch_up: none``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from omnicore.core.manifest_entries import handler_entries
+from omnicore.errors import ConfigError, PluginNotFound
+from omnicore.jobs.plugins import JobPlugins, PluginView
+from omnicore.jobs.retry import RetryPolicy
+from omnicore.logging import get_logger
+from omnicore.storage import Storage, TaskSpec
+
+__all__ = ["Schedule", "Scheduler", "check_manifest", "manifest_schedules", "parse_schedule"]
+
+log = get_logger("omnicore.jobs")
+
+_EVERY = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """One schedule of one plugin: ``every`` seconds, or a ``cron`` expression in ``tz``."""
+
+    plugin: str
+    name: str
+    handler: str
+    every: float | None = None
+    cron: str | None = None
+    tz: str = "UTC"
+    catch_up: Literal["none", "one"] = "one"
+    payload: bytes = b""
+
+    def next_after(self, t: float) -> float:
+        """The first fire time after ``t`` (epoch seconds)."""
+        if self.every is not None:
+            return t + self.every
+        start = datetime.fromtimestamp(t, ZoneInfo(self.tz))
+        return float(croniter(self.cron or "", start).get_next(float))
+
+    def describe(self) -> str:
+        """``every 30s`` or ``cron '0 3 * * *' (Asia/Tokyo)``."""
+        return f"every {self.every:g}s" if self.every is not None else \
+            f"cron {self.cron!r} ({self.tz})"
+
+
+def parse_schedule(plugin: str, raw: Any, where: str) -> Schedule:
+    """A :class:`Schedule` from a manifest or config entry; ConfigError says what is wrong."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: a schedule is an object like "
+                          '{"handler": "tick", "every": "30s"}', key=where)
+    handler = raw.get("handler")
+    if not isinstance(handler, str) or not handler:
+        raise ConfigError(f"{where}: 'handler' must be a handler name", key=f"{where}.handler")
+    unknown = set(raw) - {"handler", "every", "cron", "tz", "catch_up", "name", "payload"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", key=where)
+    every, cron = raw.get("every"), raw.get("cron")
+    if (every is None) == (cron is None):
+        raise ConfigError(f"{where}: give exactly one of 'every' or 'cron'", key=where)
+    seconds = None
+    if every is not None:
+        match = _EVERY.fullmatch(str(every).strip())
+        if isinstance(every, bool) or match is None or float(match[1]) * _UNITS[match[2]] < 1:
+            raise ConfigError(f"{where}.every must be a period of at least 1s like '30s', "
+                              f"'5m', '2h', got {every!r}", key=f"{where}.every", value=every)
+        seconds = float(match[1]) * _UNITS[match[2]]
+    tz = raw.get("tz", "UTC")
+    try:
+        ZoneInfo(str(tz))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}.tz: unknown time zone {tz!r}", key=f"{where}.tz",
+                          value=tz) from None
+    if cron is not None and (not isinstance(cron, str) or not croniter.is_valid(cron)):
+        raise ConfigError(f"{where}.cron: {cron!r} is not a valid cron expression "
+                          "(five fields: minute hour day month weekday)",
+                          key=f"{where}.cron", value=cron)
+    catch_up = raw.get("catch_up", "one")
+    if catch_up not in ("none", "one"):
+        raise ConfigError(f"{where}.catch_up must be 'none' or 'one', got {catch_up!r}",
+                          key=f"{where}.catch_up", value=catch_up)
+    payload = raw.get("payload", "")
+    return Schedule(plugin, str(raw.get("name") or handler), handler, seconds, cron, str(tz),
+                    catch_up, payload.encode() if isinstance(payload, str) else
+                    json.dumps(payload).encode())
+
+
+def manifest_schedules(plugin: str, manifest: Mapping[str, Any],
+                       handlers: Sequence[str] = ()) -> list[Schedule]:
+    """The schedules of ``plugin``'s manifest; ConfigError names the first bad one."""
+    return handler_entries(manifest, "schedules",
+                           lambda item, where: parse_schedule(plugin, item, where), handlers)
+
+
+def check_manifest(plugin: str, manifest: Mapping[str, Any], handlers: Sequence[str]) -> None:
+    """Plugin host hook: a schedule that cannot run fails the load (with the reason)."""
+    manifest_schedules(plugin, manifest, handlers)
+
+
+def configured_schedules(raw: Mapping[str, Sequence[Any]]) -> dict[str, list[Schedule]]:
+    """``capabilities.tasks.schedules`` parsed; ConfigError names the first bad entry."""
+    return {plugin: [parse_schedule(plugin, s, f"capabilities.tasks.schedules.{plugin}[{i}]")
+                     for i, s in enumerate(items or [])]
+            for plugin, items in raw.items()}
+
+
+class Scheduler:
+    """The schedules of the loaded plugins, fired by the job workers' ticker."""
+
+    def __init__(self, storage: Callable[[], Storage], plugins: Callable[[], JobPlugins],
+                 configured: Mapping[str, list[Schedule]], policy: RetryPolicy,
+                 misfire_grace_s: float, poll_s: float, wake: Callable[[], None]) -> None:
+        self._storage = storage
+        self._plugins = plugins
+        self.configured = dict(configured)
+        self._policy = policy
+        self._misfire_grace_s = misfire_grace_s
+        self._poll_s = poll_s
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._schedules: dict[tuple[str, str], Schedule] = {}
+
+    def all(self) -> list[Schedule]:
+        """Every schedule in force, by plugin and name."""
+        with self._lock:
+            return sorted(self._schedules.values(), key=lambda s: (s.plugin, s.name))
+
+    def sync(self, plugin: str) -> None:
+        """(Re)read ``plugin``'s schedules: manifest (if granted ``tasks``) + app config."""
+        found = list(self.configured.get(plugin, []))
+        try:
+            view: PluginView | None = self._plugins().get(plugin)
+        except PluginNotFound:
+            view = None
+        if view is not None and view.state == "loaded" and view.manifest.get("schedules"):
+            if "tasks" not in view.granted:
+                log.warning("plugin '%s' declares schedules but is not granted 'tasks'; "
+                            "they do not run", plugin)
+            else:
+                try:
+                    found += manifest_schedules(plugin, view.manifest, view.handlers)
+                except ConfigError as exc:  # a host built without the manifest checks
+                    log.error("plugin '%s' %s; its schedules do not run", plugin, exc)
+        with self._lock:
+            for key in [k for k in self._schedules if k[0] == plugin]:
+                del self._schedules[key]
+            for sched in found:
+                self._schedules[(plugin, sched.name)] = sched
+        self._wake()
+
+    def fire_due(self, now: float) -> float:
+        """Fire what is due at ``now``; when the next schedule is due."""
+        store = self._storage().schedules
+        plugins = self._plugins()
+        soonest = now + self._poll_s
+        for sched in self.all():
+            if sched.plugin not in plugins:
+                continue
+            due = store.next_fire(sched.plugin, sched.name)
+            if due is None:
+                store.advance(sched.plugin, sched.name, None, sched.next_after(now), None)
+                due = store.next_fire(sched.plugin, sched.name)
+            elif due <= now:
+                missed = now - due > self._misfire_grace_s
+                fire = None if missed and sched.catch_up == "none" else TaskSpec(
+                    sched.plugin, sched.handler, sched.payload, now,
+                    self._policy.max_attempts, self._policy.backoff_ms,
+                    f"schedule:{sched.name}")
+                nxt = sched.next_after(now)
+                if store.advance(sched.plugin, sched.name, due, nxt, fire) and fire:
+                    self._wake()
+                due = nxt
+            if due is not None:
+                soonest = min(soonest, due)
+        return soonest

@@ -1,0 +1,230 @@
+"""``app.jobs``: the durable job service.
+
+A job is ``handler(payload)`` of one plugin, stored as a row of the app's storage, so it
+survives a restart or a ``kill -9``. :meth:`Jobs.enqueue` is the one door in: it inserts
+the row, tells the bus (``job.queued``) and wakes the workers. The workers
+(:class:`~omnicore.core.workers.LeasedWorkers`) lease due jobs, and a
+:class:`~omnicore.jobs.worker.JobRunner` calls the plugin and records the outcome: at least
+once, ``attempts`` counting deliveries, retried by the job's
+:class:`~omnicore.jobs.retry.RetryPolicy`, then ``dead``. The workers' ticker also fires the
+schedules (:mod:`omnicore.jobs.schedules`).
+
+The service runs whether or not any plugin holds the ``tasks`` grant: operators, schedules
+and durable event subscriptions enqueue too. ``omnicore:tasks`` is the plugins' door onto it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from omnicore.config.schema import TasksConfig
+from omnicore.core.events import EventBus, Subscription
+from omnicore.core.workers import LeasedWorkers
+from omnicore.jobs.events import JobQueued
+from omnicore.jobs.plugins import JobPlugins
+from omnicore.jobs.retry import RetryPolicy
+from omnicore.jobs.schedules import Schedule, Scheduler, configured_schedules
+from omnicore.jobs.worker import JobRunner
+from omnicore.logging import get_logger
+from omnicore.storage import Storage, Task, TaskSpec
+from omnicore.storage.base import TaskState
+
+__all__ = ["Jobs"]
+
+log = get_logger("omnicore.jobs")
+
+
+class Jobs:
+    """Durable plugin jobs: enqueue, inspect, retry, cancel; the workers and the schedules.
+
+    ``options`` is ``capabilities.tasks``; ``storage`` and ``plugins`` give the app's storage
+    and plugin host when asked (both are made after the service); ``owner`` names this host
+    on the leases (the app's runtime id). A bad ``capabilities.tasks.schedules`` entry is a
+    ConfigError here, when the app is built.
+    """
+
+    def __init__(self, options: TasksConfig, *, storage: Callable[[], Storage],
+                 plugins: Callable[[], JobPlugins], events: EventBus, owner: str) -> None:
+        self.options = options
+        self.owner = owner
+        self._storage = storage
+        self._plugins = plugins
+        self._events = events
+        #: Retries of jobs enqueued without their own attempts/backoff (operator, schedules).
+        self.policy = RetryPolicy(options.max_attempts, options.backoff_ms,
+                                  options.max_backoff_ms)
+        self._workers: LeasedWorkers[Task, int] = LeasedWorkers(
+            "job", _Queue(storage), self._run, lambda task: task.id, owner=owner,
+            workers=options.workers, lease_s=options.lease_s, poll_s=options.poll_s,
+            tick=self._tick)
+        self.runner = JobRunner(storage, plugins, events, owner, options.max_backoff_ms,
+                                self._workers.interrupted)
+        self.scheduler = Scheduler(storage, plugins, configured_schedules(options.schedules),
+                                   self.policy, options.misfire_grace_s, options.poll_s,
+                                   self.wake)
+        self._subs: list[Subscription] = []
+
+    # -- the door in --
+
+    def enqueue(self, plugin: str, handler: str, payload: bytes = b"", *, delay_s: float = 0.0,
+                max_attempts: int | None = None, backoff_ms: int | None = None,
+                max_queued: int | None = None, source: str = "operator",
+                hops: int = 0) -> int:
+        """Queue ``handler(payload)`` of ``plugin``; the job id.
+
+        ``max_queued`` bounds the plugin's pending jobs (a plugin's own enqueue: QuotaExceeded
+        past it); operators, schedules and events enqueue without it.
+        """
+        if delay_s < 0:
+            raise ValueError("delay_s must be >= 0")
+        run_at = time.time() + delay_s
+        attempts = max_attempts or self.policy.max_attempts
+        backoff = backoff_ms or self.policy.backoff_ms
+        store = self._storage()
+        if max_queued is None:
+            job_id = store.queue.add(TaskSpec(plugin, handler, bytes(payload), run_at,
+                                              attempts, backoff, source, hops))
+        else:
+            job_id = store.tasks(plugin).enqueue(handler, payload, run_at,
+                                                 max_attempts=attempts, backoff_ms=backoff,
+                                                 max_queued=max_queued, source=source,
+                                                 hops=hops)
+        self._events.publish(JobQueued(job_id=job_id, plugin=plugin, handler=handler,
+                                       source=source, hops=hops + 1))
+        self.wake()
+        return job_id
+
+    def wake(self) -> None:
+        """End the idle workers' wait: a job was added or came due."""
+        self._workers.wake()
+
+    # -- operators --
+
+    def get(self, job_id: int) -> Task | None:
+        """The job ``job_id`` as stored, or None."""
+        return self._storage().queue.get(job_id)
+
+    def list(self, *, plugin: str | None = None, state: str | None = None,
+             limit: int = 100) -> builtins.list[Task]:
+        """Newest first; ``state`` is queued, running, succeeded, dead or cancelled."""
+        return self._storage().queue.list(plugin=plugin, states=(state,) if state else (),
+                                          limit=limit)
+
+    def retry(self, job_id: int) -> bool:
+        """Queue a dead or cancelled job again with fresh attempts."""
+        done = self._storage().queue.retry(job_id, time.time())
+        if done:
+            self.wake()
+        return done
+
+    def cancel(self, job_id: int, *, plugin: str | None = None) -> bool | None:
+        """True cancelled, False running or finished, None unknown (or, with ``plugin``,
+        another plugin's job)."""
+        return self._storage().queue.cancel(job_id, time.time(), plugin=plugin)
+
+    def schedules(self) -> builtins.list[Schedule]:
+        """The schedules in force, by plugin and name."""
+        return self.scheduler.all()
+
+    def counts(self) -> dict[tuple[str, TaskState], int]:
+        """How many jobs each ``(plugin, state)`` holds in the queue."""
+        return self._storage().queue.counts()
+
+    def running(self) -> builtins.list[Task]:
+        """The jobs this host runs now."""
+        return self._workers.running()
+
+    @property
+    def started(self) -> bool:
+        """Whether the workers run."""
+        return self._workers.started
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        """Start the workers and the schedules of the plugins already loaded."""
+        if self._workers.started:
+            return
+        try:
+            plugins = self._plugins()
+        except AttributeError:
+            return  # an app without a plugin host has nothing to call
+        self._subs = [self._events.subscribe(t, self._on_plugin_event)
+                      for t in ("plugin.loaded", "plugin.reloaded", "plugin.unloaded")]
+        for info in builtins.list(plugins):
+            self.scheduler.sync(info.name)
+        for plugin in self.scheduler.configured:
+            if plugin not in plugins:
+                self.scheduler.sync(plugin)
+        self._workers.start()
+
+    def stop(self, grace: float) -> None:
+        """Stop taking jobs; wait up to ``grace`` s for running ones; then interrupt every
+        plugin call still running and give their jobs back to the queue (the attempt not
+        counted): they run again at the next start, here or on another host."""
+        for sub in self._subs:
+            self._events.unsubscribe(sub)
+        self._subs = []
+        if not self._workers.started:
+            return
+        left = self._workers.stop(grace, interrupt=self._interrupt_plugins)
+        if left:
+            log.warning("stopped with %d job(s) still running after %.3gs: %s; interrupted "
+                        "and queued again", len(left), grace, left)
+
+    def interrupt(self) -> None:
+        """End every plugin call running now, the jobs' and everyone else's (the engines'
+        epoch is shared); the jobs among them are queued again when :meth:`stop` ends. For
+        the end of a stop's grace."""
+        self._workers.interrupt(self._interrupt_plugins)
+
+    @contextmanager
+    def interrupt_after(self, grace: float) -> Iterator[None]:
+        """:meth:`interrupt` if the block is still running after ``grace`` s (an app's stop:
+        a job, an event delivery, a workflow step or a console invoke may be running)."""
+        timer = threading.Timer(grace, self.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def _interrupt_plugins(self) -> None:
+        try:
+            plugins = self._plugins()
+        except AttributeError:
+            return  # no plugin host: no call can be running
+        plugins.interrupt()
+
+    def _on_plugin_event(self, event: object) -> None:
+        self.scheduler.sync(str(getattr(event, "plugin", "")))
+
+    def _tick(self, now: float) -> float:
+        return self.scheduler.fire_due(now)
+
+    def _run(self, task: Task) -> None:
+        self.runner.run(task)
+
+
+class _Queue:
+    """The storage's job queue, found when first used (the storage opens on first use)."""
+
+    def __init__(self, storage: Callable[[], Storage]) -> None:
+        self._storage = storage
+
+    def claim(self, owner: str, now: float, lease_s: float) -> Task | None:
+        return self._storage().queue.claim(owner, now, lease_s)
+
+    def next_due(self) -> float | None:
+        return self._storage().queue.next_due()
+
+    def renew(self, owner: str, keys: Sequence[int], lease_until: float) -> None:
+        self._storage().queue.renew(owner, keys, lease_until)
+
+    def release(self, owner: str, keys: Sequence[int]) -> None:
+        self._storage().queue.release(owner, keys)

@@ -1,0 +1,98 @@
+"""One job's delivery: call the plugin's handler, then record how it ended.
+
+``claim -> call -> finish | fail``: the lease and the claim are the leased workers' part
+(:mod:`omnicore.core.workers`); this is what runs in between. A failure is retried by the
+job's :class:`~omnicore.jobs.retry.RetryPolicy` until its last attempt, then the job is
+``dead`` with the error kept. A call that failed because a stop interrupted it records
+nothing: the stop gives the job back to the queue without counting the attempt.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+
+from omnicore.core.events import EventBus
+from omnicore.jobs.events import JobDead, JobFailed, JobStarted, JobSucceeded, at_hops
+from omnicore.jobs.plugins import JobPlugins
+from omnicore.jobs.retry import RetryPolicy
+from omnicore.logging import get_logger
+from omnicore.storage import Storage, StorageError, Task
+
+__all__ = ["JobRunner"]
+
+log = get_logger("omnicore.jobs")
+
+
+class JobRunner:
+    """Runs one claimed job at a time per calling thread; counts the outcomes."""
+
+    def __init__(self, storage: Callable[[], Storage], plugins: Callable[[], JobPlugins],
+                 events: EventBus, owner: str, max_backoff_ms: int,
+                 interrupted: threading.Event) -> None:
+        self._storage = storage
+        self._plugins = plugins
+        self._events = events
+        self._owner = owner
+        self._max_backoff_ms = max_backoff_ms
+        self._interrupted = interrupted
+        self._lock = threading.Lock()
+        #: Attempts that ended, by (plugin, outcome: succeeded | failed | dead), since start.
+        self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def policy(self, task: Task) -> RetryPolicy:
+        """The retry policy of ``task``: its own attempts and backoff, the service's cap."""
+        return RetryPolicy(task.max_attempts, task.backoff_ms, self._max_backoff_ms)
+
+    def counts(self) -> list[tuple[tuple[str, str], int]]:
+        """The outcome counters, sorted."""
+        with self._lock:
+            return sorted(self.outcomes.items())
+
+    def run(self, task: Task) -> None:
+        """Deliver ``task`` (claimed by this host) and record how it ended."""
+        events = self._events
+        hops = task.hops + 1
+        events.publish(JobStarted(job_id=task.id, plugin=task.plugin, handler=task.handler,
+                                  attempt=task.attempts, hops=hops))
+        started = time.perf_counter()
+        error = None
+        try:
+            with at_hops(task.hops):
+                self._plugins().call(task.plugin, task.handler, task.payload)
+        except Exception as exc:
+            if self._interrupted.is_set():
+                log.info("job %d %s.%s was interrupted by the stop; it is queued again",
+                         task.id, task.plugin, task.handler)
+                return
+            error = f"{type(exc).__name__}: {exc}"
+        now = time.time()
+        retry_at = None if error is None else self.policy(task).retry_at(task.attempts, now)
+        outcome = "succeeded" if error is None else "failed" if retry_at is not None else "dead"
+        with self._lock:  # counted before the bus hears of it
+            self.outcomes[(task.plugin, outcome)] += 1
+        queue = self._storage().queue
+        try:
+            if error is None:
+                queue.finish(task.id, self._owner, now)
+                events.publish(JobSucceeded(job_id=task.id, plugin=task.plugin,
+                                            handler=task.handler, attempt=task.attempts,
+                                            duration_s=time.perf_counter() - started,
+                                            hops=hops))
+            elif retry_at is None:
+                queue.fail(task.id, self._owner, now, error, None)
+                log.warning("job %d %s.%s is dead after %d attempt(s): %s", task.id,
+                            task.plugin, task.handler, task.attempts, error)
+                events.publish(JobDead(job_id=task.id, plugin=task.plugin,
+                                       handler=task.handler, attempt=task.attempts,
+                                       error=error, hops=hops))
+            else:
+                queue.fail(task.id, self._owner, now, error, retry_at)
+                events.publish(JobFailed(job_id=task.id, plugin=task.plugin,
+                                         handler=task.handler, attempt=task.attempts,
+                                         error=error, retry_at=retry_at, hops=hops))
+        except StorageError as exc:
+            log.error("job %d: cannot record its outcome: %s (it runs again when its lease "
+                      "expires)", task.id, exc)
