@@ -25,6 +25,7 @@ from typing import Any, TypeVar, overload
 from omnicore.capabilities import builtin as builtin_capabilities
 from omnicore.capabilities.events import Subscriptions
 from omnicore.capabilities.kv import KV
+from omnicore.cluster import ClusterSettings, Membership
 from omnicore.config import OmniConfig, load_config
 from omnicore.core._loop import LoopThread
 from omnicore.core.events import (
@@ -118,6 +119,8 @@ class OmniApp:
         self._runner: LoopThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
+        #: This host's row in the instance registry while it runs (``/api/v1/instances``).
+        self.cluster: Membership | None = None
         self._entry_points = entry_points
         self._storage: Storage | None = None
         self._storage_lock = threading.Lock()
@@ -230,8 +233,7 @@ class OmniApp:
                 store = self.__dict__.get("_vectors")
                 if store is None:
                     store = self.__dict__["_vectors"] = VectorStore(
-                        rows, self._cache_dir / "vectors", shared=self.config.storage.url
-                        is not None)
+                        rows, self._cache_dir / "vectors", shared=self.storage.shared)
         return store
 
     @property
@@ -258,6 +260,33 @@ class OmniApp:
             if callable(embed):
                 return embed  # type: ignore[no-any-return]
         return None
+
+    def _join_cluster(self) -> Membership:
+        from omnicore import __version__
+
+        console = next((m for m in self.modules if m.name == "console"), None)
+        membership = Membership(
+            lambda: self.storage, self.runtime_id, __version__,
+            settings=ClusterSettings(heartbeat_s=self.config.cluster.heartbeat_s,
+                                     dead_after_s=self.config.cluster.dead_after_s),
+            console_url=lambda: getattr(console, "url", None),
+            jobs_held=lambda: len(self.jobs.running()),
+            wake=self._wake_workers, on_drain=self._drain)
+        membership.start()
+        # Another host's enqueue or a dead host's released leases wake our idle workers now
+        # (PostgreSQL's LISTEN/NOTIFY); polling is only the fallback.
+        self.storage.on_wakeup(self._wake_workers)
+        return membership
+
+    def _wake_workers(self) -> None:
+        self.jobs.wake()
+        self.workflows.wake()
+
+    def _drain(self) -> None:
+        """An operator asked this host to drain: stop as SIGTERM does (no new claims, the
+        grace for in-flight work, leases given back), and so leave the cluster."""
+        self.log.warning("draining: this host stops claiming work and exits")
+        self.request_stop()
 
     def _close_storage(self) -> None:
         memory = self.__dict__.pop("_memory", None)
@@ -434,6 +463,9 @@ class OmniApp:
             self._set_module_state(module, State.RUNNING)
             self._started.append(module)
         self.extensions.startup()
+        # Registered before any worker claims: a job leased to this runtime id belongs to a
+        # host the others can see, and can take over if it dies.
+        self.cluster = self._join_cluster()
         # Subscribers first: a job that runs at once (one queued while the host was down) may
         # publish, and its subscribers must already be listening.
         self.subscriptions.start()
@@ -494,6 +526,9 @@ class OmniApp:
             failures = await self._stop_modules()
             # A hung async subscriber must not hold the stop beyond the grace period either.
             await self.events.drain(timeout=grace)
+        if self.cluster is not None:  # its leases were given back above: leave the registry
+            await asyncio.get_running_loop().run_in_executor(None, self.cluster.stop)
+            self.cluster = None
         self._close_storage()
         self._became_stopped()
         self.log.info("app %s stopped in %.3fs (up %.1fs)", self.name,

@@ -198,3 +198,16 @@ def test_postgres_going_away_and_coming_back(cluster: Any, pg_cluster: Any) -> N
     for h in hosts:
         text = h.log.read_text()
         assert "storage unavailable" in text and "answers again" in text
+
+
+def test_a_drained_host_finishes_its_work_and_exits(cluster: Any) -> None:
+    hosts, store = cluster(2)
+    victim = hosts[0]
+    rid = next(i.runtime_id for i in store.instances.all()
+               if i.pid == victim.proc.pid)  # type: ignore[union-attr]
+    assert store.instances.set_draining(rid, True)
+    assert victim.proc is not None and victim.proc.wait(30) == 0  # a clean stop
+    assert rid not in {i.runtime_id for i in store.instances.all()}
+    job = store.queue.add(TaskSpec("worker", "slow", b'{"id": 7, "ms": 0}', time.time()))
+    until(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
+          "the other host to run new work", hosts[1:], timeout=30)

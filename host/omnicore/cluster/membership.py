@@ -79,13 +79,15 @@ class Membership:
 
     def _run(self) -> None:
         next_beat = 0.0
-        while not self._stop.wait(self.settings.check_s):
+        # An embedded database has one host (the data dir's lock): nobody to watch closely.
+        every = self.settings.check_s if self._storage().shared else self.settings.heartbeat_s
+        while not self._stop.wait(every):
             try:
                 now = time.time()
                 if not self._registered:
                     self._register()
                 if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + self.settings.heartbeat_s
+                    next_beat = time.monotonic() + self.settings.heartbeat_s - every / 2
                     self._beat(now)
                 dead = self._storage().instances.reap(self.runtime_id, now,
                                                       self.settings.dead_after_s)

@@ -228,6 +228,20 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
     ("delete", "/vectors/{plugin}/{collection}", "Drop a whole collection", "admin",
      [_PLUGIN, {"name": "collection", "in": "path", "required": True,
                 "schema": {"type": "string"}}], None, 204, None),
+    ("get", "/instances", "The hosts sharing this app's storage (the instance registry)",
+     "viewer", [], None, 200, {"type": "object", "required": ["items"], "properties": {
+         "items": {"type": "array", "items": {"type": "object", "required": [
+             "runtime_id", "heartbeat_at", "jobs_held", "version", "draining"], "properties": {
+             "runtime_id": {"type": "string"}, "hostname": {"type": "string"},
+             "pid": {"type": "integer"}, "console_url": {"type": ["string", "null"]},
+             "version": {"type": "string"}, "started_at": {"type": "number"},
+             "heartbeat_at": {"type": "number"}, "jobs_held": {"type": "integer"},
+             "draining": {"type": "boolean"}, "this": {"type": "boolean"}}}}}}),
+    ("post", "/instances/{runtime_id}/drain", "Drain a host: it stops claiming work, finishes "
+     "what it runs and exits", "admin",
+     [{"name": "runtime_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+     None, 202, {"type": "object", "properties": {"runtime_id": {"type": "string"},
+                                                  "draining": {"type": "boolean"}}}),
     ("get", "/memory", "Plugins' memories per tier, with the tier caps", "viewer", _PAGING,
      None, 200, _page(_ref("MemorySummary"))),
     ("get", "/memory/{plugin}/recall", "Recall a plugin's memories as it would (read only: "

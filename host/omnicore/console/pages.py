@@ -43,6 +43,7 @@ NOTICES = {
     "limits": "Limits saved and live.", "enabled": "Enabled.", "disabled": "Disabled.",
     "mcp_expose": "Served to agents as an MCP tool.", "mcp_hide": "No longer an MCP tool.",
     "reloaded": "Reloaded.", "deleted": "Plugin deleted.", "uploaded": "Uploaded.",
+    "instance-draining": "Asked to drain: it stops claiming work, finishes and exits.",
     "user": "User added.", "user-deleted": "User deleted.", "token-deleted": "Token revoked.",
     "retried": "Task queued again.", "cancelled": "Task cancelled.", "signed-out": "Signed out.",
     "key-deleted": "Key deleted.", "secret-set": "Secret saved (its value is not shown).",

@@ -13,7 +13,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from omnicore.console import api, memory, pages, secrets, vectors, workflows
+from omnicore.console import api, instances, memory, pages, secrets, vectors, workflows
 from omnicore.console.errors import ApiError, error_response
 from omnicore.console.openapi import document
 from omnicore.console.state import ConsoleState
@@ -90,6 +90,8 @@ async def readyz(request: Request) -> Response:
         reasons.append(f"app is {app.state.value}")
     if app.plugins.folder is None:
         reasons.append("plugins folder not read yet")
+    if app.cluster is not None and app.cluster.unavailable is not None:
+        reasons.append(f"storage unavailable: {app.cluster.unavailable}")
     body = {"ready": not reasons, "reasons": reasons}
     return JSONResponse(body, status_code=200 if not reasons else 503)
 
@@ -119,6 +121,7 @@ def create_app(state: ConsoleState) -> Starlette:
         *workflows.routes(),
         *secrets.routes(),
         *vectors.routes(),
+        *instances.routes(),
         *memory.routes(),
         Route("/mcp", mcp),
         Mount("/static", StaticFiles(directory=str(pages.WEB / "static")), name="static"),

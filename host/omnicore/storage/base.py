@@ -16,7 +16,7 @@ module of its own (``memory_rows``, ``vector_rows``, ``secret_rows``, ``workflow
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -284,6 +284,15 @@ class Storage(abc.ABC):
     queue: TaskQueue
     schedules: Schedules
     events: EventLog
+
+    #: Several hosts may share this storage at once (PostgreSQL): caches must catch up with
+    #: what the others write, and the instance registry is worth watching closely.
+    shared: bool = False
+
+    def on_wakeup(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when another host enqueues work or releases a dead host's leases
+        (a backend several hosts share does; an embedded one has no other host: no-op)."""
+        return None
 
     @property
     @abc.abstractmethod

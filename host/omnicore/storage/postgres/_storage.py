@@ -52,6 +52,8 @@ def _psycopg() -> Any:
 class PostgresStorage(Storage):
     """:class:`~omnicore.storage.base.Storage` on a PostgreSQL database shared by instances."""
 
+    shared = True
+
     def __init__(self, url: str, *, max_connections: int = 8,
                  connect_timeout_s: float = 2.0) -> None:
         psycopg, psycopg_pool = _psycopg()

@@ -1,0 +1,86 @@
+"""The hosts sharing this app's storage, and draining one (omnicore.cluster).
+
+API (reads: any signed-in user; drain: admin)::
+
+    GET  /api/v1/instances                      {"items": [...]}: runtime id, host name, pid,
+                                                console URL, version, started, heartbeat_at
+                                                (Unix seconds), jobs held, draining
+    POST /api/v1/instances/{runtime_id}/drain   stop claiming, finish in-flight work, exit
+
+Page: ``/instances``. Any instance answers for all of them: the registry is in storage.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from omnicore.console import api
+from omnicore.console.errors import ApiError
+from omnicore.console.pages import done, page, read_form
+
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
+
+__all__ = ["routes"]
+
+log = logging.getLogger("omnicore.console")
+
+
+def instances(app: OmniApp) -> list[dict[str, Any]]:
+    me = app.runtime_id
+    return [{**i.as_dict(), "this": i.runtime_id == me} for i in app.storage.instances.all()]
+
+
+def drain(app: OmniApp, runtime_id: str, by: str) -> bool:
+    asked = app.storage.instances.set_draining(runtime_id, True)
+    if asked:
+        log.warning("console: %s asked instance %s to drain", by, runtime_id)
+    return asked
+
+
+@api.guarded
+async def list_instances(request: Request) -> Response:
+    api.need(request)
+    st = api.state(request)
+    return JSONResponse({"items": await st.off_loop(instances, st.app)})
+
+
+@api.guarded
+async def drain_instance(request: Request) -> Response:
+    who = api.need(request, "admin")
+    st = api.state(request)
+    rid = request.path_params["runtime_id"]
+    if not await st.off_loop(drain, st.app, rid, who.user.name):
+        raise ApiError(404, f"no running instance {rid[:64]!r}", type="UnknownInstance")
+    return JSONResponse({"runtime_id": rid, "draining": True}, status_code=202)
+
+
+async def instances_page(request: Request) -> Response:
+    api.need(request)
+    st = api.state(request)
+    return page(request, "instances.html", instances=await st.off_loop(instances, st.app),
+                dead_after=st.app.config.cluster.dead_after_s)
+
+
+async def instances_post(request: Request) -> Response:
+    who, f = await read_form(request)
+    st = api.state(request)
+    rid = f.get("runtime_id", "")
+    if not rid or not await st.off_loop(drain, st.app, rid, who.user.name):
+        raise ApiError(404, f"no running instance {rid[:64]!r}", type="UnknownInstance")
+    return done("/instances", "instance-draining")
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1"
+    return [
+        Route(f"{p}/instances", list_instances, methods=["GET"]),
+        Route(f"{p}/instances/{{runtime_id}}/drain", drain_instance, methods=["POST"]),
+        Route("/instances", instances_page, methods=["GET"]),
+        Route("/instances", instances_post, methods=["POST"]),
+    ]
