@@ -129,8 +129,7 @@ class OmniApp:
         #: Durable plugin jobs (``omnicore:tasks``, schedules); ``tasks`` is the in-memory
         #: TaskEngine for Python coroutines.
         self.jobs = Jobs(config.capabilities.tasks, storage=lambda: self.storage,
-                         plugins=lambda: self.plugins, events=self.events,
-                         owner=self.runtime_id)
+                         plugins=lambda: self.plugins, events=self.events, owner=self.runtime_id)
         #: Plugins' event subscriptions (``omnicore:events``), delivered off the bus.
         self.subscriptions = Subscriptions(self)
         #: Workflow definitions (``workflows/``) and their durable runs.
@@ -513,13 +512,12 @@ class OmniApp:
         self._lifecycle.transition(State.STOPPING)
         stopping_since = time.perf_counter()
         grace = self.config.shutdown_grace_s if grace is None else grace
-        # Every plugin call still running at the end of the grace is interrupted, whoever made
-        # it: the plugin host's close below would otherwise wait out each call's deadline.
+        # The services stop side by side (the grace counts once); every plugin call still
+        # running at its end is interrupted, or the host's close would wait out its deadline.
         with self.jobs.interrupt_after(grace):
-            loop = asyncio.get_running_loop()  # side by side, so the grace counts once
-            await asyncio.gather(loop.run_in_executor(None, self.subscriptions.stop),
-                                 loop.run_in_executor(None, self.workflows.stop, grace),
-                                 loop.run_in_executor(None, self.jobs.stop, grace))
+            await asyncio.gather(asyncio.to_thread(self.subscriptions.stop),
+                                 asyncio.to_thread(self.workflows.stop, grace),
+                                 asyncio.to_thread(self.jobs.stop, grace))
             self.extensions.shutdown()
             if self.tasks.state is State.RUNNING:
                 await self.tasks.stop(grace)
