@@ -46,7 +46,7 @@ class Host:
         shutil.copy(wasm, self.dir / "plugins" / "worker.wasm")
         (self.dir / "omnicore.yaml").write_text(json.dumps({
             "name": "scaleout", "data_dir": "data", "plugins_dir": "plugins",
-            "log": {"format": "json"}, "watch": False,
+            "log": {"format": "json"}, "sandbox": {"watch": False},
             "plugins": {"worker": {"grants": ["kv", "events"],
                                    "limits": {"timeout_ms": 20000}}},
             "capabilities": {"tasks": {"schedules": {"worker": schedules}}}}))

@@ -161,8 +161,25 @@ class PostgresStorage(Storage):
         """Run ``fn(conn)`` in one transaction; a database failure is a StorageError."""
         psycopg = self._psycopg
         try:
-            with self._pool.connection(timeout=self._timeout) as conn, conn.transaction():
-                return fn(conn)
+            for attempt in (1, 2):
+                with self._pool.connection(timeout=self._timeout) as conn:
+                    try:
+                        tx = conn.transaction()
+                        tx.__enter__()
+                    except psycopg.OperationalError:
+                        # A pooled connection the server closed (it restarted): BEGIN failed,
+                        # so nothing was done; the pool drops it and the next one is tried.
+                        if attempt == 1 and conn.broken:
+                            continue
+                        raise
+                    try:
+                        result = fn(conn)
+                    except BaseException as exc:
+                        tx.__exit__(type(exc), exc, exc.__traceback__)
+                        raise
+                    tx.__exit__(None, None, None)
+                    return result
+            raise AssertionError("unreachable")  # pragma: no cover
         except psycopg.Error as exc:
             raise self._error("write failed", exc) from None
         except StorageError:
