@@ -131,8 +131,10 @@ class Liveness:
                 if self._slot is not None and self._held != self._slot:
                     conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, self._slot))
                     self._held = self._slot
+                # stop_after: hand the first notification on at once (the generator would
+                # otherwise hold it until the timeout); a burst is one wake-up anyway.
                 woke = False
-                for _ in conn.notifies(timeout=0.25):
+                for _ in conn.notifies(timeout=0.25, stop_after=1):
                     woke = True
                 if woke:
                     for callback in list(self._callbacks):

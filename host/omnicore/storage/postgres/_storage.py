@@ -65,7 +65,8 @@ class PostgresStorage(Storage):
         # plugin call's deadline or a request.
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, timeout=connect_timeout_s,
-            kwargs={"connect_timeout": max(1, int(connect_timeout_s)),
+            # Autocommit: a read is one round trip; a write opens its own transaction.
+            kwargs={"connect_timeout": max(1, int(connect_timeout_s)), "autocommit": True,
                     "options": "-c statement_timeout=30000"},
             name="omnicore")
         try:
@@ -190,7 +191,25 @@ class PostgresStorage(Storage):
             raise
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        return self._write(lambda conn: conn.execute(sql, args).fetchall())
+        """One statement outside a transaction (the hot path of kv get); a read is safe to
+        try again once on a connection the server closed."""
+        psycopg = self._psycopg
+        try:
+            for attempt in (1, 2):
+                with self._pool.connection(timeout=self._timeout) as conn:
+                    try:
+                        return list(conn.execute(sql, args).fetchall())
+                    except psycopg.OperationalError:
+                        if attempt == 1 and conn.broken:
+                            continue
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
+        except psycopg.Error as exc:
+            raise self._error("read failed", exc) from None
+        except Exception as exc:
+            if type(exc).__name__ == "PoolTimeout":
+                raise self._error("unreachable", exc) from None
+            raise
 
     def kv(self, plugin: str) -> KVStore:
         return _KV(self, plugin)

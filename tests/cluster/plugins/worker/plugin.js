@@ -4,7 +4,8 @@
 // - slow {"id", "ms"}: counts a start, works `ms` milliseconds, then makes its effect once
 //   per id (guarded by the key effect:<id>, as an idempotency key guards a real side effect)
 //   and counts a finish.
-// - tick: counts a schedule fire.
+// - tick: counts a schedule fire; noop does nothing (bench: the queue's own cost); get
+//   answers a kv key (bench: kv through a plugin).
 // - emit {"n"}: publishes n `ping` events; on_ping (a durable subscription) counts each.
 import { events, json, kv } from "omnicore";
 
@@ -24,6 +25,14 @@ export function slow(input) {
 export function tick(_input) {
   kv.incr("ticks");
   return "";
+}
+
+export function noop(_input) {
+  return "";
+}
+
+export function get(input) {
+  return kv.getText(input) ?? "";
 }
 
 export function emit(input) {
