@@ -168,12 +168,15 @@ def test_a_one_second_schedule_fires_once_per_period_across_the_cluster(cluster:
     assert 9 <= fired <= 11, fired
 
 
-def test_a_durable_subscription_delivers_once_across_the_cluster(cluster: Any) -> None:
+def test_a_durable_subscription_delivers_once_and_a_live_one_on_every_host(
+        cluster: Any) -> None:
     hosts, store = cluster(3)
     store.queue.add(TaskSpec("worker", "emit", b'{"n": 20}', time.time()))
-    until(lambda: _count(store, "pings") >= 20, "20 pings", hosts, timeout=60)
+    until(lambda: _count(store, "pings") >= 20 and _count(store, "live") >= 60,
+          "20 durable deliveries and 3 x 20 live ones", hosts, timeout=60)
     time.sleep(2)  # a duplicate would land in this time
-    assert _count(store, "pings") == 20
+    assert _count(store, "pings") == 20  # once across the cluster
+    assert _count(store, "live") == 60  # each host's live subscriber, each event once
 
 
 def test_postgres_going_away_and_coming_back(cluster: Any, pg_cluster: Any) -> None:

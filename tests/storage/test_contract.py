@@ -233,3 +233,14 @@ def test_event_log_keeps_recent_events(store: Storage) -> None:
     assert all(e.topic.startswith("plugin.p.") for e in recent)
     assert len(store.events.recent(1000)) < 200  # trimmed
     assert [e.payload for e in store.events.recent(2, "plugin.p.n0")] == [b"198", b"196"]
+
+
+def test_an_event_is_read_back_by_its_id_while_the_log_keeps_it(store: Storage) -> None:
+    first = store.events.append("plugin.p.a", "p", b"\x00one", retain=64)
+    second = store.events.append("plugin.p.b", None, b"two", retain=64)
+    got = store.events.get(first)
+    assert got is not None and (got.topic, got.plugin, got.payload) == ("plugin.p.a", "p",
+                                                                        b"\x00one")
+    other = store.events.get(second)
+    assert other is not None and other.plugin is None
+    assert store.events.get(second + 1000) is None

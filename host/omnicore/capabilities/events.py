@@ -194,6 +194,18 @@ class Subscriptions:
         self._bus_subs.append(bus.subscribe("*", self._route))
         for info in list(host):
             self.sync(info.name)
+        # What plugins publish on the other hosts of a shared database reaches the live
+        # subscribers here too (their durable subscriptions were queued once, by the origin).
+        self._app.storage.on_event(self._from_another_host)
+
+    def _from_another_host(self, event_id: int) -> None:
+        if self._pool is None or not self._subs:
+            return
+        record = self._app.storage.events.get(event_id)
+        if record is None or record.plugin is None:
+            return
+        self._route(PluginEvent(topic=record.topic, plugin=record.plugin, data=record.payload),
+                    live_only=True)
 
     def stop(self) -> None:
         for sub in self._bus_subs:
@@ -228,7 +240,7 @@ class Subscriptions:
             else:
                 self._subs.pop(plugin, None)
 
-    def _route(self, event: Event) -> None:
+    def _route(self, event: Event, live_only: bool = False) -> None:
         if not self._subs:
             return
         hops = int(getattr(event, "hops", 0))
@@ -244,6 +256,8 @@ class Subscriptions:
         body = event_body(event)
         for sub in targets:
             if sub.durable:
+                if live_only:
+                    continue
                 self._app.jobs.enqueue(sub.plugin, sub.handler, body,
                                        source=f"event:{event.topic}", hops=hops)
             else:

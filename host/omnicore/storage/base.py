@@ -275,6 +275,10 @@ class EventLog(abc.ABC):
     def recent(self, limit: int = 100, topic_prefix: str = "") -> list[EventRecord]:
         """Newest first."""
 
+    @abc.abstractmethod
+    def get(self, event_id: int) -> EventRecord | None:
+        """One event, while the log still keeps it."""
+
 
 class Storage(abc.ABC):
     """One app's durable state. Thread-safe; open once per app and share."""
@@ -292,6 +296,11 @@ class Storage(abc.ABC):
     def on_wakeup(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when another host enqueues work or releases a dead host's leases
         (a backend several hosts share does; an embedded one has no other host: no-op)."""
+        return None
+
+    def on_event(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(event_id)`` for each event another host appends to the log, so its
+        live subscribers here see it too (a shared backend does; an embedded one: no-op)."""
         return None
 
     @property

@@ -8,7 +8,9 @@ That connection (:class:`Liveness`, outside the pool, autocommit) does two jobs:
   (after a short grace for a live instance reconnecting), so a takeover does not wait for a
   heartbeat to go stale or a lease to expire;
 * it ``LISTEN``\\ s on ``omnicore_jobs``, which every enqueue and every release of leases
-  ``NOTIFY``\\ s in its own transaction, so idle workers on every instance wake at once.
+  ``NOTIFY``\\ s in its own transaction, so idle workers on every instance wake at once; and
+  on ``omnicore_events``, which carries the id of each event appended to the log, so live
+  subscribers on every instance get it.
 
 A broken connection (the server restarted) is replaced in the background, the lock taken
 again and the channel listened to again.
@@ -17,6 +19,7 @@ again and the channel listened to again.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -28,9 +31,10 @@ from omnicore.storage.postgres._schema import LIVENESS_KEY
 if TYPE_CHECKING:  # same package: the storage object that owns this view
     from omnicore.storage.postgres._storage import PostgresStorage
 
-__all__ = ["CHANNEL", "Liveness", "PgInstances"]
+__all__ = ["CHANNEL", "EVENTS", "Liveness", "PgInstances"]
 
 CHANNEL = "omnicore_jobs"
+EVENTS = "omnicore_events"
 _log = logging.getLogger("omnicore.storage")
 _COLS = ("runtime_id, hostname, pid, version, started_at, heartbeat_at, console_url, "
          "jobs_held, draining")
@@ -49,6 +53,9 @@ class Liveness:
         self._timeout = connect_timeout_s
         self._slot: int | None = None
         self._callbacks: list[Callable[[], None]] = []
+        self._event_callbacks: list[Callable[[int], None]] = []
+        #: Tags this storage's own NOTIFYs of events, so it does not deliver them twice.
+        self.origin = secrets.token_hex(8)
         self._lock = threading.Lock()
         self._conn: Any = None
         self._held: int | None = None  # the slot whose lock this connection holds
@@ -59,6 +66,12 @@ class Liveness:
         """Call ``callback`` (from this object's thread) on every NOTIFY of the channel."""
         with self._lock:
             self._callbacks.append(callback)
+        self._ensure_thread()
+
+    def on_event(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(event_id)`` for each event another storage object appended."""
+        with self._lock:
+            self._event_callbacks.append(callback)
         self._ensure_thread()
 
     def hold(self, slot: int) -> None:
@@ -104,6 +117,7 @@ class Liveness:
         conn = psycopg.connect(self._url, autocommit=True,
                                connect_timeout=max(1, int(self._timeout)))
         conn.execute(f"LISTEN {CHANNEL}")
+        conn.execute(f"LISTEN {EVENTS}")
         slot = self._slot
         if slot is not None:
             conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, slot))
@@ -133,15 +147,25 @@ class Liveness:
                     self._held = self._slot
                 # stop_after: hand the first notification on at once (the generator would
                 # otherwise hold it until the timeout); a burst is one wake-up anyway.
-                woke = False
-                for _ in conn.notifies(timeout=0.25, stop_after=1):
-                    woke = True
-                if woke:
-                    for callback in list(self._callbacks):
+                woke, events = False, []
+                for note in conn.notifies(timeout=0.25, stop_after=1):
+                    if note.channel == EVENTS:
+                        origin, _, eid = note.payload.partition(":")
+                        if origin != self.origin and eid.isdigit():
+                            events.append(int(eid))
+                    else:
+                        woke = True
+                for callback in list(self._callbacks) if woke else []:
+                    try:
+                        callback()
+                    except Exception:
+                        _log.exception("storage: a wake-up callback failed")
+                for eid in events:
+                    for on_event in list(self._event_callbacks):
                         try:
-                            callback()
+                            on_event(eid)
                         except Exception:
-                            _log.exception("storage: a wake-up callback failed")
+                            _log.exception("storage: an event callback failed")
             except Exception:
                 self._held = None
                 try:

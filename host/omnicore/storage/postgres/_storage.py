@@ -126,6 +126,9 @@ class PostgresStorage(Storage):
     def workflows(self) -> WorkflowStore:
         return self._workflows
 
+    def on_event(self, callback: Callable[[int], None]) -> None:
+        self.liveness.on_event(callback)
+
     def on_wakeup(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever any instance enqueues or releases work (LISTEN/NOTIFY);
         from a thread of the storage's own."""
@@ -352,8 +355,17 @@ class _Events(EventLog):
                                    (topic, plugin, payload, time.time())).fetchone()[0])
             if new % 64 == 0:  # trim now and then, not on every append
                 conn.execute("DELETE FROM events WHERE id<=%s", (new - retain,))
+            # The other hosts' live subscribers hear of it at commit (LISTEN omnicore_events).
+            conn.execute("SELECT pg_notify('omnicore_events', %s)",
+                         (f"{self._s.liveness.origin}:{new}",))
             return new
         return self._s._write(run)
+
+    def get(self, event_id: int) -> EventRecord | None:
+        rows = self._s._read("SELECT id, topic, plugin, payload, created_at FROM events WHERE "
+                             "id=%s", (event_id,))
+        return EventRecord(int(rows[0][0]), rows[0][1], rows[0][2], bytes(rows[0][3]),
+                           float(rows[0][4])) if rows else None
 
     def recent(self, limit: int = 100, topic_prefix: str = "") -> list[EventRecord]:
         rows = self._s._read("SELECT id, topic, plugin, payload, created_at FROM events WHERE "

@@ -31,3 +31,9 @@ class SQLiteEvents(EventLog):
                              "substr(topic, 1, ?)=? ORDER BY id DESC LIMIT ?",
                              (len(topic_prefix), topic_prefix, limit))
         return [EventRecord(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+
+    def get(self, event_id: int) -> EventRecord | None:
+        rows = self._s._read("SELECT id, topic, plugin, payload, created_at FROM events WHERE "
+                             "id=?", (event_id,))
+        return EventRecord(rows[0][0], rows[0][1], rows[0][2], bytes(rows[0][3]),
+                           rows[0][4]) if rows else None

@@ -6,7 +6,8 @@
 //   and counts a finish.
 // - tick: counts a schedule fire; noop does nothing (bench: the queue's own cost); get
 //   answers a kv key (bench: kv through a plugin).
-// - emit {"n"}: publishes n `ping` events; on_ping (a durable subscription) counts each.
+// - emit {"n"}: publishes n `ping` events; on_ping (a durable subscription) counts each
+//   once in the cluster, on_live (a live one) once on every host.
 import { events, json, kv } from "omnicore";
 
 export function slow(input) {
@@ -43,6 +44,11 @@ export function emit(input) {
 
 export function on_ping(_input) {
   kv.incr("pings");
+  return "";
+}
+
+export function on_live(_input) {
+  kv.incr("live");
   return "";
 }
 
