@@ -10,7 +10,7 @@ EXPECTED = {
     "omnicore": [
         "BuildError", "Capability", "CircuitOpen", "ConfigError", "DeadlineExceeded",
         "DuplicatePlugin", "FuelExhausted", "GuestError", "GuestMemory", "HandlerNotFound",
-        "HealthStatus", "HostFunction", "InputTooLarge", "InvalidModule", "LifecycleError",
+        "HealthStatus", "HostFunction", "InputTooLarge", "InvalidInput", "InvalidModule", "LifecycleError",
         "LimitExceeded", "Limits", "MemoryLimitExceeded", "ModuleError", "NeedsGrant",
         "OmniApp", "OmniError", "OutputTooLarge", "PluginCallError", "PluginContext",
         "PluginError", "PluginHost", "PluginInfo", "PluginLoadError", "PluginNotFound",

@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
         "OmniError", "ConfigError", "LifecycleError", "ModuleError", "BuildError",
         "PluginError", "PluginNotFound", "HandlerNotFound", "NeedsGrant", "PluginLoadError",
         "InvalidModule", "UnsupportedAbiVersion", "DuplicatePlugin", "PluginCallError",
-        "GuestError", "Trap", "CircuitOpen", "LimitExceeded", "DeadlineExceeded",
+        "GuestError", "Trap", "InvalidInput", "CircuitOpen", "LimitExceeded", "DeadlineExceeded",
         "FuelExhausted", "MemoryLimitExceeded", "InputTooLarge", "OutputTooLarge")},
 }
 
@@ -50,6 +50,7 @@ __all__ = [
     "HealthStatus",
     "HostFunction",
     "InputTooLarge",
+    "InvalidInput",
     "InvalidModule",
     "LifecycleError",
     "LimitExceeded",
@@ -86,6 +87,7 @@ if TYPE_CHECKING:
         GuestError,
         HandlerNotFound,
         InputTooLarge,
+        InvalidInput,
         InvalidModule,
         LifecycleError,
         LimitExceeded,

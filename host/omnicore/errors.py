@@ -19,6 +19,7 @@
         └── PluginCallError      one call failed; the host keeps serving
             ├── GuestError       the handler returned an error (E bit); carries its message
             ├── Trap             the guest trapped; the instance was discarded
+            ├── InvalidInput     the arguments do not fit the export's types (nothing ran)
             ├── CircuitOpen      too many consecutive failures; calls fail fast
             └── LimitExceeded    a sandbox limit was hit (names the limit and its value)
                 ├── DeadlineExceeded
@@ -49,6 +50,7 @@ __all__ = [  # noqa: RUF022 - listed in hierarchy order, like the tree above
     "PluginCallError",
     "GuestError",
     "Trap",
+    "InvalidInput",
     "CircuitOpen",
     "LimitExceeded",
     "DeadlineExceeded",
@@ -159,6 +161,10 @@ class GuestError(PluginCallError):
 
 class Trap(PluginCallError):
     """The guest trapped (unreachable, out-of-bounds, stack overflow...)."""
+
+
+class InvalidInput(PluginCallError):
+    """The arguments do not fit the called export's WIT types; the guest never ran."""
 
 
 class CircuitOpen(PluginCallError):

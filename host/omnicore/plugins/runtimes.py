@@ -1,10 +1,9 @@
 """Which runtime runs a plugin: one table entry per module ABI.
 
 :data:`RUNTIMES` maps a module's ABI (``PluginModule.abi``: ``1`` for omnicore ABI v1,
-``"extism"``) to its :class:`RuntimeKind`: how the ABI's own manifest, if it has one, folds
-into the operator's sidecar, and how a runtime is linked. The host looks the kind up and
-never asks which one it holds, so another plugin kind (the Component Model's ``component``)
-is one more entry here.
+``"extism"``, ``"component"``) to its :class:`RuntimeKind`: how the ABI's own manifest, if
+it has one, folds into the operator's sidecar, and how a runtime is linked. The host looks the kind up and
+never asks which one it holds: the Component Model's ``component`` is one more entry.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from omnicore.extism import ExtismManifest, ExtismRuntime, read_manifest
 from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.sidecar import Sidecar
 from omnicore.sandbox.capability import CapabilityRegistry
+from omnicore.sandbox.component import COMPONENT_ABI, ComponentModule, ComponentRuntime
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import ABI_VERSION, PluginModule
@@ -109,10 +109,16 @@ def _extism(link: Link) -> Runtime:
                          functions=link.user_functions, max_var_bytes=manifest.max_var_bytes)
 
 
+def _component(link: Link) -> Runtime:
+    assert isinstance(link.module, ComponentModule)
+    return ComponentRuntime(link.engine, link.module, link.settings.limits, log=link.log)
+
+
 #: ``PluginModule.abi`` -> its kind.
 RUNTIMES: dict[int | str, RuntimeKind] = {
     ABI_VERSION: RuntimeKind(_native),
     "extism": RuntimeKind(_extism, _extism_layer),
+    COMPONENT_ABI: RuntimeKind(_component),
 }
 
 

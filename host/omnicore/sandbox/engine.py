@@ -71,6 +71,9 @@ class SandboxEngine:
         self.config_key = hashlib.sha256(
             f"wasmtime={_wasmtime_version()};epoch=1;fuel={int(fuel)};may_move=0;simd=1;gc=0;exceptions=0;threads=0;mem64=0;multimem=0;"
             f"pooling={int(pooling)}".encode()).hexdigest()[:16]
+        # Components get an engine of their own, made on first use (see :attr:`components`).
+        self._components: wasmtime.Engine | None = None
+        self._components_lock = threading.Lock()
         #: Mirrors the engine's epoch (it may lag by one tick): lets a call skip re-arming its
         #: deadline when no tick happened since the last arm (the deadline would be identical).
         self.epoch = 0
@@ -90,11 +93,38 @@ class SandboxEngine:
         due = time.monotonic() + period
         while not self._stop.wait(max(0.0, due - time.monotonic())):
             passed = 1 + max(0, int((time.monotonic() - due) / period))
+            components = self._components
             with self._epoch_lock:
                 for _ in range(passed):
                     engine.increment_epoch()
+                    if components is not None:
+                        components.increment_epoch()
                 self.epoch += passed
             due += passed * period
+
+    @property
+    def components(self) -> wasmtime.Engine:
+        """The engine components compile and run in, ticked with the core one.
+
+        Multi-memory is on in it: the Canonical ABI adapters wasmtime generates for a
+        component use several memories, and with it off wasmtime aborts the whole process
+        while compiling one. The core engine keeps it off (the fast path assumes one memory).
+        """
+        if self._components is None:
+            with self._components_lock:
+                if self._components is None:
+                    cfg = wasmtime.Config()
+                    cfg.epoch_interruption = True
+                    cfg.consume_fuel = self.fuel
+                    cfg.memory_may_move = False
+                    cfg.wasm_gc = False
+                    cfg.wasm_function_references = False
+                    cfg.wasm_exceptions = False
+                    cfg.wasm_threads = False
+                    cfg.wasm_multi_memory = True
+                    cfg.wasm_component_model = True
+                    self._components = wasmtime.Engine(cfg)
+        return self._components
 
     def deadline_ticks(self, timeout_ms: int) -> int:
         """Epoch ticks for a deadline of ``timeout_ms``: rounded up, plus one for the partial
@@ -114,9 +144,9 @@ class SandboxEngine:
         """
         with self._epoch_lock:
             bump = self._longest_ticks + 1
-            increment = self.wasmtime.increment_epoch
-            for _ in range(bump):
-                increment()
+            for engine in (self.wasmtime, self._components):
+                for _ in range(bump if engine is not None else 0):
+                    engine.increment_epoch()
             self.epoch += bump
 
     def cache_path(self, sha256: str) -> Path | None:

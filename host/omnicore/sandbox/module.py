@@ -171,7 +171,8 @@ class PluginModule:
     manifest: Mapping[str, Any]
     handlers: tuple[str, ...]
     requested: frozenset[str]
-    #: 1 (omnicore ABI v1) or "extism" (an Extism plugin, specs/extism.md).
+    #: 1 (omnicore ABI v1), "extism" (an Extism plugin, specs/extism.md) or "component"
+    #: (a Component Model component, specs/components.md).
     abi: int | str
     sha256: str
     size: int
@@ -208,6 +209,12 @@ class PluginModule:
         if not wasm:
             raise InvalidModule(f"plugin {label or '<bytes>'!r}: the file is empty",
                                 plugin=label)
+        if wasm[4:8] != b"\x01\x00\x00\x00" and wasm[:4] == b"\0asm":
+            # Not a core module: a component is ABI "component" (specs/components.md).
+            from omnicore.sandbox.component.compiled import is_component, load_component
+
+            if is_component(wasm):
+                return load_component(engine, wasm, label, path)
         manifest = _parse_manifest(wasm, label)
         sha = hashlib.sha256(wasm).hexdigest()
         # Anonymous bytes (no name=, no manifest name, no file) get a stable content name.

@@ -1,0 +1,279 @@
+"""A component plugin bound to its limits, with a pool of instances to call with JSON.
+
+The same limits model as core modules (specs/host.md "Limits"): each instance lives in its
+own store with the memory limit (the store's limiter), an epoch deadline per call, fuel when
+the engine meters it, and an instance that failed is discarded and replaced. wasmtime-py
+reports every failure as one ``WasmtimeError``; the class comes from the store's state (the
+epoch ticks the call ran, the fuel left), never from the message text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from ctypes import byref
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime import component as cm
+
+from omnicore.errors import (
+    DeadlineExceeded,
+    FuelExhausted,
+    HandlerNotFound,
+    InputTooLarge,
+    InvalidInput,
+    InvalidModule,
+    MemoryLimitExceeded,
+    OutputTooLarge,
+    PluginCallError,
+    PluginLoadError,
+    Trap,
+)
+from omnicore.sandbox.component.compiled import ComponentModule
+from omnicore.sandbox.component.values import WrongValue, delete
+from omnicore.sandbox.component.world import Function, wasi_interface_supplied
+from omnicore.sandbox.engine import SandboxEngine
+from omnicore.sandbox.limits import Limits
+from omnicore.sandbox.pluginlog import PluginLog
+from omnicore.sandbox.pool import InstancePool, PooledRuntime
+from omnicore.sandbox.wasi_output import WasiOutput
+
+__all__ = ["ComponentRuntime"]
+
+
+class _Instance:
+    """One instance in its own store, with the functions looked up so far."""
+
+    __slots__ = ("funcs", "instance", "store")
+
+    def __init__(self, store: wasmtime.Store, instance: cm.Instance) -> None:
+        self.store = store
+        self.instance = instance
+        self.funcs: dict[str, Any] = {}
+
+    def close(self) -> None:
+        self.funcs.clear()
+        self.store.close()
+
+
+class ComponentRuntime(PooledRuntime[_Instance]):
+    """Instances of one component. :meth:`call` takes and returns JSON (specs/components.md).
+
+    Raises InvalidModule for an import nothing supplies, PluginLoadError when the first
+    instance cannot start. Thread-safe; up to ``limits.pool_size`` calls run in parallel.
+    """
+
+    def __init__(self, engine: SandboxEngine, module: ComponentModule,
+                 limits: Limits | None = None, log: PluginLog | None = None) -> None:
+        self.engine = engine
+        self.module = module
+        self.name = module.name
+        self.limits = limits or Limits()
+        self.log = log if log is not None else PluginLog(module.name)
+        self.log.rate_bytes = self.limits.max_log_bytes_per_s
+        world = module.world
+        assert world is not None
+        self._functions = world.functions
+        foreign = [n for n in world.imports if not n.startswith("wasi:")]
+        if foreign:
+            raise InvalidModule(
+                f"plugin {self.name!r} imports {', '.join(foreign)}, which no capability or "
+                "extension supplies; components may import WASI 0.2 interfaces only",
+                plugin=self.name)
+        linker = cm.Linker(engine.components)
+        linker.add_wasip2()
+        if any(not wasi_interface_supplied(n) for n in world.imports):
+            # Standard interfaces toolchains import by default (wasi:http...): linked, but
+            # every use traps, so the component loads and runs without them.
+            linker.define_unknown_imports_as_traps(module.compiled)
+        self._linker = linker
+        self._wasi_output = WasiOutput(self.log)
+        self._ticks = engine.deadline_ticks(self.limits.timeout_ms)
+        self._fuel: int | None = None
+        if engine.fuel:
+            self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
+        self._pool = InstancePool(self.name, self.limits.pool_size, self._new_instance,
+                                  self._wasi_output.close)
+        try:
+            self._pool.seed()
+        except PluginCallError as exc:
+            self._wasi_output.close()
+            raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
+                                  plugin=self.name) from None
+
+    @property
+    def handlers(self) -> tuple[str, ...]:
+        """The callable export names."""
+        return self.module.handlers
+
+    def _new_instance(self, handler: str | None) -> _Instance:
+        lim = self.limits
+        store = wasmtime.Store(self.engine.components)
+        store.set_limits(memory_size=lim.max_memory_bytes,
+                         table_elements=lim.max_table_elements)
+        store.set_wasi(self._wasi_output.config())
+        store.set_epoch_deadline(self._ticks)
+        if self._fuel is not None:
+            store.set_fuel(self._fuel)
+        start = self.engine.epoch
+        try:
+            instance = self._linker.instantiate(store, self.module.compiled)
+        except wasmtime.WasmtimeError as exc:
+            error = self._classify(store, handler or "(instantiate)", start, exc,
+                                   "could not be instantiated")
+            store.close()
+            raise error from None
+        return _Instance(store, instance)
+
+    def _func(self, inst: _Instance, fn: Function) -> Any:
+        func = inst.funcs.get(fn.name)
+        if func is None:
+            index = None
+            for part in fn.path:
+                index = self.module.compiled.get_export_index(part, index)
+                assert index is not None  # read from this component's own type
+            func = inst.instance.get_func(inst.store, index)  # type: ignore[arg-type]
+            inst.funcs[fn.name] = func
+        return func
+
+    def _classify(self, store: wasmtime.Store, export: str, start: int,
+                  exc: BaseException, what: str = "trapped",
+                  mark: int | None = None) -> PluginCallError:
+        who = f"plugin {self.name!r} export {export!r}"
+        tail = "; the instance was discarded"
+        # Toolchains print why before they trap (a JS exception, a Rust panic): carry it.
+        said = [ln.message.strip() for ln in self.log.since(mark)
+                if ln.level in ("warn", "error") and ln.message.strip()] \
+            if mark is not None else []
+        if said:
+            tail += "; the plugin logged: " + " | ".join(said[-3:])[:1000]
+        lim = self.limits
+        # A deadline trap comes at least ``ticks`` epochs after arming; the mirror may lag
+        # the engine by one, and a guest trapping on its own that late was at its deadline.
+        if self.engine.epoch - start >= self._ticks - 1:
+            return DeadlineExceeded(
+                f"{who} exceeded its deadline of {lim.timeout_ms} ms (limits.timeout_ms){tail}",
+                plugin=self.name, handler=export, limit="timeout_ms", value=lim.timeout_ms)
+        if self._fuel is not None and store.get_fuel() == 0:
+            return FuelExhausted(f"{who} used all of its fuel ({lim.fuel}, limits.fuel){tail}",
+                                 plugin=self.name, handler=export, limit="fuel", value=lim.fuel)
+        cause = _trap_cause(str(exc))
+        if what != "trapped" and "memory minimum size" in cause:
+            return MemoryLimitExceeded(
+                f"{who}: the component declares more initial memory than "
+                f"limits.max_memory_bytes ({lim.max_memory_bytes}) allows", plugin=self.name,
+                handler=export, limit="max_memory_bytes", value=lim.max_memory_bytes)
+        # wasmtime does not say when the store's limiter refused a memory.grow, and a
+        # component's memories are not reachable from the host to measure: a guest that
+        # traps because its allocation failed is a Trap, and the message says it may be so.
+        return Trap(f"{who} {what}: {cause}{tail} (if it ran out of memory: "
+                    f"limits.max_memory_bytes is {lim.max_memory_bytes})",
+                    plugin=self.name, handler=export)
+
+    def _arguments(self, fn: Function, data: bytes) -> list[Any]:
+        who = f"plugin {self.name!r} export {fn.name!r}"
+        if fn.unsupported is not None:
+            raise InvalidInput(f"{who} cannot be called with JSON: its signature uses "
+                               f"{fn.unsupported}, which omnicore does not support",
+                               plugin=self.name, handler=fn.name)
+        if len(data) > self.limits.max_input_bytes:
+            lim = self.limits
+            raise InputTooLarge(
+                f"{who}: input of {len(data)} bytes exceeds limits.max_input_bytes "
+                f"({lim.max_input_bytes})", plugin=self.name, handler=fn.name,
+                limit="max_input_bytes", value=lim.max_input_bytes)
+        want = ", ".join(f"{p}: {c.wit}" for p, c in fn.params)
+        try:
+            args = json.loads(data) if data.strip() else []
+        except ValueError as exc:
+            raise InvalidInput(f"{who}: the input is not JSON ({exc}); send a JSON array of "
+                               f"the arguments [{want}]", plugin=self.name,
+                               handler=fn.name) from None
+        if not isinstance(args, list) or len(args) != len(fn.params):
+            raise InvalidInput(f"{who} takes {len(fn.params)} argument(s) [{want}] as a JSON "
+                               f"array, got {json.dumps(args)[:200]}", plugin=self.name,
+                               handler=fn.name)
+        try:
+            for (pname, codec), value in zip(fn.params, args, strict=True):
+                codec.check(value, pname)
+        except WrongValue as exc:
+            raise InvalidInput(f"{who}: argument {exc}; nothing was called", plugin=self.name,
+                               handler=fn.name) from None
+        return args
+
+    def call(self, handler: str, data: bytes) -> bytes:
+        """Call export ``handler`` with ``data``, a JSON array of its arguments; return the
+        result as JSON (``null`` for a function without one).
+
+        Raises HandlerNotFound, InvalidInput (before anything runs), InputTooLarge,
+        OutputTooLarge, Trap, DeadlineExceeded, FuelExhausted, MemoryLimitExceeded.
+        """
+        fn = self._functions.get(handler)
+        if fn is None:
+            raise HandlerNotFound(
+                f"plugin {self.name!r} has no export {handler!r}; its exports: "
+                f"{', '.join(self._functions) or '(none)'}", plugin=self.name, handler=handler)
+        args = self._arguments(fn, bytes(data))
+        inst = self._pool.acquire(handler)
+        keep = False
+        try:
+            out = self._invoke(inst, fn, args)
+            keep = True
+        finally:
+            self._release(inst, keep)
+        if len(out) > self.limits.max_output_bytes:
+            lim = self.limits
+            raise OutputTooLarge(
+                f"plugin {self.name!r} export {handler!r}: output of {len(out)} bytes exceeds "
+                f"limits.max_output_bytes ({lim.max_output_bytes})", plugin=self.name,
+                handler=handler, limit="max_output_bytes", value=lim.max_output_bytes)
+        return out
+
+    def _invoke(self, inst: _Instance, fn: Function, args: list[Any]) -> bytes:
+        func = self._func(inst, fn)
+        store = inst.store
+        n = len(args)
+        params = (ffi.wasmtime_component_val_t * max(n, 1))()
+        lowered = 0
+        result = ffi.wasmtime_component_val_t()
+        has_result = fn.result is not None
+        try:
+            for i, ((_, codec), value) in enumerate(zip(fn.params, args, strict=True)):
+                codec.lower(value, params[i])
+                lowered += 1
+            store.set_epoch_deadline(self._ticks)
+            if self._fuel is not None:
+                store.set_fuel(self._fuel)
+            start = self.engine.epoch
+            mark = self.log.written
+            error = ffi.wasmtime_component_func_call(
+                byref(func._func), store._context(), params, n,
+                byref(result) if has_result else None, 1 if has_result else 0)
+        finally:
+            for i in range(lowered):
+                delete(params[i])
+        if error:
+            exc = wasmtime.WasmtimeError._from_ptr(error)
+            raise self._classify(store, fn.name, start, exc, mark=mark) from None
+        if fn.result is None:
+            value = None
+        else:
+            try:
+                value = fn.result.lift(result)
+            finally:
+                delete(result)
+        error = ffi.wasmtime_component_func_post_return(byref(func._func), store._context())
+        if error:
+            exc = wasmtime.WasmtimeError._from_ptr(error)
+            raise self._classify(store, fn.name, start, exc) from None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _trap_cause(text: str) -> str:
+    """The reason in a wasmtime error: its last "Caused by" line, else its first line."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if "Caused by:" in lines and lines[-1] != "Caused by:":
+        return re.sub(r"^\d+: ", "", lines[-1])
+    return lines[0] if lines else "trap"

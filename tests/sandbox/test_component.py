@@ -1,0 +1,258 @@
+"""Components in the sandbox: loaded from their header, called with the JSON mapping of
+specs/components.md, under the same limits as core modules (real components, built at test
+time from tests/sandbox/components/)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from component_fixtures import js_component, wat_component
+
+from omnicore.errors import (
+    DeadlineExceeded,
+    HandlerNotFound,
+    InvalidInput,
+    InvalidModule,
+    Trap,
+)
+from omnicore.sandbox import PluginModule
+from omnicore.sandbox.component import ComponentModule, ComponentRuntime
+from omnicore.sandbox.engine import SandboxEngine
+from omnicore.sandbox.limits import Limits
+
+SHAPES = "test:types/shapes"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[SandboxEngine]:
+    with SandboxEngine() as eng:
+        yield eng
+
+
+def _runtime(engine: SandboxEngine, path: Any, **limits: Any) -> ComponentRuntime:
+    module = PluginModule.load(engine, path)
+    assert isinstance(module, ComponentModule)
+    return ComponentRuntime(engine, module, Limits(**limits))
+
+
+@pytest.fixture(scope="module")
+def types(engine: SandboxEngine) -> Iterator[ComponentRuntime]:
+    with _runtime(engine, js_component("types")) as rt:
+        yield rt
+
+
+@pytest.fixture(scope="module")
+def limits_rt(engine: SandboxEngine) -> Iterator[ComponentRuntime]:
+    with _runtime(engine, wat_component("limits"), timeout_ms=300,
+                  max_memory_bytes=8 * 2**20) as rt:
+        yield rt
+
+
+def call(rt: ComponentRuntime, export: str, *args: Any) -> Any:
+    return json.loads(rt.call(export, json.dumps(args).encode()))
+
+
+def test_a_component_is_detected_from_its_header_and_shows_its_world(
+        engine: SandboxEngine) -> None:
+    module = PluginModule.load(engine, js_component("types"), "types")
+    assert module.abi == "component"
+    report = module.describe()
+    assert report["abi"] == "component"
+    assert "export greet: func(name: string) -> string;" in report["world"]
+    assert f"export {SHAPES} {{" in report["world"]
+    assert any("area: func(s: variant { circle(u32), square(record { x: s32, y-coord: s32 })"
+               in line for line in report["world"])
+    assert f"{SHAPES}#centroid" in module.handlers
+    # componentize-qjs imports WASI 0.2 by default; each is listed with what it gets.
+    assert report["imports"]["wasi:clocks/wall-clock@0.2.12"] == ["supplied"]
+
+
+def test_scalars_and_strings(types: ComponentRuntime) -> None:
+    assert call(types, "greet", "Ada") == "Hello, Ada!"
+    assert call(types, "greet", "żółw 🐢") == "Hello, żółw 🐢!"
+    assert call(types, "add", 200, 55) == 255
+    assert call(types, "half", 3) == 1.5
+    assert call(types, "upper", "é") == "É"
+    assert call(types, "negate", True) is False
+    assert call(types, "nothing") is None
+
+
+def test_records_variants_enums_flags_tuples(types: ComponentRuntime) -> None:
+    assert call(types, f"{SHAPES}#area", {"square": {"x": 3, "y-coord": 4}}) == 12
+    assert call(types, f"{SHAPES}#area", {"circle": 2}) == 12
+    assert call(types, f"{SHAPES}#area", {"empty": None}) == 0
+    pts = [{"x": 1, "y-coord": 2}, {"x": 3, "y-coord": 4}]
+    assert call(types, f"{SHAPES}#centroid", pts) == {"x": 2, "y-coord": 3}
+    assert call(types, f"{SHAPES}#paint", "green", ["exec", "read"]) == ["green",
+                                                                         ["read", "exec"]]
+
+
+def test_options_results_lists(types: ComponentRuntime) -> None:
+    assert call(types, "maybe-len", None) is None
+    assert call(types, "maybe-len", "abc") == 3
+    assert call(types, f"{SHAPES}#centroid", []) is None
+    assert call(types, "safe-div", 7, 2) == {"ok": 3}
+    assert call(types, "safe-div", 1, 0) == {"err": "division by zero"}
+    assert call(types, "check", True) == {"ok": None}
+    assert call(types, "check", False) == {"err": "not ok"}
+    assert call(types, "invert", [0, 1, 255]) == [255, 254, 0]
+    assert call(types, "invert", []) == []
+
+
+def test_64_bit_integers_are_exact_beyond_2_53(limits_rt: ComponentRuntime) -> None:
+    assert call(limits_rt, "add64", 2**64 - 2, 1) == 2**64 - 1
+    assert call(limits_rt, "add64", 2**53, 1) == 2**53 + 1
+    raw = limits_rt.call("add64", b"[18446744073709551614, 1]")
+    assert raw == b"18446744073709551615"
+
+
+@pytest.mark.parametrize(("export", "args", "where", "expected"), [
+    ("add", [300, 1], "a", "a u8 (0..255)"),
+    ("add", [1, -1], "b", "a u8 (0..255)"),
+    ("add", [True, 1], "a", "an integer (u8)"),
+    ("add", [1.5, 1], "a", "an integer (u8)"),
+    ("greet", [7], "name", "a string, got 7"),
+    ("upper", ["ab"], "c", "a one-character string"),
+    ("negate", [1], "b", "true or false"),
+    ("invert", [[1, 256]], "b[1]", "a u8 (0..255)"),
+    ("invert", ["AQI="], "b", "an array (list<u8>)"),
+    (f"{SHAPES}#centroid", [[{"x": 1, "y-coord": 2}, {"x": "3", "y-coord": 4}]], "pts[1].x",
+     "an integer (s32)"),
+    (f"{SHAPES}#centroid", [[{"x": 1}]], "pts[0].y-coord",
+     "s32, got nothing (the field is missing)"),
+    (f"{SHAPES}#centroid", [[{"x": 1, "y-coord": 2, "z": 3}]], "pts[0].z", "no such field"),
+    (f"{SHAPES}#centroid", [[{"x": 2**31, "y-coord": 0}]], "pts[0].x", "an s32"),
+    (f"{SHAPES}#area", [{"triangle": 3}], "s",
+     'one of {"circle": ...}, {"square": ...}, {"empty": ...}, got {"triangle": 3}'),
+    (f"{SHAPES}#area", [{"circle": 1, "empty": None}], "s", "an object with one key"),
+    (f"{SHAPES}#area", [{"empty": 1}], "s.empty", "null (this case has no payload)"),
+    (f"{SHAPES}#area", [{"square": {"x": 1, "y-coord": 2**31}}], "s.square.y-coord", "an s32"),
+    (f"{SHAPES}#paint", ["purple", []], "c", "one of 'red', 'green', 'blue'"),
+    (f"{SHAPES}#paint", ["red", ["read", "root"]], "p[1]", "one of 'read', 'write', 'exec'"),
+    (f"{SHAPES}#paint", ["red", ["read", "read"]], "p", "each flag at most once"),
+    ("safe-div", [2**31, 1], "a", "an s32"),
+])
+def test_a_value_that_does_not_fit_is_refused_before_the_call_with_its_path(
+        types: ComponentRuntime, export: str, args: list[Any], where: str,
+        expected: str) -> None:
+    created = types.instances_created
+    with pytest.raises(InvalidInput) as info:
+        types.call(export, json.dumps(args).encode())
+    assert f"argument {where}: expected {expected}" in str(info.value)
+    assert "nothing was called" in str(info.value)
+    assert types.instances_created == created  # no instance was spent on it
+    assert call(types, "greet", "next") == "Hello, next!"
+
+
+def test_out_of_range_integers_never_wrap(limits_rt: ComponentRuntime) -> None:
+    # wasmtime-py would pass u8 256 as 0 and u64 2**64 as 0: both refused here.
+    with pytest.raises(InvalidInput, match=r"argument x: expected a u8 \(0\.\.255\), got 256"):
+        limits_rt.call("small", b"[256]")
+    with pytest.raises(InvalidInput, match=r"argument a: expected a u64"):
+        limits_rt.call("add64", json.dumps([2**64, 0]).encode())
+    with pytest.raises(InvalidInput, match=r"argument b: expected a u64"):
+        limits_rt.call("add64", b"[0, -1]")
+    assert call(limits_rt, "small", 254) == 255
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"not json", "the input is not JSON"),
+    (b'{"name": "Ada"}', "takes 1 argument(s) [name: string] as a JSON array"),
+    (b'["Ada", "extra"]', "takes 1 argument(s)"),
+    (b"[]", "takes 1 argument(s)"),
+])
+def test_arguments_must_be_a_json_array_of_the_parameters(
+        types: ComponentRuntime, data: bytes, message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        types.call("greet", data)
+    assert message in str(info.value)
+
+
+def test_an_unknown_export_is_handler_not_found(types: ComponentRuntime) -> None:
+    with pytest.raises(HandlerNotFound, match="has no export 'area'"):
+        types.call("area", b"[]")  # nested exports are named interface#function
+    with pytest.raises(HandlerNotFound):
+        types.call(f"{SHAPES}#nope", b"[]")
+
+
+def test_a_trap_is_typed_and_the_next_call_is_served(types: ComponentRuntime,
+                                                     limits_rt: ComponentRuntime) -> None:
+    discarded = types.instances_discarded
+    with pytest.raises(Trap) as info:
+        types.call("boom", b"[]")
+    assert "boom from js" in str(info.value)  # what the guest said before trapping
+    assert types.instances_discarded == discarded + 1
+    assert call(types, "greet", "after") == "Hello, after!"
+    with pytest.raises(Trap, match="unreachable"):
+        limits_rt.call("boom", b"[]")
+    assert call(limits_rt, "small", 1) == 2
+
+
+def test_an_endless_loop_hits_the_deadline(limits_rt: ComponentRuntime,
+                                           engine: SandboxEngine) -> None:
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as info:
+        limits_rt.call("spin", b"[]")
+    assert time.monotonic() - start < 0.3 + 1.5
+    assert info.value.limit == "timeout_ms"
+    assert call(limits_rt, "small", 1) == 2
+
+
+def test_an_endless_js_loop_hits_the_deadline(engine: SandboxEngine) -> None:
+    with _runtime(engine, js_component("types"), timeout_ms=200) as rt:
+        start = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            rt.call("spin", b"[]")
+        assert time.monotonic() - start < 0.2 + 1.5
+        assert call(rt, "greet", "again") == "Hello, again!"
+
+
+def test_memory_cannot_grow_past_the_limit(limits_rt: ComponentRuntime) -> None:
+    pages = call(limits_rt, "grow")
+    assert 8 * 2**20 - 2**20 <= pages * 65536 <= 8 * 2**20
+    with pytest.raises(Trap, match="limits.max_memory_bytes is 8388608"):
+        limits_rt.call("bomb", b"[]")
+    assert call(limits_rt, "small", 3) == 4
+
+
+def test_a_js_memory_bomb_is_stopped_and_the_next_call_is_served(
+        engine: SandboxEngine) -> None:
+    with _runtime(engine, js_component("types"), max_memory_bytes=16 * 2**20) as rt:
+        with pytest.raises(Trap, match="out of memory"):
+            rt.call("bomb", b"[]")
+        assert call(rt, "greet", "survivor") == "Hello, survivor!"
+
+
+def test_an_import_nothing_supplies_is_refused_at_load(engine: SandboxEngine) -> None:
+    module = PluginModule.load(engine, wat_component("foreign"))
+    assert module.describe()["imports"] == {"acme:db/query": ["nothing supplies it"]}
+    with pytest.raises(InvalidModule, match="imports acme:db/query, which no capability"):
+        ComponentRuntime(engine, module)  # type: ignore[arg-type]
+
+
+def test_an_ungranted_wasi_interface_loads_and_only_its_use_fails(
+        engine: SandboxEngine) -> None:
+    module = PluginModule.load(engine, wat_component("wasi-http"))
+    assert module.describe()["imports"] == {
+        "wasi:http/outgoing-handler@0.2.0": ["not granted"]}
+    with ComponentRuntime(engine, module) as rt:  # type: ignore[arg-type]
+        assert call(rt, "answer") == 42
+        with pytest.raises(Trap):
+            rt.call("use-http", b"[]")
+        assert call(rt, "answer") == 42
+
+
+def test_core_modules_still_load_as_abi_1(engine: SandboxEngine) -> None:
+    from host_fixtures import echo_wasm
+
+    assert PluginModule.load(engine, echo_wasm()).abi == 1
+
+
+def test_a_truncated_component_is_invalid(engine: SandboxEngine) -> None:
+    wasm = js_component("types").read_bytes()[:5000]
+    with pytest.raises(InvalidModule, match="not a valid WebAssembly component"):
+        PluginModule.load(engine, wasm, "cut")
