@@ -93,6 +93,13 @@ if [ ! -f "$root/build/js-tools/node_modules/@extism/as-pdk/package.json" ] \
   npm install -s --no-audit --no-fund --prefix "$root/build/js-tools" "assemblyscript@0.28" \
     "@extism/as-pdk@1" >/dev/null || die "npm install assemblyscript @extism/as-pdk failed"
 fi
+# componentize-qjs builds WebAssembly components from JS in about a second: the component
+# tests (tests/sandbox/test_component.py) build theirs with it.
+if [ ! -x "$root/build/js-tools/node_modules/.bin/componentize-qjs" ]; then
+  say "installing componentize-qjs (npm) into build/js-tools"
+  npm install -s --no-audit --no-fund --prefix "$root/build/js-tools" "componentize-qjs@0.4.5" \
+    >/dev/null || die "npm install componentize-qjs failed"
+fi
 "$venv/bin/python" -c "from omnicore.toolchains import js; print(js.ensure_runtime())" >/dev/null \
   || die "could not build the omnicore JS runtime (see the error above)"
 

@@ -29,9 +29,13 @@ def _cached(name: str, sources: list[Path]) -> tuple[Path, Path]:
 
 
 def js_component(name: str = "types") -> Path:
-    """NAME.js with NAME.wit built by componentize-qjs (a synchronous component)."""
+    """NAME.js with NAME.wit (or the WIT folder NAME/, with deps/) built by componentize-qjs
+    (a synchronous component)."""
     wit, js = SOURCES / f"{name}.wit", SOURCES / f"{name}.js"
-    out, tmp = _cached(name, [wit, js])
+    if not wit.exists():
+        wit = SOURCES / name
+    wits = sorted(wit.rglob("*.wit")) if wit.is_dir() else [wit]
+    out, tmp = _cached(name, [*wits, js])
     if out.is_file():
         return out
     if not COMPONENTIZE_QJS.exists():

@@ -10,7 +10,8 @@ EXPECTED = {
     "omnicore": [
         "BuildError", "Capability", "CircuitOpen", "ConfigError", "DeadlineExceeded",
         "DuplicatePlugin", "FuelExhausted", "GuestError", "GuestMemory", "HandlerNotFound",
-        "HealthStatus", "HostFunction", "InputTooLarge", "InvalidInput", "InvalidModule", "LifecycleError",
+        "HealthStatus", "HostFunction", "InputTooLarge", "InvalidInput", "InvalidModule",
+        "LifecycleError",
         "LimitExceeded", "Limits", "MemoryLimitExceeded", "ModuleError", "NeedsGrant",
         "OmniApp", "OmniError", "OutputTooLarge", "PluginCallError", "PluginContext",
         "PluginError", "PluginHost", "PluginInfo", "PluginLoadError", "PluginNotFound",

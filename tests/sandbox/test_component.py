@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from component_fixtures import js_component, wat_component
 
+from component_fixtures import js_component, wat_component
 from omnicore.errors import (
     DeadlineExceeded,
     HandlerNotFound,
@@ -214,7 +214,7 @@ def test_an_endless_js_loop_hits_the_deadline(engine: SandboxEngine) -> None:
 def test_memory_cannot_grow_past_the_limit(limits_rt: ComponentRuntime) -> None:
     pages = call(limits_rt, "grow")
     assert 8 * 2**20 - 2**20 <= pages * 65536 <= 8 * 2**20
-    with pytest.raises(Trap, match="limits.max_memory_bytes is 8388608"):
+    with pytest.raises(Trap, match=r"limits\.max_memory_bytes is 8388608"):
         limits_rt.call("bomb", b"[]")
     assert call(limits_rt, "small", 3) == 4
 
@@ -256,3 +256,15 @@ def test_a_truncated_component_is_invalid(engine: SandboxEngine) -> None:
     wasm = js_component("types").read_bytes()[:5000]
     with pytest.raises(InvalidModule, match="not a valid WebAssembly component"):
         PluginModule.load(engine, wasm, "cut")
+
+
+def test_wasi_output_goes_to_the_plugin_log_and_clocks_and_random_are_given(
+        engine: SandboxEngine) -> None:
+    with _runtime(engine, js_component("wasi")) as rt:
+        assert call(rt, "shout", "hello") == 5
+        lines = [(ln.level, ln.message) for ln in rt.log.lines()]
+        assert ("info", "out: hello") in lines  # stdout
+        assert ("warn", "err: hello") in lines  # stderr
+        assert abs(call(rt, "now") - time.time()) < 60
+        assert call(rt, "dice") != call(rt, "dice")
+        assert call(rt, "preopened") == 0  # no directory: the filesystem reaches nothing

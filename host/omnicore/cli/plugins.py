@@ -266,6 +266,10 @@ def _print_report(r: dict[str, Any]) -> None:
     for export in r.get("exports", []):
         kind = export["kind"] + (f" {export['type']}" if "type" in export else "")
         echo(f"  {export['name']} ({kind})")
+    if r.get("world"):  # a component: its WIT world, as wasm-tools would print it
+        echo("world")
+        for line in r["world"]:
+            echo(f"  {line}")
     if manifest:
         echo(f"manifest    {json.dumps(manifest, sort_keys=True)}")
     state = r.get("state")

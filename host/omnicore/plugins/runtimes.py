@@ -2,8 +2,9 @@
 
 :data:`RUNTIMES` maps a module's ABI (``PluginModule.abi``: ``1`` for omnicore ABI v1,
 ``"extism"``, ``"component"``) to its :class:`RuntimeKind`: how the ABI's own manifest, if
-it has one, folds into the operator's sidecar, and how a runtime is linked. The host looks the kind up and
-never asks which one it holds: the Component Model's ``component`` is one more entry.
+it has one, folds into the operator's sidecar, and how a runtime is linked. The host looks
+the kind up and never asks which one it holds: the Component Model's ``component`` is one
+more entry.
 """
 
 from __future__ import annotations
