@@ -17,6 +17,7 @@ from omnicore.errors import (
     HandlerNotFound,
     InvalidInput,
     InvalidModule,
+    PluginLoadError,
     Trap,
 )
 from omnicore.sandbox import PluginModule
@@ -268,3 +269,14 @@ def test_wasi_output_goes_to_the_plugin_log_and_clocks_and_random_are_given(
         assert abs(call(rt, "now") - time.time()) < 60
         assert call(rt, "dice") != call(rt, "dice")
         assert call(rt, "preopened") == 0  # no directory: the filesystem reaches nothing
+
+
+def test_more_memories_than_allowed_are_refused_at_load(engine: SandboxEngine) -> None:
+    module = PluginModule.load(engine, wat_component("memories"))
+    with pytest.raises(PluginLoadError, match="memory count too high"):
+        ComponentRuntime(engine, module)  # type: ignore[arg-type]
+
+
+def test_a_component_without_functions_is_not_a_plugin(engine: SandboxEngine) -> None:
+    with pytest.raises(InvalidModule, match="exports no function"):
+        PluginModule.load(engine, b"\x00asm\x0d\x00\x01\x00", "empty")

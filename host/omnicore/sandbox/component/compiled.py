@@ -85,6 +85,9 @@ def load_component(engine: SandboxEngine, wasm: bytes, name: str | None,
     except wasmtime.WasmtimeError as exc:
         raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly component: "
                             f"{_cause(str(exc))}", plugin=plugin) from None
+    if not world.functions:
+        raise InvalidModule(f"plugin {plugin!r} is not a valid plugin: a component that "
+                            "exports no function (nothing could call it)", plugin=plugin)
     imports = tuple(Import(n, "", "interface") for n in world.imports)
     exports = tuple(Export(f.name, "func") for f in world.functions.values())
     return ComponentModule(

@@ -40,7 +40,15 @@ from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
 from omnicore.sandbox.wasi_output import WasiOutput
 
-__all__ = ["ComponentRuntime"]
+__all__ = ["MAX_CORE_INSTANCES", "MAX_MEMORIES", "ComponentRuntime"]
+
+#: Linear memories per instance. The store's limit applies to each one, so a component holds
+#: at most this many times ``max_memory_bytes``; toolchains use one or two (the program's and
+#: an adapter's; componentize-qjs: 2).
+MAX_MEMORIES = 4
+#: Core instances per component instance (componentize-qjs: 9; dynamically linked Python
+#: components one per shared library). Each costs host memory outside the limits above.
+MAX_CORE_INSTANCES = 256
 
 
 class _Instance:
@@ -112,7 +120,9 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         lim = self.limits
         store = wasmtime.Store(self.engine.components)
         store.set_limits(memory_size=lim.max_memory_bytes,
-                         table_elements=lim.max_table_elements)
+                         table_elements=lim.max_table_elements,
+                         memories=MAX_MEMORIES, tables=MAX_MEMORIES * lim.max_tables,
+                         instances=MAX_CORE_INSTANCES)
         store.set_wasi(self._wasi_output.config())
         store.set_epoch_deadline(self._ticks)
         if self._fuel is not None:
