@@ -102,6 +102,8 @@ def test_options_results_lists(types: ComponentRuntime) -> None:
     assert call(types, "check", False) == {"err": "not ok"}
     assert call(types, "invert", [0, 1, 255]) == [255, 254, 0]
     assert call(types, "invert", []) == []
+    every = list(range(256)) * 16  # 4 KiB: written and read whole, not element by element
+    assert call(types, "invert", every) == [255 - b for b in every]
 
 
 def test_64_bit_integers_are_exact_beyond_2_53(limits_rt: ComponentRuntime) -> None:
@@ -120,6 +122,8 @@ def test_64_bit_integers_are_exact_beyond_2_53(limits_rt: ComponentRuntime) -> N
     ("upper", ["ab"], "c", "a one-character string"),
     ("negate", [1], "b", "true or false"),
     ("invert", [[1, 256]], "b[1]", "a u8 (0..255)"),
+    ("invert", [[0, 1, True]], "b[2]", "an integer (u8)"),  # bytes() would take True as 1
+    ("invert", [[0, -1]], "b[1]", "a u8 (0..255)"),
     ("invert", ["AQI="], "b", "an array (list<u8>)"),
     (f"{SHAPES}#centroid", [[{"x": 1, "y-coord": 2}, {"x": "3", "y-coord": 4}]], "pts[1].x",
      "an integer (s32)"),
