@@ -14,6 +14,7 @@ import pytest
 from component_fixtures import js_component, wat_component
 from omnicore.errors import (
     DeadlineExceeded,
+    FuelExhausted,
     HandlerNotFound,
     InvalidInput,
     InvalidModule,
@@ -284,3 +285,40 @@ def test_more_memories_than_allowed_are_refused_at_load(engine: SandboxEngine) -
 def test_a_component_without_functions_is_not_a_plugin(engine: SandboxEngine) -> None:
     with pytest.raises(InvalidModule, match="exports no function"):
         PluginModule.load(engine, b"\x00asm\x0d\x00\x01\x00", "empty")
+
+
+def test_a_start_function_that_never_returns_ends_at_the_deadline(
+        engine: SandboxEngine) -> None:
+    module = PluginModule.load(engine, wat_component("start-loop"))
+    start = time.monotonic()
+    with pytest.raises(PluginLoadError, match="exceeded its deadline of 200 ms"):
+        ComponentRuntime(engine, module, Limits(timeout_ms=200))  # type: ignore[arg-type]
+    assert time.monotonic() - start < 0.2 + 1.5
+
+
+def test_fuel_ends_a_spinning_call_when_the_engine_meters_it() -> None:
+    with SandboxEngine(fuel=True) as metered:
+        with _runtime(metered, wat_component("limits"), fuel=1_000_000) as rt:
+            assert call(rt, "small", 1) == 2
+            with pytest.raises(FuelExhausted, match="used all of its fuel"):
+                rt.call("spin", b"[]")
+            assert call(rt, "small", 2) == 3  # refilled for the next call
+
+
+def test_a_type_json_cannot_carry_is_refused_clearly(engine: SandboxEngine,
+                                                    limits_rt: ComponentRuntime) -> None:
+    exports = {e["name"]: e for e in limits_rt.module.describe()["exports"]}
+    assert "option<option" in exports["nested"]["unsupported"]
+    with pytest.raises(InvalidInput, match="cannot be called with JSON: its signature uses "
+                                           "option<option"):
+        limits_rt.call("nested", b"[null]")
+    assert call(limits_rt, "small", 1) == 2
+
+
+def test_calls_from_many_threads_share_the_pool(types: ComponentRuntime) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: call(types, "greet", str(i)), range(64)))
+    assert answers == [f"Hello, {i}!" for i in range(64)]
+    assert types.stats()["live"] <= types.limits.pool_size
