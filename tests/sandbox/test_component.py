@@ -121,6 +121,10 @@ def test_64_bit_integers_are_exact_beyond_2_53(limits_rt: ComponentRuntime) -> N
     ("add", [1.5, 1], "a", "an integer (u8)"),
     ("greet", [7], "name", "a string, got 7"),
     ("upper", ["ab"], "c", "a one-character string"),
+    ("upper", ["\ud800"], "c", "a one-character string (a Unicode scalar value)"),
+    ("greet", ["a\udc00"], "name", "a string of Unicode scalar values"),
+    ("half", ["1.5"], "x", "a number (f64"),
+    ("half", [None], "x", "a number (f64"),
     ("negate", [1], "b", "true or false"),
     ("invert", [[1, 256]], "b[1]", "a u8 (0..255)"),
     ("invert", [[0, 1, True]], "b[2]", "an integer (u8)"),  # bytes() would take True as 1
@@ -322,3 +326,15 @@ def test_calls_from_many_threads_share_the_pool(types: ComponentRuntime) -> None
         answers = list(pool.map(lambda i: call(types, "greet", str(i)), range(64)))
     assert answers == [f"Hello, {i}!" for i in range(64)]
     assert types.stats()["live"] <= types.limits.pool_size
+
+
+def test_floats_and_their_non_finite_values(types: ComponentRuntime,
+                                            limits_rt: ComponentRuntime) -> None:
+    assert call(types, "half", 2**60) == 2.0**59
+    assert call(types, "half", "inf") == "inf"
+    assert call(types, "half", "-inf") == "-inf"
+    assert call(types, "half", "nan") == "nan"
+    assert call(limits_rt, "twice32", 1.25) == 2.5
+    assert call(limits_rt, "twice32", 3e38) == "inf"  # f32 overflow in the guest
+    with pytest.raises(InvalidInput, match=r"argument x: expected an f32 in range"):
+        limits_rt.call("twice32", b"[1e39]")
