@@ -339,3 +339,25 @@ def test_floats_and_their_non_finite_values(types: ComponentRuntime,
     assert call(limits_rt, "twice32", 3e38) == "inf"  # f32 overflow in the guest
     with pytest.raises(InvalidInput, match=r"argument x: expected an f32 in range"):
         limits_rt.call("twice32", b"[1e39]")
+
+
+def test_engine_interrupt_ends_a_running_component_call(engine: SandboxEngine) -> None:
+    import threading
+
+    with _runtime(engine, wat_component("limits"), timeout_ms=60_000) as rt:
+        caught: list[BaseException] = []
+
+        def spin() -> None:
+            try:
+                rt.call("spin", b"[]")
+            except BaseException as exc:
+                caught.append(exc)
+
+        thread = threading.Thread(target=spin)
+        thread.start()
+        time.sleep(0.3)  # let it enter the loop
+        engine.interrupt()  # a stop whose grace is over
+        thread.join(10)
+        assert not thread.is_alive()
+        assert len(caught) == 1 and isinstance(caught[0], DeadlineExceeded)
+        assert call(rt, "small", 1) == 2
