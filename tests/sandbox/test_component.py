@@ -361,3 +361,16 @@ def test_engine_interrupt_ends_a_running_component_call(engine: SandboxEngine) -
         assert not thread.is_alive()
         assert len(caught) == 1 and isinstance(caught[0], DeadlineExceeded)
         assert call(rt, "small", 1) == 2
+
+
+def test_a_guest_flooding_stdout_neither_blocks_nor_floods_the_log(
+        engine: SandboxEngine) -> None:
+    # 8 MiB through a 64 KiB pipe: the reader keeps it moving, the log's budget drops the rest.
+    with _runtime(engine, js_component("wasi"), timeout_ms=10_000,
+                  max_log_bytes_per_s=64 * 1024) as rt:
+        start = time.monotonic()
+        assert call(rt, "flood", 8192) == 8192
+        assert time.monotonic() - start < 10
+        kept = [ln for ln in rt.log.lines() if ln.message.startswith("xxx")]
+        assert 0 < len(kept) < 1000
+        assert call(rt, "shout", "after") == 5

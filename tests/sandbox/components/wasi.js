@@ -12,6 +12,12 @@ export function shout(msg) {
   stderr.getStderr().blockingWriteAndFlush(bytes(`err: ${msg}\n`));
   return msg.length;
 }
+export function flood(lines) {
+  const out = stdout.getStdout();
+  const line = bytes("x".repeat(1023) + "\n");
+  for (let i = 0; i < lines; i++) out.blockingWriteAndFlush(line);
+  return lines;
+}
 export function preopened() { return preopens.getDirectories().length; }
 export function now() { return wallClock.now().seconds; }
 export function dice() { return random.getRandomU64(); }

@@ -32,13 +32,13 @@ from omnicore.errors import (
     Trap,
 )
 from omnicore.sandbox.component.compiled import ComponentModule
+from omnicore.sandbox.component.output import ComponentOutput
 from omnicore.sandbox.component.values import WrongValue, delete
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
-from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["MAX_CORE_INSTANCES", "MAX_MEMORIES", "ComponentRuntime"]
 
@@ -97,7 +97,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             # every use traps, so the component loads and runs without them.
             linker.define_unknown_imports_as_traps(module.compiled)
         self._linker = linker
-        self._wasi_output = WasiOutput(self.log)
+        self._wasi_output = ComponentOutput(self.log)
         self._ticks = engine.deadline_ticks(self.limits.timeout_ms)
         self._fuel: int | None = None
         if engine.fuel:
@@ -261,6 +261,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             error = ffi.wasmtime_component_func_call(
                 byref(func._func), store._context(), params, n,
                 byref(result) if has_result else None, 1 if has_result else 0)
+            # What the guest printed is in the log when the call returns (and in its error).
+            self._wasi_output.catch_up()
         finally:
             for i in range(lowered):
                 delete(params[i])
