@@ -144,8 +144,10 @@ class SandboxEngine:
         """
         with self._epoch_lock:
             bump = self._longest_ticks + 1
-            for engine in (self.wasmtime, self._components):
-                for _ in range(bump if engine is not None else 0):
+            engines = [self.wasmtime] if self._components is None \
+                else [self.wasmtime, self._components]
+            for engine in engines:
+                for _ in range(bump):
                     engine.increment_epoch()
             self.epoch += bump
 
