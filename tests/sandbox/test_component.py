@@ -279,6 +279,7 @@ def test_wasi_output_goes_to_the_plugin_log_and_clocks_and_random_are_given(
         assert abs(call(rt, "now") - time.time()) < 60
         assert call(rt, "dice") != call(rt, "dice")
         assert call(rt, "preopened") == 0  # no directory: the filesystem reaches nothing
+        assert call(rt, "environment") == []  # the host's variables (tokens...) stay its own
 
 
 def test_more_memories_than_allowed_are_refused_at_load(engine: SandboxEngine) -> None:

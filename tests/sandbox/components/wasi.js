@@ -1,5 +1,6 @@
 // Uses the WASI 0.2 the host gives: stdout/stderr (into the plugin log), clocks, random,
 // and the filesystem (no directory is preopened).
+import cliEnvironment from "wasi:cli/environment@0.2.12";
 import stdout from "wasi:cli/stdout@0.2.12";
 import stderr from "wasi:cli/stderr@0.2.12";
 import preopens from "wasi:filesystem/preopens@0.2.12";
@@ -19,5 +20,6 @@ export function flood(lines) {
   return lines;
 }
 export function preopened() { return preopens.getDirectories().length; }
+export function environment() { return cliEnvironment.getEnvironment(); }
 export function now() { return wallClock.now().seconds; }
 export function dice() { return random.getRandomU64(); }
