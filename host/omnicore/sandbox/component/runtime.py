@@ -197,6 +197,9 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         want = ", ".join(f"{p}: {c.wit}" for p, c in fn.params)
         try:
             args = json.loads(data) if data.strip() else []
+        except RecursionError:  # json's parser recurses: 100,000 brackets end here
+            raise InvalidInput(f"{who}: the input nests too deeply to be arguments of "
+                               f"[{want}]", plugin=self.name, handler=fn.name) from None
         except ValueError as exc:
             raise InvalidInput(f"{who}: the input is not JSON ({exc}); send a JSON array of "
                                f"the arguments [{want}]", plugin=self.name,
