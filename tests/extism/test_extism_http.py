@@ -54,20 +54,31 @@ def test_allowed_hosts_become_the_http_grant(host: PluginHost, plugins: Path,
     assert host.call("web", "http_last_status", b"") == b"200"
 
 
-def test_a_name_resolving_to_loopback_needs_the_address_in_the_sidecar(
+def test_a_name_resolving_to_loopback_needs_the_manifest_to_name_it(
         host: PluginHost, plugins: Path, server: str) -> None:
     port = server.rsplit(":", 1)[1]
-    (plugins / "web.json").write_text(json.dumps({"allowed_hosts": ["localhost"]}))
-    host.load(plugins / "web.wasm", grants=["config"])
-    with pytest.raises(Trap, match=r"HTTP request to http://localhost:\d+/a is not allowed: "
-                                   r"localhost resolves to .*allow_addresses"):
-        host.call("web", "http", get(f"http://localhost:{port}/a"))
+    # '*' allows every host, as in Extism, but names no private address: the one difference.
+    (plugins / "web.json").write_text(json.dumps({"allowed_hosts": ["*"]}))
+    host.load(plugins / "web.wasm")
+    for url in (f"http://localhost:{port}/a", f"{server}/a"):
+        with pytest.raises(Trap, match=r"HTTP request to http://.*/a is not allowed: .*resolves "
+                                       r"to .*omnicore differs from Extism here.*allowed_hosts"):
+            host.call("web", "http", get(url))
     host.unload("web")
     # The sidecar's http grant adds up with the manifest's: its options, both host lists.
     (plugins / "web.toml").write_text('[grant.http]\nallow_addresses = ["127.0.0.0/8", "::1"]\n')
-    info = host.load(plugins / "web.wasm", grants=["config"])
+    info = host.load(plugins / "web.wasm")
     assert info.granted["http"]["allow_addresses"] == ["127.0.0.0/8", "::1"]
     assert host.call("web", "http", get(f"http://localhost:{port}/a")) == b"200 got /a x=None"
+    host.unload("web")
+    (plugins / "web.toml").unlink()
+    # 'localhost' in allowed_hosts names the loopback addresses it resolves to.
+    (plugins / "web.json").write_text(json.dumps({"allowed_hosts": ["localhost"]}))
+    assert host.load(plugins / "web.wasm").granted["http"]["allow_addresses"] == [
+        "127.0.0.0/8", "::1/128"]
+    assert host.call("web", "http", get(f"http://localhost:{port}/a")) == b"200 got /a x=None"
+    with pytest.raises(Trap, match="is not allowed: http://127.0.0.1:.* is not in the grant"):
+        host.call("web", "http", get(f"{server}/a"))  # as in Extism: the IP is another host
 
 
 def test_no_manifest_means_no_http(host: PluginHost, plugins: Path, server: str) -> None:

@@ -253,7 +253,8 @@ def _print_report(r: dict[str, Any]) -> None:
     echo(f"plugin      {r['name']} {manifest.get('version', '0.0.0')}"
          + (f" - {manifest['description']}" if manifest.get("description") else ""))
     echo(f"size        {r['size']} bytes, sha256 {r['sha256']}")
-    echo(f"abi         {r['abi']}" + ("  (WASI reactor)" if r.get("wasi") else ""))
+    echo(f"abi         {r['abi']}" + (f" (assumed: {r['abi_reason']})" if r.get("abi_reason")
+                                        else "") + ("  (WASI reactor)" if r.get("wasi") else ""))
     echo(f"handlers    {', '.join(r['handlers']) or '(none)'}")
     echo("imports")
     imports: dict[str, list[str]] = r.get("imports") or {}

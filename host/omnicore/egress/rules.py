@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from omnicore.errors import ConfigError
 
@@ -21,17 +22,25 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_PORT = {"http": 80, "https": 443}
 
 
+#: Glob characters of an ``allow_hosts`` host (Extism's ``allowed_hosts`` are globs).
+_GLOB = frozenset("*?[")
+
+
 @dataclass(frozen=True, slots=True)
 class HostRule:
-    """One ``allow_hosts`` entry: ``[scheme://]host[:port]``, host exact or ``*.suffix``.
+    """One ``allow_hosts`` entry: ``[scheme://]host[:port]``, host exact, ``*.suffix`` or a
+    glob (``*``, ``?``, ``[...]``, matched as Extism matches ``allowed_hosts``).
 
     No scheme means https only; no port means the scheme's default port; ``:*`` any port.
+    A glob never names an address (``literal``): what it matches still passes the address
+    policy.
     """
 
     host: str
     scheme: str | None = None      # None: https
     port: int | None = None        # None: the scheme's default; -1: any
     wildcard: bool = False
+    glob: bool = False
 
     @classmethod
     def parse(cls, text: str) -> HostRule:
@@ -60,26 +69,29 @@ class HostRule:
                 port = int(digits)
             else:
                 raise ConfigError(f"{where}: bad port {digits!r}", key="grant.http")
-        wildcard = host.startswith("*.")
+        glob = bool(_GLOB & set(host[2:] if host.startswith("*.") else host))
+        wildcard = host.startswith("*.") and not glob
         if wildcard:
             host = host[1:]                           # ".example.com"
-        if not host or "*" in host:
-            raise ConfigError(f"{where}: '*' may only start the host ('*.example.com')",
-                              key="grant.http")
-        return cls(host=host.rstrip("."), scheme=scheme, port=port, wildcard=wildcard)
+        if not host:
+            raise ConfigError(f"{where}: no host", key="grant.http")
+        return cls(host=host.rstrip("."), scheme=scheme, port=port, wildcard=wildcard,
+                   glob=glob)
 
     def matches(self, scheme: str, host: str, port: int) -> bool:
         if scheme != (self.scheme or "https"):
             return False
         if self.port != -1 and port != (self.port or DEFAULT_PORT[scheme]):
             return False
+        if self.glob:
+            return fnmatchcase(host, self.host)
         return host.endswith(self.host) and len(host) > len(self.host) if self.wildcard \
             else host == self.host
 
     @property
     def literal(self) -> IP | None:
         """The IP address this rule names, if it names one exactly."""
-        return None if self.wildcard else ip_of(self.host)
+        return None if self.wildcard or self.glob else ip_of(self.host)
 
 
 def ip_of(host: str) -> IP | None:

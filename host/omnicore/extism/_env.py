@@ -62,19 +62,29 @@ def var_get(state: EnvState, mem: KernelMemory, key: int) -> int:
     return 0 if value is None else inst.new_block(value)
 
 
+#: What Extism counts for each var beyond its key and value bytes (a Rust String and a
+#: Vec<u8>, 24 bytes each), measured against the Extism SDK (tests/extism/test_extism_vars.py).
+VAR_OVERHEAD = 48
+
+
+def var_bytes(key: str, value: bytes) -> int:
+    """What one var costs against ``memory.max_var_bytes``, as Extism counts it."""
+    return VAR_OVERHEAD + len(key.encode()) + len(value)
+
+
 def var_set(state: EnvState, mem: KernelMemory, key: int, value: int) -> None:
     inst = mem.owner
     if state.max_var_bytes == 0:
-        raise HostTrap("Vars are disabled by this host")
+        raise HostTrap("Vars are disabled by this host (memory.max_var_bytes is 0)")
     name = inst.take_text(key, "var key")
     if value == 0:
         inst.vars.pop(name, None)
         return
     data = inst.take_bytes(value, "var value")
-    # Counted as stored: every key and value, the new pair in place of the old one.
-    used = sum(len(k.encode()) + len(v) for k, v in inst.vars.items() if k != name)
-    if used + len(name.encode()) + len(data) > state.max_var_bytes:
-        raise HostTrap("Variable store is full")
+    # As Extism: every var stored (the old value of this key too) plus the new one must fit.
+    used = sum(var_bytes(k, v) for k, v in inst.vars.items())
+    if used + var_bytes(name, data) > state.max_var_bytes:
+        raise HostTrap(f"Variable store is full (memory.max_var_bytes: {state.max_var_bytes})")
     inst.vars[name] = data
 
 
@@ -125,13 +135,22 @@ def http_request(state: EnvState, mem: KernelMemory, req: int, body: int) -> int
             inst.deadline_hit = True  # the call fails as DeadlineExceeded: Extism's "timeout"
             raise HostTrap(f"timeout: HTTP request to {url}: {exc}") from None
         if exc.status == "DENIED":
-            raise HostTrap(f"HTTP request to {url} is not allowed: {exc}") from None
+            raise HostTrap(f"HTTP request to {url} is not allowed: {exc}{_private_hint(exc)}"
+                           ) from None
         if exc.status == "TOO_LARGE" and str(exc).startswith("response"):
             raise HostTrap(f"HTTP response exceeds the configured maximum number of bytes: "
                            f"{state.http.policy.max_response_bytes}") from None
         raise HostTrap(f"HTTP request to {url} failed: {exc.status}: {exc}") from None
     inst.http_status, inst.http_headers = resp.status, resp.headers
     return inst.new_block(resp.body)
+
+
+def _private_hint(exc: Refused) -> str:
+    # The one place omnicore refuses what Extism's allowed_hosts allows: say so, in its terms.
+    if "resolves to" not in str(exc):
+        return ""
+    return ("; omnicore differs from Extism here: a private address is reached only when "
+            "allowed_hosts names it (the IP, or localhost), see specs/extism.md")
 
 
 def http_status_code(state: EnvState, mem: KernelMemory) -> int:

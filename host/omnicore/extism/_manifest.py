@@ -2,7 +2,7 @@
 
 The keys come from ``NAME.json`` next to the plugin and from the same keys in its sidecar
 (the sidecar's win, key by key). They become one layer of settings at the sidecar's rank:
-``config`` the plugin's config (and the ``config`` grant), ``allowed_hosts`` and
+``config`` the plugin's config (every Extism plugin may read it: no grant), ``allowed_hosts`` and
 ``memory.max_http_response_bytes`` an ``http`` grant, ``timeout_ms`` and ``memory.max_pages``
 limits; ``memory.max_var_bytes`` stays with the Extism runtime.
 """
@@ -19,7 +19,8 @@ from typing import Any
 from omnicore.errors import ConfigError
 from omnicore.sandbox.grants import GrantLayer
 
-__all__ = ["DEFAULT_MAX_VAR_BYTES", "SIDECAR_KEYS", "ExtismManifest", "manifest_path",
+__all__ = ["DEFAULT_MAX_VAR_BYTES", "SIDECAR_KEYS", "ExtismManifest", "allowed_hosts_rules",
+           "manifest_path",
            "parse_manifest", "read_manifest"]
 
 #: Extism's default for ``memory.max_var_bytes``.
@@ -31,7 +32,6 @@ _LIMITS = ("timeout_ms", "memory.max_pages", "memory.max_var_bytes",
            "memory.max_http_response_bytes")
 _SUPPORTED = ("wasm, config, allowed_hosts, timeout_ms, memory.max_pages, memory.max_var_bytes, "
               "memory.max_http_response_bytes")
-_GLOB = frozenset("*?[]{}!")
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,17 @@ class ExtismManifest:
         """This manifest's layer under a sidecar's own ``grants``, ``config`` and ``limits``.
 
         The sidecar wins key by key, except that an ``http`` grant in both adds up: the
-        sidecar's options apply and its ``allow_hosts`` join the manifest's.
+        sidecar's options apply and its ``allow_hosts`` and ``allow_addresses`` join the
+        manifest's.
         """
         merged: GrantLayer = {name: dict(opts) for name, opts in self.grants.items()}
         for name, opts in grants.items():
             mine = merged.get(name)
             if name == "http" and opts is not None and mine is not None:
-                hosts = [*mine.get("allow_hosts", []), *opts.get("allow_hosts", [])]
-                merged[name] = {**mine, **opts, "allow_hosts": list(dict.fromkeys(hosts))}
+                joined = {key: list(dict.fromkeys([*mine.get(key, []), *opts.get(key, [])]))
+                          for key in ("allow_hosts", "allow_addresses")
+                          if key in mine or key in opts}
+                merged[name] = {**mine, **opts, **joined}
             else:
                 merged[name] = None if opts is None else dict(opts)
         return merged, {**self.config, **config}, {**self.limits, **limits}
@@ -135,9 +138,8 @@ def parse_manifest(data: Mapping[str, Any], src: str, wasm: Path | None = None
                 continue
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise bad(key, "must be a list of host names")
-            rules = [rule for pattern in value for rule in _host_rules(pattern, bad)]
-            if rules:
-                http["allow_hosts"] = list(dict.fromkeys(rules))
+            if value:
+                http.update(allowed_hosts_rules(value, bad))
         elif key == "allowed_paths":
             if value in (None, {}, []):
                 continue
@@ -159,34 +161,48 @@ def parse_manifest(data: Mapping[str, Any], src: str, wasm: Path | None = None
         else:
             raise bad(key, f"not supported by omnicore (supported: {_SUPPORTED})")
     grants: dict[str, dict[str, Any]] = {}
-    if config:
-        grants["config"] = {}  # the operator's manifest gives the plugin its config
     if http:
         grants["http"] = http
     return ExtismManifest(config=config, limits=limits, grants=grants, max_var_bytes=max_var)
 
 
-def _host_rules(pattern: str, bad: Callable[[str, str], ConfigError]) -> list[str]:
-    """An Extism ``allowed_hosts`` pattern as http grant rules.
+#: Addresses a manifest names by writing ``localhost`` (Extism connects to them).
+_LOOPBACK = ("127.0.0.0/8", "::1/128")
 
-    Extism matches a glob against the URL's host only, any scheme and port: an exact name
-    (or IP) and ``*.suffix`` map onto the http grant's rules exactly; other globs (``*``
-    alone included) cannot be expressed there and are refused rather than widened.
+
+def allowed_hosts_rules(patterns: list[str], bad: Callable[[str, str], ConfigError]
+                        ) -> dict[str, list[str]]:
+    """Extism's ``allowed_hosts`` as http grant options: ``allow_hosts`` rules and the
+    ``allow_addresses`` the manifest names.
+
+    Extism matches each entry as a glob against the URL's host, any scheme and port, so each
+    becomes ``http://ENTRY:*`` and ``https://ENTRY:*`` (the http grant matches glob hosts as
+    Extism does). What a name resolves to still passes omnicore's address policy: a private
+    address is reached only when the manifest names it, as an IP (``127.0.0.1``) or as
+    ``localhost`` (the loopback networks); ``*`` never names one (specs/extism.md).
+    An entry with a scheme, port or path is refused (Extism would never match it).
     """
-    host = pattern.strip().lower().rstrip(".")
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        ip = None
-    if ip is not None:
-        host = f"[{ip}]" if ip.version == 6 else str(ip)
-    else:
-        name = host[2:] if host.startswith("*.") else host
-        if not name or _GLOB & set(name) or any(c in name for c in "/:@ \t"):
-            raise bad("allowed_hosts", f"{pattern!r}: omnicore takes a host name, an IP "
-                                       "address or '*.example.com' (other Extism globs, '*' "
-                                       "included, are not supported: list the hosts)")
-    return [f"http://{host}:*", f"https://{host}:*"]
+    rules: list[str] = []
+    addresses: list[str] = []
+    for pattern in patterns:
+        host = pattern.strip().lower().rstrip(".")
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            ip = None
+        if ip is not None:
+            host = f"[{ip}]" if ip.version == 6 else str(ip)
+        elif not host or host.startswith("[") or any(c in host for c in "/:@ \t"):
+            raise bad("allowed_hosts", f"{pattern!r}: write a host name, an IP address or a "
+                                       "glob of host names ('*.example.com', '*'); Extism "
+                                       "matches the host only, never a scheme, port or path")
+        if host == "localhost":
+            addresses.extend(_LOOPBACK)
+        rules += [f"http://{host}:*", f"https://{host}:*"]
+    out = {"allow_hosts": list(dict.fromkeys(rules))}
+    if addresses:
+        out["allow_addresses"] = list(dict.fromkeys(addresses))
+    return out
 
 
 def _check_sources(value: Any, wasm: Path | None, bad: Callable[[str, str], ConfigError]

@@ -430,9 +430,10 @@ class ExtismRuntime(PooledRuntime["Instance"]):
     def call(self, handler: str, data: bytes) -> bytes:
         """Run ``handler`` with ``data``; return its output bytes (errors as PluginRuntime)."""
         if handler not in self._handlers:
+            # Extism's words first: an Extism user knows "Function not found".
             raise HandlerNotFound(
-                f"plugin {self.name!r} has no handler {handler!r}; its handlers: "
-                f"{', '.join(self.module.handlers) or '(none)'}", plugin=self.name,
+                f"plugin {self.name!r}: Function not found: {handler} (its exported "
+                f"functions: {', '.join(self.module.handlers) or '(none)'})", plugin=self.name,
                 handler=handler)
         if type(data) is not bytes:
             data = bytes(data)

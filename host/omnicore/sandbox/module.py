@@ -31,9 +31,14 @@ NAMESPACE_PREFIX = "omnicore:"
 #: A module importing from this is an Extism plugin (run by omnicore.extism; specs/extism.md).
 EXTISM_ENV = "extism:host/env"
 EXTISM_USER = "extism:host/user"
-#: Extism host functions backed by an omnicore capability (the rest need no grant).
-_EXTISM_REQUESTS = {"config_get": "config", "get_log_level": "log", "log_trace": "log",
-                    "log_debug": "log", "log_info": "log", "log_warn": "log", "log_error": "log"}
+#: Extism host functions backed by an omnicore capability (the rest need no grant). Not
+#: ``config_get``: in Extism every plugin reads its manifest's config (specs/extism.md).
+_EXTISM_REQUESTS = {"get_log_level": "log", "log_trace": "log", "log_debug": "log",
+                    "log_info": "log", "log_warn": "log", "log_error": "log"}
+#: Extism's pre-1.0 ABI: the kernel imported from ``env`` as ``extism_*`` (Extism 1.x refuses it).
+_EXTISM_OLD_ENV = "env"
+_EXTISM_OLD_PREFIX = "extism_"
+_EXTISM_HANDLER_TYPES = (((), ("i32",)), ((), ()))
 #: Exports Extism calls itself or that toolchains add: never handlers.
 _EXTISM_NOT_HANDLERS = ("_initialize", "__wasm_call_ctors", "hs_init", "asyncify_")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -54,6 +59,41 @@ def _cause(text: str) -> str:
         causes = [re.sub(r"^\d+: ", "", ln) for ln in lines[lines.index("Caused by:") + 1:]]
         return f"{lines[0]}: {': '.join(causes)}"
     return lines[0]
+
+
+def _extism_reason(compiled: wasmtime.Module, plugin: str, manifest: Mapping[str, Any],
+                   exports: tuple[Export, ...], path: Path | None) -> str | None:
+    """Why the module is an Extism plugin, or None for an omnicore ABI v1 module.
+
+    Imports from ``extism:host/env`` decide. So does the shape of a module with no omnicore
+    marks (no ``omnicore.manifest`` section, no ``omnicore:*`` import, no ``omni_alloc``/
+    ``omni_free`` export): Extism runs any module whose functions take nothing (a pure
+    compute export, a WASI command, a hand-written plugin), and so does omnicore when it has
+    such an export or an Extism manifest (``NAME.json``) beside it. Extism's pre-1.0 ABI
+    (``env.extism_*``) is refused here, in one line, as Extism 1.x refuses it.
+    """
+    modules = {i.module for i in compiled.imports}
+    if EXTISM_ENV in modules:
+        return f"it imports {EXTISM_ENV}"
+    old = next((i.name for i in compiled.imports
+                if i.module == _EXTISM_OLD_ENV and (i.name or "").startswith(_EXTISM_OLD_PREFIX)),
+               None)
+    if old is not None:
+        raise UnsupportedAbiVersion(
+            f"plugin {plugin!r} uses Extism's pre-1.0 ABI (it imports env.{old}), which "
+            "Extism 1.x and omnicore do not run; rebuild it with a current Extism PDK (1.0 or "
+            f"later, imports from {EXTISM_ENV})", plugin=plugin, version="extism-pre-1.0")
+    names = {e.name for e in exports}
+    if manifest or "omni_alloc" in names or "omni_free" in names or any(
+            m.startswith(NAMESPACE_PREFIX) for m in modules):
+        return None
+    if any(e.signature in _EXTISM_HANDLER_TYPES and not e.name.startswith(_EXTISM_NOT_HANDLERS)
+           for e in exports):
+        return ("no omni_alloc export, and exports that take no parameters (Extism's call "
+                "shape)")
+    if path is not None and path.with_suffix(".json").is_file():
+        return f"an Extism manifest beside it ({path.with_suffix('.json').name})"
+    return None
 
 
 def _fmt(sig: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
@@ -181,6 +221,8 @@ class PluginModule:
     uses_wasi: bool
     wasmtime_module: wasmtime.Module = field(repr=False)
     path: Path | None = None
+    #: Why ``abi`` was assumed (``omnicore inspect`` says it): what in the module decided.
+    abi_reason: str = "no Extism import or shape: omnicore ABI v1"
 
     @classmethod
     def load(cls, engine: SandboxEngine, source: bytes | bytearray | Path | str,
@@ -262,8 +304,9 @@ class PluginModule:
                    _type_str(e.type) if isinstance(e.type, wasmtime.FuncType) else None)
             for e in compiled.exports)
         by_name = {e.name: e for e in exports}
-        if any(i.module == EXTISM_ENV for i in compiled.imports):
-            return cls._extism(compiled, plugin, manifest, sha, size, path, exports)
+        reason = _extism_reason(compiled, plugin, manifest, exports, path)
+        if reason is not None:
+            return cls._extism(compiled, plugin, manifest, sha, size, path, exports, reason)
         mem = by_name.get("memory")
         if mem is None or mem.kind != "memory":
             raise err("missing required export 'memory' (a linear memory); see specs/abi.md §1.1")
@@ -322,11 +365,11 @@ class PluginModule:
     @classmethod
     def _extism(cls, compiled: wasmtime.Module, plugin: str, manifest: dict[str, Any],
                 sha: str, size: int, path: Path | None,
-                exports: tuple[Export, ...]) -> PluginModule:
+                exports: tuple[Export, ...], reason: str) -> PluginModule:
         """An Extism plugin: handlers are its ``() -> i32`` / ``() -> ()`` exports; the names
         it imports are checked by omnicore.extism when it is linked (specs/extism.md)."""
         handlers = tuple(e.name for e in exports
-                         if e.signature in (((), ("i32",)), ((), ()))
+                         if e.signature in _EXTISM_HANDLER_TYPES
                          and not e.name.startswith(_EXTISM_NOT_HANDLERS))
         imports = tuple(
             Import(i.module, i.name or "", _kind(i.type),
@@ -345,7 +388,7 @@ class PluginModule:
                    requested=frozenset(requested), abi="extism", sha256=sha, size=size,
                    imports=imports, exports=exports,
                    uses_wasi=any(i.module == WASI_MODULE for i in imports),
-                   wasmtime_module=compiled, path=path)
+                   wasmtime_module=compiled, path=path, abi_reason=reason)
 
     def check_imports(self, registry: CapabilityRegistry) -> None:
         """Raise InvalidModule for an import ``registry`` cannot satisfy (§3)."""
@@ -382,6 +425,7 @@ class PluginModule:
         return {
             "name": self.name,
             "abi": self.abi,
+            "abi_reason": self.abi_reason,
             "sha256": self.sha256,
             "size": self.size,
             "handlers": list(self.handlers),
