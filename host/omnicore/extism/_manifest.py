@@ -56,7 +56,7 @@ class ExtismManifest:
         for name, opts in grants.items():
             mine = merged.get(name)
             if name == "http" and opts is not None and mine is not None:
-                joined = {key: list(dict.fromkeys([*mine.get(key, []), *opts.get(key, [])]))
+                joined: dict[str, Any] = {key: list(dict.fromkeys([*mine.get(key, []), *opts.get(key, [])]))
                           for key in ("allow_hosts", "allow_addresses")
                           if key in mine or key in opts}
                 merged[name] = {**mine, **opts, **joined}

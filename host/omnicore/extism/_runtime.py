@@ -371,6 +371,9 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         if engine.fuel:
             self.fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
         self._handlers = frozenset(module.handlers)
+        # Vars of instances discarded after a failed call or _start: Extism keeps a plugin's
+        # vars across both, so the next new instance takes them over (list ops are atomic).
+        self._carried_vars: list[dict[str, bytes]] = []
         self._pool = InstancePool(
             self.name, self.limits.pool_size, self._new_instance,
             self.wasi_output.close if self.wasi_output is not None else None)
@@ -425,6 +428,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                            f"{_first_line(f.message)}", plugin=self.name,
                            handler=handler) from None
             raise self._error(f, f.stage or handler or "(start)", None) from None
+        if self._carried_vars:
+            inst.vars = self._carried_vars.pop()
         return inst
 
     def call(self, handler: str, data: bytes) -> bytes:
@@ -479,9 +484,14 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                 if pool.waiters:
                     pool.notify()
             else:
-                pool.release(inst, keep)
+                self._release(inst, keep)
             return out
         return self._finish_slow(inst, handler, code, off, length, err, keep)
+
+    def _release(self, inst: Instance, keep: bool) -> None:
+        if not keep and inst.vars:
+            self._carried_vars.append(inst.vars)
+        super()._release(inst, keep)
 
     def _finish_slow(self, inst: Instance, handler: str, code: int, off: int, length: int,
                      err: int, keep: bool) -> bytes:

@@ -1,0 +1,25 @@
+;; Sets var "a", "b" or "c" to as many bytes as the input has (Extism's var-store limit).
+(module
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/env" "var_set" (func $var_set (param i64 i64)))
+  (import "extism:host/env" "store_u8" (func $store_u8 (param i64 i32)))
+  (import "extism:host/env" "input_length" (func $input_length (result i64)))
+  (func $key (param $c i32) (result i64)
+    (local $h i64)
+    (local.set $h (call $alloc (i64.const 1)))
+    (call $store_u8 (local.get $h) (local.get $c))
+    (local.get $h))
+  ;; A fresh block of input_length bytes (0 when the input is empty: var_set deletes).
+  (func $value (result i64)
+    (local $h i64) (local $i i64)
+    (local.set $h (call $alloc (call $input_length)))
+    (block $done (loop $next
+      (br_if $done (i64.ge_u (local.get $i) (call $input_length)))
+      (call $store_u8 (i64.add (local.get $h) (local.get $i)) (i32.const 120))
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (br $next)))
+    (local.get $h))
+  (func (export "set_a") (result i32) (call $var_set (call $key (i32.const 97)) (call $value)) (i32.const 0))
+  (func (export "set_b") (result i32) (call $var_set (call $key (i32.const 98)) (call $value)) (i32.const 0))
+  (func (export "set_c") (result i32) (call $var_set (call $key (i32.const 99)) (call $value)) (i32.const 0))
+)
