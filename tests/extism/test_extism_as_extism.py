@@ -167,7 +167,7 @@ def test_a_module_with_no_imports_runs_as_under_extism(host: PluginHost, tmp_pat
     wasm = wat_plugin("bare")
     manifest = {"timeout_ms": 300}
     calls = [("ok", b"in"), ("code", b""), ("crash", b""), ("nope", b""), ("spin", b""),
-             ("ok", b"")]
+             ("ok", b""), ("deep", b"")]
     ours = our_run(host, tmp_path, wasm, manifest, calls)
     sdk = sdk_run(wasm, manifest, calls)
     same(ours, sdk)
@@ -179,6 +179,7 @@ def test_a_module_with_no_imports_runs_as_under_extism(host: PluginHost, tmp_pat
     assert "Function not found: nope" in str(ours[3]) and str(sdk[3]) == "Function not found: nope"
     assert isinstance(ours[4], errors.DeadlineExceeded) and "timeout" in str(ours[4])
     assert "timeout" in str(sdk[4])
+    assert isinstance(ours[6], errors.Trap) and "trap: call stack exhausted" in str(ours[6])
 
 
 def test_inspect_says_which_abi_was_assumed_and_why(tmp_path: Path) -> None:

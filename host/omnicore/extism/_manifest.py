@@ -56,9 +56,9 @@ class ExtismManifest:
         for name, opts in grants.items():
             mine = merged.get(name)
             if name == "http" and opts is not None and mine is not None:
-                joined: dict[str, Any] = {key: list(dict.fromkeys([*mine.get(key, []), *opts.get(key, [])]))
-                          for key in ("allow_hosts", "allow_addresses")
-                          if key in mine or key in opts}
+                joined: dict[str, Any] = {
+                    key: list(dict.fromkeys([*mine.get(key, []), *opts.get(key, [])]))
+                    for key in ("allow_hosts", "allow_addresses") if key in mine or key in opts}
                 merged[name] = {**mine, **opts, **joined}
             else:
                 merged[name] = None if opts is None else dict(opts)

@@ -538,7 +538,7 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                 f"{who}: timeout (deadline of {lim.timeout_ms} ms, limits.timeout_ms){tail}",
                 plugin=self.name, handler=handler, limit="timeout_ms", value=lim.timeout_ms)
         if f.code == wasmtime.TrapCode.OUT_OF_FUEL:
-            return FuelExhausted(f"{who} used all of its fuel ({lim.fuel}, limits.fuel){tail}",
+            return FuelExhausted(f"{who}: plugin ran out of fuel ({lim.fuel}, limits.fuel){tail}",
                                  plugin=self.name, handler=handler, limit="fuel",
                                  value=lim.fuel)
         if f.exit_status is not None:
@@ -560,10 +560,11 @@ class ExtismRuntime(PooledRuntime["Instance"]):
             return Trap(f"{who} failed: {said} (then trapped: {_first_line(f.message)}){tail}",
                         plugin=self.name, handler=handler)
         if frames and "host function" not in _first_line(f.message):
-            return Trap(f"{who} passed an invalid offset to {EXTISM_ENV}.{frames[-1]} (outside "
-                        f"kernel memory or the input){tail}", plugin=self.name, handler=handler)
+            return Trap(f"{who}: trap: it passed an invalid offset to {EXTISM_ENV}.{frames[-1]} "
+                        f"(outside kernel memory or the input){tail}", plugin=self.name,
+                        handler=handler)
         if f.code == wasmtime.TrapCode.STACK_OVERFLOW:
-            return Trap(f"{who} overflowed its call stack{tail}", plugin=self.name,
+            return Trap(f"{who}: trap: call stack exhausted{tail}", plugin=self.name,
                         handler=handler)
         return Trap(f"{who} trapped: {_first_line(f.message)}{tail}", plugin=self.name,
                     handler=handler)
