@@ -281,3 +281,14 @@ def test_the_pre_1_0_env_abi_is_refused_in_one_line(host: PluginHost, tmp_path: 
     shutil.copy(tmp_path / "old.wasm", tmp_path / "old2.wasm")
     report = PluginModule.inspect(tmp_path / "old2.wasm")
     assert not report["ok"] and "pre-1.0" in report["error"]
+
+
+def test_a_pdk_that_frees_the_key_itself_still_reads_the_value(host: PluginHost,
+                                                              tmp_path: Path) -> None:
+    # The Haskell PDK's shape: it frees the key block after config_get returns.
+    wasm = wat_plugin("frees_key")
+    manifest = {"config": {"greeting": "Howdy"}}
+    calls = [("config", b"greeting"), ("config", b"missing"), ("var", b"hello")]
+    ours = our_run(host, tmp_path, wasm, manifest, calls)
+    same(ours, sdk_run(wasm, manifest, calls))
+    assert ours == [b"Howdy", b"", b"hello"]

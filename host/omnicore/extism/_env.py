@@ -49,17 +49,28 @@ def _text(value: Any) -> bytes:
             else json.dumps(value, separators=(",", ":"))).encode()
 
 
-def config_get(state: EnvState, mem: KernelMemory, key: int) -> int:
+def _lookup(mem: KernelMemory, key: int, what: str, get: Callable[[str], bytes | None]) -> int:
+    # As Extism: the answer's block is allocated before the key's is freed. Freeing first lets
+    # the answer reuse the key's block, and a PDK that frees the key itself afterwards (the
+    # Haskell PDK does) would then free the answer and read it as empty.
     inst = mem.owner
-    name = inst.take_text(key, "config key")
-    value = state.config.get(name)
-    return 0 if value is None else inst.new_block(_text(value))
+    value = get(inst.block_bytes(key, what).decode("utf-8", "replace"))
+    handle = 0 if value is None else inst.new_block(value)
+    if key:
+        inst.kernel_free(key)
+    return handle
+
+
+def config_get(state: EnvState, mem: KernelMemory, key: int) -> int:
+    def value(name: str) -> bytes | None:
+        found = state.config.get(name)
+        return None if found is None else _text(found)
+
+    return _lookup(mem, key, "config key", value)
 
 
 def var_get(state: EnvState, mem: KernelMemory, key: int) -> int:
-    inst = mem.owner
-    value = inst.vars.get(inst.take_text(key, "var key"))
-    return 0 if value is None else inst.new_block(value)
+    return _lookup(mem, key, "var key", mem.owner.vars.get)
 
 
 #: What Extism counts for each var beyond its key and value bytes (a Rust String and a
