@@ -178,6 +178,7 @@ def test_a_module_with_no_imports_runs_as_under_extism(host: PluginHost, tmp_pat
     assert isinstance(ours[3], errors.HandlerNotFound)
     assert "Function not found: nope" in str(ours[3]) and str(sdk[3]) == "Function not found: nope"
     assert isinstance(ours[4], errors.DeadlineExceeded) and "timeout" in str(ours[4])
+    assert "the Extism manifest's timeout_ms" in str(ours[4])  # the Extism feature involved
     assert "timeout" in str(sdk[4])
     assert isinstance(ours[6], errors.Trap) and "trap: call stack exhausted" in str(ours[6])
 

@@ -207,7 +207,8 @@ class Instance:
             trap, self._scratch[9] = self._scratch[9], 0
             message = _failure(err, trap).message
             if "extism_kernel!oom" in message:
-                raise HostTrap("oom: kernel memory cannot grow within limits.max_memory_bytes")
+                raise HostTrap("oom: kernel memory cannot grow within limits.max_memory_bytes "
+                               "(the Extism manifest's memory.max_pages)")
             raise HostTrap(f"the Extism kernel failed: {_first_line(message)}")
         return int(self._scratch[4])
 
@@ -421,7 +422,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                 if "memory minimum size" in f.message:
                     raise MemoryLimitExceeded(
                         f"plugin {self.name!r}: oom: it declares more initial memory than "
-                        f"limits.max_memory_bytes ({self.limits.max_memory_bytes}) allows",
+                        f"limits.max_memory_bytes ({self.limits.max_memory_bytes}, the Extism "
+                        "manifest's memory.max_pages) allows",
                         plugin=self.name, handler=handler, limit="max_memory_bytes",
                         value=self.limits.max_memory_bytes) from None
                 raise Trap(f"plugin {self.name!r} could not be instantiated: "
@@ -535,7 +537,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         lim = self.limits
         if f.code == wasmtime.TrapCode.INTERRUPT or (inst is not None and inst.deadline_hit):
             return DeadlineExceeded(
-                f"{who}: timeout (deadline of {lim.timeout_ms} ms, limits.timeout_ms){tail}",
+                f"{who}: timeout (deadline of {lim.timeout_ms} ms, limits.timeout_ms: the Extism "
+                f"manifest's timeout_ms){tail}",
                 plugin=self.name, handler=handler, limit="timeout_ms", value=lim.timeout_ms)
         if f.code == wasmtime.TrapCode.OUT_OF_FUEL:
             return FuelExhausted(f"{who}: plugin ran out of fuel ({lim.fuel}, limits.fuel){tail}",
@@ -550,7 +553,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                                    + max(2**20, lim.max_memory_bytes // 16)
                                    > lim.max_memory_bytes):
             return MemoryLimitExceeded(
-                f"{who}: oom: memory reached limits.max_memory_bytes ({lim.max_memory_bytes}): "
+                f"{who}: oom: memory reached limits.max_memory_bytes ({lim.max_memory_bytes}, the "
+                f"Extism manifest's memory.max_pages): "
                 f"{_first_line(f.message)}{tail}", plugin=self.name, handler=handler,
                 limit="max_memory_bytes", value=lim.max_memory_bytes)
         said = self._error_text(inst) if inst is not None else None
