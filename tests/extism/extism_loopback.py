@@ -45,6 +45,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(204, b"")
         elif self.path == "/big":
             self._answer(200, BIG)
+        elif self.path == "/big-chunked":
+            # No length up front: the limit must hold while the body streams in.
+            self.send_response_only(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(BIG), BIG))
         elif self.path == "/to-hello":
             # Absolute: the Extism SDK fails on a relative Location.
             self._answer(302, b"", ("Location", f"http://127.0.0.1:{port}/hello"))
