@@ -147,6 +147,23 @@ def test_star_allows_every_host_and_names_no_private_address(
     assert ours == [b"200 got /a x=None"]
 
 
+def test_an_ipv4_glob_names_its_network_as_in_extism(
+        host: PluginHost, tmp_path: Path, pdk_wasm: Path, server: str) -> None:
+    wasm = pdk_wasm.read_bytes()
+    port = server.rsplit(":", 1)[1]
+    calls = [("http", json.dumps({"url": f"{server}/a"}).encode()),
+             ("http", json.dumps({"url": f"http://localhost:{port}/a"}).encode())]
+    for allowed in (["127.0.0.*"], ["127.*"], ["10.*"]):
+        manifest = {"allowed_hosts": allowed}
+        ours = our_run(host, tmp_path, wasm, manifest, calls)
+        same(ours, sdk_run(wasm, manifest, calls))
+        if allowed[0].startswith("127"):
+            assert ours[0] == b"200 got /a x=None"
+        else:
+            assert "is not allowed" in str(ours[0])
+        assert "is not allowed" in str(ours[1])  # the name 'localhost' matches no IP glob
+
+
 def test_glob_hosts_match_subdomains_only(host: PluginHost, tmp_path: Path,
                                          pdk_wasm: Path) -> None:
     # Nothing resolves *.invalid: an allowed host fails resolving, a refused one before that.

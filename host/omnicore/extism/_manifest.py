@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +169,8 @@ def parse_manifest(data: Mapping[str, Any], src: str, wasm: Path | None = None
 
 #: Addresses a manifest names by writing ``localhost`` (Extism connects to them).
 _LOOPBACK = ("127.0.0.0/8", "::1/128")
+#: An IPv4 glob whose last octets are ``*`` (``10.1.*``, ``127.0.0.*``) names that network.
+_IPV4_PREFIX = re.compile(r"((?:\d{1,3}\.){1,3})\*")
 
 
 def allowed_hosts_rules(patterns: list[str], bad: Callable[[str, str], ConfigError]
@@ -178,8 +181,9 @@ def allowed_hosts_rules(patterns: list[str], bad: Callable[[str, str], ConfigErr
     Extism matches each entry as a glob against the URL's host, any scheme and port, so each
     becomes ``http://ENTRY:*`` and ``https://ENTRY:*`` (the http grant matches glob hosts as
     Extism does). What a name resolves to still passes omnicore's address policy: a private
-    address is reached only when the manifest names it, as an IP (``127.0.0.1``) or as
-    ``localhost`` (the loopback networks); ``*`` never names one (specs/extism.md).
+    address is reached only when the manifest names it, as an IP (``127.0.0.1``), an IPv4
+    glob ending in ``*`` (``10.1.*``: that network) or ``localhost`` (the loopback networks);
+    ``*`` and name globs never name one (specs/extism.md).
     An entry with a scheme, port or path is refused (Extism would never match it).
     """
     rules: list[str] = []
@@ -198,6 +202,12 @@ def allowed_hosts_rules(patterns: list[str], bad: Callable[[str, str], ConfigErr
                                        "matches the host only, never a scheme, port or path")
         if host == "localhost":
             addresses.extend(_LOOPBACK)
+        prefix = _IPV4_PREFIX.fullmatch(host)
+        if prefix is not None:
+            octets = prefix.group(1).rstrip(".").split(".")
+            if all(int(o) < 256 for o in octets):
+                net = ".".join(octets + ["0"] * (4 - len(octets)))
+                addresses.append(f"{net}/{8 * len(octets)}")
         rules += [f"http://{host}:*", f"https://{host}:*"]
     out = {"allow_hosts": list(dict.fromkeys(rules))}
     if addresses:
