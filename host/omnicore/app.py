@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
+from omnicore.app_stores import AppStores
 from omnicore.capabilities import builtin as builtin_capabilities
 from omnicore.capabilities.events import Subscriptions
 from omnicore.capabilities.kv import KV
@@ -40,7 +41,6 @@ from omnicore.core.identity import new_runtime_id
 from omnicore.core.lifecycle import Lifecycle, State
 from omnicore.core.module import Module, start_order
 from omnicore.core.tasks import TaskEngine
-from omnicore.egress import Connector, Egress, connectors_from
 from omnicore.errors import ConfigError, LifecycleError, ModuleError
 from omnicore.extensions.manager import ExtensionManager
 from omnicore.jobs import JobMetrics, Jobs
@@ -49,10 +49,7 @@ from omnicore.modules.health import HealthModule
 from omnicore.modules.metrics import MetricsModule
 from omnicore.plugins import extension as plugin_extension
 from omnicore.plugins.host import PluginHost
-from omnicore.storage import Storage, open_storage
-from omnicore.storage.memory import Embedder, MemoryStore
-from omnicore.storage.secrets import SecretStore
-from omnicore.storage.vectors import VectorStore
+from omnicore.storage import Storage
 from omnicore.workflows import Workflows
 
 __all__ = ["BUILTIN_EXTENSIONS", "DEFAULT_MODULES", "OmniApp"]
@@ -70,7 +67,7 @@ _BUILTIN_OBJECTS = {builtin_capabilities.__name__: builtin_capabilities,
 M = TypeVar("M", bound=Module)
 
 
-class OmniApp:
+class OmniApp(AppStores):
     """A host application.
 
     ``OmniApp("name")`` uses defaults, ``OMNICORE_*`` env vars and ``overrides``; pass
@@ -164,101 +161,6 @@ class OmniApp:
             return 0.0
         end = self._stopped_mono if self._stopped_mono is not None else time.monotonic()
         return end - self._started_mono
-
-    @property
-    def data_dir(self) -> Path:
-        """Where this app keeps its files (created on start)."""
-        return self.config.data_dir
-
-    @property
-    def _cache_dir(self) -> Path:
-        """Where this host keeps caches of shared state (the vector indexes): the data dir
-        with the embedded database; a folder of this runtime id's own with a shared one, so
-        instances that share a data dir never write over each other's caches."""
-        if self.config.storage.url is None:
-            return self.data_dir
-        return self.data_dir / "instances" / self.runtime_id
-
-    @property
-    def storage(self) -> Storage:
-        """The app's durable state (``<data_dir>/omnicore.db``), opened on first use."""
-        store = self._storage
-        if store is None:
-            with self._storage_lock:
-                store = self._storage
-                if store is None:
-                    store = self._storage = open_storage(
-                        self.data_dir, synchronous=self.config.storage.synchronous,
-                        url=self.config.storage.url)
-        return store
-
-    @property
-    def secrets(self) -> SecretStore:
-        """The app's secrets, encrypted at rest (``omnicore secrets``; abi.md §4.9)."""
-        store = self.__dict__.get("_secrets")
-        if store is None:
-            rows = self.storage.secrets
-            with self._storage_lock:
-                store = self.__dict__.get("_secrets")
-                if store is None:
-                    store = self.__dict__["_secrets"] = SecretStore(rows, self.data_dir)
-        return store
-
-    @property
-    def connectors(self) -> dict[str, Connector]:
-        """The app's ``connectors.<name>`` (omnicore:http), checked; ConfigError names the key."""
-        found: dict[str, Connector] | None = self.__dict__.get("_connectors")
-        if found is None:
-            found = self.__dict__["_connectors"] = connectors_from(self.config.connectors)
-        return found
-
-    @property
-    def egress(self) -> Egress:
-        """The app's outbound HTTP (plugins' ``http`` grants, workflow connector steps): one
-        client, one address policy, one redaction rule (:mod:`omnicore.egress`)."""
-        found: Egress | None = self.__dict__.get("_egress")
-        if found is None:
-            found = self.__dict__["_egress"] = Egress(lambda: self.connectors,
-                                                      lambda: self.secrets)
-        return found
-
-    @property
-    def vectors(self) -> VectorStore:
-        """Plugins' vector collections (``app.vectors.for_plugin(name)``; abi.md §4.5)."""
-        store = self.__dict__.get("_vectors")
-        if store is None:
-            rows = self.storage.vectors
-            with self._storage_lock:
-                store = self.__dict__.get("_vectors")
-                if store is None:
-                    store = self.__dict__["_vectors"] = VectorStore(
-                        rows, self._cache_dir / "vectors", shared=self.storage.shared)
-        return store
-
-    @property
-    def memory(self) -> MemoryStore:
-        """Plugins' tiered memories (``app.memory.for_plugin(name)``; abi.md §4.4); consolidated
-        every ``capabilities.memory.consolidate_every_s`` (600) seconds while open."""
-        store = self.__dict__.get("_memory")
-        if store is None:
-            rows = self.storage.memory
-            with self._storage_lock:
-                store = self.__dict__.get("_memory")
-                if store is None:
-                    store = self.__dict__["_memory"] = MemoryStore(
-                        rows, lambda: self.vectors, self._embedder)
-                    every = self.config.capabilities.get("memory", {}).get(
-                        "consolidate_every_s", 600)
-                    store.start(float(every))
-        return store
-
-    def _embedder(self) -> Embedder | None:
-        """The first extension with an ``embed(texts) -> vectors`` method, if any."""
-        for name in self.extensions.names:
-            embed = getattr(self.extensions.get(name), "embed", None)
-            if callable(embed):
-                return embed  # type: ignore[no-any-return]
-        return None
 
     def _join_cluster(self) -> Membership:
         from omnicore import __version__
