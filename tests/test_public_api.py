@@ -19,7 +19,7 @@ EXPECTED = {
     "omnicore.plugins": ["PluginHost", "PluginInfo", "PluginState"],
     "omnicore.sandbox.grants": ["DEFAULT_GRANTS", "GrantLayer", "Grants", "merge", "normalize",
                                 "parse_flag", "validate"],
-    "omnicore.types": ["HealthChecks", "HostApp"],
+    "omnicore.types": ["Extensions", "HealthChecks", "HostApp", "PluginCaller", "PluginView"],
     "omnicore.core": ["Event", "EventBus", "Lifecycle", "Module", "OmniApp", "State",
                       "Subscription"],
     "omnicore.app": ["BUILTIN_EXTENSIONS", "DEFAULT_MODULES", "OmniApp"],

@@ -2,25 +2,21 @@
 
 Lower layers type what they are handed with these instead of importing the classes above
 them: an extension's hooks get a :class:`HostApp`, the plugin host reports into
-:class:`HealthChecks`.
+:class:`HealthChecks`, services that deliver to plugins (event subscriptions) call them
+through a :class:`PluginCaller`. This module names only ``config`` and ``core`` (below it in
+specs/host.md's layer table); every class above is reached through a Protocol here, and
+mypy checks that the real class (``OmniApp``, ``PluginHost``, ``PluginInfo``,
+``ExtensionManager``) matches where the composition root hands it over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from omnicore.config import OmniConfig
-    from omnicore.core.events import EventBus
-    from omnicore.core.module import Module
-    from omnicore.core.tasks import TaskEngine
-    from omnicore.extensions.manager import ExtensionManager
-    from omnicore.logging import BoundLogger
-    from omnicore.plugins.host import PluginHost
+from omnicore.core.module import ModuleHost
 
-__all__ = ["HealthChecks", "HostApp"]
+__all__ = ["Extensions", "HealthChecks", "HostApp", "PluginCaller", "PluginView"]
 
 
 class HealthChecks(Protocol):
@@ -31,26 +27,54 @@ class HealthChecks(Protocol):
     def unregister_check(self, name: str) -> None: ...
 
 
-class HostApp(Protocol):
+class PluginView(Protocol):
+    """What a service reads of one plugin (``omnicore.PluginInfo`` implements it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def handlers(self) -> Sequence[str]: ...
+
+    @property
+    def granted(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+    @property
+    def manifest(self) -> Mapping[str, Any]: ...
+
+
+class PluginCaller(Protocol):
+    """How a service reaches plugins (``app.plugins``, an ``omnicore.PluginHost``): list
+    them, look one up (``PluginNotFound`` when there is none) and call a handler."""
+
+    def __iter__(self) -> Iterator[PluginView]: ...
+
+    def get(self, name: str) -> PluginView: ...
+
+    def call(self, name: str, handler: str, data: bytes = b"") -> bytes: ...
+
+
+class Extensions(Protocol):
+    """What the app's parts read of ``app.extensions`` (``ExtensionManager``)."""
+
+    failures: dict[str, str]
+
+    @property
+    def names(self) -> list[str]: ...
+
+    def get(self, name: str) -> Any: ...
+
+    def capabilities(self) -> list[Any]: ...
+
+
+class HostApp(ModuleHost, Protocol):
     """What a Python host extension sees of the app (``omnicore.OmniApp`` implements it)."""
 
-    name: str
-    runtime_id: str
-    config: OmniConfig
-    events: EventBus
-    tasks: TaskEngine
-    log: BoundLogger
-    extensions: ExtensionManager
+    @property
+    def extensions(self) -> Extensions: ...
 
     @property
-    def data_dir(self) -> Path: ...
-
-    @property
-    def plugins(self) -> PluginHost: ...
-
-    @plugins.setter
-    def plugins(self, host: PluginHost) -> None: ...
-
-    def get_module(self, name: str) -> Module: ...
-
-    def add_module(self, module: Module) -> Module: ...
+    def plugins(self) -> PluginCaller: ...

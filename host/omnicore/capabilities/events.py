@@ -43,7 +43,7 @@ from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, P
 from omnicore.storage import Storage, StorageError
 
 if TYPE_CHECKING:
-    from omnicore.plugins.host import PluginHost
+    from omnicore.types import PluginCaller
 
 __all__ = ["CAPABILITY", "PluginEvent", "Subscriber", "Subscriptions", "capability",
            "check_manifest", "for_app", "manifest_subscriptions"]
@@ -137,7 +137,7 @@ class SubscriptionsApp(Protocol):
     def storage(self) -> Storage: ...
 
     @property
-    def plugins(self) -> PluginHost: ...
+    def plugins(self) -> PluginCaller: ...
 
     @property
     def jobs(self) -> Jobs: ...

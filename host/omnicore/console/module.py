@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from omnicore.config.schema import ConsoleConfig
 from omnicore.console.auth import Auth
@@ -28,6 +28,9 @@ from omnicore.console.users import UserStore
 from omnicore.core.events import Event
 from omnicore.core.module import Module
 from omnicore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
 
 __all__ = ["CONSOLE_FILE", "ConsoleModule", "is_loopback"]
 
@@ -57,6 +60,12 @@ class ConsoleModule(Module):
         self._shutdown = asyncio.Event()
         self._sampler: asyncio.Task[None] | None = None
         self._subscription: Any = None
+
+    @property
+    def app(self) -> OmniApp:
+        """The app served: an ``OmniApp``, since the console reads its stores and plugins
+        (``Module.app`` is typed by the narrower ``ModuleHost`` seam of the core layer)."""
+        return cast("OmniApp", super().app)
 
     @property
     def settings(self) -> ConsoleConfig:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omnicore.core.events import Event, EventBus, Subscription
 from omnicore.core.lifecycle import Lifecycle, State
 from omnicore.core.module import Module
-
-if TYPE_CHECKING:
-    from omnicore.app import OmniApp
 
 __all__ = ["Event", "EventBus", "Lifecycle", "Module", "OmniApp", "State", "Subscription"]
 

@@ -3,16 +3,50 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from omnicore.core.lifecycle import State
 from omnicore.errors import ModuleError
 from omnicore.logging import BoundLogger, get_logger
 
 if TYPE_CHECKING:
-    from omnicore.app import OmniApp
+    from omnicore.config import OmniConfig
+    from omnicore.core.events import EventBus
+    from omnicore.core.tasks import TaskEngine
 
-__all__ = ["Module", "start_order"]
+__all__ = ["Module", "ModuleHost", "start_order"]
+
+
+class ModuleHost(Protocol):
+    """What a module sees of the app it was added to (``omnicore.OmniApp`` implements it).
+
+    The seam sits here, beside :class:`Module`, because the two name each other; a module in
+    a layer above the app's (the console) may narrow ``self.app`` to ``OmniApp``.
+    """
+
+    name: str
+    runtime_id: str
+    config: OmniConfig
+    events: EventBus
+    tasks: TaskEngine
+    log: BoundLogger
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def uptime(self) -> float: ...
+
+    @property
+    def modules(self) -> list[Module]: ...
+
+    def get_module(self, name: str) -> Module: ...
+
+    def add_module(self, module: Module) -> Module: ...
 
 
 class Module:
@@ -28,7 +62,7 @@ class Module:
     depends_on: Sequence[str] = ()
 
     # Class-level defaults keep subclasses working even if their __init__ skips super().
-    _app: OmniApp | None = None
+    _app: ModuleHost | None = None
     _state: State = State.CREATED
     _log: BoundLogger | None = None
     # Set when a user's module replaced this default one; holders of a stale reference
@@ -48,7 +82,7 @@ class Module:
             self.depends_on = tuple(depends_on)
 
     @property
-    def app(self) -> OmniApp:
+    def app(self) -> ModuleHost:
         """The app this module was added to."""
         if self._app is None:
             raise ModuleError(f"module {self.name!r} is not added to an app",
@@ -70,7 +104,7 @@ class Module:
                 return get_logger("omnicore.module", module=self.name)
         return self._log
 
-    def on_attach(self, app: OmniApp) -> None:
+    def on_attach(self, app: ModuleHost) -> None:
         """Called when the module is added to ``app``; register checks, collectors here."""
 
     def replaces(self, old: Module) -> None:

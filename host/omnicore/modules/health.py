@@ -22,7 +22,7 @@ from omnicore.core.lifecycle import State
 from omnicore.core.module import Module
 
 if TYPE_CHECKING:
-    from omnicore.app import OmniApp
+    from omnicore.core.module import ModuleHost
 
 __all__ = ["CheckResult", "ComponentHealth", "HealthModule", "HealthReport", "HealthStatus"]
 
@@ -106,7 +106,7 @@ class HealthModule(Module):
         self._lock = threading.Lock()
         self._last: HealthStatus | None = None
 
-    def on_attach(self, app: OmniApp) -> None:
+    def on_attach(self, app: ModuleHost) -> None:
         self.register_check("app", lambda: _app_status(app))
         self.register_check("modules", lambda: _modules_status(app))
         self.register_check("extensions", lambda: _extensions_status(app))
@@ -167,7 +167,7 @@ class HealthModule(Module):
         return report
 
 
-def _app_status(app: OmniApp) -> tuple[HealthStatus, str]:
+def _app_status(app: ModuleHost) -> tuple[HealthStatus, str]:
     state = app.state
     if state is State.RUNNING:
         return HealthStatus.HEALTHY, f"running for {app.uptime:.1f}s"
@@ -176,7 +176,7 @@ def _app_status(app: OmniApp) -> tuple[HealthStatus, str]:
     return HealthStatus.UNHEALTHY, state.value
 
 
-def _modules_status(app: OmniApp) -> tuple[HealthStatus, str]:
+def _modules_status(app: ModuleHost) -> tuple[HealthStatus, str]:
     failed = [m.name for m in app.modules if m.state is State.FAILED]
     if failed:
         return HealthStatus.UNHEALTHY, "failed: " + ", ".join(failed)
@@ -187,7 +187,7 @@ def _modules_status(app: OmniApp) -> tuple[HealthStatus, str]:
     return HealthStatus.HEALTHY, f"{len(app.modules)} modules"
 
 
-def _extensions_status(app: OmniApp) -> tuple[HealthStatus, str]:
+def _extensions_status(app: ModuleHost) -> tuple[HealthStatus, str]:
     ext = getattr(app, "extensions", None)
     failures = getattr(ext, "failures", {}) if ext is not None else {}
     if failures:

@@ -20,7 +20,7 @@ from omnicore.core.lifecycle import State
 from omnicore.core.module import Module
 
 if TYPE_CHECKING:
-    from omnicore.app import OmniApp
+    from omnicore.core.module import ModuleHost
 
 __all__ = ["CONTENT_TYPE", "MetricsModule"]
 
@@ -28,7 +28,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _AppCollector(Collector):
-    def __init__(self, app: OmniApp) -> None:
+    def __init__(self, app: ModuleHost) -> None:
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
@@ -73,7 +73,7 @@ class MetricsModule(Module):
         self._extra: list[Collector] = []
         self._app_collector: _AppCollector | None = None
 
-    def on_attach(self, app: OmniApp) -> None:
+    def on_attach(self, app: ModuleHost) -> None:
         self._app_collector = _AppCollector(app)
         self.registry.register(self._app_collector)
 

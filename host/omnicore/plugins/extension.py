@@ -7,7 +7,7 @@ watching and closes every runtime.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from omnicore.plugins.host import PluginHost
 from omnicore.plugins.stats import PluginMetricsCollector
@@ -18,7 +18,18 @@ from omnicore.types import HostApp
 __all__ = ["register", "shutdown", "startup"]
 
 
-def register(app: HostApp) -> None:
+class PluginsApp(HostApp, Protocol):
+    """The app as this extension sees it: the one that attaches ``app.plugins``, so the one
+    place that names the concrete :class:`PluginHost` (``OmniApp`` implements it)."""
+
+    @property
+    def plugins(self) -> PluginHost: ...
+
+    @plugins.setter
+    def plugins(self, host: PluginHost) -> None: ...
+
+
+def register(app: PluginsApp) -> None:
     """Attach ``app.plugins``: a :class:`PluginHost` configured from ``app.config``.
 
     Nothing heavy happens here (the engine is made on first use); every plugin shows up in
@@ -46,7 +57,7 @@ def register(app: HostApp) -> None:
         metrics.add_collector(PluginMetricsCollector(host.stats_items))
 
 
-def startup(app: HostApp) -> None:
+def startup(app: PluginsApp) -> None:
     """Load every plugin in ``plugins_dir`` and, with ``sandbox.watch``, follow the folder."""
     host = app.plugins
     host.refresh_capabilities()  # extensions loaded at start may have added capabilities
@@ -57,7 +68,7 @@ def startup(app: HostApp) -> None:
                  " (watching)" if folder.watching else "")
 
 
-def shutdown(app: HostApp) -> None:
+def shutdown(app: PluginsApp) -> None:
     """Stop watching and close every plugin runtime (in-flight calls finish first)."""
     host = app.plugins
     host.close()
