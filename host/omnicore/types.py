@@ -2,7 +2,7 @@
 
 Lower layers type what they are handed with these instead of importing the classes above
 them: an extension's hooks get a :class:`HostApp`, the plugin host reports into
-:class:`HealthChecks`, services that deliver to plugins (event subscriptions) call them
+:class:`HealthChecks`, services that deliver to plugins (jobs, event subscriptions) call them
 through a :class:`PluginCaller`. This module names only ``config`` and ``core`` (below it in
 specs/host.md's layer table); every class above is reached through a Protocol here, and
 mypy checks that the real class (``OmniApp``, ``PluginHost``, ``PluginInfo``,

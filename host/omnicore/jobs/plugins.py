@@ -3,43 +3,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
-__all__ = ["JobPlugins", "PluginView"]
+from omnicore.types import PluginCaller
 
-
-class PluginView(Protocol):
-    """What the service reads of one plugin (``PluginInfo``)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def state(self) -> str: ...
-
-    @property
-    def handlers(self) -> tuple[str, ...]: ...
-
-    @property
-    def granted(self) -> Mapping[str, Any]: ...
-
-    @property
-    def manifest(self) -> Mapping[str, Any]: ...
+__all__ = ["JobPlugins"]
 
 
-class JobPlugins(Protocol):
-    """The plugins a job calls."""
+class JobPlugins(PluginCaller, Protocol):
+    """The plugins a job calls: a :class:`~omnicore.types.PluginCaller` that also answers
+    membership and can cut every running call short."""
 
     def __contains__(self, name: object) -> bool: ...
-
-    def __iter__(self) -> Iterator[PluginView]: ...
-
-    def get(self, name: str) -> PluginView:
-        """The plugin named ``name``; PluginNotFound if there is none."""
-
-    def call(self, name: str, handler: str, data: bytes = b"") -> bytes:
-        """Run ``handler`` of ``name`` (the plugin's deadline holds)."""
 
     def interrupt(self) -> None:
         """End every plugin call running now: the last step of a stop whose grace is over."""

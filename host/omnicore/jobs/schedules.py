@@ -21,10 +21,11 @@ from croniter import croniter
 
 from omnicore.core.manifest_entries import handler_entries
 from omnicore.errors import ConfigError, PluginNotFound
-from omnicore.jobs.plugins import JobPlugins, PluginView
+from omnicore.jobs.plugins import JobPlugins
 from omnicore.jobs.retry import RetryPolicy
 from omnicore.logging import get_logger
 from omnicore.storage import Storage, TaskSpec
+from omnicore.types import PluginView
 
 __all__ = ["Schedule", "Scheduler", "check_manifest", "manifest_schedules", "parse_schedule"]
 
