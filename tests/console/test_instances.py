@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
-
-from conftest import Host
+from tests.console.conftest import Host
 
 
 def test_the_registry_lists_this_host_as_info_names_it(host: Host, admin: httpx.Client) -> None:
