@@ -1,7 +1,11 @@
 """OmniApp: the host application — config, lifecycle, modules, events, tasks, extensions.
 
-Start sequence: entry-point extensions load (their ``register`` may add modules), the data
-dir is created, the task engine starts, modules start in dependency order, extensions'
+Start sequence: the data dir is made ready before anything else runs — created 0700, its
+lock taken (one host per data dir: a second is refused naming the first), the database
+opened (a damaged one ends the start in one line, before anything listens), the module
+cache's permissions checked, and the leases of a host that died holding the lock given
+back; then entry-point extensions load (their ``register`` may add modules), the task engine
+starts, modules start in dependency order, extensions'
 ``startup`` runs, the app is running. Stop runs it backwards: ``shutdown`` hooks, the task
 engine drains for ``shutdown_grace_s`` then cancels, modules stop in reverse order.
 
@@ -49,7 +53,9 @@ from omnicore.modules.health import HealthModule
 from omnicore.modules.metrics import MetricsModule
 from omnicore.plugins import extension as plugin_extension
 from omnicore.plugins.host import PluginHost
+from omnicore.sandbox.modcache import check_cache_dir
 from omnicore.storage import Storage
+from omnicore.storage.datadir import DataDirLock, private_dir
 from omnicore.workflows import Workflows
 
 __all__ = ["BUILTIN_EXTENSIONS", "DEFAULT_MODULES", "OmniApp"]
@@ -121,6 +127,8 @@ class OmniApp(AppStores):
         self._entry_points = entry_points
         self._storage: Storage | None = None
         self._storage_lock = threading.Lock()
+        #: One host per data dir while started; a refused second host is told who holds it.
+        self.data_lock = DataDirLock(config.data_dir)
         #: Plugins' keys from Python: ``app.kv.for_plugin(name).get(key)``.
         self.kv = KV(lambda: self.storage)
         #: Durable plugin jobs (``omnicore:tasks``, schedules); ``tasks`` is the in-memory
@@ -333,17 +341,10 @@ class OmniApp(AppStores):
         self._loop = asyncio.get_running_loop()
         self.events.bind_loop(self._loop)
         try:
+            self._open_data_dir()
             if self._entry_points:
                 self.extensions.load_entry_points()
             order = start_order(self.modules)
-            try:
-                self.data_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot create data_dir {self.data_dir}: {exc.strerror or exc} "
-                    f"(set data_dir in omnicore.yaml or OMNICORE_DATA_DIR)",
-                    key="data_dir", value=str(self.data_dir),
-                    source=self.config.source_of("data_dir")) from exc
             await self.tasks.start()
         except BaseException:
             await self._abort_start()
@@ -376,11 +377,45 @@ class OmniApp(AppStores):
         self.log.info("app %s started (runtime id %s, %d modules)", self.name, self.runtime_id,
                       len(self._started))
 
+    def _open_data_dir(self) -> None:
+        try:
+            private_dir(self.data_dir)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create data_dir {self.data_dir}: {exc.strerror or exc} "
+                f"(set data_dir in omnicore.yaml or OMNICORE_DATA_DIR)",
+                key="data_dir", value=str(self.data_dir),
+                source=self.config.source_of("data_dir")) from exc
+        # The embedded database has one host; a shared one (storage.url) has many, whose
+        # membership, not this lock, says who is alive.
+        embedded = self.config.storage.url is None
+        if embedded:
+            self.data_lock.acquire(runtime_id=self.runtime_id, app=self.name,
+                                   started_at=time.time())
+        queue = self.storage.queue  # a damaged database ends the start here, in one line
+        if self.config.sandbox.cache_dir is not None:
+            check_cache_dir(self.config.sandbox.cache_dir)
+        if not embedded:
+            return
+        # The lock is ours, so whoever leased the rows still running died holding it.
+        jobs = queue.release_others(self.runtime_id)
+        steps = self.workflows.store.release_others(self.runtime_id)
+        if jobs or steps:
+            gone = self.data_lock.previous or {}
+            self.log.warning("released %d job and %d workflow step lease(s) of a host that "
+                             "stopped without giving them back (pid %s, runtime id %s): "
+                             "they run again now", jobs, steps, gone.get("pid", "?"),
+                             gone.get("runtime_id", "?"))
+
     async def _abort_start(self) -> None:
         await self._stop_modules()
         if self.tasks.state is State.RUNNING:
             await self.tasks.stop(0)
-        self._lifecycle.transition(State.FAILED)
+        try:
+            self._close_storage()
+        finally:
+            self.data_lock.release()
+            self._lifecycle.transition(State.FAILED)
 
     async def _stop_modules(self) -> list[str]:
         failures = []
@@ -429,7 +464,10 @@ class OmniApp(AppStores):
         if self.cluster is not None:  # its leases were given back above: leave the registry
             await asyncio.get_running_loop().run_in_executor(None, self.cluster.stop)
             self.cluster = None
-        self._close_storage()
+        try:
+            self._close_storage()
+        finally:  # the next host may start, whatever closing left undone
+            self.data_lock.release()
         self._became_stopped()
         self.log.info("app %s stopped in %.3fs (up %.1fs)", self.name,
                       time.perf_counter() - stopping_since, self.uptime)

@@ -244,3 +244,20 @@ def test_an_event_is_read_back_by_its_id_while_the_log_keeps_it(store: Storage) 
     other = store.events.get(second)
     assert other is not None and other.plugin is None
     assert store.events.get(second + 1000) is None
+
+
+def test_tasks_release_others_makes_every_other_owners_job_due_at_once(store: Storage) -> None:
+    """What a host that knows it is alone (the SQLite data dir's lock holder) does at start."""
+    for handler in ("a", "b", "c"):
+        store.queue.add(TaskSpec("p", handler, b"", 0.0))
+    now = time.time()
+    dead = store.queue.claim("rt-dead", now, 3600)
+    assert dead is not None
+    assert store.queue.claim("rt-me", now, 3600) is not None
+    assert store.queue.claim("rt-me", now, 3600) is not None
+    assert store.queue.claim("rt-me", now, 3600) is None       # all leased for an hour
+    assert store.queue.release_others("rt-me") == 1
+    again = store.queue.claim("rt-me", time.time(), 3600)
+    assert again is not None and again.id == dead.id
+    assert again.attempts == 2                    # the dead host's delivery still counts
+    assert store.queue.claim("rt-me", time.time(), 3600) is None   # mine kept their lease

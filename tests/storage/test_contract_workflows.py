@@ -121,6 +121,21 @@ def test_renew_keeps_and_release_gives_back_without_an_attempt(storage: Storage)
     assert back is not None and back.state == "queued" and back.attempt == 0
 
 
+def test_release_others_makes_every_other_owners_step_due_at_once(storage: Storage) -> None:
+    """What a host that knows it is alone (the SQLite data dir's lock holder) does at start."""
+    store = storage.workflows
+    rid = _run(store)
+    _queued(store, rid, "one", "two", at=time.time() - 1)
+    dead = store.claim("rt-dead", time.time(), 3600)
+    mine = store.claim("rt-me", time.time(), 3600)
+    assert dead is not None and mine is not None
+    assert store.claim("rt-me", time.time(), 3600) is None     # both leased for an hour
+    assert store.release_others("rt-me") == 1
+    again = store.claim("rt-me", time.time(), 3600)
+    assert again is not None and (again.step, again.attempt) == (dead.step, 2)
+    assert store.claim("rt-me", time.time(), 3600) is None     # mine kept its lease
+
+
 def test_concurrent_claims_never_share_a_step(storage: Storage) -> None:
     store = storage.workflows
     rid = _run(store)

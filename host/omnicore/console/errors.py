@@ -5,7 +5,8 @@
 ``type`` is the omnicore exception's class name when one caused it (clients can branch on
 ``GuestError`` vs ``DeadlineExceeded``), else a short HTTP-level word (``BadRequest``,
 ``Forbidden``). A plugin that fails a call is not a console failure, so no plugin error maps
-to a 5xx: a 5xx always means a bug in the host.
+to a 5xx: a 5xx always means a bug in the host, or storage that failed (503; a full disk
+507, its message saying so).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from omnicore.errors import (
     PluginLoadError,
     PluginNotFound,
 )
+from omnicore.storage import Refused, StorageError, StorageFull
 
 __all__ = ["ApiError", "error_response", "from_omni", "status_of"]
 
 _WORDS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
           405: "MethodNotAllowed", 409: "Conflict", 413: "TooLarge", 415: "UnsupportedMedia",
-          422: "Invalid", 429: "TooManyRequests", 503: "Unavailable"}
+          422: "Invalid", 429: "TooManyRequests", 503: "Unavailable",
+          507: "InsufficientStorage"}
 
 
 class ApiError(Exception):
@@ -60,6 +63,10 @@ def status_of(exc: OmniError) -> int:
         return 413
     if isinstance(exc, PluginLoadError | ConfigError | PluginCallError):
         return 422
+    if isinstance(exc, StorageFull):
+        return 507
+    if isinstance(exc, StorageError) and not isinstance(exc, Refused):
+        return 503
     return 400
 
 

@@ -112,6 +112,7 @@ class ConsoleModule(Module):
         _write_private(app.data_dir / CONSOLE_FILE,
                        json.dumps({"url": self.url, "token": auth.local_token,
                                    "pid": os.getpid(), "runtime_id": app.runtime_id}))
+        app.data_lock.update(console_url=self.url)
         self.log.info("console at %s", self.url)
         if cfg.auth and store.count() == 0:
             secret = store.new_setup_link()
@@ -131,8 +132,7 @@ class ConsoleModule(Module):
 
     async def stop(self) -> None:
         app = self.app
-        with contextlib.suppress(FileNotFoundError):
-            (app.data_dir / CONSOLE_FILE).unlink()
+        _remove_own(app.data_dir / CONSOLE_FILE, app.runtime_id)
         if self._subscription is not None:
             app.events.unsubscribe(self._subscription)
         if self.console is not None:
@@ -162,6 +162,17 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
+
+
+def _remove_own(path: Path, runtime_id: str) -> None:
+    """Remove ``path`` only if this host wrote it: another host's must outlive our stop."""
+    try:
+        if json.loads(path.read_text()).get("runtime_id") != runtime_id:
+            return
+    except (OSError, ValueError, AttributeError):
+        return
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def _write_private(path: Path, text: str) -> None:

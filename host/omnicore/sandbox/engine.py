@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
-import tempfile
 import threading
 import time
 from importlib import metadata
@@ -13,9 +10,9 @@ from pathlib import Path
 
 import wasmtime
 
-__all__ = ["SandboxEngine"]
+from omnicore.sandbox import modcache
 
-_log = logging.getLogger("omnicore.sandbox")
+__all__ = ["SandboxEngine"]
 
 
 def _wasmtime_version() -> str:
@@ -32,7 +29,8 @@ class SandboxEngine:
       ``epoch_tick_ms`` so per-call deadlines (``Limits.timeout_ms``) are enforced with that
       granularity;
     * ``fuel=True`` enables instruction metering (``Limits.fuel`` then applies per call);
-    * ``cache_dir`` holds compiled modules keyed by sha256 + engine config + wasmtime version;
+    * ``cache_dir`` holds compiled modules keyed by sha256 + engine config + wasmtime version,
+      each checked before it is loaded; a directory others can write is refused (ConfigError);
     * ``pooling=True`` uses wasmtime's pooling instance allocator (fast fresh instances).
     """
 
@@ -44,6 +42,8 @@ class SandboxEngine:
         self.fuel = fuel
         self.pooling = pooling
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        if self.cache_dir is not None:
+            modcache.check_cache_dir(self.cache_dir, create=True)
         cfg = wasmtime.Config()
         cfg.epoch_interruption = True
         cfg.consume_fuel = fuel
@@ -160,30 +160,22 @@ class SandboxEngine:
     def compile(self, wasm: bytes, sha256: str | None = None) -> wasmtime.Module:
         """Compile ``wasm`` (through the on-disk cache when configured).
 
-        Raises wasmtime.WasmtimeError for invalid wasm. A corrupt cache entry is recompiled.
+        Raises wasmtime.WasmtimeError for invalid wasm. A damaged cache entry is logged,
+        recompiled and rewritten (:mod:`omnicore.sandbox.modcache`).
         """
         sha256 = sha256 or hashlib.sha256(wasm).hexdigest()
         path = self.cache_path(sha256)
-        if path is not None and path.exists():
-            try:
-                return wasmtime.Module.deserialize_file(self.wasmtime, str(path))
-            except wasmtime.WasmtimeError:
-                _log.warning("compiled-module cache entry %s is unusable; recompiling", path)
+        if path is not None:
+            cached = modcache.load(self._deserialize, path, sha256)
+            if cached is not None:
+                return cached
         module = wasmtime.Module(self.wasmtime, wasm)
         if path is not None:
-            self._store(path, bytes(module.serialize()))
+            modcache.store(path, sha256, bytes(module.serialize()))
         return module
 
-    def _store(self, path: Path, blob: bytes) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Write-then-rename so a concurrent reader never sees a half-written entry.
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".cwasm")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
-            os.replace(tmp, path)
-        except OSError as exc:
-            _log.warning("cannot write compiled-module cache %s: %s", path, exc)
+    def _deserialize(self, path: str) -> wasmtime.Module:
+        return wasmtime.Module.deserialize_file(self.wasmtime, path)
 
     def close(self) -> None:
         """Stop the ticker thread. Runtimes created from this engine must be closed first."""

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from omnicore.storage.base import (
+    DataDirLocked,
     KVQuota,
     KVStore,
     KVUsage,
@@ -26,6 +27,7 @@ from omnicore.storage.base import (
     Refused,
     Storage,
     StorageError,
+    StorageFull,
     Task,
     TaskQueue,
     TaskSpec,
@@ -33,9 +35,10 @@ from omnicore.storage.base import (
 )
 from omnicore.storage.sqlite import DB_FILE, SQLiteStorage, Synchronous
 
-__all__ = ["DB_FILE", "KVQuota", "KVStore", "KVUsage", "NotAnInteger", "PluginTasks",
-           "QuotaExceeded", "Refused", "SQLiteStorage", "Storage", "StorageError", "Task",
-           "TaskQueue", "TaskSpec", "ValueTooLarge", "open_storage", "shared_storage"]
+__all__ = ["DB_FILE", "DataDirLocked", "KVQuota", "KVStore", "KVUsage", "NotAnInteger",
+           "PluginTasks", "QuotaExceeded", "Refused", "SQLiteStorage", "Storage", "StorageError",
+           "StorageFull", "Task", "TaskQueue", "TaskSpec", "ValueTooLarge", "open_storage",
+           "shared_storage"]
 
 
 def open_storage(data_dir: str | Path, *, synchronous: Synchronous = "normal",

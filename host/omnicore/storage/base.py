@@ -23,10 +23,12 @@ from typing import Literal
 from omnicore.errors import ConfigError
 from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.errors import (
+    DataDirLocked,
     NotAnInteger,
     QuotaExceeded,
     Refused,
     StorageError,
+    StorageFull,
     ValueTooLarge,
 )
 from omnicore.storage.instance_rows import InstanceRows
@@ -41,6 +43,7 @@ __all__ = [
     "MAX_KEY_BYTES",
     "MAX_LIST_KEYS",
     "TASK_STATES",
+    "DataDirLocked",
     "EventRecord",
     "KVQuota",
     "KVStore",
@@ -51,6 +54,7 @@ __all__ = [
     "Refused",
     "Storage",
     "StorageError",
+    "StorageFull",
     "Task",
     "TaskQueue",
     "TaskSpec",
@@ -229,6 +233,12 @@ class TaskQueue(abc.ABC):
     @abc.abstractmethod
     def release(self, owner: str, task_ids: Sequence[int]) -> None:
         """Give leases back without counting an attempt (graceful shutdown)."""
+
+    @abc.abstractmethod
+    def release_others(self, owner: str) -> int:
+        """Make every task leased by anyone but ``owner`` due again at once, as if its lease
+        had expired (the attempt stays counted); how many. Only for a host that knows it is
+        alone, such as the holder of the SQLite data dir's lock: the others are dead."""
 
     @abc.abstractmethod
     def retry(self, task_id: int, now: float) -> bool:

@@ -5,6 +5,9 @@ Errors::
     OmniError
     └── StorageError           the database failed (names the file); host functions map it
         │                      to UNAVAILABLE
+        ├── StorageFull        the disk (or the database's size cap) is full: nothing was
+        │                      written; writes work again once there is space
+        ├── DataDirLocked      another host holds the data dir (names its pid, runtime id)
         └── Refused            a request the backend turned down on purpose
             ├── QuotaExceeded      over max_bytes / max_keys / max_queued   -> QUOTA
             ├── ValueTooLarge      over max_value_bytes                     -> TOO_LARGE
@@ -20,7 +23,8 @@ from pathlib import Path
 
 from omnicore.errors import OmniError
 
-__all__ = ["NotAnInteger", "QuotaExceeded", "Refused", "StorageError", "ValueTooLarge"]
+__all__ = ["DataDirLocked", "NotAnInteger", "QuotaExceeded", "Refused", "StorageError",
+           "StorageFull", "ValueTooLarge"]
 
 
 class StorageError(OmniError):
@@ -29,6 +33,21 @@ class StorageError(OmniError):
     def __init__(self, message: str, *, path: Path | str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class StorageFull(StorageError):
+    """A write found no space (``ENOSPC``, SQLite's "database or disk is full"); it was rolled
+    back, everything acknowledged before it is kept, and reads go on working."""
+
+
+class DataDirLocked(StorageError):
+    """Another live host holds the data dir's lock; ``holder`` is what it wrote about itself
+    (``pid``, ``runtime_id``, ``console_url``)."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None,
+                 holder: dict[str, object] | None = None) -> None:
+        super().__init__(message, path=path)
+        self.holder = dict(holder or {})
 
 
 class Refused(StorageError):

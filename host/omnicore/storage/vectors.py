@@ -193,7 +193,11 @@ class VectorStore:
         self._wake.set()
         if self._flusher is not None:
             self._flusher.join(60)
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:  # a full disk must not break the stop: indexes are a cache
+            _log.warning("cannot write vector indexes at close (%s); they catch up from the "
+                         "database's rows when next opened", exc)
         with self._lock:
             self._loaded.clear()
             self._collections.clear()

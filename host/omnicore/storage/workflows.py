@@ -209,6 +209,12 @@ class WorkflowStore(abc.ABC):
         """Give leases back without counting the attempt (graceful stop)."""
 
     @abc.abstractmethod
+    def release_others(self, owner: str) -> int:
+        """Make every step leased by anyone but ``owner`` due again at once, as if its lease
+        had expired (the attempt stays counted); how many. Only for a host that knows it is
+        alone (the SQLite data dir's lock holder): the other owners are dead."""
+
+    @abc.abstractmethod
     def complete(self, run_id: int, step: str, index: int, *, owner: str | None,
                  state: StepState, output: bytes | None = None, inline_limit: int = 1 << 16,
                  error: str | None = None, retry_at: float | None = None,

@@ -11,6 +11,7 @@ import wasmtime
 from wasmtime import component as cm
 
 from omnicore.errors import InvalidModule
+from omnicore.sandbox import modcache
 from omnicore.sandbox.component.world import World, read_world, wasi_interface_supplied
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.module import Export, Import, PluginModule, _cause
@@ -59,15 +60,15 @@ class ComponentModule(PluginModule):
 def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
     core_path = engine.cache_path(sha)
     path = core_path.with_suffix(".component.cwasm") if core_path is not None else None
-    if path is not None and path.exists():
-        try:
-            return cm.Component.deserialize_file(engine.components, str(path))
-        except wasmtime.WasmtimeError:
-            pass  # recompiled below and the entry rewritten
+    if path is not None:
+        # Checked before wasmtime trusts it, like a module's entry (sandbox/modcache.py).
+        cached = modcache.load(
+            lambda file: cm.Component.deserialize_file(engine.components, file), path, sha)
+        if cached is not None:
+            return cached
     component = cm.Component(engine.components, wasm)
     if path is not None:
-        # The engine's own write-then-rename, so a reader never sees half an entry.
-        engine._store(path, bytes(component.serialize()))
+        modcache.store(path, sha, bytes(component.serialize()))
     return component
 
 

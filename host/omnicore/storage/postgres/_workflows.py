@@ -321,6 +321,11 @@ class PgWorkflows(WorkflowStore):
                 "lease_until=NULL WHERE run_id=%s AND step=%s AND idx=%s AND owner=%s AND "
                 "state='running'", [(*k, owner) for k in keys]))
 
+    def release_others(self, owner: str) -> int:
+        return int(self._db._write(lambda c: c.execute(
+            "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND "
+            "owner IS DISTINCT FROM %s", (owner,)).rowcount))
+
     def complete(self, run_id: int, step: str, index: int, *, owner: str | None,
                  state: StepState, output: bytes | None = None, inline_limit: int = 1 << 16,
                  error: str | None = None, retry_at: float | None = None,

@@ -15,12 +15,20 @@ built by :data:`MIGRATIONS` with sqlite-utils; opening an older file runs the mi
 one transaction. The other stores in the same file keep their own version in
 ``component_schema`` (:meth:`Database.ensure_schema`), so each migrates independently and
 appending a step to one never renumbers another.
+
+A full disk: the failed write is rolled back whole and raised as :class:`StorageFull` (its
+message says "disk full"), reads go on, and the next write succeeds as soon as there is
+space again. Every failure is also logged here, once per kind every few seconds, so a
+plugin that only sees ``UNAVAILABLE`` leaves the reason in the host's log. The file is
+created 0600 (its ``-wal`` and ``-shm`` follow; :mod:`omnicore.storage.datadir`).
 """
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +36,9 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from omnicore.storage.errors import StorageError
+from omnicore.logging import get_logger
+from omnicore.storage.datadir import private_file
+from omnicore.storage.errors import StorageError, StorageFull
 
 __all__ = ["DB_FILE", "MIGRATIONS", "SCHEMA_VERSION", "Database", "Step", "Synchronous"]
 
@@ -36,6 +46,11 @@ DB_FILE = "omnicore.db"
 Synchronous = Literal["normal", "full"]
 #: One migration step of a component: runs SQL on the connection inside a write transaction.
 Step = Callable[[sqlite3.Connection], None]
+
+_log = get_logger("storage")
+#: At most one log line per kind of failure per this many seconds (a plugin retrying a write
+#: on a full disk must not flood the log); the lines skipped are counted in the next one.
+_LOG_EVERY_S = 10.0
 
 
 def _v1_kv(db: sqlite_utils.Database) -> None:
@@ -84,8 +99,9 @@ class Database:
         self.path = Path(path)
         self.location = str(self.path)
         self._lock = threading.RLock()
+        self._logged: dict[str, tuple[float, int]] = {}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                    timeout=busy_timeout_s)
         except (OSError, sqlite3.Error) as exc:
@@ -105,12 +121,32 @@ class Database:
     def _error(self, what: str, exc: BaseException) -> StorageError:
         text = str(exc)
         hint = ""
-        if "locked" in text or "busy" in text:
-            hint = " (another process holds a write lock on it; is a second host running?)"
-        elif "not a database" in text or "malformed" in text:
-            hint = (" (the file is damaged or not an omnicore database: restore it from a "
-                    "backup, or move it away to start empty)")
-        return StorageError(f"storage {self.path}: {what}: {text}{hint}", path=self.path)
+        error: StorageError
+        if _is_full(exc):
+            error = StorageFull(f"storage {self.path}: {what}: disk full ({text}): nothing was "
+                                "written; free space on its disk and writes work again",
+                                path=self.path)
+        else:
+            if "locked" in text or "busy" in text:
+                hint = " (another process holds a write lock on it; is a second host running?)"
+            elif "not a database" in text or "malformed" in text:
+                hint = (" (the file is damaged or not an omnicore database: restore it from a "
+                        "backup, or move it away to start empty)")
+            error = StorageError(f"storage {self.path}: {what}: {text}{hint}", path=self.path)
+        if what != "cannot open":  # that one ends the start, in one line of its own
+            self._report(what, error)
+        return error
+
+    def _report(self, what: str, error: StorageError) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last, skipped = self._logged.get(what, (float("-inf"), 0))
+            if now - last < _LOG_EVERY_S:
+                self._logged[what] = (last, skipped + 1)
+                return
+            self._logged[what] = (now, 0)
+        more = f" ({skipped} more like it in the last {_LOG_EVERY_S:.0f}s)" if skipped else ""
+        _log.error("%s%s", error, more)
 
     def _migrate(self, upto: int) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -142,12 +178,12 @@ class Database:
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise self._error("cannot commit", exc) from None
 
     def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -194,3 +230,16 @@ class Database:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path}>"
 
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite rolls a transaction back by itself after some errors (a full disk among them);
+    # a second ROLLBACK would then fail and hide the error that matters.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _is_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL

@@ -149,6 +149,11 @@ class SQLiteQueue(TaskQueue):
             f"lease_until=NULL WHERE owner=? AND state='running' AND id IN ({marks})",
             (owner, *task_ids)))
 
+    def release_others(self, owner: str) -> int:
+        return cast(int, self._s._write(lambda conn: conn.execute(
+            "UPDATE tasks SET lease_until=0 WHERE state='running' AND owner IS NOT ?",
+            (owner,)).rowcount))
+
     def retry(self, task_id: int, now: float) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             cur = conn.execute("UPDATE tasks SET state='queued', attempts=0, run_at=?, "

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from omnicore.storage.datadir import private_file
 from omnicore.storage.errors import StorageError
 from omnicore.storage.user_rows import Role, Session, Token, User, UserRows
 
@@ -43,14 +44,15 @@ class SQLiteUsers(UserRows):
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)  # password hashes: for the host's user only
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"console accounts {path}: cannot open: {exc}",
-                               path=path) from None
+            raise StorageError(f"storage {path}: cannot open: {exc} (the console's accounts: "
+                               "restore the file from a backup, or move it away and create "
+                               "the first admin again)", path=path) from None
         self._lock = threading.Lock()
 
     def close(self) -> None:

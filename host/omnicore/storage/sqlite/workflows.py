@@ -351,6 +351,11 @@ class SQLiteWorkflows(WorkflowStore):
                 "lease_until=NULL WHERE run_id=? AND step=? AND idx=? AND owner=? AND "
                 "state='running'", [(*k, owner) for k in keys]))
 
+    def release_others(self, owner: str) -> int:
+        return int(self._db._write(lambda c: c.execute(
+            "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND owner IS NOT ?",
+            (owner,)).rowcount))
+
     def complete(self, run_id: int, step: str, index: int, *, owner: str | None,
                  state: StepState, output: bytes | None = None, inline_limit: int = 1 << 16,
                  error: str | None = None, retry_at: float | None = None,

@@ -9,9 +9,8 @@ function, the memory right after ``_initialize`` becomes the module's data (a sn
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
-import os
 import struct
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +21,7 @@ from typing import Any
 import wasmtime
 
 from omnicore.errors import BuildError
+from omnicore.sandbox import modcache
 from omnicore.toolchains.js.commands import LANGUAGE
 from omnicore.toolchains.js.rewrite import call_sites, mutable_globals, nonzero_segments
 from omnicore.toolchains.js.source import CAPABILITIES
@@ -53,15 +53,13 @@ def load_runtime(path: Path) -> LoadedRuntime:
     config.consume_fuel = True
     engine = wasmtime.Engine(config)
     cached = path.with_suffix(f".wasmtime-{metadata.version('wasmtime')}.cwasm")
-    module = None
-    if cached.exists():
-        with contextlib.suppress(wasmtime.WasmtimeError):
-            module = wasmtime.Module.deserialize_file(engine, str(cached))
+    digest = hashlib.sha256(wasm).hexdigest()
+    # Checked before wasmtime sees it (a damaged entry would crash the build), written whole.
+    module = modcache.load(lambda file: wasmtime.Module.deserialize_file(engine, file), cached,
+                           digest)
     if module is None:
         module = wasmtime.Module(engine, wasm)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")  # builds may run in parallel
-        tmp.write_bytes(module.serialize())
-        tmp.replace(cached)
+        modcache.store(cached, digest, bytes(module.serialize()))
     store, instance = _instantiate(engine, module, [])
     exports = instance.exports(store)
     ptr = exports["omni_js_region_ptr"](store)  # type: ignore[operator]

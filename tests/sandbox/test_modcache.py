@@ -1,0 +1,214 @@
+"""The compiled-module cache: damaged entries are caught before wasmtime trusts them, and a
+cache directory others can write is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from omnicore.capabilities.builtin import builtin_registry
+from omnicore.errors import ConfigError
+from omnicore.sandbox import PluginModule, PluginRuntime, SandboxEngine, modcache
+
+GREETING = b"greeting-from-the-data-section"
+
+#: One handler answers from a data segment (``.rodata.wasm`` in the artifact), one runs code.
+CACHE_WAT = r"""
+(module
+  (memory (export "memory") 4)
+  (global $bump (mut i32) (i32.const 0x10000))
+  (func (export "omni_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $bump))
+    (global.set $bump (i32.add (global.get $bump) (local.get $n)))
+    (local.get $p))
+  (func (export "omni_free") (param i32 i32))
+  (data (i32.const 0x100) "greeting-from-the-data-section")
+  (func (export "hello") (param i32 i32) (result i64)
+    (i64.or (i64.shl (i64.const 0x100) (i64.const 32)) (i64.const 30)))
+  (func (export "echo") (param $p i32) (param $n i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32))
+            (i64.extend_i32_u (local.get $n))))
+)
+"""
+
+
+def _wasm() -> bytes:
+    return wasmtime.wat2wasm(CACHE_WAT)
+
+
+def _sections(body: bytes) -> dict[str, tuple[int, int]]:
+    """An ELF64 artifact's sections: name -> (offset, size)."""
+    shoff = struct.unpack_from("<Q", body, 0x28)[0]
+    entsize, count, names = struct.unpack_from("<HHH", body, 0x3A)
+    rows = [struct.unpack_from("<IIQQQQ", body, shoff + i * entsize) for i in range(count)]
+    table = rows[names][4]
+    found = {}
+    for name, _kind, _flags, _addr, offset, size in rows:
+        label = body[table + name:body.index(b"\0", table + name)].decode()
+        found[label] = (offset, size)
+    return found
+
+
+def _entry(cache: Path) -> Path:
+    [entry] = cache.glob("*.cwasm")
+    return entry
+
+
+def _sum(entry: Path) -> Path:
+    return entry.with_name(entry.name + ".sum")
+
+
+def _flip(entry: Path, where: str) -> None:
+    """Flip bytes of the artifact's code (``.text``) or data (the greeting's segment)."""
+    data = bytearray(entry.read_bytes())
+    body = bytes(data)
+    if where == "code":
+        offset, size = _sections(body)[".text"]
+        span = range(offset, offset + min(size, 512))
+    else:
+        offset, size = _sections(body)[".rodata.wasm"]
+        start = body.index(GREETING, offset, offset + size)
+        span = range(start, start + len(GREETING))
+    for i in span:
+        data[i] ^= 0xFF
+    entry.write_bytes(bytes(data))
+
+
+def _answers(cache: Path) -> tuple[bytes, bytes]:
+    with SandboxEngine(cache_dir=cache) as eng:
+        module = PluginModule.load(eng, _wasm())
+        rt = PluginRuntime(eng, module, builtin_registry())
+        try:
+            return rt.call("hello", b""), rt.call("echo", b"still code")
+        finally:
+            rt.close()
+
+
+@pytest.mark.parametrize("where", ["code", "data", "code, mtime put back"])
+def test_flipped_bytes_are_caught_recompiled_and_the_entry_rewritten(
+        tmp_path: Path, where: str, caplog: pytest.LogCaptureFixture) -> None:
+    assert _answers(tmp_path) == (GREETING, b"still code")   # checked once by this process
+    entry = _entry(tmp_path)
+    before = entry.stat()
+    _flip(entry, where.split(",")[0])
+    if "mtime" in where:   # the same size and mtime: only the ctime tells it changed
+        os.utime(entry, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with caplog.at_level(logging.WARNING, logger="omnicore.sandbox"):
+        assert _answers(tmp_path) == (GREETING, b"still code")
+    assert "checksum mismatch" in caplog.text and str(entry) in caplog.text
+    assert hashlib.sha256(entry.read_bytes()).digest() == \
+        _sum(entry).read_bytes()[len(modcache.MAGIC) + 32:]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="omnicore.sandbox"):
+        assert _answers(tmp_path) == (GREETING, b"still code")   # served from the new entry
+    assert "unusable" not in caplog.text
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+_CHILD = textwrap.dedent("""
+    import sys, wasmtime
+    from pathlib import Path
+    from omnicore.capabilities.builtin import builtin_registry
+    from omnicore.sandbox import PluginModule, PluginRuntime, SandboxEngine
+    eng = SandboxEngine(cache_dir=Path(sys.argv[1]))
+    module = PluginModule.load(eng, Path(sys.argv[2]).read_bytes())
+    rt = PluginRuntime(eng, module, builtin_registry())
+    sys.stdout.write(rt.call("hello", b"").decode() + " " + rt.call("echo", b"ok").decode())
+""")
+
+
+@pytest.mark.parametrize("where", ["code", "data"])
+def test_a_host_loading_a_damaged_entry_does_not_crash(tmp_path: Path, where: str) -> None:
+    cache = tmp_path / "cache"
+    wasm = tmp_path / "p.wasm"
+    wasm.write_bytes(_wasm())
+    run = [sys.executable, "-c", _CHILD, str(cache), str(wasm)]
+    first = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    _flip(_entry(cache), where)
+    second = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, (second.returncode, second.stderr)  # was SIGSEGV/SIGBUS
+    assert second.stdout == f"{GREETING.decode()} ok"
+    assert "checksum mismatch" in second.stderr
+
+
+def _other_wasm() -> bytes:
+    return wasmtime.wat2wasm(CACHE_WAT.replace("greeting-from-the-data-section",
+                                               "another-module-entirely-xxxxxx"))
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    (lambda entry: entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2]),
+     "checksum mismatch"),                                                   # truncated
+    (lambda entry: entry.write_bytes(b""), "checksum mismatch"),             # emptied
+    (lambda entry: _sum(entry).unlink(), "no checksum beside it"),           # an older cache
+    (lambda entry: _sum(entry).write_bytes(b"junk"), "not one of this omnicore"),
+])
+def test_truncated_empty_and_unsummed_entries_are_recompiled(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        damage: Callable[[Path], object], reason: str) -> None:
+    _answers(tmp_path)
+    entry = _entry(tmp_path)
+    damage(entry)
+    with caplog.at_level(logging.WARNING, logger="omnicore.sandbox"):
+        assert _answers(tmp_path) == (GREETING, b"still code")
+    assert reason in caplog.text
+
+
+def test_another_modules_entry_under_this_name_is_refused(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    other = tmp_path / "other"
+    with SandboxEngine(cache_dir=other) as eng:
+        PluginModule.load(eng, _other_wasm())
+    _answers(tmp_path)
+    entry = _entry(tmp_path)
+    entry.write_bytes(_entry(other).read_bytes())     # a whole entry and its sum, renamed
+    _sum(entry).write_bytes(_sum(_entry(other)).read_bytes())
+    with caplog.at_level(logging.WARNING, logger="omnicore.sandbox"):
+        assert _answers(tmp_path) == (GREETING, b"still code")
+    assert "compiled from another module" in caplog.text
+
+
+# -- who may write the cache -----------------------------------------------------------------
+
+def test_a_new_cache_dir_is_made_0700(tmp_path: Path) -> None:
+    cache = tmp_path / "deep" / "cache"
+    SandboxEngine(cache_dir=cache).close()
+    assert cache.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757, 0o1777])
+def test_a_cache_dir_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(mode)
+    with pytest.raises(ConfigError, match="writable by other users") as caught:
+        SandboxEngine(cache_dir=cache)
+    assert caught.value.key == "sandbox.cache_dir"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand a directory to another user")
+def test_a_cache_dir_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    os.chown(cache, 65534, 65534)
+    with pytest.raises(ConfigError, match="owned by uid 65534"):
+        SandboxEngine(cache_dir=cache)
+
+
+def test_a_cache_dir_only_its_owner_writes_is_fine(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o755)
+    assert _answers(cache) == (GREETING, b"still code")
