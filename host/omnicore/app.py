@@ -5,9 +5,10 @@ lock taken (one host per data dir: a second is refused naming the first), the da
 opened (a damaged one ends the start in one line, before anything listens), the module
 cache's permissions checked, and the leases of a host that died holding the lock given
 back; then entry-point extensions load (their ``register`` may add modules), the task engine
-starts, modules start in dependency order, extensions'
-``startup`` runs, the app is running. Stop runs it backwards: ``shutdown`` hooks, the task
-engine drains for ``shutdown_grace_s`` then cancels, modules stop in reverse order.
+starts, modules start in dependency order, extensions' ``startup`` runs (on a worker
+thread, so started modules keep serving), the app is running. Stop runs it backwards:
+``shutdown`` hooks, the task engine drains for ``shutdown_grace_s`` then cancels, modules
+stop in reverse order.
 
 ``start()``/``stop()`` run that on a private event loop thread; ``astart()``/``astop()`` (and
 ``async with app``) run it on the caller's loop; ``run()`` blocks until SIGINT/SIGTERM.
@@ -364,7 +365,9 @@ class OmniApp(AppStores):
                                   module=module.name) from exc
             self._set_module_state(module, State.RUNNING)
             self._started.append(module)
-        self.extensions.startup()
+        # Off the loop: loading every plugin takes seconds, and the modules already started
+        # (the console's /healthz) must answer meanwhile.
+        await self._loop.run_in_executor(None, self.extensions.startup)
         # Registered before any worker claims: a job leased to this runtime id belongs to a
         # host the others can see, and can take over if it dies.
         self.cluster = self._join_cluster()

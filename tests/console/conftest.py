@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import select
 import shutil
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +63,10 @@ class Host:
         return c, me["csrf"]
 
 
-def start_host(tmp_path: Path, greeter: Path | None, **console: object) -> Host:
+def start_host(tmp_path: Path, greeter: Path | None, *, users: bool = True,
+               **console: object) -> Host:
     plugins = tmp_path / "plugins"
-    plugins.mkdir(exist_ok=True)
+    plugins.mkdir(parents=True, exist_ok=True)
     if greeter is not None:
         shutil.copy(greeter, plugins / "greeter-rust.wasm")
     app = OmniApp("console-test", overrides={
@@ -74,6 +78,8 @@ def start_host(tmp_path: Path, greeter: Path | None, **console: object) -> Host:
     app.start()
     assert module.console is not None
     store = module.console.auth.store
+    if not users:
+        return Host(app, module, plugins, "", "", [])
     store.add("admin", PASSWORD, "admin")
     store.add("viewer", PASSWORD, "viewer")
     admin, _ = store.new_token("admin", "tests")
@@ -97,3 +103,72 @@ def host(tmp_path: Path, greeter_wasm: Path) -> Iterator[Host]:
 def admin(host: Host) -> Iterator[httpx.Client]:
     with host.client(host.admin_token) as c:
         yield c
+
+
+@pytest.fixture
+def make_host(tmp_path: Path, greeter_wasm: Path) -> Iterator[Callable[..., Host]]:
+    """``make_host(**console)``: a started host with those ``console.*`` settings (stopped
+    after the test); ``greeter=False`` for an empty plugins folder, ``users=False`` for none."""
+    started: list[Host] = []
+
+    def make(*, greeter: bool = True, users: bool = True, **console: object) -> Host:
+        h = start_host(tmp_path / f"host{len(started)}", greeter_wasm if greeter else None,
+                       users=users, **console)
+        started.append(h)
+        return h
+
+    yield make
+    for h in started:
+        for c in h.opened:
+            c.close()
+        if h.app.state.value == "running":
+            h.app.stop()
+
+
+@dataclass
+class Pushed:
+    """What :func:`push` saw: the bytes of body it got onto the wire, the status line (or
+    how the connection ended), and how long until then."""
+
+    sent: int
+    status: str
+    seconds: float
+
+
+def push(url: str, method: str, path: str, headers: dict[str, str], *, total: int,
+         prefix: bytes = b"", chunk: int = 65536, declare: bool = False,
+         pause_s: float = 0.0) -> Pushed:
+    """Send ``prefix`` and ``total`` more bytes of body over a raw socket, chunked (or with
+    ``Content-Length`` when ``declare``), until the server answers, stops reading or closes."""
+    host, port = url.split("//")[1].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    sock.settimeout(5)
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head += f"Content-Length: {len(prefix) + total}\r\n\r\n" if declare else \
+        "Transfer-Encoding: chunked\r\n\r\n"
+    start = time.monotonic()
+    sent = 0
+    data = b"x" * chunk
+    status = ""
+    try:
+        sock.sendall(head.encode())
+        if prefix:
+            sock.sendall(prefix if declare else b"%x\r\n%s\r\n" % (len(prefix), prefix))
+        while sent < total and not select.select([sock], [], [], 0)[0]:
+            piece = data[:total - sent]
+            sock.sendall(piece if declare else b"%x\r\n%s\r\n" % (len(piece), piece))
+            sent += len(piece)
+            if pause_s:
+                time.sleep(pause_s)
+    except OSError as exc:  # the server stopped reading (timeout) or closed the connection
+        status = type(exc).__name__
+    seconds = time.monotonic() - start
+    try:
+        reply = sock.recv(200)
+        status = reply.split(b"\r\n", 1)[0].decode() if reply else status or "closed"
+    except OSError as exc:
+        status = status or type(exc).__name__
+    finally:
+        sock.close()
+    return Pushed(sent, status, seconds)

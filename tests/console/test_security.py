@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -118,3 +120,27 @@ def test_an_open_console_on_loopback_lets_the_operator_in(tmp_path: Path) -> Non
     with app:
         me = httpx.get(f"{module.url}/api/v1/me").json()
         assert me["role"] == "admin" and me["via"] == "open"
+
+
+@pytest.mark.parametrize(("settings", "forwarded", "secure"), [
+    ({}, None, False),                                          # plain http on loopback
+    ({}, "https", True),                                        # a TLS proxy on this machine
+    ({"trusted_proxies": []}, "https", False),                  # ... that nobody trusts
+    ({"trusted_proxies": ["10.0.0.0/8"]}, "https", False),      # a proxy elsewhere
+    ({"secure_cookies": True}, None, True),
+    ({"secure_cookies": False}, "https", False),
+], ids=["auto-http", "auto-proxy", "untrusted", "other-proxy", "on", "off"])
+def test_cookies_are_secure_behind_tls(make_host: Callable[..., Host], settings: dict[str, Any],
+                                       forwarded: str | None, secure: bool) -> None:
+    h = make_host(greeter=False, **settings)
+    headers = {"X-Forwarded-Proto": forwarded} if forwarded else {}
+    with h.client() as c:
+        page = c.get("/login", headers=headers)
+        token = c.cookies["omnicore_login_csrf"]
+        # Sent by hand: a client on plain http keeps a Secure cookie to itself.
+        r = c.post("/login", data={"name": "admin", "password": PASSWORD, "csrf": token},
+                   headers={**headers, "Cookie": f"omnicore_login_csrf={token}"})
+        assert r.status_code == 303
+        for cookie in (page.headers["set-cookie"], r.headers["set-cookie"]):
+            assert ("; secure" in cookie.lower()) is secure, cookie
+            assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()

@@ -34,21 +34,30 @@ outputs: {said: "${{ steps.greet.output.message }}", by: "${{ steps.ok.output.by
 """
 
 
-@pytest.fixture
-def host(tmp_path: Path, built_plugins: dict[str, Path]) -> Iterator[tuple[OmniApp, str]]:
-    folder = app_dir(tmp_path / "app", {"greeter-rust": built_plugins["greeter-rust"]},
-                     {"hooked.yaml": FLOW})
+def start(folder: Path) -> tuple[OmniApp, str]:
     app = OmniApp(config_path=folder / "omnicore.yaml", environ={}, entry_points=False,
                   overrides={"console": {"enabled": True, "port": 0}})
     module = ConsoleModule()
     app.add_module(module)
     app.start()
-    try:
-        assert module.console is not None
+    assert module.console is not None and module.url is not None
+    if module.console.auth.store.get("admin") is None:
         module.console.auth.store.add("admin", PASSWORD, "admin")
-        app.secrets.set("HOOK", SECRET)
-        assert module.url is not None
-        yield app, module.url
+    app.secrets.set("HOOK", SECRET)
+    return app, module.url
+
+
+@pytest.fixture
+def folder(tmp_path: Path, built_plugins: dict[str, Path]) -> Path:
+    return app_dir(tmp_path / "app", {"greeter-rust": built_plugins["greeter-rust"]},
+                   {"hooked.yaml": FLOW})
+
+
+@pytest.fixture
+def host(folder: Path) -> Iterator[tuple[OmniApp, str]]:
+    app, url = start(folder)
+    try:
+        yield app, url
     finally:
         app.stop()
 
@@ -81,6 +90,59 @@ def test_webhook_signatures(host: tuple[OmniApp, str]) -> None:
     run = app.workflows.get_run(run_id)
     assert run.started_by == "webhook:orders/new" and run.trigger["data"]["qty"] == 2
     assert httpx.post(f"{url}/hooks/nope", content=b"{}").status_code == 404
+
+
+def test_hostile_signature_headers_are_refused_never_a_crash(
+        host: tuple[OmniApp, str]) -> None:
+    app, url = host
+    body = json.dumps({"name": "Ada"}).encode()
+    now = int(time.time())
+    mac = sign_webhook(SECRET, body, now).split("v1=")[1]
+    headers: list[bytes] = [
+        f"t={'9' * 310},v1={mac}".encode(),              # OverflowError in the window check
+        f"t=-{'9' * 310},v1={mac}".encode(),
+        f"t={now},v1=é{mac[1:]}".encode(),               # TypeError in compare_digest
+        f"t={now},v1=日本語".encode(),
+        f"t={now},v1={mac[:-1]}\xff".encode("latin-1"),
+        f"t=١٢٣٤,v1={mac}".encode(),                     # digits, but not ASCII ones
+        f"t={now}.5,v1={mac}".encode(), f"t=1e9,v1={mac}".encode(),
+        f"t={now},v1=".encode(), f"t={now}".encode(), f"v1={mac}".encode(),
+        b"t=,v1=,", b",,,,", b"=" * 100, f"t={now},v1={'0' * 4000}".encode(),
+        f"t= {now} ,v1= {mac[:-1]}0".encode(),
+    ]
+    for header in headers:
+        r = httpx.post(f"{url}/hooks/orders/new", content=body, timeout=30,
+                       headers={SIGNATURE_HEADER: header})
+        assert r.status_code in (400, 401), (header[:60], r.status_code, r.text[:200])
+    deep = b"[" * 200_000 + b"]" * 200_000
+    r = post(url, deep, sign_webhook(SECRET, deep))
+    assert r.status_code == 400 and "nested" in r.json()["error"]
+    assert app.workflows.runs() == []
+
+
+def test_a_delivery_is_not_accepted_again_after_a_restart(folder: Path) -> None:
+    body = json.dumps({"name": "Ada"}).encode()
+    signature = sign_webhook(SECRET, body)
+    app, url = start(folder)
+    try:
+        assert post(url, body, signature).status_code == 202
+    finally:
+        app.stop()
+    app, url = start(folder)
+    try:
+        r = post(url, body, signature)
+        assert r.status_code == 401 and "replay" in r.json()["error"]
+        assert post(url, body, sign_webhook(SECRET, body, int(time.time()) - 1)
+                    ).status_code == 202                     # a new delivery is welcome
+        assert len(app.workflows.runs()) == 2
+        # Signatures are kept for the window only: older ones are forgotten on the next write.
+        store, now = app.workflows.store, time.time()
+        assert store.first_delivery("long-ago", now - 1000, 300)
+        assert store.first_delivery("recent", now, 300)
+        assert not store.first_delivery("recent", now, 300)
+        assert store.first_delivery("long-ago", now, 300)
+    finally:
+        app.stop()
 
 
 def signed_in(url: str) -> tuple[httpx.Client, str]:

@@ -170,6 +170,19 @@ class ConsoleConfig(_Strict):
     session_ttl_s: int = Field(default=12 * 3600, gt=0, description="signed-in session lifetime")
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, gt=0,
                                   description="largest .wasm accepted by an upload")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="more names the console answers to in Host: (DNS rebinding guard; by "
+                    "default localhost, 127.0.0.1, ::1 and the bound address; '*' any)")
+    secure_cookies: bool | Literal["auto"] = Field(
+        default="auto", description="Secure cookies; auto: when https reaches the console, "
+                                    "as a trusted proxy's X-Forwarded-Proto says")
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="addresses (or networks) whose X-Forwarded-Proto is believed")
+    body_timeout_s: float = Field(default=30.0, gt=0,
+                                  description="time a request body has to arrive, plus 1 s "
+                                              "per MiB of its size")
 
 
 class PluginConfig(_Strict):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from omnicore.config import render_config
 from omnicore.console import operations
 from omnicore.console.auth import Principal
+from omnicore.console.bodies import MAX_JSON_BYTES, json_body, read_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.live import LEVELS, TooManySubscribers
 from omnicore.console.state import ConsoleState
@@ -33,9 +33,8 @@ from omnicore.plugins.info import PluginInfo
 if TYPE_CHECKING:
     from omnicore.app import OmniApp
 
-__all__ = ["MAX_JSON_BYTES", "read_body", "routes"]
+__all__ = ["routes"]
 
-MAX_JSON_BYTES = 1 << 20
 MAX_PAGE = 500
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -50,33 +49,9 @@ def omni(request: Request) -> OmniApp:
 
 
 def need(request: Request, role: str = "viewer") -> Principal:
+    """Who asks, checked for ``role`` and (changes) the CSRF token in the header: every API
+    route calls it before reading the body."""
     return state(request).auth.require(request, "admin" if role == "admin" else "viewer")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past ``limit`` bytes (counted as it arrives)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the request body is {declared} bytes; the limit is {limit}")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    raw = await read_body(request, MAX_JSON_BYTES)
-    try:
-        doc = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}", type="InvalidJson") from None
-    if not isinstance(doc, dict):
-        raise ApiError(400, "the body must be a JSON object", type="InvalidJson")
-    return doc
 
 
 def page_params(request: Request, default: int = 50) -> tuple[int, int]:
@@ -131,7 +106,7 @@ def guarded(fn: Handler) -> Handler:
             await _drain(request)
             raise from_omni(exc) from exc
         except ApiError as exc:
-            if exc.status != 413:
+            if exc.status not in (408, 413):
                 await _drain(request)
             raise
     wrapper.__name__ = fn.__name__
@@ -554,7 +529,7 @@ async def add_user(request: Request) -> Response:
     name, password, role = doc.get("name"), doc.get("password"), doc.get("role", "viewer")
     if not all(isinstance(v, str) for v in (name, password, role)):
         raise ApiError(422, "'name', 'password' and 'role' must be strings", type="ConfigError")
-    user = await st.off_loop(st.auth.store.add, name, password, role)
+    user = await st.auth.hashing(st.auth.store.add, name, password, role)
     return JSONResponse({"name": user.name, "role": user.role, "created": user.created},
                         status_code=201)
 

@@ -5,12 +5,15 @@
 ``type`` is the omnicore exception's class name when one caused it (clients can branch on
 ``GuestError`` vs ``DeadlineExceeded``), else a short HTTP-level word (``BadRequest``,
 ``Forbidden``). A plugin that fails a call is not a console failure, so no plugin error maps
-to a 5xx: a 5xx always means a bug in the host, or storage that failed (503; a full disk
-507, its message saying so).
+to a 5xx: a 5xx always means a bug in the host, or (507 ``DiskFull``) a disk with no room for
+the change, which was not made.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import sqlite3
 from typing import Any
 
 from starlette.requests import Request
@@ -30,12 +33,16 @@ from omnicore.errors import (
 )
 from omnicore.storage import Refused, StorageError, StorageFull
 
-__all__ = ["ApiError", "error_response", "from_omni", "status_of"]
+__all__ = ["ApiError", "disk_full", "error_response", "from_omni", "full_disk_error",
+           "status_of"]
 
 _WORDS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-          405: "MethodNotAllowed", 409: "Conflict", 413: "TooLarge", 415: "UnsupportedMedia",
-          422: "Invalid", 429: "TooManyRequests", 503: "Unavailable",
-          507: "InsufficientStorage"}
+          405: "MethodNotAllowed", 408: "Timeout", 409: "Conflict", 413: "TooLarge",
+          415: "UnsupportedMedia", 422: "Invalid", 429: "TooManyRequests", 503: "Unavailable",
+          507: "DiskFull"}
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+log = logging.getLogger("omnicore.console")
 
 
 class ApiError(Exception):
@@ -51,8 +58,36 @@ class ApiError(Exception):
         self.extra = extra
 
 
+def disk_full(exc: BaseException) -> BaseException | None:
+    """The OS or SQLite error in ``exc``'s chain that says the disk is full, if any (an
+    ``omnicore`` error keeps the backend's error as its context)."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        seen.add(id(found))
+        if isinstance(found, StorageFull) or \
+                (isinstance(found, OSError) and found.errno in _FULL_ERRNOS):
+            return found
+        code = getattr(found, "sqlite_errorcode", None)
+        if isinstance(found, sqlite3.Error) and code is not None and \
+                code & 0xFF == sqlite3.SQLITE_FULL:
+            return found
+        found = found.__cause__ or found.__context__
+    return None
+
+
+def full_disk_error(cause: BaseException) -> ApiError:
+    """The 507 answer for a change the disk had no room for, said in the log as well (the
+    operator must hear of a full disk, not only the client)."""
+    why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+    error = ApiError(507, f"the disk is full ({why}); the change was not made: free some "
+                          "space and try again (reads keep working)", type="DiskFull")
+    log.warning("console: %s", error.message)
+    return error
+
+
 def status_of(exc: OmniError) -> int:
-    """The HTTP status an omnicore error answers with."""
+    """The HTTP status an omnicore error answers with (a full disk aside: :func:`from_omni`)."""
     if isinstance(exc, PluginNotFound | HandlerNotFound):
         return 404
     if isinstance(exc, DuplicatePlugin):
@@ -77,6 +112,10 @@ def from_omni(exc: OmniError, **extra: Any) -> ApiError:
     missing = getattr(exc, "missing", None)
     if missing:
         fields["missing"] = list(missing)
+    cause = disk_full(exc)
+    if cause is not None:  # said plainly: the backend's own words may be about its rollback
+        return ApiError(507, full_disk_error(cause).message, type="DiskFull", **fields,
+                        **extra)
     return ApiError(status_of(exc), str(exc), type=type(exc).__name__, **fields, **extra)
 
 

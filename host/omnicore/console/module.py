@@ -2,10 +2,11 @@
 
 ``omnicore run`` adds it when ``console.enabled`` (and not ``--no-console``); an embedding app
 adds it with ``app.add_module(ConsoleModule())``. On start it opens the accounts
-(``app.storage.users``), prints a one-time setup link when there are no users yet, binds (the
-port is known when ``start`` returns), and writes ``<data_dir>/console.json`` — the URL and a
-per-process admin token, mode 0600 — for the CLI on this machine (``omnicore call NAME --app
-DIR``). On stop it removes that file, ends live streams and stops serving.
+(``app.storage.users``), prints a one-time setup link when no user was ever created, binds
+(the port is known when ``start`` returns), and writes ``<data_dir>/console.json`` — the URL
+and a per-process admin token, mode 0600 — for the CLI on this machine (``omnicore call NAME
+--app DIR``). It starts before plugins load and answers ``/healthz`` at once (``/readyz``
+says when the app is up). On stop it removes that file, ends live streams and stops serving.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from omnicore.config.schema import ConsoleConfig
 from omnicore.console.auth import Auth
+from omnicore.console.guard import HostPolicy
 from omnicore.console.server import create_app
 from omnicore.console.state import ConsoleState
 from omnicore.console.users import UserStore
@@ -83,9 +85,20 @@ class ConsoleModule(Module):
                               source=self.app.config.source_of("console.auth"))
         app = self.app
         store = UserStore(app.storage.users)
-        auth = Auth(store, enabled=cfg.auth, session_ttl_s=cfg.session_ttl_s)
-        state = self.console = ConsoleState(app=app, auth=auth,
-                                          max_upload_bytes=cfg.max_upload_bytes)
+        try:
+            auth = Auth(store, enabled=cfg.auth, session_ttl_s=cfg.session_ttl_s,
+                        secure_cookies=None if cfg.secure_cookies == "auto"
+                        else bool(cfg.secure_cookies),
+                        trusted_proxies=cfg.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"console.trusted_proxies: {exc}", key="console.trusted_proxies",
+                              value=cfg.trusted_proxies,
+                              source=self.app.config.source_of("console.trusted_proxies")) \
+                from None
+        state = self.console = ConsoleState(
+            app=app, auth=auth, max_upload_bytes=cfg.max_upload_bytes,
+            hosts=HostPolicy.of(cfg.host, cfg.allowed_hosts, auth=cfg.auth),
+            body_timeout_s=cfg.body_timeout_s)
         loop = asyncio.get_running_loop()
         state.feed.attach(loop)
         self._subscription = app.events.subscribe("*", self._on_event)
@@ -114,7 +127,11 @@ class ConsoleModule(Module):
                                    "pid": os.getpid(), "runtime_id": app.runtime_id}))
         app.data_lock.update(console_url=self.url)
         self.log.info("console at %s", self.url)
-        if cfg.auth and store.count() == 0:
+        if cfg.auth and store.count() == 0 and store.had_users():
+            self.log.warning("no console users left; the setup link is not offered again once "
+                             "a first admin was created: add one with `omnicore users add "
+                             "NAME --app DIR`")
+        elif cfg.auth and store.count() == 0:
             secret = store.new_setup_link()
             self.log.warning("no console users yet: open %s/setup?token=%s within 24 h to "
                              "create the first admin (or run `omnicore users add NAME --app "
@@ -146,6 +163,8 @@ class ConsoleModule(Module):
             await self._serving
         with contextlib.suppress(OSError):
             self._socket.close()  # Hypercorn owns the fd it was handed and closes it
+        if self.console is not None:
+            self.console.auth.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:

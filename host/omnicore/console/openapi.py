@@ -294,9 +294,12 @@ def document() -> Obj:
     paths: Obj = {}
     errors = {str(code): {"description": text, "content": {"application/json": {
         "schema": _ref("Error")}}} for code, text in (
-        (400, "bad request"), (401, "not signed in"), (403, "not allowed (role or CSRF)"),
-        (404, "not found"), (409, "conflict with the current state"), (413, "too large"),
-        (422, "invalid input, or the plugin refused or failed"), (429, "slow down"))}
+        (400, "bad request (or a Host name the console does not answer to)"),
+        (401, "not signed in"), (403, "not allowed (role, CSRF, or a change from another site)"),
+        (404, "not found"), (408, "the body did not arrive in time"),
+        (409, "conflict with the current state"), (413, "too large"),
+        (422, "invalid input, or the plugin refused or failed"), (429, "slow down"),
+        (507, "the disk is full; nothing was changed"))}
     for method, path, summary, role, params, body, status, answer in OPERATIONS:
         op: Obj = {"summary": summary, "parameters": params,
                    "description": "No sign-in needed." if role == "none"

@@ -179,8 +179,12 @@ def set_settings(app: OmniApp, name: str, *, config: Mapping[str, Any] | None = 
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.upload")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not keep half a file
+        raise
 
 
 def _sidecar_text(wasm: Path) -> tuple[Path, str] | None:

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -23,6 +23,7 @@ from starlette.templating import Jinja2Templates
 from omnicore.config import render_config
 from omnicore.console import api, operations
 from omnicore.console.auth import Principal
+from omnicore.console.bodies import MAX_FORM_BYTES, form_body, limit_body, parse_json
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.live import LEVELS
 from omnicore.console.state import ConsoleState
@@ -31,12 +32,11 @@ from omnicore.errors import OmniError
 from omnicore.plugins.stats import LATENCY_BUCKETS
 from omnicore.sandbox.limits import Limits
 
-__all__ = ["MAX_FORM_BYTES", "NOTICES", "TEMPLATES", "done", "page", "read_form",
-           "render_error", "routes"]
+__all__ = ["NOTICES", "TEMPLATES", "done", "page", "read_form", "render_error", "routes"]
 
 WEB = Path(__file__).parent / "web"
-#: A form is a few fields (a secret is at most 64 KiB); an upload has its own limit.
-MAX_FORM_BYTES = 256 * 1024
+#: Room for the multipart framing and the other fields around an uploaded file.
+UPLOAD_SLACK = 64 * 1024
 TEMPLATES = Jinja2Templates(directory=str(WEB / "templates"))
 NOTICES = {
     "granted": "Granted.", "revoked": "Revoked.", "config": "Config saved and live.",
@@ -100,15 +100,12 @@ def done(url: str, what: str) -> RedirectResponse:
 
 
 async def read_form(request: Request, admin: bool = True) -> tuple[Principal, dict[str, str]]:
-    """A posted (URL-encoded) form, read up to ``MAX_FORM_BYTES``, and who sent it (checked
-    for the role and the session's CSRF token)."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind not in ("", "application/x-www-form-urlencoded"):
-        raise ApiError(415, "post this form as application/x-www-form-urlencoded")
-    raw = await api.read_body(request, MAX_FORM_BYTES)
-    fields = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-    who = _state(request).auth.require(request, "admin" if admin else "viewer",
-                                       csrf=fields.get("csrf", ""))
+    """Who posted (checked for the role before a byte of the body is read), the URL-encoded
+    form (up to ``MAX_FORM_BYTES``), checked for the CSRF token it carries."""
+    auth = _state(request).auth
+    who = auth.identify(request, "admin" if admin else "viewer")
+    fields = await form_body(request)
+    auth.check_csrf(request, who, fields.get("csrf", ""))
     return who, fields
 
 
@@ -127,24 +124,24 @@ async def login(request: Request) -> Response:
     status = 200
     name = ""
     if request.method == "POST":
-        form = await request.form()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        fields = await form_body(request)
         name = fields.get("name", "")[:64]
         try:
             st.auth.check_login_csrf(request, fields.get("csrf", ""))
-            sid, _user = await st.off_loop(st.auth.sign_in, request, name,
-                                           fields.get("password", ""))
+            sid, _user = await st.auth.sign_in(request, name, fields.get("password", ""))
         except ApiError as exc:
+            if exc.status == 503:
+                raise
             error, status = exc.message, exc.status
         else:
             back: Response = RedirectResponse(_safe_next(request.query_params.get("next")), 303)
             # Whatever session cookie came in is replaced, never reused: no fixation.
-            st.auth.set_session_cookie(back, sid)
+            st.auth.set_session_cookie(request, back, sid)
             return back
     token = st.auth.login_csrf(request)
     response = page(request, "login.html", status, who=None, error=error, name=name,
                     login_csrf=token, no_users=st.auth.store.count() == 0)
-    st.auth.set_login_csrf(response, token)
+    st.auth.set_login_csrf(request, response, token)
     return response
 
 
@@ -163,8 +160,7 @@ async def setup(request: Request) -> Response:
                             "with `omnicore users add NAME --app DIR`", type="SetupUsed")
     error = None
     if request.method == "POST":
-        form = await request.form()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        fields = await form_body(request)
         try:
             st.auth.check_login_csrf(request, fields.get("csrf", ""))
             # Checked before the link is used up: a typo must not burn it.
@@ -174,21 +170,21 @@ async def setup(request: Request) -> Response:
                 raise ApiError(422, "the two passwords differ")
             if not st.auth.store.consume_setup(token):
                 raise ApiError(404, "this setup link was used already")
-            user = await st.off_loop(st.auth.store.add, fields["name"], fields["password"],
-                                     "admin")
+            user = await st.auth.hashing(st.auth.store.add, fields["name"],
+                                         fields["password"], "admin")
         except ApiError as exc:
             error = exc.message
         except OmniError as exc:
             error = str(exc)
         else:
-            sid, _ = st.auth.store.new_session(user, st.auth.session_ttl_s)
+            sid, _ = await st.off_loop(st.auth.store.new_session, user, st.auth.session_ttl_s)
             signed_in: Response = RedirectResponse("/", status_code=303)
-            st.auth.set_session_cookie(signed_in, sid)
+            st.auth.set_session_cookie(request, signed_in, sid)
             return signed_in
     login_csrf = st.auth.login_csrf(request)
     response = page(request, "setup.html", 422 if error else 200, who=None, error=error,
                     login_csrf=login_csrf, token=token)
-    st.auth.set_login_csrf(response, login_csrf)
+    st.auth.set_login_csrf(request, response, login_csrf)
     return response
 
 
@@ -212,14 +208,17 @@ async def plugins(request: Request) -> Response:
 
 async def upload(request: Request) -> Response:
     st = _state(request)
+    who = st.auth.identify(request, "admin")  # before a byte of the body is read
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > st.max_upload_bytes + 64 * 1024:
+    if declared.isdigit() and int(declared) > st.max_upload_bytes + UPLOAD_SLACK:
         raise ApiError(413, f"uploads are limited to {st.max_upload_bytes} bytes "
                             "(console.max_upload_bytes)")
+    # The cap holds the multipart parser too, which spools a file part to disk unbounded.
+    limit_body(request, st.max_upload_bytes + UPLOAD_SLACK)
     async with request.form(max_files=1, max_fields=10,
-                            max_part_size=st.max_upload_bytes + 1) as form:
+                            max_part_size=MAX_FORM_BYTES) as form:
         csrf = form.get("csrf")
-        st.auth.require(request, "admin", csrf=csrf if isinstance(csrf, str) else "")
+        st.auth.check_csrf(request, who, csrf if isinstance(csrf, str) else "")
         file = form.get("file")
         if not isinstance(file, UploadFile) or not file.filename:
             raise ApiError(422, "choose a .wasm file to upload", type="BadRequest")
@@ -335,9 +334,9 @@ async def plugin_post(request: Request) -> Response:
 
 def _json_field(text: str, what: str, objects_only: bool = True) -> Any:
     try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ApiError(422, f"{what} is not valid JSON: {exc}", type="InvalidJson") from None
+        value = parse_json(text, what)
+    except ApiError as exc:
+        raise ApiError(422, exc.message, type=exc.type) from None
     if objects_only and not isinstance(value, dict):
         raise ApiError(422, f"{what} must be a JSON object", type="InvalidJson")
     return value
@@ -456,8 +455,8 @@ async def users_post(request: Request) -> Response:
     new_token = None
     try:
         if action == "add-user":
-            await st.off_loop(store.add, f.get("name", ""), f.get("password", ""),
-                              f.get("role", "viewer"))
+            await st.auth.hashing(store.add, f.get("name", ""), f.get("password", ""),
+                                  f.get("role", "viewer"))
             return done("/users", "user")
         if action == "delete-user":
             if f.get("name") == who.user.name:

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import api
+from omnicore.console.bodies import json_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.pages import done, page, read_form
 from omnicore.errors import OmniError
@@ -109,7 +110,7 @@ async def list_secrets(request: Request) -> Response:
 async def put_secret(request: Request) -> Response:
     who = api.need(request, "admin")
     name = _name(request.path_params["name"])
-    doc = await api.json_body(request)
+    doc = await json_body(request)
     data = decode_value(doc.get("value"), doc.get("encoding", "text"))
     st = api.state(request)
     created = await st.off_loop(store, st.app, name, data, who.user.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,10 +15,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnicore.console import api, instances, memory, pages, secrets, vectors, workflows
-from omnicore.console.errors import ApiError, error_response
+from omnicore.console.bodies import MAX_JSON_BYTES, BodyLimits
+from omnicore.console.errors import ApiError, disk_full, error_response, from_omni, full_disk_error
+from omnicore.console.guard import RequestGuard
 from omnicore.console.openapi import document
 from omnicore.console.state import ConsoleState
 from omnicore.core.lifecycle import State
+from omnicore.errors import OmniError
 
 __all__ = ["create_app"]
 
@@ -69,6 +73,19 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     if _is_api(request):
         return error_response(error)
     return pages.render_error(request, error)
+
+
+async def on_omni_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OmniError)
+    return await on_api_error(request, from_omni(exc))
+
+
+async def on_io_error(request: Request, exc: Exception) -> Response:
+    """A full disk answers 507 with one log line; any other OS or SQLite error is a bug."""
+    cause = disk_full(exc)
+    if cause is None:
+        raise exc
+    return await on_api_error(request, full_disk_error(cause))
 
 
 async def on_crash(request: Request, exc: Exception) -> Response:
@@ -126,9 +143,17 @@ def create_app(state: ConsoleState) -> Starlette:
         Route("/mcp", mcp),
         Mount("/static", StaticFiles(directory=str(pages.WEB / "static")), name="static"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(RequestGuard, policy=state.hosts),
+        Middleware(BodyLimits, max_bytes=max(state.max_upload_bytes + pages.UPLOAD_SLACK,
+                                             MAX_JSON_BYTES),
+                   timeout_s=state.body_timeout_s),
+    ]
+    app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={ApiError: on_api_error, HTTPException: on_http_error,
-                                        Exception: on_crash},
+                                        OmniError: on_omni_error, OSError: on_io_error,
+                                        sqlite3.Error: on_io_error, Exception: on_crash},
                     lifespan=lambda _app: mcp.lifespan())
     app.state.console = state
     return app

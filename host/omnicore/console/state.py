@@ -12,6 +12,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from omnicore.console.auth import Auth
+from omnicore.console.guard import LOCAL_NAMES, HostPolicy
 from omnicore.console.live import LiveFeed
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class ConsoleState:
     feed: LiveFeed = field(default_factory=LiveFeed)
     max_upload_bytes: int = 64 * 1024 * 1024
     history: RateHistory = field(default_factory=RateHistory)
+    hosts: HostPolicy = field(default_factory=lambda: HostPolicy(LOCAL_NAMES))
+    body_timeout_s: float = 30.0
 
     async def off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking work (file writes, compiling a plugin, SQLite) off the event loop."""

@@ -1,8 +1,11 @@
 """Failed-login throttling: slow down password guessing per account and per client address.
 
-After ``free`` failures inside ``window_s``, each further attempt must wait twice as long as
-the one before (1 s, 2 s, 4 s ... capped at ``max_wait_s``); a success clears the account's
-count. Counts are in memory and bounded (``max_keys``), so a flood of made-up names cannot
+After ``free`` attempts inside ``window_s``, each further attempt must wait twice as long as
+the one before (1 s, 2 s, 4 s ... capped at ``max_wait_s``). An attempt is counted when it
+is let through, before its password is checked (:meth:`LoginThrottle.attempt`): thirty
+guesses sent at once get ``free`` tries, not thirty. A success clears the account's count
+and takes its own attempt back from the others (an office behind one address signs in all
+day). Counts are in memory and bounded (``max_keys``), so a flood of made-up names cannot
 grow the host's memory: the oldest keys are forgotten first.
 """
 
@@ -22,11 +25,11 @@ class LoginThrottle:
         self.window_s = window_s
         self.max_wait_s = max_wait_s
         self.max_keys = max_keys
-        self._fails: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._attempts: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _wait(self, key: str, now: float) -> float:
-        count, last = self._fails.get(key, (0, 0.0))
+        count, last = self._attempts.get(key, (0, 0.0))
         if now - last > self.window_s:
             return 0.0
         if count < self.free:
@@ -34,23 +37,31 @@ class LoginThrottle:
         wait = min(self.max_wait_s, 2.0 ** (count - self.free))
         return max(0.0, last + wait - now)
 
-    def retry_after(self, *keys: str) -> float:
-        """Seconds to wait before trying any of ``keys`` again (0: go ahead)."""
+    def attempt(self, *keys: str) -> float:
+        """Let one attempt on ``keys`` through and count it (0.0), or say how many seconds to
+        wait (nothing counted). One lock holds the check and the count together."""
         now = time.monotonic()
         with self._lock:
-            return max((self._wait(k, now) for k in keys), default=0.0)
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
+            wait = max((self._wait(k, now) for k in keys), default=0.0)
+            if wait > 0:
+                return wait
             for key in keys:
-                count, last = self._fails.pop(key, (0, 0.0))
+                count, last = self._attempts.pop(key, (0, 0.0))
                 if now - last > self.window_s:
                     count = 0
-                self._fails[key] = (count + 1, now)
-            while len(self._fails) > self.max_keys:
-                self._fails.popitem(last=False)
+                self._attempts[key] = (count + 1, now)
+            while len(self._attempts) > self.max_keys:
+                self._attempts.popitem(last=False)
+            return 0.0
 
-    def succeeded(self, key: str) -> None:
+    def succeeded(self, account: str, *others: str) -> None:
+        """The attempt on ``account`` (and ``others``) was right: clear the account, and take
+        the attempt back from the others."""
         with self._lock:
-            self._fails.pop(key, None)
+            self._attempts.pop(account, None)
+            for key in others:
+                count, last = self._attempts.get(key, (0, 0.0))
+                if count <= 1:
+                    self._attempts.pop(key, None)
+                else:
+                    self._attempts[key] = (count - 1, last)

@@ -4,21 +4,24 @@ The rules live here; the rows behind the storage interface
 (:class:`omnicore.storage.user_rows.UserRows`, ``app.storage.users``; with SQLite the file
 ``<data_dir>/console.db``). Passwords are argon2id hashes (argon2-cffi); tokens, session ids
 and setup links are random secrets stored only as SHA-256 digests, so a copy of the rows
-signs nobody in.
+signs nobody in. The rows remember that a user was ever created: from then on no setup link
+is valid again, even when every user is deleted.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
+import sqlite3
 import time
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from omnicore.errors import ConfigError
-from omnicore.storage import Storage
+from omnicore.storage import Storage, StorageError
 from omnicore.storage.user_rows import ROLES, Role, Session, Token, User, UserRows
 
 __all__ = ["ROLES", "Role", "Session", "Token", "User", "UserStore", "check_password",
@@ -28,6 +31,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # argon2 hashes any length; a megabyte "password" is a CPU attack
 SETUP_TTL_S = 24 * 3600
+
+log = logging.getLogger("omnicore.console")
 
 
 def check_username(name: str) -> str:
@@ -64,6 +69,7 @@ class UserStore:
         # Verifying against this when the user does not exist costs the same as a real check,
         # so response times do not tell which names exist.
         self._dummy = self._hasher.hash(secrets.token_hex(16))
+        self._last_use_failing = False
 
     def close(self) -> None:
         if self._owner is not None:
@@ -150,7 +156,20 @@ class UserStore:
         return secret, Token(token_id, label, user, now, None)
 
     def token_user(self, secret: str) -> User | None:
-        return self._rows.token_user(_digest(secret), time.time())
+        """The user of API token ``secret`` (None: no such token), its last use stamped. A
+        stamp that cannot be written (a full disk) is logged once and the token still works:
+        a read must never fail for want of room to note that it happened."""
+        digest = _digest(secret)
+        try:
+            user = self._rows.token_user(digest, time.time())
+        except (StorageError, sqlite3.Error) as exc:  # SQLite rows raise sqlite's own errors
+            if not self._last_use_failing:
+                log.warning("console: cannot record API tokens' last use: %s (the tokens keep "
+                            "working; logged once until a write succeeds)", exc)
+            self._last_use_failing = True
+            return self._rows.token_user(digest, None)
+        self._last_use_failing = False
+        return user
 
     def tokens(self, user: str | None = None) -> list[Token]:
         return self._rows.tokens(user)
@@ -160,15 +179,23 @@ class UserStore:
 
     # -- first start --------------------------------------------------------------------
 
+    def had_users(self) -> bool:
+        """Whether a user was ever created here (then no setup link is valid)."""
+        return self._rows.had_users()
+
     def new_setup_link(self) -> str:
         """A one-time secret that lets its holder create the first admin (24 h)."""
+        if self.had_users():
+            raise ConfigError("this console had users already; a setup link is only for the "
+                              "first admin: run `omnicore users add NAME --app DIR`",
+                              key="setup")
         secret = secrets.token_urlsafe(32)
         self._rows.set_setup_link(_digest(secret), time.time() + SETUP_TTL_S)
         return secret
 
     def setup_valid(self, secret: str) -> bool:
         expires = self._rows.setup_link(_digest(secret))
-        return expires is not None and expires > time.time() and self.count() == 0
+        return expires is not None and expires > time.time() and not self.had_users()
 
     def consume_setup(self, secret: str) -> bool:
         """Use the link up (True if it was valid)."""

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import api
+from omnicore.console.bodies import json_body, parse_json, read_body
 from omnicore.console.errors import ApiError
 from omnicore.console.pages import page, read_form
 from omnicore.workflows import (
@@ -118,7 +119,7 @@ async def get_workflow(request: Request) -> Response:
 @api.guarded
 async def start_run(request: Request) -> Response:
     who = api.need(request, "admin")
-    body = await api.json_body(request)
+    body = await json_body(request)
     inputs = body.get("inputs", {})
     if not isinstance(inputs, dict):
         raise ApiError(422, "inputs must be a JSON object", type="InputInvalid", field="")
@@ -153,7 +154,7 @@ def run_action(action: str) -> Callable[[Request], Awaitable[Response]]:
     @api.guarded
     async def endpoint(request: Request) -> Response:
         who = api.need(request, "admin")
-        body = await api.json_body(request)
+        body = await json_body(request)
         run_id = _run_id(request)
         _act(_engine(request), run_id, action, f"console:{who.user.name}", body)
         return JSONResponse(_run_doc(_engine(request), run_id))
@@ -183,7 +184,7 @@ def _act(engine: Workflows, run_id: int, action: str, by: str, body: dict[str, A
 
 
 async def webhook(request: Request) -> Response:
-    body = await api.read_body(request, MAX_WEBHOOK_BYTES)
+    body = await read_body(request, MAX_WEBHOOK_BYTES)
     answer = _engine(request).webhook(request.path_params["path"], body,
                                       request.headers.get(SIGNATURE_HEADER))
     return JSONResponse(answer.body, status_code=answer.status)
@@ -242,10 +243,10 @@ def _inputs_from_form(schema: Any, fields: dict[str, str]) -> dict[str, Any]:
             out[key] = raw in ("on", "true", "1")
         else:
             try:
-                out[key] = json.loads(raw)
-            except ValueError:
+                out[key] = parse_json(raw, f"input {key}")
+            except ApiError:
                 raise ValueError(f"input {key}: {raw[:60]!r} is not a valid {kind} "
-                                 "(JSON)") from None
+                                 "(JSON, at most 64 levels deep)") from None
     return out
 
 

@@ -28,7 +28,8 @@ def register(app: HostApp) -> None:
 
 @hookspec
 def startup(app: HostApp) -> None:
-    """Called after the app's modules started: begin work."""
+    """Called after the app's modules started, on a worker thread (not the event loop): begin
+    work; blocking here (loading plugins) does not stop started modules from serving."""
 
 
 @hookspec

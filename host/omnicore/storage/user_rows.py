@@ -94,8 +94,9 @@ class UserRows(abc.ABC):
         """Store an API token; its id."""
 
     @abc.abstractmethod
-    def token_user(self, digest: str, now: float) -> User | None:
-        """The user of the token with that digest (stamping its last use), or None."""
+    def token_user(self, digest: str, now: float | None) -> User | None:
+        """The user of the token with that digest (stamping its last use with ``now``; None:
+        a lookup that writes nothing), or None."""
 
     @abc.abstractmethod
     def tokens(self, user: str | None = None) -> list[Token]:
@@ -104,6 +105,11 @@ class UserRows(abc.ABC):
     @abc.abstractmethod
     def delete_token(self, token_id: int, user: str | None = None) -> bool:
         """Delete a token (only ``user``'s when given); whether it existed."""
+
+    @abc.abstractmethod
+    def had_users(self) -> bool:
+        """Whether a user was ever created in these rows (still true once all are deleted:
+        the setup link is for the first admin only)."""
 
     @abc.abstractmethod
     def set_setup_link(self, digest: str, expires: float) -> None:

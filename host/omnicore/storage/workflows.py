@@ -239,6 +239,11 @@ class WorkflowStore(abc.ABC):
         """Append an entry to the run's history."""
 
     @abc.abstractmethod
+    def first_delivery(self, signature: str, now: float, window_s: float) -> bool:
+        """Record webhook ``signature`` as seen at ``now``; False if it was seen within
+        ``window_s`` already (a replay). Older ones are forgotten in the same write."""
+
+    @abc.abstractmethod
     def next_fire(self, workflow: str, name: str) -> float | None: ...
 
     @abc.abstractmethod

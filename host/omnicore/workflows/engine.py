@@ -22,7 +22,6 @@ import hmac
 import json
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -144,8 +143,6 @@ class Workflows:
         self._running_lock = threading.Lock()
         self._calls: ThreadPoolExecutor | None = None
         self._subs: list[Any] = []
-        self._seen_signatures: OrderedDict[str, float] = OrderedDict()
-        self._webhook_lock = threading.Lock()
         self._live = False          # workers started: plugin references can be checked
         self._wait_topics: frozenset[str] = frozenset()
 
@@ -646,13 +643,19 @@ class Workflows:
         if secret is None:
             log.error("workflow %s: webhook secret %r is not set", wf.name, trig.secret)
             return WebhookAnswer(503, {"error": "this webhook's secret is not set on the host"})
-        why = self._check_signature(secret, body, signature)
+        try:
+            why = self._check_signature(secret, body, signature)
+        except StorageError as exc:
+            log.error("workflow %s: webhook %s: cannot record the delivery: %s", wf.name,
+                      path, exc)
+            return WebhookAnswer(503, {"error": f"the host cannot record this delivery now "
+                                                f"({exc}); send it again later"})
         if why:
             return WebhookAnswer(401, {"error": why})
         try:
-            data = guestjson.loads(body) if body.strip() else {}
+            data = guestjson.loads(body, max_depth=guestjson.MAX_DEPTH) if body.strip() else {}
         except ValueError as exc:
-            return WebhookAnswer(400, {"error": f"the body is not JSON: {exc}"})
+            return WebhookAnswer(400, {"error": f"the body is not JSON: {str(exc)[:200]}"})
         trigger = {"topic": f"webhook.{path}", "path": path, "data": data}
         try:
             inputs = trig.inputs.evaluate({"trigger": trigger}) if trig.inputs.value else data
@@ -667,28 +670,31 @@ class Workflows:
         return WebhookAnswer(202, {"run": run.id, "state": run.state})
 
     def _check_signature(self, secret: bytes, body: bytes, header: str | None) -> str | None:
+        """Why the delivery is refused (None: accepted, and recorded against a replay).
+
+        Everything in the header is the sender's text: the time must be a plain decimal
+        number of at most 12 digits (a 310-digit one overflows float arithmetic) and the MAC
+        plain ASCII hex, before either is used.
+        """
         if not header:
             return f"missing {SIGNATURE_HEADER} header"
-        parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-        try:
-            t = int(parts.get("t", ""))
-        except ValueError:
+        parts = {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in
+                                                        header.split(","))}
+        stamp, mac = parts.get("t", ""), parts.get("v1", "")
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12) or \
+                not (mac.isascii() and 0 < len(mac) <= 128):
             return f"bad {SIGNATURE_HEADER} header: want t=<unix time>,v1=<hex>"
+        t = int(stamp)
         window = self.settings.webhook_window_s
         now = time.time()
         if abs(now - t) > window:
             return f"the signature's time is outside the replay window ({window}s)"
         expected = sign_webhook(secret, body, t).split("v1=", 1)[1]
-        if not hmac.compare_digest(expected, parts.get("v1", "")):
+        if not hmac.compare_digest(expected, mac):
             return "bad signature"
-        with self._webhook_lock:
-            for old, at in list(self._seen_signatures.items()):
-                if at >= now - window:
-                    break
-                del self._seen_signatures[old]
-            if expected in self._seen_signatures:
-                return "this signature was already used (replay)"
-            self._seen_signatures[expected] = now
+        # In storage, not memory: a delivery seen before a restart is still a replay after.
+        if not self.store.first_delivery(expected, now, window):
+            return "this signature was already used (replay)"
         return None
 
     def _fire_crons(self, now: float) -> None:

@@ -89,9 +89,15 @@ class PgUsers(UserRows):
         return str(rows[0][0]) if rows else None
 
     def add(self, name: str, password_hash: str, role: Role, now: float) -> bool:
-        return bool(self._exec("INSERT INTO users (name, hash, role, created) VALUES "
-                               "(%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                               name, password_hash, role, now))
+        def run(conn: Any) -> bool:
+            added = conn.execute("INSERT INTO users (name, hash, role, created) VALUES "
+                                 "(%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                                 (name, password_hash, role, now)).rowcount
+            if added:  # with the user, in one transaction: the setup link is over for good
+                conn.execute("INSERT INTO console_facts VALUES ('had_users', %s) "
+                             "ON CONFLICT DO NOTHING", (now,))
+            return bool(added)
+        return self._s._write(run)
 
     def set_password_hash(self, name: str, password_hash: str) -> bool:
         return bool(self._exec("UPDATE users SET hash=%s WHERE name=%s", password_hash, name))
@@ -126,7 +132,11 @@ class PgUsers(UserRows):
             "INSERT INTO tokens (digest, label, username, created) VALUES (%s,%s,%s,%s) "
             "RETURNING id", (digest, label, user, now)).fetchone()[0]))
 
-    def token_user(self, digest: str, now: float) -> User | None:
+    def token_user(self, digest: str, now: float | None) -> User | None:
+        if now is None:
+            rows = self._rows("SELECT u.name, u.role, u.created FROM tokens t JOIN users u "
+                              "ON u.name = t.username WHERE t.digest=%s", digest)
+            return _user(*rows[0]) if rows else None
         # One statement: the stamp of last use and the lookup (a read-mostly path that every
         # API request takes).
         rows = self._s._write(lambda conn: conn.execute(
@@ -146,6 +156,9 @@ class PgUsers(UserRows):
             return bool(self._exec("DELETE FROM tokens WHERE id=%s", token_id))
         return bool(self._exec("DELETE FROM tokens WHERE id=%s AND username=%s", token_id,
                                user))
+
+    def had_users(self) -> bool:
+        return bool(self._rows("SELECT 1 FROM console_facts WHERE name='had_users'"))
 
     def set_setup_link(self, digest: str, expires: float) -> None:
         def run(conn: Any) -> None:

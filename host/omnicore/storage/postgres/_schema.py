@@ -210,7 +210,16 @@ CREATE TABLE wf_triggers (workflow text NOT NULL, name text NOT NULL,
     next_fire double precision NOT NULL, PRIMARY KEY (workflow, name));
 """
 
+# A user was ever created (the setup link is over); signatures of accepted webhook deliveries
+# within the replay window (a restart must not make one acceptable again).
+_V8_CONSOLE_FACTS_WEBHOOKS = """
+CREATE TABLE console_facts (name text PRIMARY KEY, value double precision NOT NULL);
+INSERT INTO console_facts SELECT 'had_users', min(created) FROM users HAVING count(*) > 0;
+CREATE TABLE wf_webhook_seen (signature text PRIMARY KEY, at double precision NOT NULL);
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS, _V4_INSTANCES,
-                               _V5_MEMORY_VECTORS, _V6_ACCOUNTS, _V7_WORKFLOWS)
+                               _V5_MEMORY_VECTORS, _V6_ACCOUNTS, _V7_WORKFLOWS,
+                               _V8_CONSOLE_FACTS_WEBHOOKS)
 SCHEMA_VERSION = len(MIGRATIONS)

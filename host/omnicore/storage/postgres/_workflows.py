@@ -393,6 +393,13 @@ class PgWorkflows(WorkflowStore):
              actor: str | None = None, data: Any = None) -> None:
         self._db._write(lambda c: _hist(c, run_id, kind, step, index, None, actor, data))
 
+    def first_delivery(self, signature: str, now: float, window_s: float) -> bool:
+        def run(conn: Any) -> bool:
+            conn.execute("DELETE FROM wf_webhook_seen WHERE at < %s", (now - window_s,))
+            return bool(conn.execute("INSERT INTO wf_webhook_seen VALUES (%s, %s) ON CONFLICT "
+                                     "DO NOTHING", (signature, now)).rowcount == 1)
+        return bool(self._db._write(run))
+
     def next_fire(self, workflow: str, name: str) -> float | None:
         rows = self._db._read("SELECT next_fire FROM wf_triggers WHERE workflow=%s AND name=%s",
                     (workflow, name))

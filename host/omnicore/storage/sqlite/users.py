@@ -30,7 +30,14 @@ CREATE TABLE IF NOT EXISTS sessions (
     digest TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
     csrf TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS setup_links (digest TEXT PRIMARY KEY, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS facts (name TEXT PRIMARY KEY, value REAL NOT NULL);
+CREATE TRIGGER IF NOT EXISTS first_user AFTER INSERT ON users BEGIN
+    INSERT OR IGNORE INTO facts (name, value) VALUES ('had_users', NEW.created);
+END;
 """
+# Files written before the trigger existed: users there mean a first user was created.
+_HAD_USERS = ("INSERT OR IGNORE INTO facts (name, value) SELECT 'had_users', min(created) "
+              "FROM users HAVING count(*) > 0")
 
 
 def _user(name: Any, role: Any, created: Any) -> User:
@@ -49,6 +56,8 @@ class SQLiteUsers(UserRows):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            if not self._db.execute("SELECT 1 FROM facts WHERE name = 'had_users'").fetchone():
+                self._db.execute(_HAD_USERS)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"storage {path}: cannot open: {exc} (the console's accounts: "
                                "restore the file from a backup, or move it away and create "
@@ -122,13 +131,14 @@ class SQLiteUsers(UserRows):
                                    "VALUES (?, ?, ?, ?)", (digest, label, user, now))
             return int(cur.lastrowid or 0)
 
-    def token_user(self, digest: str, now: float) -> User | None:
+    def token_user(self, digest: str, now: float | None) -> User | None:
         rows = self._rows("SELECT t.id, u.name, u.role, u.created FROM tokens t "
                           "JOIN users u ON u.name = t.user WHERE t.digest = ?", digest)
         if not rows:
             return None
         token_id, name, role, created = rows[0]
-        self._exec("UPDATE tokens SET last_used = ? WHERE id = ?", now, token_id)
+        if now is not None:
+            self._exec("UPDATE tokens SET last_used = ? WHERE id = ?", now, token_id)
         return _user(name, role, created)
 
     def tokens(self, user: str | None = None) -> list[Token]:
@@ -142,6 +152,9 @@ class SQLiteUsers(UserRows):
         if user is None:
             return bool(self._exec("DELETE FROM tokens WHERE id = ?", token_id))
         return bool(self._exec("DELETE FROM tokens WHERE id = ? AND user = ?", token_id, user))
+
+    def had_users(self) -> bool:
+        return bool(self._rows("SELECT 1 FROM facts WHERE name = 'had_users'"))
 
     def set_setup_link(self, digest: str, expires: float) -> None:
         with self._lock:

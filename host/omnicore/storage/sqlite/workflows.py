@@ -63,7 +63,13 @@ _V1 = """
 """
 
 
-_STEPS = (_v1,)
+def _v2(conn: sqlite3.Connection) -> None:
+    # Signatures of accepted webhook deliveries, kept for the replay window: a restart must
+    # not make a delivery acceptable again.
+    conn.execute("CREATE TABLE wf_webhook_seen (signature TEXT PRIMARY KEY, at REAL NOT NULL)")
+
+
+_STEPS = (_v1, _v2)
 
 
 _RUN_COLS = ("id, workflow, version, state, inputs, trigger, outputs, error, concurrency_key, "
@@ -422,6 +428,13 @@ class SQLiteWorkflows(WorkflowStore):
     def note(self, run_id: int, kind: str, *, step: str | None = None, index: int | None = None,
              actor: str | None = None, data: Any = None) -> None:
         self._db._write(lambda c: _hist(c, run_id, kind, step, index, None, actor, data))
+
+    def first_delivery(self, signature: str, now: float, window_s: float) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM wf_webhook_seen WHERE at < ?", (now - window_s,))
+            return conn.execute("INSERT INTO wf_webhook_seen VALUES (?, ?) ON CONFLICT DO "
+                                "NOTHING", (signature, now)).rowcount == 1
+        return bool(self._db._write(run))
 
     def next_fire(self, workflow: str, name: str) -> float | None:
         rows = self._db._read("SELECT next_fire FROM wf_triggers WHERE workflow=? AND name=?",

@@ -1,0 +1,163 @@
+"""Request bodies: every one capped as it streams and given a deadline to arrive, and one
+bounded reader each for raw bytes, JSON and forms.
+
+:class:`BodyLimits` wraps the ASGI ``receive`` of every request, so no route and no parser
+(Starlette's multipart parser spools file parts to disk with no limit of its own) can read
+past the cap or wait on a client that trickles its body: a declared ``Content-Length`` over the
+cap is refused before a byte is read; a body that grows past the cap fails the read with 413;
+one that has not arrived by its deadline fails with 408. The cap starts at the largest body
+any route takes; a route lowers it to its own (:func:`read_body` does) before reading.
+
+A request answered before its body was read (refused, or too large) would otherwise hang in
+Hypercorn until the server stops: the response's last send waits to queue a disconnect behind
+a full queue of body chunks nobody reads (some 640 KiB held per request). :func:`_discard`
+empties that queue in the background, so the connection closes and both go.
+
+Routes authenticate before they read (``Auth.identify``), so nobody unknown gets a body read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from omnicore.capabilities import guestjson
+from omnicore.console.errors import ApiError, error_response
+
+__all__ = ["MAX_FORM_BYTES", "MAX_JSON_BYTES", "MIN_BODY_RATE", "BodyLimits", "form_body",
+           "json_body", "limit_body", "parse_json", "read_body"]
+
+MAX_JSON_BYTES = 1 << 20
+#: A form is a few fields (a secret is at most 64 KiB); an upload has its own limit.
+MAX_FORM_BYTES = 256 * 1024
+#: A body gets ``console.body_timeout_s`` plus one second per MiB it may be to arrive.
+MIN_BODY_RATE = 1 << 20
+#: How long the discarding of an unread body waits for the next chunk before it gives up.
+DISCARD_IDLE_S = 5.0
+_CAP = "omnicore.body_cap"
+_discarding: set[asyncio.Task[None]] = set()
+
+
+def limit_body(request: Request, limit: int) -> None:
+    """Lower the cap of this request's body to ``limit`` bytes (before reading it)."""
+    scope = request.scope
+    scope[_CAP] = min(int(scope.get(_CAP, limit)), limit)
+
+
+def _declared(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for key, value in headers:
+        if key.lower() == b"content-length":
+            return int(value) if value.isdigit() else -1
+    return None
+
+
+class BodyLimits:
+    """ASGI middleware: request bodies capped at ``max_bytes`` (or a route's lower cap) and
+    read within ``timeout_s`` plus ``1 s`` per MiB of their size or cap."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _declared(scope["headers"])
+        if declared is not None and not 0 <= declared <= self.max_bytes:
+            error = ApiError(413, f"the request body is {declared} bytes; the console takes "
+                                  f"at most {self.max_bytes}")
+            await error_response(error)(scope, receive, send)
+            return
+        scope[_CAP] = self.max_bytes
+        loop = asyncio.get_running_loop()
+        received = 0
+        deadline: float | None = None
+        done = False
+
+        async def bounded() -> Message:
+            nonlocal received, deadline, done
+            if done:  # the body is in: what follows is the wait for a disconnect
+                return await receive()
+            cap = int(scope[_CAP])
+            if deadline is None:
+                size = cap if declared is None else min(declared, cap)
+                deadline = loop.time() + self.timeout_s + size / MIN_BODY_RATE
+            try:
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
+            except TimeoutError:
+                raise ApiError(408, f"the request body did not arrive in time (it has "
+                                    f"{self.timeout_s:g} s plus 1 s per MiB; "
+                                    f"console.body_timeout_s)", type="BodyTimeout") from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    raise ApiError(413, f"the request body exceeds the limit of {cap} bytes")
+                done = not message.get("more_body", False)
+            return message
+
+        async def answer(message: Message) -> None:
+            # The server ends the request inside this last send, by queueing a disconnect on
+            # the queue that unread body chunks filled: empty it first, or that send hangs.
+            if message["type"] == "http.response.body" and not message.get("more_body") \
+                    and not done:
+                task = loop.create_task(_discard(receive))
+                _discarding.add(task)
+                task.add_done_callback(_discarding.discard)
+            await send(message)
+
+        await self.app(scope, bounded, answer)
+
+
+async def _discard(receive: Receive) -> None:
+    """Take what the server still queues for an unread body until nothing comes for a while.
+
+    Both the connection's reader (more chunks) and the server's own end of the request (the
+    disconnect message it puts before it closes the socket) wait on that queue; once the
+    socket is closed, nothing more comes.
+    """
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        while True:
+            await asyncio.wait_for(receive(), DISCARD_IDLE_S)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes (counted as it arrives)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the request body is {declared} bytes; the limit is {limit}")
+    limit_body(request, limit)
+    return await request.body()
+
+
+def parse_json(raw: bytes | str, what: str = "the body") -> Any:
+    """``raw`` as JSON, refused with 400 when invalid or nested deeper than
+    :data:`~omnicore.capabilities.guestjson.MAX_DEPTH` levels."""
+    try:
+        return guestjson.loads(raw, max_depth=guestjson.MAX_DEPTH)
+    except ValueError as exc:  # UnicodeDecodeError too; over-long integers
+        raise ApiError(400, f"{what} is not valid JSON: {str(exc)[:200]}",
+                       type="InvalidJson") from None
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object (an empty body is ``{}``), at most 1 MiB and 64 levels."""
+    doc = parse_json(await read_body(request, MAX_JSON_BYTES) or b"{}")
+    if not isinstance(doc, dict):
+        raise ApiError(400, "the body must be a JSON object", type="InvalidJson")
+    return doc
+
+
+async def form_body(request: Request) -> dict[str, str]:
+    """A posted URL-encoded form, read up to :data:`MAX_FORM_BYTES`."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("", "application/x-www-form-urlencoded"):
+        raise ApiError(415, "post this form as application/x-www-form-urlencoded")
+    raw = await read_body(request, MAX_FORM_BYTES)
+    return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))

@@ -1,0 +1,138 @@
+"""Request bodies against a real server: identity before body, every body capped as it
+streams and timed, and one bounded JSON reader for every route."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from tests.console.conftest import Host, push
+
+MB = 1 << 20
+HUGE = 200 * MB
+#: What may sit in socket buffers and Hypercorn's queue before the server stops reading;
+#: the 200 MB body must be refused long before it is anywhere near read.
+SLACK = 32 * MB
+MULTIPART = {"Content-Type": "multipart/form-data; boundary=XyZ"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+#: The start of a well-formed multipart body whose file part is all the bytes that follow.
+FILE_PART = (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.wasm"\r\n'
+             b"Content-Type: application/wasm\r\n\r\n")
+
+
+def refused(pushed: object, *codes: int) -> bool:
+    status = getattr(pushed, "status", "")
+    return any(f" {code} " in f"{status} " for code in codes) or not status.startswith("HTTP")
+
+
+@pytest.mark.parametrize("declare", [False, True], ids=["chunked", "content-length"])
+def test_an_anonymous_huge_body_is_refused_before_it_is_read(host: Host, declare: bool) -> None:
+    targets = [
+        ("POST", "/login", MULTIPART),             # the reporter's case: 415 before reading
+        ("POST", "/login", FORM),                  # read as a form, but only 256 KiB of it
+        ("POST", "/plugins/upload", MULTIPART),    # the reporter's case: sign in first
+        ("POST", "/api/v1/plugins?filename=x.wasm", {"Content-Type": "application/wasm"}),
+        ("PUT", "/api/v1/secrets/TOKEN", {"Content-Type": "application/json"}),
+        ("POST", "/secrets", FORM),
+        ("POST", "/users", FORM),
+        ("POST", "/workflows/any", FORM),
+        ("POST", "/hooks/orders/new", {"Content-Type": "application/json"}),
+    ]
+    for method, path, headers in targets:
+        prefix = FILE_PART if headers is MULTIPART else b""
+        pushed = push(host.url, method, path, headers, prefix=prefix, total=HUGE,
+                      declare=declare)
+        assert pushed.sent < SLACK, (path, pushed)
+        assert refused(pushed, 303, 401, 404, 413, 415), (path, pushed)
+    assert host.app.secrets.names() == []
+    with host.client(host.admin_token) as c:  # and the server is fine afterwards
+        assert c.get("/api/v1/info").status_code == 200
+
+
+def test_an_admin_upload_is_cut_at_the_cap(make_host: Callable[..., Host]) -> None:
+    h = make_host(max_upload_bytes=MB)
+    pushed = push(h.url, "POST", "/api/v1/plugins?filename=big.wasm",
+                  {"Authorization": f"Bearer {h.admin_token}"}, total=HUGE)
+    assert pushed.sent < SLACK and refused(pushed, 413), pushed
+    # The page's multipart form: the file part is what Starlette would spool without a cap.
+    browser, csrf = h.browser_session()
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    preamble = (f"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n"
+                "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; "
+                "filename=\"big.wasm\"\r\nContent-Type: application/wasm\r\n\r\n\0asm")
+    pushed = push(h.url, "POST", "/plugins/upload", {**MULTIPART, "Cookie": cookie},
+                  prefix=preamble.encode(), total=HUGE)
+    assert pushed.sent < SLACK and refused(pushed, 413), pushed
+    # The same through a real client, declared: 413 at once, nothing written.
+    r = browser.post("/plugins/upload", content=preamble.encode() + b"x" * 2 * MB,
+                     headers=MULTIPART)
+    assert r.status_code == 413
+    assert sorted(p.name for p in h.plugins_dir.iterdir()) == ["greeter-rust.wasm"]
+
+
+def test_a_trickled_body_is_cut_at_its_deadline(make_host: Callable[..., Host]) -> None:
+    h = make_host(body_timeout_s=1.0, max_upload_bytes=MB)
+    bearer = {"Authorization": f"Bearer {h.admin_token}", "Content-Type": "application/json"}
+    cases = [  # (method, path, headers, declared size): deadline 1 s + 1 s per MiB
+        ("POST", "/login", FORM, 64 * 1024),
+        ("PUT", "/api/v1/secrets/SLOW", bearer, 64 * 1024),
+        ("PUT", "/api/v1/secrets/SLOW", bearer, None),      # chunked: its route's cap counts
+        ("POST", "/api/v1/plugins?filename=slow.wasm", bearer, None),
+    ]
+    for method, path, headers, size in cases:
+        deadline = 1.0 + (size or MB) / MB
+        pushed = push(h.url, method, path, headers, total=size or 10 * MB, chunk=16,
+                      declare=size is not None, pause_s=0.2)
+        assert pushed.seconds < deadline + 1.5, (path, pushed)
+        assert pushed.sent < 1024 and refused(pushed, 408), (path, pushed)
+    assert h.app.secrets.names() == []
+    with h.client(h.admin_token) as c:
+        assert c.get("/api/v1/info").status_code == 200
+
+
+DEEP = b"[" * 200_000 + b"]" * 200_000
+
+
+def deep_object(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+def test_deep_json_is_a_400_on_every_route(host: Host, admin: httpx.Client) -> None:
+    routes = [
+        ("POST", "/api/v1/plugins/greeter-rust/invoke"),
+        ("PUT", "/api/v1/secrets/TOKEN"),
+        ("POST", "/api/v1/workflows/anything/runs"),
+        ("POST", "/api/v1/users"),
+        ("POST", "/api/v1/tokens"),
+        ("PUT", "/api/v1/plugins/greeter-rust/grants/config"),
+        ("PUT", "/api/v1/plugins/greeter-rust/config"),
+        ("PUT", "/api/v1/plugins/greeter-rust/limits"),
+        ("PUT", "/api/v1/plugins/greeter-rust/enabled"),
+        *(("POST", f"/api/v1/workflow-runs/1/{a}") for a in ("approve", "cancel", "restart")),
+    ]
+    for method, path in routes:
+        for body in (DEEP, deep_object(65), b'{"x":' + DEEP + b"}"):
+            r = admin.request(method, path, content=body,
+                              headers={"Content-Type": "application/json"})
+            assert r.status_code == 400, (path, r.status_code, r.text[:200])
+            err = r.json()["error"]
+            assert err["type"] == "InvalidJson" and "nested" in err["message"], path
+    # 64 levels is JSON like any other: the route's own checks answer.
+    r = admin.put("/api/v1/secrets/TOKEN", content=deep_object(63),
+                  headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "value" in r.json()["error"]["message"]
+    assert host.app.secrets.names() == []
+
+
+def test_deep_json_in_a_form_field_is_refused(host: Host) -> None:
+    browser, csrf = host.browser_session()
+    browser.put("/api/v1/plugins/greeter-rust/grants/config", json={},
+                headers={"X-CSRF-Token": csrf})
+    deep = "[" * 30_000 + "]" * 30_000  # URL-encoded, the most a form takes (256 KiB)
+    for fields in ({"action": "config", "config": deep},
+                   {"action": "grant", "capability": "kv", "options": deep},
+                   {"action": "invoke", "handler": "greet", "format": "json", "input": deep}):
+        r = browser.post("/plugins/greeter-rust", data={"csrf": csrf, **fields})
+        assert r.status_code == 422 and "nested" in r.text, fields["action"]
+    assert host.app.plugins.get("greeter-rust").config == {}
