@@ -8,10 +8,13 @@ cap is refused before a byte is read; a body that grows past the cap fails the r
 one that has not arrived by its deadline fails with 408. The cap starts at the largest body
 any route takes; a route lowers it to its own (:func:`read_body` does) before reading.
 
-A request answered before its body was read (refused, or too large) would otherwise hang in
-Hypercorn until the server stops: the response's last send waits to queue a disconnect behind
-a full queue of body chunks nobody reads (some 640 KiB held per request). :func:`_discard`
-empties that queue in the background, so the connection closes and both go.
+A request answered before its body was read (refused, or too large) is answered with
+``Connection: close``: the rest of its body is still on the way, so the connection cannot
+carry another request (a client would see it dropped under its next one). And Hypercorn
+would otherwise hang that request until the server stops: the response's last send waits to
+queue a disconnect behind a full queue of body chunks nobody reads (some 640 KiB held per
+request). :func:`_discard` empties that queue in the background, so the connection closes
+and both go.
 
 Routes authenticate before they read (``Auth.identify``), so nobody unknown gets a body read.
 """
@@ -56,6 +59,10 @@ def _declared(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
+def _chunked(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(key.lower() == b"transfer-encoding" for key, _ in headers)
+
+
 class BodyLimits:
     """ASGI middleware: request bodies capped at ``max_bytes`` (or a route's lower cap) and
     read within ``timeout_s`` plus ``1 s`` per MiB of their size or cap."""
@@ -72,14 +79,15 @@ class BodyLimits:
         declared = _declared(scope["headers"])
         if declared is not None and not 0 <= declared <= self.max_bytes:
             error = ApiError(413, f"the request body is {declared} bytes; the console takes "
-                                  f"at most {self.max_bytes}")
+                                  f"at most {self.max_bytes}", headers={"Connection": "close"})
             await error_response(error)(scope, receive, send)
             return
         scope[_CAP] = self.max_bytes
         loop = asyncio.get_running_loop()
         received = 0
         deadline: float | None = None
-        done = False
+        # HTTP/1.1: a request with neither header has no body at all.
+        done = not (declared or _chunked(scope["headers"]))
 
         async def bounded() -> Message:
             nonlocal received, deadline, done
@@ -103,6 +111,8 @@ class BodyLimits:
             return message
 
         async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start" and not done:
+                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
             # The server ends the request inside this last send, by queueing a disconnect on
             # the queue that unread body chunks filled: empty it first, or that send hangs.
             if message["type"] == "http.response.body" and not message.get("more_body") \

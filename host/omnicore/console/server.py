@@ -145,10 +145,12 @@ def create_app(state: ConsoleState) -> Starlette:
     ]
     middleware = [
         Middleware(SecurityHeaders),
-        Middleware(RequestGuard, policy=state.hosts),
+        # Outside the guard: its refusals leave a body unread too, and must close the
+        # connection and discard what is left of it like any other.
         Middleware(BodyLimits, max_bytes=max(state.max_upload_bytes + pages.UPLOAD_SLACK,
                                              MAX_JSON_BYTES),
                    timeout_s=state.body_timeout_s),
+        Middleware(RequestGuard, policy=state.hosts),
     ]
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={ApiError: on_api_error, HTTPException: on_http_error,
