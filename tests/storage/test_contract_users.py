@@ -80,3 +80,21 @@ def test_one_setup_link_at_a_time(storage: Storage) -> None:
     assert rows.setup_link("l1") is None and rows.setup_link("l2") == 200.0
     rows.delete_setup_link("l2")
     assert rows.setup_link("l2") is None
+
+
+def test_a_lookup_without_a_time_writes_nothing(storage: Storage) -> None:
+    rows = storage.users
+    _two_users(rows)
+    rows.add_token("d1", "cli", "ada", 10.0)
+    assert rows.token_user("d1", None) == User("ada", "admin", 1.0)
+    assert rows.tokens()[0].last_used is None       # a full disk needs no write to read
+    assert rows.token_user("d1", 50.0) is not None and rows.tokens()[0].last_used == 50.0
+    assert rows.token_user("nope", None) is None
+
+
+def test_having_had_users_outlives_them(storage: Storage) -> None:
+    rows = storage.users
+    assert rows.had_users() is False
+    _two_users(rows)
+    assert rows.delete("ada") and rows.delete("bob") and rows.count() == 0
+    assert rows.had_users() is True  # the setup link is for the first admin only

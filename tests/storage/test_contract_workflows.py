@@ -204,3 +204,12 @@ def test_cancel_reaches_steps_and_child_runs_and_restart_keeps_successes(
     store.note(parent, "custom", actor="ops", data={"why": "test"})
     assert store.history(parent)[-1].data == {"why": "test"}
     assert store.restart(parent, "ops", None) is False  # running: not ended
+
+
+def test_a_webhook_signature_is_accepted_once_within_its_window(storage: Storage) -> None:
+    store = storage.workflows
+    now = time.time()
+    assert store.first_delivery("sig-a", now - 1000, 300)
+    assert store.first_delivery("sig-b", now, 300)       # forgets what is older than 300 s
+    assert not store.first_delivery("sig-b", now + 1, 300)
+    assert store.first_delivery("sig-a", now + 2, 300)
