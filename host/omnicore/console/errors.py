@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import sqlite3
 from typing import Any
 
 from starlette.requests import Request
@@ -41,6 +40,10 @@ _WORDS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFou
           415: "UnsupportedMedia", 422: "Invalid", 429: "TooManyRequests", 503: "Unavailable",
           507: "DiskFull"}
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: The backends' own words for a full disk (the console imports no backend: the storage keeps
+#: the backend's error as the cause or context of its own).
+_SQLITE_FULL = 13
+_PG_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
 
 log = logging.getLogger("omnicore.console")
 
@@ -69,8 +72,9 @@ def disk_full(exc: BaseException) -> BaseException | None:
                 (isinstance(found, OSError) and found.errno in _FULL_ERRNOS):
             return found
         code = getattr(found, "sqlite_errorcode", None)
-        if isinstance(found, sqlite3.Error) and code is not None and \
-                code & 0xFF == sqlite3.SQLITE_FULL:
+        if isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
+            return found
+        if getattr(found, "sqlstate", None) == _PG_DISK_FULL:
             return found
         found = found.__cause__ or found.__context__
     return None

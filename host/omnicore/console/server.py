@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -81,7 +80,7 @@ async def on_omni_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_io_error(request: Request, exc: Exception) -> Response:
-    """A full disk answers 507 with one log line; any other OS or SQLite error is a bug."""
+    """A full disk answers 507 with one log line; any other OS error is a bug."""
     cause = disk_full(exc)
     if cause is None:
         raise exc
@@ -155,7 +154,7 @@ def create_app(state: ConsoleState) -> Starlette:
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={ApiError: on_api_error, HTTPException: on_http_error,
                                         OmniError: on_omni_error, OSError: on_io_error,
-                                        sqlite3.Error: on_io_error, Exception: on_crash},
+                                        Exception: on_crash},
                     lifespan=lambda _app: mcp.lifespan())
     app.state.console = state
     return app

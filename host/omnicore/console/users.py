@@ -14,7 +14,6 @@ import hashlib
 import logging
 import re
 import secrets
-import sqlite3
 import time
 
 from argon2 import PasswordHasher
@@ -162,7 +161,7 @@ class UserStore:
         digest = _digest(secret)
         try:
             user = self._rows.token_user(digest, time.time())
-        except (StorageError, sqlite3.Error) as exc:  # SQLite rows raise sqlite's own errors
+        except StorageError as exc:
             if not self._last_use_failing:
                 log.warning("console: cannot record API tokens' last use: %s (the tokens keep "
                             "working; logged once until a write succeeds)", exc)

@@ -6,8 +6,10 @@ existing install keeps its users, tokens and sessions.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +70,21 @@ class SQLiteUsers(UserRows):
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        # A full disk, an I/O error, a lock: a StorageError like every store's (it keeps
+        # sqlite's error as its cause); a taken name (IntegrityError) is the caller's answer.
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise StorageError(f"console accounts {self.path}: {exc}", path=self.path) from exc
+
     def _rows(self, sql: str, *args: object) -> list[Any]:
-        with self._lock:
+        with self._lock, self._failing():
             return list(self._db.execute(sql, args).fetchall())
 
     def _exec(self, sql: str, *args: object) -> int:
-        with self._lock:
+        with self._lock, self._failing():
             return self._db.execute(sql, args).rowcount
 
     def count(self) -> int:
@@ -126,7 +137,7 @@ class SQLiteUsers(UserRows):
         self._exec("DELETE FROM sessions WHERE user = ?", user)
 
     def add_token(self, digest: str, label: str, user: str, now: float) -> int:
-        with self._lock:
+        with self._lock, self._failing():
             cur = self._db.execute("INSERT INTO tokens (digest, label, user, created) "
                                    "VALUES (?, ?, ?, ?)", (digest, label, user, now))
             return int(cur.lastrowid or 0)
@@ -157,7 +168,7 @@ class SQLiteUsers(UserRows):
         return bool(self._rows("SELECT 1 FROM facts WHERE name = 'had_users'"))
 
     def set_setup_link(self, digest: str, expires: float) -> None:
-        with self._lock:
+        with self._lock, self._failing():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute("DELETE FROM setup_links")
