@@ -38,19 +38,11 @@ for line in sys.stdin:
         for db in ("console.db", "omnicore.db"):  # an empty WAL: the next write must grow it
             with sqlite3.connect(disk / "data" / db) as conn:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        with open(filler, "wb") as f:
+        for size in (65536, 4096, 512, 1):  # to the last scraps
             try:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            except OSError:
-                pass
-        for size in (4096, 512, 1):  # the last scraps
-            try:
-                with open(filler, "ab") as f:
+                with open(filler, "ab", buffering=0) as f:
                     while True:
                         f.write(b"\0" * size)
-                        f.flush()
             except OSError:
                 pass
     elif line.strip() == "free":
@@ -90,7 +82,8 @@ class FullDiskHost:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(what + "\n")
         self.proc.stdin.flush()
-        assert self.proc.stdout.readline().strip() == "ok"
+        line = self.proc.stdout.readline().strip()
+        assert line == "ok", self.proc.stderr.read() if self.proc.stderr and not line else line
 
     def stop(self) -> str:
         """Stop the host; its log."""
