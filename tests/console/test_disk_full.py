@@ -99,7 +99,7 @@ def full(tmp_path: Path) -> Iterator[FullDiskHost]:
     finally:
         if h.proc.poll() is None:
             h.proc.kill()
-            h.proc.wait()
+        h.proc.communicate()  # and its pipes closed, whatever happened
 
 
 def test_a_full_disk_keeps_reads_working_and_refuses_writes_clearly(
