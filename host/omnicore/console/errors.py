@@ -117,7 +117,9 @@ def from_omni(exc: OmniError, **extra: Any) -> ApiError:
     if missing:
         fields["missing"] = list(missing)
     cause = disk_full(exc)
-    if cause is not None:  # said plainly: the backend's own words may be about its rollback
+    # A StorageFull says so itself (and the backend logs it); other errors hiding a full
+    # disk are said plainly: their own words may be about a rollback.
+    if cause is not None and not isinstance(exc, StorageFull):
         return ApiError(507, full_disk_error(cause).message, type="DiskFull", **fields,
                         **extra)
     return ApiError(status_of(exc), str(exc), type=type(exc).__name__, **fields, **extra)
