@@ -193,3 +193,26 @@ def test_the_2026_revision_lists_calls_and_listens_for_changes(host: Host) -> No
 
     asyncio.run(main(host.viewer_token))
     asyncio.run(main(host.admin_token))
+
+
+@pytest.mark.parametrize("shape", ["arrays", "objects", "in-arguments"])
+def test_deep_json_is_a_parse_error_and_the_server_keeps_serving(host: Host, shape: str) -> None:
+    """200,000 levels would take a recursive parser past its stack: refused before the SDK."""
+    deep = {"arrays": "[" * 200_000 + "]" * 200_000,
+            "objects": '{"a":' * 200_000 + "1" + "}" * 200_000,
+            "in-arguments": '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": '
+                            '{"name": "tools.echo", "arguments": {"text": '
+                            + "[" * 200_000 + "]" * 200_000 + "}}}"}[shape]
+    with httpx.Client(base_url=host.url, timeout=30) as c:
+        r = c.post("/mcp", content=deep, headers={
+            "Authorization": f"Bearer {host.admin_token}", "Content-Type": "application/json",
+            **ACCEPT})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == -32700 and "nested" in r.json()["error"]["message"]
+
+    async def main() -> None:
+        async with http_session(host.url, host.admin_token) as s:
+            answer = await s.call_tool("tools.echo", {"text": "still here"})
+            assert answer.structured_content == {"text": "still here"}
+
+    asyncio.run(main())

@@ -23,9 +23,37 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from omnicore.capabilities.guestjson import nesting
 from omnicore.mcp.server import CALLER_KEY, Caller, McpApp, ToolServer
 
-__all__ = ["McpEndpoint"]
+__all__ = ["MAX_DEPTH", "McpEndpoint"]
+
+#: The deepest JSON a request to /mcp may nest (the console's JSON bodies allow 64).
+MAX_DEPTH = 64
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def again() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # then the disconnect, when it comes
+    return again
 
 
 class McpEndpoint:
@@ -61,6 +89,19 @@ class McpEndpoint:
                 status_code=401, headers={"WWW-Authenticate": 'Bearer realm="omnicore"'})
             await response(scope, receive, send)
             return
+        if scope.get("method") == "POST":
+            # The SDK parses the body with plain json: read it here (the console's body cap
+            # already bounds its size) and refuse what nests deeper than any JSON-RPC message,
+            # before a recursive parser meets it; then hand the SDK the same bytes.
+            body = await _read_body(receive)
+            if nesting(body) > MAX_DEPTH:
+                await JSONResponse(
+                    {"jsonrpc": "2.0", "id": None, "error": {
+                        "code": -32700, "message": f"parse error: the JSON is nested more "
+                                                   f"than {MAX_DEPTH} levels deep"}},
+                    status_code=400)(scope, receive, send)
+                return
+            receive = _replay(body, receive)
         # The SDK binds each session to the principal in scope["user"]: another user's token
         # cannot take it over.
         user = AuthenticatedUser(AccessToken(token="", client_id=caller.name, scopes=[]))
