@@ -413,104 +413,6 @@ async def stream(request: Request) -> Response:
 
 # -- tasks and kv --------------------------------------------------------------------------
 
-TASK_STATES = ("queued", "running", "succeeded", "dead", "cancelled")
-
-
-@guarded
-async def list_tasks(request: Request) -> Response:
-    need(request)
-    st = state(request)
-    wanted = choice(request, "state", TASK_STATES)
-    plugin = request.query_params.get("plugin") or None
-    limit, offset = page_params(request)
-    tasks = await st.off_loop(st.app.jobs.list, plugin=plugin, state=wanted,
-                              limit=min(offset + limit, 10_000))
-    return JSONResponse(paginate([t.as_dict() for t in tasks], limit, offset))
-
-
-def _task_id(request: Request) -> int:
-    raw = request.path_params["task_id"]
-    if not str(raw).isdigit() or int(raw) > 1 << 62:
-        raise ApiError(404, f"no task {str(raw)[:40]!r}")
-    return int(raw)
-
-
-@guarded
-async def retry_task(request: Request) -> Response:
-    need(request, "admin")
-    st = state(request)
-    task_id = _task_id(request)
-    if not await st.off_loop(st.app.jobs.retry, task_id):
-        raise ApiError(409, f"task {task_id} is not dead or cancelled (or does not exist)",
-                       type="NotRetryable")
-    return JSONResponse({"id": task_id, "retried": True})
-
-
-@guarded
-async def cancel_task(request: Request) -> Response:
-    need(request, "admin")
-    st = state(request)
-    task_id = _task_id(request)
-    done = await st.off_loop(st.app.jobs.cancel, task_id)
-    if done is None:
-        raise ApiError(404, f"no task {task_id}")
-    if not done:
-        raise ApiError(409, f"task {task_id} is running or finished; it cannot be cancelled",
-                       type="NotCancellable")
-    return JSONResponse({"id": task_id, "cancelled": True})
-
-
-@guarded
-async def list_schedules(request: Request) -> Response:
-    need(request)
-    items = [{"plugin": s.plugin, "name": s.name, "handler": s.handler,
-              "describe": s.describe()} for s in omni(request).jobs.schedules()]
-    return JSONResponse(paginate(items, *page_params(request)))
-
-
-@guarded
-async def kv_plugins(request: Request) -> Response:
-    need(request)
-    st = state(request)
-    names = await st.off_loop(st.app.kv.plugins)
-    return JSONResponse(paginate([{"plugin": n} for n in names], *page_params(request)))
-
-
-@guarded
-async def kv_keys(request: Request) -> Response:
-    need(request)
-    st = state(request)
-    store = st.app.kv.for_plugin(request.path_params["plugin"])
-    prefix = request.query_params.get("prefix", "")[:1024]
-    keys = await st.off_loop(store.list, prefix)
-    usage = await st.off_loop(store.usage)
-    doc = paginate([{"key": k} for k in keys], *page_params(request))
-    doc["usage"] = {"keys": usage.keys, "bytes": usage.bytes}
-    return JSONResponse(doc)
-
-
-@guarded
-async def kv_value(request: Request) -> Response:
-    need(request)
-    st = state(request)
-    store = st.app.kv.for_plugin(request.path_params["plugin"])
-    key = request.path_params["key"]
-    if request.method == "DELETE":
-        need(request, "admin")
-        if not await st.off_loop(store.delete, key):
-            raise ApiError(404, f"no key {key[:100]!r}")
-        return Response(status_code=204)
-    value = await st.off_loop(store.get, key)
-    if value is None:
-        raise ApiError(404, f"no key {key[:100]!r}")
-    try:
-        return JSONResponse({"key": key, "value": value.decode(), "encoding": "text",
-                             "size": len(value)})
-    except UnicodeDecodeError:
-        return JSONResponse({"key": key, "value": base64.b64encode(value).decode(),
-                             "encoding": "base64", "size": len(value)})
-
-
 # -- users and tokens ----------------------------------------------------------------------
 
 @guarded
@@ -602,13 +504,6 @@ def routes() -> list[BaseRoute]:
         Route(f"{p}/plugins/{{name}}/logs", plugin_logs),
         Route(f"{p}/events", recent_events),
         Route(f"{p}/stream", stream),
-        Route(f"{p}/tasks", list_tasks),
-        Route(f"{p}/tasks/{{task_id}}/retry", retry_task, methods=["POST"]),
-        Route(f"{p}/tasks/{{task_id}}/cancel", cancel_task, methods=["POST"]),
-        Route(f"{p}/schedules", list_schedules),
-        Route(f"{p}/kv", kv_plugins),
-        Route(f"{p}/kv/{{plugin}}", kv_keys),
-        Route(f"{p}/kv/{{plugin}}/{{key:path}}", kv_value, methods=["GET", "DELETE"]),
         Route(f"{p}/users", list_users, methods=["GET"]),
         Route(f"{p}/users", add_user, methods=["POST"]),
         Route(f"{p}/users/{{user}}", delete_user, methods=["DELETE"]),

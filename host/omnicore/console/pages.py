@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from omnicore.config import render_config
-from omnicore.console import api, operations
+from omnicore.console import api, jobs, operations
 from omnicore.console.auth import Principal
 from omnicore.console.bodies import MAX_FORM_BYTES, form_body, limit_body, parse_json
 from omnicore.console.errors import ApiError, from_omni
@@ -377,17 +377,17 @@ async def tasks(request: Request) -> Response:
     st = _state(request)
     st.auth.require(request)
     wanted = request.query_params.get("state", "")
-    if wanted not in api.TASK_STATES:
+    if wanted not in jobs.TASK_STATES:
         wanted = ""
     items = await st.off_loop(st.app.jobs.list, state=wanted or None, limit=200)
     return page(request, "tasks.html", tasks=[t.as_dict() for t in items],
-                schedules=st.app.jobs.schedules(), state=wanted, states=api.TASK_STATES)
+                schedules=st.app.jobs.schedules(), state=wanted, states=jobs.TASK_STATES)
 
 
 async def task_post(request: Request) -> Response:
     st = _state(request)
     await read_form(request)
-    task_id = api._task_id(request)
+    task_id = jobs.task_id(request)
     action = request.path_params["action"]
     if action not in ("retry", "cancel"):
         raise ApiError(404, f"no task action {action[:20]!r}")

@@ -13,7 +13,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from omnicore.console import api, instances, memory, pages, secrets, vectors, workflows
+from omnicore.console import (
+    api,
+    instances,
+    jobs,
+    kv,
+    memory,
+    pages,
+    secrets,
+    vectors,
+    workflows,
+)
 from omnicore.console.bodies import MAX_JSON_BYTES, BodyLimits
 from omnicore.console.errors import ApiError, disk_full, error_response, from_omni, full_disk_error
 from omnicore.console.guard import RequestGuard
@@ -138,6 +148,8 @@ def create_app(state: ConsoleState) -> Starlette:
         *secrets.routes(),
         *vectors.routes(),
         *instances.routes(),
+        *jobs.routes(),
+        *kv.routes(),
         *memory.routes(),
         Route("/mcp", mcp),
         Mount("/static", StaticFiles(directory=str(pages.WEB / "static")), name="static"),
