@@ -213,3 +213,19 @@ def test_a_webhook_signature_is_accepted_once_within_its_window(storage: Storage
     assert store.first_delivery("sig-b", now, 300)       # forgets what is older than 300 s
     assert not store.first_delivery("sig-b", now + 1, 300)
     assert store.first_delivery("sig-a", now + 2, 300)
+
+
+def test_a_child_run_is_found_by_its_parent_step_key(storage: Storage) -> None:
+    store = storage.workflows
+    parent = _run(store)
+    first = _run(store, "child", parent=(parent, "call", -1))
+    item = _run(store, "child", parent=(parent, "call", 2))
+    other = _run(store, "other")
+    # Siblings of the key: another index, another step, another parent find nothing of it.
+    found = store.child_run((parent, "call", -1))
+    assert found is not None and found.id == first
+    found = store.child_run((parent, "call", 2))
+    assert found is not None and found.id == item
+    assert store.child_run((parent, "call", 1)) is None
+    assert store.child_run((parent, "other", -1)) is None
+    assert store.child_run((other, "call", -1)) is None

@@ -152,6 +152,10 @@ class WorkflowStore(abc.ABC):
         """Newest first."""
 
     @abc.abstractmethod
+    def child_run(self, parent: tuple[int, str, int]) -> RunRecord | None:
+        """The run that step ``(run_id, step, index)`` started as its sub-workflow, if any."""
+
+    @abc.abstractmethod
     def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int: ...
 
     @abc.abstractmethod

@@ -124,6 +124,11 @@ class PgWorkflows(WorkflowStore):
                               f"LIMIT %s OFFSET %s", [*args, limit, offset])
         return [_run(r) for r in rows]
 
+    def child_run(self, parent: tuple[int, str, int]) -> RunRecord | None:
+        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=%s AND "
+                              "parent_step=%s AND parent_index=%s ORDER BY id LIMIT 1", parent)
+        return _run(rows[0]) if rows else None
+
     def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int:
         where, args = self._where(workflow, states)
         return int(self._db._read(f"SELECT COUNT(*) FROM wf_runs{where}", args)[0][0])

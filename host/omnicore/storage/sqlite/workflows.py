@@ -69,7 +69,13 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE wf_webhook_seen (signature TEXT PRIMARY KEY, at REAL NOT NULL)")
 
 
-_STEPS = (_v1, _v2)
+def _v3(conn: sqlite3.Connection) -> None:
+    # A sub-run step finds its child by key (delivery after a crash, recovery at restart).
+    conn.execute("CREATE INDEX wf_runs_by_parent ON wf_runs(parent_run, parent_step, "
+                 "parent_index)")
+
+
+_STEPS = (_v1, _v2, _v3)
 
 
 _RUN_COLS = ("id, workflow, version, state, inputs, trigger, outputs, error, concurrency_key, "
@@ -163,6 +169,11 @@ class SQLiteWorkflows(WorkflowStore):
         rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs{where} ORDER BY id DESC "
                               f"LIMIT ? OFFSET ?", [*args, limit, offset])
         return [_run(r) for r in rows]
+
+    def child_run(self, parent: tuple[int, str, int]) -> RunRecord | None:
+        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=? AND "
+                              "parent_step=? AND parent_index=? ORDER BY id LIMIT 1", parent)
+        return _run(rows[0]) if rows else None
 
     def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int:
         where, args = self._where(workflow, states)
