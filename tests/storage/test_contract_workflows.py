@@ -175,6 +175,9 @@ def test_large_outputs_are_blobs_and_for_each_items_are_promoted(storage: Storag
     assert store.blob(done.output_ref) == big
     assert store.outputs(rid, "each")[0] == {"data": "x" * 5000}
     assert len(store.steps(rid)) == 6 and len(store.steps(rid, parents=True)) == 1
+    # Without outputs nothing of them is read, the blob of one stored by reference included.
+    light = [r for r in store.steps(rid, outputs=False) if r.index == 0]
+    assert light[0].output is None and light[0].output_ref == done.output_ref
 
 
 def test_cancel_reaches_steps_and_child_runs_and_restart_keeps_successes(

@@ -235,3 +235,23 @@ def test_truthy_treats_false_strings_as_false_and_keys_are_stable() -> None:
         [True, True, True, False, False, False, False, False, False]
     assert idempotency_key(run(), "s", -1) == "flow/7/s"
     assert idempotency_key(run(restarts=3), "s", 4) == "flow/7/s/4/r3"
+
+
+def test_outputs_read_without_them_are_loaded_once_and_only_when_an_expression_needs_them(
+        ) -> None:
+    wf = parse(FLOW)
+    light = {"a": row("a", "succeeded"), "c": row("c", "running")}
+    loads: list[int] = []
+
+    def load() -> dict[str, StepRecord]:
+        loads.append(1)
+        return {"a": row("a", "succeeded", {"n": 9}), "c": row("c", "running")}
+
+    ctx = Context(run({"go": True}), light, load, unloaded=light)
+    # Deciding what is ready and how the run stands needs states only.
+    assert [s.id for s, _ in ready(wf.steps, light)] == ["b"]
+    assert outcome(wf, light).state == "running"
+    assert loads == []
+    (b,) = begin(wf, wf.step("b"), [light["a"]], ctx, max_items=10, now=NOW)
+    assert b.input["from_a"] == 9 and loads == [1]
+    assert ctx.data()["steps"]["a"]["output"] == {"n": 9} and loads == [1]

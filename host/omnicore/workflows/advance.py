@@ -10,7 +10,7 @@ tested on plain records.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,15 +40,30 @@ def idempotency_key(run: RunRecord, step: str, index: int) -> str:
 
 
 class Context:
-    """The data expressions see: the run, its ended steps, and (in on_failure) the error."""
+    """The data expressions see: the run, its ended steps, and (in on_failure) the error.
 
-    def __init__(self, run: RunRecord, rows: Mapping[str, StepRecord]) -> None:
+    ``rows`` may have been read without their outputs (cheap: most advances only compare
+    states); the names of those rows are ``unloaded``, and the first :meth:`data` that needs
+    them calls ``load()`` for the rows with their outputs, once.
+    """
+
+    def __init__(self, run: RunRecord, rows: dict[str, StepRecord],
+                 load: Callable[[], Mapping[str, StepRecord]] | None = None,
+                 unloaded: Iterable[str] = ()) -> None:
         self.run = run
         self.rows = rows
         self.error: str | None = None
+        self._load = load
+        self._unloaded = set(unloaded)
 
     def data(self, **extra: Any) -> dict[str, Any]:
         r = self.run
+        if self._unloaded and self._load is not None:
+            full = self._load()
+            for sid in self._unloaded:
+                if sid in full and sid in self.rows:
+                    self.rows[sid] = full[sid]
+            self._unloaded.clear()
         steps = {sid: {"output": row.output, "state": row.state, "error": row.error}
                  for sid, row in self.rows.items() if row.state in FINAL_STEP_STATES}
         return {"inputs": r.inputs, "trigger": r.trigger, "steps": steps,

@@ -301,8 +301,10 @@ class Workflows:
         if run is None or run.state != "running":
             return
         wf = self.version(run.version)
-        rows = {r.step: r for r in self.store.steps(run_id, parents=True)}
-        ctx = plan.Context(run, rows)
+        # States first: the outputs (and their blobs) are read only if an expression needs them.
+        rows = {r.step: r for r in self.store.steps(run_id, outputs=False, parents=True)}
+        ctx = plan.Context(run, rows, lambda: {r.step: r for r in self.store.steps(
+            run_id, parents=True)}, unloaded=rows)
         self._progress(run, wf, wf.steps, rows, ctx)
         result = plan.outcome(wf, rows)
         if result.state == "on_failure":

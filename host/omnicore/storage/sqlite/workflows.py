@@ -291,7 +291,7 @@ class SQLiteWorkflows(WorkflowStore):
         only = " AND idx=-1" if parents else ""
         rows = self._db._read(f"SELECT {cols} FROM wf_steps WHERE run_id=?{only} ORDER BY "
                               f"rowid", (run_id,))
-        return [self._step(r) for r in rows]
+        return [self._step(r, outputs) for r in rows]
 
     def step(self, run_id: int, step: str, index: int = -1) -> StepRecord | None:
         rows = self._db._read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE run_id=? AND step=? "
@@ -310,10 +310,11 @@ class SQLiteWorkflows(WorkflowStore):
             return None if data is None else json.loads(data)
         return from_json(text)
 
-    def _step(self, row: Sequence[Any]) -> StepRecord:
+    def _step(self, row: Sequence[Any], outputs: bool = True) -> StepRecord:
         r = list(row)
         r[5] = from_json(r[5])
-        r[6] = self._output(r[6], r[7])
+        # Without outputs the blob of an output stored by reference is not read either.
+        r[6] = self._output(r[6], r[7]) if outputs else None
         r[14] = from_json(r[14])
         return StepRecord(*r)
 
