@@ -2,6 +2,8 @@
 that ended while no host ran, by their parent step's key (run, step, index), and completes
 exactly those parent steps; a host that stops interrupts a plugin step still running at the end
 of its grace and gives the step back, the attempt not counted, to run again at the next start.
+A plugin step runs on its worker's thread unless its timeout is shorter than the plugin's
+deadline; then the timeout still holds.
 """
 
 from __future__ import annotations
@@ -102,17 +104,19 @@ SPIN = """\
 format: omniflow/v1
 name: spin
 steps:
-  - {id: wasm, uses: plugin:spinner/spin, timeout: 120s}
-  - {id: host, uses: plugin:spinner/spin_host, timeout: 120s}
+  - {id: wasm, uses: plugin:spinner/spin}
+  - {id: host, uses: plugin:spinner/spin_host}
 outputs: {done: true}
 """
 
 
-def test_a_stop_interrupts_a_running_plugin_step_and_it_runs_again_uncounted(
-        make_app: Callable[..., OmniApp], tmp_path: Path) -> None:
-    (tmp_path / "wf" / "plugins").mkdir(parents=True)
-    (tmp_path / "wf" / "workflows").mkdir()
-    (tmp_path / "wf" / "workflows" / "spin.yaml").write_text(SPIN)
+def spinner_app(make_app: Callable[..., OmniApp], tmp_path: Path,
+                workflows: dict[str, str]) -> Callable[[], OmniApp]:
+    """A factory of started apps on one folder: the spinner (120 s deadline) and ``workflows``."""
+    (tmp_path / "wf" / "plugins").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "wf" / "workflows").mkdir(exist_ok=True)
+    for name, text in workflows.items():
+        (tmp_path / "wf" / "workflows" / name).write_text(text)
     (tmp_path / "wf" / "plugins" / "spinner.wasm").write_bytes(wasmbin.set_custom_section(
         wasmtime.wat2wasm(SPINNER.read_text()), "omnicore.manifest",
         json.dumps({"name": "spinner"}).encode()))
@@ -121,9 +125,24 @@ def test_a_stop_interrupts_a_running_plugin_step_and_it_runs_again_uncounted(
                                "lease_s": 2},
                  "plugins": {"spinner": {"grants": ["kv"],
                                          "limits": {"timeout_ms": 120000}}}}
+
+    def start() -> OmniApp:
+        app = make_app("wf", builtin_extensions=None, overrides=overrides)
+        app.start()
+        return app
+
+    return start
+
+
+def new_threads(earlier: set[threading.Thread], prefix: str) -> list[str]:
+    return [t.name for t in set(threading.enumerate()) - earlier if t.name.startswith(prefix)]
+
+
+def test_a_stop_interrupts_a_running_plugin_step_and_it_runs_again_uncounted(
+        make_app: Callable[..., OmniApp], tmp_path: Path) -> None:
+    start = spinner_app(make_app, tmp_path, {"spin.yaml": SPIN})
     earlier = set(threading.enumerate())
-    app = make_app("wf", builtin_extensions=None, overrides=overrides)
-    app.start()
+    app = start()
     seen: list[str] = []
     app.events.subscribe("workflow.*", lambda e: seen.append(getattr(e, "state", "")))
     # Both steps are first deliveries: one loops in wasm, one in host calls; only the
@@ -132,15 +151,17 @@ def test_a_stop_interrupts_a_running_plugin_step_and_it_runs_again_uncounted(
     kv = app.kv.for_plugin("spinner")
     until(lambda: kv.get("spin_runs") == b"1" and kv.get("spin_host_runs") == b"1",
           "both plugin steps to spin")
+    # The step timeout (300 s) outlasts the plugin's deadline: each step is one thread, its
+    # worker's, with no call thread beside it.
+    assert new_threads(earlier, "omnicore-wf-call") == []
     grace = 0.5
     sent = time.monotonic()
     app.workflows.stop(grace)   # the workflows' own stop, without the app's interrupt
     took = time.monotonic() - sent
     assert grace <= took < grace + SLACK_S, f"stop took {took:.2f}s"
     # The spinning calls were ended, not abandoned: no step thread is left running.
-    until(lambda: not [t for t in set(threading.enumerate()) - earlier
-                       if t.name.startswith("omnicore-wf-")],
-          "the step threads to end", timeout=10)
+    until(lambda: not new_threads(earlier, "omnicore-wf-"), "the step threads to end",
+          timeout=10)
     app.stop(grace=0)
 
     storage = SQLiteStorage(app.data_dir / "omnicore.db")
@@ -157,8 +178,7 @@ def test_a_stop_interrupts_a_running_plugin_step_and_it_runs_again_uncounted(
         storage.close()
     assert "failed" not in seen
 
-    again = make_app("wf", builtin_extensions=None, overrides=overrides)
-    again.start()
+    again = start()
     done = again.workflows.wait(run.id, 60)
     assert done.state == "succeeded", done.error
     kv = again.kv.for_plugin("spinner")
@@ -166,3 +186,23 @@ def test_a_stop_interrupts_a_running_plugin_step_and_it_runs_again_uncounted(
         row = again.workflows.store.step(run.id, sid)
         assert row is not None and row.attempt == 1, sid
         assert kv.get(f"{handler}_runs") == b"2" and kv.get(f"{handler}_done") == b"1"
+
+
+SHORT = """\
+format: omniflow/v1
+name: short
+steps:
+  - {id: wasm, uses: plugin:spinner/spin, timeout: 1s, retry: {max_attempts: 1}}
+"""
+
+
+def test_a_step_timeout_shorter_than_the_plugin_deadline_still_ends_the_step(
+        make_app: Callable[..., OmniApp], tmp_path: Path) -> None:
+    app = spinner_app(make_app, tmp_path, {"short.yaml": SHORT})()
+    sent = time.monotonic()
+    run = app.workflows.wait(app.workflows.start("short").id, 60)
+    took = time.monotonic() - sent
+    assert run.state == "failed"
+    row = app.workflows.store.step(run.id, "wasm")
+    assert row is not None and row.error == "TimeoutError: step wasm timed out after 1s"
+    assert took < 1 + 30, f"the 1 s step timeout took {took:.1f}s (the deadline is 120 s)"

@@ -6,9 +6,10 @@ advanced. Approvals and event waits are never leased: an operator or an event co
 (:meth:`Workflows.approve <omnicore.workflows.service.Workflows.approve>`,
 :mod:`omnicore.workflows.triggers`).
 
-A step runs on its worker's thread. Only a plugin step hands its call to a pool thread: the
-plugin host has no per-call deadline shorter than the plugin's own, so the step's ``timeout``
-is kept by waiting for that thread. Connector calls carry their deadline to the egress client.
+A step runs on its worker's thread: a connector call carries the step's deadline to the egress
+client, and a plugin call is bound by the plugin's own deadline. Only a plugin step whose
+``timeout`` is shorter than that deadline hands its call to a pool thread, since the plugin
+host has no per-call deadline to pass: the step's timeout is kept by waiting for that thread.
 """
 
 from __future__ import annotations
@@ -133,11 +134,14 @@ class StepExecutor:
         if isinstance(payload, str):
             payload = payload.encode()
         plugins = self._plugins()
-        future = self._calls.submit(plugins.call, s.target, s.handler, payload)
-        try:
-            raw = future.result(timeout=s.timeout)
-        except FutureTimeout:
-            raise TimeoutError(f"step {s.id} timed out after {s.timeout:g}s") from None
+        if s.timeout >= _deadline_s(plugins, s.target):
+            raw = plugins.call(s.target, s.handler, payload)
+        else:
+            future = self._calls.submit(plugins.call, s.target, s.handler, payload)
+            try:
+                raw = future.result(timeout=s.timeout)
+            except FutureTimeout:
+                raise TimeoutError(f"step {s.id} timed out after {s.timeout:g}s") from None
         try:
             return guestjson.loads(raw) if raw else None
         except ValueError:
@@ -167,3 +171,13 @@ class StepExecutor:
         finished = store.run(child.id)
         if finished is not None and finished.state not in ("queued", "running"):
             runs.run_ended(child.id)
+
+
+def _deadline_s(plugins: PluginHost, name: str) -> float:
+    """How long a call of plugin ``name`` can take at most: its deadline, plus a second for a
+    host function that returns late (infinite when unknown, so the step's timeout is kept)."""
+    try:
+        limits = plugins.get(name).limits
+    except OmniError:
+        return 0.0      # not loaded: the call itself raises the error at once
+    return float("inf") if limits is None else limits.timeout_ms / 1000 + 1.0
