@@ -136,6 +136,24 @@ def test_release_others_makes_every_other_owners_step_due_at_once(storage: Stora
     assert store.claim("rt-me", time.time(), 3600) is None     # mine kept its lease
 
 
+
+def test_release_others_leaves_a_for_each_step_row_alone(storage: Storage) -> None:
+    # A for_each's own row is `running` with no owner while its items run: no one leased it,
+    # so no release may make it claimable (a worker would run the step itself as an item).
+    store = storage.workflows
+    rid = _run(store)
+    store.add_steps(rid, [NewStep("each", -1, "running", wait={"items": 1}),
+                          NewStep("each", 0, "queued", input=0)])
+    item = store.claim("rt-dead", time.time(), 3600)
+    assert item is not None and item.index == 0
+    assert store.release_others("rt-me") == 1
+    again = store.claim("rt-me", time.time(), 3600)
+    assert again is not None and (again.step, again.index) == ("each", 0)
+    assert store.claim("rt-me", time.time(), 3600) is None
+    parent = store.step(rid, "each")
+    assert parent is not None and parent.state == "running" and parent.owner is None
+
+
 def test_concurrent_claims_never_share_a_step(storage: Storage) -> None:
     store = storage.workflows
     rid = _run(store)

@@ -329,8 +329,9 @@ class PgWorkflows(WorkflowStore):
 
     def release_others(self, owner: str) -> int:
         return int(self._db._write(lambda c: c.execute(
-            "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND "
-            "owner IS DISTINCT FROM %s", (owner,)).rowcount))
+            # A running row without an owner is a for_each's own row, never leased.
+            "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND owner IS NOT NULL "
+            "AND owner <> %s", (owner,)).rowcount))
 
     def complete(self, run_id: int, step: str, index: int, *, owner: str | None,
                  state: StepState, output: bytes | None = None, inline_limit: int = 1 << 16,
