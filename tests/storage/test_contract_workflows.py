@@ -136,6 +136,24 @@ def test_release_others_makes_every_other_owners_step_due_at_once(storage: Stora
     assert store.claim("rt-me", time.time(), 3600) is None     # mine kept its lease
 
 
+
+def test_release_others_leaves_a_for_each_step_row_alone(storage: Storage) -> None:
+    # A for_each's own row is `running` with no owner while its items run: no one leased it,
+    # so no release may make it claimable (a worker would run the step itself as an item).
+    store = storage.workflows
+    rid = _run(store)
+    store.add_steps(rid, [NewStep("each", -1, "running", wait={"items": 1}),
+                          NewStep("each", 0, "queued", input=0)])
+    item = store.claim("rt-dead", time.time(), 3600)
+    assert item is not None and item.index == 0
+    assert store.release_others("rt-me") == 1
+    again = store.claim("rt-me", time.time(), 3600)
+    assert again is not None and (again.step, again.index) == ("each", 0)
+    assert store.claim("rt-me", time.time(), 3600) is None
+    parent = store.step(rid, "each")
+    assert parent is not None and parent.state == "running" and parent.owner is None
+
+
 def test_concurrent_claims_never_share_a_step(storage: Storage) -> None:
     store = storage.workflows
     rid = _run(store)
@@ -175,6 +193,9 @@ def test_large_outputs_are_blobs_and_for_each_items_are_promoted(storage: Storag
     assert store.blob(done.output_ref) == big
     assert store.outputs(rid, "each")[0] == {"data": "x" * 5000}
     assert len(store.steps(rid)) == 6 and len(store.steps(rid, parents=True)) == 1
+    # Without outputs nothing of them is read, the blob of one stored by reference included.
+    light = [r for r in store.steps(rid, outputs=False) if r.index == 0]
+    assert light[0].output is None and light[0].output_ref == done.output_ref
 
 
 def test_cancel_reaches_steps_and_child_runs_and_restart_keeps_successes(
@@ -213,3 +234,19 @@ def test_a_webhook_signature_is_accepted_once_within_its_window(storage: Storage
     assert store.first_delivery("sig-b", now, 300)       # forgets what is older than 300 s
     assert not store.first_delivery("sig-b", now + 1, 300)
     assert store.first_delivery("sig-a", now + 2, 300)
+
+
+def test_a_child_run_is_found_by_its_parent_step_key(storage: Storage) -> None:
+    store = storage.workflows
+    parent = _run(store)
+    first = _run(store, "child", parent=(parent, "call", -1))
+    item = _run(store, "child", parent=(parent, "call", 2))
+    other = _run(store, "other")
+    # Siblings of the key: another index, another step, another parent find nothing of it.
+    found = store.child_run((parent, "call", -1))
+    assert found is not None and found.id == first
+    found = store.child_run((parent, "call", 2))
+    assert found is not None and found.id == item
+    assert store.child_run((parent, "call", 1)) is None
+    assert store.child_run((parent, "other", -1)) is None
+    assert store.child_run((other, "call", -1)) is None

@@ -15,13 +15,11 @@ from typing import Any, Protocol
 from omnicore.config.schema import TasksConfig
 from omnicore.errors import ConfigError
 from omnicore.jobs import Jobs, current_hops
-from omnicore.jobs.schedules import Schedule, check_manifest
+from omnicore.jobs.schedules import check_manifest
 from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
 from omnicore.storage import QuotaExceeded, StorageError
 
-# Schedule: the workflow engine reads its cron triggers with it from here until it moves onto
-# omnicore.jobs.
-__all__ = ["CAPABILITY", "Schedule", "TaskGrant", "capability", "for_app"]
+__all__ = ["CAPABILITY", "TaskGrant", "capability", "for_app"]
 
 #: abi.md §4.6: a handler name longer than this cannot exist.
 MAX_HANDLER_BYTES = 256

@@ -177,7 +177,7 @@ def _print_run(app: OmniApp, run: RunRecord, history: bool) -> None:
 def run(name: str, raw: str | None, pairs: tuple[str, ...], wait: bool, timeout: float | None,
         appdir: Path, as_json: bool) -> None:
     """Start a run of workflow NAME; print its outcome (exit 1 if it did not succeed)."""
-    from omnicore.workflows.engine import default_actor
+    from omnicore.workflows.service import default_actor
 
     inputs: dict[str, Any] = {}
     if raw:
@@ -295,7 +295,7 @@ def runs(name: str | None, run_id: int | None, state: str | None, history: bool,
 def approve(run_id: int, step: str, reject: bool, comment: str, wait: bool,
             appdir: Path) -> None:
     """Approve (or --reject) STEP of run RUN_ID, which waits for an approval."""
-    from omnicore.workflows.engine import default_actor
+    from omnicore.workflows.service import default_actor
 
     with _app(appdir, load=False) as app:
         row = app.workflows.approve(run_id, step, default_actor(), approve=not reject,
@@ -311,7 +311,7 @@ def approve(run_id: int, step: str, reject: bool, comment: str, wait: bool,
 @_APP
 def cancel(run_id: int, appdir: Path) -> None:
     """Cancel run RUN_ID (and its sub-runs)."""
-    from omnicore.workflows.engine import default_actor
+    from omnicore.workflows.service import default_actor
 
     with _app(appdir, load=False) as app:
         done = app.workflows.cancel(run_id, default_actor())
@@ -328,7 +328,7 @@ def cancel(run_id: int, appdir: Path) -> None:
 @_APP
 def restart(run_id: int, latest: bool, wait: bool, appdir: Path) -> None:
     """Run failed or cancelled run RUN_ID again from its failed steps, keeping the others."""
-    from omnicore.workflows.engine import default_actor
+    from omnicore.workflows.service import default_actor
 
     with _app(appdir, load=latest) as app:
         found = app.workflows.restart(run_id, default_actor(), latest=latest)

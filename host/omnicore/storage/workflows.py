@@ -152,6 +152,10 @@ class WorkflowStore(abc.ABC):
         """Newest first."""
 
     @abc.abstractmethod
+    def child_run(self, parent: tuple[int, str, int]) -> RunRecord | None:
+        """The run that step ``(run_id, step, index)`` started as its sub-workflow, if any."""
+
+    @abc.abstractmethod
     def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int: ...
 
     @abc.abstractmethod
@@ -179,7 +183,8 @@ class WorkflowStore(abc.ABC):
     @abc.abstractmethod
     def steps(self, run_id: int, *, outputs: bool = True,
               parents: bool = False) -> list[StepRecord]:
-        """A run's step rows; ``parents``: only the steps themselves, not for_each items."""
+        """A run's step rows; ``parents``: only the steps themselves, not for_each items;
+        without ``outputs`` their inputs and outputs are None (no blob is read)."""
 
     @abc.abstractmethod
     def step(self, run_id: int, step: str, index: int = -1) -> StepRecord | None: ...

@@ -6,13 +6,15 @@ workflows, run durably by the app (``app.workflows``; specs/workflows.md).
     definition.py   parse and check a definition (YAML/JSON, JSON Schema, needs, expressions)
     expressions.py  ${{ }} expressions in CEL; secrets only as references
     registry.py     the workflows/ folder: loaded and failed definitions
-    engine.py       runs: start, advance, workers, approvals, restart, triggers, webhooks
+    service.py      app.workflows: runs (start, advance, approve, cancel, restart), workers
+    advance.py      pure step-advance rules: ready steps, their rows, a run's outcome
+    executors.py    one leased step: plugin call, connector call, sleep, sub-workflow
+    triggers.py     cron/event triggers, signed webhooks, event waits and their timeouts
     connector.py    a connector step's request: secret references recorded, sent through app.egress
     errors.py       the error tree
 """
 
 from omnicore.workflows.definition import FORMAT, Step, Workflow, parse
-from omnicore.workflows.engine import SIGNATURE_HEADER, WorkflowRunChanged, Workflows, sign_webhook
 from omnicore.workflows.errors import (
     DefinitionError,
     ExpressionError,
@@ -23,6 +25,8 @@ from omnicore.workflows.errors import (
     WorkflowNotFound,
 )
 from omnicore.workflows.registry import WorkflowEntry
+from omnicore.workflows.service import WorkflowRunChanged, Workflows
+from omnicore.workflows.triggers import SIGNATURE_HEADER, sign_webhook
 
 __all__ = ["FORMAT", "SIGNATURE_HEADER", "DefinitionError", "ExpressionError", "InputInvalid",
            "Problem", "RunStateError", "Step", "Workflow", "WorkflowEntry", "WorkflowError",

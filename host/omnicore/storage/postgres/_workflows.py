@@ -124,6 +124,11 @@ class PgWorkflows(WorkflowStore):
                               f"LIMIT %s OFFSET %s", [*args, limit, offset])
         return [_run(r) for r in rows]
 
+    def child_run(self, parent: tuple[int, str, int]) -> RunRecord | None:
+        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=%s AND "
+                              "parent_step=%s AND parent_index=%s ORDER BY id LIMIT 1", parent)
+        return _run(rows[0]) if rows else None
+
     def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int:
         where, args = self._where(workflow, states)
         return int(self._db._read(f"SELECT COUNT(*) FROM wf_runs{where}", args)[0][0])
@@ -244,7 +249,7 @@ class PgWorkflows(WorkflowStore):
         only = " AND idx=-1" if parents else ""
         rows = self._db._read(f"SELECT {cols} FROM wf_steps WHERE run_id=%s{only} ORDER BY "
                               f"seq", (run_id,))
-        return [self._step(r) for r in rows]
+        return [self._step(r, outputs) for r in rows]
 
     def step(self, run_id: int, step: str, index: int = -1) -> StepRecord | None:
         rows = self._db._read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE run_id=%s AND step=%s "
@@ -263,10 +268,11 @@ class PgWorkflows(WorkflowStore):
             return None if data is None else json.loads(data)
         return from_json(text)
 
-    def _step(self, row: Sequence[Any]) -> StepRecord:
+    def _step(self, row: Sequence[Any], outputs: bool = True) -> StepRecord:
         r = list(row)
         r[5] = from_json(r[5])
-        r[6] = self._output(r[6], r[7])
+        # Without outputs the blob of an output stored by reference is not read either.
+        r[6] = self._output(r[6], r[7]) if outputs else None
         r[14] = from_json(r[14])
         return StepRecord(*r)
 
@@ -323,8 +329,9 @@ class PgWorkflows(WorkflowStore):
 
     def release_others(self, owner: str) -> int:
         return int(self._db._write(lambda c: c.execute(
-            "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND "
-            "owner IS DISTINCT FROM %s", (owner,)).rowcount))
+            # A running row without an owner is a for_each's own row, never leased.
+            "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND owner IS NOT NULL "
+            "AND owner <> %s", (owner,)).rowcount))
 
     def complete(self, run_id: int, step: str, index: int, *, owner: str | None,
                  state: StepState, output: bytes | None = None, inline_limit: int = 1 << 16,

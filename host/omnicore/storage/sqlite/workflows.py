@@ -69,7 +69,13 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE wf_webhook_seen (signature TEXT PRIMARY KEY, at REAL NOT NULL)")
 
 
-_STEPS = (_v1, _v2)
+def _v3(conn: sqlite3.Connection) -> None:
+    # A sub-run step finds its child by key (delivery after a crash, recovery at restart).
+    conn.execute("CREATE INDEX wf_runs_by_parent ON wf_runs(parent_run, parent_step, "
+                 "parent_index)")
+
+
+_STEPS = (_v1, _v2, _v3)
 
 
 _RUN_COLS = ("id, workflow, version, state, inputs, trigger, outputs, error, concurrency_key, "
@@ -163,6 +169,11 @@ class SQLiteWorkflows(WorkflowStore):
         rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs{where} ORDER BY id DESC "
                               f"LIMIT ? OFFSET ?", [*args, limit, offset])
         return [_run(r) for r in rows]
+
+    def child_run(self, parent: tuple[int, str, int]) -> RunRecord | None:
+        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=? AND "
+                              "parent_step=? AND parent_index=? ORDER BY id LIMIT 1", parent)
+        return _run(rows[0]) if rows else None
 
     def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int:
         where, args = self._where(workflow, states)
@@ -280,7 +291,7 @@ class SQLiteWorkflows(WorkflowStore):
         only = " AND idx=-1" if parents else ""
         rows = self._db._read(f"SELECT {cols} FROM wf_steps WHERE run_id=?{only} ORDER BY "
                               f"rowid", (run_id,))
-        return [self._step(r) for r in rows]
+        return [self._step(r, outputs) for r in rows]
 
     def step(self, run_id: int, step: str, index: int = -1) -> StepRecord | None:
         rows = self._db._read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE run_id=? AND step=? "
@@ -299,10 +310,11 @@ class SQLiteWorkflows(WorkflowStore):
             return None if data is None else json.loads(data)
         return from_json(text)
 
-    def _step(self, row: Sequence[Any]) -> StepRecord:
+    def _step(self, row: Sequence[Any], outputs: bool = True) -> StepRecord:
         r = list(row)
         r[5] = from_json(r[5])
-        r[6] = self._output(r[6], r[7])
+        # Without outputs the blob of an output stored by reference is not read either.
+        r[6] = self._output(r[6], r[7]) if outputs else None
         r[14] = from_json(r[14])
         return StepRecord(*r)
 
@@ -359,8 +371,9 @@ class SQLiteWorkflows(WorkflowStore):
 
     def release_others(self, owner: str) -> int:
         return int(self._db._write(lambda c: c.execute(
-            "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND owner IS NOT ?",
-            (owner,)).rowcount))
+            # A running row without an owner is a for_each's own row, never leased.
+            "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND owner IS NOT NULL "
+            "AND owner != ?", (owner,)).rowcount))
 
     def complete(self, run_id: int, step: str, index: int, *, owner: str | None,
                  state: StepState, output: bytes | None = None, inline_limit: int = 1 << 16,

@@ -1,0 +1,183 @@
+"""Running one leased step row: a plugin call, a connector call, a due sleep, a sub-workflow.
+
+:class:`StepExecutor` is what the workers run for each claimed row. It records the outcome
+(succeeded, failed with a retry time, or ``waiting`` on a sub-run) and then has the run
+advanced. Approvals and event waits are never leased: an operator or an event completes them
+(:meth:`Workflows.approve <omnicore.workflows.service.Workflows.approve>`,
+:mod:`omnicore.workflows.triggers`).
+
+A step runs on its worker's thread: a connector call carries the step's deadline to the egress
+client, and a plugin call is bound by the plugin's own deadline. Only a plugin step whose
+``timeout`` is shorter than that deadline hands its call to a pool thread, since the plugin
+host has no per-call deadline to pass: the step's timeout is kept by waiting for that thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any, Protocol
+
+from omnicore.capabilities import guestjson
+from omnicore.config.schema import WorkflowsConfig
+from omnicore.errors import OmniError
+from omnicore.logging import get_logger
+from omnicore.storage.workflows import RunRecord, StepRecord, WorkflowStore
+from omnicore.workflows.advance import encode, idempotency_key
+from omnicore.workflows.connector import ConnectorFailed, call_connector
+from omnicore.workflows.definition import Step, Workflow
+from omnicore.workflows.errors import WorkflowError
+
+if TYPE_CHECKING:
+    from omnicore.egress import Egress
+    from omnicore.plugins.host import PluginHost
+
+__all__ = ["Runs", "StepExecutor"]
+
+log = get_logger("omnicore.workflows")
+
+
+class Runs(Protocol):
+    """What an executor needs of the workflow service."""
+
+    owner: str
+    settings: WorkflowsConfig
+
+    @property
+    def store(self) -> WorkflowStore: ...
+
+    def version(self, digest: str) -> Workflow: ...
+
+    def advance(self, run_id: int) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def start(self, name: str, inputs: Mapping[str, Any] | None = None, *,
+              started_by: str = "api", trigger: Any = None,
+              parent: tuple[int, str, int] | None = None) -> RunRecord: ...
+
+    def run_ended(self, run_id: int) -> None: ...
+
+
+class _Permanent(Exception):
+    """A failure that no retry can fix (an output over the limit, a missing connector)."""
+
+
+class StepExecutor:
+    """Runs claimed step rows for ``runs``; ``interrupted`` is the workers' flag that a
+    stop ended the calls still running (such a failure records nothing)."""
+
+    def __init__(self, runs: Runs, plugins: Callable[[], PluginHost],
+                 egress: Callable[[], Egress], interrupted: threading.Event,
+                 calls: ThreadPoolExecutor) -> None:
+        self._runs = runs
+        self._plugins = plugins
+        self._egress = egress
+        self._interrupted = interrupted
+        self._calls = calls
+
+    def execute(self, row: StepRecord) -> None:
+        """Run ``row``, record its outcome, advance its run."""
+        runs, store, owner = self._runs, self._runs.store, self._runs.owner
+        run = store.run(row.run_id)
+        if run is None or run.state != "running":
+            store.complete(row.run_id, row.step, row.index, owner=owner,
+                           state="cancelled", error="the run is not running")
+            return
+        s = runs.version(run.version).step(row.step)
+        started = time.perf_counter()
+        output: Any = None
+        try:
+            if s.wait is not None:                     # a sleep that is due
+                output = {"slept": s.wait.seconds}
+            elif s.kind == "plugin":
+                output = self._call_plugin(s, row)
+            elif s.kind == "connector":
+                output = self._call_connector(s, run, row)
+            else:
+                self._sub_run(s, run, row)
+                return
+            data = encode(output)
+            limit = runs.settings.max_output_bytes
+            if len(data) > limit:
+                raise _Permanent(f"the output of step {s.id} is {len(data)} bytes, over "
+                                 f"workflows.max_output_bytes ({limit})")
+            store.complete(row.run_id, row.step, row.index, owner=owner, state="succeeded",
+                           output=data, inline_limit=runs.settings.inline_output_bytes,
+                           duration_s=time.perf_counter() - started)
+        except Exception as exc:
+            if self._interrupted.is_set():
+                # The stop ended this call: its worker gives the lease back, uncounted.
+                log.info("run %d step %s was interrupted by the stop; it runs again",
+                         row.run_id, row.step)
+                return
+            retry = not isinstance(exc, _Permanent) and not (
+                isinstance(exc, ConnectorFailed) and not exc.retryable)
+            error = str(exc) if isinstance(exc, (_Permanent, ConnectorFailed)) else \
+                f"{type(exc).__name__}: {exc}"
+            retry_at = None
+            if retry and row.attempt < s.retry.max_attempts:
+                retry_at = time.time() + s.retry.delay(row.attempt)
+            store.complete(row.run_id, row.step, row.index, owner=owner, state="failed",
+                           error=error[:4000], retry_at=retry_at,
+                           duration_s=time.perf_counter() - started)
+            if retry_at is not None:
+                runs.wake()
+                return
+        runs.advance(row.run_id)
+
+    def _call_plugin(self, s: Step, row: StepRecord) -> Any:
+        payload = row.input if isinstance(row.input, (bytes, str)) else encode(row.input)
+        if isinstance(payload, str):
+            payload = payload.encode()
+        plugins = self._plugins()
+        if s.timeout >= _deadline_s(plugins, s.target):
+            raw = plugins.call(s.target, s.handler, payload)
+        else:
+            future = self._calls.submit(plugins.call, s.target, s.handler, payload)
+            try:
+                raw = future.result(timeout=s.timeout)
+            except FutureTimeout:
+                raise TimeoutError(f"step {s.id} timed out after {s.timeout:g}s") from None
+        try:
+            return guestjson.loads(raw) if raw else None
+        except ValueError:
+            return raw.decode("utf-8", "replace")
+
+    def _call_connector(self, s: Step, run: RunRecord, row: StepRecord) -> Any:
+        return call_connector(self._egress(), s.target, row.input or {},
+                              idempotency_key=idempotency_key(run, s.id, row.index),
+                              timeout_s=s.timeout,
+                              max_bytes=self._runs.settings.max_output_bytes)
+
+    def _sub_run(self, s: Step, run: RunRecord, row: StepRecord) -> None:
+        runs, store, owner = self._runs, self._runs.store, self._runs.owner
+        # A delivery after a crash finds the sub-run it started before, not a second one.
+        child = store.child_run((run.id, s.id, row.index))
+        if child is None:
+            try:
+                child = runs.start(s.target, row.input if isinstance(row.input, dict) else {},
+                                   started_by=f"run {run.id}", parent=(run.id, s.id, row.index))
+            except (WorkflowError, OmniError) as exc:
+                store.complete(run.id, s.id, row.index, owner=owner, state="failed",
+                               error=f"cannot start workflow {s.target}: {exc}")
+                runs.advance(run.id)
+                return
+        store.complete(run.id, s.id, row.index, owner=owner, state="waiting", actor=owner)
+        store.note(run.id, "step.sub_run", step=s.id, index=row.index, data={"run": child.id})
+        finished = store.run(child.id)
+        if finished is not None and finished.state not in ("queued", "running"):
+            runs.run_ended(child.id)
+
+
+def _deadline_s(plugins: PluginHost, name: str) -> float:
+    """How long a call of plugin ``name`` can take at most: its deadline, plus a second for a
+    host function that returns late (infinite when unknown, so the step's timeout is kept)."""
+    try:
+        limits = plugins.get(name).limits
+    except OmniError:
+        return 0.0      # not loaded: the call itself raises the error at once
+    return float("inf") if limits is None else limits.timeout_ms / 1000 + 1.0
