@@ -214,7 +214,7 @@ class OmniApp(AppStores):
         if self.config.storage.url is not None:
             # A shared database's caches are this runtime id's alone, and the next start
             # has a new id: leave nothing behind.
-            shutil.rmtree(self._cache_dir, ignore_errors=True)
+            shutil.rmtree(self.instance_dir, ignore_errors=True)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:

@@ -37,10 +37,11 @@ class AppStores:
         return self.config.data_dir
 
     @property
-    def _cache_dir(self) -> Path:
-        """Where this host keeps caches of shared state (the vector indexes): the data dir
-        with the embedded database; a folder of this runtime id's own with a shared one, so
-        instances that share a data dir never write over each other's caches."""
+    def instance_dir(self) -> Path:
+        """Where this host keeps what is its own (the vector index caches, ``console.json``):
+        the data dir with the embedded database; with a shared one (``storage.url``), a folder
+        of this runtime id's under ``<data_dir>/instances/``, so hosts that share a data dir
+        never write over each other's files."""
         if self.config.storage.url is None:
             return self.data_dir
         return self.data_dir / "instances" / self.runtime_id
@@ -98,7 +99,7 @@ class AppStores:
                 store = self.__dict__.get("_vectors")
                 if store is None:
                     store = self.__dict__["_vectors"] = VectorStore(
-                        rows, self._cache_dir / "vectors", shared=self.storage.shared)
+                        rows, self.instance_dir / "vectors", shared=self.storage.shared)
         return store
 
     @property

@@ -214,3 +214,34 @@ def test_a_drained_host_finishes_its_work_and_exits(cluster: Any) -> None:
     job = store.queue.add(TaskSpec("worker", "slow", b'{"id": 7, "ms": 0}', time.time()))
     until(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
           "the other host to run new work", hosts[1:], timeout=30)
+
+
+def test_hosts_sharing_one_data_dir_keep_their_own_files(tmp_path: Path, pg_url: str,
+                                                         worker_wasm: Path) -> None:
+    """Two hosts of one database on one app dir (a shared volume): each writes its console
+    file under its runtime id, neither removes the other's, and the CLI finds a live one."""
+    from omnicore.cli.remote import find_running
+
+    host = Host(tmp_path, pg_url, worker_wasm, 0, [])
+    twin = Host(tmp_path, pg_url, worker_wasm, 1, [])
+    twin.dir = host.dir  # the same app dir, data dir and plugin folder
+    twin.log = host.dir / "twin.log"
+    store = PostgresStorage(pg_url)
+    try:
+        host.start()
+        twin.start()
+        data = host.dir / "data"
+        until(lambda: len(list(data.glob("instances/*/console.json"))) == 2
+              and len(store.instances.all()) == 2, "both hosts up", [host, twin], timeout=120)
+        ids = {i.runtime_id for i in store.instances.all()}
+        assert {p.parent.name for p in data.glob("instances/*/console.json")} == ids
+        assert not (data / "console.json").exists()
+        assert find_running(data) is not None
+        twin.stop()
+        assert [p.parent.name for p in data.glob("instances/*/console.json")] == [
+            i.runtime_id for i in store.instances.all()]  # the survivor's file is intact
+        assert find_running(data) is not None
+    finally:
+        host.stop()
+        twin.stop()
+        store.close()

@@ -95,17 +95,21 @@ class Remote:
 
 
 def find_running(data_dir: Path) -> Remote | None:
-    """The host serving the app whose data dir is ``data_dir``, if its console is up."""
-    path = data_dir / CONSOLE_FILE
-    try:
-        doc = json.loads(path.read_text())
-        url, token, pid = str(doc["url"]), str(doc["token"]), int(doc["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not _pid_alive(pid):
-        return None  # a host killed with -9 left its file behind
-    remote = Remote(url, token)
-    return remote if remote.alive() else None
+    """The host serving the app whose data dir is ``data_dir``, if its console is up: the
+    one host of an embedded database, or any live one of the hosts of a shared database that
+    share this data dir (each writes its file under ``instances/<runtime id>/``)."""
+    for path in [data_dir / CONSOLE_FILE, *sorted(data_dir.glob(f"instances/*/{CONSOLE_FILE}"))]:
+        try:
+            doc = json.loads(path.read_text())
+            url, token, pid = str(doc["url"]), str(doc["token"]), int(doc["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not _pid_alive(pid):
+            continue  # a host killed with -9 left its file behind
+        remote = Remote(url, token)
+        if remote.alive():
+            return remote
+    return None
 
 
 def explicit(url: str) -> Remote:

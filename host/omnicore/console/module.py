@@ -122,7 +122,7 @@ class ConsoleModule(Module):
         self._serving = asyncio.create_task(
             serve(create_app(state), config, shutdown_trigger=self._shutdown.wait))  # type: ignore[arg-type]
         self._sampler = asyncio.create_task(self._sample())
-        _write_private(app.data_dir / CONSOLE_FILE,
+        _write_private(app.instance_dir / CONSOLE_FILE,
                        json.dumps({"url": self.url, "token": auth.local_token,
                                    "pid": os.getpid(), "runtime_id": app.runtime_id}))
         app.data_lock.update(console_url=self.url)
@@ -149,7 +149,7 @@ class ConsoleModule(Module):
 
     async def stop(self) -> None:
         app = self.app
-        _remove_own(app.data_dir / CONSOLE_FILE, app.runtime_id)
+        _remove_own(app.instance_dir / CONSOLE_FILE, app.runtime_id)
         if self._subscription is not None:
             app.events.unsubscribe(self._subscription)
         if self.console is not None:
@@ -195,6 +195,7 @@ def _remove_own(path: Path, runtime_id: str) -> None:
 
 
 def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
