@@ -206,8 +206,9 @@ class HostedProbe:
 def runtime(engine: SandboxEngine, path: Path, config: Mapping[str, Any] | None = None,
             limits: Limits | None = None, grants: Any = None) -> PluginRuntime:
     """A bare sandbox runtime of an example plugin (no app): the built-in capabilities with kv
-    on a fresh in-memory SQLite storage; ``config`` and ``kv`` granted unless ``grants``."""
-    store = SQLiteStorage(":memory:")
+    on a fresh SQLite storage in a temporary folder (never the working directory); ``config``
+    and ``kv`` granted unless ``grants``."""
+    store = SQLiteStorage(Path(tempfile.mkdtemp(prefix="omnicore-kv-")) / "omnicore.db")
     registry = CapabilityRegistry([*(c for c in builtin_registry() if c.name != "kv"),
                                    kv_capability.capability(lambda _ctx: store)])
     module = PluginModule.load(engine, path)
