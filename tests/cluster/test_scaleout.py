@@ -63,7 +63,9 @@ class Host:
 
     @property
     def console(self) -> str:
-        return str(json.loads((self.dir / "data" / "console.json").read_text())["url"])
+        # A host of a shared database keeps its console file under its runtime id.
+        (found,) = (self.dir / "data").glob("instances/*/console.json")
+        return str(json.loads(found.read_text())["url"])
 
     def ready(self) -> int:
         try:
