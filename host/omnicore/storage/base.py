@@ -78,6 +78,27 @@ class KVQuota:
     max_keys: int = 10_000
     max_value_bytes: int = 1024 * 1024
 
+    def admit(self, plugin: str, key: str, value: bytes, old_size: int | None,
+              usage: tuple[int, int]) -> tuple[int, int, int]:
+        """Whether putting ``value`` at ``key`` fits, given the key's stored size (None: a new
+        key) and the plugin's ``(keys, bytes)``: ``(entry size, keys, bytes)`` after it, or
+        :class:`ValueTooLarge` / :class:`QuotaExceeded`. One rule for every backend; a write
+        that shrinks usage is always admitted, even over a lowered ``max_bytes``."""
+        if len(value) > self.max_value_bytes:
+            raise ValueTooLarge(f"value of {len(value)} bytes is over max_value_bytes "
+                                f"({self.max_value_bytes})")
+        size = len(key.encode()) + len(value)
+        keys, used = usage
+        new_keys = keys + (0 if old_size is not None else 1)
+        new_bytes = used + size - (old_size or 0)
+        if new_keys > self.max_keys:
+            raise QuotaExceeded(f"plugin '{plugin}' has {keys} keys, max_keys is "
+                                f"{self.max_keys}")
+        if new_bytes > self.max_bytes and new_bytes > used:
+            raise QuotaExceeded(f"plugin '{plugin}' would use {new_bytes} bytes, "
+                                f"max_bytes is {self.max_bytes}")
+        return size, new_keys, new_bytes
+
 
 DEFAULT_QUOTA = KVQuota()
 

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omnicore.storage.errors import Refused
+from omnicore.storage.errors import QuotaExceeded, Refused
 
 __all__ = ["METRICS", "BadVector", "CollectionRow", "Filter", "UnknownCollection",
            "VectorQuota", "VectorRows", "check_filter", "check_id", "check_name"]
@@ -58,6 +58,20 @@ class VectorQuota:
     max_dim: int = 4_096
     max_bytes: int = 256 * 1024 * 1024
     max_metadata_bytes: int = 16 * 1024
+
+    def admit(self, plugin: str, vectors: int, used: int, old_size: int | None,
+              size: int) -> int:
+        """Whether a ``size``-byte row fits beside ``plugin``'s ``vectors`` rows of ``used``
+        bytes (``old_size``: the row it replaces, None for a new one): the change in bytes,
+        or :class:`QuotaExceeded`. One rule for every backend."""
+        if old_size is None and vectors + 1 > self.max_vectors:
+            raise QuotaExceeded(f"plugin {plugin!r} has {vectors} vectors "
+                                f"(max_vectors {self.max_vectors})")
+        delta = size - (old_size or 0)
+        if used + delta > self.max_bytes:
+            raise QuotaExceeded(f"plugin {plugin!r} would use {used + delta} bytes of "
+                                f"vectors (max_bytes {self.max_bytes})")
+        return delta
 
 
 @dataclass(frozen=True, slots=True)

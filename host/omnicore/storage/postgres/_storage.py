@@ -19,10 +19,8 @@ from omnicore.storage.base import (
     KVUsage,
     NotAnInteger,
     PluginTasks,
-    QuotaExceeded,
     Storage,
     StorageError,
-    ValueTooLarge,
 )
 from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
@@ -276,21 +274,10 @@ class _KV(KVStore):
 
     def _put(self, conn: Any, key: str, value: bytes, quota: KVQuota,
              usage: tuple[int, int]) -> None:
-        if len(value) > quota.max_value_bytes:
-            raise ValueTooLarge(f"value of {len(value)} bytes is over max_value_bytes "
-                                f"({quota.max_value_bytes})")
-        size = len(key.encode()) + len(value)
         old = conn.execute("SELECT size FROM kv WHERE plugin=%s AND key=%s",
                            (self.plugin, key)).fetchone()
-        keys, used = usage
-        new_keys = keys + (0 if old else 1)
-        new_bytes = used + size - (old[0] if old else 0)
-        if new_keys > quota.max_keys:
-            raise QuotaExceeded(f"plugin '{self.plugin}' has {keys} keys, max_keys is "
-                                f"{quota.max_keys}")
-        if new_bytes > quota.max_bytes and new_bytes > used:
-            raise QuotaExceeded(f"plugin '{self.plugin}' would use {new_bytes} bytes, "
-                                f"max_bytes is {quota.max_bytes}")
+        size, new_keys, new_bytes = quota.admit(self.plugin, key, value,
+                                                old[0] if old else None, usage)
         conn.execute("INSERT INTO kv(plugin, key, value, size) VALUES (%s,%s,%s,%s) "
                      "ON CONFLICT (plugin, key) DO UPDATE SET value=excluded.value, "
                      "size=excluded.size", (self.plugin, key, value, size))

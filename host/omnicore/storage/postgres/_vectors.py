@@ -86,13 +86,7 @@ class PgVectors(VectorRows):
             n, used = conn.execute("SELECT COALESCE(SUM(count), 0), COALESCE(SUM(bytes), 0) "
                                    "FROM vector_collections WHERE plugin=%s",
                                    (plugin,)).fetchone()
-            if old is None and n + 1 > quota.max_vectors:
-                raise QuotaExceeded(f"plugin {plugin!r} has {n} vectors "
-                                    f"(max_vectors {quota.max_vectors})")
-            delta = size - (old[1] if old else 0)
-            if used + delta > quota.max_bytes:
-                raise QuotaExceeded(f"plugin {plugin!r} would use {used + delta} bytes of "
-                                    f"vectors (max_bytes {quota.max_bytes})")
+            delta = quota.admit(plugin, n, used, old[1] if old else None, size)
             label, gen = conn.execute(
                 "UPDATE vector_collections SET next_label = next_label + %s, "
                 "generation = generation + 1, count = count + %s, bytes = bytes + %s "

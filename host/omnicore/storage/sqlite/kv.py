@@ -13,8 +13,6 @@ from omnicore.storage.base import (
     KVStore,
     KVUsage,
     NotAnInteger,
-    QuotaExceeded,
-    ValueTooLarge,
 )
 from omnicore.storage.sqlite.database import Database
 
@@ -36,23 +34,12 @@ class SQLiteKV(KVStore):
         return bytes(rows[0][0]) if rows else None
 
     def _put(self, conn: sqlite3.Connection, key: str, value: bytes, quota: KVQuota) -> None:
-        if len(value) > quota.max_value_bytes:
-            raise ValueTooLarge(f"value of {len(value)} bytes is over max_value_bytes "
-                                f"({quota.max_value_bytes})")
-        size = len(key.encode()) + len(value)
         old = conn.execute("SELECT size FROM kv WHERE plugin=? AND key=?",
                            (self.plugin, key)).fetchone()
         row = conn.execute("SELECT keys, bytes FROM kv_usage WHERE plugin=?",
                            (self.plugin,)).fetchone()
-        keys, used = row if row else (0, 0)
-        new_keys = keys + (0 if old else 1)
-        new_bytes = used + size - (old[0] if old else 0)
-        if new_keys > quota.max_keys:
-            raise QuotaExceeded(f"plugin '{self.plugin}' has {keys} keys, max_keys is "
-                                f"{quota.max_keys}")
-        if new_bytes > quota.max_bytes and new_bytes > used:
-            raise QuotaExceeded(f"plugin '{self.plugin}' would use {new_bytes} bytes, "
-                                f"max_bytes is {quota.max_bytes}")
+        size, new_keys, new_bytes = quota.admit(self.plugin, key, value,
+                                                old[0] if old else None, row or (0, 0))
         conn.execute("INSERT INTO kv(plugin, key, value, size) VALUES (?,?,?,?) "
                      "ON CONFLICT(plugin, key) DO UPDATE SET value=excluded.value, "
                      "size=excluded.size", (self.plugin, key, value, size))

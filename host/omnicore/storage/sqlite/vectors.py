@@ -113,13 +113,7 @@ class SQLiteVectors(VectorRows):
             n, used = conn.execute("SELECT COALESCE(SUM(count), 0), COALESCE(SUM(bytes), 0) "
                                    "FROM vector_collections WHERE plugin = ?",
                                    (plugin,)).fetchone()
-            if old is None and n + 1 > quota.max_vectors:
-                raise QuotaExceeded(f"plugin {plugin!r} has {n} vectors "
-                                    f"(max_vectors {quota.max_vectors})")
-            delta = size - (old[1] if old else 0)
-            if used + delta > quota.max_bytes:
-                raise QuotaExceeded(f"plugin {plugin!r} would use {used + delta} bytes of "
-                                    f"vectors (max_bytes {quota.max_bytes})")
+            delta = quota.admit(plugin, n, used, old[1] if old else None, size)
             label = old[0] if old else conn.execute(
                 "SELECT next_label FROM vector_collections WHERE id = ?", (coll_id,)).fetchone()[0]
             gen = conn.execute("UPDATE vector_collections SET next_label = max(next_label, ? + 1),"
