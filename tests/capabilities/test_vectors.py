@@ -283,7 +283,9 @@ def test_hnsw_recall_and_index_files_rebuilt_when_lost_truncated_or_stale(
     app.vectors.flush()
     app.vectors.for_plugin("big").upsert("emb", "extra", queries[0])   # generation moves on
     app.vectors.for_plugin("big").delete("emb", "v0")
-    app.__dict__.pop("_vectors")         # a crash: no flush at close, so the file is stale
+    crashed = app.__dict__.pop("_vectors")   # a crash: no flush at close, so the file is stale
+    crashed._stop.set()                        # and its flusher thread is gone with the host
+    crashed._wake.set()
     app._close_storage()
     hits = app.vectors.for_plugin("big").search("emb", queries[0], 3)
     assert hits[0].id == "extra" and "v0" not in [h.id for h in

@@ -9,10 +9,10 @@ import graphlib
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import omnicore
+from pysource import parse
 
 PKG = Path(omnicore.__file__).parent
 SPEC = Path(__file__).parents[2] / "specs" / "host.md"
@@ -35,23 +35,7 @@ def top(module: str) -> str:
 
 
 def _parse(path: Path) -> ast.Module:
-    # On a thread of its own: CPython 3.11's AST validator counts recursion depth per thread,
-    # and after a RecursionError caught elsewhere in a long test session (hostile tests cause
-    # some on purpose) it can fail with "AST constructor recursion depth mismatch".
-    out: list[ast.Module | BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(ast.parse(path.read_text()))
-        except BaseException as exc:
-            out.append(exc)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    worker.join()
-    if isinstance(out[0], BaseException):
-        raise out[0]
-    return out[0]
+    return parse(path.read_text())
 
 
 def imports(path: Path) -> list[str]:

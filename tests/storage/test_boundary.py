@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import omnicore
+from pysource import parse
 
 PKG = Path(omnicore.__file__).parent
 STORAGE = PKG / "storage"
@@ -79,7 +80,7 @@ def _is_backend(module: str) -> bool:
 
 def violations(source: str, where: str = "<source>") -> Iterator[str]:
     """Each SQL string, private backend name or backend import in ``source``."""
-    tree = ast.parse(source)
+    tree = parse(source)
     docs = _docstrings(tree)
     for node in ast.walk(tree):
         line = f"{where}:{getattr(node, 'lineno', '?')}"
