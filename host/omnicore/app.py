@@ -183,9 +183,9 @@ class OmniApp(AppStores):
             jobs_held=lambda: len(self.jobs.running()),
             wake=self._wake_workers, on_drain=self._drain)
         membership.start()
-        # Another host's enqueue or a dead host's released leases wake our idle workers now
-        # (PostgreSQL's LISTEN/NOTIFY); polling is only the fallback.
-        self.storage.on_wakeup(self._wake_workers)
+        # Another host's enqueue or a reap wakes our idle workers now (LISTEN/NOTIFY).
+        self.storage.on_wakeup(self.jobs.wake, "jobs")
+        self.storage.on_wakeup(self.workflows.wake, "steps")
         return membership
 
     def _wake_workers(self) -> None:

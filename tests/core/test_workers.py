@@ -53,6 +53,47 @@ def test_a_wake_ends_the_idle_wait_of_a_long_poll(store: SQLiteStorage) -> None:
         workers.stop(1)
 
 
+def test_a_wake_neither_waits_for_an_idle_workers_query_nor_is_lost(
+        store: SQLiteStorage) -> None:
+    # An idle worker asks the database when work is next due before it sleeps. A wake sent
+    # meanwhile (the PostgreSQL listener's thread sends them) must not queue behind that
+    # query, and must not be lost: the job added with it runs now, not after the 30 s poll.
+    in_query, go_on = threading.Event(), threading.Event()
+
+    class SlowFirstQuery:
+        def __init__(self) -> None:
+            self.first = True
+
+        def next_due(self) -> float | None:
+            if self.first:
+                self.first = False
+                in_query.set()
+                go_on.wait(10)
+                return None  # what it saw before the job was added
+            return store.queue.next_due()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(store.queue, name)
+
+    ran: list[int] = []
+    workers = LeasedWorkers("test", SlowFirstQuery(), lambda t: (
+        ran.append(t.id), store.queue.finish(t.id, "host-a", time.time()))[0],
+        lambda t: t.id, owner="host-a", workers=1, lease_s=30.0, poll_s=30.0)
+    workers.start()
+    try:
+        assert in_query.wait(10)
+        job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+        waker = threading.Thread(target=workers.wake)
+        waker.start()
+        waker.join(5)
+        assert not waker.is_alive(), "wake() waited for the worker's query"
+        go_on.set()
+        _wait(lambda: ran == [job], "the job added during the query to run", timeout=10)
+    finally:
+        go_on.set()
+        workers.stop(1)
+
+
 def test_leases_are_renewed_while_an_item_runs(store: SQLiteStorage) -> None:
     release = threading.Event()
     workers = _workers(store, lambda t: release.wait(20), lease_s=0.6, poll_s=0.1)

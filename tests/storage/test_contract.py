@@ -148,6 +148,17 @@ def test_tasks_expired_lease_is_delivered_again(store: Storage) -> None:
     assert store.queue.finish(tid, "dead-host", now + 2) is False  # lost its lease
 
 
+def test_tasks_an_expired_lease_is_claimed_before_the_due_backlog(store: Storage) -> None:
+    # A dead host's job must not wait behind a queue of older due jobs (the takeover bound).
+    now = time.time()
+    lost = _enqueue(store, "a", run_at=now - 10)
+    assert store.queue.claim("dead-host", now, 0.5) is not None
+    older = store.queue.add(TaskSpec("p", "b", b"", now - 100))
+    first, second = store.queue.claim("w", now + 1, 30), store.queue.claim("w", now + 1, 30)
+    assert first is not None and first.id == lost and first.attempts == 2
+    assert second is not None and second.id == older
+
+
 def test_tasks_fail_retry_then_dead_and_operator_retry(store: Storage) -> None:
     tid = _enqueue(store, "a")
     now = time.time()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from omnicore.storage import StorageError, TaskSpec, open_storage
+from omnicore.storage.instance_rows import Instance
 from omnicore.storage.postgres import PostgresStorage, masked_url
 from omnicore.storage.postgres._schema import SCHEMA_VERSION
 
@@ -196,8 +197,6 @@ def test_storage_url_must_be_postgresql(tmp_path: Any) -> None:
 
 
 def _instance(rid: str, now: float) -> Any:
-    from omnicore.storage.instance_rows import Instance
-
     return Instance(rid, "host", 1, "0.1.0", now, now, f"http://{rid}")
 
 
@@ -285,6 +284,29 @@ def test_an_enqueue_on_one_instance_wakes_another_through_notify(pg_url: str) ->
         time.sleep(0.5)  # b's listening connection is up
         a.queue.add(TaskSpec("p", "h", b"x", time.time()))
         assert woke.wait(5)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_job_enqueue_wakes_only_the_job_queue_and_a_reap_wakes_every_queue(
+        pg_url: str) -> None:
+    # The workflow step workers must not go to the database on every job enqueue.
+    a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    jobs, steps = threading.Event(), threading.Event()
+    try:
+        b.on_wakeup(jobs.set, "jobs")
+        b.on_wakeup(steps.set, "steps")
+        time.sleep(0.5)  # b's listening connection is up
+        for _ in range(50):  # a burst: each notification names the queue
+            a.queue.add(TaskSpec("p", "h", b"x", time.time()))
+        assert jobs.wait(5)
+        time.sleep(0.5)
+        assert not steps.is_set()
+        now = time.time()
+        a.instances.register(Instance("gone", "h", 1, "v", now - 60, now - 60, None))
+        assert a.instances.reap("me", now, 3.0) == ["gone"]
+        assert steps.wait(5)
     finally:
         a.close()
         b.close()

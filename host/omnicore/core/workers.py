@@ -76,6 +76,10 @@ class LeasedWorkers(Generic[T, K]):
         self._key = key
         self._tick = tick
         self._wake = threading.Condition()
+        #: Counts wake-ups: a worker that saw the count before its claim found nothing
+        #: does not sleep if it moved since, so a wake during the claim is never lost and
+        #: nobody holds the condition while it asks the database when work is due.
+        self._wakes = 0
         self._idle = threading.Condition()
         self._stopping = threading.Event()
         #: Set when a stop's grace ended with items still running and ``interrupt`` was
@@ -112,6 +116,7 @@ class LeasedWorkers(Generic[T, K]):
     def wake(self) -> None:
         """End idle workers' waits: an item was added or came due."""
         with self._wake:
+            self._wakes += 1
             self._wake.notify_all()
 
     def interrupt(self, interrupt: Callable[[], None]) -> None:
@@ -161,13 +166,14 @@ class LeasedWorkers(Generic[T, K]):
     def _work(self) -> None:
         queue = self.queue
         while not self._stopping.is_set():
+            seen = self._wakes
             try:
                 item = queue.claim(self.owner, time.time(), self.lease_s)
             except Exception as exc:
                 log.error("%s worker: %s", self.name, exc)
                 item = None
             if item is None:
-                self._idle_wait()
+                self._idle_wait(seen)
                 continue
             key = self._key(item)
             with self._idle:
@@ -184,16 +190,14 @@ class LeasedWorkers(Generic[T, K]):
                     self._running.pop(key, None)
                     self._idle.notify_all()
 
-    def _idle_wait(self) -> None:
+    def _idle_wait(self, seen: int) -> None:
+        try:
+            due = self.queue.next_due()
+        except Exception:
+            due = None
+        wait = self.poll_s if due is None else min(self.poll_s, max(due - time.time(), 0))
         with self._wake:
-            if self._stopping.is_set():
-                return
-            try:
-                due = self.queue.next_due()
-            except Exception:
-                due = None
-            wait = self.poll_s if due is None else min(self.poll_s, max(due - time.time(), 0))
-            if wait > 0:
+            if wait > 0 and self._wakes == seen and not self._stopping.is_set():
                 self._wake.wait(wait)
 
     def _ticker(self) -> None:

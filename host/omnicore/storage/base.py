@@ -324,9 +324,10 @@ class Storage(abc.ABC):
     #: what the others write, and the instance registry is worth watching closely.
     shared: bool = False
 
-    def on_wakeup(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` when another host enqueues work or releases a dead host's leases
-        (a backend several hosts share does; an embedded one has no other host: no-op)."""
+    def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
+        """Call ``callback`` when another host enqueues work on ``queue`` (``"jobs"``; None:
+        any queue) or releases a dead host's leases (every queue's callbacks). A backend
+        several hosts share does; an embedded one has no other host: no-op."""
         return None
 
     def on_event(self, callback: Callable[[int], None]) -> None:

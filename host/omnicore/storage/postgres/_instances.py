@@ -8,7 +8,9 @@ That connection (:class:`Liveness`, outside the pool, autocommit) does two jobs:
   (after a short grace for a live instance reconnecting), so a takeover does not wait for a
   heartbeat to go stale or a lease to expire;
 * it ``LISTEN``\\ s on ``omnicore_jobs``, which every enqueue and every release of leases
-  ``NOTIFY``\\ s in its own transaction, so idle workers on every instance wake at once; and
+  ``NOTIFY``\\ s in its own transaction, so idle workers on every instance wake at once (the
+  payload names the queue, ``jobs``, so only its workers go to the database; a reap's empty
+  payload wakes every queue). A burst of notifications is one wake-up; and
   on ``omnicore_events``, which carries the id of each event appended to the log, so live
   subscribers on every instance get it.
 
@@ -52,7 +54,7 @@ class Liveness:
         self._url = url
         self._timeout = connect_timeout_s
         self._slot: int | None = None
-        self._callbacks: list[Callable[[], None]] = []
+        self._callbacks: list[tuple[str | None, Callable[[], None]]] = []
         self._event_callbacks: list[Callable[[int], None]] = []
         #: Tags this storage's own NOTIFYs of events, so it does not deliver them twice.
         self.origin = secrets.token_hex(8)
@@ -62,10 +64,11 @@ class Liveness:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def on_wakeup(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (from this object's thread) on every NOTIFY of the channel."""
+    def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
+        """Call ``callback`` (from this object's thread) on a NOTIFY of the channel whose
+        payload names ``queue``, or names none (a reap: every queue); None: on every one."""
         with self._lock:
-            self._callbacks.append(callback)
+            self._callbacks.append((queue, callback))
         self._ensure_thread()
 
     def on_event(self, callback: Callable[[int], None]) -> None:
@@ -146,16 +149,25 @@ class Liveness:
                     conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, self._slot))
                     self._held = self._slot
                 # stop_after: hand the first notification on at once (the generator would
-                # otherwise hold it until the timeout); a burst is one wake-up anyway.
-                woke, events = False, []
-                for note in conn.notifies(timeout=0.25, stop_after=1):
+                # otherwise hold it until the timeout); then take every one already here
+                # without waiting, so a burst of enqueues is one wake-up, not one each.
+                woke: set[str] = set()
+                events = []
+                notes = list(conn.notifies(timeout=0.25, stop_after=1))
+                if notes:
+                    notes += conn.notifies(timeout=0)
+                for note in notes:
                     if note.channel == EVENTS:
                         origin, _, eid = note.payload.partition(":")
                         if origin != self.origin and eid.isdigit():
                             events.append(int(eid))
                     else:
-                        woke = True
-                for callback in list(self._callbacks) if woke else []:
+                        woke.add(note.payload)
+                for queue, callback in list(self._callbacks) if woke else []:
+                    # Only the queue that has work wakes (a job enqueue must not send the
+                    # workflow step workers to the database); an empty payload wakes all.
+                    if queue is not None and queue not in woke and "" not in woke:
+                        continue
                     try:
                         callback()
                     except Exception:

@@ -127,10 +127,10 @@ class PostgresStorage(Storage):
     def on_event(self, callback: Callable[[int], None]) -> None:
         self.liveness.on_event(callback)
 
-    def on_wakeup(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` whenever any instance enqueues or releases work (LISTEN/NOTIFY);
-        from a thread of the storage's own."""
-        self.liveness.on_wakeup(callback)
+    def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
+        """Call ``callback`` whenever any instance enqueues work on ``queue`` or releases
+        leases (LISTEN/NOTIFY); from a thread of the storage's own."""
+        self.liveness.on_wakeup(callback, queue)
 
     def _error(self, what: str, exc: BaseException) -> StorageError:
         text = " ".join(str(exc).split()) or type(exc).__name__
@@ -186,6 +186,33 @@ class PostgresStorage(Storage):
             raise self._error("write failed", exc) from None
         except StorageError:
             raise
+        except Exception as exc:
+            if type(exc).__name__ == "PoolTimeout":
+                raise self._error("unreachable", exc) from None
+            raise
+
+    def _write1(self, sql: str, args: Sequence[Any] = (), *,
+                returning: bool = False) -> tuple[int, list[Any]]:
+        """One statement in autocommit: atomic on its own, and one round trip where
+        :meth:`_write` takes three (BEGIN, the statement, COMMIT): its row count and, if
+        ``returning``, the rows it returned. Like a read, it is tried again once on a pooled
+        connection the server closed: the statement then never reached a live backend, and
+        the callers' statements are leases and inserts into an at-least-once queue."""
+        psycopg = self._psycopg
+        try:
+            for attempt in (1, 2):
+                with self._pool.connection(timeout=self._timeout) as conn:
+                    try:
+                        cur = conn.execute(sql, args)
+                        # (Not ``cur.description``: it builds a Column per column per call.)
+                        return cur.rowcount, cur.fetchall() if returning else []
+                    except psycopg.OperationalError:
+                        if attempt == 1 and conn.broken:
+                            continue
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
+        except psycopg.Error as exc:
+            raise self._error("write failed", exc) from None
         except Exception as exc:
             if type(exc).__name__ == "PoolTimeout":
                 raise self._error("unreachable", exc) from None

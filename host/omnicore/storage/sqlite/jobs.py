@@ -102,11 +102,16 @@ class SQLiteQueue(TaskQueue):
 
     def claim(self, owner: str, now: float, lease_s: float) -> Task | None:
         def run(conn: sqlite3.Connection) -> Task | None:
+            # An expired lease first (a dead host's job), else the oldest due job: two
+            # probes of the (state, run_at) index that stop at their first row. One
+            # ``WHERE a OR b ... ORDER BY`` sorted the whole due queue on every claim.
             row = conn.execute(
                 f"UPDATE tasks SET state='running', attempts=attempts+1, owner=?, "
-                f"lease_until=?, started_at=? WHERE id=(SELECT id FROM tasks WHERE "
-                f"(state='queued' AND run_at<=?) OR (state='running' AND lease_until<?) "
-                f"ORDER BY run_at, id LIMIT 1) RETURNING {_TASK_COLS}",
+                f"lease_until=?, started_at=? WHERE id=COALESCE("
+                f"(SELECT id FROM tasks WHERE state='running' AND lease_until<? "
+                f"ORDER BY lease_until LIMIT 1), "
+                f"(SELECT id FROM tasks WHERE state='queued' AND run_at<=? "
+                f"ORDER BY run_at, id LIMIT 1)) RETURNING {_TASK_COLS}",
                 (owner, now + lease_s, now, now, now)).fetchone()
             return _task(row) if row else None
         return cast("Task | None", self._s._write(run))
