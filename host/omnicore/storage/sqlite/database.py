@@ -39,6 +39,7 @@ import sqlite_utils
 from omnicore.logging import get_logger
 from omnicore.storage.datadir import private_file
 from omnicore.storage.errors import StorageError, StorageFull
+from omnicore.storage.sqlite.wakeup import Wakeup
 
 __all__ = ["DB_FILE", "MIGRATIONS", "SCHEMA_VERSION", "Database", "Step", "Synchronous"]
 
@@ -98,6 +99,8 @@ class Database:
                  busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION) -> None:
         self.path = Path(path)
         self.location = str(self.path)
+        #: Another process's enqueue wakes the host's idle workers (see wakeup.py).
+        self.wakeup = Wakeup(self.path)
         self._lock = threading.RLock()
         self._logged: dict[str, tuple[float, int]] = {}
         try:
@@ -224,6 +227,7 @@ class Database:
         self._write(run)
 
     def close(self) -> None:
+        self.wakeup.close()
         with self._lock:
             self._conn.close()
 

@@ -59,7 +59,9 @@ class SQLitePluginTasks(PluginTasks):
                 raise QuotaExceeded(f"plugin '{self.plugin}' has {pending} tasks pending, "
                                     f"max_queued is {max_queued}")
             return _insert(conn, spec, time.time())
-        return cast(int, self._s._write(run))
+        job_id = cast(int, self._s._write(run))
+        self._s.wakeup.send("jobs")
+        return job_id
 
     def cancel(self, task_id: int) -> bool | None:
         return SQLiteQueue(self._s).cancel(task_id, time.time(), plugin=self.plugin)
@@ -79,7 +81,9 @@ class SQLiteQueue(TaskQueue):
         self._s = db
 
     def add(self, spec: TaskSpec) -> int:
-        return cast(int, self._s._write(lambda conn: _insert(conn, spec, time.time())))
+        job_id = cast(int, self._s._write(lambda conn: _insert(conn, spec, time.time())))
+        self._s.wakeup.send("jobs")
+        return job_id
 
     def get(self, task_id: int) -> Task | None:
         rows = self._s._read(f"SELECT {_TASK_COLS} FROM tasks WHERE id=?", (task_id,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from omnicore.storage.audit_rows import AuditLog
@@ -59,6 +60,9 @@ class SQLiteStorage(Database, Storage):
         self._users: SQLiteUsers | None = None
         self._instances: SQLiteInstances | None = None
         self._audit: AuditLog | None = None
+
+    def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
+        self.wakeup.listen(callback, queue)
 
     def kv(self, plugin: str) -> KVStore:
         return SQLiteKV(self, plugin)
