@@ -257,6 +257,14 @@ def test_an_event_is_read_back_by_its_id_while_the_log_keeps_it(store: Storage) 
     assert store.events.get(second + 1000) is None
 
 
+def test_events_are_read_back_in_bulk_in_order_skipping_trimmed_ones(store: Storage) -> None:
+    ids = [store.events.append("plugin.p.x", "p", str(i).encode(), retain=3000)
+           for i in range(2500)]  # more than one query's worth
+    got = store.events.get_many([*reversed(ids), ids[-1] + 1000])
+    assert [e.id for e in got] == ids and got[7].payload == b"7"
+    assert store.events.get_many([]) == []
+
+
 def test_tasks_release_others_makes_every_other_owners_job_due_at_once(store: Storage) -> None:
     """What a host that knows it is alone (the SQLite data dir's lock holder) does at start."""
     for handler in ("a", "b", "c"):

@@ -289,6 +289,28 @@ def test_an_enqueue_on_one_instance_wakes_another_through_notify(pg_url: str) ->
         b.close()
 
 
+def test_a_burst_of_events_from_another_instance_arrives_in_order_in_few_calls(
+        pg_url: str) -> None:
+    a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    calls: list[list[int]] = []
+    try:
+        b.on_event(calls.append)
+        time.sleep(0.5)  # b's listening connection is up
+        sent = [a.events.append("plugin.p.t", "p", b"x", retain=1000) for _ in range(300)]
+        deadline = time.monotonic() + 10
+        while sum(map(len, calls)) < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e for batch in calls for e in batch] == sent
+        assert len(calls) < 300  # a burst is not one callback (and one query) per event
+        a.events.append("plugin.p.t", "p", b"x", retain=1000)
+        b.events.append("plugin.p.t", "p", b"own", retain=1000)  # its own: not echoed
+        time.sleep(1)
+        assert sum(map(len, calls)) == 301
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_job_enqueue_wakes_only_the_job_queue_and_a_reap_wakes_every_queue(
         pg_url: str) -> None:
     # The workflow step workers must not go to the database on every job enqueue.

@@ -198,14 +198,13 @@ class Subscriptions:
         # subscribers here too (their durable subscriptions were queued once, by the origin).
         self._app.storage.on_event(self._from_another_host)
 
-    def _from_another_host(self, event_id: int) -> None:
+    def _from_another_host(self, event_ids: list[int]) -> None:
         if self._pool is None or not self._subs:
-            return
-        record = self._app.storage.events.get(event_id)
-        if record is None or record.plugin is None:
-            return
-        self._route(PluginEvent(topic=record.topic, plugin=record.plugin, data=record.payload),
-                    live_only=True)
+            return  # nobody here listens: no query at all
+        for record in self._app.storage.events.get_many(event_ids):  # one query a burst
+            if record.plugin is not None:
+                self._route(PluginEvent(topic=record.topic, plugin=record.plugin,
+                                        data=record.payload), live_only=True)
 
     def stop(self) -> None:
         for sub in self._bus_subs:

@@ -310,6 +310,11 @@ class EventLog(abc.ABC):
     def get(self, event_id: int) -> EventRecord | None:
         """One event, while the log still keeps it."""
 
+    @abc.abstractmethod
+    def get_many(self, event_ids: Sequence[int]) -> list[EventRecord]:
+        """The events of ``event_ids`` the log still keeps, oldest first (one query per
+        thousand ids)."""
+
 
 class Storage(abc.ABC):
     """One app's durable state. Thread-safe; open once per app and share."""
@@ -330,9 +335,10 @@ class Storage(abc.ABC):
         several hosts share does; an embedded one has no other host: no-op."""
         return None
 
-    def on_event(self, callback: Callable[[int], None]) -> None:
-        """Call ``callback(event_id)`` for each event another host appends to the log, so its
-        live subscribers here see it too (a shared backend does; an embedded one: no-op)."""
+    def on_event(self, callback: Callable[[list[int]], None]) -> None:
+        """Call ``callback(event_ids)`` with the events other hosts append to the log, so its
+        live subscribers here see them too: in order, a burst in one call (a shared backend
+        does; an embedded one: no-op)."""
         return None
 
     @property

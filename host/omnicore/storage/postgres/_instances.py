@@ -55,7 +55,7 @@ class Liveness:
         self._timeout = connect_timeout_s
         self._slot: int | None = None
         self._callbacks: list[tuple[str | None, Callable[[], None]]] = []
-        self._event_callbacks: list[Callable[[int], None]] = []
+        self._event_callbacks: list[Callable[[list[int]], None]] = []
         #: Tags this storage's own NOTIFYs of events, so it does not deliver them twice.
         self.origin = secrets.token_hex(8)
         self._lock = threading.Lock()
@@ -71,8 +71,9 @@ class Liveness:
             self._callbacks.append((queue, callback))
         self._ensure_thread()
 
-    def on_event(self, callback: Callable[[int], None]) -> None:
-        """Call ``callback(event_id)`` for each event another storage object appended."""
+    def on_event(self, callback: Callable[[list[int]], None]) -> None:
+        """Call ``callback(event_ids)`` with the events other storage objects appended, a
+        burst in one call."""
         with self._lock:
             self._event_callbacks.append(callback)
         self._ensure_thread()
@@ -172,12 +173,11 @@ class Liveness:
                         callback()
                     except Exception:
                         _log.exception("storage: a wake-up callback failed")
-                for eid in events:
-                    for on_event in list(self._event_callbacks):
-                        try:
-                            on_event(eid)
-                        except Exception:
-                            _log.exception("storage: an event callback failed")
+                for on_event in list(self._event_callbacks) if events else []:
+                    try:
+                        on_event(events)
+                    except Exception:
+                        _log.exception("storage: an event callback failed")
             except Exception:
                 self._held = None
                 try:

@@ -124,7 +124,7 @@ class PostgresStorage(Storage):
     def workflows(self) -> WorkflowStore:
         return self._workflows
 
-    def on_event(self, callback: Callable[[int], None]) -> None:
+    def on_event(self, callback: Callable[[list[int]], None]) -> None:
         self.liveness.on_event(callback)
 
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
@@ -380,6 +380,16 @@ class _Events(EventLog):
                              "id=%s", (event_id,))
         return EventRecord(int(rows[0][0]), rows[0][1], rows[0][2], bytes(rows[0][3]),
                            float(rows[0][4])) if rows else None
+
+    def get_many(self, event_ids: Sequence[int]) -> list[EventRecord]:
+        found: list[EventRecord] = []
+        event_ids = sorted(set(event_ids))
+        for at in range(0, len(event_ids), 1000):
+            found += [EventRecord(int(r[0]), r[1], r[2], bytes(r[3]), float(r[4]))
+                      for r in self._s._read(
+                          "SELECT id, topic, plugin, payload, created_at FROM events WHERE "
+                          "id = ANY(%s) ORDER BY id", (list(event_ids[at:at + 1000]),))]
+        return found
 
     def recent(self, limit: int = 100, topic_prefix: str = "") -> list[EventRecord]:
         rows = self._s._read("SELECT id, topic, plugin, payload, created_at FROM events WHERE "

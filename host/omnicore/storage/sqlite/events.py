@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import cast
 
 from omnicore.storage.base import EventLog, EventRecord
@@ -31,6 +32,16 @@ class SQLiteEvents(EventLog):
                              "substr(topic, 1, ?)=? ORDER BY id DESC LIMIT ?",
                              (len(topic_prefix), topic_prefix, limit))
         return [EventRecord(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+
+    def get_many(self, event_ids: Sequence[int]) -> list[EventRecord]:
+        found: list[EventRecord] = []
+        event_ids = sorted(set(event_ids))
+        for at in range(0, len(event_ids), 1000):
+            chunk = list(event_ids[at:at + 1000])
+            found += [EventRecord(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in self._s._read(
+                f"SELECT id, topic, plugin, payload, created_at FROM events WHERE id IN "
+                f"({','.join('?' * len(chunk))}) ORDER BY id", chunk)]
+        return found
 
     def get(self, event_id: int) -> EventRecord | None:
         rows = self._s._read("SELECT id, topic, plugin, payload, created_at FROM events WHERE "
