@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,8 +20,9 @@ import wasmtime
 
 from omnicore.app import OmniApp
 from omnicore.capabilities.events import PluginEvent
-from omnicore.errors import PluginLoadError
+from omnicore.errors import ConfigError, PluginLoadError
 from omnicore.sandbox import wasmbin
+from omnicore.sandbox.capability import Status
 
 EVENTS_WAT = r"""
 (module
@@ -226,3 +228,31 @@ def test_a_bad_subscription_in_the_manifest_fails_the_plugin_at_load(
         ev_app.plugins.load(events_wasm("bad", [subscription]), grants=GRANTS)
     assert "bad" not in ev_app.plugins
     assert not ev_app.subscriptions.all()
+
+
+def test_a_plugin_publishing_in_a_loop_is_bounded_per_second(
+        make_app: Callable[..., OmniApp]) -> None:
+    app = make_app(builtin_extensions=None, overrides={
+        "sandbox": {"watch": False},
+        "capabilities": {"events": {"max_publish_per_s": 20}}})
+    app.start()
+    try:
+        app.plugins.load(events_wasm("loud"), grants=GRANTS)
+        app.plugins.load(events_wasm("quiet"), grants=GRANTS)
+        statuses = [pub(app, "loud", "spam") for _ in range(200)]
+        admitted = statuses.count(0)
+        assert 20 <= admitted < 60 and set(statuses) == {0, Status.QUOTA}  # the burst, then refused
+        logged = [e for e in app.storage.events.recent(1000) if e.topic == "plugin.loud.spam"]
+        assert len(logged) == admitted  # a refused publish writes nothing
+        assert pub(app, "quiet", "hello") == 0  # another plugin's budget is its own
+        assert app.subscriptions.rate_drops["loud"] == 200 - admitted
+        time.sleep(0.3)
+        assert pub(app, "loud", "again") == 0  # the budget refills
+    finally:
+        app.stop(grace=1)
+
+
+def test_a_publish_rate_that_is_not_positive_is_refused(make_app: Callable[..., OmniApp]) -> None:
+    with pytest.raises(ConfigError, match="max_publish_per_s"):
+        make_app(builtin_extensions=None, overrides={
+            "capabilities": {"events": {"max_publish_per_s": 0}}}).start()

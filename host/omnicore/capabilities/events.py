@@ -24,6 +24,7 @@ import fnmatch
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -147,7 +148,9 @@ class Subscriptions:
     """``app.subscriptions``: routes bus events to plugin handlers.
 
     Options (``capabilities.events``): ``queue_size`` (1000 per subscriber), ``workers`` (4),
-    ``max_hops`` (8), ``retain`` (10000 events in the storage's event log).
+    ``max_hops`` (8), ``retain`` (10000 events in the storage's event log),
+    ``max_payload_bytes`` (64 KiB), ``max_publish_per_s`` (1000 per plugin, bursts up to as
+    many).
     """
 
     def __init__(self, app: SubscriptionsApp) -> None:
@@ -159,6 +162,9 @@ class Subscriptions:
             self.max_hops = int(opts.pop("max_hops", 8))
             self.retain = int(opts.pop("retain", 10_000))
             self.max_payload_bytes = int(opts.pop("max_payload_bytes", 64 * 1024))
+            self.max_publish_per_s = float(opts.pop("max_publish_per_s", 1000))
+            if self.max_publish_per_s <= 0:
+                raise ValueError("max_publish_per_s must be positive")
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"capabilities.events: {exc}", key="capabilities.events") from None
         if opts:
@@ -170,6 +176,25 @@ class Subscriptions:
         self._pool: ThreadPoolExecutor | None = None
         self._bus_subs: list[Subscription] = []
         self.hop_drops = 0
+        #: Per plugin: its publish budget, and the publishes refused over it. Each publish
+        #: costs a write to the event log and, with a shared database, a query on every
+        #: other host with live subscribers: a plugin publishing in a loop is bounded here.
+        self._budgets: dict[str, list[float]] = {}
+        self.rate_drops: collections.Counter[str] = collections.Counter()
+
+    def admit_publish(self, plugin: str) -> bool:
+        """Take one publish from ``plugin``'s token bucket; False (and counted) when empty."""
+        rate = self.max_publish_per_s
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._budgets.setdefault(plugin, [rate, now])
+            bucket[0] = min(rate, bucket[0] + (now - bucket[1]) * rate)
+            bucket[1] = now
+            if bucket[0] < 1:
+                self.rate_drops[plugin] += 1
+                return False
+            bucket[0] -= 1
+            return True
 
     def all(self) -> list[Subscriber]:
         with self._lock:
@@ -328,6 +353,11 @@ class _SubscriberMetrics(Collector):
                                    "capabilities.events.max_hops (plugins in a cycle).")
         hops.add_metric([], float(self.subs.hop_drops))
         yield hops
+        rate = CounterMetricFamily("omnicore_events_rate_drops", "Publishes refused over "
+                                   "capabilities.events.max_publish_per_s.", labels=["plugin"])
+        for plugin, n in sorted(self.subs.rate_drops.items()):
+            rate.add_metric([plugin], float(n))
+        yield rate
 
 
 # -- the capability ---------------------------------------------------------------------------
@@ -359,6 +389,8 @@ def _publish(state: _State, mem: GuestMemory, tptr: int, tlen: int, pptr: int,
     hops = current_hops.get() + 1
     if hops > subs.max_hops:
         subs.hop_drops += 1
+        return Status.QUOTA
+    if not subs.admit_publish(state.plugin):
         return Status.QUOTA
     data = mem.read(pptr, plen, "event payload")
     full = f"plugin.{state.plugin}.{topic}"
