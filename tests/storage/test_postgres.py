@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -276,62 +277,64 @@ def test_heartbeat_drain_and_a_stale_instance(pg_url: str) -> None:
         s.close()
 
 
-def test_an_enqueue_on_one_instance_wakes_another_through_notify(pg_url: str) -> None:
+@pytest.fixture
+def two(pg_url: str) -> Iterator[tuple[PostgresStorage, PostgresStorage]]:
+    """Two storage objects on one database, as two instances have; the second listens."""
     a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _listening() -> None:
+    time.sleep(0.5)  # the second's listening connection is up
+
+
+def test_an_enqueue_on_one_instance_wakes_another_through_notify(
+        two: tuple[PostgresStorage, PostgresStorage]) -> None:
+    a, b = two
     woke = threading.Event()
-    try:
-        b.on_wakeup(woke.set)
-        time.sleep(0.5)  # b's listening connection is up
-        a.queue.add(TaskSpec("p", "h", b"x", time.time()))
-        assert woke.wait(5)
-    finally:
-        a.close()
-        b.close()
+    b.on_wakeup(woke.set)
+    _listening()
+    a.queue.add(TaskSpec("p", "h", b"x", time.time()))
+    assert woke.wait(5)
 
 
 def test_a_burst_of_events_from_another_instance_arrives_in_order_in_few_calls(
-        pg_url: str) -> None:
-    a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+        two: tuple[PostgresStorage, PostgresStorage]) -> None:
+    a, b = two
     calls: list[list[int]] = []
-    try:
-        b.on_event(calls.append)
-        time.sleep(0.5)  # b's listening connection is up
-        sent = [a.events.append("plugin.p.t", "p", b"x", retain=1000) for _ in range(300)]
-        deadline = time.monotonic() + 10
-        while sum(map(len, calls)) < 300 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert [e for batch in calls for e in batch] == sent
-        assert len(calls) < 300  # a burst is not one callback (and one query) per event
-        a.events.append("plugin.p.t", "p", b"x", retain=1000)
-        b.events.append("plugin.p.t", "p", b"own", retain=1000)  # its own: not echoed
-        time.sleep(1)
-        assert sum(map(len, calls)) == 301
-    finally:
-        a.close()
-        b.close()
+    b.on_event(calls.append)
+    _listening()
+    sent = [a.events.append("plugin.p.t", "p", b"x", retain=1000) for _ in range(300)]
+    deadline = time.monotonic() + 10
+    while sum(map(len, calls)) < 300 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [e for batch in calls for e in batch] == sent
+    assert len(calls) < 300  # a burst is not one callback (and one query) per event
+    a.events.append("plugin.p.t", "p", b"x", retain=1000)
+    b.events.append("plugin.p.t", "p", b"own", retain=1000)  # its own: not echoed
+    time.sleep(1)
+    assert sum(map(len, calls)) == 301
 
 
 def test_a_job_enqueue_wakes_only_the_job_queue_and_a_reap_wakes_every_queue(
-        pg_url: str) -> None:
+        two: tuple[PostgresStorage, PostgresStorage]) -> None:
     # The workflow step workers must not go to the database on every job enqueue.
-    a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    a, b = two
     jobs, steps = threading.Event(), threading.Event()
-    try:
-        b.on_wakeup(jobs.set, "jobs")
-        b.on_wakeup(steps.set, "steps")
-        time.sleep(0.5)  # b's listening connection is up
-        for _ in range(50):  # a burst: each notification names the queue
-            a.queue.add(TaskSpec("p", "h", b"x", time.time()))
-        assert jobs.wait(5)
-        time.sleep(0.5)
-        assert not steps.is_set()
-        now = time.time()
-        a.instances.register(Instance("gone", "h", 1, "v", now - 60, now - 60, None))
-        assert a.instances.reap("me", now, 3.0) == ["gone"]
-        assert steps.wait(5)
-    finally:
-        a.close()
-        b.close()
+    b.on_wakeup(jobs.set, "jobs")
+    b.on_wakeup(steps.set, "steps")
+    _listening()
+    for _ in range(50):  # a burst: each notification names the queue
+        a.queue.add(TaskSpec("p", "h", b"x", time.time()))
+    assert jobs.wait(5)
+    time.sleep(0.5)
+    assert not steps.is_set()
+    now = time.time()
+    a.instances.register(Instance("gone", "h", 1, "v", now - 60, now - 60, None))
+    assert a.instances.reap("me", now, 3.0) == ["gone"]
+    assert steps.wait(5)
 
 
 def test_a_step_claimed_on_one_instance_is_not_claimed_on_another_until_its_owner_dies(

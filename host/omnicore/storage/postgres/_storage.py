@@ -198,42 +198,30 @@ class PostgresStorage(Storage):
         ``returning``, the rows it returned. Like a read, it is tried again once on a pooled
         connection the server closed: the statement then never reached a live backend, and
         the callers' statements are leases and inserts into an at-least-once queue."""
-        psycopg = self._psycopg
-        try:
-            for attempt in (1, 2):
-                with self._pool.connection(timeout=self._timeout) as conn:
-                    try:
-                        cur = conn.execute(sql, args)
-                        # (Not ``cur.description``: it builds a Column per column per call.)
-                        return cur.rowcount, cur.fetchall() if returning else []
-                    except psycopg.OperationalError:
-                        if attempt == 1 and conn.broken:
-                            continue
-                        raise
-            raise AssertionError("unreachable")  # pragma: no cover
-        except psycopg.Error as exc:
-            raise self._error("write failed", exc) from None
-        except Exception as exc:
-            if type(exc).__name__ == "PoolTimeout":
-                raise self._error("unreachable", exc) from None
-            raise
+        # (Not ``cur.description`` to tell: it builds a Column per column per call.)
+        return self._statement(sql, args, "write failed", lambda cur: (
+            cur.rowcount, cur.fetchall() if returning else []))
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         """One statement outside a transaction (the hot path of kv get); a read is safe to
         try again once on a connection the server closed."""
+        return self._statement(sql, args, "read failed", lambda cur: list(cur.fetchall()))
+
+    def _statement(self, sql: str, args: Sequence[Any], what: str,
+                   result: Callable[[Any], T]) -> T:
         psycopg = self._psycopg
         try:
             for attempt in (1, 2):
                 with self._pool.connection(timeout=self._timeout) as conn:
                     try:
-                        return list(conn.execute(sql, args).fetchall())
+                        return result(conn.execute(sql, args))
                     except psycopg.OperationalError:
                         if attempt == 1 and conn.broken:
                             continue
                         raise
             raise AssertionError("unreachable")  # pragma: no cover
         except psycopg.Error as exc:
-            raise self._error("read failed", exc) from None
+            raise self._error(what, exc) from None
         except Exception as exc:
             if type(exc).__name__ == "PoolTimeout":
                 raise self._error("unreachable", exc) from None
