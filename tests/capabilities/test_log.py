@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import wasmtime
@@ -12,6 +17,7 @@ import wasmtime
 from omnicore.capabilities import builtin
 from omnicore.errors import ConfigError, DeadlineExceeded
 from omnicore.sandbox import Limits, PluginLog, PluginRuntime
+from omnicore.sandbox.pluginlog import flush
 
 Make = Callable[..., PluginRuntime]
 
@@ -21,6 +27,7 @@ def test_write_reaches_ring_buffer_and_python_logging(make: Make,
     rt = make("echo")
     with caplog.at_level(logging.INFO, logger="omnicore.plugin.echo"):
         assert rt.call("log", "héllo wörld".encode()) == b"ok"
+        assert flush()  # Python logging gets the line off the call path
     [line] = rt.log.lines()
     assert (line.level, line.message) == ("info", "héllo wörld")
     [rec] = [r for r in caplog.records if r.name == "omnicore.plugin.echo"]
@@ -124,6 +131,7 @@ def test_tiny_lines_are_bounded_in_records_per_second(
         rt.call("spam", b"")
     elapsed = time.monotonic() - start
     per_s = limits.max_log_lines_per_s
+    assert flush()
     records = [r for r in caplog.records if r.name.startswith("omnicore.plugin")]
     assert len(records) <= per_s * (1 + elapsed) + 2, len(records)
     assert rt.log.dropped > 0
@@ -152,3 +160,89 @@ def test_a_loop_of_filtered_lines_ends_at_the_deadline(make: Make,
     assert time.monotonic() - start < 0.3 + 1.5
     assert rt.log.written == 0 and rt.log.dropped == 0
     assert rt.call("ok", b"") == b""
+
+
+class _Slow(logging.Handler):
+    """A handler that takes its time (a slow stream, a log shipper), or blocks until told."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.delay = delay
+        self.go = threading.Event()
+        self.go.set()
+        self.got: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.go.wait(30)
+        time.sleep(self.delay)
+        self.got.append(record)
+
+
+@pytest.fixture
+def slow() -> Iterator[_Slow]:
+    handler = _Slow()
+    logger = logging.getLogger("omnicore.plugin.slowpoke")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    handler.go.set()
+    flush()
+    logger.removeHandler(handler)
+
+
+def test_a_slow_log_handler_does_not_slow_the_call_and_gets_every_line_in_order(
+        slow: _Slow) -> None:
+    slow.delay = 0.1  # each record costs the handler 100 ms
+    log = PluginLog("slowpoke")
+    start = time.monotonic()
+    before = time.time()
+    for i in range(10):
+        log.write("info", f"line {i}")
+    assert time.monotonic() - start < 0.5  # not 10 x 100 ms on the writer
+    assert [ln.message for ln in log.lines()] == [f"line {i}" for i in range(10)]
+    assert flush(10)
+    assert [r.getMessage() for r in slow.got] == [f"line {i}" for i in range(10)]
+    assert all(before <= r.created <= before + 0.5 for r in slow.got)  # when it was said
+
+
+def test_lines_waiting_for_a_stuck_handler_are_bounded_and_counted(
+        slow: _Slow, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from omnicore.sandbox import pluginlog
+
+    monkeypatch.setattr(pluginlog._Forwarder, "MAX_PENDING", 20)
+    caplog.set_level(logging.WARNING, logger="omnicore.plugin")
+    before = pluginlog._FORWARDER.dropped
+    slow.go.clear()  # the handler hangs: nothing drains
+    log = PluginLog("slowpoke", rate_lines=10_000)
+    for i in range(100):
+        log.write("info", f"line {i}")
+    assert len(log.lines()) == 100  # the ring has them all
+    refused = pluginlog._FORWARDER.dropped - before
+    assert 79 <= refused <= 80  # Python logging waits for at most MAX_PENDING (+1 in hand)
+    slow.go.set()
+    assert flush(10)
+    forwarded = [r.getMessage() for r in slow.got]
+    assert len(forwarded) == 100 - refused and forwarded[:3] == ["line 0", "line 1", "line 2"]
+    [note] = [r.getMessage() for r in caplog.records if "not passed to Python logging" in
+              r.getMessage()]
+    assert note.startswith(f"{refused} plugin log line(s)")
+
+
+def test_lines_queued_at_exit_reach_the_handlers(tmp_path: Path) -> None:
+    script = """
+import logging, sys, time
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+class Slow(logging.StreamHandler):
+    def emit(self, record):
+        time.sleep(0.01)
+        super().emit(record)
+logging.getLogger().handlers[0].__class__ = Slow
+from omnicore.sandbox import PluginLog
+log = PluginLog("bye")
+for i in range(50):
+    log.write("info", f"line {i}")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:50] == [f"line {i}" for i in range(50)]

@@ -2,27 +2,121 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import queue
 import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-__all__ = ["LEVELS", "LogLine", "PluginLog"]
+__all__ = ["LEVELS", "LogLine", "PluginLog", "flush"]
 
 #: ABI levels (specs/abi.md §4.1) by number; the index is the wire value.
 LEVELS = ("trace", "debug", "info", "warn", "error")
 _PY_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    """One line of a plugin's log."""
+class LogLine(NamedTuple):
+    """One line of a plugin's log. (A named tuple: made on every log call, it costs a third
+    of a frozen dataclass.)"""
 
     time: float
     level: str
     message: str
+
+
+class _Forwarder:
+    """Hands plugin log lines to Python logging on a thread of its own, in order.
+
+    A line reaches the plugin's ring at call speed; what Python logging and its handlers do
+    with it (format, write to a stream, ship as JSON) would cost the call tens of
+    microseconds, so it happens here, after the call. Bounded: at most ``MAX_PENDING`` lines
+    and ``MAX_PENDING_BYTES`` of text wait; beyond, a line stays in its plugin's ring but is
+    not forwarded, and the count is reported in one warning once the handlers caught up.
+    :func:`flush` waits for every line queued before it; the process flushes at exit, so
+    nothing queued is lost on a normal stop.
+    """
+
+    MAX_PENDING = 10_000
+    MAX_PENDING_BYTES = 16 << 20
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | threading.Event] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._bytes = 0
+        self._thread: threading.Thread | None = None
+        #: Lines not forwarded because the handlers were too far behind, and not yet reported.
+        self.dropped = 0
+        self._unreported = 0
+
+    def put(self, logger: logging.Logger, level: int, plugin: str, level_name: str,
+            message: str, created: float) -> bool:
+        cost = len(message)
+        with self._lock:
+            if self._pending >= self.MAX_PENDING or self._bytes + cost > self.MAX_PENDING_BYTES:
+                self.dropped += 1
+                self._unreported += 1
+                return False
+            self._pending += 1
+            self._bytes += cost
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="omnicore-plugin-logs",
+                                                daemon=True)
+                self._thread.start()
+                atexit.register(self.flush)
+        self._queue.put((logger, level, plugin, level_name, message, created))
+        return True
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            item = get()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            logger, level, plugin, level_name, message, created = item
+            with self._lock:
+                self._pending -= 1
+                self._bytes -= len(message)
+                missed = self._unreported if self._pending == 0 else 0
+                self._unreported -= missed
+            try:
+                if logger.isEnabledFor(level):
+                    record = logger.makeRecord(logger.name, level, "(plugin)", 0, "%s",
+                                               (message,), None,
+                                               extra={"plugin": plugin,
+                                                      "plugin_level": level_name})
+                    # When the plugin said it, not when this thread got to it.
+                    record.created = created
+                    record.msecs = (created - int(created)) * 1000
+                    logger.handle(record)
+            except Exception:  # a broken handler must not end the forwarding
+                logging.getLogger("omnicore.plugin").debug("a log handler failed",
+                                                          exc_info=True)
+            if missed:
+                logging.getLogger("omnicore.plugin").warning(
+                    "%d plugin log line(s) were kept in their plugins' logs but not passed to "
+                    "Python logging: its handlers were %d lines behind", missed,
+                    self.MAX_PENDING)
+
+
+_FORWARDER = _Forwarder()
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until every plugin log line written so far has reached Python logging (lines go
+    there from a thread of their own, after the call); False if ``timeout`` passed first."""
+    return _FORWARDER.flush(timeout)
 
 
 def level_number(level: int | str) -> int:
@@ -146,11 +240,12 @@ class PluginLog:
             self._keep(line, cost)
             self.written += 1
         if note:
-            self._logger.warning("%s", self._dropped_note(note),
-                                 extra={"plugin": self.plugin, "plugin_level": "warn"})
-        self._logger.log(_PY_LEVELS[num], "%s", message,
-                         extra={"plugin": self.plugin, "plugin_level": LEVELS[num]})
+            self._forward(logging.WARNING, "warn", self._dropped_note(note), line.time)
+        self._forward(_PY_LEVELS[num], LEVELS[num], message, line.time)
         return True
+
+    def _forward(self, level: int, name: str, message: str, created: float) -> bool:
+        return _FORWARDER.put(self._logger, level, self.plugin, name, message, created)
 
     def drop(self, lines: int) -> None:
         """Count ``lines`` dropped without looking at them (a caller out of budget)."""
