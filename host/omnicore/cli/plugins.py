@@ -64,6 +64,23 @@ def parse_config(values: tuple[str, ...]) -> dict[str, Any]:
     return config
 
 
+def parse_links(values: tuple[str, ...]) -> dict[str, Path]:
+    """``--link NAME=FILE``: a module linked by name (relative FILEs from here)."""
+    links: dict[str, Path] = {}
+    for item in values:
+        name, sep, file = item.partition("=")
+        if not sep or not name.strip() or not file.strip():
+            raise click.BadParameter(f"expected NAME=FILE, got {item!r}", param_hint="--link")
+        if name in links:
+            raise click.BadParameter(f"{name!r} is linked twice", param_hint="--link")
+        path = Path(file)
+        if not path.is_file():
+            raise click.BadParameter(f"{name}={file}: no such file (the module to link under "
+                                     f"{name!r})", param_hint="--link")
+        links[name] = path.absolute()
+    return links
+
+
 def _manifest_name(path: Path) -> str | None:
     from omnicore.sandbox.wasmbin import custom_sections
 
@@ -294,6 +311,9 @@ def _print_report(r: dict[str, Any]) -> None:
               help="Grant a capability, optionally with JSON options (repeatable).")
 @click.option("--config", "config_opts", multiple=True, metavar="KEY=VALUE",
               help="Set a key of the plugin's config (repeatable; JSON values decoded).")
+@click.option("--link", "link_opts", multiple=True, metavar="NAME=FILE",
+              help="Link the wasm module FILE under NAME (an Extism plugin's import module "
+                   "name, e.g. math or extism:host/user; repeatable).")
 @click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
               help="The app folder (default: here, if it has an omnicore.yaml).")
 @click.option("-v", "--verbose", is_flag=True,
@@ -303,7 +323,7 @@ def _print_report(r: dict[str, Any]) -> None:
 @click.option("--embedded", is_flag=True,
               help="Run the plugin in this process even when the app's host is running.")
 def call(target: str, handler: str, input_text: str | None, input_file: Any,
-         grant_opts: tuple[str, ...], config_opts: tuple[str, ...],
+         grant_opts: tuple[str, ...], config_opts: tuple[str, ...], link_opts: tuple[str, ...],
          appdir: Path | None, verbose: bool, remote: str | None, embedded: bool) -> None:
     """Run HANDLER of a plugin once, embedded, and print its output.
 
@@ -316,6 +336,9 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
     A plugin name with an app whose host is running (``omnicore run``, console up) is called
     on that host through its REST API, so it sees the host's grants, state and data; stderr
     says which way the call went. ``--remote URL`` calls the host at URL.
+
+    ``--link NAME=FILE`` links another module to an Extism plugin, as the Extism manifest's
+    wasm list does (``extism call --link``); it joins NAME.json's list.
     """
     from omnicore.plugins.sidecar import read_sidecar
 
@@ -334,19 +357,21 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
         from omnicore.cli.remote import find_running
 
         running = find_running(Path(cfg.data_dir))
-        if running is not None and not (grant_opts or config_opts):
+        if running is not None and not (grant_opts or config_opts or link_opts):
             _call_remote(running, target, handler, data, verbose)
             return
-        why = ("--grant/--config apply to this call only" if running is not None
+        why = ("--grant/--config/--link apply to this call only" if running is not None
                else "no running host for this app (its console is not up)")
         click.echo(f"omnicore: {why}; running '{target}' embedded in this process", err=True)
     path = _resolve(target, cfg, appdir)
     read_sidecar(path)  # a broken sidecar is reported as itself, before anything else
     grants = parse_grants(grant_opts)
+    links = parse_links(link_opts)
     if verbose and "level" not in grants.get("log", {}):
         grants["log"] = {**grants.get("log", {}), "level": "trace"}
     with _quiet(), _host(cfg) as host:
-        info = host.load(path, grants=grants, config=parse_config(config_opts) or None)
+        info = host.load(path, grants=grants, config=parse_config(config_opts) or None,
+                         links=links)
         if info.state == "needs-grant":
             flags = " ".join(f"--grant {m}" for m in info.missing)
             raise NeedsGrant(f"{info.last_error} (here: {flags})", plugin=info.name,

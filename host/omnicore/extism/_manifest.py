@@ -4,35 +4,38 @@ The keys come from ``NAME.json`` next to the plugin and from the same keys in it
 (the sidecar's win, key by key). They become one layer of settings at the sidecar's rank:
 ``config`` the plugin's config (every Extism plugin may read it: no grant), ``allowed_hosts`` and
 ``memory.max_http_response_bytes`` an ``http`` grant, ``timeout_ms`` and ``memory.max_pages``
-limits; ``memory.max_var_bytes`` stays with the Extism runtime.
+limits; ``memory.max_var_bytes``, the ``wasm`` list's other modules (linked by name, with the
+sidecar's ``link`` table) and ``allowed_paths`` stay with the Extism runtime.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from omnicore.errors import ConfigError
 from omnicore.sandbox.grants import GrantLayer
 
-__all__ = ["DEFAULT_MAX_VAR_BYTES", "SIDECAR_KEYS", "ExtismManifest", "allowed_hosts_rules",
-           "manifest_path",
-           "parse_manifest", "read_manifest"]
+__all__ = ["DEFAULT_MAX_VAR_BYTES", "MAIN", "SIDECAR_KEYS", "ExtismManifest",
+           "allowed_hosts_rules", "manifest_path", "parse_manifest", "read_manifest"]
 
 #: Extism's default for ``memory.max_var_bytes``.
 DEFAULT_MAX_VAR_BYTES = 1024 * 1024
 #: The Extism manifest keys a sidecar may hold (``config`` is a sidecar key of its own).
-SIDECAR_KEYS = ("allowed_hosts", "allowed_paths", "memory", "timeout_ms")
+SIDECAR_KEYS = ("allowed_hosts", "allowed_paths", "memory", "timeout_ms", "link")
+#: The name of the plugin's own module in a ``wasm`` list (Extism's ``MAIN_KEY``).
+MAIN = "main"
 _PAGE = 65536
 _LIMITS = ("timeout_ms", "memory.max_pages", "memory.max_var_bytes",
            "memory.max_http_response_bytes")
-_SUPPORTED = ("wasm, config, allowed_hosts, timeout_ms, memory.max_pages, memory.max_var_bytes, "
-              "memory.max_http_response_bytes")
+_SUPPORTED = ("wasm, config, allowed_hosts, allowed_paths, timeout_ms, memory.max_pages, "
+              "memory.max_var_bytes, memory.max_http_response_bytes")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class ExtismManifest:
     limits: dict[str, int] = field(default_factory=dict)
     grants: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_var_bytes: int = DEFAULT_MAX_VAR_BYTES
+    #: Modules linked by name (the ``wasm`` list's others, the sidecar's ``link``).
+    links: dict[str, Path] = field(default_factory=dict)
+    #: ``allowed_paths``: host directory -> guest path, as Extism writes them (``ro:`` prefix).
+    allowed_paths: dict[str, str] = field(default_factory=dict)
 
     def under(self, grants: GrantLayer, config: Mapping[str, Any], limits: Mapping[str, Any]
               ) -> tuple[GrantLayer, dict[str, Any], dict[str, Any]]:
@@ -99,8 +106,9 @@ def read_manifest(wasm: Path | None, sidecar: Mapping[str, Any] | None = None,
         return ExtismManifest()
     where = " and ".join(str(p) for p in (path, sidecar_path if sidecar else None) if p)
     mapped = parse_manifest(data, where or "the Extism manifest", wasm)
-    return ExtismManifest(path=path, config=mapped.config, limits=mapped.limits,
-                          grants=mapped.grants, max_var_bytes=mapped.max_var_bytes)
+    # The sidecar's ``link`` table joins the manifest's ``wasm`` list (a name in both: the
+    # sidecar's, read after it).
+    return replace(mapped, path=path)
 
 
 def _flat(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,9 +134,14 @@ def parse_manifest(data: Mapping[str, Any], src: str, wasm: Path | None = None
     limits: dict[str, int] = {}
     http: dict[str, Any] = {}
     max_var = DEFAULT_MAX_VAR_BYTES
+    links: dict[str, Path] = {}
+    paths: dict[str, str] = {}
+    base = wasm.parent if wasm is not None else Path(".")
     for key, value in _flat(data).items():
         if key == "wasm":
-            _check_sources(value, wasm, bad)
+            links.update(_sources(value, wasm, base, bad))
+        elif key == "link":
+            links.update(_link_table(value, base, bad))
         elif key == "config":
             if not isinstance(value, Mapping) or not all(
                     isinstance(v, str) for v in value.values()):
@@ -142,9 +155,14 @@ def parse_manifest(data: Mapping[str, Any], src: str, wasm: Path | None = None
             if value:
                 http.update(allowed_hosts_rules(value, bad))
         elif key == "allowed_paths":
-            if value in (None, {}, []):
+            if value is None:
                 continue
-            raise bad(key, "not supported: omnicore gives Extism plugins no filesystem access")
+            if not isinstance(value, Mapping) or not all(
+                    isinstance(k, str) and k and isinstance(v, str) and v
+                    for k, v in value.items()):
+                raise bad(key, "must be an object of host directory -> guest path strings "
+                               "(prefix the directory with 'ro:' for read-only)")
+            paths = {str(k): v for k, v in value.items()}
         elif key in _LIMITS:
             if value is None:
                 continue
@@ -164,7 +182,8 @@ def parse_manifest(data: Mapping[str, Any], src: str, wasm: Path | None = None
     grants: dict[str, dict[str, Any]] = {}
     if http:
         grants["http"] = http
-    return ExtismManifest(config=config, limits=limits, grants=grants, max_var_bytes=max_var)
+    return ExtismManifest(config=config, limits=limits, grants=grants, max_var_bytes=max_var,
+                          links=links, allowed_paths=paths)
 
 
 #: Addresses a manifest names by writing ``localhost`` (Extism connects to them).
@@ -215,15 +234,58 @@ def allowed_hosts_rules(patterns: list[str], bad: Callable[[str, str], ConfigErr
     return out
 
 
-def _check_sources(value: Any, wasm: Path | None, bad: Callable[[str, str], ConfigError]
-                   ) -> None:
-    # The plugin file is what omnicore loads; the manifest may only describe that file.
-    if not isinstance(value, list):
-        raise bad("wasm", "must be a list of sources")
-    for source in value:
-        if not isinstance(source, Mapping) or set(source) - {"path", "name", "hash"}:
-            raise bad("wasm", "only {\"path\": ...} sources naming the plugin file itself are "
-                              "supported (no url or data sources)")
-        named = source.get("path")
-        if wasm is not None and isinstance(named, str) and Path(named).name != wasm.name:
-            raise bad("wasm", f"names {named!r}, but this manifest belongs to {wasm.name}")
+def _sources(value: Any, wasm: Path | None, base: Path,
+             bad: Callable[[str, str], ConfigError]) -> dict[str, Path]:
+    """The ``wasm`` list: the plugin file itself (Extism's ``main``: the entry named so, else
+    the last) and the modules linked to it by name, as Extism names them."""
+    if not isinstance(value, list) or not value:
+        raise bad("wasm", "must be a non-empty list of sources")
+    named: dict[str, str] = {}
+    for i, source in enumerate(value):
+        if not isinstance(source, Mapping) or set(source) - {"path", "name", "hash"} or \
+                not isinstance(source.get("path"), str):
+            raise bad("wasm", "only {\"path\": ...} sources are supported (no url or data "
+                              "sources); the plugin file is one of them")
+        name = source.get("name", MAIN)
+        if not isinstance(name, str) or not name:
+            raise bad("wasm", f"entry {i}: 'name' must be a non-empty string")
+        if len(value) == 1 or (i == len(value) - 1 and MAIN not in named):
+            name = MAIN  # as Extism: one module, or the last when none is named main
+        if name in named:
+            raise bad("wasm", f"Duplicate module name found in Extism manifest: {name} (name "
+                              "every module but the plugin's own)")
+        named[name] = source["path"]
+        hash_ = source.get("hash")
+        if hash_ is not None and name != MAIN:
+            _check_hash(base / source["path"], hash_, bad)
+    main = Path(named[MAIN])
+    if wasm is not None and main.name != wasm.name:
+        raise bad("wasm", f"the main module is {named[MAIN]!r}, but this manifest belongs to "
+                          f"{wasm.name}")
+    return _link_table({k: v for k, v in named.items() if k != MAIN}, base, bad, "wasm")
+
+
+#: Names a link cannot take: the kernel and WASI stay omnicore's.
+_RESERVED = ("extism:host/env", "wasi_snapshot_preview1", MAIN)
+
+
+def _link_table(value: Any, base: Path, bad: Callable[[str, str], ConfigError],
+                key: str = "link") -> dict[str, Path]:
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()):
+        raise bad(key, "must map module names to .wasm paths")
+    for name in value:
+        if name in _RESERVED:
+            raise bad(key, f"a module cannot be linked as {name!r}: that name is Extism's "
+                           "kernel, WASI or the plugin itself")
+    return {str(k): base / v for k, v in value.items()}
+
+
+def _check_hash(path: Path, want: Any, bad: Callable[[str, str], ConfigError]) -> None:
+    try:
+        got = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise bad("wasm", f"cannot read {path}: {exc.strerror or exc}") from None
+    if got != str(want).lower():
+        raise bad("wasm", f"Hash mismatch for {path}: the manifest says {want}, the file is "
+                          f"{got}")

@@ -40,6 +40,7 @@ from omnicore.errors import (
 )
 from omnicore.extism._env import ENV_FUNCTIONS, EnvState, KernelMemory
 from omnicore.extism._kernel import FIRST_HANDLE, KERNEL_FUNCTIONS, kernel_wasm
+from omnicore.extism._links import COMMAND_INSTANCES, Links, Signature
 from omnicore.extism._manifest import DEFAULT_MAX_VAR_BYTES
 from omnicore.extism._user import CurrentPlugin, UserFunction, Val, as_user_function
 from omnicore.sandbox.capability import CapabilityRegistry
@@ -94,8 +95,10 @@ class Instance:
         # Two instances (kernel, plugin), two memories; each memory within the limit. Tables
         # live outside linear memory: the same table limits as native plugins.
         lim = rt.limits
+        # Linked modules add an instance each (a command one per call of its exports).
+        n = 2 + len(rt.links) + (COMMAND_INSTANCES if rt.links.commands else 0)
         store.set_limits(memory_size=lim.max_memory_bytes, table_elements=lim.max_table_elements,
-                         instances=2, tables=lim.max_tables, memories=2)
+                         instances=n, tables=lim.max_tables * n, memories=n)
         if rt.fuel is not None:
             store.set_fuel(rt.fuel)
         if rt.wasi_output is not None:
@@ -122,6 +125,7 @@ class Instance:
             kernel = wasmtime.Instance(store, rt.kernel, [])
             with rt.link_lock:
                 rt.linker.define_instance(store, EXTISM_ENV, kernel)
+                rt.links.define(rt.linker, store)
                 plugin = rt.linker.instantiate(store, rt.module.wasmtime_module)
         except wasmtime.Trap as exc:
             self.close()
@@ -305,7 +309,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
     The constructor and :meth:`call` raise what ``sandbox.PluginRuntime`` raises. Extism's
     own words are kept: a guest error's text, ``Error code: N``, ``timeout``, ``oom``.
     ``functions`` are user host functions (:func:`omnicore.extism.host_fn` or the Extism
-    SDK's ``host_fn``). Grants, config and limits arrive with an Extism manifest already
+    SDK's ``host_fn``); ``links`` the modules linked by name (name -> ``.wasm`` file, see
+    :mod:`omnicore.extism._links`). Grants, config and limits arrive with an Extism manifest already
     mapped onto them (the plugin host does that, see specs/extism.md); ``max_var_bytes`` is
     the manifest's ``memory.max_var_bytes``.
     """
@@ -316,7 +321,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                  config: Mapping[str, Any] | None = None, limits: Limits | None = None,
                  log: PluginLog | None = None, *, data_dir: Path | None = None,
                  functions: Sequence[Any] = (),
-                 max_var_bytes: int = DEFAULT_MAX_VAR_BYTES) -> None:
+                 max_var_bytes: int = DEFAULT_MAX_VAR_BYTES,
+                 links: Mapping[str, Path] | None = None) -> None:
         if module.abi != "extism":
             raise InvalidModule(f"plugin {module.name!r} is not an Extism plugin",
                                 plugin=module.name)
@@ -337,7 +343,7 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                               key="grant.http.connectors")
         self.granted = frozenset(grant_map) | registry.defaults()
         user = [as_user_function(f) for f in functions]
-        self._check_imports(user)
+        self.links = self._links(user, links or {})
         missing = tuple(sorted(module.requested - self.granted))
         if missing:
             raise NeedsGrant(f"plugin {self.name!r} needs grant: "
@@ -350,7 +356,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         linker.allow_shadowing = True  # each new store's kernel replaces the last one
         # WASI stdout/stderr go to the plugin's log through omnicore's fd_write, and every
         # WASI function that waits or spends is bounded by the deadline (sandbox.wasi).
-        self.wasi_output = WasiOutput(self.log) if module.uses_wasi else None
+        uses_wasi = module.uses_wasi or self.links.uses_wasi
+        self.wasi_output = WasiOutput(self.log) if uses_wasi else None
         if self.wasi_output is not None:
             define_wasi(linker, self.wasi_output, self.registry, self._keepalive,
                         memory_of=_plugin_memory)
@@ -387,23 +394,12 @@ class ExtismRuntime(PooledRuntime["Instance"]):
             raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
                                   plugin=self.name) from None
 
-    def _check_imports(self, user: list[UserFunction]) -> None:
-        provided = {(EXTISM_ENV, n): sig for n, sig in KERNEL_FUNCTIONS.items()}
+    def _links(self, user: list[UserFunction], paths: Mapping[str, Path]) -> Links:
+        provided: dict[tuple[str, str], Signature] = {
+            (EXTISM_ENV, n): sig for n, sig in KERNEL_FUNCTIONS.items()}
         provided.update({(EXTISM_ENV, n): (p, r) for n, (p, r, _) in ENV_FUNCTIONS.items()})
         provided.update({(f.namespace, f.name): f.wasm_type for f in user})
-        for imp in self.module.imports:
-            if imp.module == "wasi_snapshot_preview1":
-                continue
-            want = provided.get((imp.module, imp.name))
-            if want is None:
-                hint = ("try updating the SDK" if imp.module == EXTISM_ENV else
-                        "register it with omnicore.extism.host_fn (app.plugins.extism_functions)")
-                raise InvalidModule(f"plugin {self.name!r}: Invalid function import from "
-                                    f"{imp.module}: {imp.name} ({hint})", plugin=self.name)
-            if imp.signature != want:
-                got = imp.signature or ((), ())
-                raise InvalidModule(f"plugin {self.name!r}: import {imp.module}.{imp.name} has "
-                                    f"type {_fmt(got)}, expected {_fmt(want)}", plugin=self.name)
+        return Links.build(self.engine, self.module, paths, provided)
 
     @property
     def handlers(self) -> tuple[str, ...]:
@@ -451,7 +447,9 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                 f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
                 handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
         inst = self._pool.acquire(handler)
-        keep = handler != "_start"  # Extism starts a fresh store after _start
+        # Extism starts a fresh store after _start; a store of a plugin linked with a command
+        # module keeps an instance of it per call of its exports, so it serves one call.
+        keep = handler != "_start" and not self.links.commands
         try:
             code = inst.call(inst.funcs[handler], data, self.ticks, self.fuel)
         except GuestFailure as f:
@@ -567,6 +565,10 @@ class ExtismRuntime(PooledRuntime["Instance"]):
             return Trap(f"{who}: trap: it passed an invalid offset to {EXTISM_ENV}.{frames[-1]} "
                         f"(outside kernel memory or the input){tail}", plugin=self.name,
                         handler=handler)
+        if "instance count too high" in f.message:
+            return Trap(f"{who} trapped: it called the exports of command modules it links "
+                        f"(ones exporting _start) more than {COMMAND_INSTANCES} times, and each "
+                        f"call makes an instance of one{tail}", plugin=self.name, handler=handler)
         if f.code == wasmtime.TrapCode.STACK_OVERFLOW:
             return Trap(f"{who}: trap: call stack exhausted{tail}", plugin=self.name,
                         handler=handler)
@@ -579,11 +581,6 @@ def _call_user(fn: UserFunction, mem: KernelMemory, *args: Any) -> int | None:
     outputs = [Val(t, 0) for t in fn.results]
     fn.callback(CurrentPlugin(mem.owner), inputs, outputs, *fn.user_data)
     return int(outputs[0].value) if outputs else None
-
-
-def _fmt(sig: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
-    params, results = sig
-    return f"({', '.join(params)}) -> {results[0] if len(results) == 1 else '()'}"
 
 
 def _first_line(text: str) -> str:

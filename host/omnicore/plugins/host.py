@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -147,17 +148,23 @@ class PluginHost:
     def load(self, source: bytes | str | Path, *, name: str | None = None,
              grants: Mapping[str, Any] | list[str] | None = None,
              config: Mapping[str, Any] | None = None,
-             limits: Mapping[str, Any] | Limits | None = None) -> PluginInfo:
+             limits: Mapping[str, Any] | Limits | None = None,
+             links: Mapping[str, str | Path] | None = None) -> PluginInfo:
         """Load a plugin from a ``.wasm`` path or bytes and register it.
 
         Grants, config and limits layer as app config ``plugins.<name>`` < the sidecar next
         to the file < these arguments. A plugin that imports an ungranted capability is
         registered in state ``needs-grant`` (see :meth:`grant`); a file that cannot become a
         plugin raises a :class:`PluginLoadError` and registers nothing. A second plugin of
-        the same name raises :class:`DuplicatePlugin`.
+        the same name raises :class:`DuplicatePlugin`. ``links`` (an Extism plugin's modules
+        linked by name: name -> ``.wasm`` file, ``omnicore call --link``) join its sidecar's.
         """
         path = Path(source) if isinstance(source, str | Path) else None
         sidecar = read_sidecar(path) if path is not None else Sidecar()
+        if links:
+            table = {**sidecar.extism.get("link", {}),
+                     **{k: str(Path(v).absolute()) for k, v in links.items()}}
+            sidecar = replace(sidecar, extism={**sidecar.extism, "link": table})
         module = self._linker.compile(source, path, name)
         plan = self._linker.plan(module, source, path, name, sidecar,
                                  host_grants=self._host_grants(module.name), grants=grants,

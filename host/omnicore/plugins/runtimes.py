@@ -70,6 +70,10 @@ def no_abi_manifest(module: PluginModule, _path: Path | None, sidecar: Sidecar
     """The layer of a kind without a manifest of its own: Extism manifest keys are refused."""
     if sidecar.extism:
         key = next(iter(sidecar.extism))
+        if key == "link":
+            raise ConfigError(f"plugin '{module.name}' is a native omnicore plugin, and only "
+                              "Extism plugins link modules by name (--link, the sidecar's "
+                              "'link' table)", key=key, source=str(sidecar.path or ""))
         raise ConfigError(f"{sidecar.path}: '{key}' is an Extism manifest key, and "
                           f"plugin '{module.name}' is a native omnicore plugin (use "
                           "grants.http and limits)", key=key, source=str(sidecar.path))
@@ -107,7 +111,8 @@ def _extism(link: Link) -> Runtime:
         else ExtismManifest()
     return ExtismRuntime(link.engine, link.module, link.capabilities, s.grants, s.config,
                          s.limits, log=link.log, data_dir=link.data_dir,
-                         functions=link.user_functions, max_var_bytes=manifest.max_var_bytes)
+                         functions=link.user_functions, max_var_bytes=manifest.max_var_bytes,
+                         links=manifest.links)
 
 
 def _component(link: Link) -> Runtime:

@@ -377,11 +377,15 @@ class PluginModule:
             for i in compiled.imports)
         requested = set()
         for imp in imports:
-            if imp.module not in (EXTISM_ENV, EXTISM_USER, WASI_MODULE) or imp.kind != "func":
+            # Other module names are modules linked by name (the Extism manifest's wasm
+            # list), checked when the plugin is linked (omnicore.extism._links).
+            if imp.module.startswith(NAMESPACE_PREFIX) or (
+                    imp.module in (EXTISM_ENV, EXTISM_USER, WASI_MODULE) and imp.kind != "func"):
                 raise InvalidModule(
                     f"plugin {plugin!r}: unknown import {imp.module}.{imp.name} ({imp.kind}); "
-                    f"Extism plugins may import functions from {EXTISM_ENV}, {EXTISM_USER} "
-                    f"and {WASI_MODULE} (specs/extism.md)", plugin=plugin)
+                    f"Extism plugins may import functions from {EXTISM_ENV}, {EXTISM_USER}, "
+                    f"{WASI_MODULE} and modules linked by name (specs/extism.md)",
+                    plugin=plugin)
             if imp.module == EXTISM_ENV and imp.name in _EXTISM_REQUESTS:
                 requested.add(_EXTISM_REQUESTS[imp.name])
         return cls(name=plugin, manifest=manifest, handlers=handlers,

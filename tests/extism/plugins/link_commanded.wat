@@ -1,0 +1,28 @@
+;; Extism's linking test's main module: calls commander's exports; `many` calls _start as
+;; often as its input is long.
+(module
+  (import "commander" "_start" (func $commander_start))
+  (import "commander" "read_counter" (func $commander_read_counter (result i32)))
+  (import "extism:host/env" "store_u64" (func $store_u64 (param i64 i64)))
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
+  (import "extism:host/env" "input_length" (func $input_length (result i64)))
+  (func (export "run") (result i32)
+    (local $output i64)
+    (local.set $output (call $alloc (i64.const 8)))
+    (call $commander_start)
+    (call $commander_start)
+    (call $commander_start)
+    (call $commander_start)
+    (call $store_u64 (local.get $output) (i64.extend_i32_u (call $commander_read_counter)))
+    (call $output_set (local.get $output) (i64.const 8))
+    (i32.const 0))
+  (func (export "many") (result i32)
+    (local $n i64)
+    (local.set $n (call $input_length))
+    (block $done (loop $next
+      (br_if $done (i64.eqz (local.get $n)))
+      (call $commander_start)
+      (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+      (br $next)))
+    (i32.const 0)))
