@@ -35,6 +35,24 @@ def pdk_plugin() -> Path:
     return out
 
 
+def c_plugin(name: str) -> Path:
+    """tests/extism/plugins/NAME.c built with clang and wasi-libc as a WASI reactor."""
+    src = SOURCES / f"{name}.c"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    out = OUT / f"{name}-{digest}.wasm"
+    if out.is_file():
+        return out
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.wasm")
+    done = subprocess.run(
+        ["clang", "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall",
+         "-Wl,--strip-all", "-o", str(tmp), str(src)],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"clang failed:\n{done.stdout}\n{done.stderr}"
+    tmp.replace(out)
+    return out
+
+
 def wat_plugin(name: str) -> bytes:
     """A hand-written Extism plugin from tests/extism/plugins/NAME.wat."""
     return bytes(wasmtime.wat2wasm((SOURCES / f"{name}.wat").read_text()))

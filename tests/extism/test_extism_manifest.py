@@ -111,7 +111,7 @@ def test_a_native_plugin_refuses_extism_keys(host: PluginHost, tmp_path: Path) -
 
 @pytest.mark.parametrize(("sidecar", "key"), [
     ('timeout_ms = "soon"\n', "timeout_ms"),
-    ('allowed_paths = {"/tmp" = "/data"}\n', "allowed_paths"),
+    ('allowed_paths = {"/nonexistent-dir" = "/data"}\n', "allowed_paths"),
     ('allowed_hosts = ["example.com:8080"]\n', "allowed_hosts"),
     ("[memory]\nmax_pages = 0\n", "memory.max_pages"),
     ("[memory]\nmax_tables = 3\n", "memory.max_tables"),

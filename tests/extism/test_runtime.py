@@ -82,7 +82,7 @@ def test_dropped_into_the_folder_with_its_manifest(pdk_wasm: Path, tmp_path: Pat
     ({"allowed_hosts": ["http://example.com"]}, "allowed_hosts"),
     ({"allowed_hosts": ["example.com:8080"]}, "allowed_hosts"),
     ({"allowed_hosts": "example.com"}, "allowed_hosts"),
-    ({"allowed_paths": {"/tmp": "/data"}}, "allowed_paths"),
+    ({"allowed_paths": {"/nonexistent-dir": "/data"}}, "allowed_paths"),
     ({"wasm": [{"url": "https://example.com/x.wasm"}]}, "wasm"),
     ({"memory": {"max_http_response_bytes": 0}}, "memory.max_http_response_bytes"),
     ({"timeout_ms": "soon"}, "timeout_ms"),

@@ -26,7 +26,7 @@ BUILTIN_MODULES = ("omnicore.capabilities.log", "omnicore.capabilities.config",
                    "omnicore.capabilities.kv", "omnicore.capabilities.tasks",
                    "omnicore.capabilities.events", "omnicore.capabilities.secrets",
                    "omnicore.capabilities.http", "omnicore.capabilities.vectors",
-                   "omnicore.capabilities.memory")
+                   "omnicore.capabilities.memory", "omnicore.capabilities.fs")
 
 
 def builtin_capabilities(app: HostApp | None = None) -> list[Capability]:

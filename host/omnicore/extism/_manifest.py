@@ -21,6 +21,7 @@ from typing import Any
 
 from omnicore.errors import ConfigError
 from omnicore.sandbox.grants import GrantLayer
+from omnicore.sandbox.wasi_fs import parse_dirs
 
 __all__ = ["DEFAULT_MAX_VAR_BYTES", "MAIN", "SIDECAR_KEYS", "ExtismManifest",
            "allowed_hosts_rules", "manifest_path", "parse_manifest", "read_manifest"]
@@ -56,14 +57,17 @@ class ExtismManifest:
               ) -> tuple[GrantLayer, dict[str, Any], dict[str, Any]]:
         """This manifest's layer under a sidecar's own ``grants``, ``config`` and ``limits``.
 
-        The sidecar wins key by key, except that an ``http`` grant in both adds up: the
+        The sidecar wins key by key, except that an ``http`` grant in both adds up (the
         sidecar's options apply and its ``allow_hosts`` and ``allow_addresses`` join the
-        manifest's.
+        manifest's), and so does an ``fs`` grant (its ``dirs`` join ``allowed_paths``).
         """
         merged: GrantLayer = {name: dict(opts) for name, opts in self.grants.items()}
         for name, opts in grants.items():
             mine = merged.get(name)
-            if name == "http" and opts is not None and mine is not None:
+            if name == "fs" and opts is not None and mine is not None:
+                merged[name] = {**mine, **opts,
+                                "dirs": [*mine.get("dirs", []), *opts.get("dirs", [])]}
+            elif name == "http" and opts is not None and mine is not None:
                 joined: dict[str, Any] = {
                     key: list(dict.fromkeys([*mine.get(key, []), *opts.get(key, [])]))
                     for key in ("allow_hosts", "allow_addresses") if key in mine or key in opts}
@@ -136,6 +140,7 @@ def parse_manifest(data: Mapping[str, Any], src: str, wasm: Path | None = None
     max_var = DEFAULT_MAX_VAR_BYTES
     links: dict[str, Path] = {}
     paths: dict[str, str] = {}
+    fs_dirs: list[dict[str, Any]] = []
     base = wasm.parent if wasm is not None else Path(".")
     for key, value in _flat(data).items():
         if key == "wasm":
@@ -163,6 +168,7 @@ def parse_manifest(data: Mapping[str, Any], src: str, wasm: Path | None = None
                 raise bad(key, "must be an object of host directory -> guest path strings "
                                "(prefix the directory with 'ro:' for read-only)")
             paths = {str(k): v for k, v in value.items()}
+            fs_dirs.extend(_fs_grant(paths, base, bad))
         elif key in _LIMITS:
             if value is None:
                 continue
@@ -182,6 +188,8 @@ def parse_manifest(data: Mapping[str, Any], src: str, wasm: Path | None = None
     grants: dict[str, dict[str, Any]] = {}
     if http:
         grants["http"] = http
+    if fs_dirs:
+        grants["fs"] = {"dirs": fs_dirs}
     return ExtismManifest(config=config, limits=limits, grants=grants, max_var_bytes=max_var,
                           links=links, allowed_paths=paths)
 
@@ -263,6 +271,22 @@ def _sources(value: Any, wasm: Path | None, base: Path,
         raise bad("wasm", f"the main module is {named[MAIN]!r}, but this manifest belongs to "
                           f"{wasm.name}")
     return _link_table({k: v for k, v in named.items() if k != MAIN}, base, bad, "wasm")
+
+
+def _fs_grant(paths: Mapping[str, str], base: Path,
+              bad: Callable[[str, str], ConfigError]) -> list[dict[str, Any]]:
+    """``allowed_paths`` as the ``fs`` grant's ``dirs``: as in Extism, a host directory is
+    read-write unless it starts with ``ro:``; relative ones are from the plugin's folder."""
+    dirs = []
+    for host, guest in paths.items():
+        readonly = host.startswith("ro:")
+        path = host[3:] if readonly else host
+        dirs.append({"path": str(base / path), "guest": guest, "write": not readonly})
+    try:
+        parse_dirs(dirs, "allowed_paths")
+    except ConfigError as exc:
+        raise bad("allowed_paths", str(exc).removeprefix("allowed_paths: ")) from None
+    return dirs
 
 
 #: Names a link cannot take: the kernel and WASI stay omnicore's.

@@ -11,7 +11,6 @@ API's unchecked path, and reads output and error from kernel memory: Extism's pr
 from __future__ import annotations
 
 import ctypes
-import re
 import struct
 import threading
 import time
@@ -25,8 +24,6 @@ import wasmtime
 from omnicore.egress import Client, Policy
 from omnicore.errors import (
     ConfigError,
-    DeadlineExceeded,
-    FuelExhausted,
     GuestError,
     HandlerNotFound,
     InputTooLarge,
@@ -39,6 +36,8 @@ from omnicore.errors import (
     Trap,
 )
 from omnicore.extism._env import ENV_FUNCTIONS, EnvState, KernelMemory
+from omnicore.extism._failures import call_error
+from omnicore.extism._failures import first_line as _first_line
 from omnicore.extism._kernel import FIRST_HANDLE, KERNEL_FUNCTIONS, kernel_wasm
 from omnicore.extism._links import COMMAND_INSTANCES, Links, Signature
 from omnicore.extism._manifest import DEFAULT_MAX_VAR_BYTES
@@ -65,6 +64,7 @@ from omnicore.sandbox.module import EXTISM_ENV, PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
 from omnicore.sandbox.wasi import define_wasi
+from omnicore.sandbox.wasi_fs import FdTable, FsState, define_wasi_fs, parse_dirs
 from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["ExtismRuntime", "Instance"]
@@ -74,7 +74,6 @@ MAX_ERROR_MESSAGE = 4096
 _HEAD = struct.Struct("<10Q")  # the state words, 16 reserved bytes, the input block header
 _EMPTY = struct.pack("<6Q", 64, 0, 0, 0, 0, 0)
 _OUT = struct.Struct("<3Q")  # output_offset, output_length, error at byte 24
-_KERNEL_FRAME = re.compile(r"extism_kernel!\$?(\w+)")
 
 
 def _addr(obj: Any) -> int:
@@ -84,6 +83,12 @@ def _addr(obj: Any) -> int:
 def _plugin_memory(kernel: GuestMemory) -> GuestMemory:
     # WASI pointers are into the plugin's memory; host functions get the kernel's.
     return cast(KernelMemory, kernel).owner.wasi_memory
+
+
+def _fd_table(mem: GuestMemory) -> FdTable:
+    table = cast(Instance, mem.instance).fs_table
+    assert table is not None  # the file functions are defined only with preopens
+    return table
 
 
 class Instance:
@@ -119,6 +124,7 @@ class Instance:
         self.deadline = time.monotonic() + self.timeout_s
         self.deadline_hit = False
         self._registry = rt.registry
+        self.fs_table = FdTable(rt.preopens) if rt.preopens else None
         _set_deadline(self.ctx, rt.ticks)
         rt.registry[self.ctx] = cast(RawInstance, self)
         try:
@@ -301,6 +307,8 @@ class Instance:
 
     def close(self) -> None:
         self._registry.pop(self.ctx, None)
+        if self.fs_table is not None:
+            self.fs_table.close()
 
 
 class ExtismRuntime(PooledRuntime["Instance"]):
@@ -343,7 +351,11 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                               key="grant.http.connectors")
         self.granted = frozenset(grant_map) | registry.defaults()
         user = [as_user_function(f) for f in functions]
-        self.links = self._links(user, links or {})
+        provided: dict[tuple[str, str], Signature] = {
+            (EXTISM_ENV, n): sig for n, sig in KERNEL_FUNCTIONS.items()}
+        provided.update({(EXTISM_ENV, n): (p, r) for n, (p, r, _) in ENV_FUNCTIONS.items()})
+        provided.update({(f.namespace, f.name): f.wasm_type for f in user})
+        self.links = Links.build(engine, module, links or {}, provided)
         missing = tuple(sorted(module.requested - self.granted))
         if missing:
             raise NeedsGrant(f"plugin {self.name!r} needs grant: "
@@ -361,6 +373,12 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         if self.wasi_output is not None:
             define_wasi(linker, self.wasi_output, self.registry, self._keepalive,
                         memory_of=_plugin_memory)
+        # The fs grant (the manifest's allowed_paths): omnicore's own WASI file functions.
+        fs = grant_map.get("fs")
+        self.preopens = parse_dirs(fs.get("dirs", []), "grant.fs.dirs") if fs else ()
+        if self.preopens and self.wasi_output is not None:
+            define_wasi_fs(linker, FsState(self.preopens, self.log, self.wasi_output, _fd_table),
+                           self.registry, self._keepalive, memory_of=_plugin_memory)
         # The same client as omnicore:http's, without connectors (refused above).
         client = None if http is None else Client(Policy.from_grant(http, self.name))
         state = EnvState(self.config, self.log, max_var_bytes, client)
@@ -393,13 +411,6 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                 self.wasi_output.close()
             raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
                                   plugin=self.name) from None
-
-    def _links(self, user: list[UserFunction], paths: Mapping[str, Path]) -> Links:
-        provided: dict[tuple[str, str], Signature] = {
-            (EXTISM_ENV, n): sig for n, sig in KERNEL_FUNCTIONS.items()}
-        provided.update({(EXTISM_ENV, n): (p, r) for n, (p, r, _) in ENV_FUNCTIONS.items()})
-        provided.update({(f.namespace, f.name): f.wasm_type for f in user})
-        return Links.build(self.engine, self.module, paths, provided)
 
     @property
     def handlers(self) -> tuple[str, ...]:
@@ -530,50 +541,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
             return None
 
     def _error(self, f: GuestFailure, handler: str, inst: Instance | None) -> PluginCallError:
-        who = f"plugin {self.name!r} handler {handler!r}"
-        tail = "; the instance was discarded"
-        lim = self.limits
-        if f.code == wasmtime.TrapCode.INTERRUPT or (inst is not None and inst.deadline_hit):
-            return DeadlineExceeded(
-                f"{who}: timeout (deadline of {lim.timeout_ms} ms, limits.timeout_ms: the Extism "
-                f"manifest's timeout_ms){tail}",
-                plugin=self.name, handler=handler, limit="timeout_ms", value=lim.timeout_ms)
-        if f.code == wasmtime.TrapCode.OUT_OF_FUEL:
-            return FuelExhausted(f"{who}: plugin ran out of fuel ({lim.fuel}, limits.fuel){tail}",
-                                 plugin=self.name, handler=handler, limit="fuel",
-                                 value=lim.fuel)
-        if f.exit_status is not None:
-            msg = f"WASI exit code {f.exit_status}"
-            return GuestError(f"{who} failed: {msg}{tail}", plugin=self.name,
-                              handler=handler, guest_message=msg)
-        frames = _KERNEL_FRAME.findall(f.message)
-        if "oom" in frames or "oom:" in f.message or (inst is not None and max(inst.memory_sizes())
-                                   + max(2**20, lim.max_memory_bytes // 16)
-                                   > lim.max_memory_bytes):
-            return MemoryLimitExceeded(
-                f"{who}: oom: memory reached limits.max_memory_bytes ({lim.max_memory_bytes}, the "
-                f"Extism manifest's memory.max_pages): "
-                f"{_first_line(f.message)}{tail}", plugin=self.name, handler=handler,
-                limit="max_memory_bytes", value=lim.max_memory_bytes)
         said = self._error_text(inst) if inst is not None else None
-        if said is not None:
-            # As Extism: an error the plugin set before trapping (an AssemblyScript abort
-            # handler, a panic hook) is the message.
-            return Trap(f"{who} failed: {said} (then trapped: {_first_line(f.message)}){tail}",
-                        plugin=self.name, handler=handler)
-        if frames and "host function" not in _first_line(f.message):
-            return Trap(f"{who}: trap: it passed an invalid offset to {EXTISM_ENV}.{frames[-1]} "
-                        f"(outside kernel memory or the input){tail}", plugin=self.name,
-                        handler=handler)
-        if "instance count too high" in f.message:
-            return Trap(f"{who} trapped: it called the exports of command modules it links "
-                        f"(ones exporting _start) more than {COMMAND_INSTANCES} times, and each "
-                        f"call makes an instance of one{tail}", plugin=self.name, handler=handler)
-        if f.code == wasmtime.TrapCode.STACK_OVERFLOW:
-            return Trap(f"{who}: trap: call stack exhausted{tail}", plugin=self.name,
-                        handler=handler)
-        return Trap(f"{who} trapped: {_first_line(f.message)}{tail}", plugin=self.name,
-                    handler=handler)
+        return call_error(self.name, self.limits, f, handler, inst, said)
 
 
 def _call_user(fn: UserFunction, mem: KernelMemory, *args: Any) -> int | None:
@@ -581,12 +550,3 @@ def _call_user(fn: UserFunction, mem: KernelMemory, *args: Any) -> int | None:
     outputs = [Val(t, 0) for t in fn.results]
     fn.callback(CurrentPlugin(mem.owner), inputs, outputs, *fn.user_data)
     return int(outputs[0].value) if outputs else None
-
-
-def _first_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    if "Caused by:" in lines:
-        rest = lines[lines.index("Caused by:") + 1:]
-        if rest:
-            return re.sub(r"^\d+: ", "", rest[0])
-    return lines[0] if lines else "trap"

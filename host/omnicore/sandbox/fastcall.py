@@ -181,6 +181,11 @@ class GuestMemory:
         self.refresh()
 
     @property
+    def instance(self) -> RawInstance:
+        """The instance this memory belongs to (per-instance state of host functions)."""
+        return self._inst
+
+    @property
     def deadline(self) -> float:
         """The running call's deadline (``time.monotonic()`` seconds): host functions doing
         I/O bound their own time by it, since the epoch check does not reach them."""
@@ -263,7 +268,9 @@ class RawInstance:
                  wasi: wasmtime.WasiConfig | None, registry: dict[int, RawInstance],
                  has_initialize: bool = True, input_cap: int = 65536,
                  timeout_s: float = 3600.0, table_elements: int = -1,
-                 tables: int = -1) -> None:
+                 tables: int = -1, files: Any = None) -> None:
+        #: The instance's open files (``sandbox.wasi_fs.FdTable``), closed with it.
+        self.fs_table = files
         # Callers creating many instances pass raw addresses (see address_of): ctypes.cast
         # costs several microseconds, more than the pooled instantiation itself.
         self._store: int | None = _store_new(address_of(engine), None, None)
@@ -437,6 +444,9 @@ class RawInstance:
 
     def close(self) -> None:
         """Free the store (and with it the instance). Idempotent."""
+        files, self.fs_table = getattr(self, "fs_table", None), None
+        if files is not None:
+            files.close()
         if self._store:
             self._registry.pop(self.ctx, None)
             _store_delete(self._store)

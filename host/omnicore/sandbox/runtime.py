@@ -27,6 +27,7 @@ from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.fastcall import (
     GuestFailure,
+    GuestMemory,
     HostTrap,
     RawInstance,
     address_of,
@@ -40,6 +41,7 @@ from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
 from omnicore.sandbox.wasi import define_wasi
+from omnicore.sandbox.wasi_fs import FdTable, FsState, define_wasi_fs, parse_dirs
 from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]
@@ -89,6 +91,12 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         linker = wasmtime.Linker(engine.wasmtime)
         if self._wasi_output is not None:
             define_wasi(linker, self._wasi_output, self._registry, self._keepalive)
+        # The fs grant's directories: WASI preopens served by sandbox.wasi_fs.
+        fs = grant_map.get("fs")
+        self._preopens = parse_dirs(fs.get("dirs", []), "grant.fs.dirs") if fs else ()
+        if self._preopens and self._wasi_output is not None:
+            define_wasi_fs(linker, FsState(self._preopens, self.log, self._wasi_output,
+                                           _fd_table), self._registry, self._keepalive)
         # A default capability the operator gave options is bound even when not imported:
         # the log grant's level also governs WASI stdout/stderr.
         bound = module.requested | (registry.defaults() & set(grant_map))
@@ -156,7 +164,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                                deadline_ticks=self._ticks, fuel=self._fuel,
                                wasi=wasi, registry=self._registry,
                                has_initialize=self._has_init, timeout_s=lim.timeout_ms / 1000,
-                               table_elements=lim.max_table_elements, tables=lim.max_tables)
+                               table_elements=lim.max_table_elements, tables=lim.max_tables,
+                               files=FdTable(self._preopens) if self._preopens else None)
         except GuestFailure as f:
             if f.stage == "instantiate" and f.code is None:
                 if "table" in f.message and "limit" in f.message:
@@ -336,3 +345,7 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else "trap"
 
 
+def _fd_table(mem: GuestMemory) -> FdTable:
+    table = mem.instance.fs_table
+    assert isinstance(table, FdTable)  # the file functions are defined only with preopens
+    return table

@@ -1,0 +1,557 @@
+"""WASI preview 1 file access to the directories of an ``fs`` grant (specs/extism.md).
+
+wasmtime's own WASI would follow symlinks that stay inside a preopened directory and run its
+reads and writes outside the call's deadline; omnicore serves the file functions itself, as
+raw host functions over an fd table per instance, so that:
+
+* a path is walked one component at a time with ``openat(..., O_NOFOLLOW)`` from the
+  granted directory: an absolute path, a ``..`` component or a symlink anywhere on the way
+  is refused (``ENOTCAPABLE``, with a line in the plugin's log saying why), so nothing
+  outside the directory is ever reached, whatever the host does to the tree meanwhile;
+* a directory granted read-only refuses every write, create, truncate, rename and delete
+  (``EROFS``);
+* reads and writes go in 1 MiB pieces and stop at the call's deadline; an instance holds at
+  most :data:`MAX_OPEN` descriptors, closed when it is dropped.
+
+Only instances of plugins with an ``fs`` grant get these functions; for the others wasmtime's
+WASI (no preopens) answers. fds 0-2 are stdin (empty), stdout and stderr (the log).
+"""
+
+from __future__ import annotations
+
+import errno as host_errno
+import fcntl
+import os
+import stat
+import struct
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import wasmtime
+
+from omnicore.errors import ConfigError
+from omnicore.sandbox.fastcall import GuestMemory, RawInstance, define_host_function
+from omnicore.sandbox.pluginlog import PluginLog
+from omnicore.sandbox.wasi import WASI_MODULE
+from omnicore.sandbox.wasi import fd_write as stdio_write
+from omnicore.sandbox.wasi_output import STDERR, STDOUT, WasiOutput
+
+__all__ = ["MAX_OPEN", "FdTable", "FsState", "Preopen", "define_wasi_fs", "parse_dirs"]
+
+#: Descriptors one instance may hold open (preopens included).
+MAX_OPEN = 64
+_CHUNK = 1 << 20
+_SUCCESS, _EBADF, _EINVAL, _EISDIR, _EMFILE, _ENOTDIR, _ENOTSUP = 0, 8, 28, 31, 33, 54, 58
+_EIO, _EROFS, _ESPIPE, _ENOTCAPABLE, _ENAMETOOLONG = 29, 69, 70, 76, 37
+_ERRNO = {host_errno.EACCES: 2, host_errno.EAGAIN: 6, host_errno.EBADF: 8, host_errno.EBUSY: 10,
+          host_errno.EEXIST: 20, host_errno.EFBIG: 22, host_errno.EINVAL: 28,
+          host_errno.EIO: 29, host_errno.EISDIR: 31, host_errno.ELOOP: _ENOTCAPABLE,
+          host_errno.EMFILE: 33, host_errno.ENAMETOOLONG: 37, host_errno.ENOENT: 44,
+          host_errno.ENOSPC: 51, host_errno.ENOTDIR: 54, host_errno.ENOTEMPTY: 55,
+          host_errno.EPERM: 63, host_errno.EROFS: 69, host_errno.EXDEV: 75,
+          host_errno.EDQUOT: 19, host_errno.ENXIO: 60}
+# WASI filetypes, oflags, rights
+_CHAR, _DIR, _FILE, _LINK = 2, 3, 4, 7
+_O_CREAT, _O_DIRECTORY, _O_EXCL, _O_TRUNC = 1, 2, 4, 8
+_FD_APPEND = 1
+_RIGHT_READ, _RIGHT_WRITE = 1 << 1, 1 << 6
+_ALL_RIGHTS = (1 << 29) - 1
+_IOVEC = struct.Struct("<II")
+_FILESTAT = struct.Struct("<QQB7xQQQQQ")  # dev ino type nlink size atim mtim ctim: 64 bytes
+_FDSTAT = struct.Struct("<BxH4xQQ")  # filetype flags rights_base rights_inheriting: 24 bytes
+_DIRENT = struct.Struct("<QQIB3x")  # next ino namlen type: 24 bytes, then the name
+
+
+@dataclass(frozen=True, slots=True)
+class Preopen:
+    """One granted directory: ``host`` (checked, absolute) seen by the guest as ``guest``."""
+
+    host: Path
+    guest: str
+    writable: bool
+
+
+def parse_dirs(dirs: Any, key: str, base: Path | None = None) -> tuple[Preopen, ...]:
+    """The ``dirs`` option of an ``fs`` grant: ``[{path, guest, write?}]`` (read-only unless
+    ``write`` is true). ConfigError names ``key`` for a path that is missing, not a
+    directory, a symlink, or a guest path with ``..``."""
+    if not isinstance(dirs, Sequence) or isinstance(dirs, str):
+        raise ConfigError(f"{key} must be a list of {{path, guest, write}} tables", key=key)
+    out: list[Preopen] = []
+    for d in dirs:
+        if not isinstance(d, Mapping) or set(d) - {"path", "guest", "write"} or not all(
+                isinstance(d.get(k), str) and d.get(k) for k in ("path", "guest")) or \
+                not isinstance(d.get("write", False), bool):
+            raise ConfigError(f"{key}: each entry is {{path = \"HOST DIR\", guest = \"/GUEST\", "
+                              f"write = false}}, got {d!r}", key=key, value=d)
+        host = Path(d["path"]).expanduser()
+        if not host.is_absolute():
+            host = (base or Path.cwd()) / host
+        if host.is_symlink():
+            raise ConfigError(f"{key}: {host} is a symlink; grant the directory itself "
+                              "(omnicore refuses symlinks in granted paths)", key=key)
+        if not host.exists():
+            raise ConfigError(f"{key}: {host} does not exist", key=key)
+        if not host.is_dir():
+            raise ConfigError(f"{key}: {host} is not a directory", key=key)
+        guest = d["guest"]
+        if ".." in PurePosixPath(guest).parts:
+            raise ConfigError(f"{key}: guest path {guest!r} has a '..' component", key=key)
+        out.append(Preopen(host.absolute(), guest.rstrip("/") or "/", d.get("write", False)))
+    return tuple(out)
+
+
+class _Fd:
+    __slots__ = ("dir", "host", "name", "preopen", "writable")
+
+    def __init__(self, host: int, is_dir: bool, writable: bool, name: str,
+                 preopen: Preopen | None = None) -> None:
+        self.host, self.dir, self.writable, self.name = host, is_dir, writable, name
+        self.preopen = preopen
+
+
+class FdTable:
+    """The open descriptors of one instance: its preopens from 3, then what it opens."""
+
+    def __init__(self, preopens: Sequence[Preopen]) -> None:
+        self.fds: dict[int, _Fd] = {}
+        try:
+            for i, p in enumerate(preopens):
+                fd = os.open(p.host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                self.fds[3 + i] = _Fd(fd, True, p.writable, p.guest, p)
+        except OSError:
+            self.close()
+            raise
+
+    def add(self, entry: _Fd) -> int:
+        if len(self.fds) >= MAX_OPEN:
+            os.close(entry.host)
+            return -1
+        fd = 3
+        while fd in self.fds:
+            fd += 1
+        self.fds[fd] = entry
+        return fd
+
+    def close(self) -> None:
+        """Close every descriptor (the instance is being dropped)."""
+        for entry in self.fds.values():
+            try:
+                os.close(entry.host)
+            except OSError:
+                pass
+        self.fds.clear()
+
+
+@dataclass
+class FsState:
+    """What the file functions of one runtime share: its grant, log and WASI output."""
+
+    preopens: tuple[Preopen, ...]
+    log: PluginLog
+    output: WasiOutput | None
+    #: The instance's FdTable, from the memory a host function is given.
+    table_of: Callable[[GuestMemory], FdTable]
+
+    def refuse(self, why: str) -> int:
+        self.log.write(3, f"fs: refused: {why} (omnicore refuses absolute paths, '..' and "
+                          "symlinks in granted directories)")
+        return _ENOTCAPABLE
+
+
+def _errno(exc: OSError) -> int:
+    return _ERRNO.get(exc.errno or 0, _EIO)
+
+
+def _entry(st: FsState, mem: GuestMemory, fd: int) -> _Fd | int:
+    entry = st.table_of(mem).fds.get(fd)
+    return _EBADF if entry is None else entry
+
+
+def _walk(st: FsState, mem: GuestMemory, fd: int, ptr: int, length: int
+          ) -> tuple[_Fd, int, str] | int:
+    """(directory entry, host dir fd holding the last component, its name) for the path at
+    ``ptr``: every component but the last opened with O_NOFOLLOW. The caller closes the
+    returned fd when it is not ``entry.host``."""
+    base = _entry(st, mem, fd)
+    if isinstance(base, int):
+        return base
+    if not base.dir:
+        return _ENOTDIR
+    path = mem.read(ptr, length, "path").decode("utf-8", "replace")
+    if path.startswith("/"):
+        return st.refuse(f"absolute path {path!r}")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return st.refuse(f"path {path!r} has a '..' component")
+    if not parts:
+        parts = ["."]
+    cur = base.host
+    try:
+        for part in parts[:-1]:
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=cur)
+            except OSError as exc:
+                if exc.errno in (host_errno.ELOOP, host_errno.ENOTDIR) and os.path.islink(
+                        f"/proc/self/fd/{cur}/{part}"):
+                    return st.refuse(f"path {path!r} goes through a symlink ({part})")
+                return _errno(exc)
+            if cur != base.host:
+                os.close(cur)
+            cur = nxt
+    except BaseException:
+        if cur != base.host:
+            os.close(cur)
+        raise
+    return base, cur, parts[-1]
+
+
+def _done(base: _Fd, cur: int) -> None:
+    if cur != base.host:
+        os.close(cur)
+
+
+def path_open(st: FsState, mem: GuestMemory, fd: int, _dirflags: int, ptr: int, length: int,
+              oflags: int, rights: int, _inheriting: int, fdflags: int, out: int) -> int:
+    mem.check(out, 4, "path_open fd")
+    walked = _walk(st, mem, fd, ptr, length)
+    if isinstance(walked, int):
+        return walked
+    base, cur, name = walked
+    try:
+        write = bool(rights & _RIGHT_WRITE) or bool(oflags & (_O_CREAT | _O_TRUNC))
+        if write and not base.writable:
+            return _EROFS
+        flags = os.O_NOFOLLOW | os.O_CLOEXEC
+        flags |= os.O_RDWR if write and rights & _RIGHT_READ else os.O_WRONLY if write \
+            else os.O_RDONLY
+        flags |= (os.O_CREAT if oflags & _O_CREAT else 0) | (
+            os.O_EXCL if oflags & _O_EXCL else 0) | (os.O_TRUNC if oflags & _O_TRUNC else 0) | (
+            os.O_DIRECTORY if oflags & _O_DIRECTORY else 0) | (
+            os.O_APPEND if fdflags & _FD_APPEND else 0)
+        try:
+            host = os.open(name, flags, 0o644, dir_fd=cur)
+        except OSError as exc:
+            if exc.errno == host_errno.ELOOP or (
+                    exc.errno == host_errno.ENOTDIR and os.path.islink(
+                        f"/proc/self/fd/{cur}/{name}")):
+                return st.refuse(f"{name!r} is a symlink")
+            return _errno(exc)
+        is_dir = stat.S_ISDIR(os.fstat(host).st_mode)
+        new = st.table_of(mem).add(_Fd(host, is_dir, base.writable, name))
+        if new < 0:
+            return _EMFILE
+        mem.write(out, new.to_bytes(4, "little"), "path_open fd")
+        return _SUCCESS
+    finally:
+        _done(base, cur)
+
+
+def _iovecs(mem: GuestMemory, iovs: int, n: int) -> list[tuple[int, int]]:
+    mem.check(iovs, n * _IOVEC.size, "iovec array")
+    out = [_IOVEC.unpack_from(mem.view, iovs + i * _IOVEC.size) for i in range(n)]
+    for ptr, length in out:
+        mem.check(ptr, length, "iovec buffer")
+    return out
+
+
+def _transfer(mem: GuestMemory, host: int, iovs: int, n: int, offset: int | None,
+              write: bool) -> int:
+    """Read into / write from the iovecs, 1 MiB at a time, until done, EOF or the
+    deadline; the byte count."""
+    total = 0
+    deadline = mem.deadline
+    for ptr, length in _iovecs(mem, iovs, n):
+        off = 0
+        while off < length:
+            piece = mem.view[ptr + off:ptr + off + min(_CHUNK, length - off)]
+            at = None if offset is None else offset + total
+            if write:
+                got = os.write(host, piece) if at is None else os.pwrite(host, piece, at)
+            else:
+                got = os.readv(host, [piece]) if at is None else os.preadv(host, [piece], at)
+            off += got
+            total += got
+            if got < len(piece) or time.monotonic() > deadline:
+                return total
+    return total
+
+
+def _rw(write: bool, positioned: bool) -> Callable[..., int]:
+    def rw(st: FsState, mem: GuestMemory, fd: int, iovs: int, n: int, *rest: int) -> int:
+        offset, result = (rest[0], rest[1]) if positioned else (None, rest[0])
+        if fd in (STDOUT, STDERR) and write and not positioned and st.output is not None:
+            return stdio_write(st.output, mem, fd, iovs, n, result)
+        if fd < 3:
+            return _SUCCESS if fd == 0 and not write and _put(mem, result, 0, 4) else \
+                _ESPIPE if positioned else _EBADF
+        entry = _entry(st, mem, fd)
+        if isinstance(entry, int):
+            return entry
+        if entry.dir:
+            return _EISDIR
+        if write and not entry.writable:
+            return _EROFS
+        mem.check(result, 4, "byte count")
+        try:
+            count = _transfer(mem, entry.host, iovs, n, offset, write)
+        except OSError as exc:
+            return _errno(exc)
+        _put(mem, result, count, 4)
+        return _SUCCESS
+
+    return rw
+
+
+def _put(mem: GuestMemory, ptr: int, value: int, size: int) -> bool:
+    mem.write(ptr, value.to_bytes(size, "little"), "result")
+    return True
+
+
+def fd_seek(st: FsState, mem: GuestMemory, fd: int, offset: int, whence: int, out: int) -> int:
+    entry = _entry(st, mem, fd) if fd >= 3 else _ESPIPE
+    if isinstance(entry, int):
+        return entry
+    if whence not in (0, 1, 2):
+        return _EINVAL
+    try:
+        pos = os.lseek(entry.host, offset, whence)
+    except OSError as exc:
+        return _errno(exc)
+    _put(mem, out, pos, 8)
+    return _SUCCESS
+
+
+def fd_tell(st: FsState, mem: GuestMemory, fd: int, out: int) -> int:
+    return fd_seek(st, mem, fd, 0, 1, out)
+
+
+def fd_close(st: FsState, mem: GuestMemory, fd: int) -> int:
+    if fd < 3:
+        return _SUCCESS
+    entry = st.table_of(mem).fds.pop(fd, None)
+    if entry is None:
+        return _EBADF
+    os.close(entry.host)
+    return _SUCCESS
+
+
+def fd_prestat_get(st: FsState, mem: GuestMemory, fd: int, out: int) -> int:
+    entry = st.table_of(mem).fds.get(fd)
+    if entry is None or entry.preopen is None:
+        return _EBADF
+    mem.write(out, struct.pack("<B3xI", 0, len(entry.preopen.guest.encode())), "prestat")
+    return _SUCCESS
+
+
+def fd_prestat_dir_name(st: FsState, mem: GuestMemory, fd: int, ptr: int, length: int) -> int:
+    entry = st.table_of(mem).fds.get(fd)
+    if entry is None or entry.preopen is None:
+        return _EBADF
+    name = entry.preopen.guest.encode()
+    if length < len(name):
+        return _ENAMETOOLONG
+    mem.write(ptr, name, "prestat dir name")
+    return _SUCCESS
+
+
+def _filetype(mode: int) -> int:
+    return _DIR if stat.S_ISDIR(mode) else _FILE if stat.S_ISREG(mode) else \
+        _LINK if stat.S_ISLNK(mode) else _CHAR if stat.S_ISCHR(mode) else 0
+
+
+def _filestat(mem: GuestMemory, out: int, s: os.stat_result | None) -> int:
+    if s is None:  # stdio
+        mem.write(out, _FILESTAT.pack(0, 0, _CHAR, 1, 0, 0, 0, 0), "filestat")
+    else:
+        mem.write(out, _FILESTAT.pack(s.st_dev, s.st_ino, _filetype(s.st_mode), s.st_nlink,
+                                      s.st_size, s.st_atime_ns, s.st_mtime_ns, s.st_ctime_ns),
+                  "filestat")
+    return _SUCCESS
+
+
+def fd_filestat_get(st: FsState, mem: GuestMemory, fd: int, out: int) -> int:
+    if fd < 3:
+        return _filestat(mem, out, None)
+    entry = _entry(st, mem, fd)
+    if isinstance(entry, int):
+        return entry
+    return _filestat(mem, out, os.fstat(entry.host))
+
+
+def path_filestat_get(st: FsState, mem: GuestMemory, fd: int, _flags: int, ptr: int,
+                      length: int, out: int) -> int:
+    walked = _walk(st, mem, fd, ptr, length)
+    if isinstance(walked, int):
+        return walked
+    base, cur, name = walked
+    try:
+        return _filestat(mem, out, os.stat(name, dir_fd=cur, follow_symlinks=False))
+    except OSError as exc:
+        return _errno(exc)
+    finally:
+        _done(base, cur)
+
+
+def fd_fdstat_get(st: FsState, mem: GuestMemory, fd: int, out: int) -> int:
+    if fd < 3:
+        mem.write(out, _FDSTAT.pack(_CHAR, 0, _ALL_RIGHTS, _ALL_RIGHTS), "fdstat")
+        return _SUCCESS
+    entry = _entry(st, mem, fd)
+    if isinstance(entry, int):
+        return entry
+    kind = _DIR if entry.dir else _FILE
+    flags = _FD_APPEND if fcntl.fcntl(entry.host, fcntl.F_GETFL) & os.O_APPEND else 0
+    mem.write(out, _FDSTAT.pack(kind, flags, _ALL_RIGHTS, _ALL_RIGHTS), "fdstat")
+    return _SUCCESS
+
+
+def fd_readdir(st: FsState, mem: GuestMemory, fd: int, buf: int, length: int, cookie: int,
+               used: int) -> int:
+    entry = _entry(st, mem, fd) if fd >= 3 else _ENOTDIR
+    if isinstance(entry, int):
+        return entry
+    if not entry.dir:
+        return _ENOTDIR
+    mem.check(buf, length, "readdir buffer")
+    with os.scandir(entry.host) as it:
+        names = sorted((e.name, e.inode(), e.is_symlink(), e.is_dir(follow_symlinks=False))
+                       for e in it)
+    out = bytearray()
+    for i, (name, ino, link, is_dir) in enumerate(names[cookie:], start=cookie + 1):
+        raw = name.encode("utf-8", "surrogateescape")
+        out += _DIRENT.pack(i, ino, len(raw), _LINK if link else _DIR if is_dir else _FILE)
+        out += raw
+        if len(out) >= length:
+            break
+    data = bytes(out[:length])
+    mem.write(buf, data, "readdir buffer")
+    _put(mem, used, len(data), 4)
+    return _SUCCESS
+
+
+def _path_op(op: Callable[[str, int], None]) -> Callable[..., int]:
+    def path_op(st: FsState, mem: GuestMemory, fd: int, ptr: int, length: int) -> int:
+        walked = _walk(st, mem, fd, ptr, length)
+        if isinstance(walked, int):
+            return walked
+        base, cur, name = walked
+        try:
+            if not base.writable:
+                return _EROFS
+            op(name, cur)
+            return _SUCCESS
+        except OSError as exc:
+            return _errno(exc)
+        finally:
+            _done(base, cur)
+
+    return path_op
+
+
+def path_rename(st: FsState, mem: GuestMemory, fd: int, ptr: int, length: int, new_fd: int,
+                new_ptr: int, new_length: int) -> int:
+    old = _walk(st, mem, fd, ptr, length)
+    if isinstance(old, int):
+        return old
+    try:
+        new = _walk(st, mem, new_fd, new_ptr, new_length)
+        if isinstance(new, int):
+            return new
+        try:
+            if not (old[0].writable and new[0].writable):
+                return _EROFS
+            os.rename(old[2], new[2], src_dir_fd=old[1], dst_dir_fd=new[1])
+            return _SUCCESS
+        except OSError as exc:
+            return _errno(exc)
+        finally:
+            _done(new[0], new[1])
+    finally:
+        _done(old[0], old[1])
+
+
+def fd_filestat_set_size(st: FsState, mem: GuestMemory, fd: int, size: int) -> int:
+    entry = _entry(st, mem, fd) if fd >= 3 else _EINVAL
+    if isinstance(entry, int):
+        return entry
+    if not entry.writable or entry.dir:
+        return _EROFS if not entry.writable else _EISDIR
+    try:
+        os.ftruncate(entry.host, size)
+    except OSError as exc:
+        return _errno(exc)
+    return _SUCCESS
+
+
+def _refused(why: str) -> Callable[..., int]:
+    def refused(st: FsState, _mem: GuestMemory, *_args: int) -> int:
+        st.refuse(why)
+        return _ENOTSUP
+
+    return refused
+
+
+def _ok(_st: FsState, _mem: GuestMemory, *_args: int) -> int:
+    return _SUCCESS
+
+
+#: name -> (parameter kinds, implementation); each returns a WASI errno.
+FS_FUNCTIONS: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
+    "path_open": (("i32", "i32", "ptr", "len", "i32", "i64", "i64", "i32", "ptr"), path_open),
+    "fd_read": (("i32", "ptr", "len", "ptr"), _rw(False, False)),
+    "fd_pread": (("i32", "ptr", "len", "i64", "ptr"), _rw(False, True)),
+    "fd_write": (("i32", "ptr", "len", "ptr"), _rw(True, False)),
+    "fd_pwrite": (("i32", "ptr", "len", "i64", "ptr"), _rw(True, True)),
+    "fd_seek": (("i32", "i64", "i32", "ptr"), fd_seek),
+    "fd_tell": (("i32", "ptr"), fd_tell),
+    "fd_close": (("i32",), fd_close),
+    "fd_prestat_get": (("i32", "ptr"), fd_prestat_get),
+    "fd_prestat_dir_name": (("i32", "ptr", "len"), fd_prestat_dir_name),
+    "fd_filestat_get": (("i32", "ptr"), fd_filestat_get),
+    "path_filestat_get": (("i32", "i32", "ptr", "len", "ptr"), path_filestat_get),
+    "fd_fdstat_get": (("i32", "ptr"), fd_fdstat_get),
+    "fd_readdir": (("i32", "ptr", "len", "i64", "ptr"), fd_readdir),
+    "path_create_directory": (("i32", "ptr", "len"),
+                              _path_op(lambda n, d: os.mkdir(n, 0o755, dir_fd=d))),
+    "path_remove_directory": (("i32", "ptr", "len"), _path_op(lambda n, d: os.rmdir(n, dir_fd=d))),
+    "path_unlink_file": (("i32", "ptr", "len"), _path_op(lambda n, d: os.unlink(n, dir_fd=d))),
+    "path_rename": (("i32", "ptr", "len", "i32", "ptr", "len"), path_rename),
+    "fd_filestat_set_size": (("i32", "i64"), fd_filestat_set_size),
+    "fd_sync": (("i32",), _ok),
+    "fd_datasync": (("i32",), _ok),
+    "fd_advise": (("i32", "i64", "i64", "i32"), _ok),
+    "fd_fdstat_set_flags": (("i32", "i32"), _refused("changing fd flags")),
+    "fd_allocate": (("i32", "i64", "i64"), _refused("fd_allocate")),
+    "fd_renumber": (("i32", "i32"), _refused("fd_renumber")),
+    "path_symlink": (("ptr", "len", "i32", "ptr", "len"), _refused("creating a symlink")),
+    "path_link": (("i32", "i32", "ptr", "len", "i32", "ptr", "len"),
+                  _refused("creating a hard link")),
+    "path_readlink": (("i32", "ptr", "len", "ptr", "len", "ptr"), _refused("reading a symlink")),
+    "fd_filestat_set_times": (("i32", "i64", "i64", "i32"), _refused("setting file times")),
+    "path_filestat_set_times": (("i32", "i32", "ptr", "len", "i64", "i64", "i32"),
+                                _refused("setting file times")),
+}
+
+
+def define_wasi_fs(linker: wasmtime.Linker, state: FsState, registry: dict[int, RawInstance],
+                   keepalive: list[Any], *,
+                   memory_of: Callable[[GuestMemory], GuestMemory] | None = None) -> None:
+    """Define :data:`FS_FUNCTIONS` in ``linker`` over wasmtime's WASI (after
+    ``sandbox.wasi.define_wasi``); ``memory_of`` as there."""
+    for name, (params, impl) in FS_FUNCTIONS.items():
+        if memory_of is not None:
+            impl = _on(impl, memory_of)
+        define_host_function(linker, WASI_MODULE, name, params, ("i32",), impl, state,
+                             registry, keepalive)
+
+
+def _on(impl: Callable[..., int], memory_of: Callable[[GuestMemory], GuestMemory]
+        ) -> Callable[..., int]:
+    def on_memory(st: FsState, mem: GuestMemory, *args: Any) -> int:
+        return impl(st, memory_of(mem), *args)
+
+    return on_memory

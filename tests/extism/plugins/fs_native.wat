@@ -1,0 +1,28 @@
+;; An omnicore ABI v1 plugin reading a file through WASI from its fs grant's first directory
+;; (fd 3): `read` outputs the file's first 4 KiB, or one byte holding the WASI errno.
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+  (memory (export "memory") 4)
+  (global $heap (mut i32) (i32.const 8192))
+  (func (export "omni_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "omni_free") (param i32 i32))
+  (func (export "read") (param $p i32) (param $n i32) (result i64)
+    (local $e i32)
+    (local.set $e (call $path_open (i32.const 3) (i32.const 0) (local.get $p) (local.get $n)
+                                   (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0)
+                                   (i32.const 512)))
+    (if (local.get $e)
+      (then (i32.store8 (i32.const 600) (local.get $e))
+            (return (i64.const 0x0000025800000001))))
+    (i32.store (i32.const 520) (i32.const 1024))
+    (i32.store (i32.const 524) (i32.const 4096))
+    (drop (call $fd_read (i32.load (i32.const 512)) (i32.const 520) (i32.const 1) (i32.const 528)))
+    (drop (call $fd_close (i32.load (i32.const 512))))
+    (i64.or (i64.const 0x0000040000000000) (i64.extend_i32_u (i32.load (i32.const 528))))))
