@@ -115,6 +115,19 @@ def test_command_instances_are_bounded_within_a_call(host: PluginHost, tmp_path:
     assert u64(host.call("p", "run", b"")) == 1
 
 
+def test_wasi_in_a_linked_module_uses_that_modules_memory(host: PluginHost,
+                                                          tmp_path: Path) -> None:
+    f = drop(tmp_path, printer="link_printer", p="link_says")
+    (tmp_path / "p.json").write_text(json.dumps(
+        {"wasm": [{"path": "printer.wasm", "name": "printer"}, {"path": "p.wasm"}]}))
+    want = sdk([{"path": str(f["printer"]), "name": "printer"}, {"path": str(f["p"])}],
+               [("run", b"")])
+    host.load(f["p"])
+    assert [host.call("p", "run", b"")] == want == [b""]
+    said = [ln.message for ln in host.logs("p").lines()]
+    assert said == ["from the main module!!", "from the linked module"], said
+
+
 def test_the_sidecar_link_table_links_too(host: PluginHost, tmp_path: Path) -> None:
     sub = tmp_path / "mods"
     sub.mkdir()

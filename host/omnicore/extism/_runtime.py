@@ -54,6 +54,7 @@ from omnicore.sandbox.fastcall import (
     _call_unchecked,
     _failure,
     _set_deadline,
+    caller_memory,
     define_host_function,
 )
 from omnicore.sandbox.grants import merge as merge_grants
@@ -80,9 +81,15 @@ def _addr(obj: Any) -> int:
     return int(ctypes.addressof(obj))
 
 
-def _plugin_memory(kernel: GuestMemory) -> GuestMemory:
-    # WASI pointers are into the plugin's memory; host functions get the kernel's.
-    return cast(KernelMemory, kernel).owner.wasi_memory
+def _plugin_memory(kernel: GuestMemory, caller: int) -> GuestMemory:
+    # WASI pointers are into the calling module's memory; host functions get the kernel's.
+    owner = cast(KernelMemory, kernel).owner
+    if not owner.linked_wasi:
+        return owner.wasi_memory
+    mem = caller_memory(caller, cast(RawInstance, owner), owner.caller_memories)
+    if mem is None:
+        raise HostTrap("a module calling WASI must export its memory as 'memory'")
+    return mem
 
 
 def _fd_table(mem: GuestMemory) -> FdTable:
@@ -125,6 +132,9 @@ class Instance:
         self.deadline_hit = False
         self._registry = rt.registry
         self.fs_table = FdTable(rt.preopens) if rt.preopens else None
+        # WASI called from linked modules: pointers into the caller's memory (one view each).
+        self.linked_wasi = rt.links.uses_wasi
+        self.caller_memories: dict[bytes, Any] = {}
         _set_deadline(self.ctx, rt.ticks)
         rt.registry[self.ctx] = cast(RawInstance, self)
         try:

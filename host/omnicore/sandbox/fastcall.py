@@ -22,7 +22,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from ctypes import c_bool, c_char_p, c_int64, c_size_t, c_uint64, c_void_p
-from typing import Any
+from typing import Any, cast
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -34,6 +34,7 @@ __all__ = [
     "GuestMemory",
     "HostTrap",
     "RawInstance",
+    "caller_memory",
     "check_private_names",
     "define_host_function",
 ]
@@ -47,6 +48,7 @@ PRIVATE_NAMES = (
     "wasmtime_context_set_epoch_deadline",
     "wasmtime_context_set_fuel",
     "wasmtime_caller_context",
+    "wasmtime_caller_export_get",
     "wasmtime_memory_data",
     "wasmtime_memory_data_size",
     "wasmtime_store_new",
@@ -116,6 +118,8 @@ _store_limiter = _bind("wasmtime_store_limiter", None, c_void_p, c_int64, c_int6
 _set_wasi = _bind("wasmtime_context_set_wasi", c_void_p, c_void_p, c_void_p)
 _pre_instantiate = _bind("wasmtime_instance_pre_instantiate", c_void_p,
                          c_void_p, c_void_p, c_void_p, c_void_p)
+_caller_export_get = _bind("wasmtime_caller_export_get", c_bool,
+                           c_void_p, c_char_p, c_size_t, c_void_p, keep_gil=True)
 _export_get = _bind("wasmtime_instance_export_get", c_bool,
                     c_void_p, c_void_p, c_char_p, c_size_t, c_void_p, keep_gil=True)
 _trap_new = _bind("wasmtime_trap_new", c_void_p, c_char_p, c_size_t, keep_gil=True)
@@ -456,16 +460,35 @@ class RawInstance:
         self.close()
 
 
+def caller_memory(caller: int, inst: RawInstance, cache: dict[bytes, Any]
+                  ) -> GuestMemory | None:
+    """The memory the calling instance exports as ``memory`` (None if it exports none), for
+    a host function (``pass_caller``) serving several instances of one store: WASI of a
+    module linked to an Extism plugin. ``cache`` keeps one view per memory of the store."""
+    ext = ffi.wasmtime_extern_t()
+    addr = ctypes.addressof(ext)
+    if not _caller_export_get(caller, b"memory", 6, addr) or int(ext.kind) != _EXTERN_MEMORY:
+        return None
+    key = _string_at(addr + _EXTERN_OF, ctypes.sizeof(ffi.wasmtime_memory_t))
+    hit = cache.get(key)
+    if hit is None:
+        # The extern must outlive the view: GuestMemory reads through its address.
+        hit = cache[key] = (GuestMemory(_caller_context(caller), addr + _EXTERN_OF, inst), ext)
+    return cast(GuestMemory, hit[0])
+
+
 HostImpl = Callable[..., Any]
 
 
 def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                          params: Sequence[str], results: Sequence[str], impl: HostImpl,
                          state: Any, registry: dict[int, RawInstance],
-                         keepalive: list[Any]) -> None:
+                         keepalive: list[Any], *, pass_caller: bool = False) -> None:
     """Define ``module.name`` in ``linker`` as a raw unchecked trampoline around ``impl``.
 
-    ``impl(state, memory: GuestMemory, *args)`` returns an int for a one-result function.
+    ``impl(state, memory: GuestMemory, *args)`` returns an int for a one-result function;
+    with ``pass_caller`` it is ``impl(state, memory, caller, *args)`` (for
+    :func:`caller_memory`).
     HostTrap (or any exception) traps the guest with a message naming the function; the
     callback object is appended to ``keepalive``, which must outlive the linker's instances.
     """
@@ -508,9 +531,11 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                         raw = _string_at(args + 16 * i, 8)
                         values[i] = struct.unpack("<f" if kind == "f32" else "<d",
                                                   raw[:4] if kind == "f32" else raw)[0]
-                out = impl(state, inst.memory, *values)
+                out = (impl(state, inst.memory, caller, *values) if pass_caller
+                       else impl(state, inst.memory, *values))
             else:
-                out = impl(state, inst.memory)
+                out = impl(state, inst.memory, caller) if pass_caller else impl(state,
+                                                                                 inst.memory)
             if result == "i32":
                 ctypes.c_int32.from_address(args).value = out
             elif result == "i64":

@@ -24,7 +24,7 @@ import wasmtime
 from omnicore.sandbox.fastcall import GuestMemory, RawInstance, define_host_function
 from omnicore.sandbox.wasi_output import CHUNK, STDERR, STDOUT, WasiOutput
 
-__all__ = ["BOUNDED", "WASI_MODULE", "define_wasi"]
+__all__ = ["BOUNDED", "WASI_MODULE", "define_wasi", "on_memory"]
 
 WASI_MODULE = "wasi_snapshot_preview1"
 
@@ -178,26 +178,27 @@ BOUNDED: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
 
 def define_wasi(linker: wasmtime.Linker, output: WasiOutput,
                 registry: dict[int, RawInstance], keepalive: list[Any], *,
-                memory_of: Callable[[GuestMemory], GuestMemory] | None = None) -> None:
+                memory_of: Callable[[GuestMemory, int], GuestMemory] | None = None) -> None:
     """Define WASI preview 1 in ``linker``: wasmtime's, with :data:`BOUNDED` replaced.
 
-    ``memory_of`` maps the memory host functions get to the one WASI pointers refer to, when
-    they differ (an Extism instance's host functions get its kernel's memory, WASI its
-    plugin's). The linker is left allowing shadowing.
+    ``memory_of(memory, caller)`` maps the memory host functions get to the one WASI
+    pointers refer to, when they differ (an Extism instance's host functions get its
+    kernel's memory, WASI the calling module's). The linker is left allowing shadowing.
     """
     linker.define_wasi()
     # Left on (wasmtime-py cannot read it back): capability namespaces never collide.
     linker.allow_shadowing = True
     for name, (params, impl) in BOUNDED.items():
         if memory_of is not None:
-            impl = _on_memory(impl, memory_of)
+            impl = on_memory(impl, memory_of)
         define_host_function(linker, WASI_MODULE, name, params, ("i32",), impl, output,
-                             registry, keepalive)
+                             registry, keepalive, pass_caller=memory_of is not None)
 
 
-def _on_memory(impl: Callable[..., int],
-               memory_of: Callable[[GuestMemory], GuestMemory]) -> Callable[..., int]:
-    def on_memory(out: WasiOutput, mem: GuestMemory, *args: Any) -> int:
-        return impl(out, memory_of(mem), *args)
+def on_memory(impl: Callable[..., int],
+              memory_of: Callable[[GuestMemory, int], GuestMemory]) -> Callable[..., int]:
+    """``impl`` called with ``memory_of(memory, caller)`` as its memory."""
+    def mapped(state: Any, mem: GuestMemory, caller: int, *args: Any) -> int:
+        return impl(state, memory_of(mem, caller), *args)
 
-    return on_memory
+    return mapped

@@ -35,7 +35,7 @@ import wasmtime
 from omnicore.errors import ConfigError
 from omnicore.sandbox.fastcall import GuestMemory, RawInstance, define_host_function
 from omnicore.sandbox.pluginlog import PluginLog
-from omnicore.sandbox.wasi import WASI_MODULE
+from omnicore.sandbox.wasi import WASI_MODULE, on_memory
 from omnicore.sandbox.wasi import fd_write as stdio_write
 from omnicore.sandbox.wasi_output import STDERR, STDOUT, WasiOutput
 
@@ -286,8 +286,12 @@ def _rw(write: bool, positioned: bool) -> Callable[..., int]:
         if fd in (STDOUT, STDERR) and write and not positioned and st.output is not None:
             return stdio_write(st.output, mem, fd, iovs, n, result)
         if fd < 3:
-            return _SUCCESS if fd == 0 and not write and _put(mem, result, 0, 4) else \
-                _ESPIPE if positioned else _EBADF
+            if positioned:
+                return _ESPIPE
+            if fd == 0 and not write:
+                _put(mem, result, 0, 4)  # stdin is empty
+                return _SUCCESS
+            return _EBADF
         entry = _entry(st, mem, fd)
         if isinstance(entry, int):
             return entry
@@ -539,19 +543,11 @@ FS_FUNCTIONS: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
 
 def define_wasi_fs(linker: wasmtime.Linker, state: FsState, registry: dict[int, RawInstance],
                    keepalive: list[Any], *,
-                   memory_of: Callable[[GuestMemory], GuestMemory] | None = None) -> None:
+                   memory_of: Callable[[GuestMemory, int], GuestMemory] | None = None) -> None:
     """Define :data:`FS_FUNCTIONS` in ``linker`` over wasmtime's WASI (after
     ``sandbox.wasi.define_wasi``); ``memory_of`` as there."""
     for name, (params, impl) in FS_FUNCTIONS.items():
         if memory_of is not None:
-            impl = _on(impl, memory_of)
+            impl = on_memory(impl, memory_of)
         define_host_function(linker, WASI_MODULE, name, params, ("i32",), impl, state,
-                             registry, keepalive)
-
-
-def _on(impl: Callable[..., int], memory_of: Callable[[GuestMemory], GuestMemory]
-        ) -> Callable[..., int]:
-    def on_memory(st: FsState, mem: GuestMemory, *args: Any) -> int:
-        return impl(st, memory_of(mem), *args)
-
-    return on_memory
+                             registry, keepalive, pass_caller=memory_of is not None)
