@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -66,9 +67,18 @@ def test_freed_blocks_are_reused_and_split(k: Kernel) -> None:
     a, b = k.alloc(1000), k.alloc(8)
     k.free(a)
     assert k.length(a) == 0 and k.length_unsafe(a) == 0 and k.length(b) == 8
+    # While memory holds it, a new block is bumped (O(1), as Extism's kernel does)...
+    c = k.alloc(16)
+    assert c > b
+    filler = k.alloc(65536 - (c + 16) - 16)  # ...up to the end of the page
+    assert k.memory_bytes() == 65536
+    # ...and then a freed block is reused (split) rather than growing memory.
     small, rest = k.alloc(16), k.alloc(500)
     assert small == a and a < rest < b
-    assert [k.length(x) for x in (small, rest, b)] == [16, 500, 8]
+    assert [k.length(x) for x in (small, rest, b, filler)] == [16, 500, 8, 65536 - c - 32]
+    assert k.memory_bytes() == 65536
+    k.alloc(600)  # nothing freed fits: memory grows
+    assert k.memory_bytes() == 131072
 
 
 def test_growth_and_memory_bytes(k: Kernel) -> None:
@@ -111,3 +121,39 @@ def test_input_output_error_and_reset(k: Kernel) -> None:
 def test_bad_offsets_trap(k: Kernel, fn: str, args: tuple[int, ...]) -> None:
     with pytest.raises(wasmtime.Trap):
         getattr(k, fn)(*args)
+
+
+def test_random_allocs_and_frees_never_overlap(k: Kernel) -> None:
+    # Bump while memory holds a block, reuse from the free hint after: every live block keeps
+    # its bytes, its length, and its own room, through 3,000 random operations.
+    rng = random.Random(21)
+    live: dict[int, int] = {}
+    marks: dict[int, int] = {}
+    for step in range(3000):
+        if live and rng.random() < 0.45:
+            h = rng.choice(list(live))
+            k.free(h)
+            del live[h]
+            assert k.length(h) == 0
+            continue
+        n = rng.choice([1, 8, 9, 24, 100, 500, 3000])
+        h = k.alloc(n)
+        assert h % 8 == 0 and all(h + n <= o or o + live[o] <= h for o in live), step
+        live[h] = n
+        k.store_u8(h, step & 0xFF)
+        k.store_u8(h + n - 1, step & 0xFF)
+        marks[h] = step & 0xFF
+    for h, n in live.items():
+        assert k.length(h) == n == k.length_unsafe(h)
+        assert k.load_u8(h) == k.load_u8(h + n - 1) == marks[h]
+
+
+def test_only_block_starts_are_handles(k: Kernel) -> None:
+    h = k.alloc(64)
+    k.store_u64(h + 16, (0x6F6D6E69 << 32) | 8)  # a header forged inside the block's data...
+    k.store_u64(h + 24, 8)
+    assert k.length(h + 32) == 8  # ...passes the O(1) check (harmless: the plugin's own bytes)
+    for bad in (h + 3, h + 8, h + 64, 79, 81, 10**9, 2**63):
+        assert k.length(bad) == 0
+        k.free(bad)  # a no-op
+    assert k.length(h) == 64

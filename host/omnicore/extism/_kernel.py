@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-__all__ = ["FIRST_HANDLE", "KERNEL_FUNCTIONS", "STATE", "kernel_wasm"]
+__all__ = ["BLOCK_TAG", "FIRST_HANDLE", "KERNEL_FUNCTIONS", "STATE", "kernel_wasm"]
 
 Sig = tuple[tuple[str, ...], tuple[str, ...]]
 
@@ -35,7 +35,9 @@ KERNEL_FUNCTIONS: dict[str, Sig] = {
 
 #: Byte offsets of the call state (u64 little-endian each) in kernel memory (kernel.wat).
 STATE = {"end": 0, "input_offset": 8, "input_length": 16, "output_offset": 24,
-         "output_length": 32, "error": 40}
+         "output_length": 32, "error": 40, "free_hint": 48}
+#: Or'ed into a block header's capacity word: a handle is checked in O(1) by it.
+BLOCK_TAG = 0x6F6D6E69 << 32
 #: The first block's header is at 64; its handle (the first byte of its data) at 80.
 FIRST_HANDLE = 80
 

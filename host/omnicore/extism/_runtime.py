@@ -38,7 +38,7 @@ from omnicore.errors import (
 from omnicore.extism._env import ENV_FUNCTIONS, EnvState, KernelMemory
 from omnicore.extism._failures import call_error
 from omnicore.extism._failures import first_line as _first_line
-from omnicore.extism._kernel import FIRST_HANDLE, KERNEL_FUNCTIONS, kernel_wasm
+from omnicore.extism._kernel import BLOCK_TAG, FIRST_HANDLE, KERNEL_FUNCTIONS, kernel_wasm
 from omnicore.extism._links import COMMAND_INSTANCES, Links, Signature
 from omnicore.extism._manifest import DEFAULT_MAX_VAR_BYTES
 from omnicore.extism._user import CurrentPlugin, UserFunction, Val, as_user_function
@@ -72,8 +72,8 @@ __all__ = ["ExtismRuntime", "Instance"]
 
 #: Guest error messages longer than this are truncated (as specs/abi.md §2.2).
 MAX_ERROR_MESSAGE = 4096
-_HEAD = struct.Struct("<10Q")  # the state words, 16 reserved bytes, the input block header
-_EMPTY = struct.pack("<6Q", 64, 0, 0, 0, 0, 0)
+_HEAD = struct.Struct("<10Q")  # the state words, free_hint, reserved, the input block header
+_EMPTY = struct.pack("<7Q", 64, 0, 0, 0, 0, 0, 0)
 _OUT = struct.Struct("<3Q")  # output_offset, output_length, error at byte 24
 
 
@@ -286,10 +286,11 @@ class Instance:
         view = mem.view
         if n:
             cap = (n + 7) & ~7
-            view[0:80] = _HEAD.pack(FIRST_HANDLE + cap, FIRST_HANDLE, n, 0, 0, 0, 0, 0, cap, n)
+            view[0:80] = _HEAD.pack(FIRST_HANDLE + cap, FIRST_HANDLE, n, 0, 0, 0, 0, 0,
+                                    cap | BLOCK_TAG, n)
             view[80:80 + n] = data
         else:
-            view[0:48] = _EMPTY
+            view[0:56] = _EMPTY
         if fuel is not None:
             self.store.set_fuel(fuel)
         self.deadline = time.monotonic() + self.timeout_s

@@ -1,0 +1,36 @@
+;; An alloc-heavy plugin (issue 21, class 9). `many` keeps 100,000 blocks live; `churn` makes
+;; 200,000 blocks of varying sizes, freeing seven of every eight at once. Each outputs the
+;; number of blocks it made, from a block of its own.
+(module
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/env" "free" (func $free (param i64)))
+  (import "extism:host/env" "store_u64" (func $store_u64 (param i64 i64)))
+  (import "extism:host/env" "load_u64" (func $load_u64 (param i64) (result i64)))
+  (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
+  (func $out (param $v i64) (result i32)
+    (local $h i64)
+    (local.set $h (call $alloc (i64.const 8)))
+    (call $store_u64 (local.get $h) (local.get $v))
+    (call $output_set (local.get $h) (i64.const 8))
+    (i32.const 0))
+  (func (export "many") (result i32)
+    (local $i i64) (local $h i64)
+    (block $done (loop $next
+      (br_if $done (i64.eq (local.get $i) (i64.const 100000)))
+      (local.set $h (call $alloc (i64.const 24)))
+      (call $store_u64 (local.get $h) (local.get $i))
+      (if (i64.ne (call $load_u64 (local.get $h)) (local.get $i)) (then (unreachable)))
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (br $next)))
+    (call $out (local.get $i)))
+  (func (export "churn") (result i32)
+    (local $i i64) (local $h i64)
+    (block $done (loop $next
+      (br_if $done (i64.eq (local.get $i) (i64.const 200000)))
+      (local.set $h (call $alloc (i64.add (i64.const 8) (i64.and (local.get $i) (i64.const 127)))))
+      (call $store_u64 (local.get $h) (local.get $i))
+      (if (i64.ne (i64.and (local.get $i) (i64.const 7)) (i64.const 0))
+        (then (call $free (local.get $h))))
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (br $next)))
+    (call $out (local.get $i))))
