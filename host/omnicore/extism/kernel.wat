@@ -67,10 +67,17 @@
     (if (i64.gt_u (local.get $n) (i64.const 0xFFFF0000)) (then (call $oom)))
     ;; Sizes round up to 8 so headers stay aligned.
     (local.set $need (i64.and (i64.add (local.get $n) (i64.const 7)) (i64.const -8)))
-    (if (i32.or (i64.eqz (i64.load (i32.const 48)))
-                (i64.le_u (i64.add (i64.add (i64.load (i32.const 0)) (i64.const 16))
-                                   (local.get $need))
-                          (i64.shl (i64.extend_i32_u (memory.size)) (i64.const 16))))
+    ;; The hot path, inline: the block fits in memory as it is.
+    (local.set $p (i64.add (i64.load (i32.const 0)) (i64.const 16)))
+    (if (i64.le_u (i64.add (local.get $p) (local.get $need))
+                  (i64.shl (i64.extend_i32_u (memory.size)) (i64.const 16)))
+      (then
+        (i64.store (i32.wrap_i64 (i64.load (i32.const 0)))
+                   (i64.or (local.get $need) (i64.const 0x6F6D6E6900000000)))
+        (i64.store (i32.wrap_i64 (i64.sub (local.get $p) (i64.const 8))) (local.get $n))
+        (i64.store (i32.const 0) (i64.add (local.get $p) (local.get $need)))
+        (return (local.get $p))))
+    (if (i64.eqz (i64.load (i32.const 48)))
       (then (return (call $bump (local.get $n) (local.get $need)))))
     ;; First fit among freed blocks, from the hint; the hint moves to the first freed block
     ;; left behind (or past the block taken).
@@ -148,14 +155,23 @@
     (if (result i64) (i64.eq (local.get $n) (i64.const -1))
       (then (i64.const 0)) (else (local.get $n))))
 
+  ;; The PDKs' hottest calls: the check of $addr inline (below 64 or past 4 GiB traps).
   (func $load_u8 (export "load_u8") (param $p i64) (result i32)
-    (i32.load8_u (call $addr (local.get $p))))
+    (if (i64.gt_u (i64.sub (local.get $p) (i64.const 64)) (i64.const 0xFFFFFFBF))
+      (then (unreachable)))
+    (i32.load8_u (i32.wrap_i64 (local.get $p))))
   (func $load_u64 (export "load_u64") (param $p i64) (result i64)
-    (i64.load (call $addr (local.get $p))))
+    (if (i64.gt_u (i64.sub (local.get $p) (i64.const 64)) (i64.const 0xFFFFFFBF))
+      (then (unreachable)))
+    (i64.load (i32.wrap_i64 (local.get $p))))
   (func $store_u8 (export "store_u8") (param $p i64) (param $v i32)
-    (i32.store8 (call $addr (local.get $p)) (local.get $v)))
+    (if (i64.gt_u (i64.sub (local.get $p) (i64.const 64)) (i64.const 0xFFFFFFBF))
+      (then (unreachable)))
+    (i32.store8 (i32.wrap_i64 (local.get $p)) (local.get $v)))
   (func $store_u64 (export "store_u64") (param $p i64) (param $v i64)
-    (i64.store (call $addr (local.get $p)) (local.get $v)))
+    (if (i64.gt_u (i64.sub (local.get $p) (i64.const 64)) (i64.const 0xFFFFFFBF))
+      (then (unreachable)))
+    (i64.store (i32.wrap_i64 (local.get $p)) (local.get $v)))
 
   (func $input_set (export "input_set") (param $h i64) (param $n i64)
     (i64.store (i32.const 8) (local.get $h))
