@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,35 @@ def test_a_native_plugin_reads_through_its_fs_grant(host: PluginHost, tmp_path: 
     host.unload("n")
     host.load(tmp_path / "n.wasm")  # no grant: no preopen at fd 3
     assert host.call("n", "read", b"hello.txt") == bytes([8])  # EBADF
+
+
+def test_the_wasi_functions_left_to_wasmtime_see_no_granted_fd(host: PluginHost,
+                                                              tmp_path: Path, tree: Path) -> None:
+    # Every preview 1 function taking an fd is omnicore's when the plugin holds the grant,
+    # except these, which must not find the granted directory at fd 3.
+    out = our_run(host, tmp_path, wat_plugin("fs_hostile"), manifest(tree),
+                  [("unshadowed", b"")])
+    assert out == [bytes([8] * 5)]  # EBADF
+
+
+def test_a_fifo_or_device_in_the_directory_never_blocks(host: PluginHost, tmp_path: Path,
+                                                       tree: Path) -> None:
+    # Opening a FIFO waits for a peer (Extism's process hangs there): refused at once.
+    os.mkfifo(tree / "out" / "pipe")
+    man = {"allowed_paths": {str(tree / "out"): "/out"}, "timeout_ms": 5000}
+    out = our_run(host, tmp_path, wat_plugin("fs_hostile"), man,
+                  [("open_read", b"pipe"), ("big_write", b"pipe")])
+    # ENOTCAPABLE; a write-only open of a FIFO nobody reads is ENXIO from the OS at once.
+    assert out[0] == bytes([76]) and out[1] in (bytes([76]), bytes([60])), out
+
+
+def test_one_huge_write_stops_at_the_deadline(host: PluginHost, tmp_path: Path,
+                                              tree: Path) -> None:
+    man = {"allowed_paths": {str(tree / "out"): "/out"}, "timeout_ms": 50}
+    start = time.monotonic()
+    out = our_run(host, tmp_path, wat_plugin("fs_hostile"), man, [("big_write", b"big.bin")])
+    elapsed = time.monotonic() - start
+    assert isinstance(out[0], errors.DeadlineExceeded), out
+    written = (tree / "out" / "big.bin").stat().st_size
+    (tree / "out" / "big.bin").unlink()
+    assert written < 1 << 30 and elapsed < 0.05 + 1.5

@@ -8,6 +8,7 @@ raw host functions over an fd table per instance, so that:
   granted directory: an absolute path, a ``..`` component or a symlink anywhere on the way
   is refused (``ENOTCAPABLE``, with a line in the plugin's log saying why), so nothing
   outside the directory is ever reached, whatever the host does to the tree meanwhile;
+  only regular files and directories open (a FIFO or device would block or never end);
 * a directory granted read-only refuses every write, create, truncate, rename and delete
   (``EROFS``);
 * reads and writes go in 1 MiB pieces and stop at the call's deadline; an instance holds at
@@ -225,7 +226,8 @@ def path_open(st: FsState, mem: GuestMemory, fd: int, _dirflags: int, ptr: int, 
         write = bool(rights & _RIGHT_WRITE) or bool(oflags & (_O_CREAT | _O_TRUNC))
         if write and not base.writable:
             return _EROFS
-        flags = os.O_NOFOLLOW | os.O_CLOEXEC
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a peer, outside any deadline.
+        flags = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         flags |= os.O_RDWR if write and rights & _RIGHT_READ else os.O_WRONLY if write \
             else os.O_RDONLY
         flags |= (os.O_CREAT if oflags & _O_CREAT else 0) | (
@@ -240,7 +242,11 @@ def path_open(st: FsState, mem: GuestMemory, fd: int, _dirflags: int, ptr: int, 
                         f"/proc/self/fd/{cur}/{name}")):
                 return st.refuse(f"{name!r} is a symlink")
             return _errno(exc)
-        is_dir = stat.S_ISDIR(os.fstat(host).st_mode)
+        mode = os.fstat(host).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            os.close(host)
+            return st.refuse(f"{name!r} is not a regular file or a directory")
+        is_dir = stat.S_ISDIR(mode)
         new = st.table_of(mem).add(_Fd(host, is_dir, base.writable, name))
         if new < 0:
             return _EMFILE

@@ -1,0 +1,91 @@
+;; Hostile file access for an Extism plugin with a granted directory at fd 3
+;; (tests/extism/test_extism_fs.py).
+(module
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/env" "store_u8" (func $store_u8 (param i64 i32)))
+  (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
+  (import "extism:host/env" "input_length" (func $input_length (result i64)))
+  (import "extism:host/env" "input_load_u8" (func $input_load_u8 (param i64) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_fdstat_set_rights"
+    (func $set_rights (param i32 i64 i64) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_recv"
+    (func $sock_recv (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_send"
+    (func $sock_send (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_shutdown" (func $sock_shutdown (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_accept" (func $sock_accept (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 20)
+  (global $n (mut i64) (i64.const 0))
+  (func $byte (param $v i32)
+    (call $store_u8 (i64.add (i64.const 0) (global.get $n)) (local.get $v)))
+  ;; Output the bytes at 0..len of plugin memory through one kernel block.
+  (func $out (param $len i32) (result i32)
+    (local $h i64) (local $i i32)
+    (local.set $h (call $alloc (i64.extend_i32_u (local.get $len))))
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $i) (local.get $len)))
+      (call $store_u8 (i64.add (local.get $h) (i64.extend_i32_u (local.get $i)))
+                      (i32.load8_u (local.get $i)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (call $output_set (local.get $h) (i64.extend_i32_u (local.get $len)))
+    (i32.const 0))
+  ;; The input (a file name) copied to plugin memory at 512; its length.
+  (func $name (result i32)
+    (local $i i64) (local $n i64)
+    (local.set $n (call $input_length))
+    (block $d (loop $l
+      (br_if $d (i64.ge_u (local.get $i) (local.get $n)))
+      (i32.store8 (i32.add (i32.const 512) (i32.wrap_i64 (local.get $i)))
+                  (call $input_load_u8 (local.get $i)))
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (br $l)))
+    (i32.wrap_i64 (local.get $n)))
+  ;; The WASI functions omnicore leaves to wasmtime, on the granted directory's fd: one
+  ;; errno byte each.
+  (func (export "unshadowed") (result i32)
+    (i32.store8 (i32.const 0) (call $set_rights (i32.const 3) (i64.const 0) (i64.const 0)))
+    (i32.store8 (i32.const 1) (call $sock_recv (i32.const 3) (i32.const 64) (i32.const 0)
+                                               (i32.const 0) (i32.const 80) (i32.const 84)))
+    (i32.store8 (i32.const 2) (call $sock_send (i32.const 3) (i32.const 64) (i32.const 0)
+                                               (i32.const 0) (i32.const 80)))
+    (i32.store8 (i32.const 3) (call $sock_shutdown (i32.const 3) (i32.const 0)))
+    (i32.store8 (i32.const 4) (call $sock_accept (i32.const 3) (i32.const 0) (i32.const 80)))
+    (call $out (i32.const 5)))
+  ;; Open the input name (mode: read for `open_read`, write for `big_write`); the errno byte.
+  (func $open (param $rights i64) (param $oflags i32) (result i32)
+    (call $path_open (i32.const 3) (i32.const 0) (i32.const 512) (call $name)
+                     (local.get $oflags) (local.get $rights) (i64.const 0) (i32.const 0)
+                     (i32.const 600)))
+  (func (export "open_read") (result i32)
+    (local $e i32)
+    (local.set $e (call $open (i64.const 2) (i32.const 0)))
+    (if (i32.eqz (local.get $e))
+      (then
+        (i32.store (i32.const 620) (i32.const 1024))
+        (i32.store (i32.const 624) (i32.const 16))
+        (local.set $e (call $fd_read (i32.load (i32.const 600)) (i32.const 620) (i32.const 1)
+                                     (i32.const 628)))))
+    (i32.store8 (i32.const 0) (local.get $e))
+    (call $out (i32.const 1)))
+  ;; One fd_write of 1,024 iovecs of 1 MiB each (1 GiB) into a new file.
+  (func (export "big_write") (result i32)
+    (local $e i32) (local $i i32)
+    (local.set $e (call $open (i64.const 64) (i32.const 9)))
+    (if (local.get $e) (then (i32.store8 (i32.const 0) (local.get $e))
+                             (return (call $out (i32.const 1)))))
+    (block $d (loop $l
+      (br_if $d (i32.eq (local.get $i) (i32.const 1024)))
+      (i32.store (i32.add (i32.const 4096) (i32.shl (local.get $i) (i32.const 3)))
+                 (i32.const 65536))
+      (i32.store (i32.add (i32.const 4100) (i32.shl (local.get $i) (i32.const 3)))
+                 (i32.const 1048576))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i32.store8 (i32.const 0) (call $fd_write (i32.load (i32.const 600)) (i32.const 4096)
+                                              (i32.const 1024) (i32.const 620)))
+    (call $out (i32.const 1))))
