@@ -243,7 +243,7 @@ def test_cyclic_links_are_refused_in_one_line(host: PluginHost, tmp_path: Path) 
     script = ("import extism,sys; extism.Plugin({'wasm': [{'path': sys.argv[1], 'name': 'a'}, "
               "{'path': sys.argv[2], 'name': 'b'}, {'path': sys.argv[3]}]}, wasi=True)")
     done = subprocess.run([sys.executable, "-c", script, str(f["a"]), str(f["b"]), str(f["p"])],
-                          capture_output=True, timeout=120)
+                          capture_output=True, timeout=120, cwd=tmp_path)
     assert done.returncode != 0
 
 
