@@ -183,6 +183,11 @@ def test_omnicore_call_link_as_extism_call_link(tmp_path: Path, pdk_wasm: Path) 
                               capture_output=True, text=True, timeout=120, cwd=tmp_path,
                               env={**_env(), **env})
         assert done.returncode != 0 and says in done.stderr, done.stderr
+    # inspect's would-it-load check takes the same flag.
+    done = subprocess.run([*OMNICORE, "inspect", str(f["main"]), "--link", "math=math.wasm"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**_env(), **env})
+    assert done.returncode == 0 and "would load  yes" in done.stdout, done.stdout
     # Without the link: one line naming the module and the flag that supplies it.
     done = subprocess.run([*OMNICORE, "call", str(f["main"]), "run"], capture_output=True,
                           text=True, timeout=120, cwd=tmp_path, env={**_env(), **env})

@@ -180,11 +180,13 @@ def _host(cfg: Any) -> Iterator[Any]:
 @click.argument("file", metavar="FILE_OR_PLUGIN", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--grant", "grant_opts", multiple=True, metavar="CAP[=JSON]",
               help="Grant a capability for the would-it-load check (repeatable).")
+@click.option("--link", "link_opts", multiple=True, metavar="NAME=FILE",
+              help="Link a wasm module under NAME for the would-it-load check (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
               help="Look a plugin name up in this app (its running host, else its folder).")
-def inspect(file: Path, grant_opts: tuple[str, ...], as_json: bool,
-            appdir: Path | None) -> None:
+def inspect(file: Path, grant_opts: tuple[str, ...], link_opts: tuple[str, ...],
+            as_json: bool, appdir: Path | None) -> None:
     """Show what FILE.wasm exports, imports and needs, and whether it would load.
 
     The grants considered are the sidecar's next to FILE plus --grant. With --app, a plugin
@@ -195,7 +197,7 @@ def inspect(file: Path, grant_opts: tuple[str, ...], as_json: bool,
         from omnicore.cli.remote import find_running
 
         running = find_running(Path(cfg.data_dir))
-        if running is not None and not grant_opts:
+        if running is not None and not (grant_opts or link_opts):
             click.echo(f"omnicore: '{file}' as the running host at {running.url} has it",
                        err=True)  # live state, not the file's
             _print_live(running.plugin(str(file)), as_json)
@@ -217,10 +219,11 @@ def inspect(file: Path, grant_opts: tuple[str, ...], as_json: bool,
         raise PluginLoadError(report["error"])
     report["file"] = str(file)
     grants = parse_grants(grant_opts)
+    links = parse_links(link_opts)
     if report.get("ok"):
         with _quiet(), PluginHost() as host:
             try:
-                info = host.load(file, grants=grants)
+                info = host.load(file, grants=grants, links=links)
                 report["state"] = info.state
                 report["granted"] = sorted(info.granted)
                 report["missing"] = [f"omnicore:{m}" for m in info.missing]
