@@ -7,7 +7,8 @@ runtime chosen by ABI in :mod:`omnicore.plugins.runtimes`), the call path
 (:mod:`omnicore.plugins.calls`) and the folder's hooks (:mod:`omnicore.plugins.files`).
 Calls lease the entry's current version (:mod:`omnicore.plugins.versions`), so a reload swaps
 versions while in-flight calls finish on the old one. Settings layer through
-:mod:`omnicore.plugins.settings`, grants follow :mod:`omnicore.sandbox.grants`, health is
+:mod:`omnicore.plugins.settings` (the operator's, kept in the database, through
+:mod:`omnicore.plugins.operator`), grants follow :mod:`omnicore.sandbox.grants`, health is
 decided in :mod:`omnicore.plugins.health`, and :mod:`omnicore.plugins.extension` wires the
 host into an app.
 """
@@ -34,7 +35,8 @@ from omnicore.plugins.files import PluginFiles
 from omnicore.plugins.folder import PluginFolder
 from omnicore.plugins.health import folder_health
 from omnicore.plugins.info import PluginInfo
-from omnicore.plugins.linking import Linker, regranted
+from omnicore.plugins.linking import Linker, Plan, regranted
+from omnicore.plugins.operator import OperatorSettings
 from omnicore.plugins.sidecar import Sidecar, read_sidecar, write_grants
 from omnicore.plugins.stats import CallStats
 from omnicore.plugins.versions import Entry, Version
@@ -63,7 +65,8 @@ class PluginHost:
         host.close()
 
     ``plugin_settings`` is the app config's ``plugins`` section (name -> grants, config,
-    limits, enabled); ``defaults`` the app's ``sandbox.limits``.
+    limits, enabled); ``defaults`` the app's ``sandbox.limits``; ``operator`` the operator's
+    settings in the app's database (none for a host without one: grants persist to sidecars).
     """
 
     def __init__(self, *, engine: SandboxEngine | None = None,
@@ -73,8 +76,11 @@ class PluginHost:
                  plugin_settings: Mapping[str, Any] | None = None,
                  failure_threshold: int = 5, cooldown_s: float = 30.0,
                  events: EventSink | None = None, health: HealthChecks | None = None,
-                 data_dir: Path | None = None, max_workers: int = 8) -> None:
+                 data_dir: Path | None = None, max_workers: int = 8,
+                 operator: OperatorSettings | None = None) -> None:
         self._events = events
+        #: The operator's settings in the database, when the host has one.
+        self.operator = operator
         self._health = health
         self._max_workers = max_workers
         self._folder: PluginFolder | None = None
@@ -95,7 +101,8 @@ class PluginHost:
             capabilities=capabilities or _builtin_capabilities, defaults=defaults or Limits(),
             app_settings=plugin_settings or {}, data_dir=data_dir, emit=self._emit,
             extra_checks=lambda: self.manifest_checks,
-            user_functions=lambda: self.extism_functions)
+            user_functions=lambda: self.extism_functions,
+            operator=operator.doc if operator is not None else None)
         self._files = PluginFiles(self._entries, self._linker,
                                   load=lambda path: self.load(path).name,
                                   unload=lambda name, why: self.unload(name, reason=why),
@@ -230,12 +237,52 @@ class PluginHost:
             if persist and entry.source is None:
                 raise PluginError(f"plugin '{name}' was loaded from bytes; there is no sidecar "
                                   "to persist its grants to", plugin=name)
+            before = Plan(entry.module, entry.settings, entry.abi_manifest)
             self._linker.activate(entry, regranted(entry, layer))
-            with self._entries.lock:
-                self._runtime_grants.setdefault(name, {}).update(layer)
-            if persist and entry.source is not None:
-                write_grants(entry.source, layer)
+            if persist and self.operator is not None:
+                try:
+                    self.operator.change(name, partial(_with_grants, layer=layer))
+                except BaseException:
+                    self._linker.activate(entry, before)  # nothing stored: nothing changes
+                    raise
+                self._forget_runtime_grants(name, frozenset(layer))
+            else:
+                with self._entries.lock:
+                    self._runtime_grants.setdefault(name, {}).update(layer)
+                if persist and entry.source is not None:
+                    write_grants(entry.source, layer)
         return entry.info()
+
+    def settings_changed(self, name: str, capabilities: frozenset[str] = frozenset()) -> None:
+        """The operator's settings of plugin ``name`` changed (on any instance): re-link it
+        from its file, its sidecar and those settings, as a sidecar edit does.
+
+        ``capabilities`` are the grants the change decided: this process's own grants of
+        them (:meth:`grant` without ``persist``) give way to the newer decision. A revoke
+        holds even when the plugin's file no longer loads: the version serving it is
+        withdrawn rather than kept with the revoked capability.
+        """
+        self._forget_runtime_grants(name, capabilities)
+        entry = self._entries.get(name)
+        folder = self._folder
+        if entry is None or entry.source is None or folder is None \
+                or entry.source not in folder.files:
+            return  # not here, or not the folder's: the settings apply when it loads
+        self._files.reload_file(entry.source)
+        if entry.stale and entry.settings is not None and self.operator is not None:
+            decided = self.operator.doc(name).get("grants")
+            revoked = {c for c, v in decided.items() if v is False
+                       and c in entry.settings.grants} if isinstance(decided, Mapping) else set()
+            if revoked:
+                self._linker.withdraw(entry, f"revoked {', '.join(sorted(revoked))} while "
+                                             f"the plugin could not be re-linked: "
+                                             f"{entry.last_error}")
+
+    def _forget_runtime_grants(self, name: str, capabilities: frozenset[str]) -> None:
+        with self._entries.lock:
+            held = self._runtime_grants.get(name)
+            for capability in capabilities if held is not None else ():
+                held.pop(capability, None)  # type: ignore[union-attr]
 
     def _host_grants(self, name: str) -> grant_rules.GrantLayer:
         return self._runtime_grants.get(name, {})
@@ -383,6 +430,14 @@ class PluginHost:
             self._events(event)
         except Exception:
             log.exception("publishing %s failed", event.topic)
+
+
+def _with_grants(doc: dict[str, Any], *, layer: grant_rules.GrantLayer) -> dict[str, Any]:
+    """An operator settings object with ``layer`` merged into its grants (``false``: revoked,
+    so it wins over the sidecar and the app config)."""
+    grants = dict(doc.get("grants") or {})
+    grants.update({name: False if opts is None else dict(opts) for name, opts in layer.items()})
+    return {**doc, "grants": grants}
 
 
 def _builtin_capabilities() -> list[Capability]:
