@@ -35,7 +35,7 @@ from omnicore.plugins.files import PluginFiles
 from omnicore.plugins.folder import PluginFolder
 from omnicore.plugins.health import folder_health
 from omnicore.plugins.info import PluginInfo
-from omnicore.plugins.linking import Linker, Plan, regranted
+from omnicore.plugins.linking import Linker, regranted
 from omnicore.plugins.operator import OperatorSettings
 from omnicore.plugins.sidecar import Sidecar, read_sidecar, write_grants
 from omnicore.plugins.stats import CallStats
@@ -230,32 +230,34 @@ class PluginHost:
         entry = self._entries.require(name)
         layer = grant_rules.normalize({k: (False if v is None else v) for k, v in change.items()},
                                       source=f"grant to '{name}'")
+        if entry.module is None or entry.settings is None:
+            raise PluginLoadError(f"plugin '{name}' failed to load ({entry.last_error}); "
+                                  "fix the file before changing its grants", plugin=name)
+        if persist and entry.source is None:
+            raise PluginError(f"plugin '{name}' was loaded from bytes; there is no sidecar "
+                              "to persist its grants to", plugin=name)
+        if persist and self.operator is not None:
+            # Stored first, then applied the way every instance applies it (in the folder's
+            # order, so a change heard from another instance cannot land in between).
+            grant_rules.validate(regranted(entry, layer).settings.grants,
+                                 self._linker.capabilities(), name)  # bad options: nothing stored
+            self.operator.change(name, partial(_with_grants, layer=layer))
+            if not self.settings_changed(name, frozenset(layer)):
+                with entry.relink:
+                    self._linker.activate(entry, regranted(entry, layer))
+            return entry.info()
         with entry.relink:
-            if entry.module is None or entry.settings is None:
-                raise PluginLoadError(f"plugin '{name}' failed to load ({entry.last_error}); "
-                                      "fix the file before changing its grants", plugin=name)
-            if persist and entry.source is None:
-                raise PluginError(f"plugin '{name}' was loaded from bytes; there is no sidecar "
-                                  "to persist its grants to", plugin=name)
-            before = Plan(entry.module, entry.settings, entry.abi_manifest)
             self._linker.activate(entry, regranted(entry, layer))
-            if persist and self.operator is not None:
-                try:
-                    self.operator.change(name, partial(_with_grants, layer=layer))
-                except BaseException:
-                    self._linker.activate(entry, before)  # nothing stored: nothing changes
-                    raise
-                self._forget_runtime_grants(name, frozenset(layer))
-            else:
-                with self._entries.lock:
-                    self._runtime_grants.setdefault(name, {}).update(layer)
-                if persist and entry.source is not None:
-                    write_grants(entry.source, layer)
+            with self._entries.lock:
+                self._runtime_grants.setdefault(name, {}).update(layer)
+            if persist and entry.source is not None:
+                write_grants(entry.source, layer)
         return entry.info()
 
-    def settings_changed(self, name: str, capabilities: frozenset[str] = frozenset()) -> None:
+    def settings_changed(self, name: str, capabilities: frozenset[str] = frozenset()) -> bool:
         """The operator's settings of plugin ``name`` changed (on any instance): re-link it
-        from its file, its sidecar and those settings, as a sidecar edit does.
+        from its file, its sidecar and those settings, as a sidecar edit does; False when it
+        is not a plugin of the watched folder (it takes the settings when it loads).
 
         ``capabilities`` are the grants the change decided: this process's own grants of
         them (:meth:`grant` without ``persist``) give way to the newer decision. A revoke
@@ -266,9 +268,8 @@ class PluginHost:
         entry = self._entries.get(name)
         folder = self._folder
         if entry is None or entry.source is None or folder is None \
-                or entry.source not in folder.files:
-            return  # not here, or not the folder's: the settings apply when it loads
-        self._files.reload_file(entry.source)
+                or not folder.refresh(entry.source):
+            return False
         if entry.stale and entry.settings is not None and self.operator is not None:
             decided = self.operator.doc(name).get("grants")
             revoked = {c for c, v in decided.items() if v is False
@@ -277,6 +278,7 @@ class PluginHost:
                 self._linker.withdraw(entry, f"revoked {', '.join(sorted(revoked))} while "
                                              f"the plugin could not be re-linked: "
                                              f"{entry.last_error}")
+        return True
 
     def _forget_runtime_grants(self, name: str, capabilities: frozenset[str]) -> None:
         with self._entries.lock:
