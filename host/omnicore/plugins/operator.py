@@ -44,7 +44,7 @@ POLL_S = 1.0
 
 #: ``apply(plugin, capabilities)``: the plugin's settings changed; ``capabilities`` are the
 #: grants that changed (granted, revoked or given other options).
-Apply = Callable[[str, frozenset[str]], None]
+Apply = Callable[[str, frozenset[str]], object]
 
 
 def source_of(plugin: str) -> str:
