@@ -88,7 +88,10 @@ def test_the_database_layer_merges_grants_and_replaces_the_rest() -> None:
     assert got.grants == {"kv": {"max_keys": 5}, "config": None,
                           "events": {"publish": ["x"]}}
     assert got.config == {"a": 9}  # replaced, not merged: a key removed in the console goes
-    assert got.limits == {"timeout_ms": 50} and got.enabled is True and got.mcp_expose == ()
+    assert got.limits == {"timeout_ms": 50} and got.enabled is True
+    assert got.mcp_expose == ("greet",)  # patterns add to the file's; hidden there
+    assert overlay(side, {"mcp": {"expose": ["a*", "greet"]}}, "conf").mcp_expose == (
+        "greet", "a*")
     assert overlay(side, {}, "conf") is side
 
 

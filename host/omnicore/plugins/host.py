@@ -30,7 +30,7 @@ from omnicore.errors import DuplicatePlugin, PluginError, PluginLoadError, Plugi
 from omnicore.plugins.calls import call as call_entry
 from omnicore.plugins.calls import executor_for
 from omnicore.plugins.entries import Entries
-from omnicore.plugins.events import PluginUnloaded
+from omnicore.plugins.events import PluginSettingsChanged, PluginUnloaded
 from omnicore.plugins.files import PluginFiles
 from omnicore.plugins.folder import PluginFolder
 from omnicore.plugins.health import folder_health
@@ -265,6 +265,7 @@ class PluginHost:
         withdrawn rather than kept with the revoked capability.
         """
         self._forget_runtime_grants(name, capabilities)
+        self._emit(PluginSettingsChanged(plugin=name))
         entry = self._entries.get(name)
         folder = self._folder
         if entry is None or entry.source is None or folder is None \

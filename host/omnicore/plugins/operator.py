@@ -6,8 +6,9 @@ MCP tools) is stored per plugin name in the app's database
 every instance of one database applies it; each instance's folder stays its own. The layers,
 lowest first (specs/host.md, "Plugin settings"): app config ``plugins.<name>`` < the sidecar
 in the folder < these settings < grants made on this process only < ``load()`` arguments.
-Grants merge per capability (``false`` revokes); ``config``, ``limits``, ``enabled`` and each
-``mcp`` key, once set here, replace the sidecar's.
+Grants merge per capability (``false`` revokes); ``config``, ``limits``, ``enabled`` and
+``mcp.resources``, once set here, replace the sidecar's; ``mcp.expose`` patterns are served
+beside the sidecar's (a handler the folder's file exposes is hidden by editing that file).
 
 :class:`OperatorSettings` keeps a copy of every plugin's settings, written through on a local
 change and caught up from the change sequence when another instance changes them: at once on a
@@ -95,7 +96,8 @@ def overlay(sidecar: Sidecar, doc: Mapping[str, Any] | None, plugin: str) -> Sid
         if not isinstance(expose, list) or not all(isinstance(h, str) and h for h in expose):
             raise ConfigError(f"{source}: 'mcp.expose' must be a list of handler names or "
                               "globs", key="mcp", value=mcp, source=source)
-        changes["mcp_expose"] = tuple(expose)
+        changes["mcp_expose"] = (*sidecar.mcp_expose,
+                                 *(h for h in expose if h not in sidecar.mcp_expose))
     if "resources" in mcp:
         if not isinstance(mcp["resources"], bool):
             raise ConfigError(f"{source}: 'mcp.resources' must be true or false", key="mcp",
