@@ -36,7 +36,7 @@ from omnicore.plugins.folder import PluginFolder
 from omnicore.plugins.health import folder_health
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.linking import Linker, regranted
-from omnicore.plugins.operator import OperatorSettings
+from omnicore.plugins.operator import OperatorSettings, with_grants
 from omnicore.plugins.sidecar import Sidecar, read_sidecar, write_grants
 from omnicore.plugins.stats import CallStats
 from omnicore.plugins.versions import Entry, Version
@@ -241,7 +241,7 @@ class PluginHost:
             # order, so a change heard from another instance cannot land in between).
             grant_rules.validate(regranted(entry, layer).settings.grants,
                                  self._linker.capabilities(), name)  # bad options: nothing stored
-            self.operator.change(name, partial(_with_grants, layer=layer))
+            self.operator.change(name, partial(with_grants, layer=layer))
             if not self.settings_changed(name, frozenset(layer)):
                 with entry.relink:
                     self._linker.activate(entry, regranted(entry, layer))
@@ -433,14 +433,6 @@ class PluginHost:
             self._events(event)
         except Exception:
             log.exception("publishing %s failed", event.topic)
-
-
-def _with_grants(doc: dict[str, Any], *, layer: grant_rules.GrantLayer) -> dict[str, Any]:
-    """An operator settings object with ``layer`` merged into its grants (``false``: revoked,
-    so it wins over the sidecar and the app config)."""
-    grants = dict(doc.get("grants") or {})
-    grants.update({name: False if opts is None else dict(opts) for name, opts in layer.items()})
-    return {**doc, "grants": grants}
 
 
 def _builtin_capabilities() -> list[Capability]:

@@ -33,7 +33,7 @@ from omnicore.sandbox.limits import Limits
 from omnicore.storage.errors import StorageError
 from omnicore.storage.settings_rows import PluginSettingsRecord, PluginSettingsRows
 
-__all__ = ["KEYS", "OperatorSettings", "overlay", "source_of"]
+__all__ = ["KEYS", "OperatorSettings", "overlay", "source_of", "with_grants"]
 
 log = logging.getLogger("omnicore.plugins.host")
 
@@ -104,6 +104,14 @@ def overlay(sidecar: Sidecar, doc: Mapping[str, Any] | None, plugin: str) -> Sid
                               value=mcp, source=source)
         changes["mcp_resources"] = mcp["resources"]
     return replace(sidecar, **changes)
+
+
+def with_grants(doc: Mapping[str, Any], *, layer: grant_rules.GrantLayer) -> dict[str, Any]:
+    """An operator settings object with the grant ``layer`` merged into its grants (``None``
+    revokes: stored as ``false``, so it wins over the sidecar and the app config)."""
+    grants = dict(doc.get("grants") or {})
+    grants.update({name: False if opts is None else dict(opts) for name, opts in layer.items()})
+    return {**doc, "grants": grants}
 
 
 def grants_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> frozenset[str]:
