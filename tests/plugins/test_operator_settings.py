@@ -108,6 +108,29 @@ def test_a_bad_database_row_is_refused_naming_it(doc: dict[str, Any], key: str) 
 
 # ---- following --------------------------------------------------------------------------
 
+def test_without_a_notification_the_poll_catches_up_on_postgresql(pg_url: str) -> None:
+    """The NOTIFY is lost (the listening connection was down): the change sequence, polled,
+    still brings every change, in order."""
+    from omnicore.plugins.operator import OperatorSettings
+    from omnicore.storage.postgres import PostgresStorage
+
+    here, there = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    seen: list[tuple[str, frozenset[str]]] = []
+    follower = OperatorSettings(lambda: here.plugin_settings)
+    try:
+        follower.follow(lambda plugin, caps: seen.append((plugin, caps)), lambda _wake: None)
+        there.plugin_settings.change("a", lambda doc: {"grants": {"kv": {}}}, by=None, at=1.0)
+        there.plugin_settings.change("b", lambda doc: {"enabled": False}, by=None, at=2.0)
+        took = eventually(lambda: len(seen) == 2)
+        assert took < FOLLOWED_WITHIN_S, took
+        assert seen == [("a", frozenset({"kv"})), ("b", frozenset())]
+        assert follower.doc("a") == {"grants": {"kv": {}}}
+    finally:
+        follower.stop()
+        here.close()
+        there.close()
+
+
 def test_a_change_made_beside_the_running_host_is_applied_by_the_change_sequence(
         make: Callable[..., OmniApp], cli_rows: PluginSettingsRows, appdir: Path) -> None:
     app = make()
@@ -154,6 +177,21 @@ def test_a_revoke_holds_when_the_plugin_file_no_longer_loads(
     eventually(lambda: app.plugins.get("conf").state == "failed")
     assert answer(app) != "v"
     assert "revoked config" in (app.plugins.get("conf").last_error or "")
+
+
+def test_a_revoke_reaches_a_plugin_loaded_from_outside_the_folder(
+        make: Callable[..., OmniApp], cli_rows: PluginSettingsRows, tmp_path: Path) -> None:
+    """A sibling of the revoke: the plugin came from ``app.plugins.load(path)``, which the
+    folder does not reload; the decided grant reaches it all the same."""
+    app = make()
+    elsewhere = write(tmp_path, "other.wasm", config_wasm("other"))
+    app.plugins.load(elsewhere, grants=["config"], config={"k": "v"})
+    assert app.plugins.call("other", "get", b"k") == b"v"
+    cli_rows.change("other", lambda doc: {"grants": {"config": False}}, by="cli",
+                    at=time.time())
+    eventually(lambda: app.plugins.get("other").state == "needs-grant")
+    with pytest.raises(NeedsGrant):
+        app.plugins.call("other", "get", b"k")
 
 
 def test_a_bad_row_keeps_the_serving_version_and_says_why(

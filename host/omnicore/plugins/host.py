@@ -268,8 +268,10 @@ class PluginHost:
         self._emit(PluginSettingsChanged(plugin=name))
         entry = self._entries.get(name)
         folder = self._folder
-        if entry is None or entry.source is None or folder is None \
-                or not folder.refresh(entry.source):
+        if entry is None or entry.source is None:
+            return False
+        if folder is None or not folder.refresh(entry.source):
+            self._regrant_decided(entry, capabilities)
             return False
         if entry.stale and entry.settings is not None and self.operator is not None:
             decided = self.operator.doc(name).get("grants")
@@ -281,11 +283,25 @@ class PluginHost:
                                              f"{entry.last_error}")
         return True
 
+    def _regrant_decided(self, entry: Entry, capabilities: frozenset[str]) -> None:
+        # A plugin loaded from a file outside the folder is not reloaded (its load()
+        # arguments are not kept), but the grants the operator just decided reach it, so a
+        # revoke stops it here too.
+        decided = self.operator.doc(entry.name).get("grants") if self.operator else None
+        if not isinstance(decided, Mapping) or entry.module is None or entry.settings is None:
+            return
+        layer = grant_rules.normalize({c: decided[c] for c in capabilities if c in decided},
+                                      source=f"the operator's grants to '{entry.name}'")
+        if layer:
+            with entry.relink:
+                self._linker.activate(entry, regranted(entry, layer))
+
     def _forget_runtime_grants(self, name: str, capabilities: frozenset[str]) -> None:
         with self._entries.lock:
             held = self._runtime_grants.get(name)
-            for capability in capabilities if held is not None else ():
-                held.pop(capability, None)  # type: ignore[union-attr]
+            if held is not None:
+                for capability in capabilities:
+                    held.pop(capability, None)
 
     def _host_grants(self, name: str) -> grant_rules.GrantLayer:
         return self._runtime_grants.get(name, {})
