@@ -114,7 +114,7 @@ def with_grants(doc: Mapping[str, Any], *, layer: grant_rules.GrantLayer) -> dic
     return {**doc, "grants": grants}
 
 
-def grants_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> frozenset[str]:
+def _grants_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> frozenset[str]:
     """The capabilities whose grant differs between two settings objects."""
     before, after = old.get("grants") or {}, new.get("grants") or {}
     if not isinstance(before, Mapping) or not isinstance(after, Mapping):
@@ -172,7 +172,9 @@ class OperatorSettings:
 
         record = self._store().change(plugin, keep, by=by, at=time.time())
         self._remember(record)
-        # Audit hook: the one place every operator settings change passes, with its actor.
+        # The audit hook: every operator settings change (console, REST API, `omnicore
+        # settings`, app.plugins.grant(persist=True)) passes here, with its actor `by` and
+        # the object before and after; one audit entry per change belongs on this line.
         return seen[0], record.doc
 
     def _remember(self, record: PluginSettingsRecord) -> bool:
@@ -212,7 +214,7 @@ class OperatorSettings:
             if self._remember(record) and self._apply is not None:
                 applied.append(record.plugin)
                 try:
-                    self._apply(record.plugin, grants_changed(before, record.doc))
+                    self._apply(record.plugin, _grants_changed(before, record.doc))
                 except Exception:
                     log.exception("plugin '%s': applying the operator's settings failed",
                                   record.plugin)
