@@ -50,8 +50,9 @@ def running(tmp_path: Path) -> Iterator[tuple[Path, Remote]]:
         while (remote := find_running(appdir / "data")) is None:
             assert proc.poll() is None and time.monotonic() < deadline, "the host did not start"
             time.sleep(0.1)
-        while remote.plugin("conf")["state"] != "needs-grant":
-            assert time.monotonic() < deadline
+        # The console answers before the plugins are loaded (their loading takes a while).
+        while answer(remote) != "NeedsGrant":
+            assert proc.poll() is None and time.monotonic() < deadline, answer(remote)
             time.sleep(0.1)
         yield appdir, remote
     finally:
