@@ -1,5 +1,6 @@
-"""The console's switch per handler (API and plugin page): kept in the sidecar, announced to
-connected agents, refused where the console does not own the rule."""
+"""The console's switch per handler (API and plugin page): kept in the plugin's operator
+settings in the database (every instance serves the same tools), announced to connected
+agents, refused where the console does not own the rule."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from mcp_fixtures import PASSWORD, Host, Inbox, http_session
 
 API = "/api/v1/plugins/tools/mcp"
@@ -45,7 +45,7 @@ def test_the_api_lists_handlers_and_a_viewer_cannot_change_them(host: Host) -> N
     assert not (host.plugins_dir / "tools.yaml").exists()
 
 
-def test_a_switch_is_kept_in_the_sidecar_and_connected_agents_are_told(host: Host) -> None:
+def test_a_switch_is_kept_in_the_database_and_connected_agents_are_told(host: Host) -> None:
     inbox = Inbox()
 
     async def main() -> None:
@@ -54,9 +54,10 @@ def test_a_switch_is_kept_in_the_sidecar_and_connected_agents_are_told(host: Hos
             with _client(host, host.admin_token) as admin:
                 r = await asyncio.to_thread(admin.put, f"{API}/plain")
                 assert r.status_code == 200, r.text
-                assert _exposed(r.json()["items"])["plain"] == "sidecar"
-            sidecar = yaml.safe_load((host.plugins_dir / "tools.yaml").read_text())
-            assert sidecar == {"mcp": {"expose": ["plain"]}}
+                assert _exposed(r.json()["items"])["plain"] == "operator"
+            assert host.app.storage.plugin_settings.get("tools").doc == {  # type: ignore[union-attr]
+                "mcp": {"expose": ["plain"]}}
+            assert not (host.plugins_dir / "tools.yaml").exists()
             deadline = time.monotonic() + 30
             while "notifications/tools/list_changed" not in inbox.methods:
                 assert time.monotonic() < deadline, inbox.methods
@@ -85,8 +86,16 @@ def test_rules_the_console_does_not_own_are_refused_and_left_alone(host: Host) -
         by_pattern = admin.delete(f"{API}/fail")
         assert by_pattern.status_code == 422
         assert "'f*'" in by_pattern.json()["error"]["message"]
+        assert "sidecar" in by_pattern.json()["error"]["message"]
         assert sidecar.read_text() == "mcp:\n  expose: ['f*']  # the operator's pattern\n"
+        # A broader pattern of the operator's own settings is named too (a sibling rule).
+        host.app.plugins.operator.change(  # type: ignore[union-attr]
+            "tools", lambda doc: {"mcp": {"expose": ["s*"]}})
+        by_own = admin.delete(f"{API}/spin")
+        assert by_own.status_code == 422 and "'s*'" in by_own.json()["error"]["message"]
         assert host.app.storage.audit.entries(action_prefix="mcp.") == []
+        assert host.app.plugins.operator.doc("tools") == {  # type: ignore[union-attr]
+            "mcp": {"expose": ["s*"]}}
         assert admin.put(f"{API}/nope").status_code == 404
         assert admin.put("/api/v1/plugins/nope/mcp/echo").status_code == 404
 
@@ -106,5 +115,5 @@ def test_the_plugin_page_has_a_switch_per_handler(host: Host) -> None:
                                                  "csrf": csrf})
         assert r.status_code == 303
         assert "Served to agents" in browser.get(r.headers["location"]).text
-    assert yaml.safe_load((host.plugins_dir / "tools.yaml").read_text()) == {
+    assert host.app.plugins.operator.doc("tools") == {  # type: ignore[union-attr]
         "mcp": {"expose": ["plain"]}}

@@ -337,6 +337,21 @@ def test_a_job_enqueue_wakes_only_the_job_queue_and_a_reap_wakes_every_queue(
     assert steps.wait(5)
 
 
+def test_a_settings_change_on_one_instance_notifies_another(pg_url: str) -> None:
+    a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    heard = threading.Event()
+    try:
+        b.on_settings(heard.set)
+        time.sleep(0.5)  # b's listening connection is up (its connect also calls back)
+        heard.clear()
+        rec = a.plugin_settings.change("echo", lambda d: {"enabled": False}, by=None, at=1.0)
+        assert heard.wait(5)
+        assert b.plugin_settings.changes(rec.seq - 1) == [rec]
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_step_claimed_on_one_instance_is_not_claimed_on_another_until_its_owner_dies(
         pg_url: str) -> None:
     from omnicore.storage.workflows import NewStep

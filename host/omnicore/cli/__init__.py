@@ -6,8 +6,8 @@ exit code 1; ``--debug`` shows the traceback), :mod:`~omnicore.cli.app` the app 
 commands (``inspect``, ``call``), :mod:`~omnicore.cli.build` the author's commands
 (``build``, ``new plugin``, ``test``, ``env``), :mod:`~omnicore.cli.logs` a running host's
 plugin log, :mod:`~omnicore.cli.mcp` the MCP server over stdio, :mod:`~omnicore.cli.data`
-the durable state (``kv``, ``tasks``),
-:mod:`~omnicore.cli.secrets`, :mod:`~omnicore.cli.vectors`, :mod:`~omnicore.cli.users` and
+the durable state (``kv``, ``tasks``), :mod:`~omnicore.cli.settings` the operator's plugin
+settings, :mod:`~omnicore.cli.secrets`, :mod:`~omnicore.cli.vectors`, :mod:`~omnicore.cli.users` and
 :mod:`~omnicore.cli.workflows` their own groups. All commands are registered here. Heavy
 imports happen inside the commands, so ``omnicore --help`` stays fast.
 """
@@ -21,6 +21,7 @@ from omnicore.cli import (
     mcp,
     plugins,
     secrets,
+    settings,
     test,
     users,
     vectors,
@@ -38,6 +39,6 @@ main.add_command(build.build_command)
 main.add_command(test.test_command)
 main.add_command(env.env_command)
 new.add_command(build.new_plugin_command)
-# `app`, `data` (kv, tasks), `secrets`, `users`, `vectors` and `workflows` register their
-# groups on `main` when imported.
-del app, data, secrets, users, vectors, workflows
+# `app`, `data` (kv, tasks), `secrets`, `settings`, `users`, `vectors` and `workflows`
+# register their groups on `main` when imported.
+del app, data, secrets, settings, users, vectors, workflows

@@ -108,7 +108,8 @@ _HANDLER = {"name": "handler", "in": "path", "required": True, "schema": {"type"
 _MCP_TOOLS = {"type": "object", "required": ["items"], "properties": {"items": {
     "type": "array", "items": {"type": "object", "properties": {
         "handler": {"type": "string"}, "tool": {"type": "string"},
-        "exposed": {"type": "boolean"}, "exposed_by": {"enum": ["omnicore.yaml", "sidecar", None]},
+        "exposed": {"type": "boolean"},
+        "exposed_by": {"enum": ["omnicore.yaml", "sidecar", "operator", None]},
         "rule": {"type": ["string", "null"]}}}}}}
 _FEED = [{"name": "plugin", "in": "query", "schema": {"type": "string"}}, _LEVEL,
          {"name": "kind", "in": "query", "schema": {"enum": ["log", "host", "event"]}}]

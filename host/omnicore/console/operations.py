@@ -1,11 +1,11 @@
 """What the console does to plugins, on top of the public ``app.plugins`` API.
 
-Everything an operator changes lands on disk in the plugins folder, so a restart keeps it:
-uploads become ``.wasm`` files, config / limits / enabled go into the plugin's sidecar, and
-grants go through ``app.plugins.grant(..., persist=True)`` (the grants module's one home).
-Each change is validated before anything is written, written atomically, and made live at
-once by rescanning the folder (``app.plugins.folder.sync()``); if the plugin still refuses the
-new settings, the old sidecar is put back, so nothing is left half-changed.
+Uploads land in this instance's plugins folder as ``.wasm`` files; config / limits / enabled
+are the operator's settings in the app's database (``app.plugins.operator``), and grants go
+through ``app.plugins.grant(..., persist=True)`` (the grants module's one home), so every
+instance of the database applies them and a restart keeps them. Each change is validated
+before anything is written and made live at once; if the plugin still refuses the new
+settings, the old ones are put back, so nothing is left half-changed.
 """
 
 from __future__ import annotations
@@ -17,15 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omnicore.console.errors import ApiError
-from omnicore.errors import ConfigError, PluginNotFound
+from omnicore.errors import PluginNotFound
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.settings import deep_merge
-from omnicore.plugins.sidecar import (
-    read_sidecar,
-    read_sidecar_data,
-    sidecar_paths,
-    write_sidecar_data,
-)
+from omnicore.plugins.sidecar import sidecar_paths
 from omnicore.sandbox import configschema
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
@@ -116,13 +111,18 @@ def upload_plugin(app: OmniApp, filename: str, data: bytes, *, max_bytes: int,
     return info
 
 
-def delete_plugin(app: OmniApp, name: str) -> None:
-    """Remove plugin ``name``: its file and sidecar from the folder, then from the host."""
+def delete_plugin(app: OmniApp, name: str, *, by: str | None = None) -> None:
+    """Remove plugin ``name``: its file and sidecar from the folder, its operator settings
+    (as deleting its sidecar always did: a later plugin of that name starts with none), then
+    the plugin from the host."""
     path = plugin_file(app, name)
     for extra in sidecar_paths(path):
         extra.unlink(missing_ok=True)
     path.unlink(missing_ok=True)
     _sync(app)
+    operator = app.plugins.operator
+    if operator is not None and operator.doc(name):
+        operator.change(name, lambda _doc: {}, by=by)
     if name in app.plugins:  # the folder did not own it (or raced): make sure it is gone
         app.plugins.unload(name, reason="deleted in the console")
 
@@ -134,11 +134,16 @@ def reload_plugin(app: OmniApp, name: str) -> PluginInfo:
 
 
 def set_settings(app: OmniApp, name: str, *, config: Mapping[str, Any] | None = None,
-                 limits: Mapping[str, Any] | None = None,
-                 enabled: bool | None = None) -> PluginInfo:
-    """Replace the sidecar's ``config`` / ``limits`` / ``enabled`` of plugin ``name``."""
-    path = plugin_file(app, name)
+                 limits: Mapping[str, Any] | None = None, enabled: bool | None = None,
+                 by: str | None = None) -> PluginInfo:
+    """Replace the operator's ``config`` / ``limits`` / ``enabled`` of plugin ``name`` (kept
+    in the app's database: every instance applies them over its own folder)."""
+    plugin_file(app, name)
     info = app.plugins.get(name)
+    operator = app.plugins.operator
+    if operator is None:
+        raise ApiError(409, "this host keeps no operator settings (it has no database)",
+                       type="NoDatabase", plugin=name)
     if config is not None:
         if not isinstance(config, Mapping):
             raise ApiError(422, "config must be a JSON object", type="ConfigError")
@@ -153,25 +158,16 @@ def set_settings(app: OmniApp, name: str, *, config: Mapping[str, Any] | None = 
         Limits().merged(dict(limits))  # ConfigError names the bad key
     if enabled is not None and not isinstance(enabled, bool):
         raise ApiError(422, "enabled must be true or false", type="ConfigError")
-    old = _sidecar_text(path)
-    data = _sidecar_data(path)
-    for key, value in (("config", config), ("limits", limits), ("enabled", enabled)):
-        if value is not None:
-            data[key] = dict(value) if isinstance(value, Mapping) else value
-    if data.get("enabled") is True:
-        data.pop("enabled")
-    target = _write_sidecar(path, data)
-    try:
-        read_sidecar(path)
-    except ConfigError:
-        _restore(target, old)
-        raise
-    _sync(app)
+    new = {key: dict(value) if isinstance(value, Mapping) else value
+           for key, value in (("config", config), ("limits", limits), ("enabled", enabled))
+           if value is not None}
+    before, _after = operator.change(name, lambda doc: {**doc, **new}, by=by)
+    app.plugins.settings_changed(name)
     after = app.plugins.get(name)
     if after.stale or after.state == "failed":
         why = after.last_error or "the plugin refused them"
-        _restore(target, old)
-        _sync(app)
+        operator.change(name, lambda _doc: before, by=by)
+        app.plugins.settings_changed(name)
         raise ApiError(422, f"plugin '{name}' did not accept the new settings: {why}",
                        type="ConfigError", plugin=name)
     return after
@@ -185,28 +181,3 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk must not keep half a file
         raise
-
-
-def _sidecar_text(wasm: Path) -> tuple[Path, str] | None:
-    found = sidecar_paths(wasm)
-    return (found[0], found[0].read_text(encoding="utf-8")) if found else None
-
-
-def _sidecar_data(wasm: Path) -> dict[str, Any]:
-    return read_sidecar_data(wasm)  # refuses to build on a broken sidecar
-
-
-def _write_sidecar(wasm: Path, data: Mapping[str, Any]) -> Path:
-    try:
-        return write_sidecar_data(wasm, data)
-    except ConfigError as exc:
-        raise ApiError(422, str(exc), type="ConfigError") from exc
-
-
-def _restore(path: Path, old: tuple[Path, str] | None) -> None:
-    if old is None:
-        path.unlink(missing_ok=True)
-    else:
-        _atomic_write(old[0], old[1].encode())
-
-

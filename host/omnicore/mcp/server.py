@@ -46,7 +46,8 @@ __all__ = ["CALLER_KEY", "Caller", "McpApp", "ToolServer"]
 CALLER_KEY = "omnicore.mcp.caller"
 #: Plugin events after which the tool list may differ.
 _CHANGES = frozenset({"plugin.loaded", "plugin.unloaded", "plugin.reloaded",
-                      "plugin.state_changed", "plugin.failed", McpToolsChanged.topic})
+                      "plugin.state_changed", "plugin.failed", "plugin.settings_changed",
+                      McpToolsChanged.topic})
 
 
 class Caller(Protocol):
@@ -101,7 +102,8 @@ class ToolServer:
 
     def __init__(self, app: McpApp) -> None:
         self.app = app
-        self.exposure = Exposure(app.config.mcp.expose, app.config.mcp.resources)
+        self.exposure = Exposure(app.config.mcp.expose, app.config.mcp.resources,
+                                 operator=app.plugins.operator)
         self.bus = InMemorySubscriptionBus()
         self.server: Server[Any] = _Server(
             "omnicore", version=__version__,

@@ -1,8 +1,10 @@
 """Which plugin handlers are MCP tools, under which names, with which description and schema.
 
 Nothing is a tool by default. The operator exposes handlers with ``mcp.expose`` in
-``omnicore.yaml`` (``PLUGIN/HANDLER`` patterns) or in a plugin's sidecar (``HANDLER``
-patterns of that plugin); globs (``greeter/*``, ``*``) are matched with :func:`fnmatchcase`.
+``omnicore.yaml`` (``PLUGIN/HANDLER`` patterns), in a plugin's sidecar (``HANDLER`` patterns
+of that plugin), or from the console (``HANDLER`` patterns kept in the plugin's operator
+settings in the database, so every instance serves them: omnicore.plugins.operator); globs
+(``greeter/*``, ``*``) are matched with :func:`fnmatchcase`.
 
 A tool is named ``PLUGIN.HANDLER``: MCP tool names allow only ``A-Za-z0-9_.-`` (and a ``/``
 breaks clients), plugin names never hold a dot, so the first dot splits the name back. A
@@ -28,8 +30,10 @@ from typing import Any
 
 from omnicore.errors import ConfigError, InvalidModule
 from omnicore.plugins.info import PluginInfo
-from omnicore.plugins.sidecar import read_sidecar
+from omnicore.plugins.operator import OperatorSettings, overlay
+from omnicore.plugins.sidecar import Sidecar, read_sidecar
 from omnicore.sandbox import configschema
+from omnicore.storage.errors import StorageError
 
 __all__ = ["LISTED_STATES", "Exposure", "Tool", "tool_name", "tools_of"]
 
@@ -63,15 +67,18 @@ class Tool:
 
 
 class Exposure:
-    """The operator's ``mcp.expose`` rules: the app's, and each plugin sidecar's.
+    """The operator's ``mcp.expose`` rules: the app's, each plugin sidecar's and each
+    plugin's operator settings (``operator``; their ``mcp.resources`` wins over the sidecar's).
 
     Sidecars are read again only when their file changes (one ``stat`` per check), so an
     edited sidecar takes effect at the next list or call without a reload.
     """
 
-    def __init__(self, app_patterns: Iterable[str], resources: bool = False) -> None:
+    def __init__(self, app_patterns: Iterable[str], resources: bool = False, *,
+                 operator: OperatorSettings | None = None) -> None:
         self._app = [tuple(p.split("/", 1)) for p in app_patterns]
         self._resources = resources
+        self._operator = operator
         self._sidecars: dict[Path, tuple[tuple[int, int, int], _Rules]] = {}
 
     def exposes(self, info: PluginInfo, handler: str) -> bool:
@@ -79,20 +86,37 @@ class Exposure:
         return self.rule(info, handler) is not None
 
     def rule(self, info: PluginInfo, handler: str) -> tuple[str, str] | None:
-        """Which rule exposes ``handler`` of ``info``: ``("omnicore.yaml", "PLUGIN/HANDLER")``
-        or ``("sidecar", "HANDLER")``; None when it is not exposed."""
+        """Which rule exposes ``handler`` of ``info``: ``("omnicore.yaml", "PLUGIN/HANDLER")``,
+        ``("sidecar", "HANDLER")`` or ``("operator", "HANDLER")``; None when it is not
+        exposed."""
         for p, h in self._app:
             if fnmatchcase(info.name, p) and fnmatchcase(handler, h):
                 return "omnicore.yaml", f"{p}/{h}"
         for h in self._sidecar(info)[0]:
             if fnmatchcase(handler, h):
                 return "sidecar", h
+        for h in self._operator_rules(info)[0]:
+            if fnmatchcase(handler, h):
+                return "operator", h
         return None
 
     def resources(self, info: PluginInfo) -> bool:
         """Whether plugin ``info``'s memories and vectors are served as resources."""
-        own = self._sidecar(info)[1]
+        own = self._operator_rules(info)[1]
+        if own is None:
+            own = self._sidecar(info)[1]
         return self._resources if own is None else own
+
+    def _operator_rules(self, info: PluginInfo) -> _Rules:
+        if self._operator is None or not info.source:
+            return (), None  # like the rest of the operator's settings: plugins from files
+        try:
+            rules = overlay(Sidecar(), self._operator.doc(info.name), info.name)
+        except (ConfigError, StorageError) as exc:
+            log.warning("mcp: ignoring the operator's settings of plugin '%s': %s",
+                        info.name, exc)
+            return (), None
+        return rules.mcp_expose, rules.mcp_resources
 
     def _sidecar(self, info: PluginInfo) -> _Rules:
         if not info.source:

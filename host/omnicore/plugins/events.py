@@ -69,3 +69,12 @@ class PluginCircuitChanged(Event):
     plugin: str
     old: str
     new: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginSettingsChanged(Event):
+    """The operator's settings of a plugin changed (on this instance or another) and were
+    applied here; what they decide beside its runtime (its MCP tools) may differ too."""
+
+    topic: ClassVar[str] = "plugin.settings_changed"
+    plugin: str

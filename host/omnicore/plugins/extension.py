@@ -1,7 +1,8 @@
 """The built-in extension that gives an app its plugin host (``app.plugins``).
 
 :func:`register` attaches a :class:`~omnicore.plugins.host.PluginHost` configured from
-``app.config``, :func:`startup` loads and watches ``plugins_dir``, :func:`shutdown` stops
+``app.config``, with the operator's settings of the app's database; :func:`startup` follows
+those settings and loads and watches ``plugins_dir``, :func:`shutdown` stops following and
 watching and closes every runtime.
 """
 
@@ -10,9 +11,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from omnicore.plugins.host import PluginHost
+from omnicore.plugins.operator import OperatorSettings
 from omnicore.plugins.stats import PluginMetricsCollector
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
+from omnicore.storage.base import Storage
 from omnicore.types import HostApp
 
 __all__ = ["register", "shutdown", "startup"]
@@ -27,6 +30,10 @@ class PluginsApp(HostApp, Protocol):
 
     @plugins.setter
     def plugins(self, host: PluginHost) -> None: ...
+
+    @property
+    def storage(self) -> Storage:
+        """The app's storage, opened on first use."""
 
 
 def register(app: PluginsApp) -> None:
@@ -44,13 +51,15 @@ def register(app: PluginsApp) -> None:
                              fuel=fuel, pooling=sandbox.pooling)
 
     health = _module_or_none(app, "health")
+    # Read on first use: registering opens no database.
+    operator = OperatorSettings(lambda: app.storage.plugin_settings)
     host = PluginHost(
         engine_factory=make_engine,
         # Built-ins arrive through the same hook as third-party capabilities.
         capabilities=app.extensions.capabilities, defaults=defaults,
         plugin_settings=cfg.plugins, failure_threshold=sandbox.circuit.failure_threshold,
         cooldown_s=sandbox.circuit.cooldown_s, events=app.events.publish, health=health,
-        data_dir=cfg.data_dir)
+        data_dir=cfg.data_dir, operator=operator)
     app.plugins = host
     metrics = _module_or_none(app, "metrics")
     if metrics is not None:
@@ -61,6 +70,9 @@ def startup(app: PluginsApp) -> None:
     """Load every plugin in ``plugins_dir`` and, with ``sandbox.watch``, follow the folder."""
     host = app.plugins
     host.refresh_capabilities()  # extensions loaded at start may have added capabilities
+    if host.operator is not None:
+        # Before the folder: every plugin loads with the settings every instance applies.
+        host.operator.follow(host.settings_changed, app.storage.on_settings)
     folder = host.watch_folder(app.config.plugins_dir, watch=app.config.sandbox.watch,
                                required=app.config.source_of("plugins_dir") != "default")
     loaded = sum(1 for p in host if p.state == "loaded")
@@ -71,6 +83,8 @@ def startup(app: PluginsApp) -> None:
 def shutdown(app: PluginsApp) -> None:
     """Stop watching and close every plugin runtime (in-flight calls finish first)."""
     host = app.plugins
+    if host.operator is not None:
+        host.operator.stop()
     host.close()
 
 

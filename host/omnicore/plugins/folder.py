@@ -175,6 +175,19 @@ class PluginFolder:
             self._seen = current
             return changes
 
+    def refresh(self, path: Path) -> bool:
+        """Reload the plugin of ``path`` now, though its files did not change (its settings
+        elsewhere did), in turn with the folder's own changes; False if the folder does not
+        hold ``path``."""
+        with self._sync_lock:
+            name = self._names.get(path)
+            if name is None:
+                return False
+            new = self._guard(partial(self._target.reload_file, name, path), path)
+            if new is not None:
+                self._names[path] = new
+            return True
+
     def _add(self, path: Path) -> None:
         name = self._guard(partial(self._target.load_file, path), path)
         if name is not None:

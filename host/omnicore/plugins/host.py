@@ -7,7 +7,8 @@ runtime chosen by ABI in :mod:`omnicore.plugins.runtimes`), the call path
 (:mod:`omnicore.plugins.calls`) and the folder's hooks (:mod:`omnicore.plugins.files`).
 Calls lease the entry's current version (:mod:`omnicore.plugins.versions`), so a reload swaps
 versions while in-flight calls finish on the old one. Settings layer through
-:mod:`omnicore.plugins.settings`, grants follow :mod:`omnicore.sandbox.grants`, health is
+:mod:`omnicore.plugins.settings` (the operator's, kept in the database, through
+:mod:`omnicore.plugins.operator`), grants follow :mod:`omnicore.sandbox.grants`, health is
 decided in :mod:`omnicore.plugins.health`, and :mod:`omnicore.plugins.extension` wires the
 host into an app.
 """
@@ -30,12 +31,13 @@ from omnicore.errors import DuplicatePlugin, PluginError, PluginLoadError, Plugi
 from omnicore.plugins.calls import call as call_entry
 from omnicore.plugins.calls import executor_for
 from omnicore.plugins.entries import Entries
-from omnicore.plugins.events import PluginUnloaded
+from omnicore.plugins.events import PluginSettingsChanged, PluginUnloaded
 from omnicore.plugins.files import PluginFiles
 from omnicore.plugins.folder import PluginFolder
 from omnicore.plugins.health import folder_health
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.linking import Linker, regranted
+from omnicore.plugins.operator import OperatorSettings, with_grants
 from omnicore.plugins.sidecar import Sidecar, read_sidecar, write_grants
 from omnicore.plugins.stats import CallStats
 from omnicore.plugins.versions import Entry, Version
@@ -64,7 +66,8 @@ class PluginHost:
         host.close()
 
     ``plugin_settings`` is the app config's ``plugins`` section (name -> grants, config,
-    limits, enabled); ``defaults`` the app's ``sandbox.limits``.
+    limits, enabled); ``defaults`` the app's ``sandbox.limits``; ``operator`` the operator's
+    settings in the app's database (none for a host without one: grants persist to sidecars).
     """
 
     def __init__(self, *, engine: SandboxEngine | None = None,
@@ -74,8 +77,11 @@ class PluginHost:
                  plugin_settings: Mapping[str, Any] | None = None,
                  failure_threshold: int = 5, cooldown_s: float = 30.0,
                  events: EventSink | None = None, health: HealthChecks | None = None,
-                 data_dir: Path | None = None, max_workers: int = 8) -> None:
+                 data_dir: Path | None = None, max_workers: int = 8,
+                 operator: OperatorSettings | None = None) -> None:
         self._events = events
+        #: The operator's settings in the database, when the host has one.
+        self.operator = operator
         self._health = health
         self._max_workers = max_workers
         self._folder: PluginFolder | None = None
@@ -96,7 +102,8 @@ class PluginHost:
             capabilities=capabilities or _builtin_capabilities, defaults=defaults or Limits(),
             app_settings=plugin_settings or {}, data_dir=data_dir, emit=self._emit,
             extra_checks=lambda: self.manifest_checks,
-            user_functions=lambda: self.extism_functions)
+            user_functions=lambda: self.extism_functions,
+            operator=operator.doc if operator is not None else None)
         self._files = PluginFiles(self._entries, self._linker,
                                   load=lambda path: self.load(path).name,
                                   unload=lambda name, why: self.unload(name, reason=why),
@@ -230,19 +237,78 @@ class PluginHost:
         entry = self._entries.require(name)
         layer = grant_rules.normalize({k: (False if v is None else v) for k, v in change.items()},
                                       source=f"grant to '{name}'")
+        if entry.module is None or entry.settings is None:
+            raise PluginLoadError(f"plugin '{name}' failed to load ({entry.last_error}); "
+                                  "fix the file before changing its grants", plugin=name)
+        if persist and entry.source is None:
+            raise PluginError(f"plugin '{name}' was loaded from bytes; there is no sidecar "
+                              "to persist its grants to", plugin=name)
+        if persist and self.operator is not None:
+            # Stored first, then applied the way every instance applies it (in the folder's
+            # order, so a change heard from another instance cannot land in between).
+            grant_rules.validate(regranted(entry, layer).settings.grants,
+                                 self._linker.capabilities(), name)  # bad options: nothing stored
+            self.operator.change(name, partial(with_grants, layer=layer))
+            if not self.settings_changed(name, frozenset(layer)):
+                with entry.relink:
+                    self._linker.activate(entry, regranted(entry, layer))
+            return entry.info()
         with entry.relink:
-            if entry.module is None or entry.settings is None:
-                raise PluginLoadError(f"plugin '{name}' failed to load ({entry.last_error}); "
-                                      "fix the file before changing its grants", plugin=name)
-            if persist and entry.source is None:
-                raise PluginError(f"plugin '{name}' was loaded from bytes; there is no sidecar "
-                                  "to persist its grants to", plugin=name)
             self._linker.activate(entry, regranted(entry, layer))
             with self._entries.lock:
                 self._runtime_grants.setdefault(name, {}).update(layer)
             if persist and entry.source is not None:
                 write_grants(entry.source, layer)
         return entry.info()
+
+    def settings_changed(self, name: str, capabilities: frozenset[str] = frozenset()) -> bool:
+        """The operator's settings of plugin ``name`` changed (on any instance): re-link it
+        from its file, its sidecar and those settings, as a sidecar edit does; False when it
+        is not a plugin of the watched folder (it takes the settings when it loads).
+
+        ``capabilities`` are the grants the change decided: this process's own grants of
+        them (:meth:`grant` without ``persist``) give way to the newer decision. A revoke
+        holds even when the plugin's file no longer loads: the version serving it is
+        withdrawn rather than kept with the revoked capability.
+        """
+        self._forget_runtime_grants(name, capabilities)
+        self._emit(PluginSettingsChanged(plugin=name))
+        entry = self._entries.get(name)
+        folder = self._folder
+        if entry is None or entry.source is None:
+            return False
+        if folder is None or not folder.refresh(entry.source):
+            self._regrant_decided(entry, capabilities)
+            return False
+        if entry.stale and entry.settings is not None and self.operator is not None:
+            decided = self.operator.doc(name).get("grants")
+            revoked = {c for c, v in decided.items() if v is False
+                       and c in entry.settings.grants} if isinstance(decided, Mapping) else set()
+            if revoked:
+                self._linker.withdraw(entry, f"revoked {', '.join(sorted(revoked))} while "
+                                             f"the plugin could not be re-linked: "
+                                             f"{entry.last_error}")
+        return True
+
+    def _regrant_decided(self, entry: Entry, capabilities: frozenset[str]) -> None:
+        # A plugin loaded from a file outside the folder is not reloaded (its load()
+        # arguments are not kept), but the grants the operator just decided reach it, so a
+        # revoke stops it here too.
+        decided = self.operator.doc(entry.name).get("grants") if self.operator else None
+        if not isinstance(decided, Mapping) or entry.module is None or entry.settings is None:
+            return
+        layer = grant_rules.normalize({c: decided[c] for c in capabilities if c in decided},
+                                      source=f"the operator's grants to '{entry.name}'")
+        if layer:
+            with entry.relink:
+                self._linker.activate(entry, regranted(entry, layer))
+
+    def _forget_runtime_grants(self, name: str, capabilities: frozenset[str]) -> None:
+        with self._entries.lock:
+            held = self._runtime_grants.get(name)
+            if held is not None:
+                for capability in capabilities:
+                    held.pop(capability, None)
 
     def _host_grants(self, name: str) -> grant_rules.GrantLayer:
         return self._runtime_grants.get(name, {})

@@ -23,6 +23,7 @@ from omnicore.errors import ConfigError, NeedsGrant, PluginError, PluginLoadErro
 from omnicore.plugins import settings as plugin_settings
 from omnicore.plugins.events import PluginLoaded, PluginStateChanged
 from omnicore.plugins.info import PluginState
+from omnicore.plugins.operator import overlay
 from omnicore.plugins.runtimes import Link, kind_of
 from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.sidecar import Sidecar
@@ -62,7 +63,8 @@ class Linker:
                  app_settings: Mapping[str, Any], data_dir: Path | None,
                  emit: Callable[[Event], None],
                  extra_checks: Callable[[], Sequence[ManifestCheck]],
-                 user_functions: Callable[[], Sequence[Any]]) -> None:
+                 user_functions: Callable[[], Sequence[Any]],
+                 operator: Callable[[str], Mapping[str, Any]] | None = None) -> None:
         # The engine starts a ticker thread, so it is made on first use: an app that never
         # loads a plugin never pays for it.
         # Fuel metering is an engine-wide switch that slows every call, so a metered engine
@@ -78,6 +80,7 @@ class Linker:
         self._emit = emit
         self._extra_checks = extra_checks
         self._user_functions = user_functions
+        self._operator = operator
         self._lock = threading.Lock()
         #: Set when the host closes: no engine is made after that.
         self.closed = False
@@ -165,9 +168,11 @@ class Linker:
              grants: Mapping[str, Any] | list[str] | None = None,
              config: Mapping[str, Any] | None = None,
              limits: Mapping[str, Any] | Limits | None = None) -> Plan:
-        """The settings of ``module``: app config < sidecar (with its ABI's manifest folded
-        in) < ``host_grants`` < the arguments; recompiled on the metered engine when its
-        limits set ``fuel``."""
+        """The settings of ``module``: app config < sidecar < the operator's settings in the
+        database (for a plugin from a file) < ``host_grants`` < the arguments, with its ABI's
+        manifest folded in; recompiled on the metered engine when its limits set ``fuel``."""
+        if path is not None and self._operator is not None:
+            sidecar = overlay(sidecar, self._operator(module.name), module.name)
         sidecar, abi_manifest = kind_of(module).layer(module, path, sidecar)
         settings = plugin_settings.layer(
             module.name, app=self._app_settings.get(module.name), defaults=self.defaults,
@@ -218,6 +223,16 @@ class Linker:
                  "loaded" if previous is None else "reloaded", entry.source or "bytes")
         self._emit(PluginLoaded(plugin=entry.name, version=version_of(module),
                                 path=str(entry.source or "")))
+
+    def withdraw(self, entry: Entry, reason: str) -> None:
+        """Stop ``entry`` serving (state ``failed``, ``reason`` its last error): for a version
+        that must not go on running with the settings it was linked with."""
+        with entry.relink:
+            entry.swap(None)
+            entry.stale = False
+            entry.last_error = reason
+            self._set_state(entry, "failed")
+        log.warning("plugin '%s' withdrawn: %s", entry.name, reason)
 
     def _set_state(self, entry: Entry, new: PluginState) -> None:
         old, entry.state = entry.state, new

@@ -10,7 +10,8 @@ workers and operators.
 :class:`Storage` is the root a backend implements: kv, the job queue, schedules and the event
 log here; memory, vector rows, sealed secrets, workflow runs and console accounts each in a
 module of its own (``memory_rows``, ``vector_rows``, ``secret_rows``, ``workflows``,
-``user_rows``, ``audit_rows``). The errors are drawn in :mod:`omnicore.storage.errors`.
+``user_rows``, ``audit_rows``, ``settings_rows``). The errors are drawn in
+:mod:`omnicore.storage.errors`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from omnicore.storage.errors import (
 from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.secret_rows import SecretRows
+from omnicore.storage.settings_rows import PluginSettingsRows
 from omnicore.storage.user_rows import UserRows
 from omnicore.storage.vector_rows import VectorRows
 from omnicore.storage.workflows import WorkflowStore
@@ -341,6 +343,11 @@ class Storage(abc.ABC):
         does; an embedded one: no-op)."""
         return None
 
+    def on_settings(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` soon after any host changes a plugin's operator settings (a
+        shared backend does; an embedded one: no-op, readers poll the change sequence)."""
+        return None
+
     @property
     @abc.abstractmethod
     def instances(self) -> InstanceRows:
@@ -393,6 +400,12 @@ class Storage(abc.ABC):
     def audit(self) -> AuditLog:
         """Who changed what, when and from where."""
         raise self._unserved("audit")
+
+    @property
+    def plugin_settings(self) -> PluginSettingsRows:
+        """The operator's settings per plugin (grants, config, limits, ...), which every
+        instance applies over its own plugin folder."""
+        raise self._unserved("plugin_settings")
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -12,7 +12,8 @@ That connection (:class:`Liveness`, outside the pool, autocommit) does two jobs:
   payload names the queue, ``jobs``, so only its workers go to the database; a reap's empty
   payload wakes every queue). A burst of notifications is one wake-up; and
   on ``omnicore_events``, which carries the id of each event appended to the log, so live
-  subscribers on every instance get it.
+  subscribers on every instance get it; and on ``omnicore_settings``, which every change of a
+  plugin's operator settings NOTIFYs, so each instance re-applies them at once.
 
 A broken connection (the server restarted) is replaced in the background, the lock taken
 again and the channel listened to again.
@@ -33,10 +34,11 @@ from omnicore.storage.postgres._schema import LIVENESS_KEY
 if TYPE_CHECKING:  # same package: the storage object that owns this view
     from omnicore.storage.postgres._storage import PostgresStorage
 
-__all__ = ["CHANNEL", "EVENTS", "Liveness", "PgInstances"]
+__all__ = ["CHANNEL", "EVENTS", "SETTINGS", "Liveness", "PgInstances"]
 
 CHANNEL = "omnicore_jobs"
 EVENTS = "omnicore_events"
+SETTINGS = "omnicore_settings"
 _log = logging.getLogger("omnicore.storage")
 _COLS = ("runtime_id, hostname, pid, version, started_at, heartbeat_at, console_url, "
          "jobs_held, draining")
@@ -56,6 +58,7 @@ class Liveness:
         self._slot: int | None = None
         self._callbacks: list[tuple[str | None, Callable[[], None]]] = []
         self._event_callbacks: list[Callable[[list[int]], None]] = []
+        self._settings_callbacks: list[Callable[[], None]] = []
         #: Tags this storage's own NOTIFYs of events, so it does not deliver them twice.
         self.origin = secrets.token_hex(8)
         self._lock = threading.Lock()
@@ -76,6 +79,13 @@ class Liveness:
         burst in one call."""
         with self._lock:
             self._event_callbacks.append(callback)
+        self._ensure_thread()
+
+    def on_settings(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when any instance changes a plugin's operator settings, and after
+        every reconnect (a NOTIFY sent while the connection was down is lost)."""
+        with self._lock:
+            self._settings_callbacks.append(callback)
         self._ensure_thread()
 
     def hold(self, slot: int) -> None:
@@ -122,6 +132,7 @@ class Liveness:
                                connect_timeout=max(1, int(self._timeout)))
         conn.execute(f"LISTEN {CHANNEL}")
         conn.execute(f"LISTEN {EVENTS}")
+        conn.execute(f"LISTEN {SETTINGS}")
         slot = self._slot
         if slot is not None:
             conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, slot))
@@ -138,6 +149,7 @@ class Liveness:
                     if backoff > 0.1:
                         _log.info("storage: the PostgreSQL connection is back")
                     backoff = 0.1
+                    self._call(self._settings_callbacks)
                 except Exception as exc:
                     if backoff == 0.1:
                         _log.warning("storage: cannot reach PostgreSQL (%s); retrying",
@@ -154,6 +166,7 @@ class Liveness:
                 # without waiting, so a burst of enqueues is one wake-up, not one each.
                 woke: set[str] = set()
                 events = []
+                settings = False
                 notes = list(conn.notifies(timeout=0.25, stop_after=1))
                 if notes:
                     notes += conn.notifies(timeout=0)
@@ -162,8 +175,12 @@ class Liveness:
                         origin, _, eid = note.payload.partition(":")
                         if origin != self.origin and eid.isdigit():
                             events.append(int(eid))
+                    elif note.channel == SETTINGS:
+                        settings = True
                     else:
                         woke.add(note.payload)
+                if settings:
+                    self._call(self._settings_callbacks)
                 for queue, callback in list(self._callbacks) if woke else []:
                     # Only the queue that has work wakes (a job enqueue must not send the
                     # workflow step workers to the database); an empty payload wakes all.
@@ -184,6 +201,14 @@ class Liveness:
                     conn.close()
                 except Exception:
                     pass
+
+    @staticmethod
+    def _call(callbacks: list[Callable[[], None]]) -> None:
+        for callback in list(callbacks):
+            try:
+                callback()
+            except Exception:
+                _log.exception("storage: a settings callback failed")
 
     def close(self) -> None:
         self._stop.set()

@@ -7,10 +7,12 @@ the same unit the interface speaks.
 
 from __future__ import annotations
 
-__all__ = ["LIVENESS_KEY", "LOCK_ID", "MIGRATIONS", "SCHEMA_VERSION"]
+__all__ = ["LIVENESS_KEY", "LOCK_ID", "MIGRATIONS", "SCHEMA_VERSION", "SETTINGS_LOCK"]
 
 #: The advisory lock that serialises migrations across instances ("omnicore" in hex).
 LOCK_ID = 0x6F6D6E69636F7265
+#: The transaction lock that numbers plugin settings changes in commit order ("opsettings").
+SETTINGS_LOCK = 0x6F7073657474696E
 #: The first key of the two-key advisory locks that say an instance is alive ("omni").
 LIVENESS_KEY = 0x6F6D6E69
 
@@ -218,8 +220,16 @@ INSERT INTO console_facts SELECT 'had_users', min(created) FROM users HAVING cou
 CREATE TABLE wf_webhook_seen (signature text PRIMARY KEY, at double precision NOT NULL);
 """
 
+# The operator's settings per plugin (grants, config, limits, ...), numbered by one change
+# sequence that instances follow (omnicore.storage.settings_rows).
+_V9_PLUGIN_SETTINGS = """
+CREATE TABLE plugin_settings (plugin text PRIMARY KEY, doc text NOT NULL, seq bigint NOT NULL,
+    updated_at double precision NOT NULL, updated_by text);
+CREATE INDEX plugin_settings_by_seq ON plugin_settings (seq);
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS, _V4_INSTANCES,
                                _V5_MEMORY_VECTORS, _V6_ACCOUNTS, _V7_WORKFLOWS,
-                               _V8_CONSOLE_FACTS_WEBHOOKS)
+                               _V8_CONSOLE_FACTS_WEBHOOKS, _V9_PLUGIN_SETTINGS)
 SCHEMA_VERSION = len(MIGRATIONS)

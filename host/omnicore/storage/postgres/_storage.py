@@ -26,6 +26,7 @@ from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.postgres._schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION
 from omnicore.storage.secret_rows import SecretRows
+from omnicore.storage.settings_rows import PluginSettingsRows
 from omnicore.storage.user_rows import UserRows
 from omnicore.storage.vector_rows import VectorRows
 from omnicore.storage.workflows import WorkflowStore
@@ -90,6 +91,8 @@ class PostgresStorage(Storage):
         self._accounts = _Accounts(self)
         from omnicore.storage.postgres._workflows import PgWorkflows
         self._workflows = PgWorkflows(self)
+        from omnicore.storage.postgres._settings import PgPluginSettings
+        self._plugin_settings = PgPluginSettings(self)
         #: Statements that make the leases of dead owners (``= ANY(%s)``) due at once; a store
         #: with leases adds its own (reap runs them all in one transaction).
         self.lease_release_sql: list[str] = [
@@ -124,8 +127,17 @@ class PostgresStorage(Storage):
     def workflows(self) -> WorkflowStore:
         return self._workflows
 
+    @property
+    def plugin_settings(self) -> PluginSettingsRows:
+        return self._plugin_settings
+
     def on_event(self, callback: Callable[[list[int]], None]) -> None:
         self.liveness.on_event(callback)
+
+    def on_settings(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when any instance changes a plugin's settings (LISTEN/NOTIFY);
+        from a thread of the storage's own."""
+        self.liveness.on_settings(callback)
 
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
         """Call ``callback`` whenever any instance enqueues work on ``queue`` or releases

@@ -18,6 +18,7 @@ from omnicore.storage.base import (
 from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.secret_rows import SecretRows
+from omnicore.storage.settings_rows import PluginSettingsRows
 from omnicore.storage.sqlite.audit import SQLiteAudit
 from omnicore.storage.sqlite.database import SCHEMA_VERSION, Database, Synchronous
 from omnicore.storage.sqlite.events import SQLiteEvents
@@ -25,6 +26,7 @@ from omnicore.storage.sqlite.instances import SQLiteInstances
 from omnicore.storage.sqlite.jobs import SQLitePluginTasks, SQLiteQueue, SQLiteSchedules
 from omnicore.storage.sqlite.kv import SQLiteKV
 from omnicore.storage.sqlite.memory import SQLiteMemory
+from omnicore.storage.sqlite.plugin_settings import SQLitePluginSettings
 from omnicore.storage.sqlite.secrets import SQLiteSecrets
 from omnicore.storage.sqlite.users import USERS_FILE, SQLiteUsers
 from omnicore.storage.sqlite.vectors import SQLiteVectors
@@ -60,6 +62,7 @@ class SQLiteStorage(Database, Storage):
         self._users: SQLiteUsers | None = None
         self._instances: SQLiteInstances | None = None
         self._audit: AuditLog | None = None
+        self._plugin_settings: PluginSettingsRows | None = None
 
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
         self.wakeup.listen(callback, queue)
@@ -125,6 +128,13 @@ class SQLiteStorage(Database, Storage):
             if self._audit is None:
                 self._audit = SQLiteAudit(self)
             return self._audit
+
+    @property
+    def plugin_settings(self) -> PluginSettingsRows:
+        with self._stores_lock:
+            if self._plugin_settings is None:
+                self._plugin_settings = SQLitePluginSettings(self)
+            return self._plugin_settings
 
     def close(self) -> None:
         with self._stores_lock:

@@ -1,0 +1,116 @@
+"""``omnicore settings`` beside a running host: the CLI writes the operator's settings into the
+app's database and the host, which it never talks to, applies them by following the change
+sequence; bad input is refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from host_fixtures import config_wasm
+from omnicore.cli.remote import Remote, RemoteError, find_running
+from omnicore.storage import SQLiteStorage
+
+#: The host polls the change sequence every second; slack for a loaded 2-core machine.
+APPLIED_WITHIN_S = 1.0 + 1.5
+
+
+def omnicore(appdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "omnicore.cli", "settings", *args,
+                           "--app", str(appdir)], capture_output=True, text=True, timeout=120)
+
+
+def answer(remote: Remote) -> str:
+    try:
+        return remote.call("conf", "get", b"k").decode()
+    except RemoteError as exc:
+        return exc.type
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[Path, Remote]]:
+    appdir = tmp_path / "app"
+    (appdir / "plugins").mkdir(parents=True)
+    (appdir / "plugins" / "conf.wasm").write_bytes(config_wasm("conf"))
+    (appdir / "omnicore.yaml").write_text("name: cli-settings\ndata_dir: data\n"
+                                          "plugins_dir: plugins\nconsole: {port: 0}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(appdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while (remote := find_running(appdir / "data")) is None:
+            assert proc.poll() is None and time.monotonic() < deadline, "the host did not start"
+            time.sleep(0.1)
+        # The console answers before the plugins are loaded (their loading takes a while).
+        while answer(remote) != "NeedsGrant":
+            assert proc.poll() is None and time.monotonic() < deadline, answer(remote)
+            time.sleep(0.1)
+        yield appdir, remote
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def applied(remote: Remote, expected: str) -> float:
+    start = time.monotonic()
+    while answer(remote) != expected:
+        assert time.monotonic() - start < 30, f"still {answer(remote)!r}, not {expected!r}"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def test_settings_from_the_cli_reach_the_running_host(running: tuple[Path, Remote]) -> None:
+    appdir, remote = running
+    assert answer(remote) == "NeedsGrant"
+    for args in (("grant", "conf", "config"), ("config", "conf", "k=from-cli")):
+        done = omnicore(appdir, *args)
+        assert done.returncode == 0, done.stderr
+    assert json.loads(omnicore(appdir, "show", "conf", "--json").stdout) == {
+        "grants": {"config": {}}, "config": {"k": "from-cli"}}
+    took = applied(remote, "from-cli")
+    assert took < APPLIED_WITHIN_S, took
+    assert omnicore(appdir, "limits", "conf", "max_output_bytes=2").returncode == 0
+    applied(remote, "OutputTooLarge")
+    assert omnicore(appdir, "clear", "conf", "limits").returncode == 0
+    applied(remote, "from-cli")
+    assert omnicore(appdir, "revoke", "conf", "config").returncode == 0
+    took = applied(remote, "NeedsGrant")
+    assert took < APPLIED_WITHIN_S, took
+    assert not list((appdir / "plugins").glob("conf.*ml"))  # the folder is the host's own
+
+
+@pytest.mark.parametrize("args, says", [
+    (("grant", "conf", "telepathy"), "telepathy"),
+    (("grant", "conf", "http", "--options", '{"allow_hosts": 5}'), "allow_hosts"),
+    (("grant", "conf", "kv", "--options", "{not json"), "--options"),
+    (("revoke", "conf", "telepathy"), "telepathy"),
+    (("limits", "conf", "timeout_mss=5"), "timeout_mss"),
+    (("limits", "conf", "timeout_ms=-1"), "timeout_ms"),
+    (("config", "conf", "novalue"), "KEY=VALUE"),
+])
+def test_bad_input_is_refused_and_nothing_is_written(tmp_path: Path, args: tuple[str, ...],
+                                                     says: str) -> None:
+    appdir = tmp_path / "app"
+    (appdir / "plugins").mkdir(parents=True)
+    (appdir / "omnicore.yaml").write_text("name: bad\ndata_dir: data\nplugins_dir: plugins\n")
+    done = omnicore(appdir, *args)
+    assert done.returncode != 0 and says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    store = SQLiteStorage(appdir / "data" / "omnicore.db")
+    try:
+        assert store.plugin_settings.get("conf") is None
+    finally:
+        store.close()
