@@ -36,6 +36,15 @@ def _no_omnicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMNICORE_CONSOLE__PORT", "0")
 
 
+@pytest.fixture(autouse=True)
+def _plugin_logs_of_earlier_tests_delivered() -> None:
+    """Plugin log lines reach Python logging from a thread, after their call: those of an
+    earlier test are delivered before this one starts, so its ``caplog`` sees only its own."""
+    from omnicore.sandbox.pluginlog import flush
+
+    flush()
+
+
 @pytest.fixture
 def make_app(tmp_path: Path) -> Iterator[Callable[..., OmniApp]]:
     """Build OmniApps whose data dir is under tmp_path; any still running are stopped after.
