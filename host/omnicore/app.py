@@ -17,21 +17,18 @@ stop in reverse order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
-import shutil
 import signal
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from omnicore.app_stores import AppStores
 from omnicore.capabilities import builtin as builtin_capabilities
-from omnicore.capabilities.events import Subscriptions
-from omnicore.capabilities.kv import KV
-from omnicore.cluster import ClusterSettings, Membership
 from omnicore.config import OmniConfig, load_config
 from omnicore.core._loop import LoopThread
 from omnicore.core.events import (
@@ -48,16 +45,18 @@ from omnicore.core.module import Module, start_order
 from omnicore.core.tasks import TaskEngine
 from omnicore.errors import ConfigError, LifecycleError, ModuleError
 from omnicore.extensions.manager import ExtensionManager
-from omnicore.jobs import JobMetrics, Jobs
 from omnicore.logging import get_logger
 from omnicore.modules.health import HealthModule
 from omnicore.modules.metrics import MetricsModule
 from omnicore.plugins import extension as plugin_extension
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox.modcache import check_cache_dir
-from omnicore.storage import Storage
-from omnicore.storage.datadir import DataDirLock, private_dir
-from omnicore.workflows import Workflows
+
+if TYPE_CHECKING:  # made on first use, so `omnicore call` never loads them
+    from omnicore.capabilities.events import Subscriptions
+    from omnicore.cluster import Membership
+    from omnicore.jobs import Jobs
+    from omnicore.workflows import Workflows
 
 __all__ = ["BUILTIN_EXTENSIONS", "DEFAULT_MODULES", "OmniApp"]
 
@@ -126,21 +125,11 @@ class OmniApp(AppStores):
         #: This host's row in the instance registry while it runs (``/api/v1/instances``).
         self.cluster: Membership | None = None
         self._entry_points = entry_points
-        self._storage: Storage | None = None
+        self._storage = None
         self._storage_lock = threading.Lock()
-        #: One host per data dir while started; a refused second host is told who holds it.
-        self.data_lock = DataDirLock(config.data_dir)
-        #: Plugins' keys from Python: ``app.kv.for_plugin(name).get(key)``.
-        self.kv = KV(lambda: self.storage)
-        #: Durable plugin jobs (``omnicore:tasks``, schedules); ``tasks`` is the in-memory
-        #: TaskEngine for Python coroutines.
-        self.jobs = Jobs(config.capabilities.tasks, storage=lambda: self.storage,
-                         plugins=lambda: self.plugins, events=self.events, owner=self.runtime_id)
-        #: Plugins' event subscriptions (``omnicore:events``), delivered off the bus.
-        self.subscriptions = Subscriptions(self)
-        #: Workflow definitions (``workflows/``) and their durable runs.
-        self.workflows = Workflows(self)
         if default_modules:
+            from omnicore.jobs import JobMetrics
+
             for cls in DEFAULT_MODULES:
                 module = cls()
                 self.add_module(module)
@@ -155,6 +144,31 @@ class OmniApp(AppStores):
                 self.extensions.register(builtin, name=dotted)
             else:
                 self.extensions.load_module(dotted)
+
+    # -- services, made on first use ----------------------------------------------------
+
+    @functools.cached_property
+    def jobs(self) -> Jobs:
+        """Durable plugin jobs (``omnicore:tasks``, schedules); ``tasks`` is the in-memory
+        TaskEngine for Python coroutines."""
+        from omnicore.jobs import Jobs
+
+        return Jobs(self.config.capabilities.tasks, storage=lambda: self.storage,
+                    plugins=lambda: self.plugins, events=self.events, owner=self.runtime_id)
+
+    @functools.cached_property
+    def subscriptions(self) -> Subscriptions:
+        """Plugins' event subscriptions (``omnicore:events``), delivered off the bus."""
+        from omnicore.capabilities.events import Subscriptions
+
+        return Subscriptions(self)
+
+    @functools.cached_property
+    def workflows(self) -> Workflows:
+        """Workflow definitions (``workflows/``) and their durable runs."""
+        from omnicore.workflows import Workflows
+
+        return Workflows(self)
 
     # -- identity and state -------------------------------------------------------------
 
@@ -173,6 +187,7 @@ class OmniApp(AppStores):
 
     def _join_cluster(self) -> Membership:
         from omnicore import __version__
+        from omnicore.cluster import ClusterSettings, Membership
 
         console = next((m for m in self.modules if m.name == "console"), None)
         membership = Membership(
@@ -197,24 +212,6 @@ class OmniApp(AppStores):
         grace for in-flight work, leases given back), and so leave the cluster."""
         self.log.warning("draining: this host stops claiming work and exits")
         self.request_stop()
-
-    def _close_storage(self) -> None:
-        memory = self.__dict__.pop("_memory", None)
-        if memory is not None:
-            memory.stop()
-        vectors = self.__dict__.get("_vectors")
-        if vectors is not None:
-            vectors.close()  # indexes are written beside the database before it closes
-        with self._storage_lock:
-            store, self._storage = self._storage, None
-            self.__dict__.pop("_secrets", None)
-            self.__dict__.pop("_vectors", None)
-        if store is not None:
-            store.close()
-        if self.config.storage.url is not None:
-            # A shared database's caches are this runtime id's alone, and the next start
-            # has a new id: leave nothing behind.
-            shutil.rmtree(self.instance_dir, ignore_errors=True)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -382,6 +379,8 @@ class OmniApp(AppStores):
 
     def _open_data_dir(self) -> None:
         try:
+            from omnicore.storage.datadir import private_dir
+
             private_dir(self.data_dir)
         except OSError as exc:
             raise ConfigError(

@@ -7,7 +7,6 @@ import json
 import os
 import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import click
@@ -101,6 +100,8 @@ def config_show(appdir: Path, as_json: bool, show_secrets: bool) -> None:
 
 
 def _version(dist: str) -> str:
+    from importlib import metadata
+
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:

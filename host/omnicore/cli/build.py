@@ -5,12 +5,17 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import BuildResult, build_all, scaffold
-from omnicore.toolchains.manifest import read_plugin_meta
+
+if TYPE_CHECKING:
+    from omnicore.toolchains import BuildResult
+
+# The toolchains (and the engine they embed manifests with) are imported inside the commands:
+# `omnicore --help` and every other command should not pay for them.
 
 __all__ = ["build_command", "new_plugin_command"]
 
@@ -41,6 +46,8 @@ def _size(path: Path | None) -> str:
 @click.option("--force", is_flag=True, help="Rebuild even when no source changed.")
 def build_command(source: Path, out_dir: Path, app_dir: Path | None, force: bool) -> None:
     """Build a plugin project, or every project below SOURCE, into .wasm files."""
+    from omnicore.toolchains import build_all
+
     tty = sys.stdout.isatty()
 
     def progress(index: int, total: int, src: Path, result: BuildResult | None) -> None:
@@ -86,6 +93,9 @@ def build_command(source: Path, out_dir: Path, app_dir: Path | None, force: bool
               show_default=True, help="Create the project in DIR/NAME.")
 def new_plugin_command(name: str, lang: str, parent: Path) -> None:
     """Create a plugin project NAME that builds and runs as is."""
+    from omnicore.toolchains import scaffold
+    from omnicore.toolchains.manifest import read_plugin_meta
+
     dest = parent / name
     scaffold(dest, name, lang)
     handlers = read_plugin_meta(dest).get("handlers") or ["<handler>"]

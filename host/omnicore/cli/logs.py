@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,9 @@ def _line(entry: dict[str, Any]) -> str:
 
 def _follow(remote: Any, name: str, level: str | None) -> None:
     """Print the live feed's new log entries of ``name`` until interrupted."""
+    import urllib.error
+    import urllib.request
+
     # backlog=0: the listing already printed the recent lines.
     query = urllib.parse.urlencode({"plugin": name, "kind": "log", "backlog": 0,
                                     **({"level": level} if level else {})})

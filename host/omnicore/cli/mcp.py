@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -26,6 +25,8 @@ def mcp(ctx: click.Context, appdir: Path) -> None:
     runs with the plugin's grants, limits and deadline. stdout carries JSON-RPC only; logs go
     to stderr. A running host serves the same tools at /mcp on its console.
     """
+    import asyncio
+
     from omnicore.app import OmniApp
     from omnicore.config import load_config
     from omnicore.logging import configure

@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,11 @@ class Remote:
 
     def request(self, method: str, path: str, body: Any = None,
                 timeout: float = 60.0) -> Any:
+        # Here, not at the top: `omnicore call` asks whether a host runs on every call, and
+        # urllib.request (http.client, email, ssl) is only needed when one does.
+        import urllib.error
+        import urllib.request
+
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url.rstrip("/") + path, data=data, method=method)
         req.add_header("Accept", "application/json")

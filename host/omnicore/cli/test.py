@@ -15,7 +15,6 @@ from pathlib import Path
 import click
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import discover, unit_tests
 
 __all__ = ["test_command"]
 
@@ -30,6 +29,8 @@ def test_command(source: Path, extra: tuple[str, ...]) -> None:
     SDK's in-memory test host. EXTRA arguments go to that tool (after --, e.g.
     `omnicore test hello -- -run TestGreet`). The exit code is the tests'.
     """
+    from omnicore.toolchains import discover, unit_tests
+
     projects = list(discover(source))
     if not projects:
         raise BuildError(f"no plugin projects found below {source}")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from omnicore.sandbox.capability import Capability
+    from omnicore.sandbox.capability import Capability, DeferredCapability
     from omnicore.types import HostApp
 
 __all__ = ["HOOK_NAMES", "PROJECT", "hookimpl", "hookspec"]
@@ -38,8 +38,9 @@ def shutdown(app: HostApp) -> None:
 
 
 @hookspec
-def capabilities(app: HostApp) -> list[Capability]:
-    """Return host capabilities (``omnicore.sandbox.capability.Capability``) to offer plugins."""
+def capabilities(app: HostApp) -> list[Capability | DeferredCapability]:
+    """Return host capabilities (``omnicore.sandbox.capability.Capability``) to offer plugins,
+    or ``DeferredCapability``s whose module is imported when a plugin first needs it."""
     raise NotImplementedError
 
 

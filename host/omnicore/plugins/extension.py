@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 from omnicore.plugins.host import PluginHost
 from omnicore.plugins.operator import OperatorSettings
-from omnicore.plugins.stats import PluginMetricsCollector
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.storage.base import Storage
@@ -63,6 +62,8 @@ def register(app: PluginsApp) -> None:
     app.plugins = host
     metrics = _module_or_none(app, "metrics")
     if metrics is not None:
+        from omnicore.plugins.metrics import PluginMetricsCollector
+
         metrics.add_collector(PluginMetricsCollector(host.stats_items))
 
 

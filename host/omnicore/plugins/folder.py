@@ -18,8 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import watchfiles
-
 from omnicore.errors import PluginNotFound
 from omnicore.plugins.sidecar import SIDECAR_SUFFIXES
 
@@ -224,6 +222,8 @@ class PluginFolder:
         return self._thread is not None and self._thread.is_alive()
 
     def _watch(self) -> None:
+        import watchfiles  # here: resolving a plugin name (`omnicore call`) needs no watcher
+
         def interesting(_change: watchfiles.Change, name: str) -> bool:
             return name.endswith((".wasm", *_COMPANIONS))
 

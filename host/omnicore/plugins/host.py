@@ -42,7 +42,7 @@ from omnicore.plugins.sidecar import Sidecar, read_sidecar, write_grants
 from omnicore.plugins.stats import CallStats
 from omnicore.plugins.versions import Entry, Version
 from omnicore.sandbox import grants as grant_rules
-from omnicore.sandbox.capability import Capability, ManifestCheck
+from omnicore.sandbox.capability import Capability, DeferredCapability, ManifestCheck
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
@@ -72,7 +72,8 @@ class PluginHost:
 
     def __init__(self, *, engine: SandboxEngine | None = None,
                  engine_factory: Callable[..., SandboxEngine] | None = None,
-                 capabilities: Callable[[], Iterable[Capability]] | None = None,
+                 capabilities: Callable[[], Iterable[Capability | DeferredCapability]]
+                 | None = None,
                  defaults: Limits | None = None,
                  plugin_settings: Mapping[str, Any] | None = None,
                  failure_threshold: int = 5, cooldown_s: float = 30.0,
@@ -458,7 +459,7 @@ class PluginHost:
             log.exception("publishing %s failed", event.topic)
 
 
-def _builtin_capabilities() -> list[Capability]:
-    from omnicore.capabilities.builtin import builtin_capabilities
+def _builtin_capabilities() -> list[DeferredCapability]:
+    from omnicore.capabilities.builtin import deferred_capabilities
 
-    return builtin_capabilities()
+    return deferred_capabilities()

@@ -29,7 +29,12 @@ from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.sidecar import Sidecar
 from omnicore.plugins.versions import Entry, Version
 from omnicore.sandbox import grants as grant_rules
-from omnicore.sandbox.capability import Capability, CapabilityRegistry, ManifestCheck
+from omnicore.sandbox.capability import (
+    Capability,
+    CapabilityRegistry,
+    DeferredCapability,
+    ManifestCheck,
+)
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
@@ -59,7 +64,8 @@ class Linker:
 
     def __init__(self, *, engine: SandboxEngine | None,
                  engine_factory: Callable[..., SandboxEngine],
-                 capabilities: Callable[[], Iterable[Capability]], defaults: Limits,
+                 capabilities: Callable[[], Iterable[Capability | DeferredCapability]],
+                 defaults: Limits,
                  app_settings: Mapping[str, Any], data_dir: Path | None,
                  emit: Callable[[Event], None],
                  extra_checks: Callable[[], Sequence[ManifestCheck]],
@@ -154,7 +160,7 @@ class Linker:
         # Each capability checks the manifest entries it reads (the tasks capability its
         # schedules, events its subscriptions), whether or not this plugin is granted it: a
         # malformed entry is a broken plugin either way.
-        declared = [c.check_manifest for c in self.capabilities() if c.check_manifest]
+        declared = self.capabilities().manifest_checks(module.manifest)
         for check in (*declared, *self._extra_checks()):
             try:
                 check(module.name, module.manifest, tuple(module.handlers))

@@ -4,7 +4,9 @@
 ``"extism"``, ``"component"``) to its :class:`RuntimeKind`: how the ABI's own manifest, if
 it has one, folds into the operator's sidecar, and how a runtime is linked. The host looks
 the kind up and never asks which one it holds: the Component Model's ``component`` is one
-more entry.
+more entry. The Extism and component runtimes are imported when a plugin of their ABI is
+linked: a host (or an ``omnicore call``) of native plugins never loads them, nor the egress
+client and stores Extism's host functions reach.
 """
 
 from __future__ import annotations
@@ -15,11 +17,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from omnicore.errors import ConfigError, UnsupportedAbiVersion
-from omnicore.extism import ExtismManifest, ExtismRuntime, read_manifest
 from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.sidecar import Sidecar
 from omnicore.sandbox.capability import CapabilityRegistry
-from omnicore.sandbox.component import COMPONENT_ABI, ComponentModule, ComponentRuntime
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import ABI_VERSION, PluginModule
@@ -100,12 +100,16 @@ def _extism_layer(_module: PluginModule, path: Path | None, sidecar: Sidecar
                   ) -> tuple[Sidecar, object | None]:
     # NAME.json and the sidecar's Extism keys become grants, config and limits under the
     # operator's own (specs/extism.md).
+    from omnicore.extism import read_manifest
+
     manifest = read_manifest(path, sidecar.extism, sidecar.path)
     grants, config, limits = manifest.under(sidecar.grants, sidecar.config, sidecar.limits)
     return replace(sidecar, grants=grants, config=config, limits=limits), manifest
 
 
 def _extism(link: Link) -> Runtime:
+    from omnicore.extism import ExtismManifest, ExtismRuntime
+
     s = link.settings
     manifest = link.abi_manifest if isinstance(link.abi_manifest, ExtismManifest) \
         else ExtismManifest()
@@ -116,6 +120,8 @@ def _extism(link: Link) -> Runtime:
 
 
 def _component(link: Link) -> Runtime:
+    from omnicore.sandbox.component import ComponentModule, ComponentRuntime
+
     assert isinstance(link.module, ComponentModule)
     return ComponentRuntime(link.engine, link.module, link.settings.limits, log=link.log)
 
@@ -124,7 +130,8 @@ def _component(link: Link) -> Runtime:
 RUNTIMES: dict[int | str, RuntimeKind] = {
     ABI_VERSION: RuntimeKind(_native),
     "extism": RuntimeKind(_extism, _extism_layer),
-    COMPONENT_ABI: RuntimeKind(_component),
+    # sandbox.component.COMPONENT_ABI, spelt out so the component runtime loads only when used
+    "component": RuntimeKind(_component),
 }
 
 

@@ -23,8 +23,6 @@ from typing import Any
 import yaml
 
 from omnicore.errors import ConfigError
-from omnicore.extism import SIDECAR_KEYS as EXTISM_KEYS
-from omnicore.extism import parse_manifest
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.grants import GrantLayer
 from omnicore.sandbox.limits import Limits
@@ -33,7 +31,10 @@ __all__ = ["SIDECAR_SUFFIXES", "Sidecar", "read_sidecar", "read_sidecar_data", "
            "write_grants", "write_sidecar_data"]
 
 SIDECAR_SUFFIXES = (".toml", ".yaml", ".yml")
-_SIDECAR_KEYS = ("grants", "grant", "config", "limits", "enabled", "mcp", *EXTISM_KEYS)
+#: The keys of every sidecar; the Extism manifest's keys (``omnicore.extism.SIDECAR_KEYS``)
+#: are known too, and read only when a sidecar holds a key not in this list: importing the
+#: Extism package loads its runtime, which a native plugin's load (`omnicore call`) never needs.
+_NATIVE_KEYS = ("grants", "grant", "config", "limits", "enabled", "mcp")
 
 
 @dataclass(frozen=True)
@@ -89,13 +90,18 @@ def read_sidecar(wasm: Path) -> Sidecar:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a sidecar must be a table/mapping at the top level",
                           source=source)
+    extism_keys: tuple[str, ...] = ()
+    if any(key not in _NATIVE_KEYS for key in data):
+        from omnicore.extism import SIDECAR_KEYS as extism_keys
+
+    known = (*_NATIVE_KEYS, *extism_keys)
     for key in data:
-        if key not in _SIDECAR_KEYS:
-            close = difflib.get_close_matches(str(key), _SIDECAR_KEYS, n=1)
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(
                 f"{source}: unknown sidecar key '{key}'{hint}; known keys: "
-                f"{', '.join(_SIDECAR_KEYS)}", key=str(key), value=data[key], source=source)
+                f"{', '.join(known)}", key=str(key), value=data[key], source=source)
     grants = grant_rules.normalize(data.get("grants"), source=source)
     grant_tables = data.get("grant", {})
     if not isinstance(grant_tables, Mapping):
@@ -116,8 +122,10 @@ def read_sidecar(wasm: Path) -> Sidecar:
     if not isinstance(enabled, bool):
         raise ConfigError(f"{source}: 'enabled' must be true or false, got {enabled!r}",
                           key="enabled", value=enabled, source=source)
-    extism = {k: data[k] for k in EXTISM_KEYS if k in data}
+    extism = {k: data[k] for k in extism_keys if k in data}
     if extism:
+        from omnicore.extism import parse_manifest
+
         parse_manifest(extism, source, wasm)  # bad values name this file and the key
     return Sidecar(path=path, grants=grants, config=dict(config), limits=dict(limits),
                    enabled=enabled, extism=extism, **_mcp(data, source))

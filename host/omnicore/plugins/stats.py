@@ -1,22 +1,18 @@
-"""Per-plugin call statistics and their Prometheus face.
+"""Per-plugin call statistics.
 
 Each plugin owns one :class:`CallStats` that the host updates after every call (a lock and a
 bisect: well under a microsecond). Prometheus reads the same numbers through
-:class:`PluginMetricsCollector` at scrape time, so there is no second bookkeeping on the call
-path and an unloaded plugin's series disappear with it.
+:class:`~omnicore.plugins.metrics.PluginMetricsCollector` at scrape time, so there is no
+second bookkeeping on the call path and an unloaded plugin's series disappear with it.
 """
 
 from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
-
-__all__ = ["LATENCY_BUCKETS", "CallStats", "PluginMetricsCollector", "StatsSnapshot"]
+__all__ = ["LATENCY_BUCKETS", "CallStats", "StatsSnapshot"]
 
 # Plugin calls take microseconds, so Prometheus' default buckets (5 ms and up) would put
 # every call in the first one. These span 10 µs to the 1 s default deadline and beyond.
@@ -113,40 +109,3 @@ class CallStats:
             cumulative.append(running)
         return StatsSnapshot(calls=snap_calls, errors=errors, errors_by_type=by_type,
                              total_seconds=total, max_seconds=top, buckets=tuple(cumulative))
-
-
-class PluginMetricsCollector(Collector):
-    """Exposes every plugin's :class:`CallStats` as Prometheus metrics at scrape time.
-
-    ``source`` returns the current ``(plugin name, stats)`` pairs; register the collector once
-    in the MetricsModule's registry.
-    """
-
-    def __init__(self, source: Callable[[], Iterable[tuple[str, CallStats]]]) -> None:
-        self._source = source
-
-    def collect(self) -> Iterator[Metric]:
-        calls = CounterMetricFamily("omnicore_plugin_calls", "Plugin calls, by plugin.",
-                                    labels=["plugin"])
-        errors = CounterMetricFamily("omnicore_plugin_errors",
-                                     "Failed plugin calls, by plugin and error type.",
-                                     labels=["plugin", "error"])
-        latency = HistogramMetricFamily("omnicore_plugin_call_seconds",
-                                        "Plugin call latency in seconds, by plugin.",
-                                        labels=["plugin"])
-        for name, stats in self._source():
-            snap = stats.snapshot()
-            calls.add_metric([name], snap.calls)
-            for kind, count in sorted(snap.errors_by_type.items()):
-                errors.add_metric([name, kind], count)
-            buckets = [(_bound(b), float(c))
-                       for b, c in zip(LATENCY_BUCKETS, snap.buckets, strict=False)]
-            buckets.append(("+Inf", float(snap.calls)))
-            latency.add_metric([name], buckets, snap.total_seconds)
-        yield calls
-        yield errors
-        yield latency
-
-
-def _bound(value: float) -> str:
-    return repr(value)

@@ -3,11 +3,15 @@
 A capability is one ``omnicore:<name>`` import namespace: a list of host functions plus,
 optionally, per-plugin state created by :meth:`Capability.bind`. Adding a capability is one
 new module that defines a :class:`Capability` and returns it from the pluggy
-``capabilities(app)`` hook (see ``omnicore.capabilities.builtin``).
+``capabilities(app)`` hook (see ``omnicore.capabilities.builtin``). The hook may return a
+:class:`DeferredCapability` instead: the registry imports its module when a plugin first needs
+it (imports it, is granted it, or has a manifest entry it checks), so a host whose plugins use
+only ``log`` never loads the storage backend, the egress client or numpy.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +21,8 @@ from omnicore.errors import ConfigError
 from omnicore.sandbox.fastcall import HOST_PARAM_TYPES, GuestMemory, HostTrap
 from omnicore.sandbox.pluginlog import PluginLog
 
-__all__ = ["Capability", "CapabilityRegistry", "GuestMemory", "HostFunction", "HostTrap",
-           "ManifestCheck", "PluginContext", "Status"]
+__all__ = ["Capability", "CapabilityRegistry", "DeferredCapability", "GuestMemory",
+           "HostFunction", "HostTrap", "ManifestCheck", "PluginContext", "Status"]
 
 #: ``check(plugin, manifest, handlers)``: raises ConfigError for a manifest entry that cannot
 #: work (a malformed cron in ``schedules``, a subscription to a missing handler).
@@ -110,17 +114,37 @@ class Capability:
         return None
 
 
-class CapabilityRegistry:
-    """The capabilities a sandbox can link, by name. Duplicate names are an error."""
+@dataclass(frozen=True)
+class DeferredCapability:
+    """A capability known by name until a plugin needs it; ``load()`` makes the
+    :class:`Capability` (importing its module). It declares what the registry must know
+    before then: ``default_grant``, and ``manifest_keys``, the manifest entries its
+    ``check_manifest`` reads (a manifest holding none of them needs no check)."""
 
-    def __init__(self, capabilities: Iterable[Capability] = ()) -> None:
-        self._caps: dict[str, Capability] = {}
+    name: str
+    load: Callable[[], Capability]
+    default_grant: bool = False
+    manifest_keys: tuple[str, ...] = ()
+
+
+class CapabilityRegistry:
+    """The capabilities a sandbox can link, by name. Duplicate names are an error.
+
+    A :class:`DeferredCapability` is loaded on the first :meth:`get` of its name, by
+    iteration, or by :meth:`manifest_checks` for a manifest holding one of its keys; a loaded
+    one that is not what it declared (another name, another ``default_grant``, a manifest
+    check it did not declare) is a ConfigError.
+    """
+
+    def __init__(self, capabilities: Iterable[Capability | DeferredCapability] = ()) -> None:
+        self._caps: dict[str, Capability | DeferredCapability] = {}
+        self._loading = threading.Lock()
         for cap in capabilities:
             self.add(cap)
 
-    def add(self, cap: Capability) -> None:
+    def add(self, cap: Capability | DeferredCapability) -> None:
         """Register ``cap``; a second capability with the same name raises ConfigError."""
-        if not isinstance(cap, Capability):
+        if not isinstance(cap, (Capability, DeferredCapability)):
             raise ConfigError(f"not a Capability: {cap!r}", value=cap)
         if cap.name in self._caps:
             raise ConfigError(f"capability {cap.name!r} is registered twice", key=cap.name)
@@ -128,13 +152,45 @@ class CapabilityRegistry:
 
     def get(self, name: str) -> Capability | None:
         """The capability called ``name`` (without the ``omnicore:`` prefix), or None."""
-        return self._caps.get(name)
+        cap = self._caps.get(name)
+        return cap if not isinstance(cap, DeferredCapability) else self._load(cap)
+
+    def _load(self, deferred: DeferredCapability) -> Capability:
+        # One load per name: `for_app(app)` makes per-app state that two racing plugin loads
+        # must share.
+        with self._loading:
+            current = self._caps[deferred.name]
+            if isinstance(current, Capability):
+                return current
+            cap = deferred.load()
+            if not isinstance(cap, Capability) or cap.name != deferred.name \
+                    or cap.default_grant != deferred.default_grant \
+                    or (cap.check_manifest is not None and not deferred.manifest_keys):
+                raise ConfigError(f"capability {deferred.name!r} loaded as {cap!r}, which is "
+                                  "not what its DeferredCapability declared", key=deferred.name)
+            self._caps[deferred.name] = cap
+            return cap
+
+    def manifest_checks(self, manifest: Mapping[str, Any]) -> list[ManifestCheck]:
+        """The checks of the capabilities that read entries of ``manifest``."""
+        checks = []
+        for cap in list(self._caps.values()):
+            if isinstance(cap, DeferredCapability):
+                if not any(key in manifest for key in cap.manifest_keys):
+                    continue
+                cap = self._load(cap)
+            if cap.check_manifest is not None:
+                checks.append(cap.check_manifest)
+        return checks
 
     def __contains__(self, name: object) -> bool:
         return name in self._caps
 
     def __iter__(self) -> Iterator[Capability]:
-        return iter(self._caps.values())
+        for name in list(self._caps):
+            cap = self.get(name)
+            if cap is not None:
+                yield cap
 
     def __len__(self) -> int:
         return len(self._caps)

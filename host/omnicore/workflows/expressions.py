@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,7 +47,13 @@ _STEP_REF = re.compile(r"(?<![\w.])steps\s*\.\s*([A-Za-z_]\w*)")
 _SECRET_REF = re.compile(r"(?<![\w.])secrets\s*\.\s*([A-Za-z_][A-Za-z0-9_.-]*)")
 _BOUND = re.compile(r"\.\s*(?:map|filter|all|exists|exists_one)\s*\(\s*([A-Za-z_]\w*)")
 _STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
-_ENV = celpy.Environment()
+
+
+@functools.cache
+def _env() -> celpy.Environment:
+    # Building CEL's parser takes ~80 ms (lark computes its LALR tables): paid by the first
+    # expression compiled, not by every process that imports the app (`omnicore call`).
+    return celpy.Environment()
 
 
 def to_json(value: Any) -> Any:
@@ -131,7 +138,7 @@ def _compile(text: str, where: str, offset: int) -> _Expr:
     if not text.strip():
         raise ExpressionError(f"{where}: empty expression at column {offset + 1}", where=where)
     try:
-        ast = _ENV.compile(text)
+        ast = _env().compile(text)
     except CELParseError as exc:
         column = (getattr(exc, "column", None) or 1) + offset
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
@@ -151,7 +158,7 @@ def _compile(text: str, where: str, offset: int) -> _Expr:
     if unknown:
         raise ExpressionError(f"{where}: unknown name {unknown[0]!r} in ${{{{ {text.strip()} }}}}"
                               f" (use {', '.join(sorted(ROOTS))})", where=where)
-    return _Expr(text.strip(), where, _ENV.program(ast))
+    return _Expr(text.strip(), where, _env().program(ast))
 
 
 def _nested_macro(bare: str) -> str | None:
