@@ -8,7 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from omnicore.errors import GuestError, Trap
-from omnicore.plugins.stats import LATENCY_BUCKETS, CallStats, PluginMetricsCollector
+from omnicore.plugins.metrics import PluginMetricsCollector
+from omnicore.plugins.stats import LATENCY_BUCKETS, CallStats
 
 
 def test_counts_errors_and_histogram() -> None:

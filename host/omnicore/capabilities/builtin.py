@@ -33,24 +33,30 @@ name = "omnicore-builtin-capabilities"
 
 
 class Builtin(NamedTuple):
-    """One built-in: its module (exposing ``CAPABILITY``) and what it declares."""
+    """One built-in: its module (exposing ``CAPABILITY``) and what it declares.
+
+    ``app_state``: it keeps the plugin's data in an app (its database, job queue or event
+    bus), so a plugin host with neither an app nor a ``data_dir`` cannot serve the grant
+    (``omnicore call FILE.wasm`` refuses it and says to pass ``--app DIR``).
+    """
 
     module: str
     default_grant: bool = False
     manifest_keys: tuple[str, ...] = ()
+    app_state: bool = False
 
 
 #: The built-ins; order is display order.
 BUILTINS = (
     Builtin("omnicore.capabilities.log", default_grant=True),
     Builtin("omnicore.capabilities.config"),
-    Builtin("omnicore.capabilities.kv"),
-    Builtin("omnicore.capabilities.tasks", manifest_keys=("schedules",)),
-    Builtin("omnicore.capabilities.events", manifest_keys=("subscriptions",)),
-    Builtin("omnicore.capabilities.secrets"),
+    Builtin("omnicore.capabilities.kv", app_state=True),
+    Builtin("omnicore.capabilities.tasks", manifest_keys=("schedules",), app_state=True),
+    Builtin("omnicore.capabilities.events", manifest_keys=("subscriptions",), app_state=True),
+    Builtin("omnicore.capabilities.secrets", app_state=True),
     Builtin("omnicore.capabilities.http"),
-    Builtin("omnicore.capabilities.vectors"),
-    Builtin("omnicore.capabilities.memory"),
+    Builtin("omnicore.capabilities.vectors", app_state=True),
+    Builtin("omnicore.capabilities.memory", app_state=True),
     Builtin("omnicore.capabilities.fs"),
 )
 #: The built-ins' modules.

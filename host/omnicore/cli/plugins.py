@@ -15,11 +15,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from omnicore.errors import ConfigError, NeedsGrant, PluginLoadError
+
+if TYPE_CHECKING:
+    from omnicore.sandbox import SandboxEngine
 
 # The sandbox (and wasmtime) are imported inside the commands: `omnicore --help` and the
 # other commands should not pay for loading the engine.
@@ -148,6 +151,15 @@ def user_cache_dir() -> Path:
     return Path(base) / "omnicore" / "modules"
 
 
+def user_engine(fuel: bool = False) -> SandboxEngine:
+    """An engine over the user's module cache (:func:`user_cache_dir`): ``inspect`` of an
+    unchanged file, and ``call`` of a bare file, deserialize instead of compiling (seconds
+    for a Go plugin)."""
+    from omnicore.sandbox import SandboxEngine
+
+    return SandboxEngine(cache_dir=user_cache_dir(), fuel=fuel)
+
+
 @contextmanager
 def _host(cfg: Any) -> Iterator[Any]:
     """The plugin host a one-off call runs in.
@@ -158,12 +170,8 @@ def _host(cfg: Any) -> Iterator[Any]:
     """
     if cfg is None:
         from omnicore.plugins.host import PluginHost
-        from omnicore.sandbox import SandboxEngine
 
         # A bare file: without a cache every call would recompile (seconds for Go or JS).
-        def user_engine(fuel: bool = False) -> SandboxEngine:
-            return SandboxEngine(cache_dir=user_cache_dir(), fuel=fuel)
-
         with PluginHost(engine_factory=user_engine) as host:
             yield host
         return
@@ -211,8 +219,8 @@ def inspect(file: Path, grant_opts: tuple[str, ...], link_opts: tuple[str, ...],
 
     if not file.is_file():
         raise PluginLoadError(f"no such plugin file: {file}")
-    registry = builtin_registry()
-    report = PluginModule.inspect(file, registry)
+    with user_engine() as engine:
+        report = PluginModule.inspect(file, builtin_registry(), engine=engine)
     if "name" not in report and not as_json:
         # The file cannot become a plugin at all (not wasm, a refused manifest): one error
         # line and exit 1, as `omnicore call` says it. --json still prints the report.
@@ -221,7 +229,8 @@ def inspect(file: Path, grant_opts: tuple[str, ...], link_opts: tuple[str, ...],
     grants = parse_grants(grant_opts)
     links = parse_links(link_opts)
     if report.get("ok"):
-        with _quiet(), PluginHost() as host:
+        # The module is in the cache now: this load deserializes it.
+        with _quiet(), PluginHost(engine_factory=user_engine) as host:
             try:
                 info = host.load(file, grants=grants, links=links)
                 report["state"] = info.state
@@ -367,9 +376,11 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
                else "no running host for this app (its console is not up)")
         click.echo(f"omnicore: {why}; running '{target}' embedded in this process", err=True)
     path = _resolve(target, cfg, appdir)
-    read_sidecar(path)  # a broken sidecar is reported as itself, before anything else
+    sidecar = read_sidecar(path)  # a broken sidecar is reported as itself, before anything else
     grants = parse_grants(grant_opts)
     links = parse_links(link_opts)
+    if cfg is None:
+        _refuse_app_state(path, {**sidecar.grants, **grants})
     if verbose and "level" not in grants.get("log", {}):
         grants["log"] = {**grants.get("log", {}), "level": "trace"}
     with _quiet(), _host(cfg) as host:
@@ -377,7 +388,11 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
                          links=links)
         if info.state == "needs-grant":
             flags = " ".join(f"--grant {m}" for m in info.missing)
-            raise NeedsGrant(f"{info.last_error} (here: {flags})", plugin=info.name,
+            in_app = sorted(set(info.missing) & _app_state()) if cfg is None else []
+            here = (f"here: --app DIR {flags}, as {', '.join(in_app)} keep"
+                    f"{'s' if len(in_app) == 1 else ''} data in an app" if in_app
+                    else f"here: {flags}")
+            raise NeedsGrant(f"{info.last_error} ({here})", plugin=info.name,
                              missing=info.missing)
         if info.state == "disabled":
             raise PluginLoadError(f"plugin '{info.name}' is disabled (enabled: false)",
@@ -391,6 +406,24 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
     if sys.stdout.isatty() and out and not out.endswith(b"\n"):
         stream.write(b"\n")  # keep the shell prompt on its own line
     stream.flush()
+
+
+def _app_state() -> set[str]:
+    from omnicore.capabilities.builtin import BUILTINS
+
+    return {b.module.rpartition(".")[2] for b in BUILTINS if b.app_state}
+
+
+def _refuse_app_state(path: Path, granted: dict[str, Any]) -> None:
+    """A bare file granted a capability that keeps data in an app (kv, tasks, events, ...)
+    runs only in one: say so before loading it, naming the flag that does it."""
+    caps = sorted(c for c, options in granted.items() if options is not None
+                  and c in _app_state())
+    if caps:
+        raise ConfigError(
+            f"{path} is granted {', '.join(caps)}, which keep{'s' if len(caps) == 1 else ''} "
+            f"data in an app: run it in one with --app DIR (its database, job workers and "
+            f"event bus; `omnicore new DIR` makes an app)", key=f"grant.{caps[0]}")
 
 
 def _call_remote(remote: Any, name: str, handler: str, data: bytes, verbose: bool) -> None:

@@ -126,6 +126,11 @@ class DeferredCapability:
     default_grant: bool = False
     manifest_keys: tuple[str, ...] = ()
 
+    @property
+    def namespace(self) -> str:
+        """The wasm import module name: ``omnicore:<name>``."""
+        return f"omnicore:{self.name}"
+
 
 class CapabilityRegistry:
     """The capabilities a sandbox can link, by name. Duplicate names are an error.

@@ -444,15 +444,19 @@ class PluginModule:
 
     @staticmethod
     def inspect(source: bytes | Path | str, registry: CapabilityRegistry | None = None,
-                name: str | None = None) -> dict[str, Any]:
+                name: str | None = None, *, engine: SandboxEngine | None = None
+                ) -> dict[str, Any]:
         """Inspect a plugin without an app: the :meth:`describe` report plus ``ok``/``error``.
 
-        Never raises for bad input: ``{"ok": False, "error": "...", "error_type": "..."}``.
+        Compiled on ``engine`` (through its module cache; the caller closes it), else on an
+        engine of its own. Never raises for bad input:
+        ``{"ok": False, "error": "...", "error_type": "..."}``.
         """
         from omnicore.errors import PluginLoadError
         from omnicore.sandbox.engine import SandboxEngine
 
-        engine = SandboxEngine()
+        own = engine is None
+        engine = SandboxEngine() if engine is None else engine
         try:
             mod = PluginModule.load(engine, source, name)
             report = mod.describe()
@@ -466,4 +470,5 @@ class PluginModule:
         except PluginLoadError as exc:
             return {"ok": False, "error": str(exc), "error_type": type(exc).__name__}
         finally:
-            engine.close()
+            if own:
+                engine.close()

@@ -1,0 +1,111 @@
+"""How long the ``omnicore`` command makes a user wait, beside the interpreter's own floor.
+
+Run: ``.venv/bin/python bench/bench_cli.py [--quick] [--markdown]``. Every row is a fresh
+process timed from spawn to exit (wall clock), the median of the repeats with its min-max;
+the floors are ``python -c pass`` and ``python -c "import wasmtime"`` in the same run. The
+processes write and reuse bytecode (a private ``PYTHONPYCACHEPREFIX``), as an installed
+omnicore does, and each row is run once untimed first, so the module cache is warm: a
+``call`` or ``inspect`` row measures an unchanged plugin. Targets (issue 25): ``--help``
+<= 150 ms, ``call`` of a cached plugin <= 300 ms; ``inspect`` of an unchanged Go plugin
+answers from the module cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import wasmtime
+from _measure import Sample, machine, render
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "build" / "demo" / "plugins"
+FIXTURE = ROOT / "tests" / "fixtures" / "host_echo.wat"
+
+
+def echo_wasm() -> bytes:
+    src = FIXTURE.read_text().replace("NAME_TAG", "echo").replace("VERSION_LEN", "5")
+    return wasmtime.wat2wasm(src.replace("VERSION_TAG", "1.0.0"))
+
+
+def wall_ms(argv: list[str], env: dict[str, str], cwd: Path, repeats: int) -> Sample:
+    """Median [min-max] wall time of ``argv`` as a fresh process, after one untimed run."""
+    def once() -> float:
+        start = time.perf_counter()
+        proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, check=False)
+        elapsed = (time.perf_counter() - start) * 1000
+        if proc.returncode != 0:
+            sys.exit(f"{' '.join(argv)} failed: {proc.stderr.decode()[-800:]}")
+        return elapsed
+
+    once()
+    times = [once() for _ in range(repeats)]
+    return Sample(statistics.median(times), min(times), max(times))
+
+
+def table(quick: bool = False, markdown: bool = False) -> str:
+    repeats = 3 if quick else 9
+    py = sys.executable
+    omnicore = [py, "-m", "omnicore.cli"]
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+        work = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env.update(PYTHONPYCACHEPREFIX=str(work / "pyc"), OMNICORE_CACHE_DIR=str(work / "cache"))
+        src = ROOT / "host"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+        app = work / "app"
+        (app / "plugins").mkdir(parents=True)
+        (app / "omnicore.yaml").write_text(
+            "name: bench\nplugins_dir: plugins\ndata_dir: .omnicore\n"
+            "plugins:\n  greeter-rust:\n    grants: [config]\n")
+        (app / "plugins" / "echo.wasm").write_bytes(echo_wasm())
+        rows: list[tuple[str, Sample, str]] = [
+            ("python -c pass (floor)", wall_ms([py, "-c", "pass"], env, work, repeats), ""),
+            ('python -c "import wasmtime" (floor)',
+             wall_ms([py, "-c", "import wasmtime"], env, work, repeats), ""),
+            ("omnicore --help", wall_ms([*omnicore, "--help"], env, work, repeats), "<= 150"),
+            ("omnicore call NAME --app (echo, WAT)",
+             wall_ms([*omnicore, "call", "echo", "echo", "--input", "hi", "--app", str(app)],
+                     env, work, repeats), "<= 300"),
+        ]
+        greeter = DEMO / "greeter-rust.wasm"
+        if greeter.is_file():
+            shutil.copy(greeter, app / "plugins" / greeter.name)
+            rows.append(("omnicore call NAME --app (greeter-rust)",
+                         wall_ms([*omnicore, "call", "greeter-rust", "greet", "--input",
+                                  '{"name": "Ada"}', "--app", str(app)], env, work, repeats),
+                         "<= 300"))
+        bare = work / "echo.wasm"
+        bare.write_bytes(echo_wasm())
+        rows.append(("omnicore call FILE.wasm (bare, user cache)",
+                     wall_ms([*omnicore, "call", str(bare), "echo", "--input", "hi"], env, work,
+                             repeats), "<= 300"))
+        go = DEMO / "greeter-go.wasm"
+        target = go if go.is_file() else bare
+        rows.append((f"omnicore inspect {target.name} (unchanged)",
+                     wall_ms([*omnicore, "inspect", str(target)], env, work, repeats),
+                     "from the cache"))
+    floor = rows[0][1]
+    out = [(name, str(s), f"{s.ratio(floor):.1f}x", goal) for name, s, goal in rows]
+    return (f"{machine()}\n\n"
+            + render(["process (wall)", "ms, median [min-max]", "x python -c pass", "target"],
+                     out, markdown=markdown))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = ap.parse_args()
+    print(table(quick=args.quick, markdown=args.markdown))
+
+
+if __name__ == "__main__":
+    main()

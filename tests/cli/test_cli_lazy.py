@@ -1,0 +1,196 @@
+"""The CLI imports what a command uses, and nothing else (issue 25, item 3).
+
+Each test runs the real ``omnicore`` command in a subprocess and reads the modules that
+process ended with (``sys.modules`` at exit), so a timing on a loaded machine decides nothing:
+an import that creeps back in fails here whatever the load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import wasmtime
+from click.testing import CliRunner
+
+from host_fixtures import config_wasm, write
+from omnicore.cli import main
+from omnicore.sandbox import wasmbin
+
+# Runs the command as `omnicore` does, then names every module the process imported.
+_PROBE = ("import atexit, sys\n"
+          "atexit.register(lambda: sys.stderr.write('MODULES ' + ' '.join(sorted(sys.modules))"
+          " + '\\n'))\n"
+          "from omnicore.cli import main\n"
+          "main(prog_name='omnicore')\n")
+
+#: What neither `--help` nor a call of a plugin that uses only log and config may load.
+HEAVY = ("omnicore.storage", "sqlite_utils", "numpy", "hnswlib", "omnicore.extism",
+         "omnicore.egress", "urllib3", "starlette", "omnicore.console", "omnicore.workflows",
+         "celpy", "omnicore.jobs", "prometheus_client", "omnicore.toolchains", "urllib.request",
+         "omnicore.sandbox.component", "watchfiles", "cryptography")
+#: What `--help` does not need either.
+ENGINE = ("wasmtime", "omnicore.sandbox", "omnicore.plugins", "omnicore.config", "pydantic",
+          "yaml", "jsonschema", "asyncio")
+
+KV_WAT = r"""
+(module
+  (@custom "omnicore.manifest" "{\"name\":\"tally\",\"handlers\":[\"incr\"]}")
+  (import "omnicore:kv" "incr" (func $incr (param i32 i32 i64 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 4096))
+  (func (export "omni_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $bump))
+    (global.set $bump (i32.add (global.get $bump) (i32.and (i32.add (local.get $n)
+                                                                    (i32.const 7))
+                                                           (i32.const -8))))
+    (local.get $p))
+  (func (export "omni_free") (param i32 i32))
+  ;; input: the key; output: the new value (i64 LE) at 0
+  (func (export "incr") (param $p i32) (param $n i32) (result i64)
+    (drop (call $incr (local.get $p) (local.get $n) (i64.const 1) (i32.const 0)))
+    (i64.const 8))
+)
+"""
+
+EVENTS_WAT = r"""
+(module
+  (import "omnicore:events" "publish" (func (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "omni_free") (param i32 i32))
+  (func (export "run") (param i32 i32) (result i64) (i64.const 0))
+)
+"""
+
+
+def _modules(args: list[str], env: dict[str, str] | None = None
+             ) -> tuple[subprocess.CompletedProcess[bytes], set[str]]:
+    result = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True,
+                            timeout=120, env={**os.environ, **(env or {})})
+    line = next((ln for ln in result.stderr.decode().splitlines()
+                 if ln.startswith("MODULES ")), None)
+    assert line is not None, result.stderr
+    return result, set(line.split()[1:])
+
+
+def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if n in modules or any(m.startswith(n + ".") for m in modules))
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    folder = tmp_path / "app"
+    (folder / "plugins").mkdir(parents=True)
+    (folder / "omnicore.yaml").write_text(
+        "name: lazy\nplugins_dir: plugins\ndata_dir: .omnicore\n"
+        "plugins:\n  conf:\n    grants: [config]\n    config: {who: app}\n"
+        "  tally:\n    grants: [kv]\n")
+    write(folder / "plugins", "conf.wasm", config_wasm("conf"))
+    write(folder / "plugins", "tally.wasm", wasmtime.wat2wasm(KV_WAT))
+    return folder
+
+
+def test_help_imports_neither_the_engine_nor_any_service() -> None:
+    result, modules = _modules(["--help"])
+    assert result.returncode == 0 and b"inspect" in result.stdout and b"call" in result.stdout
+    assert _loaded(modules, HEAVY + ENGINE) == []
+
+
+@pytest.mark.parametrize("command", [["call", "--help"], ["build", "--help"], ["--version"]])
+def test_other_cheap_invocations_import_no_engine(command: list[str]) -> None:
+    result, modules = _modules(command)
+    assert result.returncode == 0, result.stderr
+    assert _loaded(modules, HEAVY + ENGINE) == []
+
+
+def test_call_in_an_app_loads_only_what_the_plugin_uses(app: Path, tmp_path: Path) -> None:
+    result, modules = _modules(["call", "conf", "get", "--input", "who", "--app", str(app)],
+                               env={"OMNICORE_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"app"
+    assert "wasmtime" in modules and "omnicore.app" in modules  # it did run in the app
+    assert _loaded(modules, HEAVY) == []
+
+
+def test_call_of_a_bare_file_loads_no_service(tmp_path: Path) -> None:
+    path = write(tmp_path, "conf.wasm", config_wasm("conf"))
+    result, modules = _modules(["call", str(path), "get", "--input", "k", "--grant", "config",
+                                "--config", "k=1"],
+                               env={"OMNICORE_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"1"
+    assert _loaded(modules, HEAVY) == []
+
+
+def test_a_plugin_granted_kv_loads_the_store_on_use_and_keeps_its_data(app: Path) -> None:
+    # The other side of laziness: what the plugin uses is there, and works.
+    key = app / "key"
+    key.write_bytes(b"visits")
+    outs = []
+    for _ in range(2):
+        result, modules = _modules(["call", "tally", "incr", "--input-file", str(key),
+                                    "--app", str(app)])
+        assert result.returncode == 0, result.stderr
+        outs.append(struct.unpack("<q", result.stdout)[0])
+        assert "omnicore.storage" in modules
+    assert outs == [1, 2]
+
+
+@pytest.mark.parametrize(("wat", "cap"), [(KV_WAT, "kv"), (EVENTS_WAT, "events")])
+def test_a_bare_file_granted_app_state_says_to_pass_app(tmp_path: Path, wat: str,
+                                                         cap: str) -> None:
+    path = write(tmp_path, "p.wasm", wasmtime.wat2wasm(wat))
+    runner = CliRunner()
+    env = {"OMNICORE_CACHE_DIR": str(tmp_path / "cache")}
+    granted = runner.invoke(main, ["call", str(path), "run", "--grant", cap], env=env)
+    assert granted.exit_code == 1
+    assert f"is granted {cap}" in granted.stderr and "--app DIR" in granted.stderr
+    assert "data_dir" not in granted.stderr  # the Python API's word, not the command's
+    # Not granted yet: the needs-grant line already says where it can run.
+    ungranted = runner.invoke(main, ["call", str(path), "run"], env=env)
+    assert ungranted.exit_code == 1
+    assert f"--app DIR --grant {cap}" in ungranted.stderr
+
+
+def test_a_sidecar_grant_of_app_state_is_refused_the_same_way(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.wasm", wasmtime.wat2wasm(KV_WAT))
+    (tmp_path / "p.toml").write_text('grants = ["kv"]\n')
+    result = CliRunner().invoke(main, ["call", str(path), "incr"],
+                                env={"OMNICORE_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.exit_code == 1 and "is granted kv" in result.stderr
+    assert "--app DIR" in result.stderr
+
+
+def test_the_same_bare_file_runs_with_app(app: Path, tmp_path: Path) -> None:
+    path = write(tmp_path, "elsewhere.wasm", wasmtime.wat2wasm(KV_WAT))
+    key = tmp_path / "key"
+    key.write_bytes(b"k")
+    result = CliRunner().invoke(main, ["call", str(path), "incr", "--input-file", str(key),
+                                       "--grant", "kv", "--app", str(app)])
+    assert result.exit_code == 0, result.output
+    assert struct.unpack("<q", result.stdout_bytes)[0] == 1
+
+
+def test_inspect_of_an_unchanged_file_answers_from_the_module_cache(tmp_path: Path) -> None:
+    path = write(tmp_path, "conf.wasm", wasmbin.set_custom_section(
+        config_wasm("conf"), "omnicore.manifest", json.dumps({"name": "conf"}).encode()))
+    cache = tmp_path / "cache"
+    env = {"OMNICORE_CACHE_DIR": str(cache)}
+    first = CliRunner().invoke(main, ["inspect", str(path)], env=env)
+    assert first.exit_code == 0, first.output
+    entries = sorted(cache.glob("*.cwasm"))
+    assert len(entries) == 1, "inspect compiled without the module cache"
+    before = entries[0].stat()
+    again = CliRunner().invoke(main, ["inspect", str(path), "--json"], env=env)
+    assert json.loads(again.output)["name"] == "conf"
+    after = entries[0].stat()
+    # A compile would have written the entry anew (a new file renamed into place).
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert sorted(cache.glob("*.cwasm")) == entries
