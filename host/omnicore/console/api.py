@@ -174,7 +174,7 @@ async def get_me(request: Request) -> Response:
 async def list_plugins(request: Request) -> Response:
     need(request)
     wanted = choice(request, "state", ("loaded", "needs-grant", "failed", "disabled",
-                                       "circuit-open", "half-open"))
+                                       "circuit-open", "half-open", "compiling"))
     infos = [plugin_doc(i) for i in omni(request).plugins if wanted in (None, i.state)]
     return JSONResponse(paginate(infos, *page_params(request)))
 

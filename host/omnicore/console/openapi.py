@@ -38,7 +38,7 @@ SCHEMAS: Obj = {
     "Plugin": {"type": "object", "required": ["name", "state"], "properties": {
         "name": {"type": "string"},
         "state": {"enum": ["loaded", "needs-grant", "failed", "disabled", "circuit-open",
-                           "half-open"]},
+                           "half-open", "compiling"]},
         "version": {"type": ["string", "null"]}, "language": {"type": ["string", "null"]},
         "handlers": {"type": "array", "items": {"type": "string"}},
         "requested": {"type": "array", "items": {"type": "string"}},

@@ -49,7 +49,8 @@ def call(entry: Entry, handler: str, data: bytes) -> bytes:
 
 
 def not_callable(entry: Entry) -> OmniError:
-    """Why ``entry`` has no version to call: it needs a grant, is disabled, or failed."""
+    """Why ``entry`` has no version to call: it needs a grant, is disabled, is compiling, or
+    failed."""
     if entry.state == "needs-grant":
         missing = ", ".join(f"omnicore:{m}" for m in entry.missing)
         return NeedsGrant(
@@ -59,6 +60,9 @@ def not_callable(entry: Entry) -> OmniError:
     if entry.state == "disabled":
         return PluginNotFound(f"plugin '{entry.name}' is disabled (enabled: false)",
                               plugin=entry.name)
+    if entry.state == "compiling":
+        return PluginLoadError(f"plugin '{entry.name}' is still compiling (the host started "
+                               "moments ago); call it again in a moment", plugin=entry.name)
     return PluginLoadError(f"plugin '{entry.name}' failed to load: {entry.last_error}",
                            plugin=entry.name)
 

@@ -8,7 +8,8 @@ watching and closes every runtime.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from omnicore.plugins.host import PluginHost
 from omnicore.plugins.operator import OperatorSettings
@@ -17,7 +18,10 @@ from omnicore.sandbox.limits import Limits
 from omnicore.storage.base import Storage
 from omnicore.types import HostApp
 
-__all__ = ["register", "shutdown", "startup"]
+if TYPE_CHECKING:
+    from omnicore.config.schema import SandboxConfig
+
+__all__ = ["engine_factory", "register", "shutdown", "startup"]
 
 
 class PluginsApp(HostApp, Protocol):
@@ -44,16 +48,11 @@ def register(app: PluginsApp) -> None:
     cfg = app.config
     sandbox = cfg.sandbox
     defaults = Limits().merged(sandbox.limits.model_dump())
-
-    def make_engine(fuel: bool = False) -> SandboxEngine:
-        return SandboxEngine(cache_dir=sandbox.cache_dir, epoch_tick_ms=sandbox.epoch_tick_ms,
-                             fuel=fuel, pooling=sandbox.pooling)
-
     health = _module_or_none(app, "health")
     # Read on first use: registering opens no database.
     operator = OperatorSettings(lambda: app.storage.plugin_settings)
     host = PluginHost(
-        engine_factory=make_engine,
+        engine_factory=engine_factory(sandbox),
         # Built-ins arrive through the same hook as third-party capabilities.
         capabilities=app.extensions.capabilities, defaults=defaults,
         plugin_settings=cfg.plugins, failure_threshold=sandbox.circuit.failure_threshold,
@@ -65,6 +64,16 @@ def register(app: PluginsApp) -> None:
         from omnicore.plugins.metrics import PluginMetricsCollector
 
         metrics.add_collector(PluginMetricsCollector(host.stats_items))
+
+
+def engine_factory(sandbox: SandboxConfig) -> Callable[..., SandboxEngine]:
+    """How an app's plugin host makes its engines (``fuel=True`` for the metered one): its
+    module cache and engine settings, which ``omnicore build --app`` compiles ahead with."""
+    def make_engine(fuel: bool = False) -> SandboxEngine:
+        return SandboxEngine(cache_dir=sandbox.cache_dir, epoch_tick_ms=sandbox.epoch_tick_ms,
+                             fuel=fuel, pooling=sandbox.pooling)
+
+    return make_engine
 
 
 def startup(app: PluginsApp) -> None:

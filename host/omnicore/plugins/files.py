@@ -9,7 +9,7 @@ down, and a file whose manifest now names another plugin swaps one plugin for th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omnicore.core.events import Event
@@ -38,6 +38,24 @@ class PluginFiles:
         self._unload = unload
         self._host_grants = host_grants
         self._emit = emit
+
+    def prepare(self, paths: Sequence[Path]) -> list[Path]:
+        """Several new files at once (a host starting): compile them ahead in parallel,
+        smallest first, and show each as ``compiling`` until it loads; return the order to
+        load them in (:meth:`load_file` takes over each placeholder)."""
+        order = self._linker.compile_ahead(paths)
+        entries = self._entries
+        for path in order:
+            with entries.lock:
+                if entries.by_source(path) is not None:
+                    continue
+                key = path.stem if entries.get(path.stem) is None else path.name
+                if entries.get(key) is not None:
+                    continue  # the name shows a plugin already: nothing to say meanwhile
+                entry = entries.new(key, path)
+                entry.state = "compiling"
+                entries.put(entry)
+        return order
 
     def load_file(self, path: Path) -> str:
         """Load ``path``; a broken file is registered as ``failed``."""

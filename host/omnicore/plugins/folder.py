@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -122,6 +122,10 @@ class FolderTarget(Protocol):
         Must not raise for a broken file: the host registers it as ``failed``.
         """
 
+    def prepare_files(self, paths: Sequence[Path]) -> list[Path]:
+        """Several files are new (a start): prepare them to load (compile ahead); return the
+        order to :meth:`load_file` them in."""
+
     def reload_file(self, name: str, path: Path) -> str:
         """Replace plugin ``name`` with the new contents of ``path``; return the new name."""
 
@@ -168,7 +172,11 @@ class PluginFolder:
                     new = self._guard(partial(self._target.reload_file, name, path), path)
                     if new is not None:
                         self._names[path] = new
-            for path in changes.added:
+            added: list[Path] = list(changes.added)
+            if len(added) > 1:
+                added = self._guard(partial(self._target.prepare_files, added), added[0]) \
+                    or added
+            for path in added:
                 self._add(path)
             self._seen = current
             return changes

@@ -23,6 +23,8 @@ def plugin_health(info: PluginInfo | None) -> tuple[HealthStatus, str]:
         return HealthStatus.HEALTHY, "disabled by the operator"
     if info.state == "needs-grant":
         return HealthStatus.DEGRADED, info.last_error or "needs grant"
+    if info.state == "compiling":
+        return HealthStatus.DEGRADED, "compiling"
     if info.state == "half-open":
         return HealthStatus.DEGRADED, f"circuit half-open, probing; {counts}"
     if info.state == "circuit-open":

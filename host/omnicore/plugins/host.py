@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
@@ -179,6 +179,9 @@ class PluginHost:
                                  config=config, limits=limits)
         entries = self._entries
         with entries.lock:
+            ahead = entries.by_source(path) if path is not None else None
+            if ahead is not None and ahead.state == "compiling":
+                entries.pop(ahead.name, ahead)  # the folder's placeholder: this load is it
             existing = entries.get(module.name)
             if existing is not None and existing.module is None and existing.source != path:
                 # Only a broken file's placeholder holds the name: the working plugin takes
@@ -190,6 +193,7 @@ class PluginHost:
             else:
                 placeholder = None
             entry = entries.new(module.name, path)
+            entry.state = "compiling"  # until activate decides: never "failed" meanwhile
             # Reserve the name so a concurrent load of the same name is refused.
             entries.put(entry)
         if placeholder is not None and placeholder.source is not None:
@@ -391,6 +395,11 @@ class PluginHost:
             self._health.register_check("plugins-folder",
                                         partial(folder_health, folder, watch, required))
         return folder
+
+    def prepare_files(self, paths: Sequence[Path]) -> list[Path]:
+        """Folder hook: several files are new; compile them ahead (in parallel, smallest
+        first) and show them as ``compiling``; return the order to load them in."""
+        return self._files.prepare(paths)
 
     def load_file(self, path: Path) -> str:
         """Folder hook: load ``path``; a broken file is registered as ``failed``."""

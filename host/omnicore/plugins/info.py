@@ -13,9 +13,10 @@ __all__ = ["PluginInfo", "PluginState"]
 
 #: ``loaded`` serves calls; ``needs-grant`` waits for an operator's grant; ``failed`` could
 #: not load (``last_error`` says why); ``disabled`` by the operator; ``circuit-open`` and
-#: ``half-open`` are a loaded plugin whose breaker tripped.
+#: ``half-open`` are a loaded plugin whose breaker tripped; ``compiling``: a file of the
+#: folder being compiled while others already serve (it loads next, or fails).
 PluginState = Literal["loaded", "needs-grant", "failed", "disabled", "circuit-open",
-                      "half-open"]
+                      "half-open", "compiling"]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 from omnicore.core.events import Event
 from omnicore.errors import ConfigError, NeedsGrant, PluginError, PluginLoadError
 from omnicore.plugins import settings as plugin_settings
+from omnicore.plugins.ahead import CompileAhead
 from omnicore.plugins.events import PluginLoaded, PluginStateChanged
 from omnicore.plugins.info import PluginState
 from omnicore.plugins.operator import overlay
@@ -88,6 +89,7 @@ class Linker:
         self._user_functions = user_functions
         self._operator = operator
         self._lock = threading.Lock()
+        self._ahead = CompileAhead(lambda path: PluginModule.load(self.engine_for(False), path))
         #: Set when the host closes: no engine is made after that.
         self.closed = False
 
@@ -124,6 +126,7 @@ class Linker:
 
     def close_engines(self) -> None:
         """Close the engines this linker made (after the calls on them have ended)."""
+        self._ahead.cancel()
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
         for engine in engines:
@@ -148,11 +151,20 @@ class Linker:
         self._check_manifest(module)
         return module
 
+    def compile_ahead(self, paths: Sequence[Path]) -> list[Path]:
+        """Start compiling ``paths`` in parallel, smallest first (:mod:`omnicore.plugins.
+        ahead`); return them in that order, the order to load them in."""
+        return self._ahead.submit(paths)
+
     def _compile(self, source: bytes | str | Path, path: Path | None, name: str | None,
                  fuel: bool) -> PluginModule:
         if path is not None and not path.is_file():
             raise PluginLoadError(f"cannot load plugin: {path} does not exist or is not a file",
                                   plugin=name)
+        if path is not None and not fuel:
+            ready = self._ahead.take(path)
+            if ready is not None and name in (None, ready.name):
+                return ready
         return PluginModule.load(self.engine_for(fuel), path if path is not None else source,
                                  name=name)
 

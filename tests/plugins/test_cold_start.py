@@ -1,0 +1,201 @@
+"""A host starting on an empty module cache (issue 25, item 1): the folder's files compile in
+parallel, smallest first; each plugin serves as soon as it is loaded while the others show
+``compiling``; the console answers meanwhile; ``omnicore build --app`` compiles ahead into the
+app's cache.
+
+The slow plugin is real: a generated module of about 2 MB of code that takes Cranelift a good
+fraction of a second of CPU, against a few hundred bytes for the small one. Nothing here
+asserts a duration: the tests watch the states and the answers while the big one compiles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from host_fixtures import echo_wasm, write
+from omnicore.errors import PluginLoadError
+from omnicore.plugins.ahead import CompileAhead
+from omnicore.plugins.host import PluginHost
+from omnicore.sandbox import PluginModule, SandboxEngine
+
+
+def _big_wat(funcs: int = 1200, ops: int = 300) -> str:
+    body = " ".join(f"(local.set 0 (i32.add (i32.mul (local.get 0) (i32.const {i + 3})) "
+                    f"(i32.const {i})))" for i in range(ops))
+    fs = "\n".join(f"(func $f{j} (param i32) (result i32) {body} (local.get 0))"
+                   for j in range(funcs))
+    return f'''(module
+  (@custom "omnicore.manifest" "{{\\"name\\":\\"big\\",\\"handlers\\":[\\"run\\"]}}")
+  (memory (export "memory") 4)
+  (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "omni_free") (param i32 i32))
+  (func (export "run") (param i32 i32) (result i64) (drop (call $f0 (i32.const 1)))
+    (i64.const 0))
+  {fs})'''
+
+
+@pytest.fixture(scope="module")
+def big_wasm() -> bytes:
+    return wasmtime.wat2wasm(_big_wat())
+
+
+@pytest.fixture
+def folder(tmp_path: Path, big_wasm: bytes) -> Path:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    write(plugins, "big.wasm", big_wasm)
+    write(plugins, "tiny.wasm", echo_wasm("tiny"))
+    return plugins
+
+
+def _wait(predicate: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def starting(folder: Path, tmp_path: Path) -> Iterator[PluginHost]:
+    """A host loading the folder on another thread (as the app's startup does)."""
+    cache = tmp_path / "cache"
+    with PluginHost(engine_factory=lambda fuel=False: SandboxEngine(cache_dir=cache,
+                                                                    fuel=fuel)) as host:
+        loader = threading.Thread(target=host.watch_folder, args=(folder,),
+                                  kwargs={"watch": False})
+        loader.start()
+        try:
+            yield host
+        finally:
+            loader.join(timeout=120)
+
+
+def _state(host: PluginHost, name: str) -> str | None:
+    return next((i.state for i in host if i.name == name), None)
+
+
+def test_a_plugin_answers_while_another_still_compiles(starting: PluginHost) -> None:
+    host = starting
+    _wait(lambda: _state(host, "tiny") == "loaded")
+    assert _state(host, "big") == "compiling"
+    assert host.call("tiny", "echo", b"hi") == b"hi"
+    assert _state(host, "big") == "compiling"  # the answer did not wait for it
+    with pytest.raises(PluginLoadError, match="still compiling"):
+        host.call("big", "run", b"")
+    _wait(lambda: _state(host, "big") == "loaded")
+    assert host.call("big", "run", b"") == b""
+
+
+def test_the_compiling_state_is_in_info_and_health(starting: PluginHost) -> None:
+    host = starting
+    _wait(lambda: _state(host, "tiny") == "loaded")
+    info = host.get("big")
+    assert info.state == "compiling" and not info.callable
+    assert info.as_dict()["state"] == "compiling"
+    _wait(lambda: _state(host, "big") == "loaded")
+    assert [i.name for i in host] == ["big", "tiny"]  # one entry each: the placeholder gone
+
+
+def test_a_broken_file_among_them_still_fails_alone(folder: Path, tmp_path: Path) -> None:
+    write(folder, "junk.wasm", b"\x00asm\x01\x00\x00\x00\x05\xff\xff")
+    with PluginHost() as host:
+        host.watch_folder(folder, watch=False)
+        states = {i.name: i.state for i in host}
+    assert states == {"big": "loaded", "tiny": "loaded", "junk": "failed"}
+
+
+def test_files_compile_smallest_first_and_a_changed_file_is_compiled_again(
+        tmp_path: Path, big_wasm: bytes) -> None:
+    small = write(tmp_path, "b-small.wasm", echo_wasm("small"))
+    large = write(tmp_path, "a-large.wasm", big_wasm)
+    compiled: list[str] = []
+    with SandboxEngine() as engine:
+        def compile_file(path: Path) -> PluginModule:
+            compiled.append(path.name)
+            return PluginModule.load(engine, path)
+
+        ahead = CompileAhead(compile_file)
+        assert ahead.submit([large, small]) == [small, large]
+        first = ahead.take(small)
+        assert first is not None and first.name == "small"
+        write(tmp_path, "a-large.wasm", echo_wasm("large"))  # changed while compiling
+        assert ahead.take(large) is None  # the load compiles the file as it is now
+        assert ahead.take(small) is None  # handed over once
+
+
+def test_healthz_and_the_api_answer_while_plugins_compile(folder: Path, tmp_path: Path) -> None:
+    app = tmp_path
+    (app / "omnicore.yaml").write_text("name: cold\nplugins_dir: plugins\ndata_dir: .omnicore\n"
+                                      "console: {port: 0}\n")
+    log = (tmp_path / "run.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(app)],
+                              stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        console = app / ".omnicore" / "console.json"
+        _wait(lambda: console.is_file() or server.poll() is not None)
+        doc = json.loads(console.read_text())
+
+        def get(path: str) -> tuple[int, bytes]:
+            req = urllib.request.Request(doc["url"] + path,
+                                         headers={"Authorization": f"Bearer {doc['token']}"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.read()
+
+        def states() -> dict[str, str]:
+            items = json.loads(get("/api/v1/plugins?limit=100")[1])["items"]
+            return {i["name"]: i["state"] for i in items}
+
+        _wait(lambda: states().get("tiny") == "loaded")
+        assert get("/healthz")[0] == 200
+        now = states()
+        # Seen while the big one compiles (if the machine was that fast, it is loaded).
+        assert now["big"] in ("compiling", "loaded")
+        req = urllib.request.Request(
+            doc["url"] + "/api/v1/plugins/tiny/invoke", method="POST",
+            data=json.dumps({"handler": "echo", "input": "hi"}).encode(),
+            headers={"Authorization": f"Bearer {doc['token']}",
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert json.loads(resp.read())["output"] == "hi"
+        _wait(lambda: states().get("big") == "loaded", timeout=120)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+        log.close()
+    assert code == 0, (tmp_path / "run.log").read_text()
+
+
+def test_build_app_compiles_into_the_apps_cache(folder: Path, tmp_path: Path) -> None:
+    from omnicore.app import OmniApp
+    from omnicore.cli.build import _precompile
+    from omnicore.config import load_config
+
+    app = tmp_path
+    (app / "omnicore.yaml").write_text("name: pre\nplugins_dir: plugins\ndata_dir: .omnicore\n")
+    _precompile(app, sorted(folder.glob("*.wasm")))
+    cache = load_config(app / "omnicore.yaml").sandbox.cache_dir
+    assert cache is not None
+    entries = {p: p.stat().st_ino for p in cache.glob("*.cwasm")}
+    assert len(entries) == 2
+    host_app = OmniApp(config=load_config(app / "omnicore.yaml"), default_modules=False)
+    try:
+        host_app.plugins.watch_folder(folder, watch=False)
+        assert {i.name: i.state for i in host_app.plugins} == {"big": "loaded",
+                                                               "tiny": "loaded"}
+    finally:
+        host_app.close()
+    # Loaded from the cache: a compile would have written each entry anew.
+    assert {p: p.stat().st_ino for p in cache.glob("*.cwasm")} == entries
