@@ -22,6 +22,7 @@ BENCH = Path(__file__).parents[1] / "bench"
     ("bench_extism.py", ["--quick"], "count_vowels"),
     ("bench_mcp.py", ["--quick"], "tools/call over stdio"),
     ("bench_log.py", ["--quick"], "hand-off to logging"),
+    ("bench_cli.py", ["--quick"], "omnicore --help"),
 ])
 def test_benchmark_runs_and_prints_its_table(script: str, args: list[str], expect: str) -> None:
     proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=BENCH,

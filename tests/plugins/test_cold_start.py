@@ -1,7 +1,7 @@
 """A host starting on an empty module cache (issue 25, item 1): the folder's files compile in
-parallel, smallest first; each plugin serves as soon as it is loaded while the others show
-``compiling``; the console answers meanwhile; ``omnicore build --app`` compiles ahead into the
-app's cache.
+parallel, smallest first, by Winch first and Cranelift after; each plugin serves as soon as
+it is loaded while the others show ``compiling``; the console answers meanwhile; ``omnicore
+build --app`` compiles ahead into the app's cache.
 
 The slow plugin is real: a generated module of about 2 MB of code that takes Cranelift a good
 fraction of a second of CPU, against a few hundred bytes for the small one. Nothing here
@@ -25,7 +25,7 @@ import pytest
 import wasmtime
 
 from host_fixtures import echo_wasm, write
-from omnicore.errors import PluginLoadError
+from omnicore.errors import DeadlineExceeded, MemoryLimitExceeded, PluginLoadError, Trap
 from omnicore.plugins.ahead import CompileAhead
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import PluginModule, SandboxEngine
@@ -69,10 +69,13 @@ def _wait(predicate: object, timeout: float = 60.0) -> None:
 
 @pytest.fixture
 def starting(folder: Path, tmp_path: Path) -> Iterator[PluginHost]:
-    """A host loading the folder on another thread (as the app's startup does)."""
-    cache = tmp_path / "cache"
-    with PluginHost(engine_factory=lambda fuel=False: SandboxEngine(cache_dir=cache,
-                                                                    fuel=fuel)) as host:
+    """A host loading the folder on another thread (as the app's startup does).
+
+    Given its engine, the host compiles with Cranelift only (no baseline tier), so the big
+    module stays ``compiling`` for a good while: the window these tests look through.
+    """
+    with SandboxEngine(cache_dir=tmp_path / "cache") as engine, \
+            PluginHost(engine=engine) as host:
         loader = threading.Thread(target=host.watch_folder, args=(folder,),
                                   kwargs={"watch": False})
         loader.start()
@@ -199,3 +202,67 @@ def test_build_app_compiles_into_the_apps_cache(folder: Path, tmp_path: Path) ->
         host_app.close()
     # Loaded from the cache: a compile would have written each entry anew.
     assert {p: p.stat().st_ino for p in cache.glob("*.cwasm")} == entries
+
+
+def _baseline(host: PluginHost, name: str) -> bool:
+    # Which code serves is not part of PluginInfo: read the linker's own record of it.
+    return host._linker._tiers.is_baseline(host._entries.require(name).module)
+
+
+def test_a_cold_start_serves_baseline_code_then_swaps_in_cranelift(
+        folder: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with PluginHost(engine_factory=lambda fuel=False: SandboxEngine(cache_dir=cache,
+                                                                    fuel=fuel)) as host:
+        host.watch_folder(folder, watch=False)
+        assert {i.name: i.state for i in host} == {"big": "loaded", "tiny": "loaded"}
+        assert host.call("tiny", "echo", b"x") == b"x"
+        calls = 0
+        while _baseline(host, "big") or _baseline(host, "tiny"):  # swapped in the background
+            assert host.call("big", "run", b"") == b""  # and it serves all along
+            calls += 1
+            time.sleep(0.01)
+        assert host.call("big", "run", b"") == b"" and host.get("big").stats.calls == calls + 1
+        assert len(list(cache.glob("*.cwasm"))) == 2  # the next start is a cached one
+    with PluginHost(engine_factory=lambda fuel=False: SandboxEngine(cache_dir=cache,
+                                                                    fuel=fuel)) as host:
+        host.watch_folder(folder, watch=False)
+        assert not _baseline(host, "big") and not _baseline(host, "tiny")
+
+
+def test_a_plugin_reloaded_before_its_tier_up_keeps_the_new_file(folder: Path,
+                                                                  tmp_path: Path) -> None:
+    with PluginHost() as host:
+        host.watch_folder(folder, watch=False)
+        write(folder, "tiny.wasm", echo_wasm("tiny", "2.0.0"))
+        host.reload_file("tiny", folder / "tiny.wasm")
+        assert host.call("tiny", "version", b"") == b"2.0.0"
+        _wait(lambda: not _baseline(host, "big"))
+        assert host.call("tiny", "version", b"") == b"2.0.0"  # not swapped back
+        assert not _baseline(host, "tiny")  # a reload compiles with Cranelift
+
+
+@pytest.mark.parametrize(("fixture", "handler", "error"), [
+    ("loop", "spin", DeadlineExceeded),
+    ("grow_bomb", "bomb", MemoryLimitExceeded),
+    ("unreachable", "crash", Trap),
+])
+def test_baseline_code_keeps_every_limit(fixture: str, handler: str,
+                                         error: type[Exception]) -> None:
+    # Deadlines, memory limits and traps belong to the runtime, not to the compiler: the
+    # Winch code a cold start serves for a while meets them as Cranelift's does.
+    from omnicore.capabilities.builtin import builtin_registry
+    from omnicore.sandbox import Limits, PluginRuntime
+    from sandbox_fixtures import compile_wat
+
+    with SandboxEngine(baseline=True, epoch_tick_ms=5) as engine:
+        module = PluginModule.load(engine, compile_wat(fixture))
+        runtime = PluginRuntime(engine, module, builtin_registry(),
+                                limits=Limits(timeout_ms=200, max_memory_bytes=4 << 20))
+        try:
+            with pytest.raises(error):
+                runtime.call(handler, b"")
+            with pytest.raises(error):  # a fresh instance, the same verdict
+                runtime.call(handler, b"")
+        finally:
+            runtime.close()

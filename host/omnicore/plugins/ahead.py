@@ -54,6 +54,8 @@ class CompileAhead:
         self._compile = compile_file
         self._lock = threading.Lock()
         self._pending: dict[Path, tuple[_Identity | None, Future[PluginModule]]] = {}
+        self._running = 0
+        self._idle = threading.Condition(self._lock)
 
     def submit(self, paths: Iterable[Path]) -> list[Path]:
         """Start compiling ``paths``, smallest first; return them in that order."""
@@ -67,9 +69,23 @@ class CompileAhead:
                                   thread_name_prefix="omnicore-compile")
         with self._lock:
             for path in order:
-                self._pending[path] = (_identity(path), pool.submit(self._compile, path))
+                self._running += 1
+                future = pool.submit(self._compile, path)
+                future.add_done_callback(self._done)
+                self._pending[path] = (_identity(path), future)
         pool.shutdown(wait=False)  # the threads end when the queue is empty
         return order
+
+    def _done(self, _future: Future[PluginModule]) -> None:
+        with self._idle:
+            self._running -= 1
+            if self._running == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self) -> None:
+        """Return once no compile submitted here is queued or running."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._running == 0)
 
     def take(self, path: Path) -> PluginModule | None:
         """The module compiled ahead from ``path`` as it is now (waiting for it), or None."""

@@ -10,6 +10,7 @@ plugin's state (loaded, needs-grant, disabled) and announces it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from omnicore.plugins.operator import overlay
 from omnicore.plugins.runtimes import Link, kind_of
 from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.sidecar import Sidecar
+from omnicore.plugins.tiers import TierUp
 from omnicore.plugins.versions import Entry, Version
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.capability import (
@@ -77,7 +79,8 @@ class Linker:
         # Fuel metering is an engine-wide switch that slows every call, so a metered engine
         # is kept apart, made only when some plugin's limits set `fuel`.
         self._fixed_engine = engine
-        self._engines: dict[bool, SandboxEngine] = {}
+        #: By fuel (True: the metered one), and "baseline" for Winch (plugins.tiers).
+        self._engines: dict[bool | str, SandboxEngine] = {}
         self._engine_factory = engine_factory
         self._capability_source = capabilities
         self._registry: CapabilityRegistry | None = None
@@ -89,7 +92,9 @@ class Linker:
         self._user_functions = user_functions
         self._operator = operator
         self._lock = threading.Lock()
-        self._ahead = CompileAhead(lambda path: PluginModule.load(self.engine_for(False), path))
+        self._ahead = CompileAhead(self._compile_first)
+        self._tiers = TierUp(lambda path: PluginModule.load(self.engine_for(False), path),
+                             self._optimize, after=self._ahead.wait_idle)
         #: Set when the host closes: no engine is made after that.
         self.closed = False
 
@@ -124,9 +129,32 @@ class Linker:
         for engine in engines:
             engine.interrupt()
 
+    def baseline_engine(self) -> SandboxEngine | None:
+        """The engine of baseline (Winch) code, made on first use like the main one and with
+        its settings; None for a host given its engine, or where Winch is not built in."""
+        main = self.engine_for(False)
+        if self._fixed_engine is not None:
+            return None
+        engine = self._engines.get("baseline")
+        if engine is None:
+            with self._lock:
+                engine = self._engines.get("baseline")
+                if engine is None and not self.closed:
+                    try:
+                        engine = SandboxEngine(epoch_tick_ms=main.epoch_tick_ms,
+                                               pooling=main.pooling, baseline=True)
+                    except Exception as exc:  # a wasmtime built without Winch
+                        log.info("no baseline compiler (%s); compiling with Cranelift only",
+                                 exc)
+                        self._fixed_engine = main  # and stop asking
+                        return None
+                    self._engines["baseline"] = engine
+        return engine
+
     def close_engines(self) -> None:
         """Close the engines this linker made (after the calls on them have ended)."""
         self._ahead.cancel()
+        self._tiers.close()
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
         for engine in engines:
@@ -150,6 +178,22 @@ class Linker:
         module = self._compile(source, path, name, fuel)
         self._check_manifest(module)
         return module
+
+    def _compile_first(self, path: Path) -> PluginModule:
+        # Compiled ahead at start: from the cache when it is there, else by Winch now and by
+        # Cranelift later (plugins.tiers).
+        main = self.engine_for(False)
+        baseline = self.baseline_engine()
+        if baseline is None or main.is_cached(hashlib.sha256(path.read_bytes()).hexdigest()):
+            return PluginModule.load(main, path)
+        return self._tiers.mark(PluginModule.load(baseline, path))
+
+    def _optimize(self, entry: Entry, old: PluginModule, new: PluginModule) -> None:
+        with entry.relink:
+            if entry.module is not old or entry.settings is None or self.closed:
+                return
+            self._activate_locked(entry, Plan(new, entry.settings, entry.abi_manifest),
+                                  tier_up=True)
 
     def compile_ahead(self, paths: Sequence[Path]) -> list[Path]:
         """Start compiling ``paths`` in parallel, smallest first (:mod:`omnicore.plugins.
@@ -209,8 +253,10 @@ class Linker:
         """
         with entry.relink:
             self._activate_locked(entry, plan)
+        if self._tiers.is_baseline(plan.module):
+            self._tiers.submit(entry, plan.module)
 
-    def _activate_locked(self, entry: Entry, plan: Plan) -> None:
+    def _activate_locked(self, entry: Entry, plan: Plan, *, tier_up: bool = False) -> None:
         module, settings = plan.module, plan.settings
         if settings.disabled:
             _commit(entry, plan, ())
@@ -221,17 +267,26 @@ class Linker:
         if level is not None:
             entry.log.min_level = level_number(level)
         try:
+            engine = self.baseline_engine() if self._tiers.is_baseline(module) \
+                else self.engine_for(settings.limits.fuel is not None)
+            assert engine is not None  # a baseline module came from the baseline engine
             runtime = kind_of(module).link(Link(
-                self.engine_for(settings.limits.fuel is not None), module, self.capabilities(),
+                engine, module, self.capabilities(),
                 settings, entry.log, self._data_dir, plan.abi_manifest, self._user_functions()))
         except NeedsGrant as exc:
             _commit(entry, plan, tuple(exc.missing))
             entry.last_error = str(exc)
             entry.swap(None)
             self._set_state(entry, "needs-grant")
-            log.warning("%s", exc)
+            if not tier_up:  # said once, at the load
+                log.warning("%s", exc)
             return
         _commit(entry, plan, ())
+        if tier_up:
+            # The same plugin on faster code: its breaker, stats and load time stand.
+            entry.swap(Version(module, runtime))
+            log.debug("plugin '%s' now runs its optimized code", entry.name)
+            return
         entry.loaded_at = time.time()
         entry.breaker.reset()
         previous = entry.swap(Version(module, runtime))
