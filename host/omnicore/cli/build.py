@@ -99,8 +99,7 @@ def _precompile(app_dir: Path, paths: list[Path]) -> None:
     from omnicore.config import load_config
     from omnicore.errors import OmniError
     from omnicore.plugins.ahead import workers
-    from omnicore.plugins.extension import engine_factory
-    from omnicore.sandbox import PluginModule
+    from omnicore.sandbox import PluginModule, SandboxEngine
 
     config = app_dir / "omnicore.yaml"
     if not paths or not config.is_file():
@@ -116,7 +115,7 @@ def _precompile(app_dir: Path, paths: list[Path]) -> None:
             return False
         return True
 
-    with engine_factory(cfg.sandbox)() as engine, \
+    with SandboxEngine.for_config(cfg.sandbox) as engine, \
             ThreadPoolExecutor(max_workers=workers()) as pool:
         done = sum(pool.map(compile_one, sorted(paths, key=lambda p: p.stat().st_size)))
     click.echo(f"compiled {done} of {len(paths)} into {cfg.sandbox.cache_dir}, so "

@@ -8,8 +8,8 @@ watching and closes every runtime.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from functools import partial
+from typing import Any, Protocol
 
 from omnicore.plugins.host import PluginHost
 from omnicore.plugins.operator import OperatorSettings
@@ -18,10 +18,7 @@ from omnicore.sandbox.limits import Limits
 from omnicore.storage.base import Storage
 from omnicore.types import HostApp
 
-if TYPE_CHECKING:
-    from omnicore.config.schema import SandboxConfig
-
-__all__ = ["engine_factory", "register", "shutdown", "startup"]
+__all__ = ["register", "shutdown", "startup"]
 
 
 class PluginsApp(HostApp, Protocol):
@@ -52,7 +49,7 @@ def register(app: PluginsApp) -> None:
     # Read on first use: registering opens no database.
     operator = OperatorSettings(lambda: app.storage.plugin_settings)
     host = PluginHost(
-        engine_factory=engine_factory(sandbox),
+        engine_factory=partial(SandboxEngine.for_config, sandbox),
         # Built-ins arrive through the same hook as third-party capabilities.
         capabilities=app.extensions.capabilities, defaults=defaults,
         plugin_settings=cfg.plugins, failure_threshold=sandbox.circuit.failure_threshold,
@@ -64,16 +61,6 @@ def register(app: PluginsApp) -> None:
         from omnicore.plugins.metrics import PluginMetricsCollector
 
         metrics.add_collector(PluginMetricsCollector(host.stats_items))
-
-
-def engine_factory(sandbox: SandboxConfig) -> Callable[..., SandboxEngine]:
-    """How an app's plugin host makes its engines (``fuel=True`` for the metered one): its
-    module cache and engine settings, which ``omnicore build --app`` compiles ahead with."""
-    def make_engine(fuel: bool = False) -> SandboxEngine:
-        return SandboxEngine(cache_dir=sandbox.cache_dir, epoch_tick_ms=sandbox.epoch_tick_ms,
-                             fuel=fuel, pooling=sandbox.pooling)
-
-    return make_engine
 
 
 def startup(app: PluginsApp) -> None:

@@ -440,7 +440,9 @@ class PluginHost:
         for entry in self._entries.sorted():
             if self._entries.pop(entry.name, entry) is not None:
                 retired_entries.append(entry)
-                if (old := entry.swap(None)) is not None:
+                with entry.relink:  # a tier-up swapping in now finishes first (plugins.tiers)
+                    old = entry.swap(None)
+                if old is not None:
                     retired.append(old)
         for entry in retired_entries:
             if entry.executor is not None:

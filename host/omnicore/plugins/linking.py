@@ -92,6 +92,7 @@ class Linker:
         self._user_functions = user_functions
         self._operator = operator
         self._lock = threading.Lock()
+        self._no_baseline = False
         self._ahead = CompileAhead(self._compile_first)
         self._tiers = TierUp(lambda path: PluginModule.load(self.engine_for(False), path),
                              self._optimize, after=self._ahead.wait_idle)
@@ -133,7 +134,7 @@ class Linker:
         """The engine of baseline (Winch) code, made on first use like the main one and with
         its settings; None for a host given its engine, or where Winch is not built in."""
         main = self.engine_for(False)
-        if self._fixed_engine is not None:
+        if self._fixed_engine is not None or self._no_baseline:
             return None
         engine = self._engines.get("baseline")
         if engine is None:
@@ -146,7 +147,7 @@ class Linker:
                     except Exception as exc:  # a wasmtime built without Winch
                         log.info("no baseline compiler (%s); compiling with Cranelift only",
                                  exc)
-                        self._fixed_engine = main  # and stop asking
+                        self._no_baseline = True  # and stop asking
                         return None
                     self._engines["baseline"] = engine
         return engine

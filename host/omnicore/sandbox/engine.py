@@ -7,10 +7,14 @@ import threading
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import wasmtime
 
 from omnicore.sandbox import modcache
+
+if TYPE_CHECKING:
+    from omnicore.config.schema import SandboxConfig
 
 __all__ = ["SandboxEngine"]
 
@@ -168,6 +172,13 @@ class SandboxEngine:
         if self.cache_dir is None:
             return None
         return self.cache_dir / f"{sha256}-{self.config_key}.cwasm"
+
+    @classmethod
+    def for_config(cls, sandbox: SandboxConfig, fuel: bool = False) -> SandboxEngine:
+        """An engine with an app's ``sandbox.*`` settings: what its plugin host makes, and what
+        ``omnicore build --app`` compiles ahead with (the same module cache keys)."""
+        return cls(cache_dir=sandbox.cache_dir, epoch_tick_ms=sandbox.epoch_tick_ms, fuel=fuel,
+                   pooling=sandbox.pooling)
 
     def is_cached(self, sha256: str) -> bool:
         """Whether the cache holds an entry for the wasm with this digest (not yet checked:
