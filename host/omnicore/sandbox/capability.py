@@ -143,7 +143,7 @@ class CapabilityRegistry:
 
     def __init__(self, capabilities: Iterable[Capability | DeferredCapability] = ()) -> None:
         self._caps: dict[str, Capability | DeferredCapability] = {}
-        self._loading = threading.Lock()
+        self._loading = threading.RLock()  # a capability's load may ask for another
         for cap in capabilities:
             self.add(cap)
 
