@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omnicore.core.events import Event
 from omnicore.errors import DuplicatePlugin, PluginError, PluginLoadError, PluginNotFound
@@ -37,7 +37,6 @@ from omnicore.plugins.folder import PluginFolder
 from omnicore.plugins.health import folder_health
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.linking import Linker, regranted
-from omnicore.plugins.operator import OperatorSettings, with_grants
 from omnicore.plugins.sidecar import Sidecar, read_sidecar, write_grants
 from omnicore.plugins.stats import CallStats
 from omnicore.plugins.versions import Entry, Version
@@ -47,6 +46,11 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.types import HealthChecks
+
+if TYPE_CHECKING:
+    # A host without an app has no operator settings: it must not load the storage layer
+    # they are kept in (plugins/operator.py imports it).
+    from omnicore.plugins.operator import OperatorSettings
 
 __all__ = ["PluginHost"]
 
@@ -253,6 +257,8 @@ class PluginHost:
             # order, so a change heard from another instance cannot land in between).
             grant_rules.validate(regranted(entry, layer).settings.grants,
                                  self._linker.capabilities(), name)  # bad options: nothing stored
+            from omnicore.plugins.operator import with_grants
+
             self.operator.change(name, partial(with_grants, layer=layer))
             if not self.settings_changed(name, frozenset(layer)):
                 with entry.relink:

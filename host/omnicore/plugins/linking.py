@@ -25,7 +25,6 @@ from omnicore.plugins import settings as plugin_settings
 from omnicore.plugins.ahead import CompileAhead
 from omnicore.plugins.events import PluginLoaded, PluginStateChanged
 from omnicore.plugins.info import PluginState
-from omnicore.plugins.operator import overlay
 from omnicore.plugins.runtimes import Link, kind_of
 from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.sidecar import Sidecar
@@ -235,6 +234,9 @@ class Linker:
         database (for a plugin from a file) < ``host_grants`` < the arguments, with its ABI's
         manifest folded in; recompiled on the metered engine when its limits set ``fuel``."""
         if path is not None and self._operator is not None:
+            # Here: a host without operator settings (no app) never loads the storage layer.
+            from omnicore.plugins.operator import overlay
+
             sidecar = overlay(sidecar, self._operator(module.name), module.name)
         sidecar, abi_manifest = kind_of(module).layer(module, path, sidecar)
         settings = plugin_settings.layer(
