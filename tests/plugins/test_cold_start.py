@@ -25,7 +25,13 @@ import pytest
 import wasmtime
 
 from host_fixtures import echo_wasm, write
-from omnicore.errors import DeadlineExceeded, MemoryLimitExceeded, PluginLoadError, Trap
+from omnicore.errors import (
+    DeadlineExceeded,
+    InvalidModule,
+    MemoryLimitExceeded,
+    PluginLoadError,
+    Trap,
+)
 from omnicore.plugins.ahead import CompileAhead
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import PluginModule, SandboxEngine
@@ -228,6 +234,25 @@ def test_a_cold_start_serves_baseline_code_then_swaps_in_cranelift(
                                                                     fuel=fuel)) as host:
         host.watch_folder(folder, watch=False)
         assert not _baseline(host, "big") and not _baseline(host, "tiny")
+
+
+def test_a_module_the_baseline_compiler_refuses_is_compiled_by_cranelift_at_once(
+        folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Winch lacks some proposals Cranelift has: such a module must still load, not fail.
+    real = PluginModule.load
+
+    def no_winch(engine: SandboxEngine, source: object, *a: object, **kw: object) -> object:
+        if engine.baseline:
+            raise InvalidModule("the baseline compiler does not support this module")
+        return real(engine, source, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PluginModule, "load", staticmethod(no_winch))
+    cache = tmp_path / "cache"
+    with PluginHost(engine_factory=lambda fuel=False: SandboxEngine(cache_dir=cache,
+                                                                    fuel=fuel)) as host:
+        host.watch_folder(folder, watch=False)
+        assert {i.name: i.state for i in host} == {"big": "loaded", "tiny": "loaded"}
+        assert not _baseline(host, "tiny") and host.call("tiny", "echo", b"x") == b"x"
 
 
 def test_a_plugin_reloaded_before_its_tier_up_keeps_the_new_file(folder: Path,
