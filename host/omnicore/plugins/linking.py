@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from omnicore.core.events import Event
-from omnicore.errors import ConfigError, NeedsGrant, OmniError, PluginError, PluginLoadError
+from omnicore.errors import ConfigError, NeedsGrant, PluginError, PluginLoadError
 from omnicore.plugins import settings as plugin_settings
 from omnicore.plugins.ahead import CompileAhead
 from omnicore.plugins.events import PluginLoaded, PluginStateChanged
@@ -186,14 +186,7 @@ class Linker:
         baseline = self.baseline_engine()
         if baseline is None or main.is_cached(hashlib.sha256(path.read_bytes()).hexdigest()):
             return PluginModule.load(main, path)
-        try:
-            return self._tiers.mark(PluginModule.load(baseline, path))
-        except OmniError as exc:
-            # Winch does not compile every proposal Cranelift does: such a module (and a bad
-            # one, which then fails with Cranelift's own message) takes the one slow path.
-            log.info("%s: the baseline compiler refused it (%s); compiling with Cranelift",
-                     path.name, exc)
-            return PluginModule.load(main, path)
+        return self._tiers.mark(PluginModule.load(baseline, path))
 
     def _optimize(self, entry: Entry, old: PluginModule, new: PluginModule) -> None:
         with entry.relink:
