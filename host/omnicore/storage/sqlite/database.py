@@ -32,14 +32,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Literal
 
 from omnicore.logging import get_logger
 from omnicore.storage.datadir import private_file
 from omnicore.storage.errors import StorageError, StorageFull
 from omnicore.storage.sqlite.wakeup import Wakeup
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 __all__ = ["DB_FILE", "MIGRATIONS", "SCHEMA_VERSION", "Database", "Step", "Synchronous"]
 
@@ -159,6 +160,10 @@ class Database:
                                "upgrade omnicore or point data_dir elsewhere", path=self.path)
         if version >= upto:
             return
+        # Imported here, not at the top: sqlite-utils imports numpy, a tenth of a second that
+        # every `omnicore call` in an app would pay although only a new file migrates.
+        import sqlite_utils
+
         db = sqlite_utils.Database(self._conn)
         with self._tx() as conn:
             for step in MIGRATIONS[version:upto]:
