@@ -12,6 +12,7 @@ from omnicore.sandbox.capability import (
     GuestMemory,
     HostFunction,
     Status,
+    WitFunction,
 )
 
 __all__ = ["CAPABILITY", "lookup"]
@@ -51,6 +52,15 @@ class _State:
         self.max_key = len(json.dumps(config, default=str).encode())
 
 
+def _value(state: _State, text: str) -> bytes | None:
+    value = state.cache.get(text)
+    if value is None:
+        value = lookup(state.config, text)
+        if value is not None:
+            state.cache[text] = value
+    return value
+
+
 def _get(state: _State, mem: GuestMemory, kptr: int, klen: int, out: int, cap: int) -> int:
     if klen > state.max_key:
         mem.check(kptr, klen, "config key")
@@ -62,20 +72,26 @@ def _get(state: _State, mem: GuestMemory, kptr: int, klen: int, out: int, cap: i
     except UnicodeDecodeError:
         mem.check(out, cap, "output buffer")
         return Status.INVALID
-    value = state.cache.get(text)
+    value = _value(state, text)
     if value is None:
-        value = lookup(state.config, text)
-        if value is None:
-            mem.check(out, cap, "output buffer")
-            return Status.NOT_FOUND
-        state.cache[text] = value
+        mem.check(out, cap, "output buffer")
+        return Status.NOT_FOUND
     return mem.write_result(value, out, cap)
+
+
+def _wit_get(state: _State, key: str) -> str | None:
+    """``omnicore:plugin/config.get`` for components."""
+    if len(key) > state.max_key:
+        return None
+    value = _value(state, key)
+    return None if value is None else value.decode("utf-8")
 
 
 CAPABILITY = Capability(
     name="config",
     description="read the plugin's own config section",
     functions=(HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),),
+    wit=(WitFunction("get", "func(key: string) -> option<string>", _wit_get),),
     bind=lambda ctx: _State(ctx.config),
     check_grant=_check_grant,
 )

@@ -18,7 +18,14 @@ from typing import Any, Protocol
 from omnicore.capabilities.options import positive_ints
 from omnicore.config import OmniConfig
 from omnicore.errors import ConfigError
-from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    PluginContext,
+    Status,
+    WitFunction,
+)
 from omnicore.storage import (
     KVQuota,
     KVStore,
@@ -31,7 +38,8 @@ from omnicore.storage import (
 )
 from omnicore.storage.base import MAX_KEY_BYTES, MAX_LIST_KEYS
 
-__all__ = ["CAPABILITY", "KV", "StorageApp", "capability", "for_app", "quota_from"]
+__all__ = ["CAPABILITY", "KV", "WIT_FUNCTIONS", "StorageApp", "capability", "for_app",
+           "quota_from"]
 
 _OPTIONS = ("max_bytes", "max_keys", "max_value_bytes")
 
@@ -60,17 +68,71 @@ def _key(mem: GuestMemory, ptr: int, length: int) -> str | None:
         return None
 
 
+def _valid_key(key: str) -> bool:
+    return 0 < len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES
+
+
+# The operations, each once: the ABI v1 functions below read their arguments out of guest
+# memory and the WIT ones (components) get them lifted, and both land here. Each returns
+# its value or a negative Status.
+
+def _read(state: _State, key: str) -> bytes | int | None:
+    try:
+        return state.store.get(key)
+    except StorageError:
+        return Status.UNAVAILABLE
+
+
+def _store(state: _State, key: str, value: bytes) -> int:
+    try:
+        state.store.set(key, value, state.quota)
+    except ValueTooLarge:
+        return Status.TOO_LARGE
+    except QuotaExceeded:
+        return Status.QUOTA
+    except StorageError:
+        return Status.UNAVAILABLE
+    return 0
+
+
+def _remove(state: _State, key: str) -> int:
+    try:
+        return 1 if state.store.delete(key) else 0
+    except StorageError:
+        return Status.UNAVAILABLE
+
+
+def _add(state: _State, key: str, delta: int) -> tuple[int, int]:
+    """(status, new value)."""
+    try:
+        return 0, state.store.incr(key, delta, state.quota)
+    except NotAnInteger:
+        return Status.INVALID, 0
+    except QuotaExceeded:
+        return Status.QUOTA, 0
+    except StorageError:
+        return Status.UNAVAILABLE, 0
+
+
+def _keys(state: _State, prefix: str) -> list[str] | int:
+    if len(prefix.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        return Status.INVALID
+    try:
+        return state.store.list(prefix, MAX_LIST_KEYS)
+    except StorageError:
+        return Status.UNAVAILABLE
+
+
 def _get(state: _State, mem: GuestMemory, kptr: int, klen: int, out: int, cap: int) -> int:
     key = _key(mem, kptr, klen)
     mem.check(out, cap, "output buffer")
     if key is None:
         return Status.INVALID
-    try:
-        value = state.store.get(key)
-    except StorageError:
-        return Status.UNAVAILABLE
+    value = _read(state, key)
     if value is None:
         return Status.NOT_FOUND
+    if isinstance(value, int):
+        return value
     return mem.write_result(value, out, cap)
 
 
@@ -81,25 +143,14 @@ def _set(state: _State, mem: GuestMemory, kptr: int, klen: int, vptr: int, vlen:
         return Status.INVALID
     if vlen > state.quota.max_value_bytes:  # refuse before copying megabytes out of the guest
         return Status.TOO_LARGE
-    try:
-        state.store.set(key, mem.read(vptr, vlen, "kv value"), state.quota)
-    except ValueTooLarge:
-        return Status.TOO_LARGE
-    except QuotaExceeded:
-        return Status.QUOTA
-    except StorageError:
-        return Status.UNAVAILABLE
-    return 0
+    return _store(state, key, mem.read(vptr, vlen, "kv value"))
 
 
 def _delete(state: _State, mem: GuestMemory, kptr: int, klen: int) -> int:
     key = _key(mem, kptr, klen)
     if key is None:
         return Status.INVALID
-    try:
-        return 1 if state.store.delete(key) else 0
-    except StorageError:
-        return Status.UNAVAILABLE
+    return _remove(state, key)
 
 
 def _incr(state: _State, mem: GuestMemory, kptr: int, klen: int, delta: int, out: int) -> int:
@@ -107,16 +158,10 @@ def _incr(state: _State, mem: GuestMemory, kptr: int, klen: int, delta: int, out
     mem.check(out, 8, "incr output")
     if key is None:
         return Status.INVALID
-    try:
-        value = state.store.incr(key, delta, state.quota)
-    except NotAnInteger:
-        return Status.INVALID
-    except QuotaExceeded:
-        return Status.QUOTA
-    except StorageError:
-        return Status.UNAVAILABLE
-    mem.write(out, struct.pack("<q", value))
-    return 0
+    status, value = _add(state, key, delta)
+    if status == 0:
+        mem.write(out, struct.pack("<q", value))
+    return status
 
 
 def _list(state: _State, mem: GuestMemory, pptr: int, plen: int, out: int, cap: int) -> int:
@@ -126,13 +171,62 @@ def _list(state: _State, mem: GuestMemory, pptr: int, plen: int, out: int, cap: 
         return Status.INVALID
     try:
         prefix = mem.read(pptr, plen, "kv prefix").decode("utf-8")
-        keys = state.store.list(prefix, MAX_LIST_KEYS)
     except UnicodeDecodeError:
         return Status.INVALID
-    except StorageError:
-        return Status.UNAVAILABLE
+    keys = _keys(state, prefix)
+    if isinstance(keys, int):
+        return keys
     return mem.write_result(json.dumps(keys, ensure_ascii=False, separators=(",", ":"))
                             .encode(), out, cap)
+
+
+# omnicore:plugin/kv (sdk/wit/plugin.wit): the same operations for components.
+
+_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+
+
+def _wit_get(state: _State, key: str) -> dict[str, Any]:
+    if not _valid_key(key):
+        return Status.wit_error(Status.INVALID)
+    value = _read(state, key)
+    return Status.wit_error(value) if isinstance(value, int) else {"ok": value}
+
+
+def _wit_set(state: _State, key: str, value: bytes) -> dict[str, Any]:
+    if not _valid_key(key):
+        return Status.wit_error(Status.INVALID)
+    if len(value) > state.quota.max_value_bytes:
+        return Status.wit_error(Status.TOO_LARGE)
+    status = _store(state, key, value)
+    return Status.wit_error(status) if status else {"ok": None}
+
+
+def _wit_delete(state: _State, key: str) -> dict[str, Any]:
+    if not _valid_key(key):
+        return Status.wit_error(Status.INVALID)
+    status = _remove(state, key)
+    return Status.wit_error(status) if status < 0 else {"ok": status == 1}
+
+
+def _wit_incr(state: _State, key: str, delta: int) -> dict[str, Any]:
+    if not _valid_key(key):
+        return Status.wit_error(Status.INVALID)
+    status, value = _add(state, key, delta)
+    return Status.wit_error(status) if status else {"ok": value}
+
+
+def _wit_list(state: _State, prefix: str) -> dict[str, Any]:
+    keys = _keys(state, prefix)
+    return Status.wit_error(keys) if isinstance(keys, int) else {"ok": keys}
+
+
+WIT_FUNCTIONS = (
+    WitFunction("get", f"func(key: string) -> result<option<list<u8>>, {_ERROR}>", _wit_get),
+    WitFunction("set", f"func(key: string, value: list<u8>) -> result<_, {_ERROR}>", _wit_set),
+    WitFunction("delete", f"func(key: string) -> result<bool, {_ERROR}>", _wit_delete),
+    WitFunction("incr", f"func(key: string, delta: s64) -> result<s64, {_ERROR}>", _wit_incr),
+    WitFunction("list", f"func(prefix: string) -> result<list<string>, {_ERROR}>", _wit_list),
+)
 
 
 def _check_grant(options: Mapping[str, Any]) -> None:
@@ -157,6 +251,7 @@ def capability(storage_for: Callable[[PluginContext], Storage],
         ),
         bind=bind,
         check_grant=_check_grant,
+        wit=WIT_FUNCTIONS,
     )
 
 

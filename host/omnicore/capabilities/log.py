@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from omnicore.errors import ConfigError
-from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    PluginContext,
+    WitFunction,
+)
 from omnicore.sandbox.pluginlog import LEVELS, PluginLog, level_number
 
 __all__ = ["CAPABILITY", "MAX_MESSAGE_BYTES"]
@@ -51,6 +57,26 @@ def _enabled(log: PluginLog, _mem: GuestMemory, level: int) -> int:
     return 1 if log.enabled(level) else 0
 
 
+# omnicore:plugin/log (sdk/wit/plugin.wit): the same for components; the level is the
+# enum's case name.
+_LEVEL = "enum { trace, debug, info, warn, error }"
+
+
+def _wit_write(log: PluginLog, level: str, message: str) -> None:
+    number = level_number(level)
+    if number < log.min_level:
+        return
+    data = message.encode("utf-8", "replace")
+    if len(data) > MAX_MESSAGE_BYTES:
+        message = data[:MAX_MESSAGE_BYTES].decode("utf-8", "ignore") + \
+            f"… [{len(data) - MAX_MESSAGE_BYTES} bytes cut]"
+    log.write(number, message)
+
+
+def _wit_enabled(log: PluginLog, level: str) -> bool:
+    return log.enabled(level_number(level))
+
+
 CAPABILITY = Capability(
     name="log",
     description="write lines to the plugin's own log (granted by default)",
@@ -60,5 +86,7 @@ CAPABILITY = Capability(
     ),
     default_grant=True,
     bind=_bind,
+    wit=(WitFunction("write", f"func(level: {_LEVEL}, message: string)", _wit_write),
+         WitFunction("enabled", f"func(level: {_LEVEL}) -> bool", _wit_enabled)),
     check_grant=_check_grant,
 )

@@ -123,7 +123,10 @@ def _component(link: Link) -> Runtime:
     from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 
     assert isinstance(link.module, ComponentModule)
-    return ComponentRuntime(link.engine, link.module, link.settings.limits, log=link.log)
+    s = link.settings
+    return ComponentRuntime(link.engine, link.module, s.limits, log=link.log,
+                            registry=link.capabilities, grants=s.grants, config=s.config,
+                            data_dir=link.data_dir)
 
 
 #: ``PluginModule.abi`` -> its kind.

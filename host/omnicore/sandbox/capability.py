@@ -22,7 +22,8 @@ from omnicore.sandbox.fastcall import HOST_PARAM_TYPES, GuestMemory, HostTrap
 from omnicore.sandbox.pluginlog import PluginLog
 
 __all__ = ["Capability", "CapabilityRegistry", "DeferredCapability", "GuestMemory",
-           "HostFunction", "HostTrap", "ManifestCheck", "PluginContext", "Status"]
+           "HostFunction", "HostTrap", "ManifestCheck", "PluginContext", "Status",
+           "WitFunction"]
 
 #: ``check(plugin, manifest, handlers)``: raises ConfigError for a manifest entry that cannot
 #: work (a malformed cron in ``schedules``, a subscription to a missing handler).
@@ -38,6 +39,15 @@ class Status:
     QUOTA = -4
     UNAVAILABLE = -5
     TOO_LARGE = -6
+
+    #: The same codes as the cases of a WIT interface's ``error`` enum (sdk/wit/plugin.wit).
+    WIT_CASES = {-1: "not-found", -2: "denied", -3: "invalid", -4: "quota",
+                 -5: "unavailable", -6: "too-large"}
+
+    @classmethod
+    def wit_error(cls, code: int) -> dict[str, str]:
+        """The WIT ``result`` of status ``code``: ``{"err": "quota"}``."""
+        return {"err": cls.WIT_CASES[code]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,23 @@ class HostFunction:
 
 
 @dataclass(frozen=True, slots=True)
+class WitFunction:
+    """One function of a capability's WIT interface ``omnicore:plugin/<name>`` (sdk/wit/),
+    for components: ``impl(state, *args)`` with the arguments and the answer in the JSON
+    mapping of specs/components.md (``list<u8>`` arrives as ``bytes`` and may be answered
+    with ``bytes``; a ``result`` is ``{"ok": v}`` or ``{"err": case}``).
+
+    ``signature`` is the function's type as the host renders it (``func(key: string) ->
+    option<string>``); a component importing the interface with any other type is refused
+    at load.
+    """
+
+    name: str
+    signature: str
+    impl: Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
 class PluginContext:
     """What a capability learns about the plugin it is bound to. Never another plugin's."""
 
@@ -90,7 +117,8 @@ class Capability:
     and raises ConfigError; ``default_grant`` makes it granted without being asked (log);
     ``check_manifest`` checks the plugin manifest entries the capability reads (tasks: its
     ``schedules``), run by the plugin host on every load, granted or not: a plugin whose
-    entry cannot work fails to load with the reason.
+    entry cannot work fails to load with the reason. ``wit`` is the same capability as the
+    WIT interface components import (empty: components cannot import it yet).
     """
 
     name: str
@@ -100,6 +128,7 @@ class Capability:
     bind: Callable[[PluginContext], Any] = field(default=lambda ctx: ctx)
     check_grant: Callable[[Mapping[str, Any]], None] | None = None
     check_manifest: ManifestCheck | None = None
+    wit: Sequence[WitFunction] = ()
 
     @property
     def namespace(self) -> str:

@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from omnicore.errors import ConfigError
+from omnicore.errors import ConfigError, NeedsGrant
 
 if TYPE_CHECKING:
     from omnicore.sandbox.capability import CapabilityRegistry
 
-__all__ = ["DEFAULT_GRANTS", "GrantLayer", "Grants", "merge", "normalize", "parse_flag",
-           "validate"]
+__all__ = ["DEFAULT_GRANTS", "GrantLayer", "Grants", "check_requested", "merge", "normalize",
+           "parse_flag", "validate"]
 
 #: One layer of grants: ``{capability: options}``; options ``None`` revoke at this layer.
 GrantLayer = dict[str, dict[str, Any] | None]
@@ -123,3 +123,14 @@ def validate(grants: Mapping[str, Mapping[str, Any]], registry: CapabilityRegist
         cap = registry.get(name)
         if cap is not None and cap.check_grant is not None:
             cap.check_grant(options)
+
+
+def check_requested(plugin: str, requested: frozenset[str], granted: frozenset[str]) -> None:
+    """Raise :class:`NeedsGrant` ("needs grant: omnicore:kv") unless every capability the
+    plugin requests is granted: a plugin whose request is not granted does not run."""
+    missing = tuple(sorted(requested - granted))
+    if missing:
+        need = ", ".join(PREFIX + m for m in missing)
+        raise NeedsGrant(f"plugin {plugin!r} needs grant: {need}; grant it in the "
+                         f"sidecar/config (grants = [{', '.join(map(repr, missing))}]) or "
+                         f"with --grant", plugin=plugin, missing=missing)

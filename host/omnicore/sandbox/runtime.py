@@ -16,7 +16,6 @@ from omnicore.errors import (
     InputTooLarge,
     LimitExceeded,
     MemoryLimitExceeded,
-    NeedsGrant,
     OutputTooLarge,
     PluginCallError,
     PluginLoadError,
@@ -33,6 +32,7 @@ from omnicore.sandbox.fastcall import (
     address_of,
     define_host_function,
 )
+from omnicore.sandbox.grants import check_requested
 from omnicore.sandbox.grants import merge as merge_grants
 from omnicore.sandbox.grants import normalize as normalize_grants
 from omnicore.sandbox.grants import validate as validate_grants
@@ -76,12 +76,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         validate_grants(grant_map, registry, self.name)
         module.check_imports(registry)
         self.granted = frozenset(grant_map) | registry.defaults()
-        missing = tuple(sorted(module.requested - self.granted))
-        if missing:
-            need = ", ".join("omnicore:" + m for m in missing)
-            raise NeedsGrant(f"plugin {self.name!r} needs grant: {need}; grant it in the "
-                             f"sidecar/config (grants = [{', '.join(map(repr, missing))}]) or "
-                             f"with --grant", plugin=self.name, missing=missing)
+        check_requested(self.name, module.requested, self.granted)
         self._validate_config()
         self._wasi_output = WasiOutput(self.log) if module.uses_wasi else None
         self._handlers = frozenset(module.handlers)

@@ -64,8 +64,10 @@ def sections(wasm: bytes) -> Iterator[tuple[int, int, int]]:
 def _sections(wasm: bytes) -> Iterator[tuple[int, int, int, int]]:
     if len(wasm) < 8 or wasm[:4] != MAGIC[:4]:
         raise WasmFormatError("not a WebAssembly module (bad magic bytes)")
-    if wasm[4:8] != MAGIC[4:]:
-        raise WasmFormatError("unsupported WebAssembly binary version (not a core module v1)")
+    # A component (version 0x0d, layer 1) frames its sections the same way.
+    if wasm[4:8] not in (MAGIC[4:], b"\x0d\x00\x01\x00"):
+        raise WasmFormatError("unsupported WebAssembly binary version (not a core module v1 "
+                              "or a component)")
     pos = 8
     while pos < len(wasm):
         sid = wasm[pos]

@@ -12,9 +12,23 @@ from wasmtime import component as cm
 
 from omnicore.errors import InvalidModule
 from omnicore.sandbox import modcache
+from omnicore.sandbox.capability import CapabilityRegistry
+from omnicore.sandbox.component.hostcalls import (
+    PACKAGE,
+    capability_of,
+    handler_export,
+    requested,
+)
 from omnicore.sandbox.component.world import World, read_world, wasi_interface_supplied
 from omnicore.sandbox.engine import SandboxEngine
-from omnicore.sandbox.module import Export, Import, PluginModule, _cause
+from omnicore.sandbox.module import (
+    Export,
+    Import,
+    PluginModule,
+    _cause,
+    _check_manifest,
+    _parse_manifest,
+)
 
 __all__ = ["COMPONENT_ABI", "ComponentModule", "is_component", "load_component"]
 
@@ -34,12 +48,27 @@ class ComponentModule(PluginModule):
 
     component: cm.Component | None = field(default=None, repr=False)
     world: World | None = field(default=None, repr=False)
+    #: The exported ``omnicore:plugin/handler`` interface (``omnicore:plugin/handler@1.0.0``)
+    #: when the component is an omnicore plugin: its handlers are the manifest's, called
+    #: with bytes like ABI v1's; None for any other component (exports called with JSON).
+    handler_interface: str | None = None
 
     @property
     def compiled(self) -> cm.Component:
         """The compiled component (always set by :func:`load_component`)."""
         assert self.component is not None
         return self.component
+
+    def check_imports(self, registry: CapabilityRegistry) -> None:
+        """Raise InvalidModule for an ``omnicore:plugin`` interface ``registry`` cannot link
+        (the types of its functions are checked when the runtime links them)."""
+        for cname in sorted(self.requested):
+            cap = registry.get(cname)
+            if cap is None or not cap.wit:
+                have = ", ".join(f"{PACKAGE}/{c.name}" for c in registry if c.wit)
+                raise InvalidModule(f"plugin {self.name!r} imports {PACKAGE}/{cname}, which "
+                                    f"this host does not supply to components (it supplies "
+                                    f"{have})", plugin=self.name)
 
     def describe(self) -> dict[str, Any]:
         """The :meth:`PluginModule.describe` report plus the WIT world, readable."""
@@ -49,12 +78,23 @@ class ComponentModule(PluginModule):
         report["exports"] = [{"name": f.name, "kind": "func", "type": f.signature,
                               **({"unsupported": f.unsupported} if f.unsupported else {})}
                              for f in world.functions.values()]
-        report["imports"] = {name: ["supplied" if wasi_interface_supplied(name)
-                                    else "not granted" if name.startswith("wasi:")
-                                    else "nothing supplies it"]
-                             for name in world.imports}
+        report["imports"] = {name: [_supplier(name)] for name in world.imports}
+        if self.handler_interface is not None:
+            report["handler_interface"] = self.handler_interface
         report["world"] = list(world.lines)
         return report
+
+
+def _supplier(name: str) -> str:
+    try:
+        cap = capability_of(name)
+    except InvalidModule:
+        cap = None
+    if cap is not None:
+        return f"capability {cap} (omnicore:{cap})"
+    if wasi_interface_supplied(name):
+        return "supplied"
+    return "not granted" if name.startswith("wasi:") else "nothing supplies it"
 
 
 def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
@@ -76,25 +116,39 @@ def load_component(engine: SandboxEngine, wasm: bytes, name: str | None,
                    path: Path | None) -> ComponentModule:
     """Compile the component ``wasm`` and read its world; InvalidModule if it is not valid.
 
-    Components carry no omnicore manifest: the name is ``name``, else the file's stem.
+    The name is ``name``, else its ``omnicore.manifest`` section's, else the file's stem.
     """
     sha = hashlib.sha256(wasm).hexdigest()
-    plugin = name or (path.stem if path else f"plugin-{sha[:12]}")
+    label = name or (path.stem if path else None)
+    # `omnicore build` writes the same manifest section into a component as into a module.
+    manifest = _parse_manifest(wasm, label)
+    plugin = name or manifest.get("name") or (path.stem if path else f"plugin-{sha[:12]}")
+    _check_manifest(manifest, plugin)
     try:
         component = _compile(engine, wasm, sha)
         world = read_world(component, engine.components)
     except wasmtime.WasmtimeError as exc:
         raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly component: "
                             f"{_cause(str(exc))}", plugin=plugin) from None
-    if not world.functions:
+    try:
+        wanted = requested(world.imports)
+        interface = handler_export(component, engine.components)
+    except InvalidModule as exc:
+        raise InvalidModule(f"plugin {plugin!r}: {exc}", plugin=plugin) from None
+    handlers = tuple(world.functions)
+    if interface is not None and manifest.get("handlers"):
+        handlers = tuple(h if isinstance(h, str) else h["name"] for h in manifest["handlers"])
+    else:
+        interface = None
+    if not handlers:
         raise InvalidModule(f"plugin {plugin!r} is not a valid plugin: a component that "
                             "exports no function (nothing could call it)", plugin=plugin)
     imports = tuple(Import(n, "", "interface") for n in world.imports)
     exports = tuple(Export(f.name, "func") for f in world.functions.values())
     return ComponentModule(
-        name=plugin, manifest={}, handlers=tuple(world.functions), requested=frozenset(),
+        name=plugin, manifest=manifest, handlers=handlers, requested=wanted,
         abi=COMPONENT_ABI, sha256=sha, size=len(wasm), imports=imports, exports=exports,
         uses_wasi=any(n.startswith("wasi:") for n in world.imports),
         # A component has no core module; nothing reads this for ABI "component".
         wasmtime_module=cast(wasmtime.Module, None), path=path,
-        component=component, world=world)
+        component=component, world=world, handler_interface=interface)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from ctypes import byref
+from pathlib import Path
 from typing import Any
 
 import wasmtime
@@ -21,6 +23,7 @@ from wasmtime import component as cm
 from omnicore.errors import (
     DeadlineExceeded,
     FuelExhausted,
+    GuestError,
     HandlerNotFound,
     InputTooLarge,
     InvalidInput,
@@ -31,16 +34,27 @@ from omnicore.errors import (
     PluginLoadError,
     Trap,
 )
+from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.compiled import ComponentModule
 from omnicore.sandbox.component.output import ComponentOutput
-from omnicore.sandbox.component.values import WrongValue, delete
+from omnicore.sandbox.component.hostcalls import HANDLER_CALL, PACKAGE, capability_of, define
+from omnicore.sandbox.component.values import WrongValue, delete, lift_bytes
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
 from omnicore.sandbox.engine import SandboxEngine
+from omnicore.sandbox.grants import check_requested
+from omnicore.sandbox.grants import merge as merge_grants
+from omnicore.sandbox.grants import normalize as normalize_grants
+from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
 
-__all__ = ["MAX_CORE_INSTANCES", "MAX_MEMORIES", "ComponentRuntime"]
+__all__ = ["HANDLER_SIGNATURE", "MAX_CORE_INSTANCES", "MAX_MEMORIES", "ComponentRuntime"]
+
+#: ``omnicore:plugin/handler.call`` as :mod:`.world` renders it.
+HANDLER_SIGNATURE = ("func(handler: string, input: list<u8>) -> result<list<u8>, string>")
+#: As ABI v1 (specs/abi.md §2.2): a longer guest error message is cut.
+MAX_ERROR_MESSAGE = 4096
 
 #: Linear memories per instance. The store's limit applies to each one, so a component holds
 #: at most this many times ``max_memory_bytes``; toolchains use one or two (the program's and
@@ -74,7 +88,11 @@ class ComponentRuntime(PooledRuntime[_Instance]):
     """
 
     def __init__(self, engine: SandboxEngine, module: ComponentModule,
-                 limits: Limits | None = None, log: PluginLog | None = None) -> None:
+                 limits: Limits | None = None, log: PluginLog | None = None, *,
+                 registry: CapabilityRegistry | None = None,
+                 grants: Mapping[str, Mapping[str, Any]] | Iterable[str] | None = None,
+                 config: Mapping[str, Any] | None = None,
+                 data_dir: Path | None = None) -> None:
         self.engine = engine
         self.module = module
         self.name = module.name
@@ -84,19 +102,38 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         world = module.world
         assert world is not None
         self._functions = world.functions
-        foreign = [n for n in world.imports if not n.startswith("wasi:")]
+        foreign = [n for n in world.imports
+                   if not n.startswith("wasi:") and capability_of(n) is None]
         if foreign:
             raise InvalidModule(
                 f"plugin {self.name!r} imports {', '.join(foreign)}, which no capability or "
-                "extension supplies; components may import WASI 0.2 interfaces only",
-                plugin=self.name)
+                "extension supplies; components may import WASI 0.2 interfaces and "
+                f"{PACKAGE} ones (sdk/wit/plugin.wit) only", plugin=self.name)
+        # The grant model of core modules (sandbox/runtime.py): an omnicore:plugin import is
+        # a request, and an ungranted request keeps the plugin from running.
+        registry = registry if registry is not None else CapabilityRegistry()
+        grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
+        validate_grants(grant_map, registry, self.name)
+        module.check_imports(registry)
+        self.granted = frozenset(grant_map) | registry.defaults()
+        check_requested(self.name, module.requested, self.granted)
+        self.config: Mapping[str, Any] = dict(config or {})
         linker = cm.Linker(engine.components)
         linker.add_wasip2()
-        if any(not wasi_interface_supplied(n) for n in world.imports):
+        states = {}
+        for cname in sorted(module.requested | (registry.defaults() & set(grant_map))):
+            cap = registry.get(cname)
+            assert cap is not None  # check_imports and validate_grants guarantee it
+            states[cname] = cap.bind(PluginContext(self.name, grant_map.get(cname, {}),
+                                                   self.config, self.log, data_dir,
+                                                   module.handlers))
+        define(linker, module.compiled, engine.components, registry, states, self.name)
+        if any(not wasi_interface_supplied(n) for n in world.imports if n.startswith("wasi:")):
             # Standard interfaces toolchains import by default (wasi:http...): linked, but
             # every use traps, so the component loads and runs without them.
             linker.define_unknown_imports_as_traps(module.compiled)
         self._linker = linker
+        self._call_fn = self._handler_function(module)
         self._wasi_output = ComponentOutput(self.log)
         self._ticks = engine.deadline_ticks(self.limits.timeout_ms)
         self._fuel: int | None = None
@@ -115,6 +152,19 @@ class ComponentRuntime(PooledRuntime[_Instance]):
     def handlers(self) -> tuple[str, ...]:
         """The callable export names."""
         return self.module.handlers
+
+    def _handler_function(self, module: ComponentModule) -> Function | None:
+        """The exported ``call`` of an omnicore plugin component (its handlers are called
+        with bytes), or None for any other component."""
+        if module.handler_interface is None:
+            return None
+        fn = self._functions.get(f"{module.handler_interface}#{HANDLER_CALL}")
+        if fn is None or fn.signature != HANDLER_SIGNATURE:
+            raise InvalidModule(
+                f"plugin {self.name!r} exports {module.handler_interface} without "
+                f"{HANDLER_CALL}: {HANDLER_SIGNATURE}; rebuild against sdk/wit/plugin.wit",
+                plugin=self.name)
+        return fn
 
     def _new_instance(self, handler: str | None) -> _Instance:
         lim = self.limits
@@ -223,6 +273,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         Raises HandlerNotFound, InvalidInput (before anything runs), InputTooLarge,
         OutputTooLarge, Trap, DeadlineExceeded, FuelExhausted, MemoryLimitExceeded.
         """
+        if self._call_fn is not None and handler in self.module.handlers:
+            return self._call_handler(self._call_fn, handler, bytes(data))
         fn = self._functions.get(handler)
         if fn is None:
             raise HandlerNotFound(
@@ -244,7 +296,38 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 handler=handler, limit="max_output_bytes", value=lim.max_output_bytes)
         return out
 
+    def _call_handler(self, fn: Function, handler: str, data: bytes) -> bytes:
+        """A handler of an omnicore plugin component: ``call(handler, data)``, bytes in and
+        out as for ABI v1; the guest's ``err`` is a GuestError (the instance is kept)."""
+        lim = self.limits
+        if len(data) > lim.max_input_bytes:
+            raise InputTooLarge(
+                f"plugin {self.name!r} handler {handler!r}: input of {len(data)} bytes "
+                f"exceeds limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
+                handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
+        inst = self._pool.acquire(handler)
+        keep = False
+        try:
+            ok, out = self._invoke_raw(inst, fn, handler, [handler, data])
+            keep = True
+        finally:
+            self._release(inst, keep)
+        if not ok:
+            msg = out.decode("utf-8", "replace")[:MAX_ERROR_MESSAGE]
+            raise GuestError(f"plugin {self.name!r} handler {handler!r} failed: {msg}",
+                             plugin=self.name, handler=handler, guest_message=msg)
+        if len(out) > lim.max_output_bytes:
+            raise OutputTooLarge(
+                f"plugin {self.name!r} handler {handler!r}: output of {len(out)} bytes exceeds "
+                f"limits.max_output_bytes ({lim.max_output_bytes})", plugin=self.name,
+                handler=handler, limit="max_output_bytes", value=lim.max_output_bytes)
+        return out
+
     def _invoke(self, inst: _Instance, fn: Function, args: list[Any]) -> bytes:
+        value = self._invoke_raw(inst, fn, fn.name, args)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def _invoke_raw(self, inst: _Instance, fn: Function, label: str, args: list[Any]) -> Any:
         func = self._func(inst, fn)
         store = inst.store
         n = len(args)
@@ -271,19 +354,24 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 delete(params[i])
         if error:
             exc = wasmtime.WasmtimeError._from_ptr(error)
-            raise self._classify(store, fn.name, start, exc, mark=mark) from None
-        if fn.result is None:
-            value = None
-        else:
+            raise self._classify(store, label, start, exc, mark=mark) from None
+        value: Any = None
+        if fn.result is not None:
             try:
-                value = fn.result.lift(result)
+                if fn is self._call_fn:  # result<list<u8>, string>: (ok, bytes)
+                    ok = bool(result.of.result.is_ok)
+                    payload = result.of.result.val.contents
+                    value = (ok, lift_bytes(payload) if ok else
+                             fn.result.lift(result)["err"].encode())
+                else:
+                    value = fn.result.lift(result)
             finally:
                 delete(result)
         error = ffi.wasmtime_component_func_post_return(byref(func._func), store._context())
         if error:
             exc = wasmtime.WasmtimeError._from_ptr(error)
-            raise self._classify(store, fn.name, start, exc) from None
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+            raise self._classify(store, label, start, exc) from None
+        return value
 
 
 def _trap_cause(text: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
-__all__ = ["Codec", "Unsupported", "WrongValue", "codec_for", "delete"]
+__all__ = ["Codec", "Unsupported", "WrongValue", "codec_for", "delete", "lift_bytes"]
 
 _F32_MAX = 3.4028234663852886e38
 #: Non-finite floats have no JSON number: they travel as these strings, both ways.
@@ -251,6 +251,15 @@ class _Bytes(_List):
         if not n:
             return []
         return list(ctypes.string_at(c.of.list.data, n * self._SIZE)[self._OF::self._SIZE])
+
+
+def lift_bytes(c: Any) -> bytes:
+    """Read the ``list<u8>`` value ``c`` as bytes (where JSON would take an array)."""
+    n = c.of.list.size
+    if not n:
+        return b""
+    size = _Bytes._SIZE
+    return ctypes.string_at(c.of.list.data, n * size)[_Bytes._OF::size]
 
 
 class _Record(Codec):

@@ -1,0 +1,175 @@
+"""omnicore's capabilities as the WIT interfaces ``omnicore:plugin/<capability>`` (sdk/wit/).
+
+A component requests a capability by importing its interface, as a core module does by
+importing ``omnicore:<capability>``: :func:`requested` reads the requests from the
+component's imports, and :func:`define` links the granted ones into a component linker,
+each function a :class:`~omnicore.sandbox.capability.WitFunction` of the capability, checked
+against the type the component imports it with (a different type is refused at load).
+
+Host functions are called through wasmtime's C callback with the arguments read by the
+:mod:`.values` codecs (the same JSON mapping as exports; ``list<u8>`` as ``bytes``) and the
+answer written by them, so a ``result``'s case is kept (wasmtime-py's own conversion loses
+it). An exception in a host function traps the call, with its text in the trap.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import re
+from ctypes import CFUNCTYPE, c_void_p, create_string_buffer
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime import component as cm
+
+from omnicore.errors import InvalidModule
+from omnicore.sandbox.capability import CapabilityRegistry, WitFunction
+from omnicore.sandbox.component.values import Codec, Unsupported, codec_for, lift_bytes
+
+__all__ = ["HANDLER_CALL", "PACKAGE", "capability_of", "define", "handler_export",
+           "requested"]
+
+#: The WIT package of omnicore's interfaces, and the major version this host speaks.
+PACKAGE = "omnicore:plugin"
+_NAME = re.compile(r"omnicore:plugin/([a-z][a-z0-9-]*)@1\.\d+\.\d+")
+#: The export every omnicore plugin component has: ``call(handler, input)``.
+HANDLER_CALL = "call"
+
+
+def capability_of(import_name: str) -> str | None:
+    """The capability an import requests (``omnicore:plugin/kv@1.0.0`` -> ``kv``), None for
+    an import outside the package; InvalidModule for one of the package at another major
+    version."""
+    if not import_name.startswith(PACKAGE + "/"):
+        return None
+    m = _NAME.fullmatch(import_name)
+    if m is None:
+        raise InvalidModule(f"{import_name} is not an interface this host supplies: it speaks "
+                            f"{PACKAGE}@1.x (sdk/wit/plugin.wit)")
+    return m.group(1)
+
+
+def requested(imports: tuple[str, ...]) -> frozenset[str]:
+    """The capabilities ``imports`` request."""
+    return frozenset(c for c in map(capability_of, imports) if c is not None
+                     and c != "handler")
+
+
+def handler_export(component: cm.Component, engine: wasmtime.Engine) -> str | None:
+    """The name of the exported ``omnicore:plugin/handler`` interface, or None."""
+    for name in component.type.exports(engine):
+        if capability_of(name) == "handler":
+            return str(name)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """One linked host function: what the C callback needs to run it."""
+
+    label: str
+    impl: Any
+    state: Any
+    params: tuple[Codec, ...]
+    result: Codec | None
+
+
+_BOUND: dict[int, _Bound] = {}
+_NEXT = itertools.count(1)
+
+
+def _signature(fty: cm.FuncType) -> tuple[str, tuple[Codec, ...], Codec | None]:
+    params = tuple((p, codec_for(t)) for p, t in fty.params)
+    rty = fty.result
+    result = codec_for(rty) if rty is not None else None
+    sig = "func(" + ", ".join(f"{p}: {c.wit}" for p, c in params) + ")"
+    if result is not None:
+        sig += f" -> {result.wit}"
+    return sig, tuple(c for _, c in params), result
+
+
+def define(linker: cm.Linker, component: cm.Component, engine: wasmtime.Engine,
+           registry: CapabilityRegistry, states: dict[str, Any], plugin: str) -> None:
+    """Link the ``omnicore:plugin`` interfaces ``component`` imports, each capability's
+    functions bound to ``states[capability]`` (every requested capability is in it: the
+    caller checked the grants). InvalidModule for an interface or function the capability
+    does not have, or a function imported with another type than the host's."""
+    for name, ext in component.type.imports(engine).items():
+        cname = capability_of(name)
+        if cname is None:
+            continue
+        cap = registry.get(cname)
+        functions = {f.name: f for f in cap.wit} if cap is not None else {}
+        if not functions:
+            raise InvalidModule(f"plugin {plugin!r} imports {name}, which this host does not "
+                                f"supply to components (capabilities with a WIT interface: "
+                                f"{', '.join(c.name for c in registry if c.wit)})",
+                                plugin=plugin)
+        bound: list[tuple[str, _Bound]] = []
+        for fname, item in ext.ty.exports(engine).items():
+            fty = item.ty
+            if not isinstance(fty, cm.FuncType):
+                continue  # a type (an enum): checked through the functions that use it
+            bound.append((fname, _bind(functions, fty, name, fname, states[cname], plugin)))
+        with linker.root() as root, root.add_instance(name) as inst:
+            for fname, entry in bound:
+                _add_func(inst, fname, entry)
+
+
+def _bind(functions: dict[str, WitFunction], fty: cm.FuncType, iface: str, fname: str,
+          state: Any, plugin: str) -> _Bound:
+    wit = functions.get(fname)
+    if wit is None:
+        raise InvalidModule(f"plugin {plugin!r} imports {iface}#{fname}, which the host's "
+                            f"{iface} does not have (it has {', '.join(functions)}); "
+                            "rebuild against sdk/wit/plugin.wit", plugin=plugin)
+    try:
+        sig, params, result = _signature(fty)
+    except Unsupported as exc:
+        sig, params, result = f"func(...) with {exc}", (), None
+    if sig != wit.signature:
+        raise InvalidModule(f"plugin {plugin!r} imports {iface}#{fname} as {sig}, and the "
+                            f"host's is {wit.signature}; rebuild against sdk/wit/plugin.wit",
+                            plugin=plugin)
+    return _Bound(f"{iface}#{fname}", wit.impl, state, params, result)
+
+
+def _add_func(inst: cm.LinkerInstance, name: str, entry: _Bound) -> None:
+    key = next(_NEXT)
+    _BOUND[key] = entry
+    raw = name.encode()
+    error = ffi.wasmtime_component_linker_instance_add_func(
+        inst.ptr(), create_string_buffer(raw), len(raw), _callback, key, _finalize)
+    if error:
+        _BOUND.pop(key, None)
+        raise wasmtime.WasmtimeError._from_ptr(error)
+
+
+def _lift(codec: Codec, c: Any) -> Any:
+    return lift_bytes(c) if codec.wit == "list<u8>" else codec.lift(c)
+
+
+@ffi.wasmtime_component_func_callback_t  # type: ignore[misc]
+def _callback(env: int, _context: Any, _ty: Any, args: Any, nargs: int, results: Any,
+              nresults: int) -> int:
+    entry = _BOUND[env or 0]
+    try:
+        values = [_lift(codec, args[i]) for i, codec in enumerate(entry.params)]
+        answer = entry.impl(entry.state, *values)
+        if entry.result is not None:
+            entry.result.lower(answer, results[0])
+    except Exception as exc:  # noqa: BLE001 - any failure traps this call, never the host
+        error = wasmtime.WasmtimeError(f"host function {entry.label} failed: "
+                                       f"{type(exc).__name__}: {exc}")
+        return ctypes.cast(error._consume(), c_void_p).value or 0
+    return 0
+
+
+@CFUNCTYPE(None, c_void_p)  # type: ignore[misc]
+def _finalize(env: int | None) -> None:
+    # wasmtime drops the linker's definitions (a runtime's closing): forget the binding.
+    _BOUND.pop(env or 0, None)
+
