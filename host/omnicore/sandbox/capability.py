@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from omnicore.errors import ConfigError
 from omnicore.sandbox.fastcall import HOST_PARAM_TYPES, GuestMemory, HostTrap
@@ -41,8 +41,9 @@ class Status:
     TOO_LARGE = -6
 
     #: The same codes as the cases of a WIT interface's ``error`` enum (sdk/wit/plugin.wit).
-    WIT_CASES = {-1: "not-found", -2: "denied", -3: "invalid", -4: "quota",
-                 -5: "unavailable", -6: "too-large"}
+    WIT_CASES: ClassVar[dict[int, str]] = {
+        -1: "not-found", -2: "denied", -3: "invalid", -4: "quota", -5: "unavailable",
+        -6: "too-large"}
 
     @classmethod
     def wit_error(cls, code: int) -> dict[str, str]:

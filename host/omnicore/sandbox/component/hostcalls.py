@@ -108,8 +108,12 @@ def define(linker: cm.Linker, component: cm.Component, engine: wasmtime.Engine,
                                 f"supply to components (capabilities with a WIT interface: "
                                 f"{', '.join(c.name for c in registry if c.wit)})",
                                 plugin=plugin)
+        itype = ext.ty
+        if not isinstance(itype, cm.ComponentInstanceType):
+            raise InvalidModule(f"plugin {plugin!r} imports {name} as a "
+                                f"{type(itype).__name__}; it is an interface", plugin=plugin)
         bound: list[tuple[str, _Bound]] = []
-        for fname, item in ext.ty.exports(engine).items():
+        for fname, item in itype.exports(engine).items():
             fty = item.ty
             if not isinstance(fty, cm.FuncType):
                 continue  # a type (an enum): checked through the functions that use it
@@ -152,7 +156,7 @@ def _lift(codec: Codec, c: Any) -> Any:
     return lift_bytes(c) if codec.wit == "list<u8>" else codec.lift(c)
 
 
-@ffi.wasmtime_component_func_callback_t  # type: ignore[misc]
+@ffi.wasmtime_component_func_callback_t  # type: ignore[untyped-decorator]
 def _callback(env: int, _context: Any, _ty: Any, args: Any, nargs: int, results: Any,
               nresults: int) -> int:
     entry = _BOUND[env or 0]
@@ -161,14 +165,14 @@ def _callback(env: int, _context: Any, _ty: Any, args: Any, nargs: int, results:
         answer = entry.impl(entry.state, *values)
         if entry.result is not None:
             entry.result.lower(answer, results[0])
-    except Exception as exc:  # noqa: BLE001 - any failure traps this call, never the host
+    except Exception as exc:
         error = wasmtime.WasmtimeError(f"host function {entry.label} failed: "
                                        f"{type(exc).__name__}: {exc}")
         return ctypes.cast(error._consume(), c_void_p).value or 0
     return 0
 
 
-@CFUNCTYPE(None, c_void_p)  # type: ignore[misc]
+@CFUNCTYPE(None, c_void_p)  # type: ignore[untyped-decorator]
 def _finalize(env: int | None) -> None:
     # wasmtime drops the linker's definitions (a runtime's closing): forget the binding.
     _BOUND.pop(env or 0, None)

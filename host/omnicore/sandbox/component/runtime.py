@@ -36,8 +36,8 @@ from omnicore.errors import (
 )
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.compiled import ComponentModule
-from omnicore.sandbox.component.output import ComponentOutput
 from omnicore.sandbox.component.hostcalls import HANDLER_CALL, PACKAGE, capability_of, define
+from omnicore.sandbox.component.output import ComponentOutput
 from omnicore.sandbox.component.values import WrongValue, delete, lift_bytes
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
 from omnicore.sandbox.engine import SandboxEngine
@@ -308,7 +308,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         inst = self._pool.acquire(handler)
         keep = False
         try:
-            ok, out = self._invoke_raw(inst, fn, handler, [handler, data])
+            answer: tuple[bool, bytes] = self._invoke_raw(inst, fn, handler, [handler, data])
+            ok, out = answer
             keep = True
         finally:
             self._release(inst, keep)
@@ -355,23 +356,23 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         if error:
             exc = wasmtime.WasmtimeError._from_ptr(error)
             raise self._classify(store, label, start, exc, mark=mark) from None
-        value: Any = None
+        answer: Any = None
         if fn.result is not None:
             try:
                 if fn is self._call_fn:  # result<list<u8>, string>: (ok, bytes)
                     ok = bool(result.of.result.is_ok)
                     payload = result.of.result.val.contents
-                    value = (ok, lift_bytes(payload) if ok else
-                             fn.result.lift(result)["err"].encode())
+                    answer = (ok, lift_bytes(payload) if ok else
+                              fn.result.lift(result)["err"].encode())
                 else:
-                    value = fn.result.lift(result)
+                    answer = fn.result.lift(result)
             finally:
                 delete(result)
         error = ffi.wasmtime_component_func_post_return(byref(func._func), store._context())
         if error:
             exc = wasmtime.WasmtimeError._from_ptr(error)
             raise self._classify(store, label, start, exc) from None
-        return value
+        return answer
 
 
 def _trap_cause(text: str) -> str:
