@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["build_command", "new_plugin_command"]
 
-_LANGS = ["rust", "go", "js", "ts", "c"]
+_LANGS = ["rust", "go", "js", "ts", "c", "python"]
 
 
 def _shown(path: Path) -> str:
@@ -135,6 +135,8 @@ def new_plugin_command(name: str, lang: str, parent: Path) -> None:
     dest = parent / name
     scaffold(dest, name, lang)
     handlers = read_plugin_meta(dest).get("handlers") or ["<handler>"]
+    if lang == "python":  # its handlers are decorated functions, not listed in the toml
+        handlers = ["greet"]
     click.echo(f"created {lang} plugin {name} in {dest}\n"
                f"  build it:  omnicore build {dest}\n"
                f"  call it:   omnicore call build/plugins/{name}.wasm {handlers[0]} "

@@ -32,7 +32,7 @@ from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
 __all__ = ["LANGUAGES", "BuildResult", "UnitTests", "build", "build_all", "discover",
            "language_for", "scaffold", "unit_tests"]
 
-LANGUAGES = ("rust", "go", "js", "c")
+LANGUAGES = ("rust", "go", "js", "c", "python")
 _SKIP_DIRS = {"target", "node_modules", ".git", "build", "__pycache__"}
 
 
@@ -46,7 +46,7 @@ def language_for(src: Path) -> str:
         if _module(language).detect(src):
             return language
     raise BuildError(f"{src}: not a plugin project (no Cargo.toml, go.mod, package.json/"
-                     f"plugin.js/plugin.ts or *.c found)")
+                     f"plugin.js/plugin.ts, *.c or plugin.py found)")
 
 
 def _source_digest(src: Path) -> str:
@@ -97,7 +97,10 @@ def _build(src: Path, out_dir: Path, *, name: str | None, force: bool) -> tuple[
     work = out_dir / ".work" / name
     work.mkdir(parents=True, exist_ok=True)
     raw = module.compile(src, work)
-    wasm = embed_manifest(raw, meta, language=language, default_name=name)
+    # A language whose output is a component says what its handlers are (python).
+    names: Callable[[Path], list[str]] | None = getattr(module, "handler_names", None)
+    wasm = embed_manifest(raw, meta, language=language, default_name=name,
+                          exported=names(src) if names is not None else None)
     tmp = out.with_suffix(".wasm.tmp")
     tmp.write_bytes(wasm)
     tmp.replace(out)  # atomic: a watching host never sees half a file
@@ -120,7 +123,7 @@ def _is_project(path: Path) -> bool:
 
 
 def scaffold(dest: Path, name: str, lang: str) -> None:
-    """Create a new plugin project for ``lang`` (rust, go, js, ts or c) at ``dest``."""
+    """Create a new plugin project for ``lang`` (rust, go, js, ts, c or python) at ``dest``."""
     for language in LANGUAGES:
         module = _module(language)
         if lang in module.EXTENSIONS:

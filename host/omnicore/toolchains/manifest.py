@@ -75,12 +75,19 @@ def handler_exports(wasm: bytes) -> list[str]:
 
 
 def embed_manifest(wasm: bytes, meta: dict[str, Any], *, language: str,
-                   default_name: str) -> bytes:
-    """Return ``wasm`` carrying a manifest built from ``meta`` (see :func:`read_plugin_meta`)."""
-    manifest: dict[str, Any] = {"abi": 1, "name": meta.get("name", default_name),
+                   default_name: str, exported: list[str] | None = None) -> bytes:
+    """Return ``wasm`` carrying a manifest built from ``meta`` (see :func:`read_plugin_meta`).
+
+    ``exported`` names the handlers of a component (its toolchain knows them); a core
+    module's are read from its exports.
+    """
+    component = wasm[4:8] == b"\x0d\x00\x01\x00"
+    manifest: dict[str, Any] = {"abi": "component" if component else 1,
+                                "name": meta.get("name", default_name),
                                 "version": meta.get("version", "0.0.0"),
                                 "description": meta.get("description", "")}
-    exported = handler_exports(wasm)
+    if exported is None:
+        exported = handler_exports(wasm)
     handlers = meta.get("handlers", exported)
     missing = [h for h in handlers if h not in exported]
     if missing:

@@ -11,7 +11,7 @@ import wasmtime
 from wasmtime import component as cm
 
 from omnicore.errors import InvalidModule
-from omnicore.sandbox import modcache
+from omnicore.sandbox import modcache, wasmbin
 from omnicore.sandbox.capability import CapabilityRegistry
 from omnicore.sandbox.component.hostcalls import (
     PACKAGE,
@@ -22,6 +22,7 @@ from omnicore.sandbox.component.hostcalls import (
 from omnicore.sandbox.component.world import World, read_world, wasi_interface_supplied
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.module import (
+    MANIFEST_SECTION,
     Export,
     Import,
     PluginModule,
@@ -120,6 +121,11 @@ def load_component(engine: SandboxEngine, wasm: bytes, name: str | None,
     """
     sha = hashlib.sha256(wasm).hexdigest()
     label = name or (path.stem if path else None)
+    try:
+        wasmbin.custom_sections(wasm, MANIFEST_SECTION)
+    except wasmbin.WasmFormatError as exc:
+        raise InvalidModule(f"plugin {label or '<bytes>'!r} is not a valid WebAssembly "
+                            f"component: {exc}", plugin=label) from None
     # `omnicore build` writes the same manifest section into a component as into a module.
     manifest = _parse_manifest(wasm, label)
     plugin = name or manifest.get("name") or (path.stem if path else f"plugin-{sha[:12]}")

@@ -1,0 +1,199 @@
+"""Python plugins: CPython inside a WebAssembly component, built by componentize-py.
+
+A project is a folder with ``plugin.py`` (and ``omnicore.toml``), or a single ``.py`` file.
+Handlers are the functions decorated with ``@handler``/``@json_handler`` from the SDK
+(``sdk/python/omnicore_plugin``). The build reads the sources without running them: the
+decorated functions are the manifest's handlers, and the SDK capability modules they import
+(``from omnicore_plugin import kv``) are the ``omnicore:plugin`` interfaces the component
+imports, and so the grants it requests. componentize-py (PyPI, in the venv) then builds a
+world of just those imports around the plugin, the SDK and the Python standard library.
+
+Why componentize-py and not a small interpreter on ABI v1: it is the full CPython with its
+standard library, and pure-Python code runs unchanged; the price is an 18 MB component
+that takes seconds to compile once (cached after; see sdk/python/README.md for numbers).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from string import Template
+
+from omnicore.errors import BuildError
+from omnicore.toolchains import UnitTests, locations
+
+__all__ = ["CAPABILITIES", "EXTENSIONS", "LANGUAGE", "check", "compile", "detect",
+           "handler_names", "scaffold", "unit_tests", "used_capabilities"]
+
+LANGUAGE = "python"
+EXTENSIONS = ("python", "py")
+#: The SDK's capability modules, each the ``omnicore:plugin`` interface of the same name.
+CAPABILITIES = ("log", "config", "kv")
+_SDK_PACKAGE = "omnicore_plugin"
+_DECORATORS = ("handler", "json_handler")
+_ENTRY = "plugin.py"
+_TEMPLATES = Path(__file__).parent / "templates" / "python"
+_SKIP = {"tests", "build", "__pycache__", ".venv", "venv"}
+#: componentize-py is given this long (it runs CPython on the plugin to snapshot it).
+_TIMEOUT_S = 600
+
+
+def detect(src: Path) -> bool:
+    """A folder with ``plugin.py``, or a ``.py`` file."""
+    if src.is_file():
+        return src.suffix == ".py"
+    return (src / _ENTRY).is_file()
+
+
+def _tool() -> str | None:
+    beside = Path(sys.executable).parent / "componentize-py"
+    return str(beside) if beside.exists() else shutil.which("componentize-py")
+
+
+def check() -> str | None:
+    """None when componentize-py and the SDK are there, else what to install."""
+    if _tool() is None:
+        return ("componentize-py is not installed: pip install componentize-py (it is in "
+                "omnicore's dev extras; scripts/setup-toolchains.sh installs them)")
+    if not (locations.sdk_dir("python") / _SDK_PACKAGE).is_dir():
+        return f"the Python SDK is missing at {locations.sdk_dir('python')}"
+    if not (locations.sdk_dir("wit") / "plugin.wit").is_file():
+        return f"the omnicore WIT package is missing at {locations.sdk_dir('wit')}"
+    return None
+
+
+def _sources(src: Path) -> list[Path]:
+    if src.is_file():
+        return [src]
+    return sorted(p for p in src.rglob("*.py")
+                  if not _SKIP & set(p.relative_to(src).parts[:-1])
+                  and not p.name.startswith("test_"))
+
+
+def _parse(path: Path) -> ast.Module:
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except SyntaxError as exc:
+        raise BuildError(f"{path.name}:{exc.lineno}: {exc.msg}", plugin=path.stem,
+                         toolchain=LANGUAGE) from None
+
+
+def used_capabilities(src: Path) -> list[str]:
+    """The SDK capability modules the sources import (``log`` always: every plugin has it)."""
+    used = {"log"}
+    for path in _sources(src):
+        for node in ast.walk(_parse(path)):
+            if isinstance(node, ast.ImportFrom) and node.module == _SDK_PACKAGE:
+                used.update(a.name for a in node.names if a.name in CAPABILITIES)
+            elif isinstance(node, ast.ImportFrom) and node.module and \
+                    node.module.startswith(_SDK_PACKAGE + "."):
+                used.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                used.update(a.name.split(".")[1] for a in node.names
+                            if a.name.startswith(_SDK_PACKAGE + "."))
+    return [c for c in CAPABILITIES if c in used]
+
+
+def _decorated_name(fn: ast.FunctionDef, deco: ast.expr) -> str | None:
+    target = deco.func if isinstance(deco, ast.Call) else deco
+    name = target.attr if isinstance(target, ast.Attribute) else \
+        target.id if isinstance(target, ast.Name) else None
+    if name not in _DECORATORS:
+        return None
+    if isinstance(deco, ast.Call):
+        for kw in deco.keywords:
+            if kw.arg == "name" and isinstance(kw.value, ast.Constant) and \
+                    isinstance(kw.value.value, str):
+                return kw.value.value
+    return fn.name
+
+
+def handler_names(src: Path) -> list[str]:
+    """The handlers the sources declare (``@handler``/``@json_handler``), in source order."""
+    names: list[str] = []
+    for path in _sources(src):
+        for node in ast.walk(_parse(path)):
+            if isinstance(node, ast.FunctionDef):
+                for deco in node.decorator_list:
+                    name = _decorated_name(node, deco)
+                    if name is not None and name not in names:
+                        names.append(name)
+    if not names:
+        raise BuildError(f"{src.name}: no handler (decorate a function with "
+                         "@omnicore_plugin.handler)", plugin=src.stem, toolchain=LANGUAGE)
+    return names
+
+
+def _world(capabilities: list[str]) -> str:
+    imports = "".join(f"  import {c};\n" for c in capabilities)
+    return (f"package omnicore:plugin@1.0.0;\n\n/// Written by `omnicore build`: the imports "
+            f"this plugin's code uses.\nworld build {{\n{imports}  export handler;\n}}\n")
+
+
+def compile(src: Path, work: Path) -> bytes:  # noqa: A001 - the toolchain protocol's name
+    """Build the component: the plugin, the SDK and CPython, its world cut to what it uses."""
+    tool = _tool()
+    assert tool is not None  # check() ran first
+    handler_names(src)  # a project without a handler fails here, not in componentize-py
+    wit = work / "wit"
+    shutil.rmtree(wit, ignore_errors=True)
+    wit.mkdir(parents=True)
+    capabilities = used_capabilities(src)
+    shutil.copy(locations.sdk_dir("wit") / "plugin.wit", wit / "plugin.wit")
+    (wit / "build.wit").write_text(_world(capabilities), encoding="utf-8")
+    module = src.stem if src.is_file() else _ENTRY.removesuffix(".py")
+    # componentize-py keeps what the entry imported while it snapshots the interpreter, and
+    # the SDK finds the bindings at first use: import them here, or they are gone.
+    bindings = "".join(f"import wit_world.imports.{c}  # noqa: F401\n" for c in capabilities)
+    (work / "omnicore_entry.py").write_text(
+        f"{bindings}import {module}  # noqa: F401 - its handlers register themselves\n"
+        "from omnicore_plugin._component import Handler  # noqa: F401\n", encoding="utf-8")
+    out = work / "plugin.wasm"
+    out.unlink(missing_ok=True)
+    code_dir = src.parent if src.is_file() else src
+    argv = [tool, "-d", str(wit), "-w", "build", "componentize",
+            "-p", str(code_dir), "-p", str(locations.sdk_dir("python")), "-p", str(work),
+            "omnicore_entry", "-o", str(out)]
+    try:
+        done = subprocess.run(argv, cwd=work, capture_output=True, text=True,
+                              timeout=_TIMEOUT_S,
+                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"componentize-py took over {_TIMEOUT_S} s on {src.name}",
+                         plugin=src.stem, toolchain=LANGUAGE) from None
+    if done.returncode != 0 or not out.is_file():
+        raise BuildError(f"componentize-py failed on {src.name}:\n{_reason(done.stderr)}",
+                         plugin=src.stem, toolchain=LANGUAGE)
+    wasm = out.read_bytes()
+    out.unlink()  # 18 MB that the build output holds already
+    return wasm
+
+
+def _reason(stderr: str) -> str:
+    """componentize-py's error without its Rust backtrace."""
+    text = stderr.split("\nStack backtrace:", 1)[0].strip()
+    return text[-4000:]
+
+
+def scaffold(dest: Path, name: str, lang: str) -> None:
+    """A Python plugin project that builds as is."""
+    if lang not in EXTENSIONS:
+        raise BuildError(f"the Python toolchain does not scaffold {lang!r}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for template in sorted(_TEMPLATES.glob("*.tmpl")):
+        text = Template(template.read_text(encoding="utf-8")).substitute(name=name)
+        target = template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
+        (dest / target).write_text(text, encoding="utf-8")
+
+
+def unit_tests(src: Path) -> UnitTests:
+    """pytest on the project's own tests, with the SDK on the path (its test host,
+    ``omnicore_plugin.testing``, stands in for omnicore)."""
+    path = os.pathsep.join([str(src), str(locations.sdk_dir("python")),
+                            os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return UnitTests([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                     {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}, src)

@@ -1,0 +1,128 @@
+"""A test host: run a plugin's handlers in plain CPython, under pytest, without omnicore.
+
+    from omnicore_plugin.testing import TestHost
+    import plugin
+
+    def test_count():
+        with TestHost(config={"greeting": "Hi"}) as host:
+            assert host.call("count", b"") == b"1"
+            assert host.kv["n"] == b"1"
+
+It stands in for the host's capabilities: an in-memory kv (``host.kv``), the config given,
+and the log lines written (``host.logs``: ``(level, message)``). Handlers are called with
+:meth:`TestHost.call`, the same dispatch the component uses.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from omnicore_plugin._binding import STAND_INS
+from omnicore_plugin._handlers import dispatch
+
+__all__ = ["TestHost"]
+
+
+class _Refused(Exception):
+    """What componentize-py raises for a WIT ``err``: the code in ``value``."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.value = enum.Enum("Error", [code])[code]
+
+
+class _Level(enum.Enum):
+    TRACE = 0
+    DEBUG = 1
+    INFO = 2
+    WARN = 3
+    ERROR = 4
+
+
+class _Log:
+    Level = _Level
+
+    def __init__(self, host: TestHost) -> None:
+        self._host = host
+
+    def write(self, level: _Level, message: str) -> None:
+        self._host.logs.append((level.name.lower(), message))
+
+    def enabled(self, level: _Level) -> bool:
+        return True
+
+
+class _Config:
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._config = config
+
+    def get(self, key: str) -> str | None:
+        value: Any = self._config
+        for part in key.split(".") if key else []:
+            if not isinstance(value, Mapping) or part not in value:
+                return None
+            value = value[part]
+        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+class _KV:
+    def __init__(self, data: dict[str, bytes]) -> None:
+        self._data = data
+
+    @staticmethod
+    def _check(key: str) -> None:
+        if not 0 < len(key.encode()) <= 512:
+            raise _Refused("INVALID")
+
+    def get(self, key: str) -> bytes | None:
+        self._check(key)
+        return self._data.get(key)
+
+    def set(self, key: str, value: bytes) -> None:
+        self._check(key)
+        self._data[key] = bytes(value)
+
+    def delete(self, key: str) -> bool:
+        self._check(key)
+        return self._data.pop(key, None) is not None
+
+    def incr(self, key: str, delta: int) -> int:
+        self._check(key)
+        try:
+            value = int(self._data.get(key, b"0")) + delta
+        except ValueError:
+            raise _Refused("INVALID") from None
+        self._data[key] = str(value).encode()
+        return value
+
+    def list(self, prefix: str) -> list[str]:
+        return sorted(k for k in self._data if k.startswith(prefix))[:1000]
+
+
+class TestHost:
+    """Stand-ins for the host while it is entered (a context manager)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, config: Mapping[str, Any] | None = None,
+                 kv: Mapping[str, bytes] | None = None) -> None:
+        self.kv: dict[str, bytes] = dict(kv or {})
+        self.logs: list[tuple[str, str]] = []
+        self._stand_ins = {"log": _Log(self), "config": _Config(dict(config or {})),
+                           "kv": _KV(self.kv)}
+
+    def __enter__(self) -> TestHost:
+        STAND_INS.update(self._stand_ins)
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        for name in self._stand_ins:
+            STAND_INS.pop(name, None)
+
+    def call(self, handler: str, data: bytes | str = b"") -> bytes:
+        """Run ``handler`` on ``data`` as the host would; its exception propagates."""
+        return dispatch(handler, data.encode() if isinstance(data, str) else data)
