@@ -59,3 +59,17 @@ def wat_component(name: str) -> Path:
     assert done.returncode == 0, f"wasm-tools parse failed:\n{done.stderr}"
     tmp.replace(out)
     return out
+
+
+PYTHON_SOURCES = Path(__file__).parent / "sdk"
+
+
+def python_plugin(name: str = "python_probe") -> Path:
+    """tests/sdk/NAME (a Python plugin project) built by ``omnicore build``'s toolchain
+    (componentize-py, ~10-30 s); the build is skipped while its sources are unchanged."""
+    from omnicore.toolchains import build, python
+
+    problem = python.check()
+    if problem:
+        pytest.skip(problem)
+    return build(PYTHON_SOURCES / name, OUT / "python")

@@ -134,7 +134,7 @@ def _world(capabilities: list[str]) -> str:
             f"this plugin's code uses.\nworld build {{\n{imports}  export handler;\n}}\n")
 
 
-def compile(src: Path, work: Path) -> bytes:  # noqa: A001 - the toolchain protocol's name
+def compile(src: Path, work: Path) -> bytes:
     """Build the component: the plugin, the SDK and CPython, its world cut to what it uses."""
     tool = _tool()
     assert tool is not None  # check() ran first

@@ -19,7 +19,7 @@ __all__ = ["Handler"]
 class Handler(exports.Handler):  # type: ignore[misc]
     """``call(handler, input)``: the handler's output, or its failure as ``err``."""
 
-    def call(self, handler: str, input: bytes) -> bytes:  # noqa: A002 - the WIT's name
+    def call(self, handler: str, input: bytes) -> bytes:
         try:
             return dispatch(handler, input)
         except Exception as exc:  # the call fails; the plugin keeps serving

@@ -28,7 +28,7 @@ def get_text(key: str, default: str | None = None) -> str | None:
     return default if value is None else value.decode("utf-8")
 
 
-def set(key: str, value: bytes | str) -> None:  # noqa: A001 - the store's own word
+def set(key: str, value: bytes | str) -> None:
     """Store ``value`` at ``key``."""
     _host.call("set", key, value.encode("utf-8") if isinstance(value, str) else bytes(value))
 
@@ -43,6 +43,6 @@ def incr(key: str, delta: int = 1) -> int:
     return int(_host.call("incr", key, delta))
 
 
-def list(prefix: str = "") -> builtins.list[str]:  # noqa: A001 - the store's own word
+def list(prefix: str = "") -> builtins.list[str]:
     """The keys starting with ``prefix``, sorted (at most 1,000)."""
     return builtins.list(_host.call("list", prefix))

@@ -1,0 +1,221 @@
+"""Python plugins (sdk/python, toolchains/python.py): real plugins built by componentize-py
+at test time, run by a real host through ``app.plugins.call`` and ``omnicore call``, using
+log, config and kv under grants, refused without them, and held by the same limits as
+every plugin (an endless loop by the deadline, a memory bomb by the memory limit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from component_fixtures import PYTHON_SOURCES, python_plugin
+from omnicore.app import OmniApp
+from omnicore.capabilities.builtin import builtin_registry
+from omnicore.errors import BuildError, DeadlineExceeded, GuestError, NeedsGrant, Trap
+from omnicore.sandbox import PluginModule, SandboxEngine
+from omnicore.sandbox.component import ComponentModule, ComponentRuntime
+from omnicore.sandbox.limits import Limits
+from omnicore.toolchains import python, scaffold, unit_tests
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def probe() -> Path:
+    return python_plugin("python_probe")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # An 18 MB component compiles in 8-30 s: once per module, then from this cache in ms.
+    return tmp_path_factory.mktemp("py-cache")
+
+
+def _app(root: Path, probe: Path, cache: Path, grants: object,
+         **plugin: object) -> OmniApp:
+    plugins = root / "plugins"
+    plugins.mkdir(parents=True)
+    (plugins / "pyprobe.wasm").write_bytes(probe.read_bytes())
+    app = OmniApp("py", overrides={
+        "data_dir": str(root / "data"), "plugins_dir": str(plugins),
+        "sandbox": {"cache_dir": str(cache), "watch": False},
+        "plugins": {"pyprobe": {"grants": grants, **plugin}}}, environ={},
+        entry_points=False)
+    app.start()
+    return app
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, probe: Path, cache: Path
+        ) -> Iterator[OmniApp]:
+    app = _app(tmp_path_factory.mktemp("py-app"), probe, cache, ["kv", "config"],
+               config={"greeting": "Hi", "db": {"host": "h", "port": 5}},
+               limits={"timeout_ms": 1000, "max_memory_bytes": 128 << 20})
+    yield app
+    app.stop()
+
+
+def test_the_build_reads_handlers_and_capabilities_from_the_source(probe: Path) -> None:
+    src = PYTHON_SOURCES / "python_probe"
+    assert python.handler_names(src) == ["greet", "count", "store", "forget", "setting",
+                                         "settings", "fail", "spin", "hog", "hog_once",
+                                         "noisy"]
+    assert python.used_capabilities(src) == ["log", "config", "kv"]
+    assert python.used_capabilities(PYTHON_SOURCES / "python_logonly") == ["log"]
+    engine = SandboxEngine()
+    try:
+        module = PluginModule.load(engine, probe)
+    finally:
+        engine.close()
+    assert module.abi == "component"
+    assert module.name == "pyprobe"
+    assert module.manifest["version"] == "0.2.0"
+    assert module.requested == frozenset({"kv", "config", "log"})
+    assert module.handlers[:2] == ("greet", "count")
+
+
+def test_handlers_run_with_bytes_through_app_plugins_call(app: OmniApp) -> None:
+    plugins = app.plugins
+    assert plugins.get("pyprobe").state == "loaded"
+    assert plugins.call("pyprobe", "greet", b"Ada") == b"Hello, Ada!"
+    assert any(line.message == "greeting Ada" for line in plugins.logs("pyprobe").lines())
+    assert plugins.call("pyprobe", "setting", b"greeting") == b"Hi"
+    assert plugins.call("pyprobe", "setting", b"db.port") == b"5"
+    assert plugins.call("pyprobe", "setting", b"nope") == b"(absent)"
+    assert json.loads(plugins.call("pyprobe", "settings", b"")) == {
+        "all": {"greeting": "Hi", "db": {"host": "h", "port": 5}}, "level": False}
+
+
+def test_kv_is_the_plugins_own_durable_store(app: OmniApp) -> None:
+    plugins = app.plugins
+    first = int(plugins.call("pyprobe", "count", b""))
+    assert int(plugins.call("pyprobe", "count", b"")) == first + 1
+    # The host's view of the same keys (the store native plugins use).
+    assert app.kv.for_plugin("pyprobe").get("count") == str(first + 1).encode()
+    out = json.loads(plugins.call("pyprobe", "store", b'{"key": "a", "value": "1"}'))
+    assert out == {"value": "1", "keys": ["a", "count"]}
+    assert json.loads(plugins.call("pyprobe", "store", b'{"key": "missing"}'))["value"] is None
+    assert plugins.call("pyprobe", "forget", b'"a"') == b"true"
+    assert plugins.call("pyprobe", "forget", b'"a"') == b"false"
+
+
+def test_a_refused_kv_call_is_a_host_error_with_the_abi_code(app: OmniApp) -> None:
+    call = app.plugins.call
+    assert json.loads(call("pyprobe", "store", b'{"key": ""}')) == {"error": "INVALID"}
+    assert json.loads(call("pyprobe", "store", json.dumps(
+        {"key": "k" * 513}).encode())) == {"error": "INVALID"}
+    big = json.dumps({"key": "big", "value": "x" * (1 << 20 | 1)}).encode()
+    assert json.loads(call("pyprobe", "store", big)) == {"error": "TOO_LARGE"}
+
+
+def test_a_handler_exception_is_a_guest_error_and_the_plugin_keeps_serving(
+        app: OmniApp) -> None:
+    with pytest.raises(GuestError, match=r"handler 'fail' failed: ValueError: no such thing"):
+        app.plugins.call("pyprobe", "fail", b"")
+    assert app.plugins.call("pyprobe", "greet", b"again") == b"Hello, again!"
+
+
+def test_print_goes_to_the_plugin_log_never_to_the_caller(app: OmniApp) -> None:
+    assert app.plugins.call("pyprobe", "noisy", b"") == b"false"
+    lines = [(ln.level, ln.message) for ln in app.plugins.logs("pyprobe").lines()]
+    assert ("info", "to stdout") in lines
+    assert ("warn", "careful") in lines
+
+
+def test_an_endless_loop_ends_at_the_deadline(app: OmniApp) -> None:
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match="deadline of 1000 ms"):
+        app.plugins.call("pyprobe", "spin", b"")
+    assert time.monotonic() - started < 1.0 + 5.0
+    assert app.plugins.call("pyprobe", "greet", b"after") == b"Hello, after!"
+
+
+@pytest.mark.parametrize("handler", ["hog", "hog_once"])
+def test_a_memory_bomb_stops_at_the_memory_limit(app: OmniApp, handler: str) -> None:
+    # CPython meets the limit as a MemoryError (a failed call, GuestError) or, when it cannot
+    # even raise one, traps: either way the call fails typed and the next one is served.
+    with pytest.raises((GuestError, Trap), match=r"MemoryError|max_memory_bytes"):
+        app.plugins.call("pyprobe", handler, b"")
+    assert app.plugins.call("pyprobe", "greet", b"after") == b"Hello, after!"
+
+
+def test_without_grants_it_waits_in_needs_grant_naming_them(
+        tmp_path: Path, probe: Path, cache: Path) -> None:
+    app = _app(tmp_path, probe, cache, ["config"])
+    try:
+        info = app.plugins.get("pyprobe")
+        assert info.state == "needs-grant"
+        assert "needs grant: omnicore:kv" in (info.last_error or "")
+        with pytest.raises(NeedsGrant, match="omnicore:kv"):
+            app.plugins.call("pyprobe", "greet", b"x")
+        app.plugins.grant("pyprobe", "kv")
+        assert app.plugins.call("pyprobe", "greet", b"x") == b"Hello, x!"
+    finally:
+        app.stop()
+
+
+def test_a_plugin_importing_no_capability_needs_no_grant(cache: Path) -> None:
+    engine = SandboxEngine(cache_dir=cache)
+    try:
+        module = PluginModule.load(engine, python_plugin("python_logonly"))
+        assert module.requested == frozenset({"log"})
+        assert isinstance(module, ComponentModule)
+        with ComponentRuntime(engine, module, Limits(), registry=builtin_registry()) as rt:
+            assert rt.call("hello", b"quiet") == b"QUIET"
+    finally:
+        engine.close()
+
+
+def _cli(*args: str | Path, cwd: Path, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMNICORE_CACHE_DIR": str(cache)}
+    return subprocess.run([sys.executable, "-m", "omnicore.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_omnicore_call_runs_it_with_grants_and_refuses_it_without(
+        tmp_path: Path, probe: Path, cache: Path) -> None:
+    (tmp_path / "omnicore.yaml").write_text("name: cli\n")
+    refused = _cli("call", probe, "greet", "--input", "Ada", cwd=tmp_path, cache=cache)
+    assert refused.returncode != 0
+    assert "needs grant: omnicore:config, omnicore:kv" in refused.stderr
+    assert refused.stdout == ""
+    done = _cli("call", probe, "count", "--grant", "kv", "--grant", "config", "--app",
+                tmp_path, cwd=tmp_path, cache=cache)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "1"
+    again = _cli("call", probe, "count", "--grant", "kv", "--grant", "config", "--app",
+                 tmp_path, cwd=tmp_path, cache=cache)
+    assert again.stdout == "2"
+
+
+def test_new_plugin_python_builds_tests_and_runs(tmp_path: Path, cache: Path) -> None:
+    project = tmp_path / "hello"
+    scaffold(project, "hello", "python")
+    tests = unit_tests(project)
+    done = subprocess.run(tests.argv, cwd=tests.cwd, env=tests.env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+    from omnicore.toolchains import build
+
+    wasm = build(project, tmp_path / "out")
+    out = _cli("call", wasm, "greet", "--grant", "config", "--config", "greeting=Hi",
+               "--input", '{"name": "Ada"}', cwd=tmp_path, cache=cache)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"message": "Hi, Ada!"}
+
+
+def test_a_project_without_a_handler_fails_the_build_saying_so(tmp_path: Path) -> None:
+    (tmp_path / "plugin.py").write_text("import omnicore_plugin\n")
+    with pytest.raises(BuildError, match="no handler"):
+        python.compile(tmp_path, tmp_path / "work")
+    (tmp_path / "plugin.py").write_text("def broken(:\n")
+    with pytest.raises(BuildError, match=r"plugin\.py:1"):
+        python.handler_names(tmp_path)
