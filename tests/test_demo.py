@@ -42,6 +42,8 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path) -> None
         stats = app.plugins.call_json("textstats-rust", "analyze", {"text": "a@b.io twice twice"})
         assert stats["emails"] == ["a@b.io"]
         assert json.loads(app.plugins.call("counter-go", "count", b'{"by": 2}')) == {"count": 2}
+        # A Python plugin (a component) beside the core modules, on the same kv.
+        assert app.plugins.call_json("counter-python", "count", {"by": 3}) == {"count": 3}
         # The digests see each other's events (never their own) and count them in kv.
         assert app.plugins.call_json("digest-js", "note", {"text": "hi"}) == {"published": "note"}
         assert app.subscriptions.drain(timeout=30)
