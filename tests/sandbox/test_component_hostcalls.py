@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from component_fixtures import OUT, wat_component
-from omnicore.capabilities.builtin import builtin_registry
+from omnicore.app import OmniApp
+from omnicore.capabilities.builtin import builtin_capabilities, builtin_registry
 from omnicore.errors import InvalidModule, NeedsGrant
 from omnicore.sandbox import PluginModule, SandboxEngine
+from omnicore.sandbox.capability import CapabilityRegistry
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.component.hostcalls import capability_of
 from omnicore.sandbox.limits import Limits
@@ -60,10 +62,19 @@ def test_the_wit_package_and_the_hosts_functions_agree(engine: SandboxEngine,
                                                        tmp_path: Path) -> None:
     module = PluginModule.load(engine, _dummy_plugin_world(), "dummy")
     assert isinstance(module, ComponentModule)
-    assert module.requested == frozenset({"log", "config", "kv"})
+    assert module.requested == frozenset({"log", "config", "kv", "tasks", "events"})
     # Linking checks every imported function against the host's signature.
-    with _runtime(engine, module, tmp_path, ["kv", "config"]):
-        pass
+    app = OmniApp("wit", overrides={"data_dir": str(tmp_path / "data")}, environ={},
+                  entry_points=False)
+    app.start()
+    try:
+        grants = {"kv": {}, "config": {}, "tasks": {}, "events": {}}
+        registry = CapabilityRegistry(builtin_capabilities(app))
+        with ComponentRuntime(engine, module, Limits(), registry=registry, grants=grants,
+                              data_dir=tmp_path):
+            pass
+    finally:
+        app.stop()
     registry = builtin_registry()
     ctype = module.compiled.type
     for name, ext in ctype.imports(engine.components).items():
@@ -79,10 +90,11 @@ def test_the_wit_package_and_the_hosts_functions_agree(engine: SandboxEngine,
 
 def test_the_dummy_world_needs_its_grants(engine: SandboxEngine, tmp_path: Path) -> None:
     module = PluginModule.load(engine, _dummy_plugin_world(), "dummy")
-    with pytest.raises(NeedsGrant, match="needs grant: omnicore:config, omnicore:kv"):
+    with pytest.raises(NeedsGrant, match="needs grant: omnicore:config, omnicore:events, "
+                       "omnicore:kv, omnicore:tasks;"):
         _runtime(engine, module, tmp_path, [])
-    with pytest.raises(NeedsGrant, match="needs grant: omnicore:kv;"):
-        _runtime(engine, module, tmp_path, ["config"])
+    with pytest.raises(NeedsGrant, match="needs grant: omnicore:events, omnicore:tasks;"):
+        _runtime(engine, module, tmp_path, ["config", "kv"])
 
 
 def test_an_import_with_another_type_than_the_hosts_is_refused(engine: SandboxEngine,

@@ -55,7 +55,8 @@ def _app(root: Path, probe: Path, cache: Path, grants: object,
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, probe: Path, cache: Path
         ) -> Iterator[OmniApp]:
-    app = _app(tmp_path_factory.mktemp("py-app"), probe, cache, ["kv", "config"],
+    app = _app(tmp_path_factory.mktemp("py-app"), probe, cache,
+               {"kv": {}, "config": {}, "tasks": {}, "events": {"publish": ["greeted", "ok.*"]}},
                config={"greeting": "Hi", "db": {"host": "h", "port": 5}},
                limits={"timeout_ms": 1000, "max_memory_bytes": 128 << 20})
     yield app
@@ -66,8 +67,8 @@ def test_the_build_reads_handlers_and_capabilities_from_the_source(probe: Path) 
     src = PYTHON_SOURCES / "python_probe"
     assert python.handler_names(src) == ["greet", "count", "store", "forget", "setting",
                                          "settings", "fail", "spin", "hog", "hog_once",
-                                         "noisy"]
-    assert python.used_capabilities(src) == ["log", "config", "kv"]
+                                         "noisy", "later", "announce"]
+    assert python.used_capabilities(src) == ["log", "config", "kv", "tasks", "events"]
     assert python.used_capabilities(PYTHON_SOURCES / "python_logonly") == ["log"]
     engine = SandboxEngine()
     try:
@@ -77,7 +78,7 @@ def test_the_build_reads_handlers_and_capabilities_from_the_source(probe: Path) 
     assert module.abi == "component"
     assert module.name == "pyprobe"
     assert module.manifest["version"] == "0.2.0"
-    assert module.requested == frozenset({"kv", "config", "log"})
+    assert module.requested == frozenset({"kv", "config", "log", "tasks", "events"})
     assert module.handlers[:2] == ("greet", "count")
 
 
@@ -113,6 +114,46 @@ def test_a_refused_kv_call_is_a_host_error_with_the_abi_code(app: OmniApp) -> No
         {"key": "k" * 513}).encode())) == {"error": "INVALID"}
     big = json.dumps({"key": "big", "value": "x" * (1 << 20 | 1)}).encode()
     assert json.loads(call("pyprobe", "store", big)) == {"error": "TOO_LARGE"}
+
+
+def test_tasks_are_enqueued_and_cancelled_for_the_plugins_own_handlers(app: OmniApp) -> None:
+    out = json.loads(app.plugins.call("pyprobe", "later", b'{"handler": "greet"}'))
+    assert out["id"] >= 1 and out["cancelled"] is True and out["again"] is False
+    call = app.plugins.call
+    assert json.loads(call("pyprobe", "later", b'{"handler": "nope"}')) == {
+        "error": "NOT_FOUND"}
+    too_late = json.dumps({"handler": "greet", "delay_ms": 2**63}).encode()
+    assert json.loads(call("pyprobe", "later", too_late)) == {"error": "INVALID"}
+
+
+def test_a_task_runs_the_handler_later(app: OmniApp) -> None:
+    store = app.kv.for_plugin("pyprobe")
+    before = int(store.get("count") or b"0")
+    out = json.loads(app.plugins.call("pyprobe", "later", b'{"handler": "count", '
+                                      b'"delay_ms": 0, "keep": true}'))
+    assert out["id"] >= 1
+    deadline = time.monotonic() + 30
+    while int(store.get("count") or b"0") == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert int(store.get("count") or b"0") == before + 1
+
+
+def test_events_are_published_only_on_granted_topics(app: OmniApp) -> None:
+    seen: list[object] = []
+    app.events.subscribe("plugin.pyprobe.*", seen.append)
+    assert json.loads(app.plugins.call("pyprobe", "announce", b'"greeted"')) == {
+        "published": "greeted"}
+    assert json.loads(app.plugins.call("pyprobe", "announce", b'"ok.fine"')) == {
+        "published": "ok.fine"}
+    assert json.loads(app.plugins.call("pyprobe", "announce", b'"secret"')) == {
+        "error": "DENIED"}
+    assert json.loads(app.plugins.call("pyprobe", "announce", b'"bad topic!"')) == {
+        "error": "INVALID"}
+    deadline = time.monotonic() + 10
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(getattr(e, "topic", "") for e in seen) == [
+        "plugin.pyprobe.greeted", "plugin.pyprobe.ok.fine"]
 
 
 def test_a_handler_exception_is_a_guest_error_and_the_plugin_keeps_serving(
@@ -152,10 +193,15 @@ def test_without_grants_it_waits_in_needs_grant_naming_them(
     try:
         info = app.plugins.get("pyprobe")
         assert info.state == "needs-grant"
-        assert "needs grant: omnicore:kv" in (info.last_error or "")
+        assert "needs grant: omnicore:events, omnicore:kv, omnicore:tasks;" in (
+            info.last_error or "")
         with pytest.raises(NeedsGrant, match="omnicore:kv"):
             app.plugins.call("pyprobe", "greet", b"x")
         app.plugins.grant("pyprobe", "kv")
+        app.plugins.grant("pyprobe", "tasks")
+        with pytest.raises(NeedsGrant, match="needs grant: omnicore:events;"):
+            app.plugins.call("pyprobe", "greet", b"x")
+        app.plugins.grant("pyprobe", "events")
         assert app.plugins.call("pyprobe", "greet", b"x") == b"Hello, x!"
     finally:
         app.stop()
@@ -184,14 +230,14 @@ def test_omnicore_call_runs_it_with_grants_and_refuses_it_without(
     (tmp_path / "omnicore.yaml").write_text("name: cli\n")
     refused = _cli("call", probe, "greet", "--input", "Ada", cwd=tmp_path, cache=cache)
     assert refused.returncode != 0
-    assert "needs grant: omnicore:config, omnicore:kv" in refused.stderr
+    assert "needs grant: omnicore:config, omnicore:events, omnicore:kv, omnicore:tasks" \
+        in refused.stderr
     assert refused.stdout == ""
-    done = _cli("call", probe, "count", "--grant", "kv", "--grant", "config", "--app",
-                tmp_path, cwd=tmp_path, cache=cache)
+    grants = ("--grant", "kv", "--grant", "config", "--grant", "tasks", "--grant", "events")
+    done = _cli("call", probe, "count", *grants, "--app", tmp_path, cwd=tmp_path, cache=cache)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "1"
-    again = _cli("call", probe, "count", "--grant", "kv", "--grant", "config", "--app",
-                 tmp_path, cwd=tmp_path, cache=cache)
+    again = _cli("call", probe, "count", *grants, "--app", tmp_path, cwd=tmp_path, cache=cache)
     assert again.stdout == "2"
 
 

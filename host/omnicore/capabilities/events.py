@@ -40,7 +40,14 @@ from omnicore.core.manifest_entries import handler_entries
 from omnicore.errors import ConfigError, PluginNotFound
 from omnicore.jobs import Jobs, at_hops, current_hops
 from omnicore.logging import get_logger
-from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    PluginContext,
+    Status,
+    WitFunction,
+)
 from omnicore.storage import Storage, StorageError
 
 if TYPE_CHECKING:
@@ -372,19 +379,20 @@ class _State:
         self.patterns = patterns
 
 
-def _publish(state: _State, mem: GuestMemory, tptr: int, tlen: int, pptr: int,
-             plen: int) -> int:
-    mem.check(tptr, tlen, "event topic")
-    mem.check(pptr, plen, "event payload")
-    if not 0 < tlen <= MAX_TOPIC_BYTES:
-        return Status.INVALID
-    topic = mem.read(tptr, tlen, "event topic").decode("utf-8", "replace")
-    if not _TOPIC.fullmatch(topic):
+def _admit(state: _State, topic: str) -> int:
+    """0 if the plugin may publish ``topic``, else the Status refusing it."""
+    if not 0 < len(topic.encode("utf-8", "surrogatepass")) <= MAX_TOPIC_BYTES or \
+            not _TOPIC.fullmatch(topic):
         return Status.INVALID
     if not any(fnmatch.fnmatchcase(topic, p) for p in state.patterns):
         return Status.DENIED
+    return 0
+
+
+def _send(state: _State, topic: str, size: int, payload: Callable[[], bytes]) -> int:
+    """Publish ``payload()`` (``size`` bytes, read only once the event is admitted)."""
     subs = state.subs
-    if plen > subs.max_payload_bytes:
+    if size > subs.max_payload_bytes:
         return Status.TOO_LARGE
     hops = current_hops.get() + 1
     if hops > subs.max_hops:
@@ -392,7 +400,7 @@ def _publish(state: _State, mem: GuestMemory, tptr: int, tlen: int, pptr: int,
         return Status.QUOTA
     if not subs.admit_publish(state.plugin):
         return Status.QUOTA
-    data = mem.read(pptr, plen, "event payload")
+    data = payload()
     full = f"plugin.{state.plugin}.{topic}"
     try:
         subs._app.storage.events.append(full, state.plugin, data, subs.retain)
@@ -400,6 +408,26 @@ def _publish(state: _State, mem: GuestMemory, tptr: int, tlen: int, pptr: int,
         return Status.UNAVAILABLE
     state.bus.publish(PluginEvent(topic=full, plugin=state.plugin, data=data, hops=hops))
     return 0
+
+
+def _publish(state: _State, mem: GuestMemory, tptr: int, tlen: int, pptr: int,
+             plen: int) -> int:
+    mem.check(tptr, tlen, "event topic")
+    mem.check(pptr, plen, "event payload")
+    if not 0 < tlen <= MAX_TOPIC_BYTES:
+        return Status.INVALID
+    topic = mem.read(tptr, tlen, "event topic").decode("utf-8", "replace")
+    return _admit(state, topic) or _send(state, topic, plen,
+                                         lambda: mem.read(pptr, plen, "event payload"))
+
+
+def _wit_publish(state: _State, topic: str, payload: bytes) -> dict[str, Any]:
+    """``omnicore:plugin/events.publish`` for components."""
+    status = _admit(state, topic) or _send(state, topic, len(payload), lambda: payload)
+    return Status.wit_error(status) if status else {"ok": None}
+
+
+_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
 
 
 def _patterns(options: Mapping[str, Any]) -> tuple[str, ...]:
@@ -428,6 +456,8 @@ def capability(subs_for: Callable[[PluginContext], Subscriptions]) -> Capability
         name="events",
         description="publish events under plugin.<name>. and receive subscribed ones",
         functions=(HostFunction("publish", ("ptr", "len", "ptr", "len"), ("i32",), _publish),),
+        wit=(WitFunction("publish", f"func(topic: string, payload: list<u8>) -> "
+                                    f"result<_, {_ERROR}>", _wit_publish),),
         bind=bind,
         check_grant=_check_grant,
         check_manifest=check_manifest,

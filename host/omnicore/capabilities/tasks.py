@@ -16,7 +16,14 @@ from omnicore.config.schema import TasksConfig
 from omnicore.errors import ConfigError
 from omnicore.jobs import Jobs, current_hops
 from omnicore.jobs.schedules import check_manifest
-from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    PluginContext,
+    Status,
+    WitFunction,
+)
 from omnicore.storage import QuotaExceeded, StorageError
 
 __all__ = ["CAPABILITY", "TaskGrant", "capability", "for_app"]
@@ -73,6 +80,35 @@ class _State:
         self.handlers = frozenset(ctx.handlers)
 
 
+def _schedule(state: _State, handler: str, size: int, payload: Callable[[], bytes],
+              delay_ms: int) -> int:
+    """The task id, or a Status; ``payload()`` is read only once the call is admitted."""
+    grant = state.grant
+    if delay_ms < 0 or delay_ms > grant.max_delay_ms:
+        return Status.INVALID
+    if size > grant.max_payload_bytes:
+        return Status.TOO_LARGE
+    if handler not in state.handlers:
+        return Status.NOT_FOUND
+    try:
+        return state.jobs.enqueue(state.plugin, handler, payload(),
+                                  delay_s=delay_ms / 1000, max_attempts=grant.max_attempts,
+                                  backoff_ms=grant.backoff_ms, max_queued=grant.max_queued,
+                                  source="call", hops=current_hops.get())
+    except QuotaExceeded:
+        return Status.QUOTA
+    except StorageError:
+        return Status.UNAVAILABLE
+
+
+def _unschedule(state: _State, job_id: int) -> int:
+    try:
+        done = state.jobs.cancel(job_id, plugin=state.plugin)
+    except StorageError:
+        return Status.UNAVAILABLE
+    return Status.NOT_FOUND if done is None else int(done)
+
+
 def _enqueue(state: _State, mem: GuestMemory, hptr: int, hlen: int, pptr: int, plen: int,
              delay_ms: int) -> int:
     mem.check(pptr, plen, "task payload")
@@ -83,30 +119,29 @@ def _enqueue(state: _State, mem: GuestMemory, hptr: int, hlen: int, pptr: int, p
         handler = mem.read(hptr, hlen, "task handler").decode()
     except UnicodeDecodeError:
         return Status.INVALID
-    grant = state.grant
-    if delay_ms < 0 or delay_ms > grant.max_delay_ms:
-        return Status.INVALID
-    if plen > grant.max_payload_bytes:
-        return Status.TOO_LARGE
-    if handler not in state.handlers:
-        return Status.NOT_FOUND
-    try:
-        return state.jobs.enqueue(state.plugin, handler, mem.read(pptr, plen, "task payload"),
-                                  delay_s=delay_ms / 1000, max_attempts=grant.max_attempts,
-                                  backoff_ms=grant.backoff_ms, max_queued=grant.max_queued,
-                                  source="call", hops=current_hops.get())
-    except QuotaExceeded:
-        return Status.QUOTA
-    except StorageError:
-        return Status.UNAVAILABLE
+    return _schedule(state, handler, plen, lambda: mem.read(pptr, plen, "task payload"),
+                     delay_ms)
 
 
 def _cancel(state: _State, _mem: GuestMemory, job_id: int) -> int:
-    try:
-        done = state.jobs.cancel(job_id, plugin=state.plugin)
-    except StorageError:
-        return Status.UNAVAILABLE
-    return Status.NOT_FOUND if done is None else int(done)
+    return _unschedule(state, job_id)
+
+
+# omnicore:plugin/tasks (sdk/wit/plugin.wit): the same for components.
+_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+
+
+def _wit_enqueue(state: _State, handler: str, payload: bytes, delay_ms: int
+                 ) -> dict[str, Any]:
+    if len(handler.encode("utf-8", "surrogatepass")) > MAX_HANDLER_BYTES:
+        return Status.wit_error(Status.NOT_FOUND)
+    answer = _schedule(state, handler, len(payload), lambda: payload, delay_ms)
+    return Status.wit_error(answer) if answer < 0 else {"ok": answer}
+
+
+def _wit_cancel(state: _State, job_id: int) -> dict[str, Any]:
+    answer = _unschedule(state, job_id) if job_id < 2**63 else Status.NOT_FOUND
+    return Status.wit_error(answer) if answer < 0 else {"ok": answer == 1}
 
 
 def _check_grant(options: Mapping[str, Any]) -> None:
@@ -128,6 +163,9 @@ def capability(jobs_for: Callable[[PluginContext], Jobs]) -> Capability:
             HostFunction("enqueue", ("ptr", "len", "ptr", "len", "i64"), ("i64",), _enqueue),
             HostFunction("cancel", ("i64",), ("i32",), _cancel),
         ),
+        wit=(WitFunction("enqueue", "func(handler: string, payload: list<u8>, delay-ms: u64) "
+                                    f"-> result<u64, {_ERROR}>", _wit_enqueue),
+             WitFunction("cancel", f"func(id: u64) -> result<bool, {_ERROR}>", _wit_cancel)),
         bind=bind,
         check_grant=_check_grant,
         check_manifest=check_manifest,

@@ -9,7 +9,9 @@
             assert host.kv["n"] == b"1"
 
 It stands in for the host's capabilities: an in-memory kv (``host.kv``), the config given,
-and the log lines written (``host.logs``: ``(level, message)``). Handlers are called with
+the log lines written (``host.logs``: ``(level, message)``), the tasks enqueued
+(``host.tasks``) and the events published (``host.events``); it runs no task and delivers
+no event. Handlers are called with
 :meth:`TestHost.call`, the same dispatch the component uses.
 """
 
@@ -103,6 +105,35 @@ class _KV:
         return sorted(k for k in self._data if k.startswith(prefix))[:1000]
 
 
+class _Tasks:
+    def __init__(self, host: TestHost) -> None:
+        self._host = host
+        self._cancelled: set[int] = set()
+
+    def enqueue(self, handler: str, payload: bytes, delay_ms: int) -> int:
+        from omnicore_plugin._handlers import handlers
+
+        if handler not in handlers():
+            raise _Refused("NOT_FOUND")
+        self._host.tasks.append((handler, bytes(payload), delay_ms))
+        return len(self._host.tasks)
+
+    def cancel(self, task_id: int) -> bool:
+        if not 0 < task_id <= len(self._host.tasks):
+            raise _Refused("NOT_FOUND")
+        first = task_id not in self._cancelled
+        self._cancelled.add(task_id)
+        return first
+
+
+class _Events:
+    def __init__(self, host: TestHost) -> None:
+        self._host = host
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._host.events.append((topic, bytes(payload)))
+
+
 class TestHost:
     """Stand-ins for the host while it is entered (a context manager)."""
 
@@ -112,8 +143,13 @@ class TestHost:
                  kv: Mapping[str, bytes] | None = None) -> None:
         self.kv: dict[str, bytes] = dict(kv or {})
         self.logs: list[tuple[str, str]] = []
-        self._stand_ins = {"log": _Log(self), "config": _Config(dict(config or {})),
-                           "kv": _KV(self.kv)}
+        #: ``(handler, payload, delay_ms)`` of each task enqueued; the id is index + 1.
+        self.tasks: list[tuple[str, bytes, int]] = []
+        #: ``(topic, payload)`` of each event published.
+        self.events: list[tuple[str, bytes]] = []
+        self._stand_ins: dict[str, Any] = {
+            "log": _Log(self), "config": _Config(dict(config or {})), "kv": _KV(self.kv),
+            "tasks": _Tasks(self), "events": _Events(self)}
 
     def __enter__(self) -> TestHost:
         STAND_INS.update(self._stand_ins)

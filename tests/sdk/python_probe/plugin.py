@@ -2,7 +2,7 @@
 
 import json
 
-from omnicore_plugin import HostError, config, handler, json_handler, kv, log
+from omnicore_plugin import HostError, config, events, handler, json_handler, kv, log, tasks
 
 
 @handler
@@ -73,3 +73,24 @@ def noisy(_: bytes) -> bytes:
     print("to stdout")
     log.warn("careful")
     return json.dumps(log.enabled("trace")).encode()
+
+
+@json_handler
+def later(request):
+    # tasks: enqueue, cancel, and the codes of refusals.
+    try:
+        task = tasks.enqueue(request["handler"], b"from a task", request.get("delay_ms", 60000))
+    except HostError as exc:
+        return {"error": exc.code}
+    if request.get("keep"):
+        return {"id": task}
+    return {"id": task, "cancelled": tasks.cancel(task), "again": tasks.cancel(task)}
+
+
+@json_handler
+def announce(topic):
+    try:
+        events.publish_json(topic, {"from": "python"})
+    except HostError as exc:
+        return {"error": exc.code}
+    return {"published": topic}
