@@ -12,12 +12,13 @@ import pytest
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import GuestError
 from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 
 TABLE = json.loads((Path(__file__).parent / "greeter_cases.json").read_text(encoding="utf-8"))
 CASES = TABLE["cases"]
-LANGS = ["rust", "go", "js", "c"]
+LANGS = ["rust", "go", "js", "c", "python"]
 DEFAULT_CONFIG = {"greeting": "Hello"}
-RuntimeFor = Callable[[dict[str, Any]], PluginRuntime]
+RuntimeFor = Callable[[dict[str, Any]], PluginRuntime | ComponentRuntime]
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +34,19 @@ def greeter(request: pytest.FixtureRequest, engine: SandboxEngine,
     module = PluginModule.load(engine, example_wasm("greeter", request.param))
     assert module.name == f"greeter-{request.param}"
     assert "greet" in module.handlers
-    runtimes: dict[str, PluginRuntime] = {}
+    runtimes: dict[str, PluginRuntime | ComponentRuntime] = {}
 
-    def runtime_for(config: dict[str, Any]) -> PluginRuntime:
+    def runtime_for(config: dict[str, Any]) -> PluginRuntime | ComponentRuntime:
         key = json.dumps(config, sort_keys=True)
         if key not in runtimes:
-            runtimes[key] = PluginRuntime(engine, module, builtin_registry(),
-                                          grants={"config": {}}, config=config, limits=Limits())
+            if isinstance(module, ComponentModule):  # python: a component, same grants
+                runtimes[key] = ComponentRuntime(engine, module, Limits(),
+                                                 registry=builtin_registry(),
+                                                 grants={"config": {}}, config=config)
+            else:
+                runtimes[key] = PluginRuntime(engine, module, builtin_registry(),
+                                              grants={"config": {}}, config=config,
+                                              limits=Limits())
         return runtimes[key]
 
     yield runtime_for

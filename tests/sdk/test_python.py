@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hosting import Upstream
 
 from component_fixtures import PYTHON_SOURCES, python_plugin
 from omnicore.app import OmniApp
@@ -52,11 +53,20 @@ def _app(root: Path, probe: Path, cache: Path, grants: object,
     return app
 
 
+#: Every capability the probe imports; http to loopback only.
+GRANTS = {"kv": {}, "config": {}, "tasks": {}, "events": {"publish": ["greeted", "ok.*"]},
+          "http": {"allow_hosts": ["http://127.0.0.1:*"], "allow_addresses": ["127.0.0.1/32"]}}
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    yield from Upstream().serve()
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, probe: Path, cache: Path
         ) -> Iterator[OmniApp]:
-    app = _app(tmp_path_factory.mktemp("py-app"), probe, cache,
-               {"kv": {}, "config": {}, "tasks": {}, "events": {"publish": ["greeted", "ok.*"]}},
+    app = _app(tmp_path_factory.mktemp("py-app"), probe, cache, GRANTS,
                config={"greeting": "Hi", "db": {"host": "h", "port": 5}},
                limits={"timeout_ms": 1000, "max_memory_bytes": 128 << 20})
     yield app
@@ -67,8 +77,9 @@ def test_the_build_reads_handlers_and_capabilities_from_the_source(probe: Path) 
     src = PYTHON_SOURCES / "python_probe"
     assert python.handler_names(src) == ["greet", "count", "store", "forget", "setting",
                                          "settings", "fail", "spin", "hog", "hog_once",
-                                         "noisy", "later", "announce"]
-    assert python.used_capabilities(src) == ["log", "config", "kv", "tasks", "events"]
+                                         "noisy", "later", "announce", "fetch"]
+    assert python.used_capabilities(src) == ["log", "config", "kv", "tasks", "events",
+                                             "http"]
     assert python.used_capabilities(PYTHON_SOURCES / "python_logonly") == ["log"]
     engine = SandboxEngine()
     try:
@@ -78,7 +89,7 @@ def test_the_build_reads_handlers_and_capabilities_from_the_source(probe: Path) 
     assert module.abi == "component"
     assert module.name == "pyprobe"
     assert module.manifest["version"] == "0.2.0"
-    assert module.requested == frozenset({"kv", "config", "log", "tasks", "events"})
+    assert module.requested == frozenset({"kv", "config", "log", "tasks", "events", "http"})
     assert module.handlers[:2] == ("greet", "count")
 
 
@@ -156,6 +167,23 @@ def test_events_are_published_only_on_granted_topics(app: OmniApp) -> None:
         "plugin.pyprobe.greeted", "plugin.pyprobe.ok.fine"]
 
 
+def test_http_reaches_the_granted_hosts_only(app: OmniApp, upstream: Upstream) -> None:
+    def fetch(**request: object) -> dict[str, object]:
+        out = app.plugins.call("pyprobe", "fetch", json.dumps(request).encode())
+        return dict(json.loads(out))
+
+    assert fetch(url=upstream.url + "/hi") == {"status": 200, "type": "text/plain",
+                                               "body": "hello /hi"}
+    assert fetch(method="POST", url=upstream.url + "/p", body="data") == {
+        "status": 201, "type": "text/plain", "body": "echo: data"}
+    assert upstream.seen[-1].headers["x-probe"] == "1"
+    denied = fetch(url="http://example.com/")
+    assert denied["error"] == "DENIED" and "example.com" in str(denied["detail"])
+    # The sibling path to a loopback address: a name the policy must resolve first.
+    assert fetch(url="http://localhost:1/")["error"] == "DENIED"
+    assert fetch(url="ftp://127.0.0.1/")["error"] in ("DENIED", "INVALID")
+
+
 def test_a_handler_exception_is_a_guest_error_and_the_plugin_keeps_serving(
         app: OmniApp) -> None:
     with pytest.raises(GuestError, match=r"handler 'fail' failed: ValueError: no such thing"):
@@ -193,12 +221,13 @@ def test_without_grants_it_waits_in_needs_grant_naming_them(
     try:
         info = app.plugins.get("pyprobe")
         assert info.state == "needs-grant"
-        assert "needs grant: omnicore:events, omnicore:kv, omnicore:tasks;" in (
-            info.last_error or "")
+        assert "needs grant: omnicore:events, omnicore:http, omnicore:kv, omnicore:tasks;" \
+            in (info.last_error or "")
         with pytest.raises(NeedsGrant, match="omnicore:kv"):
             app.plugins.call("pyprobe", "greet", b"x")
         app.plugins.grant("pyprobe", "kv")
         app.plugins.grant("pyprobe", "tasks")
+        app.plugins.grant("pyprobe", "http")
         with pytest.raises(NeedsGrant, match="needs grant: omnicore:events;"):
             app.plugins.call("pyprobe", "greet", b"x")
         app.plugins.grant("pyprobe", "events")
@@ -230,10 +259,11 @@ def test_omnicore_call_runs_it_with_grants_and_refuses_it_without(
     (tmp_path / "omnicore.yaml").write_text("name: cli\n")
     refused = _cli("call", probe, "greet", "--input", "Ada", cwd=tmp_path, cache=cache)
     assert refused.returncode != 0
-    assert "needs grant: omnicore:config, omnicore:events, omnicore:kv, omnicore:tasks" \
-        in refused.stderr
+    assert "needs grant: omnicore:config, omnicore:events, omnicore:http, omnicore:kv, " \
+        "omnicore:tasks" in refused.stderr
     assert refused.stdout == ""
-    grants = ("--grant", "kv", "--grant", "config", "--grant", "tasks", "--grant", "events")
+    grants = ("--grant", "kv", "--grant", "config", "--grant", "tasks", "--grant", "events",
+              "--grant", "http")
     done = _cli("call", probe, "count", *grants, "--app", tmp_path, cwd=tmp_path, cache=cache)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "1"

@@ -15,35 +15,77 @@ them out of the answer. The call's deadline bounds the whole exchange.
 from __future__ import annotations
 
 import json
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from omnicore.capabilities import guestjson
-from omnicore.egress import MAX_REQUEST_JSON, Client, Egress, Refused, Request, check_grant
-from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext
+from omnicore.egress import (
+    MAX_REQUEST_JSON,
+    Client,
+    Egress,
+    Refused,
+    Request,
+    Response,
+    check_grant,
+)
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    PluginContext,
+    WitFunction,
+)
 
 __all__ = ["CAPABILITY", "capability", "for_app"]
+
+
+def _exchange(client: Client, size: int, raw: Callable[[], bytes], body_size: int,
+              body: Callable[[], bytes], deadline: float) -> Response:
+    """Send the §4.7 request JSON ``raw()`` with ``body()``; Refused for any refusal or
+    failure. Sizes are checked before either is read."""
+    limit = client.policy.max_request_bytes
+    if size > MAX_REQUEST_JSON:
+        raise Refused("TOO_LARGE", f"request JSON is larger than {MAX_REQUEST_JSON} bytes")
+    if body_size > limit:
+        raise Refused("TOO_LARGE", f"body of {body_size} bytes exceeds max_request_bytes "
+                                   f"({limit})")
+    try:
+        req = guestjson.loads(raw())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused("INVALID", f"request is not JSON: {exc}") from None
+    return client.send(Request.from_json(req, body()), deadline)
 
 
 def _request(client: Client, mem: GuestMemory, rp: int, rl: int, bp: int, bl: int) -> int:
     mem.check(rp, rl, "request")
     mem.check(bp, bl, "body")
-    limit = client.policy.max_request_bytes
     try:
-        # Sizes first: checking them costs the host nothing, parsing does.
-        if rl > MAX_REQUEST_JSON:
-            raise Refused("TOO_LARGE", f"request JSON is larger than {MAX_REQUEST_JSON} bytes")
-        if bl > limit:
-            raise Refused("TOO_LARGE", f"body of {bl} bytes exceeds max_request_bytes ({limit})")
-        try:
-            req = guestjson.loads(mem.read(rp, rl, "request"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise Refused("INVALID", f"request is not JSON: {exc}") from None
-        resp = client.send(Request.from_json(req, mem.read(bp, bl, "body")), mem.deadline)
+        resp = _exchange(client, rl, lambda: mem.read(rp, rl, "request"), bl,
+                         lambda: mem.read(bp, bl, "body"), mem.deadline)
     except Refused as exc:
         return mem.alloc_result(f"{exc.status}: {exc}".encode(), error=True)
     head = json.dumps({"status": resp.status, "headers": resp.headers}, separators=(",", ":"),
                       ensure_ascii=False).encode()
     return mem.alloc_result(len(head).to_bytes(4, "little") + head + resp.body)
+
+
+# omnicore:plugin/http (sdk/wit/plugin.wit): the same exchange for components.
+_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+_SIGNATURE = ("func(request: string, body: list<u8>) -> result<record { status: u16, "
+              "headers: list<tuple<string, string>>, body: list<u8> }, record { code: "
+              f"{_ERROR}, message: string }}>")
+
+
+def _wit_request(client: Client, deadline: float, request: str, body: bytes
+                 ) -> dict[str, Any]:
+    data = request.encode("utf-8")
+    try:
+        resp = _exchange(client, len(data), lambda: data, len(body), lambda: body, deadline)
+    except Refused as exc:
+        code = exc.status.lower().replace("_", "-")
+        return {"err": {"code": code, "message": str(exc)}}
+    return {"ok": {"status": resp.status, "headers": [[k, v] for k, v in resp.headers.items()],
+                   "body": resp.body}}
 
 
 def capability(egress: Egress | None = None) -> Capability:
@@ -57,6 +99,7 @@ def capability(egress: Egress | None = None) -> Capability:
         name="http",
         description="outbound HTTP to the hosts in the grant and the app's connectors",
         functions=(HostFunction("request", ("ptr", "len", "ptr", "len"), ("i64",), _request),),
+        wit=(WitFunction("request", _SIGNATURE, _wit_request, timed=True),),
         bind=bind,
         check_grant=check_grant,
     )

@@ -87,12 +87,14 @@ class WitFunction:
 
     ``signature`` is the function's type as the host renders it (``func(key: string) ->
     option<string>``); a component importing the interface with any other type is refused
-    at load.
+    at load. A ``timed`` function is called ``impl(state, deadline, *args)`` with the
+    running call's deadline (``time.monotonic()`` seconds), for work that waits (HTTP).
     """
 
     name: str
     signature: str
     impl: Callable[..., Any]
+    timed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,11 @@ class Binding:
             return fn(*args)
         except Exception as exc:
             # componentize-py raises Err(value) for a WIT result's err side: here an
-            # ``error`` enum member whose name is the status code (QUOTA, TOO_LARGE...).
-            code = getattr(getattr(exc, "value", None), "name", None)
+            # ``error`` enum member whose name is the status code (QUOTA, TOO_LARGE...), or
+            # a ``failure`` record holding one and the host's message.
+            value = getattr(exc, "value", None)
+            detail = getattr(value, "message", "")
+            code = getattr(getattr(value, "code", value), "name", None)
             if not isinstance(code, str):
                 raise
-            raise HostError(code, f"{self._name}.{function}") from None
+            raise HostError(code, f"{self._name}.{function}", str(detail)) from None

@@ -11,7 +11,9 @@ CODES = ("NOT_FOUND", "DENIED", "INVALID", "QUOTA", "UNAVAILABLE", "TOO_LARGE")
 class HostError(Exception):
     """A host function refused: ``code`` is one of :data:`CODES` (``"QUOTA"``)."""
 
-    def __init__(self, code: str, call: str) -> None:
-        super().__init__(f"{call} failed: {code}")
+    def __init__(self, code: str, call: str, detail: str = "") -> None:
+        super().__init__(f"{call} failed: {code}" + (f": {detail}" if detail else ""))
         self.code = code
         self.call = call
+        #: The host's words, when it gave any (http: why the request was refused).
+        self.detail = detail

@@ -11,7 +11,8 @@
 It stands in for the host's capabilities: an in-memory kv (``host.kv``), the config given,
 the log lines written (``host.logs``: ``(level, message)``), the tasks enqueued
 (``host.tasks``) and the events published (``host.events``); it runs no task and delivers
-no event. Handlers are called with
+no event. HTTP answers only the URLs given (``http={url: (status, body)}``); any other is
+refused as ``DENIED``. Handlers are called with
 :meth:`TestHost.call`, the same dispatch the component uses.
 """
 
@@ -134,13 +135,31 @@ class _Events:
         self._host.events.append((topic, bytes(payload)))
 
 
+class _Answer:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status, self.headers, self.body = status, [], body
+
+
+class _Http:
+    def __init__(self, routes: Mapping[str, tuple[int, bytes]]) -> None:
+        self._routes = routes
+
+    def request(self, request: str, body: bytes) -> _Answer:
+        url = json.loads(request).get("url", "")
+        if url not in self._routes:
+            raise _Refused("DENIED")
+        status, answer = self._routes[url]
+        return _Answer(status, answer)
+
+
 class TestHost:
     """Stand-ins for the host while it is entered (a context manager)."""
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, config: Mapping[str, Any] | None = None,
-                 kv: Mapping[str, bytes] | None = None) -> None:
+                 kv: Mapping[str, bytes] | None = None,
+                 http: Mapping[str, tuple[int, bytes]] | None = None) -> None:
         self.kv: dict[str, bytes] = dict(kv or {})
         self.logs: list[tuple[str, str]] = []
         #: ``(handler, payload, delay_ms)`` of each task enqueued; the id is index + 1.
@@ -149,7 +168,7 @@ class TestHost:
         self.events: list[tuple[str, bytes]] = []
         self._stand_ins: dict[str, Any] = {
             "log": _Log(self), "config": _Config(dict(config or {})), "kv": _KV(self.kv),
-            "tasks": _Tasks(self), "events": _Events(self)}
+            "tasks": _Tasks(self), "events": _Events(self), "http": _Http(dict(http or {}))}
 
     def __enter__(self) -> TestHost:
         STAND_INS.update(self._stand_ins)

@@ -2,7 +2,7 @@
 
 import json
 
-from omnicore_plugin import HostError, config, events, handler, json_handler, kv, log, tasks
+from omnicore_plugin import HostError, config, events, handler, http, json_handler, kv, log, tasks
 
 
 @handler
@@ -94,3 +94,14 @@ def announce(topic):
     except HostError as exc:
         return {"error": exc.code}
     return {"published": topic}
+
+
+@json_handler
+def fetch(request):
+    # http: the answer, or the code and reason of a refusal.
+    try:
+        resp = http.request(request.get("method", "GET"), request["url"],
+                            body=request.get("body", ""), headers={"x-probe": "1"})
+    except HostError as exc:
+        return {"error": exc.code, "detail": exc.detail}
+    return {"status": resp.status, "type": resp.headers.get("content-type"), "body": resp.text}

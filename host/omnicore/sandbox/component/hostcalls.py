@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import math
 import re
+import threading
 from ctypes import CFUNCTYPE, c_void_p, create_string_buffer
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +31,7 @@ from omnicore.errors import InvalidModule
 from omnicore.sandbox.capability import CapabilityRegistry, WitFunction
 from omnicore.sandbox.component.values import Codec, Unsupported, codec_for, lift_bytes
 
-__all__ = ["HANDLER_CALL", "PACKAGE", "capability_of", "define", "handler_export",
+__all__ = ["HANDLER_CALL", "PACKAGE", "capability_of", "define", "enter", "handler_export",
            "requested"]
 
 #: The WIT package of omnicore's interfaces, and the major version this host speaks.
@@ -66,6 +68,15 @@ def handler_export(component: cm.Component, engine: wasmtime.Engine) -> str | No
     return None
 
 
+_CALL = threading.local()
+
+
+def enter(deadline: float) -> None:
+    """Set the deadline (``time.monotonic()``) of the component call this thread makes next:
+    timed host functions are bounded by it (wasmtime calls them on the caller's thread)."""
+    _CALL.deadline = deadline
+
+
 @dataclass(frozen=True, slots=True)
 class _Bound:
     """One linked host function: what the C callback needs to run it."""
@@ -75,6 +86,7 @@ class _Bound:
     state: Any
     params: tuple[Codec, ...]
     result: Codec | None
+    timed: bool
 
 
 _BOUND: dict[int, _Bound] = {}
@@ -138,7 +150,7 @@ def _bind(functions: dict[str, WitFunction], fty: cm.FuncType, iface: str, fname
         raise InvalidModule(f"plugin {plugin!r} imports {iface}#{fname} as {sig}, and the "
                             f"host's is {wit.signature}; rebuild against sdk/wit/plugin.wit",
                             plugin=plugin)
-    return _Bound(f"{iface}#{fname}", wit.impl, state, params, result)
+    return _Bound(f"{iface}#{fname}", wit.impl, state, params, result, wit.timed)
 
 
 def _add_func(inst: cm.LinkerInstance, name: str, entry: _Bound) -> None:
@@ -162,6 +174,8 @@ def _callback(env: int, _context: Any, _ty: Any, args: Any, nargs: int, results:
     entry = _BOUND[env or 0]
     try:
         values = [_lift(codec, args[i]) for i, codec in enumerate(entry.params)]
+        if entry.timed:
+            values.insert(0, getattr(_CALL, "deadline", math.inf))
         answer = entry.impl(entry.state, *values)
         if entry.result is not None:
             entry.result.lower(answer, results[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Mapping
 from ctypes import byref
 from pathlib import Path
@@ -36,7 +37,13 @@ from omnicore.errors import (
 )
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.compiled import ComponentModule
-from omnicore.sandbox.component.hostcalls import HANDLER_CALL, PACKAGE, capability_of, define
+from omnicore.sandbox.component.hostcalls import (
+    HANDLER_CALL,
+    PACKAGE,
+    capability_of,
+    define,
+    enter,
+)
 from omnicore.sandbox.component.output import ComponentOutput
 from omnicore.sandbox.component.values import WrongValue, delete, lift_bytes
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
@@ -345,6 +352,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 store.set_fuel(self._fuel)
             start = self.engine.epoch
             mark = self.log.written
+            enter(time.monotonic() + self.limits.timeout_ms / 1000)
             error = ffi.wasmtime_component_func_call(
                 byref(func._func), store._context(), params, n,
                 byref(result) if has_result else None, 1 if has_result else 0)
