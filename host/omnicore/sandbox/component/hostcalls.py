@@ -188,6 +188,9 @@ def _callback(env: int, _context: Any, _ty: Any, args: Any, nargs: int, results:
 
 @CFUNCTYPE(None, c_void_p)  # type: ignore[untyped-decorator]
 def _finalize(env: int | None) -> None:
-    # wasmtime drops the linker's definitions (a runtime's closing): forget the binding.
-    _BOUND.pop(env or 0, None)
+    # wasmtime drops the linker's definitions (a runtime's closing): forget the binding. At
+    # interpreter exit the dict may be gone already; nothing is left to forget then.
+    bound = _BOUND
+    if bound is not None:
+        bound.pop(env or 0, None)
 
