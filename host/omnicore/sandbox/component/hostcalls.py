@@ -29,7 +29,8 @@ from wasmtime import component as cm
 
 from omnicore.errors import InvalidModule
 from omnicore.sandbox.capability import CapabilityRegistry, WitFunction
-from omnicore.sandbox.component.values import Codec, Unsupported, codec_for, lift_bytes
+from omnicore.sandbox.component.values import Codec, lift_bytes
+from omnicore.sandbox.component.world import read_function
 
 __all__ = ["HANDLER_CALL", "PACKAGE", "capability_of", "define", "enter", "handler_export",
            "requested"]
@@ -93,16 +94,6 @@ _BOUND: dict[int, _Bound] = {}
 _NEXT = itertools.count(1)
 
 
-def _signature(fty: cm.FuncType) -> tuple[str, tuple[Codec, ...], Codec | None]:
-    params = tuple((p, codec_for(t)) for p, t in fty.params)
-    rty = fty.result
-    result = codec_for(rty) if rty is not None else None
-    sig = "func(" + ", ".join(f"{p}: {c.wit}" for p, c in params) + ")"
-    if result is not None:
-        sig += f" -> {result.wit}"
-    return sig, tuple(c for _, c in params), result
-
-
 def define(linker: cm.Linker, component: cm.Component, engine: wasmtime.Engine,
            registry: CapabilityRegistry, states: dict[str, Any], plugin: str) -> None:
     """Link the ``omnicore:plugin`` interfaces ``component`` imports, each capability's
@@ -142,15 +133,13 @@ def _bind(functions: dict[str, WitFunction], fty: cm.FuncType, iface: str, fname
         raise InvalidModule(f"plugin {plugin!r} imports {iface}#{fname}, which the host's "
                             f"{iface} does not have (it has {', '.join(functions)}); "
                             "rebuild against sdk/wit/plugin.wit", plugin=plugin)
-    try:
-        sig, params, result = _signature(fty)
-    except Unsupported as exc:
-        sig, params, result = f"func(...) with {exc}", (), None
-    if sig != wit.signature:
-        raise InvalidModule(f"plugin {plugin!r} imports {iface}#{fname} as {sig}, and the "
-                            f"host's is {wit.signature}; rebuild against sdk/wit/plugin.wit",
-                            plugin=plugin)
-    return _Bound(f"{iface}#{fname}", wit.impl, state, params, result, wit.timed)
+    fn = read_function(fname, (iface, fname), fty)
+    if fn.signature != wit.signature:
+        raise InvalidModule(f"plugin {plugin!r} imports {iface}#{fname} as {fn.signature}, "
+                            f"and the host's is {wit.signature}; rebuild against "
+                            "sdk/wit/plugin.wit", plugin=plugin)
+    return _Bound(f"{iface}#{fname}", wit.impl, state, tuple(c for _, c in fn.params),
+                  fn.result, wit.timed)
 
 
 def _add_func(inst: cm.LinkerInstance, name: str, entry: _Bound) -> None:

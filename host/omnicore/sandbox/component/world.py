@@ -15,7 +15,7 @@ from wasmtime import component as cm
 
 from omnicore.sandbox.component.values import Codec, Unsupported, codec_for
 
-__all__ = ["Function", "World", "read_world", "wasi_interface_supplied"]
+__all__ = ["Function", "World", "read_function", "read_world", "wasi_interface_supplied"]
 
 #: The WASI 0.2 packages ``Linker.add_wasip2`` supplies. wasi:filesystem and wasi:sockets
 #: are among them but reach nothing: no directory is preopened and every socket address is
@@ -54,7 +54,9 @@ class World:
     lines: tuple[str, ...]
 
 
-def _function(name: str, path: tuple[str, ...], fty: cm.FuncType) -> Function:
+def read_function(name: str, path: tuple[str, ...], fty: cm.FuncType) -> Function:
+    """The function ``name`` of type ``fty``: its codecs and signature (``unsupported`` says
+    why JSON cannot carry it, if so)."""
     try:
         params = tuple((pname, codec_for(t)) for pname, t in fty.params)
         rty = fty.result
@@ -80,7 +82,7 @@ def read_world(component: cm.Component, engine: wasmtime.Engine) -> World:
     for name, ext in ctype.exports(engine).items():
         item = _item(ext)
         if isinstance(item, cm.FuncType):
-            fn = _function(name, (name,), item)
+            fn = read_function(name, (name,), item)
             functions[name] = fn
             lines.append(f"export {name}: {fn.signature};")
         elif isinstance(item, cm.ComponentInstanceType):
@@ -88,7 +90,7 @@ def read_world(component: cm.Component, engine: wasmtime.Engine) -> World:
             for fname, fext in item.exports(engine).items():
                 fitem = _item(fext)
                 if isinstance(fitem, cm.FuncType):
-                    fn = _function(f"{name}#{fname}", (name, fname), fitem)
+                    fn = read_function(f"{name}#{fname}", (name, fname), fitem)
                     functions[fn.name] = fn
                     lines.append(f"  {fname}: {fn.signature};")
                 else:
