@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from host_fixtures import echo_wasm
 from hosting import Upstream
 
 from component_fixtures import PYTHON_SOURCES, python_plugin
@@ -232,6 +233,28 @@ def test_without_grants_it_waits_in_needs_grant_naming_them(
             app.plugins.call("pyprobe", "greet", b"x")
         app.plugins.grant("pyprobe", "events")
         assert app.plugins.call("pyprobe", "greet", b"x") == b"Hello, x!"
+    finally:
+        app.stop()
+
+
+def test_a_component_in_the_folder_is_compiled_once_into_the_cache(tmp_path: Path,
+                                                                  probe: Path) -> None:
+    # Components have no baseline (Winch) tier: compiled by the baseline engine (which keeps
+    # no cache) it was served uncached, compiled again in the background, and on a host
+    # stopped before that, compiled twice again at every start (the demo: 38 s each time).
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "pyprobe.wasm").write_bytes(probe.read_bytes())
+    (tmp_path / "plugins" / "echo.wasm").write_bytes(echo_wasm())  # a folder of several
+    (tmp_path / "omnicore.yaml").write_text(
+        "name: once\nplugins_dir: plugins\nplugins:\n  pyprobe:\n    grants: "
+        + json.dumps(sorted(GRANTS)) + "\n")
+    app = OmniApp(config_path=tmp_path / "omnicore.yaml", environ={}, entry_points=False)
+    app.start()
+    try:
+        entry = app.plugins._entries.require("pyprobe")
+        assert entry.state == "loaded"
+        assert not app.plugins._linker._tiers.is_baseline(entry.module)
+        assert len(list(tmp_path.rglob("*.component.cwasm"))) == 1
     finally:
         app.stop()
 

@@ -37,6 +37,7 @@ from omnicore.sandbox.capability import (
     DeferredCapability,
     ManifestCheck,
 )
+from omnicore.sandbox.component import is_component
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
@@ -184,7 +185,11 @@ class Linker:
         # Cranelift later (plugins.tiers).
         main = self.engine_for(False)
         baseline = self.baseline_engine()
-        if baseline is None or main.is_cached(hashlib.sha256(path.read_bytes()).hexdigest()):
+        wasm = path.read_bytes()
+        # A component has no baseline tier (its engine is Cranelift's, and the baseline
+        # engine keeps no cache): compiled there it would be compiled twice on every start.
+        if baseline is None or is_component(wasm) or \
+                main.is_cached(hashlib.sha256(wasm).hexdigest()):
             return PluginModule.load(main, path)
         return self._tiers.mark(PluginModule.load(baseline, path))
 
