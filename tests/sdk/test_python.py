@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from host_fixtures import echo_wasm
 from hosting import Upstream
 
 from component_fixtures import PYTHON_SOURCES, python_plugin
+from host_fixtures import echo_wasm
 from omnicore.app import OmniApp
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import BuildError, DeadlineExceeded, GuestError, NeedsGrant, Trap
