@@ -13,6 +13,10 @@ _SKIP = shutil.ignore_patterns("target", "node_modules", "__pycache__", "*.wasm"
 
 class BuildPyWithSdk(build_py):  # type: ignore[misc]
     def run(self) -> None:
+        if not self.editable_mode:
+            # setuptools reuses build/lib: a module deleted or renamed since the last build
+            # would still be copied into the wheel beside the new one.
+            shutil.rmtree(Path(self.build_lib) / "omnicore", ignore_errors=True)
         super().run()
         src = Path(__file__).parent / "sdk"
         if not self.editable_mode and src.is_dir():
