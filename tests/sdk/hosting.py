@@ -40,6 +40,7 @@ from omnicore.sandbox import (
     PluginRuntime,
     SandboxEngine,
 )
+from omnicore.sandbox.capability import DeferredCapability
 from omnicore.storage import SQLiteStorage, Task
 
 __all__ = ["CONNECTOR_TOKEN", "SECRET", "HostedProbe", "Upstream", "call_text", "probe_grants",
@@ -154,7 +155,8 @@ class HostedProbe:
         self.app.secrets.set("token", SECRET)
         self.app.secrets.set("api_token", CONNECTOR_TOKEN.encode())
         self.calls: Counter[str] = Counter()
-        caps = [_counted(c, self.calls) for c in self.app.extensions.capabilities()]
+        caps = [_counted(c.load() if isinstance(c, DeferredCapability) else c, self.calls)
+                for c in self.app.extensions.capabilities()]
         # Tests make a handler fail on purpose, again and again: no breaker in the way.
         self.host = PluginHost(engine=engine, capabilities=lambda: caps,
                                events=self.app.events.publish, failure_threshold=1 << 30)
