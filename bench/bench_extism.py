@@ -21,17 +21,18 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import extism
 import urllib3
 
-import extism
 from omnicore.extism import host_fn
 from omnicore.plugins.host import PluginHost
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "extism"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import machine, measure
-from extism_fixtures import pdk_plugin, wat_plugin
-from extism_loopback import loopback_server
+
+from tests.extism.extism_fixtures import pdk_plugin, wat_plugin
+from tests.extism.extism_loopback import loopback_server
 
 
 @extism.host_fn(name="shout")

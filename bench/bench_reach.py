@@ -36,10 +36,10 @@ from omnicore.app import OmniApp
 from omnicore.sandbox import wasmbin
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "capabilities"))
-from test_http import HTTP_WAT  # noqa: E402 - the tests' guests, so both measure one thing
-from test_memory import MEMORY_WAT  # noqa: E402
-from test_vectors import VECTORS_WAT  # noqa: E402
+sys.path.insert(0, str(ROOT))  # the tests package: its guests, so both measure one thing
+from tests.capabilities.test_http import HTTP_WAT  # noqa: E402
+from tests.capabilities.test_memory import MEMORY_WAT  # noqa: E402
+from tests.capabilities.test_vectors import VECTORS_WAT  # noqa: E402
 
 WORDS = [f"w{i}" for i in range(5000)]
 

@@ -37,12 +37,12 @@ from typing import Any
 from _measure import machine, measure, render
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the tests package (tests/pgcluster.py)
 
 from omnicore.app import OmniApp  # noqa: E402
 from omnicore.storage import Storage, TaskSpec, open_storage  # noqa: E402
 from omnicore.toolchains import build  # noqa: E402
-from pgcluster import Cluster  # noqa: E402
+from tests.pgcluster import Cluster  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

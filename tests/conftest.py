@@ -13,7 +13,7 @@ from omnicore.core.lifecycle import State
 
 # The wasm fixtures (`wat`, `engine`, `registry`, `make`, `echo`) for every area that runs
 # plugins.
-pytest_plugins = ["sandbox_fixtures"]
+pytest_plugins = ["tests.sandbox_fixtures"]
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +105,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
 def pg_cluster() -> Iterator[Any]:
     """One private PostgreSQL cluster for the session (tests/pgcluster.py); each test that
     needs a database makes its own with ``pg_cluster.database(name)``."""
-    from pgcluster import Cluster
+    from tests.pgcluster import Cluster
 
     cluster = Cluster.start()
     yield cluster

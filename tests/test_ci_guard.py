@@ -29,16 +29,18 @@ CASES = {
 
 def run_case(tmp_path: Path, name: str, ci: bool) -> subprocess.CompletedProcess[str]:
     here = Path(__file__).parent
-    shutil.copy(here / "conftest.py", tmp_path / "conftest.py")
-    shutil.copy(here / "sandbox_fixtures.py", tmp_path / "sandbox_fixtures.py")
+    tests = tmp_path / "tests"   # a package, as ours is: its conftest loads tests.sandbox_fixtures
+    tests.mkdir()
+    for helper in ("__init__.py", "conftest.py", "sandbox_fixtures.py"):
+        shutil.copy(here / helper, tests / helper)
     shutil.copy(here.parent / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / name).write_text(CASES[name])
+    (tests / name).write_text(CASES[name])
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     if ci:
         env["CI"] = "true"
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "--rootdir", str(tmp_path), "-c", str(tmp_path / "pyproject.toml"),
-                           str(tmp_path / name)], cwd=tmp_path, env=env, capture_output=True,
+                           str(tests / name)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
 
 

@@ -20,10 +20,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import wasmtime
-from tests.egress.echo import leaks
 
 from omnicore.app import OmniApp
 from omnicore.errors import ConfigError, DeadlineExceeded, GuestError
+from tests.egress.echo import leaks
 
 HTTP_WAT = r"""
 (module

@@ -25,10 +25,10 @@ from urllib.parse import quote
 
 import pytest
 import wasmtime
-from tests.egress.echo import leaks
 
 from omnicore.app import OmniApp
 from omnicore.errors import GuestError
+from tests.egress.echo import leaks
 
 SECRET = "sk_live_4f9b2c7e1d8a6053"
 

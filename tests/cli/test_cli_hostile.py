@@ -10,7 +10,7 @@ from pathlib import Path
 
 import wasmtime
 
-from sandbox_fixtures import compile_wat
+from tests.sandbox_fixtures import compile_wat
 
 OMNICORE = Path(sys.executable).parent / "omnicore"
 

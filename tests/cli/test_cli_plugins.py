@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from host_fixtures import config_wasm, echo_wasm, write
 from omnicore.cli import main
+from tests.host_fixtures import config_wasm, echo_wasm, write
 
 OMNICORE = Path(sys.executable).parent / "omnicore"
 

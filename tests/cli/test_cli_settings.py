@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from host_fixtures import config_wasm
 from omnicore.cli.remote import Remote, RemoteError, find_running
 from omnicore.storage import SQLiteStorage
+from tests.host_fixtures import config_wasm
 
 #: The host polls the change sequence every second; slack for a loaded 2-core machine.
 APPLIED_WITHIN_S = 1.0 + 1.5

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.cluster.test_scaleout import Host, until
 
-from host_fixtures import config_wasm
 from omnicore.cli.remote import Remote, RemoteError, find_running
 from omnicore.storage.postgres import PostgresStorage
+from tests.cluster.test_scaleout import Host, until
+from tests.host_fixtures import config_wasm
 
 #: The bound under test (~2 s), plus slack for a loaded 2-core machine.
 APPLIED_WITHIN_S = 2.0 + 1.5

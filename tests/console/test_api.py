@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
+
 from tests.console.conftest import Host
 
 

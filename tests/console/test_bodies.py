@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+
 from tests.console.conftest import Host, push
 
 MB = 1 << 20

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from tests.console.conftest import Host
 
 from omnicore.cli import main
+from tests.console.conftest import Host
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

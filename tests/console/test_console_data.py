@@ -4,10 +4,10 @@ admin-only drop and forget, against the app's real stores (SQLite files, hnswlib
 from __future__ import annotations
 
 import httpx
-from tests.console.conftest import Host
-from tests.console.test_api import error_of
 
 from omnicore.storage.vectors import EXACT_BELOW
+from tests.console.conftest import Host
+from tests.console.test_api import error_of
 
 
 def seed_vectors(host: Host) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.console.conftest import Host, start_host
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from omnicore.errors import ConfigError
 from omnicore.storage.sqlite.users import SQLiteUsers
+from tests.console.conftest import Host, start_host
 
 
 def test_healthz_answers_while_plugins_still_load(tmp_path: Path,

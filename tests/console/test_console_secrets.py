@@ -10,6 +10,7 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
+
 from tests.console.conftest import Host
 from tests.console.test_api import error_of
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.console.conftest import ROOT
 
 HOST = r"""

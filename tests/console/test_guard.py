@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
+
 from tests.console.conftest import PASSWORD, Host
 
 EVIL = "http://evil.example"

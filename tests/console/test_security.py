@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.console.conftest import PASSWORD, Host
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from omnicore.errors import ModuleError
+from tests.console.conftest import PASSWORD, Host
 
 XSS = "<script>alert(1)</script>"
 

@@ -8,9 +8,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from tests.console.conftest import PASSWORD, Host
 
 from omnicore.console.throttle import LoginThrottle
+from tests.console.conftest import PASSWORD, Host
 
 
 def guess(host: Host, name: str, password: str, ready: threading.Barrier | None = None) -> int:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import omnicore
-from pysource import parse
+from tests.pysource import parse
 
 PKG = Path(omnicore.__file__).parent
 SPEC = Path(__file__).parents[2] / "specs" / "host.md"

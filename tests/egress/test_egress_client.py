@@ -11,10 +11,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tests.egress.echo import ALL, Echo, leaks
 
 from omnicore import OmniApp
 from omnicore.egress import Client, Egress, Refused, Request, SecretMissing, SecretRef
+from tests.egress.echo import ALL, Echo, leaks
 
 TOKEN = "tok/en+4f9b~2c7e=1d8a>>?"
 EXTRA = "extra/secret+value=42"

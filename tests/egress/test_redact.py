@@ -12,10 +12,10 @@ from urllib.parse import quote
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.egress.echo import ALL, ENCODINGS, JSON_ENCODINGS, leaks
 
 from omnicore.egress import Redactor
 from omnicore.egress.redact import MARK
+from tests.egress.echo import ALL, ENCODINGS, JSON_ENCODINGS, leaks
 
 TOKEN = "tok/en+4f9b~2c7e=1d8a>>?"
 

@@ -4,10 +4,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from extism_fixtures import pdk_plugin
-from extism_loopback import loopback_server
 
 from omnicore.plugins.host import PluginHost
+from tests.extism.extism_fixtures import pdk_plugin
+from tests.extism.extism_loopback import loopback_server
 
 
 @pytest.fixture(scope="session")

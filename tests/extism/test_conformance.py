@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-from extism_fixtures import wat_plugin
-
 import extism
+import pytest
+
 from omnicore import errors
 from omnicore.extism import host_fn
 from omnicore.plugins.host import PluginHost
+from tests.extism.extism_fixtures import wat_plugin
 
 TABLE = json.loads((Path(__file__).parents[1] / "conformance" / "extism_cases.json").read_text())
 CASES = TABLE["cases"]

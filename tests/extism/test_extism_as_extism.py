@@ -14,15 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import extism
 import pytest
 import wasmtime
-from extism_fixtures import wat_plugin
 
-import extism
 from omnicore import errors
 from omnicore.extism import host_fn
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import PluginModule
+from tests.extism.extism_fixtures import wat_plugin
 
 OMNICORE = [sys.executable, "-m", "omnicore.cli"]
 U64_0 = (0).to_bytes(8, "little")

@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from extism_fixtures import c_plugin, wat_plugin
-
 import extism
+import pytest
+
 from omnicore import errors
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox.wasi_fs import MAX_OPEN
+from tests.extism.extism_fixtures import c_plugin, wat_plugin
 
 Outcome = bytes | Exception
 

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from extism_loopback import loopback_server
 
 from omnicore.errors import ConfigError, DeadlineExceeded, PluginError, Trap
 from omnicore.extism import host_fn
 from omnicore.plugins.host import PluginHost
+from tests.extism.extism_loopback import loopback_server
 
 
 @host_fn(name="shout")

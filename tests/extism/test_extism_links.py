@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from extism_fixtures import wat_plugin
-
 import extism
+import pytest
+
 from omnicore import errors
 from omnicore.plugins.host import PluginHost
+from tests.extism.extism_fixtures import wat_plugin
 
 OMNICORE = [sys.executable, "-m", "omnicore.cli"]
 USER = "extism:host/user"
@@ -295,7 +295,7 @@ def test_a_matching_hash_links(host: PluginHost, tmp_path: Path) -> None:
 
 
 def test_a_native_plugin_cannot_take_links(host: PluginHost, tmp_path: Path) -> None:
-    from sandbox_fixtures import compile_wat
+    from tests.sandbox_fixtures import compile_wat
 
     (tmp_path / "n.wasm").write_bytes(compile_wat("echo"))
     drop(tmp_path, math="link_math")

@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import extism
 import pytest
 import wasmtime
-from extism_fixtures import wat_plugin
 
-import extism
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import (
     ConfigError,
@@ -25,6 +24,7 @@ from omnicore.errors import (
 from omnicore.extism import ExtismRuntime, host_fn
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import PluginModule, SandboxEngine
+from tests.extism.extism_fixtures import wat_plugin
 
 OMNICORE = [sys.executable, "-m", "omnicore.cli"]
 

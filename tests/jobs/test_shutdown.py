@@ -35,7 +35,7 @@ from omnicore.sandbox import (
     wasmbin,
 )
 from omnicore.storage import SQLiteStorage, TaskSpec
-from sandbox_fixtures import compile_wat, wait_for
+from tests.sandbox_fixtures import compile_wat, wait_for
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "host_job_spin.wat"
 HANDLERS = ("spin", "spin_host")

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from mcp_fixtures import Host, http_session, stdio_session, text_of, wasm
+
+from tests.mcp.mcp_fixtures import Host, http_session, stdio_session, text_of, wasm
 
 
 class _Counter(BaseHTTPRequestHandler):
@@ -83,7 +84,7 @@ def test_without_the_grant_a_tool_cannot_reach_loopback(
 
 
 def test_over_stdio_too(tmp_path: Path, loopback: tuple[int, list[str]]) -> None:
-    from mcp_fixtures import make_app
+    from tests.mcp.mcp_fixtures import make_app
 
     port, hits = loopback
     app = make_app(tmp_path / "app", ["nogrant/fetch"],

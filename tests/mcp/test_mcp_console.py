@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mcp_fixtures import PASSWORD, Host, Inbox, http_session
+
+from tests.mcp.mcp_fixtures import PASSWORD, Host, Inbox, http_session
 
 API = "/api/v1/plugins/tools/mcp"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from mcp_fixtures import TOOLS_MANIFEST, Host, Inbox, http_session, text_of, wasm
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from omnicore.mcp.tools import tool_name
+from tests.mcp.mcp_fixtures import TOOLS_MANIFEST, Host, Inbox, http_session, text_of, wasm
 
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
               "params": {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {},
@@ -165,9 +165,8 @@ def test_the_2026_revision_lists_calls_and_listens_for_changes(host: Host) -> No
     # The SDK's Client in "auto" mode discovers 2026-07-28: no initialize handshake, every
     # request carries its own envelope, changes arrive on a subscriptions/listen stream.
     import httpx2
-    from mcp.client.streamable_http import streamable_http_client
-
     from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
 
     async def main(token: str) -> None:
         async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as hc, \

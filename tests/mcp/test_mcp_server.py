@@ -8,10 +8,10 @@ from pathlib import Path
 import anyio
 import mcp_types as types
 from mcp.client.session import ClientSession
-from mcp_fixtures import TOOLS_MANIFEST, Inbox, wasm
 
 from omnicore import OmniApp
 from omnicore.mcp import ToolServer
+from tests.mcp.mcp_fixtures import TOOLS_MANIFEST, Inbox, wasm
 
 
 def test_a_client_is_told_of_changes_while_connected_and_forgotten_after(

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_fixtures import SCHEMA, TOOLS_MANIFEST, wasm
 
 from omnicore.errors import ConfigError
 from omnicore.mcp.tools import Exposure, tools_of
 from omnicore.plugins.host import PluginHost
 from omnicore.plugins.sidecar import read_sidecar
+from tests.mcp.mcp_fixtures import SCHEMA, TOOLS_MANIFEST, wasm
 
 
 @pytest.fixture

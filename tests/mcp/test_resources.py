@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from mcp.shared.exceptions import MCPError
-from mcp_fixtures import TOOLS_MANIFEST, Host, http_session, wasm
 from mcp_types import TextResourceContents
+
+from tests.mcp.mcp_fixtures import TOOLS_MANIFEST, Host, http_session, wasm
 
 
 def _host(root: Path, resources: bool, sidecar: str | None = None) -> Host:

@@ -10,10 +10,18 @@ import sys
 import time
 from pathlib import Path
 
-from mcp_fixtures import SCHEMA, TOOLS_MANIFEST, Inbox, make_app, stdio_session, text_of, wasm
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from sandbox_fixtures import compile_wat
+from tests.mcp.mcp_fixtures import (
+    SCHEMA,
+    TOOLS_MANIFEST,
+    Inbox,
+    make_app,
+    stdio_session,
+    text_of,
+    wasm,
+)
+from tests.sandbox_fixtures import compile_wat
 
 EXPOSED = ["tools/echo", "tools/trap", "tools/spin", "tools/fail", "tools/plain"]
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from component_fixtures import js_component, wat_component
-from host_fixtures import echo_wasm, write
 from omnicore.app import OmniApp
 from omnicore.errors import DeadlineExceeded, HandlerNotFound, InvalidInput, Trap
 from omnicore.plugins.host import PluginHost
+from tests.component_fixtures import js_component, wat_component
+from tests.host_fixtures import echo_wasm, write
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 import wasmtime
 
-from host_fixtures import FIXTURES, echo_wasm, write
 from omnicore.errors import PluginCallError, PluginError
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import Limits
+from tests.host_fixtures import FIXTURES, echo_wasm, write
 
 LOADED = {"echo", "grow_bomb", "loop", "outputs", "recursion", "unreachable", "wasi"}
 NEEDS_GRANT = {"bad_pointers", "config", "ungranted"}

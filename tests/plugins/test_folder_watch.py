@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from host_fixtures import config_wasm, echo_wasm, write
 from omnicore.core.events import Event
 from omnicore.errors import GuestError, PluginError, PluginNotFound
 from omnicore.plugins.events import PluginFailed, PluginReloaded
 from omnicore.plugins.folder import PluginFolder
 from omnicore.plugins.host import PluginHost
+from tests.host_fixtures import config_wasm, echo_wasm, write
 
 
 def eventually(check: Callable[[], bool], timeout: float = 5.0) -> float:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from host_fixtures import config_wasm, write
 from omnicore.errors import ConfigError, NeedsGrant, PluginError
 from omnicore.plugins.host import PluginHost
 from omnicore.plugins.sidecar import read_sidecar, write_grants
+from tests.host_fixtures import config_wasm, write
 
 
 def wasm(tmp_path: Path, name: str = "conf") -> Path:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from host_fixtures import config_wasm, echo_wasm, write
 from omnicore.core.events import Event
 from omnicore.errors import (
     CircuitOpen,
@@ -36,6 +35,7 @@ from omnicore.plugins.events import (
 )
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import Limits
+from tests.host_fixtures import config_wasm, echo_wasm, write
 
 
 @pytest.fixture

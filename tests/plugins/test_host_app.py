@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from host_fixtures import config_wasm, echo_wasm, write
 from omnicore.app import OmniApp
 from omnicore.core.events import Event
 from omnicore.errors import CircuitOpen, PluginError, Trap
 from omnicore.modules.health import HealthStatus
 from omnicore.plugins.events import PluginCircuitChanged, PluginFailed, PluginLoaded, PluginReloaded
 from omnicore.plugins.host import PluginHost
+from tests.host_fixtures import config_wasm, echo_wasm, write
 
 
 def eventually(check: Callable[[], bool], timeout: float = 5.0) -> float:

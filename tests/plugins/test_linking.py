@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from host_fixtures import echo_wasm, write
 from omnicore.app import OmniApp
 from omnicore.capabilities.builtin import builtin_capabilities
 from omnicore.errors import ConfigError, PluginLoadError
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import Capability
 from omnicore.sandbox.wasmbin import set_custom_section
+from tests.host_fixtures import echo_wasm, write
 
 
 def check_webhooks(plugin: str, manifest: Mapping[str, Any], handlers: Sequence[str]) -> None:

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from host_fixtures import config_wasm, write
 from omnicore.app import OmniApp
 from omnicore.errors import ConfigError, NeedsGrant, PluginError
 from omnicore.plugins.operator import overlay
 from omnicore.plugins.sidecar import Sidecar
 from omnicore.storage import SQLiteStorage
 from omnicore.storage.settings_rows import PluginSettingsRows
+from tests.host_fixtures import config_wasm, write
 
 #: The poll period of the change sequence (1 s) plus slack for a loaded machine.
 FOLLOWED_WITHIN_S = 1.0 + 1.5

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from host_fixtures import config_wasm, echo_wasm, write
 from omnicore.errors import ConfigError, UnsupportedAbiVersion
 from omnicore.plugins import runtimes
 from omnicore.plugins.host import PluginHost
 from omnicore.plugins.runtimes import RUNTIMES, Link, Runtime, RuntimeKind, kind_of
 from omnicore.plugins.sidecar import Sidecar
 from omnicore.sandbox import PluginModule, SandboxEngine
+from tests.host_fixtures import config_wasm, echo_wasm, write
 
 KERNEL_WAT = Path(__file__).parents[1] / "extism" / "plugins" / "kernel.wat"
 

@@ -33,7 +33,7 @@ from omnicore.sandbox import (
     SandboxEngine,
     wasmbin,
 )
-from sandbox_fixtures import DEADLINE_ALLOWANCE_S
+from tests.sandbox_fixtures import DEADLINE_ALLOWANCE_S
 
 Make = Callable[..., PluginRuntime]
 Wat = Callable[[str], bytes]

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from component_fixtures import js_component, wat_component
 from omnicore.errors import (
     DeadlineExceeded,
     FuelExhausted,
@@ -25,6 +24,7 @@ from omnicore.sandbox import PluginModule
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
+from tests.component_fixtures import js_component, wat_component
 
 SHAPES = "test:types/shapes"
 
@@ -260,7 +260,7 @@ def test_an_ungranted_wasi_interface_loads_and_only_its_use_fails(
 
 
 def test_core_modules_still_load_as_abi_1(engine: SandboxEngine) -> None:
-    from host_fixtures import echo_wasm
+    from tests.host_fixtures import echo_wasm
 
     assert PluginModule.load(engine, echo_wasm()).abi == 1
 

@@ -16,7 +16,7 @@ from omnicore.sandbox import (
     PluginRuntime,
     SandboxEngine,
 )
-from sandbox_fixtures import wait_for
+from tests.sandbox_fixtures import wait_for
 
 Wat = Callable[[str], bytes]
 

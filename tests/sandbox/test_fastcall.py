@@ -11,7 +11,7 @@ import pytest
 
 from omnicore.errors import DeadlineExceeded
 from omnicore.sandbox import HostTrap, Limits, PluginRuntime, fastcall
-from sandbox_fixtures import wait_for
+from tests.sandbox_fixtures import wait_for
 
 Make = Callable[..., PluginRuntime]
 

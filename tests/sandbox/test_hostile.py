@@ -23,7 +23,7 @@ from omnicore.errors import (
 )
 from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine, wasmbin
 from omnicore.sandbox.pluginlog import flush
-from sandbox_fixtures import DEADLINE_ALLOWANCE_S
+from tests.sandbox_fixtures import DEADLINE_ALLOWANCE_S
 
 Make = Callable[..., PluginRuntime]
 

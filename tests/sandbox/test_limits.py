@@ -22,7 +22,7 @@ from omnicore.sandbox import (
     PluginRuntime,
     SandboxEngine,
 )
-from sandbox_fixtures import DEADLINE_ALLOWANCE_S
+from tests.sandbox_fixtures import DEADLINE_ALLOWANCE_S
 
 Make = Callable[..., PluginRuntime]
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hosting import HostedProbe, Upstream, probe_grants
 
 from omnicore.sandbox import SandboxEngine
+from tests.sdk.hosting import HostedProbe, Upstream, probe_grants
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,8 @@ def engine(module_cache: Path) -> Iterator[SandboxEngine]:
 @pytest.fixture(scope="module")
 def out_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where this test module's plugins are built."""
-    return tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_") + "-plugins")
+    module = request.module.__name__.rpartition(".")[2]   # tests.sdk.test_go -> test_go
+    return tmp_path_factory.mktemp(module.removeprefix("test_") + "-plugins")
 
 
 @pytest.fixture(scope="module")

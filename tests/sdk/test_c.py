@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, call_text, runtime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +30,7 @@ from omnicore.errors import (
 )
 from omnicore.sandbox import Limits, PluginModule, SandboxEngine
 from omnicore.toolchains import build, c, language_for, scaffold
+from tests.sdk.hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, call_text, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).parent / "probe_c"

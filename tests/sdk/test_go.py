@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, probe_grants, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -36,6 +35,7 @@ from omnicore.sandbox import (
     SandboxEngine,
 )
 from omnicore.toolchains import build, go, scaffold
+from tests.sdk.hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, probe_grants, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).parent / "go_capabilities"

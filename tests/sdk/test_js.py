@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, probe_grants, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -41,6 +40,7 @@ from omnicore.toolchains import build, js, scaffold
 from omnicore.toolchains.js import npm
 from omnicore.toolchains.js import plugin as js_plugin
 from omnicore.toolchains.js.rewrite import imports
+from tests.sdk.hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, probe_grants, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent

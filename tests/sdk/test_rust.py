@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, call_text, runtime
 
 from omnicore.errors import (
     BuildError,
@@ -30,6 +29,7 @@ from omnicore.errors import (
 )
 from omnicore.sandbox import Limits, PluginModule, SandboxEngine
 from omnicore.toolchains import build, language_for, rust, scaffold
+from tests.sdk.hosting import CONNECTOR_TOKEN, HostedProbe, Upstream, call_text, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).parent / "probe_rust" / "lib.rs"

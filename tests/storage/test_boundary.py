@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import omnicore
-from pysource import parse
+from tests.pysource import parse
 
 PKG = Path(omnicore.__file__).parent
 STORAGE = PKG / "storage"

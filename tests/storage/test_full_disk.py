@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.capabilities.test_kv import Guest, kv_wasm
 
 from omnicore.app import OmniApp
 from omnicore.console.errors import from_omni
 from omnicore.storage import SQLiteStorage, StorageError, StorageFull, TaskSpec
+from tests.capabilities.test_kv import Guest, kv_wasm
 
 UNAVAILABLE = -5
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from tests.workflows.conftest import app_dir
 
 from omnicore.cli import main
+from tests.workflows.conftest import app_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 GATED = """\

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from tests.egress.echo import Echo
 
 from omnicore import OmniApp
 from omnicore.capabilities.events import PluginEvent
 from omnicore.workflows import sign_webhook
+from tests.egress.echo import Echo
 
 TOP = "top-secret-value-0987"       # what the attacker's data names
 API_KEY = "sk-live-api-key-123456"  # the connector's own credential

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.capabilities.test_http import Guest, http_wasm
-from tests.egress.echo import ALL, Echo, leaks
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
+from tests.capabilities.test_http import Guest, http_wasm
+from tests.egress.echo import ALL, Echo, leaks
 
 TOKEN = "tok/en+4f9b~2c7e=1d8a>>?"
 EXTRA = "extra/secret+value=42"

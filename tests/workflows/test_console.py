@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.workflows.conftest import app_dir
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from omnicore.workflows import SIGNATURE_HEADER, sign_webhook
+from tests.workflows.conftest import app_dir
 
 PASSWORD = "correct horse battery"
 SECRET = b"whsec-0123456789"

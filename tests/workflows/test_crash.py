@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.workflows.conftest import app_dir
 
 from omnicore import OmniApp
+from tests.workflows.conftest import app_dir
 
 FLOW = """\
 format: omniflow/v1

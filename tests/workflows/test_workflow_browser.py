@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
-from tests.workflows.conftest import app_dir
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
+from tests.workflows.conftest import app_dir
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
