@@ -8,6 +8,7 @@ it into build/js-tools); the others are WAT components assembled by wasm-tools (
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,9 @@ def _cached(name: str, sources: list[Path]) -> tuple[Path, Path]:
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
     out = OUT / f"{name}-{digest}.wasm"
     OUT.mkdir(parents=True, exist_ok=True)
-    return out, out.with_suffix(".tmp.wasm")
+    # One temporary file per process: test workers may build the same component at once,
+    # and each rename into place is atomic.
+    return out, out.with_suffix(f".{os.getpid()}.tmp.wasm")
 
 
 def js_component(name: str = "types") -> Path:

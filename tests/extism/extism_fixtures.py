@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def pdk_plugin() -> Path:
         return out
     assert ASC.is_file(), f"{ASC} is missing: run scripts/setup-toolchains.sh"
     OUT.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.wasm")
+    tmp = out.with_suffix(f".{os.getpid()}.tmp.wasm")  # per process: test workers race
     done = subprocess.run(
         ["node", str(ASC), src.name, "-O3", "--outFile", str(tmp),
          "--use", "abort=pdk_plugin/myAbort", "--path", str(JS_TOOLS)],

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import locations
@@ -91,6 +92,15 @@ def _build(src: Path, out_dir: Path, *, name: str | None, force: bool) -> tuple[
     meta = read_plugin_meta(src if src.is_dir() else src.parent)
     name = name or meta.get("name") or src.stem
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Two builds of one plugin into one folder (test workers, a watcher beside `omnicore
+    # build`) share its work folder and stamp: the second waits, then finds it up to date.
+    with locations.locked(out_dir / ".work" / f"{name}.lock"):
+        return _build_locked(src, out_dir, name, language, meta, force)
+
+
+def _build_locked(src: Path, out_dir: Path, name: str, language: str, meta: dict[str, Any],
+                  force: bool) -> tuple[Path, bool]:
+    module = _module(language)
     out = out_dir / f"{name}.wasm"
     stamp = out_dir / f".{name}.src-sha256"
     digest = _source_digest(src) + _toolchain_digest(language)

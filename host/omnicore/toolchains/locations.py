@@ -13,10 +13,13 @@ Build caches (the cargo target dir, Go's cache, the JS runtime) go under the che
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["cache_dir", "checkout", "sdk_dir"]
+__all__ = ["cache_dir", "checkout", "locked", "sdk_dir"]
 
 _PACKAGED = Path(__file__).resolve().parent / "sdk"
 _CHECKOUT = Path(__file__).resolve().parents[3]
@@ -51,3 +54,16 @@ def cache_dir() -> Path:
         return root / "build"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "omnicore"
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created with its folder if missing)."""
+    # several builds (tests, build-all, a watcher) may want one output or tool at once
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

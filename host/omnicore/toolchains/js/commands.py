@@ -1,32 +1,17 @@
-"""Running the build's tools: one command under a timeout, one lock per cache folder."""
+"""Running the build's tools: one command under a timeout (the cache folders' lock is
+``locations.locked``)."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 from omnicore.errors import BuildError
 
-__all__ = ["BUILD_TIMEOUT_S", "LANGUAGE", "locked", "run"]
+__all__ = ["BUILD_TIMEOUT_S", "LANGUAGE", "run"]
 
 LANGUAGE = "js"
 BUILD_TIMEOUT_S = 600
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created with its folder if missing)."""
-    # several builds (tests, build-all, a watcher) may want the runtime at the same moment
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def run(cmd: list[str], what: str, cwd: Path | None = None) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import locations
-from omnicore.toolchains.js.commands import LANGUAGE, locked, run
+from omnicore.toolchains.js.commands import LANGUAGE, run
 from omnicore.toolchains.js.typecheck import TYPESCRIPT_VERSION, find_tsc
+from omnicore.toolchains.locations import locked
 
 __all__ = ["ESBUILD_VERSION", "ensure_esbuild", "ensure_tsc", "esbuild", "install_deps"]
 

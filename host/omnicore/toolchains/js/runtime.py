@@ -14,7 +14,8 @@ from typing import Any
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import locations
-from omnicore.toolchains.js.commands import LANGUAGE, locked, run
+from omnicore.toolchains.js.commands import LANGUAGE, run
+from omnicore.toolchains.locations import locked
 
 __all__ = ["QUICKJS_SDIST", "check", "ensure_runtime", "runtime_path"]
 
