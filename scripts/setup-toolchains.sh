@@ -29,7 +29,7 @@ apt_packages=(
   postgresql
 )
 crates="$(python3 "$root/host/omnicore/toolchains/debian_crates.py" \
-  "$root/plugins" "$root/sdk/rust" "$root/host/omnicore/toolchains/templates/rust")" \
+  "$root/plugins" "$root/sdk/rust" "$root/host/omnicore/toolchains/scaffolds/rust")" \
   || die "could not read the Rust manifests for their Debian crates"
 mapfile -t crate_packages <<<"$crates"
 apt_packages+=("${crate_packages[@]}")

@@ -122,7 +122,7 @@ class OmniApp(AppStores):
         self._runner: LoopThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
-        #: This host's row in the instance registry while it runs (``/api/v1/instances``).
+        #: This host's row in the instance table while it runs (``/api/v1/instances``).
         self.cluster: Membership | None = None
         self._entry_points = entry_points
         self._storage = None
@@ -463,7 +463,7 @@ class OmniApp(AppStores):
             failures = await self._stop_modules()
             # A hung async subscriber must not hold the stop beyond the grace period either.
             await self.events.drain(timeout=grace)
-        if self.cluster is not None:  # its leases were given back above: leave the registry
+        if self.cluster is not None:  # its leases were given back above: leave the instance table
             await asyncio.get_running_loop().run_in_executor(None, self.cluster.stop)
             self.cluster = None
         try:

@@ -1,4 +1,4 @@
-"""The instance registry's contract (storage/instance_rows.py), on every backend."""
+"""The instance table's contract (storage/instance_rows.py), on every backend."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).parents[2]
 REGISTRY = Path("/usr/share/cargo/registry")
 # What scripts/setup-toolchains.sh reads the crates from.
 DECLARED_ROOTS = [ROOT / "plugins", ROOT / "sdk" / "rust",
-                  ROOT / "host" / "omnicore" / "toolchains" / "templates" / "rust"]
+                  ROOT / "host" / "omnicore" / "toolchains" / "scaffolds" / "rust"]
 RUST_PLUGINS = sorted(p.parent for p in (ROOT / "plugins").glob("*/rust/Cargo.toml"))
 
 

@@ -31,7 +31,7 @@ def _config_path(appdir: Path) -> Path:
 @click.option("--name", help="App name (default: the folder's name).")
 def new_app(appdir: Path, name: str | None) -> None:
     """Scaffold an app in APPDIR: omnicore.yaml, plugins/, README."""
-    from omnicore.templates.scaffold import scaffold_app
+    from omnicore.scaffolds import scaffold_app
 
     files = scaffold_app(appdir, name)
     click.echo(f"created {appdir}/ ({len(files)} files)")

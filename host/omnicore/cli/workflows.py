@@ -90,7 +90,7 @@ def validate(files: tuple[Path, ...]) -> None:
 def list_(appdir: Path, as_json: bool) -> None:
     """List the workflows of the app's folder, loaded or failed (with why)."""
     with _app(appdir) as app:
-        entries = [e.as_dict() for e in app.workflows.registry]
+        entries = [e.as_dict() for e in app.workflows.entries]
         for e in entries:
             e["runs"] = app.workflows.store.count_runs(workflow=str(e["name"]))
     if as_json:
@@ -113,7 +113,7 @@ def list_(appdir: Path, as_json: bool) -> None:
 def show(name: str, appdir: Path, as_json: bool) -> None:
     """Show workflow NAME: steps, triggers, input schema, recent runs."""
     with _app(appdir) as app:
-        entry = app.workflows.registry.entry(name)
+        entry = app.workflows.entries.entry(name)
         doc = entry.as_dict()
         doc["definition"] = dict(entry.workflow.document) if entry.workflow else None
         runs = app.workflows.runs(name, limit=10)

@@ -1,4 +1,4 @@
-"""``Membership``: this host's row in the instance registry, kept alive by one thread."""
+"""``Membership``: this host's row in the instance table, kept alive by one thread."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class ClusterSettings:
 
     heartbeat_s: float = 1.0
     dead_after_s: float = 3.0
-    #: How often the registry is searched for the dead. Cheap (one indexed statement), and
+    #: How often the instance table is searched for the dead. Cheap (one indexed statement), and
     #: it bounds the takeover on PostgreSQL, where a killed host's lock vanishes at once.
     check_s: float = 0.25
 
@@ -32,7 +32,7 @@ class ClusterSettings:
 class Membership:
     """Registers ``runtime_id`` on :meth:`start`, heartbeats and reaps until :meth:`stop`.
 
-    ``jobs_held`` counts this host's running jobs for the registry; ``wake`` is called after
+    ``jobs_held`` counts this host's running jobs for the instance table; ``wake`` is called after
     dead instances' work became due (so local idle workers claim it now); ``on_drain`` once,
     when an operator asks this host to drain.
     """
@@ -64,7 +64,7 @@ class Membership:
                         self._started_at, now, self._console_url(), self._jobs_held())
 
     def start(self) -> None:
-        """Register now (so the registry lists this host before it claims anything) and
+        """Register now (so the instance table lists this host before it claims anything) and
         start the heartbeat thread."""
         self._register()
         self._thread = threading.Thread(target=self._run, name="omnicore-cluster", daemon=True)
@@ -123,7 +123,7 @@ class Membership:
             self._on_drain()
 
     def stop(self) -> None:
-        """Stop heartbeating and leave the registry (a clean stop; leases were given back)."""
+        """Stop heartbeating and leave the instance table (a clean stop; leases were given back)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
@@ -131,5 +131,5 @@ class Membership:
             try:
                 self._storage().instances.remove(self.runtime_id)
             except StorageError as exc:
-                _log.warning("cluster: could not leave the registry: %s", exc)
+                _log.warning("cluster: could not leave the instance table: %s", exc)
             self._registered = False

@@ -275,7 +275,7 @@ class McpConfig(_Strict):
 
 
 class WorkflowsConfig(_Strict):
-    """``workflows.*``: the workflow engine (omnicore.workflows, specs/workflows.md)."""
+    """``workflows.*``: the workflow service (omnicore.workflows, specs/workflows.md)."""
 
     dir: Path = Field(default=Path("workflows"), description="the watched workflows folder")
     watch: bool = Field(default=True, description="re-read the folder every poll_s")

@@ -7,7 +7,7 @@ API (reads: any signed-in user; drain: admin)::
                                                 (Unix seconds), jobs held, draining
     POST /api/v1/instances/{runtime_id}/drain   stop claiming, finish in-flight work, exit
 
-Page: ``/instances``. Any instance answers for all of them: the registry is in storage.
+Page: ``/instances``. Any instance answers for all of them: the instance table is in storage.
 """
 
 from __future__ import annotations

@@ -229,7 +229,7 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
     ("delete", "/vectors/{plugin}/{collection}", "Drop a whole collection", "admin",
      [_PLUGIN, {"name": "collection", "in": "path", "required": True,
                 "schema": {"type": "string"}}], None, 204, None),
-    ("get", "/instances", "The hosts sharing this app's storage (the instance registry)",
+    ("get", "/instances", "The hosts sharing this app's storage (the instance table)",
      "viewer", [], None, 200, {"type": "object", "required": ["items"], "properties": {
          "items": {"type": "array", "items": {"type": "object", "required": [
              "runtime_id", "heartbeat_at", "jobs_held", "version", "draining"], "properties": {

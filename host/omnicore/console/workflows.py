@@ -50,9 +50,9 @@ RUN_ACTIONS = ("approve", "cancel", "restart")
 MAX_RUN_ID = 1 << 62
 
 
-def _engine(request: Request) -> Workflows:
-    engine: Workflows = api.omni(request).workflows
-    return engine
+def _service(request: Request) -> Workflows:
+    service: Workflows = api.omni(request).workflows
+    return service
 
 
 def _fail(exc: WorkflowError) -> ApiError:
@@ -81,7 +81,7 @@ def _hooks(request: Request, doc: dict[str, Any]) -> list[dict[str, str]]:
 
 def _workflow_doc(request: Request, name: str) -> dict[str, Any]:
     try:
-        entry = _engine(request).registry.entry(name)
+        entry = _service(request).entries.entry(name)
     except WorkflowNotFound as exc:
         raise _fail(exc) from None
     doc = entry.as_dict()
@@ -90,14 +90,14 @@ def _workflow_doc(request: Request, name: str) -> dict[str, Any]:
     return doc
 
 
-def _run_doc(engine: Workflows, run_id: int) -> dict[str, Any]:
+def _run_doc(service: Workflows, run_id: int) -> dict[str, Any]:
     try:
-        run = engine.get_run(run_id)
+        run = service.get_run(run_id)
     except RunStateError as exc:
         raise _fail(exc) from None
-    steps = engine.steps(run_id)
+    steps = service.steps(run_id)
     return {**run.as_dict(), "steps": [s.as_dict() for s in steps],
-            "history": [h.as_dict() for h in engine.store.history(run_id)]}
+            "history": [h.as_dict() for h in service.store.history(run_id)]}
 
 
 # -- API ---------------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def _run_doc(engine: Workflows, run_id: int) -> dict[str, Any]:
 @api.guarded
 async def list_workflows(request: Request) -> Response:
     api.need(request)
-    items = [e.as_dict() for e in _engine(request).registry]
+    items = [e.as_dict() for e in _service(request).entries]
     limit, offset = api.page_params(request)
     return JSONResponse(api.paginate(items, limit, offset))
 
@@ -124,7 +124,7 @@ async def start_run(request: Request) -> Response:
     if not isinstance(inputs, dict):
         raise ApiError(422, "inputs must be a JSON object", type="InputInvalid", field="")
     try:
-        run = _engine(request).start(request.path_params["name"], inputs,
+        run = _service(request).start(request.path_params["name"], inputs,
                                      started_by=f"console:{who.user.name}")
     except WorkflowError as exc:
         raise _fail(exc) from None
@@ -137,16 +137,16 @@ async def list_runs(request: Request) -> Response:
     limit, offset = api.page_params(request)
     state = api.choice(request, "state", RUN_STATES)
     workflow = request.query_params.get("workflow") or None
-    engine = _engine(request)
-    items = [r.as_dict() for r in engine.runs(workflow, state, limit=limit, offset=offset)]
-    total = engine.store.count_runs(workflow=workflow, states=(state,) if state else ())
+    service = _service(request)
+    items = [r.as_dict() for r in service.runs(workflow, state, limit=limit, offset=offset)]
+    total = service.store.count_runs(workflow=workflow, states=(state,) if state else ())
     return JSONResponse({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
 @api.guarded
 async def get_run(request: Request) -> Response:
     api.need(request)
-    return JSONResponse(_run_doc(_engine(request), _run_id(request)))
+    return JSONResponse(_run_doc(_service(request), _run_id(request)))
 
 
 def run_action(action: str) -> Callable[[Request], Awaitable[Response]]:
@@ -156,27 +156,27 @@ def run_action(action: str) -> Callable[[Request], Awaitable[Response]]:
         who = api.need(request, "admin")
         body = await json_body(request)
         run_id = _run_id(request)
-        _act(_engine(request), run_id, action, f"console:{who.user.name}", body)
-        return JSONResponse(_run_doc(_engine(request), run_id))
+        _act(_service(request), run_id, action, f"console:{who.user.name}", body)
+        return JSONResponse(_run_doc(_service(request), run_id))
 
     endpoint.__name__ = f"{action}_run"
     return endpoint
 
 
-def _act(engine: Workflows, run_id: int, action: str, by: str, body: dict[str, Any]) -> None:
+def _act(service: Workflows, run_id: int, action: str, by: str, body: dict[str, Any]) -> None:
     try:
         if action == "approve":
             step = body.get("step")
             if not isinstance(step, str):
                 raise ApiError(422, "give the step to approve: {\"step\": \"ID\"}",
                                type="InputInvalid", field="step")
-            engine.approve(run_id, step, by, approve=bool(body.get("approve", True)),
+            service.approve(run_id, step, by, approve=bool(body.get("approve", True)),
                            comment=str(body.get("comment", ""))[:2000])
         elif action == "cancel":
-            if not engine.cancel(run_id, by):
+            if not service.cancel(run_id, by):
                 raise ApiError(409, f"run {run_id} had already ended", type="RunStateError")
         elif action == "restart":
-            engine.restart(run_id, by, latest=bool(body.get("latest", False)))
+            service.restart(run_id, by, latest=bool(body.get("latest", False)))
         else:
             raise ApiError(404, f"no action {action!r}")
     except WorkflowError as exc:
@@ -185,7 +185,7 @@ def _act(engine: Workflows, run_id: int, action: str, by: str, body: dict[str, A
 
 async def webhook(request: Request) -> Response:
     body = await read_body(request, MAX_WEBHOOK_BYTES)
-    answer = _engine(request).webhook(request.path_params["path"], body,
+    answer = _service(request).webhook(request.path_params["path"], body,
                                       request.headers.get(SIGNATURE_HEADER))
     return JSONResponse(answer.body, status_code=answer.status)
 
@@ -194,9 +194,9 @@ async def webhook(request: Request) -> Response:
 
 async def workflows_page(request: Request) -> Response:
     api.need(request)
-    engine = _engine(request)
-    return page(request, "workflows.html", workflows=[e.as_dict() for e in engine.registry],
-                runs=engine.runs(limit=50), folder=str(engine.settings.dir))
+    service = _service(request)
+    return page(request, "workflows.html", workflows=[e.as_dict() for e in service.entries],
+                runs=service.runs(limit=50), folder=str(service.settings.dir))
 
 
 async def workflow_page(request: Request) -> Response:
@@ -209,7 +209,7 @@ async def workflow_page(request: Request) -> Response:
                "required": k in ((doc.get("inputs") or {}).get("required") or [])}
               for k, v in props.items()]
     return page(request, "workflow.html", wf=doc, fields=fields,
-                runs=_engine(request).runs(name, limit=50), header=SIGNATURE_HEADER,
+                runs=_service(request).runs(name, limit=50), header=SIGNATURE_HEADER,
                 error=request.query_params.get("error"))
 
 
@@ -217,11 +217,11 @@ async def workflow_start(request: Request) -> Response:
     who, fields = await read_form(request)
     fields.pop("csrf", None)
     name = request.path_params["name"]
-    engine = _engine(request)
+    service = _service(request)
     try:
-        schema = engine.registry.get(name).inputs
+        schema = service.entries.get(name).inputs
         inputs = _inputs_from_form(schema, fields)
-        run = engine.start(name, inputs, started_by=f"console:{who.user.name}")
+        run = service.start(name, inputs, started_by=f"console:{who.user.name}")
     except (WorkflowError, ValueError) as exc:
         if isinstance(exc, WorkflowNotFound):
             raise _fail(exc) from None
@@ -252,10 +252,10 @@ def _inputs_from_form(schema: Any, fields: dict[str, str]) -> dict[str, Any]:
 
 async def run_page(request: Request) -> Response:
     api.need(request)
-    engine = _engine(request)
-    doc = _run_doc(engine, _run_id(request))
+    service = _service(request)
+    doc = _run_doc(service, _run_id(request))
     try:
-        wf = engine.version(doc["version"])
+        wf = service.version(doc["version"])
         order = {s.id: i for i, s in enumerate((*wf.steps, *wf.on_failure))}
         graph = [{"id": s.id, "needs": list(s.needs), "uses": s.uses if s.wait is None
                   else f"wait {s.wait.kind}", "on_failure": s.on_failure}
@@ -326,7 +326,7 @@ async def run_post(request: Request) -> Response:
     action = request.path_params["action"]
     body = {"step": fields.get("step"), "approve": fields.get("decision", "approve") == "approve",
             "comment": fields.get("comment", ""), "latest": fields.get("latest") == "on"}
-    _act(_engine(request), run_id, action, f"console:{who.user.name}", body)
+    _act(_service(request), run_id, action, f"console:{who.user.name}", body)
     return RedirectResponse(f"/workflows/runs/{run_id}", status_code=303)
 
 

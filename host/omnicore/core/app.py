@@ -1,4 +1,4 @@
-"""Old home of :class:`~omnicore.app.OmniApp`, kept so existing imports work.
+"""Old home of :class:`~omnicore.app.OmniApp`, the seed's import path (DESIGN), kept so it works.
 
 The app is the composition root and sits above every layer, so it lives in
 :mod:`omnicore.app`. This alias resolves on first use; importing it loads nothing above core.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["DEFAULT_MODULES", "OmniApp"]  # noqa: F822 - resolved by __getattr__
+__all__ = ["OmniApp"]  # noqa: F822 - resolved by __getattr__
 
 
 def __getattr__(name: str) -> Any:

@@ -130,13 +130,13 @@ class Instance:
         self.timeout_s = rt.limits.timeout_ms / 1000
         self.deadline = time.monotonic() + self.timeout_s
         self.deadline_hit = False
-        self._registry = rt.registry
+        self._live = rt.live
         self.fs_table = FdTable(rt.preopens) if rt.preopens else None
         # WASI called from linked modules: pointers into the caller's memory (one view each).
         self.linked_wasi = rt.links.uses_wasi
         self.caller_memories: dict[bytes, Any] = {}
         _set_deadline(self.ctx, rt.ticks)
-        rt.registry[self.ctx] = cast(RawInstance, self)
+        rt.live[self.ctx] = cast(RawInstance, self)
         try:
             kernel = wasmtime.Instance(store, rt.kernel, [])
             with rt.link_lock:
@@ -317,7 +317,7 @@ class Instance:
         return self.memory.refresh(), plugin
 
     def close(self) -> None:
-        self._registry.pop(self.ctx, None)
+        self._live.pop(self.ctx, None)
         if self.fs_table is not None:
             self.fs_table.close()
 
@@ -373,7 +373,7 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                              f"{', '.join('omnicore:' + m for m in missing)}; grant it in the "
                              f"sidecar/config (grants = [{', '.join(map(repr, missing))}]) or "
                              "with --grant", plugin=self.name, missing=missing)
-        self.registry: dict[int, RawInstance] = {}
+        self.live: dict[int, RawInstance] = {}
         self._keepalive: list[Any] = []
         linker = wasmtime.Linker(engine.wasmtime)
         linker.allow_shadowing = True  # each new store's kernel replaces the last one
@@ -382,24 +382,24 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         uses_wasi = module.uses_wasi or self.links.uses_wasi
         self.wasi_output = WasiOutput(self.log) if uses_wasi else None
         if self.wasi_output is not None:
-            define_wasi(linker, self.wasi_output, self.registry, self._keepalive,
+            define_wasi(linker, self.wasi_output, self.live, self._keepalive,
                         memory_of=_plugin_memory)
         # The fs grant (the manifest's allowed_paths): omnicore's own WASI file functions.
         fs = grant_map.get("fs")
         self.preopens = parse_dirs(fs.get("dirs", []), "grant.fs.dirs") if fs else ()
         if self.preopens and self.wasi_output is not None:
             define_wasi_fs(linker, FsState(self.preopens, self.log, self.wasi_output, _fd_table),
-                           self.registry, self._keepalive, memory_of=_plugin_memory)
+                           self.live, self._keepalive, memory_of=_plugin_memory)
         # The same client as omnicore:http's, without connectors (refused above).
         client = None if http is None else Client(Policy.from_grant(http, self.name))
         state = EnvState(self.config, self.log, max_var_bytes, client)
         for fname, (params, results, impl) in ENV_FUNCTIONS.items():
             define_host_function(linker, EXTISM_ENV, fname, params, results, impl, state,
-                                 self.registry, self._keepalive)
+                                 self.live, self._keepalive)
         for fn in user:
             params, results = fn.wasm_type
             define_host_function(linker, fn.namespace, fn.name, params, results, _call_user,
-                                 fn, self.registry, self._keepalive)
+                                 fn, self.live, self._keepalive)
         self.linker = linker
         self.link_lock = threading.Lock()
         self.kernel = engine.compile(kernel_wasm())

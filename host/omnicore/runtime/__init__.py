@@ -1,8 +1,7 @@
-"""Old home of the TaskEngine, kept so existing imports work: see :mod:`omnicore.core.tasks`.
+"""Old home of the TaskEngine: ``omnicore.runtime.tasks.TaskEngine`` is the seed's import path
+(DESIGN), kept so it works; the engine lives in :mod:`omnicore.core.tasks`.
 
 ("runtime" now means only a plugin's runtime, :class:`omnicore.sandbox.PluginRuntime`.)
 """
 
-from omnicore.core.tasks import TaskEngine, TaskHandle
-
-__all__ = ["TaskEngine", "TaskHandle"]
+__all__: list[str] = []

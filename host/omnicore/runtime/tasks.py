@@ -1,5 +1,8 @@
-"""Old home of the TaskEngine, kept so existing imports work: see :mod:`omnicore.core.tasks`."""
+"""The seed's import path of the TaskEngine (DESIGN), kept so it works.
 
-from omnicore.core.tasks import TaskEngine, TaskHandle
+The engine lives in :mod:`omnicore.core.tasks`.
+"""
 
-__all__ = ["TaskEngine", "TaskHandle"]
+from omnicore.core.tasks import TaskEngine
+
+__all__ = ["TaskEngine"]

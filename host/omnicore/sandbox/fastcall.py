@@ -269,7 +269,7 @@ class RawInstance:
 
     def __init__(self, engine: wasmtime.Engine | int, pre: wasmtime.InstancePre | int, *,
                  memory_limit: int, deadline_ticks: int, fuel: int | None,
-                 wasi: wasmtime.WasiConfig | None, registry: dict[int, RawInstance],
+                 wasi: wasmtime.WasiConfig | None, live: dict[int, RawInstance],
                  has_initialize: bool = True, input_cap: int = 65536,
                  timeout_s: float = 3600.0, table_elements: int = -1,
                  tables: int = -1, files: Any = None) -> None:
@@ -279,7 +279,7 @@ class RawInstance:
         # costs several microseconds, more than the pooled instantiation itself.
         self._store: int | None = _store_new(address_of(engine), None, None)
         self.ctx: int = _store_context(self._store)
-        self._registry = registry
+        self._live = live  # the runtime's instances by store context, for its host functions
         # One instance and one memory per store: a module cannot multiply its allowance.
         # Tables live outside linear memory, so they get limits of their own.
         _store_limiter(self._store, memory_limit, table_elements, 1, tables, 1)
@@ -317,7 +317,7 @@ class RawInstance:
             failure = self._failure(err)
             failure.stage = "instantiate"
             raise failure
-        registry[self.ctx] = self
+        live[self.ctx] = self
         mem = self._export(b"memory", _EXTERN_MEMORY)
         if mem is None:
             raise ValueError("the module does not export 'memory'")
@@ -452,7 +452,7 @@ class RawInstance:
         if files is not None:
             files.close()
         if self._store:
-            self._registry.pop(self.ctx, None)
+            self._live.pop(self.ctx, None)
             _store_delete(self._store)
             self._store = None
 
@@ -482,7 +482,7 @@ HostImpl = Callable[..., Any]
 
 def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                          params: Sequence[str], results: Sequence[str], impl: HostImpl,
-                         state: Any, registry: dict[int, RawInstance],
+                         state: Any, live: dict[int, RawInstance],
                          keepalive: list[Any], *, pass_caller: bool = False) -> None:
     """Define ``module.name`` in ``linker`` as a raw unchecked trampoline around ``impl``.
 
@@ -510,7 +510,7 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
 
     def trampoline(_env: int, caller: int, args: int, _nargs: int) -> int:
         try:
-            inst = registry.get(_caller_context(caller))
+            inst = live.get(_caller_context(caller))
             if inst is None:
                 # Only the module's start function runs before the instance is registered.
                 msg = (f"host function {qualified} was called from the module's start "

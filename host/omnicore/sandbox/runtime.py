@@ -81,17 +81,17 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         self._wasi_output = WasiOutput(self.log) if module.uses_wasi else None
         self._handlers = frozenset(module.handlers)
         self._has_init = any(e.name == "_initialize" for e in module.exports)
-        self._registry: dict[int, RawInstance] = {}
+        self._live: dict[int, RawInstance] = {}
         self._keepalive: list[Any] = []
         linker = wasmtime.Linker(engine.wasmtime)
         if self._wasi_output is not None:
-            define_wasi(linker, self._wasi_output, self._registry, self._keepalive)
+            define_wasi(linker, self._wasi_output, self._live, self._keepalive)
         # The fs grant's directories: WASI preopens served by sandbox.wasi_fs.
         fs = grant_map.get("fs")
         self._preopens = parse_dirs(fs.get("dirs", []), "grant.fs.dirs") if fs else ()
         if self._preopens and self._wasi_output is not None:
             define_wasi_fs(linker, FsState(self._preopens, self.log, self._wasi_output,
-                                           _fd_table), self._registry, self._keepalive)
+                                           _fd_table), self._live, self._keepalive)
         # A default capability the operator gave options is bound even when not imported:
         # the log grant's level also governs WASI stdout/stderr.
         bound = module.requested | (registry.defaults() & set(grant_map))
@@ -105,7 +105,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                 continue
             for fn in cap.functions:
                 define_host_function(linker, cap.namespace, fn.name, fn.params, fn.results,
-                                     fn.impl, state, self._registry, self._keepalive)
+                                     fn.impl, state, self._live, self._keepalive)
         try:
             self._pre = linker.instantiate_pre(module.wasmtime_module)
         except wasmtime.WasmtimeError as exc:
@@ -157,7 +157,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
             inst = RawInstance(self._engine_addr, self._pre_addr,
                                memory_limit=lim.max_memory_bytes,
                                deadline_ticks=self._ticks, fuel=self._fuel,
-                               wasi=wasi, registry=self._registry,
+                               wasi=wasi, live=self._live,
                                has_initialize=self._has_init, timeout_s=lim.timeout_ms / 1000,
                                table_elements=lim.max_table_elements, tables=lim.max_tables,
                                files=FdTable(self._preopens) if self._preopens else None)

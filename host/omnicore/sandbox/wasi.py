@@ -177,7 +177,7 @@ BOUNDED: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
 
 
 def define_wasi(linker: wasmtime.Linker, output: WasiOutput,
-                registry: dict[int, RawInstance], keepalive: list[Any], *,
+                live: dict[int, RawInstance], keepalive: list[Any], *,
                 memory_of: Callable[[GuestMemory, int], GuestMemory] | None = None) -> None:
     """Define WASI preview 1 in ``linker``: wasmtime's, with :data:`BOUNDED` replaced.
 
@@ -192,7 +192,7 @@ def define_wasi(linker: wasmtime.Linker, output: WasiOutput,
         if memory_of is not None:
             impl = on_memory(impl, memory_of)
         define_host_function(linker, WASI_MODULE, name, params, ("i32",), impl, output,
-                             registry, keepalive, pass_caller=memory_of is not None)
+                             live, keepalive, pass_caller=memory_of is not None)
 
 
 def on_memory(impl: Callable[..., int],

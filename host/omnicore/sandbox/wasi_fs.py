@@ -547,7 +547,7 @@ FS_FUNCTIONS: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
 }
 
 
-def define_wasi_fs(linker: wasmtime.Linker, state: FsState, registry: dict[int, RawInstance],
+def define_wasi_fs(linker: wasmtime.Linker, state: FsState, live: dict[int, RawInstance],
                    keepalive: list[Any], *,
                    memory_of: Callable[[GuestMemory, int], GuestMemory] | None = None) -> None:
     """Define :data:`FS_FUNCTIONS` in ``linker`` over wasmtime's WASI (after
@@ -556,4 +556,4 @@ def define_wasi_fs(linker: wasmtime.Linker, state: FsState, registry: dict[int, 
         if memory_of is not None:
             impl = on_memory(impl, memory_of)
         define_host_function(linker, WASI_MODULE, name, params, ("i32",), impl, state,
-                             registry, keepalive, pass_caller=memory_of is not None)
+                             live, keepalive, pass_caller=memory_of is not None)

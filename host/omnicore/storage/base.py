@@ -328,7 +328,7 @@ class Storage(abc.ABC):
     events: EventLog
 
     #: Several hosts may share this storage at once (PostgreSQL): caches must catch up with
-    #: what the others write, and the instance registry is worth watching closely.
+    #: what the others write, and the instance table is worth watching closely.
     shared: bool = False
 
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:

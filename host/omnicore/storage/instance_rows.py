@@ -1,4 +1,4 @@
-"""The instance registry interface: which hosts share this storage, and which of them died.
+"""The instance table's interface: which hosts share this storage, and which of them died.
 
 Every running host registers a row (runtime id, host name, pid, console URL, version, start)
 and heartbeats it. :meth:`InstanceRows.reap` is the takeover: an instance found dead loses its
@@ -36,7 +36,7 @@ class Instance:
 
 
 class InstanceRows(abc.ABC):
-    """The registry. Thread-safe."""
+    """The instance table. Thread-safe."""
 
     @abc.abstractmethod
     def register(self, instance: Instance) -> None:

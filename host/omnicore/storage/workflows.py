@@ -5,8 +5,8 @@ them (renewed while the step runs); a row whose lease expired — its host died 
 so a crash or ``kill -9`` loses nothing and a step runs at least once (``attempt`` counts
 deliveries). Every change that matters to an operator appends to the run's history in the
 same transaction: the audit trail is never behind the state it explains. Runs, steps and the
-cron triggers that start runs change together in one transaction where the engine needs it
-(``create_run(fire=...)``, ``cancel_run`` with its steps and child runs).
+cron triggers that start runs change together in one transaction where the workflow service
+needs it (``create_run(fire=...)``, ``cancel_run`` with its steps and child runs).
 
 Values (inputs, outputs, trigger data) are JSON. An output above the inline threshold is
 stored once as a blob by its sha256 and the step row keeps the reference.

@@ -35,7 +35,7 @@ LANGUAGE = "c"
 EXTENSIONS = ("c",)
 FLAGS = ("--target=wasm32-wasi", "-mexec-model=reactor", "-Os", "-Wall", "-Wl,--strip-all")
 
-_TEMPLATES = Path(__file__).parent / "templates" / "c"
+_SCAFFOLD = Path(__file__).parent / "scaffolds" / "c"
 _BUILD_TIMEOUT_S = 300
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
@@ -116,7 +116,7 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
     if not _NAME.fullmatch(name):
         raise BuildError(f"invalid plugin name {name!r}: use lowercase letters, digits, '-' "
                          f"and '_', starting with a letter or digit (at most 63)")
-    for template in sorted(_TEMPLATES.iterdir()):
+    for template in sorted(_SCAFFOLD.iterdir()):
         target = dest / template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
         target.parent.mkdir(parents=True, exist_ok=True)
         text = template.read_text(encoding="utf-8").replace("{{name}}", name)

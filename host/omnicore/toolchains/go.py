@@ -32,7 +32,7 @@ SDK_MODULE = "omnicore.dev/sdk"
 MIN_VERSION = (1, 24)  # //go:wasmexport appeared in Go 1.24
 BUILD_TIMEOUT_S = 600
 
-_TEMPLATES = Path(__file__).parent / "templates" / "go"
+_SCAFFOLD = Path(__file__).parent / "scaffolds" / "go"
 _REPLACE_SDK = re.compile(r"^\s*replace\s+" + re.escape(SDK_MODULE) + r"(?:\s+\S+)?\s*=>\s*"
                           r"(?P<target>\S+)[^\n]*$", re.MULTILINE)
 _REQUIRE_SDK = re.compile(r"^\s*(?:require\s+)?" + re.escape(SDK_MODULE) + r"\s+v", re.MULTILINE)
@@ -185,7 +185,7 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     values = {"name": name, "module": "example.com/" + name.replace("_", "-"),
               "sdk_module": SDK_MODULE, "sdk_path": str(sdk)}
-    for template in sorted(_TEMPLATES.glob("*.tmpl")):
+    for template in sorted(_SCAFFOLD.glob("*.tmpl")):
         text = Template(template.read_text(encoding="utf-8")).substitute(values)
         # Package data keeps no dotfiles reliably: gitignore.tmpl becomes .gitignore.
         target = template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")

@@ -36,7 +36,7 @@ LANGUAGE = "rust"
 EXTENSIONS = ("rust", "rs")
 TARGET = "wasm32-unknown-unknown"
 
-_TEMPLATES = Path(__file__).parent / "templates" / "rust"
+_SCAFFOLD = Path(__file__).parent / "scaffolds" / "rust"
 _DEBIAN_REGISTRY = "/usr/share/cargo/registry"
 _BUILD_TIMEOUT_S = 900
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -173,7 +173,7 @@ def _failure(src: Path, stderr: str) -> str:
 
 
 def _render(template: str, values: dict[str, str]) -> str:
-    text = (_TEMPLATES / template).read_text(encoding="utf-8")
+    text = (_SCAFFOLD / template).read_text(encoding="utf-8")
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
     return text

@@ -5,7 +5,7 @@ workflows, run durably by the app (``app.workflows``; specs/workflows.md).
 
     definition.py   parse and check a definition (YAML/JSON, JSON Schema, needs, expressions)
     expressions.py  ${{ }} expressions in CEL; secrets only as references
-    registry.py     the workflows/ folder: loaded and failed definitions
+    entries.py      the workflows/ folder: loaded and failed definitions
     service.py      app.workflows: runs (start, advance, approve, cancel, restart), workers
     advance.py      pure step-advance rules: ready steps, their rows, a run's outcome
     executors.py    one leased step: plugin call, connector call, sleep, sub-workflow
@@ -15,6 +15,7 @@ workflows, run durably by the app (``app.workflows``; specs/workflows.md).
 """
 
 from omnicore.workflows.definition import FORMAT, Step, Workflow, parse
+from omnicore.workflows.entries import WorkflowEntry
 from omnicore.workflows.errors import (
     DefinitionError,
     ExpressionError,
@@ -24,7 +25,6 @@ from omnicore.workflows.errors import (
     WorkflowError,
     WorkflowNotFound,
 )
-from omnicore.workflows.registry import WorkflowEntry
 from omnicore.workflows.service import WorkflowRunChanged, Workflows
 from omnicore.workflows.triggers import SIGNATURE_HEADER, sign_webhook
 

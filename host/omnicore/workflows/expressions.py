@@ -8,10 +8,10 @@ becomes text. Objects and lists are walked. ``if`` and ``for_each`` may also be 
 ``workflow``, ``version``, ``started_by``), ``step`` (``id``, ``attempt``,
 ``idempotency_key``) and ``trigger``.
 
-``secrets.NAME`` is only a reference: the engine resolves it at the moment a connector step
-sends its request, for that request's headers only; what it records (the step's input, the
-history, logs) shows ``[secret NAME]`` instead. Anywhere else a definition using ``secrets``
-is refused at load.
+``secrets.NAME`` is only a reference: the workflow service resolves it at the moment a
+connector step sends its request, for that request's headers only; what it records (the
+step's input, the history, logs) shows ``[secret NAME]`` instead. Anywhere else a definition
+using ``secrets`` is refused at load.
 
 CEL cannot call Python, has no loops beyond bounded macros over the data it is given, and
 cannot reach the file system or network: it is safe to evaluate expressions from definition
@@ -149,7 +149,7 @@ def _compile(text: str, where: str, offset: int) -> _Expr:
     nested = _nested_macro(bare)
     if nested:
         # One macro walks its list once; one inside another walks it once per item, and a
-        # webhook's megabyte of input then costs the engine minutes of CPU per step.
+        # webhook's megabyte of input then costs the host minutes of CPU per step.
         raise ExpressionError(f"{where}: {nested}() inside another macro's body; macros "
                               "may not nest (their cost would multiply with the data)",
                               where=where)

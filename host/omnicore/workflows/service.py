@@ -37,9 +37,9 @@ from omnicore.storage import Storage, StorageError
 from omnicore.storage.workflows import RunRecord, StepRecord, WorkflowStore
 from omnicore.workflows import advance as plan
 from omnicore.workflows.definition import Step, Workflow, from_document
+from omnicore.workflows.entries import WorkflowEntries
 from omnicore.workflows.errors import ExpressionError, InputInvalid, RunStateError, WorkflowError
 from omnicore.workflows.executors import StepExecutor
-from omnicore.workflows.registry import Registry
 from omnicore.workflows.triggers import Triggers, WebhookAnswer
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class WorkflowsApp(Protocol):
 
 
 class Workflows:
-    """The workflow service of an app: definitions (:attr:`registry`), runs, workers.
+    """The workflow service of an app: definitions (:attr:`entries`), runs, workers.
 
     Options (``workflows.*``): ``dir``, ``watch``, ``workers``, ``lease_s``, ``poll_s``,
     ``max_output_bytes``, ``inline_output_bytes``, ``max_items``, ``webhook_window_s``.
@@ -96,7 +96,7 @@ class Workflows:
     def __init__(self, app: WorkflowsApp) -> None:
         self._app = app
         self.settings = app.config.workflows
-        self.registry = Registry(self._refs, self._save_version)
+        self.entries = WorkflowEntries(self._refs, self._save_version)
         self.owner = app.runtime_id
         self._store: WorkflowStore | None = None
         self._store_lock = threading.Lock()
@@ -108,7 +108,7 @@ class Workflows:
         self._executor: StepExecutor | None = None
         self._subs: list[Any] = []
         self._live = False          # workers started: plugin references can be checked
-        self.triggers = Triggers(self.registry, lambda: self.store, self.settings,
+        self.triggers = Triggers(self.entries, lambda: self.store, self.settings,
                                  self._start, self.version, self.advance,
                                  lambda name: self._app.secrets.get(name))
 
@@ -159,11 +159,11 @@ class Workflows:
 
     def load_folder(self) -> None:
         """Read ``workflows.dir`` (what start does; the CLI calls it without starting)."""
-        self.registry.scan(self.settings.dir)
+        self.entries.scan(self.settings.dir)
 
     def add(self, text: str, source: str = "<code>") -> Workflow:
         """Add a workflow from YAML/JSON text (DefinitionError lists every problem)."""
-        entry = self.registry.add(text, source)
+        entry = self.entries.add(text, source)
         assert entry.workflow is not None
         return entry.workflow
 
@@ -173,7 +173,7 @@ class Workflows:
               started_by: str = "api", trigger: Any = None,
               parent: tuple[int, str, int] | None = None) -> RunRecord:
         """Start a run of the loaded workflow ``name``; InputInvalid names the bad field."""
-        wf = self.registry.get(name)
+        wf = self.entries.get(name)
         return self._start(wf, dict(inputs or {}), started_by, trigger, None, parent)
 
     def _start(self, wf: Workflow, inputs: dict[str, Any], started_by: str, trigger: Any,
@@ -254,7 +254,7 @@ class Workflows:
         run = self.get_run(run_id)
         version = None
         if latest:
-            version = self.registry.get(run.workflow).version
+            version = self.entries.get(run.workflow).version
         done = self.store.restart(run_id, by, version)
         if not done:
             raise RunStateError(f"run {run_id} is {run.state}; only a failed or cancelled run "
@@ -426,7 +426,7 @@ class Workflows:
         self._workers = workers
         self._subs = [self._app.events.subscribe("*", self._on_event)]
         for topic in ("plugin.loaded", "plugin.unloaded", "plugin.reloaded"):
-            self._subs.append(self._app.events.subscribe(topic, lambda _e: self.registry.recheck()))
+            self._subs.append(self._app.events.subscribe(topic, lambda _e: self.entries.recheck()))
         workers.start()
         self._recover()
 
@@ -452,7 +452,7 @@ class Workflows:
 
     def _tick(self, now: float) -> None:
         self.triggers.tick(now)
-        if self.settings.watch and self.registry.scan():
+        if self.settings.watch and self.entries.scan():
             self.wake()
 
     def stop(self, grace: float) -> None:

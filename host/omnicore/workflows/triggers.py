@@ -29,8 +29,8 @@ from omnicore.storage import StorageError
 from omnicore.storage.workflows import RunRecord, StepRecord, WorkflowStore
 from omnicore.workflows.advance import encode, truthy
 from omnicore.workflows.definition import Step, Trigger, Workflow
+from omnicore.workflows.entries import WorkflowEntries
 from omnicore.workflows.errors import ExpressionError, InputInvalid, RunStateError
-from omnicore.workflows.registry import Registry
 
 __all__ = ["SIGNATURE_HEADER", "StartRun", "Triggers", "WebhookAnswer", "sign_webhook"]
 
@@ -62,11 +62,11 @@ def sign_webhook(secret: bytes, body: bytes, timestamp: int | None = None) -> st
 class Triggers:
     """The triggers of the loaded definitions and the event waits of running runs."""
 
-    def __init__(self, registry: Registry, store: Callable[[], WorkflowStore],
+    def __init__(self, entries: WorkflowEntries, store: Callable[[], WorkflowStore],
                  settings: WorkflowsConfig, start: StartRun,
                  version: Callable[[str], Workflow], advance: Callable[[int], None],
                  secret: Callable[[str], bytes | None]) -> None:
-        self._registry = registry
+        self._entries = entries
         self._store = store
         self._settings = settings
         self._start = start
@@ -78,7 +78,7 @@ class Triggers:
         self.wait_topics: frozenset[str] = frozenset()
 
     def _workflows(self) -> list[Workflow]:
-        return [e.workflow for e in self._registry if e.workflow is not None]
+        return [e.workflow for e in self._entries if e.workflow is not None]
 
     def began(self, s: Step) -> None:
         """A step's rows were created: listen for its event wait's topic."""

@@ -1,4 +1,4 @@
-"""The instance registry on PostgreSQL, and the one connection each instance keeps open.
+"""The instance table on PostgreSQL, and the one connection each instance keeps open.
 
 That connection (:class:`Liveness`, outside the pool, autocommit) does two jobs:
 

@@ -1,8 +1,8 @@
-"""The instance registry on SQLite: one host per data dir, so the registry is that host.
+"""The instance table on SQLite: one host per data dir, so the table lists that host.
 
 A SQLite database is held by one host at a time (the data dir's lock), so a dead instance is
 only ever found by its heartbeat going stale; the host that takes the lock over releases its
-predecessor's leases at start. The registry is still kept, so ``/api/v1/instances`` and the
+predecessor's leases at start. The table is still kept, so ``/api/v1/instances`` and the
 console speak of one cluster whatever the backend.
 """
 

@@ -14,7 +14,7 @@ __all__ = ["EXTENSIONS", "scaffold"]
 #: What ``omnicore new plugin --lang`` accepts for this toolchain.
 EXTENSIONS = ("js", "ts")
 
-_TEMPLATES = Path(__file__).parents[1] / "templates"
+_SCAFFOLDS = Path(__file__).parents[1] / "scaffolds"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
@@ -27,7 +27,7 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
                          f"and '_', starting with a letter or digit, at most 63 characters")
     dest.mkdir(parents=True, exist_ok=True)
     values = {"name": name, "sdk_types": str(locations.sdk_dir("js") / "index.d.ts")}
-    for template in sorted((_TEMPLATES / lang).glob("*.tmpl")):
+    for template in sorted((_SCAFFOLDS / lang).glob("*.tmpl")):
         text = Template(template.read_text(encoding="utf-8")).substitute(values)
         # Package data keeps no dotfiles reliably: gitignore.tmpl becomes .gitignore.
         target = template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")

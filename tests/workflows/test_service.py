@@ -117,7 +117,7 @@ def test_retries_then_fails_then_restarts_from_the_failed_step_on_the_latest_ver
     # Fix the file; the folder is read again and the new version serves new runs.
     (app.workflows.settings.dir / "flaky.yaml").write_text(
         FLAKY.replace("WITH", '{text: "${{ steps.greet.output.message }}"}'))
-    until(lambda: app.workflows.registry.get("flaky").version != pinned, "the new version")
+    until(lambda: app.workflows.entries.get("flaky").version != pinned, "the new version")
     assert app.workflows.cancel(run.id, "tester") is False  # it has ended
     again = app.workflows.restart(run.id, "tester", latest=True)
     assert again.version != pinned and again.restarts == 1
@@ -373,7 +373,7 @@ def test_a_broken_file_fails_alone_with_every_problem(wf_app: Start) -> None:
     app = wf_app({"good.yaml": APPROVAL,
                   "bad.yaml": HEAD + "name: bad\nsteps:\n  - {id: a, uses: plugin:ghost/x}\n"
                                      "  - {id: b, uses: plugin:greeter-rust/shout}\n"})
-    entries = {e.name: e for e in app.workflows.registry}
+    entries = {e.name: e for e in app.workflows.entries}
     assert entries["approve-me"].state == "loaded"
     assert entries["bad"].state == "failed"
     assert [str(p) for p in entries["bad"].problems] == [

@@ -1,4 +1,4 @@
-"""Copy a template folder into a new directory, filling in ``$name`` placeholders."""
+"""Copy a scaffold into a new directory, filling in its templates' ``$name`` placeholders."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ _RENAMES = {"gitignore": ".gitignore"}
 
 def _copy(src: Traversable, dest: Path, values: dict[str, str], out: list[Path]) -> None:
     for item in src.iterdir():
-        if item.name in ("__pycache__", "__init__.py", "scaffold.py"):
+        if item.name in ("__pycache__", "__init__.py"):
             continue
         target = dest / _RENAMES.get(item.name, item.name)
         if item.is_dir():
@@ -37,5 +37,5 @@ def scaffold_app(appdir: Path, name: str | None = None) -> list[Path]:
     app_name = name or appdir.resolve().name
     appdir.mkdir(parents=True, exist_ok=True)
     out: list[Path] = []
-    _copy(resources.files("omnicore.templates") / "app", appdir, {"name": app_name}, out)
+    _copy(resources.files("omnicore.scaffolds") / "app", appdir, {"name": app_name}, out)
     return out

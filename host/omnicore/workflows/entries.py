@@ -23,7 +23,7 @@ from omnicore.logging import get_logger
 from omnicore.workflows.definition import Workflow, check_references, parse
 from omnicore.workflows.errors import DefinitionError, Problem, WorkflowNotFound
 
-__all__ = ["SUFFIXES", "Registry", "WorkflowEntry"]
+__all__ = ["SUFFIXES", "WorkflowEntries", "WorkflowEntry"]
 
 log = get_logger("omnicore.workflows")
 
@@ -58,7 +58,7 @@ class WorkflowEntry:
                 "loaded_at": self.loaded_at}
 
 
-class Registry:
+class WorkflowEntries:
     """Loaded workflows by name. ``refs()`` says what the app has, for reference checks."""
 
     def __init__(self, refs: Callable[[], tuple[Mapping[str, Iterable[str]] | None,

@@ -1,1 +1,0 @@
-"""Scaffolds copied by ``omnicore new``."""
