@@ -180,7 +180,7 @@ class Subscriptions:
         self._subs: dict[str, list[Subscriber]] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._pool: ThreadPoolExecutor | None = None
+        self._threads: ThreadPoolExecutor | None = None
         self._bus_subs: list[Subscription] = []
         self.hop_drops = 0
         #: Per plugin: its publish budget, and the publishes refused over it. Each publish
@@ -219,7 +219,7 @@ class Subscriptions:
             host = self._app.plugins
         except AttributeError:
             return
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="omnicore-events")
+        self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="omnicore-events")
         bus = self._app.events
         self._bus_subs = [bus.subscribe(t, self._on_plugin_change)
                           for t in ("plugin.loaded", "plugin.reloaded", "plugin.unloaded")]
@@ -231,7 +231,7 @@ class Subscriptions:
         self._app.storage.on_event(self._from_another_host)
 
     def _from_another_host(self, event_ids: list[int]) -> None:
-        if self._pool is None or not self._subs:
+        if self._threads is None or not self._subs:
             return  # nobody here listens: no query at all
         for record in self._app.storage.events.get_many(event_ids):  # one query a burst
             if record.plugin is not None:
@@ -242,9 +242,9 @@ class Subscriptions:
         for sub in self._bus_subs:
             self._app.events.unsubscribe(sub)
         self._bus_subs = []
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._threads is not None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
+            self._threads = None
 
     def _on_plugin_change(self, event: Any) -> None:
         self.sync(event.plugin)
@@ -295,7 +295,7 @@ class Subscriptions:
                 self._offer(sub, body, hops)
 
     def _offer(self, sub: Subscriber, body: bytes, hops: int) -> None:
-        pool = self._pool
+        threads = self._threads
         with self._lock:
             if len(sub.inbox) >= self.queue_size:
                 sub.dropped += 1
@@ -305,10 +305,10 @@ class Subscriptions:
                                 self.queue_size, sub.dropped)
                 return
             sub.inbox.append((body, hops))
-            if sub.busy or pool is None:
+            if sub.busy or threads is None:
                 return
             sub.busy = True
-        pool.submit(self._drain, sub)
+        threads.submit(self._drain, sub)
 
     def _drain(self, sub: Subscriber) -> None:
         while True:

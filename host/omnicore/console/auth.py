@@ -15,7 +15,7 @@
   process's CSRF token (the pages carry it), because any web page can post to loopback.
 * Identity first, body second: routes call :meth:`Auth.identify` before reading a body and
   check the CSRF token (often a form field) after.
-* Passwords are checked on a small pool of their own (argon2 is built to be slow), so a flood
+* Passwords are checked on a few threads of their own (argon2 is built to be slow), so a flood
   of sign-ins cannot take the threads every other request needs; each attempt is counted
   before its password is checked, so parallel guesses cannot outrun the throttle.
 """
@@ -50,7 +50,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Content types a page on any site may post without asking (CORS "simple" requests).
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data",
                         "text/plain"})
-#: Sign-ins waiting for the password pool beyond this are told to come back.
+#: Sign-ins waiting for the password threads beyond this are told to come back.
 MAX_WAITING_SIGN_INS = 64
 
 
@@ -147,7 +147,7 @@ class Auth:
     # -- passwords ----------------------------------------------------------------------
 
     async def hashing(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn`` (argon2 work) on the password pool; 503 when too many already wait."""
+        """Run ``fn`` (argon2 work) on the password threads; 503 when too many already wait."""
         with self._waiting_lock:
             if self._waiting >= MAX_WAITING_SIGN_INS:
                 raise ApiError(503, "too many sign-ins at once; try again in a few seconds",

@@ -352,7 +352,7 @@ class PluginHost:
     async def acall(self, name: str, handler: str, data: bytes = b"") -> bytes:
         """:meth:`call` on a worker thread, so the event loop never blocks on a guest."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(name), self.call, name, handler, data)
+        return await loop.run_in_executor(self._call_threads(name), self.call, name, handler, data)
 
     def call_json(self, name: str, handler: str, obj: Any = None) -> Any:
         """Call with ``obj`` encoded as JSON and decode the output as JSON.
@@ -370,7 +370,7 @@ class PluginHost:
                               f"not JSON ({exc}); use call() for raw bytes",
                               plugin=name, handler=handler) from exc
 
-    def _pool(self, name: str) -> ThreadPoolExecutor:
+    def _call_threads(self, name: str) -> ThreadPoolExecutor:
         if self._linker.closed:
             raise PluginError("this plugin host is closed")
         return executor_for(self._entries.require(name),

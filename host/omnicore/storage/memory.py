@@ -223,23 +223,23 @@ class PluginMemory:
             raise BadMemory("tiers must be a list of 0, 1, 2")
         flt = check_filter(filter)
         now = time.time()
-        pool = max(50, limit * 5)
+        candidates = max(50, limit * 5)
         text_scores: dict[int, float] = {}
         rows: dict[int, MemoryRow] = {}
         words = query_words(query)
-        for row, rel in self._rows.search(self.plugin, words, tiers, now, flt, pool):
+        for row, rel in self._rows.search(self.plugin, words, tiers, now, flt, candidates):
             rows[row.id] = row
             text_scores[row.id] = rel / (1.0 + rel)
         sims: dict[int, float] = {}
         if vector is None and query.strip() and self._store.embedder() is not None:
             vector = self._store.embedder()([query])[0]  # type: ignore[misc]
         if vector is not None:
-            sims = self._similar(vector, pool)
+            sims = self._similar(vector, candidates)
             missing = [i for i in sims if i not in rows]
             for row in self._rows.by_ids(self.plugin, missing, tiers, now, flt):
                 rows[row.id] = row
         if not words and vector is None:
-            for row in self._rows.top(self.plugin, tiers, now, flt, pool):
+            for row in self._rows.top(self.plugin, tiers, now, flt, candidates):
                 rows[row.id] = row
         scored = []
         for mid, r in rows.items():

@@ -8,8 +8,9 @@ advanced. Approvals and event waits are never leased: an operator or an event co
 
 A step runs on its worker's thread: a connector call carries the step's deadline to the egress
 client, and a plugin call is bound by the plugin's own deadline. Only a plugin step whose
-``timeout`` is shorter than that deadline hands its call to a pool thread, since the plugin
-host has no per-call deadline to pass: the step's timeout is kept by waiting for that thread.
+``timeout`` is shorter than that deadline hands its call to one of the service's call threads,
+since the plugin host has no per-call deadline to pass: the step's timeout is kept by waiting
+for that thread.
 """
 
 from __future__ import annotations

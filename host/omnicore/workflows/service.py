@@ -410,8 +410,8 @@ class Workflows:
         """Load the folder, recover runs a previous host left, start workers and triggers."""
         if self._workers is not None:
             return
-        # Plugin steps wait for their call on this pool (see executors); events are
-        # delivered on it so a publisher never waits for storage.
+        # Plugin steps wait for their call on these threads (see executors); events are
+        # delivered on them so a publisher never waits for storage.
         calls = self._calls = ThreadPoolExecutor(max_workers=self.settings.workers * 2 + 2,
                                                  thread_name_prefix="omnicore-wf-call")
         self._live = True
