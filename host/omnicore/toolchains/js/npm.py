@@ -86,15 +86,25 @@ def install_deps(project: Path) -> None:
     pkg = json.loads((project / "package.json").read_text(encoding="utf-8"))
     if not pkg.get("dependencies") and not pkg.get("devDependencies"):
         return
-    lock = project / "package-lock.json"
-    installed = project / "node_modules" / ".package-lock.json"  # written by npm on install
-    if installed.exists() and (not lock.exists()
-                               or lock.stat().st_mtime <= installed.stat().st_mtime):
+    if _deps_current(project):
         return
     npm = shutil.which("npm")
     if npm is None:
         raise BuildError(f"{project} has npm dependencies but npm is not installed: install "
                          "Node.js 18+ and run `npm ci` there", plugin=project.name,
                          toolchain=LANGUAGE)
-    command = "ci" if lock.exists() else "install"
-    run([npm, command, "--no-audit", "--no-fund"], f"npm {command} in {project}", cwd=project)
+    # Two builds of one project (into two folders) must not both run `npm ci`, which deletes
+    # node_modules first; the lock is outside the project, where `npm ci` cannot remove it.
+    with locked(_tools() / ".deps.lock"):
+        if _deps_current(project):
+            return
+        command = "ci" if (project / "package-lock.json").exists() else "install"
+        run([npm, command, "--no-audit", "--no-fund"], f"npm {command} in {project}",
+            cwd=project)
+
+
+def _deps_current(project: Path) -> bool:
+    lock = project / "package-lock.json"
+    installed = project / "node_modules" / ".package-lock.json"  # written by npm on install
+    return installed.exists() and (not lock.exists()
+                                   or lock.stat().st_mtime <= installed.stat().st_mtime)
