@@ -253,8 +253,9 @@ class Client:
             ip = self._address(ex, scheme, host, port, under)
             default = port == DEFAULT_PORT[scheme]
             send["Host"] = (f"[{host}]" if ":" in host else host) + ("" if default else f":{port}")
-            status, resp_headers, data = self._send(ex, self._pool(scheme, ip, port, host),
-                                                    method, target, send, body, host, port)
+            connections = self._connection_pool(scheme, ip, port, host)
+            status, resp_headers, data = self._send(ex, connections, method, target, send,
+                                                    body, host, port)
             location = resp_headers.get("location")
             if status in _REDIRECTS and location and hop < self.policy.max_redirects:
                 url = urljoin(url, location.split(",")[0].strip())
@@ -342,7 +343,8 @@ class Client:
                                 "loopback, link-local or reserved address; the grant must name "
                                 "it (an IP in allow_hosts, or a network in allow_addresses)")
 
-    def _pool(self, scheme: str, ip: str, port: int, host: str) -> urllib3.HTTPConnectionPool:
+    def _connection_pool(self, scheme: str, ip: str, port: int,
+                         host: str) -> urllib3.HTTPConnectionPool:
         key = (scheme, ip, port, host)
         cap = self.policy.max_concurrent
         with self._lock:
