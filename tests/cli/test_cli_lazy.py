@@ -18,9 +18,9 @@ import pytest
 import wasmtime
 from click.testing import CliRunner
 
-from host_fixtures import config_wasm, write
 from omnicore.cli import main
 from omnicore.sandbox import wasmbin
+from tests.host_fixtures import config_wasm, write
 
 # Runs the command as `omnicore` does, then names every module the process imported.
 _PROBE = ("import atexit, sys\n"

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from host_fixtures import echo_wasm, write
 from omnicore.errors import (
     DeadlineExceeded,
     InvalidModule,
@@ -35,6 +34,7 @@ from omnicore.errors import (
 from omnicore.plugins.ahead import CompileAhead
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import PluginModule, SandboxEngine
+from tests.host_fixtures import echo_wasm, write
 
 
 def _big_wat(funcs: int = 1200, ops: int = 300) -> str:
@@ -278,7 +278,7 @@ def test_baseline_code_keeps_every_limit(fixture: str, handler: str,
     # Winch code a cold start serves for a while meets them as Cranelift's does.
     from omnicore.capabilities.builtin import builtin_registry
     from omnicore.sandbox import Limits, PluginRuntime
-    from sandbox_fixtures import compile_wat
+    from tests.sandbox_fixtures import compile_wat
 
     with SandboxEngine(baseline=True, epoch_tick_ms=5) as engine:
         module = PluginModule.load(engine, compile_wat(fixture))
