@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +28,15 @@ def test_new_build_and_call_from_a_wheel_outside_the_checkout(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OMNICORE_", "VIRTUAL_ENV", "PYTHONPATH"))}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # builds cache here, not in the checkout
+    # From a copy of the sources: setuptools builds in the project's build/lib, which in a
+    # checkout may hold another build's files (a folder shared by worktrees, or by a second
+    # test run at the same moment), and the wheel would ship them.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        "build", ".venv", ".git", "node_modules", "target", "__pycache__", ".*_cache",
+        ".omnicore", "tests", "bench"))
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist",
-         ROOT], cwd=tmp_path, env=env)
+         src], cwd=tmp_path, env=env)
     wheel = next((tmp_path / "dist").glob("omnicore-*.whl"))
     run([sys.executable, "-m", "venv", tmp_path / "venv"], cwd=tmp_path, env=env)
     bin_dir = tmp_path / "venv" / "bin"
@@ -45,8 +53,9 @@ def test_new_build_and_call_from_a_wheel_outside_the_checkout(tmp_path: Path) ->
         name = f"hello-{lang}"
         run([omnicore, "new", "plugin", name, "--lang", lang], cwd=work, env=env)
         sdk_refs = (work / name).rglob("*")
-        assert not any(str(ROOT) in p.read_text(errors="replace")
-                       for p in sdk_refs if p.is_file()), "scaffold points into the checkout"
+        assert not any(str(ROOT) in text or str(src) in text
+                       for text in (p.read_text(errors="replace") for p in sdk_refs
+                                    if p.is_file())), "scaffold points into the checkout"
         run([omnicore, "build", name], cwd=work, env=env)
         out = run([omnicore, "call", f"build/plugins/{name}.wasm", "greet", "--grant",
                    "config", "--input", '{"name": "Wheel"}'], cwd=work, env=env)
