@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from component_fixtures import OUT, wat_component
 from omnicore.app import OmniApp
 from omnicore.capabilities.builtin import builtin_capabilities, builtin_registry
 from omnicore.errors import InvalidModule, NeedsGrant
@@ -23,6 +22,7 @@ from omnicore.sandbox.capability import CapabilityRegistry
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.component.hostcalls import capability_of
 from omnicore.sandbox.limits import Limits
+from tests.component_fixtures import OUT, wat_component
 
 ROOT = Path(__file__).resolve().parents[2]
 WIT = ROOT / "sdk" / "wit"

@@ -14,10 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hosting import Upstream
 
-from component_fixtures import PYTHON_SOURCES, python_plugin
-from host_fixtures import echo_wasm
 from omnicore.app import OmniApp
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import BuildError, DeadlineExceeded, GuestError, NeedsGrant, Trap
@@ -25,6 +22,9 @@ from omnicore.sandbox import PluginModule, SandboxEngine
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.limits import Limits
 from omnicore.toolchains import python, scaffold, unit_tests
+from tests.component_fixtures import PYTHON_SOURCES, python_plugin
+from tests.host_fixtures import echo_wasm
+from tests.sdk.hosting import Upstream
 
 pytestmark = pytest.mark.timeout(900)
 
