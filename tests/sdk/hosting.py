@@ -121,10 +121,7 @@ def probe_grants(upstream: Upstream | None = None, *, publish: tuple[str, ...] =
     return grants
 
 
-def _counted(cap: Capability | DeferredCapability, calls: Counter[str]) -> Capability:
-    if isinstance(cap, DeferredCapability):  # built-ins load on first use: the probe uses all
-        cap = cap.load()
-
+def _counted(cap: Capability, calls: Counter[str]) -> Capability:
     def spy(fn: HostFunction) -> HostFunction:
         key, impl = f"{cap.name}.{fn.name}", fn.impl
 
