@@ -9,14 +9,20 @@ word "tasks", which users have written down: specs/host.md's glossary).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console.api import choice, guarded, need, omni, page_params, paginate, state
+from omnicore.console.audit import Actor, record
 from omnicore.console.errors import ApiError
 
-__all__ = ["TASK_STATES", "routes", "task_id"]
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
+
+__all__ = ["TASK_STATES", "cancel", "retry", "routes", "task_id"]
 
 TASK_STATES = ("queued", "running", "succeeded", "dead", "cancelled")
 
@@ -40,12 +46,28 @@ def task_id(request: Request) -> int:
     return int(raw)
 
 
+def retry(app: OmniApp, job_id: int, by: Actor) -> bool:
+    """Queue a dead or cancelled job again (recorded); whether it was one."""
+    ok = app.jobs.retry(job_id)
+    if ok:
+        record(app.storage, by, "task.retry", f"task:{job_id}")
+    return ok
+
+
+def cancel(app: OmniApp, job_id: int, by: Actor) -> bool | None:
+    """Cancel a queued job (recorded); None when there is no such job."""
+    done = app.jobs.cancel(job_id)
+    if done:
+        record(app.storage, by, "task.cancel", f"task:{job_id}")
+    return done
+
+
 @guarded
 async def retry_task(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     st = state(request)
     job_id = task_id(request)
-    if not await st.off_loop(st.app.jobs.retry, job_id):
+    if not await st.off_loop(retry, st.app, job_id, Actor.of(request, who)):
         raise ApiError(409, f"task {job_id} is not dead or cancelled (or does not exist)",
                        type="NotRetryable")
     return JSONResponse({"id": job_id, "retried": True})
@@ -53,10 +75,10 @@ async def retry_task(request: Request) -> Response:
 
 @guarded
 async def cancel_task(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     st = state(request)
     job_id = task_id(request)
-    done = await st.off_loop(st.app.jobs.cancel, job_id)
+    done = await st.off_loop(cancel, st.app, job_id, Actor.of(request, who))
     if done is None:
         raise ApiError(404, f"no task {job_id}")
     if not done:

@@ -21,7 +21,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from omnicore.config import render_config
-from omnicore.console import api, jobs, operations
+from omnicore.console import api, jobs, kv, operations
+from omnicore.console.audit import Actor, record
 from omnicore.console.auth import Principal
 from omnicore.console.bodies import MAX_FORM_BYTES, form_body, limit_body, parse_json
 from omnicore.console.errors import ApiError, from_omni
@@ -64,6 +65,8 @@ def _fmt_us(us: Any) -> str:
 TEMPLATES.env.filters["time"] = _fmt_time
 TEMPLATES.env.filters["us"] = _fmt_us
 TEMPLATES.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
+TEMPLATES.env.filters["compact"] = lambda v: json.dumps(v, separators=(", ", ": "),
+                                                        ensure_ascii=False)
 
 
 def _state(request: Request) -> ConsoleState:
@@ -226,7 +229,8 @@ async def upload(request: Request) -> Response:
         filename, replace = file.filename, form.get("replace") == "on"
     try:
         info = await st.off_loop(operations.upload_plugin, st.app, filename, data,
-                                 max_bytes=st.max_upload_bytes, replace=replace)
+                                 max_bytes=st.max_upload_bytes, replace=replace,
+                                 by=Actor.of(request, who))
     except ApiError as exc:
         docs = [api.plugin_doc(i) for i in st.app.plugins]
         return page(request, "plugins.html", exc.status, plugins=docs, upload_error=exc,
@@ -272,41 +276,41 @@ async def plugin_post(request: Request) -> Response:
     st = _state(request)
     name = request.path_params["name"]
     who, f = await read_form(request)
+    by = Actor.of(request, who)
     action = f.get("action", "")
     url = f"/plugins/{quote(name, safe='')}"
     invoke_result = None
     try:
         if action == "grant":
             options = _json_field(f.get("options", "") or "{}", "options")
-            await st.off_loop(api.grant, st.app, name, f.get("capability", ""), options)
+            await st.off_loop(api.grant, st.app, name, f.get("capability", ""), options, by)
             return done(url, "granted")
         if action == "revoke":
-            await st.off_loop(api.grant, st.app, name, f.get("capability", ""), None)
+            await st.off_loop(api.grant, st.app, name, f.get("capability", ""), None, by)
             return done(url, "revoked")
         if action == "config":
             config = _json_field(f.get("config", "") or "{}", "config")
-            await st.off_loop(operations.set_settings, st.app, name, config=config)
+            await st.off_loop(operations.set_settings, st.app, name, by, config=config)
             return done(url, "config")
         if action == "limits":
             limits = _limits_from(f)
-            await st.off_loop(operations.set_settings, st.app, name, limits=limits)
+            await st.off_loop(operations.set_settings, st.app, name, by, limits=limits)
             return done(url, "limits")
         if action in ("enable", "disable"):
-            await st.off_loop(operations.set_settings, st.app, name,
+            await st.off_loop(operations.set_settings, st.app, name, by,
                               enabled=action == "enable")
             return done(url, f"{action}d")
         if action in ("mcp_expose", "mcp_hide"):
             from omnicore.mcp.expose import set_exposed
 
             await st.off_loop(set_exposed, st.app, name, f.get("handler", ""),
-                              action == "mcp_expose", by=who.user.name,
-                              origin=request.client.host if request.client else None)
+                              action == "mcp_expose", by=by.name, origin=by.origin)
             return done(url, action)
         if action == "reload":
-            await st.off_loop(operations.reload_plugin, st.app, name)
+            await st.off_loop(operations.reload_plugin, st.app, name, by)
             return done(url, "reloaded")
         if action == "delete":
-            await st.off_loop(operations.delete_plugin, st.app, name)
+            await st.off_loop(operations.delete_plugin, st.app, name, by)
             return done("/plugins", "deleted")
         if action == "invoke":
             text = f.get("input", "")
@@ -386,15 +390,16 @@ async def tasks(request: Request) -> Response:
 
 async def task_post(request: Request) -> Response:
     st = _state(request)
-    await read_form(request)
+    who, _f = await read_form(request)
     task_id = jobs.task_id(request)
     action = request.path_params["action"]
     if action not in ("retry", "cancel"):
         raise ApiError(404, f"no task action {action[:20]!r}")
+    by = Actor.of(request, who)
     if action == "retry":
-        ok = await st.off_loop(st.app.jobs.retry, task_id)
+        ok = await st.off_loop(jobs.retry, st.app, task_id, by)
     else:
-        ok = bool(await st.off_loop(st.app.jobs.cancel, task_id))
+        ok = bool(await st.off_loop(jobs.cancel, st.app, task_id, by))
     if not ok:
         raise ApiError(409, f"task {task_id} cannot be {action}ed now (see its state)")
     return done("/tasks", "retried" if action == "retry" else "cancelled")
@@ -422,11 +427,11 @@ async def data(request: Request) -> Response:
 
 async def data_delete(request: Request) -> Response:
     st = _state(request)
-    _w, f = await read_form(request)
+    who, f = await read_form(request)
     plugin, key = f.get("plugin", ""), f.get("key", "")
     if not plugin:
         raise ApiError(422, "which plugin's key?")
-    await st.off_loop(st.app.kv.for_plugin(plugin).delete, key)
+    await st.off_loop(kv.delete_key, st.app, plugin, key, Actor.of(request, who))
     return RedirectResponse(f"/data?{urlencode({'plugin': plugin, 'done': 'key-deleted'})}",
                             status_code=303)
 
@@ -451,26 +456,32 @@ async def users_post(request: Request) -> Response:
     st = _state(request)
     who, f = await read_form(request)
     store = st.auth.store
+    by = Actor.of(request, who)
     action = f.get("action", "")
     new_token = None
     try:
         if action == "add-user":
-            await st.auth.hashing(store.add, f.get("name", ""), f.get("password", ""),
-                                  f.get("role", "viewer"))
+            user = await st.auth.hashing(store.add, f.get("name", ""), f.get("password", ""),
+                                         f.get("role", "viewer"))
+            record(st.app.storage, by, "user.add", f"user:{user.name}", None,
+                   {"role": user.role})
             return done("/users", "user")
         if action == "delete-user":
             if f.get("name") == who.user.name:
                 raise ApiError(409, "you cannot delete yourself")
-            store.delete(f.get("name", ""))
+            if store.delete(f.get("name", "")):
+                record(st.app.storage, by, "user.delete", f"user:{f.get('name')}")
             return done("/users", "user-deleted")
         if action == "new-token":
             if who.via != "session":
                 raise ApiError(409, "sign in as a user to create tokens")
-            new_token, _ = store.new_token(who.user.name, f.get("label", ""))
+            new_token, token = store.new_token(who.user.name, f.get("label", ""))
+            record(st.app.storage, by, "token.add", f"token:{token.id}", None,
+                   {"label": token.label, "user": token.user})
         elif action == "delete-token":
             raw = f.get("id", "")
-            if raw.isdigit():
-                store.delete_token(int(raw))
+            if raw.isdigit() and store.delete_token(int(raw)):
+                record(st.app.storage, by, "token.revoke", f"token:{raw}")
             return done("/users", "token-deleted")
         else:
             raise ApiError(400, f"unknown action {action[:40]!r}")

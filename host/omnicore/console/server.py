@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnicore.console import (
     api,
+    audit_page,
     instances,
     jobs,
     kv,
@@ -151,6 +152,7 @@ def create_app(state: ConsoleState) -> Starlette:
         *jobs.routes(),
         *kv.routes(),
         *memory.routes(),
+        *audit_page.routes(),
         Route("/mcp", mcp),
         Mount("/static", StaticFiles(directory=str(pages.WEB / "static")), name="static"),
     ]
