@@ -53,6 +53,13 @@ SCHEMAS: Obj = {
                      "properties": {"output": {"type": "string"},
                                     "encoding": {"enum": ["text", "base64"]},
                                     "duration_ms": {"type": "number"}}},
+    "AuditEntry": {"type": "object", "required": ["id", "at", "user", "verb", "target"],
+                   "properties": {
+        "id": {"type": "integer"}, "at": {"type": "number"}, "time": {"type": "string"},
+        "user": {"type": "string"}, "verb": {"type": "string"},
+        "plugin": {"type": "string"}, "subject": {"type": "string"},
+        "target": {"type": ["string", "null"]}, "before": {}, "after": {},
+        "origin": {"type": ["string", "null"], "description": "an address, or cli"}}},
     "Secret": {"type": "object", "required": ["name", "exposed_to"], "properties": {
         "name": {"type": "string"},
         "exposed_to": {"type": "array", "items": {"type": "string"},
@@ -287,6 +294,18 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
          "type": "object", "properties": {"latest": {
              "type": "boolean", "description": "on the latest version, not the pinned one"}}}}}},
      200, _ref("WorkflowRun")),
+    ("get", "/audit", "The audit log, newest first: who changed what, when, from where "
+     "(?format=csv|json: a download of up to 10,000)", "viewer",
+     [{"name": n, "in": "query", "schema": {"type": t}, "description": d} for n, t, d in (
+         ("user", "string", "who made the change"),
+         ("verb", "string", "a verb or its start, e.g. grant."),
+         ("plugin", "string", "the plugin or one of its parts"),
+         ("since", "number", "unix time"), ("before_id", "integer", "the page after (next)"),
+         ("limit", "integer", "1..10000 (default 100)"),
+         ("format", "string", "csv or json: a download"))],
+     None, 200, {"type": "object", "required": ["items", "next"], "properties": {
+         "items": {"type": "array", "items": _ref("AuditEntry")},
+         "limit": {"type": "integer"}, "next": {"type": ["string", "null"]}}}),
     ("get", "/openapi.json", "This document", "none", [], None, 200, ANY_OBJECT),
 ]
 
