@@ -192,7 +192,21 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
     ("post", "/tasks/{task_id}/cancel", "Cancel a queued task", "admin",
      [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
      None, 200, ANY_OBJECT),
-    ("get", "/schedules", "Plugins' schedules", "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
+    ("get", "/schedules", "Plugins' schedules with their next and last run and whether each is "
+     "paused", "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
+    *[("post", f"/schedules/{{plugin}}/{{name}}/{action}", summary, "admin",
+       [_PLUGIN, {"name": "name", "in": "path", "required": True,
+                  "schema": {"type": "string"}}], None, 200, ANY_OBJECT)
+      for action, summary in (("run", "Queue a run of a schedule now"),
+                              ("pause", "Pause a schedule (on every host)"),
+                              ("resume", "Resume a paused schedule from now"))],
+    ("get", "/subscriptions", "Plugins' event subscriptions: topic, inbox depth, drops",
+     "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
+    ("post", "/events", "Publish a test event (recorded in the audit log)", "admin", [],
+     _body({"type": "object", "required": ["topic"], "properties": {
+         "topic": {"type": "string", "maxLength": 200}, "data": {}}}), 202,
+     {"type": "object", "properties": {"id": {"type": "integer"},
+                                       "topic": {"type": "string"}}}),
     ("get", "/kv", "Plugins that have keys", "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
     ("get", "/kv/{plugin}", "One plugin's keys", "viewer",
      [{"name": "plugin", "in": "path", "required": True, "schema": {"type": "string"}},

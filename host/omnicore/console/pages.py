@@ -1,4 +1,4 @@
-"""The server-rendered pages: sign-in, overview, plugins, logs, tasks, data, settings, users.
+"""The server-rendered pages: sign-in, overview, plugins, logs, data, settings, users.
 
 Pages read through the same helpers as the API and change things through the same
 functions; forms post back with the session's CSRF token and, on success, redirect (303) to
@@ -49,7 +49,9 @@ NOTICES = {
     "retried": "Task queued again.", "cancelled": "Task cancelled.", "signed-out": "Signed out.",
     "key-deleted": "Key deleted.", "secret-set": "Secret saved (its value is not shown).",
     "secret-deleted": "Secret deleted.", "collection-dropped": "Collection dropped.",
-    "memory-forgotten": "Memory forgotten.",
+    "memory-forgotten": "Memory forgotten.", "published": "Event published.",
+    "schedule-run": "Queued a run now.", "schedule-paused": "Schedule paused.",
+    "schedule-resumed": "Schedule resumed.",
 }
 
 
@@ -253,9 +255,13 @@ def _plugin_context(st: ConsoleState, name: str) -> dict[str, Any]:
     lines = st.app.plugins.logs(name).lines(50)
     lines.reverse()
     limits = info.limits.as_dict() if info.limits else Limits().as_dict()
+    from omnicore.console import events  # it renders with this module's pages
     from omnicore.mcp.expose import handler_tools
 
-    return {"plugin": doc, "latency": bars, "lines": lines, "limits": limits,
+    recent = [jobs.task_doc(t) for t in st.app.jobs.list(plugin=name, limit=10)]
+    return {"schedules": jobs.schedule_docs(st.app, name), "recent_jobs": recent,
+            "subscriptions": [s for s in events.subscribers(st.app) if s["plugin"] == name],
+            "plugin": doc, "latency": bars, "lines": lines, "limits": limits,
             "capabilities": api.capability_names(st.app), "config_text":
             json.dumps(info.config, indent=2, sort_keys=True),
             "mcp_tools": handler_tools(st.app, name)}
@@ -362,7 +368,7 @@ def _limits_from(fields: dict[str, str]) -> dict[str, int | None]:
     return out
 
 
-# -- logs, tasks, data, settings, users ----------------------------------------------------
+# -- logs, data, settings, users ----------------------------------------------------
 
 async def logs(request: Request) -> Response:
     st = _state(request)
@@ -375,34 +381,6 @@ async def logs(request: Request) -> Response:
     entries.reverse()
     return page(request, "logs.html", entries=entries, plugin=plugin, level=level,
                 levels=LEVELS, names=[i.name for i in st.app.plugins])
-
-
-async def tasks(request: Request) -> Response:
-    st = _state(request)
-    st.auth.require(request)
-    wanted = request.query_params.get("state", "")
-    if wanted not in jobs.TASK_STATES:
-        wanted = ""
-    items = await st.off_loop(st.app.jobs.list, state=wanted or None, limit=200)
-    return page(request, "tasks.html", tasks=[t.as_dict() for t in items],
-                schedules=st.app.jobs.schedules(), state=wanted, states=jobs.TASK_STATES)
-
-
-async def task_post(request: Request) -> Response:
-    st = _state(request)
-    who, _f = await read_form(request)
-    task_id = jobs.task_id(request)
-    action = request.path_params["action"]
-    if action not in ("retry", "cancel"):
-        raise ApiError(404, f"no task action {action[:20]!r}")
-    by = Actor.of(request, who)
-    if action == "retry":
-        ok = await st.off_loop(jobs.retry, st.app, task_id, by)
-    else:
-        ok = bool(await st.off_loop(jobs.cancel, st.app, task_id, by))
-    if not ok:
-        raise ApiError(409, f"task {task_id} cannot be {action}ed now (see its state)")
-    return done("/tasks", "retried" if action == "retry" else "cancelled")
 
 
 async def data(request: Request) -> Response:
@@ -505,8 +483,6 @@ def routes() -> list[BaseRoute]:
         Route("/plugins/{name}", plugin_page, methods=["GET"]),
         Route("/plugins/{name}", plugin_post, methods=["POST"]),
         Route("/logs", logs),
-        Route("/tasks", tasks),
-        Route("/tasks/{task_id}/{action:str}", task_post, methods=["POST"]),
         Route("/data", data),
         Route("/data/delete", data_delete, methods=["POST"]),
         Route("/settings", settings),

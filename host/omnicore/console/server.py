@@ -16,12 +16,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from omnicore.console import (
     api,
     audit_page,
+    events,
     instances,
     jobs,
     kv,
     memory,
     pages,
     secrets,
+    tasks_page,
     vectors,
     workflows,
 )
@@ -153,6 +155,8 @@ def create_app(state: ConsoleState) -> Starlette:
         *kv.routes(),
         *memory.routes(),
         *audit_page.routes(),
+        *events.routes(),
+        *tasks_page.routes(),
         Route("/mcp", mcp),
         Mount("/static", StaticFiles(directory=str(pages.WEB / "static")), name="static"),
     ]
