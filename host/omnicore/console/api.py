@@ -420,7 +420,27 @@ async def stream(request: Request) -> Response:
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-# -- tasks and kv --------------------------------------------------------------------------
+@guarded
+async def live(request: Request) -> Response:
+    """One page's stream of live figures (:mod:`omnicore.console.pulse`), with the log feed
+    when ``feed=1``."""
+    need(request)
+    st = state(request)
+    q = request.query_params
+    scope = q.get("scope") or "host"
+    if scope not in ("host", "plugins") and not scope.startswith("plugin:"):
+        raise ApiError(400, "query parameter scope must be host, plugins or plugin:NAME",
+                       type="BadParameter")
+    versions = [v for v in q.getlist("version") if v][:8]
+    filters = feed_filters(request)
+    try:
+        frames = st.pulse.stream(scope, versions, (lambda: st.feed.stream(
+            **filters, backlog=100)) if q.get("feed") == "1" else None)
+    except TooManySubscribers as exc:
+        raise ApiError(429, f"{exc}; close a live page and retry") from None
+    return StreamingResponse(frames, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
 
 # -- users and tokens ----------------------------------------------------------------------
 
@@ -522,6 +542,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{p}/plugins/{{name}}/logs", plugin_logs),
         Route(f"{p}/events", recent_events),
         Route(f"{p}/stream", stream),
+        Route(f"{p}/live", live),
         Route(f"{p}/users", list_users, methods=["GET"]),
         Route(f"{p}/users", add_user, methods=["POST"]),
         Route(f"{p}/users/{{user}}", delete_user, methods=["DELETE"]),

@@ -176,6 +176,13 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
      [_NAME, _LEVEL, *_PAGING], None, 200, _page(ANY_OBJECT)),
     ("get", "/events", "Recent log lines and events, newest first", "viewer",
      [*_FEED, *_PAGING], None, 200, _page(_ref("Entry"))),
+    ("get", "/live", "One page's live figures (Server-Sent Events: 'figures' frames of what "
+     "changed), with the log feed when feed=1", "viewer",
+     [{"name": n, "in": "query", "schema": {"type": "string"}, "description": d}
+      for n, d in (("scope", "host, plugins or plugin:NAME"),
+                   ("version", "tasks or events: a key that changes with the page's rows"),
+                   ("feed", "1: also the log entries (plugin, level, kind filters)"))],
+     None, 200, None),
     ("get", "/stream", "Live log lines and events (Server-Sent Events)", "viewer",
      [*_FEED, {"name": "backlog", "in": "query", "description": "recent entries sent first "
                "(default 100; 0 for new entries only)",
@@ -343,7 +350,7 @@ def document() -> Obj:
                    "responses": {str(status): {"description": "ok"}, **errors}}
         if answer is not None:
             op["responses"][str(status)]["content"] = {"application/json": {"schema": answer}}
-        elif path == "/stream":
+        elif path in ("/stream", "/live"):
             op["responses"]["200"]["content"] = {"text/event-stream": {
                 "schema": {"type": "string"}}}
         if body is not None:

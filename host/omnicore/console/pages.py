@@ -27,6 +27,7 @@ from omnicore.console.auth import Principal
 from omnicore.console.bodies import MAX_FORM_BYTES, form_body, limit_body, parse_json
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.live import LEVELS
+from omnicore.console.pulse import compute
 from omnicore.console.state import ConsoleState
 from omnicore.console.users import check_password, check_username
 from omnicore.errors import OmniError
@@ -199,8 +200,9 @@ async def overview(request: Request) -> Response:
     st = _state(request)
     st.auth.require(request)
     health = st.app.health.check().to_dict()
+    figures = await st.off_loop(compute, st.app)
     return page(request, "overview.html", info=api.overview(st.app), health=health,
-                rates=st.history.per_minute(), period_s=st.history.period_s)
+                rates=st.history.per_minute(), period_s=st.history.period_s, figures=figures)
 
 
 async def plugins(request: Request) -> Response:

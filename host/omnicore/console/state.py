@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from omnicore.console.auth import Auth
 from omnicore.console.guard import LOCAL_NAMES, HostPolicy
 from omnicore.console.live import LiveFeed
+from omnicore.console.pulse import Pulse
 
 if TYPE_CHECKING:
     from omnicore.app import OmniApp
@@ -57,6 +58,11 @@ class ConsoleState:
     history: RateHistory = field(default_factory=RateHistory)
     hosts: HostPolicy = field(default_factory=lambda: HostPolicy(LOCAL_NAMES))
     body_timeout_s: float = 30.0
+    #: The live figures every page's stream sends (``/api/v1/live``).
+    pulse: Pulse = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pulse = Pulse(self.app)
 
     async def off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking work (file writes, compiling a plugin, SQLite) off the event loop."""
