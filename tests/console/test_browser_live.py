@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from tests.console.test_browser import SHOTS, WORKFLOW, browser, off_thread  # noqa: F401
+from tests.console.test_events_tasks import ticker_wasm
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
-from tests.console.test_browser import SHOTS, WORKFLOW, browser, off_thread  # noqa: F401
-from tests.console.test_events_tasks import ticker_wasm
 
 PASSWORD = "lovelace-1815"
 
@@ -63,7 +63,7 @@ def shot(page: Page, name: str) -> None:
 
 def test_overview_counts_an_api_call_live_and_a_grant_is_audited(
         browser: Browser, full: tuple[OmniApp, ConsoleModule]) -> None:  # noqa: F811
-    app, module = full
+    _app, module = full
     assert module.console is not None and module.url is not None
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
