@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from omnicore.config import render_config
-from omnicore.console import api, jobs, kv, operations
+from omnicore.console import api, charts, jobs, kv, operations
 from omnicore.console.audit import Actor, record
 from omnicore.console.auth import Principal
 from omnicore.console.bodies import MAX_FORM_BYTES, form_body, limit_body, parse_json
@@ -31,7 +31,6 @@ from omnicore.console.pulse import compute
 from omnicore.console.state import ConsoleState
 from omnicore.console.users import check_password, check_username
 from omnicore.errors import OmniError
-from omnicore.plugins.stats import LATENCY_BUCKETS
 from omnicore.sandbox.limits import Limits
 
 __all__ = ["NOTICES", "TEMPLATES", "done", "page", "read_form", "render_error", "routes"]
@@ -201,8 +200,9 @@ async def overview(request: Request) -> Response:
     st.auth.require(request)
     health = st.app.health.check().to_dict()
     figures = await st.off_loop(compute, st.app)
+    span = charts.span_of(request.query_params.get("range"))
     return page(request, "overview.html", info=api.overview(st.app), health=health,
-                rates=st.history.per_minute(), period_s=st.history.period_s, figures=figures)
+                charts=charts.host_charts(st.history, span), span=span, figures=figures)
 
 
 async def plugins(request: Request) -> Response:
@@ -242,18 +242,9 @@ async def upload(request: Request) -> Response:
     return done(f"/plugins/{quote(info.name, safe='')}", "uploaded")
 
 
-def _plugin_context(st: ConsoleState, name: str) -> dict[str, Any]:
+def _plugin_context(st: ConsoleState, name: str, span: str = "1h") -> dict[str, Any]:
     info = st.app.plugins.get(name)
     doc = api.plugin_doc(info)
-    stats = info.stats
-    bars = []
-    if stats is not None:
-        previous = 0
-        for bound, count in zip(LATENCY_BUCKETS, stats.buckets, strict=False):
-            bars.append((bound, count - previous))
-            previous = count
-        while len(bars) > 1 and bars[-1][1] == 0:
-            bars.pop()
     lines = st.app.plugins.logs(name).lines(50)
     lines.reverse()
     limits = info.limits.as_dict() if info.limits else Limits().as_dict()
@@ -263,17 +254,19 @@ def _plugin_context(st: ConsoleState, name: str) -> dict[str, Any]:
     recent = [jobs.task_doc(t) for t in st.app.jobs.list(plugin=name, limit=10)]
     return {"schedules": jobs.schedule_docs(st.app, name), "recent_jobs": recent,
             "subscriptions": [s for s in events.subscribers(st.app) if s["plugin"] == name],
-            "plugin": doc, "latency": bars, "lines": lines, "limits": limits,
+            "plugin": doc, "lines": lines, "limits": limits,
             "capabilities": api.capability_names(st.app), "config_text":
             json.dumps(info.config, indent=2, sort_keys=True),
-            "mcp_tools": handler_tools(st.app, name)}
+            "mcp_tools": handler_tools(st.app, name), "span": span,
+            "charts": charts.plugin_charts(st.history, name, span)}
 
 
 async def plugin_page(request: Request) -> Response:
     st = _state(request)
     st.auth.require(request)
     try:
-        ctx = _plugin_context(st, request.path_params["name"])
+        ctx = _plugin_context(st, request.path_params["name"],
+                              charts.span_of(request.query_params.get("range")))
     except OmniError as exc:
         raise from_omni(exc) from exc
     return page(request, "plugin.html", **ctx, invoke=None, form_error=None)
