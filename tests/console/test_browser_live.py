@@ -118,8 +118,13 @@ def test_every_page_fits_a_phone_and_a_desktop(browser: Browser,  # noqa: F811
                                                   started_by="test").id, 60).state == \
         "succeeded"
     for i in range(3):
-        app.plugins.call("greeter-rust", "greet", b'{"name": "x"}')
         app.jobs.enqueue("ticker", "tick", b"", delay_s=60 * (i + 1))
+    assert module.console is not None
+    now = time.time()
+    for minute in range(30, -1, -1):  # half an hour of history for the charts
+        for _ in range(minute % 7):
+            app.plugins.call("greeter-rust", "greet", b'{"name": "x"}')
+        module.console.history.sample(app, now=now - 60 * minute)
     app.storage.audit.append("ada", "config.set", "greeter-rust", {"greeting": "hi"},
                              {"greeting": "hello there, a long value to wrap"}, "127.0.0.1",
                              time.time())

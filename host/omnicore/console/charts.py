@@ -16,8 +16,8 @@ from omnicore.console.series import CALLS, HOST, RANGES, Series
 
 __all__ = ["Chart", "Line", "chart", "host_charts", "plugin_charts", "span_of"]
 
-WIDTH, HEIGHT = 640, 180
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 14, 30
+WIDTH, HEIGHT = 420, 150
+LEFT, RIGHT, TOP, BOTTOM = 46, 8, 10, 30
 
 
 @dataclass(frozen=True)
