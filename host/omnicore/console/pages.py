@@ -51,7 +51,16 @@ NOTICES = {
     "secret-deleted": "Secret deleted.", "collection-dropped": "Collection dropped.",
     "memory-forgotten": "Memory forgotten.", "published": "Event published.",
     "schedule-run": "Queued a run now.", "schedule-paused": "Schedule paused.",
-    "schedule-resumed": "Schedule resumed.",
+    "schedule-resumed": "Schedule resumed.", "granted-all": "Granted everything it requested.",
+}
+#: Where a notice or a form's error is shown: beside the form that caused it (the card of
+#: that id), not at the top of the page.
+PLACES = {
+    "granted": "capabilities", "revoked": "capabilities", "granted-all": "capabilities",
+    "grant": "capabilities", "revoke": "capabilities", "grant-all": "capabilities",
+    "config": "config", "limits": "limits", "enabled": "about", "disabled": "about",
+    "enable": "about", "disable": "about", "reloaded": "about", "reload": "about",
+    "mcp_expose": "mcp", "mcp_hide": "mcp",
 }
 
 
@@ -85,8 +94,12 @@ def _who(request: Request) -> Principal | None:
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
     who = context.pop("who", None) or _who(request)
-    notice = NOTICES.get(request.query_params.get("done", ""))
-    ctx = {"who": who, "notice": notice, "app_name": _state(request).app.name,
+    done_what = request.query_params.get("done", "")
+    # A form posts back to its page's URL, ?done= included: the answer to that post is not
+    # the earlier action's success.
+    notice = NOTICES.get(done_what) if request.method == "GET" else None
+    ctx = {"who": who, "notice": notice, "notice_at": PLACES.get(done_what),
+           "error_at": None, "app_name": _state(request).app.name,
            "csrf": who.csrf if who else "", "path": request.url.path, **context}
     return TEMPLATES.TemplateResponse(request, template, ctx, status_code=status)
 
@@ -255,7 +268,9 @@ def _plugin_context(st: ConsoleState, name: str, span: str = "1h") -> dict[str, 
     return {"schedules": jobs.schedule_docs(st.app, name), "recent_jobs": recent,
             "subscriptions": [s for s in events.subscribers(st.app) if s["plugin"] == name],
             "plugin": doc, "lines": lines, "limits": limits,
-            "capabilities": api.capability_names(st.app), "config_text":
+            "capabilities": api.capability_names(st.app),
+            "cap_docs": {c.name: c.description for c in st.app.extensions.capabilities()},
+            "config_text":
             json.dumps(info.config, indent=2, sort_keys=True),
             "mcp_tools": handler_tools(st.app, name), "span": span,
             "charts": charts.plugin_charts(st.history, name, span)}
@@ -289,6 +304,12 @@ async def plugin_post(request: Request) -> Response:
         if action == "revoke":
             await st.off_loop(api.grant, st.app, name, f.get("capability", ""), None, by)
             return done(url, "revoked")
+        if action == "grant-all":
+            wanted = {cap: _json_field(f.get(f"options_{cap}", "") or "{}", f"options of {cap}")
+                      for cap in st.app.plugins.get(name).missing}
+            for cap, options in wanted.items():
+                await st.off_loop(api.grant, st.app, name, cap, options, by)
+            return done(url, "granted-all")
         if action == "config":
             config = _json_field(f.get("config", "") or "{}", "config")
             await st.off_loop(operations.set_settings, st.app, name, by, config=config)
@@ -334,7 +355,7 @@ async def plugin_post(request: Request) -> Response:
         raise error
     ctx = _plugin_context(st, name)
     return page(request, "plugin.html", error.status, **ctx, invoke=None, form_error=error,
-                invoke_form=f)
+                invoke_form=f, error_at=PLACES.get(action))
 
 
 def _json_field(text: str, what: str, objects_only: bool = True) -> Any:
@@ -348,18 +369,23 @@ def _json_field(text: str, what: str, objects_only: bool = True) -> Any:
 
 
 def _limits_from(fields: dict[str, str]) -> dict[str, int | None]:
+    """The limits the form sets away from their defaults: a value left at its default is
+    not written, so a later change of the default reaches this plugin too."""
     out: dict[str, int | None] = {}
-    for key in Limits().as_dict():
+    defaults = Limits().as_dict()
+    for key in defaults:
         raw = fields.get(f"limit_{key}", "").strip()
         if raw == "":
             continue
         if raw.lower() in ("none", "off"):
-            out[key] = None
+            if defaults[key] is not None:
+                out[key] = None
             continue
         if not raw.isdigit():
             raise ApiError(422, f"limit {key} must be a whole number, got {raw[:30]!r}",
                            type="ConfigError")
-        out[key] = int(raw)
+        if int(raw) != defaults[key]:
+            out[key] = int(raw)
     return out
 
 

@@ -1,0 +1,106 @@
+"""The console's frictions removed: grant everything requested after a review, notices and
+errors beside the form they belong to (never a stale success above a new error), limits saved
+only where they differ from the defaults, console wording for a plugin that needs grants, and
+a failed plugin's reason in the list."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from tests.console.conftest import Host
+from tests.console.test_events_tasks import ticker_wasm
+
+from omnicore.plugins.sidecar import read_sidecar_data
+from omnicore.sandbox.limits import Limits
+
+
+def _card(html: str, card: str) -> str:
+    found = re.search(rf'<section class="card[^"]*" id="{card}">(.*?)</section>', html, re.S)
+    assert found is not None, card
+    return found[1]
+
+
+def test_grant_all_requested_after_a_review(make_host: Callable[..., Host]) -> None:
+    host = make_host(greeter=False)
+    (host.plugins_dir / "ticker.wasm").write_bytes(ticker_wasm())
+    folder = host.app.plugins.folder
+    assert folder is not None
+    folder.sync()
+    assert sorted(host.app.plugins.get("ticker").missing) == ["kv", "tasks"]
+    browser, csrf = host.browser_session()
+    page = browser.get("/plugins/ticker").text
+    assert "--grant" not in page and "Review and grant them below" in page
+    review = _card(page, "capabilities")
+    assert "Grant all 2 requested" in review
+    for cap in ("kv", "tasks"):  # each with what it grants and its own options field
+        assert f'name="options_{cap}"' in review
+    assert "key-value" in review.lower() or "keys" in review.lower()
+
+    r = browser.post("/plugins/ticker", data={"csrf": csrf, "action": "grant-all",
+                                              "options_kv": "{bad json",
+                                              "options_tasks": ""})
+    assert r.status_code == 422
+    assert 'role="alert"' in _card(r.text, "capabilities")  # the error sits by its form
+    assert host.app.plugins.get("ticker").state == "needs-grant"  # nothing half-granted
+
+    r = browser.post("/plugins/ticker", data={"csrf": csrf, "action": "grant-all",
+                                              "options_kv": "", "options_tasks": "{}"})
+    assert r.status_code == 303 and r.headers["location"].endswith("done=granted-all")
+    assert host.app.plugins.get("ticker").state == "loaded"
+    page = browser.get(r.headers["location"]).text
+    assert "Granted everything it requested." in _card(page, "capabilities")
+    assert page.count('class="notice"') == 1  # not repeated at the top
+    verbs = [e["subject"] for e in browser.get("/api/v1/audit").json()["items"]]
+    assert sorted(verbs) == ["kv", "tasks"]
+
+
+def test_a_new_error_replaces_the_last_success_beside_its_form(host: Host) -> None:
+    browser, csrf = host.browser_session()
+    url = "/plugins/greeter-rust"
+    r = browser.post(url, data={"csrf": csrf, "action": "grant", "capability": "config",
+                                "options": "{}"})
+    assert r.status_code == 303
+    done_url = r.headers["location"]
+    assert "Granted." in _card(browser.get(done_url).text, "capabilities")
+    # The config form posts back to the page's URL, ?done=granted included.
+    r = browser.post(done_url, data={"csrf": csrf, "action": "config", "config": "[1, 2]"})
+    assert r.status_code == 422
+    assert "Granted." not in r.text
+    config = _card(r.text, "config")
+    assert 'role="alert"' in config and "must be a JSON object" in config
+    assert 'role="alert"' not in _card(r.text, "capabilities")
+
+
+def test_limits_keep_only_what_differs_from_the_defaults(host: Host) -> None:
+    browser, csrf = host.browser_session()
+    defaults = Limits().as_dict()
+    form = {f"limit_{k}": "" if v is None else str(v) for k, v in defaults.items()}
+    form["limit_timeout_ms"] = "900"
+    r = browser.post("/plugins/greeter-rust", data={"csrf": csrf, "action": "limits", **form})
+    assert r.status_code == 303, r.text
+    assert read_sidecar_data(host.plugins_dir / "greeter-rust.wasm")["limits"] == {
+        "timeout_ms": 900}
+    assert "Limits saved and live." in _card(browser.get(r.headers["location"]).text,
+                                             "limits")
+    # Back to the default: the key leaves the sidecar.
+    form["limit_timeout_ms"] = str(defaults["timeout_ms"])
+    browser.post("/plugins/greeter-rust", data={"csrf": csrf, "action": "limits", **form})
+    assert read_sidecar_data(host.plugins_dir / "greeter-rust.wasm")["limits"] == {}
+    limits = host.app.plugins.get("greeter-rust").limits
+    assert limits is not None and limits.as_dict()["timeout_ms"] == defaults["timeout_ms"]
+
+
+def test_a_failed_plugin_says_why_in_the_list(host: Host) -> None:
+    (host.plugins_dir / "broken.wasm").write_bytes(b"\0asm\x01\0\0\0 not really a module")
+    folder = host.app.plugins.folder
+    assert folder is not None
+    folder.sync()
+    reason = host.app.plugins.get("broken").last_error
+    assert reason
+    browser, _ = host.browser_session()
+    page = browser.get("/plugins").text
+    row = re.search(r'<a href="/plugins/broken">broken</a>.*?</tr>', page, re.S)
+    assert row is not None and '<p class="reason">' in row[0]
+    assert reason[:40].replace("'", "&#39;") in row[0]
+    assert "needs config" in page  # the greeter, not granted yet, says what it lacks
