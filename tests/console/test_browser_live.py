@@ -21,6 +21,13 @@ from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 
 PASSWORD = "lovelace-1815"
+GATED = """\
+format: omniflow/v1
+name: gated
+steps:
+  - {id: greet, uses: plugin:greeter-rust/greet, with: {name: Ada}}
+  - {id: ok, needs: [greet], wait: {approval: {message: "Ship it?"}}}
+"""
 
 
 @pytest.fixture
@@ -33,6 +40,7 @@ def full(tmp_path: Path, greeter_wasm: Path) -> Iterator[tuple[OmniApp, ConsoleM
     (tmp_path / "plugins" / "ticker.wasm").write_bytes(ticker_wasm())
     (tmp_path / "plugins" / "ticker.toml").write_text('grants = ["kv", "tasks", "events"]\n')
     (tmp_path / "workflows" / "welcome.yaml").write_text(WORKFLOW)
+    (tmp_path / "workflows" / "gated.yaml").write_text(GATED)
     app = OmniApp("browser-live", environ={}, entry_points=False, overrides={
         "data_dir": str(tmp_path / "data"), "plugins_dir": str(tmp_path / "plugins"),
         "console": {"port": 0}, "workflows": {"dir": str(tmp_path / "workflows"),
@@ -97,6 +105,30 @@ def test_overview_counts_an_api_call_live_and_a_grant_is_audited(
     expect(row).to_contain_text("ada")
     expect(row.locator("td[data-label=Plugin]")).to_have_text("greeter-rust")
     expect(row.locator("td[data-label='Capability / key']")).to_have_text("config")
+    context.close()
+
+
+def test_a_run_view_moves_as_its_steps_do(browser: Browser,  # noqa: F811
+                                          full: tuple[OmniApp, ConsoleModule]) -> None:
+    app, module = full
+    assert module.console is not None and module.url is not None
+    app.plugins.grant("greeter-rust", "config", {})
+    run = app.workflows.start("gated", {}, started_by="test")
+    deadline = time.monotonic() + 60
+    while app.workflows.get_run(run.id).state != "running" or not any(
+            s.state == "waiting" for s in app.workflows.steps(run.id)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    sign_in(page, module.url)
+    page.goto(f"{module.url}/workflows/runs/{run.id}")
+    expect(page.locator("#approval-state")).to_have_text("waiting for approval")
+    expect(page.locator("#live-state")).to_have_text("live", timeout=10_000)
+    app.workflows.approve(run.id, "ok", "someone-else", approve=True, comment="")
+    expect(page.locator("#run-state")).to_have_text("succeeded", timeout=10_000)
+    expect(page.locator("#approval-state")).to_have_count(0)
+    assert page.url.endswith(f"/workflows/runs/{run.id}")
     context.close()
 
 

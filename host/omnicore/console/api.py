@@ -420,6 +420,16 @@ async def stream(request: Request) -> Response:
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+def run_version(app: OmniApp, run_id: int) -> str:
+    """What changes when workflow run ``run_id`` or one of its steps moves."""
+    try:
+        run = app.workflows.get_run(run_id)
+        steps = app.workflows.steps(run_id)
+    except OmniError:
+        return "gone"
+    return f"{run.state}|" + ",".join(f"{s.step}.{s.index}:{s.state}" for s in steps)
+
+
 @guarded
 async def live(request: Request) -> Response:
     """One page's stream of live figures (:mod:`omnicore.console.pulse`), with the log feed
@@ -428,14 +438,18 @@ async def live(request: Request) -> Response:
     st = state(request)
     q = request.query_params
     scope = q.get("scope") or "host"
-    if scope not in ("host", "plugins") and not scope.startswith("plugin:"):
-        raise ApiError(400, "query parameter scope must be host, plugins or plugin:NAME",
-                       type="BadParameter")
+    run = scope.removeprefix("run:")
+    if scope not in ("host", "plugins") and not scope.startswith("plugin:") and not (
+            scope.startswith("run:") and run.isdigit() and int(run) < 1 << 62):
+        raise ApiError(400, "query parameter scope must be host, plugins, plugin:NAME or "
+                            "run:ID", type="BadParameter")
     versions = [v for v in q.getlist("version") if v][:8]
     filters = feed_filters(request)
     try:
         frames = st.pulse.stream(scope, versions, (lambda: st.feed.stream(
-            **filters, backlog=100)) if q.get("feed") == "1" else None)
+            **filters, backlog=100)) if q.get("feed") == "1" else None,
+            (lambda: {"version.run": run_version(st.app, int(run))})
+            if scope.startswith("run:") else None)
     except TooManySubscribers as exc:
         raise ApiError(429, f"{exc}; close a live page and retry") from None
     return StreamingResponse(frames, media_type="text/event-stream",

@@ -60,25 +60,29 @@ class Pulse:
             return self._figures
 
     def stream(self, scope: str, versions: list[str],
-               feed: Callable[[], AsyncIterator[bytes]] | None = None) -> AsyncIterator[bytes]:
+               feed: Callable[[], AsyncIterator[bytes]] | None = None,
+               extra: Callable[[], dict[str, str]] | None = None) -> AsyncIterator[bytes]:
         """SSE frames for one page until the client leaves; ``feed`` opens the log entries
-        to carry along (the Logs page). TooManySubscribers past ``max_streams``."""
+        to carry along (the Logs page); ``extra`` adds this page's own figures each tick (a
+        workflow run's version). TooManySubscribers past ``max_streams``."""
         if self.streams >= self.max_streams:
             raise TooManySubscribers(f"{self.streams} live pages are open already")
         entries = feed() if feed is not None else None
         self.streams += 1
-        return self._frames(scope, versions, entries)
+        return self._frames(scope, versions, entries, extra)
 
-    async def _frames(self, scope: str, versions: list[str],
-                      feed: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
+    async def _frames(self, scope: str, versions: list[str], feed: AsyncIterator[bytes] | None,
+                      extra: Callable[[], dict[str, str]] | None) -> AsyncIterator[bytes]:
         sent: dict[str, str] = {}
         pending: asyncio.Future[bytes] | None = None
         quiet = time.monotonic()
         try:
             yield b"retry: 1000\n\n"
             while True:
-                changed = {k: v for k, v in _scoped(await self.figures(), scope,
-                                                    versions).items() if sent.get(k) != v}
+                figures = _scoped(await self.figures(), scope, versions)
+                if extra is not None:
+                    figures.update(await asyncio.get_running_loop().run_in_executor(None, extra))
+                changed = {k: v for k, v in figures.items() if sent.get(k) != v}
                 if changed:
                     sent.update(changed)
                     quiet = time.monotonic()
