@@ -5,6 +5,9 @@
    and driven by the same keep-alive httpx client: requests/s and the overhead ratio.
 2. The plugins page with 100 plugins: server time per request.
 3. Live-feed fan-out: 20 SSE clients, 200 entries pushed; time until every client has all.
+4. 100 live pages (``/api/v1/live``) open and idle: the host process's CPU over 10 s, the
+   clients in another process.
+5. The charts' history of 1,000 plugins over 24 h: the bytes its rings hold.
 
     .venv/bin/python bench/bench_console.py
 """
@@ -114,6 +117,7 @@ def main() -> None:
             page_ms = statistics.median(times) * 1000
 
         fanout_ms = sse_fanout(module, token, clients=20, entries=200)
+        idle_cpu = live_idle(module, token, clients=100, seconds=10.0)
     finally:
         bare_stop.set()
         app.stop()
@@ -125,6 +129,54 @@ def main() -> None:
     print(f"{'  app.plugins.call, same plugin, in-process':44} {direct:>10.0f} r/s")
     print(f"{'GET /plugins with 100 plugins (median)':44} {page_ms:>11.1f} ms")
     print(f"{'SSE fan-out: 200 entries to 20 clients':44} {fanout_ms:>11.1f} ms")
+    print(f"{'100 idle live pages: host CPU':44} {idle_cpu * 100:>10.2f} % of a core")
+    print(f"{'charts: 1,000 plugins x 24 h, ring memory':44} "
+          f"{series_bytes(1000) / 2**20:>10.2f} MiB")
+
+
+CLIENTS = """
+import asyncio, sys, httpx
+async def one(url, token):
+    async with httpx.AsyncClient(timeout=None, headers={"Authorization": "Bearer " + token}) as c:
+        async with c.stream("GET", url + "/api/v1/live?scope=host") as r:
+            async for _ in r.aiter_bytes():
+                pass
+async def main():
+    await asyncio.gather(*(one(sys.argv[1], sys.argv[2]) for _ in range(int(sys.argv[3]))))
+asyncio.run(main())
+"""
+
+
+def live_idle(module: ConsoleModule, token: str, *, clients: int, seconds: float) -> float:
+    """The fraction of one core this process spends while ``clients`` live pages idle."""
+    import subprocess
+
+    assert module.console is not None and module.url is not None
+    child = subprocess.Popen([sys.executable, "-c", CLIENTS, module.url, token, str(clients)])
+    try:
+        deadline = time.monotonic() + 60
+        while module.console.pulse.streams < clients:
+            assert time.monotonic() < deadline, "the live clients did not connect"
+            time.sleep(0.05)
+        time.sleep(2.0)  # past the first full frames
+        cpu, wall = time.process_time(), time.monotonic()
+        time.sleep(seconds)
+        return (time.process_time() - cpu) / (time.monotonic() - wall)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def series_bytes(plugins: int) -> int:
+    """Fill the rings of ``plugins`` plugins for a day at the sampling period."""
+    from omnicore.console.series import PLUGIN_COLUMNS, Series
+
+    series = Series()
+    start = time.time() - 86400
+    for k in range(plugins):
+        for t in range(0, 86400, 600):  # every 24 h step; finer steps reuse the same rings
+            series._add(f"p{k}", start + t, (1.0, 0.001, 0.002, 0.0), PLUGIN_COLUMNS)
+    return series.nbytes()
 
 
 def sse_fanout(module: ConsoleModule, token: str, *, clients: int, entries: int) -> float:

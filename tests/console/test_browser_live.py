@@ -129,6 +129,8 @@ def test_a_run_view_moves_as_its_steps_do(browser: Browser,  # noqa: F811
     expect(page.locator("#run-state")).to_have_text("succeeded", timeout=10_000)
     expect(page.locator("#approval-state")).to_have_count(0)
     assert page.url.endswith(f"/workflows/runs/{run.id}")
+    page.goto(f"{module.url}/workflows/gated")  # the definition as written, not re-sorted
+    expect(page.locator("#definition")).to_have_text(GATED.rstrip("\n"))
     context.close()
 
 

@@ -49,13 +49,17 @@ class Pulse:
         self._at = 0.0
         self._figures: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        #: Each plugin's percentile texts, kept while its call count stands still: an idle
+        #: host sorts no durations.
+        self._latency: dict[str, tuple[int, str, str, str]] = {}
 
     async def figures(self) -> dict[str, str]:
         """Every figure, computed again when the last copy is older than the interval."""
         async with self._lock:
             if time.monotonic() - self._at >= self.interval_s * 0.9:
                 loop = asyncio.get_running_loop()
-                self._figures = await loop.run_in_executor(None, compute, self.app)
+                self._figures = await loop.run_in_executor(None, compute, self.app,
+                                                           self._latency)
                 self._at = time.monotonic()
             return self._figures
 
@@ -125,12 +129,17 @@ def _scoped(figures: dict[str, str], scope: str, versions: list[str]) -> dict[st
             or k.removeprefix("version.") in versions}
 
 
-def compute(app: OmniApp) -> dict[str, str]:
-    """Every figure of the host, as the text the pages show."""
+def compute(app: OmniApp,
+            latency: dict[str, tuple[int, str, str, str]] | None = None) -> dict[str, str]:
+    """Every figure of the host, as the text the pages show; ``latency`` caches each
+    plugin's percentile texts by its call count."""
+    latency = {} if latency is None else latency
     out: dict[str, str] = {}
     calls = errors = 0
     states: dict[str, int] = {}
+    states_of: dict[str, str] = {}
     for info in app.plugins:
+        states_of[info.name] = info.state
         states[info.state] = states.get(info.state, 0) + 1
         out[f"plugin.{info.name}.state"] = info.state
         s = info.stats
@@ -140,9 +149,12 @@ def compute(app: OmniApp) -> dict[str, str]:
         errors += s.errors
         out[f"plugin.{info.name}.calls"] = str(s.calls)
         out[f"plugin.{info.name}.errors"] = str(s.errors)
-        out[f"plugin.{info.name}.p50"] = _us(s.quantile(0.5))
-        out[f"plugin.{info.name}.p99"] = _us(s.quantile(0.99))
-        out[f"plugin.{info.name}.mean"] = _us(s.mean_seconds)
+        known = latency.get(info.name)
+        if known is None or known[0] != s.calls:
+            known = latency[info.name] = (s.calls, _us(s.quantile(0.5)),
+                                          _us(s.quantile(0.99)), _us(s.mean_seconds))
+        _n, out[f"plugin.{info.name}.p50"], out[f"plugin.{info.name}.p99"], \
+            out[f"plugin.{info.name}.mean"] = known
     out["calls"], out["errors"], out["plugins"] = str(calls), str(errors), str(sum(
         states.values()))
     for state in ("loaded", "needs-grant", "failed", "disabled", "circuit-open", "half-open"):
@@ -160,6 +172,8 @@ def compute(app: OmniApp) -> dict[str, str]:
     out["uptime"] = f"{app.uptime:.0f} s"
     # What makes a listing page fetch itself again: its rows changed.
     out["version.tasks"] = json.dumps(sorted(jobs.items()))
+    for gone in latency.keys() - states_of.keys():
+        del latency[gone]
     newest = app.storage.events.recent(1)
     out["version.events"] = f"{out['events.dropped']}/{newest[0].id if newest else 0}"
     return out

@@ -89,6 +89,7 @@ def _workflow_doc(request: Request, name: str) -> dict[str, Any]:
     doc = entry.as_dict()
     doc["webhooks"] = _hooks(request, doc)
     doc["definition"] = dict(entry.workflow.document) if entry.workflow else None
+    doc["text"] = entry.text  # as written, comments and key order kept
     return doc
 
 
