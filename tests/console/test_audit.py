@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,19 @@ def test_cli_changes_are_recorded_with_origin_cli(tmp_path: Path) -> None:
     assert len({e.actor for e in entries}) == 1 and entries[0].actor
     assert "s3cret-VALUE" not in json.dumps([e.as_dict() for e in entries])
     assert entries[1].after == {"plugin": "echo", "handler": "run", "bytes": 2}
+
+
+def test_the_first_admin_made_through_the_setup_link_is_recorded(
+        make_host: Callable[..., Host]) -> None:
+    host = make_host(users=False)
+    assert host.module.console is not None
+    token = host.module.console.auth.store.new_setup_link()
+    with host.client() as browser:
+        browser.get("/setup", params={"token": token})
+        r = browser.post(f"/setup?token={token}", data={
+            "name": "root", "password": "long enough pw", "password2": "long enough pw",
+            "csrf": browser.cookies["omnicore_login_csrf"]})
+        assert r.status_code == 303, r.text
+        entries = log(browser)
+    assert [(e["user"], e["verb"], e["subject"], e["after"], e["origin"]) for e in entries] == [
+        ("root", "user.add", "user:root", {"role": "admin", "by": "setup link"}, "127.0.0.1")]

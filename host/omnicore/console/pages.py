@@ -195,6 +195,9 @@ async def setup(request: Request) -> Response:
         except OmniError as exc:
             error = str(exc)
         else:
+            record(st.app.storage, Actor(user.name, request.client.host if request.client
+                                         else None), "user.add", f"user:{user.name}", None,
+                   {"role": user.role, "by": "setup link"})
             sid, _ = await st.off_loop(st.auth.store.new_session, user, st.auth.session_ttl_s)
             signed_in: Response = RedirectResponse("/", status_code=303)
             st.auth.set_session_cookie(request, signed_in, sid)
