@@ -77,10 +77,11 @@ function live() {
       if (box) box.prepend(line({ time: Date.now() / 1000, level: "warn", kind: "host",
                                   message: `${m.data} entries dropped (this view fell behind)` }));
     });
-    source.onopen = () => { delay = 1000; show("live", true); };
+    source.onopen = () => { delay = 1000; show("live", true); status.title = "Figures on this page update by themselves"; };
     source.onerror = () => {
       source.close();
-      show(`reconnecting in ${Math.round(delay / 1000)} s…`, false);
+      show("reconnecting…", false);
+      status.title = `The live connection dropped; trying again in ${Math.round(delay / 1000)} s`;
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 30000);
     };
