@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from markupsafe import Markup
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -64,8 +65,13 @@ PLACES = {
 }
 
 
-def _fmt_time(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+def _fmt_time(t: float | None) -> Markup:
+    """A date and time that wraps between the two, never inside either (a phone's table)."""
+    if not t:
+        return Markup("-")
+    day, clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)).split()
+    return Markup('<span class="nowrap">{}</span> <span class="nowrap">{}</span>').format(
+        day, clock)
 
 
 def _fmt_us(us: Any) -> str:
@@ -441,8 +447,11 @@ async def data_delete(request: Request) -> Response:
 async def settings(request: Request) -> Response:
     st = _state(request)
     st.auth.require(request)
-    rows = render_config(st.app.config, mask=True)
-    return page(request, "settings.html", rows=rows)
+    sections: dict[str, list[tuple[str, str, str]]] = {"general": []}
+    for key, value, source in render_config(st.app.config, mask=True):
+        top = key.split(".")[0] if "." in key else "general"
+        sections.setdefault(top, []).append((key, value, source))
+    return page(request, "settings.html", sections=sections)
 
 
 async def users(request: Request) -> Response:
