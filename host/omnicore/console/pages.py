@@ -28,7 +28,6 @@ from omnicore.console.auth import Principal
 from omnicore.console.bodies import MAX_FORM_BYTES, form_body, limit_body, parse_json
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.live import LEVELS
-from omnicore.console.pulse import compute
 from omnicore.console.state import ConsoleState
 from omnicore.console.users import check_password, check_username
 from omnicore.errors import OmniError
@@ -221,7 +220,7 @@ async def overview(request: Request) -> Response:
     st = _state(request)
     st.auth.require(request)
     health = st.app.health.check().to_dict()
-    figures = await st.off_loop(compute, st.app)
+    figures = await st.pulse.figures()  # the live streams' copy, at most a tick old
     span = charts.span_of(request.query_params.get("range"))
     return page(request, "overview.html", info=api.overview(st.app), health=health,
                 charts=charts.host_charts(st.history, span), span=span, figures=figures)

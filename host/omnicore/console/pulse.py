@@ -49,6 +49,8 @@ class Pulse:
         self._at = 0.0
         self._figures: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        #: Each scope's share of the current figures, cut once a tick for all its streams.
+        self._scoped: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
         #: Each plugin's percentile texts, kept while its call count stands still: an idle
         #: host sorts no durations.
         self._latency: dict[str, tuple[int, str, str, str]] = {}
@@ -60,8 +62,18 @@ class Pulse:
                 loop = asyncio.get_running_loop()
                 self._figures = await loop.run_in_executor(None, compute, self.app,
                                                            self._latency)
+                self._scoped = {}
                 self._at = time.monotonic()
             return self._figures
+
+    async def scoped(self, scope: str, versions: tuple[str, ...]) -> dict[str, str]:
+        """The figures of ``scope`` (and the ``versions`` asked for), shared by its streams."""
+        figures = await self.figures()
+        key = (scope, versions)
+        found = self._scoped.get(key)
+        if found is None:
+            found = self._scoped[key] = _scoped(figures, scope, list(versions))
+        return found
 
     def stream(self, scope: str, versions: list[str],
                feed: Callable[[], AsyncIterator[bytes]] | None = None,
@@ -78,15 +90,20 @@ class Pulse:
     async def _frames(self, scope: str, versions: list[str], feed: AsyncIterator[bytes] | None,
                       extra: Callable[[], dict[str, str]] | None) -> AsyncIterator[bytes]:
         sent: dict[str, str] = {}
+        seen: dict[str, str] | None = None
         pending: asyncio.Future[bytes] | None = None
         quiet = time.monotonic()
         try:
             yield b"retry: 1000\n\n"
             while True:
-                figures = _scoped(await self.figures(), scope, versions)
+                figures = await self.scoped(scope, tuple(versions))
                 if extra is not None:
-                    figures.update(await asyncio.get_running_loop().run_in_executor(None, extra))
-                changed = {k: v for k, v in figures.items() if sent.get(k) != v}
+                    figures = {**figures, **await asyncio.get_running_loop().run_in_executor(
+                        None, extra)}
+                # The same shared copy as last tick: nothing to compare (an idle page).
+                changed = {} if figures is seen else {
+                    k: v for k, v in figures.items() if sent.get(k) != v}
+                seen = figures if extra is None else None
                 if changed:
                     sent.update(changed)
                     quiet = time.monotonic()
