@@ -1,7 +1,7 @@
 """The console's frictions removed: grant everything requested after a review, notices and
 errors beside the form they belong to (never a stale success above a new error), limits saved
-only where they differ from the defaults, console wording for a plugin that needs grants, and
-a failed plugin's reason in the list."""
+(in the operator's settings) only where they differ from the defaults, console wording for a
+plugin that needs grants, and a failed plugin's reason in the list."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from collections.abc import Callable
 from tests.console.conftest import Host
 from tests.console.test_events_tasks import ticker_wasm
 
-from omnicore.plugins.sidecar import read_sidecar_data
 from omnicore.sandbox.limits import Limits
 
 
@@ -79,14 +78,15 @@ def test_limits_keep_only_what_differs_from_the_defaults(host: Host) -> None:
     form["limit_timeout_ms"] = "900"
     r = browser.post("/plugins/greeter-rust", data={"csrf": csrf, "action": "limits", **form})
     assert r.status_code == 303, r.text
-    assert read_sidecar_data(host.plugins_dir / "greeter-rust.wasm")["limits"] == {
+    operator = host.app.plugins.operator
+    assert operator is not None and operator.doc("greeter-rust")["limits"] == {
         "timeout_ms": 900}
     assert "Limits saved and live." in _card(browser.get(r.headers["location"]).text,
                                              "limits")
     # Back to the default: the key leaves the sidecar.
     form["limit_timeout_ms"] = str(defaults["timeout_ms"])
     browser.post("/plugins/greeter-rust", data={"csrf": csrf, "action": "limits", **form})
-    assert read_sidecar_data(host.plugins_dir / "greeter-rust.wasm")["limits"] == {}
+    assert operator.doc("greeter-rust")["limits"] == {}
     limits = host.app.plugins.get("greeter-rust").limits
     assert limits is not None and limits.as_dict()["timeout_ms"] == defaults["timeout_ms"]
 

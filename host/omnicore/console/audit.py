@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from omnicore.storage import Storage
     from omnicore.storage.audit_rows import AuditEntry
 
-__all__ = ["HIDDEN", "VERBS", "Actor", "entry_doc", "record", "redact", "split_target"]
+__all__ = ["HIDDEN", "VERBS", "Actor", "entry_doc", "record", "record_settings", "redact",
+           "split_target"]
 
 log = logging.getLogger("omnicore.console")
 
@@ -89,6 +90,25 @@ def record(storage: Storage, by: Actor, verb: str, target: str | None, before: A
                              time.time())
     except Exception as exc:  # the change is made: say the trail missed it, do not fail it
         log.error("audit: could not record %s %s by %s: %s", verb, target, by.name, exc)
+
+
+def record_settings(storage: Storage, by: Actor, plugin: str, before: Mapping[str, Any],
+                    after: Mapping[str, Any]) -> None:
+    """One entry for each thing a change of ``plugin``'s operator settings changed: a grant
+    given or taken (``false`` or gone), config, limits, enabled, MCP tools."""
+    was, now = dict(before.get("grants") or {}), dict(after.get("grants") or {})
+    for cap in sorted(was.keys() | now.keys()):
+        if was.get(cap) != now.get(cap):
+            taken = now.get(cap) in (None, False)
+            record(storage, by, "grant.revoke" if taken else "grant.add", f"{plugin}/{cap}",
+                   was.get(cap), None if taken else now.get(cap))
+    for key, verb in (("config", "config.set"), ("limits", "limits.set"), ("mcp", "mcp.set")):
+        if before.get(key) != after.get(key):
+            record(storage, by, verb, plugin, before.get(key), after.get(key))
+    if before.get("enabled") != after.get("enabled"):
+        on = after.get("enabled") is not False
+        record(storage, by, "plugin.enable" if on else "plugin.disable", plugin,
+               before.get("enabled") is not False, on)
 
 
 def split_target(target: str | None) -> tuple[str, str]:
