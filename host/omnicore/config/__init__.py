@@ -1,6 +1,6 @@
 """Layered, validated configuration: omnicore.yaml → OMNICORE_* env → overrides."""
 
-from omnicore.config.loader import ENV_PREFIX, is_secret_key, load_config, render_config
+from omnicore.config.loader import ENV_PREFIX, load_config, render_config
 from omnicore.config.schema import (
     CircuitConfig,
     LimitsConfig,
@@ -18,7 +18,6 @@ __all__ = [
     "OmniConfig",
     "PluginConfig",
     "SandboxConfig",
-    "is_secret_key",
     "load_config",
     "render_config",
 ]

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from omnicore.config import is_secret_key
+from omnicore.config.loader import is_secret_key
 
 if TYPE_CHECKING:
     from starlette.requests import Request
