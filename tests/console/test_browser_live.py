@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 from tests.console.test_browser import SHOTS, WORKFLOW, browser, off_thread  # noqa: F401
 from tests.console.test_events_tasks import ticker_wasm
 
@@ -131,6 +131,33 @@ def test_a_run_view_moves_as_its_steps_do(browser: Browser,  # noqa: F811
     assert page.url.endswith(f"/workflows/runs/{run.id}")
     page.goto(f"{module.url}/workflows/gated")  # the definition as written, not re-sorted
     expect(page.locator("#definition")).to_have_text(GATED.rstrip("\n"))
+    context.close()
+
+
+def test_a_lost_stream_says_reconnecting_and_comes_back(
+        browser: Browser, full: tuple[OmniApp, ConsoleModule]) -> None:  # noqa: F811
+    _app, module = full
+    assert module.url is not None
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    sign_in(page, module.url)
+    refused: list[float] = []
+
+    def refuse(route: Route) -> None:
+        refused.append(time.monotonic())
+        route.abort()
+
+    page.route("**/api/v1/live*", refuse)
+    page.goto(f"{module.url}/tasks")
+    state = page.locator("#live-state")
+    expect(state).to_have_text("reconnecting…")
+    deadline = time.monotonic() + 20
+    while len(refused) < 3:  # tries again after 1 s, then 2 s: backing off
+        assert time.monotonic() < deadline, refused
+        page.wait_for_timeout(100)
+    assert refused[2] - refused[1] > refused[1] - refused[0] + 0.5
+    page.unroute("**/api/v1/live*")
+    expect(state).to_have_text("live", timeout=15_000)  # the next try (4 s later) gets in
     context.close()
 
 
