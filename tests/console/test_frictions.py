@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.console.conftest import Host
 from tests.console.test_events_tasks import ticker_wasm
@@ -104,3 +105,26 @@ def test_a_failed_plugin_says_why_in_the_list(host: Host) -> None:
     assert row is not None and '<p class="reason">' in row[0]
     assert reason[:40].replace("'", "&#39;") in row[0]
     assert "needs config" in page  # the greeter, not granted yet, says what it lacks
+
+
+def test_the_plugin_list_pages_by_100_and_filters(host: Host, greeter_wasm: Path) -> None:
+    data = greeter_wasm.read_bytes()
+    for i in range(120):
+        host.app.plugins.load(data, name=f"extra-{i:03d}")
+    browser, _ = host.browser_session()
+    rows = re.compile(r'<td><a href="/plugins/([^"]+)">')
+    first = browser.get("/plugins").text
+    assert len(rows.findall(first)) == 100 and "121 plugins" in first
+    nxt = re.search(r'<a rel="next" href="([^"]+)"', first)
+    assert nxt is not None and 'rel="prev"' not in first
+    second = browser.get(nxt[1].replace("&amp;", "&")).text
+    assert len(rows.findall(second)) == 21 and 'rel="next"' not in second
+    assert not set(rows.findall(first)) & set(rows.findall(second))
+    assert rows.findall(browser.get("/plugins", params={"q": "EXTRA-11"}).text) == [
+        f"extra-11{i}" for i in range(10)]
+    needs = browser.get("/plugins", params={"state": "needs-grant"}).text
+    assert len(rows.findall(needs)) == 100 and "No plugins match" not in needs
+    none = browser.get("/plugins", params={"state": "failed"}).text
+    assert rows.findall(none) == [] and "No plugins match these filters." in none
+    for bad in ({"page": "0"}, {"page": "x"}, {"page": "99999999"}):
+        assert browser.get("/plugins", params=bad).status_code == 200

@@ -226,11 +226,36 @@ async def overview(request: Request) -> Response:
                 charts=charts.host_charts(st.history, span), span=span, figures=figures)
 
 
+#: Plugins a page of the list shows: 1,000 plugins on one page took 100 ms to render.
+PLUGINS_PAGE = 100
+
+
+def _plugin_list(request: Request, st: ConsoleState) -> dict[str, Any]:
+    """One page of the plugin list, filtered by name (``q``) and ``state``."""
+    q = request.query_params
+    text, state = q.get("q", "")[:100], q.get("state", "")
+    found = [i for i in st.app.plugins
+             if text.lower() in i.name.lower() and state in ("", i.state)]
+    raw = q.get("page", "1")
+    number = int(raw) if raw.isdigit() and 0 < int(raw) <= 10_000 else 1
+    start = (number - 1) * PLUGINS_PAGE
+    shown = {k: v for k, v in (("q", text), ("state", state)) if v}
+
+    def link(n: int) -> str:
+        return f"/plugins?{urlencode({**shown, 'page': n})}"
+
+    return {"plugins": [api.plugin_doc(i) for i in found[start:start + PLUGINS_PAGE]],
+            "total": len(found), "q": text, "state": state,
+            "next_url": link(number + 1) if len(found) > start + PLUGINS_PAGE else None,
+            "prev_url": link(number - 1) if number > 1 else None,
+            "states": ("loaded", "needs-grant", "failed", "disabled", "circuit-open",
+                       "half-open")}
+
+
 async def plugins(request: Request) -> Response:
     st = _state(request)
     st.auth.require(request)
-    docs = [api.plugin_doc(i) for i in st.app.plugins]
-    return page(request, "plugins.html", plugins=docs, upload_error=None,
+    return page(request, "plugins.html", **_plugin_list(request, st), upload_error=None,
                 max_upload=st.max_upload_bytes)
 
 
@@ -257,9 +282,8 @@ async def upload(request: Request) -> Response:
                                  max_bytes=st.max_upload_bytes, replace=replace,
                                  by=Actor.of(request, who))
     except ApiError as exc:
-        docs = [api.plugin_doc(i) for i in st.app.plugins]
-        return page(request, "plugins.html", exc.status, plugins=docs, upload_error=exc,
-                    max_upload=st.max_upload_bytes)
+        return page(request, "plugins.html", exc.status, **_plugin_list(request, st),
+                    upload_error=exc, max_upload=st.max_upload_bytes)
     return done(f"/plugins/{quote(info.name, safe='')}", "uploaded")
 
 
