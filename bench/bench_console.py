@@ -3,7 +3,7 @@
 1. The invoke endpoint (POST /api/v1/plugins/greeter-rust/invoke, bearer token, the Rust
    greeter) vs a bare Starlette endpoint doing nothing, both served by Hypercorn on loopback
    and driven by the same keep-alive httpx client: requests/s and the overhead ratio.
-2. The plugins page with 100 plugins: server time per request.
+2. The plugins page and the overview with 1,000 plugins: time per request.
 3. Live-feed fan-out: 20 SSE clients, 200 entries pushed; time until every client has all.
 4. 100 live pages (``/api/v1/live``) open and idle: the host process's CPU over 10 s, the
    clients in another process.
@@ -115,14 +115,9 @@ def main() -> None:
                 app.plugins.call("greeter-rust", "greet", b'{"name": "Ada"}')
             direct = n / (time.perf_counter() - direct_start)
 
-            for i in range(99):
-                app.plugins.load(GREETER.read_bytes(), name=f"greeter-{i:02d}")
-            times = []
-            for _ in range(30):
-                t = time.perf_counter()
-                assert c.get("/plugins").status_code == 200
-                times.append(time.perf_counter() - t)
-            page_ms = statistics.median(times) * 1000
+            for i in range(999):
+                app.plugins.load(GREETER.read_bytes(), name=f"greeter-{i:03d}")
+            page_ms, overview_ms = (page_time(c, path) for path in ("/plugins", "/"))
 
         fanout_ms = sse_fanout(module, token, clients=20, entries=200)
         idle_cpu = live_idle(module, token, clients=100, seconds=10.0)
@@ -135,7 +130,8 @@ def main() -> None:
     print(f"{'POST /api/v1/plugins/NAME/invoke (greeter)':44} {invoke:>10.0f} r/s")
     print(f"{'  overhead vs bare endpoint':44} {bare / invoke:>12.2f} x")
     print(f"{'  app.plugins.call, same plugin, in-process':44} {direct:>10.0f} r/s")
-    print(f"{'GET /plugins with 100 plugins (median)':44} {page_ms:>11.1f} ms")
+    print(f"{'GET /plugins with 1,000 plugins (median)':44} {page_ms:>11.1f} ms")
+    print(f"{'GET / (overview) with 1,000 plugins (median)':44} {overview_ms:>11.1f} ms")
     print(f"{'SSE fan-out: 200 entries to 20 clients':44} {fanout_ms:>11.1f} ms")
     print(f"{'100 idle live pages: host CPU':44} {idle_cpu * 100:>10.2f} % of a core")
     print(f"{'charts: 1,000 plugins x 24 h, ring memory':44} "
@@ -185,6 +181,16 @@ def series_bytes(plugins: int) -> int:
         for t in range(0, 86400, 600):  # every 24 h step; finer steps reuse the same rings
             series._add(f"p{k}", start + t, (1.0, 0.001, 0.002, 0.0), PLUGIN_COLUMNS)
     return series.nbytes()
+
+
+def page_time(client: httpx.Client, path: str) -> float:
+    """The median time of 30 GETs of ``path``, in ms."""
+    times = []
+    for _ in range(30):
+        t = time.perf_counter()
+        assert client.get(path).status_code == 200
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
 
 
 def sse_fanout(module: ConsoleModule, token: str, *, clients: int, entries: int) -> float:
