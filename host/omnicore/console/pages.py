@@ -31,6 +31,7 @@ from omnicore.console.live import LEVELS
 from omnicore.console.state import ConsoleState
 from omnicore.console.users import check_password, check_username
 from omnicore.errors import OmniError
+from omnicore.sandbox.capability import DeferredCapability
 from omnicore.sandbox.limits import Limits
 
 __all__ = ["NOTICES", "TEMPLATES", "done", "page", "read_form", "render_error", "routes"]
@@ -301,11 +302,22 @@ def _plugin_context(st: ConsoleState, name: str, span: str = "1h") -> dict[str, 
             "subscriptions": [s for s in events.subscribers(st.app) if s["plugin"] == name],
             "plugin": doc, "lines": lines, "limits": limits,
             "capabilities": api.capability_names(st.app),
-            "cap_docs": {c.name: c.description for c in st.app.extensions.capabilities()},
+            "cap_docs": _capability_docs(st, info.missing),
             "config_text":
             json.dumps(info.config, indent=2, sort_keys=True),
             "mcp_tools": handler_tools(st.app, name), "span": span,
             "charts": charts.plugin_charts(st.history, name, span)}
+
+
+def _capability_docs(st: ConsoleState, names: tuple[str, ...]) -> dict[str, str]:
+    """What each of ``names`` grants, for the review before granting them (a capability
+    still deferred is loaded: granting it will load it anyway)."""
+    out = {}
+    for cap in st.app.extensions.capabilities():
+        if cap.name in names:
+            out[cap.name] = (cap.load() if isinstance(cap, DeferredCapability)
+                             else cap).description
+    return out
 
 
 async def plugin_page(request: Request) -> Response:
