@@ -33,7 +33,9 @@ __all__ = ["Pulse", "compute"]
 KEEPALIVE_S = 15.0
 
 
-def _us(seconds: float) -> str:
+def _us(seconds: float, calls: int = 1) -> str:
+    if not calls:
+        return "-"  # no call yet: no latency, rather than "0.0 µs"
     us = seconds * 1e6
     return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.1f} µs"
 
@@ -168,8 +170,9 @@ def compute(app: OmniApp,
         out[f"plugin.{info.name}.errors"] = str(s.errors)
         known = latency.get(info.name)
         if known is None or known[0] != s.calls:
-            known = latency[info.name] = (s.calls, _us(s.quantile(0.5)),
-                                          _us(s.quantile(0.99)), _us(s.mean_seconds))
+            known = latency[info.name] = (s.calls, _us(s.quantile(0.5), s.calls),
+                                          _us(s.quantile(0.99), s.calls),
+                                          _us(s.mean_seconds, s.calls))
         _n, out[f"plugin.{info.name}.p50"], out[f"plugin.{info.name}.p99"], \
             out[f"plugin.{info.name}.mean"] = known
     out["calls"], out["errors"], out["plugins"] = str(calls), str(errors), str(sum(
