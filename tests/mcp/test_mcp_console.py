@@ -73,8 +73,8 @@ def test_a_switch_is_kept_in_the_database_and_connected_agents_are_told(host: Ho
     asyncio.run(main())
     entries = host.app.storage.audit.entries(action_prefix="mcp.")
     assert [(e.actor, e.action, e.target, e.before, e.after, e.origin) for e in entries] == [
-        ("admin", "mcp.hide", "tools/plain", ["plain"], [], "127.0.0.1"),
-        ("admin", "mcp.expose", "tools/plain", [], ["plain"], "127.0.0.1")]
+        ("admin", "mcp.hide", "tools/plain", ["plain"], [], "127.0.0.1, API token"),
+        ("admin", "mcp.expose", "tools/plain", [], ["plain"], "127.0.0.1, API token")]
 
 
 def test_rules_the_console_does_not_own_are_refused_and_left_alone(host: Host) -> None:

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from omnicore.errors import GuestError, Trap
 from omnicore.plugins.metrics import PluginMetricsCollector
-from omnicore.plugins.stats import LATENCY_BUCKETS, CallStats
+from omnicore.plugins.stats import LATENCY_BUCKETS, WINDOW, CallStats
 
 
 def test_counts_errors_and_histogram() -> None:
@@ -27,10 +27,26 @@ def test_counts_errors_and_histogram() -> None:
     assert snap.buckets[-1] == 4  # +Inf holds everything
     assert snap.max_seconds == 7.0
     assert snap.mean_seconds == pytest.approx((0.000004 + 0.00003 + 0.2 + 7.0) / 4)
-    assert snap.quantile(0.25) == 0.00001
+    assert snap.quantile(0.25) == 0.000004  # the call's own duration, not its bucket's edge
     assert snap.quantile(1.0) == 7.0
     summary = snap.as_dict()
     assert summary["calls"] == 4 and summary["max_us"] == 7_000_000.0
+
+
+def test_percentiles_are_exact_over_the_latest_calls() -> None:
+    stats = CallStats()
+    for i in range(1, 101):  # 1..100 ms: a bucketed p50 would say 100 ms (the 0.1 s edge)
+        stats.record(i / 1000)
+    snap = stats.snapshot()
+    assert snap.quantile(0.5) == 0.050 and snap.quantile(0.99) == 0.099
+    assert snap.quantile(0.5) <= snap.mean_seconds + 1e-12
+    assert snap.as_dict()["p50_us"] == 50_000.0 and snap.as_dict()["p99_us"] == 99_000.0
+    for _ in range(WINDOW):  # a window of newer calls pushes every old one out
+        stats.record(0.000123)
+    later = stats.snapshot()
+    assert later.quantile(0.0) == later.quantile(1.0) == 0.000123
+    assert later.max_seconds == 0.1 and later.calls == 100 + WINDOW  # totals keep history
+    assert len(later.recent) == WINDOW
 
 
 def test_empty_stats() -> None:

@@ -42,3 +42,13 @@ def test_purge_drops_only_older_entries(storage: Storage) -> None:
         log.append("ada", "user.add", None, None, None, None, at)
     assert log.purge(2.5) == 2
     assert [e.at for e in log.entries()] == [3.0]
+
+
+def test_plugin_filter_takes_the_plugin_and_its_parts_only(storage: Storage) -> None:
+    log = storage.audit
+    for target in ("echo", "echo/kv", "echo/a%b/c", "echoes/kv", "ech", "user:echo", None,
+                   "x/echo"):
+        log.append("ada", "grant.add", target, None, None, None, 1.0)
+    assert sorted(e.target for e in log.entries(plugin="echo")) == [
+        "echo", "echo/a%b/c", "echo/kv"]
+    assert log.entries(plugin="e_ho") == [] and log.entries(plugin="ech%") == []

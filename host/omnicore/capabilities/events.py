@@ -53,12 +53,13 @@ from omnicore.storage import Storage, StorageError
 if TYPE_CHECKING:
     from omnicore.types import PluginCaller
 
-__all__ = ["CAPABILITY", "PluginEvent", "Subscriber", "Subscriptions", "capability",
-           "check_manifest", "for_app", "manifest_subscriptions"]
+__all__ = ["CAPABILITY", "MAX_TOPIC_BYTES", "TOPIC", "PluginEvent", "Subscriber",
+           "Subscriptions", "capability", "check_manifest", "for_app",
+           "manifest_subscriptions"]
 
 log = get_logger("omnicore.subscriptions")
 
-_TOPIC = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+TOPIC = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 MAX_TOPIC_BYTES = 200
 
 
@@ -382,7 +383,7 @@ class _State:
 def _admit(state: _State, topic: str) -> int:
     """0 if the plugin may publish ``topic``, else the Status refusing it."""
     if not 0 < len(topic.encode("utf-8", "surrogatepass")) <= MAX_TOPIC_BYTES or \
-            not _TOPIC.fullmatch(topic):
+            not TOPIC.fullmatch(topic):
         return Status.INVALID
     if not any(fnmatch.fnmatchcase(topic, p) for p in state.patterns):
         return Status.DENIED

@@ -1,7 +1,8 @@
 """``omnicore kv`` and ``omnicore tasks``: an operator's view of an app's durable state.
 
 Both open the app's storage (``<data_dir>/omnicore.db``) directly, so they work whether or not
-``omnicore run`` is serving the app (SQLite's WAL lets them read and write beside it).
+``omnicore run`` is serving the app (SQLite's WAL lets them read and write beside it). Every
+change is recorded in the app's audit log (origin ``cli``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def _config(appdir: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app APPDIR", source=str(path))
     return load_config(path)
+
+
+def _audit(store: Any, verb: str, target: str, before: Any = None, after: Any = None) -> None:
+    from omnicore.console.audit import Actor, record
+
+    record(store, Actor.cli(), verb, target, before, after)
 
 
 @contextmanager
@@ -99,7 +106,10 @@ def kv_set(plugin: str, key: str, value: str | None, value_file: Any, appdir: Pa
     if not 0 < len(key.encode()) <= 512:
         raise click.UsageError("a key is 1-512 bytes of UTF-8")
     with _storage(appdir) as store:
+        old = store.kv(plugin).get(key)
         store.kv(plugin).set(key, data)
+        _audit(store, "kv.set", f"{plugin}/{key}",
+               None if old is None else {"bytes": len(old)}, {"bytes": len(data)})
 
 
 @kv.command("delete")
@@ -109,8 +119,11 @@ def kv_set(plugin: str, key: str, value: str | None, value_file: Any, appdir: Pa
 def kv_delete(plugin: str, key: str, appdir: Path) -> None:
     """Delete KEY; an absent key is an error."""
     with _storage(appdir) as store:
+        old = store.kv(plugin).get(key)
         if not store.kv(plugin).delete(key):
             raise click.ClickException(f"plugin '{plugin}' has no key {key!r}")
+        _audit(store, "kv.delete", f"{plugin}/{key}",
+               None if old is None else {"bytes": len(old)})
 
 
 @main.group()
@@ -165,6 +178,8 @@ def tasks_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir:
                     defaults.max_attempts, defaults.backoff_ms, "operator")
     with _storage(appdir) as store:
         task_id = store.queue.add(spec)
+        _audit(store, "task.enqueue", f"task:{task_id}", None,
+               {"plugin": plugin, "handler": handler, "bytes": len(spec.payload)})
     click.echo(f"task {task_id} queued: {plugin}.{handler}")
 
 
@@ -191,6 +206,7 @@ def tasks_retry(task_id: int, appdir: Path) -> None:
             raise click.ClickException(f"no task {task_id}" if task is None else
                                        f"task {task_id} is {task.state}: only dead or "
                                        "cancelled tasks can be retried")
+        _audit(store, "task.retry", f"task:{task_id}")
     click.echo(f"task {task_id} queued")
 
 
@@ -207,4 +223,5 @@ def tasks_cancel(task_id: int, appdir: Path) -> None:
             task = store.queue.get(task_id)
             raise click.ClickException(f"task {task_id} is {task.state if task else '?'}: "
                                        "only queued tasks can be cancelled")
+        _audit(store, "task.cancel", f"task:{task_id}")
     click.echo(f"task {task_id} cancelled")

@@ -2,6 +2,7 @@
 
 The store is the app's database plus its key (``OMNICORE_SECRET_KEY`` or
 ``<data_dir>/secret.key``); these commands work whether or not ``omnicore run`` serves the app.
+Every change is recorded in the app's audit log by name (origin ``cli``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omnicore.cli.main import CONFIG_FILE, main
 from omnicore.errors import ConfigError
 
 if TYPE_CHECKING:
+    from omnicore.storage import Storage
     from omnicore.storage.secrets import SecretStore
 
 __all__ = ["secrets"]
@@ -29,7 +31,7 @@ _APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_typ
 
 
 @contextmanager
-def _store(appdir: Path) -> Iterator[SecretStore]:
+def _store(appdir: Path) -> Iterator[tuple[SecretStore, Storage]]:
     from omnicore.config import load_config
     from omnicore.storage import open_storage
     from omnicore.storage.secrets import SecretStore
@@ -41,7 +43,7 @@ def _store(appdir: Path) -> Iterator[SecretStore]:
     storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous,
                            url=cfg.storage.url)
     try:
-        yield SecretStore(storage.secrets, cfg.data_dir)
+        yield SecretStore(storage.secrets, cfg.data_dir), storage
     finally:
         storage.close()
 
@@ -65,8 +67,13 @@ def secrets_set(name: str, appdir: Path) -> None:
         value = value[:-1]
     if not value:
         raise click.UsageError("the value on stdin is empty; nothing was stored")
-    with _store(appdir) as store:
+    from omnicore.console.audit import HIDDEN, Actor, record
+
+    with _store(appdir) as (store, storage):
+        existed = name in store
         store.set(name, value)
+        record(storage, Actor.cli(), "secret.set", f"secret:{name}",
+               HIDDEN if existed else None, HIDDEN)
     click.echo(f"secret {name} set ({len(value)} bytes)", err=True)
 
 
@@ -75,7 +82,7 @@ def secrets_set(name: str, appdir: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of names.")
 def secrets_list(appdir: Path, as_json: bool) -> None:
     """List the names of the secrets that are set (never their values)."""
-    with _store(appdir) as store:
+    with _store(appdir) as (store, _storage):
         names = store.names()
     if as_json:
         click.echo(json.dumps(names))
@@ -89,8 +96,12 @@ def secrets_list(appdir: Path, as_json: bool) -> None:
 @_APP
 def secrets_delete(name: str, appdir: Path) -> None:
     """Delete secret NAME (exit 1 if it was not set)."""
-    with _store(appdir) as store:
+    from omnicore.console.audit import HIDDEN, Actor, record
+
+    with _store(appdir) as (store, storage):
         found = store.delete(name)
+        if found:
+            record(storage, Actor.cli(), "secret.delete", f"secret:{name}", HIDDEN, None)
     if not found:
         raise click.ClickException(f"no secret named {name!r}")
     click.echo(f"secret {name} deleted", err=True)
@@ -104,9 +115,12 @@ def secrets_delete(name: str, appdir: Path) -> None:
 def secrets_rotate(appdir: Path, new_key_stdin: bool) -> None:
     """Re-encrypt every secret under a new key (a key file is replaced in place)."""
     new = sys.stdin.read().strip() if new_key_stdin else None
-    with _store(appdir) as store:
+    from omnicore.console.audit import Actor, record
+
+    with _store(appdir) as (store, storage):
         key_id = store.rotate(new)
         source = store.key_source
+        record(storage, Actor.cli(), "secret.rotate", None, None, {"key": key_id})
     hint = ("; now set OMNICORE_SECRET_KEY to the new key" if source == "env"
             else f" (key file {source})")
     click.echo(f"secrets re-encrypted under key {key_id}{hint}", err=True)

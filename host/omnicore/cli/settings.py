@@ -40,8 +40,14 @@ def _operator(appdir: Path) -> Iterator[Any]:
 
 def _change(appdir: Path, plugin: str, edit: Callable[[dict[str, Any]], dict[str, Any]],
             as_json: bool) -> None:
-    with _operator(appdir) as operator:
-        _before, after = operator.change(plugin, edit, by="cli")
+    from omnicore.cli.data import _storage
+    from omnicore.console.audit import Actor, record_settings
+    from omnicore.plugins.operator import OperatorSettings
+
+    with _storage(appdir) as store:
+        before, after = OperatorSettings(lambda: store.plugin_settings).change(
+            plugin, edit, by="cli")
+        record_settings(store, Actor.cli(), plugin, before, after)  # the audit log
     _print(plugin, after, as_json)
     click.echo("omnicore: stored; every running host of this database applies it within "
                "about a second", err=True)

@@ -1,7 +1,7 @@
 """``omnicore users``: the console's accounts, kept in ``<data_dir>/console.db``.
 
 Works whether or not the host is running (SQLite in WAL mode): a user added here can sign
-in at once.
+in at once. Every change is recorded in the app's audit log (origin ``cli``).
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ def _store(appdir: Path) -> UserStore:
     return UserStore(storage.users, owner=storage)
 
 
+def _audit(store: UserStore, verb: str, target: str, after: object = None) -> None:
+    from omnicore.console.audit import Actor, record
+
+    if store.owner is not None:
+        record(store.owner, Actor.cli(), verb, target, None, after)
+
+
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
@@ -69,6 +76,7 @@ def add(name: str, role: str, password_stdin: bool, appdir: Path) -> None:
         if store.get(name) is not None:
             raise ConfigError(f"user {name!r} already exists (omnicore users passwd {name})")
         store.add(name, _password(password_stdin), role)  # type: ignore[arg-type]
+        _audit(store, "user.add", f"user:{name}", {"role": role})
     finally:
         store.close()
     click.echo(f"added {role} {name}")
@@ -99,6 +107,7 @@ def delete(name: str, appdir: Path) -> None:
     try:
         if not store.delete(name):
             raise ConfigError(f"no user {name!r}")
+        _audit(store, "user.delete", f"user:{name}")
     finally:
         store.close()
     click.echo(f"deleted {name}")
@@ -113,6 +122,7 @@ def passwd(name: str, password_stdin: bool, appdir: Path) -> None:
     store = _store(appdir)
     try:
         store.set_password(name, _password(password_stdin))
+        _audit(store, "user.passwd", f"user:{name}")
     finally:
         store.close()
     click.echo(f"password of {name} changed")
@@ -126,7 +136,8 @@ def token(name: str, label: str, appdir: Path) -> None:
     """Create an API token for NAME and print it (shown once; use as OMNICORE_TOKEN)."""
     store = _store(appdir)
     try:
-        secret, _ = store.new_token(name, label)
+        secret, made = store.new_token(name, label)
+        _audit(store, "token.add", f"token:{made.id}", {"label": made.label, "user": name})
     finally:
         store.close()
     click.echo(secret)

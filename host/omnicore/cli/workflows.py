@@ -50,6 +50,12 @@ def _app(appdir: Path, *, load: bool = True) -> Iterator[OmniApp]:
         app._close_storage()
 
 
+def _audit(app: OmniApp, verb: str, run_id: int, after: Any = None) -> None:
+    from omnicore.console.audit import Actor, record
+
+    record(app.storage, Actor.cli(), verb, f"run:{run_id}", None, after)
+
+
 def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
 
@@ -197,6 +203,7 @@ def run(name: str, raw: str | None, pairs: tuple[str, ...], wait: bool, timeout:
             inputs[key] = value
     with _app(appdir) as app:
         started = app.workflows.start(name, inputs, started_by=default_actor())
+        _audit(app, "workflow.start", started.id, {"workflow": name})
     click.echo(f"run {started.id} of {name}: {started.state}", err=True)
     if wait:
         _follow(appdir, started.id, timeout, as_json)
@@ -300,6 +307,8 @@ def approve(run_id: int, step: str, reject: bool, comment: str, wait: bool,
     with _app(appdir, load=False) as app:
         row = app.workflows.approve(run_id, step, default_actor(), approve=not reject,
                                     comment=comment)
+        _audit(app, "workflow.reject" if reject else "workflow.approve", run_id,
+               {"step": step})
     click.echo(f"run {run_id} step {step}: {'rejected' if reject else 'approved'} by "
                f"{row.decided_by}", err=wait)
     if wait:
@@ -315,6 +324,8 @@ def cancel(run_id: int, appdir: Path) -> None:
 
     with _app(appdir, load=False) as app:
         done = app.workflows.cancel(run_id, default_actor())
+        if done:
+            _audit(app, "workflow.cancel", run_id)
     if not done:
         raise click.ClickException(f"run {run_id} had already ended")
     click.echo(f"run {run_id}: cancelled")
@@ -332,6 +343,7 @@ def restart(run_id: int, latest: bool, wait: bool, appdir: Path) -> None:
 
     with _app(appdir, load=latest) as app:
         found = app.workflows.restart(run_id, default_actor(), latest=latest)
+        _audit(app, "workflow.restart", run_id)
     click.echo(f"run {run_id}: {found.state} again (version {found.version[:12]})", err=wait)
     if wait:
         _follow(appdir, run_id, None, False)

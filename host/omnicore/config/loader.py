@@ -23,7 +23,7 @@ from omnicore.adapters import Environment, detect
 from omnicore.config.schema import OmniConfig, masked_url
 from omnicore.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "load_config", "render_config"]
+__all__ = ["ENV_PREFIX", "is_secret_key", "load_config", "render_config"]
 
 ENV_PREFIX = "OMNICORE_"
 # Not config keys: CLI settings (`omnicore run` reads the app dir, `--debug` its flag).
@@ -279,7 +279,8 @@ def load_config(
     return cfg
 
 
-def _is_secret(key: str) -> bool:
+def is_secret_key(key: str) -> bool:
+    """Whether a config key (its last dotted part) names a secret: its value is masked."""
     last = key.rsplit(".", 1)[-1].lower()
     return any(word in last for word in _SECRET_WORDS)
 
@@ -298,7 +299,7 @@ def render_config(cfg: OmniConfig, *, mask: bool = True) -> list[tuple[str, str,
     _flatten(cfg.model_dump(mode="json"), "", rows)
     out = []
     for key, value in rows:
-        if mask and _is_secret(key) and value not in (None, "", {}, []):
+        if mask and is_secret_key(key) and value not in (None, "", {}, []):
             text = "****"
         elif mask and key == "storage.url" and isinstance(value, str):
             text = masked_url(value)  # the password only: the rest says where the data is

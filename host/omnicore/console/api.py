@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from omnicore.config import render_config
 from omnicore.console import operations
+from omnicore.console.audit import Actor, record
 from omnicore.console.auth import Principal
 from omnicore.console.bodies import MAX_JSON_BYTES, json_body, read_body
 from omnicore.console.errors import ApiError, from_omni
@@ -187,29 +188,32 @@ async def get_plugin(request: Request) -> Response:
 
 @guarded
 async def upload(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     st = state(request)
     filename = request.query_params.get("filename", "")
     replace = request.query_params.get("replace", "false").lower() in ("1", "true", "yes")
     data = await read_body(request, st.max_upload_bytes)
     info = await st.off_loop(operations.upload_plugin, st.app, filename, data,
-                             max_bytes=st.max_upload_bytes, replace=replace)
+                             max_bytes=st.max_upload_bytes, replace=replace,
+                             by=Actor.of(request, who))
     return JSONResponse(plugin_doc(info), status_code=201)
 
 
 @guarded
 async def delete(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     st = state(request)
-    await st.off_loop(operations.delete_plugin, st.app, request.path_params["name"])
+    await st.off_loop(operations.delete_plugin, st.app, request.path_params["name"],
+                      Actor.of(request, who))
     return Response(status_code=204)
 
 
 @guarded
 async def reload(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     st = state(request)
-    info = await st.off_loop(operations.reload_plugin, st.app, request.path_params["name"])
+    info = await st.off_loop(operations.reload_plugin, st.app, request.path_params["name"],
+                             Actor.of(request, who))
     return JSONResponse(plugin_doc(info))
 
 
@@ -222,59 +226,65 @@ def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
 
 @guarded
 async def put_enabled(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     doc = await json_body(request)
     enabled = doc.get("enabled")
     if not isinstance(enabled, bool):
         raise ApiError(422, "'enabled' must be true or false", type="ConfigError")
     st = state(request)
     info = await st.off_loop(operations.set_settings, st.app, request.path_params["name"],
-                             enabled=enabled)
+                             Actor.of(request, who), enabled=enabled)
     return JSONResponse(plugin_doc(info))
 
 
 @guarded
 async def put_config(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     config = _object(await json_body(request), "config")
     st = state(request)
     info = await st.off_loop(operations.set_settings, st.app, request.path_params["name"],
-                             config=config)
+                             Actor.of(request, who), config=config)
     return JSONResponse(plugin_doc(info))
 
 
 @guarded
 async def put_limits(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     limits = _object(await json_body(request), "limits")
     st = state(request)
     info = await st.off_loop(operations.set_settings, st.app, request.path_params["name"],
-                             limits=limits)
+                             Actor.of(request, who), limits=limits)
     return JSONResponse(plugin_doc(info))
 
 
 @guarded
 async def put_grant(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     doc = await json_body(request)
     options = doc.get("options", {})
     if not isinstance(options, dict):
         raise ApiError(422, "'options' must be a JSON object", type="ConfigError")
     st = state(request)
     name, cap = request.path_params["name"], request.path_params["capability"]
-    info = await st.off_loop(grant, st.app, name, cap, options)
+    info = await st.off_loop(grant, st.app, name, cap, options, Actor.of(request, who))
     return JSONResponse(plugin_doc(info))
 
 
-def grant(app: OmniApp, name: str, capability: str,
-          options: dict[str, Any] | None) -> PluginInfo:
+def grant(app: OmniApp, name: str, capability: str, options: dict[str, Any] | None,
+          by: Actor) -> PluginInfo:
     """Grant (``options`` a dict) or revoke (None), persisted to the sidecar when the plugin
-    has one to write (a plugin loaded from bytes keeps it for this process only)."""
+    has one to write (a plugin loaded from bytes keeps it for this process only); recorded
+    in the audit log."""
     _known_capability(app, capability)
-    persist = app.plugins.get(name).source is not None
+    before = app.plugins.get(name)
+    persist = before.source is not None
     if options is None:
-        return app.plugins.revoke(name, capability, persist=persist)
-    return app.plugins.grant(name, capability, options, persist=persist)
+        info = app.plugins.revoke(name, capability, persist=persist)
+    else:
+        info = app.plugins.grant(name, capability, options, persist=persist)
+    record(app.storage, by, "grant.revoke" if options is None else "grant.add",
+           f"{name}/{capability}", before.granted.get(capability), options)
+    return info
 
 
 def _known_capability(app: OmniApp, capability: str) -> None:
@@ -290,10 +300,10 @@ def capability_names(app: OmniApp) -> list[str]:
 
 @guarded
 async def delete_grant(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     st = state(request)
     name, cap = request.path_params["name"], request.path_params["capability"]
-    info = await st.off_loop(grant, st.app, name, cap, None)
+    info = await st.off_loop(grant, st.app, name, cap, None, Actor.of(request, who))
     return JSONResponse(plugin_doc(info))
 
 
@@ -359,8 +369,7 @@ async def set_mcp(request: Request) -> Response:
     st = state(request)
     tools = await st.off_loop(set_exposed, st.app, request.path_params["name"],
                               request.path_params["handler"], request.method == "PUT",
-                              by=who.user.name,
-                              origin=request.client.host if request.client else None)
+                              by=who.user.name, origin=Actor.of(request, who).origin)
     return JSONResponse({"items": [t.as_dict() for t in tools]})
 
 
@@ -411,7 +420,41 @@ async def stream(request: Request) -> Response:
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-# -- tasks and kv --------------------------------------------------------------------------
+def run_version(app: OmniApp, run_id: int) -> str:
+    """What changes when workflow run ``run_id`` or one of its steps moves."""
+    try:
+        run = app.workflows.get_run(run_id)
+        steps = app.workflows.steps(run_id)
+    except OmniError:
+        return "gone"
+    return f"{run.state}|" + ",".join(f"{s.step}.{s.index}:{s.state}" for s in steps)
+
+
+@guarded
+async def live(request: Request) -> Response:
+    """One page's stream of live figures (:mod:`omnicore.console.pulse`), with the log feed
+    when ``feed=1``."""
+    need(request)
+    st = state(request)
+    q = request.query_params
+    scope = q.get("scope") or "host"
+    run = scope.removeprefix("run:")
+    if scope not in ("host", "plugins") and not scope.startswith("plugin:") and not (
+            scope.startswith("run:") and run.isdigit() and int(run) < 1 << 62):
+        raise ApiError(400, "query parameter scope must be host, plugins, plugin:NAME or "
+                            "run:ID", type="BadParameter")
+    versions = [v for v in q.getlist("version") if v][:8]
+    filters = feed_filters(request)
+    try:
+        frames = st.pulse.stream(scope, versions, (lambda: st.feed.stream(
+            **filters, backlog=100)) if q.get("feed") == "1" else None,
+            (lambda: {"version.run": run_version(st.app, int(run))})
+            if scope.startswith("run:") else None)
+    except TooManySubscribers as exc:
+        raise ApiError(429, f"{exc}; close a live page and retry") from None
+    return StreamingResponse(frames, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
 
 # -- users and tokens ----------------------------------------------------------------------
 
@@ -425,13 +468,15 @@ async def list_users(request: Request) -> Response:
 
 @guarded
 async def add_user(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     doc = await json_body(request)
     st = state(request)
     name, password, role = doc.get("name"), doc.get("password"), doc.get("role", "viewer")
     if not all(isinstance(v, str) for v in (name, password, role)):
         raise ApiError(422, "'name', 'password' and 'role' must be strings", type="ConfigError")
     user = await st.auth.hashing(st.auth.store.add, name, password, role)
+    record(st.app.storage, Actor.of(request, who), "user.add", f"user:{user.name}", None,
+           {"role": user.role})
     return JSONResponse({"name": user.name, "role": user.role, "created": user.created},
                         status_code=201)
 
@@ -443,8 +488,10 @@ async def delete_user(request: Request) -> Response:
     if name == who.user.name:
         raise ApiError(409, "you cannot delete yourself; sign in as another admin",
                        type="Conflict")
-    if not state(request).auth.store.delete(name):
+    st = state(request)
+    if not st.auth.store.delete(name):
         raise ApiError(404, f"no user {name[:64]!r}")
+    record(st.app.storage, Actor.of(request, who), "user.delete", f"user:{name}")
     return Response(status_code=204)
 
 
@@ -466,18 +513,23 @@ async def add_token(request: Request) -> Response:
     if who.user.name in ("local", "operator"):
         raise ApiError(409, "tokens belong to users; sign in as one (omnicore users add)",
                        type="Conflict")
-    secret, token = state(request).auth.store.new_token(who.user.name, label)
+    st = state(request)
+    secret, token = st.auth.store.new_token(who.user.name, label)
+    record(st.app.storage, Actor.of(request, who), "token.add", f"token:{token.id}", None,
+           {"label": token.label, "user": token.user})
     return JSONResponse({**vars(token), "token": secret}, status_code=201)
 
 
 @guarded
 async def delete_token(request: Request) -> Response:
-    need(request, "admin")
+    who = need(request, "admin")
     raw = request.path_params["token_id"]
     if not str(raw).isdigit() or int(raw) > 1 << 62:
         raise ApiError(404, f"no token {str(raw)[:40]!r}")
-    if not state(request).auth.store.delete_token(int(raw)):
+    st = state(request)
+    if not st.auth.store.delete_token(int(raw)):
         raise ApiError(404, f"no token {raw}")
+    record(st.app.storage, Actor.of(request, who), "token.revoke", f"token:{raw}")
     return Response(status_code=204)
 
 
@@ -504,6 +556,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{p}/plugins/{{name}}/logs", plugin_logs),
         Route(f"{p}/events", recent_events),
         Route(f"{p}/stream", stream),
+        Route(f"{p}/live", live),
         Route(f"{p}/users", list_users, methods=["GET"]),
         Route(f"{p}/users", add_user, methods=["POST"]),
         Route(f"{p}/users/{{user}}", delete_user, methods=["DELETE"]),

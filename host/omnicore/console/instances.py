@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import api
+from omnicore.console.audit import Actor, record
 from omnicore.console.errors import ApiError
 from omnicore.console.pages import done, page, read_form
 
@@ -36,10 +37,11 @@ def instances(app: OmniApp) -> list[dict[str, Any]]:
     return [{**i.as_dict(), "this": i.runtime_id == me} for i in app.storage.instances.all()]
 
 
-def drain(app: OmniApp, runtime_id: str, by: str) -> bool:
+def drain(app: OmniApp, runtime_id: str, by: Actor) -> bool:
     asked = app.storage.instances.set_draining(runtime_id, True)
     if asked:
         log.warning("console: %s asked instance %s to drain", by, runtime_id)
+        record(app.storage, by, "instance.drain", f"instance:{runtime_id}")
     return asked
 
 
@@ -55,7 +57,7 @@ async def drain_instance(request: Request) -> Response:
     who = api.need(request, "admin")
     st = api.state(request)
     rid = request.path_params["runtime_id"]
-    if not await st.off_loop(drain, st.app, rid, who.user.name):
+    if not await st.off_loop(drain, st.app, rid, Actor.of(request, who)):
         raise ApiError(404, f"no running instance {rid[:64]!r}", type="UnknownInstance")
     return JSONResponse({"runtime_id": rid, "draining": True}, status_code=202)
 
@@ -71,7 +73,7 @@ async def instances_post(request: Request) -> Response:
     who, f = await read_form(request)
     st = api.state(request)
     rid = f.get("runtime_id", "")
-    if not rid or not await st.off_loop(drain, st.app, rid, who.user.name):
+    if not rid or not await st.off_loop(drain, st.app, rid, Actor.of(request, who)):
         raise ApiError(404, f"no running instance {rid[:64]!r}", type="UnknownInstance")
     return done("/instances", "instance-draining")
 

@@ -9,15 +9,31 @@
 from __future__ import annotations
 
 import base64
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console.api import guarded, need, page_params, paginate, state
+from omnicore.console.audit import Actor, record
 from omnicore.console.errors import ApiError
 
-__all__ = ["routes"]
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
+
+__all__ = ["delete_key", "routes"]
+
+
+def delete_key(app: OmniApp, plugin: str, key: str, by: Actor) -> bool:
+    """Delete one of ``plugin``'s keys (recorded with the size it had); whether it was set."""
+    store = app.kv.for_plugin(plugin)
+    value = store.get(key)
+    gone = store.delete(key)
+    if gone:
+        record(app.storage, by, "kv.delete", f"{plugin}/{key}",
+               {"bytes": len(value)} if value is not None else None, None)
+    return gone
 
 
 @guarded
@@ -48,8 +64,9 @@ async def kv_value(request: Request) -> Response:
     store = st.app.kv.for_plugin(request.path_params["plugin"])
     key = request.path_params["key"]
     if request.method == "DELETE":
-        need(request, "admin")
-        if not await st.off_loop(store.delete, key):
+        who = need(request, "admin")
+        if not await st.off_loop(delete_key, st.app, request.path_params["plugin"], key,
+                                 Actor.of(request, who)):
             raise ApiError(404, f"no key {key[:100]!r}")
         return Response(status_code=204)
     value = await st.off_loop(store.get, key)

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from omnicore.capabilities.memory import policy_from
 from omnicore.console import api
+from omnicore.console.audit import Actor, record
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.pages import done, page, read_form
 from omnicore.errors import OmniError
@@ -86,10 +87,11 @@ def recall(app: OmniApp, plugin: str, query: str, tiers: tuple[int, ...],
     return [m.as_dict() for m in memory.recall(query, tiers, limit)]
 
 
-def forget(app: OmniApp, plugin: str, memory_id: int, by: str) -> bool:
+def forget(app: OmniApp, plugin: str, memory_id: int, by: Actor) -> bool:
     gone = app.memory.for_plugin(plugin).forget(memory_id)
     if gone:
         log.info("console: %s forgot memory %d of %s", by, memory_id, plugin)
+        record(app.storage, by, "memory.forget", f"{plugin}/memory:{memory_id}")
     return gone
 
 
@@ -127,7 +129,7 @@ async def forget_memory(request: Request) -> Response:
     who = api.need(request, "admin")
     st = api.state(request)
     plugin, mid = request.path_params["plugin"], _memory_id(request.path_params["memory_id"])
-    if not await st.off_loop(forget, st.app, plugin, mid, who.user.name):
+    if not await st.off_loop(forget, st.app, plugin, mid, Actor.of(request, who)):
         raise ApiError(404, f"plugin {plugin[:128]!r} has no memory {mid}",
                        type="MemoryNotFound")
     return Response(status_code=204)
@@ -168,7 +170,7 @@ async def memory_post(request: Request) -> Response:
     st = api.state(request)
     plugin = f.get("plugin", "")
     mid = _memory_id(f.get("id", ""))
-    if not plugin or not await st.off_loop(forget, st.app, plugin, mid, who.user.name):
+    if not plugin or not await st.off_loop(forget, st.app, plugin, mid, Actor.of(request, who)):
         raise ApiError(404, f"plugin {plugin[:128]!r} has no memory {mid}",
                        type="MemoryNotFound")
     back = f.get("back", "")

@@ -53,6 +53,13 @@ SCHEMAS: Obj = {
                      "properties": {"output": {"type": "string"},
                                     "encoding": {"enum": ["text", "base64"]},
                                     "duration_ms": {"type": "number"}}},
+    "AuditEntry": {"type": "object", "required": ["id", "at", "user", "verb", "target"],
+                   "properties": {
+        "id": {"type": "integer"}, "at": {"type": "number"}, "time": {"type": "string"},
+        "user": {"type": "string"}, "verb": {"type": "string"},
+        "plugin": {"type": "string"}, "subject": {"type": "string"},
+        "target": {"type": ["string", "null"]}, "before": {}, "after": {},
+        "origin": {"type": ["string", "null"], "description": "an address, or cli"}}},
     "Secret": {"type": "object", "required": ["name", "exposed_to"], "properties": {
         "name": {"type": "string"},
         "exposed_to": {"type": "array", "items": {"type": "string"},
@@ -169,6 +176,13 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
      [_NAME, _LEVEL, *_PAGING], None, 200, _page(ANY_OBJECT)),
     ("get", "/events", "Recent log lines and events, newest first", "viewer",
      [*_FEED, *_PAGING], None, 200, _page(_ref("Entry"))),
+    ("get", "/live", "One page's live figures (Server-Sent Events: 'figures' frames of what "
+     "changed), with the log feed when feed=1", "viewer",
+     [{"name": n, "in": "query", "schema": {"type": "string"}, "description": d}
+      for n, d in (("scope", "host, plugins or plugin:NAME"),
+                   ("version", "tasks or events: a key that changes with the page's rows"),
+                   ("feed", "1: also the log entries (plugin, level, kind filters)"))],
+     None, 200, None),
     ("get", "/stream", "Live log lines and events (Server-Sent Events)", "viewer",
      [*_FEED, {"name": "backlog", "in": "query", "description": "recent entries sent first "
                "(default 100; 0 for new entries only)",
@@ -185,7 +199,21 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
     ("post", "/tasks/{task_id}/cancel", "Cancel a queued task", "admin",
      [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
      None, 200, ANY_OBJECT),
-    ("get", "/schedules", "Plugins' schedules", "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
+    ("get", "/schedules", "Plugins' schedules with their next and last run and whether each is "
+     "paused", "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
+    *[("post", f"/schedules/{{plugin}}/{{name}}/{action}", summary, "admin",
+       [_PLUGIN, {"name": "name", "in": "path", "required": True,
+                  "schema": {"type": "string"}}], None, 200, ANY_OBJECT)
+      for action, summary in (("run", "Queue a run of a schedule now"),
+                              ("pause", "Pause a schedule (on every host)"),
+                              ("resume", "Resume a paused schedule from now"))],
+    ("get", "/subscriptions", "Plugins' event subscriptions: topic, inbox depth, drops",
+     "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
+    ("post", "/events", "Publish a test event (recorded in the audit log)", "admin", [],
+     _body({"type": "object", "required": ["topic"], "properties": {
+         "topic": {"type": "string", "maxLength": 200}, "data": {}}}), 202,
+     {"type": "object", "properties": {"id": {"type": "integer"},
+                                       "topic": {"type": "string"}}}),
     ("get", "/kv", "Plugins that have keys", "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
     ("get", "/kv/{plugin}", "One plugin's keys", "viewer",
      [{"name": "plugin", "in": "path", "required": True, "schema": {"type": "string"}},
@@ -287,6 +315,18 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
          "type": "object", "properties": {"latest": {
              "type": "boolean", "description": "on the latest version, not the pinned one"}}}}}},
      200, _ref("WorkflowRun")),
+    ("get", "/audit", "The audit log, newest first: who changed what, when, from where "
+     "(?format=csv|json: a download of up to 10,000)", "viewer",
+     [{"name": n, "in": "query", "schema": {"type": t}, "description": d} for n, t, d in (
+         ("user", "string", "who made the change"),
+         ("verb", "string", "a verb or its start, e.g. grant."),
+         ("plugin", "string", "the plugin or one of its parts"),
+         ("since", "number", "unix time"), ("before_id", "integer", "the page after (next)"),
+         ("limit", "integer", "1..10000 (default 100)"),
+         ("format", "string", "csv or json: a download"))],
+     None, 200, {"type": "object", "required": ["items", "next"], "properties": {
+         "items": {"type": "array", "items": _ref("AuditEntry")},
+         "limit": {"type": "integer"}, "next": {"type": ["string", "null"]}}}),
     ("get", "/openapi.json", "This document", "none", [], None, 200, ANY_OBJECT),
 ]
 
@@ -310,7 +350,7 @@ def document() -> Obj:
                    "responses": {str(status): {"description": "ok"}, **errors}}
         if answer is not None:
             op["responses"][str(status)]["content"] = {"application/json": {"schema": answer}}
-        elif path == "/stream":
+        elif path in ("/stream", "/live"):
             op["responses"]["200"]["content"] = {"text/event-stream": {
                 "schema": {"type": "string"}}}
         if body is not None:

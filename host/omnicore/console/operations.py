@@ -5,7 +5,8 @@ are the operator's settings in the app's database (``app.plugins.operator``), an
 through ``app.plugins.grant(..., persist=True)`` (the grants module's one home), so every
 instance of the database applies them and a restart keeps them. Each change is validated
 before anything is written and made live at once; if the plugin still refuses the new
-settings, the old ones are put back, so nothing is left half-changed.
+settings, the old ones are put back, so nothing is left half-changed. Each change that took
+is recorded in the audit log with who made it (``by``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from omnicore.console.audit import Actor, record
 from omnicore.console.errors import ApiError
 from omnicore.errors import PluginNotFound
 from omnicore.plugins.info import PluginInfo
@@ -64,7 +66,7 @@ def plugin_file(app: OmniApp, name: str) -> Path:
     return path
 
 
-def upload_plugin(app: OmniApp, filename: str, data: bytes, *, max_bytes: int,
+def upload_plugin(app: OmniApp, filename: str, data: bytes, *, max_bytes: int, by: Actor,
                   replace: bool = False) -> PluginInfo:
     """Validate ``data`` as a plugin, then write it into the plugins folder and load it."""
     filename = filename or ""
@@ -95,6 +97,7 @@ def upload_plugin(app: OmniApp, filename: str, data: bytes, *, max_bytes: int,
                                 f"{holder or 'bytes'}); unload it or rename the upload",
                            type="DuplicatePlugin", plugin=name)
     folder.mkdir(parents=True, exist_ok=True)
+    previous = app.plugins.get(name).sha256 if name in app.plugins else None
     _atomic_write(target, data)
     _sync(app)
     try:
@@ -108,34 +111,42 @@ def upload_plugin(app: OmniApp, filename: str, data: bytes, *, max_bytes: int,
             _sync(app)
         raise ApiError(422, f"{filename} did not load: {reason}", type="PluginLoadError",
                        plugin=name)
+    record(app.storage, by, "plugin.upload", name,
+           {"sha256": previous} if previous else None,
+           {"file": filename, "sha256": info.sha256, "size": info.size})
     return info
 
 
-def delete_plugin(app: OmniApp, name: str, *, by: str | None = None) -> None:
+def delete_plugin(app: OmniApp, name: str, by: Actor) -> None:
     """Remove plugin ``name``: its file and sidecar from the folder, its operator settings
     (as deleting its sidecar always did: a later plugin of that name starts with none), then
     the plugin from the host."""
     path = plugin_file(app, name)
+    sha256 = app.plugins.get(name).sha256
     for extra in sidecar_paths(path):
         extra.unlink(missing_ok=True)
     path.unlink(missing_ok=True)
     _sync(app)
     operator = app.plugins.operator
     if operator is not None and operator.doc(name):
-        operator.change(name, lambda _doc: {}, by=by)
+        operator.change(name, lambda _doc: {}, by=by.name)
     if name in app.plugins:  # the folder did not own it (or raced): make sure it is gone
         app.plugins.unload(name, reason="deleted in the console")
+    record(app.storage, by, "plugin.delete", name, {"file": path.name, "sha256": sha256})
 
 
-def reload_plugin(app: OmniApp, name: str) -> PluginInfo:
+def reload_plugin(app: OmniApp, name: str, by: Actor) -> PluginInfo:
     path = plugin_file(app, name)
     app.plugins.reload_file(name, path)
-    return app.plugins.get(name)
+    info = app.plugins.get(name)
+    record(app.storage, by, "plugin.reload", name, None, {"sha256": info.sha256})
+    return info
 
 
-def set_settings(app: OmniApp, name: str, *, config: Mapping[str, Any] | None = None,
-                 limits: Mapping[str, Any] | None = None, enabled: bool | None = None,
-                 by: str | None = None) -> PluginInfo:
+def set_settings(app: OmniApp, name: str, by: Actor, *,
+                 config: Mapping[str, Any] | None = None,
+                 limits: Mapping[str, Any] | None = None,
+                 enabled: bool | None = None) -> PluginInfo:
     """Replace the operator's ``config`` / ``limits`` / ``enabled`` of plugin ``name`` (kept
     in the app's database: every instance applies them over its own folder)."""
     plugin_file(app, name)
@@ -161,15 +172,22 @@ def set_settings(app: OmniApp, name: str, *, config: Mapping[str, Any] | None = 
     new = {key: dict(value) if isinstance(value, Mapping) else value
            for key, value in (("config", config), ("limits", limits), ("enabled", enabled))
            if value is not None}
-    before, _after = operator.change(name, lambda doc: {**doc, **new}, by=by)
+    before, _after = operator.change(name, lambda doc: {**doc, **new}, by=by.name)
     app.plugins.settings_changed(name)
     after = app.plugins.get(name)
     if after.stale or after.state == "failed":
         why = after.last_error or "the plugin refused them"
-        operator.change(name, lambda _doc: before, by=by)
+        operator.change(name, lambda _doc: before, by=by.name)
         app.plugins.settings_changed(name)
         raise ApiError(422, f"plugin '{name}' did not accept the new settings: {why}",
                        type="ConfigError", plugin=name)
+    if config is not None:
+        record(app.storage, by, "config.set", name, before.get("config"), dict(config))
+    if limits is not None:
+        record(app.storage, by, "limits.set", name, before.get("limits"), dict(limits))
+    if enabled is not None:
+        record(app.storage, by, "plugin.enable" if enabled else "plugin.disable", name,
+               before.get("enabled") is not False, enabled)
     return after
 
 

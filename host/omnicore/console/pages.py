@@ -1,4 +1,4 @@
-"""The server-rendered pages: sign-in, overview, plugins, logs, tasks, data, settings, users.
+"""The server-rendered pages: sign-in, overview, plugins, logs, data, settings, users.
 
 Pages read through the same helpers as the API and change things through the same
 functions; forms post back with the session's CSRF token and, on success, redirect (303) to
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from markupsafe import Markup
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -21,7 +22,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from omnicore.config import render_config
-from omnicore.console import api, jobs, operations
+from omnicore.console import api, charts, jobs, kv, operations
+from omnicore.console.audit import Actor, record
 from omnicore.console.auth import Principal
 from omnicore.console.bodies import MAX_FORM_BYTES, form_body, limit_body, parse_json
 from omnicore.console.errors import ApiError, from_omni
@@ -29,7 +31,7 @@ from omnicore.console.live import LEVELS
 from omnicore.console.state import ConsoleState
 from omnicore.console.users import check_password, check_username
 from omnicore.errors import OmniError
-from omnicore.plugins.stats import LATENCY_BUCKETS
+from omnicore.sandbox.capability import DeferredCapability
 from omnicore.sandbox.limits import Limits
 
 __all__ = ["NOTICES", "TEMPLATES", "done", "page", "read_form", "render_error", "routes"]
@@ -48,12 +50,28 @@ NOTICES = {
     "retried": "Task queued again.", "cancelled": "Task cancelled.", "signed-out": "Signed out.",
     "key-deleted": "Key deleted.", "secret-set": "Secret saved (its value is not shown).",
     "secret-deleted": "Secret deleted.", "collection-dropped": "Collection dropped.",
-    "memory-forgotten": "Memory forgotten.",
+    "memory-forgotten": "Memory forgotten.", "published": "Event published.",
+    "schedule-run": "Queued a run now.", "schedule-paused": "Schedule paused.",
+    "schedule-resumed": "Schedule resumed.", "granted-all": "Granted everything it requested.",
+}
+#: Where a notice or a form's error is shown: beside the form that caused it (the card of
+#: that id), not at the top of the page.
+PLACES = {
+    "granted": "capabilities", "revoked": "capabilities", "granted-all": "capabilities",
+    "grant": "capabilities", "revoke": "capabilities", "grant-all": "capabilities",
+    "config": "config", "limits": "limits", "enabled": "about", "disabled": "about",
+    "enable": "about", "disable": "about", "reloaded": "about", "reload": "about",
+    "mcp_expose": "mcp", "mcp_hide": "mcp",
 }
 
 
-def _fmt_time(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+def _fmt_time(t: float | None) -> Markup:
+    """A date and time that wraps between the two, never inside either (a phone's table)."""
+    if not t:
+        return Markup("-")
+    day, clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)).split()
+    return Markup('<span class="nowrap">{}</span> <span class="nowrap">{}</span>').format(
+        day, clock)
 
 
 def _fmt_us(us: Any) -> str:
@@ -64,6 +82,8 @@ def _fmt_us(us: Any) -> str:
 TEMPLATES.env.filters["time"] = _fmt_time
 TEMPLATES.env.filters["us"] = _fmt_us
 TEMPLATES.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
+TEMPLATES.env.filters["compact"] = lambda v: json.dumps(v, separators=(", ", ": "),
+                                                        ensure_ascii=False)
 
 
 def _state(request: Request) -> ConsoleState:
@@ -80,8 +100,12 @@ def _who(request: Request) -> Principal | None:
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
     who = context.pop("who", None) or _who(request)
-    notice = NOTICES.get(request.query_params.get("done", ""))
-    ctx = {"who": who, "notice": notice, "app_name": _state(request).app.name,
+    done_what = request.query_params.get("done", "")
+    # A form posts back to its page's URL, ?done= included: the answer to that post is not
+    # the earlier action's success.
+    notice = NOTICES.get(done_what) if request.method == "GET" else None
+    ctx = {"who": who, "notice": notice, "notice_at": PLACES.get(done_what),
+           "error_at": None, "app_name": _state(request).app.name,
            "csrf": who.csrf if who else "", "path": request.url.path, **context}
     return TEMPLATES.TemplateResponse(request, template, ctx, status_code=status)
 
@@ -177,6 +201,9 @@ async def setup(request: Request) -> Response:
         except OmniError as exc:
             error = str(exc)
         else:
+            record(st.app.storage, Actor(user.name, request.client.host if request.client
+                                         else None), "user.add", f"user:{user.name}", None,
+                   {"role": user.role, "by": "setup link"})
             sid, _ = await st.off_loop(st.auth.store.new_session, user, st.auth.session_ttl_s)
             signed_in: Response = RedirectResponse("/", status_code=303)
             st.auth.set_session_cookie(request, signed_in, sid)
@@ -194,15 +221,42 @@ async def overview(request: Request) -> Response:
     st = _state(request)
     st.auth.require(request)
     health = st.app.health.check().to_dict()
+    figures = await st.pulse.figures()  # the live streams' copy, at most a tick old
+    span = charts.span_of(request.query_params.get("range"))
     return page(request, "overview.html", info=api.overview(st.app), health=health,
-                rates=st.history.per_minute(), period_s=st.history.period_s)
+                charts=charts.host_charts(st.history, span), span=span, figures=figures)
+
+
+#: Plugins a page of the list shows: 1,000 plugins on one page took 100 ms to render.
+PLUGINS_PAGE = 100
+
+
+def _plugin_list(request: Request, st: ConsoleState) -> dict[str, Any]:
+    """One page of the plugin list, filtered by name (``q``) and ``state``."""
+    q = request.query_params
+    text, state = q.get("q", "")[:100], q.get("state", "")
+    found = [i for i in st.app.plugins
+             if text.lower() in i.name.lower() and state in ("", i.state)]
+    raw = q.get("page", "1")
+    number = int(raw) if raw.isdigit() and 0 < int(raw) <= 10_000 else 1
+    start = (number - 1) * PLUGINS_PAGE
+    shown = {k: v for k, v in (("q", text), ("state", state)) if v}
+
+    def link(n: int) -> str:
+        return f"/plugins?{urlencode({**shown, 'page': n})}"
+
+    return {"plugins": [api.plugin_doc(i) for i in found[start:start + PLUGINS_PAGE]],
+            "total": len(found), "q": text, "state": state,
+            "next_url": link(number + 1) if len(found) > start + PLUGINS_PAGE else None,
+            "prev_url": link(number - 1) if number > 1 else None,
+            "states": ("loaded", "needs-grant", "failed", "disabled", "circuit-open",
+                       "half-open")}
 
 
 async def plugins(request: Request) -> Response:
     st = _state(request)
     st.auth.require(request)
-    docs = [api.plugin_doc(i) for i in st.app.plugins]
-    return page(request, "plugins.html", plugins=docs, upload_error=None,
+    return page(request, "plugins.html", **_plugin_list(request, st), upload_error=None,
                 max_upload=st.max_upload_bytes)
 
 
@@ -226,42 +280,52 @@ async def upload(request: Request) -> Response:
         filename, replace = file.filename, form.get("replace") == "on"
     try:
         info = await st.off_loop(operations.upload_plugin, st.app, filename, data,
-                                 max_bytes=st.max_upload_bytes, replace=replace)
+                                 max_bytes=st.max_upload_bytes, replace=replace,
+                                 by=Actor.of(request, who))
     except ApiError as exc:
-        docs = [api.plugin_doc(i) for i in st.app.plugins]
-        return page(request, "plugins.html", exc.status, plugins=docs, upload_error=exc,
-                    max_upload=st.max_upload_bytes)
+        return page(request, "plugins.html", exc.status, **_plugin_list(request, st),
+                    upload_error=exc, max_upload=st.max_upload_bytes)
     return done(f"/plugins/{quote(info.name, safe='')}", "uploaded")
 
 
-def _plugin_context(st: ConsoleState, name: str) -> dict[str, Any]:
+def _plugin_context(st: ConsoleState, name: str, span: str = "1h") -> dict[str, Any]:
     info = st.app.plugins.get(name)
     doc = api.plugin_doc(info)
-    stats = info.stats
-    bars = []
-    if stats is not None:
-        previous = 0
-        for bound, count in zip(LATENCY_BUCKETS, stats.buckets, strict=False):
-            bars.append((bound, count - previous))
-            previous = count
-        while len(bars) > 1 and bars[-1][1] == 0:
-            bars.pop()
     lines = st.app.plugins.logs(name).lines(50)
     lines.reverse()
     limits = info.limits.as_dict() if info.limits else Limits().as_dict()
+    from omnicore.console import events  # it renders with this module's pages
     from omnicore.mcp.expose import handler_tools
 
-    return {"plugin": doc, "latency": bars, "lines": lines, "limits": limits,
-            "capabilities": api.capability_names(st.app), "config_text":
+    recent = [jobs.task_doc(t) for t in st.app.jobs.list(plugin=name, limit=10)]
+    return {"schedules": jobs.schedule_docs(st.app, name), "recent_jobs": recent,
+            "subscriptions": [s for s in events.subscribers(st.app) if s["plugin"] == name],
+            "plugin": doc, "lines": lines, "limits": limits,
+            "capabilities": api.capability_names(st.app),
+            "cap_docs": _capability_docs(st, info.missing),
+            "config_text":
             json.dumps(info.config, indent=2, sort_keys=True),
-            "mcp_tools": handler_tools(st.app, name)}
+            "mcp_tools": handler_tools(st.app, name), "span": span,
+            "charts": charts.plugin_charts(st.history, name, span)}
+
+
+def _capability_docs(st: ConsoleState, names: tuple[str, ...]) -> dict[str, str]:
+    """What each of ``names`` grants, for the review before granting them (a capability
+    still deferred is loaded: granting it will load it anyway)."""
+    out = {}
+    for cap in st.app.extensions.capabilities():
+        if cap.name in names:
+            out[cap.name] = (cap.load() if isinstance(cap, DeferredCapability)
+                             else cap).description
+    return out
 
 
 async def plugin_page(request: Request) -> Response:
     st = _state(request)
     st.auth.require(request)
     try:
-        ctx = _plugin_context(st, request.path_params["name"])
+        ctx = _plugin_context(st, request.path_params["name"],
+                              charts.span_of(request.query_params.get("range")))
     except OmniError as exc:
         raise from_omni(exc) from exc
     return page(request, "plugin.html", **ctx, invoke=None, form_error=None)
@@ -272,41 +336,47 @@ async def plugin_post(request: Request) -> Response:
     st = _state(request)
     name = request.path_params["name"]
     who, f = await read_form(request)
+    by = Actor.of(request, who)
     action = f.get("action", "")
     url = f"/plugins/{quote(name, safe='')}"
     invoke_result = None
     try:
         if action == "grant":
             options = _json_field(f.get("options", "") or "{}", "options")
-            await st.off_loop(api.grant, st.app, name, f.get("capability", ""), options)
+            await st.off_loop(api.grant, st.app, name, f.get("capability", ""), options, by)
             return done(url, "granted")
         if action == "revoke":
-            await st.off_loop(api.grant, st.app, name, f.get("capability", ""), None)
+            await st.off_loop(api.grant, st.app, name, f.get("capability", ""), None, by)
             return done(url, "revoked")
+        if action == "grant-all":
+            wanted = {cap: _json_field(f.get(f"options_{cap}", "") or "{}", f"options of {cap}")
+                      for cap in st.app.plugins.get(name).missing}
+            for cap, options in wanted.items():
+                await st.off_loop(api.grant, st.app, name, cap, options, by)
+            return done(url, "granted-all")
         if action == "config":
             config = _json_field(f.get("config", "") or "{}", "config")
-            await st.off_loop(operations.set_settings, st.app, name, config=config)
+            await st.off_loop(operations.set_settings, st.app, name, by, config=config)
             return done(url, "config")
         if action == "limits":
             limits = _limits_from(f)
-            await st.off_loop(operations.set_settings, st.app, name, limits=limits)
+            await st.off_loop(operations.set_settings, st.app, name, by, limits=limits)
             return done(url, "limits")
         if action in ("enable", "disable"):
-            await st.off_loop(operations.set_settings, st.app, name,
+            await st.off_loop(operations.set_settings, st.app, name, by,
                               enabled=action == "enable")
             return done(url, f"{action}d")
         if action in ("mcp_expose", "mcp_hide"):
             from omnicore.mcp.expose import set_exposed
 
             await st.off_loop(set_exposed, st.app, name, f.get("handler", ""),
-                              action == "mcp_expose", by=who.user.name,
-                              origin=request.client.host if request.client else None)
+                              action == "mcp_expose", by=by.name, origin=by.origin)
             return done(url, action)
         if action == "reload":
-            await st.off_loop(operations.reload_plugin, st.app, name)
+            await st.off_loop(operations.reload_plugin, st.app, name, by)
             return done(url, "reloaded")
         if action == "delete":
-            await st.off_loop(operations.delete_plugin, st.app, name)
+            await st.off_loop(operations.delete_plugin, st.app, name, by)
             return done("/plugins", "deleted")
         if action == "invoke":
             text = f.get("input", "")
@@ -329,7 +399,7 @@ async def plugin_post(request: Request) -> Response:
         raise error
     ctx = _plugin_context(st, name)
     return page(request, "plugin.html", error.status, **ctx, invoke=None, form_error=error,
-                invoke_form=f)
+                invoke_form=f, error_at=PLACES.get(action))
 
 
 def _json_field(text: str, what: str, objects_only: bool = True) -> Any:
@@ -343,22 +413,27 @@ def _json_field(text: str, what: str, objects_only: bool = True) -> Any:
 
 
 def _limits_from(fields: dict[str, str]) -> dict[str, int | None]:
+    """The limits the form sets away from their defaults: a value left at its default is
+    not written, so a later change of the default reaches this plugin too."""
     out: dict[str, int | None] = {}
-    for key in Limits().as_dict():
+    defaults = Limits().as_dict()
+    for key in defaults:
         raw = fields.get(f"limit_{key}", "").strip()
         if raw == "":
             continue
         if raw.lower() in ("none", "off"):
-            out[key] = None
+            if defaults[key] is not None:
+                out[key] = None
             continue
         if not raw.isdigit():
             raise ApiError(422, f"limit {key} must be a whole number, got {raw[:30]!r}",
                            type="ConfigError")
-        out[key] = int(raw)
+        if int(raw) != defaults[key]:
+            out[key] = int(raw)
     return out
 
 
-# -- logs, tasks, data, settings, users ----------------------------------------------------
+# -- logs, data, settings, users ----------------------------------------------------
 
 async def logs(request: Request) -> Response:
     st = _state(request)
@@ -371,33 +446,6 @@ async def logs(request: Request) -> Response:
     entries.reverse()
     return page(request, "logs.html", entries=entries, plugin=plugin, level=level,
                 levels=LEVELS, names=[i.name for i in st.app.plugins])
-
-
-async def tasks(request: Request) -> Response:
-    st = _state(request)
-    st.auth.require(request)
-    wanted = request.query_params.get("state", "")
-    if wanted not in jobs.TASK_STATES:
-        wanted = ""
-    items = await st.off_loop(st.app.jobs.list, state=wanted or None, limit=200)
-    return page(request, "tasks.html", tasks=[t.as_dict() for t in items],
-                schedules=st.app.jobs.schedules(), state=wanted, states=jobs.TASK_STATES)
-
-
-async def task_post(request: Request) -> Response:
-    st = _state(request)
-    await read_form(request)
-    task_id = jobs.task_id(request)
-    action = request.path_params["action"]
-    if action not in ("retry", "cancel"):
-        raise ApiError(404, f"no task action {action[:20]!r}")
-    if action == "retry":
-        ok = await st.off_loop(st.app.jobs.retry, task_id)
-    else:
-        ok = bool(await st.off_loop(st.app.jobs.cancel, task_id))
-    if not ok:
-        raise ApiError(409, f"task {task_id} cannot be {action}ed now (see its state)")
-    return done("/tasks", "retried" if action == "retry" else "cancelled")
 
 
 async def data(request: Request) -> Response:
@@ -422,11 +470,11 @@ async def data(request: Request) -> Response:
 
 async def data_delete(request: Request) -> Response:
     st = _state(request)
-    _w, f = await read_form(request)
+    who, f = await read_form(request)
     plugin, key = f.get("plugin", ""), f.get("key", "")
     if not plugin:
         raise ApiError(422, "which plugin's key?")
-    await st.off_loop(st.app.kv.for_plugin(plugin).delete, key)
+    await st.off_loop(kv.delete_key, st.app, plugin, key, Actor.of(request, who))
     return RedirectResponse(f"/data?{urlencode({'plugin': plugin, 'done': 'key-deleted'})}",
                             status_code=303)
 
@@ -434,8 +482,11 @@ async def data_delete(request: Request) -> Response:
 async def settings(request: Request) -> Response:
     st = _state(request)
     st.auth.require(request)
-    rows = render_config(st.app.config, mask=True)
-    return page(request, "settings.html", rows=rows)
+    sections: dict[str, list[tuple[str, str, str]]] = {"general": []}
+    for key, value, source in render_config(st.app.config, mask=True):
+        top = key.split(".")[0] if "." in key else "general"
+        sections.setdefault(top, []).append((key, value, source))
+    return page(request, "settings.html", sections=sections)
 
 
 async def users(request: Request) -> Response:
@@ -451,26 +502,32 @@ async def users_post(request: Request) -> Response:
     st = _state(request)
     who, f = await read_form(request)
     store = st.auth.store
+    by = Actor.of(request, who)
     action = f.get("action", "")
     new_token = None
     try:
         if action == "add-user":
-            await st.auth.hashing(store.add, f.get("name", ""), f.get("password", ""),
-                                  f.get("role", "viewer"))
+            user = await st.auth.hashing(store.add, f.get("name", ""), f.get("password", ""),
+                                         f.get("role", "viewer"))
+            record(st.app.storage, by, "user.add", f"user:{user.name}", None,
+                   {"role": user.role})
             return done("/users", "user")
         if action == "delete-user":
             if f.get("name") == who.user.name:
                 raise ApiError(409, "you cannot delete yourself")
-            store.delete(f.get("name", ""))
+            if store.delete(f.get("name", "")):
+                record(st.app.storage, by, "user.delete", f"user:{f.get('name')}")
             return done("/users", "user-deleted")
         if action == "new-token":
             if who.via != "session":
                 raise ApiError(409, "sign in as a user to create tokens")
-            new_token, _ = store.new_token(who.user.name, f.get("label", ""))
+            new_token, token = store.new_token(who.user.name, f.get("label", ""))
+            record(st.app.storage, by, "token.add", f"token:{token.id}", None,
+                   {"label": token.label, "user": token.user})
         elif action == "delete-token":
             raw = f.get("id", "")
-            if raw.isdigit():
-                store.delete_token(int(raw))
+            if raw.isdigit() and store.delete_token(int(raw)):
+                record(st.app.storage, by, "token.revoke", f"token:{raw}")
             return done("/users", "token-deleted")
         else:
             raise ApiError(400, f"unknown action {action[:40]!r}")
@@ -494,8 +551,6 @@ def routes() -> list[BaseRoute]:
         Route("/plugins/{name}", plugin_page, methods=["GET"]),
         Route("/plugins/{name}", plugin_post, methods=["POST"]),
         Route("/logs", logs),
-        Route("/tasks", tasks),
-        Route("/tasks/{task_id}/{action:str}", task_post, methods=["POST"]),
         Route("/data", data),
         Route("/data/delete", data_delete, methods=["POST"]),
         Route("/settings", settings),

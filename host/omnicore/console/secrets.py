@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import api
+from omnicore.console.audit import HIDDEN, Actor, record
 from omnicore.console.bodies import json_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.pages import done, page, read_form
@@ -81,18 +82,21 @@ def decode_value(value: object, encoding: object) -> bytes:
     return data
 
 
-def store(app: OmniApp, name: str, data: bytes, by: str) -> bool:
-    """Set ``name``; whether it is new. Logged by name (for the audit trail), never value."""
+def store(app: OmniApp, name: str, data: bytes, by: Actor) -> bool:
+    """Set ``name``; whether it is new. Logged and audited by name, never value."""
     created = name not in app.secrets
     app.secrets.set(name, data)
     log.info("console: %s %s secret %s", by, "set" if created else "replaced", name)
+    record(app.storage, by, "secret.set", f"secret:{name}", None if created else HIDDEN,
+           HIDDEN)
     return created
 
 
-def remove(app: OmniApp, name: str, by: str) -> bool:
+def remove(app: OmniApp, name: str, by: Actor) -> bool:
     gone = app.secrets.delete(name)
     if gone:
         log.info("console: %s deleted secret %s", by, name)
+        record(app.storage, by, "secret.delete", f"secret:{name}", HIDDEN, None)
     return gone
 
 
@@ -113,7 +117,7 @@ async def put_secret(request: Request) -> Response:
     doc = await json_body(request)
     data = decode_value(doc.get("value"), doc.get("encoding", "text"))
     st = api.state(request)
-    created = await st.off_loop(store, st.app, name, data, who.user.name)
+    created = await st.off_loop(store, st.app, name, data, Actor.of(request, who))
     return JSONResponse({"name": name, "created": created,
                          "exposed_to": exposure(st.app).get(name, [])})
 
@@ -123,7 +127,7 @@ async def delete_secret(request: Request) -> Response:
     who = api.need(request, "admin")
     name = _name(request.path_params["name"])
     st = api.state(request)
-    if not await st.off_loop(remove, st.app, name, who.user.name):
+    if not await st.off_loop(remove, st.app, name, Actor.of(request, who)):
         raise ApiError(404, f"no secret {name!r}", type="SecretNotFound")
     return Response(status_code=204)
 
@@ -153,10 +157,10 @@ async def secrets_post(request: Request) -> Response:
         if action == "set":
             name = _name(name)
             data = decode_value(f.get("value", ""), "text")
-            await st.off_loop(store, st.app, name, data, who.user.name)
+            await st.off_loop(store, st.app, name, data, Actor.of(request, who))
             return done("/secrets", "secret-set")
         if action == "delete":
-            if not await st.off_loop(remove, st.app, _name(name), who.user.name):
+            if not await st.off_loop(remove, st.app, _name(name), Actor.of(request, who)):
                 raise ApiError(404, f"no secret {name[:128]!r}", type="SecretNotFound")
             return done("/secrets", "secret-deleted")
         raise ApiError(400, f"unknown action {action[:40]!r}")

@@ -15,12 +15,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnicore.console import (
     api,
+    audit_page,
+    events,
     instances,
     jobs,
     kv,
     memory,
     pages,
     secrets,
+    tasks_page,
     vectors,
     workflows,
 )
@@ -151,6 +154,9 @@ def create_app(state: ConsoleState) -> Starlette:
         *jobs.routes(),
         *kv.routes(),
         *memory.routes(),
+        *audit_page.routes(),
+        *events.routes(),
+        *tasks_page.routes(),
         Route("/mcp", mcp),
         Mount("/static", StaticFiles(directory=str(pages.WEB / "static")), name="static"),
     ]

@@ -70,6 +70,11 @@ class UserStore:
         self._dummy = self._hasher.hash(secrets.token_hex(16))
         self._last_use_failing = False
 
+    @property
+    def owner(self) -> Storage | None:
+        """The storage opened for these accounts alone (``omnicore users``), if any."""
+        return self._owner
+
     def close(self) -> None:
         if self._owner is not None:
             self._owner.close()

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import api
+from omnicore.console.audit import Actor, record
 from omnicore.console.errors import ApiError
 from omnicore.console.pages import done, page, read_form
 
@@ -37,10 +38,11 @@ def collections(app: OmniApp, plugin: str | None = None) -> list[dict[str, Any]]
     return [c.as_dict() for n in names for c in store.for_plugin(n).collections()]
 
 
-def drop(app: OmniApp, plugin: str, collection: str, by: str) -> bool:
+def drop(app: OmniApp, plugin: str, collection: str, by: Actor) -> bool:
     gone = app.vectors.for_plugin(plugin).drop(collection)
     if gone:
         log.info("console: %s dropped vector collection %s of %s", by, collection, plugin)
+        record(app.storage, by, "vectors.drop", f"{plugin}/{collection}")
     return gone
 
 
@@ -58,7 +60,7 @@ async def drop_collection(request: Request) -> Response:
     who = api.need(request, "admin")
     st = api.state(request)
     plugin, name = request.path_params["plugin"], request.path_params["collection"]
-    if not await st.off_loop(drop, st.app, plugin, name, who.user.name):
+    if not await st.off_loop(drop, st.app, plugin, name, Actor.of(request, who)):
         raise ApiError(404, f"plugin {plugin[:128]!r} has no vector collection "
                             f"{name[:128]!r}", type="UnknownCollection")
     return Response(status_code=204)
@@ -78,7 +80,7 @@ async def vectors_post(request: Request) -> Response:
     who, f = await read_form(request)
     st = api.state(request)
     plugin, name = f.get("plugin", ""), f.get("collection", "")
-    if not plugin or not await st.off_loop(drop, st.app, plugin, name, who.user.name):
+    if not plugin or not await st.off_loop(drop, st.app, plugin, name, Actor.of(request, who)):
         raise ApiError(404, f"plugin {plugin[:128]!r} has no vector collection "
                             f"{name[:128]!r}", type="UnknownCollection")
     return done("/data/vectors", "collection-dropped")

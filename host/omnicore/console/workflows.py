@@ -29,6 +29,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import api
+from omnicore.console.audit import Actor, record
+from omnicore.console.auth import Principal
 from omnicore.console.bodies import json_body, parse_json, read_body
 from omnicore.console.errors import ApiError
 from omnicore.console.pages import page, read_form
@@ -87,6 +89,7 @@ def _workflow_doc(request: Request, name: str) -> dict[str, Any]:
     doc = entry.as_dict()
     doc["webhooks"] = _hooks(request, doc)
     doc["definition"] = dict(entry.workflow.document) if entry.workflow else None
+    doc["text"] = entry.text  # as written, comments and key order kept
     return doc
 
 
@@ -128,6 +131,7 @@ async def start_run(request: Request) -> Response:
                                      started_by=f"console:{who.user.name}")
     except WorkflowError as exc:
         raise _fail(exc) from None
+    _started(request, who, run.id, request.path_params["name"])
     return JSONResponse(run.as_dict(), status_code=201)
 
 
@@ -156,14 +160,22 @@ def run_action(action: str) -> Callable[[Request], Awaitable[Response]]:
         who = api.need(request, "admin")
         body = await json_body(request)
         run_id = _run_id(request)
-        _act(_service(request), run_id, action, f"console:{who.user.name}", body)
+        _act(request, who, run_id, action, body)
         return JSONResponse(_run_doc(_service(request), run_id))
 
     endpoint.__name__ = f"{action}_run"
     return endpoint
 
 
-def _act(service: Workflows, run_id: int, action: str, by: str, body: dict[str, Any]) -> None:
+def _started(request: Request, who: Principal, run_id: int, workflow: str) -> None:
+    record(api.omni(request).storage, Actor.of(request, who), "workflow.start",
+           f"run:{run_id}", None, {"workflow": workflow})
+
+
+def _act(request: Request, who: Principal, run_id: int, action: str,
+         body: dict[str, Any]) -> None:
+    """Approve (or reject), cancel or restart run ``run_id``; recorded in the audit log."""
+    service, by = _service(request), f"console:{who.user.name}"
     try:
         if action == "approve":
             step = body.get("step")
@@ -181,6 +193,12 @@ def _act(service: Workflows, run_id: int, action: str, by: str, body: dict[str, 
             raise ApiError(404, f"no action {action!r}")
     except WorkflowError as exc:
         raise _fail(exc) from None
+    verb = action
+    if action == "approve":
+        verb = "approve" if body.get("approve", True) else "reject"
+    after = {"step": body.get("step")} if action == "approve" else None
+    record(api.omni(request).storage, Actor.of(request, who), f"workflow.{verb}",
+           f"run:{run_id}", None, after)
 
 
 async def webhook(request: Request) -> Response:
@@ -227,6 +245,7 @@ async def workflow_start(request: Request) -> Response:
             raise _fail(exc) from None
         return RedirectResponse(f"/workflows/{name}?error={quote(str(exc)[:500])}",
                                 status_code=303)
+    _started(request, who, run.id, name)
     return RedirectResponse(f"/workflows/runs/{run.id}", status_code=303)
 
 
@@ -326,7 +345,7 @@ async def run_post(request: Request) -> Response:
     action = request.path_params["action"]
     body = {"step": fields.get("step"), "approve": fields.get("decision", "approve") == "approve",
             "comment": fields.get("comment", ""), "latest": fields.get("latest") == "on"}
-    _act(_service(request), run_id, action, f"console:{who.user.name}", body)
+    _act(request, who, run_id, action, body)
     return RedirectResponse(f"/workflows/runs/{run_id}", status_code=303)
 
 

@@ -4,6 +4,9 @@ manifest (when it is granted ``tasks``) or ``capabilities.tasks.schedules``.
 Each fire is a compare-and-set of the schedule's next fire time with its job enqueued in the
 same transaction (``storage.schedules.advance``), so downtime and several hosts still fire
 once per period; a fire later than ``misfire_grace_s`` is skipped with ``catch_up: none``.
+An operator pauses a schedule by setting its next fire time to :data:`PAUSED` (far beyond any
+real time) in the same store, so every host sharing it stops firing it, and a restart keeps it
+paused; resuming sets the next fire time from now.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ from omnicore.logging import get_logger
 from omnicore.storage import Storage, TaskSpec
 from omnicore.types import PluginView
 
-__all__ = ["Schedule", "Scheduler", "check_manifest", "manifest_schedules", "parse_schedule"]
+__all__ = ["PAUSED", "Schedule", "Scheduler", "check_manifest", "manifest_schedules",
+           "parse_schedule"]
 
 log = get_logger("omnicore.jobs")
 
 _EVERY = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+#: The next fire time of a paused schedule (the year 31 million: never due).
+PAUSED = 1e15
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +170,33 @@ class Scheduler:
             for sched in found:
                 self._schedules[(plugin, sched.name)] = sched
         self._wake()
+
+    def get(self, plugin: str, name: str) -> Schedule:
+        """The schedule ``name`` of ``plugin``; ConfigError when there is none."""
+        with self._lock:
+            found = self._schedules.get((plugin, name))
+        if found is None:
+            raise ConfigError(f"plugin '{plugin}' has no schedule {name!r} in force",
+                              key="schedule")
+        return found
+
+    def next_run(self, sched: Schedule) -> float | None:
+        """When ``sched`` fires next (None: not yet placed; :data:`PAUSED` when paused)."""
+        return self._storage().schedules.next_fire(sched.plugin, sched.name)
+
+    def set_paused(self, plugin: str, name: str, paused: bool, now: float) -> bool:
+        """Pause or resume a schedule; False when it already was so."""
+        sched = self.get(plugin, name)
+        store = self._storage().schedules
+        for _ in range(8):  # a compare-and-set that another host's fire may beat: read again
+            due = store.next_fire(plugin, name)
+            if (due is not None and due >= PAUSED) == paused:
+                return False
+            if store.advance(plugin, name, due, PAUSED if paused else sched.next_after(now),
+                             None):
+                self._wake()
+                return True
+        return False
 
     def fire_due(self, now: float) -> float:
         """Fire what is due at ``now``; when the next schedule is due."""

@@ -4,15 +4,24 @@ Each plugin owns one :class:`CallStats` that the host updates after every call (
 bisect: well under a microsecond). Prometheus reads the same numbers through
 :class:`~omnicore.plugins.metrics.PluginMetricsCollector` at scrape time, so there is no
 second bookkeeping on the call path and an unloaded plugin's series disappear with it.
+
+Percentiles (p50, p99) come from the exact durations of the last :data:`WINDOW` calls, kept in
+a fixed ring of doubles (4 KiB a plugin), never from the histogram's bucket edges.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+from array import array
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
-__all__ = ["LATENCY_BUCKETS", "CallStats", "StatsSnapshot"]
+__all__ = ["LATENCY_BUCKETS", "WINDOW", "CallStats", "StatsSnapshot"]
+
+#: How many of the latest calls' durations the percentiles are computed from.
+WINDOW = 512
 
 # Plugin calls take microseconds, so Prometheus' default buckets (5 ms and up) would put
 # every call in the first one. These span 10 µs to the 1 s default deadline and beyond.
@@ -37,6 +46,12 @@ class StatsSnapshot:
     total_seconds: float
     max_seconds: float
     buckets: tuple[int, ...]
+    #: The exact durations of the latest calls (at most :data:`WINDOW`), in no order.
+    recent: tuple[float, ...] = field(default=(), repr=False)
+
+    @cached_property
+    def _sorted(self) -> list[float]:
+        return sorted(self.recent)
 
     @property
     def mean_seconds(self) -> float:
@@ -44,11 +59,16 @@ class StatsSnapshot:
         return self.total_seconds / self.calls if self.calls else 0.0
 
     def quantile(self, q: float) -> float:
-        """Estimate a latency quantile from the histogram (upper bound of its bucket)."""
+        """A latency quantile of the latest calls (nearest rank over their exact durations);
+        0 before the first call. A snapshot made without durations falls back to the
+        histogram (the upper bound of the quantile's bucket)."""
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be within [0, 1], got {q}")
         if not self.calls:
             return 0.0
+        if self.recent:
+            ordered = self._sorted
+            return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
         rank = q * self.calls
         for bound, count in zip(LATENCY_BUCKETS, self.buckets, strict=False):
             if count >= rank:
@@ -81,11 +101,13 @@ class CallStats:
         # Non-cumulative per bucket (the last one is +Inf); made cumulative on snapshot so
         # that recording stays one increment.
         self._counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._window = array("d", bytes(8 * WINDOW))
 
     def record(self, seconds: float, error: BaseException | None = None) -> None:
         """Count one call that took ``seconds`` and raised ``error`` (or succeeded)."""
         index = bisect_left(LATENCY_BUCKETS, seconds)
         with self._lock:
+            self._window[self._calls % WINDOW] = seconds
             self._calls += 1
             self._total += seconds
             self._counts[index] += 1
@@ -101,6 +123,7 @@ class CallStats:
         with self._lock:
             counts = list(self._counts)
             snap_calls, errors, total, top = self._calls, self._errors, self._total, self._max
+            recent = tuple(self._window[:min(snap_calls, WINDOW)])
             by_type = dict(self._errors_by_type)
         cumulative: list[int] = []
         running = 0
@@ -108,4 +131,5 @@ class CallStats:
             running += count
             cumulative.append(running)
         return StatsSnapshot(calls=snap_calls, errors=errors, errors_by_type=by_type,
-                             total_seconds=total, max_seconds=top, buckets=tuple(cumulative))
+                             total_seconds=total, max_seconds=top, buckets=tuple(cumulative),
+                             recent=recent)

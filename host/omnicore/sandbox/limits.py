@@ -68,4 +68,6 @@ class Limits:
 
     def as_dict(self) -> dict[str, Any]:
         """The limits as a plain dict (for display and serialisation)."""
-        return dataclasses.asdict(self)
+        # Every field is a number or None: no deep copy needed (asdict's cost 45 µs a plugin
+        # made the console's list of 1,000 plugins take 45 ms for this alone).
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

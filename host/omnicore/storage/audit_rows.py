@@ -20,12 +20,14 @@ __all__ = ["AuditEntry", "AuditLog"]
 class AuditEntry:
     id: int
     at: float
-    actor: str            # a user name, "token:<id>", "cli", "operator"
+    actor: str            # a user name ("local" for the CLI's token, "operator" when open)
     action: str           # dotted, e.g. "grant.add", "config.set", "plugin.upload"
-    target: str | None    # the plugin, capability or key it changed
+    #: What it changed: a plugin ``NAME``, or a part of one ``NAME/capability-or-key``, or
+    #: ``kind:id`` for what belongs to no plugin (``user:ada``, ``secret:DB_URL``).
+    target: str | None
     before: Any
     after: Any
-    origin: str | None    # the client's address, or "cli"
+    origin: str | None    # the client's address (", API token" when sent with one), or "cli"
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
@@ -42,8 +44,10 @@ class AuditLog(abc.ABC):
     @abc.abstractmethod
     def entries(self, *, actor: str | None = None, action_prefix: str = "",
                 target: str | None = None, since: float | None = None,
-                before_id: int | None = None, limit: int = 100) -> list[AuditEntry]:
-        """Newest first, matching every filter given; ``before_id`` pages back."""
+                before_id: int | None = None, limit: int = 100,
+                plugin: str | None = None) -> list[AuditEntry]:
+        """Newest first, matching every filter given; ``before_id`` pages back; ``plugin``
+        matches a target that is the plugin or one of its parts (``plugin/...``)."""
 
     @abc.abstractmethod
     def purge(self, before: float) -> int:

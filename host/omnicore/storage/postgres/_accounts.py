@@ -191,9 +191,13 @@ class PgAudit(AuditLog):
 
     def entries(self, *, actor: str | None = None, action_prefix: str = "",
                 target: str | None = None, since: float | None = None,
-                before_id: int | None = None, limit: int = 100) -> list[AuditEntry]:
+                before_id: int | None = None, limit: int = 100,
+                plugin: str | None = None) -> list[AuditEntry]:
         where = ["starts_with(action, %s)"]
         args: list[Any] = [action_prefix]
+        if plugin is not None:
+            where.append("(target = %s OR starts_with(target, %s))")
+            args += [plugin, plugin + "/"]
         for column, value in (("actor=%s", actor), ("target=%s", target),
                               ("at >= %s", since), ("id < %s", before_id)):
             if value is not None:

@@ -43,9 +43,13 @@ class SQLiteAudit(AuditLog):
 
     def entries(self, *, actor: str | None = None, action_prefix: str = "",
                 target: str | None = None, since: float | None = None,
-                before_id: int | None = None, limit: int = 100) -> list[AuditEntry]:
+                before_id: int | None = None, limit: int = 100,
+                plugin: str | None = None) -> list[AuditEntry]:
         where = ["substr(action, 1, ?) = ?"]
         args: list[Any] = [len(action_prefix), action_prefix]
+        if plugin is not None:
+            where.append("(target = ? OR substr(target, 1, ?) = ?)")
+            args += [plugin, len(plugin) + 1, plugin + "/"]
         for column, value in (("actor = ?", actor), ("target = ?", target),
                               ("at >= ?", since), ("id < ?", before_id)):
             if value is not None:

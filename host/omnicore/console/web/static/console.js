@@ -1,4 +1,4 @@
-// The console works without this file; it adds confirmations, pretty JSON and the live log.
+// The console works without this file; it adds confirmations, pretty JSON and live pages.
 "use strict";
 
 document.addEventListener("click", (event) => {
@@ -35,26 +35,76 @@ function line(entry) {
   return div;
 }
 
-function liveLog() {
-  const box = document.getElementById("live-log");
-  if (!box || !window.EventSource) return;
+// One stream a page (/api/v1/live): figures written in place into [data-live] elements, the
+// page fetched again when its rows changed (a "version." key), the Logs page's entries. A lost
+// connection is retried after 1, 2, 4 ... 30 s, and the header says which state it is in.
+function live() {
+  const src = document.body.dataset.live;
   const status = document.getElementById("live-state");
-  let last = Number(box.dataset.after || 0);
-  const source = new EventSource(box.dataset.stream);
+  if (!src || !status || !window.EventSource) return;
+  const box = document.getElementById("live-log");
+  let last = box ? Number(box.dataset.after || 0) : 0;
+  let delay = 1000;
+  const versions = {};
+  const show = (text, on) => { status.textContent = text; status.classList.toggle("on", on); };
+  const apply = (figures) => {
+    let stale = false;
+    for (const [key, value] of Object.entries(figures)) {
+      if (key.startsWith("version.")) {
+        stale = stale || (key in versions && versions[key] !== value);
+        versions[key] = value;
+        continue;
+      }
+      for (const el of document.querySelectorAll(`[data-live="${CSS.escape(key)}"]`)) {
+        el.textContent = value;
+        if (el.dataset.liveBadge !== undefined) el.className = `badge ${el.dataset.liveBadge}${value}`;
+      }
+    }
+    if (stale) refresh();
+  };
   const add = (message) => {
     const entry = JSON.parse(message.data);
-    if (entry.id <= last) return;  // already rendered by the server
+    if (!box || entry.id <= last) return;  // already rendered by the server
     last = entry.id;
     box.prepend(line(entry));
     while (box.childElementCount > 1000) box.lastElementChild.remove();
   };
-  for (const kind of ["log", "host", "event"]) source.addEventListener(kind, add);
-  source.addEventListener("dropped", (m) => {
-    box.prepend(line({ time: Date.now() / 1000, level: "warn", kind: "host",
-                       message: `${m.data} entries dropped (this view fell behind)` }));
-  });
-  source.onopen = () => { status.textContent = "live"; status.classList.add("on"); };
-  source.onerror = () => { status.textContent = "reconnecting…"; status.classList.remove("on"); };
+  const connect = () => {
+    const source = new EventSource(src);
+    source.addEventListener("figures", (m) => apply(JSON.parse(m.data)));
+    for (const kind of ["log", "host", "event"]) source.addEventListener(kind, add);
+    source.addEventListener("dropped", (m) => {
+      if (box) box.prepend(line({ time: Date.now() / 1000, level: "warn", kind: "host",
+                                  message: `${m.data} entries dropped (this view fell behind)` }));
+    });
+    source.onopen = () => { delay = 1000; show("live", true); status.title = "Figures on this page update by themselves"; };
+    source.onerror = () => {
+      source.close();
+      show("reconnecting…", false);
+      status.title = `The live connection dropped; trying again in ${Math.round(delay / 1000)} s`;
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 30000);
+    };
+  };
+  connect();
 }
 
-document.addEventListener("DOMContentLoaded", () => { prettyJson(); liveLog(); });
+// Fetch this page again and swap its <main>, unless someone is typing in one of its forms.
+let refreshing = false;
+async function refresh() {
+  const main = document.querySelector("main");
+  const busy = document.activeElement && main.contains(document.activeElement)
+    && document.activeElement.matches("input, textarea, select");
+  if (refreshing || busy) return;
+  refreshing = true;
+  try {
+    const answer = await fetch(location.href, { headers: { Accept: "text/html" } });
+    if (!answer.ok) return;
+    const next = new DOMParser().parseFromString(await answer.text(), "text/html").querySelector("main");
+    if (next) { main.replaceChildren(...next.childNodes); prettyJson(); }
+  } finally {
+    setTimeout(() => { refreshing = false; }, 2000);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => { prettyJson(); live(); });

@@ -1,0 +1,124 @@
+"""Charts as SVG geometry: lines over time with a labelled time axis and value axis.
+
+:func:`chart` turns the steps of a :mod:`omnicore.console.series` range into what the
+``_chart.html`` macro draws: one path a line (a gap where there was no sample), the value
+axis from 0 to a round maximum with its unit, and the time axis with clock times.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from omnicore.console.series import CALLS, HOST, RANGES, Series
+
+__all__ = ["Chart", "Line", "chart", "host_charts", "plugin_charts", "span_of"]
+
+WIDTH, HEIGHT = 420, 150
+LEFT, RIGHT, TOP, BOTTOM = 46, 8, 10, 30
+
+
+@dataclass(frozen=True)
+class Line:
+    label: str
+    css: str
+    path: str
+    last: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    title: str
+    unit: str
+    lines: list[Line]
+    y_ticks: list[tuple[float, str]]
+    x_ticks: list[tuple[float, str]]
+    empty: bool
+    width: int = WIDTH
+    height: int = HEIGHT
+    box: tuple[int, int, int, int] = field(default=(LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM))
+
+
+def _nice(top: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 times 10^n at or above ``top``."""
+    if top <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(top))
+    return float(next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= top * 0.999999))
+
+
+def _num(v: float) -> str:
+    if v == 0:
+        return "0"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def chart(title: str, unit: str, points: Sequence[tuple[float, tuple[float, ...] | None]],
+          lines: Sequence[tuple[str, str, Callable[[tuple[float, ...]], float]]]) -> Chart:
+    """``lines``: (label, css class, the value of a step's row in ``unit``)."""
+    x0, y0, x1, y1 = LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM
+    n = len(points)
+    values = [[None if row is None else fn(row) for _t, row in points] for _l, _c, fn in lines]
+    seen = [v for series in values for v in series if v is not None]
+    top = _nice(max(seen, default=0.0))
+
+    def x(i: int) -> float:
+        return x0 + (x1 - x0) * (i / max(n - 1, 1))
+
+    def y(v: float) -> float:
+        return y1 - (y1 - y0) * (v / top)
+
+    drawn = []
+    for (label, css, _fn), series in zip(lines, values, strict=True):
+        parts, pen = [], "M"
+        for i, v in enumerate(series):
+            if v is None:
+                pen = "M"
+                continue
+            parts.append(f"{pen}{x(i):.1f},{y(v):.1f}")
+            pen = "L"
+        last = next((v for v in reversed(series) if v is not None), None)
+        drawn.append(Line(label, css, " ".join(parts),
+                          "-" if last is None else f"{_num(last)} {unit}"))
+    y_ticks = [(y(top * f), _num(top * f)) for f in (0, 0.5, 1)]
+    x_ticks = []
+    if n:
+        for i in sorted({0, n // 2, n - 1}):
+            x_ticks.append((x(i), time.strftime("%H:%M", time.localtime(points[i][0]))))
+    return Chart(title, unit, drawn, y_ticks, x_ticks, not seen)
+
+
+def host_charts(series: Series, span: str) -> list[Chart]:
+    """The overview's: calls and errors, jobs, events."""
+    step = RANGES[span][0]
+    calls, host = series.points(CALLS, span), series.points(HOST, span)
+    return [
+        chart("Calls", "calls/s", calls, [("calls", "calls", lambda r: r[0] / step),
+                                          ("errors", "errors", lambda r: r[3] / step)]),
+        chart("Jobs finished", "jobs/min", host, [("finished", "calls",
+                                                   lambda r: r[0] * 60 / step)]),
+        chart("Jobs queued", "jobs", host, [("queued", "queued", lambda r: r[1])]),
+        chart("Events", "events/s", host, [("delivered", "calls", lambda r: r[2] / step),
+                                           ("dropped", "errors", lambda r: r[3] / step)]),
+    ]
+
+
+def plugin_charts(series: Series, name: str, span: str) -> list[Chart]:
+    """A plugin's page: its calls and errors, and its latency percentiles."""
+    step = RANGES[span][0]
+    points = series.points(name, span)
+    return [
+        chart("Calls", "calls/s", points, [("calls", "calls", lambda r: r[0] / step),
+                                           ("errors", "errors", lambda r: r[3] / step)]),
+        chart("Latency", "ms", points, [("p50", "calls", lambda r: r[1] * 1000),
+                                        ("p99", "queued", lambda r: r[2] * 1000)]),
+    ]
+
+
+def span_of(raw: str | None) -> str:
+    """The time range asked for (15m, 1h or 24h; 1h otherwise)."""
+    return raw if raw in RANGES else "1h"
