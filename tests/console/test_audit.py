@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from tests.console.conftest import ROOT, Host
 
 PLUGIN = "greeter-rust"

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
-from tests.console.test_browser import SHOTS, WORKFLOW, browser, off_thread  # noqa: F401
-from tests.console.test_events_tasks import ticker_wasm
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
+from tests.console.test_browser import SHOTS, WORKFLOW, browser, off_thread  # noqa: F401
+from tests.console.test_events_tasks import ticker_wasm
 
 PASSWORD = "lovelace-1815"
 GATED = """\

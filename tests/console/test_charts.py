@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 
 import httpx
-from tests.console.conftest import Host
 
 from omnicore.console.charts import chart, host_charts
 from omnicore.console.series import CALLS, HOST, RANGES, Ring
+from tests.console.conftest import Host
 
 
 def test_a_ring_combines_within_a_step_and_forgets_past_its_size() -> None:

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import wasmtime
-from tests.console.conftest import Host
 
 from omnicore.sandbox import wasmbin
+from tests.console.conftest import Host
 
 TICKER_WAT = r"""
 (module

@@ -9,10 +9,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from omnicore.sandbox.limits import Limits
 from tests.console.conftest import Host
 from tests.console.test_events_tasks import ticker_wasm
-
-from omnicore.sandbox.limits import Limits
 
 
 def _card(html: str, card: str) -> str:
