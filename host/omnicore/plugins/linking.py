@@ -37,11 +37,11 @@ from omnicore.sandbox.capability import (
     DeferredCapability,
     ManifestCheck,
 )
-from omnicore.sandbox.component import is_component
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import level_number
+from omnicore.sandbox.wasmbin import is_component
 
 __all__ = ["Linker", "Plan", "regranted", "version_of"]
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 __all__ = [
+    "COMPONENT_HEADER",
     "MAGIC",
     "WasmFormatError",
     "custom_sections",
+    "is_component",
     "read_uleb",
     "sections",
     "set_custom_section",
@@ -25,6 +27,16 @@ CUSTOM = 0
 
 class WasmFormatError(ValueError):
     """The bytes are not a well-formed WebAssembly binary (at the section level)."""
+
+
+#: The version and layer fields of a component's preamble (a core module has 1, 0, 0, 0).
+COMPONENT_HEADER = b"\x0d\x00\x01\x00"
+
+
+def is_component(wasm: bytes) -> bool:
+    """Whether ``wasm`` is a Component Model component (not a core module): its header alone,
+    so telling the two apart imports nothing of the component runtime."""
+    return wasm[:4] == b"\0asm" and wasm[4:8] == COMPONENT_HEADER
 
 
 def read_uleb(data: bytes | memoryview, pos: int) -> tuple[int, int]:

@@ -30,17 +30,12 @@ from omnicore.sandbox.module import (
     _check_manifest,
     _parse_manifest,
 )
+from omnicore.sandbox.wasmbin import is_component
 
 __all__ = ["COMPONENT_ABI", "ComponentModule", "is_component", "load_component"]
 
 COMPONENT_ABI = "component"
 #: Bytes 4..8 of a component: version 0x0d and layer 1, where a core module has version 1.
-_COMPONENT_HEADER = b"\x0d\x00\x01\x00"
-
-
-def is_component(wasm: bytes) -> bool:
-    """Whether ``wasm`` is a Component Model component (not a core module)."""
-    return wasm[:4] == b"\0asm" and wasm[4:8] == _COMPONENT_HEADER
 
 
 @dataclass(frozen=True, eq=False)
