@@ -351,6 +351,36 @@ def test_hostile_manifests_are_invalid_modules(engine: SandboxEngine, manifest: 
         PluginModule.load(engine, with_manifest(manifest), "hostile")
 
 
+def test_no_garbage_collection_runs_while_a_schema_recurses_to_the_limit(
+        engine: SandboxEngine) -> None:
+    # Telling a schema that refers to itself takes the stack to the recursion limit. A
+    # collection down there ran other objects' finalizers (wasmtime stores, files) at that
+    # depth, where they failed with RecursionError and freed nothing.
+    import gc
+    import sys
+
+    depths: list[int] = []
+
+    def on_collect(phase: str, _info: object) -> None:
+        if phase == "start":
+            frame, depth = sys._getframe(), 0
+            while frame is not None:
+                frame, depth = frame.f_back, depth + 1
+            depths.append(depth)
+
+    old = gc.get_threshold()
+    gc.set_threshold(1)  # a collection at nearly every allocation
+    gc.callbacks.append(on_collect)
+    try:
+        with pytest.raises(InvalidModule, match="refers to itself"):
+            PluginModule.load(engine, with_manifest(json.dumps(
+                {"abi": 1, "config": {"$ref": "#"}}).encode()), "hostile")
+    finally:
+        gc.callbacks.remove(on_collect)
+        gc.set_threshold(*old)
+    assert depths and max(depths) < sys.getrecursionlimit() // 2, max(depths)
+
+
 def test_a_remote_schema_ref_is_never_fetched(engine: SandboxEngine) -> None:
     import http.server
     import threading

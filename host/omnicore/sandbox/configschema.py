@@ -9,7 +9,9 @@ of exhausting the stack.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gc
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from omnicore.errors import ConfigError, InvalidModule
@@ -34,6 +36,20 @@ def _refs(node: object) -> list[str]:
         elif isinstance(item, list):
             stack.extend(item)
     return found
+
+
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """No garbage collection while a hostile schema may take the stack to the recursion
+    limit: a collection there runs other objects' finalizers (wasmtime stores, files) at
+    that depth, where they fail with RecursionError and leave what they should free."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _no_retrieval(uri: str) -> Any:
@@ -62,7 +78,8 @@ def check(schema: Mapping[str, Any], plugin: str | None) -> None:
 
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
-        cls.check_schema(schema)
+        with _no_collection():
+            cls.check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise InvalidModule(f"manifest config schema is invalid: {exc.message[:300]}",
                             plugin=plugin) from None
@@ -73,7 +90,8 @@ def check(schema: Mapping[str, Any], plugin: str | None) -> None:
     from referencing.exceptions import Unresolvable
 
     try:
-        _validator(schema).is_valid({})
+        with _no_collection():
+            _validator(schema).is_valid({})
     except RecursionError:
         raise InvalidModule("manifest config schema refers to itself without end",
                             plugin=plugin) from None
@@ -88,7 +106,8 @@ def validate(config: Mapping[str, Any], schema: Mapping[str, Any], plugin: str) 
     from referencing.exceptions import Unresolvable
 
     try:
-        _validator(schema).validate(dict(config))
+        with _no_collection():
+            _validator(schema).validate(dict(config))
     except jsonschema.ValidationError as exc:
         where = ".".join(str(p) for p in exc.absolute_path) or "(root)"
         raise ConfigError(f"plugin {plugin!r}: config {where}: {exc.message[:500]}",
