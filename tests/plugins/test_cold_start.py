@@ -73,13 +73,33 @@ def _wait(predicate: object, timeout: float = 60.0) -> None:
         time.sleep(0.005)
 
 
-@pytest.fixture
-def starting(folder: Path, tmp_path: Path) -> Iterator[PluginHost]:
-    """A host loading the folder on another thread (as the app's startup does).
+class _Held(PluginModule):
+    """PluginModule whose big file waits at a gate before it compiles.
 
-    Given its engine, the host compiles with Cranelift only (no baseline tier), so the big
-    module stays ``compiling`` for a good while: the window these tests look through.
+    How long Cranelift takes on the big module depends on the machine: on a fast one it was
+    done before the test looked (CI saw ``loaded`` where the test expected ``compiling``).
+    The gate makes the window the tests look through last until they open it.
     """
+
+    gate = threading.Event()
+
+    @classmethod
+    def load(cls, engine: SandboxEngine, source: bytes | bytearray | Path | str,
+             name: str | None = None, **kw: object) -> PluginModule:
+        if isinstance(source, (str, Path)) and Path(source).name == "big.wasm":
+            assert cls.gate.wait(120), "the test never opened the gate"
+        return PluginModule.load(engine, source, name, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def starting(folder: Path, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginHost]:
+    """A host loading the folder on another thread (as the app's startup does), whose big
+    module stays ``compiling`` until the test calls ``_Held.gate.set()``."""
+    import omnicore.plugins.linking as linking
+
+    monkeypatch.setattr(linking, "PluginModule", _Held)
+    _Held.gate.clear()
     with SandboxEngine(cache_dir=tmp_path / "cache") as engine, \
             PluginHost(engine=engine) as host:
         loader = threading.Thread(target=host.watch_folder, args=(folder,),
@@ -88,6 +108,7 @@ def starting(folder: Path, tmp_path: Path) -> Iterator[PluginHost]:
         try:
             yield host
         finally:
+            _Held.gate.set()
             loader.join(timeout=120)
 
 
@@ -103,6 +124,7 @@ def test_a_plugin_answers_while_another_still_compiles(starting: PluginHost) -> 
     assert _state(host, "big") == "compiling"  # the answer did not wait for it
     with pytest.raises(PluginLoadError, match="still compiling"):
         host.call("big", "run", b"")
+    _Held.gate.set()
     _wait(lambda: _state(host, "big") == "loaded")
     assert host.call("big", "run", b"") == b""
 
@@ -113,6 +135,7 @@ def test_the_compiling_state_is_in_info_and_health(starting: PluginHost) -> None
     info = host.get("big")
     assert info.state == "compiling" and not info.callable
     assert info.as_dict()["state"] == "compiling"
+    _Held.gate.set()
     _wait(lambda: _state(host, "big") == "loaded")
     assert [i.name for i in host] == ["big", "tiny"]  # one entry each: the placeholder gone
 
