@@ -149,7 +149,7 @@ def test_stop_grace_cancels_long_tasks(make_app: MakeApp) -> None:
     h_forever, h_quick = asyncio.run_coroutine_threadsafe(submit(), app.loop).result(1)
     t0 = time.monotonic()
     app.stop()
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 5  # not the forever task's forever
     assert cancelled.is_set()
     assert h_forever.cancelled()  # type: ignore[attr-defined]
     assert h_quick.result() == "done"  # type: ignore[attr-defined]
@@ -310,7 +310,7 @@ def test_sigterm_during_run_drains_within_grace_then_cancels(make_app: MakeApp) 
     assert app.state is State.STOPPED
     assert handles["medium"].result() == "finished"
     assert handles["slow"].cancelled()
-    assert 0.3 <= elapsed < 2
+    assert 0.3 <= elapsed < 5
     assert app.get_module("jobs").state is State.STOPPED
     # The handlers were removed: SIGTERM is back to its default disposition.
     assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
@@ -328,5 +328,5 @@ def test_hung_async_subscriber_does_not_block_stop(make_app: MakeApp) -> None:
     app.events.subscribe(ModuleStateChanged, hang)
     t0 = time.monotonic()
     app.stop()
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 5  # not the forever task's forever
     assert app.state is State.STOPPED

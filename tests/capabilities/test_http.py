@@ -311,6 +311,39 @@ def test_a_slow_drip_ends_at_the_grant_timeout(http_app: Callable[..., Guest],
     assert g.get(f"{upstream.base}/hello")[0] == 200
 
 
+def test_an_answer_whose_allocation_the_deadline_interrupts_is_deadline_exceeded(
+        make_app: Callable[..., OmniApp], upstream: Upstream) -> None:
+    # The sibling that made the slow-drip test flaky on a loaded machine: the host function
+    # returns after the deadline, and the re-entrant omni_alloc for its answer is cut by the
+    # epoch. Here the allocator spins whenever the handler has armed it, so the epoch always
+    # cuts it: the call is DeadlineExceeded (not a Trap about a failed allocation).
+    wat = HTTP_WAT.replace(
+        '(global $bump (mut i32) (i32.const 0x10000))',
+        '(global $bump (mut i32) (i32.const 0x10000)) (global $armed (mut i32) (i32.const 0))'
+    ).replace('(local.set $p (global.get $bump))',
+              '(if (global.get $armed) (then (loop $spin (br $spin)))) '
+              '(local.set $p (global.get $bump))'
+    ).replace('(local.set $r (i32.load (local.get $p)))',
+              '(global.set $armed (i32.const 1)) (local.set $r (i32.load (local.get $p)))')
+    from omnicore.sandbox import wasmbin
+
+    wasm = wasmbin.set_custom_section(wasmtime.wat2wasm(wat), "omnicore.manifest",
+                                      json.dumps({"name": "spinner"}).encode())
+    app = make_app(builtin_extensions=None, overrides={"sandbox": {"watch": False}})
+    app.start()
+    try:
+        app.plugins.load(wasm, grants={"http": loopback(upstream)},
+                         limits={"timeout_ms": 300})
+        g = Guest(app, "spinner")
+        for _ in range(2):  # and again on the instance that replaced the first
+            start = time.monotonic()
+            with pytest.raises(DeadlineExceeded, match="deadline of 300 ms"):
+                g.raw({"url": f"{upstream.base}/hello"})
+            assert time.monotonic() - start < 0.3 + 5
+    finally:
+        app.stop(grace=0)
+
+
 def test_a_slow_drip_cannot_hold_the_call_past_its_deadline(http_app: Callable[..., Guest],
                                                             upstream: Upstream) -> None:
     g = http_app(loopback(upstream), limits={"timeout_ms": 300})

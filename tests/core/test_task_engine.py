@@ -37,14 +37,21 @@ async def test_async_and_sync_results() -> None:
 async def test_workers_run_concurrently_and_sync_work_does_not_block_loop() -> None:
     engine = TaskEngine(workers=4)
     await engine.start()
-    t0 = time.perf_counter()
-    handles = [await engine.submit(time.sleep, 0.2) for _ in range(4)]
+    # All four must be inside at once to pass the barrier: in series the first would wait
+    # for the others until the barrier broke. No duration is asserted.
+    meet = threading.Barrier(4, timeout=30)
+
+    def together() -> None:
+        meet.wait()
+        time.sleep(0.2)
+
+    handles = [await engine.submit(together) for _ in range(4)]
     ticks = 0
     while not all(h.done() for h in handles):
         await asyncio.sleep(0.01)
         ticks += 1
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 0.6  # 4 x 0.2 s in parallel, not 0.8 s in series
+    for h in handles:
+        await h  # a broken barrier would raise here
     assert ticks >= 5  # the loop kept running meanwhile
     await engine.stop()
 

@@ -509,6 +509,7 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
     qualified = f"{module}.{name}"
 
     def trampoline(_env: int, caller: int, args: int, _nargs: int) -> int:
+        inst = None
         try:
             inst = live.get(_caller_context(caller))
             if inst is None:
@@ -553,6 +554,12 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
         except Exception as exc:
             _log.exception("host function %s failed", qualified)
             msg = f"host function {qualified} failed: {type(exc).__name__}: {exc}".encode()
+        # A host function that fails once the deadline has passed failed because of it: a
+        # socket read cut at the deadline, or the re-entrant omni_alloc for its answer
+        # interrupted by the epoch. The call is DeadlineExceeded, not a Trap, whichever of
+        # those a loaded machine happened to reach first.
+        if inst is not None and _monotonic() > inst.deadline:
+            inst.deadline_hit = True
         return int(_trap_new(msg, len(msg)) or 0)
 
     cb = _CALLBACK(trampoline)
