@@ -39,6 +39,9 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path) -> None
             assert out == {"message": f"{greeting}, Ada!"}
         html = app.plugins.call("markdown-js", "render", b"# Hi *there*")
         assert b"<h1>Hi <em>there</em></h1>" in html
+        # The same in Python, with mistune from PyPI (requirements.txt) inside the component.
+        html = app.plugins.call("markdown-python", "render", b"# Hi *there*\n\n~~old~~")
+        assert b"<h1>Hi <em>there</em></h1>" in html and b"<del>old</del>" in html
         stats = app.plugins.call_json("textstats-rust", "analyze", {"text": "a@b.io twice twice"})
         assert stats["emails"] == ["a@b.io"]
         assert json.loads(app.plugins.call("counter-go", "count", b'{"by": 2}')) == {"count": 2}

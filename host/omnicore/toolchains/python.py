@@ -11,11 +11,18 @@ world of just those imports around the plugin, the SDK and the Python standard l
 Why componentize-py and not a small interpreter on ABI v1: it is the full CPython with its
 standard library, and pure-Python code runs unchanged; the price is an 18 MB component
 that takes seconds to compile once (cached after; see sdk/python/README.md for numbers).
+
+Third-party packages are named in pip's own ``requirements.txt`` beside ``plugin.py``. pip
+installs them for the CPython inside the component, wheels only and pure-Python ones only
+(``py3-none-any``): a compiled extension cannot load inside WebAssembly, and with no sdists
+no package's setup code runs on the build machine. pip's own configuration (an index, a
+``--find-links`` folder for offline builds) applies as for any pip install.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import shutil
 import subprocess
@@ -26,8 +33,9 @@ from string import Template
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, locations
 
-__all__ = ["CAPABILITIES", "EXTENSIONS", "LANGUAGE", "SDK_FOLDERS", "check", "compile", "detect",
-           "handler_names", "scaffold", "unit_tests", "used_capabilities"]
+__all__ = ["CAPABILITIES", "EXTENSIONS", "GUEST_PYTHON", "LANGUAGE", "SDK_FOLDERS", "check",
+           "compile", "dependencies", "detect", "handler_names", "scaffold", "unit_tests",
+           "used_capabilities"]
 
 LANGUAGE = "python"
 EXTENSIONS = ("python", "py")
@@ -42,6 +50,11 @@ _TEMPLATES = Path(__file__).parent / "templates" / "python"
 _SKIP = {"tests", "build", "__pycache__", ".venv", "venv"}
 #: componentize-py is given this long (it runs CPython on the plugin to snapshot it).
 _TIMEOUT_S = 600
+_REQUIREMENTS = "requirements.txt"
+#: The CPython inside componentize-py 0.25's components: dependencies are chosen for it.
+GUEST_PYTHON = "3.14"
+#: pip is given this long to fetch and unpack a project's dependencies.
+_PIP_TIMEOUT_S = 300
 
 
 def detect(src: Path) -> bool:
@@ -157,8 +170,10 @@ def compile(src: Path, work: Path) -> bytes:
     out = work / "plugin.wasm"
     out.unlink(missing_ok=True)
     code_dir = src.parent if src.is_file() else src
+    deps = dependencies(src)
     argv = [tool, "-d", str(wit), "-w", "build", "componentize",
             "-p", str(code_dir), "-p", str(locations.sdk_dir("python")), "-p", str(work),
+            *(["-p", str(deps)] if deps is not None else []),
             "omnicore_entry", "-o", str(out)]
     try:
         done = subprocess.run(argv, cwd=work, capture_output=True, text=True,
@@ -173,6 +188,48 @@ def compile(src: Path, work: Path) -> bytes:
     wasm = out.read_bytes()
     out.unlink()  # 18 MB that the build output holds already
     return wasm
+
+
+def dependencies(src: Path) -> Path | None:
+    """The folder holding the project's ``requirements.txt`` packages, installed by pip for
+    the guest's CPython (once per distinct file: later builds and tests reuse it); None when
+    the project names none. BuildError when pip cannot install them as pure-Python wheels."""
+    project = src.parent if src.is_file() else src
+    req = project / _REQUIREMENTS
+    if not req.is_file():
+        return None
+    text = req.read_bytes()
+    key = hashlib.sha256(GUEST_PYTHON.encode() + b"\0" + text).hexdigest()[:24]
+    target = locations.cache_dir() / "python-deps" / key
+    with locations.locked(target.with_name(f"{key}.lock")):
+        if target.is_dir():
+            return target
+        staging = target.with_name(f"{key}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-input",
+                "--disable-pip-version-check", "--no-compile", "--target", str(staging),
+                "--only-binary=:all:", "--platform", "any", "--implementation", "py",
+                "--python-version", GUEST_PYTHON, "-r", str(req)]
+        try:
+            done = subprocess.run(argv, cwd=project, capture_output=True, text=True,
+                                  timeout=_PIP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BuildError(f"pip took over {_PIP_TIMEOUT_S} s installing {req.name} of "
+                             f"{project.name}", plugin=project.name, toolchain=LANGUAGE) from None
+        if done.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            said = " ".join(ln.strip() for ln in done.stderr.splitlines()
+                            if ln.startswith("ERROR"))[-2000:] or done.stderr.strip()[-2000:]
+            raise BuildError(
+                f"cannot install the packages in {req} for the plugin's Python "
+                f"{GUEST_PYTHON}: {said}. A Python plugin can use pure-Python packages only "
+                "(a wheel tagged py3-none-any): compiled extensions do not load inside "
+                "WebAssembly", plugin=project.name, toolchain=LANGUAGE)
+        # pip's console scripts are for a shell, not for the component.
+        shutil.rmtree(staging / "bin", ignore_errors=True)
+        staging.replace(target)  # whole or absent: a killed install is redone next time
+    return target
 
 
 def _reason(stderr: str) -> str:
@@ -195,7 +252,9 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
 def unit_tests(src: Path) -> UnitTests:
     """pytest on the project's own tests, with the SDK on the path (its test host,
     ``omnicore_plugin.testing``, stands in for omnicore)."""
+    deps = dependencies(src)
     path = os.pathsep.join([str(src), str(locations.sdk_dir("python")),
+                            *([str(deps)] if deps is not None else []),
                             os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return UnitTests([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                      {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}, src)
