@@ -68,8 +68,11 @@ declare module "omnicore" {
     set(key: string, value: Bytes | JsonValue): void;
     /** True when the key existed. */
     delete(key: string): boolean;
-    /** Atomically add `delta` (default 1); returns the new value. */
-    incr(key: string, delta?: number | bigint): number | bigint;
+    /** Atomically add `delta` (default 1); returns the new value. A number past 2^53 throws
+     *  RangeError (the add is done): counters that large take a bigint delta. */
+    incr(key: string, delta?: number): number;
+    /** Atomically add a bigint `delta`; returns the new value exactly, as a bigint. */
+    incr(key: string, delta: bigint): bigint;
     /** Keys with this prefix, sorted (at most 1,000). */
     list(prefix?: string): string[];
   };

@@ -292,7 +292,9 @@ def call_json(rt: PluginRuntime | HostedProbe, handler: str, data: bytes = b"") 
 def test_kv(caps: HostedProbe) -> None:
     assert call_json(caps, "kv_roundtrip") == {
         "text": "hi", "blob": [0, 255, 7], "obj": {"a": 1}, "big": 3000, "missing": None,
-        "incr": [1, 42], "incr_bad": "INVALID", "too_large": "TOO_LARGE",
+        "incr": [1, 42], "incr_bad": "INVALID",
+        "incr_big": [str(2**62), str(2**62), "bigint"],
+        "incr_past_number": ["RangeError", str(2**62 + 1)],  # the add was done "too_large": "TOO_LARGE",
         "list": ["big", "blob"], "deleted": [True, False]}
     assert caps.kv("obj") == b'{"a":1}' and caps.kv("blob") is None   # as the SDK sent them
 
@@ -315,14 +317,16 @@ def test_vectors(caps: HostedProbe) -> None:
     assert call_json(caps, "vectors_roundtrip") == {
         "hits": [{"id": "a", "score": pytest.approx(0.993884, abs=1e-6),
                   "metadata": {"title": "A"}}],
-        "missing": "NOT_FOUND: no vector collection 'nope'", "deleted": True,
-        "mismatch": "INVALID"}
+        "missing": ["NOT_FOUND",
+                    "vectors.search failed: NOT_FOUND (no vector collection 'nope')"],
+        "deleted": True, "mismatch": "INVALID"}
 
 
 def test_vectors_query(caps: HostedProbe) -> None:
     out = call_json(caps, "vectors_query")
     assert out == {"en": ["en"], "fr": [], "all": ["en", "de"],
-                   "bad": "INVALID: filter value of 'lang' must be a string, number or boolean"}
+                   "bad": ["INVALID", "vectors.query failed: INVALID (filter value of 'lang' "
+                           "must be a string, number or boolean)"]}
 
 
 def test_tasks(caps: HostedProbe) -> None:
@@ -343,7 +347,8 @@ def test_http_and_connectors(caps: HostedProbe, upstream: Upstream) -> None:
     out = call_json(caps, "http_roundtrip", json.dumps({"base": upstream.url}).encode())
     assert out == {"get": [200, True, "hello /hello"], "post": "echo: ping",
                    "conn": "hello /via-connector",
-                   "denied": "DENIED: https://example.com:443 is not in the grant's allow_hosts"}
+                   "denied": [True, "DENIED", -2, "http.request failed: DENIED (https://"
+                              "example.com:443 is not in the grant's allow_hosts)"]}
     get, post, via = upstream.seen   # what the SDK sent; the connector's token is the host's
     assert (get.method, get.path) == ("GET", "/hello")
     assert (post.method, post.body, post.headers["content-type"]) == ("POST", b"ping",

@@ -56,3 +56,33 @@ def test_a_wrong_handler_table_fails_the_build(tmp_path: Path, table: str) -> No
     meta = tomllib.loads(f'[plugin]\nname = "greeter"\n{table}\n')["plugin"]
     with pytest.raises(BuildError, match=r"\[plugin\.handler\."):
         embed_manifest(wasmtime.wat2wasm(WAT), meta, language="rust", default_name="x")
+
+
+@pytest.mark.parametrize(("entries", "said"), [
+    ('[[plugin.schedules]]\nhandler = "greet"\nevery = "5 seconds"', r"schedules\[0\]"),
+    ('[[plugin.schedules]]\nhandler = "nope"\nevery = "5s"', r"no handler 'nope'"),
+    ('[[plugin.schedules]]\nhandler = "greet"\ncron = "61 * * * *"', "cron"),
+    ('[[plugin.subscriptions]]\ntopic = "plugin.*.order"\nhandler = "on_order"',
+     r"subscriptions\[0\]: no handler 'on_order'"),
+    ('[[plugin.subscriptions]]\ntopic = "plugin.*.order"', r"subscriptions\[0\]"),
+    ('[[plugin.subscriptions]]\ntopic = "t"\nhandler = "greet"\ndurabel = true',
+     "unknown key"),
+])
+def test_a_schedule_or_subscription_that_could_not_load_fails_the_build(
+        entries: str, said: str) -> None:
+    # The same checks as every load: caught when the author builds, not when an operator
+    # loads the plugin.
+    meta = tomllib.loads(f'[plugin]\nname = "greeter"\n{entries}\n')["plugin"]
+    with pytest.raises(BuildError, match=said):
+        embed_manifest(wasmtime.wat2wasm(WAT), meta, language="rust", default_name="x")
+
+
+def test_good_schedules_and_subscriptions_build_and_load(tmp_path: Path) -> None:
+    meta = tomllib.loads('[plugin]\nname = "greeter"\n[[plugin.schedules]]\nhandler = "greet"\n'
+                         'every = "5s"\n[[plugin.subscriptions]]\ntopic = "plugin.*.x"\n'
+                         'handler = "other"\n')["plugin"]
+    wasm = embed_manifest(wasmtime.wat2wasm(WAT), meta, language="rust", default_name="x")
+    with PluginHost() as host:
+        info = host.load(wasm)
+    assert info.manifest["schedules"] == [{"handler": "greet", "every": "5s"}]
+    assert info.manifest["subscriptions"] == [{"topic": "plugin.*.x", "handler": "other"}]

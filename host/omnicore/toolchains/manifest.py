@@ -99,9 +99,26 @@ def embed_manifest(wasm: bytes, meta: dict[str, Any], *, language: str,
     for key in ("config", "subscriptions", "schedules"):
         if key in meta:
             manifest[key] = meta[key]
+    _check_entries(manifest, language)
     manifest["sdk"] = {"language": language, "version": __version__}
     payload = json.dumps(manifest, separators=(",", ":"), ensure_ascii=False).encode()
     return set_custom_section(wasm, SECTION, payload)
+
+
+def _check_entries(manifest: dict[str, Any], language: str) -> None:
+    """The checks every load runs on the entries a capability reads (a schedule's interval,
+    a subscription's handler), here at build time: a plugin that would fail to load with
+    the reason fails to build with it instead."""
+    from omnicore.capabilities.builtin import builtin_registry
+    from omnicore.errors import ConfigError
+
+    names = [h if isinstance(h, str) else h["name"] for h in manifest["handlers"]]
+    try:
+        for check in builtin_registry().manifest_checks(manifest):
+            check(manifest["name"], manifest, names)
+    except ConfigError as exc:
+        raise BuildError(f"omnicore.toml: {exc}", plugin=manifest["name"],
+                         toolchain=language) from None
 
 
 def _described(handlers: list[str], tables: object, plugin: str,

@@ -30,7 +30,7 @@ export function count(input: string): CountOut {
   const by = req.by ?? 1;
   if (!Number.isSafeInteger(by)) throw new InputError("by must be an integer");
   const base = start();
-  const next = base + Number(kv.incr(KEY, by));
+  const next = base + kv.incr(KEY, by);
   if (!Number.isSafeInteger(next)) {
     kv.incr(KEY, -by); // take the step back so the stored count stays where it was
     throw new Error("counter overflow: beyond 2^53 - 1");

@@ -30,6 +30,21 @@ function check(fn, status, detail) {
   return status;
 }
 
+const CODES = Object.fromEntries(Object.entries(STATUS).map(([status, code]) => [code, Number(status)]));
+
+// A host function that answers with a block (specs/abi.md §3.3) refuses with an error block,
+// "CODE: detail", which the native layer throws as it is: the same OmniHostError, with its
+// .code, as every status-returning call throws.
+function block(fn, call) {
+  try {
+    return call();
+  } catch (e) {
+    const m = /^([A-Z_]+): ([\s\S]*)$/.exec(e instanceof Error ? e.message : "");
+    if (m && m[1] in CODES) throw new OmniHostError(fn, CODES[m[1]], m[2]);
+    throw e;
+  }
+}
+
 const encode = (s) => native.utf8Encode(String(s));
 const decode = (b) => native.utf8Decode(b);
 const toBytes = (v) => (typeof v === "string" ? v : v instanceof Uint8Array || v instanceof ArrayBuffer ? v
@@ -93,9 +108,17 @@ export const kv = {
   getJSON(key) { const r = kv.get(key); return r === null ? null : JSON.parse(decode(r)); },
   set(key, value) { check("kv.set", native.kvSet(String(key), toBytes(value)), key); },
   delete(key) { return check("kv.delete", native.kvDelete(String(key)), key) === 1; },
+  // A number delta answers a number, a bigint delta a bigint (index.d.ts types it so). Past
+  // 2^53 a number cannot hold the stored value exactly: that is a RangeError rather than a
+  // silently rounded count (the add itself is done; kv.incr(key, 0n) reads it exactly).
   incr(key, delta = 1) {
     const [status, value] = native.kvIncr(String(key), delta);
     check("kv.incr", status, key);
+    if (typeof delta === "bigint") return BigInt(value);
+    if (typeof value === "bigint" || !Number.isSafeInteger(value)) {
+      throw new RangeError(`kv.incr(${JSON.stringify(String(key))}): the value ${value} is beyond ` +
+        "2^53, past what a number holds exactly; pass a bigint delta (1n) to read it");
+    }
     return value;
   },
   list(prefix = "") { return JSON.parse(check("kv.list", native.kvList(String(prefix)), prefix)); },
@@ -146,11 +169,12 @@ export const vectors = {
       collection);
   },
   search(collection, vector, k = 10) {
-    return JSON.parse(native.vecSearch(String(collection), f32(vector), k));
+    return JSON.parse(block("vectors.search", () => native.vecSearch(String(collection), f32(vector), k)));
   },
   /** search() keeping only vectors whose metadata equals every key of `filter`. */
   query(collection, vector, k = 10, filter = {}) {
-    return JSON.parse(native.vecQuery(String(collection), f32(vector), k, JSON.stringify(filter)));
+    return JSON.parse(block("vectors.query",
+      () => native.vecQuery(String(collection), f32(vector), k, JSON.stringify(filter))));
   },
   delete(collection, id) {
     return check("vectors.delete", native.vecDelete(String(collection), String(id)), collection) === 1;
@@ -180,11 +204,11 @@ export class HttpResponse {
 export const http = {
   /** `req`: {method, url | connector+path, headers?, timeout_ms?}; `body`: string or bytes. */
   request(req, body = "") {
-    const block = native.httpRequest(JSON.stringify(req), body);
-    const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
+    const answer = block("http.request", () => native.httpRequest(JSON.stringify(req), body));
+    const view = new DataView(answer.buffer, answer.byteOffset, answer.byteLength);
     const headLen = view.getUint32(0, true);
-    const head = JSON.parse(decode(block.subarray(4, 4 + headLen)));
-    return new HttpResponse(head.status, head.headers || {}, block.slice(4 + headLen));
+    const head = JSON.parse(decode(answer.subarray(4, 4 + headLen)));
+    return new HttpResponse(head.status, head.headers || {}, answer.slice(4 + headLen));
   },
   get(url, headers = {}) { return http.request({ method: "GET", url, headers }); },
   post(url, body, headers = {}) { return http.request({ method: "POST", url, headers }, toBytes(body)); },

@@ -19,6 +19,10 @@ export function kv_roundtrip() {
     big: kv.getText("big").length,
     missing: kv.get("nope"),
     incr: [kv.incr("n"), kv.incr("n", 41)],
+    incr_big: [String(kv.incr("huge", 2n ** 62n)), String(kv.incr("huge", 0n)),
+               typeof kv.incr("huge", 0n)],
+    incr_past_number: (() => { try { kv.incr("huge"); return "no error"; }
+                               catch (e) { return [e.name, String(kv.incr("huge", 0n))]; } })(),
     incr_bad: status(() => kv.incr("greeting")),
     too_large: status(() => kv.set("huge", "y".repeat(5000))),
     list: kv.list("b"),
@@ -52,7 +56,7 @@ export function vectors_query() {
   vectors.upsert("q", "en", [1, 0], { lang: "en" });
   vectors.upsert("q", "de", [1, 0.1], { lang: "de" });
   let bad;
-  try { vectors.query("q", [1, 0], 5, { lang: ["en"] }); } catch (e) { bad = e.message; }
+  try { vectors.query("q", [1, 0], 5, { lang: ["en"] }); } catch (e) { bad = [e.code, e.message]; }
   return { en: vectors.query("q", [1, 0], 5, { lang: "en" }).map((h) => h.id),
            fr: vectors.query("q", [1, 0], 5, { lang: "fr" }),
            all: vectors.query("q", [1, 0], 5).map((h) => h.id), bad };
@@ -63,7 +67,7 @@ export function vectors_roundtrip() {
   vectors.upsert("docs", "b", new Float32Array([0, 1, 0]));
   const hits = vectors.search("docs", [0.9, 0.1, 0], 1);
   let missing;
-  try { vectors.search("nope", [1, 0, 0]); } catch (e) { missing = e.message; }
+  try { vectors.search("nope", [1, 0, 0]); } catch (e) { missing = [e.code, e.message]; }
   return { hits, missing, deleted: vectors.delete("docs", "a"), mismatch: status(() => vectors.upsert("docs", "c", [1, 2])) };
 }
 
@@ -79,7 +83,9 @@ export function http_roundtrip(input) {
   const post = http.post(base + "/echo", "ping", { "content-type": "text/plain" });
   const conn = http.connector("local", "GET", "/via-connector");
   let denied;
-  try { http.get("https://example.com/"); } catch (e) { denied = e.message; }
+  try { http.get("https://example.com/"); } catch (e) {
+    denied = [e instanceof OmniHostError, e.code, e.status, e.message];
+  }
   return { get: [get.status, get.ok, get.text()], post: post.text(), conn: conn.text(), denied };
 }
 

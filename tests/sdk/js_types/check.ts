@@ -3,6 +3,8 @@
 import { kv, memory, vectors, tasks, http, events, secrets, config, log, bytes, json, linked, OmniHostError, Tier } from "omnicore";
 export function all(input: string): unknown {
   kv.set("a", { b: 1 }); const v: Uint8Array | null = kv.get("a"); const n = kv.incr("n", 2);
+  const next: number = kv.incr("n") + 1;  // the simplest counter type-checks
+  const exact: bigint = kv.incr("big", 10n ** 18n);
   const id: number = memory.remember(Tier.LONG, "x", { metadata: { a: 1 } });
   memory.remember(Tier.SHORT, "y", { importance: 0.9, vector: [1, 0], ttl_s: 60 });
   const mine = memory.recall("y", { filter: { a: 1, ok: true }, vector: new Float32Array(2) });
@@ -14,5 +16,5 @@ export function all(input: string): unknown {
   const c: number = config.value<number>("n", 0);
   log.info("x", 1); const b = bytes(); const j = json<{ a: number }>(input);
   try { kv.delete("x"); } catch (e) { if (e instanceof OmniHostError) return e.code; }
-  return { v, n, id, mine, only, hits, t, s, c, b, j, l: linked() };
+  return { v, n, next, exact, id, mine, only, hits, t, s, c, b, j, l: linked() };
 }
