@@ -294,7 +294,8 @@ def test_kv(caps: HostedProbe) -> None:
         "text": "hi", "blob": [0, 255, 7], "obj": {"a": 1}, "big": 3000, "missing": None,
         "incr": [1, 42], "incr_bad": "INVALID",
         "incr_big": [str(2**62), str(2**62), "bigint"],
-        "incr_past_number": ["RangeError", str(2**62 + 1)],  # the add was done "too_large": "TOO_LARGE",
+        "incr_past_number": ["RangeError", str(2**62 + 1)],  # the add was done
+        "too_large": "TOO_LARGE",
         "list": ["big", "blob"], "deleted": [True, False]}
     assert caps.kv("obj") == b'{"a":1}' and caps.kv("blob") is None   # as the SDK sent them
 

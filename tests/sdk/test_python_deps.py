@@ -37,11 +37,11 @@ def _wheel(folder: Path, name: str, version: str, tag: str, files: dict[str, str
     """A wheel as pip expects one (PEP 427): the files, METADATA, WHEEL and RECORD."""
     dist = f"{name.replace('-', '_')}-{version}"
     path = folder / f"{dist}-{tag}.whl"
+    pure = "true" if "none-any" in tag else "false"
     meta = {f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\n"
                                            f"Version: {version}\n",
             f"{dist}.dist-info/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\n"
-                                        f"Root-Is-Purelib: {'true' if 'none-any' in tag else 'false'}\n"
-                                        f"Tag: {tag}\n"}
+                                        f"Root-Is-Purelib: {pure}\nTag: {tag}\n"}
     entries = {**files, **meta}
     record = []
     with zipfile.ZipFile(path, "w") as zf:
