@@ -4,7 +4,8 @@
 exit code 1; ``--debug`` shows the traceback), :mod:`~omnicore.cli.app` the app commands
 (``new APPDIR``, ``run``, ``config show``, ``info``), :mod:`~omnicore.cli.plugins` the plugin
 commands (``inspect``, ``call``), :mod:`~omnicore.cli.build` the author's commands
-(``build``, ``new plugin``, ``test``, ``env``), :mod:`~omnicore.cli.logs` a running host's
+(``build``, ``new plugin``, ``test``, ``env``), :mod:`~omnicore.cli.dev` the author's
+build-serve-reload loop (``dev``), :mod:`~omnicore.cli.logs` a running host's
 plugin log, :mod:`~omnicore.cli.mcp` the MCP server over stdio, :mod:`~omnicore.cli.data`
 the durable state (``kv``, ``tasks``), :mod:`~omnicore.cli.settings` the operator's plugin
 settings, :mod:`~omnicore.cli.secrets`, :mod:`~omnicore.cli.vectors`, :mod:`~omnicore.cli.users` and
@@ -16,6 +17,7 @@ from omnicore.cli import (
     app,
     build,
     data,
+    dev,
     env,
     logs,
     mcp,
@@ -36,6 +38,7 @@ main.add_command(plugins.call)
 main.add_command(logs.logs)
 main.add_command(mcp.mcp)
 main.add_command(build.build_command)
+main.add_command(dev.dev_command)
 main.add_command(test.test_command)
 main.add_command(env.env_command)
 new.add_command(build.new_plugin_command)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 # The toolchains (and the engine they embed manifests with) are imported inside the commands:
 # `omnicore --help` and every other command should not pay for them.
 
-__all__ = ["build_command", "new_plugin_command"]
+__all__ = ["build_command", "install", "new_plugin_command", "report"]
 
 _LANGS = ["rust", "go", "js", "ts", "c", "python"]
 
@@ -37,6 +37,26 @@ def _size(path: Path | None) -> str:
     return f"{n / 1024:.0f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
 
 
+def report(index: int, total: int, src: Path, result: BuildResult | None) -> None:
+    """``build_all``'s progress as ``omnicore build`` prints it: one line per project."""
+    tty = sys.stdout.isatty()
+    # `omnicore build .` names the project, not ".".
+    label = f"[{index}/{total}] {src.resolve().name if src.name in ('', '..') else src}"
+    if result is None:
+        click.echo(f"{label} ...", nl=not tty)
+        return
+    prefix = "\r" if tty else ""
+    if result.up_to_date and result.output is not None:
+        click.echo(f"{prefix}{label}: up to date ({_shown(result.output)})")
+    elif result.ok and result.output is not None:
+        status = click.style("ok", fg="green")
+        click.echo(f"{prefix}{label}: {status} {result.language}, {_size(result.output)}, "
+                   f"{result.seconds:.1f}s -> {_shown(result.output)}")
+    else:
+        click.echo(f"{prefix}{label}: {click.style('FAILED', fg='red')} ({result.language})")
+        click.echo("    " + (result.error or "").replace("\n", "\n    "), err=True)
+
+
 @click.command("build")
 @click.argument("source", type=click.Path(exists=True, path_type=Path), default=Path("."))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("build/plugins"),
@@ -48,45 +68,33 @@ def build_command(source: Path, out_dir: Path, app_dir: Path | None, force: bool
     """Build a plugin project, or every project below SOURCE, into .wasm files."""
     from omnicore.toolchains import build_all
 
-    tty = sys.stdout.isatty()
-
-    def progress(index: int, total: int, src: Path, result: BuildResult | None) -> None:
-        # `omnicore build .` names the project, not ".".
-        label = f"[{index}/{total}] {src.resolve().name if src.name in ('', '..') else src}"
-        if result is None:
-            click.echo(f"{label} ...", nl=not tty)
-            return
-        prefix = "\r" if tty else ""
-        if result.up_to_date and result.output is not None:
-            click.echo(f"{prefix}{label}: up to date ({_shown(result.output)})")
-        elif result.ok and result.output is not None:
-            status = click.style("ok", fg="green")
-            click.echo(f"{prefix}{label}: {status} {result.language}, {_size(result.output)}, "
-                       f"{result.seconds:.1f}s -> {_shown(result.output)}")
-        else:
-            click.echo(f"{prefix}{label}: {click.style('FAILED', fg='red')} ({result.language})")
-            click.echo("    " + (result.error or "").replace("\n", "\n    "), err=True)
-
-    results = build_all(source, out_dir, force=force, progress=progress)
+    results = build_all(source, out_dir, force=force, progress=report)
     if not results:
         raise BuildError(f"no plugin projects found below {source}")
     if app_dir is not None:
-        dest = app_dir / "plugins"
-        dest.mkdir(parents=True, exist_ok=True)
-        installed = []
-        for result in results:
-            if result.output is not None:
-                tmp = dest / f".{result.output.name}.tmp"
-                shutil.copyfile(result.output, tmp)
-                tmp.replace(dest / result.output.name)  # atomic for a watching host
-                installed.append(dest / result.output.name)
-        _precompile(app_dir, installed)
+        install(results, app_dir)
     failed = [r for r in results if not r.ok]
     click.echo(f"built {len(results) - len(failed)} of {len(results)} plugins into {out_dir}"
                + (f" and {app_dir / 'plugins'}" if app_dir else ""))
     if failed:
         raise BuildError(f"{len(failed)} plugin(s) failed to build: "
                          + ", ".join(str(r.src) for r in failed))
+
+
+def install(results: list[BuildResult], app_dir: Path) -> list[Path]:
+    """Copy what was built into APP/plugins, each file atomically (a watching host reloads
+    it whole), and compile it into the app's module cache; the paths installed."""
+    dest = app_dir / "plugins"
+    dest.mkdir(parents=True, exist_ok=True)
+    installed = []
+    for result in results:
+        if result.output is not None:
+            tmp = dest / f".{result.output.name}.tmp"
+            shutil.copyfile(result.output, tmp)
+            tmp.replace(dest / result.output.name)
+            installed.append(dest / result.output.name)
+    _precompile(app_dir, installed)
+    return installed
 
 
 def _precompile(app_dir: Path, paths: list[Path]) -> None:

@@ -1,0 +1,94 @@
+"""``omnicore dev``: a real C plugin project built by the real toolchain, served by a real
+host in a subprocess, and a saved edit built again and served by that same host; a save
+that breaks the build leaves the running version serving and says why."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from omnicore.cli.remote import Remote, RemoteError, find_running
+from omnicore.toolchains import c, scaffold
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _answer(remote: Remote) -> str:
+    try:
+        return json.loads(remote.call("hello", "greet", b'{"name": "Ada"}'))["message"]
+    except RemoteError as exc:
+        return exc.type
+
+
+def _until(what: str, check: object, proc: subprocess.Popen[str], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert proc.poll() is None, f"omnicore dev exited while waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[tuple[Path, Remote, subprocess.Popen[str], Path]]:
+    problem = c.check()
+    assert problem is None, problem  # the set-up installs the C toolchain: never skipped
+    project = tmp_path / "src" / "hello"
+    scaffold(project, "hello", "c")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "omnicore.yaml").write_text(
+        "name: dev-test\ndata_dir: data\nplugins_dir: plugins\nconsole: {port: 0}\n"
+        "plugins:\n  hello: {grants: [config], config: {greeting: Hi}}\n")
+    log = tmp_path / "dev.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "omnicore.cli", "dev", str(tmp_path / "src"), "--app",
+             str(app), "--out", str(tmp_path / "out"), "--interval", "0.2"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        remote: Remote | None = None
+
+        def up() -> bool:
+            nonlocal remote
+            remote = find_running(app / "data")
+            return remote is not None
+
+        _until("the host", up, proc)
+        assert remote is not None
+        _until("the first build to serve", lambda: _answer(remote) == "Hi, Ada!", proc)
+        yield project, remote, proc, log
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_a_saved_edit_is_built_and_served_by_the_running_host(
+        dev: tuple[Path, Remote, subprocess.Popen[str], Path]) -> None:
+    project, remote, proc, log = dev
+    source = project / "plugin.c"
+    source.write_text(source.read_text().replace('"%s, %s!"', '"%s, %s!!"'))
+    _until("the edit to serve", lambda: _answer(remote) == "Hi, Ada!!", proc)
+    assert "hello: built in" in log.read_text()
+    # A save that does not compile: the running version keeps serving, the log says why.
+    source.write_text(source.read_text().replace("OMNI_HANDLER(greet, input) {",
+                                                 "OMNI_HANDLER(greet, input) { nonsense;"))
+    _until("the failed build", lambda: "keeps serving" in log.read_text(), proc)
+    assert "nonsense" in log.read_text()  # the compiler's own error
+    assert _answer(remote) == "Hi, Ada!!"
+    # Fixed again: served again.
+    source.write_text(source.read_text().replace(" nonsense;", "").replace('"%s, %s!!"',
+                                                                         '"%s; %s"'))
+    _until("the fix to serve", lambda: _answer(remote) == "Hi; Ada", proc)
