@@ -401,8 +401,10 @@ test("memory and vectors in the Node test host", () => {
   assert.deepEqual(vectors.query("c", [1, 0], 5, { lang: "de" }).map((h) => h.id), ["de"]);
   assert.deepEqual(vectors.search("c", [1, 0], 1).map((h) => h.id), ["en"]);
   assert.equal(code(() => vectors.upsert("c", "x", [1])), "INVALID");
-  assert.equal(code(() => vectors.search("nope", [1, 0])),
-    "NOT_FOUND: no vector collection 'nope'");
+  assert.equal(code(() => vectors.search("nope", [1, 0])), "NOT_FOUND");
+  try { vectors.search("nope", [1, 0]); } catch (e) {
+    assert.equal(e.message, "vectors.search failed: NOT_FOUND (no vector collection 'nope')");
+  }
   assert.equal(vectors.delete("c", "en"), true);
   assert.equal(code(() => vectors.delete("nope", "x")), "NOT_FOUND");
 });
