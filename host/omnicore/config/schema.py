@@ -74,6 +74,13 @@ class LimitsConfig(_Strict):
                                      description="plugin log volume; the excess is dropped")
     max_log_lines_per_s: int = Field(default=500, gt=0,
                                      description="plugin log records; the excess is dropped")
+    isolation: Literal["pooled", "per-call"] = Field(
+        default="pooled",
+        description="per-call: a fresh instance for every call, so no state survives it")
+    idle_timeout_ms: int | None = Field(
+        default=60_000, gt=0,
+        description="release a plugin's idle instances this long after their last call; "
+                    "none = keep them")
 
 
 LIMIT_KEYS = tuple(LimitsConfig.model_fields)
@@ -193,7 +200,7 @@ class PluginConfig(_Strict):
         description="capability names, or name -> options (e.g. http: {hosts: [...]})",
     )
     config: dict[str, Any] = Field(default_factory=dict, description="the plugin's own config")
-    limits: dict[str, int | None] = Field(
+    limits: dict[str, int | str | None] = Field(
         default_factory=dict, description="overrides of sandbox.limits"
     )
     enabled: bool = Field(default=True, description="load this plugin")
@@ -219,15 +226,20 @@ class PluginConfig(_Strict):
 
     @field_validator("limits")
     @classmethod
-    def _known_limits(cls, value: dict[str, int | None]) -> dict[str, int | None]:
+    def _known_limits(cls, value: dict[str, int | str | None]) -> dict[str, int | str | None]:
         import difflib
 
-        for key in value:
+        out = dict(value)
+        for key, item in value.items():
             if key not in LIMIT_KEYS:
                 near = difflib.get_close_matches(key, LIMIT_KEYS, n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else f" (one of {LIMIT_KEYS})"
                 raise ValueError(f"unknown limit {key!r}{hint}")
-        return value
+            # Only isolation is a word; a number written as a string (an environment
+            # variable) is still the number.
+            if key != "isolation" and isinstance(item, str) and item.isdigit():
+                out[key] = int(item)
+        return out
 
     def grant_names(self) -> list[str]:
         """The granted capability names, whichever form ``grants`` was written in."""

@@ -413,7 +413,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         self._carried_vars: list[dict[str, bytes]] = []
         self._pool = InstancePool(
             self.name, self.limits.pool_size, self._new_instance,
-            self.wasi_output.close if self.wasi_output is not None else None)
+            self.wasi_output.close if self.wasi_output is not None else None,
+            limits=self.limits)
         self._idle = self._pool.idle  # the call path pops and appends directly (sandbox.pool)
         try:
             self._pool.seed()
@@ -422,6 +423,7 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                 self.wasi_output.close()
             raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
                                   plugin=self.name) from None
+        engine.reaper.watch(self._pool)
 
     @property
     def handlers(self) -> tuple[str, ...]:
@@ -501,7 +503,7 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                 length == 0 or (off >= FIRST_HANDLE and off + length <= mem.size)):
             out = mem.view[off:off + length].tobytes() if length else b""
             pool = self._pool
-            if keep and not pool.closed:
+            if keep and pool.reuse:
                 self._idle.append(inst)
                 if pool.waiters:
                     pool.notify()
@@ -511,7 +513,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         return self._finish_slow(inst, handler, code, off, length, err, keep)
 
     def _release(self, inst: Instance, keep: bool) -> None:
-        if not keep and inst.vars:
+        # Per-call isolation carries nothing from one call to the next, vars included.
+        if not keep and inst.vars and not self._pool.per_call:
             self._carried_vars.append(inst.vars)
         super()._release(inst, keep)
 

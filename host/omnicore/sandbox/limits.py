@@ -9,9 +9,17 @@ from typing import Any
 
 from omnicore.errors import ConfigError
 
-__all__ = ["Limits"]
+__all__ = ["ISOLATION_MODES", "Limits"]
 
 _MIB = 2**20
+
+#: ``pooled``: an instance serves call after call (state a call leaves is seen by the next
+#: call on it); ``per-call``: every call gets a fresh instance, discarded after it.
+ISOLATION_MODES = ("pooled", "per-call")
+
+
+#: Limits that may be None (off).
+_OPTIONAL = frozenset({"fuel", "idle_timeout_ms"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +43,20 @@ class Limits:
     #: Log records per second (the same sources): each record costs Python logging and its
     #: handlers far more than its bytes, so tiny lines are bounded by count as well.
     max_log_lines_per_s: int = 500
+    #: One of :data:`ISOLATION_MODES`: whether state survives from one call to the next.
+    isolation: str = "pooled"
+    #: Idle instances are released this long after their last call (None: kept until
+    #: unload); the next call then starts a fresh one.
+    idle_timeout_ms: int | None = 60_000
 
     def __post_init__(self) -> None:
+        if self.isolation not in ISOLATION_MODES:
+            raise ConfigError(
+                f"limits.isolation must be one of {', '.join(ISOLATION_MODES)}, got "
+                f"{self.isolation!r}", key="limits.isolation", value=self.isolation)
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name == "fuel" and value is None:
+            if field.name == "isolation" or (field.name in _OPTIONAL and value is None):
                 continue
             # bool is an int subclass; `timeout_ms: true` in YAML is a mistake, not 1 ms.
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -66,8 +83,13 @@ class Limits:
                 key=f"limits.{unknown[0]}", value=overrides[unknown[0]])
         return dataclasses.replace(self, **dict(overrides))
 
+    @property
+    def per_call(self) -> bool:
+        """Whether every call gets a fresh instance (``isolation: per-call``)."""
+        return self.isolation == "per-call"
+
     def as_dict(self) -> dict[str, Any]:
         """The limits as a plain dict (for display and serialisation)."""
-        # Every field is a number or None: no deep copy needed (asdict's cost 45 µs a plugin
+        # Every field is a number, a string or None: no deep copy needed (asdict's cost 45 µs a plugin
         # made the console's list of 1,000 plugins take 45 ms for this alone).
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +206,26 @@ def _check_manifest(m: Mapping[str, Any], plugin: str | None) -> None:
         raise bad("sdk", "an object")
 
 
+#: Per engine, the modules analysed from each sha256, while a plugin holds one (weak both
+#: ways: neither an engine nor a module is kept alive by being remembered here).
+_ANALYSED: weakref.WeakKeyDictionary[SandboxEngine, weakref.WeakValueDictionary[str, PluginModule]] \
+    = weakref.WeakKeyDictionary()
+
+
+_ANALYSED_LOCK = threading.Lock()  # plugins load on several threads at once
+
+
+def _known(engine: SandboxEngine, sha: str) -> PluginModule | None:
+    with _ANALYSED_LOCK:
+        found = _ANALYSED.get(engine)
+        return None if found is None else found.get(sha)
+
+
+def _remember(engine: SandboxEngine, sha: str, mod: PluginModule) -> None:
+    with _ANALYSED_LOCK:
+        _ANALYSED.setdefault(engine, weakref.WeakValueDictionary())[sha] = mod
+
+
 @dataclass(frozen=True, eq=False)
 class PluginModule:
     """A compiled plugin ready to instantiate. Build one with :meth:`load`."""
@@ -261,10 +284,22 @@ class PluginModule:
         sha = hashlib.sha256(wasm).hexdigest()
         # Anonymous bytes (no name=, no manifest name, no file) get a stable content name.
         plugin = name or manifest.get("name") or (path.stem if path else f"plugin-{sha[:12]}")
-        _check_manifest(manifest, plugin if isinstance(plugin, str) else label)
+        # The same bytes loaded again (another copy, a reload) passed every check below and
+        # compiled: only the name and the file differ. An Extism manifest beside the file
+        # can change what the bytes are, so such a file is always analysed afresh.
+        beside = path is not None and path.with_suffix(".json").is_file()
+        known = None if beside else _known(engine, sha)
+        if known is None:
+            _check_manifest(manifest, plugin if isinstance(plugin, str) else label)
         if not isinstance(plugin, str) or not plugin:
             raise InvalidModule(f"the plugin name must be a non-empty string, got {plugin!r}",
                                 plugin=None)
+        if known is not None:
+            mod = dataclasses.replace(known, name=plugin, path=path, manifest=manifest)
+            _remember(engine, sha, mod)  # lives as long as this copy, which may outlive known
+            if registry is not None:
+                mod.check_imports(registry)
+            return mod
         abi = manifest.get("abi", ABI_VERSION)
         if abi != ABI_VERSION or isinstance(abi, bool):
             raise UnsupportedAbiVersion(
@@ -288,6 +323,8 @@ class PluginModule:
             raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly module: {first}",
                                 plugin=plugin) from None
         mod = cls._from_compiled(compiled, plugin, manifest, sha, len(wasm), path)
+        if not beside:
+            _remember(engine, sha, mod)
         if registry is not None:
             mod.check_imports(registry)
         return mod

@@ -4,9 +4,20 @@ Shared by the native runtime (``sandbox.runtime``) and the Extism one (``omnicor
 which differ in what an instance is, not in how instances are lent out.
 
 The call path takes an idle instance with a bare ``idle.pop()`` and gives it back with
-``idle.append()`` (both atomic under the GIL): the condition is touched only when a caller
-waits, which is most of why a call costs about a microsecond and a half and not more. So
-:attr:`idle` is one list for the pool's whole life; it is never rebound.
+``idle.append()`` (both atomic under the GIL) when :attr:`~InstancePool.reuse` says so: the
+condition is touched only when a caller waits, which is most of why a call costs about a
+microsecond and a half and not more. So :attr:`idle` is one list for the pool's whole life;
+it is never rebound.
+
+Two policies change what "give it back" means:
+
+* ``per_call`` (``limits.isolation: per-call``): nothing is reused; every call instantiates
+  and its instance is freed after it, so no state of one call reaches the next.
+* ``idle_s`` (``limits.idle_timeout_ms``): :meth:`InstancePool.sweep` (run by
+  ``sandbox.idle.IdleReaper``) frees instances no call used for that long. It sets the idle
+  ones aside ("parks" them) and frees those still parked a period later; a call that finds
+  :attr:`idle` empty takes a parked one back on its slow path. The call path itself never
+  reads a clock or writes a timestamp.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from collections.abc import Callable
 from typing import Generic, Protocol, Self, TypeVar
 
 from omnicore.errors import PluginNotFound
+from omnicore.sandbox.limits import Limits
 
 __all__ = ["InstancePool", "PooledRuntime"]
 
@@ -29,12 +41,24 @@ Inst = TypeVar("Inst", bound=_Closable)
 
 
 class InstancePool(Generic[Inst]):
-    """Lends out instances of plugin ``name``; ``make(handler)`` creates one."""
+    """Lends out instances of plugin ``name``; ``make(handler)`` creates one. ``limits``
+    brings the isolation and idle policies (none: pooled, kept until closed)."""
 
     def __init__(self, name: str, size: int, make: Callable[[str | None], Inst],
-                 on_drained: Callable[[], None] | None = None) -> None:
+                 on_drained: Callable[[], None] | None = None, *,
+                 limits: Limits | None = None) -> None:
         self.name = name
         self.size = size
+        per_call = limits is not None and limits.per_call
+        self.per_call = per_call
+        #: Whether a finished call's instance goes back to :attr:`idle` (not closed, not
+        #: per-call): the one flag the call path reads.
+        self.reuse = not per_call
+        #: Seconds an instance may stay unused before :meth:`sweep` frees it (None: never).
+        self.idle_s = (None if limits is None or per_call or limits.idle_timeout_ms is None
+                       else limits.idle_timeout_ms / 1000)
+        #: Instances :meth:`sweep` set aside, with when: freed unless a call takes them back.
+        self._parked: list[tuple[float, Inst]] = []
         self._make = make
         # Called once the pool is closed and its last instance is gone (resources shared by
         # all instances, like the WASI output pipes, can go then).
@@ -48,11 +72,17 @@ class InstancePool(Generic[Inst]):
         self.closed = False
         self.created = 0
         self.discarded = 0
+        #: Instances freed by :meth:`sweep` for being idle.
+        self.released = 0
 
     def seed(self) -> None:
-        """Make the first instance now, so a plugin that cannot start fails at load."""
+        """Make the first instance now, so a plugin that cannot start fails at load
+        (per-call: and free it again, as every call's instance is)."""
         inst = self._make(None)
         self.created += 1
+        if self.per_call:
+            inst.close()
+            return
         self.idle.append(inst)
         self.live = 1
 
@@ -74,6 +104,8 @@ class InstancePool(Generic[Inst]):
                                              plugin=self.name, handler=handler)
                     if self.idle:
                         return self.idle.pop()
+                    if self._parked:
+                        return self._parked.pop()[1]
                     if self.live < self.size:
                         self.live += 1
                         break
@@ -91,8 +123,9 @@ class InstancePool(Generic[Inst]):
         return inst
 
     def release(self, inst: Inst, keep: bool) -> None:
-        """Give ``inst`` back; ``keep=False`` discards it (after a trap or a limit)."""
-        if keep and not self.closed:
+        """Give ``inst`` back; ``keep=False`` discards it (after a trap or a limit).
+        Per-call, a kept instance is freed too (without counting as discarded)."""
+        if keep and self.reuse:
             self.idle.append(inst)
             if self.waiters:  # read after the append: see close() and acquire()
                 self.notify()
@@ -112,30 +145,57 @@ class InstancePool(Generic[Inst]):
         with self._cond:
             self._cond.notify_all()
 
-    def stats(self) -> dict[str, int]:
-        """Live, idle and busy instances; created and discarded totals."""
+    def sweep(self, now: float) -> int:
+        """Free the instances parked by a sweep at least ``idle_s`` before ``now`` (no call
+        took them back since), park the ones idle now; return how many were freed."""
+        if self.idle_s is None or self.closed:
+            return 0
         with self._cond:
-            idle = len(self.idle)
+            if self.closed:
+                return 0
+            cutoff = now - self.idle_s
+            old = [inst for when, inst in self._parked if when <= cutoff]
+            self._parked = [(when, inst) for when, inst in self._parked if when > cutoff]
+            while True:
+                try:
+                    self._parked.append((now, self.idle.pop()))
+                except IndexError:
+                    break
+            self.live -= len(old)
+            self.released += len(old)
+            if old:
+                self._cond.notify_all()  # room under size for a waiting caller
+        for inst in old:
+            inst.close()
+        return len(old)
+
+    def stats(self) -> dict[str, int]:
+        """Live, idle and busy instances; created, discarded and idle-released totals."""
+        with self._cond:
+            idle = len(self.idle) + len(self._parked)
             return {"live": self.live, "idle": idle, "busy": self.live - idle,
-                    "created": self.created, "discarded": self.discarded}
+                    "created": self.created, "discarded": self.discarded,
+                    "released": self.released}
 
     def close(self, timeout: float | None = None) -> None:
         """Refuse new calls, wait for in-flight ones (up to ``timeout`` s), free instances."""
         with self._cond:
             self.closed = True
+            self.reuse = False
             self.waiters += 1
             try:
                 deadline = None if timeout is None else time.monotonic() + timeout
                 # Short waits: a release racing with close() can never strand us.
-                while len(self.idle) < self.live:
+                while len(self.idle) + len(self._parked) < self.live:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         break
                     self._cond.wait(0.05 if left is None else min(left, 0.05))
             finally:
                 self.waiters -= 1
-            idle = list(self.idle)
+            idle = list(self.idle) + [inst for _, inst in self._parked]
             self.idle.clear()
+            self._parked = []
             self.live -= len(idle)
             drained = self.live == 0
         for inst in idle:

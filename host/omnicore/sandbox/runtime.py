@@ -123,7 +123,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
             self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
         self._pool = InstancePool(
             self.name, self.limits.pool_size, self._new_instance,
-            self._wasi_output.close if self._wasi_output is not None else None)
+            self._wasi_output.close if self._wasi_output is not None else None,
+            limits=self.limits)
         # The call path pops and appends here directly (see sandbox.pool).
         self._idle = self._pool.idle
         # Start one instance now: a broken _initialize shows at load, not at the first call.
@@ -134,6 +135,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                 self._wasi_output.close()
             raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
                                   plugin=self.name) from None
+        engine.reaper.watch(self._pool)
 
     def _validate_config(self) -> None:
         schema = self.module.manifest.get("config")
@@ -277,7 +279,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         if not packed & 0x8000_0000 and length <= self._max_output and ptr + length <= mem.size:
             out = mem.view[ptr:ptr + length].tobytes()
             pool = self._pool
-            if not pool.closed:
+            if pool.reuse:
                 self._idle.append(inst)
                 if pool.waiters:
                     pool.notify()

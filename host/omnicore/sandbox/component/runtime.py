@@ -147,13 +147,14 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         if engine.fuel:
             self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
         self._pool = InstancePool(self.name, self.limits.pool_size, self._new_instance,
-                                  self._wasi_output.close)
+                                  self._wasi_output.close, limits=self.limits)
         try:
             self._pool.seed()
         except PluginCallError as exc:
             self._wasi_output.close()
             raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
                                   plugin=self.name) from None
+        engine.reaper.watch(self._pool)
 
     @property
     def handlers(self) -> tuple[str, ...]:
