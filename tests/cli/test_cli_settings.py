@@ -92,6 +92,16 @@ def test_settings_from_the_cli_reach_the_running_host(running: tuple[Path, Remot
     assert not list((appdir / "plugins").glob("conf.*ml"))  # the folder is the host's own
 
 
+def test_isolation_is_a_limit_the_cli_sets(tmp_path: Path) -> None:
+    appdir = tmp_path / "app"
+    (appdir / "plugins").mkdir(parents=True)
+    (appdir / "omnicore.yaml").write_text("name: iso\ndata_dir: data\nplugins_dir: plugins\n")
+    done = omnicore(appdir, "limits", "conf", "isolation=per-call")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(omnicore(appdir, "show", "conf", "--json").stdout)
+    assert shown["limits"] == {"isolation": "per-call"}
+
+
 @pytest.mark.parametrize("args, says", [
     (("grant", "conf", "telepathy"), "telepathy"),
     (("grant", "conf", "http", "--options", '{"allow_hosts": 5}'), "allow_hosts"),
@@ -99,6 +109,7 @@ def test_settings_from_the_cli_reach_the_running_host(running: tuple[Path, Remot
     (("revoke", "conf", "telepathy"), "telepathy"),
     (("limits", "conf", "timeout_mss=5"), "timeout_mss"),
     (("limits", "conf", "timeout_ms=-1"), "timeout_ms"),
+    (("limits", "conf", "isolation=fresh"), "limits.isolation must be one of"),
     (("config", "conf", "novalue"), "KEY=VALUE"),
 ])
 def test_bad_input_is_refused_and_nothing_is_written(tmp_path: Path, args: tuple[str, ...],

@@ -91,6 +91,24 @@ def test_limits_keep_only_what_differs_from_the_defaults(host: Host) -> None:
     assert limits is not None and limits.as_dict()["timeout_ms"] == defaults["timeout_ms"]
 
 
+def test_isolation_is_chosen_in_the_limits_form(host: Host) -> None:
+    browser, csrf = host.browser_session()
+    card = _card(browser.get("/plugins/greeter-rust").text, "limits")
+    assert '<select name="limit_isolation"' in card and "<option selected>pooled" in card
+    r = browser.post("/plugins/greeter-rust", data={"csrf": csrf, "action": "limits",
+                                                   "limit_isolation": "per-call"})
+    assert r.status_code == 303, r.text
+    operator = host.app.plugins.operator
+    assert operator is not None
+    assert operator.doc("greeter-rust")["limits"] == {"isolation": "per-call"}
+    limits = host.app.plugins.get("greeter-rust").limits
+    assert limits is not None and limits.per_call
+    r = browser.post("/plugins/greeter-rust", data={"csrf": csrf, "action": "limits",
+                                                   "limit_isolation": "fresh"})
+    assert r.status_code == 422 and "limits.isolation must be one of" in r.text
+    assert operator.doc("greeter-rust")["limits"] == {"isolation": "per-call"}
+
+
 def test_a_failed_plugin_says_why_in_the_list(host: Host) -> None:
     (host.plugins_dir / "broken.wasm").write_bytes(b"\0asm\x01\0\0\0 not really a module")
     folder = host.app.plugins.folder

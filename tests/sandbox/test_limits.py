@@ -32,7 +32,8 @@ def test_defaults_match_spec() -> None:
     assert lim.as_dict() == {"max_memory_bytes": 64 * 2**20, "timeout_ms": 1000, "fuel": None,
                              "max_input_bytes": 16 * 2**20, "max_output_bytes": 16 * 2**20,
                              "pool_size": 4, "max_table_elements": 100_000, "max_tables": 4,
-                             "max_log_bytes_per_s": 2**20, "max_log_lines_per_s": 500}
+                             "max_log_bytes_per_s": 2**20, "max_log_lines_per_s": 500,
+                             "isolation": "pooled", "idle_timeout_ms": 60_000}
 
 
 def test_merged_applies_overrides_and_keeps_original() -> None:
@@ -44,7 +45,7 @@ def test_merged_applies_overrides_and_keeps_original() -> None:
 
 
 @pytest.mark.parametrize(("overrides", "match"), [
-    ({"timeout": 5}, "unknown limit.*timeout; known limits: fuel, max_input_bytes"),
+    ({"timeout": 5}, "unknown limit.*timeout; known limits: fuel, idle_timeout_ms, isolation, max_input"),
     ({"timeout_ms": 0}, "timeout_ms must be a positive integer, got 0"),
     ({"timeout_ms": -5}, "positive integer"),
     ({"timeout_ms": "1s"}, "positive integer, got '1s'"),

@@ -32,7 +32,7 @@ from omnicore.console.state import ConsoleState
 from omnicore.console.users import check_password, check_username
 from omnicore.errors import OmniError
 from omnicore.sandbox.capability import DeferredCapability
-from omnicore.sandbox.limits import Limits
+from omnicore.sandbox.limits import ISOLATION_MODES, Limits
 
 __all__ = ["NOTICES", "TEMPLATES", "done", "page", "read_form", "render_error", "routes"]
 
@@ -301,6 +301,7 @@ def _plugin_context(st: ConsoleState, name: str, span: str = "1h") -> dict[str, 
     return {"schedules": jobs.schedule_docs(st.app, name), "recent_jobs": recent,
             "subscriptions": [s for s in events.subscribers(st.app) if s["plugin"] == name],
             "plugin": doc, "lines": lines, "limits": limits,
+            "isolation_modes": ISOLATION_MODES,
             "capabilities": api.capability_names(st.app),
             "cap_docs": _capability_docs(st, info.missing),
             "config_text":
@@ -412,14 +413,18 @@ def _json_field(text: str, what: str, objects_only: bool = True) -> Any:
     return value
 
 
-def _limits_from(fields: dict[str, str]) -> dict[str, int | None]:
+def _limits_from(fields: dict[str, str]) -> dict[str, int | str | None]:
     """The limits the form sets away from their defaults: a value left at its default is
     not written, so a later change of the default reaches this plugin too."""
-    out: dict[str, int | None] = {}
+    out: dict[str, int | str | None] = {}
     defaults = Limits().as_dict()
     for key in defaults:
         raw = fields.get(f"limit_{key}", "").strip()
         if raw == "":
+            continue
+        if isinstance(defaults[key], str):  # isolation: a word, checked by Limits
+            if raw != defaults[key]:
+                out[key] = raw
             continue
         if raw.lower() in ("none", "off"):
             if defaults[key] is not None:
