@@ -23,6 +23,7 @@ BENCH = Path(__file__).parents[1] / "bench"
     ("bench_mcp.py", ["--quick"], "tools/call over stdio"),
     ("bench_log.py", ["--quick"], "hand-off to logging"),
     ("bench_cli.py", ["--quick"], "omnicore --help"),
+    ("bench_density.py", ["--quick"], "RSS per idle plugin"),
 ])
 def test_benchmark_runs_and_prints_its_table(script: str, args: list[str], expect: str) -> None:
     proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=BENCH,

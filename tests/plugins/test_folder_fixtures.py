@@ -15,7 +15,8 @@ from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import Limits
 from tests.host_fixtures import FIXTURES, echo_wasm, write
 
-LOADED = {"echo", "grow_bomb", "loop", "outputs", "recursion", "unreachable", "wasi"}
+LOADED = {"echo", "grow_bomb", "keeps_state", "loop", "outputs", "recursion", "unreachable",
+          "wasi"}
 NEEDS_GRANT = {"bad_pointers", "config", "ungranted"}
 FAILED = {"bad_alloc_type", "foreign_import", "future", "init_trap", "no_alloc", "no_memory",
           "unknown_function", "unknown_namespace", "wrong_import_type", "wrong_signature",

@@ -34,8 +34,8 @@ def test_copies_of_the_same_bytes_share_one_compiled_module(tmp_path: Path,
         runtimes = [PluginRuntime(engine, m, builtin_registry(), limits=Limits(pool_size=1))
                     for m in (a, b)]
         try:
-            assert [list(runtimes[0].call("bump", b""))[0] for _ in range(2)] == [1, 2]
-            assert list(runtimes[1].call("bump", b""))[0] == 1
+            assert [runtimes[0].call("bump", b"")[0] for _ in range(2)] == [1, 2]
+            assert runtimes[1].call("bump", b"")[0] == 1
         finally:
             for rt in runtimes:
                 rt.close()

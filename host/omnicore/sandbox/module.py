@@ -208,8 +208,8 @@ def _check_manifest(m: Mapping[str, Any], plugin: str | None) -> None:
 
 #: Per engine, the modules analysed from each sha256, while a plugin holds one (weak both
 #: ways: neither an engine nor a module is kept alive by being remembered here).
-_ANALYSED: weakref.WeakKeyDictionary[SandboxEngine, weakref.WeakValueDictionary[str, PluginModule]] \
-    = weakref.WeakKeyDictionary()
+_Analysed = weakref.WeakValueDictionary[str, "PluginModule"]
+_ANALYSED: weakref.WeakKeyDictionary[SandboxEngine, _Analysed] = weakref.WeakKeyDictionary()
 
 
 _ANALYSED_LOCK = threading.Lock()  # plugins load on several threads at once

@@ -88,7 +88,7 @@ class InstancePool(Generic[Inst]):
 
     def acquire(self, handler: str) -> Inst:
         """An idle instance, or a new one while under ``size``, or wait for one."""
-        if not self.closed:
+        if self.reuse:  # (per-call: never an idle one to pop)
             try:
                 return self.idle.pop()
             except IndexError:

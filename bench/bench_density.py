@@ -1,0 +1,240 @@
+"""Density and per-call isolation: what a plugin costs while idle, how fast copies load, and
+what a fresh instance for every call adds.
+
+Run: ``.venv/bin/python bench/bench_density.py [--quick] [--markdown]``.
+
+**Density** (issue 25 item 7): N copies of one small plugin (the Rust greeter from
+``build/plugins``, else a WAT echo) loaded by a ``PluginHost`` from a filled module cache, as
+an app's folder loads them, each called once. RSS per plugin is the process's RSS growth over
+the N (``/proc/self/smaps_rollup``) after one call each, then after the idle reaper released
+their instances (its clock moved past ``limits.idle_timeout_ms``, no sleeping). The floor
+beside it, in the same run: the same N copies as bare wasmtime-py, each its own module read
+from the same cache file (``Module.deserialize_file``) with a store and an instance, called
+once through wasmtime-py — what a copy costs with nothing shared. Load times are per copy,
+median [min-max] over the repeats; the 1,000-copy row is one load of 1,000 copies.
+Targets: <= 150 KiB per idle plugin, 1,000 plugins from cache <= 2 s.
+
+**Per-call isolation** (item 8): a 100 B echo through ``PluginRuntime.call`` pooled and with
+``limits.isolation: per-call``, with and without the pooling allocator; the floors are a bare
+``wasmtime.Instance(store, module, imports)`` with a fresh ``Store`` (wasmtime-py) and the C
+API's own store_new + instantiate + store_delete through ctypes. Target: per-call <= 10 µs
+above pooled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import wasmtime
+from _measure import machine, measure, render
+
+from omnicore.capabilities.builtin import builtin_registry
+from omnicore.plugins.host import PluginHost
+from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox import fastcall as fc
+
+ROOT = Path(__file__).resolve().parents[1]
+GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
+
+ECHO_WAT = """
+(module
+  (memory (export "memory") 2)
+  (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "omni_free") (param i32 i32))
+  (func (export "echo") (param $p i32) (param $n i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32))
+            (i64.extend_i32_u (local.get $n)))))
+"""
+
+
+def rss_kib() -> int:
+    gc.collect()
+    with open("/proc/self/smaps_rollup") as fh:
+        return next(int(ln.split()[1]) for ln in fh if ln.startswith("Rss:"))
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _plugin() -> tuple[str, bytes, str, bytes, list[str]]:
+    """(label, wasm, handler, input, grants)."""
+    if GREETER.is_file():
+        return ("Rust greeter", GREETER.read_bytes(), "greet", b'{"name": "density"}',
+                ["config"])
+    return "WAT echo", wasmtime.wat2wasm(ECHO_WAT), "echo", b"density", []
+
+
+def omnicore_copies(n: int, cache: Path) -> tuple[float, float, float]:
+    """(ms to load each, KiB per plugin after one call, KiB per plugin once released)."""
+    _, wasm, handler, data, grants = _plugin()
+    clock = _Clock()
+    engine = SandboxEngine(cache_dir=cache)
+    engine.reaper.clock = clock
+    host = PluginHost(engine=engine, data_dir=cache.parent)
+    try:
+        host.load(wasm, name="warm-up", grants=grants)  # the cache is full from here
+        base = rss_kib()
+        start = time.perf_counter()
+        for i in range(n):
+            host.load(wasm, name=f"copy-{i}", grants=grants)
+        load_ms = (time.perf_counter() - start) / n * 1e3
+        for i in range(n):
+            host.call(f"copy-{i}", handler, data)
+        called = (rss_kib() - base) / n
+        engine.reaper.sweep()
+        clock.now += 3600  # past every idle_timeout_ms
+        engine.reaper.sweep()
+        idle = (rss_kib() - base) / n
+        return load_ms, called, idle
+    finally:
+        host.close()
+        engine.close()
+
+
+def bare_copies(n: int, cache: Path) -> tuple[float, float]:
+    """The floor: (ms to load each, KiB per copy after one call), nothing shared."""
+    _, wasm, handler, data, _ = _plugin()
+    engine = wasmtime.Engine()
+    path = cache / "bare.cwasm"
+    path.write_bytes(wasmtime.Module(engine, wasm).serialize())
+    keep = []
+    base = rss_kib()
+    start = time.perf_counter()
+    for _ in range(n):
+        module = wasmtime.Module.deserialize_file(engine, str(path))
+        linker = wasmtime.Linker(engine)
+        for imp in module.imports:  # host functions that answer "nothing" (0 / no value)
+            ty = imp.type
+            assert isinstance(ty, wasmtime.FuncType)
+            zero = (lambda *_: None) if not ty.results else (lambda *_: 0)
+            linker.define_func(imp.module, imp.name or "", ty, zero)
+        store = wasmtime.Store(engine)
+        keep.append((module, store, linker.instantiate(store, module)))
+    load_ms = (time.perf_counter() - start) / n * 1e3
+    for _, store, inst in keep:
+        exports = inst.exports(store)
+        ptr = exports["omni_alloc"](store, len(data))
+        exports["memory"].write(store, data, ptr)
+        exports[handler](store, ptr, len(data))
+    return load_ms, (rss_kib() - base) / n
+
+
+def density(quick: bool) -> list[list[str]]:
+    n = 50 if quick else 200
+    repeats = 1 if quick else 3
+    rows = []
+    runs, floors = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = Path(tmp) / "cache"
+            runs.append(omnicore_copies(n, cache))
+            floors.append(bare_copies(n, cache))
+
+    def cell(values: list[float], unit: str) -> str:
+        return f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}] {unit}"
+
+    rows.append([f"load one copy from cache ({n} copies)", cell([r[0] for r in runs], "ms"),
+                 cell([f[0] for f in floors], "ms")])
+    rows.append([f"RSS per plugin after one call ({n})", cell([r[1] for r in runs], "KiB"),
+                 cell([f[1] for f in floors], "KiB")])
+    rows.append([f"RSS per idle plugin, instances released ({n})",
+                 cell([r[2] for r in runs], "KiB"), "n/a"])
+    big = 200 if quick else 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        load_ms, _, idle = omnicore_copies(big, Path(tmp) / "cache")
+    rows.append([f"load {big} copies from cache", f"{load_ms * big / 1e3:.2f} s", "n/a"])
+    rows.append([f"RSS per idle plugin ({big})", f"{idle:.1f} KiB", "n/a"])
+    return rows
+
+
+def isolation(quick: bool) -> list[list[str]]:
+    iters = 2000 if quick else 20_000
+    fresh_iters = 500 if quick else 5000
+    data = b"x" * 100
+    rows = []
+    for pooling in (False, True):
+        rows += _isolation_rows(pooling, iters, fresh_iters, data)
+    return rows
+
+
+def _isolation_rows(pooling: bool, iters: int, fresh_iters: int,
+                    data: bytes) -> list[list[str]]:
+    with SandboxEngine(pooling=pooling) as engine:
+        module = PluginModule.load(engine, wasmtime.wat2wasm(ECHO_WAT), "echo")
+        pooled = PluginRuntime(engine, module, builtin_registry())
+        fresh = PluginRuntime(engine, module, builtin_registry(),
+                              limits=Limits(isolation="per-call"))
+        try:
+            warm = measure(lambda: pooled.call("echo", data), iters)
+            each = measure(lambda: fresh.call("echo", data), fresh_iters)
+            bare = measure(_bare_instance(engine, module.wasmtime_module), fresh_iters)
+            c_floor = measure(_c_instantiate(engine, fresh), fresh_iters)
+        finally:
+            pooled.close()
+            fresh.close()
+    label = "pooling allocator" if pooling else "default allocator"
+    return [[f"100 B echo, pooled ({label})", str(warm), "", ""],
+            [f"100 B echo, per-call ({label})", str(each), f"{each.median - warm.median:.1f}",
+             f"{bare} / {c_floor}"]]
+
+
+def _bare_instance(engine: SandboxEngine, module: wasmtime.Module) -> Callable[[], None]:
+    """wasmtime-py's own fresh instance: a new Store and ``wasmtime.Instance``."""
+    def once() -> None:
+        store = wasmtime.Store(engine.wasmtime)
+        store.set_epoch_deadline(1000)
+        wasmtime.Instance(store, module, [])
+
+    return once
+
+
+def _c_instantiate(engine: SandboxEngine, rt: PluginRuntime) -> Callable[[], None]:
+    """A fresh store + instance + delete through the C API, nothing else."""
+    eng = fc.address_of(engine.wasmtime)
+    pre = rt._pre_addr
+    inst = wasmtime._ffi.wasmtime_instance_t()
+    inst_addr = ctypes.addressof(inst)
+    trap = (ctypes.c_uint64 * 2)()
+    trap_addr = ctypes.addressof(trap)
+
+    def once() -> None:
+        store = fc._store_new(eng, None, None)
+        ctx = fc._store_context(store)
+        fc._set_deadline(ctx, 1000)
+        fc._pre_instantiate(pre, ctx, inst_addr, trap_addr)
+        fc._store_delete(store)
+
+    return once
+
+
+def table(quick: bool = False, markdown: bool = False) -> str:
+    label = _plugin()[0]
+    dens = render([f"density: {label} copies", "omnicore (median [min-max])",
+                   "bare wasmtime-py, nothing shared"], density(quick), markdown=markdown)
+    iso = render(["per-call isolation (µs per call)", "omnicore", "extra over pooled",
+                  "floor: wasmtime.Instance / C API"], isolation(quick), markdown=markdown)
+    return f"{machine()}\n\n{dens}\n\n{iso}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer copies and calls (smoke run)")
+    ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    args = ap.parse_args()
+    print(table(quick=args.quick, markdown=args.markdown))
+
+
+if __name__ == "__main__":
+    main()
