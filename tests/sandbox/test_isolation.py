@@ -6,6 +6,7 @@ mutable global, a memory byte, a table slot, the memory's size — and reports w
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -20,10 +21,13 @@ from omnicore.errors import (
     DeadlineExceeded,
     FuelExhausted,
     MemoryLimitExceeded,
+    PluginLoadError,
     Trap,
 )
 from omnicore.extism import ExtismRuntime
 from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox.component import ComponentModule, ComponentRuntime
+from tests.component_fixtures import wat_component
 from tests.extism.extism_fixtures import wat_plugin
 from tests.sandbox_fixtures import DEADLINE_ALLOWANCE_S, compile_wat
 
@@ -107,8 +111,6 @@ def test_per_call_fuel_applies_to_each_call() -> None:
 
 
 def test_per_call_plugin_that_cannot_start_still_fails_at_load(make: Make) -> None:
-    from omnicore.errors import PluginLoadError
-
     with pytest.raises(PluginLoadError, match="failed to start"):
         make("init_trap", limits=PER_CALL)
 
@@ -175,3 +177,17 @@ def test_omnicore_yaml_sets_isolation_for_an_apps_plugins(
     plugins = app.plugins
     assert [list(plugins.call("fresh", "bump")) for _ in range(2)] == [[1, 1, 0, 3]] * 2
     assert [plugins.call("kept", "bump")[0] for _ in range(2)] == [1, 2]
+
+
+def test_a_component_per_call_gets_a_fresh_instance_each_call() -> None:
+    with SandboxEngine() as engine:
+        module = PluginModule.load(engine, wat_component("limits"))
+        assert isinstance(module, ComponentModule)
+        with ComponentRuntime(engine, module, PER_CALL) as rt:
+            for n in range(3):
+                assert json.loads(rt.call("small", json.dumps([n]).encode())) == n + 1
+            assert rt.stats()["live"] == 0 and rt.stats()["created"] == 4
+        with ComponentRuntime(engine, module, Limits()) as rt:
+            for n in range(3):
+                rt.call("small", json.dumps([n]).encode())
+            assert rt.stats()["live"] == 1 and rt.stats()["created"] == 1
