@@ -26,7 +26,10 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -84,7 +87,10 @@ def omnicore_copies(n: int, cache: Path) -> tuple[float, float, float]:
     engine.reaper.clock = clock
     host = PluginHost(engine=engine, data_dir=cache.parent)
     try:
-        host.load(wasm, name="warm-up", grants=grants)  # the cache is full from here
+        # Warm Python's paths (capabilities, imports) with the same code as another module
+        # (a custom section makes other bytes): the copies' module still comes from the cache.
+        host.load(wasm + b"\x00\x05\x04warm", name="warm-up", grants=grants)
+        host.call("warm-up", handler, data)
         base = rss_kib()
         start = time.perf_counter()
         for i in range(n):
@@ -103,7 +109,7 @@ def omnicore_copies(n: int, cache: Path) -> tuple[float, float, float]:
         engine.close()
 
 
-def bare_copies(n: int, cache: Path) -> tuple[float, float]:
+def bare_copies(n: int, cache: Path) -> tuple[float, float, float]:
     """The floor: (ms to load each, KiB per copy after one call), nothing shared."""
     _, wasm, handler, data, _ = _plugin()
     engine = wasmtime.Engine()
@@ -121,14 +127,29 @@ def bare_copies(n: int, cache: Path) -> tuple[float, float]:
             zero = (lambda *_: None) if not ty.results else (lambda *_: 0)
             linker.define_func(imp.module, imp.name or "", ty, zero)
         store = wasmtime.Store(engine)
-        keep.append((module, store, linker.instantiate(store, module)))
+        keep.append((store, linker.instantiate(store, module)))
     load_ms = (time.perf_counter() - start) / n * 1e3
-    for _, store, inst in keep:
+    for store, inst in keep:
         exports = inst.exports(store)
         ptr = exports["omni_alloc"](store, len(data))
         exports["memory"].write(store, data, ptr)
         exports[handler](store, ptr, len(data))
-    return load_ms, (rss_kib() - base) / n
+    return load_ms, (rss_kib() - base) / n, float("nan")
+
+
+def _in_child(kind: str, n: int, cache: Path) -> tuple[float, float, float]:
+    """Run one measurement in a fresh interpreter: RSS is not muddied by what an earlier
+    run freed (and the allocator kept)."""
+    done = subprocess.run([sys.executable, __file__, "--child", kind, str(n), str(cache)],
+                          capture_output=True, text=True, timeout=600, check=True)
+    a, b, c = json.loads(done.stdout)
+    return float(a), float(b), float(c)
+
+
+def _fill_cache(cache: Path) -> None:
+    """What an app's cache holds after ``omnicore build --app``: the plugin, compiled."""
+    with SandboxEngine(cache_dir=cache) as engine:
+        PluginModule.load(engine, _plugin()[1], "fill")
 
 
 def density(quick: bool) -> list[list[str]]:
@@ -136,14 +157,18 @@ def density(quick: bool) -> list[list[str]]:
     repeats = 1 if quick else 3
     rows = []
     runs, floors = [], []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            cache = Path(tmp) / "cache"
-            runs.append(omnicore_copies(n, cache))
-            floors.append(bare_copies(n, cache))
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        _fill_cache(cache)
+        for _ in range(repeats):
+            runs.append(_in_child("omnicore", n, cache))
+            floors.append(_in_child("bare", n, cache))
+        big = 200 if quick else 1000
+        many = [_in_child("omnicore", big, cache) for _ in range(repeats)]
 
-    def cell(values: list[float], unit: str) -> str:
-        return f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}] {unit}"
+    def cell(values: list[float], unit: str, scale: float = 1.0) -> str:
+        values = [v * scale for v in values]
+        return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}] {unit}"
 
     rows.append([f"load one copy from cache ({n} copies)", cell([r[0] for r in runs], "ms"),
                  cell([f[0] for f in floors], "ms")])
@@ -151,11 +176,9 @@ def density(quick: bool) -> list[list[str]]:
                  cell([f[1] for f in floors], "KiB")])
     rows.append([f"RSS per idle plugin, instances released ({n})",
                  cell([r[2] for r in runs], "KiB"), "n/a"])
-    big = 200 if quick else 1000
-    with tempfile.TemporaryDirectory() as tmp:
-        load_ms, _, idle = omnicore_copies(big, Path(tmp) / "cache")
-    rows.append([f"load {big} copies from cache", f"{load_ms * big / 1e3:.2f} s", "n/a"])
-    rows.append([f"RSS per idle plugin ({big})", f"{idle:.1f} KiB", "n/a"])
+    rows.append([f"load {big} copies from cache", cell([r[0] for r in many], "s", big / 1e3),
+                 cell([f[0] for f in floors], "s", big / 1e3)])
+    rows.append([f"RSS per idle plugin ({big})", cell([r[2] for r in many], "KiB"), "n/a"])
     return rows
 
 
@@ -229,6 +252,10 @@ def table(quick: bool = False, markdown: bool = False) -> str:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        kind, n, cache = sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+        print(json.dumps((omnicore_copies if kind == "omnicore" else bare_copies)(n, cache)))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer copies and calls (smoke run)")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
