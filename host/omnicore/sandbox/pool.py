@@ -163,10 +163,12 @@ class InstancePool(Generic[Inst]):
                     break
             self.live -= len(old)
             self.released += len(old)
+            # Freed under the lock, as release() does: close() may otherwise see the pool
+            # drained and run on_drained while these are still being freed.
+            for inst in old:
+                inst.close()
             if old:
                 self._cond.notify_all()  # room under size for a waiting caller
-        for inst in old:
-            inst.close()
         return len(old)
 
     def stats(self) -> dict[str, int]:
