@@ -159,3 +159,44 @@ def test_the_reaper_thread_sweeps_on_its_own(clocked: tuple[SandboxEngine, Clock
         wait_for(lambda: rt.stats()["live"] == 0, what="released")
     finally:
         rt.close()
+
+
+def test_sweeps_racing_calls_lose_and_duplicate_nothing(
+        clocked: tuple[SandboxEngine, Clock]) -> None:
+    """Four threads calling while another sweeps with the clock racing ahead: every call
+    answers, and the books balance (created = live + released + discarded)."""
+    import threading
+
+    engine, clock = clocked
+    rt = runtime(engine, Limits(idle_timeout_ms=1, pool_size=3))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def sweeper() -> None:
+        while not stop.is_set():
+            clock.now += 0.001
+            engine.reaper.sweep()
+
+    def caller() -> None:
+        try:
+            for _ in range(300):
+                assert len(rt.call("bump", b"")) == 4
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    sweeping = threading.Thread(target=sweeper)
+    sweeping.start()
+    callers = [threading.Thread(target=caller) for _ in range(4)]
+    try:
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join(120)
+    finally:
+        stop.set()
+        sweeping.join(30)
+        stats = rt.stats()
+        rt.close()
+    assert not errors, errors[0]
+    assert stats["busy"] == 0 and stats["live"] <= 3
+    assert stats["created"] == stats["live"] + stats["released"] + stats["discarded"]
