@@ -1,7 +1,8 @@
 """wasmtime's pooling instance allocator, which wasmtime-py's Config does not wrap.
 
 Pre-reserves slots for memories, tables and instances so a fresh instance reuses a warm slot
-instead of mapping new memory (specs: fresh instance ≈21 µs -> a few µs).
+instead of mapping new memory (specs: fresh instance ≈21 µs -> a few µs). Memories start as
+copy-on-write images of the module's data (``memory_init_cow``, set by the engine).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ class PoolingOptions:
     max_memory_size: int = 1 << 30
     table_elements: int = 100_000
     max_unused_warm_slots: int = 64
+    #: Bytes at the start of each freed memory (and table) that stay resident and are reset
+    #: in place instead of being decommitted: the next instance in the slot then takes no
+    #: page faults there. A fresh instance for every call (``isolation: per-call``) writes
+    #: its input and output in these first pages; measured 17.8 -> 13.1 µs for a fresh
+    #: instance + 100 B call, while 1 MiB (a memset per instance) made it 28 µs.
+    keep_resident_bytes: int = 65536
 
 
 def enable_pooling(cfg: wasmtime.Config, options: PoolingOptions | None = None) -> None:
@@ -39,6 +46,10 @@ def enable_pooling(cfg: wasmtime.Config, options: PoolingOptions | None = None) 
         ffi.wasmtime_pooling_allocation_config_table_elements_set(pac, opts.table_elements)
         ffi.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(
             pac, opts.max_unused_warm_slots)
+        ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(
+            pac, opts.keep_resident_bytes)
+        ffi.wasmtime_pooling_allocation_config_table_keep_resident_set(
+            pac, opts.keep_resident_bytes)
         ffi.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pac)
     finally:
         ffi.wasmtime_pooling_allocation_config_delete(pac)
