@@ -11,14 +11,16 @@ their instances (its clock moved past ``limits.idle_timeout_ms``, no sleeping). 
 beside it, in the same run: the same N copies as bare wasmtime-py, each its own module read
 from the same cache file (``Module.deserialize_file``) with a store and an instance, called
 once through wasmtime-py — what a copy costs with nothing shared. Load times are per copy,
-median [min-max] over the repeats; the 1,000-copy row is one load of 1,000 copies.
+median [min-max] over the repeats; the 1,000-copy rows load 1,000 copies (its floor column is
+the bare per-copy time of the first rows times 1,000).
 Targets: <= 150 KiB per idle plugin, 1,000 plugins from cache <= 2 s.
 
 **Per-call isolation** (item 8): a 100 B echo through ``PluginRuntime.call`` pooled and with
 ``limits.isolation: per-call``, with and without the pooling allocator; the floors are a bare
-``wasmtime.Instance(store, module, imports)`` with a fresh ``Store`` (wasmtime-py) and the C
-API's own store_new + instantiate + store_delete through ctypes. Target: per-call <= 10 µs
-above pooled.
+``wasmtime.Instance(store, module, imports)`` with a fresh ``Store`` (wasmtime-py), the C
+API's own store_new + instantiate + store_delete through ctypes, and that plus the same 100 B
+call done by hand through the C API (what per-call cannot do with less); then the Rust
+greeter both ways. Target: per-call <= 10 µs above pooled.
 """
 
 from __future__ import annotations
@@ -189,7 +191,29 @@ def isolation(quick: bool) -> list[list[str]]:
     rows = []
     for pooling in (False, True):
         rows += _isolation_rows(pooling, iters, fresh_iters, data)
+    if GREETER.is_file():
+        rows += _greeter_rows(iters, fresh_iters)
     return rows
+
+
+def _greeter_rows(iters: int, fresh_iters: int) -> list[list[str]]:
+    """The Rust greeter (JSON in/out, a config read, a log line): a real allocator and
+    runtime start in every fresh instance."""
+    _, wasm, handler, data, grants = _plugin()
+    with SandboxEngine(pooling=True) as engine:
+        module = PluginModule.load(engine, wasm, "greeter")
+        pooled = PluginRuntime(engine, module, builtin_registry(), grants)
+        fresh = PluginRuntime(engine, module, builtin_registry(), grants,
+                              limits=Limits(isolation="per-call"))
+        try:
+            warm = measure(lambda: pooled.call(handler, data), iters // 4)
+            each = measure(lambda: fresh.call(handler, data), fresh_iters // 4)
+        finally:
+            pooled.close()
+            fresh.close()
+    return [["Rust greeter, pooled (pooling allocator)", str(warm), "", ""],
+            ["Rust greeter, per-call (pooling allocator)", str(each),
+             f"{each.median - warm.median:.1f}", "n/a"]]
 
 
 def _isolation_rows(pooling: bool, iters: int, fresh_iters: int,
@@ -204,13 +228,14 @@ def _isolation_rows(pooling: bool, iters: int, fresh_iters: int,
             each = measure(lambda: fresh.call("echo", data), fresh_iters)
             bare = measure(_bare_instance(engine, module.wasmtime_module), fresh_iters)
             c_floor = measure(_c_instantiate(engine, fresh), fresh_iters)
+            c_call = measure(_c_fresh_call(engine, fresh, data), fresh_iters)
         finally:
             pooled.close()
             fresh.close()
     label = "pooling allocator" if pooling else "default allocator"
     return [[f"100 B echo, pooled ({label})", str(warm), "", ""],
             [f"100 B echo, per-call ({label})", str(each), f"{each.median - warm.median:.1f}",
-             f"{bare} / {c_floor}"]]
+             f"{bare} / {c_floor} / {c_call}"]]
 
 
 def _bare_instance(engine: SandboxEngine, module: wasmtime.Module) -> Callable[[], None]:
@@ -233,10 +258,50 @@ def _c_instantiate(engine: SandboxEngine, rt: PluginRuntime) -> Callable[[], Non
     trap_addr = ctypes.addressof(trap)
 
     def once() -> None:
+        assert inst is not None and trap is not None  # the buffers live as long as this
         store = fc._store_new(eng, None, None)
         ctx = fc._store_context(store)
         fc._set_deadline(ctx, 1000)
         fc._pre_instantiate(pre, ctx, inst_addr, trap_addr)
+        fc._store_delete(store)
+
+    return once
+
+
+def _c_fresh_call(engine: SandboxEngine, rt: PluginRuntime, data: bytes) -> Callable[[], None]:
+    """The least a fresh instance per call can do through the C API from Python: a store and
+    an instance, the three exports, omni_alloc, the input copied in, the call, the output
+    copied out, the store deleted."""
+    eng = fc.address_of(engine.wasmtime)
+    pre = rt._pre_addr
+    scratch = (ctypes.c_uint64 * 16)()
+    sa = ctypes.addressof(scratch)
+    i32 = (ctypes.c_int32 * 32).from_address(sa)
+    size = ctypes.sizeof(wasmtime._ffi.wasmtime_extern_t)
+    externs = (ctypes.c_uint8 * (size * 3))()
+    ea = ctypes.addressof(externs)
+    at = fc._EXTERN_OF
+    n = len(data)
+
+    def once() -> None:
+        assert externs is not None  # the buffer lives as long as this
+        store = fc._store_new(eng, None, None)
+        ctx = fc._store_context(store)
+        fc._store_limiter(store, 64 << 20, 100_000, 1, 4, 1)
+        fc._set_deadline(ctx, 1000)
+        fc._pre_instantiate(pre, ctx, sa + 64, sa + 48)
+        fc._export_get(ctx, sa + 64, b"memory", 6, ea)
+        fc._export_get(ctx, sa + 64, b"omni_alloc", 10, ea + size)
+        fc._export_get(ctx, sa + 64, b"echo", 4, ea + 2 * size)
+        base = fc._memory_data(ctx, ea + at)
+        i32[0] = n
+        fc._call_unchecked(ctx, ea + size + at, sa, 1, sa + 48)
+        ptr = i32[0]
+        ctypes.memmove(base + ptr, data, n)
+        i32[0], i32[4] = ptr, n
+        fc._call_unchecked(ctx, ea + 2 * size + at, sa, 2, sa + 48)
+        packed = scratch[0]
+        ctypes.string_at(base + (packed >> 32), packed & 0x7FFF_FFFF)
         fc._store_delete(store)
 
     return once
@@ -247,7 +312,8 @@ def table(quick: bool = False, markdown: bool = False) -> str:
     dens = render([f"density: {label} copies", "omnicore (median [min-max])",
                    "bare wasmtime-py, nothing shared"], density(quick), markdown=markdown)
     iso = render(["per-call isolation (µs per call)", "omnicore", "extra over pooled",
-                  "floor: wasmtime.Instance / C API"], isolation(quick), markdown=markdown)
+                  "floors: wasmtime.Instance / C API instance / C API instance + call"],
+                 isolation(quick), markdown=markdown)
     return f"{machine()}\n\n{dens}\n\n{iso}"
 
 
