@@ -323,11 +323,11 @@ class RawInstance:
             raise ValueError("the module does not export 'memory'")
         self.memory = GuestMemory(self.ctx, mem, self)
         alloc = self.func("omni_alloc")
-        free = self.func("omni_free")
-        if alloc is None or free is None:
-            raise ValueError("the module does not export omni_alloc/omni_free")
+        if alloc is None:
+            raise ValueError("the module does not export omni_alloc")
         self._alloc_addr = alloc
-        self._free_addr = free
+        # omni_free is looked up when first needed (a bigger input): most instances never
+        # free, and a fresh instance for every call should not pay for the lookup.
         if has_initialize:
             init = self.func("_initialize")
             if init is not None:
@@ -384,9 +384,12 @@ class RawInstance:
     def _grow_input(self, need: int) -> None:
         cap = 1 << max(need - 1, 1).bit_length()
         if self.buf:
+            free = self.func("omni_free")
+            if free is None:
+                raise ValueError("the module does not export omni_free")
             self._i32[0] = self.buf
             self._i32[4] = self.cap
-            self._invoke(self._free_addr, 2)
+            self._invoke(free, 2)
             self.buf = self.cap = 0
         self._i32[0] = cap
         self._invoke(self._alloc_addr, 1)

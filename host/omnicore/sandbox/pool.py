@@ -135,7 +135,8 @@ class InstancePool(Generic[Inst]):
             if not keep:
                 self.discarded += 1
             inst.close()
-            self._cond.notify_all()
+            if self.waiters:  # waiters register under this lock: none can be missed
+                self._cond.notify_all()
             drained = self.closed and self.live == 0
         if drained and self._on_drained is not None:
             self._on_drained()  # the call that outlived close() has ended
