@@ -458,6 +458,10 @@ class RawInstance:
             self._live.pop(self.ctx, None)
             _store_delete(self._store)
             self._store = None
+            # The memory view points into the freed store: reading it now must fail loudly,
+            # not read freed memory. It also ends the instance <-> memory cycle, so a closed
+            # instance is freed at once instead of by the cyclic collector.
+            self.__dict__.pop("memory", None)
 
     def __del__(self) -> None:
         self.close()
