@@ -104,3 +104,18 @@ def test_raw_layout() -> None:
 
     assert ctypes.sizeof(_ffi.wasmtime_val_raw_t) == 16
     assert _ffi.wasmtime_extern_t.of.offset == 8
+
+
+def test_a_closed_instance_has_no_memory_view_and_is_freed_at_once(echo: PluginRuntime) -> None:
+    """After close the view would read a freed store: it is gone, and with it the
+    instance <-> memory cycle, so the instance goes without waiting for the collector."""
+    import weakref
+
+    inst = echo._pool.acquire("echo")
+    assert inst.memory.size > 0
+    echo._pool.release(inst, False)
+    with pytest.raises(AttributeError):
+        inst.memory  # noqa: B018
+    ref = weakref.ref(inst)
+    del inst
+    assert ref() is None
