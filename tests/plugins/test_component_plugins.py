@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from omnicore.app import OmniApp
-from omnicore.errors import DeadlineExceeded, HandlerNotFound, InvalidInput, Trap
+from omnicore.errors import (
+    DeadlineExceeded,
+    HandlerNotFound,
+    InvalidInput,
+    MemoryLimitExceeded,
+    Trap,
+)
 from omnicore.plugins.host import PluginHost
 from tests.component_fixtures import js_component, wat_component
 from tests.host_fixtures import echo_wasm, write
@@ -64,7 +70,7 @@ def test_every_failure_is_typed_and_the_next_call_is_served(app: OmniApp) -> Non
     with pytest.raises(DeadlineExceeded, match="deadline of 300 ms"):
         plugins.call_json("limits", "spin", [])
     assert plugins.call_json("limits", "small", [1]) == 2
-    with pytest.raises(Trap, match=r"limits\.max_memory_bytes"):
+    with pytest.raises(MemoryLimitExceeded, match=r"limits\.max_memory_bytes"):
         plugins.call_json("limits", "bomb", [])
     assert plugins.call_json("limits", "small", [2]) == 3
     with pytest.raises(InvalidInput, match=r"argument pts\[0\]\.x: expected an integer"):

@@ -17,6 +17,7 @@ from omnicore.errors import (
     HandlerNotFound,
     InvalidInput,
     InvalidModule,
+    MemoryLimitExceeded,
     PluginLoadError,
     Trap,
 )
@@ -50,7 +51,7 @@ def types(engine: SandboxEngine) -> Iterator[ComponentRuntime]:
 @pytest.fixture(scope="module")
 def limits_rt(engine: SandboxEngine) -> Iterator[ComponentRuntime]:
     with _runtime(engine, wat_component("limits"), timeout_ms=300,
-                  max_memory_bytes=8 * 2**20) as rt:
+                  max_memory_bytes=8 * 2**20, max_table_elements=5000) as rt:
         yield rt
 
 
@@ -223,18 +224,70 @@ def test_an_endless_js_loop_hits_the_deadline(engine: SandboxEngine) -> None:
         assert call(rt, "greet", "again") == "Hello, again!"
 
 
-def test_memory_cannot_grow_past_the_limit(limits_rt: ComponentRuntime) -> None:
-    pages = call(limits_rt, "grow")
+def test_a_memory_bomb_is_memory_limit_exceeded_and_its_instance_replaced(
+        limits_rt: ComponentRuntime) -> None:
+    pages = call(limits_rt, "grow")  # refused growth a guest survives is no failure
     assert 8 * 2**20 - 2**20 <= pages * 65536 <= 8 * 2**20
-    with pytest.raises(Trap, match=r"limits\.max_memory_bytes is 8388608"):
+    discarded = limits_rt.instances_discarded
+    with pytest.raises(MemoryLimitExceeded, match=r"limits\.max_memory_bytes \(8388608\)") \
+            as info:
         limits_rt.call("bomb", b"[]")
+    assert info.value.limit == "max_memory_bytes"
+    assert limits_rt.instances_discarded == discarded + 1
     assert call(limits_rt, "small", 3) == 4
 
 
-def test_a_js_memory_bomb_is_stopped_and_the_next_call_is_served(
+def test_growing_up_to_the_limit_succeeds_and_one_page_past_it_does_not(
+        limits_rt: ComponentRuntime) -> None:
+    assert call(limits_rt, "upto", 127) == 127
+    assert call(limits_rt, "upto", 128) == 128  # exactly the limit: 8 MiB
+    with pytest.raises(MemoryLimitExceeded):
+        limits_rt.call("upto", b"[129]")
+    assert call(limits_rt, "upto", 100) == 100  # a fresh instance, not the refused one
+
+
+def test_an_argument_the_host_lowers_past_the_limit_is_memory_limit_exceeded(
+        limits_rt: ComponentRuntime) -> None:
+    # The sibling path to guest memory: the host's lowering of a string grows memory
+    # through the component's realloc, and that growth is refused the same way.
+    assert call(limits_rt, "length", "x" * 1000) == 1000
+    with pytest.raises(MemoryLimitExceeded):
+        limits_rt.call("length", json.dumps(["x" * (9 * 2**20)]).encode())
+    assert call(limits_rt, "length", "after") == 5
+
+
+def test_a_trap_without_a_refused_growth_stays_a_trap(limits_rt: ComponentRuntime) -> None:
+    call(limits_rt, "grow")  # a refusal in an earlier call is not carried into the next
+    with pytest.raises(Trap) as info:
+        limits_rt.call("boom", b"[]")
+    assert not isinstance(info.value, MemoryLimitExceeded)
+
+
+def test_initial_memory_over_the_limit_is_refused_at_load(engine: SandboxEngine) -> None:
+    module = PluginModule.load(engine, wat_component("bigmem"))
+    with pytest.raises(PluginLoadError, match="declares more initial memory"):
+        ComponentRuntime(engine, module, Limits(max_memory_bytes=8 * 2**20))  # type: ignore[arg-type]
+    with ComponentRuntime(engine, module,  # type: ignore[arg-type]
+                          Limits(max_memory_bytes=16 * 2**20)) as rt:
+        assert call(rt, "one") == 1
+
+
+def test_a_table_cannot_grow_past_the_limit(limits_rt: ComponentRuntime) -> None:
+    # max_table_elements is 5,000: growth by 1,000 from 1 stops at 4,001. wasmtime-py does
+    # not report a refused table.grow, so a guest that then traps is a Trap
+    # (specs/components.md "Limits"); its instance is replaced all the same.
+    assert call(limits_rt, "tables") == 4001
+    discarded = limits_rt.instances_discarded
+    with pytest.raises(Trap):
+        limits_rt.call("table-bomb", b"[]")
+    assert limits_rt.instances_discarded == discarded + 1
+    assert call(limits_rt, "tables") == 4001
+
+
+def test_a_js_memory_bomb_is_memory_limit_exceeded_and_the_next_call_is_served(
         engine: SandboxEngine) -> None:
     with _runtime(engine, js_component("types"), max_memory_bytes=16 * 2**20) as rt:
-        with pytest.raises(Trap, match="out of memory"):
+        with pytest.raises(MemoryLimitExceeded, match="out of memory"):
             rt.call("bomb", b"[]")
         assert call(rt, "greet", "survivor") == "Hello, survivor!"
 
@@ -377,3 +430,13 @@ def test_a_guest_flooding_stdout_neither_blocks_nor_floods_the_log(
         kept = [ln for ln in rt.log.lines() if ln.message.startswith("xxx")]
         assert 0 < len(kept) < 1000
         assert call(rt, "shout", "after") == 5
+
+
+@pytest.mark.parametrize("export", ["near", "far", "guard"])
+def test_an_access_past_the_end_of_memory_traps(engine: SandboxEngine, export: str) -> None:
+    # The memories are the host's (component/memory.py): an access past their size, or into
+    # the guard region past the reservation, must be a trap, never a fault in the process.
+    with _runtime(engine, wat_component("oob"), max_memory_bytes=8 * 2**20) as rt:
+        with pytest.raises(Trap, match="out of bounds memory access"):
+            rt.call(export, b"[]")
+        assert call(rt, "ok") == 1

@@ -17,7 +17,13 @@ import pytest
 
 from omnicore.app import OmniApp
 from omnicore.capabilities.builtin import builtin_registry
-from omnicore.errors import BuildError, DeadlineExceeded, GuestError, NeedsGrant, Trap
+from omnicore.errors import (
+    BuildError,
+    DeadlineExceeded,
+    GuestError,
+    MemoryLimitExceeded,
+    NeedsGrant,
+)
 from omnicore.sandbox import PluginModule, SandboxEngine
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.limits import Limits
@@ -209,10 +215,12 @@ def test_an_endless_loop_ends_at_the_deadline(app: OmniApp) -> None:
 
 @pytest.mark.parametrize("handler", ["hog", "hog_once"])
 def test_a_memory_bomb_stops_at_the_memory_limit(app: OmniApp, handler: str) -> None:
-    # CPython meets the limit as a MemoryError (a failed call, GuestError) or, when it cannot
-    # even raise one, traps: either way the call fails typed and the next one is served.
-    with pytest.raises((GuestError, Trap), match=r"MemoryError|max_memory_bytes"):
+    # CPython meets the limit as a MemoryError (a failed call) or, when it cannot even raise
+    # one, traps: either way the limiter refused a growth, so the call is
+    # MemoryLimitExceeded, its instance is replaced and the next call is served.
+    with pytest.raises(MemoryLimitExceeded, match=r"limits\.max_memory_bytes") as info:
         app.plugins.call("pyprobe", handler, b"")
+    assert info.value.limit == "max_memory_bytes"
     assert app.plugins.call("pyprobe", "greet", b"after") == b"Hello, after!"
 
 

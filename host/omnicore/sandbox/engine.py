@@ -154,6 +154,15 @@ class SandboxEngine:
                     cfg.wasm_threads = False
                     cfg.wasm_multi_memory = True
                     cfg.wasm_component_model = True
+                    # Linear memories are made by the host (component/memory.py: the memory
+                    # limiter records a refused growth). wasmtime maps initial data
+                    # copy-on-write only into memories it made itself, so that is off.
+                    from wasmtime import _ffi as ffi
+
+                    from omnicore.sandbox.component.memory import install
+
+                    ffi.wasmtime_config_memory_init_cow_set(cfg.ptr(), False)
+                    install(cfg)
                     self._components = wasmtime.Engine(cfg)
         return self._components
 

@@ -1,5 +1,6 @@
 ;; The limits test component (wasm-tools parse): exact 64-bit integers, a trap, an endless
-;; loop, memory bombs against the store's memory limit, and a type JSON cannot carry.
+;; loop, memory and table bombs against the store's limits, an argument too big for the
+;; memory, and a type JSON cannot carry.
 (component
   (core module $m
     (memory (export "memory") 1)
@@ -17,6 +18,31 @@
     (func (export "bomb") (result i32)
       (loop (br_if 0 (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
       unreachable)
+    ;; Grows one page at a time up to (not past) PAGES pages; traps if one is refused.
+    (func (export "upto") (param i32) (result i32)
+      (loop (if (i32.lt_u (memory.size) (local.get 0))
+        (then (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable))
+              (br 1))))
+      memory.size)
+    ;; Grows the table 1,000 elements at a time until refused; answers its size.
+    (table $t 1 funcref)
+    (func (export "tables") (result i32)
+      (loop (br_if 0 (i32.ne (table.grow $t (ref.null func) (i32.const 1000)) (i32.const -1))))
+      table.size $t)
+    ;; The same, then traps.
+    (func (export "table-bomb") (result i32)
+      (loop (br_if 0 (i32.ne (table.grow $t (ref.null func) (i32.const 1000)) (i32.const -1))))
+      unreachable)
+    ;; The canonical ABI's allocator: grows memory for what the host lowers into it.
+    (global $top (mut i32) (i32.const 0))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $at i32)
+      (local.set $at (i32.mul (memory.size) (i32.const 65536)))
+      (if (i32.eq (memory.grow (i32.add (i32.shr_u (local.get 3) (i32.const 16)) (i32.const 1)))
+                  (i32.const -1))
+        (then unreachable))
+      local.get $at)
+    (func (export "length") (param i32 i32) (result i32) local.get 1)
   )
   (core instance $i (instantiate $m))
   (func (export "add64") (param "a" u64) (param "b" u64) (result u64)
@@ -29,4 +55,11 @@
   (func (export "spin") (result u32) (canon lift (core func $i "spin")))
   (func (export "grow") (result u32) (canon lift (core func $i "grow")))
   (func (export "bomb") (result u32) (canon lift (core func $i "bomb")))
+  (func (export "upto") (param "pages" u32) (result u32) (canon lift (core func $i "upto")))
+  (func (export "tables") (result u32) (canon lift (core func $i "tables")))
+  (func (export "table-bomb") (result u32) (canon lift (core func $i "table-bomb")))
+  (alias core export $i "realloc" (core func $realloc))
+  (alias core export $i "memory" (core memory $mem))
+  (func (export "length") (param "text" string) (result u32)
+    (canon lift (core func $i "length") (memory $mem) (realloc $realloc)))
 )

@@ -4,7 +4,8 @@ The same limits model as core modules (specs/host.md "Limits"): each instance li
 own store with the memory limit (the store's limiter), an epoch deadline per call, fuel when
 the engine meters it, and an instance that failed is discarded and replaced. wasmtime-py
 reports every failure as one ``WasmtimeError``; the class comes from the store's state (the
-epoch ticks the call ran, the fuel left), never from the message text.
+epoch ticks the call ran, the fuel left, the memory limiter's record of a refused growth),
+never from the message text.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from omnicore.sandbox.component.hostcalls import (
     define,
     enter,
 )
+from omnicore.sandbox.component.memory import Limiter, limiting
 from omnicore.sandbox.component.output import ComponentOutput
 from omnicore.sandbox.component.values import WrongValue, delete, lift_bytes
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
@@ -73,13 +75,15 @@ MAX_CORE_INSTANCES = 256
 
 
 class _Instance:
-    """One instance in its own store, with the functions looked up so far."""
+    """One instance in its own store, with its memory limiter and the functions looked up
+    so far."""
 
-    __slots__ = ("funcs", "instance", "store")
+    __slots__ = ("funcs", "instance", "limiter", "store")
 
-    def __init__(self, store: wasmtime.Store, instance: cm.Instance) -> None:
+    def __init__(self, store: wasmtime.Store, instance: cm.Instance, limiter: Limiter) -> None:
         self.store = store
         self.instance = instance
+        self.limiter = limiter
         self.funcs: dict[str, Any] = {}
 
     def close(self) -> None:
@@ -177,8 +181,10 @@ class ComponentRuntime(PooledRuntime[_Instance]):
     def _new_instance(self, handler: str | None) -> _Instance:
         lim = self.limits
         store = wasmtime.Store(self.engine.components)
-        store.set_limits(memory_size=lim.max_memory_bytes,
-                         table_elements=lim.max_table_elements,
+        # The memory limit is kept by the limiter the store's memories are made with
+        # (.memory), which records a refusal; wasmtime's own limiter keeps the rest.
+        limiter = Limiter(lim.max_memory_bytes)
+        store.set_limits(table_elements=lim.max_table_elements,
                          memories=MAX_MEMORIES, tables=MAX_MEMORIES * lim.max_tables,
                          instances=MAX_CORE_INSTANCES)
         store.set_wasi(self._wasi_output.config())
@@ -187,13 +193,14 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             store.set_fuel(self._fuel)
         start = self.engine.epoch
         try:
-            instance = self._linker.instantiate(store, self.module.compiled)
+            with limiting(limiter):
+                instance = self._linker.instantiate(store, self.module.compiled)
         except wasmtime.WasmtimeError as exc:
-            error = self._classify(store, handler or "(instantiate)", start, exc,
+            error = self._classify(store, limiter, handler or "(instantiate)", start, exc,
                                    "could not be instantiated")
             store.close()
             raise error from None
-        return _Instance(store, instance)
+        return _Instance(store, instance, limiter)
 
     def _func(self, inst: _Instance, fn: Function) -> Any:
         func = inst.funcs.get(fn.name)
@@ -206,7 +213,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             inst.funcs[fn.name] = func
         return func
 
-    def _classify(self, store: wasmtime.Store, export: str, start: int,
+    def _classify(self, store: wasmtime.Store, limiter: Limiter, export: str, start: int,
                   exc: BaseException, what: str = "trapped",
                   mark: int | None = None) -> PluginCallError:
         who = f"plugin {self.name!r} export {export!r}"
@@ -228,17 +235,21 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             return FuelExhausted(f"{who} used all of its fuel ({lim.fuel}, limits.fuel){tail}",
                                  plugin=self.name, handler=export, limit="fuel", value=lim.fuel)
         cause = _trap_cause(str(exc))
-        if what != "trapped" and "memory minimum size" in cause:
+        # The limiter recorded a memory refused during this call (or instantiation): the
+        # failure follows from the limit, whatever the guest did after being refused.
+        if limiter.refused:
+            if what != "trapped":
+                return MemoryLimitExceeded(
+                    f"{who}: the component declares more initial memory than "
+                    f"limits.max_memory_bytes ({lim.max_memory_bytes}) allows",
+                    plugin=self.name, handler=export, limit="max_memory_bytes",
+                    value=lim.max_memory_bytes)
             return MemoryLimitExceeded(
-                f"{who}: the component declares more initial memory than "
-                f"limits.max_memory_bytes ({lim.max_memory_bytes}) allows", plugin=self.name,
-                handler=export, limit="max_memory_bytes", value=lim.max_memory_bytes)
-        # wasmtime does not say when the store's limiter refused a memory.grow, and a
-        # component's memories are not reachable from the host to measure: a guest that
-        # traps because its allocation failed is a Trap, and the message says it may be so.
-        return Trap(f"{who} {what}: {cause}{tail} (if it ran out of memory: "
-                    f"limits.max_memory_bytes is {lim.max_memory_bytes})",
-                    plugin=self.name, handler=export)
+                f"{who} failed after its memory was refused growth past "
+                f"limits.max_memory_bytes ({lim.max_memory_bytes}): {cause}{tail}",
+                plugin=self.name, handler=export, limit="max_memory_bytes",
+                value=lim.max_memory_bytes)
+        return Trap(f"{who} {what}: {cause}{tail}", plugin=self.name, handler=export)
 
     def _arguments(self, fn: Function, data: bytes) -> list[Any]:
         who = f"plugin {self.name!r} export {fn.name!r}"
@@ -318,11 +329,21 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         try:
             answer: tuple[bool, bytes] = self._invoke_raw(inst, fn, handler, [handler, data])
             ok, out = answer
-            keep = True
+            # A guest that met the limit as an error of its own (CPython's MemoryError)
+            # failed because of the limit too; its memory stays at the limit, so the
+            # instance is replaced as after a trap.
+            refused = not ok and inst.limiter.refused
+            keep = not refused
         finally:
             self._release(inst, keep)
         if not ok:
             msg = out.decode("utf-8", "replace")[:MAX_ERROR_MESSAGE]
+            if refused:
+                raise MemoryLimitExceeded(
+                    f"plugin {self.name!r} handler {handler!r} failed after its memory was "
+                    f"refused growth past limits.max_memory_bytes ({lim.max_memory_bytes}): "
+                    f"{msg}; the instance was discarded", plugin=self.name, handler=handler,
+                    limit="max_memory_bytes", value=lim.max_memory_bytes)
             raise GuestError(f"plugin {self.name!r} handler {handler!r} failed: {msg}",
                              plugin=self.name, handler=handler, guest_message=msg)
         if len(out) > lim.max_output_bytes:
@@ -351,6 +372,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             store.set_epoch_deadline(self._ticks)
             if self._fuel is not None:
                 store.set_fuel(self._fuel)
+            inst.limiter.arm()
             start = self.engine.epoch
             mark = self.log.written
             enter(time.monotonic() + self.limits.timeout_ms / 1000)
@@ -364,7 +386,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 delete(params[i])
         if error:
             exc = wasmtime.WasmtimeError._from_ptr(error)
-            raise self._classify(store, label, start, exc, mark=mark) from None
+            raise self._classify(store, inst.limiter, label, start, exc, mark=mark) from None
         answer: Any = None
         if fn.result is not None:
             try:
@@ -380,7 +402,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         error = ffi.wasmtime_component_func_post_return(byref(func._func), store._context())
         if error:
             exc = wasmtime.WasmtimeError._from_ptr(error)
-            raise self._classify(store, label, start, exc) from None
+            raise self._classify(store, inst.limiter, label, start, exc) from None
         return answer
 
 
