@@ -299,17 +299,37 @@ def test_an_import_nothing_supplies_is_refused_at_load(engine: SandboxEngine) ->
         ComponentRuntime(engine, module)  # type: ignore[arg-type]
 
 
-def test_an_ungranted_wasi_interface_loads_and_only_its_use_fails(
+def test_an_unsupplied_wasi_interface_loads_and_only_its_use_fails(
         engine: SandboxEngine) -> None:
-    module = PluginModule.load(engine, wat_component("wasi-http"))
+    module = PluginModule.load(engine, wat_component("wasi-other"))
     assert module.describe()["imports"] == {  # resources in an interface are linked too
-        "wasi:http/types@0.2.0": ["not granted"],
-        "wasi:http/outgoing-handler@0.2.0": ["not granted"]}
+        "wasi:keyvalue/store@0.2.0-draft": ["imported, not granted"]}
     with ComponentRuntime(engine, module) as rt:  # type: ignore[arg-type]
         assert call(rt, "answer") == 42
         with pytest.raises(Trap):
-            rt.call("use-http", b"[]")
+            rt.call("use-kv", b"[]")
         assert call(rt, "answer") == 42
+
+
+@pytest.fixture(scope="module")
+def httpdeny(engine: SandboxEngine) -> Iterator[ComponentRuntime]:
+    with _runtime(engine, js_component("httpdeny")) as rt:
+        yield rt
+
+
+def test_ungranted_wasi_http_loads_and_each_request_is_denied_by_wasi(
+        httpdeny: ComponentRuntime) -> None:
+    # A real component (componentize-qjs) sending through wasi:http/outgoing-handler: the
+    # host answers WASI's own error-code, every time, and the instance keeps serving.
+    imports = httpdeny.module.describe()["imports"]
+    assert {k: v for k, v in imports.items() if k.startswith("wasi:http/")} == {
+        "wasi:http/types@0.2.9": ["imported, not granted"],
+        "wasi:http/outgoing-handler@0.2.9": ["imported, not granted"]}
+    assert call(httpdeny, "answer") == 42
+    discarded = httpdeny.instances_discarded
+    for _ in range(3):  # the request resource is dropped each time, not piled up
+        assert call(httpdeny, "send") == 'denied: {"tag":"HTTP-request-denied"}'
+    assert httpdeny.instances_discarded == discarded
 
 
 def test_core_modules_still_load_as_abi_1(engine: SandboxEngine) -> None:

@@ -90,7 +90,7 @@ def _supplier(name: str) -> str:
         return f"capability {cap} (omnicore:{cap})"
     if wasi_interface_supplied(name):
         return "supplied"
-    return "not granted" if name.startswith("wasi:") else "nothing supplies it"
+    return "imported, not granted" if name.startswith("wasi:") else "nothing supplies it"
 
 
 def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:

@@ -38,6 +38,7 @@ from omnicore.errors import (
 )
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.compiled import ComponentModule
+from omnicore.sandbox.component.deny import link_http_denied
 from omnicore.sandbox.component.hostcalls import (
     HANDLER_CALL,
     PACKAGE,
@@ -139,9 +140,21 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                                                    self.config, self.log, data_dir,
                                                    module.handlers))
         define(linker, module.compiled, engine.components, registry, states, self.name)
-        if any(not wasi_interface_supplied(n) for n in world.imports if n.startswith("wasi:")):
-            # Standard interfaces toolchains import by default (wasi:http...): linked, but
-            # every use traps, so the component loads and runs without them.
+        #: wasmtime's wasi:http types keep their state in the store (wasmtime aborts the
+        #: process when a store without it meets them).
+        self._http_linked = False
+        unsupplied = [n for n in world.imports
+                      if n.startswith("wasi:") and not wasi_interface_supplied(n)]
+        if unsupplied and all(n.startswith("wasi:http/") for n in unsupplied):
+            # Imported by default builds whether used or not: a request is answered with
+            # WASI's HTTP-request-denied (.deny), never sent.
+            link_http_denied(linker, world.imports)
+            self._http_linked = True
+        elif unsupplied:
+            # Another standard interface the host does not supply: linked, but every use
+            # traps, so the component loads and runs without it. (wasmtime's trap
+            # definitions take exact names, and would hide wasi:http linked by version
+            # range: with one of these, wasi:http traps too.)
             linker.define_unknown_imports_as_traps(module.compiled)
         self._linker = linker
         self._call_fn = self._handler_function(module)
@@ -188,6 +201,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                          memories=MAX_MEMORIES, tables=MAX_MEMORIES * lim.max_tables,
                          instances=MAX_CORE_INSTANCES)
         store.set_wasi(self._wasi_output.config())
+        if self._http_linked:
+            store.set_wasi_http()
         store.set_epoch_deadline(self._ticks)
         if self._fuel is not None:
             store.set_fuel(self._fuel)
