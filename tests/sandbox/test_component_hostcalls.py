@@ -62,13 +62,15 @@ def test_the_wit_package_and_the_hosts_functions_agree(engine: SandboxEngine,
                                                        tmp_path: Path) -> None:
     module = PluginModule.load(engine, _dummy_plugin_world(), "dummy")
     assert isinstance(module, ComponentModule)
-    assert module.requested == frozenset({"log", "config", "kv", "tasks", "events", "http"})
+    assert module.requested == frozenset({"log", "config", "kv", "memory", "vectors",
+                                          "secrets", "tasks", "events", "http"})
     # Linking checks every imported function against the host's signature.
     app = OmniApp("wit", overrides={"data_dir": str(tmp_path / "data")}, environ={},
                   entry_points=False)
     app.start()
     try:
-        grants = {"kv": {}, "config": {}, "tasks": {}, "events": {}, "http": {}}
+        grants = {"kv": {}, "config": {}, "memory": {}, "vectors": {}, "secrets": {},
+                  "tasks": {}, "events": {}, "http": {}}
         registry = CapabilityRegistry(builtin_capabilities(app))
         with ComponentRuntime(engine, module, Limits(), registry=registry, grants=grants,
                               data_dir=tmp_path):
@@ -91,10 +93,12 @@ def test_the_wit_package_and_the_hosts_functions_agree(engine: SandboxEngine,
 def test_the_dummy_world_needs_its_grants(engine: SandboxEngine, tmp_path: Path) -> None:
     module = PluginModule.load(engine, _dummy_plugin_world(), "dummy")
     with pytest.raises(NeedsGrant, match="needs grant: omnicore:config, omnicore:events, "
-                       "omnicore:http, omnicore:kv, omnicore:tasks;"):
+                       "omnicore:http, omnicore:kv, omnicore:memory, omnicore:secrets, "
+                       "omnicore:tasks, omnicore:vectors;"):
         _runtime(engine, module, tmp_path, [])
     with pytest.raises(NeedsGrant, match="needs grant: omnicore:events, omnicore:tasks;"):
-        _runtime(engine, module, tmp_path, ["config", "kv", "http"])
+        _runtime(engine, module, tmp_path, ["config", "kv", "http", "memory", "vectors",
+                                            "secrets"])
 
 
 def test_an_import_with_another_type_than_the_hosts_is_refused(engine: SandboxEngine,
@@ -123,10 +127,10 @@ def test_another_major_version_is_refused_at_load(engine: SandboxEngine) -> None
 
 def test_an_interface_without_a_wit_face_is_refused_naming_it(engine: SandboxEngine,
                                                              tmp_path: Path) -> None:
-    module = PluginModule.load(engine, wat_component("omni-secrets"), "secret")
-    report = PluginModule.inspect(wat_component("omni-secrets"), builtin_registry())
+    module = PluginModule.load(engine, wat_component("omni-fs"), "files")
+    report = PluginModule.inspect(wat_component("omni-fs"), builtin_registry())
     assert report["ok"] is False
-    assert "omnicore:plugin/secrets" in report["error"]
-    with pytest.raises(InvalidModule, match="imports omnicore:plugin/secrets, which this host "
+    assert "omnicore:plugin/fs" in report["error"]
+    with pytest.raises(InvalidModule, match="imports omnicore:plugin/fs, which this host "
                        "does not supply to components"):
-        _runtime(engine, module, tmp_path, ["secrets"])
+        _runtime(engine, module, tmp_path, ["fs"])

@@ -20,7 +20,14 @@ from omnicore.capabilities import guestjson
 from omnicore.capabilities.options import positive_ints
 from omnicore.config import OmniConfig
 from omnicore.errors import ConfigError
-from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    PluginContext,
+    Status,
+    WitFunction,
+)
 from omnicore.storage import StorageError
 from omnicore.storage.base import QuotaExceeded, Refused, ValueTooLarge
 from omnicore.storage.memory import BadMemory, MemoryPolicy, MemoryStore, PluginMemory
@@ -61,9 +68,9 @@ def _status(exc: Exception) -> int:
     return Status.UNAVAILABLE
 
 
-def _remember(memory: PluginMemory, mem: GuestMemory, tier: int, ptr: int, length: int) -> int:
+def _store(memory: PluginMemory, tier: int, item: dict[str, Any]) -> int:
+    """Remember ``item`` (§4.4's object) in ``tier``: the new id, or a negative status."""
     try:
-        item = _json(mem, ptr, length, "memory item")
         unknown = set(item) - {"text", "metadata", "ttl_s", "importance", "vector"}
         if unknown:
             raise BadMemory(f"unknown field {sorted(unknown)[0]!r}")
@@ -73,21 +80,39 @@ def _remember(memory: PluginMemory, mem: GuestMemory, tier: int, ptr: int, lengt
         return _status(exc)
 
 
-def _recall(memory: PluginMemory, mem: GuestMemory, qp: int, ql: int, out: int, cap: int
-            ) -> int:
-    mem.check(out, cap, "output buffer")
+def _remember(memory: PluginMemory, mem: GuestMemory, tier: int, ptr: int, length: int) -> int:
     try:
-        q = _json(mem, qp, ql, "recall query")
+        item = _json(mem, ptr, length, "memory item")
+    except (Refused, StorageError, TypeError, ValueError) as exc:
+        return _status(exc)
+    return _store(memory, tier, item)
+
+
+def _find(memory: PluginMemory, q: dict[str, Any]) -> list[Any] | int:
+    """The memories §4.4's query object ``q`` recalls, or a negative status."""
+    try:
         unknown = set(q) - {"query", "tiers", "limit", "filter", "vector"}
         if unknown:
             raise BadMemory(f"unknown field {sorted(unknown)[0]!r}")
         tiers = q.get("tiers", [0, 1, 2])
         if not isinstance(tiers, list):
             raise BadMemory("tiers must be a list")
-        found = memory.recall(q.get("query", ""), tiers, q.get("limit", 10), q.get("filter"),
-                              q.get("vector"))
+        return memory.recall(q.get("query", ""), tiers, q.get("limit", 10), q.get("filter"),
+                             q.get("vector"))
     except (Refused, StorageError, TypeError, ValueError) as exc:
         return _status(exc)
+
+
+def _recall(memory: PluginMemory, mem: GuestMemory, qp: int, ql: int, out: int, cap: int
+            ) -> int:
+    mem.check(out, cap, "output buffer")
+    try:
+        q = _json(mem, qp, ql, "recall query")
+    except (Refused, StorageError, TypeError, ValueError) as exc:
+        return _status(exc)
+    found = _find(memory, q)
+    if isinstance(found, int):
+        return found
     data = json.dumps([m.as_dict() for m in found], ensure_ascii=False,
                       separators=(",", ":")).encode()
     n = mem.write_result(data, out, cap)
@@ -106,6 +131,59 @@ def _forget(memory: PluginMemory, _mem: GuestMemory, mid: int) -> int:
         return Status.UNAVAILABLE
 
 
+# omnicore:plugin/memory (sdk/wit/plugin.wit): the same operations for components. The item
+# and the query are §4.4's JSON, with the same limits; the tier is an enum.
+
+_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+_TIER = "enum { working, short-term, long-term }"
+_TIERS = {"working": 0, "short-term": 1, "long-term": 2}
+
+
+def _wit_object(text: str) -> dict[str, Any] | int:
+    data = text.encode("utf-8")
+    if len(data) > _MAX_JSON:
+        return Status.TOO_LARGE
+    try:
+        value = guestjson.loads(data)
+    except ValueError:
+        return Status.INVALID
+    return value if isinstance(value, dict) else Status.INVALID
+
+
+def _wit_remember(memory: PluginMemory, tier: str, item: str) -> dict[str, Any]:
+    obj = _wit_object(item)
+    status = obj if isinstance(obj, int) else _store(memory, _TIERS[tier], obj)
+    return Status.wit_error(status) if status < 0 else {"ok": status}
+
+
+def _wit_recall(memory: PluginMemory, query: str) -> dict[str, Any]:
+    q = _wit_object(query)
+    found = q if isinstance(q, int) else _find(memory, q)
+    if isinstance(found, int):
+        return Status.wit_error(found)
+    try:
+        memory.touch([m.id for m in found])
+    except StorageError:
+        pass
+    return {"ok": json.dumps([m.as_dict() for m in found], ensure_ascii=False,
+                             separators=(",", ":"))}
+
+
+def _wit_forget(memory: PluginMemory, mid: int) -> dict[str, Any]:
+    try:
+        return {"ok": memory.forget(mid)}
+    except StorageError:
+        return Status.wit_error(Status.UNAVAILABLE)
+
+
+WIT_FUNCTIONS = (
+    WitFunction("remember", f"func(tier: {_TIER}, item: string) -> result<s64, {_ERROR}>",
+                _wit_remember),
+    WitFunction("recall", f"func(query: string) -> result<string, {_ERROR}>", _wit_recall),
+    WitFunction("forget", f"func(id: s64) -> result<bool, {_ERROR}>", _wit_forget),
+)
+
+
 def capability(store: Callable[[PluginContext], MemoryStore],
                defaults: MemoryPolicy = MemoryPolicy()) -> Capability:  # noqa: B008 - frozen
     """The memory capability over the store ``store(ctx)`` returns."""
@@ -122,6 +200,7 @@ def capability(store: Callable[[PluginContext], MemoryStore],
         ),
         bind=bind,
         check_grant=_check_grant,
+        wit=WIT_FUNCTIONS,
     )
 
 

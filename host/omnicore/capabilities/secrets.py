@@ -12,7 +12,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from omnicore.errors import ConfigError
-from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    PluginContext,
+    Status,
+    WitFunction,
+)
 from omnicore.storage import StorageError, shared_storage
 from omnicore.storage.secrets import SecretStore, check_name
 
@@ -48,6 +55,17 @@ class _State:
         return self._store
 
 
+def _read(state: _State, name: str) -> bytes | int:
+    """The exposed secret ``name``, or a negative status."""
+    if name not in state.expose:
+        return Status.DENIED
+    try:
+        value = state.store().get(name)
+    except (StorageError, ConfigError):
+        return Status.UNAVAILABLE
+    return Status.NOT_FOUND if value is None else value
+
+
 def _get(state: _State, mem: GuestMemory, nptr: int, nlen: int, out: int, cap: int) -> int:
     mem.check(nptr, nlen, "secret name")
     mem.check(out, cap, "output buffer")
@@ -57,15 +75,24 @@ def _get(state: _State, mem: GuestMemory, nptr: int, nlen: int, out: int, cap: i
         name = mem.read(nptr, nlen, "secret name").decode("utf-8")
     except UnicodeDecodeError:
         return Status.INVALID
-    if name not in state.expose:
-        return Status.DENIED
-    try:
-        value = state.store().get(name)
-    except (StorageError, ConfigError):
-        return Status.UNAVAILABLE
-    if value is None:
-        return Status.NOT_FOUND
-    return mem.write_result(value, out, cap)
+    value = _read(state, name)
+    return value if isinstance(value, int) else mem.write_result(value, out, cap)
+
+
+# omnicore:plugin/secrets (sdk/wit/plugin.wit): the same read for components.
+_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+
+
+def _wit_get(state: _State, name: str) -> dict[str, Any]:
+    if not 0 < len(name.encode("utf-8")) <= _MAX_NAME:
+        return Status.wit_error(Status.INVALID)
+    value = _read(state, name)
+    return Status.wit_error(value) if isinstance(value, int) else {"ok": value}
+
+
+WIT_FUNCTIONS = (
+    WitFunction("get", f"func(name: string) -> result<list<u8>, {_ERROR}>", _wit_get),
+)
 
 
 def capability(store: Callable[[PluginContext], SecretStore]) -> Capability:
@@ -80,6 +107,7 @@ def capability(store: Callable[[PluginContext], SecretStore]) -> Capability:
         functions=(HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),),
         bind=bind,
         check_grant=_check_grant,
+        wit=WIT_FUNCTIONS,
     )
 
 

@@ -19,7 +19,14 @@ from omnicore.capabilities import guestjson
 from omnicore.capabilities.options import positive_ints
 from omnicore.config import OmniConfig
 from omnicore.errors import ConfigError
-from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, PluginContext, Status
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    PluginContext,
+    Status,
+    WitFunction,
+)
 from omnicore.storage import StorageError, shared_storage
 from omnicore.storage.base import QuotaExceeded, ValueTooLarge
 from omnicore.storage.vectors import (
@@ -84,10 +91,15 @@ def _upsert(state: _State, mem: GuestMemory, cp: int, cl: int, ip: int, il: int,
         return Status.INVALID
     if ml > state.quota.max_metadata_bytes:
         return Status.TOO_LARGE
+    return _store(state, coll, vid, vec, mem.read(mp, ml, "metadata") if ml else b"")
+
+
+def _store(state: _State, coll: str, vid: str, vec: np.ndarray, raw_meta: bytes) -> int:
+    """Upsert one vector (``raw_meta`` JSON, empty for none): 0 or a negative status."""
     meta = None
-    if ml:
+    if raw_meta:
         try:
-            meta = guestjson.loads(mem.read(mp, ml, "metadata"))
+            meta = guestjson.loads(raw_meta)
         except (ValueError, UnicodeDecodeError):
             return Status.INVALID
         if not isinstance(meta, dict):
@@ -159,6 +171,93 @@ def _delete(state: _State, mem: GuestMemory, cp: int, cl: int, ip: int, il: int)
         return Status.UNAVAILABLE
 
 
+# omnicore:plugin/vectors (sdk/wit/plugin.wit): the same operations for components, with
+# the same limits; metadata and filters are JSON text ("" for none), search answers §4.5's
+# JSON array.
+_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+_FAILURE = f"record {{ code: {_ERROR}, message: string }}"
+
+
+def _wit_name(text: str, limit: int) -> bool:
+    return 0 < len(text.encode("utf-8")) <= limit
+
+
+def _wit_vector(vector: list[float], quota: VectorQuota) -> np.ndarray | int:
+    if not vector:
+        return Status.INVALID
+    if len(vector) > quota.max_dim:
+        return Status.TOO_LARGE
+    return np.asarray(vector, dtype="<f4")
+
+
+def _wit_upsert(state: _State, collection: str, vid: str, vector: list[float],
+                metadata: str) -> dict[str, Any]:
+    raw = metadata.encode("utf-8")
+    vec = _wit_vector(vector, state.quota)
+    if isinstance(vec, int):
+        return Status.wit_error(vec)
+    if not (_wit_name(collection, _MAX_NAME) and _wit_name(vid, _MAX_ID)):
+        return Status.wit_error(Status.INVALID)
+    if len(raw) > state.quota.max_metadata_bytes:
+        return Status.wit_error(Status.TOO_LARGE)
+    status = _store(state, collection, vid, vec, raw)
+    return Status.wit_error(status) if status else {"ok": None}
+
+
+def _failure(code: int, message: str) -> dict[str, Any]:
+    return {"err": {"code": Status.WIT_CASES[code], "message": message}}
+
+
+def _wit_search(state: _State, collection: str, vector: list[float], k: int,
+                filter: str) -> dict[str, Any]:
+    vec = _wit_vector(vector, state.quota)
+    if isinstance(vec, int):
+        return _failure(vec, "vector too large" if vec == Status.TOO_LARGE else "empty vector")
+    if not _wit_name(collection, _MAX_NAME):
+        return _failure(Status.INVALID, "bad collection name")
+    raw = filter.encode("utf-8")
+    if len(raw) > _MAX_FILTER:
+        return _failure(Status.TOO_LARGE, f"filter over {_MAX_FILTER} bytes")
+    flt = None
+    if raw:
+        try:
+            flt = guestjson.loads(raw)
+        except ValueError:
+            return _failure(Status.INVALID, "the filter is not JSON")
+        if not isinstance(flt, dict):
+            return _failure(Status.INVALID, "the filter must be a JSON object")
+    try:
+        found = state.vectors.search_json(collection, vec, k, flt)
+    except UnknownCollection as exc:
+        return _failure(Status.NOT_FOUND, str(exc))
+    except BadVector as exc:
+        return _failure(Status.INVALID, str(exc))
+    except StorageError:
+        return _failure(Status.UNAVAILABLE, "the vector store failed")
+    return {"ok": found.decode("utf-8")}
+
+
+def _wit_delete(state: _State, collection: str, vid: str) -> dict[str, Any]:
+    if not (_wit_name(collection, _MAX_NAME) and _wit_name(vid, _MAX_ID)):
+        return Status.wit_error(Status.INVALID)
+    try:
+        return {"ok": state.vectors.delete(collection, vid)}
+    except UnknownCollection:
+        return Status.wit_error(Status.NOT_FOUND)
+    except StorageError:
+        return Status.wit_error(Status.UNAVAILABLE)
+
+
+WIT_FUNCTIONS = (
+    WitFunction("upsert", "func(collection: string, id: string, vector: list<f32>, "
+                f"metadata: string) -> result<_, {_ERROR}>", _wit_upsert),
+    WitFunction("search", "func(collection: string, vector: list<f32>, k: u32, "
+                f"filter: string) -> result<string, {_FAILURE}>", _wit_search),
+    WitFunction("delete", f"func(collection: string, id: string) -> result<bool, {_ERROR}>",
+                _wit_delete),
+)
+
+
 def _check_grant(options: Mapping[str, Any]) -> None:
     quota_from(options)
 
@@ -182,6 +281,7 @@ def capability(store: Callable[[PluginContext], VectorStore],
         ),
         bind=bind,
         check_grant=_check_grant,
+        wit=WIT_FUNCTIONS,
     )
 
 

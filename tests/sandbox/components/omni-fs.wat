@@ -1,6 +1,6 @@
-;; Imports an omnicore interface that has no WIT face yet (secrets).
+;; Imports an omnicore interface that has no WIT face (fs: components use wasi:filesystem).
 (component
-  (import "omnicore:plugin/secrets@1.0.0" (instance $q (export "get" (func (param "key" u32) (result u32)))))
+  (import "omnicore:plugin/fs@1.0.0" (instance $q (export "get" (func (param "key" u32) (result u32)))))
   (core func $get (canon lower (func $q "get")))
   (core module $m
     (import "q" "get" (func $get (param i32) (result i32)))
