@@ -74,7 +74,8 @@ def _store(memory: PluginMemory, tier: int, item: dict[str, Any]) -> int:
         unknown = set(item) - {"text", "metadata", "ttl_s", "importance", "vector"}
         if unknown:
             raise BadMemory(f"unknown field {sorted(unknown)[0]!r}")
-        return memory.remember(tier, item.get("text"), item.get("metadata"), item.get("ttl_s"),
+        text: Any = item.get("text")  # not a str: remember refuses it (INVALID)
+        return memory.remember(tier, text, item.get("metadata"), item.get("ttl_s"),
                                item.get("importance", 0.5), item.get("vector"))
     except (Refused, StorageError, TypeError, ValueError) as exc:
         return _status(exc)

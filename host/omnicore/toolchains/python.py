@@ -42,7 +42,7 @@ EXTENSIONS = ("python", "py")
 #: The SDK folders a build depends on (a change there rebuilds every Python plugin).
 SDK_FOLDERS = ("python", "wit")
 #: The SDK's capability modules, each the ``omnicore:plugin`` interface of the same name.
-CAPABILITIES = ("log", "config", "kv", "tasks", "events", "http")
+CAPABILITIES = ("log", "config", "kv", "memory", "vectors", "secrets", "tasks", "events", "http")
 _SDK_PACKAGE = "omnicore_plugin"
 _DECORATORS = ("handler", "json_handler")
 _ENTRY = "plugin.py"

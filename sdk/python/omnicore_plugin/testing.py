@@ -12,8 +12,10 @@ It stands in for the host's capabilities: an in-memory kv (``host.kv``), the con
 the log lines written (``host.logs``: ``(level, message)``), the tasks enqueued
 (``host.tasks``) and the events published (``host.events``); it runs no task and delivers
 no event. HTTP answers only the URLs given (``http={url: (status, body)}``); any other is
-refused as ``DENIED``. Handlers are called with
-:meth:`TestHost.call`, the same dispatch the component uses.
+refused as ``DENIED``. Memories (``host.memories``) are recalled by shared words, vectors
+(``host.vectors``) searched exhaustively by cosine; the secrets given
+(``secrets={name: value}``, None for exposed but unset) are the exposed ones. Handlers are
+called with :meth:`TestHost.call`, the same dispatch the component uses.
 """
 
 from __future__ import annotations
@@ -135,6 +137,102 @@ class _Events:
         self._host.events.append((topic, bytes(payload)))
 
 
+class _Tier(enum.Enum):
+    WORKING = 0
+    SHORT_TERM = 1
+    LONG_TERM = 2
+
+
+class _Memory:
+    """Memories ranked by the query words they share (the host ranks by relevance,
+    recency and importance; tests should not depend on ties)."""
+
+    Tier = _Tier
+
+    def __init__(self, host: TestHost) -> None:
+        self._host = host
+        self._next = 0
+
+    def remember(self, tier: _Tier, item: str) -> int:
+        obj = json.loads(item)
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            raise _Refused("INVALID")
+        self._next += 1
+        self._host.memories[self._next] = {
+            "id": self._next, "tier": tier.value, "text": obj["text"],
+            "metadata": obj.get("metadata") or {}, "score": 0.0, "created_at": 0.0}
+        return self._next
+
+    def recall(self, query: str) -> str:
+        q = json.loads(query)
+        words = set(str(q.get("query", "")).lower().split())
+        tiers = q.get("tiers", [0, 1, 2])
+        flt = q.get("filter") or {}
+        found = []
+        for m in self._host.memories.values():
+            if m["tier"] not in tiers or any(m["metadata"].get(k) != v for k, v in flt.items()):
+                continue
+            score = len(words & set(m["text"].lower().split()))
+            if score or not words:
+                found.append({**m, "score": float(score)})
+        found.sort(key=lambda m: (-m["score"], -m["id"]))
+        return json.dumps(found[:int(q.get("limit", 10))])
+
+    def forget(self, memory_id: int) -> bool:
+        return self._host.memories.pop(memory_id, None) is not None
+
+
+class _Vectors:
+    """Collections searched exhaustively by cosine similarity."""
+
+    def __init__(self, host: TestHost) -> None:
+        self._host = host
+
+    def upsert(self, collection: str, vector_id: str, vector: list[float],
+               metadata: str) -> None:
+        coll = self._host.vectors.setdefault(collection, {})
+        others = [v for vid, (v, _) in coll.items() if vid != vector_id]
+        if not vector or (others and len(others[0]) != len(vector)):
+            raise _Refused("INVALID")  # a collection has one dimension
+        coll[vector_id] = (list(vector), json.loads(metadata) if metadata else {})
+
+    def search(self, collection: str, vector: list[float], k: int, filter: str) -> str:
+        if collection not in self._host.vectors:
+            raise _Refused("NOT_FOUND")
+        flt = json.loads(filter) if filter else {}
+
+        def cosine(v: list[float]) -> float:
+            dot = sum(a * b for a, b in zip(v, vector, strict=False))
+            norm = (sum(a * a for a in v) * sum(b * b for b in vector)) ** 0.5
+            return dot / norm if norm else 0.0
+
+        found = [{"id": vid, "score": round(cosine(v), 6), "metadata": meta}
+                 for vid, (v, meta) in self._host.vectors[collection].items()
+                 if all(meta.get(key) == val for key, val in flt.items())]
+        found.sort(key=lambda m: -m["score"])
+        return json.dumps(found[:k])
+
+    def delete(self, collection: str, vector_id: str) -> bool:
+        if collection not in self._host.vectors:
+            raise _Refused("NOT_FOUND")
+        return self._host.vectors[collection].pop(vector_id, None) is not None
+
+
+class _Secrets:
+    """The secrets given are the exposed ones; any other name is DENIED."""
+
+    def __init__(self, secrets: Mapping[str, bytes | None]) -> None:
+        self._secrets = secrets
+
+    def get(self, name: str) -> bytes:
+        if name not in self._secrets:
+            raise _Refused("DENIED")
+        value = self._secrets[name]
+        if value is None:
+            raise _Refused("NOT_FOUND")
+        return value
+
+
 class _Answer:
     def __init__(self, status: int, body: bytes) -> None:
         self.status, self.headers, self.body = status, [], body
@@ -159,8 +257,13 @@ class TestHost:
 
     def __init__(self, config: Mapping[str, Any] | None = None,
                  kv: Mapping[str, bytes] | None = None,
-                 http: Mapping[str, tuple[int, bytes]] | None = None) -> None:
+                 http: Mapping[str, tuple[int, bytes]] | None = None,
+                 secrets: Mapping[str, bytes | None] | None = None) -> None:
         self.kv: dict[str, bytes] = dict(kv or {})
+        #: The memories remembered, by id: ``{"id", "tier" (0-2), "text", "metadata", ...}``.
+        self.memories: dict[int, dict[str, Any]] = {}
+        #: ``{collection: {id: (vector, metadata)}}``.
+        self.vectors: dict[str, dict[str, tuple[list[float], dict[str, Any]]]] = {}
         self.logs: list[tuple[str, str]] = []
         #: ``(handler, payload, delay_ms)`` of each task enqueued; the id is index + 1.
         self.tasks: list[tuple[str, bytes, int]] = []
@@ -168,7 +271,9 @@ class TestHost:
         self.events: list[tuple[str, bytes]] = []
         self._stand_ins: dict[str, Any] = {
             "log": _Log(self), "config": _Config(dict(config or {})), "kv": _KV(self.kv),
-            "tasks": _Tasks(self), "events": _Events(self), "http": _Http(dict(http or {}))}
+            "tasks": _Tasks(self), "events": _Events(self), "http": _Http(dict(http or {})),
+            "memory": _Memory(self), "vectors": _Vectors(self),
+            "secrets": _Secrets(dict(secrets or {}))}
 
     def __enter__(self) -> TestHost:
         STAND_INS.update(self._stand_ins)
