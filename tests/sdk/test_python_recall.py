@@ -6,6 +6,7 @@ limits; and the same plugin's code under the SDK's TestHost."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,3 +151,19 @@ def test_the_same_code_runs_under_the_test_host(monkeypatch: pytest.MonkeyPatch)
         assert run("secret", "unset") == {"ok": None}
         assert run("secret", "other")["error"] == "DENIED"
         assert run("forget", mid) == {"ok": True}
+
+
+def test_ungranted_sockets_and_files_answer_wasis_refusal(app: OmniApp) -> None:
+    # componentize-py imports wasi:sockets and wasi:filesystem in every build: linked, and
+    # each use refused by WASI (access-denied: CPython's PermissionError), never a trap.
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(0.5)  # a connection made would already be queued: accept at once
+        answer = call(app, "dial", srv.getsockname()[1])
+        assert answer["error"] == "PermissionError", answer
+        with pytest.raises(TimeoutError):
+            srv.accept()
+    assert "error" in call(app, "lookup", "localhost")  # name lookup is off
+    assert call(app, "read", "/etc/passwd") == {"error": "FileNotFoundError"}  # no preopens
+    assert call(app, "secret", "api_token") == {"ok": "tok-123"}  # the instance still serves

@@ -1,5 +1,7 @@
-"""A Python plugin using memory, vectors and secrets through a real host
-(tests/sdk/test_python_recall.py)."""
+"""A Python plugin using memory, vectors and secrets through a real host, and WASI's
+sockets and filesystem without a grant (tests/sdk/test_python_recall.py)."""
+
+import socket
 
 from omnicore_plugin import HostError, json_handler, memory, secrets, vectors
 
@@ -52,3 +54,35 @@ def drop(request):
 @json_handler
 def secret(name):
     return _code(lambda: secrets.get_text(name))
+
+
+# WASI interfaces the toolchain imports whether used or not (specs/components.md "WASI"):
+# without a grant each use answers WASI's own refusal, which CPython raises as OSError.
+
+@json_handler
+def dial(port):
+    # Bytes for the host: a str would go through the idna codec, which the build leaves out.
+    try:
+        with socket.socket() as sock:
+            sock.settimeout(5)
+            sock.connect((b"127.0.0.1", port))
+        return {"connected": True}
+    except OSError as exc:
+        return {"error": type(exc).__name__, "errno": exc.errno}
+
+
+@json_handler
+def lookup(name):
+    try:
+        return {"addresses": [a[4][0] for a in socket.getaddrinfo(name.encode(), 80)]}
+    except OSError as exc:
+        return {"error": type(exc).__name__}
+
+
+@json_handler
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return {"bytes": len(f.read())}
+    except OSError as exc:
+        return {"error": type(exc).__name__}
