@@ -20,6 +20,7 @@ BENCH = Path(__file__).parents[1] / "bench"
     ("bench_capabilities.py", ["--quick"], "sqlite3"),
     ("bench_workflows.py", ["--quick"], "step"),
     ("bench_extism.py", ["--quick"], "count_vowels"),
+    ("bench_components.py", ["--quick"], "u32 round trip"),
     ("bench_mcp.py", ["--quick"], "tools/call over stdio"),
     ("bench_log.py", ["--quick"], "hand-off to logging"),
     ("bench_cli.py", ["--quick"], "omnicore --help"),

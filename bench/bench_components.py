@@ -1,0 +1,100 @@
+"""Component calls through omnicore vs through wasmtime-py's own ``wasmtime.component``, in
+one run.
+
+Run: ``.venv/bin/python bench/bench_components.py [--quick]``. The component is the WAT
+benchmark component of the tests (tests/sandbox/components/bench.wat, assembled by
+wasm-tools): a ``u32`` round trip, a 1 KiB ``string`` round trip, a 4 KiB ``list<u8>`` round
+trip, and a call making one host callback (``omnicore:plugin/log#enabled``; omnicore's
+is the log capability, wasmtime-py's a Python function answering true). omnicore's column is
+``ComponentRuntime.call`` with JSON in and out (the mapping of specs/components.md, every
+argument checked against its WIT type, the pool, the deadline, the memory limiter); the
+other column calls the export with Python values (``Func.__call__`` then ``post_return``),
+no limits armed. Prints the median µs per call over the repeats with its min-max
+(bench/_measure.py: both columns get the same iterations, repeats and warm-up). Targets
+(issue 22): u32 <= 10 µs, 1 KiB string <= 15 µs, 4 KiB list<u8> <= 30 µs, a host callback
+<= 5 µs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from wasmtime import component as cm
+
+from omnicore.capabilities.builtin import builtin_registry
+from omnicore.sandbox import PluginModule, SandboxEngine
+from omnicore.sandbox.component import ComponentModule, ComponentRuntime
+from omnicore.sandbox.limits import Limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import machine, measure, render
+
+from tests.component_fixtures import wat_component
+
+
+def _wasmtime_py(engine: wasmtime.Engine, path: Path) -> tuple[wasmtime.Store, Any]:
+    """The component instantiated with wasmtime-py's public API alone."""
+    component = cm.Component.from_file(engine, str(path))
+    linker = cm.Linker(engine)
+    with linker.root() as root, root.add_instance("omnicore:plugin/log@1.0.0") as log:
+        log.add_func("enabled", lambda _store, _level: True)
+    store = wasmtime.Store(engine)
+    store.set_epoch_deadline(2**62)
+    return store, linker.instantiate(store, component)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    parser.add_argument("--markdown", action="store_true", help="a Markdown table")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    path = wat_component("bench")
+    text, data = "x" * 1024, bytes(range(256)) * 16
+    cases = [  # label, export, Python arguments, iterations
+        ("u32 round trip", "echo32", [7], 20000),
+        ("1 KiB string round trip", "echo-string", [text], 10000),
+        ("4 KiB list<u8> round trip", "echo-bytes", [list(data)], 300),
+        ("call + 1 host callback", "callback", [], 10000),
+    ]
+    with SandboxEngine() as engine:
+        module = PluginModule.load(engine, path, "bench")
+        assert isinstance(module, ComponentModule)
+        with ComponentRuntime(engine, module, Limits(), registry=builtin_registry()) as rt:
+            store, instance = _wasmtime_py(engine.components, path)
+            rows = []
+            for label, export, values, n in cases:
+                n = max(n // scale, 10)
+                payload = json.dumps(values).encode()
+                func = instance.get_func(store, export)
+                assert func is not None
+
+                # wasmtime-py takes and gives a list<u8> as bytes.
+                native = [bytes(v) if export == "echo-bytes" else v for v in values]
+
+                def theirs(f: Any = func, v: list[Any] = native) -> Any:
+                    out = f(store, *v)
+                    f.post_return(store)
+                    return out
+
+                ours_out = json.loads(rt.call(export, payload))
+                their_out = theirs()
+                assert ours_out == (list(their_out) if isinstance(their_out, bytes)
+                                    else their_out), label
+                ours = measure(lambda e=export, p=payload: rt.call(e, p), n)
+                wt = measure(theirs, n)
+                rows.append((label, str(ours), str(wt), f"{ours.ratio(wt):.2f}"))
+            store.close()
+    print(f"# bench_components: µs per call, median [min-max] over 7 repeats\n# {machine()}")
+    print(render(("case", "omnicore (JSON, limits)", "wasmtime-py component",
+                  "omnicore / wasmtime-py"), rows, markdown=args.markdown))
+
+
+if __name__ == "__main__":
+    main()
