@@ -460,3 +460,16 @@ def test_an_access_past_the_end_of_memory_traps(engine: SandboxEngine, export: s
         with pytest.raises(Trap, match="out of bounds memory access"):
             rt.call(export, b"[]")
         assert call(rt, "ok") == 1
+
+
+def test_the_hosts_memories_are_freed_with_their_instances(engine: SandboxEngine) -> None:
+    from omnicore.sandbox.component import memory
+
+    before = memory.live()
+    with _runtime(engine, wat_component("limits"), max_memory_bytes=8 * 2**20) as rt:
+        for _ in range(5):  # each bomb discards an instance, and its memory with it
+            with pytest.raises(MemoryLimitExceeded):
+                rt.call("bomb", b"[]")
+            assert call(rt, "small", 1) == 2
+            assert memory.live() == before + 1
+    assert memory.live() == before

@@ -28,7 +28,7 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 
-__all__ = ["Limiter", "install", "limiting"]
+__all__ = ["Limiter", "install", "limiting", "live"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = c_void_p
@@ -157,7 +157,7 @@ def _create(minimum: int, maximum: int, reserved: int, guard: int, out: Any) -> 
                       f"{lim.max_bytes}")
     # Without a reservation from wasmtime (a dynamic memory) the memory may never move
     # (memory_may_move is off), so reserve up to the limit (or the declared maximum) now.
-    ceiling = lim.max_bytes if lim is not None else maximum
+    ceiling = lim.max_bytes if lim is not None else 1 << 32
     capacity = reserved if reserved else min(maximum, max(ceiling, minimum))
     total = _round(capacity) + _round(guard)
     base = _libc.mmap(None, total, _PROT_NONE,
@@ -180,6 +180,11 @@ def _create(minimum: int, maximum: int, reserved: int, guard: int, out: Any) -> 
 
 _NO_FINALIZER = CFUNCTYPE(None, c_void_p)(lambda _env: None)
 _CREATOR = ffi.wasmtime_memory_creator_t(None, _new, _NO_FINALIZER)
+
+
+def live() -> int:
+    """How many linear memories the host holds now (each is freed with its store)."""
+    return len(_MEMORIES)
 
 
 def install(config: wasmtime.Config) -> None:
