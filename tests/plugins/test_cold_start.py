@@ -20,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import wasmtime
@@ -314,3 +315,30 @@ def test_baseline_code_keeps_every_limit(fixture: str, handler: str,
                 runtime.call(handler, b"")
         finally:
             runtime.close()
+
+
+def test_compiles_finished_before_submit_returns_do_not_deadlock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A compile that is done when its callback is added runs the callback in the submitting
+    # thread; that once happened under the lock the callback takes (the host hung at start,
+    # a cached component compiling in milliseconds). Hold that window open for every file.
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from omnicore.plugins import ahead as ahead_module
+
+    class FinishedFirst(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+            future = super().submit(fn, *args, **kwargs)
+            future.result()
+            return future
+
+    monkeypatch.setattr(ahead_module, "ThreadPoolExecutor", FinishedFirst)
+    paths = [write(tmp_path, f"p{i}.wasm", echo_wasm(f"p{i}")) for i in range(3)]
+    with SandboxEngine() as engine:
+        ahead = CompileAhead(lambda path: PluginModule.load(engine, path))
+        returned = threading.Event()
+        threading.Thread(target=lambda: (ahead.submit(paths), returned.set()),
+                         daemon=True).start()
+        assert returned.wait(60), "submit deadlocked on its own lock"
+        ahead.wait_idle()
+        assert all(ahead.take(p) is not None for p in paths)

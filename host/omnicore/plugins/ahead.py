@@ -67,12 +67,17 @@ class CompileAhead:
             return order
         pool = ThreadPoolExecutor(max_workers=min(workers(), len(order)),
                                   thread_name_prefix="omnicore-compile")
+        futures = []
         with self._lock:
             for path in order:
                 self._running += 1
                 future = pool.submit(self._compile, path)
-                future.add_done_callback(self._done)
+                futures.append(future)
                 self._pending[path] = (_identity(path), future)
+        # Outside the lock: a compile that already finished runs its callback right here,
+        # and _done takes the same (non-reentrant) lock: under it, that deadlocked the host.
+        for future in futures:
+            future.add_done_callback(self._done)
         pool.shutdown(wait=False)  # the threads end when the queue is empty
         return order
 
