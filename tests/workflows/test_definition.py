@@ -171,8 +171,10 @@ def test_references_to_plugins_handlers_connectors_and_workflows() -> None:
     found = [str(p) for p in check_references(
         wf, plugins={"greeter": ["greet"]}, connectors=[], workflows=["w"])]
     assert found == [
-        "line 5: steps[1].uses: plugin 'greeter' has no handler 'shout' (handlers: greet)",
-        "line 6: steps[2].uses: unknown plugin 'ghost' (loaded: greeter)",
+        "line 5: steps[1].uses: step 'b': plugin 'greeter' has no handler 'shout' "
+        "(handlers: greet)",
+        "warning: line 6: steps[2].uses: step 'c' uses plugin 'ghost', which the app does not "
+        "have (plugins: greeter); it may be added later, else the step fails when it runs",
         "line 7: steps[3].uses: unknown connector 'api' (connectors in the app config: none)",
         "line 8: steps[4].uses: unknown workflow 'other'",
     ]

@@ -377,6 +377,9 @@ def test_a_broken_file_fails_alone_with_every_problem(wf_app: Start) -> None:
     assert entries["approve-me"].state == "loaded"
     assert entries["bad"].state == "failed"
     assert [str(p) for p in entries["bad"].problems] == [
-        "line 4: steps[0].uses: unknown plugin 'ghost' (loaded: counter-rust, greeter-rust, "
-        "textstats-rust)",
-        "line 5: steps[1].uses: plugin 'greeter-rust' has no handler 'shout' (handlers: greet)"]
+        "line 5: steps[1].uses: step 'b': plugin 'greeter-rust' has no handler 'shout' "
+        "(handlers: greet)"]
+    assert [str(p) for p in entries["bad"].warnings] == [
+        "warning: line 4: steps[0].uses: step 'a' uses plugin 'ghost', which the app does not "
+        "have (plugins: counter-rust, greeter-rust, textstats-rust); it may be added later, "
+        "else the step fails when it runs"]

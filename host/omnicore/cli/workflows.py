@@ -1,5 +1,9 @@
 """``omnicore workflows``: validate, list, show, run, runs, approve, cancel, restart.
 
+``validate --app`` and ``list`` check each step against the app's plugins as its plugins
+folder has them (nothing is loaded): a plugin the app does not have is a warning, a handler
+the plugin lacks an error — what the console shows for the same workflow.
+
 Everything but ``validate`` works on the app's storage directly (``--app DIR``, default
 here), so it works whether or not ``omnicore run`` serves the app: a host that is running
 picks up what the command wrote within ``workflows.poll_s``. ``run --wait`` with no host
@@ -24,6 +28,7 @@ from omnicore.errors import ConfigError
 if TYPE_CHECKING:
     from omnicore.app import OmniApp
     from omnicore.storage.workflows import RunRecord
+    from omnicore.workflows import Problem
 
 __all__ = ["workflows"]
 
@@ -69,33 +74,97 @@ def workflows() -> None:
     """Workflows: definitions in the app's workflows/ folder and their durable runs."""
 
 
+def _line(text: str) -> str:
+    """One printable line: a control character in a file or step name is shown escaped, so
+    a finding never moves the cursor, clears the screen or splits into two lines."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _finding(source: object, problem: Problem) -> str:
+    word = "" if problem.severity == "warning" else "error: "
+    return _line(f"{source}: {word}{problem}")
+
+
+def _app_plugins(app: OmniApp) -> dict[str, list[str]]:
+    """The app's plugins and their handlers as its plugins folder has them: each file is
+    compiled (through the user's module cache), none is instantiated or granted anything.
+    A file that cannot become a plugin is left out: its steps see no plugin (a warning)."""
+    from omnicore.cli.plugins import user_engine
+    from omnicore.sandbox import PluginModule
+
+    folder = Path(app.config.plugins_dir)
+    found: dict[str, list[str]] = {}
+    files = sorted(folder.glob("*.wasm")) if folder.is_dir() else []
+    with user_engine() as engine:
+        for path in files:
+            report = PluginModule.inspect(path, engine=engine)
+            if "name" in report:
+                found.setdefault(str(report["name"]), [str(h) for h in report["handlers"]])
+    return found
+
+
 @workflows.command("validate")
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def validate(files: tuple[Path, ...]) -> None:
-    """Check definition FILES (YAML or JSON); every problem with its line. Exit 1 if any."""
+@click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Also check each step against this app's plugins, "
+                                 "connectors and workflows.")
+def validate(files: tuple[Path, ...], appdir: Path | None) -> None:
+    """Check definition FILES (YAML or JSON): one line per finding, with its line.
+
+    With --app, a step whose plugin the app does not have is a warning (it may be added
+    later) and one whose handler the plugin lacks is an error. Exit 1 on any error.
+    """
     from omnicore.workflows import DefinitionError, parse
+    from omnicore.workflows.definition import read_definition
 
     bad = 0
-    for path in files:
-        try:
-            wf = parse(path.read_text(encoding="utf-8"), str(path))
-        except DefinitionError as exc:
-            bad += 1
-            click.echo(str(exc), err=True)
-            continue
-        click.echo(f"{path}: ok — workflow {wf.name}, {len(wf.steps)} step(s), version "
-                   f"{wf.version[:12]}")
+    with _maybe_app(appdir) as app:
+        plugins = _app_plugins(app) if app is not None else None
+        for path in files:
+            try:
+                wf = parse(read_definition(path), str(path))
+            except DefinitionError as exc:
+                bad += 1
+                for p in exc.problems:
+                    click.echo(_finding(path, p), err=True)
+                continue
+            except OSError as exc:
+                bad += 1
+                click.echo(_line(f"{path}: error: cannot read: {exc.strerror or exc}"),
+                           err=True)
+                continue
+            found = app.workflows.entries.check(wf, {wf.name}, plugins) if app else []
+            for p in found:
+                click.echo(_finding(path, p), err=True)
+            errors = sum(p.severity == "error" for p in found)
+            if errors:
+                bad += 1
+                continue
+            warned = f", {len(found)} warning(s)" if found else ""
+            click.echo(_line(f"{path}: ok — workflow {wf.name}, {len(wf.steps)} step(s), "
+                             f"version {wf.version[:12]}{warned}"))
     if bad:
         raise click.exceptions.Exit(1)
+
+
+@contextmanager
+def _maybe_app(appdir: Path | None) -> Iterator[OmniApp | None]:
+    if appdir is None:
+        yield None
+        return
+    with _app(appdir) as app:
+        yield app
 
 
 @workflows.command("list")
 @_APP
 @_JSON
 def list_(appdir: Path, as_json: bool) -> None:
-    """List the workflows of the app's folder, loaded or failed (with why)."""
+    """List the workflows of the app's folder, loaded or failed (with why), and what is
+    wrong or doubtful in each against the app's plugins (errors, warnings)."""
     with _app(appdir) as app:
+        app.workflows.entries.recheck(_app_plugins(app))
         entries = [e.as_dict() for e in app.workflows.entries]
         for e in entries:
             e["runs"] = app.workflows.store.count_runs(workflow=str(e["name"]))
@@ -106,10 +175,12 @@ def list_(appdir: Path, as_json: bool) -> None:
         click.echo(f"no workflows in {app.config.workflows.dir}")
     for e in entries:
         version = str(e["version"] or "")[:12]
-        click.echo(f"{e['name']:<24} {e['state']:<7} {version:<13} {e['runs']:>5} run(s)  "
-                   f"{Path(str(e['source'])).name}")
+        click.echo(_line(f"{e['name']:<24} {e['state']:<7} {version:<13} {e['runs']:>5} "
+                         f"run(s)  {Path(str(e['source'])).name}"))
         for p in e["problems"]:  # type: ignore[attr-defined]
-            click.echo(f"    {p}")
+            click.echo(_line(f"    error: {p}"))
+        for p in e["warnings"]:  # type: ignore[attr-defined]
+            click.echo(_line(f"    {p}"))
 
 
 @workflows.command("show")

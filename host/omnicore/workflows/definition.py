@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,7 +33,7 @@ from omnicore.workflows.errors import DefinitionError, ExpressionError, Problem
 from omnicore.workflows.expressions import Compiled, compile_condition, compile_value
 
 __all__ = ["FORMAT", "Concurrency", "Retry", "Step", "Trigger", "Wait", "Workflow",
-           "check_references", "parse", "parse_duration", "schema"]
+           "check_references", "parse", "parse_duration", "read_definition", "schema"]
 
 FORMAT = "omniflow/v1"
 MAX_DOCUMENT_BYTES = 1 << 20
@@ -212,8 +213,25 @@ class _Collect:
             path = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", path)
         return self.lines.get("")
 
-    def add(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path, message, self.line(path)))
+    def add(self, path: str, message: str, *, warning: bool = False) -> None:
+        self.problems.append(Problem(path, message, self.line(path),
+                                     "warning" if warning else "error"))
+
+
+def read_definition(path: Path, source: str | None = None) -> str:
+    """The text of a definition file; DefinitionError if it is too large (said before it is
+    read, so a huge file costs nothing) or not UTF-8. OSError when it cannot be read."""
+    source = source or str(path)
+    with path.open("rb") as f:
+        raw = f.read(MAX_DOCUMENT_BYTES + 1)
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise DefinitionError(source, [Problem("", f"the file is larger than "
+                                                   f"{MAX_DOCUMENT_BYTES} bytes")])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(source, [Problem("", f"not a text file (not UTF-8 at byte "
+                                                   f"{exc.start})")]) from None
 
 
 def load_document(text: str, source: str) -> tuple[Any, dict[str, int]]:
@@ -499,7 +517,9 @@ def check_references(wf: Workflow, *, plugins: Mapping[str, Iterable[str]] | Non
                      ) -> list[Problem]:
     """Steps naming a plugin, handler, connector or workflow the app does not have.
 
-    ``plugins`` maps loaded plugin names to their handlers; None skips that check.
+    ``plugins`` maps the app's plugins to their handlers; None skips that check. A plugin
+    the app does not have is a warning (it may be added later: the step fails only if it is
+    still missing when it runs); a handler the plugin lacks is an error.
     """
     out = _Collect(wf.lines)
     conns = set(connectors) if connectors is not None else None
@@ -509,11 +529,14 @@ def check_references(wf: Workflow, *, plugins: Mapping[str, Iterable[str]] | Non
             path = f"{where}[{i}].uses"
             if s.kind == "plugin" and plugins is not None:
                 if s.target not in plugins:
-                    out.add(path, f"unknown plugin {s.target!r} (loaded: "
-                                  f"{', '.join(sorted(plugins)) or 'none'})")
+                    out.add(path, f"step {s.id!r} uses plugin {s.target!r}, which the app does "
+                                  f"not have (plugins: {', '.join(sorted(plugins)) or 'none'}); "
+                                  "it may be added later, else the step fails when it runs",
+                            warning=True)
                 elif s.handler not in set(plugins[s.target]):
-                    out.add(path, f"plugin {s.target!r} has no handler {s.handler!r} "
-                                  f"(handlers: {', '.join(plugins[s.target]) or 'none'})")
+                    out.add(path, f"step {s.id!r}: plugin {s.target!r} has no handler "
+                                  f"{s.handler!r} (handlers: "
+                                  f"{', '.join(plugins[s.target]) or 'none'})")
             elif s.kind == "connector" and conns is not None and s.target not in conns:
                 out.add(path, f"unknown connector {s.target!r} (connectors in the app config: "
                               f"{', '.join(sorted(conns)) or 'none'})")

@@ -7,7 +7,8 @@ parse or check is listed as ``failed`` under its file name with every problem; i
 nothing else, and a workflow that was loaded from the same file before keeps serving until
 the file is fixed — runs already started stay on the version they were pinned to either way.
 References to plugins, handlers, connectors and other workflows are checked again whenever a
-plugin is loaded or unloaded.
+plugin is loaded or unloaded: a step whose plugin the app does not have is a warning (the
+workflow loads; the plugin may come), a handler the plugin lacks is an error (it fails).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from omnicore.logging import get_logger
-from omnicore.workflows.definition import Workflow, check_references, parse
+from omnicore.workflows.definition import Workflow, check_references, parse, read_definition
 from omnicore.workflows.errors import DefinitionError, Problem, WorkflowNotFound
 
 __all__ = ["SUFFIXES", "WorkflowEntries", "WorkflowEntry"]
@@ -42,6 +43,8 @@ class WorkflowEntry:
     stale: bool = False          # failed to reload; the previous version still serves
     loaded_at: float = field(default_factory=time.time)
     text: str = field(default="", repr=False)
+    #: Findings that do not stop it loading (a step's plugin the app does not have yet).
+    warnings: tuple[Problem, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         wf = self.workflow
@@ -54,7 +57,8 @@ class WorkflowEntry:
                               "event": t.topic or None, "webhook": t.path or None}
                              for t in wf.triggers] if wf else [],
                 "inputs": dict(wf.inputs) if wf else {},
-                "problems": [str(p) for p in self.problems], "stale": self.stale,
+                "problems": [str(p) for p in self.problems],
+                "warnings": [str(p) for p in self.warnings], "stale": self.stale,
                 "loaded_at": self.loaded_at}
 
 
@@ -96,17 +100,26 @@ class WorkflowEntries:
     def add(self, text: str, source: str = "<code>") -> WorkflowEntry:
         """Add (or replace) a workflow from its text; DefinitionError lists every problem."""
         wf = parse(text, source)
-        problems = self._check(wf, extra={wf.name})
-        if problems:
-            raise DefinitionError(source, problems)
-        entry = WorkflowEntry(wf.name, "loaded", source, wf, text=text)
+        problems = self.check(wf, extra={wf.name})
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            raise DefinitionError(source, errors)
+        entry = WorkflowEntry(wf.name, "loaded", source, wf, text=text,
+                              warnings=tuple(problems))
         with self._lock:
             self._entries[wf.name] = entry
         self._on_version(wf)
         return entry
 
-    def _check(self, wf: Workflow, extra: set[str] = frozenset()) -> list[Problem]:  # type: ignore[assignment]
-        plugins, connectors = self._refs()
+    def check(self, wf: Workflow, extra: set[str] = frozenset(),  # type: ignore[assignment]
+              plugins: Mapping[str, Iterable[str]] | None = None) -> list[Problem]:
+        """``wf``'s references checked against the app: errors and warnings.
+
+        ``plugins`` (name → handlers) stands for the host's when it is not running (the CLI
+        reads the plugins folder); else the running host's plugins are used, if any.
+        """
+        live, connectors = self._refs()
+        plugins = live if plugins is None else plugins
         names = {n for n, e in self._entries.items() if e.workflow is not None} | set(extra)
         return check_references(wf, plugins=plugins, connectors=connectors, workflows=names)
 
@@ -148,9 +161,9 @@ class WorkflowEntries:
         previous = self._files.get(path)
         old_name = previous[2] if previous else None
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_definition(path, path.name)
             wf = parse(text, path.name)
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             self._failed(path, old_name, [Problem("", f"cannot read: {exc}")], mtime, size)
             return
         except DefinitionError as exc:
@@ -190,8 +203,9 @@ class WorkflowEntries:
         self._files[path] = (mtime, size, name)
         log.error("workflow file %s: %s", path.name, "; ".join(str(p) for p in problems))
 
-    def recheck(self) -> None:
-        """Check every loaded workflow's references again (plugins came or went)."""
+    def recheck(self, plugins: Mapping[str, Iterable[str]] | None = None) -> None:
+        """Check every loaded workflow's references again (plugins came or went);
+        ``plugins`` as in :meth:`check`."""
         with self._lock:
             for name, entry in list(self._entries.items()):
                 wf = entry.workflow
@@ -202,11 +216,16 @@ class WorkflowEntries:
                         continue
                 if wf is None:
                     continue
-                problems = self._check(wf)
-                if problems and not entry.stale:
+                found = self.check(wf, plugins=plugins)
+                errors = tuple(p for p in found if p.severity == "error")
+                warnings = tuple(p for p in found if p.severity == "warning")
+                if errors and not entry.stale:
                     self._entries[name] = WorkflowEntry(name, "failed", entry.source, None,
-                                                        tuple(problems), text=entry.text)
-                elif not problems and entry.state == "failed":
+                                                        errors, text=entry.text,
+                                                        warnings=warnings)
+                elif not errors and entry.state == "failed":
                     self._entries[name] = WorkflowEntry(name, "loaded", entry.source, wf,
-                                                        text=entry.text)
+                                                        text=entry.text, warnings=warnings)
                     self._on_version(wf)
+                elif entry.warnings != warnings:
+                    self._entries[name] = replace(entry, warnings=warnings)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from omnicore.errors import OmniError
 
@@ -27,15 +28,21 @@ class WorkflowError(OmniError):
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One thing wrong with a definition: where (``steps[2].uses``), the line, what."""
+    """One thing wrong with a definition: where (``steps[2].uses``), the line, what.
+
+    A ``warning`` does not stop the workflow from loading (a step's plugin the app does not
+    have yet may still arrive); an ``error`` does.
+    """
 
     path: str
     message: str
     line: int | None = None
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
         at = f"line {self.line}: " if self.line else ""
-        return f"{at}{self.path or '(document)'}: {self.message}"
+        warn = "warning: " if self.severity == "warning" else ""
+        return f"{warn}{at}{self.path or '(document)'}: {self.message}"
 
 
 class DefinitionError(WorkflowError):

@@ -147,8 +147,10 @@ class Workflows:
         except AttributeError:
             plugins = None
         else:
-            plugins = {info.name: list(info.handlers) for info in host} if self._live \
-                else None
+            # A plugin that failed before its module was read has no handlers to check a
+            # step against: it counts as absent (a warning), not as lacking the handler.
+            plugins = {info.name: list(info.handlers) for info in host
+                       if info.handlers or info.state == "loaded"} if self._live else None
         try:
             connectors = list(self._app.connectors)
         except (OmniError, AttributeError):  # bad connector config / an app without them
