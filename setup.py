@@ -1,6 +1,7 @@
-"""Puts a copy of ``sdk/`` into the wheel (``omnicore/toolchains/sdk``), so that
+"""Puts copies of ``sdk/`` and ``web/`` into the wheel: ``omnicore/toolchains/sdk``, so that
 ``omnicore new plugin`` and ``omnicore build`` work from an installed wheel too
-(``omnicore.toolchains.locations``). Everything else is in pyproject.toml."""
+(``omnicore.toolchains.locations``), and ``omnicore/console/web``, the console's templates and
+static assets (``omnicore.console.assets``). Everything else is in pyproject.toml."""
 
 import shutil
 from pathlib import Path
@@ -18,11 +19,15 @@ class BuildPyWithSdk(build_py):  # type: ignore[misc]
             # would still be copied into the wheel beside the new one.
             shutil.rmtree(Path(self.build_lib) / "omnicore", ignore_errors=True)
         super().run()
-        src = Path(__file__).parent / "sdk"
-        if not self.editable_mode and src.is_dir():
-            dest = Path(self.build_lib) / "omnicore" / "toolchains" / "sdk"
-            shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(src, dest, ignore=_SKIP)
+        if self.editable_mode:
+            return  # an editable install imports from the checkout, which has both in place
+        root = Path(__file__).parent
+        for src, dest in ((root / "sdk", ("toolchains", "sdk")),
+                          (root / "web", ("console", "web"))):
+            if src.is_dir():
+                target = Path(self.build_lib, "omnicore", *dest)
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(src, target, ignore=_SKIP)
 
 
 setup(cmdclass={"build_py": BuildPyWithSdk})

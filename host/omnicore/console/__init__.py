@@ -5,7 +5,7 @@
     module.py      ConsoleModule: Hypercorn on the app's loop, console.json for the CLI
     server.py      the Starlette app: routes, error handlers, security headers
     api.py         /api/v1 (openapi.py documents it)
-    pages.py       server-rendered pages (web/templates, web/static)
+    pages.py       server-rendered pages (the top-level web/: templates, static)
     auth.py        sessions, API tokens, CSRF; users.py the accounts; throttle.py sign-in
     operations.py  upload, delete, settings into sidecars, on top of app.plugins
     live.py        the live feed of logs and events (SSE)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -23,6 +22,7 @@ from starlette.templating import Jinja2Templates
 
 from omnicore.config import render_config
 from omnicore.console import api, charts, jobs, kv, operations
+from omnicore.console.assets import web_dir
 from omnicore.console.audit import Actor, record
 from omnicore.console.auth import Principal
 from omnicore.console.bodies import MAX_FORM_BYTES, form_body, limit_body, parse_json
@@ -36,7 +36,7 @@ from omnicore.sandbox.limits import ISOLATION_MODES, Limits
 
 __all__ = ["NOTICES", "TEMPLATES", "done", "page", "read_form", "render_error", "routes"]
 
-WEB = Path(__file__).parent / "web"
+WEB = web_dir()
 #: Room for the multipart framing and the other fields around an uploaded file.
 UPLOAD_SLACK = 64 * 1024
 TEMPLATES = Jinja2Templates(directory=str(WEB / "templates"))
