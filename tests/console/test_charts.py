@@ -3,6 +3,7 @@ gaps where there was no sample, percentiles from real durations."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import httpx
@@ -14,27 +15,29 @@ from tests.console.conftest import Host
 
 def test_a_ring_combines_within_a_step_and_forgets_past_its_size() -> None:
     ring = Ring(10, 3)
-    how = ("add", "last", "max", "add")
-    ring.add(100.0, (1, 0.5, 0.5, 0), how)
-    ring.add(105.0, (2, 0.25, 0.75, 1), how)
-    ring.add(120.0, (4, 0.1, 0.1, 0), how)
+    how = ("add", "last", "max", "add", "max", "add")
+    nan = math.nan
+    ring.add(100.0, (1, 0.5, 0.5, 0, 100, nan), how)
+    ring.add(105.0, (2, 0.25, 0.75, 1, 50, 7), how)   # fuel: NaN (not metered) then metered
+    ring.add(120.0, (4, 0.1, 0.1, 0, 10, 1), how)
     points = ring.points(125.0)
     assert [t for t, _ in points] == [100, 110, 120]
-    assert points[0][1] == (3.0, 0.25, 0.75, 1.0) and points[1][1] is None
+    assert points[0][1] == (3.0, 0.25, 0.75, 1.0, 100.0, 7.0) and points[1][1] is None
     assert points[2][1] is not None and points[2][1][0] == 4.0
     assert ring.points(150.0)[0] == (130, None)  # older than the ring: gone, not wrapped in
-    ring.add(150.0, (9, 0, 0, 0), how)  # lands in the slot step 12 had: replaced
-    assert [r for _t, r in ring.points(150.0) if r] == [(9.0, 0.0, 0.0, 0.0)]
+    ring.add(150.0, (9, 0, 0, 0, 0, 0), how)  # lands in the slot step 12 had: replaced
+    assert [r for _t, r in ring.points(150.0) if r] == [(9.0, 0.0, 0.0, 0.0, 0.0, 0.0)]
 
 
 def test_memory_is_fixed_per_plugin_whatever_the_traffic() -> None:
     one = sum(size for _step, size in RANGES.values())
     ring_bytes = sum(Ring(*spec).nbytes for spec in RANGES.values())
-    assert ring_bytes == one * (4 * 4 + 8) and ring_bytes < 8 * 1024
+    assert ring_bytes == one * (6 * 4 + 8) and ring_bytes < 10 * 1024
 
 
 def test_the_svg_has_labelled_axes_units_and_gaps() -> None:
-    points = [(600.0 * i, None if i == 2 else (float(i), 0.0, 0.0, 0.0)) for i in range(5)]
+    points = [(600.0 * i, None if i == 2 else (float(i), 0.0, 0.0, 0.0, 0.0, 0.0))
+              for i in range(5)]
     c = chart("Calls", "calls/s", points, [("calls", "calls", lambda r: r[0])])
     assert [label for _y, label in c.y_ticks] == ["0", "2.5", "5"]  # a round top
     assert len(c.x_ticks) == 3 and all(re.fullmatch(r"\d\d:\d\d", t) for _x, t in c.x_ticks)
@@ -66,8 +69,8 @@ def test_the_overview_and_plugin_page_draw_the_series(host: Host, admin: httpx.C
         assert svgs, url
         for svg in svgs:
             texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
-            assert "time (local)" in texts and any(t.endswith(("/s", "/min", "ms", "jobs"))
-                                                   for t in texts), texts
+            units = ("/s", "/min", "ms", "jobs", "bytes", "iB")
+            assert "time (local)" in texts and any(t.endswith(units) for t in texts), texts
     assert 'aria-current="true">24h<' in browser.get("/plugins/greeter-rust?range=24h").text
     doc = admin.get("/api/v1/plugins/greeter-rust").json()
     assert doc["stats"]["p50_us"] <= doc["stats"]["p99_us"] and doc["stats"]["p50_us"] > 0

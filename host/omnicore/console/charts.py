@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from omnicore.console.series import CALLS, HOST, RANGES, Series
 
-__all__ = ["Chart", "Line", "chart", "host_charts", "plugin_charts", "span_of"]
+__all__ = ["Chart", "Line", "byte_unit", "chart", "host_charts", "plugin_charts", "size_text",
+           "span_of"]
 
 WIDTH, HEIGHT = 420, 150
 LEFT, RIGHT, TOP, BOTTOM = 46, 8, 10, 30
@@ -39,6 +41,17 @@ class Chart:
     width: int = WIDTH
     height: int = HEIGHT
     box: tuple[int, int, int, int] = field(default=(LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM))
+    #: Each line's values in ``unit`` by step start (unix seconds); None: no sample.
+    data: dict[str, list[tuple[float, float | None]]] = field(default_factory=dict)
+    #: Why the chart has nothing to show, when it cannot have (fuel not metered).
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The chart as the API gives it: title, unit, each line's points."""
+        return {"title": self.title, "unit": self.unit, "note": self.note or None,
+                "lines": [{"label": line.label, "last": line.last,
+                           "points": [[t, v] for t, v in self.data[line.label]]}
+                          for line in self.lines]}
 
 
 def _nice(top: float) -> float:
@@ -62,7 +75,8 @@ def chart(title: str, unit: str, points: Sequence[tuple[float, tuple[float, ...]
     """``lines``: (label, css class, the value of a step's row in ``unit``)."""
     x0, y0, x1, y1 = LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM
     n = len(points)
-    values = [[None if row is None else fn(row) for _t, row in points] for _l, _c, fn in lines]
+    values = [[None if row is None else _value(fn(row)) for _t, row in points]
+              for _l, _c, fn in lines]
     seen = [v for series in values for v in series if v is not None]
     top = _nice(max(seen, default=0.0))
 
@@ -89,7 +103,13 @@ def chart(title: str, unit: str, points: Sequence[tuple[float, tuple[float, ...]
     if n:
         for i in sorted({0, n // 2, n - 1}):
             x_ticks.append((x(i), time.strftime("%H:%M", time.localtime(points[i][0]))))
-    return Chart(title, unit, drawn, y_ticks, x_ticks, not seen)
+    data = {label: [(t, v) for (t, _row), v in zip(points, series, strict=True)]
+            for (label, _c, _fn), series in zip(lines, values, strict=True)}
+    return Chart(title, unit, drawn, y_ticks, x_ticks, not seen, data=data)
+
+
+def _value(v: float) -> float | None:
+    return None if math.isnan(v) else v
 
 
 def host_charts(series: Series, span: str) -> list[Chart]:
@@ -107,15 +127,42 @@ def host_charts(series: Series, span: str) -> list[Chart]:
     ]
 
 
-def plugin_charts(series: Series, name: str, span: str) -> list[Chart]:
-    """A plugin's page: its calls and errors, and its latency percentiles."""
+#: Byte units, largest first: a memory chart is drawn in the largest its peak reaches.
+BYTE_UNITS = (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("bytes", 1))
+
+
+def byte_unit(peak: float) -> tuple[str, int]:
+    """The unit (and its size) to show ``peak`` bytes in."""
+    return next(((u, n) for u, n in BYTE_UNITS if peak >= n), BYTE_UNITS[-1])
+
+
+def size_text(n: float | None) -> str:
+    """``n`` bytes as the plugin page shows them (``1.5 MiB``); ``-`` when not measured."""
+    if n is None:
+        return "-"
+    unit, size = byte_unit(n)
+    return f"{n / size:.3g} {unit}" if size > 1 else f"{n:.0f} bytes"
+
+
+def plugin_charts(series: Series, name: str, span: str, *,
+                  metered: bool = False) -> list[Chart]:
+    """A plugin's page: its calls and errors, its latency percentiles, the memory its live
+    instances hold and, where its calls are metered (``metered``), the fuel they burn."""
     step = RANGES[span][0]
     points = series.points(name, span)
+    peak = max((row[4] for _t, row in points if row is not None and not math.isnan(row[4])),
+               default=0.0)
+    unit, size = byte_unit(peak)
+    fuel = chart("Fuel", "fuel/s", points, [("fuel", "calls", lambda r: r[5] / step)])
+    if not metered:
+        fuel = replace(fuel, note="not metered: set limits.fuel to meter this plugin's calls")
     return [
         chart("Calls", "calls/s", points, [("calls", "calls", lambda r: r[0] / step),
                                            ("errors", "errors", lambda r: r[3] / step)]),
         chart("Latency", "ms", points, [("p50", "calls", lambda r: r[1] * 1000),
                                         ("p99", "queued", lambda r: r[2] * 1000)]),
+        chart("Instance memory", unit, points, [("memory", "calls", lambda r: r[4] / size)]),
+        fuel,
     ]
 
 

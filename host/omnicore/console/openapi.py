@@ -172,6 +172,10 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
      "admin", [_NAME, _HANDLER], None, 200, _MCP_TOOLS),
     ("delete", "/plugins/{name}/mcp/{handler}", "Stop serving a handler as an MCP tool "
      "(sidecar)", "admin", [_NAME, _HANDLER], None, 200, _MCP_TOOLS),
+    ("get", "/plugins/{name}/charts", "Its charts as data: calls, latency, instance memory, "
+     "fuel (each line's points in the chart's unit, null where no sample)", "viewer",
+     [_NAME, {"name": "range", "in": "query", "schema": {"enum": ["15m", "1h", "24h"]}}],
+     None, 200, ANY_OBJECT),
     ("get", "/plugins/{name}/logs", "The plugin's log lines, newest first", "viewer",
      [_NAME, _LEVEL, *_PAGING], None, 200, _page(ANY_OBJECT)),
     ("get", "/events", "Recent log lines and events, newest first", "viewer",

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from omnicore.config import render_config
-from omnicore.console import api, charts, jobs, kv, operations
+from omnicore.console import api, chart_api, charts, jobs, kv, operations
 from omnicore.console.assets import web_dir
 from omnicore.console.audit import Actor, record
 from omnicore.console.auth import Principal
@@ -307,7 +307,9 @@ def _plugin_context(st: ConsoleState, name: str, span: str = "1h") -> dict[str, 
             "config_text":
             json.dumps(info.config, indent=2, sort_keys=True),
             "mcp_tools": handler_tools(st.app, name), "span": span,
-            "charts": charts.plugin_charts(st.history, name, span)}
+            "charts": charts.plugin_charts(st.history, name, span,
+                                           metered=chart_api.metered(info)),
+            "memory": charts.size_text(st.history.memory.get(name))}
 
 
 def _capability_docs(st: ConsoleState, names: tuple[str, ...]) -> dict[str, str]:

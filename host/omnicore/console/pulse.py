@@ -7,10 +7,12 @@ everyone (:meth:`Pulse.figures`), however many pages are open, and each stream o
 the few keys of its scope, so an idle open page costs one dictionary comparison a second.
 
 Scopes: ``host`` (every page: calls, errors, plugin states, jobs, event drops), ``plugins``
-(also every plugin's row), ``plugin:NAME`` (also that plugin's figures). A page whose rows
-come and go (tasks, events, a workflow run) asks for a ``version`` key that changes when
-they do, and ``console.js`` fetches the page again. With ``feed=1`` the same stream carries
-the Logs page's entries (``plugin`` / ``level`` filters), so that page opens one stream too.
+(also every plugin's row), ``plugin:NAME`` (also that plugin's figures, its instance memory
+as last sampled among them). A page whose rows come and go (tasks, events, a workflow run)
+asks for a ``version`` key that changes when they do, and ``console.js`` fetches the page
+again; a page with charts asks for ``charts``, which moves with every sample of the series.
+With ``feed=1`` the same stream carries the Logs page's entries (``plugin`` / ``level``
+filters), so that page opens one stream too.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
+from omnicore.console.charts import size_text
 from omnicore.console.live import TooManySubscribers
 
 if TYPE_CHECKING:
     from omnicore.app import OmniApp
+    from omnicore.console.series import Series
 
 __all__ = ["Pulse", "compute"]
 
@@ -43,8 +47,10 @@ def _us(seconds: float, calls: int = 1) -> str:
 class Pulse:
     """The figures of the host at most once every ``interval_s``, shared by every stream."""
 
-    def __init__(self, app: OmniApp, interval_s: float = 1.0, max_streams: int = 256) -> None:
+    def __init__(self, app: OmniApp, interval_s: float = 1.0, max_streams: int = 256,
+                 history: Series | None = None) -> None:
         self.app = app
+        self.history = history
         self.interval_s = interval_s
         self.max_streams = max_streams
         self.streams = 0
@@ -63,7 +69,7 @@ class Pulse:
             if time.monotonic() - self._at >= self.interval_s * 0.9:
                 loop = asyncio.get_running_loop()
                 self._figures = await loop.run_in_executor(None, compute, self.app,
-                                                           self._latency)
+                                                           self._latency, self.history)
                 self._scoped = {}
                 self._at = time.monotonic()
             return self._figures
@@ -149,9 +155,10 @@ def _scoped(figures: dict[str, str], scope: str, versions: list[str]) -> dict[st
 
 
 def compute(app: OmniApp,
-            latency: dict[str, tuple[int, str, str, str]] | None = None) -> dict[str, str]:
+            latency: dict[str, tuple[int, str, str, str]] | None = None,
+            history: Series | None = None) -> dict[str, str]:
     """Every figure of the host, as the text the pages show; ``latency`` caches each
-    plugin's percentile texts by its call count."""
+    plugin's percentile texts by its call count; ``history`` gives the charts' figures."""
     latency = {} if latency is None else latency
     out: dict[str, str] = {}
     calls = errors = 0
@@ -194,6 +201,10 @@ def compute(app: OmniApp,
     out["version.tasks"] = json.dumps(sorted(jobs.items()))
     for gone in latency.keys() - states_of.keys():
         del latency[gone]
+    if history is not None:
+        out["version.charts"] = str(history.samples)
+        for name, used in history.memory.items():
+            out[f"plugin.{name}.memory"] = size_text(used)
     newest = app.storage.events.recent(1)
     out["version.events"] = f"{out['events.dropped']}/{newest[0].id if newest else 0}"
     return out

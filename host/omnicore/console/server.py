@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from omnicore.console import (
     api,
     audit_page,
+    chart_api,
     events,
     instances,
     jobs,
@@ -146,6 +147,7 @@ def create_app(state: ConsoleState) -> Starlette:
         Route("/metrics", metrics),
         Route("/api/v1/openapi.json", openapi),
         *api.routes(),
+        *chart_api.routes(),
         *pages.routes(),
         *workflows.routes(),
         *secrets.routes(),

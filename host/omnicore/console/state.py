@@ -35,7 +35,7 @@ class ConsoleState:
     pulse: Pulse = field(init=False)
 
     def __post_init__(self) -> None:
-        self.pulse = Pulse(self.app)
+        self.pulse = Pulse(self.app, history=self.history)
 
     async def off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking work (file writes, compiling a plugin, SQLite) off the event loop."""

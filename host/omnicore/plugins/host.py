@@ -45,6 +45,7 @@ from omnicore.sandbox.capability import Capability, DeferredCapability, Manifest
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
+from omnicore.sandbox.usage import Usage
 from omnicore.types import HealthChecks
 
 if TYPE_CHECKING:
@@ -154,6 +155,17 @@ class PluginHost:
     def stats_items(self) -> list[tuple[str, CallStats]]:
         """``(name, stats)`` of every plugin (the Prometheus collector reads these)."""
         return [(e.name, e.stats) for e in self._entries.sorted()]
+
+    def usage_items(self) -> list[tuple[str, Usage]]:
+        """``(name, usage)`` of every plugin serving calls whose runtime measures it (the
+        native one; Extism and component runtimes do not say yet)."""
+        out = []
+        for e in self._entries.sorted():
+            version = e.version
+            usage = getattr(version.runtime, "usage", None) if version is not None else None
+            if usage is not None:
+                out.append((e.name, usage()))
+        return out
 
     # ---- loading ---------------------------------------------------------------------
 

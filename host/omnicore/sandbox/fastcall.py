@@ -47,6 +47,7 @@ PRIVATE_NAMES = (
     "wasmtime_linker_define_func_unchecked",
     "wasmtime_context_set_epoch_deadline",
     "wasmtime_context_set_fuel",
+    "wasmtime_context_get_fuel",
     "wasmtime_caller_context",
     "wasmtime_caller_export_get",
     "wasmtime_memory_data",
@@ -107,6 +108,7 @@ _call_unchecked = _bind("wasmtime_func_call_unchecked", c_void_p,
 _set_deadline = _bind("wasmtime_context_set_epoch_deadline", None, c_void_p, c_uint64,
                       keep_gil=True)
 _set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64, keep_gil=True)
+_get_fuel = _bind("wasmtime_context_get_fuel", c_void_p, c_void_p, c_void_p, keep_gil=True)
 _caller_context = _bind("wasmtime_caller_context", c_void_p, c_void_p, keep_gil=True)
 _memory_data = _bind("wasmtime_memory_data", c_void_p, c_void_p, c_void_p, keep_gil=True)
 _memory_size = _bind("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p, keep_gil=True)
@@ -290,19 +292,23 @@ class RawInstance:
         self.deadline = _monotonic() + timeout_s
         self.deadline_hit = False
         # One scratch block: slots 0-1 (32 B) for calls, slot 2 (16 B) for re-entrant
-        # omni_alloc from host functions, then the wasm_trap_t* out-parameter at byte 48.
+        # omni_alloc from host functions, the wasm_trap_t* out-parameter at byte 48, and the
+        # fuel left after a metered call at byte 56.
         scratch = (c_uint64 * 8)()
         self._scratch = scratch
         addr = ctypes.addressof(scratch)
         self._raw_addr = addr
         self._raw2_addr = addr + 32
         self._trap_addr = addr + 48
+        self._fuel_addr = addr + 56
         self._i32 = (ctypes.c_int32 * 16).from_address(addr)
         self._u64 = scratch
         self._externs: list[Any] = []
         self._funcs: dict[str, int] = {}
         self._armed = -1
         self.fuel = fuel
+        #: Fuel the handler calls of this instance consumed (0 unless metered).
+        self.fuel_used = 0
         if wasi is not None:
             err = _set_wasi(self.ctx, ctypes.cast(wasi._consume(), c_void_p).value)
             if err:
@@ -434,6 +440,8 @@ class RawInstance:
         i32[0] = self.buf
         i32[4] = n
         err = _call_unchecked(self.ctx, func, self._raw_addr, 2, self._trap_addr)
+        if self.fuel is not None and not _get_fuel(self.ctx, self._fuel_addr):
+            self.fuel_used += self.fuel - self._u64[7]   # trapped too: what it burnt counts
         if err or self._u64[6]:
             raise self._failure(err)
         return self._u64[0]

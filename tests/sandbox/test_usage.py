@@ -1,0 +1,79 @@
+"""What a plugin's instances hold and burn (sandbox.usage): linear memory read from idle
+instances without racing a call, fuel counted by each metered call, kept when an instance
+is discarded after a trap."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from omnicore.errors import Trap
+from omnicore.plugins.host import PluginHost
+from tests.sandbox_fixtures import compile_wat
+
+MIB = 1 << 20
+
+
+def test_memory_grows_with_the_calls_that_grow_it() -> None:
+    with PluginHost() as host:
+        host.load(compile_wat("grower"), name="grower")
+        [(name, before)] = host.usage_items()
+        assert name == "grower" and before.memory_bytes == 128 * 1024 and before.fuel is None
+        host.call("grower", "grow")
+        host.call("grower", "grow")
+        assert dict(host.usage_items())["grower"].memory_bytes == before.memory_bytes + 2 * MIB
+
+
+def test_fuel_counts_every_metered_call_and_survives_a_discarded_instance() -> None:
+    with PluginHost() as host:
+        host.load(compile_wat("grower"), name="grower", limits={"fuel": 10_000_000})
+        assert dict(host.usage_items())["grower"].fuel == 0
+        host.call("grower", "burn")
+        one = dict(host.usage_items())["grower"].fuel
+        assert one is not None and one >= 100_000          # a turn costs at least one unit
+        host.call("grower", "burn")
+        two = dict(host.usage_items())["grower"].fuel
+        assert two is not None and two > one
+        with pytest.raises(Trap):
+            host.call("grower", "burn_trap")                # its instance is thrown away
+        after = dict(host.usage_items())["grower"].fuel
+        assert after is not None and after >= two + 100_000
+
+
+def test_measuring_while_calls_run_never_breaks_a_call() -> None:
+    """The sampler takes idle instances out of the pool for the read: callers racing it get
+    another instance or wait, and every call still answers."""
+    with PluginHost() as host:
+        host.load(compile_wat("grower"), name="grower",
+                  limits={"fuel": 10_000_000, "pool_size": 2})
+        stop = threading.Event()
+        failures: list[BaseException] = []
+
+        def caller() -> None:
+            try:
+                for _ in range(300):
+                    host.call("grower", "burn")
+            except BaseException as exc:
+                failures.append(exc)
+
+        def sampler() -> None:
+            while not stop.is_set():
+                use = dict(host.usage_items())["grower"]
+                assert use.memory_bytes >= 128 * 1024
+
+        threads = [threading.Thread(target=caller) for _ in range(3)]
+        watcher = threading.Thread(target=sampler)
+        watcher.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        stop.set()
+        watcher.join(30)
+        assert failures == []
+        use = dict(host.usage_items())["grower"]
+        assert use.fuel is not None and use.fuel >= 900 * 100_000
+        # Every instance is back in the pool: none was lost to the sampler.
+        stats = host._entries.get("grower").version.runtime.stats()  # type: ignore[union-attr]
+        assert stats["busy"] == 0 and stats["live"] == stats["idle"]
