@@ -45,6 +45,18 @@ def test_the_svg_has_labelled_axes_units_and_gaps() -> None:
     assert c.lines[0].last == "4 calls/s" and not c.empty
 
 
+def test_large_values_get_short_axis_labels_that_match_them_and_lone_samples_show() -> None:
+    points = [(10.0 * i, None if i != 3 else (0.0, 0.0, 0.0, 0.0, 0.0, 600_060.0))
+              for i in range(6)]
+    c = chart("Fuel", "fuel/s", points, [("fuel", "calls", lambda r: r[5] / 10)])
+    assert [label for _y, label in c.y_ticks] == ["0", "50k", "100k"]
+    assert c.lines[0].last == "60,006 fuel/s"
+    assert c.lines[0].path.endswith("h0.01")  # one sample between gaps: drawn as a dot
+    nan = chart("Fuel", "fuel/s", [(0.0, (0.0, 0.0, 0.0, 0.0, 0.0, math.nan))],
+                [("fuel", "calls", lambda r: r[5])])
+    assert nan.empty and nan.data == {"fuel": [(0.0, None)]}   # not metered: no value
+
+
 def test_the_overview_and_plugin_page_draw_the_series(host: Host, admin: httpx.Client) -> None:
     host.app.plugins.grant("greeter-rust", "config", {})
     st = host.module.console

@@ -70,6 +70,14 @@ def _num(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _tick(v: float) -> str:
+    """A value-axis label short enough for the margin: 250k, 1.5M."""
+    if v >= 1e4:
+        size, suffix = next((s, x) for s, x in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if v >= s)
+        return f"{v / size:.3g}{suffix}"
+    return _num(v)
+
+
 def chart(title: str, unit: str, points: Sequence[tuple[float, tuple[float, ...] | None]],
           lines: Sequence[tuple[str, str, Callable[[tuple[float, ...]], float]]]) -> Chart:
     """``lines``: (label, css class, the value of a step's row in ``unit``)."""
@@ -94,11 +102,14 @@ def chart(title: str, unit: str, points: Sequence[tuple[float, tuple[float, ...]
                 pen = "M"
                 continue
             parts.append(f"{pen}{x(i):.1f},{y(v):.1f}")
+            alone = pen == "M" and (i + 1 == n or series[i + 1] is None)
+            if alone:  # a step between gaps (or the first sample): a dot, round-capped
+                parts.append("h0.01")
             pen = "L"
         last = next((v for v in reversed(series) if v is not None), None)
         drawn.append(Line(label, css, " ".join(parts),
                           "-" if last is None else f"{_num(last)} {unit}"))
-    y_ticks = [(y(top * f), _num(top * f)) for f in (0, 0.5, 1)]
+    y_ticks = [(y(top * f), _tick(top * f)) for f in (0, 0.5, 1)]
     x_ticks = []
     if n:
         for i in sorted({0, n // 2, n - 1}):
