@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from tests.console.test_browser import SHOTS, browser, off_thread  # noqa: F401
-from tests.sandbox_fixtures import compile_wat
+from tests.host_fixtures import grower_wasm
 
 PASSWORD = "lovelace-1815"
 
@@ -26,7 +26,7 @@ def grower(tmp_path: Path) -> Iterator[tuple[OmniApp, ConsoleModule, str]]:
     metered), sampled every half second; and an admin API token."""
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    wasm = compile_wat("grower")
+    wasm = grower_wasm()
     (plugins / "grower.wasm").write_bytes(wasm)
     (plugins / "grower.toml").write_text("[limits]\nfuel = 50000000\n")
     (plugins / "plain.wasm").write_bytes(wasm)

@@ -10,14 +10,14 @@ import pytest
 
 from omnicore.errors import Trap
 from omnicore.plugins.host import PluginHost
-from tests.sandbox_fixtures import compile_wat
+from tests.host_fixtures import grower_wasm
 
 MIB = 1 << 20
 
 
 def test_memory_grows_with_the_calls_that_grow_it() -> None:
     with PluginHost() as host:
-        host.load(compile_wat("grower"), name="grower")
+        host.load(grower_wasm(), name="grower")
         [(name, before)] = host.usage_items()
         assert name == "grower" and before.memory_bytes == 128 * 1024 and before.fuel is None
         host.call("grower", "grow")
@@ -27,7 +27,7 @@ def test_memory_grows_with_the_calls_that_grow_it() -> None:
 
 def test_fuel_counts_every_metered_call_and_survives_a_discarded_instance() -> None:
     with PluginHost() as host:
-        host.load(compile_wat("grower"), name="grower", limits={"fuel": 10_000_000})
+        host.load(grower_wasm(), name="grower", limits={"fuel": 10_000_000})
         assert dict(host.usage_items())["grower"].fuel == 0
         host.call("grower", "burn")
         one = dict(host.usage_items())["grower"].fuel
@@ -45,7 +45,7 @@ def test_measuring_while_calls_run_never_breaks_a_call() -> None:
     """The sampler takes idle instances out of the pool for the read: callers racing it get
     another instance or wait, and every call still answers."""
     with PluginHost() as host:
-        host.load(compile_wat("grower"), name="grower",
+        host.load(grower_wasm(), name="grower",
                   limits={"fuel": 10_000_000, "pool_size": 2})
         stop = threading.Event()
         failures: list[BaseException] = []
