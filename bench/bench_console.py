@@ -179,7 +179,8 @@ def series_bytes(plugins: int) -> int:
     start = time.time() - 86400
     for k in range(plugins):
         for t in range(0, 86400, 600):  # every 24 h step; finer steps reuse the same rings
-            series._add(f"p{k}", start + t, (1.0, 0.001, 0.002, 0.0), PLUGIN_COLUMNS)
+            series._add(f"p{k}", start + t, (1.0, 0.001, 0.002, 0.0, 2.0**20, 1e6),
+                        PLUGIN_COLUMNS)
     return series.nbytes()
 
 

@@ -46,6 +46,8 @@ class Ring:
         self.ids = array("q", [-1] * size)
 
     def add(self, t: float, row: tuple[float, ...], how: tuple[str, ...]) -> None:
+        if len(row) != WIDTH:  # a shorter row would shrink the array under every slot after
+            raise ValueError(f"a ring row has {WIDTH} values, not {len(row)}")
         step = int(t // self.step)
         slot = step % self.size
         base = slot * WIDTH
