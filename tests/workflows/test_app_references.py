@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import httpx
+from playwright.sync_api import Browser, expect
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
+from tests.console.test_browser import SHOTS, browser, off_thread  # noqa: F401
 from tests.host_fixtures import echo_wasm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,13 +158,14 @@ def test_list_shows_the_same_findings_per_workflow(tmp_path: Path) -> None:
     assert doc["wrong"]["state"] == "failed" and len(doc["wrong"]["problems"]) == 1
 
 
-def test_console_shows_the_findings_of_each_workflow(tmp_path: Path) -> None:
+def test_console_shows_the_findings_of_each_workflow(
+        tmp_path: Path, browser: Browser) -> None:  # noqa: F811
     folder = make_app(tmp_path / "app", {"later.yaml": LATER, "wrong.yaml": WRONG})
     app = OmniApp(config_path=folder / "omnicore.yaml", environ={}, entry_points=False,
                   overrides={"console": {"enabled": True, "port": 0}})
     module = ConsoleModule()
     app.add_module(module)
-    app.start()
+    off_thread(app.start)   # Playwright's loop runs in this thread; start refuses one
     try:
         assert module.console is not None and module.url is not None
         module.console.auth.store.add("admin", PASSWORD, "admin")
@@ -183,6 +186,22 @@ def test_console_shows_the_findings_of_each_workflow(tmp_path: Path) -> None:
             assert "1 warning</span>" in page and "uses plugin &#39;stamper&#39;" in page
             assert "has no handler &#39;shout&#39;" in c.get("/workflows/wrong").text
             assert "1 warning</span>" in c.get("/workflows").text
+            for width, height in ((1366, 900), (390, 844)):
+                context = browser.new_context(viewport={"width": width, "height": height})
+                context.add_cookies([{"name": k, "value": v, "url": module.url}
+                                     for k, v in c.cookies.items()])
+                page = context.new_page()
+                for path in ("/workflows", "/workflows/later", "/workflows/wrong"):
+                    page.goto(module.url + path)
+                    expect(page.locator("ul.problems li").first).to_be_visible()
+                    assert page.evaluate(
+                        "document.documentElement.scrollWidth <= window.innerWidth"), path
+                    SHOTS.mkdir(parents=True, exist_ok=True)
+                    name = path.strip("/").replace("/", "-")
+                    page.screenshot(path=str(SHOTS / f"wf-findings-{name}-{width}.png"),
+                                    full_page=True)
+                expect(page.locator("li.p-error")).to_contain_text("has no handler 'shout'")
+                context.close()
 
             # The plugin arrives: the warning goes, without a restart.
             (folder / "plugins" / "stamper.wasm").write_bytes(echo_wasm("stamper"))
@@ -197,4 +216,4 @@ def test_console_shows_the_findings_of_each_workflow(tmp_path: Path) -> None:
                 time.sleep(0.2)
             assert doc["warnings"] == [] and doc["problems"] == []
     finally:
-        app.stop()
+        off_thread(app.stop)
