@@ -41,6 +41,29 @@ def test_fuel_counts_every_metered_call_and_survives_a_discarded_instance() -> N
         assert after is not None and after >= two + 100_000
 
 
+def test_fuel_outlives_instances_freed_per_call_or_when_idle() -> None:
+    """Every other way an instance goes: its one call under per-call isolation, the idle
+    sweep. What they burnt stays in the total; the memory they held does not."""
+    with PluginHost() as host:
+        host.load(grower_wasm(), name="once", limits={"fuel": 10_000_000,
+                                                      "isolation": "per-call"})
+        host.call("once", "grow")
+        host.call("once", "burn")
+        host.call("once", "burn")
+        use = dict(host.usage_items())["once"]
+        assert use.memory_bytes == 0                         # no instance outlives its call
+        assert use.fuel is not None and use.fuel >= 200_000
+
+        host.load(grower_wasm(), name="idler", limits={"fuel": 10_000_000,
+                                                       "idle_timeout_ms": 1000})
+        host.call("idler", "burn")
+        before = dict(host.usage_items())["idler"]
+        pool = host._entries.get("idler").version.runtime._pool  # type: ignore[union-attr]
+        assert pool.sweep(1000.0) == 0 and pool.sweep(1002.0) == 1   # parked, then freed
+        after = dict(host.usage_items())["idler"]
+        assert after.memory_bytes == 0 and after.fuel == before.fuel and after.fuel
+
+
 def test_measuring_while_calls_run_never_breaks_a_call() -> None:
     """The sampler takes idle instances out of the pool for the read: callers racing it get
     another instance or wait, and every call still answers."""

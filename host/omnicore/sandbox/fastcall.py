@@ -274,7 +274,8 @@ class RawInstance:
                  wasi: wasmtime.WasiConfig | None, live: dict[int, RawInstance],
                  has_initialize: bool = True, input_cap: int = 65536,
                  timeout_s: float = 3600.0, table_elements: int = -1,
-                 tables: int = -1, files: Any = None) -> None:
+                 tables: int = -1, files: Any = None,
+                 burnt: Callable[[int], None] | None = None) -> None:
         #: The instance's open files (``sandbox.wasi_fs.FdTable``), closed with it.
         self.fs_table = files
         # Callers creating many instances pass raw addresses (see address_of): ctypes.cast
@@ -307,8 +308,9 @@ class RawInstance:
         self._funcs: dict[str, int] = {}
         self._armed = -1
         self.fuel = fuel
-        #: Fuel the handler calls of this instance consumed (0 unless metered).
-        self.fuel_used = 0
+        #: Told the fuel each metered handler call burnt (the runtime's total, which outlives
+        #: instances freed after a trap, per call or when idle).
+        self._burnt = burnt
         if wasi is not None:
             err = _set_wasi(self.ctx, ctypes.cast(wasi._consume(), c_void_p).value)
             if err:
@@ -440,8 +442,9 @@ class RawInstance:
         i32[0] = self.buf
         i32[4] = n
         err = _call_unchecked(self.ctx, func, self._raw_addr, 2, self._trap_addr)
-        if self.fuel is not None and not _get_fuel(self.ctx, self._fuel_addr):
-            self.fuel_used += self.fuel - self._u64[7]   # trapped too: what it burnt counts
+        if self.fuel is not None and self._burnt is not None and \
+                not _get_fuel(self.ctx, self._fuel_addr):
+            self._burnt(self.fuel - self._u64[7])   # trapped too: what it burnt counts
         if err or self._u64[6]:
             raise self._failure(err)
         return self._u64[0]

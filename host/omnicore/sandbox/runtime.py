@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
-from omnicore.sandbox.usage import Usage, measure
+from omnicore.sandbox.usage import FuelMeter, Usage, measure
 from omnicore.sandbox.wasi import define_wasi
 from omnicore.sandbox.wasi_fs import FdTable, FsState, define_wasi_fs, parse_dirs
 from omnicore.sandbox.wasi_output import WasiOutput
@@ -84,8 +83,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         self._handlers = frozenset(module.handlers)
         self._has_init = any(e.name == "_initialize" for e in module.exports)
         self._live: dict[int, RawInstance] = {}
-        self._fuel_gone = 0   # burnt by instances discarded since (see usage)
-        self._gone_lock = threading.Lock()
+        self._meter = FuelMeter()
         self._keepalive: list[Any] = []
         linker = wasmtime.Linker(engine.wasmtime)
         if self._wasi_output is not None:
@@ -148,13 +146,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
 
     def usage(self) -> Usage:
         """Memory its live instances hold and fuel its calls burnt (:mod:`sandbox.usage`)."""
-        return measure(self._pool, self._live, self._fuel_gone, self._fuel is not None)
-
-    def _release(self, inst: RawInstance, keep: bool) -> None:
-        self._pool.release(inst, keep)
-        if not keep and inst.fuel_used:
-            with self._gone_lock:
-                self._fuel_gone += inst.fuel_used
+        return measure(self._pool, self._live,
+                       self._meter.total if self._fuel is not None else None)
 
     @property
     def fuel_enabled(self) -> bool:
@@ -173,6 +166,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
             inst = RawInstance(self._engine_addr, self._pre_addr,
                                memory_limit=lim.max_memory_bytes,
                                deadline_ticks=self._ticks, fuel=self._fuel,
+                               burnt=self._meter.add if self._fuel is not None else None,
                                wasi=wasi, live=self._live,
                                has_initialize=self._has_init, timeout_s=lim.timeout_ms / 1000,
                                table_elements=lim.max_table_elements, tables=lim.max_tables,

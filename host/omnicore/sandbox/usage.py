@@ -4,12 +4,14 @@ The console samples it every few seconds (``console/series``), so measuring must
 a call. An idle instance is taken out of its pool for the read (atomically: a caller meanwhile
 gets another instance or waits a moment) and its memory size is read fresh; an instance busy
 in a call counts at the size its own call last saw (a Python int, safe to read from here).
-Fuel is counted by each instance after each metered call (``RawInstance.fuel_used``); what a
-discarded instance had burnt is kept by its runtime.
+Fuel is read by the calling thread after each metered call and added to the runtime's
+:class:`FuelMeter`, so what an instance burnt outlives it (freed after a trap, after its one
+call under ``isolation: per-call``, or when idle).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from omnicore.sandbox.fastcall import RawInstance
     from omnicore.sandbox.pool import InstancePool
 
-__all__ = ["Usage", "measure"]
+__all__ = ["FuelMeter", "Usage", "measure"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +31,25 @@ class Usage:
     fuel: int | None
 
 
+class FuelMeter:
+    """The fuel every instance of one runtime burnt, added to by the calling threads."""
+
+    __slots__ = ("_lock", "total")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        with self._lock:  # calls on several instances finish at once
+            self.total += n
+
+
 def measure(pool: InstancePool[RawInstance], live: dict[int, RawInstance],
-            fuel_gone: int, metered: bool) -> Usage:
-    """The usage of the instances in ``live`` (a runtime's, by store context)."""
-    memory = fuel = 0
+            fuel: int | None) -> Usage:
+    """The memory of the instances in ``live`` (a runtime's, by store context); ``fuel`` as
+    the runtime's meter says (None: not metered)."""
+    memory = 0
     for inst in list(live.values()):
         mem = getattr(inst, "memory", None)   # None while the instance is being made
         if mem is None:
@@ -46,5 +63,4 @@ def measure(pool: InstancePool[RawInstance], live: dict[int, RawInstance],
                 memory += inst.memory_size()
             finally:
                 pool.release(inst, True)
-        fuel += inst.fuel_used
-    return Usage(memory, fuel + fuel_gone if metered else None)
+    return Usage(memory, fuel)
