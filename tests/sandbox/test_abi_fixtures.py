@@ -89,7 +89,7 @@ def test_infinite_loop_hits_deadline(make: Make, echo: PluginRuntime) -> None:
     assert "plugin 'loop' handler 'spin' exceeded its deadline of 300 ms" in msg
     assert "limits.timeout_ms" in msg and "discarded" in msg
     assert info.value.limit == "timeout_ms" and info.value.value == 300
-    assert rt.stats()["discarded"] == 1
+    assert rt.stats()["discarded"] == 3  # each timed-out instance was replaced
     still_serves(rt, echo)
 
 
