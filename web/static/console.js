@@ -101,10 +101,32 @@ async function refresh() {
     const answer = await fetch(location.href, { headers: { Accept: "text/html" } });
     if (!answer.ok) return;
     const next = new DOMParser().parseFromString(await answer.text(), "text/html").querySelector("main");
-    if (next) { main.replaceChildren(...next.childNodes); prettyJson(); }
+    if (next) { main.replaceChildren(...next.childNodes); prettyJson(); invokeFields(); }
   } finally {
     setTimeout(() => { refreshing = false; }, 2000);
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => { prettyJson(); live(); });
+
+// The invoke form: show the argument fields of the chosen handler (and the free text field
+// only when the input is not given as fields). Without this file every fieldset shows.
+function invokeFields() {
+  const form = document.getElementById("invoke-form");
+  if (!form) return;
+  const handler = form.querySelector("select[name=handler]");
+  const format = form.querySelector("select[name=format]");
+  const text = form.querySelector("textarea[name=input]");
+  const show = () => {
+    const asFields = format.value === "fields";
+    for (const set of form.querySelectorAll("fieldset.args")) {
+      set.hidden = !asFields || set.dataset.argsFor !== handler.value;
+    }
+    const has = [...form.querySelectorAll("fieldset.args")].some((s) => s.dataset.argsFor === handler.value);
+    text.hidden = asFields && has;
+  };
+  handler.addEventListener("change", show);
+  format.addEventListener("change", show);
+  show();
+}
+
+document.addEventListener("DOMContentLoaded", () => { prettyJson(); invokeFields(); live(); });

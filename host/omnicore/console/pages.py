@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from omnicore.config import render_config
-from omnicore.console import api, chart_api, charts, jobs, kv, operations
+from omnicore.console import api, chart_api, charts, invoke_form, jobs, kv, operations
 from omnicore.console.assets import web_dir
 from omnicore.console.audit import Actor, record
 from omnicore.console.auth import Principal
@@ -309,7 +309,9 @@ def _plugin_context(st: ConsoleState, name: str, span: str = "1h") -> dict[str, 
             "mcp_tools": handler_tools(st.app, name), "span": span,
             "charts": charts.plugin_charts(st.history, name, span,
                                            metered=chart_api.metered(info)),
-            "memory": charts.size_text(st.history.memory.get(name))}
+            "memory": charts.size_text(st.history.memory.get(name)),
+            "arg_fields": invoke_form.fields_of(info.manifest),
+            "field_name": invoke_form.field_name}
 
 
 def _capability_docs(st: ConsoleState, names: tuple[str, ...]) -> dict[str, str]:
@@ -383,7 +385,11 @@ async def plugin_post(request: Request) -> Response:
             return done("/plugins", "deleted")
         if action == "invoke":
             text = f.get("input", "")
-            if f.get("format") == "json" and text.strip():
+            handler = f.get("handler", "")
+            fields = invoke_form.fields_of(st.app.plugins.get(name).manifest).get(handler)
+            if f.get("format") == "fields" and fields:
+                text = json.dumps(invoke_form.arguments_from(f, handler, fields))
+            elif f.get("format") == "json" and text.strip():
                 text = json.dumps(_json_field(text, "input", objects_only=False))
             try:
                 invoke_result = await api.call_plugin(

@@ -19,6 +19,7 @@ from omnicore.sandbox.component.hostcalls import (
     handler_export,
     requested,
 )
+from omnicore.sandbox.component.schema import arguments_schema
 from omnicore.sandbox.component.world import World, read_world, wasi_interface_supplied
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.module import (
@@ -108,6 +109,23 @@ def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
     return component
 
 
+def _described_exports(manifest: dict[str, Any], world: World) -> dict[str, Any]:
+    """A plain component's manifest with each callable export described from its WIT: its
+    signature and the JSON Schema of its arguments (an object keyed by parameter names), the
+    schema MCP tools and the console's invoke form are made from. A handler the manifest
+    already describes keeps the manifest's words."""
+    declared = {h["name"]: h for h in manifest.get("handlers") or []
+                if isinstance(h, dict) and isinstance(h.get("name"), str)}
+    described = []
+    for fn in world.functions.values():
+        if fn.unsupported is not None:
+            continue
+        entry = {"name": fn.name, "description": f"{fn.name}: {fn.signature}",
+                 "input_schema": arguments_schema(fn.params), "wit": fn.signature}
+        described.append({**entry, **declared.get(fn.name, {})})
+    return {**manifest, "handlers": described} if described else manifest
+
+
 def load_component(engine: SandboxEngine, wasm: bytes, name: str | None,
                    path: Path | None) -> ComponentModule:
     """Compile the component ``wasm`` and read its world; InvalidModule if it is not valid.
@@ -141,6 +159,7 @@ def load_component(engine: SandboxEngine, wasm: bytes, name: str | None,
         handlers = tuple(h if isinstance(h, str) else h["name"] for h in manifest["handlers"])
     else:
         interface = None
+        manifest = _described_exports(manifest, world)
     if not handlers:
         raise InvalidModule(f"plugin {plugin!r} is not a valid plugin: a component that "
                             "exports no function (nothing could call it)", plugin=plugin)

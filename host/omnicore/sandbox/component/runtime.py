@@ -48,6 +48,7 @@ from omnicore.sandbox.component.hostcalls import (
 )
 from omnicore.sandbox.component.memory import Limiter, limiting
 from omnicore.sandbox.component.output import ComponentOutput
+from omnicore.sandbox.component.schema import arguments_list
 from omnicore.sandbox.component.values import WrongValue, delete, lift_bytes
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
 from omnicore.sandbox.engine import SandboxEngine
@@ -288,6 +289,14 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             raise InvalidInput(f"{who}: the input is not JSON ({exc}); send a JSON array of "
                                f"the arguments [{want}]", plugin=self.name,
                                handler=fn.name) from None
+        if isinstance(args, dict):
+            # An object keyed by the parameter names (what an MCP tool and the console's
+            # form send: specs/components.md) is the same call.
+            try:
+                args = arguments_list(fn.params, args)
+            except ValueError as exc:
+                raise InvalidInput(f"{who}: {exc}; nothing was called", plugin=self.name,
+                                   handler=fn.name) from None
         if not isinstance(args, list) or len(args) != len(fn.params):
             raise InvalidInput(f"{who} takes {len(fn.params)} argument(s) [{want}] as a JSON "
                                f"array, got {json.dumps(args)[:200]}", plugin=self.name,
