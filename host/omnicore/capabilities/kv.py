@@ -10,13 +10,13 @@ leaves nothing behind. Embedders seed or read a plugin's data with
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from omnicore.capabilities.options import positive_ints
 from omnicore.config import OmniConfig
+from omnicore.core import jsoncodec
 from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import (
     Capability,
@@ -215,8 +215,7 @@ def _list(state: _State, mem: GuestMemory, pptr: int, plen: int, out: int, cap: 
     keys = _keys(state, prefix)
     if isinstance(keys, int):
         return keys
-    return mem.write_result(json.dumps(keys, ensure_ascii=False, separators=(",", ":"))
-                            .encode(), out, cap)
+    return mem.write_result(jsoncodec.dumps(keys), out, cap)
 
 
 # omnicore:plugin/kv (sdk/wit/plugin.wit): the same operations for components.

@@ -536,6 +536,10 @@ async def delete_token(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     p = "/api/v1"
     return [
+        # First: it is the route scripts call in a loop, and the router tries routes in
+        # order. It shadows none: no other pattern matches /plugins/X/invoke ({name} takes
+        # no "/").
+        Route(f"{p}/plugins/{{name}}/invoke", invoke, methods=["POST"]),
         Route(f"{p}/info", get_info),
         Route(f"{p}/health", get_health),
         Route(f"{p}/settings", get_settings),
@@ -550,7 +554,6 @@ def routes() -> list[BaseRoute]:
         Route(f"{p}/plugins/{{name}}/limits", put_limits, methods=["PUT"]),
         Route(f"{p}/plugins/{{name}}/grants/{{capability}}", put_grant, methods=["PUT"]),
         Route(f"{p}/plugins/{{name}}/grants/{{capability}}", delete_grant, methods=["DELETE"]),
-        Route(f"{p}/plugins/{{name}}/invoke", invoke, methods=["POST"]),
         Route(f"{p}/plugins/{{name}}/mcp", get_mcp, methods=["GET"]),
         Route(f"{p}/plugins/{{name}}/mcp/{{handler}}", set_mcp, methods=["PUT", "DELETE"]),
         Route(f"{p}/plugins/{{name}}/logs", plugin_logs),
