@@ -83,8 +83,11 @@ class SQLiteKV(KVStore):
                 hit = cache.values.get((self.plugin, key), _MISS)
                 if hit is not _MISS:
                     return hit  # type: ignore[return-value]
-            rows = db._read(_GET, (self.plugin, key))
-            value = bytes(rows[0][0]) if rows else None
+            try:
+                row = db._conn.execute(_GET, (self.plugin, key)).fetchone()
+            except sqlite3.Error as exc:
+                raise db._error("read failed", exc) from None
+            value = bytes(row[0]) if row else None
             if cache.stamp is not None and (value is None or len(value) <= cache.MAX_VALUE):
                 if len(cache.values) >= cache.MAX_ENTRIES:
                     cache.values.clear()
