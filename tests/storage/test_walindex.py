@@ -158,6 +158,22 @@ def test_a_header_that_is_not_sqlites_is_never_trusted(tmp_path: Path) -> None:
     live.close()
 
 
+def test_any_commit_of_ours_proves_the_header_but_one_that_wrote_nothing_does_not(
+        tmp_path: Path) -> None:
+    store = SQLiteStorage(tmp_path / "omnicore.db")
+    try:
+        assert store.walindex is not None and store.walindex.state == "unproven"
+        assert store.kv("p").delete("absent") is False  # a write that changed no row
+        assert store.walindex.state == "unproven"
+        assert store.kv("p").get("k") is None
+        assert store._kv_cache.values == {}  # nothing kept while unproven
+        store.queue.add(TaskSpec("p", "h", b"", 0.0))  # a transaction, not a kv write
+        assert store.walindex.state == "live"
+        assert _cached(store, "k") is None
+    finally:
+        store.close()
+
+
 def test_a_database_not_in_wal_mode_reads_through_sqlite(tmp_path: Path) -> None:
     store = SQLiteStorage(tmp_path / "omnicore.db")
     store.close()

@@ -208,6 +208,9 @@ class Database:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise self._error("cannot write", exc) from None
+            index = self.walindex
+            proving = index is not None and index.state == "unproven"
+            before, changes = (index.read(), conn.total_changes) if proving else (None, 0)
             try:
                 yield conn
             except BaseException:
@@ -218,6 +221,8 @@ class Database:
             except sqlite3.Error as exc:
                 _rollback(conn)
                 raise self._error("cannot commit", exc) from None
+            if proving and conn.total_changes > changes:
+                index.confirm(before)  # type: ignore[union-attr]
 
     def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         try:
