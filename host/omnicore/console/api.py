@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from omnicore.config import render_config
@@ -27,6 +27,7 @@ from omnicore.console.auth import Principal
 from omnicore.console.bodies import MAX_JSON_BYTES, json_body, read_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.live import LEVELS, TooManySubscribers
+from omnicore.console.responses import JSONResponse
 from omnicore.console.state import ConsoleState
 from omnicore.errors import OmniError
 from omnicore.plugins.info import PluginInfo

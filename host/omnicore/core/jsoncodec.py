@@ -20,6 +20,7 @@ each function takes it only where the answer cannot differ and hands the rest to
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -49,10 +50,15 @@ def loads(raw: bytes | str, **fallback: Any) -> Any:
     return json.loads(raw, **fallback)
 
 
-def dumps(obj: Any) -> bytes:
-    """Compact JSON of ``obj`` as UTF-8 bytes (see the module docstring for what differs
-    from ``json.dumps(obj, separators=(",", ":")).encode()``)."""
+def _compact(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def dumps(obj: Any, fallback: Callable[[Any], bytes] = _compact) -> bytes:
+    """Compact JSON of ``obj`` as UTF-8 bytes; what orjson would write its own way is written
+    by ``fallback`` (default: ``json.dumps(obj, separators=(",", ":")).encode()``, what the
+    host wrote before; the module docstring says what still differs)."""
     try:
         return orjson.dumps(obj, option=_DUMP)
     except TypeError:  # orjson.JSONEncodeError is one
-        return json.dumps(obj, separators=(",", ":")).encode()
+        return fallback(obj)
