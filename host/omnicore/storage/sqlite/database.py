@@ -208,9 +208,10 @@ class Database:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise self._error("cannot write", exc) from None
-            index = self.walindex
-            proving = index is not None and index.state == "unproven"
-            before, changes = (index.read(), conn.total_changes) if proving else (None, 0)
+            # A header not yet seen at work is proven by this commit, if it writes a row.
+            index = self.walindex if self.walindex and self.walindex.state == "unproven" \
+                else None
+            before, changes = (index.read(), conn.total_changes) if index else (None, 0)
             try:
                 yield conn
             except BaseException:
@@ -221,8 +222,8 @@ class Database:
             except sqlite3.Error as exc:
                 _rollback(conn)
                 raise self._error("cannot commit", exc) from None
-            if proving and conn.total_changes > changes:
-                index.confirm(before)  # type: ignore[union-attr]
+            if index is not None and conn.total_changes > changes:
+                index.confirm(before)
 
     def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         try:
@@ -239,8 +240,8 @@ class Database:
                 before = index.read() if index is not None and index.state == "unproven" \
                     else None
                 changed = self._conn.execute(sql, args).rowcount
-                if before is not None and changed > 0:
-                    index.confirm(before)  # type: ignore[union-attr]
+                if index is not None and before is not None and changed > 0:
+                    index.confirm(before)
                 return changed
         except sqlite3.Error as exc:
             raise self._error("write failed", exc) from None
