@@ -207,3 +207,53 @@ def test_the_upgrade_recounts_usage_and_triggers_keep_it(tmp_path: Path) -> None
         assert (kv.usage().keys, kv.usage().bytes) == (2, 6)
     finally:
         store.close()
+
+
+def test_a_previous_version_still_writing_the_upgraded_file_keeps_usage_right(
+        tmp_path: Path) -> None:
+    """An upgraded CLI migrates the file while a host of the previous version still runs on
+    it: that host's writes (replayed here as it made them: absolute usage after an insert or
+    update, a subtraction after a delete) and the triggers must not count twice."""
+    db = tmp_path / "omnicore.db"
+    store = SQLiteStorage(db)
+    kv = store.kv("p")
+    old = sqlite3.connect(db, isolation_level=None)
+
+    def old_put(key: str, value: bytes) -> None:
+        old.execute("BEGIN IMMEDIATE")
+        row = old.execute("SELECT size FROM kv WHERE plugin='p' AND key=?", (key,)).fetchone()
+        keys, used = old.execute("SELECT keys, bytes FROM kv_usage WHERE plugin='p'"
+                                 ).fetchone() or (0, 0)
+        size = len(key.encode()) + len(value)
+        new_keys, new_bytes = keys + (row is None), used + size - (row[0] if row else 0)
+        old.execute("INSERT INTO kv(plugin, key, value, size) VALUES ('p',?,?,?) ON CONFLICT"
+                    "(plugin, key) DO UPDATE SET value=excluded.value, size=excluded.size",
+                    (key, value, size))
+        old.execute("INSERT INTO kv_usage(plugin, keys, bytes) VALUES ('p',?,?) ON CONFLICT"
+                    "(plugin) DO UPDATE SET keys=excluded.keys, bytes=excluded.bytes",
+                    (new_keys, new_bytes))
+        old.execute("COMMIT")
+
+    def old_delete(key: str) -> None:
+        old.execute("BEGIN IMMEDIATE")
+        row = old.execute("DELETE FROM kv WHERE plugin='p' AND key=? RETURNING size",
+                          (key,)).fetchone()
+        if row is not None:
+            old.execute("UPDATE kv_usage SET keys=keys-1, bytes=bytes-? WHERE plugin='p'",
+                        (row[0],))
+        old.execute("COMMIT")
+
+    try:
+        kv.set("a", b"12345")
+        old_put("b", b"xy")
+        old_put("a", b"1")
+        kv.set("c", b"c")
+        old_delete("c")
+        kv.delete("b")
+        old_put("d", b"dddd")
+        assert (kv.usage().keys, kv.usage().bytes) == (2, 2 + 5)
+        assert sorted(kv.list("")) == ["a", "d"]
+    finally:
+        old.close()
+        store.close()
+

@@ -84,9 +84,13 @@ def _v3_events(db: sqlite_utils.Database) -> None:
 
 
 def _v4_kv_usage_triggers(db: sqlite_utils.Database) -> None:
-    # Triggers keep kv_usage beside kv, so a set is one statement (with its quota check in
-    # its WHERE) instead of a transaction of five: half the time (bench_capabilities.py). The
-    # usage is recounted once here, so no drift from before can outlive the upgrade.
+    # Triggers keep kv_usage beside kv on insert and update, so a set is one statement (with
+    # its quota check in its WHERE) instead of a transaction of five: half the time
+    # (bench_capabilities.py). No trigger on delete: a host of the previous version still
+    # running on this file (an upgraded CLI migrated it) writes absolute usage after its
+    # inserts and updates, which overrides the triggers, but subtracts after its deletes,
+    # which one would double. The usage is recounted once here, so no drift from before can
+    # outlive the upgrade.
     conn = db.conn
     conn.execute("DELETE FROM kv_usage")
     conn.execute("INSERT INTO kv_usage(plugin, keys, bytes) "
@@ -98,9 +102,6 @@ def _v4_kv_usage_triggers(db: sqlite_utils.Database) -> None:
     conn.execute("CREATE TRIGGER kv_usage_update AFTER UPDATE OF size ON kv BEGIN "
                  "UPDATE kv_usage SET bytes = bytes - old.size + new.size "
                  "WHERE plugin = new.plugin; END")
-    conn.execute("CREATE TRIGGER kv_usage_delete AFTER DELETE ON kv BEGIN "
-                 "UPDATE kv_usage SET keys = keys - 1, bytes = bytes - old.size "
-                 "WHERE plugin = old.plugin; END")
 
 
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``. Append only; never edit.

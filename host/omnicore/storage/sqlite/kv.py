@@ -1,6 +1,7 @@
 """kv on SQLite: one plugin's keys, with their usage kept beside them for the quotas.
 
-Triggers keep ``kv_usage`` in step with ``kv`` (schema v4), so a set is one statement whose
+Triggers keep ``kv_usage`` in step with inserts and updates of ``kv`` (schema v4; a delete
+updates it itself, see ``_v4_kv_usage_triggers``), so a set is one statement whose
 ``WHERE`` holds the quota rule of :meth:`KVQuota.admit`; only a refused or oversized write
 takes the slow path, a transaction that asks ``admit`` for the exact error. Reads go through
 a :class:`ReadCache` of the database, valid while its wal-index header says that nothing has
@@ -117,8 +118,15 @@ class SQLiteKV(KVStore):
         self._s._write(lambda conn: self._put(conn, key, value, quota))
 
     def delete(self, key: str) -> bool:
-        return self._s._write_one("DELETE FROM kv WHERE plugin=? AND key=?",
-                                  (self.plugin, key)) > 0
+        def run(conn: sqlite3.Connection) -> bool:
+            old = conn.execute("DELETE FROM kv WHERE plugin=? AND key=? RETURNING size",
+                               (self.plugin, key)).fetchone()
+            if old is None:
+                return False
+            conn.execute("UPDATE kv_usage SET keys=keys-1, bytes=bytes-? WHERE plugin=?",
+                         (old[0], self.plugin))
+            return True
+        return cast(bool, self._s._write(run))
 
     def incr(self, key: str, delta: int, quota: KVQuota = DEFAULT_QUOTA) -> int:
         def run(conn: sqlite3.Connection) -> int:
