@@ -129,6 +129,19 @@ def test_the_cache_is_bounded_and_never_mixes_plugins(store: SQLiteStorage) -> N
         for i in range(ReadCache.MAX_ENTRIES + 10):
             kv.get(f"missing-{i}")
             assert len(store._kv_cache.values) <= ReadCache.MAX_ENTRIES
+        # And in bytes: values just under the size kept, more than MAX_BYTES of them.
+        big = b"v" * (ReadCache.MAX_VALUE - 64)
+        n = ReadCache.MAX_BYTES // len(big) + 10
+        roomy = KVQuota(max_keys=10**6, max_bytes=10**9)
+        for i in range(n):
+            kv.set(f"b{i}", big, roomy)
+        for i in range(n):
+            assert kv.get(f"b{i}") == big
+            cache = store._kv_cache
+            assert cache.nbytes <= ReadCache.MAX_BYTES
+            assert cache.nbytes == sum(len(k) + len(v or b"") for (_, k), v in
+                                       cache.values.items())
+        assert len(store._kv_cache.values) > 1  # they were kept, within the bound
     finally:
         store.close()
 

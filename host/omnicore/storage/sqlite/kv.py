@@ -45,16 +45,37 @@ _MISS = object()
 class ReadCache:
     """Values (and absences) read from ``kv``, dropped whole as soon as the wal-index header
     moves, whoever committed. Used under the database's lock only. Bounded: values over
-    :data:`MAX_VALUE` bytes are not kept, and it starts afresh past :data:`MAX_ENTRIES`."""
+    :data:`MAX_VALUE` bytes are not kept, and it starts afresh past :data:`MAX_ENTRIES`
+    entries or :data:`MAX_BYTES` of keys and values."""
 
     MAX_VALUE = 16 * 1024
     MAX_ENTRIES = 4096
+    MAX_BYTES = 4 * 1024 * 1024
 
-    __slots__ = ("stamp", "values")
+    __slots__ = ("nbytes", "stamp", "values")
 
     def __init__(self) -> None:
         self.stamp: bytes | None = None
         self.values: dict[tuple[str, str], bytes | None] = {}
+        self.nbytes = 0
+
+    def drop(self, stamp: bytes | None) -> None:
+        """Forget everything; what is read from now on is kept under ``stamp`` (None: not
+        kept)."""
+        self.values.clear()
+        self.nbytes = 0
+        self.stamp = stamp
+
+    def keep(self, plugin: str, key: str, value: bytes | None) -> None:
+        """Keep a value just read (a miss: the key is not in :attr:`values`)."""
+        size = len(key) + (0 if value is None else len(value))
+        if self.stamp is None or size > self.MAX_VALUE:
+            return
+        if len(self.values) >= self.MAX_ENTRIES or self.nbytes + size > self.MAX_BYTES:
+            self.values.clear()
+            self.nbytes = 0
+        self.values[(plugin, key)] = value
+        self.nbytes += size
 
 
 class SQLiteKV(KVStore):
@@ -78,8 +99,7 @@ class SQLiteKV(KVStore):
                 # Something committed (or a transaction of ours is open, or the header is
                 # being written): nothing cached can be trusted; what is read now, after the
                 # stamp was taken, can be kept under it.
-                cache.values.clear()
-                cache.stamp = stamp if not db._conn.in_transaction else None
+                cache.drop(stamp if not db._conn.in_transaction else None)
             else:
                 hit = cache.values.get((self.plugin, key), _MISS)
                 if hit is not _MISS:
@@ -89,10 +109,7 @@ class SQLiteKV(KVStore):
             except sqlite3.Error as exc:
                 raise db._error("read failed", exc) from None
             value = bytes(row[0]) if row else None
-            if cache.stamp is not None and (value is None or len(value) <= cache.MAX_VALUE):
-                if len(cache.values) >= cache.MAX_ENTRIES:
-                    cache.values.clear()
-                cache.values[(self.plugin, key)] = value
+            cache.keep(self.plugin, key, value)
             return value
 
     def _put(self, conn: sqlite3.Connection, key: str, value: bytes, quota: KVQuota) -> None:
