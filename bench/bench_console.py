@@ -1,20 +1,24 @@
 """The console's speed, against a floor measured in the same run.
 
 1. The invoke endpoint (POST /api/v1/plugins/greeter-rust/invoke, bearer token, the Rust
-   greeter) vs a bare Starlette endpoint doing nothing, both served by Hypercorn on loopback
-   and driven by the same keep-alive httpx client: requests/s and the overhead ratio.
+   greeter) vs a bare Starlette endpoint making the same plugin call (JSON body in, the same
+   ``app.plugins.acall``, the same JSON answer) with no middleware, auth or checks, both
+   served by Hypercorn on loopback and driven by the same kind of keep-alive httpx client,
+   in alternating rounds: requests/s (median of the rounds) and the ratio.
 2. The plugins page and the overview with 1,000 plugins: time per request.
 3. Live-feed fan-out: 20 SSE clients, 200 entries pushed; time until every client has all.
 4. 100 live pages (``/api/v1/live``) open and idle: the host process's CPU over 10 s, the
    clients in another process.
 5. The charts' history of 1,000 plugins over 24 h: the bytes its rings hold.
 
-    .venv/bin/python bench/bench_console.py
+    .venv/bin/python bench/bench_console.py [--invoke-only]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _measure import machine
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
@@ -37,11 +42,15 @@ ROOT = Path(__file__).resolve().parents[1]
 GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
 
 
-def bare_server() -> tuple[str, threading.Event]:
-    async def nothing(_request: Request) -> JSONResponse:
-        return JSONResponse({"output": "", "encoding": "text", "duration_ms": 0})
+def bare_server(omni: OmniApp, plugin: str) -> tuple[str, threading.Event]:
+    async def same_call(request: Request) -> JSONResponse:
+        doc = json.loads(await request.body())
+        start = time.perf_counter()
+        out = await omni.plugins.acall(plugin, doc["handler"], doc["input"].encode())
+        return JSONResponse({"output": out.decode(), "encoding": "text",
+                             "duration_ms": round((time.perf_counter() - start) * 1000, 3)})
 
-    app = Starlette(routes=[Route("/x", nothing, methods=["POST"])])
+    app = Starlette(routes=[Route("/x", same_call, methods=["POST"])])
     stop = threading.Event()
     ready: list[str] = []
     up = threading.Event()
@@ -69,25 +78,53 @@ def bare_server() -> tuple[str, threading.Event]:
     return ready[0], stop
 
 
-def rate(client: httpx.Client, url: str, body: dict[str, str], n: int) -> float:
-    def post() -> httpx.Response:
+DRIVER = """
+import json, sys, time, httpx
+url, token, n, body = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+with httpx.Client(headers={"Authorization": "Bearer " + token} if token else {}) as c:
+    def post():
         try:
-            return client.post(url, json=body)
+            return c.post(url, json=body)
         except httpx.RemoteProtocolError:
             # Hypercorn closes an idle-looking keep-alive connection now and then (seen
             # every ~800 requests on the bare server): a client reconnects, and so do we.
-            return client.post(url, json=body)
-
+            return c.post(url, json=body)
     for _ in range(50):
         post()
+    print("ready", flush=True)
+    sys.stdin.readline()
     start = time.perf_counter()
     for _ in range(n):
         r = post()
         assert r.status_code == 200, r.text
-    return n / (time.perf_counter() - start)
+    print(n / (time.perf_counter() - start), flush=True)
+"""
+
+
+def driven(url: str, token: str, body: dict[str, str], n: int) -> tuple[float, float]:
+    """``n`` keep-alive POSTs from a client in another process: (requests/s, this process's
+    CPU µs per request), the second much less swayed by other work on the machine."""
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", DRIVER, url, token, str(n), json.dumps(body)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        cpu = time.process_time()
+        child.stdin.write("\n")
+        child.stdin.flush()
+        per_s = float(child.stdout.readline())
+        return per_s, (time.process_time() - cpu) / n * 1e6
+    finally:
+        child.wait(60)
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--invoke-only", action="store_true", help="only the invoke comparison")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
     if not GREETER.is_file():
         sys.exit(f"build the examples first: {GREETER} is missing "
                  "(.venv/bin/omnicore build plugins/ --out build/plugins)")
@@ -99,21 +136,42 @@ def main() -> None:
     module = ConsoleModule()
     app.add_module(module)
     app.start()
-    bare_url, bare_stop = bare_server()
+    bare_url, bare_stop = bare_server(app, "greeter-rust")
     try:
         assert module.console is not None and module.url is not None
         token = module.console.auth.local_token
         app.plugins.load(GREETER.read_bytes(), grants=["config"])
         body = {"handler": "greet", "input": '{"name": "Ada"}'}
         headers = {"Authorization": f"Bearer {token}"}
-        n = 2000
-        with httpx.Client(base_url=module.url, headers=headers) as c, httpx.Client() as b:
-            bare = rate(b, f"{bare_url}/x", body, n)
-            invoke = rate(c, "/api/v1/plugins/greeter-rust/invoke", body, n)
+        n = 1000
+        bares, invokes, bare_cpu, invoke_cpu = [], [], [], []
+        for _ in range(args.rounds):
+            r, cpu = driven(f"{bare_url}/x", "", body, n)
+            bares.append(r)
+            bare_cpu.append(cpu)
+            r, cpu = driven(f"{module.url}/api/v1/plugins/greeter-rust/invoke", token, body, n)
+            invokes.append(r)
+            invoke_cpu.append(cpu)
+        bare, invoke = statistics.median(bares), statistics.median(invokes)
+        with httpx.Client(base_url=module.url, headers=headers) as c:
             direct_start = time.perf_counter()
             for _ in range(n):
                 app.plugins.call("greeter-rust", "greet", b'{"name": "Ada"}')
             direct = n / (time.perf_counter() - direct_start)
+            if args.invoke_only:
+                print(f"# {machine()}")
+                print(f"bare Starlette endpoint, same call: {bare:.0f} r/s "
+                      f"[{min(bares):.0f}-{max(bares):.0f}]")
+                print(f"POST /api/v1/plugins/NAME/invoke:   {invoke:.0f} r/s "
+                      f"[{min(invokes):.0f}-{max(invokes):.0f}]")
+                rounds = ", ".join(f"{i / b_:.2f}" for i, b_ in zip(invokes, bares, strict=True))
+                print(f"  invoke / bare:                    {invoke / bare:.2f}x "
+                      f"(per round: {rounds})")
+                print(f"  host CPU per request, bare/invoke: {statistics.median(bare_cpu):.0f} / "
+                      f"{statistics.median(invoke_cpu):.0f} µs (ratio "
+                      f"{statistics.median(bare_cpu) / statistics.median(invoke_cpu):.2f}x)")
+                print(f"  app.plugins.call in-process:      {direct:.0f} r/s")
+                return
 
             for i in range(999):
                 app.plugins.load(GREETER.read_bytes(), name=f"greeter-{i:03d}")
@@ -126,9 +184,12 @@ def main() -> None:
         app.stop()
 
     print(f"{'':44} {'value':>14}")
-    print(f"{'bare Starlette endpoint (Hypercorn, loopback)':44} {bare:>10.0f} r/s")
+    print(f"# {machine()}")
+    print(f"{'bare Starlette endpoint, same plugin call':44} {bare:>10.0f} r/s")
     print(f"{'POST /api/v1/plugins/NAME/invoke (greeter)':44} {invoke:>10.0f} r/s")
-    print(f"{'  overhead vs bare endpoint':44} {bare / invoke:>12.2f} x")
+    print(f"{'  invoke / bare endpoint':44} {invoke / bare:>12.2f} x")
+    print(f"{'  host CPU per request, bare / invoke':44} "
+          f"{statistics.median(bare_cpu):>5.0f} / {statistics.median(invoke_cpu):.0f} µs")
     print(f"{'  app.plugins.call, same plugin, in-process':44} {direct:>10.0f} r/s")
     print(f"{'GET /plugins with 1,000 plugins (median)':44} {page_ms:>11.1f} ms")
     print(f"{'GET / (overview) with 1,000 plugins (median)':44} {overview_ms:>11.1f} ms")

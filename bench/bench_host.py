@@ -3,7 +3,10 @@
 Run: ``.venv/bin/python bench/bench_host.py``. Prints one table:
 
 * round trip of 100 B through ``PluginRuntime.call`` (the engine's floor) and through
-  ``app.plugins.call`` (lease + breaker + stats on top), and ``call_json``;
+  ``app.plugins.call`` (lease + breaker + stats on top), and ``call_json`` beside the same
+  call encoded and decoded with ``json`` (what it used before ``omnicore.core.jsoncodec``);
+* the host's JSON on its own payloads (a request body, a manifest, a page of 50 plugins):
+  ``jsoncodec`` (orjson) beside ``json``;
 * ``acall`` from asyncio (thread-pool hop) and 2-thread throughput through the host;
 * hot reload: file written -> the new version answers, and the calls failed meanwhile;
 * ``omnicore call NAME`` as a fresh process (interpreter start included).
@@ -12,6 +15,7 @@ Run: ``.venv/bin/python bench/bench_host.py``. Prints one table:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -25,6 +29,8 @@ from pathlib import Path
 import wasmtime
 from _measure import Sample, measure
 
+from omnicore.core import jsoncodec
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "host_echo.wat"
 
@@ -33,6 +39,22 @@ def echo_wasm(name: str = "echo", version: str = "1.0.0") -> bytes:
     src = FIXTURE.read_text().replace("NAME_TAG", name).replace("VERSION_LEN",
                                                                  str(len(version)))
     return wasmtime.wat2wasm(src.replace("VERSION_TAG", version))
+
+
+PAYLOADS: dict[str, object] = {
+    "invoke body": {"handler": "greet", "input": '{"name": "Ada"}', "encoding": "text"},
+    "manifest": {"name": "digest", "version": "1.2.0", "description": "Summaries of events",
+                 "handlers": ["summarize", "on_note", "stats"],
+                 "config": {"type": "object", "properties": {
+                     "window": {"type": "integer", "minimum": 1, "default": 60},
+                     "topics": {"type": "array", "items": {"type": "string"}}}},
+                 "subscriptions": [{"topic": "plugin.notes.note", "handler": "on_note"}],
+                 "schedules": [{"name": "hourly", "cron": "0 * * * *", "handler": "stats"}]},
+    "50 plugins": {"items": [{"name": f"plugin-{i}", "state": "ready", "version": "1.0.0",
+                              "handlers": ["a", "b", "c"], "granted": {"kv": {}, "log": {}},
+                              "calls": i * 10, "errors": 0, "p50_ms": 0.012}
+                             for i in range(50)], "total": 50, "limit": 50, "offset": 0},
+}
 
 
 def per_call_us(fn: Callable[[], object], n: int = 20000) -> Sample:
@@ -76,9 +98,20 @@ def main() -> None:
         rows.append(("100 B round trip, PluginRuntime.call", f"{raw} µs", "the sandbox alone"))
         rows.append(("100 B round trip, app.plugins.call", f"{full} µs",
                      f"host adds {full.median - raw.median:.2f} µs"))
-        js = per_call_us(lambda: host.call_json("echo", "echo", {"a": 1, "b": [1, 2]}),
-                         n=10000)
-        rows.append(("call_json small object", f"{js} µs", ""))
+        small = {"a": 1, "b": [1, 2]}
+        js = per_call_us(lambda: host.call_json("echo", "echo", small), n=10000)
+        old = per_call_us(lambda: json.loads(host.call(
+            "echo", "echo", json.dumps(small, separators=(",", ":")).encode())), n=10000)
+        rows.append(("call_json small object", f"{js} µs", f"with json: {old} µs"))
+        for what, doc in PAYLOADS.items():
+            text = json.dumps(doc).encode()
+            ours = (measure(lambda t=text: jsoncodec.loads(t), 5000),
+                    measure(lambda d=doc: jsoncodec.dumps(d), 5000))
+            floor = (measure(lambda t=text: json.loads(t), 5000),
+                     measure(lambda d=doc: json.dumps(d, separators=(",", ":")).encode(),
+                             5000))
+            rows.append((f"JSON {what} ({len(text):,} B): loads / dumps",
+                         f"{ours[0]} / {ours[1]} µs", f"json: {floor[0]} / {floor[1]} µs"))
 
         async def many() -> float:
             t0 = time.perf_counter()

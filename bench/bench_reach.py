@@ -34,6 +34,8 @@ from _measure import Sample, machine, measure
 
 from omnicore.app import OmniApp
 from omnicore.sandbox import wasmbin
+from omnicore.storage import SQLiteStorage
+from omnicore.storage.sqlite.memory import _scope as memory_scope
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests package: its guests, so both measure one thing
@@ -147,14 +149,17 @@ def vector_rows(app: OmniApp, n: int, dim: int, rows: list[tuple[str, str, str, 
 def memory_rows(app: OmniApp, count: int, rows: list[tuple[str, str, str, str]]) -> None:
     rnd = random.Random(5)
     mem = app.memory.for_plugin("mb")
-    db = app.memory._storage
+    db = app.storage
+    assert isinstance(db, SQLiteStorage), "the bulk load below is the SQLite backend's"
+    db.memory  # noqa: B018 - creates the memory tables
     # Bulk-load through one transaction: the rows and FTS index are what recall reads.
     now = time.time()
-    batch = [("mb", mem.scope, 2, " ".join(rnd.choices(WORDS, k=12)), None, rnd.random(),
-              now - rnd.random() * 86400 * 30, now, None) for _ in range(count)]
+    batch = [(i + 1, "mb", memory_scope("mb"), 2, " ".join(rnd.choices(WORDS, k=12)), None,
+              rnd.random(), now - rnd.random() * 86400 * 30, now, None, 0)
+             for i in range(count)]
     db._write(lambda conn: conn.executemany(
-        "INSERT INTO memories (plugin, scope, tier, text, meta, importance, created_at, "
-        "accessed_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch))
+        "INSERT INTO memories (id, plugin, scope, tier, text, meta, importance, created_at, "
+        "accessed_at, expires_at, has_vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch))
     queries = [" ".join(rnd.choices(WORDS, k=2)) for _ in range(200)]
     it = iter(range(10**9))
     py = p50_us(lambda: mem.recall(queries[next(it) % 200], limit=10), 200)

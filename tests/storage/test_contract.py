@@ -99,6 +99,56 @@ def test_kv_quotas_refuse_atomically(store: Storage) -> None:
     kv.set("d", b"x", quota)
 
 
+def test_kv_quota_rule_matches_admit_on_every_path(store: Storage) -> None:
+    """Random sets, incrs and deletes under tight quotas, replayed on a model that asks
+    KVQuota.admit: every write is admitted or refused as the model says, and the usage the
+    store keeps is the model's after each step (the SQLite backend checks the rule in SQL)."""
+    import random
+
+    kv = store.kv("m")
+    rng = random.Random(25)
+    quotas = [KVQuota(max_bytes=60, max_keys=4, max_value_bytes=24),
+              KVQuota(max_bytes=30, max_keys=2, max_value_bytes=24)]  # lowered: over quota
+    model: dict[str, bytes] = {}
+    keys = ["a", "bb", "ccc", "dddd", "é", "n"]
+    for step in range(400):
+        quota = quotas[step // 200]
+        op, key = rng.choice(["set", "set", "set", "incr", "delete"]), rng.choice(keys)
+        usage = (len(model), sum(len(k.encode()) + len(v) for k, v in model.items()))
+        old = model.get(key)
+        old_size = None if old is None else len(key.encode()) + len(old)
+        if op == "delete":
+            assert kv.delete(key) is (old is not None), step
+            model.pop(key, None)
+        else:
+            if op == "incr":
+                if old is not None and not old.lstrip(b"-").isdigit():
+                    model[key] = old = b"7"
+                    kv.set(key, old, KVQuota(max_bytes=10**6))
+                    usage = (len(model), sum(len(k.encode()) + len(v)
+                                             for k, v in model.items()))
+                value = str(int(old or b"0") + 1).encode()
+            else:
+                value = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 30)))
+            try:
+                quota.admit("m", key, value, old_size, usage)
+                expected: type[Exception] | None = None
+            except (QuotaExceeded, ValueTooLarge) as refused:
+                expected = type(refused)
+            if expected is None:
+                if op == "incr":
+                    assert kv.incr(key, 1, quota) == int(value), step
+                else:
+                    kv.set(key, value, quota)
+                model[key] = value
+            else:
+                with pytest.raises(expected):
+                    kv.incr(key, 1, quota) if op == "incr" else kv.set(key, value, quota)
+        assert kv.get(key) == model.get(key), step
+        assert (kv.usage().keys, kv.usage().bytes) == (
+            len(model), sum(len(k.encode()) + len(v) for k, v in model.items())), step
+
+
 def test_kv_incr_is_atomic_across_threads(store: Storage) -> None:
     kv = store.kv("t")
 

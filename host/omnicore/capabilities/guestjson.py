@@ -12,10 +12,11 @@ is measured in one linear scan before anything is parsed.
 
 from __future__ import annotations
 
-import json
 import re
 from itertools import accumulate
 from typing import Any
+
+from omnicore.core import jsoncodec
 
 __all__ = ["MAX_DEPTH", "loads", "nesting"]
 
@@ -52,4 +53,4 @@ def loads(raw: bytes | str, *, max_depth: int | None = None) -> Any:
         # Counting brackets costs almost nothing and settles nearly every real body.
         if data.count(b"[") + data.count(b"{") > max_depth and nesting(data) > max_depth:
             raise ValueError(f"the JSON is nested more than {max_depth} levels deep")
-    return json.loads(raw, parse_constant=_refuse)
+    return jsoncodec.loads(raw, parse_constant=_refuse)

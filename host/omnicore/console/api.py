@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from omnicore.config import render_config
@@ -27,6 +27,7 @@ from omnicore.console.auth import Principal
 from omnicore.console.bodies import MAX_JSON_BYTES, json_body, read_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.live import LEVELS, TooManySubscribers
+from omnicore.console.responses import JSONResponse
 from omnicore.console.state import ConsoleState
 from omnicore.errors import OmniError
 from omnicore.plugins.info import PluginInfo
@@ -536,6 +537,10 @@ async def delete_token(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     p = "/api/v1"
     return [
+        # First: it is the route scripts call in a loop, and the router tries routes in
+        # order. It shadows none: no other pattern matches /plugins/X/invoke ({name} takes
+        # no "/").
+        Route(f"{p}/plugins/{{name}}/invoke", invoke, methods=["POST"]),
         Route(f"{p}/info", get_info),
         Route(f"{p}/health", get_health),
         Route(f"{p}/settings", get_settings),
@@ -550,7 +555,6 @@ def routes() -> list[BaseRoute]:
         Route(f"{p}/plugins/{{name}}/limits", put_limits, methods=["PUT"]),
         Route(f"{p}/plugins/{{name}}/grants/{{capability}}", put_grant, methods=["PUT"]),
         Route(f"{p}/plugins/{{name}}/grants/{{capability}}", delete_grant, methods=["DELETE"]),
-        Route(f"{p}/plugins/{{name}}/invoke", invoke, methods=["POST"]),
         Route(f"{p}/plugins/{{name}}/mcp", get_mcp, methods=["GET"]),
         Route(f"{p}/plugins/{{name}}/mcp/{{handler}}", set_mcp, methods=["PUT", "DELETE"]),
         Route(f"{p}/plugins/{{name}}/logs", plugin_logs),

@@ -18,13 +18,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console.api import guarded, need, state
 from omnicore.console.audit import VERBS, entry_doc
 from omnicore.console.errors import ApiError
 from omnicore.console.pages import page
+from omnicore.console.responses import JSONResponse
 
 __all__ = ["routes"]
 

@@ -16,8 +16,8 @@ import logging
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
+from omnicore.console.responses import JSONResponse
 from omnicore.errors import (
     CircuitOpen,
     ConfigError,

@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.capabilities.events import MAX_TOPIC_BYTES, TOPIC, PluginEvent
@@ -29,6 +29,7 @@ from omnicore.console.audit import Actor, record
 from omnicore.console.bodies import json_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.pages import done, page, read_form
+from omnicore.console.responses import JSONResponse
 from omnicore.errors import OmniError
 
 if TYPE_CHECKING:

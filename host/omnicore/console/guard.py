@@ -17,6 +17,7 @@ their senders are servers, and the HMAC signature is their authentication.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -125,12 +126,17 @@ class RequestGuard:
         await self.app(scope, receive, send)
 
     def check(self, scope: Scope) -> ApiError | None:
-        headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # Only the three headers read below are decoded (the last of each, as before).
+        headers: dict[bytes, str] = {}
+        for key, value in scope["headers"]:
+            key = key.lower()
+            if key in _READ:
+                headers[key] = value.decode("latin-1")
         host = headers.get(b"host")
         if host is None:
             return ApiError(400, "the request names no Host; the console answers only to its "
                                  "own names", type="HostNotAllowed")
-        name = host_name(host)[0]
+        name = _host_name(host)[0]
         if not self.policy.allows(name):
             return ApiError(400, f"the console does not answer to the host name "
                                  f"{name[:100]!r} (a page using DNS rebinding?); add it to "
@@ -145,6 +151,12 @@ class RequestGuard:
         if origin is not None and not self.policy.same_origin(origin.strip(), host):
             return _cross(f"Origin: {origin[:100]}")
         return None
+
+
+_READ = frozenset({b"host", b"sec-fetch-site", b"origin"})
+#: Every request names its Host, nearly always the same few: parsed once each (bounded, so a
+#: client sending a new name every time only churns it).
+_host_name = functools.lru_cache(maxsize=256)(host_name)
 
 
 def _cross(what: str) -> ApiError:

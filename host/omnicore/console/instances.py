@@ -16,13 +16,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import api
 from omnicore.console.audit import Actor, record
 from omnicore.console.errors import ApiError
 from omnicore.console.pages import done, page, read_form
+from omnicore.console.responses import JSONResponse
 
 if TYPE_CHECKING:
     from omnicore.app import OmniApp

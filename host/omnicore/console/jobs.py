@@ -14,12 +14,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console.api import choice, guarded, need, page_params, paginate, state
 from omnicore.console.audit import Actor, record
 from omnicore.console.errors import ApiError
+from omnicore.console.responses import JSONResponse
 from omnicore.jobs.schedules import PAUSED
 
 if TYPE_CHECKING:

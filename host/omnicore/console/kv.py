@@ -12,12 +12,13 @@ import base64
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console.api import guarded, need, page_params, paginate, state
 from omnicore.console.audit import Actor, record
 from omnicore.console.errors import ApiError
+from omnicore.console.responses import JSONResponse
 
 if TYPE_CHECKING:
     from omnicore.app import OmniApp

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.capabilities.memory import policy_from
@@ -26,6 +26,7 @@ from omnicore.console import api
 from omnicore.console.audit import Actor, record
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.pages import done, page, read_form
+from omnicore.console.responses import JSONResponse
 from omnicore.errors import OmniError
 from omnicore.storage.memory import TIERS, MemoryPolicy
 

@@ -19,7 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import api
@@ -27,6 +27,7 @@ from omnicore.console.audit import HIDDEN, Actor, record
 from omnicore.console.bodies import json_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.pages import done, page, read_form
+from omnicore.console.responses import JSONResponse
 from omnicore.errors import OmniError
 from omnicore.storage.secrets import MAX_SECRET_BYTES, check_name
 

@@ -8,7 +8,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +32,7 @@ from omnicore.console.bodies import MAX_JSON_BYTES, BodyLimits
 from omnicore.console.errors import ApiError, disk_full, error_response, from_omni, full_disk_error
 from omnicore.console.guard import RequestGuard
 from omnicore.console.openapi import document
+from omnicore.console.responses import JSONResponse
 from omnicore.console.state import ConsoleState
 from omnicore.core.lifecycle import State
 from omnicore.errors import OmniError

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import api, jobs
 from omnicore.console.audit import Actor
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.pages import done, page, read_form
+from omnicore.console.responses import JSONResponse
 from omnicore.errors import OmniError
 
 if TYPE_CHECKING:

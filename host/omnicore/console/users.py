@@ -49,6 +49,11 @@ def check_password(password: str) -> str:
     return password
 
 
+#: A token's last use is written at most this often: a script calling the API in a loop
+#: would otherwise make every request a write to the accounts database.
+LAST_USE_EVERY_S = 30.0
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -69,6 +74,7 @@ class UserStore:
         # so response times do not tell which names exist.
         self._dummy = self._hasher.hash(secrets.token_hex(16))
         self._last_use_failing = False
+        self._stamped: dict[str, float] = {}  # token digest -> monotonic time of its stamp
 
     @property
     def owner(self) -> Storage | None:
@@ -160,10 +166,15 @@ class UserStore:
         return secret, Token(token_id, label, user, now, None)
 
     def token_user(self, secret: str) -> User | None:
-        """The user of API token ``secret`` (None: no such token), its last use stamped. A
-        stamp that cannot be written (a full disk) is logged once and the token still works:
-        a read must never fail for want of room to note that it happened."""
+        """The user of API token ``secret`` (None: no such token), its last use stamped at
+        most every :data:`LAST_USE_EVERY_S` (the lookup itself happens every time, so a
+        revoked token fails at once). A stamp that cannot be written (a full disk) is logged
+        once and the token still works: a read must never fail for want of room to note
+        that it happened."""
         digest = _digest(secret)
+        now = time.monotonic()
+        if now - self._stamped.get(digest, -LAST_USE_EVERY_S) < LAST_USE_EVERY_S:
+            return self._rows.token_user(digest, None)
         try:
             user = self._rows.token_user(digest, time.time())
         except StorageError as exc:
@@ -173,6 +184,10 @@ class UserStore:
             self._last_use_failing = True
             return self._rows.token_user(digest, None)
         self._last_use_failing = False
+        if user is not None:
+            if len(self._stamped) >= 4096:  # only live tokens get here; bounded all the same
+                self._stamped.clear()
+            self._stamped[digest] = now
         return user
 
     def tokens(self, user: str | None = None) -> list[Token]:

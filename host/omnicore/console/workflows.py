@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import api
@@ -34,6 +34,7 @@ from omnicore.console.auth import Principal
 from omnicore.console.bodies import json_body, parse_json, read_body
 from omnicore.console.errors import ApiError
 from omnicore.console.pages import page, read_form
+from omnicore.console.responses import JSONResponse
 from omnicore.workflows import (
     SIGNATURE_HEADER,
     InputInvalid,

@@ -16,7 +16,6 @@ host into an app.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -26,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from omnicore.core import jsoncodec
 from omnicore.core.events import Event
 from omnicore.errors import DuplicatePlugin, PluginError, PluginLoadError, PluginNotFound
 from omnicore.plugins.calls import call as call_entry
@@ -372,11 +372,11 @@ class PluginHost:
         Empty output decodes to ``None``; output that is not JSON raises
         :class:`PluginError` naming the plugin and handler.
         """
-        out = self.call(name, handler, json.dumps(obj, separators=(",", ":")).encode())
+        out = self.call(name, handler, jsoncodec.dumps(obj))
         if not out:
             return None
         try:
-            return json.loads(out)
+            return jsoncodec.loads(out)
         except ValueError as exc:
             raise PluginError(f"plugin '{name}' handler '{handler}' returned output that is "
                               f"not JSON ({exc}); use call() for raw bytes",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import re
 import threading
 import weakref
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
+from omnicore.core import jsoncodec
 from omnicore.errors import InvalidModule, UnsupportedAbiVersion
 from omnicore.sandbox import configschema, wasmbin
 
@@ -156,7 +156,7 @@ def _parse_manifest(wasm: bytes, fallback_name: str | None) -> dict[str, Any]:
         raise InvalidModule(f"{who}{section} is nested too deeply (at most "
                             f"{MAX_MANIFEST_DEPTH} levels)", plugin=fallback_name)
     try:
-        manifest = json.loads(text)
+        manifest = jsoncodec.loads(text)
     except ValueError as exc:  # also over-long integers
         raise InvalidModule(f"{who}{section} is not UTF-8 JSON: {str(exc)[:200]}",
                             plugin=fallback_name) from None

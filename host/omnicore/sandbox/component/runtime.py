@@ -22,6 +22,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
+from omnicore.core import jsoncodec
 from omnicore.errors import (
     DeadlineExceeded,
     FuelExhausted,
@@ -281,7 +282,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 limit="max_input_bytes", value=lim.max_input_bytes)
         want = ", ".join(f"{p}: {c.wit}" for p, c in fn.params)
         try:
-            args = json.loads(data) if data.strip() else []
+            args = jsoncodec.loads(data) if data.strip() else []
         except RecursionError:  # json's parser recurses: 100,000 brackets end here
             raise InvalidInput(f"{who}: the input nests too deeply to be arguments of "
                                f"[{want}]", plugin=self.name, handler=fn.name) from None

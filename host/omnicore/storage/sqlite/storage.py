@@ -24,7 +24,7 @@ from omnicore.storage.sqlite.database import SCHEMA_VERSION, Database, Synchrono
 from omnicore.storage.sqlite.events import SQLiteEvents
 from omnicore.storage.sqlite.instances import SQLiteInstances
 from omnicore.storage.sqlite.jobs import SQLitePluginTasks, SQLiteQueue, SQLiteSchedules
-from omnicore.storage.sqlite.kv import SQLiteKV
+from omnicore.storage.sqlite.kv import ReadCache, SQLiteKV
 from omnicore.storage.sqlite.memory import SQLiteMemory
 from omnicore.storage.sqlite.plugin_settings import SQLitePluginSettings
 from omnicore.storage.sqlite.secrets import SQLiteSecrets
@@ -54,6 +54,7 @@ class SQLiteStorage(Database, Storage):
         self.queue: TaskQueue = SQLiteQueue(self)
         self.schedules: Schedules = SQLiteSchedules(self)
         self.events: EventLog = SQLiteEvents(self)
+        self._kv_cache = ReadCache()
         self._stores_lock = threading.Lock()
         self._memory: MemoryRows | None = None
         self._vectors: VectorRows | None = None
@@ -68,7 +69,7 @@ class SQLiteStorage(Database, Storage):
         self.wakeup.listen(callback, queue)
 
     def kv(self, plugin: str) -> KVStore:
-        return SQLiteKV(self, plugin)
+        return SQLiteKV(self, plugin, self._kv_cache)
 
     def tasks(self, plugin: str) -> PluginTasks:
         return SQLitePluginTasks(self, plugin)
