@@ -33,6 +33,7 @@ NOT_RUN = {
     "curl ": "talks to a running host's console with a user's token (tests/console does)",
     "OMNICORE_TOKEN=": "calls a remote host with a console token (tests/console does)",
     ".venv/bin/omnicore logs ": "reads a running host's log (tests/console/test_cli_remote.py)",
+    ".venv/bin/omnicore dev ": "builds and serves until stopped (tests/cli/test_cli_dev.py)",
 }
 
 _BLOCK = re.compile(r"^```sh\n(.*?)^```", re.DOTALL | re.MULTILINE)
