@@ -18,9 +18,9 @@ from playwright.sync_api import Browser, Page, expect
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from tests.component_fixtures import js_component
-from tests.console.test_browser import browser, off_thread, shot  # noqa: F401 - fixtures
+from tests.console.test_browser import browser, off_thread, shot
 
-__all__ = ["browser"]
+__all__ = ["browser"]  # the fixture, imported for the tests here
 
 
 @pytest.fixture
