@@ -62,6 +62,7 @@ def test_a_component_is_invoked_through_fields_made_from_its_wit(
     app, module = served
     page = _signed_in(browser, module)
     page.goto(f"{module.url}/plugins/types")
+    calls_before = app.plugins.get("types").stats.calls  # type: ignore[union-attr]
     form = page.locator("#invoke-form")
     expect(form.locator("select[name=format]")).to_have_value("fields")
 
@@ -101,6 +102,10 @@ def test_a_component_is_invoked_through_fields_made_from_its_wit(
     page.select_option("#invoke-form select[name=handler]", "greet")
     page.fill("textarea[name=input]", '["Ada"]')
     assert json.loads(_invoke(page)) == "Hello, Ada!"
+    # Five calls, the refused one counted as an InvalidInput error.
+    stats = app.plugins.get("types").stats
+    assert stats is not None and stats.calls == calls_before + 5
+    assert stats.errors_by_type == {"InvalidInput": 1}
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{module.url}/plugins/types")
