@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -35,12 +36,20 @@ def test_new_build_and_call_from_a_wheel_outside_the_checkout(tmp_path: Path) ->
     shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
         "build", ".venv", ".git", "node_modules", "target", "__pycache__", ".*_cache",
         ".omnicore", "tests", "bench"))
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist",
-         src], cwd=tmp_path, env=env)
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", tmp_path / "dist", src], cwd=tmp_path, env=env)
     wheel = next((tmp_path / "dist").glob("omnicore-*.whl"))
     run([sys.executable, "-m", "venv", tmp_path / "venv"], cwd=tmp_path, env=env)
     bin_dir = tmp_path / "venv" / "bin"
-    run([bin_dir / "python", "-m", "pip", "install", "-q", wheel], cwd=tmp_path, env=env)
+    # Offline: the wheel alone goes in (--no-index --no-deps); its dependencies are the ones
+    # the set-up installed, seen through a path entry after the new venv's own (a .pth line
+    # adds a folder without running that folder's .pth files, so the checkout's editable
+    # install stays out).
+    site = run([bin_dir / "python", "-c", "import sysconfig; print(sysconfig.get_paths()"
+                "['purelib'])"], cwd=tmp_path, env=env).strip()
+    Path(site, "setup-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    run([bin_dir / "python", "-m", "pip", "install", "-q", "--no-index", "--no-deps", wheel],
+        cwd=tmp_path, env=env)
     work = tmp_path / "work"
     work.mkdir()
     omnicore = bin_dir / "omnicore"
