@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -179,19 +180,29 @@ def test_stdout_carries_only_json_rpc(tmp_path: Path) -> None:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdin is not None and proc.stdout is not None
+    # A server that hangs is killed after two minutes: the read below then ends (EOF) and this
+    # test fails saying so, instead of waiting for pytest's 900 s timeout with pipes open.
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
     answers: dict[int, dict[str, object]] = {}
-    for request in requests:
-        proc.stdin.write(json.dumps(request) + "\n")
-        proc.stdin.flush()
-        if "id" in request:
-            while request["id"] not in answers:
-                line = proc.stdout.readline()
-                assert line, "the server closed stdout"
-                message = json.loads(line)  # every line is JSON-RPC, or this fails
-                assert message["jsonrpc"] == "2.0"
-                if "id" in message:
-                    answers[message["id"]] = message
-    rest, err = proc.communicate(timeout=60)  # closes stdin: the client is done
+    try:
+        for request in requests:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            if "id" in request:
+                while request["id"] not in answers:
+                    line = proc.stdout.readline()
+                    assert line, "the server closed stdout (or hung and was killed)"
+                    message = json.loads(line)  # every line is JSON-RPC, or this fails
+                    assert message["jsonrpc"] == "2.0"
+                    if "id" in message:
+                        answers[message["id"]] = message
+        rest, err = proc.communicate(timeout=60)  # closes stdin: the client is done
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
     for line in rest.splitlines():
         assert json.loads(line)["jsonrpc"] == "2.0"
     assert proc.returncode == 0, err
