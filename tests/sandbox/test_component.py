@@ -172,13 +172,14 @@ def test_out_of_range_integers_never_wrap(limits_rt: ComponentRuntime) -> None:
 
 @pytest.mark.parametrize(("data", "message"), [
     (b"not json", "the input is not JSON"),
-    (b'{"name": "Ada"}', "takes 1 argument(s) [name: string] as a JSON array"),
+    (b'{"nom": "Ada"}', "no parameter 'nom' (parameters: name)"),
+    (b'"Ada"', "takes 1 argument(s) [name: string] as a JSON array"),
     (b'["Ada", "extra"]', "takes 1 argument(s)"),
     (b"[]", "takes 1 argument(s)"),
     (b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
     (b'["\xff"]', "not JSON"),
 ])
-def test_arguments_must_be_a_json_array_of_the_parameters(
+def test_arguments_must_be_a_json_array_or_object_of_the_parameters(
         types: ComponentRuntime, data: bytes, message: str) -> None:
     with pytest.raises(InvalidInput) as info:
         types.call("greet", data)

@@ -12,7 +12,7 @@
 // The embedding needs no model: each word (and each of its character trigrams) is hashed into
 // one of DIM signed buckets, so notes sharing words or word pieces ("recipe", "recipes") point
 // the same way. notes-rust computes the very same vector.
-import { json, memory, vectors, Tier, InputError } from "omnicore";
+import { json, memory, vectors, Tier, InputError, OmniHostError } from "omnicore";
 
 const DIM = 256;
 const COLLECTION = "notes";
@@ -113,7 +113,7 @@ export function similar(raw) {
     // The filter applies before the k best are taken, so a rare tag still finds k notes.
     hits = vectors.query(COLLECTION, embedding(req.text), k, tagFilter(req) ?? {});
   } catch (e) {
-    if (String(e.message).startsWith("NOT_FOUND")) return []; // no note was added yet
+    if (e instanceof OmniHostError && e.code === "NOT_FOUND") return []; // no note was added yet
     throw e;
   }
   return hits.map((h) => ({ id: Number(h.id), text: h.metadata.text ?? "", tag: h.metadata.tag ?? null, score: h.score }));
