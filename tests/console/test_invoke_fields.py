@@ -65,6 +65,13 @@ def test_a_component_is_invoked_through_fields_made_from_its_wit(
     calls_before = app.plugins.get("types").stats.calls  # type: ignore[union-attr]
     form = page.locator("#invoke-form")
     expect(form.locator("select[name=format]")).to_have_value("fields")
+    # The About card names the ABI and shows the WIT world, as `omnicore inspect` does.
+    expect(page.locator("#plugin-abi")).to_have_text("component")
+    page.click("#plugin-world summary")
+    world = page.locator("#plugin-world pre").inner_text()
+    assert "export add: func(a: u8, b: u8) -> u32;" in world
+    assert "export test:types/shapes {" in world
+    assert tuple(world.splitlines()) == app.plugins.get("types").world
 
     page.select_option("#invoke-form select[name=handler]", "add")
     args = form.locator("fieldset[data-args-for=add]")
@@ -138,3 +145,15 @@ def test_posted_fields_are_checked_by_kind_on_the_server(
     # An option left empty is none.
     assert "null" in post(handler="maybe-len", **{"arg.maybe-len.x": ""})
     assert app.plugins.get("types").stats.calls >= 1  # type: ignore[union-attr]
+
+
+def test_a_core_module_has_its_abi_and_no_world(tmp_path: Path) -> None:
+    from omnicore.plugins.host import PluginHost
+    from tests.host_fixtures import echo_wasm
+
+    with PluginHost() as host:
+        native = host.load(echo_wasm("echo"))
+        component = host.load(js_component("types"), name="types")
+    assert (native.abi, native.world) == ("1", ())
+    assert component.abi == "component"
+    assert "export greet: func(name: string) -> string;" in component.world

@@ -310,6 +310,8 @@ def _plugin_context(st: ConsoleState, name: str, span: str = "1h") -> dict[str, 
             "charts": charts.plugin_charts(st.history, name, span,
                                            metered=chart_api.metered(info)),
             "memory": charts.size_text(st.history.memory.get(name)),
+            "abi": {"1": "omnicore ABI v1", "extism": "Extism", "component": "component"}.get(
+                info.abi or "", info.abi or "-"), "world": info.world,
             "arg_fields": invoke_form.fields_of(info.manifest),
             "field_name": invoke_form.field_name}
 

@@ -43,6 +43,10 @@ class PluginInfo:
     stale: bool = False
     loaded_at: float | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: The plugin's kind: ``"1"`` (omnicore ABI v1), ``"extism"`` or ``"component"``.
+    abi: str | None = None
+    #: A component's WIT world, one line per export and import (empty for core modules).
+    world: tuple[str, ...] = ()
 
     @property
     def callable(self) -> bool:

@@ -99,6 +99,8 @@ class Entry:
             stale=self.stale,
             loaded_at=self.loaded_at,
             manifest=manifest,
+            abi=str(module.abi) if module is not None else None,
+            world=tuple(world.lines) if (world := getattr(module, "world", None)) else (),
         )
 
     def acquire(self) -> Version | None:
