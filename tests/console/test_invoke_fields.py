@@ -8,8 +8,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,25 +16,17 @@ from playwright.sync_api import Browser, Page, expect
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from tests.component_fixtures import js_component
-from tests.console.test_browser import browser, off_thread, shot
+from tests.console.test_browser import browser, off_thread, running, shot
 
-__all__ = ["browser"]  # the fixture, imported for the tests here
+__all__ = ["browser", "running"]  # fixtures, imported for the tests here
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[OmniApp, ConsoleModule]]:
-    (tmp_path / "plugins").mkdir()
-    shutil.copy(js_component("types"), tmp_path / "plugins" / "types.wasm")
-    app = OmniApp("invoke-fields", overrides={
-        "data_dir": str(tmp_path / "data"), "plugins_dir": str(tmp_path / "plugins"),
-        "console": {"port": 0}})
-    module = ConsoleModule()
-    app.add_module(module)
-    off_thread(app.start)
-    try:
-        yield app, module
-    finally:
-        off_thread(app.stop)
+def served(running: tuple[OmniApp, ConsoleModule]) -> tuple[OmniApp, ConsoleModule]:
+    """test_browser's running app and console, serving the types component."""
+    app, _ = running
+    off_thread(lambda: app.plugins.load(js_component("types"), name="types"))
+    return running
 
 
 def _signed_in(browser: Browser, module: ConsoleModule) -> Page:
