@@ -1,4 +1,5 @@
-"""Puts copies of ``sdk/`` and ``web/`` into the wheel: ``omnicore/toolchains/sdk``, so that
+"""Builds the C call path (``omnicore.sandbox._callpath``, optional: without a compiler the
+host runs on the pure-Python path of sandbox/fastcall.py) and puts copies of ``sdk/`` and ``web/`` into the wheel: ``omnicore/toolchains/sdk``, so that
 ``omnicore new plugin`` and ``omnicore build`` work from an installed wheel too
 (``omnicore.toolchains.locations``), and ``omnicore/console/web``, the console's templates and
 static assets (``omnicore.console.assets``). Everything else is in pyproject.toml."""
@@ -6,7 +7,7 @@ static assets (``omnicore.console.assets``). Everything else is in pyproject.tom
 import shutil
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 _SKIP = shutil.ignore_patterns("target", "node_modules", "__pycache__", "*.wasm")
@@ -30,4 +31,6 @@ class BuildPyWithSdk(build_py):  # type: ignore[misc]
                 shutil.copytree(src, target, ignore=_SKIP)
 
 
-setup(cmdclass={"build_py": BuildPyWithSdk})
+setup(cmdclass={"build_py": BuildPyWithSdk},
+      ext_modules=[Extension("omnicore.sandbox._callpath", ["host/omnicore/sandbox/_callpath.c"],
+                             extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True)])

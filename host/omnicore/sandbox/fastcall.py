@@ -9,6 +9,11 @@ call, so instances in different threads run in parallel.
 Host functions use raw ``wasmtime_linker_define_func_unchecked`` trampolines for the same
 reason (``Linker.define_func`` costs ≈28 µs a call).
 
+The per-call path itself (copy in, call, copy out) has a second implementation in C,
+``sandbox/_callpath.c``, built at install: :data:`NATIVE` says which one runs. Set
+``OMNICORE_CALLPATH=python`` to force this module's, ``native`` to require the C one (the
+suite runs the sandbox tests on both).
+
 Everything private to wasmtime-py that omnicore touches is named in :data:`PRIVATE_NAMES`
 and checked by :func:`check_private_names` (``tests/sandbox/test_fastcall.py``), so upgrading
 wasmtime fails loudly instead of corrupting memory. wasmtime is pinned in pyproject.toml.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +39,7 @@ __all__ = [
     "GuestFailure",
     "GuestMemory",
     "HostTrap",
+    "NATIVE",
     "RawInstance",
     "caller_memory",
     "check_private_names",
@@ -134,6 +141,31 @@ _monotonic = time.monotonic
 _EXTERN_FUNC = 0
 _EXTERN_MEMORY = 3
 _EXTERN_OF: int = int(ffi.wasmtime_extern_t.of.offset)
+
+
+def _native_call_path() -> Any:
+    """The C call path module, bound to this libwasmtime, or None (the Python path runs)."""
+    choice = os.environ.get("OMNICORE_CALLPATH", "auto")
+    if choice not in ("auto", "native", "python"):
+        raise RuntimeError(f"OMNICORE_CALLPATH={choice!r}: use auto, native or python")
+    if choice == "python":
+        return None
+    try:
+        from omnicore.sandbox import _callpath  # type: ignore[attr-defined]
+    except ImportError as exc:
+        if choice == "native":
+            raise RuntimeError("OMNICORE_CALLPATH=native but the C call path is not built "
+                               f"({exc}); run scripts/dev setup") from None
+        return None
+    _callpath.bind(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
+        "wasmtime_func_call_unchecked", "wasmtime_context_set_epoch_deadline",
+        "wasmtime_memory_data", "wasmtime_memory_data_size")))
+    return _callpath
+
+
+_callpath = _native_call_path()
+#: True when plugin calls run through the C call path (sandbox/_callpath.c).
+NATIVE = _callpath is not None
 
 
 class HostTrap(Exception):
@@ -290,7 +322,9 @@ class RawInstance:
         #: run outside the epoch check: past it they stop working and the call fails with
         #: DeadlineExceeded (deadline_hit) even if the guest then returns normally.
         self.timeout_s = timeout_s
-        self.deadline = _monotonic() + timeout_s
+        #: The C call path's state for this instance (input block, deadline), or None.
+        self.slot: Any = None
+        self._deadline = _monotonic() + timeout_s
         self.deadline_hit = False
         # One scratch block: slots 0-1 (32 B) for calls, slot 2 (16 B) for re-entrant
         # omni_alloc from host functions, the wasm_trap_t* out-parameter at byte 48, and the
@@ -351,6 +385,36 @@ class RawInstance:
         except GuestFailure as failure:
             failure.stage = "omni_alloc"
             raise
+        if _callpath is not None and fuel is None:  # metered calls keep the Python path
+            slot = _callpath.Slot(self.ctx, mem, timeout_s)
+            slot.buf, slot.cap, slot.deadline = self.buf, self.cap, self._deadline
+            self.slot = slot
+
+    @property
+    def deadline(self) -> float:
+        """The running call's deadline (``time.monotonic()`` seconds)."""
+        slot = self.slot
+        return self._deadline if slot is None else float(slot.deadline)
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        if self.slot is None:
+            self._deadline = value
+        else:
+            self.slot.deadline = value
+
+    def fit_input(self, n: int, deadline_ticks: int) -> None:
+        """Grow the input block to hold ``n`` bytes (the C path answered False)."""
+        self.deadline = _monotonic() + self.timeout_s
+        self._arm(deadline_ticks)
+        self._grow_input(n)
+        slot = self.slot
+        slot.buf, slot.cap, slot.armed = self.buf, self.cap, -1
+
+    def slot_failure(self) -> GuestFailure:
+        """The failure of the C path's last call (it answered None)."""
+        err, trap = self.slot.take_failure()
+        return _failure(err or None, trap)
 
     def _failure(self, err: int | None) -> GuestFailure:
         trap = self._u64[6]
@@ -426,7 +490,7 @@ class RawInstance:
         arm, the deadline ``epoch + deadline_ticks`` is already in place and is not re-set.
         """
         n = len(data)
-        self.deadline = _monotonic() + self.timeout_s
+        self._deadline = _monotonic() + self.timeout_s
         if n > self.cap:
             self._arm(deadline_ticks)
             self._grow_input(n)
@@ -466,6 +530,9 @@ class RawInstance:
         if files is not None:
             files.close()
         if self._store:
+            slot = getattr(self, "slot", None)
+            if slot is not None:
+                slot.close()
             self._live.pop(self.ctx, None)
             _store_delete(self._store)
             self._store = None

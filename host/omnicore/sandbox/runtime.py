@@ -260,8 +260,30 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         mark = self.log.written
         try:
             func = inst._funcs.get(handler) or inst.func(handler)
-            packed = inst.call(func, data, self._ticks,  # type: ignore[arg-type]
-                               self.engine.epoch)
+            slot = inst.slot
+            if slot is None:
+                packed = inst.call(func, data, self._ticks,  # type: ignore[arg-type]
+                                   self.engine.epoch)
+            else:
+                out = slot.call(func, data, self._ticks, self.engine.epoch, self._max_output)
+                if out.__class__ is bytes:
+                    pool = self._pool
+                    if pool.reuse:
+                        self._idle.append(inst)
+                        if pool.waiters:
+                            pool.notify()
+                        return out  # type: ignore[no-any-return]
+                    pool.release(inst, True)
+                    return out  # type: ignore[no-any-return]
+                if out is False:
+                    inst.fit_input(len(data), self._ticks)
+                    out = slot.call(func, data, self._ticks, -1, self._max_output)
+                    if out.__class__ is bytes:
+                        self._release(inst, True)
+                        return out  # type: ignore[no-any-return]
+                if out is None:
+                    raise inst.slot_failure()
+                packed = out
         except GuestFailure as f:
             # Classify before releasing: release frees the store the classifier inspects.
             try:
