@@ -35,11 +35,11 @@ from wasmtime import _ffi as ffi
 
 __all__ = [
     "HOST_PARAM_TYPES",
+    "NATIVE",
     "PRIVATE_NAMES",
     "GuestFailure",
     "GuestMemory",
     "HostTrap",
-    "NATIVE",
     "RawInstance",
     "caller_memory",
     "check_private_names",

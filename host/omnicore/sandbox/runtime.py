@@ -272,15 +272,15 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                         self._idle.append(inst)
                         if pool.waiters:
                             pool.notify()
-                        return out  # type: ignore[no-any-return]
+                        return out
                     pool.release(inst, True)
-                    return out  # type: ignore[no-any-return]
+                    return out
                 if out is False:
                     inst.fit_input(len(data), self._ticks)
                     out = slot.call(func, data, self._ticks, -1, self._max_output)
                     if out.__class__ is bytes:
                         self._release(inst, True)
-                        return out  # type: ignore[no-any-return]
+                        return out
                 if out is None:
                     raise inst.slot_failure()
                 packed = out
