@@ -66,6 +66,15 @@ def test_ring_buffer_keeps_last_1000(make: Make) -> None:
     assert [ln.message for ln in rt.log.lines(limit=2)] == ["1003", "1004"]
 
 
+def test_a_new_runtime_starts_with_its_whole_line_budget(make: Make) -> None:
+    # The runtime sets its limits on a log made with the defaults (500 lines/s): the bucket
+    # must start at the configured budget, not at the default's, whatever the call speed.
+    rt = make("echo", limits=Limits(max_log_lines_per_s=2000))
+    for i in range(1500):
+        rt.call("log", str(i).encode())
+    assert rt.log.dropped == 0 and len(rt.log.lines()) == 1000
+
+
 def test_huge_message_is_cut(make: Make) -> None:
     rt = make("echo")
     rt.call("log", b"x" * 100_000)

@@ -159,7 +159,8 @@ def _native_call_path() -> Any:
         return None
     _callpath.bind(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
         "wasmtime_func_call_unchecked", "wasmtime_context_set_epoch_deadline",
-        "wasmtime_memory_data", "wasmtime_memory_data_size")))
+        "wasmtime_memory_data", "wasmtime_memory_data_size", "wasmtime_caller_context",
+        "wasmtime_trap_new")))
     return _callpath
 
 
@@ -647,8 +648,32 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
             inst.deadline_hit = True
         return int(_trap_new(msg, len(msg)) or 0)
 
-    cb = _CALLBACK(trampoline)
-    keepalive.append(cb)
+    if _callpath is not None:
+        def fail(inst: RawInstance | None, exc: BaseException | None) -> bytes:
+            if exc is None:
+                return f"host function {qualified}: the call's deadline has passed".encode()
+            if isinstance(exc, HostTrap):
+                msg = f"host function {qualified}: {exc}"
+            else:
+                _log.error("host function %s failed", qualified, exc_info=exc)
+                msg = f"host function {qualified} failed: {type(exc).__name__}: {exc}"
+            if inst is not None and _monotonic() > inst.deadline:
+                inst.deadline_hit = True  # as in the Python trampoline below
+            return msg.encode()
+
+        kinds = "".join({"i32": "i", "ptr": "u", "len": "u", "i64": "q", "f32": "f",
+                         "f64": "d"}[p] for p in params)
+        start_msg = (f"host function {qualified} was called from the module's start "
+                     "function; host functions are available from _initialize and handlers "
+                     "(specs/abi.md §2.1)").encode()
+        hf = _callpath.HostFunction(impl, state, live, fail, start_msg, kinds,
+                                    {"i32": "i", "i64": "q"}.get(result or "", ""), pass_caller)
+        keepalive.append(hf)
+        callback, env = hf.callback, id(hf)
+    else:
+        cb = _CALLBACK(trampoline)
+        keepalive.append(cb)
+        callback, env = ctypes.cast(cb, c_void_p).value, None
     ptypes = [_VALKIND[p] for p in params]
     rtypes = [_VALKIND[r] for r in results]
     ftype = wasmtime.FuncType(
@@ -659,7 +684,7 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
     mod_b, name_b = module.encode(), name.encode()
     err = _define_unchecked(ctypes.cast(linker.ptr(), c_void_p).value, mod_b, len(mod_b),
                             name_b, len(name_b), ctypes.cast(ftype.ptr(), c_void_p).value,
-                            ctypes.cast(cb, c_void_p).value, None, None)
+                            callback, env, None)
     if err:
         raise wasmtime.WasmtimeError._from_ptr(
             ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))

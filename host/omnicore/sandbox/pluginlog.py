@@ -183,7 +183,9 @@ class PluginLog:
     def rate_bytes(self, value: int) -> None:
         with self._lock:
             self._rate = float(value)
-            self._tokens = min(self._tokens, self._rate)
+            # A log that has taken no line yet starts full at its configured budget (runtimes
+            # set it right after making the log); later changes never add a free burst.
+            self._tokens = self._rate if self._fresh() else min(self._tokens, self._rate)
 
     def enabled(self, level: int) -> bool:
         """Whether a line of ``level`` (ABI number) would be kept."""
@@ -198,7 +200,11 @@ class PluginLog:
     def rate_lines(self, value: int) -> None:
         with self._lock:
             self._line_rate = float(value)
-            self._line_tokens = min(self._line_tokens, self._line_rate)
+            self._line_tokens = (self._line_rate if self._fresh()
+                                 else min(self._line_tokens, self._line_rate))
+
+    def _fresh(self) -> bool:
+        return self.written == 0 and self.dropped == 0
 
     def _take(self, cost: int) -> bool:
         # Called with the lock held. Two buckets refilled together: bytes, and records (each
