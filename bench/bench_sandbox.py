@@ -6,8 +6,10 @@ column of a row gets the same iterations, repeats and warm-up (bench/_measure.py
 
 Columns:
 - **omnicore**: ``PluginRuntime.call`` (what ``app.plugins`` calls), limits and pool included.
-- **omnicore raw**: omnicore's own ``RawInstance`` underneath it, so the gap to the first
-  column is the wrapper's cost.
+- **omnicore raw**: the call path underneath it, so the gap to the first column is the
+  wrapper's cost (pool lease, limits, errors): the C call path's ``Slot.call`` when it is built
+  (sandbox/_callpath.c), else ``RawInstance.call``. Its "bare call" is the C path's own floor:
+  an echo of 0 bytes, nothing copied.
 - **C API floor**: written here without omnicore's code: wasmtime's C API through ctypes with
   wasmtime-py's declared prototypes: a bare ``wasmtime_func_call_unchecked`` of a no-data
   export, and the naive host round trip (alloc + copy in + call + copy out + free). This is
@@ -42,6 +44,7 @@ from omnicore.sandbox import (
     PluginModule,
     PluginRuntime,
     SandboxEngine,
+    fastcall,
 )
 
 # The omnicore ABI plugin: echo (output = input buffer), 1,000 host calls, a compute loop.
@@ -299,8 +302,11 @@ def table(quick: bool = False, markdown: bool = False) -> str:
     ext_wasm = bytes(wasmtime.wat2wasm(EXTISM_WAT))
     ext = extism.Plugin(ext_wasm, wasi=False, functions=[noop])
 
+    slot = raw.slot
     floor.bare()
-    rows.append(("bare call of an export, no data", na, na,
+    rows.append(("bare call of an export, no data", na,
+                 str(measure(lambda: slot.call(raw_echo, b"", ticks, engine.epoch, 1 << 20),
+                             n(200_000))) if slot is not None else na,
                  str(measure(floor.bare, n(200_000))), na, na, na))
 
     small, large = os.urandom(100), os.urandom(64 * 1024)
@@ -311,8 +317,14 @@ def table(quick: bool = False, markdown: bool = False) -> str:
         assert bytes(ext.call("echo", data)) == data == bytes(ext.call("echo_fast", data))
 
         def raw_call(data: bytes = data) -> None:
+            if slot is not None:
+                slot.call(raw_echo, data, ticks, engine.epoch, 1 << 20)
+                return
             r = raw.call(raw_echo, data, ticks, engine.epoch)
             raw.read(r >> 32, r & 0x7FFF_FFFF)
+
+        if slot is not None:
+            assert slot.call(raw_echo, data, ticks, engine.epoch, 1 << 20) == data
 
         rows.append((label,
                      str(measure(lambda d=data: rt.call("echo", d), iters)),
@@ -375,7 +387,8 @@ def table(quick: bool = False, markdown: bool = False) -> str:
     pengine.close()
     headers = ("operation (µs, median [min-max])", "omnicore", "omnicore raw", "C API floor",
                "wasmtime-py", f"Extism {metadata.version('extism')} PDK", "Extism fastest")
-    return f"{machine()}\n\n{render(headers, rows, markdown)}"
+    path = "C call path" if fastcall.NATIVE else "pure-Python call path"
+    return f"{machine()}; {path}\n\n{render(headers, rows, markdown)}"
 
 
 if __name__ == "__main__":
