@@ -96,6 +96,8 @@ def check_private_names() -> None:
         raise RuntimeError("wasmtime_val_raw_t is no longer 16 bytes")
     if ctypes.sizeof(ffi.wasmtime_func_t) != 16 or ctypes.sizeof(ffi.wasmtime_instance_t) != 16:
         raise RuntimeError("wasmtime_func_t / wasmtime_instance_t changed size")
+    if ctypes.sizeof(ffi.wasmtime_extern_t) != 32 or ffi.wasmtime_extern_t.kind.offset != 0:
+        raise RuntimeError("wasmtime_extern_t changed layout (RawInstance keeps them in 32 B)")
 
 
 def _bind(name: str, restype: Any, *argtypes: Any, keep_gil: bool = False) -> Any:
@@ -141,6 +143,9 @@ _monotonic = time.monotonic
 _EXTERN_FUNC = 0
 _EXTERN_MEMORY = 3
 _EXTERN_OF: int = int(ffi.wasmtime_extern_t.of.offset)
+#: wasmtime_extern_t kept in an instance's scratch block (memory, omni_alloc, two handlers).
+_EXTERNS = 4
+_SCRATCH_WORDS = 10 + 4 * _EXTERNS
 
 
 def _native_call_path() -> Any:
@@ -327,18 +332,21 @@ class RawInstance:
         self.slot: Any = None
         self._deadline = _monotonic() + timeout_s
         self.deadline_hit = False
-        # One scratch block: slots 0-1 (32 B) for calls, slot 2 (16 B) for re-entrant
-        # omni_alloc from host functions, the wasm_trap_t* out-parameter at byte 48, and the
-        # fuel left after a metered call at byte 56.
-        scratch = (c_uint64 * 8)()
+        # One scratch block, one ctypes object (each costs a fresh per-call instance about a
+        # microsecond): slots 0-1 (32 B) for calls, slot 2 (16 B) for re-entrant omni_alloc
+        # from host functions, the wasm_trap_t* out-parameter at byte 48, the fuel left after
+        # a metered call at byte 56, the wasmtime_instance_t at byte 64, and room for the
+        # first _EXTERNS exports' wasmtime_extern_t from byte 80. i32 arguments and results
+        # are written and read as the low half of their 64-bit word (all are non-negative).
+        scratch = (c_uint64 * _SCRATCH_WORDS)()
         self._scratch = scratch
         addr = ctypes.addressof(scratch)
         self._raw_addr = addr
         self._raw2_addr = addr + 32
         self._trap_addr = addr + 48
         self._fuel_addr = addr + 56
-        self._i32 = (ctypes.c_int32 * 16).from_address(addr)
         self._u64 = scratch
+        self._next_extern = 0
         self._externs: list[Any] = []
         self._funcs: dict[str, int] = {}
         self._armed = -1
@@ -351,9 +359,7 @@ class RawInstance:
             if err:
                 raise self._failure(err)
         self._arm(deadline_ticks)
-        inst = ffi.wasmtime_instance_t()
-        self._inst_addr = ctypes.addressof(inst)
-        self._inst = inst
+        self._inst_addr = addr + 64
         err = _pre_instantiate(address_of(pre), self.ctx,
                                self._inst_addr, self._trap_addr)
         if err or scratch[6]:
@@ -424,6 +430,14 @@ class RawInstance:
 
     def _export(self, name: bytes, kind: int) -> int | None:
         """Address of the export's payload (wasmtime_func_t / wasmtime_memory_t), or None."""
+        i = self._next_extern
+        if i < _EXTERNS:
+            addr = self._raw_addr + 80 + 32 * i
+            if (not _export_get(self.ctx, self._inst_addr, name, len(name), addr)
+                    or self._u64[10 + 4 * i] & 0xFF != kind):
+                return None
+            self._next_extern = i + 1
+            return addr + _EXTERN_OF
         ext = ffi.wasmtime_extern_t()
         addr = ctypes.addressof(ext)
         if (not _export_get(self.ctx, self._inst_addr, name, len(name), addr)
@@ -460,13 +474,13 @@ class RawInstance:
             free = self.func("omni_free")
             if free is None:
                 raise ValueError("the module does not export omni_free")
-            self._i32[0] = self.buf
-            self._i32[4] = self.cap
+            self._u64[0] = self.buf
+            self._u64[2] = self.cap
             self._invoke(free, 2)
             self.buf = self.cap = 0
-        self._i32[0] = cap
+        self._u64[0] = cap
         self._invoke(self._alloc_addr, 1)
-        ptr = self._i32[0] & 0xFFFF_FFFF
+        ptr = self._u64[0] & 0xFFFF_FFFF
         if ptr == 0:
             raise MemoryError(f"omni_alloc({cap}) returned 0")
         try:
@@ -478,11 +492,11 @@ class RawInstance:
 
     def guest_alloc(self, n: int) -> int:
         """Re-entrant ``omni_alloc(n)`` (specs/abi.md §3.3); callable from host functions."""
-        self._i32[8] = n
+        self._u64[4] = n
         err = _call_unchecked(self.ctx, self._alloc_addr, self._raw2_addr, 1, self._trap_addr)
         if err or self._u64[6]:
             raise HostTrap(f"re-entrant omni_alloc failed: {self._failure(err).message}")
-        return self._i32[8] & 0xFFFF_FFFF
+        return self._u64[4] & 0xFFFF_FFFF
 
     def call(self, func: int, data: bytes, deadline_ticks: int, epoch: int = -1) -> int:
         """Copy ``data`` in, call the handler at ``func``, return the packed i64 (unsigned).
@@ -503,9 +517,9 @@ class RawInstance:
             self._armed = epoch
         if n:
             self.memory.view[self.buf:self.buf + n] = data
-        i32 = self._i32
-        i32[0] = self.buf
-        i32[4] = n
+        u64 = self._u64
+        u64[0] = self.buf
+        u64[2] = n
         err = _call_unchecked(self.ctx, func, self._raw_addr, 2, self._trap_addr)
         if self.fuel is not None and self._burnt is not None and \
                 not _get_fuel(self.ctx, self._fuel_addr):
