@@ -96,7 +96,8 @@ def check_private_names() -> None:
         raise RuntimeError("wasmtime_val_raw_t is no longer 16 bytes")
     if ctypes.sizeof(ffi.wasmtime_func_t) != 16 or ctypes.sizeof(ffi.wasmtime_instance_t) != 16:
         raise RuntimeError("wasmtime_func_t / wasmtime_instance_t changed size")
-    if ctypes.sizeof(ffi.wasmtime_extern_t) != 32 or ffi.wasmtime_extern_t.kind.offset != 0:
+    if (ctypes.sizeof(ffi.wasmtime_extern_t) != 32
+            or getattr(ffi.wasmtime_extern_t, "kind").offset != 0):  # noqa: B009 (a field)
         raise RuntimeError("wasmtime_extern_t changed layout (RawInstance keeps them in 32 B)")
 
 
