@@ -40,6 +40,7 @@ from omnicore.errors import (
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.compiled import ComponentModule
 from omnicore.sandbox.component.deny import link_http_denied
+from omnicore.sandbox.component.files import GrantedDirs
 from omnicore.sandbox.component.hostcalls import (
     HANDLER_CALL,
     PACKAGE,
@@ -60,6 +61,7 @@ from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
+from omnicore.sandbox.wasi_fs import parse_dirs
 
 __all__ = ["HANDLER_SIGNATURE", "MAX_CORE_INSTANCES", "MAX_MEMORIES", "ComponentRuntime"]
 
@@ -161,19 +163,35 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         self._linker = linker
         self._call_fn = self._handler_function(module)
         self._wasi_output = ComponentOutput(self.log)
+        # The fs grant's directories: wasi:filesystem preopens of every instance (.files).
+        fs = grant_map.get("fs")
+        try:
+            self._dirs = GrantedDirs(self.name, parse_dirs(fs.get("dirs", []), "grant.fs.dirs")
+                                     if fs else ())
+        except BaseException:
+            self._wasi_output.close()
+            raise
         self._ticks = engine.deadline_ticks(self.limits.timeout_ms)
         self._fuel: int | None = None
         if engine.fuel:
             self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
         self._pool = InstancePool(self.name, self.limits.pool_size, self._new_instance,
-                                  self._wasi_output.close, limits=self.limits)
+                                  self._drained, limits=self.limits)
         try:
             self._pool.seed()
         except PluginCallError as exc:
-            self._wasi_output.close()
+            self._drained()
             raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
                                   plugin=self.name) from None
+        except PluginLoadError:
+            self._drained()
+            raise
         engine.reaper.watch(self._pool)
+
+    def _drained(self) -> None:
+        # What all instances shared: the output pipes and the granted directories.
+        self._wasi_output.close()
+        self._dirs.close()
 
     @property
     def handlers(self) -> tuple[str, ...]:
@@ -202,7 +220,9 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         store.set_limits(table_elements=lim.max_table_elements,
                          memories=MAX_MEMORIES, tables=MAX_MEMORIES * lim.max_tables,
                          instances=MAX_CORE_INSTANCES)
-        store.set_wasi(self._wasi_output.config())
+        wasi = self._wasi_output.config()
+        self._dirs.add_to(wasi)
+        store.set_wasi(wasi)
         if self._http_linked:
             store.set_wasi_http()
         store.set_epoch_deadline(self._ticks)
