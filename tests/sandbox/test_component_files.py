@@ -1,0 +1,312 @@
+"""Components' wasi:filesystem through the ``fs`` grant (specs/components.md "WASI 0.2"): a
+plain Python plugin (tests/sdk/python_files, built by componentize-py) opening files with
+``open()`` and ``os``, against real directories: the granted ones, a sibling outside them,
+and symlinks, ``..`` and absolute paths trying to get there."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omnicore.app import OmniApp
+from omnicore.capabilities.builtin import builtin_registry
+from omnicore.errors import ConfigError, DeadlineExceeded
+from omnicore.sandbox import PluginModule, SandboxEngine
+from omnicore.sandbox.component import ComponentModule, ComponentRuntime
+from omnicore.sandbox.limits import Limits
+from tests.component_fixtures import python_plugin
+
+pytestmark = pytest.mark.timeout(900)
+
+#: WASI's errno for "not permitted" (wasi-libc's EPERM), and for "no such file".
+EPERM, ENOENT = 63, 44
+SECRET = "SECRET outside the grant"
+
+
+@pytest.fixture(scope="module")
+def wasm() -> Path:
+    return python_plugin("python_files")
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxEngine]:
+    # An 18 MB component compiles in 8-30 s: once per module, then from this cache.
+    with SandboxEngine(cache_dir=tmp_path_factory.mktemp("files-cache")) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """rw/ and ro/ to grant, outside/ beside them, and symlinks from ro/ to each."""
+    root = tmp_path_factory.mktemp("files")
+    for d in ("rw", "ro/sub", "outside"):
+        (root / d).mkdir(parents=True)
+    (root / "outside" / "secret").write_text(SECRET)
+    (root / "ro" / "hello.txt").write_text("hi from ro")
+    (root / "rw" / "inside.txt").write_text("inside rw")
+    (root / "ro" / "out_abs").symlink_to(root / "outside" / "secret")
+    (root / "ro" / "out_rel").symlink_to("../outside/secret")
+    (root / "ro" / "out_dir").symlink_to(root / "outside")
+    (root / "ro" / "in_rel").symlink_to("hello.txt")
+    return root
+
+
+def _runtime(engine: SandboxEngine, wasm: Path, grants: Any, **limits: Any
+             ) -> ComponentRuntime:
+    module = PluginModule.load(engine, wasm)
+    assert isinstance(module, ComponentModule)
+    return ComponentRuntime(engine, module, Limits(**{"max_memory_bytes": 256 << 20,
+                                                      "timeout_ms": 5000, **limits}),
+                            registry=builtin_registry(), grants=grants)
+
+
+def _dirs(tree: Path) -> dict[str, Any]:
+    return {"fs": {"dirs": [{"path": str(tree / "rw"), "guest": "/rw", "write": True},
+                            {"path": str(tree / "ro"), "guest": "/ro"}]}}
+
+
+@pytest.fixture(scope="module")
+def rt(engine: SandboxEngine, wasm: Path, tree: Path) -> Iterator[ComponentRuntime]:
+    with _runtime(engine, wasm, _dirs(tree)) as runtime:
+        yield runtime
+
+
+def fs(rt: ComponentRuntime, op: str, **args: Any) -> Any:
+    """The plugin's answer: ``{"ok": value}`` or ``{"error": class, "errno": n}``."""
+    answer = json.loads(rt.call("fs", json.dumps({"op": op, **args}).encode()))
+    assert isinstance(answer, dict)
+    return answer
+
+
+def refused(answer: Any) -> bool:
+    return answer == {"error": "PermissionError", "errno": EPERM}
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every entry under ``root`` (symlinks as their target, files as their text)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = (f"-> {os.readlink(p)}" if p.is_symlink() else
+                    "dir" if p.is_dir() else p.read_text())
+    return out
+
+
+def test_granted_directories_are_the_components_preopens(rt: ComponentRuntime,
+                                                         tree: Path) -> None:
+    assert fs(rt, "list", path="/ro") == {"ok": ["hello.txt", "in_rel", "out_abs",
+                                                 "out_dir", "out_rel", "sub"]}
+    assert fs(rt, "read", path="/ro/hello.txt") == {"ok": "hi from ro"}
+    assert fs(rt, "write", path="/rw/made.txt", data="by the plugin") == {"ok": 13}
+    assert (tree / "rw" / "made.txt").read_text() == "by the plugin"
+    assert fs(rt, "write", path="/rw/made.txt", data="+", mode="a") == {"ok": 1}
+    assert fs(rt, "read", path="/rw/made.txt") == {"ok": "by the plugin+"}
+    assert fs(rt, "mkdir", path="/rw/d") == {"ok": None}
+    assert fs(rt, "rename", path="/rw/made.txt", to="/rw/d/moved.txt") == {"ok": None}
+    assert (tree / "rw" / "d" / "moved.txt").read_text() == "by the plugin+"
+    assert fs(rt, "remove", path="/rw/d/moved.txt") == {"ok": None}
+    assert fs(rt, "rmdir", path="/rw/d") == {"ok": None}
+    assert sorted(os.listdir(tree / "rw")) == ["inside.txt"]
+
+
+def test_without_the_grant_there_is_nothing_to_open(engine: SandboxEngine, wasm: Path,
+                                                    tree: Path) -> None:
+    with _runtime(engine, wasm, {}) as bare:
+        for path in ("/ro/hello.txt", "/rw/inside.txt", str(tree / "ro" / "hello.txt")):
+            assert fs(bare, "read", path=path) == {"error": "FileNotFoundError",
+                                                   "errno": ENOENT}
+        assert fs(bare, "write", path="/rw/x", data="x")["error"] == "FileNotFoundError"
+    assert sorted(os.listdir(tree / "rw")) == ["inside.txt"]
+
+
+@pytest.mark.parametrize("op", [
+    {"op": "read", "path": "/ro/../outside/secret"},
+    {"op": "read", "path": "/rw/../outside/secret"},
+    {"op": "read", "path": "/ro/sub/../../outside/secret"},
+    {"op": "list", "path": "/ro/.."},
+    {"op": "openat", "dir": "/ro", "path": "../outside/secret"},
+    {"op": "openat", "dir": "/ro/sub", "path": "../../outside/secret"},
+    {"op": "stat", "path": "/rw/../outside/secret"},
+    {"op": "write", "path": "/rw/../outside/secret", "data": "overwritten"},
+    {"op": "write", "path": "/rw/../outside/new", "data": "x"},
+    {"op": "rename", "path": "/rw/inside.txt", "to": "/rw/../outside/moved"},
+    {"op": "link", "path": "/rw/../outside/secret", "to": "/rw/hardlink"},
+    {"op": "remove", "path": "/rw/../outside/secret"},
+], ids=lambda op: f"{op['op']}:{op['path']}")
+def test_dotdot_out_of_a_granted_directory_is_refused(rt: ComponentRuntime, tree: Path,
+                                                      op: dict[str, Any]) -> None:
+    before = _snapshot(tree)
+    assert refused(fs(rt, **op))
+    assert _snapshot(tree) == before
+    assert fs(rt, "read", path="/ro/hello.txt") == {"ok": "hi from ro"}
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "/outside/secret", "SECRET_ABS"])
+def test_an_absolute_host_path_reaches_nothing(rt: ComponentRuntime, tree: Path,
+                                               path: str) -> None:
+    # wasi-libc resolves an absolute path against the preopens' guest paths; one outside
+    # them never reaches the host, whichever way it is opened.
+    path = str(tree / "outside" / "secret") if path == "SECRET_ABS" else path
+    assert fs(rt, "read", path=path) == {"error": "FileNotFoundError", "errno": ENOENT}
+    assert fs(rt, "openat", dir="/ro", path=path) == {"error": "FileNotFoundError",
+                                                      "errno": ENOENT}
+
+
+@pytest.mark.parametrize("op", [
+    {"op": "read", "path": "/ro/out_abs"},
+    {"op": "read", "path": "/ro/out_rel"},
+    {"op": "list", "path": "/ro/out_dir"},
+    {"op": "read", "path": "/ro/out_dir/secret"},
+    {"op": "stat", "path": "/ro/out_abs"},
+    {"op": "openat", "dir": "/ro", "path": "out_rel"},
+    {"op": "readlink", "path": "/ro/out_abs"},
+    {"op": "write", "path": "/rw/../ro/out_abs", "data": "x"},
+], ids=lambda op: f"{op['op']}:{op['path']}")
+def test_a_symlink_pointing_out_of_a_granted_directory_is_refused(
+        rt: ComponentRuntime, tree: Path, op: dict[str, Any]) -> None:
+    assert refused(fs(rt, **op))
+    assert (tree / "outside" / "secret").read_text() == SECRET
+
+
+def test_a_symlink_that_stays_inside_is_followed(rt: ComponentRuntime) -> None:
+    # wasmtime's resolution (cap-std) follows it; the core-module functions refuse it.
+    assert fs(rt, "read", path="/ro/in_rel") == {"ok": "hi from ro"}
+
+
+@pytest.mark.parametrize("op", [
+    {"op": "write", "path": "/ro/new.txt", "data": "x"},
+    {"op": "write", "path": "/ro/hello.txt", "data": "x"},
+    {"op": "write", "path": "/ro/hello.txt", "data": "x", "mode": "a"},
+    {"op": "write", "path": "/ro/sub/new.txt", "data": "x"},
+    {"op": "update", "path": "/ro/hello.txt", "data": "x"},
+    {"op": "truncate", "path": "/ro/hello.txt"},
+    {"op": "utime", "path": "/ro/hello.txt"},
+    {"op": "mkdir", "path": "/ro/d"},
+    {"op": "rmdir", "path": "/ro/sub"},
+    {"op": "remove", "path": "/ro/hello.txt"},
+    {"op": "remove", "path": "/ro/out_abs"},
+    {"op": "rename", "path": "/ro/hello.txt", "to": "/ro/renamed.txt"},
+    {"op": "rename", "path": "/ro/hello.txt", "to": "/rw/taken.txt"},
+    {"op": "rename", "path": "/rw/inside.txt", "to": "/ro/given.txt"},
+    {"op": "symlink", "target": "hello.txt", "path": "/ro/link"},
+    {"op": "link", "path": "/ro/hello.txt", "to": "/ro/hardlink"},
+    {"op": "link", "path": "/ro/hello.txt", "to": "/rw/hardlink"},
+], ids=lambda op: f"{op['op']}:{op['path']}")
+def test_a_read_only_directory_refuses_every_change(rt: ComponentRuntime, tree: Path,
+                                                    op: dict[str, Any]) -> None:
+    before = _snapshot(tree)
+    assert refused(fs(rt, **op))
+    assert _snapshot(tree) == before
+
+
+def test_a_symlink_made_in_a_writable_directory_leads_nowhere_outside(
+        rt: ComponentRuntime, tree: Path) -> None:
+    # An absolute target is refused outright; a relative one that climbs out is made (the
+    # guest can write links in its own directory) but is refused when followed.
+    assert refused(fs(rt, "symlink", target=str(tree / "outside" / "secret"),
+                      path="/rw/planted"))
+    assert not (tree / "rw" / "planted").is_symlink()
+    try:
+        assert fs(rt, "symlink", target="../outside/secret", path="/rw/climb") == {"ok": None}
+        assert refused(fs(rt, "read", path="/rw/climb"))
+        assert refused(fs(rt, "write", path="/rw/climb", data="overwritten"))
+    finally:
+        (tree / "rw" / "climb").unlink(missing_ok=True)
+    assert (tree / "outside" / "secret").read_text() == SECRET
+
+
+def test_reading_in_a_loop_ends_at_the_deadline(engine: SandboxEngine, wasm: Path,
+                                                tree: Path) -> None:
+    (tree / "rw" / "big").write_bytes(b"x" * (4 << 20))
+    try:
+        with _runtime(engine, wasm, _dirs(tree), timeout_ms=500) as short:
+            with pytest.raises(DeadlineExceeded):
+                fs(short, "readloop", path="/rw/big")
+            assert fs(short, "read", path="/ro/hello.txt") == {"ok": "hi from ro"}
+    finally:
+        (tree / "rw" / "big").unlink()
+
+
+def _links_to(path: Path) -> int:
+    """Descriptors of this process open on ``path``."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+        except OSError:
+            pass
+    return n
+
+
+def test_instances_see_the_directory_checked_at_load(engine: SandboxEngine, wasm: Path,
+                                                     tmp_path: Path) -> None:
+    # Every call a fresh instance (isolation: per-call), each preopening the directory the
+    # runtime opened at load: replacing the granted path with a symlink to elsewhere changes
+    # nothing for the plugin; the runtime's descriptor is closed with it.
+    granted, elsewhere = tmp_path / "granted", tmp_path / "elsewhere"
+    granted.mkdir()
+    elsewhere.mkdir()
+    (granted / "a.txt").write_text("granted")
+    (elsewhere / "a.txt").write_text(SECRET)
+    grants = {"fs": {"dirs": [{"path": str(granted), "guest": "/g"}]}}
+    with _runtime(engine, wasm, grants, isolation="per-call") as per_call:
+        assert fs(per_call, "read", path="/g/a.txt") == {"ok": "granted"}
+        granted.rename(tmp_path / "moved")
+        granted.symlink_to(elsewhere)
+        assert fs(per_call, "read", path="/g/a.txt") == {"ok": "granted"}
+        assert _links_to(tmp_path / "moved") == 1
+    assert _links_to(tmp_path / "moved") == 0
+
+
+@pytest.mark.parametrize("dirs", [
+    [{"path": "MISSING", "guest": "/g"}],
+    [{"path": "FILE", "guest": "/g"}],
+    [{"path": "LINK", "guest": "/g"}],
+    [{"path": "DIR", "guest": "/g/../up"}],
+    [{"path": "DIR"}],
+    "DIR",
+])
+def test_a_bad_grant_is_refused_at_load(engine: SandboxEngine, wasm: Path, tmp_path: Path,
+                                        dirs: Any) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "dir")
+
+    def real(value: Any) -> Any:
+        if isinstance(value, str) and value.isupper():
+            return str(tmp_path / value.lower())
+        if isinstance(value, list):
+            return [real(v) for v in value]
+        if isinstance(value, dict):
+            return {k: real(v) if k == "path" else v for k, v in value.items()}
+        return value
+
+    with pytest.raises(ConfigError, match="grant.fs.dirs"):
+        _runtime(engine, wasm, {"fs": {"dirs": real(dirs)}})
+
+
+def test_the_grant_comes_from_the_app_config(tmp_path: Path, wasm: Path, tree: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "pyfiles.wasm").write_bytes(wasm.read_bytes())
+    app = OmniApp("files", overrides={
+        "data_dir": str(tmp_path / "data"), "plugins_dir": str(plugins),
+        "sandbox": {"cache_dir": str(tmp_path / "cache"), "watch": False},
+        "plugins": {"pyfiles": {"grants": {"fs": {"dirs": [
+            {"path": str(tree / "ro"), "guest": "/data"}]}},
+            "limits": {"max_memory_bytes": 256 << 20, "timeout_ms": 5000}}}},
+        environ={}, entry_points=False)
+    app.start()
+    try:
+        call = app.plugins.call
+        assert json.loads(call("pyfiles", "fs", b'{"op": "read", "path": "/data/hello.txt"}')
+                          ) == {"ok": "hi from ro"}
+        assert refused(json.loads(call("pyfiles", "fs",
+                                       b'{"op": "write", "path": "/data/x", "data": "x"}')))
+    finally:
+        app.stop()
