@@ -10,8 +10,13 @@ write, create, truncate, rename, link, symlink and delete with ``not-permitted``
 Paths are resolved by wasmtime through cap-std, beneath the preopened descriptor: an
 absolute path, a ``..`` leaving the directory and a symlink pointing out of it are refused
 (``not-permitted``). Unlike the core-module functions, a symlink that stays inside is
-followed, and specs/components.md lists the other differences (no bound on open
-descriptors of its own, a FIFO's open waits for a writer).
+followed; specs/components.md lists the other differences (no bound on open descriptors of
+its own, a FIFO's open waits for a writer).
+
+In a writable directory wasmtime would let the guest *make* a symlink pointing out (a
+relative target that climbs with ``..``): useless to the guest, which cannot follow it, but
+a trap for whatever on the host walks the directory later. So, as for core modules,
+``symlink-at`` answers ``not-permitted`` in every runtime with a writable directory.
 
 The runtime opens each granted directory once, with ``O_NOFOLLOW``, when it loads, and
 every instance preopens that descriptor (``/proc/self/fd/N``): instances see exactly the
@@ -24,11 +29,18 @@ import os
 from collections.abc import Sequence
 
 import wasmtime
+from wasmtime import component as cm
 
 from omnicore.errors import PluginLoadError
+from omnicore.sandbox.component.deny import NOT_PERMITTED, refuse
 from omnicore.sandbox.wasi_fs import Preopen
 
-__all__ = ["GrantedDirs"]
+__all__ = ["FILESYSTEM_TYPES", "GrantedDirs"]
+
+#: ``wasi:filesystem/types`` as wasmtime's ``add_wasip2`` names it (wasmtime-py 50.0.1), to
+#: re-open it exactly (deny.refuse). Components importing any 0.2.x are linked to it; a
+#: wasmtime that moves it fails tests/sandbox/test_component_files.py.
+FILESYSTEM_TYPES = "wasi:filesystem/types@0.2.12"
 
 
 class GrantedDirs:
@@ -47,6 +59,11 @@ class GrantedDirs:
             raise PluginLoadError(
                 f"plugin {plugin!r}: granted directory {exc.filename} cannot be opened "
                 f"({exc.strerror}); fix grant.fs.dirs", plugin=plugin) from None
+
+    def link(self, linker: cm.Linker) -> None:
+        """Refuse ``symlink-at`` in ``linker`` when a granted directory is writable."""
+        if any(p.writable for p in self.preopens):
+            refuse(linker, FILESYSTEM_TYPES, "[method]descriptor.symlink-at", NOT_PERMITTED)
 
     def add_to(self, wasi: wasmtime.WasiConfig) -> None:
         """Preopen every granted directory in ``wasi`` (one new instance's config)."""

@@ -162,14 +162,15 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             linker.define_unknown_imports_as_traps(module.compiled)
         self._linker = linker
         self._call_fn = self._handler_function(module)
-        self._wasi_output = ComponentOutput(self.log)
         # The fs grant's directories: wasi:filesystem preopens of every instance (.files).
         fs = grant_map.get("fs")
+        self._dirs = GrantedDirs(self.name, parse_dirs(fs.get("dirs", []), "grant.fs.dirs")
+                                 if fs else ())
         try:
-            self._dirs = GrantedDirs(self.name, parse_dirs(fs.get("dirs", []), "grant.fs.dirs")
-                                     if fs else ())
+            self._dirs.link(linker)
+            self._wasi_output = ComponentOutput(self.log)
         except BaseException:
-            self._wasi_output.close()
+            self._dirs.close()
             raise
         self._ticks = engine.deadline_ticks(self.limits.timeout_ms)
         self._fuel: int | None = None
