@@ -15,10 +15,11 @@ import pytest
 
 from omnicore.app import OmniApp
 from omnicore.capabilities.builtin import builtin_registry
-from omnicore.errors import ConfigError, DeadlineExceeded
+from omnicore.errors import ConfigError, DeadlineExceeded, LimitExceeded
 from omnicore.sandbox import PluginModule, SandboxEngine
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.limits import Limits
+from omnicore.sandbox.wasi_fs import MAX_OPEN
 from tests.component_fixtures import python_plugin
 
 pytestmark = pytest.mark.timeout(900)
@@ -231,15 +232,50 @@ def test_reading_in_a_loop_ends_at_the_deadline(engine: SandboxEngine, wasm: Pat
         (tree / "rw" / "big").unlink()
 
 
-def _links_to(path: Path) -> int:
-    """Descriptors of this process open on ``path``."""
+def _open_under(root: Path) -> int:
+    """Descriptors of this process open on ``root`` or beneath it."""
     n = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
-            n += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+            target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
-            pass
+            continue
+        n += target == str(root) or target.startswith(f"{root}/")
     return n
+
+
+@pytest.mark.parametrize("calls", [
+    # One call opening until it is stopped (it would take every descriptor of the
+    # process, then spin with them until its deadline): ended by the watch during the call.
+    [{"n": 1_000_000, "spin": True}],
+    # Calls shorter than an epoch tick, each keeping 30 in the pooled instance: the third
+    # ends past the bound when it returns.
+    [{"n": 30}, {"n": 30}, {"n": 30}],
+], ids=["one-call", "piled-up"])
+def test_descriptors_held_in_granted_directories_are_bounded(
+        engine: SandboxEngine, wasm: Path, tmp_path: Path, calls: list[dict[str, Any]]
+) -> None:
+    # A directory of its own: descriptors other runtimes hold elsewhere do not count.
+    (tmp_path / "f.txt").write_text("f")
+    grants = {"fs": {"dirs": [{"path": str(tmp_path), "guest": "/d"}]}}
+    with _runtime(engine, wasm, grants, pool_size=1, timeout_ms=20_000) as one:
+        bound = MAX_OPEN + 1  # one instance, and the runtime's own directory
+        *fine, last = calls
+        for args in fine:
+            assert "errno" not in fs(one, "hold", path="/d/f.txt", **args)["ok"]
+        with pytest.raises(LimitExceeded) as caught:
+            fs(one, "hold", path="/d/f.txt", **last)
+        assert caught.value.limit == "open_descriptors"
+        assert caught.value.value == bound
+        assert f"more than {bound} descriptors" in str(caught.value)
+        # The instance was discarded with what it held; the next one works, within the
+        # bound as much as it likes.
+        assert _open_under(tmp_path) <= 2
+        assert fs(one, "read", path="/d/f.txt") == {"ok": "f"}
+        assert fs(one, "hold", path="/d/f.txt", n=MAX_OPEN - 8) == {
+            "ok": {"held": MAX_OPEN - 8}}
+        assert fs(one, "release") == {"ok": 0}
+    assert _open_under(tmp_path) == 0
 
 
 def test_instances_see_the_directory_checked_at_load(engine: SandboxEngine, wasm: Path,
@@ -258,8 +294,8 @@ def test_instances_see_the_directory_checked_at_load(engine: SandboxEngine, wasm
         granted.rename(tmp_path / "moved")
         granted.symlink_to(elsewhere)
         assert fs(per_call, "read", path="/g/a.txt") == {"ok": "granted"}
-        assert _links_to(tmp_path / "moved") == 1
-    assert _links_to(tmp_path / "moved") == 0
+        assert _open_under(tmp_path / "moved") == 1
+    assert _open_under(tmp_path / "moved") == 0
 
 
 @pytest.mark.parametrize("dirs", [

@@ -54,13 +54,19 @@ def _run(op, a):
     if op == "utime":
         return os.utime(a["path"], (1, 1))
     if op == "hold":
-        # Open the file up to n times and keep every descriptor: how many it got.
+        # Open the file up to n times and keep every descriptor: how many it got (with
+        # "spin", keep them and run until the host ends the call).
+        got = {"held": 0}
         for _ in range(a["n"]):
             try:
                 HELD.append(os.open(a["path"], os.O_RDONLY))
             except OSError as exc:
-                return {"held": len(HELD), "errno": exc.errno}
-        return {"held": len(HELD)}
+                got["errno"] = exc.errno
+                break
+        got["held"] = len(HELD)
+        while a.get("spin"):
+            pass
+        return got
     if op == "release":
         for fd in HELD:
             os.close(fd)

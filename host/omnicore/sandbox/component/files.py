@@ -60,6 +60,11 @@ class GrantedDirs:
                 f"plugin {plugin!r}: granted directory {exc.filename} cannot be opened "
                 f"({exc.strerror}); fix grant.fs.dirs", plugin=plugin) from None
 
+    @property
+    def fds(self) -> tuple[int, ...]:
+        """The runtime's descriptors of the granted directories."""
+        return tuple(self._fds)
+
     def link(self, linker: cm.Linker) -> None:
         """Refuse ``symlink-at`` in ``linker`` when a granted directory is writable."""
         if any(p.writable for p in self.preopens):

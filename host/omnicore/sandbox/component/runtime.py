@@ -31,6 +31,7 @@ from omnicore.errors import (
     InputTooLarge,
     InvalidInput,
     InvalidModule,
+    LimitExceeded,
     MemoryLimitExceeded,
     OutputTooLarge,
     PluginCallError,
@@ -40,6 +41,7 @@ from omnicore.errors import (
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.compiled import ComponentModule
 from omnicore.sandbox.component.deny import link_http_denied
+from omnicore.sandbox.component.descriptors import DescriptorWatch
 from omnicore.sandbox.component.files import GrantedDirs
 from omnicore.sandbox.component.hostcalls import (
     HANDLER_CALL,
@@ -61,7 +63,7 @@ from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
-from omnicore.sandbox.wasi_fs import parse_dirs
+from omnicore.sandbox.wasi_fs import MAX_OPEN, parse_dirs
 
 __all__ = ["HANDLER_SIGNATURE", "MAX_CORE_INSTANCES", "MAX_MEMORIES", "ComponentRuntime"]
 
@@ -83,12 +85,14 @@ class _Instance:
     """One instance in its own store, with its memory limiter and the functions looked up
     so far."""
 
-    __slots__ = ("funcs", "instance", "limiter", "store")
+    __slots__ = ("funcs", "instance", "limiter", "store", "watch")
 
-    def __init__(self, store: wasmtime.Store, instance: cm.Instance, limiter: Limiter) -> None:
+    def __init__(self, store: wasmtime.Store, instance: cm.Instance, limiter: Limiter,
+                 watch: DescriptorWatch | None) -> None:
         self.store = store
         self.instance = instance
         self.limiter = limiter
+        self.watch = watch
         self.funcs: dict[str, Any] = {}
 
     def close(self) -> None:
@@ -173,6 +177,9 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             self._dirs.close()
             raise
         self._ticks = engine.deadline_ticks(self.limits.timeout_ms)
+        #: Descriptors the granted directories may hold (.descriptors): the core-module
+        #: bound per instance, and the runtime's own.
+        self._max_descriptors = MAX_OPEN * self.limits.pool_size + len(self._dirs.fds)
         self._fuel: int | None = None
         if engine.fuel:
             self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
@@ -226,7 +233,14 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         store.set_wasi(wasi)
         if self._http_linked:
             store.set_wasi_http()
-        store.set_epoch_deadline(self._ticks)
+        watch = None
+        if self._dirs.fds:
+            watch = DescriptorWatch(self.engine, self._dirs.fds, self._max_descriptors,
+                                    self._ticks)
+            watch.install(store)
+            watch.arm(store)
+        else:
+            store.set_epoch_deadline(self._ticks)
         if self._fuel is not None:
             store.set_fuel(self._fuel)
         start = self.engine.epoch
@@ -235,10 +249,10 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 instance = self._linker.instantiate(store, self.module.compiled)
         except wasmtime.WasmtimeError as exc:
             error = self._classify(store, limiter, handler or "(instantiate)", start, exc,
-                                   "could not be instantiated")
+                                   "could not be instantiated", watch=watch)
             store.close()
             raise error from None
-        return _Instance(store, instance, limiter)
+        return _Instance(store, instance, limiter, watch)
 
     def _func(self, inst: _Instance, fn: Function) -> Any:
         func = inst.funcs.get(fn.name)
@@ -252,8 +266,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         return func
 
     def _classify(self, store: wasmtime.Store, limiter: Limiter, export: str, start: int,
-                  exc: BaseException, what: str = "trapped",
-                  mark: int | None = None) -> PluginCallError:
+                  exc: BaseException, what: str = "trapped", mark: int | None = None,
+                  watch: DescriptorWatch | None = None) -> PluginCallError:
         who = f"plugin {self.name!r} export {export!r}"
         tail = "; the instance was discarded"
         # Toolchains print why before they trap (a JS exception, a Rust panic): carry it.
@@ -263,6 +277,12 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         if said:
             tail += "; the plugin logged: " + " | ".join(said[-3:])[:1000]
         lim = self.limits
+        if watch is not None and watch.over:
+            return LimitExceeded(
+                f"{who}: its instances held more than {self._max_descriptors} descriptors "
+                f"open in its granted directories ({MAX_OPEN} for each of limits.pool_size "
+                f"{lim.pool_size}, and the directories){tail}", plugin=self.name,
+                handler=export, limit="open_descriptors", value=self._max_descriptors)
         # A deadline trap comes at least ``ticks`` epochs after arming; the mirror may lag
         # the engine by one, and a guest trapping on its own that late was at its deadline.
         if self.engine.epoch - start >= self._ticks - 1:
@@ -415,7 +435,10 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             for i, ((_, codec), value) in enumerate(zip(fn.params, args, strict=True)):
                 codec.lower(value, params[i])
                 lowered += 1
-            store.set_epoch_deadline(self._ticks)
+            if inst.watch is not None:
+                inst.watch.arm(store)
+            else:
+                store.set_epoch_deadline(self._ticks)
             if self._fuel is not None:
                 store.set_fuel(self._fuel)
             inst.limiter.arm()
@@ -432,7 +455,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 delete(params[i])
         if error:
             exc = wasmtime.WasmtimeError._from_ptr(error)
-            raise self._classify(store, inst.limiter, label, start, exc, mark=mark) from None
+            raise self._classify(store, inst.limiter, label, start, exc, mark=mark,
+                                 watch=inst.watch) from None
         answer: Any = None
         if fn.result is not None:
             try:
@@ -449,6 +473,10 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         if error:
             exc = wasmtime.WasmtimeError._from_ptr(error)
             raise self._classify(store, inst.limiter, label, start, exc) from None
+        if inst.watch is not None and inst.watch.exceeded():
+            raise self._classify(store, inst.limiter, label, start,
+                                 wasmtime.WasmtimeError("too many descriptors"),
+                                 watch=inst.watch)
         return answer
 
 

@@ -1,0 +1,116 @@
+"""A bound on the host descriptors a component holds open in its granted directories.
+
+wasmtime's ``wasi:filesystem`` opens one host descriptor for every file or directory the
+guest opens, bounded only by the process's ``RLIMIT_NOFILE`` (measured with a Python plugin:
+about 25 µs an open, 6,000 in 134 ms: one call could take every descriptor of the host
+process). wasmtime-py has no hook on an open, so while an instance of a component with
+granted directories runs, its store's epoch deadline comes every tick and
+:class:`DescriptorWatch` counts the descriptors of the process open in those directories
+(``/proc/self/fd``): past the bound the call traps, the runtime reports
+``LimitExceeded(limit="open_descriptors")``, and its instance is discarded, which closes them.
+The same callback ends the call at its deadline, as the store's plain deadline does for
+other components. Between two ticks (``epoch_tick_ms``) a guest can open a few hundred more.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Sequence
+from ctypes import c_void_p
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from omnicore.sandbox.engine import SandboxEngine
+
+__all__ = ["DescriptorWatch", "open_in"]
+
+_CONTINUE = 0
+#: wasmtime's epoch deadline callback: (context, env, *delta, *kind) -> error or NULL.
+_CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.POINTER(ffi.wasmtime_context_t),
+                                  c_void_p, ctypes.POINTER(ctypes.c_uint64),
+                                  ctypes.POINTER(ffi.wasmtime_update_deadline_kind_t))
+
+
+def open_in(dirs: Sequence[int]) -> int:
+    """Descriptors of this process open on the directories held by ``dirs`` (descriptors
+    of them) or anything beneath them, ``dirs`` themselves included."""
+    fds = os.listdir("/proc/self/fd")
+    roots = []
+    for fd in dirs:
+        try:
+            roots.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    prefixes = tuple(r.rstrip("/") + "/" for r in roots)
+    n = 0
+    for name in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # closed meanwhile, or this listing's own descriptor
+            continue
+        if target in roots or target.startswith(prefixes):
+            n += 1
+    return n
+
+
+@ctypes.CFUNCTYPE(None, c_void_p)  # type: ignore[untyped-decorator]
+def _no_finalizer(_env: int | None) -> None:
+    return None
+
+
+class DescriptorWatch:
+    """The epoch callback of one store: ends a call at its deadline, or when the
+    directories hold more than ``limit`` descriptors (then :attr:`over` is true)."""
+
+    def __init__(self, engine: SandboxEngine, dirs: Sequence[int], limit: int,
+                 ticks: int) -> None:
+        self.engine = engine
+        self.dirs = tuple(dirs)
+        self.limit = limit
+        self.ticks = ticks
+        self.start = engine.epoch
+        #: Whether this call was ended for holding too many descriptors.
+        self.over = False
+        # Kept here: wasmtime holds only its address, for as long as the store lives.
+        self._callback = _CALLBACK_TYPE(self._on_deadline)
+
+    def install(self, store: wasmtime.Store) -> None:
+        """Make this the epoch callback of ``store`` (before anything runs in it)."""
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._callback, None,
+                                                   _no_finalizer)
+
+    def arm(self, store: wasmtime.Store) -> None:
+        """Start a call (or an instantiation): its deadline counts from now."""
+        self.start = self.engine.epoch
+        self.over = False
+        store.set_epoch_deadline(1)
+
+    def exceeded(self) -> bool:
+        """Whether the directories hold more than the limit now (then :attr:`over` is set).
+        Checked every tick of a call and when it returns: calls shorter than a tick could
+        otherwise pile descriptors up in a pooled instance."""
+        # Counting the whole process first is cheap, and almost always enough.
+        if len(os.listdir("/proc/self/fd")) > self.limit and open_in(self.dirs) > self.limit:
+            self.over = True
+        return self.over
+
+    def _on_deadline(self, _context: Any, _env: Any, delta: Any, kind: Any) -> int:
+        try:
+            if self.engine.epoch - self.start >= self.ticks:
+                return _error("the call's deadline passed")
+            if self.exceeded():
+                return _error(f"more than {self.limit} descriptors open in the granted "
+                              "directories")
+            delta[0] = 1
+            kind[0] = _CONTINUE
+            return 0
+        except Exception as exc:  # wasmtime must get an answer: end the call
+            return _error(f"descriptor watch failed: {type(exc).__name__}: {exc}")
+
+
+
+def _error(message: str) -> int:
+    return ctypes.cast(wasmtime.WasmtimeError(message)._consume(), c_void_p).value or 0
