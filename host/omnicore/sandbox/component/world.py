@@ -17,9 +17,9 @@ from omnicore.sandbox.component.values import Codec, Unsupported, codec_for
 
 __all__ = ["Function", "World", "read_function", "read_world", "wasi_interface_supplied"]
 
-#: The WASI 0.2 packages ``Linker.add_wasip2`` supplies. wasi:filesystem and wasi:sockets
-#: are among them but reach nothing: no directory is preopened and every socket address is
-#: refused (wasmtime's default check), so they answer with WASI's own errors.
+#: The WASI 0.2 packages ``Linker.add_wasip2`` supplies. wasi:filesystem reaches only the
+#: ``fs`` grant's directories (.files), and every socket address is refused (wasmtime's
+#: default check), so sockets answer with WASI's own errors.
 _WASIP2_SUPPLIED = ("wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/",
                     "wasi:random/", "wasi:sockets/")
 
