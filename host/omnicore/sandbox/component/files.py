@@ -10,8 +10,8 @@ write, create, truncate, rename, link, symlink and delete with ``not-permitted``
 Paths are resolved by wasmtime through cap-std, beneath the preopened descriptor: an
 absolute path, a ``..`` leaving the directory and a symlink pointing out of it are refused
 (``not-permitted``). Unlike the core-module functions, a symlink that stays inside is
-followed; specs/components.md lists the other differences (no bound on open descriptors of
-its own, a FIFO's open waits for a writer).
+followed; specs/components.md lists the other differences (a FIFO's open waits for a
+writer; the descriptors a guest holds are bounded by :mod:`.descriptors`, not by wasmtime).
 
 In a writable directory wasmtime would let the guest *make* a symlink pointing out (a
 relative target that climbs with ``..``): useless to the guest, which cannot follow it, but
