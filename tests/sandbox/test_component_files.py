@@ -115,6 +115,16 @@ def test_granted_directories_are_the_components_preopens(rt: ComponentRuntime,
     assert sorted(os.listdir(tree / "rw")) == ["inside.txt"]
 
 
+def test_inspect_says_where_files_and_sockets_come_from(wasm: Path,
+                                                       engine: SandboxEngine) -> None:
+    imports = PluginModule.load(engine, wasm).describe()["imports"]
+    assert imports["wasi:filesystem/types@0.2.9"] == [
+        "supplied: the fs grant's directories (none without it)"]
+    assert imports["wasi:filesystem/preopens@0.2.9"] == imports["wasi:filesystem/types@0.2.9"]
+    assert imports["wasi:sockets/tcp@0.2.9"] == ["supplied: every address refused"]
+    assert imports["wasi:clocks/wall-clock@0.2.9"] == ["supplied"]
+
+
 def test_without_the_grant_there_is_nothing_to_open(engine: SandboxEngine, wasm: Path,
                                                     tree: Path) -> None:
     with _runtime(engine, wasm, {}) as bare:

@@ -90,6 +90,11 @@ def _supplier(name: str) -> str:
     if cap is not None:
         return f"capability {cap} (omnicore:{cap})"
     if wasi_interface_supplied(name):
+        # What an operator needs to know: files come with a grant, sockets never.
+        if name.startswith("wasi:filesystem/"):
+            return "supplied: the fs grant's directories (none without it)"
+        if name.startswith("wasi:sockets/"):
+            return "supplied: every address refused"
         return "supplied"
     return "imported, not granted" if name.startswith("wasi:") else "nothing supplies it"
 
