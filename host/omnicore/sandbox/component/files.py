@@ -39,7 +39,7 @@ __all__ = ["FILESYSTEM_TYPES", "GrantedDirs"]
 
 #: ``wasi:filesystem/types`` as wasmtime's ``add_wasip2`` names it (wasmtime-py 50.0.1), to
 #: re-open it exactly (deny.refuse). Components importing any 0.2.x are linked to it; a
-#: wasmtime that moves it fails tests/sandbox/test_component_files.py.
+#: wasmtime that moves it fails tests/sandbox/test_component_wasi.py.
 FILESYSTEM_TYPES = "wasi:filesystem/types@0.2.12"
 
 

@@ -1,12 +1,14 @@
-"""Components' wasi:filesystem through the ``fs`` grant (specs/components.md "WASI 0.2"): a
-plain Python plugin (tests/sdk/python_files, built by componentize-py) opening files with
-``open()`` and ``os``, against real directories: the granted ones, a sibling outside them,
-and symlinks, ``..`` and absolute paths trying to get there."""
+"""Components' WASI 0.2 under grants (specs/components.md "WASI 0.2"): a plain Python plugin
+(tests/sdk/python_wasi, built by componentize-py) opening files with ``open()`` and ``os``
+against real directories (the granted ones, a sibling outside them, and symlinks, ``..`` and
+absolute paths trying to get there), and dialling a real loopback server, which no grant
+opens to ``wasi:sockets``."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ SECRET = "SECRET outside the grant"
 
 @pytest.fixture(scope="module")
 def wasm() -> Path:
-    return python_plugin("python_files")
+    return python_plugin("python_wasi")
 
 
 @pytest.fixture(scope="module")
@@ -338,20 +340,38 @@ def test_a_bad_grant_is_refused_at_load(engine: SandboxEngine, wasm: Path, tmp_p
 def test_the_grant_comes_from_the_app_config(tmp_path: Path, wasm: Path, tree: Path) -> None:
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    (plugins / "pyfiles.wasm").write_bytes(wasm.read_bytes())
+    (plugins / "pywasi.wasm").write_bytes(wasm.read_bytes())
     app = OmniApp("files", overrides={
         "data_dir": str(tmp_path / "data"), "plugins_dir": str(plugins),
         "sandbox": {"cache_dir": str(tmp_path / "cache"), "watch": False},
-        "plugins": {"pyfiles": {"grants": {"fs": {"dirs": [
+        "plugins": {"pywasi": {"grants": {"fs": {"dirs": [
             {"path": str(tree / "ro"), "guest": "/data"}]}},
             "limits": {"max_memory_bytes": 256 << 20, "timeout_ms": 5000}}}},
         environ={}, entry_points=False)
     app.start()
     try:
         call = app.plugins.call
-        assert json.loads(call("pyfiles", "fs", b'{"op": "read", "path": "/data/hello.txt"}')
+        assert json.loads(call("pywasi", "fs", b'{"op": "read", "path": "/data/hello.txt"}')
                           ) == {"ok": "hi from ro"}
-        assert refused(json.loads(call("pyfiles", "fs",
+        assert refused(json.loads(call("pywasi", "fs",
                                        b'{"op": "write", "path": "/data/x", "data": "x"}')))
     finally:
         app.stop()
+
+
+@pytest.mark.parametrize("grants", [
+    {},
+    {"http": {"allow_hosts": ["http://127.0.0.1:*"], "allow_addresses": ["127.0.0.1/32"]}},
+], ids=["no-grant", "http-grant"])
+def test_sockets_stay_refused_even_with_an_http_grant(engine: SandboxEngine, wasm: Path,
+                                                      grants: dict[str, Any]) -> None:
+    # wasmtime-py has no per-address hook to apply the egress policy with, so wasi:sockets
+    # answers access-denied (CPython's PermissionError) whatever the http grant allows.
+    with socket.socket() as srv, _runtime(engine, wasm, grants) as rt:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(0.5)  # a connection made would already be queued: accept at once
+        answer = fs(rt, "dial", host="127.0.0.1", port=srv.getsockname()[1])
+        assert answer["error"] == "PermissionError", answer
+        with pytest.raises(TimeoutError):
+            srv.accept()
