@@ -123,6 +123,28 @@ def test_bad_offsets_trap(k: Kernel, fn: str, args: tuple[int, ...]) -> None:
         getattr(k, fn)(*args)
 
 
+@pytest.mark.parametrize("fn", ["input_load_u8", "input_load_u64"])
+def test_input_reads_stay_in_the_input_and_the_block_area(k: Kernel, fn: str) -> None:
+    # The address checks are inline in both input reads (no helper call): every way to aim one
+    # outside the input, or through input_set at the kernel's state or past 4 GiB, traps.
+    width = 1 if fn == "input_load_u8" else 8
+    read = getattr(k, fn)
+    h = k.put(bytes(range(16)))
+    k.input_set(h, 16)
+    assert read(16 - width) == int.from_bytes(bytes(range(16 - width, 16)), "little")
+    for p in (16 - width + 1, 16, 2**32, 2**63, -8, -1):
+        with pytest.raises(wasmtime.Trap):
+            read(p)
+    # The state words, past 4 GiB, or wrapping round to the state words.
+    for offset, p in ((0, 0), (56, 0), (56, 7), (2**33, 0), (2**32 - 4, 0), (-8, 8)):
+        k.input_set(offset, 64)
+        with pytest.raises(wasmtime.Trap):
+            read(p)
+    k.input_set(h, 16)
+    assert read(0) == (0x0706050403020100 if width == 8 else 0)
+    assert k.word("end") > FIRST_HANDLE  # the state words were never written through
+
+
 def test_random_allocs_and_frees_never_overlap(k: Kernel) -> None:
     # Bump while memory holds a block, reuse from the free hint after: every live block keeps
     # its bytes, its length, and its own room, through 3,000 random operations.

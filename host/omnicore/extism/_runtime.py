@@ -75,6 +75,7 @@ MAX_ERROR_MESSAGE = 4096
 _HEAD = struct.Struct("<10Q")  # the state words, free_hint, reserved, the input block header
 _EMPTY = struct.pack("<7Q", 64, 0, 0, 0, 0, 0, 0)
 _OUT = struct.Struct("<3Q")  # output_offset, output_length, error at byte 24
+_monotonic = time.monotonic
 
 
 def _addr(obj: Any) -> int:
@@ -136,6 +137,11 @@ class Instance:
         self.linked_wasi = rt.links.uses_wasi
         self.caller_memories: dict[bytes, Any] = {}
         _set_deadline(self.ctx, rt.ticks)
+        # What call() needs: the engine epoch of its last arm (-1: never), the input header
+        # of the last input size, the deadline in ticks and the fuel each call starts with.
+        self._armed = -1
+        self._head_n, self._head = 0, b""
+        self._engine, self._ticks, self._fuel = rt.engine, rt.ticks, rt.fuel
         rt.live[self.ctx] = cast(RawInstance, self)
         try:
             kernel = wasmtime.Instance(store, rt.kernel, [])
@@ -277,7 +283,7 @@ class Instance:
 
     # -- the call ---------------------------------------------------------------------------
 
-    def call(self, func: int, data: bytes, ticks: int, fuel: int | None) -> int:
+    def call(self, func: int, data: bytes) -> int:
         """Set the input, run ``func``, return its i32 code (0 for a ``() -> ()`` export)."""
         n = len(data)
         mem = self.memory
@@ -285,16 +291,24 @@ class Instance:
             self._grow(FIRST_HANDLE + n)
         view = mem.view
         if n:
-            cap = (n + 7) & ~7
-            view[0:80] = _HEAD.pack(FIRST_HANDLE + cap, FIRST_HANDLE, n, 0, 0, 0, 0, 0,
-                                    cap | BLOCK_TAG, n)
+            if n != self._head_n:  # the state words and input header depend on n alone
+                cap = (n + 7) & ~7
+                self._head = _HEAD.pack(FIRST_HANDLE + cap, FIRST_HANDLE, n, 0, 0, 0, 0, 0,
+                                        cap | BLOCK_TAG, n)
+                self._head_n = n
+            view[0:80] = self._head
             view[80:80 + n] = data
         else:
             view[0:56] = _EMPTY
-        if fuel is not None:
-            self.store.set_fuel(fuel)
-        self.deadline = time.monotonic() + self.timeout_s
-        _set_deadline(self.ctx, ticks)
+        if self._fuel is not None:
+            self.store.set_fuel(self._fuel)
+        self.deadline = _monotonic() + self.timeout_s
+        # While the engine's epoch is the one of the last arm, the deadline (that epoch +
+        # ticks) is already in place: one C call saved (it lags by at most one tick).
+        epoch = self._engine.epoch
+        if epoch != self._armed:
+            _set_deadline(self.ctx, self._ticks)
+            self._armed = epoch
         scratch = self._scratch
         scratch[0] = 0
         err = _call_unchecked(self.ctx, func, self._raw, 1, self._trap)
@@ -408,6 +422,10 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         if engine.fuel:
             self.fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
         self._handlers = frozenset(module.handlers)
+        # The handlers whose instance serves the next call. Extism starts a fresh store after
+        # _start; a store of a plugin linked with a command module keeps an instance of it
+        # per call of its exports, so it serves one call.
+        self._reusable = frozenset() if self.links.commands else self._handlers - {"_start"}
         # Vars of instances discarded after a failed call or _start: Extism keeps a plugin's
         # vars across both, so the next new instance takes them over (list ops are atomic).
         self._carried_vars: list[dict[str, bytes]] = []
@@ -470,12 +488,15 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                 f"plugin {self.name!r} handler {handler!r}: input of {len(data)} bytes exceeds "
                 f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
                 handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
-        inst = self._pool.acquire(handler)
-        # Extism starts a fresh store after _start; a store of a plugin linked with a command
-        # module keeps an instance of it per call of its exports, so it serves one call.
-        keep = handler != "_start" and not self.links.commands
+        pool = self._pool
+        idle = self._idle
+        try:  # the pool's acquire, its hot path inline (sandbox.pool)
+            inst = idle.pop() if pool.reuse else pool.acquire(handler)
+        except IndexError:
+            inst = pool.acquire(handler)
+        keep = handler in self._reusable
         try:
-            code = inst.call(inst.funcs[handler], data, self.ticks, self.fuel)
+            code = inst.call(inst.funcs[handler], data)
         except GuestFailure as f:
             if f.exit_status is None or f.exit_status != 0:
                 try:
@@ -502,9 +523,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         if not err and not code and length <= lim.max_output_bytes and (
                 length == 0 or (off >= FIRST_HANDLE and off + length <= mem.size)):
             out = mem.view[off:off + length].tobytes() if length else b""
-            pool = self._pool
             if keep and pool.reuse:
-                self._idle.append(inst)
+                idle.append(inst)
                 if pool.waiters:
                     pool.notify()
             else:

@@ -18,17 +18,12 @@
 ;; block area, aligned, TAG in its header, within `end`) where Extism's kernel walks the
 ;; list. A new block is bumped at `end` while memory holds it (O(1)); only when memory would
 ;; have to grow are freed blocks reused (first fit from free_hint, split when much larger).
-;; A bad offset traps in $addr (the host reports it naming the kernel function).
+;; An offset below 64 or past 4 GiB traps in the kernel function given it, checked inline
+;; (one compare: a call to a checking helper per byte would cost the PDKs' loops); the host
+;; reports the trap naming that function.
 (module $extism_kernel
   (memory (export "memory") 1)
   (data (i32.const 0) "\40\00\00\00\00\00\00\00")  ;; end = 64
-
-  ;; A plugin-supplied offset as an address: below 64 or past 4 GiB traps.
-  (func $addr (param $p i64) (result i32)
-    (if (i32.or (i64.lt_u (local.get $p) (i64.const 64))
-                (i64.gt_u (local.get $p) (i64.const 0xFFFFFFFF)))
-      (then (unreachable)))
-    (i32.wrap_i64 (local.get $p)))
 
   ;; Memory cannot grow (the store's limit): the call fails with Extism's word, "oom".
   (func $oom (unreachable))
@@ -155,7 +150,7 @@
     (if (result i64) (i64.eq (local.get $n) (i64.const -1))
       (then (i64.const 0)) (else (local.get $n))))
 
-  ;; The PDKs' hottest calls: the check of $addr inline (below 64 or past 4 GiB traps).
+  ;; The PDKs' hottest calls: $p - 64 > 0xFFFFFFBF is "below 64 or past 4 GiB".
   (func $load_u8 (export "load_u8") (param $p i64) (result i32)
     (if (i64.gt_u (i64.sub (local.get $p) (i64.const 64)) (i64.const 0xFFFFFFBF))
       (then (unreachable)))
@@ -178,15 +173,24 @@
     (i64.store (i32.const 16) (local.get $n)))
   (func $input_length (export "input_length") (result i64) (i64.load (i32.const 16)))
   (func $input_offset (export "input_offset") (result i64) (i64.load (i32.const 8)))
-  ;; Reads past the input trap rather than return another block's bytes.
+  ;; Reads past the input trap rather than return another block's bytes; the input may have
+  ;; been set anywhere (input_set), so the address gets load_u64's check too.
   (func $input_load_u8 (export "input_load_u8") (param $p i64) (result i32)
+    (local $a i64)
     (if (i64.ge_u (local.get $p) (i64.load (i32.const 16))) (then (unreachable)))
-    (i32.load8_u (call $addr (i64.add (i64.load (i32.const 8)) (local.get $p)))))
+    (local.set $a (i64.add (i64.load (i32.const 8)) (local.get $p)))
+    (if (i64.gt_u (i64.sub (local.get $a) (i64.const 64)) (i64.const 0xFFFFFFBF))
+      (then (unreachable)))
+    (i32.load8_u (i32.wrap_i64 (local.get $a))))
   (func $input_load_u64 (export "input_load_u64") (param $p i64) (result i64)
+    (local $a i64)
     (if (i32.or (i64.gt_u (local.get $p) (i64.const 0xFFFFFFFF))
                 (i64.gt_u (i64.add (local.get $p) (i64.const 8)) (i64.load (i32.const 16))))
       (then (unreachable)))
-    (i64.load (call $addr (i64.add (i64.load (i32.const 8)) (local.get $p)))))
+    (local.set $a (i64.add (i64.load (i32.const 8)) (local.get $p)))
+    (if (i64.gt_u (i64.sub (local.get $a) (i64.const 64)) (i64.const 0xFFFFFFBF))
+      (then (unreachable)))
+    (i64.load (i32.wrap_i64 (local.get $a))))
 
   ;; The host checks the output and error handles after the call.
   (func $output_set (export "output_set") (param $h i64) (param $n i64)
