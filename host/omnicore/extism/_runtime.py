@@ -363,6 +363,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         self.module = module
         self.name = module.name
         self.limits = limits or Limits()
+        self._max_input = self.limits.max_input_bytes
+        self._max_output = self.limits.max_output_bytes
         self.config: Mapping[str, Any] = dict(config or {})
         self.log = log if log is not None else PluginLog(module.name)
         self.log.rate_bytes = self.limits.max_log_bytes_per_s
@@ -482,8 +484,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                 handler=handler)
         if type(data) is not bytes:
             data = bytes(data)
-        lim = self.limits
-        if len(data) > lim.max_input_bytes:
+        if len(data) > self._max_input:
+            lim = self.limits
             raise InputTooLarge(
                 f"plugin {self.name!r} handler {handler!r}: input of {len(data)} bytes exceeds "
                 f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
@@ -507,6 +509,7 @@ class ExtismRuntime(PooledRuntime["Instance"]):
             code, keep = 0, False  # proc_exit(0): success, but that runtime has exited
         except MemoryError:
             self._release(inst, False)
+            lim = self.limits
             raise MemoryLimitExceeded(
                 f"plugin {self.name!r} handler {handler!r}: oom: the input of {len(data)} bytes "
                 f"does not fit in kernel memory within limits.max_memory_bytes "
@@ -520,7 +523,7 @@ class ExtismRuntime(PooledRuntime["Instance"]):
             raise self._error(GuestFailure("timeout"), handler, inst)
         mem = inst.memory
         off, length, err = _OUT.unpack_from(mem.view, 24)
-        if not err and not code and length <= lim.max_output_bytes and (
+        if not err and not code and length <= self._max_output and (
                 length == 0 or (off >= FIRST_HANDLE and off + length <= mem.size)):
             out = mem.view[off:off + length].tobytes() if length else b""
             if keep and pool.reuse:
