@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import extism
@@ -15,6 +16,7 @@ import wasmtime
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import (
     ConfigError,
+    DeadlineExceeded,
     InputTooLarge,
     InvalidModule,
     PluginLoadError,
@@ -23,7 +25,7 @@ from omnicore.errors import (
 )
 from omnicore.extism import ExtismRuntime, host_fn
 from omnicore.plugins.host import PluginHost
-from omnicore.sandbox import PluginModule, SandboxEngine
+from omnicore.sandbox import Limits, PluginModule, SandboxEngine
 from tests.extism.extism_fixtures import wat_plugin
 
 OMNICORE = [sys.executable, "-m", "omnicore.cli"]
@@ -222,3 +224,31 @@ def test_tables_are_limited_like_native_plugins(host: PluginHost) -> None:
                             '(func (export "run") (result i32) (i32.const 0)))')
     with pytest.raises(PluginLoadError):
         host.load(big, name="big")
+
+
+def test_every_call_on_a_kept_instance_gets_its_own_deadline() -> None:
+    # A call re-arms the epoch deadline only when the engine's epoch moved since the last arm.
+    # Both sides of that: a runaway call right after another one on the same instance (the
+    # epoch most likely unmoved: the deadline armed by the first call stands) is still cut;
+    # a call after the instance sat idle past the timeout (the epoch moved) is not cut short.
+    with SandboxEngine() as engine:
+        module = PluginModule.load(engine, wat_plugin("bare"))
+        rt = ExtismRuntime(engine, module, builtin_registry(),
+                           limits=Limits(timeout_ms=300, pool_size=1))
+        with rt:
+            for _ in range(3):
+                assert rt.call("ok", b"") == b""
+                start = time.monotonic()
+                with pytest.raises(DeadlineExceeded, match="timeout"):
+                    rt.call("spin", b"")
+                assert time.monotonic() - start < 0.3 + 1.5
+            armed = engine.epoch
+            assert rt.call("ok", b"") == b""
+            # Idle until the epoch is past the deadline that call armed, ticker willing.
+            give_up = time.monotonic() + 30
+            while engine.epoch <= armed + engine.deadline_ticks(300) and \
+                    time.monotonic() < give_up:
+                time.sleep(0.05)
+            created = rt.instances_created
+            assert [rt.call("ok", b"") for _ in range(3)] == [b""] * 3
+            assert rt.instances_created == created  # the same instance, re-armed
