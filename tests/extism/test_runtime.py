@@ -252,3 +252,24 @@ def test_every_call_on_a_kept_instance_gets_its_own_deadline() -> None:
             created = rt.instances_created
             assert [rt.call("ok", b"") for _ in range(3)] == [b""] * 3
             assert rt.instances_created == created  # the same instance, re-armed
+
+
+def test_inputs_of_changing_sizes_on_one_instance(pdk_wasm: Path) -> None:
+    # The input's header is packed once per input size and kept: every change of size (to
+    # empty, to a size with the same 8-byte rounding, to one that grows kernel memory) and
+    # back must set the input the plugin sees to exactly this call's bytes.
+    @host_fn(name="shout")
+    def shout(text: str) -> str:
+        return text
+
+    sizes = [100, 5, 100, 0, 100, 97, 104, 65536, 7, 0, 0, 100]
+    with SandboxEngine() as engine:
+        module = PluginModule.load(engine, pdk_wasm)
+        rt = ExtismRuntime(engine, module, builtin_registry(), ["config"], functions=[shout],
+                           limits=Limits(pool_size=1))
+        with rt:
+            for i, n in enumerate(sizes):
+                data = bytes((i + j) % 251 for j in range(n))
+                assert rt.call("echo", data) == data, n
+                assert rt.call("echo_fast", data) == data, n
+            assert rt.instances_created == 1
