@@ -20,7 +20,7 @@ from omnicore.sandbox.fastcall import GuestMemory, HostTrap
 from omnicore.sandbox.pluginlog import PluginLog
 
 if TYPE_CHECKING:
-    from omnicore.extism._runtime import Instance
+    from omnicore.extism._instance import Instance
 
 __all__ = ["ENV_FUNCTIONS", "EnvState", "KernelMemory"]
 

@@ -1,23 +1,19 @@
 """Extism plugins as omnicore runtimes: the same call surface as ``sandbox.PluginRuntime``.
 
-Each instance is one store holding our kernel (``kernel.wat``) and the plugin, linked under
-``extism:host/env`` with the host functions of :mod:`omnicore.extism._env` (raw trampolines)
-and any user functions. A call writes the input straight into kernel memory (the kernel's
-``reset`` + ``alloc`` + ``input_set`` as one memory write), makes one guest call on the C
-API's unchecked path, and reads output and error from kernel memory: Extism's protocol
-(specs/extism.md) at the cost of a native call.
+Each instance (:mod:`omnicore.extism._instance`) is one store holding our kernel
+(``kernel.wat``) and the plugin, linked under ``extism:host/env`` with the host functions of
+:mod:`omnicore.extism._env` (raw trampolines) and any user functions. A call is one guest call
+(the instance sets the input); the runtime then reads output and error from kernel memory:
+Extism's protocol (specs/extism.md) at the cost of a native call.
 """
 
 from __future__ import annotations
 
-import ctypes
 import struct
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from ctypes import c_uint64, c_void_p
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import wasmtime
 
@@ -38,25 +34,14 @@ from omnicore.errors import (
 from omnicore.extism._env import ENV_FUNCTIONS, EnvState, KernelMemory
 from omnicore.extism._failures import call_error
 from omnicore.extism._failures import first_line as _first_line
-from omnicore.extism._kernel import BLOCK_TAG, FIRST_HANDLE, KERNEL_FUNCTIONS, kernel_wasm
-from omnicore.extism._links import COMMAND_INSTANCES, Links, Signature
+from omnicore.extism._instance import Instance, fd_table, plugin_memory
+from omnicore.extism._kernel import FIRST_HANDLE, KERNEL_FUNCTIONS, kernel_wasm
+from omnicore.extism._links import Links, Signature
 from omnicore.extism._manifest import DEFAULT_MAX_VAR_BYTES
 from omnicore.extism._user import CurrentPlugin, UserFunction, Val, as_user_function
 from omnicore.sandbox.capability import CapabilityRegistry
 from omnicore.sandbox.engine import SandboxEngine
-
-# The fast path's C entry points (fastcall.PRIVATE_NAMES, checked by its test).
-from omnicore.sandbox.fastcall import (
-    GuestFailure,
-    GuestMemory,
-    HostTrap,
-    RawInstance,
-    _call_unchecked,
-    _failure,
-    _set_deadline,
-    caller_memory,
-    define_host_function,
-)
+from omnicore.sandbox.fastcall import GuestFailure, HostTrap, RawInstance, define_host_function
 from omnicore.sandbox.grants import merge as merge_grants
 from omnicore.sandbox.grants import normalize as normalize_grants
 from omnicore.sandbox.grants import validate as validate_grants
@@ -65,275 +50,14 @@ from omnicore.sandbox.module import EXTISM_ENV, PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
 from omnicore.sandbox.wasi import define_wasi
-from omnicore.sandbox.wasi_fs import FdTable, FsState, define_wasi_fs, parse_dirs
+from omnicore.sandbox.wasi_fs import FsState, define_wasi_fs, parse_dirs
 from omnicore.sandbox.wasi_output import WasiOutput
 
-__all__ = ["ExtismRuntime", "Instance"]
+__all__ = ["ExtismRuntime"]
 
 #: Guest error messages longer than this are truncated (as specs/abi.md §2.2).
 MAX_ERROR_MESSAGE = 4096
-_HEAD = struct.Struct("<10Q")  # the state words, free_hint, reserved, the input block header
-_EMPTY = struct.pack("<7Q", 64, 0, 0, 0, 0, 0, 0)
 _OUT = struct.Struct("<3Q")  # output_offset, output_length, error at byte 24
-_monotonic = time.monotonic
-
-
-def _addr(obj: Any) -> int:
-    return int(ctypes.addressof(obj))
-
-
-def _plugin_memory(kernel: GuestMemory, caller: int) -> GuestMemory:
-    # WASI pointers are into the calling module's memory; host functions get the kernel's.
-    owner = cast(KernelMemory, kernel).owner
-    if not owner.linked_wasi:
-        return owner.wasi_memory
-    mem = caller_memory(caller, cast(RawInstance, owner), owner.caller_memories)
-    if mem is None:
-        raise HostTrap("a module calling WASI must export its memory as 'memory'")
-    return mem
-
-
-def _fd_table(mem: GuestMemory) -> FdTable:
-    table = cast(Instance, mem.instance).fs_table
-    assert table is not None  # the file functions are defined only with preopens
-    return table
-
-
-class Instance:
-    """One store: the kernel and one plugin instance, driven through the C API."""
-
-    def __init__(self, rt: ExtismRuntime) -> None:
-        store = wasmtime.Store(rt.engine.wasmtime)
-        self.store = store
-        # Two instances (kernel, plugin), two memories; each memory within the limit. Tables
-        # live outside linear memory: the same table limits as native plugins.
-        lim = rt.limits
-        # Linked modules add an instance each (a command one per call of its exports).
-        n = 2 + len(rt.links) + (COMMAND_INSTANCES if rt.links.commands else 0)
-        store.set_limits(memory_size=lim.max_memory_bytes, table_elements=lim.max_table_elements,
-                         instances=n, tables=lim.max_tables * n, memories=n)
-        if rt.fuel is not None:
-            store.set_fuel(rt.fuel)
-        if rt.wasi_output is not None:
-            store.set_wasi(rt.wasi_output.config())
-        self.ctx = int(ctypes.cast(store._context(), c_void_p).value or 0)
-        # Slots 0-1: the call; 2-3: kernel calls from host functions; 8, 9: trap out-params.
-        self._scratch = (c_uint64 * 10)()
-        base = _addr(self._scratch)
-        self._raw, self._raw2, self._trap, self._trap2 = base, base + 32, base + 64, base + 72
-        self._i32 = (ctypes.c_int32 * 20).from_address(base)
-        self.vars: dict[str, bytes] = {}
-        # The last HTTP response's status and headers (http_status_code, http_headers).
-        self.http_status = 0
-        self.http_headers: dict[str, str] | None = None
-        # Read by the raw host-function trampolines (fastcall): host functions run outside
-        # the epoch check, so they stop at this wall-clock deadline and flag it.
-        self.timeout_s = rt.limits.timeout_ms / 1000
-        self.deadline = time.monotonic() + self.timeout_s
-        self.deadline_hit = False
-        self._live = rt.live
-        self.fs_table = FdTable(rt.preopens) if rt.preopens else None
-        # WASI called from linked modules: pointers into the caller's memory (one view each).
-        self.linked_wasi = rt.links.uses_wasi
-        self.caller_memories: dict[bytes, Any] = {}
-        _set_deadline(self.ctx, rt.ticks)
-        # What call() needs: the engine epoch of its last arm (-1: never), the input header
-        # of the last input size, the deadline in ticks and the fuel each call starts with.
-        self._armed = -1
-        self._head_n, self._head = 0, b""
-        self._engine, self._ticks, self._fuel = rt.engine, rt.ticks, rt.fuel
-        rt.live[self.ctx] = cast(RawInstance, self)
-        try:
-            kernel = wasmtime.Instance(store, rt.kernel, [])
-            with rt.link_lock:
-                rt.linker.define_instance(store, EXTISM_ENV, kernel)
-                rt.links.define(rt.linker, store)
-                plugin = rt.linker.instantiate(store, rt.module.wasmtime_module)
-        except wasmtime.Trap as exc:
-            self.close()
-            raise GuestFailure(exc.message, exc.trap_code) from None
-        except wasmtime.WasmtimeError as exc:
-            self.close()
-            failure = GuestFailure(str(exc))
-            failure.stage = "instantiate"
-            raise failure from None
-        kexp = kernel.exports(store)
-        kmem = kexp["memory"]
-        assert isinstance(kmem, wasmtime.Memory)
-        self._kmem = kmem
-        self.memory = KernelMemory(self.ctx, _addr(kmem._memory), cast(RawInstance, self))
-        self.memory.owner = self
-        funcs = {n: kexp[n] for n in ("alloc", "free", "length")}
-        self._keep: list[Any] = [kernel, plugin, funcs]
-        self._alloc, self._free, self._length = (_addr(f._func) for f in funcs.values()
-                                                 if isinstance(f, wasmtime.Func))
-        pexp = plugin.exports(store)
-        self.funcs: dict[str, int] = {}
-        for name in rt.module.handlers:
-            f = pexp[name]
-            assert isinstance(f, wasmtime.Func)
-            self._keep.append(f)
-            self.funcs[name] = _addr(f._func)
-        pmem = pexp.get("memory")
-        self.plugin_memory = pmem if isinstance(pmem, wasmtime.Memory) else None
-        if self.plugin_memory is not None:
-            # What WASI pointers refer to (host functions get the kernel's memory).
-            self.wasi_memory = GuestMemory(self.ctx, _addr(self.plugin_memory._memory),
-                                           cast(RawInstance, self))
-        self._init(pexp)
-
-    def _init(self, exports: Any) -> None:
-        """Extism's guest runtime start: hs_init (after _initialize) for GHC, else
-        __wasm_call_ctors or _initialize."""
-        def func(name: str, sig: tuple[int, int] = (0, 0)) -> int | None:
-            f = exports.get(name)
-            if not isinstance(f, wasmtime.Func):
-                return None
-            t = f.type(self.store)
-            if (len(t.params), len(t.results)) != sig and name != "hs_init":
-                return None
-            self._keep.append(f)
-            return _addr(f._func)
-
-        hs = func("hs_init")
-        steps: list[tuple[str, int, int]] = []
-        if hs is not None:
-            init = func("_initialize")
-            if init is not None:
-                steps.append(("_initialize", init, 0))
-            steps.append(("hs_init", hs, 2))
-        else:
-            init = func("__wasm_call_ctors")
-            name = "__wasm_call_ctors"
-            if init is None:
-                init, name = func("_initialize"), "_initialize"
-            if init is not None:
-                steps.append((name, init, 0))
-        for name, addr, nargs in steps:
-            self._scratch[0] = self._scratch[2] = 0
-            try:
-                self._invoke(addr, max(nargs, 1))
-            except GuestFailure as failure:
-                failure.stage = name
-                self.close()
-                raise
-
-    def _invoke(self, func: int, nslots: int) -> None:
-        err = _call_unchecked(self.ctx, func, self._raw, nslots, self._trap)
-        if err or self._scratch[8]:
-            trap, self._scratch[8] = self._scratch[8], 0
-            raise _failure(err, trap)
-
-    def _kernel(self, func: int, *args: int) -> int:
-        """Call a kernel function from a host function (re-entrant: its own slots)."""
-        for i, a in enumerate(args):
-            self._scratch[4 + 2 * i] = a & 0xFFFF_FFFF_FFFF_FFFF
-        err = _call_unchecked(self.ctx, func, self._raw2, max(len(args), 1), self._trap2)
-        if err or self._scratch[9]:
-            trap, self._scratch[9] = self._scratch[9], 0
-            message = _failure(err, trap).message
-            if "extism_kernel!oom" in message:
-                raise HostTrap("oom: kernel memory cannot grow within limits.max_memory_bytes "
-                               "(the Extism manifest's memory.max_pages)")
-            raise HostTrap(f"the Extism kernel failed: {_first_line(message)}")
-        return int(self._scratch[4])
-
-    # -- what host functions and user functions use ---------------------------------------
-
-    def kernel_alloc(self, n: int) -> int:
-        return self._kernel(self._alloc, n)
-
-    def kernel_free(self, handle: int) -> None:
-        self._kernel(self._free, handle)
-
-    def kernel_length(self, handle: int) -> int:
-        return self._kernel(self._length, handle) if handle else 0
-
-    def kernel_view(self) -> memoryview:
-        self.memory.refresh()
-        return self.memory.view
-
-    def new_block(self, data: bytes) -> int:
-        """A new kernel block holding ``data``; its handle (0 for empty data)."""
-        if not data:
-            return 0
-        handle = self.kernel_alloc(len(data))
-        self.memory.write(handle, data, "kernel block")
-        return handle
-
-    def block_bytes(self, handle: int, what: str) -> bytes:
-        """The bytes of the block at ``handle`` (0 is empty)."""
-        if handle == 0:
-            return b""
-        n = self.kernel_length(handle)
-        if n == 0:
-            raise HostTrap(f"invalid handle {handle} for the {what}: not a live block of "
-                           "kernel memory")
-        return self.memory.read(handle, n, what)
-
-    def take_bytes(self, handle: int, what: str) -> bytes:
-        """The bytes of the block at ``handle``, which is then freed (0 is empty)."""
-        data = self.block_bytes(handle, what)
-        if handle:
-            self.kernel_free(handle)
-        return data
-
-    def take_text(self, handle: int, what: str) -> str:
-        return self.take_bytes(handle, what).decode("utf-8", "replace")
-
-    # -- the call ---------------------------------------------------------------------------
-
-    def call(self, func: int, data: bytes) -> int:
-        """Set the input, run ``func``, return its i32 code (0 for a ``() -> ()`` export)."""
-        n = len(data)
-        mem = self.memory
-        if FIRST_HANDLE + n > mem.size and FIRST_HANDLE + n > mem.refresh():
-            self._grow(FIRST_HANDLE + n)
-        view = mem.view
-        if n:
-            if n != self._head_n:  # the state words and input header depend on n alone
-                cap = (n + 7) & ~7
-                self._head = _HEAD.pack(FIRST_HANDLE + cap, FIRST_HANDLE, n, 0, 0, 0, 0, 0,
-                                        cap | BLOCK_TAG, n)
-                self._head_n = n
-            view[0:80] = self._head
-            view[80:80 + n] = data
-        else:
-            view[0:56] = _EMPTY
-        if self._fuel is not None:
-            self.store.set_fuel(self._fuel)
-        self.deadline = _monotonic() + self.timeout_s
-        # While the engine's epoch is the one of the last arm, the deadline (that epoch +
-        # ticks) is already in place: one C call saved (it lags by at most one tick).
-        epoch = self._engine.epoch
-        if epoch != self._armed:
-            _set_deadline(self.ctx, self._ticks)
-            self._armed = epoch
-        scratch = self._scratch
-        scratch[0] = 0
-        err = _call_unchecked(self.ctx, func, self._raw, 1, self._trap)
-        if err or scratch[8]:
-            trap, scratch[8] = scratch[8], 0
-            raise _failure(err, trap)
-        return self._i32[0]
-
-    def _grow(self, need: int) -> None:
-        pages = -(-need // 65536) - self._kmem.size(self.store)
-        try:
-            self._kmem.grow(self.store, pages)
-        except wasmtime.WasmtimeError:
-            raise MemoryError(f"kernel memory cannot hold {need} bytes") from None
-        self.memory.refresh()
-
-    def memory_sizes(self) -> tuple[int, int]:
-        """Bytes of kernel memory and plugin memory (0 when the plugin has none)."""
-        plugin = self.plugin_memory.data_len(self.store) if self.plugin_memory else 0
-        return self.memory.refresh(), plugin
-
-    def close(self) -> None:
-        self._live.pop(self.ctx, None)
-        if self.fs_table is not None:
-            self.fs_table.close()
 
 
 class ExtismRuntime(PooledRuntime["Instance"]):
@@ -399,13 +123,13 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         self.wasi_output = WasiOutput(self.log) if uses_wasi else None
         if self.wasi_output is not None:
             define_wasi(linker, self.wasi_output, self.live, self._keepalive,
-                        memory_of=_plugin_memory)
+                        memory_of=plugin_memory)
         # The fs grant (the manifest's allowed_paths): omnicore's own WASI file functions.
         fs = grant_map.get("fs")
         self.preopens = parse_dirs(fs.get("dirs", []), "grant.fs.dirs") if fs else ()
         if self.preopens and self.wasi_output is not None:
-            define_wasi_fs(linker, FsState(self.preopens, self.log, self.wasi_output, _fd_table),
-                           self.live, self._keepalive, memory_of=_plugin_memory)
+            define_wasi_fs(linker, FsState(self.preopens, self.log, self.wasi_output, fd_table),
+                           self.live, self._keepalive, memory_of=plugin_memory)
         # The same client as omnicore:http's, without connectors (refused above).
         client = None if http is None else Client(Policy.from_grant(http, self.name))
         state = EnvState(self.config, self.log, max_var_bytes, client)
@@ -424,6 +148,11 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         if engine.fuel:
             self.fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
         self._handlers = frozenset(module.handlers)
+        #: The handlers of type () -> (): their "code" is 0.
+        self.void_handlers = frozenset(
+            e.name for e in module.wasmtime_module.exports
+            if e.name in self._handlers and isinstance(e.type, wasmtime.FuncType)
+            and not e.type.results)
         # The handlers whose instance serves the next call. Extism starts a fresh store after
         # _start; a store of a plugin linked with a command module keeps an instance of it
         # per call of its exports, so it serves one call.

@@ -1,0 +1,90 @@
+"""Extism calls on both call paths: the C one (sandbox/_callpath.c) and fastcall's Python one.
+
+An Extism handler takes no arguments and returns an i32 code (or nothing); the C path was made
+for omnicore's ``(ptr, len) -> packed`` handlers, so the Extism runtime reads the code from
+the packed result it hands back. Every code, both handler shapes, a trap, a deadline, input
+growth (by the host and by the plugin during a call) must come out the same on both paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from omnicore.capabilities.builtin import builtin_registry
+from omnicore.errors import PluginError
+from omnicore.extism import ExtismRuntime
+from omnicore.sandbox import Limits, PluginModule, SandboxEngine, fastcall
+from tests.extism.extism_fixtures import wat_plugin
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CALLS = [("echo", 100), ("code_3", 0), ("code_minus_1", 0), ("code_min", 0),
+         ("code_2_pow_31_less_1", 0), ("void_out", 0), ("void_nothing", 5), ("echo", 0),
+         ("echo", 200_000), ("echo", 7), ("grow", 0), ("echo", 250_000), ("echo", 1),
+         ("spin", 0), ("echo", 3)]
+
+
+def outcomes(fuel: bool = False) -> dict[str, object]:
+    """Every call of CALLS on one instance (pool of one), as text: output or error."""
+    with SandboxEngine(fuel=fuel) as engine:
+        module = PluginModule.load(engine, wat_plugin("codes"), "codes")
+        rt = ExtismRuntime(engine, module, builtin_registry(),
+                           limits=Limits(pool_size=1, timeout_ms=300))
+        with rt:
+            inst = rt._pool.acquire("echo")
+            slot = inst.slot is not None
+            rt._pool.release(inst, True)
+            seen = []
+            for i, (handler, n) in enumerate(CALLS):
+                data = bytes((i + j) % 251 for j in range(n))
+                try:
+                    out = rt.call(handler, data)
+                    seen.append(f"ok {len(out)} {out == data or out[:8]!r}")
+                except PluginError as exc:
+                    seen.append(f"{type(exc).__name__}: {str(exc).split(';')[0]}")
+            return {"slot": slot, "native": fastcall.NATIVE, "seen": seen}
+
+
+def test_codes_shapes_traps_and_growth() -> None:
+    seen = outcomes()["seen"]
+    assert seen[0] == "ok 100 True"
+    assert seen[1:5] == [
+        f"GuestError: plugin 'codes' handler {h!r} failed: Error code: {c}"
+        for h, c in (("code_3", 3), ("code_minus_1", -1), ("code_min", -2**31),
+                     ("code_2_pow_31_less_1", 2**31 - 1))]
+    # A () -> () export has no code: the C path's packed result (the input block) is not one.
+    assert seen[5] == "ok 2 b'hi'" and seen[6] == "ok 0 b''"
+    assert seen[7:10] == ["ok 0 True", "ok 200000 True", "ok 7 True"]
+    # The plugin grew kernel memory during a call: the next input fits without the host
+    # growing it, past what the C path last heard the memory holds.
+    assert seen[10:13] == ["ok 0 True", "ok 250000 True", "ok 1 True"]
+    assert seen[13].startswith("DeadlineExceeded: plugin 'codes' handler 'spin': timeout")
+    assert seen[14] == "ok 3 True"
+
+
+def test_the_c_path_runs_unmetered_calls_and_fuel_keeps_the_python_path() -> None:
+    plain, metered = outcomes(), outcomes(fuel=True)
+    assert plain["slot"] is fastcall.NATIVE and metered["slot"] is False
+    assert plain["seen"] == metered["seen"]
+
+
+def test_both_call_paths_give_the_same_answers() -> None:
+    # The call path is chosen once per process: the other one runs in a subprocess.
+    here = outcomes()
+    other = "python" if fastcall.NATIVE else "native"
+    if other == "native" and os.environ.get("OMNICORE_CALLPATH") == "python":
+        other = "python"  # the C path is not built here; the subprocess checks Python again
+    code = ("import json; from tests.extism.test_extism_callpath import outcomes; "
+            "print(json.dumps(outcomes()))")
+    env = {**os.environ, "OMNICORE_CALLPATH": other if fastcall.NATIVE else "auto"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    there = json.loads(done.stdout.strip().splitlines()[-1])
+    if fastcall.NATIVE:
+        assert (here["slot"], there["slot"]) == (True, False)
+    assert there["seen"] == here["seen"]
