@@ -321,6 +321,8 @@ class Instance:
                 out = slot.call(func, data, self._ticks, -1, 0)
                 if out.__class__ is bytes:
                     return 0
+                if out is False:  # not reached: memory holds the input (checked above)
+                    raise MemoryError(f"kernel memory cannot hold {n} bytes")
             if out is None:
                 err, trap = slot.take_failure()
                 raise _failure(err or None, trap)
