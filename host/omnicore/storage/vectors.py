@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -352,7 +352,7 @@ class PluginVectors:
         # floats of f32 range cannot overflow a double).
         if None not in found and math.isfinite(sum(scores)):
             # One format for the whole answer: the per-hit work is done in C.
-            return (("[" + ",".join(found) + "]") % tuple(scores)).encode()
+            return (("[" + ",".join(cast("list[str]", found)) + "]") % tuple(scores)).encode()
         parts = [e % score if -_INF < score < _INF else null_hit(e)
                  for e, score in zip(found, scores, strict=True) if e is not None]
         return ("[" + ",".join(parts) + "]").encode()
