@@ -178,13 +178,16 @@ class SQLiteMemory(MemoryRows):
                               (plugin, *args, now, *(v for _, v in flt), limit))
         return [_row(r) for r in rows]
 
-    def touch(self, plugin: str, ids: Sequence[int], now: float) -> None:
-        if ids:
-            marks = ",".join("?" * len(ids))
-            self._db._write(lambda conn: conn.execute(
+    def touch(self, plugin: str, ids: Sequence[int], now: float, times: int = 1) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            for at in range(0, len(ids), 500):  # under SQLite's limit of bound parameters
+                part = ids[at:at + 500]
                 # "+plugin": look rows up by id; the (plugin, ...) index would scan them all.
-                f"UPDATE memories SET recalls = recalls + 1, accessed_at = ? WHERE id IN "
-                f"({marks}) AND +plugin = ?", (now, *ids, plugin)))
+                conn.execute(f"UPDATE memories SET recalls = recalls + ?, accessed_at = ? WHERE "
+                             f"id IN ({','.join('?' * len(part))}) AND +plugin = ?",
+                             (times, now, *part, plugin))
+        if ids:
+            self._db._write(run)
 
     def delete(self, plugin: str, mid: int) -> bool | None:
         def run(conn: sqlite3.Connection) -> Any:
