@@ -148,10 +148,23 @@ class SQLiteMemory(MemoryRows):
         match = " OR ".join('"' + w.replace('"', "") + '"' for w in words)
         where, args = _where(tiers, flt)
         # m.plugin too: two plugins whose names hash alike (2^-80) still never meet.
+        keep = f"m.plugin = ?{where}"
+        if not flt:
+            # Rank, then read only the best `limit` rows: reading a row per match to test
+            # its tier and expiry first cost twice the ranking. When enough of the best pass
+            # (or there are no more matches), they are the answer of the query below.
+            best = self._db._read(
+                f"SELECT {_COLS}, f.rank, {keep} FROM (SELECT rowid, bm25({table}) AS rank "
+                f"FROM {table} WHERE {table} MATCH ? ORDER BY rank LIMIT ?) f LEFT JOIN "
+                "memories m ON m.id = f.rowid ORDER BY f.rank",
+                (plugin, *args, now, match, limit))  # in the order of the text
+            rows = [r for r in best if r[7]]
+            if len(rows) == limit or len(best) < limit:
+                return [(_row(r), max(-float(r[6]), 0.0)) for r in rows]
         rows = self._db._read(
             f"SELECT {_COLS}, bm25({table}) AS rank FROM {table} JOIN memories m ON "
-            f"m.id = {table}.rowid WHERE {table} MATCH ? AND m.plugin = ?{where} "
-            "ORDER BY rank LIMIT ?", (match, plugin, *args, now, *(v for _, v in flt), limit))
+            f"m.id = {table}.rowid WHERE {table} MATCH ? AND {keep} ORDER BY rank LIMIT ?",
+            (match, plugin, *args, now, *(v for _, v in flt), limit))
         return [(_row(r), max(-float(r[6]), 0.0)) for r in rows]
 
     def _exists(self, table: str) -> bool:
