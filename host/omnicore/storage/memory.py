@@ -294,10 +294,11 @@ class PluginMemory:
                          + 0.1 * recency + 0.1 * r.importance)
             else:
                 score = 0.6 * text_scores.get(mid, 0.0) + 0.2 * recency + 0.2 * r.importance
-            scored.append(Recalled(r.id, r.tier, r.text, json.loads(r.meta or "{}"),
-                                   round(score, 6), r.created_at))
-        scored.sort(key=lambda m: (-m.score, -m.created_at))
-        return scored[:limit]
+            scored.append((round(score, 6), r))
+        scored.sort(key=lambda m: (-m[0], -m[1].created_at))
+        # Only the answer's metadata is decoded: the other candidates' never shows.
+        return [Recalled(r.id, r.tier, r.text, json.loads(r.meta or "{}"), score, r.created_at)
+                for score, r in scored[:limit]]
 
     def _similar(self, vector: Sequence[float], k: int) -> dict[int, float]:
         view = self._store.vectors_for(self.plugin)
