@@ -23,7 +23,7 @@ from omnicore.storage.errors import QuotaExceeded, StorageError
 from omnicore.storage.memory_rows import Consolidated, Filter, MemoryRow, MemoryRows, NewMemory
 from omnicore.storage.sqlite.database import Database
 
-__all__ = ["SQLiteMemory"]
+__all__ = ["SQLiteMemory", "fts_table"]
 
 _COLS = "m.id, m.tier, m.text, m.meta, m.importance, m.created_at"
 
