@@ -144,3 +144,21 @@ def test_consolidate_expires_promotes_and_decays(storage: Storage) -> None:
     assert by_id[idle].importance == pytest.approx(0.4)
     assert by_id[fresh].importance == pytest.approx(0.8)
     assert rows.count("q") == {}
+
+
+def test_search_finds_the_best_live_rows_behind_better_expired_or_other_tier_ones(
+        storage: Storage) -> None:
+    rows = storage.memory
+    now = time.time()
+    for i in range(60):  # the best matches: expired, or in a tier not asked for
+        _add(rows, "p", f"apple apple apple {i}", tier=0, expires_at=now - 1, cap=1000)
+        _add(rows, "p", f"apple apple apple long {i}", tier=2, cap=1000)
+    weaker = {_add(rows, "p", f"apple and other words {i}", tier=1, cap=1000)
+              for i in range(5)}
+    found = rows.search("p", query_words("apple"), (1,), now, [], 50)
+    assert {row.id for row, _ in found} == weaker
+    found = rows.search("p", query_words("apple"), (0, 1, 2), now, [], 50)
+    assert len(found) == 50 and all(row.tier == 2 for row, _ in found)
+    assert [rel for _, rel in found] == sorted((rel for _, rel in found), reverse=True)
+    found = rows.search("p", query_words("apple"), (0, 1), now, [], 3)
+    assert {row.id for row, _ in found} <= weaker and len(found) == 3

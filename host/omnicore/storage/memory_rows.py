@@ -117,8 +117,8 @@ class MemoryRows(abc.ABC):
         """Live rows, most important first (then newest)."""
 
     @abc.abstractmethod
-    def touch(self, plugin: str, ids: Sequence[int], now: float) -> None:
-        """Count a recall of ``ids`` and stamp their access time."""
+    def touch(self, plugin: str, ids: Sequence[int], now: float, times: int = 1) -> None:
+        """Count ``times`` recalls of each of ``ids`` and stamp their access time."""
 
     @abc.abstractmethod
     def delete(self, plugin: str, mid: int) -> bool | None:

@@ -100,11 +100,11 @@ class PgMemory(MemoryRows):
                              (plugin, *args, limit))
         return [_row(r) for r in rows]
 
-    def touch(self, plugin: str, ids: Sequence[int], now: float) -> None:
+    def touch(self, plugin: str, ids: Sequence[int], now: float, times: int = 1) -> None:
         if ids:
             self._s._write(lambda conn: conn.execute(
-                "UPDATE memories SET recalls = recalls + 1, accessed_at=%s WHERE id = ANY(%s) "
-                "AND plugin=%s", (now, list(ids), plugin)))
+                "UPDATE memories SET recalls = recalls + %s, accessed_at=%s WHERE id = ANY(%s) "
+                "AND plugin=%s", (times, now, list(ids), plugin)))
 
     def delete(self, plugin: str, mid: int) -> bool | None:
         row = self._s._write(lambda conn: conn.execute(
