@@ -30,6 +30,7 @@ from omnicore.sandbox.fastcall import (
     GuestMemory,
     HostTrap,
     RawInstance,
+    SlotDeadline,
     _call_unchecked,
     _callpath,
     _failure,
@@ -87,7 +88,7 @@ def fd_table(mem: GuestMemory) -> FdTable:
     return table
 
 
-class Instance:
+class Instance(SlotDeadline):
     """One store: the kernel and one plugin instance, driven through the C API."""
 
     def __init__(self, rt: Runtime) -> None:
@@ -178,18 +179,6 @@ class Instance:
             self.wasi_memory = GuestMemory(self.ctx, _addr(self.plugin_memory._memory),
                                            cast(RawInstance, self))
         self._init(pexp)
-
-    @property
-    def deadline(self) -> float:
-        """The running call's deadline (``time.monotonic()`` seconds)."""
-        return self._deadline if self.slot is None else float(self.slot.deadline)
-
-    @deadline.setter
-    def deadline(self, value: float) -> None:
-        if self.slot is None:
-            self._deadline = value
-        else:
-            self.slot.deadline = value
 
     def _init(self, exports: Any) -> None:
         """Extism's guest runtime start: hs_init (after _initialize) for GHC, else

@@ -41,6 +41,7 @@ __all__ = [
     "GuestMemory",
     "HostTrap",
     "RawInstance",
+    "SlotDeadline",
     "caller_memory",
     "check_private_names",
     "define_host_function",
@@ -301,7 +302,28 @@ def address_of(obj: wasmtime.Engine | wasmtime.InstancePre | int) -> int:
     return int(ctypes.cast(obj.ptr(), c_void_p).value or 0)
 
 
-class RawInstance:
+class SlotDeadline:
+    """The running call's deadline of an instance that may have a C call path slot: the slot
+    keeps it when there is one (the C code sets it on every call), else ``_deadline``."""
+
+    slot: Any
+    _deadline: float
+
+    @property
+    def deadline(self) -> float:
+        """The running call's deadline (``time.monotonic()`` seconds)."""
+        slot = self.slot
+        return self._deadline if slot is None else float(slot.deadline)
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        if self.slot is None:
+            self._deadline = value
+        else:
+            self.slot.deadline = value
+
+
+class RawInstance(SlotDeadline):
     """One store + one instance of a plugin, driven through the C API. Single-threaded use.
 
     Construction instantiates, runs ``_initialize`` and allocates the input buffer
@@ -397,19 +419,6 @@ class RawInstance:
             slot = _callpath.Slot(self.ctx, mem, timeout_s)
             slot.buf, slot.cap, slot.deadline = self.buf, self.cap, self._deadline
             self.slot = slot
-
-    @property
-    def deadline(self) -> float:
-        """The running call's deadline (``time.monotonic()`` seconds)."""
-        slot = self.slot
-        return self._deadline if slot is None else float(slot.deadline)
-
-    @deadline.setter
-    def deadline(self, value: float) -> None:
-        if self.slot is None:
-            self._deadline = value
-        else:
-            self.slot.deadline = value
 
     def fit_input(self, n: int, deadline_ticks: int) -> None:
         """Grow the input block to hold ``n`` bytes (the C path answered False)."""

@@ -261,29 +261,21 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         try:
             func = inst._funcs.get(handler) or inst.func(handler)
             slot = inst.slot
+            out: bytes | None = None
             if slot is None:
                 packed = inst.call(func, data, self._ticks,  # type: ignore[arg-type]
                                    self.engine.epoch)
             else:
-                out = slot.call(func, data, self._ticks, self.engine.epoch, self._max_output)
-                if out.__class__ is bytes:
-                    pool = self._pool
-                    if pool.reuse:
-                        self._idle.append(inst)
-                        if pool.waiters:
-                            pool.notify()
-                        return out
-                    pool.release(inst, True)
-                    return out
-                if out is False:
+                got = slot.call(func, data, self._ticks, self.engine.epoch, self._max_output)
+                if got is False:
                     inst.fit_input(len(data), self._ticks)
-                    out = slot.call(func, data, self._ticks, -1, self._max_output)
-                    if out.__class__ is bytes:
-                        self._release(inst, True)
-                        return out
-                if out is None:
+                    got = slot.call(func, data, self._ticks, -1, self._max_output)
+                if got is None:
                     raise inst.slot_failure()
-                packed = out
+                if got.__class__ is bytes:
+                    out = got
+                else:
+                    packed = got
         except GuestFailure as f:
             # Classify before releasing: release frees the store the classifier inspects.
             try:
@@ -302,21 +294,23 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         except BaseException:
             self._release(inst, False)
             raise
-        length = packed & 0x7FFF_FFFF
-        ptr = packed >> 32
-        mem = inst.memory
-        # The common case, kept flat: success, within limits, inside memory as last seen.
-        if not packed & 0x8000_0000 and length <= self._max_output and ptr + length <= mem.size:
+        if out is None:
+            length = packed & 0x7FFF_FFFF
+            ptr = packed >> 32
+            mem = inst.memory
+            # The common case, kept flat: success, within limits, inside memory as last seen.
+            # (The C path copied such an output already.)
+            if packed & 0x8000_0000 or length > self._max_output or ptr + length > mem.size:
+                return self._finish_slow(inst, handler, packed)
             out = mem.view[ptr:ptr + length].tobytes()
-            pool = self._pool
-            if pool.reuse:
-                self._idle.append(inst)
-                if pool.waiters:
-                    pool.notify()
-                return out
-            pool.release(inst, True)
+        pool = self._pool
+        if pool.reuse:
+            self._idle.append(inst)
+            if pool.waiters:
+                pool.notify()
             return out
-        return self._finish_slow(inst, handler, packed)
+        pool.release(inst, True)
+        return out
 
     def _finish_slow(self, inst: RawInstance, handler: str, packed: int) -> bytes:
         keep = False
