@@ -22,18 +22,18 @@ from omnicore.cli.main import CONFIG_FILE
 
 __all__ = ["dev_command"]
 
-#: Folders that are never a project's sources (build output, dependencies, VCS).
-_SKIP = frozenset({"target", "node_modules", ".git", "build", "__pycache__", ".venv", "venv"})
 #: Files that hold more than this many entries are not watched file by file (a runaway tree).
 _MAX_FILES = 20_000
 
 
 def _files(project: Path) -> tuple[tuple[str, int, int], ...]:
     """What a save changes: each source file's path, size and modification time."""
+    from omnicore.toolchains import SKIP_DIRS  # not at import: `omnicore --help` stays light
+
     seen = []
     for path in sorted(project.rglob("*")):
         rel = path.relative_to(project)
-        if _SKIP & set(rel.parts) or not path.is_file():
+        if SKIP_DIRS & set(rel.parts) or not path.is_file():
             continue
         try:
             st = path.stat()

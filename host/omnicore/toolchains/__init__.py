@@ -30,11 +30,14 @@ from omnicore.errors import BuildError
 from omnicore.toolchains import locations
 from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
 
-__all__ = ["LANGUAGES", "BuildResult", "UnitTests", "build", "build_all", "discover",
-           "language_for", "scaffold", "unit_tests"]
+__all__ = ["LANGUAGES", "SKIP_DIRS", "BuildResult", "UnitTests", "build", "build_all",
+           "discover", "language_for", "scaffold", "unit_tests"]
 
 LANGUAGES = ("rust", "go", "js", "c", "python")
-_SKIP_DIRS = {"target", "node_modules", ".git", "build", "__pycache__"}
+#: Folders that are never a project's sources (build output, dependencies, VCS, virtualenvs):
+#: not hashed into a build's digest, not searched for projects, not watched by `omnicore dev`.
+SKIP_DIRS = frozenset({"target", "node_modules", ".git", "build", "__pycache__", ".venv",
+                       "venv"})
 
 
 def _module(language: str) -> ModuleType:
@@ -53,7 +56,7 @@ def language_for(src: Path) -> str:
 def _source_digest(src: Path) -> str:
     digest = hashlib.sha256()
     files = [src] if src.is_file() else sorted(
-        p for p in src.rglob("*") if p.is_file() and not _SKIP_DIRS & set(p.relative_to(src).parts))
+        p for p in src.rglob("*") if p.is_file() and not SKIP_DIRS & set(p.relative_to(src).parts))
     for path in files:
         digest.update(str(path.relative_to(src) if src.is_dir() else path.name).encode())
         digest.update(path.read_bytes())
@@ -126,7 +129,7 @@ def discover(root: Path) -> Iterator[Path]:
         yield root
         return
     for child in sorted(root.iterdir()):
-        if child.is_dir() and child.name not in _SKIP_DIRS:
+        if child.is_dir() and child.name not in SKIP_DIRS:
             yield from discover(child)
 
 
