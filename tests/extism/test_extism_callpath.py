@@ -8,15 +8,17 @@ growth (by the host and by the plugin during a call) must come out the same on b
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import PluginError
-from omnicore.extism import ExtismRuntime
+from omnicore.extism import ExtismRuntime, host_fn
 from omnicore.sandbox import Limits, PluginModule, SandboxEngine, fastcall
 from tests.extism.extism_fixtures import wat_plugin
 
@@ -88,3 +90,31 @@ def test_both_call_paths_give_the_same_answers() -> None:
     if fastcall.NATIVE:
         assert (here["slot"], there["slot"]) == (True, False)
     assert there["seen"] == here["seen"]
+
+
+
+def _closed_runtime_in_a_cycle(engine: SandboxEngine, wasm: Path) -> weakref.ref[object]:
+    """A runtime whose user host function refers back to it, closed: only the cycle holds it
+    once this returns."""
+    holder: dict[str, object] = {}
+
+    @host_fn(name="shout")
+    def shout(text: str) -> str:
+        return f"{text} from {type(holder.get('rt')).__name__}"
+
+    module = PluginModule.load(engine, wasm)
+    rt = ExtismRuntime(engine, module, builtin_registry(), ["config"], functions=[shout])
+    holder["rt"] = rt
+    assert rt.call("echo", b"abc") == b"abc"
+    rt.close()
+    return weakref.ref(rt)
+
+
+def test_a_closed_runtime_whose_host_function_refers_back_to_it_is_freed(
+        pdk_wasm: Path) -> None:
+    # The cycle runs through the host function's callback object, which the collector must
+    # see through: the C path's HostFunction is a GC type (the ctypes closure always was).
+    with SandboxEngine() as engine:
+        gone = _closed_runtime_in_a_cycle(engine, pdk_wasm)
+        gc.collect()
+        assert gone() is None, "the closed runtime was kept alive by its own host function"

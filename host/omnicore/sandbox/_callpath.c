@@ -273,14 +273,35 @@ HostFunction_init(HostFunction *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* A host function holds arbitrary Python objects (a user's function and what it closes over)
+ * that may refer back to the runtime holding it: the cyclic collector must see them. */
+static int
+HostFunction_traverse(HostFunction *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->impl);
+    Py_VISIT(self->state);
+    Py_VISIT(self->live);
+    Py_VISIT(self->fail);
+    Py_VISIT(self->start_msg);
+    return 0;
+}
+
+static int
+HostFunction_clear(HostFunction *self)
+{
+    Py_CLEAR(self->impl);
+    Py_CLEAR(self->state);
+    Py_CLEAR(self->live);
+    Py_CLEAR(self->fail);
+    Py_CLEAR(self->start_msg);
+    return 0;
+}
+
 static void
 HostFunction_dealloc(HostFunction *self)
 {
-    Py_XDECREF(self->impl);
-    Py_XDECREF(self->state);
-    Py_XDECREF(self->live);
-    Py_XDECREF(self->fail);
-    Py_XDECREF(self->start_msg);
+    PyObject_GC_UnTrack(self);
+    HostFunction_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -323,6 +344,13 @@ host_trampoline(void *env, void *caller, raw_val *slots, size_t nslots)
     PyObject *inst = NULL, *memory = NULL, *out = NULL;
     PyObject *argv[3 + MAX_HOST_PARAMS];
     int nargv = 0;
+
+    if (hf->impl == NULL || hf->live == NULL || hf->fail == NULL) {
+        /* Cleared by the collector with its runtime: no call can be running then, but a
+         * callback must never follow a NULL. */
+        trap = trap_of(NULL);
+        goto done;
+    }
 
     PyObject *key = PyLong_FromVoidPtr(caller_context(caller));
     if (key == NULL)
@@ -439,10 +467,12 @@ static PyTypeObject HostFunctionType = {
     .tp_name = "omnicore.sandbox._callpath.HostFunction",
     .tp_doc = "A host function's C callback and what it calls.",
     .tp_basicsize = sizeof(HostFunction),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)HostFunction_init,
     .tp_dealloc = (destructor)HostFunction_dealloc,
+    .tp_traverse = (traverseproc)HostFunction_traverse,
+    .tp_clear = (inquiry)HostFunction_clear,
     .tp_getset = HostFunction_getset,
 };
 
