@@ -35,8 +35,8 @@ from omnicore.sandbox.fastcall import (
     _callpath,
     _failure,
     _set_deadline,
-    caller_memory,
 )
+from omnicore.sandbox.hostfunc import caller_memory
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import EXTISM_ENV, PluginModule
 from omnicore.sandbox.wasi_fs import FdTable, Preopen

@@ -41,10 +41,11 @@ from omnicore.extism._manifest import DEFAULT_MAX_VAR_BYTES
 from omnicore.extism._user import CurrentPlugin, UserFunction, Val, as_user_function
 from omnicore.sandbox.capability import CapabilityRegistry
 from omnicore.sandbox.engine import SandboxEngine
-from omnicore.sandbox.fastcall import GuestFailure, HostTrap, RawInstance, define_host_function
+from omnicore.sandbox.fastcall import GuestFailure, HostTrap, RawInstance
 from omnicore.sandbox.grants import merge as merge_grants
 from omnicore.sandbox.grants import normalize as normalize_grants
 from omnicore.sandbox.grants import validate as validate_grants
+from omnicore.sandbox.hostfunc import define_host_function
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import EXTISM_ENV, PluginModule
 from omnicore.sandbox.pluginlog import PluginLog

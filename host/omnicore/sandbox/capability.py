@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from omnicore.errors import ConfigError
-from omnicore.sandbox.fastcall import HOST_PARAM_TYPES, GuestMemory, HostTrap
+from omnicore.sandbox.fastcall import GuestMemory, HostTrap
+from omnicore.sandbox.hostfunc import HOST_PARAM_TYPES
 from omnicore.sandbox.pluginlog import PluginLog
 
 __all__ = ["Capability", "CapabilityRegistry", "DeferredCapability", "GuestMemory",

@@ -6,8 +6,7 @@ the input into linear memory, ``wasmtime_func_call_unchecked`` on a preallocated
 ``wasmtime_val_raw_t`` buffer, ``string_at`` the output. ctypes releases the GIL around each C
 call, so instances in different threads run in parallel.
 
-Host functions use raw ``wasmtime_linker_define_func_unchecked`` trampolines for the same
-reason (``Linker.define_func`` costs ≈28 µs a call).
+Host functions are defined by :mod:`omnicore.sandbox.hostfunc` on the same C API.
 
 The per-call path itself (copy in, call, copy out) has a second implementation in C,
 ``sandbox/_callpath.c``, built at install: :data:`NATIVE` says which one runs. Set
@@ -24,17 +23,15 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from ctypes import c_bool, c_char_p, c_int64, c_size_t, c_uint64, c_void_p
-from typing import Any, cast
+from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
 
 __all__ = [
-    "HOST_PARAM_TYPES",
     "NATIVE",
     "PRIVATE_NAMES",
     "GuestFailure",
@@ -42,9 +39,7 @@ __all__ = [
     "HostTrap",
     "RawInstance",
     "SlotDeadline",
-    "caller_memory",
     "check_private_names",
-    "define_host_function",
 ]
 
 _log = logging.getLogger("omnicore.sandbox")
@@ -120,7 +115,6 @@ _set_deadline = _bind("wasmtime_context_set_epoch_deadline", None, c_void_p, c_u
                       keep_gil=True)
 _set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64, keep_gil=True)
 _get_fuel = _bind("wasmtime_context_get_fuel", c_void_p, c_void_p, c_void_p, keep_gil=True)
-_caller_context = _bind("wasmtime_caller_context", c_void_p, c_void_p, keep_gil=True)
 _memory_data = _bind("wasmtime_memory_data", c_void_p, c_void_p, c_void_p, keep_gil=True)
 _memory_size = _bind("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p, keep_gil=True)
 _store_new = _bind("wasmtime_store_new", c_void_p, c_void_p, c_void_p, c_void_p)
@@ -131,16 +125,8 @@ _store_limiter = _bind("wasmtime_store_limiter", None, c_void_p, c_int64, c_int6
 _set_wasi = _bind("wasmtime_context_set_wasi", c_void_p, c_void_p, c_void_p)
 _pre_instantiate = _bind("wasmtime_instance_pre_instantiate", c_void_p,
                          c_void_p, c_void_p, c_void_p, c_void_p)
-_caller_export_get = _bind("wasmtime_caller_export_get", c_bool,
-                           c_void_p, c_char_p, c_size_t, c_void_p, keep_gil=True)
 _export_get = _bind("wasmtime_instance_export_get", c_bool,
                     c_void_p, c_void_p, c_char_p, c_size_t, c_void_p, keep_gil=True)
-_trap_new = _bind("wasmtime_trap_new", c_void_p, c_char_p, c_size_t, keep_gil=True)
-_define_unchecked = _bind("wasmtime_linker_define_func_unchecked", c_void_p,
-                          c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_void_p,
-                          c_void_p, c_void_p, c_void_p)
-_CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_size_t)
-_string_at = ctypes.string_at
 _monotonic = time.monotonic
 _EXTERN_FUNC = 0
 _EXTERN_MEMORY = 3
@@ -287,12 +273,6 @@ class GuestMemory:
             self.write(ptr, data, "omni_alloc block")
         packed = (ptr << 32) | n | (1 << 31 if error else 0)
         return packed - (1 << 64) if packed >= 1 << 63 else packed
-
-
-#: Host function parameter kinds: ``ptr``/``len`` are wasm i32 read as unsigned.
-HOST_PARAM_TYPES = {"i32": "i12x", "ptr": "I12x", "len": "I12x", "i64": "q8x",
-                    "f32": "f12x", "f64": "d8x"}
-_VALKIND = {"i32": 0, "ptr": 0, "len": 0, "i64": 1, "f32": 2, "f64": 3}
 
 
 def address_of(obj: wasmtime.Engine | wasmtime.InstancePre | int) -> int:
@@ -568,148 +548,3 @@ class RawInstance(SlotDeadline):
 
     def __del__(self) -> None:
         self.close()
-
-
-def caller_memory(caller: int, inst: RawInstance, cache: dict[bytes, Any]
-                  ) -> GuestMemory | None:
-    """The memory the calling instance exports as ``memory`` (None if it exports none), for
-    a host function (``pass_caller``) serving several instances of one store: WASI of a
-    module linked to an Extism plugin. ``cache`` keeps one view per memory of the store."""
-    ext = ffi.wasmtime_extern_t()
-    addr = ctypes.addressof(ext)
-    if not _caller_export_get(caller, b"memory", 6, addr) or int(ext.kind) != _EXTERN_MEMORY:
-        return None
-    key = _string_at(addr + _EXTERN_OF, ctypes.sizeof(ffi.wasmtime_memory_t))
-    hit = cache.get(key)
-    if hit is None:
-        # The extern must outlive the view: GuestMemory reads through its address.
-        hit = cache[key] = (GuestMemory(_caller_context(caller), addr + _EXTERN_OF, inst), ext)
-    return cast(GuestMemory, hit[0])
-
-
-HostImpl = Callable[..., Any]
-
-
-def define_host_function(linker: wasmtime.Linker, module: str, name: str,
-                         params: Sequence[str], results: Sequence[str], impl: HostImpl,
-                         state: Any, live: dict[int, RawInstance],
-                         keepalive: list[Any], *, pass_caller: bool = False) -> None:
-    """Define ``module.name`` in ``linker`` as a raw unchecked trampoline around ``impl``.
-
-    ``impl(state, memory: GuestMemory, *args)`` returns an int for a one-result function;
-    with ``pass_caller`` it is ``impl(state, memory, caller, *args)`` (for
-    :func:`caller_memory`).
-    HostTrap (or any exception) traps the guest with a message naming the function; the
-    callback object is appended to ``keepalive``, which must outlive the linker's instances.
-    """
-    for p in params:
-        if p not in HOST_PARAM_TYPES:
-            raise ValueError(f"unknown host parameter type {p!r}")
-    if len(results) > 1 or (results and results[0] not in ("i32", "i64")):
-        raise ValueError("host functions return nothing, one i32 or one i64")
-    nparams = len(params)
-    words = ctypes.c_uint32 * (4 * max(nparams, 1))
-    # Args arrive as 16-byte slots; read each slot's low (and for i64 high) 32-bit word through
-    # one ctypes array view — cheaper than string_at + struct. Fix-ups only where needed.
-    signed32 = tuple(i for i, p in enumerate(params) if p == "i32")
-    wide = tuple(i for i, p in enumerate(params) if p == "i64")
-    floats = tuple((i, p) for i, p in enumerate(params) if p in ("f32", "f64"))
-    plain = not (signed32 or wide or floats)
-    result = results[0] if results else None
-    qualified = f"{module}.{name}"
-
-    def trampoline(_env: int, caller: int, args: int, _nargs: int) -> int:
-        inst = None
-        try:
-            inst = live.get(_caller_context(caller))
-            if inst is None:
-                # Only the module's start function runs before the instance is registered.
-                msg = (f"host function {qualified} was called from the module's start "
-                       "function; host functions are available from _initialize and "
-                       "handlers (specs/abi.md §2.1)").encode()
-                return int(_trap_new(msg, len(msg)) or 0)
-            if nparams:
-                view = words.from_address(args)
-                values = view[0:4 * nparams:4]
-                if not plain:
-                    for i in signed32:
-                        if values[i] >= 0x8000_0000:
-                            values[i] -= 1 << 32
-                    for i in wide:
-                        v = values[i] | view[4 * i + 1] << 32
-                        values[i] = v - (1 << 64) if v >= 1 << 63 else v
-                    for i, kind in floats:
-                        raw = _string_at(args + 16 * i, 8)
-                        values[i] = struct.unpack("<f" if kind == "f32" else "<d",
-                                                  raw[:4] if kind == "f32" else raw)[0]
-                out = (impl(state, inst.memory, caller, *values) if pass_caller
-                       else impl(state, inst.memory, *values))
-            else:
-                out = impl(state, inst.memory, caller) if pass_caller else impl(state,
-                                                                                 inst.memory)
-            if result == "i32":
-                ctypes.c_int32.from_address(args).value = out
-            elif result == "i64":
-                ctypes.c_int64.from_address(args).value = out
-            # Checked on the way back to the guest, once: the epoch ticker needs the GIL,
-            # which a guest looping on host calls keeps taking, and host work itself runs
-            # outside the epoch check. Either way the call cannot outlive its deadline.
-            if _monotonic() > inst.deadline:
-                inst.deadline_hit = True
-                msg = f"host function {qualified}: the call's deadline has passed".encode()
-                return int(_trap_new(msg, len(msg)) or 0)
-            return 0
-        except HostTrap as exc:
-            msg = f"host function {qualified}: {exc}".encode()
-        except Exception as exc:
-            _log.exception("host function %s failed", qualified)
-            msg = f"host function {qualified} failed: {type(exc).__name__}: {exc}".encode()
-        # A host function that fails once the deadline has passed failed because of it: a
-        # socket read cut at the deadline, or the re-entrant omni_alloc for its answer
-        # interrupted by the epoch. The call is DeadlineExceeded, not a Trap, whichever of
-        # those a loaded machine happened to reach first.
-        if inst is not None and _monotonic() > inst.deadline:
-            inst.deadline_hit = True
-        return int(_trap_new(msg, len(msg)) or 0)
-
-    if _callpath is not None:
-        def fail(inst: RawInstance | None, exc: BaseException | None) -> bytes:
-            if exc is None:
-                return f"host function {qualified}: the call's deadline has passed".encode()
-            if isinstance(exc, HostTrap):
-                msg = f"host function {qualified}: {exc}"
-            else:
-                _log.error("host function %s failed", qualified, exc_info=exc)
-                msg = f"host function {qualified} failed: {type(exc).__name__}: {exc}"
-            if inst is not None and _monotonic() > inst.deadline:
-                inst.deadline_hit = True  # as in the Python trampoline below
-            return msg.encode()
-
-        kinds = "".join({"i32": "i", "ptr": "u", "len": "u", "i64": "q", "f32": "f",
-                         "f64": "d"}[p] for p in params)
-        start_msg = (f"host function {qualified} was called from the module's start "
-                     "function; host functions are available from _initialize and handlers "
-                     "(specs/abi.md §2.1)").encode()
-        hf = _callpath.HostFunction(impl, state, live, fail, start_msg, kinds,
-                                    {"i32": "i", "i64": "q"}.get(result or "", ""), pass_caller)
-        keepalive.append(hf)
-        callback, env = hf.callback, id(hf)
-    else:
-        cb = _CALLBACK(trampoline)
-        keepalive.append(cb)
-        callback, env = ctypes.cast(cb, c_void_p).value, None
-    ptypes = [_VALKIND[p] for p in params]
-    rtypes = [_VALKIND[r] for r in results]
-    ftype = wasmtime.FuncType(
-        [wasmtime.ValType.i32() if k == 0 else wasmtime.ValType.i64() if k == 1
-         else wasmtime.ValType.f32() if k == 2 else wasmtime.ValType.f64() for k in ptypes],
-        [wasmtime.ValType.i32() if k == 0 else wasmtime.ValType.i64() for k in rtypes])
-    keepalive.append(ftype)
-    mod_b, name_b = module.encode(), name.encode()
-    err = _define_unchecked(ctypes.cast(linker.ptr(), c_void_p).value, mod_b, len(mod_b),
-                            name_b, len(name_b), ctypes.cast(ftype.ptr(), c_void_p).value,
-                            callback, env, None)
-    if err:
-        raise wasmtime.WasmtimeError._from_ptr(
-            ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))
-

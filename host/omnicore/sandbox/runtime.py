@@ -30,12 +30,12 @@ from omnicore.sandbox.fastcall import (
     HostTrap,
     RawInstance,
     address_of,
-    define_host_function,
 )
 from omnicore.sandbox.grants import check_requested
 from omnicore.sandbox.grants import merge as merge_grants
 from omnicore.sandbox.grants import normalize as normalize_grants
 from omnicore.sandbox.grants import validate as validate_grants
+from omnicore.sandbox.hostfunc import define_host_function
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog

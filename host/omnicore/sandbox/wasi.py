@@ -4,7 +4,7 @@ wasmtime's own WASI runs these outside the epoch check, so a guest could hold a 
 its deadline from inside one of them: ``poll_oneoff`` sleeps a 10 s clock subscription in full,
 ``random_get`` of 64 MiB runs for half a second, and ``fd_write`` to stdout waits on a pipe
 reader 4 KiB at a time. omnicore defines its own in their place, as raw host functions
-(``fastcall.define_host_function``, whose return checks the deadline): they sleep in slices,
+(``hostfunc.define_host_function``, whose return checks the deadline): they sleep in slices,
 work in chunks, and stop at the deadline, after which the call fails with DeadlineExceeded.
 The clocks are omnicore's too, so an absolute ``poll_oneoff`` time is on the clock the guest
 read. Everything else of WASI is wasmtime's and returns at once (no preopens, no sockets,
@@ -21,7 +21,8 @@ from typing import Any
 
 import wasmtime
 
-from omnicore.sandbox.fastcall import GuestMemory, RawInstance, define_host_function
+from omnicore.sandbox.fastcall import GuestMemory, RawInstance
+from omnicore.sandbox.hostfunc import define_host_function
 from omnicore.sandbox.wasi_output import CHUNK, STDERR, STDOUT, WasiOutput
 
 __all__ = ["BOUNDED", "WASI_MODULE", "define_wasi", "on_memory"]

@@ -34,7 +34,8 @@ from typing import Any
 import wasmtime
 
 from omnicore.errors import ConfigError
-from omnicore.sandbox.fastcall import GuestMemory, RawInstance, define_host_function
+from omnicore.sandbox.fastcall import GuestMemory, RawInstance
+from omnicore.sandbox.hostfunc import define_host_function
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.wasi import WASI_MODULE, on_memory
 from omnicore.sandbox.wasi import fd_write as stdio_write
