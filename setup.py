@@ -32,5 +32,7 @@ class BuildPyWithSdk(build_py):  # type: ignore[misc]
 
 
 setup(cmdclass={"build_py": BuildPyWithSdk},
-      ext_modules=[Extension("omnicore.sandbox._callpath", ["host/omnicore/sandbox/_callpath.c"],
+      ext_modules=[Extension("omnicore.sandbox._callpath",
+                             ["host/omnicore/sandbox/_callpath.c", "host/omnicore/sandbox/_epoch.c"],
+                             depends=["host/omnicore/sandbox/_epoch.h"],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True)])

@@ -65,10 +65,14 @@ if ! "$venv/bin/python" -c "import omnicore, pytest, extism" >/dev/null 2>&1 \
   "$venv/bin/python" -m pip install -q -e "$root[dev]" || die "pip install -e .[dev] failed"
   touch "$venv/.omnicore-installed"
 fi
-# The C call path (host/omnicore/sandbox/_callpath.c), built in place with the system compiler
+# The C call path (host/omnicore/sandbox/_callpath.c and _epoch.[ch]), built in place with the system compiler
 # and rebuilt when its source changes. The host falls back to Python without it; here it must build.
 callpath_so="$(ls "$root"/host/omnicore/sandbox/_callpath.*.so 2>/dev/null | head -1)"
-if [ -z "$callpath_so" ] || [ "$root/host/omnicore/sandbox/_callpath.c" -nt "$callpath_so" ]; then
+stale=""
+for src in "$root"/host/omnicore/sandbox/_callpath.c "$root"/host/omnicore/sandbox/_epoch.[ch]; do
+  [ -n "$callpath_so" ] && [ "$src" -nt "$callpath_so" ] && stale=1
+done
+if [ -z "$callpath_so" ] || [ -n "$stale" ]; then
   say "building the C call path"
   (cd "$root" && "$venv/bin/python" setup.py -q build_ext --inplace >/dev/null) \
     || die "the C call path did not build (needs gcc and python3-dev)"

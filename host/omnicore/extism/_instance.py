@@ -159,6 +159,8 @@ class Instance(SlotDeadline):
             slot = _callpath.Slot(self.ctx, _addr(kmem._memory), self.timeout_s)
             slot.buf, slot.cap = FIRST_HANDLE, self.memory.size - FIRST_HANDLE
             slot.deadline = self._deadline
+            if rt.engine.clock is not None:  # short calls may keep the GIL (sandbox/_epoch.c)
+                slot.watch(ctypes.cast(store.ptr(), ctypes.c_void_p).value, rt.engine.clock)
             self.slot = slot
         funcs = {n: kexp[n] for n in ("alloc", "free", "length")}
         self._keep: list[Any] = [kernel, plugin, funcs]
@@ -220,7 +222,7 @@ class Instance(SlotDeadline):
         err = _call_unchecked(self.ctx, func, self._raw, nslots, self._trap)
         if err or self._scratch[8]:
             trap, self._scratch[8] = self._scratch[8], 0
-            raise _failure(err, trap)
+            raise _failure(err, trap, self.slot)
 
     def _kernel(self, func: int, *args: int) -> int:
         """Call a kernel function from a host function (re-entrant: its own slots)."""
@@ -229,7 +231,7 @@ class Instance(SlotDeadline):
         err = _call_unchecked(self.ctx, func, self._raw2, max(len(args), 1), self._trap2)
         if err or self._scratch[9]:
             trap, self._scratch[9] = self._scratch[9], 0
-            message = _failure(err, trap).message
+            message = _failure(err, trap, self.slot).message
             if "extism_kernel!oom" in message:
                 raise HostTrap("oom: kernel memory cannot grow within limits.max_memory_bytes "
                                "(the Extism manifest's memory.max_pages)")
@@ -314,7 +316,7 @@ class Instance(SlotDeadline):
                     raise MemoryError(f"kernel memory cannot hold {n} bytes")
             if out is None:
                 err, trap = slot.take_failure()
-                raise _failure(err or None, trap)
+                raise _failure(err or None, trap, slot)
             code = int(out) & 0xFFFF_FFFF
             return 0 if func in self._void else code - (code >> 31 << 32)
         if n:
@@ -333,7 +335,7 @@ class Instance(SlotDeadline):
         err = _call_unchecked(self.ctx, func, self._raw, 1, self._trap)
         if err or scratch[8]:
             trap, scratch[8] = scratch[8], 0
-            raise _failure(err, trap)
+            raise _failure(err, trap, self.slot)
         return self._i32[0]
 
     def _grow(self, need: int) -> None:

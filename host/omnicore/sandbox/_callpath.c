@@ -22,7 +22,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "_epoch.h"
+
 typedef struct { uint64_t lo, hi; } raw_val;  /* wasmtime_val_raw_t: 16 bytes */
+
+/* Exports per slot whose call times are kept, and the average below which a call keeps the
+ * GIL: far below a tick, where handing the GIL over would cost more than the call. */
+#define LEARNT 4
+#define HOLD_BELOW_NS 20000
 
 typedef void *(*call_unchecked_fn)(void *ctx, const void *func, raw_val *args, size_t n,
                                    void **trap);
@@ -50,6 +57,11 @@ typedef struct {
     double deadline;        /* CLOCK_MONOTONIC seconds (time.monotonic()): host functions */
     void *error;            /* the last failed call's wasmtime_error_t*, for Python to take */
     void *trap;             /* ... and its wasm_trap_t* */
+    Watch *watch;           /* the store's deadline callback state (watch()), or NULL */
+    /* How long the last calls of a few exports took (ns, averaged): a call expected to
+     * finish well within a tick keeps the GIL (_epoch.c). */
+    struct { const void *func; uint64_t ns; } seen[LEARNT];
+    int next_seen;
 } Slot;
 
 static int
@@ -85,6 +97,10 @@ Slot_init(Slot *self, PyObject *args, PyObject *kwds)
     self->timeout = timeout;
     self->deadline = 0;
     self->error = self->trap = NULL;
+    watch_release(self->watch);
+    self->watch = NULL;
+    memset(self->seen, 0, sizeof self->seen);
+    self->next_seen = 0;
     return 0;
 }
 
@@ -94,6 +110,29 @@ monotonic(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);  /* the clock time.monotonic() reads on Linux */
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Whether a call of `func` is expected to be short; -1 if this slot has not seen one. */
+static int
+seen_index(Slot *self, const void *func)
+{
+    for (int i = 0; i < LEARNT; i++)
+        if (self->seen[i].func == func)
+            return i;
+    return -1;
+}
+
+static void
+learn(Slot *self, const void *func, int i, uint64_t ns)
+{
+    if (i < 0) {
+        i = self->next_seen;
+        self->next_seen = (i + 1) % LEARNT;
+        self->seen[i].func = func;
+        self->seen[i].ns = ns;
+        return;
+    }
+    self->seen[i].ns = (self->seen[i].ns * 3 + ns) / 4;
 }
 
 /* call(func, data, ticks, epoch, max_output) -> bytes | int | False | None
@@ -132,8 +171,26 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t n = PyBytes_GET_SIZE(data);
     if ((unsigned long long)n > self->cap)
         Py_RETURN_FALSE;
-    self->deadline = monotonic() + self->timeout;
-    if (epoch < 0 || epoch != self->armed) {
+    double start = monotonic();
+    self->deadline = start + self->timeout;
+    Watch *w = self->watch;
+    int seen = -1, hold = 0;
+    if (w != NULL) {
+        /* The epoch is our clock's (the argument only says -1: re-arm). */
+        long long now = (long long)atomic_load(&w->clock->epoch);
+        seen = seen_index(self, func);
+        hold = seen >= 0 && self->seen[seen].ns < HOLD_BELOW_NS;
+        w->hit = 0;
+        w->holding = hold;
+        if (hold) {
+            w->deadline = (uint64_t)now + ticks;
+            set_deadline(self->ctx, 1);  /* the callback takes over at the next tick */
+            self->armed = -1;            /* ... so a later call must arm its own deadline */
+        } else if (epoch < 0 || now != self->armed) {
+            set_deadline(self->ctx, ticks);
+            self->armed = now;
+        }
+    } else if (epoch < 0 || epoch != self->armed) {
         set_deadline(self->ctx, ticks);
         self->armed = epoch;
     }
@@ -148,9 +205,20 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
     raw[1].hi = 0;
     void *trap = NULL, *error;
     void *ctx = self->ctx;
-    Py_BEGIN_ALLOW_THREADS
-    error = call_unchecked(ctx, func, raw, 2, &trap);
-    Py_END_ALLOW_THREADS
+    if (hold) {
+        error = call_unchecked(ctx, func, raw, 2, &trap);
+        w->holding = 0;
+        if (w->saved != NULL) {  /* it ran past a tick: the callback let the GIL go */
+            PyEval_RestoreThread(w->saved);
+            w->saved = NULL;
+        }
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        error = call_unchecked(ctx, func, raw, 2, &trap);
+        Py_END_ALLOW_THREADS
+    }
+    if (w != NULL)
+        learn(self, func, seen, (uint64_t)((monotonic() - start) * 1e9));
     if (error != NULL || trap != NULL) {
         self->error = error;
         self->trap = trap;
@@ -180,6 +248,45 @@ Slot_take_failure(Slot *self, PyObject *Py_UNUSED(ignored))
     return out;
 }
 
+/* watch(store, ticker): install the deadline callback of _epoch.c on this instance's
+ * wasmtime_store_t*, with the ticker's clock; from now on short calls may keep the GIL. */
+static PyObject *
+Slot_watch(Slot *self, PyObject *args)
+{
+    PyObject *store, *ticker;
+    if (!PyArg_ParseTuple(args, "OO", &store, &ticker))
+        return NULL;
+    void *s;
+    if (!as_pointer(store, &s))
+        return NULL;
+    if (s == NULL || self->ctx == NULL || self->watch != NULL) {
+        PyErr_SetString(PyExc_ValueError, "watch() needs a store, an open slot, and is once");
+        return NULL;
+    }
+    self->watch = watch_store(s, ticker);
+    if (self->watch == NULL)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* take_hit() -> bool: whether the last failure was the deadline callback ending the call
+ * (its error then stands for wasmtime's epoch trap); cleared by reading. */
+static PyObject *
+Slot_take_hit(Slot *self, PyObject *Py_UNUSED(ignored))
+{
+    int hit = self->watch != NULL && self->watch->hit;
+    if (hit)
+        self->watch->hit = 0;
+    return PyBool_FromLong(hit);
+}
+
+static void
+Slot_dealloc(Slot *self)
+{
+    watch_release(self->watch);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
 /* close(): the store is being freed; later calls are refused instead of touching it. */
 static PyObject *
 Slot_close(Slot *self, PyObject *Py_UNUSED(ignored))
@@ -195,6 +302,10 @@ static PyMethodDef Slot_methods[] = {
     {"take_failure", (PyCFunction)Slot_take_failure, METH_NOARGS,
      "(error address, trap address) of the last failed call, handed over"},
     {"close", (PyCFunction)Slot_close, METH_NOARGS, "refuse further calls"},
+    {"watch", (PyCFunction)Slot_watch, METH_VARARGS,
+     "watch(store, ticker): let short calls keep the GIL, safely"},
+    {"take_hit", (PyCFunction)Slot_take_hit, METH_NOARGS,
+     "whether the last failure was the deadline (cleared by reading)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -215,6 +326,7 @@ static PyTypeObject SlotType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Slot_init,
+    .tp_dealloc = (destructor)Slot_dealloc,
     .tp_methods = Slot_methods,
     .tp_members = Slot_members,
 };
@@ -504,6 +616,8 @@ bind(PyObject *Py_UNUSED(module), PyObject *args)
 
 static PyMethodDef module_methods[] = {
     {"bind", bind, METH_VARARGS, "bind the wasmtime C functions (six addresses)"},
+    {"bind_epoch", bind_epoch, METH_VARARGS,
+     "bind the ticker's wasmtime C functions (three addresses)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -515,7 +629,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__callpath(void)
 {
-    if (PyType_Ready(&SlotType) < 0 || PyType_Ready(&HostFunctionType) < 0)
+    if (PyType_Ready(&SlotType) < 0 || PyType_Ready(&HostFunctionType) < 0
+        || PyType_Ready(&TickerType) < 0)
         return NULL;
     if ((str_memory = PyUnicode_InternFromString("memory")) == NULL
         || (str_slot = PyUnicode_InternFromString("slot")) == NULL
@@ -534,6 +649,12 @@ PyInit__callpath(void)
     Py_INCREF(&HostFunctionType);
     if (PyModule_AddObject(m, "HostFunction", (PyObject *)&HostFunctionType) < 0) {
         Py_DECREF(&HostFunctionType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&TickerType);
+    if (PyModule_AddObject(m, "Ticker", (PyObject *)&TickerType) < 0) {
+        Py_DECREF(&TickerType);
         Py_DECREF(m);
         return NULL;
     }

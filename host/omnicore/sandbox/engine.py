@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import wasmtime
 
-from omnicore.sandbox import modcache
+from omnicore.sandbox import fastcall, modcache
 from omnicore.sandbox.idle import IdleReaper
 
 if TYPE_CHECKING:
@@ -99,9 +99,7 @@ class SandboxEngine:
         # Components get an engine of their own, made on first use (see :attr:`components`).
         self._components: wasmtime.Engine | None = None
         self._components_lock = threading.Lock()
-        #: Mirrors the engine's epoch (it may lag by one tick): lets a call skip re-arming its
-        #: deadline when no tick happened since the last arm (the deadline would be identical).
-        self.epoch = 0
+        self._epoch = 0
         self._epoch_lock = threading.Lock()
         #: The longest deadline handed out, in ticks: what :meth:`interrupt` must pass.
         self._longest_ticks = 0
@@ -112,8 +110,24 @@ class SandboxEngine:
         #: Frees idle plugin instances (``limits.idle_timeout_ms``).
         self.reaper = IdleReaper()
         self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name="omnicore-epoch", daemon=True)
-        self._ticker.start()
+        #: The C call path's ticker (a C thread, sandbox/_epoch.c), or None: a Python thread
+        #: ticks. With the C one, short plugin calls keep the GIL (specs/host.md).
+        self.clock = fastcall.new_ticker(epoch_tick_ms)
+        if self.clock is not None:
+            self.clock.add(fastcall.address_of(self.wasmtime), self.wasmtime)
+            self._ticker: threading.Thread | None = None
+        else:
+            self._ticker = threading.Thread(target=self._tick, name="omnicore-epoch",
+                                            daemon=True)
+            self._ticker.start()
+
+    @property
+    def epoch(self) -> int:
+        """The engine's epoch as counted here: never behind the engine with the C ticker, at
+        most a tick behind with the Python one. Lets a call skip re-arming its deadline when no
+        tick happened since the last arm (the deadline would be identical)."""
+        clock = self.clock
+        return self._epoch if clock is None else int(clock.epoch)
 
     def _tick(self) -> None:
         # Ticks follow the clock, not the wake-ups: a ticker woken late (a loaded machine, a
@@ -130,7 +144,7 @@ class SandboxEngine:
                     engine.increment_epoch()
                     if components is not None:
                         components.increment_epoch()
-                self.epoch += passed
+                self._epoch += passed
             due += passed * period
 
     @property
@@ -163,7 +177,10 @@ class SandboxEngine:
 
                     ffi.wasmtime_config_memory_init_cow_set(cfg.ptr(), False)
                     install(cfg)
-                    self._components = wasmtime.Engine(cfg)
+                    engine = wasmtime.Engine(cfg)
+                    if self.clock is not None:
+                        self.clock.add(fastcall.address_of(engine), engine)
+                    self._components = engine
         return self._components
 
     def deadline_ticks(self, timeout_ms: int) -> int:
@@ -182,6 +199,9 @@ class SandboxEngine:
         running call; the mirrored :attr:`epoch` moves with it, so every later call re-arms
         its deadline from the new epoch.
         """
+        if self.clock is not None:
+            self.clock.bump(self._longest_ticks + 1)
+            return
         with self._epoch_lock:
             bump = self._longest_ticks + 1
             engines = [self.wasmtime] if self._components is None \
@@ -189,7 +209,7 @@ class SandboxEngine:
             for engine in engines:
                 for _ in range(bump):
                     engine.increment_epoch()
-            self.epoch += bump
+            self._epoch += bump
 
     def cache_path(self, sha256: str) -> Path | None:
         """Where the compiled form of the wasm with this digest lives (None: no cache)."""
@@ -245,7 +265,10 @@ class SandboxEngine:
         """Stop the ticker thread. Runtimes created from this engine must be closed first."""
         self.reaper.close()
         self._stop.set()
-        if self._ticker.is_alive() and self._ticker is not threading.current_thread():
+        if self.clock is not None:
+            self.clock.close()
+        elif self._ticker is not None and self._ticker.is_alive() \
+                and self._ticker is not threading.current_thread():
             self._ticker.join(timeout=1)
 
     def __enter__(self) -> SandboxEngine:

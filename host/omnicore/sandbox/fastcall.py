@@ -47,6 +47,9 @@ _log = logging.getLogger("omnicore.sandbox")
 #: C symbols and wasmtime-py internals the fast path relies on.
 PRIVATE_NAMES = (
     "wasmtime_func_call_unchecked",
+    "wasmtime_engine_increment_epoch",
+    "wasmtime_error_new",
+    "wasmtime_store_epoch_deadline_callback",
     "wasmtime_linker_define_func_unchecked",
     "wasmtime_context_set_epoch_deadline",
     "wasmtime_context_set_fuel",
@@ -154,12 +157,20 @@ def _native_call_path() -> Any:
         "wasmtime_func_call_unchecked", "wasmtime_context_set_epoch_deadline",
         "wasmtime_memory_data", "wasmtime_memory_data_size", "wasmtime_caller_context",
         "wasmtime_trap_new")))
+    _callpath.bind_epoch(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
+        "wasmtime_engine_increment_epoch", "wasmtime_error_new",
+        "wasmtime_store_epoch_deadline_callback")))
     return _callpath
 
 
 _callpath = _native_call_path()
 #: True when plugin calls run through the C call path (sandbox/_callpath.c).
 NATIVE = _callpath is not None
+
+
+def new_ticker(period_ms: int) -> Any:
+    """A C epoch ticker (sandbox/_epoch.c) for an engine, or None on the Python path."""
+    return None if _callpath is None else _callpath.Ticker(period_ms)
 
 
 class HostTrap(Exception):
@@ -179,7 +190,14 @@ class GuestFailure(Exception):
         self.stage: str | None = None
 
 
-def _failure(err: int | None, trap: int) -> GuestFailure:
+def _failure(err: int | None, trap: int, slot: Any = None) -> GuestFailure:
+    """The failure wasmtime returned (error or trap, taken over and freed). ``slot``: the
+    instance's C slot, whose deadline callback ends a call with an error of its own that
+    stands for wasmtime's epoch trap (sandbox/_epoch.c)."""
+    if slot is not None and slot.take_hit():
+        if err:
+            wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))
+        return GuestFailure("wasm trap: interrupt", wasmtime.TrapCode.INTERRUPT)
     if trap:
         t = wasmtime.Trap._from_ptr(ctypes.cast(trap, ctypes.POINTER(ffi.wasm_trap_t)))
         return GuestFailure(t.message, t.trap_code)
@@ -411,12 +429,12 @@ class RawInstance(SlotDeadline):
     def slot_failure(self) -> GuestFailure:
         """The failure of the C path's last call (it answered None)."""
         err, trap = self.slot.take_failure()
-        return _failure(err or None, trap)
+        return _failure(err or None, trap, self.slot)
 
     def _failure(self, err: int | None) -> GuestFailure:
         trap = self._u64[6]
         self._u64[6] = 0
-        return _failure(err, trap)
+        return _failure(err, trap, self.slot)
 
     def _export(self, name: bytes, kind: int) -> int | None:
         """Address of the export's payload (wasmtime_func_t / wasmtime_memory_t), or None."""

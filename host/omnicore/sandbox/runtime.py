@@ -201,6 +201,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         except (ValueError, HostTrap, wasmtime.WasmtimeError) as exc:
             raise Trap(f"plugin {self.name!r}: cannot start an instance: {exc}",
                        plugin=self.name, handler=handler) from None
+        if inst.slot is not None and self.engine.clock is not None:
+            inst.slot.watch(inst._store, self.engine.clock)  # short calls may keep the GIL
         return inst
 
     def _classify(self, f: GuestFailure, handler: str,

@@ -1,0 +1,40 @@
+/* The epoch clock and the GIL-holding calls of the C call path (implemented in _epoch.c, used
+ * by _callpath.c). */
+#ifndef OMNICORE_EPOCH_H
+#define OMNICORE_EPOCH_H
+
+#include <Python.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* An engine's epoch as our own counter: raised before the engine's (so it is never behind
+ * it), read by the deadline callback, which cannot ask wasmtime for the current epoch.
+ * Shared by a Ticker and every watched store, freed by whichever lets go last. */
+typedef struct {
+    _Atomic uint64_t epoch;
+    _Atomic int refs;
+} EpochClock;
+
+/* One store's state for its deadline callback. Owned by its Slot and by the store's
+ * callback (freed when both let go); the fields are used only by the thread running the
+ * store's call, so they need no lock. */
+typedef struct {
+    _Atomic int refs;
+    EpochClock *clock;
+    uint64_t deadline;     /* the epoch at which the running holding call is over */
+    int holding;           /* the running call started with the GIL held */
+    int hit;               /* the callback ended a call at its deadline (read by Python) */
+    PyThreadState *saved;  /* the GIL the callback released, for the call to take back */
+} Watch;
+
+extern PyTypeObject TickerType;
+
+/* Install the deadline callback on a wasmtime_store_t* with the clock of `ticker` (a
+ * Ticker); returns the new Watch (one reference for the caller) or NULL with an exception. */
+Watch *watch_store(void *store, PyObject *ticker);
+void watch_release(Watch *w);
+/* bind_epoch(...) of the module: the wasmtime functions _epoch.c calls. */
+PyObject *bind_epoch(PyObject *module, PyObject *args);
+int epoch_bound(void);
+
+#endif
