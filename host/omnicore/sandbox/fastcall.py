@@ -40,6 +40,7 @@ __all__ = [
     "RawInstance",
     "SlotDeadline",
     "check_private_names",
+    "new_ticker",
 ]
 
 _log = logging.getLogger("omnicore.sandbox")
