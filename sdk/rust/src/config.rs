@@ -27,9 +27,9 @@ use crate::native::config::*;
 /// A string value comes back verbatim, any other value as compact JSON (`42`, `true`,
 /// `{"a":1}`). Dotted keys (`db.host`) walk nested objects.
 pub fn get(key: &str) -> Result<Option<String>> {
-    let what = format!("config.get({:?})", key);
+    let what = || format!("config.get({:?})", key);
     // SAFETY: the host writes at most out_cap bytes at out.
-    let bytes = read_into(&what, |out, cap| unsafe {
+    let bytes = read_into(what, |out, cap| unsafe {
         host_get(key.as_ptr(), key.len(), out, cap)
     })?;
     match bytes {

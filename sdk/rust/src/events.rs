@@ -30,5 +30,5 @@ pub fn publish(topic: &str, payload: &[u8]) -> Result<()> {
     // SAFETY: the host only reads the given ranges.
     let code =
         unsafe { host_publish(topic.as_ptr(), topic.len(), payload.as_ptr(), payload.len()) };
-    check(code as i64, &format!("events.publish({:?})", topic)).map(|_| ())
+    check(code as i64, || format!("events.publish({:?})", topic)).map(|_| ())
 }

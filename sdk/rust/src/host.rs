@@ -10,9 +10,11 @@ const MAX_ATTEMPTS: usize = 4;
 /// Calls a §3.2 host function `call(out_ptr, out_cap) -> n` until the result fits.
 ///
 /// `Ok(None)` when the host answered `NOT_FOUND`; other negative codes become errors that
-/// name `what`.
-pub(crate) fn read_into<F>(what: &str, mut call: F) -> Result<Option<Vec<u8>>>
+/// name the call, as `what()` says (built only then: formatting a key costs a guest more than
+/// the host call it names).
+pub(crate) fn read_into<W, F>(what: W, mut call: F) -> Result<Option<Vec<u8>>>
 where
+    W: FnOnce() -> String,
     F: FnMut(*mut u8, usize) -> i32,
 {
     let mut buf: Vec<u8> = Vec::with_capacity(FIRST_CAPACITY);
@@ -22,7 +24,7 @@ where
         if n < 0 {
             return match Status::from_code(n as i64) {
                 Status::NotFound => Ok(None),
-                status => Err(Error::from_status(status, what)),
+                status => Err(Error::from_status(status, &what())),
             };
         }
         let n = n as usize;
@@ -35,7 +37,7 @@ where
     }
     Err(Error::new(format!(
         "{}: the value kept changing size while being read",
-        what
+        what()
     )))
 }
 
@@ -72,10 +74,11 @@ fn block_bytes(packed: u64) -> Vec<u8> {
     crate::native::take_block(packed)
 }
 
-/// Maps a status-or-value return (`i32`/`i64`) to a `Result`.
-pub(crate) fn check(code: i64, what: &str) -> Result<i64> {
+/// Maps a status-or-value return (`i32`/`i64`) to a `Result`; `what()` names the call in an
+/// error (built only then).
+pub(crate) fn check<W: FnOnce() -> String>(code: i64, what: W) -> Result<i64> {
     if code < 0 {
-        Err(Error::from_status(Status::from_code(code), what))
+        Err(Error::from_status(Status::from_code(code), &what()))
     } else {
         Ok(code)
     }

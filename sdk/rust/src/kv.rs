@@ -38,9 +38,9 @@ use crate::native::kv::*;
 
 /// The value at `key`, `None` if absent.
 pub fn get(key: &str) -> Result<Option<Vec<u8>>> {
-    let what = format!("kv.get({:?})", key);
+    let what = || format!("kv.get({:?})", key);
     // SAFETY: the host writes at most out_cap bytes at out.
-    read_into(&what, |out, cap| unsafe {
+    read_into(what, |out, cap| unsafe {
         host_get(key.as_ptr(), key.len(), out, cap)
     })
 }
@@ -50,14 +50,14 @@ pub fn get(key: &str) -> Result<Option<Vec<u8>>> {
 pub fn set(key: &str, value: &[u8]) -> Result<()> {
     // SAFETY: the host only reads the given ranges.
     let code = unsafe { host_set(key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
-    check(code as i64, &format!("kv.set({:?})", key)).map(|_| ())
+    check(code as i64, || format!("kv.set({:?})", key)).map(|_| ())
 }
 
 /// Deletes `key`; `true` if it existed.
 pub fn delete(key: &str) -> Result<bool> {
     // SAFETY: the host only reads the key.
     let code = unsafe { host_delete(key.as_ptr(), key.len()) };
-    check(code as i64, &format!("kv.delete({:?})", key)).map(|n| n == 1)
+    check(code as i64, || format!("kv.delete({:?})", key)).map(|n| n == 1)
 }
 
 /// Atomically adds `delta` to the integer at `key` (absent counts as 0); the new value.
@@ -65,18 +65,19 @@ pub fn incr(key: &str, delta: i64) -> Result<i64> {
     let mut out: i64 = 0;
     // SAFETY: the host writes 8 bytes at &out.
     let code = unsafe { host_incr(key.as_ptr(), key.len(), delta, &mut out) };
-    check(code as i64, &format!("kv.incr({:?})", key)).map(|_| out)
+    check(code as i64, || format!("kv.incr({:?})", key)).map(|_| out)
 }
 
 /// The keys starting with `prefix`, sorted (at most 1,000).
 pub fn list(prefix: &str) -> Result<Vec<String>> {
-    let what = format!("kv.list({:?})", prefix);
+    let what = || format!("kv.list({:?})", prefix);
     // SAFETY: the host writes at most out_cap bytes at out.
-    let bytes = read_into(&what, |out, cap| unsafe {
+    let bytes = read_into(what, |out, cap| unsafe {
         host_list(prefix.as_ptr(), prefix.len(), out, cap)
     })?
     .unwrap_or_else(|| b"[]".to_vec());
-    let bad = |why: String| Error::new(format!("{}: host returned a bad key list: {}", what, why));
+    let bad =
+        |why: String| Error::new(format!("{}: host returned a bad key list: {}", what(), why));
     match jsonlite::parse(&bytes).map_err(bad)? {
         Value::Array(items) => items
             .into_iter()

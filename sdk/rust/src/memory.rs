@@ -56,7 +56,7 @@ pub fn remember(tier: Tier, text: &str) -> Result<i64> {
 pub fn remember_json(tier: Tier, item: &str) -> Result<i64> {
     // SAFETY: the host only reads the item.
     let code = unsafe { host_remember(tier as i32, item.as_ptr(), item.len()) };
-    check(code, "memory.remember")
+    check(code, || "memory.remember".into())
 }
 
 /// The best `limit` memories for `query` in every tier, as a JSON array of
@@ -70,9 +70,10 @@ pub fn recall(query: &str, limit: u32) -> Result<String> {
 /// "filter": {key: scalar}?, "vector": [f32...]?}`.
 pub fn recall_json(query: &str) -> Result<String> {
     // SAFETY: the host writes at most out_cap bytes at out.
-    let bytes = read_into("memory.recall", |out, cap| unsafe {
-        host_recall(query.as_ptr(), query.len(), out, cap)
-    })?
+    let bytes = read_into(
+        || "memory.recall".into(),
+        |out, cap| unsafe { host_recall(query.as_ptr(), query.len(), out, cap) },
+    )?
     .unwrap_or_else(|| b"[]".to_vec());
     Ok(String::from_utf8(bytes)?)
 }
@@ -81,7 +82,7 @@ pub fn recall_json(query: &str) -> Result<String> {
 pub fn forget(id: i64) -> Result<bool> {
     // SAFETY: no pointers.
     let code = unsafe { host_forget(id) };
-    check(code as i64, "memory.forget").map(|n| n == 1)
+    check(code as i64, || "memory.forget".into()).map(|n| n == 1)
 }
 
 /// A memory to [`remember`](Memory::remember): text plus optional metadata, importance,

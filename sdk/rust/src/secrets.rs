@@ -25,9 +25,9 @@ use crate::native::secrets::*;
 /// The secret's bytes; `None` if exposed but not set. A name not exposed to this plugin is a
 /// [`Status::Denied`](crate::Status::Denied) error.
 pub fn get(name: &str) -> Result<Option<Vec<u8>>> {
-    let what = format!("secrets.get({:?})", name);
+    let what = || format!("secrets.get({:?})", name);
     // SAFETY: the host writes at most out_cap bytes at out.
-    read_into(&what, |out, cap| unsafe {
+    read_into(what, |out, cap| unsafe {
         host_get(name.as_ptr(), name.len(), out, cap)
     })
 }

@@ -43,7 +43,7 @@ pub fn enqueue(handler: &str, payload: &[u8], delay_ms: u64) -> Result<i64> {
             delay,
         )
     };
-    check(code, &format!("tasks.enqueue({:?})", handler))
+    check(code, || format!("tasks.enqueue({:?})", handler))
 }
 
 /// Cancels task `id`: `true` if cancelled, `false` if it is already running or finished.
@@ -56,5 +56,5 @@ pub fn cancel(id: i64) -> Result<bool> {
             &format!("no task {}", id),
         ));
     }
-    check(code as i64, "tasks.cancel").map(|n| n == 1)
+    check(code as i64, || "tasks.cancel".into()).map(|n| n == 1)
 }

@@ -67,10 +67,9 @@ pub fn upsert(collection: &str, id: &str, vector: &[f32], metadata: &str) -> Res
             metadata.len(),
         )
     };
-    check(
-        code as i64,
-        &format!("vectors.upsert({:?}, {:?})", collection, id),
-    )
+    check(code as i64, || {
+        format!("vectors.upsert({:?}, {:?})", collection, id)
+    })
     .map(|_| ())
 }
 
@@ -119,9 +118,8 @@ pub fn delete(collection: &str, id: &str) -> Result<bool> {
             &format!("no vector collection {:?}", collection),
         ));
     }
-    check(
-        code as i64,
-        &format!("vectors.delete({:?}, {:?})", collection, id),
-    )
+    check(code as i64, || {
+        format!("vectors.delete({:?}, {:?})", collection, id)
+    })
     .map(|n| n == 1)
 }
