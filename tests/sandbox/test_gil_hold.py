@@ -146,3 +146,15 @@ def test_ticker_and_watch_refuse_misuse(make: Make, engine: SandboxEngine) -> No
     finally:
         rt._pool.release(inst, True)
     assert rt.call("echo", b"still") == b"still"
+
+
+def test_every_call_gets_a_whole_deadline_of_its_own(make: Make) -> None:
+    # The C path re-arms from the ticker's clock, whatever epoch the caller passes: calls
+    # spaced wider than the timeout each get the full timeout, held (after warming) or not.
+    rt = make(FLIP, limits=Limits(timeout_ms=100, pool_size=1))
+    for warm in (False, True):
+        if warm:
+            _warm(rt)
+        for _ in range(3):
+            time.sleep(0.25)
+            assert rt.call("flip", b"") == b""

@@ -143,6 +143,8 @@ learn(Slot *self, const void *func, int i, uint64_t ns)
  * None: the call trapped or failed; take_failure() hands over what wasmtime returned.
  * epoch is the engine's mirrored epoch (-1 if unknown): the deadline, `ticks` beyond the
  * current epoch, is re-armed only when it moved since the last call (it would be identical).
+ * A watched slot (watch()) reads the epoch from its ticker's clock and only looks at whether
+ * the argument is -1.
  */
 static PyObject *
 Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)

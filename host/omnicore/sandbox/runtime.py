@@ -268,7 +268,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                 packed = inst.call(func, data, self._ticks,  # type: ignore[arg-type]
                                    self.engine.epoch)
             else:
-                got = slot.call(func, data, self._ticks, self.engine.epoch, self._max_output)
+                got = slot.call(func, data, self._ticks, 0, self._max_output)  # watched: C reads the epoch
                 if got is False:
                     inst.fit_input(len(data), self._ticks)
                     got = slot.call(func, data, self._ticks, -1, self._max_output)
