@@ -85,7 +85,7 @@ def test_interrupt_ends_a_short_export_turning_long(make: Make, engine: SandboxE
     def call() -> None:
         try:
             rt.call("flip", b"spin")
-        except BaseException as exc:  # noqa: BLE001 (recorded for the assertion)
+        except BaseException as exc:  # recorded for the assertion below
             outcome.append(exc)
 
     t = threading.Thread(target=call)

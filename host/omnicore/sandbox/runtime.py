@@ -268,7 +268,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                 packed = inst.call(func, data, self._ticks,  # type: ignore[arg-type]
                                    self.engine.epoch)
             else:
-                got = slot.call(func, data, self._ticks, 0, self._max_output)  # watched: C reads the epoch
+                # 0: a watched slot reads the epoch from its ticker itself.
+                got = slot.call(func, data, self._ticks, 0, self._max_output)
                 if got is False:
                     inst.fit_input(len(data), self._ticks)
                     got = slot.call(func, data, self._ticks, -1, self._max_output)
