@@ -43,6 +43,7 @@ _OPTIONS = ("max_collections", "max_vectors", "max_dim", "max_bytes", "max_metad
 _MAX_NAME = 128
 _MAX_ID = 512
 _MAX_FILTER = 4096
+_F32 = np.dtype("<f4")  # a dtype object: a dtype string is parsed on every call
 
 
 def quota_from(options: Mapping[str, Any], where: str = "grant.vectors",
@@ -76,7 +77,7 @@ def _vector(mem: GuestMemory, ptr: int, dim: int, quota: VectorQuota) -> np.ndar
     if dim > quota.max_dim:  # refuse before copying it out of the guest
         mem.check(ptr, 0, "vector")
         return Status.TOO_LARGE
-    return np.frombuffer(mem.read(ptr, 4 * dim, "vector"), dtype="<f4")
+    return np.frombuffer(mem.read(ptr, 4 * dim, "vector"), _F32)
 
 
 def _upsert(state: _State, mem: GuestMemory, cp: int, cl: int, ip: int, il: int, vp: int,
@@ -187,7 +188,7 @@ def _wit_vector(vector: list[float], quota: VectorQuota) -> np.ndarray | int:
         return Status.INVALID
     if len(vector) > quota.max_dim:
         return Status.TOO_LARGE
-    return np.asarray(vector, dtype="<f4")
+    return np.asarray(vector, dtype=_F32)
 
 
 def _wit_upsert(state: _State, collection: str, vid: str, vector: list[float],

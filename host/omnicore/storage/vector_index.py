@@ -39,25 +39,32 @@ _FORMAT = 2
 _SPACE = {"cosine": "cosine", "l2": "l2", "ip": "ip"}
 
 
-_SCORE = ',"score":%.6f,"metadata":'
+_SCORE = b',"score":%.6f,"metadata":'
+#: A table of templates by label may hold this many slots per live vector (and _SLACK more):
+#: 8 bytes each, beside about a kilobyte a vector costs anyway. Labels are never reused, so a
+#: collection that deletes and adds a lot outgrows it; its newer labels are then looked up
+#: in the dict alone.
+_DENSE = 8
+_SLACK = 4096
 
 
-def entry(vid: str, meta: str | None) -> str:
-    """A hit's JSON object, ``{"id":…,"score":%.6f,"metadata":…}``, with ``%`` doubled in
-    the id and metadata: ``entry % score`` is the hit (``%.6f`` is ``round(score, 6)``)."""
-    return ('{"id":' + json.dumps(vid, ensure_ascii=False).replace("%", "%%") + _SCORE
-            + (meta or "{}").replace("%", "%%") + "}")
+def entry(vid: str, meta: str | None) -> bytes:
+    """A hit's JSON object in UTF-8, ``{"id":…,"score":%.6f,"metadata":…}``, with ``%``
+    doubled in the id and metadata: ``entry % score`` is the hit (``%.6f`` is
+    ``round(score, 6)``)."""
+    return (b'{"id":' + json.dumps(vid, ensure_ascii=False).replace("%", "%%").encode()
+            + _SCORE + (meta or "{}").replace("%", "%%").encode() + b"}")
 
 
-def null_hit(template: str) -> str:
+def null_hit(template: bytes) -> bytes:
     """The hit of an :func:`entry` template whose score is not finite (an overflowing inner
     product): ``null``, as JSON has no such number."""
     # A JSON string escapes every '"', so the id cannot hold _SCORE: the first one is it.
     head, _, tail = template.partition(_SCORE)
-    return (head + ',"score":null,"metadata":' + tail) % ()
+    return (head + b',"score":null,"metadata":' + tail) % ()
 
 
-def hit_fields(template: str) -> tuple[str, dict[str, Any]]:
+def hit_fields(template: bytes) -> tuple[str, dict[str, Any]]:
     """The id and metadata of an :func:`entry` template."""
     hit = json.loads(template % 0.0)
     return hit["id"], hit["metadata"]
@@ -74,9 +81,13 @@ class Index:
         self.ef = 64
         self.hnsw.set_ef(self.ef)
         #: label -> the hit's JSON object as a ``%`` template (:func:`entry`): rendered once
-        #: at write time, so a search formats each hit in one step from one object (a hit's
-        #: lookups are cache misses after the graph walk: one object costs fewer than three).
-        self.entries: dict[int, str] = {}
+        #: at write time, so a search formats each hit in one step from one object.
+        self.entries: dict[int, bytes] = {}
+        #: The same templates in a list by label (None: no vector), which :meth:`templates`
+        #: reads: after the graph walk every lookup is a cache miss, and a list slot is one
+        #: where a dict's int key costs three (its slot, its entry, the key object). Kept to
+        #: ``_DENSE`` slots per live vector: a label past its end is in ``entries`` only.
+        self.table: list[bytes | None] = []
         self.lock = threading.RLock()
         self.dirty = False
         self.changes = 0            # since the index was last written
@@ -92,7 +103,20 @@ class Index:
         return len(self.entries)
 
     def set_entry(self, label: int, vid: str, meta: str | None) -> None:
-        self.entries[label] = entry(vid, meta)
+        template = self.entries[label] = entry(vid, meta)
+        table = self.table
+        if label < len(table):
+            table[label] = template
+        elif label < _DENSE * len(self.entries) + _SLACK:
+            # The labels in between may be in entries already (rows load in any order).
+            table.extend(map(self.entries.get, range(len(table), label + 1)))
+
+    def templates(self, labels: list[int]) -> list[bytes | None]:
+        """The :func:`entry` templates of ``labels`` (None for a label without a vector)."""
+        try:
+            return list(map(self.table.__getitem__, labels))
+        except IndexError:  # a label past the table (see Index.table)
+            return list(map(self.entries.get, labels))
 
     def add(self, labels: Sequence[int], vectors: np.ndarray, update: bool = False) -> None:
         """Add new labels (into deleted slots first), or ``update`` ones in the index."""
@@ -108,6 +132,8 @@ class Index:
 
     def remove(self, label: int) -> None:
         if self.entries.pop(label, None) is not None:
+            if label < len(self.table):
+                self.table[label] = None
             self.hnsw.mark_deleted(label)
             self._exact = None
             self.dirty = True
@@ -163,9 +189,10 @@ class Index:
                 k //= 2
         else:
             return [], []
+        # The 2-D arrays whole: a row view first would cost one more array object each.
         if self.metric == "l2":
-            return labels[0].tolist(), (-dists[0]).tolist()
-        return labels[0].tolist(), (1.0 - dists[0]).tolist()
+            return labels.tolist()[0], (-dists).tolist()[0]
+        return labels.tolist()[0], (1.0 - dists).tolist()[0]
 
 
 def paths(index_dir: Path, coll_id: int) -> tuple[Path, Path]:

@@ -64,20 +64,30 @@ EXACT_FILTERED_BELOW = 20_000
 MAX_K = 1_000
 _INF = math.inf
 _QUOTA = VectorQuota()
+_F32 = np.dtype(np.float32)
 
 
 def check_vector(values: Sequence[float] | np.ndarray, dim: int | None = None) -> np.ndarray:
     """``values`` as a float32 row; BadVector for NaN/inf, an empty or wrong-size vector."""
-    arr = values if isinstance(values, np.ndarray) and values.dtype == np.float32 \
-        and values.ndim == 1 else np.asarray(values, dtype=np.float32).reshape(-1)
+    arr = _row(values, dim)
+    _check_finite(arr)
+    return arr
+
+
+def _row(values: Sequence[float] | np.ndarray, dim: int | None) -> np.ndarray:
+    """``values`` as a float32 row of ``dim`` values (any), not yet checked for NaN/inf."""
+    arr = values if isinstance(values, np.ndarray) and values.dtype is _F32 \
+        and values.ndim == 1 else np.asarray(values, dtype=_F32).reshape(-1)
     if arr.size == 0:
         raise BadVector("a vector needs at least one dimension")
     if dim is not None and arr.size != dim:
         raise BadVector(f"vector has {arr.size} dimensions, the collection has {dim}")
-    if not np.isfinite(arr).all():
-        raise BadVector("vector contains NaN or infinity")
     return arr
 
+
+def _check_finite(arr: np.ndarray) -> None:
+    if not np.isfinite(arr).all():
+        raise BadVector("vector contains NaN or infinity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +227,16 @@ class VectorStore:
 
 
 
+def _joined(found: list[bytes | None], scores: list[float]) -> bytes | None:
+    """The JSON array of the hits ``found`` with their ``scores``, in one format call (the
+    per-hit work done in C); None when a hit is gone or a score is not finite."""
+    # A sum is finite only when every score is (NaN and inf propagate; at most 1,000 floats
+    # of f32 range cannot overflow a double).
+    if None in found or not math.isfinite(sum(scores)):
+        return None
+    return (b"[" + b",".join(cast("list[bytes]", found)) + b"]") % tuple(scores)
+
+
 class PluginVectors:
     """One plugin's collections: what ``omnicore:vectors`` touches (``app.vectors.for_plugin``)."""
 
@@ -301,7 +321,7 @@ class PluginVectors:
         if found is None:
             raise UnknownCollection(f"no vector collection {collection[:140]!r}")
         coll_id, dim, metric = found
-        query = check_vector(vector, dim)
+        query = _row(vector, dim)
         if not 0 < k <= MAX_K:
             raise BadVector(f"k must be 1-{MAX_K}, got {k}")
         flt = check_filter(filter)
@@ -310,6 +330,8 @@ class PluginVectors:
         try:
             if self._store.shared:
                 catch_up(self._rows, idx)
+            if flt or idx.live < EXACT_BELOW:
+                _check_finite(query)
             if flt:
                 labels = np.array(self._rows.matching(coll_id, flt, EXACT_FILTERED_BELOW + 1),
                                   dtype=np.int64)
@@ -319,7 +341,14 @@ class PluginVectors:
                 return idx, idx.approximate(query, k, allowed)
             if idx.live < EXACT_BELOW:
                 return idx, idx.exact(query, k)
-            return idx, idx.approximate(query, k)
+            best = idx.approximate(query, k)
+            # NaN or inf anywhere in the query makes every distance NaN or inf (each sums a
+            # term of every dimension; cosine first divides by the query's norm), so finite
+            # scores prove a finite query, checked only when they are not (the check costs
+            # more than a microsecond, once the graph walk has emptied the caches).
+            if not best[1] or not math.isfinite(sum(best[1])):
+                _check_finite(query)
+            return idx, best
         except BaseException:
             idx.lock.release()
             raise
@@ -329,11 +358,14 @@ class PluginVectors:
         """The ``k`` best vectors, best first; ``filter`` keeps metadata equal to it."""
         idx, (labels, scores) = self._best(collection, vector, k, filter)
         try:
-            found = list(zip(map(idx.entries.get, labels), scores, strict=True))
+            found = idx.templates(labels)
         finally:
             idx.lock.release()
+        joined = _joined(found, scores)
+        if joined is not None:  # one decode for every hit; "%.6f" reads back as round(s, 6)
+            return [Hit(h["id"], h["score"], h["metadata"]) for h in json.loads(joined)]
         hits = []
-        for e, score in found:
+        for e, score in zip(found, scores, strict=True):
             if e is not None:
                 vid, meta = hit_fields(e)
                 hits.append(Hit(vid, round(score, 6), meta))
@@ -345,17 +377,15 @@ class PluginVectors:
         entries' JSON as stored, not decoded and encoded again)."""
         idx, (labels, scores) = self._best(collection, vector, k, filter)
         try:
-            found = list(map(idx.entries.get, labels))
+            found = idx.templates(labels)
         finally:
             idx.lock.release()
-        # A sum is finite only when every score is (NaN and inf propagate; at most 1,000
-        # floats of f32 range cannot overflow a double).
-        if None not in found and math.isfinite(sum(scores)):
-            # One format for the whole answer: the per-hit work is done in C.
-            return (("[" + ",".join(cast("list[str]", found)) + "]") % tuple(scores)).encode()
+        joined = _joined(found, scores)
+        if joined is not None:
+            return joined
         parts = [e % score if -_INF < score < _INF else null_hit(e)
                  for e, score in zip(found, scores, strict=True) if e is not None]
-        return ("[" + ",".join(parts) + "]").encode()
+        return b"[" + b",".join(parts) + b"]"
 
     def collections(self) -> list[Collection]:
         """This plugin's collections, by name."""
