@@ -207,6 +207,21 @@ def test_bad_vectors_and_names_get_statuses(vec_app: Callable[..., Guest]) -> No
     assert g.search("docs", [1, 2, 3], 3)[0]["id"] == "a"
 
 
+def test_a_query_with_nan_or_infinity_is_invalid_on_the_hnsw_path(
+        vec_app: Callable[..., Guest], monkeypatch: pytest.MonkeyPatch) -> None:
+    import omnicore.storage.vectors as vectors_mod
+
+    monkeypatch.setattr(vectors_mod, "EXACT_BELOW", 0)  # checked after the walk there
+    g = vec_app()
+    for i in range(20):
+        assert g.upsert("docs", f"d{i}", [1, i, 0], {"n": i}) == 0
+    for bad in (math.nan, math.inf, -math.inf):
+        assert g.refused(lambda b=bad: g.search("docs", [1, b, 0], 3)).startswith("INVALID")
+        assert g.refused(lambda b=bad: g.query("docs", [b, 0, 0], 3, {"n": 1})
+                         ).startswith("INVALID")
+    assert g.search("docs", [1, 2, 0], 1)[0]["id"] == "d2"
+
+
 def test_quotas_from_the_grant(vec_app: Callable[..., Guest]) -> None:
     g = vec_app(max_collections=2, max_vectors=3, max_bytes=4 * 2 * 3 + 3 + 40)
     assert g.upsert("a", "1", [1, 0]) == 0

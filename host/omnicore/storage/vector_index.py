@@ -141,7 +141,8 @@ class Index:
     def _matrix(self, labels: np.ndarray) -> np.ndarray:
         vecs = np.asarray(self.hnsw.get_items(labels), dtype=np.float32)
         if self.metric == "cosine":
-            vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-30)
+            with np.errstate(over="ignore"):  # a huge vector's norm: as in _scores
+                vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-30)
         return vecs
 
     def exact(self, query: np.ndarray, k: int, labels: np.ndarray | None = None) -> Best:
@@ -163,11 +164,13 @@ class Index:
         return labels[top].tolist(), scores[top].tolist()
 
     def _scores(self, vecs: np.ndarray, query: np.ndarray) -> np.ndarray:
-        if self.metric == "cosine":
-            q = query / max(float(np.linalg.norm(query)), 1e-30)
-            scores: np.ndarray = vecs @ q
-        else:  # huge values overflow to inf, answered as a null score: not worth a warning
-            with np.errstate(over="ignore"):
+        # Huge values overflow: to inf, answered as a null score, or for cosine in the
+        # query's norm, which makes every score 0 as in hnswlib. Not worth a warning.
+        with np.errstate(over="ignore"):
+            if self.metric == "cosine":
+                q = query / max(float(np.linalg.norm(query)), 1e-30)
+                scores: np.ndarray = vecs @ q
+            else:
                 scores = vecs @ query if self.metric == "ip" else \
                     -np.sum((vecs - query) ** 2, axis=1)
         return scores
