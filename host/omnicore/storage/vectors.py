@@ -330,7 +330,8 @@ class PluginVectors:
         try:
             if self._store.shared:
                 catch_up(self._rows, idx)
-            if flt or idx.live < EXACT_BELOW:
+            small = idx.live < EXACT_BELOW
+            if flt or small:
                 _check_finite(query)
             if flt:
                 labels = np.array(self._rows.matching(coll_id, flt, EXACT_FILTERED_BELOW + 1),
@@ -339,7 +340,7 @@ class PluginVectors:
                     return idx, idx.exact(query, k, labels)
                 allowed = set(self._rows.matching(coll_id, flt, None))
                 return idx, idx.approximate(query, k, allowed)
-            if idx.live < EXACT_BELOW:
+            if small:
                 return idx, idx.exact(query, k)
             best = idx.approximate(query, k)
             # NaN or inf anywhere in the query makes every distance NaN or inf (each sums a
