@@ -16,8 +16,19 @@ from collections.abc import Callable
 import pytest
 import wasmtime
 
-from omnicore.errors import DeadlineExceeded
-from omnicore.sandbox import Limits, PluginRuntime, SandboxEngine, fastcall
+from omnicore.capabilities.builtin import builtin_capabilities
+from omnicore.errors import DeadlineExceeded, Trap
+from omnicore.sandbox import (
+    Capability,
+    CapabilityRegistry,
+    GuestMemory,
+    HostFunction,
+    Limits,
+    PluginModule,
+    PluginRuntime,
+    SandboxEngine,
+    fastcall,
+)
 from tests.sandbox_fixtures import DEADLINE_ALLOWANCE_S
 
 Make = Callable[..., PluginRuntime]
@@ -143,6 +154,15 @@ def test_ticker_and_watch_refuse_misuse(make: Make, engine: SandboxEngine) -> No
             inst.slot.watch(inst._store, engine.clock)  # the runtime already watched it
         with pytest.raises(TypeError, match="must be a Ticker"):
             _callpath.Slot(inst.ctx, 1, 1.0).watch(inst._store, object())
+        # The re-entrant call host functions make (omni_alloc for an answer block).
+        with pytest.raises(TypeError, match=r"call1\(func, arg\)"):
+            inst.slot.call1(inst.func("echo"))
+        with pytest.raises(ValueError, match="no function"):
+            inst.slot.call1(0, 8)
+        closed = _callpath.Slot(inst.ctx, 1, 1.0)
+        closed.close()
+        with pytest.raises(ValueError, match="the instance is closed"):
+            closed.call1(inst.func("echo"), 8)
     finally:
         rt._pool.release(inst, True)
     assert rt.call("echo", b"still") == b"still"
@@ -158,3 +178,48 @@ def test_every_call_gets_a_whole_deadline_of_its_own(make: Make) -> None:
         for _ in range(3):
             time.sleep(0.25)
             assert rt.call("flip", b"") == b""
+
+
+def _block(_state: object, mem: GuestMemory) -> int:
+    return mem.alloc_result(b"a block from the guest's allocator")  # re-entrant omni_alloc
+
+
+BLOCKS = CapabilityRegistry([*builtin_capabilities(), Capability(
+    "blocks", (HostFunction("get", (), ("i64",), _block),))])
+
+#: `h` asks the host for a block (a re-entrant omni_alloc); with an input of 1 byte that
+#: omni_alloc then loops, with 2 bytes it traps.
+REENTRANT = wasmtime.wat2wasm("""
+(module
+  (import "omnicore:blocks" "get" (func $get (result i64)))
+  (memory (export "memory") 4)
+  (global $mode (mut i32) (i32.const 0))
+  (func (export "omni_alloc") (param $n i32) (result i32)
+    (if (i32.eq (global.get $mode) (i32.const 1)) (then (loop $l (br $l))))
+    (if (i32.eq (global.get $mode) (i32.const 2)) (then unreachable))
+    (i32.const 8192))
+  (func (export "omni_free") (param i32 i32))
+  (func (export "h") (param $p i32) (param $n i32) (result i64)
+    (global.set $mode (local.get $n))
+    (drop (call $get))
+    (global.set $mode (i32.const 0))
+    (i64.const 0)))
+""")
+
+
+def test_a_reentrant_guest_call_failing_or_looping_ends_the_call(engine: SandboxEngine) -> None:
+    # The host's re-entrant omni_alloc (a host function's answer block, specs/abi.md §3.3) is
+    # guest code like any other: its trap is the call's Trap, its loop ends at the deadline,
+    # even when the handler around it had been quick enough to keep the GIL.
+    mod = PluginModule.load(engine, REENTRANT, "reentrant")
+    with PluginRuntime(engine, mod, BLOCKS, ["blocks"],
+                       limits=Limits(timeout_ms=300, pool_size=1)) as rt:
+        for data, error, match in ((b"tt", Trap, "re-entrant omni_alloc failed"),
+                                   (b"s", DeadlineExceeded, "deadline of 300 ms")):
+            for _ in range(WARM):  # `h` is quick: after these it runs holding the GIL
+                assert rt.call("h", b"") == b""
+            start = time.monotonic()
+            with pytest.raises(error, match=match):
+                rt.call("h", data)
+            assert time.monotonic() - start < 0.3 + DEADLINE_ALLOWANCE_S + 0.5
+            assert rt.call("h", b"") == b""  # a fresh instance serves

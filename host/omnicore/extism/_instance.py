@@ -226,17 +226,25 @@ class Instance(SlotDeadline):
 
     def _kernel(self, func: int, *args: int) -> int:
         """Call a kernel function from a host function (re-entrant: its own slots)."""
-        for i, a in enumerate(args):
-            self._scratch[4 + 2 * i] = a & 0xFFFF_FFFF_FFFF_FFFF
-        err = _call_unchecked(self.ctx, func, self._raw2, max(len(args), 1), self._trap2)
-        if err or self._scratch[9]:
+        slot = self.slot
+        if slot is not None and len(args) == 1:  # every kernel call host functions make
+            out = slot.call1(func, args[0])
+            if out is not None:
+                return int(out)
+            err, trap = slot.take_failure()
+            message = _failure(err or None, trap, slot).message
+        else:
+            for i, a in enumerate(args):
+                self._scratch[4 + 2 * i] = a & 0xFFFF_FFFF_FFFF_FFFF
+            err = _call_unchecked(self.ctx, func, self._raw2, max(len(args), 1), self._trap2)
+            if not err and not self._scratch[9]:
+                return int(self._scratch[4])
             trap, self._scratch[9] = self._scratch[9], 0
             message = _failure(err, trap, self.slot).message
-            if "extism_kernel!oom" in message:
-                raise HostTrap("oom: kernel memory cannot grow within limits.max_memory_bytes "
-                               "(the Extism manifest's memory.max_pages)")
-            raise HostTrap(f"the Extism kernel failed: {_first_line(message)}")
-        return int(self._scratch[4])
+        if "extism_kernel!oom" in message:
+            raise HostTrap("oom: kernel memory cannot grow within limits.max_memory_bytes "
+                           "(the Extism manifest's memory.max_pages)")
+        raise HostTrap(f"the Extism kernel failed: {_first_line(message)}")
 
     # -- what host functions and user functions use ---------------------------------------
 

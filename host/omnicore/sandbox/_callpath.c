@@ -239,6 +239,44 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromUnsignedLongLong(packed);
 }
 
+/* call1(func, arg) -> int | None: a re-entrant call of a guest function taking one integer
+ * (omni_alloc from a host function, an Extism kernel function), its first result as an
+ * unsigned 64-bit int (0 for none). None: it failed, take_failure() hands over why. Through
+ * ctypes this cost a host function about a microsecond. The GIL is let go: the guest function
+ * is as untrusted as any, and the deadline of the call it runs inside still holds. */
+static PyObject *
+Slot_call1(Slot *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "call1(func, arg)");
+        return NULL;
+    }
+    void *func;
+    if (!as_pointer(args[0], &func))
+        return NULL;
+    unsigned long long arg = PyLong_AsUnsignedLongLongMask(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (func == NULL || self->ctx == NULL) {
+        PyErr_SetString(PyExc_ValueError, "no function, or the instance is closed");
+        return NULL;
+    }
+    raw_val raw[1];
+    raw[0].lo = arg;
+    raw[0].hi = 0;
+    void *trap = NULL, *error;
+    void *ctx = self->ctx;
+    Py_BEGIN_ALLOW_THREADS
+    error = call_unchecked(ctx, func, raw, 1, &trap);
+    Py_END_ALLOW_THREADS
+    if (error != NULL || trap != NULL) {
+        self->error = error;
+        self->trap = trap;
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLongLong(raw[0].lo);
+}
+
 /* take_failure() -> (error address, trap address): what the last failed call returned, now
  * owned by the caller (who frees them through wasmtime-py); zeros if there is none. */
 static PyObject *
@@ -301,6 +339,8 @@ Slot_close(Slot *self, PyObject *Py_UNUSED(ignored))
 static PyMethodDef Slot_methods[] = {
     {"call", (PyCFunction)(void (*)(void))Slot_call, METH_FASTCALL,
      "call(func, data, ticks, epoch, max_output) -> bytes | int | False | None"},
+    {"call1", (PyCFunction)(void (*)(void))Slot_call1, METH_FASTCALL,
+     "call1(func, arg) -> int | None: a re-entrant call of a one-argument guest function"},
     {"take_failure", (PyCFunction)Slot_take_failure, METH_NOARGS,
      "(error address, trap address) of the last failed call, handed over"},
     {"close", (PyCFunction)Slot_close, METH_NOARGS, "refuse further calls"},

@@ -501,6 +501,14 @@ class RawInstance(SlotDeadline):
 
     def guest_alloc(self, n: int) -> int:
         """Re-entrant ``omni_alloc(n)`` (specs/abi.md §3.3); callable from host functions."""
+        slot = self.slot
+        if slot is not None:
+            ptr = slot.call1(self._alloc_addr, n)
+            if ptr is None:
+                err, trap = slot.take_failure()
+                raise HostTrap("re-entrant omni_alloc failed: "
+                               f"{_failure(err or None, trap, slot).message}")
+            return int(ptr) & 0xFFFF_FFFF
         self._u64[4] = n
         err = _call_unchecked(self.ctx, self._alloc_addr, self._raw2_addr, 1, self._trap_addr)
         if err or self._u64[6]:
