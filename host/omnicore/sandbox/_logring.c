@@ -357,9 +357,10 @@ static PyObject *
 Ring_take(Ring *self, PyObject *args)
 {
     /* For the forwarder: (missed, [(time, level, message)...]), the next lines Python logging
-     * has not had, at most max_lines and (past the first line) max_bytes of them. */
+     * has not had, numbered below end, at most max_lines and (past the first) max_bytes. */
     Py_ssize_t max_lines, max_bytes;
-    if (!PyArg_ParseTuple(args, "nn", &max_lines, &max_bytes))
+    long long end;
+    if (!PyArg_ParseTuple(args, "nnL", &max_lines, &max_bytes, &end))
         return NULL;
     long long oldest = self->written - self->count, missed = 0;
     if (self->forwarded < oldest) {
@@ -367,7 +368,7 @@ Ring_take(Ring *self, PyObject *args)
         self->forwarded = oldest;
     }
     Py_ssize_t start = (Py_ssize_t)(self->forwarded - oldest), n = 0, bytes = 0;
-    while (start + n < self->count && n < max_lines) {
+    while (start + n < self->count && n < max_lines && self->forwarded + n < end) {
         Entry *e = &self->entries[(self->head + start + n) % self->capacity];
         if (n > 0 && bytes + e->cost > max_bytes)
             break;
