@@ -85,7 +85,7 @@ class Forwarder:
             # Each ring up to what it had now: one that keeps writing is listed again for the
             # next round instead of holding up the others and the flushes.
             ends = [ring.written for ring in rings]
-            missed = sum(self._drain(ring, end) for ring, end in zip(rings, ends))
+            missed = sum(self._drain(ring, end) for ring, end in zip(rings, ends, strict=True))
             if missed:
                 self.dropped += missed
                 _LOG.warning("%d plugin log line(s) never reached Python logging: its "
