@@ -192,6 +192,10 @@ Ring_write(Ring *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "write(level, message)");
         return NULL;
     }
+    if (self->entries == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the log ring was not initialised (Ring.__init__)");
+        return NULL;
+    }
     int level = level_of(args[0]);
     if (level < 0)
         return NULL;

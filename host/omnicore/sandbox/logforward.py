@@ -97,6 +97,8 @@ class Forwarder:
     def _drain(self, ring: Any, end: int) -> int:
         missed = 0
         while True:
+            lost: int
+            lines: list[tuple[float, int, str]]
             lost, lines = ring.take(self.MAX_PENDING, self.MAX_PENDING_BYTES, end)
             missed += lost
             if not lines:

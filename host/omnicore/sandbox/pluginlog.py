@@ -34,7 +34,8 @@ def _native_ring() -> ModuleType | None:
                                f"({exc}); run scripts/dev setup") from None
         return None
     _logring.bind(level_number)
-    return _logring
+    module: ModuleType = _logring
+    return module
 
 
 _DOC = """The last lines a plugin logged, also forwarded to ``omnicore.plugin.<name>``.
