@@ -31,10 +31,24 @@ def impl(request: pytest.FixtureRequest) -> Impl:
     return cls
 
 
-def test_the_c_ring_is_the_default_when_built() -> None:
-    from omnicore.sandbox import _logring  # type: ignore[attr-defined]  # built by setup
+def test_the_chosen_ring_is_the_one_asked_for() -> None:
+    # scripts/dev runs this folder with OMNICORE_CALLPATH=native and =python: a C ring that
+    # failed to build or to load fails here, not silently on the slower ring.
+    if os.environ.get("OMNICORE_CALLPATH", "auto") == "python":
+        assert not NATIVE and PluginLog is PyPluginLog
+    else:
+        from omnicore.sandbox import _logring  # type: ignore[attr-defined]
 
-    assert NATIVE and issubclass(PluginLog, _logring.Ring)
+        assert NATIVE, "the C log ring is not built: run scripts/dev setup"
+        assert issubclass(PluginLog, _logring.Ring)
+
+
+def test_an_unknown_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from omnicore.sandbox import pluginlog
+
+    monkeypatch.setenv("OMNICORE_CALLPATH", "fast")
+    with pytest.raises(RuntimeError, match="use auto, native or python"):
+        pluginlog._native_ring()
 
 
 def test_levels_capacity_and_names(impl: Impl) -> None:

@@ -85,7 +85,12 @@ class Forwarder:
             # Each ring up to what it had now: one that keeps writing is listed again for the
             # next round instead of holding up the others and the flushes.
             ends = [ring.written for ring in rings]
-            missed = sum(self._drain(ring, end) for ring, end in zip(rings, ends, strict=True))
+            missed = 0
+            for ring, end in zip(rings, ends, strict=True):
+                try:
+                    missed += self._drain(ring, end)
+                except Exception:  # one broken ring must not end the forwarding for all
+                    _LOG.exception("plugin log lines of %r could not be forwarded", ring)
             if missed:
                 self.dropped += missed
                 _LOG.warning("%d plugin log line(s) never reached Python logging: its "
