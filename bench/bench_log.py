@@ -6,8 +6,10 @@ takes the ring's new lines in batches and hands them to Python logging after the
 implementation is measured with its forwarder at work (a ``StreamHandler`` on ``/dev/null``
 with a formatter, so no terminal is timed; the rings are large enough that the forwarder
 passes on every line) beside its floor, the ring alone: the same writes while the forwarder
-is held in a handler, so no forwarding competes. The last row is what the call paid when it
-forwarded synchronously: ``Logger.log`` to the same handler with the same ``extra`` fields.
+is held in a handler, so no forwarding competes. The "all work" rows time 100 writes and a
+flush, so they include what the forwarder spends per record (the process's cost, off the
+call path). The last row is what the call paid when it forwarded synchronously:
+``Logger.log`` to the same handler with the same ``extra`` fields.
 Medians of 7 runs with min-max, per line.
 
     .venv/bin/python bench/bench_log.py [--quick] [--markdown]
@@ -33,11 +35,24 @@ class _Held(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.entered = threading.Event()
-        self.release = threading.Event()
+        self.go = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
         self.entered.set()
-        self.release.wait(600)
+        self.go.wait(600)
+
+
+def _through(cls: type[PyPluginLog], name: str, iters: int) -> Sample:
+    # The whole work per line, the forwarder's included: 100 writes and a flush per operation.
+    plugin = cls(f"through-{name}", rate_lines=10**9, rate_bytes=10**12)
+
+    def hundred() -> None:
+        for _ in range(100):
+            plugin.write(2, LINE)
+        flush(120)
+
+    batch = measure(hundred, max(iters // 100, 5))
+    return Sample(batch.median / 100, batch.low / 100, batch.high / 100)
 
 
 def _rows(cls: type[PyPluginLog], name: str, iters: int) -> tuple[Sample, Sample]:
@@ -52,7 +67,7 @@ def _rows(cls: type[PyPluginLog], name: str, iters: int) -> tuple[Sample, Sample
     ring.write(2, "hold the forwarder")
     held.entered.wait(60)
     floor = measure(lambda: ring.write(2, LINE), iters)
-    held.release.set()
+    held.go.set()
     flush(120)
     return line, floor
 
@@ -76,10 +91,16 @@ def main() -> None:
         (PyPluginLog, "Python ring (sandbox/logring.py)")]
     first = None
     for cls, label in impls:
-        line, floor = _rows(cls, "c" if cls is not PyPluginLog else "py", iters)
+        name = "c" if cls is not PyPluginLog else "py"
+        line, floor = _rows(cls, name, iters)
         first = first or line
         rows.append([f"log.write, {label} + forwarder", f"{line} µs", f"ring alone {floor} µs",
                      f"{line.ratio(floor):.2f}x"])
+    for cls, _ in impls:
+        name = "c" if cls is not PyPluginLog else "py"
+        total = _through(cls, name, iters)
+        rows.append([f"  all work to the handler, {'C' if name == 'c' else 'Python'} ring "
+                     "(100 writes + flush)", f"{total} µs", "", ""])
     direct = logging.getLogger("omnicore.plugin.direct")
     extra = {"plugin": "direct", "plugin_level": "info"}
     sync = measure(lambda: direct.log(logging.INFO, "%s", LINE, extra=extra), iters)
