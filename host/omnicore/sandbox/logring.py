@@ -229,16 +229,19 @@ class PyRing:
     def _items(self, limit: int) -> list[tuple[float, int, str]]:
         """The last ``limit`` visible lines (all if ``limit`` <= 0) as (time, level, text)."""
         with self._lock:
-            shown = self._visible()
-            count = shown if limit <= 0 else min(limit, shown)
-            skip = len(self._entries) - count
-            return [entry[:3] for entry in islice(self._entries, skip, None)]
+            return self._last(limit)
 
     def _since(self, mark: int) -> list[tuple[float, int, str]]:
         """The visible lines written after ``written`` was ``mark``."""
         with self._lock:
             count = self.written - mark
-        return [] if count <= 0 else self._items(count)
+            return [] if count <= 0 else self._last(count)
+
+    def _last(self, limit: int) -> list[tuple[float, int, str]]:
+        # Called with the lock held.
+        shown = self._visible()
+        count = shown if limit <= 0 else min(limit, shown)
+        return [entry[:3] for entry in islice(self._entries, len(self._entries) - count, None)]
 
     def clear(self) -> None:
         """Forget the buffered lines (those not yet forwarded stay until they are)."""
