@@ -102,25 +102,29 @@ def test_a_line_costs_its_getsizeof_plus_overhead(impl: Impl, text: str) -> None
 
 def test_the_records_budget_refills(impl: Impl) -> None:
     log = impl("p", rate_lines=5)
-    assert [log.write("info", "x") for _ in range(7)] == [True] * 5 + [False] * 2
+    start = time.monotonic()
+    kept = [log.write("info", "x") for _ in range(7)]
+    elapsed = time.monotonic() - start
+    assert kept[:5] == [True] * 5 and sum(kept) <= 5 + elapsed * 5  # the burst, then the rate
+    assert log.dropped == 7 - sum(kept)
     time.sleep(0.5)  # 2.5 lines' worth
-    assert log.write("info", "y") and log.dropped == 2
+    assert log.write("info", "y") and log.dropped == 7 - sum(kept)
 
 
 def test_dropped_lines_are_reported_in_one_note(impl: Impl) -> None:
     log = impl("p", rate_lines=2, rate_bytes=10**6)
-    for _ in range(6):
-        log.write("info", "x")
+    kept = sum(log.write("info", "x") for _ in range(6))  # 2 (more only on a stalled machine)
     log.drop(3)  # a caller out of budget (WASI output) counts its lines here too
-    assert log.dropped == 7
+    dropped = 6 - kept + 3
+    assert log.dropped == dropped
     time.sleep(0.6)  # one line's worth
     assert log.write("info", "after")
     note, after = log.lines()[-2:]
     assert after.message == "after" and note.level == "warn"
-    assert note.message == ("[omnicore] 7 log line(s) dropped: over this plugin's log budget of "
-                            "1000000 bytes/s (limits.max_log_bytes_per_s) or 2 lines/s "
+    assert note.message == (f"[omnicore] {dropped} log line(s) dropped: over this plugin's log "
+                            "budget of 1000000 bytes/s (limits.max_log_bytes_per_s) or 2 lines/s "
                             "(limits.max_log_lines_per_s)")
-    assert log.written == 4  # two lines, the note and "after"
+    assert log.written == kept + 2  # the lines, the note and "after"
     assert (log.rate_bytes, log.rate_lines) == (10**6, 2)
 
 
@@ -297,7 +301,7 @@ from omnicore.sandbox import pluginlog
 assert pluginlog.NATIVE == (sys.argv[2] == "native")
 class Slow(logging.FileHandler):
     def emit(self, record):
-        time.sleep(0.0005)  # behind the writers when the process ends
+        time.sleep(0.0002)  # behind the writers when the process ends
         super().emit(record)
 handler = Slow(sys.argv[1])
 handler.setFormatter(logging.Formatter("%(name)s %(message)s"))

@@ -53,9 +53,13 @@ static int idle, woken, signaled;  /* idle and woken under the GIL; signaled und
 static double
 clock_s(clockid_t clock)
 {
+    /* Rounded as CPython's time.time() and time.monotonic() round: a line's time compares
+     * with a time.time() read just before or after it. */
     struct timespec ts;
     clock_gettime(clock, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    if (ts.tv_nsec == 0)
+        return (double)ts.tv_sec;
+    return (double)((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec) / 1e9;
 }
 
 static void
