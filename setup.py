@@ -1,8 +1,10 @@
-"""Builds the C call path (``omnicore.sandbox._callpath``, optional: without a compiler the
-host runs on the pure-Python path of sandbox/fastcall.py) and puts copies of ``sdk/`` and ``web/`` into the wheel: ``omnicore/toolchains/sdk``, so that
-``omnicore new plugin`` and ``omnicore build`` work from an installed wheel too
-(``omnicore.toolchains.locations``), and ``omnicore/console/web``, the console's templates and
-static assets (``omnicore.console.assets``). Everything else is in pyproject.toml."""
+"""Builds the C call path (``omnicore.sandbox._callpath``) and the C plugin log ring
+(``omnicore.sandbox._logring``), both optional: without a compiler the host runs on the
+pure-Python sandbox/fastcall.py and sandbox/logring.py. Puts copies of ``sdk/`` and ``web/``
+into the wheel: ``omnicore/toolchains/sdk``, so that ``omnicore new plugin`` and
+``omnicore build`` work from an installed wheel too (``omnicore.toolchains.locations``), and
+``omnicore/console/web``, the console's templates and static assets
+(``omnicore.console.assets``). Everything else is in pyproject.toml."""
 
 import shutil
 from pathlib import Path
@@ -35,4 +37,6 @@ setup(cmdclass={"build_py": BuildPyWithSdk},
       ext_modules=[Extension("omnicore.sandbox._callpath",
                              ["host/omnicore/sandbox/_callpath.c", "host/omnicore/sandbox/_epoch.c"],
                              depends=["host/omnicore/sandbox/_epoch.h"],
+                             extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True),
+                   Extension("omnicore.sandbox._logring", ["host/omnicore/sandbox/_logring.c"],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True)])

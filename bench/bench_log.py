@@ -1,11 +1,16 @@
 """What one plugin log line costs the call, beside what Python logging costs per record.
 
-``omnicore:log.write`` keeps the line in the plugin's ring and hands it to a forwarding
-thread (``sandbox/pluginlog.py``); Python logging and its handlers format and write it after
-the call. The floor is the ring alone (a lock, a token bucket and a deque); the peer row is
-what the call paid when it forwarded synchronously: ``Logger.log`` to a ``StreamHandler``
-(on ``/dev/null``, so no terminal is timed), with the same ``extra`` fields. Medians of 7
-runs with min-max, per line.
+``omnicore:log.write`` keeps the line in the plugin's ring (``sandbox/_logring.c``, or the
+Python fallback ``sandbox/logring.py``); the forwarder thread (``sandbox/logforward.py``)
+takes the ring's new lines in batches and hands them to Python logging after the call. Each
+implementation is measured with its forwarder at work (a ``StreamHandler`` on ``/dev/null``
+with a formatter, so no terminal is timed; the rings are large enough that the forwarder
+passes on every line) beside its floor, the ring alone: the same writes while the forwarder
+is held in a handler, so no forwarding competes. The "all work" rows time 100 writes and a
+flush, so they include what the forwarder spends per record (the process's cost, off the
+call path). The last row is what the call paid when it forwarded synchronously:
+``Logger.log`` to the same handler with the same ``extra`` fields.
+Medians of 7 runs with min-max, per line.
 
     .venv/bin/python bench/bench_log.py [--quick] [--markdown]
 """
@@ -15,10 +20,56 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
 
-from _measure import machine, measure, render
+from _measure import Sample, machine, measure, render
 
-from omnicore.sandbox.pluginlog import PluginLog, flush
+from omnicore.sandbox.pluginlog import NATIVE, PluginLog, PyPluginLog, flush
+
+LINE = "a line of about forty bytes from a plugin"
+
+
+class _Held(logging.Handler):
+    """Holds the forwarder until released: the floor runs with no forwarding beside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entered.set()
+        self.go.wait(600)
+
+
+def _through(cls: type[PyPluginLog], name: str, iters: int) -> Sample:
+    # The whole work per line, the forwarder's included: 100 writes and a flush per operation.
+    plugin = cls(f"through-{name}", rate_lines=10**9, rate_bytes=10**12)
+
+    def hundred() -> None:
+        for _ in range(100):
+            plugin.write(2, LINE)
+        flush(120)
+
+    batch = measure(hundred, max(iters // 100, 5))
+    return Sample(batch.median / 100, batch.low / 100, batch.high / 100)
+
+
+def _rows(cls: type[PyPluginLog], name: str, iters: int) -> tuple[Sample, Sample]:
+    unlimited = {"rate_lines": 10**9, "rate_bytes": 10**12, "capacity": 8 * iters,
+                 "max_bytes": 1 << 30}
+    plugin = cls(f"bench-{name}", **unlimited)  # type: ignore[arg-type]
+    line = measure(lambda: plugin.write(2, LINE), iters)
+    flush(120)
+    held = _Held()
+    logging.getLogger(f"omnicore.plugin.held-{name}").addHandler(held)
+    ring = cls(f"held-{name}", **unlimited)  # type: ignore[arg-type]
+    ring.write(2, "hold the forwarder")
+    held.entered.wait(60)
+    floor = measure(lambda: ring.write(2, LINE), iters)
+    held.go.set()
+    flush(120)
+    return line, floor
 
 
 def main() -> None:
@@ -26,7 +77,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
-    iters = 2_000 if args.quick else 5_000  # under the forwarder's 10,000 waiting lines
+    iters = 2_000 if args.quick else 5_000
     sink = open(os.devnull, "w")  # for the whole run
     handler = logging.StreamHandler(sink)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
@@ -34,28 +85,28 @@ def main() -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     root.propagate = False
-    unlimited = {"rate_lines": 10**9, "rate_bytes": 10**12}
-
-    plugin = PluginLog("bench", **unlimited)  # type: ignore[arg-type]
-    ring = PluginLog("ring", min_level="info", **unlimited)  # type: ignore[arg-type]
-    ring._forward = lambda *a: True  # type: ignore[method-assign,assignment]
-    direct = logging.getLogger("omnicore.plugin.direct")
-    extra = {"plugin": "direct", "plugin_level": "info"}
-
-    def write() -> None:
-        plugin.write(2, "a line of about forty bytes from a plugin")
 
     rows = []
-    line = measure(write, iters)
-    flush(60)
-    floor = measure(lambda: ring.write(2, "a line of about forty bytes from a plugin"), iters)
-    sync = measure(lambda: direct.log(logging.INFO, "%s",
-                                      "a line of about forty bytes from a plugin", extra=extra),
-                   iters)
-    rows.append(["log.write: ring + hand-off to logging", f"{line} µs",
-                 f"ring alone {floor} µs", f"{line.ratio(floor):.2f}x"])
+    impls = ([(PluginLog, "C ring (sandbox/_logring.c)")] if NATIVE else []) + [
+        (PyPluginLog, "Python ring (sandbox/logring.py)")]
+    first = None
+    for cls, label in impls:
+        name = "c" if cls is not PyPluginLog else "py"
+        line, floor = _rows(cls, name, iters)
+        first = first or line
+        rows.append([f"log.write, {label} + forwarder", f"{line} µs", f"ring alone {floor} µs",
+                     f"{line.ratio(floor):.2f}x"])
+    for cls, _ in impls:
+        name = "c" if cls is not PyPluginLog else "py"
+        total = _through(cls, name, iters)
+        rows.append([f"  all work to the handler, {'C' if name == 'c' else 'Python'} ring "
+                     "(100 writes + flush)", f"{total} µs", "", ""])
+    direct = logging.getLogger("omnicore.plugin.direct")
+    extra = {"plugin": "direct", "plugin_level": "info"}
+    sync = measure(lambda: direct.log(logging.INFO, "%s", LINE, extra=extra), iters)
+    assert first is not None
     rows.append(["Logger.log to a StreamHandler (the call paid this before)", f"{sync} µs",
-                 "", f"{sync.ratio(line):.1f}x the hand-off"])
+                 "", f"{sync.ratio(first):.1f}x the first row"])
     print(f"Measured on: {machine()}")
     print(render(["what", "per line", "floor", "ratio"], rows, markdown=args.markdown))
 

