@@ -19,8 +19,10 @@ Targets: <= 150 KiB per idle plugin, 1,000 plugins from cache <= 2 s.
 ``limits.isolation: per-call``, with and without the pooling allocator; the floors are a bare
 ``wasmtime.Instance(store, module, imports)`` with a fresh ``Store`` (wasmtime-py), the C
 API's own store_new + instantiate + store_delete through ctypes, and that plus the same 100 B
-call done by hand through the C API (what per-call cannot do with less); then the Rust
-greeter both ways. Target: per-call <= 10 µs above pooled.
+call done by hand through the C API from Python (what per-call could do with less before the
+C call path started instances itself, ``_callpath.InstanceSlot``: it now does these steps
+without ctypes, below this floor); then the Rust greeter both ways. Target: per-call <= 10 µs
+above pooled.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from _measure import machine, measure, render
 
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.plugins.host import PluginHost
-from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine, guestmem
 from omnicore.sandbox import fastcall as fc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,8 +271,8 @@ def _c_instantiate(engine: SandboxEngine, rt: PluginRuntime) -> Callable[[], Non
 
 
 def _c_fresh_call(engine: SandboxEngine, rt: PluginRuntime, data: bytes) -> Callable[[], None]:
-    """The least a fresh instance per call can do through the C API from Python: a store and
-    an instance, the three exports, omni_alloc, the input copied in, the call, the output
+    """The least a fresh instance per call can do through the C API from Python (ctypes): a
+    store and an instance, the three exports, omni_alloc, the input copied in, the call, the output
     copied out, the store deleted."""
     eng = fc.address_of(engine.wasmtime)
     pre = rt._pre_addr
@@ -293,7 +295,7 @@ def _c_fresh_call(engine: SandboxEngine, rt: PluginRuntime, data: bytes) -> Call
         fc._export_get(ctx, sa + 64, b"memory", 6, ea)
         fc._export_get(ctx, sa + 64, b"omni_alloc", 10, ea + size)
         fc._export_get(ctx, sa + 64, b"echo", 4, ea + 2 * size)
-        base = fc._memory_data(ctx, ea + at)
+        base = guestmem._memory_data(ctx, ea + at)
         i32[0] = n
         fc._call_unchecked(ctx, ea + size + at, sa, 1, sa + 48)
         ptr = i32[0]

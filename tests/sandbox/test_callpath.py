@@ -65,7 +65,7 @@ def test_slot_refuses_misuse_without_touching_memory(echo: PluginRuntime) -> Non
     with pytest.raises(OverflowError):
         slot.call(func, b"x", -1, -1, 10)
     with pytest.raises(ValueError, match="non-null"):
-        type(slot)(0, 0, 1.0)
+        fastcall._callpath.Slot(0, 0, 1.0)
     # An output over max_output is handed back packed, for Python's OutputTooLarge.
     packed = slot.call(func, b"abc", 100, -1, 2)
     assert isinstance(packed, int) and packed & 0x7FFF_FFFF == 3
@@ -79,3 +79,35 @@ def test_a_closed_instance_refuses_calls(make: Make) -> None:
     rt.close()
     with pytest.raises(ValueError, match="the instance is closed"):
         slot.call(func, b"x", 1, -1, 10)
+
+
+@native
+def test_an_instance_slot_refuses_misuse_without_touching_a_store(echo: PluginRuntime) -> None:
+    # InstanceSlot makes and owns a store (RawInstance's start in C): it must never start
+    # twice over a live store, start what it has not instantiated, or call once freed.
+    fresh = fastcall._callpath.InstanceSlot(1.0)
+    with pytest.raises(ValueError, match="no instance to start"):
+        fresh.start(True, 10)
+    with pytest.raises(ValueError, match="non-null"):
+        fresh.instantiate(0, 0, 0, 1 << 20, 10, 1, 1, None)
+    with pytest.raises(TypeError, match="instantiate\\(engine, pre, wasi"):
+        fresh.instantiate(echo._engine_addr)
+    with pytest.raises(ValueError, match="the instance is closed"):
+        fresh.call(1, b"x", 1, -1, 10)
+    assert fresh.store == 0
+    slot = _instance(echo).slot
+    assert isinstance(slot, fastcall._callpath.InstanceSlot) and slot.store != 0
+    with pytest.raises(ValueError, match="already holds an instance"):
+        slot.instantiate(echo._engine_addr, echo._pre_addr, 0, 1 << 20, 10, 1, 1, None)
+    with pytest.raises(ValueError, match="already holds an instance"):
+        slot.__init__(1.0)
+    with pytest.raises(ValueError, match="started already"):
+        slot.start(True, 10)  # _initialize runs once (specs/abi.md §1.2)
+    assert echo.call("echo", b"still served") == b"still served"
+    echo.close()
+    assert slot.store == 0
+    with pytest.raises(ValueError, match="the instance is closed"):
+        slot.call(1, b"x", 1, -1, 10)
+    with pytest.raises(ValueError, match="no instance to start"):
+        slot.start(True, 10)
+    slot.close()  # idempotent

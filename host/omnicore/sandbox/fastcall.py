@@ -26,10 +26,13 @@ import os
 import time
 from collections.abc import Callable
 from ctypes import c_bool, c_char_p, c_int64, c_size_t, c_uint64, c_void_p
+from functools import cached_property
 from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
+
+from omnicore.sandbox.guestmem import GuestMemory, HostTrap
 
 __all__ = [
     "NATIVE",
@@ -119,8 +122,6 @@ _set_deadline = _bind("wasmtime_context_set_epoch_deadline", None, c_void_p, c_u
                       keep_gil=True)
 _set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64, keep_gil=True)
 _get_fuel = _bind("wasmtime_context_get_fuel", c_void_p, c_void_p, c_void_p, keep_gil=True)
-_memory_data = _bind("wasmtime_memory_data", c_void_p, c_void_p, c_void_p, keep_gil=True)
-_memory_size = _bind("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p, keep_gil=True)
 _store_new = _bind("wasmtime_store_new", c_void_p, c_void_p, c_void_p, c_void_p)
 _store_context = _bind("wasmtime_store_context", c_void_p, c_void_p, keep_gil=True)
 _store_delete = _bind("wasmtime_store_delete", None, c_void_p)
@@ -138,6 +139,7 @@ _EXTERN_OF: int = int(ffi.wasmtime_extern_t.of.offset)
 #: wasmtime_extern_t kept in an instance's scratch block (memory, omni_alloc, two handlers).
 _EXTERNS = 4
 _SCRATCH_WORDS = 10 + 4 * _EXTERNS
+_Scratch = c_uint64 * _SCRATCH_WORDS
 
 
 def _native_call_path() -> Any:
@@ -161,6 +163,13 @@ def _native_call_path() -> Any:
     _callpath.bind_epoch(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
         "wasmtime_engine_increment_epoch", "wasmtime_error_new",
         "wasmtime_store_epoch_deadline_callback")))
+    # RawInstance's instantiation in C (_callpath.InstanceSlot), in the scratch block's layout.
+    if _callpath.SCRATCH_WORDS != _SCRATCH_WORDS:
+        raise RuntimeError("the C call path was built for another scratch layout: rebuild it")
+    _callpath.bind_instantiate(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
+        "wasmtime_store_new", "wasmtime_store_context", "wasmtime_store_delete",
+        "wasmtime_store_limiter", "wasmtime_context_set_wasi",
+        "wasmtime_instance_pre_instantiate", "wasmtime_instance_export_get")), _EXTERN_OF)
     return _callpath
 
 
@@ -172,10 +181,6 @@ NATIVE = _callpath is not None
 def new_ticker(period_ms: int) -> Any:
     """A C epoch ticker (sandbox/_epoch.c) for an engine, or None on the Python path."""
     return None if _callpath is None else _callpath.Ticker(period_ms)
-
-
-class HostTrap(Exception):
-    """Raised by a host function to trap the guest (bad pointer, ABI violation)."""
 
 
 class GuestFailure(Exception):
@@ -211,87 +216,12 @@ def _failure(err: int | None, trap: int, slot: Any = None) -> GuestFailure:
     return GuestFailure(str(e), None, exit_status)
 
 
-class GuestMemory:
-    """Bounds-checked access to one instance's linear memory, for host functions.
-
-    The engine sets ``memory_may_move = False``, so the base address is stable for the
-    instance's life; only the size grows and is re-read when an access looks out of bounds.
-    ``view`` is a memoryview over the memory as last seen: slicing it copies 100 B in about a
-    tenth of a microsecond, several times cheaper than ``ctypes.memmove``/``string_at``.
-    """
-
-    __slots__ = ("_ctx", "_inst", "_mem", "base", "size", "view")
-
-    def __init__(self, ctx: int, mem: int, inst: RawInstance) -> None:
-        self._ctx = ctx
-        self._mem = mem
-        self._inst = inst
-        self.base = 0
-        self.size = 0
-        self.view = memoryview(b"")
-        self.refresh()
-
-    @property
-    def instance(self) -> RawInstance:
-        """The instance this memory belongs to (per-instance state of host functions)."""
-        return self._inst
-
-    @property
-    def deadline(self) -> float:
-        """The running call's deadline (``time.monotonic()`` seconds): host functions doing
-        I/O bound their own time by it, since the epoch check does not reach them."""
-        return self._inst.deadline
-
-    def refresh(self) -> int:
-        """Re-read base and size after the guest may have grown its memory; return size."""
-        base = _memory_data(self._ctx, self._mem) or 0
-        size = int(_memory_size(self._ctx, self._mem))
-        if base != self.base or size != self.size:
-            self.base, self.size = base, size
-            self.view = (memoryview((ctypes.c_ubyte * size).from_address(base)).cast("B")
-                         if size and base else memoryview(b""))
-        return size
-
-    def check(self, ptr: int, length: int, what: str = "buffer") -> None:
-        """Trap unless ``[ptr, ptr+length)`` lies inside linear memory."""
-        if ptr < 0 or length < 0 or (ptr + length > self.size and ptr + length > self.refresh()):
-            raise HostTrap(f"out-of-bounds {what}: ptr={ptr} len={length} "
-                           f"(memory is {self.size} bytes)")
-
-    def read(self, ptr: int, length: int, what: str = "buffer") -> bytes:
-        """Copy ``length`` bytes at ``ptr`` out of guest memory."""
-        self.check(ptr, length, what)
-        return self.view[ptr:ptr + length].tobytes()
-
-    def read_str(self, ptr: int, length: int, what: str = "string") -> str:
-        """Read UTF-8 text; invalid sequences are replaced, not refused."""
-        return self.read(ptr, length, what).decode("utf-8", "replace")
-
-    def write(self, ptr: int, data: bytes, what: str = "output buffer") -> None:
-        """Copy ``data`` into guest memory at ``ptr``."""
-        self.check(ptr, len(data), what)
-        self.view[ptr:ptr + len(data)] = data
-
-    def write_result(self, data: bytes, out_ptr: int, out_cap: int) -> int:
-        """specs/abi.md §3.2: write if it fits, always return the full length."""
-        if len(data) <= out_cap:
-            self.write(out_ptr, data)
-        else:
-            self.check(out_ptr, out_cap)
-        return len(data)
-
-    def alloc_result(self, data: bytes, error: bool = False) -> int:
-        """specs/abi.md §3.3: place ``data`` in a guest-owned block; return the packed i64."""
-        n = len(data)
-        if n > 0x7FFF_FFFF:
-            raise HostTrap("result too large for the ABI (2 GiB)")
-        ptr = self._inst.guest_alloc(n)
-        if ptr == 0:
-            raise HostTrap(f"omni_alloc({n}) returned 0 (guest out of memory)")
-        if n:  # omni_alloc(0) may return any non-zero pointer (abi.md §1.1): nothing to write
-            self.write(ptr, data, "omni_alloc block")
-        packed = (ptr << 32) | n | (1 << 31 if error else 0)
-        return packed - (1 << 64) if packed >= 1 << 63 else packed
+def _start_failure(got: tuple[str | None, int, int, str | None]) -> GuestFailure:
+    """The GuestFailure for what an InstanceSlot's instantiate or start returned."""
+    stage, err, trap, message = got
+    failure = GuestFailure(message) if message is not None else _failure(err or None, trap)
+    failure.stage = stage
+    return failure
 
 
 def address_of(obj: wasmtime.Engine | wasmtime.InstancePre | int) -> int:
@@ -335,55 +265,71 @@ class RawInstance(SlotDeadline):
                  has_initialize: bool = True, input_cap: int = 65536,
                  timeout_s: float = 3600.0, table_elements: int = -1,
                  tables: int = -1, files: Any = None,
-                 burnt: Callable[[int], None] | None = None) -> None:
+                 burnt: Callable[[int], None] | None = None,
+                 handler: str | None = None) -> None:
+        # (No class-level defaults: an instance attribute shadowing a class attribute keeps
+        # CPython from specialising its reads, which the Python call path does per call.)
         #: The instance's open files (``sandbox.wasi_fs.FdTable``), closed with it.
         self.fs_table = files
-        # Callers creating many instances pass raw addresses (see address_of): ctypes.cast
-        # costs several microseconds, more than the pooled instantiation itself.
-        self._store: int | None = _store_new(address_of(engine), None, None)
-        self.ctx: int = _store_context(self._store)
+        self.fuel = fuel
+        #: Told the fuel each metered handler call burnt (the runtime's total, which outlives
+        #: instances freed after a trap, per call or when idle).
+        self._burnt = burnt
+        self.deadline_hit = False
+        self._armed = -1
         self._live = live  # the runtime's instances by store context, for its host functions
-        # One instance and one memory per store: a module cannot multiply its allowance.
-        # Tables live outside linear memory, so they get limits of their own.
-        _store_limiter(self._store, memory_limit, table_elements, 1, tables, 1)
         #: The running call's deadline (time.monotonic()) for host functions and WASI, which
         #: run outside the epoch check: past it they stop working and the call fails with
         #: DeadlineExceeded (deadline_hit) even if the guest then returns normally.
         self.timeout_s = timeout_s
+        self._externs: list[Any] = []
+        # Callers creating many instances pass raw addresses (see address_of): ctypes.cast
+        # costs several microseconds, more than the pooled instantiation itself.
+        engine_addr, pre_addr = address_of(engine), address_of(pre)
+        wasi_addr = 0 if wasi is None else ctypes.cast(wasi._consume(), c_void_p).value or 0
+        # A failed start frees what it made now, not when the exception and its frames go.
+        try:
+            if _callpath is not None and fuel is None:  # metered calls keep the Python path
+                self._start_native(engine_addr, pre_addr, wasi_addr, memory_limit,
+                                   table_elements, tables, deadline_ticks, has_initialize,
+                                   input_cap, handler)
+            else:
+                self._start_python(engine_addr, pre_addr, wasi_addr, memory_limit,
+                                   table_elements, tables, deadline_ticks, has_initialize,
+                                   input_cap, fuel, burnt)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_python(self, engine: int, pre: int, wasi: int, memory_limit: int,
+                      table_elements: int, tables: int, deadline_ticks: int,
+                      has_initialize: bool, input_cap: int, fuel: int | None,
+                      burnt: Callable[[int], None] | None) -> None:
+        live = self._live
         #: The C call path's state for this instance (input block, deadline), or None.
         self.slot: Any = None
-        self._deadline = _monotonic() + timeout_s
-        self.deadline_hit = False
+        self._store: int | None = _store_new(engine, None, None)
+        self.ctx: int = _store_context(self._store)
+        # One instance and one memory per store: a module cannot multiply its allowance.
+        # Tables live outside linear memory, so they get limits of their own.
+        _store_limiter(self._store, memory_limit, table_elements, 1, tables, 1)
+        self._deadline = _monotonic() + self.timeout_s
         # One scratch block, one ctypes object (each costs a fresh per-call instance about a
         # microsecond): slots 0-1 (32 B) for calls, slot 2 (16 B) for re-entrant omni_alloc
         # from host functions, the wasm_trap_t* out-parameter at byte 48, the fuel left after
         # a metered call at byte 56, the wasmtime_instance_t at byte 64, and room for the
         # first _EXTERNS exports' wasmtime_extern_t from byte 80. i32 arguments and results
         # are written and read as the low half of their 64-bit word (all are non-negative).
-        scratch = (c_uint64 * _SCRATCH_WORDS)()
-        self._scratch = scratch
-        addr = ctypes.addressof(scratch)
-        self._raw_addr = addr
-        self._raw2_addr = addr + 32
-        self._trap_addr = addr + 48
-        self._fuel_addr = addr + 56
-        self._u64 = scratch
+        self._u64 = scratch = _Scratch()
+        self._set_scratch(ctypes.addressof(scratch))
         self._next_extern = 0
-        self._externs: list[Any] = []
         self._funcs: dict[str, int] = {}
-        self._armed = -1
-        self.fuel = fuel
-        #: Told the fuel each metered handler call burnt (the runtime's total, which outlives
-        #: instances freed after a trap, per call or when idle).
-        self._burnt = burnt
-        if wasi is not None:
-            err = _set_wasi(self.ctx, ctypes.cast(wasi._consume(), c_void_p).value)
+        if wasi:
+            err = _set_wasi(self.ctx, wasi)
             if err:
                 raise self._failure(err)
         self._arm(deadline_ticks)
-        self._inst_addr = addr + 64
-        err = _pre_instantiate(address_of(pre), self.ctx,
-                               self._inst_addr, self._trap_addr)
+        err = _pre_instantiate(pre, self.ctx, self._inst_addr, self._trap_addr)
         if err or scratch[6]:
             failure = self._failure(err)
             failure.stage = "instantiate"
@@ -414,10 +360,48 @@ class RawInstance(SlotDeadline):
         except GuestFailure as failure:
             failure.stage = "omni_alloc"
             raise
-        if _callpath is not None and fuel is None:  # metered calls keep the Python path
-            slot = _callpath.Slot(self.ctx, mem, timeout_s)
-            slot.buf, slot.cap, slot.deadline = self.buf, self.cap, self._deadline
-            self.slot = slot
+
+    def _set_scratch(self, addr: int) -> None:
+        self._raw_addr = addr
+        self._raw2_addr = addr + 32
+        self._trap_addr = addr + 48
+        self._fuel_addr = addr + 56
+        self._inst_addr = addr + 64
+
+    def _start_native(self, engine: int, pre: int, wasi: int, memory_limit: int,
+                      table_elements: int, tables: int, ticks: int, has_initialize: bool,
+                      input_cap: int, handler: str | None) -> None:
+        """The same steps as the Python path's, in C (``_callpath.InstanceSlot``): the slot
+        owns the store and the scratch block, in the same layout."""
+        self.slot = slot = _callpath.InstanceSlot(self.timeout_s)
+        addr = slot.scratch
+        self._u64 = _Scratch.from_address(addr)  # the slot's block (self.slot keeps it)
+        self._set_scratch(addr)
+        got = slot.instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks,
+                               handler)
+        if got.__class__ is not int:
+            raise _start_failure(got)  # the slot freed the store
+        self._store = slot.store
+        self.ctx = got
+        self._live[got] = self
+        self._alloc_addr = alloc = self._raw_addr + 112 + _EXTERN_OF
+        self._funcs = {"omni_alloc": alloc}
+        if slot.handler:
+            self._funcs[handler] = slot.handler  # type: ignore[index]
+        self._next_extern = slot.externs
+        got = slot.start(has_initialize, input_cap)
+        if got is not None:
+            raise _start_failure(got)
+        self._next_extern = slot.externs
+        self.buf = slot.buf
+        self.cap = slot.cap
+
+    @cached_property
+    def memory(self) -> GuestMemory:
+        """The instance's linear memory (a native instance makes it when first asked)."""
+        if not self._store:
+            raise AttributeError("the instance is closed")
+        return GuestMemory(self.ctx, self._raw_addr + 80 + _EXTERN_OF, self)
 
     def fit_input(self, n: int, deadline_ticks: int) -> None:
         """Grow the input block to hold ``n`` bytes (the C path answered False)."""
@@ -558,15 +542,16 @@ class RawInstance(SlotDeadline):
 
     def close(self) -> None:
         """Free the store (and with it the instance). Idempotent."""
-        files, self.fs_table = getattr(self, "fs_table", None), None
+        files = getattr(self, "fs_table", None)
         if files is not None:
+            self.fs_table = None
             files.close()
-        if self._store:
-            slot = getattr(self, "slot", None)
-            if slot is not None:
-                slot.close()
+        if getattr(self, "_store", None):
             self._live.pop(self.ctx, None)
-            _store_delete(self._store)
+            if self.slot is None:
+                _store_delete(self._store)
+            else:
+                self.slot.close()  # a native instance's slot owns its store
             self._store = None
             # The memory view points into the freed store: reading it now must fail loudly,
             # not read freed memory. It also ends the instance <-> memory cycle, so a closed

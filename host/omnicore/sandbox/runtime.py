@@ -170,7 +170,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                                wasi=wasi, live=self._live,
                                has_initialize=self._has_init, timeout_s=lim.timeout_ms / 1000,
                                table_elements=lim.max_table_elements, tables=lim.max_tables,
-                               files=FdTable(self._preopens) if self._preopens else None)
+                               files=FdTable(self._preopens) if self._preopens else None,
+                               handler=handler)
         except GuestFailure as f:
             if f.stage == "instantiate" and f.code is None:
                 if "table" in f.message and "limit" in f.message:
