@@ -20,7 +20,7 @@ Targets: <= 150 KiB per idle plugin, 1,000 plugins from cache <= 2 s.
 ``wasmtime.Instance(store, module, imports)`` with a fresh ``Store`` (wasmtime-py), the C
 API's own store_new + instantiate + store_delete through ctypes, and that plus the same 100 B
 call done by hand through the C API from Python (what per-call could do with less before the
-C call path started instances itself, ``_callpath.InstanceSlot``: it now does these steps
+C call path started instances itself, ``sandbox/_instantiate.c``: it now does these steps
 without ctypes, below this floor); then the Rust greeter both ways. Target: per-call <= 10 µs
 above pooled.
 """

@@ -82,32 +82,36 @@ def test_a_closed_instance_refuses_calls(make: Make) -> None:
 
 
 @native
-def test_an_instance_slot_refuses_misuse_without_touching_a_store(echo: PluginRuntime) -> None:
-    # InstanceSlot makes and owns a store (RawInstance's start in C): it must never start
-    # twice over a live store, start what it has not instantiated, or call once freed.
-    fresh = fastcall._callpath.InstanceSlot(1.0)
+def test_a_c_instance_refuses_misuse_without_touching_a_store(echo: PluginRuntime) -> None:
+    # _callpath.Instance makes and owns a store (RawInstance's start in C): it must never
+    # start twice over a live store, start what it has not instantiated, or leak a store.
+    fresh = fastcall._callpath.Instance()
     with pytest.raises(ValueError, match="no instance to start"):
         fresh.start(True, 10)
     with pytest.raises(ValueError, match="non-null"):
         fresh.instantiate(0, 0, 0, 1 << 20, 10, 1, 1, None)
     with pytest.raises(TypeError, match="instantiate\\(engine, pre, wasi"):
         fresh.instantiate(echo._engine_addr)
-    with pytest.raises(ValueError, match="the instance is closed"):
-        fresh.call(1, b"x", 1, -1, 10)
+    with pytest.raises(OverflowError):
+        fresh.instantiate(echo._engine_addr, echo._pre_addr, 0, 1 << 20, 10, 1, -1, None)
     assert fresh.store == 0
-    slot = _instance(echo).slot
-    assert isinstance(slot, fastcall._callpath.InstanceSlot) and slot.store != 0
+    inst = _instance(echo)
+    owner = inst._owner
+    assert isinstance(owner, fastcall._callpath.Instance) and owner.store == inst._store != 0
     with pytest.raises(ValueError, match="already holds an instance"):
-        slot.instantiate(echo._engine_addr, echo._pre_addr, 0, 1 << 20, 10, 1, 1, None)
-    with pytest.raises(ValueError, match="already holds an instance"):
-        slot.__init__(1.0)
+        owner.instantiate(echo._engine_addr, echo._pre_addr, 0, 1 << 20, 10, 1, 1, None)
     with pytest.raises(ValueError, match="started already"):
-        slot.start(True, 10)  # _initialize runs once (specs/abi.md §1.2)
+        owner.start(True, 10)  # _initialize runs once (specs/abi.md §1.2)
     assert echo.call("echo", b"still served") == b"still served"
     echo.close()
-    assert slot.store == 0
-    with pytest.raises(ValueError, match="the instance is closed"):
-        slot.call(1, b"x", 1, -1, 10)
+    assert owner.store == 0
     with pytest.raises(ValueError, match="no instance to start"):
-        slot.start(True, 10)
-    slot.close()  # idempotent
+        owner.start(True, 10)
+    owner.close()  # idempotent
+    # A fresh store in the same Instance, started and freed again.
+    assert owner.instantiate(echo._engine_addr, echo._pre_addr, 0, 1 << 20, 10, 1, 1000,
+                             "echo") != 0
+    assert owner.handler and owner.externs == 3
+    assert owner.start(False, 100) is None and (owner.cap, owner.buf != 0) == (128, True)
+    owner.close()
+    assert owner.store == 0

@@ -1,4 +1,4 @@
-"""Starting an instance in C (``_callpath.InstanceSlot``) fails exactly as the Python steps do.
+"""Starting an instance in C (``_callpath.Instance``) fails exactly as the Python steps do.
 
 On the C call path, RawInstance makes its store, instantiates, looks up its exports, runs
 ``_initialize`` and allocates the input block in C; the Python path (``OMNICORE_CALLPATH=

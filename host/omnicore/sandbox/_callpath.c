@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "_epoch.h"
+#include "_instantiate.h"
 
 typedef struct { uint64_t lo, hi; } raw_val;  /* wasmtime_val_raw_t: 16 bytes */
 
@@ -474,7 +475,7 @@ past_deadline(PyObject *inst)
 {
     double deadline;
     PyObject *slot = PyObject_GetAttr(inst, str_slot);
-    if (slot != NULL && PyObject_TypeCheck(slot, &SlotType)) {
+    if (slot != NULL && Py_IS_TYPE(slot, &SlotType)) {
         deadline = ((Slot *)slot)->deadline;
     } else {
         PyErr_Clear();
@@ -656,381 +657,12 @@ bind(PyObject *Py_UNUSED(module), PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* ---- Instantiation in C ------------------------------------------------------------------
- * An InstanceSlot is a Slot that also makes and owns its instance's store: instantiate() does
- * store_new, the limiter, WASI, the deadline, instantiate_pre and the export lookups; start()
- * runs _initialize and allocates the input block. Through ctypes those steps are a dozen C
- * calls and as many Python objects, most of what a fresh instance per call cost beyond
- * wasmtime's own work (limits.isolation: per-call). fastcall.RawInstance keeps the Python
- * steps for the Python path and for metered instances; both report failures alike.
- *
- * The scratch block has fastcall's layout (RawInstance reads it from Python when a Python step
- * needs it): words 0-3 call arguments, 4-5 a re-entrant omni_alloc's, 6 the trap out-parameter,
- * 7 fuel, 8-9 the wasmtime_instance_t, then SCRATCH_EXTERNS wasmtime_extern_t of 32 bytes:
- * memory, omni_alloc, then the first functions looked up.
- *
- * Memory safety: every address is wasmtime's (the store, the exports); the input block
- * omni_alloc returns is checked against the memory's size before it is used, as in Python.
- */
-#define SCRATCH_EXTERNS 4
-#define SCRATCH_WORDS (10 + 4 * SCRATCH_EXTERNS)
-#define EXTERN_FUNC 0
-#define EXTERN_MEMORY 3
-
-typedef void *(*store_new_fn)(void *engine, void *data, void (*finalizer)(void *));
-typedef void *(*store_context_fn)(void *store);
-typedef void (*store_delete_fn)(void *store);
-typedef void (*store_limiter_fn)(void *store, int64_t memory_size, int64_t table_elements,
-                                 int64_t instances, int64_t tables, int64_t memories);
-typedef void *(*set_wasi_fn)(void *ctx, void *wasi_config);
-typedef void *(*pre_instantiate_fn)(const void *pre, void *ctx, void *instance, void **trap);
-typedef _Bool (*export_get_fn)(void *ctx, const void *instance, const char *name, size_t len,
-                               void *item);
-
-static store_new_fn store_new;
-static store_context_fn store_context;
-static store_delete_fn store_delete;
-static store_limiter_fn store_limiter;
-static set_wasi_fn set_wasi;
-static pre_instantiate_fn pre_instantiate;
-static export_get_fn export_get;
-static size_t extern_of;  /* offset of wasmtime_extern_t.of (the payload) */
-
-typedef struct {
-    Slot base;
-    void *store;            /* wasmtime_store_t*, owned: deleted by close() or dealloc */
-    unsigned long long handler;  /* the handler instantiate() looked up, or 0 */
-    int externs;            /* scratch externs in use */
-    uint64_t scratch[SCRATCH_WORDS];
-} InstanceSlot;
-
-static int
-InstanceSlot_init(InstanceSlot *self, PyObject *args, PyObject *kwds)
-{
-    static char *names[] = {"timeout", NULL};
-    double timeout;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "d", names, &timeout))
-        return -1;
-    if (call_unchecked == NULL || store_new == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "bind() and bind_instantiate() first");
-        return -1;
-    }
-    if (self->store != NULL) {
-        PyErr_SetString(PyExc_ValueError, "the slot already holds an instance");
-        return -1;
-    }
-    self->base.ctx = NULL;
-    self->base.memory = NULL;
-    self->base.buf = self->base.cap = 0;
-    self->base.armed = -1;
-    self->base.timeout = timeout;
-    self->base.deadline = 0;
-    self->base.error = self->base.trap = NULL;
-    watch_release(self->base.watch);  /* as Slot_init: a watch belongs to one store */
-    self->base.watch = NULL;
-    memset(self->base.seen, 0, sizeof self->base.seen);
-    self->base.next_seen = 0;
-    self->handler = 0;
-    self->externs = 0;
-    memset(self->scratch, 0, sizeof self->scratch);
-    return 0;
-}
-
-static void
-free_store(InstanceSlot *self)
-{
-    void *store = self->store;
-    self->store = NULL;
-    self->base.ctx = NULL;
-    self->base.memory = NULL;
-    if (store != NULL) {
-        Py_BEGIN_ALLOW_THREADS  /* freeing an instance unmaps its memory: no GIL needed */
-        store_delete(store);
-        Py_END_ALLOW_THREADS
-    }
-}
-
-static void
-InstanceSlot_dealloc(InstanceSlot *self)
-{
-    free_store(self);  /* first: the store's deadline callback holds the watch too */
-    Slot_dealloc(&self->base);
-}
-
-/* The payload address of the next scratch extern if `name` is an export of `kind`, else NULL. */
-static void *
-lookup(InstanceSlot *self, const char *name, size_t len, int kind)
-{
-    if (self->externs >= SCRATCH_EXTERNS)
-        return NULL;
-    uint8_t *ext = (uint8_t *)&self->scratch[10 + 4 * self->externs];
-    if (!export_get(self->base.ctx, &self->scratch[8], name, len, ext) || ext[0] != kind)
-        return NULL;
-    self->externs++;
-    return ext + extern_of;
-}
-
-/* (stage, error address, trap address, message): a failure for fastcall to raise as
- * GuestFailure, the error and trap now owned by the caller. */
-static PyObject *
-failure(const char *stage, void *error, void *trap, PyObject *message)
-{
-    PyObject *out = Py_BuildValue("(sKKO)", stage, (unsigned long long)(uintptr_t)error,
-                                  (unsigned long long)(uintptr_t)trap,
-                                  message != NULL ? message : Py_None);
-    Py_XDECREF(message);
-    return out;
-}
-
-/* instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks, handler)
- *   -> ctx | (stage, error, trap, None)
- *
- * wasi: a wasi_config_t* to hand over, or 0. handler: an export to look up now (str) or None;
- * its address is then .handler. On a failure the store is freed; stage is "instantiate", or
- * None if WASI could not be set. A module without memory or omni_alloc: ValueError.
- */
-static PyObject *
-InstanceSlot_instantiate(InstanceSlot *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "instantiate(engine, pre, wasi, memory_limit, "
-                        "table_elements, tables, ticks, handler)");
-        return NULL;
-    }
-    void *engine, *pre, *wasi;
-    if (!as_pointer(args[0], &engine) || !as_pointer(args[1], &pre)
-        || !as_pointer(args[2], &wasi))
-        return NULL;
-    long long memory_limit = PyLong_AsLongLong(args[3]);
-    long long table_elements = PyLong_AsLongLong(args[4]);
-    long long tables = PyLong_AsLongLong(args[5]);
-    unsigned long long ticks = PyLong_AsUnsignedLongLong(args[6]);
-    if (PyErr_Occurred())
-        return NULL;
-    const char *handler = NULL;
-    Py_ssize_t handler_len = 0;
-    if (args[7] != Py_None && (handler = PyUnicode_AsUTF8AndSize(args[7], &handler_len)) == NULL)
-        return NULL;
-    if (engine == NULL || pre == NULL) {
-        PyErr_SetString(PyExc_ValueError, "engine and pre must be non-null addresses");
-        return NULL;
-    }
-    if (self->store != NULL || store_new == NULL) {
-        PyErr_SetString(PyExc_ValueError, "the slot already holds an instance, or is unbound");
-        return NULL;
-    }
-    self->externs = 0;  /* a failed instantiate may have looked some up */
-    self->handler = 0;
-    self->base.buf = self->base.cap = 0;
-    void *store = store_new(engine, NULL, NULL);
-    if (store == NULL)
-        return PyErr_NoMemory();
-    self->store = store;
-    void *ctx = self->base.ctx = store_context(store);
-    /* One instance and one memory per store: a module cannot multiply its allowance. */
-    store_limiter(store, memory_limit, table_elements, 1, tables, 1);
-    void *error = NULL, *trap = NULL;
-    if (wasi != NULL && (error = set_wasi(ctx, wasi)) != NULL) {
-        free_store(self);
-        return failure(NULL, error, NULL, NULL);
-    }
-    set_deadline(ctx, ticks);
-    self->base.deadline = monotonic() + self->base.timeout;  /* the start function's host calls */
-    void *instance = &self->scratch[8];
-    Py_BEGIN_ALLOW_THREADS  /* the start function is guest code */
-    error = pre_instantiate(pre, ctx, instance, &trap);
-    Py_END_ALLOW_THREADS
-    if (error != NULL || trap != NULL) {
-        free_store(self);
-        return failure("instantiate", error, trap, NULL);
-    }
-    const void *memory = lookup(self, "memory", 6, EXTERN_MEMORY);
-    if (memory == NULL) {
-        free_store(self);
-        PyErr_SetString(PyExc_ValueError, "the module does not export 'memory'");
-        return NULL;
-    }
-    if (lookup(self, "omni_alloc", 10, EXTERN_FUNC) == NULL) {
-        free_store(self);
-        PyErr_SetString(PyExc_ValueError, "the module does not export omni_alloc");
-        return NULL;
-    }
-    self->base.memory = memory;
-    if (handler != NULL)
-        self->handler = (unsigned long long)(uintptr_t)lookup(self, handler,
-                                                               (size_t)handler_len, EXTERN_FUNC);
-    return PyLong_FromVoidPtr(ctx);
-}
-
-/* Call a function of the instance on the scratch arguments; 0 or -1 with error/trap set. */
-static int
-invoke(InstanceSlot *self, const void *func, size_t nargs, void **error, void **trap)
-{
-    void *ctx = self->base.ctx;
-    raw_val *raw = (raw_val *)self->scratch;
-    Py_BEGIN_ALLOW_THREADS
-    *error = call_unchecked(ctx, func, raw, nargs, trap);
-    Py_END_ALLOW_THREADS
-    return *error != NULL || *trap != NULL ? -1 : 0;
-}
-
-/* start(run_initialize, input_cap) -> None | (stage, error, trap, message)
- *
- * Runs _initialize (if asked and exported) and omni_alloc's the input block, rounded up to a
- * power of two, into .buf/.cap (specs/abi.md §2.1). stage: "_initialize" or "omni_alloc";
- * message: an out-of-bounds block, for which error and trap are 0. omni_alloc returning 0:
- * MemoryError. The store is kept either way: the caller closes the slot.
- */
-static PyObject *
-InstanceSlot_start(InstanceSlot *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "start(run_initialize, input_cap)");
-        return NULL;
-    }
-    int run_initialize = PyObject_IsTrue(args[0]);
-    unsigned long long need = PyLong_AsUnsignedLongLong(args[1]);
-    if (run_initialize < 0 || PyErr_Occurred())
-        return NULL;
-    if (self->base.ctx == NULL || self->externs < 2) {
-        PyErr_SetString(PyExc_ValueError, "no instance to start");
-        return NULL;
-    }
-    if (self->base.cap != 0) {
-        PyErr_SetString(PyExc_ValueError, "the instance is started already");
-        return NULL;
-    }
-    void *error = NULL, *trap = NULL;
-    if (run_initialize) {  /* at most three externs are in use: one is free for it */
-        const void *init = lookup(self, "_initialize", 11, EXTERN_FUNC);
-        if (init != NULL && invoke(self, init, 0, &error, &trap) < 0)
-            return failure("_initialize", error, trap, NULL);
-    }
-    /* As fastcall: the next power of two, at least 2 (1 << bit_length(max(need - 1, 1))). */
-    unsigned long long m = need > 2 ? need - 1 : 1;
-    if (m >> 31) {
-        PyErr_SetString(PyExc_OverflowError, "input_cap over 2 GiB");
-        return NULL;
-    }
-    unsigned long long cap = 1ull << (64 - __builtin_clzll(m));
-    const void *alloc = (uint8_t *)&self->scratch[14] + extern_of;
-    self->scratch[0] = cap;
-    if (invoke(self, alloc, 1, &error, &trap) < 0)
-        return failure("omni_alloc", error, trap, NULL);
-    unsigned long long ptr = self->scratch[0] & 0xFFFFFFFFu;
-    if (ptr == 0)
-        return PyErr_Format(PyExc_MemoryError, "omni_alloc(%llu) returned 0", cap);
-    size_t size = memory_size(self->base.ctx, self->base.memory);
-    if (ptr + cap > size) {
-        PyObject *msg = PyUnicode_FromFormat(
-            "omni_alloc(%llu) returned an out-of-bounds block: ptr=%llu len=%llu "
-            "(memory is %zu bytes)", cap, ptr, cap, size);
-        return msg == NULL ? NULL : failure("omni_alloc", NULL, NULL, msg);
-    }
-    self->base.buf = ptr;
-    self->base.cap = cap;
-    Py_RETURN_NONE;
-}
-
-/* close(): free the store (and the instance); later calls are refused. */
-static PyObject *
-InstanceSlot_close(InstanceSlot *self, PyObject *Py_UNUSED(ignored))
-{
-    free_store(self);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-InstanceSlot_get_scratch(InstanceSlot *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromVoidPtr(self->scratch);
-}
-
-static PyObject *
-InstanceSlot_get_store(InstanceSlot *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromVoidPtr(self->store);
-}
-
-static PyMethodDef InstanceSlot_methods[] = {
-    {"instantiate", (PyCFunction)(void (*)(void))InstanceSlot_instantiate, METH_FASTCALL,
-     "instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks, handler)"
-     " -> ctx | (stage, error, trap, None)"},
-    {"start", (PyCFunction)(void (*)(void))InstanceSlot_start, METH_FASTCALL,
-     "start(run_initialize, input_cap) -> None | (stage, error, trap, message)"},
-    {"close", (PyCFunction)InstanceSlot_close, METH_NOARGS, "free the store; refuse calls"},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyMemberDef InstanceSlot_members[] = {
-    {"handler", T_ULONGLONG, offsetof(InstanceSlot, handler), READONLY,
-     "address of the handler instantiate() looked up, or 0"},
-    {"externs", T_INT, offsetof(InstanceSlot, externs), READONLY, "scratch externs in use"},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyGetSetDef InstanceSlot_getset[] = {
-    {"scratch", (getter)InstanceSlot_get_scratch, NULL, "address of the scratch block", NULL},
-    {"store", (getter)InstanceSlot_get_store, NULL, "the store's address, 0 once freed", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyTypeObject InstanceSlotType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "omnicore.sandbox._callpath.InstanceSlot",
-    .tp_doc = "A Slot that makes and owns its instance's store (instantiate, start, close).",
-    .tp_basicsize = sizeof(InstanceSlot),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_base = &SlotType,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)InstanceSlot_init,
-    .tp_dealloc = (destructor)InstanceSlot_dealloc,
-    .tp_methods = InstanceSlot_methods,
-    .tp_members = InstanceSlot_members,
-    .tp_getset = InstanceSlot_getset,
-};
-
-/* bind_instantiate(store_new, store_context, store_delete, store_limiter, set_wasi,
- * pre_instantiate, export_get, extern_of): wasmtime's C functions for InstanceSlot, from the
- * library wasmtime-py loaded, and the offset of wasmtime_extern_t's payload. */
-static PyObject *
-bind_instantiate(PyObject *Py_UNUSED(module), PyObject *args)
-{
-    PyObject *o[7];
-    Py_ssize_t of;
-    if (!PyArg_ParseTuple(args, "OOOOOOOn", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
-                          &of))
-        return NULL;
-    void *p[7];
-    for (int i = 0; i < 7; i++) {
-        if (!as_pointer(o[i], &p[i]))
-            return NULL;
-        if (p[i] == NULL) {
-            PyErr_SetString(PyExc_ValueError, "a wasmtime function address is null");
-            return NULL;
-        }
-    }
-    if (of < 0 || of > 24) {
-        PyErr_SetString(PyExc_ValueError, "extern_of must lie inside a 32-byte extern");
-        return NULL;
-    }
-    store_new = (store_new_fn)p[0];
-    store_context = (store_context_fn)p[1];
-    store_delete = (store_delete_fn)p[2];
-    store_limiter = (store_limiter_fn)p[3];
-    set_wasi = (set_wasi_fn)p[4];
-    pre_instantiate = (pre_instantiate_fn)p[5];
-    export_get = (export_get_fn)p[6];
-    extern_of = (size_t)of;
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef module_methods[] = {
     {"bind", bind, METH_VARARGS, "bind the wasmtime C functions (six addresses)"},
     {"bind_epoch", bind_epoch, METH_VARARGS,
      "bind the ticker's wasmtime C functions (three addresses)"},
     {"bind_instantiate", bind_instantiate, METH_VARARGS,
-     "bind the wasmtime C functions InstanceSlot uses (seven addresses, the extern offset)"},
+     "bind the wasmtime C functions Instance uses (ten addresses, the extern offset)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1044,7 +676,7 @@ PyInit__callpath(void)
 {
     if (PyType_Ready(&SlotType) < 0 || PyType_Ready(&HostFunctionType) < 0
         || PyType_Ready(&TickerType) < 0
-        || PyType_Ready(&InstanceSlotType) < 0)
+        || PyType_Ready(&InstanceType) < 0)
         return NULL;
     if ((str_memory = PyUnicode_InternFromString("memory")) == NULL
         || (str_slot = PyUnicode_InternFromString("slot")) == NULL
@@ -1072,8 +704,8 @@ PyInit__callpath(void)
         Py_DECREF(m);
         return NULL;
     }
-    Py_INCREF(&InstanceSlotType);
-    if (PyModule_AddObject(m, "InstanceSlot", (PyObject *)&InstanceSlotType) < 0
+    Py_INCREF(&InstanceType);
+    if (PyModule_AddObject(m, "Instance", (PyObject *)&InstanceType) < 0
         || PyModule_AddIntConstant(m, "SCRATCH_WORDS", SCRATCH_WORDS) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -9,7 +9,8 @@ call, so instances in different threads run in parallel.
 Host functions are defined by :mod:`omnicore.sandbox.hostfunc` on the same C API.
 
 The per-call path itself (copy in, call, copy out) has a second implementation in C,
-``sandbox/_callpath.c``, built at install: :data:`NATIVE` says which one runs. Set
+``sandbox/_callpath.c``, built at install, and so has an instance's start
+(``sandbox/_instantiate.c``): :data:`NATIVE` says which one runs. Set
 ``OMNICORE_CALLPATH=python`` to force this module's, ``native`` to require the C one (the
 suite runs the sandbox tests on both).
 
@@ -163,12 +164,13 @@ def _native_call_path() -> Any:
     _callpath.bind_epoch(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
         "wasmtime_engine_increment_epoch", "wasmtime_error_new",
         "wasmtime_store_epoch_deadline_callback")))
-    # RawInstance's instantiation in C (_callpath.InstanceSlot), in the scratch block's layout.
+    # RawInstance's start in C (_callpath.Instance, sandbox/_instantiate.c), same scratch layout.
     if _callpath.SCRATCH_WORDS != _SCRATCH_WORDS:
         raise RuntimeError("the C call path was built for another scratch layout: rebuild it")
     _callpath.bind_instantiate(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
-        "wasmtime_store_new", "wasmtime_store_context", "wasmtime_store_delete",
-        "wasmtime_store_limiter", "wasmtime_context_set_wasi",
+        "wasmtime_func_call_unchecked", "wasmtime_context_set_epoch_deadline",
+        "wasmtime_memory_data_size", "wasmtime_store_new", "wasmtime_store_context",
+        "wasmtime_store_delete", "wasmtime_store_limiter", "wasmtime_context_set_wasi",
         "wasmtime_instance_pre_instantiate", "wasmtime_instance_export_get")), _EXTERN_OF)
     return _callpath
 
@@ -217,7 +219,7 @@ def _failure(err: int | None, trap: int, slot: Any = None) -> GuestFailure:
 
 
 def _start_failure(got: tuple[str | None, int, int, str | None]) -> GuestFailure:
-    """The GuestFailure for what an InstanceSlot's instantiate or start returned."""
+    """The GuestFailure for what a C Instance's instantiate or start returned."""
     stage, err, trap, message = got
     failure = GuestFailure(message) if message is not None else _failure(err or None, trap)
     failure.stage = stage
@@ -308,6 +310,7 @@ class RawInstance(SlotDeadline):
         live = self._live
         #: The C call path's state for this instance (input block, deadline), or None.
         self.slot: Any = None
+        self._owner: Any = None  # the C Instance owning the store (native path)
         self._store: int | None = _store_new(engine, None, None)
         self.ctx: int = _store_context(self._store)
         # One instance and one memory per store: a module cannot multiply its allowance.
@@ -371,30 +374,32 @@ class RawInstance(SlotDeadline):
     def _start_native(self, engine: int, pre: int, wasi: int, memory_limit: int,
                       table_elements: int, tables: int, ticks: int, has_initialize: bool,
                       input_cap: int, handler: str | None) -> None:
-        """The same steps as the Python path's, in C (``_callpath.InstanceSlot``): the slot
-        owns the store and the scratch block, in the same layout."""
-        self.slot = slot = _callpath.InstanceSlot(self.timeout_s)
-        addr = slot.scratch
-        self._u64 = _Scratch.from_address(addr)  # the slot's block (self.slot keeps it)
+        """The Python path's steps, in C (``_callpath.Instance``, which owns the store and the
+        scratch block, in the same layout); then a Slot for the calls."""
+        self._owner = owner = _callpath.Instance()
+        addr = owner.scratch
+        self._u64 = _Scratch.from_address(addr)  # the owner's block (self._owner keeps it)
         self._set_scratch(addr)
-        got = slot.instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks,
-                               handler)
+        got = owner.instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks,
+                                handler)
         if got.__class__ is not int:
-            raise _start_failure(got)  # the slot freed the store
-        self._store = slot.store
+            raise _start_failure(got)  # the owner freed the store
+        self._store = owner.store
         self.ctx = got
+        self.slot = slot = _callpath.Slot(got, addr + 80 + _EXTERN_OF, self.timeout_s)
+        slot.deadline = _monotonic() + self.timeout_s  # for host functions in _initialize
         self._live[got] = self
-        self._alloc_addr = alloc = self._raw_addr + 112 + _EXTERN_OF
+        self._alloc_addr = alloc = addr + 112 + _EXTERN_OF
         self._funcs = {"omni_alloc": alloc}
-        if slot.handler:
-            self._funcs[handler] = slot.handler  # type: ignore[index]
-        self._next_extern = slot.externs
-        got = slot.start(has_initialize, input_cap)
+        if owner.handler:
+            self._funcs[handler] = owner.handler  # type: ignore[index]
+        self._next_extern = owner.externs
+        got = owner.start(has_initialize, input_cap)
         if got is not None:
             raise _start_failure(got)
-        self._next_extern = slot.externs
-        self.buf = slot.buf
-        self.cap = slot.cap
+        self._next_extern = owner.externs
+        slot.buf = self.buf = owner.buf
+        slot.cap = self.cap = owner.cap
 
     @cached_property
     def memory(self) -> GuestMemory:
@@ -547,11 +552,13 @@ class RawInstance(SlotDeadline):
             self.fs_table = None
             files.close()
         if getattr(self, "_store", None):
+            if self.slot is not None:
+                self.slot.close()
             self._live.pop(self.ctx, None)
-            if self.slot is None:
+            if self._owner is None:
                 _store_delete(self._store)
             else:
-                self.slot.close()  # a native instance's slot owns its store
+                self._owner.close()  # a store started in C is freed there
             self._store = None
             # The memory view points into the freed store: reading it now must fail loudly,
             # not read freed memory. It also ends the instance <-> memory cycle, so a closed
