@@ -165,8 +165,9 @@ def _native_call_path() -> Any:
         "wasmtime_engine_increment_epoch", "wasmtime_error_new",
         "wasmtime_store_epoch_deadline_callback")))
     # RawInstance's start in C (_callpath.Instance, sandbox/_instantiate.c), same scratch layout.
-    if _callpath.SCRATCH_WORDS != _SCRATCH_WORDS:
-        raise RuntimeError("the C call path was built for another scratch layout: rebuild it")
+    if getattr(_callpath, "SCRATCH_WORDS", None) != _SCRATCH_WORDS:
+        raise RuntimeError("the C call path was built from other sources: rebuild it "
+                           "(scripts/dev setup)")
     _callpath.bind_instantiate(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
         "wasmtime_func_call_unchecked", "wasmtime_context_set_epoch_deadline",
         "wasmtime_memory_data_size", "wasmtime_store_new", "wasmtime_store_context",
