@@ -35,10 +35,10 @@ class BuildPyWithSdk(build_py):  # type: ignore[misc]
 
 setup(cmdclass={"build_py": BuildPyWithSdk},
       ext_modules=[Extension("omnicore.sandbox._callpath",
-                             ["host/omnicore/sandbox/_callpath.c", "host/omnicore/sandbox/_epoch.c",
-                              "host/omnicore/sandbox/_instantiate.c"],
-                             depends=["host/omnicore/sandbox/_epoch.h",
-                                      "host/omnicore/sandbox/_instantiate.h"],
+                             [f"host/omnicore/sandbox/{name}.c"
+                              for name in ("_callpath", "_hostfunc", "_epoch", "_instantiate")],
+                             depends=[f"host/omnicore/sandbox/{name}.h"
+                                      for name in ("_callpath", "_epoch", "_instantiate")],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True),
                    Extension("omnicore.sandbox._logring", ["host/omnicore/sandbox/_logring.c"],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True)])

@@ -65,11 +65,12 @@ if ! "$venv/bin/python" -c "import omnicore, pytest, extism" >/dev/null 2>&1 \
   "$venv/bin/python" -m pip install -q -e "$root[dev]" || die "pip install -e .[dev] failed"
   touch "$venv/.omnicore-installed"
 fi
-# The C call path (host/omnicore/sandbox/_callpath.c, _epoch.[ch], _instantiate.[ch]) and log
-# ring (_logring.c), built in place with the system compiler and rebuilt when a source changes.
+# The C call path (host/omnicore/sandbox/_callpath.[ch], _hostfunc.c, _epoch.[ch],
+# _instantiate.[ch]) and log ring (_logring.c), built in place with the system compiler and
+# rebuilt when a source changes.
 # The host falls back to Python without them; here they must build.
 stale=""
-for ext in "_callpath:_callpath.c _epoch.c _epoch.h _instantiate.c _instantiate.h" \
+for ext in "_callpath:_callpath.c _callpath.h _hostfunc.c _epoch.c _epoch.h _instantiate.c _instantiate.h" \
            "_logring:_logring.c"; do
   ext_so="$(ls "$root"/host/omnicore/sandbox/"${ext%%:*}".*.so 2>/dev/null | head -1)"
   for src in ${ext#*:}; do

@@ -1,5 +1,7 @@
 /* The plugin call path in C: one Python call copies the input into linear memory, calls the
- * handler with the GIL released, and copies the output out (specs/abi.md §2.2).
+ * handler with the GIL released (or held, for a call expected short: _epoch.c), and copies the
+ * output out (specs/abi.md §2.2). Host functions are in _hostfunc.c, instances started in C in
+ * _instantiate.c; this file has the module, bind() and Slot.
  *
  * Why C: through ctypes the same steps are about eight C calls, each converting its arguments
  * and dropping and re-taking the GIL; that Python work was most of a 100 B round trip and all
@@ -15,21 +17,16 @@
  * allocated and memory never shrinks; the output (ptr, len) is checked against the memory's
  * current size before it is read. Anything else is left to Python (Slot.call's return value).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_callpath.h"
+
 #include <structmember.h>
-#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
-#include "_epoch.h"
 #include "_instantiate.h"
 
-typedef struct { uint64_t lo, hi; } raw_val;  /* wasmtime_val_raw_t: 16 bytes */
-
-/* Exports per slot whose call times are kept, and the average below which a call keeps the
- * GIL: far below a tick, where handing the GIL over would cost more than the call. */
-#define LEARNT 4
+/* The average below which a call keeps the GIL: far below a tick, where handing the GIL over
+ * would cost more than the call. */
 #define HOLD_BELOW_NS 20000
 
 typedef void *(*call_unchecked_fn)(void *ctx, const void *func, raw_val *args, size_t n,
@@ -44,28 +41,10 @@ static call_unchecked_fn call_unchecked;
 static set_deadline_fn set_deadline;
 static memory_data_fn memory_data;
 static memory_size_fn memory_size;
-static caller_context_fn caller_context;
-static trap_new_fn trap_new;
+caller_context_fn caller_context;
+trap_new_fn trap_new;
 
-typedef struct {
-    PyObject_HEAD
-    void *ctx;              /* wasmtime_context_t* of the instance's store */
-    const void *memory;     /* wasmtime_memory_t* of its exported memory */
-    unsigned long long buf; /* the input block (specs/abi.md §2.1) */
-    unsigned long long cap;
-    long long armed;        /* the engine epoch the deadline was last armed at, -1: none */
-    double timeout;         /* seconds a call may take */
-    double deadline;        /* CLOCK_MONOTONIC seconds (time.monotonic()): host functions */
-    void *error;            /* the last failed call's wasmtime_error_t*, for Python to take */
-    void *trap;             /* ... and its wasm_trap_t* */
-    Watch *watch;           /* the store's deadline callback state (watch()), or NULL */
-    /* How long the last calls of a few exports took (ns, averaged): a call expected to
-     * finish well within a tick keeps the GIL (_epoch.c). */
-    struct { const void *func; uint64_t ns; } seen[LEARNT];
-    int next_seen;
-} Slot;
-
-static int
+int
 as_pointer(PyObject *o, void **out)
 {
     *out = PyLong_AsVoidPtr(o);
@@ -104,8 +83,7 @@ Slot_init(Slot *self, PyObject *args, PyObject *kwds)
     self->next_seen = 0;
     return 0;
 }
-
-static double
+double
 monotonic(void)
 {
     struct timespec ts;
@@ -361,7 +339,7 @@ static PyMemberDef Slot_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
-static PyTypeObject SlotType = {
+PyTypeObject SlotType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "omnicore.sandbox._callpath.Slot",
     .tp_doc = "One instance's call state: input block, deadline, the last failure.",
@@ -374,262 +352,6 @@ static PyTypeObject SlotType = {
     .tp_members = Slot_members,
 };
 
-/* ---- Host functions ----------------------------------------------------------------------
- * A host function is a wasmtime "unchecked" callback: the guest's arguments arrive as raw
- * 16-byte slots and the result goes back in the first. Through ctypes that callback costs more
- * than most host functions' own work (argument objects, a ctypes frame, the result's ctypes
- * box); here the slots become Python ints or floats and the implementation is called directly:
- * impl(state, memory, [caller,] *args), as sandbox/fastcall.define_host_function documents.
- */
-#define MAX_HOST_PARAMS 16
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *impl;
-    PyObject *state;
-    PyObject *live;       /* dict: store context address -> RawInstance */
-    PyObject *fail;       /* fail(inst or None, exc) -> bytes: the trap message */
-    PyObject *start_msg;  /* bytes: the trap for a call from the start function */
-    int nparams;
-    char kinds[MAX_HOST_PARAMS];  /* i: i32, u: unsigned i32, q: i64, f: f32, d: f64 */
-    char result;                  /* 0, 'i' or 'q' */
-    int pass_caller;
-} HostFunction;
-
-static PyObject *str_memory, *str_slot, *str_deadline, *str_deadline_hit;
-
-static int
-HostFunction_init(HostFunction *self, PyObject *args, PyObject *kwds)
-{
-    static char *names[] = {"impl", "state", "live", "fail", "start_message", "params", "result",
-                            "pass_caller", NULL};
-    PyObject *impl, *state, *live, *fail, *start_msg;
-    const char *params, *result;
-    int pass_caller;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OO!ssp", names, &impl, &state,
-                                     &PyDict_Type, &live, &fail, &PyBytes_Type, &start_msg,
-                                     &params, &result, &pass_caller))
-        return -1;
-    size_t n = strlen(params);
-    if (n > MAX_HOST_PARAMS || strspn(params, "iuqfd") != n
-        || !(result[0] == 0 || ((result[0] == 'i' || result[0] == 'q') && result[1] == 0))) {
-        PyErr_SetString(PyExc_ValueError, "params: up to 16 of iuqfd; result: '', 'i' or 'q'");
-        return -1;
-    }
-    Py_INCREF(impl); Py_XSETREF(self->impl, impl);
-    Py_INCREF(state); Py_XSETREF(self->state, state);
-    Py_INCREF(live); Py_XSETREF(self->live, live);
-    Py_INCREF(fail); Py_XSETREF(self->fail, fail);
-    Py_INCREF(start_msg); Py_XSETREF(self->start_msg, start_msg);
-    self->nparams = (int)n;
-    memcpy(self->kinds, params, n);
-    self->result = result[0];
-    self->pass_caller = pass_caller;
-    return 0;
-}
-
-/* A host function holds arbitrary Python objects (a user's function and what it closes over)
- * that may refer back to the runtime holding it: the cyclic collector must see them. */
-static int
-HostFunction_traverse(HostFunction *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->impl);
-    Py_VISIT(self->state);
-    Py_VISIT(self->live);
-    Py_VISIT(self->fail);
-    Py_VISIT(self->start_msg);
-    return 0;
-}
-
-static int
-HostFunction_clear(HostFunction *self)
-{
-    Py_CLEAR(self->impl);
-    Py_CLEAR(self->state);
-    Py_CLEAR(self->live);
-    Py_CLEAR(self->fail);
-    Py_CLEAR(self->start_msg);
-    return 0;
-}
-
-static void
-HostFunction_dealloc(HostFunction *self)
-{
-    PyObject_GC_UnTrack(self);
-    HostFunction_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static void *
-trap_of(PyObject *message)  /* message: bytes, or NULL for the generic text */
-{
-    if (message != NULL && PyBytes_Check(message))
-        return trap_new(PyBytes_AS_STRING(message), (size_t)PyBytes_GET_SIZE(message));
-    static const char generic[] = "host function failed";
-    return trap_new(generic, sizeof generic - 1);
-}
-
-/* The deadline of the instance's running call: read from its C slot when it has one. */
-static int
-past_deadline(PyObject *inst)
-{
-    double deadline;
-    PyObject *slot = PyObject_GetAttr(inst, str_slot);
-    if (slot != NULL && Py_IS_TYPE(slot, &SlotType)) {
-        deadline = ((Slot *)slot)->deadline;
-    } else {
-        PyErr_Clear();
-        PyObject *d = PyObject_GetAttr(inst, str_deadline);
-        deadline = d != NULL ? PyFloat_AsDouble(d) : 0;
-        Py_XDECREF(d);
-        if (PyErr_Occurred())
-            return -1;
-    }
-    Py_XDECREF(slot);
-    return monotonic() > deadline;
-}
-
-static void *
-host_trampoline(void *env, void *caller, raw_val *slots, size_t nslots)
-{
-    (void)nslots;
-    HostFunction *hf = (HostFunction *)env;
-    PyGILState_STATE gil = PyGILState_Ensure();
-    void *trap = NULL;
-    PyObject *inst = NULL, *memory = NULL, *out = NULL;
-    PyObject *argv[3 + MAX_HOST_PARAMS];
-    int nargv = 0;
-
-    if (hf->impl == NULL || hf->live == NULL || hf->fail == NULL) {
-        /* Cleared by the collector with its runtime: no call can be running then, but a
-         * callback must never follow a NULL. */
-        trap = trap_of(NULL);
-        goto done;
-    }
-
-    PyObject *key = PyLong_FromVoidPtr(caller_context(caller));
-    if (key == NULL)
-        goto failed;
-    inst = PyDict_GetItemWithError(hf->live, key);
-    Py_DECREF(key);
-    if (inst == NULL) {
-        if (PyErr_Occurred())
-            goto failed;
-        /* Only the module's start function runs before the instance is registered. */
-        trap = trap_of(hf->start_msg);
-        goto done;
-    }
-    Py_INCREF(inst);
-    memory = PyObject_GetAttr(inst, str_memory);
-    if (memory == NULL)
-        goto failed;
-    argv[nargv++] = hf->state;
-    argv[nargv++] = memory;
-    if (hf->pass_caller) {
-        if ((argv[nargv] = PyLong_FromVoidPtr(caller)) == NULL)
-            goto failed;
-        nargv++;
-    }
-    int first = nargv;
-    for (int i = 0; i < hf->nparams; i++) {
-        raw_val *v = &slots[i];
-        PyObject *o;
-        switch (hf->kinds[i]) {
-        case 'i': o = PyLong_FromLong((long)(int32_t)(uint32_t)v->lo); break;
-        case 'u': o = PyLong_FromUnsignedLong((unsigned long)(uint32_t)v->lo); break;
-        case 'q': o = PyLong_FromLongLong((long long)(int64_t)v->lo); break;
-        case 'f': { float f; uint32_t bits = (uint32_t)v->lo; memcpy(&f, &bits, 4);
-                    o = PyFloat_FromDouble(f); break; }
-        default: { double d; memcpy(&d, &v->lo, 8); o = PyFloat_FromDouble(d); break; }
-        }
-        if (o == NULL)
-            goto failed;
-        argv[nargv++] = o;
-    }
-    out = PyObject_Vectorcall(hf->impl, argv, (size_t)nargv, NULL);
-    for (int i = hf->pass_caller ? first - 1 : first; i < nargv; i++)
-        Py_DECREF(argv[i]);
-    nargv = 0;
-    if (out == NULL)
-        goto failed;
-    if (hf->result) {
-        /* As ctypes stores a result: the low 32 or 64 bits of the int, any sign. */
-        unsigned long long r = PyLong_AsUnsignedLongLongMask(out);
-        if (r == (unsigned long long)-1 && PyErr_Occurred())
-            goto failed;
-        if (hf->result == 'i') {
-            int32_t r32 = (int32_t)(uint32_t)r;
-            memcpy(&slots[0].lo, &r32, 4);
-        } else {
-            slots[0].lo = r;
-        }
-    }
-    /* Checked on the way back to the guest, once: host work runs outside the epoch check,
-     * so this is what keeps a guest looping on host calls from outliving its deadline. */
-    int past = past_deadline(inst);
-    if (past < 0)
-        goto failed;
-    if (past) {
-        if (PyObject_SetAttr(inst, str_deadline_hit, Py_True) < 0)
-            goto failed;
-        PyObject *msg = PyObject_CallFunctionObjArgs(hf->fail, inst, Py_None, NULL);
-        trap = trap_of(msg);
-        Py_XDECREF(msg);
-        PyErr_Clear();
-    }
-    goto done;
-
-failed:
-    for (int i = 2; i < nargv; i++)  /* the caller and the argument objects */
-        Py_DECREF(argv[i]);
-    {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL && value != NULL)
-            PyException_SetTraceback(value, tb);
-        PyObject *msg = PyObject_CallFunctionObjArgs(hf->fail, inst ? inst : Py_None,
-                                                     value ? value : Py_None, NULL);
-        trap = trap_of(msg);
-        Py_XDECREF(msg);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-        PyErr_Clear();
-    }
-done:
-    Py_XDECREF(out);
-    Py_XDECREF(memory);
-    Py_XDECREF(inst);
-    PyGILState_Release(gil);
-    return trap;
-}
-
-static PyObject *
-HostFunction_get_callback(HostFunction *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromVoidPtr((void *)host_trampoline);
-}
-
-static PyGetSetDef HostFunction_getset[] = {
-    {"callback", (getter)HostFunction_get_callback, NULL,
-     "address of the C callback; its env is the address of this object", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyTypeObject HostFunctionType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "omnicore.sandbox._callpath.HostFunction",
-    .tp_doc = "A host function's C callback and what it calls.",
-    .tp_basicsize = sizeof(HostFunction),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)HostFunction_init,
-    .tp_dealloc = (destructor)HostFunction_dealloc,
-    .tp_traverse = (traverseproc)HostFunction_traverse,
-    .tp_clear = (inquiry)HostFunction_clear,
-    .tp_getset = HostFunction_getset,
-};
 
 /* bind(call_unchecked, set_epoch_deadline, memory_data, memory_data_size, caller_context,
  * trap_new): the addresses of wasmtime's C functions in the library wasmtime-py loaded. */
@@ -678,10 +400,7 @@ PyInit__callpath(void)
         || PyType_Ready(&TickerType) < 0
         || PyType_Ready(&InstanceType) < 0)
         return NULL;
-    if ((str_memory = PyUnicode_InternFromString("memory")) == NULL
-        || (str_slot = PyUnicode_InternFromString("slot")) == NULL
-        || (str_deadline = PyUnicode_InternFromString("deadline")) == NULL
-        || (str_deadline_hit = PyUnicode_InternFromString("deadline_hit")) == NULL)
+    if (!hostfunc_ready())
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
