@@ -74,6 +74,7 @@ Slot_init(Slot *self, PyObject *args, PyObject *kwds)
     self->memory = m;
     self->buf = self->cap = 0;
     self->armed = -1;
+    self->armed_hold = 0;
     self->timeout = timeout;
     self->deadline = 0;
     self->error = self->trap = NULL;
@@ -163,13 +164,19 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
         hold = seen >= 0 && self->seen[seen].ns < HOLD_BELOW_NS;
         w->hit = 0;
         w->holding = hold;
+        /* Either deadline is re-armed only when the clock moved since the last arm of its
+         * kind (it would be identical; the callback only ever runs a tick later). */
         if (hold) {
             w->deadline = (uint64_t)now + ticks;
-            set_deadline(self->ctx, 1);  /* the callback takes over at the next tick */
-            self->armed = -1;            /* ... so a later call must arm its own deadline */
-        } else if (epoch < 0 || now != self->armed) {
+            if (epoch < 0 || now != self->armed || !self->armed_hold) {
+                set_deadline(self->ctx, 1);  /* the callback takes over at the next tick */
+                self->armed = now;
+                self->armed_hold = 1;
+            }
+        } else if (epoch < 0 || now != self->armed || self->armed_hold) {
             set_deadline(self->ctx, ticks);
             self->armed = now;
+            self->armed_hold = 0;
         }
     } else if (epoch < 0 || epoch != self->armed) {
         set_deadline(self->ctx, ticks);

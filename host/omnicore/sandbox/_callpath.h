@@ -21,6 +21,7 @@ typedef struct {
     unsigned long long buf; /* the input block (specs/abi.md §2.1) */
     unsigned long long cap;
     long long armed;        /* the engine epoch the deadline was last armed at, -1: none */
+    int armed_hold;         /* ... and whether it was a holding call's (one tick away) */
     double timeout;         /* seconds a call may take */
     double deadline;        /* CLOCK_MONOTONIC seconds (time.monotonic()): host functions */
     void *error;            /* the last failed call's wasmtime_error_t*, for Python to take */
