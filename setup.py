@@ -40,5 +40,7 @@ setup(cmdclass={"build_py": BuildPyWithSdk},
                              depends=[f"host/omnicore/sandbox/{name}.h"
                                       for name in ("_callpath", "_epoch", "_instantiate")],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True),
-                   Extension("omnicore.sandbox._logring", ["host/omnicore/sandbox/_logring.c"],
+                   Extension("omnicore.sandbox._logring",
+                             [f"host/omnicore/sandbox/{name}.c" for name in ("_logring", "_logwake")],
+                             depends=["host/omnicore/sandbox/_logring.h"],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True)])

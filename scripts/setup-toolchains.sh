@@ -66,12 +66,12 @@ if ! "$venv/bin/python" -c "import omnicore, pytest, extism" >/dev/null 2>&1 \
   touch "$venv/.omnicore-installed"
 fi
 # The C call path (host/omnicore/sandbox/_callpath.[ch], _hostfunc.c, _epoch.[ch],
-# _instantiate.[ch]) and log ring (_logring.c), built in place with the system compiler and
-# rebuilt when a source changes.
-# The host falls back to Python without them; here they must build.
+# _instantiate.[ch]) and log ring (_logring.[ch], _logwake.c), built in place with the system
+# compiler and rebuilt when a source changes. The host falls back to Python without them; here
+# they must build.
 stale=""
 for ext in "_callpath:_callpath.c _callpath.h _hostfunc.c _epoch.c _epoch.h _instantiate.c _instantiate.h" \
-           "_logring:_logring.c"; do
+           "_logring:_logring.c _logring.h _logwake.c"; do
   ext_so="$(ls "$root"/host/omnicore/sandbox/"${ext%%:*}".*.so 2>/dev/null | head -1)"
   for src in ${ext#*:}; do
     if [ -z "$ext_so" ] || [ "$root/host/omnicore/sandbox/$src" -nt "$ext_so" ]; then stale=1; fi

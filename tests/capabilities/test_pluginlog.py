@@ -170,6 +170,49 @@ def test_lines_far_beyond_capacity_and_bytes(impl: Impl) -> None:
     assert log.buffered_bytes == 0 and len(log) == 0 and log.lines() == []
 
 
+def test_the_ring_grows_to_its_capacity_keeping_order(impl: Impl) -> None:
+    # The C ring starts with a few slots and doubles them as lines come (a plugin that logs
+    # little does not pay for 1,000): every read and mark must see the same lines as a ring
+    # allocated whole, across each growth and each wrap of the ring.
+    log = impl("p", capacity=100, **UNLIMITED)  # type: ignore[arg-type]
+    for i in range(10):
+        log.write("info", str(i))
+    mark = log.written
+    for i in range(10, 40):  # past 16 and 32 slots
+        log.write("info", str(i))
+    assert [ln.message for ln in log.since(mark)] == [str(i) for i in range(10, 40)]
+    for i in range(40, 250):  # up to 100, then around the ring
+        log.write("info", str(i))
+        if i in (63, 64, 99, 100, 101, 177):
+            assert [ln.message for ln in log.lines()] == [str(n) for n in
+                                                        range(max(0, i - 99), i + 1)]
+    assert [ln.message for ln in log.lines(5)] == [str(i) for i in range(245, 250)]
+    assert [ln.message for ln in log.since(240)] == [str(i) for i in range(240, 250)]
+    assert len(log) == 100 and log.written == 250
+    # Growing after the oldest lines left by the byte budget (the ring no longer starts at
+    # its first slot): five long lines, then short ones push them out and fill past 16 slots.
+    small = sys.getsizeof("s00") + impl.LINE_OVERHEAD
+    log = impl("p", capacity=100, max_bytes=40 * small, **UNLIMITED)  # type: ignore[arg-type]
+    for _ in range(5):
+        log.write("info", "x" * 1000)
+    for i in range(35):
+        log.write("info", f"s{i:02d}")
+    assert [ln.message for ln in log.lines()] == [f"s{i:02d}" for i in range(35)]
+
+
+def test_lines_waiting_for_the_forwarder_survive_the_ring_growing(impl: Impl,
+                                                                   gate: _Gate) -> None:
+    gate.go.clear()
+    log = impl("slowpoke", capacity=300, **UNLIMITED)  # type: ignore[arg-type]
+    log.write("info", "line 0")
+    assert gate.entered.wait(30)  # the forwarder holds line 0; the rest wait in the ring
+    for i in range(1, 300):
+        log.write("info", f"line {i}")
+    gate.go.set()
+    assert flush(30)
+    assert _texts(gate) == [f"line {i}" for i in range(300)]
+
+
 class _Gate(logging.Handler):
     """A handler that blocks until its gate opens (a stuck stream, a dead log shipper)."""
 

@@ -3,7 +3,7 @@
  * module was not built or OMNICORE_CALLPATH=python; the log tests run on both).
  *
  * One write: two token buckets (bytes and lines, refilled from CLOCK_MONOTONIC), the line kept
- * in a fixed ring of `capacity` entries and `max_bytes` bytes (a line costs sys.getsizeof of
+ * in a ring of up to `capacity` entries and `max_bytes` bytes (a line costs sys.getsizeof of
  * its text plus LINE_OVERHEAD), and, once per batch, the ring put on the list of rings with
  * lines Python logging has not had yet. The forwarder thread (sandbox/logforward.py) takes
  * those lines with Ring.take() after the call; a line that leaves the ring before it was taken
@@ -16,39 +16,14 @@
  * str allocation, which run no Python code. The forwarder sleeps on a pthread condition with
  * the GIL released; a write wakes it only when it sleeps, so a line costs no system call.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_logring.h"
+
 #include <structmember.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
-typedef struct {
-    double time;
-    PyObject *message;  /* an exact str */
-    Py_ssize_t cost;
-    int level;
-} Entry;
-
-typedef struct {
-    PyObject_HEAD
-    Entry *entries;
-    Py_ssize_t capacity, head, count, bytes, max_bytes, overhead;
-    long long written;  /* lines kept so far: the oldest entry is number written - count */
-    long long forwarded;  /* the next line number the forwarder takes */
-    long long shown;  /* lines before this number were cleared from lines()/since() */
-    long long dropped, unreported;
-    int min_level, queued;
-    double rate, tokens, line_rate, line_tokens, refilled, noted, note_every;
-} Ring;
-
-static PyObject *level_number;  /* pluginlog.level_number, for levels given by name */
-static PyObject *str_sizeof;  /* str.__sizeof__ */
-static PyObject *dirty;  /* the rings with lines not yet taken, each once */
-static pthread_mutex_t wake_mutex = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
-static int idle, woken, signaled;  /* idle and woken under the GIL; signaled under the mutex */
+PyObject *str_sizeof;  /* str.__sizeof__ (set by the module init, _logwake.c) */
 
 static double
 clock_s(clockid_t clock)
@@ -60,19 +35,6 @@ clock_s(clockid_t clock)
     if (ts.tv_nsec == 0)
         return (double)ts.tv_sec;
     return (double)((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec) / 1e9;
-}
-
-static void
-notify(void)
-{
-    /* Called with the GIL held; the forwarder holds the mutex only without it. */
-    if (!idle)
-        return;
-    idle = 0;
-    pthread_mutex_lock(&wake_mutex);
-    signaled = 1;
-    pthread_cond_signal(&wake_cond);
-    pthread_mutex_unlock(&wake_mutex);
 }
 
 static int
@@ -95,7 +57,10 @@ Ring_init(Ring *self, PyObject *args, PyObject *kwds)
                      capacity);
         return -1;
     }
-    self->entries = PyMem_Calloc((size_t)capacity, sizeof(Entry));
+    /* A plugin that logs little should not pay for a full ring: 1,000 slots are 32 KiB, more
+     * than the rest of an idle plugin. The slots double as lines come, up to capacity. */
+    self->slots = capacity < FIRST_SLOTS ? capacity : FIRST_SLOTS;
+    self->entries = PyMem_Calloc((size_t)self->slots, sizeof(Entry));
     if (self->entries == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -116,7 +81,7 @@ static void
 Ring_dealloc(Ring *self)
 {
     for (Py_ssize_t i = 0; i < self->count; i++)
-        Py_DECREF(self->entries[(self->head + i) % self->capacity].message);
+        Py_DECREF(self->entries[(self->head + i) % self->slots].message);
     PyMem_Free(self->entries);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -127,17 +92,33 @@ evict(Ring *self)
     Entry *e = &self->entries[self->head];
     self->bytes -= e->cost;
     Py_CLEAR(e->message);  /* a str: freeing it runs no Python code */
-    self->head = (self->head + 1) % self->capacity;
+    self->head = (self->head + 1) % self->slots;
     self->count--;
+}
+
+static int
+grow(Ring *self)
+{
+    Py_ssize_t n = self->slots * 2 < self->capacity ? self->slots * 2 : self->capacity;
+    Entry *entries = PyMem_Calloc((size_t)n, sizeof(Entry));
+    if (entries == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < self->count; i++)
+        entries[i] = self->entries[(self->head + i) % self->slots];
+    PyMem_Free(self->entries);
+    self->entries = entries;
+    self->head = 0;
+    self->slots = n;
+    return 0;
 }
 
 static void
 keep(Ring *self, int level, PyObject *message, Py_ssize_t cost)
 {
     /* Steals message. The newest line is evicted too when it alone is over max_bytes. */
-    if (self->count == self->capacity)
-        evict(self);
-    Entry *e = &self->entries[(self->head + self->count) % self->capacity];
+    if (self->count == self->slots && !(self->slots < self->capacity && grow(self) == 0))
+        evict(self);  /* full, or no memory to grow: the ring keeps the lines it has room for */
+    Entry *e = &self->entries[(self->head + self->count) % self->slots];
     e->time = clock_s(CLOCK_REALTIME);
     e->level = level;
     e->message = message;
@@ -319,7 +300,7 @@ last(Ring *self, Py_ssize_t n)
     if (copy == NULL)
         return PyErr_NoMemory();
     for (Py_ssize_t i = 0; i < n; i++) {
-        copy[i] = self->entries[(self->head + self->count - n + i) % self->capacity];
+        copy[i] = self->entries[(self->head + self->count - n + i) % self->slots];
         Py_INCREF(copy[i].message);
     }
     return tuples(copy, n);
@@ -377,7 +358,7 @@ Ring_take(Ring *self, PyObject *args)
     }
     Py_ssize_t start = (Py_ssize_t)(self->forwarded - oldest), n = 0, bytes = 0;
     while (start + n < self->count && n < max_lines && self->forwarded + n < end) {
-        Entry *e = &self->entries[(self->head + start + n) % self->capacity];
+        Entry *e = &self->entries[(self->head + start + n) % self->slots];
         if (n > 0 && bytes + e->cost > max_bytes)
             break;
         bytes += e->cost;
@@ -387,7 +368,7 @@ Ring_take(Ring *self, PyObject *args)
     if (copy == NULL)
         return PyErr_NoMemory();
     for (Py_ssize_t i = 0; i < n; i++) {
-        copy[i] = self->entries[(self->head + start + i) % self->capacity];
+        copy[i] = self->entries[(self->head + start + i) % self->slots];
         Py_INCREF(copy[i].message);
     }
     self->forwarded += n;
@@ -492,7 +473,7 @@ static PyGetSetDef Ring_getset[] = {
 
 static PySequenceMethods Ring_as_sequence = {.sq_length = (lenfunc)Ring_len};
 
-static PyTypeObject RingType = {
+PyTypeObject RingType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "omnicore.sandbox._logring.Ring",
     .tp_doc = "A plugin's log ring (see sandbox/pluginlog.py PluginLog).",
@@ -506,86 +487,3 @@ static PyTypeObject RingType = {
     .tp_getset = Ring_getset,
     .tp_as_sequence = &Ring_as_sequence,
 };
-
-static PyObject *
-wait_for_lines(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
-{
-    /* The forwarder's sleep: returns once a ring has lines to take or wake() was called. */
-    if (PyList_GET_SIZE(dirty) == 0 && !woken) {
-        idle = 1;
-        Py_BEGIN_ALLOW_THREADS
-        pthread_mutex_lock(&wake_mutex);
-        while (!signaled)
-            pthread_cond_wait(&wake_cond, &wake_mutex);
-        signaled = 0;
-        pthread_mutex_unlock(&wake_mutex);
-        Py_END_ALLOW_THREADS
-    }
-    woken = 0;
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-swap(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
-{
-    /* The rings with lines to take, each once; a ring writing again is listed again. */
-    PyObject *fresh_list = PyList_New(0);
-    if (fresh_list == NULL)
-        return NULL;
-    PyObject *rings = dirty;
-    dirty = fresh_list;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rings); i++)
-        ((Ring *)PyList_GET_ITEM(rings, i))->queued = 0;
-    return rings;
-}
-
-static PyObject *
-wake(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
-{
-    woken = 1;
-    notify();
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-bind(PyObject *Py_UNUSED(m), PyObject *arg)
-{
-    Py_XSETREF(level_number, Py_NewRef(arg));
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef module_methods[] = {
-    {"wait", wait_for_lines, METH_NOARGS, "sleep until a ring has lines or wake() (GIL free)"},
-    {"swap", swap, METH_NOARGS, "the rings with lines to take"},
-    {"wake", wake, METH_NOARGS, "end the forwarder's wait"},
-    {"bind", bind, METH_O, "the function that maps a level name to its number"},
-    {NULL, NULL, 0, NULL},
-};
-
-static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_logring",
-    "A plugin's log ring in C (see sandbox/logring.py for the contract).", -1, module_methods,
-};
-
-PyMODINIT_FUNC
-PyInit__logring(void)
-{
-    if (PyType_Ready(&RingType) < 0)
-        return NULL;
-    if (str_sizeof == NULL
-        && (str_sizeof = PyObject_GetAttrString((PyObject *)&PyUnicode_Type,
-                                                "__sizeof__")) == NULL)
-        return NULL;
-    if (dirty == NULL && (dirty = PyList_New(0)) == NULL)
-        return NULL;
-    PyObject *m = PyModule_Create(&module_def);
-    if (m == NULL)
-        return NULL;
-    Py_INCREF(&RingType);
-    if (PyModule_AddObject(m, "Ring", (PyObject *)&RingType) < 0) {
-        Py_DECREF(&RingType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
-}
