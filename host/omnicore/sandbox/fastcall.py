@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import time
 from collections.abc import Callable
 from ctypes import c_bool, c_char_p, c_int64, c_size_t, c_uint64, c_void_p
@@ -33,6 +32,7 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 
+from omnicore.sandbox import native
 from omnicore.sandbox.guestmem import GuestMemory, HostTrap
 
 __all__ = [
@@ -145,17 +145,8 @@ _Scratch = c_uint64 * _SCRATCH_WORDS
 
 def _native_call_path() -> Any:
     """The C call path module, bound to this libwasmtime, or None (the Python path runs)."""
-    choice = os.environ.get("OMNICORE_CALLPATH", "auto")
-    if choice not in ("auto", "native", "python"):
-        raise RuntimeError(f"OMNICORE_CALLPATH={choice!r}: use auto, native or python")
-    if choice == "python":
-        return None
-    try:
-        from omnicore.sandbox import _callpath  # type: ignore[attr-defined]
-    except ImportError as exc:
-        if choice == "native":
-            raise RuntimeError("OMNICORE_CALLPATH=native but the C call path is not built "
-                               f"({exc}); run scripts/dev setup") from None
+    _callpath = native.extension("_callpath", "C call path")
+    if _callpath is None:
         return None
     _callpath.bind(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
         "wasmtime_func_call_unchecked", "wasmtime_context_set_epoch_deadline",

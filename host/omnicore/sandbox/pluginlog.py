@@ -10,10 +10,10 @@ path, sandbox/fastcall.py). Lines reach Python logging from the forwarder thread
 from __future__ import annotations
 
 import logging
-import os
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from omnicore.sandbox import native
 from omnicore.sandbox.logforward import Forwarder
 from omnicore.sandbox.logring import LEVELS, SIGNAL, LogLine, PyRing, level_number
 
@@ -21,21 +21,10 @@ __all__ = ["LEVELS", "NATIVE", "LogLine", "PluginLog", "PyPluginLog", "flush", "
 
 
 def _native_ring() -> ModuleType | None:
-    choice = os.environ.get("OMNICORE_CALLPATH", "auto")
-    if choice not in ("auto", "native", "python"):
-        raise RuntimeError(f"OMNICORE_CALLPATH={choice!r}: use auto, native or python")
-    if choice == "python":
-        return None
-    try:
-        from omnicore.sandbox import _logring  # type: ignore[attr-defined]
-    except ImportError as exc:
-        if choice == "native":
-            raise RuntimeError("OMNICORE_CALLPATH=native but the C log ring is not built "
-                               f"({exc}); run scripts/dev setup") from None
-        return None
-    _logring.bind(level_number)
-    module: ModuleType = _logring
-    return module
+    ring = native.extension("_logring", "C log ring")
+    if ring is not None:
+        ring.bind(level_number)
+    return ring
 
 
 _DOC = """The last lines a plugin logged, also forwarded to ``omnicore.plugin.<name>``.
