@@ -22,7 +22,7 @@ BENCH = Path(__file__).parents[1] / "bench"
     ("bench_extism.py", ["--quick"], "count_vowels"),
     ("bench_components.py", ["--quick"], "u32 round trip"),
     ("bench_mcp.py", ["--quick"], "tools/call over stdio"),
-    ("bench_log.py", ["--quick"], "hand-off to logging"),
+    ("bench_log.py", ["--quick"], "Logger.log to a StreamHandler"),
     ("bench_cli.py", ["--quick"], "omnicore --help"),
     ("bench_density.py", ["--quick"], "RSS per idle plugin"),
 ])

@@ -193,8 +193,13 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
     raw[1].hi = 0;
     void *trap = NULL, *error;
     void *ctx = self->ctx;
+    /* The call's time ends before the GIL is taken back: waiting for it while other threads
+     * run is not the export's time, and counting it would keep short exports from holding
+     * it exactly when threads contend. */
+    double end = 0;
     if (hold) {
         error = call_unchecked(ctx, func, raw, 2, &trap);
+        end = monotonic();
         w->holding = 0;
         if (w->saved != NULL) {  /* it ran past a tick: the callback let the GIL go */
             PyEval_RestoreThread(w->saved);
@@ -203,10 +208,12 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
     } else {
         Py_BEGIN_ALLOW_THREADS
         error = call_unchecked(ctx, func, raw, 2, &trap);
+        if (w != NULL)
+            end = monotonic();
         Py_END_ALLOW_THREADS
     }
     if (w != NULL)
-        learn(self, func, seen, (uint64_t)((monotonic() - start) * 1e9));
+        learn(self, func, seen, (uint64_t)((end - start) * 1e9));
     if (error != NULL || trap != NULL) {
         self->error = error;
         self->trap = trap;
