@@ -237,7 +237,7 @@ class PluginConfig(_Strict):
                 raise ValueError(f"unknown limit {key!r}{hint}")
             # Only isolation is a word; a number written as a string (an environment
             # variable) is still the number.
-            if key != "isolation" and isinstance(item, str) and item.isdigit():
+            if key != "isolation" and isinstance(item, str) and item.isdecimal():
                 out[key] = int(item)
         return out
 

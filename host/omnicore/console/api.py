@@ -119,7 +119,7 @@ async def _drain(request: Request) -> None:
     """Read what is left of a small body before answering early (a refused request): a
     client that is still sending would otherwise see the connection dropped."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) <= MAX_JSON_BYTES:
+    if declared.isdecimal() and int(declared) <= MAX_JSON_BYTES:
         with contextlib.suppress(Exception):
             await request.body()
 
@@ -411,7 +411,7 @@ async def stream(request: Request) -> Response:
     need(request)
     try:
         raw = request.query_params.get("backlog") or "100"
-        if not raw.isdigit() or int(raw) > 1000:
+        if not raw.isdecimal() or int(raw) > 1000:
             raise ApiError(400, "query parameter backlog must be an integer from 0 to 1000",
                            type="BadParameter")
         frames = state(request).feed.stream(**feed_filters(request), backlog=int(raw))
@@ -441,7 +441,7 @@ async def live(request: Request) -> Response:
     scope = q.get("scope") or "host"
     run = scope.removeprefix("run:")
     if scope not in ("host", "plugins") and not scope.startswith("plugin:") and not (
-            scope.startswith("run:") and run.isdigit() and int(run) < 1 << 62):
+            scope.startswith("run:") and run.isdecimal() and int(run) < 1 << 62):
         raise ApiError(400, "query parameter scope must be host, plugins, plugin:NAME or "
                             "run:ID", type="BadParameter")
     versions = [v for v in q.getlist("version") if v][:8]
@@ -525,7 +525,7 @@ async def add_token(request: Request) -> Response:
 async def delete_token(request: Request) -> Response:
     who = need(request, "admin")
     raw = request.path_params["token_id"]
-    if not str(raw).isdigit() or int(raw) > 1 << 62:
+    if not str(raw).isdecimal() or int(raw) > 1 << 62:
         raise ApiError(404, f"no token {str(raw)[:40]!r}")
     st = state(request)
     if not st.auth.store.delete_token(int(raw)):

@@ -49,7 +49,7 @@ def _int(request: Request, key: str, default: int | None, high: int) -> int | No
     raw = request.query_params.get(key) or ""
     if not raw:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
+    if not raw.isdecimal() or not 1 <= int(raw) <= high:
         raise ApiError(400, f"query parameter {key} must be an integer from 1 to {high}",
                        type="BadParameter")
     return int(raw)

@@ -55,7 +55,7 @@ def limit_body(request: Request, limit: int) -> None:
 def _declared(headers: list[tuple[bytes, bytes]]) -> int | None:
     for key, value in headers:
         if key.lower() == b"content-length":
-            return int(value) if value.isdigit() else -1
+            return int(value) if value.isdigit() else -1  # bytes: ASCII digits only
     return None
 
 
@@ -143,7 +143,7 @@ async def _discard(receive: Receive) -> None:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past ``limit`` bytes (counted as it arrives)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isdecimal() and int(declared) > limit:
         raise ApiError(413, f"the request body is {declared} bytes; the limit is {limit}")
     limit_body(request, limit)
     return await request.body()

@@ -44,11 +44,11 @@ def host_name(value: str) -> tuple[str, int | None]:
     port: int | None = None
     if value.startswith("["):
         name, _, rest = value[1:].partition("]")
-        if rest.startswith(":") and rest[1:].isdigit():
+        if rest.startswith(":") and rest[1:].isdecimal():
             port = int(rest[1:])
     else:
         name, sep, tail = value.rpartition(":")
-        if sep and tail.isdigit() and ":" not in name:
+        if sep and tail.isdecimal() and ":" not in name:
             port = int(tail)
         else:
             name = value

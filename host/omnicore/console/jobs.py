@@ -93,7 +93,7 @@ def task_doc(t: Any) -> dict[str, Any]:
 
 def task_id(request: Request) -> int:
     raw = request.path_params["task_id"]
-    if not str(raw).isdigit() or int(raw) > 1 << 62:
+    if not str(raw).isdecimal() or int(raw) > 1 << 62:
         raise ApiError(404, f"no task {str(raw)[:40]!r}")
     return int(raw)
 

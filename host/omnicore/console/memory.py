@@ -98,7 +98,7 @@ def forget(app: OmniApp, plugin: str, memory_id: int, by: Actor) -> bool:
 
 def _memory_id(raw: object) -> int:
     text = str(raw)
-    if not text.isdigit() or int(text) > 1 << 62:
+    if not text.isdecimal() or int(text) > 1 << 62:
         raise ApiError(404, f"no memory {text[:40]!r}", type="MemoryNotFound")
     return int(text)
 
@@ -151,7 +151,7 @@ async def memory_page(request: Request) -> Response:
         try:
             tiers = _tiers(q.getlist("tier"))
             raw_limit = q.get("limit") or "20"
-            limit = int(raw_limit) if raw_limit.isdigit() else 0
+            limit = int(raw_limit) if raw_limit.isdecimal() else 0
             recalled = await st.off_loop(recall, st.app, plugin, query, tiers, limit)
         except OmniError as exc:
             error = from_omni(exc)

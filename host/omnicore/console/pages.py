@@ -238,7 +238,7 @@ def _plugin_list(request: Request, st: ConsoleState) -> dict[str, Any]:
     found = [i for i in st.app.plugins
              if text.lower() in i.name.lower() and state in ("", i.state)]
     raw = q.get("page", "1")
-    number = int(raw) if raw.isdigit() and 0 < int(raw) <= 10_000 else 1
+    number = int(raw) if raw.isdecimal() and 0 < int(raw) <= 10_000 else 1
     start = (number - 1) * PLUGINS_PAGE
     shown = {k: v for k, v in (("q", text), ("state", state)) if v}
 
@@ -264,7 +264,7 @@ async def upload(request: Request) -> Response:
     st = _state(request)
     who = st.auth.identify(request, "admin")  # before a byte of the body is read
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > st.max_upload_bytes + UPLOAD_SLACK:
+    if declared.isdecimal() and int(declared) > st.max_upload_bytes + UPLOAD_SLACK:
         raise ApiError(413, f"uploads are limited to {st.max_upload_bytes} bytes "
                             "(console.max_upload_bytes)")
     # The cap holds the multipart parser too, which spools a file part to disk unbounded.
@@ -440,7 +440,7 @@ def _limits_from(fields: dict[str, str]) -> dict[str, int | str | None]:
             if defaults[key] is not None:
                 out[key] = None
             continue
-        if not raw.isdigit():
+        if not raw.isdecimal():
             raise ApiError(422, f"limit {key} must be a whole number, got {raw[:30]!r}",
                            type="ConfigError")
         if int(raw) != defaults[key]:
@@ -541,7 +541,7 @@ async def users_post(request: Request) -> Response:
                    {"label": token.label, "user": token.user})
         elif action == "delete-token":
             raw = f.get("id", "")
-            if raw.isdigit() and store.delete_token(int(raw)):
+            if raw.isdecimal() and store.delete_token(int(raw)):
                 record(st.app.storage, by, "token.revoke", f"token:{raw}")
             return done("/users", "token-deleted")
         else:

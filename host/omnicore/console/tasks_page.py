@@ -82,7 +82,7 @@ async def tasks(request: Request) -> Response:
     state = q.get("state", "") if q.get("state", "") in jobs.TASK_STATES else ""
     plugin, handler = q.get("plugin", "")[:128], q.get("handler", "")[:128]
     raw = q.get("page", "1")
-    number = int(raw) if raw.isdigit() and 0 < int(raw) <= MAX_SCAN // PAGE else 1
+    number = int(raw) if raw.isdecimal() and 0 < int(raw) <= MAX_SCAN // PAGE else 1
     rows, more = await st.off_loop(_listing, st.app, plugin, state, handler,
                                    (number - 1) * PAGE)
     filters = {k: v for k, v in (("plugin", plugin), ("state", state), ("handler", handler))

@@ -71,7 +71,7 @@ def _fail(exc: WorkflowError) -> ApiError:
 
 def _run_id(request: Request) -> int:
     raw = request.path_params["run_id"]
-    if not str(raw).isdigit() or int(raw) > MAX_RUN_ID:
+    if not str(raw).isdecimal() or int(raw) > MAX_RUN_ID:
         raise ApiError(404, f"no workflow run {str(raw)[:40]!r}", type="RunStateError")
     return int(raw)
 

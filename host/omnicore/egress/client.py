@@ -390,7 +390,7 @@ class Client:
         complete = False
         try:
             length = resp.headers.get("content-length", "")
-            if length.isdigit() and int(length) > limit:
+            if length.isdecimal() and int(length) > limit:
                 raise Refused("TOO_LARGE", f"response of {length} bytes exceeds "
                                            f"max_response_bytes ({limit})")
             chunks: list[bytes] = []

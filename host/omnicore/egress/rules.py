@@ -65,7 +65,7 @@ class HostRule:
             digits = tail[1:]
             if digits == "*":
                 port = -1
-            elif digits.isdigit() and 0 < int(digits) < 65536:
+            elif digits.isdecimal() and 0 < int(digits) < 65536:
                 port = int(digits)
             else:
                 raise ConfigError(f"{where}: bad port {digits!r}", key="grant.http")

@@ -184,7 +184,7 @@ class Triggers:
         parts = {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in
                                                         header.split(","))}
         stamp, mac = parts.get("t", ""), parts.get("v1", "")
-        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12) or \
+        if not (stamp.isascii() and stamp.isdecimal() and len(stamp) <= 12) or \
                 not (mac.isascii() and 0 < len(mac) <= 128):
             return f"bad {SIGNATURE_HEADER} header: want t=<unix time>,v1=<hex>"
         t = int(stamp)

@@ -173,7 +173,7 @@ class Liveness:
                 for note in notes:
                     if note.channel == EVENTS:
                         origin, _, eid = note.payload.partition(":")
-                        if origin != self.origin and eid.isdigit():
+                        if origin != self.origin and eid.isdecimal():
                             events.append(int(eid))
                     elif note.channel == SETTINGS:
                         settings = True
