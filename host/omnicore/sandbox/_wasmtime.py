@@ -87,12 +87,14 @@ __all__ = [
     "set_memory_init_cow",
     "set_pooling",
     "store_context",
+    "store_context_address",
     "store_delete",
     "store_limiter",
     "store_new",
     "trap_from",
     "trap_new",
     "use_winch",
+    "wasi_raw",
 ]
 
 _log = logging.getLogger("omnicore.sandbox")
@@ -231,20 +233,18 @@ def _bind(name: str, restype: Any, *argtypes: Any, keep_gil: bool = False) -> An
     are. ``keep_gil``: for C calls that never run guest code and return in nanoseconds,
     dropping and re-taking the GIL costs more than the call (PYFUNCTYPE)."""
     _ARITY[name] = len(argtypes)
-    try:
-        addr = ctypes.cast(getattr(ffi.dll, name), c_void_p).value
-    except AttributeError:
-        addr = None
-    if not addr:
-        return _absent(name)
+    fn = getattr(ffi.dll, name, None)
+    addr = ctypes.cast(fn, c_void_p).value if fn is not None else None
+    theirs = getattr(fn, "argtypes", None)
+    if not addr or (theirs is not None and len(theirs) != len(argtypes)):
+        return _absent(name)  # moved or re-signed: calling our prototype would corrupt memory
     proto = ctypes.PYFUNCTYPE if keep_gil else ctypes.CFUNCTYPE
     return proto(restype, *argtypes)(addr)
 
 
 def _absent(name: str) -> Callable[..., Any]:
     def absent(*_args: Any) -> Any:
-        raise PluginLoadError(f"wasmtime {FOUND} has no {name} (omnicore is verified with "
-                              f"{PINNED}): {PROBLEM}")
+        raise PluginLoadError(f"{name} cannot be called: {PROBLEM}")
     return absent
 
 
@@ -327,7 +327,9 @@ def require(path: str, error: type[Exception] = PluginLoadError) -> None:
 
 def hand_over(ext: Any, extern_of: int) -> None:
     """Give the C call path extension (``sandbox/_callpath.c`` and the sources built into it)
-    the addresses of the C functions it calls; only called when :data:`NATIVE_OK`."""
+    the addresses of the C functions it calls; refused unless :data:`NATIVE_OK`."""
+    if not NATIVE_OK:
+        raise RuntimeError(f"the C call path is refused: {PROBLEM}")
     def addresses(*names: str) -> list[int | None]:
         return [ctypes.cast(getattr(ffi.dll, n), c_void_p).value for n in names]
 
