@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import importlib.util
 import inspect
 import json
 import os
@@ -26,6 +27,7 @@ from wasmtime import component as cm
 import omnicore
 from omnicore.errors import ConfigError
 from omnicore.sandbox import _wasmtime as door
+from tests.pysource import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(omnicore.__file__).resolve().parent
@@ -79,13 +81,14 @@ def test_a_refused_engine_option_says_which_names_and_versions(
 _SIMULATE = """
 import json, sys
 from importlib import metadata
-found, hidden, callpath = sys.argv[1], set(sys.argv[2].split(",")) - {""}, sys.argv[3]
+found, hidden = sys.argv[1], set(sys.argv[2].split(",")) - {""}
 real_version = metadata.version
 metadata.version = lambda name: found if name == "wasmtime" else real_version(name)
+import wasmtime
 from wasmtime import _ffi
 
 class Without:
-    # wasmtime's shared library without the names a newer version moved
+    # wasmtime's shared library without the C functions a newer version moved
     def __init__(self, dll): self.dll = dll
     def __getattr__(self, name):
         if name in hidden:
@@ -93,41 +96,64 @@ class Without:
         return getattr(self.dll, name)
 
 _ffi.dll = Without(_ffi.dll)
+for name in hidden:  # and wasmtime-py without the internals it moved
+    if "." in name:
+        cls, attr = name.split(".")
+        vars(getattr(wasmtime, cls)).get("__annotations__", {}).pop(attr, None)
 """
 
 
-def _run(body: str, *, found: str = "51.0.0", hidden: tuple[str, ...] = (),
+def _run(body: str, *args: object, found: str = "51.0.0", hidden: tuple[str, ...] = (),
          callpath: str = "auto") -> subprocess.CompletedProcess[str]:
+    """Run ``body`` in a fresh interpreter where wasmtime is ``found`` and lacks ``hidden``;
+    ``args`` follow in ``sys.argv[3:]``."""
     env = {**os.environ, "OMNICORE_CALLPATH": callpath,
            "PYTHONPATH": os.pathsep.join([str(PACKAGE.parent), str(ROOT)])}
     script = _SIMULATE + textwrap.dedent(body)
-    return subprocess.run([sys.executable, "-c", script, found, ",".join(hidden), callpath],
+    return subprocess.run([sys.executable, "-c", script, found, ",".join(hidden),
+                           *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
 
 
+#: A real plugin (with host functions), an echo at sizes around the input block, and an
+#: Extism plugin, called on whichever path the door left open.
 _CALLS = """
 from omnicore.capabilities.builtin import builtin_registry
+from omnicore.errors import PluginLoadError
+from omnicore.extism import ExtismRuntime
 from omnicore.sandbox import PluginModule, PluginRuntime, SandboxEngine, fastcall
 from omnicore.sandbox.pluginlog import NATIVE as LOG_RING_IN_C
+greeter_wasm, echo_wasm, extism_wasm = sys.argv[3:6]
 engine = SandboxEngine(epoch_tick_ms=5)
-greeter = PluginRuntime(engine, PluginModule.load(engine, sys.argv[4]), builtin_registry(),
+greeter = PluginRuntime(engine, PluginModule.load(engine, greeter_wasm), builtin_registry(),
                         ["config"], {})
 answers = {greeter.call("greet", json.dumps({"name": f"n{i}"}).encode()) for i in range(200)}
-echo = PluginRuntime(engine, PluginModule.load(engine, bytes(sys.argv[5], "latin-1"), "echo"),
-                     builtin_registry(), [], {})
+echo = PluginRuntime(engine, PluginModule.load(engine, echo_wasm), builtin_registry(), [], {})
 big = bytes(range(256)) * 256
 same = all(echo.call("echo", big[:n]) == big[:n] for n in (0, 1, 100, 65536))
+try:
+    extism = ExtismRuntime(engine, PluginModule.load(engine, extism_wasm), builtin_registry())
+    extism_says = [extism.call("echo", b"x" * n).decode() for n in (1, 5)]
+    extism.close()
+except PluginLoadError as exc:
+    extism_says = str(exc)
 print(json.dumps({"native": fastcall.NATIVE, "slot": fastcall.CALLPATH is not None,
                   "answers": len(answers), "greet": greeter.call("greet", b'{"name":"Ada"}')
-                  .decode(), "echo": same, "log_ring_in_c": LOG_RING_IN_C}))
+                  .decode(), "echo": same, "extism": extism_says,
+                  "log_ring_in_c": LOG_RING_IN_C}))
 greeter.close(); echo.close(); engine.close()
 """
 
 
-def _echo_wasm() -> str:
+@pytest.fixture(scope="module")
+def plugins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    from tests.extism.extism_fixtures import wat_plugin
     from tests.sandbox_fixtures import compile_wat
 
-    return compile_wat("echo").decode("latin-1")
+    folder = tmp_path_factory.mktemp("plugins")
+    (folder / "echo.wasm").write_bytes(compile_wat("echo"))
+    (folder / "codes.wasm").write_bytes(wat_plugin("codes"))
+    return GREETER, folder / "echo.wasm", folder / "codes.wasm"
 
 
 def _one_line(stderr: str) -> str:
@@ -136,28 +162,28 @@ def _one_line(stderr: str) -> str:
     return lines[0]
 
 
-def test_a_new_wasmtime_runs_plugins_on_the_python_path_after_one_line() -> None:
+def test_a_new_wasmtime_runs_plugins_on_the_python_path_after_one_line(
+        plugins: tuple[Path, Path, Path]) -> None:
     # Another version, and a C function only the C extensions take (by address) gone.
-    got = _run(_CALLS.replace("sys.argv[4]", repr(str(GREETER)))
-               .replace("sys.argv[5]", repr(_echo_wasm())),
-               hidden=("wasmtime_engine_increment_epoch",))
+    got = _run(_CALLS, *plugins, hidden=("wasmtime_engine_increment_epoch",))
     assert got.returncode == 0, got.stderr
     line = _one_line(got.stderr)
-    assert "wasmtime 51.0.0 found, omnicore is verified with 50.0.1" in line
-    assert "missing private names: wasmtime_engine_increment_epoch" in line
-    out = json.loads(got.stdout)
-    assert out == {"native": False, "slot": False, "answers": 200,
-                   "greet": '{"message":"Hello, Ada!"}', "echo": True,
-                   # the log ring uses no engine name: it stays in C
-                   "log_ring_in_c": out["log_ring_in_c"]}
+    assert line == ("wasmtime 51.0.0 found, omnicore is verified with 50.0.1; missing private "
+                    "names: wasmtime_engine_increment_epoch; the C call path is off, plugins "
+                    "run on the Python call path")
+    # The log ring uses no engine name: it stays in C where it is built.
+    ring_built = importlib.util.find_spec("omnicore.sandbox._logring") is not None
+    assert json.loads(got.stdout) == {"native": False, "slot": False, "answers": 200,
+                                      "greet": '{"message":"Hello, Ada!"}', "echo": True,
+                                      "extism": ["x", "xxxxx"], "log_ring_in_c": ring_built}
 
 
-def test_a_new_version_alone_refuses_the_c_path_too() -> None:
-    got = _run(_CALLS.replace("sys.argv[4]", repr(str(GREETER)))
-               .replace("sys.argv[5]", repr(_echo_wasm())))
+def test_a_new_version_alone_refuses_the_c_path_too(plugins: tuple[Path, Path, Path]) -> None:
+    got = _run(_CALLS, *plugins)
     assert got.returncode == 0, got.stderr
     assert "missing private names: none" in _one_line(got.stderr)
-    assert json.loads(got.stdout)["native"] is False
+    out = json.loads(got.stdout)
+    assert (out["native"], out["answers"], out["extism"]) == (False, 200, ["x", "xxxxx"])
 
 
 def test_native_required_refuses_to_start_naming_what_broke() -> None:
@@ -176,29 +202,39 @@ def test_a_missing_core_name_refuses_the_plugin_with_a_clear_error() -> None:
         from omnicore.capabilities.builtin import builtin_registry
         from omnicore.sandbox import PluginModule, PluginRuntime, SandboxEngine
         engine = SandboxEngine()
-        module = PluginModule.load(engine, sys.argv[4])
+        module = PluginModule.load(engine, sys.argv[3])
         try:
             PluginRuntime(engine, module, builtin_registry(), ["config"], {})
         except PluginLoadError as exc:
             print("refused:", exc)
-        """.replace("sys.argv[4]", repr(str(GREETER))),
-        found="50.0.1", hidden=("wasmtime_func_call_unchecked",))
+        """, GREETER, found="50.0.1", hidden=("wasmtime_func_call_unchecked",))
     assert got.returncode == 0, got.stderr
-    assert ("refused: the host-functions path needs private names wasmtime 50.0.1 lacks "
-            "(omnicore is verified with 50.0.1): wasmtime_func_call_unchecked" in got.stdout)
+    assert got.stdout == ("refused: the host-functions path needs private names wasmtime "
+                          "50.0.1 lacks (omnicore is verified with 50.0.1): "
+                          "wasmtime_func_call_unchecked\n")
 
 
-def test_a_missing_component_name_refuses_components_only() -> None:
-    got = _run(_CALLS.replace("sys.argv[4]", repr(str(GREETER)))
-               .replace("sys.argv[5]", repr(_echo_wasm())) + """
+def test_a_missing_extism_name_refuses_extism_only(plugins: tuple[Path, Path, Path]) -> None:
+    got = _run(_CALLS, *plugins, found="50.0.1", hidden=("Func._func",))
+    assert got.returncode == 0, got.stderr
+    out = json.loads(got.stdout)
+    assert out["answers"] == 200 and out["echo"]
+    assert out["extism"] == ("the extism path needs private names wasmtime 50.0.1 lacks "
+                             "(omnicore is verified with 50.0.1): Func._func")
+
+
+def test_a_missing_component_name_refuses_components_only(
+        plugins: tuple[Path, Path, Path]) -> None:
+    got = _run(_CALLS + """
 try:
     import omnicore.sandbox.component
 except Exception as exc:
     print(type(exc).__name__, exc)
-""", found="50.0.1", hidden=("wasmtime_component_func_post_return",))
+""", *plugins, found="50.0.1", hidden=("wasmtime_component_func_post_return",))
     assert got.returncode == 0, got.stderr
     first, refusal = got.stdout.splitlines()
-    assert json.loads(first)["answers"] == 200
+    out = json.loads(first)
+    assert (out["answers"], out["extism"]) == (200, ["x", "xxxxx"])
     assert refusal == ("PluginLoadError the components path needs private names wasmtime "
                        "50.0.1 lacks (omnicore is verified with 50.0.1): "
                        "wasmtime_component_func_post_return")
@@ -256,7 +292,7 @@ def _is_wasmtime(node: ast.expr, origin: dict[str, str]) -> bool:
 
 def private_uses(source: str) -> list[str]:
     """Where ``source`` imports or touches a private name of wasmtime (line: what)."""
-    tree = ast.parse(source)
+    tree = parse(source)
     origin: dict[str, str] = {}  # local name -> the module it was imported from
     found: list[str] = []
     for node in ast.walk(tree):
