@@ -186,8 +186,12 @@ NAMES: dict[str, tuple[str, ...]] = {
 #: Paths whose names are used together with the core ones: missing core names refuse them too.
 _NEEDS_CORE = ("host-functions", "c-extensions", "extism")
 
-#: The argument counts of the C functions bound with prototypes of our own (below).
-_ARITY: dict[str, int] = {}
+#: The argument counts we rely on: of every C function bound below (``_bind`` adds them), and
+#: of those the C extensions call by address or we call through wasmtime-py's prototype.
+_ARITY: dict[str, int] = {
+    "wasmtime_engine_increment_epoch": 1, "wasmtime_error_new": 1,
+    "wasmtime_store_epoch_deadline_callback": 4, "wasmtime_error_exit_status": 2,
+}
 
 
 def _has(name: str) -> bool:
@@ -268,7 +272,6 @@ instance_export_get = _bind("wasmtime_instance_export_get", c_bool,
 memory_data = _bind("wasmtime_memory_data", c_void_p, c_void_p, c_void_p, keep_gil=True)
 memory_data_size = _bind("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p,
                          keep_gil=True)
-_ARITY["wasmtime_error_exit_status"] = 2
 # -- host functions (sandbox/hostfunc.py) -----------------------------------------------------
 caller_context = _bind("wasmtime_caller_context", c_void_p, c_void_p, keep_gil=True)
 caller_export_get = _bind("wasmtime_caller_export_get", c_bool,
@@ -277,9 +280,6 @@ trap_new = _bind("wasmtime_trap_new", c_void_p, c_char_p, c_size_t, keep_gil=Tru
 linker_define_func_unchecked = _bind(
     "wasmtime_linker_define_func_unchecked", c_void_p,
     c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_void_p, c_void_p, c_void_p, c_void_p)
-for _name, _n in (("wasmtime_engine_increment_epoch", 1), ("wasmtime_error_new", 1),
-                  ("wasmtime_store_epoch_deadline_callback", 4)):
-    _ARITY[_name] = _n
 
 
 def _check() -> tuple[str, ...]:
