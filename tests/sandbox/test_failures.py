@@ -85,23 +85,23 @@ def _core(extism: bool) -> bytes:
         abi = ('(func (export "omni_alloc") (param i32) (result i32) i32.const 1024)'
                '(func (export "omni_free") (param i32 i32))')
     handlers = "".join(f'(func (export "{name}") {sig} {body})' for name, body in _BODIES.items())
-    return wasmtime.wat2wasm(f"""(module {env} {refuse}
+    return bytes(wasmtime.wat2wasm(f"""(module {env} {refuse}
       (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
       (memory (export "memory") 2) (table 4 funcref) {abi}
       (global $count (mut i32) (i32.const 0))
       (func $deep (result i32) (i32.add (call $deep) (i32.const 1)))
       (func (export "count") {sig} {locals_}
         (global.set $count (i32.add (global.get $count) (i32.const 1))) {count})
-      {handlers})""")
+      {handlers})"""))
 
 
 def _table_core(extism: bool) -> bytes:
     env = ('(import "extism:host/env" "alloc" (func (param i64) (result i64)))' if extism else
            '(func (export "omni_alloc") (param i32) (result i32) i32.const 1024)'
            '(func (export "omni_free") (param i32 i32))')
-    return wasmtime.wat2wasm(f'(module {env} (memory (export "memory") 1) '
-                             '(table 100000 funcref) (func (export "count") (result i32) '
-                             'i32.const 1))')
+    return bytes(wasmtime.wat2wasm(f'(module {env} (memory (export "memory") 1) '
+                                   '(table 100000 funcref) (func (export "count") '
+                                   '(result i32) i32.const 1))'))
 
 
 LIMITS = {"timeout_ms": 200, "max_memory_bytes": 4 * 2**20, "max_table_elements": 10_000,
