@@ -166,10 +166,11 @@ END = "; the instance was discarded"
 #: (at load), on every runtime alike: a table.grow past it is answered -1, not a failure.
 TABLE: dict[str, tuple[type[OmniError], str]] = {
     "memory-limit": (MemoryLimitExceeded,
-                     rf"{WHO}: oom: its memory reached limits\.max_memory_bytes \(4194304\): "
+                     rf"{WHO}: oom: its memory reached limits\.max_memory_bytes \(4194304[^)]*\): "
                      rf".*unreachable.*{END}$"),
     "deadline": (DeadlineExceeded,
-                 rf"{WHO} exceeded its deadline of 200 ms \(limits\.timeout_ms\): timeout{END}$"),
+                 rf"{WHO} exceeded its deadline of 200 ms \(limits\.timeout_ms[^)]*\): "
+                 rf"timeout{END}$"),
     "fuel": (FuelExhausted, rf"{WHO} used all of its fuel \(100000, limits\.fuel\){END}$"),
     "stack-overflow": (Trap, rf"{WHO} overflowed its call stack \(trap: call stack exhausted; "
                              rf"deep recursion\?\){END}$"),

@@ -19,6 +19,9 @@ from omnicore.sandbox.module import EXTISM_ENV
 
 __all__ = ["call_error", "first_line"]
 
+#: Where an Extism user sets the limits (specs/extism.md maps the manifest onto them).
+_ORIGINS = {"timeout_ms": "the Extism manifest's timeout_ms",
+            "max_memory_bytes": "the Extism manifest's memory.max_pages"}
 _KERNEL_FRAME = re.compile(r"extism_kernel!\$?(\w+)")
 
 
@@ -55,7 +58,7 @@ def call_error(name: str, limits: Limits, f: GuestFailure, handler: str,
         instantiating=f.stage == "instantiate" and f.code is None,
         memory_refused=True if kernel_oom else None,
         memory_bytes=max(inst.memory_sizes()) if inst is not None else 0,
-        refusal=inst.refusal if inst is not None else None))
+        refusal=inst.refusal if inst is not None else None), origins=_ORIGINS)
 
 
 def first_line(text: str) -> str:

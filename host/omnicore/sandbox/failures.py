@@ -20,6 +20,7 @@ texts are read here and nowhere else (:func:`code_of`, :func:`_declared`).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import wasmtime
@@ -119,10 +120,13 @@ def _declared(message: str) -> str | None:
 
 
 def classify(plugin: str, handler: str, limits: Limits, facts: Facts, *,
-             kind: str = "handler") -> PluginCallError:
+             kind: str = "handler", origins: Mapping[str, str] | None = None
+             ) -> PluginCallError:
     """The error for ``facts`` of a call of ``handler`` (``kind``: what the caller names it,
-    "handler" or "export"). Every message names plugin, handler and the limit involved."""
+    "handler" or "export"). Every message names plugin, handler and the limit involved;
+    ``origins`` says where a runtime's users set a limit (Extism: its manifest's keys)."""
     who = f"plugin {plugin!r} {kind} {handler!r}"
+    origin = {k: f", from {v}" for k, v in (origins or {}).items()}
     lim = limits
     tail = DISCARDED
     if facts.logged:
@@ -135,7 +139,8 @@ def classify(plugin: str, handler: str, limits: Limits, facts: Facts, *,
                              limit=name, value=value)
     if facts.deadline or code == _TrapCode.INTERRUPT:
         return DeadlineExceeded(
-            f"{who} exceeded its deadline of {lim.timeout_ms} ms (limits.timeout_ms): "
+            f"{who} exceeded its deadline of {lim.timeout_ms} ms (limits.timeout_ms"
+            f"{origin.get('timeout_ms', '')}): "
             f"timeout{tail}", plugin=plugin, handler=handler, limit="timeout_ms",
             value=lim.timeout_ms)
     if facts.fuel_out or code == _TrapCode.OUT_OF_FUEL:
@@ -165,8 +170,8 @@ def classify(plugin: str, handler: str, limits: Limits, facts: Facts, *,
                    > lim.max_memory_bytes)
     if refused:
         return MemoryLimitExceeded(
-            f"{who}: oom: its memory reached limits.max_memory_bytes "
-            f"({lim.max_memory_bytes}): {facts.said or cause}{tail}", plugin=plugin,
+            f"{who}: oom: its memory reached limits.max_memory_bytes ({lim.max_memory_bytes}"
+            f"{origin.get('max_memory_bytes', '')}): {facts.said or cause}{tail}", plugin=plugin,
             handler=handler, limit="max_memory_bytes", value=lim.max_memory_bytes)
     if facts.exit_status is not None:
         n = facts.exit_status
