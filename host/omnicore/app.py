@@ -11,7 +11,7 @@ subscriptions (``app.subscriptions``), jobs (``app.jobs``), workflows (``app.wor
 Start sequence: the data dir (:meth:`AppData.open <omnicore.app_data.AppData.open>`),
 entry-point extensions, the task engine, the modules in dependency order, the extensions'
 ``startup`` (which loads the plugins), the services in dependency order; stop runs it
-backwards, the services drained side by side for ``shutdown_grace_s`` first. specs/host.md
+backwards, services and modules drained side by side for ``shutdown_grace_s`` first. specs/host.md
 ("The app's lifecycle") has each step and why it comes where it does.
 
 ``start()``/``stop()`` run that on a private event loop thread; ``astart()``/``astop()`` (and
@@ -452,10 +452,13 @@ class OmniApp:
         self._lifecycle.transition(State.STOPPING)
         stopping_since = time.perf_counter()
         grace = self.config.shutdown_grace_s if grace is None else grace
-        # The services drain side by side (the grace counts once); every plugin call still
-        # running at its end is interrupted, or the host's close would wait out its deadline.
+        # Services and modules drain side by side (the grace counts once); every plugin call
+        # still running at its end is interrupted, or the host's close would wait out its
+        # deadline.
         with self.jobs.interrupt_after(grace):
-            failures = await self._services.drain(grace)
+            drained = await asyncio.gather(self._services.drain(grace),
+                                           self._modules.drain(grace))
+            failures = [f for found in drained for f in found]
             # Membership stops last of them: the leases were given back, so it leaves the
             # instance table.
             failures += await self._services.stop()

@@ -23,6 +23,6 @@ from omnicore.subscriptions.subscriber import (
     parse_subscription,
 )
 
-__all__ = ["PluginEvent", "Refusal", "SubscriberMetrics", "Subscriber", "Subscriptions",
+__all__ = ["PluginEvent", "Refusal", "Subscriber", "SubscriberMetrics", "Subscriptions",
            "SubscriptionsApp", "check_manifest", "event_body", "manifest_subscriptions",
            "parse_subscription"]
