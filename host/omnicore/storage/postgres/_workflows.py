@@ -12,8 +12,9 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from omnicore.storage.postgres.database import Database
 from omnicore.storage.workflows import (
     FINAL_RUN_STATES,
     FINAL_STEP_STATES,
@@ -27,9 +28,6 @@ from omnicore.storage.workflows import (
     from_json,
     to_json,
 )
-
-if TYPE_CHECKING:  # same package: the storage object that owns this view
-    from omnicore.storage.postgres._storage import PostgresStorage
 
 __all__ = ["PgWorkflows"]
 
@@ -48,22 +46,22 @@ def _run(row: Sequence[Any]) -> RunRecord:
 
 
 class PgWorkflows(WorkflowStore):
-    def __init__(self, storage: PostgresStorage) -> None:
+    def __init__(self, storage: Database) -> None:
         self._db = storage
 
     # -- versions and blobs --
 
     def save_version(self, digest: str, name: str, definition: str) -> None:
-        self._db._write(lambda c: c.execute(
-            "INSERT INTO wf_versions VALUES (%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+        self._db.write(lambda c: c.execute(
+            "INSERT INTO wf_versions VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
             (digest, name, definition, time.time())))
 
     def version(self, digest: str) -> str | None:
-        rows = self._db._read("SELECT definition FROM wf_versions WHERE hash=%s", (digest,))
+        rows = self._db.read("SELECT definition FROM wf_versions WHERE hash=?", (digest,))
         return str(rows[0][0]) if rows else None
 
     def blob(self, digest: str) -> bytes | None:
-        rows = self._db._read("SELECT data FROM wf_blobs WHERE hash=%s", (digest,))
+        rows = self._db.read("SELECT data FROM wf_blobs WHERE hash=?", (digest,))
         return bytes(rows[0][0]) if rows else None
 
     # -- runs --
@@ -86,8 +84,8 @@ class PgWorkflows(WorkflowStore):
             cancelled: list[int] = []
             if limit > 0:
                 active = [r[0] for r in conn.execute(
-                    "SELECT id FROM wf_runs WHERE workflow=%s AND concurrency_key IS NOT "
-                    "DISTINCT FROM %s AND state IN ('queued','running') ORDER BY id FOR UPDATE",
+                    "SELECT id FROM wf_runs WHERE workflow=? AND concurrency_key IS NOT "
+                    "DISTINCT FROM ? AND state IN ('queued','running') ORDER BY id FOR UPDATE",
                     (workflow, key))]
                 if len(active) >= limit:
                     if on_conflict == "skip":
@@ -102,7 +100,7 @@ class PgWorkflows(WorkflowStore):
             new = int(conn.execute(
                 "INSERT INTO wf_runs(workflow, version, state, inputs, trigger, concurrency_key, "
                 "started_by, parent_run, parent_step, parent_index, created_at, started_at, "
-                "finished_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+                "finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
                 (workflow, version, state, to_json(inputs), to_json(trigger), key, started_by,
                  *(parent or (None, None, None)), now, now if state == "running" else None,
                  now if state == "skipped" else None)).fetchone()[0])
@@ -110,38 +108,38 @@ class PgWorkflows(WorkflowStore):
                   data={"state": state, "version": version, "inputs": inputs,
                         "trigger": trigger, "concurrency_key": key})
             return new, state, cancelled
-        return self._db._write(run)
+        return self._db.write(run)
 
     def run(self, run_id: int) -> RunRecord | None:
-        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE id=%s", (run_id,))
+        rows = self._db.read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE id=?", (run_id,))
         return _run(rows[0]) if rows else None
 
     def runs(self, *, workflow: str | None = None, states: Sequence[str] = (),
              limit: int = 100, offset: int = 0) -> list[RunRecord]:
         """Newest first."""
         where, args = self._where(workflow, states)
-        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs{where} ORDER BY id DESC "
-                              f"LIMIT %s OFFSET %s", [*args, limit, offset])
+        rows = self._db.read(f"SELECT {_RUN_COLS} FROM wf_runs{where} ORDER BY id DESC "
+                              f"LIMIT ? OFFSET ?", [*args, limit, offset])
         return [_run(r) for r in rows]
 
     def child_run(self, parent: tuple[int, str, int]) -> RunRecord | None:
-        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=%s AND "
-                              "parent_step=%s AND parent_index=%s ORDER BY id LIMIT 1", parent)
+        rows = self._db.read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=? AND "
+                              "parent_step=? AND parent_index=? ORDER BY id LIMIT 1", parent)
         return _run(rows[0]) if rows else None
 
     def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int:
         where, args = self._where(workflow, states)
-        return int(self._db._read(f"SELECT COUNT(*) FROM wf_runs{where}", args)[0][0])
+        return int(self._db.read(f"SELECT COUNT(*) FROM wf_runs{where}", args)[0][0])
 
     @staticmethod
     def _where(workflow: str | None, states: Sequence[str]) -> tuple[str, list[Any]]:
         where: list[str] = []
         args: list[Any] = []
         if workflow is not None:
-            where.append("workflow=%s")
+            where.append("workflow=?")
             args.append(workflow)
         if states:
-            where.append("state = ANY(%s)")
+            where.append("state = ANY(?)")
             args.append(list(states))
         return (" WHERE " + " AND ".join(where)) if where else "", args
 
@@ -149,39 +147,39 @@ class PgWorkflows(WorkflowStore):
                    error: str | None = None, actor: str = "engine") -> bool:
         """A running run ends; False when it was not running (cancelled meanwhile)."""
         def run(conn: Any) -> bool:
-            cur = conn.execute("UPDATE wf_runs SET state=%s, outputs=%s, error=%s, finished_at=%s "
-                               "WHERE id=%s AND state='running'",
+            cur = conn.execute("UPDATE wf_runs SET state=?, outputs=?, error=?, finished_at=? "
+                               "WHERE id=? AND state='running'",
                                (state, to_json(outputs), error, time.time(), run_id))
             if cur.rowcount != 1:
                 return False
             _hist(conn, run_id, f"run.{state}", actor=actor,
                   data={"outputs": outputs} if error is None else {"error": error})
             return True
-        return self._db._write(run)
+        return self._db.write(run)
 
     def promote(self, workflow: str, key: str | None, limit: int) -> list[int]:
         """Start queued runs of ``key`` while fewer than ``limit`` run; their ids."""
         def run(conn: Any) -> list[int]:
-            active = conn.execute("SELECT COUNT(*) FROM wf_runs WHERE workflow=%s AND "
-                                  "concurrency_key IS NOT DISTINCT FROM %s AND state='running'",
+            active = conn.execute("SELECT COUNT(*) FROM wf_runs WHERE workflow=? AND "
+                                  "concurrency_key IS NOT DISTINCT FROM ? AND state='running'",
                                   (workflow, key)).fetchone()[0]
             free = max(0, limit - active)
             ids = [r[0] for r in conn.execute(
-                "SELECT id FROM wf_runs WHERE workflow=%s AND concurrency_key IS NOT DISTINCT "
-                "FROM %s AND state='queued' ORDER BY id LIMIT %s FOR UPDATE",
+                "SELECT id FROM wf_runs WHERE workflow=? AND concurrency_key IS NOT DISTINCT "
+                "FROM ? AND state='queued' ORDER BY id LIMIT ? FOR UPDATE",
                 (workflow, key, free))]
             for rid in ids:
-                conn.execute("UPDATE wf_runs SET state='running', started_at=%s WHERE id=%s",
+                conn.execute("UPDATE wf_runs SET state='running', started_at=? WHERE id=?",
                              (time.time(), rid))
                 _hist(conn, rid, "run.started", actor="engine",
                       data={"reason": "a concurrency slot freed"})
             return ids
-        return self._db._write(run)
+        return self._db.write(run)
 
     def cancel_run(self, run_id: int, actor: str, reason: str = "cancelled") -> bool | None:
         """True cancelled, False already finished, None unknown."""
         def run(conn: Any) -> bool | None:
-            row = conn.execute("SELECT state FROM wf_runs WHERE id=%s FOR UPDATE",
+            row = conn.execute("SELECT state FROM wf_runs WHERE id=? FOR UPDATE",
                                (run_id,)).fetchone()
             if row is None:
                 return None
@@ -189,40 +187,40 @@ class PgWorkflows(WorkflowStore):
                 return False
             _cancel(conn, run_id, reason, actor, time.time())
             return True
-        return self._db._write(run)
+        return self._db.write(run)
 
     def restart(self, run_id: int, actor: str, version: str | None) -> bool | None:
         """A failed or cancelled run runs again from its failed steps, keeping the rows that
         succeeded; ``version`` moves it to another version. None unknown, False not ended."""
         def run(conn: Any) -> bool | None:
-            row = conn.execute("SELECT state, version FROM wf_runs WHERE id=%s",
+            row = conn.execute("SELECT state, version FROM wf_runs WHERE id=?",
                                (run_id,)).fetchone()
             if row is None:
                 return None
             if row[0] not in ("failed", "cancelled"):
                 return False
             dropped = [r[0] for r in conn.execute(
-                "SELECT DISTINCT step FROM wf_steps WHERE run_id=%s AND state!='succeeded'",
+                "SELECT DISTINCT step FROM wf_steps WHERE run_id=? AND state!='succeeded'",
                 (run_id,))]
             # A for_each whose items did not all succeed runs again as a whole step; its
             # succeeded items are kept and not run again.
-            conn.execute("DELETE FROM wf_steps WHERE run_id=%s AND state!='succeeded'",
+            conn.execute("DELETE FROM wf_steps WHERE run_id=? AND state!='succeeded'",
                          (run_id,))
             conn.execute("UPDATE wf_runs SET state='running', error=NULL, outputs=NULL, "
-                         "finished_at=NULL, restarts=restarts+1, version=%s WHERE id=%s",
+                         "finished_at=NULL, restarts=restarts+1, version=? WHERE id=?",
                          (version or row[1], run_id))
             _hist(conn, run_id, "run.restarted", actor=actor,
                   data={"steps": dropped, "version": version or row[1],
                         "previous_version": row[1]})
             return True
-        return self._db._write(run)
+        return self._db.write(run)
 
     # -- steps --
 
     def add_steps(self, run_id: int, steps: Sequence[NewStep]) -> int:
         """Create step rows (an existing row is left alone); how many were new."""
         def run(conn: Any) -> int:
-            row = conn.execute("SELECT state FROM wf_runs WHERE id=%s FOR UPDATE",
+            row = conn.execute("SELECT state FROM wf_runs WHERE id=? FOR UPDATE",
                                (run_id,)).fetchone()
             if row is None or row[0] != "running":
                 return 0
@@ -231,7 +229,7 @@ class PgWorkflows(WorkflowStore):
             for s in steps:
                 cur = conn.execute(
                     "INSERT INTO wf_steps(run_id, step, idx, state, input, run_at, wait, error, "
-                    "finished_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                    "finished_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                     (run_id, s.step, s.index, s.state, to_json(s.input), s.run_at or now,
                      to_json(s.wait), s.error, now if s.state in FINAL_STEP_STATES else None))
                 if cur.rowcount == 1:
@@ -240,26 +238,26 @@ class PgWorkflows(WorkflowStore):
                         _hist(conn, run_id, f"step.{s.state}", s.step, s.index,
                               data={"input": s.input, "wait": s.wait, "error": s.error})
             return added
-        return self._db._write(run)
+        return self._db.write(run)
 
     def steps(self, run_id: int, *, outputs: bool = True,
               parents: bool = False) -> list[StepRecord]:
         """A run's step rows; ``parents``: only the steps themselves, not for_each items."""
         cols = _STEP_COLS if outputs else _STEP_COLS.replace("input, output,", "NULL, NULL,")
         only = " AND idx=-1" if parents else ""
-        rows = self._db._read(f"SELECT {cols} FROM wf_steps WHERE run_id=%s{only} ORDER BY "
+        rows = self._db.read(f"SELECT {cols} FROM wf_steps WHERE run_id=?{only} ORDER BY "
                               f"seq", (run_id,))
         return [self._step(r, outputs) for r in rows]
 
     def step(self, run_id: int, step: str, index: int = -1) -> StepRecord | None:
-        rows = self._db._read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE run_id=%s AND step=%s "
-                              f"AND idx=%s", (run_id, step, index))
+        rows = self._db.read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE run_id=? AND step=? "
+                              f"AND idx=?", (run_id, step, index))
         return self._step(rows[0]) if rows else None
 
     def outputs(self, run_id: int, step: str) -> list[Any]:
         """The outputs of a for_each's items, in item order."""
-        rows = self._db._read("SELECT output, output_ref FROM wf_steps WHERE run_id=%s AND "
-                              "step=%s AND idx>=0 ORDER BY idx", (run_id, step))
+        rows = self._db.read("SELECT output, output_ref FROM wf_steps WHERE run_id=? AND "
+                              "step=? AND idx>=0 ORDER BY idx", (run_id, step))
         return [self._output(r[0], r[1]) for r in rows]
 
     def _output(self, text: str | None, ref: str | None) -> Any:
@@ -279,21 +277,21 @@ class PgWorkflows(WorkflowStore):
     def promote_items(self, run_id: int, step: str, parallelism: int) -> int:
         """Queue pending items of a for_each while fewer than ``parallelism`` are active."""
         def run(conn: Any) -> int:
-            active = conn.execute("SELECT COUNT(*) FROM wf_steps WHERE run_id=%s AND step=%s AND "
+            active = conn.execute("SELECT COUNT(*) FROM wf_steps WHERE run_id=? AND step=? AND "
                                   "idx>=0 AND state IN ('queued','running')",
                                   (run_id, step)).fetchone()[0]
             free = max(0, parallelism - active)
             if not free:
                 return 0
             return int(conn.execute(
-                "UPDATE wf_steps SET state='queued', run_at=%s WHERE seq IN (SELECT seq "
-                "FROM wf_steps WHERE run_id=%s AND step=%s AND idx>=0 AND state='pending' "
-                "ORDER BY idx LIMIT %s)", (time.time(), run_id, step, free)).rowcount)
-        return self._db._write(run)
+                "UPDATE wf_steps SET state='queued', run_at=? WHERE seq IN (SELECT seq "
+                "FROM wf_steps WHERE run_id=? AND step=? AND idx>=0 AND state='pending' "
+                "ORDER BY idx LIMIT ?)", (time.time(), run_id, step, free)).rowcount)
+        return self._db.write(run)
 
     def counts(self, run_id: int, step: str) -> dict[str, int]:
         """States of a for_each's items: {state: n}."""
-        rows = self._db._read("SELECT state, COUNT(*) FROM wf_steps WHERE run_id=%s AND step=%s "
+        rows = self._db.read("SELECT state, COUNT(*) FROM wf_steps WHERE run_id=? AND step=? "
                               "AND idx>=0 GROUP BY state", (run_id, step))
         return {r[0]: int(r[1]) for r in rows}
 
@@ -301,37 +299,37 @@ class PgWorkflows(WorkflowStore):
         """Lease the oldest due step (queued, or running with an expired lease)."""
         def run(conn: Any) -> Sequence[Any] | None:
             row: Sequence[Any] | None = conn.execute(
-                f"UPDATE wf_steps SET state='running', attempt=attempt+1, owner=%s, "
-                f"lease_until=%s, started_at=%s WHERE seq=(SELECT seq FROM wf_steps WHERE "
-                f"(state='queued' AND run_at<=%s) OR (state='running' AND lease_until<%s) "
+                f"UPDATE wf_steps SET state='running', attempt=attempt+1, owner=?, "
+                f"lease_until=?, started_at=? WHERE seq=(SELECT seq FROM wf_steps WHERE "
+                f"(state='queued' AND run_at<=?) OR (state='running' AND lease_until<?) "
                 f"ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING {_STEP_COLS}",
                 (owner, now + lease_s, now, now, now)).fetchone()
             if row is None:
                 return None
             _hist(conn, row[0], "step.started", row[1], row[2], row[4], owner)
             return row
-        row = self._db._write(run)
+        row = self._db.write(run)
         return None if row is None else self._step(row)
 
     def renew(self, owner: str, keys: Sequence[tuple[int, str, int]], until: float) -> None:
         if keys:
-            self._db._write(lambda c: c.cursor().executemany(
-                "UPDATE wf_steps SET lease_until=%s WHERE run_id=%s AND step=%s AND idx=%s AND "
-                "owner=%s AND state='running'", [(until, *k, owner) for k in keys]))
+            self._db.write(lambda c: c.executemany(
+                "UPDATE wf_steps SET lease_until=? WHERE run_id=? AND step=? AND idx=? AND "
+                "owner=? AND state='running'", [(until, *k, owner) for k in keys]))
 
     def release(self, owner: str, keys: Sequence[tuple[int, str, int]]) -> None:
         """Give leases back without counting the attempt (graceful stop)."""
         if keys:
-            self._db._write(lambda c: c.cursor().executemany(
+            self._db.write(lambda c: c.executemany(
                 "UPDATE wf_steps SET state='queued', attempt=GREATEST(attempt-1,0), owner=NULL, "
-                "lease_until=NULL WHERE run_id=%s AND step=%s AND idx=%s AND owner=%s AND "
+                "lease_until=NULL WHERE run_id=? AND step=? AND idx=? AND owner=? AND "
                 "state='running'", [(*k, owner) for k in keys]))
 
     def release_others(self, owner: str) -> int:
-        return int(self._db._write(lambda c: c.execute(
+        return int(self._db.write(lambda c: c.execute(
             # A running row without an owner is a for_each's own row, never leased.
             "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND owner IS NOT NULL "
-            "AND owner <> %s", (owner,)).rowcount))
+            "AND owner <> ?", (owner,)).rowcount))
 
     def complete(self, run_id: int, step: str, index: int, *, owner: str | None,
                  state: StepState, output: bytes | None = None, inline_limit: int = 1 << 16,
@@ -345,27 +343,27 @@ class PgWorkflows(WorkflowStore):
             if output is not None:
                 if len(output) > inline_limit:
                     ref = hashlib.sha256(output).hexdigest()
-                    conn.execute("INSERT INTO wf_blobs VALUES (%s,%s) ON CONFLICT DO NOTHING",
+                    conn.execute("INSERT INTO wf_blobs VALUES (?,?) ON CONFLICT DO NOTHING",
                                  (ref, output))
                 else:
                     text = output.decode()
             new = "queued" if retry_at is not None else state
             now = time.time()
-            owned = " AND owner=%s" if owner is not None else ""
+            owned = " AND owner=?" if owner is not None else ""
             cur = conn.execute(
-                f"UPDATE wf_steps SET state=%s, output=%s, output_ref=%s, output_bytes=%s, "
-                f"error=%s, run_at=COALESCE(%s, run_at), finished_at=%s, owner=NULL, "
-                f"lease_until=NULL, decided_by=COALESCE(%s, decided_by), "
-                f"decided_at=CASE WHEN %s::text IS NULL THEN "
-                f"decided_at ELSE %s END WHERE run_id=%s AND step=%s AND idx=%s AND state = "
-                f"ANY(%s){owned}",
+                f"UPDATE wf_steps SET state=?, output=?, output_ref=?, output_bytes=?, "
+                f"error=?, run_at=COALESCE(?, run_at), finished_at=?, owner=NULL, "
+                f"lease_until=NULL, decided_by=COALESCE(?, decided_by), "
+                f"decided_at=CASE WHEN ?::text IS NULL THEN "
+                f"decided_at ELSE ? END WHERE run_id=? AND step=? AND idx=? AND state = "
+                f"ANY(?){owned}",
                 (new, text, ref, None if output is None else len(output), error, retry_at,
                  None if retry_at is not None else now, actor, actor, now, run_id, step, index,
                  list(expect), *([owner] if owner is not None else [])))
             if cur.rowcount != 1:
                 return False
-            attempt = conn.execute("SELECT attempt FROM wf_steps WHERE run_id=%s AND step=%s "
-                                   "AND idx=%s", (run_id, step, index)).fetchone()[0]
+            attempt = conn.execute("SELECT attempt FROM wf_steps WHERE run_id=? AND step=? "
+                                   "AND idx=?", (run_id, step, index)).fetchone()[0]
             data: dict[str, Any] = {"error": error} if error else {}
             if output is not None:
                 data["output"] = json.loads(output) if ref is None else {"$ref": ref}
@@ -376,65 +374,65 @@ class PgWorkflows(WorkflowStore):
             _hist(conn, run_id, "step.retrying" if retry_at is not None else f"step.{state}",
                   step, index, attempt, actor or owner, data)
             return True
-        return self._db._write(run)
+        return self._db.write(run)
 
     def waiting(self) -> list[StepRecord]:
         """Steps waiting for an approval, an event or a sub-workflow."""
-        rows = self._db._read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE state='waiting'")
+        rows = self._db.read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE state='waiting'")
         return [self._step(r) for r in rows]
 
     def next_due(self) -> float | None:
-        rows = self._db._read("SELECT MIN(run_at) FROM wf_steps WHERE state='queued'")
+        rows = self._db.read("SELECT MIN(run_at) FROM wf_steps WHERE state='queued'")
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     # -- history and triggers --
 
     def history(self, run_id: int, limit: int = 1000) -> list[HistoryRecord]:
-        rows = self._db._read("SELECT id, run_id, at, kind, step, idx, attempt, actor, data "
-                              "FROM wf_history WHERE run_id=%s ORDER BY id LIMIT %s",
+        rows = self._db.read("SELECT id, run_id, at, kind, step, idx, attempt, actor, data "
+                              "FROM wf_history WHERE run_id=? ORDER BY id LIMIT ?",
                     (run_id, limit))
         return [HistoryRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], from_json(r[8]))
                 for r in rows]
 
     def note(self, run_id: int, kind: str, *, step: str | None = None, index: int | None = None,
              actor: str | None = None, data: Any = None) -> None:
-        self._db._write(lambda c: _hist(c, run_id, kind, step, index, None, actor, data))
+        self._db.write(lambda c: _hist(c, run_id, kind, step, index, None, actor, data))
 
     def first_delivery(self, signature: str, now: float, window_s: float) -> bool:
         def run(conn: Any) -> bool:
-            conn.execute("DELETE FROM wf_webhook_seen WHERE at < %s", (now - window_s,))
-            return bool(conn.execute("INSERT INTO wf_webhook_seen VALUES (%s, %s) ON CONFLICT "
+            conn.execute("DELETE FROM wf_webhook_seen WHERE at < ?", (now - window_s,))
+            return bool(conn.execute("INSERT INTO wf_webhook_seen VALUES (?, ?) ON CONFLICT "
                                      "DO NOTHING", (signature, now)).rowcount == 1)
-        return bool(self._db._write(run))
+        return bool(self._db.write(run))
 
     def next_fire(self, workflow: str, name: str) -> float | None:
-        rows = self._db._read("SELECT next_fire FROM wf_triggers WHERE workflow=%s AND name=%s",
+        rows = self._db.read("SELECT next_fire FROM wf_triggers WHERE workflow=? AND name=?",
                     (workflow, name))
         return float(rows[0][0]) if rows else None
 
     def set_fire(self, workflow: str, name: str, expected: float | None, new: float) -> bool:
-        return self._db._write(lambda c: _advance(c, workflow, name, expected, new))
+        return self._db.write(lambda c: _advance(c, workflow, name, expected, new))
 
 
 def _advance(conn: Any, workflow: str, name: str, expected: float | None,
              new: float) -> bool:
     if expected is None:
-        cur = conn.execute("INSERT INTO wf_triggers VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
+        cur = conn.execute("INSERT INTO wf_triggers VALUES (?,?,?) ON CONFLICT DO NOTHING",
                            (workflow, name, new))
     else:
-        cur = conn.execute("UPDATE wf_triggers SET next_fire=%s WHERE workflow=%s AND name=%s AND "
-                           "next_fire=%s", (new, workflow, name, expected))
+        cur = conn.execute("UPDATE wf_triggers SET next_fire=? WHERE workflow=? AND name=? AND "
+                           "next_fire=?", (new, workflow, name, expected))
     return bool(cur.rowcount == 1)
 
 
 def _cancel(conn: Any, run_id: int, reason: str, actor: str, now: float) -> None:
-    conn.execute("UPDATE wf_runs SET state='cancelled', error=%s, finished_at=%s WHERE id=%s",
+    conn.execute("UPDATE wf_runs SET state='cancelled', error=?, finished_at=? WHERE id=?",
                  (reason, now, run_id))
     # A step running right now finishes on its worker; its outcome is then refused.
-    conn.execute("UPDATE wf_steps SET state='cancelled', finished_at=%s WHERE run_id=%s AND "
+    conn.execute("UPDATE wf_steps SET state='cancelled', finished_at=? WHERE run_id=? AND "
                  "state IN ('pending','queued','waiting','running')", (now, run_id))
     _hist(conn, run_id, "run.cancelled", actor=actor, data={"reason": reason})
-    for (child,) in conn.execute("SELECT id FROM wf_runs WHERE parent_run=%s AND state IN "
+    for (child,) in conn.execute("SELECT id FROM wf_runs WHERE parent_run=? AND state IN "
                                  "('queued','running')", (run_id,)).fetchall():
         _cancel(conn, child, f"parent run {run_id} was cancelled", actor, now)
 
@@ -443,5 +441,5 @@ def _hist(conn: Any, run_id: int, kind: str, step: str | None = None,
           index: int | None = None, attempt: int | None = None, actor: str | None = None,
           data: Any = None) -> None:
     conn.execute("INSERT INTO wf_history(run_id, at, kind, step, idx, attempt, actor, data) "
-                 "VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
+                 "VALUES (?,?,?,?,?,?,?,?)",
                  (run_id, time.time(), kind, step, index, attempt, actor, to_json(data)))

@@ -11,8 +11,9 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
+from omnicore.storage.backend import Tx
 from omnicore.storage.sqlite.database import Database
 from omnicore.storage.workflows import (
     FINAL_RUN_STATES,
@@ -101,16 +102,16 @@ class SQLiteWorkflows(WorkflowStore):
     # -- versions and blobs --
 
     def save_version(self, digest: str, name: str, definition: str) -> None:
-        self._db._write(lambda c: c.execute(
+        self._db.write(lambda c: c.execute(
             "INSERT INTO wf_versions VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
             (digest, name, definition, time.time())))
 
     def version(self, digest: str) -> str | None:
-        rows = self._db._read("SELECT definition FROM wf_versions WHERE hash=?", (digest,))
+        rows = self._db.read("SELECT definition FROM wf_versions WHERE hash=?", (digest,))
         return str(rows[0][0]) if rows else None
 
     def blob(self, digest: str) -> bytes | None:
-        rows = self._db._read("SELECT data FROM wf_blobs WHERE hash=?", (digest,))
+        rows = self._db.read("SELECT data FROM wf_blobs WHERE hash=?", (digest,))
         return bytes(rows[0][0]) if rows else None
 
     # -- runs --
@@ -125,7 +126,7 @@ class SQLiteWorkflows(WorkflowStore):
         after cancelling the running ones (``cancel_running``), decided in one transaction.
         ``fire`` = (trigger name, expected next fire, new next fire) also advances a cron
         trigger in the same transaction; None when another host fired it first."""
-        def run(conn: sqlite3.Connection) -> tuple[int, RunState, list[int]] | None:
+        def run(conn: Tx) -> tuple[int, RunState, list[int]] | None:
             now = time.time()
             if fire is not None and not _advance(conn, workflow, *fire):
                 return None
@@ -156,28 +157,28 @@ class SQLiteWorkflows(WorkflowStore):
                   data={"state": state, "version": version, "inputs": inputs,
                         "trigger": trigger, "concurrency_key": key})
             return new, state, cancelled
-        return cast("tuple[int, RunState, list[int]] | None", self._db._write(run))
+        return self._db.write(run)
 
     def run(self, run_id: int) -> RunRecord | None:
-        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE id=?", (run_id,))
+        rows = self._db.read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE id=?", (run_id,))
         return _run(rows[0]) if rows else None
 
     def runs(self, *, workflow: str | None = None, states: Sequence[str] = (),
              limit: int = 100, offset: int = 0) -> list[RunRecord]:
         """Newest first."""
         where, args = self._where(workflow, states)
-        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs{where} ORDER BY id DESC "
+        rows = self._db.read(f"SELECT {_RUN_COLS} FROM wf_runs{where} ORDER BY id DESC "
                               f"LIMIT ? OFFSET ?", [*args, limit, offset])
         return [_run(r) for r in rows]
 
     def child_run(self, parent: tuple[int, str, int]) -> RunRecord | None:
-        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=? AND "
+        rows = self._db.read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=? AND "
                               "parent_step=? AND parent_index=? ORDER BY id LIMIT 1", parent)
         return _run(rows[0]) if rows else None
 
     def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int:
         where, args = self._where(workflow, states)
-        return int(self._db._read(f"SELECT COUNT(*) FROM wf_runs{where}", args)[0][0])
+        return int(self._db.read(f"SELECT COUNT(*) FROM wf_runs{where}", args)[0][0])
 
     @staticmethod
     def _where(workflow: str | None, states: Sequence[str]) -> tuple[str, list[Any]]:
@@ -193,7 +194,7 @@ class SQLiteWorkflows(WorkflowStore):
     def finish_run(self, run_id: int, state: RunState, *, outputs: Any = None,
                    error: str | None = None, actor: str = "engine") -> bool:
         """A running run ends; False when it was not running (cancelled meanwhile)."""
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: Tx) -> bool:
             cur = conn.execute("UPDATE wf_runs SET state=?, outputs=?, error=?, finished_at=? "
                                "WHERE id=? AND state='running'",
                                (state, to_json(outputs), error, time.time(), run_id))
@@ -202,11 +203,11 @@ class SQLiteWorkflows(WorkflowStore):
             _hist(conn, run_id, f"run.{state}", actor=actor,
                   data={"outputs": outputs} if error is None else {"error": error})
             return True
-        return cast(bool, self._db._write(run))
+        return self._db.write(run)
 
     def promote(self, workflow: str, key: str | None, limit: int) -> list[int]:
         """Start queued runs of ``key`` while fewer than ``limit`` run; their ids."""
-        def run(conn: sqlite3.Connection) -> list[int]:
+        def run(conn: Tx) -> list[int]:
             active = conn.execute("SELECT COUNT(*) FROM wf_runs WHERE workflow=? AND "
                                   "concurrency_key IS ? AND state='running'",
                                   (workflow, key)).fetchone()[0]
@@ -220,11 +221,11 @@ class SQLiteWorkflows(WorkflowStore):
                 _hist(conn, rid, "run.started", actor="engine",
                       data={"reason": "a concurrency slot freed"})
             return ids
-        return cast("list[int]", self._db._write(run))
+        return self._db.write(run)
 
     def cancel_run(self, run_id: int, actor: str, reason: str = "cancelled") -> bool | None:
         """True cancelled, False already finished, None unknown."""
-        def run(conn: sqlite3.Connection) -> bool | None:
+        def run(conn: Tx) -> bool | None:
             row = conn.execute("SELECT state FROM wf_runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 return None
@@ -232,12 +233,12 @@ class SQLiteWorkflows(WorkflowStore):
                 return False
             _cancel(conn, run_id, reason, actor, time.time())
             return True
-        return cast("bool | None", self._db._write(run))
+        return self._db.write(run)
 
     def restart(self, run_id: int, actor: str, version: str | None) -> bool | None:
         """A failed or cancelled run runs again from its failed steps, keeping the rows that
         succeeded; ``version`` moves it to another version. None unknown, False not ended."""
-        def run(conn: sqlite3.Connection) -> bool | None:
+        def run(conn: Tx) -> bool | None:
             row = conn.execute("SELECT state, version FROM wf_runs WHERE id=?",
                                (run_id,)).fetchone()
             if row is None:
@@ -258,13 +259,13 @@ class SQLiteWorkflows(WorkflowStore):
                   data={"steps": dropped, "version": version or row[1],
                         "previous_version": row[1]})
             return True
-        return cast("bool | None", self._db._write(run))
+        return self._db.write(run)
 
     # -- steps --
 
     def add_steps(self, run_id: int, steps: Sequence[NewStep]) -> int:
         """Create step rows (an existing row is left alone); how many were new."""
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: Tx) -> int:
             if conn.execute("SELECT state FROM wf_runs WHERE id=?",
                             (run_id,)).fetchone() != ("running",):
                 return 0
@@ -282,25 +283,25 @@ class SQLiteWorkflows(WorkflowStore):
                         _hist(conn, run_id, f"step.{s.state}", s.step, s.index,
                               data={"input": s.input, "wait": s.wait, "error": s.error})
             return added
-        return cast(int, self._db._write(run))
+        return self._db.write(run)
 
     def steps(self, run_id: int, *, outputs: bool = True,
               parents: bool = False) -> list[StepRecord]:
         """A run's step rows; ``parents``: only the steps themselves, not for_each items."""
         cols = _STEP_COLS if outputs else _STEP_COLS.replace("input, output,", "NULL, NULL,")
         only = " AND idx=-1" if parents else ""
-        rows = self._db._read(f"SELECT {cols} FROM wf_steps WHERE run_id=?{only} ORDER BY "
+        rows = self._db.read(f"SELECT {cols} FROM wf_steps WHERE run_id=?{only} ORDER BY "
                               f"rowid", (run_id,))
         return [self._step(r, outputs) for r in rows]
 
     def step(self, run_id: int, step: str, index: int = -1) -> StepRecord | None:
-        rows = self._db._read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE run_id=? AND step=? "
+        rows = self._db.read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE run_id=? AND step=? "
                               f"AND idx=?", (run_id, step, index))
         return self._step(rows[0]) if rows else None
 
     def outputs(self, run_id: int, step: str) -> list[Any]:
         """The outputs of a for_each's items, in item order."""
-        rows = self._db._read("SELECT output, output_ref FROM wf_steps WHERE run_id=? AND "
+        rows = self._db.read("SELECT output, output_ref FROM wf_steps WHERE run_id=? AND "
                               "step=? AND idx>=0 ORDER BY idx", (run_id, step))
         return [self._output(r[0], r[1]) for r in rows]
 
@@ -320,7 +321,7 @@ class SQLiteWorkflows(WorkflowStore):
 
     def promote_items(self, run_id: int, step: str, parallelism: int) -> int:
         """Queue pending items of a for_each while fewer than ``parallelism`` are active."""
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: Tx) -> int:
             active = conn.execute("SELECT COUNT(*) FROM wf_steps WHERE run_id=? AND step=? AND "
                                   "idx>=0 AND state IN ('queued','running')",
                                   (run_id, step)).fetchone()[0]
@@ -331,17 +332,17 @@ class SQLiteWorkflows(WorkflowStore):
                 "UPDATE wf_steps SET state='queued', run_at=? WHERE rowid IN (SELECT rowid "
                 "FROM wf_steps WHERE run_id=? AND step=? AND idx>=0 AND state='pending' "
                 "ORDER BY idx LIMIT ?)", (time.time(), run_id, step, free)).rowcount)
-        return cast(int, self._db._write(run))
+        return self._db.write(run)
 
     def counts(self, run_id: int, step: str) -> dict[str, int]:
         """States of a for_each's items: {state: n}."""
-        rows = self._db._read("SELECT state, COUNT(*) FROM wf_steps WHERE run_id=? AND step=? "
+        rows = self._db.read("SELECT state, COUNT(*) FROM wf_steps WHERE run_id=? AND step=? "
                               "AND idx>=0 GROUP BY state", (run_id, step))
         return {r[0]: int(r[1]) for r in rows}
 
     def claim(self, owner: str, now: float, lease_s: float) -> StepRecord | None:
         """Lease the oldest due step (queued, or running with an expired lease)."""
-        def run(conn: sqlite3.Connection) -> Sequence[Any] | None:
+        def run(conn: Tx) -> Sequence[Any] | None:
             row: Sequence[Any] | None = conn.execute(
                 f"UPDATE wf_steps SET state='running', attempt=attempt+1, owner=?, "
                 f"lease_until=?, started_at=? WHERE rowid=(SELECT rowid FROM wf_steps WHERE "
@@ -352,25 +353,25 @@ class SQLiteWorkflows(WorkflowStore):
                 return None
             _hist(conn, row[0], "step.started", row[1], row[2], row[4], owner)
             return row
-        row = cast("Sequence[Any] | None", self._db._write(run))
+        row = (self._db.write(run))
         return None if row is None else self._step(row)
 
     def renew(self, owner: str, keys: Sequence[tuple[int, str, int]], until: float) -> None:
         if keys:
-            self._db._write(lambda c: c.executemany(
+            self._db.write(lambda c: c.executemany(
                 "UPDATE wf_steps SET lease_until=? WHERE run_id=? AND step=? AND idx=? AND "
                 "owner=? AND state='running'", [(until, *k, owner) for k in keys]))
 
     def release(self, owner: str, keys: Sequence[tuple[int, str, int]]) -> None:
         """Give leases back without counting the attempt (graceful stop)."""
         if keys:
-            self._db._write(lambda c: c.executemany(
+            self._db.write(lambda c: c.executemany(
                 "UPDATE wf_steps SET state='queued', attempt=MAX(attempt-1,0), owner=NULL, "
                 "lease_until=NULL WHERE run_id=? AND step=? AND idx=? AND owner=? AND "
                 "state='running'", [(*k, owner) for k in keys]))
 
     def release_others(self, owner: str) -> int:
-        return int(self._db._write(lambda c: c.execute(
+        return int(self._db.write(lambda c: c.execute(
             # A running row without an owner is a for_each's own row, never leased.
             "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND owner IS NOT NULL "
             "AND owner != ?", (owner,)).rowcount))
@@ -382,7 +383,7 @@ class SQLiteWorkflows(WorkflowStore):
                  duration_s: float | None = None) -> bool:
         """Record a step's outcome: ``output`` is JSON bytes; ``retry_at`` requeues it.
         False when the row is not in an ``expect`` state (or ``owner`` lost its lease)."""
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: Tx) -> bool:
             text, ref = None, None
             if output is not None:
                 if len(output) > inline_limit:
@@ -418,21 +419,21 @@ class SQLiteWorkflows(WorkflowStore):
             _hist(conn, run_id, "step.retrying" if retry_at is not None else f"step.{state}",
                   step, index, attempt, actor or owner, data)
             return True
-        return cast(bool, self._db._write(run))
+        return self._db.write(run)
 
     def waiting(self) -> list[StepRecord]:
         """Steps waiting for an approval, an event or a sub-workflow."""
-        rows = self._db._read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE state='waiting'")
+        rows = self._db.read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE state='waiting'")
         return [self._step(r) for r in rows]
 
     def next_due(self) -> float | None:
-        rows = self._db._read("SELECT MIN(run_at) FROM wf_steps WHERE state='queued'")
+        rows = self._db.read("SELECT MIN(run_at) FROM wf_steps WHERE state='queued'")
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     # -- history and triggers --
 
     def history(self, run_id: int, limit: int = 1000) -> list[HistoryRecord]:
-        rows = self._db._read("SELECT id, run_id, at, kind, step, idx, attempt, actor, data "
+        rows = self._db.read("SELECT id, run_id, at, kind, step, idx, attempt, actor, data "
                               "FROM wf_history WHERE run_id=? ORDER BY id LIMIT ?",
                     (run_id, limit))
         return [HistoryRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], from_json(r[8]))
@@ -440,25 +441,25 @@ class SQLiteWorkflows(WorkflowStore):
 
     def note(self, run_id: int, kind: str, *, step: str | None = None, index: int | None = None,
              actor: str | None = None, data: Any = None) -> None:
-        self._db._write(lambda c: _hist(c, run_id, kind, step, index, None, actor, data))
+        self._db.write(lambda c: _hist(c, run_id, kind, step, index, None, actor, data))
 
     def first_delivery(self, signature: str, now: float, window_s: float) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: Tx) -> bool:
             conn.execute("DELETE FROM wf_webhook_seen WHERE at < ?", (now - window_s,))
             return conn.execute("INSERT INTO wf_webhook_seen VALUES (?, ?) ON CONFLICT DO "
                                 "NOTHING", (signature, now)).rowcount == 1
-        return bool(self._db._write(run))
+        return bool(self._db.write(run))
 
     def next_fire(self, workflow: str, name: str) -> float | None:
-        rows = self._db._read("SELECT next_fire FROM wf_triggers WHERE workflow=? AND name=?",
+        rows = self._db.read("SELECT next_fire FROM wf_triggers WHERE workflow=? AND name=?",
                     (workflow, name))
         return float(rows[0][0]) if rows else None
 
     def set_fire(self, workflow: str, name: str, expected: float | None, new: float) -> bool:
-        return cast(bool, self._db._write(lambda c: _advance(c, workflow, name, expected, new)))
+        return (self._db.write(lambda c: _advance(c, workflow, name, expected, new)))
 
 
-def _advance(conn: sqlite3.Connection, workflow: str, name: str, expected: float | None,
+def _advance(conn: Tx, workflow: str, name: str, expected: float | None,
              new: float) -> bool:
     if expected is None:
         cur = conn.execute("INSERT INTO wf_triggers VALUES (?,?,?) ON CONFLICT DO NOTHING",
@@ -469,7 +470,7 @@ def _advance(conn: sqlite3.Connection, workflow: str, name: str, expected: float
     return cur.rowcount == 1
 
 
-def _cancel(conn: sqlite3.Connection, run_id: int, reason: str, actor: str, now: float) -> None:
+def _cancel(conn: Tx, run_id: int, reason: str, actor: str, now: float) -> None:
     conn.execute("UPDATE wf_runs SET state='cancelled', error=?, finished_at=? WHERE id=?",
                  (reason, now, run_id))
     # A step running right now finishes on its worker; its outcome is then refused.
@@ -481,7 +482,7 @@ def _cancel(conn: sqlite3.Connection, run_id: int, reason: str, actor: str, now:
         _cancel(conn, child, f"parent run {run_id} was cancelled", actor, now)
 
 
-def _hist(conn: sqlite3.Connection, run_id: int, kind: str, step: str | None = None,
+def _hist(conn: Tx, run_id: int, kind: str, step: str | None = None,
           index: int | None = None, attempt: int | None = None, actor: str | None = None,
           data: Any = None) -> None:
     conn.execute("INSERT INTO wf_history(run_id, at, kind, step, idx, attempt, actor, data) "
