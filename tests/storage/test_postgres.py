@@ -46,7 +46,8 @@ def test_several_processes_start_at_once_on_an_empty_database(pg_url: str) -> No
 def test_the_role_owns_its_database_and_is_not_a_superuser(pg_url: str) -> None:
     s = PostgresStorage(pg_url)
     try:
-        assert s.backend.read("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [(False,)]
+        assert s.backend.read("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") \
+            == [(False,)]
     finally:
         s.close()
 
