@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Backend", "Cursor", "Dialect", "Tx", "marks"]
+__all__ = ["Backend", "Cursor", "Dialect", "Tx", "marks", "where"]
 
 T = TypeVar("T")
 
@@ -90,6 +90,23 @@ class Dialect:
 def marks(n: int) -> str:
     """``?,?,...`` for an ``IN (...)`` list of ``n`` values."""
     return ",".join("?" * n)
+
+
+def where(**columns: Any) -> tuple[str, list[Any]]:
+    """`` WHERE a=? AND b IN (?,...)`` over the columns given a value (a list or tuple: any of
+    its items; None or empty: no condition), and its arguments; ``""`` when there are none."""
+    terms: list[str] = []
+    args: list[Any] = []
+    for column, value in columns.items():
+        if value is None or (isinstance(value, list | tuple) and not value):
+            continue
+        if isinstance(value, list | tuple):
+            terms.append(f"{column} IN ({marks(len(value))})")
+            args += value
+        else:
+            terms.append(f"{column}=?")
+            args.append(value)
+    return (" WHERE " + " AND ".join(terms)) if terms else "", args
 
 
 class Backend(abc.ABC):

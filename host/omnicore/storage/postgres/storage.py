@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from omnicore.storage.audit_rows import AuditLog
-from omnicore.storage.base import EventLog, KVStore, PluginTasks, Schedules, Storage, TaskQueue
 from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.postgres._accounts import PgAudit, PgSecrets, PgUsers
@@ -13,43 +12,34 @@ from omnicore.storage.postgres._instances import PgInstances
 from omnicore.storage.postgres._memory import PgMemory
 from omnicore.storage.postgres._settings import PgPluginSettings
 from omnicore.storage.postgres._vectors import PgVectors
-from omnicore.storage.postgres._workflows import PgWorkflows
 from omnicore.storage.postgres.database import Database
 from omnicore.storage.secret_rows import SecretRows
 from omnicore.storage.settings_rows import PluginSettingsRows
-from omnicore.storage.stores.events import Events
-from omnicore.storage.stores.jobs import Jobs, JobSchedules, PluginJobs
-from omnicore.storage.stores.kv import KV, kv_plugins
+from omnicore.storage.stores.root import BackendStorage
 from omnicore.storage.user_rows import UserRows
 from omnicore.storage.vector_rows import VectorRows
-from omnicore.storage.workflows import WorkflowStore
 
 __all__ = ["PostgresStorage"]
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(BackendStorage):
     """:class:`~omnicore.storage.base.Storage` on a PostgreSQL database shared by instances."""
 
     shared = True
 
     def __init__(self, url: str, *, max_connections: int = 8,
                  connect_timeout_s: float = 2.0) -> None:
-        #: The PostgreSQL backend every store runs on.
-        self.backend = db = Database(url, max_connections=max_connections,
-                                     connect_timeout_s=connect_timeout_s)
+        self.backend: Database
+        super().__init__(Database(url, max_connections=max_connections,
+                                  connect_timeout_s=connect_timeout_s))
+        db = self.backend
         self.url = url
-        self.location = db.location
-        self._jobs = Jobs(db)
-        self.queue: TaskQueue = self._jobs
-        self.schedules: Schedules = JobSchedules(db)
-        self.events: EventLog = Events(db)
         self._instances = PgInstances(db)
         self._memory = PgMemory(db)
         self._vectors = PgVectors(db)
         self._secrets = PgSecrets(db)
         self._users = PgUsers(db)
         self._audit = PgAudit(db)
-        self._workflows = PgWorkflows(db)
         self._plugin_settings = PgPluginSettings(db)
 
     @property
@@ -77,10 +67,6 @@ class PostgresStorage(Storage):
         return self._audit
 
     @property
-    def workflows(self) -> WorkflowStore:
-        return self._workflows
-
-    @property
     def plugin_settings(self) -> PluginSettingsRows:
         return self._plugin_settings
 
@@ -91,23 +77,3 @@ class PostgresStorage(Storage):
         """Call ``callback`` when any instance changes a plugin's settings (LISTEN/NOTIFY);
         from a thread of the storage's own."""
         self.backend.liveness.on_settings(callback)
-
-    def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
-        """Call ``callback`` whenever any instance enqueues work on ``queue`` or releases
-        leases (LISTEN/NOTIFY); from a thread of the storage's own."""
-        self.backend.on_wakeup(callback, queue)
-
-    def kv(self, plugin: str) -> KVStore:
-        return KV(self.backend, plugin)
-
-    def tasks(self, plugin: str) -> PluginTasks:
-        return PluginJobs(self.backend, self._jobs, plugin)
-
-    def kv_plugins(self) -> list[str]:
-        return kv_plugins(self.backend)
-
-    def close(self) -> None:
-        self.backend.close()
-
-    def __repr__(self) -> str:
-        return f"<PostgresStorage {self.location}>"

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from omnicore.storage.audit_rows import AuditLog
-from omnicore.storage.base import (
-    EventLog,
-    KVStore,
-    PluginTasks,
-    Schedules,
-    Storage,
-    TaskQueue,
-)
 from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.secret_rows import SecretRows
@@ -27,18 +17,14 @@ from omnicore.storage.sqlite.plugin_settings import SQLitePluginSettings
 from omnicore.storage.sqlite.secrets import SQLiteSecrets
 from omnicore.storage.sqlite.users import USERS_FILE, SQLiteUsers
 from omnicore.storage.sqlite.vectors import SQLiteVectors
-from omnicore.storage.sqlite.workflows import SQLiteWorkflows
-from omnicore.storage.stores.events import Events
-from omnicore.storage.stores.jobs import Jobs, JobSchedules, PluginJobs
-from omnicore.storage.stores.kv import KV, kv_plugins
+from omnicore.storage.stores.root import BackendStorage
 from omnicore.storage.user_rows import UserRows
 from omnicore.storage.vector_rows import VectorRows
-from omnicore.storage.workflows import WorkflowStore
 
 __all__ = ["SQLiteStorage"]
 
 
-class SQLiteStorage(Storage):
+class SQLiteStorage(BackendStorage):
     """:class:`~omnicore.storage.base.Storage` on one SQLite file.
 
     ``SQLiteStorage(path)`` opens (creating it and its folder if needed) and migrates the
@@ -49,36 +35,17 @@ class SQLiteStorage(Storage):
 
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "normal",
                  busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION) -> None:
-        #: The SQLite backend every store runs on.
-        self.backend = db = Database(path, synchronous=synchronous,
-                                     busy_timeout_s=busy_timeout_s, upto=upto)
-        self.path = db.path
-        self.location = db.location
-        self._jobs = Jobs(db)
-        self.queue: TaskQueue = self._jobs
-        self.schedules: Schedules = JobSchedules(db)
-        self.events: EventLog = Events(db)
-        self._stores_lock = threading.Lock()
+        self.backend: Database
+        super().__init__(Database(path, synchronous=synchronous,
+                                  busy_timeout_s=busy_timeout_s, upto=upto))
+        self.path = self.backend.path
         self._memory: MemoryRows | None = None
         self._vectors: VectorRows | None = None
         self._secrets: SecretRows | None = None
-        self._workflows: WorkflowStore | None = None
         self._users: SQLiteUsers | None = None
         self._instances: SQLiteInstances | None = None
         self._audit: AuditLog | None = None
         self._plugin_settings: PluginSettingsRows | None = None
-
-    def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
-        self.backend.on_wakeup(callback, queue)
-
-    def kv(self, plugin: str) -> KVStore:
-        return KV(self.backend, plugin)
-
-    def tasks(self, plugin: str) -> PluginTasks:
-        return PluginJobs(self.backend, self._jobs, plugin)
-
-    def kv_plugins(self) -> list[str]:
-        return kv_plugins(self.backend)
 
     # Each store migrates its tables when first asked for, so opening the storage for kv
     # alone (``omnicore call``) touches no other table.
@@ -112,13 +79,6 @@ class SQLiteStorage(Storage):
             return self._secrets
 
     @property
-    def workflows(self) -> WorkflowStore:
-        with self._stores_lock:
-            if self._workflows is None:
-                self._workflows = SQLiteWorkflows(self.backend)
-            return self._workflows
-
-    @property
     def users(self) -> UserRows:
         with self._stores_lock:
             if self._users is None:
@@ -143,7 +103,4 @@ class SQLiteStorage(Storage):
         with self._stores_lock:
             if self._users is not None:
                 self._users.close()
-        self.backend.close()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.path}>"
+        super().close()

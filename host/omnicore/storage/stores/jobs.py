@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from omnicore.storage.backend import Backend, Tx, marks
+from omnicore.storage.backend import Backend, Tx, where
 from omnicore.storage.base import (
     PluginTasks,
     QuotaExceeded,
@@ -104,18 +104,9 @@ class Jobs(TaskQueue):
 
     def list(self, *, plugin: str | None = None, states: Sequence[str] = (),
              limit: int = 100) -> list[Task]:
-        where: list[str] = []
-        args: list[Any] = []
-        if plugin is not None:
-            where.append("plugin=?")
-            args.append(plugin)
-        if states:
-            where.append(f"state IN ({marks(len(states))})")
-            args += list(states)
-        sql = f"SELECT {_COLS} FROM tasks"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._db.read(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
+        found, args = where(plugin=plugin, state=tuple(states))
+        rows = self._db.read(f"SELECT {_COLS} FROM tasks{found} ORDER BY id DESC LIMIT ?",
+                             [*args, limit])
         return [_task(r) for r in rows]
 
     def claim(self, owner: str, now: float, lease_s: float) -> Task | None:
