@@ -310,8 +310,6 @@ class Workflows(WorkflowStore):
                  error: str | None = None, retry_at: float | None = None,
                  expect: Sequence[str] = ("running",), actor: str | None = None,
                  duration_s: float | None = None) -> bool:
-        """Record a step's outcome: ``output`` is JSON bytes; ``retry_at`` requeues it.
-        False when the row is not in an ``expect`` state (or ``owner`` lost its lease)."""
         def run(conn: Tx) -> bool:
             text, ref = None, None
             if output is not None:
