@@ -376,9 +376,9 @@ def error_from(addr: int | Any) -> wasmtime.WasmtimeError:
     return wasmtime.WasmtimeError._from_ptr(addr)
 
 
-def exit_status(addr: int) -> int | None:
-    """The WASI exit status a ``wasmtime_error_t *`` carries (None: not an exit); the error
-    stays owned by the caller."""
+def exit_status(addr: int | Any) -> int | None:
+    """The WASI exit status a ``wasmtime_error_t *`` (an int or a ctypes pointer) carries
+    (None: not an exit); the error stays owned by the caller."""
     status = ctypes.c_int(0)
     errp = ctypes.cast(addr, ctypes.POINTER(ffi.wasmtime_error_t))
     return status.value if ffi.wasmtime_error_exit_status(errp, ctypes.byref(status)) else None
