@@ -282,8 +282,10 @@ def table(quick: bool = False, markdown: bool = False) -> str:
     engine = SandboxEngine()
     pengine = SandboxEngine(pooling=True)
     registry = builtin_registry()
+    # The raw columns hold one of its instances across the whole run: the idle reaper (60 s)
+    # must not free it on a loaded machine, where the run takes longer.
     rt = PluginRuntime(engine, PluginModule.load(engine, wasm, "bench"), registry,
-                       limits=Limits(pool_size=2))
+                       limits=Limits(pool_size=2, idle_timeout_ms=None))
     prt = PluginRuntime(pengine, PluginModule.load(pengine, wasm, "bench"), registry)
     raw = rt._idle[0]
     raw_echo = raw.func("echo")

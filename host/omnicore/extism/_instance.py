@@ -4,7 +4,8 @@ A call writes the input straight into kernel memory (the kernel's ``reset`` + ``
 ``input_set`` as one memory write), makes one guest call and leaves output and error in kernel
 memory for the runtime (:mod:`omnicore.extism._runtime`) to read. The guest call goes through
 the C call path (``sandbox/_callpath.c``) when it is built and the call is not metered, else
-through the C API's unchecked call from Python (``sandbox/fastcall.py``).
+through the C API's unchecked call from Python (``sandbox/fastcall.py``); the C functions and
+wasmtime-py internals come from ``sandbox/_wasmtime.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import ctypes
 import struct
 import threading
 import time
-from ctypes import c_uint64, c_void_p
+from ctypes import c_uint64
 from typing import Any, Protocol, cast
 
 import wasmtime
@@ -22,19 +23,18 @@ from omnicore.extism._env import KernelMemory
 from omnicore.extism._failures import first_line as _first_line
 from omnicore.extism._kernel import BLOCK_TAG, FIRST_HANDLE
 from omnicore.extism._links import COMMAND_INSTANCES, Links
+from omnicore.sandbox import _wasmtime as engine_api
+from omnicore.sandbox._wasmtime import call_unchecked as _call_unchecked
+from omnicore.sandbox._wasmtime import set_epoch_deadline as _set_deadline
 from omnicore.sandbox.engine import SandboxEngine
-
-# The fast path's C entry points (fastcall.PRIVATE_NAMES, checked by its test).
 from omnicore.sandbox.fastcall import (
+    CALLPATH,
     GuestFailure,
     GuestMemory,
     HostTrap,
     RawInstance,
     SlotDeadline,
-    _call_unchecked,
-    _callpath,
     _failure,
-    _set_deadline,
 )
 from omnicore.sandbox.hostfunc import caller_memory
 from omnicore.sandbox.limits import Limits
@@ -105,7 +105,7 @@ class Instance(SlotDeadline):
             store.set_fuel(rt.fuel)
         if rt.wasi_output is not None:
             store.set_wasi(rt.wasi_output.config())
-        self.ctx = int(ctypes.cast(store._context(), c_void_p).value or 0)
+        self.ctx = engine_api.store_context_address(store)
         # Slots 0-1: the call; 2-3: kernel calls from host functions; 8, 9: trap out-params.
         self._scratch = (c_uint64 * 10)()
         base = _addr(self._scratch)
@@ -152,20 +152,22 @@ class Instance(SlotDeadline):
         kmem = kexp["memory"]
         assert isinstance(kmem, wasmtime.Memory)
         self._kmem = kmem
-        self.memory = KernelMemory(self.ctx, _addr(kmem._memory), cast(RawInstance, self))
+        self.memory = KernelMemory(self.ctx, engine_api.memory_address(kmem),
+                                   cast(RawInstance, self))
         self.memory.owner = self
-        if _callpath is not None and rt.fuel is None:  # metered calls keep the Python path
+        if CALLPATH is not None and rt.fuel is None:  # metered calls keep the Python path
             # The C call path (sandbox/_callpath.c) copies the input to the input block's
             # data, arms the deadline and calls with the GIL released, in one Python call.
-            slot = _callpath.Slot(self.ctx, _addr(kmem._memory), self.timeout_s)
+            slot = CALLPATH.Slot(self.ctx, engine_api.memory_address(kmem), self.timeout_s)
             slot.buf, slot.cap = FIRST_HANDLE, self.memory.size - FIRST_HANDLE
             slot.deadline = self._deadline
             if rt.engine.clock is not None:  # short calls may keep the GIL (sandbox/_epoch.c)
-                slot.watch(ctypes.cast(store.ptr(), ctypes.c_void_p).value, rt.engine.clock)
+                slot.watch(engine_api.address_of(store), rt.engine.clock)
             self.slot = slot
         funcs = {n: kexp[n] for n in ("alloc", "free", "length")}
         self._keep: list[Any] = [kernel, plugin, funcs]
-        self._alloc, self._free, self._length = (_addr(f._func) for f in funcs.values()
+        self._alloc, self._free, self._length = (engine_api.func_address(f)
+                                                 for f in funcs.values()
                                                  if isinstance(f, wasmtime.Func))
         pexp = plugin.exports(store)
         self.funcs: dict[str, int] = {}
@@ -173,13 +175,14 @@ class Instance(SlotDeadline):
             f = pexp[name]
             assert isinstance(f, wasmtime.Func)
             self._keep.append(f)
-            self.funcs[name] = _addr(f._func)
+            self.funcs[name] = engine_api.func_address(f)
         self._void = frozenset(self.funcs[n] for n in rt.void_handlers)
         pmem = pexp.get("memory")
         self.plugin_memory = pmem if isinstance(pmem, wasmtime.Memory) else None
         if self.plugin_memory is not None:
             # What WASI pointers refer to (host functions get the kernel's memory).
-            self.wasi_memory = GuestMemory(self.ctx, _addr(self.plugin_memory._memory),
+            self.wasi_memory = GuestMemory(self.ctx,
+                                           engine_api.memory_address(self.plugin_memory),
                                            cast(RawInstance, self))
         self._init(pexp)
 
@@ -194,7 +197,7 @@ class Instance(SlotDeadline):
             if (len(t.params), len(t.results)) != sig and name != "hs_init":
                 return None
             self._keep.append(f)
-            return _addr(f._func)
+            return engine_api.func_address(f)
 
         hs = func("hs_init")
         steps: list[tuple[str, int, int]] = []

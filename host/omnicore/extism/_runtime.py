@@ -38,6 +38,7 @@ from omnicore.extism._kernel import FIRST_HANDLE, KERNEL_FUNCTIONS, kernel_wasm
 from omnicore.extism._links import Links, Signature
 from omnicore.extism._manifest import DEFAULT_MAX_VAR_BYTES
 from omnicore.extism._user import CurrentPlugin, UserFunction, Val, as_user_function
+from omnicore.sandbox import _wasmtime as engine_api
 from omnicore.sandbox.capability import CapabilityRegistry
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.fastcall import GuestFailure, HostTrap, RawInstance
@@ -83,6 +84,7 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         if module.abi != "extism":
             raise InvalidModule(f"plugin {module.name!r} is not an Extism plugin",
                                 plugin=module.name)
+        engine_api.require("extism")
         self.engine = engine
         self.module = module
         self.name = module.name

@@ -9,9 +9,9 @@
  * implementation of the same contract, used when this module was not built or
  * OMNICORE_CALLPATH=python; the sandbox suite runs on both.
  *
- * wasmtime's C functions are not linked here: sandbox/fastcall.py passes their addresses from
- * the library wasmtime-py loaded (bind()), so both paths use one libwasmtime and the prototypes
- * below are checked by fastcall.check_private_names' list. No wasmtime header is needed.
+ * wasmtime's C functions are not linked here: sandbox/_wasmtime.py passes their addresses from
+ * the library wasmtime-py loaded (bind()), so both paths use one libwasmtime, after checking
+ * each name and argument count against the pinned wasmtime. No wasmtime header is needed.
  *
  * Memory safety: the input block [buf, buf+cap) was checked against linear memory when it was
  * allocated and memory never shrinks; the output (ptr, len) is checked against the memory's

@@ -12,8 +12,8 @@
  * wasmtime_instance_t, then SCRATCH_EXTERNS wasmtime_extern_t of 32 bytes: memory,
  * omni_alloc, then the first functions looked up. Calls then go through a Slot (_callpath.c).
  *
- * As _callpath.c, no wasmtime header: fastcall passes the functions' addresses from the
- * library wasmtime-py loaded (bind_instantiate()), all named in fastcall.PRIVATE_NAMES.
+ * As _callpath.c, no wasmtime header: sandbox/_wasmtime.py passes the functions' addresses
+ * from the library wasmtime-py loaded (bind_instantiate()), all named in its NAMES.
  *
  * Memory safety: every address is wasmtime's (the store it made, the exports it looked up, of
  * the kind expected); the input block omni_alloc returns is checked against the memory's size

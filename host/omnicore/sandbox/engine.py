@@ -6,12 +6,12 @@ import hashlib
 import threading
 import time
 import weakref
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import wasmtime
 
+from omnicore.sandbox import _wasmtime as engine_api
 from omnicore.sandbox import fastcall, modcache
 from omnicore.sandbox.idle import IdleReaper
 
@@ -19,13 +19,6 @@ if TYPE_CHECKING:
     from omnicore.config.schema import SandboxConfig
 
 __all__ = ["SandboxEngine"]
-
-
-def _wasmtime_version() -> str:
-    try:
-        return metadata.version("wasmtime")
-    except metadata.PackageNotFoundError:  # pragma: no cover - vendored copies
-        return "unknown"
 
 
 class SandboxEngine:
@@ -87,14 +80,10 @@ class SandboxEngine:
             enable_pooling(cfg)
         self.baseline = baseline
         if baseline:
-            # wasmtime-py's Config.strategy knows "auto" and "cranelift" only; the C API's
-            # wasmtime_strategy_t has WASMTIME_STRATEGY_WINCH = 2.
-            from wasmtime import _ffi as ffi
-
-            ffi.wasmtime_config_strategy_set(cfg.ptr(), 2)
+            engine_api.use_winch(cfg)
         self.wasmtime = wasmtime.Engine(cfg)
         self.config_key = hashlib.sha256(
-            f"wasmtime={_wasmtime_version()};epoch=1;fuel={int(fuel)};may_move=0;simd=1;gc=0;exceptions=0;threads=0;mem64=0;multimem=0;"
+            f"wasmtime={engine_api.FOUND};epoch=1;fuel={int(fuel)};may_move=0;simd=1;gc=0;exceptions=0;threads=0;mem64=0;multimem=0;"
             f"pooling={int(pooling)}{';winch=1' if baseline else ''}".encode()).hexdigest()[:16]
         # Components get an engine of their own, made on first use (see :attr:`components`).
         self._components: wasmtime.Engine | None = None
@@ -171,11 +160,9 @@ class SandboxEngine:
                     # Linear memories are made by the host (component/memory.py: the memory
                     # limiter records a refused growth). wasmtime maps initial data
                     # copy-on-write only into memories it made itself, so that is off.
-                    from wasmtime import _ffi as ffi
-
                     from omnicore.sandbox.component.memory import install
 
-                    ffi.wasmtime_config_memory_init_cow_set(cfg.ptr(), False)
+                    engine_api.set_memory_init_cow(cfg, False)
                     install(cfg)
                     engine = wasmtime.Engine(cfg)
                     if self.clock is not None:

@@ -14,9 +14,10 @@ The per-call path itself (copy in, call, copy out) has a second implementation i
 ``OMNICORE_CALLPATH=python`` to force this module's, ``native`` to require the C one (the
 suite runs the sandbox tests on both).
 
-Everything private to wasmtime-py that omnicore touches is named in :data:`PRIVATE_NAMES`
-and checked by :func:`check_private_names` (``tests/sandbox/test_fastcall.py``), so upgrading
-wasmtime fails loudly instead of corrupting memory. wasmtime is pinned in pyproject.toml.
+Every private name of wasmtime this path uses (the C functions below, the C addresses the C
+extension gets, wasmtime-py internals) comes from :mod:`omnicore.sandbox._wasmtime`, which
+checks them against the pinned wasmtime at import: on a mismatch the C path is refused and
+this module's Python path runs.
 """
 
 from __future__ import annotations
@@ -25,150 +26,69 @@ import ctypes
 import logging
 import time
 from collections.abc import Callable
-from ctypes import c_bool, c_char_p, c_int64, c_size_t, c_uint64, c_void_p
 from functools import cached_property
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
+from omnicore.sandbox import _wasmtime as engine_api
 from omnicore.sandbox import native
+from omnicore.sandbox._wasmtime import EXTERN_OF as _EXTERN_OF
+from omnicore.sandbox._wasmtime import ExternT as _ExternT
+from omnicore.sandbox._wasmtime import address_of
+from omnicore.sandbox._wasmtime import call_unchecked as _call_unchecked
+from omnicore.sandbox._wasmtime import context_set_wasi as _set_wasi
+from omnicore.sandbox._wasmtime import get_fuel as _get_fuel
+from omnicore.sandbox._wasmtime import instance_export_get as _export_get
+from omnicore.sandbox._wasmtime import instance_pre_instantiate as _pre_instantiate
+from omnicore.sandbox._wasmtime import set_epoch_deadline as _set_deadline
+from omnicore.sandbox._wasmtime import set_fuel as _set_fuel
+from omnicore.sandbox._wasmtime import store_context as _store_context
+from omnicore.sandbox._wasmtime import store_delete as _store_delete
+from omnicore.sandbox._wasmtime import store_limiter as _store_limiter
+from omnicore.sandbox._wasmtime import store_new as _store_new
 from omnicore.sandbox.guestmem import GuestMemory, HostTrap
 
 __all__ = [
+    "CALLPATH",
     "NATIVE",
-    "PRIVATE_NAMES",
     "GuestFailure",
     "GuestMemory",
     "HostTrap",
     "RawInstance",
     "SlotDeadline",
-    "check_private_names",
+    "address_of",
     "error_failure",
     "new_ticker",
 ]
 
 _log = logging.getLogger("omnicore.sandbox")
 
-#: C symbols and wasmtime-py internals the fast path relies on.
-PRIVATE_NAMES = (
-    "wasmtime_func_call_unchecked",
-    "wasmtime_engine_increment_epoch",
-    "wasmtime_error_new",
-    "wasmtime_store_epoch_deadline_callback",
-    "wasmtime_linker_define_func_unchecked",
-    "wasmtime_context_set_epoch_deadline",
-    "wasmtime_context_set_fuel",
-    "wasmtime_context_get_fuel",
-    "wasmtime_caller_context",
-    "wasmtime_caller_export_get",
-    "wasmtime_memory_data",
-    "wasmtime_memory_data_size",
-    "wasmtime_store_new",
-    "wasmtime_store_context",
-    "wasmtime_store_delete",
-    "wasmtime_store_limiter",
-    "wasmtime_context_set_wasi",
-    "wasmtime_instance_pre_instantiate",
-    "wasmtime_instance_export_get",
-    "wasmtime_trap_new",
-    "wasm_functype_new",
-    "wasm_functype_delete",
-    "wasm_valtype_new",
-    "wasm_valtype_vec_new",
-)
-
-_RAW = 16  # sizeof(wasmtime_val_raw_t): every argument/result slot is 16 bytes (v128-wide)
-
-
-def check_private_names() -> None:
-    """Raise RuntimeError if a C symbol or wasmtime-py internal we use has moved."""
-    missing = [n for n in PRIVATE_NAMES if not hasattr(ffi.dll, n)]
-    for attr in ("wasmtime_val_raw_t", "wasmtime_func_t", "wasmtime_extern_t",
-                 "wasmtime_instance_t", "wasmtime_error_t", "wasm_trap_t"):
-        if not hasattr(ffi, attr):
-            missing.append(f"wasmtime._ffi.{attr}")
-    for cls, attr in ((wasmtime.Module, "ptr"), (wasmtime.Linker, "ptr"),
-                      (wasmtime.Engine, "ptr"), (wasmtime.InstancePre, "ptr"),
-                      (wasmtime.WasiConfig, "_consume"), (wasmtime.Trap, "_from_ptr"),
-                      (wasmtime.WasmtimeError, "_from_ptr")):
-        if not hasattr(cls, attr):
-            missing.append(f"wasmtime.{cls.__name__}.{attr}")
-    if missing:
-        raise RuntimeError(f"wasmtime {wasmtime.__name__} no longer has {', '.join(missing)}; "
-                           "the fast call path needs updating for this wasmtime version")
-    if ctypes.sizeof(ffi.wasmtime_val_raw_t) != _RAW:
-        raise RuntimeError("wasmtime_val_raw_t is no longer 16 bytes")
-    if ctypes.sizeof(ffi.wasmtime_func_t) != 16 or ctypes.sizeof(ffi.wasmtime_instance_t) != 16:
-        raise RuntimeError("wasmtime_func_t / wasmtime_instance_t changed size")
-    if (ctypes.sizeof(ffi.wasmtime_extern_t) != 32
-            or getattr(ffi.wasmtime_extern_t, "kind").offset != 0):  # noqa: B009 (a field)
-        raise RuntimeError("wasmtime_extern_t changed layout (RawInstance keeps them in 32 B)")
-
-
-def _bind(name: str, restype: Any, *argtypes: Any, keep_gil: bool = False) -> Any:
-    # A fresh prototype over the same symbol: plain-int arguments convert faster than the
-    # POINTER(...) argtypes wasmtime-py declares, and we must not mutate its shared objects.
-    # keep_gil: for C calls that never run guest code and return in nanoseconds, dropping and
-    # re-taking the GIL costs more than the call and makes threads hand it over needlessly.
-    addr = ctypes.cast(getattr(ffi.dll, name), c_void_p).value
-    if not addr:
-        raise RuntimeError(f"wasmtime C symbol {name} is missing")
-    proto = ctypes.PYFUNCTYPE if keep_gil else ctypes.CFUNCTYPE
-    return proto(restype, *argtypes)(addr)
-
-
-_call_unchecked = _bind("wasmtime_func_call_unchecked", c_void_p,
-                        c_void_p, c_void_p, c_void_p, c_size_t, c_void_p)
-_set_deadline = _bind("wasmtime_context_set_epoch_deadline", None, c_void_p, c_uint64,
-                      keep_gil=True)
-_set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64, keep_gil=True)
-_get_fuel = _bind("wasmtime_context_get_fuel", c_void_p, c_void_p, c_void_p, keep_gil=True)
-_store_new = _bind("wasmtime_store_new", c_void_p, c_void_p, c_void_p, c_void_p)
-_store_context = _bind("wasmtime_store_context", c_void_p, c_void_p, keep_gil=True)
-_store_delete = _bind("wasmtime_store_delete", None, c_void_p)
-_store_limiter = _bind("wasmtime_store_limiter", None, c_void_p, c_int64, c_int64, c_int64,
-                       c_int64, c_int64, keep_gil=True)
-_set_wasi = _bind("wasmtime_context_set_wasi", c_void_p, c_void_p, c_void_p)
-_pre_instantiate = _bind("wasmtime_instance_pre_instantiate", c_void_p,
-                         c_void_p, c_void_p, c_void_p, c_void_p)
-_export_get = _bind("wasmtime_instance_export_get", c_bool,
-                    c_void_p, c_void_p, c_char_p, c_size_t, c_void_p, keep_gil=True)
 _monotonic = time.monotonic
 _EXTERN_FUNC = 0
 _EXTERN_MEMORY = 3
-_EXTERN_OF: int = int(ffi.wasmtime_extern_t.of.offset)
 #: wasmtime_extern_t kept in an instance's scratch block (memory, omni_alloc, two handlers).
 _EXTERNS = 4
 _SCRATCH_WORDS = 10 + 4 * _EXTERNS
-_Scratch = c_uint64 * _SCRATCH_WORDS
+_Scratch = ctypes.c_uint64 * _SCRATCH_WORDS
 
 
 def _native_call_path() -> Any:
     """The C call path module, bound to this libwasmtime, or None (the Python path runs)."""
-    _callpath = native.extension("_callpath", "C call path")
+    _callpath = native.extension("_callpath", "C call path", engine=True)
     if _callpath is None:
         return None
-    _callpath.bind(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
-        "wasmtime_func_call_unchecked", "wasmtime_context_set_epoch_deadline",
-        "wasmtime_memory_data", "wasmtime_memory_data_size", "wasmtime_caller_context",
-        "wasmtime_trap_new")))
-    _callpath.bind_epoch(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
-        "wasmtime_engine_increment_epoch", "wasmtime_error_new",
-        "wasmtime_store_epoch_deadline_callback")))
     # RawInstance's start in C (_callpath.Instance, sandbox/_instantiate.c), same scratch layout.
     if getattr(_callpath, "SCRATCH_WORDS", None) != _SCRATCH_WORDS:
         raise RuntimeError("the C call path was built from other sources: rebuild it "
                            "(scripts/dev setup)")
-    _callpath.bind_instantiate(*(ctypes.cast(getattr(ffi.dll, name), c_void_p).value for name in (
-        "wasmtime_func_call_unchecked", "wasmtime_context_set_epoch_deadline",
-        "wasmtime_memory_data_size", "wasmtime_store_new", "wasmtime_store_context",
-        "wasmtime_store_delete", "wasmtime_store_limiter", "wasmtime_context_set_wasi",
-        "wasmtime_instance_pre_instantiate", "wasmtime_instance_export_get")), _EXTERN_OF)
+    engine_api.hand_over(_callpath, _EXTERN_OF)
     return _callpath
 
 
 _callpath = _native_call_path()
+#: The C call path extension (sandbox/_callpath.c), or None where the Python path runs.
+CALLPATH: Any = _callpath
 #: True when plugin calls run through the C call path (sandbox/_callpath.c).
 NATIVE = _callpath is not None
 
@@ -197,17 +117,14 @@ def _failure(err: int | None, trap: int, slot: Any = None) -> GuestFailure:
     stands for wasmtime's epoch trap (sandbox/_epoch.c)."""
     if slot is not None and slot.take_hit():
         if err:
-            wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))
+            engine_api.error_from(err)  # freed
         return GuestFailure("wasm trap: interrupt", wasmtime.TrapCode.INTERRUPT)
     if trap:
-        t = wasmtime.Trap._from_ptr(ctypes.cast(trap, ctypes.POINTER(ffi.wasm_trap_t)))
+        t = engine_api.trap_from(trap)
         return GuestFailure(t.message, t.trap_code)
-    errp = ctypes.cast(err or 0, ctypes.POINTER(ffi.wasmtime_error_t))
-    status = ctypes.c_int(0)
     # Ask for the exit status before WasmtimeError takes (and frees) the error.
-    exit_status = status.value if ffi.wasmtime_error_exit_status(
-        errp, ctypes.byref(status)) else None
-    e = wasmtime.WasmtimeError._from_ptr(errp)
+    exit_status = engine_api.exit_status(err or 0)
+    e = engine_api.error_from(err or 0)
     return GuestFailure(str(e), None, exit_status)
 
 
@@ -223,13 +140,6 @@ def _start_failure(got: tuple[str | None, int, int, str | None]) -> GuestFailure
     failure = GuestFailure(message) if message is not None else _failure(err or None, trap)
     failure.stage = stage
     return failure
-
-
-def address_of(obj: wasmtime.Engine | wasmtime.InstancePre | int) -> int:
-    """The native pointer of a wasmtime-py object as an int (ints pass through)."""
-    if isinstance(obj, int):
-        return obj
-    return int(ctypes.cast(obj.ptr(), c_void_p).value or 0)
 
 
 class SlotDeadline:
@@ -289,7 +199,7 @@ class RawInstance(SlotDeadline):
         # Callers creating many instances pass raw addresses (see address_of): ctypes.cast
         # costs several microseconds, more than the pooled instantiation itself.
         engine_addr, pre_addr = address_of(engine), address_of(pre)
-        wasi_addr = 0 if wasi is None else ctypes.cast(wasi._consume(), c_void_p).value or 0
+        wasi_addr = 0 if wasi is None else engine_api.wasi_raw(wasi)
         # A failed start frees what it made now, not when the exception and its frames go.
         try:
             if _callpath is not None and fuel is None:  # metered calls keep the Python path
@@ -437,7 +347,7 @@ class RawInstance(SlotDeadline):
                 return None
             self._next_extern = i + 1
             return addr + _EXTERN_OF
-        ext = ffi.wasmtime_extern_t()
+        ext = _ExternT()
         addr = ctypes.addressof(ext)
         if (not _export_get(self.ctx, self._inst_addr, name, len(name), addr)
                 or int(ext.kind) != kind):

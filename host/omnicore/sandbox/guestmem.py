@@ -7,28 +7,15 @@ that turns a guest's (pointer, length) into host bytes, so every check is here.
 from __future__ import annotations
 
 import ctypes
-from ctypes import c_size_t, c_void_p
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from wasmtime import _ffi as ffi
+from omnicore.sandbox._wasmtime import memory_data as _memory_data
+from omnicore.sandbox._wasmtime import memory_data_size as _memory_size
 
 if TYPE_CHECKING:
     from omnicore.sandbox.fastcall import RawInstance
 
 __all__ = ["GuestMemory", "HostTrap"]
-
-
-def _proto(name: str, restype: Any) -> Any:
-    # Kept with the GIL (PYFUNCTYPE): both return in nanoseconds and never run guest code.
-    # Listed in fastcall.PRIVATE_NAMES with the other C symbols omnicore relies on.
-    addr = ctypes.cast(getattr(ffi.dll, name), c_void_p).value
-    if not addr:
-        raise RuntimeError(f"wasmtime C symbol {name} is missing")
-    return ctypes.PYFUNCTYPE(restype, c_void_p, c_void_p)(addr)
-
-
-_memory_data = _proto("wasmtime_memory_data", c_void_p)
-_memory_size = _proto("wasmtime_memory_data_size", c_size_t)
 
 
 class HostTrap(Exception):

@@ -13,20 +13,25 @@ import ctypes
 import logging
 import struct
 from collections.abc import Callable, Sequence
-from ctypes import c_bool, c_char_p, c_size_t, c_void_p
+from ctypes import c_size_t, c_void_p
 from typing import Any, cast
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
+from omnicore.sandbox import _wasmtime as engine_api
+from omnicore.sandbox._wasmtime import EXTERN_OF as _EXTERN_OF
+from omnicore.sandbox._wasmtime import MEMORY_T_SIZE as _MEMORY_T_SIZE
+from omnicore.sandbox._wasmtime import ExternT as _ExternT
+from omnicore.sandbox._wasmtime import caller_context as _caller_context
+from omnicore.sandbox._wasmtime import caller_export_get as _caller_export_get
+from omnicore.sandbox._wasmtime import linker_define_func_unchecked as _define_unchecked
+from omnicore.sandbox._wasmtime import trap_new as _trap_new
 from omnicore.sandbox.fastcall import (
     _EXTERN_MEMORY,
-    _EXTERN_OF,
+    CALLPATH,
     GuestMemory,
     HostTrap,
     RawInstance,
-    _bind,
-    _callpath,
     _monotonic,
 )
 
@@ -34,13 +39,6 @@ __all__ = ["HOST_PARAM_TYPES", "HostImpl", "caller_memory", "define_host_functio
 
 _log = logging.getLogger("omnicore.sandbox")
 
-_caller_context = _bind("wasmtime_caller_context", c_void_p, c_void_p, keep_gil=True)
-_caller_export_get = _bind("wasmtime_caller_export_get", c_bool,
-                           c_void_p, c_char_p, c_size_t, c_void_p, keep_gil=True)
-_trap_new = _bind("wasmtime_trap_new", c_void_p, c_char_p, c_size_t, keep_gil=True)
-_define_unchecked = _bind("wasmtime_linker_define_func_unchecked", c_void_p,
-                          c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_void_p,
-                          c_void_p, c_void_p, c_void_p)
 _CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_size_t)
 _string_at = ctypes.string_at
 
@@ -56,11 +54,11 @@ def caller_memory(caller: int, inst: RawInstance, cache: dict[bytes, Any]
     """The memory the calling instance exports as ``memory`` (None if it exports none), for
     a host function (``pass_caller``) serving several instances of one store: WASI of a
     module linked to an Extism plugin. ``cache`` keeps one view per memory of the store."""
-    ext = ffi.wasmtime_extern_t()
+    ext = _ExternT()
     addr = ctypes.addressof(ext)
     if not _caller_export_get(caller, b"memory", 6, addr) or int(ext.kind) != _EXTERN_MEMORY:
         return None
-    key = _string_at(addr + _EXTERN_OF, ctypes.sizeof(ffi.wasmtime_memory_t))
+    key = _string_at(addr + _EXTERN_OF, _MEMORY_T_SIZE)
     hit = cache.get(key)
     if hit is None:
         # The extern must outlive the view: GuestMemory reads through its address.
@@ -178,7 +176,7 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
         raise ValueError("host functions return nothing, one i32 or one i64")
     result = results[0] if results else None
     qualified = f"{module}.{name}"
-    if _callpath is not None:
+    if CALLPATH is not None:
         def fail(inst: RawInstance | None, exc: BaseException | None) -> bytes:
             if exc is None:
                 return _deadline_message(qualified)
@@ -190,7 +188,7 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
             return msg.encode()
 
         kinds = "".join(HOST_PARAM_TYPES[p] for p in params)
-        hf = _callpath.HostFunction(impl, state, live, fail, _start_message(qualified), kinds,
+        hf = CALLPATH.HostFunction(impl, state, live, fail, _start_message(qualified), kinds,
                                     {"i32": "i", "i64": "q"}.get(result or "", ""), pass_caller)
         keepalive.append(hf)
         callback, env = hf.callback, id(hf)
@@ -207,10 +205,8 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
         [wasmtime.ValType.i32() if k == 0 else wasmtime.ValType.i64() for k in rtypes])
     keepalive.append(ftype)
     mod_b, name_b = module.encode(), name.encode()
-    err = _define_unchecked(ctypes.cast(linker.ptr(), c_void_p).value, mod_b, len(mod_b),
-                            name_b, len(name_b), ctypes.cast(ftype.ptr(), c_void_p).value,
-                            callback, env, None)
+    err = _define_unchecked(engine_api.address_of(linker), mod_b, len(mod_b), name_b,
+                            len(name_b), engine_api.address_of(ftype), callback, env, None)
     if err:
-        raise wasmtime.WasmtimeError._from_ptr(
-            ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))
+        raise engine_api.error_from(err)
 

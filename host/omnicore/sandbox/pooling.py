@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import wasmtime
-from wasmtime import _ffi as ffi
+
+from omnicore.sandbox._wasmtime import set_pooling
 
 __all__ = ["PoolingOptions", "enable_pooling"]
 
@@ -36,22 +37,14 @@ class PoolingOptions:
 def enable_pooling(cfg: wasmtime.Config, options: PoolingOptions | None = None) -> None:
     """Switch ``cfg`` to the pooling allocator (must run before the Engine is created)."""
     opts = options or PoolingOptions()
-    pac = ffi.wasmtime_pooling_allocation_config_new()
-    try:
-        ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pac, opts.total_instances)
-        ffi.wasmtime_pooling_allocation_config_total_memories_set(pac, opts.total_memories)
-        ffi.wasmtime_pooling_allocation_config_total_tables_set(pac, opts.total_tables)
-        ffi.wasmtime_pooling_allocation_config_total_stacks_set(pac, 0)
-        ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pac, opts.max_memory_size)
-        ffi.wasmtime_pooling_allocation_config_table_elements_set(pac, opts.table_elements)
-        ffi.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(
-            pac, opts.max_unused_warm_slots)
-        ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(
-            pac, opts.keep_resident_bytes)
-        ffi.wasmtime_pooling_allocation_config_table_keep_resident_set(
-            pac, opts.keep_resident_bytes)
-        ffi.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pac)
-    finally:
-        ffi.wasmtime_pooling_allocation_config_delete(pac)
-
-
+    set_pooling(cfg, (
+        ("total_core_instances", opts.total_instances),
+        ("total_memories", opts.total_memories),
+        ("total_tables", opts.total_tables),
+        ("total_stacks", 0),
+        ("max_memory_size", opts.max_memory_size),
+        ("table_elements", opts.table_elements),
+        ("max_unused_warm_slots", opts.max_unused_warm_slots),
+        ("linear_memory_keep_resident", opts.keep_resident_bytes),
+        ("table_keep_resident", opts.keep_resident_bytes),
+    ))

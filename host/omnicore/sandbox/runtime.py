@@ -19,6 +19,7 @@ from omnicore.errors import (
     Trap,
 )
 from omnicore.sandbox import configschema
+from omnicore.sandbox._wasmtime import require
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.failures import Facts, classify
@@ -63,6 +64,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                  grants: Mapping[str, Mapping[str, Any]] | Iterable[str] | None = None,
                  config: Mapping[str, Any] | None = None, limits: Limits | None = None,
                  log: PluginLog | None = None, *, data_dir: Path | None = None) -> None:
+        require("host-functions")  # the Python call path's names (sandbox/_wasmtime.py)
         self.engine = engine
         self.module = module
         self.name = module.name

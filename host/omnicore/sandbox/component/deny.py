@@ -18,31 +18,37 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from ctypes import byref, c_void_p, create_string_buffer
+from ctypes import byref, c_void_p
 from typing import Any
 
-import wasmtime
-from wasmtime import _ffi as ffi
 from wasmtime import component as cm
+
+from omnicore.sandbox._wasmtime import (
+    CAPI,
+    COMPONENT_KINDS,
+    error_from,
+    error_raw,
+    linker_instance_add_func,
+)
 
 __all__ = ["HTTP_HANDLER", "link_http_denied", "refuse"]
 
 #: The interface whose ``handle`` sends a request.
 HTTP_HANDLER = "wasi:http/outgoing-handler@"
-_RESULT = int(ffi.WASMTIME_COMPONENT_RESULT.value)
-_VARIANT = int(ffi.WASMTIME_COMPONENT_VARIANT.value)
-_ENUM = int(ffi.WASMTIME_COMPONENT_ENUM.value)
-_RESOURCE = int(ffi.WASMTIME_COMPONENT_RESOURCE.value)
-_OPTION = int(ffi.WASMTIME_COMPONENT_OPTION.value)
+_RESULT = COMPONENT_KINDS["RESULT"]
+_VARIANT = COMPONENT_KINDS["VARIANT"]
+_ENUM = COMPONENT_KINDS["ENUM"]
+_RESOURCE = COMPONENT_KINDS["RESOURCE"]
+_OPTION = COMPONENT_KINDS["OPTION"]
 
 
 def _drop(context: Any, val: Any) -> None:
     """Drop a resource the guest handed over, owned or borrowed (wasmtime requires it of
     every resource a host function is given; an owned one stays in the store's table else)."""
     if val.kind == _RESOURCE and val.of.resource:
-        error = ffi.wasmtime_component_resource_any_drop(context, val.of.resource)
+        error = CAPI.wasmtime_component_resource_any_drop(context, val.of.resource)
         if error:
-            wasmtime.WasmtimeError._from_ptr(error)  # freed; the drop itself cannot matter
+            error_from(error)  # freed; the drop itself cannot matter
 
 
 def _refusal(kind: int, case: str) -> Any:
@@ -50,7 +56,7 @@ def _refusal(kind: int, case: str) -> Any:
     no payload) or an enum case (_ENUM)."""
     name = case.encode()
 
-    @ffi.wasmtime_component_func_callback_t  # type: ignore[untyped-decorator]
+    @CAPI.wasmtime_component_func_callback_t  # type: ignore[untyped-decorator]
     def answer_err(_env: int, context: Any, _ty: Any, args: Any, nargs: int, results: Any,
                    nresults: int) -> int:
         try:
@@ -59,20 +65,19 @@ def _refusal(kind: int, case: str) -> Any:
                 _drop(context, val)
                 if val.kind == _OPTION and val.of.option:
                     _drop(context, val.of.option.contents)
-            answer = ffi.wasmtime_component_val_t()
+            answer = CAPI.wasmtime_component_val_t()
             answer.kind = kind
             if kind == _VARIANT:
-                answer.of.variant.discriminant = ffi.str_to_capi(name.decode())
+                answer.of.variant.discriminant = CAPI.str_to_capi(name.decode())
                 answer.of.variant.val = None
             else:
-                answer.of.enumeration = ffi.str_to_capi(name.decode())
+                answer.of.enumeration = CAPI.str_to_capi(name.decode())
             out = results[0]
             out.kind = _RESULT
             out.of.result.is_ok = False
-            out.of.result.val = ffi.wasmtime_component_val_new(byref(answer))
+            out.of.result.val = CAPI.wasmtime_component_val_new(byref(answer))
         except Exception as exc:
-            error = wasmtime.WasmtimeError(f"WASI refusal failed: {type(exc).__name__}: {exc}")
-            return ctypes.cast(error._consume(), c_void_p).value or 0
+            return error_raw(f"WASI refusal failed: {type(exc).__name__}: {exc}")
         return 0
 
     return answer_err
@@ -97,11 +102,7 @@ def refuse(linker: cm.Linker, interface: str, function: str,
     linker.allow_shadowing = True
     try:
         with linker.root() as root, root.add_instance(interface) as inst:
-            raw = function.encode()
-            error = ffi.wasmtime_component_linker_instance_add_func(
-                inst.ptr(), create_string_buffer(raw), len(raw), callback, 0, _no_finalizer)
-            if error:
-                raise wasmtime.WasmtimeError._from_ptr(error)
+            linker_instance_add_func(inst, function, callback, 0, _no_finalizer)
     finally:
         linker.allow_shadowing = False
 

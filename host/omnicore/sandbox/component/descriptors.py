@@ -21,8 +21,8 @@ from ctypes import c_void_p
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
+from omnicore.sandbox._wasmtime import CAPI, error_raw, set_epoch_deadline_callback
 from omnicore.sandbox.engine import SandboxEngine
 
 __all__ = ["DescriptorWatch", "open_in"]
@@ -30,9 +30,9 @@ __all__ = ["DescriptorWatch", "open_in"]
 #: WASMTIME_UPDATE_DEADLINE_CONTINUE: go on with the deadline moved by ``*delta``.
 _CONTINUE = 0
 #: wasmtime's epoch deadline callback: (context, env, *delta, *kind) -> error or NULL.
-_CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.POINTER(ffi.wasmtime_context_t),
+_CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.POINTER(CAPI.wasmtime_context_t),
                                   c_void_p, ctypes.POINTER(ctypes.c_uint64),
-                                  ctypes.POINTER(ffi.wasmtime_update_deadline_kind_t))
+                                  ctypes.POINTER(CAPI.wasmtime_update_deadline_kind_t))
 
 
 def open_in(dirs: Sequence[int]) -> int:
@@ -82,8 +82,7 @@ class DescriptorWatch:
 
     def install(self, store: wasmtime.Store) -> None:
         """Make this the epoch callback of ``store`` (before anything runs in it)."""
-        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._callback, None,
-                                                   _no_finalizer)
+        set_epoch_deadline_callback(store, self._callback, _no_finalizer)
 
     def arm(self, store: wasmtime.Store) -> None:
         """Start a call (or an instantiation): its deadline counts from now."""
@@ -122,4 +121,4 @@ class DescriptorWatch:
 
 
 def _error(message: str) -> int:
-    return ctypes.cast(wasmtime.WasmtimeError(message)._consume(), c_void_p).value or 0
+    return error_raw(message)

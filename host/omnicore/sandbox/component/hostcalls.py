@@ -14,20 +14,19 @@ it). An exception in a host function traps the call, with its text in the trap.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import math
 import re
 import threading
-from ctypes import CFUNCTYPE, c_void_p, create_string_buffer
+from ctypes import CFUNCTYPE, c_void_p
 from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
 from omnicore.errors import InvalidModule
+from omnicore.sandbox._wasmtime import CAPI, error_raw, linker_instance_add_func
 from omnicore.sandbox.capability import CapabilityRegistry, WitFunction
 from omnicore.sandbox.component.values import Codec, lift_bytes
 from omnicore.sandbox.component.world import read_function
@@ -154,19 +153,18 @@ def _bind(functions: dict[str, WitFunction], fty: cm.FuncType, iface: str, fname
 def _add_func(inst: cm.LinkerInstance, name: str, entry: _Bound) -> None:
     key = next(_NEXT)
     _BOUND[key] = entry
-    raw = name.encode()
-    error = ffi.wasmtime_component_linker_instance_add_func(
-        inst.ptr(), create_string_buffer(raw), len(raw), _callback, key, _finalize)
-    if error:
+    try:
+        linker_instance_add_func(inst, name, _callback, key, _finalize)
+    except BaseException:
         _BOUND.pop(key, None)
-        raise wasmtime.WasmtimeError._from_ptr(error)
+        raise
 
 
 def _lift(codec: Codec, c: Any) -> Any:
     return lift_bytes(c) if codec.wit == "list<u8>" else codec.lift(c)
 
 
-@ffi.wasmtime_component_func_callback_t  # type: ignore[untyped-decorator]
+@CAPI.wasmtime_component_func_callback_t  # type: ignore[untyped-decorator]
 def _callback(env: int, _context: Any, _ty: Any, args: Any, nargs: int, results: Any,
               nresults: int) -> int:
     entry = _BOUND[env or 0]
@@ -183,8 +181,7 @@ def _callback(env: int, _context: Any, _ty: Any, args: Any, nargs: int, results:
         text = (f"host function {entry.label}: {exc}" if isinstance(exc, HostTrap) else
                 f"host function {entry.label} failed: {type(exc).__name__}: {exc}")
         _CALL.refusal = text
-        error = wasmtime.WasmtimeError(text)
-        return ctypes.cast(error._consume(), c_void_p).value or 0
+        return error_raw(text)
     return 0
 
 

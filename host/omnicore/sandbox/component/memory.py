@@ -26,7 +26,8 @@ from ctypes import CFUNCTYPE, c_size_t, c_void_p
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
+
+from omnicore.sandbox._wasmtime import CAPI, error_raw, set_memory_creator
 
 __all__ = ["Limiter", "install", "limiting", "live"]
 
@@ -92,14 +93,14 @@ _NEXT = itertools.count(1)
 
 
 def _error(text: str) -> int:
-    return ctypes.cast(wasmtime.WasmtimeError(text)._consume(), c_void_p).value or 0
+    return error_raw(text)
 
 
 def _round(n: int) -> int:
     return -(-n // _PAGE) * _PAGE
 
 
-@ffi.wasmtime_memory_get_callback_t  # type: ignore[untyped-decorator]
+@CAPI.wasmtime_memory_get_callback_t  # type: ignore[untyped-decorator]
 def _get(env: int, size: Any, capacity: Any) -> int:
     mem = _MEMORIES[env or 0]
     size[0] = mem.size
@@ -107,7 +108,7 @@ def _get(env: int, size: Any, capacity: Any) -> int:
     return mem.base
 
 
-@ffi.wasmtime_memory_grow_callback_t  # type: ignore[untyped-decorator]
+@CAPI.wasmtime_memory_grow_callback_t  # type: ignore[untyped-decorator]
 def _grow(env: int, new_size: int) -> int:
     try:  # as in _new: nothing may escape to wasmtime
         return _grow_to(_MEMORIES[env or 0], new_size)
@@ -138,7 +139,7 @@ def _free(env: int | None) -> None:
         _libc.munmap(mem.base, mem.reserved)
 
 
-@ffi.wasmtime_new_memory_callback_t  # type: ignore[untyped-decorator]
+@CAPI.wasmtime_new_memory_callback_t  # type: ignore[untyped-decorator]
 def _new(_env: int, _ty: Any, minimum: int, maximum: int, reserved: int, guard: int,
          out: Any) -> int:
     # An exception escaping a callback leaves wasmtime's answer unset, and wasmtime then
@@ -179,7 +180,7 @@ def _create(minimum: int, maximum: int, reserved: int, guard: int, out: Any) -> 
 
 
 _NO_FINALIZER = CFUNCTYPE(None, c_void_p)(lambda _env: None)
-_CREATOR = ffi.wasmtime_memory_creator_t(None, _new, _NO_FINALIZER)
+_CREATOR = CAPI.wasmtime_memory_creator_t(None, _new, _NO_FINALIZER)
 
 
 def live() -> int:
@@ -189,5 +190,5 @@ def live() -> int:
 
 def install(config: wasmtime.Config) -> None:
     """Make ``config``'s engine create its linear memories here."""
-    ffi.wasmtime_config_host_memory_creator_set(config.ptr(), ctypes.byref(_CREATOR))
+    set_memory_creator(config, _CREATOR)
 

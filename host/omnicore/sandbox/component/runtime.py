@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 
 from omnicore.core import jsoncodec
@@ -34,6 +33,7 @@ from omnicore.errors import (
     PluginCallError,
     PluginLoadError,
 )
+from omnicore.sandbox._wasmtime import CAPI, component_func, context_of
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.compiled import ComponentModule
 from omnicore.sandbox.component.deny import link_http_denied
@@ -410,9 +410,9 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         func = self._func(inst, fn)
         store = inst.store
         n = len(args)
-        params = (ffi.wasmtime_component_val_t * max(n, 1))()
+        params = (CAPI.wasmtime_component_val_t * max(n, 1))()
         lowered = 0
-        result = ffi.wasmtime_component_val_t()
+        result = CAPI.wasmtime_component_val_t()
         has_result = fn.result is not None
         try:
             for i, ((_, codec), value) in enumerate(zip(fn.params, args, strict=True)):
@@ -428,8 +428,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             start = self.engine.epoch
             mark = self.log.written
             enter(time.monotonic() + self.limits.timeout_ms / 1000)
-            error = ffi.wasmtime_component_func_call(
-                byref(func._func), store._context(), params, n,
+            error = CAPI.wasmtime_component_func_call(
+                component_func(func), context_of(store), params, n,
                 byref(result) if has_result else None, 1 if has_result else 0)
             # What the guest printed is in the log when the call returns (and in its error).
             self._wasi_output.catch_up()
@@ -451,7 +451,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                     answer = fn.result.lift(result)
             finally:
                 delete(result)
-        error = ffi.wasmtime_component_func_post_return(byref(func._func), store._context())
+        error = CAPI.wasmtime_component_func_post_return(component_func(func), context_of(store))
         if error:
             raise self._classify(store, inst.limiter, label, start,
                                  error_failure(error)) from None

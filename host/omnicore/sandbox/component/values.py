@@ -17,8 +17,9 @@ from collections.abc import Callable
 from ctypes import byref
 from typing import Any
 
-from wasmtime import _ffi as ffi
 from wasmtime import component as cm
+
+from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS
 
 __all__ = ["Codec", "Unsupported", "WrongValue", "codec_for", "delete", "lift_bytes"]
 
@@ -49,7 +50,7 @@ class Unsupported(TypeError):
 
 
 def _kind(name: str) -> int:
-    return int(getattr(ffi, f"WASMTIME_COMPONENT_{name}").value)
+    return COMPONENT_KINDS[name]
 
 
 def _text(vec: Any) -> str:
@@ -58,7 +59,7 @@ def _text(vec: Any) -> str:
 
 def delete(val: Any) -> None:
     """Free a value written by :meth:`Codec.lower` or returned by a call (recursively)."""
-    ffi.wasmtime_component_val_delete(byref(val))
+    CAPI.wasmtime_component_val_delete(byref(val))
 
 
 class Codec:
@@ -179,7 +180,7 @@ class _String(Codec):
 
     def lower(self, v: Any, c: Any) -> None:
         c.kind = self._K
-        c.of.string = ffi.str_to_capi(v)
+        c.of.string = CAPI.str_to_capi(v)
 
     def lift(self, c: Any) -> Any:
         return _text(c.of.string)
@@ -200,8 +201,8 @@ class _List(Codec):
             check(e, f"{path}[{i}]")
 
     def lower(self, v: Any, c: Any) -> None:
-        raw = ffi.wasmtime_component_vallist_t()
-        ffi.wasmtime_component_vallist_new_uninit(raw, len(v))
+        raw = CAPI.wasmtime_component_vallist_t()
+        CAPI.wasmtime_component_vallist_new_uninit(raw, len(v))
         lower = self.element.lower
         for i, e in enumerate(v):
             lower(e, raw.data[i])
@@ -221,8 +222,8 @@ class _Bytes(_List):
     costs milliseconds, while two strided slice assignments into one buffer cost microseconds.
     """
 
-    _SIZE = ctypes.sizeof(ffi.wasmtime_component_val_t)
-    _OF = ffi.wasmtime_component_val_t.of.offset
+    _SIZE = ctypes.sizeof(CAPI.wasmtime_component_val_t)
+    _OF = CAPI.wasmtime_component_val_t.of.offset
     _U8 = bytes([_kind("U8")])
 
     def check(self, v: Any, path: str) -> None:
@@ -236,8 +237,8 @@ class _Bytes(_List):
 
     def lower(self, v: Any, c: Any) -> None:
         n, size = len(v), self._SIZE
-        raw = ffi.wasmtime_component_vallist_t()
-        ffi.wasmtime_component_vallist_new_uninit(raw, n)
+        raw = CAPI.wasmtime_component_vallist_t()
+        CAPI.wasmtime_component_vallist_new_uninit(raw, n)
         if n:
             buf = bytearray(n * size)
             buf[0::size] = self._U8 * n
@@ -285,11 +286,11 @@ class _Record(Codec):
                              v[extra[0]])
 
     def lower(self, v: Any, c: Any) -> None:
-        raw = ffi.wasmtime_component_valrecord_t()
-        ffi.wasmtime_component_valrecord_new_uninit(raw, len(self.fields))
+        raw = CAPI.wasmtime_component_valrecord_t()
+        CAPI.wasmtime_component_valrecord_new_uninit(raw, len(self.fields))
         for i, (name, codec) in enumerate(self.fields):
             entry = raw.data[i]
-            entry.name = ffi.str_to_capi(name)
+            entry.name = CAPI.str_to_capi(name)
             codec.lower(v[name], entry.val)
         c.kind = self._K
         c.of.record = raw
@@ -313,8 +314,8 @@ class _Tuple(Codec):
             codec.check(e, f"{path}[{i}]")
 
     def lower(self, v: Any, c: Any) -> None:
-        raw = ffi.wasmtime_component_valtuple_t()
-        ffi.wasmtime_component_valtuple_new_uninit(raw, len(self.elements))
+        raw = CAPI.wasmtime_component_valtuple_t()
+        CAPI.wasmtime_component_valtuple_new_uninit(raw, len(self.elements))
         for i, (codec, e) in enumerate(zip(self.elements, v, strict=True)):
             codec.lower(e, raw.data[i])
         c.kind = self._K
@@ -329,9 +330,9 @@ def _boxed(codec: Codec | None, v: Any) -> Any:
     """A heap ``wasmtime_component_val_t *`` holding ``v`` (NULL for a case without payload)."""
     if codec is None:
         return None
-    raw = ffi.wasmtime_component_val_t()
+    raw = CAPI.wasmtime_component_val_t()
     codec.lower(v, raw)
-    return ffi.wasmtime_component_val_new(byref(raw))
+    return CAPI.wasmtime_component_val_new(byref(raw))
 
 
 def _one_key(v: Any, path: str, cases: dict[str, Codec | None], what: str) -> tuple[str, Any]:
@@ -364,7 +365,7 @@ class _Variant(Codec):
     def lower(self, v: Any, c: Any) -> None:
         (case, payload), = v.items()
         c.kind = self._K
-        c.of.variant.discriminant = ffi.str_to_capi(case)
+        c.of.variant.discriminant = CAPI.str_to_capi(case)
         c.of.variant.val = _boxed(self.cases[case], payload)
 
     def lift(self, c: Any) -> Any:
@@ -430,7 +431,7 @@ class _Enum(Codec):
 
     def lower(self, v: Any, c: Any) -> None:
         c.kind = self._K
-        c.of.enumeration = ffi.str_to_capi(v)
+        c.of.enumeration = CAPI.str_to_capi(v)
 
     def lift(self, c: Any) -> Any:
         return _text(c.of.enumeration)
@@ -454,10 +455,10 @@ class _Flags(Codec):
             raise WrongValue(path, "each flag at most once", v)
 
     def lower(self, v: Any, c: Any) -> None:
-        raw = ffi.wasmtime_component_valflags_t()
-        ffi.wasmtime_component_valflags_new_uninit(raw, len(v))
+        raw = CAPI.wasmtime_component_valflags_t()
+        CAPI.wasmtime_component_valflags_new_uninit(raw, len(v))
         for i, name in enumerate(v):
-            raw.data[i] = ffi.str_to_capi(name)
+            raw.data[i] = CAPI.str_to_capi(name)
         c.kind = self._K
         c.of.flags = raw
 
