@@ -73,7 +73,7 @@ def _addr(obj: Any) -> int:
 
 def plugin_memory(kernel: GuestMemory, caller: int) -> GuestMemory:
     # WASI pointers are into the calling module's memory; host functions get the kernel's.
-    owner = cast(KernelMemory, kernel).owner
+    owner = cast(Instance, cast(KernelMemory, kernel).owner)
     if not owner.linked_wasi:
         return owner.wasi_memory
     mem = caller_memory(caller, cast(RawInstance, owner), owner.caller_memories)
