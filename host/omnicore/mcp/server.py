@@ -35,7 +35,7 @@ from omnicore.core.events import Event, EventBus
 from omnicore.errors import OmniError
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
-from omnicore.mcp.tools import Exposure, Tool, tools_of
+from omnicore.mcp.tools import Exposure, Tool, output_problem, tools_of
 from omnicore.plugins.host import PluginHost
 from omnicore.storage.memory import MemoryStore
 from omnicore.storage.vectors import VectorStore
@@ -126,9 +126,7 @@ class ToolServer:
 
     async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
                           params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[
-            types.Tool(name=t.name, description=t.description, input_schema=dict(t.input_schema))
-            for t in self.tools().values()])
+        return types.ListToolsResult(tools=[_listed(t) for t in self.tools().values()])
 
     def resolve(self, name: str) -> Tool | None:
         """The exposed tool ``name``, whatever its plugin's state (a needs-grant plugin's tool
@@ -155,7 +153,10 @@ class ToolServer:
             out = await self.app.plugins.acall(tool.plugin, tool.handler, data)
         except OmniError as exc:
             return _error(str(exc).strip().partition("\n")[0])
-        return _result(out)
+        result = _result(out)
+        sha = self.app.plugins.get(tool.plugin).sha256 if tool.output_schema else None
+        problem = output_problem(tool, sha, result.structured_content)
+        return _error(problem) if problem else result
 
     # -- resources (read-only; off unless mcp.resources) ---------------------------------
 
@@ -229,6 +230,19 @@ def _caller(ctx: ServerRequestContext[Any, Any]) -> Caller | None:
     scope = getattr(request, "scope", None)
     caller: Caller | None = scope.get(CALLER_KEY) if isinstance(scope, dict) else None
     return caller
+
+
+def _listed(tool: Tool) -> types.Tool:
+    # Every hint is said outright: MCP's defaults (destructive, open world) are the
+    # pessimistic ones, and a plugin is neither unless its manifest or grants say so.
+    return types.Tool(
+        name=tool.name, title=tool.title, description=tool.description,
+        input_schema=dict(tool.input_schema),
+        output_schema=dict(tool.output_schema) if tool.output_schema is not None else None,
+        annotations=types.ToolAnnotations(
+            title=tool.title, read_only_hint=tool.read_only,
+            destructive_hint=None if tool.read_only else tool.destructive,
+            open_world_hint=tool.open_world))
 
 
 def _error(message: str) -> types.CallToolResult:
