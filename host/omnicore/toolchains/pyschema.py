@@ -49,6 +49,10 @@ def describe(fn: ast.FunctionDef, classes: dict[str, ast.ClassDef],
     reader = _Reader(classes)
     if args and args[0].annotation is not None:
         schema = reader.schema(args[0].annotation)
+        # `CountIn | None`: an empty input is None, and a tool's arguments are an object.
+        options = [s for s in schema.get("anyOf", ()) if s != {"type": "null"}]
+        if list(schema) == ["anyOf"] and len(options) == 1:
+            schema = options[0]
         if schema.get("type") == "object":
             out["input_schema"] = schema
     if fn.returns is not None:
