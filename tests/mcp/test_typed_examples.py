@@ -39,15 +39,16 @@ pytestmark = pytest.mark.slow
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     from omnicore.toolchains import build
 
-    h = Host(tmp_path_factory.mktemp("typed") / "app", ["*/*"])
+    root = tmp_path_factory.mktemp("typed") / "app"
+    (root / "plugins").mkdir(parents=True)
     for name, (folder, lang, grants) in EXAMPLES.items():
         missing = importlib.import_module(f"omnicore.toolchains.{lang}").check()
         if missing:  # a machine without that toolchain (under CI a skip fails: conftest.py)
             pytest.skip(f"cannot build {folder}: {missing}")
         wasm = build(ROOT / "plugins" / folder, OUT)
-        (h.plugins_dir / f"{name}.toml").write_text(f"grants = {grants!r}\n")
-        shutil.copy(wasm, h.plugins_dir / f"{name}.wasm")
-        h.app.plugins.load(h.plugins_dir / f"{name}.wasm")
+        (root / "plugins" / f"{name}.toml").write_text(f"grants = {grants!r}\n")
+        shutil.copy(wasm, root / "plugins" / f"{name}.wasm")
+    h = Host(root, ["*/*"])  # the app loads its plugins folder as it starts
     try:
         yield h
     finally:

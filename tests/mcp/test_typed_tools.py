@@ -52,9 +52,9 @@ def test_an_output_schema_that_is_no_object_schema_is_not_served() -> None:
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Host]:
-    h = Host(tmp_path / "app", ["typed/*"])
-    (h.plugins_dir / "typed.wasm").write_bytes(wasm("tools", MANIFEST))
-    h.app.plugins.load(h.plugins_dir / "typed.wasm")
+    (tmp_path / "app" / "plugins").mkdir(parents=True)
+    (tmp_path / "app" / "plugins" / "typed.wasm").write_bytes(wasm("tools", MANIFEST))
+    h = Host(tmp_path / "app", ["typed/*"])  # the app loads its plugins folder as it starts
     try:
         yield h
     finally:
