@@ -159,8 +159,9 @@ def handler_descriptions(src: Path) -> dict[str, dict[str, Any]]:
                 name = _decorated_name(node, deco)
                 if name is None:
                     continue
-                keywords = {kw.arg: kw.value.value for kw in getattr(deco, "keywords", ())
-                            if kw.arg and isinstance(kw.value, ast.Constant)}
+                keywords: dict[str, object] = {
+                    kw.arg: kw.value.value for kw in getattr(deco, "keywords", ())
+                    if kw.arg and isinstance(kw.value, ast.Constant)}
                 entry = pyschema.describe(node, classes, keywords)
                 if entry:
                     out[name] = entry
