@@ -6,7 +6,9 @@ header, a ``Basic`` one, a cookie session, a revoked token — is answered 401 b
 the request, whatever ``console.auth`` says: a browser cannot add a Bearer header on its own, so
 no page a user visits can make calls through it. A session belongs to the user who opened it
 (the SDK answers 404 to another user's session id), and the user's role is checked on every
-call: a viewer may list tools but not call them, as in the console.
+call: a viewer may list tools but not call them, as in the console. Each SSE stream opens
+with a priming event carrying a ``retry`` hint, and a client that lost a stream resumes it with
+``Last-Event-ID`` (omnicore.mcp.eventstore).
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from omnicore.capabilities.guestjson import nesting
+from omnicore.mcp.eventstore import MemoryEventStore
 from omnicore.mcp.server import CALLER_KEY, Caller, McpApp, ToolServer
 
-__all__ = ["MAX_DEPTH", "McpEndpoint"]
+__all__ = ["MAX_DEPTH", "RETRY_MS", "McpEndpoint"]
 
 #: The deepest JSON a request to /mcp may nest (the console's JSON bodies allow 64).
 MAX_DEPTH = 64
+#: The reconnection delay each SSE stream's priming event suggests (SEP-1699).
+RETRY_MS = 1000
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -65,7 +70,10 @@ class McpEndpoint:
     def __init__(self, app: McpApp, verify: Callable[[str], Caller | None]) -> None:
         self.tools = ToolServer(app)
         self._verify = verify
-        self._manager = StreamableHTTPSessionManager(app=self.tools.server)
+        # With an event store, every SSE stream opens with a priming event (an id and a
+        # retry hint) and a client that lost it can resume with Last-Event-ID.
+        self._manager = StreamableHTTPSessionManager(
+            app=self.tools.server, event_store=MemoryEventStore(), retry_interval=RETRY_MS)
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
