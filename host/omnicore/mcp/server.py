@@ -12,7 +12,8 @@ schema whose output does not match it answers a tool error too.
 A call reports progress (start and finish) when the request carries ``_meta.progressToken``;
 after ``logging/setLevel``, the plugin's log lines of the call at or above that level reach
 the client as ``notifications/message`` before the result. ``completion/complete`` answers an
-empty list: no prompt or resource template has arguments to complete.
+empty list: no prompt or resource template has arguments to complete; ``prompts/list`` is
+empty (plugins declare no prompts yet) and ``prompts/get`` an invalid-params error.
 
 When plugins load, reload or unload (or the console exposes or hides a handler), every
 connected client gets ``notifications/tools/list_changed``: on the handshake protocol
@@ -123,7 +124,8 @@ class ToolServer:
             description=f"the WebAssembly plugins of app '{app.config.name}' as tools",
             on_list_tools=self._list_tools, on_call_tool=self._call_tool,
             on_list_resources=self._list_resources, on_read_resource=self._read_resource,
-            on_completion=self._complete, on_subscriptions_listen=ListenHandler(self.bus))
+            on_completion=self._complete, on_list_prompts=self._list_prompts,
+            on_get_prompt=self._get_prompt, on_subscriptions_listen=ListenHandler(self.bus))
         # Registered by hand: the constructor's argument warns that the 2026-07-28 revision
         # deprecates logging, which the handshake revisions still have.
         self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams,
@@ -209,6 +211,18 @@ class ToolServer:
             connection.exit_stack.callback(self._levels.pop, key, None)
         self._levels[key] = _SEVERITY[params.level]
         return types.EmptyResult()
+
+    # -- prompts (none yet: the capability is announced, the list is empty) --------------
+
+    async def _list_prompts(self, ctx: ServerRequestContext[Any, Any],
+                            params: types.PaginatedRequestParams | None
+                            ) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=[])
+
+    async def _get_prompt(self, ctx: ServerRequestContext[Any, Any],
+                          params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        raise MCPError(-32602, f"no prompt {params.name[:200]!r}: this server has no prompts "
+                               "(prompts/list)")
 
     # -- completions (no prompts or resource templates have arguments to complete) -------
 
