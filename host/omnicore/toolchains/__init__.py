@@ -75,6 +75,11 @@ def _toolchain_digest(language: str) -> str:
         sdk = locations.sdk_dir(folder)
         if sdk.is_dir():
             parts.append(sdk)
+    # Every build ends in the manifest writer (which runs describe exports), and a language
+    # may read its sources with a helper module (python: pyschema).
+    here = Path(__file__).parent
+    parts.append(here / "manifest.py")
+    parts += [here / f"{name}.py" for name in getattr(module, "HELPERS", ())]
     return "".join(_source_digest(p) for p in parts)
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, locations, pyschema
 
-__all__ = ["CAPABILITIES", "EXTENSIONS", "GUEST_PYTHON", "LANGUAGE", "SDK_FOLDERS", "check",
+__all__ = ["CAPABILITIES", "EXTENSIONS", "GUEST_PYTHON", "HELPERS", "LANGUAGE", "SDK_FOLDERS", "check",
            "compile", "dependencies", "detect", "handler_descriptions", "handler_names",
            "scaffold", "unit_tests", "used_capabilities"]
 
@@ -42,6 +42,8 @@ LANGUAGE = "python"
 EXTENSIONS = ("python", "py")
 #: The SDK folders a build depends on (a change there rebuilds every Python plugin).
 SDK_FOLDERS = ("python", "wit")
+#: The modules of omnicore.toolchains besides this one that shape a build.
+HELPERS = ("pyschema",)
 #: The SDK's capability modules, each the ``omnicore:plugin`` interface of the same name.
 CAPABILITIES = ("log", "config", "kv", "memory", "vectors", "secrets", "tasks", "events", "http")
 _SDK_PACKAGE = "omnicore_plugin"
