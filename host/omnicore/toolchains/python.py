@@ -34,9 +34,9 @@ from typing import Any
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, locations, pyschema
 
-__all__ = ["CAPABILITIES", "EXTENSIONS", "GUEST_PYTHON", "HELPERS", "LANGUAGE", "SDK_FOLDERS", "check",
-           "compile", "dependencies", "detect", "handler_descriptions", "handler_names",
-           "scaffold", "unit_tests", "used_capabilities"]
+__all__ = ["CAPABILITIES", "EXTENSIONS", "GUEST_PYTHON", "HELPERS", "LANGUAGE", "SDK_FOLDERS",
+           "check", "compile", "dependencies", "detect", "handler_descriptions",
+           "handler_names", "scaffold", "unit_tests", "used_capabilities"]
 
 LANGUAGE = "python"
 EXTENSIONS = ("python", "py")
