@@ -1,59 +1,16 @@
-"""Secrets, console accounts and the audit log on PostgreSQL: every instance shares them.
+"""Console accounts on PostgreSQL: every instance shares them.
 
-Secrets arrive sealed (the key is the operator's, the same on every instance); accounts
-arrive as digests and argon2 hashes, as for every backend (storage/user_rows.py).
+Accounts arrive as digests and argon2 hashes, as for every backend (storage/user_rows.py).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
-from omnicore.storage.audit_rows import AuditEntry, AuditLog
 from omnicore.storage.postgres.database import Database
-from omnicore.storage.secret_rows import Sealed, SecretRows
 from omnicore.storage.user_rows import Role, Session, Token, User, UserRows
 
-__all__ = ["PgAudit", "PgSecrets", "PgUsers"]
-
-
-class PgSecrets(SecretRows):
-    def __init__(self, storage: Database) -> None:
-        self._s = storage
-
-    def names(self) -> list[str]:
-        return [r[0] for r in self._s.read("SELECT name FROM secrets ORDER BY name")]
-
-    def get(self, name: str) -> Sealed | None:
-        rows = self._s.read("SELECT key_id, nonce, ciphertext FROM secrets WHERE name=?",
-                             (name,))
-        return Sealed(rows[0][0], bytes(rows[0][1]), bytes(rows[0][2])) if rows else None
-
-    def put(self, name: str, sealed: Sealed, now: float) -> None:
-        self._s.write(lambda conn: conn.execute(
-            "INSERT INTO secrets VALUES (?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET "
-            "key_id=excluded.key_id, nonce=excluded.nonce, ciphertext=excluded.ciphertext, "
-            "updated_at=excluded.updated_at",
-            (name, sealed.key_id, sealed.nonce, sealed.ciphertext, now)))
-
-    def delete(self, name: str) -> bool:
-        return self._s.write(lambda conn: bool(conn.execute(
-            "DELETE FROM secrets WHERE name=?", (name,)).rowcount))
-
-    def uses_key(self, key_id: str) -> bool:
-        return bool(self._s.read("SELECT 1 FROM secrets WHERE key_id=? LIMIT 1", (key_id,)))
-
-    def reseal(self, fn: Callable[[str, Sealed], Sealed]) -> int:
-        def run(conn: Any) -> int:
-            rows = conn.execute("SELECT name, key_id, nonce, ciphertext FROM secrets "
-                                "FOR UPDATE").fetchall()
-            for name, key_id, nonce, ciphertext in rows:
-                new = fn(name, Sealed(key_id, bytes(nonce), bytes(ciphertext)))
-                conn.execute("UPDATE secrets SET key_id=?, nonce=?, ciphertext=? "
-                             "WHERE name=?", (new.key_id, new.nonce, new.ciphertext, name))
-            return len(rows)
-        return self._s.write(run)
+__all__ = ["PgUsers"]
 
 
 def _user(name: Any, role: Any, created: Any) -> User:
@@ -171,43 +128,3 @@ class PgUsers(UserRows):
 
     def delete_setup_link(self, digest: str) -> None:
         self._exec("DELETE FROM setup_links WHERE digest=?", digest)
-
-
-class PgAudit(AuditLog):
-    def __init__(self, storage: Database) -> None:
-        self._s = storage
-
-    def append(self, actor: str, action: str, target: str | None, before: Any, after: Any,
-               origin: str | None, at: float) -> int:
-        def dump(value: Any) -> str | None:
-            return None if value is None else json.dumps(value, separators=(",", ":"),
-                                                          ensure_ascii=False)
-        return self._s.write(lambda conn: int(conn.execute(
-            "INSERT INTO audit (at, actor, action, target, before, after, origin) VALUES "
-            "(?,?,?,?,?,?,?) RETURNING id",
-            (at, actor, action, target, dump(before), dump(after), origin)).fetchone()[0]))
-
-    def entries(self, *, actor: str | None = None, action_prefix: str = "",
-                target: str | None = None, since: float | None = None,
-                before_id: int | None = None, limit: int = 100,
-                plugin: str | None = None) -> list[AuditEntry]:
-        where = ["starts_with(action, ?)"]
-        args: list[Any] = [action_prefix]
-        if plugin is not None:
-            where.append("(target = ? OR starts_with(target, ?))")
-            args += [plugin, plugin + "/"]
-        for column, value in (("actor=?", actor), ("target=?", target),
-                              ("at >= ?", since), ("id < ?", before_id)):
-            if value is not None:
-                where.append(column)
-                args.append(value)
-        rows = self._s.read("SELECT id, at, actor, action, target, before, after, origin FROM "
-                             f"audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-                             (*args, limit))
-        return [AuditEntry(int(r[0]), float(r[1]), r[2], r[3], r[4],
-                           None if r[5] is None else json.loads(r[5]),
-                           None if r[6] is None else json.loads(r[6]), r[7]) for r in rows]
-
-    def purge(self, before: float) -> int:
-        return self._s.write(lambda conn: int(conn.execute(
-            "DELETE FROM audit WHERE at < ?", (before,)).rowcount))

@@ -20,7 +20,7 @@ from omnicore.config.schema import masked_url
 from omnicore.storage.backend import Backend, Cursor, Dialect, Tx
 from omnicore.storage.errors import StorageError
 from omnicore.storage.postgres.liveness import CHANNEL, EVENTS, SETTINGS, Liveness
-from omnicore.storage.postgres.schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION
+from omnicore.storage.postgres.schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION, SETTINGS_LOCK
 
 __all__ = ["POSTGRES", "Database"]
 
@@ -31,6 +31,9 @@ POSTGRES = Dialect(name="postgres", single_writer=False,
                    skip_locked=" FOR UPDATE SKIP LOCKED", for_update=" FOR UPDATE",
                    same="IS NOT DISTINCT FROM", differs="IS DISTINCT FROM",
                    greatest="GREATEST", insertion_order="seq")
+#: Keys whose lock has had a number of its own since before the seam: hosts of an older
+#: version sharing the database take that number, so the same key must.
+_LOCKS = {"settings": SETTINGS_LOCK}
 #: The NOTIFY channel of each :meth:`Tx.announce` channel.
 _CHANNELS = {"events": EVENTS, "settings": SETTINGS}
 
@@ -67,7 +70,10 @@ class _Tx:
         return self._conn.cursor().executemany(_sql(sql), list(rows))
 
     def lock(self, key: str) -> None:
-        self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+        if key in _LOCKS:
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCKS[key],))
+        else:
+            self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
 
     def wake(self, queue: str) -> None:
         self._conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, queue))

@@ -61,7 +61,27 @@ def _wf_v3(conn: sqlite3.Connection) -> None:
                  "parent_index)")
 
 
+def _secrets_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE secrets (name TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
+                 "nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, updated_at REAL NOT NULL)")
+
+
+def _audit_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE audit (id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT "
+                 "NULL, action TEXT NOT NULL, target TEXT, before TEXT, after TEXT, origin TEXT)")
+    conn.execute("CREATE INDEX audit_at ON audit (at)")
+
+
+def _settings_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE plugin_settings (plugin TEXT PRIMARY KEY, doc TEXT NOT NULL, "
+                 "seq INTEGER NOT NULL, updated_at REAL NOT NULL, updated_by TEXT)")
+    conn.execute("CREATE INDEX plugin_settings_by_seq ON plugin_settings (seq)")
+
+
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "workflows": (_wf_v1, _wf_v2, _wf_v3),
+    "secrets": (_secrets_v1,),
+    "audit": (_audit_v1,),
+    "plugin_settings": (_settings_v1,),
 }

@@ -9,11 +9,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.backend import Backend
 from omnicore.storage.base import EventLog, KVStore, PluginTasks, Schedules, Storage, TaskQueue
+from omnicore.storage.secret_rows import SecretRows
+from omnicore.storage.settings_rows import PluginSettingsRows
+from omnicore.storage.stores.audit import Audit
 from omnicore.storage.stores.events import Events
 from omnicore.storage.stores.jobs import Jobs, JobSchedules, PluginJobs
 from omnicore.storage.stores.kv import KV, kv_plugins
+from omnicore.storage.stores.secrets import Secrets
+from omnicore.storage.stores.settings import PluginSettings
 from omnicore.storage.stores.workflows import Workflows
 from omnicore.storage.workflows import WorkflowStore
 
@@ -34,6 +40,9 @@ class BackendStorage(Storage):
         #: Guards the stores built on first use (a backend may migrate their tables then).
         self._stores_lock = threading.Lock()
         self._workflows: WorkflowStore | None = None
+        self._secrets: SecretRows | None = None
+        self._audit: AuditLog | None = None
+        self._plugin_settings: PluginSettingsRows | None = None
 
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
         self.backend.on_wakeup(callback, queue)
@@ -53,6 +62,27 @@ class BackendStorage(Storage):
             if self._workflows is None:
                 self._workflows = Workflows(self.backend)
             return self._workflows
+
+    @property
+    def secrets(self) -> SecretRows:
+        with self._stores_lock:
+            if self._secrets is None:
+                self._secrets = Secrets(self.backend)
+            return self._secrets
+
+    @property
+    def audit(self) -> AuditLog:
+        with self._stores_lock:
+            if self._audit is None:
+                self._audit = Audit(self.backend)
+            return self._audit
+
+    @property
+    def plugin_settings(self) -> PluginSettingsRows:
+        with self._stores_lock:
+            if self._plugin_settings is None:
+                self._plugin_settings = PluginSettings(self.backend)
+            return self._plugin_settings
 
     def close(self) -> None:
         self.backend.close()
