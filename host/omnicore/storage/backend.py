@@ -85,6 +85,11 @@ class Dialect:
     greatest: str
     #: The column that keeps the order rows were inserted in, in a table keyed otherwise.
     insertion_order: str
+    #: ``json_filter(column, [(key, value), ...])``: `` AND ...`` conditions that the JSON text
+    #: ``column`` holds ``value`` at each top-level ``key``, compared as SQLite's
+    #: ``json_extract`` compares (a string as text, a number as a number, true/false as
+    #: 1/0), and their arguments. The keys were checked by the caller (no ``"``).
+    json_filter: Callable[[str, Sequence[tuple[str, Any]]], tuple[str, list[Any]]]
 
 
 def marks(n: int) -> str:

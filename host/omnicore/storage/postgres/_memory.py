@@ -16,8 +16,8 @@ from typing import Any
 
 from omnicore.storage.errors import QuotaExceeded, StorageError
 from omnicore.storage.memory_rows import Consolidated, Filter, MemoryRow, MemoryRows, NewMemory
-from omnicore.storage.postgres._jsonfilter import filter_sql
 from omnicore.storage.postgres.database import Database
+from omnicore.storage.postgres.jsonfilter import filter_sql
 
 __all__ = ["PgMemory"]
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from omnicore.config.schema import masked_url
 from omnicore.storage.backend import Backend, Cursor, Dialect, Tx
 from omnicore.storage.errors import StorageError
+from omnicore.storage.postgres.jsonfilter import filter_sql
 from omnicore.storage.postgres.liveness import CHANNEL, EVENTS, SETTINGS, Liveness
 from omnicore.storage.postgres.schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION, SETTINGS_LOCK
 
@@ -30,7 +31,7 @@ T = TypeVar("T")
 POSTGRES = Dialect(name="postgres", single_writer=False,
                    skip_locked=" FOR UPDATE SKIP LOCKED", for_update=" FOR UPDATE",
                    same="IS NOT DISTINCT FROM", differs="IS DISTINCT FROM",
-                   greatest="GREATEST", insertion_order="seq")
+                   greatest="GREATEST", insertion_order="seq", json_filter=filter_sql)
 #: Keys whose lock has had a number of its own since before the seam: hosts of an older
 #: version sharing the database take that number, so the same key must.
 _LOCKS = {"settings": SETTINGS_LOCK}

@@ -9,11 +9,9 @@ from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.postgres._accounts import PgUsers
 from omnicore.storage.postgres._instances import PgInstances
 from omnicore.storage.postgres._memory import PgMemory
-from omnicore.storage.postgres._vectors import PgVectors
 from omnicore.storage.postgres.database import Database
 from omnicore.storage.stores.root import BackendStorage
 from omnicore.storage.user_rows import UserRows
-from omnicore.storage.vector_rows import VectorRows
 
 __all__ = ["PostgresStorage"]
 
@@ -32,7 +30,6 @@ class PostgresStorage(BackendStorage):
         self.url = url
         self._instances = PgInstances(db)
         self._memory = PgMemory(db)
-        self._vectors = PgVectors(db)
         self._users = PgUsers(db)
 
     @property
@@ -42,10 +39,6 @@ class PostgresStorage(BackendStorage):
     @property
     def memory(self) -> MemoryRows:
         return self._memory
-
-    @property
-    def vectors(self) -> VectorRows:
-        return self._vectors
 
     @property
     def users(self) -> UserRows:

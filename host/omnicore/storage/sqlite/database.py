@@ -52,8 +52,15 @@ __all__ = ["DB_FILE", "MIGRATIONS", "SCHEMA_VERSION", "SQLITE", "Database", "Ste
 T = TypeVar("T")
 
 #: One writer holds the file (``BEGIN IMMEDIATE``): a claim needs no row locks.
+def _json_filter(column: str, flt: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    # The keys were checked (no '"'), so quoting them in the JSON path is safe.
+    return ("".join(f" AND json_extract({column}, '$.\"{key}\"') = ?" for key, _ in flt),
+            [v for _, v in flt])
+
+
 SQLITE = Dialect(name="sqlite", single_writer=True, skip_locked="", for_update="", same="IS",
-                 differs="IS NOT", greatest="MAX", insertion_order="rowid")
+                 differs="IS NOT", greatest="MAX", insertion_order="rowid",
+                 json_filter=_json_filter)
 
 DB_FILE = "omnicore.db"
 Synchronous = Literal["normal", "full"]

@@ -78,9 +78,40 @@ def _settings_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX plugin_settings_by_seq ON plugin_settings (seq)")
 
 
+def _vectors_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE vector_collections (id INTEGER PRIMARY KEY, plugin TEXT NOT NULL,"
+                 " name TEXT NOT NULL, dim INTEGER NOT NULL, metric TEXT NOT NULL,"
+                 " next_label INTEGER NOT NULL DEFAULT 0, generation INTEGER NOT NULL DEFAULT 0,"
+                 " count INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,"
+                 " created_at REAL NOT NULL, UNIQUE (plugin, name))")
+    conn.execute("CREATE TABLE vectors (coll INTEGER NOT NULL, id TEXT NOT NULL,"
+                 " label INTEGER NOT NULL, vec BLOB NOT NULL, meta TEXT, size INTEGER NOT NULL,"
+                 " PRIMARY KEY (coll, id))")
+    conn.execute("CREATE UNIQUE INDEX vectors_label ON vectors (coll, label)")
+
+
+def _vectors_v2(conn: sqlite3.Connection) -> None:
+    # The generation that last wrote each row: an index file of generation G replays the
+    # rows above G instead of rebuilding everything.
+    conn.execute("ALTER TABLE vectors ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
+    conn.execute("CREATE INDEX vectors_gen ON vectors (coll, gen)")
+
+
+def _vectors_v3(conn: sqlite3.Connection) -> None:
+    # Deleted labels with the generation that deleted them, so a cache catches up on deletes
+    # without reading every row. Older deletes have none: "since" below the oldest kept one
+    # (or from before this step) answers None, and the cache rebuilds.
+    conn.execute("CREATE TABLE vector_deletes (coll INTEGER NOT NULL, label INTEGER NOT NULL,"
+                 " gen INTEGER NOT NULL, PRIMARY KEY (coll, gen))")
+    conn.execute("ALTER TABLE vector_collections ADD COLUMN deletes_from INTEGER NOT NULL "
+                 "DEFAULT 0")
+    conn.execute("UPDATE vector_collections SET deletes_from = generation")
+
+
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "workflows": (_wf_v1, _wf_v2, _wf_v3),
+    "vectors": (_vectors_v1, _vectors_v2, _vectors_v3),
     "secrets": (_secrets_v1,),
     "audit": (_audit_v1,),
     "plugin_settings": (_settings_v1,),

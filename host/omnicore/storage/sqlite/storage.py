@@ -10,10 +10,8 @@ from omnicore.storage.sqlite.database import SCHEMA_VERSION, Database, Synchrono
 from omnicore.storage.sqlite.instances import SQLiteInstances
 from omnicore.storage.sqlite.memory import SQLiteMemory
 from omnicore.storage.sqlite.users import USERS_FILE, SQLiteUsers
-from omnicore.storage.sqlite.vectors import SQLiteVectors
 from omnicore.storage.stores.root import BackendStorage
 from omnicore.storage.user_rows import UserRows
-from omnicore.storage.vector_rows import VectorRows
 
 __all__ = ["SQLiteStorage"]
 
@@ -34,7 +32,6 @@ class SQLiteStorage(BackendStorage):
                                   busy_timeout_s=busy_timeout_s, upto=upto))
         self.path = self.backend.path
         self._memory: MemoryRows | None = None
-        self._vectors: VectorRows | None = None
         self._users: SQLiteUsers | None = None
         self._instances: SQLiteInstances | None = None
 
@@ -54,13 +51,6 @@ class SQLiteStorage(BackendStorage):
             if self._memory is None:
                 self._memory = SQLiteMemory(self.backend)
             return self._memory
-
-    @property
-    def vectors(self) -> VectorRows:
-        with self._stores_lock:
-            if self._vectors is None:
-                self._vectors = SQLiteVectors(self.backend)
-            return self._vectors
 
     @property
     def users(self) -> UserRows:

@@ -20,7 +20,9 @@ from omnicore.storage.stores.jobs import Jobs, JobSchedules, PluginJobs
 from omnicore.storage.stores.kv import KV, kv_plugins
 from omnicore.storage.stores.secrets import Secrets
 from omnicore.storage.stores.settings import PluginSettings
+from omnicore.storage.stores.vectors import Vectors
 from omnicore.storage.stores.workflows import Workflows
+from omnicore.storage.vector_rows import VectorRows
 from omnicore.storage.workflows import WorkflowStore
 
 __all__ = ["BackendStorage"]
@@ -40,6 +42,7 @@ class BackendStorage(Storage):
         #: Guards the stores built on first use (a backend may migrate their tables then).
         self._stores_lock = threading.Lock()
         self._workflows: WorkflowStore | None = None
+        self._vectors: VectorRows | None = None
         self._secrets: SecretRows | None = None
         self._audit: AuditLog | None = None
         self._plugin_settings: PluginSettingsRows | None = None
@@ -83,6 +86,13 @@ class BackendStorage(Storage):
             if self._plugin_settings is None:
                 self._plugin_settings = PluginSettings(self.backend)
             return self._plugin_settings
+
+    @property
+    def vectors(self) -> VectorRows:
+        with self._stores_lock:
+            if self._vectors is None:
+                self._vectors = Vectors(self.backend)
+            return self._vectors
 
     def close(self) -> None:
         self.backend.close()
