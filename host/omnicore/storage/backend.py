@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Backend", "Cursor", "Dialect", "Tx", "marks", "where"]
+__all__ = ["Backend", "Cursor", "Dialect", "TextIndex", "Tx", "marks", "where"]
 
 T = TypeVar("T")
 
@@ -90,6 +90,9 @@ class Dialect:
     #: ``json_extract`` compares (a string as text, a number as a number, true/false as
     #: 1/0), and their arguments. The keys were checked by the caller (no ``"``).
     json_filter: Callable[[str, Sequence[tuple[str, Any]]], tuple[str, list[Any]]]
+    #: Put before a column in a WHERE term to keep the planner off that column's index when
+    #: another term finds the rows (SQLite's unary ``+``); empty where no hint is needed.
+    no_index: str
 
 
 def marks(n: int) -> str:
@@ -112,6 +115,34 @@ def where(**columns: Any) -> tuple[str, list[Any]]:
             terms.append(f"{column}=?")
             args.append(value)
     return (" WHERE " + " AND ".join(terms)) if terms else "", args
+
+
+class TextIndex(abc.ABC):
+    """Full-text search over the ``text`` column of one table whose rows each belong to an
+    owner (a plugin): a search sees only its owner's rows, and their ranking counts only
+    them. SQLite keeps an FTS5 table per owner beside the rows (BM25); PostgreSQL a generated
+    ``tsvector`` column under a GIN index (``ts_rank``)."""
+
+    def columns(self, owner: str) -> dict[str, Any]:
+        """What a new row of ``owner`` must hold for the index besides its text."""
+        return {}
+
+    def added(self, tx: Tx, owner: str, rowid: int, text: str) -> None:
+        """In ``tx``: index the row just inserted (nothing where the database does it)."""
+        return None
+
+    def removed(self, tx: Tx, rows: Sequence[tuple[str, int, str]]) -> None:
+        """In ``tx``: forget the rows ``(owner, id, text)`` just deleted."""
+        return None
+
+    @abc.abstractmethod
+    def search(self, owner: str, words: Sequence[str], columns: str, keep: str,
+               args: Sequence[Any], limit: int, *, filtered: bool) -> list[tuple[Any, float]]:
+        """Up to ``limit`` of ``owner``'s rows that hold any of ``words``, best first: the
+        ``columns`` (of the table aliased ``m``) of the rows where `` AND``-led ``keep``
+        holds with ``args``, each with a relevance >= 0 on BM25's scale (about 1 for one word
+        matched in a short text). ``filtered``: ``keep`` rejects most rows (a metadata
+        filter), so ranking the matches before testing it gains nothing."""
 
 
 class Backend(abc.ABC):
@@ -147,6 +178,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def prepare(self, component: str) -> None:
         """Make sure ``component``'s tables exist at this omnicore's version (idempotent)."""
+
+    @abc.abstractmethod
+    def text_index(self, table: str, owner: str) -> TextIndex:
+        """Full-text search over ``table``'s ``text``, each row owned by its ``owner`` column."""
 
     @abc.abstractmethod
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from omnicore.config.schema import masked_url
-from omnicore.storage.backend import Backend, Cursor, Dialect, Tx
+from omnicore.storage.backend import Backend, Cursor, Dialect, TextIndex, Tx
 from omnicore.storage.errors import StorageError
+from omnicore.storage.postgres.fulltext import TsVector
 from omnicore.storage.postgres.jsonfilter import filter_sql
 from omnicore.storage.postgres.liveness import CHANNEL, EVENTS, SETTINGS, Liveness
 from omnicore.storage.postgres.schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION, SETTINGS_LOCK
@@ -31,7 +32,8 @@ T = TypeVar("T")
 POSTGRES = Dialect(name="postgres", single_writer=False,
                    skip_locked=" FOR UPDATE SKIP LOCKED", for_update=" FOR UPDATE",
                    same="IS NOT DISTINCT FROM", differs="IS DISTINCT FROM",
-                   greatest="GREATEST", insertion_order="seq", json_filter=filter_sql)
+                   greatest="GREATEST", insertion_order="seq", json_filter=filter_sql,
+                   no_index="")
 #: Keys whose lock has had a number of its own since before the seam: hosts of an older
 #: version sharing the database take that number, so the same key must.
 _LOCKS = {"settings": SETTINGS_LOCK}
@@ -149,6 +151,9 @@ class Database(Backend):
 
     def prepare(self, component: str) -> None:
         return None  # every component's tables are migrated at open (schema.py)
+
+    def text_index(self, table: str, owner: str) -> TextIndex:
+        return TsVector(self, table, owner)
 
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
         self.liveness.on_wakeup(callback, queue)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from omnicore.storage.instance_rows import InstanceRows
-from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.postgres._accounts import PgUsers
 from omnicore.storage.postgres._instances import PgInstances
-from omnicore.storage.postgres._memory import PgMemory
 from omnicore.storage.postgres.database import Database
 from omnicore.storage.stores.root import BackendStorage
 from omnicore.storage.user_rows import UserRows
@@ -29,16 +27,11 @@ class PostgresStorage(BackendStorage):
         db = self.backend
         self.url = url
         self._instances = PgInstances(db)
-        self._memory = PgMemory(db)
         self._users = PgUsers(db)
 
     @property
     def instances(self) -> InstanceRows:
         return self._instances
-
-    @property
-    def memory(self) -> MemoryRows:
-        return self._memory
 
     @property
     def users(self) -> UserRows:

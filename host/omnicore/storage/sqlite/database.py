@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from omnicore.logging import get_logger
-from omnicore.storage.backend import Backend, Dialect, Tx
+from omnicore.storage.backend import Backend, Dialect, TextIndex, Tx
 from omnicore.storage.datadir import private_file
 from omnicore.storage.errors import StorageError, StorageFull
+from omnicore.storage.sqlite.fulltext import FTS5
 from omnicore.storage.sqlite.readcache import MISS as _MISS
 from omnicore.storage.sqlite.readcache import ReadCache
 from omnicore.storage.sqlite.schema import COMPONENTS
@@ -60,7 +61,7 @@ def _json_filter(column: str, flt: Sequence[tuple[str, Any]]) -> tuple[str, list
 
 SQLITE = Dialect(name="sqlite", single_writer=True, skip_locked="", for_update="", same="IS",
                  differs="IS NOT", greatest="MAX", insertion_order="rowid",
-                 json_filter=_json_filter)
+                 json_filter=_json_filter, no_index="+")
 
 DB_FILE = "omnicore.db"
 Synchronous = Literal["normal", "full"]
@@ -314,6 +315,9 @@ class Database(Backend):
 
     def prepare(self, component: str) -> None:
         self.ensure_schema(component, COMPONENTS[component])
+
+    def text_index(self, table: str, owner: str) -> TextIndex:
+        return FTS5(self, table, owner)
 
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
         self.wakeup.listen(callback, queue)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 
+from omnicore.storage.sqlite.fulltext import create, fts_table
+
 __all__ = ["COMPONENTS"]
 
 
@@ -59,6 +61,38 @@ def _wf_v3(conn: sqlite3.Connection) -> None:
     # A sub-run step finds its child by key (delivery after a crash, recovery at restart).
     conn.execute("CREATE INDEX wf_runs_by_parent ON wf_runs(parent_run, parent_step, "
                  "parent_index)")
+
+
+def _memory_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE memories (id INTEGER PRIMARY KEY, plugin TEXT NOT NULL,"
+                 " scope TEXT NOT NULL, tier INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT,"
+                 " importance REAL NOT NULL, created_at REAL NOT NULL,"
+                 " accessed_at REAL NOT NULL, expires_at REAL, recalls INTEGER NOT NULL"
+                 " DEFAULT 0, has_vector INTEGER NOT NULL DEFAULT 0)")
+    conn.execute("CREATE INDEX memories_tier ON memories (plugin, tier, importance, "
+                 "accessed_at)")
+    conn.execute("CREATE INDEX memories_expiry ON memories (expires_at) WHERE expires_at "
+                 "IS NOT NULL")
+    conn.execute("CREATE VIRTUAL TABLE memories_fts USING fts5(scope, text, content='memories',"
+                 " content_rowid='id')")
+    conn.execute("CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN INSERT INTO "
+                 "memories_fts(rowid, scope, text) VALUES (new.id, new.scope, new.text); END")
+    conn.execute("CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN INSERT INTO "
+                 "memories_fts(memories_fts, rowid, scope, text) VALUES ('delete', old.id, "
+                 "old.scope, old.text); END")
+
+
+def _memory_v2(conn: sqlite3.Connection) -> None:
+    """One FTS5 table per plugin, filled from the rows; the shared table and its triggers go
+    (sqlite/fulltext.py says why)."""
+    conn.execute("DROP TRIGGER IF EXISTS memories_ai")
+    conn.execute("DROP TRIGGER IF EXISTS memories_ad")
+    conn.execute("DROP TABLE IF EXISTS memories_fts")
+    for (plugin,) in conn.execute("SELECT DISTINCT plugin FROM memories").fetchall():
+        table = fts_table(plugin)
+        create(conn, table)
+        conn.execute(f"INSERT INTO {table}(rowid, text) SELECT id, text FROM memories "
+                     "WHERE plugin = ?", (plugin,))
 
 
 def _secrets_v1(conn: sqlite3.Connection) -> None:
@@ -111,6 +145,7 @@ def _vectors_v3(conn: sqlite3.Connection) -> None:
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "workflows": (_wf_v1, _wf_v2, _wf_v3),
+    "memory": (_memory_v1, _memory_v2),
     "vectors": (_vectors_v1, _vectors_v2, _vectors_v3),
     "secrets": (_secrets_v1,),
     "audit": (_audit_v1,),

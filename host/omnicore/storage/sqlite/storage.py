@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from omnicore.storage.instance_rows import InstanceRows
-from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.sqlite.database import SCHEMA_VERSION, Database, Synchronous
 from omnicore.storage.sqlite.instances import SQLiteInstances
-from omnicore.storage.sqlite.memory import SQLiteMemory
 from omnicore.storage.sqlite.users import USERS_FILE, SQLiteUsers
 from omnicore.storage.stores.root import BackendStorage
 from omnicore.storage.user_rows import UserRows
@@ -31,7 +29,6 @@ class SQLiteStorage(BackendStorage):
         super().__init__(Database(path, synchronous=synchronous,
                                   busy_timeout_s=busy_timeout_s, upto=upto))
         self.path = self.backend.path
-        self._memory: MemoryRows | None = None
         self._users: SQLiteUsers | None = None
         self._instances: SQLiteInstances | None = None
 
@@ -44,13 +41,6 @@ class SQLiteStorage(BackendStorage):
             if self._instances is None:
                 self._instances = SQLiteInstances(self.backend)
             return self._instances
-
-    @property
-    def memory(self) -> MemoryRows:
-        with self._stores_lock:
-            if self._memory is None:
-                self._memory = SQLiteMemory(self.backend)
-            return self._memory
 
     @property
     def users(self) -> UserRows:

@@ -12,12 +12,14 @@ from collections.abc import Callable
 from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.backend import Backend
 from omnicore.storage.base import EventLog, KVStore, PluginTasks, Schedules, Storage, TaskQueue
+from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.secret_rows import SecretRows
 from omnicore.storage.settings_rows import PluginSettingsRows
 from omnicore.storage.stores.audit import Audit
 from omnicore.storage.stores.events import Events
 from omnicore.storage.stores.jobs import Jobs, JobSchedules, PluginJobs
 from omnicore.storage.stores.kv import KV, kv_plugins
+from omnicore.storage.stores.memory import Memory
 from omnicore.storage.stores.secrets import Secrets
 from omnicore.storage.stores.settings import PluginSettings
 from omnicore.storage.stores.vectors import Vectors
@@ -42,6 +44,7 @@ class BackendStorage(Storage):
         #: Guards the stores built on first use (a backend may migrate their tables then).
         self._stores_lock = threading.Lock()
         self._workflows: WorkflowStore | None = None
+        self._memory: MemoryRows | None = None
         self._vectors: VectorRows | None = None
         self._secrets: SecretRows | None = None
         self._audit: AuditLog | None = None
@@ -93,6 +96,13 @@ class BackendStorage(Storage):
             if self._vectors is None:
                 self._vectors = Vectors(self.backend)
             return self._vectors
+
+    @property
+    def memory(self) -> MemoryRows:
+        with self._stores_lock:
+            if self._memory is None:
+                self._memory = Memory(self.backend)
+            return self._memory
 
     def close(self) -> None:
         self.backend.close()
