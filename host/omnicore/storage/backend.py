@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Backend", "Cursor", "Dialect", "TextIndex", "Tx", "marks", "where"]
+__all__ = ["Backend", "Cursor", "Dialect", "Presence", "TextIndex", "Tx", "marks", "where"]
 
 T = TypeVar("T")
 
@@ -145,6 +145,28 @@ class TextIndex(abc.ABC):
         filter), so ranking the matches before testing it gains nothing."""
 
 
+class Presence:
+    """What proves a registered host alive besides its heartbeat. This default, for a database
+    one host holds at a time (SQLite's data dir lock): the heartbeat alone."""
+
+    #: ``, column`` names and ``, value`` SQL a registration adds to the host's row of
+    #: ``instances``; the row's values of those columns come to :meth:`registered`.
+    columns = ""
+    values = ""
+
+    def registered(self, row: Sequence[Any]) -> None:
+        """The host's row was written with ``row`` in :attr:`columns`: watch its liveness."""
+        return None
+
+    def removed(self) -> None:
+        """The host's row went (a clean stop)."""
+        return None
+
+    def dead(self, now: float, dead_after_s: float) -> tuple[str, list[Any]]:
+        """`` OR ...``: a further proof that a row of ``instances`` is dead, and its args."""
+        return "", []
+
+
 class Backend(abc.ABC):
     """A database the stores run on: a :class:`Dialect` and a connection."""
 
@@ -178,6 +200,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def prepare(self, component: str) -> None:
         """Make sure ``component``'s tables exist at this omnicore's version (idempotent)."""
+
+    #: How hosts sharing this database prove themselves alive (the instance table's reap).
+    presence: Presence = Presence()
+
+    @abc.abstractmethod
+    def has_table(self, name: str) -> bool:
+        """Whether the table ``name`` exists (a component SQLite migrates on first use may not
+        have been used yet)."""
 
     @abc.abstractmethod
     def text_index(self, table: str, owner: str) -> TextIndex:

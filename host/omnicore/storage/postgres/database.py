@@ -21,7 +21,7 @@ from omnicore.storage.backend import Backend, Cursor, Dialect, TextIndex, Tx
 from omnicore.storage.errors import StorageError
 from omnicore.storage.postgres.fulltext import TsVector
 from omnicore.storage.postgres.jsonfilter import filter_sql
-from omnicore.storage.postgres.liveness import CHANNEL, EVENTS, SETTINGS, Liveness
+from omnicore.storage.postgres.liveness import CHANNEL, EVENTS, SETTINGS, Liveness, LockPresence
 from omnicore.storage.postgres.schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION, SETTINGS_LOCK
 
 __all__ = ["POSTGRES", "Database"]
@@ -121,6 +121,7 @@ class Database(Backend):
             raise
         #: The storage's own connection: liveness lock and LISTEN (see liveness.py).
         self.liveness = Liveness(url, connect_timeout_s)
+        self.presence = LockPresence(self.liveness)
 
     def _error(self, what: str, exc: BaseException) -> StorageError:
         text = " ".join(str(exc).split()) or type(exc).__name__
@@ -151,6 +152,9 @@ class Database(Backend):
 
     def prepare(self, component: str) -> None:
         return None  # every component's tables are migrated at open (schema.py)
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.read("SELECT to_regclass(?) IS NOT NULL", (name,))[0][0])
 
     def text_index(self, table: str, owner: str) -> TextIndex:
         return TsVector(self, table, owner)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.postgres._accounts import PgUsers
-from omnicore.storage.postgres._instances import PgInstances
 from omnicore.storage.postgres.database import Database
 from omnicore.storage.stores.root import BackendStorage
 from omnicore.storage.user_rows import UserRows
@@ -26,12 +24,7 @@ class PostgresStorage(BackendStorage):
                                   connect_timeout_s=connect_timeout_s))
         db = self.backend
         self.url = url
-        self._instances = PgInstances(db)
         self._users = PgUsers(db)
-
-    @property
-    def instances(self) -> InstanceRows:
-        return self._instances
 
     @property
     def users(self) -> UserRows:

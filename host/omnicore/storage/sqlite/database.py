@@ -316,6 +316,10 @@ class Database(Backend):
     def prepare(self, component: str) -> None:
         self.ensure_schema(component, COMPONENTS[component])
 
+    def has_table(self, name: str) -> bool:
+        return bool(self.read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                              (name,)))
+
     def text_index(self, table: str, owner: str) -> TextIndex:
         return FTS5(self, table, owner)
 

@@ -91,7 +91,6 @@ class FTS5(TextIndex):
         return [(r[:-1], max(-float(r[-1]), 0.0)) for r in rows]
 
     def _exists(self, index: str) -> bool:
-        if index not in self._known and self._db.read(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (index,)):
+        if index not in self._known and self._db.has_table(index):
             self._known.add(index)
         return index in self._known

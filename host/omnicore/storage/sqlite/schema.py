@@ -95,6 +95,13 @@ def _memory_v2(conn: sqlite3.Connection) -> None:
                      "WHERE plugin = ?", (plugin,))
 
 
+def _instances_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE instances (runtime_id TEXT PRIMARY KEY, hostname TEXT NOT NULL,"
+                 " pid INTEGER NOT NULL, version TEXT NOT NULL, started_at REAL NOT NULL,"
+                 " heartbeat_at REAL NOT NULL, console_url TEXT, jobs_held INTEGER NOT NULL"
+                 " DEFAULT 0, draining INTEGER NOT NULL DEFAULT 0)")
+
+
 def _secrets_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE secrets (name TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
                  "nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, updated_at REAL NOT NULL)")
@@ -145,6 +152,7 @@ def _vectors_v3(conn: sqlite3.Connection) -> None:
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "workflows": (_wf_v1, _wf_v2, _wf_v3),
+    "instances": (_instances_v1,),
     "memory": (_memory_v1, _memory_v2),
     "vectors": (_vectors_v1, _vectors_v2, _vectors_v3),
     "secrets": (_secrets_v1,),

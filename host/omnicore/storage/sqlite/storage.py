@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.sqlite.database import SCHEMA_VERSION, Database, Synchronous
-from omnicore.storage.sqlite.instances import SQLiteInstances
 from omnicore.storage.sqlite.users import USERS_FILE, SQLiteUsers
 from omnicore.storage.stores.root import BackendStorage
 from omnicore.storage.user_rows import UserRows
@@ -30,17 +28,9 @@ class SQLiteStorage(BackendStorage):
                                   busy_timeout_s=busy_timeout_s, upto=upto))
         self.path = self.backend.path
         self._users: SQLiteUsers | None = None
-        self._instances: SQLiteInstances | None = None
 
     # Each store migrates its tables when first asked for, so opening the storage for kv
     # alone (``omnicore call``) touches no other table.
-
-    @property
-    def instances(self) -> InstanceRows:
-        with self._stores_lock:
-            if self._instances is None:
-                self._instances = SQLiteInstances(self.backend)
-            return self._instances
 
     @property
     def users(self) -> UserRows:

@@ -12,11 +12,13 @@ from collections.abc import Callable
 from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.backend import Backend
 from omnicore.storage.base import EventLog, KVStore, PluginTasks, Schedules, Storage, TaskQueue
+from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.secret_rows import SecretRows
 from omnicore.storage.settings_rows import PluginSettingsRows
 from omnicore.storage.stores.audit import Audit
 from omnicore.storage.stores.events import Events
+from omnicore.storage.stores.instances import Instances
 from omnicore.storage.stores.jobs import Jobs, JobSchedules, PluginJobs
 from omnicore.storage.stores.kv import KV, kv_plugins
 from omnicore.storage.stores.memory import Memory
@@ -44,6 +46,7 @@ class BackendStorage(Storage):
         #: Guards the stores built on first use (a backend may migrate their tables then).
         self._stores_lock = threading.Lock()
         self._workflows: WorkflowStore | None = None
+        self._instances: InstanceRows | None = None
         self._memory: MemoryRows | None = None
         self._vectors: VectorRows | None = None
         self._secrets: SecretRows | None = None
@@ -103,6 +106,13 @@ class BackendStorage(Storage):
             if self._memory is None:
                 self._memory = Memory(self.backend)
             return self._memory
+
+    @property
+    def instances(self) -> InstanceRows:
+        with self._stores_lock:
+            if self._instances is None:
+                self._instances = Instances(self.backend)
+            return self._instances
 
     def close(self) -> None:
         self.backend.close()
