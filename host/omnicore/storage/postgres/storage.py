@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from omnicore.storage.postgres._accounts import PgUsers
 from omnicore.storage.postgres.database import Database
 from omnicore.storage.stores.root import BackendStorage
-from omnicore.storage.user_rows import UserRows
 
 __all__ = ["PostgresStorage"]
 
@@ -22,13 +20,7 @@ class PostgresStorage(BackendStorage):
         self.backend: Database
         super().__init__(Database(url, max_connections=max_connections,
                                   connect_timeout_s=connect_timeout_s))
-        db = self.backend
         self.url = url
-        self._users = PgUsers(db)
-
-    @property
-    def users(self) -> UserRows:
-        return self._users
 
     def on_event(self, callback: Callable[[list[int]], None]) -> None:
         self.backend.liveness.on_event(callback)

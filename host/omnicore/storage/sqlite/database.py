@@ -139,7 +139,8 @@ class Database(Backend):
     dialect = SQLITE
 
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "normal",
-                 busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION) -> None:
+                 busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION,
+                 foreign_keys: bool = False) -> None:
         self.path = Path(path)
         self.location = str(self.path)
         #: Another process's enqueue wakes the host's idle workers (see wakeup.py).
@@ -160,6 +161,8 @@ class Database(Backend):
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
             conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            if foreign_keys:  # only outside a transaction: here, once
+                conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(upto)
         except sqlite3.Error as exc:
             conn.close()

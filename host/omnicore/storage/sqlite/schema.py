@@ -102,6 +102,29 @@ def _instances_v1(conn: sqlite3.Connection) -> None:
                  " DEFAULT 0, draining INTEGER NOT NULL DEFAULT 0)")
 
 
+def _users_v1(conn: sqlite3.Connection) -> None:
+    # console.db, where files written before component versions already hold these tables.
+    _script(conn, _USERS_V1)
+    # Files written before the trigger existed: users there mean a first user was created.
+    conn.execute("INSERT OR IGNORE INTO facts (name, value) SELECT 'had_users', min(created) "
+                 "FROM users HAVING count(*) > 0")
+
+
+_USERS_V1 = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, hash TEXT NOT NULL, role TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, digest TEXT UNIQUE NOT NULL, label TEXT NOT NULL,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE, created REAL NOT NULL,
+    last_used REAL);
+CREATE TABLE IF NOT EXISTS sessions (
+    digest TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    csrf TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS setup_links (digest TEXT PRIMARY KEY, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS facts (name TEXT PRIMARY KEY, value REAL NOT NULL)
+"""
+
+
 def _secrets_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE secrets (name TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
                  "nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, updated_at REAL NOT NULL)")
@@ -155,6 +178,7 @@ COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "instances": (_instances_v1,),
     "memory": (_memory_v1, _memory_v2),
     "vectors": (_vectors_v1, _vectors_v2, _vectors_v3),
+    "users": (_users_v1,),
     "secrets": (_secrets_v1,),
     "audit": (_audit_v1,),
     "plugin_settings": (_settings_v1,),

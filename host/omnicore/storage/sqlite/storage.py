@@ -27,20 +27,18 @@ class SQLiteStorage(BackendStorage):
         super().__init__(Database(path, synchronous=synchronous,
                                   busy_timeout_s=busy_timeout_s, upto=upto))
         self.path = self.backend.path
-        self._users: SQLiteUsers | None = None
-
-    # Each store migrates its tables when first asked for, so opening the storage for kv
-    # alone (``omnicore call``) touches no other table.
+        self._accounts: SQLiteUsers | None = None
 
     @property
     def users(self) -> UserRows:
+        """The console's accounts, in ``console.db`` (a file of their own)."""
         with self._stores_lock:
-            if self._users is None:
-                self._users = SQLiteUsers(self.path.parent / USERS_FILE)
-            return self._users
+            if self._accounts is None:
+                self._accounts = SQLiteUsers(self.path.parent / USERS_FILE)
+            return self._accounts
 
     def close(self) -> None:
         with self._stores_lock:
-            if self._users is not None:
-                self._users.close()
+            if self._accounts is not None:
+                self._accounts.close()
         super().close()

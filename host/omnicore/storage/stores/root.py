@@ -24,8 +24,10 @@ from omnicore.storage.stores.kv import KV, kv_plugins
 from omnicore.storage.stores.memory import Memory
 from omnicore.storage.stores.secrets import Secrets
 from omnicore.storage.stores.settings import PluginSettings
+from omnicore.storage.stores.users import Users
 from omnicore.storage.stores.vectors import Vectors
 from omnicore.storage.stores.workflows import Workflows
+from omnicore.storage.user_rows import UserRows
 from omnicore.storage.vector_rows import VectorRows
 from omnicore.storage.workflows import WorkflowStore
 
@@ -46,6 +48,7 @@ class BackendStorage(Storage):
         #: Guards the stores built on first use (a backend may migrate their tables then).
         self._stores_lock = threading.Lock()
         self._workflows: WorkflowStore | None = None
+        self._users: UserRows | None = None
         self._instances: InstanceRows | None = None
         self._memory: MemoryRows | None = None
         self._vectors: VectorRows | None = None
@@ -64,6 +67,9 @@ class BackendStorage(Storage):
 
     def kv_plugins(self) -> list[str]:
         return kv_plugins(self.backend)
+
+    # Each store below is built when first asked for (SQLite migrates its tables then), so
+    # opening the storage for kv alone (``omnicore call``) touches no other table.
 
     @property
     def workflows(self) -> WorkflowStore:
@@ -113,6 +119,13 @@ class BackendStorage(Storage):
             if self._instances is None:
                 self._instances = Instances(self.backend)
             return self._instances
+
+    @property
+    def users(self) -> UserRows:
+        with self._stores_lock:
+            if self._users is None:
+                self._users = Users(self.backend)
+            return self._users
 
     def close(self) -> None:
         self.backend.close()
