@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from omnicore.storage.sqlite.database import SCHEMA_VERSION, Database, Synchronous
-from omnicore.storage.sqlite.users import USERS_FILE, SQLiteUsers
-from omnicore.storage.stores.root import BackendStorage
+from omnicore.storage.sqlite.users import console_users
+from omnicore.storage.stores.root import BackendStorage, Built
 from omnicore.storage.user_rows import UserRows
 
 __all__ = ["SQLiteStorage"]
@@ -21,24 +21,18 @@ class SQLiteStorage(BackendStorage):
     the console's accounts live in ``console.db`` beside the file.
     """
 
+    users: Built[UserRows] = Built(console_users)
+
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "normal",
                  busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION) -> None:
         self.backend: Database
         super().__init__(Database(path, synchronous=synchronous,
                                   busy_timeout_s=busy_timeout_s, upto=upto))
         self.path = self.backend.path
-        self._accounts: SQLiteUsers | None = None
-
-    @property
-    def users(self) -> UserRows:
-        """The console's accounts, in ``console.db`` (a file of their own)."""
-        with self._stores_lock:
-            if self._accounts is None:
-                self._accounts = SQLiteUsers(self.path.parent / USERS_FILE)
-            return self._accounts
 
     def close(self) -> None:
         with self._stores_lock:
-            if self._accounts is not None:
-                self._accounts.close()
+            accounts = self._built.get(console_users)
+        if accounts is not None:
+            accounts.close()
         super().close()

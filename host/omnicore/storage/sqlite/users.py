@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omnicore.storage.backend import Backend
 from omnicore.storage.errors import StorageError
 from omnicore.storage.sqlite.database import Database
 from omnicore.storage.stores.users import AccountTables, Users
 
-__all__ = ["USERS_FILE", "SQLiteUsers"]
+__all__ = ["USERS_FILE", "SQLiteUsers", "console_users"]
 
 USERS_FILE = "console.db"
 #: console.db's names, from before PostgreSQL (stores/users.py).
@@ -36,3 +37,8 @@ class SQLiteUsers(Users):
 
     def close(self) -> None:
         self._file.close()
+
+
+def console_users(db: Backend) -> SQLiteUsers:
+    """The console's accounts of the app whose database is ``db``: ``console.db`` beside it."""
+    return SQLiteUsers(Path(db.location).parent / USERS_FILE)

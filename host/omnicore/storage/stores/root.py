@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any, Generic, TypeVar, overload
 
 from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.backend import Backend
@@ -31,7 +32,25 @@ from omnicore.storage.user_rows import UserRows
 from omnicore.storage.vector_rows import VectorRows
 from omnicore.storage.workflows import WorkflowStore
 
-__all__ = ["BackendStorage"]
+__all__ = ["BackendStorage", "Built"]
+
+T = TypeVar("T")
+
+
+class Built(Generic[T]):
+    """A store of the root, built over its backend when first read and kept."""
+
+    def __init__(self, build: Callable[[Backend], T]) -> None:
+        self._build = build
+
+    @overload
+    def __get__(self, root: None, owner: type) -> Built[T]: ...
+
+    @overload
+    def __get__(self, root: BackendStorage, owner: type | None = None) -> T: ...
+
+    def __get__(self, root: BackendStorage | None, owner: type | None = None) -> T | Built[T]:
+        return self if root is None else root.store(self._build)
 
 
 class BackendStorage(Storage):
@@ -47,14 +66,7 @@ class BackendStorage(Storage):
         self.events: EventLog = Events(backend)
         #: Guards the stores built on first use (a backend may migrate their tables then).
         self._stores_lock = threading.Lock()
-        self._workflows: WorkflowStore | None = None
-        self._users: UserRows | None = None
-        self._instances: InstanceRows | None = None
-        self._memory: MemoryRows | None = None
-        self._vectors: VectorRows | None = None
-        self._secrets: SecretRows | None = None
-        self._audit: AuditLog | None = None
-        self._plugin_settings: PluginSettingsRows | None = None
+        self._built: dict[Callable[..., Any], Any] = {}
 
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
         self.backend.on_wakeup(callback, queue)
@@ -68,64 +80,23 @@ class BackendStorage(Storage):
     def kv_plugins(self) -> list[str]:
         return kv_plugins(self.backend)
 
-    # Each store below is built when first asked for (SQLite migrates its tables then), so
-    # opening the storage for kv alone (``omnicore call``) touches no other table.
+    # Each store below is built when first read (SQLite migrates its tables then), so opening
+    # the storage for kv alone (``omnicore call``) touches no other table.
+    workflows: Built[WorkflowStore] = Built(Workflows)
+    secrets: Built[SecretRows] = Built(Secrets)
+    audit: Built[AuditLog] = Built(Audit)
+    plugin_settings: Built[PluginSettingsRows] = Built(PluginSettings)
+    vectors: Built[VectorRows] = Built(Vectors)
+    memory: Built[MemoryRows] = Built(Memory)
+    instances: Built[InstanceRows] = Built(Instances)
+    users: Built[UserRows] = Built(Users)
 
-    @property
-    def workflows(self) -> WorkflowStore:
+    def store(self, build: Callable[[Backend], T]) -> T:
+        """The store ``build`` makes over the backend, made once."""
         with self._stores_lock:
-            if self._workflows is None:
-                self._workflows = Workflows(self.backend)
-            return self._workflows
-
-    @property
-    def secrets(self) -> SecretRows:
-        with self._stores_lock:
-            if self._secrets is None:
-                self._secrets = Secrets(self.backend)
-            return self._secrets
-
-    @property
-    def audit(self) -> AuditLog:
-        with self._stores_lock:
-            if self._audit is None:
-                self._audit = Audit(self.backend)
-            return self._audit
-
-    @property
-    def plugin_settings(self) -> PluginSettingsRows:
-        with self._stores_lock:
-            if self._plugin_settings is None:
-                self._plugin_settings = PluginSettings(self.backend)
-            return self._plugin_settings
-
-    @property
-    def vectors(self) -> VectorRows:
-        with self._stores_lock:
-            if self._vectors is None:
-                self._vectors = Vectors(self.backend)
-            return self._vectors
-
-    @property
-    def memory(self) -> MemoryRows:
-        with self._stores_lock:
-            if self._memory is None:
-                self._memory = Memory(self.backend)
-            return self._memory
-
-    @property
-    def instances(self) -> InstanceRows:
-        with self._stores_lock:
-            if self._instances is None:
-                self._instances = Instances(self.backend)
-            return self._instances
-
-    @property
-    def users(self) -> UserRows:
-        with self._stores_lock:
-            if self._users is None:
-                self._users = Users(self.backend)
-            return self._users
+            if build not in self._built:
+                self._built[build] = build(self.backend)
+            return self._built[build]  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.backend.close()
