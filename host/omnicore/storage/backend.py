@@ -17,6 +17,10 @@ carries only what truly differs between databases (model: procrastinate's ``conn
   :meth:`Tx.announce` for what only other hosts need to hear (events, settings);
 * per-store schema: :meth:`Backend.prepare` brings a component's tables up to date (SQLite
   migrates each component when first used; PostgreSQL migrates everything at open).
+* full-text search: :meth:`Backend.text_index` (FTS5 tables per owner, or a ``tsvector``
+  column); JSON metadata filters: :attr:`Dialect.json_filter`;
+* liveness: :attr:`Backend.presence`, what proves a host alive besides its heartbeat (a
+  session lock several hosts can see, or nothing where one host holds the file).
 
 A new backend is a dialect and a connection: implement :class:`Backend` and :class:`Tx`.
 """
