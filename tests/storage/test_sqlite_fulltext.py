@@ -1,5 +1,5 @@
-"""What only the SQLite memory rows have: a full-text table per plugin, kept in step with the
-rows, and the upgrade from the one table every plugin shared (schema v1)."""
+"""What only SQLite's full-text index has: a table per plugin, kept in step with the memory
+rows, and the upgrade from the one table every plugin shared (memory schema v1)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 from omnicore.storage import SQLiteStorage
 from omnicore.storage.memory_rows import NewMemory, query_words
 from omnicore.storage.sqlite.database import Database
-from omnicore.storage.sqlite.memory import _scope, _v1, fts_table
+from omnicore.storage.sqlite.fulltext import fts_table, scope
+from omnicore.storage.sqlite.schema import COMPONENTS
 
 
 def _add(storage: SQLiteStorage, plugin: str, text: str, *, tier: int = 2, cap: int = 100,
@@ -75,7 +76,7 @@ def test_relevance_does_not_depend_on_other_plugins_rows(tmp_path: Path) -> None
 def test_a_v1_database_is_upgraded_to_a_table_per_plugin(tmp_path: Path) -> None:
     path = tmp_path / "omnicore.db"
     old = Database(path)
-    old.ensure_schema("memory", (_v1,))
+    old.ensure_schema("memory", COMPONENTS["memory"][:1])
     now = time.time()
 
     def write(conn: sqlite3.Connection) -> None:
@@ -83,7 +84,7 @@ def test_a_v1_database_is_upgraded_to_a_table_per_plugin(tmp_path: Path) -> None
                                   (3, "b", "red car")):
             conn.execute("INSERT INTO memories (id, plugin, scope, tier, text, meta, importance,"
                          " created_at, accessed_at, expires_at) VALUES (?, ?, ?, 2, ?, NULL, "
-                         "0.5, ?, ?, NULL)", (mid, plugin, _scope(plugin), text, now, now))
+                         "0.5, ?, ?, NULL)", (mid, plugin, scope(plugin), text, now, now))
     old.write(write)  # type: ignore[arg-type]
     old.close()
     storage = SQLiteStorage(path)

@@ -18,14 +18,15 @@ def filter_sql(column: str, flt: Sequence[tuple[str, str | int | float]]) -> tup
     sql: list[str] = []
     args: list[Any] = []
     for key, value in flt:
-        field = f"(({column})::jsonb -> ?)"
+        field = f"(CAST({column} AS jsonb) -> ?)"
         if isinstance(value, str):
-            sql.append(f" AND {field} = to_jsonb(?::text)")
+            sql.append(f" AND {field} = to_jsonb(CAST(? AS text))")
             args += [key, value]
         else:
             sql.append(f" AND (CASE jsonb_typeof({field}) WHEN 'number' THEN "
-                       f"({field})::numeric = ?::numeric WHEN 'boolean' THEN "
-                       f"(CASE WHEN ({field})::boolean THEN 1 ELSE 0 END) = ?::numeric "
+                       f"CAST({field} AS numeric) = CAST(? AS numeric) WHEN 'boolean' THEN "
+                       f"(CASE WHEN CAST({field} AS boolean) THEN 1 ELSE 0 END) = "
+                       "CAST(? AS numeric) "
                        "ELSE false END)")
             args += [key, key, value, key, value]
     return "".join(sql), args
