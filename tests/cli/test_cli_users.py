@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from omnicore.app import OmniApp
 from omnicore.cli import main
-from omnicore.console.users import UserStore
+from omnicore.accounts.users import UserStore
 
 PASSWORD = "correct horse battery"
 

@@ -37,7 +37,7 @@ def _config(appdir: Path) -> Any:
 
 
 def _audit(store: Any, verb: str, target: str, before: Any = None, after: Any = None) -> None:
-    from omnicore.console.audit import Actor, record
+    from omnicore.accounts.audit import Actor, record
 
     record(store, Actor.cli(), verb, target, before, after)
 

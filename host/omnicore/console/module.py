@@ -21,12 +21,12 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from omnicore.accounts.users import UserStore
 from omnicore.config.schema import ConsoleConfig
 from omnicore.console.auth import Auth
 from omnicore.console.guard import HostPolicy
 from omnicore.console.server import create_app
 from omnicore.console.state import ConsoleState
-from omnicore.console.users import UserStore
 from omnicore.core.events import Event
 from omnicore.core.module import Module
 from omnicore.errors import ConfigError
