@@ -1,4 +1,4 @@
-"""API tokens (console/users.py): a token's last use is stamped at most every
+"""API tokens (accounts/users.py): a token's last use is stamped at most every
 LAST_USE_EVERY_S, so a script calling in a loop is not a write per request; the lookup still
 happens every time, so a revoked token fails at once."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from omnicore.console import users
-from omnicore.console.users import UserStore
+from omnicore.accounts import users
+from omnicore.accounts.users import UserStore
 from omnicore.storage import SQLiteStorage
 
 
