@@ -23,11 +23,13 @@ from pydantic import (
 
 __all__ = [
     "LIMIT_KEYS",
+    "RENAMED",
     "CapabilitiesConfig",
     "CircuitConfig",
     "ClusterConfig",
     "ConnectorConfig",
     "ConsoleConfig",
+    "JobsConfig",
     "LimitsConfig",
     "LogConfig",
     "McpConfig",
@@ -35,8 +37,6 @@ __all__ = [
     "PluginConfig",
     "SandboxConfig",
     "StorageConfig",
-    "RENAMED",
-    "JobsConfig",
     "TasksConfig",
     "WorkflowsConfig",
     "masked_url",

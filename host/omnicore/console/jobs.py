@@ -121,6 +121,12 @@ def cancel(app: OmniApp, job_id: int, by: Actor) -> bool | None:
     return done
 
 
+def _job_id(request: Request, what: str) -> int:
+    # {job_id} under /jobs, {task_id} under the old /tasks paths.
+    key = "job_id" if "job_id" in request.path_params else "task_id"
+    return path_id(request, key, what)
+
+
 # -- API -----------------------------------------------------------------------------------
 
 @guarded
@@ -140,7 +146,7 @@ async def list_jobs(request: Request) -> Response:
 async def retry_job(request: Request) -> Response:
     who = need(request, "admin")
     st = state(request)
-    job_id = path_id(request, "task_id", "task")
+    job_id = _job_id(request, "task")
     if not await st.off_loop(retry, st.app, job_id, actor(request, who)):
         raise ApiError(409, f"task {job_id} is not dead or cancelled (or does not exist)",
                        type="NotRetryable")
@@ -151,7 +157,7 @@ async def retry_job(request: Request) -> Response:
 async def cancel_job(request: Request) -> Response:
     who = need(request, "admin")
     st = state(request)
-    job_id = path_id(request, "task_id", "task")
+    job_id = _job_id(request, "task")
     done = await st.off_loop(cancel, st.app, job_id, actor(request, who))
     if done is None:
         raise ApiError(404, f"no task {job_id}")
@@ -221,7 +227,7 @@ async def jobs_page(request: Request) -> Response:
 async def job_post(request: Request) -> Response:
     st = state(request)
     who, _f = await read_form(request)
-    job_id = path_id(request, "task_id", "job")
+    job_id = _job_id(request, "job")
     action = request.path_params["action"]
     if action not in ("retry", "cancel"):
         raise ApiError(404, f"no job action {action[:20]!r}")
@@ -254,12 +260,13 @@ def routes() -> list[BaseRoute]:
     schedule = "/api/v1/schedules/{plugin}/{name}"
     out: list[BaseRoute] = []
     for word in ("jobs", "tasks"):  # tasks: the paths from before the rename
+        key = f"{{{word[:-1]}_id}}"
         out += [
             Route(f"/api/v1/{word}", list_jobs),
-            Route(f"/api/v1/{word}/{{task_id}}/retry", retry_job, methods=["POST"]),
-            Route(f"/api/v1/{word}/{{task_id}}/cancel", cancel_job, methods=["POST"]),
+            Route(f"/api/v1/{word}/{key}/retry", retry_job, methods=["POST"]),
+            Route(f"/api/v1/{word}/{key}/cancel", cancel_job, methods=["POST"]),
             Route(f"/{word}", jobs_page),
-            Route(f"/{word}/{{task_id}}/{{action:str}}", job_post, methods=["POST"]),
+            Route(f"/{word}/{key}/{{action:str}}", job_post, methods=["POST"]),
         ]
     return [
         *out,
