@@ -30,9 +30,9 @@ def test_events_page_names_subscribers_and_a_published_event_arrives(ticker: Hos
         "topic": "shop.order", "data": {"n": 7}}
     feed = browser.get("/api/v1/events", params={"kind": "event"}).json()["items"]
     assert any(e["topic"] == "shop.order" for e in feed)
-    page = browser.get("/events").text
-    assert re.search(r'<code class="token">shop.order</code></td><td class="num">1<', page)
-    assert "ticker.on_event" in page
+    text = browser.get("/events").text
+    assert re.search(r'<code class="token">shop.order</code></td><td class="num">1<', text)
+    assert "ticker.on_event" in text
     subs = browser.get("/api/v1/subscriptions").json()["items"]
     assert subs == [{"plugin": "ticker", "handler": "on_event", "topic": "shop.*",
                      "durable": False, "inbox": 0, "delivered": 1, "failed": 0,
