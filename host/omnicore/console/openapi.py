@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 document of ``/api/v1``, served at ``/api/v1/openapi.json``.
 
 Written as one table (method, path, summary, role, parameters, body, answer) beside the
-routes (:mod:`omnicore.console.api` and the modules of workflows, secrets, vectors and
-memory); ``tests/console/test_api.py`` checks that every ``/api/v1`` route of the app is
-documented and every documented operation exists.
+routes (one module per feature of :mod:`omnicore.console`); ``tests/console/test_server.py``
+checks that every ``/api/v1`` route of the app is documented and every documented operation
+exists.
 """
 
 from __future__ import annotations
