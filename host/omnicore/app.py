@@ -1,14 +1,18 @@
-"""OmniApp: the host application — config, lifecycle, modules, events, tasks, extensions.
+"""OmniApp, the composition root: the app's parts, and the order they start and stop in.
 
-Start sequence: the data dir is made ready before anything else runs — created 0700, its
-lock taken (one host per data dir: a second is refused naming the first), the database
-opened (a damaged one ends the start in one line, before anything listens), the module
-cache's permissions checked, and the leases of a host that died holding the lock given
-back; then entry-point extensions load (their ``register`` may add modules), the task engine
-starts, modules start in dependency order, extensions' ``startup`` runs (on a worker
-thread, so started modules keep serving), the app is running. Stop runs it backwards:
-``shutdown`` hooks, the task engine drains for ``shutdown_grace_s`` then cancels, modules
-stop in reverse order.
+The parts: the config; the data dir and its stores (:class:`~omnicore.app_data.AppData`,
+``app.data``: ``app.storage``, ``app.kv``, ``app.secrets``...); the event bus; the task engine
+(``app.tasks``); the modules (``health``, ``metrics`` and the user's, the console among
+them); the extensions (the built-in capabilities, and the plugin host behind ``app.plugins``);
+and the services, each a :class:`~omnicore.core.module.ServiceModule` whose service is made
+on first use (so ``omnicore call`` never loads one): cluster membership (``app.cluster``),
+subscriptions (``app.subscriptions``), jobs (``app.jobs``), workflows (``app.workflows``).
+
+Start sequence: the data dir (:meth:`AppData.open <omnicore.app_data.AppData.open>`),
+entry-point extensions, the task engine, the modules in dependency order, the extensions'
+``startup`` (which loads the plugins), the services in dependency order; stop runs it
+backwards, services and modules drained side by side for ``shutdown_grace_s`` first. specs/host.md
+("The app's lifecycle") has each step and why it comes where it does.
 
 ``start()``/``stop()`` run that on a private event loop thread; ``astart()``/``astop()`` (and
 ``async with app``) run it on the caller's loop; ``run()`` blocks until SIGINT/SIGTERM.
@@ -17,8 +21,6 @@ stop in reverse order.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import signal
 import threading
 import time
@@ -27,35 +29,34 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from omnicore.app_stores import AppStores
+from omnicore.app_data import AppData
 from omnicore.capabilities import builtin as builtin_capabilities
 from omnicore.config import OmniConfig, load_config
 from omnicore.core._loop import LoopThread
-from omnicore.core.events import (
-    AppStarted,
-    AppStateChanged,
-    AppStopped,
-    ErrorOccurred,
-    EventBus,
-    ModuleStateChanged,
-)
+from omnicore.core.events import AppStarted, AppStateChanged, AppStopped, EventBus
 from omnicore.core.identity import new_runtime_id
 from omnicore.core.lifecycle import Lifecycle, State
-from omnicore.core.module import Module, start_order
+from omnicore.core.module import Module, ModuleSet, ServiceModule
 from omnicore.core.tasks import TaskEngine
-from omnicore.errors import ConfigError, LifecycleError, ModuleError
+from omnicore.errors import LifecycleError, ModuleError
 from omnicore.extensions.manager import ExtensionManager
 from omnicore.logging import get_logger
 from omnicore.modules.health import HealthModule
 from omnicore.modules.metrics import MetricsModule
 from omnicore.plugins import extension as plugin_extension
 from omnicore.plugins.host import PluginHost
-from omnicore.sandbox.modcache import check_cache_dir
 
 if TYPE_CHECKING:  # made on first use, so `omnicore call` never loads them
-    from omnicore.capabilities.events import Subscriptions
+    from omnicore.capabilities.kv import KV
     from omnicore.cluster import Membership
+    from omnicore.egress import Connector, Egress
     from omnicore.jobs import Jobs
+    from omnicore.storage import Storage
+    from omnicore.storage.datadir import DataDirLock
+    from omnicore.storage.memory import Embedder, MemoryStore
+    from omnicore.storage.secrets import SecretStore
+    from omnicore.storage.vectors import VectorStore
+    from omnicore.subscriptions import Subscriptions
     from omnicore.workflows import Workflows
 
 __all__ = ["BUILTIN_EXTENSIONS", "DEFAULT_MODULES", "OmniApp"]
@@ -73,7 +74,7 @@ _BUILTIN_OBJECTS = {builtin_capabilities.__name__: builtin_capabilities,
 M = TypeVar("M", bound=Module)
 
 
-class OmniApp(AppStores):
+class OmniApp:
     """A host application.
 
     ``OmniApp("name")`` uses defaults, ``OMNICORE_*`` env vars and ``overrides``; pass
@@ -102,38 +103,49 @@ class OmniApp(AppStores):
                 over.setdefault("name", name)
             config = load_config(config_path, environ=environ, overrides=over)
         elif name is not None and name != config.name:
-            sources = config.sources
-            config = config.model_copy(update={"name": name})
-            config._sources = {**sources, "name": "override"}
+            config = config.renamed(name)
         self.config = config
         self.name = config.name
         self.runtime_id = new_runtime_id()
         self.log = get_logger("omnicore.app", app=self.name, runtime_id=self.runtime_id)
+        self.data = AppData(config, self.runtime_id, self.log, embedder=self._embedder)
         self.events = EventBus(log=self.log.bind(component="events"))
         self.tasks = TaskEngine(workers=config.workers, events=self.events,
                                 log=self.log.bind(component="tasks"))
         self._lifecycle = Lifecycle(f"app {self.name!r}", self._on_transition)
-        self._modules: dict[str, Module] = {}
-        self._defaults: set[str] = set()
-        self._started: list[Module] = []
         self._started_mono: float | None = None
         self._stopped_mono: float | None = None
         self.started_at: float | None = None
         self._runner: LoopThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
-        #: This host's row in the instance table while it runs (``/api/v1/instances``).
-        self.cluster: Membership | None = None
         self._entry_points = entry_points
-        self._storage = None
-        self._storage_lock = threading.Lock()
+        self._modules = ModuleSet(self)
+        # The services start after the plugins load, since they call plugins; depends_on is
+        # their start order. Membership first: a lease must name a host the others can see.
+        # Subscribers before the workers: a job or a workflow step that runs at once (queued
+        # while the host was down) may publish, and its subscribers must be listening. (A
+        # durable subscription enqueues a job: that needs the Jobs object, made on first
+        # use, not its workers; so jobs start after subscriptions, not before.)
+        self._services = ModuleSet(self)
+        self._cluster: ServiceModule[Membership] = ServiceModule(
+            "cluster", self._membership, start=self._join_cluster, stop=lambda m: m.stop())
+        self._subscriptions: ServiceModule[Subscriptions] = ServiceModule(
+            "subscriptions", self._make_subscriptions, start=lambda s: s.start(),
+            drain=lambda s, _grace: s.stop())
+        self._jobs: ServiceModule[Jobs] = ServiceModule(
+            "jobs", self._make_jobs, depends_on=("cluster", "subscriptions"),
+            start=lambda j: j.start(), drain=lambda j, grace: j.stop(grace))
+        self._workflows: ServiceModule[Workflows] = ServiceModule(
+            "workflows", self._make_workflows, depends_on=("cluster", "subscriptions"),
+            start=lambda w: w.start_workers(), drain=lambda w, grace: w.stop(grace))
+        for service in (self._cluster, self._subscriptions, self._jobs, self._workflows):
+            self._services.add(service)
         if default_modules:
             from omnicore.jobs import JobMetrics
 
             for cls in DEFAULT_MODULES:
-                module = cls()
-                self.add_module(module)
-                self._defaults.add(module.name)
+                self._modules.add(cls(), default=True)
             # Durable jobs and event deliveries in /metrics (collectors follow a replacement).
             self.metrics.add_collector(JobMetrics(self.jobs))
             self.metrics.add_collector(self.subscriptions.collector())
@@ -147,28 +159,140 @@ class OmniApp(AppStores):
 
     # -- services, made on first use ----------------------------------------------------
 
-    @functools.cached_property
-    def jobs(self) -> Jobs:
-        """Durable plugin jobs (``omnicore:tasks``, schedules); ``tasks`` is the in-memory
-        TaskEngine for Python coroutines."""
+    def _make_jobs(self) -> Jobs:
         from omnicore.jobs import Jobs
 
         return Jobs(self.config.capabilities.tasks, storage=lambda: self.storage,
                     plugins=lambda: self.plugins, events=self.events, owner=self.runtime_id)
 
-    @functools.cached_property
-    def subscriptions(self) -> Subscriptions:
-        """Plugins' event subscriptions (``omnicore:events``), delivered off the bus."""
-        from omnicore.capabilities.events import Subscriptions
+    def _make_subscriptions(self) -> Subscriptions:
+        from omnicore.subscriptions import Subscriptions
 
         return Subscriptions(self)
 
-    @functools.cached_property
-    def workflows(self) -> Workflows:
-        """Workflow definitions (``workflows/``) and their durable runs."""
+    def _make_workflows(self) -> Workflows:
         from omnicore.workflows import Workflows
 
         return Workflows(self)
+
+    def _membership(self) -> Membership:
+        from omnicore import __version__
+        from omnicore.cluster import ClusterSettings, Membership
+
+        return Membership(
+            lambda: self.storage, self.runtime_id, __version__,
+            settings=ClusterSettings(heartbeat_s=self.config.cluster.heartbeat_s,
+                                     dead_after_s=self.config.cluster.dead_after_s),
+            console_url=self._console_url, jobs_held=lambda: len(self.jobs.running()),
+            wake=self._wake_workers, on_drain=self._drain)
+
+    def _join_cluster(self, membership: Membership) -> None:
+        membership.start()
+        # Another host's enqueue or a reap wakes our idle workers now (LISTEN/NOTIFY).
+        self.storage.on_wakeup(self.jobs.wake, "jobs")
+        self.storage.on_wakeup(self.workflows.wake, "steps")
+
+    def _console_url(self) -> str | None:
+        console = self._modules.get("console") if "console" in self._modules.names else None
+        return getattr(console, "url", None)
+
+    def _wake_workers(self) -> None:
+        self.jobs.wake()
+        self.workflows.wake()
+
+    def _drain(self) -> None:
+        """An operator asked this host to drain: stop as SIGTERM does (no new claims, the
+        grace for in-flight work, leases given back), and so leave the cluster."""
+        self.log.warning("draining: this host stops claiming work and exits")
+        self.request_stop()
+
+    def _embedder(self) -> Embedder | None:
+        """The first extension with an ``embed(texts) -> vectors`` method, if any."""
+        for name in self.extensions.names:
+            embed = getattr(self.extensions.get(name), "embed", None)
+            if callable(embed):
+                return embed  # type: ignore[no-any-return]
+        return None
+
+    @property
+    def jobs(self) -> Jobs:
+        """Durable plugin jobs (``omnicore:tasks``, schedules); ``tasks`` is the in-memory
+        TaskEngine for Python coroutines."""
+        return self._jobs.service
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """Plugins' event subscriptions (``omnicore:events``), delivered off the bus."""
+        return self._subscriptions.service
+
+    @property
+    def workflows(self) -> Workflows:
+        """Workflow definitions (``workflows/``) and their durable runs."""
+        return self._workflows.service
+
+    @property
+    def cluster(self) -> Membership | None:
+        """This host's row in the instance table while it runs (``/api/v1/instances``)."""
+        return self._cluster.service if self._cluster.state is State.RUNNING else None
+
+    @property
+    def services(self) -> list[Module]:
+        """The services as modules (``cluster``, ``subscriptions``, ``jobs``, ``workflows``),
+        in the order they are added; each one's service is made on first use."""
+        return list(self._services)
+
+    # -- the data dir and its stores (app.data) -------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        """Where this app keeps its files (created on start)."""
+        return self.data.data_dir
+
+    @property
+    def instance_dir(self) -> Path:
+        """Where this host keeps what is its own (:attr:`AppData.instance_dir
+        <omnicore.app_data.AppData.instance_dir>`)."""
+        return self.data.instance_dir
+
+    @property
+    def data_lock(self) -> DataDirLock:
+        """One host per data dir while started."""
+        return self.data.data_lock
+
+    @property
+    def storage(self) -> Storage:
+        """The app's durable state (``<data_dir>/omnicore.db``), opened on first use."""
+        return self.data.storage
+
+    @property
+    def kv(self) -> KV:
+        """Plugins' keys from Python: ``app.kv.for_plugin(name).get(key)``."""
+        return self.data.kv
+
+    @property
+    def secrets(self) -> SecretStore:
+        """The app's secrets, encrypted at rest (``omnicore secrets``; abi.md §4.9)."""
+        return self.data.secrets
+
+    @property
+    def connectors(self) -> dict[str, Connector]:
+        """The app's ``connectors.<name>`` (omnicore:http), checked."""
+        return self.data.connectors
+
+    @property
+    def egress(self) -> Egress:
+        """The app's outbound HTTP (:mod:`omnicore.egress`)."""
+        return self.data.egress
+
+    @property
+    def vectors(self) -> VectorStore:
+        """Plugins' vector collections (``app.vectors.for_plugin(name)``; abi.md §4.5)."""
+        return self.data.vectors
+
+    @property
+    def memory(self) -> MemoryStore:
+        """Plugins' tiered memories (``app.memory.for_plugin(name)``; abi.md §4.4)."""
+        return self.data.memory
 
     # -- identity and state -------------------------------------------------------------
 
@@ -184,34 +308,6 @@ class OmniApp(AppStores):
             return 0.0
         end = self._stopped_mono if self._stopped_mono is not None else time.monotonic()
         return end - self._started_mono
-
-    def _join_cluster(self) -> Membership:
-        from omnicore import __version__
-        from omnicore.cluster import ClusterSettings, Membership
-
-        console = next((m for m in self.modules if m.name == "console"), None)
-        membership = Membership(
-            lambda: self.storage, self.runtime_id, __version__,
-            settings=ClusterSettings(heartbeat_s=self.config.cluster.heartbeat_s,
-                                     dead_after_s=self.config.cluster.dead_after_s),
-            console_url=lambda: getattr(console, "url", None),
-            jobs_held=lambda: len(self.jobs.running()),
-            wake=self._wake_workers, on_drain=self._drain)
-        membership.start()
-        # Another host's enqueue or a reap wakes our idle workers now (LISTEN/NOTIFY).
-        self.storage.on_wakeup(self.jobs.wake, "jobs")
-        self.storage.on_wakeup(self.workflows.wake, "steps")
-        return membership
-
-    def _wake_workers(self) -> None:
-        self.jobs.wake()
-        self.workflows.wake()
-
-    def _drain(self) -> None:
-        """An operator asked this host to drain: stop as SIGTERM does (no new claims, the
-        grace for in-flight work, leases given back), and so leave the cluster."""
-        self.log.warning("draining: this host stops claiming work and exits")
-        self.request_stop()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -234,31 +330,12 @@ class OmniApp(AppStores):
         if self.state is not State.CREATED:
             raise LifecycleError(f"cannot add module {module.name!r} to app {self.name!r}: "
                                  f"it is {self.state.value} (add modules before start)")
-        if not module.name:
-            raise ModuleError("a module needs a non-empty name", module=module.name)
-        existing = self._modules.get(module.name)
-        if existing is module:
-            return module
-        if existing is not None:
-            if module.name not in self._defaults:
-                raise ModuleError(f"app {self.name!r} already has a module named "
-                                  f"{module.name!r}", module=module.name)
-            module.replaces(existing)
-            existing._successor = module
-            self._defaults.discard(module.name)
-        if module._app is not None and module._app is not self:
-            raise ModuleError(f"module {module.name!r} already belongs to app "
-                              f"{module._app.name!r}", module=module.name)
-        module._app = self
-        module._log = None
-        self._modules[module.name] = module
-        module.on_attach(self)
-        return module
+        return self._modules.add(module)
 
     @property
     def modules(self) -> list[Module]:
-        """The modules in insertion order."""
-        return list(self._modules.values())
+        """The modules in insertion order (the services are :attr:`services`)."""
+        return list(self._modules)
 
     @overload
     def get_module(self, name: str) -> Module: ...
@@ -267,11 +344,7 @@ class OmniApp(AppStores):
 
     def get_module(self, name: str, kind: type[Module] = Module) -> Module:
         """The module named ``name`` (checked to be a ``kind``); ``KeyError`` if absent."""
-        try:
-            module = self._modules[name]
-        except KeyError:
-            raise KeyError(f"app {self.name!r} has no module {name!r} "
-                           f"(modules: {', '.join(self._modules) or 'none'})") from None
+        module = self._modules.get(name)
         if not isinstance(module, kind):
             raise TypeError(f"module {name!r} is a {type(module).__name__}, "
                             f"not a {kind.__name__}")
@@ -302,12 +375,6 @@ class OmniApp(AppStores):
     def plugins(self, host: PluginHost) -> None:
         self.__dict__["_plugins"] = host
 
-    def _set_module_state(self, module: Module, new: State, error: str | None = None) -> None:
-        old = module._state
-        module._state = new
-        self.events.publish(ModuleStateChanged(module=module.name, old=old.value,
-                                               new=new.value, error=error))
-
     # -- lifecycle ----------------------------------------------------------------------
 
     def mark_start(self) -> None:
@@ -334,116 +401,50 @@ class OmniApp(AppStores):
                                        uptime_s=self.uptime))
 
     async def astart(self) -> None:
-        """Start on the running loop: extensions, data dir, tasks, modules, ``startup`` hooks."""
+        """Start on the running loop: data dir, extensions, tasks, modules, ``startup`` hooks,
+        services (the module docstring has the whole sequence)."""
         self._lifecycle.transition(State.STARTING)
         self._loop = asyncio.get_running_loop()
         self.events.bind_loop(self._loop)
+        started_up = False
         try:
-            self._open_data_dir()
+            self.data.open(self.name)
             if self._entry_points:
                 self.extensions.load_entry_points()
-            order = start_order(self.modules)
+            order = self._modules.order()
             await self.tasks.start()
+            await self._modules.start(order)
+            # Off the loop: loading every plugin takes seconds, and the modules already
+            # started (the console's /healthz) must answer meanwhile.
+            await self._loop.run_in_executor(None, self.extensions.startup)
+            started_up = True
+            await self._services.start()
         except BaseException:
-            await self._abort_start()
+            await self._abort_start(started_up)
             raise
-        for module in order:
-            self._set_module_state(module, State.STARTING)
-            try:
-                result = module.start()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                why = f"{type(exc).__name__}: {exc}"
-                self._set_module_state(module, State.FAILED, why)
-                self.log.error("module %s failed to start: %s", module.name, why)
-                await self._abort_start()
-                raise ModuleError(f"module {module.name!r} failed to start: {why}",
-                                  module=module.name) from exc
-            self._set_module_state(module, State.RUNNING)
-            self._started.append(module)
-        # Off the loop: loading every plugin takes seconds, and the modules already started
-        # (the console's /healthz) must answer meanwhile.
-        await self._loop.run_in_executor(None, self.extensions.startup)
-        # Registered before any worker claims: a job leased to this runtime id belongs to a
-        # host the others can see, and can take over if it dies.
-        self.cluster = self._join_cluster()
-        # Subscribers first: a job that runs at once (one queued while the host was down) may
-        # publish, and its subscribers must already be listening.
-        self.subscriptions.start()
-        self.jobs.start()
-        self.workflows.start_workers()
         self._became_running()
         self.log.info("app %s started (runtime id %s, %d modules)", self.name, self.runtime_id,
-                      len(self._started))
+                      len(self._modules.started))
 
-    def _open_data_dir(self) -> None:
-        try:
-            from omnicore.storage.datadir import private_dir
-
-            private_dir(self.data_dir)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create data_dir {self.data_dir}: {exc.strerror or exc} "
-                f"(set data_dir in omnicore.yaml or OMNICORE_DATA_DIR)",
-                key="data_dir", value=str(self.data_dir),
-                source=self.config.source_of("data_dir")) from exc
-        # The embedded database has one host; a shared one (storage.url) has many, whose
-        # membership, not this lock, says who is alive.
-        embedded = self.config.storage.url is None
-        if embedded:
-            self.data_lock.acquire(runtime_id=self.runtime_id, app=self.name,
-                                   started_at=time.time())
-        queue = self.storage.queue  # a damaged database ends the start here, in one line
-        if self.config.sandbox.cache_dir is not None:
-            check_cache_dir(self.config.sandbox.cache_dir)
-        if not embedded:
-            return
-        # The lock is ours, so whoever leased the rows still running died holding it.
-        jobs = queue.release_others(self.runtime_id)
-        steps = self.workflows.store.release_others(self.runtime_id)
-        if jobs or steps:
-            gone = self.data_lock.previous or {}
-            self.log.warning("released %d job and %d workflow step lease(s) of a host that "
-                             "stopped without giving them back (pid %s, runtime id %s): "
-                             "they run again now", jobs, steps, gone.get("pid", "?"),
-                             gone.get("runtime_id", "?"))
-
-    async def _abort_start(self) -> None:
-        await self._stop_modules()
+    async def _abort_start(self, started_up: bool) -> None:
+        await self._services.stop()
+        if started_up:
+            self.extensions.shutdown()
+        await self._modules.stop()
         if self.tasks.state is State.RUNNING:
             await self.tasks.stop(0)
         try:
-            self._close_storage()
+            self.data.close()
         finally:
-            self.data_lock.release()
+            self.data.release()
             self._lifecycle.transition(State.FAILED)
 
-    async def _stop_modules(self) -> list[str]:
-        failures = []
-        while self._started:
-            module = self._started.pop()
-            self._set_module_state(module, State.STOPPING)
-            try:
-                result = module.stop()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                why = f"{type(exc).__name__}: {exc}"
-                self._set_module_state(module, State.FAILED, why)
-                self.log.error("module %s failed to stop: %s", module.name, why)
-                self.events.publish(ErrorOccurred(source=f"module {module.name}", error=why,
-                                                  exc=exc))
-                failures.append(f"{module.name!r} ({why})")
-            else:
-                self._set_module_state(module, State.STOPPED)
-        return failures
-
     async def astop(self, grace: float | None = None) -> None:
-        """Stop: ``shutdown`` hooks, drain tasks for ``grace`` s (config default), modules.
+        """Stop: services drained for ``grace`` s (config default) and stopped, ``shutdown``
+        hooks, tasks drained, modules stopped, stores closed.
 
-        Every module is asked to stop even if one fails; such failures are raised afterwards
-        as one :class:`ModuleError`, with the app stopped.
+        Every module and service is asked to stop even if one fails; such failures are raised
+        afterwards as one :class:`ModuleError`, with the app stopped.
         """
         if self.state is State.FAILED:
             self._lifecycle.transition(State.STOPPED)
@@ -451,25 +452,26 @@ class OmniApp(AppStores):
         self._lifecycle.transition(State.STOPPING)
         stopping_since = time.perf_counter()
         grace = self.config.shutdown_grace_s if grace is None else grace
-        # The services stop side by side (the grace counts once); every plugin call still
-        # running at its end is interrupted, or the host's close would wait out its deadline.
+        # Services and modules drain side by side (the grace counts once); every plugin call
+        # still running at its end is interrupted, or the host's close would wait out its
+        # deadline.
         with self.jobs.interrupt_after(grace):
-            await asyncio.gather(asyncio.to_thread(self.subscriptions.stop),
-                                 asyncio.to_thread(self.workflows.stop, grace),
-                                 asyncio.to_thread(self.jobs.stop, grace))
+            drained = await asyncio.gather(self._services.drain(grace),
+                                           self._modules.drain(grace))
+            failures = [f for found in drained for f in found]
+            # Membership stops last of them: the leases were given back, so it leaves the
+            # instance table.
+            failures += await self._services.stop()
             self.extensions.shutdown()
             if self.tasks.state is State.RUNNING:
                 await self.tasks.stop(grace)
-            failures = await self._stop_modules()
+            failures += await self._modules.stop()
             # A hung async subscriber must not hold the stop beyond the grace period either.
             await self.events.drain(timeout=grace)
-        if self.cluster is not None:  # its leases were given back above: leave the instance table
-            await asyncio.get_running_loop().run_in_executor(None, self.cluster.stop)
-            self.cluster = None
         try:
-            self._close_storage()
+            self.data.close()
         finally:  # the next host may start, whatever closing left undone
-            self.data_lock.release()
+            self.data.release()
         self._became_stopped()
         self.log.info("app %s stopped in %.3fs (up %.1fs)", self.name,
                       time.perf_counter() - stopping_since, self.uptime)
@@ -519,7 +521,7 @@ class OmniApp(AppStores):
         host = self.__dict__.get("_plugins")
         if host is not None:
             host.close()
-        self._close_storage()
+        self.data.close()
 
     async def __aenter__(self) -> OmniApp:
         await self.astart()

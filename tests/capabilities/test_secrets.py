@@ -192,11 +192,11 @@ def test_rotation_re_encrypts_everything(tmp_path: Path) -> None:
     for i in range(5):
         store.set(f"s{i}", f"value-{i}")
     old_key = (tmp_path / KEY_FILE).read_text()
-    old_rows = storage._read("SELECT name, ciphertext FROM secrets ORDER BY name")
+    old_rows = storage.backend.read("SELECT name, ciphertext FROM secrets ORDER BY name")
     new_id = store.rotate()
     assert (tmp_path / KEY_FILE).read_text() != old_key
     assert stat.S_IMODE((tmp_path / KEY_FILE).stat().st_mode) == 0o600
-    new_rows = storage._read("SELECT name, ciphertext, key_id FROM secrets ORDER BY name")
+    new_rows = storage.backend.read("SELECT name, ciphertext, key_id FROM secrets ORDER BY name")
     assert all(o[1] != n[1] and n[2] == new_id for o, n in zip(old_rows, new_rows, strict=True))
     fresh = SecretStore(storage.secrets, tmp_path, environ={})
     assert [fresh.get(f"s{i}") for i in range(5)] == [f"value-{i}".encode() for i in range(5)]

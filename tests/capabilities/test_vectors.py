@@ -283,7 +283,7 @@ def test_hnsw_recall_and_index_files_rebuilt_when_lost_truncated_or_stale(
     assert index_file.stat().st_size > n * dim * 4
 
     def reopen() -> list[list[str]]:
-        app._close_storage()
+        app.data.close()
         return [[h.id for h in app.vectors.for_plugin("big").search("emb", q, 10)]
                 for q in queries]
 
@@ -298,15 +298,17 @@ def test_hnsw_recall_and_index_files_rebuilt_when_lost_truncated_or_stale(
     app.vectors.flush()
     app.vectors.for_plugin("big").upsert("emb", "extra", queries[0])   # generation moves on
     app.vectors.for_plugin("big").delete("emb", "v0")
-    crashed = app.__dict__.pop("_vectors")   # a crash: no flush at close, so the file is stale
-    crashed._stop.set()                        # and its flusher thread is gone with the host
+    # A crash: no flush at close, so the file is stale, and its flusher thread is gone.
+    crashed, app.data._vectors = app.data._vectors, None
+    assert crashed is not None
+    crashed._stop.set()
     crashed._wake.set()
-    app._close_storage()
+    app.data.close()
     hits = app.vectors.for_plugin("big").search("emb", queries[0], 3)
     assert hits[0].id == "extra" and "v0" not in [h.id for h in
                                                  app.vectors.for_plugin("big").search(
                                                      "emb", data[0], 10)]
-    app._close_storage()
+    app.data.close()
 
 
 def _recall(got: list[list[str]], data: np.ndarray, queries: np.ndarray) -> float:
@@ -320,7 +322,7 @@ def test_cli_list_and_stats(make_app: Callable[..., OmniApp], tmp_path: Path) ->
     (appdir / "omnicore.yaml").write_text("name: v\ndata_dir: data\n")
     app = make_app("cli", builtin_extensions=None, overrides={"data_dir": str(appdir / "data")})
     app.vectors.for_plugin("notes").upsert("docs", "a", [1.0, 2.0], {"t": 1})
-    app._close_storage()
+    app.data.close()
     out = subprocess.run([sys.executable, "-m", "omnicore.cli", "vectors", "stats", "notes",
                           "--app", str(appdir), "--json"], capture_output=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 from omnicore.app import OmniApp
 from omnicore.core.events import ModuleStateChanged
 from omnicore.core.lifecycle import State
-from omnicore.core.module import Module, start_order
+from omnicore.core.module import Module, ServiceModule, start_order
 from omnicore.errors import LifecycleError, ModuleError
 
 MakeApp = Callable[..., OmniApp]
@@ -173,3 +174,77 @@ def test_start_order_property(dep_sets: list[set[int]]) -> None:
         assert all(pos[d] < pos[m.name] for d in m.depends_on)
     if all(not m.depends_on for m in mods):
         assert order == [m.name for m in mods]
+
+
+class Service:
+    """A service with a drain that waits for every other one to be draining too."""
+
+    def __init__(self, name: str, log: list[str], draining: threading.Barrier) -> None:
+        self.name = name
+        self.log = log
+        self.draining = draining
+
+    def drain(self, grace: float) -> None:
+        self.draining.wait(timeout=grace)  # only passes if the drains run side by side
+        self.log.append(f"drained {self.name}")
+
+
+def test_a_service_module_makes_its_service_on_first_use() -> None:
+    made: list[str] = []
+    module: ServiceModule[str] = ServiceModule("svc", lambda: made.append("svc") or "svc")
+    assert not module.made and made == []
+    assert module.service == "svc" and module.service == "svc"
+    assert module.made and made == ["svc"]
+
+
+def test_services_start_after_the_startup_hooks_drain_side_by_side_and_stop_in_reverse(
+        make_app: MakeApp) -> None:
+    log: list[str] = []
+    app = make_app(default_modules=False, builtin_extensions=[])
+    app.add_module(Recorder("web", log))
+
+    class Extension:
+        def startup(self, app: OmniApp) -> None:
+            log.append("startup")
+
+    app.extensions.register(Extension(), name="ext")
+    assert [m.name for m in app.services] == ["cluster", "subscriptions", "jobs", "workflows"]
+    assert [m.name for m in app.modules] == ["web"]  # the services are not user modules
+    moves: list[tuple[str, str]] = []
+    app.events.subscribe(ModuleStateChanged,
+                         lambda e: moves.append((e.module, e.new)) if e.new in (
+                             "running", "stopped") else None)
+    app.start()
+    assert log == ["start web", "startup"]
+    assert [name for name, state in moves if state == "running"] == [
+        "web", "cluster", "subscriptions", "jobs", "workflows"]
+    assert app.cluster is not None  # (no plugin host here, so no job workers either)
+    assert all(m.state is State.RUNNING for m in app.services)
+    app.stop(grace=1)
+    assert [name for name, state in moves if state == "stopped"] == [
+        "workflows", "jobs", "subscriptions", "cluster", "web"]
+    assert app.cluster is None and not app.jobs.started
+
+
+def test_started_modules_drain_side_by_side_within_one_grace(make_app: MakeApp) -> None:
+    log: list[str] = []
+    app = make_app(default_modules=False, builtin_extensions=[])
+    barrier = threading.Barrier(2)
+    for name in ("a", "b"):
+        service = Service(name, log, barrier)
+        app.add_module(ServiceModule(name, lambda s=service: s,  # type: ignore[misc]
+                                     start=lambda s: None, drain=lambda s, grace: s.drain(grace)))
+    app.start()
+    app.stop(grace=10)
+    assert sorted(log) == ["drained a", "drained b"]  # neither waited out its barrier
+
+
+def test_a_service_never_made_is_neither_drained_nor_stopped(make_app: MakeApp) -> None:
+    app = make_app(default_modules=False, builtin_extensions=[])
+    stopped: list[str] = []
+    module: ServiceModule[list[str]] = ServiceModule(
+        "lazy", lambda: stopped, stop=lambda s: s.append("stopped"))
+    app.add_module(module)
+    app.start()
+    app.stop()
+    assert not module.made and stopped == [] and module.state is State.STOPPED

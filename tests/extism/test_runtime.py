@@ -196,7 +196,8 @@ def test_manifest_timeout_and_pages_become_limits(tmp_path: Path) -> None:
     (tmp_path / "k.json").write_text(json.dumps({"timeout_ms": 50, "memory": {"max_pages": 32}}))
     with PluginHost() as host:
         host.load(wasm, grants=["config"])
-        with pytest.raises(DeadlineExceeded, match=r"timeout \(deadline of 50 ms"):
+        with pytest.raises(DeadlineExceeded,
+                           match=r"deadline of 50 ms \(limits\.timeout_ms.*\): timeout"):
             host.call("k", "spin", b"")
         with pytest.raises(MemoryLimitExceeded, match="oom"):
             host.call("k", "kernel_oom", b"")  # 2 MiB of kernel memory, not 64

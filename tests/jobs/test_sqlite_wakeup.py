@@ -79,7 +79,7 @@ def test_a_flood_of_datagrams_costs_a_bounded_number_of_wake_ups(tmp_path: Path)
         sent, start = 0, time.monotonic()
         while time.monotonic() - start < 1.0:
             try:
-                flood.sendto(b"jobs" * 16, socket.MSG_DONTWAIT, host.wakeup.address)
+                flood.sendto(b"jobs" * 16, socket.MSG_DONTWAIT, host.backend.wakeup.address)
                 sent += 1
             except BlockingIOError:
                 time.sleep(0)

@@ -195,7 +195,7 @@ class HostedProbe:
 
     def close(self) -> None:
         self.host.close()
-        self.app._close_storage()  # the app never started, so stop() would refuse
+        self.app.data.close()  # the app never started, so stop() would refuse
         shutil.rmtree(self._data_dir, ignore_errors=True)
 
     def __enter__(self) -> HostedProbe:

@@ -213,12 +213,12 @@ def test_the_database_size_cap_is_a_full_disk_too(tmp_path: Path) -> None:
     store = SQLiteStorage(tmp_path / "omnicore.db")
     try:
         store.kv("p").set("k", b"v")
-        pages = store._read("PRAGMA page_count")[0][0]
-        store._read(f"PRAGMA max_page_count={pages + 2}")
+        pages = store.backend.read("PRAGMA page_count")[0][0]
+        store.backend.read(f"PRAGMA max_page_count={pages + 2}")
         with pytest.raises(StorageFull, match="disk full"):
             store.kv("p").set("big", os.urandom(1_000_000))
         assert store.kv("p").get("k") == b"v"
-        store._read("PRAGMA max_page_count=1073741823")
+        store.backend.read("PRAGMA max_page_count=1073741823")
         store.kv("p").set("big", b"fits now")
     finally:
         store.close()

@@ -17,14 +17,14 @@ import pytest
 from omnicore.storage import StorageError, TaskSpec, open_storage
 from omnicore.storage.instance_rows import Instance
 from omnicore.storage.postgres import PostgresStorage, masked_url
-from omnicore.storage.postgres._schema import SCHEMA_VERSION
+from omnicore.storage.postgres.schema import SCHEMA_VERSION
 
 _OPEN_AND_WRITE = """
 import sys
 from omnicore.storage.postgres import PostgresStorage
 s = PostgresStorage(sys.argv[1])
 s.kv("p").incr("starts", 1)
-print(s.schema_version)
+print(s.backend.schema_version)
 s.close()
 """
 
@@ -46,7 +46,8 @@ def test_several_processes_start_at_once_on_an_empty_database(pg_url: str) -> No
 def test_the_role_owns_its_database_and_is_not_a_superuser(pg_url: str) -> None:
     s = PostgresStorage(pg_url)
     try:
-        assert s._read("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [(False,)]
+        assert s.backend.read("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") \
+            == [(False,)]
     finally:
         s.close()
 
@@ -265,7 +266,7 @@ def test_heartbeat_drain_and_a_stale_instance(pg_url: str) -> None:
         other = PostgresStorage(pg_url)
         try:
             other.instances.register(_instance("rt-old", now - 5))
-            other.liveness.release()
+            other.backend.liveness.release()
             other.instances.heartbeat("rt-old", now - 5, 0)
             assert s.instances.reap("rt-a", now, 3.0) == ["rt-old"]
             assert other.instances.heartbeat("rt-old", now, 0) is None  # must re-register
@@ -380,7 +381,7 @@ def test_a_step_claimed_on_one_instance_is_not_claimed_on_another_until_its_owne
         assert b.workflows.claim("rt-b", time.time(), 3600) is None  # leased for an hour
         b.instances.register(_instance("rt-b", time.time()))
         a.instances.register(_instance("rt-a", time.time() - 10))
-        a.liveness.release()
+        a.backend.liveness.release()
         a.instances.heartbeat("rt-a", time.time() - 10, 0)
         assert b.instances.reap("rt-b", time.time(), 3.0) == ["rt-a"]
         again = b.workflows.claim("rt-b", time.time(), 30)

@@ -35,7 +35,7 @@ def test_an_older_database_is_migrated_and_keeps_its_data(tmp_path: Path) -> Non
     conn.close()
     store = SQLiteStorage(db)
     try:
-        assert store.schema_version == SCHEMA_VERSION
+        assert store.backend.schema_version == SCHEMA_VERSION
         assert store.kv("p").get("kept") == b"yes"
         assert store.tasks("p").pending() == 0
     finally:

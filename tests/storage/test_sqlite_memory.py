@@ -84,7 +84,7 @@ def test_a_v1_database_is_upgraded_to_a_table_per_plugin(tmp_path: Path) -> None
             conn.execute("INSERT INTO memories (id, plugin, scope, tier, text, meta, importance,"
                          " created_at, accessed_at, expires_at) VALUES (?, ?, ?, 2, ?, NULL, "
                          "0.5, ?, ?, NULL)", (mid, plugin, _scope(plugin), text, now, now))
-    old._write(write)
+    old.write(write)  # type: ignore[arg-type]
     old.close()
     storage = SQLiteStorage(path)
     try:

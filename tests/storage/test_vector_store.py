@@ -120,7 +120,7 @@ def test_a_reopened_index_marks_what_was_deleted_after_its_file(
     assert view.delete("emb", "v3") and view.delete("emb", "v7")
     crash(first)
     if tombstones == "too old":
-        app.storage._write(lambda c: c.execute(  # type: ignore[attr-defined]
+        app.storage.backend.write(lambda c: c.execute(  # type: ignore[attr-defined]
             "UPDATE vector_collections SET deletes_from = 1000000"))
         assert first.rows.deleted(coll[0], 20) is None
     else:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from omnicore.storage import KVQuota, QuotaExceeded, SQLiteStorage, TaskSpec
-from omnicore.storage.sqlite.kv import ReadCache
+from omnicore.storage.sqlite.readcache import ReadCache
 from omnicore.storage.sqlite.walindex import WalIndex
 
 
@@ -24,7 +24,7 @@ from omnicore.storage.sqlite.walindex import WalIndex
 def store(tmp_path: Path) -> SQLiteStorage:
     s = SQLiteStorage(tmp_path / "omnicore.db")
     s.kv("p").set("k", b"first")  # a commit of ours: the header is seen at work
-    assert s.walindex is not None and s.walindex.state == "live"
+    assert s.backend.walindex is not None and s.backend.walindex.state == "live"
     return s
 
 
@@ -33,7 +33,7 @@ def _cached(store: SQLiteStorage, key: str, plugin: str = "p") -> bytes | None:
     kv = store.kv(plugin)
     value = kv.get(key)
     assert kv.get(key) == value
-    assert store._kv_cache.values.get((plugin, key), "absent") == value
+    assert store.backend.read_cache.values.get((plugin, key), "absent") == value
     return value
 
 
@@ -110,7 +110,7 @@ def test_a_read_inside_a_transaction_that_rolls_back_is_not_kept(store: SQLiteSt
     try:
         _cached(store, "k")
         with pytest.raises(RuntimeError):
-            store._write(write_read_fail)
+            store.backend.write(write_read_fail)  # type: ignore[arg-type]
         assert kv.get("k") == b"first"
         assert kv.get("k") == b"first"
     finally:
@@ -125,10 +125,10 @@ def test_the_cache_is_bounded_and_never_mixes_plugins(store: SQLiteStorage) -> N
         assert _cached(store, "k", "q") == b"q's"
         assert _cached(store, "k", "p") == b"first"
         assert kv.get("big") == b"b" * (ReadCache.MAX_VALUE + 1)
-        assert ("p", "big") not in store._kv_cache.values
+        assert ("p", "big") not in store.backend.read_cache.values
         for i in range(ReadCache.MAX_ENTRIES + 10):
             kv.get(f"missing-{i}")
-            assert len(store._kv_cache.values) <= ReadCache.MAX_ENTRIES
+            assert len(store.backend.read_cache.values) <= ReadCache.MAX_ENTRIES
         # And in bytes: values just under the size kept, more than MAX_BYTES of them.
         big = b"v" * (ReadCache.MAX_VALUE - 64)
         n = ReadCache.MAX_BYTES // len(big) + 10
@@ -137,11 +137,11 @@ def test_the_cache_is_bounded_and_never_mixes_plugins(store: SQLiteStorage) -> N
             kv.set(f"b{i}", big, roomy)
         for i in range(n):
             assert kv.get(f"b{i}") == big
-            cache = store._kv_cache
+            cache = store.backend.read_cache
             assert cache.nbytes <= ReadCache.MAX_BYTES
             assert cache.nbytes == sum(len(k) + len(v or b"") for (_, k), v in
                                        cache.values.items())
-        assert len(store._kv_cache.values) > 1  # they were kept, within the bound
+        assert len(store.backend.read_cache.values) > 1  # they were kept, within the bound
     finally:
         store.close()
 
@@ -175,13 +175,13 @@ def test_any_commit_of_ours_proves_the_header_but_one_that_wrote_nothing_does_no
         tmp_path: Path) -> None:
     store = SQLiteStorage(tmp_path / "omnicore.db")
     try:
-        assert store.walindex is not None and store.walindex.state == "unproven"
+        assert store.backend.walindex is not None and store.backend.walindex.state == "unproven"
         assert store.kv("p").delete("absent") is False  # a write that changed no row
-        assert store.walindex.state == "unproven"
+        assert store.backend.walindex.state == "unproven"
         assert store.kv("p").get("k") is None
-        assert store._kv_cache.values == {}  # nothing kept while unproven
+        assert store.backend.read_cache.values == {}  # nothing kept while unproven
         store.queue.add(TaskSpec("p", "h", b"", 0.0))  # a transaction, not a kv write
-        assert store.walindex.state == "live"
+        assert store.backend.walindex.state == "live"
         assert _cached(store, "k") is None
     finally:
         store.close()
@@ -192,13 +192,13 @@ def test_a_database_not_in_wal_mode_reads_through_sqlite(tmp_path: Path) -> None
     store.close()
     # Without a wal-index (no -shm: here, the index refused) every get asks SQLite.
     store = SQLiteStorage(tmp_path / "omnicore.db")
-    assert store.walindex is not None
-    store.walindex.close()
-    store.walindex = None
+    assert store.backend.walindex is not None
+    store.backend.walindex.close()
+    store.backend.walindex = None
     try:
         store.kv("p").set("k", b"v")
         assert store.kv("p").get("k") == b"v"
-        assert store._kv_cache.values == {}
+        assert store.backend.read_cache.values == {}
     finally:
         store.close()
 

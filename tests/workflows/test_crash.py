@@ -124,7 +124,7 @@ def test_a_run_survives_kill_9_between_and_within_steps(
     offline = OmniApp(config_path=folder / "omnicore.yaml", environ={}, entry_points=False)
     offline.workflows.load_folder()
     run_id = offline.workflows.start("crashy", started_by="test").id
-    offline._close_storage()
+    offline.data.close()
 
     def step(sid: str, col: str = "state") -> Any:
         return read(db, f"SELECT {col} FROM wf_steps WHERE run_id={run_id} AND step='{sid}'")

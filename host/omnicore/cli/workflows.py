@@ -52,7 +52,7 @@ def _app(appdir: Path, *, load: bool = True) -> Iterator[OmniApp]:
     try:
         yield app
     finally:
-        app._close_storage()
+        app.data.close()
 
 
 def _audit(app: OmniApp, verb: str, run_id: int, after: Any = None) -> None:

@@ -433,6 +433,13 @@ class OmniConfig(_Strict):
             parts.pop()
         return "default"
 
+    def renamed(self, name: str) -> OmniConfig:
+        """This config with ``name`` as an override (what ``OmniApp(name, config=...)`` runs
+        on); every other key keeps its value and its source."""
+        copy = self.model_copy(update={"name": name})
+        copy._sources = {**self._sources, "name": "override"}
+        return copy
+
     @property
     def sources(self) -> dict[str, str]:
         """Dotted key → source, for every key that did not come from the defaults."""

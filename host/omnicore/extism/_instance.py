@@ -121,6 +121,7 @@ class Instance(SlotDeadline):
         self.slot: Any = None  # the C call path's state, once the kernel memory is known
         self._deadline = time.monotonic() + self.timeout_s
         self.deadline_hit = False
+        self.refusal: str | None = None  # what a host function that refused said
         self._live = rt.live
         self.fs_table = FdTable(rt.preopens) if rt.preopens else None
         # WASI called from linked modules: pointers into the caller's memory (one view each).

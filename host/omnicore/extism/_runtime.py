@@ -33,7 +33,6 @@ from omnicore.errors import (
 )
 from omnicore.extism._env import ENV_FUNCTIONS, EnvState, KernelMemory
 from omnicore.extism._failures import call_error
-from omnicore.extism._failures import first_line as _first_line
 from omnicore.extism._instance import Instance, fd_table, plugin_memory
 from omnicore.extism._kernel import FIRST_HANDLE, KERNEL_FUNCTIONS, kernel_wasm
 from omnicore.extism._links import Links, Signature
@@ -188,18 +187,10 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         try:
             inst = Instance(self)
         except GuestFailure as f:
-            if f.stage == "instantiate" and f.code is None:
-                if "memory minimum size" in f.message:
-                    raise MemoryLimitExceeded(
-                        f"plugin {self.name!r}: oom: it declares more initial memory than "
-                        f"limits.max_memory_bytes ({self.limits.max_memory_bytes}, the Extism "
-                        "manifest's memory.max_pages) allows",
-                        plugin=self.name, handler=handler, limit="max_memory_bytes",
-                        value=self.limits.max_memory_bytes) from None
-                raise Trap(f"plugin {self.name!r} could not be instantiated: "
-                           f"{_first_line(f.message)}", plugin=self.name,
-                           handler=handler) from None
-            raise self._error(f, f.stage or handler or "(start)", None) from None
+            stage = f.stage
+            if stage == "instantiate":
+                stage = "(start)" if f.code is not None else handler or "(instantiate)"
+            raise self._error(f, stage or handler or "(start)", None) from None
         if self._carried_vars:
             inst.vars = self._carried_vars.pop()
         return inst

@@ -44,6 +44,7 @@ __all__ = [
     "RawInstance",
     "SlotDeadline",
     "check_private_names",
+    "error_failure",
     "new_ticker",
 ]
 
@@ -210,6 +211,12 @@ def _failure(err: int | None, trap: int, slot: Any = None) -> GuestFailure:
     return GuestFailure(str(e), None, exit_status)
 
 
+def error_failure(err: Any) -> GuestFailure:
+    """The failure a ``wasmtime_error_t*`` stands for (taken over and freed), with its WASI
+    exit status: how a component call's error is read."""
+    return _failure(err, 0)
+
+
 def _start_failure(got: tuple[str | None, int, int, str | None]) -> GuestFailure:
     """The GuestFailure for what a C Instance's instantiate or start returned."""
     stage, err, trap, message = got
@@ -270,6 +277,8 @@ class RawInstance(SlotDeadline):
         #: instances freed after a trap, per call or when idle).
         self._burnt = burnt
         self.deadline_hit = False
+        #: What a host function that refused this call said (sandbox.failures reads it).
+        self.refusal: str | None = None
         self._armed = -1
         self._live = live  # the runtime's instances by store context, for its host functions
         #: The running call's deadline (time.monotonic()) for host functions and WASI, which

@@ -78,6 +78,15 @@ def _start_message(qualified: str) -> bytes:
             ).encode()
 
 
+def _refusal(qualified: str, exc: BaseException) -> str:
+    """The trap message of host function ``qualified`` that raised ``exc``: a HostTrap is a
+    refusal in its own words; anything else is a host bug, logged with its traceback."""
+    if isinstance(exc, HostTrap):
+        return f"host function {qualified}: {exc}"
+    _log.error("host function %s failed", qualified, exc_info=exc)
+    return f"host function {qualified} failed: {type(exc).__name__}: {exc}"
+
+
 def _deadline_message(qualified: str) -> bytes:
     return f"host function {qualified}: the call's deadline has passed".encode()
 
@@ -134,11 +143,11 @@ def _python_trampoline(qualified: str, params: Sequence[str], result: str | None
                 msg = _deadline_message(qualified)
                 return int(_trap_new(msg, len(msg)) or 0)
             return 0
-        except HostTrap as exc:
-            msg = f"host function {qualified}: {exc}".encode()
         except Exception as exc:
-            _log.exception("host function %s failed", qualified)
-            msg = f"host function {qualified} failed: {type(exc).__name__}: {exc}".encode()
+            text = _refusal(qualified, exc)
+            if inst is not None:
+                inst.refusal = text
+            msg = text.encode()
         # A host function that fails once the deadline has passed failed because of it: a
         # socket read cut at the deadline, or the re-entrant omni_alloc for its answer
         # interrupted by the epoch. The call is DeadlineExceeded, not a Trap, whichever of
@@ -173,11 +182,9 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
         def fail(inst: RawInstance | None, exc: BaseException | None) -> bytes:
             if exc is None:
                 return _deadline_message(qualified)
-            if isinstance(exc, HostTrap):
-                msg = f"host function {qualified}: {exc}"
-            else:
-                _log.error("host function %s failed", qualified, exc_info=exc)
-                msg = f"host function {qualified} failed: {type(exc).__name__}: {exc}"
+            msg = _refusal(qualified, exc)
+            if inst is not None:
+                inst.refusal = msg
             if inst is not None and _monotonic() > inst.deadline:
                 inst.deadline_hit = True  # as in the Python trampoline above
             return msg.encode()

@@ -9,12 +9,9 @@ from typing import Any
 import wasmtime
 
 from omnicore.errors import (
-    DeadlineExceeded,
-    FuelExhausted,
     GuestError,
     HandlerNotFound,
     InputTooLarge,
-    LimitExceeded,
     MemoryLimitExceeded,
     OutputTooLarge,
     PluginCallError,
@@ -24,6 +21,7 @@ from omnicore.errors import (
 from omnicore.sandbox import configschema
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.engine import SandboxEngine
+from omnicore.sandbox.failures import Facts, classify
 from omnicore.sandbox.fastcall import (
     GuestFailure,
     GuestMemory,
@@ -173,25 +171,10 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                                files=FdTable(self._preopens) if self._preopens else None,
                                handler=handler)
         except GuestFailure as f:
-            if f.stage == "instantiate" and f.code is None:
-                if "table" in f.message and "limit" in f.message:
-                    raise LimitExceeded(
-                        f"plugin {self.name!r} declares more or larger tables than its limits "
-                        f"allow (limits.max_tables {lim.max_tables}, limits.max_table_elements "
-                        f"{lim.max_table_elements}): {_first_line(f.message)}",
-                        plugin=self.name, handler=handler, limit="max_table_elements",
-                        value=lim.max_table_elements) from None
-                if "memory minimum size" in f.message:
-                    raise MemoryLimitExceeded(
-                        f"plugin {self.name!r} declares more initial memory than "
-                        f"limits.max_memory_bytes ({self.limits.max_memory_bytes}) allows",
-                        plugin=self.name, handler=handler, limit="max_memory_bytes",
-                        value=self.limits.max_memory_bytes) from None
-                raise Trap(f"plugin {self.name!r} could not be instantiated: "
-                           f"{_first_line(f.message)}", plugin=self.name,
-                           handler=handler) from None
             # A trap while instantiating comes from the module's start function.
-            stage = "(start)" if f.stage == "instantiate" else f.stage
+            stage = f.stage
+            if stage == "instantiate":
+                stage = "(start)" if f.code is not None else handler or "(instantiate)"
             raise self._classify(f, stage or handler or "_initialize", None) from None
         except MemoryError:
             raise MemoryLimitExceeded(
@@ -208,41 +191,17 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
 
     def _classify(self, f: GuestFailure, handler: str,
                   inst: RawInstance | None, mark: int | None = None) -> PluginCallError:
-        who = f"plugin {self.name!r} handler {handler!r}"
-        tail = "; the instance was discarded"
         # A guest that cannot unwind (Rust panic=abort, Go's runtime, C abort) logs why and
         # then traps: that line is the most useful part of the error, so carry it along.
-        said = [ln.message for ln in self.log.since(mark)
-                if ln.level in ("warn", "error")] if mark is not None else []
-        if said:
-            tail += "; the plugin logged: " + " | ".join(m.strip() for m in said[-3:])[:1000]
-        lim = self.limits
-        code = f.code
-        if code == wasmtime.TrapCode.INTERRUPT or (inst is not None and inst.deadline_hit):
-            return DeadlineExceeded(
-                f"{who} exceeded its deadline of {lim.timeout_ms} ms (limits.timeout_ms){tail}",
-                plugin=self.name, handler=handler, limit="timeout_ms", value=lim.timeout_ms)
-        if code == wasmtime.TrapCode.OUT_OF_FUEL:
-            return FuelExhausted(
-                f"{who} used all of its fuel ({lim.fuel}, limits.fuel){tail}",
-                plugin=self.name, handler=handler, limit="fuel", value=lim.fuel)
-        # wasmtime does not report a refused memory.grow, so "the trap came after memory
-        # reached the limit" means: within the slack a typical allocator's last grow asks for.
-        slack = max(2**20, lim.max_memory_bytes // 16)
-        if inst is not None and inst.memory_size() + slack > lim.max_memory_bytes:
-            return MemoryLimitExceeded(
-                f"{who} trapped after its memory reached the limit of {lim.max_memory_bytes} "
-                f"bytes (limits.max_memory_bytes): {_first_line(f.message)}{tail}",
-                plugin=self.name, handler=handler, limit="max_memory_bytes",
-                value=lim.max_memory_bytes)
-        if code == wasmtime.TrapCode.STACK_OVERFLOW:
-            return Trap(f"{who} overflowed its call stack (deep recursion?){tail}",
-                        plugin=self.name, handler=handler)
-        if f.exit_status is not None:
-            return Trap(f"{who} called proc_exit({f.exit_status}){tail}",
-                        plugin=self.name, handler=handler)
-        return Trap(f"{who} trapped: {_first_line(f.message)}{tail}",
-                    plugin=self.name, handler=handler)
+        said = tuple(ln.message.strip() for ln in self.log.since(mark)
+                     if ln.level in ("warn", "error")) if mark is not None else ()
+        return classify(self.name, handler, self.limits, Facts(
+            message=f.message, code=f.code, exit_status=f.exit_status, logged=said,
+            deadline=inst is not None and inst.deadline_hit,
+            instantiating=f.stage == "instantiate" and f.code is None,
+            # wasmtime's store limiter refuses growth silently: the classifier judges by size.
+            memory_bytes=inst.memory_size() if inst is not None else 0,
+            refusal=inst.refusal if inst is not None else None))
 
     def call(self, handler: str, data: bytes) -> bytes:
         """Run ``handler`` with ``data``; return its output bytes.
@@ -358,16 +317,6 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
             f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
             handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
 
-
-
-def _first_line(text: str) -> str:
-    """The useful line of a wasmtime trap message (the cause, not the backtrace header)."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    if "Caused by:" in lines:
-        rest = lines[lines.index("Caused by:") + 1:]
-        if rest:
-            return rest[0].removeprefix("0: ")
-    return lines[0] if lines else "trap"
 
 
 def _fd_table(mem: GuestMemory) -> FdTable:

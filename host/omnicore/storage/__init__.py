@@ -5,8 +5,9 @@ operator's plugin settings.
 ``open_storage(data_dir)`` gives the app's :class:`Storage` (SQLite today: ``omnicore.db`` in
 ``data_dir``). Everything above this package uses only the interfaces (``base``,
 ``memory_rows``, ``vector_rows``, ``secret_rows``, ``workflows``, ``user_rows``,
-``audit_rows``, ``settings_rows``), so another backend can take over without touching it;
-``sqlite/`` is the embedded backend. The services
+``audit_rows``, ``settings_rows``), so another backend can take over without touching it.
+Each store is written once in ``stores/`` over the seam of ``backend.py``; ``sqlite/`` (the
+embedded default) and ``postgres/`` are each a dialect and a connection. The services
 kept here above the interfaces (``memory``, ``vectors`` with ``vector_index``, ``secrets``)
 hold the policy, the index cache and the sealing that no backend should repeat.
 """

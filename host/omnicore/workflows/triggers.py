@@ -96,7 +96,7 @@ class Triggers:
             fnmatch.fnmatchcase(event.topic, t) for t in self.wait_topics) else []
         if not triggers and not waits:
             return
-        from omnicore.capabilities.events import event_body
+        from omnicore.subscriptions import event_body
         body = json.loads(event_body(event))
         deliver.submit(self._deliver, body, triggers, waits)
 

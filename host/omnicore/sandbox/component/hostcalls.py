@@ -31,9 +31,10 @@ from omnicore.errors import InvalidModule
 from omnicore.sandbox.capability import CapabilityRegistry, WitFunction
 from omnicore.sandbox.component.values import Codec, lift_bytes
 from omnicore.sandbox.component.world import read_function
+from omnicore.sandbox.guestmem import HostTrap
 
 __all__ = ["HANDLER_CALL", "PACKAGE", "capability_of", "define", "enter", "handler_export",
-           "requested"]
+           "requested", "take_refusal"]
 
 #: The WIT package of omnicore's interfaces, and the major version this host speaks.
 PACKAGE = "omnicore:plugin"
@@ -76,6 +77,14 @@ def enter(deadline: float) -> None:
     """Set the deadline (``time.monotonic()``) of the component call this thread makes next:
     timed host functions are bounded by it (wasmtime calls them on the caller's thread)."""
     _CALL.deadline = deadline
+    _CALL.refusal = None
+
+
+def take_refusal() -> str | None:
+    """What the host function that failed this thread's last call said (then forgotten)."""
+    refusal: str | None = getattr(_CALL, "refusal", None)
+    _CALL.refusal = None
+    return refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +178,12 @@ def _callback(env: int, _context: Any, _ty: Any, args: Any, nargs: int, results:
         if entry.result is not None:
             entry.result.lower(answer, results[0])
     except Exception as exc:
-        error = wasmtime.WasmtimeError(f"host function {entry.label} failed: "
-                                       f"{type(exc).__name__}: {exc}")
+        # The words of core modules' host functions (sandbox.hostfunc): a HostTrap is a
+        # refusal in its own words, anything else names its type.
+        text = (f"host function {entry.label}: {exc}" if isinstance(exc, HostTrap) else
+                f"host function {entry.label} failed: {type(exc).__name__}: {exc}")
+        _CALL.refusal = text
+        error = wasmtime.WasmtimeError(text)
         return ctypes.cast(error._consume(), c_void_p).value or 0
     return 0
 

@@ -3,15 +3,15 @@
 The same limits model as core modules (specs/host.md "Limits"): each instance lives in its
 own store with the memory limit (the store's limiter), an epoch deadline per call, fuel when
 the engine meters it, and an instance that failed is discarded and replaced. wasmtime-py
-reports every failure as one ``WasmtimeError``; the class comes from the store's state (the
-epoch ticks the call ran, the fuel left, the memory limiter's record of a refused growth),
-never from the message text.
+reports every failure as one ``WasmtimeError``; its facts come from the store's state (the
+epoch ticks the call ran, the fuel left, the memory limiter's record of a refused growth, the
+exit status, the host function that refused) and :mod:`omnicore.sandbox.failures` gives the
+verdict every runtime gives.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable, Mapping
 from ctypes import byref
@@ -24,19 +24,15 @@ from wasmtime import component as cm
 
 from omnicore.core import jsoncodec
 from omnicore.errors import (
-    DeadlineExceeded,
-    FuelExhausted,
     GuestError,
     HandlerNotFound,
     InputTooLarge,
     InvalidInput,
     InvalidModule,
-    LimitExceeded,
     MemoryLimitExceeded,
     OutputTooLarge,
     PluginCallError,
     PluginLoadError,
-    Trap,
 )
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.compiled import ComponentModule
@@ -49,6 +45,7 @@ from omnicore.sandbox.component.hostcalls import (
     capability_of,
     define,
     enter,
+    take_refusal,
 )
 from omnicore.sandbox.component.memory import Limiter, limiting
 from omnicore.sandbox.component.output import ComponentOutput
@@ -56,6 +53,8 @@ from omnicore.sandbox.component.schema import arguments_list
 from omnicore.sandbox.component.values import WrongValue, delete, lift_bytes
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
 from omnicore.sandbox.engine import SandboxEngine
+from omnicore.sandbox.failures import Facts, classify, code_of
+from omnicore.sandbox.fastcall import GuestFailure, error_failure
 from omnicore.sandbox.grants import check_requested
 from omnicore.sandbox.grants import merge as merge_grants
 from omnicore.sandbox.grants import normalize as normalize_grants
@@ -248,8 +247,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             with limiting(limiter):
                 instance = self._linker.instantiate(store, self.module.compiled)
         except wasmtime.WasmtimeError as exc:
-            error = self._classify(store, limiter, handler or "(instantiate)", start, exc,
-                                   "could not be instantiated", watch=watch)
+            error = self._classify(store, limiter, handler or "(instantiate)", start,
+                                   GuestFailure(str(exc)), watch=watch, instantiating=True)
             store.close()
             raise error from None
         return _Instance(store, instance, limiter, watch)
@@ -266,48 +265,32 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         return func
 
     def _classify(self, store: wasmtime.Store, limiter: Limiter, export: str, start: int,
-                  exc: BaseException, what: str = "trapped", mark: int | None = None,
-                  watch: DescriptorWatch | None = None) -> PluginCallError:
-        who = f"plugin {self.name!r} export {export!r}"
-        tail = "; the instance was discarded"
+                  failure: GuestFailure, mark: int | None = None,
+                  watch: DescriptorWatch | None = None,
+                  instantiating: bool = False) -> PluginCallError:
         # Toolchains print why before they trap (a JS exception, a Rust panic): carry it.
-        said = [ln.message.strip() for ln in self.log.since(mark)
-                if ln.level in ("warn", "error") and ln.message.strip()] \
-            if mark is not None else []
-        if said:
-            tail += "; the plugin logged: " + " | ".join(said[-3:])[:1000]
+        said = tuple(ln.message.strip() for ln in self.log.since(mark)
+                     if ln.level in ("warn", "error") and ln.message.strip()) \
+            if mark is not None else ()
         lim = self.limits
+        over = None
         if watch is not None and watch.over:
-            return LimitExceeded(
-                f"{who}: its instances held more than {self._max_descriptors} descriptors "
-                f"open in its granted directories ({MAX_OPEN} for each of limits.pool_size "
-                f"{lim.pool_size}, and the directories){tail}", plugin=self.name,
-                handler=export, limit="open_descriptors", value=self._max_descriptors)
-        # A deadline trap comes at least ``ticks`` epochs after arming; the mirror may lag
-        # the engine by one, and a guest trapping on its own that late was at its deadline.
-        if self.engine.epoch - start >= self._ticks - 1:
-            return DeadlineExceeded(
-                f"{who} exceeded its deadline of {lim.timeout_ms} ms (limits.timeout_ms){tail}",
-                plugin=self.name, handler=export, limit="timeout_ms", value=lim.timeout_ms)
-        if self._fuel is not None and store.get_fuel() == 0:
-            return FuelExhausted(f"{who} used all of its fuel ({lim.fuel}, limits.fuel){tail}",
-                                 plugin=self.name, handler=export, limit="fuel", value=lim.fuel)
-        cause = _trap_cause(str(exc))
-        # The limiter recorded a memory refused during this call (or instantiation): the
-        # failure follows from the limit, whatever the guest did after being refused.
-        if limiter.refused:
-            if what != "trapped":
-                return MemoryLimitExceeded(
-                    f"{who}: the component declares more initial memory than "
-                    f"limits.max_memory_bytes ({lim.max_memory_bytes}) allows",
-                    plugin=self.name, handler=export, limit="max_memory_bytes",
-                    value=lim.max_memory_bytes)
-            return MemoryLimitExceeded(
-                f"{who} failed after its memory was refused growth past "
-                f"limits.max_memory_bytes ({lim.max_memory_bytes}): {cause}{tail}",
-                plugin=self.name, handler=export, limit="max_memory_bytes",
-                value=lim.max_memory_bytes)
-        return Trap(f"{who} {what}: {cause}{tail}", plugin=self.name, handler=export)
+            over = ("open_descriptors", self._max_descriptors,
+                    f"its instances held more than {self._max_descriptors} descriptors open "
+                    f"in its granted directories ({MAX_OPEN} for each of limits.pool_size "
+                    f"{lim.pool_size}, and the directories)")
+        return classify(self.name, export, lim, Facts(
+            # wasmtime-py reports a component's trap as text only: its code is read from it.
+            message=failure.message, code=code_of(failure.message),
+            exit_status=failure.exit_status, logged=said, limit=over,
+            # A deadline trap comes at least ``ticks`` epochs after arming; the mirror may
+            # lag the engine by one, and a guest trapping on its own that late was at its
+            # deadline.
+            deadline=self.engine.epoch - start >= self._ticks - 1,
+            fuel_out=self._fuel is not None and store.get_fuel() == 0,
+            # The limiter records a refused growth (.memory): exact, no size heuristics.
+            memory_refused=limiter.refused, instantiating=instantiating,
+            refusal=take_refusal()), kind="export")
 
     def _arguments(self, fn: Function, data: bytes) -> list[Any]:
         who = f"plugin {self.name!r} export {fn.name!r}"
@@ -454,9 +437,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             for i in range(lowered):
                 delete(params[i])
         if error:
-            exc = wasmtime.WasmtimeError._from_ptr(error)
-            raise self._classify(store, inst.limiter, label, start, exc, mark=mark,
-                                 watch=inst.watch) from None
+            raise self._classify(store, inst.limiter, label, start, error_failure(error),
+                                 mark=mark, watch=inst.watch) from None
         answer: Any = None
         if fn.result is not None:
             try:
@@ -471,18 +453,9 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 delete(result)
         error = ffi.wasmtime_component_func_post_return(byref(func._func), store._context())
         if error:
-            exc = wasmtime.WasmtimeError._from_ptr(error)
-            raise self._classify(store, inst.limiter, label, start, exc) from None
+            raise self._classify(store, inst.limiter, label, start,
+                                 error_failure(error)) from None
         if inst.watch is not None and inst.watch.exceeded():
             raise self._classify(store, inst.limiter, label, start,
-                                 wasmtime.WasmtimeError("too many descriptors"),
-                                 watch=inst.watch)
+                                 GuestFailure("too many descriptors"), watch=inst.watch)
         return answer
-
-
-def _trap_cause(text: str) -> str:
-    """The reason in a wasmtime error: its last "Caused by" line, else its first line."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    if "Caused by:" in lines and lines[-1] != "Caused by:":
-        return re.sub(r"^\d+: ", "", lines[-1])
-    return lines[0] if lines else "trap"

@@ -18,6 +18,6 @@ instead of hanging a caller.
 from __future__ import annotations
 
 from omnicore.config.schema import masked_url
-from omnicore.storage.postgres._storage import PostgresStorage
+from omnicore.storage.postgres.storage import PostgresStorage
 
 __all__ = ["PostgresStorage", "masked_url"]

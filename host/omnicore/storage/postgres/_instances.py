@@ -1,45 +1,21 @@
-"""The instance table on PostgreSQL, and the one connection each instance keeps open.
+"""The instance table on PostgreSQL: who shares the database, and who died.
 
-That connection (:class:`Liveness`, outside the pool, autocommit) does two jobs:
-
-* it holds a session advisory lock ``(LIVENESS_KEY, slot)`` for the registered instance. The
-  server drops it the moment the connection closes, which the kernel does when the process
-  dies, even by SIGKILL; :meth:`PgInstances.reap` treats a row whose lock is gone as dead
-  (after a short grace for a live instance reconnecting), so a takeover does not wait for a
-  heartbeat to go stale or a lease to expire;
-* it ``LISTEN``\\ s on ``omnicore_jobs``, which every enqueue and every release of leases
-  ``NOTIFY``\\ s in its own transaction, so idle workers on every instance wake at once (the
-  payload names the queue, ``jobs``, so only its workers go to the database; a reap's empty
-  payload wakes every queue). A burst of notifications is one wake-up; and
-  on ``omnicore_events``, which carries the id of each event appended to the log, so live
-  subscribers on every instance get it; and on ``omnicore_settings``, which every change of a
-  plugin's operator settings NOTIFYs, so each instance re-applies them at once.
-
-A broken connection (the server restarted) is replaced in the background, the lock taken
-again and the channel listened to again.
+A registered instance holds its liveness lock on the storage's own connection
+(:class:`~omnicore.storage.postgres.liveness.Liveness`); :meth:`PgInstances.reap` treats a row
+whose lock is gone as dead and releases its leases at once.
 """
 
 from __future__ import annotations
 
-import logging
-import secrets
-import threading
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omnicore.storage.instance_rows import Instance, InstanceRows
-from omnicore.storage.postgres._schema import LIVENESS_KEY
+from omnicore.storage.postgres.database import Database
+from omnicore.storage.postgres.schema import LIVENESS_KEY
+from omnicore.storage.stores.leases import release_owners
 
-if TYPE_CHECKING:  # same package: the storage object that owns this view
-    from omnicore.storage.postgres._storage import PostgresStorage
+__all__ = ["PgInstances"]
 
-__all__ = ["CHANNEL", "EVENTS", "SETTINGS", "Liveness", "PgInstances"]
-
-CHANNEL = "omnicore_jobs"
-EVENTS = "omnicore_events"
-SETTINGS = "omnicore_settings"
-_log = logging.getLogger("omnicore.storage")
 _COLS = ("runtime_id, hostname, pid, version, started_at, heartbeat_at, console_url, "
          "jobs_held, draining")
 
@@ -49,188 +25,14 @@ def _instance(row: Any) -> Instance:
                     int(row[7]), bool(row[8]))
 
 
-class Liveness:
-    """The instance's own connection: its liveness lock and the wake-up channel."""
-
-    def __init__(self, url: str, connect_timeout_s: float) -> None:
-        self._url = url
-        self._timeout = connect_timeout_s
-        self._slot: int | None = None
-        self._callbacks: list[tuple[str | None, Callable[[], None]]] = []
-        self._event_callbacks: list[Callable[[list[int]], None]] = []
-        self._settings_callbacks: list[Callable[[], None]] = []
-        #: Tags this storage's own NOTIFYs of events, so it does not deliver them twice.
-        self.origin = secrets.token_hex(8)
-        self._lock = threading.Lock()
-        self._conn: Any = None
-        self._held: int | None = None  # the slot whose lock this connection holds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
-        """Call ``callback`` (from this object's thread) on a NOTIFY of the channel whose
-        payload names ``queue``, or names none (a reap: every queue); None: on every one."""
-        with self._lock:
-            self._callbacks.append((queue, callback))
-        self._ensure_thread()
-
-    def on_event(self, callback: Callable[[list[int]], None]) -> None:
-        """Call ``callback(event_ids)`` with the events other storage objects appended, a
-        burst in one call."""
-        with self._lock:
-            self._event_callbacks.append(callback)
-        self._ensure_thread()
-
-    def on_settings(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` when any instance changes a plugin's operator settings, and after
-        every reconnect (a NOTIFY sent while the connection was down is lost)."""
-        with self._lock:
-            self._settings_callbacks.append(callback)
-        self._ensure_thread()
-
-    def hold(self, slot: int) -> None:
-        """Take the liveness lock for ``slot`` now (and again after every reconnect)."""
-        with self._lock:
-            self._slot = slot
-            conn = self._conn
-        if conn is not None:
-            try:
-                conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, slot))
-            except Exception:
-                pass  # the thread reconnects and takes it again
-        self._ensure_thread()
-        deadline = time.monotonic() + self._timeout * 3
-        while not self._holding() and time.monotonic() < deadline and not self._stop.is_set():
-            time.sleep(0.01)
-
-    def _holding(self) -> bool:
-        conn = self._conn
-        return conn is not None and not conn.closed and self._held == self._slot
-
-    def release(self) -> None:
-        with self._lock:
-            self._slot = None
-            conn = self._conn
-        if conn is not None:
-            try:
-                conn.execute("SELECT pg_advisory_unlock_all()")
-            except Exception:
-                pass
-            self._held = None
-
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name="omnicore-pg-liveness",
-                                                daemon=True)
-                self._thread.start()
-
-    def _connect(self) -> Any:
-        import psycopg
-
-        conn = psycopg.connect(self._url, autocommit=True,
-                               connect_timeout=max(1, int(self._timeout)))
-        conn.execute(f"LISTEN {CHANNEL}")
-        conn.execute(f"LISTEN {EVENTS}")
-        conn.execute(f"LISTEN {SETTINGS}")
-        slot = self._slot
-        if slot is not None:
-            conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, slot))
-            self._held = slot
-        return conn
-
-    def _run(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
-            conn = self._conn
-            if conn is None or conn.closed or conn.broken:
-                try:
-                    self._conn = conn = self._connect()
-                    if backoff > 0.1:
-                        _log.info("storage: the PostgreSQL connection is back")
-                    backoff = 0.1
-                    self._call(self._settings_callbacks)
-                except Exception as exc:
-                    if backoff == 0.1:
-                        _log.warning("storage: cannot reach PostgreSQL (%s); retrying",
-                                     " ".join(str(exc).split()))
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 2.0)
-                    continue
-            try:
-                if self._slot is not None and self._held != self._slot:
-                    conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, self._slot))
-                    self._held = self._slot
-                # stop_after: hand the first notification on at once (the generator would
-                # otherwise hold it until the timeout); then take every one already here
-                # without waiting, so a burst of enqueues is one wake-up, not one each.
-                woke: set[str] = set()
-                events = []
-                settings = False
-                notes = list(conn.notifies(timeout=0.25, stop_after=1))
-                if notes:
-                    notes += conn.notifies(timeout=0)
-                for note in notes:
-                    if note.channel == EVENTS:
-                        origin, _, eid = note.payload.partition(":")
-                        if origin != self.origin and eid.isdecimal():
-                            events.append(int(eid))
-                    elif note.channel == SETTINGS:
-                        settings = True
-                    else:
-                        woke.add(note.payload)
-                if settings:
-                    self._call(self._settings_callbacks)
-                for queue, callback in list(self._callbacks) if woke else []:
-                    # Only the queue that has work wakes (a job enqueue must not send the
-                    # workflow step workers to the database); an empty payload wakes all.
-                    if queue is not None and queue not in woke and "" not in woke:
-                        continue
-                    try:
-                        callback()
-                    except Exception:
-                        _log.exception("storage: a wake-up callback failed")
-                for on_event in list(self._event_callbacks) if events else []:
-                    try:
-                        on_event(events)
-                    except Exception:
-                        _log.exception("storage: an event callback failed")
-            except Exception:
-                self._held = None
-                try:
-                    conn.close()
-                except Exception:
-                    pass
-
-    @staticmethod
-    def _call(callbacks: list[Callable[[], None]]) -> None:
-        for callback in list(callbacks):
-            try:
-                callback()
-            except Exception:
-                _log.exception("storage: a settings callback failed")
-
-    def close(self) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(5)
-        conn = self._conn
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                pass
-
-
 class PgInstances(InstanceRows):
-    def __init__(self, storage: PostgresStorage) -> None:
-        self._s = storage
+    def __init__(self, db: Database) -> None:
+        self._s = db
 
     def register(self, instance: Instance) -> None:
-        slot = self._s._write(lambda conn: int(conn.execute(
+        slot = self._s.write(lambda conn: int(conn.execute(
             f"INSERT INTO instances(slot, {_COLS}) VALUES (nextval('instance_slots'), "
-            "%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (runtime_id) DO UPDATE SET "
+            "?,?,?,?,?,?,?,?,?) ON CONFLICT (runtime_id) DO UPDATE SET "
             "heartbeat_at=excluded.heartbeat_at, console_url=excluded.console_url "
             "RETURNING slot",
             (instance.runtime_id, instance.hostname, instance.pid, instance.version,
@@ -240,22 +42,22 @@ class PgInstances(InstanceRows):
 
     def heartbeat(self, runtime_id: str, now: float, jobs_held: int,
                   console_url: str | None = None) -> Instance | None:
-        rows = self._s._read(
-            f"UPDATE instances SET heartbeat_at=%s, jobs_held=%s, "
-            f"console_url=COALESCE(%s, console_url) WHERE runtime_id=%s RETURNING {_COLS}",
+        rows = self._s.read(
+            f"UPDATE instances SET heartbeat_at=?, jobs_held=?, "
+            f"console_url=COALESCE(?, console_url) WHERE runtime_id=? RETURNING {_COLS}",
             (now, jobs_held, console_url, runtime_id))
         return _instance(rows[0]) if rows else None
 
     def all(self) -> list[Instance]:
-        return [_instance(r) for r in self._s._read(
+        return [_instance(r) for r in self._s.read(
             f"SELECT {_COLS} FROM instances ORDER BY started_at, runtime_id")]
 
     def set_draining(self, runtime_id: str, draining: bool) -> bool:
-        return bool(self._s._read("UPDATE instances SET draining=%s WHERE runtime_id=%s "
+        return bool(self._s.read("UPDATE instances SET draining=? WHERE runtime_id=? "
                                   "RETURNING 1", (draining, runtime_id)))
 
     def remove(self, runtime_id: str) -> None:
-        self._s._write(lambda conn: conn.execute("DELETE FROM instances WHERE runtime_id=%s",
+        self._s.write(lambda conn: conn.execute("DELETE FROM instances WHERE runtime_id=?",
                                                  (runtime_id,)))
         self._s.liveness.release()
 
@@ -266,14 +68,13 @@ class PgInstances(InstanceRows):
 
         def run(conn: Any) -> list[str]:
             dead = [r[0] for r in conn.execute(
-                "DELETE FROM instances i WHERE i.runtime_id <> %s AND (i.heartbeat_at < %s "
-                "OR (i.heartbeat_at < %s AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE "
-                "l.locktype = 'advisory' AND l.classid = %s::oid AND l.objid = i.slot::oid "
+                "DELETE FROM instances i WHERE i.runtime_id <> ? AND (i.heartbeat_at < ? "
+                "OR (i.heartbeat_at < ? AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE "
+                "l.locktype = 'advisory' AND l.classid = ?::oid AND l.objid = i.slot::oid "
                 "AND l.objsubid = 2 AND l.granted))) RETURNING i.runtime_id",
                 (me, now - dead_after_s, now - grace, LIVENESS_KEY)).fetchall()]
             if dead:
-                for sql in self._s.lease_release_sql:
-                    conn.execute(sql, (dead,))
-                conn.execute(f"NOTIFY {CHANNEL}")
+                release_owners(conn, dead)
+                conn.wake("")
             return dead
-        return self._s._write(run)
+        return self._s.write(run)

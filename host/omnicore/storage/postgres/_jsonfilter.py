@@ -18,14 +18,14 @@ def filter_sql(column: str, flt: Sequence[tuple[str, str | int | float]]) -> tup
     sql: list[str] = []
     args: list[Any] = []
     for key, value in flt:
-        field = f"(({column})::jsonb -> %s)"
+        field = f"(({column})::jsonb -> ?)"
         if isinstance(value, str):
-            sql.append(f" AND {field} = to_jsonb(%s::text)")
+            sql.append(f" AND {field} = to_jsonb(?::text)")
             args += [key, value]
         else:
             sql.append(f" AND (CASE jsonb_typeof({field}) WHEN 'number' THEN "
-                       f"({field})::numeric = %s::numeric WHEN 'boolean' THEN "
-                       f"(CASE WHEN ({field})::boolean THEN 1 ELSE 0 END) = %s::numeric "
+                       f"({field})::numeric = ?::numeric WHEN 'boolean' THEN "
+                       f"(CASE WHEN ({field})::boolean THEN 1 ELSE 0 END) = ?::numeric "
                        "ELSE false END)")
             args += [key, key, value, key, value]
     return "".join(sql), args

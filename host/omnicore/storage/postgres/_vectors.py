@@ -10,14 +10,12 @@ writing at once cannot both pass it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omnicore.storage.errors import QuotaExceeded
 from omnicore.storage.postgres._jsonfilter import filter_sql
+from omnicore.storage.postgres.database import Database
 from omnicore.storage.vector_rows import BadVector, CollectionRow, Filter, VectorQuota, VectorRows
-
-if TYPE_CHECKING:  # same package: the storage object that owns this view
-    from omnicore.storage.postgres._storage import PostgresStorage
 
 __all__ = ["TOMBSTONE_GENERATIONS", "PgVectors"]
 
@@ -32,129 +30,129 @@ def _coll(row: Sequence[Any]) -> CollectionRow:
 
 
 def _lock_plugin(conn: Any, plugin: str) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('vectors:' || %s))", (plugin,))
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('vectors:' || ?))", (plugin,))
 
 
 class PgVectors(VectorRows):
-    def __init__(self, storage: PostgresStorage) -> None:
+    def __init__(self, storage: Database) -> None:
         self._s = storage
 
     def plugins(self) -> list[str]:
-        return [r[0] for r in self._s._read("SELECT DISTINCT plugin FROM vector_collections "
+        return [r[0] for r in self._s.read("SELECT DISTINCT plugin FROM vector_collections "
                                             "ORDER BY plugin")]
 
     def collection(self, plugin: str, name: str) -> CollectionRow | None:
-        rows = self._s._read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin=%s "
-                             "AND name=%s", (plugin, name))
+        rows = self._s.read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin=? "
+                             "AND name=?", (plugin, name))
         return _coll(rows[0]) if rows else None
 
     def collection_by_id(self, coll_id: int) -> CollectionRow | None:
-        rows = self._s._read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE id=%s",
+        rows = self._s.read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE id=?",
                              (coll_id,))
         return _coll(rows[0]) if rows else None
 
     def collections(self, plugin: str) -> list[CollectionRow]:
-        return [_coll(r) for r in self._s._read(
-            f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin=%s ORDER BY name",
+        return [_coll(r) for r in self._s.read(
+            f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin=? ORDER BY name",
             (plugin,))]
 
     def create(self, plugin: str, name: str, dim: int, metric: str, max_collections: int,
                now: float) -> None:
         def run(conn: Any) -> None:
             _lock_plugin(conn, plugin)
-            row = conn.execute("SELECT dim FROM vector_collections WHERE plugin=%s AND name=%s",
+            row = conn.execute("SELECT dim FROM vector_collections WHERE plugin=? AND name=?",
                                (plugin, name)).fetchone()
             if row is not None:
                 if row[0] != dim:
                     raise BadVector(f"collection {name!r} exists with {row[0]} dimensions")
                 return
-            n = conn.execute("SELECT COUNT(*) FROM vector_collections WHERE plugin=%s",
+            n = conn.execute("SELECT COUNT(*) FROM vector_collections WHERE plugin=?",
                              (plugin,)).fetchone()[0]
             if n >= max_collections:
                 raise QuotaExceeded(f"plugin {plugin!r} has {n} collections "
                                     f"(max_collections {max_collections})")
             conn.execute("INSERT INTO vector_collections (plugin, name, dim, metric, created_at)"
-                         " VALUES (%s,%s,%s,%s,%s)", (plugin, name, dim, metric, now))
-        self._s._write(run)
+                         " VALUES (?,?,?,?,?)", (plugin, name, dim, metric, now))
+        self._s.write(run)
 
     def upsert(self, coll_id: int, plugin: str, vid: str, vector: bytes, meta: str | None,
                size: int, quota: VectorQuota) -> tuple[int, int]:
         def run(conn: Any) -> tuple[int, int]:
             _lock_plugin(conn, plugin)
-            old = conn.execute("SELECT label, size FROM vectors WHERE coll=%s AND id=%s",
+            old = conn.execute("SELECT label, size FROM vectors WHERE coll=? AND id=?",
                                (coll_id, vid)).fetchone()
             n, used = conn.execute("SELECT COALESCE(SUM(count), 0), COALESCE(SUM(bytes), 0) "
-                                   "FROM vector_collections WHERE plugin=%s",
+                                   "FROM vector_collections WHERE plugin=?",
                                    (plugin,)).fetchone()
             delta = quota.admit(plugin, n, used, old[1] if old else None, size)
             label, gen = conn.execute(
-                "UPDATE vector_collections SET next_label = next_label + %s, "
-                "generation = generation + 1, count = count + %s, bytes = bytes + %s "
-                "WHERE id=%s RETURNING next_label - 1, generation",
+                "UPDATE vector_collections SET next_label = next_label + ?, "
+                "generation = generation + 1, count = count + ?, bytes = bytes + ? "
+                "WHERE id=? RETURNING next_label - 1, generation",
                 (0 if old else 1, 0 if old else 1, delta, coll_id)).fetchone()
             if old is None:
                 conn.execute("INSERT INTO vectors (coll, id, label, vec, meta, size, gen) VALUES "
-                             "(%s,%s,%s,%s,%s,%s,%s)",
+                             "(?,?,?,?,?,?,?)",
                              (coll_id, vid, label, vector, meta, size, gen))
             else:
                 label = old[0]
-                conn.execute("UPDATE vectors SET vec=%s, meta=%s, size=%s, gen=%s WHERE "
-                             "coll=%s AND id=%s", (vector, meta, size, gen, coll_id, vid))
+                conn.execute("UPDATE vectors SET vec=?, meta=?, size=?, gen=? WHERE "
+                             "coll=? AND id=?", (vector, meta, size, gen, coll_id, vid))
             return int(label), int(gen)
-        return self._s._write(run)
+        return self._s.write(run)
 
     def delete(self, coll_id: int, vid: str) -> tuple[int, int] | None:
         def run(conn: Any) -> tuple[int, int] | None:
-            row = conn.execute("DELETE FROM vectors WHERE coll=%s AND id=%s RETURNING label, "
+            row = conn.execute("DELETE FROM vectors WHERE coll=? AND id=? RETURNING label, "
                                "size", (coll_id, vid)).fetchone()
             if row is None:
                 return None
             gen = conn.execute("UPDATE vector_collections SET generation = generation + 1, "
-                               "count = count - 1, bytes = bytes - %s WHERE id=%s RETURNING "
+                               "count = count - 1, bytes = bytes - ? WHERE id=? RETURNING "
                                "generation", (row[1], coll_id)).fetchone()[0]
-            conn.execute("INSERT INTO vector_deletes (coll, label, gen) VALUES (%s,%s,%s)",
+            conn.execute("INSERT INTO vector_deletes (coll, label, gen) VALUES (?,?,?)",
                          (coll_id, row[0], gen))
             if gen % 1024 == 0:  # forget old deletes now and then, not on every delete
                 floor = gen - TOMBSTONE_GENERATIONS
                 if floor > 0:
-                    conn.execute("DELETE FROM vector_deletes WHERE coll=%s AND gen <= %s",
+                    conn.execute("DELETE FROM vector_deletes WHERE coll=? AND gen <= ?",
                                  (coll_id, floor))
                     conn.execute("UPDATE vector_collections SET deletes_from = GREATEST("
-                                 "deletes_from, %s) WHERE id=%s", (floor, coll_id))
+                                 "deletes_from, ?) WHERE id=?", (floor, coll_id))
             return int(row[0]), int(gen)
-        return self._s._write(run)
+        return self._s.write(run)
 
     def drop(self, coll_id: int) -> bool:
         def run(conn: Any) -> bool:
-            conn.execute("DELETE FROM vectors WHERE coll=%s", (coll_id,))
-            conn.execute("DELETE FROM vector_deletes WHERE coll=%s", (coll_id,))
-            return bool(conn.execute("DELETE FROM vector_collections WHERE id=%s",
+            conn.execute("DELETE FROM vectors WHERE coll=?", (coll_id,))
+            conn.execute("DELETE FROM vector_deletes WHERE coll=?", (coll_id,))
+            return bool(conn.execute("DELETE FROM vector_collections WHERE id=?",
                                      (coll_id,)).rowcount == 1)
-        return self._s._write(run)
+        return self._s.write(run)
 
     def entries(self, coll_id: int) -> list[tuple[int, str, str | None]]:
-        return [(int(r[0]), str(r[1]), r[2]) for r in self._s._read(
-            "SELECT label, id, meta FROM vectors WHERE coll=%s", (coll_id,))]
+        return [(int(r[0]), str(r[1]), r[2]) for r in self._s.read(
+            "SELECT label, id, meta FROM vectors WHERE coll=?", (coll_id,))]
 
     def changed(self, coll_id: int, since: int, after_label: int = -1,
                 limit: int = 5000) -> list[tuple[int, bytes]]:
-        return [(int(r[0]), bytes(r[1])) for r in self._s._read(
-            "SELECT label, vec FROM vectors WHERE coll=%s AND gen > %s AND label > %s "
-            "ORDER BY label LIMIT %s", (coll_id, since, after_label, limit))]
+        return [(int(r[0]), bytes(r[1])) for r in self._s.read(
+            "SELECT label, vec FROM vectors WHERE coll=? AND gen > ? AND label > ? "
+            "ORDER BY label LIMIT ?", (coll_id, since, after_label, limit))]
 
     def deleted(self, coll_id: int, since: int) -> list[int] | None:
-        floor = self._s._read("SELECT deletes_from FROM vector_collections WHERE id=%s",
+        floor = self._s.read("SELECT deletes_from FROM vector_collections WHERE id=?",
                               (coll_id,))
         if not floor or since < floor[0][0]:
             return None
-        return [int(r[0]) for r in self._s._read(
-            "SELECT label FROM vector_deletes WHERE coll=%s AND gen > %s ORDER BY gen",
+        return [int(r[0]) for r in self._s.read(
+            "SELECT label FROM vector_deletes WHERE coll=? AND gen > ? ORDER BY gen",
             (coll_id, since))]
 
     def matching(self, coll_id: int, flt: Filter, limit: int | None) -> list[int]:
         where, args = filter_sql("meta", flt)
-        sql = f"SELECT label FROM vectors WHERE coll=%s{where}"
+        sql = f"SELECT label FROM vectors WHERE coll=?{where}"
         if limit is not None:
-            sql += " LIMIT %s"
+            sql += " LIMIT ?"
             args.append(limit)
-        return [int(r[0]) for r in self._s._read(sql, (coll_id, *args))]
+        return [int(r[0]) for r in self._s.read(sql, (coll_id, *args))]

@@ -1,8 +1,12 @@
-"""The SQLite backend (the embedded default): one module per store over one database file.
+"""The SQLite backend (the embedded default): a dialect and a connection under the stores.
 
-``database`` the file, its lock and the core migrations; ``kv``, ``jobs`` (the queue and
-schedules), ``events``, ``memory``, ``vectors``, ``secrets``, ``workflows``, ``audit`` one store
-each; ``users`` the console's accounts in ``console.db``; ``storage`` the root that holds them.
+``database`` the file, its lock, the core migrations and the
+:class:`~omnicore.storage.backend.Backend` the stores of ``storage/stores/`` run on;
+``schema`` the migrations of the components that migrate on first use; ``wakeup`` and
+``walindex`` and ``readcache`` what one file shared by processes needs; ``memory``,
+``vectors``, ``secrets``, ``audit``, ``instances``, ``plugin_settings`` the stores not yet
+written once; ``users`` the console's accounts in ``console.db``; ``storage`` the root that
+holds them.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, cast
+from typing import Any
 
 from omnicore.storage.audit_rows import AuditEntry, AuditLog
 from omnicore.storage.sqlite.database import Database
@@ -36,7 +36,7 @@ class SQLiteAudit(AuditLog):
 
     def append(self, actor: str, action: str, target: str | None, before: Any, after: Any,
                origin: str | None, at: float) -> int:
-        return cast(int, self._db._write(lambda conn: conn.execute(
+        return int(self._db.write(lambda conn: conn.execute(
             "INSERT INTO audit (at, actor, action, target, before, after, origin) VALUES "
             "(?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (at, actor, action, target, _dump(before), _dump(after), origin)).fetchone()[0]))
@@ -55,12 +55,12 @@ class SQLiteAudit(AuditLog):
             if value is not None:
                 where.append(column)
                 args.append(value)
-        rows = self._db._read("SELECT id, at, actor, action, target, before, after, origin FROM "
+        rows = self._db.read("SELECT id, at, actor, action, target, before, after, origin FROM "
                               f"audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
                               (*args, limit))
         return [AuditEntry(r[0], r[1], r[2], r[3], r[4], _load(r[5]), _load(r[6]), r[7])
                 for r in rows]
 
     def purge(self, before: float) -> int:
-        return cast(int, self._db._write(lambda conn: conn.execute(
+        return (self._db.write(lambda conn: conn.execute(
             "DELETE FROM audit WHERE at < ?", (before,)).rowcount))

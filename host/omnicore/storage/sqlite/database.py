@@ -32,18 +32,28 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from omnicore.logging import get_logger
+from omnicore.storage.backend import Backend, Dialect, Tx
 from omnicore.storage.datadir import private_file
 from omnicore.storage.errors import StorageError, StorageFull
+from omnicore.storage.sqlite.readcache import MISS as _MISS
+from omnicore.storage.sqlite.readcache import ReadCache
+from omnicore.storage.sqlite.schema import COMPONENTS
 from omnicore.storage.sqlite.wakeup import Wakeup
 from omnicore.storage.sqlite.walindex import WalIndex
 
 if TYPE_CHECKING:
     import sqlite_utils
 
-__all__ = ["DB_FILE", "MIGRATIONS", "SCHEMA_VERSION", "Database", "Step", "Synchronous"]
+__all__ = ["DB_FILE", "MIGRATIONS", "SCHEMA_VERSION", "SQLITE", "Database", "Step", "Synchronous"]
+
+T = TypeVar("T")
+
+#: One writer holds the file (``BEGIN IMMEDIATE``): a claim needs no row locks.
+SQLITE = Dialect(name="sqlite", single_writer=True, skip_locked="", for_update="", same="IS",
+                 differs="IS NOT", greatest="MAX", insertion_order="rowid")
 
 DB_FILE = "omnicore.db"
 Synchronous = Literal["normal", "full"]
@@ -110,13 +120,15 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class Database:
+class Database(Backend):
     """One SQLite file: opened (created, migrated) at construction, shared by every store.
 
     A corrupt, locked, unreadable or newer-version file raises :class:`StorageError` naming
-    the file. The stores of this package run their SQL through :meth:`_write` and
-    :meth:`_read`; nothing outside the package may.
+    the file. It is the SQLite :class:`~omnicore.storage.backend.Backend`: the stores run
+    their SQL through :meth:`read`, :meth:`write_one` and :meth:`write`.
     """
+
+    dialect = SQLITE
 
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "normal",
                  busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION) -> None:
@@ -133,6 +145,8 @@ class Database:
         except (OSError, sqlite3.Error) as exc:
             raise self._error("cannot open", exc) from None
         self._conn = conn
+        #: kv values read, kept while nothing has committed since (read_value).
+        self.read_cache = ReadCache()
         #: Tells a reader whether anything committed since it last looked (the kv cache).
         self.walindex: WalIndex | None = None
         try:
@@ -198,7 +212,7 @@ class Database:
 
     @property
     def schema_version(self) -> int:
-        return int(self._read("PRAGMA user_version")[0][0])
+        return int(self.read("PRAGMA user_version")[0][0])
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -226,56 +240,101 @@ class Database:
             if index is not None and conn.total_changes > changes:
                 index.confirm(before)
 
-    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    def write(self, fn: Callable[[Tx], T]) -> T:
         try:
             with self._tx() as conn:
-                return fn(conn)
+                tx = _Tx(conn)
+                result = fn(tx)
         except sqlite3.Error as exc:
             raise self._error("write failed", exc) from None
+        for queue in tx.woken:
+            self.wakeup.send(queue)
+        return result
 
-    def _write_one(self, sql: str, args: Sequence[Any]) -> int:
-        """One write statement in a transaction of its own; the number of rows it changed."""
+    def write_one(self, sql: str, args: Sequence[Any] = (), *, returning: bool = False,
+                  wake: str | None = None) -> tuple[int, list[Any]]:
         try:
             with self._lock:
                 index = self.walindex
                 before = index.read() if index is not None and index.state == "unproven" \
                     else None
-                changed = self._conn.execute(sql, args).rowcount
+                cur = self._conn.execute(sql, args)
+                rows = cur.fetchall() if returning else []
+                changed = len(rows) if returning else cur.rowcount
                 if index is not None and before is not None and changed > 0:
                     index.confirm(before)
-                return changed
         except sqlite3.Error as exc:
             raise self._error("write failed", exc) from None
+        if wake is not None and changed > 0:
+            self.wakeup.send(wake)
+        return changed, rows
 
-    def _read(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+    def read(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         try:
             with self._lock:
                 return self._conn.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise self._error("read failed", exc) from None
 
+    def read_value(self, sql: str, args: Sequence[Any] = (),
+                   cache_key: tuple[str, str] | None = None) -> Any:
+        """With ``cache_key``, from :attr:`read_cache` while nothing has committed since it
+        was read (the wal-index header says so): a hit costs no SQL."""
+        index = self.walindex
+        cache = self.read_cache
+        if index is None or cache_key is None:
+            rows = self.read(sql, args)
+            return rows[0][0] if rows else None
+        with self._lock:
+            stamp = index.stamp()
+            in_tx = self._conn.in_transaction
+            if stamp is None or stamp != cache.stamp or in_tx:
+                # Something committed (or a transaction of ours is open, or the header is
+                # being written): nothing cached can be trusted; what is read now, after the
+                # stamp was taken, can be kept under it.
+                cache.drop(stamp if not in_tx else None)
+            else:
+                hit = cache.values.get(cache_key, _MISS)
+                if hit is not _MISS:
+                    return hit
+            try:
+                row = self._conn.execute(sql, args).fetchone()
+            except sqlite3.Error as exc:
+                raise self._error("read failed", exc) from None
+            value = row[0] if row else None
+            cache.keep(cache_key, value)
+            return value
+
+    def prepare(self, component: str) -> None:
+        self.ensure_schema(component, COMPONENTS[component])
+
+    def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
+        self.wakeup.listen(callback, queue)
+
     def ensure_schema(self, component: str, steps: Sequence[Step]) -> None:
         """Bring ``component``'s tables to ``len(steps)``; a newer version raises
         StorageError. Steps run inside one write transaction."""
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute("CREATE TABLE IF NOT EXISTS component_schema "
-                         "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM component_schema WHERE component = ?",
-                               (component,)).fetchone()
-            version = row[0] if row else 0
-            if version > len(steps):
-                raise StorageError(f"storage {self.location}: the {component} tables are at "
-                                   f"version {version}, written by a newer omnicore (this one "
-                                   f"knows up to {len(steps)}); upgrade omnicore",
-                                   path=self.location)
-            for step in steps[version:]:
-                step(conn)
-            if version < len(steps):
-                conn.execute("INSERT INTO component_schema VALUES (?, ?) ON CONFLICT(component) "
-                             "DO UPDATE SET version = excluded.version",
-                             (component, len(steps)))
-
-        self._write(run)
+        try:
+            with self._tx() as conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS component_schema "
+                             "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+                row = conn.execute("SELECT version FROM component_schema WHERE component = ?",
+                                   (component,)).fetchone()
+                version = row[0] if row else 0
+                if version > len(steps):
+                    raise StorageError(f"storage {self.location}: the {component} tables are at "
+                                       f"version {version}, written by a newer omnicore (this one "
+                                       f"knows up to {len(steps)}); upgrade omnicore",
+                                       path=self.location)
+                for step in steps[version:]:
+                    step(conn)
+                if version < len(steps):
+                    conn.execute("INSERT INTO component_schema VALUES (?, ?) "
+                                 "ON CONFLICT(component) "
+                                 "DO UPDATE SET version = excluded.version",
+                                 (component, len(steps)))
+        except sqlite3.Error as exc:
+            raise self._error("write failed", exc) from None
 
     def close(self) -> None:
         self.wakeup.close()
@@ -286,6 +345,26 @@ class Database:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path}>"
+
+
+class _Tx:
+    """A write transaction on the connection; wake-ups go out after it commits."""
+
+    __slots__ = ("execute", "executemany", "woken")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.execute = conn.execute
+        self.executemany = conn.executemany
+        self.woken: set[str] = set()
+
+    def lock(self, key: str) -> None:
+        return None  # the transaction already holds the only write lock there is
+
+    def wake(self, queue: str) -> None:
+        self.woken.add(queue)
+
+    def announce(self, channel: str, payload: str) -> None:
+        return None  # no other host shares the file
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

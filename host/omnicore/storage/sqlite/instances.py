@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
+from omnicore.storage.backend import Tx
 from omnicore.storage.instance_rows import Instance, InstanceRows
 from omnicore.storage.sqlite.database import Database
+from omnicore.storage.stores.leases import JOBS, LEASED, release_owners
 
 __all__ = ["SQLiteInstances"]
 
@@ -41,7 +43,7 @@ class SQLiteInstances(InstanceRows):
         db.ensure_schema("instances", (_v1,))
 
     def register(self, instance: Instance) -> None:
-        self._db._write(lambda conn: conn.execute(
+        self._db.write(lambda conn: conn.execute(
             f"INSERT INTO instances ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT "
             "(runtime_id) DO UPDATE SET heartbeat_at=excluded.heartbeat_at, "
             "console_url=excluded.console_url",
@@ -51,35 +53,32 @@ class SQLiteInstances(InstanceRows):
 
     def heartbeat(self, runtime_id: str, now: float, jobs_held: int,
                   console_url: str | None = None) -> Instance | None:
-        row = self._db._write(lambda conn: conn.execute(
+        row = self._db.write(lambda conn: conn.execute(
             f"UPDATE instances SET heartbeat_at=?, jobs_held=?, console_url=COALESCE(?, "
             f"console_url) WHERE runtime_id=? RETURNING {_COLS}",
             (now, jobs_held, console_url, runtime_id)).fetchone())
         return None if row is None else _instance(row)
 
     def all(self) -> list[Instance]:
-        return [_instance(r) for r in self._db._read(
+        return [_instance(r) for r in self._db.read(
             f"SELECT {_COLS} FROM instances ORDER BY started_at, runtime_id")]
 
     def set_draining(self, runtime_id: str, draining: bool) -> bool:
-        return bool(self._db._write(lambda conn: conn.execute(
+        return bool(self._db.write(lambda conn: conn.execute(
             "UPDATE instances SET draining=? WHERE runtime_id=?",
             (int(draining), runtime_id)).rowcount))
 
     def remove(self, runtime_id: str) -> None:
-        self._db._write(lambda conn: conn.execute("DELETE FROM instances WHERE runtime_id=?",
+        self._db.write(lambda conn: conn.execute("DELETE FROM instances WHERE runtime_id=?",
                                                   (runtime_id,)))
 
     def reap(self, me: str, now: float, dead_after_s: float) -> list[str]:
-        def run(conn: sqlite3.Connection) -> list[str]:
+        def run(conn: Tx) -> list[str]:
             dead = [str(r[0]) for r in conn.execute(
                 "DELETE FROM instances WHERE runtime_id != ? AND heartbeat_at < ? "
                 "RETURNING runtime_id", (me, now - dead_after_s)).fetchall()]
-            for owner in dead:
-                conn.execute("UPDATE tasks SET lease_until=0 WHERE state='running' AND "
-                             "owner=?", (owner,))
-                if conn.execute("SELECT 1 FROM sqlite_master WHERE name='wf_steps'").fetchone():
-                    conn.execute("UPDATE wf_steps SET lease_until=0 WHERE state='running' AND "
-                                 "owner=?", (owner,))
+            # The workflow step queue's table exists once its store was first used.
+            steps = conn.execute("SELECT 1 FROM sqlite_master WHERE name='wf_steps'").fetchone()
+            release_owners(conn, dead, LEASED if steps else (JOBS,))
             return dead
-        return cast("list[str]", self._db._write(run))
+        return self._db.write(run)

@@ -17,8 +17,9 @@ import hashlib
 import secrets
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
+from omnicore.storage.backend import Tx
 from omnicore.storage.errors import QuotaExceeded, StorageError
 from omnicore.storage.memory_rows import Consolidated, Filter, MemoryRow, MemoryRows, NewMemory
 from omnicore.storage.sqlite.database import Database
@@ -68,12 +69,12 @@ def fts_table(plugin: str) -> str:
     return "memories_fts_" + _scope(plugin)
 
 
-def _create(conn: sqlite3.Connection, table: str) -> None:
+def _create(conn: Tx | sqlite3.Connection, table: str) -> None:
     conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5(text, "
                  "content='memories', content_rowid='id')")
 
 
-def _unindex(conn: sqlite3.Connection, gone: Sequence[tuple[str, int, str]]) -> None:
+def _unindex(conn: Tx | sqlite3.Connection, gone: Sequence[tuple[str, int, str]]) -> None:
     """Take deleted rows ``(plugin, id, text)`` out of their plugins' FTS tables (an external
     content table forgets a row only when told its indexed text)."""
     for plugin, mid, text in gone:
@@ -104,7 +105,7 @@ class SQLiteMemory(MemoryRows):
         db.ensure_schema("memory", (_v1, _v2))
 
     def insert(self, item: NewMemory, cap: int) -> tuple[int, list[int]]:
-        def run(conn: sqlite3.Connection) -> tuple[int, list[int]]:
+        def run(conn: Tx) -> tuple[int, list[int]]:
             evicted: list[int] = []
             n = conn.execute("SELECT COUNT(*) FROM memories WHERE plugin = ? AND tier = ?",
                              (item.plugin, item.tier)).fetchone()[0]
@@ -136,7 +137,7 @@ class SQLiteMemory(MemoryRows):
                              (mid, item.text))
                 return mid, evicted
             raise StorageError("could not find a free memory id")
-        return cast("tuple[int, list[int]]", self._db._write(run))
+        return self._db.write(run)
 
     def search(self, plugin: str, words: Sequence[str], tiers: Sequence[int], now: float,
                flt: Filter, limit: int) -> list[tuple[MemoryRow, float]]:
@@ -153,7 +154,7 @@ class SQLiteMemory(MemoryRows):
             # Rank, then read only the best `limit` rows: reading a row per match to test
             # its tier and expiry first cost twice the ranking. When enough of the best pass
             # (or there are no more matches), they are the answer of the query below.
-            best = self._db._read(
+            best = self._db.read(
                 f"SELECT {_COLS}, f.rank, {keep} FROM (SELECT rowid, bm25({table}) AS rank "
                 f"FROM {table} WHERE {table} MATCH ? ORDER BY rank LIMIT ?) f LEFT JOIN "
                 "memories m ON m.id = f.rowid ORDER BY f.rank",
@@ -161,14 +162,14 @@ class SQLiteMemory(MemoryRows):
             rows = [r for r in best if r[7]]
             if len(rows) == limit or len(best) < limit:
                 return [(_row(r), max(-float(r[6]), 0.0)) for r in rows]
-        rows = self._db._read(
+        rows = self._db.read(
             f"SELECT {_COLS}, bm25({table}) AS rank FROM {table} JOIN memories m ON "
             f"m.id = {table}.rowid WHERE {table} MATCH ? AND {keep} ORDER BY rank LIMIT ?",
             (match, plugin, *args, now, *(v for _, v in flt), limit))
         return [(_row(r), max(-float(r[6]), 0.0)) for r in rows]
 
     def _exists(self, table: str) -> bool:
-        if table not in self._tables and self._db._read(
+        if table not in self._tables and self._db.read(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)):
             self._tables.add(table)
         return table in self._tables
@@ -178,7 +179,7 @@ class SQLiteMemory(MemoryRows):
         if not ids:
             return []
         where, args = _where(tiers, flt)
-        rows = self._db._read(f"SELECT {_COLS} FROM memories m WHERE m.plugin = ? AND m.id IN "
+        rows = self._db.read(f"SELECT {_COLS} FROM memories m WHERE m.plugin = ? AND m.id IN "
                               f"({','.join('?' * len(ids))}){where}",
                               (plugin, *ids, *args, now, *(v for _, v in flt)))
         return [_row(r) for r in rows]
@@ -186,13 +187,13 @@ class SQLiteMemory(MemoryRows):
     def top(self, plugin: str, tiers: Sequence[int], now: float, flt: Filter,
             limit: int) -> list[MemoryRow]:
         where, args = _where(tiers, flt)
-        rows = self._db._read(f"SELECT {_COLS} FROM memories m WHERE m.plugin = ?{where} "
+        rows = self._db.read(f"SELECT {_COLS} FROM memories m WHERE m.plugin = ?{where} "
                               "ORDER BY m.importance DESC, m.created_at DESC LIMIT ?",
                               (plugin, *args, now, *(v for _, v in flt), limit))
         return [_row(r) for r in rows]
 
     def touch(self, plugin: str, ids: Sequence[int], now: float, times: int = 1) -> None:
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Tx) -> None:
             for at in range(0, len(ids), 500):  # under SQLite's limit of bound parameters
                 part = ids[at:at + 500]
                 # "+plugin": look rows up by id; the (plugin, ...) index would scan them all.
@@ -200,25 +201,25 @@ class SQLiteMemory(MemoryRows):
                              f"id IN ({','.join('?' * len(part))}) AND +plugin = ?",
                              (times, now, *part, plugin))
         if ids:
-            self._db._write(run)
+            self._db.write(run)
 
     def delete(self, plugin: str, mid: int) -> bool | None:
-        def run(conn: sqlite3.Connection) -> Any:
+        def run(conn: Tx) -> Any:
             row = conn.execute("DELETE FROM memories WHERE plugin = ? AND id = ? RETURNING "
                                "has_vector, text", (plugin, mid)).fetchone()
             if row is not None:
                 _unindex(conn, [(plugin, mid, row[1])])
             return row
-        row = self._db._write(run)
+        row = self._db.write(run)
         return None if row is None else bool(row[0])
 
     def count(self, plugin: str) -> dict[int, int]:
-        return {int(t): int(n) for t, n in self._db._read(
+        return {int(t): int(n) for t, n in self._db.read(
             "SELECT tier, COUNT(*) FROM memories WHERE plugin = ? GROUP BY tier", (plugin,))}
 
     def consolidate(self, now: float, since: float, promote_after: int,
                     decay: float) -> Consolidated:
-        def run(conn: sqlite3.Connection) -> Consolidated:
+        def run(conn: Tx) -> Consolidated:
             gone = conn.execute("DELETE FROM memories WHERE expires_at IS NOT NULL AND "
                                 "expires_at <= ? RETURNING plugin, id, text, has_vector",
                                 (now,)).fetchall()
@@ -229,4 +230,4 @@ class SQLiteMemory(MemoryRows):
                          "accessed_at < ? AND importance > 0.01", (decay, since))
             return Consolidated(len(gone), promoted,
                                 [(str(p), int(i)) for p, i, _, v in gone if v])
-        return cast(Consolidated, self._db._write(run))
+        return self._db.write(run)

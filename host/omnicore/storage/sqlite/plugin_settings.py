@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
+from omnicore.storage.backend import Tx
 from omnicore.storage.settings_rows import Edit, PluginSettingsRecord, PluginSettingsRows
 from omnicore.storage.sqlite.database import Database
 
@@ -37,17 +38,17 @@ class SQLitePluginSettings(PluginSettingsRows):
         db.ensure_schema("plugin_settings", (_v1,))
 
     def get(self, plugin: str) -> PluginSettingsRecord | None:
-        rows = self._db._read(f"SELECT {_COLS} FROM plugin_settings WHERE plugin = ?",
+        rows = self._db.read(f"SELECT {_COLS} FROM plugin_settings WHERE plugin = ?",
                               (plugin,))
         return _record(rows[0]) if rows else None
 
     def all(self) -> list[PluginSettingsRecord]:
-        return [_record(r) for r in self._db._read(
+        return [_record(r) for r in self._db.read(
             f"SELECT {_COLS} FROM plugin_settings WHERE doc <> '{{}}' ORDER BY plugin")]
 
     def change(self, plugin: str, edit: Edit, *, by: str | None,
                at: float) -> PluginSettingsRecord:
-        def run(conn: sqlite3.Connection) -> PluginSettingsRecord:
+        def run(conn: Tx) -> PluginSettingsRecord:
             row = conn.execute("SELECT doc FROM plugin_settings WHERE plugin = ?",
                                (plugin,)).fetchone()
             doc = edit(json.loads(row[0]) if row else {})
@@ -59,12 +60,12 @@ class SQLitePluginSettings(PluginSettingsRows):
                          "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                          (plugin, text, seq, at, by))
             return PluginSettingsRecord(plugin, json.loads(text), seq, at, by)
-        return cast(PluginSettingsRecord, self._db._write(run))
+        return self._db.write(run)
 
     def changes(self, since: int, limit: int = 1000) -> list[PluginSettingsRecord]:
-        return [_record(r) for r in self._db._read(
+        return [_record(r) for r in self._db.read(
             f"SELECT {_COLS} FROM plugin_settings WHERE seq > ? ORDER BY seq LIMIT ?",
             (since, limit))]
 
     def last_seq(self) -> int:
-        return int(self._db._read("SELECT coalesce(max(seq), 0) FROM plugin_settings")[0][0])
+        return int(self._db.read("SELECT coalesce(max(seq), 0) FROM plugin_settings")[0][0])

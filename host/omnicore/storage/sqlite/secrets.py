@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import cast
 
+from omnicore.storage.backend import Tx
 from omnicore.storage.secret_rows import Sealed, SecretRows
 from omnicore.storage.sqlite.database import Database
 
@@ -25,29 +25,29 @@ class SQLiteSecrets(SecretRows):
         db.ensure_schema("secrets", (_v1,))
 
     def names(self) -> list[str]:
-        return [r[0] for r in self._db._read("SELECT name FROM secrets ORDER BY name")]
+        return [r[0] for r in self._db.read("SELECT name FROM secrets ORDER BY name")]
 
     def get(self, name: str) -> Sealed | None:
-        rows = self._db._read("SELECT key_id, nonce, ciphertext FROM secrets WHERE name = ?",
+        rows = self._db.read("SELECT key_id, nonce, ciphertext FROM secrets WHERE name = ?",
                               (name,))
         return Sealed(rows[0][0], bytes(rows[0][1]), bytes(rows[0][2])) if rows else None
 
     def put(self, name: str, sealed: Sealed, now: float) -> None:
-        self._db._write(lambda conn: conn.execute(
+        self._db.write(lambda conn: conn.execute(
             "INSERT INTO secrets VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
             "key_id = excluded.key_id, nonce = excluded.nonce, "
             "ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
             (name, sealed.key_id, sealed.nonce, sealed.ciphertext, now)))
 
     def delete(self, name: str) -> bool:
-        return bool(self._db._write(lambda conn: conn.execute(
+        return bool(self._db.write(lambda conn: conn.execute(
             "DELETE FROM secrets WHERE name = ?", (name,)).rowcount))
 
     def uses_key(self, key_id: str) -> bool:
-        return bool(self._db._read("SELECT 1 FROM secrets WHERE key_id = ? LIMIT 1", (key_id,)))
+        return bool(self._db.read("SELECT 1 FROM secrets WHERE key_id = ? LIMIT 1", (key_id,)))
 
     def reseal(self, fn: Callable[[str, Sealed], Sealed]) -> int:
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: Tx) -> int:
             rows = conn.execute("SELECT name, key_id, nonce, ciphertext FROM secrets").fetchall()
             for name, key_id, nonce, ciphertext in rows:
                 new = fn(name, Sealed(key_id, bytes(nonce), bytes(ciphertext)))
@@ -55,4 +55,4 @@ class SQLiteSecrets(SecretRows):
                              "WHERE name = ?", (new.key_id, new.nonce, new.ciphertext, name))
             return len(rows)
 
-        return cast(int, self._db._write(run))
+        return self._db.write(run)

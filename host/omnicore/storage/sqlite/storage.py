@@ -2,43 +2,29 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from omnicore.storage.audit_rows import AuditLog
-from omnicore.storage.base import (
-    EventLog,
-    KVStore,
-    PluginTasks,
-    Schedules,
-    Storage,
-    TaskQueue,
-)
 from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.secret_rows import SecretRows
 from omnicore.storage.settings_rows import PluginSettingsRows
 from omnicore.storage.sqlite.audit import SQLiteAudit
 from omnicore.storage.sqlite.database import SCHEMA_VERSION, Database, Synchronous
-from omnicore.storage.sqlite.events import SQLiteEvents
 from omnicore.storage.sqlite.instances import SQLiteInstances
-from omnicore.storage.sqlite.jobs import SQLitePluginTasks, SQLiteQueue, SQLiteSchedules
-from omnicore.storage.sqlite.kv import ReadCache, SQLiteKV
 from omnicore.storage.sqlite.memory import SQLiteMemory
 from omnicore.storage.sqlite.plugin_settings import SQLitePluginSettings
 from omnicore.storage.sqlite.secrets import SQLiteSecrets
 from omnicore.storage.sqlite.users import USERS_FILE, SQLiteUsers
 from omnicore.storage.sqlite.vectors import SQLiteVectors
-from omnicore.storage.sqlite.workflows import SQLiteWorkflows
+from omnicore.storage.stores.root import BackendStorage
 from omnicore.storage.user_rows import UserRows
 from omnicore.storage.vector_rows import VectorRows
-from omnicore.storage.workflows import WorkflowStore
 
 __all__ = ["SQLiteStorage"]
 
 
-class SQLiteStorage(Database, Storage):
+class SQLiteStorage(BackendStorage):
     """:class:`~omnicore.storage.base.Storage` on one SQLite file.
 
     ``SQLiteStorage(path)`` opens (creating it and its folder if needed) and migrates the
@@ -49,34 +35,17 @@ class SQLiteStorage(Database, Storage):
 
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "normal",
                  busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION) -> None:
-        super().__init__(path, synchronous=synchronous, busy_timeout_s=busy_timeout_s,
-                         upto=upto)
-        self.queue: TaskQueue = SQLiteQueue(self)
-        self.schedules: Schedules = SQLiteSchedules(self)
-        self.events: EventLog = SQLiteEvents(self)
-        self._kv_cache = ReadCache()
-        self._stores_lock = threading.Lock()
+        self.backend: Database
+        super().__init__(Database(path, synchronous=synchronous,
+                                  busy_timeout_s=busy_timeout_s, upto=upto))
+        self.path = self.backend.path
         self._memory: MemoryRows | None = None
         self._vectors: VectorRows | None = None
         self._secrets: SecretRows | None = None
-        self._workflows: WorkflowStore | None = None
         self._users: SQLiteUsers | None = None
         self._instances: SQLiteInstances | None = None
         self._audit: AuditLog | None = None
         self._plugin_settings: PluginSettingsRows | None = None
-
-    def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
-        self.wakeup.listen(callback, queue)
-
-    def kv(self, plugin: str) -> KVStore:
-        return SQLiteKV(self, plugin, self._kv_cache)
-
-    def tasks(self, plugin: str) -> PluginTasks:
-        return SQLitePluginTasks(self, plugin)
-
-    def kv_plugins(self) -> list[str]:
-        return [r[0] for r in self._read("SELECT plugin FROM kv_usage WHERE keys > 0 "
-                                         "ORDER BY plugin")]
 
     # Each store migrates its tables when first asked for, so opening the storage for kv
     # alone (``omnicore call``) touches no other table.
@@ -85,36 +54,29 @@ class SQLiteStorage(Database, Storage):
     def instances(self) -> InstanceRows:
         with self._stores_lock:
             if self._instances is None:
-                self._instances = SQLiteInstances(self)
+                self._instances = SQLiteInstances(self.backend)
             return self._instances
 
     @property
     def memory(self) -> MemoryRows:
         with self._stores_lock:
             if self._memory is None:
-                self._memory = SQLiteMemory(self)
+                self._memory = SQLiteMemory(self.backend)
             return self._memory
 
     @property
     def vectors(self) -> VectorRows:
         with self._stores_lock:
             if self._vectors is None:
-                self._vectors = SQLiteVectors(self)
+                self._vectors = SQLiteVectors(self.backend)
             return self._vectors
 
     @property
     def secrets(self) -> SecretRows:
         with self._stores_lock:
             if self._secrets is None:
-                self._secrets = SQLiteSecrets(self)
+                self._secrets = SQLiteSecrets(self.backend)
             return self._secrets
-
-    @property
-    def workflows(self) -> WorkflowStore:
-        with self._stores_lock:
-            if self._workflows is None:
-                self._workflows = SQLiteWorkflows(self)
-            return self._workflows
 
     @property
     def users(self) -> UserRows:
@@ -127,14 +89,14 @@ class SQLiteStorage(Database, Storage):
     def audit(self) -> AuditLog:
         with self._stores_lock:
             if self._audit is None:
-                self._audit = SQLiteAudit(self)
+                self._audit = SQLiteAudit(self.backend)
             return self._audit
 
     @property
     def plugin_settings(self) -> PluginSettingsRows:
         with self._stores_lock:
             if self._plugin_settings is None:
-                self._plugin_settings = SQLitePluginSettings(self)
+                self._plugin_settings = SQLitePluginSettings(self.backend)
             return self._plugin_settings
 
     def close(self) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
+from omnicore.storage.backend import Tx
 from omnicore.storage.errors import QuotaExceeded
 from omnicore.storage.sqlite.database import Database
 from omnicore.storage.vector_rows import BadVector, CollectionRow, Filter, VectorQuota, VectorRows
@@ -68,27 +69,27 @@ class SQLiteVectors(VectorRows):
         db.ensure_schema("vectors", (_v1, _v2, _v3))
 
     def plugins(self) -> list[str]:
-        return [r[0] for r in self._db._read("SELECT DISTINCT plugin FROM vector_collections "
+        return [r[0] for r in self._db.read("SELECT DISTINCT plugin FROM vector_collections "
                                              "ORDER BY plugin")]
 
     def collection(self, plugin: str, name: str) -> CollectionRow | None:
-        rows = self._db._read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin = ? "
+        rows = self._db.read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin = ? "
                               "AND name = ?", (plugin, name))
         return _coll(rows[0]) if rows else None
 
     def collection_by_id(self, coll_id: int) -> CollectionRow | None:
-        rows = self._db._read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE id = ?",
+        rows = self._db.read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE id = ?",
                               (coll_id,))
         return _coll(rows[0]) if rows else None
 
     def collections(self, plugin: str) -> list[CollectionRow]:
-        return [_coll(r) for r in self._db._read(
+        return [_coll(r) for r in self._db.read(
             f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin = ? ORDER BY name",
             (plugin,))]
 
     def create(self, plugin: str, name: str, dim: int, metric: str, max_collections: int,
                now: float) -> None:
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Tx) -> None:
             row = conn.execute("SELECT dim FROM vector_collections WHERE plugin = ? AND name = ?",
                                (plugin, name)).fetchone()
             if row is not None:
@@ -103,11 +104,11 @@ class SQLiteVectors(VectorRows):
             conn.execute("INSERT INTO vector_collections (plugin, name, dim, metric, created_at)"
                          " VALUES (?, ?, ?, ?, ?)", (plugin, name, dim, metric, now))
 
-        self._db._write(run)
+        self._db.write(run)
 
     def upsert(self, coll_id: int, plugin: str, vid: str, vector: bytes, meta: str | None,
                size: int, quota: VectorQuota) -> tuple[int, int]:
-        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+        def run(conn: Tx) -> tuple[int, int]:
             old = conn.execute("SELECT label, size FROM vectors WHERE coll = ? AND id = ?",
                                (coll_id, vid)).fetchone()
             n, used = conn.execute("SELECT COALESCE(SUM(count), 0), COALESCE(SUM(bytes), 0) "
@@ -129,10 +130,10 @@ class SQLiteVectors(VectorRows):
                              "coll = ? AND id = ?", (vector, meta, size, gen, coll_id, vid))
             return int(label), int(gen)
 
-        return cast("tuple[int, int]", self._db._write(run))
+        return self._db.write(run)
 
     def delete(self, coll_id: int, vid: str) -> tuple[int, int] | None:
-        def run(conn: sqlite3.Connection) -> tuple[int, int] | None:
+        def run(conn: Tx) -> tuple[int, int] | None:
             row = conn.execute("DELETE FROM vectors WHERE coll = ? AND id = ? RETURNING label, "
                                "size", (coll_id, vid)).fetchone()
             if row is None:
@@ -151,33 +152,33 @@ class SQLiteVectors(VectorRows):
                                  "deletes_from, ?) WHERE id = ?", (floor, coll_id))
             return int(row[0]), int(gen)
 
-        return cast("tuple[int, int] | None", self._db._write(run))
+        return self._db.write(run)
 
     def drop(self, coll_id: int) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: Tx) -> bool:
             conn.execute("DELETE FROM vectors WHERE coll = ?", (coll_id,))
             conn.execute("DELETE FROM vector_deletes WHERE coll = ?", (coll_id,))
             return conn.execute("DELETE FROM vector_collections WHERE id = ?",
                                 (coll_id,)).rowcount == 1
 
-        return cast(bool, self._db._write(run))
+        return self._db.write(run)
 
     def entries(self, coll_id: int) -> list[tuple[int, str, str | None]]:
-        return [(int(r[0]), str(r[1]), r[2]) for r in self._db._read(
+        return [(int(r[0]), str(r[1]), r[2]) for r in self._db.read(
             "SELECT label, id, meta FROM vectors WHERE coll = ?", (coll_id,))]
 
     def changed(self, coll_id: int, since: int, after_label: int = -1,
                 limit: int = 5000) -> list[tuple[int, bytes]]:
-        return [(int(r[0]), bytes(r[1])) for r in self._db._read(
+        return [(int(r[0]), bytes(r[1])) for r in self._db.read(
             "SELECT label, vec FROM vectors WHERE coll = ? AND gen > ? AND label > ? "
             "ORDER BY label LIMIT ?", (coll_id, since, after_label, limit))]
 
     def deleted(self, coll_id: int, since: int) -> list[int] | None:
-        floor = self._db._read("SELECT deletes_from FROM vector_collections WHERE id = ?",
+        floor = self._db.read("SELECT deletes_from FROM vector_collections WHERE id = ?",
                                (coll_id,))
         if not floor or since < floor[0][0]:
             return None
-        return [int(r[0]) for r in self._db._read(
+        return [int(r[0]) for r in self._db.read(
             "SELECT label FROM vector_deletes WHERE coll = ? AND gen > ? ORDER BY gen",
             (coll_id, since))]
 
@@ -187,4 +188,4 @@ class SQLiteVectors(VectorRows):
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [int(r[0]) for r in self._db._read(sql, (coll_id, *args))]
+        return [int(r[0]) for r in self._db.read(sql, (coll_id, *args))]

@@ -1,116 +1,28 @@
-"""omnicore:events (specs/abi.md §4.8) and app.subscriptions: off-path delivery, bounded
-inboxes, durable subscriptions, no self-trigger, a hop limit against cycles.
-
-The guest is a WAT plugin: ``pub`` publishes what its input says, ``on_event`` counts in kv
-and keeps the last body it got, ``relay`` publishes ``ping`` on every event it receives,
-``stall`` spins until its deadline.
-"""
+"""app.subscriptions (omnicore.subscriptions): off-path delivery, bounded inboxes, durable
+subscriptions, no self-trigger, a hop limit against cycles, a publish budget per plugin.
+The plugin is tests.event_fixtures's."""
 
 from __future__ import annotations
 
 import json
-import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import wasmtime
 
 from omnicore.app import OmniApp
-from omnicore.capabilities.events import PluginEvent
 from omnicore.errors import ConfigError, PluginLoadError
-from omnicore.sandbox import wasmbin
 from omnicore.sandbox.capability import Status
-
-EVENTS_WAT = r"""
-(module
-  (import "omnicore:events" "publish" (func $publish (param i32 i32 i32 i32) (result i32)))
-  (import "omnicore:kv" "incr" (func $incr (param i32 i32 i64 i32) (result i32)))
-  (import "omnicore:kv" "set" (func $set (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 16)
-  (global $bump (mut i32) (i32.const 0x40000))
-  (data (i32.const 0x100) "ping")
-  (data (i32.const 0x110) "seen")
-  (data (i32.const 0x120) "last")
-  (func (export "omni_alloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $bump))
-    (global.set $bump (i32.and (i32.add (i32.add (global.get $bump) (local.get $n))
-                                        (i32.const 7)) (i32.const -8)))
-    (local.get $p))
-  (func (export "omni_free") (param i32 i32))
-  ;; input: topic_len u32 | topic | payload -> output: the i32 status
-  (func (export "pub") (param $p i32) (param $n i32) (result i64)
-    (local $t i32)
-    (local.set $t (i32.load (local.get $p)))
-    (i32.store (i32.const 0x20000)
-      (call $publish (i32.add (local.get $p) (i32.const 4)) (local.get $t)
-                     (i32.add (i32.add (local.get $p) (i32.const 4)) (local.get $t))
-                     (i32.sub (i32.sub (local.get $n) (i32.const 4)) (local.get $t))))
-    (i64.or (i64.shl (i64.const 0x20000) (i64.const 32)) (i64.const 4)))
-  (func (export "on_event") (param $p i32) (param $n i32) (result i64)
-    (drop (call $incr (i32.const 0x110) (i32.const 4) (i64.const 1) (i32.const 0x20000)))
-    (drop (call $set (i32.const 0x120) (i32.const 4) (local.get $p) (local.get $n)))
-    (i64.const 0))
-  (func (export "relay") (param $p i32) (param $n i32) (result i64)
-    (drop (call $incr (i32.const 0x110) (i32.const 4) (i64.const 1) (i32.const 0x20000)))
-    (drop (call $publish (i32.const 0x100) (i32.const 4) (i32.const 0) (i32.const 0)))
-    (i64.const 0))
-  (func (export "stall") (param $p i32) (param $n i32) (result i64)
-    (loop $spin (br $spin))
-    (i64.const 0))
-)
-"""
-
-
-def events_wasm(name: str, subscriptions: list[dict[str, Any]] | None = None) -> bytes:
-    manifest = {"name": name, "subscriptions": subscriptions or []}
-    return wasmbin.set_custom_section(wasmtime.wat2wasm(EVENTS_WAT), "omnicore.manifest",
-                                      json.dumps(manifest).encode())
-
-
-def pub(app: OmniApp, plugin: str, topic: str, payload: bytes = b"") -> int:
-    t = topic.encode()
-    out = app.plugins.call(plugin, "pub", struct.pack("<I", len(t)) + t + payload)
-    return int(struct.unpack("<i", out)[0])
-
-
-def seen(app: OmniApp, plugin: str) -> int:
-    return int(app.kv.for_plugin(plugin).get("seen") or 0)
-
-
-class Calls:
-    """Waits, on a condition, until the bus saw enough events of a topic pattern."""
-
-    def __init__(self, app: OmniApp, topic: str) -> None:
-        self.events: list[Any] = []
-        self._cond = threading.Condition()
-        app.events.subscribe(topic, self._on)
-
-    def _on(self, event: Any) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def wait(self, pred: Callable[[list[Any]], bool], timeout: float = 30.0) -> None:
-        with self._cond:
-            assert self._cond.wait_for(lambda: pred(self.events), timeout), self.events
+from omnicore.subscriptions import PluginEvent
+from tests.event_fixtures import GRANTS, Calls, events_app, events_wasm, pub, seen
 
 
 @pytest.fixture
 def ev_app(make_app: Callable[..., OmniApp]) -> Iterator[OmniApp]:
-    app = make_app(builtin_extensions=None, overrides={
-        "sandbox": {"watch": False},
-        "capabilities": {"events": {"queue_size": 2, "max_hops": 5},
-                         "tasks": {"poll_s": 0.2, "backoff_ms": 20}}})
-    app.start()
+    app = events_app(make_app)
     yield app
     app.stop(grace=1)
-
-
-GRANTS = ["kv", "events", "tasks"]
 
 
 def test_publish_reaches_a_subscriber_with_topic_and_data(ev_app: OmniApp) -> None:
@@ -129,16 +41,6 @@ def test_publish_reaches_a_subscriber_with_topic_and_data(ev_app: OmniApp) -> No
     body = json.loads(ev_app.kv.for_plugin("sink").get("last") or b"")
     assert body == {"topic": "plugin.src.order.created", "data": {"id": 7}}
     assert [r.topic for r in ev_app.storage.events.recent(5)] == ["plugin.src.order.created"]
-
-
-def test_bad_publishes_get_statuses(ev_app: OmniApp) -> None:
-    ev_app.plugins.load(events_wasm("src"), grants={"kv": {}, "events": {"publish": ["ok.*"]}})
-    assert pub(ev_app, "src", "") == -3
-    assert pub(ev_app, "src", "has space") == -3
-    assert pub(ev_app, "src", "x" * 201) == -3
-    assert pub(ev_app, "src", "other") == -2                 # not in the grant's patterns
-    assert pub(ev_app, "src", "ok.big", b"x" * (64 * 1024 + 1)) == -6
-    assert pub(ev_app, "src", "ok.fine") == 0
 
 
 def test_no_self_trigger_unless_opted_in(ev_app: OmniApp) -> None:

@@ -1,19 +1,21 @@
-"""Workflow runs on SQLite: the ``workflows`` component's tables.
+"""Workflow runs, on any backend: versions, runs, steps (the step queue), history, triggers.
 
-``wf_steps`` is the step queue: a claim leases the oldest due row to its owner in one
-``UPDATE ... RETURNING``; ``wf_history`` is appended in the same transaction as each change.
+``wf_steps`` is a leased queue (stores/leases.py, the job queue's SQL): a claim leases the
+oldest due row to its owner and is recorded in ``wf_history`` in the same transaction, as is
+each change. Rows of ``wf_steps`` come back in the order they were created
+(:attr:`~omnicore.storage.backend.Dialect.insertion_order`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-from omnicore.storage.sqlite.database import Database
+from omnicore.storage.backend import Backend, Tx, marks, where
+from omnicore.storage.stores.leases import STEPS
 from omnicore.storage.workflows import (
     FINAL_RUN_STATES,
     FINAL_STEP_STATES,
@@ -28,54 +30,7 @@ from omnicore.storage.workflows import (
     to_json,
 )
 
-__all__ = ["SQLiteWorkflows"]
-
-
-def _v1(conn: sqlite3.Connection) -> None:
-    # One statement at a time: executescript() would commit the migration's transaction.
-    for statement in _V1.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-_V1 = """
-    CREATE TABLE wf_versions (hash TEXT PRIMARY KEY, name TEXT NOT NULL,
-        definition TEXT NOT NULL, created_at REAL NOT NULL);
-    CREATE TABLE wf_runs (id INTEGER PRIMARY KEY, workflow TEXT NOT NULL,
-        version TEXT NOT NULL, state TEXT NOT NULL, inputs TEXT NOT NULL, trigger TEXT,
-        outputs TEXT, error TEXT, concurrency_key TEXT, started_by TEXT NOT NULL,
-        parent_run INTEGER, parent_step TEXT, parent_index INTEGER, created_at REAL NOT NULL,
-        started_at REAL, finished_at REAL, restarts INTEGER NOT NULL DEFAULT 0);
-    CREATE INDEX wf_runs_by_workflow ON wf_runs(workflow, state);
-    CREATE INDEX wf_runs_by_key ON wf_runs(workflow, concurrency_key, state);
-    CREATE TABLE wf_steps (run_id INTEGER NOT NULL, step TEXT NOT NULL, idx INTEGER NOT NULL,
-        state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, input TEXT, output TEXT,
-        output_ref TEXT, output_bytes INTEGER, error TEXT, run_at REAL NOT NULL,
-        started_at REAL, finished_at REAL, owner TEXT, lease_until REAL, wait TEXT,
-        decided_by TEXT, decided_at REAL, PRIMARY KEY (run_id, step, idx));
-    CREATE INDEX wf_steps_due ON wf_steps(state, run_at);
-    CREATE TABLE wf_history (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, at REAL NOT NULL,
-        kind TEXT NOT NULL, step TEXT, idx INTEGER, attempt INTEGER, actor TEXT, data TEXT);
-    CREATE INDEX wf_history_by_run ON wf_history(run_id, id);
-    CREATE TABLE wf_blobs (hash TEXT PRIMARY KEY, data BLOB NOT NULL);
-    CREATE TABLE wf_triggers (workflow TEXT NOT NULL, name TEXT NOT NULL,
-        next_fire REAL NOT NULL, PRIMARY KEY (workflow, name));
-"""
-
-
-def _v2(conn: sqlite3.Connection) -> None:
-    # Signatures of accepted webhook deliveries, kept for the replay window: a restart must
-    # not make a delivery acceptable again.
-    conn.execute("CREATE TABLE wf_webhook_seen (signature TEXT PRIMARY KEY, at REAL NOT NULL)")
-
-
-def _v3(conn: sqlite3.Connection) -> None:
-    # A sub-run step finds its child by key (delivery after a crash, recovery at restart).
-    conn.execute("CREATE INDEX wf_runs_by_parent ON wf_runs(parent_run, parent_step, "
-                 "parent_index)")
-
-
-_STEPS = (_v1, _v2, _v3)
+__all__ = ["Workflows"]
 
 
 _RUN_COLS = ("id, workflow, version, state, inputs, trigger, outputs, error, concurrency_key, "
@@ -91,26 +46,27 @@ def _run(row: Sequence[Any]) -> RunRecord:
     return RunRecord(*r)
 
 
-class SQLiteWorkflows(WorkflowStore):
+class Workflows(WorkflowStore):
     """:class:`WorkflowStore` in the app's database (the ``workflows`` component)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
-        db.ensure_schema("workflows", _STEPS)
+        self._d = db.dialect
+        db.prepare("workflows")
 
     # -- versions and blobs --
 
     def save_version(self, digest: str, name: str, definition: str) -> None:
-        self._db._write(lambda c: c.execute(
+        self._db.write(lambda c: c.execute(
             "INSERT INTO wf_versions VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
             (digest, name, definition, time.time())))
 
     def version(self, digest: str) -> str | None:
-        rows = self._db._read("SELECT definition FROM wf_versions WHERE hash=?", (digest,))
+        rows = self._db.read("SELECT definition FROM wf_versions WHERE hash=?", (digest,))
         return str(rows[0][0]) if rows else None
 
     def blob(self, digest: str) -> bytes | None:
-        rows = self._db._read("SELECT data FROM wf_blobs WHERE hash=?", (digest,))
+        rows = self._db.read("SELECT data FROM wf_blobs WHERE hash=?", (digest,))
         return bytes(rows[0][0]) if rows else None
 
     # -- runs --
@@ -120,12 +76,7 @@ class SQLiteWorkflows(WorkflowStore):
                    on_conflict: str = "queue", parent: tuple[int, str, int] | None = None,
                    fire: tuple[str, float | None, float] | None = None,
                    ) -> tuple[int, RunState, list[int]] | None:
-        """A new run; (id, state, ids of runs it cancelled). ``limit`` > 0 caps the active
-        runs with the same ``key``: over it the new run is ``queued``, ``skipped``, or starts
-        after cancelling the running ones (``cancel_running``), decided in one transaction.
-        ``fire`` = (trigger name, expected next fire, new next fire) also advances a cron
-        trigger in the same transaction; None when another host fired it first."""
-        def run(conn: sqlite3.Connection) -> tuple[int, RunState, list[int]] | None:
+        def run(conn: Tx) -> tuple[int, RunState, list[int]] | None:
             now = time.time()
             if fire is not None and not _advance(conn, workflow, *fire):
                 return None
@@ -133,8 +84,9 @@ class SQLiteWorkflows(WorkflowStore):
             cancelled: list[int] = []
             if limit > 0:
                 active = [r[0] for r in conn.execute(
-                    "SELECT id FROM wf_runs WHERE workflow=? AND concurrency_key IS ? AND state "
-                    "IN ('queued','running') ORDER BY id", (workflow, key))]
+                    f"SELECT id FROM wf_runs WHERE workflow=? AND concurrency_key {self._d.same} ? "
+                    f"AND state IN ('queued','running') ORDER BY id{self._d.for_update}",
+                    (workflow, key))]
                 if len(active) >= limit:
                     if on_conflict == "skip":
                         state = "skipped"
@@ -156,44 +108,33 @@ class SQLiteWorkflows(WorkflowStore):
                   data={"state": state, "version": version, "inputs": inputs,
                         "trigger": trigger, "concurrency_key": key})
             return new, state, cancelled
-        return cast("tuple[int, RunState, list[int]] | None", self._db._write(run))
+        return self._db.write(run)
 
     def run(self, run_id: int) -> RunRecord | None:
-        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE id=?", (run_id,))
+        rows = self._db.read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE id=?", (run_id,))
         return _run(rows[0]) if rows else None
 
     def runs(self, *, workflow: str | None = None, states: Sequence[str] = (),
              limit: int = 100, offset: int = 0) -> list[RunRecord]:
         """Newest first."""
-        where, args = self._where(workflow, states)
-        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs{where} ORDER BY id DESC "
+        found, args = where(workflow=workflow, state=tuple(states))
+        rows = self._db.read(f"SELECT {_RUN_COLS} FROM wf_runs{found} ORDER BY id DESC "
                               f"LIMIT ? OFFSET ?", [*args, limit, offset])
         return [_run(r) for r in rows]
 
     def child_run(self, parent: tuple[int, str, int]) -> RunRecord | None:
-        rows = self._db._read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=? AND "
+        rows = self._db.read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=? AND "
                               "parent_step=? AND parent_index=? ORDER BY id LIMIT 1", parent)
         return _run(rows[0]) if rows else None
 
     def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int:
-        where, args = self._where(workflow, states)
-        return int(self._db._read(f"SELECT COUNT(*) FROM wf_runs{where}", args)[0][0])
-
-    @staticmethod
-    def _where(workflow: str | None, states: Sequence[str]) -> tuple[str, list[Any]]:
-        where, args = [], []
-        if workflow is not None:
-            where.append("workflow=?")
-            args.append(workflow)
-        if states:
-            where.append(f"state IN ({','.join('?' * len(states))})")
-            args += list(states)
-        return (" WHERE " + " AND ".join(where)) if where else "", args
+        found, args = where(workflow=workflow, state=tuple(states))
+        return int(self._db.read(f"SELECT COUNT(*) FROM wf_runs{found}", args)[0][0])
 
     def finish_run(self, run_id: int, state: RunState, *, outputs: Any = None,
                    error: str | None = None, actor: str = "engine") -> bool:
         """A running run ends; False when it was not running (cancelled meanwhile)."""
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: Tx) -> bool:
             cur = conn.execute("UPDATE wf_runs SET state=?, outputs=?, error=?, finished_at=? "
                                "WHERE id=? AND state='running'",
                                (state, to_json(outputs), error, time.time(), run_id))
@@ -202,42 +143,43 @@ class SQLiteWorkflows(WorkflowStore):
             _hist(conn, run_id, f"run.{state}", actor=actor,
                   data={"outputs": outputs} if error is None else {"error": error})
             return True
-        return cast(bool, self._db._write(run))
+        return self._db.write(run)
 
     def promote(self, workflow: str, key: str | None, limit: int) -> list[int]:
         """Start queued runs of ``key`` while fewer than ``limit`` run; their ids."""
-        def run(conn: sqlite3.Connection) -> list[int]:
-            active = conn.execute("SELECT COUNT(*) FROM wf_runs WHERE workflow=? AND "
-                                  "concurrency_key IS ? AND state='running'",
+        def run(conn: Tx) -> list[int]:
+            active = conn.execute(f"SELECT COUNT(*) FROM wf_runs WHERE workflow=? AND "
+                                  f"concurrency_key {self._d.same} ? AND state='running'",
                                   (workflow, key)).fetchone()[0]
             free = max(0, limit - active)
             ids = [r[0] for r in conn.execute(
-                "SELECT id FROM wf_runs WHERE workflow=? AND concurrency_key IS ? AND "
-                "state='queued' ORDER BY id LIMIT ?", (workflow, key, free))]
+                f"SELECT id FROM wf_runs WHERE workflow=? AND concurrency_key {self._d.same} ? AND "
+                f"state='queued' ORDER BY id LIMIT ?{self._d.for_update}", (workflow, key, free))]
             for rid in ids:
                 conn.execute("UPDATE wf_runs SET state='running', started_at=? WHERE id=?",
                              (time.time(), rid))
                 _hist(conn, rid, "run.started", actor="engine",
                       data={"reason": "a concurrency slot freed"})
             return ids
-        return cast("list[int]", self._db._write(run))
+        return self._db.write(run)
 
     def cancel_run(self, run_id: int, actor: str, reason: str = "cancelled") -> bool | None:
         """True cancelled, False already finished, None unknown."""
-        def run(conn: sqlite3.Connection) -> bool | None:
-            row = conn.execute("SELECT state FROM wf_runs WHERE id=?", (run_id,)).fetchone()
+        def run(conn: Tx) -> bool | None:
+            row = conn.execute(f"SELECT state FROM wf_runs WHERE id=?{self._d.for_update}",
+                               (run_id,)).fetchone()
             if row is None:
                 return None
             if row[0] in FINAL_RUN_STATES:
                 return False
             _cancel(conn, run_id, reason, actor, time.time())
             return True
-        return cast("bool | None", self._db._write(run))
+        return self._db.write(run)
 
     def restart(self, run_id: int, actor: str, version: str | None) -> bool | None:
         """A failed or cancelled run runs again from its failed steps, keeping the rows that
         succeeded; ``version`` moves it to another version. None unknown, False not ended."""
-        def run(conn: sqlite3.Connection) -> bool | None:
+        def run(conn: Tx) -> bool | None:
             row = conn.execute("SELECT state, version FROM wf_runs WHERE id=?",
                                (run_id,)).fetchone()
             if row is None:
@@ -258,15 +200,16 @@ class SQLiteWorkflows(WorkflowStore):
                   data={"steps": dropped, "version": version or row[1],
                         "previous_version": row[1]})
             return True
-        return cast("bool | None", self._db._write(run))
+        return self._db.write(run)
 
     # -- steps --
 
     def add_steps(self, run_id: int, steps: Sequence[NewStep]) -> int:
         """Create step rows (an existing row is left alone); how many were new."""
-        def run(conn: sqlite3.Connection) -> int:
-            if conn.execute("SELECT state FROM wf_runs WHERE id=?",
-                            (run_id,)).fetchone() != ("running",):
+        def run(conn: Tx) -> int:
+            row = conn.execute(f"SELECT state FROM wf_runs WHERE id=?{self._d.for_update}",
+                               (run_id,)).fetchone()
+            if row is None or row[0] != "running":
                 return 0
             now = time.time()
             added = 0
@@ -282,25 +225,25 @@ class SQLiteWorkflows(WorkflowStore):
                         _hist(conn, run_id, f"step.{s.state}", s.step, s.index,
                               data={"input": s.input, "wait": s.wait, "error": s.error})
             return added
-        return cast(int, self._db._write(run))
+        return self._db.write(run)
 
     def steps(self, run_id: int, *, outputs: bool = True,
               parents: bool = False) -> list[StepRecord]:
         """A run's step rows; ``parents``: only the steps themselves, not for_each items."""
         cols = _STEP_COLS if outputs else _STEP_COLS.replace("input, output,", "NULL, NULL,")
         only = " AND idx=-1" if parents else ""
-        rows = self._db._read(f"SELECT {cols} FROM wf_steps WHERE run_id=?{only} ORDER BY "
-                              f"rowid", (run_id,))
+        rows = self._db.read(f"SELECT {cols} FROM wf_steps WHERE run_id=?{only} ORDER BY "
+                             f"{self._d.insertion_order}", (run_id,))
         return [self._step(r, outputs) for r in rows]
 
     def step(self, run_id: int, step: str, index: int = -1) -> StepRecord | None:
-        rows = self._db._read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE run_id=? AND step=? "
+        rows = self._db.read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE run_id=? AND step=? "
                               f"AND idx=?", (run_id, step, index))
         return self._step(rows[0]) if rows else None
 
     def outputs(self, run_id: int, step: str) -> list[Any]:
         """The outputs of a for_each's items, in item order."""
-        rows = self._db._read("SELECT output, output_ref FROM wf_steps WHERE run_id=? AND "
+        rows = self._db.read("SELECT output, output_ref FROM wf_steps WHERE run_id=? AND "
                               "step=? AND idx>=0 ORDER BY idx", (run_id, step))
         return [self._output(r[0], r[1]) for r in rows]
 
@@ -320,69 +263,54 @@ class SQLiteWorkflows(WorkflowStore):
 
     def promote_items(self, run_id: int, step: str, parallelism: int) -> int:
         """Queue pending items of a for_each while fewer than ``parallelism`` are active."""
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: Tx) -> int:
             active = conn.execute("SELECT COUNT(*) FROM wf_steps WHERE run_id=? AND step=? AND "
                                   "idx>=0 AND state IN ('queued','running')",
                                   (run_id, step)).fetchone()[0]
             free = max(0, parallelism - active)
             if not free:
                 return 0
+            row = self._d.insertion_order
             return int(conn.execute(
-                "UPDATE wf_steps SET state='queued', run_at=? WHERE rowid IN (SELECT rowid "
-                "FROM wf_steps WHERE run_id=? AND step=? AND idx>=0 AND state='pending' "
-                "ORDER BY idx LIMIT ?)", (time.time(), run_id, step, free)).rowcount)
-        return cast(int, self._db._write(run))
+                f"UPDATE wf_steps SET state='queued', run_at=? WHERE {row} IN (SELECT {row} "
+                f"FROM wf_steps WHERE run_id=? AND step=? AND idx>=0 AND state='pending' "
+                f"ORDER BY idx LIMIT ?)", (time.time(), run_id, step, free)).rowcount)
+        return self._db.write(run)
 
     def counts(self, run_id: int, step: str) -> dict[str, int]:
         """States of a for_each's items: {state: n}."""
-        rows = self._db._read("SELECT state, COUNT(*) FROM wf_steps WHERE run_id=? AND step=? "
+        rows = self._db.read("SELECT state, COUNT(*) FROM wf_steps WHERE run_id=? AND step=? "
                               "AND idx>=0 GROUP BY state", (run_id, step))
         return {r[0]: int(r[1]) for r in rows}
 
     def claim(self, owner: str, now: float, lease_s: float) -> StepRecord | None:
         """Lease the oldest due step (queued, or running with an expired lease)."""
-        def run(conn: sqlite3.Connection) -> Sequence[Any] | None:
-            row: Sequence[Any] | None = conn.execute(
-                f"UPDATE wf_steps SET state='running', attempt=attempt+1, owner=?, "
-                f"lease_until=?, started_at=? WHERE rowid=(SELECT rowid FROM wf_steps WHERE "
-                f"(state='queued' AND run_at<=?) OR (state='running' AND lease_until<?) "
-                f"ORDER BY run_at LIMIT 1) RETURNING {_STEP_COLS}",
-                (owner, now + lease_s, now, now, now)).fetchone()
+        def run(tx: Tx) -> Sequence[Any] | None:
+            row: Sequence[Any] | None = STEPS.claim(self._db, owner, now, lease_s, _STEP_COLS,
+                                                    tx)
             if row is None:
                 return None
-            _hist(conn, row[0], "step.started", row[1], row[2], row[4], owner)
+            _hist(tx, row[0], "step.started", row[1], row[2], row[4], owner)
             return row
-        row = cast("Sequence[Any] | None", self._db._write(run))
+        row = self._db.write(run)
         return None if row is None else self._step(row)
 
     def renew(self, owner: str, keys: Sequence[tuple[int, str, int]], until: float) -> None:
-        if keys:
-            self._db._write(lambda c: c.executemany(
-                "UPDATE wf_steps SET lease_until=? WHERE run_id=? AND step=? AND idx=? AND "
-                "owner=? AND state='running'", [(until, *k, owner) for k in keys]))
+        STEPS.renew(self._db, owner, keys, until)
 
     def release(self, owner: str, keys: Sequence[tuple[int, str, int]]) -> None:
         """Give leases back without counting the attempt (graceful stop)."""
-        if keys:
-            self._db._write(lambda c: c.executemany(
-                "UPDATE wf_steps SET state='queued', attempt=MAX(attempt-1,0), owner=NULL, "
-                "lease_until=NULL WHERE run_id=? AND step=? AND idx=? AND owner=? AND "
-                "state='running'", [(*k, owner) for k in keys]))
+        STEPS.release(self._db, owner, keys)
 
     def release_others(self, owner: str) -> int:
-        return int(self._db._write(lambda c: c.execute(
-            # A running row without an owner is a for_each's own row, never leased.
-            "UPDATE wf_steps SET lease_until=0 WHERE state='running' AND owner IS NOT NULL "
-            "AND owner != ?", (owner,)).rowcount))
+        return STEPS.release_others(self._db, owner)
 
     def complete(self, run_id: int, step: str, index: int, *, owner: str | None,
                  state: StepState, output: bytes | None = None, inline_limit: int = 1 << 16,
                  error: str | None = None, retry_at: float | None = None,
                  expect: Sequence[str] = ("running",), actor: str | None = None,
                  duration_s: float | None = None) -> bool:
-        """Record a step's outcome: ``output`` is JSON bytes; ``retry_at`` requeues it.
-        False when the row is not in an ``expect`` state (or ``owner`` lost its lease)."""
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: Tx) -> bool:
             text, ref = None, None
             if output is not None:
                 if len(output) > inline_limit:
@@ -393,14 +321,14 @@ class SQLiteWorkflows(WorkflowStore):
                     text = output.decode()
             new = "queued" if retry_at is not None else state
             now = time.time()
-            marks = ",".join("?" * len(expect))
             owned = " AND owner=?" if owner is not None else ""
             cur = conn.execute(
-                f"UPDATE wf_steps SET state=?, output=?, output_ref=?, output_bytes=?, error=?, "
-                f"run_at=COALESCE(?, run_at), finished_at=?, owner=NULL, lease_until=NULL, "
-                f"decided_by=COALESCE(?, decided_by), decided_at=CASE WHEN ? IS NULL THEN "
+                f"UPDATE wf_steps SET state=?, output=?, output_ref=?, output_bytes=?, "
+                f"error=?, run_at=COALESCE(?, run_at), finished_at=?, owner=NULL, "
+                f"lease_until=NULL, decided_by=COALESCE(?, decided_by), "
+                f"decided_at=CASE WHEN CAST(? AS TEXT) IS NULL THEN "
                 f"decided_at ELSE ? END WHERE run_id=? AND step=? AND idx=? AND state IN "
-                f"({marks}){owned}",
+                f"({marks(len(expect))}){owned}",
                 (new, text, ref, None if output is None else len(output), error, retry_at,
                  None if retry_at is not None else now, actor, actor, now, run_id, step, index,
                  *expect, *([owner] if owner is not None else [])))
@@ -418,21 +346,21 @@ class SQLiteWorkflows(WorkflowStore):
             _hist(conn, run_id, "step.retrying" if retry_at is not None else f"step.{state}",
                   step, index, attempt, actor or owner, data)
             return True
-        return cast(bool, self._db._write(run))
+        return self._db.write(run)
 
     def waiting(self) -> list[StepRecord]:
         """Steps waiting for an approval, an event or a sub-workflow."""
-        rows = self._db._read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE state='waiting'")
+        rows = self._db.read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE state='waiting'")
         return [self._step(r) for r in rows]
 
     def next_due(self) -> float | None:
-        rows = self._db._read("SELECT MIN(run_at) FROM wf_steps WHERE state='queued'")
+        rows = self._db.read("SELECT MIN(run_at) FROM wf_steps WHERE state='queued'")
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     # -- history and triggers --
 
     def history(self, run_id: int, limit: int = 1000) -> list[HistoryRecord]:
-        rows = self._db._read("SELECT id, run_id, at, kind, step, idx, attempt, actor, data "
+        rows = self._db.read("SELECT id, run_id, at, kind, step, idx, attempt, actor, data "
                               "FROM wf_history WHERE run_id=? ORDER BY id LIMIT ?",
                     (run_id, limit))
         return [HistoryRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], from_json(r[8]))
@@ -440,25 +368,25 @@ class SQLiteWorkflows(WorkflowStore):
 
     def note(self, run_id: int, kind: str, *, step: str | None = None, index: int | None = None,
              actor: str | None = None, data: Any = None) -> None:
-        self._db._write(lambda c: _hist(c, run_id, kind, step, index, None, actor, data))
+        self._db.write(lambda c: _hist(c, run_id, kind, step, index, None, actor, data))
 
     def first_delivery(self, signature: str, now: float, window_s: float) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: Tx) -> bool:
             conn.execute("DELETE FROM wf_webhook_seen WHERE at < ?", (now - window_s,))
-            return conn.execute("INSERT INTO wf_webhook_seen VALUES (?, ?) ON CONFLICT DO "
-                                "NOTHING", (signature, now)).rowcount == 1
-        return bool(self._db._write(run))
+            return bool(conn.execute("INSERT INTO wf_webhook_seen VALUES (?, ?) ON CONFLICT "
+                                     "DO NOTHING", (signature, now)).rowcount == 1)
+        return bool(self._db.write(run))
 
     def next_fire(self, workflow: str, name: str) -> float | None:
-        rows = self._db._read("SELECT next_fire FROM wf_triggers WHERE workflow=? AND name=?",
+        rows = self._db.read("SELECT next_fire FROM wf_triggers WHERE workflow=? AND name=?",
                     (workflow, name))
         return float(rows[0][0]) if rows else None
 
     def set_fire(self, workflow: str, name: str, expected: float | None, new: float) -> bool:
-        return cast(bool, self._db._write(lambda c: _advance(c, workflow, name, expected, new)))
+        return self._db.write(lambda c: _advance(c, workflow, name, expected, new))
 
 
-def _advance(conn: sqlite3.Connection, workflow: str, name: str, expected: float | None,
+def _advance(conn: Tx, workflow: str, name: str, expected: float | None,
              new: float) -> bool:
     if expected is None:
         cur = conn.execute("INSERT INTO wf_triggers VALUES (?,?,?) ON CONFLICT DO NOTHING",
@@ -466,10 +394,10 @@ def _advance(conn: sqlite3.Connection, workflow: str, name: str, expected: float
     else:
         cur = conn.execute("UPDATE wf_triggers SET next_fire=? WHERE workflow=? AND name=? AND "
                            "next_fire=?", (new, workflow, name, expected))
-    return cur.rowcount == 1
+    return bool(cur.rowcount == 1)
 
 
-def _cancel(conn: sqlite3.Connection, run_id: int, reason: str, actor: str, now: float) -> None:
+def _cancel(conn: Tx, run_id: int, reason: str, actor: str, now: float) -> None:
     conn.execute("UPDATE wf_runs SET state='cancelled', error=?, finished_at=? WHERE id=?",
                  (reason, now, run_id))
     # A step running right now finishes on its worker; its outcome is then refused.
@@ -481,7 +409,7 @@ def _cancel(conn: sqlite3.Connection, run_id: int, reason: str, actor: str, now:
         _cancel(conn, child, f"parent run {run_id} was cancelled", actor, now)
 
 
-def _hist(conn: sqlite3.Connection, run_id: int, kind: str, step: str | None = None,
+def _hist(conn: Tx, run_id: int, kind: str, step: str | None = None,
           index: int | None = None, attempt: int | None = None, actor: str | None = None,
           data: Any = None) -> None:
     conn.execute("INSERT INTO wf_history(run_id, at, kind, step, idx, attempt, actor, data) "

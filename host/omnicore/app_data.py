@@ -1,0 +1,238 @@
+"""``AppData``: an app's data dir and the stores kept in it, each opened on first use.
+
+An app that never touches a store never opens it: ``omnicore inspect`` and a plugin without
+``memory`` cost no database file and no vector index. Opening takes one lock so two threads
+asking at once share one store. Their modules are imported on first use too: an app that
+only calls a plugin (``omnicore call``) never loads the storage backend (sqlite-utils,
+numpy), the vector index or the egress client.
+
+:meth:`AppData.open` is the first step of an app's start (the data dir made private, its
+lock taken, the database opened, the leases of a host that died holding the lock given
+back); :meth:`AppData.close` the last of its stop.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from omnicore.config import OmniConfig
+from omnicore.errors import ConfigError
+from omnicore.logging import BoundLogger
+from omnicore.sandbox.modcache import check_cache_dir
+
+if TYPE_CHECKING:
+    from omnicore.capabilities.kv import KV
+    from omnicore.egress import Connector, Egress
+    from omnicore.storage import Storage
+    from omnicore.storage.datadir import DataDirLock
+    from omnicore.storage.memory import Embedder, MemoryStore
+    from omnicore.storage.secrets import SecretStore
+    from omnicore.storage.vectors import VectorStore
+
+__all__ = ["AppData"]
+
+
+class AppData:
+    """The data dir of one app (``config.data_dir``) and its stores: ``storage``, ``kv``,
+    ``secrets``, ``connectors``, ``egress``, ``vectors``, ``memory``.
+
+    ``runtime_id`` names this host on its lock and its own folder; ``embedder`` finds the
+    extension that embeds text for ``memory``, when it is first opened.
+    """
+
+    def __init__(self, config: OmniConfig, runtime_id: str, log: BoundLogger, *,
+                 embedder: Callable[[], Embedder | None] = lambda: None) -> None:
+        self.config = config
+        self.runtime_id = runtime_id
+        self.log = log
+        self._embedder = embedder
+        self._lock = threading.Lock()
+        self._storage: Storage | None = None
+        self._data_lock: DataDirLock | None = None
+        self._kv: KV | None = None
+        self._secrets: SecretStore | None = None
+        self._connectors: dict[str, Connector] | None = None
+        self._egress: Egress | None = None
+        self._vectors: VectorStore | None = None
+        self._memory: MemoryStore | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        """Where this app keeps its files (created on start)."""
+        return self.config.data_dir
+
+    @property
+    def instance_dir(self) -> Path:
+        """Where this host keeps what is its own (the vector index caches, ``console.json``):
+        the data dir with the embedded database; with a shared one (``storage.url``), a folder
+        of this runtime id's under ``<data_dir>/instances/``, so hosts that share a data dir
+        never write over each other's files."""
+        if self.config.storage.url is None:
+            return self.data_dir
+        return self.data_dir / "instances" / self.runtime_id
+
+    @property
+    def data_lock(self) -> DataDirLock:
+        """One host per data dir while started; a refused second host is told who holds it."""
+        if self._data_lock is None:
+            from omnicore.storage.datadir import DataDirLock
+
+            self._data_lock = DataDirLock(self.config.data_dir)
+        return self._data_lock
+
+    @property
+    def storage(self) -> Storage:
+        """The app's durable state (``<data_dir>/omnicore.db``), opened on first use."""
+        store = self._storage
+        if store is None:
+            with self._lock:
+                store = self._storage
+                if store is None:
+                    from omnicore.storage import open_storage
+
+                    store = self._storage = open_storage(
+                        self.data_dir, synchronous=self.config.storage.synchronous,
+                        url=self.config.storage.url)
+        return store
+
+    @property
+    def kv(self) -> KV:
+        """Plugins' keys from Python: ``app.kv.for_plugin(name).get(key)``."""
+        if self._kv is None:
+            from omnicore.capabilities.kv import KV
+
+            self._kv = KV(lambda: self.storage)
+        return self._kv
+
+    @property
+    def secrets(self) -> SecretStore:
+        """The app's secrets, encrypted at rest (``omnicore secrets``; abi.md §4.9)."""
+        store = self._secrets
+        if store is None:
+            rows = self.storage.secrets
+            with self._lock:
+                store = self._secrets
+                if store is None:
+                    from omnicore.storage.secrets import SecretStore
+
+                    store = self._secrets = SecretStore(rows, self.data_dir)
+        return store
+
+    @property
+    def connectors(self) -> dict[str, Connector]:
+        """The app's ``connectors.<name>`` (omnicore:http), checked; ConfigError names the key."""
+        if self._connectors is None:
+            from omnicore.egress import connectors_from
+
+            self._connectors = connectors_from(self.config.connectors)
+        return self._connectors
+
+    @property
+    def egress(self) -> Egress:
+        """The app's outbound HTTP (plugins' ``http`` grants, workflow connector steps): one
+        client, one address policy, one redaction rule (:mod:`omnicore.egress`)."""
+        if self._egress is None:
+            from omnicore.egress import Egress
+
+            self._egress = Egress(lambda: self.connectors, lambda: self.secrets)
+        return self._egress
+
+    @property
+    def vectors(self) -> VectorStore:
+        """Plugins' vector collections (``app.vectors.for_plugin(name)``; abi.md §4.5)."""
+        store = self._vectors
+        if store is None:
+            rows = self.storage.vectors
+            with self._lock:
+                store = self._vectors
+                if store is None:
+                    from omnicore.storage.vectors import VectorStore
+
+                    store = self._vectors = VectorStore(
+                        rows, self.instance_dir / "vectors", shared=self.storage.shared)
+        return store
+
+    @property
+    def memory(self) -> MemoryStore:
+        """Plugins' tiered memories (``app.memory.for_plugin(name)``; abi.md §4.4); consolidated
+        every ``capabilities.memory.consolidate_every_s`` (600) seconds while open."""
+        store = self._memory
+        if store is None:
+            rows = self.storage.memory
+            with self._lock:
+                store = self._memory
+                if store is None:
+                    from omnicore.storage.memory import MemoryStore
+
+                    store = self._memory = MemoryStore(rows, lambda: self.vectors,
+                                                       self._embedder)
+                    every = self.config.capabilities.get("memory", {}).get(
+                        "consolidate_every_s", 600)
+                    store.start(float(every))
+        return store
+
+    def open(self, app: str) -> None:
+        """Make the data dir ready for a start of the app named ``app``: created 0700, its
+        lock taken (embedded database: one host per data dir; a second is refused naming the
+        first), the database opened (a damaged one ends the start here, in one line), the
+        module cache's permissions checked, and the leases of a host that died holding the
+        lock given back."""
+        try:
+            from omnicore.storage.datadir import private_dir
+
+            private_dir(self.data_dir)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create data_dir {self.data_dir}: {exc.strerror or exc} "
+                f"(set data_dir in omnicore.yaml or OMNICORE_DATA_DIR)",
+                key="data_dir", value=str(self.data_dir),
+                source=self.config.source_of("data_dir")) from exc
+        # The embedded database has one host; a shared one (storage.url) has many, whose
+        # membership, not this lock, says who is alive.
+        embedded = self.config.storage.url is None
+        if embedded:
+            self.data_lock.acquire(runtime_id=self.runtime_id, app=app, started_at=time.time())
+        queue = self.storage.queue  # a damaged database ends the start here, in one line
+        if self.config.sandbox.cache_dir is not None:
+            check_cache_dir(self.config.sandbox.cache_dir)
+        if not embedded:
+            return
+        # The lock is ours, so whoever leased the rows still running died holding it.
+        jobs = queue.release_others(self.runtime_id)
+        steps = self.storage.workflows.release_others(self.runtime_id)
+        if jobs or steps:
+            gone = self.data_lock.previous or {}
+            self.log.warning("released %d job and %d workflow step lease(s) of a host that "
+                             "stopped without giving them back (pid %s, runtime id %s): "
+                             "they run again now", jobs, steps, gone.get("pid", "?"),
+                             gone.get("runtime_id", "?"))
+
+    def close(self) -> None:
+        """Close every store opened (the memory consolidation stopped, the vector indexes
+        written beside the database before it closes); the next use opens them again."""
+        memory, self._memory = self._memory, None
+        if memory is not None:
+            memory.stop()
+        vectors = self._vectors
+        if vectors is not None:
+            vectors.close()
+        with self._lock:
+            store, self._storage = self._storage, None
+            self._secrets = None
+            self._vectors = None
+        if store is not None:
+            store.close()
+        if self.config.storage.url is not None:
+            # A shared database's caches are this runtime id's alone, and the next start
+            # has a new id: leave nothing behind.
+            shutil.rmtree(self.instance_dir, ignore_errors=True)
+
+    def release(self) -> None:
+        """Give the data dir's lock back, if it was taken (the next host may start)."""
+        if self._data_lock is not None:
+            self._data_lock.release()

@@ -1,0 +1,151 @@
+"""The seam between the stores and a database: what SQLite and PostgreSQL do differently.
+
+Every store (``storage/stores/``) is written once over a :class:`Backend`: its SQL uses ``?``
+placeholders and the fragments of :class:`Dialect`; it runs statements through
+:meth:`Backend.read`, :meth:`Backend.write_one` and :meth:`Backend.write` (a transaction
+handed to it as a :class:`Tx`), and it never sees a driver, a pool or a lock. A backend
+carries only what truly differs between databases (model: procrastinate's ``connector.py``):
+
+* connections and transactions: SQLite one connection behind a lock, writes in ``BEGIN
+  IMMEDIATE``; PostgreSQL a pool, autocommit reads, a retry on a connection the server closed;
+* placeholders (``?`` is rewritten to ``%s`` for psycopg) and error mapping (every driver
+  error becomes a :class:`~omnicore.storage.errors.StorageError` naming the database);
+* claiming: ``FOR UPDATE SKIP LOCKED`` where several hosts claim at once, nothing where one
+  writer holds the file (:attr:`Dialect.skip_locked`), and :meth:`Tx.lock` for the
+  read-then-write rules (quotas) a single writer gets for free;
+* wake-ups: :meth:`Tx.wake` (``LISTEN/NOTIFY``, or SQLite's wake-up socket after commit) and
+  :meth:`Tx.announce` for what only other hosts need to hear (events, settings);
+* per-store schema: :meth:`Backend.prepare` brings a component's tables up to date (SQLite
+  migrates each component when first used; PostgreSQL migrates everything at open).
+
+A new backend is a dialect and a connection: implement :class:`Backend` and :class:`Tx`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+__all__ = ["Backend", "Cursor", "Dialect", "Tx", "marks", "where"]
+
+T = TypeVar("T")
+
+
+class Cursor(Protocol):
+    """What a statement run in a transaction answers (a DB-API cursor)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Tx(Protocol):
+    """One write transaction: everything done through it commits together or not at all."""
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
+
+    def lock(self, key: str) -> None:
+        """Serialise the transactions that lock ``key`` until this one ends (a quota check
+        then cannot be passed by two writers that each saw room). A single writer: no-op."""
+
+    def wake(self, queue: str) -> None:
+        """Wake the idle workers of ``queue`` (``"jobs"``; ``""`` every queue) on every host
+        once this transaction commits."""
+
+    def announce(self, channel: str, payload: str) -> None:
+        """Tell the other hosts sharing the database (``"events"``: an event id,
+        ``"settings"``: a change number) at commit; a backend no other host shares: no-op."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The SQL fragments that differ between databases; stores write everything else once."""
+
+    name: str
+    #: One writer at a time holds the whole database (SQLite): a statement that reads and
+    #: then writes needs no lock to be atomic.
+    single_writer: bool
+    #: Appended to the sub-select that picks a row to lease (claims by several hosts).
+    skip_locked: str
+    #: Appended to a SELECT whose rows the transaction then changes.
+    for_update: str
+    #: Null-safe equality and inequality (``a IS b`` in SQLite).
+    same: str
+    differs: str
+    #: The larger of two values (SQLite's two-argument ``MAX``).
+    greatest: str
+    #: The column that keeps the order rows were inserted in, in a table keyed otherwise.
+    insertion_order: str
+
+
+def marks(n: int) -> str:
+    """``?,?,...`` for an ``IN (...)`` list of ``n`` values."""
+    return ",".join("?" * n)
+
+
+def where(**columns: Any) -> tuple[str, list[Any]]:
+    """`` WHERE a=? AND b IN (?,...)`` over the columns given a value (a list or tuple: any of
+    its items; None or empty: no condition), and its arguments; ``""`` when there are none."""
+    terms: list[str] = []
+    args: list[Any] = []
+    for column, value in columns.items():
+        if value is None or (isinstance(value, list | tuple) and not value):
+            continue
+        if isinstance(value, list | tuple):
+            terms.append(f"{column} IN ({marks(len(value))})")
+            args += value
+        else:
+            terms.append(f"{column}=?")
+            args.append(value)
+    return (" WHERE " + " AND ".join(terms)) if terms else "", args
+
+
+class Backend(abc.ABC):
+    """A database the stores run on: a :class:`Dialect` and a connection."""
+
+    #: The database for errors and logs (a file path, or a URL with its password masked).
+    location: str
+    dialect: Dialect
+
+    @abc.abstractmethod
+    def read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one statement, outside any transaction."""
+
+    def read_value(self, sql: str, args: Sequence[Any] = (),
+                   cache_key: tuple[str, str] | None = None) -> Any:
+        """The first column of the first row of ``sql`` (None: no row). With ``cache_key`` a
+        backend may answer from a cache it keeps exact (SQLite: until the next commit)."""
+        rows = self.read(sql, args)
+        return rows[0][0] if rows else None
+
+    @abc.abstractmethod
+    def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in one write transaction; what it returns. An exception rolls it back."""
+
+    @abc.abstractmethod
+    def write_one(self, sql: str, args: Sequence[Any] = (), *, returning: bool = False,
+                  wake: str | None = None) -> tuple[int, list[Any]]:
+        """One statement, atomic on its own (one round trip where :meth:`write` takes three):
+        how many rows it changed and, if ``returning``, the rows it returned. ``wake`` wakes
+        that queue's workers once it committed (a statement that returned no row wakes no
+        one)."""
+
+    @abc.abstractmethod
+    def prepare(self, component: str) -> None:
+        """Make sure ``component``'s tables exist at this omnicore's version (idempotent)."""
+
+    @abc.abstractmethod
+    def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
+        """Call ``callback`` when work is added to ``queue`` (None: any) by another process."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

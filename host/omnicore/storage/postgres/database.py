@@ -1,0 +1,229 @@
+"""The PostgreSQL backend's connection: a pool, migrations, error mapping, NOTIFY wake-ups.
+
+Why a pool of at most ``max_connections`` (default 8): PostgreSQL's default
+``max_connections`` is 100, and a cluster of several instances, each with its workers, the
+console and CLI commands, must fit in it with room for the operator's own tools.
+
+Every database error becomes a :class:`~omnicore.storage.errors.StorageError` naming the
+database with its password masked; an unreachable server fails within ``connect_timeout_s``
+instead of hanging a caller. Stores write ``?`` placeholders; they are rewritten to psycopg's
+``%s`` here (once per statement text).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from omnicore.config.schema import masked_url
+from omnicore.storage.backend import Backend, Cursor, Dialect, Tx
+from omnicore.storage.errors import StorageError
+from omnicore.storage.postgres.liveness import CHANNEL, EVENTS, SETTINGS, Liveness
+from omnicore.storage.postgres.schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION
+
+__all__ = ["POSTGRES", "Database"]
+
+T = TypeVar("T")
+
+#: Several hosts claim at once: each skips the rows another transaction holds.
+POSTGRES = Dialect(name="postgres", single_writer=False,
+                   skip_locked=" FOR UPDATE SKIP LOCKED", for_update=" FOR UPDATE",
+                   same="IS NOT DISTINCT FROM", differs="IS DISTINCT FROM",
+                   greatest="GREATEST", insertion_order="seq")
+#: The NOTIFY channel of each :meth:`Tx.announce` channel.
+_CHANNELS = {"events": EVENTS, "settings": SETTINGS}
+
+
+@functools.lru_cache(maxsize=4096)
+def _sql(text: str) -> str:
+    # psycopg formats every query given arguments: a literal % must be doubled.
+    return text.replace("%", "%%").replace("?", "%s")
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:
+        raise StorageError("storage.url names PostgreSQL but psycopg is not installed: "
+                           "pip install 'omnicore[postgres]'") from None
+    return psycopg, psycopg_pool
+
+
+class _Tx:
+    """A transaction on one pooled connection; NOTIFYs are delivered at its commit."""
+
+    __slots__ = ("_conn", "_origin")
+
+    def __init__(self, conn: Any, origin: str) -> None:
+        self._conn = conn
+        self._origin = origin
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
+        return self._conn.execute(_sql(sql), tuple(args))  # type: ignore[no-any-return]
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        return self._conn.cursor().executemany(_sql(sql), list(rows))
+
+    def lock(self, key: str) -> None:
+        self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+
+    def wake(self, queue: str) -> None:
+        self._conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, queue))
+
+    def announce(self, channel: str, payload: str) -> None:
+        # Tagged with this storage's origin, so its own listener does not deliver it twice.
+        self._conn.execute("SELECT pg_notify(%s, %s)",
+                           (_CHANNELS[channel], f"{self._origin}:{payload}"))
+
+
+class Database(Backend):
+    """A PostgreSQL database several hosts share: opened (pool, migrations) at construction."""
+
+    dialect = POSTGRES
+
+    def __init__(self, url: str, *, max_connections: int = 8,
+                 connect_timeout_s: float = 2.0) -> None:
+        psycopg, psycopg_pool = _psycopg()
+        self._psycopg = psycopg
+        self.url = url
+        self.location = masked_url(url)
+        self._timeout = connect_timeout_s
+        # A statement that waits on a lock or a dead server must end: the caller holds a
+        # plugin call's deadline or a request.
+        self._pool = psycopg_pool.ConnectionPool(
+            url, min_size=1, max_size=max_connections, open=False, timeout=connect_timeout_s,
+            # Autocommit: a read is one round trip; a write opens its own transaction.
+            kwargs={"connect_timeout": max(1, int(connect_timeout_s)), "autocommit": True,
+                    "options": "-c statement_timeout=30000"},
+            name="omnicore")
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout_s)
+            self._migrate()
+        except psycopg_pool.PoolTimeout as exc:
+            self._pool.close()
+            raise self._error("cannot open", exc) from None
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise self._error("cannot open", exc) from None
+        except StorageError:
+            self._pool.close()
+            raise
+        #: The storage's own connection: liveness lock and LISTEN (see liveness.py).
+        self.liveness = Liveness(url, connect_timeout_s)
+
+    def _error(self, what: str, exc: BaseException) -> StorageError:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return StorageError(f"storage {self.location}: {what}: {text}", path=self.location)
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            # Several instances and a CLI command may start at once on an empty database:
+            # one migrates, the others wait here and then find nothing to do.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
+            conn.execute("CREATE TABLE IF NOT EXISTS omnicore_schema (version integer NOT NULL)")
+            row = conn.execute("SELECT version FROM omnicore_schema").fetchone()
+            version = row[0] if row else 0
+            if row is None:
+                conn.execute("INSERT INTO omnicore_schema VALUES (0)")
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"storage {self.location}: schema version {version} was written by a "
+                    f"newer omnicore (this one knows up to {SCHEMA_VERSION}); upgrade omnicore",
+                    path=self.location)
+            for step in MIGRATIONS[version:]:
+                conn.execute(step)
+            conn.execute("UPDATE omnicore_schema SET version=%s", (SCHEMA_VERSION,))
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.read("SELECT version FROM omnicore_schema")[0][0])
+
+    def prepare(self, component: str) -> None:
+        return None  # every component's tables are migrated at open (schema.py)
+
+    def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
+        self.liveness.on_wakeup(callback, queue)
+
+    def write(self, fn: Callable[[Tx], T]) -> T:
+        psycopg = self._psycopg
+        try:
+            for attempt in (1, 2):
+                with self._pool.connection(timeout=self._timeout) as conn:
+                    try:
+                        tx = conn.transaction()
+                        tx.__enter__()
+                    except psycopg.OperationalError:
+                        # A pooled connection the server closed (it restarted): BEGIN failed,
+                        # so nothing was done; the pool drops it and the next one is tried.
+                        if attempt == 1 and conn.broken:
+                            continue
+                        raise
+                    try:
+                        result = fn(_Tx(conn, self.liveness.origin))
+                    except BaseException as exc:
+                        tx.__exit__(type(exc), exc, exc.__traceback__)
+                        raise
+                    tx.__exit__(None, None, None)
+                    return result
+            raise AssertionError("unreachable")  # pragma: no cover
+        except psycopg.Error as exc:
+            raise self._error("write failed", exc) from None
+        except StorageError:
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "PoolTimeout":
+                raise self._error("unreachable", exc) from None
+            raise
+
+    def write_one(self, sql: str, args: Sequence[Any] = (), *, returning: bool = False,
+                  wake: str | None = None) -> tuple[int, list[Any]]:
+        # Autocommit, and like a read tried again once on a pooled connection the server
+        # closed: the statement then never reached a live backend, and the callers'
+        # statements are leases and inserts into an at-least-once queue. (Not
+        # ``cur.description`` to tell: it builds a Column per column per call.)
+        text = _sql(sql)
+        params = tuple(args)
+        if wake is not None:
+            # The statement and its wake-up in one: pg_notify, like a NOTIFY, is delivered
+            # when the statement's transaction commits, and only when it returned a row.
+            text = f"WITH w AS ({text}) SELECT w.*, pg_notify(%s, %s) FROM w"
+            rows = self._statement(text, (*params, CHANNEL, wake), "write failed",
+                                   lambda cur: list(cur.fetchall()))
+            return len(rows), [r[:-1] for r in rows]
+        return self._statement(text, params, "write failed", lambda cur: (
+            cur.rowcount, cur.fetchall() if returning else []))
+
+    def read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """One statement outside a transaction (the hot path of kv get); a read is safe to
+        try again once on a connection the server closed."""
+        return self._statement(_sql(sql), tuple(args), "read failed",
+                               lambda cur: list(cur.fetchall()))
+
+    def _statement(self, sql: str, args: Sequence[Any], what: str,
+                   result: Callable[[Any], T]) -> T:
+        psycopg = self._psycopg
+        try:
+            for attempt in (1, 2):
+                with self._pool.connection(timeout=self._timeout) as conn:
+                    try:
+                        return result(conn.execute(sql, args))
+                    except psycopg.OperationalError:
+                        if attempt == 1 and conn.broken:
+                            continue
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
+        except psycopg.Error as exc:
+            raise self._error(what, exc) from None
+        except Exception as exc:
+            if type(exc).__name__ == "PoolTimeout":
+                raise self._error("unreachable", exc) from None
+            raise
+
+    def close(self) -> None:
+        self.liveness.close()
+        self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.location}>"

@@ -1,0 +1,57 @@
+"""The event log, on any backend: recent plugin events, trimmed now and then.
+
+An append is announced to the other hosts sharing the database at commit, so their live
+subscribers see it too (:meth:`~omnicore.storage.backend.Tx.announce`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from omnicore.storage.backend import Backend, Tx, marks
+from omnicore.storage.base import EventLog, EventRecord
+
+__all__ = ["Events"]
+
+_COLS = "id, topic, plugin, payload, created_at"
+
+
+def _event(r: Sequence[Any]) -> EventRecord:
+    return EventRecord(int(r[0]), r[1], r[2], bytes(r[3]), float(r[4]))
+
+
+class Events(EventLog):
+    def __init__(self, db: Backend) -> None:
+        self._db = db
+
+    def append(self, topic: str, plugin: str | None, payload: bytes, retain: int) -> int:
+        def run(tx: Tx) -> int:
+            new = int(tx.execute("INSERT INTO events(topic, plugin, payload, created_at) "
+                                 "VALUES (?,?,?,?) RETURNING id",
+                                 (topic, plugin, payload, time.time())).fetchone()[0])
+            if new % 64 == 0:  # trim now and then, not on every append
+                tx.execute("DELETE FROM events WHERE id<=?", (new - retain,))
+            tx.announce("events", str(new))
+            return new
+        return self._db.write(run)
+
+    def recent(self, limit: int = 100, topic_prefix: str = "") -> list[EventRecord]:
+        rows = self._db.read(f"SELECT {_COLS} FROM events WHERE substr(topic, 1, ?)=? "
+                             "ORDER BY id DESC LIMIT ?", (len(topic_prefix), topic_prefix, limit))
+        return [_event(r) for r in rows]
+
+    def get_many(self, event_ids: Sequence[int]) -> list[EventRecord]:
+        found: list[EventRecord] = []
+        event_ids = sorted(set(event_ids))
+        for at in range(0, len(event_ids), 1000):
+            chunk = list(event_ids[at:at + 1000])
+            found += [_event(r) for r in self._db.read(
+                f"SELECT {_COLS} FROM events WHERE id IN ({marks(len(chunk))}) ORDER BY id",
+                chunk)]
+        return found
+
+    def get(self, event_id: int) -> EventRecord | None:
+        rows = self._db.read(f"SELECT {_COLS} FROM events WHERE id=?", (event_id,))
+        return _event(rows[0]) if rows else None

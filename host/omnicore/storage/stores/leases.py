@@ -1,0 +1,124 @@
+"""The leased queue's SQL, once: claim, renew, release and reap over any table of leased rows.
+
+A row is ``queued`` until ``run_at``, then a claim leases it to an owner until
+``lease_until`` (``running``) and counts a delivery; the owner renews the lease while it
+works and ends it (the row's own store sets the outcome through :meth:`LeasedTable.ended`);
+a lease that runs out makes the row claimable again, and a dead owner's leases run out at
+once (:func:`release_owners`). The job queue (``tasks``) and the workflow step queue
+(``wf_steps``) are both such tables.
+
+A claim is one statement: an expired lease first (a dead host's row), else the oldest due
+row; two ordered index probes that each stop at their first row. (One ``WHERE a OR b ...
+ORDER BY`` sorted the whole due queue on every claim.) ``COALESCE`` runs the second probe only
+when the first finds nothing. Where several hosts claim at once each probe skips the rows
+another transaction holds (:attr:`~omnicore.storage.backend.Dialect.skip_locked`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from omnicore.storage.backend import Backend, Dialect, Tx, marks
+
+__all__ = ["JOBS", "LEASED", "STEPS", "LeasedTable", "release_owners"]
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedTable:
+    """A table of leased rows: its name, the columns that key a row, the column counting
+    deliveries, and the queue whose workers a release wakes."""
+
+    table: str
+    key: tuple[str, ...]
+    attempts: str
+    queue: str
+
+    def _row(self, d: Dialect) -> str:
+        # One column naming one row, for the claim's sub-selects.
+        return self.key[0] if len(self.key) == 1 else d.insertion_order
+
+    def _owned(self) -> str:
+        return " AND ".join(f"{k}=?" for k in self.key) + " AND owner=? AND state='running'"
+
+    def claim(self, db: Backend, owner: str, now: float, lease_s: float,
+              columns: str, tx: Tx | None = None) -> Any:
+        """Lease the due row to ``owner`` until ``now + lease_s``; its ``columns``, or None.
+        In ``tx`` when given (the caller records the claim in the same transaction)."""
+        d = db.dialect
+        row, t = self._row(d), self.table
+        sql = (f"UPDATE {t} SET state='running', {self.attempts}={self.attempts}+1, owner=?, "
+               f"lease_until=?, started_at=? WHERE {row}=COALESCE("
+               f"(SELECT {row} FROM {t} WHERE state='running' AND lease_until<? "
+               f"ORDER BY lease_until LIMIT 1{d.skip_locked}), "
+               f"(SELECT {row} FROM {t} WHERE state='queued' AND run_at<=? "
+               f"ORDER BY run_at, {row} LIMIT 1{d.skip_locked})) RETURNING {columns}")
+        args = (owner, now + lease_s, now, now, now)
+        if tx is not None:
+            return tx.execute(sql, args).fetchone()
+        rows = db.write_one(sql, args, returning=True)[1]
+        return rows[0] if rows else None
+
+    def renew(self, db: Backend, owner: str, keys: Sequence[Any], until: float) -> None:
+        """Extend the leases ``owner`` still holds on the rows of ``keys``."""
+        if not keys:
+            return
+        if len(self.key) == 1:
+            db.write_one(f"UPDATE {self.table} SET lease_until=? WHERE owner=? AND "
+                         f"state='running' AND {self.key[0]} IN ({marks(len(keys))})",
+                         (until, owner, *keys))
+            return
+        db.write(lambda tx: tx.executemany(
+            f"UPDATE {self.table} SET lease_until=? WHERE {self._owned()}",
+            [(until, *k, owner) for k in keys]))
+
+    def release(self, db: Backend, owner: str, keys: Sequence[Any]) -> None:
+        """Give leases back without counting the delivery (a graceful stop)."""
+        if not keys:
+            return
+        n = self.attempts
+        sql = (f"UPDATE {self.table} SET state='queued', {n}={db.dialect.greatest}({n}-1, 0), "
+               f"owner=NULL, lease_until=NULL WHERE {self._owned()}")
+
+        def run(tx: Tx) -> None:
+            tx.executemany(sql, [((k,) if len(self.key) == 1 else tuple(k)) + (owner,)
+                                 for k in keys])
+            tx.wake(self.queue)
+        db.write(run)
+
+    def release_others(self, db: Backend, owner: str) -> int:
+        """Every row leased by anyone but ``owner`` is due again at once (the delivery stays
+        counted); how many. Only for a host that knows it is alone."""
+        def run(tx: Tx) -> int:
+            # A running row without an owner is never leased (a for_each's own step row).
+            n = int(tx.execute(f"UPDATE {self.table} SET lease_until=0 WHERE state='running' "
+                               f"AND owner IS NOT NULL AND owner <> ?", (owner,)).rowcount)
+            if n:
+                tx.wake(self.queue)
+            return n
+        return db.write(run)
+
+    def ended(self, sets: str) -> str:
+        """The statement that ends ``owner``'s lease on one row with ``sets`` (``col=?, ...``);
+        its arguments: those of ``sets``, then the key's, then the owner."""
+        return (f"UPDATE {self.table} SET {sets}, owner=NULL, lease_until=NULL "
+                f"WHERE {self._owned()}")
+
+
+#: The job queue.
+JOBS = LeasedTable("tasks", ("id",), "attempts", "jobs")
+#: The workflow step queue.
+STEPS = LeasedTable("wf_steps", ("run_id", "step", "idx"), "attempt", "steps")
+#: Every leased table, for :func:`release_owners`.
+LEASED = (JOBS, STEPS)
+
+
+def release_owners(tx: Tx, owners: Sequence[str],
+                   tables: Sequence[LeasedTable] = LEASED) -> None:
+    """In ``tx``: the leases held by ``owners`` (dead hosts) run out now, on every table."""
+    if not owners:
+        return
+    for t in tables:
+        tx.execute(f"UPDATE {t.table} SET lease_until=0 WHERE state='running' AND owner IN "
+                   f"({marks(len(owners))})", tuple(owners))

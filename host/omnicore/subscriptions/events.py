@@ -1,0 +1,51 @@
+"""What a plugin publishes, and the JSON a subscribing handler receives."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from omnicore.core import jsoncodec
+from omnicore.core.events import Event
+
+__all__ = ["PluginEvent", "event_body"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginEvent(Event):
+    """What a plugin published: ``topic`` is ``plugin.<plugin>.<its topic>``."""
+
+    topic: str  # type: ignore[misc]  # per instance, unlike host events
+    plugin: str
+    data: bytes = field(repr=False)
+    hops: int = 1
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def event_body(event: Event) -> bytes:
+    """The JSON a subscribing handler receives: ``{"topic", "data"}``.
+
+    A plugin's payload goes in as JSON when it is JSON (NaN and Infinity are not, as for
+    every guest's JSON: they would make the body invalid for the handler's parser), else as
+    text, else as ``{"base64": ...}``.
+    """
+    if isinstance(event, PluginEvent):
+        try:
+            data: Any = jsoncodec.loads(event.data, parse_constant=_not_json) \
+                if event.data else None
+        except ValueError:
+            try:
+                data = event.data.decode()
+            except UnicodeDecodeError:
+                data = {"base64": base64.b64encode(event.data).decode()}
+    else:
+        data = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)
+                if f.name not in ("exc",)}
+    return json.dumps({"topic": event.topic, "data": data}, default=str,
+                      separators=(",", ":")).encode()

@@ -1,0 +1,50 @@
+"""Every subscriber's deliveries in ``/metrics``, read at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from omnicore.subscriptions.service import Subscriptions
+
+__all__ = ["SubscriberMetrics"]
+
+
+class SubscriberMetrics(Collector):
+    """``omnicore_events_*`` of one :class:`~omnicore.subscriptions.Subscriptions`."""
+
+    def __init__(self, subs: Subscriptions) -> None:
+        self.subs = subs
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["plugin", "handler", "topic"]
+        families = {
+            "delivered": CounterMetricFamily("omnicore_events_delivered", "Events a subscribing "
+                                             "handler took without error.", labels=labels),
+            "failed": CounterMetricFamily("omnicore_events_failed", "Events whose subscribing "
+                                          "handler failed.", labels=labels),
+            "dropped": CounterMetricFamily("omnicore_events_dropped", "Events dropped because "
+                                           "the subscriber's inbox was full.", labels=labels),
+        }
+        inbox = GaugeMetricFamily("omnicore_events_inbox", "Events waiting in a subscriber's "
+                                  "inbox.", labels=labels)
+        for sub in self.subs.all():
+            key = [sub.plugin, sub.handler, sub.pattern]
+            for name, family in families.items():
+                family.add_metric(key, float(getattr(sub, name)))
+            inbox.add_metric(key, float(len(sub.inbox)))
+        yield from families.values()
+        yield inbox
+        hops = CounterMetricFamily("omnicore_events_hop_drops", "Events dropped over "
+                                   "capabilities.events.max_hops (plugins in a cycle).")
+        hops.add_metric([], float(self.subs.hop_drops))
+        yield hops
+        rate = CounterMetricFamily("omnicore_events_rate_drops", "Publishes refused over "
+                                   "capabilities.events.max_publish_per_s.", labels=["plugin"])
+        for plugin, n in sorted(self.subs.rate_drops.items()):
+            rate.add_metric([plugin], float(n))
+        yield rate

@@ -1,0 +1,271 @@
+"""``app.subscriptions``: plugins' events published, and delivered to subscribing handlers.
+
+:meth:`Subscriptions.publish` puts a :class:`PluginEvent` on the app's event bus as
+``plugin.<name>.<topic>`` (after the storage's event log has it) and the service routes every
+bus event to the subscribers whose pattern matches it.
+
+Delivery never runs on the publisher's call: each subscriber has a bounded in-memory inbox
+drained by a small thread pool (an overflow is dropped, counted and logged), or, with
+``durable: true``, a job in the durable queue (at least once, survives a restart). A plugin
+does not receive its own events unless its subscription says ``self: true``. Every event
+carries a hop count — one more than the work that published it — and a delivery beyond
+``capabilities.events.max_hops`` is dropped, so plugins publishing to each other in a cycle
+stop there.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Protocol
+
+from prometheus_client.registry import Collector
+
+from omnicore.config import OmniConfig
+from omnicore.core.events import Event, EventBus, Subscription
+from omnicore.errors import ConfigError, PluginNotFound
+from omnicore.jobs import Jobs, at_hops, current_hops
+from omnicore.logging import get_logger
+from omnicore.storage import Storage, StorageError
+from omnicore.subscriptions.events import PluginEvent, event_body
+from omnicore.subscriptions.metrics import SubscriberMetrics
+from omnicore.subscriptions.subscriber import Subscriber, manifest_subscriptions
+
+if TYPE_CHECKING:
+    from omnicore.types import PluginCaller
+
+__all__ = ["Refusal", "Subscriptions", "SubscriptionsApp"]
+
+log = get_logger("omnicore.subscriptions")
+
+
+class Refusal(enum.Enum):
+    """Why :meth:`Subscriptions.publish` did not publish."""
+
+    TOO_LARGE = "the payload is over capabilities.events.max_payload_bytes"
+    HOPS = "the event would be over capabilities.events.max_hops"
+    RATE = "the plugin publishes over capabilities.events.max_publish_per_s"
+    UNAVAILABLE = "the storage's event log cannot be written"
+
+
+class SubscriptionsApp(Protocol):
+    """What the service needs of an app (``OmniApp`` has it)."""
+
+    config: OmniConfig
+    events: EventBus
+
+    @property
+    def storage(self) -> Storage: ...
+
+    @property
+    def plugins(self) -> PluginCaller: ...
+
+    @property
+    def jobs(self) -> Jobs: ...
+
+
+class Subscriptions:
+    """``app.subscriptions``: routes bus events to plugin handlers, publishes plugins' events.
+
+    Options (``capabilities.events``): ``queue_size`` (1000 per subscriber), ``workers`` (4),
+    ``max_hops`` (8), ``retain`` (10000 events in the storage's event log),
+    ``max_payload_bytes`` (64 KiB), ``max_publish_per_s`` (1000 per plugin, bursts up to as
+    many).
+    """
+
+    def __init__(self, app: SubscriptionsApp) -> None:
+        self._app = app
+        opts = dict(app.config.capabilities.get("events", {}))
+        try:
+            self.queue_size = int(opts.pop("queue_size", 1000))
+            self.workers = int(opts.pop("workers", 4))
+            self.max_hops = int(opts.pop("max_hops", 8))
+            self.retain = int(opts.pop("retain", 10_000))
+            self.max_payload_bytes = int(opts.pop("max_payload_bytes", 64 * 1024))
+            self.max_publish_per_s = float(opts.pop("max_publish_per_s", 1000))
+            if self.max_publish_per_s <= 0:
+                raise ValueError("max_publish_per_s must be positive")
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"capabilities.events: {exc}", key="capabilities.events") from None
+        if opts:
+            raise ConfigError(f"capabilities.events: unknown option(s) {', '.join(sorted(opts))}",
+                              key="capabilities.events")
+        self._subs: dict[str, list[Subscriber]] = {}
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._threads: ThreadPoolExecutor | None = None
+        self._bus_subs: list[Subscription] = []
+        self.hop_drops = 0
+        #: Per plugin: its publish budget, and the publishes refused over it. Each publish
+        #: costs a write to the event log and, with a shared database, a query on every
+        #: other host with live subscribers: a plugin publishing in a loop is bounded here.
+        self._budgets: dict[str, list[float]] = {}
+        self.rate_drops: collections.Counter[str] = collections.Counter()
+
+    def admit_publish(self, plugin: str) -> bool:
+        """Take one publish from ``plugin``'s token bucket; False (and counted) when empty."""
+        rate = self.max_publish_per_s
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._budgets.setdefault(plugin, [rate, now])
+            bucket[0] = min(rate, bucket[0] + (now - bucket[1]) * rate)
+            bucket[1] = now
+            if bucket[0] < 1:
+                self.rate_drops[plugin] += 1
+                return False
+            bucket[0] -= 1
+            return True
+
+    def all(self) -> list[Subscriber]:
+        with self._lock:
+            return [s for subs in self._subs.values() for s in subs]
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every in-memory inbox is empty and idle; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(
+                lambda: not any(s.busy or s.inbox for subs in self._subs.values()
+                                for s in subs), timeout)
+
+    def start(self) -> None:
+        try:
+            host = self._app.plugins
+        except AttributeError:
+            return
+        self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="omnicore-events")
+        bus = self._app.events
+        self._bus_subs = [bus.subscribe(t, self._on_plugin_change)
+                          for t in ("plugin.loaded", "plugin.reloaded", "plugin.unloaded")]
+        self._bus_subs.append(bus.subscribe("*", self._route))
+        for info in list(host):
+            self.sync(info.name)
+        # What plugins publish on the other hosts of a shared database reaches the live
+        # subscribers here too (their durable subscriptions were queued once, by the origin).
+        self._app.storage.on_event(self._from_another_host)
+
+    def _from_another_host(self, event_ids: list[int]) -> None:
+        if self._threads is None or not self._subs:
+            return  # nobody here listens: no query at all
+        for record in self._app.storage.events.get_many(event_ids):  # one query a burst
+            if record.plugin is not None:
+                self._route(PluginEvent(topic=record.topic, plugin=record.plugin,
+                                        data=record.payload), live_only=True)
+
+    def stop(self) -> None:
+        for sub in self._bus_subs:
+            self._app.events.unsubscribe(sub)
+        self._bus_subs = []
+        if self._threads is not None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
+            self._threads = None
+
+    def _on_plugin_change(self, event: Any) -> None:
+        self.sync(event.plugin)
+
+    def sync(self, plugin: str) -> None:
+        """(Re)read ``plugin``'s manifest subscriptions (only if it is granted ``events``)."""
+        found: list[Subscriber] = []
+        try:
+            info = self._app.plugins.get(plugin)
+        except PluginNotFound:
+            info = None
+        if info is not None and info.state == "loaded" and info.manifest.get("subscriptions"):
+            if "events" not in info.granted:
+                log.warning("plugin '%s' subscribes to events but is not granted 'events'; "
+                            "it receives none", plugin)
+            else:
+                try:
+                    found = manifest_subscriptions(plugin, info.manifest, info.handlers)
+                except ConfigError as exc:  # a host built without the manifest checks
+                    log.error("plugin '%s' %s; it receives no events", plugin, exc)
+        with self._lock:
+            if found:
+                self._subs[plugin] = found
+            else:
+                self._subs.pop(plugin, None)
+
+    def _route(self, event: Event, live_only: bool = False) -> None:
+        if not self._subs:
+            return
+        hops = int(getattr(event, "hops", 0))
+        targets = [s for s in self.all() if s.matches(event)]
+        if not targets:
+            return
+        if hops > self.max_hops:
+            self.hop_drops += 1
+            log.warning("event %s dropped: %d hops is over capabilities.events.max_hops (%d); "
+                        "plugins may be publishing to each other in a cycle", event.topic, hops,
+                        self.max_hops)
+            return
+        body = event_body(event)
+        for sub in targets:
+            if sub.durable:
+                if live_only:
+                    continue
+                self._app.jobs.enqueue(sub.plugin, sub.handler, body,
+                                       source=f"event:{event.topic}", hops=hops)
+            else:
+                self._offer(sub, body, hops)
+
+    def _offer(self, sub: Subscriber, body: bytes, hops: int) -> None:
+        threads = self._threads
+        with self._lock:
+            if len(sub.inbox) >= self.queue_size:
+                sub.dropped += 1
+                if sub.dropped == 1 or sub.dropped % 100 == 0:
+                    log.warning("plugin '%s' handler '%s' is behind: its inbox of %d is "
+                                "full, %d event(s) dropped so far", sub.plugin, sub.handler,
+                                self.queue_size, sub.dropped)
+                return
+            sub.inbox.append((body, hops))
+            if sub.busy or threads is None:
+                return
+            sub.busy = True
+        threads.submit(self._drain, sub)
+
+    def _drain(self, sub: Subscriber) -> None:
+        while True:
+            with self._lock:
+                if not sub.inbox:
+                    sub.busy = False
+                    self._idle.notify_all()
+                    return
+                body, hops = sub.inbox.popleft()
+            try:
+                with at_hops(hops):
+                    self._app.plugins.call(sub.plugin, sub.handler, body)
+                sub.delivered += 1
+            except Exception as exc:
+                sub.failed += 1
+                log.warning("plugin '%s' handler '%s' failed on an event: %s: %s", sub.plugin,
+                            sub.handler, type(exc).__name__, exc)
+
+    def publish(self, plugin: str, topic: str, size: int,
+                payload: Callable[[], bytes]) -> Refusal | None:
+        """Publish ``payload()`` (``size`` bytes, read only once admitted) as
+        ``plugin.<plugin>.<topic>``: written to the event log, then put on the bus at one hop
+        more than the work publishing it. None, or why not."""
+        if size > self.max_payload_bytes:
+            return Refusal.TOO_LARGE
+        hops = current_hops.get() + 1
+        if hops > self.max_hops:
+            self.hop_drops += 1
+            return Refusal.HOPS
+        if not self.admit_publish(plugin):
+            return Refusal.RATE
+        data = payload()
+        full = f"plugin.{plugin}.{topic}"
+        try:
+            self._app.storage.events.append(full, plugin, data, self.retain)
+        except StorageError:
+            return Refusal.UNAVAILABLE
+        self._app.events.publish(PluginEvent(topic=full, plugin=plugin, data=data, hops=hops))
+        return None
+
+    def collector(self) -> Collector:
+        """Prometheus metrics of every subscriber's deliveries, read at scrape time."""
+        return SubscriberMetrics(self)
