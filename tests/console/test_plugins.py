@@ -8,15 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.console.conftest import Host
-
-
-def error_of(r: httpx.Response) -> dict[str, object]:
-    body = r.json()
-    assert set(body) == {"error"}
-    err: dict[str, object] = body["error"]
-    assert err["status"] == r.status_code and err["type"] and err["message"]
-    return err
+from tests.console.conftest import Host, error_of
 
 
 def test_grant_config_invoke_revoke_through_the_api(host: Host, admin: httpx.Client) -> None:

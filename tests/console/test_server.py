@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.console.conftest import Host
-from tests.console.test_plugins import error_of
+from tests.console.conftest import Host, error_of
 
 
 def test_everything_needs_sign_in_except_orchestrator_endpoints(host: Host) -> None:
