@@ -7,9 +7,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from omnicore.accounts.users import UserStore
 from omnicore.app import OmniApp
 from omnicore.cli import main
-from omnicore.console.users import UserStore
 
 PASSWORD = "correct horse battery"
 

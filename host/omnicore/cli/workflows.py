@@ -56,7 +56,7 @@ def _app(appdir: Path, *, load: bool = True) -> Iterator[OmniApp]:
 
 
 def _audit(app: OmniApp, verb: str, run_id: int, after: Any = None) -> None:
-    from omnicore.console.audit import Actor, record
+    from omnicore.accounts.audit import Actor, record
 
     record(app.storage, Actor.cli(), verb, f"run:{run_id}", None, after)
 

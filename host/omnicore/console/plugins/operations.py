@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omnicore.console.audit import Actor, record
+from omnicore.accounts.audit import Actor, record
 from omnicore.console.errors import ApiError
 from omnicore.errors import PluginNotFound
 from omnicore.plugins.info import PluginInfo

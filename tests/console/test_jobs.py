@@ -1,6 +1,6 @@
-"""The Events page (subscribers with topic and inbox depth, publishing a test event), the
-Tasks page (paged, filtered, duration and attempts) and schedules (next run, run now, pause,
-resume), on a real host with a WAT plugin that subscribes and schedules."""
+"""Jobs in the console (console/jobs.py): the Jobs page (paged, filtered, duration and
+attempts; ``/tasks`` its old path), the API's jobs under both names, and schedules (next run,
+run now, pause, resume), on a real host with a WAT plugin that subscribes and schedules."""
 
 from __future__ import annotations
 
@@ -72,51 +72,6 @@ def wait_for(check: Callable[[], object], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def test_events_page_names_subscribers_and_a_published_event_arrives(ticker: Host) -> None:
-    browser, csrf = ticker.browser_session()
-    page = browser.get("/events")
-    assert page.status_code == 200
-    row = re.search(r'<tr data-subscriber="ticker/on_event">(.*?)</tr>', page.text, re.S)
-    assert row is not None
-    assert "shop.*" in row[1] and 'data-label="Inbox depth" class="num">0<' in row[1]
-    assert 'name="topic"' in page.text
-
-    r = browser.post("/events", data={"csrf": csrf, "topic": "shop.order",
-                                      "payload": '{"n": 7}'})
-    assert r.status_code == 303 and r.headers["location"] == "/events?done=published"
-    wait_for(lambda: ticker.app.kv.for_plugin("ticker").get("last"))
-    assert json.loads(ticker.app.kv.for_plugin("ticker").get("last") or b"") == {
-        "topic": "shop.order", "data": {"n": 7}}
-    feed = browser.get("/api/v1/events", params={"kind": "event"}).json()["items"]
-    assert any(e["topic"] == "shop.order" for e in feed)
-    page = browser.get("/events").text
-    assert re.search(r'<code class="token">shop.order</code></td><td class="num">1<', page)
-    assert "ticker.on_event" in page
-    subs = browser.get("/api/v1/subscriptions").json()["items"]
-    assert subs == [{"plugin": "ticker", "handler": "on_event", "topic": "shop.*",
-                     "durable": False, "inbox": 0, "delivered": 1, "failed": 0,
-                     "dropped": 0}]
-    audit = browser.get("/api/v1/audit", params={"verb": "event."}).json()["items"]
-    assert [(a["user"], a["subject"]) for a in audit] == [("admin", "topic:shop.order")]
-
-
-def test_publishing_refuses_bad_topics_and_viewers(ticker: Host) -> None:
-    admin = ticker.client(ticker.admin_token)
-    for topic in ("", "a..b", "sp ace", "x" * 201, "a.b/c"):
-        r = admin.post("/api/v1/events", json={"topic": topic, "data": 1})
-        assert r.status_code == 422, (topic, r.text)
-    big = "x" * (ticker.app.subscriptions.max_payload_bytes + 1)
-    assert admin.post("/api/v1/events", json={"topic": "a", "data": big}).status_code == 413
-    with ticker.client(ticker.viewer_token) as viewer:
-        assert viewer.post("/api/v1/events", json={"topic": "a"}).status_code == 403
-    browser, csrf = ticker.browser_session()
-    r = browser.post("/events", data={"csrf": csrf, "topic": "no spaces", "payload": ""})
-    assert r.status_code == 422 and 'role="alert"' in r.text and "no spaces" in r.text, r.text
-    assert ticker.app.storage.events.recent(10) == []
-    r = admin.post("/api/v1/events", json={"topic": "shop.ok"})
-    assert r.status_code == 202 and ticker.app.storage.events.recent(10)[0].topic == "shop.ok"
-
-
 def test_schedules_show_next_run_and_run_now_pause_resume(ticker: Host) -> None:
     admin = ticker.client(ticker.admin_token)
 
@@ -159,7 +114,7 @@ def test_schedules_show_next_run_and_run_now_pause_resume(ticker: Host) -> None:
     assert verbs == ["schedule.resume", "schedule.pause", "schedule.run"]
 
 
-def test_tasks_page_pages_by_100_filters_and_shows_duration(ticker: Host) -> None:
+def test_jobs_page_pages_by_100_filters_and_shows_duration(ticker: Host) -> None:
     jobs = ticker.app.jobs
     for i in range(230):
         jobs.enqueue("ticker", "tick" if i % 2 else "later", b"", delay_s=3600)
@@ -191,3 +146,24 @@ def test_tasks_page_pages_by_100_filters_and_shows_duration(ticker: Host) -> Non
         '<tr data-task="') == 0
     for bad in ({"page": "0"}, {"page": "x"}, {"state": "weird"}):
         assert browser.get("/tasks", params=bad).status_code == 200
+
+
+def test_the_old_task_paths_answer_as_the_job_paths_do(ticker: Host) -> None:
+    jobs = ticker.app.jobs
+    later = jobs.enqueue("ticker", "later", b"", delay_s=3600)
+    with ticker.client(ticker.admin_token) as admin:
+        for word in ("jobs", "tasks"):
+            listed = admin.get(f"/api/v1/{word}", params={"state": "queued"}).json()
+            assert [j["id"] for j in listed["items"]] == [later]
+        assert admin.post(f"/api/v1/tasks/{later}/cancel").json() == {"id": later,
+                                                                       "cancelled": True}
+        assert admin.post(f"/api/v1/jobs/{later}/retry").json() == {"id": later,
+                                                                    "retried": True}
+        assert admin.post(f"/api/v1/jobs/{later}/retry").status_code == 409
+    browser, csrf = ticker.browser_session()
+    new, old = browser.get("/jobs"), browser.get("/tasks")
+    assert new.status_code == old.status_code == 200 and "<h1>Jobs</h1>" in old.text
+    assert f'<tr data-task="{later}">' in new.text and 'href="/jobs"' in new.text
+    r = browser.post(f"/tasks/{later}/cancel", data={"csrf": csrf})
+    assert r.status_code == 303 and r.headers["location"] == "/jobs?done=cancelled"
+    assert "Job cancelled." in browser.get(r.headers["location"]).text
