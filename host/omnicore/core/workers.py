@@ -152,6 +152,10 @@ class LeasedWorkers(Generic[T, K]):
     def _renew(self) -> None:
         with self._idle:
             keys = list(self._running)
+        if not keys:
+            # Nothing held: no statement, so none to count as the storage answering.
+            self._last_renew = time.monotonic()
+            return
 
         def renew() -> bool:
             self.queue.renew(self.owner, keys, time.time() + self.lease_s)
