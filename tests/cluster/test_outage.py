@@ -15,6 +15,7 @@ one line and its return in one; no record carries a traceback; the host stops cl
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -22,7 +23,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import wasmtime
@@ -161,7 +161,8 @@ class Load:
             except StorageError:
                 self.refused += 1
             data = json.dumps({"ping": n}).encode()
-            if app.subscriptions.publish("pub", "ping", len(data), lambda: data) is None:
+            if app.subscriptions.publish("pub", "ping", len(data),
+                                         functools.partial(bytes, data)) is None:
                 self.events.append(n)
             if n % 4 == 0:
                 try:

@@ -69,7 +69,7 @@ def _pool_class(psycopg_pool: Any) -> Any:
     class Attempt(base):  # type: ignore[misc, valid-type]
         def update_delay(self, now: float) -> None:
             super().update_delay(now)
-            self.delay = min(self.delay, RECONNECT_MAX_S)
+            self.delay: float = min(self.delay, RECONNECT_MAX_S)
 
     class Pool(pool):  # type: ignore[misc, valid-type]
         def _add_connection(self, attempt: Any, growing: bool = False) -> None:
