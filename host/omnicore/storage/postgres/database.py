@@ -31,6 +31,8 @@ POSTGRES = Dialect(name="postgres", single_writer=False,
                    skip_locked=" FOR UPDATE SKIP LOCKED", for_update=" FOR UPDATE",
                    same="IS NOT DISTINCT FROM", differs="IS DISTINCT FROM",
                    greatest="GREATEST", insertion_order="seq")
+#: How long the pool keeps one attempt to replace a lost connection going (see __init__).
+RECONNECT_S = 2.0
 #: The NOTIFY channel of each :meth:`Tx.announce` channel.
 _CHANNELS = {"events": EVENTS, "settings": SETTINGS}
 
@@ -49,35 +51,6 @@ def _psycopg() -> Any:
         raise StorageError("storage.url names PostgreSQL but psycopg is not installed: "
                            "pip install 'omnicore[postgres]'") from None
     return psycopg, psycopg_pool
-
-
-#: How long the pool waits at most between attempts to replace a lost connection. psycopg_pool
-#: doubles its wait after each failed attempt (1, 2, 4, 8 s ...): after a ten-second restart
-#: of the server it would find it back seconds late, a minute late after a longer one, while
-#: every caller (and the leases of the jobs this host holds) waits for a connection.
-RECONNECT_MAX_S = 1.0
-
-
-def _pool_class(psycopg_pool: Any) -> Any:
-    """psycopg_pool's ConnectionPool whose reconnect back-off stops growing at
-    :data:`RECONNECT_MAX_S` (its attempt object is private: where it moved, the stock pool)."""
-    base = getattr(psycopg_pool.base, "AttemptWithBackoff", None)
-    pool = psycopg_pool.ConnectionPool
-    if base is None or not hasattr(pool, "_add_connection"):
-        return pool
-
-    class Attempt(base):  # type: ignore[misc, valid-type]
-        def update_delay(self, now: float) -> None:
-            super().update_delay(now)
-            self.delay: float = min(self.delay, RECONNECT_MAX_S)
-
-    class Pool(pool):  # type: ignore[misc, valid-type]
-        def _add_connection(self, attempt: Any, growing: bool = False) -> None:
-            if attempt is None:
-                attempt = Attempt(timeout=self.reconnect_timeout)
-            super()._add_connection(attempt, growing)
-
-    return Pool
 
 
 class _Tx:
@@ -121,8 +94,13 @@ class Database(Backend):
         self._timeout = connect_timeout_s
         # A statement that waits on a lock or a dead server must end: the caller holds a
         # plugin call's deadline or a request.
-        self._pool = _pool_class(psycopg_pool)(
+        self._pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, timeout=connect_timeout_s,
+            # A lost connection is retried with a doubling wait (1, 2, 4, 8 s ...) until this
+            # ends the attempt; the next caller starts a fresh one at once. So a server back
+            # from a restart is found within seconds, not a doubled wait later (a minute after a
+            # long restart), while callers and the leases of jobs held wait for a connection.
+            reconnect_timeout=RECONNECT_S,
             # Autocommit: a read is one round trip; a write opens its own transaction.
             kwargs={"connect_timeout": max(1, int(connect_timeout_s)), "autocommit": True,
                     "options": "-c statement_timeout=30000"},
