@@ -267,6 +267,9 @@ def _print_live(doc: dict[str, Any], as_json: bool) -> None:
     echo(f"granted     {', '.join(sorted(doc.get('granted') or {})) or '(none)'}")
     if doc.get("missing"):
         echo(f"needs grant {', '.join('omnicore:' + m for m in doc['missing'])}")
+        for cap in doc["missing"]:  # a running host takes grants from the operator's settings
+            todo = hint(f"omnicore settings grant {doc['name']} {cap}")
+            echo(f"  grant it  {todo}")
     stats = doc.get("stats") or {}
     echo(f"calls       {stats.get('calls', 0)} ({stats.get('errors', 0)} errors)")
     if doc.get("last_error"):
