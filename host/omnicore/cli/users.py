@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from omnicore.cli.main import CONFIG_FILE, main
+from omnicore.cli.main import CONFIG_FILE, hint, main
 from omnicore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -74,7 +74,8 @@ def add(name: str, role: str, password_stdin: bool, appdir: Path) -> None:
     store = _store(appdir)
     try:
         if store.get(name) is not None:
-            raise ConfigError(f"user {name!r} already exists (omnicore users passwd {name})")
+            raise ConfigError(f"user {name!r} already exists "
+                              f"({hint(f'omnicore users passwd {name}')})")
         store.add(name, _password(password_stdin), role)  # type: ignore[arg-type]
         _audit(store, "user.add", f"user:{name}", {"role": role})
     finally:
@@ -92,7 +93,7 @@ def list_users(appdir: Path) -> None:
     finally:
         store.close()
     if not found:
-        click.echo("no users (omnicore users add NAME)")
+        click.echo(f"no users ({hint('omnicore users add NAME')})")
     for user in found:
         since = time.strftime("%Y-%m-%d", time.localtime(user.created))
         click.echo(f"{user.name:<24} {user.role:<7} since {since}")

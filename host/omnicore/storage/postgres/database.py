@@ -37,6 +37,8 @@ POSTGRES = Dialect(name="postgres", single_writer=False,
 #: Keys whose lock has had a number of its own since before the seam: hosts of an older
 #: version sharing the database take that number, so the same key must.
 _LOCKS = {"settings": SETTINGS_LOCK}
+#: How long the pool keeps one attempt to replace a lost connection going (see __init__).
+RECONNECT_S = 2.0
 #: The NOTIFY channel of each :meth:`Tx.announce` channel.
 _CHANNELS = {"events": EVENTS, "settings": SETTINGS}
 
@@ -103,6 +105,11 @@ class Database(Backend):
         # plugin call's deadline or a request.
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, timeout=connect_timeout_s,
+            # A lost connection is retried with a doubling wait (1, 2, 4, 8 s ...) until this
+            # ends the attempt; the next caller starts a fresh one at once. So a server back
+            # from a restart is found within seconds, not a doubled wait later (a minute after a
+            # long restart), while callers and the leases of jobs held wait for a connection.
+            reconnect_timeout=RECONNECT_S,
             # Autocommit: a read is one round trip; a write opens its own transaction.
             kwargs={"connect_timeout": max(1, int(connect_timeout_s)), "autocommit": True,
                     "options": "-c statement_timeout=30000"},
