@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from wasmtime import _ffi as ffi
 
+from omnicore.errors import Refused
+
 if TYPE_CHECKING:
     from omnicore.sandbox.fastcall import RawInstance
 
@@ -31,8 +33,9 @@ _memory_data = _proto("wasmtime_memory_data", c_void_p)
 _memory_size = _proto("wasmtime_memory_data_size", c_size_t)
 
 
-class HostTrap(Exception):
-    """Raised by a host function to trap the guest (bad pointer, ABI violation)."""
+class HostTrap(Refused):
+    """Raised by a host function to trap the guest (bad pointer, ABI violation): the host
+    refuses the guest's call, and the guest's caller gets :class:`~omnicore.errors.Trap`."""
 
 
 class GuestMemory:
