@@ -30,7 +30,8 @@ _EXPORTS: dict[str, str] = {
     "HealthStatus": "omnicore.modules.health",
     **{name: "omnicore.errors" for name in (
         "OmniError", "ConfigError", "LifecycleError", "ModuleError", "BuildError",
-        "Refused", "PluginError", "PluginNotFound", "HandlerNotFound", "NeedsGrant", "PluginLoadError",
+        "Refused", "PluginError", "PluginNotFound", "HandlerNotFound", "NeedsGrant",
+        "PluginLoadError",
         "InvalidModule", "UnsupportedAbiVersion", "DuplicatePlugin", "PluginCallError",
         "GuestError", "Trap", "InvalidInput", "CircuitOpen", "LimitExceeded", "DeadlineExceeded",
         "FuelExhausted", "MemoryLimitExceeded", "InputTooLarge", "OutputTooLarge")},
