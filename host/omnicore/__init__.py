@@ -30,7 +30,8 @@ _EXPORTS: dict[str, str] = {
     "HealthStatus": "omnicore.modules.health",
     **{name: "omnicore.errors" for name in (
         "OmniError", "ConfigError", "LifecycleError", "ModuleError", "BuildError",
-        "PluginError", "PluginNotFound", "HandlerNotFound", "NeedsGrant", "PluginLoadError",
+        "Refused", "PluginError", "PluginNotFound", "HandlerNotFound", "NeedsGrant",
+        "PluginLoadError",
         "InvalidModule", "UnsupportedAbiVersion", "DuplicatePlugin", "PluginCallError",
         "GuestError", "Trap", "InvalidInput", "CircuitOpen", "LimitExceeded", "DeadlineExceeded",
         "FuelExhausted", "MemoryLimitExceeded", "InputTooLarge", "OutputTooLarge")},
@@ -69,6 +70,7 @@ __all__ = [
     "PluginLoadError",
     "PluginNotFound",
     "PluginState",
+    "Refused",
     "Status",
     "Trap",
     "UnsupportedAbiVersion",
@@ -100,6 +102,7 @@ if TYPE_CHECKING:
         PluginError,
         PluginLoadError,
         PluginNotFound,
+        Refused,
         Trap,
         UnsupportedAbiVersion,
     )

@@ -1,17 +1,44 @@
 """Every error omnicore raises, in one hierarchy.
 
-::
+A dotted name says the module under ``omnicore`` to import it from
+(``storage.errors.StorageError`` is ``omnicore.storage.errors.StorageError``); the rest are
+here and in ``omnicore`` itself::
 
     OmniError
     ├── ConfigError              a config value is invalid (names key, value, source)
     ├── LifecycleError           an invalid state transition (double start, stop before start)
     ├── ModuleError              a module failed to start/stop (names the module and cause)
     ├── BuildError               an SDK build failed (names the plugin and toolchain)
-    ├── egress.Refused           an outbound request refused or failed (DENIED, INVALID, ...)
+    ├── Refused                  the host turned a request down; nothing was done
+    │   ├── egress.refused.EgressRefused   an outbound request refused or failed on the way;
+    │   │   │                  ``status`` is its plugin-facing word (DENIED, INVALID, QUOTA,
+    │   │   │                  TOO_LARGE, UNAVAILABLE); users import it as egress.Refused
+    │   │   └── egress.refused.SecretMissing      a secret the request needs is not set
+    │   ├── storage.errors.StorageRefused  a store turned a request down, nothing written
+    │   │   │                  (also a StorageError); users import it as storage.Refused
+    │   │   ├── storage.errors.QuotaExceeded      over a plugin's quota        -> QUOTA
+    │   │   ├── storage.errors.ValueTooLarge      one value over its limit     -> TOO_LARGE
+    │   │   ├── storage.errors.NotAnInteger       kv incr on a non-integer     -> INVALID
+    │   │   ├── storage.memory_rows.BadMemory     a malformed memory or query  -> INVALID
+    │   │   ├── storage.vector_rows.BadVector     a malformed vector or filter -> INVALID
+    │   │   └── storage.vector_rows.UnknownCollection   no such collection     -> NOT_FOUND
+    │   └── sandbox.HostTrap   a host function refused the guest's call (bad pointer, ABI
+    │                          violation): the guest traps, its caller gets Trap
+    ├── storage.errors.StorageError   the database failed (names the file): UNAVAILABLE
+    │   ├── storage.errors.StorageFull     the disk is full: nothing written, reads work
+    │   ├── storage.errors.DataDirLocked   another host holds the data dir (names its pid)
+    │   └── storage.errors.StorageRefused  (drawn under Refused)
+    ├── workflows.WorkflowError  anything about a workflow, its definition or its runs
+    │   ├── workflows.DefinitionError    an invalid definition: every problem, path, line
+    │   ├── workflows.ExpressionError    a ${{ }} expression does not compile or failed
+    │   ├── workflows.InputInvalid       a run's inputs fail the input schema (names the field)
+    │   ├── workflows.WorkflowNotFound   no workflow of that name is loaded
+    │   └── workflows.RunStateError      the run or step's state does not allow the action
     └── PluginError              anything about one plugin (names plugin, handler)
         ├── PluginNotFound
         ├── HandlerNotFound
         ├── NeedsGrant           the plugin imports capabilities the operator did not grant
+        ├── cli.remote.RemoteError   the running host answered the CLI with an error
         ├── PluginLoadError      the file cannot become a plugin
         │   ├── InvalidModule    not wasm, fails validation, breaks ABI v1
         │   ├── UnsupportedAbiVersion
@@ -29,6 +56,22 @@
                 └── OutputTooLarge
 
 Every message says what happened, to which plugin/handler, and what to do about it.
+
+Internal signals: caught inside omnicore and turned into one of the errors above (or a
+REST answer) before anyone sees them, so they stay outside the tree; each says why where
+it is defined::
+
+    sandbox.fastcall.GuestFailure        a guest call's raw failure; sandbox.failures makes
+                                         it a PluginCallError
+    sandbox.wasmbin.WasmFormatError      a binary the parser cannot read; InvalidModule
+    sandbox.component.values.WrongValue  an argument that does not fit its WIT type;
+                                         InvalidInput
+    sandbox.component.values.Unsupported a WIT type JSON cannot carry; the export is listed
+                                         as unsupported
+    workflows.connector.ConnectorFailed  a connector step's failed attempt; recorded on the
+                                         run's step
+    console.errors.ApiError              the console's REST error body
+    console.live.TooManySubscribers      a live stream over the cap; HTTP 429
 """
 
 from __future__ import annotations
@@ -39,6 +82,7 @@ __all__ = [  # noqa: RUF022 - listed in hierarchy order, like the tree above
     "LifecycleError",
     "ModuleError",
     "BuildError",
+    "Refused",
     "PluginError",
     "PluginNotFound",
     "HandlerNotFound",
@@ -96,6 +140,12 @@ class BuildError(OmniError):
         super().__init__(message)
         self.plugin = plugin
         self.toolchain = toolchain
+
+
+class Refused(OmniError):
+    """The host turned a request down (a policy, a quota, a malformed request; for an
+    outbound request also a failure on the way): nothing was done. The one base of every
+    refusal: egress's, storage's, a host function's."""
 
 
 class PluginError(OmniError):

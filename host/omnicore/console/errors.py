@@ -48,6 +48,8 @@ _PG_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
 log = logging.getLogger("omnicore.console")
 
 
+# Internal, outside omnicore.errors' tree on purpose: the console's exception handler turns it
+# into the REST error body above; no caller of omnicore ever catches it.
 class ApiError(Exception):
     """Raise inside a handler to answer with the error shape."""
 

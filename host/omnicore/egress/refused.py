@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from omnicore.errors import OmniError
+from omnicore.errors import Refused as _Refused
 
-__all__ = ["STATUSES", "Refused", "SecretMissing"]
+__all__ = ["STATUSES", "EgressRefused", "Refused", "SecretMissing"]
 
 #: ``DENIED`` the rules refuse it; ``INVALID`` it is malformed; ``QUOTA`` too many in flight;
 #: ``TOO_LARGE`` a size limit; ``UNAVAILABLE`` it failed on the way (timeout, connection,
@@ -12,7 +12,7 @@ __all__ = ["STATUSES", "Refused", "SecretMissing"]
 STATUSES = ("DENIED", "INVALID", "QUOTA", "TOO_LARGE", "UNAVAILABLE")
 
 
-class Refused(OmniError):
+class EgressRefused(_Refused):
     """A request the policy refused or that failed: ``status`` is one of :data:`STATUSES`,
     the message says why and never holds a credential (it is redacted before it leaves
     :mod:`omnicore.egress`)."""
@@ -27,7 +27,12 @@ class Refused(OmniError):
         return self.status in ("QUOTA", "UNAVAILABLE")
 
 
-class SecretMissing(Refused):
+#: The name users and this package have always used; the one class named Refused is
+#: :class:`omnicore.errors.Refused`, the base of every refusal.
+Refused = EgressRefused
+
+
+class SecretMissing(EgressRefused):
     """A secret the request needs is not set; trying again will not help until it is."""
 
     def __init__(self, name: str, message: str) -> None:

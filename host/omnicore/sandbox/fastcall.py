@@ -98,6 +98,8 @@ def new_ticker(period_ms: int) -> Any:
     return None if _callpath is None else _callpath.Ticker(period_ms)
 
 
+# Internal, outside omnicore.errors' tree on purpose: raised and caught inside the sandbox and
+# Extism runtimes, which make every one a PluginCallError through sandbox.failures.classify.
 class GuestFailure(Exception):
     """A guest call did not return normally. ``code`` is a wasmtime.TrapCode or None."""
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import ctypes
 from typing import Any, Protocol
 
+from omnicore.errors import Refused
 from omnicore.sandbox._wasmtime import memory_data as _memory_data
 from omnicore.sandbox._wasmtime import memory_data_size as _memory_size
 
 __all__ = ["GuestMemory", "HostTrap"]
 
 
-class HostTrap(Exception):
-    """Raised by a host function to trap the guest (bad pointer, ABI violation)."""
+class HostTrap(Refused):
+    """Raised by a host function to trap the guest (bad pointer, ABI violation): the host
+    refuses the guest's call, and the guest's caller gets :class:`~omnicore.errors.Trap`."""
 
 
 class MemoryOwner(Protocol):

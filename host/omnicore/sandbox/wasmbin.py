@@ -25,6 +25,9 @@ MAGIC = b"\x00asm\x01\x00\x00\x00"
 CUSTOM = 0
 
 
+# Internal, outside omnicore.errors' tree on purpose: every reader of a user's file turns it
+# into InvalidModule; elsewhere (the toolchains' rewriters) it reads omnicore's own build
+# output, where it means a host bug and is shown as one.
 class WasmFormatError(ValueError):
     """The bytes are not a well-formed WebAssembly binary (at the section level)."""
 

@@ -8,13 +8,14 @@ Errors::
         ├── StorageFull        the disk (or the database's size cap) is full: nothing was
         │                      written; writes work again once there is space
         ├── DataDirLocked      another host holds the data dir (names its pid, runtime id)
-        └── Refused            a request the backend turned down on purpose
+        └── StorageRefused     a request the backend turned down on purpose (also an
+            │                  omnicore.errors.Refused; ``Refused`` here is its old name)
             ├── QuotaExceeded      over max_bytes / max_keys / max_queued   -> QUOTA
             ├── ValueTooLarge      over max_value_bytes                     -> TOO_LARGE
             └── NotAnInteger       incr on a value that is not decimal ASCII -> INVALID
 
 The memory and vector interfaces add refusals of their own (``BadMemory``, ``BadVector``,
-``UnknownCollection``) under :class:`Refused`.
+``UnknownCollection``) under :class:`StorageRefused`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from omnicore.errors import OmniError
+from omnicore.errors import Refused as _Refused
 
 __all__ = ["DataDirLocked", "NotAnInteger", "QuotaExceeded", "Refused", "StorageError",
-           "StorageFull", "ValueTooLarge"]
+           "StorageFull", "StorageRefused", "ValueTooLarge"]
 
 
 class StorageError(OmniError):
@@ -50,8 +52,13 @@ class DataDirLocked(StorageError):
         self.holder = dict(holder or {})
 
 
-class Refused(StorageError):
+class StorageRefused(StorageError, _Refused):
     """The backend turned a request down on purpose; nothing was written."""
+
+
+#: The name users and the stores have always used; the one class named Refused is
+#: :class:`omnicore.errors.Refused`, the base of every refusal.
+Refused = StorageRefused
 
 
 class QuotaExceeded(Refused):

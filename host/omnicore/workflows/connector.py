@@ -42,6 +42,8 @@ def secret_placeholder(name: str) -> str:
     return f"[secret {name}]"
 
 
+# Internal, outside omnicore.errors' tree on purpose: the step executor catches it and records
+# its message on the run's step (retried when ``retryable``); it never leaves the package.
 class ConnectorFailed(Exception):
     """The request failed; ``retryable`` when trying again may help (5xx, 429, I/O)."""
 

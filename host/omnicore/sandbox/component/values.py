@@ -28,6 +28,8 @@ _F32_MAX = 3.4028234663852886e38
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
+# Internal, outside omnicore.errors' tree on purpose: the component runtime turns it into
+# InvalidInput naming the plugin and handler before the guest runs.
 class WrongValue(ValueError):
     """A JSON value does not fit its WIT type; ``path`` says where (``pts[0].x``)."""
 
@@ -45,6 +47,8 @@ def _json(v: object) -> str:
         return repr(v)
 
 
+# Internal, outside omnicore.errors' tree on purpose: the world reader catches it and lists
+# the export as unsupported (with this text) instead of failing the load.
 class Unsupported(TypeError):
     """A WIT type the JSON mapping does not cover (resources, streams, futures, maps)."""
 
