@@ -8,7 +8,7 @@ import time
 import weakref
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
@@ -18,7 +18,7 @@ from omnicore.sandbox.idle import IdleReaper
 if TYPE_CHECKING:
     from omnicore.config.schema import SandboxConfig
 
-__all__ = ["SandboxEngine"]
+__all__ = ["SandboxEngine", "SharedModule"]
 
 
 def _wasmtime_version() -> str:
@@ -26,6 +26,34 @@ def _wasmtime_version() -> str:
         return metadata.version("wasmtime")
     except metadata.PackageNotFoundError:  # pragma: no cover - vendored copies
         return "unknown"
+
+
+class SharedModule(wasmtime.Module):
+    """A compiled module :meth:`SandboxEngine.compile` shares by digest, freed only once no
+    thread can reach it.
+
+    wasmtime-py frees a module in ``__del__``, and CPython runs ``__del__`` *before* it clears
+    the weak references to the object: the engine's table of shared modules would hand a
+    module to a second loader of the same bytes while the first one's ``__del__`` is freeing
+    it (a SIGSEGV in wasmtime, or ``ValueError: already closed``). So this module's own
+    ``__del__`` and ``close`` free nothing; a weakref finalizer does, and CPython runs those
+    only after every weak reference to the object is cleared, when no lookup can find it.
+    """
+
+    def __del__(self) -> None:
+        pass
+
+    def _delete(self, ptr: Any) -> None:
+        pass
+
+
+def _shared(module: SharedModule) -> SharedModule:
+    # wasmtime-py's own free (it does not use its ``self``), on the pointer alone: the
+    # finalizer must not hold the module.
+    free = weakref.finalize(module, wasmtime.Module._delete, None,  # type: ignore[arg-type]
+                            module.ptr())
+    free.atexit = False  # at exit a daemon thread may still call into it: the OS frees it
+    return module
 
 
 class SandboxEngine:
@@ -104,7 +132,7 @@ class SandboxEngine:
         #: The longest deadline handed out, in ticks: what :meth:`interrupt` must pass.
         self._longest_ticks = 0
         #: Compiled modules by sha256, while something holds them (see :meth:`compile`).
-        self._modules: weakref.WeakValueDictionary[str, wasmtime.Module] = \
+        self._modules: weakref.WeakValueDictionary[str, SharedModule] = \
             weakref.WeakValueDictionary()
         self._modules_lock = threading.Lock()
         #: Frees idle plugin instances (``limits.idle_timeout_ms``).
@@ -247,19 +275,21 @@ class SandboxEngine:
             # Two threads compiling the same bytes at once: both get the first one kept.
             return self._modules.setdefault(sha256, module)
 
-    def _compile(self, wasm: bytes, sha256: str) -> wasmtime.Module:
+    def _compile(self, wasm: bytes, sha256: str) -> SharedModule:
         path = self.cache_path(sha256)
         if path is not None:
             cached = modcache.load(self._deserialize, path, sha256)
             if cached is not None:
                 return cached
-        module = wasmtime.Module(self.wasmtime, wasm)
+        module = _shared(SharedModule(self.wasmtime, wasm))
         if path is not None:
             modcache.store(path, sha256, bytes(module.serialize()))
         return module
 
-    def _deserialize(self, path: str) -> wasmtime.Module:
-        return wasmtime.Module.deserialize_file(self.wasmtime, path)
+    def _deserialize(self, path: str) -> SharedModule:
+        module = SharedModule.deserialize_file(self.wasmtime, path)
+        assert isinstance(module, SharedModule)  # wasmtime-py makes its own class (cls)
+        return _shared(module)
 
     def close(self) -> None:
         """Stop the ticker thread. Runtimes created from this engine must be closed first."""
