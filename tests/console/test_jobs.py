@@ -117,7 +117,7 @@ def test_schedules_show_next_run_and_run_now_pause_resume(ticker: Host) -> None:
 def test_jobs_page_pages_by_100_filters_and_shows_duration(ticker: Host) -> None:
     jobs = ticker.app.jobs
     for i in range(230):
-        jobs.enqueue("ticker", "tick" if i % 2 else "later", b"", delay_s=3600)
+        jobs.enqueue("ticker", "tick" if i % 2 else "on_event", b"", delay_s=3600)
     done_id = jobs.enqueue("ticker", "tick", b"")
     wait_for(lambda: (j := jobs.get(done_id)) is not None and j.state == "succeeded")
     browser, _ = ticker.browser_session()
@@ -137,9 +137,9 @@ def test_jobs_page_pages_by_100_filters_and_shows_duration(ticker: Host) -> None
         int(i) for i in re.findall(r'<tr data-task="(\d+)"', first))  # older, no overlap
     third = browser.get("/tasks", params={"page": 3}).text
     assert third.count('<tr data-task="') == 31 and 'rel="next"' not in third
-    queued = browser.get("/tasks", params={"state": "queued", "handler": "later"}).text
+    queued = browser.get("/tasks", params={"state": "queued", "handler": "on_event"}).text
     assert queued.count('<tr data-task="') == 100 and 'rel="next"' in queued
-    last = browser.get("/tasks", params={"state": "queued", "handler": "later",
+    last = browser.get("/tasks", params={"state": "queued", "handler": "on_event",
                                          "page": 2}).text
     assert last.count('<tr data-task="') == 15
     assert browser.get("/tasks", params={"plugin": "nobody"}).text.count(

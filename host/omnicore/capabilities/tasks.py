@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from omnicore.config.schema import TasksConfig
-from omnicore.errors import ConfigError
+from omnicore.errors import ConfigError, HandlerNotFound
 from omnicore.jobs import Jobs, current_hops
 from omnicore.jobs.schedules import check_manifest
 from omnicore.sandbox.capability import (
@@ -97,6 +97,8 @@ def _schedule(state: _State, handler: str, size: int, payload: Callable[[], byte
                                   source="call", hops=current_hops.get())
     except QuotaExceeded:
         return Status.QUOTA
+    except HandlerNotFound:  # the plugin was reloaded without it since this version linked
+        return Status.NOT_FOUND
     except StorageError:
         return Status.UNAVAILABLE
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from omnicore.config.schema import TasksConfig
 from omnicore.core.events import EventBus, Subscription
 from omnicore.core.workers import LeasedWorkers
+from omnicore.errors import HandlerNotFound, PluginNotFound
 from omnicore.jobs.events import JobQueued
 from omnicore.jobs.plugins import JobPlugins
 from omnicore.jobs.retry import RetryPolicy
@@ -34,6 +35,9 @@ from omnicore.storage import Storage, StorageError, Task, TaskSpec
 from omnicore.storage.base import TaskState
 
 __all__ = ["Jobs"]
+
+#: Plugin states without a module, so without the list of handlers it exports.
+_UNKNOWN_HANDLERS = frozenset({"failed", "compiling"})
 
 log = get_logger("omnicore.jobs")
 
@@ -77,10 +81,13 @@ class Jobs:
         """Queue ``handler(payload)`` of ``plugin``; the job id.
 
         ``max_queued`` bounds the plugin's pending jobs (a plugin's own enqueue: QuotaExceeded
-        past it); operators, schedules and events enqueue without it.
+        past it); operators, schedules and events enqueue without it. A handler the loaded
+        plugin does not export is refused here (HandlerNotFound, naming the handlers it has);
+        a job for a plugin not loaded (yet) is accepted.
         """
         if delay_s < 0:
             raise ValueError("delay_s must be >= 0")
+        self._check_handler(plugin, handler)
         run_at = time.time() + delay_s
         attempts = max_attempts or self.policy.max_attempts
         backoff = backoff_ms or self.policy.backoff_ms
@@ -97,6 +104,24 @@ class Jobs:
                                        source=source, hops=hops + 1))
         self.wake()
         return job_id
+
+    def _check_handler(self, plugin: str, handler: str) -> None:
+        # Such a job could only fail max_attempts times and end dead. What a plugin exports
+        # is known once its module is: a plugin not loaded yet, still compiling or whose file
+        # failed has no list to hold the job against, and its job waits as it always did.
+        try:
+            plugins = self._plugins()
+        except AttributeError:  # an app without the plugin host: nothing is loaded
+            return
+        try:
+            view = plugins.get(plugin)
+        except PluginNotFound:
+            return
+        if view.state in _UNKNOWN_HANDLERS or handler in view.handlers:
+            return
+        raise HandlerNotFound(
+            f"cannot queue a job for plugin '{plugin}': it has no handler '{handler}'; its "
+            f"handlers: {', '.join(view.handlers) or '(none)'}", plugin=plugin, handler=handler)
 
     def wake(self) -> None:
         """End the idle workers' wait: a job was added or came due."""

@@ -89,6 +89,8 @@ class Entries:
         with self.lock:
             old = self._by_name.get(entry.name)
             self._by_name[entry.name] = entry
+            if old is not None and old is not entry:
+                old.removed = True
         if self._health is not None:
             self._health.register_check(f"plugin:{entry.name}",
                                         partial(self._health_of, entry.name))
@@ -101,6 +103,7 @@ class Entries:
             if entry is None or (expected is not None and entry is not expected):
                 return None
             del self._by_name[name]
+            entry.removed = True
             if entry.executor is not None:
                 # Queued acalls fail with PluginNotFound when they run; none is left hanging.
                 entry.executor.shutdown(wait=False)

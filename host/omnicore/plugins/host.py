@@ -37,6 +37,7 @@ from omnicore.plugins.folder import PluginFolder
 from omnicore.plugins.health import folder_health
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.linking import Linker, regranted
+from omnicore.plugins.locks import PluginLocks, plugin_key
 from omnicore.plugins.sidecar import Sidecar, read_sidecar, write_grants
 from omnicore.plugins.stats import CallStats
 from omnicore.plugins.versions import Entry, Version
@@ -44,6 +45,7 @@ from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.capability import Capability, DeferredCapability, ManifestCheck
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
+from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.usage import Usage
 from omnicore.types import HealthChecks
@@ -110,6 +112,8 @@ class PluginHost:
             extra_checks=lambda: self.manifest_checks,
             user_functions=lambda: self.extism_functions,
             operator=operator.doc if operator is not None else None)
+        #: Serializes each plugin's loads, reloads and unloads (plugins.locks).
+        self._locks = PluginLocks()
         self._files = PluginFiles(self._entries, self._linker,
                                   load=lambda path: self.load(path).name,
                                   unload=lambda name, why: self.unload(name, reason=why),
@@ -184,12 +188,34 @@ class PluginHost:
         linked by name: name -> ``.wasm`` file, ``omnicore call --link``) join its sidecar's.
         """
         path = Path(source) if isinstance(source, str | Path) else None
+        if path is None:
+            return self._load(source, None, name, grants, config, limits, links)
+        with self._locks.hold(plugin_key(path, "")):
+            return self._load(source, path, name, grants, config, limits, links)
+
+    def _load(self, source: bytes | str | Path, path: Path | None, name: str | None,
+              grants: Mapping[str, Any] | list[str] | None,
+              config: Mapping[str, Any] | None,
+              limits: Mapping[str, Any] | Limits | None,
+              links: Mapping[str, str | Path] | None) -> PluginInfo:
         sidecar = read_sidecar(path) if path is not None else Sidecar()
         if links:
             table = {**sidecar.extism.get("link", {}),
                      **{k: str(Path(v).absolute()) for k, v in links.items()}}
             sidecar = replace(sidecar, extism={**sidecar.extism, "link": table})
         module = self._linker.compile(source, path, name)
+        if path is None:
+            # From bytes: the plugin is known by its name only now.
+            with self._locks.hold(plugin_key(None, module.name)):
+                return self._register(module, source, path, name, sidecar, grants, config,
+                                      limits)
+        return self._register(module, source, path, name, sidecar, grants, config, limits)
+
+    def _register(self, module: PluginModule, source: bytes | str | Path, path: Path | None,
+                  name: str | None, sidecar: Sidecar,
+                  grants: Mapping[str, Any] | list[str] | None,
+                  config: Mapping[str, Any] | None,
+                  limits: Mapping[str, Any] | Limits | None) -> PluginInfo:
         plan = self._linker.plan(module, source, path, name, sidecar,
                                  host_grants=self._host_grants(module.name), grants=grants,
                                  config=config, limits=limits)
@@ -225,11 +251,12 @@ class PluginHost:
 
     def unload(self, name: str, *, reason: str = "unloaded") -> None:
         """Remove plugin ``name``; calls already running finish first, on its runtime."""
-        entry = self._entries.pop(name)
-        if entry is None:
-            raise PluginNotFound(f"cannot unload '{name}': no such plugin "
-                                 f"(loaded: {self._entries.names()})", plugin=name)
-        entry.swap(None)
+        with self._locks.hold_entry(name, self._entries.get) as entry:
+            if entry is None or self._entries.pop(name, entry) is None:
+                raise PluginNotFound(f"cannot unload '{name}': no such plugin "
+                                     f"(loaded: {self._entries.names()})", plugin=name)
+            with entry.relink:  # a tier-up linking now finishes first (plugins.tiers)
+                entry.swap(None)
         log.info("plugin '%s' unloaded: %s", name, reason)
         self._emit(PluginUnloaded(plugin=name, reason=reason))
 
@@ -255,7 +282,37 @@ class PluginHost:
 
     def _regrant(self, name: str, change: Mapping[str, Mapping[str, Any] | None],
                  persist: bool) -> PluginInfo:
-        entry = self._entries.require(name)
+        if persist and self.operator is not None:
+            # Not under the plugin's lock: the change is applied through the folder, whose
+            # lock comes first (plugins.locks).
+            return self._regrant_stored(self._entries.require(name), change)
+        with self._locks.hold_entry(name, self._entries.get) as entry:
+            if entry is None:
+                raise self._entries.not_found(name)
+            return self._regrant_here(entry, change, persist)
+
+    def _regrant_stored(self, entry: Entry, change: Mapping[str, Mapping[str, Any] | None]
+                        ) -> PluginInfo:
+        name = entry.name
+        layer = self._grant_layer(entry, change, True)
+        assert self.operator is not None
+        # Stored first, then applied the way every instance applies it (in the folder's
+        # order, so a change heard from another instance cannot land in between).
+        grant_rules.validate(regranted(entry, layer).settings.grants,
+                             self._linker.capabilities(), name)  # bad options: nothing stored
+        from omnicore.plugins.operator import with_grants
+
+        self.operator.change(name, partial(with_grants, layer=layer))
+        if not self.settings_changed(name, frozenset(layer)):
+            with self._locks.hold_entry(name, self._entries.get) as current:
+                if current is entry:
+                    with entry.relink:
+                        self._linker.activate(entry, regranted(entry, layer))
+        return entry.info()
+
+    def _grant_layer(self, entry: Entry, change: Mapping[str, Mapping[str, Any] | None],
+                     persist: bool) -> grant_rules.GrantLayer:
+        name = entry.name
         layer = grant_rules.normalize({k: (False if v is None else v) for k, v in change.items()},
                                       source=f"grant to '{name}'")
         if entry.module is None or entry.settings is None:
@@ -264,18 +321,12 @@ class PluginHost:
         if persist and entry.source is None:
             raise PluginError(f"plugin '{name}' was loaded from bytes; there is no sidecar "
                               "to persist its grants to", plugin=name)
-        if persist and self.operator is not None:
-            # Stored first, then applied the way every instance applies it (in the folder's
-            # order, so a change heard from another instance cannot land in between).
-            grant_rules.validate(regranted(entry, layer).settings.grants,
-                                 self._linker.capabilities(), name)  # bad options: nothing stored
-            from omnicore.plugins.operator import with_grants
+        return layer
 
-            self.operator.change(name, partial(with_grants, layer=layer))
-            if not self.settings_changed(name, frozenset(layer)):
-                with entry.relink:
-                    self._linker.activate(entry, regranted(entry, layer))
-            return entry.info()
+    def _regrant_here(self, entry: Entry, change: Mapping[str, Mapping[str, Any] | None],
+                      persist: bool) -> PluginInfo:
+        name = entry.name
+        layer = self._grant_layer(entry, change, persist)
         with entry.relink:
             self._linker.activate(entry, regranted(entry, layer))
             with self._entries.lock:
@@ -300,17 +351,24 @@ class PluginHost:
         folder = self._folder
         if entry is None or entry.source is None:
             return False
+        # The folder's refresh takes the plugin's lock itself, after the folder's (the order
+        # of plugins.locks): it is asked without holding the plugin's.
         if folder is None or not folder.refresh(entry.source):
-            self._regrant_decided(entry, capabilities)
+            with self._locks.hold_entry(name, self._entries.get) as current:
+                if current is entry:
+                    self._regrant_decided(entry, capabilities)
             return False
-        if entry.stale and entry.settings is not None and self.operator is not None:
-            decided = self.operator.doc(name).get("grants")
-            revoked = {c for c, v in decided.items() if v is False
-                       and c in entry.settings.grants} if isinstance(decided, Mapping) else set()
-            if revoked:
-                self._linker.withdraw(entry, f"revoked {', '.join(sorted(revoked))} while "
-                                             f"the plugin could not be re-linked: "
-                                             f"{entry.last_error}")
+        with self._locks.hold_entry(name, self._entries.get) as entry:
+            if entry is not None and entry.stale and entry.settings is not None \
+                    and self.operator is not None:
+                decided = self.operator.doc(name).get("grants")
+                revoked = {c for c, v in decided.items() if v is False
+                           and c in entry.settings.grants} \
+                    if isinstance(decided, Mapping) else set()
+                if revoked:
+                    self._linker.withdraw(entry, f"revoked {', '.join(sorted(revoked))} while "
+                                                 f"the plugin could not be re-linked: "
+                                                 f"{entry.last_error}")
         return True
 
     def _regrant_decided(self, entry: Entry, capabilities: frozenset[str]) -> None:
@@ -342,6 +400,13 @@ class PluginHost:
 
     @staticmethod
     def _duplicate(name: str, first: Path | None, second: Path | None) -> DuplicatePlugin:
+        if first is not None and second is not None and first.absolute() == second.absolute():
+            # The watched folder loads a file as soon as it lands there: a load() after
+            # copying it in often finds it loaded already.
+            return DuplicatePlugin(
+                f"plugin '{name}' is loaded from {first} already (a watched folder loads the "
+                "files put there itself, and reloads them when they change); unload it "
+                "first to load it again", plugin=name)
         a = str(first) if first else "<bytes>"
         b = str(second) if second else "<bytes>"
         return DuplicatePlugin(
@@ -421,7 +486,8 @@ class PluginHost:
 
     def load_file(self, path: Path) -> str:
         """Folder hook: load ``path``; a broken file is registered as ``failed``."""
-        return self._files.load_file(path)
+        with self._locks.hold(plugin_key(path, "")):
+            return self._files.load_file(path)
 
     def reload_file(self, name: str, path: Path) -> str:
         """Folder hook: ``path`` changed; swap plugin ``name`` to its new contents.
@@ -431,11 +497,13 @@ class PluginHost:
         working plugin down). The plugin is found by its file: the name the folder remembers
         may have moved.
         """
-        return self._files.reload_file(path)
+        with self._locks.hold(plugin_key(path, "")):
+            return self._files.reload_file(path)
 
     def unload_file(self, name: str, path: Path) -> None:
         """Folder hook: ``path`` was removed."""
-        self._files.unload_file(path)
+        with self._locks.hold(plugin_key(path, "")):
+            self._files.unload_file(path)
 
     # ---- lifecycle -------------------------------------------------------------------
 

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from omnicore.core.events import Event
-from omnicore.errors import ConfigError, NeedsGrant, PluginError, PluginLoadError
+from omnicore.errors import (
+    ConfigError,
+    NeedsGrant,
+    PluginError,
+    PluginLoadError,
+    PluginNotFound,
+)
 from omnicore.plugins import settings as plugin_settings
 from omnicore.plugins.ahead import CompileAhead
 from omnicore.plugins.events import PluginLoaded, PluginStateChanged
@@ -195,7 +201,8 @@ class Linker:
 
     def _optimize(self, entry: Entry, old: PluginModule, new: PluginModule) -> None:
         with entry.relink:
-            if entry.module is not old or entry.settings is None or self.closed:
+            if (entry.module is not old or entry.settings is None or self.closed
+                    or entry.removed):
                 return
             self._activate_locked(entry, Plan(new, entry.settings, entry.abi_manifest),
                                   tier_up=True)
@@ -266,6 +273,9 @@ class Linker:
 
     def _activate_locked(self, entry: Entry, plan: Plan, *, tier_up: bool = False) -> None:
         module, settings = plan.module, plan.settings
+        if entry.removed:
+            raise PluginNotFound(f"plugin '{entry.name}' was unloaded while it was being "
+                                 "linked; load it again", plugin=entry.name)
         if settings.disabled:
             _commit(entry, plan, ())
             entry.swap(None)

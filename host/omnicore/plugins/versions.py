@@ -55,6 +55,9 @@ class Entry:
         self.last_error: str | None = None
         # A reload of the file failed while the previous version kept serving.
         self.stale = False
+        #: Set (under the table's lock) when the entry leaves the host's table: no version is
+        #: linked onto it after that, or its runtime would serve nobody and never close.
+        self.removed = False
         self.loaded_at: float | None = None
         # The first state is announced by PluginLoaded/PluginFailed, not PluginStateChanged.
         self.announced = False

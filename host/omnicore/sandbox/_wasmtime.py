@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import weakref
 from collections.abc import Callable, Iterable
 from ctypes import c_bool, c_char_p, c_int64, c_size_t, c_uint64, c_void_p
 from importlib import metadata
@@ -58,6 +59,7 @@ __all__ = [
     "PINNED",
     "PROBLEM",
     "ExternT",
+    "SharedModule",
     "address_of",
     "call_unchecked",
     "caller_context",
@@ -123,6 +125,7 @@ _CORE = (
     "wasmtime_memory_data_size", "wasmtime_store_new", "wasmtime_store_context",
     "wasmtime_store_delete", "wasmtime_store_limiter", "wasmtime_context_set_wasi",
     "wasmtime_instance_pre_instantiate", "wasmtime_instance_export_get",
+    "wasmtime_module_delete", "Module._delete",
     "wasmtime_error_exit_status", "ffi.wasmtime_val_raw_t", "ffi.wasmtime_func_t",
     "ffi.wasmtime_extern_t", "ffi.wasmtime_instance_t", "ffi.wasmtime_memory_t",
     "ffi.wasmtime_error_t", "ffi.wasm_trap_t", "ffi.wasmtime_error_exit_status",
@@ -262,6 +265,7 @@ get_fuel = _bind("wasmtime_context_get_fuel", c_void_p, c_void_p, c_void_p, keep
 store_new = _bind("wasmtime_store_new", c_void_p, c_void_p, c_void_p, c_void_p)
 store_context = _bind("wasmtime_store_context", c_void_p, c_void_p, keep_gil=True)
 store_delete = _bind("wasmtime_store_delete", None, c_void_p)
+module_delete = _bind("wasmtime_module_delete", None, c_void_p)
 store_limiter = _bind("wasmtime_store_limiter", None, c_void_p, c_int64, c_int64, c_int64,
                       c_int64, c_int64, keep_gil=True)
 context_set_wasi = _bind("wasmtime_context_set_wasi", c_void_p, c_void_p, c_void_p)
@@ -478,3 +482,40 @@ def linker_instance_add_func(inst: cm.LinkerInstance, name: str, callback: Any, 
 def set_epoch_deadline_callback(store: wasmtime.Store, callback: Any, finalizer: Any) -> None:
     """Make ``callback`` the epoch deadline callback of ``store``."""
     ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), callback, None, finalizer)
+
+
+class SharedModule(wasmtime.Module):
+    """A compiled module :meth:`SandboxEngine.compile` shares by digest, freed only once no
+    thread can reach it.
+
+    wasmtime-py frees a module in ``__del__``, and CPython runs ``__del__`` *before* it clears
+    the weak references to the object: the engine's table of shared modules would hand a
+    module to a second loader of the same bytes while the first one's ``__del__`` is freeing
+    it (a SIGSEGV in wasmtime, or ``ValueError: already closed``). So this module's own
+    ``__del__`` and ``close`` free nothing; a weakref finalizer does, and CPython runs those
+    only after every weak reference to the object is cleared, when no lookup can find it.
+    """
+
+    def __del__(self) -> None:
+        pass
+
+    def _delete(self, ptr: Any) -> None:  # wasmtime-py's close() frees through it
+        pass
+
+    @classmethod
+    def compile(cls, engine: wasmtime.Engine, wasm: bytes) -> SharedModule:
+        """Compile ``wasm`` into a shared module."""
+        return cls(engine, wasm)._finalized()
+
+    @classmethod
+    def load(cls, engine: wasmtime.Engine, path: str) -> SharedModule:
+        """Deserialize a cached compiled module (checked by the caller) as a shared module."""
+        module = cls.deserialize_file(engine, path)
+        assert isinstance(module, SharedModule)  # wasmtime-py makes its own class (cls)
+        return module._finalized()
+
+    def _finalized(self) -> SharedModule:
+        # The C free on the pointer alone: the finalizer must not hold the module.
+        free = weakref.finalize(self, module_delete, address_of(self))
+        free.atexit = False  # at exit a daemon thread may still call into it: the OS frees it
+        return self

@@ -13,6 +13,7 @@ import wasmtime
 
 from omnicore.sandbox import _wasmtime as engine_api
 from omnicore.sandbox import fastcall, modcache
+from omnicore.sandbox._wasmtime import SharedModule
 from omnicore.sandbox.idle import IdleReaper
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class SandboxEngine:
         #: The longest deadline handed out, in ticks: what :meth:`interrupt` must pass.
         self._longest_ticks = 0
         #: Compiled modules by sha256, while something holds them (see :meth:`compile`).
-        self._modules: weakref.WeakValueDictionary[str, wasmtime.Module] = \
+        self._modules: weakref.WeakValueDictionary[str, SharedModule] = \
             weakref.WeakValueDictionary()
         self._modules_lock = threading.Lock()
         #: Frees idle plugin instances (``limits.idle_timeout_ms``).
@@ -234,19 +235,19 @@ class SandboxEngine:
             # Two threads compiling the same bytes at once: both get the first one kept.
             return self._modules.setdefault(sha256, module)
 
-    def _compile(self, wasm: bytes, sha256: str) -> wasmtime.Module:
+    def _compile(self, wasm: bytes, sha256: str) -> SharedModule:
         path = self.cache_path(sha256)
         if path is not None:
             cached = modcache.load(self._deserialize, path, sha256)
             if cached is not None:
                 return cached
-        module = wasmtime.Module(self.wasmtime, wasm)
+        module = SharedModule.compile(self.wasmtime, wasm)
         if path is not None:
             modcache.store(path, sha256, bytes(module.serialize()))
         return module
 
-    def _deserialize(self, path: str) -> wasmtime.Module:
-        return wasmtime.Module.deserialize_file(self.wasmtime, path)
+    def _deserialize(self, path: str) -> SharedModule:
+        return SharedModule.load(self.wasmtime, path)
 
     def close(self) -> None:
         """Stop the ticker thread. Runtimes created from this engine must be closed first."""

@@ -196,9 +196,16 @@ class InstancePool(Generic[Inst]):
                     self._cond.wait(0.05 if left is None else min(left, 0.05))
             finally:
                 self.waiters -= 1
-            idle = list(self.idle) + [inst for _, inst in self._parked]
-            self.idle.clear()
+            # Popped one by one, never copied and cleared: a caller that read ``reuse`` just
+            # before it changed may still pop an idle instance (without this lock), and each
+            # pop hands an instance to exactly one side; a copy could free one it holds.
+            idle = [inst for _, inst in self._parked]
             self._parked = []
+            while True:
+                try:
+                    idle.append(self.idle.pop())
+                except IndexError:
+                    break
             self.live -= len(idle)
             drained = self.live == 0
         for inst in idle:
