@@ -25,7 +25,8 @@ typedef struct {
     int pass_caller;
 } HostFunction;
 
-static PyObject *str_memory, *str_slot, *str_deadline, *str_deadline_hit, *str_start_memory;
+static PyObject *str_memory, *str_slot, *str_deadline, *str_deadline_hit;
+static PyObject *str_start_memory;
 
 int
 hostfunc_ready(void)

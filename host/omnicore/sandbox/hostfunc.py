@@ -5,6 +5,11 @@ callback takes the guest's arguments as 16-byte slots. On the C call path the ca
 ``_callpath.HostFunction`` (no ctypes frame); on the Python path it is the ctypes trampoline
 below. Both call ``impl(state, memory, [caller,] *args)``, check the call's deadline on the way
 back to the guest, and turn any exception into a trap naming the function.
+
+Both find the calling instance in the runtime's ``live`` map by store context. An instance is
+there from before its instantiation, so a module's start function may call host functions
+(specs/abi.md §2.1); until its exports are resolved its ``memory`` is None and the memory is
+its caller's (``RawInstance.start_memory``).
 """
 
 from __future__ import annotations
