@@ -214,6 +214,7 @@ class RawInstance(SlotDeadline):
         # which find their instance there, under this deadline. Until the exports are
         # resolved, ``memory`` is None and host functions take it from their caller
         # (:meth:`start_memory`).
+        #: The C call path's state for this instance (input block, deadline), or None.
         self.slot: Any = None
         self._deadline = _monotonic() + timeout_s
         self.memory = None  # type: ignore[assignment]
