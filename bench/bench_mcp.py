@@ -7,7 +7,10 @@ The Rust greeter's ``greet`` exposed as the tool ``greeter-rust.greet``, called 
 2. ``tools/call`` over stdio: the MCP SDK's client and ``omnicore mcp --app DIR`` as a
    subprocess (JSON-RPC over pipes);
 3. ``tools/call`` over streamable HTTP: the SDK's client and ``/mcp`` on a running host's
-   console (Hypercorn, loopback, Bearer token, SSE responses).
+   console (Hypercorn, loopback, Bearer token, SSE responses);
+4. the REST invoke of the same handler on the same console (``POST
+   /api/v1/plugins/greeter-rust/invoke``, the same token, one httpx client): what an HTTP tool
+   call is held to (issue 32: at most 1.3x at the median).
 
 The MCP columns add the protocol, the transport and the SDKs of both sides to the floor; the
 "added" column is the median minus the floor's. Targets (issue 24): +0.5 ms over stdio and
@@ -19,6 +22,7 @@ The MCP columns add the protocol, the transport and the SDKs of both sides to th
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import statistics
@@ -88,6 +92,20 @@ async def over_http(url: str, token: str, iters: int) -> Sample:
         return await ameasure(_caller(s), iters)
 
 
+async def over_rest(url: str, token: str, iters: int) -> Sample:
+    import httpx
+
+    body = {"handler": "greet", "input": json.dumps(ARGS)}
+    async with httpx.AsyncClient(base_url=url,
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        async def call() -> object:
+            r = await client.post("/api/v1/plugins/greeter-rust/invoke", json=body)
+            assert r.status_code == 200, r.text
+            return r
+
+        return await ameasure(call, iters)
+
+
 def _caller(session: object) -> Callable[[], Awaitable[object]]:
     async def call() -> object:
         result = await session.call_tool("greeter-rust.greet", ARGS)  # type: ignore[attr-defined]
@@ -115,16 +133,20 @@ def main() -> None:
                          iters * 10)
         stdio = asyncio.run(over_stdio(appdir, iters))
         http = asyncio.run(over_http(module.url, module.console.auth.local_token, iters))
+        rest = asyncio.run(over_rest(module.url, module.console.auth.local_token, iters))
     finally:
         app.stop()
     rows = [
         ["app.plugins.call_json (in-process floor)", str(direct), "-"],
         ["tools/call over stdio (omnicore mcp)", str(stdio), f"{stdio.median - direct.median:.0f}"],
         ["tools/call over HTTP (/mcp, Bearer)", str(http), f"{http.median - direct.median:.0f}"],
+        ["REST invoke over HTTP (same handler, Bearer)", str(rest),
+         f"{rest.median - direct.median:.0f}"],
     ]
     print(f"MCP tool call, Rust greeter, {iters} calls x 7 repeats; {machine()}")
     print(render(["path", "µs per call: median [min-max]", "added µs"], rows,
                  markdown="--markdown" in sys.argv))
+    print(f"tools/call over HTTP / REST invoke at the median: {http.median / rest.median:.2f}x")
 
 
 if __name__ == "__main__":

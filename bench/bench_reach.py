@@ -40,8 +40,8 @@ from _measure import Sample, machine, measure
 from omnicore.app import OmniApp
 from omnicore.sandbox import wasmbin
 from omnicore.storage import SQLiteStorage
-from omnicore.storage.sqlite.memory import _scope as memory_scope
-from omnicore.storage.sqlite.memory import fts_table
+from omnicore.storage.sqlite.fulltext import fts_table
+from omnicore.storage.sqlite.fulltext import scope as memory_scope
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests package: its guests, so both measure one thing
@@ -182,7 +182,7 @@ def memory_rows(app: OmniApp, count: int, rows: list[tuple[str, str, str, str]])
             batch)
         conn.executemany(f"INSERT INTO {table}(rowid, text) VALUES (?, ?)",
                          [(b[0], b[4]) for b in batch])
-    db._write(load)
+    db.backend.write(load)  # type: ignore[arg-type]
     queries = [" ".join(rnd.choices(WORDS, k=2)) for _ in range(200)]
     app.plugins.load(wasm(MEMORY_WAT, "mb"), grants=["memory"])
     inputs = [json.dumps({"query": q, "limit": 10}).encode() for q in queries]

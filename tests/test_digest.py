@@ -104,8 +104,8 @@ def test_the_digests_count_schedule_and_react_across_a_restart(
     assert count(appdir, "digest-rust", "topic:plugin.digest-rust.summary") == 0  # not its own
 
     # While the host is down an operator queues a note; it is durable, so it waits.
-    assert cli("tasks", "enqueue", "digest-js", "note", '{"text": "hello"}',
-               "--app", str(appdir)).startswith("task ")
+    assert cli("jobs", "enqueue", "digest-js", "note", '{"text": "hello"}',
+               "--app", str(appdir)).startswith("job ")
     second = serve()
     until(lambda: count(appdir, "digest-rust", "topic:plugin.digest-js.note") == 1,
           "the queued note to reach digest-rust after the restart", second)

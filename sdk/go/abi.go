@@ -41,6 +41,14 @@ func omniFree(ptr, size uint32) {
 	delete(blocks, ptr)
 }
 
+// omniDescribe answers the build's question of what each handler declared with [Describe]
+// does (specs/abi.md §5.1); the host never calls it.
+//
+//go:wasmexport omni_describe
+func omniDescribe(ptr, size uint32) uint64 {
+	return Handle(ptr, size, func([]byte) ([]byte, error) { return describeJSON() })
+}
+
 func addr(p unsafe.Pointer) uint32 { return uint32(uintptr(p)) }
 
 // takeBlock moves a block the host allocated with omni_alloc (§3.3) out of the allocator's

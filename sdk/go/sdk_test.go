@@ -177,3 +177,43 @@ func TestFiltersAndVectorsInTheTestHost(t *testing.T) {
 		t.Fatalf("NaN vector: %v", err)
 	}
 }
+
+type describedIn struct {
+	Text  string            `json:"text" description:"what to keep"`
+	Tags  []string          `json:"tags,omitempty"`
+	By    *int              `json:"by"`
+	Extra map[string]string `json:"-"`
+}
+
+type describedOut struct {
+	ID int64 `json:"id"`
+}
+
+func TestDescribeDerivesSchemasFromTypes(t *testing.T) {
+	add := func(describedIn) (describedOut, error) { return describedOut{}, nil }
+	Describe("add_described", "Adds a note", add, Title("Add"), Destructive())
+	doc, err := describeJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Handlers map[string]map[string]any `json:"handlers"`
+	}
+	if err := json.Unmarshal(doc, &got); err != nil {
+		t.Fatal(err)
+	}
+	tool := got.Handlers["add_described"]
+	want := `{"description":"Adds a note","destructive":true,"input_schema":{"properties":{` +
+		`"by":{"anyOf":[{"type":"integer"},{"type":"null"}]},"tags":{"items":{"type":"string"},` +
+		`"type":["array","null"]},"text":{"description":"what to keep","type":"string"}},` +
+		`"required":["text"],"type":"object"},"output_schema":{"properties":{"id":{"type":` +
+		`"integer"}},"required":["id"],"type":"object"},"title":"Add"}`
+	if b, _ := json.Marshal(tool); string(b) != want {
+		t.Fatalf("described as\n%s\nwant\n%s", b, want)
+	}
+	// A handler taking bytes or a string has no object schema to declare.
+	Describe("echo_described", "Echoes", func(s string) (string, error) { return s, nil })
+	if tool := Described()["echo_described"]; tool.InputSchema != nil || tool.OutputSchema != nil {
+		t.Fatalf("a string handler got schemas: %+v", tool)
+	}
+}

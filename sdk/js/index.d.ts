@@ -14,6 +14,14 @@ declare module "omnicore" {
   export type JsonValue = string | number | boolean | null | JsonValue[] | { [k: string]: JsonValue };
   export type Bytes = string | Uint8Array | ArrayBuffer;
 
+  /**
+   * The input of a handler that takes JSON of type T: a string at run time, as every input.
+   * `export function add(input: Json<AddIn>): AddOut` tells `omnicore build` the handler's
+   * input schema (AddIn's) and output schema (AddOut's) for AI agents; its JSDoc comment is
+   * its description, `@title` and `@destructive` tags say the rest.
+   */
+  export type Json<T> = string & { readonly __json?: T };
+
   /** A host function answered with a negative status (specs/abi.md §3.1). */
   export class OmniHostError extends Error {
     readonly status: number;
@@ -30,6 +38,7 @@ declare module "omnicore" {
   export function bytes(): Uint8Array;
 
   /** JSON.parse that throws InputError("invalid JSON input: ...") on malformed input. */
+  export function json<T>(input: Json<T>): T;
   export function json<T = unknown>(input: string | Uint8Array): T;
 
   /** The capabilities linked into this plugin at build time. */

@@ -1,4 +1,5 @@
-"""``omnicore kv`` and ``omnicore tasks`` against a real app data dir."""
+"""``omnicore kv`` and ``omnicore jobs`` (``omnicore tasks``, its old name) against a real app
+data dir."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def test_kv_needs_an_app(tmp_path: Path) -> None:
     assert code == 1 and "no omnicore.yaml" in err
 
 
-def test_tasks_list_show_cancel_retry(tmp_path: Path) -> None:
+def test_jobs_list_show_cancel_retry(tmp_path: Path) -> None:
     appdir = make_app(tmp_path)
     store = open_storage(appdir / "data")
     queued = store.queue.add(TaskSpec("p", "work", b'{"n": 1}', 4e9))
@@ -53,28 +54,31 @@ def test_tasks_list_show_cancel_retry(tmp_path: Path) -> None:
     store.queue.fail(dead, "w", 1e9 + 2, "GuestError: boom", None)
     store.close()
     app = str(appdir)
-    code, out, _ = invoke("tasks", "list", "--app", app)
+    code, out, _ = invoke("jobs", "list", "--app", app)
     assert code == 0 and "dead" in out and "p.boom" in out and "GuestError: boom" in out
-    listed = json.loads(invoke("tasks", "list", "--state", "queued", "--json", "--app", app)[1])
+    listed = json.loads(invoke("jobs", "list", "--state", "queued", "--json", "--app", app)[1])
     assert [t["id"] for t in listed] == [queued]
-    shown = json.loads(invoke("tasks", "show", str(queued), "--app", app)[1])
+    shown = json.loads(invoke("jobs", "show", str(queued), "--app", app)[1])
     assert shown["payload"] == '{"n": 1}' and shown["state"] == "queued"
-    assert invoke("tasks", "cancel", str(queued), "--app", app)[0] == 0
-    code, _, err = invoke("tasks", "cancel", str(queued), "--app", app)
+    assert invoke("jobs", "cancel", str(queued), "--app", app)[0] == 0
+    code, _, err = invoke("jobs", "cancel", str(queued), "--app", app)
     assert code == 1 and "cancelled" in err
-    assert invoke("tasks", "retry", str(dead), "--app", app)[0] == 0
-    assert json.loads(invoke("tasks", "show", str(dead), "--app", app)[1])["state"] == "queued"
-    code, _, err = invoke("tasks", "show", "999", "--app", app)
-    assert code == 1 and "no task 999" in err
+    assert invoke("jobs", "retry", str(dead), "--app", app)[0] == 0
+    assert json.loads(invoke("jobs", "show", str(dead), "--app", app)[1])["state"] == "queued"
+    code, _, err = invoke("jobs", "show", "999", "--app", app)
+    assert code == 1 and "no job 999" in err
 
 
-def test_tasks_enqueue_uses_the_app_defaults(tmp_path: Path) -> None:
+def test_the_old_names_enqueue_with_the_app_defaults_and_say_so_once(tmp_path: Path) -> None:
+    # `omnicore tasks` and `capabilities.tasks`: what operators wrote before the rename.
     appdir = make_app(tmp_path)
     (appdir / "omnicore.yaml").write_text("name: t\ndata_dir: data\n"
                                           "capabilities: {tasks: {max_attempts: 2, poll_s: 1}}\n")
-    code, out, _ = invoke("tasks", "enqueue", "p", "note", '{"text": "hi"}', "--delay", "60",
-                          "--app", str(appdir))
-    assert code == 0 and out.startswith("task 1 queued: p.note")
+    code, out, err = invoke("tasks", "enqueue", "p", "note", '{"text": "hi"}', "--delay", "60",
+                            "--app", str(appdir))
+    assert code == 0 and out.startswith("job 1 queued: p.note")
+    assert [ln for ln in err.splitlines() if "deprecated" in ln] == [
+        "omnicore tasks is deprecated: use omnicore jobs (the same commands)"]
     store = open_storage(appdir / "data")
     try:
         task = store.queue.get(1)
@@ -85,3 +89,5 @@ def test_tasks_enqueue_uses_the_app_defaults(tmp_path: Path) -> None:
         store.close()
     code, _, err = invoke("tasks", "enqueue", "p", "note", "--delay", "-1", "--app", str(appdir))
     assert code == 2 and "--delay" in err
+    code, _, err = invoke("jobs", "list", "--app", str(appdir))
+    assert code == 0 and "deprecated" not in err

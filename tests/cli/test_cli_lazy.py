@@ -124,7 +124,7 @@ def test_call_in_an_app_loads_only_what_the_plugin_uses(app: Path, tmp_path: Pat
     assert "sqlite_utils" in modules
     result, modules = _modules(args, env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == b"app"
+    assert result.stdout == b"app\n"
     assert "wasmtime" in modules and "omnicore.app" in modules  # it did run in the app
     assert _loaded(modules, IN_APP) == []
 
@@ -135,7 +135,7 @@ def test_call_of_a_bare_file_loads_no_service(tmp_path: Path) -> None:
                                 "--config", "k=1"],
                                env={"OMNICORE_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
-    assert result.stdout == b"1"
+    assert result.stdout == b"1\n"
     assert _loaded(modules, HEAVY) == []
 
 

@@ -111,15 +111,48 @@ def test_inspect_missing_file(runner: CliRunner, tmp_path: Path) -> None:
 def test_call_a_file(runner: CliRunner, files: Path, tmp_path: Path) -> None:
     result = runner.invoke(main, ["call", str(files / "echo.wasm"), "echo", "--input", "héllo"])
     assert result.exit_code == 0, result.stderr
-    assert result.stdout_bytes == "héllo".encode()
+    assert result.stdout_bytes == "héllo\n".encode()  # text: a newline after it
     blob = tmp_path / "in.bin"
     blob.write_bytes(bytes(range(256)))
     result = runner.invoke(main, ["call", str(files / "echo.wasm"), "echo", "--input-file",
                                   str(blob)])
-    assert result.stdout_bytes == bytes(range(256))
+    assert result.stdout_bytes == bytes(range(256))  # binary: exactly its bytes
     result = runner.invoke(main, ["call", str(files / "echo.wasm"), "echo", "--input-file", "-"],
                            input=b"from stdin")
-    assert result.stdout_bytes == b"from stdin"
+    assert result.stdout_bytes == b"from stdin\n"
+
+
+def test_call_ends_text_with_a_newline_and_keeps_binary_exact(files: Path,
+                                                              tmp_path: Path) -> None:
+    """Text output gets a newline, so a prompt or a pipe's next line starts on its own line;
+    binary output piped or redirected is the bytes for another program, kept exact; on a
+    terminal it gets the newline too."""
+    import pty
+
+    blob = tmp_path / "in.bin"
+    blob.write_bytes(b"\x89PNG\x00\xff")
+    call = [str(OMNICORE), "call", str(files / "echo.wasm"), "echo"]
+    env = {**os.environ, "OMNICORE_CACHE_DIR": str(tmp_path / "cache")}
+    piped = subprocess.run([*call, "--input", "héllo"], capture_output=True, env=env,
+                           timeout=60)
+    assert piped.stdout == "héllo\n".encode()
+    for args, expect in ((["--input", "text"], b"text\n"),
+                         (["--input-file", str(blob)], b"\x89PNG\x00\xff")):
+        out = tmp_path / "out"
+        with out.open("wb") as sink:
+            done = subprocess.run([*call, *args], stdout=sink, env=env, timeout=60)
+        assert done.returncode == 0 and out.read_bytes() == expect
+    assert subprocess.run([*call, "--input", "ends\n"], capture_output=True, env=env,
+                          timeout=60).stdout == b"ends\n"  # never a second one
+    main_fd, follower = pty.openpty()
+    try:
+        done = subprocess.run([*call, "--input-file", str(blob)], stdout=follower,
+                              stderr=subprocess.DEVNULL, env=env, timeout=60)
+        assert done.returncode == 0
+        assert os.read(main_fd, 100).endswith(b"\n")  # the prompt on a line of its own
+    finally:
+        os.close(main_fd)
+        os.close(follower)
 
 
 def test_call_guest_error_and_limits_are_one_line(runner: CliRunner, files: Path) -> None:
@@ -163,14 +196,14 @@ def test_call_bad_input_options(runner: CliRunner, files: Path) -> None:
 def test_call_by_name_in_an_app(runner: CliRunner, appdir: Path) -> None:
     (appdir / "plugins" / "conf.yaml").write_text("config: {where: sidecar}\n")
     args = ["call", "conf", "get", "--app", str(appdir)]
-    assert runner.invoke(main, [*args, "--input", "who"]).stdout == "app"
-    assert runner.invoke(main, [*args, "--input", "where"]).stdout == "sidecar"
+    assert runner.invoke(main, [*args, "--input", "who"]).stdout == "app\n"
+    assert runner.invoke(main, [*args, "--input", "where"]).stdout == "sidecar\n"
     result = runner.invoke(main, [*args, "--input", "where", "--config", "where=flag"])
-    assert result.stdout == "flag"
+    assert result.stdout == "flag\n"
     # Found by its manifest name, not its file name.
     result = runner.invoke(main, ["call", "renamed", "echo", "--input", "x", "--app",
                                   str(appdir)])
-    assert result.exit_code == 0 and result.stdout == "x"
+    assert result.exit_code == 0 and result.stdout == "x\n"
     result = runner.invoke(main, ["call", "ghost", "echo", "--app", str(appdir)])
     assert result.exit_code == 1
     assert "no plugin 'ghost'" in result.stderr and "conf, other-file" in result.stderr
@@ -208,7 +241,7 @@ def test_run_then_drop_a_plugin_then_call_it(tmp_path: Path) -> None:
         result = subprocess.run([str(OMNICORE), "call", "dropped", "version", "--app", str(app)],
                                 capture_output=True, env=env, timeout=30)
         assert result.returncode == 0, result.stderr
-        assert result.stdout == b"4.2.0"
+        assert result.stdout == b"4.2.0\n"
         # The running server picked the file up too.
         deadline = time.monotonic() + 5
         while b"dropped" not in (tmp_path / "run.log").read_bytes():
@@ -255,10 +288,10 @@ def test_bare_file_calls_share_a_per_user_module_cache(loggers: Path, tmp_path: 
     env = {"OMNICORE_CACHE_DIR": str(cache)}
     first = CliRunner().invoke(main, ["call", str(loggers / "echo.wasm"), "echo",
                                       "--input", "x"], env=env)
-    assert first.exit_code == 0 and first.stdout == "x"
+    assert first.exit_code == 0 and first.stdout == "x\n"
     entries = sorted(p.name for p in cache.rglob("*") if p.is_file())
     assert entries, "the compiled module was not cached"
     again = CliRunner().invoke(main, ["call", str(loggers / "echo.wasm"), "echo",
                                       "--input", "y"], env=env)
-    assert again.stdout == "y"
+    assert again.stdout == "y\n"
     assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == entries  # reused

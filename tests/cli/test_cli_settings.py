@@ -92,6 +92,22 @@ def test_settings_from_the_cli_reach_the_running_host(running: tuple[Path, Remot
     assert not list((appdir / "plugins").glob("conf.*ml"))  # the folder is the host's own
 
 
+def test_a_missing_grant_on_the_running_host_names_the_settings_command(
+        running: tuple[Path, Remote]) -> None:
+    appdir, _remote = running
+    done = subprocess.run([sys.executable, "-m", "omnicore.cli", "call", "conf", "get",
+                           "--input", "k", "--app", str(appdir)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    assert "needs grant: omnicore:config on the host at http" in done.stderr, done.stderr
+    assert f"grant it there: omnicore settings grant conf config --app {appdir}" in done.stderr
+    assert "--grant" not in done.stderr  # a flag of an embedded call, not of a running host
+    shown = subprocess.run([sys.executable, "-m", "omnicore.cli", "inspect", "conf", "--app",
+                            str(appdir)], capture_output=True, text=True, timeout=120)
+    assert "needs grant omnicore:config" in shown.stdout, shown.stdout + shown.stderr
+    assert f"grant it  omnicore settings grant conf config --app {appdir}" in shown.stdout
+
+
 def test_isolation_is_a_limit_the_cli_sets(tmp_path: Path) -> None:
     appdir = tmp_path / "app"
     (appdir / "plugins").mkdir(parents=True)

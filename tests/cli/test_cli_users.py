@@ -7,9 +7,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from omnicore.accounts.users import UserStore
 from omnicore.app import OmniApp
 from omnicore.cli import main
-from omnicore.console.users import UserStore
 
 PASSWORD = "correct horse battery"
 
@@ -29,13 +29,15 @@ def make_app(tmp_path: Path) -> Path:
 def test_users_written_by_the_cli_sign_in_to_the_apps_console(tmp_path: Path) -> None:
     appdir = make_app(tmp_path)
     app = str(appdir)
+    assert invoke("users", "list", "--app", app)[1] == \
+        f"no users (omnicore users add NAME --app {app})\n"
     assert invoke("users", "add", "ada", "--password-stdin", "--app", app,
                   stdin=PASSWORD + "\n")[0] == 0
     assert invoke("users", "add", "bob", "--role", "viewer", "--password-stdin", "--app", app,
                   stdin=PASSWORD + "\n")[0] == 0
     code, _, err = invoke("users", "add", "ada", "--password-stdin", "--app", app,
                           stdin=PASSWORD + "\n")
-    assert code == 1 and "already exists" in err
+    assert code == 1 and f"already exists (omnicore users passwd ada --app {app})" in err
     code, out, _ = invoke("users", "list", "--app", app)
     assert code == 0 and [line.split()[:2] for line in out.splitlines()] == [
         ["ada", "admin"], ["bob", "viewer"]]

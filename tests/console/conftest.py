@@ -172,3 +172,11 @@ def push(url: str, method: str, path: str, headers: dict[str, str], *, total: in
     finally:
         sock.close()
     return Pushed(sent, status, seconds)
+
+
+def error_of(r: httpx.Response) -> dict[str, object]:
+    body = r.json()
+    assert set(body) == {"error"}
+    err: dict[str, object] = body["error"]
+    assert err["status"] == r.status_code and err["type"] and err["message"]
+    return err

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, Route, expect
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from tests.console.test_browser import SHOTS, WORKFLOW, browser, off_thread  # noqa: F401
-from tests.console.test_events_tasks import ticker_wasm
+from tests.console.test_jobs import ticker_wasm
 
 PASSWORD = "lovelace-1815"
 GATED = """\

@@ -6,8 +6,7 @@ from __future__ import annotations
 import httpx
 
 from omnicore.storage.vectors import EXACT_BELOW
-from tests.console.conftest import Host
-from tests.console.test_api import error_of
+from tests.console.conftest import Host, error_of
 
 
 def seed_vectors(host: Host) -> None:

@@ -11,8 +11,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 
-from tests.console.conftest import Host
-from tests.console.test_api import error_of
+from tests.console.conftest import Host, error_of
 
 SECRET = "sk_live_9c2f7a41e8b3d605"
 OTHER = "pa$$ w0rd/with+symbols&more="

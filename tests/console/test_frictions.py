@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omnicore.sandbox.limits import Limits
 from tests.console.conftest import Host
-from tests.console.test_events_tasks import ticker_wasm
+from tests.console.test_jobs import ticker_wasm
 
 
 def _card(html: str, card: str) -> str:

@@ -1,66 +1,26 @@
-"""API tokens (console/users.py): a token's last use is stamped at most every
-LAST_USE_EVERY_S, so a script calling in a loop is not a write per request; the lookup still
-happens every time, so a revoked token fails at once."""
+"""Users and API tokens in the REST API (console/users.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+import httpx
 
-import pytest
-
-from omnicore.console import users
-from omnicore.console.users import UserStore
-from omnicore.storage import SQLiteStorage
+from tests.console.conftest import Host
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[UserStore]:
-    storage = SQLiteStorage(tmp_path / "omnicore.db")
-    s = UserStore(storage.users, owner=storage)
-    s.add("ada", "correct horse battery", "admin")
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-def _last_used(store: UserStore, token_id: int) -> float | None:
-    return next(t.last_used for t in store.tokens() if t.id == token_id)
-
-
-def test_a_token_in_a_loop_is_stamped_once_per_period(store: UserStore,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    secret, token = store.new_token("ada", "loop")
-    user = store.token_user(secret)
-    assert user is not None and user.name == "ada"
-    first = _last_used(store, token.id)
-    assert first is not None
-    for _ in range(20):
-        assert store.token_user(secret) is not None
-    assert _last_used(store, token.id) == first  # no write per request
-    monkeypatch.setattr(users, "LAST_USE_EVERY_S", 0.0)  # the period is over
-    assert store.token_user(secret) is not None
-    stamped = _last_used(store, token.id)
-    assert stamped is not None and stamped >= first
-
-
-def test_a_revoked_token_fails_at_once_inside_the_period(store: UserStore) -> None:
-    secret, token = store.new_token("ada", "revoked")
-    other, _ = store.new_token("ada", "kept")
-    assert store.token_user(secret) is not None and store.token_user(other) is not None
-    assert store.delete_token(token.id)
-    assert store.token_user(secret) is None
-    assert store.token_user(other) is not None
-    # Its sibling: the token's user deleted (with the other tokens), also at once.
-    store.add("bo", "correct horse battery", "viewer")
-    bos, _ = store.new_token("bo", "bo's")
-    assert store.token_user(bos) is not None
-    assert store.delete("bo")
-    assert store.token_user(bos) is None
-
-
-def test_unknown_tokens_are_never_remembered(store: UserStore) -> None:
-    for i in range(100):
-        assert store.token_user(f"oc_not-a-token-{i}") is None
-    assert store._stamped == {}
+def test_users_and_tokens(host: Host, admin: httpx.Client) -> None:
+    r = admin.post("/api/v1/users", json={"name": "bo", "password": "short"})
+    assert r.status_code == 422
+    r = admin.post("/api/v1/users", json={"name": "bo", "password": "long enough pw",
+                                          "role": "viewer"})
+    assert r.status_code == 201
+    names = [u["name"] for u in admin.get("/api/v1/users").json()["items"]]
+    assert names == ["admin", "bo", "viewer"]
+    made = admin.post("/api/v1/tokens", json={"label": "ci"})
+    assert made.status_code == 201
+    secret, token_id = made.json()["token"], made.json()["id"]
+    with host.client(secret) as c:
+        assert c.get("/api/v1/me").json()["name"] == "admin"
+        assert admin.delete(f"/api/v1/tokens/{token_id}").status_code == 204
+        assert c.get("/api/v1/me").status_code == 401
+    assert admin.delete("/api/v1/users/admin").status_code == 409
+    assert admin.delete("/api/v1/users/bo").status_code == 204

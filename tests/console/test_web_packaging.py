@@ -12,7 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from omnicore.console import assets, pages
+from omnicore.console import assets, render
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_checkout_reads_the_top_level_web_folder() -> None:
     assert not (ROOT / "host" / "omnicore" / "console" / "web").exists()
     assert assets.web_dir() == ROOT / "web"
-    assert pages.TEMPLATES.get_template("overview.html").filename == str(
+    assert render.TEMPLATES.get_template("overview.html").filename == str(
         ROOT / "web" / "templates" / "overview.html")
 
 
@@ -51,8 +51,8 @@ def test_the_wheel_carries_the_front_end_and_the_console_uses_it(tmp_path: Path)
 
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
-    probe = ("from omnicore.console import pages, server; "
-             "print(pages.WEB); print(pages.TEMPLATES.get_template('plugin.html').filename)")
+    probe = ("from omnicore.console import render, server; "
+             "print(render.WEB); print(render.TEMPLATES.get_template('plugin.html').filename)")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300,
                           env={**env, "PYTHONPATH": str(unpacked)})

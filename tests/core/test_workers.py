@@ -4,6 +4,7 @@ and releases, a failing run left to its lease."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from omnicore.core.workers import LeasedWorkers
+from omnicore.errors import OmniError
 from omnicore.storage import SQLiteStorage, Task, TaskSpec
 
 
@@ -174,5 +176,105 @@ def test_tick_runs_on_the_ticker_and_says_when_next(store: SQLiteStorage) -> Non
     workers.start()
     try:
         _wait(lambda: len(ticks) >= 5, "the tick to run at the time it asked for")
+    finally:
+        workers.stop(1)
+
+
+class Away(OmniError):
+    """The queue's storage does not answer (a StorageError, in the host)."""
+
+
+class Flaky:
+    """The SQLite queue behind a switch: while ``down``, every call raises :class:`Away`."""
+
+    def __init__(self, queue: object) -> None:
+        self.queue = queue
+        self.down = False
+        self.refused = 0
+        self.renewals: list[tuple[float, list[int]]] = []
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self.queue, name)
+
+        def call(*args: object, **kwargs: object) -> object:
+            if self.down:
+                self.refused += 1
+                raise Away("storage test.db: unreachable")
+            if name == "renew":
+                self.renewals.append((time.monotonic(), list(args[1])))  # type: ignore[call-overload]
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_an_outage_holds_the_running_item_and_records_it_when_the_storage_returns(
+        store: SQLiteStorage, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="omnicore.workers")
+    flaky = Flaky(store.queue)
+    ran, go = threading.Event(), threading.Event()
+    runs: list[int] = []
+
+    def run(task: Task) -> None:
+        runs.append(task.id)
+        ran.set()
+        go.wait(10)
+        workers.persist(lambda: flaky.finish(task.id, "host-a", time.time()))
+
+    workers = LeasedWorkers("test", flaky, run, lambda t: t.id, owner="host-a", workers=2,
+                            lease_s=30.0, poll_s=0.05, tick=lambda now: None)
+    job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+    workers.start()
+    try:
+        assert ran.wait(10)
+        flaky.down = True
+        go.set()  # the call ended; its outcome cannot be written now
+        _wait(lambda: flaky.refused >= 10, "several claims and writes to fail")
+        assert [t.id for t in workers.running()] == [job]  # still held, not dropped
+        threads = [t for t in threading.enumerate() if t.name.startswith("omnicore-test-")]
+        assert len(threads) == 3 and all(t.is_alive() for t in threads)
+        back = time.monotonic()
+        flaky.down = False
+        _wait(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
+              "the held job's outcome to be written")
+        took = time.monotonic() - back
+        assert took < 5.0, took  # the back-off's bound, not the 30 s lease
+        assert runs == [job]  # recorded, not delivered again
+        # The leases held are renewed the moment the storage answers, not 10 s later.
+        assert any(at >= back for at, _ in flaky.renewals)
+        assert min(at for at, _ in flaky.renewals if at >= back) - back < 5.0
+    finally:
+        workers.stop(1)
+    records = [(r.levelno, r.getMessage(), r.exc_info) for r in caplog.records
+               if r.name == "omnicore.workers"]
+    paused = [m for _, m, _ in records if "paused" in m]
+    assert paused == ["test queue paused: storage test.db: unreachable; retrying in the "
+                      "background"], records
+    assert [m for _, m, _ in records if "resumed" in m][:1] and \
+        all(exc is None for _, _, exc in records)
+
+
+def test_a_run_failing_on_the_storage_gives_its_item_back_when_it_returns(
+        store: SQLiteStorage) -> None:
+    flaky = Flaky(store.queue)
+    runs: list[int] = []
+
+    def run(task: Task) -> None:
+        runs.append(task.id)
+        if len(runs) == 1:
+            flaky.down = True
+            raise Away("storage test.db: unreachable")  # before anything was recorded
+        store.queue.finish(task.id, "host-a", time.time())
+
+    workers = LeasedWorkers("test", flaky, run, lambda t: t.id, owner="host-a", workers=1,
+                            lease_s=30.0, poll_s=0.05)
+    job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+    workers.start()
+    try:
+        _wait(lambda: flaky.refused >= 3, "the release to fail too")
+        flaky.down = False
+        _wait(lambda: runs == [job, job], "the item to run again")  # not after 30 s
+        _wait(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
+              "the second delivery to finish")
+        assert store.queue.get(job).attempts == 1  # type: ignore[union-attr]  # released
     finally:
         workers.stop(1)

@@ -171,8 +171,10 @@ def test_omnicore_call_link_as_extism_call_link(tmp_path: Path, pdk_wasm: Path) 
            "--link", f"{USER}={f['shout']}"]
     done = subprocess.run(run, capture_output=True, timeout=120, env={**_env(), **env})
     assert done.returncode == 0, done.stderr
-    assert done.stdout == sdk([{"path": str(f["shout"]), "name": USER},
-                               {"path": str(pdk_wasm)}], [("user", b"quiet please")])[0]
+    expected = sdk([{"path": str(f["shout"]), "name": USER}, {"path": str(pdk_wasm)}],
+                   [("user", b"quiet please")])[0]
+    assert isinstance(expected, bytes)
+    assert done.stdout == expected + b"\n"  # text: `omnicore call` ends it with a newline
     done = subprocess.run([*OMNICORE, "call", str(f["main"]), "run", "--input", "abc",
                            "--link", "math=math.wasm"], capture_output=True, timeout=120,
                           cwd=tmp_path, env={**_env(), **env})

@@ -55,7 +55,7 @@ def test_cli_inspect_and_call_answer_like_the_sdk(pdk_wasm: Path, tmp_path: Path
                           capture_output=True)
     assert done.returncode == 0, done.stderr
     sdk = extism.Plugin(wat_plugin("kernel"), config={"greeting": "Hi"})
-    assert done.stdout == bytes(sdk.call("config", b"greeting")) == b"Hi"
+    assert done.stdout == bytes(sdk.call("config", b"greeting")) + b"\n" == b"Hi\n"
 
 
 def test_dropped_into_the_folder_with_its_manifest(pdk_wasm: Path, tmp_path: Path) -> None:

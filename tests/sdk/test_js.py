@@ -553,6 +553,62 @@ def test_typescript_types_check(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.skipif(_tsc() is None, reason="tsc not installed (npm i --prefix build/js-tools "
+                                           "typescript)")
+def test_typescript_handlers_are_described_from_their_types(tmp_path: Path) -> None:
+    (tmp_path / "plugin.ts").write_text("""
+import { json, type Json } from "omnicore";
+
+interface Item {
+  /** What it is called. */
+  name: string;
+  tags?: string[];
+  kind: "book" | "film";
+  /** Anything else, by key. */
+  extra: { [key: string]: number };
+  parent: Item | null;
+}
+
+/**
+ * Stores an item.
+ *
+ * Later paragraphs are for readers of the code.
+ * @title Store
+ * @destructive
+ */
+export function store(input: Json<Item>): { id: number; ok: boolean } {
+  const item = json(input);
+  return { id: item.name.length, ok: true };
+}
+
+/** Answers the raw text. */
+export async function raw(input: string): Promise<{ text: string }> {
+  return { text: input };
+}
+
+export function list(_input: string): string[] { return []; }
+""")
+    described = js.handler_descriptions(tmp_path)
+    assert set(described) == {"store", "raw"}  # list: no doc, no object types
+    store = described["store"]
+    assert (store["description"], store["title"], store["destructive"]) == \
+        ("Stores an item.", "Store", True)
+    item = store["input_schema"]
+    assert item["required"] == ["name", "kind", "extra", "parent"]
+    assert item["properties"]["name"] == {"type": "string", "description": "What it is called."}
+    assert item["properties"]["tags"] == {"type": "array", "items": {"type": "string"}}
+    assert item["properties"]["kind"] == {"type": "string", "enum": ["book", "film"]}
+    assert item["properties"]["extra"]["additionalProperties"] == {"type": "number"}
+    assert item["properties"]["parent"] == {}  # itself below the first level: anything
+    assert store["output_schema"] == {"type": "object", "required": ["id", "ok"], "properties": {
+        "id": {"type": "number"}, "ok": {"type": "boolean"}}}
+    assert described["raw"] == {"description": "Answers the raw text.", "output_schema": {
+        "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}
+    # Plain JavaScript has no types: it is described in omnicore.toml.
+    (tmp_path / "plugin.ts").rename(tmp_path / "plugin.js")
+    assert js.handler_descriptions(tmp_path) == {}
+
+
 def test_types_declare_exactly_what_the_runtime_exports() -> None:
     import re
 

@@ -297,9 +297,9 @@ def test_omnicore_call_runs_it_with_grants_and_refuses_it_without(
               "--grant", "http")
     done = _cli("call", probe, "count", *grants, "--app", tmp_path, cwd=tmp_path, cache=cache)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "1"
+    assert done.stdout == "1\n"
     again = _cli("call", probe, "count", *grants, "--app", tmp_path, cwd=tmp_path, cache=cache)
-    assert again.stdout == "2"
+    assert again.stdout == "2\n"
 
 
 def test_new_plugin_python_builds_tests_and_runs(tmp_path: Path, cache: Path) -> None:

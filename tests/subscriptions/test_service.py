@@ -5,6 +5,7 @@ The plugin is tests.event_fixtures's."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -158,3 +159,39 @@ def test_a_publish_rate_that_is_not_positive_is_refused(make_app: Callable[..., 
     with pytest.raises(ConfigError, match="max_publish_per_s"):
         make_app(builtin_extensions=None, overrides={
             "capabilities": {"events": {"max_publish_per_s": 0}}}).start()
+
+
+def test_an_outage_of_the_queue_drops_durable_deliveries_in_one_line(
+        ev_app: OmniApp, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from omnicore.storage import StorageError
+
+    caplog.set_level(logging.INFO, logger="omnicore.subscriptions")
+    ev_app.plugins.load(events_wasm("src"), grants=GRANTS)
+    ev_app.plugins.load(events_wasm("sink", [{"topic": "plugin.src.*", "handler": "on_event",
+                                              "durable": True}]), grants=GRANTS)
+    (sub,) = [s for s in ev_app.subscriptions.all() if s.plugin == "sink"]
+    enqueue = ev_app.jobs.enqueue
+
+    def away(*args: Any, **kwargs: Any) -> int:
+        # The event log took the event; the queue went away in between.
+        raise StorageError("storage test.db: unreachable")
+
+    monkeypatch.setattr(ev_app.jobs, "enqueue", away)
+    assert pub(ev_app, "src", "a") == 0 and pub(ev_app, "src", "b") == 0
+    assert sub.dropped == 2  # counted, and the publisher was not failed
+    # Other hosts' events cannot be read either: nothing raises into the listener's thread.
+    ids = [r.id for r in ev_app.storage.events.recent(2)]
+    monkeypatch.setattr(ev_app.storage.events, "get_many", away)
+    ev_app.subscriptions._from_another_host(ids)
+    monkeypatch.setattr(ev_app.jobs, "enqueue", enqueue)
+    assert pub(ev_app, "src", "c") == 0
+    deadline = time.monotonic() + 30
+    while seen(ev_app, "sink") < 1:
+        assert time.monotonic() < deadline, "the durable delivery after the outage"
+        time.sleep(0.02)
+    lines = [(r.levelno, r.getMessage(), r.exc_info) for r in caplog.records
+             if r.name == "omnicore.subscriptions"]
+    assert lines[0] == (logging.ERROR, "event subscriptions paused: storage test.db: "
+                        "unreachable; retrying in the background", None)
+    assert lines[1][1].startswith("event subscriptions resumed") and len(lines) == 2, lines

@@ -86,3 +86,63 @@ def test_good_schedules_and_subscriptions_build_and_load(tmp_path: Path) -> None
         info = host.load(wasm)
     assert info.manifest["schedules"] == [{"handler": "greet", "every": "5s"}]
     assert info.manifest["subscriptions"] == [{"topic": "plugin.*.x", "handler": "other"}]
+
+
+def _describing(all_json: str, greet_json: str, extra: str = "") -> bytes:
+    """A module whose omni_describe exports answer the given JSON (specs/abi.md §5.1)."""
+    def data(offset: int, text: str) -> str:
+        return f'(data (i32.const {offset}) "{text.replace(chr(34), chr(92) + chr(34))}")'
+
+    def packed(offset: int, text: str) -> str:
+        return f"(i64.or (i64.shl (i64.const {offset}) (i64.const 32)) (i64.const {len(text)}))"
+
+    return wasmtime.wat2wasm(f"""(module
+      (import "omnicore:kv" "get" (func $get (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 2)
+      (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "omni_free") (param i32 i32))
+      {data(2048, all_json)} {data(4096, greet_json)}
+      (func (export "greet") (param i32 i32) (result i64) (i64.const 0))
+      (func (export "other") (param i32 i32) (result i64) (i64.const 0))
+      (func (export "omni_describe") (param i32 i32) (result i64) {packed(2048, all_json)})
+      (func (export "omni_describe_greet") (param i32 i32) (result i64)
+        {packed(4096, greet_json)})
+      {extra})""")
+
+
+def test_the_code_describes_handlers_and_omnicore_toml_wins_key_by_key() -> None:
+    wasm = _describing(
+        '{"handlers":{"other":{"description":"From the code","output_schema":'
+        '{"type":"object","properties":{"n":{"type":"integer"}}}}}}',
+        '{"description":"Greets","input_schema":{"type":"object","required":["name"],'
+        '"properties":{"name":{"type":"string"}}}}')
+    meta = tomllib.loads('[plugin]\nname = "greeter"\n[plugin.handler.greet]\n'
+                        'description = "Greet someone by name"\ndestructive = true\n')["plugin"]
+    with PluginHost() as host:
+        info = host.load(embed_manifest(wasm, meta, language="go", default_name="x"))
+    greet, other = info.manifest["handlers"]
+    assert greet == {"name": "greet", "description": "Greet someone by name", "destructive": True,
+                     "input_schema": {"type": "object", "required": ["name"],
+                                      "properties": {"name": {"type": "string"}}}}
+    assert other["description"] == "From the code"
+    assert other["output_schema"]["properties"] == {"n": {"type": "integer"}}
+    assert list(info.handlers) == ["greet", "other"]  # the describe exports are no handlers
+
+
+@pytest.mark.parametrize(("wasm", "said"), [
+    (_describing('{"handlers":{"greet":{"input_schema":{"type":"array"}}}}', "{}"),
+     "handler 'greet' from its code input_schema must be"),
+    (_describing("{}", '{"colour":"red"}'), "unknown keys"),
+    (_describing("not json", "{}"), "describing the handlers failed"),
+])
+def test_a_wrong_description_from_code_fails_the_build(wasm: bytes, said: str) -> None:
+    with pytest.raises(BuildError, match=said):
+        embed_manifest(wasm, {"name": "greeter"}, language="go", default_name="x")
+
+
+def test_a_describe_export_that_never_ends_fails_the_build() -> None:
+    wat = """(module (memory (export "memory") 1)
+      (func (export "greet") (param i32 i32) (result i64) (i64.const 0))
+      (func (export "omni_describe") (param i32 i32) (result i64) (loop (br 0)) (i64.const 0)))"""
+    with pytest.raises(BuildError, match="describing the handlers failed"):
+        embed_manifest(wasmtime.wat2wasm(wat), {}, language="go", default_name="x")

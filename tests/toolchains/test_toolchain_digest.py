@@ -19,3 +19,12 @@ def test_every_module_of_a_language_package_shapes_its_builds() -> None:
 
 def test_a_single_module_language_is_digested_as_that_file() -> None:
     assert _toolchain_digest("rust").startswith(_source_digest(Path(str(rust.__file__))))
+
+
+def test_the_manifest_writer_and_a_language_s_helpers_shape_its_builds() -> None:
+    from omnicore import toolchains
+
+    here = Path(str(toolchains.__file__)).parent
+    for language in ("rust", "go", "c", "js", "python"):
+        assert _source_digest(here / "manifest.py") in _toolchain_digest(language), language
+    assert _source_digest(here / "pyschema.py") in _toolchain_digest("python")

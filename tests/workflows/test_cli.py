@@ -65,3 +65,9 @@ def test_run_list_show_runs_cancel_restart(tmp_path: Path,
     assert "run.restarted" in out and "greet" in out
     code, out, err = cli("workflows", "approve", "2", "greet", *app)
     assert code == 1 and "no step 'greet' waiting for an approval" in err
+    code, out, _ = cli("workflows", "cancel", "2", *app)
+    # Served here until only its approval is left; the hint says the --app it was given.
+    code, out, _ = cli("workflows", "restart", "2", "--wait", *app)
+    assert f"waiting for approval: omnicore workflows approve 2 ok --app {folder}" in out, out
+    code, out, _ = cli("workflows", "approve", "2", "ok", *app)
+    assert code == 0, out

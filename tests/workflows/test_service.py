@@ -383,3 +383,34 @@ def test_a_broken_file_fails_alone_with_every_problem(wf_app: Start) -> None:
         "warning: line 4: steps[0].uses: step 'a' uses plugin 'ghost', which the app does not "
         "have (plugins: counter-rust, greeter-rust, textstats-rust); it may be added later, "
         "else the step fails when it runs"]
+
+
+def test_a_run_whose_advance_failed_on_the_storage_advances_when_it_returns(
+        wf_app: Start, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from omnicore.storage import StorageError
+
+    caplog.set_level(logging.INFO, logger="omnicore.workflows")
+    text = (ROOT / "examples" / "workflows" / "text-report.yaml").read_text()
+    app = wf_app({"text-report.yaml": text})
+    store = app.workflows.store
+    add_steps, refused = store.add_steps, []
+
+    def away(*args: Any, **kwargs: Any) -> Any:
+        refused.append(1)
+        raise StorageError("storage test.db: unreachable")
+
+    monkeypatch.setattr(store, "add_steps", away)
+    run = app.workflows.start("text-report", {"name": "Ada"})
+    until(lambda: len(refused) >= 2, "the ticker to try again in the outage")
+    assert app.workflows.get_run(run.id).state == "running"
+    monkeypatch.setattr(store, "add_steps", add_steps)
+    # No event and no restart: the ticker advances it once the storage answers.
+    assert app.workflows.wait(run.id, 30).state == "succeeded"
+    lines = [(r.getMessage(), r.exc_info) for r in caplog.records
+             if "workflow runs" in r.getMessage()]
+    assert [m.split(":")[0].split(" after")[0] for m, _ in lines] == [
+        "workflow runs paused", "workflow runs resumed"], lines
+    assert all(exc is None for _, exc in lines)

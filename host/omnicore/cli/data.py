@@ -1,4 +1,7 @@
-"""``omnicore kv`` and ``omnicore tasks``: an operator's view of an app's durable state.
+"""``omnicore kv`` and ``omnicore jobs``: an operator's view of an app's durable state.
+
+``omnicore tasks`` is the old name of ``omnicore jobs`` (the durable queue's rows are jobs:
+specs/host.md's glossary): the same commands, with one deprecation line on stderr.
 
 Both open the app's storage (``<data_dir>/omnicore.db``) directly, so they work whether or not
 ``omnicore run`` is serving the app (SQLite's WAL lets them read and write beside it). Every
@@ -20,7 +23,7 @@ import click
 from omnicore.cli.main import CONFIG_FILE, main
 from omnicore.errors import ConfigError
 
-__all__ = ["kv", "tasks"]
+__all__ = ["jobs", "kv", "tasks"]
 
 _APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
                     default=".", show_default="here",
@@ -37,7 +40,7 @@ def _config(appdir: Path) -> Any:
 
 
 def _audit(store: Any, verb: str, target: str, before: Any = None, after: Any = None) -> None:
-    from omnicore.console.audit import Actor, record
+    from omnicore.accounts.audit import Actor, record
 
     record(store, Actor.cli(), verb, target, before, after)
 
@@ -127,24 +130,24 @@ def kv_delete(plugin: str, key: str, appdir: Path) -> None:
 
 
 @main.group()
-def tasks() -> None:
-    """Durable plugin tasks (omnicore:tasks, schedules, durable events): list, retry, cancel."""
+def jobs() -> None:
+    """Durable plugin jobs (omnicore:tasks, schedules, durable events): list, retry, cancel."""
 
 
 def _when(t: float | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
-@tasks.command("list")
-@click.option("--plugin", help="Only this plugin's tasks.")
+@jobs.command("list")
+@click.option("--plugin", help="Only this plugin's jobs.")
 @click.option("--state", type=click.Choice(["queued", "running", "succeeded", "dead",
                                             "cancelled"]))
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @_APP
 @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
-def tasks_list(plugin: str | None, state: str | None, limit: int, appdir: Path,
+def jobs_list(plugin: str | None, state: str | None, limit: int, appdir: Path,
                as_json: bool) -> None:
-    """List tasks, newest first."""
+    """List jobs, newest first."""
     with _storage(appdir) as store:
         found = store.queue.list(plugin=plugin, states=(state,) if state else (), limit=limit)
     if as_json:
@@ -157,71 +160,89 @@ def tasks_list(plugin: str | None, state: str | None, limit: int, appdir: Path,
                    f"{_when(t.run_at):<19}  {t.plugin}.{t.handler}  {error}")
 
 
-@tasks.command("enqueue")
+@jobs.command("enqueue")
 @click.argument("plugin")
 @click.argument("handler")
 @click.argument("payload", default="")
 @click.option("--delay", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Seconds before it is due.")
 @_APP
-def tasks_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: Path) -> None:
+def jobs_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: Path) -> None:
     """Queue HANDLER(PAYLOAD) of PLUGIN, as a plugin's own enqueue would.
 
-    A running host picks it up within capabilities.tasks.poll_s. Retries and backoff are the
-    app's capabilities.tasks defaults; a handler the plugin lacks ends the task dead with the
-    reason (see tasks show).
+    A running host picks it up within capabilities.jobs.poll_s. Retries and backoff are the
+    app's capabilities.jobs defaults; a handler the plugin lacks ends the job dead with the
+    reason (see jobs show).
     """
     from omnicore.storage import TaskSpec
 
-    defaults = _config(appdir).capabilities.tasks
+    defaults = _config(appdir).capabilities.jobs
     spec = TaskSpec(plugin, handler, payload.encode(), time.time() + delay,
                     defaults.max_attempts, defaults.backoff_ms, "operator")
     with _storage(appdir) as store:
-        task_id = store.queue.add(spec)
-        _audit(store, "task.enqueue", f"task:{task_id}", None,
+        job_id = store.queue.add(spec)
+        _audit(store, "task.enqueue", f"task:{job_id}", None,
                {"plugin": plugin, "handler": handler, "bytes": len(spec.payload)})
-    click.echo(f"task {task_id} queued: {plugin}.{handler}")
+    click.echo(f"job {job_id} queued: {plugin}.{handler}")
 
 
-@tasks.command("show")
-@click.argument("task_id", type=int)
+@jobs.command("show")
+@click.argument("job_id", type=int)
 @_APP
-def tasks_show(task_id: int, appdir: Path) -> None:
-    """Everything about one task, as JSON."""
+def jobs_show(job_id: int, appdir: Path) -> None:
+    """Everything about one job, as JSON."""
     with _storage(appdir) as store:
-        task = store.queue.get(task_id)
+        task = store.queue.get(job_id)
     if task is None:
-        raise click.ClickException(f"no task {task_id}")
+        raise click.ClickException(f"no job {job_id}")
     click.echo(json.dumps(task.as_dict(payload_preview=4096), indent=2))
 
 
-@tasks.command("retry")
-@click.argument("task_id", type=int)
+@jobs.command("retry")
+@click.argument("job_id", type=int)
 @_APP
-def tasks_retry(task_id: int, appdir: Path) -> None:
-    """Queue a dead or cancelled task again, with fresh attempts."""
+def jobs_retry(job_id: int, appdir: Path) -> None:
+    """Queue a dead or cancelled job again, with fresh attempts."""
     with _storage(appdir) as store:
-        if not store.queue.retry(task_id, time.time()):
-            task = store.queue.get(task_id)
-            raise click.ClickException(f"no task {task_id}" if task is None else
-                                       f"task {task_id} is {task.state}: only dead or "
-                                       "cancelled tasks can be retried")
-        _audit(store, "task.retry", f"task:{task_id}")
-    click.echo(f"task {task_id} queued")
+        if not store.queue.retry(job_id, time.time()):
+            task = store.queue.get(job_id)
+            raise click.ClickException(f"no job {job_id}" if task is None else
+                                       f"job {job_id} is {task.state}: only dead or "
+                                       "cancelled jobs can be retried")
+        _audit(store, "task.retry", f"task:{job_id}")
+    click.echo(f"job {job_id} queued")
 
 
-@tasks.command("cancel")
-@click.argument("task_id", type=int)
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
 @_APP
-def tasks_cancel(task_id: int, appdir: Path) -> None:
-    """Cancel a queued task (a running one finishes)."""
+def jobs_cancel(job_id: int, appdir: Path) -> None:
+    """Cancel a queued job (a running one finishes)."""
     with _storage(appdir) as store:
-        done = store.queue.cancel(task_id, time.time())
+        done = store.queue.cancel(job_id, time.time())
         if done is None:
-            raise click.ClickException(f"no task {task_id}")
+            raise click.ClickException(f"no job {job_id}")
         if not done:
-            task = store.queue.get(task_id)
-            raise click.ClickException(f"task {task_id} is {task.state if task else '?'}: "
-                                       "only queued tasks can be cancelled")
-        _audit(store, "task.cancel", f"task:{task_id}")
-    click.echo(f"task {task_id} cancelled")
+            task = store.queue.get(job_id)
+            raise click.ClickException(f"job {job_id} is {task.state if task else '?'}: "
+                                       "only queued jobs can be cancelled")
+        _audit(store, "task.cancel", f"task:{job_id}")
+    click.echo(f"job {job_id} cancelled")
+
+
+class _OldName(click.Group):
+    """A group under its name from before a rename: the same commands, one line on stderr."""
+
+    def __init__(self, name: str, new: click.Group) -> None:
+        super().__init__(name, commands=new.commands, hidden=True,
+                         help=f"Old name of `omnicore {new.name}` (deprecated).")
+        self.new_name = new.name
+
+    def invoke(self, ctx: click.Context) -> Any:
+        click.echo(f"omnicore {self.name} is deprecated: use omnicore {self.new_name} "
+                   "(the same commands)", err=True)
+        return super().invoke(ctx)
+
+
+tasks = _OldName("tasks", jobs)
+main.add_command(tasks)

@@ -19,9 +19,22 @@ import click
 from omnicore import __version__
 from omnicore.errors import OmniError
 
-__all__ = ["CONFIG_FILE", "main", "new"]
+__all__ = ["CONFIG_FILE", "hint", "main", "new"]
 
 CONFIG_FILE = "omnicore.yaml"
+
+
+def hint(command: str) -> str:
+    """``command`` as a printed hint should show it: with the ``--app DIR`` the user gave
+    this command, so it works from where they are (a default or ``$OMNICORE_APPDIR`` holds
+    for the next command too, and is not repeated)."""
+    import shlex
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or "appdir" not in ctx.params or \
+            ctx.get_parameter_source("appdir") is not click.core.ParameterSource.COMMANDLINE:
+        return command
+    return f"{command} --app {shlex.quote(str(ctx.params['appdir']))}"
 
 
 class _Group(click.Group):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from omnicore.cli.main import hint
 from omnicore.errors import ConfigError, NeedsGrant, PluginLoadError
 
 if TYPE_CHECKING:
@@ -266,6 +267,9 @@ def _print_live(doc: dict[str, Any], as_json: bool) -> None:
     echo(f"granted     {', '.join(sorted(doc.get('granted') or {})) or '(none)'}")
     if doc.get("missing"):
         echo(f"needs grant {', '.join('omnicore:' + m for m in doc['missing'])}")
+        for cap in doc["missing"]:  # a running host takes grants from the operator's settings
+            todo = hint(f"omnicore settings grant {doc['name']} {cap}")
+            echo(f"  grant it  {todo}")
     stats = doc.get("stats") or {}
     echo(f"calls       {stats.get('calls', 0)} ({stats.get('errors', 0)} errors)")
     if doc.get("last_error"):
@@ -401,11 +405,29 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
             out = host.call(info.name, handler, data)
         finally:
             _print_plugin_log(host.logs(info.name).lines(), verbose)
+    _print_output(out)
+
+
+def _print_output(out: bytes) -> None:
+    """The call's output on stdout, and a newline after it when it has none: so the shell
+    prompt, or the next line a pipe reads, starts on a line of its own. Binary output (not
+    UTF-8, or with a NUL byte) gets none unless stdout is a terminal: piped or redirected, it
+    is the bytes for another program (``> out.png``, ``| convert - ...``), kept exact."""
     stream = sys.stdout.buffer
     stream.write(out)
-    if sys.stdout.isatty() and out and not out.endswith(b"\n"):
-        stream.write(b"\n")  # keep the shell prompt on its own line
+    if out and not out.endswith(b"\n") and (sys.stdout.isatty() or _is_text(out)):
+        stream.write(b"\n")
     stream.flush()
+
+
+def _is_text(data: bytes) -> bool:
+    if b"\0" in data:
+        return False
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _app_state() -> set[str]:
@@ -427,17 +449,25 @@ def _refuse_app_state(path: Path, granted: dict[str, Any]) -> None:
 
 
 def _call_remote(remote: Any, name: str, handler: str, data: bytes, verbose: bool) -> None:
+    from omnicore.cli.remote import RemoteError
+
     click.echo(f"omnicore: calling '{name}' on the running host at {remote.url}", err=True)
     before = _last_log_time(remote, name)
     try:
         out = remote.call(name, handler, data)
+    except RemoteError as exc:
+        if exc.type != "NeedsGrant" or not exc.missing:
+            raise
+        # The host's own words say "--grant", a flag of an embedded call: a running host
+        # takes a grant from the operator's settings, which every host applies live.
+        caps = [m.removeprefix("omnicore:") for m in exc.missing]
+        todo = "; ".join(hint(f"omnicore settings grant {name} {c}") for c in caps)
+        need = ", ".join(f"omnicore:{c}" for c in caps)
+        raise NeedsGrant(f"plugin '{name}' needs grant: {need} on the host at {remote.url}; "
+                         f"grant it there: {todo}", plugin=name, missing=tuple(caps)) from None
     finally:
         _print_remote_log(remote, name, before, verbose)
-    stream = sys.stdout.buffer
-    stream.write(out)
-    if sys.stdout.isatty() and out and not out.endswith(b"\n"):
-        stream.write(b"\n")
-    stream.flush()
+    _print_output(out)
 
 
 def _last_log_time(remote: Any, name: str) -> float:

@@ -28,10 +28,12 @@ class RemoteError(PluginError):
     """The running host answered with an error (its type and message are kept)."""
 
     def __init__(self, message: str, *, type: str = "Error", status: int = 0,
-                 plugin: str | None = None) -> None:
+                 plugin: str | None = None, missing: tuple[str, ...] = ()) -> None:
         super().__init__(message, plugin=plugin)
         self.type = type
         self.status = status
+        #: A ``NeedsGrant``'s capabilities the host's grants lack.
+        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,9 @@ class Remote:
             try:
                 err = json.loads(raw)["error"]
                 raise RemoteError(f"{err['type']}: {err['message']} (from {self.url})",
-                                  type=err["type"],
-                                  status=exc.code, plugin=err.get("plugin")) from None
+                                  type=err["type"], status=exc.code,
+                                  plugin=err.get("plugin"),
+                                  missing=tuple(map(str, err.get("missing") or ()))) from None
             except (ValueError, KeyError, TypeError):
                 raise RemoteError(f"{self.url} answered HTTP {exc.code}",
                                   status=exc.code) from None

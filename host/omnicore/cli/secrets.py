@@ -67,7 +67,7 @@ def secrets_set(name: str, appdir: Path) -> None:
         value = value[:-1]
     if not value:
         raise click.UsageError("the value on stdin is empty; nothing was stored")
-    from omnicore.console.audit import HIDDEN, Actor, record
+    from omnicore.accounts.audit import HIDDEN, Actor, record
 
     with _store(appdir) as (store, storage):
         existed = name in store
@@ -96,7 +96,7 @@ def secrets_list(appdir: Path, as_json: bool) -> None:
 @_APP
 def secrets_delete(name: str, appdir: Path) -> None:
     """Delete secret NAME (exit 1 if it was not set)."""
-    from omnicore.console.audit import HIDDEN, Actor, record
+    from omnicore.accounts.audit import HIDDEN, Actor, record
 
     with _store(appdir) as (store, storage):
         found = store.delete(name)
@@ -115,7 +115,7 @@ def secrets_delete(name: str, appdir: Path) -> None:
 def secrets_rotate(appdir: Path, new_key_stdin: bool) -> None:
     """Re-encrypt every secret under a new key (a key file is replaced in place)."""
     new = sys.stdin.read().strip() if new_key_stdin else None
-    from omnicore.console.audit import Actor, record
+    from omnicore.accounts.audit import Actor, record
 
     with _store(appdir) as (store, storage):
         key_id = store.rotate(new)

@@ -40,8 +40,8 @@ def _operator(appdir: Path) -> Iterator[Any]:
 
 def _change(appdir: Path, plugin: str, edit: Callable[[dict[str, Any]], dict[str, Any]],
             as_json: bool) -> None:
+    from omnicore.accounts.audit import Actor, record_settings
     from omnicore.cli.data import _storage
-    from omnicore.console.audit import Actor, record_settings
     from omnicore.plugins.operator import OperatorSettings
 
     with _storage(appdir) as store:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from omnicore.cli.main import CONFIG_FILE, main
+from omnicore.cli.main import CONFIG_FILE, hint, main
 from omnicore.errors import ConfigError
 
 if TYPE_CHECKING:
-    from omnicore.console.users import UserStore
+    from omnicore.accounts.users import UserStore
 
 __all__ = ["users"]
 
@@ -27,8 +27,8 @@ _APP = click.option("--app", "appdir", default=".", envvar="OMNICORE_APPDIR",
 
 
 def _store(appdir: Path) -> UserStore:
+    from omnicore.accounts.users import UserStore
     from omnicore.config import load_config
-    from omnicore.console.users import UserStore
     from omnicore.storage import open_storage
 
     path = appdir / CONFIG_FILE
@@ -42,7 +42,7 @@ def _store(appdir: Path) -> UserStore:
 
 
 def _audit(store: UserStore, verb: str, target: str, after: object = None) -> None:
-    from omnicore.console.audit import Actor, record
+    from omnicore.accounts.audit import Actor, record
 
     if store.owner is not None:
         record(store.owner, Actor.cli(), verb, target, None, after)
@@ -68,13 +68,14 @@ def users() -> None:
 @_APP
 def add(name: str, role: str, password_stdin: bool, appdir: Path) -> None:
     """Add console user NAME (prompts for the password)."""
-    from omnicore.console.users import check_username
+    from omnicore.accounts.users import check_username
 
     check_username(name)
     store = _store(appdir)
     try:
         if store.get(name) is not None:
-            raise ConfigError(f"user {name!r} already exists (omnicore users passwd {name})")
+            raise ConfigError(f"user {name!r} already exists "
+                              f"({hint(f'omnicore users passwd {name}')})")
         store.add(name, _password(password_stdin), role)  # type: ignore[arg-type]
         _audit(store, "user.add", f"user:{name}", {"role": role})
     finally:
@@ -92,7 +93,7 @@ def list_users(appdir: Path) -> None:
     finally:
         store.close()
     if not found:
-        click.echo("no users (omnicore users add NAME)")
+        click.echo(f"no users ({hint('omnicore users add NAME')})")
     for user in found:
         since = time.strftime("%Y-%m-%d", time.localtime(user.created))
         click.echo(f"{user.name:<24} {user.role:<7} since {since}")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from omnicore.cli.main import CONFIG_FILE, main
+from omnicore.cli.main import CONFIG_FILE, hint, main
 from omnicore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def _app(appdir: Path, *, load: bool = True) -> Iterator[OmniApp]:
 
 
 def _audit(app: OmniApp, verb: str, run_id: int, after: Any = None) -> None:
-    from omnicore.console.audit import Actor, record
+    from omnicore.accounts.audit import Actor, record
 
     record(app.storage, Actor.cli(), verb, f"run:{run_id}", None, after)
 
@@ -229,7 +229,7 @@ def _print_run(app: OmniApp, run: RunRecord, history: bool) -> None:
             click.echo(f"      error: {s.error}")
         if s.state == "waiting" and isinstance(s.wait, dict):
             click.echo(f"      waiting for {s.wait.get('kind')}"
-                       + (f": omnicore workflows approve {run.id} {s.step}"
+                       + (": " + hint(f"omnicore workflows approve {run.id} {s.step}")
                           if s.wait.get("kind") == "approval" else ""))
     if run.outputs is not None:
         click.echo(f"  outputs: {json.dumps(run.outputs, ensure_ascii=False)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -10,12 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from omnicore.core.identity import hostname
+from omnicore.core.outage import Outage
+from omnicore.logging import get_logger
 from omnicore.storage.base import Storage, StorageError
 from omnicore.storage.instance_rows import Instance
 
 __all__ = ["ClusterSettings", "Membership"]
 
-_log = logging.getLogger("omnicore.cluster")
+_log = get_logger("omnicore.cluster")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +57,11 @@ class Membership:
         self._thread: threading.Thread | None = None
         self._registered = False
         self.draining = False
-        #: None while the storage answers; else why not (for ``/readyz``).
-        self.unavailable: str | None = None
+        #: An outage of the storage pauses the heartbeat and the reaper (one log line);
+        #: the first tick after it beats at once.
+        self._outage = Outage("cluster heartbeat", _log, transient=(StorageError,))
+        self._every = settings.heartbeat_s
+        self._next_beat = 0.0
 
     def _me(self, now: float) -> Instance:
         return Instance(self.runtime_id, hostname(), os.getpid(), self._version,
@@ -74,36 +78,33 @@ class Membership:
         self._storage().instances.register(self._me(time.time()))
         self._registered = True
 
+    @property
+    def unavailable(self) -> str | None:
+        """None while the storage answers; else why not (for ``/readyz``)."""
+        return self._outage.reason
+
     def instances(self) -> list[Instance]:
         return self._storage().instances.all()
 
     def _run(self) -> None:
-        next_beat = 0.0
         # An embedded database has one host (the data dir's lock): nobody to watch closely.
-        every = self.settings.check_s if self._storage().shared else self.settings.heartbeat_s
-        while not self._stop.wait(every):
-            try:
-                now = time.time()
-                if not self._registered:
-                    self._register()
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + self.settings.heartbeat_s - every / 2
-                    self._beat(now)
-                dead = self._storage().instances.reap(self.runtime_id, now,
-                                                      self.settings.dead_after_s)
-                if dead:
-                    _log.warning("cluster: instance(s) %s stopped answering; their jobs and "
-                                 "workflow steps are due again", ", ".join(dead))
-                    self._wake()
-                if self.unavailable is not None:
-                    _log.info("cluster: storage %s answers again", self._storage().location)
-                    self.unavailable = None
-            except StorageError as exc:
-                if self.unavailable is None:
-                    _log.error("cluster: storage unavailable: %s", exc)
-                self.unavailable = str(exc)
-            except Exception:
-                _log.exception("cluster: heartbeat failed")
+        if self._storage().shared:
+            self._every = self.settings.check_s
+        while not self._stop.wait(self._outage.pause(self._every)):
+            self._outage.call(self._tick, None)
+
+    def _tick(self) -> None:
+        now = time.time()
+        if not self._registered:
+            self._register()
+        if time.monotonic() >= self._next_beat or self._outage.down:
+            self._next_beat = time.monotonic() + self.settings.heartbeat_s - self._every / 2
+            self._beat(now)
+        dead = self._storage().instances.reap(self.runtime_id, now, self.settings.dead_after_s)
+        if dead:
+            _log.warning("cluster: instance(s) %s stopped answering; their jobs and "
+                         "workflow steps are due again", ", ".join(dead))
+            self._wake()
 
     def _beat(self, now: float) -> None:
         row = self._storage().instances.heartbeat(self.runtime_id, now, self._jobs_held(),

@@ -9,6 +9,7 @@ source of each effective value.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import types
 import typing
@@ -20,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from omnicore.adapters import Environment, detect
-from omnicore.config.schema import OmniConfig, masked_url
+from omnicore.config.schema import RENAMED, OmniConfig, masked_url
 from omnicore.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "is_secret_key", "load_config", "render_config"]
@@ -33,6 +34,8 @@ _SECRET_WORDS = ("secret", "password", "passwd", "token", "api_key", "apikey", "
 _PATH_KEYS = (("data_dir",), ("plugins_dir",), ("sandbox", "cache_dir"), ("workflows", "dir"))
 
 Key = tuple[str, ...]
+
+log = logging.getLogger("omnicore.config")
 
 
 class _Layer:
@@ -223,6 +226,29 @@ def _resolve_paths(cfg: OmniConfig, base: Path) -> None:
         cfg.sandbox.cache_dir = cfg.data_dir / "cache"
 
 
+def _rename_old_keys(data: dict[str, Any], sources: dict[Key, str]) -> None:
+    """Move each section still under its old name (:data:`RENAMED`) to its new one, with
+    its sources; the new name's values win where both are set. One warning per old name."""
+    for old, new in RENAMED.items():
+        parent: Any = data
+        for part in old[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or old[-1] not in parent:
+            continue
+        value = parent.pop(old[-1])
+        if isinstance(value, dict) and isinstance(parent.get(new[-1]), dict):
+            _deep_merge(value, parent[new[-1]])
+        elif new[-1] in parent:
+            value = parent[new[-1]]
+        parent[new[-1]] = value
+        moved = {k: v for k, v in sources.items() if k[:len(old)] == old}
+        for key, where in moved.items():
+            del sources[key]
+            sources.setdefault((*new, *key[len(old):]), where)
+        log.warning("config: %s is now called %s (%s); the old name still works",
+                    ".".join(old), ".".join(new), min(moved.values(), default="set"))
+
+
 def load_config(
     path: str | Path | None = None,
     *,
@@ -254,6 +280,7 @@ def load_config(
     for layer in (file_layer, env_layer, over_layer):
         _deep_merge(upper, layer.data)
         sources.update(layer.sources)
+    _rename_old_keys(upper, sources)
 
     configured = upper.get("environment")
     if environment is None:

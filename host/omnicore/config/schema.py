@@ -23,11 +23,13 @@ from pydantic import (
 
 __all__ = [
     "LIMIT_KEYS",
+    "RENAMED",
     "CapabilitiesConfig",
     "CircuitConfig",
     "ClusterConfig",
     "ConnectorConfig",
     "ConsoleConfig",
+    "JobsConfig",
     "LimitsConfig",
     "LogConfig",
     "McpConfig",
@@ -313,9 +315,10 @@ def _not_bool(value: Any) -> Any:
 _Count = Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
 
 
-class TasksConfig(_Strict):
-    """``capabilities.tasks.*``: the durable job service (``omnicore.jobs``) and the defaults
-    of a ``tasks`` grant (a grant's own options override the last five per plugin)."""
+class JobsConfig(_Strict):
+    """``capabilities.jobs.*`` (formerly ``capabilities.tasks``, still read): the durable job
+    service (``omnicore.jobs``) and the defaults of a ``tasks`` grant (a grant's own options
+    override the last five per plugin)."""
 
     workers: _Count = Field(default=2, le=256, description="job worker threads")
     lease_s: float = Field(default=30.0, gt=0,
@@ -343,13 +346,29 @@ class TasksConfig(_Strict):
         return {} if value is None else value
 
 
+#: The durable queue's options before its rows were called jobs (specs/host.md's glossary).
+TasksConfig = JobsConfig
+
+#: Sections renamed, old dotted path -> new (same parent): a file, env variable or override
+#: that still uses the old name loads, with one deprecation line (config.loader).
+RENAMED: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("capabilities", "tasks"): ("capabilities", "jobs"),
+}
+
+
 class CapabilitiesConfig(BaseModel):
-    """``capabilities.<name>.*``: host-side options per capability. ``tasks`` is typed here;
-    another capability's section (built-in or an extension's) is validated by it."""
+    """``capabilities.<name>.*``: host-side options per capability. ``jobs`` (the job service
+    and the ``tasks`` grant's defaults) is typed here; another capability's section (built-in
+    or an extension's) is validated by it."""
 
     model_config = ConfigDict(extra="allow", validate_default=True)
 
-    tasks: TasksConfig = Field(default_factory=lambda: TasksConfig())
+    jobs: JobsConfig = Field(default_factory=lambda: JobsConfig())
+
+    @property
+    def tasks(self) -> JobsConfig:
+        """The old name of :attr:`jobs`."""
+        return self.jobs
 
     @model_validator(mode="after")
     def _sections_are_mappings(self) -> CapabilitiesConfig:
@@ -361,6 +380,8 @@ class CapabilitiesConfig(BaseModel):
 
     def get(self, name: str, default: Any = None) -> Any:
         """The options of capability ``name`` (its model for a typed one), or ``default``."""
+        if name == "tasks":  # the `tasks` grant's defaults are the job service's options
+            return self.jobs
         if name in type(self).model_fields:
             return getattr(self, name)
         return (self.model_extra or {}).get(name, default)
@@ -402,6 +423,9 @@ class OmniConfig(_Strict):
     def source_of(self, key: str) -> str:
         """Where the value of dotted ``key`` came from: default, adapter, file, env, override."""
         parts = key.split(".")
+        for old, new in RENAMED.items():
+            if tuple(parts[:len(old)]) == old:
+                parts[:len(old)] = new
         while parts:
             src = self._sources.get(".".join(parts))
             if src is not None:

@@ -1,17 +1,24 @@
 """The web console and REST API of a running host (``omnicore run``, port 8470).
 
-::
+Routes live per feature, each module with its API and its pages; every one of them uses
+:mod:`~omnicore.console.base` around a request and :mod:`~omnicore.console.render` for a
+page (datasette's ``views/`` and ``views/base.py``)::
 
     module.py      ConsoleModule: Hypercorn on the app's loop, console.json for the CLI
-    server.py      the Starlette app: routes, error handlers, security headers
-    api.py         /api/v1 (openapi.py documents it)
-    pages.py       server-rendered pages (the top-level web/: templates, static)
-    auth.py        sessions, API tokens, CSRF; users.py the accounts; throttle.py sign-in
-    operations.py  upload, delete, settings into sidecars, on top of app.plugins
-    live.py        the live feed of logs and events (SSE)
-    workflows.py   workflows: list, run view, approvals, webhooks (/hooks/PATH)
-    secrets.py     secrets: names, set, delete (never a value)
-    vectors.py     plugins' vector collections; memory.py their tiered memories, recall
+    sampler.py     ChartSampler: the module feeding the charts' history (series.py)
+    server.py      the Starlette app: the features' routes, error handlers, security headers
+    base.py        request helpers: who asks, paging, filters, the API's error shape, actor
+    render.py      the pages: templates (the top-level web/), notices, forms
+    errors.py bodies.py responses.py guard.py   error shape, body limits, JSON, Host/origin
+    auth.py        sessions, API tokens, CSRF (the rules: omnicore.accounts); throttle.py
+    overview.py    /api/v1/info, health, settings, me; the Overview and Settings pages
+    plugins/       plugins: REST (rest.py), pages (page.py), operations.py, invoke_form.py
+    feed.py        the live feed and figures (live.py, pulse.py) and the Logs page
+    charts.py      the charts drawn (chart_api.py serves them as data)
+    jobs.py        jobs and schedules (/jobs; /tasks, the old path, answers too)
+    users.py       sign-in, setup link, users and API tokens
+    audit.py       the audit log's API and page (recorded by omnicore.accounts.audit)
+    kv.py memory.py vectors.py secrets.py events.py instances.py workflows.py
     (the CLI's side, finding a running host and calling it, is omnicore.cli.remote)
 """
 

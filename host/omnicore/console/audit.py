@@ -1,131 +1,116 @@
-"""The audit trail: who changed what, when and from where, for the console, the API and the CLI.
+"""The audit log's API and page (the entries :mod:`omnicore.accounts.audit` records).
 
-Every surface that changes something calls :func:`record` once the change has happened, with
-an :class:`Actor` (a signed-in user, an API token's user, or the CLI's operating-system user)
-and a dotted verb (``grant.add``, ``config.set``, ``user.add``...). The entry lands in the
-app's database (``storage.audit``), so every instance of a shared database sees one log.
+API (any signed-in user; values are redacted when recorded)::
 
-Values are made safe before they are stored: a secret's value is never an entry's value (a
-secret is recorded by name), and in config and grant options a key that names a secret
-(``password``, ``token``...) has its value replaced by ``****``.
+    GET /api/v1/audit   newest first; ?user= ?verb= (a prefix) ?plugin= ?since= (unix time)
+                        ?before_id= (the page after, as ``next`` says) ?limit=
+                        ?format=csv|json: the same entries as a download (up to 10,000)
 
-The API and the page that read the log are :mod:`omnicore.console.audit_page`.
+Page: ``/audit``, with the same filters and the two exports.
 """
 
 from __future__ import annotations
 
-import getpass
-import logging
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import csv
+import io
+import json
+from typing import Any
+from urllib.parse import urlencode
 
-from omnicore.config.loader import is_secret_key
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
-if TYPE_CHECKING:
-    from starlette.requests import Request
+from omnicore.accounts.audit import VERBS, entry_doc
+from omnicore.console.base import guarded, need, state
+from omnicore.console.errors import ApiError
+from omnicore.console.render import page
+from omnicore.console.responses import JSONResponse
 
-    from omnicore.console.auth import Principal
-    from omnicore.storage import Storage
-    from omnicore.storage.audit_rows import AuditEntry
+__all__ = ["routes"]
 
-__all__ = ["HIDDEN", "VERBS", "Actor", "entry_doc", "record", "record_settings", "redact",
-           "split_target"]
-
-log = logging.getLogger("omnicore.console")
-
-HIDDEN = "****"
-#: The verb families, for the page's filter (a verb is ``family.what``).
-VERBS = ("grant", "config", "limits", "plugin", "mcp", "kv", "secret", "user", "token", "task",
-         "schedule", "event", "workflow", "memory", "vectors", "instance")
-#: Targets that belong to no plugin are ``kind:id``.
-KINDS = ("user:", "token:", "secret:", "task:", "run:", "instance:", "topic:")
+PAGE = 100
+EXPORT_MAX = 10_000
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who made a change and from where (a client's address, or ``cli``)."""
-
-    name: str
-    origin: str | None
-
-    @classmethod
-    def of(cls, request: Request, who: Principal) -> Actor:
-        """The signed-in user (or the API token's user) of ``request``."""
-        address = request.client.host if request.client else None
-        if who.via == "token":
-            address = f"{address or '?'}, API token"
-        return cls(who.user.name, address)
-
-    @classmethod
-    def cli(cls) -> Actor:
-        """The operating-system user running an ``omnicore`` command on this machine."""
-        try:
-            name = getpass.getuser()
-        except (KeyError, OSError):  # no passwd entry (a container's random uid)
-            name = "cli"
-        return cls(name, "cli")
-
-    def __str__(self) -> str:
-        return self.name
-
-
-def redact(value: Any) -> Any:
-    """``value`` with every mapping's secret-named key masked, at any depth."""
-    if isinstance(value, Mapping):
-        return {str(k): HIDDEN if is_secret_key(str(k)) and v not in (None, "")
-                else redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    return value
-
-
-def record(storage: Storage, by: Actor, verb: str, target: str | None, before: Any = None,
-           after: Any = None) -> None:
-    """Append one entry (values redacted). A change that happened is not undone when its
-    entry cannot be written (a full disk): that is logged as an error instead."""
+def _filters(request: Request) -> dict[str, Any]:
+    q = request.query_params
+    since_raw = q.get("since") or ""
     try:
-        storage.audit.append(by.name, verb, target, redact(before), redact(after), by.origin,
-                             time.time())
-    except Exception as exc:  # the change is made: say the trail missed it, do not fail it
-        log.error("audit: could not record %s %s by %s: %s", verb, target, by.name, exc)
+        since = float(since_raw) if since_raw else None
+    except ValueError:
+        raise ApiError(400, f"query parameter since must be a unix time, got "
+                            f"{since_raw[:40]!r}", type="BadParameter") from None
+    return {"actor": q.get("user") or None, "action_prefix": (q.get("verb") or "")[:64],
+            "plugin": q.get("plugin") or None, "since": since}
 
 
-def record_settings(storage: Storage, by: Actor, plugin: str, before: Mapping[str, Any],
-                    after: Mapping[str, Any]) -> None:
-    """One entry for each thing a change of ``plugin``'s operator settings changed: a grant
-    given or taken (``false`` or gone), config, limits, enabled, MCP tools."""
-    was, now = dict(before.get("grants") or {}), dict(after.get("grants") or {})
-    for cap in sorted(was.keys() | now.keys()):
-        if was.get(cap) != now.get(cap):
-            taken = now.get(cap) in (None, False)
-            record(storage, by, "grant.revoke" if taken else "grant.add", f"{plugin}/{cap}",
-                   was.get(cap), None if taken else now.get(cap))
-    for key, verb in (("config", "config.set"), ("limits", "limits.set"), ("mcp", "mcp.set")):
-        if before.get(key) != after.get(key):
-            record(storage, by, verb, plugin, before.get(key), after.get(key))
-    if before.get("enabled") != after.get("enabled"):
-        on = after.get("enabled") is not False
-        record(storage, by, "plugin.enable" if on else "plugin.disable", plugin,
-               before.get("enabled") is not False, on)
+def _int(request: Request, key: str, default: int | None, high: int) -> int | None:
+    raw = request.query_params.get(key) or ""
+    if not raw:
+        return default
+    if not raw.isdecimal() or not 1 <= int(raw) <= high:
+        raise ApiError(400, f"query parameter {key} must be an integer from 1 to {high}",
+                       type="BadParameter")
+    return int(raw)
 
 
-def split_target(target: str | None) -> tuple[str, str]:
-    """``(plugin, capability-or-key)`` of an entry's target; ``("", target)`` for the
-    targets that belong to no plugin (``user:ada``)."""
-    if not target:
-        return "", ""
-    if target.startswith(KINDS):
-        return "", target
-    plugin, _, part = target.partition("/")
-    return plugin, part
+def query(request: Request) -> tuple[list[dict[str, Any]], str | None]:
+    """The entries ``request`` asks for, newest first; the query string of the next page."""
+    export = request.query_params.get("format") in ("csv", "json")
+    limit = _int(request, "limit", EXPORT_MAX if export else PAGE, EXPORT_MAX) or PAGE
+    before_id = _int(request, "before_id", None, 1 << 62)
+    filters = _filters(request)
+    rows = state(request).app.storage.audit.entries(**filters, before_id=before_id,
+                                                     limit=limit + 1)
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        keep = {k: v for k, v in request.query_params.items() if k not in ("before_id",)}
+        nxt = urlencode({**keep, "before_id": rows[-1].id})
+    return [entry_doc(e) for e in rows], nxt
 
 
-def entry_doc(entry: AuditEntry) -> dict[str, Any]:
-    plugin, subject = split_target(entry.target)
-    return {"id": entry.id, "at": entry.at,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.at)),
-            "user": entry.actor, "verb": entry.action, "plugin": plugin, "subject": subject,
-            "target": entry.target, "before": entry.before, "after": entry.after,
-            "origin": entry.origin}
+def _csv(items: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    columns = ("id", "time", "user", "verb", "plugin", "subject", "before", "after", "origin")
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for item in items:
+        writer.writerow([json.dumps(item[c], ensure_ascii=False)
+                         if c in ("before", "after") and item[c] is not None else item[c]
+                         for c in columns])
+    return out.getvalue()
+
+
+@guarded
+async def list_audit(request: Request) -> Response:
+    need(request)
+    fmt = request.query_params.get("format")
+    if fmt not in (None, "", "csv", "json"):
+        raise ApiError(400, "query parameter format must be csv or json", type="BadParameter")
+    items, nxt = await state(request).off_loop(query, request)
+    if fmt == "csv":
+        return Response(_csv(items), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": 'attachment; filename="audit.csv"'})
+    if fmt == "json":
+        return JSONResponse(items, headers={
+            "Content-Disposition": 'attachment; filename="audit.json"'})
+    return JSONResponse({"items": items, "limit": len(items),
+                         "next": f"/api/v1/audit?{nxt}" if nxt else None})
+
+
+async def audit_page(request: Request) -> Response:
+    need(request)
+    st = state(request)
+    items, nxt = await st.off_loop(query, request)
+    q = request.query_params
+    shown = {k: q.get(k, "") for k in ("user", "verb", "plugin")}
+    exports = urlencode({k: v for k, v in shown.items() if v})
+    return page(request, "audit.html", entries=items, next=nxt, filters=shown, verbs=VERBS,
+                plugins=sorted(i.name for i in st.app.plugins), exports=exports)
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/api/v1/audit", list_audit, methods=["GET"]),
+            Route("/audit", audit_page, methods=["GET"])]

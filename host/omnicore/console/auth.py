@@ -36,9 +36,9 @@ from typing import Literal, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from omnicore.accounts.users import Role, User, UserStore
 from omnicore.console.errors import ApiError
 from omnicore.console.throttle import LoginThrottle
-from omnicore.console.users import Role, User, UserStore
 
 __all__ = ["SESSION_COOKIE", "Auth", "Principal"]
 

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from omnicore.console import api, charts
+from omnicore.console import base, charts
 from omnicore.console.errors import from_omni
 from omnicore.console.series import RANGES
 from omnicore.errors import OmniError
@@ -21,10 +21,10 @@ def metered(info: PluginInfo) -> bool:
     return info.limits is not None and info.limits.fuel is not None
 
 
-@api.guarded
+@base.guarded
 async def plugin_charts(request: Request) -> Response:
-    api.need(request)
-    st = api.state(request)
+    base.need(request)
+    st = base.state(request)
     name = request.path_params["name"]
     try:
         info = st.app.plugins.get(name)

@@ -23,12 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from omnicore.accounts.audit import Actor, record
 from omnicore.capabilities.events import MAX_TOPIC_BYTES, TOPIC, PluginEvent
-from omnicore.console import api
-from omnicore.console.audit import Actor, record
+from omnicore.console import base
 from omnicore.console.bodies import json_body
 from omnicore.console.errors import ApiError, from_omni
-from omnicore.console.pages import done, page, read_form
+from omnicore.console.render import done, page, read_form
 from omnicore.console.responses import JSONResponse
 from omnicore.errors import OmniError
 
@@ -98,22 +98,22 @@ def _matches(pattern: str, topic: str) -> bool:
 
 # -- API -----------------------------------------------------------------------------------
 
-@api.guarded
+@base.guarded
 async def list_subscriptions(request: Request) -> Response:
-    api.need(request)
-    items = subscribers(api.omni(request))
-    return JSONResponse(api.paginate(items, *api.page_params(request, api.MAX_PAGE)))
+    base.need(request)
+    items = subscribers(base.omni(request))
+    return JSONResponse(base.paginate(items, *base.page_params(request, base.MAX_PAGE)))
 
 
-@api.guarded
+@base.guarded
 async def post_event(request: Request) -> Response:
-    who = api.need(request, "admin")
+    who = base.need(request, "admin")
     doc = await json_body(request)
-    st = api.state(request)
+    st = base.state(request)
     data = json.dumps(doc.get("data"), separators=(",", ":")).encode() \
         if "data" in doc else b""
     event_id = await st.off_loop(publish, st.app, doc.get("topic", ""), data,
-                                 Actor.of(request, who))
+                                 base.actor(request, who))
     return JSONResponse({"id": event_id, "topic": doc.get("topic")}, status_code=202)
 
 
@@ -121,7 +121,7 @@ async def post_event(request: Request) -> Response:
 
 async def _render(request: Request, status: int = 200, error: ApiError | None = None,
                   form: dict[str, str] | None = None) -> Response:
-    st = api.state(request)
+    st = base.state(request)
     summary = await st.off_loop(_summary, st.app)
     return page(request, "events.html", status, **summary, form_error=error,
                 form=form or {}, max_bytes=st.app.subscriptions.max_payload_bytes)
@@ -129,10 +129,10 @@ async def _render(request: Request, status: int = 200, error: ApiError | None = 
 
 async def events_post(request: Request) -> Response:
     who, f = await read_form(request)
-    st = api.state(request)
+    st = base.state(request)
     try:
         await st.off_loop(publish, st.app, f.get("topic", "").strip(),
-                          _payload(f.get("payload", "")), Actor.of(request, who))
+                          _payload(f.get("payload", "")), base.actor(request, who))
     except OmniError as exc:
         return await _render(request, 422, from_omni(exc), f)
     except ApiError as exc:
@@ -141,7 +141,7 @@ async def events_post(request: Request) -> Response:
 
 
 async def events_page(request: Request) -> Response:
-    api.need(request)
+    base.need(request)
     return await _render(request)
 
 

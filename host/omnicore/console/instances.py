@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from omnicore.console import api
-from omnicore.console.audit import Actor, record
+from omnicore.accounts.audit import Actor, record
+from omnicore.console import base
 from omnicore.console.errors import ApiError
-from omnicore.console.pages import done, page, read_form
+from omnicore.console.render import done, page, read_form
 from omnicore.console.responses import JSONResponse
 
 if TYPE_CHECKING:
@@ -46,35 +46,35 @@ def drain(app: OmniApp, runtime_id: str, by: Actor) -> bool:
     return asked
 
 
-@api.guarded
+@base.guarded
 async def list_instances(request: Request) -> Response:
-    api.need(request)
-    st = api.state(request)
+    base.need(request)
+    st = base.state(request)
     return JSONResponse({"items": await st.off_loop(instances, st.app)})
 
 
-@api.guarded
+@base.guarded
 async def drain_instance(request: Request) -> Response:
-    who = api.need(request, "admin")
-    st = api.state(request)
+    who = base.need(request, "admin")
+    st = base.state(request)
     rid = request.path_params["runtime_id"]
-    if not await st.off_loop(drain, st.app, rid, Actor.of(request, who)):
+    if not await st.off_loop(drain, st.app, rid, base.actor(request, who)):
         raise ApiError(404, f"no running instance {rid[:64]!r}", type="UnknownInstance")
     return JSONResponse({"runtime_id": rid, "draining": True}, status_code=202)
 
 
 async def instances_page(request: Request) -> Response:
-    api.need(request)
-    st = api.state(request)
+    base.need(request)
+    st = base.state(request)
     return page(request, "instances.html", instances=await st.off_loop(instances, st.app),
                 dead_after=st.app.config.cluster.dead_after_s)
 
 
 async def instances_post(request: Request) -> Response:
     who, f = await read_form(request)
-    st = api.state(request)
+    st = base.state(request)
     rid = f.get("runtime_id", "")
-    if not rid or not await st.off_loop(drain, st.app, rid, Actor.of(request, who)):
+    if not rid or not await st.off_loop(drain, st.app, rid, base.actor(request, who)):
         raise ApiError(404, f"no running instance {rid[:64]!r}", type="UnknownInstance")
     return done("/instances", "instance-draining")
 

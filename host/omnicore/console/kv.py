@@ -1,23 +1,26 @@
-"""Plugins' keys in the console's REST API (``omnicore:kv``).
+"""Plugins' keys (``omnicore:kv``) in the console's REST API and on the Data page.
 
     GET    /api/v1/kv                        plugins with keys
     GET    /api/v1/kv/{plugin}               its keys (?prefix=, paged) and its usage
     GET    /api/v1/kv/{plugin}/{key}         one value: text, or base64 when not UTF-8
     DELETE /api/v1/kv/{plugin}/{key}         (admin)
+    GET    /data, POST /data/delete          the page: a plugin's keys, delete one
 """
 
 from __future__ import annotations
 
 import base64
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from omnicore.console.api import guarded, need, page_params, paginate, state
-from omnicore.console.audit import Actor, record
+from omnicore.accounts.audit import Actor, record
+from omnicore.console.base import actor, guarded, need, page_params, paginate, state
 from omnicore.console.errors import ApiError
+from omnicore.console.render import page, read_form
 from omnicore.console.responses import JSONResponse
 
 if TYPE_CHECKING:
@@ -67,7 +70,7 @@ async def kv_value(request: Request) -> Response:
     if request.method == "DELETE":
         who = need(request, "admin")
         if not await st.off_loop(delete_key, st.app, request.path_params["plugin"], key,
-                                 Actor.of(request, who)):
+                                 actor(request, who)):
             raise ApiError(404, f"no key {key[:100]!r}")
         return Response(status_code=204)
     value = await st.off_loop(store.get, key)
@@ -81,10 +84,43 @@ async def kv_value(request: Request) -> Response:
                              "encoding": "base64", "size": len(value)})
 
 
+async def data_page(request: Request) -> Response:
+    st = state(request)
+    st.auth.require(request)
+    plugin = request.query_params.get("plugin", "")
+    prefix = request.query_params.get("prefix", "")[:1024]
+    names = await st.off_loop(st.app.kv.plugins)
+    keys: list[tuple[str, str]] = []
+    usage = None
+    if plugin:
+        store = st.app.kv.for_plugin(plugin)
+        listed = await st.off_loop(store.list, prefix, 200)
+        for key in listed:
+            raw = await st.off_loop(store.get, key)
+            shown = "" if raw is None else raw[:200].decode("utf-8", "replace")
+            keys.append((key, shown))
+        usage = await st.off_loop(store.usage)
+    return page(request, "data.html", names=names, plugin=plugin, prefix=prefix, keys=keys,
+                usage=usage)
+
+
+async def data_delete(request: Request) -> Response:
+    st = state(request)
+    who, f = await read_form(request)
+    plugin, key = f.get("plugin", ""), f.get("key", "")
+    if not plugin:
+        raise ApiError(422, "which plugin's key?")
+    await st.off_loop(delete_key, st.app, plugin, key, actor(request, who))
+    return RedirectResponse(f"/data?{urlencode({'plugin': plugin, 'done': 'key-deleted'})}",
+                            status_code=303)
+
+
 def routes() -> list[BaseRoute]:
     p = "/api/v1"
     return [
         Route(f"{p}/kv", kv_plugins),
         Route(f"{p}/kv/{{plugin}}", kv_keys),
         Route(f"{p}/kv/{{plugin}}/{{key:path}}", kv_value, methods=["GET", "DELETE"]),
+        Route("/data", data_page),
+        Route("/data/delete", data_delete, methods=["POST"]),
     ]

@@ -21,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from omnicore.accounts.audit import Actor, record
 from omnicore.capabilities.memory import policy_from
-from omnicore.console import api
-from omnicore.console.audit import Actor, record
+from omnicore.console import base
 from omnicore.console.errors import ApiError, from_omni
-from omnicore.console.pages import done, page, read_form
+from omnicore.console.render import done, page, read_form
 from omnicore.console.responses import JSONResponse
 from omnicore.errors import OmniError
 from omnicore.storage.memory import TIERS, MemoryPolicy
@@ -105,32 +105,32 @@ def _memory_id(raw: object) -> int:
 
 # -- API ---------------------------------------------------------------------------------------
 
-@api.guarded
+@base.guarded
 async def list_memory(request: Request) -> Response:
-    api.need(request)
-    st = api.state(request)
+    base.need(request)
+    st = base.state(request)
     items = await st.off_loop(summary, st.app)
-    return JSONResponse(api.paginate(items, *api.page_params(request)))
+    return JSONResponse(base.paginate(items, *base.page_params(request)))
 
 
-@api.guarded
+@base.guarded
 async def recall_memory(request: Request) -> Response:
-    api.need(request)
-    st = api.state(request)
+    base.need(request)
+    st = base.state(request)
     query = request.query_params.get("query", "")[:MAX_QUERY]
     tiers = _tiers(request.query_params.getlist("tier"))
-    limit = api.page_params(request, 10)[0]
+    limit = base.page_params(request, 10)[0]
     items = await st.off_loop(recall, st.app, request.path_params["plugin"], query, tiers,
                               limit)
     return JSONResponse({"items": items, "query": query, "tiers": list(tiers)})
 
 
-@api.guarded
+@base.guarded
 async def forget_memory(request: Request) -> Response:
-    who = api.need(request, "admin")
-    st = api.state(request)
+    who = base.need(request, "admin")
+    st = base.state(request)
     plugin, mid = request.path_params["plugin"], _memory_id(request.path_params["memory_id"])
-    if not await st.off_loop(forget, st.app, plugin, mid, Actor.of(request, who)):
+    if not await st.off_loop(forget, st.app, plugin, mid, base.actor(request, who)):
         raise ApiError(404, f"plugin {plugin[:128]!r} has no memory {mid}",
                        type="MemoryNotFound")
     return Response(status_code=204)
@@ -139,8 +139,8 @@ async def forget_memory(request: Request) -> Response:
 # -- page --------------------------------------------------------------------------------------
 
 async def memory_page(request: Request) -> Response:
-    api.need(request)
-    st = api.state(request)
+    base.need(request)
+    st = base.state(request)
     q = request.query_params
     plugin, query = q.get("plugin", ""), q.get("query", "")[:MAX_QUERY]
     rows = await st.off_loop(summary, st.app)
@@ -168,10 +168,10 @@ async def memory_page(request: Request) -> Response:
 
 async def memory_post(request: Request) -> Response:
     who, f = await read_form(request)
-    st = api.state(request)
+    st = base.state(request)
     plugin = f.get("plugin", "")
     mid = _memory_id(f.get("id", ""))
-    if not plugin or not await st.off_loop(forget, st.app, plugin, mid, Actor.of(request, who)):
+    if not plugin or not await st.off_loop(forget, st.app, plugin, mid, base.actor(request, who)):
         raise ApiError(404, f"plugin {plugin[:128]!r} has no memory {mid}",
                        type="MemoryNotFound")
     back = f.get("back", "")

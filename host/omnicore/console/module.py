@@ -7,6 +7,8 @@ adds it with ``app.add_module(ConsoleModule())``. On start it opens the accounts
 and a per-process admin token, mode 0600 — for the CLI on this machine (``omnicore call NAME
 --app DIR``). It starts before plugins load and answers ``/healthz`` at once (``/readyz``
 says when the app is up). On stop it removes that file, ends live streams and stops serving.
+Its charts' history is fed by a :class:`~omnicore.console.sampler.ChartSampler` module, which
+it adds beside itself and depends on.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from omnicore.accounts.users import UserStore
 from omnicore.config.schema import ConsoleConfig
 from omnicore.console.auth import Auth
 from omnicore.console.guard import HostPolicy
+from omnicore.console.sampler import ChartSampler
 from omnicore.console.server import create_app
 from omnicore.console.state import ConsoleState
-from omnicore.console.users import UserStore
 from omnicore.core.events import Event
-from omnicore.core.module import Module
+from omnicore.core.module import Module, ModuleHost
 from omnicore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,6 +55,7 @@ class ConsoleModule(Module):
     """The web console and REST API (settings: ``console.*``, or pass ``settings``)."""
 
     name = "console"
+    depends_on = (ChartSampler.name,)
 
     def __init__(self, settings: ConsoleConfig | None = None) -> None:
         super().__init__()
@@ -60,8 +64,17 @@ class ConsoleModule(Module):
         self.url: str | None = None
         self._serving: asyncio.Task[None] | None = None
         self._shutdown = asyncio.Event()
-        self._sampler: asyncio.Task[None] | None = None
         self._subscription: Any = None
+
+    def on_attach(self, app: ModuleHost) -> None:
+        names = {m.name for m in app.modules}
+        if ChartSampler.name not in names:
+            app.add_module(ChartSampler())
+
+    @property
+    def sampler(self) -> ChartSampler:
+        """The module sampling the charts' history this console shows."""
+        return self.app.get_module(ChartSampler.name, ChartSampler)
 
     @property
     def app(self) -> OmniApp:
@@ -98,7 +111,7 @@ class ConsoleModule(Module):
         state = self.console = ConsoleState(
             app=app, auth=auth, max_upload_bytes=cfg.max_upload_bytes,
             hosts=HostPolicy.of(cfg.host, cfg.allowed_hosts, auth=cfg.auth),
-            body_timeout_s=cfg.body_timeout_s)
+            body_timeout_s=cfg.body_timeout_s, history=self.sampler.series)
         loop = asyncio.get_running_loop()
         state.feed.attach(loop)
         self._subscription = app.events.subscribe("*", self._on_event)
@@ -121,7 +134,6 @@ class ConsoleModule(Module):
         self._shutdown = asyncio.Event()
         self._serving = asyncio.create_task(
             serve(create_app(state), config, shutdown_trigger=self._shutdown.wait))  # type: ignore[arg-type]
-        self._sampler = asyncio.create_task(self._sample())
         _write_private(app.instance_dir / CONSOLE_FILE,
                        json.dumps({"url": self.url, "token": auth.local_token,
                                    "pid": os.getpid(), "runtime_id": app.runtime_id}))
@@ -141,12 +153,6 @@ class ConsoleModule(Module):
         if self.console is not None:
             self.console.feed.on_event(event)
 
-    async def _sample(self) -> None:
-        assert self.console is not None
-        while True:
-            self.console.history.sample(self.app)
-            await asyncio.sleep(self.console.history.period_s)
-
     async def stop(self) -> None:
         app = self.app
         _remove_own(app.instance_dir / CONSOLE_FILE, app.runtime_id)
@@ -154,10 +160,6 @@ class ConsoleModule(Module):
             app.events.unsubscribe(self._subscription)
         if self.console is not None:
             self.console.feed.detach()
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
         self._shutdown.set()
         if self._serving is not None:
             await self._serving

@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 document of ``/api/v1``, served at ``/api/v1/openapi.json``.
 
 Written as one table (method, path, summary, role, parameters, body, answer) beside the
-routes (:mod:`omnicore.console.api` and the modules of workflows, secrets, vectors and
-memory); ``tests/console/test_api.py`` checks that every ``/api/v1`` route of the app is
-documented and every documented operation exists.
+routes (one module per feature of :mod:`omnicore.console`); ``tests/console/test_server.py``
+checks that every ``/api/v1`` route of the app is documented and every documented operation
+exists.
 """
 
 from __future__ import annotations
@@ -192,17 +192,20 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
                "(default 100; 0 for new entries only)",
                "schema": {"type": "integer", "minimum": 0, "maximum": 1000}}], None,
      200, None),
-    ("get", "/tasks", "Durable tasks, newest first", "viewer",
-     [*_PAGING, {"name": "plugin", "in": "query", "schema": {"type": "string"}},
-      {"name": "state", "in": "query",
-       "schema": {"enum": ["queued", "running", "succeeded", "dead", "cancelled"]}}],
-     None, 200, _page(ANY_OBJECT)),
-    ("post", "/tasks/{task_id}/retry", "Queue a dead or cancelled task again", "admin",
-     [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-     None, 200, ANY_OBJECT),
-    ("post", "/tasks/{task_id}/cancel", "Cancel a queued task", "admin",
-     [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-     None, 200, ANY_OBJECT),
+    *[op for word, noun, note in (("jobs", "job", ""),
+                                  ("tasks", "task", " (the old path of /jobs)"))
+      for op in (
+          ("get", f"/{word}", f"Durable jobs, newest first{note}", "viewer",
+           [*_PAGING, {"name": "plugin", "in": "query", "schema": {"type": "string"}},
+            {"name": "state", "in": "query",
+             "schema": {"enum": ["queued", "running", "succeeded", "dead", "cancelled"]}}],
+           None, 200, _page(ANY_OBJECT)),
+          ("post", f"/{word}/{{{noun}_id}}/retry", f"Queue a dead or cancelled job again{note}",
+           "admin", [{"name": f"{noun}_id", "in": "path", "required": True,
+                      "schema": {"type": "integer"}}], None, 200, ANY_OBJECT),
+          ("post", f"/{word}/{{{noun}_id}}/cancel", f"Cancel a queued job{note}", "admin",
+           [{"name": f"{noun}_id", "in": "path", "required": True,
+             "schema": {"type": "integer"}}], None, 200, ANY_OBJECT))],
     ("get", "/schedules", "Plugins' schedules with their next and last run and whether each is "
      "paused", "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
     *[("post", f"/schedules/{{plugin}}/{{name}}/{action}", summary, "admin",

@@ -198,7 +198,8 @@ def compute(app: OmniApp,
     out["events.inbox"] = str(sum(len(s.inbox) for s in subs))
     out["uptime"] = f"{app.uptime:.0f} s"
     # What makes a listing page fetch itself again: its rows changed.
-    out["version.tasks"] = json.dumps(sorted(jobs.items()))
+    # "tasks": the key pages asked for before the durable queue's rows were called jobs.
+    out["version.jobs"] = out["version.tasks"] = json.dumps(sorted(jobs.items()))
     for gone in latency.keys() - states_of.keys():
         del latency[gone]
     if history is not None:

@@ -22,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from omnicore.console import api
-from omnicore.console.audit import HIDDEN, Actor, record
+from omnicore.accounts.audit import HIDDEN, Actor, record
+from omnicore.console import base
 from omnicore.console.bodies import json_body
 from omnicore.console.errors import ApiError, from_omni
-from omnicore.console.pages import done, page, read_form
+from omnicore.console.render import done, page, read_form
 from omnicore.console.responses import JSONResponse
 from omnicore.errors import OmniError
 from omnicore.storage.secrets import MAX_SECRET_BYTES, check_name
@@ -103,32 +103,32 @@ def remove(app: OmniApp, name: str, by: Actor) -> bool:
 
 # -- API ---------------------------------------------------------------------------------------
 
-@api.guarded
+@base.guarded
 async def list_secrets(request: Request) -> Response:
-    api.need(request)
-    st = api.state(request)
+    base.need(request)
+    st = base.state(request)
     items = await st.off_loop(listing, st.app)
-    return JSONResponse(api.paginate(items, *api.page_params(request, api.MAX_PAGE)))
+    return JSONResponse(base.paginate(items, *base.page_params(request, base.MAX_PAGE)))
 
 
-@api.guarded
+@base.guarded
 async def put_secret(request: Request) -> Response:
-    who = api.need(request, "admin")
+    who = base.need(request, "admin")
     name = _name(request.path_params["name"])
     doc = await json_body(request)
     data = decode_value(doc.get("value"), doc.get("encoding", "text"))
-    st = api.state(request)
-    created = await st.off_loop(store, st.app, name, data, Actor.of(request, who))
+    st = base.state(request)
+    created = await st.off_loop(store, st.app, name, data, base.actor(request, who))
     return JSONResponse({"name": name, "created": created,
                          "exposed_to": exposure(st.app).get(name, [])})
 
 
-@api.guarded
+@base.guarded
 async def delete_secret(request: Request) -> Response:
-    who = api.need(request, "admin")
+    who = base.need(request, "admin")
     name = _name(request.path_params["name"])
-    st = api.state(request)
-    if not await st.off_loop(remove, st.app, name, Actor.of(request, who)):
+    st = base.state(request)
+    if not await st.off_loop(remove, st.app, name, base.actor(request, who)):
         raise ApiError(404, f"no secret {name!r}", type="SecretNotFound")
     return Response(status_code=204)
 
@@ -137,7 +137,7 @@ async def delete_secret(request: Request) -> Response:
 
 async def _render(request: Request, status: int = 200, error: ApiError | None = None,
                   name: str = "") -> Response:
-    st = api.state(request)
+    st = base.state(request)
     items = await st.off_loop(listing, st.app)
     wanted = sorted(set(exposure(st.app)) - {i["name"] for i in items})
     return page(request, "secrets.html", status, secrets=items, wanted=wanted,
@@ -146,22 +146,22 @@ async def _render(request: Request, status: int = 200, error: ApiError | None = 
 
 
 async def secrets_page(request: Request) -> Response:
-    api.need(request)
+    base.need(request)
     return await _render(request)
 
 
 async def secrets_post(request: Request) -> Response:
     who, f = await read_form(request)
-    st = api.state(request)
+    st = base.state(request)
     action, name = f.get("action", ""), f.get("name", "").strip()
     try:
         if action == "set":
             name = _name(name)
             data = decode_value(f.get("value", ""), "text")
-            await st.off_loop(store, st.app, name, data, Actor.of(request, who))
+            await st.off_loop(store, st.app, name, data, base.actor(request, who))
             return done("/secrets", "secret-set")
         if action == "delete":
-            if not await st.off_loop(remove, st.app, _name(name), Actor.of(request, who)):
+            if not await st.off_loop(remove, st.app, _name(name), base.actor(request, who)):
                 raise ApiError(404, f"no secret {name[:128]!r}", type="SecretNotFound")
             return done("/secrets", "secret-deleted")
         raise ApiError(400, f"unknown action {action[:40]!r}")

@@ -14,17 +14,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnicore.console import (
-    api,
-    audit_page,
+    audit,
     chart_api,
     events,
+    feed,
     instances,
     jobs,
     kv,
     memory,
-    pages,
+    overview,
+    plugins,
     secrets,
-    tasks_page,
+    users,
     vectors,
     workflows,
 )
@@ -32,6 +33,8 @@ from omnicore.console.bodies import MAX_JSON_BYTES, BodyLimits
 from omnicore.console.errors import ApiError, disk_full, error_response, from_omni, full_disk_error
 from omnicore.console.guard import RequestGuard
 from omnicore.console.openapi import document
+from omnicore.console.plugins.page import UPLOAD_SLACK
+from omnicore.console.render import WEB, render_error
 from omnicore.console.responses import JSONResponse
 from omnicore.console.state import ConsoleState
 from omnicore.core.lifecycle import State
@@ -78,7 +81,7 @@ async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     if _is_api(request):
         return error_response(exc)
-    return pages.render_error(request, exc)
+    return render_error(request, exc)
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -86,7 +89,7 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     error = ApiError(exc.status_code, str(exc.detail))
     if _is_api(request):
         return error_response(error)
-    return pages.render_error(request, error)
+    return render_error(request, error)
 
 
 async def on_omni_error(request: Request, exc: Exception) -> Response:
@@ -147,9 +150,13 @@ def create_app(state: ConsoleState) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/api/v1/openapi.json", openapi),
-        *api.routes(),
+        # Plugins first: their invoke route is the one scripts call in a loop, and the
+        # router tries routes in order.
+        *plugins.routes(),
+        *overview.routes(),
+        *feed.routes(),
+        *users.routes(),
         *chart_api.routes(),
-        *pages.routes(),
         *workflows.routes(),
         *secrets.routes(),
         *vectors.routes(),
@@ -157,17 +164,16 @@ def create_app(state: ConsoleState) -> Starlette:
         *jobs.routes(),
         *kv.routes(),
         *memory.routes(),
-        *audit_page.routes(),
+        *audit.routes(),
         *events.routes(),
-        *tasks_page.routes(),
         Route("/mcp", mcp),
-        Mount("/static", StaticFiles(directory=str(pages.WEB / "static")), name="static"),
+        Mount("/static", StaticFiles(directory=str(WEB / "static")), name="static"),
     ]
     middleware = [
         Middleware(SecurityHeaders),
         # Outside the guard: its refusals leave a body unread too, and must close the
         # connection and discard what is left of it like any other.
-        Middleware(BodyLimits, max_bytes=max(state.max_upload_bytes + pages.UPLOAD_SLACK,
+        Middleware(BodyLimits, max_bytes=max(state.max_upload_bytes + UPLOAD_SLACK,
                                              MAX_JSON_BYTES),
                    timeout_s=state.body_timeout_s),
         Middleware(RequestGuard, policy=state.hosts),

@@ -1,223 +1,248 @@
-"""The console's accounts: users, API tokens, sessions and one-time setup links.
+"""Accounts in the console: signing in and out, the one-time setup link, and users and API
+tokens in the REST API (``/api/v1/users``, ``/api/v1/tokens``) and on the Users page.
 
-The rules live here; the rows behind the storage interface
-(:class:`omnicore.storage.user_rows.UserRows`, ``app.storage.users``; with SQLite the file
-``<data_dir>/console.db``). Passwords are argon2id hashes (argon2-cffi); tokens, session ids
-and setup links are random secrets stored only as SHA-256 digests, so a copy of the rows
-signs nobody in. The rows remember that a user was ever created: from then on no setup link
-is valid again, even when every user is deleted.
+The rules (names, passwords, hashing, tokens) are :mod:`omnicore.accounts.users`'; every
+change is recorded in the audit trail (:mod:`omnicore.accounts.audit`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import re
-import secrets
-import time
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from omnicore.accounts.audit import Actor, record
+from omnicore.accounts.users import check_password, check_username
+from omnicore.console.base import actor, guarded, need, page_params, paginate, path_id, state
+from omnicore.console.bodies import form_body, json_body
+from omnicore.console.errors import ApiError, from_omni
+from omnicore.console.render import done, page, read_form
+from omnicore.console.responses import JSONResponse
+from omnicore.errors import OmniError
 
-from omnicore.errors import ConfigError
-from omnicore.storage import Storage, StorageError
-from omnicore.storage.user_rows import ROLES, Role, Session, Token, User, UserRows
-
-__all__ = ["ROLES", "Role", "Session", "Token", "User", "UserStore", "check_password",
-           "check_username"]
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-MIN_PASSWORD = 8
-MAX_PASSWORD = 1024  # argon2 hashes any length; a megabyte "password" is a CPU attack
-SETUP_TTL_S = 24 * 3600
-
-log = logging.getLogger("omnicore.console")
+__all__ = ["routes"]
 
 
-def check_username(name: str) -> str:
-    """``name`` if it is a valid user name, else :class:`ConfigError` saying what is allowed."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError("a user name is 1-64 letters, digits, '_', '.', '@' or '-', "
-                          "starting with a letter or digit", key="name")
-    return name
+# -- sign-in -------------------------------------------------------------------------------
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this site: "//evil.example" or "https://..." would be an open redirect.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
 
 
-def check_password(password: str) -> str:
-    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise ConfigError(f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters",
-                          key="password")
-    return password
-
-
-#: A token's last use is written at most this often: a script calling the API in a loop
-#: would otherwise make every request a write to the accounts database.
-LAST_USE_EVERY_S = 30.0
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-class UserStore:
-    """The console's accounts over ``rows``. Thread-safe.
-
-    ``owner``: a storage opened only for these accounts (``omnicore users``), closed by
-    :meth:`close`; an app's storage is closed by the app.
-    """
-
-    def __init__(self, rows: UserRows, *, hasher: PasswordHasher | None = None,
-                 owner: Storage | None = None) -> None:
-        self._rows = rows
-        self._owner = owner
-        self._hasher = hasher or PasswordHasher()
-        # Verifying against this when the user does not exist costs the same as a real check,
-        # so response times do not tell which names exist.
-        self._dummy = self._hasher.hash(secrets.token_hex(16))
-        self._last_use_failing = False
-        self._stamped: dict[str, float] = {}  # token digest -> monotonic time of its stamp
-
-    @property
-    def owner(self) -> Storage | None:
-        """The storage opened for these accounts alone (``omnicore users``), if any."""
-        return self._owner
-
-    def close(self) -> None:
-        if self._owner is not None:
-            self._owner.close()
-
-    # -- users --------------------------------------------------------------------------
-
-    def count(self) -> int:
-        return self._rows.count()
-
-    def users(self) -> list[User]:
-        return self._rows.users()
-
-    def get(self, name: str) -> User | None:
-        return self._rows.get(name)
-
-    def add(self, name: str, password: str, role: Role = "admin") -> User:
-        """Create user ``name``; :class:`ConfigError` for a bad name, password, role or a
-        name that is taken."""
-        check_username(name)
-        check_password(password)
-        if role not in ROLES:
-            raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {role!r}", key="role")
-        now = time.time()
-        if not self._rows.add(name, self._hasher.hash(password), role, now):
-            raise ConfigError(f"user {name!r} already exists", key="name")
-        return User(name, role, now)
-
-    def set_password(self, name: str, password: str) -> None:
-        check_password(password)
-        if not self._rows.set_password_hash(name, self._hasher.hash(password)):
-            raise ConfigError(f"no user {name!r}", key="name")
-        # A new password ends every session that knew the old one.
-        self._rows.end_sessions(name)
-
-    def delete(self, name: str) -> bool:
-        return self._rows.delete(name)
-
-    def authenticate(self, name: str, password: str) -> User | None:
-        """The user if ``password`` is theirs, else None (same cost either way)."""
-        if not isinstance(password, str) or len(password) > MAX_PASSWORD:
-            return None
-        found = self._rows.password_hash(name)
-        stored = found if found is not None else self._dummy
+async def login(request: Request) -> Response:
+    st = state(request)
+    error = None
+    status = 200
+    name = ""
+    if request.method == "POST":
+        fields = await form_body(request)
+        name = fields.get("name", "")[:64]
         try:
-            self._hasher.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            return None
-        if found is None:
-            return None
-        if self._hasher.check_needs_rehash(stored):
-            self._rows.set_password_hash(name, self._hasher.hash(password))
-        return self.get(name)
+            st.auth.check_login_csrf(request, fields.get("csrf", ""))
+            sid, _user = await st.auth.sign_in(request, name, fields.get("password", ""))
+        except ApiError as exc:
+            if exc.status == 503:
+                raise
+            error, status = exc.message, exc.status
+        else:
+            back: Response = RedirectResponse(_safe_next(request.query_params.get("next")), 303)
+            # Whatever session cookie came in is replaced, never reused: no fixation.
+            st.auth.set_session_cookie(request, back, sid)
+            return back
+    token = st.auth.login_csrf(request)
+    response = page(request, "login.html", status, who=None, error=error, name=name,
+                    login_csrf=token, no_users=st.auth.store.count() == 0)
+    st.auth.set_login_csrf(request, response, token)
+    return response
 
-    # -- sessions -----------------------------------------------------------------------
 
-    def new_session(self, user: User, ttl_s: float) -> tuple[str, Session]:
-        """A fresh session id (the cookie value) and its session; old ones stay valid."""
-        sid = secrets.token_urlsafe(32)
-        csrf = secrets.token_urlsafe(32)
-        now = time.time()
-        self._rows.add_session(_digest(sid), user.name, csrf, now, now + ttl_s)
-        return sid, Session(user, csrf, now + ttl_s)
+async def logout(request: Request) -> Response:
+    await read_form(request, admin=False)
+    response = RedirectResponse("/login?done=signed-out", status_code=303)
+    state(request).auth.clear_session(request, response)
+    return response
 
-    def session(self, sid: str) -> Session | None:
-        found = self._rows.session(_digest(sid))
-        if found is None or found.expires < time.time():
-            return None
-        return found
 
-    def end_session(self, sid: str) -> None:
-        self._rows.end_session(_digest(sid))
-
-    # -- API tokens ---------------------------------------------------------------------
-
-    def new_token(self, user: str, label: str) -> tuple[str, Token]:
-        """A new API token for ``user``: the secret (shown once) and its record."""
-        if self.get(user) is None:
-            raise ConfigError(f"no user {user!r}", key="user")
-        label = (label or "token").strip()[:64] or "token"
-        secret = "oc_" + secrets.token_urlsafe(32)
-        now = time.time()
-        token_id = self._rows.add_token(_digest(secret), label, user, now)
-        return secret, Token(token_id, label, user, now, None)
-
-    def token_user(self, secret: str) -> User | None:
-        """The user of API token ``secret`` (None: no such token), its last use stamped at
-        most every :data:`LAST_USE_EVERY_S` (the lookup itself happens every time, so a
-        revoked token fails at once). A stamp that cannot be written (a full disk) is logged
-        once and the token still works: a read must never fail for want of room to note
-        that it happened."""
-        digest = _digest(secret)
-        now = time.monotonic()
-        if now - self._stamped.get(digest, -LAST_USE_EVERY_S) < LAST_USE_EVERY_S:
-            return self._rows.token_user(digest, None)
+async def setup(request: Request) -> Response:
+    st = state(request)
+    token = request.query_params.get("token", "")
+    if not st.auth.store.setup_valid(token):
+        raise ApiError(404, "this setup link was used already or has expired; create a user "
+                            "with `omnicore users add NAME --app DIR`", type="SetupUsed")
+    error = None
+    if request.method == "POST":
+        fields = await form_body(request)
         try:
-            user = self._rows.token_user(digest, time.time())
-        except StorageError as exc:
-            if not self._last_use_failing:
-                log.warning("console: cannot record API tokens' last use: %s (the tokens keep "
-                            "working; logged once until a write succeeds)", exc)
-            self._last_use_failing = True
-            return self._rows.token_user(digest, None)
-        self._last_use_failing = False
-        if user is not None:
-            if len(self._stamped) >= 4096:  # only live tokens get here; bounded all the same
-                self._stamped.clear()
-            self._stamped[digest] = now
-        return user
+            st.auth.check_login_csrf(request, fields.get("csrf", ""))
+            # Checked before the link is used up: a typo must not burn it.
+            check_username(fields.get("name", ""))
+            check_password(fields.get("password", ""))
+            if fields.get("password") != fields.get("password2"):
+                raise ApiError(422, "the two passwords differ")
+            if not st.auth.store.consume_setup(token):
+                raise ApiError(404, "this setup link was used already")
+            user = await st.auth.hashing(st.auth.store.add, fields["name"],
+                                         fields["password"], "admin")
+        except ApiError as exc:
+            error = exc.message
+        except OmniError as exc:
+            error = str(exc)
+        else:
+            record(st.app.storage, Actor(user.name, request.client.host if request.client
+                                         else None), "user.add", f"user:{user.name}", None,
+                   {"role": user.role, "by": "setup link"})
+            sid, _ = await st.off_loop(st.auth.store.new_session, user, st.auth.session_ttl_s)
+            signed_in: Response = RedirectResponse("/", status_code=303)
+            st.auth.set_session_cookie(request, signed_in, sid)
+            return signed_in
+    login_csrf = st.auth.login_csrf(request)
+    response = page(request, "setup.html", 422 if error else 200, who=None, error=error,
+                    login_csrf=login_csrf, token=token)
+    st.auth.set_login_csrf(request, response, login_csrf)
+    return response
 
-    def tokens(self, user: str | None = None) -> list[Token]:
-        return self._rows.tokens(user)
 
-    def delete_token(self, token_id: int, user: str | None = None) -> bool:
-        return self._rows.delete_token(token_id, user)
+# -- users and tokens ----------------------------------------------------------------------
 
-    # -- first start --------------------------------------------------------------------
+@guarded
+async def list_users(request: Request) -> Response:
+    need(request, "admin")
+    users = state(request).auth.store.users()
+    return JSONResponse(paginate([{"name": u.name, "role": u.role, "created": u.created}
+                                  for u in users], *page_params(request)))
 
-    def had_users(self) -> bool:
-        """Whether a user was ever created here (then no setup link is valid)."""
-        return self._rows.had_users()
 
-    def new_setup_link(self) -> str:
-        """A one-time secret that lets its holder create the first admin (24 h)."""
-        if self.had_users():
-            raise ConfigError("this console had users already; a setup link is only for the "
-                              "first admin: run `omnicore users add NAME --app DIR`",
-                              key="setup")
-        secret = secrets.token_urlsafe(32)
-        self._rows.set_setup_link(_digest(secret), time.time() + SETUP_TTL_S)
-        return secret
+@guarded
+async def add_user(request: Request) -> Response:
+    who = need(request, "admin")
+    doc = await json_body(request)
+    st = state(request)
+    name, password, role = doc.get("name"), doc.get("password"), doc.get("role", "viewer")
+    if not all(isinstance(v, str) for v in (name, password, role)):
+        raise ApiError(422, "'name', 'password' and 'role' must be strings", type="ConfigError")
+    user = await st.auth.hashing(st.auth.store.add, name, password, role)
+    record(st.app.storage, actor(request, who), "user.add", f"user:{user.name}", None,
+           {"role": user.role})
+    return JSONResponse({"name": user.name, "role": user.role, "created": user.created},
+                        status_code=201)
 
-    def setup_valid(self, secret: str) -> bool:
-        expires = self._rows.setup_link(_digest(secret))
-        return expires is not None and expires > time.time() and not self.had_users()
 
-    def consume_setup(self, secret: str) -> bool:
-        """Use the link up (True if it was valid)."""
-        valid = self.setup_valid(secret)
-        self._rows.delete_setup_link(_digest(secret))
-        return valid
+@guarded
+async def delete_user(request: Request) -> Response:
+    who = need(request, "admin")
+    name = request.path_params["user"]
+    if name == who.user.name:
+        raise ApiError(409, "you cannot delete yourself; sign in as another admin",
+                       type="Conflict")
+    st = state(request)
+    if not st.auth.store.delete(name):
+        raise ApiError(404, f"no user {name[:64]!r}")
+    record(st.app.storage, actor(request, who), "user.delete", f"user:{name}")
+    return Response(status_code=204)
+
+
+@guarded
+async def list_tokens(request: Request) -> Response:
+    who = need(request)
+    store = state(request).auth.store
+    tokens = store.tokens(None if who.user.is_admin else who.user.name)
+    return JSONResponse(paginate([vars(t) for t in tokens], *page_params(request)))
+
+
+@guarded
+async def add_token(request: Request) -> Response:
+    who = need(request, "admin")
+    doc = await json_body(request)
+    label = doc.get("label", "token")
+    if not isinstance(label, str):
+        raise ApiError(422, "'label' must be a string", type="ConfigError")
+    if who.user.name in ("local", "operator"):
+        raise ApiError(409, "tokens belong to users; sign in as one (omnicore users add)",
+                       type="Conflict")
+    st = state(request)
+    secret, token = st.auth.store.new_token(who.user.name, label)
+    record(st.app.storage, actor(request, who), "token.add", f"token:{token.id}", None,
+           {"label": token.label, "user": token.user})
+    return JSONResponse({**vars(token), "token": secret}, status_code=201)
+
+
+@guarded
+async def delete_token(request: Request) -> Response:
+    who = need(request, "admin")
+    raw = path_id(request, "token_id", "token")
+    st = state(request)
+    if not st.auth.store.delete_token(raw):
+        raise ApiError(404, f"no token {raw}")
+    record(st.app.storage, actor(request, who), "token.revoke", f"token:{raw}")
+    return Response(status_code=204)
+
+
+async def users_page(request: Request) -> Response:
+    st = state(request)
+    who = st.auth.require(request)
+    store = st.auth.store
+    return page(request, "users.html", users=store.users() if who.user.is_admin else [],
+                tokens=store.tokens(None if who.user.is_admin else who.user.name),
+                new_token=None, form_error=None)
+
+
+async def users_post(request: Request) -> Response:
+    st = state(request)
+    who, f = await read_form(request)
+    store = st.auth.store
+    by = actor(request, who)
+    action = f.get("action", "")
+    new_token = None
+    try:
+        if action == "add-user":
+            user = await st.auth.hashing(store.add, f.get("name", ""), f.get("password", ""),
+                                         f.get("role", "viewer"))
+            record(st.app.storage, by, "user.add", f"user:{user.name}", None,
+                   {"role": user.role})
+            return done("/users", "user")
+        if action == "delete-user":
+            if f.get("name") == who.user.name:
+                raise ApiError(409, "you cannot delete yourself")
+            if store.delete(f.get("name", "")):
+                record(st.app.storage, by, "user.delete", f"user:{f.get('name')}")
+            return done("/users", "user-deleted")
+        if action == "new-token":
+            if who.via != "session":
+                raise ApiError(409, "sign in as a user to create tokens")
+            new_token, token = store.new_token(who.user.name, f.get("label", ""))
+            record(st.app.storage, by, "token.add", f"token:{token.id}", None,
+                   {"label": token.label, "user": token.user})
+        elif action == "delete-token":
+            raw = f.get("id", "")
+            if raw.isdecimal() and store.delete_token(int(raw)):
+                record(st.app.storage, by, "token.revoke", f"token:{raw}")
+            return done("/users", "token-deleted")
+        else:
+            raise ApiError(400, f"unknown action {action[:40]!r}")
+        error = None
+    except OmniError as exc:
+        error = from_omni(exc)
+    except ApiError as exc:
+        error = exc
+    return page(request, "users.html", error.status if error else 200, users=store.users(),
+                tokens=store.tokens(), new_token=new_token, form_error=error)
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1"
+    return [
+        Route(f"{p}/users", list_users, methods=["GET"]),
+        Route(f"{p}/users", add_user, methods=["POST"]),
+        Route(f"{p}/users/{{user}}", delete_user, methods=["DELETE"]),
+        Route(f"{p}/tokens", list_tokens, methods=["GET"]),
+        Route(f"{p}/tokens", add_token, methods=["POST"]),
+        Route(f"{p}/tokens/{{token_id}}", delete_token, methods=["DELETE"]),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/setup", setup, methods=["GET", "POST"]),
+        Route("/users", users_page, methods=["GET"]),
+        Route("/users", users_post, methods=["POST"]),
+    ]

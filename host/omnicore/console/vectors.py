@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from omnicore.console import api
-from omnicore.console.audit import Actor, record
+from omnicore.accounts.audit import Actor, record
+from omnicore.console import base
 from omnicore.console.errors import ApiError
-from omnicore.console.pages import done, page, read_form
+from omnicore.console.render import done, page, read_form
 from omnicore.console.responses import JSONResponse
 
 if TYPE_CHECKING:
@@ -47,29 +47,29 @@ def drop(app: OmniApp, plugin: str, collection: str, by: Actor) -> bool:
     return gone
 
 
-@api.guarded
+@base.guarded
 async def list_collections(request: Request) -> Response:
-    api.need(request)
-    st = api.state(request)
+    base.need(request)
+    st = base.state(request)
     plugin = request.query_params.get("plugin") or None
     items = await st.off_loop(collections, st.app, plugin)
-    return JSONResponse(api.paginate(items, *api.page_params(request)))
+    return JSONResponse(base.paginate(items, *base.page_params(request)))
 
 
-@api.guarded
+@base.guarded
 async def drop_collection(request: Request) -> Response:
-    who = api.need(request, "admin")
-    st = api.state(request)
+    who = base.need(request, "admin")
+    st = base.state(request)
     plugin, name = request.path_params["plugin"], request.path_params["collection"]
-    if not await st.off_loop(drop, st.app, plugin, name, Actor.of(request, who)):
+    if not await st.off_loop(drop, st.app, plugin, name, base.actor(request, who)):
         raise ApiError(404, f"plugin {plugin[:128]!r} has no vector collection "
                             f"{name[:128]!r}", type="UnknownCollection")
     return Response(status_code=204)
 
 
 async def vectors_page(request: Request) -> Response:
-    api.need(request)
-    st = api.state(request)
+    base.need(request)
+    st = base.state(request)
     plugin = request.query_params.get("plugin", "")
     names = await st.off_loop(st.app.vectors.plugins)
     items = await st.off_loop(collections, st.app, plugin or None)
@@ -79,9 +79,9 @@ async def vectors_page(request: Request) -> Response:
 
 async def vectors_post(request: Request) -> Response:
     who, f = await read_form(request)
-    st = api.state(request)
+    st = base.state(request)
     plugin, name = f.get("plugin", ""), f.get("collection", "")
-    if not plugin or not await st.off_loop(drop, st.app, plugin, name, Actor.of(request, who)):
+    if not plugin or not await st.off_loop(drop, st.app, plugin, name, base.actor(request, who)):
         raise ApiError(404, f"plugin {plugin[:128]!r} has no vector collection "
                             f"{name[:128]!r}", type="UnknownCollection")
     return done("/data/vectors", "collection-dropped")

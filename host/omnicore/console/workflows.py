@@ -28,12 +28,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from omnicore.console import api
-from omnicore.console.audit import Actor, record
+from omnicore.accounts.audit import record
+from omnicore.console import base
 from omnicore.console.auth import Principal
 from omnicore.console.bodies import json_body, parse_json, read_body
 from omnicore.console.errors import ApiError
-from omnicore.console.pages import page, read_form
+from omnicore.console.render import page, read_form
 from omnicore.console.responses import JSONResponse
 from omnicore.workflows import (
     SIGNATURE_HEADER,
@@ -54,7 +54,7 @@ MAX_RUN_ID = 1 << 62
 
 
 def _service(request: Request) -> Workflows:
-    service: Workflows = api.omni(request).workflows
+    service: Workflows = base.omni(request).workflows
     return service
 
 
@@ -106,23 +106,23 @@ def _run_doc(service: Workflows, run_id: int) -> dict[str, Any]:
 
 # -- API ---------------------------------------------------------------------------------------
 
-@api.guarded
+@base.guarded
 async def list_workflows(request: Request) -> Response:
-    api.need(request)
+    base.need(request)
     items = [e.as_dict() for e in _service(request).entries]
-    limit, offset = api.page_params(request)
-    return JSONResponse(api.paginate(items, limit, offset))
+    limit, offset = base.page_params(request)
+    return JSONResponse(base.paginate(items, limit, offset))
 
 
-@api.guarded
+@base.guarded
 async def get_workflow(request: Request) -> Response:
-    api.need(request)
+    base.need(request)
     return JSONResponse(_workflow_doc(request, request.path_params["name"]))
 
 
-@api.guarded
+@base.guarded
 async def start_run(request: Request) -> Response:
-    who = api.need(request, "admin")
+    who = base.need(request, "admin")
     body = await json_body(request)
     inputs = body.get("inputs", {})
     if not isinstance(inputs, dict):
@@ -136,11 +136,11 @@ async def start_run(request: Request) -> Response:
     return JSONResponse(run.as_dict(), status_code=201)
 
 
-@api.guarded
+@base.guarded
 async def list_runs(request: Request) -> Response:
-    api.need(request)
-    limit, offset = api.page_params(request)
-    state = api.choice(request, "state", RUN_STATES)
+    base.need(request)
+    limit, offset = base.page_params(request)
+    state = base.choice(request, "state", RUN_STATES)
     workflow = request.query_params.get("workflow") or None
     service = _service(request)
     items = [r.as_dict() for r in service.runs(workflow, state, limit=limit, offset=offset)]
@@ -148,17 +148,17 @@ async def list_runs(request: Request) -> Response:
     return JSONResponse({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
-@api.guarded
+@base.guarded
 async def get_run(request: Request) -> Response:
-    api.need(request)
+    base.need(request)
     return JSONResponse(_run_doc(_service(request), _run_id(request)))
 
 
 def run_action(action: str) -> Callable[[Request], Awaitable[Response]]:
     """``POST /api/v1/workflow-runs/{id}/<action>`` (one route each, as OpenAPI lists them)."""
-    @api.guarded
+    @base.guarded
     async def endpoint(request: Request) -> Response:
-        who = api.need(request, "admin")
+        who = base.need(request, "admin")
         body = await json_body(request)
         run_id = _run_id(request)
         _act(request, who, run_id, action, body)
@@ -169,7 +169,7 @@ def run_action(action: str) -> Callable[[Request], Awaitable[Response]]:
 
 
 def _started(request: Request, who: Principal, run_id: int, workflow: str) -> None:
-    record(api.omni(request).storage, Actor.of(request, who), "workflow.start",
+    record(base.omni(request).storage, base.actor(request, who), "workflow.start",
            f"run:{run_id}", None, {"workflow": workflow})
 
 
@@ -198,7 +198,7 @@ def _act(request: Request, who: Principal, run_id: int, action: str,
     if action == "approve":
         verb = "approve" if body.get("approve", True) else "reject"
     after = {"step": body.get("step")} if action == "approve" else None
-    record(api.omni(request).storage, Actor.of(request, who), f"workflow.{verb}",
+    record(base.omni(request).storage, base.actor(request, who), f"workflow.{verb}",
            f"run:{run_id}", None, after)
 
 
@@ -212,14 +212,14 @@ async def webhook(request: Request) -> Response:
 # -- pages -------------------------------------------------------------------------------------
 
 async def workflows_page(request: Request) -> Response:
-    api.need(request)
+    base.need(request)
     service = _service(request)
     return page(request, "workflows.html", workflows=[e.as_dict() for e in service.entries],
                 runs=service.runs(limit=50), folder=str(service.settings.dir))
 
 
 async def workflow_page(request: Request) -> Response:
-    api.need(request)
+    base.need(request)
     name = request.path_params["name"]
     doc = _workflow_doc(request, name)
     props = (doc.get("inputs") or {}).get("properties") or {}
@@ -271,7 +271,7 @@ def _inputs_from_form(schema: Any, fields: dict[str, str]) -> dict[str, Any]:
 
 
 async def run_page(request: Request) -> Response:
-    api.need(request)
+    base.need(request)
     service = _service(request)
     doc = _run_doc(service, _run_id(request))
     try:

@@ -7,6 +7,14 @@ thread renews the leases of the items still running every ``lease_s / 3``, so on
 host's items come due again (at least once). :meth:`LeasedWorkers.wake` ends an idle
 worker's wait at once, so whoever adds work wakes the workers instead of waiting a poll.
 
+An outage of the queue's storage stops no thread (:mod:`omnicore.core.outage`): claims,
+renewals and ticks fail quietly after one log line and back off; a run that cannot record
+how its item ended keeps it (and its lease, renewed) and records it through
+:meth:`LeasedWorkers.persist` once the storage answers; a run that failed on a
+``transient`` error before its end gives the item back then. When the storage returns, the
+leases still held are renewed at once and the idle workers woken, so nothing this host holds
+waits for its lease to expire.
+
 Stopping is bounded: :meth:`LeasedWorkers.stop` stops claiming, waits the grace for running
 items, then :meth:`LeasedWorkers.interrupt` ends the calls still running (so may the app, for
 every call at once), waits a moment for their workers to come back, and gives their leases
@@ -16,11 +24,14 @@ back without counting an attempt. A ``run`` whose call fails once
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, Protocol, TypeVar
 
+from omnicore.core.outage import Outage
+from omnicore.errors import OmniError
 from omnicore.logging import get_logger
 
 __all__ = ["INTERRUPT_SETTLE_S", "LeasedQueue", "LeasedWorkers"]
@@ -28,6 +39,7 @@ __all__ = ["INTERRUPT_SETTLE_S", "LeasedQueue", "LeasedWorkers"]
 log = get_logger("omnicore.workers")
 
 T = TypeVar("T")
+R = TypeVar("R")
 K = TypeVar("K", bound=Hashable)
 T_co = TypeVar("T_co", covariant=True)
 K_contra = TypeVar("K_contra", contravariant=True)
@@ -60,12 +72,15 @@ class LeasedWorkers(Generic[T, K]):
     ``key(item)`` names an item to the queue's ``renew``/``release``. ``tick(now)``, if
     given, runs on the ticker thread every ``poll_s`` at most (schedules, timeouts) and
     returns when it next wants to run (None: a poll from now). ``run`` should not raise; if it
-    does, the error is logged and the lease left to expire, so the item runs again.
+    raises one of ``transient`` (the queue's storage failing) the item is given back as soon
+    as the storage answers; anything else is logged and the lease left to expire, so the item
+    runs again.
     """
 
     def __init__(self, name: str, queue: LeasedQueue[T, K], run: Callable[[T], None],
                  key: Callable[[T], K], *, owner: str, workers: int, lease_s: float,
-                 poll_s: float, tick: Callable[[float], float | None] | None = None) -> None:
+                 poll_s: float, tick: Callable[[float], float | None] | None = None,
+                 transient: tuple[type[Exception], ...] = (OmniError,)) -> None:
         self.name = name
         self.queue = queue
         self.owner = owner
@@ -87,6 +102,11 @@ class LeasedWorkers(Generic[T, K]):
         self.interrupted = threading.Event()
         self._running: dict[K, T] = {}
         self._threads: list[threading.Thread] = []
+        #: The queue's storage as the workers see it: claims, renewals, releases, outcomes.
+        self.outage = Outage(f"{name} queue", log, transient=transient)
+        self.outage.on_resume(self._resumed)
+        self._ticking = Outage(f"{name} ticker", log, transient=transient)
+        self._last_renew = time.monotonic()
 
     @property
     def started(self) -> bool:
@@ -118,6 +138,31 @@ class LeasedWorkers(Generic[T, K]):
         with self._wake:
             self._wakes += 1
             self._wake.notify_all()
+
+    def persist(self, step: Callable[[], R]) -> R:
+        """``step()`` (a run recording how its item ended), tried again through an outage of
+        the storage until it works or the workers stop (then its error is raised: the lease
+        expires and the item runs again)."""
+        return self.outage.persist(step, self._stopping)
+
+    def _resumed(self) -> None:
+        self._renew()
+        self.wake()
+
+    def _renew(self) -> None:
+        with self._idle:
+            keys = list(self._running)
+        if not keys:
+            # Nothing held: no statement, so none to count as the storage answering.
+            self._last_renew = time.monotonic()
+            return
+
+        def renew() -> bool:
+            self.queue.renew(self.owner, keys, time.time() + self.lease_s)
+            return True
+
+        if self.outage.call(renew, False):
+            self._last_renew = time.monotonic()
 
     def interrupt(self, interrupt: Callable[[], None]) -> None:
         """Mark the running items interrupted, then ``interrupt()`` their calls: a run that
@@ -164,14 +209,10 @@ class LeasedWorkers(Generic[T, K]):
                       self.name, keys, exc)
 
     def _work(self) -> None:
-        queue = self.queue
+        queue, outage = self.queue, self.outage
         while not self._stopping.is_set():
             seen = self._wakes
-            try:
-                item = queue.claim(self.owner, time.time(), self.lease_s)
-            except Exception as exc:
-                log.error("%s worker: %s", self.name, exc)
-                item = None
+            item = outage.call(lambda: queue.claim(self.owner, time.time(), self.lease_s), None)
             if item is None:
                 self._idle_wait(seen)
                 continue
@@ -180,6 +221,14 @@ class LeasedWorkers(Generic[T, K]):
                 self._running[key] = item
             try:
                 self._run(item)
+            except outage.transient as exc:
+                # The storage failed before the run recorded an end: nothing was recorded, so
+                # the item goes back as soon as the storage answers, not when its lease ends.
+                outage.failed(exc)
+                try:
+                    self.persist(functools.partial(queue.release, self.owner, [key]))
+                except outage.transient:
+                    pass  # stopping in the outage: the lease expires, the item runs again
             except Exception:
                 log.exception("%s: running %r failed (its lease expires and it runs again)",
                               self.name, key)
@@ -191,29 +240,21 @@ class LeasedWorkers(Generic[T, K]):
                     self._idle.notify_all()
 
     def _idle_wait(self, seen: int) -> None:
-        try:
-            due = self.queue.next_due()
-        except Exception:
-            due = None
+        due = self.outage.call(self.queue.next_due, None)
         wait = self.poll_s if due is None else min(self.poll_s, max(due - time.time(), 0))
+        wait = self.outage.pause(wait)
         with self._wake:
             if wait > 0 and self._wakes == seen and not self._stopping.is_set():
                 self._wake.wait(wait)
 
     def _ticker(self) -> None:
-        last_renew = time.monotonic()
+        self._last_renew = time.monotonic()
         while not self._stopping.is_set():
-            now = time.time()
             soonest: float | None = None
-            try:
-                if self._tick is not None:
-                    soonest = self._tick(now)
-                if time.monotonic() - last_renew > self.lease_s / 3:
-                    with self._idle:
-                        keys = list(self._running)
-                    self.queue.renew(self.owner, keys, time.time() + self.lease_s)
-                    last_renew = time.monotonic()
-            except Exception as exc:
-                log.error("%s ticker: %s", self.name, exc)
+            if self._tick is not None:
+                soonest = self._ticking.call(functools.partial(self._tick, time.time()), None)
+            if time.monotonic() - self._last_renew > self.lease_s / 3:
+                self._renew()
             wait = self.poll_s if soonest is None else max(soonest - time.time(), 0.01)
-            self._stopping.wait(min(wait, self.poll_s, self.lease_s / 3))
+            wait = min(wait, self.poll_s, self.lease_s / 3)
+            self._stopping.wait(max(self._ticking.pause(wait), self.outage.pause(wait)))

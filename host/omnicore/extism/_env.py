@@ -12,17 +12,34 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from omnicore.capabilities import guestjson
 from omnicore.egress import MAX_REQUEST_JSON, Client, Refused, Request
 from omnicore.sandbox.fastcall import GuestMemory, HostTrap
 from omnicore.sandbox.pluginlog import PluginLog
 
-if TYPE_CHECKING:
-    from omnicore.extism._instance import Instance
-
 __all__ = ["ENV_FUNCTIONS", "EnvState", "KernelMemory"]
+
+
+class KernelOwner(Protocol):
+    """What the host functions need of the instance that owns a kernel memory
+    (:class:`omnicore.extism._instance.Instance`): its blocks, vars and last HTTP answer.
+    A Protocol here, so this module does not import the instance that imports it."""
+
+    vars: dict[str, bytes]
+    http_status: int
+    http_headers: dict[str, str] | None
+    deadline_hit: bool
+
+    def kernel_alloc(self, n: int) -> int: ...
+    def kernel_free(self, handle: int) -> None: ...
+    def kernel_view(self) -> memoryview: ...
+    def kernel_length(self, handle: int) -> int: ...
+    def new_block(self, data: bytes) -> int: ...
+    def block_bytes(self, handle: int, what: str) -> bytes: ...
+    def take_bytes(self, handle: int, what: str) -> bytes: ...
+    def take_text(self, handle: int, what: str) -> str: ...
 
 
 class KernelMemory(GuestMemory):
@@ -30,7 +47,7 @@ class KernelMemory(GuestMemory):
 
     __slots__ = ("owner",)
 
-    owner: Instance
+    owner: KernelOwner
 
 
 @dataclass(frozen=True)

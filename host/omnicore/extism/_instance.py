@@ -73,7 +73,7 @@ def _addr(obj: Any) -> int:
 
 def plugin_memory(kernel: GuestMemory, caller: int) -> GuestMemory:
     # WASI pointers are into the calling module's memory; host functions get the kernel's.
-    owner = cast(KernelMemory, kernel).owner
+    owner = cast(Instance, cast(KernelMemory, kernel).owner)
     if not owner.linked_wasi and owner.wasi_memory is not None:
         return owner.wasi_memory
     # A linked module's call, or the plugin's start function before its exports are known.

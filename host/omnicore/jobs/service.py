@@ -30,7 +30,7 @@ from omnicore.jobs.retry import RetryPolicy
 from omnicore.jobs.schedules import Schedule, Scheduler, configured_schedules
 from omnicore.jobs.worker import JobRunner
 from omnicore.logging import get_logger
-from omnicore.storage import Storage, Task, TaskSpec
+from omnicore.storage import Storage, StorageError, Task, TaskSpec
 from omnicore.storage.base import TaskState
 
 __all__ = ["Jobs"]
@@ -60,9 +60,9 @@ class Jobs:
         self._workers: LeasedWorkers[Task, int] = LeasedWorkers(
             "job", _Queue(storage), self._run, lambda task: task.id, owner=owner,
             workers=options.workers, lease_s=options.lease_s, poll_s=options.poll_s,
-            tick=self._tick)
+            tick=self._tick, transient=(StorageError,))
         self.runner = JobRunner(storage, plugins, events, owner, options.max_backoff_ms,
-                                self._workers.interrupted)
+                                self._workers.interrupted, self._workers.persist)
         self.scheduler = Scheduler(storage, plugins, configured_schedules(options.schedules),
                                    self.policy, options.misfire_grace_s, options.poll_s,
                                    self.wake)

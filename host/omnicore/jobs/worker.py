@@ -4,7 +4,9 @@
 (:mod:`omnicore.core.workers`); this is what runs in between. A failure is retried by the
 job's :class:`~omnicore.jobs.retry.RetryPolicy` until its last attempt, then the job is
 ``dead`` with the error kept. A call that failed because a stop interrupted it records
-nothing: the stop gives the job back to the queue without counting the attempt.
+nothing: the stop gives the job back to the queue without counting the attempt. An outcome
+that cannot be written (the database is away) is written when it returns: the job stays held
+by this host meanwhile, its lease renewed, and is not delivered again.
 """
 
 from __future__ import annotations
@@ -27,17 +29,22 @@ log = get_logger("omnicore.jobs")
 
 
 class JobRunner:
-    """Runs one claimed job at a time per calling thread; counts the outcomes."""
+    """Runs one claimed job at a time per calling thread; counts the outcomes.
+
+    ``persist(write)`` writes an outcome through an outage of the storage (the workers'
+    :meth:`~omnicore.core.workers.LeasedWorkers.persist`)."""
 
     def __init__(self, storage: Callable[[], Storage], plugins: Callable[[], JobPlugins],
                  events: EventBus, owner: str, max_backoff_ms: int,
-                 interrupted: threading.Event) -> None:
+                 interrupted: threading.Event,
+                 persist: Callable[[Callable[[], object]], object]) -> None:
         self._storage = storage
         self._plugins = plugins
         self._events = events
         self._owner = owner
         self._max_backoff_ms = max_backoff_ms
         self._interrupted = interrupted
+        self._persist = persist
         self._lock = threading.Lock()
         #: Attempts that ended, by (plugin, outcome: succeeded | failed | dead), since start.
         self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -76,23 +83,24 @@ class JobRunner:
         queue = self._storage().queue
         try:
             if error is None:
-                queue.finish(task.id, self._owner, now)
+                self._persist(lambda: queue.finish(task.id, self._owner, now))
                 events.publish(JobSucceeded(job_id=task.id, plugin=task.plugin,
                                             handler=task.handler, attempt=task.attempts,
                                             duration_s=time.perf_counter() - started,
                                             hops=hops))
             elif retry_at is None:
-                queue.fail(task.id, self._owner, now, error, None)
+                self._persist(lambda: queue.fail(task.id, self._owner, now, error, None))
                 log.warning("job %d %s.%s is dead after %d attempt(s): %s", task.id,
                             task.plugin, task.handler, task.attempts, error)
                 events.publish(JobDead(job_id=task.id, plugin=task.plugin,
                                        handler=task.handler, attempt=task.attempts,
                                        error=error, hops=hops))
             else:
-                queue.fail(task.id, self._owner, now, error, retry_at)
+                self._persist(lambda: queue.fail(task.id, self._owner, now, error, retry_at))
                 events.publish(JobFailed(job_id=task.id, plugin=task.plugin,
                                          handler=task.handler, attempt=task.attempts,
                                          error=error, retry_at=retry_at, hops=hops))
         except StorageError as exc:
-            log.error("job %d: cannot record its outcome: %s (it runs again when its lease "
-                      "expires)", task.id, exc)
+            # Only when the host stops during an outage: nobody is left to write it.
+            log.warning("job %d: cannot record its outcome before the stop: %s (it runs "
+                        "again when its lease expires)", task.id, exc)

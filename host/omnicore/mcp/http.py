@@ -6,12 +6,16 @@ header, a ``Basic`` one, a cookie session, a revoked token — is answered 401 b
 the request, whatever ``console.auth`` says: a browser cannot add a Bearer header on its own, so
 no page a user visits can make calls through it. A session belongs to the user who opened it
 (the SDK answers 404 to another user's session id), and the user's role is checked on every
-call: a viewer may list tools but not call them, as in the console.
+call: a viewer may list tools but not call them, as in the console. Each SSE stream opens
+with a priming event carrying a ``retry`` hint, and a client that lost a stream resumes it with
+``Last-Event-ID`` (omnicore.mcp.eventstore). A console bound to loopback takes only loopback
+names in ``Host`` and ``Origin`` (DNS-rebinding protection).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,17 +23,21 @@ from typing import Any
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from omnicore.capabilities.guestjson import nesting
+from omnicore.mcp.eventstore import MemoryEventStore
 from omnicore.mcp.server import CALLER_KEY, Caller, McpApp, ToolServer
 
-__all__ = ["MAX_DEPTH", "McpEndpoint"]
+__all__ = ["MAX_DEPTH", "RETRY_MS", "McpEndpoint"]
 
 #: The deepest JSON a request to /mcp may nest (the console's JSON bodies allow 64).
 MAX_DEPTH = 64
+#: The reconnection delay each SSE stream's priming event suggests (SEP-1699).
+RETRY_MS = 1000
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -56,6 +64,22 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return again
 
 
+def _loopback_only(bind: str) -> TransportSecuritySettings | None:
+    """DNS-rebinding protection for a console bound to loopback: only loopback names in Host
+    and Origin (a page on another site whose name points at 127.0.0.1 gets 421/403). A console
+    bound to other addresses serves whatever names point at it; API tokens guard it there."""
+    try:
+        loopback = bind == "localhost" or ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return None
+    names = ("127.0.0.1", "localhost", "[::1]")
+    return TransportSecuritySettings(
+        allowed_hosts=[f"{n}:*" for n in names] + list(names),
+        allowed_origins=[f"http://{n}:*" for n in names] + [f"http://{n}" for n in names])
+
+
 class McpEndpoint:
     """The ASGI app behind ``/mcp``; run :meth:`lifespan` around serving it.
 
@@ -65,7 +89,11 @@ class McpEndpoint:
     def __init__(self, app: McpApp, verify: Callable[[str], Caller | None]) -> None:
         self.tools = ToolServer(app)
         self._verify = verify
-        self._manager = StreamableHTTPSessionManager(app=self.tools.server)
+        # With an event store, every SSE stream opens with a priming event (an id and a
+        # retry hint) and a client that lost it can resume with Last-Event-ID.
+        self._manager = StreamableHTTPSessionManager(
+            app=self.tools.server, event_store=MemoryEventStore(), retry_interval=RETRY_MS,
+            security_settings=_loopback_only(app.config.console.host))
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:

@@ -6,7 +6,14 @@ twin of ``call_json``: the same grants, limits, deadline and breaker, on the plu
 worker threads) with the tool's arguments as the handler's JSON input. The output comes back as
 the first text content, and as structured content too when it is a JSON object. A failure of
 the call (trap, deadline, limit, needs-grant, the handler's own error) is a tool result with
-``isError`` and the host's one-line message; the server keeps serving.
+``isError`` and the host's one-line message; the server keeps serving. A tool with an output
+schema whose output does not match it answers a tool error too.
+
+A call reports progress (start and finish) when the request carries ``_meta.progressToken``;
+after ``logging/setLevel``, the plugin's log lines of the call at or above that level reach
+the client as ``notifications/message`` before the result. ``completion/complete`` answers an
+empty list: no prompt or resource template has arguments to complete; ``prompts/list`` is
+empty (plugins declare no prompts yet) and ``prompts/get`` an invalid-params error.
 
 When plugins load, reload or unload (or the console exposes or hides a handler), every
 connected client gets ``notifications/tools/list_changed``: on the handshake protocol
@@ -35,8 +42,9 @@ from omnicore.core.events import Event, EventBus
 from omnicore.errors import OmniError
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
-from omnicore.mcp.tools import Exposure, Tool, tools_of
+from omnicore.mcp.tools import Exposure, Tool, output_problem, tools_of
 from omnicore.plugins.host import PluginHost
+from omnicore.sandbox.logring import LogLine
 from omnicore.storage.memory import MemoryStore
 from omnicore.storage.vectors import VectorStore
 
@@ -44,6 +52,12 @@ __all__ = ["CALLER_KEY", "Caller", "McpApp", "ToolServer"]
 
 #: Where the HTTP endpoint leaves the authenticated :class:`Caller` in the ASGI scope.
 CALLER_KEY = "omnicore.mcp.caller"
+#: MCP's log levels, least severe first.
+_SEVERITY = {level: i for i, level in enumerate(
+    ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"))}
+#: A plugin log's levels as MCP's (trace is finer than MCP goes: debug).
+_MCP_LEVEL: dict[str, types.LoggingLevel] = {
+    "trace": "debug", "debug": "debug", "info": "info", "warn": "warning", "error": "error"}
 #: Plugin events after which the tool list may differ.
 _CHANGES = frozenset({"plugin.loaded", "plugin.unloaded", "plugin.reloaded",
                       "plugin.state_changed", "plugin.failed", "plugin.settings_changed",
@@ -110,8 +124,15 @@ class ToolServer:
             description=f"the WebAssembly plugins of app '{app.config.name}' as tools",
             on_list_tools=self._list_tools, on_call_tool=self._call_tool,
             on_list_resources=self._list_resources, on_read_resource=self._read_resource,
-            on_subscriptions_listen=ListenHandler(self.bus))
+            on_completion=self._complete, on_list_prompts=self._list_prompts,
+            on_get_prompt=self._get_prompt, on_subscriptions_listen=ListenHandler(self.bus))
+        # Registered by hand: the constructor's argument warns that the 2026-07-28 revision
+        # deprecates logging, which the handshake revisions still have.
+        self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams,
+                                        self._set_level)
         self.server.middleware.append(self._track_peers)
+        #: The log level each connection asked for (logging/setLevel), by connection.
+        self._levels: dict[int, int] = {}
         #: Handshake-era clients, told about list changes over their own connection.
         self._peers: dict[int, ServerSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -126,9 +147,7 @@ class ToolServer:
 
     async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
                           params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[
-            types.Tool(name=t.name, description=t.description, input_schema=dict(t.input_schema))
-            for t in self.tools().values()])
+        return types.ListToolsResult(tools=[_listed(t) for t in self.tools().values()])
 
     def resolve(self, name: str) -> Tool | None:
         """The exposed tool ``name``, whatever its plugin's state (a needs-grant plugin's tool
@@ -151,11 +170,66 @@ class ToolServer:
                           "plugin (mcp.expose in omnicore.yaml or the plugin's sidecar); "
                           "tools/list shows the tools")
         data = json.dumps(params.arguments or {}, separators=(",", ":")).encode()
+        level = self._levels.get(id(ctx.session._connection))
+        log = self.app.plugins.logs(tool.plugin) if level is not None else None
+        mark = log.written if log is not None else 0
+        # A no-op unless the request carried _meta.progressToken.
+        await ctx.session.report_progress(0, 1, f"calling {tool.plugin}/{tool.handler}")
         try:
             out = await self.app.plugins.acall(tool.plugin, tool.handler, data)
         except OmniError as exc:
             return _error(str(exc).strip().partition("\n")[0])
-        return _result(out)
+        finally:
+            if log is not None and level is not None:
+                await self._forward_log(ctx, tool.plugin, log.since(mark), level)
+            await ctx.session.report_progress(1, 1, "done")
+        result = _result(out)
+        sha = self.app.plugins.get(tool.plugin).sha256 if tool.output_schema else None
+        problem = output_problem(tool, sha, result.structured_content)
+        return _error(problem) if problem else result
+
+    async def _forward_log(self, ctx: ServerRequestContext[Any, Any], plugin: str,
+                           lines: list[LogLine], level: int) -> None:
+        """The plugin's log lines of a call, at or above the client's level, as
+        ``notifications/message`` on the call's stream. The lines are those written while
+        the call ran: another call of the same plugin at the same time adds its own."""
+        for line in lines:
+            mcp_level = _MCP_LEVEL.get(line.level, "info")
+            if _SEVERITY[mcp_level] >= level:
+                await ctx.session.send_notification(types.LoggingMessageNotification(
+                    params=types.LoggingMessageNotificationParams(
+                        level=mcp_level, logger=plugin, data=line.message)),
+                    related_request_id=ctx.request_id)
+
+    async def _set_level(self, ctx: ServerRequestContext[Any, Any],
+                         params: types.SetLevelRequestParams) -> types.EmptyResult:
+        # A session object serves one request; the connection (its private name is pinned
+        # with _track_peers') is what the level belongs to.
+        connection = ctx.session._connection
+        key = id(connection)
+        if key not in self._levels:
+            connection.exit_stack.callback(self._levels.pop, key, None)
+        self._levels[key] = _SEVERITY[params.level]
+        return types.EmptyResult()
+
+    # -- prompts (none yet: the capability is announced, the list is empty) --------------
+
+    async def _list_prompts(self, ctx: ServerRequestContext[Any, Any],
+                            params: types.PaginatedRequestParams | None
+                            ) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=[])
+
+    async def _get_prompt(self, ctx: ServerRequestContext[Any, Any],
+                          params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        raise MCPError(-32602, f"no prompt {params.name[:200]!r}: this server has no prompts "
+                               "(prompts/list)")
+
+    # -- completions (no prompts or resource templates have arguments to complete) -------
+
+    async def _complete(self, ctx: ServerRequestContext[Any, Any],
+                        params: types.CompleteRequestParams) -> types.CompleteResult:
+        return types.CompleteResult(completion=types.Completion(values=[], total=0,
+                                                                has_more=False))
 
     # -- resources (read-only; off unless mcp.resources) ---------------------------------
 
@@ -229,6 +303,19 @@ def _caller(ctx: ServerRequestContext[Any, Any]) -> Caller | None:
     scope = getattr(request, "scope", None)
     caller: Caller | None = scope.get(CALLER_KEY) if isinstance(scope, dict) else None
     return caller
+
+
+def _listed(tool: Tool) -> types.Tool:
+    # Every hint is said outright: MCP's defaults (destructive, open world) are the
+    # pessimistic ones, and a plugin is neither unless its manifest or grants say so.
+    return types.Tool(
+        name=tool.name, title=tool.title, description=tool.description,
+        input_schema=dict(tool.input_schema),
+        output_schema=dict(tool.output_schema) if tool.output_schema is not None else None,
+        annotations=types.ToolAnnotations(
+            title=tool.title, read_only_hint=tool.read_only,
+            destructive_hint=None if tool.read_only else tool.destructive,
+            open_world_hint=tool.open_world))
 
 
 def _error(message: str) -> types.CallToolResult:

@@ -12,9 +12,16 @@ handler character outside that set is written ``_uXXXX_`` (its code point in hex
 digits); a handler whose tool name would then collide with another one of the same plugin, or
 pass 128 characters, is not served and the log says why.
 
-Each tool's description and input schema come from the handler's object in the plugin's
-manifest (``{"name", "description", "input_schema"}``, specs/abi.md §5); without them the
-description is the plugin's and the schema ``{"type": "object"}``.
+Each tool's description, title, input and output schemas come from the handler's object in
+the plugin's manifest (``{"name", "description", "title", "input_schema", "output_schema",
+"destructive"}``, specs/abi.md §5, written by the build from the handler's code); without them
+the description is the plugin's and the input schema ``{"type": "object"}``. The same objects
+make the console's invoke form (omnicore.console.invoke_form): one source for both.
+
+A tool's annotations say what an agent may assume before calling it: ``readOnlyHint`` when
+nothing the operator granted the plugin can change anything (only log, config, secrets and
+read-only directories), ``openWorldHint`` when it may reach outside the host (``http``, which
+holds the connectors), ``destructiveHint`` and ``title`` from the manifest.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from omnicore.plugins.sidecar import Sidecar, read_sidecar
 from omnicore.sandbox import configschema
 from omnicore.storage.errors import StorageError
 
-__all__ = ["LISTED_STATES", "Exposure", "Tool", "tool_name", "tools_of"]
+__all__ = ["LISTED_STATES", "READ_ONLY_GRANTS", "Exposure", "Tool", "tool_name", "tools_of"]
 
 log = logging.getLogger("omnicore.mcp")
 
@@ -45,6 +52,8 @@ LISTED_STATES = frozenset({"loaded", "half-open", "circuit-open"})
 _ALLOWED = re.compile(r"[A-Za-z0-9_.-]")
 _MAX_NAME = 128
 _OBJECT: Mapping[str, Any] = {"type": "object"}
+#: Grants that change nothing outside the call (``fs`` too when no directory is writable).
+READ_ONLY_GRANTS = frozenset({"log", "config", "secrets"})
 #: A sidecar's MCP rules: its handler patterns, and its resources switch (None: the app's).
 _Rules = tuple[tuple[str, ...], bool | None]
 
@@ -64,6 +73,21 @@ class Tool:
     handler: str
     description: str
     input_schema: Mapping[str, Any]
+    output_schema: Mapping[str, Any] | None = None
+    title: str | None = None
+    read_only: bool = False
+    destructive: bool = False
+    open_world: bool = False
+
+
+def _read_only(granted: Mapping[str, Mapping[str, Any]]) -> bool:
+    for name, grant in granted.items():
+        if name == "fs":
+            if any(isinstance(d, Mapping) and d.get("write") for d in grant.get("dirs") or ()):
+                return False
+        elif name not in READ_ONLY_GRANTS:
+            return False
+    return True
 
 
 class Exposure:
@@ -153,6 +177,8 @@ def tools_of(infos: Iterable[PluginInfo], exposure: Exposure, *,
         if listed_only and info.state not in LISTED_STATES:
             continue
         declared = _declared(info.manifest)
+        read_only = _read_only(info.granted)
+        open_world = "http" in info.granted
         mine: dict[str, Tool] = {}
         for handler in info.handlers:
             if not exposure.exposes(info, handler):
@@ -165,13 +191,21 @@ def tools_of(infos: Iterable[PluginInfo], exposure: Exposure, *,
                 problem = f"its tool name {name!r} is also that of '{mine[name].handler}'"
             spec = declared.get(handler, {})
             schema = spec.get("input_schema", _OBJECT)
+            output = spec.get("output_schema")
             problem = problem or _schema_problem(schema, info.name, (info.sha256, handler))
+            if output is not None and not problem:
+                problem = _schema_problem(output, info.name, (info.sha256, f"{handler}->"))
+                problem = problem and problem.replace("input_schema", "output_schema")
             if problem:
                 log.warning("mcp: handler '%s' of plugin '%s' is not served: %s",
                             handler, info.name, problem)
                 continue
             description = spec.get("description") or info.description or ""
-            mine[name] = Tool(name, info.name, handler, str(description), schema)
+            title = spec.get("title")
+            mine[name] = Tool(name, info.name, handler, str(description), schema, output,
+                              title=str(title) if title else None, read_only=read_only,
+                              destructive=spec.get("destructive") is True and not read_only,
+                              open_world=open_world)
         out.update(mine)
     return out
 
@@ -203,3 +237,40 @@ def _schema_problem(schema: object, plugin: str, key: tuple[str | None, str]) ->
         _checked.clear()  # files come and go over a long life; stay bounded
     _checked[key] = problem
     return problem
+
+
+#: Validators of output schemas by (plugin file sha256, handler), built once per file.
+_validators: dict[tuple[str | None, str], Any] = {}
+
+
+def output_problem(tool: Tool, sha256: str | None, value: object) -> str | None:
+    """Why ``value`` (a call's structured output; None when it was no JSON object) does not
+    match ``tool``'s output schema, in one line; None when it does or there is no schema."""
+    if tool.output_schema is None:
+        return None
+    if value is None:
+        return (f"handler '{tool.handler}' of plugin '{tool.plugin}' returned no JSON object, "
+                "but its output_schema says it returns one")
+    import jsonschema
+    import referencing
+    from referencing.exceptions import NoSuchResource
+
+    key = (sha256, tool.handler)
+    validator = _validators.get(key) if sha256 is not None else None
+    if validator is None:
+        def nothing(uri: str) -> Any:  # the schema's $refs are local (checked when listed)
+            raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
+
+        schema = dict(tool.output_schema)
+        cls = jsonschema.validators.validator_for(schema,
+                                                  default=jsonschema.Draft202012Validator)
+        validator = cls(schema, registry=referencing.Registry(retrieve=nothing))  # type: ignore[call-arg]
+        if len(_validators) > 10_000:
+            _validators.clear()
+        _validators[key] = validator
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return (f"handler '{tool.handler}' of plugin '{tool.plugin}' returned output that does not "
+            f"match its output_schema at {where}: {error.message[:300]}")

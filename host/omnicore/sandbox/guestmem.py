@@ -7,19 +7,29 @@ that turns a guest's (pointer, length) into host bytes, so every check is here.
 from __future__ import annotations
 
 import ctypes
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from omnicore.sandbox._wasmtime import memory_data as _memory_data
 from omnicore.sandbox._wasmtime import memory_data_size as _memory_size
-
-if TYPE_CHECKING:
-    from omnicore.sandbox.fastcall import RawInstance
 
 __all__ = ["GuestMemory", "HostTrap"]
 
 
 class HostTrap(Exception):
     """Raised by a host function to trap the guest (bad pointer, ABI violation)."""
+
+
+class MemoryOwner(Protocol):
+    """What a memory needs of its instance (:class:`omnicore.sandbox.fastcall.RawInstance`
+    or an Extism instance): the running call's deadline, the guest's allocator, and the
+    per-instance state host functions keep (the fs grant's descriptor table). A Protocol, so
+    this module does not import the call path that imports it."""
+
+    @property
+    def deadline(self) -> float: ...
+    fs_table: Any
+
+    def guest_alloc(self, n: int) -> int: ...
 
 
 class GuestMemory:
@@ -33,7 +43,7 @@ class GuestMemory:
 
     __slots__ = ("_ctx", "_inst", "_mem", "base", "size", "view")
 
-    def __init__(self, ctx: int, mem: int, inst: RawInstance) -> None:
+    def __init__(self, ctx: int, mem: int, inst: MemoryOwner) -> None:
         self._ctx = ctx
         self._mem = mem
         self._inst = inst
@@ -43,7 +53,7 @@ class GuestMemory:
         self.refresh()
 
     @property
-    def instance(self) -> RawInstance:
+    def instance(self) -> MemoryOwner:
         """The instance this memory belongs to (per-instance state of host functions)."""
         return self._inst
 

@@ -17,6 +17,10 @@ carries only what truly differs between databases (model: procrastinate's ``conn
   :meth:`Tx.announce` for what only other hosts need to hear (events, settings);
 * per-store schema: :meth:`Backend.prepare` brings a component's tables up to date (SQLite
   migrates each component when first used; PostgreSQL migrates everything at open).
+* full-text search: :meth:`Backend.text_index` (FTS5 tables per owner, or a ``tsvector``
+  column); JSON metadata filters: :attr:`Dialect.json_filter`;
+* liveness: :attr:`Backend.presence`, what proves a host alive besides its heartbeat (a
+  session lock several hosts can see, or nothing where one host holds the file).
 
 A new backend is a dialect and a connection: implement :class:`Backend` and :class:`Tx`.
 """
@@ -28,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Backend", "Cursor", "Dialect", "Tx", "marks", "where"]
+__all__ = ["Backend", "Cursor", "Dialect", "Presence", "TextIndex", "Tx", "marks", "where"]
 
 T = TypeVar("T")
 
@@ -85,6 +89,14 @@ class Dialect:
     greatest: str
     #: The column that keeps the order rows were inserted in, in a table keyed otherwise.
     insertion_order: str
+    #: ``json_filter(column, [(key, value), ...])``: `` AND ...`` conditions that the JSON text
+    #: ``column`` holds ``value`` at each top-level ``key``, compared as SQLite's
+    #: ``json_extract`` compares (a string as text, a number as a number, true/false as
+    #: 1/0), and their arguments. The keys were checked by the caller (no ``"``).
+    json_filter: Callable[[str, Sequence[tuple[str, Any]]], tuple[str, list[Any]]]
+    #: Put before a column in a WHERE term to keep the planner off that column's index when
+    #: another term finds the rows (SQLite's unary ``+``); empty where no hint is needed.
+    no_index: str
 
 
 def marks(n: int) -> str:
@@ -107,6 +119,56 @@ def where(**columns: Any) -> tuple[str, list[Any]]:
             terms.append(f"{column}=?")
             args.append(value)
     return (" WHERE " + " AND ".join(terms)) if terms else "", args
+
+
+class TextIndex(abc.ABC):
+    """Full-text search over the ``text`` column of one table whose rows each belong to an
+    owner (a plugin): a search sees only its owner's rows, and their ranking counts only
+    them. SQLite keeps an FTS5 table per owner beside the rows (BM25); PostgreSQL a generated
+    ``tsvector`` column under a GIN index (``ts_rank``)."""
+
+    def columns(self, owner: str) -> dict[str, Any]:
+        """What a new row of ``owner`` must hold for the index besides its text."""
+        return {}
+
+    def added(self, tx: Tx, owner: str, rowid: int, text: str) -> None:
+        """In ``tx``: index the row just inserted (nothing where the database does it)."""
+        return None
+
+    def removed(self, tx: Tx, rows: Sequence[tuple[str, int, str]]) -> None:
+        """In ``tx``: forget the rows ``(owner, id, text)`` just deleted."""
+        return None
+
+    @abc.abstractmethod
+    def search(self, owner: str, words: Sequence[str], columns: str, keep: str,
+               args: Sequence[Any], limit: int, *, filtered: bool) -> list[tuple[Any, float]]:
+        """Up to ``limit`` of ``owner``'s rows that hold any of ``words``, best first: the
+        ``columns`` (of the table aliased ``m``) of the rows where `` AND``-led ``keep``
+        holds with ``args``, each with a relevance >= 0 on BM25's scale (about 1 for one word
+        matched in a short text). ``filtered``: ``keep`` rejects most rows (a metadata
+        filter), so ranking the matches before testing it gains nothing."""
+
+
+class Presence:
+    """What proves a registered host alive besides its heartbeat. This default, for a database
+    one host holds at a time (SQLite's data dir lock): the heartbeat alone."""
+
+    #: ``, column`` names and ``, value`` SQL a registration adds to the host's row of
+    #: ``instances``; the row's values of those columns come to :meth:`registered`.
+    columns = ""
+    values = ""
+
+    def registered(self, row: Sequence[Any]) -> None:
+        """The host's row was written with ``row`` in :attr:`columns`: watch its liveness."""
+        return None
+
+    def removed(self) -> None:
+        """The host's row went (a clean stop)."""
+        return None
+
+    def dead(self, now: float, dead_after_s: float) -> tuple[str, list[Any]]:
+        """`` OR ...``: a further proof that a row of ``instances`` is dead, and its args."""
+        return "", []
 
 
 class Backend(abc.ABC):
@@ -142,6 +204,18 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def prepare(self, component: str) -> None:
         """Make sure ``component``'s tables exist at this omnicore's version (idempotent)."""
+
+    #: How hosts sharing this database prove themselves alive (the instance table's reap).
+    presence: Presence = Presence()
+
+    @abc.abstractmethod
+    def has_table(self, name: str) -> bool:
+        """Whether the table ``name`` exists (a component SQLite migrates on first use may not
+        have been used yet)."""
+
+    @abc.abstractmethod
+    def text_index(self, table: str, owner: str) -> TextIndex:
+        """Full-text search over ``table``'s ``text``, each row owned by its ``owner`` column."""
 
     @abc.abstractmethod
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:

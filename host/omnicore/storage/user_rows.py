@@ -1,6 +1,6 @@
 """The console's account store interface: users, sessions, API tokens, setup links.
 
-The console's logic stays in :mod:`omnicore.console.users` (argon2 hashing, name and password
+The rules stay in :mod:`omnicore.accounts.users` (argon2 hashing, name and password
 rules, random secrets); a backend keeps rows. Secrets never reach it: tokens, session ids
 and setup links arrive as SHA-256 digests, passwords as argon2 hashes.
 """

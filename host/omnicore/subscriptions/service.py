@@ -27,10 +27,12 @@ from prometheus_client.registry import Collector
 
 from omnicore.config import OmniConfig
 from omnicore.core.events import Event, EventBus, Subscription
+from omnicore.core.outage import Outage
 from omnicore.errors import ConfigError, PluginNotFound
 from omnicore.jobs import Jobs, at_hops, current_hops
 from omnicore.logging import get_logger
 from omnicore.storage import Storage, StorageError
+from omnicore.storage.base import EventRecord
 from omnicore.subscriptions.events import PluginEvent, event_body
 from omnicore.subscriptions.metrics import SubscriberMetrics
 from omnicore.subscriptions.subscriber import Subscriber, manifest_subscriptions
@@ -105,6 +107,8 @@ class Subscriptions:
         #: other host with live subscribers: a plugin publishing in a loop is bounded here.
         self._budgets: dict[str, list[float]] = {}
         self.rate_drops: collections.Counter[str] = collections.Counter()
+        #: The storage as deliveries see it (events of other hosts, durable deliveries).
+        self._outage = Outage("event subscriptions", log, transient=(StorageError,))
 
     def admit_publish(self, plugin: str) -> bool:
         """Take one publish from ``plugin``'s token bucket; False (and counted) when empty."""
@@ -150,7 +154,10 @@ class Subscriptions:
     def _from_another_host(self, event_ids: list[int]) -> None:
         if self._threads is None or not self._subs:
             return  # nobody here listens: no query at all
-        for record in self._app.storage.events.get_many(event_ids):  # one query a burst
+        # One query a burst; in an outage the burst is not delivered here (live: at most once).
+        none: list[EventRecord] = []
+        records = self._outage.call(lambda: self._app.storage.events.get_many(event_ids), none)
+        for record in records:
             if record.plugin is not None:
                 self._route(PluginEvent(topic=record.topic, plugin=record.plugin,
                                         data=record.payload), live_only=True)
@@ -206,10 +213,21 @@ class Subscriptions:
             if sub.durable:
                 if live_only:
                     continue
-                self._app.jobs.enqueue(sub.plugin, sub.handler, body,
-                                       source=f"event:{event.topic}", hops=hops)
+                self._enqueue(sub, body, event.topic, hops)
             else:
                 self._offer(sub, body, hops)
+
+    def _enqueue(self, sub: Subscriber, body: bytes, topic: str, hops: int) -> None:
+        def enqueue() -> bool:
+            self._app.jobs.enqueue(sub.plugin, sub.handler, body, source=f"event:{topic}",
+                                   hops=hops)
+            return True
+
+        # The event log took the event a moment ago; the queue failing now is an outage that
+        # began in between: the delivery is counted dropped (and the outage logged once).
+        if not self._outage.call(enqueue, False):
+            with self._lock:
+                sub.dropped += 1
 
     def _offer(self, sub: Subscriber, body: bytes, hops: int) -> None:
         threads = self._threads

@@ -75,6 +75,11 @@ def _toolchain_digest(language: str) -> str:
         sdk = locations.sdk_dir(folder)
         if sdk.is_dir():
             parts.append(sdk)
+    # Every build ends in the manifest writer (which runs describe exports), and a language
+    # may read its sources with a helper module (python: pyschema).
+    here = Path(__file__).parent
+    parts.append(here / "manifest.py")
+    parts += [here / f"{name}.py" for name in getattr(module, "HELPERS", ())]
     return "".join(_source_digest(p) for p in parts)
 
 
@@ -114,8 +119,13 @@ def _build_locked(src: Path, out_dir: Path, name: str, language: str, meta: dict
     raw = module.compile(src, work)
     # A language whose output is a component says what its handlers are (python).
     names: Callable[[Path], list[str]] | None = getattr(module, "handler_names", None)
+    # A language whose handler types are gone from the output (a component, a JS bundle)
+    # describes its handlers from the sources.
+    describe: Callable[[Path], dict[str, dict[str, Any]]] | None = getattr(
+        module, "handler_descriptions", None)
     wasm = embed_manifest(raw, meta, language=language, default_name=name,
-                          exported=names(src) if names is not None else None)
+                          exported=names(src) if names is not None else None,
+                          described=describe(src) if describe is not None else None)
     tmp = out.with_suffix(".wasm.tmp")
     tmp.write_bytes(wasm)
     tmp.replace(out)  # atomic: a watching host never sees half a file

@@ -14,9 +14,15 @@ the author describes the plugin once in ``omnicore.toml`` beside the sources::
     description = "Greet someone by name"
     input_schema = {type = "object", properties = {name = {type = "string"}}}
 
-A ``[plugin.handler.NAME]`` table makes that handler's entry in the manifest an object
-``{"name", "description", "input_schema"}`` (the MCP tool's description and input schema,
-specs/abi.md §5); handlers without one stay plain names.
+Most of a handler's description comes from its code instead: the SDKs derive the input and
+output schemas from the handler's types and take the description from its doc comment. A
+core module says so through its ``omni_describe`` / ``omni_describe_NAME`` exports, which
+the build calls here in a sandbox with every import a trap (specs/abi.md §5.1); a language
+whose output is a component (python) or whose types vanish in the bundle (TypeScript) hands
+the build what its toolchain read from the sources. ``[plugin.handler.NAME]`` keys win over
+the code's, key by key. A described handler's entry in the manifest is an object
+``{"name", "description", "title", "input_schema", "output_schema", "destructive"}``;
+handlers with nothing said stay plain names.
 """
 
 from __future__ import annotations
@@ -38,7 +44,13 @@ MANIFEST_FILE = "omnicore.toml"
 SECTION = "omnicore.manifest"
 _KNOWN = ("name", "version", "description", "handlers", "handler", "config", "subscriptions",
           "schedules")
-_HANDLER_KEYS = ("description", "input_schema")
+_HANDLER_KEYS = ("description", "title", "input_schema", "output_schema", "destructive")
+#: Exports a core module describes its handlers through: one for all handlers (a JSON object
+#: keyed by handler), or one per handler (its object); both of the handler type.
+DESCRIBE = "omni_describe"
+#: Fuel for running a module's start code and describe exports at build time (a Go runtime
+#: starts in about 10 million instructions): a loop in them fails the build, not hangs it.
+_DESCRIBE_FUEL = 2_000_000_000
 
 
 def read_plugin_meta(src: Path) -> dict[str, Any]:
@@ -75,11 +87,13 @@ def handler_exports(wasm: bytes) -> list[str]:
 
 
 def embed_manifest(wasm: bytes, meta: dict[str, Any], *, language: str,
-                   default_name: str, exported: list[str] | None = None) -> bytes:
+                   default_name: str, exported: list[str] | None = None,
+                   described: dict[str, dict[str, Any]] | None = None) -> bytes:
     """Return ``wasm`` carrying a manifest built from ``meta`` (see :func:`read_plugin_meta`).
 
     ``exported`` names the handlers of a component (its toolchain knows them); a core
-    module's are read from its exports.
+    module's are read from its exports. ``described`` holds what the toolchain read of each
+    handler from its sources; a core module's own ``omni_describe`` exports add theirs.
     """
     component = wasm[4:8] == b"\x0d\x00\x01\x00"
     manifest: dict[str, Any] = {"abi": "component" if component else 1,
@@ -94,8 +108,12 @@ def embed_manifest(wasm: bytes, meta: dict[str, Any], *, language: str,
         raise BuildError(f"omnicore.toml lists handlers {missing} that the module does not "
                          f"export with type (i32, i32) -> i64; exported handlers: {exported}",
                          plugin=manifest["name"], toolchain=language)
-    manifest["handlers"] = _described(handlers, meta.get("handler", {}), manifest["name"],
-                                      language)
+    from_code = dict(described or {})
+    if not component:
+        for name, entry in describe_exports(wasm, manifest["name"], language).items():
+            from_code[name] = {**from_code.get(name, {}), **entry}
+    manifest["handlers"] = _described(handlers, meta.get("handler", {}), from_code,
+                                      manifest["name"], language)
     for key in ("config", "subscriptions", "schedules"):
         if key in meta:
             manifest[key] = meta[key]
@@ -121,9 +139,29 @@ def _check_entries(manifest: dict[str, Any], language: str) -> None:
                          toolchain=language) from None
 
 
-def _described(handlers: list[str], tables: object, plugin: str,
-               language: str) -> list[str | dict[str, Any]]:
-    """``handlers`` with each ``[plugin.handler.NAME]`` table folded in as an object."""
+def _bad_entry(name: str, table: object) -> str | None:
+    """Why a handler's description is unusable, or None."""
+    if not isinstance(table, dict):
+        return "must be a table"
+    bad = sorted(set(table) - set(_HANDLER_KEYS))
+    if bad:
+        return f"has unknown keys {bad}; known: {list(_HANDLER_KEYS)}"
+    for key in ("description", "title"):
+        if not isinstance(table.get(key, ""), str):
+            return f"{key} must be a string"
+    if not isinstance(table.get("destructive", False), bool):
+        return "destructive must be true or false"
+    for key in ("input_schema", "output_schema"):
+        schema = table.get(key, {"type": "object"})
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            return f"{key} must be a JSON Schema with type = \"object\""
+    return None
+
+
+def _described(handlers: list[str], tables: object, from_code: dict[str, dict[str, Any]],
+               plugin: str, language: str) -> list[str | dict[str, Any]]:
+    """``handlers`` with what their code says and each ``[plugin.handler.NAME]`` table (which
+    wins, key by key) folded in as an object."""
     if not isinstance(tables, dict):
         raise BuildError("omnicore.toml: [plugin.handler] must hold one table per handler",
                          plugin=plugin, toolchain=language)
@@ -132,11 +170,67 @@ def _described(handlers: list[str], tables: object, plugin: str,
             raise BuildError(f"omnicore.toml: [plugin.handler.{name}] describes no handler of "
                              f"this plugin (handlers: {handlers})", plugin=plugin,
                              toolchain=language)
-        bad = sorted(set(table) - set(_HANDLER_KEYS)) if isinstance(table, dict) else ["?"]
-        schema = table.get("input_schema", {"type": "object"}) if not bad else None
-        if bad or not isinstance(table.get("description", ""), str) or \
-                not isinstance(schema, dict) or schema.get("type") != "object":
-            raise BuildError(f"omnicore.toml: [plugin.handler.{name}] may hold description "
-                             "(a string) and input_schema (a JSON Schema with type = "
-                             "\"object\")", plugin=plugin, toolchain=language)
-    return [{"name": h, **tables[h]} if h in tables else h for h in handlers]
+        problem = _bad_entry(name, table)
+        if problem:
+            raise BuildError(f"omnicore.toml: [plugin.handler.{name}] {problem}",
+                             plugin=plugin, toolchain=language)
+    out: list[str | dict[str, Any]] = []
+    for h in handlers:
+        code = from_code.get(h, {})
+        problem = _bad_entry(h, code)
+        if problem:
+            raise BuildError(f"the description of handler '{h}' from its code {problem}",
+                             plugin=plugin, toolchain=language)
+        entry = {k: v for k, v in {**code, **tables.get(h, {})}.items() if v not in ("", None)}
+        out.append({"name": h, **entry} if entry else h)
+    return out
+
+
+def describe_exports(wasm: bytes, plugin: str, language: str) -> dict[str, dict[str, Any]]:
+    """What a core module's ``omni_describe`` exports say of its handlers, by handler.
+
+    The module runs here once, at build time, with WASI (a Go runtime needs it) and every
+    other import defined as a trap: describing calls no capability.
+    """
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    engine = wasmtime.Engine(config)
+    module = wasmtime.Module(engine, wasm)
+    names = [e.name for e in module.exports
+             if e.name == DESCRIBE or e.name.startswith(DESCRIBE + "_")]
+    if not names:
+        return {}
+    store = wasmtime.Store(engine)
+    store.set_fuel(_DESCRIBE_FUEL)
+    store.set_wasi(wasmtime.WasiConfig())
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    linker.define_unknown_imports_as_traps(module)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        instance = linker.instantiate(store, module)
+        exports = instance.exports(store)
+        init = exports.get("_initialize")
+        if isinstance(init, wasmtime.Func):
+            init(store)
+        memory = exports.get("memory")
+        for name in names:
+            func = exports[name]
+            assert isinstance(func, wasmtime.Func) and isinstance(memory, wasmtime.Memory)
+            packed = func(store, 0, 0)
+            ptr, length = packed >> 32, packed & 0x7FFF_FFFF
+            text = memory.read(store, ptr, ptr + length).decode()
+            if packed & 0x8000_0000:
+                raise BuildError(f"{name} failed: {text[:500]}", plugin=plugin,
+                                 toolchain=language)
+            doc = json.loads(text)
+            if name == DESCRIBE:
+                for handler, entry in (doc.get("handlers") or {}).items():
+                    out[handler] = {**out.get(handler, {}), **entry}
+            else:
+                handler = name.removeprefix(DESCRIBE + "_")
+                out[handler] = {**out.get(handler, {}), **doc}
+    except (wasmtime.WasmtimeError, wasmtime.Trap, ValueError, AttributeError) as exc:
+        raise BuildError(f"describing the handlers failed: {str(exc).splitlines()[0][:500]}",
+                         plugin=plugin, toolchain=language) from None
+    return out

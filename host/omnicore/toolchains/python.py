@@ -29,18 +29,21 @@ import subprocess
 import sys
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import UnitTests, locations
+from omnicore.toolchains import UnitTests, locations, pyschema
 
-__all__ = ["CAPABILITIES", "EXTENSIONS", "GUEST_PYTHON", "LANGUAGE", "SDK_FOLDERS", "check",
-           "compile", "dependencies", "detect", "handler_names", "scaffold", "unit_tests",
-           "used_capabilities"]
+__all__ = ["CAPABILITIES", "EXTENSIONS", "GUEST_PYTHON", "HELPERS", "LANGUAGE", "SDK_FOLDERS",
+           "check", "compile", "dependencies", "detect", "handler_descriptions",
+           "handler_names", "scaffold", "unit_tests", "used_capabilities"]
 
 LANGUAGE = "python"
 EXTENSIONS = ("python", "py")
 #: The SDK folders a build depends on (a change there rebuilds every Python plugin).
 SDK_FOLDERS = ("python", "wit")
+#: The modules of omnicore.toolchains besides this one that shape a build.
+HELPERS = ("pyschema",)
 #: The SDK's capability modules, each the ``omnicore:plugin`` interface of the same name.
 CAPABILITIES = ("log", "config", "kv", "memory", "vectors", "secrets", "tasks", "events", "http")
 _SDK_PACKAGE = "omnicore_plugin"
@@ -141,6 +144,30 @@ def handler_names(src: Path) -> list[str]:
         raise BuildError(f"{src.name}: no handler (decorate a function with "
                          "@omnicore_plugin.handler)", plugin=src.stem, toolchain=LANGUAGE)
     return names
+
+
+def handler_descriptions(src: Path) -> dict[str, dict[str, Any]]:
+    """What each handler's annotations, docstring and decorator say of it, by handler
+    (omnicore.toolchains.pyschema), read without running the sources."""
+    trees = [_parse(path) for path in _sources(src)]
+    classes = {node.name: node for tree in trees for node in tree.body
+               if isinstance(node, ast.ClassDef)}
+    out: dict[str, dict[str, Any]] = {}
+    for tree in trees:
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for deco in node.decorator_list:
+                name = _decorated_name(node, deco)
+                if name is None:
+                    continue
+                keywords: dict[str, object] = {
+                    kw.arg: kw.value.value for kw in getattr(deco, "keywords", ())
+                    if kw.arg and isinstance(kw.value, ast.Constant)}
+                entry = pyschema.describe(node, classes, keywords)
+                if entry:
+                    out[name] = entry
+    return out
 
 
 def _world(capabilities: list[str]) -> str:

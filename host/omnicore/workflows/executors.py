@@ -26,6 +26,7 @@ from omnicore.capabilities import guestjson
 from omnicore.config.schema import WorkflowsConfig
 from omnicore.errors import OmniError
 from omnicore.logging import get_logger
+from omnicore.storage import StorageError
 from omnicore.storage.workflows import RunRecord, StepRecord, WorkflowStore
 from omnicore.workflows.advance import encode, idempotency_key
 from omnicore.workflows.connector import ConnectorFailed, call_connector
@@ -73,12 +74,16 @@ class StepExecutor:
 
     def __init__(self, runs: Runs, plugins: Callable[[], PluginHost],
                  egress: Callable[[], Egress], interrupted: threading.Event,
-                 calls: ThreadPoolExecutor) -> None:
+                 calls: ThreadPoolExecutor,
+                 persist: Callable[[Callable[[], object]], object]) -> None:
         self._runs = runs
         self._plugins = plugins
         self._egress = egress
         self._interrupted = interrupted
         self._calls = calls
+        #: Writes an outcome through an outage of the storage (the workers' ``persist``): a
+        #: step that ran is recorded when the database returns, not run again.
+        self._persist = persist
 
     def execute(self, row: StepRecord) -> None:
         """Run ``row``, record its outcome, advance its run."""
@@ -106,9 +111,8 @@ class StepExecutor:
             if len(data) > limit:
                 raise _Permanent(f"the output of step {s.id} is {len(data)} bytes, over "
                                  f"workflows.max_output_bytes ({limit})")
-            store.complete(row.run_id, row.step, row.index, owner=owner, state="succeeded",
-                           output=data, inline_limit=runs.settings.inline_output_bytes,
-                           duration_s=time.perf_counter() - started)
+        except StorageError:
+            raise  # not the step's failure: its worker gives the row back
         except Exception as exc:
             if self._interrupted.is_set():
                 # The stop ended this call: its worker gives the lease back, uncounted.
@@ -122,12 +126,18 @@ class StepExecutor:
             retry_at = None
             if retry and row.attempt < s.retry.max_attempts:
                 retry_at = time.time() + s.retry.delay(row.attempt)
-            store.complete(row.run_id, row.step, row.index, owner=owner, state="failed",
-                           error=error[:4000], retry_at=retry_at,
-                           duration_s=time.perf_counter() - started)
+            duration = time.perf_counter() - started
+            self._persist(lambda: store.complete(
+                row.run_id, row.step, row.index, owner=owner, state="failed",
+                error=error[:4000], retry_at=retry_at, duration_s=duration))
             if retry_at is not None:
                 runs.wake()
                 return
+        else:
+            duration = time.perf_counter() - started
+            self._persist(lambda: store.complete(
+                row.run_id, row.step, row.index, owner=owner, state="succeeded", output=data,
+                inline_limit=runs.settings.inline_output_bytes, duration_s=duration))
         runs.advance(row.run_id)
 
     def _call_plugin(self, s: Step, row: StepRecord) -> Any:
@@ -162,6 +172,8 @@ class StepExecutor:
             try:
                 child = runs.start(s.target, row.input if isinstance(row.input, dict) else {},
                                    started_by=f"run {run.id}", parent=(run.id, s.id, row.index))
+            except StorageError:
+                raise  # not the step's failure: its worker gives the row back
             except (WorkflowError, OmniError) as exc:
                 store.complete(run.id, s.id, row.index, owner=owner, state="failed",
                                error=f"cannot start workflow {s.target}: {exc}")

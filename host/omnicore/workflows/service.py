@@ -30,6 +30,7 @@ import jsonschema
 
 from omnicore.config import OmniConfig
 from omnicore.core.events import Event, EventBus
+from omnicore.core.outage import Outage
 from omnicore.core.workers import LeasedWorkers
 from omnicore.errors import OmniError
 from omnicore.logging import get_logger
@@ -108,6 +109,9 @@ class Workflows:
         self._executor: StepExecutor | None = None
         self._subs: list[Any] = []
         self._live = False          # workers started: plugin references can be checked
+        #: Runs whose advance failed on the storage: the ticker advances them again.
+        self._stalled: set[int] = set()
+        self._advancing = Outage("workflow runs", log, transient=(StorageError,))
         self.triggers = Triggers(self.entries, lambda: self.store, self.settings,
                                  self._start, self.version, self.advance,
                                  lambda name: self._app.secrets.get(name))
@@ -292,8 +296,12 @@ class Workflows:
             try:
                 self._advance(run_id)
             except StorageError as exc:
-                log.error("run %d: cannot advance: %s (it advances again on the next event "
-                          "or restart)", run_id, exc)
+                # Advanced again by the ticker once the storage answers (one line an outage).
+                self._stalled.add(run_id)
+                self._advancing.failed(exc)
+            else:
+                self._stalled.discard(run_id)
+                self._advancing.succeeded()
         with self._changed:
             self._changed.notify_all()
         self.wake()
@@ -422,9 +430,9 @@ class Workflows:
         workers = LeasedWorkers("wf", self.store, self._execute,
                                 key=lambda r: (r.run_id, r.step, r.index), owner=self.owner,
                                 workers=s.workers, lease_s=s.lease_s, poll_s=s.poll_s,
-                                tick=self._tick)
+                                tick=self._tick, transient=(StorageError,))
         self._executor = StepExecutor(self, lambda: self._app.plugins, lambda: self._app.egress,
-                                      workers.interrupted, calls)
+                                      workers.interrupted, calls, workers.persist)
         self._workers = workers
         self._subs = [self._app.events.subscribe("*", self._on_event)]
         for topic in ("plugin.loaded", "plugin.unloaded", "plugin.reloaded"):
@@ -453,6 +461,8 @@ class Workflows:
         self._executor.execute(row)
 
     def _tick(self, now: float) -> None:
+        for run_id in sorted(self._stalled.copy()):
+            self.advance(run_id)
         self.triggers.tick(now)
         if self.settings.watch and self.entries.scan():
             self.wake()

@@ -22,6 +22,7 @@ from typing import Any
 from omnicore.capabilities import guestjson
 from omnicore.config.schema import WorkflowsConfig
 from omnicore.core.events import Event
+from omnicore.core.outage import Outage
 from omnicore.errors import OmniError
 from omnicore.jobs.schedules import Schedule
 from omnicore.logging import get_logger
@@ -73,6 +74,7 @@ class Triggers:
         self._version = version
         self._advance = advance
         self._secret = secret
+        self._delivering = Outage("workflow event triggers", log, transient=(StorageError,))
         #: The topics event waits listen to (refreshed each tick, added to as waits begin),
         #: so most events skip the storage read of the waiting steps.
         self.wait_topics: frozenset[str] = frozenset()
@@ -92,26 +94,31 @@ class Triggers:
         so the publisher does not wait for storage)."""
         triggers = [(wf, t) for wf in self._workflows() for t in wf.triggers
                     if t.kind == "event" and fnmatch.fnmatchcase(event.topic, t.topic)]
-        waits = self._event_waits(event.topic) if any(
-            fnmatch.fnmatchcase(event.topic, t) for t in self.wait_topics) else []
+        waits = any(fnmatch.fnmatchcase(event.topic, t) for t in self.wait_topics)
         if not triggers and not waits:
             return
         from omnicore.subscriptions import event_body
         body = json.loads(event_body(event))
-        deliver.submit(self._deliver, body, triggers, waits)
+        # In an outage of the storage the event is not delivered (logged once an outage):
+        # like a live subscription's, an event trigger is at most once.
+        deliver.submit(self._delivering.call,
+                       lambda: self._deliver(body, triggers, event.topic if waits else None),
+                       None)
 
     def _deliver(self, body: dict[str, Any], triggers: list[tuple[Workflow, Trigger]],
-                 waits: list[StepRecord]) -> None:
+                 wait_topic: str | None) -> None:
         for wf, t in triggers:
             try:
                 if t.filter is not None and not truthy(t.filter.evaluate({"trigger": body})):
                     continue
                 inputs = t.inputs.evaluate({"trigger": body})
                 self._start(wf, inputs or {}, f"event:{body['topic']}", body, None)
+            except StorageError:
+                raise
             except OmniError as exc:
                 log.error("workflow %s: event trigger %s: %s", wf.name, t.name, exc)
         store = self._store()
-        for row in waits:
+        for row in self._event_waits(wait_topic) if wait_topic is not None else []:
             try:
                 run = store.run(row.run_id)
                 if run is None:
@@ -120,6 +127,8 @@ class Triggers:
                 if s.wait is not None and s.wait.filter is not None and \
                         not truthy(s.wait.filter.evaluate({"trigger": body})):
                     continue
+            except StorageError:
+                raise
             except OmniError as exc:
                 log.error("run %d step %s: event filter: %s", row.run_id, row.step, exc)
                 continue
@@ -225,6 +234,8 @@ class Triggers:
                                     (t.name, due, sched.next_after(now)))
                     except RunStateError:
                         pass  # another host fired it
+                    except StorageError:
+                        raise  # fired on a later tick, once the storage answers
                     except OmniError as exc:
                         log.error("workflow %s: cron trigger %s: %s", wf.name, t.name, exc)
                         store.set_fire(wf.name, t.name, due, sched.next_after(now))

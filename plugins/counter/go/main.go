@@ -17,7 +17,7 @@ import (
 
 // CountInput is the input of count; an empty input counts by 1.
 type CountInput struct {
-	By *int64 `json:"by"`
+	By *int64 `json:"by" description:"how much to add (default 1)"`
 }
 
 // CountOutput is the output of count and reset.
@@ -89,6 +89,15 @@ func Reset([]byte) ([]byte, error) {
 	omnicore.Log.Info("counter reset to " + strconv.FormatInt(n, 10))
 	return json.Marshal(CountOutput{Count: n})
 }
+
+var (
+	_ = omnicore.DescribeHandler("count", "Adds `by` (default 1, may be negative) to the "+
+		"durable counter and returns its new value", omnicore.Title("Count"),
+		omnicore.InputOf[CountInput](), omnicore.OutputOf[CountOutput]())
+	_ = omnicore.DescribeHandler("reset", "Puts the counter back to its configured start "+
+		"value and returns it", omnicore.Title("Reset the counter"), omnicore.Destructive(),
+		omnicore.OutputOf[CountOutput]())
+)
 
 //go:wasmexport count
 func countExport(ptr, size uint32) uint64 { return omnicore.Handle(ptr, size, Count) }

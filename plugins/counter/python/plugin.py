@@ -3,9 +3,19 @@
 `start`), so it survives a restart and every instance in the pool shares it: `kv.incr` is
 atomic in the host."""
 
+from typing import Annotated, TypedDict
+
 from omnicore_plugin import config, json_handler, kv, log
 
 KEY = "count"
+
+
+class CountIn(TypedDict, total=False):
+    by: Annotated[int, "how much to add (default 1)"]
+
+
+class CountOut(TypedDict):
+    count: Annotated[int, "the counter's value now"]
 
 
 def _start() -> int:
@@ -15,8 +25,10 @@ def _start() -> int:
     return raw
 
 
-@json_handler
-def count(request: dict | None) -> dict:
+@json_handler(title="Count")
+def count(request: CountIn | None) -> CountOut:
+    """Adds `by` (default 1, may be negative) to the durable counter and returns its new
+    value."""
     request = {} if request is None else request
     if not isinstance(request, dict):
         raise ValueError('invalid JSON input: expected an object like {"by": 2}')
@@ -28,8 +40,9 @@ def count(request: dict | None) -> dict:
     return {"count": value}
 
 
-@json_handler
-def reset(_request: object) -> dict:
+@json_handler(title="Reset the counter", destructive=True)
+def reset(_request: object) -> CountOut:
+    """Puts the counter back to its configured start value and returns it."""
     start = _start()
     kv.delete(KEY)
     log.info(f"counter reset to {start}")

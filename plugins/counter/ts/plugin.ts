@@ -2,13 +2,15 @@
 // `start`; `reset` puts it back. The count lives in `kv` (key `count`, the distance from
 // `start`), so it survives a restart and every instance in the pool shares it: `kv.incr` is
 // atomic in the host.
-import { config, json, kv, log, InputError } from "omnicore";
+import { config, json, kv, log, InputError, type Json } from "omnicore";
 
 interface CountIn {
+  /** How much to add (default 1, an integer). */
   by?: number;
 }
 
 interface CountOut {
+  /** The counter's value now. */
   count: number;
 }
 
@@ -22,8 +24,12 @@ function start(): number {
   return n;
 }
 
-export function count(input: string): CountOut {
-  const req = (input.trim() === "" ? {} : json(input)) as CountIn;
+/**
+ * Adds `by` (default 1, may be negative) to the durable counter and returns its new value.
+ * @title Count
+ */
+export function count(input: Json<CountIn>): CountOut {
+  const req: CountIn = input.trim() === "" ? {} : json(input);
   if (req === null || typeof req !== "object" || Array.isArray(req)) {
     throw new InputError('invalid JSON input: expected an object like {"by": 2}');
   }
@@ -39,7 +45,13 @@ export function count(input: string): CountOut {
   return { count: next };
 }
 
-/** Takes any input (it is ignored), so `reset` can be called with an empty body. */
+/**
+ * Puts the counter back to its configured start value and returns it.
+ *
+ * Takes any input (it is ignored), so `reset` can be called with an empty body.
+ * @title Reset the counter
+ * @destructive
+ */
 export function reset(_input: string): CountOut {
   const counter = start();
   kv.delete(KEY);

@@ -13,7 +13,7 @@ import (
 // GreetInput is the input of greet. Name is a pointer so an absent name (default "world")
 // differs from an empty one (refused).
 type GreetInput struct {
-	Name *string `json:"name"`
+	Name *string `json:"name" description:"who to greet (default \"world\")"`
 }
 
 // GreetOutput is the output of greet.
@@ -34,6 +34,9 @@ func Greet(in GreetInput) (GreetOutput, error) {
 	omnicore.Log.Info("greeting " + name)
 	return GreetOutput{Message: greeting + ", " + name + "!"}, nil
 }
+
+var _ = omnicore.Describe("greet", "Greets someone by name with the configured greeting",
+	Greet, omnicore.Title("Greet"))
 
 //go:wasmexport greet
 func greet(ptr, size uint32) uint64 { return omnicore.HandleJSON(ptr, size, Greet) }

@@ -5,8 +5,9 @@ import json
 from omnicore_plugin import config, handler, log
 
 
-@handler
+@handler(title="Greet")
 def greet(data: bytes) -> str:
+    """Greets someone by name with the configured greeting."""
     try:
         request = json.loads(data)
     except ValueError as exc:

@@ -217,6 +217,15 @@ func StatsOnly(input []byte) ([]byte, error) {
 	return json.Marshal(report.Stats)
 }
 
+var (
+	_ = omnicore.DescribeHandler("parse", "Parses web access log text (Common or Combined "+
+		"Log Format, one request a line) into records, statistics and the lines it skipped",
+		omnicore.Title("Parse an access log"), omnicore.OutputOf[Report]())
+	_ = omnicore.DescribeHandler("stats", "Summarises web access log text (Common or "+
+		"Combined Log Format): status and method counts, top paths, IPs and user agents",
+		omnicore.Title("Access log statistics"), omnicore.OutputOf[Stats]())
+)
+
 //go:wasmexport parse
 func parseExport(ptr, size uint32) uint64 { return omnicore.Handle(ptr, size, Parse) }
 

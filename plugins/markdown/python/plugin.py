@@ -47,8 +47,9 @@ def _text(data: bytes) -> str:
         raise ValueError(f"the input is not UTF-8 text: {exc}") from None
 
 
-@handler
+@handler(title="Render Markdown")
 def render(data: bytes) -> str:
+    """Renders Markdown text (the whole input, not JSON) to HTML."""
     return _markdown()(_text(data))
 
 
@@ -60,8 +61,10 @@ def _slug(text: str) -> str:
     return re.sub(r"\s+", "-", re.sub(r"[^\w\s-]", "", text.lower().strip()))
 
 
-@handler
+@handler(title="Markdown headings")
 def headings(data: bytes) -> str:
+    """Lists the headings of Markdown text (the whole input, not JSON): depth, text and the
+    id a renderer gives them."""
     tokens = _markdown(None)(_text(data))
     out = []
     for token in tokens:

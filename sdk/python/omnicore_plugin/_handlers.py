@@ -32,12 +32,19 @@ def _register(name: str, call: Callable[[bytes], bytes]) -> None:
 @overload
 def handler(fn: F) -> F: ...
 @overload
-def handler(fn: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+def handler(fn: None = None, *, name: str | None = None, title: str | None = None,
+            description: str | None = None, destructive: bool = False) -> Callable[[F], F]: ...
 
 
-def handler(fn: Any = None, *, name: str | None = None) -> Any:
+def handler(fn: Any = None, *, name: str | None = None, title: str | None = None,
+            description: str | None = None, destructive: bool = False) -> Any:
     """Make ``fn(input: bytes) -> bytes | str | None`` the handler ``name`` (default: the
-    function's name). Use bare (``@handler``) or with a name (``@handler(name="greet")``)."""
+    function's name). Use bare (``@handler``) or with a name (``@handler(name="greet")``).
+
+    What an AI agent is told of the handler is read by ``omnicore build`` from the source,
+    without running it: the docstring (or ``description``) describes it, ``title`` names it,
+    ``destructive=True`` says it deletes or overwrites data; :func:`json_handler`'s
+    annotations give its schemas."""
     def register(f: F) -> F:
         _register(name or f.__name__, lambda data: _output(f(data)))
         return f
@@ -48,12 +55,17 @@ def handler(fn: Any = None, *, name: str | None = None) -> Any:
 @overload
 def json_handler(fn: F) -> F: ...
 @overload
-def json_handler(fn: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+def json_handler(fn: None = None, *, name: str | None = None, title: str | None = None,
+                 description: str | None = None,
+                 destructive: bool = False) -> Callable[[F], F]: ...
 
 
-def json_handler(fn: Any = None, *, name: str | None = None) -> Any:
+def json_handler(fn: Any = None, *, name: str | None = None, title: str | None = None,
+                 description: str | None = None, destructive: bool = False) -> Any:
     """Like :func:`handler`, with the input parsed as JSON (empty input: None) and the
-    return value sent as JSON."""
+    return value sent as JSON. The annotation of its parameter (a ``TypedDict`` or a
+    dataclass of the plugin's own) is its input schema, its return annotation its output
+    schema (sdk/python/README.md, "Describing handlers")."""
     def register(f: F) -> F:
         def call(data: bytes) -> bytes:
             arg = json.loads(data) if data.strip() else None

@@ -52,6 +52,8 @@ pub mod http;
 pub mod kv;
 pub mod log;
 pub mod memory;
+#[cfg(feature = "json")]
+pub mod schema;
 pub mod secrets;
 pub mod tasks;
 pub mod vectors;
@@ -114,11 +116,13 @@ impl Output for () {
 ///
 /// Each `function` is a `fn(&[u8]) -> Result<O, Error>` (any path) where `O` is an [`Output`]:
 /// `Vec<u8>`, `String`, `&'static str`, `&'static [u8]`, `Box<[u8]>` or `()`. The wasm export
-/// is named `export_name`; it may equal the function's name.
+/// is named `export_name`; it may equal the function's name. A doc comment before an entry
+/// is the handler's description for AI agents (the build writes it into the manifest).
 #[macro_export]
 macro_rules! handler {
-    ($($name:ident => $func:path),+ $(,)?) => {
+    ($($(#[doc = $doc:expr])* $name:ident => $func:path),+ $(,)?) => {
         $(
+            $crate::__describe!([$($doc),*] $name $crate::__rt::describe_doc(&[$($doc),*]));
             const _: () = {
                 $crate::__rt::check_handler_name(stringify!($name));
                 #[cfg_attr(target_arch = "wasm32", export_name = stringify!($name))]
@@ -142,10 +146,23 @@ macro_rules! handler {
 /// `Out: Serialize`. Input that does not decode as `In` fails the call with
 /// `invalid JSON input: ...` (malformed) or `invalid input: ...` (wrong shape, from serde);
 /// use `serde_json::Value` as `In` to check shapes yourself.
+///
+/// A doc comment before an entry describes the handler to AI agents: the build writes it,
+/// and the JSON Schemas of `In` and `Out` (which then implement [`schema::JsonSchema`]; see
+/// [`json_schema!`]), into the manifest.
+///
+/// ```ignore
+/// omnicore::json_handler! {
+///     /// Remembers a note and returns its id.
+///     add => add,
+/// }
+/// ```
 #[macro_export]
 macro_rules! json_handler {
-    ($($name:ident => $func:path),+ $(,)?) => {
+    ($($(#[doc = $doc:expr])* $name:ident => $func:path),+ $(,)?) => {
         $(
+            $crate::__describe!([$($doc),*] $name
+                                $crate::schema::describe_json($func, &[$($doc),*]));
             const _: () = {
                 $crate::__rt::check_handler_name(stringify!($name));
                 #[cfg_attr(target_arch = "wasm32", export_name = stringify!($name))]
@@ -160,6 +177,24 @@ macro_rules! json_handler {
                 }
             };
         )+
+    };
+}
+
+/// The `omni_describe_NAME` export of a handler with a doc comment (specs/abi.md §5.1).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __describe {
+    ([] $name:ident $description:expr) => {};
+    ([$($doc:expr),+] $name:ident $description:expr) => {
+        const _: () = {
+            // Natively it is only type-checked: the build reads it from the wasm.
+            #[cfg_attr(target_arch = "wasm32",
+                       export_name = concat!("omni_describe_", stringify!($name)))]
+            #[allow(dead_code)]
+            extern "C" fn __omnicore_describe(_ptr: *const u8, _len: usize) -> u64 {
+                $crate::__rt::describe($description)
+            }
+        };
     };
 }
 

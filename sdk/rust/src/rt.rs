@@ -99,6 +99,33 @@ unsafe fn input<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
     }
 }
 
+/// The answer of an `omni_describe_NAME` export (specs/abi.md §5.1): `description`, JSON.
+pub fn describe(description: Vec<u8>) -> u64 {
+    begin_call();
+    finish(Ok(description))
+}
+
+/// What the build is told of a bytes handler: its doc comment.
+pub fn describe_doc(docs: &[&str]) -> Vec<u8> {
+    let text = doc_text(docs);
+    if text.is_empty() {
+        return b"{}".to_vec();
+    }
+    let mut out = String::from("{\"description\":");
+    crate::jsonlite::push_str(&mut out, &text);
+    out.push('}');
+    out.into_bytes()
+}
+
+/// Doc comment lines (each `/// line` arrives as `" line"`) as one paragraph.
+pub fn doc_text(docs: &[&str]) -> String {
+    let words: Vec<&str> = docs.iter().map(|line| line.trim()).filter(|l| !l.is_empty()).collect();
+    words.join(" ")
+}
+
+#[cfg(feature = "json")]
+pub use serde_json;
+
 /// Runs a bytes handler under the ABI.
 ///
 /// # Safety

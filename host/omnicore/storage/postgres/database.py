@@ -17,10 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from omnicore.config.schema import masked_url
-from omnicore.storage.backend import Backend, Cursor, Dialect, Tx
+from omnicore.storage.backend import Backend, Cursor, Dialect, TextIndex, Tx
 from omnicore.storage.errors import StorageError
-from omnicore.storage.postgres.liveness import CHANNEL, EVENTS, SETTINGS, Liveness
-from omnicore.storage.postgres.schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION
+from omnicore.storage.postgres.fulltext import TsVector
+from omnicore.storage.postgres.jsonfilter import filter_sql
+from omnicore.storage.postgres.liveness import CHANNEL, EVENTS, SETTINGS, Liveness, LockPresence
+from omnicore.storage.postgres.schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION, SETTINGS_LOCK
 
 __all__ = ["POSTGRES", "Database"]
 
@@ -30,7 +32,13 @@ T = TypeVar("T")
 POSTGRES = Dialect(name="postgres", single_writer=False,
                    skip_locked=" FOR UPDATE SKIP LOCKED", for_update=" FOR UPDATE",
                    same="IS NOT DISTINCT FROM", differs="IS DISTINCT FROM",
-                   greatest="GREATEST", insertion_order="seq")
+                   greatest="GREATEST", insertion_order="seq", json_filter=filter_sql,
+                   no_index="")
+#: Keys whose lock has had a number of its own since before the seam: hosts of an older
+#: version sharing the database take that number, so the same key must.
+_LOCKS = {"settings": SETTINGS_LOCK}
+#: How long the pool keeps one attempt to replace a lost connection going (see __init__).
+RECONNECT_S = 2.0
 #: The NOTIFY channel of each :meth:`Tx.announce` channel.
 _CHANNELS = {"events": EVENTS, "settings": SETTINGS}
 
@@ -67,7 +75,10 @@ class _Tx:
         return self._conn.cursor().executemany(_sql(sql), list(rows))
 
     def lock(self, key: str) -> None:
-        self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+        if key in _LOCKS:
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCKS[key],))
+        else:
+            self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
 
     def wake(self, queue: str) -> None:
         self._conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, queue))
@@ -94,6 +105,11 @@ class Database(Backend):
         # plugin call's deadline or a request.
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, timeout=connect_timeout_s,
+            # A lost connection is retried with a doubling wait (1, 2, 4, 8 s ...) until this
+            # ends the attempt; the next caller starts a fresh one at once. So a server back
+            # from a restart is found within seconds, not a doubled wait later (a minute after a
+            # long restart), while callers and the leases of jobs held wait for a connection.
+            reconnect_timeout=RECONNECT_S,
             # Autocommit: a read is one round trip; a write opens its own transaction.
             kwargs={"connect_timeout": max(1, int(connect_timeout_s)), "autocommit": True,
                     "options": "-c statement_timeout=30000"},
@@ -112,6 +128,7 @@ class Database(Backend):
             raise
         #: The storage's own connection: liveness lock and LISTEN (see liveness.py).
         self.liveness = Liveness(url, connect_timeout_s)
+        self.presence = LockPresence(self.liveness)
 
     def _error(self, what: str, exc: BaseException) -> StorageError:
         text = " ".join(str(exc).split()) or type(exc).__name__
@@ -142,6 +159,12 @@ class Database(Backend):
 
     def prepare(self, component: str) -> None:
         return None  # every component's tables are migrated at open (schema.py)
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.read("SELECT to_regclass(?) IS NOT NULL", (name,))[0][0])
+
+    def text_index(self, table: str, owner: str) -> TextIndex:
+        return TsVector(self, table, owner)
 
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
         self.liveness.on_wakeup(callback, queue)

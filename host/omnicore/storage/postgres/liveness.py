@@ -25,12 +25,13 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from omnicore.storage.backend import Presence
 from omnicore.storage.postgres.schema import LIVENESS_KEY
 
-__all__ = ["CHANNEL", "EVENTS", "SETTINGS", "Liveness"]
+__all__ = ["CHANNEL", "EVENTS", "SETTINGS", "Liveness", "LockPresence"]
 
 CHANNEL = "omnicore_jobs"
 EVENTS = "omnicore_events"
@@ -210,3 +211,30 @@ class Liveness:
                 conn.close()
             except Exception:
                 pass
+
+
+class LockPresence(Presence):
+    """A registered host holds its liveness lock ``(LIVENESS_KEY, slot)`` on ``liveness``'s
+    connection; a row whose lock is gone is dead without waiting for its heartbeat to age."""
+
+    # A slot per row, from a sequence: the lock's second key.
+    columns = ", slot"
+    values = ", nextval('instance_slots')"
+
+    def __init__(self, liveness: Liveness) -> None:
+        self._liveness = liveness
+
+    def registered(self, row: Sequence[Any]) -> None:
+        self._liveness.hold(int(row[0]))
+
+    def removed(self) -> None:
+        self._liveness.release()
+
+    def dead(self, now: float, dead_after_s: float) -> tuple[str, list[Any]]:
+        # A live host whose connection broke (the server restarted) takes its lock again
+        # within a second: the grace keeps it from being declared dead in that window.
+        grace = min(1.0, dead_after_s / 3)
+        return (" OR (heartbeat_at < ? AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE "
+                "l.locktype = 'advisory' AND l.classid = CAST(? AS oid) AND "
+                "l.objid = CAST(instances.slot AS oid) AND l.objsubid = 2 AND l.granted))",
+                [now - grace, LIVENESS_KEY])

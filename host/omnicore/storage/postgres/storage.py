@@ -4,20 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from omnicore.storage.audit_rows import AuditLog
-from omnicore.storage.instance_rows import InstanceRows
-from omnicore.storage.memory_rows import MemoryRows
-from omnicore.storage.postgres._accounts import PgAudit, PgSecrets, PgUsers
-from omnicore.storage.postgres._instances import PgInstances
-from omnicore.storage.postgres._memory import PgMemory
-from omnicore.storage.postgres._settings import PgPluginSettings
-from omnicore.storage.postgres._vectors import PgVectors
 from omnicore.storage.postgres.database import Database
-from omnicore.storage.secret_rows import SecretRows
-from omnicore.storage.settings_rows import PluginSettingsRows
 from omnicore.storage.stores.root import BackendStorage
-from omnicore.storage.user_rows import UserRows
-from omnicore.storage.vector_rows import VectorRows
 
 __all__ = ["PostgresStorage"]
 
@@ -32,43 +20,7 @@ class PostgresStorage(BackendStorage):
         self.backend: Database
         super().__init__(Database(url, max_connections=max_connections,
                                   connect_timeout_s=connect_timeout_s))
-        db = self.backend
         self.url = url
-        self._instances = PgInstances(db)
-        self._memory = PgMemory(db)
-        self._vectors = PgVectors(db)
-        self._secrets = PgSecrets(db)
-        self._users = PgUsers(db)
-        self._audit = PgAudit(db)
-        self._plugin_settings = PgPluginSettings(db)
-
-    @property
-    def instances(self) -> InstanceRows:
-        return self._instances
-
-    @property
-    def memory(self) -> MemoryRows:
-        return self._memory
-
-    @property
-    def vectors(self) -> VectorRows:
-        return self._vectors
-
-    @property
-    def secrets(self) -> SecretRows:
-        return self._secrets
-
-    @property
-    def users(self) -> UserRows:
-        return self._users
-
-    @property
-    def audit(self) -> AuditLog:
-        return self._audit
-
-    @property
-    def plugin_settings(self) -> PluginSettingsRows:
-        return self._plugin_settings
 
     def on_event(self, callback: Callable[[list[int]], None]) -> None:
         self.backend.liveness.on_event(callback)

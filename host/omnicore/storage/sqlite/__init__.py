@@ -3,10 +3,9 @@
 ``database`` the file, its lock, the core migrations and the
 :class:`~omnicore.storage.backend.Backend` the stores of ``storage/stores/`` run on;
 ``schema`` the migrations of the components that migrate on first use; ``wakeup`` and
-``walindex`` and ``readcache`` what one file shared by processes needs; ``memory``,
-``vectors``, ``secrets``, ``audit``, ``instances``, ``plugin_settings`` the stores not yet
-written once; ``users`` the console's accounts in ``console.db``; ``storage`` the root that
-holds them.
+``walindex`` and ``readcache`` what one file shared by processes needs; ``fulltext`` its
+full-text search (FTS5); ``users`` the console's accounts in ``console.db``; ``storage`` the
+root that holds them.
 """
 
 from __future__ import annotations

@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from omnicore.logging import get_logger
-from omnicore.storage.backend import Backend, Dialect, Tx
+from omnicore.storage.backend import Backend, Dialect, TextIndex, Tx
 from omnicore.storage.datadir import private_file
 from omnicore.storage.errors import StorageError, StorageFull
+from omnicore.storage.sqlite.fulltext import FTS5
 from omnicore.storage.sqlite.readcache import MISS as _MISS
 from omnicore.storage.sqlite.readcache import ReadCache
 from omnicore.storage.sqlite.schema import COMPONENTS
@@ -52,8 +53,15 @@ __all__ = ["DB_FILE", "MIGRATIONS", "SCHEMA_VERSION", "SQLITE", "Database", "Ste
 T = TypeVar("T")
 
 #: One writer holds the file (``BEGIN IMMEDIATE``): a claim needs no row locks.
+def _json_filter(column: str, flt: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    # The keys were checked (no '"'), so quoting them in the JSON path is safe.
+    return ("".join(f" AND json_extract({column}, '$.\"{key}\"') = ?" for key, _ in flt),
+            [v for _, v in flt])
+
+
 SQLITE = Dialect(name="sqlite", single_writer=True, skip_locked="", for_update="", same="IS",
-                 differs="IS NOT", greatest="MAX", insertion_order="rowid")
+                 differs="IS NOT", greatest="MAX", insertion_order="rowid",
+                 json_filter=_json_filter, no_index="+")
 
 DB_FILE = "omnicore.db"
 Synchronous = Literal["normal", "full"]
@@ -131,7 +139,8 @@ class Database(Backend):
     dialect = SQLITE
 
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "normal",
-                 busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION) -> None:
+                 busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION,
+                 foreign_keys: bool = False) -> None:
         self.path = Path(path)
         self.location = str(self.path)
         #: Another process's enqueue wakes the host's idle workers (see wakeup.py).
@@ -152,6 +161,8 @@ class Database(Backend):
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
             conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            if foreign_keys:  # only outside a transaction: here, once
+                conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(upto)
         except sqlite3.Error as exc:
             conn.close()
@@ -307,6 +318,13 @@ class Database(Backend):
 
     def prepare(self, component: str) -> None:
         self.ensure_schema(component, COMPONENTS[component])
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                              (name,)))
+
+    def text_index(self, table: str, owner: str) -> TextIndex:
+        return FTS5(self, table, owner)
 
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
         self.wakeup.listen(callback, queue)

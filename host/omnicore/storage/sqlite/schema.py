@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 
+from omnicore.storage.sqlite.fulltext import create, fts_table
+
 __all__ = ["COMPONENTS"]
 
 
@@ -61,7 +63,123 @@ def _wf_v3(conn: sqlite3.Connection) -> None:
                  "parent_index)")
 
 
+def _memory_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE memories (id INTEGER PRIMARY KEY, plugin TEXT NOT NULL,"
+                 " scope TEXT NOT NULL, tier INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT,"
+                 " importance REAL NOT NULL, created_at REAL NOT NULL,"
+                 " accessed_at REAL NOT NULL, expires_at REAL, recalls INTEGER NOT NULL"
+                 " DEFAULT 0, has_vector INTEGER NOT NULL DEFAULT 0)")
+    conn.execute("CREATE INDEX memories_tier ON memories (plugin, tier, importance, "
+                 "accessed_at)")
+    conn.execute("CREATE INDEX memories_expiry ON memories (expires_at) WHERE expires_at "
+                 "IS NOT NULL")
+    conn.execute("CREATE VIRTUAL TABLE memories_fts USING fts5(scope, text, content='memories',"
+                 " content_rowid='id')")
+    conn.execute("CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN INSERT INTO "
+                 "memories_fts(rowid, scope, text) VALUES (new.id, new.scope, new.text); END")
+    conn.execute("CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN INSERT INTO "
+                 "memories_fts(memories_fts, rowid, scope, text) VALUES ('delete', old.id, "
+                 "old.scope, old.text); END")
+
+
+def _memory_v2(conn: sqlite3.Connection) -> None:
+    """One FTS5 table per plugin, filled from the rows; the shared table and its triggers go
+    (sqlite/fulltext.py says why)."""
+    conn.execute("DROP TRIGGER IF EXISTS memories_ai")
+    conn.execute("DROP TRIGGER IF EXISTS memories_ad")
+    conn.execute("DROP TABLE IF EXISTS memories_fts")
+    for (plugin,) in conn.execute("SELECT DISTINCT plugin FROM memories").fetchall():
+        table = fts_table(plugin)
+        create(conn, table)
+        conn.execute(f"INSERT INTO {table}(rowid, text) SELECT id, text FROM memories "
+                     "WHERE plugin = ?", (plugin,))
+
+
+def _instances_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE instances (runtime_id TEXT PRIMARY KEY, hostname TEXT NOT NULL,"
+                 " pid INTEGER NOT NULL, version TEXT NOT NULL, started_at REAL NOT NULL,"
+                 " heartbeat_at REAL NOT NULL, console_url TEXT, jobs_held INTEGER NOT NULL"
+                 " DEFAULT 0, draining INTEGER NOT NULL DEFAULT 0)")
+
+
+def _users_v1(conn: sqlite3.Connection) -> None:
+    # console.db, where files written before component versions already hold these tables.
+    _script(conn, _USERS_V1)
+    # Files written before the trigger existed: users there mean a first user was created.
+    conn.execute("INSERT OR IGNORE INTO facts (name, value) SELECT 'had_users', min(created) "
+                 "FROM users HAVING count(*) > 0")
+
+
+_USERS_V1 = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, hash TEXT NOT NULL, role TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, digest TEXT UNIQUE NOT NULL, label TEXT NOT NULL,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE, created REAL NOT NULL,
+    last_used REAL);
+CREATE TABLE IF NOT EXISTS sessions (
+    digest TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    csrf TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS setup_links (digest TEXT PRIMARY KEY, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS facts (name TEXT PRIMARY KEY, value REAL NOT NULL)
+"""
+
+
+def _secrets_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE secrets (name TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
+                 "nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, updated_at REAL NOT NULL)")
+
+
+def _audit_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE audit (id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT "
+                 "NULL, action TEXT NOT NULL, target TEXT, before TEXT, after TEXT, origin TEXT)")
+    conn.execute("CREATE INDEX audit_at ON audit (at)")
+
+
+def _settings_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE plugin_settings (plugin TEXT PRIMARY KEY, doc TEXT NOT NULL, "
+                 "seq INTEGER NOT NULL, updated_at REAL NOT NULL, updated_by TEXT)")
+    conn.execute("CREATE INDEX plugin_settings_by_seq ON plugin_settings (seq)")
+
+
+def _vectors_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE vector_collections (id INTEGER PRIMARY KEY, plugin TEXT NOT NULL,"
+                 " name TEXT NOT NULL, dim INTEGER NOT NULL, metric TEXT NOT NULL,"
+                 " next_label INTEGER NOT NULL DEFAULT 0, generation INTEGER NOT NULL DEFAULT 0,"
+                 " count INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,"
+                 " created_at REAL NOT NULL, UNIQUE (plugin, name))")
+    conn.execute("CREATE TABLE vectors (coll INTEGER NOT NULL, id TEXT NOT NULL,"
+                 " label INTEGER NOT NULL, vec BLOB NOT NULL, meta TEXT, size INTEGER NOT NULL,"
+                 " PRIMARY KEY (coll, id))")
+    conn.execute("CREATE UNIQUE INDEX vectors_label ON vectors (coll, label)")
+
+
+def _vectors_v2(conn: sqlite3.Connection) -> None:
+    # The generation that last wrote each row: an index file of generation G replays the
+    # rows above G instead of rebuilding everything.
+    conn.execute("ALTER TABLE vectors ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
+    conn.execute("CREATE INDEX vectors_gen ON vectors (coll, gen)")
+
+
+def _vectors_v3(conn: sqlite3.Connection) -> None:
+    # Deleted labels with the generation that deleted them, so a cache catches up on deletes
+    # without reading every row. Older deletes have none: "since" below the oldest kept one
+    # (or from before this step) answers None, and the cache rebuilds.
+    conn.execute("CREATE TABLE vector_deletes (coll INTEGER NOT NULL, label INTEGER NOT NULL,"
+                 " gen INTEGER NOT NULL, PRIMARY KEY (coll, gen))")
+    conn.execute("ALTER TABLE vector_collections ADD COLUMN deletes_from INTEGER NOT NULL "
+                 "DEFAULT 0")
+    conn.execute("UPDATE vector_collections SET deletes_from = generation")
+
+
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "workflows": (_wf_v1, _wf_v2, _wf_v3),
+    "instances": (_instances_v1,),
+    "memory": (_memory_v1, _memory_v2),
+    "vectors": (_vectors_v1, _vectors_v2, _vectors_v3),
+    "users": (_users_v1,),
+    "secrets": (_secrets_v1,),
+    "audit": (_audit_v1,),
+    "plugin_settings": (_settings_v1,),
 }

@@ -8,6 +8,7 @@ per job:
 - :mod:`~omnicore.toolchains.js.runtime`: building the QuickJS runtime (clang, cached);
 - :mod:`~omnicore.toolchains.js.npm`: esbuild, tsc and a project's dependencies from npm;
 - :mod:`~omnicore.toolchains.js.typecheck`: ``tsc --noEmit`` before TypeScript is bundled;
+- :mod:`~omnicore.toolchains.js.describe`: handler schemas from TypeScript types;
 - :mod:`~omnicore.toolchains.js.bundle` and :mod:`~omnicore.toolchains.js.sourcemap`: one ES
   module from esbuild, with stack traces that name the author's files;
 - :mod:`~omnicore.toolchains.js.evaluate`: the runtime run at build time (exports, bytecode,
@@ -19,11 +20,13 @@ per job:
 - :mod:`~omnicore.toolchains.js.commands`: running those tools under a timeout and a lock.
 
 This face is the language module :mod:`omnicore.toolchains` drives (``LANGUAGE``,
-``EXTENSIONS``, ``detect``, ``check``, ``compile``, ``scaffold``, ``unit_tests``), plus what
+``EXTENSIONS``, ``detect``, ``check``, ``compile``, ``handler_descriptions``, ``scaffold``,
+``unit_tests``), plus what
 ``scripts/setup-toolchains.sh`` and the tests use.
 """
 
 from omnicore.toolchains.js.commands import LANGUAGE
+from omnicore.toolchains.js.describe import handler_descriptions
 from omnicore.toolchains.js.npm import ensure_esbuild, ensure_tsc, esbuild
 from omnicore.toolchains.js.plugin import MAX_HANDLERS, compile
 from omnicore.toolchains.js.runtime import check, ensure_runtime, runtime_path
@@ -43,6 +46,7 @@ __all__ = [
     "ensure_runtime",
     "ensure_tsc",
     "esbuild",
+    "handler_descriptions",
     "runtime_path",
     "scaffold",
     "unit_tests",

@@ -6,15 +6,19 @@
 use omnicore::{handler, json_handler, Error};
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CountIn {
-    by: Option<i64>,
+omnicore::json_schema! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CountIn {
+        by: Option<i64>,
+    }
 }
 
-#[derive(Serialize)]
-struct CountOut {
-    count: i64,
+omnicore::json_schema! {
+    #[derive(Serialize)]
+    struct CountOut {
+        count: i64,
+    }
 }
 
 const KEY: &str = "count";
@@ -53,8 +57,14 @@ fn reset(_input: &[u8]) -> Result<String, Error> {
     Ok(format!("{{\"count\":{}}}", n))
 }
 
-json_handler!(count => count);
-handler!(reset => reset);
+json_handler! {
+    /// Adds `by` (default 1, may be negative) to the durable counter and returns its new value.
+    count => count,
+}
+handler! {
+    /// Puts the counter back to its configured start value and returns it.
+    reset => reset,
+}
 
 // `cargo test` runs these natively: omnicore::testing stands in for the host.
 #[cfg(test)]

@@ -13,24 +13,30 @@ use omnicore::{handler, json_handler, Error};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoteIn {
-    text: String,
-    delay_ms: Option<u64>,
+omnicore::json_schema! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoteIn {
+        text: String,
+        delay_ms: Option<u64>,
+    }
 }
 
-#[derive(Deserialize)]
-struct EventIn {
-    topic: String,
+omnicore::json_schema! {
+    #[derive(Deserialize)]
+    struct EventIn {
+        topic: String,
+    }
 }
 
-#[derive(Serialize)]
-struct Report {
-    seen: i64,
-    summaries: i64,
-    topics: Map<String, Value>,
-    last: Value,
+omnicore::json_schema! {
+    #[derive(Serialize)]
+    struct Report {
+        seen: i64,
+        summaries: i64,
+        topics: Map<String, Value>,
+        last: Value,
+    }
 }
 
 fn counter(key: &str) -> Result<i64, Error> {
@@ -97,8 +103,18 @@ fn report(_input: &[u8]) -> Result<String, Error> {
     serde_json::to_string(&report).map_err(|e| Error::new(e.to_string()))
 }
 
-json_handler!(note => note, on_event => on_event);
-handler!(summary => summary, report => report);
+json_handler! {
+    /// Publishes a note as the event `note` now, or after `delay_ms` through a durable task.
+    note => note,
+    /// Counts an event it is subscribed to (the subscription handler).
+    on_event => on_event,
+}
+handler! {
+    /// Publishes the summary of what was seen since the previous one (the scheduled handler).
+    summary => summary,
+    /// Answers how many events were seen, per topic, and the last summary.
+    report => report,
+}
 
 // `cargo test` runs these natively: omnicore::testing stands in for the host.
 #[cfg(test)]

@@ -19,7 +19,10 @@ fn greet(input: Value) -> Result<Value, Error> {
     Ok(json!({ "message": format!("{}, {}!", greeting, name) }))
 }
 
-json_handler!(greet => greet);
+json_handler! {
+    /// Greets someone by name with the configured greeting.
+    greet => greet,
+}
 
 // `cargo test` runs these natively: omnicore::testing stands in for the host.
 #[cfg(test)]

@@ -23,47 +23,59 @@ pub const DIM: usize = 256;
 const COLLECTION: &str = "notes";
 const SNIPPET_CHARS: usize = 200;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddIn {
-    text: String,
-    tag: Option<String>,
+omnicore::json_schema! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AddIn {
+        text: String,
+        tag: Option<String>,
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FindIn {
-    query: String,
-    limit: Option<u32>,
-    tag: Option<String>,
+omnicore::json_schema! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FindIn {
+        query: String,
+        limit: Option<u32>,
+        tag: Option<String>,
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SimilarIn {
-    text: String,
-    k: Option<u32>,
-    tag: Option<String>,
+omnicore::json_schema! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SimilarIn {
+        text: String,
+        k: Option<u32>,
+        tag: Option<String>,
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IdIn {
-    id: i64,
+omnicore::json_schema! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct IdIn {
+        id: i64,
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TextIn {
-    text: String,
+omnicore::json_schema! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TextIn {
+        text: String,
+    }
 }
 
-#[derive(Serialize)]
-struct Note {
-    id: i64,
-    text: String,
-    tag: Option<String>,
-    score: f64,
+omnicore::json_schema! {
+    #[derive(Serialize)]
+    struct Note {
+        id: i64,
+        text: String,
+        tag: Option<String>,
+        score: f64,
+    }
 }
 
 /// FNV-1a over a word's code points, so the JS example hashes exactly the same way.
@@ -207,7 +219,18 @@ fn embed(input: TextIn) -> Result<Value, Error> {
     Ok(json!({ "vector": embedding(&input.text)? }))
 }
 
-json_handler!(add => add, find => find, similar => similar, forget => forget, embed => embed);
+json_handler! {
+    /// Remembers a note (with an optional tag) and returns its id.
+    add => add,
+    /// Finds notes by their words (full-text ranking), optionally only those with a tag.
+    find => find,
+    /// Finds the `k` notes most like a text (cosine similarity of embeddings), optionally only those with a tag.
+    similar => similar,
+    /// Forgets a note and its vector by id.
+    forget => forget,
+    /// Shows the embedding vector of a text, as `similar` computes it.
+    embed => embed,
+}
 
 #[cfg(test)]
 mod tests {

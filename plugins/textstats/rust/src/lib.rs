@@ -37,27 +37,33 @@ thread_local! {
     static PATTERNS: Patterns = Patterns::new();
 }
 
-#[derive(Deserialize)]
-struct AnalyzeIn {
-    text: String,
-    top: Option<usize>,
+omnicore::json_schema! {
+    #[derive(Deserialize)]
+    struct AnalyzeIn {
+        text: String,
+        top: Option<usize>,
+    }
 }
 
-#[derive(Serialize, Debug, PartialEq)]
-struct WordCount {
-    word: String,
-    count: usize,
+omnicore::json_schema! {
+    #[derive(Serialize, Debug, PartialEq)]
+    struct WordCount {
+        word: String,
+        count: usize,
+    }
 }
 
-#[derive(Serialize)]
-struct AnalyzeOut {
-    characters: usize,
-    words: usize,
-    unique_words: usize,
-    sentences: usize,
-    top_words: Vec<WordCount>,
-    emails: Vec<String>,
-    urls: Vec<String>,
+omnicore::json_schema! {
+    #[derive(Serialize)]
+    struct AnalyzeOut {
+        characters: usize,
+        words: usize,
+        unique_words: usize,
+        sentences: usize,
+        top_words: Vec<WordCount>,
+        emails: Vec<String>,
+        urls: Vec<String>,
+    }
 }
 
 fn config_usize(key: &str, default: usize) -> Result<usize, Error> {
@@ -156,16 +162,20 @@ fn analyze_with(p: &Patterns, text: &str, top: usize, min_len: usize) -> Result<
     })
 }
 
-#[derive(Deserialize)]
-struct RedactIn {
-    text: String,
+omnicore::json_schema! {
+    #[derive(Deserialize)]
+    struct RedactIn {
+        text: String,
+    }
 }
 
-#[derive(Serialize)]
-struct RedactOut {
-    text: String,
-    emails: usize,
-    urls: usize,
+omnicore::json_schema! {
+    #[derive(Serialize)]
+    struct RedactOut {
+        text: String,
+        emails: usize,
+        urls: usize,
+    }
 }
 
 fn redact(input: RedactIn) -> Result<RedactOut, Error> {
@@ -183,7 +193,12 @@ fn redact_with(p: &Patterns, input: RedactIn) -> Result<RedactOut, Error> {
     Ok(RedactOut { text, emails, urls })
 }
 
-json_handler!(analyze => analyze, redact => redact);
+json_handler! {
+    /// Counts the characters, words, unique words and sentences of a text, and lists its most frequent words, emails and URLs.
+    analyze => analyze,
+    /// Replaces every email of a text by [email] and every URL by [url], and says how many of each.
+    redact => redact,
+}
 
 // `cargo test` runs these natively: omnicore::testing stands in for the host.
 #[cfg(test)]

@@ -1,0 +1,283 @@
+"""The plugins in the REST API: list, upload, delete, reload, settings, grants, invoke, MCP
+tools and log lines (``/api/v1/plugins...``).
+
+Changes go through :mod:`omnicore.console.plugins.operations` (and :func:`grant`), as the
+plugin pages' forms do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from omnicore.accounts.audit import Actor, record
+from omnicore.console.base import actor, choice, guarded, need, omni, page_params, paginate, state
+from omnicore.console.bodies import json_body, read_body
+from omnicore.console.errors import ApiError, from_omni
+from omnicore.console.live import LEVELS
+from omnicore.console.plugins import operations
+from omnicore.console.responses import JSONResponse
+from omnicore.errors import OmniError
+from omnicore.plugins.info import PluginInfo
+
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
+    from omnicore.console.state import ConsoleState
+
+__all__ = ["call_plugin", "capability_names", "grant", "plugin_doc", "routes"]
+
+
+def plugin_doc(info: PluginInfo) -> dict[str, Any]:
+    doc = info.as_dict()
+    sdk = info.manifest.get("sdk")
+    doc["language"] = sdk.get("language") if isinstance(sdk, dict) else None
+    doc["config"] = dict(info.config)
+    doc["manifest"] = info.manifest
+    doc["breaker"] = info.breaker
+    doc["stale"] = info.stale
+    doc["loaded_at"] = info.loaded_at
+    return doc
+
+
+
+@guarded
+async def list_plugins(request: Request) -> Response:
+    need(request)
+    wanted = choice(request, "state", ("loaded", "needs-grant", "failed", "disabled",
+                                       "circuit-open", "half-open", "compiling"))
+    infos = [plugin_doc(i) for i in omni(request).plugins if wanted in (None, i.state)]
+    return JSONResponse(paginate(infos, *page_params(request)))
+
+
+@guarded
+async def get_plugin(request: Request) -> Response:
+    need(request)
+    return JSONResponse(plugin_doc(omni(request).plugins.get(request.path_params["name"])))
+
+
+@guarded
+async def upload(request: Request) -> Response:
+    who = need(request, "admin")
+    st = state(request)
+    filename = request.query_params.get("filename", "")
+    replace = request.query_params.get("replace", "false").lower() in ("1", "true", "yes")
+    data = await read_body(request, st.max_upload_bytes)
+    info = await st.off_loop(operations.upload_plugin, st.app, filename, data,
+                             max_bytes=st.max_upload_bytes, replace=replace,
+                             by=actor(request, who))
+    return JSONResponse(plugin_doc(info), status_code=201)
+
+
+@guarded
+async def delete(request: Request) -> Response:
+    who = need(request, "admin")
+    st = state(request)
+    await st.off_loop(operations.delete_plugin, st.app, request.path_params["name"],
+                      actor(request, who))
+    return Response(status_code=204)
+
+
+@guarded
+async def reload(request: Request) -> Response:
+    who = need(request, "admin")
+    st = state(request)
+    info = await st.off_loop(operations.reload_plugin, st.app, request.path_params["name"],
+                             actor(request, who))
+    return JSONResponse(plugin_doc(info))
+
+
+def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key)
+    if not isinstance(value, dict):
+        raise ApiError(422, f"'{key}' must be a JSON object", type="ConfigError")
+    return value
+
+
+@guarded
+async def put_enabled(request: Request) -> Response:
+    who = need(request, "admin")
+    doc = await json_body(request)
+    enabled = doc.get("enabled")
+    if not isinstance(enabled, bool):
+        raise ApiError(422, "'enabled' must be true or false", type="ConfigError")
+    st = state(request)
+    info = await st.off_loop(operations.set_settings, st.app, request.path_params["name"],
+                             actor(request, who), enabled=enabled)
+    return JSONResponse(plugin_doc(info))
+
+
+@guarded
+async def put_config(request: Request) -> Response:
+    who = need(request, "admin")
+    config = _object(await json_body(request), "config")
+    st = state(request)
+    info = await st.off_loop(operations.set_settings, st.app, request.path_params["name"],
+                             actor(request, who), config=config)
+    return JSONResponse(plugin_doc(info))
+
+
+@guarded
+async def put_limits(request: Request) -> Response:
+    who = need(request, "admin")
+    limits = _object(await json_body(request), "limits")
+    st = state(request)
+    info = await st.off_loop(operations.set_settings, st.app, request.path_params["name"],
+                             actor(request, who), limits=limits)
+    return JSONResponse(plugin_doc(info))
+
+
+@guarded
+async def put_grant(request: Request) -> Response:
+    who = need(request, "admin")
+    doc = await json_body(request)
+    options = doc.get("options", {})
+    if not isinstance(options, dict):
+        raise ApiError(422, "'options' must be a JSON object", type="ConfigError")
+    st = state(request)
+    name, cap = request.path_params["name"], request.path_params["capability"]
+    info = await st.off_loop(grant, st.app, name, cap, options, actor(request, who))
+    return JSONResponse(plugin_doc(info))
+
+
+def grant(app: OmniApp, name: str, capability: str, options: dict[str, Any] | None,
+          by: Actor) -> PluginInfo:
+    """Grant (``options`` a dict) or revoke (None), persisted to the sidecar when the plugin
+    has one to write (a plugin loaded from bytes keeps it for this process only); recorded
+    in the audit log."""
+    _known_capability(app, capability)
+    before = app.plugins.get(name)
+    persist = before.source is not None
+    if options is None:
+        info = app.plugins.revoke(name, capability, persist=persist)
+    else:
+        info = app.plugins.grant(name, capability, options, persist=persist)
+    record(app.storage, by, "grant.revoke" if options is None else "grant.add",
+           f"{name}/{capability}", before.granted.get(capability), options)
+    return info
+
+
+def _known_capability(app: OmniApp, capability: str) -> None:
+    names = capability_names(app)
+    if capability not in names:
+        raise ApiError(404, f"no capability {capability[:60]!r} on this host (it has "
+                            f"{', '.join(names)})", type="UnknownCapability")
+
+
+def capability_names(app: OmniApp) -> list[str]:
+    return sorted(cap.name for cap in app.extensions.capabilities())
+
+
+@guarded
+async def delete_grant(request: Request) -> Response:
+    who = need(request, "admin")
+    st = state(request)
+    name, cap = request.path_params["name"], request.path_params["capability"]
+    info = await st.off_loop(grant, st.app, name, cap, None, actor(request, who))
+    return JSONResponse(plugin_doc(info))
+
+
+@guarded
+async def invoke(request: Request) -> Response:
+    need(request, "admin")
+    doc = await json_body(request)
+    return JSONResponse(await call_plugin(state(request), request.path_params["name"], doc))
+
+
+async def call_plugin(st: ConsoleState, name: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """Run one call from an invoke request: ``handler``, ``input``, ``encoding``."""
+    handler = doc.get("handler")
+    text = doc.get("input", "")
+    encoding = doc.get("encoding", "text")
+    if not isinstance(handler, str) or not handler:
+        raise ApiError(422, "'handler' must name one of the plugin's handlers",
+                       type="BadRequest")
+    if not isinstance(text, str):
+        raise ApiError(422, "'input' must be a string (text, or base64 with "
+                            "encoding=base64)", type="BadRequest")
+    if encoding == "text":
+        data = text.encode()
+    elif encoding == "base64":
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(422, "'input' is not valid base64", type="BadRequest") from None
+    else:
+        raise ApiError(422, "'encoding' must be text or base64", type="BadRequest")
+    st.app.plugins.require(name)  # a 404 before anything else (a lookup, no snapshot)
+    start = time.perf_counter()
+    try:
+        out = await st.app.plugins.acall(name, handler, data)
+    except OmniError as exc:
+        ms = round((time.perf_counter() - start) * 1000, 3)
+        raise from_omni(exc, duration_ms=ms) from exc
+    ms = round((time.perf_counter() - start) * 1000, 3)
+    try:
+        return {"output": out.decode(), "encoding": "text", "duration_ms": ms}
+    except UnicodeDecodeError:
+        return {"output": base64.b64encode(out).decode(), "encoding": "base64",
+                "duration_ms": ms}
+
+
+@guarded
+async def get_mcp(request: Request) -> Response:
+    """The plugin's handlers as MCP tools: name, and whether (and by what) each is exposed."""
+    from omnicore.mcp.expose import handler_tools
+
+    need(request)
+    st = state(request)
+    tools = await st.off_loop(handler_tools, st.app, request.path_params["name"])
+    return JSONResponse({"items": [t.as_dict() for t in tools]})
+
+
+@guarded
+async def set_mcp(request: Request) -> Response:
+    """PUT exposes one handler as an MCP tool, DELETE hides it (the plugin's sidecar)."""
+    from omnicore.mcp.expose import set_exposed
+
+    who = need(request, "admin")
+    st = state(request)
+    tools = await st.off_loop(set_exposed, st.app, request.path_params["name"],
+                              request.path_params["handler"], request.method == "PUT",
+                              by=who.user.name, origin=actor(request, who).origin)
+    return JSONResponse({"items": [t.as_dict() for t in tools]})
+
+
+@guarded
+async def plugin_logs(request: Request) -> Response:
+    need(request)
+    level = choice(request, "level", LEVELS)
+    lines = omni(request).plugins.logs(request.path_params["name"]).lines()
+    floor = LEVELS.index(level) if level else 0
+    items = [{"time": ln.time, "level": ln.level, "message": ln.message} for ln in lines
+             if ln.level not in LEVELS or LEVELS.index(ln.level) >= floor]
+    items.reverse()  # newest first
+    return JSONResponse(paginate(items, *page_params(request, 100)))
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1"
+    return [
+        # First: it is the route scripts call in a loop, and the router tries routes in
+        # order. It shadows none: no other pattern matches /plugins/X/invoke ({name} takes
+        # no "/").
+        Route(f"{p}/plugins/{{name}}/invoke", invoke, methods=["POST"]),
+        Route(f"{p}/plugins", list_plugins, methods=["GET"]),
+        Route(f"{p}/plugins", upload, methods=["POST"]),
+        Route(f"{p}/plugins/{{name}}", get_plugin, methods=["GET"]),
+        Route(f"{p}/plugins/{{name}}", delete, methods=["DELETE"]),
+        Route(f"{p}/plugins/{{name}}/reload", reload, methods=["POST"]),
+        Route(f"{p}/plugins/{{name}}/enabled", put_enabled, methods=["PUT"]),
+        Route(f"{p}/plugins/{{name}}/config", put_config, methods=["PUT"]),
+        Route(f"{p}/plugins/{{name}}/limits", put_limits, methods=["PUT"]),
+        Route(f"{p}/plugins/{{name}}/grants/{{capability}}", put_grant, methods=["PUT"]),
+        Route(f"{p}/plugins/{{name}}/grants/{{capability}}", delete_grant, methods=["DELETE"]),
+        Route(f"{p}/plugins/{{name}}/mcp", get_mcp, methods=["GET"]),
+        Route(f"{p}/plugins/{{name}}/mcp/{{handler}}", set_mcp, methods=["PUT", "DELETE"]),
+        Route(f"{p}/plugins/{{name}}/logs", plugin_logs),
+    ]

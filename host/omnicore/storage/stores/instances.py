@@ -1,0 +1,85 @@
+"""The instance table: who shares the database, and who died.
+
+A host registers its row and refreshes its heartbeat; the reap deletes the rows of dead hosts
+and makes every job and workflow step they leased due at once. Dead is a heartbeat older
+than the limit, or the faster proof the backend's
+:class:`~omnicore.storage.backend.Presence` has (PostgreSQL: the host's liveness lock is
+gone). A SQLite database is held by one host at a time (the data dir's lock), so there the
+heartbeat is the only proof and the host that takes the lock over reaps its predecessor at
+start; the table is still kept, so ``/api/v1/instances`` and the console speak of one cluster
+whatever the backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from omnicore.storage.backend import Backend, Tx
+from omnicore.storage.instance_rows import Instance, InstanceRows
+from omnicore.storage.stores.leases import JOBS, LEASED, STEPS, release_owners
+
+__all__ = ["Instances"]
+
+_COLS = ("runtime_id, hostname, pid, version, started_at, heartbeat_at, console_url, "
+         "jobs_held, draining")
+
+
+def _instance(r: Sequence[Any]) -> Instance:
+    return Instance(str(r[0]), str(r[1]), int(r[2]), str(r[3]), float(r[4]), float(r[5]), r[6],
+                    int(r[7]), bool(r[8]))
+
+
+class Instances(InstanceRows):
+    """:class:`InstanceRows` on a backend (the ``instances`` component)."""
+
+    def __init__(self, db: Backend) -> None:
+        self._db = db
+        self._presence = db.presence
+        db.prepare("instances")
+
+    def register(self, instance: Instance) -> None:
+        p = self._presence
+        rows = self._db.write_one(
+            f"INSERT INTO instances ({_COLS}{p.columns}) VALUES (?,?,?,?,?,?,?,?,?{p.values}) "
+            "ON CONFLICT (runtime_id) DO UPDATE SET heartbeat_at=excluded.heartbeat_at, "
+            f"console_url=excluded.console_url RETURNING runtime_id{p.columns}",
+            (instance.runtime_id, instance.hostname, instance.pid, instance.version,
+             instance.started_at, instance.heartbeat_at, instance.console_url,
+             instance.jobs_held, instance.draining), returning=True)[1]
+        p.registered(rows[0][1:])
+
+    def heartbeat(self, runtime_id: str, now: float, jobs_held: int,
+                  console_url: str | None = None) -> Instance | None:
+        rows = self._db.write_one(
+            f"UPDATE instances SET heartbeat_at=?, jobs_held=?, console_url=COALESCE(?, "
+            f"console_url) WHERE runtime_id=? RETURNING {_COLS}",
+            (now, jobs_held, console_url, runtime_id), returning=True)[1]
+        return _instance(rows[0]) if rows else None
+
+    def all(self) -> list[Instance]:
+        return [_instance(r) for r in self._db.read(
+            f"SELECT {_COLS} FROM instances ORDER BY started_at, runtime_id")]
+
+    def set_draining(self, runtime_id: str, draining: bool) -> bool:
+        return bool(self._db.write_one("UPDATE instances SET draining=? WHERE runtime_id=?",
+                                       (draining, runtime_id))[0])
+
+    def remove(self, runtime_id: str) -> None:
+        self._db.write_one("DELETE FROM instances WHERE runtime_id=?", (runtime_id,))
+        self._presence.removed()
+
+    def reap(self, me: str, now: float, dead_after_s: float) -> list[str]:
+        proof, args = self._presence.dead(now, dead_after_s)
+        # The workflow step queue's table exists once its store was first used (SQLite).
+        leased = LEASED if self._db.has_table(STEPS.table) else (JOBS,)
+
+        def run(tx: Tx) -> list[str]:
+            dead = [str(r[0]) for r in tx.execute(
+                f"DELETE FROM instances WHERE runtime_id <> ? AND (heartbeat_at < ?{proof}) "
+                "RETURNING runtime_id", (me, now - dead_after_s, *args)).fetchall()]
+            if dead:
+                release_owners(tx, dead, leased)
+                tx.wake("")
+            return dead
+        return self._db.write(run)

@@ -1,0 +1,58 @@
+"""The Events page (subscribers with topic and inbox depth, publishing a test event) and
+publishing through the API (console/events.py), on a real host with a WAT plugin that
+subscribes (the ``ticker`` of test_jobs)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.console.conftest import Host
+from tests.console.test_jobs import ticker, wait_for
+
+__all__ = ["ticker"]  # the fixture, used by name
+
+
+def test_events_page_names_subscribers_and_a_published_event_arrives(ticker: Host) -> None:
+    browser, csrf = ticker.browser_session()
+    page = browser.get("/events")
+    assert page.status_code == 200
+    row = re.search(r'<tr data-subscriber="ticker/on_event">(.*?)</tr>', page.text, re.S)
+    assert row is not None
+    assert "shop.*" in row[1] and 'data-label="Inbox depth" class="num">0<' in row[1]
+    assert 'name="topic"' in page.text
+
+    r = browser.post("/events", data={"csrf": csrf, "topic": "shop.order",
+                                      "payload": '{"n": 7}'})
+    assert r.status_code == 303 and r.headers["location"] == "/events?done=published"
+    wait_for(lambda: ticker.app.kv.for_plugin("ticker").get("last"))
+    assert json.loads(ticker.app.kv.for_plugin("ticker").get("last") or b"") == {
+        "topic": "shop.order", "data": {"n": 7}}
+    feed = browser.get("/api/v1/events", params={"kind": "event"}).json()["items"]
+    assert any(e["topic"] == "shop.order" for e in feed)
+    text = browser.get("/events").text
+    assert re.search(r'<code class="token">shop.order</code></td><td class="num">1<', text)
+    assert "ticker.on_event" in text
+    subs = browser.get("/api/v1/subscriptions").json()["items"]
+    assert subs == [{"plugin": "ticker", "handler": "on_event", "topic": "shop.*",
+                     "durable": False, "inbox": 0, "delivered": 1, "failed": 0,
+                     "dropped": 0}]
+    audit = browser.get("/api/v1/audit", params={"verb": "event."}).json()["items"]
+    assert [(a["user"], a["subject"]) for a in audit] == [("admin", "topic:shop.order")]
+
+
+def test_publishing_refuses_bad_topics_and_viewers(ticker: Host) -> None:
+    admin = ticker.client(ticker.admin_token)
+    for topic in ("", "a..b", "sp ace", "x" * 201, "a.b/c"):
+        r = admin.post("/api/v1/events", json={"topic": topic, "data": 1})
+        assert r.status_code == 422, (topic, r.text)
+    big = "x" * (ticker.app.subscriptions.max_payload_bytes + 1)
+    assert admin.post("/api/v1/events", json={"topic": "a", "data": big}).status_code == 413
+    with ticker.client(ticker.viewer_token) as viewer:
+        assert viewer.post("/api/v1/events", json={"topic": "a"}).status_code == 403
+    browser, csrf = ticker.browser_session()
+    r = browser.post("/events", data={"csrf": csrf, "topic": "no spaces", "payload": ""})
+    assert r.status_code == 422 and 'role="alert"' in r.text and "no spaces" in r.text, r.text
+    assert ticker.app.storage.events.recent(10) == []
+    r = admin.post("/api/v1/events", json={"topic": "shop.ok"})
+    assert r.status_code == 202 and ticker.app.storage.events.recent(10)[0].topic == "shop.ok"

@@ -1,0 +1,18 @@
+;; A tool that logs one line at each of info, warn and error (omnicore:log, specs/abi.md §4.1)
+;; and answers {}.
+(module
+  (import "omnicore:log" "write" (func $write (param i32 i32 i32)))
+  (memory (export "memory") 2)
+  (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "omni_free") (param i32 i32))
+  (func (export "chatty") (param i32 i32) (result i64)
+    (call $write (i32.const 2) (i32.const 16) (i32.const 11))
+    (call $write (i32.const 3) (i32.const 32) (i32.const 13))
+    (call $write (i32.const 4) (i32.const 48) (i32.const 13))
+    (i64.or (i64.shl (i64.const 64) (i64.const 32)) (i64.const 2)))
+  (data (i32.const 16) "info: hello")
+  (data (i32.const 32) "warn: careful")
+  (data (i32.const 48) "error: broken")
+  (data (i32.const 64) "{}")
+  (@custom "omnicore.manifest" "{\"abi\":1,\"name\":\"logs\",\"handlers\":[{\"name\":\"chatty\",\"description\":\"Logs three lines\"}]}")
+)
