@@ -8,7 +8,7 @@ import time
 import pytest
 import wasmtime
 
-from omnicore.errors import DeadlineExceeded
+from omnicore.errors import DeadlineExceeded, PluginLoadError
 from omnicore.plugins.host import PluginHost
 
 WASI_PLUGIN = wasmtime.wat2wasm("""(module
@@ -47,3 +47,43 @@ def test_a_long_wasi_sleep_ends_at_the_deadline(host: PluginHost,
         host.call("sleepy", "sleep", b"")
     assert time.monotonic() - start < 0.3 + 1.5  # it slept the full 10 s before
     assert host.call("sleepy", "say", b"") == b""
+
+
+START_PLUGIN = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/env" "store_u8" (func $store_u8 (param i64 i32)))
+  (import "extism:host/env" "log_info" (func $log_info (param i64)))
+  (memory (export "memory") 1)
+  (data (i32.const 256) "said from the start function\\n")
+  (func $start (local $h i64)
+    (i32.store (i32.const 200) (i32.const 256))
+    (i32.store (i32.const 204) (i32.const 29))
+    (drop (call $fd_write (i32.const 1) (i32.const 200) (i32.const 1) (i32.const 208)))
+    (local.set $h (call $alloc (i64.const 2)))
+    (call $store_u8 (local.get $h) (i32.const 104))
+    (call $store_u8 (i64.add (local.get $h) (i64.const 1)) (i32.const 105))
+    (call $log_info (local.get $h))
+    BODY)
+  (start $start)
+  (func (export "ok") (result i32) (i32.const 0)))"""
+
+
+def test_a_start_function_writes_to_stdout_and_calls_the_kernel(host: PluginHost) -> None:
+    # The kernel is ready before the plugin is instantiated, and WASI finds the plugin's
+    # memory through its caller before the plugin's exports are known (specs/abi.md §2.1).
+    host.load(wasmtime.wat2wasm(START_PLUGIN.replace("BODY", "")), name="starts")
+    lines = [ln.message for ln in host.logs("starts").lines()]
+    assert lines[-2:] == ["said from the start function", "hi"]
+    assert host.call("starts", "ok", b"") == b""
+
+
+def test_a_start_function_looping_on_wasi_ends_at_the_load_deadline(host: PluginHost) -> None:
+    loop = ("(loop $l (drop (call $fd_write (i32.const 1) (i32.const 200) (i32.const 0) "
+            "(i32.const 208))) (br $l))")
+    start = time.monotonic()
+    with pytest.raises(PluginLoadError, match=r"'\(start\)' exceeded its deadline") as info:
+        host.load(wasmtime.wat2wasm(START_PLUGIN.replace("BODY", loop)), name="spins",
+                  limits={"timeout_ms": 200})
+    assert isinstance(info.value.__context__, DeadlineExceeded)
+    assert time.monotonic() - start < 0.2 + 1.5

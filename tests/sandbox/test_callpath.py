@@ -89,17 +89,19 @@ def test_a_c_instance_refuses_misuse_without_touching_a_store(echo: PluginRuntim
     with pytest.raises(ValueError, match="no instance to start"):
         fresh.start(True, 10)
     with pytest.raises(ValueError, match="non-null"):
-        fresh.instantiate(0, 0, 0, 1 << 20, 10, 1, 1, None)
+        fresh.instantiate(0, 0, 0, 1 << 20, 10, 1, 1, None, {}, None)
     with pytest.raises(TypeError, match="instantiate\\(engine, pre, wasi"):
         fresh.instantiate(echo._engine_addr)
     with pytest.raises(OverflowError):
-        fresh.instantiate(echo._engine_addr, echo._pre_addr, 0, 1 << 20, 10, 1, -1, None)
+        fresh.instantiate(echo._engine_addr, echo._pre_addr, 0, 1 << 20, 10, 1, -1, None, {},
+                          None)
     assert fresh.store == 0
     inst = _instance(echo)
     owner = inst._owner
     assert isinstance(owner, fastcall._callpath.Instance) and owner.store == inst._store != 0
     with pytest.raises(ValueError, match="already holds an instance"):
-        owner.instantiate(echo._engine_addr, echo._pre_addr, 0, 1 << 20, 10, 1, 1, None)
+        owner.instantiate(echo._engine_addr, echo._pre_addr, 0, 1 << 20, 10, 1, 1, None, {},
+                          None)
     with pytest.raises(ValueError, match="started already"):
         owner.start(True, 10)  # _initialize runs once (specs/abi.md §1.2)
     assert echo.call("echo", b"still served") == b"still served"
@@ -109,8 +111,10 @@ def test_a_c_instance_refuses_misuse_without_touching_a_store(echo: PluginRuntim
         owner.start(True, 10)
     owner.close()  # idempotent
     # A fresh store in the same Instance, started and freed again.
-    assert owner.instantiate(echo._engine_addr, echo._pre_addr, 0, 1 << 20, 10, 1, 1000,
-                             "echo") != 0
+    live: dict[int, object] = {}
+    ctx = owner.instantiate(echo._engine_addr, echo._pre_addr, 0, 1 << 20, 10, 1, 1000,
+                            "echo", live, owner)
+    assert ctx != 0 and live == {ctx: owner}  # registered for its start function's host calls
     assert owner.handler and owner.externs == 3
     assert owner.start(False, 100) is None and (owner.cap, owner.buf != 0) == (128, True)
     owner.close()

@@ -311,16 +311,7 @@ async def test_a_spinning_plugin_does_not_delay_another_plugins_acall(
             task.cancel()
 
 
-# ---- the start function, results, manifests --------------------------------------------
-
-def test_a_start_function_calling_a_host_function_fails_the_load_clearly(make: Make) -> None:
-    wasm = module("""(data (i32.const 16) "hi")
-                     (func $start (call $write (i32.const 2) (i32.const 16) (i32.const 2)))
-                     (start $start)""",
-                  imports='(import "omnicore:log" "write" (func $write (param i32 i32 i32)))')
-    with pytest.raises(PluginLoadError, match=r"called from the module's start function"):
-        make(wasm)
-
+# ---- results, manifests -----------------------------------------------------------------
 
 def test_an_error_result_out_of_bounds_is_a_trap(make: Make) -> None:
     # E = 1 with (ptr, len) past memory: a trap (abi.md §2.2), not a GuestError, even though

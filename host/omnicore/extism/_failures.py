@@ -54,11 +54,12 @@ def call_error(name: str, limits: Limits, f: GuestFailure, handler: str,
     kernel_oom = "oom" in frames or "oom:" in f.message
     return classify(name, handler, limits, Facts(
         message=f.message, code=f.code, exit_status=f.exit_status, said=said, detail=detail,
-        deadline=inst is not None and inst.deadline_hit,
-        instantiating=f.stage == "instantiate" and f.code is None,
+        deadline=inst.deadline_hit if inst is not None else f.deadline_hit,
+        instantiating=(f.stage == "instantiate" and f.code is None and f.refusal is None
+                       and not f.deadline_hit),
         memory_refused=True if kernel_oom else None,
         memory_bytes=max(inst.memory_sizes()) if inst is not None else 0,
-        refusal=inst.refusal if inst is not None else None), origins=_ORIGINS)
+        refusal=inst.refusal if inst is not None else f.refusal), origins=_ORIGINS)
 
 
 def first_line(text: str) -> str:

@@ -74,8 +74,9 @@ def _addr(obj: Any) -> int:
 def plugin_memory(kernel: GuestMemory, caller: int) -> GuestMemory:
     # WASI pointers are into the calling module's memory; host functions get the kernel's.
     owner = cast(Instance, cast(KernelMemory, kernel).owner)
-    if not owner.linked_wasi:
+    if not owner.linked_wasi and owner.wasi_memory is not None:
         return owner.wasi_memory
+    # A linked module's call, or the plugin's start function before its exports are known.
     mem = caller_memory(caller, cast(RawInstance, owner), owner.caller_memories)
     if mem is None:
         raise HostTrap("a module calling WASI must export its memory as 'memory'")
@@ -133,42 +134,31 @@ class Instance(SlotDeadline):
         self._armed = -1
         self._head_n, self._head = 0, b""
         self._engine, self._ticks, self._fuel = rt.engine, rt.ticks, rt.fuel
+        # WASI pointers are into the plugin's memory: known once its exports are (before that,
+        # from the plugin's start function, plugin_memory asks the caller).
+        self.wasi_memory: GuestMemory | None = None
         rt.live[self.ctx] = cast(RawInstance, self)
         try:
             kernel = wasmtime.Instance(store, rt.kernel, [])
+            # The kernel is ready before the plugin is instantiated: a start function of the
+            # plugin may call host functions (specs/abi.md §2.1), under this deadline.
+            self._kernel_ready(rt, kernel)
             with rt.link_lock:
                 rt.linker.define_instance(store, EXTISM_ENV, kernel)
                 rt.links.define(rt.linker, store)
                 plugin = rt.linker.instantiate(store, rt.module.wasmtime_module)
         except wasmtime.Trap as exc:
+            failure = GuestFailure(exc.message, exc.trap_code)
+            failure.deadline_hit, failure.refusal = self.deadline_hit, self.refusal
             self.close()
-            raise GuestFailure(exc.message, exc.trap_code) from None
+            raise failure from None
         except wasmtime.WasmtimeError as exc:
-            self.close()
             failure = GuestFailure(str(exc))
             failure.stage = "instantiate"
+            failure.deadline_hit, failure.refusal = self.deadline_hit, self.refusal
+            self.close()
             raise failure from None
-        kexp = kernel.exports(store)
-        kmem = kexp["memory"]
-        assert isinstance(kmem, wasmtime.Memory)
-        self._kmem = kmem
-        self.memory = KernelMemory(self.ctx, engine_api.memory_address(kmem),
-                                   cast(RawInstance, self))
-        self.memory.owner = self
-        if CALLPATH is not None and rt.fuel is None:  # metered calls keep the Python path
-            # The C call path (sandbox/_callpath.c) copies the input to the input block's
-            # data, arms the deadline and calls with the GIL released, in one Python call.
-            slot = CALLPATH.Slot(self.ctx, engine_api.memory_address(kmem), self.timeout_s)
-            slot.buf, slot.cap = FIRST_HANDLE, self.memory.size - FIRST_HANDLE
-            slot.deadline = self._deadline
-            if rt.engine.clock is not None:  # short calls may keep the GIL (sandbox/_epoch.c)
-                slot.watch(engine_api.address_of(store), rt.engine.clock)
-            self.slot = slot
-        funcs = {n: kexp[n] for n in ("alloc", "free", "length")}
-        self._keep: list[Any] = [kernel, plugin, funcs]
-        self._alloc, self._free, self._length = (engine_api.func_address(f)
-                                                 for f in funcs.values()
-                                                 if isinstance(f, wasmtime.Func))
+        self._keep.append(plugin)
         pexp = plugin.exports(store)
         self.funcs: dict[str, int] = {}
         for name in rt.module.handlers:
@@ -185,6 +175,30 @@ class Instance(SlotDeadline):
                                            engine_api.memory_address(self.plugin_memory),
                                            cast(RawInstance, self))
         self._init(pexp)
+
+    def _kernel_ready(self, rt: Runtime, kernel: wasmtime.Instance) -> None:
+        """Kernel memory, its C call path slot and the kernel functions host functions use."""
+        kexp = kernel.exports(self.store)
+        kmem = kexp["memory"]
+        assert isinstance(kmem, wasmtime.Memory)
+        self._kmem = kmem
+        self.memory = KernelMemory(self.ctx, engine_api.memory_address(kmem),
+                                   cast(RawInstance, self))
+        self.memory.owner = self
+        if CALLPATH is not None and rt.fuel is None:  # metered calls keep the Python path
+            # The C call path (sandbox/_callpath.c) copies the input to the input block's
+            # data, arms the deadline and calls with the GIL released, in one Python call.
+            slot = CALLPATH.Slot(self.ctx, engine_api.memory_address(kmem), self.timeout_s)
+            slot.buf, slot.cap = FIRST_HANDLE, self.memory.size - FIRST_HANDLE
+            slot.deadline = self._deadline
+            if rt.engine.clock is not None:  # short calls may keep the GIL (sandbox/_epoch.c)
+                slot.watch(engine_api.address_of(self.store), rt.engine.clock)
+            self.slot = slot
+        funcs = {n: kexp[n] for n in ("alloc", "free", "length")}
+        self._keep: list[Any] = [kernel, funcs]
+        self._alloc, self._free, self._length = (engine_api.func_address(f)
+                                                 for f in funcs.values()
+                                                 if isinstance(f, wasmtime.Func))
 
     def _init(self, exports: Any) -> None:
         """Extism's guest runtime start: hs_init (after _initialize) for GHC, else

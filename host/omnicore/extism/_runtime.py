@@ -189,9 +189,12 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         try:
             inst = Instance(self)
         except GuestFailure as f:
+            # A trap while instantiating comes from the plugin's start function, as does a
+            # host function's refusal or deadline then (specs/abi.md §2.1).
             stage = f.stage
             if stage == "instantiate":
-                stage = "(start)" if f.code is not None else handler or "(instantiate)"
+                ran = f.code is not None or f.refusal is not None or f.deadline_hit
+                stage = "(start)" if ran else handler or "(instantiate)"
             raise self._error(f, stage or handler or "(start)", None) from None
         if self._carried_vars:
             inst.vars = self._carried_vars.pop()

@@ -18,7 +18,7 @@ typedef struct {
     PyObject *state;
     PyObject *live;       /* dict: store context address -> RawInstance */
     PyObject *fail;       /* fail(inst or None, exc) -> bytes: the trap message */
-    PyObject *start_msg;  /* bytes: the trap for a call from the start function */
+    PyObject *stray_msg;  /* bytes: the trap for a call from a store not in live */
     int nparams;
     char kinds[MAX_HOST_PARAMS];  /* i: i32, u: unsigned i32, q: i64, f: f32, d: f64 */
     char result;                  /* 0, 'i' or 'q' */
@@ -26,6 +26,7 @@ typedef struct {
 } HostFunction;
 
 static PyObject *str_memory, *str_slot, *str_deadline, *str_deadline_hit;
+static PyObject *str_start_memory;
 
 int
 hostfunc_ready(void)
@@ -33,19 +34,20 @@ hostfunc_ready(void)
     return (str_memory = PyUnicode_InternFromString("memory")) != NULL
         && (str_slot = PyUnicode_InternFromString("slot")) != NULL
         && (str_deadline = PyUnicode_InternFromString("deadline")) != NULL
-        && (str_deadline_hit = PyUnicode_InternFromString("deadline_hit")) != NULL;
+        && (str_deadline_hit = PyUnicode_InternFromString("deadline_hit")) != NULL
+        && (str_start_memory = PyUnicode_InternFromString("start_memory")) != NULL;
 }
 
 static int
 HostFunction_init(HostFunction *self, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"impl", "state", "live", "fail", "start_message", "params", "result",
+    static char *names[] = {"impl", "state", "live", "fail", "stray_message", "params", "result",
                             "pass_caller", NULL};
-    PyObject *impl, *state, *live, *fail, *start_msg;
+    PyObject *impl, *state, *live, *fail, *stray_msg;
     const char *params, *result;
     int pass_caller;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OO!ssp", names, &impl, &state,
-                                     &PyDict_Type, &live, &fail, &PyBytes_Type, &start_msg,
+                                     &PyDict_Type, &live, &fail, &PyBytes_Type, &stray_msg,
                                      &params, &result, &pass_caller))
         return -1;
     size_t n = strlen(params);
@@ -58,7 +60,7 @@ HostFunction_init(HostFunction *self, PyObject *args, PyObject *kwds)
     Py_INCREF(state); Py_XSETREF(self->state, state);
     Py_INCREF(live); Py_XSETREF(self->live, live);
     Py_INCREF(fail); Py_XSETREF(self->fail, fail);
-    Py_INCREF(start_msg); Py_XSETREF(self->start_msg, start_msg);
+    Py_INCREF(stray_msg); Py_XSETREF(self->stray_msg, stray_msg);
     self->nparams = (int)n;
     memcpy(self->kinds, params, n);
     self->result = result[0];
@@ -75,7 +77,7 @@ HostFunction_traverse(HostFunction *self, visitproc visit, void *arg)
     Py_VISIT(self->state);
     Py_VISIT(self->live);
     Py_VISIT(self->fail);
-    Py_VISIT(self->start_msg);
+    Py_VISIT(self->stray_msg);
     return 0;
 }
 
@@ -86,7 +88,7 @@ HostFunction_clear(HostFunction *self)
     Py_CLEAR(self->state);
     Py_CLEAR(self->live);
     Py_CLEAR(self->fail);
-    Py_CLEAR(self->start_msg);
+    Py_CLEAR(self->stray_msg);
     return 0;
 }
 
@@ -153,12 +155,19 @@ host_trampoline(void *env, void *caller, raw_val *slots, size_t nslots)
     if (inst == NULL) {
         if (PyErr_Occurred())
             goto failed;
-        /* Only the module's start function runs before the instance is registered. */
-        trap = trap_of(hf->start_msg);
+        trap = trap_of(hf->stray_msg);
         goto done;
     }
     Py_INCREF(inst);
     memory = PyObject_GetAttr(inst, str_memory);
+    if (memory == Py_None) {
+        /* Called from the module's start function: the instance is registered, its exports
+         * are not resolved yet; its memory is the caller's (fastcall.RawInstance). */
+        Py_DECREF(memory);
+        PyObject *who = PyLong_FromVoidPtr(caller);
+        memory = who == NULL ? NULL : PyObject_CallMethodOneArg(inst, str_start_memory, who);
+        Py_XDECREF(who);
+    }
     if (memory == NULL)
         goto failed;
     argv[nargv++] = hf->state;

@@ -122,19 +122,38 @@ failure(const char *stage, void *error, void *trap, PyObject *message)
     return out;
 }
 
-/* instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks, handler)
- *   -> ctx | (stage, error, trap, None)
+/* Take `key` out of `live` again (a failed start), keeping any exception already set. */
+static void
+unregister(PyObject *live, PyObject *key)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (PyDict_DelItem(live, key) < 0)
+        PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+/* instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks, handler, live,
+ *             owner) -> ctx | (stage, error, trap, None)
  *
  * wasi: a wasi_config_t* to hand over, or 0. handler: an export to look up now (str) or None;
- * its address is then .handler. On a failure the store is freed; stage is "instantiate", or
- * None if WASI could not be set. A module without memory or omni_alloc: ValueError.
+ * its address is then .handler. live: the runtime's dict of instances by store context, where
+ * `owner` (the Python instance) is entered as soon as the store exists, so that the module's
+ * start function finds it when it calls host functions (specs/abi.md §2.1). On a failure
+ * `owner` is taken out of live and the store is freed; stage is "instantiate", or None if
+ * WASI could not be set. A module without memory or omni_alloc: ValueError.
  */
 static PyObject *
 Instance_instantiate(Instance *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
+    if (nargs != 10) {
         PyErr_SetString(PyExc_TypeError, "instantiate(engine, pre, wasi, memory_limit, "
-                        "table_elements, tables, ticks, handler)");
+                        "table_elements, tables, ticks, handler, live, owner)");
+        return NULL;
+    }
+    PyObject *live = args[8], *owner = args[9];
+    if (!PyDict_Check(live)) {
+        PyErr_SetString(PyExc_TypeError, "live must be a dict");
         return NULL;
     }
     void *engine, *pre, *wasi;
@@ -178,30 +197,45 @@ Instance_instantiate(Instance *self, PyObject *const *args, Py_ssize_t nargs)
         return failure(NULL, error, NULL, NULL);
     }
     set_deadline(ctx, ticks);
+    PyObject *key = PyLong_FromVoidPtr(ctx);
+    if (key == NULL || PyDict_SetItem(live, key, owner) < 0) {
+        Py_XDECREF(key);
+        free_store(self);
+        return NULL;
+    }
+    /* From here every way out but success takes the entry out again before the store goes:
+     * a later store may get the same context address. */
+    PyObject *out = NULL;
     void *instance = &self->scratch[8];
     Py_BEGIN_ALLOW_THREADS  /* the start function is guest code */
     error = pre_instantiate(pre, ctx, instance, &trap);
     Py_END_ALLOW_THREADS
     if (error != NULL || trap != NULL) {
-        free_store(self);
-        return failure("instantiate", error, trap, NULL);
+        out = failure("instantiate", error, trap, NULL);
+        goto failed;
     }
     const void *memory = lookup(self, "memory", 6, EXTERN_MEMORY);
     if (memory == NULL) {
-        free_store(self);
         PyErr_SetString(PyExc_ValueError, "the module does not export 'memory'");
-        return NULL;
+        goto failed;
     }
     if (lookup(self, "omni_alloc", 10, EXTERN_FUNC) == NULL) {
-        free_store(self);
         PyErr_SetString(PyExc_ValueError, "the module does not export omni_alloc");
-        return NULL;
+        goto failed;
     }
     self->memory = memory;
     if (handler != NULL)
         self->handler = (unsigned long long)(uintptr_t)lookup(self, handler,
                                                                (size_t)handler_len, EXTERN_FUNC);
-    return PyLong_FromVoidPtr(ctx);
+    if ((out = PyLong_FromVoidPtr(ctx)) != NULL) {
+        Py_DECREF(key);
+        return out;
+    }
+failed:
+    unregister(live, key);
+    Py_DECREF(key);
+    free_store(self);
+    return out;
 }
 
 /* Call a function of the instance on the scratch arguments; 0, or -1 with error/trap set. */
@@ -296,8 +330,8 @@ Instance_get_store(Instance *self, void *Py_UNUSED(closure))
 
 static PyMethodDef Instance_methods[] = {
     {"instantiate", (PyCFunction)(void (*)(void))Instance_instantiate, METH_FASTCALL,
-     "instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks, handler)"
-     " -> ctx | (stage, error, trap, None)"},
+     "instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks, handler, "
+     "live, owner) -> ctx | (stage, error, trap, None)"},
     {"start", (PyCFunction)(void (*)(void))Instance_start, METH_FASTCALL,
      "start(run_initialize, input_cap) -> None | (stage, error, trap, message)"},
     {"close", (PyCFunction)Instance_close, METH_NOARGS, "free the store and the instance"},

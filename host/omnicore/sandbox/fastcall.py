@@ -37,6 +37,8 @@ from omnicore.sandbox._wasmtime import EXTERN_OF as _EXTERN_OF
 from omnicore.sandbox._wasmtime import ExternT as _ExternT
 from omnicore.sandbox._wasmtime import address_of
 from omnicore.sandbox._wasmtime import call_unchecked as _call_unchecked
+from omnicore.sandbox._wasmtime import caller_context as _caller_context
+from omnicore.sandbox._wasmtime import caller_export_get as _caller_export_get
 from omnicore.sandbox._wasmtime import context_set_wasi as _set_wasi
 from omnicore.sandbox._wasmtime import get_fuel as _get_fuel
 from omnicore.sandbox._wasmtime import instance_export_get as _export_get
@@ -111,6 +113,10 @@ class GuestFailure(Exception):
         self.exit_status = exit_status
         #: where it failed while starting an instance: instantiate, _initialize, omni_alloc
         self.stage: str | None = None
+        #: A failed start's instance is gone when the runtime classifies the failure: what
+        #: its host functions found (the deadline passed, a refusal) travels here.
+        self.deadline_hit = False
+        self.refusal: str | None = None
 
 
 def _failure(err: int | None, trap: int, slot: Any = None) -> GuestFailure:
@@ -172,6 +178,9 @@ class RawInstance(SlotDeadline):
     (specs/abi.md §2.1). Any failure raises GuestFailure (or ValueError for ABI shape problems).
     """
 
+    #: The store's context: the key of this instance in its runtime's ``live`` map.
+    ctx: int
+
     def __init__(self, engine: wasmtime.Engine | int, pre: wasmtime.InstancePre | int, *,
                  memory_limit: int, deadline_ticks: int, fuel: int | None,
                  wasi: wasmtime.WasiConfig | None, live: dict[int, RawInstance],
@@ -202,6 +211,15 @@ class RawInstance(SlotDeadline):
         # costs several microseconds, more than the pooled instantiation itself.
         engine_addr, pre_addr = address_of(engine), address_of(pre)
         wasi_addr = 0 if wasi is None else engine_api.wasi_raw(wasi)
+        # Registered in ``live`` (by the start paths, as soon as the store exists) before
+        # instantiation: the module's start function may call host functions (abi.md §2.1),
+        # which find their instance there, under this deadline. Until the exports are
+        # resolved, ``memory`` is None and host functions take it from their caller
+        # (:meth:`start_memory`).
+        #: The C call path's state for this instance (input block, deadline), or None.
+        self.slot: Any = None
+        self._deadline = _monotonic() + timeout_s
+        self.memory = None  # type: ignore[assignment]
         # A failed start frees what it made now, not when the exception and its frames go.
         try:
             if _callpath is not None and fuel is None:  # metered calls keep the Python path
@@ -212,24 +230,41 @@ class RawInstance(SlotDeadline):
                 self._start_python(engine_addr, pre_addr, wasi_addr, memory_limit,
                                    table_elements, tables, deadline_ticks, has_initialize,
                                    input_cap, fuel, burnt)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, GuestFailure):
+                exc.deadline_hit, exc.refusal = self.deadline_hit, self.refusal
             self.close()
             raise
+
+    def start_memory(self, caller: int) -> GuestMemory:
+        """The instance's memory for a host function called from the module's start function,
+        before the exports are resolved: the caller's ``memory`` export (wasmtime answers it
+        during instantiation). Its ``omni_alloc`` too, so re-entrant allocation works there."""
+        ext = _ExternT()
+        addr = ctypes.addressof(ext)
+        if not _caller_export_get(caller, b"memory", 6, addr) or int(ext.kind) != _EXTERN_MEMORY:
+            raise HostTrap("the module does not export its memory as 'memory'")
+        self.ctx = ctx = _caller_context(caller)
+        self._externs.append(ext)  # the view reads through the extern: it lives as long
+        mem = self.memory = GuestMemory(ctx, addr + _EXTERN_OF, self)
+        alloc = _ExternT()
+        addr = ctypes.addressof(alloc)
+        if _caller_export_get(caller, b"omni_alloc", 10, addr) and int(alloc.kind) == _EXTERN_FUNC:
+            self._externs.append(alloc)
+            self._alloc_addr = addr + _EXTERN_OF
+        return mem
 
     def _start_python(self, engine: int, pre: int, wasi: int, memory_limit: int,
                       table_elements: int, tables: int, deadline_ticks: int,
                       has_initialize: bool, input_cap: int, fuel: int | None,
                       burnt: Callable[[int], None] | None) -> None:
         live = self._live
-        #: The C call path's state for this instance (input block, deadline), or None.
-        self.slot: Any = None
         self._owner: Any = None  # the C Instance owning the store (native path)
         self._store: int | None = _store_new(engine, None, None)
-        self.ctx: int = _store_context(self._store)
+        self.ctx = _store_context(self._store)
         # One instance and one memory per store: a module cannot multiply its allowance.
         # Tables live outside linear memory, so they get limits of their own.
         _store_limiter(self._store, memory_limit, table_elements, 1, tables, 1)
-        self._deadline = _monotonic() + self.timeout_s
         # One scratch block, one ctypes object (each costs a fresh per-call instance about a
         # microsecond): slots 0-1 (32 B) for calls, slot 2 (16 B) for re-entrant omni_alloc
         # from host functions, the wasm_trap_t* out-parameter at byte 48, the fuel left after
@@ -245,12 +280,12 @@ class RawInstance(SlotDeadline):
             if err:
                 raise self._failure(err)
         self._arm(deadline_ticks)
+        live[self.ctx] = self  # close() takes it out again
         err = _pre_instantiate(pre, self.ctx, self._inst_addr, self._trap_addr)
         if err or scratch[6]:
             failure = self._failure(err)
             failure.stage = "instantiate"
             raise failure
-        live[self.ctx] = self
         mem = self._export(b"memory", _EXTERN_MEMORY)
         if mem is None:
             raise ValueError("the module does not export 'memory'")
@@ -293,15 +328,17 @@ class RawInstance(SlotDeadline):
         addr = owner.scratch
         self._u64 = _Scratch.from_address(addr)  # the owner's block (self._owner keeps it)
         self._set_scratch(addr)
+        # The owner registers this instance in live as soon as its store exists, and takes it
+        # out again if instantiation fails (then it frees the store).
         got = owner.instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks,
-                                handler)
+                                handler, self._live, self)
         if got.__class__ is not int:
-            raise _start_failure(got)  # the owner freed the store
+            raise _start_failure(got)
         self._store = owner.store
         self.ctx = got
+        del self.memory  # made from the owner's scratch extern when first asked
         self.slot = slot = _callpath.Slot(got, addr + 80 + _EXTERN_OF, self.timeout_s)
-        slot.deadline = _monotonic() + self.timeout_s  # for host functions in _initialize
-        self._live[got] = self
+        slot.deadline = self._deadline  # the start's deadline holds for _initialize too
         self._alloc_addr = alloc = addr + 112 + _EXTERN_OF
         self._funcs = {"omni_alloc": alloc}
         if owner.handler:

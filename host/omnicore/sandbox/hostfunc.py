@@ -5,6 +5,11 @@ callback takes the guest's arguments as 16-byte slots. On the C call path the ca
 ``_callpath.HostFunction`` (no ctypes frame); on the Python path it is the ctypes trampoline
 below. Both call ``impl(state, memory, [caller,] *args)``, check the call's deadline on the way
 back to the guest, and turn any exception into a trap naming the function.
+
+Both find the calling instance in the runtime's ``live`` map by store context. An instance is
+there from before its instantiation, so a module's start function may call host functions
+(specs/abi.md §2.1); until its exports are resolved its ``memory`` is None and the memory is
+its caller's (``RawInstance.start_memory``).
 """
 
 from __future__ import annotations
@@ -69,10 +74,10 @@ def caller_memory(caller: int, inst: RawInstance, cache: dict[bytes, Any]
 HostImpl = Callable[..., Any]
 
 
-def _start_message(qualified: str) -> bytes:
-    # Only the module's start function runs before the instance is registered.
-    return (f"host function {qualified} was called from the module's start function; host "
-            "functions are available from _initialize and handlers (specs/abi.md §2.1)"
+def _stray_message(qualified: str) -> bytes:
+    # Every instance is registered before its module's start function runs (RawInstance,
+    # the Extism instance): a store the runtime does not know is a host bug, never a guest's.
+    return (f"host function {qualified} was called from a store its runtime does not know"
             ).encode()
 
 
@@ -108,8 +113,11 @@ def _python_trampoline(qualified: str, params: Sequence[str], result: str | None
         try:
             inst = live.get(_caller_context(caller))
             if inst is None:
-                msg = _start_message(qualified)
+                msg = _stray_message(qualified)
                 return int(_trap_new(msg, len(msg)) or 0)
+            memory = inst.memory
+            if memory is None:  # called from the module's start function (abi.md §2.1)
+                memory = inst.start_memory(caller)
             if nparams:
                 view = words.from_address(args)
                 values = view[0:4 * nparams:4]
@@ -124,11 +132,10 @@ def _python_trampoline(qualified: str, params: Sequence[str], result: str | None
                         raw = _string_at(args + 16 * i, 8)
                         values[i] = struct.unpack("<f" if kind == "f32" else "<d",
                                                   raw[:4] if kind == "f32" else raw)[0]
-                out = (impl(state, inst.memory, caller, *values) if pass_caller
-                       else impl(state, inst.memory, *values))
+                out = (impl(state, memory, caller, *values) if pass_caller
+                       else impl(state, memory, *values))
             else:
-                out = impl(state, inst.memory, caller) if pass_caller else impl(state,
-                                                                                 inst.memory)
+                out = impl(state, memory, caller) if pass_caller else impl(state, memory)
             if result == "i32":
                 ctypes.c_int32.from_address(args).value = out
             elif result == "i64":
@@ -188,7 +195,7 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
             return msg.encode()
 
         kinds = "".join(HOST_PARAM_TYPES[p] for p in params)
-        hf = CALLPATH.HostFunction(impl, state, live, fail, _start_message(qualified), kinds,
+        hf = CALLPATH.HostFunction(impl, state, live, fail, _stray_message(qualified), kinds,
                                     {"i32": "i", "i64": "q"}.get(result or "", ""), pass_caller)
         keepalive.append(hf)
         callback, env = hf.callback, id(hf)

@@ -173,10 +173,12 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                                files=FdTable(self._preopens) if self._preopens else None,
                                handler=handler)
         except GuestFailure as f:
-            # A trap while instantiating comes from the module's start function.
+            # A trap while instantiating comes from the module's start function, as does a
+            # host function's refusal or deadline then (abi.md §2.1).
             stage = f.stage
             if stage == "instantiate":
-                stage = "(start)" if f.code is not None else handler or "(instantiate)"
+                ran = f.code is not None or f.refusal is not None or f.deadline_hit
+                stage = "(start)" if ran else handler or "(instantiate)"
             raise self._classify(f, stage or handler or "_initialize", None) from None
         except MemoryError:
             raise MemoryLimitExceeded(
@@ -199,11 +201,12 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                      if ln.level in ("warn", "error")) if mark is not None else ()
         return classify(self.name, handler, self.limits, Facts(
             message=f.message, code=f.code, exit_status=f.exit_status, logged=said,
-            deadline=inst is not None and inst.deadline_hit,
-            instantiating=f.stage == "instantiate" and f.code is None,
+            deadline=inst.deadline_hit if inst is not None else f.deadline_hit,
+            instantiating=(f.stage == "instantiate" and f.code is None and f.refusal is None
+                           and not f.deadline_hit),
             # wasmtime's store limiter refuses growth silently: the classifier judges by size.
             memory_bytes=inst.memory_size() if inst is not None else 0,
-            refusal=inst.refusal if inst is not None else None))
+            refusal=inst.refusal if inst is not None else f.refusal))
 
     def call(self, handler: str, data: bytes) -> bytes:
         """Run ``handler`` with ``data``; return its output bytes.

@@ -243,6 +243,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         if self._fuel is not None:
             store.set_fuel(self._fuel)
         start = self.engine.epoch
+        # A start function's host calls are bounded like a handler's (specs/abi.md §2.1).
+        enter(time.monotonic() + lim.timeout_ms / 1000)
         try:
             with limiting(limiter):
                 instance = self._linker.instantiate(store, self.module.compiled)
