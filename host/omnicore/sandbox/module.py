@@ -151,7 +151,10 @@ class PluginModule(CompiledPlugin):
             raise InvalidModule(f"plugin {label or '<bytes>'!r}: the file is empty",
                                 plugin=label)
         if wasm[4:8] != b"\x01\x00\x00\x00" and wasm[:4] == b"\0asm":
-            # Not a core module: a component is ABI "component" (specs/components.md).
+            # Not a core module: a component is ABI "component" (specs/components.md). Imported
+            # here, the one arrow between the kinds: the component package refuses to import
+            # on a wasmtime without its private names, and core modules must load then (and
+            # `omnicore call` never loads component code).
             from omnicore.sandbox.component.compiled import is_component, load_component
 
             if is_component(wasm):
