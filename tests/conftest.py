@@ -66,7 +66,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., OmniApp]]:
 
     yield factory
     for app in apps:
-        if app.state is State.RUNNING and app._runner is not None:
+        if app.state is State.RUNNING and app._driver.threaded:
             app.stop(grace=0)
 
 

@@ -48,23 +48,6 @@ def test_start_stop_creates_data_dir_and_publishes(make_app: MakeApp) -> None:
                     "running->stopping", "stopping->stopped", "app.stopped"]
 
 
-def test_double_start_stop_before_start_and_restart(make_app: MakeApp) -> None:
-    app = make_app()
-    with pytest.raises(LifecycleError, match="never started"):
-        app.stop()
-    assert app.state is State.CREATED
-    app.start()
-    with pytest.raises(LifecycleError, match="already running"):
-        app.start()
-    assert app.state is State.RUNNING
-    app.stop()
-    with pytest.raises(LifecycleError, match="already stopped"):
-        app.stop()
-    with pytest.raises(LifecycleError, match="has been stopped"):
-        app.start()
-    assert app.state is State.STOPPED
-
-
 async def test_async_context_manager_and_refusals(make_app: MakeApp) -> None:
     app = make_app()
     with pytest.raises(LifecycleError, match=r"await app\.astart"):
@@ -155,29 +138,6 @@ def test_stop_grace_cancels_long_tasks(make_app: MakeApp) -> None:
     assert h_quick.result() == "done"  # type: ignore[attr-defined]
 
 
-def test_request_stop_ends_run_from_another_thread(make_app: MakeApp) -> None:
-    app = make_app()
-    errors: list[BaseException] = []
-
-    def runner() -> None:
-        try:
-            app.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    with pytest.raises(LifecycleError, match="not serving"):
-        app.request_stop()
-    t = threading.Thread(target=runner)
-    t.start()
-    deadline = time.monotonic() + 5
-    while app.state is not State.RUNNING and time.monotonic() < deadline:
-        time.sleep(0.01)
-    app.request_stop()
-    t.join(5)
-    assert not t.is_alive() and errors == []
-    assert app.state is State.STOPPED
-
-
 def test_builtin_extensions_load_cleanly(make_app: MakeApp) -> None:
     from omnicore.app import BUILTIN_EXTENSIONS
 
@@ -187,22 +147,6 @@ def test_builtin_extensions_load_cleanly(make_app: MakeApp) -> None:
     app.start()
     assert app.health.check().components["extensions"].status is HealthStatus.HEALTHY
     app.stop()
-
-
-def test_run_with_failing_module_raises_and_cleans_up(make_app: MakeApp) -> None:
-    from omnicore.core.module import Module
-    from omnicore.errors import ModuleError
-
-    class Broken(Module):
-        def start(self) -> None:
-            raise RuntimeError("cannot bind")
-
-    app = make_app()
-    app.add_module(Broken())
-    with pytest.raises(ModuleError, match="'broken' failed to start: RuntimeError"):
-        app.run()
-    assert app.state is State.STOPPED
-    assert app.health.state is State.STOPPED  # started before it, stopped again
 
 
 def test_unusable_data_dir_is_a_config_error(make_app: MakeApp, tmp_path: Path) -> None:
@@ -269,51 +213,6 @@ def test_stale_reference_to_replaced_default_is_forwarded(make_app: MakeApp) -> 
     captured.unregister_check("plugin:greeter")
     assert "plugin:greeter" not in mine.check_names
     app.stop()
-
-
-def test_sigterm_during_run_drains_within_grace_then_cancels(make_app: MakeApp) -> None:
-    import os
-    import signal
-
-    from omnicore.core.module import Module
-    from omnicore.core.tasks import TaskHandle
-
-    handles: dict[str, TaskHandle] = {}
-
-    class Jobs(Module):
-        async def start(self) -> None:
-            async def slow() -> None:
-                await asyncio.sleep(30)
-
-            async def medium() -> str:
-                await asyncio.sleep(0.05)
-                return "finished"
-
-            handles["slow"] = await self.app.tasks.submit(slow)
-            handles["medium"] = await self.app.tasks.submit(medium)
-
-    app = make_app(overrides={"shutdown_grace_s": 0.3, "workers": 2})
-    app.add_module(Jobs())
-
-    def kill_when_running() -> None:
-        deadline = time.monotonic() + 5
-        while app.state is not State.RUNNING and time.monotonic() < deadline:
-            time.sleep(0.005)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    killer = threading.Thread(target=kill_when_running)
-    killer.start()
-    t0 = time.monotonic()
-    app.run()  # main thread: real signal handlers
-    elapsed = time.monotonic() - t0
-    killer.join()
-    assert app.state is State.STOPPED
-    assert handles["medium"].result() == "finished"
-    assert handles["slow"].cancelled()
-    assert 0.3 <= elapsed < 5
-    assert app.get_module("jobs").state is State.STOPPED
-    # The handlers were removed: SIGTERM is back to its default disposition.
-    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
 
 
 def test_hung_async_subscriber_does_not_block_stop(make_app: MakeApp) -> None:

@@ -14,15 +14,14 @@ entry-point extensions, the task engine, the modules in dependency order, the ex
 backwards, services and modules drained side by side for ``shutdown_grace_s`` first. specs/host.md
 ("The app's lifecycle") has each step and why it comes where it does.
 
-``start()``/``stop()`` run that on a private event loop thread; ``astart()``/``astop()`` (and
-``async with app``) run it on the caller's loop; ``run()`` blocks until SIGINT/SIGTERM.
+``astart()``/``astop()`` (and ``async with app``) run that on the caller's loop; for blocking
+callers, ``start()``/``stop()`` run it on a private event loop thread and ``run()`` serves
+until SIGINT/SIGTERM (:class:`~omnicore.core.driver.BlockingDriver`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from omnicore.app_data import AppData
 from omnicore.capabilities import builtin as builtin_capabilities
 from omnicore.config import OmniConfig, load_config
-from omnicore.core._loop import LoopThread
+from omnicore.core.driver import BlockingDriver
 from omnicore.core.events import AppStarted, AppStateChanged, AppStopped, EventBus
 from omnicore.core.identity import new_runtime_id
 from omnicore.core.lifecycle import Lifecycle, State
@@ -116,9 +115,8 @@ class OmniApp:
         self._started_mono: float | None = None
         self._stopped_mono: float | None = None
         self.started_at: float | None = None
-        self._runner: LoopThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
+        self._driver = BlockingDriver(self, self._lifecycle)
         self._entry_points = entry_points
         self._modules = ModuleSet(self)
         # The services start after the plugins load, since they call plugins; depends_on is
@@ -482,35 +480,11 @@ class OmniApp:
 
     def start(self) -> None:
         """Start the app on a private event loop thread and return once it is running."""
-        _refuse_inside_loop("start")
-        if not self._lifecycle.can(State.STARTING):
-            self._lifecycle.transition(State.STARTING)  # raises the precise LifecycleError
-        runner = LoopThread(f"omnicore-{self.name}")
-        try:
-            runner.call(self.astart())
-        except BaseException:
-            runner.close()
-            raise
-        self._runner = runner
+        self._driver.start()
 
     def stop(self, grace: float | None = None) -> None:
         """Stop an app started with :meth:`start`, then end its loop thread."""
-        _refuse_inside_loop("stop")
-        runner = self._runner
-        if runner is None:
-            if self.state is State.FAILED:
-                self._lifecycle.transition(State.STOPPED)
-                return
-            if self.state in (State.RUNNING, State.STARTING):
-                raise LifecycleError(f"app {self.name!r} was started with astart(); "
-                                     "stop it with await app.astop()")
-            self._lifecycle.transition(State.STOPPING)  # raises the precise LifecycleError
-            return
-        try:
-            runner.call(self.astop(grace))
-        finally:
-            self._runner = None
-            runner.close()
+        self._driver.stop(grace)
 
     def close(self) -> None:
         """Release what a never-started app opened on use (its plugin host and runtimes, its
@@ -548,54 +522,12 @@ class OmniApp:
 
         A second signal while stopping falls back to the default action (force quit).
         """
-        _refuse_inside_loop("run")
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._stop_event = stop = asyncio.Event()
-        installed: list[signal.Signals] = []
-
-        def on_signal(sig: signal.Signals) -> None:
-            self.log.info("received %s, stopping (grace %.3gs)", sig.name,
-                          self.config.shutdown_grace_s)
-            for s in installed:
-                loop.remove_signal_handler(s)
-            installed.clear()
-            stop.set()
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_signal, sig)
-                installed.append(sig)
-        try:
-            await self.astart()
-            await stop.wait()
-        finally:
-            for s in installed:
-                loop.remove_signal_handler(s)
-            if self.state in (State.RUNNING, State.FAILED):
-                await self.astop()
-            self._stop_event = None
+        self._driver.run()
 
     def request_stop(self) -> None:
         """Make a blocking :meth:`run` stop; safe from any thread or a signal handler."""
-        loop, event = self._loop, self._stop_event
-        if loop is None or event is None:
-            raise LifecycleError(f"app {self.name!r} is not serving (run() was not called)")
-        loop.call_soon_threadsafe(event.set)
+        self._driver.request_stop()
 
     def __repr__(self) -> str:
         return f"<OmniApp {self.name!r} {self.runtime_id} {self.state.value}>"
 
-
-def _refuse_inside_loop(what: str) -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise LifecycleError(f"app.{what}() blocks, so it cannot be called inside a running event "
-                         f"loop; use await app.a{what}() (or async with app)"
-                         if what != "run" else
-                         "app.run() cannot be called inside a running event loop; "
-                         "use async with app")

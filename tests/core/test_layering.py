@@ -1,6 +1,7 @@
 """The code keeps to the layer table of specs/host.md: a module imports only from its own
-layer and the ones below it, type-only imports (``if TYPE_CHECKING:``) included, and two
-packages of the same layer never import each other both ways."""
+layer and the ones below it, type-only imports (``if TYPE_CHECKING:``) included, two
+packages of the same layer never import each other both ways, and no modules anywhere import
+one another in a circle (lazy imports in a function body and type-only ones counted)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,53 @@ def both_ways(edges: dict[str, dict[str, str]], ranks: dict[str, int]) -> list[s
                   if a < b and ranks.get(a) == ranks.get(b) and a in edges.get(b, {}))
 
 
+def module_name(path: Path, root: Path = PKG) -> str:
+    """``omnicore.sandbox.module`` for ``sandbox/module.py`` (a package is its ``__init__``)."""
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_graph(root: Path = PKG) -> dict[str, set[str]]:
+    """``{module: the modules of the package it imports}``: at any depth, so an import in a
+    function body or under ``if TYPE_CHECKING:`` is an edge like any other.
+
+    ``from a.b import c`` is an edge to ``a.b.c`` when that is a module, else to ``a.b``. The
+    top package's face is left out: it names every layer, lazily, for the public API.
+    """
+    paths = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
+    graph = {}
+    for name, path in paths.items():
+        found = set()
+        for node in ast.walk(_parse(path)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths
+                          else node.module for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = {m for m in found if m in paths and m not in (name, root.name)}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[str]:
+    """Each circle a depth-first walk meets, as ``a -> b -> a``."""
+    found: list[str] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(m: str, trail: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph[m]):
+            if state.get(d) == 1:
+                found.append(" -> ".join([*trail[trail.index(d):], d]))
+            elif d not in state:
+                visit(d, [*trail, d])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    return found
+
+
 def test_every_package_is_in_the_layer_table() -> None:
     ranks = layers_from_spec()
     on_disk = {p.stem if p.is_file() else p.name for p in PKG.iterdir()
@@ -98,6 +146,27 @@ def test_the_packages_import_one_another_without_a_circle() -> None:
     # outright, and CycleError names the circle.
     edges = package_imports()
     graphlib.TopologicalSorter({a: set(out) for a, out in edges.items()}).prepare()
+
+
+def test_no_modules_import_one_another_in_a_circle() -> None:
+    found = circles(module_graph())
+    assert found == [], "\n".join(found)
+
+
+def test_a_circle_through_a_lazy_or_type_only_import_is_caught(tmp_path: Path) -> None:
+    # The check's own hostile test: the two ways a circle hides from the interpreter.
+    pkg = tmp_path / "pkg"
+    (pkg / "kinds").mkdir(parents=True)
+    for face in (pkg / "__init__.py", pkg / "kinds" / "__init__.py"):
+        face.write_text("")
+    (pkg / "door.py").write_text("def load():\n    from pkg.kinds import component\n")
+    (pkg / "kinds" / "component.py").write_text("from pkg.door import load\n")
+    (pkg / "record.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                   "    import pkg.service\n")
+    (pkg / "service.py").write_text("from pkg import record\n")
+    (pkg / "fine.py").write_text("import pkg\nfrom pkg import record\n")
+    assert circles(module_graph(pkg)) == ["pkg.door -> pkg.kinds.component -> pkg.door",
+                                          "pkg.record -> pkg.service -> pkg.record"]
 
 
 def test_a_type_only_import_upward_is_caught(tmp_path: Path) -> None:

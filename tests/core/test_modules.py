@@ -106,7 +106,7 @@ def test_failing_module_stops_started_ones_and_names_cause(make_app: MakeApp) ->
     assert app.state is State.FAILED
     assert app.get_module("late").state is State.CREATED
     assert ("console", "failed", "OSError: port 8470 is in use") in states
-    assert app._runner is None  # the loop thread is gone
+    assert not app._driver.threaded  # the loop thread is gone
     app.stop()  # a failed app can be closed
     assert app.state is State.STOPPED
 

@@ -1,5 +1,6 @@
 """The stores are written once over the backend seam (storage/backend.py), and nothing in
-storage/ reaches into another object's private names or imports in a circle.
+storage/ reaches into another object's private names (no import circle anywhere is
+tests/core/test_layering.py's check).
 
 The checks read the source (they do not import it); their own tests below feed them each way
 such code could be written.
@@ -41,23 +42,6 @@ def _drivers(tree: ast.AST) -> Iterator[str]:
                 yield f"{node.lineno}: imports {name}"
 
 
-def _imports(path: Path) -> set[str]:
-    """The storage modules ``path`` imports, type-only imports included."""
-    found = set()
-    for node in ast.walk(parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and \
-                node.module.startswith("omnicore.storage"):
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("omnicore.storage")}
-    return found
-
-
-def _module(path: Path) -> str:
-    parts = path.relative_to(STORAGE.parent.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def test_no_store_reaches_another_objects_private_names() -> None:
     """Above all a backend's: a store runs its SQL through the public seam only."""
     found = [f"{p.relative_to(STORAGE)}:{v}" for d in ("stores", "sqlite", "postgres")
@@ -70,29 +54,6 @@ def test_a_store_written_once_imports_no_driver_and_no_backend() -> None:
     found = [f"{p.name}:{v}" for p in sorted(STORES.glob("*.py"))
              for v in _drivers(parse(p.read_text()))]
     assert found == [], "\n".join(found)
-
-
-def test_storage_imports_nothing_in_a_circle() -> None:
-    graph = {_module(p): _imports(p) for p in STORAGE.rglob("*.py")}
-    # A package's __init__ re-exports its modules: that edge is not a dependency back.
-    graph = {m: {d for d in deps if not m.startswith(d + ".") and d in graph}
-             for m, deps in graph.items()}
-    cycles = []
-    state: dict[str, int] = {}
-
-    def visit(m: str, trail: list[str]) -> None:
-        state[m] = 1
-        for d in sorted(graph[m]):
-            if state.get(d) == 1:
-                cycles.append(" -> ".join([*trail[trail.index(d):], d]))
-            elif d not in state:
-                visit(d, [*trail, d])
-        state[m] = 2
-
-    for m in sorted(graph):
-        if m not in state:
-            visit(m, [m])
-    assert cycles == [], "\n".join(cycles)
 
 
 @pytest.mark.parametrize("source", [

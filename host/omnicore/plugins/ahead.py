@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from omnicore.sandbox.module import PluginModule
+from omnicore.sandbox.compiled import CompiledPlugin
 
 __all__ = ["CompileAhead", "workers"]
 
@@ -50,10 +50,10 @@ def _identity(path: Path) -> _Identity | None:
 class CompileAhead:
     """Compiles submitted files on a thread pool; :meth:`take` hands a result over once."""
 
-    def __init__(self, compile_file: Callable[[Path], PluginModule]) -> None:
+    def __init__(self, compile_file: Callable[[Path], CompiledPlugin]) -> None:
         self._compile = compile_file
         self._lock = threading.Lock()
-        self._pending: dict[Path, tuple[_Identity | None, Future[PluginModule]]] = {}
+        self._pending: dict[Path, tuple[_Identity | None, Future[CompiledPlugin]]] = {}
         self._running = 0
         self._idle = threading.Condition(self._lock)
 
@@ -81,7 +81,7 @@ class CompileAhead:
         pool.shutdown(wait=False)  # the threads end when the queue is empty
         return order
 
-    def _done(self, _future: Future[PluginModule]) -> None:
+    def _done(self, _future: Future[CompiledPlugin]) -> None:
         with self._idle:
             self._running -= 1
             if self._running == 0:
@@ -92,7 +92,7 @@ class CompileAhead:
         with self._idle:
             self._idle.wait_for(lambda: self._running == 0)
 
-    def take(self, path: Path) -> PluginModule | None:
+    def take(self, path: Path) -> CompiledPlugin | None:
         """The module compiled ahead from ``path`` as it is now (waiting for it), or None."""
         with self._lock:
             found = self._pending.pop(path, None)

@@ -43,6 +43,7 @@ from omnicore.sandbox.capability import (
     DeferredCapability,
     ManifestCheck,
 )
+from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
@@ -58,7 +59,7 @@ log = logging.getLogger("omnicore.plugins.host")
 class Plan:
     """A plugin ready to link: its module, its effective settings and its ABI's manifest."""
 
-    module: PluginModule
+    module: CompiledPlugin
     settings: PluginSettings
     abi_manifest: object | None = None
 
@@ -180,13 +181,13 @@ class Linker:
     # ---- the steps -------------------------------------------------------------------
 
     def compile(self, source: bytes | str | Path, path: Path | None, name: str | None, *,
-                fuel: bool = False) -> PluginModule:
+                fuel: bool = False) -> CompiledPlugin:
         """``source`` compiled and its manifest checked; PluginLoadError says why not."""
         module = self._compile(source, path, name, fuel)
         self._check_manifest(module)
         return module
 
-    def _compile_first(self, path: Path) -> PluginModule:
+    def _compile_first(self, path: Path) -> CompiledPlugin:
         # Compiled ahead at start: from the cache when it is there, else by Winch now and by
         # Cranelift later (plugins.tiers).
         main = self.engine_for(False)
@@ -199,7 +200,7 @@ class Linker:
             return PluginModule.load(main, path)
         return self._tiers.mark(PluginModule.load(baseline, path))
 
-    def _optimize(self, entry: Entry, old: PluginModule, new: PluginModule) -> None:
+    def _optimize(self, entry: Entry, old: CompiledPlugin, new: CompiledPlugin) -> None:
         with entry.relink:
             if (entry.module is not old or entry.settings is None or self.closed
                     or entry.removed):
@@ -213,7 +214,7 @@ class Linker:
         return self._ahead.submit(paths)
 
     def _compile(self, source: bytes | str | Path, path: Path | None, name: str | None,
-                 fuel: bool) -> PluginModule:
+                 fuel: bool) -> CompiledPlugin:
         if path is not None and not path.is_file():
             raise PluginLoadError(f"cannot load plugin: {path} does not exist or is not a file",
                                   plugin=name)
@@ -224,7 +225,7 @@ class Linker:
         return PluginModule.load(self.engine_for(fuel), path if path is not None else source,
                                  name=name)
 
-    def _check_manifest(self, module: PluginModule) -> None:
+    def _check_manifest(self, module: CompiledPlugin) -> None:
         # Each capability checks the manifest entries it reads (the tasks capability its
         # schedules, events its subscriptions), whether or not this plugin is granted it: a
         # malformed entry is a broken plugin either way.
@@ -236,7 +237,7 @@ class Linker:
                 raise PluginLoadError(f"plugin '{module.name}': {exc}",
                                       plugin=module.name) from exc
 
-    def plan(self, module: PluginModule, source: bytes | str | Path, path: Path | None,
+    def plan(self, module: CompiledPlugin, source: bytes | str | Path, path: Path | None,
              name: str | None, sidecar: Sidecar, *,
              host_grants: Mapping[str, Mapping[str, Any] | None],
              grants: Mapping[str, Any] | list[str] | None = None,
@@ -353,6 +354,6 @@ def _commit(entry: Entry, plan: Plan, missing: tuple[str, ...]) -> None:
     entry.stale = False
 
 
-def version_of(module: PluginModule) -> str:
+def version_of(module: CompiledPlugin) -> str:
     """The version a plugin's manifest declares (``0.0.0`` when it declares none)."""
     return str((getattr(module, "manifest", None) or {}).get("version", "0.0.0"))

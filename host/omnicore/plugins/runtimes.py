@@ -20,6 +20,7 @@ from omnicore.errors import ConfigError, UnsupportedAbiVersion
 from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.sidecar import Sidecar
 from omnicore.sandbox.capability import CapabilityRegistry
+from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import ABI_VERSION, PluginModule
@@ -48,7 +49,7 @@ class Link:
     """Everything a runtime is linked from."""
 
     engine: SandboxEngine
-    module: PluginModule
+    module: CompiledPlugin
     capabilities: CapabilityRegistry
     settings: PluginSettings
     log: PluginLog
@@ -62,10 +63,10 @@ class Link:
 
 #: ``layer(module, path, sidecar) -> (sidecar, abi_manifest)``: the ABI's own manifest folded
 #: into the operator's sidecar layer; ConfigError for settings the kind cannot take.
-Layer = Callable[[PluginModule, Path | None, Sidecar], tuple[Sidecar, object | None]]
+Layer = Callable[[CompiledPlugin, Path | None, Sidecar], tuple[Sidecar, object | None]]
 
 
-def no_abi_manifest(module: PluginModule, _path: Path | None, sidecar: Sidecar
+def no_abi_manifest(module: CompiledPlugin, _path: Path | None, sidecar: Sidecar
                     ) -> tuple[Sidecar, object | None]:
     """The layer of a kind without a manifest of its own: Extism manifest keys are refused."""
     if sidecar.extism:
@@ -91,12 +92,13 @@ class RuntimeKind:
 
 
 def _native(link: Link) -> Runtime:
+    assert isinstance(link.module, PluginModule)  # ABI 1 is a core module's
     s = link.settings
     return PluginRuntime(link.engine, link.module, link.capabilities, s.grants, s.config,
                          s.limits, log=link.log, data_dir=link.data_dir)
 
 
-def _extism_layer(_module: PluginModule, path: Path | None, sidecar: Sidecar
+def _extism_layer(_module: CompiledPlugin, path: Path | None, sidecar: Sidecar
                   ) -> tuple[Sidecar, object | None]:
     # NAME.json and the sidecar's Extism keys become grants, config and limits under the
     # operator's own (specs/extism.md).
@@ -110,6 +112,7 @@ def _extism_layer(_module: PluginModule, path: Path | None, sidecar: Sidecar
 def _extism(link: Link) -> Runtime:
     from omnicore.extism import ExtismManifest, ExtismRuntime
 
+    assert isinstance(link.module, PluginModule)  # an Extism plugin is a core module
     s = link.settings
     manifest = link.abi_manifest if isinstance(link.abi_manifest, ExtismManifest) \
         else ExtismManifest()
@@ -138,7 +141,7 @@ RUNTIMES: dict[int | str, RuntimeKind] = {
 }
 
 
-def kind_of(module: PluginModule) -> RuntimeKind:
+def kind_of(module: CompiledPlugin) -> RuntimeKind:
     """The kind that runs ``module``; UnsupportedAbiVersion for an ABI no entry serves."""
     kind = RUNTIMES.get(module.abi)
     if kind is None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omnicore.errors import OmniError
 from omnicore.plugins.versions import Entry
-from omnicore.sandbox.module import PluginModule
+from omnicore.sandbox.compiled import CompiledPlugin
 
 __all__ = ["TierUp"]
 
@@ -30,35 +30,35 @@ log = logging.getLogger("omnicore.plugins.host")
 
 #: ``swap(entry, baseline_module, optimized_module)``: relink ``entry`` to the optimized
 #: module if it still runs the baseline one.
-Swap = Callable[[Entry, PluginModule, PluginModule], None]
+Swap = Callable[[Entry, CompiledPlugin, CompiledPlugin], None]
 
 
 class TierUp:
     """Which modules are baseline code, and the thread that replaces them."""
 
-    def __init__(self, compile_optimized: Callable[[Path], PluginModule], swap: Swap, *,
+    def __init__(self, compile_optimized: Callable[[Path], CompiledPlugin], swap: Swap, *,
                  after: Callable[[], None]) -> None:
         self._compile = compile_optimized
         self._swap = swap
         # Waits until the first tier is done: Cranelift taking CPU from the Winch compiles
         # would delay the plugins still waiting for any code at all.
         self._after = after
-        self._baseline: weakref.WeakSet[PluginModule] = weakref.WeakSet()
-        self._queue: queue.SimpleQueue[tuple[Entry, PluginModule] | None] = queue.SimpleQueue()
+        self._baseline: weakref.WeakSet[CompiledPlugin] = weakref.WeakSet()
+        self._queue: queue.SimpleQueue[tuple[Entry, CompiledPlugin] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
 
-    def mark(self, module: PluginModule) -> PluginModule:
+    def mark(self, module: CompiledPlugin) -> CompiledPlugin:
         """Record ``module`` as baseline code (to be replaced once linked)."""
         self._baseline.add(module)
         return module
 
-    def is_baseline(self, module: PluginModule) -> bool:
+    def is_baseline(self, module: CompiledPlugin) -> bool:
         """Whether ``module`` was compiled by the baseline compiler."""
         return module in self._baseline
 
-    def submit(self, entry: Entry, module: PluginModule) -> None:
+    def submit(self, entry: Entry, module: CompiledPlugin) -> None:
         """Compile ``entry``'s file with the optimizing compiler, then swap ``module`` out."""
         with self._lock:
             if self._closed:

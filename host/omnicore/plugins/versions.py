@@ -17,7 +17,7 @@ from omnicore.plugins.info import PluginInfo, PluginState
 from omnicore.plugins.runtimes import Runtime
 from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.stats import CallStats
-from omnicore.sandbox.module import PluginModule
+from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.sandbox.pluginlog import PluginLog
 
 __all__ = ["Entry", "Version"]
@@ -30,7 +30,7 @@ class Version:
 
     __slots__ = ("inflight", "module", "retired", "runtime")
 
-    def __init__(self, module: PluginModule, runtime: Runtime) -> None:
+    def __init__(self, module: CompiledPlugin, runtime: Runtime) -> None:
         self.module = module
         self.runtime = runtime
         self.inflight = 0
@@ -45,7 +45,7 @@ class Entry:
         self.name = name
         self.source = source
         self.state: PluginState = "failed"
-        self.module: PluginModule | None = None
+        self.module: CompiledPlugin | None = None
         self.version: Version | None = None
         self.settings: PluginSettings | None = None
         #: The manifest of the plugin's ABI as its settings were made from it (an Extism

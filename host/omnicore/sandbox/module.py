@@ -1,10 +1,10 @@
-"""A validated, compiled plugin: manifest, handlers, requested capabilities (abi.md §1, §5)."""
+"""A core module as a plugin, omnicore ABI v1 or Extism (abi.md §1, §5), and
+:meth:`PluginModule.load`, which reads any plugin's bytes and picks its kind."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 import threading
 import weakref
 from collections.abc import Mapping
@@ -14,21 +14,25 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
-from omnicore.core import jsoncodec
 from omnicore.errors import InvalidModule, UnsupportedAbiVersion
-from omnicore.sandbox import configschema, wasmbin
+from omnicore.sandbox import wasmbin
+from omnicore.sandbox.compiled import (
+    CompiledPlugin,
+    Export,
+    Import,
+    Signature,
+    engine_cause,
+    signature_text,
+)
+from omnicore.sandbox.manifest import check_manifest, parse_manifest
 
 if TYPE_CHECKING:
     from omnicore.sandbox.capability import CapabilityRegistry
     from omnicore.sandbox.engine import SandboxEngine
 
-__all__ = ["ABI_VERSION", "MANIFEST_SECTION", "Export", "Import", "PluginModule"]
+__all__ = ["ABI_VERSION", "EXTISM_ENV", "EXTISM_USER", "WASI_MODULE", "PluginModule"]
 
 ABI_VERSION = 1
-MANIFEST_SECTION = "omnicore.manifest"
-#: A manifest is metadata: far below this. Bounds what parsing a dropped-in file costs.
-MAX_MANIFEST_BYTES = 256 * 1024
-MAX_MANIFEST_DEPTH = 32
 WASI_MODULE = "wasi_snapshot_preview1"
 NAMESPACE_PREFIX = "omnicore:"
 #: A module importing from this is an Extism plugin (run by omnicore.extism; specs/extism.md).
@@ -44,24 +48,11 @@ _EXTISM_OLD_PREFIX = "extism_"
 _EXTISM_HANDLER_TYPES = (((), ("i32",)), ((), ()))
 #: Exports Extism calls itself or that toolchains add: never handlers.
 _EXTISM_NOT_HANDLERS = ("_initialize", "__wasm_call_ctors", "hs_init", "asyncify_")
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _HANDLER_TYPE = (("i32", "i32"), ("i64",))
 
 
-def _type_str(t: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _type_str(t: wasmtime.FuncType) -> Signature:
     return (tuple(str(p) for p in t.params), tuple(str(r) for r in t.results))
-
-
-def _cause(text: str) -> str:
-    """The informative part of a wasmtime error: header plus its "Caused by" line."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    if not lines:
-        return "invalid"
-    if "Caused by:" in lines and lines.index("Caused by:") + 1 < len(lines):
-        # Every cause: the last one holds the reason ("SIMD support is not enabled").
-        causes = [re.sub(r"^\d+: ", "", ln) for ln in lines[lines.index("Caused by:") + 1:]]
-        return f"{lines[0]}: {': '.join(causes)}"
-    return lines[0]
 
 
 def _extism_reason(compiled: wasmtime.Module, plugin: str, manifest: Mapping[str, Any],
@@ -99,111 +90,9 @@ def _extism_reason(compiled: wasmtime.Module, plugin: str, manifest: Mapping[str
     return None
 
 
-def _fmt(sig: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
-    params, results = sig
-    res = results[0] if len(results) == 1 else f"({', '.join(results)})"
-    return f"({', '.join(params)}) -> {res}"
-
-
-@dataclass(frozen=True, slots=True)
-class Import:
-    """One import of the module: ``module.name`` of ``kind`` (func signature if a function)."""
-
-    module: str
-    name: str
-    kind: str
-    signature: tuple[tuple[str, ...], tuple[str, ...]] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Export:
-    """One export: ``name`` of ``kind`` (func signature if a function)."""
-
-    name: str
-    kind: str
-    signature: tuple[tuple[str, ...], tuple[str, ...]] | None = None
-
-
 def _kind(t: object) -> str:
     return {wasmtime.FuncType: "func", wasmtime.MemoryType: "memory",
             wasmtime.TableType: "table", wasmtime.GlobalType: "global"}.get(type(t), "other")
-
-
-def _parse_manifest(wasm: bytes, fallback_name: str | None) -> dict[str, Any]:
-    # Every refusal names the plugin: `omnicore call`/`inspect` print the message alone.
-    who = f"plugin {fallback_name!r}: " if fallback_name else "module: "
-    section = f"the '{MANIFEST_SECTION}' section"
-    try:
-        payloads = wasmbin.custom_sections(wasm, MANIFEST_SECTION)
-    except wasmbin.WasmFormatError as exc:
-        raise InvalidModule(f"{who}{exc}", plugin=fallback_name) from None
-    if len(payloads) > 1:
-        raise InvalidModule(f"{who}{len(payloads)} '{MANIFEST_SECTION}' sections; at most one "
-                            "allowed", plugin=fallback_name)
-    if not payloads:
-        return {}
-    if len(payloads[0]) > MAX_MANIFEST_BYTES:
-        raise InvalidModule(f"{who}{section} is {len(payloads[0])} bytes; at most "
-                            f"{MAX_MANIFEST_BYTES} allowed", plugin=fallback_name)
-    try:
-        text = payloads[0].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidModule(f"{who}{section} is not UTF-8 JSON: {exc}",
-                            plugin=fallback_name) from None
-    # Measured on the text, before parsing: json's recursive parser would run 100,000 levels
-    # deep into a RecursionError on a hostile manifest; this refuses it in one linear scan.
-    if _text_depth(text) > MAX_MANIFEST_DEPTH:
-        raise InvalidModule(f"{who}{section} is nested too deeply (at most "
-                            f"{MAX_MANIFEST_DEPTH} levels)", plugin=fallback_name)
-    try:
-        manifest = jsoncodec.loads(text)
-    except ValueError as exc:  # also over-long integers
-        raise InvalidModule(f"{who}{section} is not UTF-8 JSON: {str(exc)[:200]}",
-                            plugin=fallback_name) from None
-    if not isinstance(manifest, dict):
-        raise InvalidModule(f"{who}{section} must be a JSON object", plugin=fallback_name)
-    return manifest
-
-
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(r"[\[\]{}]")
-
-
-def _text_depth(text: str) -> int:
-    """How deeply brackets nest in JSON ``text`` (strings skipped), without recursion."""
-    depth = deepest = 0
-    for m in _BRACKET.finditer(_JSON_STRING.sub("", text)):
-        depth += 1 if m.group() in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def _check_manifest(m: Mapping[str, Any], plugin: str | None) -> None:
-    def bad(field: str, want: str) -> InvalidModule:
-        return InvalidModule(f"manifest field '{field}' must be {want}, got "
-                             f"{repr(m[field])[:200]}", plugin=plugin)
-
-    for key in ("name", "version", "description"):
-        if key in m and not isinstance(m[key], str):
-            raise bad(key, "a string")
-    if "name" in m and not _NAME_RE.fullmatch(m["name"]):
-        raise bad("name", "lowercase [a-z0-9][a-z0-9_-]{0,62}")
-    if "handlers" in m:
-        hs = m["handlers"]
-        if not isinstance(hs, list) or not all(
-                isinstance(h, str) or (isinstance(h, dict) and isinstance(h.get("name"), str))
-                for h in hs):
-            raise bad("handlers", "a list of names or {\"name\": ...} objects")
-    if "config" in m and not isinstance(m["config"], dict):
-        raise bad("config", "a JSON Schema object")
-    if m.get("config"):
-        configschema.check(m["config"], plugin)
-    for key in ("subscriptions", "schedules"):
-        if key in m and not (isinstance(m[key], list)
-                             and all(isinstance(x, dict) for x in m[key])):
-            raise bad(key, "a list of objects")
-    if "sdk" in m and not isinstance(m["sdk"], dict):
-        raise bad("sdk", "an object")
 
 
 #: Per engine, the modules analysed from each sha256, while a plugin holds one (weak both
@@ -226,32 +115,19 @@ def _remember(engine: SandboxEngine, sha: str, mod: PluginModule) -> None:
         _ANALYSED.setdefault(engine, weakref.WeakValueDictionary())[sha] = mod
 
 
-@dataclass(frozen=True, eq=False)
-class PluginModule:
-    """A compiled plugin ready to instantiate. Build one with :meth:`load`."""
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PluginModule(CompiledPlugin):
+    """A compiled core module (omnicore ABI v1 or Extism). :meth:`load` builds a plugin of
+    any kind: a component's bytes give a ``ComponentModule`` (specs/components.md)."""
 
-    name: str
-    manifest: Mapping[str, Any]
-    handlers: tuple[str, ...]
-    requested: frozenset[str]
-    #: 1 (omnicore ABI v1), "extism" (an Extism plugin, specs/extism.md) or "component"
-    #: (a Component Model component, specs/components.md).
-    abi: int | str
-    sha256: str
-    size: int
-    imports: tuple[Import, ...]
-    exports: tuple[Export, ...]
-    uses_wasi: bool
     wasmtime_module: wasmtime.Module = field(repr=False)
-    path: Path | None = None
-    #: Why ``abi`` was assumed (``omnicore inspect`` says it): what in the module decided.
-    abi_reason: str = "no Extism import or shape: omnicore ABI v1"
 
     @classmethod
     def load(cls, engine: SandboxEngine, source: bytes | bytearray | Path | str,
              name: str | None = None, *,
-             registry: CapabilityRegistry | None = None) -> PluginModule:
-        """Validate and compile a plugin.
+             registry: CapabilityRegistry | None = None) -> CompiledPlugin:
+        """Validate and compile a plugin of any kind: a :class:`PluginModule` for a core
+        module, a ``ComponentModule`` for a component.
 
         ``source`` is the wasm bytes or a path. The name comes from ``name``, else the
         manifest, else the file name. With ``registry``, imports are also checked against it
@@ -275,12 +151,15 @@ class PluginModule:
             raise InvalidModule(f"plugin {label or '<bytes>'!r}: the file is empty",
                                 plugin=label)
         if wasm[4:8] != b"\x01\x00\x00\x00" and wasm[:4] == b"\0asm":
-            # Not a core module: a component is ABI "component" (specs/components.md).
+            # Not a core module: a component is ABI "component" (specs/components.md). Imported
+            # here, the one arrow between the kinds: the component package refuses to import
+            # on a wasmtime without its private names, and core modules must load then (and
+            # `omnicore call` never loads component code).
             from omnicore.sandbox.component.compiled import is_component, load_component
 
             if is_component(wasm):
                 return load_component(engine, wasm, label, path)
-        manifest = _parse_manifest(wasm, label)
+        manifest = parse_manifest(wasm, label)
         sha = hashlib.sha256(wasm).hexdigest()
         # Anonymous bytes (no name=, no manifest name, no file) get a stable content name.
         plugin = name or manifest.get("name") or (path.stem if path else f"plugin-{sha[:12]}")
@@ -290,7 +169,7 @@ class PluginModule:
         beside = path is not None and path.with_suffix(".json").is_file()
         known = None if beside else _known(engine, sha)
         if known is None:
-            _check_manifest(manifest, plugin if isinstance(plugin, str) else label)
+            check_manifest(manifest, plugin if isinstance(plugin, str) else label)
         if not isinstance(plugin, str) or not plugin:
             raise InvalidModule(f"the plugin name must be a non-empty string, got {plugin!r}",
                                 plugin=None)
@@ -319,7 +198,7 @@ class PluginModule:
         try:
             compiled = engine.compile(wasm, sha)
         except wasmtime.WasmtimeError as exc:
-            first = _cause(str(exc))
+            first = engine_cause(str(exc))
             raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly module: {first}",
                                 plugin=plugin) from None
         mod = cls._from_compiled(compiled, plugin, manifest, sha, len(wasm), path)
@@ -351,11 +230,11 @@ class PluginModule:
                            ("omni_free", (("i32", "i32"), ()))):
             e = by_name.get(fname)
             if e is None:
-                raise err(f"missing required export '{fname}' {_fmt(sig)}; every plugin "
+                raise err(f"missing required export '{fname}' {signature_text(sig)}; every plugin "
                           "exports the allocator pair (specs/abi.md §1.1)")
             if e.signature != sig:
-                got = _fmt(e.signature) if e.signature else e.kind
-                raise err(f"export '{fname}' has type {got}, expected {_fmt(sig)}")
+                got = signature_text(e.signature) if e.signature else e.kind
+                raise err(f"export '{fname}' has type {got}, expected {signature_text(sig)}")
         init = by_name.get("_initialize")
         if init is not None and init.signature != ((), ()):
             raise err("export '_initialize' must have type () -> ()")
@@ -367,8 +246,9 @@ class PluginModule:
                 if e is None:
                     raise err(f"handler {h!r} is listed in the manifest but not exported")
                 if e.signature != _HANDLER_TYPE:
-                    got = _fmt(e.signature) if e.signature else e.kind
-                    raise err(f"handler {h!r} has type {got}, expected {_fmt(_HANDLER_TYPE)}")
+                    got = signature_text(e.signature) if e.signature else e.kind
+                    raise err(f"handler {h!r} has type {got}, "
+                              f"expected {signature_text(_HANDLER_TYPE)}")
                 if h.startswith(("omni_", "_")):
                     raise err(f"handler {h!r} uses a reserved name (omni_*, _*)")
             handlers = tuple(dict.fromkeys(names))
@@ -451,33 +331,9 @@ class PluginModule:
             if imp.signature != fn.wasm_type:
                 raise InvalidModule(
                     f"plugin {self.name!r}: import {where} has type "
-                    f"{_fmt(imp.signature or ((), ()))}, expected {_fmt(fn.wasm_type)}",
+                    f"{signature_text(imp.signature or ((), ()))}, "
+                    f"expected {signature_text(fn.wasm_type)}",
                     plugin=self.name)
-
-    def imports_by_capability(self) -> dict[str, list[str]]:
-        """Imported function names grouped by namespace (for ``omnicore inspect``)."""
-        out: dict[str, list[str]] = {}
-        for imp in self.imports:
-            out.setdefault(imp.module, []).append(imp.name)
-        return out
-
-    def describe(self) -> dict[str, Any]:
-        """A JSON-ready summary (what ``omnicore inspect`` prints)."""
-        return {
-            "name": self.name,
-            "abi": self.abi,
-            "abi_reason": self.abi_reason,
-            "sha256": self.sha256,
-            "size": self.size,
-            "handlers": list(self.handlers),
-            "requested": sorted(self.requested),
-            "wasi": self.uses_wasi,
-            "imports": self.imports_by_capability(),
-            "exports": [{"name": e.name, "kind": e.kind,
-                         **({"type": _fmt(e.signature)} if e.signature else {})}
-                        for e in self.exports],
-            "manifest": dict(self.manifest),
-        }
 
     @staticmethod
     def inspect(source: bytes | Path | str, registry: CapabilityRegistry | None = None,

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from omnicore.subscriptions.service import Subscriptions
+from omnicore.subscriptions.subscriber import Subscriber
 
-__all__ = ["SubscriberMetrics"]
+__all__ = ["Deliveries", "SubscriberMetrics"]
+
+
+class Deliveries(Protocol):
+    """What the metrics read of the subscriptions service (which makes the collector)."""
+
+    @property
+    def hop_drops(self) -> int:
+        """Events dropped over the hop limit."""
+
+    @property
+    def rate_drops(self) -> Mapping[str, int]:
+        """Publishes refused over the rate limit, per plugin."""
+
+    def all(self) -> list[Subscriber]:
+        """Every subscriber, whatever its plugin's state."""
 
 
 class SubscriberMetrics(Collector):
     """``omnicore_events_*`` of one :class:`~omnicore.subscriptions.Subscriptions`."""
 
-    def __init__(self, subs: Subscriptions) -> None:
+    def __init__(self, subs: Deliveries) -> None:
         self.subs = subs
 
     def collect(self) -> Iterator[Metric]:

@@ -1,11 +1,11 @@
-"""A compiled component: a :class:`PluginModule` of ABI ``"component"`` with its world."""
+"""A compiled component: a :class:`CompiledPlugin` of ABI ``"component"`` with its world."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import wasmtime
 from wasmtime import component as cm
@@ -13,6 +13,7 @@ from wasmtime import component as cm
 from omnicore.errors import InvalidModule
 from omnicore.sandbox import modcache, wasmbin
 from omnicore.sandbox.capability import CapabilityRegistry
+from omnicore.sandbox.compiled import CompiledPlugin, Export, Import, engine_cause
 from omnicore.sandbox.component.hostcalls import (
     PACKAGE,
     capability_of,
@@ -22,15 +23,7 @@ from omnicore.sandbox.component.hostcalls import (
 from omnicore.sandbox.component.schema import arguments_schema
 from omnicore.sandbox.component.world import World, read_world, wasi_interface_supplied
 from omnicore.sandbox.engine import SandboxEngine
-from omnicore.sandbox.module import (
-    MANIFEST_SECTION,
-    Export,
-    Import,
-    PluginModule,
-    _cause,
-    _check_manifest,
-    _parse_manifest,
-)
+from omnicore.sandbox.manifest import MANIFEST_SECTION, check_manifest, parse_manifest
 from omnicore.sandbox.wasmbin import is_component
 
 __all__ = ["COMPONENT_ABI", "ComponentModule", "is_component", "load_component"]
@@ -39,12 +32,12 @@ COMPONENT_ABI = "component"
 #: Bytes 4..8 of a component: version 0x0d and layer 1, where a core module has version 1.
 
 
-@dataclass(frozen=True, eq=False)
-class ComponentModule(PluginModule):
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ComponentModule(CompiledPlugin):
     """A component ready to instantiate: handlers are its callable exports."""
 
-    component: cm.Component | None = field(default=None, repr=False)
-    world: World | None = field(default=None, repr=False)
+    component: cm.Component = field(repr=False)
+    world: World = field(repr=False)
     #: The exported ``omnicore:plugin/handler`` interface (``omnicore:plugin/handler@1.0.0``)
     #: when the component is an omnicore plugin: its handlers are the manifest's, called
     #: with bytes like ABI v1's; None for any other component (exports called with JSON).
@@ -52,8 +45,7 @@ class ComponentModule(PluginModule):
 
     @property
     def compiled(self) -> cm.Component:
-        """The compiled component (always set by :func:`load_component`)."""
-        assert self.component is not None
+        """The compiled component."""
         return self.component
 
     def check_imports(self, registry: CapabilityRegistry) -> None:
@@ -68,10 +60,9 @@ class ComponentModule(PluginModule):
                                     f"{have})", plugin=self.name)
 
     def describe(self) -> dict[str, Any]:
-        """The :meth:`PluginModule.describe` report plus the WIT world, readable."""
+        """The :meth:`CompiledPlugin.describe` report plus the WIT world, readable."""
         report = super().describe()
         world = self.world
-        assert world is not None
         report["exports"] = [{"name": f.name, "kind": "func", "type": f.signature,
                               **({"unsupported": f.unsupported} if f.unsupported else {})}
                              for f in world.functions.values()]
@@ -145,15 +136,15 @@ def load_component(engine: SandboxEngine, wasm: bytes, name: str | None,
         raise InvalidModule(f"plugin {label or '<bytes>'!r} is not a valid WebAssembly "
                             f"component: {exc}", plugin=label) from None
     # `omnicore build` writes the same manifest section into a component as into a module.
-    manifest = _parse_manifest(wasm, label)
+    manifest = parse_manifest(wasm, label)
     plugin = name or manifest.get("name") or (path.stem if path else f"plugin-{sha[:12]}")
-    _check_manifest(manifest, plugin)
+    check_manifest(manifest, plugin)
     try:
         component = _compile(engine, wasm, sha)
         world = read_world(component, engine.components)
     except wasmtime.WasmtimeError as exc:
         raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly component: "
-                            f"{_cause(str(exc))}", plugin=plugin) from None
+                            f"{engine_cause(str(exc))}", plugin=plugin) from None
     try:
         wanted = requested(world.imports)
         interface = handler_export(component, engine.components)
@@ -174,6 +165,5 @@ def load_component(engine: SandboxEngine, wasm: bytes, name: str | None,
         name=plugin, manifest=manifest, handlers=handlers, requested=wanted,
         abi=COMPONENT_ABI, sha256=sha, size=len(wasm), imports=imports, exports=exports,
         uses_wasi=any(n.startswith("wasi:") for n in world.imports),
-        # A component has no core module; nothing reads this for ABI "component".
-        wasmtime_module=cast(wasmtime.Module, None), path=path,
+        path=path,
         component=component, world=world, handler_interface=interface)
