@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from omnicore.core.workers import LeasedWorkers
-from omnicore.storage import SQLiteStorage, Task, TaskSpec
+from omnicore.storage import Job, JobSpec, SQLiteStorage
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ def store(tmp_path: Path) -> Iterator[SQLiteStorage]:
     s.close()
 
 
-def _workers(store: SQLiteStorage, run: Callable[[Task], None], **kw: float) -> \
-        LeasedWorkers[Task, int]:
+def _workers(store: SQLiteStorage, run: Callable[[Job], None], **kw: float) -> \
+        LeasedWorkers[Job, int]:
     opts = {"workers": 2, "lease_s": 30.0, "poll_s": 30.0, **kw}
     return LeasedWorkers("test", store.queue, run, lambda t: t.id, owner="host-a",
                          workers=int(opts["workers"]), lease_s=opts["lease_s"],
@@ -44,7 +44,7 @@ def test_a_wake_ends_the_idle_wait_of_a_long_poll(store: SQLiteStorage) -> None:
     workers.start()
     try:
         time.sleep(0.2)  # both workers are idle in a 30 s poll
-        job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+        job = store.queue.add(JobSpec("p", "h", b"", time.time()))
         started = time.monotonic()
         workers.wake()
         _wait(lambda: ran == [job], "the woken worker to run the job")
@@ -82,7 +82,7 @@ def test_a_wake_neither_waits_for_an_idle_workers_query_nor_is_lost(
     workers.start()
     try:
         assert in_query.wait(10)
-        job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+        job = store.queue.add(JobSpec("p", "h", b"", time.time()))
         waker = threading.Thread(target=workers.wake)
         waker.start()
         waker.join(5)
@@ -97,7 +97,7 @@ def test_a_wake_neither_waits_for_an_idle_workers_query_nor_is_lost(
 def test_leases_are_renewed_while_an_item_runs(store: SQLiteStorage) -> None:
     release = threading.Event()
     workers = _workers(store, lambda t: release.wait(20), lease_s=0.6, poll_s=0.1)
-    job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+    job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     try:
         _wait(lambda: bool(workers.running()), "the item to run")
@@ -114,12 +114,12 @@ def test_stop_interrupts_after_the_grace_and_releases_uncounted(store: SQLiteSto
     calls: list[float] = []
     why: list[bool] = []
 
-    def run(task: Task) -> None:
+    def run(task: Job) -> None:
         interrupted.wait(30)  # "a call" that only the interrupt ends
         why.append(workers.interrupted.is_set())  # the run sees why: it records nothing
 
     workers = _workers(store, run)
-    jobs = [store.queue.add(TaskSpec("p", "h", b"", time.time())) for _ in range(2)]
+    jobs = [store.queue.add(JobSpec("p", "h", b"", time.time())) for _ in range(2)]
     workers.start()
     workers.wake()
     _wait(lambda: len(workers.running()) == 2, "both items to run")
@@ -137,13 +137,13 @@ def test_stop_interrupts_after_the_grace_and_releases_uncounted(store: SQLiteSto
 
 
 def test_stop_waits_for_items_that_end_within_the_grace(store: SQLiteStorage) -> None:
-    def run(task: Task) -> None:
+    def run(task: Job) -> None:
         time.sleep(0.3)
         store.queue.finish(task.id, "host-a", time.time())
 
     calls: list[int] = []
     workers = _workers(store, run)
-    job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+    job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     workers.wake()
     _wait(lambda: bool(workers.running()), "the item to run")
@@ -153,11 +153,11 @@ def test_stop_waits_for_items_that_end_within_the_grace(store: SQLiteStorage) ->
 
 
 def test_a_run_that_raises_leaves_the_item_to_its_lease(store: SQLiteStorage) -> None:
-    def run(task: Task) -> None:
+    def run(task: Job) -> None:
         raise RuntimeError("a bug in the runner")
 
     workers = _workers(store, run, lease_s=0.5, poll_s=0.1)
-    job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+    job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     try:
         _wait(lambda: (store.queue.get(job).attempts or 0) >= 2,  # type: ignore[union-attr]

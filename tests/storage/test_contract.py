@@ -13,11 +13,11 @@ import time
 import pytest
 
 from omnicore.storage import (
+    JobSpec,
     KVQuota,
     NotAnInteger,
     QuotaExceeded,
     Storage,
-    TaskSpec,
     ValueTooLarge,
 )
 
@@ -168,7 +168,7 @@ def test_kv_incr_is_atomic_across_threads(store: Storage) -> None:
 
 def _enqueue(store: Storage, plugin: str, handler: str = "h", run_at: float = 0.0,
              max_queued: int = 100) -> int:
-    return store.tasks(plugin).enqueue(handler, b"{}", run_at, max_attempts=3, backoff_ms=10,
+    return store.jobs(plugin).enqueue(handler, b"{}", run_at, max_attempts=3, backoff_ms=10,
                                        max_queued=max_queued)
 
 
@@ -203,7 +203,7 @@ def test_tasks_an_expired_lease_is_claimed_before_the_due_backlog(store: Storage
     now = time.time()
     lost = _enqueue(store, "a", run_at=now - 10)
     assert store.queue.claim("dead-host", now, 0.5) is not None
-    older = store.queue.add(TaskSpec("p", "b", b"", now - 100))
+    older = store.queue.add(JobSpec("p", "b", b"", now - 100))
     first, second = store.queue.claim("w", now + 1, 30), store.queue.claim("w", now + 1, 30)
     assert first is not None and first.id == lost and first.attempts == 2
     assert second is not None and second.id == older
@@ -227,12 +227,12 @@ def test_tasks_fail_retry_then_dead_and_operator_retry(store: Storage) -> None:
 
 def test_tasks_scoped_per_plugin(store: Storage) -> None:
     mine = _enqueue(store, "a")
-    assert store.tasks("b").get(mine) is None
-    assert store.tasks("b").cancel(mine) is None
+    assert store.jobs("b").get(mine) is None
+    assert store.jobs("b").cancel(mine) is None
     assert store.queue.get(mine).state == "queued"  # type: ignore[union-attr]
-    assert store.tasks("a").cancel(mine) is True
-    assert store.tasks("a").cancel(mine) is False
-    assert store.tasks("a").cancel(10**9) is None
+    assert store.jobs("a").cancel(mine) is True
+    assert store.jobs("a").cancel(mine) is False
+    assert store.jobs("a").cancel(10**9) is None
 
 
 def test_tasks_queue_quota_counts_pending_only(store: Storage) -> None:
@@ -278,7 +278,7 @@ def test_schedule_advance_is_compare_and_set(store: Storage) -> None:
     assert store.schedules.next_fire("p", "tick") is None
     assert store.schedules.advance("p", "tick", None, 100.0, None) is True
     assert store.schedules.advance("p", "tick", None, 100.0, None) is False
-    spec = TaskSpec("p", "tick", b"", 0.0, source="schedule:tick")
+    spec = JobSpec("p", "tick", b"", 0.0, source="schedule:tick")
     assert store.schedules.advance("p", "tick", 100.0, 130.0, spec) is True
     assert store.schedules.advance("p", "tick", 100.0, 130.0, spec) is False  # fired once
     assert store.schedules.next_fire("p", "tick") == 130.0
@@ -318,7 +318,7 @@ def test_events_are_read_back_in_bulk_in_order_skipping_trimmed_ones(store: Stor
 def test_tasks_release_others_makes_every_other_owners_job_due_at_once(store: Storage) -> None:
     """What a host that knows it is alone (the SQLite data dir's lock holder) does at start."""
     for handler in ("a", "b", "c"):
-        store.queue.add(TaskSpec("p", handler, b"", 0.0))
+        store.queue.add(JobSpec("p", handler, b"", 0.0))
     now = time.time()
     dead = store.queue.claim("rt-dead", now, 3600)
     assert dead is not None

@@ -174,10 +174,10 @@ def jobs_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: 
     app's capabilities.jobs defaults; a handler the plugin lacks ends the job dead with the
     reason (see jobs show).
     """
-    from omnicore.storage import TaskSpec
+    from omnicore.storage import JobSpec
 
     defaults = _config(appdir).capabilities.jobs
-    spec = TaskSpec(plugin, handler, payload.encode(), time.time() + delay,
+    spec = JobSpec(plugin, handler, payload.encode(), time.time() + delay,
                     defaults.max_attempts, defaults.backoff_ms, "operator")
     with _storage(appdir) as store:
         job_id = store.queue.add(spec)

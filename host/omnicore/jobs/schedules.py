@@ -27,7 +27,7 @@ from omnicore.errors import ConfigError, PluginNotFound
 from omnicore.jobs.plugins import JobPlugins
 from omnicore.jobs.retry import RetryPolicy
 from omnicore.logging import get_logger
-from omnicore.storage import Storage, TaskSpec
+from omnicore.storage import JobSpec, Storage
 from omnicore.types import PluginView
 
 __all__ = ["PAUSED", "Schedule", "Scheduler", "check_manifest", "manifest_schedules",
@@ -212,7 +212,7 @@ class Scheduler:
                 due = store.next_fire(sched.plugin, sched.name)
             elif due <= now:
                 missed = now - due > self._misfire_grace_s
-                fire = None if missed and sched.catch_up == "none" else TaskSpec(
+                fire = None if missed and sched.catch_up == "none" else JobSpec(
                     sched.plugin, sched.handler, sched.payload, now,
                     self._policy.max_attempts, self._policy.backoff_ms,
                     f"schedule:{sched.name}")

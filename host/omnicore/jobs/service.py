@@ -30,8 +30,8 @@ from omnicore.jobs.retry import RetryPolicy
 from omnicore.jobs.schedules import Schedule, Scheduler, configured_schedules
 from omnicore.jobs.worker import JobRunner
 from omnicore.logging import get_logger
-from omnicore.storage import Storage, Task, TaskSpec
-from omnicore.storage.base import TaskState
+from omnicore.storage import Job, JobSpec, Storage
+from omnicore.storage.base import JobState
 
 __all__ = ["Jobs"]
 
@@ -57,7 +57,7 @@ class Jobs:
         #: Retries of jobs enqueued without their own attempts/backoff (operator, schedules).
         self.policy = RetryPolicy(options.max_attempts, options.backoff_ms,
                                   options.max_backoff_ms)
-        self._workers: LeasedWorkers[Task, int] = LeasedWorkers(
+        self._workers: LeasedWorkers[Job, int] = LeasedWorkers(
             "job", _Queue(storage), self._run, lambda task: task.id, owner=owner,
             workers=options.workers, lease_s=options.lease_s, poll_s=options.poll_s,
             tick=self._tick)
@@ -86,10 +86,10 @@ class Jobs:
         backoff = backoff_ms or self.policy.backoff_ms
         store = self._storage()
         if max_queued is None:
-            job_id = store.queue.add(TaskSpec(plugin, handler, bytes(payload), run_at,
+            job_id = store.queue.add(JobSpec(plugin, handler, bytes(payload), run_at,
                                               attempts, backoff, source, hops))
         else:
-            job_id = store.tasks(plugin).enqueue(handler, payload, run_at,
+            job_id = store.jobs(plugin).enqueue(handler, payload, run_at,
                                                  max_attempts=attempts, backoff_ms=backoff,
                                                  max_queued=max_queued, source=source,
                                                  hops=hops)
@@ -104,12 +104,12 @@ class Jobs:
 
     # -- operators --
 
-    def get(self, job_id: int) -> Task | None:
+    def get(self, job_id: int) -> Job | None:
         """The job ``job_id`` as stored, or None."""
         return self._storage().queue.get(job_id)
 
     def list(self, *, plugin: str | None = None, state: str | None = None,
-             limit: int = 100) -> builtins.list[Task]:
+             limit: int = 100) -> builtins.list[Job]:
         """Newest first; ``state`` is queued, running, succeeded, dead or cancelled."""
         return self._storage().queue.list(plugin=plugin, states=(state,) if state else (),
                                           limit=limit)
@@ -130,11 +130,11 @@ class Jobs:
         """The schedules in force, by plugin and name."""
         return self.scheduler.all()
 
-    def counts(self) -> dict[tuple[str, TaskState], int]:
+    def counts(self) -> dict[tuple[str, JobState], int]:
         """How many jobs each ``(plugin, state)`` holds in the queue."""
         return self._storage().queue.counts()
 
-    def running(self) -> builtins.list[Task]:
+    def running(self) -> builtins.list[Job]:
         """The jobs this host runs now."""
         return self._workers.running()
 
@@ -207,7 +207,7 @@ class Jobs:
     def _tick(self, now: float) -> float:
         return self.scheduler.fire_due(now)
 
-    def _run(self, task: Task) -> None:
+    def _run(self, task: Job) -> None:
         self.runner.run(task)
 
 
@@ -217,7 +217,7 @@ class _Queue:
     def __init__(self, storage: Callable[[], Storage]) -> None:
         self._storage = storage
 
-    def claim(self, owner: str, now: float, lease_s: float) -> Task | None:
+    def claim(self, owner: str, now: float, lease_s: float) -> Job | None:
         return self._storage().queue.claim(owner, now, lease_s)
 
     def next_due(self) -> float | None:

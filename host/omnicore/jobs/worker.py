@@ -19,7 +19,7 @@ from omnicore.jobs.events import JobDead, JobFailed, JobStarted, JobSucceeded, a
 from omnicore.jobs.plugins import JobPlugins
 from omnicore.jobs.retry import RetryPolicy
 from omnicore.logging import get_logger
-from omnicore.storage import Storage, StorageError, Task
+from omnicore.storage import Job, Storage, StorageError
 
 __all__ = ["JobRunner"]
 
@@ -42,7 +42,7 @@ class JobRunner:
         #: Attempts that ended, by (plugin, outcome: succeeded | failed | dead), since start.
         self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
 
-    def policy(self, task: Task) -> RetryPolicy:
+    def policy(self, task: Job) -> RetryPolicy:
         """The retry policy of ``task``: its own attempts and backoff, the service's cap."""
         return RetryPolicy(task.max_attempts, task.backoff_ms, self._max_backoff_ms)
 
@@ -51,7 +51,7 @@ class JobRunner:
         with self._lock:
             return sorted(self.outcomes.items())
 
-    def run(self, task: Task) -> None:
+    def run(self, task: Job) -> None:
         """Deliver ``task`` (claimed by this host) and record how it ended."""
         events = self._events
         hops = task.hops + 1
