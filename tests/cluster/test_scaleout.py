@@ -139,7 +139,7 @@ def _count(store: PostgresStorage, key: str) -> int:
 def test_a_sigkilled_hosts_jobs_finish_elsewhere_once(cluster: Any) -> None:
     hosts, store = cluster(3)
     ids = [store.queue.add(JobSpec("worker", "slow", json.dumps({"id": i, "ms": 1500})
-                                    .encode(), time.time())) for i in range(6)]
+                                   .encode(), time.time())) for i in range(6)]
     pids = {i.pid: i.runtime_id for i in store.instances.all()}
     victim = next(h for h in hosts if h.proc is not None)
     victim_id = pids[victim.proc.pid]  # type: ignore[union-attr]

@@ -43,7 +43,7 @@ def test_an_enqueue_through_another_storage_wakes_the_listener_of_its_queue(
         assert jobs.wait(5)
         jobs.clear()
         cli.jobs("p").enqueue("h", b"", time.time(), max_attempts=1, backoff_ms=1,
-                               max_queued=10)
+                              max_queued=10)
         assert jobs.wait(5)
         time.sleep(0.2)
         assert not steps.is_set()  # a job enqueue does not wake the step workers

@@ -169,7 +169,7 @@ def test_kv_incr_is_atomic_across_threads(store: Storage) -> None:
 def _enqueue(store: Storage, plugin: str, handler: str = "h", run_at: float = 0.0,
              max_queued: int = 100) -> int:
     return store.jobs(plugin).enqueue(handler, b"{}", run_at, max_attempts=3, backoff_ms=10,
-                                       max_queued=max_queued)
+                                      max_queued=max_queued)
 
 
 def test_tasks_claim_lease_finish(store: Storage) -> None:

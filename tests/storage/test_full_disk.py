@@ -72,7 +72,7 @@ def _writes(store: SQLiteStorage) -> dict[str, Callable[[], Any]]:
         "kv incr": lambda: store.kv("p").incr("counter-" + os.urandom(4).hex() + "x" * 400, 1),
         "kv delete": lambda: store.kv("p").delete("k0"),
         "plugin enqueue": lambda: store.jobs("p").enqueue("h", big, 0.0, max_attempts=1,
-                                                           backoff_ms=1, max_queued=10),
+                                                          backoff_ms=1, max_queued=10),
         "operator enqueue": lambda: store.queue.add(JobSpec("p", "h", big, 0.0)),
         "event append": lambda: store.events.append("t", "p", big, 1000),
         "workflow run": lambda: wf.create_run("flow", "v", {"big": big.hex()}, None, "t"),

@@ -84,7 +84,7 @@ def test_every_write_of_ours_and_of_a_second_storage_is_seen(store: SQLiteStorag
             ("second storage incr", lambda: second.kv("p").incr("k", 2), b"2"),
             ("second storage set", lambda: second.kv("p").set("k", b"quiet"), b"quiet"),
             ("a job enqueued", lambda: second.queue.add(JobSpec("p", "h", b"", 0.0)),
-             b"quiet"),
+            b"quiet"),
         ]
         for what, write, expected in writes:
             _cached(store, "k")

@@ -178,7 +178,7 @@ def jobs_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: 
 
     defaults = _config(appdir).capabilities.jobs
     spec = JobSpec(plugin, handler, payload.encode(), time.time() + delay,
-                    defaults.max_attempts, defaults.backoff_ms, "operator")
+                   defaults.max_attempts, defaults.backoff_ms, "operator")
     with _storage(appdir) as store:
         job_id = store.queue.add(spec)
         _audit(store, "task.enqueue", f"task:{job_id}", None,

@@ -87,12 +87,12 @@ class Jobs:
         store = self._storage()
         if max_queued is None:
             job_id = store.queue.add(JobSpec(plugin, handler, bytes(payload), run_at,
-                                              attempts, backoff, source, hops))
+                                             attempts, backoff, source, hops))
         else:
             job_id = store.jobs(plugin).enqueue(handler, payload, run_at,
-                                                 max_attempts=attempts, backoff_ms=backoff,
-                                                 max_queued=max_queued, source=source,
-                                                 hops=hops)
+                                                max_attempts=attempts, backoff_ms=backoff,
+                                                max_queued=max_queued, source=source,
+                                                hops=hops)
         self._events.publish(JobQueued(job_id=job_id, plugin=plugin, handler=handler,
                                        source=source, hops=hops + 1))
         self.wake()

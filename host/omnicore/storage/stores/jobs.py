@@ -64,7 +64,7 @@ class PluginJobRows(PluginJobs):
     def enqueue(self, handler: str, payload: bytes, run_at: float, *, max_attempts: int,
                 backoff_ms: int, max_queued: int, source: str = "call", hops: int = 0) -> int:
         spec = JobSpec(self.plugin, handler, bytes(payload), run_at, max_attempts, backoff_ms,
-                        source, hops)
+                       source, hops)
 
         def run(tx: Tx) -> int:
             # The lock's old name: a host of the previous version sharing the database
