@@ -45,9 +45,9 @@ from omnicore.storage.workflows import WorkflowStore
 
 __all__ = [
     "DEFAULT_QUOTA",
+    "JOB_STATES",
     "MAX_KEY_BYTES",
     "MAX_LIST_KEYS",
-    "JOB_STATES",
     "DataDirLocked",
     "EventRecord",
     "Job",
