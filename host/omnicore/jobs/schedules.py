@@ -1,5 +1,5 @@
 """Schedules: ``every`` a period or a ``cron`` expression in a time zone, from a plugin's
-manifest (when it is granted ``tasks``) or ``capabilities.tasks.schedules``.
+manifest (when it is granted ``tasks``) or ``capabilities.jobs.schedules``.
 
 Each fire is a compare-and-set of the schedule's next fire time with its job enqueued in the
 same transaction (``storage.schedules.advance``), so downtime and several hosts still fire
@@ -121,8 +121,8 @@ def check_manifest(plugin: str, manifest: Mapping[str, Any], handlers: Sequence[
 
 
 def configured_schedules(raw: Mapping[str, Sequence[Any]]) -> dict[str, list[Schedule]]:
-    """``capabilities.tasks.schedules`` parsed; ConfigError names the first bad entry."""
-    return {plugin: [parse_schedule(plugin, s, f"capabilities.tasks.schedules.{plugin}[{i}]")
+    """``capabilities.jobs.schedules`` parsed; ConfigError names the first bad entry."""
+    return {plugin: [parse_schedule(plugin, s, f"capabilities.jobs.schedules.{plugin}[{i}]")
                      for i, s in enumerate(items or [])]
             for plugin, items in raw.items()}
 

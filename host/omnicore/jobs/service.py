@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from omnicore.config.schema import TasksConfig
+from omnicore.config.schema import JobsConfig
 from omnicore.core.events import EventBus, Subscription
 from omnicore.core.workers import LeasedWorkers
 from omnicore.jobs.events import JobQueued
@@ -41,13 +41,13 @@ log = get_logger("omnicore.jobs")
 class Jobs:
     """Durable plugin jobs: enqueue, inspect, retry, cancel; the workers and the schedules.
 
-    ``options`` is ``capabilities.tasks``; ``storage`` and ``plugins`` give the app's storage
+    ``options`` is ``capabilities.jobs``; ``storage`` and ``plugins`` give the app's storage
     and plugin host when asked (both are made after the service); ``owner`` names this host
-    on the leases (the app's runtime id). A bad ``capabilities.tasks.schedules`` entry is a
+    on the leases (the app's runtime id). A bad ``capabilities.jobs.schedules`` entry is a
     ConfigError here, when the app is built.
     """
 
-    def __init__(self, options: TasksConfig, *, storage: Callable[[], Storage],
+    def __init__(self, options: JobsConfig, *, storage: Callable[[], Storage],
                  plugins: Callable[[], JobPlugins], events: EventBus, owner: str) -> None:
         self.options = options
         self.owner = owner
@@ -58,7 +58,7 @@ class Jobs:
         self.policy = RetryPolicy(options.max_attempts, options.backoff_ms,
                                   options.max_backoff_ms)
         self._workers: LeasedWorkers[Job, int] = LeasedWorkers(
-            "job", _Queue(storage), self._run, lambda task: task.id, owner=owner,
+            "job", _Queue(storage), self._run, lambda job: job.id, owner=owner,
             workers=options.workers, lease_s=options.lease_s, poll_s=options.poll_s,
             tick=self._tick)
         self.runner = JobRunner(storage, plugins, events, owner, options.max_backoff_ms,
@@ -207,8 +207,8 @@ class Jobs:
     def _tick(self, now: float) -> float:
         return self.scheduler.fire_due(now)
 
-    def _run(self, task: Job) -> None:
-        self.runner.run(task)
+    def _run(self, job: Job) -> None:
+        self.runner.run(job)
 
 
 class _Queue:
