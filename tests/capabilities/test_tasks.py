@@ -263,7 +263,8 @@ def test_catch_up_none_and_one_after_real_downtime(tasks_app: Callable[..., Omni
 
 
 def test_malformed_cron_in_app_config_fails_at_load(make_app: Callable[..., OmniApp]) -> None:
-    with pytest.raises(ConfigError, match=r"capabilities\.tasks\.schedules\.tp\[0\]\.cron"):
+    # Written under the section's old name, named by its new one, as every key of it is.
+    with pytest.raises(ConfigError, match=r"capabilities\.jobs\.schedules\.tp\[0\]\.cron"):
         make_app(builtin_extensions=None, overrides={"capabilities": {"tasks": {
             "schedules": {"tp": [{"handler": "work", "cron": "every day"}]}}}})
 
