@@ -55,7 +55,7 @@ class Refused(StorageError):
 
 
 class QuotaExceeded(Refused):
-    """A per-plugin quota (keys, bytes, queued tasks) would be exceeded."""
+    """A per-plugin quota (keys, bytes, queued jobs) would be exceeded."""
 
 
 class ValueTooLarge(Refused):

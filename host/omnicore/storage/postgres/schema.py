@@ -236,7 +236,8 @@ CREATE INDEX plugin_settings_by_seq ON plugin_settings (seq);
 # version's statements still run through it (INSERT ... RETURNING with the table's identity
 # default, the claim's FOR UPDATE SKIP LOCKED, which locks the table's rows, UPDATE, DELETE;
 # tests/storage/test_postgres_rename.py runs them). The contract half, a later release's
-# step, is `DROP VIEW tasks`, once no host older than this one can share the database.
+# step, is `DROP VIEW tasks`, once no host older than this one can share the database. Until
+# then a column added to `jobs` needs a default: the previous version inserts without it.
 _V10_JOBS_RENAME = """
 ALTER TABLE tasks RENAME TO jobs;
 ALTER TABLE jobs RENAME CONSTRAINT tasks_pkey TO jobs_pkey;
