@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))  # the tests package (tests/pgcluster.py)
 from omnicore.app import OmniApp  # noqa: E402
 from omnicore.config import load_config  # noqa: E402
 from omnicore.sandbox import PluginModule, SandboxEngine  # noqa: E402
-from omnicore.storage import Storage, TaskSpec, open_storage  # noqa: E402
+from omnicore.storage import JobSpec, Storage, open_storage  # noqa: E402
 from omnicore.toolchains import build  # noqa: E402
 from tests.pgcluster import Cluster  # noqa: E402
 
@@ -116,7 +116,7 @@ def start_hosts(root: Path, wasm: Path, n: int, url: str | None
 def latency_and_rate(store: Storage, probes: int, burst: int) -> tuple[list[float], float]:
     ids = []
     for _ in range(probes):
-        ids.append(store.queue.add(TaskSpec("worker", "noop", b"", time.time())))
+        ids.append(store.queue.add(JobSpec("worker", "noop", b"", time.time())))
         time.sleep(0.02)
     wait(lambda: all(store.queue.get(i).state == "succeeded" for i in ids))  # type: ignore[union-attr]
     lat = [(t.started_at - t.created_at) * 1e6 for i in ids
@@ -124,7 +124,7 @@ def latency_and_rate(store: Storage, probes: int, burst: int) -> tuple[list[floa
     start = time.perf_counter()
     last = 0
     for _ in range(burst):
-        last = store.queue.add(TaskSpec("worker", "noop", b"", time.time()))
+        last = store.queue.add(JobSpec("worker", "noop", b"", time.time()))
     wait(lambda: store.queue.get(last).state == "succeeded"  # type: ignore[union-attr]
          and not store.queue.list(plugin="worker", states=("queued", "running"), limit=1),
          timeout=600)
@@ -136,7 +136,7 @@ def failovers(root: Path, wasm: Path, url: str, kills: int) -> list[float]:
     took = []
     try:
         for k in range(kills):
-            job = store.queue.add(TaskSpec("worker", "slow", json.dumps(
+            job = store.queue.add(JobSpec("worker", "slow", json.dumps(
                 {"id": f"k{k}", "ms": 4000}).encode(), time.time()))
             wait(lambda: store.queue.get(job).state == "running")  # type: ignore[union-attr]  # noqa: B023
             task = store.queue.get(job)

@@ -160,7 +160,7 @@ class OmniApp:
     def _make_jobs(self) -> Jobs:
         from omnicore.jobs import Jobs
 
-        return Jobs(self.config.capabilities.tasks, storage=lambda: self.storage,
+        return Jobs(self.config.capabilities.jobs, storage=lambda: self.storage,
                     plugins=lambda: self.plugins, events=self.events, owner=self.runtime_id)
 
     def _make_subscriptions(self) -> Subscriptions:

@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from omnicore.cli import main
-from omnicore.storage import TaskSpec, open_storage
+from omnicore.storage import JobSpec, open_storage
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -47,8 +47,8 @@ def test_kv_needs_an_app(tmp_path: Path) -> None:
 def test_jobs_list_show_cancel_retry(tmp_path: Path) -> None:
     appdir = make_app(tmp_path)
     store = open_storage(appdir / "data")
-    queued = store.queue.add(TaskSpec("p", "work", b'{"n": 1}', 4e9))
-    dead = store.queue.add(TaskSpec("p", "boom", b"", 0.0, max_attempts=1))
+    queued = store.queue.add(JobSpec("p", "work", b'{"n": 1}', 4e9))
+    dead = store.queue.add(JobSpec("p", "boom", b"", 0.0, max_attempts=1))
     task = store.queue.claim("w", 1e9 + 1, 30)
     assert task is not None and task.id == dead
     store.queue.fail(dead, "w", 1e9 + 2, "GuestError: boom", None)

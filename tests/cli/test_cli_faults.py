@@ -21,7 +21,7 @@ import pytest
 import wasmtime
 
 from omnicore.sandbox import wasmbin
-from omnicore.storage import SQLiteStorage, TaskSpec
+from omnicore.storage import JobSpec, SQLiteStorage
 
 #: ``slow`` counts its calls in kv key ``calls`` and spins forever on the first one, so a
 #: host can be killed while it holds the job; a second delivery returns at once.
@@ -248,7 +248,7 @@ def test_a_killed_hosts_job_runs_again_within_a_second_of_the_restart(
     appdir = _app(tmp_path, console=False)
     db = appdir / "data" / "omnicore.db"
     store = SQLiteStorage(db)
-    job = store.queue.add(TaskSpec("sp", "slow", b"", 0.0))
+    job = store.queue.add(JobSpec("sp", "slow", b"", 0.0))
     store.close()
     first = hosts(appdir)        # the default 30 s lease: only the restart can free the job
     deadline = time.monotonic() + 60
@@ -257,7 +257,7 @@ def test_a_killed_hosts_job_runs_again_within_a_second_of_the_restart(
         time.sleep(0.05)
     os.kill(first.proc.pid, signal.SIGKILL)
     first.proc.wait(10)
-    assert _read(db, f"SELECT state FROM tasks WHERE id={job}") == "running"
+    assert _read(db, f"SELECT state FROM jobs WHERE id={job}") == "running"
     second = hosts(appdir)
     started_at, _ = second.wait_for("lease(s) of a host that stopped")
     second.wait_for("started")
@@ -268,10 +268,10 @@ def test_a_killed_hosts_job_runs_again_within_a_second_of_the_restart(
     elapsed = time.monotonic() - started_at
     assert elapsed < 1.0 + 1.5, elapsed       # the lease had 30 s left
     deadline = time.monotonic() + 30
-    while _read(db, f"SELECT state FROM tasks WHERE id={job}") != "succeeded":
+    while _read(db, f"SELECT state FROM jobs WHERE id={job}") != "succeeded":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert _read(db, f"SELECT attempts FROM tasks WHERE id={job}") == 2
+    assert _read(db, f"SELECT attempts FROM jobs WHERE id={job}") == 2
     assert f"pid {first.proc.pid}" in second.text
     # A one-off call in its own process beside the running host (no console to forward to).
     called = _cli("call", "sp", "slow", "--app", str(appdir), "--embedded")

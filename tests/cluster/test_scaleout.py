@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from omnicore.storage import TaskSpec
+from omnicore.storage import JobSpec
 from omnicore.storage.postgres import PostgresStorage
 from omnicore.toolchains import build
 
@@ -138,8 +138,8 @@ def _count(store: PostgresStorage, key: str) -> int:
 
 def test_a_sigkilled_hosts_jobs_finish_elsewhere_once(cluster: Any) -> None:
     hosts, store = cluster(3)
-    ids = [store.queue.add(TaskSpec("worker", "slow", json.dumps({"id": i, "ms": 1500})
-                                    .encode(), time.time())) for i in range(6)]
+    ids = [store.queue.add(JobSpec("worker", "slow", json.dumps({"id": i, "ms": 1500})
+                                   .encode(), time.time())) for i in range(6)]
     pids = {i.pid: i.runtime_id for i in store.instances.all()}
     victim = next(h for h in hosts if h.proc is not None)
     victim_id = pids[victim.proc.pid]  # type: ignore[union-attr]
@@ -173,7 +173,7 @@ def test_a_one_second_schedule_fires_once_per_period_across_the_cluster(cluster:
 def test_a_durable_subscription_delivers_once_and_a_live_one_on_every_host(
         cluster: Any) -> None:
     hosts, store = cluster(3)
-    store.queue.add(TaskSpec("worker", "emit", b'{"n": 20}', time.time()))
+    store.queue.add(JobSpec("worker", "emit", b'{"n": 20}', time.time()))
     until(lambda: _count(store, "pings") >= 20 and _count(store, "live") >= 60,
           "20 durable deliveries and 3 x 20 live ones", hosts, timeout=60)
     time.sleep(2)  # a duplicate would land in this time
@@ -194,7 +194,7 @@ def test_postgres_going_away_and_coming_back(cluster: Any, pg_cluster: Any) -> N
     finally:
         pg_cluster.resume()
     until(lambda: all(h.ready() == 200 for h in hosts), "/readyz 200 again", hosts, timeout=30)
-    job = store.queue.add(TaskSpec("worker", "slow", b'{"id": 99, "ms": 0}', time.time()))
+    job = store.queue.add(JobSpec("worker", "slow", b'{"id": 99, "ms": 0}', time.time()))
     until(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
           "a job after the outage", hosts, timeout=30)
     assert store.kv("worker").get("before") == b"kept"
@@ -211,7 +211,7 @@ def test_a_drained_host_finishes_its_work_and_exits(cluster: Any) -> None:
     assert store.instances.set_draining(rid, True)
     assert victim.proc is not None and victim.proc.wait(30) == 0  # a clean stop
     assert rid not in {i.runtime_id for i in store.instances.all()}
-    job = store.queue.add(TaskSpec("worker", "slow", b'{"id": 7, "ms": 0}', time.time()))
+    job = store.queue.add(JobSpec("worker", "slow", b'{"id": 7, "ms": 0}', time.time()))
     until(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
           "the other host to run new work", hosts[1:], timeout=30)
 

@@ -122,28 +122,28 @@ def test_jobs_page_pages_by_100_filters_and_shows_duration(ticker: Host) -> None
     wait_for(lambda: (j := jobs.get(done_id)) is not None and j.state == "succeeded")
     browser, _ = ticker.browser_session()
     first = browser.get("/tasks").text
-    assert first.count('<tr data-task="') == 100
+    assert first.count('<tr data-job="') == 100
     assert 'rel="next"' in first and 'rel="prev"' not in first
     assert re.search(r'<select name="plugin">', first) and re.search(r'<select name="state">',
                                                                       first)
-    row = re.search(rf'<tr data-task="{done_id}">(.*?)</tr>', first, re.S)
+    row = re.search(rf'<tr data-job="{done_id}">(.*?)</tr>', first, re.S)
     assert row is not None and ">succeeded<" in row[1] and ">1/" in row[1]
     assert re.search(r'data-label="Duration" class="nowrap">[\d.]+ (µs|ms)<', row[1])
     nxt = re.search(r'<a rel="next" href="([^"]+)"', first)
     assert nxt is not None
     second = browser.get(nxt[1].replace("&amp;", "&")).text
-    ids = [int(i) for i in re.findall(r'<tr data-task="(\d+)"', second)]
+    ids = [int(i) for i in re.findall(r'<tr data-job="(\d+)"', second)]
     assert len(ids) == 100 and max(ids) < min(
-        int(i) for i in re.findall(r'<tr data-task="(\d+)"', first))  # older, no overlap
+        int(i) for i in re.findall(r'<tr data-job="(\d+)"', first))  # older, no overlap
     third = browser.get("/tasks", params={"page": 3}).text
-    assert third.count('<tr data-task="') == 31 and 'rel="next"' not in third
+    assert third.count('<tr data-job="') == 31 and 'rel="next"' not in third
     queued = browser.get("/tasks", params={"state": "queued", "handler": "on_event"}).text
-    assert queued.count('<tr data-task="') == 100 and 'rel="next"' in queued
+    assert queued.count('<tr data-job="') == 100 and 'rel="next"' in queued
     last = browser.get("/tasks", params={"state": "queued", "handler": "on_event",
                                          "page": 2}).text
-    assert last.count('<tr data-task="') == 15
+    assert last.count('<tr data-job="') == 15
     assert browser.get("/tasks", params={"plugin": "nobody"}).text.count(
-        '<tr data-task="') == 0
+        '<tr data-job="') == 0
     for bad in ({"page": "0"}, {"page": "x"}, {"state": "weird"}):
         assert browser.get("/tasks", params=bad).status_code == 200
 
@@ -163,7 +163,7 @@ def test_the_old_task_paths_answer_as_the_job_paths_do(ticker: Host) -> None:
     browser, csrf = ticker.browser_session()
     new, old = browser.get("/jobs"), browser.get("/tasks")
     assert new.status_code == old.status_code == 200 and "<h1>Jobs</h1>" in old.text
-    assert f'<tr data-task="{later}">' in new.text and 'href="/jobs"' in new.text
+    assert f'<tr data-job="{later}">' in new.text and 'href="/jobs"' in new.text
     r = browser.post(f"/tasks/{later}/cancel", data={"csrf": csrf})
     assert r.status_code == 303 and r.headers["location"] == "/jobs?done=cancelled"
     assert "Job cancelled." in browser.get(r.headers["location"]).text

@@ -55,11 +55,11 @@ def test_a_storage_error_costs_the_sample_not_the_sampling(
     # A real failure under the storage interface: the queue's table vanishes for a while
     # (another process's migration gone wrong), so reading the job counts fails in SQLite.
     with sqlite3.connect(database) as other:
-        other.execute("ALTER TABLE tasks RENAME TO tasks_away")
+        other.execute("ALTER TABLE jobs RENAME TO jobs_away")
     with caplog.at_level(logging.INFO, logger="omnicore"):
         failed = [sampler.tick(now=1010.0 + 10 * i) for i in range(3)]
         with sqlite3.connect(database) as other:
-            other.execute("ALTER TABLE tasks_away RENAME TO tasks")
+            other.execute("ALTER TABLE jobs_away RENAME TO jobs")
         app.jobs.enqueue("nobody", "run", b"", delay_s=3600)
         samples = sampler.series.samples
         assert sampler.tick(now=1050.0) and sampler.tick(now=1060.0)
@@ -68,7 +68,7 @@ def test_a_storage_error_costs_the_sample_not_the_sampling(
     said = [(r.levelno, r.getMessage()) for r in caplog.records
             if r.getMessage().startswith("charts:")]
     assert [level for level, _ in said] == [logging.WARNING, logging.INFO]
-    assert "a sample failed" in said[0][1] and "no such table: tasks" in said[0][1]
+    assert "a sample failed" in said[0][1] and "no such table: jobs" in said[0][1]
     assert "sampling works again" in said[1][1]
     points = dict(sampler.series.points(HOST, "15m", now=1065.0))
     assert points[1060.0] is not None and points[1060.0][1] == 1.0  # one job queued

@@ -14,7 +14,7 @@ import pytest
 
 from omnicore.core.workers import LeasedWorkers
 from omnicore.errors import OmniError
-from omnicore.storage import SQLiteStorage, Task, TaskSpec
+from omnicore.storage import Job, JobSpec, SQLiteStorage
 
 
 @pytest.fixture
@@ -24,8 +24,8 @@ def store(tmp_path: Path) -> Iterator[SQLiteStorage]:
     s.close()
 
 
-def _workers(store: SQLiteStorage, run: Callable[[Task], None], **kw: float) -> \
-        LeasedWorkers[Task, int]:
+def _workers(store: SQLiteStorage, run: Callable[[Job], None], **kw: float) -> \
+        LeasedWorkers[Job, int]:
     opts = {"workers": 2, "lease_s": 30.0, "poll_s": 30.0, **kw}
     return LeasedWorkers("test", store.queue, run, lambda t: t.id, owner="host-a",
                          workers=int(opts["workers"]), lease_s=opts["lease_s"],
@@ -46,7 +46,7 @@ def test_a_wake_ends_the_idle_wait_of_a_long_poll(store: SQLiteStorage) -> None:
     workers.start()
     try:
         time.sleep(0.2)  # both workers are idle in a 30 s poll
-        job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+        job = store.queue.add(JobSpec("p", "h", b"", time.time()))
         started = time.monotonic()
         workers.wake()
         _wait(lambda: ran == [job], "the woken worker to run the job")
@@ -84,7 +84,7 @@ def test_a_wake_neither_waits_for_an_idle_workers_query_nor_is_lost(
     workers.start()
     try:
         assert in_query.wait(10)
-        job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+        job = store.queue.add(JobSpec("p", "h", b"", time.time()))
         waker = threading.Thread(target=workers.wake)
         waker.start()
         waker.join(5)
@@ -99,7 +99,7 @@ def test_a_wake_neither_waits_for_an_idle_workers_query_nor_is_lost(
 def test_leases_are_renewed_while_an_item_runs(store: SQLiteStorage) -> None:
     release = threading.Event()
     workers = _workers(store, lambda t: release.wait(20), lease_s=0.6, poll_s=0.1)
-    job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+    job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     try:
         _wait(lambda: bool(workers.running()), "the item to run")
@@ -116,12 +116,12 @@ def test_stop_interrupts_after_the_grace_and_releases_uncounted(store: SQLiteSto
     calls: list[float] = []
     why: list[bool] = []
 
-    def run(task: Task) -> None:
+    def run(task: Job) -> None:
         interrupted.wait(30)  # "a call" that only the interrupt ends
         why.append(workers.interrupted.is_set())  # the run sees why: it records nothing
 
     workers = _workers(store, run)
-    jobs = [store.queue.add(TaskSpec("p", "h", b"", time.time())) for _ in range(2)]
+    jobs = [store.queue.add(JobSpec("p", "h", b"", time.time())) for _ in range(2)]
     workers.start()
     workers.wake()
     _wait(lambda: len(workers.running()) == 2, "both items to run")
@@ -139,13 +139,13 @@ def test_stop_interrupts_after_the_grace_and_releases_uncounted(store: SQLiteSto
 
 
 def test_stop_waits_for_items_that_end_within_the_grace(store: SQLiteStorage) -> None:
-    def run(task: Task) -> None:
+    def run(task: Job) -> None:
         time.sleep(0.3)
         store.queue.finish(task.id, "host-a", time.time())
 
     calls: list[int] = []
     workers = _workers(store, run)
-    job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+    job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     workers.wake()
     _wait(lambda: bool(workers.running()), "the item to run")
@@ -155,11 +155,11 @@ def test_stop_waits_for_items_that_end_within_the_grace(store: SQLiteStorage) ->
 
 
 def test_a_run_that_raises_leaves_the_item_to_its_lease(store: SQLiteStorage) -> None:
-    def run(task: Task) -> None:
+    def run(task: Job) -> None:
         raise RuntimeError("a bug in the runner")
 
     workers = _workers(store, run, lease_s=0.5, poll_s=0.1)
-    job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+    job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     try:
         _wait(lambda: (store.queue.get(job).attempts or 0) >= 2,  # type: ignore[union-attr]
@@ -214,7 +214,7 @@ def test_an_outage_holds_the_running_item_and_records_it_when_the_storage_return
     ran, go = threading.Event(), threading.Event()
     runs: list[int] = []
 
-    def run(task: Task) -> None:
+    def run(task: Job) -> None:
         runs.append(task.id)
         ran.set()
         go.wait(10)
@@ -222,7 +222,7 @@ def test_an_outage_holds_the_running_item_and_records_it_when_the_storage_return
 
     workers = LeasedWorkers("test", flaky, run, lambda t: t.id, owner="host-a", workers=2,
                             lease_s=30.0, poll_s=0.05, tick=lambda now: None)
-    job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+    job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     try:
         assert ran.wait(10)
@@ -258,7 +258,7 @@ def test_a_run_failing_on_the_storage_gives_its_item_back_when_it_returns(
     flaky = Flaky(store.queue)
     runs: list[int] = []
 
-    def run(task: Task) -> None:
+    def run(task: Job) -> None:
         runs.append(task.id)
         if len(runs) == 1:
             flaky.down = True
@@ -267,7 +267,7 @@ def test_a_run_failing_on_the_storage_gives_its_item_back_when_it_returns(
 
     workers = LeasedWorkers("test", flaky, run, lambda t: t.id, owner="host-a", workers=1,
                             lease_s=30.0, poll_s=0.05)
-    job = store.queue.add(TaskSpec("p", "h", b"", time.time()))
+    job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     try:
         _wait(lambda: flaky.refused >= 3, "the release to fail too")

@@ -11,7 +11,7 @@ import pytest
 
 from omnicore.errors import ConfigError
 from omnicore.jobs import parse_schedule
-from omnicore.storage import SQLiteStorage, TaskSpec
+from omnicore.storage import JobSpec, SQLiteStorage
 
 
 def test_schedule_fires_once_after_downtime_with_catch_up_one(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_schedule_fires_once_after_downtime_with_catch_up_one(tmp_path: Path) ->
     sched = parse_schedule("p", {"handler": "tick", "every": "10s"}, "x")
     assert store.schedules.advance("p", "tick", None, 1000.0, None)
     # the host was down from t=1000 to t=1055: five periods missed, one fire
-    spec = TaskSpec("p", "tick", b"", 1055.0, source="schedule:tick")
+    spec = JobSpec("p", "tick", b"", 1055.0, source="schedule:tick")
     assert store.schedules.advance("p", "tick", 1000.0, sched.next_after(1055.0), spec)
     assert len(store.queue.list(plugin="p")) == 1
     assert store.schedules.next_fire("p", "tick") == 1065.0

@@ -34,7 +34,7 @@ from omnicore.sandbox import (
     SandboxEngine,
     wasmbin,
 )
-from omnicore.storage import SQLiteStorage, TaskSpec
+from omnicore.storage import JobSpec, SQLiteStorage
 from tests.sandbox_fixtures import compile_wat, wait_for
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "host_job_spin.wat"
@@ -85,7 +85,7 @@ def test_sigterm_ends_within_the_grace_and_the_jobs_run_again_after_restart(
     appdir = _app_dir(tmp_path, grace)
     db = appdir / "data" / "omnicore.db"
     store = SQLiteStorage(db)
-    jobs = {h: store.queue.add(TaskSpec("spinner", h, b"", 0.0)) for h in HANDLERS}
+    jobs = {h: store.queue.add(JobSpec("spinner", h, b"", 0.0)) for h in HANDLERS}
     store.close()
     cmd = [sys.executable, "-m", "omnicore.cli", "run", str(appdir)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -107,15 +107,15 @@ def test_sigterm_ends_within_the_grace_and_the_jobs_run_again_after_restart(
     assert took < grace + SLACK_S, f"stop took {took:.2f}s with a {grace}s grace\n{log}"
     for handler, job in jobs.items():
         # Given back, not failed: queued, no attempt counted, no error recorded.
-        assert _read(db, f"SELECT state FROM tasks WHERE id={job}") == "queued", handler
-        assert _read(db, f"SELECT attempts FROM tasks WHERE id={job}") == 0, handler
-        assert _read(db, f"SELECT last_error FROM tasks WHERE id={job}") is None, handler
+        assert _read(db, f"SELECT state FROM jobs WHERE id={job}") == "queued", handler
+        assert _read(db, f"SELECT attempts FROM jobs WHERE id={job}") == 0, handler
+        assert _read(db, f"SELECT last_error FROM jobs WHERE id={job}") is None, handler
     second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _until(lambda: all(_read(db, f"SELECT state FROM tasks WHERE id={j}") == "succeeded"
+        _until(lambda: all(_read(db, f"SELECT state FROM jobs WHERE id={j}") == "succeeded"
                            for j in jobs.values()), "the jobs to run again and succeed", second)
         for handler, job in jobs.items():
-            assert _read(db, f"SELECT attempts FROM tasks WHERE id={job}") == 1
+            assert _read(db, f"SELECT attempts FROM jobs WHERE id={job}") == 1
             assert _read(db, f"SELECT value FROM kv WHERE key='{handler}_runs'") == b"2"
             assert _read(db, f"SELECT value FROM kv WHERE key='{handler}_done'") == b"1"
     finally:

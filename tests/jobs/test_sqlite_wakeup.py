@@ -16,7 +16,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from omnicore.cli import main
-from omnicore.storage import SQLiteStorage, TaskSpec, open_storage
+from omnicore.storage import JobSpec, SQLiteStorage, open_storage
 from omnicore.storage.sqlite.wakeup import MIN_INTERVAL_S
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,11 +39,11 @@ def test_an_enqueue_through_another_storage_wakes_the_listener_of_its_queue(
     try:
         host.on_wakeup(jobs.set, "jobs")
         host.on_wakeup(steps.set, "steps")
-        cli.queue.add(TaskSpec("p", "h", b"", time.time()))
+        cli.queue.add(JobSpec("p", "h", b"", time.time()))
         assert jobs.wait(5)
         jobs.clear()
-        cli.tasks("p").enqueue("h", b"", time.time(), max_attempts=1, backoff_ms=1,
-                               max_queued=10)
+        cli.jobs("p").enqueue("h", b"", time.time(), max_attempts=1, backoff_ms=1,
+                              max_queued=10)
         assert jobs.wait(5)
         time.sleep(0.2)
         assert not steps.is_set()  # a job enqueue does not wake the step workers
@@ -58,7 +58,7 @@ def test_a_second_listener_on_the_same_file_falls_back_to_polling(tmp_path: Path
     try:
         first.on_wakeup(woke.set, "jobs")
         second.on_wakeup(lambda: None, "jobs")  # cannot bind: no error, no channel
-        cli.queue.add(TaskSpec("p", "h", b"", time.time()))
+        cli.queue.add(JobSpec("p", "h", b"", time.time()))
         assert woke.wait(5)
     finally:
         for s in (first, second, cli):
@@ -90,7 +90,7 @@ def test_a_flood_of_datagrams_costs_a_bounded_number_of_wake_ups(tmp_path: Path)
         assert count <= took / MIN_INTERVAL_S + 50, (count, sent)
         before = count
         cli = SQLiteStorage(tmp_path / "o.db")
-        cli.queue.add(TaskSpec("p", "h", b"", time.time()))
+        cli.queue.add(JobSpec("p", "h", b"", time.time()))
         cli.close()
         assert _wait(lambda: count > before, 5)  # and it still hears real enqueues
     finally:

@@ -41,7 +41,7 @@ from omnicore.sandbox import (
     SandboxEngine,
 )
 from omnicore.sandbox.capability import DeferredCapability
-from omnicore.storage import SQLiteStorage, Task
+from omnicore.storage import Job, SQLiteStorage
 
 __all__ = ["CONNECTOR_TOKEN", "SECRET", "HostedProbe", "Upstream", "call_text", "probe_grants",
            "runtime"]
@@ -182,7 +182,7 @@ class HostedProbe:
         """The plugin's stored value at ``key``."""
         return self.app.kv.for_plugin(self.name).get(key)
 
-    def tasks(self) -> list[Task]:
+    def tasks(self) -> list[Job]:
         """What the plugin enqueued, oldest first."""
         return list(reversed(self.app.jobs.list(plugin=self.name)))
 

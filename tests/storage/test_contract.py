@@ -13,11 +13,11 @@ import time
 import pytest
 
 from omnicore.storage import (
+    JobSpec,
     KVQuota,
     NotAnInteger,
     QuotaExceeded,
     Storage,
-    TaskSpec,
     ValueTooLarge,
 )
 
@@ -164,21 +164,21 @@ def test_kv_incr_is_atomic_across_threads(store: Storage) -> None:
     assert kv.usage().keys == 1
 
 
-# -- tasks ------------------------------------------------------------------------------------
+# -- jobs -------------------------------------------------------------------------------------
 
 def _enqueue(store: Storage, plugin: str, handler: str = "h", run_at: float = 0.0,
              max_queued: int = 100) -> int:
-    return store.tasks(plugin).enqueue(handler, b"{}", run_at, max_attempts=3, backoff_ms=10,
-                                       max_queued=max_queued)
+    return store.jobs(plugin).enqueue(handler, b"{}", run_at, max_attempts=3, backoff_ms=10,
+                                      max_queued=max_queued)
 
 
-def test_tasks_claim_lease_finish(store: Storage) -> None:
+def test_jobs_claim_lease_finish(store: Storage) -> None:
     first = _enqueue(store, "a")
     later = _enqueue(store, "a", run_at=time.time() + 3600)
     now = time.time()
-    task = store.queue.claim("w1", now, 30)
-    assert task is not None and task.id == first and task.attempts == 1
-    assert task.state == "running" and task.owner == "w1"
+    job = store.queue.claim("w1", now, 30)
+    assert job is not None and job.id == first and job.attempts == 1
+    assert job.state == "running" and job.owner == "w1"
     assert store.queue.claim("w2", now, 30) is None  # the other is not due
     assert store.queue.finish(first, "w2", now) is False  # not w2's lease
     assert store.queue.finish(first, "w1", now) is True
@@ -188,7 +188,7 @@ def test_tasks_claim_lease_finish(store: Storage) -> None:
     assert store.queue.counts() == {("a", "succeeded"): 1, ("a", "queued"): 1}
 
 
-def test_tasks_expired_lease_is_delivered_again(store: Storage) -> None:
+def test_jobs_expired_lease_is_delivered_again(store: Storage) -> None:
     tid = _enqueue(store, "a")
     now = time.time()
     assert store.queue.claim("dead-host", now, 0.5) is not None
@@ -198,18 +198,18 @@ def test_tasks_expired_lease_is_delivered_again(store: Storage) -> None:
     assert store.queue.finish(tid, "dead-host", now + 2) is False  # lost its lease
 
 
-def test_tasks_an_expired_lease_is_claimed_before_the_due_backlog(store: Storage) -> None:
+def test_jobs_an_expired_lease_is_claimed_before_the_due_backlog(store: Storage) -> None:
     # A dead host's job must not wait behind a queue of older due jobs (the takeover bound).
     now = time.time()
     lost = _enqueue(store, "a", run_at=now - 10)
     assert store.queue.claim("dead-host", now, 0.5) is not None
-    older = store.queue.add(TaskSpec("p", "b", b"", now - 100))
+    older = store.queue.add(JobSpec("p", "b", b"", now - 100))
     first, second = store.queue.claim("w", now + 1, 30), store.queue.claim("w", now + 1, 30)
     assert first is not None and first.id == lost and first.attempts == 2
     assert second is not None and second.id == older
 
 
-def test_tasks_fail_retry_then_dead_and_operator_retry(store: Storage) -> None:
+def test_jobs_fail_retry_then_dead_and_operator_retry(store: Storage) -> None:
     tid = _enqueue(store, "a")
     now = time.time()
     store.queue.claim("w", now, 30)
@@ -217,53 +217,53 @@ def test_tasks_fail_retry_then_dead_and_operator_retry(store: Storage) -> None:
     assert store.queue.claim("w", now + 1, 30) is None
     store.queue.claim("w", now + 6, 30)
     assert store.queue.fail(tid, "w", now + 6, "boom 2", retry_at=None) == "dead"
-    task = store.queue.get(tid)
-    assert task is not None and task.state == "dead" and task.last_error == "boom 2"
-    assert task.attempts == 2
+    job = store.queue.get(tid)
+    assert job is not None and job.state == "dead" and job.last_error == "boom 2"
+    assert job.attempts == 2
     assert store.queue.retry(tid, now + 7) is True
     fresh = store.queue.claim("w", now + 8, 30)
     assert fresh is not None and fresh.id == tid and fresh.attempts == 1
 
 
-def test_tasks_scoped_per_plugin(store: Storage) -> None:
+def test_jobs_scoped_per_plugin(store: Storage) -> None:
     mine = _enqueue(store, "a")
-    assert store.tasks("b").get(mine) is None
-    assert store.tasks("b").cancel(mine) is None
+    assert store.jobs("b").get(mine) is None
+    assert store.jobs("b").cancel(mine) is None
     assert store.queue.get(mine).state == "queued"  # type: ignore[union-attr]
-    assert store.tasks("a").cancel(mine) is True
-    assert store.tasks("a").cancel(mine) is False
-    assert store.tasks("a").cancel(10**9) is None
+    assert store.jobs("a").cancel(mine) is True
+    assert store.jobs("a").cancel(mine) is False
+    assert store.jobs("a").cancel(10**9) is None
 
 
-def test_tasks_queue_quota_counts_pending_only(store: Storage) -> None:
+def test_jobs_queue_quota_counts_pending_only(store: Storage) -> None:
     for _ in range(2):
         _enqueue(store, "a", max_queued=2)
     with pytest.raises(QuotaExceeded):
         _enqueue(store, "a", max_queued=2)
     _enqueue(store, "b", max_queued=2)  # another plugin's quota is its own
-    task = store.queue.claim("w", time.time(), 30)
-    assert task is not None
-    store.queue.finish(task.id, "w", time.time())
+    job = store.queue.claim("w", time.time(), 30)
+    assert job is not None
+    store.queue.finish(job.id, "w", time.time())
     _enqueue(store, "a", max_queued=2)
 
 
-def test_tasks_release_gives_back_without_an_attempt(store: Storage) -> None:
+def test_jobs_release_gives_back_without_an_attempt(store: Storage) -> None:
     tid = _enqueue(store, "a")
     store.queue.claim("w", time.time(), 30)
     store.queue.release("w", [tid])
-    task = store.queue.get(tid)
-    assert task is not None and task.state == "queued" and task.attempts == 0
+    job = store.queue.get(tid)
+    assert job is not None and job.state == "queued" and job.attempts == 0
 
 
-def test_tasks_concurrent_claims_never_share_a_task(store: Storage) -> None:
+def test_jobs_concurrent_claims_never_share_a_job(store: Storage) -> None:
     ids = {_enqueue(store, "a") for _ in range(60)}
     got: list[int] = []
     lock = threading.Lock()
 
     def worker(name: str) -> None:
-        while (task := store.queue.claim(name, time.time(), 30)) is not None:
+        while (job := store.queue.claim(name, time.time(), 30)) is not None:
             with lock:
-                got.append(task.id)
+                got.append(job.id)
     threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
     for t in threads:
         t.start()
@@ -278,7 +278,7 @@ def test_schedule_advance_is_compare_and_set(store: Storage) -> None:
     assert store.schedules.next_fire("p", "tick") is None
     assert store.schedules.advance("p", "tick", None, 100.0, None) is True
     assert store.schedules.advance("p", "tick", None, 100.0, None) is False
-    spec = TaskSpec("p", "tick", b"", 0.0, source="schedule:tick")
+    spec = JobSpec("p", "tick", b"", 0.0, source="schedule:tick")
     assert store.schedules.advance("p", "tick", 100.0, 130.0, spec) is True
     assert store.schedules.advance("p", "tick", 100.0, 130.0, spec) is False  # fired once
     assert store.schedules.next_fire("p", "tick") == 130.0
@@ -315,10 +315,10 @@ def test_events_are_read_back_in_bulk_in_order_skipping_trimmed_ones(store: Stor
     assert store.events.get_many([]) == []
 
 
-def test_tasks_release_others_makes_every_other_owners_job_due_at_once(store: Storage) -> None:
+def test_jobs_release_others_makes_every_other_owners_job_due_at_once(store: Storage) -> None:
     """What a host that knows it is alone (the SQLite data dir's lock holder) does at start."""
     for handler in ("a", "b", "c"):
-        store.queue.add(TaskSpec("p", handler, b"", 0.0))
+        store.queue.add(JobSpec("p", handler, b"", 0.0))
     now = time.time()
     dead = store.queue.claim("rt-dead", now, 3600)
     assert dead is not None

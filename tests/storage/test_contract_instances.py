@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from omnicore.storage import Storage, TaskSpec
+from omnicore.storage import JobSpec, Storage
 from omnicore.storage.instance_rows import Instance
 from omnicore.storage.workflows import NewStep
 
@@ -35,7 +35,7 @@ def test_register_heartbeat_drain_and_leave(storage: Storage) -> None:
 def test_a_stale_instance_is_reaped_and_its_job_and_step_leases_are_due_at_once(
         storage: Storage) -> None:
     now = time.time()
-    job = storage.queue.add(TaskSpec("p", "h", b"x", now))
+    job = storage.queue.add(JobSpec("p", "h", b"x", now))
     assert storage.queue.claim("rt-dead", now, 3600) is not None
     created = storage.workflows.create_run("wf", "v1", {}, None, "test")
     assert created is not None

@@ -23,7 +23,7 @@ import pytest
 
 from omnicore.app import OmniApp
 from omnicore.console.errors import from_omni
-from omnicore.storage import SQLiteStorage, StorageError, StorageFull, TaskSpec
+from omnicore.storage import JobSpec, SQLiteStorage, StorageError, StorageFull
 from tests.capabilities.test_kv import Guest, kv_wasm
 
 UNAVAILABLE = -5
@@ -71,9 +71,9 @@ def _writes(store: SQLiteStorage) -> dict[str, Callable[[], Any]]:
         "kv set": lambda: store.kv("p").set("new", big),
         "kv incr": lambda: store.kv("p").incr("counter-" + os.urandom(4).hex() + "x" * 400, 1),
         "kv delete": lambda: store.kv("p").delete("k0"),
-        "plugin enqueue": lambda: store.tasks("p").enqueue("h", big, 0.0, max_attempts=1,
-                                                           backoff_ms=1, max_queued=10),
-        "operator enqueue": lambda: store.queue.add(TaskSpec("p", "h", big, 0.0)),
+        "plugin enqueue": lambda: store.jobs("p").enqueue("h", big, 0.0, max_attempts=1,
+                                                          backoff_ms=1, max_queued=10),
+        "operator enqueue": lambda: store.queue.add(JobSpec("p", "h", big, 0.0)),
         "event append": lambda: store.events.append("t", "p", big, 1000),
         "workflow run": lambda: wf.create_run("flow", "v", {"big": big.hex()}, None, "t"),
     }
@@ -87,7 +87,7 @@ def test_every_write_on_a_full_disk_says_disk_full_and_loses_nothing(
     acknowledged = {f"k{i}": os.urandom(20_000) for i in range(20)}
     for key, value in acknowledged.items():
         kv.set(key, value)
-    job = store.queue.add(TaskSpec("p", "h", b"queued before", 0.0))
+    job = store.queue.add(JobSpec("p", "h", b"queued before", 0.0))
     writes = _writes(store)
     disk.fill()
     with caplog.at_level(logging.ERROR, logger="omnicore.storage"):

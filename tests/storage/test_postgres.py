@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from omnicore.storage import StorageError, TaskSpec, open_storage
+from omnicore.storage import JobSpec, StorageError, open_storage
 from omnicore.storage.instance_rows import Instance
 from omnicore.storage.postgres import PostgresStorage, masked_url
 from omnicore.storage.postgres.schema import SCHEMA_VERSION
@@ -55,7 +55,7 @@ def test_the_role_owns_its_database_and_is_not_a_superuser(pg_url: str) -> None:
 def test_two_instances_share_the_queue_and_each_job_is_claimed_once(pg_url: str) -> None:
     a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
     try:
-        ids = [a.queue.add(TaskSpec("p", "h", b"%d" % i, time.time())) for i in range(60)]
+        ids = [a.queue.add(JobSpec("p", "h", b"%d" % i, time.time())) for i in range(60)]
         got: dict[str, list[int]] = {"a": [], "b": []}
 
         def drain(name: str, store: PostgresStorage) -> None:
@@ -222,7 +222,7 @@ def test_a_sigkilled_instance_is_reaped_at_once_and_its_jobs_are_due_again(pg_ur
 
     s = PostgresStorage(pg_url)
     try:
-        job = s.queue.add(TaskSpec("p", "h", b"x", time.time()))
+        job = s.queue.add(JobSpec("p", "h", b"x", time.time()))
         victim = subprocess.Popen([sys.executable, "-c", _HOLD_AND_DIE, pg_url],
                                   stdout=subprocess.PIPE, text=True)
         assert victim.stdout is not None
@@ -297,7 +297,7 @@ def test_an_enqueue_on_one_instance_wakes_another_through_notify(
     woke = threading.Event()
     b.on_wakeup(woke.set)
     _listening()
-    a.queue.add(TaskSpec("p", "h", b"x", time.time()))
+    a.queue.add(JobSpec("p", "h", b"x", time.time()))
     assert woke.wait(5)
 
 
@@ -341,7 +341,7 @@ def test_a_job_enqueue_wakes_only_the_job_queue_and_a_reap_wakes_every_queue(
     b.on_wakeup(steps.set, "steps")
     _listening()
     for _ in range(50):  # a burst: each notification names the queue
-        a.queue.add(TaskSpec("p", "h", b"x", time.time()))
+        a.queue.add(JobSpec("p", "h", b"x", time.time()))
     assert jobs.wait(5)
     time.sleep(0.5)
     assert not steps.is_set()

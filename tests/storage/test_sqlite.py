@@ -37,7 +37,29 @@ def test_an_older_database_is_migrated_and_keeps_its_data(tmp_path: Path) -> Non
     try:
         assert store.backend.schema_version == SCHEMA_VERSION
         assert store.kv("p").get("kept") == b"yes"
-        assert store.tasks("p").pending() == 0
+        assert store.jobs("p").pending() == 0
+    finally:
+        store.close()
+
+
+def test_the_job_queue_of_a_database_from_before_the_rename_moves_with_its_rows(
+        tmp_path: Path) -> None:
+    db = tmp_path / "omnicore.db"
+    SQLiteStorage(db, upto=4).close()  # the previous schema: the queue's table is `tasks`
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO tasks(plugin, handler, payload, state, attempts, max_attempts, "
+                 "backoff_ms, run_at, created_at, source, hops) "
+                 "VALUES ('p', 'h', x'00', 'queued', 0, 3, 10, 0, 0, 'call', 0)")
+    conn.commit()
+    conn.close()
+    store = SQLiteStorage(db)
+    try:
+        assert store.backend.schema_version == SCHEMA_VERSION
+        assert store.backend.has_table("jobs") and not store.backend.has_table("tasks")
+        job = store.queue.claim("me", 1.0, 30)
+        assert job is not None and (job.plugin, job.handler, job.payload) == ("p", "h", b"\0")
+        assert store.queue.finish(job.id, "me", 2.0)
+        assert store.jobs("p").pending() == 0
     finally:
         store.close()
 

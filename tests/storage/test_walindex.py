@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from omnicore.storage import KVQuota, QuotaExceeded, SQLiteStorage, TaskSpec
+from omnicore.storage import JobSpec, KVQuota, QuotaExceeded, SQLiteStorage
 from omnicore.storage.sqlite.readcache import ReadCache
 from omnicore.storage.sqlite.walindex import WalIndex
 
@@ -83,8 +83,8 @@ def test_every_write_of_ours_and_of_a_second_storage_is_seen(store: SQLiteStorag
             ("second storage delete", lambda: second.kv("p").delete("k"), None),
             ("second storage incr", lambda: second.kv("p").incr("k", 2), b"2"),
             ("second storage set", lambda: second.kv("p").set("k", b"quiet"), b"quiet"),
-            ("a job enqueued", lambda: second.queue.add(TaskSpec("p", "h", b"", 0.0)),
-             b"quiet"),
+            ("a job enqueued", lambda: second.queue.add(JobSpec("p", "h", b"", 0.0)),
+            b"quiet"),
         ]
         for what, write, expected in writes:
             _cached(store, "k")
@@ -180,7 +180,7 @@ def test_any_commit_of_ours_proves_the_header_but_one_that_wrote_nothing_does_no
         assert store.backend.walindex.state == "unproven"
         assert store.kv("p").get("k") is None
         assert store.backend.read_cache.values == {}  # nothing kept while unproven
-        store.queue.add(TaskSpec("p", "h", b"", 0.0))  # a transaction, not a kv write
+        store.queue.add(JobSpec("p", "h", b"", 0.0))  # a transaction, not a kv write
         assert store.backend.walindex.state == "live"
         assert _cached(store, "k") is None
     finally:

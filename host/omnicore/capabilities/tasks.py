@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from omnicore.config.schema import TasksConfig
+from omnicore.config.schema import JobsConfig
 from omnicore.errors import ConfigError, HandlerNotFound
 from omnicore.jobs import Jobs, current_hops
 from omnicore.jobs.schedules import check_manifest
@@ -34,7 +34,7 @@ MAX_HANDLER_BYTES = 256
 
 @dataclass(frozen=True, slots=True)
 class TaskGrant:
-    """Grant options of ``tasks`` (defaults from ``capabilities.tasks``)."""
+    """Grant options of ``tasks`` (defaults from ``capabilities.jobs``)."""
 
     max_queued: int = 1000
     max_attempts: int = 5
@@ -43,8 +43,8 @@ class TaskGrant:
     max_delay_ms: int = 30 * 24 * 3600 * 1000
 
     @classmethod
-    def defaults(cls, options: TasksConfig) -> TaskGrant:
-        """The app-wide defaults in ``capabilities.tasks``."""
+    def defaults(cls, options: JobsConfig) -> TaskGrant:
+        """The app-wide defaults in ``capabilities.jobs``."""
         return cls(**{f.name: getattr(options, f.name) for f in fields(cls)})
 
     @classmethod
@@ -82,7 +82,7 @@ class _State:
 
 def _schedule(state: _State, handler: str, size: int, payload: Callable[[], bytes],
               delay_ms: int) -> int:
-    """The task id, or a Status; ``payload()`` is read only once the call is admitted."""
+    """The job id, or a Status; ``payload()`` is read only once the call is admitted."""
     grant = state.grant
     if delay_ms < 0 or delay_ms > grant.max_delay_ms:
         return Status.INVALID

@@ -7,7 +7,7 @@ commands (``inspect``, ``call``), :mod:`~omnicore.cli.build` the author's comman
 (``build``, ``new plugin``, ``test``, ``env``), :mod:`~omnicore.cli.dev` the author's
 build-serve-reload loop (``dev``), :mod:`~omnicore.cli.logs` a running host's
 plugin log, :mod:`~omnicore.cli.mcp` the MCP server over stdio, :mod:`~omnicore.cli.data`
-the durable state (``kv``, ``tasks``), :mod:`~omnicore.cli.settings` the operator's plugin
+the durable state (``kv``, ``jobs``), :mod:`~omnicore.cli.settings` the operator's plugin
 settings, :mod:`~omnicore.cli.secrets`, :mod:`~omnicore.cli.vectors`, :mod:`~omnicore.cli.users` and
 :mod:`~omnicore.cli.workflows` their own groups. All commands are registered here. Heavy
 imports happen inside the commands, so ``omnicore --help`` stays fast.
@@ -42,6 +42,6 @@ main.add_command(dev.dev_command)
 main.add_command(test.test_command)
 main.add_command(env.env_command)
 new.add_command(build.new_plugin_command)
-# `app`, `data` (kv, tasks), `secrets`, `settings`, `users`, `vectors` and `workflows`
+# `app`, `data` (kv, jobs), `secrets`, `settings`, `users`, `vectors` and `workflows`
 # register their groups on `main` when imported.
 del app, data, secrets, settings, users, vectors, workflows

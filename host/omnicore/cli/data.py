@@ -174,11 +174,11 @@ def jobs_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: 
     app's capabilities.jobs defaults; a handler the plugin lacks ends the job dead with the
     reason (see jobs show).
     """
-    from omnicore.storage import TaskSpec
+    from omnicore.storage import JobSpec
 
     defaults = _config(appdir).capabilities.jobs
-    spec = TaskSpec(plugin, handler, payload.encode(), time.time() + delay,
-                    defaults.max_attempts, defaults.backoff_ms, "operator")
+    spec = JobSpec(plugin, handler, payload.encode(), time.time() + delay,
+                   defaults.max_attempts, defaults.backoff_ms, "operator")
     with _storage(appdir) as store:
         job_id = store.queue.add(spec)
         _audit(store, "task.enqueue", f"task:{job_id}", None,
@@ -192,10 +192,10 @@ def jobs_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: 
 def jobs_show(job_id: int, appdir: Path) -> None:
     """Everything about one job, as JSON."""
     with _storage(appdir) as store:
-        task = store.queue.get(job_id)
-    if task is None:
+        job = store.queue.get(job_id)
+    if job is None:
         raise click.ClickException(f"no job {job_id}")
-    click.echo(json.dumps(task.as_dict(payload_preview=4096), indent=2))
+    click.echo(json.dumps(job.as_dict(payload_preview=4096), indent=2))
 
 
 @jobs.command("retry")
@@ -205,9 +205,9 @@ def jobs_retry(job_id: int, appdir: Path) -> None:
     """Queue a dead or cancelled job again, with fresh attempts."""
     with _storage(appdir) as store:
         if not store.queue.retry(job_id, time.time()):
-            task = store.queue.get(job_id)
-            raise click.ClickException(f"no job {job_id}" if task is None else
-                                       f"job {job_id} is {task.state}: only dead or "
+            job = store.queue.get(job_id)
+            raise click.ClickException(f"no job {job_id}" if job is None else
+                                       f"job {job_id} is {job.state}: only dead or "
                                        "cancelled jobs can be retried")
         _audit(store, "task.retry", f"task:{job_id}")
     click.echo(f"job {job_id} queued")
@@ -223,8 +223,8 @@ def jobs_cancel(job_id: int, appdir: Path) -> None:
         if done is None:
             raise click.ClickException(f"no job {job_id}")
         if not done:
-            task = store.queue.get(job_id)
-            raise click.ClickException(f"job {job_id} is {task.state if task else '?'}: "
+            job = store.queue.get(job_id)
+            raise click.ClickException(f"job {job_id} is {job.state if job else '?'}: "
                                        "only queued jobs can be cancelled")
         _audit(store, "task.cancel", f"task:{job_id}")
     click.echo(f"job {job_id} cancelled")

@@ -217,7 +217,7 @@ async def jobs_page(request: Request) -> Response:
                if v}
     link = {n: f"/jobs?{urlencode({**filters, 'page': n})}" for n in (number - 1, number + 1)}
     names = sorted({i.name for i in st.app.plugins} | ({plugin} if plugin else set()))
-    return page(request, "jobs.html", tasks=rows, page_number=number, page_size=PAGE,
+    return page(request, "jobs.html", jobs=rows, page_number=number, page_size=PAGE,
                 next_url=link[number + 1] if more else None,
                 prev_url=link[number - 1] if number > 1 else None,
                 schedules=await st.off_loop(schedule_docs, st.app), state=wanted,

@@ -1,5 +1,5 @@
 """Schedules: ``every`` a period or a ``cron`` expression in a time zone, from a plugin's
-manifest (when it is granted ``tasks``) or ``capabilities.tasks.schedules``.
+manifest (when it is granted ``tasks``) or ``capabilities.jobs.schedules``.
 
 Each fire is a compare-and-set of the schedule's next fire time with its job enqueued in the
 same transaction (``storage.schedules.advance``), so downtime and several hosts still fire
@@ -27,7 +27,7 @@ from omnicore.errors import ConfigError, PluginNotFound
 from omnicore.jobs.plugins import JobPlugins
 from omnicore.jobs.retry import RetryPolicy
 from omnicore.logging import get_logger
-from omnicore.storage import Storage, TaskSpec
+from omnicore.storage import JobSpec, Storage
 from omnicore.types import PluginView
 
 __all__ = ["PAUSED", "Schedule", "Scheduler", "check_manifest", "manifest_schedules",
@@ -121,8 +121,8 @@ def check_manifest(plugin: str, manifest: Mapping[str, Any], handlers: Sequence[
 
 
 def configured_schedules(raw: Mapping[str, Sequence[Any]]) -> dict[str, list[Schedule]]:
-    """``capabilities.tasks.schedules`` parsed; ConfigError names the first bad entry."""
-    return {plugin: [parse_schedule(plugin, s, f"capabilities.tasks.schedules.{plugin}[{i}]")
+    """``capabilities.jobs.schedules`` parsed; ConfigError names the first bad entry."""
+    return {plugin: [parse_schedule(plugin, s, f"capabilities.jobs.schedules.{plugin}[{i}]")
                      for i, s in enumerate(items or [])]
             for plugin, items in raw.items()}
 
@@ -212,7 +212,7 @@ class Scheduler:
                 due = store.next_fire(sched.plugin, sched.name)
             elif due <= now:
                 missed = now - due > self._misfire_grace_s
-                fire = None if missed and sched.catch_up == "none" else TaskSpec(
+                fire = None if missed and sched.catch_up == "none" else JobSpec(
                     sched.plugin, sched.handler, sched.payload, now,
                     self._policy.max_attempts, self._policy.backoff_ms,
                     f"schedule:{sched.name}")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from omnicore.config.schema import TasksConfig
+from omnicore.config.schema import JobsConfig
 from omnicore.core.events import EventBus, Subscription
 from omnicore.core.workers import LeasedWorkers
 from omnicore.errors import HandlerNotFound, PluginNotFound
@@ -31,8 +31,8 @@ from omnicore.jobs.retry import RetryPolicy
 from omnicore.jobs.schedules import Schedule, Scheduler, configured_schedules
 from omnicore.jobs.worker import JobRunner
 from omnicore.logging import get_logger
-from omnicore.storage import Storage, StorageError, Task, TaskSpec
-from omnicore.storage.base import TaskState
+from omnicore.storage import Job, JobSpec, Storage, StorageError
+from omnicore.storage.base import JobState
 
 __all__ = ["Jobs"]
 
@@ -45,13 +45,13 @@ log = get_logger("omnicore.jobs")
 class Jobs:
     """Durable plugin jobs: enqueue, inspect, retry, cancel; the workers and the schedules.
 
-    ``options`` is ``capabilities.tasks``; ``storage`` and ``plugins`` give the app's storage
+    ``options`` is ``capabilities.jobs``; ``storage`` and ``plugins`` give the app's storage
     and plugin host when asked (both are made after the service); ``owner`` names this host
-    on the leases (the app's runtime id). A bad ``capabilities.tasks.schedules`` entry is a
+    on the leases (the app's runtime id). A bad ``capabilities.jobs.schedules`` entry is a
     ConfigError here, when the app is built.
     """
 
-    def __init__(self, options: TasksConfig, *, storage: Callable[[], Storage],
+    def __init__(self, options: JobsConfig, *, storage: Callable[[], Storage],
                  plugins: Callable[[], JobPlugins], events: EventBus, owner: str) -> None:
         self.options = options
         self.owner = owner
@@ -61,8 +61,8 @@ class Jobs:
         #: Retries of jobs enqueued without their own attempts/backoff (operator, schedules).
         self.policy = RetryPolicy(options.max_attempts, options.backoff_ms,
                                   options.max_backoff_ms)
-        self._workers: LeasedWorkers[Task, int] = LeasedWorkers(
-            "job", _Queue(storage), self._run, lambda task: task.id, owner=owner,
+        self._workers: LeasedWorkers[Job, int] = LeasedWorkers(
+            "job", _Queue(storage), self._run, lambda job: job.id, owner=owner,
             workers=options.workers, lease_s=options.lease_s, poll_s=options.poll_s,
             tick=self._tick, transient=(StorageError,))
         self.runner = JobRunner(storage, plugins, events, owner, options.max_backoff_ms,
@@ -93,13 +93,13 @@ class Jobs:
         backoff = backoff_ms or self.policy.backoff_ms
         store = self._storage()
         if max_queued is None:
-            job_id = store.queue.add(TaskSpec(plugin, handler, bytes(payload), run_at,
-                                              attempts, backoff, source, hops))
+            job_id = store.queue.add(JobSpec(plugin, handler, bytes(payload), run_at,
+                                             attempts, backoff, source, hops))
         else:
-            job_id = store.tasks(plugin).enqueue(handler, payload, run_at,
-                                                 max_attempts=attempts, backoff_ms=backoff,
-                                                 max_queued=max_queued, source=source,
-                                                 hops=hops)
+            job_id = store.jobs(plugin).enqueue(handler, payload, run_at,
+                                                max_attempts=attempts, backoff_ms=backoff,
+                                                max_queued=max_queued, source=source,
+                                                hops=hops)
         self._events.publish(JobQueued(job_id=job_id, plugin=plugin, handler=handler,
                                        source=source, hops=hops + 1))
         self.wake()
@@ -129,12 +129,12 @@ class Jobs:
 
     # -- operators --
 
-    def get(self, job_id: int) -> Task | None:
+    def get(self, job_id: int) -> Job | None:
         """The job ``job_id`` as stored, or None."""
         return self._storage().queue.get(job_id)
 
     def list(self, *, plugin: str | None = None, state: str | None = None,
-             limit: int = 100) -> builtins.list[Task]:
+             limit: int = 100) -> builtins.list[Job]:
         """Newest first; ``state`` is queued, running, succeeded, dead or cancelled."""
         return self._storage().queue.list(plugin=plugin, states=(state,) if state else (),
                                           limit=limit)
@@ -155,11 +155,11 @@ class Jobs:
         """The schedules in force, by plugin and name."""
         return self.scheduler.all()
 
-    def counts(self) -> dict[tuple[str, TaskState], int]:
+    def counts(self) -> dict[tuple[str, JobState], int]:
         """How many jobs each ``(plugin, state)`` holds in the queue."""
         return self._storage().queue.counts()
 
-    def running(self) -> builtins.list[Task]:
+    def running(self) -> builtins.list[Job]:
         """The jobs this host runs now."""
         return self._workers.running()
 
@@ -232,8 +232,8 @@ class Jobs:
     def _tick(self, now: float) -> float:
         return self.scheduler.fire_due(now)
 
-    def _run(self, task: Task) -> None:
-        self.runner.run(task)
+    def _run(self, job: Job) -> None:
+        self.runner.run(job)
 
 
 class _Queue:
@@ -242,7 +242,7 @@ class _Queue:
     def __init__(self, storage: Callable[[], Storage]) -> None:
         self._storage = storage
 
-    def claim(self, owner: str, now: float, lease_s: float) -> Task | None:
+    def claim(self, owner: str, now: float, lease_s: float) -> Job | None:
         return self._storage().queue.claim(owner, now, lease_s)
 
     def next_due(self) -> float | None:

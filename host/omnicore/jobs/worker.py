@@ -21,7 +21,7 @@ from omnicore.jobs.events import JobDead, JobFailed, JobStarted, JobSucceeded, a
 from omnicore.jobs.plugins import JobPlugins
 from omnicore.jobs.retry import RetryPolicy
 from omnicore.logging import get_logger
-from omnicore.storage import Storage, StorageError, Task
+from omnicore.storage import Job, Storage, StorageError
 
 __all__ = ["JobRunner"]
 
@@ -49,58 +49,58 @@ class JobRunner:
         #: Attempts that ended, by (plugin, outcome: succeeded | failed | dead), since start.
         self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
 
-    def policy(self, task: Task) -> RetryPolicy:
-        """The retry policy of ``task``: its own attempts and backoff, the service's cap."""
-        return RetryPolicy(task.max_attempts, task.backoff_ms, self._max_backoff_ms)
+    def policy(self, job: Job) -> RetryPolicy:
+        """The retry policy of ``job``: its own attempts and backoff, the service's cap."""
+        return RetryPolicy(job.max_attempts, job.backoff_ms, self._max_backoff_ms)
 
     def counts(self) -> list[tuple[tuple[str, str], int]]:
         """The outcome counters, sorted."""
         with self._lock:
             return sorted(self.outcomes.items())
 
-    def run(self, task: Task) -> None:
-        """Deliver ``task`` (claimed by this host) and record how it ended."""
+    def run(self, job: Job) -> None:
+        """Deliver ``job`` (claimed by this host) and record how it ended."""
         events = self._events
-        hops = task.hops + 1
-        events.publish(JobStarted(job_id=task.id, plugin=task.plugin, handler=task.handler,
-                                  attempt=task.attempts, hops=hops))
+        hops = job.hops + 1
+        events.publish(JobStarted(job_id=job.id, plugin=job.plugin, handler=job.handler,
+                                  attempt=job.attempts, hops=hops))
         started = time.perf_counter()
         error = None
         try:
-            with at_hops(task.hops):
-                self._plugins().call(task.plugin, task.handler, task.payload)
+            with at_hops(job.hops):
+                self._plugins().call(job.plugin, job.handler, job.payload)
         except Exception as exc:
             if self._interrupted.is_set():
                 log.info("job %d %s.%s was interrupted by the stop; it is queued again",
-                         task.id, task.plugin, task.handler)
+                         job.id, job.plugin, job.handler)
                 return
             error = f"{type(exc).__name__}: {exc}"
         now = time.time()
-        retry_at = None if error is None else self.policy(task).retry_at(task.attempts, now)
+        retry_at = None if error is None else self.policy(job).retry_at(job.attempts, now)
         outcome = "succeeded" if error is None else "failed" if retry_at is not None else "dead"
         with self._lock:  # counted before the bus hears of it
-            self.outcomes[(task.plugin, outcome)] += 1
+            self.outcomes[(job.plugin, outcome)] += 1
         queue = self._storage().queue
         try:
             if error is None:
-                self._persist(lambda: queue.finish(task.id, self._owner, now))
-                events.publish(JobSucceeded(job_id=task.id, plugin=task.plugin,
-                                            handler=task.handler, attempt=task.attempts,
+                self._persist(lambda: queue.finish(job.id, self._owner, now))
+                events.publish(JobSucceeded(job_id=job.id, plugin=job.plugin,
+                                            handler=job.handler, attempt=job.attempts,
                                             duration_s=time.perf_counter() - started,
                                             hops=hops))
             elif retry_at is None:
-                self._persist(lambda: queue.fail(task.id, self._owner, now, error, None))
-                log.warning("job %d %s.%s is dead after %d attempt(s): %s", task.id,
-                            task.plugin, task.handler, task.attempts, error)
-                events.publish(JobDead(job_id=task.id, plugin=task.plugin,
-                                       handler=task.handler, attempt=task.attempts,
+                self._persist(lambda: queue.fail(job.id, self._owner, now, error, None))
+                log.warning("job %d %s.%s is dead after %d attempt(s): %s", job.id,
+                            job.plugin, job.handler, job.attempts, error)
+                events.publish(JobDead(job_id=job.id, plugin=job.plugin,
+                                       handler=job.handler, attempt=job.attempts,
                                        error=error, hops=hops))
             else:
-                self._persist(lambda: queue.fail(task.id, self._owner, now, error, retry_at))
-                events.publish(JobFailed(job_id=task.id, plugin=task.plugin,
-                                         handler=task.handler, attempt=task.attempts,
+                self._persist(lambda: queue.fail(job.id, self._owner, now, error, retry_at))
+                events.publish(JobFailed(job_id=job.id, plugin=job.plugin,
+                                         handler=job.handler, attempt=job.attempts,
                                          error=error, retry_at=retry_at, hops=hops))
         except StorageError as exc:
             # Only when the host stops during an outage: nobody is left to write it.
             log.warning("job %d: cannot record its outcome before the stop: %s (it runs "
-                        "again when its lease expires)", task.id, exc)
+                        "again when its lease expires)", job.id, exc)

@@ -43,9 +43,9 @@ from omnicore.plugins.stats import CallStats
 from omnicore.plugins.versions import Entry, Version
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.capability import Capability, DeferredCapability, ManifestCheck
+from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
-from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.usage import Usage
 from omnicore.types import HealthChecks
@@ -211,7 +211,7 @@ class PluginHost:
                                       limits)
         return self._register(module, source, path, name, sidecar, grants, config, limits)
 
-    def _register(self, module: PluginModule, source: bytes | str | Path, path: Path | None,
+    def _register(self, module: CompiledPlugin, source: bytes | str | Path, path: Path | None,
                   name: str | None, sidecar: Sidecar,
                   grants: Mapping[str, Any] | list[str] | None,
                   config: Mapping[str, Any] | None,

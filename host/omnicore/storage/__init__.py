@@ -17,30 +17,38 @@ from __future__ import annotations
 import atexit
 import threading
 from pathlib import Path
+from typing import Any
 
 from omnicore.storage.base import (
     DataDirLocked,
+    Job,
+    JobQueue,
+    JobSpec,
     KVQuota,
     KVStore,
     KVUsage,
     NotAnInteger,
-    PluginTasks,
+    PluginJobs,
     QuotaExceeded,
     Refused,
     Storage,
     StorageError,
     StorageFull,
-    Task,
-    TaskQueue,
-    TaskSpec,
     ValueTooLarge,
+    renamed,
 )
 from omnicore.storage.sqlite import DB_FILE, SQLiteStorage, Synchronous
 
-__all__ = ["DB_FILE", "DataDirLocked", "KVQuota", "KVStore", "KVUsage", "NotAnInteger",
-           "PluginTasks", "QuotaExceeded", "Refused", "SQLiteStorage", "Storage", "StorageError",
-           "StorageFull", "Task", "TaskQueue", "TaskSpec", "ValueTooLarge", "open_storage",
+__all__ = ["DB_FILE", "DataDirLocked", "Job", "JobQueue", "JobSpec", "KVQuota", "KVStore",
+           "KVUsage", "NotAnInteger", "PluginJobs", "QuotaExceeded", "Refused", "SQLiteStorage",
+           "Storage", "StorageError", "StorageFull", "ValueTooLarge", "open_storage",
            "shared_storage"]
+
+
+def __getattr__(name: str) -> Any:
+    # The job's names from when it was a task (Task, TaskSpec, TaskQueue, PluginTasks):
+    # the new object, with a DeprecationWarning.
+    return renamed(__name__, name, globals())
 
 
 def open_storage(data_dir: str | Path, *, synchronous: Synchronous = "normal",

@@ -3,9 +3,11 @@
 Capabilities and services talk only to these classes, never to SQL, so a shared database
 (PostgreSQL: ``SKIP LOCKED`` leases, ``LISTEN/NOTIFY`` wake-ups) can replace the SQLite
 backend without touching them. Per-plugin scoping lives here, not in the host functions:
-:meth:`Storage.kv` and :meth:`Storage.tasks` return views bound to one plugin that can
-never reach another plugin's rows. The unscoped :class:`TaskQueue` is for the host's own
-workers and operators.
+:meth:`Storage.kv` and :meth:`Storage.jobs` return views bound to one plugin that can
+never reach another plugin's rows. The unscoped :class:`JobQueue` is for the host's own
+workers and operators. The durable queue row is a *job* (specs/host.md's glossary); the names
+it had as a task (``Task``, ``TaskSpec``, ``TaskState``, ``TASK_STATES``, ``TaskQueue``,
+``PluginTasks``, ``Storage.tasks``) stay importable as deprecated aliases.
 
 :class:`Storage` is the root a backend implements: kv, the job queue, schedules and the event
 log here; memory, vector rows, sealed secrets, workflow runs and console accounts each in a
@@ -17,9 +19,10 @@ module of its own (``memory_rows``, ``vector_rows``, ``secret_rows``, ``workflow
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from omnicore.errors import ConfigError
 from omnicore.storage.audit_rows import AuditLog
@@ -42,25 +45,25 @@ from omnicore.storage.workflows import WorkflowStore
 
 __all__ = [
     "DEFAULT_QUOTA",
+    "JOB_STATES",
     "MAX_KEY_BYTES",
     "MAX_LIST_KEYS",
-    "TASK_STATES",
     "DataDirLocked",
     "EventRecord",
+    "Job",
+    "JobQueue",
+    "JobSpec",
+    "JobState",
     "KVQuota",
     "KVStore",
     "KVUsage",
     "NotAnInteger",
-    "PluginTasks",
+    "PluginJobs",
     "QuotaExceeded",
     "Refused",
     "Storage",
     "StorageError",
     "StorageFull",
-    "Task",
-    "TaskQueue",
-    "TaskSpec",
-    "TaskState",
     "ValueTooLarge",
 ]
 
@@ -68,8 +71,8 @@ __all__ = [
 MAX_KEY_BYTES = 512
 MAX_LIST_KEYS = 1000
 
-TaskState = Literal["queued", "running", "succeeded", "dead", "cancelled"]
-TASK_STATES: tuple[TaskState, ...] = ("queued", "running", "succeeded", "dead", "cancelled")
+JobState = Literal["queued", "running", "succeeded", "dead", "cancelled"]
+JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "dead", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,7 @@ class KVUsage:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskSpec:
+class JobSpec:
     """What to run: ``handler(payload)`` of ``plugin`` at ``run_at`` (epoch seconds)."""
 
     plugin: str
@@ -126,14 +129,14 @@ class TaskSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Task:
-    """One task as stored. ``attempts`` is how many times it was delivered (at-least-once)."""
+class Job:
+    """One job as stored. ``attempts`` is how many times it was delivered (at-least-once)."""
 
     id: int
     plugin: str
     handler: str
     payload: bytes
-    state: TaskState
+    state: JobState
     attempts: int
     max_attempts: int
     backoff_ms: int
@@ -198,91 +201,91 @@ class KVStore(abc.ABC):
     def usage(self) -> KVUsage: ...
 
 
-class PluginTasks(abc.ABC):
-    """One plugin's tasks: what the ``omnicore:tasks`` host functions may touch."""
+class PluginJobs(abc.ABC):
+    """One plugin's jobs: what the ``omnicore:tasks`` host functions may touch."""
 
     plugin: str
 
     @abc.abstractmethod
     def enqueue(self, handler: str, payload: bytes, run_at: float, *, max_attempts: int,
                 backoff_ms: int, max_queued: int, source: str = "call", hops: int = 0) -> int:
-        """The new task id; :class:`QuotaExceeded` when ``max_queued`` are already pending."""
+        """The new job id; :class:`QuotaExceeded` when ``max_queued`` are already pending."""
 
     @abc.abstractmethod
-    def cancel(self, task_id: int) -> bool | None:
-        """True cancelled, False already running/finished, None not this plugin's task."""
+    def cancel(self, job_id: int) -> bool | None:
+        """True cancelled, False already running/finished, None not this plugin's job."""
 
     @abc.abstractmethod
-    def get(self, task_id: int) -> Task | None: ...
+    def get(self, job_id: int) -> Job | None: ...
 
     @abc.abstractmethod
     def pending(self) -> int:
-        """Tasks queued or running."""
+        """Jobs queued or running."""
 
 
-class TaskQueue(abc.ABC):
+class JobQueue(abc.ABC):
     """The whole queue, for the host's workers and operators (not plugins)."""
 
     @abc.abstractmethod
-    def add(self, spec: TaskSpec) -> int:
+    def add(self, spec: JobSpec) -> int:
         """Enqueue without quotas (operator, schedules, durable events)."""
 
     @abc.abstractmethod
-    def get(self, task_id: int) -> Task | None: ...
+    def get(self, job_id: int) -> Job | None: ...
 
     @abc.abstractmethod
     def list(self, *, plugin: str | None = None, states: Sequence[str] = (),
-             limit: int = 100) -> list[Task]:
+             limit: int = 100) -> list[Job]:
         """Newest first."""
 
     @abc.abstractmethod
-    def claim(self, owner: str, now: float, lease_s: float) -> Task | None:
-        """Take the oldest due task (queued, or running with an expired lease) and lease it
+    def claim(self, owner: str, now: float, lease_s: float) -> Job | None:
+        """Take the oldest due job (queued, or running with an expired lease) and lease it
         to ``owner`` until ``now + lease_s``; counts a delivery."""
 
     @abc.abstractmethod
-    def renew(self, owner: str, task_ids: Sequence[int], lease_until: float) -> None:
+    def renew(self, owner: str, job_ids: Sequence[int], lease_until: float) -> None:
         """Extend the leases ``owner`` still holds."""
 
     @abc.abstractmethod
-    def finish(self, task_id: int, owner: str, now: float) -> bool:
+    def finish(self, job_id: int, owner: str, now: float) -> bool:
         """Mark succeeded; False when ``owner`` no longer holds the lease."""
 
     @abc.abstractmethod
-    def fail(self, task_id: int, owner: str, now: float, error: str,
-             retry_at: float | None) -> TaskState | None:
+    def fail(self, job_id: int, owner: str, now: float, error: str,
+             retry_at: float | None) -> JobState | None:
         """Requeue at ``retry_at``, or dead when None; the new state (None: lease lost)."""
 
     @abc.abstractmethod
-    def release(self, owner: str, task_ids: Sequence[int]) -> None:
+    def release(self, owner: str, job_ids: Sequence[int]) -> None:
         """Give leases back without counting an attempt (graceful shutdown)."""
 
     @abc.abstractmethod
     def release_others(self, owner: str) -> int:
-        """Make every task leased by anyone but ``owner`` due again at once, as if its lease
+        """Make every job leased by anyone but ``owner`` due again at once, as if its lease
         had expired (the attempt stays counted); how many. Only for a host that knows it is
         alone, such as the holder of the SQLite data dir's lock: the others are dead."""
 
     @abc.abstractmethod
-    def retry(self, task_id: int, now: float) -> bool:
-        """Operator: a dead or cancelled task is queued again with fresh attempts."""
+    def retry(self, job_id: int, now: float) -> bool:
+        """Operator: a dead or cancelled job is queued again with fresh attempts."""
 
     @abc.abstractmethod
-    def cancel(self, task_id: int, now: float, plugin: str | None = None) -> bool | None:
+    def cancel(self, job_id: int, now: float, plugin: str | None = None) -> bool | None:
         """True cancelled, False not cancellable (running/finished), None unknown (or not
-        ``plugin``'s task when ``plugin`` is given)."""
+        ``plugin``'s job when ``plugin`` is given)."""
 
     @abc.abstractmethod
     def next_due(self) -> float | None:
-        """When the earliest queued task is due (epoch seconds), or None."""
+        """When the earliest queued job is due (epoch seconds), or None."""
 
     @abc.abstractmethod
-    def counts(self) -> dict[tuple[str, TaskState], int]:
-        """How many tasks each ``(plugin, state)`` holds (absent: none)."""
+    def counts(self) -> dict[tuple[str, JobState], int]:
+        """How many jobs each ``(plugin, state)`` holds (absent: none)."""
 
     @abc.abstractmethod
     def purge_finished(self, before: float) -> int:
-        """Delete succeeded/cancelled tasks finished before ``before``; how many."""
+        """Delete succeeded/cancelled jobs finished before ``before``; how many."""
 
 
 class Schedules(abc.ABC):
@@ -293,7 +296,7 @@ class Schedules(abc.ABC):
 
     @abc.abstractmethod
     def advance(self, plugin: str, name: str, expected: float | None, new_next: float,
-                fire: TaskSpec | None) -> bool:
+                fire: JobSpec | None) -> bool:
         """Compare-and-set ``next_fire`` from ``expected`` to ``new_next`` and, in the same
         transaction, enqueue ``fire``; False when another host advanced it first."""
 
@@ -323,7 +326,7 @@ class Storage(abc.ABC):
 
     #: A human name for errors and logs (the SQLite file path).
     location: str
-    queue: TaskQueue
+    queue: JobQueue
     schedules: Schedules
     events: EventLog
 
@@ -358,8 +361,14 @@ class Storage(abc.ABC):
         """The view of ``plugin``'s keys (and only its keys)."""
 
     @abc.abstractmethod
-    def tasks(self, plugin: str) -> PluginTasks:
-        """The view of ``plugin``'s tasks (and only its tasks)."""
+    def jobs(self, plugin: str) -> PluginJobs:
+        """The view of ``plugin``'s jobs (and only its jobs)."""
+
+    def tasks(self, plugin: str) -> PluginJobs:
+        """Deprecated: :meth:`jobs` (the row's old name)."""
+        warnings.warn("Storage.tasks() is deprecated: use Storage.jobs()", DeprecationWarning,
+                      stacklevel=2)
+        return self.jobs(plugin)
 
     @abc.abstractmethod
     def kv_plugins(self) -> list[str]:
@@ -416,3 +425,23 @@ class Storage(abc.ABC):
         return ConfigError(f"{store} needs a storage backend that serves it; "
                            f"{type(self).__name__} does not yet (use the SQLite storage: "
                            "leave storage.url unset)", key="storage")
+
+
+#: The row's names from before it was called a job (specs/host.md's glossary): still
+#: importable, with a DeprecationWarning naming the new one.
+RENAMED = {"Task": "Job", "TaskSpec": "JobSpec", "TaskState": "JobState",
+           "TASK_STATES": "JOB_STATES", "TaskQueue": "JobQueue", "PluginTasks": "PluginJobs"}
+
+
+def renamed(module: str, name: str, namespace: dict[str, Any]) -> Any:
+    """``module.__getattr__``'s answer for an old name: the new object, with a warning."""
+    new = RENAMED.get(name)
+    if new is None or new not in namespace:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(f"{module}.{name} is deprecated: use {module}.{new}", DeprecationWarning,
+                  stacklevel=3)
+    return namespace[new]
+
+
+def __getattr__(name: str) -> Any:
+    return renamed(__name__, name, globals())

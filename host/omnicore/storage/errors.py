@@ -62,7 +62,7 @@ Refused = StorageRefused
 
 
 class QuotaExceeded(Refused):
-    """A per-plugin quota (keys, bytes, queued tasks) would be exceeded."""
+    """A per-plugin quota (keys, bytes, queued jobs) would be exceeded."""
 
 
 class ValueTooLarge(Refused):

@@ -95,7 +95,7 @@ class Database(Backend):
     dialect = POSTGRES
 
     def __init__(self, url: str, *, max_connections: int = 8,
-                 connect_timeout_s: float = 2.0) -> None:
+                 connect_timeout_s: float = 2.0, upto: int = SCHEMA_VERSION) -> None:
         psycopg, psycopg_pool = _psycopg()
         self._psycopg = psycopg
         self.url = url
@@ -116,7 +116,7 @@ class Database(Backend):
             name="omnicore")
         try:
             self._pool.open(wait=True, timeout=connect_timeout_s)
-            self._migrate()
+            self._migrate(upto)
         except psycopg_pool.PoolTimeout as exc:
             self._pool.close()
             raise self._error("cannot open", exc) from None
@@ -134,7 +134,7 @@ class Database(Backend):
         text = " ".join(str(exc).split()) or type(exc).__name__
         return StorageError(f"storage {self.location}: {what}: {text}", path=self.location)
 
-    def _migrate(self) -> None:
+    def _migrate(self, upto: int) -> None:
         with self._pool.connection() as conn, conn.transaction():
             # Several instances and a CLI command may start at once on an empty database:
             # one migrates, the others wait here and then find nothing to do.
@@ -149,9 +149,11 @@ class Database(Backend):
                     f"storage {self.location}: schema version {version} was written by a "
                     f"newer omnicore (this one knows up to {SCHEMA_VERSION}); upgrade omnicore",
                     path=self.location)
-            for step in MIGRATIONS[version:]:
+            if version >= upto:
+                return
+            for step in MIGRATIONS[version:upto]:
                 conn.execute(step)
-            conn.execute("UPDATE omnicore_schema SET version=%s", (SCHEMA_VERSION,))
+            conn.execute("UPDATE omnicore_schema SET version=%s", (upto,))
 
     @property
     def schema_version(self) -> int:

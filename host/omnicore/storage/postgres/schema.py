@@ -228,8 +228,29 @@ CREATE TABLE plugin_settings (plugin text PRIMARY KEY, doc text NOT NULL, seq bi
 CREATE INDEX plugin_settings_by_seq ON plugin_settings (seq);
 """
 
+# The durable queue row is a job (specs/host.md's glossary), and so is its table: the expand
+# half of an expand-then-contract rename, so hosts of this version and the previous one can
+# share the database during a rolling upgrade. The table, its indexes, its key and its id
+# sequence take the new name (a rename of each is a catalog change: no row is rewritten), and
+# a view keeps the old name: a simple view is automatically updatable, so the previous
+# version's statements still run through it (INSERT ... RETURNING with the table's identity
+# default, the claim's FOR UPDATE SKIP LOCKED, which locks the table's rows, UPDATE, DELETE;
+# tests/storage/test_postgres_rename.py runs them). The contract half, a later release's
+# step, is `DROP VIEW tasks`, once no host older than this one can share the database. Until
+# then a column added to `jobs` needs a default: the previous version inserts without it.
+_V10_JOBS_RENAME = """
+ALTER TABLE tasks RENAME TO jobs;
+ALTER TABLE jobs RENAME CONSTRAINT tasks_pkey TO jobs_pkey;
+ALTER INDEX tasks_due RENAME TO jobs_due;
+ALTER INDEX tasks_leased RENAME TO jobs_leased;
+ALTER INDEX tasks_plugin_state RENAME TO jobs_plugin_state;
+ALTER SEQUENCE tasks_id_seq RENAME TO jobs_id_seq;
+CREATE VIEW tasks AS SELECT * FROM jobs;
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS, _V4_INSTANCES,
                                _V5_MEMORY_VECTORS, _V6_ACCOUNTS, _V7_WORKFLOWS,
-                               _V8_CONSOLE_FACTS_WEBHOOKS, _V9_PLUGIN_SETTINGS)
+                               _V8_CONSOLE_FACTS_WEBHOOKS, _V9_PLUGIN_SETTINGS,
+                               _V10_JOBS_RENAME)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,7 +10,7 @@ crash or ``kill -9`` of the host; only a power loss or OS crash can roll back th
 transactions. ``full`` also fsyncs the WAL on every commit (measured in
 bench/bench_capabilities.py: a kv set goes from ≈10 µs to a disk flush, ≈1-5 ms here).
 
-The core schema (kv, tasks, schedules, events) is versioned with ``PRAGMA user_version`` and
+The core schema (kv, jobs, schedules, events) is versioned with ``PRAGMA user_version`` and
 built by :data:`MIGRATIONS` with sqlite-utils; opening an older file runs the missing steps in
 one transaction. The other stores in the same file keep their own version in
 ``component_schema`` (:meth:`Database.ensure_schema`), so each migrates independently and
@@ -122,9 +122,19 @@ def _v4_kv_usage_triggers(db: sqlite_utils.Database) -> None:
                  "WHERE plugin = new.plugin; END")
 
 
+def _v5_jobs(db: sqlite_utils.Database) -> None:
+    # The durable queue row is a job (specs/host.md's glossary), and so is its table. A plain
+    # rename, unlike PostgreSQL's view for a rolling upgrade: one host holds a data dir, and
+    # a view would not serve the previous version's enqueue (SQLite's INSERT ... RETURNING
+    # through an INSTEAD OF trigger returns no id). The indexes keep their names
+    # (idx_tasks_state_run_at, idx_tasks_plugin_state): SQLite renames no index, and
+    # rebuilding them to change a name would cost a pass over the whole queue.
+    db.conn.execute("ALTER TABLE tasks RENAME TO jobs")
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``. Append only; never edit.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _v1_kv, _v2_tasks, _v3_events, _v4_kv_usage_triggers)
+    _v1_kv, _v2_tasks, _v3_events, _v4_kv_usage_triggers, _v5_jobs)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

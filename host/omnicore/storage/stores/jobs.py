@@ -1,4 +1,4 @@
-"""The job queue and schedules, on any backend: leased rows of ``tasks`` (stores/leases.py).
+"""The job queue and schedules, on any backend: leased rows of ``jobs`` (stores/leases.py).
 
 An enqueue wakes the idle workers of every host (:meth:`~omnicore.storage.backend.Tx.wake`).
 A plugin's enqueues take a lock on the plugin first, so two hosts cannot both see room under
@@ -14,44 +14,44 @@ from typing import Any
 
 from omnicore.storage.backend import Backend, Tx, where
 from omnicore.storage.base import (
-    PluginTasks,
+    Job,
+    JobQueue,
+    JobSpec,
+    JobState,
+    PluginJobs,
     QuotaExceeded,
     Schedules,
-    Task,
-    TaskQueue,
-    TaskSpec,
-    TaskState,
 )
 from omnicore.storage.stores.leases import JOBS
 
-__all__ = ["JobSchedules", "Jobs", "PluginJobs"]
+__all__ = ["JobSchedules", "Jobs", "PluginJobRows"]
 
 _COLS = ("id, plugin, handler, payload, state, attempts, max_attempts, backoff_ms, run_at, "
          "created_at, started_at, finished_at, last_error, source, hops, owner")
-_INSERT = ("INSERT INTO tasks(plugin, handler, payload, state, attempts, max_attempts, "
+_INSERT = ("INSERT INTO jobs(plugin, handler, payload, state, attempts, max_attempts, "
            "backoff_ms, run_at, created_at, source, hops) VALUES (?,?,?,'queued',0,?,?,?,?,?,?) "
            "RETURNING id")
-_PENDING = "SELECT COUNT(*) FROM tasks WHERE plugin=? AND state IN ('queued','running')"
+_PENDING = "SELECT COUNT(*) FROM jobs WHERE plugin=? AND state IN ('queued','running')"
 
 
-def _task(row: Sequence[Any]) -> Task:
+def _job(row: Sequence[Any]) -> Job:
     r = list(row)
     r[3] = bytes(r[3])
-    return Task(*r)
+    return Job(*r)
 
 
-def _args(spec: TaskSpec, now: float) -> tuple[Any, ...]:
+def _args(spec: JobSpec, now: float) -> tuple[Any, ...]:
     return (spec.plugin, spec.handler, spec.payload, spec.max_attempts, spec.backoff_ms,
             spec.run_at, now, spec.source, spec.hops)
 
 
-def _insert(tx: Tx, spec: TaskSpec) -> int:
+def _insert(tx: Tx, spec: JobSpec) -> int:
     new = int(tx.execute(_INSERT, _args(spec, time.time())).fetchone()[0])
     tx.wake(JOBS.queue)
     return new
 
 
-class PluginJobs(PluginTasks):
+class PluginJobRows(PluginJobs):
     """One plugin's jobs."""
 
     __slots__ = ("_db", "_queue", "plugin")
@@ -63,110 +63,112 @@ class PluginJobs(PluginTasks):
 
     def enqueue(self, handler: str, payload: bytes, run_at: float, *, max_attempts: int,
                 backoff_ms: int, max_queued: int, source: str = "call", hops: int = 0) -> int:
-        spec = TaskSpec(self.plugin, handler, bytes(payload), run_at, max_attempts, backoff_ms,
-                        source, hops)
+        spec = JobSpec(self.plugin, handler, bytes(payload), run_at, max_attempts, backoff_ms,
+                       source, hops)
 
         def run(tx: Tx) -> int:
+            # The lock's old name: a host of the previous version sharing the database
+            # takes the same one, so the two cannot both see room under max_queued.
             tx.lock(f"tasks:{self.plugin}")
             pending = tx.execute(_PENDING, (self.plugin,)).fetchone()[0]
             if pending >= max_queued:
-                raise QuotaExceeded(f"plugin '{self.plugin}' has {pending} tasks pending, "
+                raise QuotaExceeded(f"plugin '{self.plugin}' has {pending} jobs pending, "
                                     f"max_queued is {max_queued}")
             return _insert(tx, spec)
         return self._db.write(run)
 
-    def cancel(self, task_id: int) -> bool | None:
-        return self._queue.cancel(task_id, time.time(), plugin=self.plugin)
+    def cancel(self, job_id: int) -> bool | None:
+        return self._queue.cancel(job_id, time.time(), plugin=self.plugin)
 
-    def get(self, task_id: int) -> Task | None:
-        rows = self._db.read(f"SELECT {_COLS} FROM tasks WHERE id=? AND plugin=?",
-                             (task_id, self.plugin))
-        return _task(rows[0]) if rows else None
+    def get(self, job_id: int) -> Job | None:
+        rows = self._db.read(f"SELECT {_COLS} FROM jobs WHERE id=? AND plugin=?",
+                             (job_id, self.plugin))
+        return _job(rows[0]) if rows else None
 
     def pending(self) -> int:
         return int(self._db.read(_PENDING, (self.plugin,))[0][0])
 
 
-class Jobs(TaskQueue):
+class Jobs(JobQueue):
     """The whole queue."""
 
     def __init__(self, db: Backend) -> None:
         self._db = db
 
-    def add(self, spec: TaskSpec) -> int:
+    def add(self, spec: JobSpec) -> int:
         rows = self._db.write_one(_INSERT, _args(spec, time.time()), returning=True,
                                   wake=JOBS.queue)[1]
         return int(rows[0][0])
 
-    def get(self, task_id: int) -> Task | None:
-        rows = self._db.read(f"SELECT {_COLS} FROM tasks WHERE id=?", (task_id,))
-        return _task(rows[0]) if rows else None
+    def get(self, job_id: int) -> Job | None:
+        rows = self._db.read(f"SELECT {_COLS} FROM jobs WHERE id=?", (job_id,))
+        return _job(rows[0]) if rows else None
 
     def list(self, *, plugin: str | None = None, states: Sequence[str] = (),
-             limit: int = 100) -> list[Task]:
+             limit: int = 100) -> list[Job]:
         found, args = where(plugin=plugin, state=tuple(states))
-        rows = self._db.read(f"SELECT {_COLS} FROM tasks{found} ORDER BY id DESC LIMIT ?",
+        rows = self._db.read(f"SELECT {_COLS} FROM jobs{found} ORDER BY id DESC LIMIT ?",
                              [*args, limit])
-        return [_task(r) for r in rows]
+        return [_job(r) for r in rows]
 
-    def claim(self, owner: str, now: float, lease_s: float) -> Task | None:
+    def claim(self, owner: str, now: float, lease_s: float) -> Job | None:
         row = JOBS.claim(self._db, owner, now, lease_s, _COLS)
-        return None if row is None else _task(row)
+        return None if row is None else _job(row)
 
-    def renew(self, owner: str, task_ids: Sequence[int], lease_until: float) -> None:
-        JOBS.renew(self._db, owner, task_ids, lease_until)
+    def renew(self, owner: str, job_ids: Sequence[int], lease_until: float) -> None:
+        JOBS.renew(self._db, owner, job_ids, lease_until)
 
-    def finish(self, task_id: int, owner: str, now: float) -> bool:
+    def finish(self, job_id: int, owner: str, now: float) -> bool:
         count, _ = self._db.write_one(JOBS.ended("state='succeeded', finished_at=?"),
-                                      (now, task_id, owner))
+                                      (now, job_id, owner))
         return count == 1
 
-    def fail(self, task_id: int, owner: str, now: float, error: str,
-             retry_at: float | None) -> TaskState | None:
-        state: TaskState = "queued" if retry_at is not None else "dead"
+    def fail(self, job_id: int, owner: str, now: float, error: str,
+             retry_at: float | None) -> JobState | None:
+        state: JobState = "queued" if retry_at is not None else "dead"
         count, _ = self._db.write_one(
             JOBS.ended("state=?, last_error=?, run_at=COALESCE(?, run_at), finished_at=?"),
-            (state, error[:4096], retry_at, None if retry_at is not None else now, task_id,
+            (state, error[:4096], retry_at, None if retry_at is not None else now, job_id,
              owner))
         return state if count == 1 else None
 
-    def release(self, owner: str, task_ids: Sequence[int]) -> None:
-        JOBS.release(self._db, owner, task_ids)
+    def release(self, owner: str, job_ids: Sequence[int]) -> None:
+        JOBS.release(self._db, owner, job_ids)
 
     def release_others(self, owner: str) -> int:
         return JOBS.release_others(self._db, owner)
 
-    def retry(self, task_id: int, now: float) -> bool:
+    def retry(self, job_id: int, now: float) -> bool:
         count, _ = self._db.write_one(
-            "UPDATE tasks SET state='queued', attempts=0, run_at=?, finished_at=NULL "
-            "WHERE id=? AND state IN ('dead','cancelled')", (now, task_id))
+            "UPDATE jobs SET state='queued', attempts=0, run_at=?, finished_at=NULL "
+            "WHERE id=? AND state IN ('dead','cancelled')", (now, job_id))
         return count == 1
 
-    def cancel(self, task_id: int, now: float, plugin: str | None = None) -> bool | None:
+    def cancel(self, job_id: int, now: float, plugin: str | None = None) -> bool | None:
         for_update = self._db.dialect.for_update
 
         def run(tx: Tx) -> bool | None:
-            row = tx.execute(f"SELECT state, plugin FROM tasks WHERE id=?{for_update}",
-                             (task_id,)).fetchone()
+            row = tx.execute(f"SELECT state, plugin FROM jobs WHERE id=?{for_update}",
+                             (job_id,)).fetchone()
             if row is None or (plugin is not None and row[1] != plugin):
                 return None
             if row[0] != "queued":
                 return False
-            tx.execute("UPDATE tasks SET state='cancelled', finished_at=? WHERE id=?",
-                       (now, task_id))
+            tx.execute("UPDATE jobs SET state='cancelled', finished_at=? WHERE id=?",
+                       (now, job_id))
             return True
         return self._db.write(run)
 
     def next_due(self) -> float | None:
-        found = self._db.read_value("SELECT MIN(run_at) FROM tasks WHERE state='queued'")
+        found = self._db.read_value("SELECT MIN(run_at) FROM jobs WHERE state='queued'")
         return None if found is None else float(found)
 
-    def counts(self) -> dict[tuple[str, TaskState], int]:
-        rows = self._db.read("SELECT plugin, state, COUNT(*) FROM tasks GROUP BY plugin, state")
+    def counts(self) -> dict[tuple[str, JobState], int]:
+        rows = self._db.read("SELECT plugin, state, COUNT(*) FROM jobs GROUP BY plugin, state")
         return {(plugin, state): int(n) for plugin, state, n in rows}
 
     def purge_finished(self, before: float) -> int:
-        return self._db.write_one("DELETE FROM tasks WHERE state IN ('succeeded','cancelled') "
+        return self._db.write_one("DELETE FROM jobs WHERE state IN ('succeeded','cancelled') "
                                   "AND finished_at<?", (before,))[0]
 
 
@@ -180,7 +182,7 @@ class JobSchedules(Schedules):
         return None if found is None else float(found)
 
     def advance(self, plugin: str, name: str, expected: float | None, new_next: float,
-                fire: TaskSpec | None) -> bool:
+                fire: JobSpec | None) -> bool:
         def run(tx: Tx) -> bool:
             if expected is None:
                 cur = tx.execute("INSERT INTO schedules(plugin, name, next_fire) VALUES "

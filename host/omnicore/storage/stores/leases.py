@@ -4,7 +4,7 @@ A row is ``queued`` until ``run_at``, then a claim leases it to an owner until
 ``lease_until`` (``running``) and counts a delivery; the owner renews the lease while it
 works and ends it (the row's own store sets the outcome through :meth:`LeasedTable.ended`);
 a lease that runs out makes the row claimable again, and a dead owner's leases run out at
-once (:func:`release_owners`). The job queue (``tasks``) and the workflow step queue
+once (:func:`release_owners`). The job queue (``jobs``) and the workflow step queue
 (``wf_steps``) are both such tables.
 
 A claim is one statement: an expired lease first (a dead host's row), else the oldest due
@@ -107,7 +107,7 @@ class LeasedTable:
 
 
 #: The job queue.
-JOBS = LeasedTable("tasks", ("id",), "attempts", "jobs")
+JOBS = LeasedTable("jobs", ("id",), "attempts", "jobs")
 #: The workflow step queue.
 STEPS = LeasedTable("wf_steps", ("run_id", "step", "idx"), "attempt", "steps")
 #: Every leased table, for :func:`release_owners`.

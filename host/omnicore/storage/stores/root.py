@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.backend import Backend
-from omnicore.storage.base import EventLog, KVStore, PluginTasks, Schedules, Storage, TaskQueue
+from omnicore.storage.base import EventLog, JobQueue, KVStore, PluginJobs, Schedules, Storage
 from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.secret_rows import SecretRows
@@ -20,7 +20,7 @@ from omnicore.storage.settings_rows import PluginSettingsRows
 from omnicore.storage.stores.audit import Audit
 from omnicore.storage.stores.events import Events
 from omnicore.storage.stores.instances import Instances
-from omnicore.storage.stores.jobs import Jobs, JobSchedules, PluginJobs
+from omnicore.storage.stores.jobs import Jobs, JobSchedules, PluginJobRows
 from omnicore.storage.stores.kv import KV, kv_plugins
 from omnicore.storage.stores.memory import Memory
 from omnicore.storage.stores.secrets import Secrets
@@ -61,7 +61,7 @@ class BackendStorage(Storage):
         self.backend = backend
         self.location = backend.location
         self._jobs = Jobs(backend)
-        self.queue: TaskQueue = self._jobs
+        self.queue: JobQueue = self._jobs
         self.schedules: Schedules = JobSchedules(backend)
         self.events: EventLog = Events(backend)
         #: Guards the stores built on first use (a backend may migrate their tables then).
@@ -74,8 +74,8 @@ class BackendStorage(Storage):
     def kv(self, plugin: str) -> KVStore:
         return KV(self.backend, plugin)
 
-    def tasks(self, plugin: str) -> PluginTasks:
-        return PluginJobs(self.backend, self._jobs, plugin)
+    def jobs(self, plugin: str) -> PluginJobs:
+        return PluginJobRows(self.backend, self._jobs, plugin)
 
     def kv_plugins(self) -> list[str]:
         return kv_plugins(self.backend)
