@@ -5,7 +5,7 @@ PostgreSQL cluster serves, all at once: jobs enqueued in a stream, slow jobs run
 server stops, a one-second schedule, a durable event subscription and workflow runs. The
 server is stopped as an operator's restart stops it (``pg_ctl stop -m fast``) and started
 again ten seconds later. Every side effect is a plugin log line carrying its input, counted
-outside the database (tests/fixtures/outage_worker.wat).
+outside the database (tests/cluster/outage_worker.wat).
 
 Then: no thread died and each loop made progress after the return; every job, event and run
 the host accepted ran, and none ran twice; the jobs the host held through the outage were
@@ -34,7 +34,7 @@ from omnicore.sandbox.pluginlog import flush
 from omnicore.storage import StorageError
 from tests.pgcluster import Cluster
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "outage_worker.wat"
+FIXTURE = Path(__file__).parent / "outage_worker.wat"
 OUTAGE_S = 10.0
 #: The held jobs must be recorded within this of the server's return: the loops' back-off
 #: bound (2 s) plus the pool's reconnect, with room for a loaded two-core machine; far below

@@ -134,7 +134,10 @@ def test_operator_loop_in_a_browser(browser: Browser, running: tuple[OmniApp, Co
     logs.goto(f"{module.url}/logs?plugin=greeter-rust")
     expect(logs.locator("#live-state")).to_have_text("live")
 
-    page.fill("textarea[name=input]", '{"name": "Grace"}')
+    # The handler's input schema (from the Rust SDK's types) makes the form: a field per
+    # argument, the raw JSON box hidden until JSON is chosen.
+    expect(page.locator("#invoke-form textarea[name=input]")).to_be_hidden()
+    page.fill("fieldset[data-args-for=greet] input[type=text]", "Grace")
     page.click("#invoke-form button")
     result = page.locator("#invoke-result pre")
     expect(result).to_contain_text("Ahoy, Grace!")
@@ -144,6 +147,7 @@ def test_operator_loop_in_a_browser(browser: Browser, running: tuple[OmniApp, Co
     shot(logs, "logs")
 
     # A hostile-looking input comes back as text, in the page and in the live log.
+    page.select_option("#invoke-form select[name=format]", "json")
     page.fill("textarea[name=input]", '{"name": "<img src=x onerror=alert(1)>"}')
     page.click("#invoke-form button")
     expect(page.locator("#invoke-result pre")).to_contain_text("<img src=x onerror=alert(1)>")
