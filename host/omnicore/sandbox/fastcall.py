@@ -445,14 +445,21 @@ class RawInstance(SlotDeadline):
             ptr = slot.call1(self._alloc_addr, n)
             if ptr is None:
                 err, trap = slot.take_failure()
-                raise HostTrap("re-entrant omni_alloc failed: "
-                               f"{_failure(err or None, trap, slot).message}")
+                raise self._reentry_failed(_failure(err or None, trap, slot))
             return int(ptr) & 0xFFFF_FFFF
         self._u64[4] = n
         err = _call_unchecked(self.ctx, self._alloc_addr, self._raw2_addr, 1, self._trap_addr)
         if err or self._u64[6]:
-            raise HostTrap(f"re-entrant omni_alloc failed: {self._failure(err).message}")
+            raise self._reentry_failed(self._failure(err))
         return self._u64[4] & 0xFFFF_FFFF
+
+    def _reentry_failed(self, f: GuestFailure) -> HostTrap:
+        # The epoch interrupt of a re-entrant call is the call's deadline, whatever the clock
+        # says: the epoch can reach the deadline a tick before time.monotonic() passes it, and
+        # the handler around it then ends as a host function's refusal, not DeadlineExceeded.
+        if f.code == wasmtime.TrapCode.INTERRUPT:
+            self.deadline_hit = True
+        return HostTrap(f"re-entrant omni_alloc failed: {f.message}")
 
     def call(self, func: int, data: bytes, deadline_ticks: int, epoch: int = -1) -> int:
         """Copy ``data`` in, call the handler at ``func``, return the packed i64 (unsigned).
