@@ -192,17 +192,25 @@ class Flaky:
         self.down = False
         self.refused = 0
         self.renewals: list[tuple[float, list[int]]] = []
+        # A call runs whole on one side of a switch: one begun before the outage cannot end
+        # after it began (on a loaded machine that read as the storage answering again).
+        self.switching = threading.Lock()
+
+    def switch(self, down: bool) -> None:
+        with self.switching:
+            self.down = down
 
     def __getattr__(self, name: str) -> object:
         attr = getattr(self.queue, name)
 
         def call(*args: object, **kwargs: object) -> object:
-            if self.down:
-                self.refused += 1
-                raise Away("storage test.db: unreachable")
-            if name == "renew":
-                self.renewals.append((time.monotonic(), list(args[1])))  # type: ignore[call-overload]
-            return attr(*args, **kwargs)
+            with self.switching:
+                if self.down:
+                    self.refused += 1
+                    raise Away("storage test.db: unreachable")
+                if name == "renew":
+                    self.renewals.append((time.monotonic(), list(args[1])))  # type: ignore[call-overload]
+                return attr(*args, **kwargs)
 
         return call
 
@@ -226,14 +234,14 @@ def test_an_outage_holds_the_running_item_and_records_it_when_the_storage_return
     workers.start()
     try:
         assert ran.wait(10)
-        flaky.down = True
+        flaky.switch(True)
         go.set()  # the call ended; its outcome cannot be written now
         _wait(lambda: flaky.refused >= 10, "several claims and writes to fail")
         assert [t.id for t in workers.running()] == [job]  # still held, not dropped
         threads = [t for t in threading.enumerate() if t.name.startswith("omnicore-test-")]
         assert len(threads) == 3 and all(t.is_alive() for t in threads)
         back = time.monotonic()
-        flaky.down = False
+        flaky.switch(False)
         _wait(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
               "the held job's outcome to be written")
         took = time.monotonic() - back
@@ -261,7 +269,7 @@ def test_a_run_failing_on_the_storage_gives_its_item_back_when_it_returns(
     def run(task: Job) -> None:
         runs.append(task.id)
         if len(runs) == 1:
-            flaky.down = True
+            flaky.switch(True)
             raise Away("storage test.db: unreachable")  # before anything was recorded
         store.queue.finish(task.id, "host-a", time.time())
 
@@ -271,7 +279,7 @@ def test_a_run_failing_on_the_storage_gives_its_item_back_when_it_returns(
     workers.start()
     try:
         _wait(lambda: flaky.refused >= 3, "the release to fail too")
-        flaky.down = False
+        flaky.switch(False)
         _wait(lambda: runs == [job, job], "the item to run again")  # not after 30 s
         _wait(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
               "the second delivery to finish")
