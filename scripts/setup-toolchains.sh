@@ -16,7 +16,8 @@ die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 # Toolchains and what the suite drives for real (g++ and python3-dev build hnswlib, a
 # dependency of omnicore:vectors, from its sdist: PyPI has no wheel of it; redis-server is the
 # peer bench/bench_capabilities.py measures kv against; postgresql is the server the
-# storage tests start privately: tests/pgcluster.py). Rust crates are not listed here: they are read
+# storage tests start privately: tests/pgcluster.py; postgresql, mariadb-server and redis-server
+# are also the real servers the database connectors are tested against). Rust crates are not listed here: they are read
 # off the Rust manifests (plugins, SDK, scaffold template) with their features, so adding a crate
 # to a plugin is enough (host/omnicore/toolchains/debian_crates.py).
 apt_packages=(
@@ -27,6 +28,7 @@ apt_packages=(
   chromium
   redis-server
   postgresql
+  mariadb-server
 )
 crates="$(python3 "$root/host/omnicore/toolchains/debian_crates.py" \
   "$root/plugins" "$root/sdk/rust" "$root/host/omnicore/toolchains/scaffolds/rust")" \
