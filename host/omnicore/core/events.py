@@ -261,10 +261,7 @@ class EventBus:
             if sub.is_async:
                 self._dispatch_async(sub, event)
             else:
-                try:
-                    sub.handler(event)
-                except Exception as exc:
-                    self._report(sub, event, exc)
+                self._deliver(sub, event)
         return len(subs)
 
     async def apublish(self, event: Event) -> int:
@@ -275,10 +272,7 @@ class EventBus:
             if sub.is_async:
                 waits.append(self._run(sub, event))
             else:
-                try:
-                    sub.handler(event)
-                except Exception as exc:
-                    self._report(sub, event, exc)
+                self._deliver(sub, event)
         if waits:
             await asyncio.gather(*waits)
         return len(subs)
@@ -288,6 +282,13 @@ class EventBus:
         pending = [f for f in self._pending if not f.done()]
         if pending:
             await asyncio.wait(pending, timeout=timeout)
+
+    def _deliver(self, sub: Subscription, event: Event) -> None:
+        # A sync subscriber runs inline; its failure is reported, the others still get it.
+        try:
+            sub.handler(event)
+        except Exception as exc:
+            self._report(sub, event, exc)
 
     def _dispatch_async(self, sub: Subscription, event: Event) -> None:
         try:

@@ -309,9 +309,7 @@ class ModuleSet:
         for module in self.order() if order is None else order:
             self._move(module, State.STARTING)
             try:
-                result = module.start()
-                if inspect.isawaitable(result):
-                    await result
+                await _settled(module.start())
             except Exception as exc:
                 why = f"{type(exc).__name__}: {exc}"
                 self._move(module, State.FAILED, why)
@@ -325,9 +323,7 @@ class ModuleSet:
         """Drain every started module side by side; the failures, as :meth:`stop` words them."""
         async def one(module: Module) -> str | None:
             try:
-                result = module.drain(grace)
-                if inspect.isawaitable(result):
-                    await result
+                await _settled(module.drain(grace))
             except Exception as exc:
                 return self._failed(module, "drain", exc)
             return None
@@ -343,9 +339,7 @@ class ModuleSet:
             module = self._started.pop()
             self._move(module, State.STOPPING)
             try:
-                result = module.stop()
-                if inspect.isawaitable(result):
-                    await result
+                await _settled(module.stop())
             except Exception as exc:
                 failures.append(self._failed(module, "stop", exc))
             else:
@@ -359,3 +353,9 @@ class ModuleSet:
         self._host.events.publish(ErrorOccurred(source=f"module {module.name}", error=why,
                                                 exc=exc))
         return f"{module.name!r} ({why})"
+
+
+async def _settled(result: object) -> None:
+    # A module's start, drain and stop may be plain or ``async``: await what they returned.
+    if inspect.isawaitable(result):
+        await result

@@ -18,7 +18,7 @@ import abc
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 __all__ = ["ACTIVE_RUN_STATES", "FINAL_RUN_STATES", "FINAL_STEP_STATES", "HistoryRecord",
            "NewStep", "RunRecord", "RunState", "StepRecord", "StepState", "WorkflowStore",
@@ -32,8 +32,19 @@ FINAL_RUN_STATES = ("succeeded", "failed", "cancelled", "skipped")
 FINAL_STEP_STATES = ("succeeded", "failed", "skipped", "cancelled")
 
 
+class _Record:
+    """A row read back: ``as_dict`` is the JSON the console and the CLI show (shallow: inputs
+    and outputs stay the values they are)."""
+
+    __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
 @dataclass(frozen=True, slots=True)
-class RunRecord:
+class RunRecord(_Record):
     id: int
     workflow: str
     version: str
@@ -52,12 +63,9 @@ class RunRecord:
     finished_at: float | None
     restarts: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
-
 
 @dataclass(frozen=True, slots=True)
-class StepRecord:
+class StepRecord(_Record):
     run_id: int
     step: str
     index: int           # -1: the step itself; 0..n-1: the items of a for_each
@@ -76,12 +84,9 @@ class StepRecord:
     decided_by: str | None
     decided_at: float | None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
-
 
 @dataclass(frozen=True, slots=True)
-class HistoryRecord:
+class HistoryRecord(_Record):
     id: int
     run_id: int
     at: float
@@ -91,9 +96,6 @@ class HistoryRecord:
     attempt: int | None
     actor: str | None
     data: Any
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True, slots=True)
