@@ -1,10 +1,10 @@
 """``AppData``: an app's data dir and the stores kept in it, each opened on first use.
 
 An app that never touches a store never opens it: ``omnicore inspect`` and a plugin without
-``memory`` cost no database file and no vector index. Opening takes one lock so two threads
-asking at once share one store. Their modules are imported on first use too: an app that
-only calls a plugin (``omnicore call``) never loads the storage backend (sqlite-utils,
-numpy), the vector index or the egress client.
+``memory`` cost no database file and no vector index. Each store is opened once
+(:class:`~omnicore.core.once.Once`): two threads asking at once share one store. Their
+modules are imported on first use too: an app that only calls a plugin (``omnicore call``)
+never loads the storage backend (sqlite-utils, numpy), the vector index or the egress client.
 
 :meth:`AppData.open` is the first step of an app's start (the data dir made private, its
 lock taken, the database opened, the leases of a host that died holding the lock given
@@ -14,13 +14,13 @@ back); :meth:`AppData.close` the last of its stop.
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omnicore.config import OmniConfig
+from omnicore.core.once import Once
 from omnicore.errors import ConfigError
 from omnicore.logging import BoundLogger
 from omnicore.sandbox.modcache import check_cache_dir
@@ -51,15 +51,14 @@ class AppData:
         self.runtime_id = runtime_id
         self.log = log
         self._embedder = embedder
-        self._lock = threading.Lock()
-        self._storage: Storage | None = None
+        self._storage = Once(self._open_storage)
         self._data_lock: DataDirLock | None = None
         self._kv: KV | None = None
-        self._secrets: SecretStore | None = None
+        self._secrets = Once(self._open_secrets)
         self._connectors: dict[str, Connector] | None = None
         self._egress: Egress | None = None
-        self._vectors: VectorStore | None = None
-        self._memory: MemoryStore | None = None
+        self._vectors = Once(self._open_vectors)
+        self._memory = Once(self._open_memory)
 
     @property
     def data_dir(self) -> Path:
@@ -88,17 +87,13 @@ class AppData:
     @property
     def storage(self) -> Storage:
         """The app's durable state (``<data_dir>/omnicore.db``), opened on first use."""
-        store = self._storage
-        if store is None:
-            with self._lock:
-                store = self._storage
-                if store is None:
-                    from omnicore.storage import open_storage
+        return self._storage.get()
 
-                    store = self._storage = open_storage(
-                        self.data_dir, synchronous=self.config.storage.synchronous,
-                        url=self.config.storage.url)
-        return store
+    def _open_storage(self) -> Storage:
+        from omnicore.storage import open_storage
+
+        return open_storage(self.data_dir, synchronous=self.config.storage.synchronous,
+                            url=self.config.storage.url)
 
     @property
     def kv(self) -> KV:
@@ -112,16 +107,12 @@ class AppData:
     @property
     def secrets(self) -> SecretStore:
         """The app's secrets, encrypted at rest (``omnicore secrets``; abi.md §4.9)."""
-        store = self._secrets
-        if store is None:
-            rows = self.storage.secrets
-            with self._lock:
-                store = self._secrets
-                if store is None:
-                    from omnicore.storage.secrets import SecretStore
+        return self._secrets.get()
 
-                    store = self._secrets = SecretStore(rows, self.data_dir)
-        return store
+    def _open_secrets(self) -> SecretStore:
+        from omnicore.storage.secrets import SecretStore
+
+        return SecretStore(self.storage.secrets, self.data_dir)
 
     @property
     def connectors(self) -> dict[str, Connector]:
@@ -145,35 +136,26 @@ class AppData:
     @property
     def vectors(self) -> VectorStore:
         """Plugins' vector collections (``app.vectors.for_plugin(name)``; abi.md §4.5)."""
-        store = self._vectors
-        if store is None:
-            rows = self.storage.vectors
-            with self._lock:
-                store = self._vectors
-                if store is None:
-                    from omnicore.storage.vectors import VectorStore
+        return self._vectors.get()
 
-                    store = self._vectors = VectorStore(
-                        rows, self.instance_dir / "vectors", shared=self.storage.shared)
-        return store
+    def _open_vectors(self) -> VectorStore:
+        from omnicore.storage.vectors import VectorStore
+
+        return VectorStore(self.storage.vectors, self.instance_dir / "vectors",
+                           shared=self.storage.shared)
 
     @property
     def memory(self) -> MemoryStore:
         """Plugins' tiered memories (``app.memory.for_plugin(name)``; abi.md §4.4); consolidated
         every ``capabilities.memory.consolidate_every_s`` (600) seconds while open."""
-        store = self._memory
-        if store is None:
-            rows = self.storage.memory
-            with self._lock:
-                store = self._memory
-                if store is None:
-                    from omnicore.storage.memory import MemoryStore
+        return self._memory.get()
 
-                    store = self._memory = MemoryStore(rows, lambda: self.vectors,
-                                                       self._embedder)
-                    every = self.config.capabilities.get("memory", {}).get(
-                        "consolidate_every_s", 600)
-                    store.start(float(every))
+    def _open_memory(self) -> MemoryStore:
+        from omnicore.storage.memory import MemoryStore
+
+        store = MemoryStore(self.storage.memory, lambda: self.vectors, self._embedder)
+        every = self.config.capabilities.get("memory", {}).get("consolidate_every_s", 600)
+        store.start(float(every))
         return store
 
     def open(self, app: str) -> None:
@@ -215,16 +197,14 @@ class AppData:
     def close(self) -> None:
         """Close every store opened (the memory consolidation stopped, the vector indexes
         written beside the database before it closes); the next use opens them again."""
-        memory, self._memory = self._memory, None
+        memory = self._memory.take()
         if memory is not None:
             memory.stop()
-        vectors = self._vectors
+        vectors = self._vectors.take()
         if vectors is not None:
             vectors.close()
-        with self._lock:
-            store, self._storage = self._storage, None
-            self._secrets = None
-            self._vectors = None
+        self._secrets.take()
+        store = self._storage.take()
         if store is not None:
             store.close()
         if self.config.storage.url is not None:

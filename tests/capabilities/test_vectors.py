@@ -299,7 +299,7 @@ def test_hnsw_recall_and_index_files_rebuilt_when_lost_truncated_or_stale(
     app.vectors.for_plugin("big").upsert("emb", "extra", queries[0])   # generation moves on
     app.vectors.for_plugin("big").delete("emb", "v0")
     # A crash: no flush at close, so the file is stale, and its flusher thread is gone.
-    crashed, app.data._vectors = app.data._vectors, None
+    crashed = app.data._vectors.take()
     assert crashed is not None
     crashed._stop.set()
     crashed._wake.set()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from omnicore.core.events import ErrorOccurred, ModuleStateChanged
 from omnicore.core.lifecycle import State
+from omnicore.core.once import Once
 from omnicore.errors import ModuleError
 from omnicore.logging import BoundLogger, get_logger
 
@@ -196,26 +196,18 @@ class ServiceModule(Module, Generic[S]):
                  drain: Callable[[S, float], object] | None = None,
                  stop: Callable[[S], object] | None = None) -> None:
         super().__init__(name, depends_on=depends_on)
-        self._make = make
+        self._service = Once(make)
         self._start, self._drain, self._stop = start, drain, stop
-        self._made_lock = threading.Lock()
-        self._service: S | None = None
 
     @property
     def service(self) -> S:
         """The service, made on first use (once, whichever thread asks first)."""
-        found = self._service
-        if found is None:
-            with self._made_lock:
-                found = self._service
-                if found is None:
-                    found = self._service = self._make()
-        return found
+        return self._service.get()
 
     @property
     def made(self) -> bool:
         """Whether the service was made (asking does not make it)."""
-        return self._service is not None
+        return self._service.made is not None
 
     def start(self) -> None:
         if self._start is not None:

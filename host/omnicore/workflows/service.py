@@ -30,6 +30,7 @@ import jsonschema
 
 from omnicore.config import OmniConfig
 from omnicore.core.events import Event, EventBus
+from omnicore.core.once import Once
 from omnicore.core.outage import Outage
 from omnicore.core.workers import LeasedWorkers
 from omnicore.errors import OmniError
@@ -99,8 +100,7 @@ class Workflows:
         self.settings = app.config.workflows
         self.entries = WorkflowEntries(self._refs, self._save_version)
         self.owner = app.runtime_id
-        self._store: WorkflowStore | None = None
-        self._store_lock = threading.Lock()
+        self._store = Once(lambda: self._app.storage.workflows)
         self._versions: dict[str, Workflow] = {}
         self._locks = [threading.RLock() for _ in range(64)]
         self._changed = threading.Condition()
@@ -120,13 +120,7 @@ class Workflows:
 
     @property
     def store(self) -> WorkflowStore:
-        found = self._store
-        if found is None:
-            with self._store_lock:
-                found = self._store
-                if found is None:
-                    found = self._store = self._app.storage.workflows
-        return found
+        return self._store.get()
 
     def _save_version(self, wf: Workflow) -> None:
         self._versions[wf.version] = wf
