@@ -11,9 +11,10 @@ mypy checks that the real class (``OmniApp``, ``PluginHost``, ``PluginInfo``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from omnicore.core.manifest_entries import Declaring
 from omnicore.core.module import ModuleHost
 
 __all__ = ["Extensions", "HealthChecks", "HostApp", "PluginCaller", "PluginView"]
@@ -27,23 +28,13 @@ class HealthChecks(Protocol):
     def unregister_check(self, name: str) -> None: ...
 
 
-class PluginView(Protocol):
-    """What a service reads of one plugin (``omnicore.PluginInfo`` implements it)."""
+class PluginView(Declaring, Protocol):
+    """What a service reads of one plugin (``omnicore.PluginInfo`` implements it): its name,
+    and its state, handlers, grants and manifest (:class:`~omnicore.core.manifest_entries.
+    Declaring`)."""
 
     @property
     def name(self) -> str: ...
-
-    @property
-    def state(self) -> str: ...
-
-    @property
-    def handlers(self) -> Sequence[str]: ...
-
-    @property
-    def granted(self) -> Mapping[str, Mapping[str, Any]]: ...
-
-    @property
-    def manifest(self) -> Mapping[str, Any]: ...
 
 
 class PluginCaller(Protocol):

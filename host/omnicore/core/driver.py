@@ -12,28 +12,16 @@ from typing import Protocol
 
 from omnicore.core._loop import LoopThread
 from omnicore.core.lifecycle import Lifecycle, State
+from omnicore.core.module import ModuleHost
 from omnicore.errors import LifecycleError
-from omnicore.logging import BoundLogger
 
 __all__ = ["BlockingDriver", "Drivable"]
 
 
-class _Grace(Protocol):
-    @property
-    def shutdown_grace_s(self) -> float: ...
+class Drivable(ModuleHost, Protocol):
+    """What the driver needs of the app it drives (``OmniApp``): the app its modules see
+    (its name, log, config and state), with its loop and its async start and stop."""
 
-
-class Drivable(Protocol):
-    """What the driver needs of the app it drives (``OmniApp``)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def log(self) -> BoundLogger: ...
-    @property
-    def config(self) -> _Grace: ...
-    @property
-    def state(self) -> State: ...
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop the app runs on while started."""

@@ -22,13 +22,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from omnicore.core.manifest_entries import handler_entries
-from omnicore.errors import ConfigError, PluginNotFound
+from omnicore.core.manifest_entries import granted_entries, handler_entries
+from omnicore.errors import ConfigError
 from omnicore.jobs.plugins import JobPlugins
 from omnicore.jobs.retry import RetryPolicy
 from omnicore.logging import get_logger
 from omnicore.storage import JobSpec, Storage
-from omnicore.types import PluginView
 
 __all__ = ["PAUSED", "Schedule", "Scheduler", "check_manifest", "manifest_schedules",
            "parse_schedule"]
@@ -151,19 +150,10 @@ class Scheduler:
     def sync(self, plugin: str) -> None:
         """(Re)read ``plugin``'s schedules: manifest (if granted ``tasks``) + app config."""
         found = list(self.configured.get(plugin, []))
-        try:
-            view: PluginView | None = self._plugins().get(plugin)
-        except PluginNotFound:
-            view = None
-        if view is not None and view.state == "loaded" and view.manifest.get("schedules"):
-            if "tasks" not in view.granted:
-                log.warning("plugin '%s' declares schedules but is not granted 'tasks'; "
-                            "they do not run", plugin)
-            else:
-                try:
-                    found += manifest_schedules(plugin, view.manifest, view.handlers)
-                except ConfigError as exc:  # a host built without the manifest checks
-                    log.error("plugin '%s' %s; its schedules do not run", plugin, exc)
+        found += granted_entries(
+            self._plugins().get, plugin, "schedules", "tasks", manifest_schedules, log,
+            ungranted="declares schedules but is not granted 'tasks'; they do not run",
+            broken="its schedules do not run")
         with self._lock:
             for key in [k for k in self._schedules if k[0] == plugin]:
                 del self._schedules[key]

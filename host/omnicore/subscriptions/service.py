@@ -27,8 +27,9 @@ from prometheus_client.registry import Collector
 
 from omnicore.config import OmniConfig
 from omnicore.core.events import Event, EventBus, Subscription
+from omnicore.core.manifest_entries import granted_entries
 from omnicore.core.outage import Outage
-from omnicore.errors import ConfigError, PluginNotFound
+from omnicore.errors import ConfigError
 from omnicore.jobs import Jobs, at_hops, current_hops
 from omnicore.logging import get_logger
 from omnicore.storage import Storage, StorageError
@@ -175,20 +176,10 @@ class Subscriptions:
 
     def sync(self, plugin: str) -> None:
         """(Re)read ``plugin``'s manifest subscriptions (only if it is granted ``events``)."""
-        found: list[Subscriber] = []
-        try:
-            info = self._app.plugins.get(plugin)
-        except PluginNotFound:
-            info = None
-        if info is not None and info.state == "loaded" and info.manifest.get("subscriptions"):
-            if "events" not in info.granted:
-                log.warning("plugin '%s' subscribes to events but is not granted 'events'; "
-                            "it receives none", plugin)
-            else:
-                try:
-                    found = manifest_subscriptions(plugin, info.manifest, info.handlers)
-                except ConfigError as exc:  # a host built without the manifest checks
-                    log.error("plugin '%s' %s; it receives no events", plugin, exc)
+        found = granted_entries(
+            self._app.plugins.get, plugin, "subscriptions", "events", manifest_subscriptions,
+            log, ungranted="subscribes to events but is not granted 'events'; it receives none",
+            broken="it receives no events")
         with self._lock:
             if found:
                 self._subs[plugin] = found
