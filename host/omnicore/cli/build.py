@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 # The toolchains (and the engine they embed manifests with) are imported inside the commands:
 # `omnicore --help` and every other command should not pay for them.
 
-__all__ = ["build_command", "install", "new_plugin_command", "report"]
+__all__ = ["build_command", "install", "new_plugin_command", "precompile_command", "report"]
 
 _LANGS = ["rust", "go", "js", "ts", "c", "python"]
 
@@ -97,10 +97,11 @@ def install(results: list[BuildResult], app_dir: Path) -> list[Path]:
     return installed
 
 
-def _precompile(app_dir: Path, paths: list[Path]) -> None:
+def _precompile(app_dir: Path, paths: list[Path]) -> tuple[int, Path] | None:
     """Compile ``paths`` into the app's module cache, in parallel, with the engine settings
     its host uses: the next ``omnicore run`` loads them from the cache instead of compiling
     (seconds each for Go and JS). A file that does not compile is left for the host to report.
+    How many compiled and where; None when the app has no config or no cache.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -111,10 +112,10 @@ def _precompile(app_dir: Path, paths: list[Path]) -> None:
 
     config = app_dir / "omnicore.yaml"
     if not paths or not config.is_file():
-        return
+        return None
     cfg = load_config(config)
     if cfg.sandbox.cache_dir is None:
-        return
+        return None
 
     def compile_one(path: Path) -> bool:
         try:
@@ -128,6 +129,30 @@ def _precompile(app_dir: Path, paths: list[Path]) -> None:
         done = sum(pool.map(compile_one, sorted(paths, key=lambda p: p.stat().st_size)))
     click.echo(f"compiled {done} of {len(paths)} into {cfg.sandbox.cache_dir}, so "
                f"`omnicore run {app_dir}` starts from the cache")
+    return done, cfg.sandbox.cache_dir
+
+
+@click.command("precompile")
+@click.argument("appdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+def precompile_command(appdir: Path) -> None:
+    """Compile every plugin in APPDIR's plugin folder into its module cache (sandbox.cache_dir),
+    so that a host (a container image, a new pod) starts warm; fails when one does not compile.
+    """
+    from omnicore.config import load_config
+
+    config = appdir / "omnicore.yaml"
+    if not config.is_file():
+        raise click.ClickException(f"{config} not found: APPDIR is an app folder with an "
+                                   "omnicore.yaml (`omnicore new APPDIR` makes one)")
+    cfg = load_config(config)
+    if cfg.sandbox.cache_dir is None:
+        raise click.ClickException("this app has no module cache (sandbox.cache_dir)")
+    paths = sorted(cfg.plugins_dir.glob("*.wasm"))
+    got = _precompile(appdir, paths)
+    done = got[0] if got is not None else 0
+    if done != len(paths):
+        raise click.ClickException(f"{len(paths) - done} of {len(paths)} plugins did not "
+                                   f"compile: `omnicore inspect FILE.wasm` says why")
 
 
 @click.command("plugin")
