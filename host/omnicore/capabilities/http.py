@@ -33,6 +33,7 @@ from omnicore.sandbox.capability import (
     GuestMemory,
     HostFunction,
     PluginContext,
+    Status,
     WitFunction,
 )
 
@@ -70,7 +71,7 @@ def _request(client: Client, mem: GuestMemory, rp: int, rl: int, bp: int, bl: in
 
 
 # omnicore:plugin/http (sdk/wit/plugin.wit): the same exchange for components.
-_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+_ERROR = Status.WIT_ERROR
 _SIGNATURE = ("func(request: string, body: list<u8>) -> result<record { status: u16, "
               "headers: list<tuple<string, string>>, body: list<u8> }, record { code: "
               f"{_ERROR}, message: string }}>")

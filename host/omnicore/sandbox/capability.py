@@ -45,6 +45,8 @@ class Status:
     WIT_CASES: ClassVar[dict[int, str]] = {
         -1: "not-found", -2: "denied", -3: "invalid", -4: "quota", -5: "unavailable",
         -6: "too-large"}
+    #: That enum as WIT source, for the signatures of the capabilities' WIT functions.
+    WIT_ERROR: ClassVar[str] = f"enum {{ {', '.join(WIT_CASES.values())} }}"
 
     @classmethod
     def wit_error(cls, code: int) -> dict[str, str]:
