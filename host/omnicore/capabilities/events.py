@@ -77,7 +77,7 @@ def _wit_publish(state: _State, topic: str, payload: bytes) -> dict[str, Any]:
     return Status.wit_error(status) if status else {"ok": None}
 
 
-_ERROR = Status.WIT_ERROR
+_ERROR = WitFunction.ERROR
 
 
 def _patterns(options: Mapping[str, Any]) -> tuple[str, ...]:

@@ -220,7 +220,7 @@ def _list(state: _State, mem: GuestMemory, pptr: int, plen: int, out: int, cap: 
 
 # omnicore:plugin/kv (sdk/wit/plugin.wit): the same operations for components.
 
-_ERROR = Status.WIT_ERROR
+_ERROR = WitFunction.ERROR
 
 
 def _wit_get(state: _State, key: str) -> dict[str, Any]:

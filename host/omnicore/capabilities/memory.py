@@ -134,7 +134,7 @@ def _forget(memory: PluginMemory, _mem: GuestMemory, mid: int) -> int:
 # omnicore:plugin/memory (sdk/wit/plugin.wit): the same operations for components. The item
 # and the query are §4.4's JSON, with the same limits; the tier is an enum.
 
-_ERROR = Status.WIT_ERROR
+_ERROR = WitFunction.ERROR
 _TIER = "enum { working, short-term, long-term }"
 _TIERS = {"working": 0, "short-term": 1, "long-term": 2}
 

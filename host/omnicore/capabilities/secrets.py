@@ -81,7 +81,7 @@ def _get(state: _State, mem: GuestMemory, nptr: int, nlen: int, out: int, cap: i
 
 
 # omnicore:plugin/secrets (sdk/wit/plugin.wit): the same read for components.
-_ERROR = Status.WIT_ERROR
+_ERROR = WitFunction.ERROR
 
 
 def _wit_get(state: _State, name: str) -> dict[str, Any]:

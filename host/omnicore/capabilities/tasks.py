@@ -118,7 +118,7 @@ def _cancel(state: _State, _mem: GuestMemory, job_id: int) -> int:
 
 
 # omnicore:plugin/tasks (sdk/wit/plugin.wit): the same for components.
-_ERROR = Status.WIT_ERROR
+_ERROR = WitFunction.ERROR
 
 
 def _wit_enqueue(state: _State, handler: str, payload: bytes, delay_ms: int

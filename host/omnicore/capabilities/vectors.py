@@ -174,8 +174,8 @@ def _delete(state: _State, mem: GuestMemory, cp: int, cl: int, ip: int, il: int)
 # omnicore:plugin/vectors (sdk/wit/plugin.wit): the same operations for components, with
 # the same limits; metadata and filters are JSON text ("" for none), search answers §4.5's
 # JSON array.
-_ERROR = Status.WIT_ERROR
-_FAILURE = f"record {{ code: {_ERROR}, message: string }}"
+_ERROR = WitFunction.ERROR
+_FAILURE = WitFunction.FAILURE
 
 
 def _wit_name(text: str, limit: int) -> bool:

@@ -45,8 +45,6 @@ class Status:
     WIT_CASES: ClassVar[dict[int, str]] = {
         -1: "not-found", -2: "denied", -3: "invalid", -4: "quota", -5: "unavailable",
         -6: "too-large"}
-    #: That enum as WIT source, for the signatures of the capabilities' WIT functions.
-    WIT_ERROR: ClassVar[str] = f"enum {{ {', '.join(WIT_CASES.values())} }}"
 
     @classmethod
     def wit_error(cls, code: int) -> dict[str, str]:
@@ -93,6 +91,11 @@ class WitFunction:
     at load. A ``timed`` function is called ``impl(state, deadline, *args)`` with the
     running call's deadline (``time.monotonic()`` seconds), for work that waits (HTTP).
     """
+
+    #: The ``error`` enum of sdk/wit/plugin.wit (:attr:`Status.WIT_CASES`), as signatures
+    #: write it, and the ``record`` of that code with a message (for answers that explain).
+    ERROR: ClassVar[str] = f"enum {{ {', '.join(Status.WIT_CASES.values())} }}"
+    FAILURE: ClassVar[str] = f"record {{ code: {ERROR}, message: string }}"
 
     name: str
     signature: str
