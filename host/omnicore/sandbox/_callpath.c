@@ -107,10 +107,8 @@ learn(Slot *self, const void *func, int i, uint64_t ns)
 static PyObject *
 Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "call(func, data, ticks, epoch, max_output)");
+    if (!takes(nargs, 5, "call(func, data, ticks, epoch, max_output)"))
         return NULL;
-    }
     void *func;
     if (!as_pointer(args[0], &func))
         return NULL;
@@ -218,10 +216,8 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Slot_call1(Slot *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "call1(func, arg)");
+    if (!takes(nargs, 2, "call1(func, arg)"))
         return NULL;
-    }
     void *func;
     if (!as_pointer(args[0], &func))
         return NULL;

@@ -17,6 +17,17 @@ typedef void *(*call_unchecked_fn)(void *ctx, const void *func, raw_val *args, s
 typedef void (*set_deadline_fn)(void *ctx, uint64_t ticks_beyond_current);
 typedef size_t (*memory_size_fn)(const void *ctx, const void *memory);
 
+/* 1 if a METH_FASTCALL method was given `want` arguments, else 0 with a TypeError showing
+ * its `usage`. */
+static inline int
+takes(Py_ssize_t nargs, Py_ssize_t want, const char *usage)
+{
+    if (nargs == want)
+        return 1;
+    PyErr_SetString(PyExc_TypeError, usage);
+    return 0;
+}
+
 /* An address given as a Python int; 0 with an exception if it is not one. */
 static inline int
 as_pointer(PyObject *o, void **out)

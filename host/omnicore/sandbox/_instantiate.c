@@ -131,11 +131,9 @@ unregister(PyObject *live, PyObject *key)
 static PyObject *
 Instance_instantiate(Instance *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "instantiate(engine, pre, wasi, memory_limit, "
-                        "table_elements, tables, ticks, handler, live, owner)");
+    if (!takes(nargs, 10, "instantiate(engine, pre, wasi, memory_limit, table_elements, "
+                          "tables, ticks, handler, live, owner)"))
         return NULL;
-    }
     PyObject *live = args[8], *owner = args[9];
     if (!PyDict_Check(live)) {
         PyErr_SetString(PyExc_TypeError, "live must be a dict");
@@ -245,10 +243,8 @@ invoke(Instance *self, const void *func, size_t nargs, void **error, void **trap
 static PyObject *
 Instance_start(Instance *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "start(run_initialize, input_cap)");
+    if (!takes(nargs, 2, "start(run_initialize, input_cap)"))
         return NULL;
-    }
     int run_initialize = PyObject_IsTrue(args[0]);
     unsigned long long need = PyLong_AsUnsignedLongLong(args[1]);
     if (run_initialize < 0 || PyErr_Occurred())
