@@ -11,7 +11,7 @@ from omnicore.errors import ConfigError
 
 
 def test_a_folder_without_omnicore_yaml_says_what_to_pass(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no omnicore.yaml in .*; pass --app APPDIR"):
+    with pytest.raises(ConfigError, match=r"no omnicore\.yaml in .*; pass --app APPDIR"):
         config_path(tmp_path)
     with pytest.raises(ConfigError, match="; pass --app DIR \\(the folder"):
         load_app_config(tmp_path, "pass --app DIR (the folder of the app)")

@@ -15,5 +15,5 @@ def test_a_manifest_name_is_a_plugin_name(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["", "Bad Name", "-x", "_x", "a" * 64, "ünï"])
 def test_anything_else_is_refused_with_the_rule(name: str) -> None:
-    with pytest.raises(BuildError, match="invalid plugin name .*at most 63 characters"):
+    with pytest.raises(BuildError, match=r"invalid plugin name .*at most 63 characters"):
         check_plugin_name(name)
