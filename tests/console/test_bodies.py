@@ -8,6 +8,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from omnicore.console.bodies import decode_text
+from omnicore.console.errors import ApiError
 from tests.console.conftest import Host, push
 
 MB = 1 << 20
@@ -137,3 +139,21 @@ def test_deep_json_in_a_form_field_is_refused(host: Host) -> None:
         r = browser.post("/plugins/greeter-rust", data={"csrf": csrf, **fields})
         assert r.status_code == 422 and "nested" in r.text, fields["action"]
     assert host.app.plugins.get("greeter-rust").config == {}
+
+
+@pytest.mark.parametrize(("value", "encoding", "data"), [
+    ("héllo", "text", "héllo".encode()), ("aGk=", "base64", b"hi"), ("", "text", b"")])
+def test_a_text_field_is_utf8_or_base64(value: str, encoding: str, data: bytes) -> None:
+    assert decode_text(value, encoding, "input") == data
+
+
+@pytest.mark.parametrize(("value", "encoding", "says"), [
+    (b"x", "text", "'input' must be a string (text, or base64 with encoding=base64)"),
+    ("not base64!", "base64", "'input' is not valid base64"),
+    ("x", "hex", "'encoding' must be text or base64"),
+])
+def test_a_bad_text_field_is_a_422_that_never_quotes_it(value: object, encoding: str,
+                                                        says: str) -> None:
+    with pytest.raises(ApiError) as exc:
+        decode_text(value, encoding, "input")
+    assert exc.value.status == 422 and str(exc.value) == says

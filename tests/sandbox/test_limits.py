@@ -195,3 +195,15 @@ def test_initial_memory_above_limit_is_named(engine: SandboxEngine,
     with pytest.raises(PluginLoadError, match="declares more initial memory than "
                                               r"limits.max_memory_bytes \(1048576\)"):
         PluginRuntime(engine, module, registry, limits=Limits(max_memory_bytes=2**20))
+
+
+def test_size_errors_name_the_limit_and_its_value() -> None:
+    lim = Limits(max_input_bytes=10, max_output_bytes=20)
+    err = lim.input_too_large(11, "plugin 'p' handler 'h'", "p", "h")
+    assert str(err) == ("plugin 'p' handler 'h': input of 11 bytes exceeds "
+                        "limits.max_input_bytes (10)")
+    assert (err.plugin, err.handler, err.limit, err.value) == ("p", "h", "max_input_bytes", 10)
+    out = lim.output_too_large(21, "plugin 'p' export 'e'", "p", "e")
+    assert str(out) == ("plugin 'p' export 'e': output of 21 bytes exceeds "
+                        "limits.max_output_bytes (20)")
+    assert (out.limit, out.value) == ("max_output_bytes", 20)

@@ -212,3 +212,25 @@ def test_a_cache_dir_only_its_owner_writes_is_fine(tmp_path: Path) -> None:
     cache.mkdir()
     cache.chmod(0o755)
     assert _answers(cache) == (GREETING, b"still code")
+
+
+def test_compiled_compiles_once_then_loads_the_entry(tmp_path: Path) -> None:
+    engine = wasmtime.Engine()
+    wasm = wasmtime.wat2wasm('(module (func (export "f")))')
+    sha = hashlib.sha256(wasm).hexdigest()
+    compiles: list[int] = []
+
+    def compile() -> wasmtime.Module:
+        compiles.append(1)
+        return wasmtime.Module(engine, wasm)
+
+    def load(file: str) -> wasmtime.Module:
+        return wasmtime.Module.deserialize_file(engine, file)
+
+    entry = tmp_path / "m.cwasm"
+    first = modcache.compiled(entry, sha, load, compile)
+    again = modcache.compiled(entry, sha, load, compile)
+    assert compiles == [1] and entry.is_file()
+    assert [e.name for e in again.exports] == [e.name for e in first.exports] == ["f"]
+    modcache.compiled(None, sha, load, compile)  # no cache: compiled every time
+    assert compiles == [1, 1]

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from omnicore.capabilities import standalone
 from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import (
     Capability,
@@ -76,7 +77,7 @@ def _wit_publish(state: _State, topic: str, payload: bytes) -> dict[str, Any]:
     return Status.wit_error(status) if status else {"ok": None}
 
 
-_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+_ERROR = WitFunction.ERROR
 
 
 def _patterns(options: Mapping[str, Any]) -> tuple[str, ...]:
@@ -113,13 +114,9 @@ def capability(subs_for: Callable[[PluginContext], Subscriptions]) -> Capability
     )
 
 
-def _no_app(ctx: PluginContext) -> Subscriptions:
-    raise ConfigError(f"plugin '{ctx.plugin}' is granted events, which need an app's event "
-                      "bus (omnicore run, or OmniApp)", key="grant.events")
-
-
 #: For plugin hosts without an app: granting ``events`` there is a clear error.
-CAPABILITY = capability(_no_app)
+CAPABILITY = capability(standalone.needs_app(
+    "events", "which need an app's event bus (omnicore run, or OmniApp)", key="grant.events"))
 
 
 class _SubscriptionsHolder(Protocol):

@@ -70,10 +70,8 @@ def _request(client: Client, mem: GuestMemory, rp: int, rl: int, bp: int, bl: in
 
 
 # omnicore:plugin/http (sdk/wit/plugin.wit): the same exchange for components.
-_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
 _SIGNATURE = ("func(request: string, body: list<u8>) -> result<record { status: u16, "
-              "headers: list<tuple<string, string>>, body: list<u8> }, record { code: "
-              f"{_ERROR}, message: string }}>")
+              f"headers: list<tuple<string, string>>, body: list<u8> }}, {WitFunction.FAILURE}>")
 
 
 def _wit_request(client: Client, deadline: float, request: str, body: bytes

@@ -14,10 +14,10 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from omnicore.capabilities import standalone
 from omnicore.capabilities.options import positive_ints
 from omnicore.config import OmniConfig
 from omnicore.core import jsoncodec
-from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import (
     Capability,
     GuestMemory,
@@ -220,7 +220,7 @@ def _list(state: _State, mem: GuestMemory, pptr: int, plen: int, out: int, cap: 
 
 # omnicore:plugin/kv (sdk/wit/plugin.wit): the same operations for components.
 
-_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+_ERROR = WitFunction.ERROR
 
 
 def _wit_get(state: _State, key: str) -> dict[str, Any]:
@@ -294,11 +294,8 @@ def capability(storage_for: Callable[[PluginContext], Storage],
 
 
 def _standalone(ctx: PluginContext) -> Storage:
-    if ctx.data_dir is None:
-        raise ConfigError(f"plugin '{ctx.plugin}' is granted kv, but this plugin host has no "
-                          "data_dir to keep it in (pass data_dir=..., or run it in an app)",
-                          key="data_dir")
-    return shared_storage(ctx.data_dir)
+    return shared_storage(standalone.data_dir(
+        ctx, "kv", keep="it", hint=" (pass data_dir=..., or run it in an app)"))
 
 
 #: For plugin hosts without an app: the storage in the host's ``data_dir``.

@@ -16,10 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any, Protocol
 
-from omnicore.capabilities import guestjson
+from omnicore.capabilities import guestjson, standalone
 from omnicore.capabilities.options import positive_ints
 from omnicore.config import OmniConfig
-from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import (
     Capability,
     GuestMemory,
@@ -135,7 +134,7 @@ def _forget(memory: PluginMemory, _mem: GuestMemory, mid: int) -> int:
 # omnicore:plugin/memory (sdk/wit/plugin.wit): the same operations for components. The item
 # and the query are §4.4's JSON, with the same limits; the tier is an enum.
 
-_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+_ERROR = WitFunction.ERROR
 _TIER = "enum { working, short-term, long-term }"
 _TIERS = {"working": 0, "short-term": 1, "long-term": 2}
 
@@ -209,13 +208,9 @@ def _check_grant(options: Mapping[str, Any]) -> None:
     policy_from(options)
 
 
-def _standalone(ctx: PluginContext) -> MemoryStore:
-    raise ConfigError(f"plugin '{ctx.plugin}' is granted memory, which needs an app "
-                      "(OmniApp, or omnicore run)", key="grants.memory")
-
-
 #: For plugin hosts without an app (granting it there is a ConfigError that says so).
-CAPABILITY = capability(_standalone)
+CAPABILITY = capability(standalone.needs_app(
+    "memory", "which needs an app (OmniApp, or omnicore run)", key="grants.memory"))
 
 
 class MemoryApp(Protocol):

@@ -1,6 +1,6 @@
 """Grant options that are limits: positive integers over a frozen dataclass of defaults.
 
-kv, memory and vectors read their quotas from the grant (and app-wide defaults from
+kv, memory, vectors and tasks read their limits from the grant (and app-wide defaults from
 ``capabilities.<name>``) by the same rule: unknown keys are refused by name, every value is a
 positive integer (``true`` is not 1), and what is not given keeps the default.
 """

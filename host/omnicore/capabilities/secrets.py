@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from omnicore.capabilities import standalone
 from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import (
     Capability,
@@ -80,7 +81,7 @@ def _get(state: _State, mem: GuestMemory, nptr: int, nlen: int, out: int, cap: i
 
 
 # omnicore:plugin/secrets (sdk/wit/plugin.wit): the same read for components.
-_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+_ERROR = WitFunction.ERROR
 
 
 def _wit_get(state: _State, name: str) -> dict[str, Any]:
@@ -112,10 +113,8 @@ def capability(store: Callable[[PluginContext], SecretStore]) -> Capability:
 
 
 def _standalone(ctx: PluginContext) -> SecretStore:
-    if ctx.data_dir is None:
-        raise ConfigError(f"plugin '{ctx.plugin}' is granted secrets, but this plugin host has "
-                          "no data_dir to keep them in", key="data_dir")
-    return SecretStore(shared_storage(ctx.data_dir).secrets, ctx.data_dir)
+    data_dir = standalone.data_dir(ctx, "secrets")
+    return SecretStore(shared_storage(data_dir).secrets, data_dir)
 
 
 #: For plugin hosts without an app: the store in the host's ``data_dir``.

@@ -12,8 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
+from omnicore.capabilities import standalone
+from omnicore.capabilities.options import positive_ints
 from omnicore.config.schema import JobsConfig
-from omnicore.errors import ConfigError, HandlerNotFound
+from omnicore.errors import HandlerNotFound
 from omnicore.jobs import Jobs, current_hops
 from omnicore.jobs.schedules import check_manifest
 from omnicore.sandbox.capability import (
@@ -51,21 +53,7 @@ class TaskGrant:
     def parse(cls, options: Mapping[str, Any], where: str = "grant.tasks",
               base: TaskGrant | None = None) -> TaskGrant:
         """``options`` over ``base``; ConfigError names an unknown or bad option."""
-        base = base or cls()
-        known = [f.name for f in fields(cls)]
-        unknown = set(options) - set(known)
-        if unknown:
-            first = sorted(unknown)[0]
-            raise ConfigError(f"unknown option {first!r} for {where}; known: "
-                              f"{', '.join(known)}", key=f"{where}.{first}")
-        values = {}
-        for name in known:
-            value = options.get(name, getattr(base, name))
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{where}.{name} must be a positive integer, got {value!r}",
-                                  key=f"{where}.{name}", value=value)
-            values[name] = value
-        return cls(**values)
+        return positive_ints(options, base or cls(), where)
 
 
 class _State:
@@ -130,7 +118,7 @@ def _cancel(state: _State, _mem: GuestMemory, job_id: int) -> int:
 
 
 # omnicore:plugin/tasks (sdk/wit/plugin.wit): the same for components.
-_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
+_ERROR = WitFunction.ERROR
 
 
 def _wit_enqueue(state: _State, handler: str, payload: bytes, delay_ms: int
@@ -174,14 +162,10 @@ def capability(jobs_for: Callable[[PluginContext], Jobs]) -> Capability:
     )
 
 
-def _no_app(ctx: PluginContext) -> Jobs:
-    raise ConfigError(f"plugin '{ctx.plugin}' is granted tasks, which run in an app "
-                      "(omnicore run, or OmniApp): this plugin host has no job workers",
-                      key="grant.tasks")
-
-
 #: For plugin hosts without an app: granting ``tasks`` there is a clear error.
-CAPABILITY = capability(_no_app)
+CAPABILITY = capability(standalone.needs_app(
+    "tasks", "which run in an app (omnicore run, or OmniApp): this plugin host has no job "
+    "workers", key="grant.tasks"))
 
 
 class _JobsHolder(Protocol):

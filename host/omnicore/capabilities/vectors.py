@@ -15,10 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from omnicore.capabilities import guestjson
+from omnicore.capabilities import guestjson, standalone
 from omnicore.capabilities.options import positive_ints
 from omnicore.config import OmniConfig
-from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import (
     Capability,
     GuestMemory,
@@ -175,8 +174,8 @@ def _delete(state: _State, mem: GuestMemory, cp: int, cl: int, ip: int, il: int)
 # omnicore:plugin/vectors (sdk/wit/plugin.wit): the same operations for components, with
 # the same limits; metadata and filters are JSON text ("" for none), search answers §4.5's
 # JSON array.
-_ERROR = "enum { not-found, denied, invalid, quota, unavailable, too-large }"
-_FAILURE = f"record {{ code: {_ERROR}, message: string }}"
+_ERROR = WitFunction.ERROR
+_FAILURE = WitFunction.FAILURE
 
 
 def _wit_name(text: str, limit: int) -> bool:
@@ -290,13 +289,11 @@ _standalone_stores: dict[str, VectorStore] = {}
 
 
 def _standalone(ctx: PluginContext) -> VectorStore:
-    if ctx.data_dir is None:
-        raise ConfigError(f"plugin '{ctx.plugin}' is granted vectors, but this plugin host has "
-                          "no data_dir to keep them in", key="data_dir")
-    key = str(ctx.data_dir)
+    data_dir = standalone.data_dir(ctx, "vectors")
+    key = str(data_dir)
     if key not in _standalone_stores:
-        _standalone_stores[key] = VectorStore(shared_storage(ctx.data_dir).vectors,
-                                              ctx.data_dir / "vectors")
+        _standalone_stores[key] = VectorStore(shared_storage(data_dir).vectors,
+                                              data_dir / "vectors")
     return _standalone_stores[key]
 
 

@@ -13,15 +13,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from omnicore.cli.main import CONFIG_FILE, main
-from omnicore.errors import ConfigError
+from omnicore.cli.appdata import app_storage, load_app_config
+from omnicore.cli.main import main
 
 __all__ = ["jobs", "kv", "tasks"]
 
@@ -30,32 +28,10 @@ _APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_typ
                     help="The app folder (its omnicore.yaml names the data_dir).")
 
 
-def _config(appdir: Path) -> Any:
-    from omnicore.config import load_config
-
-    path = appdir / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app APPDIR", source=str(path))
-    return load_config(path)
-
-
 def _audit(store: Any, verb: str, target: str, before: Any = None, after: Any = None) -> None:
     from omnicore.accounts.audit import Actor, record
 
     record(store, Actor.cli(), verb, target, before, after)
-
-
-@contextmanager
-def _storage(appdir: Path) -> Iterator[Any]:
-    from omnicore.storage import open_storage
-
-    cfg = _config(appdir)
-    store = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous,
-                         url=cfg.storage.url)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @main.group()
@@ -70,7 +46,7 @@ def kv() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def kv_list(plugin: str, prefix: str, appdir: Path, as_json: bool) -> None:
     """List PLUGIN's keys starting with PREFIX (sorted, at most 1,000)."""
-    with _storage(appdir) as store:
+    with app_storage(appdir) as store:
         keys = store.kv(plugin).list(prefix)
     if as_json:
         click.echo(json.dumps(keys, ensure_ascii=False))
@@ -85,7 +61,7 @@ def kv_list(plugin: str, prefix: str, appdir: Path, as_json: bool) -> None:
 @_APP
 def kv_get(plugin: str, key: str, appdir: Path) -> None:
     """Print the value of KEY (bytes, unchanged)."""
-    with _storage(appdir) as store:
+    with app_storage(appdir) as store:
         value = store.kv(plugin).get(key)
     if value is None:
         raise click.ClickException(f"plugin '{plugin}' has no key {key!r}")
@@ -108,7 +84,7 @@ def kv_set(plugin: str, key: str, value: str | None, value_file: Any, appdir: Pa
     data = value.encode() if value is not None else value_file.read()
     if not 0 < len(key.encode()) <= 512:
         raise click.UsageError("a key is 1-512 bytes of UTF-8")
-    with _storage(appdir) as store:
+    with app_storage(appdir) as store:
         old = store.kv(plugin).get(key)
         store.kv(plugin).set(key, data)
         _audit(store, "kv.set", f"{plugin}/{key}",
@@ -121,7 +97,7 @@ def kv_set(plugin: str, key: str, value: str | None, value_file: Any, appdir: Pa
 @_APP
 def kv_delete(plugin: str, key: str, appdir: Path) -> None:
     """Delete KEY; an absent key is an error."""
-    with _storage(appdir) as store:
+    with app_storage(appdir) as store:
         old = store.kv(plugin).get(key)
         if not store.kv(plugin).delete(key):
             raise click.ClickException(f"plugin '{plugin}' has no key {key!r}")
@@ -148,7 +124,7 @@ def _when(t: float | None) -> str:
 def jobs_list(plugin: str | None, state: str | None, limit: int, appdir: Path,
                as_json: bool) -> None:
     """List jobs, newest first."""
-    with _storage(appdir) as store:
+    with app_storage(appdir) as store:
         found = store.queue.list(plugin=plugin, states=(state,) if state else (), limit=limit)
     if as_json:
         click.echo(json.dumps([t.as_dict() for t in found]))
@@ -176,10 +152,10 @@ def jobs_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: 
     """
     from omnicore.storage import JobSpec
 
-    defaults = _config(appdir).capabilities.jobs
+    defaults = load_app_config(appdir).capabilities.jobs
     spec = JobSpec(plugin, handler, payload.encode(), time.time() + delay,
                    defaults.max_attempts, defaults.backoff_ms, "operator")
-    with _storage(appdir) as store:
+    with app_storage(appdir) as store:
         job_id = store.queue.add(spec)
         _audit(store, "task.enqueue", f"task:{job_id}", None,
                {"plugin": plugin, "handler": handler, "bytes": len(spec.payload)})
@@ -191,7 +167,7 @@ def jobs_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: 
 @_APP
 def jobs_show(job_id: int, appdir: Path) -> None:
     """Everything about one job, as JSON."""
-    with _storage(appdir) as store:
+    with app_storage(appdir) as store:
         job = store.queue.get(job_id)
     if job is None:
         raise click.ClickException(f"no job {job_id}")
@@ -203,7 +179,7 @@ def jobs_show(job_id: int, appdir: Path) -> None:
 @_APP
 def jobs_retry(job_id: int, appdir: Path) -> None:
     """Queue a dead or cancelled job again, with fresh attempts."""
-    with _storage(appdir) as store:
+    with app_storage(appdir) as store:
         if not store.queue.retry(job_id, time.time()):
             job = store.queue.get(job_id)
             raise click.ClickException(f"no job {job_id}" if job is None else
@@ -218,7 +194,7 @@ def jobs_retry(job_id: int, appdir: Path) -> None:
 @_APP
 def jobs_cancel(job_id: int, appdir: Path) -> None:
     """Cancel a queued job (a running one finishes)."""
-    with _storage(appdir) as store:
+    with app_storage(appdir) as store:
         done = store.queue.cancel(job_id, time.time())
         if done is None:
             raise click.ClickException(f"no job {job_id}")

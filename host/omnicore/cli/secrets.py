@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from omnicore.cli.main import CONFIG_FILE, main
-from omnicore.errors import ConfigError
+from omnicore.cli.appdata import load_app_config, open_app_storage
+from omnicore.cli.main import main
 
 if TYPE_CHECKING:
     from omnicore.storage import Storage
@@ -32,16 +32,10 @@ _APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_typ
 
 @contextmanager
 def _store(appdir: Path) -> Iterator[tuple[SecretStore, Storage]]:
-    from omnicore.config import load_config
-    from omnicore.storage import open_storage
     from omnicore.storage.secrets import SecretStore
 
-    path = appdir / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app APPDIR", source=str(path))
-    cfg = load_config(path)
-    storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous,
-                           url=cfg.storage.url)
+    cfg = load_app_config(appdir)
+    storage = open_app_storage(cfg)
     try:
         yield SecretStore(storage.secrets, cfg.data_dir), storage
     finally:

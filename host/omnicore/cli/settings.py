@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from omnicore.cli.appdata import app_storage, load_app_config
 from omnicore.cli.main import main
 from omnicore.errors import ConfigError, PluginNotFound
 
@@ -31,20 +32,18 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print the settings
 
 @contextmanager
 def _operator(appdir: Path) -> Iterator[Any]:
-    from omnicore.cli.data import _storage
     from omnicore.plugins.operator import OperatorSettings
 
-    with _storage(appdir) as store:
+    with app_storage(appdir) as store:
         yield OperatorSettings(lambda: store.plugin_settings)
 
 
 def _change(appdir: Path, plugin: str, edit: Callable[[dict[str, Any]], dict[str, Any]],
             as_json: bool) -> None:
     from omnicore.accounts.audit import Actor, record_settings
-    from omnicore.cli.data import _storage
     from omnicore.plugins.operator import OperatorSettings
 
-    with _storage(appdir) as store:
+    with app_storage(appdir) as store:
         before, after = OperatorSettings(lambda: store.plugin_settings).change(
             plugin, edit, by="cli")
         record_settings(store, Actor.cli(), plugin, before, after)  # the audit log
@@ -66,10 +65,9 @@ def _print(plugin: str, doc: dict[str, Any], as_json: bool) -> None:
 def _registry(appdir: Path) -> Any:
     """The capabilities a host of this app has: the built-ins and installed extensions'."""
     from omnicore.app import OmniApp
-    from omnicore.cli.data import _config
     from omnicore.sandbox.capability import CapabilityRegistry
 
-    app = OmniApp(config=_config(appdir), default_modules=False)
+    app = OmniApp(config=load_app_config(appdir), default_modules=False)
     try:
         app.extensions.load_entry_points()
         return CapabilityRegistry(app.extensions.capabilities())
@@ -81,14 +79,13 @@ def _schema_check(appdir: Path, plugin: str, config: dict[str, Any]) -> None:
     """Check ``config`` (over the app config's) against the plugin's schema, when this app's
     folder holds the plugin (another host's folder may hold it instead: then it is checked
     there, and a config it refuses leaves that host's plugin serving as before)."""
-    from omnicore.cli.data import _config
     from omnicore.cli.plugins import _manifest_name
     from omnicore.plugins.folder import resolve_plugin_file
     from omnicore.plugins.settings import deep_merge
     from omnicore.sandbox import configschema
     from omnicore.sandbox.wasmbin import custom_sections
 
-    cfg = _config(appdir)
+    cfg = load_app_config(appdir)
     try:
         wasm = resolve_plugin_file(Path(cfg.plugins_dir), plugin, _manifest_name)
     except PluginNotFound:

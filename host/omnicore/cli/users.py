@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from omnicore.cli.main import CONFIG_FILE, hint, main
+from omnicore.cli.appdata import load_app_config, open_app_storage
+from omnicore.cli.main import hint, main
 from omnicore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -28,16 +29,9 @@ _APP = click.option("--app", "appdir", default=".", envvar="OMNICORE_APPDIR",
 
 def _store(appdir: Path) -> UserStore:
     from omnicore.accounts.users import UserStore
-    from omnicore.config import load_config
-    from omnicore.storage import open_storage
 
-    path = appdir / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app DIR (the folder of "
-                          "the app whose console this is)", source=str(path))
-    cfg = load_config(path)
-    storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous,
-                           url=cfg.storage.url)
+    storage = open_app_storage(load_app_config(
+        appdir, "pass --app DIR (the folder of the app whose console this is)"))
     return UserStore(storage.users, owner=storage)
 
 

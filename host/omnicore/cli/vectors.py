@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from omnicore.cli.main import CONFIG_FILE, main
-from omnicore.errors import ConfigError
+from omnicore.cli.appdata import load_app_config, open_app_storage
+from omnicore.cli.main import main
 
 __all__ = ["vectors"]
 
@@ -18,16 +18,10 @@ _APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_typ
 
 
 def _collections(appdir: Path, plugin: str, load: bool) -> list[dict[str, object]]:
-    from omnicore.config import load_config
-    from omnicore.storage import open_storage
     from omnicore.storage.vectors import VectorStore
 
-    path = appdir / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app APPDIR", source=str(path))
-    cfg = load_config(path)
-    storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous,
-                           url=cfg.storage.url)
+    cfg = load_app_config(appdir)
+    storage = open_app_storage(cfg)
     try:
         store = VectorStore(storage.vectors, cfg.data_dir / "vectors")
         view = store.for_plugin(plugin)

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from omnicore.cli.appdata import config_path
 from omnicore.cli.main import CONFIG_FILE, hint, main
-from omnicore.errors import ConfigError
 
 if TYPE_CHECKING:
     from omnicore.app import OmniApp
@@ -43,10 +43,7 @@ def _app(appdir: Path, *, load: bool = True) -> Iterator[OmniApp]:
     """The app, not started: its storage and workflow definitions, no plugins, no workers."""
     from omnicore.app import OmniApp
 
-    path = appdir / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app APPDIR", source=str(path))
-    app = OmniApp(config_path=path, entry_points=False)
+    app = OmniApp(config_path=config_path(appdir), entry_points=False)
     if load:
         app.workflows.load_folder()
     try:

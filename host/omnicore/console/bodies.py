@@ -22,6 +22,8 @@ Routes authenticate before they read (``Auth.identify``), so nobody unknown gets
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 from typing import Any
 from urllib.parse import parse_qsl
@@ -174,3 +176,19 @@ async def form_body(request: Request) -> dict[str, str]:
         raise ApiError(415, "post this form as application/x-www-form-urlencoded")
     raw = await read_body(request, MAX_FORM_BYTES)
     return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def decode_text(value: object, encoding: object, field: str) -> bytes:
+    """The bytes of a JSON body's string ``field``: UTF-8 text, or base64 when ``encoding`` says
+    so; 422 otherwise. Errors never quote the value (it may be a secret)."""
+    if not isinstance(value, str):
+        raise ApiError(422, f"'{field}' must be a string (text, or base64 with "
+                            "encoding=base64)", type="BadRequest")
+    if encoding == "text":
+        return value.encode()
+    if encoding == "base64":
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(422, f"'{field}' is not valid base64", type="BadRequest") from None
+    raise ApiError(422, "'encoding' must be text or base64", type="BadRequest")

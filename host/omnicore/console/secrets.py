@@ -13,8 +13,6 @@ filled back in, not even after an error.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from omnicore.accounts.audit import HIDDEN, Actor, record
 from omnicore.console import base
-from omnicore.console.bodies import json_body
+from omnicore.console.bodies import decode_text, json_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.render import done, page, read_form
 from omnicore.console.responses import JSONResponse
@@ -63,18 +61,7 @@ def _name(raw: str) -> str:
 
 def decode_value(value: object, encoding: object) -> bytes:
     """The bytes to store. Errors never quote the value."""
-    if not isinstance(value, str):
-        raise ApiError(422, "'value' must be a string (text, or base64 with encoding=base64)",
-                       type="BadRequest")
-    if encoding == "text":
-        data = value.encode()
-    elif encoding == "base64":
-        try:
-            data = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ApiError(422, "'value' is not valid base64", type="BadRequest") from None
-    else:
-        raise ApiError(422, "'encoding' must be text or base64", type="BadRequest")
+    data = decode_text(value, encoding, "value")
     if not data:
         raise ApiError(422, "'value' is empty; delete the secret instead", type="BadRequest")
     if len(data) > MAX_SECRET_BYTES:

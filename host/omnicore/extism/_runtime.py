@@ -22,11 +22,9 @@ from omnicore.errors import (
     ConfigError,
     GuestError,
     HandlerNotFound,
-    InputTooLarge,
     InvalidModule,
     MemoryLimitExceeded,
     NeedsGrant,
-    OutputTooLarge,
     PluginCallError,
     PluginLoadError,
     Trap,
@@ -211,11 +209,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         if type(data) is not bytes:
             data = bytes(data)
         if len(data) > self._max_input:
-            lim = self.limits
-            raise InputTooLarge(
-                f"plugin {self.name!r} handler {handler!r}: input of {len(data)} bytes exceeds "
-                f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
-                handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
+            raise self.limits.input_too_large(
+                len(data), f"plugin {self.name!r} handler {handler!r}", self.name, handler)
         pool = self._pool
         idle = self._idle
         try:  # the pool's acquire, its hot path inline (sandbox.pool)
@@ -280,10 +275,7 @@ class ExtismRuntime(PooledRuntime["Instance"]):
                 raise GuestError(f"{who} failed: {msg}", plugin=self.name, handler=handler,
                                  guest_message=msg)
             if length > self.limits.max_output_bytes:
-                raise OutputTooLarge(
-                    f"{who}: output of {length} bytes exceeds limits.max_output_bytes "
-                    f"({self.limits.max_output_bytes})", plugin=self.name, handler=handler,
-                    limit="max_output_bytes", value=self.limits.max_output_bytes)
+                raise self.limits.output_too_large(length, who, self.name, handler)
             size = inst.memory.refresh()
             if off < FIRST_HANDLE or off + length > size:
                 raise Trap(f"{who} set an output handle ({off}, {length} bytes) outside kernel "

@@ -21,35 +21,20 @@
 
 #include <structmember.h>
 #include <string.h>
-#include <time.h>
 
+#include "_hostfunc.h"
 #include "_instantiate.h"
 
 /* The average below which a call keeps the GIL: far below a tick, where handing the GIL over
  * would cost more than the call. */
 #define HOLD_BELOW_NS 20000
 
-typedef void *(*call_unchecked_fn)(void *ctx, const void *func, raw_val *args, size_t n,
-                                   void **trap);
-typedef void (*set_deadline_fn)(void *ctx, uint64_t ticks_beyond_current);
 typedef uint8_t *(*memory_data_fn)(const void *ctx, const void *memory);
-typedef size_t (*memory_size_fn)(const void *ctx, const void *memory);
-typedef void *(*caller_context_fn)(void *caller);
-typedef void *(*trap_new_fn)(const char *message, size_t len);
 
 static call_unchecked_fn call_unchecked;
 static set_deadline_fn set_deadline;
 static memory_data_fn memory_data;
 static memory_size_fn memory_size;
-caller_context_fn caller_context;
-trap_new_fn trap_new;
-
-int
-as_pointer(PyObject *o, void **out)
-{
-    *out = PyLong_AsVoidPtr(o);
-    return !(*out == NULL && PyErr_Occurred());
-}
 
 static int
 Slot_init(Slot *self, PyObject *args, PyObject *kwds)
@@ -83,13 +68,6 @@ Slot_init(Slot *self, PyObject *args, PyObject *kwds)
     memset(self->seen, 0, sizeof self->seen);
     self->next_seen = 0;
     return 0;
-}
-double
-monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);  /* the clock time.monotonic() reads on Linux */
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* Whether a call of `func` is expected to be short; -1 if this slot has not seen one. */
@@ -129,10 +107,8 @@ learn(Slot *self, const void *func, int i, uint64_t ns)
 static PyObject *
 Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "call(func, data, ticks, epoch, max_output)");
+    if (!takes(nargs, 5, "call(func, data, ticks, epoch, max_output)"))
         return NULL;
-    }
     void *func;
     if (!as_pointer(args[0], &func))
         return NULL;
@@ -240,10 +216,8 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Slot_call1(Slot *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "call1(func, arg)");
+    if (!takes(nargs, 2, "call1(func, arg)"))
         return NULL;
-    }
     void *func;
     if (!as_pointer(args[0], &func))
         return NULL;
@@ -376,21 +350,24 @@ bind(PyObject *Py_UNUSED(module), PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5]))
         return NULL;
     void *p[6];
-    for (int i = 0; i < 6; i++) {
-        if (!as_pointer(o[i], &p[i]))
-            return NULL;
-        if (p[i] == NULL) {
-            PyErr_SetString(PyExc_ValueError, "a wasmtime function address is null");
-            return NULL;
-        }
-    }
+    if (!function_addresses(o, 6, p))
+        return NULL;
     call_unchecked = (call_unchecked_fn)p[0];
     set_deadline = (set_deadline_fn)p[1];
     memory_data = (memory_data_fn)p[2];
     memory_size = (memory_size_fn)p[3];
-    caller_context = (caller_context_fn)p[4];
-    trap_new = (trap_new_fn)p[5];
+    bind_hostfunc(p[4], p[5]);
     Py_RETURN_NONE;
+}
+
+/* For host functions (_hostfunc.h): the deadline of the call running in Slot `o`. */
+static int
+slot_deadline(PyObject *o, double *deadline)
+{
+    if (!Py_IS_TYPE(o, &SlotType))
+        return 0;
+    *deadline = ((Slot *)o)->deadline;
+    return 1;
 }
 
 static PyMethodDef module_methods[] = {
@@ -410,35 +387,14 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__callpath(void)
 {
-    if (PyType_Ready(&SlotType) < 0 || PyType_Ready(&HostFunctionType) < 0
-        || PyType_Ready(&TickerType) < 0
-        || PyType_Ready(&InstanceType) < 0)
-        return NULL;
-    if (!hostfunc_ready())
+    if (!hostfunc_ready(slot_deadline))
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;
-    Py_INCREF(&SlotType);
-    if (PyModule_AddObject(m, "Slot", (PyObject *)&SlotType) < 0) {
-        Py_DECREF(&SlotType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    Py_INCREF(&HostFunctionType);
-    if (PyModule_AddObject(m, "HostFunction", (PyObject *)&HostFunctionType) < 0) {
-        Py_DECREF(&HostFunctionType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    Py_INCREF(&TickerType);
-    if (PyModule_AddObject(m, "Ticker", (PyObject *)&TickerType) < 0) {
-        Py_DECREF(&TickerType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    Py_INCREF(&InstanceType);
-    if (PyModule_AddObject(m, "Instance", (PyObject *)&InstanceType) < 0
+    /* PyModule_AddType readies each type and adds it under its tp_name's last part. */
+    if (PyModule_AddType(m, &SlotType) < 0 || PyModule_AddType(m, &HostFunctionType) < 0
+        || PyModule_AddType(m, &TickerType) < 0 || PyModule_AddType(m, &InstanceType) < 0
         || PyModule_AddIntConstant(m, "SCRATCH_WORDS", SCRATCH_WORDS) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -1,15 +1,11 @@
-/* What the files of the C call path share (_callpath.c: the module, bind() and Slot;
- * _hostfunc.c: HostFunction). */
+/* The Slot of the C call path (_callpath.c: the module, bind() and Slot). The other files
+ * of the extension are below it and know nothing of it: _hostfunc.h, _epoch.h and
+ * _instantiate.h say what each gives the module, _capi.h what they all share. */
 #ifndef OMNICORE_CALLPATH_H
 #define OMNICORE_CALLPATH_H
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-
+#include "_capi.h"
 #include "_epoch.h"
-
-typedef struct { uint64_t lo, hi; } raw_val;  /* wasmtime_val_raw_t: 16 bytes */
 
 /* Exports per slot whose call times are kept (see Slot.seen). */
 #define LEARNT 4
@@ -34,15 +30,5 @@ typedef struct {
 } Slot;
 
 extern PyTypeObject SlotType;
-extern PyTypeObject HostFunctionType;
-
-/* The wasmtime functions host functions call, bound by bind() (_callpath.c). */
-extern void *(*caller_context)(void *caller);
-extern void *(*trap_new)(const char *message, size_t len);
-
-int as_pointer(PyObject *o, void **out);
-double monotonic(void);
-/* The attribute names host_trampoline reads, interned once at import. */
-int hostfunc_ready(void);
 
 #endif

@@ -14,6 +14,7 @@
  * back to its own trap): a call not holding the GIL ends there, with an error whose `hit`
  * flag tells Python it was the deadline (sandbox/fastcall.py reports it as the epoch trap).
  */
+#include "_capi.h"
 #include "_epoch.h"
 
 #include <errno.h>
@@ -351,14 +352,8 @@ bind_epoch(PyObject *Py_UNUSED(module), PyObject *args)
     if (!PyArg_ParseTuple(args, "OOO", &o[0], &o[1], &o[2]))
         return NULL;
     void *p[3];
-    for (int i = 0; i < 3; i++) {
-        p[i] = PyLong_AsVoidPtr(o[i]);
-        if (p[i] == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "a wasmtime function address is null");
-            return NULL;
-        }
-    }
+    if (!function_addresses(o, 3, p))
+        return NULL;
     increment_epoch = (increment_epoch_fn)p[0];
     error_new = (error_new_fn)p[1];
     set_callback = (set_callback_fn)p[2];

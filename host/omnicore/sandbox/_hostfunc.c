@@ -1,4 +1,5 @@
-/* Host functions of the C call path (the module and Slot are in _callpath.c).
+/* Host functions of the C call path (the module and Slot are in _callpath.c, which hands
+ * this file what it needs of them: _hostfunc.h).
  *
  * A host function is a wasmtime "unchecked" callback: the guest's arguments arrive as raw
  * 16-byte slots and the result goes back in the first. Through ctypes that callback costs more
@@ -6,7 +7,7 @@
  * box); here the slots become Python ints or floats and the implementation is called directly:
  * impl(state, memory, [caller,] *args), as sandbox/hostfunc.define_host_function documents.
  */
-#include "_callpath.h"
+#include "_hostfunc.h"
 
 #include <string.h>
 
@@ -25,12 +26,27 @@ typedef struct {
     int pass_caller;
 } HostFunction;
 
+typedef void *(*caller_context_fn)(void *caller);
+typedef void *(*trap_new_fn)(const char *message, size_t len);
+
+static caller_context_fn caller_context;
+static trap_new_fn trap_new;
+static slot_deadline_fn slot_deadline;
+
 static PyObject *str_memory, *str_slot, *str_deadline, *str_deadline_hit;
 static PyObject *str_start_memory;
 
-int
-hostfunc_ready(void)
+void
+bind_hostfunc(void *context_of_caller, void *new_trap)
 {
+    caller_context = (caller_context_fn)context_of_caller;
+    trap_new = (trap_new_fn)new_trap;
+}
+
+int
+hostfunc_ready(slot_deadline_fn read_slot_deadline)
+{
+    slot_deadline = read_slot_deadline;
     return (str_memory = PyUnicode_InternFromString("memory")) != NULL
         && (str_slot = PyUnicode_InternFromString("slot")) != NULL
         && (str_deadline = PyUnicode_InternFromString("deadline")) != NULL
@@ -115,9 +131,7 @@ past_deadline(PyObject *inst)
 {
     double deadline;
     PyObject *slot = PyObject_GetAttr(inst, str_slot);
-    if (slot != NULL && Py_IS_TYPE(slot, &SlotType)) {
-        deadline = ((Slot *)slot)->deadline;
-    } else {
+    if (slot == NULL || !slot_deadline(slot, &deadline)) {
         PyErr_Clear();
         PyObject *d = PyObject_GetAttr(inst, str_deadline);
         deadline = d != NULL ? PyFloat_AsDouble(d) : 0;

@@ -19,24 +19,16 @@
  * the kind expected); the input block omni_alloc returns is checked against the memory's size
  * before anyone uses it; an Instance holding a store refuses to instantiate or start again.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_capi.h"
+
 #include <structmember.h>
-#include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include "_instantiate.h"
 
 #define EXTERN_FUNC 0
 #define EXTERN_MEMORY 3
 
-typedef struct { uint64_t lo, hi; } raw_val;  /* wasmtime_val_raw_t: 16 bytes */
-
-typedef void *(*call_unchecked_fn)(void *ctx, const void *func, raw_val *args, size_t n,
-                                   void **trap);
-typedef void (*set_deadline_fn)(void *ctx, uint64_t ticks_beyond_current);
-typedef size_t (*memory_size_fn)(const void *ctx, const void *memory);
 typedef void *(*store_new_fn)(void *engine, void *data, void (*finalizer)(void *));
 typedef void *(*store_context_fn)(void *store);
 typedef void (*store_delete_fn)(void *store);
@@ -69,13 +61,6 @@ typedef struct {
     int externs;                 /* scratch externs in use */
     uint64_t scratch[SCRATCH_WORDS];
 } Instance;
-
-static int
-as_pointer(PyObject *o, void **out)
-{
-    *out = PyLong_AsVoidPtr(o);
-    return !(*out == NULL && PyErr_Occurred());
-}
 
 static void
 free_store(Instance *self)
@@ -146,11 +131,9 @@ unregister(PyObject *live, PyObject *key)
 static PyObject *
 Instance_instantiate(Instance *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "instantiate(engine, pre, wasi, memory_limit, "
-                        "table_elements, tables, ticks, handler, live, owner)");
+    if (!takes(nargs, 10, "instantiate(engine, pre, wasi, memory_limit, table_elements, "
+                          "tables, ticks, handler, live, owner)"))
         return NULL;
-    }
     PyObject *live = args[8], *owner = args[9];
     if (!PyDict_Check(live)) {
         PyErr_SetString(PyExc_TypeError, "live must be a dict");
@@ -260,10 +243,8 @@ invoke(Instance *self, const void *func, size_t nargs, void **error, void **trap
 static PyObject *
 Instance_start(Instance *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "start(run_initialize, input_cap)");
+    if (!takes(nargs, 2, "start(run_initialize, input_cap)"))
         return NULL;
-    }
     int run_initialize = PyObject_IsTrue(args[0]);
     unsigned long long need = PyLong_AsUnsignedLongLong(args[1]);
     if (run_initialize < 0 || PyErr_Occurred())
@@ -380,14 +361,8 @@ bind_instantiate(PyObject *Py_UNUSED(module), PyObject *args)
                           &o[6], &o[7], &o[8], &o[9], &of))
         return NULL;
     void *p[NBOUND];
-    for (int i = 0; i < NBOUND; i++) {
-        if (!as_pointer(o[i], &p[i]))
-            return NULL;
-        if (p[i] == NULL) {
-            PyErr_SetString(PyExc_ValueError, "a wasmtime function address is null");
-            return NULL;
-        }
-    }
+    if (!function_addresses(o, NBOUND, p))
+        return NULL;
     if (of < 0 || of > 24) {
         PyErr_SetString(PyExc_ValueError, "extern_of must lie inside a 32-byte extern");
         return NULL;

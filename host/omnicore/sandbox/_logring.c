@@ -393,6 +393,23 @@ fresh(Ring *self)
     return self->written == 0 && self->dropped == 0;
 }
 
+/* A rate being set on `self`: its bucket of `tokens` starts full at the new `rate` while the
+ * log has taken no line yet (runtimes set it right after making the log); later changes
+ * never add a free burst. -1 with an exception if `value` is not a number (or a delete). */
+static int
+set_rate(Ring *self, PyObject *value, const char *name, double *rate, double *tokens)
+{
+    double new_rate = value == NULL ? -1 : PyFloat_AsDouble(value);
+    if (new_rate == -1 && (value == NULL || PyErr_Occurred())) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_AttributeError, "%s cannot be deleted", name);
+        return -1;
+    }
+    *rate = new_rate;
+    *tokens = fresh(self) ? new_rate : fmin(*tokens, new_rate);
+    return 0;
+}
+
 static PyObject *
 Ring_get_rate_bytes(Ring *self, void *Py_UNUSED(closure))
 {
@@ -402,17 +419,7 @@ Ring_get_rate_bytes(Ring *self, void *Py_UNUSED(closure))
 static int
 Ring_set_rate_bytes(Ring *self, PyObject *value, void *Py_UNUSED(closure))
 {
-    double rate = value == NULL ? -1 : PyFloat_AsDouble(value);
-    if (rate == -1 && (value == NULL || PyErr_Occurred())) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_AttributeError, "rate_bytes cannot be deleted");
-        return -1;
-    }
-    /* A log that has taken no line yet starts full at its configured budget (runtimes set it
-     * right after making the log); later changes never add a free burst. */
-    self->rate = rate;
-    self->tokens = fresh(self) ? rate : fmin(self->tokens, rate);
-    return 0;
+    return set_rate(self, value, "rate_bytes", &self->rate, &self->tokens);
 }
 
 static PyObject *
@@ -424,15 +431,7 @@ Ring_get_rate_lines(Ring *self, void *Py_UNUSED(closure))
 static int
 Ring_set_rate_lines(Ring *self, PyObject *value, void *Py_UNUSED(closure))
 {
-    double rate = value == NULL ? -1 : PyFloat_AsDouble(value);
-    if (rate == -1 && (value == NULL || PyErr_Occurred())) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_AttributeError, "rate_lines cannot be deleted");
-        return -1;
-    }
-    self->line_rate = rate;
-    self->line_tokens = fresh(self) ? rate : fmin(self->line_tokens, rate);
-    return 0;
+    return set_rate(self, value, "rate_lines", &self->line_rate, &self->line_tokens);
 }
 
 static Py_ssize_t

@@ -86,8 +86,6 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__logring(void)
 {
-    if (PyType_Ready(&RingType) < 0)
-        return NULL;
     if (str_sizeof == NULL
         && (str_sizeof = PyObject_GetAttrString((PyObject *)&PyUnicode_Type,
                                                 "__sizeof__")) == NULL)
@@ -97,9 +95,7 @@ PyInit__logring(void)
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;
-    Py_INCREF(&RingType);
-    if (PyModule_AddObject(m, "Ring", (PyObject *)&RingType) < 0) {
-        Py_DECREF(&RingType);
+    if (PyModule_AddType(m, &RingType) < 0) {  /* readies it, adds it as "Ring" */
         Py_DECREF(m);
         return NULL;
     }

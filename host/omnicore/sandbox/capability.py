@@ -92,6 +92,11 @@ class WitFunction:
     running call's deadline (``time.monotonic()`` seconds), for work that waits (HTTP).
     """
 
+    #: The ``error`` enum of sdk/wit/plugin.wit (:attr:`Status.WIT_CASES`), as signatures
+    #: write it, and the ``record`` of that code with a message (for answers that explain).
+    ERROR: ClassVar[str] = f"enum {{ {', '.join(Status.WIT_CASES.values())} }}"
+    FAILURE: ClassVar[str] = f"record {{ code: {ERROR}, message: string }}"
+
     name: str
     signature: str
     impl: Callable[..., Any]

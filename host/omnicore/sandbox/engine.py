@@ -236,15 +236,8 @@ class SandboxEngine:
             return self._modules.setdefault(sha256, module)
 
     def _compile(self, wasm: bytes, sha256: str) -> SharedModule:
-        path = self.cache_path(sha256)
-        if path is not None:
-            cached = modcache.load(self._deserialize, path, sha256)
-            if cached is not None:
-                return cached
-        module = SharedModule.compile(self.wasmtime, wasm)
-        if path is not None:
-            modcache.store(path, sha256, bytes(module.serialize()))
-        return module
+        return modcache.compiled(self.cache_path(sha256), sha256, self._deserialize,
+                                 lambda: SharedModule.compile(self.wasmtime, wasm))
 
     def _deserialize(self, path: str) -> SharedModule:
         return SharedModule.load(self.wasmtime, path)

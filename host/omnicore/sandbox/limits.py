@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from omnicore.errors import ConfigError
+from omnicore.errors import ConfigError, InputTooLarge, OutputTooLarge
 
 __all__ = ["ISOLATION_MODES", "Limits"]
 
@@ -68,6 +68,21 @@ class Limits:
                 "limits.max_memory_bytes must be at least 65536 (one wasm page)",
                 key="limits.max_memory_bytes", value=self.max_memory_bytes)
 
+    def input_too_large(self, size: int, who: str, plugin: str, handler: str
+                        ) -> InputTooLarge:
+        """The error for an input of ``size`` bytes over :attr:`max_input_bytes`; ``who``
+        starts the message (``plugin 'p' handler 'h'``)."""
+        return InputTooLarge(_over("input", size, who, self.max_input_bytes), plugin=plugin,
+                             handler=handler, limit="max_input_bytes",
+                             value=self.max_input_bytes)
+
+    def output_too_large(self, size: int, who: str, plugin: str, handler: str
+                         ) -> OutputTooLarge:
+        """The error for an output of ``size`` bytes over :attr:`max_output_bytes`."""
+        return OutputTooLarge(_over("output", size, who, self.max_output_bytes), plugin=plugin,
+                              handler=handler, limit="max_output_bytes",
+                              value=self.max_output_bytes)
+
     def merged(self, overrides: Mapping[str, Any] | None) -> Limits:
         """A copy with ``overrides`` applied; unknown keys or bad values raise ConfigError."""
         if not overrides:
@@ -93,3 +108,7 @@ class Limits:
         # Every field is a number, a string or None: no deep copy needed (asdict's cost,
         # 45 µs a plugin, made the console's list of 1,000 plugins take 45 ms for this alone).
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _over(kind: str, size: int, who: str, limit: int) -> str:
+    return f"{who}: {kind} of {size} bytes exceeds limits.max_{kind}_bytes ({limit})"

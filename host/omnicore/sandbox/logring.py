@@ -137,9 +137,7 @@ class PyRing:
     def rate_bytes(self, value: float) -> None:
         with self._lock:
             self._rate = float(value)
-            # A log that has taken no line yet starts full at its configured budget (runtimes
-            # set it right after making the log); later changes never add a free burst.
-            self._tokens = self._rate if self._fresh() else min(self._tokens, self._rate)
+            self._tokens = self._bucket(self._rate, self._tokens)
 
     @property
     def rate_lines(self) -> int:
@@ -150,8 +148,13 @@ class PyRing:
     def rate_lines(self, value: float) -> None:
         with self._lock:
             self._line_rate = float(value)
-            self._line_tokens = (self._line_rate if self._fresh()
-                                 else min(self._line_tokens, self._line_rate))
+            self._line_tokens = self._bucket(self._line_rate, self._line_tokens)
+
+    def _bucket(self, rate: float, tokens: float) -> float:
+        """The tokens a bucket holding ``tokens`` keeps when its rate is set to ``rate``. A
+        log that has taken no line yet starts full at its configured budget (runtimes set it
+        right after making the log); later changes never add a free burst."""
+        return rate if self._fresh() else min(tokens, rate)
 
     def _fresh(self) -> bool:
         return self.written == 0 and self.dropped == 0

@@ -34,13 +34,13 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import wasmtime
 
 from omnicore.errors import ConfigError
 
-__all__ = ["MAGIC", "check_cache_dir", "load", "store"]
+__all__ = ["MAGIC", "check_cache_dir", "compiled", "load", "store"]
 
 MAGIC = b"omniCW1\n"
 _SUM_BYTES = len(MAGIC) + 64
@@ -48,6 +48,13 @@ _PROC_FD = os.path.isdir("/proc/self/fd")
 
 _log = logging.getLogger("omnicore.sandbox")
 T = TypeVar("T")
+
+
+class _Compiled(Protocol):
+    def serialize(self) -> bytes | bytearray: ...
+
+
+C = TypeVar("C", bound=_Compiled)
 
 
 def check_cache_dir(path: Path, *, create: bool = False) -> Path:
@@ -75,6 +82,20 @@ def check_cache_dir(path: Path, *, create: bool = False) -> Path:
                           f"in this host; `chmod 700 {path}` it, or set sandbox.cache_dir to "
                           "a directory of your own", key="sandbox.cache_dir", value=str(path))
     return path
+
+
+def compiled(path: Path | None, wasm_sha256: str, deserialize: Callable[[str], C],
+             compile: Callable[[], C]) -> C:
+    """The entry at ``path`` (see :func:`load`), or else ``compile()``, stored there for the
+    next time; with no ``path`` (no cache), just ``compile()``."""
+    if path is not None:
+        cached = load(deserialize, path, wasm_sha256)
+        if cached is not None:
+            return cached
+    made = compile()
+    if path is not None:
+        store(path, wasm_sha256, bytes(made.serialize()))
+    return made
 
 
 def load(deserialize: Callable[[str], T], path: Path, wasm_sha256: str) -> T | None:

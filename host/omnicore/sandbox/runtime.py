@@ -11,9 +11,7 @@ import wasmtime
 from omnicore.errors import (
     GuestError,
     HandlerNotFound,
-    InputTooLarge,
     MemoryLimitExceeded,
-    OutputTooLarge,
     PluginCallError,
     PluginLoadError,
     Trap,
@@ -222,7 +220,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         if type(data) is not bytes:
             data = bytes(data)
         if len(data) > self._max_input:
-            raise self._input_too_large(handler, len(data))
+            raise self.limits.input_too_large(
+                len(data), f"plugin {self.name!r} handler {handler!r}", self.name, handler)
         inst = self._pool.acquire(handler)
         mark = self.log.written
         try:
@@ -289,11 +288,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
             is_error = packed & 0x8000_0000
             if not is_error and length > lim.max_output_bytes:
                 keep = True
-                raise OutputTooLarge(
-                    f"plugin {self.name!r} handler {handler!r}: output of {length} bytes "
-                    f"exceeds limits.max_output_bytes ({lim.max_output_bytes})",
-                    plugin=self.name, handler=handler, limit="max_output_bytes",
-                    value=lim.max_output_bytes)
+                raise lim.output_too_large(
+                    length, f"plugin {self.name!r} handler {handler!r}", self.name, handler)
             try:
                 # abi.md §2.2: (ptr, len) out of bounds is a trap, error or not; only then is
                 # a long error message cut. An empty output has no bytes: its ptr is ignored.
@@ -315,12 +311,6 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         finally:
             self._release(inst, keep)
 
-    def _input_too_large(self, handler: str, n: int) -> InputTooLarge:
-        lim = self.limits
-        return InputTooLarge(
-            f"plugin {self.name!r} handler {handler!r}: input of {n} bytes exceeds "
-            f"limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
-            handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
 
 
 

@@ -42,6 +42,7 @@ from omnicore.storage.memory_rows import (
     check_filter,
     query_words,
 )
+from omnicore.storage.metadata import metadata_json
 from omnicore.storage.vectors import BadVector, PluginVectors, VectorStore, check_vector
 
 __all__ = ["TIERS", "BadMemory", "Embedder", "MemoryPolicy", "MemoryStore", "PluginMemory",
@@ -208,14 +209,9 @@ class PluginMemory:
             raise BadMemory("text must be a non-empty string")
         if len(text.encode()) > p.max_text_bytes:
             raise ValueTooLarge(f"text is over max_text_bytes ({p.max_text_bytes})")
-        meta = None
-        if metadata is not None:
-            if not isinstance(metadata, Mapping):
-                raise BadMemory("metadata must be a JSON object")
-            meta = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
-            if len(meta.encode()) > p.max_metadata_bytes:
-                raise ValueTooLarge(f"metadata is over max_metadata_bytes "
-                                    f"({p.max_metadata_bytes})")
+        meta = metadata_json(metadata, BadMemory)
+        if meta is not None and len(meta.encode()) > p.max_metadata_bytes:
+            raise ValueTooLarge(f"metadata is over max_metadata_bytes ({p.max_metadata_bytes})")
         if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, int)
                                   or ttl_s <= 0):
             raise BadMemory("ttl_s must be a positive integer")

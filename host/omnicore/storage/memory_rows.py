@@ -15,7 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from omnicore.storage import metadata
 from omnicore.storage.errors import Refused
+from omnicore.storage.metadata import Filter
 
 __all__ = ["TIERS", "BadMemory", "Consolidated", "Filter", "MemoryRow", "MemoryRows",
            "NewMemory", "check_filter", "query_words"]
@@ -24,9 +26,6 @@ TIERS = (0, 1, 2)
 _WORD = re.compile(r"\w+", re.UNICODE)
 #: A query's first words that count; the rest are ignored (a search is not a document).
 MAX_QUERY_WORDS = 32
-
-#: A metadata filter, checked: ``(key, value)`` pairs every match must equal.
-Filter = Sequence[tuple[str, str | int | float]]
 
 
 class BadMemory(Refused):
@@ -72,21 +71,8 @@ def query_words(text: str) -> list[str]:
 
 
 def check_filter(flt: Mapping[str, Any] | None) -> Filter:
-    """``flt`` as checked pairs; :class:`BadMemory` for a bad key or value."""
-    if not flt:
-        return []
-    if not isinstance(flt, Mapping) or len(flt) > 16:
-        raise BadMemory("filter must be a JSON object of at most 16 keys")
-    out: list[tuple[str, str | int | float]] = []
-    for key, value in flt.items():
-        if not isinstance(key, str) or not key or len(key) > 128 or '"' in key:
-            raise BadMemory(f"bad filter key {str(key)[:140]!r}")
-        if isinstance(value, bool):
-            value = int(value)
-        elif not isinstance(value, str | int | float):
-            raise BadMemory(f"filter value of {key!r} must be a string, number or boolean")
-        out.append((key, value))
-    return out
+    """``flt`` as checked pairs (booleans as 0/1); :class:`BadMemory` for a bad key or value."""
+    return metadata.check_filter(flt, BadMemory)
 
 
 class MemoryRows(abc.ABC):

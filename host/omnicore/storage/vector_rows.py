@@ -21,13 +21,14 @@ Errors (all :class:`~omnicore.storage.errors.Refused`, nothing written)::
 from __future__ import annotations
 
 import abc
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from omnicore.storage import metadata
 from omnicore.storage.errors import QuotaExceeded, Refused
+from omnicore.storage.metadata import Filter
 
 __all__ = ["METRICS", "BadVector", "CollectionRow", "Filter", "UnknownCollection",
            "VectorQuota", "VectorRows", "check_filter", "check_id", "check_name"]
@@ -35,9 +36,6 @@ __all__ = ["METRICS", "BadVector", "CollectionRow", "Filter", "UnknownCollection
 METRICS = ("cosine", "l2", "ip")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _MAX_ID_BYTES = 512
-
-#: A metadata filter, checked: ``(key, value)`` pairs every match must equal.
-Filter = Sequence[tuple[str, str | int | float]]
 
 
 class UnknownCollection(Refused):
@@ -101,21 +99,7 @@ def check_id(vid: str) -> None:
 
 def check_filter(flt: Mapping[str, Any] | None) -> Filter:
     """``flt`` as checked pairs (booleans as 0/1); BadVector for a bad key or value."""
-    if not flt:
-        return []
-    if not isinstance(flt, Mapping) or len(flt) > 16:
-        raise BadVector("filter must be a JSON object of at most 16 keys")
-    out: list[tuple[str, str | int | float]] = []
-    for key, value in flt.items():
-        if not isinstance(key, str) or not key or len(key) > 128 or '"' in key:
-            raise BadVector(f"bad filter key {str(key)[:140]!r}")
-        if isinstance(value, bool):
-            value = 1 if value else 0
-        elif not isinstance(value, str | int | float) or (
-                isinstance(value, float) and not math.isfinite(value)):
-            raise BadVector(f"filter value of {key!r} must be a string, number or boolean")
-        out.append((key, value))
-    return out
+    return metadata.check_filter(flt, BadVector)
 
 
 class VectorRows(abc.ABC):

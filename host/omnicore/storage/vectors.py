@@ -28,6 +28,7 @@ from typing import Any, cast
 import numpy as np
 
 from omnicore.storage.errors import ValueTooLarge
+from omnicore.storage.metadata import metadata_json
 from omnicore.storage.vector_index import (
     Best,
     Index,
@@ -268,14 +269,10 @@ class PluginVectors:
         check_name(collection)
         check_id(vid)
         arr = check_vector(vector)
-        meta = None
-        if metadata is not None:
-            if not isinstance(metadata, Mapping):
-                raise BadVector("metadata must be a JSON object")
-            meta = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
-            if len(meta.encode()) > quota.max_metadata_bytes:
-                raise ValueTooLarge(f"metadata is {len(meta.encode())} bytes "
-                                    f"(max_metadata_bytes {quota.max_metadata_bytes})")
+        meta = metadata_json(metadata, BadVector)
+        if meta is not None and len(meta.encode()) > quota.max_metadata_bytes:
+            raise ValueTooLarge(f"metadata is {len(meta.encode())} bytes "
+                                f"(max_metadata_bytes {quota.max_metadata_bytes})")
         found = self._collection(collection)
         if found is None:
             self.create(collection, arr.size, quota=quota)
@@ -354,14 +351,20 @@ class PluginVectors:
             idx.lock.release()
             raise
 
+    def _entries(self, collection: str, vector: Sequence[float] | np.ndarray, k: int,
+                 filter: Mapping[str, Any] | None) -> tuple[list[bytes | None], list[float]]:
+        """The stored entries (None for one deleted meanwhile) of the ``k`` best and their
+        scores, read under the index's lock."""
+        idx, (labels, scores) = self._best(collection, vector, k, filter)
+        try:
+            return idx.templates(labels), scores
+        finally:
+            idx.lock.release()
+
     def search(self, collection: str, vector: Sequence[float] | np.ndarray, k: int = 10,
                filter: Mapping[str, Any] | None = None) -> list[Hit]:
         """The ``k`` best vectors, best first; ``filter`` keeps metadata equal to it."""
-        idx, (labels, scores) = self._best(collection, vector, k, filter)
-        try:
-            found = idx.templates(labels)
-        finally:
-            idx.lock.release()
+        found, scores = self._entries(collection, vector, k, filter)
         joined = _joined(found, scores)
         if joined is not None:  # one decode for every hit; "%.6f" reads back as round(s, 6)
             return [Hit(h["id"], h["score"], h["metadata"]) for h in json.loads(joined)]
@@ -376,11 +379,7 @@ class PluginVectors:
                     filter: Mapping[str, Any] | None = None) -> bytes:
         """:meth:`search` as the JSON array ``omnicore:vectors`` returns (built from the
         entries' JSON as stored, not decoded and encoded again)."""
-        idx, (labels, scores) = self._best(collection, vector, k, filter)
-        try:
-            found = idx.templates(labels)
-        finally:
-            idx.lock.release()
+        found, scores = self._entries(collection, vector, k, filter)
         joined = _joined(found, scores)
         if joined is not None:
             return joined

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from omnicore.toolchains import locations
 from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
 
 __all__ = ["LANGUAGES", "SKIP_DIRS", "BuildResult", "UnitTests", "build", "build_all",
-           "discover", "language_for", "scaffold", "unit_tests"]
+           "check_plugin_name", "discover", "language_for", "scaffold", "unit_tests"]
 
 LANGUAGES = ("rust", "go", "js", "c", "python")
 #: Folders that are never a project's sources (build output, dependencies, VCS, virtualenvs):
@@ -145,6 +146,17 @@ def discover(root: Path) -> Iterator[Path]:
 
 def _is_project(path: Path) -> bool:
     return path.is_dir() and any(_module(lang).detect(path) for lang in LANGUAGES)
+
+
+#: A plugin's name, as its manifest must give it (sandbox/manifest.py).
+_PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def check_plugin_name(name: str) -> None:
+    """BuildError unless a new project may be named ``name`` (every language's scaffold)."""
+    if not _PLUGIN_NAME.fullmatch(name):
+        raise BuildError(f"invalid plugin name {name!r}: use lowercase letters, digits, '-' "
+                         f"and '_', starting with a letter or digit, at most 63 characters")
 
 
 def scaffold(dest: Path, name: str, lang: str) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import locations
+from omnicore.toolchains import check_plugin_name, locations
 
 __all__ = [
     "EXTENSIONS",
@@ -37,7 +36,6 @@ FLAGS = ("--target=wasm32-wasi", "-mexec-model=reactor", "-Os", "-Wall", "-Wl,--
 
 _SCAFFOLD = Path(__file__).parent / "scaffolds" / "c"
 _BUILD_TIMEOUT_S = 300
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 def _clang() -> str | None:
@@ -113,9 +111,7 @@ def compile(src: Path, work: Path) -> bytes:
 
 def scaffold(dest: Path, name: str, lang: str) -> None:
     """A new C plugin at ``dest`` with one handler ``greet``; it builds as is."""
-    if not _NAME.fullmatch(name):
-        raise BuildError(f"invalid plugin name {name!r}: use lowercase letters, digits, '-' "
-                         f"and '_', starting with a letter or digit (at most 63)")
+    check_plugin_name(name)
     for template in sorted(_SCAFFOLD.iterdir()):
         target = dest / template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
         target.parent.mkdir(parents=True, exist_ok=True)

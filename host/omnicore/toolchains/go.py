@@ -21,7 +21,7 @@ from pathlib import Path
 from string import Template
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import UnitTests, locations
+from omnicore.toolchains import UnitTests, check_plugin_name, locations
 
 __all__ = ["EXTENSIONS", "LANGUAGE", "SDK_MODULE", "check", "compile", "detect", "scaffold",
            "sdk_dir", "unit_tests"]
@@ -37,7 +37,6 @@ _REPLACE_SDK = re.compile(r"^\s*replace\s+" + re.escape(SDK_MODULE) + r"(?:\s+\S
                           r"(?P<target>\S+)[^\n]*$", re.MULTILINE)
 _REQUIRE_SDK = re.compile(r"^\s*(?:require\s+)?" + re.escape(SDK_MODULE) + r"\s+v", re.MULTILINE)
 _SDK_MODULE_LINE = re.compile(r"^\s*module\s+" + re.escape(SDK_MODULE) + r"\s*$", re.MULTILINE)
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 def detect(src: Path) -> bool:
@@ -176,9 +175,7 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
     """Create a Go plugin project named ``name`` at ``dest`` that builds and runs as is."""
     if lang not in EXTENSIONS:
         raise BuildError(f"the Go toolchain does not scaffold {lang!r}")
-    if not _NAME.fullmatch(name):
-        raise BuildError(f"invalid plugin name {name!r}: use lowercase letters, digits, '-' "
-                         f"and '_', starting with a letter or digit, at most 63 characters")
+    check_plugin_name(name)
     sdk = sdk_dir()
     if sdk is None:
         raise BuildError(check() or "the omnicore Go SDK was not found", toolchain=LANGUAGE)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import UnitTests, debian_crates, locations
+from omnicore.toolchains import UnitTests, check_plugin_name, debian_crates, locations
 
 __all__ = [
     "EXTENSIONS",
@@ -39,7 +38,6 @@ TARGET = "wasm32-unknown-unknown"
 _SCAFFOLD = Path(__file__).parent / "scaffolds" / "rust"
 _DEBIAN_REGISTRY = "/usr/share/cargo/registry"
 _BUILD_TIMEOUT_S = 900
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 # Cargo refuses these as package names; scaffolding renames the crate, not the plugin.
 _RESERVED = {"test", "core", "std", "alloc", "proc_macro", "self", "super", "crate", "fn",
              "mod", "struct", "enum", "type", "use", "impl", "let", "match", "loop"}
@@ -181,9 +179,7 @@ def _render(template: str, values: dict[str, str]) -> str:
 
 def scaffold(dest: Path, name: str, lang: str) -> None:
     """A new crate at ``dest`` with one JSON handler ``greet``; it builds as is."""
-    if not _NAME.fullmatch(name):
-        raise BuildError(f"invalid plugin name {name!r}: use lowercase letters, digits, '-' "
-                         f"and '_', starting with a letter or digit (at most 63)")
+    check_plugin_name(name)
     crate = name if name[0].isalpha() and name not in _RESERVED else f"plugin-{name}"
     values = {
         "name": name,

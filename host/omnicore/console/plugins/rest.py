@@ -8,7 +8,6 @@ plugin pages' forms do.
 from __future__ import annotations
 
 import base64
-import binascii
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from omnicore.accounts.audit import Actor, record
 from omnicore.console.base import actor, choice, guarded, need, omni, page_params, paginate, state
-from omnicore.console.bodies import json_body, read_body
+from omnicore.console.bodies import decode_text, json_body, read_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.live import LEVELS
 from omnicore.console.plugins import operations
@@ -28,6 +27,7 @@ from omnicore.plugins.info import PluginInfo
 
 if TYPE_CHECKING:
     from omnicore.app import OmniApp
+    from omnicore.console.auth import Principal
     from omnicore.console.state import ConsoleState
 
 __all__ = ["call_plugin", "capability_names", "grant", "plugin_doc", "routes"]
@@ -106,29 +106,26 @@ async def put_enabled(request: Request) -> Response:
     enabled = doc.get("enabled")
     if not isinstance(enabled, bool):
         raise ApiError(422, "'enabled' must be true or false", type="ConfigError")
-    st = state(request)
-    info = await st.off_loop(operations.set_settings, st.app, request.path_params["name"],
-                             actor(request, who), enabled=enabled)
-    return JSONResponse(plugin_doc(info))
+    return await _set_settings(request, who, enabled=enabled)
 
 
 @guarded
 async def put_config(request: Request) -> Response:
     who = need(request, "admin")
-    config = _object(await json_body(request), "config")
-    st = state(request)
-    info = await st.off_loop(operations.set_settings, st.app, request.path_params["name"],
-                             actor(request, who), config=config)
-    return JSONResponse(plugin_doc(info))
+    return await _set_settings(request, who, config=_object(await json_body(request), "config"))
 
 
 @guarded
 async def put_limits(request: Request) -> Response:
     who = need(request, "admin")
-    limits = _object(await json_body(request), "limits")
+    return await _set_settings(request, who, limits=_object(await json_body(request), "limits"))
+
+
+async def _set_settings(request: Request, who: Principal, **change: Any) -> Response:
+    """One operator setting of the plugin in the path changed; the plugin as it is now."""
     st = state(request)
     info = await st.off_loop(operations.set_settings, st.app, request.path_params["name"],
-                             actor(request, who), limits=limits)
+                             actor(request, who), **change)
     return JSONResponse(plugin_doc(info))
 
 
@@ -197,18 +194,7 @@ async def call_plugin(st: ConsoleState, name: str, doc: dict[str, Any]) -> dict[
     if not isinstance(handler, str) or not handler:
         raise ApiError(422, "'handler' must name one of the plugin's handlers",
                        type="BadRequest")
-    if not isinstance(text, str):
-        raise ApiError(422, "'input' must be a string (text, or base64 with "
-                            "encoding=base64)", type="BadRequest")
-    if encoding == "text":
-        data = text.encode()
-    elif encoding == "base64":
-        try:
-            data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise ApiError(422, "'input' is not valid base64", type="BadRequest") from None
-    else:
-        raise ApiError(422, "'encoding' must be text or base64", type="BadRequest")
+    data = decode_text(text, encoding, "input")
     st.app.plugins.require(name)  # a 404 before anything else (a lookup, no snapshot)
     start = time.perf_counter()
     try:

@@ -93,16 +93,10 @@ def _supplier(name: str) -> str:
 def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
     core_path = engine.cache_path(sha)
     path = core_path.with_suffix(".component.cwasm") if core_path is not None else None
-    if path is not None:
-        # Checked before wasmtime trusts it, like a module's entry (sandbox/modcache.py).
-        cached = modcache.load(
-            lambda file: cm.Component.deserialize_file(engine.components, file), path, sha)
-        if cached is not None:
-            return cached
-    component = cm.Component(engine.components, wasm)
-    if path is not None:
-        modcache.store(path, sha, bytes(component.serialize()))
-    return component
+    # Checked before wasmtime trusts it, like a module's entry (sandbox/modcache.py).
+    return modcache.compiled(
+        path, sha, lambda file: cm.Component.deserialize_file(engine.components, file),
+        lambda: cm.Component(engine.components, wasm))
 
 
 def _described_exports(manifest: dict[str, Any], world: World) -> dict[str, Any]:

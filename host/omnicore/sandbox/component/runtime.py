@@ -25,11 +25,9 @@ from omnicore.core import jsoncodec
 from omnicore.errors import (
     GuestError,
     HandlerNotFound,
-    InputTooLarge,
     InvalidInput,
     InvalidModule,
     MemoryLimitExceeded,
-    OutputTooLarge,
     PluginCallError,
     PluginLoadError,
 )
@@ -301,11 +299,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                                f"{fn.unsupported}, which omnicore does not support",
                                plugin=self.name, handler=fn.name)
         if len(data) > self.limits.max_input_bytes:
-            lim = self.limits
-            raise InputTooLarge(
-                f"{who}: input of {len(data)} bytes exceeds limits.max_input_bytes "
-                f"({lim.max_input_bytes})", plugin=self.name, handler=fn.name,
-                limit="max_input_bytes", value=lim.max_input_bytes)
+            raise self.limits.input_too_large(len(data), who, self.name, fn.name)
         want = ", ".join(f"{p}: {c.wit}" for p, c in fn.params)
         try:
             args = jsoncodec.loads(data) if data.strip() else []
@@ -359,11 +353,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         finally:
             self._release(inst, keep)
         if len(out) > self.limits.max_output_bytes:
-            lim = self.limits
-            raise OutputTooLarge(
-                f"plugin {self.name!r} export {handler!r}: output of {len(out)} bytes exceeds "
-                f"limits.max_output_bytes ({lim.max_output_bytes})", plugin=self.name,
-                handler=handler, limit="max_output_bytes", value=lim.max_output_bytes)
+            raise self.limits.output_too_large(
+                len(out), f"plugin {self.name!r} export {handler!r}", self.name, handler)
         return out
 
     def _call_handler(self, fn: Function, handler: str, data: bytes) -> bytes:
@@ -371,10 +362,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         out as for ABI v1; the guest's ``err`` is a GuestError (the instance is kept)."""
         lim = self.limits
         if len(data) > lim.max_input_bytes:
-            raise InputTooLarge(
-                f"plugin {self.name!r} handler {handler!r}: input of {len(data)} bytes "
-                f"exceeds limits.max_input_bytes ({lim.max_input_bytes})", plugin=self.name,
-                handler=handler, limit="max_input_bytes", value=lim.max_input_bytes)
+            raise lim.input_too_large(
+                len(data), f"plugin {self.name!r} handler {handler!r}", self.name, handler)
         inst = self._pool.acquire(handler)
         keep = False
         try:
@@ -398,10 +387,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             raise GuestError(f"plugin {self.name!r} handler {handler!r} failed: {msg}",
                              plugin=self.name, handler=handler, guest_message=msg)
         if len(out) > lim.max_output_bytes:
-            raise OutputTooLarge(
-                f"plugin {self.name!r} handler {handler!r}: output of {len(out)} bytes exceeds "
-                f"limits.max_output_bytes ({lim.max_output_bytes})", plugin=self.name,
-                handler=handler, limit="max_output_bytes", value=lim.max_output_bytes)
+            raise lim.output_too_large(
+                len(out), f"plugin {self.name!r} handler {handler!r}", self.name, handler)
         return out
 
     def _invoke(self, inst: _Instance, fn: Function, args: list[Any]) -> bytes:

@@ -55,11 +55,9 @@ def load_runtime(path: Path) -> LoadedRuntime:
     cached = path.with_suffix(f".wasmtime-{metadata.version('wasmtime')}.cwasm")
     digest = hashlib.sha256(wasm).hexdigest()
     # Checked before wasmtime sees it (a damaged entry would crash the build), written whole.
-    module = modcache.load(lambda file: wasmtime.Module.deserialize_file(engine, file), cached,
-                           digest)
-    if module is None:
-        module = wasmtime.Module(engine, wasm)
-        modcache.store(cached, digest, bytes(module.serialize()))
+    module = modcache.compiled(cached, digest,
+                               lambda file: wasmtime.Module.deserialize_file(engine, file),
+                               lambda: wasmtime.Module(engine, wasm))
     store, instance = _instantiate(engine, module, [])
     exports = instance.exports(store)
     ptr = exports["omni_js_region_ptr"](store)  # type: ignore[operator]

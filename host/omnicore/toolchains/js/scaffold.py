@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from string import Template
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import locations
+from omnicore.toolchains import check_plugin_name, locations
 
 __all__ = ["EXTENSIONS", "scaffold"]
 
@@ -15,16 +14,13 @@ __all__ = ["EXTENSIONS", "scaffold"]
 EXTENSIONS = ("js", "ts")
 
 _SCAFFOLDS = Path(__file__).parents[1] / "scaffolds"
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 def scaffold(dest: Path, name: str, lang: str) -> None:
     """Create a JS (``lang="js"``) or TypeScript (``"ts"``) plugin project that builds as is."""
     if lang not in EXTENSIONS:
         raise BuildError(f"the JS toolchain does not scaffold {lang!r}")
-    if not _NAME.fullmatch(name):
-        raise BuildError(f"invalid plugin name {name!r}: use lowercase letters, digits, '-' "
-                         f"and '_', starting with a letter or digit, at most 63 characters")
+    check_plugin_name(name)
     dest.mkdir(parents=True, exist_ok=True)
     values = {"name": name, "sdk_types": str(locations.sdk_dir("js") / "index.d.ts")}
     for template in sorted((_SCAFFOLDS / lang).glob("*.tmpl")):
