@@ -45,6 +45,7 @@
 mod error;
 mod host;
 mod jsonlite;
+mod level;
 
 pub mod config;
 pub mod events;

@@ -19,20 +19,7 @@ extern "C" {
 #[cfg(not(target_arch = "wasm32"))]
 use crate::native::log::*;
 
-/// A log level; the host clamps anything else to this range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    /// Very detailed tracing.
-    Trace = 0,
-    /// Debugging details.
-    Debug = 1,
-    /// Normal operation.
-    Info = 2,
-    /// Something looks wrong.
-    Warn = 3,
-    /// Something failed.
-    Error = 4,
-}
+pub use crate::level::Level;
 
 /// Logs `message` at `level`.
 pub fn write(level: Level, message: &str) {

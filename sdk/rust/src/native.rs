@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::jsonlite::{self, push_str, Value};
-use crate::log::Level;
+use crate::level::Level;
 
 const UNAVAILABLE: i32 = -5;
 
