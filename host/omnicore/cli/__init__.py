@@ -19,6 +19,7 @@ from omnicore.cli import (
     data,
     dev,
     env,
+    execute,
     logs,
     mcp,
     plugins,
@@ -42,6 +43,7 @@ main.add_command(build.precompile_command)
 main.add_command(dev.dev_command)
 main.add_command(test.test_command)
 main.add_command(env.env_command)
+main.add_command(execute.exec_command)
 new.add_command(build.new_plugin_command)
 # `app`, `data` (kv, jobs), `secrets`, `settings`, `users`, `vectors` and `workflows`
 # register their groups on `main` when imported.
