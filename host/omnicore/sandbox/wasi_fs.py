@@ -172,8 +172,8 @@ class FsState:
     table_of: Callable[[GuestMemory], FdTable]
 
     def refuse(self, why: str) -> int:
-        self.log.write(3, f"fs: refused: {why} (omnicore refuses absolute paths, '..' and "
-                          "symlinks in granted directories)")
+        self.log.write(3, f"fs: refused: {why} (omnicore refuses absolute paths, paths "
+                          "leaving the granted directory, and symlinks)")
         return _ENOTCAPABLE
 
 
@@ -601,7 +601,8 @@ def fd_filestat_set_size(st: FsState, mem: GuestMemory, fd: int, size: int) -> i
 
 def _times(st_now: os.stat_result, atim: int, mtim: int, flags: int) -> tuple[int, int] | int:
     """(atime, mtime) in ns for the fst ``flags``, or EINVAL for a contradictory pair."""
-    if flags & _FST_ATIM and flags & _FST_ATIM_NOW or flags & _FST_MTIM and flags & _FST_MTIM_NOW:
+    both = _FST_ATIM | _FST_ATIM_NOW
+    if flags & both == both or flags & (_FST_MTIM | _FST_MTIM_NOW) == _FST_MTIM | _FST_MTIM_NOW:
         return _EINVAL
     now = time.time_ns()
     a = atim if flags & _FST_ATIM else now if flags & _FST_ATIM_NOW else st_now.st_atime_ns
