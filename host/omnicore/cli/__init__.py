@@ -3,7 +3,8 @@
 :mod:`~omnicore.cli.main` is the click group (every error becomes one ``Error:`` line and
 exit code 1; ``--debug`` shows the traceback), :mod:`~omnicore.cli.app` the app commands
 (``new APPDIR``, ``run``, ``config show``, ``info``), :mod:`~omnicore.cli.plugins` the plugin
-commands (``inspect``, ``call``), :mod:`~omnicore.cli.build` the author's commands
+commands (``inspect``, ``call``), :mod:`~omnicore.cli.execute` a WASI command
+module run once (``exec``), :mod:`~omnicore.cli.build` the author's commands
 (``build``, ``new plugin``, ``test``, ``env``), :mod:`~omnicore.cli.dev` the author's
 build-serve-reload loop (``dev``), :mod:`~omnicore.cli.logs` a running host's
 plugin log, :mod:`~omnicore.cli.mcp` the MCP server over stdio, :mod:`~omnicore.cli.data`
