@@ -130,21 +130,21 @@ def test_no_path_leaves_the_granted_directory(host: PluginHost, tmp_path: Path, 
     assert not any(b"SECRET" in str(g).encode() for g in got)
 
 
-def test_dot_dot_and_symlinks_inside_are_refused_too(host: PluginHost, tmp_path: Path,
-                                                     tree: Path, fs_wasm: bytes) -> None:
-    # The documented difference: Extism allows a '..' or a symlink that stays inside the
-    # directory; omnicore refuses every '..' and every symlink, and says so in the log.
+def test_dot_dot_inside_is_served_and_a_symlink_inside_refused(
+        host: PluginHost, tmp_path: Path, tree: Path, fs_wasm: bytes) -> None:
+    # A '..' that stays inside the directory is walked back over the descriptors opened on
+    # the way (as Extism and wasmtime serve it); the documented difference that remains:
+    # Extism follows a symlink that stays inside, omnicore refuses every symlink and logs it.
     os.symlink("hello.txt", tree / "data" / "alias.txt")
     calls = [("read", b"/data/sub/../hello.txt"), ("read", b"/data/alias.txt")]
     assert sdk_run(fs_wasm, manifest(tree), calls) == [b"hello world!"] * 2
     (tmp_path / "fs.wasm").write_bytes(fs_wasm)
     (tmp_path / "fs.json").write_text(json.dumps(manifest(tree)))
     host.load(tmp_path / "fs.wasm")
-    for _, data in calls:
-        with pytest.raises(errors.GuestError, match="Capabilities insufficient"):
-            host.call("fs", "read", data)
+    assert host.call("fs", "read", calls[0][1]) == b"hello world!"
+    with pytest.raises(errors.GuestError, match="Capabilities insufficient"):
+        host.call("fs", "read", calls[1][1])
     said = [ln.message for ln in host.logs("fs").lines()]
-    assert any("'..' component" in m for m in said), said
     assert any("'alias.txt' is a symlink" in m for m in said), said
 
 
@@ -242,10 +242,11 @@ def test_a_native_plugin_reads_through_its_fs_grant(host: PluginHost, tmp_path: 
 def test_the_wasi_functions_left_to_wasmtime_see_no_granted_fd(host: PluginHost,
                                                               tmp_path: Path, tree: Path) -> None:
     # Every preview 1 function taking an fd is omnicore's when the plugin holds the grant,
-    # except these, which must not find the granted directory at fd 3.
+    # except the sock_* ones, which must not find the granted directory at fd 3.
+    # fd_fdstat_set_rights is omnicore's: narrowing fd 3's rights to none succeeds.
     out = our_run(host, tmp_path, wat_plugin("fs_hostile"), manifest(tree),
                   [("unshadowed", b"")])
-    assert out == [bytes([8] * 5)]  # EBADF
+    assert out == [bytes([0] + [8] * 4)]  # then EBADF
 
 
 def test_a_fifo_or_device_in_the_directory_never_blocks(host: PluginHost, tmp_path: Path,

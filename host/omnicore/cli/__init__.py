@@ -3,7 +3,8 @@
 :mod:`~omnicore.cli.main` is the click group (every error becomes one ``Error:`` line and
 exit code 1; ``--debug`` shows the traceback), :mod:`~omnicore.cli.app` the app commands
 (``new APPDIR``, ``run``, ``config show``, ``info``), :mod:`~omnicore.cli.plugins` the plugin
-commands (``inspect``, ``call``), :mod:`~omnicore.cli.build` the author's commands
+commands (``inspect``, ``call``), :mod:`~omnicore.cli.execute` a WASI command
+module run once (``exec``), :mod:`~omnicore.cli.build` the author's commands
 (``build``, ``new plugin``, ``test``, ``env``), :mod:`~omnicore.cli.dev` the author's
 build-serve-reload loop (``dev``), :mod:`~omnicore.cli.logs` a running host's
 plugin log, :mod:`~omnicore.cli.mcp` the MCP server over stdio, :mod:`~omnicore.cli.data`
@@ -19,6 +20,7 @@ from omnicore.cli import (
     data,
     dev,
     env,
+    execute,
     logs,
     mcp,
     plugins,
@@ -42,6 +44,7 @@ main.add_command(build.precompile_command)
 main.add_command(dev.dev_command)
 main.add_command(test.test_command)
 main.add_command(env.env_command)
+main.add_command(execute.exec_command)
 new.add_command(build.new_plugin_command)
 # `app`, `data` (kv, jobs), `secrets`, `settings`, `users`, `vectors` and `workflows`
 # register their groups on `main` when imported.

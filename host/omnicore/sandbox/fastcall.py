@@ -176,6 +176,9 @@ class RawInstance(SlotDeadline):
 
     Construction instantiates, runs ``_initialize`` and allocates the input buffer
     (specs/abi.md §2.1). Any failure raises GuestFailure (or ValueError for ABI shape problems).
+    With ``command``, a WASI command's instance (``sandbox.command``): only instantiated, on
+    the Python path (it makes one call, ``_start``, through :meth:`run`); no allocator, no
+    input buffer, and a module without a ``memory`` export gets host functions that trap.
     """
 
     #: The store's context: the key of this instance in its runtime's ``live`` map.
@@ -188,7 +191,7 @@ class RawInstance(SlotDeadline):
                  timeout_s: float = 3600.0, table_elements: int = -1,
                  tables: int = -1, files: Any = None,
                  burnt: Callable[[int], None] | None = None,
-                 handler: str | None = None) -> None:
+                 handler: str | None = None, command: bool = False) -> None:
         # (No class-level defaults: an instance attribute shadowing a class attribute keeps
         # CPython from specialising its reads, which the Python call path does per call.)
         #: The instance's open files (``sandbox.wasi_fs.FdTable``), closed with it.
@@ -222,14 +225,16 @@ class RawInstance(SlotDeadline):
         self.memory = None  # type: ignore[assignment]
         # A failed start frees what it made now, not when the exception and its frames go.
         try:
-            if _callpath is not None and fuel is None:  # metered calls keep the Python path
+            # Metered calls and commands keep the Python path (a command's one call is long:
+            # the C path's per-call savings are nothing to it).
+            if _callpath is not None and fuel is None and not command:
                 self._start_native(engine_addr, pre_addr, wasi_addr, memory_limit,
                                    table_elements, tables, deadline_ticks, has_initialize,
                                    input_cap, handler)
             else:
                 self._start_python(engine_addr, pre_addr, wasi_addr, memory_limit,
                                    table_elements, tables, deadline_ticks, has_initialize,
-                                   input_cap, fuel, burnt)
+                                   input_cap, fuel, burnt, command)
         except BaseException as exc:
             if isinstance(exc, GuestFailure):
                 exc.deadline_hit, exc.refusal = self.deadline_hit, self.refusal
@@ -257,7 +262,7 @@ class RawInstance(SlotDeadline):
     def _start_python(self, engine: int, pre: int, wasi: int, memory_limit: int,
                       table_elements: int, tables: int, deadline_ticks: int,
                       has_initialize: bool, input_cap: int, fuel: int | None,
-                      burnt: Callable[[int], None] | None) -> None:
+                      burnt: Callable[[int], None] | None, command: bool = False) -> None:
         live = self._live
         self._owner: Any = None  # the C Instance owning the store (native path)
         self._store: int | None = _store_new(engine, None, None)
@@ -288,8 +293,12 @@ class RawInstance(SlotDeadline):
             raise failure
         mem = self._export(b"memory", _EXTERN_MEMORY)
         if mem is None:
+            if command:
+                return  # memory stays None: a host function's start_memory traps
             raise ValueError("the module does not export 'memory'")
         self.memory = GuestMemory(self.ctx, mem, self)
+        if command:
+            return
         alloc = self.func("omni_alloc")
         if alloc is None:
             raise ValueError("the module does not export omni_alloc")
@@ -491,6 +500,14 @@ class RawInstance(SlotDeadline):
             raise self._failure(err)
         return self._u64[0]
 
+    def run(self, name: str) -> None:
+        """Call the export ``name``, a ``() -> ()`` function, under the deadline set at
+        construction (a command's ``_start``: its one call). Raises GuestFailure."""
+        func = self.func(name)
+        if func is None:
+            raise ValueError(f"the module does not export {name!r}")
+        self._invoke(func, 0)
+
     def read(self, ptr: int, length: int) -> bytes:
         """Copy guest bytes out; raises HostTrap when out of bounds."""
         mem = self.memory
@@ -499,8 +516,9 @@ class RawInstance(SlotDeadline):
         return mem.view[ptr:ptr + length].tobytes()
 
     def memory_size(self) -> int:
-        """Current linear memory size in bytes."""
-        return self.memory.refresh()
+        """Current linear memory size in bytes (0: a command without a memory export)."""
+        mem = self.memory
+        return 0 if mem is None else mem.refresh()
 
     def close(self) -> None:
         """Free the store (and with it the instance). Idempotent."""

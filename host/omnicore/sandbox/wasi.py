@@ -23,7 +23,7 @@ import wasmtime
 
 from omnicore.sandbox.fastcall import GuestMemory, RawInstance
 from omnicore.sandbox.hostfunc import define_host_function
-from omnicore.sandbox.wasi_output import CHUNK, STDERR, STDOUT, WasiOutput
+from omnicore.sandbox.wasi_output import CHUNK, STDERR, STDOUT, OutputSink
 
 __all__ = ["BOUNDED", "WASI_MODULE", "define_wasi", "on_memory"]
 
@@ -59,7 +59,7 @@ def _clock_ns(clock_id: int) -> int | None:
     return None
 
 
-def clock_time_get(_out: WasiOutput, mem: GuestMemory, clock_id: int, _precision: int,
+def clock_time_get(_out: OutputSink, mem: GuestMemory, clock_id: int, _precision: int,
                    out_ptr: int) -> int:
     now = _clock_ns(clock_id)
     if now is None:
@@ -68,14 +68,14 @@ def clock_time_get(_out: WasiOutput, mem: GuestMemory, clock_id: int, _precision
     return _SUCCESS
 
 
-def clock_res_get(_out: WasiOutput, mem: GuestMemory, clock_id: int, out_ptr: int) -> int:
+def clock_res_get(_out: OutputSink, mem: GuestMemory, clock_id: int, out_ptr: int) -> int:
     if clock_id not in (_REALTIME, _MONOTONIC, _PROCESS_CPU, _THREAD_CPU):
         return _EINVAL
     mem.write(out_ptr, (1000).to_bytes(8, "little"), "clock_res_get result")
     return _SUCCESS
 
 
-def fd_write(out: WasiOutput, mem: GuestMemory, fd: int, iovs: int, iovs_len: int,
+def fd_write(out: OutputSink, mem: GuestMemory, fd: int, iovs: int, iovs_len: int,
              nwritten_ptr: int) -> int:
     """stdout/stderr into the log, 64 KiB at a time, until done or the deadline (a short
     write then, which the deadline check on the way back turns into DeadlineExceeded)."""
@@ -106,7 +106,7 @@ def fd_write(out: WasiOutput, mem: GuestMemory, fd: int, iovs: int, iovs_len: in
     return _SUCCESS
 
 
-def random_get(_out: WasiOutput, mem: GuestMemory, buf: int, length: int) -> int:
+def random_get(_out: OutputSink, mem: GuestMemory, buf: int, length: int) -> int:
     """Fill in chunks, checking the deadline between them."""
     mem.check(buf, length, "random_get buffer")
     deadline = mem.deadline
@@ -120,7 +120,7 @@ def random_get(_out: WasiOutput, mem: GuestMemory, buf: int, length: int) -> int
     return _SUCCESS
 
 
-def poll_oneoff(_out: WasiOutput, mem: GuestMemory, in_ptr: int, out_ptr: int, nsubs: int,
+def poll_oneoff(_out: OutputSink, mem: GuestMemory, in_ptr: int, out_ptr: int, nsubs: int,
                 nevents_ptr: int) -> int:
     """Answer fd subscriptions at once (stdin is empty, stdout/stderr never block, nothing
     else is open) and sleep for clock subscriptions in slices, never past the deadline."""
@@ -177,7 +177,7 @@ BOUNDED: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
 }
 
 
-def define_wasi(linker: wasmtime.Linker, output: WasiOutput,
+def define_wasi(linker: wasmtime.Linker, output: OutputSink,
                 live: dict[int, RawInstance], keepalive: list[Any], *,
                 memory_of: Callable[[GuestMemory, int], GuestMemory] | None = None) -> None:
     """Define WASI preview 1 in ``linker``: wasmtime's, with :data:`BOUNDED` replaced.

@@ -39,7 +39,7 @@ from omnicore.sandbox.hostfunc import define_host_function
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.wasi import WASI_MODULE, on_memory
 from omnicore.sandbox.wasi import fd_write as stdio_write
-from omnicore.sandbox.wasi_output import STDERR, STDOUT, WasiOutput
+from omnicore.sandbox.wasi_output import STDERR, STDOUT, OutputSink
 
 __all__ = ["MAX_OPEN", "FdTable", "FsState", "Preopen", "define_wasi_fs", "parse_dirs"]
 
@@ -47,7 +47,7 @@ __all__ = ["MAX_OPEN", "FdTable", "FsState", "Preopen", "define_wasi_fs", "parse
 MAX_OPEN = 64
 _CHUNK = 1 << 20
 _SUCCESS, _EBADF, _EINVAL, _EISDIR, _EMFILE, _ENOTDIR, _ENOTSUP = 0, 8, 28, 31, 33, 54, 58
-_EIO, _EROFS, _ESPIPE, _ENOTCAPABLE, _ENAMETOOLONG = 29, 69, 70, 76, 37
+_EIO, _EROFS, _ESPIPE, _ENOTCAPABLE, _ENAMETOOLONG, _EILSEQ = 29, 69, 70, 76, 37, 25
 _ERRNO = {host_errno.EACCES: 2, host_errno.EAGAIN: 6, host_errno.EBADF: 8, host_errno.EBUSY: 10,
           host_errno.EEXIST: 20, host_errno.EFBIG: 22, host_errno.EINVAL: 28,
           host_errno.EIO: 29, host_errno.EISDIR: 31, host_errno.ELOOP: _ENOTCAPABLE,
@@ -58,9 +58,19 @@ _ERRNO = {host_errno.EACCES: 2, host_errno.EAGAIN: 6, host_errno.EBADF: 8, host_
 # WASI filetypes, oflags, rights
 _CHAR, _DIR, _FILE, _LINK = 2, 3, 4, 7
 _O_CREAT, _O_DIRECTORY, _O_EXCL, _O_TRUNC = 1, 2, 4, 8
-_FD_APPEND = 1
+_FD_APPEND, _FD_DSYNC, _FD_NONBLOCK, _FD_RSYNC, _FD_SYNC = 1, 2, 4, 8, 16
+_FST_ATIM, _FST_ATIM_NOW, _FST_MTIM, _FST_MTIM_NOW = 1, 2, 4, 8
 _RIGHT_READ, _RIGHT_WRITE = 1 << 1, 1 << 6
+_RIGHT_PATH_SET_SIZE = 1 << 19
 _ALL_RIGHTS = (1 << 29) - 1
+# What a descriptor reports holding (fd_fdstat_get), as wasmtime does: a file the byte
+# rights (datasync, read, seek, fdstat_set_flags, sync, tell, write, advise, allocate,
+# fd_filestat_*, poll), a directory the path rights, readdir and fd_filestat_get/_set_times.
+# The enforcement is the grant's (read-only: EROFS) and the host fd's open mode; rights
+# only narrow (fd_fdstat_set_rights), and path_open's truncation asks for its one.
+_FILE_RIGHTS = ((1 << 9) - 1) | (0b111 << 21) | (1 << 27)  # bits 0-8, 21-23, 27
+_WRITE_RIGHTS = (1 << 6) | (1 << 8) | (1 << 22)  # write, allocate, fd_filestat_set_size
+_DIR_RIGHTS = (((1 << 12) - 1) << 9) | (1 << 21) | (1 << 23) | (0b111 << 24)  # 9-21, 23-26
 _IOVEC = struct.Struct("<II")
 _FILESTAT = struct.Struct("<QQB7xQQQQQ")  # dev ino type nlink size atim mtim ctim: 64 bytes
 _FDSTAT = struct.Struct("<BxH4xQQ")  # filetype flags rights_base rights_inheriting: 24 bytes
@@ -107,12 +117,15 @@ def parse_dirs(dirs: Any, key: str, base: Path | None = None) -> tuple[Preopen, 
 
 
 class _Fd:
-    __slots__ = ("dir", "host", "name", "preopen", "writable")
+    __slots__ = ("dir", "flags", "host", "inheriting", "name", "preopen", "rights",
+                 "writable")
 
     def __init__(self, host: int, is_dir: bool, writable: bool, name: str,
-                 preopen: Preopen | None = None) -> None:
+                 preopen: Preopen | None = None, rights: int = _ALL_RIGHTS,
+                 inheriting: int = _ALL_RIGHTS, flags: int = 0) -> None:
         self.host, self.dir, self.writable, self.name = host, is_dir, writable, name
         self.preopen = preopen
+        self.rights, self.inheriting, self.flags = rights, inheriting, flags
 
 
 class FdTable:
@@ -123,7 +136,7 @@ class FdTable:
         try:
             for i, p in enumerate(preopens):
                 fd = os.open(p.host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-                self.fds[3 + i] = _Fd(fd, True, p.writable, p.guest, p)
+                self.fds[3 + i] = _Fd(fd, True, p.writable, p.guest, p, _DIR_RIGHTS)
         except OSError:
             self.close()
             raise
@@ -154,13 +167,13 @@ class FsState:
 
     preopens: tuple[Preopen, ...]
     log: PluginLog
-    output: WasiOutput | None
+    output: OutputSink | None
     #: The instance's FdTable, from the memory a host function is given.
     table_of: Callable[[GuestMemory], FdTable]
 
     def refuse(self, why: str) -> int:
-        self.log.write(3, f"fs: refused: {why} (omnicore refuses absolute paths, '..' and "
-                          "symlinks in granted directories)")
+        self.log.write(3, f"fs: refused: {why} (omnicore refuses absolute paths, paths "
+                          "leaving the granted directory, and symlinks)")
         return _ENOTCAPABLE
 
 
@@ -184,31 +197,43 @@ def _walk(st: FsState, mem: GuestMemory, fd: int, ptr: int, length: int
     if not base.dir:
         return _ENOTDIR
     path = mem.read(ptr, length, "path").decode("utf-8", "replace")
+    if "\0" in path:
+        return _EILSEQ  # no host path holds a NUL
     if path.startswith("/"):
         return st.refuse(f"absolute path {path!r}")
     parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        return st.refuse(f"path {path!r} has a '..' component")
     if not parts:
         parts = ["."]
-    cur = base.host
+    # The directories opened on the way, each with O_NOFOLLOW: '..' goes back to the one
+    # before (exactly, since no step was a symlink), and past the first it is refused.
+    stack = [base.host]
     try:
         for part in parts[:-1]:
+            if part == "..":
+                if len(stack) == 1:
+                    return st.refuse(f"path {path!r} leaves the granted directory")
+                os.close(stack.pop())
+                continue
             try:
-                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=cur)
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                              dir_fd=stack[-1])
             except OSError as exc:
                 if exc.errno in (host_errno.ELOOP, host_errno.ENOTDIR) and os.path.islink(
-                        f"/proc/self/fd/{cur}/{part}"):
+                        f"/proc/self/fd/{stack[-1]}/{part}"):
                     return st.refuse(f"path {path!r} goes through a symlink ({part})")
                 return _errno(exc)
-            if cur != base.host:
-                os.close(cur)
-            cur = nxt
-    except BaseException:
-        if cur != base.host:
-            os.close(cur)
-        raise
-    return base, cur, parts[-1]
+            stack.append(nxt)
+        last = parts[-1]
+        if last == "..":
+            if len(stack) == 1:
+                return st.refuse(f"path {path!r} leaves the granted directory")
+            os.close(stack.pop())
+            last = "."
+        cur = stack.pop()
+        return base, cur, last
+    finally:
+        for fd in stack[1:]:
+            os.close(fd)
 
 
 def _done(base: _Fd, cur: int) -> None:
@@ -217,16 +242,23 @@ def _done(base: _Fd, cur: int) -> None:
 
 
 def path_open(st: FsState, mem: GuestMemory, fd: int, _dirflags: int, ptr: int, length: int,
-              oflags: int, rights: int, _inheriting: int, fdflags: int, out: int) -> int:
+              oflags: int, rights: int, inheriting: int, fdflags: int, out: int) -> int:
     mem.check(out, 4, "path_open fd")
     walked = _walk(st, mem, fd, ptr, length)
     if isinstance(walked, int):
         return walked
     base, cur, name = walked
     try:
+        # A directory opens for reading: asked for the write right, it is EISDIR (as
+        # wasmtime answers); the path rights it asks for are what its files inherit.
+        directory = bool(oflags & _O_DIRECTORY)
+        if directory and rights & _RIGHT_WRITE:
+            return _EISDIR
         write = bool(rights & _RIGHT_WRITE) or bool(oflags & (_O_CREAT | _O_TRUNC))
         if write and not base.writable:
             return _EROFS
+        if oflags & _O_TRUNC and not base.rights & _RIGHT_PATH_SET_SIZE:
+            return _ENOTCAPABLE
         # O_NONBLOCK: opening a FIFO would otherwise wait for a peer, outside any deadline.
         flags = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         flags |= os.O_RDWR if write and rights & _RIGHT_READ else os.O_WRONLY if write \
@@ -234,7 +266,9 @@ def path_open(st: FsState, mem: GuestMemory, fd: int, _dirflags: int, ptr: int, 
         flags |= (os.O_CREAT if oflags & _O_CREAT else 0) | (
             os.O_EXCL if oflags & _O_EXCL else 0) | (os.O_TRUNC if oflags & _O_TRUNC else 0) | (
             os.O_DIRECTORY if oflags & _O_DIRECTORY else 0) | (
-            os.O_APPEND if fdflags & _FD_APPEND else 0)
+            os.O_APPEND if fdflags & _FD_APPEND else 0) | (
+            os.O_SYNC if fdflags & (_FD_SYNC | _FD_RSYNC) else 0) | (
+            os.O_DSYNC if fdflags & _FD_DSYNC else 0)
         try:
             host = os.open(name, flags, 0o644, dir_fd=cur)
         except OSError as exc:
@@ -248,7 +282,20 @@ def path_open(st: FsState, mem: GuestMemory, fd: int, _dirflags: int, ptr: int, 
             os.close(host)
             return st.refuse(f"{name!r} is not a regular file or a directory")
         is_dir = stat.S_ISDIR(mode)
-        new = st.table_of(mem).add(_Fd(host, is_dir, base.writable, name))
+        if not is_dir and mem.read(ptr, length, "path").endswith(b"/"):
+            os.close(host)
+            return _ENOTDIR  # "file/" names a directory
+        granted = rights & base.inheriting
+        if is_dir:
+            entry = _Fd(host, True, base.writable, name, None, granted & _DIR_RIGHTS,
+                        inheriting & base.inheriting)
+        else:
+            if not base.writable:
+                granted &= ~_WRITE_RIGHTS
+            entry = _Fd(host, False, base.writable, name, None, granted & _FILE_RIGHTS, 0,
+                        fdflags & (_FD_APPEND | _FD_DSYNC | _FD_NONBLOCK | _FD_RSYNC
+                                   | _FD_SYNC))
+        new = st.table_of(mem).add(entry)
         if new < 0:
             return _EMFILE
         mem.write(out, new.to_bytes(4, "little"), "path_open fd")
@@ -306,6 +353,8 @@ def _rw(write: bool, positioned: bool) -> Callable[..., int]:
             return _EISDIR
         if write and not entry.writable:
             return _EROFS
+        if not entry.rights & (_RIGHT_WRITE if write else _RIGHT_READ):
+            return _ENOTCAPABLE  # dropped with fd_fdstat_set_rights, or never asked for
         mem.check(result, 4, "byte count")
         try:
             count = _transfer(mem, entry.host, iovs, n, offset, write)
@@ -326,6 +375,8 @@ def fd_seek(st: FsState, mem: GuestMemory, fd: int, offset: int, whence: int, ou
     entry = _entry(st, mem, fd) if fd >= 3 else _ESPIPE
     if isinstance(entry, int):
         return entry
+    if entry.dir:
+        return _EBADF  # a directory has no offset (Linux's lseek answers 0)
     if whence not in (0, 1, 2):
         return _EINVAL
     try:
@@ -415,8 +466,55 @@ def fd_fdstat_get(st: FsState, mem: GuestMemory, fd: int, out: int) -> int:
     if isinstance(entry, int):
         return entry
     kind = _DIR if entry.dir else _FILE
-    flags = _FD_APPEND if fcntl.fcntl(entry.host, fcntl.F_GETFL) & os.O_APPEND else 0
-    mem.write(out, _FDSTAT.pack(kind, flags, _ALL_RIGHTS, _ALL_RIGHTS), "fdstat")
+    mem.write(out, _FDSTAT.pack(kind, entry.flags, entry.rights, entry.inheriting), "fdstat")
+    return _SUCCESS
+
+
+def fd_fdstat_set_rights(st: FsState, mem: GuestMemory, fd: int, rights: int,
+                         inheriting: int) -> int:
+    """Rights only narrow (asking for one the descriptor lacks: ENOTCAPABLE)."""
+    if fd < 3:
+        return _SUCCESS if fd in (0, 1, 2) else _EBADF
+    entry = _entry(st, mem, fd)
+    if isinstance(entry, int):
+        return entry
+    if rights & ~entry.rights or inheriting & ~entry.inheriting:
+        return _ENOTCAPABLE
+    entry.rights, entry.inheriting = rights, inheriting
+    return _SUCCESS
+
+
+def fd_fdstat_set_flags(st: FsState, mem: GuestMemory, fd: int, flags: int) -> int:
+    """APPEND and NONBLOCK change on the host fd; the sync flags are kept as asked."""
+    entry = _entry(st, mem, fd) if fd >= 3 else _EBADF
+    if isinstance(entry, int):
+        return entry
+    if entry.dir or flags & ~(_FD_APPEND | _FD_DSYNC | _FD_NONBLOCK | _FD_RSYNC | _FD_SYNC):
+        return _EINVAL if not entry.dir else _EBADF
+    if flags & _FD_APPEND and not entry.writable:
+        return _EROFS
+    host = fcntl.fcntl(entry.host, fcntl.F_GETFL) & ~(os.O_APPEND | os.O_NONBLOCK)
+    host |= (os.O_APPEND if flags & _FD_APPEND else 0) | (
+        os.O_NONBLOCK if flags & _FD_NONBLOCK else 0)
+    fcntl.fcntl(entry.host, fcntl.F_SETFL, host)
+    entry.flags = flags
+    return _SUCCESS
+
+
+def fd_renumber(st: FsState, mem: GuestMemory, fd: int, to: int) -> int:
+    """Move descriptor ``fd`` to number ``to``, closing what ``to`` held. stdin, stdout and
+    stderr are not in the table (they are the host's streams or the log): moving them, or
+    over them, is refused (specs/security.md)."""
+    table = st.table_of(mem)
+    if fd < 3 or to < 3:
+        st.refuse("renumbering stdin, stdout or stderr")
+        return _ENOTSUP
+    entry, other = table.fds.get(fd), table.fds.get(to)
+    if entry is None or other is None:
+        return _EBADF
+    if fd != to:
+        os.close(other.host)
+        table.fds[to] = table.fds.pop(fd)
     return _SUCCESS
 
 
@@ -431,6 +529,9 @@ def fd_readdir(st: FsState, mem: GuestMemory, fd: int, buf: int, length: int, co
     with os.scandir(entry.host) as it:
         names = sorted((e.name, e.inode(), e.is_symlink(), e.is_dir(follow_symlinks=False))
                        for e in it)
+    # "." and ".." first, as a directory lists them (".." with no inode: it may lie outside
+    # the granted directory).
+    names[:0] = [(".", os.fstat(entry.host).st_ino, False, True), ("..", 0, False, True)]
     out = bytearray()
     for i, (name, ino, link, is_dir) in enumerate(names[cookie:], start=cookie + 1):
         raw = name.encode("utf-8", "surrogateescape")
@@ -444,7 +545,7 @@ def fd_readdir(st: FsState, mem: GuestMemory, fd: int, buf: int, length: int, co
     return _SUCCESS
 
 
-def _path_op(op: Callable[[str, int], None]) -> Callable[..., int]:
+def _path_op(op: Callable[[str, int, str], None]) -> Callable[..., int]:
     def path_op(st: FsState, mem: GuestMemory, fd: int, ptr: int, length: int) -> int:
         walked = _walk(st, mem, fd, ptr, length)
         if isinstance(walked, int):
@@ -453,7 +554,7 @@ def _path_op(op: Callable[[str, int], None]) -> Callable[..., int]:
         try:
             if not base.writable:
                 return _EROFS
-            op(name, cur)
+            op(name, cur, mem.read(ptr, length, "path").decode("utf-8", "replace"))
             return _SUCCESS
         except OSError as exc:
             return _errno(exc)
@@ -498,12 +599,77 @@ def fd_filestat_set_size(st: FsState, mem: GuestMemory, fd: int, size: int) -> i
     return _SUCCESS
 
 
+def _times(st_now: os.stat_result, atim: int, mtim: int, flags: int) -> tuple[int, int] | int:
+    """(atime, mtime) in ns for the fst ``flags``, or EINVAL for a contradictory pair."""
+    both = _FST_ATIM | _FST_ATIM_NOW
+    if flags & both == both or flags & (_FST_MTIM | _FST_MTIM_NOW) == _FST_MTIM | _FST_MTIM_NOW:
+        return _EINVAL
+    now = time.time_ns()
+    a = atim if flags & _FST_ATIM else now if flags & _FST_ATIM_NOW else st_now.st_atime_ns
+    m = mtim if flags & _FST_MTIM else now if flags & _FST_MTIM_NOW else st_now.st_mtime_ns
+    return a, m
+
+
+def fd_filestat_set_times(st: FsState, mem: GuestMemory, fd: int, atim: int, mtim: int,
+                          flags: int) -> int:
+    entry = _entry(st, mem, fd) if fd >= 3 else _EBADF
+    if isinstance(entry, int):
+        return entry
+    times = _times(os.fstat(entry.host), atim, mtim, flags)
+    if isinstance(times, int):
+        return times
+    if not entry.writable:
+        return _EROFS
+    try:
+        os.utime(entry.host, ns=times)
+    except OSError as exc:
+        return _errno(exc)
+    return _SUCCESS
+
+
+def path_filestat_set_times(st: FsState, mem: GuestMemory, fd: int, _flags: int, ptr: int,
+                            length: int, atim: int, mtim: int, flags: int) -> int:
+    walked = _walk(st, mem, fd, ptr, length)
+    if isinstance(walked, int):
+        return walked
+    base, cur, name = walked
+    try:
+        # Never through a symlink: the link's own times, as lutimes.
+        times = _times(os.stat(name, dir_fd=cur, follow_symlinks=False), atim, mtim, flags)
+        if isinstance(times, int):
+            return times
+        if not base.writable:
+            return _EROFS
+        os.utime(name, ns=times, dir_fd=cur, follow_symlinks=False)
+        return _SUCCESS
+    except OSError as exc:
+        return _errno(exc)
+    finally:
+        _done(base, cur)
+
+
+def _unlink(name: str, dir_fd: int, path: str) -> None:
+    # "file/" names a directory: unlinking a file by it is ENOTDIR, as on Linux.
+    if path.endswith("/") and not stat.S_ISDIR(
+            os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+        raise NotADirectoryError(host_errno.ENOTDIR, "not a directory")
+    os.unlink(name, dir_fd=dir_fd)
+
+
 def _refused(why: str) -> Callable[..., int]:
     def refused(st: FsState, _mem: GuestMemory, *_args: int) -> int:
         st.refuse(why)
         return _ENOTSUP
 
     return refused
+
+
+def fd_allocate(st: FsState, mem: GuestMemory, fd: int, _offset: int, _length: int) -> int:
+    entry = _entry(st, mem, fd) if fd >= 3 else _EBADF
+    if isinstance(entry, int) or entry.dir:
+        return _EBADF
+    st.refuse("fd_allocate (preallocating disk space)")
+    return _ENOTSUP  # as wasmtime: preview 1's fd_allocate is not carried on
 
 
 def _ok(_st: FsState, _mem: GuestMemory, *_args: int) -> int:
@@ -527,24 +693,26 @@ FS_FUNCTIONS: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
     "fd_fdstat_get": (("i32", "ptr"), fd_fdstat_get),
     "fd_readdir": (("i32", "ptr", "len", "i64", "ptr"), fd_readdir),
     "path_create_directory": (("i32", "ptr", "len"),
-                              _path_op(lambda n, d: os.mkdir(n, 0o755, dir_fd=d))),
-    "path_remove_directory": (("i32", "ptr", "len"), _path_op(lambda n, d: os.rmdir(n, dir_fd=d))),
-    "path_unlink_file": (("i32", "ptr", "len"), _path_op(lambda n, d: os.unlink(n, dir_fd=d))),
+                              _path_op(lambda n, d, _p: os.mkdir(n, 0o755, dir_fd=d))),
+    "path_remove_directory": (("i32", "ptr", "len"),
+                              _path_op(lambda n, d, _p: os.rmdir(n, dir_fd=d))),
+    "path_unlink_file": (("i32", "ptr", "len"), _path_op(_unlink)),
     "path_rename": (("i32", "ptr", "len", "i32", "ptr", "len"), path_rename),
     "fd_filestat_set_size": (("i32", "i64"), fd_filestat_set_size),
     "fd_sync": (("i32",), _ok),
     "fd_datasync": (("i32",), _ok),
     "fd_advise": (("i32", "i64", "i64", "i32"), _ok),
-    "fd_fdstat_set_flags": (("i32", "i32"), _refused("changing fd flags")),
-    "fd_allocate": (("i32", "i64", "i64"), _refused("fd_allocate")),
-    "fd_renumber": (("i32", "i32"), _refused("fd_renumber")),
+    "fd_fdstat_set_flags": (("i32", "i32"), fd_fdstat_set_flags),
+    "fd_fdstat_set_rights": (("i32", "i64", "i64"), fd_fdstat_set_rights),
+    "fd_allocate": (("i32", "i64", "i64"), fd_allocate),
+    "fd_renumber": (("i32", "i32"), fd_renumber),
     "path_symlink": (("ptr", "len", "i32", "ptr", "len"), _refused("creating a symlink")),
     "path_link": (("i32", "i32", "ptr", "len", "i32", "ptr", "len"),
                   _refused("creating a hard link")),
     "path_readlink": (("i32", "ptr", "len", "ptr", "len", "ptr"), _refused("reading a symlink")),
-    "fd_filestat_set_times": (("i32", "i64", "i64", "i32"), _refused("setting file times")),
+    "fd_filestat_set_times": (("i32", "i64", "i64", "i32"), fd_filestat_set_times),
     "path_filestat_set_times": (("i32", "i32", "ptr", "len", "i64", "i64", "i32"),
-                                _refused("setting file times")),
+                                path_filestat_set_times),
 }
 
 

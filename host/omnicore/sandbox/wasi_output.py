@@ -14,16 +14,28 @@ millions of newlines costs microseconds per 64 KiB and never a Python call per l
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
 import wasmtime
 
 from omnicore.sandbox.pluginlog import PluginLog
 
-__all__ = ["CHUNK", "WasiOutput"]
+__all__ = ["CHUNK", "OutputSink", "WasiOutput"]
 
 #: Bytes taken in one piece; the caller checks its deadline between pieces.
 CHUNK = 65536
 STDOUT, STDERR = 1, 2
+
+
+class OutputSink(Protocol):
+    """Where a guest's stdout and stderr go: a plugin's log (:class:`WasiOutput`) or, for a
+    command run, the host's own streams (``sandbox.command.Passthrough``)."""
+
+    def write(self, fd: int, data: bytes) -> None:
+        """Take ``data`` written to ``fd`` (1 or 2); at most :data:`CHUNK` bytes at a time."""
+
+    def close(self) -> None:
+        """The guest is done writing (an unfinished last line is written as it is)."""
 
 
 class _LineSink:
