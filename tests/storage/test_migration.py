@@ -105,12 +105,13 @@ def test_migrate_check_lists_the_pending_steps_and_migrate_applies_them(pg_url: 
     check = runner.invoke(main, ["migrate", "--url", pg_url, "--check"])
     assert check.exit_code == 1, check.output
     lines = check.output.splitlines()
-    assert "2 steps pending" in lines[0] and f"(schema {SCHEMA_VERSION})" in lines[0]
+    assert f"{SCHEMA_VERSION - OLD} steps pending" in lines[0]
+    assert f"(schema {SCHEMA_VERSION})" in lines[0]
     assert lines[1:] == [f"  schema {n}: expand: {STEPS[n - 1].what}"
                          for n in range(OLD + 1, SCHEMA_VERSION + 1)]
     applied = runner.invoke(main, ["migrate", "--url", pg_url])
     assert applied.exit_code == 0, applied.output
-    assert "2 steps applied" in applied.output
+    assert f"{SCHEMA_VERSION - OLD} steps applied" in applied.output
     again = runner.invoke(main, ["migrate", "--url", pg_url, "--check"])
     assert again.exit_code == 0 and "up to date" in again.output, again.output
     PostgresStorage(pg_url, schema="require").close()  # a non-migrating host now starts

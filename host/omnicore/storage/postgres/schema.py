@@ -264,7 +264,17 @@ _V11_RUNS_FROM = """
 ALTER TABLE omnicore_schema ADD COLUMN runs_from integer NOT NULL DEFAULT 1;
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 11 drops what an
+# Instances found dead, kept a day for the Instances page: when each stopped answering, who
+# reaped it and what it held (jobs and workflow steps handed on, as JSON arrays).
+_V12_INSTANCES_LOST = """
+CREATE TABLE instances_lost (runtime_id text PRIMARY KEY, hostname text NOT NULL,
+    pid integer NOT NULL, version text NOT NULL, started_at double precision NOT NULL,
+    heartbeat_at double precision NOT NULL, lost_at double precision NOT NULL,
+    reaped_by text NOT NULL, jobs text NOT NULL, steps text NOT NULL);
+CREATE INDEX instances_lost_at ON instances_lost (lost_at);
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 12 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -279,6 +289,7 @@ STEPS: tuple[Step, ...] = (
     Step(_V9_PLUGIN_SETTINGS, "the operator's plugin settings", runs_from=1),
     Step(_V10_JOBS_RENAME, "tasks renamed jobs, a view keeps the old name", runs_from=1),
     Step(_V11_RUNS_FROM, "the schema records the oldest host that runs on it", runs_from=1),
+    Step(_V12_INSTANCES_LOST, "instances found dead, kept a day", runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)
