@@ -93,7 +93,8 @@ class AppData:
         from omnicore.storage import open_storage
 
         return open_storage(self.data_dir, synchronous=self.config.storage.synchronous,
-                            url=self.config.storage.url)
+                            url=self.config.storage.url,
+                            schema="migrate" if self.config.storage.migrate else "require")
 
     @property
     def kv(self) -> KV:

@@ -27,6 +27,8 @@ here and in ``omnicore`` itself::
     ├── storage.errors.StorageError   the database failed (names the file): UNAVAILABLE
     │   ├── storage.errors.StorageFull     the disk is full: nothing written, reads work
     │   ├── storage.errors.DataDirLocked   another host holds the data dir (names its pid)
+    │   ├── storage.errors.SchemaBehind    an older schema and storage.migrate false
+    │   ├── storage.errors.SchemaAhead     a newer schema this host cannot run on
     │   └── storage.errors.StorageRefused  (drawn under Refused)
     ├── workflows.WorkflowError  anything about a workflow, its definition or its runs
     │   ├── workflows.DefinitionError    an invalid definition: every problem, path, line

@@ -40,7 +40,8 @@ class Host:
     """One ``omnicore run`` child: its app dir, process and (once it registered) runtime id."""
 
     def __init__(self, root: Path, url: str, wasm: Path, index: int,
-                 schedules: list[dict[str, Any]]) -> None:
+                 schedules: list[dict[str, Any]], python: str = sys.executable) -> None:
+        self.python = python
         self.dir = root / f"host-{index}"
         (self.dir / "plugins").mkdir(parents=True)
         shutil.copy(wasm, self.dir / "plugins" / "worker.wasm")
@@ -54,11 +55,11 @@ class Host:
         self.log = self.dir / "host.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, **env: str) -> None:
         env = {**os.environ, "OMNICORE_STORAGE__URL": self.url, "PYTHONUNBUFFERED": "1",
-               "OMNICORE_CONSOLE__PORT": "0"}
+               "OMNICORE_CONSOLE__PORT": "0", **env}
         with self.log.open("ab") as sink:
-            self.proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run",
+            self.proc = subprocess.Popen([self.python, "-m", "omnicore.cli", "run",
                                           str(self.dir)], env=env, stdout=sink, stderr=sink)
 
     @property

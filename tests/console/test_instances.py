@@ -47,3 +47,23 @@ def test_a_drained_host_stops_claiming_and_its_flag_reaches_it(host: Host,
     while not cluster.draining:  # carried by the next heartbeat
         assert time.monotonic() < deadline, "the drain never reached the host"
         time.sleep(0.05)
+
+
+def test_a_dead_host_is_listed_as_lost_with_its_reaper_and_the_jobs_it_handed_on(
+        host: Host, admin: httpx.Client) -> None:
+    from omnicore.storage import JobSpec
+    from omnicore.storage.instance_rows import Instance
+
+    storage = host.app.storage
+    now = time.time()
+    job = storage.queue.add(JobSpec("nobody", "h", b"x", now + 3600))
+    storage.instances.register(Instance("rt-gone", "box-2", 77, "0.1.0", now - 60, now - 30))
+    storage.backend.write_one("UPDATE jobs SET state='running', owner='rt-gone', "  # type: ignore[attr-defined]
+                              "lease_until=? WHERE id=?", (now + 3600, job))
+    me = host.app.runtime_id
+    assert storage.instances.reap(me, now, 3.0) == ["rt-gone"]
+    (lost,) = admin.get("/api/v1/instances").json()["lost"]
+    assert lost["runtime_id"] == "rt-gone" and lost["reaped_by"] == me
+    assert lost["heartbeat_at"] == now - 30 and lost["jobs"] == [job] and lost["steps"] == []
+    page = admin.get("/instances").text
+    assert "Lost in the last 24 h" in page and "rt-gone" in page and f"job {job}" in page

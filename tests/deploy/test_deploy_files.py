@@ -196,6 +196,19 @@ def test_kubernetes_manifests_carry_probes_ports_env_and_a_non_root_user() -> No
     assert 0 < pdb["spec"]["minAvailable"] < deploy["spec"]["replicas"]
 
 
+def test_kubernetes_migrates_in_an_init_container_and_its_hosts_never_do() -> None:
+    spec = _k8s("deployment.yaml")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    (init,) = spec["initContainers"]
+    assert init["image"] == container["image"]  # the new image's steps, before its host
+    assert init["command"] == ["omnicore", "migrate", "--app", "/app"]
+    assert {e["name"]: e for e in init["env"]}["OMNICORE_STORAGE__URL"] == \
+        {e["name"]: e for e in container["env"]}["OMNICORE_STORAGE__URL"]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OMNICORE_STORAGE__MIGRATE"] == "false"
+
+
 @pytest.mark.parametrize("path", [*sorted(K8S.glob("*.yaml")), ROOT / "deploy/compose.yaml"],
                          ids=lambda p: p.name)
 def test_every_manifest_is_one_valid_yaml_document(path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from omnicore.storage import JobSpec, Storage
-from omnicore.storage.instance_rows import Instance
+from omnicore.storage.instance_rows import KEEP_LOST_S, Instance
 from omnicore.storage.workflows import NewStep
 
 
@@ -60,3 +60,27 @@ def test_an_instance_never_reaps_itself(storage: Storage) -> None:
     storage.instances.register(_me("rt-me", now - 100))
     assert storage.instances.reap("rt-me", now, 3.0) == []
     assert [i.runtime_id for i in storage.instances.all()] == ["rt-me"]
+
+
+def test_a_reaped_instance_stays_listed_as_lost_a_day_with_its_reaper_and_what_it_held(
+        storage: Storage) -> None:
+    now = time.time()
+    jobs = [storage.queue.add(JobSpec("p", "h", b"x", now)) for _ in range(2)]
+    assert storage.queue.claim("rt-dead", now, 3600) is not None
+    created = storage.workflows.create_run("wf", "v1", {}, None, "test")
+    assert created is not None
+    storage.workflows.add_steps(created[0], [NewStep("s", -1, "queued")])
+    assert storage.workflows.claim("rt-dead", time.time() + 1, 3600) is not None
+    storage.instances.register(_me("rt-dead", now - 10))
+    storage.instances.register(_me("rt-me", now))
+    assert storage.instances.lost(now) == []
+    assert storage.instances.reap("rt-me", now, 3.0) == ["rt-dead"]
+    (lost,) = storage.instances.lost(now + 1)
+    assert (lost.runtime_id, lost.hostname, lost.pid) == ("rt-dead", "host-1", 4242)
+    assert lost.heartbeat_at == now - 10  # when it stopped answering
+    assert (lost.lost_at, lost.reaped_by) == (now, "rt-me")
+    assert lost.jobs == (jobs[0],) and lost.steps == (f"{created[0]}/s/-1",)
+    assert lost.as_dict()["jobs"] == [jobs[0]]
+    assert storage.instances.lost(now + KEEP_LOST_S + 1) == []  # a day later: gone
+    storage.instances.register(_me("rt-dead", now + 2))  # it came back after a pause
+    assert storage.instances.lost(now + 3) == []

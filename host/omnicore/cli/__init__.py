@@ -7,7 +7,8 @@ commands (``inspect``, ``call``), :mod:`~omnicore.cli.execute` a WASI command
 module run once (``exec``), :mod:`~omnicore.cli.build` the author's commands
 (``build``, ``new plugin``, ``test``, ``env``), :mod:`~omnicore.cli.dev` the author's
 build-serve-reload loop (``dev``), :mod:`~omnicore.cli.logs` a running host's
-plugin log, :mod:`~omnicore.cli.mcp` the MCP server over stdio, :mod:`~omnicore.cli.data`
+plugin log, :mod:`~omnicore.cli.mcp` the MCP server over stdio,
+:mod:`~omnicore.cli.migrate` the schema's migrations, :mod:`~omnicore.cli.data`
 the durable state (``kv``, ``jobs``), :mod:`~omnicore.cli.settings` the operator's plugin
 settings, :mod:`~omnicore.cli.secrets`, :mod:`~omnicore.cli.vectors`, :mod:`~omnicore.cli.users` and
 :mod:`~omnicore.cli.workflows` their own groups. All commands are registered here. Heavy
@@ -23,6 +24,7 @@ from omnicore.cli import (
     execute,
     logs,
     mcp,
+    migrate,
     plugins,
     secrets,
     settings,
@@ -39,6 +41,7 @@ main.add_command(plugins.inspect)
 main.add_command(plugins.call)
 main.add_command(logs.logs)
 main.add_command(mcp.mcp)
+main.add_command(migrate.migrate)
 main.add_command(build.build_command)
 main.add_command(build.precompile_command)
 main.add_command(dev.dev_command)

@@ -143,6 +143,12 @@ class StorageConfig(_Strict):
         description="normal: a commit survives a host crash or kill -9 (WAL); full: also a "
                     "power loss, at the cost of a disk flush per write",
     )
+    migrate: bool = Field(
+        default=True,
+        description="apply pending schema migrations at start; false: refuse to start on an "
+                    "older schema and leave migrating to `omnicore migrate` (a pre-deploy "
+                    "job: specs/host.md \"Upgrades\")",
+    )
 
 
 class ClusterConfig(_Strict):

@@ -4,7 +4,11 @@ API (reads: any signed-in user; drain: admin)::
 
     GET  /api/v1/instances                      {"items": [...]}: runtime id, host name, pid,
                                                 console URL, version, started, heartbeat_at
-                                                (Unix seconds), jobs held, draining
+                                                (Unix seconds), jobs held, draining;
+                                                {"lost": [...]}: the hosts found dead in the
+                                                last 24 h, when each stopped answering
+                                                (heartbeat_at), lost_at, reaped_by, and the
+                                                jobs and workflow steps handed on
     POST /api/v1/instances/{runtime_id}/drain   stop claiming, finish in-flight work, exit
 
 Page: ``/instances``. Any instance answers for all of them: the instance table is in storage.
@@ -13,6 +17,7 @@ Page: ``/instances``. Any instance answers for all of them: the instance table i
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -38,6 +43,10 @@ def instances(app: OmniApp) -> list[dict[str, Any]]:
     return [{**i.as_dict(), "this": i.runtime_id == me} for i in app.storage.instances.all()]
 
 
+def lost(app: OmniApp) -> list[dict[str, Any]]:
+    return [i.as_dict() for i in app.storage.instances.lost(time.time())]
+
+
 def drain(app: OmniApp, runtime_id: str, by: Actor) -> bool:
     asked = app.storage.instances.set_draining(runtime_id, True)
     if asked:
@@ -50,7 +59,8 @@ def drain(app: OmniApp, runtime_id: str, by: Actor) -> bool:
 async def list_instances(request: Request) -> Response:
     base.need(request)
     st = base.state(request)
-    return JSONResponse({"items": await st.off_loop(instances, st.app)})
+    return JSONResponse({"items": await st.off_loop(instances, st.app),
+                         "lost": await st.off_loop(lost, st.app)})
 
 
 @base.guarded
@@ -67,7 +77,7 @@ async def instances_page(request: Request) -> Response:
     base.need(request)
     st = base.state(request)
     return page(request, "instances.html", instances=await st.off_loop(instances, st.app),
-                dead_after=st.app.config.cluster.dead_after_s)
+                lost=await st.off_loop(lost, st.app), dead_after=st.app.config.cluster.dead_after_s)
 
 
 async def instances_post(request: Request) -> Response:

@@ -37,6 +37,7 @@ from omnicore.storage.base import (
     ValueTooLarge,
     renamed,
 )
+from omnicore.storage.migration import Policy
 from omnicore.storage.sqlite import DB_FILE, SQLiteStorage, Synchronous
 
 __all__ = ["DB_FILE", "DataDirLocked", "Job", "JobQueue", "JobSpec", "KVQuota", "KVStore",
@@ -52,14 +53,16 @@ def __getattr__(name: str) -> Any:
 
 
 def open_storage(data_dir: str | Path, *, synchronous: Synchronous = "normal",
-                 url: str | None = None) -> Storage:
+                 url: str | None = None, schema: Policy = "migrate") -> Storage:
     """Open (create, migrate) the storage of the app whose data dir is ``data_dir``; with
-    ``url`` (``storage.url``), the shared PostgreSQL database it names instead."""
+    ``url`` (``storage.url``), the shared PostgreSQL database it names instead. ``schema``:
+    what to do with a schema older than this omnicore's (omnicore.storage.migration; a host
+    with ``storage.migrate: false`` passes ``require``)."""
     if url is not None:
         from omnicore.storage.postgres import PostgresStorage  # psycopg only when asked
 
-        return PostgresStorage(url)
-    return SQLiteStorage(Path(data_dir) / DB_FILE, synchronous=synchronous)
+        return PostgresStorage(url, schema=schema)
+    return SQLiteStorage(Path(data_dir) / DB_FILE, synchronous=synchronous, schema=schema)
 
 
 _shared: dict[Path, Storage] = {}

@@ -16,7 +16,9 @@ carries only what truly differs between databases (model: procrastinate's ``conn
 * wake-ups: :meth:`Tx.wake` (``LISTEN/NOTIFY``, or SQLite's wake-up socket after commit) and
   :meth:`Tx.announce` for what only other hosts need to hear (events, settings);
 * per-store schema: :meth:`Backend.prepare` brings a component's tables up to date (SQLite
-  migrates each component when first used; PostgreSQL migrates everything at open).
+  migrates each component when first used; PostgreSQL migrates everything at open), and
+  :meth:`Backend.pending` / :meth:`Backend.migrate` list and apply what is left for
+  ``omnicore migrate`` (expand-then-contract: omnicore.storage.migration).
 * full-text search: :meth:`Backend.text_index` (FTS5 tables per owner, or a ``tsvector``
   column); JSON metadata filters: :attr:`Dialect.json_filter`;
 * liveness: :attr:`Backend.presence`, what proves a host alive besides its heartbeat (a
@@ -31,6 +33,8 @@ import abc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+from omnicore.storage.migration import Pending
 
 __all__ = ["Backend", "Cursor", "Dialect", "Presence", "TextIndex", "Tx", "marks", "where"]
 
@@ -177,6 +181,9 @@ class Backend(abc.ABC):
     #: The database for errors and logs (a file path, or a URL with its password masked).
     location: str
     dialect: Dialect
+    #: The schema version this omnicore knows (its migrations' count; the core schema's on
+    #: SQLite, whose other stores number their own).
+    latest_schema: int
 
     @abc.abstractmethod
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
@@ -200,6 +207,14 @@ class Backend(abc.ABC):
         how many rows it changed and, if ``returning``, the rows it returned. ``wake`` wakes
         that queue's workers once it committed (a statement that returned no row wakes no
         one)."""
+
+    @abc.abstractmethod
+    def pending(self) -> list[Pending]:
+        """The migration steps this omnicore would apply to the database, oldest first."""
+
+    @abc.abstractmethod
+    def migrate(self) -> list[Pending]:
+        """Apply every pending step (``omnicore migrate``); the steps applied."""
 
     @abc.abstractmethod
     def prepare(self, component: str) -> None:

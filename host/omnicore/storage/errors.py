@@ -8,6 +8,10 @@ Errors::
         ├── StorageFull        the disk (or the database's size cap) is full: nothing was
         │                      written; writes work again once there is space
         ├── DataDirLocked      another host holds the data dir (names its pid, runtime id)
+        ├── SchemaBehind       the schema is older than this host needs and it was told not
+        │                      to migrate (storage.migrate: false): run `omnicore migrate`
+        ├── SchemaAhead        the schema is newer than this host knows and not one it can
+        │                      run on: upgrade omnicore
         └── StorageRefused     a request the backend turned down on purpose (also an
             │                  omnicore.errors.Refused; ``Refused`` here is its old name)
             ├── QuotaExceeded      over max_bytes / max_keys / max_queued   -> QUOTA
@@ -25,8 +29,8 @@ from pathlib import Path
 from omnicore.errors import OmniError
 from omnicore.errors import Refused as _Refused
 
-__all__ = ["DataDirLocked", "NotAnInteger", "QuotaExceeded", "Refused", "StorageError",
-           "StorageFull", "StorageRefused", "ValueTooLarge"]
+__all__ = ["DataDirLocked", "NotAnInteger", "QuotaExceeded", "Refused", "SchemaAhead",
+           "SchemaBehind", "StorageError", "StorageFull", "StorageRefused", "ValueTooLarge"]
 
 
 class StorageError(OmniError):
@@ -50,6 +54,16 @@ class DataDirLocked(StorageError):
                  holder: dict[str, object] | None = None) -> None:
         super().__init__(message, path=path)
         self.holder = dict(holder or {})
+
+
+class SchemaBehind(StorageError):
+    """The schema is older than this host needs, and ``storage.migrate`` is false: nothing
+    was changed; ``omnicore migrate`` applies the pending steps."""
+
+
+class SchemaAhead(StorageError):
+    """The schema was written by a newer omnicore and records that this host is too old to
+    run on it."""
 
 
 class StorageRefused(StorageError, _Refused):

@@ -14,7 +14,10 @@ from __future__ import annotations
 import abc
 from dataclasses import asdict, dataclass
 
-__all__ = ["Instance", "InstanceRows"]
+__all__ = ["KEEP_LOST_S", "Instance", "InstanceRows", "LostInstance"]
+
+#: How long a dead instance stays listed as lost (the Instances page: what happened to it).
+KEEP_LOST_S = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,29 @@ class Instance:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class LostInstance:
+    """An instance found dead: when it stopped answering (its last heartbeat), when and by
+    whom it was reaped, and the jobs (ids) and workflow steps (``run/step/index``) whose
+    leases it held and that were handed on. Times are Unix seconds."""
+
+    runtime_id: str
+    hostname: str
+    pid: int
+    version: str
+    started_at: float
+    heartbeat_at: float
+    lost_at: float
+    reaped_by: str
+    jobs: tuple[int, ...] = ()
+    steps: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["jobs"], d["steps"] = list(self.jobs), list(self.steps)
+        return d
 
 
 class InstanceRows(abc.ABC):
@@ -66,4 +92,9 @@ class InstanceRows(abc.ABC):
     def reap(self, me: str, now: float, dead_after_s: float) -> list[str]:
         """Find the instances other than ``me`` that are dead (heartbeat older than
         ``dead_after_s``, or whatever faster proof the backend has), delete their rows and make
-        every job and workflow step they leased due at once; their runtime ids."""
+        every job and workflow step they leased due at once; their runtime ids. Each is
+        recorded as lost (reaped by ``me``, with what it held) for :data:`KEEP_LOST_S`."""
+
+    @abc.abstractmethod
+    def lost(self, now: float) -> list[LostInstance]:
+        """The instances reaped within :data:`KEEP_LOST_S` before ``now``, newest first."""

@@ -19,10 +19,12 @@ from typing import Any, TypeVar
 from omnicore.config.schema import masked_url
 from omnicore.storage.backend import Backend, Cursor, Dialect, TextIndex, Tx
 from omnicore.storage.errors import StorageError
+from omnicore.storage.migration import Pending, Policy
+from omnicore.storage.postgres import migrations
 from omnicore.storage.postgres.fulltext import TsVector
 from omnicore.storage.postgres.jsonfilter import filter_sql
 from omnicore.storage.postgres.liveness import CHANNEL, EVENTS, SETTINGS, Liveness, LockPresence
-from omnicore.storage.postgres.schema import LOCK_ID, MIGRATIONS, SCHEMA_VERSION, SETTINGS_LOCK
+from omnicore.storage.postgres.schema import SCHEMA_VERSION, SETTINGS_LOCK
 
 __all__ = ["POSTGRES", "Database"]
 
@@ -93,9 +95,11 @@ class Database(Backend):
     """A PostgreSQL database several hosts share: opened (pool, migrations) at construction."""
 
     dialect = POSTGRES
+    latest_schema = SCHEMA_VERSION
 
     def __init__(self, url: str, *, max_connections: int = 8,
-                 connect_timeout_s: float = 2.0, upto: int = SCHEMA_VERSION) -> None:
+                 connect_timeout_s: float = 2.0, upto: int = SCHEMA_VERSION,
+                 schema: Policy = "migrate") -> None:
         psycopg, psycopg_pool = _psycopg()
         self._psycopg = psycopg
         self.url = url
@@ -116,7 +120,8 @@ class Database(Backend):
             name="omnicore")
         try:
             self._pool.open(wait=True, timeout=connect_timeout_s)
-            self._migrate(upto)
+            with self._pool.connection() as conn:
+                migrations.open_schema(conn, self.location, schema, upto)
         except psycopg_pool.PoolTimeout as exc:
             self._pool.close()
             raise self._error("cannot open", exc) from None
@@ -134,26 +139,16 @@ class Database(Backend):
         text = " ".join(str(exc).split()) or type(exc).__name__
         return StorageError(f"storage {self.location}: {what}: {text}", path=self.location)
 
-    def _migrate(self, upto: int) -> None:
-        with self._pool.connection() as conn, conn.transaction():
-            # Several instances and a CLI command may start at once on an empty database:
-            # one migrates, the others wait here and then find nothing to do.
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
-            conn.execute("CREATE TABLE IF NOT EXISTS omnicore_schema (version integer NOT NULL)")
-            row = conn.execute("SELECT version FROM omnicore_schema").fetchone()
-            version = row[0] if row else 0
-            if row is None:
-                conn.execute("INSERT INTO omnicore_schema VALUES (0)")
-            if version > SCHEMA_VERSION:
-                raise StorageError(
-                    f"storage {self.location}: schema version {version} was written by a "
-                    f"newer omnicore (this one knows up to {SCHEMA_VERSION}); upgrade omnicore",
-                    path=self.location)
-            if version >= upto:
-                return
-            for step in MIGRATIONS[version:upto]:
-                conn.execute(step)
-            conn.execute("UPDATE omnicore_schema SET version=%s", (upto,))
+    def pending(self) -> list[Pending]:
+        with self._pool.connection(timeout=self._timeout) as conn:
+            return migrations.pending(conn)
+
+    def migrate(self) -> list[Pending]:
+        try:
+            with self._pool.connection(timeout=self._timeout) as conn:
+                return migrations.apply(conn, self.location)
+        except self._psycopg.Error as exc:
+            raise self._error("migration failed", exc) from None
 
     @property
     def schema_version(self) -> int:

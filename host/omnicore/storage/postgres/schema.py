@@ -1,5 +1,12 @@
 """Versioned migrations of the PostgreSQL schema (append only; never edit a shipped step).
 
+Expand then contract (omnicore.storage.migration, specs/host.md "Upgrades"): a step only adds,
+so a host of the previous release keeps running on the schema it leaves; a step that drops or
+changes what an older host reads is marked ``contract=True``, ships one release after the
+release that stopped reading it, and raises :attr:`Step.runs_from` to that release. Each
+step's ``runs_from`` is recorded in ``omnicore_schema`` beside the version (since step 11), so
+a host of an older release can tell whether it may run on a newer schema.
+
 Text keys use the ``C`` collation so that ``ORDER BY key`` sorts by UTF-8 bytes, as the
 interface promises and SQLite does; timestamps are epoch seconds in ``double precision``,
 the same unit the interface speaks.
@@ -7,7 +14,10 @@ the same unit the interface speaks.
 
 from __future__ import annotations
 
-__all__ = ["LIVENESS_KEY", "LOCK_ID", "MIGRATIONS", "SCHEMA_VERSION", "SETTINGS_LOCK"]
+from omnicore.storage.migration import Step
+
+__all__ = ["LIVENESS_KEY", "LOCK_ID", "MIGRATIONS", "RUNS_FROM_SINCE", "SCHEMA_VERSION",
+           "SETTINGS_LOCK", "STEPS"]
 
 #: The advisory lock that serialises migrations across instances ("omnicore" in hex).
 LOCK_ID = 0x6F6D6E69636F7265
@@ -248,9 +258,41 @@ ALTER SEQUENCE tasks_id_seq RENAME TO jobs_id_seq;
 CREATE VIEW tasks AS SELECT * FROM jobs;
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS, _V4_INSTANCES,
-                               _V5_MEMORY_VECTORS, _V6_ACCOUNTS, _V7_WORKFLOWS,
-                               _V8_CONSOLE_FACTS_WEBHOOKS, _V9_PLUGIN_SETTINGS,
-                               _V10_JOBS_RENAME)
-SCHEMA_VERSION = len(MIGRATIONS)
+# What each step leaves records the oldest host that runs on it (omnicore.storage.migration):
+# a host reads it when the schema is newer than it knows. An expand step: the column's default.
+_V11_RUNS_FROM = """
+ALTER TABLE omnicore_schema ADD COLUMN runs_from integer NOT NULL DEFAULT 1;
+"""
+
+# Instances found dead, kept a day for the Instances page: when each stopped answering, who
+# reaped it and what it held (jobs and workflow steps handed on, as JSON arrays).
+_V12_INSTANCES_LOST = """
+CREATE TABLE instances_lost (runtime_id text PRIMARY KEY, hostname text NOT NULL,
+    pid integer NOT NULL, version text NOT NULL, started_at double precision NOT NULL,
+    heartbeat_at double precision NOT NULL, lost_at double precision NOT NULL,
+    reaped_by text NOT NULL, jobs text NOT NULL, steps text NOT NULL);
+CREATE INDEX instances_lost_at ON instances_lost (lost_at);
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 12 drops what an
+#: older host reads (step 10's rename leaves a view under the old name), so a host of any
+#: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
+STEPS: tuple[Step, ...] = (
+    Step(_V1_KV, "kv and kv_usage", runs_from=1),
+    Step(_V2_JOBS, "the job queue (tasks) and schedules", runs_from=1),
+    Step(_V3_EVENTS, "the event log", runs_from=1),
+    Step(_V4_INSTANCES, "the instances of a cluster", runs_from=1),
+    Step(_V5_MEMORY_VECTORS, "memory and vector rows", runs_from=1),
+    Step(_V6_ACCOUNTS, "secrets, the console's accounts and the audit log", runs_from=1),
+    Step(_V7_WORKFLOWS, "workflow runs, steps, history and triggers", runs_from=1),
+    Step(_V8_CONSOLE_FACTS_WEBHOOKS, "console facts and seen webhook deliveries", runs_from=1),
+    Step(_V9_PLUGIN_SETTINGS, "the operator's plugin settings", runs_from=1),
+    Step(_V10_JOBS_RENAME, "tasks renamed jobs, a view keeps the old name", runs_from=1),
+    Step(_V11_RUNS_FROM, "the schema records the oldest host that runs on it", runs_from=1),
+    Step(_V12_INSTANCES_LOST, "instances found dead, kept a day", runs_from=1),
+)
+#: The SQL of each step (what older code and tests import).
+MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)
+SCHEMA_VERSION = len(STEPS)
+#: The first version whose ``omnicore_schema`` has ``runs_from``.
+RUNS_FROM_SINCE = 11

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from omnicore.storage.migration import Policy
 from omnicore.storage.postgres.database import Database
 from omnicore.storage.postgres.schema import SCHEMA_VERSION
 from omnicore.storage.stores.root import BackendStorage
@@ -17,10 +18,12 @@ class PostgresStorage(BackendStorage):
     shared = True
 
     def __init__(self, url: str, *, max_connections: int = 8,
-                 connect_timeout_s: float = 2.0, upto: int = SCHEMA_VERSION) -> None:
+                 connect_timeout_s: float = 2.0, upto: int = SCHEMA_VERSION,
+                 schema: Policy = "migrate") -> None:
         self.backend: Database
         super().__init__(Database(url, max_connections=max_connections,
-                                  connect_timeout_s=connect_timeout_s, upto=upto))
+                                  connect_timeout_s=connect_timeout_s, upto=upto,
+                                  schema=schema))
         self.url = url
 
     def on_event(self, callback: Callable[[list[int]], None]) -> None:

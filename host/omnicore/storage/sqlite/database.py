@@ -38,6 +38,7 @@ from omnicore.logging import get_logger
 from omnicore.storage.backend import Backend, Dialect, TextIndex, Tx
 from omnicore.storage.datadir import private_file
 from omnicore.storage.errors import StorageError, StorageFull
+from omnicore.storage.migration import Pending, Policy, ahead, behind
 from omnicore.storage.sqlite.fulltext import FTS5
 from omnicore.storage.sqlite.readcache import MISS as _MISS
 from omnicore.storage.sqlite.readcache import ReadCache
@@ -132,10 +133,13 @@ def _v5_jobs(db: sqlite_utils.Database) -> None:
     db.conn.execute("ALTER TABLE tasks RENAME TO jobs")
 
 
-#: Step ``i`` takes a database from version ``i`` to ``i + 1``. Append only; never edit.
+#: Step ``i`` takes a database from version ``i`` to ``i + 1``. Append only; never edit. One
+#: host holds the file at a time, so a step needs no expand-then-contract (``_v5_jobs``).
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1_kv, _v2_tasks, _v3_events, _v4_kv_usage_triggers, _v5_jobs)
 SCHEMA_VERSION = len(MIGRATIONS)
+#: Components whose tables live in a file of their own (console.db: sqlite/users.py).
+_ELSEWHERE = frozenset({"users"})
 
 
 class Database(Backend):
@@ -147,16 +151,18 @@ class Database(Backend):
     """
 
     dialect = SQLITE
+    latest_schema = SCHEMA_VERSION
 
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "normal",
                  busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION,
-                 foreign_keys: bool = False) -> None:
+                 foreign_keys: bool = False, schema: Policy = "migrate") -> None:
         self.path = Path(path)
         self.location = str(self.path)
         #: Another process's enqueue wakes the host's idle workers (see wakeup.py).
         self.wakeup = Wakeup(self.path)
         self._lock = threading.RLock()
         self._logged: dict[str, tuple[float, int]] = {}
+        self._policy = schema
         try:
             private_file(self.path)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
@@ -173,7 +179,10 @@ class Database(Backend):
             conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             if foreign_keys:  # only outside a transaction: here, once
                 conn.execute("PRAGMA foreign_keys=ON")
-            self._migrate(upto)
+            if schema == "migrate":
+                self._migrate(upto)
+            elif schema == "require":
+                self._require()
         except sqlite3.Error as exc:
             conn.close()
             raise self._error("cannot open", exc) from None
@@ -213,12 +222,42 @@ class Database(Backend):
         more = f" ({skipped} more like it in the last {_LOG_EVERY_S:.0f}s)" if skipped else ""
         _log.error("%s%s", error, more)
 
-    def _migrate(self, upto: int) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+    def _core_version(self) -> int:
+        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
-            raise StorageError(f"storage {self.path}: schema version {version} was written by "
-                               f"a newer omnicore (this one knows up to {SCHEMA_VERSION}); "
-                               "upgrade omnicore or point data_dir elsewhere", path=self.path)
+            raise ahead(self.location, version, None, SCHEMA_VERSION)
+        return version
+
+    def _require(self) -> None:
+        # storage.migrate false: a file this omnicore would migrate is refused, whole.
+        todo = self.pending()
+        if todo:
+            first = todo[0]
+            raise behind(self.location, f"{first.component} {first.version - 1}",
+                         f"{first.component} {_latest(first.component)}")
+
+    def pending(self) -> list[Pending]:
+        version = self._core_version()
+        todo = [Pending("core", i + 1, MIGRATIONS[i].__name__.lstrip("_"))
+                for i in range(version, SCHEMA_VERSION)]
+        found = dict(self.read("SELECT component, version FROM component_schema")) \
+            if self.has_table("component_schema") else {}
+        for name, steps in COMPONENTS.items():
+            if name not in _ELSEWHERE:
+                todo += [Pending(name, i + 1, steps[i].__name__.lstrip("_"))
+                         for i in range(found.get(name, 0), len(steps))]
+        return todo
+
+    def migrate(self) -> list[Pending]:
+        todo = self.pending()
+        self._migrate(SCHEMA_VERSION)
+        for name, steps in COMPONENTS.items():
+            if name not in _ELSEWHERE:
+                self.ensure_schema(name, steps, policy="migrate")
+        return todo
+
+    def _migrate(self, upto: int) -> None:
+        version = self._core_version()
         if version >= upto:
             return
         # Imported here, not at the top: sqlite-utils imports numpy, a tenth of a second that
@@ -327,7 +366,7 @@ class Database(Backend):
             return value
 
     def prepare(self, component: str) -> None:
-        self.ensure_schema(component, COMPONENTS[component])
+        self.ensure_schema(component, COMPONENTS[component], policy=self._policy)
 
     def has_table(self, name: str) -> bool:
         return bool(self.read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
@@ -339,9 +378,11 @@ class Database(Backend):
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
         self.wakeup.listen(callback, queue)
 
-    def ensure_schema(self, component: str, steps: Sequence[Step]) -> None:
+    def ensure_schema(self, component: str, steps: Sequence[Step],
+                      policy: Policy = "migrate") -> None:
         """Bring ``component``'s tables to ``len(steps)``; a newer version raises
-        StorageError. Steps run inside one write transaction."""
+        StorageError, and so does an older one under any ``policy`` but ``migrate``. Steps
+        run inside one write transaction."""
         try:
             with self._tx() as conn:
                 conn.execute("CREATE TABLE IF NOT EXISTS component_schema "
@@ -354,6 +395,9 @@ class Database(Backend):
                                        f"version {version}, written by a newer omnicore (this one "
                                        f"knows up to {len(steps)}); upgrade omnicore",
                                        path=self.location)
+                if version < len(steps) and policy != "migrate":
+                    raise behind(self.location, f"{component} {version}",
+                                 f"{component} {len(steps)}")
                 for step in steps[version:]:
                     step(conn)
                 if version < len(steps):
@@ -393,6 +437,10 @@ class _Tx:
 
     def announce(self, channel: str, payload: str) -> None:
         return None  # no other host shares the file
+
+
+def _latest(component: str) -> int:
+    return SCHEMA_VERSION if component == "core" else len(COMPONENTS[component])
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -102,6 +102,15 @@ def _instances_v1(conn: sqlite3.Connection) -> None:
                  " DEFAULT 0, draining INTEGER NOT NULL DEFAULT 0)")
 
 
+def _instances_v2(conn: sqlite3.Connection) -> None:
+    # Instances found dead, kept a day for the Instances page (storage/instance_rows.py).
+    conn.execute("CREATE TABLE instances_lost (runtime_id TEXT PRIMARY KEY, hostname TEXT NOT "
+                 "NULL, pid INTEGER NOT NULL, version TEXT NOT NULL, started_at REAL NOT NULL,"
+                 " heartbeat_at REAL NOT NULL, lost_at REAL NOT NULL, reaped_by TEXT NOT NULL,"
+                 " jobs TEXT NOT NULL, steps TEXT NOT NULL)")
+    conn.execute("CREATE INDEX instances_lost_at ON instances_lost (lost_at)")
+
+
 def _users_v1(conn: sqlite3.Connection) -> None:
     # console.db, where files written before component versions already hold these tables.
     _script(conn, _USERS_V1)
@@ -175,7 +184,7 @@ def _vectors_v3(conn: sqlite3.Connection) -> None:
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "workflows": (_wf_v1, _wf_v2, _wf_v3),
-    "instances": (_instances_v1,),
+    "instances": (_instances_v1, _instances_v2),
     "memory": (_memory_v1, _memory_v2),
     "vectors": (_vectors_v1, _vectors_v2, _vectors_v3),
     "users": (_users_v1,),

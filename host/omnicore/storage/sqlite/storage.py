@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omnicore.storage.migration import Policy
 from omnicore.storage.sqlite.database import SCHEMA_VERSION, Database, Synchronous
 from omnicore.storage.sqlite.users import console_users
 from omnicore.storage.stores.root import BackendStorage, Built
@@ -24,10 +25,11 @@ class SQLiteStorage(BackendStorage):
     users: Built[UserRows] = Built(console_users)
 
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "normal",
-                 busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION) -> None:
+                 busy_timeout_s: float = 5.0, upto: int = SCHEMA_VERSION,
+                 schema: Policy = "migrate") -> None:
         self.backend: Database
         super().__init__(Database(path, synchronous=synchronous,
-                                  busy_timeout_s=busy_timeout_s, upto=upto))
+                                  busy_timeout_s=busy_timeout_s, upto=upto, schema=schema))
         self.path = self.backend.path
 
     def close(self) -> None:

@@ -12,17 +12,20 @@ whatever the backend.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from omnicore.storage.backend import Backend, Tx
-from omnicore.storage.instance_rows import Instance, InstanceRows
+from omnicore.storage.backend import Backend, Tx, marks
+from omnicore.storage.instance_rows import KEEP_LOST_S, Instance, InstanceRows, LostInstance
 from omnicore.storage.stores.leases import JOBS, LEASED, STEPS, release_owners
 
 __all__ = ["Instances"]
 
 _COLS = ("runtime_id, hostname, pid, version, started_at, heartbeat_at, console_url, "
          "jobs_held, draining")
+_LOST = ("runtime_id, hostname, pid, version, started_at, heartbeat_at, lost_at, reaped_by, "
+         "jobs, steps")
 
 
 def _instance(r: Sequence[Any]) -> Instance:
@@ -48,6 +51,9 @@ class Instances(InstanceRows):
              instance.started_at, instance.heartbeat_at, instance.console_url,
              instance.jobs_held, instance.draining), returning=True)[1]
         p.registered(rows[0][1:])
+        # Declared dead once and back (a long pause): no longer lost.
+        self._db.write_one("DELETE FROM instances_lost WHERE runtime_id=?",
+                           (instance.runtime_id,))
 
     def heartbeat(self, runtime_id: str, now: float, jobs_held: int,
                   console_url: str | None = None) -> Instance | None:
@@ -75,11 +81,48 @@ class Instances(InstanceRows):
         leased = LEASED if self._db.has_table(STEPS.table) else (JOBS,)
 
         def run(tx: Tx) -> list[str]:
-            dead = [str(r[0]) for r in tx.execute(
+            rows = tx.execute(
                 f"DELETE FROM instances WHERE runtime_id <> ? AND (heartbeat_at < ?{proof}) "
-                "RETURNING runtime_id", (me, now - dead_after_s, *args)).fetchall()]
+                "RETURNING runtime_id, hostname, pid, version, started_at, heartbeat_at",
+                (me, now - dead_after_s, *args)).fetchall()
+            dead = [str(r[0]) for r in rows]
             if dead:
+                held = _held(tx, dead, leased)
+                tx.executemany(
+                    f"INSERT INTO instances_lost ({_LOST}) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT (runtime_id) DO UPDATE SET lost_at=excluded.lost_at, "
+                    "reaped_by=excluded.reaped_by, jobs=excluded.jobs, steps=excluded.steps",
+                    [(*r, now, me, json.dumps(held[str(r[0])][0]),
+                      json.dumps(held[str(r[0])][1])) for r in rows])
                 release_owners(tx, dead, leased)
                 tx.wake("")
             return dead
-        return self._db.write(run)
+        dead = self._db.write(run)
+        if dead:
+            self._db.write_one("DELETE FROM instances_lost WHERE lost_at < ?",
+                               (now - KEEP_LOST_S,))
+        return dead
+
+    def lost(self, now: float) -> list[LostInstance]:
+        return [LostInstance(str(r[0]), str(r[1]), int(r[2]), str(r[3]), float(r[4]),
+                             float(r[5]), float(r[6]), str(r[7]), tuple(json.loads(r[8])),
+                             tuple(json.loads(r[9])))
+                for r in self._db.read(f"SELECT {_LOST} FROM instances_lost WHERE lost_at >= ? "
+                                       "ORDER BY lost_at DESC, runtime_id",
+                                       (now - KEEP_LOST_S,))]
+
+
+def _held(tx: Tx, owners: list[str], leased: Sequence[Any]
+          ) -> dict[str, tuple[list[int], list[str]]]:
+    """The jobs and workflow steps each of ``owners`` leased, before their leases run out."""
+    held: dict[str, tuple[list[int], list[str]]] = {o: ([], []) for o in owners}
+    where = f"state='running' AND owner IN ({marks(len(owners))})"
+    for job, owner in tx.execute(f"SELECT id, owner FROM jobs WHERE {where} ORDER BY id",
+                                 tuple(owners)).fetchall():
+        held[str(owner)][0].append(int(job))
+    if STEPS in leased:
+        for run, step, idx, owner in tx.execute(
+                f"SELECT run_id, step, idx, owner FROM wf_steps WHERE {where} "
+                "ORDER BY run_id, step, idx", tuple(owners)).fetchall():
+            held[str(owner)][1].append(f"{run}/{step}/{idx}")
+    return held
