@@ -28,6 +28,7 @@ from omnicore.sandbox.modcache import check_cache_dir
 if TYPE_CHECKING:
     from omnicore.capabilities.kv import KV
     from omnicore.egress import Connector, Egress
+    from omnicore.egress.db import Databases
     from omnicore.storage import Storage
     from omnicore.storage.datadir import DataDirLock
     from omnicore.storage.memory import Embedder, MemoryStore
@@ -39,7 +40,7 @@ __all__ = ["AppData"]
 
 class AppData:
     """The data dir of one app (``config.data_dir``) and its stores: ``storage``, ``kv``,
-    ``secrets``, ``connectors``, ``egress``, ``vectors``, ``memory``.
+    ``secrets``, ``connectors``, ``egress``, ``databases``, ``vectors``, ``memory``.
 
     ``runtime_id`` names this host on its lock and its own folder; ``embedder`` finds the
     extension that embeds text for ``memory``, when it is first opened.
@@ -58,6 +59,7 @@ class AppData:
         self._secrets: SecretStore | None = None
         self._connectors: dict[str, Connector] | None = None
         self._egress: Egress | None = None
+        self._databases: Databases | None = None
         self._vectors: VectorStore | None = None
         self._memory: MemoryStore | None = None
 
@@ -143,6 +145,23 @@ class AppData:
         return self._egress
 
     @property
+    def databases(self) -> Databases:
+        """The app's database connectors (``connectors.<name>`` of kind postgres, mysql,
+        redis; abi.md §4.10-4.12) and a connection pool per connector, shared by every
+        plugin granted it; the passwords from the secret store."""
+        found = self._databases
+        if found is None:
+            from omnicore.egress.db import Databases, db_connectors_from
+
+            connectors = db_connectors_from(self.config.connectors)
+            with self._lock:
+                found = self._databases
+                if found is None:
+                    found = self._databases = Databases(
+                        connectors, lambda name: self.secrets.get(name))
+        return found
+
+    @property
     def vectors(self) -> VectorStore:
         """Plugins' vector collections (``app.vectors.for_plugin(name)``; abi.md §4.5)."""
         store = self._vectors
@@ -218,6 +237,9 @@ class AppData:
         memory, self._memory = self._memory, None
         if memory is not None:
             memory.stop()
+        databases = self._databases
+        if databases is not None:
+            databases.close()
         vectors = self._vectors
         if vectors is not None:
             vectors.close()

@@ -58,6 +58,8 @@ BUILTINS = (
     Builtin("omnicore.capabilities.vectors", app_state=True),
     Builtin("omnicore.capabilities.memory", app_state=True),
     Builtin("omnicore.capabilities.fs"),
+    Builtin("omnicore.capabilities.sql"),
+    Builtin("omnicore.capabilities.redis"),
 )
 #: The built-ins' modules.
 BUILTIN_MODULES = tuple(b.module for b in BUILTINS)

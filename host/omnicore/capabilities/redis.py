@@ -1,0 +1,91 @@
+"""``omnicore:redis`` (specs/abi.md §4.11): the plugin-facing door onto the app's Redis
+connectors (:mod:`omnicore.egress.db.redis`).
+
+``command(conn, conn_len, req, req_len) -> i64`` (§3.3): ``req`` is ``{"cmd", "args"}``; the
+reply comes back as JSON. Every key lies under the connector's prefix for this plugin, which
+the host adds; the grant names the connectors (``redis: {connectors: [cache]}``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from omnicore.capabilities.sql import Bound, check_connectors_grant, connector_name, error, request
+from omnicore.egress.db import Databases
+from omnicore.egress.refused import Refused
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    PluginContext,
+    WitFunction,
+)
+
+__all__ = ["CAPABILITY", "capability", "for_app"]
+
+KINDS = ("redis",)
+
+
+def _command(bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int, rl: int) -> int:
+    try:
+        backend = bound.backend(connector_name(mem, cp, cl))
+        req = request(mem, rp, rl)
+        out = backend.command(bound.plugin, req.get("cmd"), req.get("args"), mem.deadline)
+    except Refused as exc:
+        return error(mem, exc)
+    return mem.alloc_result(out)
+
+
+_SIGNATURE = ("func(connector: string, request: string) -> result<string, record { code: "
+              "enum { not-found, denied, invalid, quota, unavailable, too-large }, message: "
+              "string }>")
+
+
+def _wit_command(bound: Bound, deadline: float, connector: str, req: str) -> dict[str, Any]:
+    from omnicore.capabilities import guestjson
+
+    try:
+        backend = bound.backend(connector)
+        try:
+            parsed = guestjson.loads(req, max_depth=64)
+        except ValueError as exc:
+            raise Refused("INVALID", f"the request is not JSON: {str(exc)[:100]}") from None
+        if not isinstance(parsed, dict):
+            raise Refused("INVALID", "the request must be a JSON object")
+        out = backend.command(bound.plugin, parsed.get("cmd"), parsed.get("args"), deadline)
+    except Refused as exc:
+        return {"err": {"code": exc.status.lower().replace("_", "-"), "message": str(exc)}}
+    return {"ok": out.decode()}
+
+
+def capability(databases: Databases | None = None) -> Capability:
+    """The ``redis`` capability over ``databases``."""
+    dbs = databases if databases is not None else Databases()
+
+    def bind(ctx: PluginContext) -> Bound:
+        return Bound(ctx, dbs, KINDS, "redis")
+
+    return Capability(
+        name="redis",
+        description="Redis commands under the plugin's key prefix on the app's connectors",
+        functions=(HostFunction("command", ("ptr", "len", "ptr", "len"), ("i64",), _command),),
+        wit=(WitFunction("command", _SIGNATURE, _wit_command, timed=True),),
+        bind=bind,
+        check_grant=check_connectors_grant("redis"),
+    )
+
+
+#: For plugin hosts without an app: no connectors.
+CAPABILITY = capability()
+
+
+class RedisApp(Protocol):
+    """What the redis capability needs of an app (``OmniApp`` has it)."""
+
+    @property
+    def databases(self) -> Databases: ...
+
+
+def for_app(app: RedisApp) -> Capability:
+    """The redis capability over ``app.databases``."""
+    return capability(app.databases)
