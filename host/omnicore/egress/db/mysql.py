@@ -237,7 +237,13 @@ def _rows(conn: _Conn, cur: Any, entry: list[Any]) -> Iterator[Sequence[Any]]:
     finally:
         Watchdog.disarm(entry)
         if not done:
-            # The rest of the result is still on the wire: draining it could take minutes.
+            # The rest of the result is still on the wire: draining it could take minutes,
+            # so the connection is closed instead (and the result told it is over, or its
+            # finaliser would read on from the closed socket).
+            result = getattr(cur, "_result", None)
+            if result is not None:
+                result.unbuffered_active = False
+            conn.raw._result = None
             conn.broken = True
             conn.close()
         else:
