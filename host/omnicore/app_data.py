@@ -16,9 +16,9 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omnicore.config import OmniConfig
 from omnicore.errors import ConfigError
@@ -26,6 +26,7 @@ from omnicore.logging import BoundLogger
 from omnicore.sandbox.modcache import check_cache_dir
 
 if TYPE_CHECKING:
+    from omnicore.accounts.audit import Actor
     from omnicore.capabilities.kv import KV
     from omnicore.egress import Connector, Egress
     from omnicore.egress.db import Databases
@@ -161,6 +162,36 @@ class AppData:
                         connectors, lambda name: self.secrets.get(name))
         return found
 
+    def apply_connectors(self, connectors: Mapping[str, Any], by: Actor | None = None
+                         ) -> list[str]:
+        """Take a new ``connectors`` mapping (a config reload): the HTTP connectors are read
+        again, and the database connectors' pools of changed or removed ones closed; each
+        change is audited (``connector.add|change|remove``, target ``connector:NAME``, what
+        :meth:`~omnicore.egress.db.DbConnector.describe` shows: never a secret). ConfigError
+        (nothing changed) when the mapping is invalid. The names that changed."""
+        from omnicore.accounts.audit import Actor, record
+        from omnicore.egress import connectors_from
+        from omnicore.egress.db import db_connectors_from
+
+        http = connectors_from(connectors)
+        databases = db_connectors_from(connectors)
+        who = by if by is not None else Actor("config", "reload")
+        old_http = self._connectors if self._connectors is not None else {}
+        self._connectors = http
+        changed = []
+        for name in sorted(set(old_http) | set(http)):
+            before, after = old_http.get(name), http.get(name)
+            if before != after:
+                changed.append(name)
+                verb = ("connector.add" if before is None else "connector.remove"
+                        if after is None else "connector.change")
+                record(self.storage, who, verb, f"connector:{name}",
+                       _http_view(before), _http_view(after))
+        changed += self.databases.apply(
+            databases, lambda verb, target, before, after: record(
+                self.storage, who, verb, target, before, after))
+        return sorted(changed)
+
     @property
     def vectors(self) -> VectorStore:
         """Plugins' vector collections (``app.vectors.for_plugin(name)``; abi.md §4.5)."""
@@ -217,6 +248,8 @@ class AppData:
         if embedded:
             self.data_lock.acquire(runtime_id=self.runtime_id, app=app, started_at=time.time())
         queue = self.storage.queue  # a damaged database ends the start here, in one line
+        if any(getattr(c, "kind", "http") != "http" for c in self.config.connectors.values()):
+            self.databases  # noqa: B018 - a database connector's bad URL ends the start here
         if self.config.sandbox.cache_dir is not None:
             check_cache_dir(self.config.sandbox.cache_dir)
         if not embedded:
@@ -258,3 +291,11 @@ class AppData:
         """Give the data dir's lock back, if it was taken (the next host may start)."""
         if self._data_lock is not None:
             self._data_lock.release()
+
+
+def _http_view(connector: Connector | None) -> dict[str, Any] | None:
+    """What the audit trail keeps of an HTTP connector: never the secret's value."""
+    if connector is None:
+        return None
+    return {"kind": "http", "base_url": connector.base_url, "auth": connector.auth,
+            "secret": connector.secret}

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from omnicore.errors import DeadlineExceeded, Trap
 from omnicore.egress.db.mysql import placeholders
+from omnicore.errors import DeadlineExceeded, Trap
 from tests.db_fixtures import Db, framed, maria, sql_app  # noqa: F401 - fixtures
 from tests.dbservers import PASSWORD, MariaDB, free_port
 

@@ -126,15 +126,15 @@ class CallTx:
 
 
 def _scope(mem: GuestMemory, plugin: str, create: bool) -> CallTx | None:
-    inst = mem.instance
+    inst: Any = mem.instance  # a RawInstance (sql is not linked into Extism plugins)
     ends = getattr(inst, "call_ends", None)
     scope = ends.get("sql") if ends else None
     if scope is None and create:
         scope = CallTx(plugin)
         if ends is None:
-            inst.call_ends = ends = {}  # type: ignore[attr-defined]
+            inst.call_ends = ends = {}
         ends["sql"] = scope
-    return scope  # type: ignore[return-value]
+    return scope
 
 
 def _statement(query: bool, bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int,

@@ -121,7 +121,7 @@ class Watchdog:
             if entry[3]:
                 try:
                     entry[2]()
-                except Exception:  # noqa: BLE001 - a failed cancel leaves the server's timeout
+                except Exception:
                     pass
 
 

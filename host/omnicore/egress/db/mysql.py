@@ -89,7 +89,7 @@ class _Conn:
     def close(self) -> None:
         try:
             self.raw._force_close()
-        except Exception:  # noqa: BLE001 - a dead connection closes as it can
+        except Exception:
             pass
 
 
@@ -120,7 +120,7 @@ def _arg(value: Any) -> Any:
     if type(value) is Json:
         return value.text()
     if type(value) is dt.datetime and value.tzinfo is not None:
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)  # MySQL has no zones
+        return value.astimezone(dt.UTC).replace(tzinfo=None)  # MySQL has no zones
     return value
 
 
@@ -155,7 +155,7 @@ class MysqlDialect(Dialect):
         return text, [_arg(a) for a in args], entry
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
-             ) -> tuple[list[dict[str, str]], Iterator[Sequence[Any]], list[Callable[[Any], Any]]]:
+             ) -> tuple[list[dict[str, Any]], Iterator[Sequence[Any]], list[Callable[[Any], Any]]]:
         text, values, entry = self._prepare(conn, sql, args, deadline)
         cur = conn.raw.cursor()
         try:
@@ -163,7 +163,8 @@ class MysqlDialect(Dialect):
         except BaseException:
             Watchdog.disarm(entry)
             raise
-        columns, convert = [], []
+        columns: list[dict[str, Any]] = []
+        convert: list[Callable[[Any], Any]] = []
         for col in cur.description or ():
             kind = _TYPES.get(col[1], str(col[1]))
             columns.append({"name": col[0], "type": kind})
@@ -215,7 +216,7 @@ class MysqlDialect(Dialect):
         if code == 1792:  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
             return Refused("DENIED", f"connector {connector} is read-only: "
                                      f"{first_line(message, redactor)}")
-        if code in _LOST or isinstance(exc, pymysql.OperationalError) and code >= 2000:
+        if code in _LOST or (isinstance(exc, pymysql.OperationalError) and code >= 2000):
             reason = ("connection refused" if code in (2003, 2002) and "refused" in message
                       else "statement timed out" if "timed out" in message
                       else "connection lost")

@@ -51,7 +51,7 @@ class _Conn:
     def close(self) -> None:
         try:
             self.raw.close()
-        except Exception:  # noqa: BLE001 - a dead connection closes as it can
+        except Exception:
             pass
 
 
@@ -95,7 +95,7 @@ class PostgresDialect(Dialect):
         return ends, WATCHDOG.arm(ends + CLIENT_GRACE_S, raw.cancel_safe)
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
-             ) -> tuple[list[dict[str, str]], Iterator[Sequence[Any]], list[Callable[[Any], Any]]]:
+             ) -> tuple[list[dict[str, Any]], Iterator[Sequence[Any]], list[Callable[[Any], Any]]]:
         _, entry = self._timeout(conn, deadline)
         cur = conn.raw.cursor()
         stream = cur.stream(sql, [_arg(a) for a in args], size=_STREAM_CHUNK)
@@ -111,7 +111,7 @@ class PostgresDialect(Dialect):
                 ) -> dict[str, Any]:
         _, entry = self._timeout(conn, deadline)
         try:
-            cur = conn.raw.execute(sql, [_arg(a) for a in args])  # type: ignore[arg-type]
+            cur = conn.raw.execute(sql, [_arg(a) for a in args])
             return {"rows_affected": max(cur.rowcount, 0)}
         finally:
             Watchdog.disarm(entry)
@@ -168,8 +168,9 @@ def _rows(first: Any, stream: Iterator[Any], entry: list[Any]) -> Iterator[Seque
 
 
 def _columns(raw: psycopg.Connection[Any], description: Sequence[Any]
-             ) -> tuple[list[dict[str, str]], list[Callable[[Any], Any]]]:
-    columns, convert = [], []
+             ) -> tuple[list[dict[str, Any]], list[Callable[[Any], Any]]]:
+    columns: list[dict[str, Any]] = []
+    convert: list[Callable[[Any], Any]] = []
     types = raw.adapters.types
     for col in description:
         info = types.get(col.type_code)

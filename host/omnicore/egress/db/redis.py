@@ -15,7 +15,6 @@ import base64
 import binascii
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -127,7 +126,7 @@ class _Budget:
 def _arg(value: Any, where: str) -> bytes:
     kind = type(value)
     if kind is str:
-        return value.encode("utf-8", "surrogatepass")
+        return str(value).encode("utf-8", "surrogatepass")
     if kind is int:
         return str(value).encode()
     if kind is dict and len(value) == 1 and isinstance(value.get("$bytes"), str):
@@ -168,7 +167,6 @@ class RedisBackend:
         self.pool = Pool(connector.name, connector.pool_size, self._connect)
         self.last_error: str | None = None
         self.last_error_at: float | None = None
-        self._lock = threading.Lock()
 
     def prefix(self, plugin: str) -> bytes:
         return self.connector.key_prefix.replace("{plugin}", plugin).encode()
@@ -199,7 +197,8 @@ class RedisBackend:
     def command(self, plugin: str, cmd: Any, args: Any, deadline: float) -> bytes:
         """Run one §4.11 command for ``plugin``; the reply as JSON. Refused otherwise."""
         try:
-            return dump(_json(self._command(plugin, cmd, args, deadline))).encode()
+            reply = self._command(plugin, cmd, args, deadline)
+            return dump(_json(reply)).encode()
         except Refused as exc:
             if exc.status in ("UNAVAILABLE", "DENIED") and "not allowed" not in str(exc):
                 self.last_error = f"{exc.status}: {exc}"
@@ -244,8 +243,8 @@ class RedisBackend:
             try:
                 return self._exchange(conn, name, raw, deadline)
             except BaseException as exc:
-                conn.broken = conn.broken or not isinstance(exc, (_ReplyError,)) and not (
-                    isinstance(exc, Refused) and exc.status == "INVALID")
+                conn.broken = conn.broken or (not isinstance(exc, (_ReplyError,)) and not (
+                    isinstance(exc, Refused) and exc.status == "INVALID"))
                 # An idle connection that died with a restarted server: once more, afresh.
                 if attempt == 0 and reused and isinstance(exc, (ConnectionError, OSError)) \
                         and not isinstance(exc, TimeoutError):

@@ -13,7 +13,7 @@ from typing import Any
 
 from omnicore.egress.db.base import MIN_STATEMENT_MS, Caps, Pool, first_line
 from omnicore.egress.db.config import DbConnector, Target
-from omnicore.egress.db.values import cell, params
+from omnicore.egress.db.values import params
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
 
@@ -34,7 +34,7 @@ class Dialect:
         raise NotImplementedError
 
     def rows(self, conn: Any, sql: str, args: list[Any], deadline: float
-             ) -> tuple[list[dict[str, str]], Iterator[Sequence[Any]], list[Callable[[Any], Any]]]:
+             ) -> tuple[list[dict[str, Any]], Iterator[Sequence[Any]], list[Callable[[Any], Any]]]:
         """Run a query: its columns, an iterator over its rows (read from the server as
         they are iterated; closing it early ends the query) and a converter per column."""
         raise NotImplementedError
