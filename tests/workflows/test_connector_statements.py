@@ -62,6 +62,7 @@ def test_a_statement_step_needs_its_sql_and_no_http_keys() -> None:
     bad = FLOW.replace('    with:\n      sql: "INSERT', '    path: /x\n    with:\n      sql: "INSERT')
     with pytest.raises(DefinitionError, match="'path' belongs to HTTP connector steps only"):
         parse(bad)
-    nowith = "format: omniflow/v1\nname: x\nsteps:\n  - id: a\n    uses: connector:orders/query\n"
+    nowith = ("format: omniflow/v1\nname: x\nsteps:\n"
+              "  - id: a\n    uses: connector:orders/query\n")
     with pytest.raises(DefinitionError, match="a statement step needs with"):
         parse(nowith)

@@ -115,7 +115,7 @@ class Step:
 
     @property
     def uses(self) -> str:
-        if self.kind == "plugin" or self.kind == "connector" and self.handler:
+        if self.kind == "plugin" or (self.kind == "connector" and self.handler):
             return f"{self.kind}:{self.target}/{self.handler}"
         return "wait" if self.kind == "wait" else f"{self.kind}:{self.target}"
 
