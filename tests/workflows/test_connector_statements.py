@@ -59,7 +59,8 @@ def test_statement_steps_take_parameters_from_inputs(wf_app: Callable[..., OmniA
 
 
 def test_a_statement_step_needs_its_sql_and_no_http_keys() -> None:
-    bad = FLOW.replace('    with:\n      sql: "INSERT', '    path: /x\n    with:\n      sql: "INSERT')
+    bad = FLOW.replace('    with:\n      sql: "INSERT',
+                       '    path: /x\n    with:\n      sql: "INSERT')
     with pytest.raises(DefinitionError, match="'path' belongs to HTTP connector steps only"):
         parse(bad)
     nowith = ("format: omniflow/v1\nname: x\nsteps:\n"
