@@ -27,11 +27,11 @@ from _measure import machine, measure, render
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omnicore.app import OmniApp  # noqa: E402
-from tests.db_fixtures import REDIS_WAT, SQL_WAT, framed, sql_wasm  # noqa: E402
-from tests.dbservers import PASSWORD as MARIA_PASSWORD  # noqa: E402
-from tests.dbservers import MariaDB, Redis  # noqa: E402
-from tests.pgcluster import Cluster  # noqa: E402
+from omnicore.app import OmniApp
+from tests.db_fixtures import REDIS_WAT, SQL_WAT, framed, sql_wasm
+from tests.dbservers import PASSWORD as MARIA_PASSWORD
+from tests.dbservers import MariaDB, Redis
+from tests.pgcluster import Cluster
 
 PG_SQL = "SELECT id, name, qty FROM items WHERE id = $1"
 
@@ -47,7 +47,7 @@ def threaded(call: Any, threads: int, per_thread: int) -> tuple[float, int]:
         for _ in range(per_thread):
             try:
                 call()
-            except Exception:  # noqa: BLE001 - counted, which is the point
+            except Exception:
                 with lock:
                     failed[0] += 1
 

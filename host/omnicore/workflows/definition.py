@@ -300,8 +300,8 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
     if err.validator == "oneOf" and len(where) == 2 and where[0] in ("steps", "on_failure"):
         return "a step needs exactly one of 'uses' or 'wait'"
     if err.validator == "pattern" and where[-1:] == ["uses"]:
-        return (f"{err.instance!r}: write plugin:NAME/HANDLER, connector:NAME, "
-                "connector:NAME/query, connector:NAME/execute or workflow:NAME")
+        return (f"{err.instance!r}: write plugin:NAME/HANDLER, connector:NAME or "
+                "workflow:NAME")
     if err.validator == "anyOf" and any(w in ("timeout", "sleep", "initial", "max")
                                         for w in where[-1:]):
         return f"{err.instance!r} is not a duration like 30, '500ms', '30s', '5m', '2h', '1d'"
