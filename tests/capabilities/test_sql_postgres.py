@@ -291,3 +291,40 @@ def test_calls_from_threads_share_the_pool(shop: Db) -> None:
     assert failures == []
     stats = shop.app.databases.describe()[0]
     assert stats["in_use"] == 0 and 1 <= stats["idle"] <= 4
+
+
+def test_a_components_transaction_ends_with_its_call(shop: Db) -> None:
+    # The WIT face (omnicore:plugin/sql) over the same backend: a component's call ends in
+    # sandbox.component's leave(), which rolls back what the call left open.
+    from omnicore.capabilities.sql import for_app
+    from omnicore.sandbox.capability import PluginContext
+    from omnicore.sandbox.component.hostcalls import enter, leave
+    from omnicore.sandbox.pluginlog import PluginLog
+
+    cap = for_app(shop.app)
+    wit = {f.name: f.impl for f in cap.wit}
+    bound = cap.bind(PluginContext("comp", {"connectors": ["orders"]}, {}, PluginLog("comp")))
+    deadline = time.monotonic() + 5
+    enter(deadline)
+    try:
+        tx = wit["begin"](bound, deadline, "orders")["ok"]
+        req = json.dumps({"sql": "INSERT INTO items VALUES (9, 'c', 1)", "tx": tx})
+        assert json.loads(wit["execute"](bound, deadline, "orders", req)["ok"]) == \
+            {"rows_affected": 1}
+        assert shop.app.databases.describe()[0]["in_use"] == 1
+    finally:
+        leave()
+    assert shop.app.databases.describe()[0]["in_use"] == 0
+    assert _count(shop) == 0
+    enter(deadline)
+    try:
+        tx = wit["begin"](bound, deadline, "orders")["ok"]
+        wit["execute"](bound, deadline, "orders", json.dumps(
+            {"sql": "INSERT INTO items VALUES (9, 'c', 1)", "tx": tx}))
+        assert wit["commit"](bound, deadline, tx) == {"ok": None}
+        assert wit["commit"](bound, deadline, tx)["err"]["code"] == "not-found"
+    finally:
+        leave()
+    assert _count(shop) == 1
+    assert wit["query"](bound, deadline, "other", '{"sql": "SELECT 1"}') == {
+        "err": {"code": "denied", "message": "connector other is not granted"}}

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from omnicore.capabilities.sql import Bound, check_connectors_grant, connector_name, error, request
+from omnicore.capabilities.sql import (
+    Bound,
+    check_connectors_grant,
+    connector_name,
+    error,
+    request,
+    wit_failure,
+    wit_request,
+)
 from omnicore.egress.db import Databases
 from omnicore.egress.refused import Refused
 from omnicore.sandbox.capability import (
@@ -42,19 +50,14 @@ _SIGNATURE = ("func(connector: string, request: string) -> result<string, record
 
 
 def _wit_command(bound: Bound, deadline: float, connector: str, req: str) -> dict[str, Any]:
-    from omnicore.capabilities import guestjson
-
     try:
         backend = bound.backend(connector)
-        try:
-            parsed = guestjson.loads(req, max_depth=64)
-        except ValueError as exc:
-            raise Refused("INVALID", f"the request is not JSON: {str(exc)[:100]}") from None
+        parsed = wit_request(req)
         if not isinstance(parsed, dict):
             raise Refused("INVALID", "the request must be a JSON object")
         out = backend.command(bound.plugin, parsed.get("cmd"), parsed.get("args"), deadline)
     except Refused as exc:
-        return {"err": {"code": exc.status.lower().replace("_", "-"), "message": str(exc)}}
+        return wit_failure(exc)
     return {"ok": out.decode()}
 
 

@@ -31,7 +31,8 @@ from omnicore.sandbox.capability import (
     WitFunction,
 )
 
-__all__ = ["CAPABILITY", "Bound", "capability", "check_connectors_grant", "for_app"]
+__all__ = ["CAPABILITY", "Bound", "capability", "check_connectors_grant", "for_app",
+           "wit_failure", "wit_request"]
 
 KINDS = ("postgres", "mysql")
 #: The largest request JSON a guest may pass (the statement and its parameters).
@@ -125,36 +126,80 @@ class CallTx:
             backend.end(self.plugin, conn, False, 0.0)
 
 
-def _scope(mem: GuestMemory, plugin: str, create: bool) -> CallTx | None:
+def _ends(mem: GuestMemory) -> dict[str, Callable[[], None]]:
+    """The running call's end-of-call work of the calling instance (made on first need)."""
     inst: Any = mem.instance  # a RawInstance (sql is not linked into Extism plugins)
-    ends = getattr(inst, "call_ends", None)
+    ends = inst.call_ends
+    if ends is None:
+        ends = inst.call_ends = {}
+    return ends  # type: ignore[no-any-return]
+
+
+def _scope(ends: dict[str, Callable[[], None]] | None, plugin: str, create: bool
+           ) -> CallTx | None:
+    """The call's transactions (``ends["sql"]``), made on first need when ``create``."""
     scope = ends.get("sql") if ends else None
-    if scope is None and create:
-        scope = CallTx(plugin)
-        if ends is None:
-            inst.call_ends = ends = {}
-        ends["sql"] = scope
-    return scope
+    if scope is None and create and ends is not None:
+        scope = ends["sql"] = CallTx(plugin)
+    return scope  # type: ignore[return-value]
+
+
+def _run(query: bool, bound: Bound, name: str, req: Any, deadline: float,
+         ends: dict[str, Callable[[], None]] | None) -> bytes:
+    """One statement (in a transaction of the call when the request names one)."""
+    backend = bound.backend(name)
+    if not isinstance(req, dict):
+        raise Refused("INVALID", "the request must be a JSON object")
+    sql, args = backend.request(req)
+    conn = None
+    tx = req.get("tx")
+    if tx is not None:
+        scope = _scope(ends, bound.plugin, False)
+        found = scope.open.get(tx) if scope is not None and type(tx) is int else None
+        if found is None:
+            raise Refused("INVALID", f"tx {str(tx)[:20]} is not a transaction of this call")
+        if found[0] is not backend:
+            raise Refused("INVALID", f"tx {tx} belongs to another connector")
+        conn = found[1]
+    out: bytes = backend.run(query, sql, args, deadline, conn)
+    return out
+
+
+def _open(bound: Bound, name: str, deadline: float,
+          ends: dict[str, Callable[[], None]]) -> int:
+    """A new transaction of the call on connector ``name``: its handle."""
+    backend = bound.backend(name)
+    scope = _scope(ends, bound.plugin, True)
+    assert scope is not None
+    limit = backend.connector.max_transactions
+    if len(scope.open) >= limit:
+        raise Refused("QUOTA", f"this call has {limit} open transactions "
+                               f"(connector {backend.name}, max_transactions)")
+    conn = backend.begin(bound.plugin, deadline)
+    with _handles_lock:
+        handle = next(_handles)
+    scope.open[handle] = (backend, conn)
+    return handle
+
+
+def _close(commit: bool, bound: Bound, tx: int, deadline: float,
+           ends: dict[str, Callable[[], None]] | None) -> None:
+    """Commit or roll back transaction ``tx`` of the call; Refused NOT_FOUND or UNAVAILABLE."""
+    scope = _scope(ends, bound.plugin, False)
+    found = scope.open.pop(tx, None) if scope is not None else None
+    if found is None:
+        raise Refused("NOT_FOUND", f"tx {tx} is not an open transaction of this call")
+    backend, conn = found
+    backend.end(bound.plugin, conn, commit, deadline)
 
 
 def _statement(query: bool, bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int,
                rl: int) -> int:
     try:
         name = connector_name(mem, cp, cl)
-        backend = bound.backend(name)
         req = request(mem, rp, rl)
-        sql, args = backend.request(req)
-        conn = None
-        tx = req.get("tx")
-        if tx is not None:
-            scope = _scope(mem, bound.plugin, False)
-            found = scope.open.get(tx) if scope is not None and type(tx) is int else None
-            if found is None:
-                raise Refused("INVALID", f"tx {str(tx)[:20]} is not a transaction of this call")
-            if found[0] is not backend:
-                raise Refused("INVALID", f"tx {tx} belongs to another connector")
-            conn = found[1]
-        out = backend.run(query, sql, args, mem.deadline, conn)
+        inst: Any = mem.instance
+        out = _run(query, bound, name, req, mem.deadline, inst.call_ends)
     except Refused as exc:
         return error(mem, exc)
     return mem.alloc_result(out)
@@ -170,32 +215,17 @@ def _execute(bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int, rl: int)
 
 def _begin(bound: Bound, mem: GuestMemory, cp: int, cl: int) -> int:
     try:
-        backend = bound.backend(connector_name(mem, cp, cl))
-        scope = _scope(mem, bound.plugin, True)
-        assert scope is not None
-        limit = backend.connector.max_transactions
-        if len(scope.open) >= limit:
-            raise Refused("QUOTA", f"this call has {limit} open transactions "
-                                   f"(connector {backend.name}, max_transactions)")
-        conn = backend.begin(bound.plugin, mem.deadline)
+        return _open(bound, connector_name(mem, cp, cl), mem.deadline, _ends(mem))
     except Refused as exc:
         return _CODES.get(exc.status, Status.UNAVAILABLE)
-    with _handles_lock:
-        handle = next(_handles)
-    scope.open[handle] = (backend, conn)
-    return handle
 
 
 def _end(commit: bool, bound: Bound, mem: GuestMemory, tx: int) -> int:
-    scope = _scope(mem, bound.plugin, False)
-    found = scope.open.pop(tx, None) if scope is not None else None
-    if found is None:
-        return Status.NOT_FOUND
-    backend, conn = found
+    inst: Any = mem.instance
     try:
-        backend.end(bound.plugin, conn, commit, mem.deadline)
-    except Refused:
-        return Status.UNAVAILABLE
+        _close(commit, bound, tx, mem.deadline, inst.call_ends)
+    except Refused as exc:
+        return _CODES.get(exc.status, Status.UNAVAILABLE)
     return 0
 
 
@@ -207,30 +237,61 @@ def _rollback(bound: Bound, mem: GuestMemory, tx: int) -> int:
     return _end(False, bound, mem, tx)
 
 
-# omnicore:plugin/sql (sdk/wit/plugin.wit): statements for components, which run one call
-# per instance call too; a component's transactions are not offered (no call-end hook).
-_ERROR = "record { code: enum { not-found, denied, invalid, quota, unavailable, too-large }, " \
-         "message: string }"
-_SIGNATURE = f"func(connector: string, request: string) -> result<string, {_ERROR}>"
+# omnicore:plugin/sql (sdk/wit/plugin.wit): the same for components, whose calls end in
+# sandbox.component's leave() (their transactions rolled back there).
+_FAILURE = ("record { code: enum { not-found, denied, invalid, quota, unavailable, "
+            "too-large }, message: string }")
+_STATEMENT = f"func(connector: string, request: string) -> result<string, {_FAILURE}>"
+_BEGIN = f"func(connector: string) -> result<u64, {_FAILURE}>"
+_END = f"func(tx: u64) -> result<_, {_FAILURE}>"
+
+
+def wit_failure(exc: Refused) -> dict[str, Any]:
+    return {"err": {"code": exc.status.lower().replace("_", "-"), "message": str(exc)}}
+
+
+def wit_request(req: str) -> Any:
+    try:
+        return guestjson.loads(req, max_depth=64)
+    except ValueError as exc:
+        raise Refused("INVALID", f"the request is not JSON: {str(exc)[:100]}") from None
+
+
+def _component_ends() -> dict[str, Callable[[], None]]:
+    from omnicore.sandbox.component.hostcalls import call_ends
+
+    return call_ends()
 
 
 def _wit(query: bool) -> Callable[..., dict[str, Any]]:
     def call(bound: Bound, deadline: float, connector: str, req: str) -> dict[str, Any]:
         try:
-            backend = bound.backend(connector)
-            try:
-                parsed = guestjson.loads(req, max_depth=64)
-            except ValueError as exc:
-                raise Refused("INVALID", f"the request is not JSON: {str(exc)[:100]}") from None
-            if not isinstance(parsed, dict) or parsed.get("tx") is not None:
-                raise Refused("INVALID", "the request must be a JSON object without tx")
-            sql, args = backend.request(parsed)
-            out = backend.run(query, sql, args, deadline)
+            if len(req) > MAX_REQUEST:
+                raise Refused("TOO_LARGE", f"the request is larger than {MAX_REQUEST} bytes")
+            out = _run(query, bound, connector, wit_request(req), deadline, _component_ends())
         except Refused as exc:
-            return {"err": {"code": exc.status.lower().replace("_", "-"), "message": str(exc)}}
+            return wit_failure(exc)
         return {"ok": out.decode()}
 
     return call
+
+
+def _wit_begin(bound: Bound, deadline: float, connector: str) -> dict[str, Any]:
+    try:
+        return {"ok": _open(bound, connector, deadline, _component_ends())}
+    except Refused as exc:
+        return wit_failure(exc)
+
+
+def _wit_end(commit: bool) -> Callable[..., dict[str, Any]]:
+    def end(bound: Bound, deadline: float, tx: int) -> dict[str, Any]:
+        try:
+            _close(commit, bound, tx, deadline, _component_ends())
+        except Refused as exc:
+            return wit_failure(exc)
+        return {"ok": None}
+
+    return end
 
 
 def capability(databases: Databases | None = None) -> Capability:
@@ -251,8 +312,11 @@ def capability(databases: Databases | None = None) -> Capability:
             HostFunction("commit", ("i64",), ("i32",), _commit),
             HostFunction("rollback", ("i64",), ("i32",), _rollback),
         ),
-        wit=(WitFunction("query", _SIGNATURE, _wit(True), timed=True),
-             WitFunction("execute", _SIGNATURE, _wit(False), timed=True)),
+        wit=(WitFunction("query", _STATEMENT, _wit(True), timed=True),
+             WitFunction("execute", _STATEMENT, _wit(False), timed=True),
+             WitFunction("begin", _BEGIN, _wit_begin, timed=True),
+             WitFunction("commit", _END, _wit_end(True), timed=True),
+             WitFunction("rollback", _END, _wit_end(False), timed=True)),
         bind=bind,
         check_grant=check_connectors_grant("sql"),
     )
