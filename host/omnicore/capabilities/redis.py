@@ -21,6 +21,7 @@ from omnicore.capabilities.sql import (
 )
 from omnicore.egress.db import Databases
 from omnicore.egress.refused import Refused
+from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import (
     Capability,
     GuestMemory,
@@ -63,10 +64,12 @@ def _wit_command(bound: Bound, deadline: float, connector: str, req: str) -> dic
 
 def capability(databases: Databases | None = None) -> Capability:
     """The ``redis`` capability over ``databases``."""
-    dbs = databases if databases is not None else Databases()
-
     def bind(ctx: PluginContext) -> Bound:
-        return Bound(ctx, dbs, KINDS, "redis")
+        if databases is None:
+            raise ConfigError(f"plugin {ctx.plugin!r}: connectors are an app's (omnicore.yaml "
+                              "and its secrets): run the plugin in an app (--app DIR)",
+                              key="grant.redis")
+        return Bound(ctx, databases, KINDS, "redis")
 
     return Capability(
         name="redis",
@@ -78,7 +81,7 @@ def capability(databases: Databases | None = None) -> Capability:
     )
 
 
-#: For plugin hosts without an app: no connectors.
+#: For plugin hosts without an app: no connectors, so the grant cannot be served.
 CAPABILITY = capability()
 
 

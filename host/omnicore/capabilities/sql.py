@@ -297,10 +297,12 @@ def _wit_end(commit: bool) -> Callable[..., dict[str, Any]]:
 def capability(databases: Databases | None = None) -> Capability:
     """The ``sql`` capability over ``databases`` (none: an app without database
     connectors, so every grant naming one is refused)."""
-    dbs = databases if databases is not None else Databases()
-
     def bind(ctx: PluginContext) -> Bound:
-        return Bound(ctx, dbs, KINDS, "sql")
+        if databases is None:
+            raise ConfigError(f"plugin {ctx.plugin!r}: connectors are an app's (omnicore.yaml "
+                              "and its secrets): run the plugin in an app (--app DIR)",
+                              key="grant.sql")
+        return Bound(ctx, databases, KINDS, "sql")
 
     return Capability(
         name="sql",
@@ -322,7 +324,7 @@ def capability(databases: Databases | None = None) -> Capability:
     )
 
 
-#: For plugin hosts without an app: no connectors.
+#: For plugin hosts without an app: no connectors, so the grant cannot be served.
 CAPABILITY = capability()
 
 
