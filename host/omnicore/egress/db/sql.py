@@ -130,9 +130,10 @@ class SqlBackend:
             try:
                 return self._statement(conn, query, sql, args, deadline)
             except BaseException as exc:
-                # A connection idle in the pool may have died with a restarted server: the
-                # statement never reached it, so it runs once more on a fresh connection.
-                if attempt == 0 and reused and self.dialect.lost(exc):
+                # A connection idle in the pool may have died with a restarted server: a
+                # query runs once more on a fresh connection. A write does not (the server
+                # may have run it before the connection broke): its caller hears UNAVAILABLE.
+                if attempt == 0 and reused and query and self.dialect.lost(exc):
                     conn.broken = True
                     continue
                 raise self._fail(exc) from None
