@@ -179,6 +179,13 @@ class Pool:
             conn.close()
         self._free.release()
 
+    def discard_idle(self) -> None:
+        """Close the idle connections (one was found dead: a restarted server ended them all)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
     def close(self) -> None:
         """Close the idle connections; those in use are closed when given back."""
         with self._lock:

@@ -42,6 +42,10 @@ COMMANDS: dict[str, tuple[int, int | None, str]] = {
     "SADD": (2, None, "first"), "SREM": (2, None, "first"), "SMEMBERS": (1, 1, "first"),
     "SISMEMBER": (2, 2, "first"), "SCARD": (1, 1, "first"), "PUBLISH": (2, 2, "first"),
 }
+#: Commands that change nothing: run once more on a fresh connection when an idle one was
+#: found dead (a write may have run before the connection broke, so it is not repeated).
+_READS = frozenset({"GET", "MGET", "EXISTS", "TTL", "PTTL", "HGET", "HGETALL", "HEXISTS",
+                    "HLEN", "LRANGE", "LLEN", "SMEMBERS", "SISMEMBER", "SCARD"})
 _SET_FLAGS = frozenset({b"NX", b"XX", b"KEEPTTL"})
 _SET_VALUED = frozenset({b"EX", b"PX"})
 _MAX_LINE = 1 << 16
@@ -246,8 +250,10 @@ class RedisBackend:
                 conn.broken = conn.broken or (not isinstance(exc, (_ReplyError,)) and not (
                     isinstance(exc, Refused) and exc.status == "INVALID"))
                 # An idle connection that died with a restarted server: once more, afresh.
-                if attempt == 0 and reused and isinstance(exc, (ConnectionError, OSError)) \
+                if attempt == 0 and reused and name in _READS \
+                        and isinstance(exc, (ConnectionError, OSError)) \
                         and not isinstance(exc, TimeoutError):
+                    self.pool.discard_idle()
                     continue
                 raise self._failure(exc) from None
             finally:

@@ -135,6 +135,7 @@ class SqlBackend:
                 # may have run it before the connection broke): its caller hears UNAVAILABLE.
                 if attempt == 0 and reused and query and self.dialect.lost(exc):
                     conn.broken = True
+                    self.pool.discard_idle()
                     continue
                 raise self._fail(exc) from None
             finally:
@@ -180,6 +181,8 @@ class SqlBackend:
                 except BaseException as exc:
                     lost = attempt == 0 and reused and self.dialect.lost(exc)
                     conn.broken = conn.broken or lost
+                    if lost:
+                        self.pool.discard_idle()
                     self.pool.release(conn)
                     if not lost:
                         raise
