@@ -250,11 +250,11 @@ class RedisBackend:
                 conn.broken = conn.broken or (not isinstance(exc, (_ReplyError,)) and not (
                     isinstance(exc, Refused) and exc.status == "INVALID"))
                 # An idle connection that died with a restarted server: once more, afresh.
-                if attempt == 0 and reused and name in _READS \
-                        and isinstance(exc, (ConnectionError, OSError)) \
+                if reused and isinstance(exc, (ConnectionError, OSError)) \
                         and not isinstance(exc, TimeoutError):
-                    self.pool.discard_idle()
-                    continue
+                    self.pool.discard_idle()  # the others died with it
+                    if attempt == 0 and name in _READS:
+                        continue
                 raise self._failure(exc) from None
             finally:
                 self.pool.release(conn)

@@ -133,10 +133,11 @@ class SqlBackend:
                 # A connection idle in the pool may have died with a restarted server: a
                 # query runs once more on a fresh connection. A write does not (the server
                 # may have run it before the connection broke): its caller hears UNAVAILABLE.
-                if attempt == 0 and reused and query and self.dialect.lost(exc):
+                if reused and self.dialect.lost(exc):
                     conn.broken = True
-                    self.pool.discard_idle()
-                    continue
+                    self.pool.discard_idle()  # the others died with it
+                    if attempt == 0 and query:
+                        continue
                 raise self._fail(exc) from None
             finally:
                 self.pool.release(conn)
