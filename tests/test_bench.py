@@ -18,6 +18,7 @@ BENCH = Path(__file__).parents[1] / "bench"
     ("bench_sandbox.py", ["--quick"], "C API floor"),
     ("bench_host.py", [], "app.plugins.call"),
     ("bench_capabilities.py", ["--quick"], "sqlite3"),
+    ("bench_connectors.py", ["--quick"], "driver alone"),
     ("bench_workflows.py", ["--quick"], "step"),
     ("bench_extism.py", ["--quick"], "count_vowels"),
     ("bench_components.py", ["--quick"], "u32 round trip"),

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # made on first use, so `omnicore call` never loads them
     from omnicore.capabilities.kv import KV
     from omnicore.cluster import Membership
     from omnicore.egress import Connector, Egress
+    from omnicore.egress.db import Databases
     from omnicore.jobs import Jobs
     from omnicore.storage import Storage
     from omnicore.storage.datadir import DataDirLock
@@ -281,6 +282,11 @@ class OmniApp:
     def egress(self) -> Egress:
         """The app's outbound HTTP (:mod:`omnicore.egress`)."""
         return self.data.egress
+
+    @property
+    def databases(self) -> Databases:
+        """The app's database connectors and their pools (:mod:`omnicore.egress.db`)."""
+        return self.data.databases
 
     @property
     def vectors(self) -> VectorStore:

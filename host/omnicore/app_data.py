@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omnicore.config import OmniConfig
 from omnicore.core.once import Once
@@ -26,8 +26,10 @@ from omnicore.logging import BoundLogger
 from omnicore.sandbox.modcache import check_cache_dir
 
 if TYPE_CHECKING:
+    from omnicore.accounts.audit import Actor
     from omnicore.capabilities.kv import KV
     from omnicore.egress import Connector, Egress
+    from omnicore.egress.db import Databases
     from omnicore.storage import Storage
     from omnicore.storage.datadir import DataDirLock
     from omnicore.storage.memory import Embedder, MemoryStore
@@ -39,7 +41,7 @@ __all__ = ["AppData"]
 
 class AppData:
     """The data dir of one app (``config.data_dir``) and its stores: ``storage``, ``kv``,
-    ``secrets``, ``connectors``, ``egress``, ``vectors``, ``memory``.
+    ``secrets``, ``connectors``, ``egress``, ``databases``, ``vectors``, ``memory``.
 
     ``runtime_id`` names this host on its lock and its own folder; ``embedder`` finds the
     extension that embeds text for ``memory``, when it is first opened.
@@ -57,6 +59,7 @@ class AppData:
         self._secrets = Once(self._open_secrets)
         self._connectors: dict[str, Connector] | None = None
         self._egress: Egress | None = None
+        self._databases = Once(self._open_databases)
         self._vectors = Once(self._open_vectors)
         self._memory = Once(self._open_memory)
 
@@ -135,6 +138,49 @@ class AppData:
         return self._egress
 
     @property
+    def databases(self) -> Databases:
+        """The app's database connectors (``connectors.<name>`` of kind postgres, mysql,
+        redis; abi.md §4.10-4.12) and a connection pool per connector, shared by every
+        plugin granted it; the passwords from the secret store."""
+        return self._databases.get()
+
+    def _open_databases(self) -> Databases:
+        from omnicore.egress.db import Databases, db_connectors_from
+
+        return Databases(db_connectors_from(self.config.connectors),
+                         lambda name: self.secrets.get(name))
+
+    def apply_connectors(self, connectors: Mapping[str, Any], by: Actor | None = None
+                         ) -> list[str]:
+        """Take a new ``connectors`` mapping (a config reload): the HTTP connectors are read
+        again, and the database connectors' pools of changed or removed ones closed; each
+        change is audited (``connector.add|change|remove``, target ``connector:NAME``, what
+        :meth:`~omnicore.egress.db.DbConnector.describe` shows: never a secret). ConfigError
+        (nothing changed) when the mapping is invalid. The names that changed."""
+        from omnicore.accounts.audit import Actor, record
+        from omnicore.egress import connectors_from
+        from omnicore.egress.db import db_connectors_from
+
+        http = connectors_from(connectors)
+        databases = db_connectors_from(connectors)
+        who = by if by is not None else Actor("config", "reload")
+        old_http = self._connectors if self._connectors is not None else {}
+        self._connectors = http
+        changed = []
+        for name in sorted(set(old_http) | set(http)):
+            before, after = old_http.get(name), http.get(name)
+            if before != after:
+                changed.append(name)
+                verb = ("connector.add" if before is None else "connector.remove"
+                        if after is None else "connector.change")
+                record(self.storage, who, verb, f"connector:{name}",
+                       _http_view(before), _http_view(after))
+        changed += self.databases.apply(
+            databases, lambda verb, target, before, after: record(
+                self.storage, who, verb, target, before, after))
+        return sorted(changed)
+
+    @property
     def vectors(self) -> VectorStore:
         """Plugins' vector collections (``app.vectors.for_plugin(name)``; abi.md §4.5)."""
         return self._vectors.get()
@@ -181,6 +227,8 @@ class AppData:
         if embedded:
             self.data_lock.acquire(runtime_id=self.runtime_id, app=app, started_at=time.time())
         queue = self.storage.queue  # a damaged database ends the start here, in one line
+        if any(getattr(c, "kind", "http") != "http" for c in self.config.connectors.values()):
+            self.databases  # noqa: B018 - a database connector's bad URL ends the start here
         if self.config.sandbox.cache_dir is not None:
             check_cache_dir(self.config.sandbox.cache_dir)
         if not embedded:
@@ -201,6 +249,9 @@ class AppData:
         memory = self._memory.take()
         if memory is not None:
             memory.stop()
+        databases = self._databases.take()
+        if databases is not None:
+            databases.close()
         vectors = self._vectors.take()
         if vectors is not None:
             vectors.close()
@@ -217,3 +268,11 @@ class AppData:
         """Give the data dir's lock back, if it was taken (the next host may start)."""
         if self._data_lock is not None:
             self._data_lock.release()
+
+
+def _http_view(connector: Connector | None) -> dict[str, Any] | None:
+    """What the audit trail keeps of an HTTP connector: never the secret's value."""
+    if connector is None:
+        return None
+    return {"kind": "http", "base_url": connector.base_url, "auth": connector.auth,
+            "secret": connector.secret}

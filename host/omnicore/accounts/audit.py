@@ -38,7 +38,7 @@ HIDDEN = "****"
 VERBS = ("grant", "config", "limits", "plugin", "mcp", "kv", "secret", "user", "token", "task",
          "schedule", "event", "workflow", "memory", "vectors", "instance")
 #: Targets that belong to no plugin are ``kind:id``.
-KINDS = ("user:", "token:", "secret:", "task:", "run:", "instance:", "topic:")
+KINDS = ("user:", "token:", "secret:", "task:", "run:", "instance:", "topic:", "connector:")
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ BUILTINS = (
     Builtin("omnicore.capabilities.vectors", app_state=True),
     Builtin("omnicore.capabilities.memory", app_state=True),
     Builtin("omnicore.capabilities.fs"),
+    # The connectors are the app's (its config and secret store).
+    Builtin("omnicore.capabilities.sql", app_state=True),
+    Builtin("omnicore.capabilities.redis", app_state=True),
 )
 #: The built-ins' modules.
 BUILTIN_MODULES = tuple(b.module for b in BUILTINS)

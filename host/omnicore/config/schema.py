@@ -255,10 +255,30 @@ class PluginConfig(_Strict):
 
 
 class ConnectorConfig(_Strict):
-    """``connectors.<name>.*``: an upstream API plugins call by name (``omnicore:http``); the
-    host adds the credentials, so the plugin never sees them."""
+    """``connectors.<name>.*``: an upstream plugins call by name, an API (``omnicore:http``,
+    kind ``http``) or a database (``omnicore:sql``, ``omnicore:redis``); the host adds the
+    credentials, so the plugin never sees them. Which keys go with which kind is checked when
+    the connectors are built (``egress.connectors_from``, ``egress.db.db_connector``)."""
 
-    base_url: str = Field(min_length=1, description="http(s) URL the connector's paths join")
+    kind: Literal["http", "postgres", "mysql", "redis"] = Field(
+        default="http", description="http (base_url), postgres, mysql or redis (url)")
+    base_url: str | None = Field(default=None, min_length=1,
+                                 description="http(s) URL the connector's paths join")
+    url: str | None = Field(default=None, min_length=1,
+                            description="database URL, without its password")
+    url_secret: str | None = Field(default=None,
+                                   description="the whole database URL from this secret")
+    read_only: bool | None = Field(default=None, description="the server refuses writes")
+    pool_size: int | None = Field(default=None, gt=0, description="connections (4)")
+    statement_timeout_ms: int | None = Field(default=None, gt=0,
+                                             description="per statement (10000)")
+    max_rows: int | None = Field(default=None, gt=0, description="rows per result (10000)")
+    max_result_bytes: int | None = Field(default=None, gt=0,
+                                         description="bytes per result (8 MiB; redis 1 MiB)")
+    max_transactions: int | None = Field(default=None, gt=0,
+                                         description="open transactions per call (2)")
+    key_prefix: str | None = Field(default=None, description="redis: every key's prefix "
+                                                               "(omnicore:{plugin}:)")
     auth: Literal["none", "bearer", "basic", "header", "query"] = Field(
         default="none", description="how the secret is sent")
     secret: str | None = Field(default=None, description="the secret's name (omnicore secrets)")
@@ -419,7 +439,9 @@ class OmniConfig(_Strict):
         description="per-capability host options (kv quota, job workers...)",
     )
     connectors: dict[str, ConnectorConfig] = Field(
-        default_factory=dict, description="named upstream APIs with credentials (omnicore:http)"
+        default_factory=dict,
+        description="named upstream APIs and databases with credentials (omnicore:http, sql, "
+                    "redis)"
     )
     workflows: WorkflowsConfig = Field(default_factory=lambda: WorkflowsConfig())
     mcp: McpConfig = Field(default_factory=lambda: McpConfig())

@@ -19,6 +19,7 @@ page (datasette's ``views/`` and ``views/base.py``)::
     users.py       sign-in, setup link, users and API tokens
     audit.py       the audit log's API and page (recorded by omnicore.accounts.audit)
     kv.py memory.py vectors.py secrets.py events.py instances.py workflows.py
+    connectors.py  connectors (HTTP and databases): pools and last errors, never a secret
     (the CLI's side, finding a running host and calling it, is omnicore.cli.remote)
 """
 

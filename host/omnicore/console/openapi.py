@@ -258,6 +258,9 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
          "name": {"type": "string"}, "created": {"type": "boolean"},
          "exposed_to": {"type": "array", "items": {"type": "string"}}}}),
     ("delete", "/secrets/{name}", "Delete a secret", "admin", [_SECRET], None, 204, None),
+    ("get", "/connectors", "Connectors (HTTP and databases): kind, host, database, the "
+     "secret's name, pool in use/idle, last error, plugins granted it; never a credential",
+     "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
     ("get", "/vectors", "Plugins' vector collections: counts, dimension, index state",
      "viewer", [{"name": "plugin", "in": "query", "schema": {"type": "string"}}, *_PAGING],
      None, 200, _page(_ref("VectorCollection"))),

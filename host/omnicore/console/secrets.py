@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from omnicore.accounts.audit import HIDDEN, Actor, record
 from omnicore.console import base
 from omnicore.console.bodies import decode_text, json_body
+from omnicore.console.connectors import listing as connector_listing
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.render import done, page, read_form
 from omnicore.console.responses import JSONResponse
@@ -127,7 +128,8 @@ async def _render(request: Request, status: int = 200, error: ApiError | None = 
     st = base.state(request)
     items = await st.off_loop(listing, st.app)
     wanted = sorted(set(exposure(st.app)) - {i["name"] for i in items})
-    return page(request, "secrets.html", status, secrets=items, wanted=wanted,
+    conns = await st.off_loop(connector_listing, st.app)
+    return page(request, "secrets.html", status, secrets=items, wanted=wanted, connectors=conns,
                 exposed=exposure(st.app), key_source=st.app.secrets.key_source,
                 form_error=error, form_name=name, max_bytes=MAX_SECRET_BYTES)
 

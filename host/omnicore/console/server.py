@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from omnicore.console import (
     audit,
     chart_api,
+    connectors,
     events,
     feed,
     instances,
@@ -159,6 +160,7 @@ def create_app(state: ConsoleState) -> Starlette:
         *chart_api.routes(),
         *workflows.routes(),
         *secrets.routes(),
+        *connectors.routes(),
         *vectors.routes(),
         *instances.routes(),
         *jobs.routes(),

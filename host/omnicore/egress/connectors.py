@@ -104,7 +104,8 @@ class Connector:
 
 
 def connectors_from(config: Mapping[str, Any]) -> dict[str, Connector]:
-    """Connectors from the app config's ``connectors`` mapping; ConfigError names the key."""
+    """The HTTP connectors (kind ``http``, the default) from the app config's ``connectors``
+    mapping; ConfigError names the key."""
     out = {}
     for name, spec in config.items():
         data = spec if isinstance(spec, Mapping) else (
@@ -112,6 +113,8 @@ def connectors_from(config: Mapping[str, Any]) -> dict[str, Connector]:
         if data is None:
             raise ConfigError(f"connectors.{name} must be a mapping", key=f"connectors.{name}")
         data = {k: v for k, v in data.items() if v is not None}
+        if data.pop("kind", "http") != "http":
+            continue  # a database connector: omnicore.egress.db's
         unknown = sorted(set(data) - _KEYS)
         if unknown:
             raise ConfigError(f"connectors.{name}: unknown key {unknown[0]!r}",

@@ -201,6 +201,9 @@ class RawInstance(SlotDeadline):
         #: instances freed after a trap, per call or when idle).
         self._burnt = burnt
         self.deadline_hit = False
+        #: What host functions left to do when the running call ends, however it ends (an
+        #: open SQL transaction rolled back), by capability; run by :meth:`end_call`.
+        self.call_ends: dict[str, Callable[[], None]] | None = None
         #: What a host function that refused this call said (sandbox.failures reads it).
         self.refusal: str | None = None
         self._armed = -1
@@ -520,8 +523,20 @@ class RawInstance(SlotDeadline):
         mem = self.memory
         return 0 if mem is None else mem.refresh()
 
+    def end_call(self) -> None:
+        """The running call has ended: run what its host functions left for then, once (the
+        runtime calls it before the instance serves another call or is freed)."""
+        ends, self.call_ends = self.call_ends, None
+        for name, end in (ends or {}).items():
+            try:
+                end()
+            except Exception:
+                _log.exception("ending a call's %s state failed", name)
+
     def close(self) -> None:
         """Free the store (and with it the instance). Idempotent."""
+        if getattr(self, "call_ends", None):
+            self.end_call()
         files = getattr(self, "fs_table", None)
         if files is not None:
             self.fs_table = None

@@ -244,6 +244,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                 else:
                     packed = got
         except GuestFailure as f:
+            if inst.call_ends:
+                inst.end_call()
             # Classify before releasing: release frees the store the classifier inspects.
             try:
                 error = self._classify(f, handler, inst, mark)
@@ -259,8 +261,10 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                 f"({lim.max_memory_bytes}); the instance was discarded", plugin=self.name,
                 handler=handler, limit="max_memory_bytes", value=lim.max_memory_bytes) from None
         except BaseException:
-            self._release(inst, False)
+            self._release(inst, False)  # (closing it ends the call)
             raise
+        if inst.call_ends:  # a host function left work for the call's end (a transaction)
+            inst.end_call()
         if out is None:
             length = packed & 0x7FFF_FFFF
             ptr = packed >> 32

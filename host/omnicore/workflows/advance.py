@@ -134,7 +134,7 @@ def _row(s: Step, index: int, data: dict[str, Any], now: float) -> NewStep:
         until = now + s.wait.seconds if s.wait.seconds else None
         return NewStep(s.id, index, "waiting",
                        wait={"kind": "event", "topic": s.wait.topic, "until": until})
-    if s.kind == "connector":
+    if s.kind == "connector" and not s.handler:  # an HTTP request; a statement is its with
         return NewStep(s.id, index, "queued", record_request(s, data))
     return NewStep(s.id, index, "queued", s.with_.evaluate(data))
 

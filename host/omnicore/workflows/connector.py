@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from omnicore.egress import Egress, Refused, Request, SecretMissing, SecretRef
+from omnicore.egress.db import Databases
 from omnicore.egress.request import HeaderValue
 from omnicore.workflows.definition import Step
 
@@ -157,3 +158,25 @@ def call_connector(egress: Egress, name: str, recorded: Mapping[str, Any], *,
                               retryable=resp.status in _RETRYABLE)
     kept = {k: v for k, v in resp.headers.items() if k in _KEPT_HEADERS}
     return {"status": resp.status, "headers": kept, "body": parsed}
+
+
+def run_statement(databases: Databases, name: str, query: bool, request: Any,
+                  deadline: float) -> Any:
+    """A ``connector:NAME/query`` or ``/execute`` step: the statement of ``with`` (``{sql,
+    params}``, params from the step's inputs) on database connector ``name``, bound by the
+    step's deadline; the §4.10 result as the step's output (``{columns, rows}`` or
+    ``{rows_affected, last_insert_id?}``). ConnectorFailed otherwise, retryable when the
+    database was unavailable."""
+    try:
+        if not isinstance(request, Mapping):
+            raise Refused("INVALID", "with must be {sql: ..., params: [...]}")
+        unknown = sorted(set(request) - {"sql", "params"})
+        if unknown:
+            raise Refused("INVALID", f"with has an unknown key {unknown[0]!r} (sql, params)")
+        backend = databases.backend(name, ("postgres", "mysql"))
+        sql, args = backend.request(request)
+        out = backend.run(query, sql, args, deadline)
+    except Refused as exc:
+        raise ConnectorFailed(f"connector {name}: {exc.status}: {exc}",
+                              retryable=exc.status in ("UNAVAILABLE", "QUOTA")) from None
+    return json.loads(out)

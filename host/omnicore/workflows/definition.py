@@ -115,8 +115,8 @@ class Step:
 
     @property
     def uses(self) -> str:
-        if self.kind == "plugin":
-            return f"plugin:{self.target}/{self.handler}"
+        if self.kind == "plugin" or (self.kind == "connector" and self.handler):
+            return f"{self.kind}:{self.target}/{self.handler}"
         return "wait" if self.kind == "wait" else f"{self.kind}:{self.target}"
 
 
@@ -398,10 +398,15 @@ def _step(out: _Collect, raw: dict[str, Any], path: str, timeout: float, retry: 
         kind = prefix
         target, _, handler = rest.partition("/")
     http_keys = [k for k in ("method", "path", "query", "headers") if k in raw]
-    if kind == "connector" and "path" not in raw:
+    # connector:NAME/query and /execute run a statement on a database connector instead.
+    statement = kind == "connector" and handler in ("query", "execute")
+    if kind == "connector" and not statement and "path" not in raw:
         out.add(f"{path}.path", "a connector step needs a path (and a method; GET by default)")
-    if kind != "connector" and http_keys:
-        out.add(f"{path}.{http_keys[0]}", f"{http_keys[0]!r} belongs to connector steps only")
+    if statement and not isinstance(raw.get("with"), dict):
+        out.add(f"{path}.with", "a statement step needs with: {sql: ..., params: [...]}")
+    if (kind != "connector" or statement) and http_keys:
+        out.add(f"{path}.{http_keys[0]}",
+                f"{http_keys[0]!r} belongs to HTTP connector steps only")
     if "parallelism" in raw and "for_each" not in raw:
         out.add(f"{path}.parallelism", "parallelism only applies with for_each")
     wait = None

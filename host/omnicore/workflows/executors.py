@@ -29,12 +29,13 @@ from omnicore.logging import get_logger
 from omnicore.storage import StorageError
 from omnicore.storage.workflows import RunRecord, StepRecord, WorkflowStore
 from omnicore.workflows.advance import encode, idempotency_key
-from omnicore.workflows.connector import ConnectorFailed, call_connector
+from omnicore.workflows.connector import ConnectorFailed, call_connector, run_statement
 from omnicore.workflows.definition import Step, Workflow
 from omnicore.workflows.errors import WorkflowError
 
 if TYPE_CHECKING:
     from omnicore.egress import Egress
+    from omnicore.egress.db import Databases
     from omnicore.plugins.host import PluginHost
 
 __all__ = ["Runs", "StepExecutor"]
@@ -75,10 +76,12 @@ class StepExecutor:
     def __init__(self, runs: Runs, plugins: Callable[[], PluginHost],
                  egress: Callable[[], Egress], interrupted: threading.Event,
                  calls: ThreadPoolExecutor,
-                 persist: Callable[[Callable[[], object]], object]) -> None:
+                 persist: Callable[[Callable[[], object]], object],
+                 databases: Callable[[], Databases] | None = None) -> None:
         self._runs = runs
         self._plugins = plugins
         self._egress = egress
+        self._databases = databases if databases is not None else _no_databases
         self._interrupted = interrupted
         self._calls = calls
         #: Writes an outcome through an outage of the storage (the workers' ``persist``): a
@@ -159,6 +162,9 @@ class StepExecutor:
             return raw.decode("utf-8", "replace")
 
     def _call_connector(self, s: Step, run: RunRecord, row: StepRecord) -> Any:
+        if s.handler:  # connector:NAME/query or /execute: a statement on a database
+            return run_statement(self._databases(), s.target, s.handler == "query",
+                                 row.input, time.monotonic() + s.timeout)
         return call_connector(self._egress(), s.target, row.input or {},
                               idempotency_key=idempotency_key(run, s.id, row.index),
                               timeout_s=s.timeout,
@@ -194,3 +200,9 @@ def _deadline_s(plugins: PluginHost, name: str) -> float:
     except OmniError:
         return 0.0      # not loaded: the call itself raises the error at once
     return float("inf") if limits is None else limits.timeout_ms / 1000 + 1.0
+
+
+def _no_databases() -> Databases:
+    from omnicore.egress.db import Databases
+
+    return Databases()

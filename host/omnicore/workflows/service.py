@@ -46,6 +46,7 @@ from omnicore.workflows.triggers import Triggers, WebhookAnswer
 
 if TYPE_CHECKING:
     from omnicore.egress import Connector, Egress
+    from omnicore.egress.db import Databases
     from omnicore.plugins.host import PluginHost
     from omnicore.storage.secrets import SecretStore
 
@@ -86,6 +87,9 @@ class WorkflowsApp(Protocol):
 
     @property
     def egress(self) -> Egress: ...
+
+    @property
+    def databases(self) -> Databases: ...
 
 
 class Workflows:
@@ -150,7 +154,7 @@ class Workflows:
             plugins = {info.name: list(info.handlers) for info in host
                        if info.handlers or info.state == "loaded"} if self._live else None
         try:
-            connectors = list(self._app.connectors)
+            connectors = [*self._app.connectors, *self._app.databases.connectors]
         except (OmniError, AttributeError):  # bad connector config / an app without them
             connectors = None
         return plugins, connectors
@@ -426,7 +430,8 @@ class Workflows:
                                 workers=s.workers, lease_s=s.lease_s, poll_s=s.poll_s,
                                 tick=self._tick, transient=(StorageError,))
         self._executor = StepExecutor(self, lambda: self._app.plugins, lambda: self._app.egress,
-                                      workers.interrupted, calls, workers.persist)
+                                      workers.interrupted, calls, workers.persist,
+                                      lambda: self._app.databases)
         self._workers = workers
         self._subs = [self._app.events.subscribe("*", self._on_event)]
         for topic in ("plugin.loaded", "plugin.unloaded", "plugin.reloaded"):

@@ -15,9 +15,11 @@ it). An exception in a host function traps the call, with its text in the trap.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import re
 import threading
+from collections.abc import Callable
 from ctypes import CFUNCTYPE, c_void_p
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +34,8 @@ from omnicore.sandbox.component.values import Codec, lift_bytes
 from omnicore.sandbox.component.world import read_function
 from omnicore.sandbox.guestmem import HostTrap
 
-__all__ = ["HANDLER_CALL", "PACKAGE", "capability_of", "define", "enter", "handler_export",
-           "requested", "take_refusal"]
+__all__ = ["HANDLER_CALL", "PACKAGE", "call_ends", "capability_of", "define", "enter",
+           "handler_export", "leave", "requested", "take_refusal"]
 
 #: The WIT package of omnicore's interfaces, and the major version this host speaks.
 PACKAGE = "omnicore:plugin"
@@ -70,6 +72,7 @@ def handler_export(component: cm.Component, engine: wasmtime.Engine) -> str | No
 
 
 _CALL = threading.local()
+log = logging.getLogger("omnicore.sandbox")
 
 
 def enter(deadline: float) -> None:
@@ -77,6 +80,29 @@ def enter(deadline: float) -> None:
     timed host functions are bounded by it (wasmtime calls them on the caller's thread)."""
     _CALL.deadline = deadline
     _CALL.refusal = None
+
+
+def call_ends() -> dict[str, Callable[[], None]]:
+    """What host functions leave for the end of the component call this thread is making (an
+    open SQL transaction rolled back), by capability; :func:`leave` runs them."""
+    ends: dict[str, Callable[[], None]] | None = getattr(_CALL, "ends", None)
+    if ends is None:
+        ends = _CALL.ends = {}
+    return ends
+
+
+def leave() -> None:
+    """The component call this thread made has ended, however it ended: run what its host
+    functions left for then (:func:`call_ends`), once."""
+    ends = getattr(_CALL, "ends", None)
+    if not ends:
+        return
+    _CALL.ends = None
+    for name, end in ends.items():
+        try:
+            end()
+        except Exception:
+            log.exception("ending a component call's %s state failed", name)
 
 
 def take_refusal() -> str | None:

@@ -43,6 +43,7 @@ from omnicore.sandbox.component.hostcalls import (
     capability_of,
     define,
     enter,
+    leave,
     take_refusal,
 )
 from omnicore.sandbox.component.memory import Limiter, limiting
@@ -425,6 +426,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         finally:
             for i in range(lowered):
                 delete(params[i])
+            leave()  # what host functions left for the call's end (a transaction)
         if error:
             raise self._classify(store, inst.limiter, label, start, error_failure(error),
                                  mark=mark, watch=inst.watch) from None

@@ -1,0 +1,161 @@
+"""Database connectors: a one-row query through a plugin against the driver alone from Python.
+
+Run: ``.venv/bin/python bench/bench_connectors.py [--markdown] [--quick]``
+
+Each server is a private one started here (PostgreSQL, MariaDB and redis-server from Debian's
+packages, as the tests start them: tests/pgcluster.py, tests/dbservers.py) on 127.0.0.1.
+"from a plugin" is ``app.plugins.call`` of a WAT guest whose handler passes its input to
+``omnicore:sql`` ``query`` (or ``omnicore:redis`` ``command``) and returns the host's result:
+the whole call is timed (request JSON in, the result JSON out). "driver alone" is the same
+statement on one open connection of psycopg 3, PyMySQL or redis-py, fetching the row. Then
+8 threads call the querying plugin at once, sharing the connector's pool (4 connections):
+calls per second and failed calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _measure import machine, measure, render
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from omnicore.app import OmniApp
+from tests.db_fixtures import REDIS_WAT, SQL_WAT, framed, sql_wasm
+from tests.dbservers import PASSWORD as MARIA_PASSWORD
+from tests.dbservers import MariaDB, Redis
+from tests.pgcluster import Cluster
+
+PG_SQL = "SELECT id, name, qty FROM items WHERE id = $1"
+
+
+def threaded(call: Any, threads: int, per_thread: int) -> tuple[float, int]:
+    """(calls per second, failed calls) of ``threads`` threads making ``per_thread`` calls."""
+    failed = [0]
+    lock = threading.Lock()
+    start = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(per_thread):
+            try:
+                call()
+            except Exception:
+                with lock:
+                    failed[0] += 1
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in pool:
+        t.join()
+    return threads * per_thread / (time.perf_counter() - began), failed[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    iters = 200 if args.quick else 2000
+    import psycopg
+    import pymysql
+
+    pg, maria, red = Cluster.start(), MariaDB.start(), Redis.start()
+    tmp = Path(tempfile.mkdtemp(prefix="omnicore-bench-conn-"))
+    app = None
+    try:
+        pg_url = pg.database("bench")
+        my_url = maria.database("bench")
+        app = OmniApp("bench-connectors", entry_points=False, environ={}, overrides={
+            "data_dir": str(tmp / "data"), "plugins_dir": str(tmp / "plugins"),
+            "sandbox": {"watch": False},
+            "connectors": {
+                "pg": {"kind": "postgres", "url": pg_url.replace("omnicore:omnicore@",
+                                                                 "omnicore@"),
+                       "secret": "pg-pw"},
+                "my": {"kind": "mysql", "url": my_url, "secret": "my-pw"},
+                "cache": {"kind": "redis", "url": f"redis://127.0.0.1:{red.port}/0",
+                          "secret": "cache-pw"}}})
+        app.start()
+        app.secrets.set("pg-pw", "omnicore")
+        app.secrets.set("my-pw", MARIA_PASSWORD)
+        app.secrets.set("cache-pw", red.password)
+        limits = {"timeout_ms": 5000, "pool_size": 8}
+        app.plugins.load(sql_wasm("db", SQL_WAT), grants={"sql": {"connectors": ["pg", "my"]}},
+                         limits=limits)
+        app.plugins.load(sql_wasm("kv", REDIS_WAT), grants={"redis": {"connectors": ["cache"]}},
+                         limits=limits)
+
+        pgc = psycopg.connect(pg_url, autocommit=True)
+        pgc.execute("CREATE TABLE items (id int PRIMARY KEY, name text, qty int)")
+        pgc.execute("INSERT INTO items VALUES (1, 'apple', 3)")
+        myc = pymysql.connect(host="127.0.0.1", port=maria.port, user="omnicore",
+                              password=MARIA_PASSWORD, database="bench", autocommit=True)
+        with myc.cursor() as cur:
+            cur.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50), qty INT)")
+            cur.execute("INSERT INTO items VALUES (1, 'apple', 3)")
+        rc = red.client()
+        rc.set("omnicore:kv:visits", "7")
+        rc.set("visits", "7")
+
+        call = app.plugins.call
+        pg_in = framed("pg", json.dumps({"sql": PG_SQL, "params": [1]}).encode())
+        my_in = framed("my", json.dumps({"sql": PG_SQL.replace("$1", "?"),
+                                         "params": [1]}).encode())
+        kv_in = framed("cache", b'{"cmd": "GET", "args": ["visits"]}')
+        assert json.loads(call("db", "query", pg_in))["rows"] == [[1, "apple", 3]]
+        assert json.loads(call("db", "query", my_in))["rows"] == [[1, "apple", 3]]
+        assert json.loads(call("kv", "command", kv_in)) == "7"
+
+        pg_sql = PG_SQL.replace("$1", "%s")
+
+        def pg_alone() -> object:
+            return pgc.execute(pg_sql, (1,)).fetchall()
+
+        def my_alone() -> object:
+            with myc.cursor() as cur:
+                cur.execute(pg_sql, (1,))
+                return cur.fetchall()
+
+        rows = []
+        for label, plugin, alone in (
+                ("PostgreSQL (psycopg 3)", lambda: call("db", "query", pg_in), pg_alone),
+                ("MariaDB (PyMySQL)", lambda: call("db", "query", my_in), my_alone),
+                ("Redis GET (redis-py)", lambda: call("kv", "command", kv_in),
+                 lambda: rc.get("visits"))):
+            p, a = measure(plugin, iters), measure(alone, iters)
+            rows.append([label, str(p), str(a), f"{p.ratio(a):.2f}x"])
+        per_thread = 100 if args.quick else 1000
+        rate, failed = threaded(lambda: call("db", "query", pg_in), 8, per_thread)
+        one, _ = threaded(lambda: call("db", "query", pg_in), 1, per_thread)
+        print(f"# bench_connectors (median [min-max] µs per call, {iters} calls x 7)\n"
+              f"# {machine()}")
+        print(render(["one-row query", "from a plugin", "driver alone", "plugin / driver"],
+                     rows, args.markdown))
+        print()
+        print(render(["threads calling the querying plugin", "calls/s", "failed calls"],
+                     [["1", f"{one:.0f}", "0"],
+                      [f"8 (pool of {app.databases.connectors['pg'].pool_size})",
+                       f"{rate:.0f}", str(failed)]], args.markdown))
+        pgc.close()
+        myc.close()
+    finally:
+        if app is not None:
+            app.stop()
+        pg.stop()
+        maria.stop()
+        red.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""``omnicore:sql`` (specs/abi.md §4.10): the plugin-facing door onto the app's PostgreSQL
+and MySQL/MariaDB connectors (:mod:`omnicore.egress.db`).
+
+``query`` and ``execute`` take the connector's name and a JSON request ``{"sql", "params",
+"tx"?}`` and answer a §3.3 block (JSON), or ``E = 1`` with ``"DENIED: ..."``, ``"INVALID:
+..."``, ``"QUOTA: ..."``, ``"TOO_LARGE: ..."``, ``"UNAVAILABLE: ..."``. ``begin`` opens a
+transaction that lives within the running call: the instance's ``call_ends`` rolls back
+whatever the call leaves open, whether it returned, trapped or ran out of time.
+
+The grant names the connectors (``sql: {connectors: [orders]}``); the plugin never sees a
+URL or a password, and every statement ends by the call's deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from omnicore.capabilities import guestjson
+from omnicore.egress.db import Databases
+from omnicore.egress.refused import Refused
+from omnicore.errors import ConfigError
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    PluginContext,
+    Status,
+    WitFunction,
+)
+
+__all__ = ["CAPABILITY", "Bound", "capability", "check_connectors_grant", "for_app",
+           "wit_failure", "wit_request"]
+
+KINDS = ("postgres", "mysql")
+#: The largest request JSON a guest may pass (the statement and its parameters).
+MAX_REQUEST = 16 << 20
+_CODES = {"NOT_FOUND": Status.NOT_FOUND, "DENIED": Status.DENIED, "INVALID": Status.INVALID,
+          "QUOTA": Status.QUOTA, "UNAVAILABLE": Status.UNAVAILABLE,
+          "TOO_LARGE": Status.TOO_LARGE}
+_handles = itertools.count(1)
+_handles_lock = threading.Lock()
+
+
+def check_connectors_grant(name: str) -> Callable[[Mapping[str, Any]], None]:
+    """The grant check of ``sql`` and ``redis``: ``{connectors: [names]}`` and nothing else."""
+
+    def check(options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - {"connectors"})
+        if unknown:
+            raise ConfigError(f"grant {name!r} has no option {unknown[0]!r} (known: "
+                              "connectors)", key=f"grant.{name}.{unknown[0]}")
+        value = options.get("connectors", [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"grant.{name}.connectors must be a list of connector names",
+                              key=f"grant.{name}.connectors", value=value)
+
+    return check
+
+
+class Bound:
+    """A plugin's grant of ``sql`` or ``redis``: the connectors it may name."""
+
+    __slots__ = ("allowed", "databases", "kinds", "plugin")
+
+    def __init__(self, ctx: PluginContext, databases: Databases, kinds: tuple[str, ...],
+                 capability: str) -> None:
+        self.plugin = ctx.plugin
+        self.databases = databases
+        self.kinds = kinds
+        self.allowed = frozenset(ctx.grant.get("connectors", ()))
+        for name in sorted(self.allowed):
+            connector = databases.connectors.get(name)
+            if connector is None or connector.kind not in kinds:
+                raise ConfigError(f"grant.{capability}.connectors names {name!r}, which is not "
+                                  f"a {' or '.join(kinds)} connector of this app "
+                                  "(connectors.<name>.kind)",
+                                  key=f"grant.{capability}.connectors", value=name)
+
+    def backend(self, name: str) -> Any:
+        if name not in self.allowed:
+            raise Refused("DENIED", f"connector {name[:128]} is not granted")
+        return self.databases.backend(name, self.kinds)
+
+
+def error(mem: GuestMemory, exc: Refused) -> int:
+    return mem.alloc_result(f"{exc.status}: {exc}".encode(), error=True)
+
+
+def connector_name(mem: GuestMemory, p: int, n: int) -> str:
+    if n > 256:
+        raise Refused("INVALID", "a connector name is at most 256 bytes")
+    try:
+        return mem.read(p, n, "connector").decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused("INVALID", "the connector name is not UTF-8") from None
+
+
+def request(mem: GuestMemory, p: int, n: int) -> Any:
+    mem.check(p, n, "request")
+    if n > MAX_REQUEST:
+        raise Refused("TOO_LARGE", f"the request is larger than {MAX_REQUEST} bytes")
+    try:
+        req = guestjson.loads(mem.read(p, n, "request"), max_depth=64)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused("INVALID", f"the request is not JSON: {str(exc)[:100]}") from None
+    if not isinstance(req, dict):
+        raise Refused("INVALID", "the request must be a JSON object")
+    return req
+
+
+class CallTx:
+    """The transactions one call opened: rolled back at the call's end unless committed."""
+
+    __slots__ = ("open", "plugin")
+
+    def __init__(self, plugin: str) -> None:
+        self.plugin = plugin
+        self.open: dict[int, tuple[Any, Any]] = {}
+
+    def __call__(self) -> None:
+        txs, self.open = self.open, {}
+        for backend, conn in txs.values():
+            backend.end(self.plugin, conn, False, 0.0)
+
+
+def _ends(mem: GuestMemory) -> dict[str, Callable[[], None]]:
+    """The running call's end-of-call work of the calling instance (made on first need)."""
+    inst: Any = mem.instance  # a RawInstance (sql is not linked into Extism plugins)
+    ends = inst.call_ends
+    if ends is None:
+        ends = inst.call_ends = {}
+    return ends  # type: ignore[no-any-return]
+
+
+def _scope(ends: dict[str, Callable[[], None]] | None, plugin: str, create: bool
+           ) -> CallTx | None:
+    """The call's transactions (``ends["sql"]``), made on first need when ``create``."""
+    scope = ends.get("sql") if ends else None
+    if scope is None and create and ends is not None:
+        scope = ends["sql"] = CallTx(plugin)
+    return scope  # type: ignore[return-value]
+
+
+def _run(query: bool, bound: Bound, name: str, req: Any, deadline: float,
+         ends: dict[str, Callable[[], None]] | None) -> bytes:
+    """One statement (in a transaction of the call when the request names one)."""
+    backend = bound.backend(name)
+    if not isinstance(req, dict):
+        raise Refused("INVALID", "the request must be a JSON object")
+    sql, args = backend.request(req)
+    conn = None
+    tx = req.get("tx")
+    if tx is not None:
+        scope = _scope(ends, bound.plugin, False)
+        found = scope.open.get(tx) if scope is not None and type(tx) is int else None
+        if found is None:
+            raise Refused("INVALID", f"tx {str(tx)[:20]} is not a transaction of this call")
+        if found[0] is not backend:
+            raise Refused("INVALID", f"tx {tx} belongs to another connector")
+        conn = found[1]
+    out: bytes = backend.run(query, sql, args, deadline, conn)
+    return out
+
+
+def _open(bound: Bound, name: str, deadline: float,
+          ends: dict[str, Callable[[], None]]) -> int:
+    """A new transaction of the call on connector ``name``: its handle."""
+    backend = bound.backend(name)
+    scope = _scope(ends, bound.plugin, True)
+    assert scope is not None
+    limit = backend.connector.max_transactions
+    if len(scope.open) >= limit:
+        raise Refused("QUOTA", f"this call has {limit} open transactions "
+                               f"(connector {backend.name}, max_transactions)")
+    conn = backend.begin(bound.plugin, deadline)
+    with _handles_lock:
+        handle = next(_handles)
+    scope.open[handle] = (backend, conn)
+    return handle
+
+
+def _close(commit: bool, bound: Bound, tx: int, deadline: float,
+           ends: dict[str, Callable[[], None]] | None) -> None:
+    """Commit or roll back transaction ``tx`` of the call; Refused NOT_FOUND or UNAVAILABLE."""
+    scope = _scope(ends, bound.plugin, False)
+    found = scope.open.pop(tx, None) if scope is not None else None
+    if found is None:
+        raise Refused("NOT_FOUND", f"tx {tx} is not an open transaction of this call")
+    backend, conn = found
+    backend.end(bound.plugin, conn, commit, deadline)
+
+
+def _statement(query: bool, bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int,
+               rl: int) -> int:
+    try:
+        name = connector_name(mem, cp, cl)
+        req = request(mem, rp, rl)
+        inst: Any = mem.instance
+        out = _run(query, bound, name, req, mem.deadline, inst.call_ends)
+    except Refused as exc:
+        return error(mem, exc)
+    return mem.alloc_result(out)
+
+
+def _query(bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int, rl: int) -> int:
+    return _statement(True, bound, mem, cp, cl, rp, rl)
+
+
+def _execute(bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int, rl: int) -> int:
+    return _statement(False, bound, mem, cp, cl, rp, rl)
+
+
+def _begin(bound: Bound, mem: GuestMemory, cp: int, cl: int) -> int:
+    try:
+        return _open(bound, connector_name(mem, cp, cl), mem.deadline, _ends(mem))
+    except Refused as exc:
+        return _CODES.get(exc.status, Status.UNAVAILABLE)
+
+
+def _end(commit: bool, bound: Bound, mem: GuestMemory, tx: int) -> int:
+    inst: Any = mem.instance
+    try:
+        _close(commit, bound, tx, mem.deadline, inst.call_ends)
+    except Refused as exc:
+        return _CODES.get(exc.status, Status.UNAVAILABLE)
+    return 0
+
+
+def _commit(bound: Bound, mem: GuestMemory, tx: int) -> int:
+    return _end(True, bound, mem, tx)
+
+
+def _rollback(bound: Bound, mem: GuestMemory, tx: int) -> int:
+    return _end(False, bound, mem, tx)
+
+
+# omnicore:plugin/sql (sdk/wit/plugin.wit): the same for components, whose calls end in
+# sandbox.component's leave() (their transactions rolled back there).
+_FAILURE = ("record { code: enum { not-found, denied, invalid, quota, unavailable, "
+            "too-large }, message: string }")
+_STATEMENT = f"func(connector: string, request: string) -> result<string, {_FAILURE}>"
+_BEGIN = f"func(connector: string) -> result<u64, {_FAILURE}>"
+_END = f"func(tx: u64) -> result<_, {_FAILURE}>"
+
+
+def wit_failure(exc: Refused) -> dict[str, Any]:
+    return {"err": {"code": exc.status.lower().replace("_", "-"), "message": str(exc)}}
+
+
+def wit_request(req: str) -> Any:
+    try:
+        return guestjson.loads(req, max_depth=64)
+    except ValueError as exc:
+        raise Refused("INVALID", f"the request is not JSON: {str(exc)[:100]}") from None
+
+
+def _component_ends() -> dict[str, Callable[[], None]]:
+    from omnicore.sandbox.component.hostcalls import call_ends
+
+    return call_ends()
+
+
+def _wit(query: bool) -> Callable[..., dict[str, Any]]:
+    def call(bound: Bound, deadline: float, connector: str, req: str) -> dict[str, Any]:
+        try:
+            if len(req) > MAX_REQUEST:
+                raise Refused("TOO_LARGE", f"the request is larger than {MAX_REQUEST} bytes")
+            out = _run(query, bound, connector, wit_request(req), deadline, _component_ends())
+        except Refused as exc:
+            return wit_failure(exc)
+        return {"ok": out.decode()}
+
+    return call
+
+
+def _wit_begin(bound: Bound, deadline: float, connector: str) -> dict[str, Any]:
+    try:
+        return {"ok": _open(bound, connector, deadline, _component_ends())}
+    except Refused as exc:
+        return wit_failure(exc)
+
+
+def _wit_end(commit: bool) -> Callable[..., dict[str, Any]]:
+    def end(bound: Bound, deadline: float, tx: int) -> dict[str, Any]:
+        try:
+            _close(commit, bound, tx, deadline, _component_ends())
+        except Refused as exc:
+            return wit_failure(exc)
+        return {"ok": None}
+
+    return end
+
+
+def capability(databases: Databases | None = None) -> Capability:
+    """The ``sql`` capability over ``databases`` (none: an app without database
+    connectors, so every grant naming one is refused)."""
+    def bind(ctx: PluginContext) -> Bound:
+        if databases is None:
+            raise ConfigError(f"plugin {ctx.plugin!r}: connectors are an app's (omnicore.yaml "
+                              "and its secrets): run the plugin in an app (--app DIR)",
+                              key="grant.sql")
+        return Bound(ctx, databases, KINDS, "sql")
+
+    return Capability(
+        name="sql",
+        description="parameterized statements on the app's PostgreSQL and MySQL connectors",
+        functions=(
+            HostFunction("query", ("ptr", "len", "ptr", "len"), ("i64",), _query),
+            HostFunction("execute", ("ptr", "len", "ptr", "len"), ("i64",), _execute),
+            HostFunction("begin", ("ptr", "len"), ("i64",), _begin),
+            HostFunction("commit", ("i64",), ("i32",), _commit),
+            HostFunction("rollback", ("i64",), ("i32",), _rollback),
+        ),
+        wit=(WitFunction("query", _STATEMENT, _wit(True), timed=True),
+             WitFunction("execute", _STATEMENT, _wit(False), timed=True),
+             WitFunction("begin", _BEGIN, _wit_begin, timed=True),
+             WitFunction("commit", _END, _wit_end(True), timed=True),
+             WitFunction("rollback", _END, _wit_end(False), timed=True)),
+        bind=bind,
+        check_grant=check_connectors_grant("sql"),
+    )
+
+
+#: For plugin hosts without an app: no connectors, so the grant cannot be served.
+CAPABILITY = capability()
+
+
+class SqlApp(Protocol):
+    """What the sql capability needs of an app (``OmniApp`` has it)."""
+
+    @property
+    def databases(self) -> Databases: ...
+
+
+def for_app(app: SqlApp) -> Capability:
+    """The sql capability over ``app.databases``."""
+    return capability(app.databases)

@@ -1,0 +1,195 @@
+"""What every database kind shares: the bounded connection pool, the client-side deadline
+(the watchdog), the caps on a result, and the one-line failures.
+
+A failure is an :class:`~omnicore.egress.refused.Refused` whose message starts with the
+connector's name and never holds a password or a URL's credentials: the driver's text goes
+through the connector's :class:`~omnicore.egress.redact.Redactor` first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from omnicore.egress.redact import Redactor
+from omnicore.egress.refused import Refused
+
+__all__ = ["CLIENT_GRACE_S", "MIN_STATEMENT_MS", "WATCHDOG", "Caps", "Connection", "Pool",
+           "Watchdog", "first_line", "statement_ms", "timed_out"]
+
+#: A statement is not started with less of the call left than this: it could not finish.
+MIN_STATEMENT_MS = 5
+#: After the server's timeout should have ended a statement, how long the client waits
+#: before it cancels the statement itself (a server that does not answer its own timeout).
+CLIENT_GRACE_S = 0.25
+
+
+class Connection(Protocol):
+    """A pooled connection of one kind."""
+
+    broken: bool
+
+    def close(self) -> None: ...
+
+
+class Caps:
+    """A result's budget: rows and bytes (its JSON size), checked as it is read."""
+
+    __slots__ = ("connector", "max_bytes", "max_rows", "rows", "size")
+
+    def __init__(self, connector: str, max_rows: int, max_bytes: int) -> None:
+        self.connector = connector
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.rows = 0
+        self.size = 0
+
+    def add(self, nbytes: int) -> None:
+        """Count one more row of ``nbytes``; Refused TOO_LARGE past either cap."""
+        self.rows += 1
+        self.size += nbytes
+        if self.rows > self.max_rows:
+            raise Refused("TOO_LARGE", f"the result has more than {self.max_rows} rows "
+                                       f"(connector {self.connector}, max_rows)")
+        if self.size > self.max_bytes:
+            raise Refused("TOO_LARGE", f"the result is larger than {self.max_bytes} bytes "
+                                       f"(connector {self.connector}, max_result_bytes)")
+
+
+def first_line(text: str, redactor: Redactor, limit: int = 300) -> str:
+    """A driver's message as one short line with every credential cut out."""
+    line = " ".join(redactor.cut_text(str(text)).split())
+    return line[:limit]
+
+
+def statement_ms(deadline: float) -> int:
+    """A statement's time in ms: what is left of the call, less a margin (a tenth, at most
+    50 ms) so the plugin hears of the timeout before its own deadline ends the call."""
+    left = int((deadline - time.monotonic()) * 1000)
+    return max(1, left - min(50, left // 10))
+
+
+def timed_out(connector: str) -> Refused:
+    return Refused("UNAVAILABLE", f"connector {connector}: statement timed out")
+
+
+class Watchdog:
+    """The client side of a statement's deadline: one thread calls ``fn`` at ``when``
+    (``time.monotonic()``) unless the entry was disarmed first. Arming and disarming cost a
+    heap push and a flag; the thread wakes only for the earliest entry."""
+
+    def __init__(self) -> None:
+        self._heap: list[list[Any]] = []
+        self._cond = threading.Condition(threading.Lock())
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, when: float, fn: Callable[[], None]) -> list[Any]:
+        """Call ``fn`` at ``when``; set ``entry[3] = False`` (:meth:`disarm`) to call it off."""
+        entry = [when, next(self._seq), fn, True]
+        with self._cond:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="omnicore-db-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            elif self._heap[0] is entry:
+                self._cond.notify()
+        return entry
+
+    @staticmethod
+    def disarm(entry: list[Any]) -> None:
+        entry[3] = False
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and not self._heap[0][3]:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                entry = heapq.heappop(self._heap)
+            if entry[3]:
+                try:
+                    entry[2]()
+                except Exception:
+                    pass
+
+
+#: The process's one watchdog.
+WATCHDOG = Watchdog()
+
+
+class Pool:
+    """At most ``size`` connections of one connector, shared by every plugin and instance
+    granted it. Waiting for one counts against the caller's deadline; a broken connection
+    is closed, not returned (the next caller connects afresh: a restarted server is found
+    again)."""
+
+    def __init__(self, name: str, size: int, connect: Callable[[float], Any]) -> None:
+        self.name = name
+        self.size = size
+        self._connect = connect
+        self._free = threading.Semaphore(size)
+        self._lock = threading.Lock()
+        self._idle: list[Any] = []
+        self.in_use = 0
+        self.closed = False
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    def acquire(self, deadline: float) -> tuple[Any, bool]:
+        """A connection and whether it was reused (idle in the pool); Refused UNAVAILABLE
+        when none is free before ``deadline``."""
+        if not self._free.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise Refused("UNAVAILABLE", f"connector {self.name}: no free connection in the "
+                                         "pool before the call's deadline")
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+                self.in_use += 1
+            if conn is not None:
+                return conn, True
+            return self._connect(deadline), False
+        except BaseException:
+            with self._lock:
+                self.in_use -= 1
+            self._free.release()
+            raise
+
+    def release(self, conn: Any) -> None:
+        """Give ``conn`` back (closed instead when it is broken or the pool is closed)."""
+        keep = not conn.broken and not self.closed
+        with self._lock:
+            self.in_use -= 1
+            if keep:
+                self._idle.append(conn)
+        if not keep:
+            conn.close()
+        self._free.release()
+
+    def discard_idle(self) -> None:
+        """Close the idle connections (one was found dead: a restarted server ended them all)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def close(self) -> None:
+        """Close the idle connections; those in use are closed when given back."""
+        with self._lock:
+            self.closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()

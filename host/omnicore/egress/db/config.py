@@ -1,0 +1,185 @@
+"""A database connector as the operator declared it: ``connectors.<name>`` with ``kind:
+postgres``, ``mysql`` or ``redis`` (specs/abi.md §4.12).
+
+The URL in the config never carries a password: it comes from a secret (``secret``), or the
+whole URL does (``url_secret``). :meth:`DbConnector.describe` is what the console may show
+(kind, host, port, database, user), never a credential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from omnicore.errors import ConfigError
+from omnicore.storage.secrets import check_name
+
+__all__ = ["DB_KINDS", "DbConnector", "Target", "db_connector", "db_connectors_from",
+           "target_of"]
+
+#: The kinds served by :mod:`omnicore.egress.db`; ``http`` stays :mod:`omnicore.egress`'s.
+DB_KINDS = ("postgres", "mysql", "redis")
+_SCHEMES = {"postgres": ("postgresql", "postgres"), "mysql": ("mysql", "mariadb"),
+            "redis": ("redis", "rediss")}
+_DEFAULT_PORT = {"postgres": 5432, "mysql": 3306, "redis": 6379}
+_INTS = ("pool_size", "statement_timeout_ms", "max_rows", "max_result_bytes",
+         "max_transactions")
+_KEYS = frozenset({"kind", "url", "secret", "url_secret", "read_only", "key_prefix", *_INTS})
+#: Defaults of §4.10/§4.11 (a redis reply is capped smaller than a result set).
+_DEFAULTS = {"pool_size": 4, "statement_timeout_ms": 10_000, "max_rows": 10_000,
+             "max_result_bytes": 8 << 20, "max_transactions": 2}
+_REDIS_RESULT_BYTES = 1 << 20
+DEFAULT_KEY_PREFIX = "omnicore:{plugin}:"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a connector's URL points, without its password: the connection's parameters."""
+
+    host: str
+    port: int
+    database: str
+    user: str | None
+    password: str | None = None     # only from a secret (url_secret or secret)
+    socket: str | None = None       # ?host=/path or ?unix_socket=/path: a local socket
+    tls: bool = False
+
+
+def target_of(kind: str, url: str, where: str, *, allow_password: bool) -> Target:
+    """The parts of a connector URL; ConfigError (never quoting the URL) if it is not one."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{where} is not a valid {kind} URL", key=where) from None
+    if parts.scheme not in _SCHEMES[kind]:
+        raise ConfigError(f"{where} must start with {_SCHEMES[kind][0]}://", key=where)
+    if parts.password is not None and not allow_password:
+        raise ConfigError(f"{where} must not carry a password: put it in a secret "
+                          "(connectors.<name>.secret)", key=where)
+    query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+    socket = query.get("host") or query.get("unix_socket")
+    if not parts.hostname and not socket:
+        raise ConfigError(f"{where} must name a host", key=where)
+    path = unquote(parts.path.lstrip("/"))
+    if kind == "redis":
+        if path and not path.isdigit():
+            raise ConfigError(f"{where}: the database of a redis URL is a number", key=where)
+        path = path or "0"
+    return Target(host=parts.hostname or "localhost", port=port or _DEFAULT_PORT[kind],
+                  database=path, user=unquote(parts.username) if parts.username else None,
+                  password=unquote(parts.password) if parts.password is not None else None,
+                  socket=unquote(socket) if socket else None,
+                  tls=parts.scheme == "rediss")
+
+
+@dataclass(frozen=True)
+class DbConnector:
+    """``connectors.<name>`` of a database kind (specs/abi.md §4.12)."""
+
+    name: str
+    kind: str
+    url: str | None = None
+    secret: str | None = None
+    url_secret: str | None = None
+    read_only: bool = False
+    pool_size: int = 4
+    statement_timeout_ms: int = 10_000
+    max_rows: int = 10_000
+    max_result_bytes: int = 8 << 20
+    max_transactions: int = 2
+    key_prefix: str = DEFAULT_KEY_PREFIX
+
+    def describe(self) -> dict[str, Any]:
+        """What the console shows: never a secret (a URL from a secret shows as such)."""
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind,
+                               "read_only": self.read_only, "pool_size": self.pool_size}
+        if self.url is not None:
+            t = target_of(self.kind, self.url, "url", allow_password=False)
+            out.update(host=t.socket or t.host, port=None if t.socket else t.port,
+                       database=t.database, user=t.user)
+        else:
+            out.update(host=None, port=None, database=None, user=None,
+                       url_from_secret=self.url_secret)
+        return out
+
+    def target(self, read_secret: Any) -> Target:
+        """The connection's parameters with the password from the secret store;
+        LookupError naming the secret (never its value) when it is not set."""
+        if self.url_secret is not None:
+            raw = read_secret(self.url_secret)
+            if raw is None:
+                raise LookupError(f"secret {self.url_secret} is not set")
+            return target_of(self.kind, raw.decode("utf-8", "replace"), "url",
+                             allow_password=True)
+        assert self.url is not None  # db_connector requires one of them
+        target = target_of(self.kind, self.url, "url", allow_password=False)
+        if self.secret is None:
+            return target
+        raw = read_secret(self.secret)
+        if raw is None:
+            raise LookupError(f"secret {self.secret} is not set")
+        return Target(**{**target.__dict__, "password": raw.decode("utf-8", "replace")})
+
+
+def db_connector(name: str, data: Mapping[str, Any]) -> DbConnector:
+    """A database connector from its config mapping (``None`` values are unset);
+    ConfigError names the key."""
+    key = f"connectors.{name}"
+    data = {k: v for k, v in data.items() if v is not None}
+    kind = data.get("kind")
+    if kind not in DB_KINDS:
+        raise ConfigError(f"{key}.kind must be http, postgres, mysql or redis", key=f"{key}.kind")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{key}: unknown key {unknown[0]!r} for a {kind} connector",
+                          key=f"{key}.{unknown[0]}")
+    if ("url" in data) == ("url_secret" in data):
+        raise ConfigError(f"{key} needs url (and secret for the password) or url_secret",
+                          key=f"{key}.url")
+    if "url" in data:
+        target_of(kind, str(data["url"]), f"{key}.url", allow_password=False)
+    for secret in ("secret", "url_secret"):
+        if secret in data:
+            check_name(data[secret])
+    if "key_prefix" in data and kind != "redis":
+        raise ConfigError(f"{key}.key_prefix is for redis connectors", key=f"{key}.key_prefix")
+    values = dict(_DEFAULTS)
+    if kind == "redis":
+        values["max_result_bytes"] = _REDIS_RESULT_BYTES
+    for option in _INTS:
+        value = data.get(option, values[option])
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{key}.{option} must be a positive integer",
+                              key=f"{key}.{option}", value=value)
+        values[option] = value
+    read_only = data.get("read_only", False)
+    if not isinstance(read_only, bool):
+        raise ConfigError(f"{key}.read_only must be true or false", key=f"{key}.read_only")
+    prefix = data.get("key_prefix", DEFAULT_KEY_PREFIX)
+    if not isinstance(prefix, str) or not prefix:
+        raise ConfigError(f"{key}.key_prefix must be a non-empty string",
+                          key=f"{key}.key_prefix")
+    return DbConnector(name=name, kind=kind, url=data.get("url"), secret=data.get("secret"),
+                       url_secret=data.get("url_secret"), read_only=read_only,
+                       key_prefix=prefix, **values)
+
+
+# What an http connector's keys hold when not written (the config schema's defaults).
+_HTTP_DEFAULTS = {"auth": "none", "headers": {}, "allow_addresses": []}
+
+
+def db_connectors_from(config: Mapping[str, Any]) -> dict[str, DbConnector]:
+    """The database connectors (kind postgres, mysql, redis) of the app config's
+    ``connectors`` mapping; ConfigError names the key (and never quotes a URL)."""
+    out = {}
+    for name, spec in config.items():
+        data = spec if isinstance(spec, Mapping) else (
+            spec.model_dump() if hasattr(spec, "model_dump") else None)
+        if data is None or data.get("kind", "http") == "http":
+            continue
+        data = {k: v for k, v in data.items() if _HTTP_DEFAULTS.get(k, ...) != v}
+        out[name] = db_connector(name, data)
+    return out

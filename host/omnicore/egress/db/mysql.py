@@ -1,0 +1,251 @@
+"""MySQL and MariaDB connectors through PyMySQL (specs/abi.md §4.10).
+
+Statements use ``?`` placeholders; PyMySQL binds values on the client, so each ``?`` outside
+a string, identifier or comment becomes PyMySQL's ``%s`` and the value is escaped by the
+driver for the connection's character set and SQL mode (never by us). Multi-statements are
+off. Rows are read unbuffered (``SSCursor``): a capped result is never whole in the host;
+leaving it early closes the connection (the server ends the query when it cannot write).
+
+A statement's deadline: MariaDB's ``SET STATEMENT max_statement_time=… FOR`` on the server,
+the socket's timeout and, at the deadline, ``KILL QUERY`` from a side connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+from pymysql.constants import FIELD_TYPE  # (CLIENT.MULTI_STATEMENTS stays off)
+
+from omnicore.egress.db.base import (
+    CLIENT_GRACE_S,
+    WATCHDOG,
+    Watchdog,
+    first_line,
+    statement_ms,
+    timed_out,
+)
+from omnicore.egress.db.config import DbConnector, Target
+from omnicore.egress.db.sql import Dialect, error_line
+from omnicore.egress.db.values import Json, cell
+from omnicore.egress.redact import Redactor
+from omnicore.egress.refused import Refused
+
+__all__ = ["MysqlDialect", "placeholders"]
+
+_FETCH = 256
+# Strings, quoted identifiers and comments, which a ? inside does not make a placeholder;
+# then a ? or a % (which PyMySQL's formatting would read).
+_TOKENS = re.compile(r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`"""
+                     r"|--[^\n]*|#[^\n]*|/\*.*?\*/|(\?)|(%)", re.DOTALL)
+_TYPES = {FIELD_TYPE.TINY: "tinyint", FIELD_TYPE.SHORT: "smallint", FIELD_TYPE.LONG: "int",
+          FIELD_TYPE.INT24: "mediumint", FIELD_TYPE.LONGLONG: "bigint",
+          FIELD_TYPE.FLOAT: "float", FIELD_TYPE.DOUBLE: "double",
+          FIELD_TYPE.DECIMAL: "decimal", FIELD_TYPE.NEWDECIMAL: "decimal",
+          FIELD_TYPE.VARCHAR: "varchar", FIELD_TYPE.VAR_STRING: "varchar",
+          FIELD_TYPE.STRING: "char", FIELD_TYPE.BLOB: "blob", FIELD_TYPE.TINY_BLOB: "blob",
+          FIELD_TYPE.MEDIUM_BLOB: "blob", FIELD_TYPE.LONG_BLOB: "blob",
+          FIELD_TYPE.JSON: "json", FIELD_TYPE.DATE: "date", FIELD_TYPE.NEWDATE: "date",
+          FIELD_TYPE.TIME: "time", FIELD_TYPE.DATETIME: "datetime",
+          FIELD_TYPE.TIMESTAMP: "timestamp", FIELD_TYPE.YEAR: "year", FIELD_TYPE.BIT: "bit",
+          FIELD_TYPE.NULL: "null", FIELD_TYPE.ENUM: "enum", FIELD_TYPE.SET: "set",
+          FIELD_TYPE.GEOMETRY: "geometry"}
+# Connection-level failures (the server is gone or never answered).
+_LOST = frozenset({2003, 2006, 2013, 2055, 2002})
+
+
+def placeholders(sql: str) -> tuple[str, int]:
+    """``sql`` with each ``?`` placeholder as ``%s`` and each other ``%`` doubled; the
+    number of placeholders."""
+    count = 0
+
+    def swap(m: re.Match[str]) -> str:
+        nonlocal count
+        if m.group(1):
+            count += 1
+            return "%s"
+        return "%%" if m.group(2) else m.group(0)
+
+    return _TOKENS.sub(swap, sql), count
+
+
+class _Conn:
+    __slots__ = ("broken", "killer", "limit_ms", "mariadb", "raw", "target")
+
+    def __init__(self, raw: pymysql.connections.Connection[Any], target: Target,
+                 limit_ms: int) -> None:
+        self.raw = raw
+        self.target = target
+        self.broken = False
+        self.limit_ms = limit_ms
+        self.mariadb = "mariadb" in str(raw.get_server_info()).lower()
+
+    def close(self) -> None:
+        try:
+            self.raw._force_close()
+        except Exception:
+            pass
+
+
+def _kill(conn: _Conn) -> None:
+    """``KILL QUERY`` for ``conn``'s statement, from a side connection (the client side of
+    the deadline when the server did not end the statement itself)."""
+    side = _open(conn.target, None, time.monotonic() + 2)
+    try:
+        with side.cursor() as cur:
+            cur.execute(f"KILL QUERY {int(conn.raw.thread_id())}")
+    finally:
+        side.close()
+
+
+def _open(target: Target, connector: DbConnector | None, deadline: float
+          ) -> pymysql.connections.Connection[Any]:
+    return pymysql.connect(
+        host=target.host, port=target.port, unix_socket=target.socket,
+        user=target.user or "", password=target.password or "",
+        database=target.database or None, charset="utf8mb4", autocommit=True,
+        connect_timeout=max(1.0, deadline - time.monotonic()),
+        init_command=("SET SESSION TRANSACTION READ ONLY"
+                      if connector is not None and connector.read_only else None),
+        cursorclass=pymysql.cursors.SSCursor)
+
+
+def _arg(value: Any) -> Any:
+    if type(value) is Json:
+        return value.text()
+    if type(value) is dt.datetime and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)  # MySQL has no zones
+    return value
+
+
+def _json_cell(value: Any) -> Any:
+    if value is None:
+        return None
+    return {"$json": json.loads(value)}
+
+
+class MysqlDialect(Dialect):
+    """PyMySQL, autocommit connections, unbuffered reads."""
+
+    def connect(self, target: Target, connector: DbConnector, deadline: float) -> _Conn:
+        return _Conn(_open(target, connector, deadline), target,
+                     connector.statement_timeout_ms)
+
+    def _prepare(self, conn: _Conn, sql: str, args: list[Any], deadline: float
+                 ) -> tuple[str, list[Any], list[Any]]:
+        text, count = placeholders(sql)
+        if count != len(args):
+            raise Refused("INVALID", f"the statement has {count} placeholders but "
+                                     f"{len(args)} params were given")
+        left = deadline - time.monotonic()
+        seconds = min(conn.limit_ms, statement_ms(deadline)) / 1000
+        if conn.mariadb:
+            text = f"SET STATEMENT max_statement_time={seconds:.3f} FOR {text}"
+        sock = conn.raw._sock
+        if sock is not None:
+            sock.settimeout(left + 2 * CLIENT_GRACE_S + 1)
+        entry = WATCHDOG.arm(time.monotonic() + seconds + CLIENT_GRACE_S,
+                             lambda: _kill(conn))
+        return text, [_arg(a) for a in args], entry
+
+    def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
+             ) -> tuple[list[dict[str, Any]], Iterator[Sequence[Any]], list[Callable[[Any], Any]]]:
+        text, values, entry = self._prepare(conn, sql, args, deadline)
+        cur = conn.raw.cursor()
+        try:
+            cur.execute(text, values)
+        except BaseException:
+            Watchdog.disarm(entry)
+            raise
+        columns: list[dict[str, Any]] = []
+        convert: list[Callable[[Any], Any]] = []
+        for col in cur.description or ():
+            kind = _TYPES.get(col[1], str(col[1]))
+            columns.append({"name": col[0], "type": kind})
+            convert.append(_json_cell if col[1] == FIELD_TYPE.JSON else cell)
+        return columns, _rows(conn, cur, entry), convert
+
+    def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
+                ) -> dict[str, Any]:
+        text, values, entry = self._prepare(conn, sql, args, deadline)
+        try:
+            cur = conn.raw.cursor(pymysql.cursors.Cursor)
+            affected = cur.execute(text, values)
+            out: dict[str, Any] = {"rows_affected": affected}
+            if cur.lastrowid:
+                out["last_insert_id"] = cur.lastrowid
+            cur.close()
+            return out
+        finally:
+            Watchdog.disarm(entry)
+
+    def begin(self, conn: _Conn, read_only: bool, deadline: float) -> None:
+        with conn.raw.cursor(pymysql.cursors.Cursor) as cur:
+            cur.execute("START TRANSACTION READ ONLY" if read_only else "START TRANSACTION")
+
+    def end(self, conn: _Conn, commit: bool, deadline: float) -> None:
+        if commit:
+            conn.raw.commit()
+        else:
+            conn.raw.rollback()
+
+    def lost(self, exc: BaseException) -> bool:
+        return isinstance(exc, pymysql.OperationalError) and bool(exc.args) and \
+            exc.args[0] in (2006, 2013, 2055) and "timed out" not in str(exc)
+
+    def failure(self, exc: BaseException, connector: str, redactor: Redactor
+                ) -> Refused | None:
+        if not isinstance(exc, pymysql.Error):
+            if isinstance(exc, (TimeoutError, OSError)):
+                return timed_out(connector)
+            return None
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        if code in (1969, 3024, 1317):  # max_statement_time, MAX_EXECUTION_TIME, KILL QUERY
+            return timed_out(connector)
+        if code == 1045:
+            return Refused("DENIED", f"authentication failed for connector {connector}")
+        if code in (1044, 1142, 1143, 1227):
+            return Refused("DENIED", f"connector {connector}: {first_line(message, redactor)}")
+        if code == 1792:  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+            return Refused("DENIED", f"connector {connector} is read-only: "
+                                     f"{first_line(message, redactor)}")
+        if code in _LOST or (isinstance(exc, pymysql.OperationalError) and code >= 2000):
+            reason = ("connection refused" if code in (2003, 2002) and "refused" in message
+                      else "statement timed out" if "timed out" in message
+                      else "connection lost")
+            return Refused("UNAVAILABLE", f"connector {connector}: {reason}")
+        return Refused("INVALID", f"connector {connector}: {error_line(exc, redactor)}"
+                       if not message else f"connector {connector}: "
+                                           f"{first_line(message, redactor)}")
+
+
+def _rows(conn: _Conn, cur: Any, entry: list[Any]) -> Iterator[Sequence[Any]]:
+    done = False
+    try:
+        while True:
+            batch = cur.fetchmany(_FETCH)
+            if not batch:
+                done = True
+                return
+            yield from batch
+    finally:
+        Watchdog.disarm(entry)
+        if not done:
+            # The rest of the result is still on the wire: draining it could take minutes,
+            # so the connection is closed instead (and the result told it is over, or its
+            # finaliser would read on from the closed socket).
+            result = getattr(cur, "_result", None)
+            if result is not None:
+                result.unbuffered_active = False
+            conn.raw._result = None
+            conn.broken = True
+            conn.close()
+        else:
+            cur.close()

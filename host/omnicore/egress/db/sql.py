@@ -1,0 +1,227 @@
+"""The SQL connectors' shared part (specs/abi.md §4.10): a backend per connector over its
+pool, the request shape, transactions, and the JSON of a result; ``postgres.py`` and
+``mysql.py`` each supply a dialect (connecting, running one statement, naming failures).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from omnicore.egress.db.base import MIN_STATEMENT_MS, Caps, Pool, first_line
+from omnicore.egress.db.config import DbConnector, Target
+from omnicore.egress.db.values import params
+from omnicore.egress.redact import Redactor
+from omnicore.egress.refused import Refused
+
+__all__ = ["Dialect", "SqlBackend", "dump"]
+
+_MAX_SQL = 1 << 20
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class Dialect:
+    """What differs between PostgreSQL and MySQL. ``conn`` objects are the dialect's own
+    (with a ``broken`` flag the pool reads)."""
+
+    def connect(self, target: Target, connector: DbConnector, deadline: float) -> Any:
+        raise NotImplementedError
+
+    def rows(self, conn: Any, sql: str, args: list[Any], deadline: float
+             ) -> tuple[list[dict[str, Any]], Iterator[Sequence[Any]], list[Callable[[Any], Any]]]:
+        """Run a query: its columns, an iterator over its rows (read from the server as
+        they are iterated; closing it early ends the query) and a converter per column."""
+        raise NotImplementedError
+
+    def execute(self, conn: Any, sql: str, args: list[Any], deadline: float
+                ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def begin(self, conn: Any, read_only: bool, deadline: float) -> None:
+        raise NotImplementedError
+
+    def end(self, conn: Any, commit: bool, deadline: float) -> None:
+        raise NotImplementedError
+
+    def failure(self, exc: BaseException, connector: str, redactor: Redactor
+                ) -> Refused | None:
+        """The one-line Refused for a driver's exception (None: not the driver's)."""
+        raise NotImplementedError
+
+    def lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the connection was gone before the statement ran."""
+        raise NotImplementedError
+
+
+class SqlBackend:
+    """One SQL connector: its pool (shared by every plugin granted it), its dialect, its
+    transactions per plugin and its last error (for the console)."""
+
+    def __init__(self, connector: DbConnector, dialect: Dialect,
+                 read_secret: Callable[[str], bytes | None]) -> None:
+        self.connector = connector
+        self.name = connector.name
+        self.dialect = dialect
+        self._read_secret = read_secret
+        self.redactor = Redactor()
+        self.pool = Pool(connector.name, connector.pool_size, self._connect)
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self._lock = threading.Lock()
+        # Connections a plugin holds in transactions: at most half the pool (at least one),
+        # so a plugin opening transactions from many calls cannot starve the others.
+        self._held: dict[str, int] = {}
+        self.max_held = max(1, connector.pool_size // 2)
+
+    # -- connections -------------------------------------------------------------------------
+    def _connect(self, deadline: float) -> Any:
+        try:
+            target = self.connector.target(self._read_secret)
+        except LookupError as exc:
+            raise Refused("UNAVAILABLE", f"connector {self.name}: {exc}") from None
+        for secret in (target.password, target.user and target.password and
+                       f"{target.user}:{target.password}"):
+            if secret:
+                self.redactor.add(secret)
+        return self.dialect.connect(target, self.connector, deadline)
+
+    def _fail(self, exc: BaseException) -> Refused:
+        refused = exc if isinstance(exc, Refused) else self.dialect.failure(
+            exc, self.name, self.redactor)
+        if refused is None:
+            raise exc
+        if refused.status in ("UNAVAILABLE", "DENIED"):
+            self.last_error = f"{refused.status}: {refused}"
+            self.last_error_at = time.time()
+        return refused
+
+    # -- statements --------------------------------------------------------------------------
+    def request(self, req: Any) -> tuple[str, list[Any]]:
+        """``(sql, params)`` of a §4.10 request object; Refused INVALID."""
+        sql = req.get("sql")
+        if not isinstance(sql, str) or not sql.strip():
+            raise Refused("INVALID", "sql must be a non-empty string")
+        if len(sql) > _MAX_SQL:
+            raise Refused("TOO_LARGE", f"sql is longer than {_MAX_SQL} characters")
+        return sql, params(req.get("params"))
+
+    def run(self, query: bool, sql: str, args: list[Any], deadline: float,
+            conn: Any = None) -> bytes:
+        """One statement, in the transaction on ``conn`` or on a pooled connection; the
+        §4.10 result JSON. Refused for every failure."""
+        if (deadline - time.monotonic()) * 1000 < MIN_STATEMENT_MS:
+            raise Refused("UNAVAILABLE", f"connector {self.name}: statement timed out")
+        if conn is not None:
+            try:
+                return self._statement(conn, query, sql, args, deadline)
+            except BaseException as exc:
+                raise self._fail(exc) from None
+        for attempt in (0, 1):
+            try:
+                conn, reused = self.pool.acquire(deadline)
+            except BaseException as exc:
+                raise self._fail(exc) from None
+            try:
+                return self._statement(conn, query, sql, args, deadline)
+            except BaseException as exc:
+                # A connection idle in the pool may have died with a restarted server: a
+                # query runs once more on a fresh connection. A write does not (the server
+                # may have run it before the connection broke): its caller hears UNAVAILABLE.
+                if reused and self.dialect.lost(exc):
+                    conn.broken = True
+                    self.pool.discard_idle()  # the others died with it
+                    if attempt == 0 and query:
+                        continue
+                raise self._fail(exc) from None
+            finally:
+                self.pool.release(conn)
+        raise AssertionError("unreachable")
+
+    def _statement(self, conn: Any, query: bool, sql: str, args: list[Any],
+                   deadline: float) -> bytes:
+        if not query:
+            return dump(self.dialect.execute(conn, sql, args, deadline)).encode()
+        c = self.connector
+        caps = Caps(self.name, c.max_rows, c.max_result_bytes)
+        columns, rows, convert = self.dialect.rows(conn, sql, args, deadline)
+        pieces = []
+        try:
+            for row in rows:
+                piece = dump([f(v) for f, v in zip(convert, row, strict=True)])
+                caps.add(len(piece) + 1)
+                pieces.append(piece)
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+        return f'{{"columns":{dump(columns)},"rows":[{",".join(pieces)}]}}'.encode()
+
+    # -- transactions ------------------------------------------------------------------------
+    def begin(self, plugin: str, deadline: float) -> Any:
+        """A connection in a new transaction, held for ``plugin``; Refused QUOTA when the
+        plugin already holds its share of the pool."""
+        with self._lock:
+            held = self._held.get(plugin, 0)
+            if held >= self.max_held:
+                raise Refused("QUOTA", f"connector {self.name}: plugin {plugin} holds "
+                                       f"{held} of its {self.connector.pool_size} connections "
+                                       "in transactions")
+            self._held[plugin] = held + 1
+        try:
+            for attempt in (0, 1):
+                conn, reused = self.pool.acquire(deadline)
+                try:
+                    self.dialect.begin(conn, self.connector.read_only, deadline)
+                    return conn
+                except BaseException as exc:
+                    lost = attempt == 0 and reused and self.dialect.lost(exc)
+                    conn.broken = conn.broken or lost
+                    if lost:
+                        self.pool.discard_idle()
+                    self.pool.release(conn)
+                    if not lost:
+                        raise
+            raise AssertionError("unreachable")
+        except BaseException as exc:
+            self._unhold(plugin)
+            raise self._fail(exc) from None
+
+    def end(self, plugin: str, conn: Any, commit: bool, deadline: float) -> None:
+        """Commit or roll back the transaction on ``conn`` and give it back; Refused when
+        the commit failed (the transaction is gone either way)."""
+        try:
+            self.dialect.end(conn, commit, deadline)
+        except BaseException as exc:
+            conn.broken = True
+            if commit:
+                raise self._fail(exc) from None
+        finally:
+            self.pool.release(conn)
+            self._unhold(plugin)
+
+    def _unhold(self, plugin: str) -> None:
+        with self._lock:
+            left = self._held.get(plugin, 1) - 1
+            if left:
+                self._held[plugin] = left
+            else:
+                self._held.pop(plugin, None)
+
+    # -- the console -------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        return {"in_use": self.pool.in_use, "idle": self.pool.idle,
+                "last_error": self.last_error, "last_error_at": self.last_error_at}
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def error_line(exc: BaseException, redactor: Redactor) -> str:
+    """The first line of a driver's message, credentials cut."""
+    return first_line(str(exc).split("\n", 1)[0], redactor)

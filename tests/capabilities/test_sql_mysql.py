@@ -1,0 +1,165 @@
+"""omnicore:sql (specs/abi.md §4.10) on a real MariaDB (tests/dbservers.py): ``?``
+placeholders, the deadline on the server and the client, caps read unbuffered."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from omnicore.egress.db.mysql import placeholders
+from omnicore.errors import DeadlineExceeded, Trap
+from tests.db_fixtures import Db, framed, maria, sql_app  # noqa: F401 - fixtures
+from tests.dbservers import PASSWORD, MariaDB, free_port
+
+
+def connectors(url: str, **extra: Any) -> dict[str, Any]:
+    return {"shop": {"kind": "mysql", "url": url, "secret": "shop-pw", **extra}}
+
+
+@pytest.fixture
+def url(maria: MariaDB, request: pytest.FixtureRequest) -> str:  # noqa: F811
+    return maria.database(f"t{abs(hash(request.node.name)) % 10**8}_{time.time_ns() % 10**6}")
+
+
+@pytest.fixture
+def shop(sql_app: Callable[..., Db], url: str) -> Db:  # noqa: F811
+    db = sql_app(connectors(url), {"sql": {"connectors": ["shop"]}},
+                 secrets={"shop-pw": PASSWORD})
+    db.execute("shop", "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, "
+                       "name VARCHAR(100), qty INT)")
+    return db
+
+
+def test_placeholders_outside_strings_and_comments_only() -> None:
+    assert placeholders("SELECT ?, '?', \"?\", `?`, 5 % 2 -- ?\n, ? /* ? */ # ?") == (
+        "SELECT %s, '?', \"?\", `?`, 5 %% 2 -- ?\n, %s /* ? */ # ?", 2)
+    assert placeholders("SELECT 'it''s ?', 'a\\'?', ?") == (
+        "SELECT 'it''s ?', 'a\\'?', %s", 1)
+
+
+def test_query_execute_and_last_insert_id(shop: Db) -> None:
+    assert shop.execute("shop", "INSERT INTO items (name, qty) VALUES (?, ?)", "apple", 3) == \
+        {"rows_affected": 1, "last_insert_id": 1}
+    got = shop.query("shop", "SELECT id, name, qty FROM items WHERE qty > ?", 0)
+    assert got == {"columns": [{"name": "id", "type": "int"}, {"name": "name", "type": "varchar"},
+                               {"name": "qty", "type": "int"}],
+                   "rows": [[1, "apple", 3]]}
+    refused = shop.refused("query", framed("shop", b'{"sql": "SELECT ?", "params": []}'))
+    assert refused == "INVALID: the statement has 1 placeholders but 0 params were given"
+
+
+def test_injection_text_in_a_parameter_stays_data(shop: Db) -> None:
+    evil = "x'); DROP TABLE items; -- \\' \" %s ?"
+    shop.execute("shop", "INSERT INTO items (name, qty) VALUES (?, ?)", evil, 1)
+    assert shop.rows("shop", "SELECT name FROM items WHERE name = ?", evil) == [[evil]]
+    assert shop.rows("shop", "SELECT count(*) FROM items WHERE name = ?", "' OR '1'='1") == \
+        [[0]]
+    # One statement per call: a second one is a syntax error, not a second statement.
+    msg = shop.refused("execute", framed("shop", b'{"sql": "SELECT 1; DROP TABLE items"}'))
+    assert msg.startswith("INVALID: connector shop:")
+    assert shop.rows("shop", "SELECT count(*) FROM items") == [[1]]
+
+
+def test_types_round_trip(shop: Db) -> None:
+    values = [None, True, -(2**63), 2**63 - 1, 1.5, "text ✓", {"$bytes": "AAEC/w=="},
+              {"$json": {"a": [1, None]}}, {"$timestamp": "2026-11-24T12:00:00"},
+              {"$date": "2026-11-24"}, {"$time": "12:30:05"}, {"$decimal": "12.50"}]
+    sql = ("SELECT ?, ?, ?, ?, ?, ?, CAST(? AS BINARY), ?, CAST(? AS DATETIME), "
+           "CAST(? AS DATE), CAST(? AS TIME), CAST(? AS DECIMAL(10,2))")
+    row = shop.rows("shop", sql, *values)[0]
+    assert row[0] is None and row[1] == 1          # MySQL has no boolean: true is 1
+    assert row[2:7] == values[2:7]
+    assert json.loads(row[7]) == {"a": [1, None]}  # JSON is text in MariaDB
+    assert row[8:] == values[8:]
+    shop.execute("shop", "CREATE TABLE docs (j JSON, b BLOB, t TIMESTAMP NULL)")
+    shop.execute("shop", "INSERT INTO docs VALUES (?, ?, ?)", {"$json": [1, "x"]},
+                 {"$bytes": "/w=="}, {"$timestamp": "2026-11-24T12:00:00Z"})
+    row = shop.rows("shop", "SELECT j, b, t FROM docs")[0]
+    assert json.loads(row[0]) == [1, "x"] and row[1] == {"$bytes": "/w=="}
+    assert row[2]["$timestamp"].startswith("2026-11-24T")
+
+
+def test_ten_million_rows_stop_at_the_cap(sql_app: Callable[..., Db], url: str) -> None:  # noqa: F811
+    db = sql_app(connectors(url, max_rows=1000), {"sql": {"connectors": ["shop"]}},
+                 secrets={"shop-pw": PASSWORD})
+    started = time.monotonic()
+    msg = db.refused("query", framed("shop", json.dumps(
+        {"sql": "SELECT seq, REPEAT('x', 10) FROM seq_1_to_10000000"}).encode()))
+    assert msg == "TOO_LARGE: the result has more than 1000 rows (connector shop, max_rows)"
+    assert time.monotonic() - started < 3
+    assert db.rows("shop", "SELECT 1") == [[1]]
+
+
+def _running(maria: MariaDB, needle: str) -> int:  # noqa: F811
+    return len([r for r in maria.sql("SHOW FULL PROCESSLIST")
+                if needle in str(r[7]) and "PROCESSLIST" not in str(r[7])])
+
+
+def test_sleep_ends_at_the_deadline_and_leaves_nothing_running(
+        sql_app: Callable[..., Db], url: str, maria: MariaDB) -> None:  # noqa: F811
+    db = sql_app(connectors(url), {"sql": {"connectors": ["shop"]}},
+                 secrets={"shop-pw": PASSWORD}, limits={"timeout_ms": 800})
+    started = time.monotonic()
+    try:
+        msg = db.refused("query", framed("shop", b'{"sql": "SELECT SLEEP(60) AS nap1"}'))
+        assert msg == "UNAVAILABLE: connector shop: statement timed out"
+    except DeadlineExceeded:
+        pass  # a machine too slow for the margin: the call's deadline ended it
+    assert time.monotonic() - started < 1.5
+    assert _running(maria, "nap1") == 0
+    with pytest.raises(DeadlineExceeded):
+        db.call("querythenspin", framed("shop", b'{"sql": "SELECT SLEEP(60) AS nap2"}'))
+    assert _running(maria, "nap2") == 0
+    assert db.rows("shop", "SELECT 2") == [[2]]
+
+
+def test_a_transaction_commits_or_rolls_back_with_the_call(shop: Db) -> None:
+    insert = "INSERT INTO items (id, name, qty) VALUES (?, 'tx', 1)"
+    assert json.loads(shop.txrun("shop", 1, insert, 1))["rows_affected"] == 1
+    shop.txrun("shop", 2, insert, 2)
+    shop.txrun("shop", 0, insert, 3)
+    with pytest.raises(Trap):
+        shop.txrun("shop", 3, insert, 4)
+    with pytest.raises(DeadlineExceeded):
+        shop.txrun("shop", 4, insert, 5)
+    assert shop.rows("shop", "SELECT id FROM items ORDER BY id") == [[1]]
+    assert shop.app.databases.describe()[0]["in_use"] == 0
+
+
+def test_wrong_password_and_a_server_that_is_down(sql_app: Callable[..., Db],  # noqa: F811
+                                                  url: str,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    wrong = "wrong-Secret-98765"
+    down = url.replace(url.split("@")[1].split("/")[0], f"127.0.0.1:{free_port()}")
+    conns = {**connectors(url), "gone": {"kind": "mysql", "url": down, "secret": "shop-pw"}}
+    db = sql_app(conns, {"sql": {"connectors": ["shop", "gone"]}},
+                 secrets={"shop-pw": wrong})
+    assert db.refused("query", framed("shop", b'{"sql": "SELECT 1"}')) == \
+        "DENIED: authentication failed for connector shop"
+    assert db.refused("query", framed("gone", b'{"sql": "SELECT 1"}')) == \
+        "UNAVAILABLE: connector gone: connection refused"
+    shown = json.dumps(db.app.databases.describe())
+    assert wrong not in shown and wrong not in caplog.text
+
+
+def test_read_only_connectors_refuse_writes(sql_app: Callable[..., Db], url: str) -> None:  # noqa: F811
+    db = sql_app(connectors(url, read_only=True), {"sql": {"connectors": ["shop"]}},
+                 secrets={"shop-pw": PASSWORD})
+    db.rows("shop", "SELECT 1")
+    msg = db.refused("execute", framed("shop", b'{"sql": "CREATE TABLE nope (x int)"}'))
+    assert msg.startswith("DENIED: connector shop is read-only"), msg
+
+
+def test_the_pool_survives_a_server_restart(shop: Db, maria: MariaDB) -> None:  # noqa: F811
+    assert shop.rows("shop", "SELECT 1") == [[1]]
+    maria.halt()
+    try:
+        assert shop.refused("query", framed("shop", b'{"sql": "SELECT 1"}')).startswith(
+            "UNAVAILABLE: connector shop:")
+    finally:
+        maria.resume()
+    assert shop.rows("shop", "SELECT 3") == [[3]]

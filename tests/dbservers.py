@@ -1,0 +1,161 @@
+"""Private MariaDB and Redis servers for the connector tests: Debian's binaries, a temporary
+data directory, a free loopback port, stopped at the end (as tests/pgcluster.py does for
+PostgreSQL). A missing binary is an error, not a skip: the set-up installs
+``mariadb-server`` and ``redis-server``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MariaDB", "Redis", "free_port"]
+
+#: The non-root account the tests' connectors log in as.
+USER, PASSWORD = "omnicore", "maria-Secret-8842"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log.read_text()[-2000:] if log.exists() else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port} within 60 s")
+
+
+@dataclass
+class MariaDB:
+    """A running MariaDB; :meth:`database` makes a database the omnicore account owns."""
+
+    root: Path
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @classmethod
+    def start(cls) -> MariaDB:
+        if not Path("/usr/sbin/mariadbd").exists():
+            raise RuntimeError("mariadbd not found: install Debian's mariadb-server")
+        root = Path(tempfile.mkdtemp(prefix="omnicore-maria-"))
+        user = ["--user=root"] if os.geteuid() == 0 else []
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={root / 'data'}",
+                        "--auth-root-authentication-method=normal", "--skip-test-db",
+                        "--skip-name-resolve", *user], check=True, capture_output=True,
+                       timeout=120)
+        port = free_port()
+        server = cls(root, port, cls._spawn(root, port))
+        server.sql(f"CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'")
+        return server
+
+    @staticmethod
+    def _spawn(root: Path, port: int) -> subprocess.Popen[bytes]:
+        user = ["--user=root"] if os.geteuid() == 0 else []
+        log = root / "server.log"
+        proc = subprocess.Popen(
+            ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={root / 'data'}",
+             f"--socket={root / 'sock'}", f"--port={port}", "--bind-address=127.0.0.1",
+             "--skip-networking=0", f"--pid-file={root / 'pid'}", f"--log-error={log}",
+             "--skip-name-resolve", "--innodb-buffer-pool-size=32M",
+             "--innodb-log-file-size=8M", "--skip-log-bin", *user],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(port, proc, "mariadbd", log)
+        return proc
+
+    def sql(self, statement: str, db: str | None = None) -> list[tuple[Any, ...]]:
+        """Run ``statement`` as root over the socket; its rows."""
+        import pymysql
+
+        conn = pymysql.connect(unix_socket=str(self.root / "sock"), user="root",
+                               database=db, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+    def database(self, name: str) -> str:
+        """A new database the omnicore account may use; its URL (without the password)."""
+        self.sql(f"CREATE DATABASE `{name}`")
+        self.sql(f"GRANT ALL ON `{name}`.* TO '{USER}'@'%'")
+        return f"mysql://{USER}@127.0.0.1:{self.port}/{name}"
+
+    def halt(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+
+    def resume(self) -> None:
+        self.proc = self._spawn(self.root, self.port)
+
+    def stop(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.halt()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class Redis:
+    """A running redis-server with a password (``requirepass``), no persistence."""
+
+    root: Path
+    port: int
+    proc: subprocess.Popen[bytes]
+    password: str = "redis-Secret-5521"
+
+    @classmethod
+    def start(cls) -> Redis:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server not found: install Debian's redis-server")
+        root = Path(tempfile.mkdtemp(prefix="omnicore-redis-"))
+        port = free_port()
+        server = cls(root, port, None)  # type: ignore[arg-type]
+        server.proc = server._spawn()
+        return server
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.root), "--requirepass", self.password,
+             "--logfile", str(self.root / "server.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(self.port, proc, "redis-server", self.root / "server.log")
+        return proc
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+
+    def halt(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+
+    def resume(self) -> None:
+        self.proc = self._spawn()
+
+    def stop(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.halt()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
