@@ -119,11 +119,7 @@ pub fn describe_doc(docs: &[&str]) -> Vec<u8> {
 
 /// Doc comment lines (each `/// line` arrives as `" line"`) as one paragraph.
 pub fn doc_text(docs: &[&str]) -> String {
-    let words: Vec<&str> = docs
-        .iter()
-        .map(|line| line.trim())
-        .filter(|l| !l.is_empty())
-        .collect();
+    let words: Vec<&str> = docs.iter().map(|line| line.trim()).filter(|l| !l.is_empty()).collect();
     words.join(" ")
 }
 

@@ -154,9 +154,7 @@ impl __Object {
         __Object {
             properties: Map::new(),
             required: Vec::new(),
-            closed: attrs
-                .iter()
-                .any(|a| serde_args(a).iter().any(|s| s == "deny_unknown_fields")),
+            closed: attrs.iter().any(|a| serde_args(a).iter().any(|s| s == "deny_unknown_fields")),
             description: doc_of(attrs),
         }
     }
@@ -268,10 +266,7 @@ pub fn describe_json<I: JsonSchema, O: JsonSchema, F: FnOnce(I) -> crate::Result
     if !doc.is_empty() {
         out.insert("description".into(), Value::String(doc));
     }
-    for (key, schema) in [
-        ("input_schema", I::json_schema()),
-        ("output_schema", O::json_schema()),
-    ] {
+    for (key, schema) in [("input_schema", I::json_schema()), ("output_schema", O::json_schema())] {
         if schema.get("type") == Some(&Value::String("object".into())) {
             out.insert(key.into(), schema);
         }

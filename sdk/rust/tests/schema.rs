@@ -29,10 +29,7 @@ omnicore::json_schema! {
 }
 
 fn add(input: AddIn) -> omnicore::Result<AddOut> {
-    Ok(AddOut {
-        id: input.kind as i64,
-        scores: Default::default(),
-    })
+    Ok(AddOut { id: input.kind as i64, scores: Default::default() })
 }
 
 fn echo(input: Value) -> omnicore::Result<Vec<String>> {
@@ -68,17 +65,10 @@ fn struct_schemas_follow_serde() {
 
 #[test]
 fn a_handler_is_described_by_its_doc_and_types() {
-    let described: Value = serde_json::from_slice(&describe_json(
-        add,
-        &[" Adds a note", " and returns its id."],
-    ))
-    .unwrap();
+    let described: Value = serde_json::from_slice(&describe_json(add, &[" Adds a note", " and returns its id."])).unwrap();
     assert_eq!(described["description"], "Adds a note and returns its id.");
     assert_eq!(described["input_schema"], AddIn::json_schema());
-    assert_eq!(
-        described["output_schema"]["required"],
-        json!(["id", "scores"])
-    );
+    assert_eq!(described["output_schema"]["required"], json!(["id", "scores"]));
     // Neither `Value` nor an array is an object schema: the manifest says nothing of them.
     let described: Value = serde_json::from_slice(&describe_json(echo, &[])).unwrap();
     assert_eq!(described, json!({}));
