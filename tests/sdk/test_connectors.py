@@ -214,6 +214,27 @@ def test_typed_values_round_trip_and_refusals_carry_their_code():
         with pytest.raises(HostError) as info:
             db.query("select $1", [{"a": 1}])
         assert info.value.code == "INVALID"
+
+
+def test_transactions_commit_or_roll_back_with_the_block():
+    with TestHost(sql=lambda call: 1) as host:
+        db = sql.connect("orders")
+        with db.transaction() as tx:
+            tx.execute("update stock set qty = qty - 1 where sku = $1", ["A-1"])
+        with pytest.raises(ValueError):
+            with db.transaction() as tx:
+                tx.execute("delete from stock")
+                raise ValueError("changed my mind")
+        tx = db.begin()
+        tx.rollback()
+        tx.rollback()  # nothing to do twice
+        with pytest.raises(HostError) as info:
+            tx.commit()
+        assert info.value.code == "NOT_FOUND"
+        assert [(c.sql, c.tx) for c in host.sql_calls] == [
+            ("BEGIN", 1), ("update stock set qty = qty - 1 where sku = $1", 1), ("COMMIT", 1),
+            ("BEGIN", 4), ("delete from stock", 4), ("ROLLBACK", 4),
+            ("BEGIN", 7), ("ROLLBACK", 7)]
     with TestHost():
         with pytest.raises(HostError) as info:
             sql.connect("orders").query("select 1")
@@ -256,7 +277,7 @@ def test_python_test_host_fakes_sql_and_redis(tmp_path: Path) -> None:
     tests = unit_tests(tmp_path)
     done = subprocess.run(tests.argv, env=tests.env, cwd=tests.cwd, capture_output=True,
                           text=True, timeout=300, check=False)
-    assert done.returncode == 0 and "3 passed" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and "4 passed" in done.stdout, done.stdout + done.stderr
 
 
 JS_TESTS = """import assert from "node:assert/strict";

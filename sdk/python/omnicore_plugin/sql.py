@@ -7,6 +7,8 @@
     rows = db.query("select sku, qty from stock where sku = $1", [sku])
     rows[0]["qty"]                        # a Row: by column name, or by index
     db.execute("update stock set qty = qty - $1 where sku = $2", [n, sku]).rows_affected
+    with db.transaction() as tx:          # committed at the end, rolled back on an exception
+        tx.execute("insert into orders (sku, qty) values ($1, $2)", [sku, n])
 
 **Statements are constants.** The statement is the plugin's own string literal; every value
 goes in ``params`` (PostgreSQL ``$1, $2, …``, MySQL/MariaDB ``?``), so no input can become
@@ -18,9 +20,8 @@ for a JSON document (a bare dict or list is refused). Cells come back as the sam
 types. Refusals raise :class:`~omnicore_plugin.HostError` with ``code`` ``DENIED``,
 ``UNAVAILABLE``, ``INVALID`` (the database's own message), ``TOO_LARGE`` or ``QUOTA``.
 
-A component runs each statement on its own (the host offers components no transactions):
-changes that must be atomic go in one statement (``update ... returning``, a CTE), or in a
-plugin built for ABI v1 (Rust, Go, C, JS), whose SDKs have transactions.
+A transaction lives within the plugin call: one the call leaves open is rolled back by the
+host (at most ``max_transactions``, default 2, per call: ``QUOTA``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from typing import Any
 from omnicore_plugin._binding import Binding
 from omnicore_plugin._errors import HostError
 
-__all__ = ["Column", "Connection", "Executed", "Json", "Row", "Rows", "connect"]
+__all__ = ["Column", "Connection", "Executed", "Json", "Row", "Rows", "Transaction",
+           "connect"]
 
 _host = Binding("sql")
 
@@ -151,29 +153,79 @@ def decode(value: Any) -> Any:
     return value
 
 
-def _request(statement: str, params: Sequence[Any]) -> str:
+def _request(statement: str, params: Sequence[Any], tx: int | None) -> str:
     if not isinstance(statement, str):
         raise TypeError("the statement must be a string constant of the plugin")
-    return json.dumps({"sql": statement,
-                       "params": [encode(p, f"params[{i}]") for i, p in enumerate(params)]})
+    req: dict[str, Any] = {
+        "sql": statement, "params": [encode(p, f"params[{i}]") for i, p in enumerate(params)]}
+    if tx is not None:
+        req["tx"] = tx
+    return json.dumps(req)
 
 
-class Connection:
-    """A SQL connector the operator granted, by name (nothing is checked before a statement)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
+class _Runner:
+    name: str
+    _tx: int | None = None
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> Rows:
         """Run a statement that returns rows."""
-        out = json.loads(_host.call("query", self.name, _request(statement, params)))
+        out = json.loads(_host.call("query", self.name, _request(statement, params, self._tx)))
         columns = [Column(c["name"], c.get("type", "")) for c in out["columns"]]
         return Rows(columns, [[decode(v) for v in row] for row in out["rows"]])
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Executed:
         """Run a statement that changes rows."""
-        out = json.loads(_host.call("execute", self.name, _request(statement, params)))
+        out = json.loads(_host.call("execute", self.name, _request(statement, params, self._tx)))
         return Executed(int(out["rows_affected"]), out.get("last_insert_id"))
+
+
+class Transaction(_Runner):
+    """An open transaction: :meth:`commit` or :meth:`rollback` it, or use it as a context
+    manager (committed when the block ends, rolled back when it raises)."""
+
+    def __init__(self, name: str, tx: int) -> None:
+        self.name, self._tx, self._open = name, tx, True
+
+    @property
+    def id(self) -> int:
+        return self._tx or 0
+
+    def commit(self) -> None:
+        """Commit; a :class:`HostError` means nothing was committed."""
+        if not self._open:
+            raise HostError("NOT_FOUND", "sql.commit", "the transaction has ended")
+        self._open = False
+        _host.call("commit", self._tx)
+
+    def rollback(self) -> None:
+        """Roll back; after :meth:`commit` or :meth:`rollback` it does nothing."""
+        if self._open:
+            self._open = False
+            _host.call("rollback", self._tx)
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None and self._open:
+            self.commit()
+        else:
+            self.rollback()
+
+
+class Connection(_Runner):
+    """A SQL connector the operator granted, by name (nothing is checked before a statement)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def begin(self) -> Transaction:
+        """Open a transaction on this connector."""
+        return Transaction(self.name, int(_host.call("begin", self.name)))
+
+    def transaction(self) -> Transaction:
+        """``with db.transaction() as tx:``: :meth:`begin`, committed when the block ends."""
+        return self.begin()
 
 
 def connect(name: str) -> Connection:

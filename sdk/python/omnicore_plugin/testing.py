@@ -274,18 +274,41 @@ class SqlCall:
     sql: str
     params: list[Any] = field(default_factory=list)
     query: bool = True
+    #: The transaction it ran in; BEGIN, COMMIT and ROLLBACK are recorded as statements.
+    tx: int | None = None
 
 
 class _Sql:
     def __init__(self, host: TestHost, answer: Callable[[SqlCall], Any] | None) -> None:
         self._host, self._answer = host, answer
+        self._open: dict[int, str] = {}
+
+    def begin(self, connector: str) -> int:
+        tx = len(self._host.sql_calls) + 1
+        self._open[tx] = connector
+        self._host.sql_calls.append(SqlCall(connector, "BEGIN", query=False, tx=tx))
+        return tx
+
+    def _end(self, tx: int, what: str) -> None:
+        if tx not in self._open:
+            raise _Failed("NOT_FOUND", f"NOT_FOUND: transaction {tx} is not open")
+        self._host.sql_calls.append(SqlCall(self._open.pop(tx), what, query=False, tx=tx))
+
+    def commit(self, tx: int) -> None:
+        self._end(tx, "COMMIT")
+
+    def rollback(self, tx: int) -> None:
+        self._end(tx, "ROLLBACK")
 
     def _run(self, connector: str, request: str, query: bool) -> str:
         from omnicore_plugin import sql
 
         req = json.loads(request)
         call = SqlCall(connector, req["sql"], [sql.decode(p) for p in req.get("params", [])],
-                       query)
+                       query, req.get("tx"))
+        if call.tx is not None and self._open.get(call.tx) != connector:
+            raise _Failed("INVALID", f"INVALID: transaction {call.tx} is not open on "
+                                     f"connector {connector}")
         self._host.sql_calls.append(call)
         if self._answer is None:
             raise _Failed("UNAVAILABLE", f"UNAVAILABLE: connector {connector}: the TestHost "
