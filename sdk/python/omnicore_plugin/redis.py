@@ -19,6 +19,7 @@ or ``TOO_LARGE``.
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 from typing import Any
 
@@ -77,7 +78,7 @@ class Redis:
 
     def expire(self, key: str, seconds: int) -> bool:
         """Whether the key exists and now expires."""
-        return self.command("EXPIRE", key, seconds) == 1
+        return bool(self.command("EXPIRE", key, seconds) == 1)
 
     def ttl(self, key: str) -> int:
         """Seconds left: -1 without expiry, -2 for an absent key."""
@@ -111,8 +112,8 @@ class Redis:
     def srem(self, key: str, *members: str | bytes | int) -> int:
         return int(self.command("SREM", key, *members))
 
-    def smembers(self, key: str) -> set[str | bytes]:
-        return set(self.command("SMEMBERS", key))
+    def smembers(self, key: str) -> builtins.set[str | bytes]:
+        return builtins.set(self.command("SMEMBERS", key))
 
     def publish(self, channel: str, message: str | bytes) -> int:
         return int(self.command("PUBLISH", channel, message))

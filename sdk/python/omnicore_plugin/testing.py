@@ -17,10 +17,10 @@ refused as ``DENIED``. SQL answers come from the function given (``sql=fn``: it 
 and ``rows_affected`` or an :class:`~omnicore_plugin.sql.Executed` for an execute; no
 database runs), each statement kept in ``host.sql_calls``; Redis is an in-memory server with
 the host's command list and key prefix (``host.redis``: full key -> str, dict, list or set;
-``host.redis_ttl``: seconds set, the clock does not move). Memories (``host.memories``) are recalled by shared words, vectors
-(``host.vectors``) searched exhaustively by cosine; the secrets given
-(``secrets={name: value}``, None for exposed but unset) are the exposed ones. Handlers are
-called with :meth:`TestHost.call`, the same dispatch the component uses.
+``host.redis_ttl``: seconds set, the clock does not move). Memories (``host.memories``) are
+recalled by shared words, vectors (``host.vectors``) searched exhaustively by cosine; the
+secrets given (``secrets={name: value}``, None for exposed but unset) are the exposed ones.
+Handlers are called with :meth:`TestHost.call`, the same dispatch the component uses.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import enum
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import Any
 
 from omnicore_plugin._binding import STAND_INS
@@ -262,8 +262,8 @@ class _Failed(Exception):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.value = type("Failure", (), {"code": enum.Enum("Error", [code])[code],
-                                          "message": message})()
+        # The shape Binding reads: value.code.name and value.message.
+        self.value = SimpleNamespace(code=SimpleNamespace(name=code), message=message)
 
 
 @dataclass
@@ -369,7 +369,7 @@ class _Redis:
             raise _Failed("INVALID", "INVALID: wrong number of arguments")
         return json.dumps(self._run(cmd, args))
 
-    def _run(self, cmd: str, args: list[str]) -> Any:  # noqa: C901 - one command table
+    def _run(self, cmd: str, args: list[str]) -> Any:
         db, ttl, prefix = self._host.redis, self._host.redis_ttl, self._host.redis_prefix
         key = prefix + args[0]
 
