@@ -11,6 +11,7 @@ import pytest
 from omnicore.app import OmniApp
 from omnicore.errors import GuestError
 from omnicore.toolchains import build_all
+from tests.dbservers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,11 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path) -> None
         assert result.output is not None
         shutil.copy(result.output, app_dir / "plugins")
 
-    app = OmniApp(config_path=app_dir / "omnicore.yaml", environ={}, entry_points=False)
+    # No database runs for the demo here: Redis is pointed at a closed port, and the PostgreSQL
+    # connector's password was never stored (README: `omnicore secrets set`).
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    app = OmniApp(config_path=app_dir / "omnicore.yaml", entry_points=False,
+                  environ={"OMNICORE_CONNECTORS__CACHE__URL": closed})
     app.start()
     try:
         states = {p.name: p.state for p in app.plugins}
@@ -60,6 +65,13 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path) -> None
             assert found[0]["id"] == added["id"]
             similar = app.plugins.call_json(f"notes-{lang}", "similar", {"text": "pesto recipe"})
             assert similar[0]["id"] == added["id"]
+        # The database examples load without their servers; each call is one clear refusal
+        # (tests/test_stock.py and tests/test_ratelimit.py call real servers).
+        with pytest.raises(GuestError, match="UNAVAILABLE: connector orders: secret "
+                                             "orders-db-password is not set"):
+            app.plugins.call_json("stock-rust", "check", {"sku": "A-1"})
+        with pytest.raises(GuestError, match="UNAVAILABLE: connector cache"):
+            app.plugins.call_json("ratelimit-go", "hit", {"key": "a", "limit": 1, "window_s": 1})
         # The connector needs its token first (tests/test_github_issues.py calls a real server).
         with pytest.raises(GuestError, match="secret 'github_token', which is not set"):
             app.plugins.call_json("github-issues-js", "issues")

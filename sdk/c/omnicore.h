@@ -20,7 +20,7 @@
  *
  * Host capabilities: one group of functions per namespace (omni_log*, omni_config_*,
  * omni_kv_*, omni_memory_*, omni_vectors_*, omni_tasks_*, omni_http_*, omni_events_*,
- * omni_secrets_*). A plugin imports a namespace only if it calls into it; the operator must
+ * omni_secrets_*, omni_sql_*, omni_redis_*). A plugin imports a namespace only if it calls into it; the operator must
  * grant every namespace but log. Functions returning data give an omni_data whose ptr is
  * malloc'd and NUL-terminated (free it with omni_data_free) and whose status is 0 or a
  * negative OMNI_* status.
@@ -124,6 +124,15 @@ OMNI__IMPORT("omnicore:events", "publish")
 int32_t omni__events_publish(const void *, size_t, const void *, size_t);
 OMNI__IMPORT("omnicore:secrets", "get")
 int32_t omni__secrets_get(const void *, size_t, void *, size_t);
+OMNI__IMPORT("omnicore:sql", "query")
+int64_t omni__sql_query(const void *, size_t, const void *, size_t);
+OMNI__IMPORT("omnicore:sql", "execute")
+int64_t omni__sql_execute(const void *, size_t, const void *, size_t);
+OMNI__IMPORT("omnicore:sql", "begin") int64_t omni__sql_begin(const void *, size_t);
+OMNI__IMPORT("omnicore:sql", "commit") int32_t omni__sql_commit(int64_t);
+OMNI__IMPORT("omnicore:sql", "rollback") int32_t omni__sql_rollback(int64_t);
+OMNI__IMPORT("omnicore:redis", "command")
+int64_t omni__redis_command(const void *, size_t, const void *, size_t);
 
 /* ---- runtime: allocator, output lifetime, handler glue (ABI §1.1, §2) ------------------- */
 
@@ -526,6 +535,87 @@ static inline omni_result omni_buf_result(omni_buf *b) {
     return r;
 }
 
+/* ---- omnicore:sql (database connectors, ABI §4.10) --------------------------------------- */
+
+/* `sql` is the statement: pass a string literal, never text built from input (PostgreSQL
+ * placeholders are $1, $2, ...; MySQL/MariaDB's are ?). Every value goes in `params_json`, a
+ * JSON array: null, true/false, numbers, strings (use omni_buf_json_string), or tagged
+ * objects {"$bytes": "<base64>"}, {"$json": ...}, {"$timestamp": "..."}, {"$date": "..."},
+ * {"$time": "..."}, {"$decimal": "12.50"}. NULL or "" is no parameters. `tx` is a handle
+ * from omni_sql_begin, or 0 outside a transaction. */
+static inline omni_data omni__sql_call(int execute, const char *conn, int64_t tx,
+                                       const char *sql, const char *params_json) {
+    omni_buf req = {0};
+    omni_buf_puts(&req, "{\"sql\":");
+    omni_buf_json_string(&req, sql, strlen(sql));
+    omni_buf_puts(&req, ",\"params\":");
+    omni_buf_puts(&req, params_json && *params_json ? params_json : "[]");
+    if (tx > 0) omni_buf_printf(&req, ",\"tx\":%lld", (long long)tx);
+    omni_buf_puts(&req, "}");
+    if (req.failed) {
+        omni_buf_free(&req);
+        omni_data d = {NULL, 0, OMNI_NO_MEMORY};
+        return d;
+    }
+    int64_t r = execute ? omni__sql_execute(conn, strlen(conn), req.ptr, req.len)
+                        : omni__sql_query(conn, strlen(conn), req.ptr, req.len);
+    omni_buf_free(&req);
+    return omni__block(r);
+}
+/* Rows as JSON {"columns": [{"name", "type"}], "rows": [[cell, ...], ...]} (cells use the
+ * parameters' encoding). On failure status is OMNI_DENIED, OMNI_UNAVAILABLE, OMNI_INVALID
+ * (the database's message), OMNI_TOO_LARGE or OMNI_QUOTA, with the host's message in ptr. */
+static inline omni_data omni_sql_query(const char *conn, const char *sql, const char *params_json) {
+    return omni__sql_call(0, conn, 0, sql, params_json);
+}
+/* JSON {"rows_affected": n, "last_insert_id": n?}. */
+static inline omni_data omni_sql_execute(const char *conn, const char *sql,
+                                         const char *params_json) {
+    return omni__sql_call(1, conn, 0, sql, params_json);
+}
+static inline omni_data omni_sql_query_tx(const char *conn, int64_t tx, const char *sql,
+                                          const char *params_json) {
+    return omni__sql_call(0, conn, tx, sql, params_json);
+}
+static inline omni_data omni_sql_execute_tx(const char *conn, int64_t tx, const char *sql,
+                                            const char *params_json) {
+    return omni__sql_call(1, conn, tx, sql, params_json);
+}
+/* A transaction handle (>= 1) or a status. The host rolls back a transaction the call left
+ * open; commit or roll back before returning. */
+static inline int64_t omni_sql_begin(const char *conn) { return omni__sql_begin(conn, strlen(conn)); }
+/* 0; OMNI_NOT_FOUND unknown handle; OMNI_UNAVAILABLE the commit failed (nothing committed). */
+static inline int32_t omni_sql_commit(int64_t tx) { return omni__sql_commit(tx); }
+static inline int32_t omni_sql_rollback(int64_t tx) { return omni__sql_rollback(tx); }
+
+/* ---- omnicore:redis (ABI §4.11) --------------------------------------------------------- */
+
+/* Runs `cmd` (GET, SET, INCR, EXPIRE, HSET, LPUSH, SADD, PUBLISH, ...: the list of §4.11)
+ * with `args_json`, a JSON array of strings, integers or {"$bytes": "<base64>"} ("" or NULL:
+ * none). Every key is under the plugin's prefix (the host adds it). The reply as JSON: null,
+ * an integer, a string, an array or an object (HGETALL). A command outside the list is
+ * OMNI_DENIED; Redis's own errors (WRONGTYPE) are OMNI_INVALID. */
+static inline omni_data omni_redis_command(const char *conn, const char *cmd,
+                                           const char *args_json) {
+    omni_buf req = {0};
+    omni_buf_puts(&req, "{\"cmd\":");
+    omni_buf_json_string(&req, cmd, strlen(cmd));
+    omni_buf_puts(&req, ",\"args\":");
+    omni_buf_puts(&req, args_json && *args_json ? args_json : "[]");
+    omni_buf_puts(&req, "}");
+    if (req.failed) {
+        omni_buf_free(&req);
+        omni_data d = {NULL, 0, OMNI_NO_MEMORY};
+        return d;
+    }
+    int64_t r = omni__redis_command(conn, strlen(conn), req.ptr, req.len);
+    omni_buf_free(&req);
+    return omni__block(r);
+}
+/* INCRBY `key` `delta`: the new value in *out; 0 or a status. */
+static inline int32_t omni_redis_incrby(const char *conn, const char *key, int64_t delta,
+                                        int64_t *out);
+
 /* ---- omni_json: a strict reader --------------------------------------------------------- */
 
 typedef enum {
@@ -855,6 +945,25 @@ static inline int omni_http_parse(const omni_data *block, omni_http_response *re
     resp->body = b + 4 + head_len;
     resp->body_len = block->len - 4 - head_len;
     return 0;
+}
+
+/* Defined after the JSON reader it uses. */
+static inline int32_t omni_redis_incrby(const char *conn, const char *key, int64_t delta,
+                                        int64_t *out) {
+    omni_buf args = {0};
+    omni_buf_puts(&args, "[");
+    omni_buf_json_string(&args, key, strlen(key));
+    omni_buf_printf(&args, ",%lld]", (long long)delta);
+    omni_data d = args.failed ? (omni_data){NULL, 0, OMNI_NO_MEMORY}
+                              : omni_redis_command(conn, "INCRBY", args.ptr);
+    omni_buf_free(&args);
+    int32_t status = d.status;
+    omni_json v;
+    if (status == OMNI_OK &&
+        (omni_json_parse(d.ptr, d.len, &v, NULL) != 0 || omni_json_int(v, out) != 0))
+        status = OMNI_INVALID;
+    omni_data_free(&d);
+    return status;
 }
 
 #ifdef __cplusplus

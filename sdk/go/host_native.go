@@ -43,9 +43,21 @@ type TestHost struct {
 	Handlers []string
 	// HTTP answers omnicore:http requests; nil denies every request.
 	HTTP func(Request) (*Response, error)
+	// SQL answers omnicore:sql statements with canned results: *Rows for a query,
+	// ExecResult for an execute (nil for none). No database runs; an error's message
+	// should start with a status name ("UNAVAILABLE: ..."). nil makes every statement
+	// UNAVAILABLE. SQLCalls collects the statements, BEGIN/COMMIT/ROLLBACK included.
+	SQL      func(SQLCall) (any, error)
+	SQLCalls []SQLCall
+	// RedisPrefix is the fake Redis's key prefix (DefaultRedisPrefix when empty). The fake
+	// is an in-memory Redis with §4.11's commands; PUBLISH lands in Events as
+	// "redis:<prefix><channel>". See RedisKeys and RedisTTL.
+	RedisPrefix string
 
 	memories map[int64]memoryEntry
 	vectors  map[string]map[string]vectorEntry
+	sql      sqlState
+	redis    redisState
 }
 
 // LogRecord is one line a plugin logged.

@@ -67,3 +67,21 @@ func hostVectorsDelete(coll string, id string) int32
 //go:wasmimport omnicore:vectors query
 func hostVectorsQuery(coll string, vec *float32, dim uint32, k int32, filter *byte,
 	filterLen uint32) uint64
+
+//go:wasmimport omnicore:sql query
+func hostSQLQuery(conn string, req *byte, reqLen uint32) uint64
+
+//go:wasmimport omnicore:sql execute
+func hostSQLExecute(conn string, req *byte, reqLen uint32) uint64
+
+//go:wasmimport omnicore:sql begin
+func hostSQLBegin(conn string) int64
+
+//go:wasmimport omnicore:sql commit
+func hostSQLCommit(tx int64) int32
+
+//go:wasmimport omnicore:sql rollback
+func hostSQLRollback(tx int64) int32
+
+//go:wasmimport omnicore:redis command
+func hostRedisCommand(conn string, req *byte, reqLen uint32) uint64

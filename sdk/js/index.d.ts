@@ -173,4 +173,107 @@ declare module "omnicore" {
     get(name: string): Uint8Array | null;
     getText(name: string): string | null;
   };
+
+  /** A typed SQL parameter for what plain JS values do not say (build it with sql.bytes() ...). */
+  export class SqlValue {
+    readonly tag: "$bytes" | "$json" | "$timestamp" | "$date" | "$time" | "$decimal";
+    readonly value: JsonValue;
+  }
+
+  /** A SQL parameter: null/undefined (NULL), boolean, number (integer or double), string,
+   *  bigint (sent as a decimal), Uint8Array/ArrayBuffer (bytes), Date (timestamp), or SqlValue.
+   *  A plain object or array is refused: wrap it in sql.json(). */
+  export type SqlParam = null | undefined | boolean | number | bigint | string | Uint8Array |
+    ArrayBuffer | Date | SqlValue;
+  /** A cell: bytes come back as Uint8Array, JSON documents parsed, timestamps, dates, times
+   *  and decimals as their text ("12.50": no digit lost). Integers past 2^53 lose precision. */
+  export type SqlCell = null | boolean | number | string | Uint8Array | JsonValue;
+
+  export interface SqlRows<Row = Record<string, SqlCell>> {
+    /** The columns: name and the database's type name (`int4`, `text`, `numeric`, ...). */
+    columns: { name: string; type: string }[];
+    /** One object per row, by column name. */
+    rows: Row[];
+    /** The same rows as arrays, in column order. */
+    values: SqlCell[][];
+  }
+
+  export interface SqlExecuted {
+    rows_affected: number;
+    /** The generated id (MySQL/MariaDB AUTO_INCREMENT), when there is one. */
+    last_insert_id?: number;
+  }
+
+  /** The statement runs against the connector; its text must be a constant of the plugin
+   *  (PostgreSQL `$1, $2`, MySQL `?`): every value goes in `params`, never in the text. */
+  export interface SqlRunner {
+    query<Row = Record<string, SqlCell>>(statement: string, params?: SqlParam[]): SqlRows<Row>;
+    execute(statement: string, params?: SqlParam[]): SqlExecuted;
+  }
+
+  export interface SqlTransaction extends SqlRunner {
+    readonly id: number;
+    /** Throws when the commit failed (nothing was committed). */
+    commit(): void;
+    /** Does nothing after commit() or rollback(). */
+    rollback(): void;
+  }
+
+  export interface SqlConnection extends SqlRunner {
+    readonly name: string;
+    /** A transaction to commit() or rollback(); the host rolls back one the call left open. */
+    begin(): SqlTransaction;
+    /** Runs fn in a transaction: committed when fn returns, rolled back when it throws. */
+    transaction<T>(fn: (tx: SqlTransaction) => T): T;
+  }
+
+  /** omnicore:sql — PostgreSQL and MySQL/MariaDB through connectors the operator granted
+   *  (grant `sql: {connectors: [orders]}`). Failures throw OmniHostError (`DENIED`,
+   *  `UNAVAILABLE`, `INVALID` with the database's message, `TOO_LARGE`, `QUOTA`). */
+  export const sql: {
+    connect(name: string): SqlConnection;
+    bytes(value: Uint8Array | ArrayBuffer): SqlValue;
+    json(value: JsonValue): SqlValue;
+    /** RFC 3339; without an offset it is a timestamp without time zone. */
+    timestamp(value: Date | string): SqlValue;
+    date(value: string): SqlValue;
+    time(value: string): SqlValue;
+    decimal(value: string | number | bigint): SqlValue;
+  };
+
+  export type RedisArg = string | number | bigint | Uint8Array | ArrayBuffer;
+  export type RedisReply = null | number | string | Uint8Array | RedisReply[] |
+    { [field: string]: RedisReply };
+
+  export interface RedisConnection {
+    readonly name: string;
+    /** Any command of specs/abi.md §4.11 (others throw DENIED). */
+    command(cmd: string, ...args: RedisArg[]): RedisReply;
+    /** null when absent; Uint8Array when the value is not UTF-8. */
+    get(key: string): string | Uint8Array | null;
+    set(key: string, value: RedisArg, options?: { ex?: number }): void;
+    incr(key: string): number;
+    incrby(key: string, delta: number): number;
+    /** False when the key does not exist. */
+    expire(key: string, seconds: number): boolean;
+    /** Seconds left: -1 without expiry, -2 for an absent key. */
+    ttl(key: string): number;
+    del(...keys: string[]): number;
+    hget(key: string, field: string): string | Uint8Array | null;
+    hset(key: string, field: string, value: RedisArg): number;
+    hgetall(key: string): Record<string, string | Uint8Array>;
+    lpush(key: string, ...values: RedisArg[]): number;
+    rpush(key: string, ...values: RedisArg[]): number;
+    lrange(key: string, start: number, stop: number): (string | Uint8Array)[];
+    sadd(key: string, ...members: RedisArg[]): number;
+    srem(key: string, ...members: RedisArg[]): number;
+    smembers(key: string): (string | Uint8Array)[];
+    publish(channel: string, message: RedisArg): number;
+  }
+
+  /** omnicore:redis — Redis through connectors the operator granted (grant
+   *  `redis: {connectors: [cache]}`); every key is under the plugin's prefix. */
+  export const redis: {
+    connect(name: string): RedisConnection;
+  };
 }

@@ -214,3 +214,30 @@ def test_kubernetes_migrates_in_an_init_container_and_its_hosts_never_do() -> No
 def test_every_manifest_is_one_valid_yaml_document(path: Path) -> None:
     docs = list(yaml.safe_load_all(path.read_text()))
     assert len(docs) == 1 and isinstance(docs[0], dict)
+
+
+def test_compose_runs_the_example_databases_with_the_demo_connectors_wired() -> None:
+    doc = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    services = doc["services"]
+    assert services["mariadb"]["image"].startswith("mariadb:")
+    assert services["redis"]["image"].startswith("redis:")
+    for name in ("db", "mariadb", "redis"):
+        assert services[name]["healthcheck"]["test"]
+    # The stock example's table in both SQL servers, from the one schema file.
+    assert any("plugins/stock/schema.sql" in m for m in services["db"]["volumes"])
+    assert any("plugins/stock/schema.sql" in m for m in services["mariadb"]["volumes"])
+    init = (ROOT / "deploy" / "shop-init.sql").read_text()
+    assert "NOSUPERUSER" in init and "OWNER shop" in init
+    # The demo's connectors (plugins/demo.yaml) point at the services; no password in a URL.
+    demo = yaml.safe_load((ROOT / "plugins" / "demo.yaml").read_text())
+    for host in (s for n, s in services.items() if n.startswith("omnicore-")):
+        env = host["environment"]
+        assert env["OMNICORE_CONNECTORS__ORDERS__URL"] == "postgresql://shop@db:5432/shop"
+        assert env["OMNICORE_CONNECTORS__CACHE__URL"].startswith("redis://redis:6379/")
+        assert {"mariadb", "redis"} <= set(host["depends_on"])
+        for key, url in env.items():
+            if key.startswith("OMNICORE_CONNECTORS__") and key.endswith("__URL"):
+                userinfo, _, _ = url.split("://", 1)[1].rpartition("@")
+                assert ":" not in userinfo, url
+    assert demo["connectors"]["orders"]["kind"] == "postgres"
+    assert demo["connectors"]["cache"]["kind"] == "redis"

@@ -513,7 +513,7 @@ def go_test(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("folder", ["sdk/go", "plugins/greeter/go", "plugins/counter/go",
-                                    "plugins/logparse/go"])
+                                    "plugins/logparse/go", "plugins/ratelimit/go"])
 def test_native_go_tests_pass_against_the_test_host(folder: str) -> None:
     go_test(ROOT / folder)
 
@@ -524,7 +524,8 @@ def test_sdk_is_gofmt_and_vet_clean() -> None:
                             env=go._env(), check=True).stdout.strip()
     gofmt = str(Path(goroot) / "bin" / "gofmt")
     dirs = [ROOT / "sdk" / "go", FIXTURE, *(ROOT / "plugins" / n / "go"
-                                          for n in ("greeter", "counter", "logparse"))]
+                                          for n in ("greeter", "counter", "logparse",
+                                                    "ratelimit"))]
     unformatted = subprocess.run([gofmt, "-l", *map(str, dirs)], capture_output=True,
                                  text=True, check=True).stdout.split()
     assert unformatted == []

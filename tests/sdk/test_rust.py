@@ -393,7 +393,7 @@ def cargo_test(crate: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("crate", ["sdk/rust", "plugins/greeter/rust", "plugins/counter/rust",
-                                   "plugins/textstats/rust"])
+                                   "plugins/textstats/rust", "plugins/stock/rust"])
 def test_native_cargo_tests_pass_on_debian_rustc(crate: str) -> None:
     # The SDK's own tests (JSON reader, the native host behind omnicore::testing, doc examples)
     # and the examples' handler tests run natively with the same Debian toolchain, offline.

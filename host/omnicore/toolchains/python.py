@@ -45,7 +45,8 @@ SDK_FOLDERS = ("python", "wit")
 #: The modules of omnicore.toolchains besides this one that shape a build.
 HELPERS = ("pyschema",)
 #: The SDK's capability modules, each the ``omnicore:plugin`` interface of the same name.
-CAPABILITIES = ("log", "config", "kv", "memory", "vectors", "secrets", "tasks", "events", "http")
+CAPABILITIES = ("log", "config", "kv", "memory", "vectors", "secrets", "tasks", "events", "http",
+                "sql", "redis")
 _SDK_PACKAGE = "omnicore_plugin"
 _DECORATORS = ("handler", "json_handler")
 _ENTRY = "plugin.py"

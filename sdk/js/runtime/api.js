@@ -228,9 +228,186 @@ export const secrets = {
   getText(name) { const r = secrets.get(name); return r === null ? null : decode(r); },
 };
 
+// -- omnicore:sql and omnicore:redis (specs/abi.md §4.10, §4.11) -----------------------------
+
+const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+function b64encode(bytes) {
+  let out = "";
+  for (let i = 0; i < bytes.length; i += 3) {
+    const n = (bytes[i] << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
+    out += B64[(n >> 18) & 63] + B64[(n >> 12) & 63]
+      + (i + 1 < bytes.length ? B64[(n >> 6) & 63] : "=") + (i + 2 < bytes.length ? B64[n & 63] : "=");
+  }
+  return out;
+}
+function b64decode(text) {
+  const clean = text.replace(/=+$/, "");
+  const out = new Uint8Array(Math.floor((clean.length * 3) / 4));
+  let acc = 0, bits = 0, j = 0;
+  for (const ch of clean) {
+    const v = B64.indexOf(ch);
+    if (v < 0) throw new OmniHostError("sql", -3, `invalid base64 character ${JSON.stringify(ch)}`);
+    acc = (acc << 6) | v;
+    bits += 6;
+    if (bits >= 8) { bits -= 8; out[j++] = (acc >> bits) & 255; }
+  }
+  return out;
+}
+
+/** A typed SQL value for what plain JS values do not say (specs/abi.md §4.10). */
+export class SqlValue {
+  constructor(tag, value) { this.tag = tag; this.value = value; }
+  toJSON() { return { [this.tag]: this.value }; }
+}
+const isBytes = (v) => v instanceof Uint8Array || v instanceof ArrayBuffer;
+const asU8 = (v) => (v instanceof ArrayBuffer ? new Uint8Array(v) : v);
+
+function sqlParam(v, i) {
+  if (v === null || v === undefined) return null;
+  if (v instanceof SqlValue) return v.toJSON();
+  if (isBytes(v)) return { $bytes: b64encode(asU8(v)) };
+  if (v instanceof Date) return { $timestamp: v.toISOString() };
+  if (typeof v === "bigint") return { $decimal: v.toString() };
+  if (typeof v === "number" && !Number.isFinite(v)) {
+    throw new OmniHostError("sql", -3, `params[${i}]: ${v} is not a SQL value`);
+  }
+  if (typeof v === "object") {
+    throw new OmniHostError("sql", -3, `params[${i}]: wrap objects and arrays in sql.json()`);
+  }
+  return v;
+}
+
+function sqlCell(v) {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return v;
+  if ("$bytes" in v) return b64decode(v.$bytes);
+  if ("$json" in v) return v.$json;
+  for (const tag of ["$timestamp", "$date", "$time", "$decimal"]) if (tag in v) return v[tag];
+  return v;
+}
+
+function sqlRequest(stmt, params, tx) {
+  if (typeof stmt !== "string") throw new TypeError("the statement must be a string constant");
+  const req = { sql: stmt, params: Array.from(params, sqlParam) };
+  if (tx !== undefined) req.tx = tx;
+  return JSON.stringify(req);
+}
+
+function runQuery(conn, stmt, params, tx) {
+  const out = JSON.parse(block("sql.query", () => native.sqlQuery(conn, sqlRequest(stmt, params, tx))));
+  const names = out.columns.map((c) => c.name);
+  const rows = out.rows.map((cells) => Object.fromEntries(cells.map((c, i) => [names[i], sqlCell(c)])));
+  return { columns: out.columns, rows, values: out.rows.map((cells) => cells.map(sqlCell)) };
+}
+
+function runExecute(conn, stmt, params, tx) {
+  return JSON.parse(block("sql.execute", () => native.sqlExecute(conn, sqlRequest(stmt, params, tx))));
+}
+
+class SqlTransaction {
+  constructor(conn, id) { this.connector = conn; this.id = id; this.open = true; }
+  query(stmt, params = []) { return runQuery(this.connector, stmt, params, this.id); }
+  execute(stmt, params = []) { return runExecute(this.connector, stmt, params, this.id); }
+  commit() {
+    if (!this.open) throw new OmniHostError("sql.commit", -1, "the transaction has ended");
+    this.open = false;
+    check("sql.commit", native.sqlCommit(this.id), this.connector);
+  }
+  rollback() {
+    if (!this.open) return;
+    this.open = false;
+    check("sql.rollback", native.sqlRollback(this.id), this.connector);
+  }
+}
+
+class SqlConnection {
+  constructor(name) { this.name = name; }
+  /** Rows of a statement: {columns, rows (objects by column name), values (arrays)}. */
+  query(stmt, params = []) { return runQuery(this.name, stmt, params); }
+  /** {rows_affected, last_insert_id?} of a statement that changes rows. */
+  execute(stmt, params = []) { return runExecute(this.name, stmt, params); }
+  /** A transaction: commit() or rollback() it (the host rolls back one the call left open). */
+  begin() { return new SqlTransaction(this.name, check("sql.begin", native.sqlBegin(this.name), this.name)); }
+  /** Runs fn(tx) in a transaction: committed when fn returns, rolled back when it throws. */
+  transaction(fn) {
+    const tx = this.begin();
+    try {
+      const result = fn(tx);
+      if (tx.open) tx.commit();
+      return result;
+    } finally {
+      if (tx.open) tx.rollback();
+    }
+  }
+}
+
+export const sql = {
+  /** A handle on a connector the operator granted (nothing is checked before a statement). */
+  connect(name) { return new SqlConnection(String(name)); },
+  bytes(v) { return new SqlValue("$bytes", b64encode(asU8(v))); },
+  json(v) { return new SqlValue("$json", v); },
+  timestamp(v) { return new SqlValue("$timestamp", v instanceof Date ? v.toISOString() : String(v)); },
+  date(v) { return new SqlValue("$date", String(v)); },
+  time(v) { return new SqlValue("$time", String(v)); },
+  decimal(v) { return new SqlValue("$decimal", String(v)); },
+};
+
+function redisArg(v, i) {
+  if (typeof v === "string" || (typeof v === "number" && Number.isInteger(v))) return v;
+  if (typeof v === "bigint") return v.toString();
+  if (isBytes(v)) return { $bytes: b64encode(asU8(v)) };
+  throw new OmniHostError("redis", -3, `args[${i}] must be a string, an integer or bytes`);
+}
+
+function redisReply(v) {
+  if (Array.isArray(v)) return v.map(redisReply);
+  if (v !== null && typeof v === "object") {
+    const keys = Object.keys(v);
+    if (keys.length === 1 && keys[0] === "$bytes") return b64decode(v.$bytes);
+    return Object.fromEntries(keys.map((k) => [k, redisReply(v[k])]));
+  }
+  return v;
+}
+
+class RedisConnection {
+  constructor(name) { this.name = name; }
+  /** Any command of §4.11; the reply: null, number, string (Uint8Array when not UTF-8),
+   *  array or object (HGETALL). */
+  command(cmd, ...args) {
+    const req = JSON.stringify({ cmd: String(cmd), args: args.map(redisArg) });
+    return redisReply(JSON.parse(block(`redis.${cmd}`, () => native.redisCommand(this.name, req))));
+  }
+  get(key) { return this.command("GET", key); }
+  /** SET; `{ex: seconds}` makes the key expire. */
+  set(key, value, { ex } = {}) {
+    if (ex !== undefined) this.command("SET", key, value, "EX", ex);
+    else this.command("SET", key, value);
+  }
+  incr(key) { return this.command("INCR", key); }
+  incrby(key, delta) { return this.command("INCRBY", key, delta); }
+  expire(key, seconds) { return this.command("EXPIRE", key, seconds) === 1; }
+  ttl(key) { return this.command("TTL", key); }
+  del(...keys) { return this.command("DEL", ...keys); }
+  hget(key, field) { return this.command("HGET", key, field); }
+  hset(key, field, value) { return this.command("HSET", key, field, value); }
+  hgetall(key) { return this.command("HGETALL", key); }
+  lpush(key, ...values) { return this.command("LPUSH", key, ...values); }
+  rpush(key, ...values) { return this.command("RPUSH", key, ...values); }
+  lrange(key, start, stop) { return this.command("LRANGE", key, start, stop); }
+  sadd(key, ...members) { return this.command("SADD", key, ...members); }
+  srem(key, ...members) { return this.command("SREM", key, ...members); }
+  smembers(key) { return this.command("SMEMBERS", key); }
+  publish(channel, message) { return this.command("PUBLISH", channel, message); }
+}
+
+export const redis = {
+  /** A handle on a Redis connector the operator granted; keys are under the plugin's prefix. */
+  connect(name) { return new RedisConnection(String(name)); },
+};
+
 /** The capabilities linked into this plugin at build time (names of specs/abi.md §4). */
 export function linked() {
-  const names = ["log", "config", "kv", "memory", "vectors", "tasks", "http", "events", "secrets"];
+  const names = ["log", "config", "kv", "memory", "vectors", "tasks", "http", "events", "secrets",
+    "sql", "redis"];
   const mask = native.linked();
   return names.filter((_, i) => mask & (1 << i));
 }

@@ -55,11 +55,20 @@ IMPORT("omnicore:http", "request") int64_t h_http_request(const void *, int32_t,
 IMPORT("omnicore:events", "publish")
 int32_t h_events_publish(const void *, int32_t, const void *, int32_t);
 IMPORT("omnicore:secrets", "get") int32_t h_secrets_get(const void *, int32_t, void *, int32_t);
+IMPORT("omnicore:sql", "query") int64_t h_sql_query(const void *, int32_t, const void *, int32_t);
+IMPORT("omnicore:sql", "execute")
+int64_t h_sql_execute(const void *, int32_t, const void *, int32_t);
+IMPORT("omnicore:sql", "begin") int64_t h_sql_begin(const void *, int32_t);
+IMPORT("omnicore:sql", "commit") int32_t h_sql_commit(int64_t);
+IMPORT("omnicore:sql", "rollback") int32_t h_sql_rollback(int64_t);
+IMPORT("omnicore:redis", "command")
+int64_t h_redis_command(const void *, int32_t, const void *, int32_t);
 
 enum { CAP_LOG, CAP_CONFIG, CAP_KV, CAP_MEMORY, CAP_VECTORS, CAP_TASKS, CAP_HTTP, CAP_EVENTS,
-       CAP_SECRETS, CAP_COUNT };
+       CAP_SECRETS, CAP_SQL, CAP_REDIS, CAP_COUNT };
 static const char *const cap_names[CAP_COUNT] = {"log", "config", "kv", "memory", "vectors",
-                                                 "tasks", "http", "events", "secrets"};
+                                                 "tasks", "http", "events", "secrets", "sql",
+                                                 "redis"};
 
 #ifndef OMNI_JS_REGION_BYTES
 #define OMNI_JS_REGION_BYTES (4u << 20)
@@ -563,6 +572,46 @@ FN(n_secrets_get) {
     return read_call(h_secrets_get, argv[0], 0);
 }
 
+typedef int64_t (*ConnFn)(const void *, int32_t, const void *, int32_t);
+
+/* (connector, request JSON) -> the §3.3 block as a string; an error block is thrown. */
+static JSValue conn_call(JSContext *c, int cap, ConnFn fn, JSValueConst *argv) {
+    (void)c;
+    if (need(cap)) return JS_EXCEPTION;
+    Bytes conn, req;
+    if (get_bytes(&conn, argv[0])) return JS_EXCEPTION;
+    if (get_bytes(&req, argv[1])) { put_bytes(&conn); return JS_EXCEPTION; }
+    int64_t r = fn(conn.p, (int32_t)conn.n, req.p, (int32_t)req.n);
+    put_bytes(&conn); put_bytes(&req);
+    return take_block(r, 1);
+}
+
+FN(n_sql_query) { UNUSED; return conn_call(c, CAP_SQL, h_sql_query, argv); }
+FN(n_sql_execute) { UNUSED; return conn_call(c, CAP_SQL, h_sql_execute, argv); }
+FN(n_redis_command) { UNUSED; return conn_call(c, CAP_REDIS, h_redis_command, argv); }
+
+FN(n_sql_begin) {
+    UNUSED;
+    if (need(CAP_SQL)) return JS_EXCEPTION;
+    Bytes conn;
+    if (get_bytes(&conn, argv[0])) return JS_EXCEPTION;
+    int64_t r = h_sql_begin(conn.p, (int32_t)conn.n);
+    put_bytes(&conn);
+    return from_i64(r);
+}
+
+FN(n_sql_commit) {
+    UNUSED;
+    if (need(CAP_SQL)) return JS_EXCEPTION;
+    return JS_NewInt32(ctx, h_sql_commit(to_i64(argv[0])));
+}
+
+FN(n_sql_rollback) {
+    UNUSED;
+    if (need(CAP_SQL)) return JS_EXCEPTION;
+    return JS_NewInt32(ctx, h_sql_rollback(to_i64(argv[0])));
+}
+
 FN(n_input) {
     UNUSED;
     (void)argv;
@@ -616,6 +665,12 @@ static const JSCFunctionListEntry native_fns[] = {
     JS_CFUNC_DEF("httpRequest", 2, n_http_request),
     JS_CFUNC_DEF("eventsPublish", 2, n_events_publish),
     JS_CFUNC_DEF("secretsGet", 1, n_secrets_get),
+    JS_CFUNC_DEF("sqlQuery", 2, n_sql_query),
+    JS_CFUNC_DEF("sqlExecute", 2, n_sql_execute),
+    JS_CFUNC_DEF("sqlBegin", 1, n_sql_begin),
+    JS_CFUNC_DEF("sqlCommit", 1, n_sql_commit),
+    JS_CFUNC_DEF("sqlRollback", 1, n_sql_rollback),
+    JS_CFUNC_DEF("redisCommand", 2, n_redis_command),
     JS_CFUNC_DEF("input", 0, n_input),
     JS_CFUNC_DEF("utf8Encode", 1, n_utf8_encode),
     JS_CFUNC_DEF("utf8Decode", 1, n_utf8_decode),

@@ -17,7 +17,7 @@ const decoder = new TextDecoder();
 /** An in-memory omnicore host: everything is granted unless a field says otherwise. */
 export class TestHost {
   constructor({ config = {}, logLevel = "trace", kv = {}, secrets = {}, http = null,
-    handlers = null } = {}) {
+    handlers = null, sql = null, redisPrefix = "omnicore:plugin:" } = {}) {
     /** The plugin's config section (omnicore:config). */
     this.config = config;
     /** The lowest level kept in `logs` and reported by `log.enabled`. */
@@ -40,8 +40,26 @@ export class TestHost {
     this.memories = [];
     /** Vector collections (omnicore:vectors): name -> Map(id -> {vector, metadata}). */
     this.vectors = new Map();
+    /** `(call) => answer` answers omnicore:sql with canned results, no database running:
+     *  `call` is {connector, sql, params, tx, query}; a query's answer is {rows: [objects]}
+     *  or {columns, rows: [arrays]}, an execute's {rows_affected, last_insert_id?}. Throw
+     *  Error("UNAVAILABLE: ...") to fail the statement; null makes every one UNAVAILABLE. */
+    this.sql = sql;
+    /** Statements run, in order (BEGIN, COMMIT and ROLLBACK too, with their tx). */
+    this.sqlCalls = [];
+    this.sqlOpen = new Map();
+    this.sqlNext = 0;
+    /** The in-memory Redis (omnicore:redis): full key (prefix included) -> string, Map
+     *  (hash), Array (list) or Set. `redisTtl`: key -> seconds set (the clock does not move).
+     *  PUBLISH lands in `events` as "redis:<prefix><channel>". */
+    this.redisPrefix = redisPrefix;
+    this.redis = new Map();
+    this.redisTtl = new Map();
     this.input = null;
   }
+
+  /** The fake Redis's keys as the server would hold them (prefix included), sorted. */
+  redisKeys() { return [...this.redis.keys()].sort(); }
 
   /** The text of a kv value, or null. */
   kvText(key) { return this.kv.has(key) ? decoder.decode(this.kv.get(key)) : null; }

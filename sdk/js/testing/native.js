@@ -216,4 +216,220 @@ export function input() {
 
 export function utf8Encode(s) { return encoder.encode(s); }
 export function utf8Decode(b) { return decoder.decode(bytesOf(b)); }
-export function linked() { return 0x1ff; }
+export function linked() { return 0x7ff; }
+
+// -- omnicore:sql: canned answers from TestHost.sql; omnicore:redis: an in-memory Redis -----
+
+/** Cells and parameters as the host reads them: tagged objects become their values. */
+function readValue(v) {
+  if (v === null || typeof v !== "object") return v;
+  const [tag] = Object.keys(v);
+  if (tag === "$bytes") return Uint8Array.from(atob(v.$bytes), (c) => c.charCodeAt(0));
+  return tag === "$json" ? { $json: v.$json } : v;
+}
+
+function writeCell(v) {
+  if (v instanceof Uint8Array) return { $bytes: btoa(String.fromCharCode(...v)) };
+  if (v instanceof Date) return { $timestamp: v.toISOString() };
+  if (v !== null && typeof v === "object" && typeof v.toJSON === "function") return v.toJSON();
+  return v;
+}
+
+function sqlRun(conn, request, query) {
+  const host = current();
+  const req = JSON.parse(textOf(request));
+  const call = { connector: textOf(conn), sql: req.sql, params: (req.params ?? []).map(readValue),
+    tx: req.tx ?? null, query };
+  if (call.tx !== null && host.sqlOpen.get(call.tx) !== call.connector) {
+    throw new Error(`INVALID: transaction ${call.tx} is not open on connector ${call.connector}`);
+  }
+  host.sqlCalls.push(call);
+  if (typeof host.sql !== "function") {
+    throw new Error(`UNAVAILABLE: connector ${call.connector}: the TestHost has no sql function`);
+  }
+  const answer = host.sql(call) ?? {};
+  if (!query) return JSON.stringify({ rows_affected: answer.rows_affected ?? 0,
+    ...(answer.last_insert_id === undefined ? {} : { last_insert_id: answer.last_insert_id }) });
+  // Rows may be given as objects (keys are the columns) or as arrays beside `columns`.
+  const rows = answer.rows ?? [];
+  let columns = answer.columns ?? (rows.length && !Array.isArray(rows[0])
+    ? Object.keys(rows[0]) : []);
+  columns = columns.map((c) => (typeof c === "string" ? { name: c, type: "" } : c));
+  const values = rows.map((r) => (Array.isArray(r) ? r : columns.map((c) => r[c.name])));
+  return JSON.stringify({ columns, rows: values.map((r) => r.map(writeCell)) });
+}
+
+export function sqlQuery(conn, request) { return sqlRun(conn, request, true); }
+export function sqlExecute(conn, request) { return sqlRun(conn, request, false); }
+
+export function sqlBegin(conn) {
+  const host = current();
+  const id = ++host.sqlNext;
+  host.sqlOpen.set(id, textOf(conn));
+  host.sqlCalls.push({ connector: textOf(conn), sql: "BEGIN", params: [], tx: id, query: false });
+  return id;
+}
+
+function endTx(tx, what) {
+  const host = current();
+  if (!host.sqlOpen.has(tx)) return NOT_FOUND;
+  host.sqlCalls.push({ connector: host.sqlOpen.get(tx), sql: what, params: [], tx, query: false });
+  host.sqlOpen.delete(tx);
+  return 0;
+}
+
+export function sqlCommit(tx) { return endTx(Number(tx), "COMMIT"); }
+export function sqlRollback(tx) { return endTx(Number(tx), "ROLLBACK"); }
+
+/** specs/abi.md §4.11's commands: anything else is DENIED, as on the host. */
+const REDIS_ALLOWED = new Set(`GET SET SETNX GETDEL MGET DEL EXISTS INCR INCRBY DECR DECRBY
+  EXPIRE PEXPIRE TTL PTTL PERSIST HGET HSET HDEL HGETALL HINCRBY HEXISTS HLEN LPUSH RPUSH LPOP
+  RPOP LRANGE LLEN LTRIM SADD SREM SMEMBERS SISMEMBER SCARD PUBLISH`.split(/\s+/));
+const WRONGTYPE = "INVALID: WRONGTYPE Operation against a key holding the wrong kind of value";
+
+function redisInt(s) {
+  if (!/^-?\d+$/.test(s)) throw new Error("INVALID: value is not an integer or out of range");
+  return Number(s);
+}
+
+function redisExec(host, cmd, args) {
+  if (args.length < 1) throw new Error("INVALID: wrong number of arguments");
+  const db = host.redis, ttl = host.redisTtl, prefix = host.redisPrefix;
+  const key = prefix + args[0];
+  const typed = (kind) => {
+    const v = db.get(key);
+    if (v === undefined) return undefined;
+    if ((kind === "string") !== (typeof v === "string") || (kind !== "string" && !(v instanceof kind))) {
+      throw new Error(WRONGTYPE);
+    }
+    return v;
+  };
+  const keep = (v, empty) => { if (empty) { db.delete(key); ttl.delete(key); } else db.set(key, v); };
+  const add = (by) => {
+    const n = redisInt(typed("string") ?? "0") + by;
+    db.set(key, String(n));
+    return n;
+  };
+  switch (cmd) {
+    case "GET": return typed("string") ?? null;
+    case "GETDEL": { const v = typed("string") ?? null; keep(null, true); return v; }
+    case "SET": case "SETNX": {
+      if (args.length < 2) throw new Error("INVALID: wrong number of arguments");
+      let nx = cmd === "SETNX", xx = false, keepTtl = false, ex = null;
+      for (let i = 2; i < args.length; i++) {
+        const o = args[i].toUpperCase();
+        if (o === "NX") nx = true;
+        else if (o === "XX") xx = true;
+        else if (o === "KEEPTTL") keepTtl = true;
+        else if (o === "EX" || o === "PX") {
+          const n = redisInt(args[++i] ?? "");
+          ex = o === "EX" ? n : Math.ceil(n / 1000);
+        } else throw new Error("INVALID: syntax error");
+      }
+      const exists = db.has(key);
+      if ((nx && exists) || (xx && !exists)) return cmd === "SETNX" ? 0 : null;
+      db.set(key, args[1]);
+      if (ex !== null) ttl.set(key, ex);
+      else if (!keepTtl) ttl.delete(key);
+      return cmd === "SETNX" ? 1 : "OK";
+    }
+    case "MGET": return args.map((a) => { const v = db.get(prefix + a); return typeof v === "string" ? v : null; });
+    case "DEL": case "EXISTS": {
+      let n = 0;
+      for (const a of args) {
+        if (db.has(prefix + a)) { n++; if (cmd === "DEL") { db.delete(prefix + a); ttl.delete(prefix + a); } }
+      }
+      return n;
+    }
+    case "INCR": return add(1);
+    case "DECR": return add(-1);
+    case "INCRBY": return add(redisInt(args[1] ?? ""));
+    case "DECRBY": return add(-redisInt(args[1] ?? ""));
+    case "EXPIRE": case "PEXPIRE": {
+      let secs = redisInt(args[1] ?? "");
+      if (cmd === "PEXPIRE") secs = Math.ceil(secs / 1000);
+      if (!db.has(key)) return 0;
+      if (secs <= 0) keep(null, true); else ttl.set(key, secs);
+      return 1;
+    }
+    case "TTL": case "PTTL": {
+      if (!db.has(key)) return -2;
+      if (!ttl.has(key)) return -1;
+      return cmd === "TTL" ? ttl.get(key) : ttl.get(key) * 1000;
+    }
+    case "PERSIST": return ttl.delete(key) ? 1 : 0;
+    case "PUBLISH":
+      host.events.push({ topic: `redis:${key}`, payload: encoder.encode(args[1] ?? "") });
+      return 0;
+  }
+  if (cmd.startsWith("H")) {
+    const h = typed(Map) ?? new Map();
+    try {
+      switch (cmd) {
+        case "HGET": return h.get(args[1]) ?? null;
+        case "HEXISTS": return h.has(args[1]) ? 1 : 0;
+        case "HLEN": return h.size;
+        case "HGETALL": return Object.fromEntries(h);
+        case "HSET": {
+          if (args.length < 3 || args.length % 2 === 0) throw new Error("INVALID: wrong number of arguments");
+          let n = 0;
+          for (let i = 1; i < args.length; i += 2) { if (!h.has(args[i])) n++; h.set(args[i], args[i + 1]); }
+          return n;
+        }
+        case "HDEL": return args.slice(1).filter((f) => h.delete(f)).length;
+        default: { // HINCRBY
+          const n = redisInt(h.get(args[1]) ?? "0") + redisInt(args[2] ?? "");
+          h.set(args[1], String(n));
+          return n;
+        }
+      }
+    } finally { keep(h, h.size === 0); }
+  }
+  if (cmd.startsWith("S")) {
+    const set = typed(Set) ?? new Set();
+    try {
+      switch (cmd) {
+        case "SADD": return args.slice(1).filter((m) => !set.has(m) && set.add(m)).length;
+        case "SREM": return args.slice(1).filter((m) => set.delete(m)).length;
+        case "SISMEMBER": return set.has(args[1]) ? 1 : 0;
+        case "SCARD": return set.size;
+        default: return [...set].sort();
+      }
+    } finally { keep(set, set.size === 0); }
+  }
+  let list = typed(Array) ?? [];
+  try {
+    const span = () => {
+      const n = list.length;
+      const norm = (i) => Math.max(i < 0 ? n + i : i, 0);
+      const a = norm(redisInt(args[1] ?? "")), b = Math.min(norm(redisInt(args[2] ?? "")), n - 1);
+      return a > b ? [0, 0] : [a, b + 1];
+    };
+    switch (cmd) {
+      case "LPUSH": for (const v of args.slice(1)) list.unshift(v); return list.length;
+      case "RPUSH": list.push(...args.slice(1)); return list.length;
+      case "LPOP": return list.shift() ?? null;
+      case "RPOP": return list.pop() ?? null;
+      case "LLEN": return list.length;
+      case "LRANGE": return list.slice(...span());
+      default: list = list.slice(...span()); return "OK"; // LTRIM
+    }
+  } finally { keep(list, list.length === 0); }
+}
+
+export function redisCommand(conn, request) {
+  const host = current();
+  const req = JSON.parse(textOf(request));
+  const cmd = String(req.cmd ?? "").toUpperCase();
+  if (!REDIS_ALLOWED.has(cmd)) throw new Error(`DENIED: ${cmd} is not an allowed command`);
+  const args = (req.args ?? []).map((a, i) => {
+    if (typeof a === "string" || typeof a === "number") return String(a);
+    if (a !== null && typeof a === "object" && typeof a.$bytes === "string") {
+      return decoder.decode(readValue(a));
+    }
+    throw new Error(`INVALID: args[${i}] must be a string, an integer or bytes`);
+  });
+  // Values are kept as text (bytes arguments decoded as UTF-8): the fake is for logic, not
+  // for binary payloads.
+  return JSON.stringify(redisExec(host, cmd, args));
+}

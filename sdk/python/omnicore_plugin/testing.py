@@ -12,24 +12,31 @@ It stands in for the host's capabilities: an in-memory kv (``host.kv``), the con
 the log lines written (``host.logs``: ``(level, message)``), the tasks enqueued
 (``host.tasks``) and the events published (``host.events``); it runs no task and delivers
 no event. HTTP answers only the URLs given (``http={url: (status, body)}``); any other is
-refused as ``DENIED``. Memories (``host.memories``) are recalled by shared words, vectors
-(``host.vectors``) searched exhaustively by cosine; the secrets given
-(``secrets={name: value}``, None for exposed but unset) are the exposed ones. Handlers are
-called with :meth:`TestHost.call`, the same dispatch the component uses.
+refused as ``DENIED``. SQL answers come from the function given (``sql=fn``: it gets a
+:class:`SqlCall` and returns rows as a list of dicts, or ``(columns, rows)``, for a query,
+and ``rows_affected`` or an :class:`~omnicore_plugin.sql.Executed` for an execute; no
+database runs), each statement kept in ``host.sql_calls``; Redis is an in-memory server with
+the host's command list and key prefix (``host.redis``: full key -> str, dict, list or set;
+``host.redis_ttl``: seconds set, the clock does not move). Memories (``host.memories``) are
+recalled by shared words, vectors (``host.vectors``) searched exhaustively by cosine; the
+secrets given (``secrets={name: value}``, None for exposed but unset) are the exposed ones.
+Handlers are called with :meth:`TestHost.call`, the same dispatch the component uses.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
-from collections.abc import Mapping
-from types import TracebackType
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import SimpleNamespace, TracebackType
 from typing import Any
 
 from omnicore_plugin._binding import STAND_INS
 from omnicore_plugin._handlers import dispatch
 
-__all__ = ["TestHost"]
+__all__ = ["SqlCall", "TestHost"]
 
 
 class _Refused(Exception):
@@ -250,6 +257,254 @@ class _Http:
         return _Answer(status, answer)
 
 
+class _Failed(Exception):
+    """What componentize-py raises for a WIT ``err`` of a ``failure`` record."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        # The shape Binding reads: value.code.name and value.message.
+        self.value = SimpleNamespace(code=SimpleNamespace(name=code), message=message)
+
+
+@dataclass
+class SqlCall:
+    """One statement the plugin ran: its connector, text and decoded parameters."""
+
+    connector: str
+    sql: str
+    params: list[Any] = field(default_factory=list)
+    query: bool = True
+    #: The transaction it ran in; BEGIN, COMMIT and ROLLBACK are recorded as statements.
+    tx: int | None = None
+
+
+class _Sql:
+    def __init__(self, host: TestHost, answer: Callable[[SqlCall], Any] | None) -> None:
+        self._host, self._answer = host, answer
+        self._open: dict[int, str] = {}
+
+    def begin(self, connector: str) -> int:
+        tx = len(self._host.sql_calls) + 1
+        self._open[tx] = connector
+        self._host.sql_calls.append(SqlCall(connector, "BEGIN", query=False, tx=tx))
+        return tx
+
+    def _end(self, tx: int, what: str) -> None:
+        if tx not in self._open:
+            raise _Failed("NOT_FOUND", f"NOT_FOUND: transaction {tx} is not open")
+        self._host.sql_calls.append(SqlCall(self._open.pop(tx), what, query=False, tx=tx))
+
+    def commit(self, tx: int) -> None:
+        self._end(tx, "COMMIT")
+
+    def rollback(self, tx: int) -> None:
+        self._end(tx, "ROLLBACK")
+
+    def _run(self, connector: str, request: str, query: bool) -> str:
+        from omnicore_plugin import sql
+
+        req = json.loads(request)
+        call = SqlCall(connector, req["sql"], [sql.decode(p) for p in req.get("params", [])],
+                       query, req.get("tx"))
+        if call.tx is not None and self._open.get(call.tx) != connector:
+            raise _Failed("INVALID", f"INVALID: transaction {call.tx} is not open on "
+                                     f"connector {connector}")
+        self._host.sql_calls.append(call)
+        if self._answer is None:
+            raise _Failed("UNAVAILABLE", f"UNAVAILABLE: connector {connector}: the TestHost "
+                                         "has no sql function")
+        answer = self._answer(call)
+        if not query:
+            if isinstance(answer, sql.Executed):
+                return json.dumps({"rows_affected": answer.rows_affected,
+                                   "last_insert_id": answer.last_insert_id})
+            return json.dumps({"rows_affected": int(answer or 0)})
+        if isinstance(answer, tuple):
+            names, rows = list(answer[0]), [list(r) for r in answer[1]]
+        else:
+            names = list(answer[0]) if answer else []
+            rows = [[r[n] for n in names] for r in answer or []]
+        return json.dumps({"columns": [{"name": n, "type": ""} for n in names],
+                           "rows": [[sql.encode(v) for v in r] for r in rows]})
+
+    def query(self, connector: str, request: str) -> str:
+        return self._run(connector, request, True)
+
+    def execute(self, connector: str, request: str) -> str:
+        return self._run(connector, request, False)
+
+
+#: specs/abi.md §4.11's commands: anything else is DENIED, as on the host.
+_REDIS_ALLOWED = frozenset("""GET SET SETNX GETDEL MGET DEL EXISTS INCR INCRBY DECR DECRBY
+    EXPIRE PEXPIRE TTL PTTL PERSIST HGET HSET HDEL HGETALL HINCRBY HEXISTS HLEN LPUSH RPUSH LPOP
+    RPOP LRANGE LLEN LTRIM SADD SREM SMEMBERS SISMEMBER SCARD PUBLISH""".split())
+_WRONGTYPE = "INVALID: WRONGTYPE Operation against a key holding the wrong kind of value"
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise _Failed("INVALID", "INVALID: value is not an integer or out of range") from None
+
+
+class _Redis:
+    """An in-memory Redis: keys under the prefix, the host's commands and refusals."""
+
+    def __init__(self, host: TestHost) -> None:
+        self._host = host
+
+    def command(self, connector: str, request: str) -> str:
+        req = json.loads(request)
+        cmd = str(req.get("cmd", "")).upper()
+        if cmd not in _REDIS_ALLOWED:
+            raise _Failed("DENIED", f"DENIED: {cmd} is not an allowed command")
+        args = []
+        for a in req.get("args", []):
+            if isinstance(a, dict):
+                args.append(base64.b64decode(a["$bytes"]).decode("utf-8", "replace"))
+            else:
+                args.append(str(a))
+        if not args:
+            raise _Failed("INVALID", "INVALID: wrong number of arguments")
+        return json.dumps(self._run(cmd, args))
+
+    def _run(self, cmd: str, args: list[str]) -> Any:
+        db, ttl, prefix = self._host.redis, self._host.redis_ttl, self._host.redis_prefix
+        key = prefix + args[0]
+
+        def typed(kind: type) -> Any:
+            value = db.get(key)
+            if value is not None and not isinstance(value, kind):
+                raise _Failed("INVALID", _WRONGTYPE)
+            return value
+
+        def store(value: Any) -> None:
+            if value:
+                db[key] = value
+            else:
+                db.pop(key, None)
+                ttl.pop(key, None)
+
+        if cmd in ("GET", "GETDEL"):
+            value = typed(str)
+            if cmd == "GETDEL":
+                store(None)
+            return value
+        if cmd in ("SET", "SETNX"):
+            nx, xx, keep, ex = cmd == "SETNX", False, False, None
+            options = iter(a.upper() for a in args[2:])
+            for option in options:
+                if option in ("EX", "PX"):
+                    n = _int(next(options, ""))
+                    ex = n if option == "EX" else -(-n // 1000)
+                elif option in ("NX", "XX", "KEEPTTL"):
+                    nx, xx, keep = nx or option == "NX", xx or option == "XX", \
+                        keep or option == "KEEPTTL"
+                else:
+                    raise _Failed("INVALID", "INVALID: syntax error")
+            if (nx and key in db) or (xx and key not in db):
+                return 0 if cmd == "SETNX" else None
+            db[key] = args[1]
+            if ex is not None:
+                ttl[key] = ex
+            elif not keep:
+                ttl.pop(key, None)
+            return 1 if cmd == "SETNX" else "OK"
+        if cmd == "MGET":
+            return [v if isinstance(v := db.get(prefix + a), str) else None for a in args]
+        if cmd in ("DEL", "EXISTS"):
+            found = [prefix + a for a in args if prefix + a in db]
+            if cmd == "DEL":
+                for k in found:
+                    db.pop(k)
+                    ttl.pop(k, None)
+            return len(found)
+        if cmd in ("INCR", "DECR", "INCRBY", "DECRBY"):
+            by = {"INCR": 1, "DECR": -1}.get(cmd) or _int(args[1]) * (-1 if cmd == "DECRBY"
+                                                                      else 1)
+            value = _int(typed(str) or "0") + by
+            db[key] = str(value)
+            return value
+        if cmd in ("EXPIRE", "PEXPIRE"):
+            seconds = _int(args[1]) if cmd == "EXPIRE" else -(-_int(args[1]) // 1000)
+            if key not in db:
+                return 0
+            if seconds <= 0:
+                store(None)
+            else:
+                ttl[key] = seconds
+            return 1
+        if cmd in ("TTL", "PTTL"):
+            if key not in db:
+                return -2
+            return -1 if key not in ttl else ttl[key] * (1 if cmd == "TTL" else 1000)
+        if cmd == "PERSIST":
+            return 1 if ttl.pop(key, None) is not None else 0
+        if cmd == "PUBLISH":
+            self._host.events.append((f"redis:{key}", args[1].encode()))
+            return 0
+        if cmd.startswith("H"):
+            h: dict[str, str] = typed(dict) or {}
+            try:
+                if cmd == "HGET":
+                    return h.get(args[1])
+                if cmd == "HEXISTS":
+                    return int(args[1] in h)
+                if cmd == "HLEN":
+                    return len(h)
+                if cmd == "HGETALL":
+                    return dict(h)
+                if cmd == "HSET":
+                    pairs = list(zip(args[1::2], args[2::2], strict=False))
+                    new = sum(f not in h for f, _ in pairs)
+                    h.update(pairs)
+                    return new
+                if cmd == "HDEL":
+                    return sum(h.pop(f, None) is not None for f in args[1:])
+                h[args[1]] = str(_int(h.get(args[1], "0")) + _int(args[2]))  # HINCRBY
+                return int(h[args[1]])
+            finally:
+                store(h)
+        if cmd.startswith("S"):
+            members: set[str] = typed(set) or set()
+            try:
+                if cmd == "SADD":
+                    new = len(set(args[1:]) - members)
+                    members.update(args[1:])
+                    return new
+                if cmd == "SREM":
+                    gone = len(set(args[1:]) & members)
+                    members.difference_update(args[1:])
+                    return gone
+                if cmd == "SISMEMBER":
+                    return int(args[1] in members)
+                if cmd == "SCARD":
+                    return len(members)
+                return sorted(members)
+            finally:
+                store(members)
+        items: list[str] = typed(list) or []
+        try:
+            if cmd in ("LPUSH", "RPUSH"):
+                for v in args[1:]:
+                    items.insert(0, v) if cmd == "LPUSH" else items.append(v)
+                return len(items)
+            if cmd in ("LPOP", "RPOP"):
+                return items.pop(0 if cmd == "LPOP" else -1) if items else None
+            if cmd == "LLEN":
+                return len(items)
+            n = len(items)
+            start, stop = (i + n if i < 0 else i for i in (_int(args[1]), _int(args[2])))
+            span = items[max(start, 0):stop + 1]
+            if cmd == "LRANGE":
+                return span
+            items[:] = span  # LTRIM
+            return "OK"
+        finally:
+            store(items)
+
+
 class TestHost:
     """Stand-ins for the host while it is entered (a context manager)."""
 
@@ -258,8 +513,17 @@ class TestHost:
     def __init__(self, config: Mapping[str, Any] | None = None,
                  kv: Mapping[str, bytes] | None = None,
                  http: Mapping[str, tuple[int, bytes]] | None = None,
-                 secrets: Mapping[str, bytes | None] | None = None) -> None:
+                 secrets: Mapping[str, bytes | None] | None = None,
+                 sql: Callable[[SqlCall], Any] | None = None,
+                 redis_prefix: str = "omnicore:plugin:") -> None:
         self.kv: dict[str, bytes] = dict(kv or {})
+        #: The statements run, in order.
+        self.sql_calls: list[SqlCall] = []
+        #: The fake Redis: full key (prefix included) -> str, dict, list or set.
+        self.redis: dict[str, Any] = {}
+        #: Seconds to live set per full key (the fake's clock does not move).
+        self.redis_ttl: dict[str, int] = {}
+        self.redis_prefix = redis_prefix
         #: The memories remembered, by id: ``{"id", "tier" (0-2), "text", "metadata", ...}``.
         self.memories: dict[int, dict[str, Any]] = {}
         #: ``{collection: {id: (vector, metadata)}}``.
@@ -273,7 +537,8 @@ class TestHost:
             "log": _Log(self), "config": _Config(dict(config or {})), "kv": _KV(self.kv),
             "tasks": _Tasks(self), "events": _Events(self), "http": _Http(dict(http or {})),
             "memory": _Memory(self), "vectors": _Vectors(self),
-            "secrets": _Secrets(dict(secrets or {}))}
+            "secrets": _Secrets(dict(secrets or {})), "sql": _Sql(self, sql),
+            "redis": _Redis(self)}
 
     def __enter__(self) -> TestHost:
         STAND_INS.update(self._stand_ins)

@@ -31,7 +31,8 @@
 //! ```
 //!
 //! Host capabilities live in one module per ABI namespace: [`log`](mod@log), [`config`], [`kv`],
-//! [`memory`], [`vectors`], [`tasks`], [`http`], [`events`], [`secrets`]. A plugin imports a
+//! [`memory`], [`vectors`], [`tasks`], [`http`], [`events`], [`secrets`],
+//! [`sql`] and [`redis`] (database connectors). A plugin imports a
 //! namespace only if it calls into it, and the operator must grant every namespace but `log`.
 //!
 //! A panic traps the call (the host raises `Trap`); the SDK logs the panic message at error
@@ -42,6 +43,7 @@
 
 #![warn(missing_docs)]
 
+mod b64;
 mod error;
 mod host;
 mod jsonlite;
@@ -53,9 +55,11 @@ pub mod http;
 pub mod kv;
 pub mod log;
 pub mod memory;
+pub mod redis;
 #[cfg(feature = "json")]
 pub mod schema;
 pub mod secrets;
+pub mod sql;
 pub mod tasks;
 pub mod vectors;
 
@@ -190,7 +194,7 @@ macro_rules! __describe {
         const _: () = {
             // Natively it is only type-checked: the build reads it from the wasm.
             #[cfg_attr(target_arch = "wasm32",
-                       export_name = concat!("omni_describe_", stringify!($name)))]
+                               export_name = concat!("omni_describe_", stringify!($name)))]
             #[allow(dead_code)]
             extern "C" fn __omnicore_describe(_ptr: *const u8, _len: usize) -> u64 {
                 $crate::__rt::describe($description)

@@ -2,7 +2,9 @@
 //!
 //! The SDK's host functions run in-process here: `log`, `config`, `kv`, `secrets`, `events`
 //! and `tasks` behave as specs/abi.md §4 says, `http` calls the closure given to [`on_http`],
-//! and `memory` and `vectors` answer `UNAVAILABLE` (test those through omnicore itself). State
+//! `sql` calls the closure given to [`on_sql`] (canned rows: no database runs), `redis` is an
+//! in-memory Redis with the host's command list and key prefix ([`redis_keys`]), and `memory`
+//! and `vectors` answer `UNAVAILABLE` (test those through omnicore itself). State
 //! is per thread, and cargo runs each test on its own thread, so tests do not see each other.
 //!
 //! ```
@@ -44,7 +46,8 @@ where
     crate::__rt::run_json(input, handler)
 }
 
-/// Forgets all state: config, logs, kv, secrets, events, tasks and the HTTP handler.
+/// Forgets all state: config, logs, kv, secrets, events, tasks, the HTTP and SQL fakes and
+/// the Redis fake's data.
 pub fn reset() {
     with(|s| *s = Default::default());
 }
@@ -125,4 +128,109 @@ where
     F: Fn(&str, &[u8]) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> + 'static,
 {
     with(|s| s.http = Some(Box::new(handler)));
+}
+
+/// What the [`on_sql`] closure answers: rows for `query`, a count for `execute`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlAnswer {
+    /// The rows of a query.
+    Rows(crate::sql::Rows),
+    /// What an execute changed.
+    Executed(crate::sql::Executed),
+}
+
+impl From<crate::sql::Rows> for SqlAnswer {
+    fn from(rows: crate::sql::Rows) -> SqlAnswer {
+        SqlAnswer::Rows(rows)
+    }
+}
+
+impl From<crate::sql::Executed> for SqlAnswer {
+    fn from(done: crate::sql::Executed) -> SqlAnswer {
+        SqlAnswer::Executed(done)
+    }
+}
+
+/// Rows for an [`on_sql`] answer: `rows(&["sku", "qty"], vec![vec!["A-1".into(), 3.into()]])`
+/// (column types are left empty).
+pub fn rows(columns: &[&str], rows: Vec<Vec<crate::sql::Value>>) -> SqlAnswer {
+    SqlAnswer::Rows(crate::sql::Rows {
+        columns: columns
+            .iter()
+            .map(|name| crate::sql::Column {
+                name: name.to_string(),
+                type_name: String::new(),
+            })
+            .collect(),
+        rows,
+    })
+}
+
+/// Answers `omnicore::sql` statements: the closure gets the connector, the statement text and
+/// the parameters, and returns a [`SqlAnswer`] or an error message (start it with a status
+/// name, `"UNAVAILABLE: ..."`, to set [`Error::status`]). No database runs: this is the fake
+/// that returns canned rows; test against a real server through omnicore (`omnicore test`
+/// docs, README "Databases from plugins").
+pub fn on_sql<F>(handler: F)
+where
+    F: Fn(&str, &str, &[crate::sql::Value]) -> Result<SqlAnswer, String> + 'static,
+{
+    with(|s| s.sql = Some(Box::new(handler)));
+}
+
+/// One statement the plugin ran through the SQL fake; `BEGIN`, `COMMIT` and `ROLLBACK` are
+/// recorded as statements too, with their transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlStatement {
+    /// The connector named.
+    pub connector: String,
+    /// The statement text.
+    pub sql: String,
+    /// Its parameters.
+    pub params: Vec<crate::sql::Value>,
+    /// The transaction it ran in.
+    pub tx: Option<i64>,
+}
+
+/// The statements run so far, in order.
+pub fn sql_statements() -> Vec<SqlStatement> {
+    with(|s| {
+        s.sql_log
+            .iter()
+            .map(|(connector, sql, params, tx)| SqlStatement {
+                connector: connector.clone(),
+                sql: sql.clone(),
+                params: params.clone(),
+                tx: *tx,
+            })
+            .collect()
+    })
+}
+
+/// Sets the Redis fake's key prefix (default `omnicore:plugin:`, as the host's
+/// `omnicore:{plugin}:` for a plugin named `plugin`).
+pub fn set_redis_prefix(prefix: &str) {
+    with(|s| s.redis_prefix = Some(prefix.to_string()));
+}
+
+/// The Redis fake's keys as the server would hold them (with the prefix), sorted.
+pub fn redis_keys() -> Vec<String> {
+    with(|s| s.redis.keys().cloned().collect())
+}
+
+/// The seconds to live the plugin set on `key` (without the prefix); the fake's clock does
+/// not move, so nothing expires by itself.
+pub fn redis_ttl(key: &str) -> Option<i64> {
+    with(|s| {
+        let prefix = s
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| crate::native::redis::DEFAULT_PREFIX.to_string());
+        s.redis_ttl.get(&format!("{}{}", prefix, key)).copied()
+    })
+}
+
+/// Messages published through the Redis fake: `(channel with the prefix, message)`.
+pub fn redis_published() -> Vec<(String, Vec<u8>)> {
+    with(|s| s.redis_published.clone())
 }
