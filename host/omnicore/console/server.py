@@ -146,12 +146,13 @@ def create_app(state: ConsoleState) -> Starlette:
 
     mcp = McpEndpoint(state.app, state.auth.bearer_user)  # /mcp: agents, with API tokens
     routes = [
+        # First: agents call tools in a loop, and the router tries routes in order.
+        Route("/mcp", mcp),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/api/v1/openapi.json", openapi),
-        # Plugins first: their invoke route is the one scripts call in a loop, and the
-        # router tries routes in order.
+        # Plugins next: their invoke route is the one scripts call in a loop.
         *plugins.routes(),
         *overview.routes(),
         *feed.routes(),
@@ -166,7 +167,6 @@ def create_app(state: ConsoleState) -> Starlette:
         *memory.routes(),
         *audit.routes(),
         *events.routes(),
-        Route("/mcp", mcp),
         Mount("/static", StaticFiles(directory=str(WEB / "static")), name="static"),
     ]
     middleware = [

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -36,6 +37,7 @@ from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
+from mcp_types import methods as _methods
 
 from omnicore import __version__
 from omnicore.core.events import Event, EventBus
@@ -133,6 +135,10 @@ class ToolServer:
         self.server.middleware.append(self._track_peers)
         #: The log level each connection asked for (logging/setLevel), by connection.
         self._levels: dict[int, int] = {}
+        #: The HTTP sessions whose connection asked for a log level.
+        self._logging_sessions: set[str] = set()
+        #: The HTTP sessions past their handshake, with the protocol revision negotiated.
+        self._ready: dict[str, str] = {}
         #: Handshake-era clients, told about list changes over their own connection.
         self._peers: dict[int, ServerSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -158,35 +164,81 @@ class ToolServer:
         return tools_of([self.app.plugins.get(plugin)], self.exposure,
                         listed_only=False).get(name)
 
-    async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
-                         params: types.CallToolRequestParams) -> types.CallToolResult:
-        caller = _caller(ctx)
+    def _callable(self, name: str, caller: Caller | None) -> Tool | types.CallToolResult:
+        """The tool ``name`` if ``caller`` may call it, else the tool error that says why."""
         if caller is not None and not caller.is_admin:
             return _error(f"user '{caller.name}' is a viewer, and calling a plugin needs an "
                           f"admin; use an admin's token (omnicore users token NAME)")
-        tool = self.resolve(params.name)
+        tool = self.resolve(name)
         if tool is None:
-            return _error(f"no tool '{params.name}': it is not an exposed handler of a loaded "
+            return _error(f"no tool '{name}': it is not an exposed handler of a loaded "
                           "plugin (mcp.expose in omnicore.yaml or the plugin's sidecar); "
                           "tools/list shows the tools")
-        data = json.dumps(params.arguments or {}, separators=(",", ":")).encode()
+        return tool
+
+    async def _run(self, tool: Tool, arguments: dict[str, Any] | None) -> types.CallToolResult:
+        data = json.dumps(arguments or {}, separators=(",", ":")).encode()
+        try:
+            out = await self.app.plugins.acall(tool.plugin, tool.handler, data)
+        except OmniError as exc:
+            return _error(str(exc).strip().partition("\n")[0])
+        result = _result(out)
+        sha = self.app.plugins.get(tool.plugin).sha256 if tool.output_schema else None
+        problem = output_problem(tool, sha, result.structured_content)
+        return _error(problem) if problem else result
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
+                         params: types.CallToolRequestParams) -> types.CallToolResult:
+        tool = self._callable(params.name, _caller(ctx))
+        if isinstance(tool, types.CallToolResult):
+            return tool
         level = self._levels.get(id(ctx.session._connection))
         log = self.app.plugins.logs(tool.plugin) if level is not None else None
         mark = log.written if log is not None else 0
         # A no-op unless the request carried _meta.progressToken.
         await ctx.session.report_progress(0, 1, f"calling {tool.plugin}/{tool.handler}")
         try:
-            out = await self.app.plugins.acall(tool.plugin, tool.handler, data)
-        except OmniError as exc:
-            return _error(str(exc).strip().partition("\n")[0])
+            return await self._run(tool, params.arguments)
         finally:
             if log is not None and level is not None:
                 await self._forward_log(ctx, tool.plugin, log.since(mark), level)
             await ctx.session.report_progress(1, 1, "done")
-        result = _result(out)
-        sha = self.app.plugins.get(tool.plugin).sha256 if tool.output_schema else None
-        problem = output_problem(tool, sha, result.structured_content)
-        return _error(problem) if problem else result
+
+    def direct_call(self, message: object, session_id: str | None,
+                    caller: Caller | None) -> Callable[[], Awaitable[dict[str, Any]]] | None:
+        """The tool call ``message`` (parsed JSON-RPC) on HTTP session ``session_id``, to run
+        without the SDK's session loop: a coroutine function answering the JSON-RPC response.
+        None unless it is a valid ``tools/call`` whose answer is its result alone
+        (:meth:`needs_stream`) on a session past its handshake; the SDK answers the rest,
+        invalid ones with its errors.
+
+        The SDK's loop costs a tool call more than the call: the request crosses two memory
+        streams and three tasks each way. This path validates and shapes the message as the
+        SDK does (``mcp_types.methods``, the version the session negotiated) and calls the
+        same :meth:`_callable` and :meth:`_run`. A client's ``notifications/cancelled`` does
+        not reach a call run here; the call's deadline still bounds it."""
+        version = self._ready.get(session_id) if session_id is not None else None
+        if version is None or not isinstance(message, dict) \
+                or message.get("method") != "tools/call" or self.needs_stream(message, session_id):
+            return None
+        try:
+            request = types.jsonrpc_message_adapter.validate_python(message, by_name=False)
+            raw = message.get("params")
+            _methods.validate_client_request("tools/call", version, raw)
+            params = types.CallToolRequestParams.model_validate(raw, by_name=False)
+        except (ValueError, KeyError):  # pydantic's ValidationError is a ValueError
+            return None
+        if not isinstance(request, types.JSONRPCRequest):
+            return None
+
+        async def run() -> dict[str, Any]:
+            tool = self._callable(params.name, caller)
+            result = tool if isinstance(tool, types.CallToolResult) else \
+                await self._run(tool, params.arguments)
+            dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+            return {"jsonrpc": "2.0", "id": request.id,
+                    "result": _methods.serialize_server_result("tools/call", version, dumped)}
+        return run
 
     async def _forward_log(self, ctx: ServerRequestContext[Any, Any], plugin: str,
                            lines: list[LogLine], level: int) -> None:
@@ -209,8 +261,26 @@ class ToolServer:
         key = id(connection)
         if key not in self._levels:
             connection.exit_stack.callback(self._levels.pop, key, None)
+            if connection.session_id is not None:
+                self._logging_sessions.add(connection.session_id)
+                connection.exit_stack.callback(self._logging_sessions.discard,
+                                               connection.session_id)
         self._levels[key] = _SEVERITY[params.level]
         return types.EmptyResult()
+
+    def needs_stream(self, message: object, session_id: str | None) -> bool:
+        """Whether the answer to JSON-RPC ``message`` (parsed; None if it did not parse) on
+        HTTP session ``session_id`` may need more than its result on its stream: a tool call
+        that reports progress (its request carries ``_meta.progressToken``) or forwards log
+        lines (its session set a level). Anything else is answered with one JSON body.
+        Whatever comes to send a call more (a request to the client) must say so here."""
+        if not isinstance(message, dict) or message.get("method") != "tools/call":
+            return isinstance(message, list)  # a batch: whatever its parts need
+        if session_id is not None and session_id in self._logging_sessions:
+            return True
+        params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        return isinstance(meta, dict) and meta.get("progressToken") is not None
 
     # -- prompts (none yet: the capability is announced, the list is empty) --------------
 
@@ -264,6 +334,9 @@ class ToolServer:
             # belongs to; tests/mcp/test_mcp_server.py pins this private name.
             connection = ctx.session._connection
             connection.exit_stack.callback(self._peers.pop, key, None)
+            if connection.session_id is not None:
+                self._ready[connection.session_id] = connection.protocol_version
+                connection.exit_stack.callback(self._ready.pop, connection.session_id, None)
         return result
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
