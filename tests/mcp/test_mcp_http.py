@@ -230,12 +230,20 @@ def test_a_call_is_one_json_body_unless_it_streams_progress_or_logs(host: Host) 
             return c.post("/mcp", headers=session, json={
                 "jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params})
 
-        # Before the handshake ends the SDK's loop answers; the same body.
+        def listed() -> httpx.Response:
+            return c.post("/mcp", headers=session, json={
+                "jsonrpc": "2.0", "id": 10, "method": "tools/list"})
+
+        # Before the handshake ends the SDK's loop answers; the same bodies.
         early = call(2, {"name": "tools.echo", "arguments": {"text": "x"}})
         assert early.headers["content-type"].startswith("application/json")
         assert early.json()["result"]["structuredContent"] == {"text": "x"}
+        sdk_list = listed().json()
         assert c.post("/mcp", headers=session, json={
             "jsonrpc": "2.0", "method": "notifications/initialized"}).status_code == 202
+        assert listed().json() == sdk_list
+        assert {t["name"] for t in sdk_list["result"]["tools"]} == {
+            "tools.echo", "tools.trap", "tools.plain"}
         answer = call(3, {"name": "tools.echo", "arguments": {"text": "x"}})
         assert answer.headers["content-type"] == "application/json"
         assert answer.headers["mcp-session-id"] == session["mcp-session-id"]

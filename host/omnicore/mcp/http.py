@@ -50,7 +50,7 @@ MAX_DEPTH = 64
 RETRY_MS = 1000
 #: Where the endpoint leaves, in the ASGI scope, whether a POST is answered with JSON.
 _JSON_KEY = "omnicore.mcp.json_reply"
-#: Where it leaves a tool call to run without the SDK's session loop (ToolServer.direct_call).
+#: Where it leaves a request to answer without the SDK's session loop (ToolServer.direct).
 _DIRECT_KEY = "omnicore.mcp.direct"
 #: The same as _JSON_KEY, for the transport serving the request (see :class:`_Transport`).
 _json_reply: ContextVar[bool] = ContextVar("omnicore_mcp_json_reply", default=False)
@@ -133,9 +133,8 @@ class _Transport(StreamableHTTPServerTransport):
         if not await self._validate_accept_header(request, scope, send) \
                 or not await self._validate_request_headers(request, send):
             return
-        answer = await call()
         headers = {MCP_SESSION_ID_HEADER: self.mcp_session_id} if self.mcp_session_id else None
-        await Response(json.dumps(answer, separators=(",", ":")), headers=headers,
+        await Response(await call(), headers=headers,
                        media_type="application/json")(scope, receive, send)
 
 
@@ -217,7 +216,7 @@ class McpEndpoint:
             except ValueError:
                 message = None  # the SDK answers it with its parse error
             json_reply = not self.tools.needs_stream(message, session)
-            direct = self.tools.direct_call(message, session, caller)
+            direct = self.tools.direct(message, session, caller)
         else:
             json_reply, direct = False, None
         # The SDK binds each session to the principal in scope["user"]: another user's token

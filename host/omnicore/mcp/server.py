@@ -44,16 +44,18 @@ from omnicore.core.events import Event, EventBus
 from omnicore.errors import OmniError
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
-from omnicore.mcp.tools import Exposure, Tool, output_problem, tools_of
+from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox.logring import LogLine
 from omnicore.storage.memory import MemoryStore
 from omnicore.storage.vectors import VectorStore
 
-__all__ = ["CALLER_KEY", "Caller", "McpApp", "ToolServer"]
+__all__ = ["CALLER_KEY", "STDIO", "Caller", "McpApp", "ToolServer"]
 
 #: Where the HTTP endpoint leaves the authenticated :class:`Caller` in the ASGI scope.
 CALLER_KEY = "omnicore.mcp.caller"
+#: The session key of the one connection of a process serving stdio (it has no session id).
+STDIO = ""
 #: MCP's log levels, least severe first.
 _SEVERITY = {level: i for i, level in enumerate(
     ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"))}
@@ -135,10 +137,13 @@ class ToolServer:
         self.server.middleware.append(self._track_peers)
         #: The log level each connection asked for (logging/setLevel), by connection.
         self._levels: dict[int, int] = {}
-        #: The HTTP sessions whose connection asked for a log level.
+        #: The connections that asked for a log level, by :data:`STDIO` or HTTP session id.
         self._logging_sessions: set[str] = set()
-        #: The HTTP sessions past their handshake, with the protocol revision negotiated.
+        #: The connections past their handshake (the same keys), with the protocol revision
+        #: negotiated.
         self._ready: dict[str, str] = {}
+        #: Each plugin's tools in their wire forms (:meth:`_listings`).
+        self._listing: dict[str, _Listing] = {}
         #: Handshake-era clients, told about list changes over their own connection.
         self._peers: dict[int, ServerSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,9 +156,24 @@ class ToolServer:
         """The tools listed now, by name."""
         return tools_of(self.app.plugins, self.exposure)
 
+    def _listings(self) -> list[_Listing]:
+        """The listed plugins' tools in their wire forms, made again only for a plugin whose
+        tools changed (:meth:`Exposure.tools` answers the same dict until then)."""
+        out = []
+        for info in self.app.plugins:
+            if info.state not in LISTED_STATES:
+                continue
+            tools = self.exposure.tools(info)
+            listing = self._listing.get(info.name)
+            if listing is None or listing.tools is not tools:
+                listing = self._listing[info.name] = _Listing(tools)
+            out.append(listing)
+        return out
+
     async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
                           params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[_listed(t) for t in self.tools().values()])
+        return types.ListToolsResult(tools=[t for listing in self._listings()
+                                            for t in listing.listed])
 
     def resolve(self, name: str) -> Tool | None:
         """The exposed tool ``name``, whatever its plugin's state (a needs-grant plugin's tool
@@ -204,41 +224,53 @@ class ToolServer:
                 await self._forward_log(ctx, tool.plugin, log.since(mark), level)
             await ctx.session.report_progress(1, 1, "done")
 
-    def direct_call(self, message: object, session_id: str | None,
-                    caller: Caller | None) -> Callable[[], Awaitable[dict[str, Any]]] | None:
-        """The tool call ``message`` (parsed JSON-RPC) on HTTP session ``session_id``, to run
-        without the SDK's session loop: a coroutine function answering the JSON-RPC response.
-        None unless it is a valid ``tools/call`` whose answer is its result alone
-        (:meth:`needs_stream`) on a session past its handshake; the SDK answers the rest,
-        invalid ones with its errors.
+    def direct(self, message: object, session_id: str | None,
+               caller: Caller | None) -> Callable[[], Awaitable[bytes]] | None:
+        """The request ``message`` (parsed JSON-RPC) on session ``session_id`` (:data:`STDIO`
+        over stdio), to answer without the SDK's session loop: a coroutine function returning
+        the JSON-RPC response's body. None unless it is a valid ``tools/call`` whose answer
+        is its result alone (:meth:`needs_stream`) or a ``tools/list``, on a session past its
+        handshake; the SDK answers the rest, invalid ones with its errors.
 
         The SDK's loop costs a tool call more than the call: the request crosses two memory
-        streams and three tasks each way. This path validates and shapes the message as the
-        SDK does (``mcp_types.methods``, the version the session negotiated) and calls the
-        same :meth:`_callable` and :meth:`_run`. A client's ``notifications/cancelled`` does
-        not reach a call run here; the call's deadline still bounds it."""
+        streams and three tasks each way, and a list of 1,000 tools is validated and dumped
+        twice over. This path validates the request and shapes the result as the SDK does
+        (``mcp_types.methods``, at the revision the session negotiated) with the same
+        :meth:`_callable`, :meth:`_run` and tools. A client's ``notifications/cancelled``
+        does not reach a call run here; the call's deadline still bounds it."""
         version = self._ready.get(session_id) if session_id is not None else None
-        if version is None or not isinstance(message, dict) \
-                or message.get("method") != "tools/call" or self.needs_stream(message, session_id):
+        method = message.get("method") if isinstance(message, dict) else None
+        if version is None or method not in ("tools/call", "tools/list") \
+                or self.needs_stream(message, session_id):
             return None
+        assert isinstance(message, dict)
+        raw = message.get("params")
         try:
             request = types.jsonrpc_message_adapter.validate_python(message, by_name=False)
-            raw = message.get("params")
-            _methods.validate_client_request("tools/call", version, raw)
-            params = types.CallToolRequestParams.model_validate(raw, by_name=False)
+            _methods.validate_client_request(method, version, raw)
+            params = types.CallToolRequestParams.model_validate(raw, by_name=False) \
+                if method == "tools/call" else None
         except (ValueError, KeyError):  # pydantic's ValidationError is a ValueError
             return None
         if not isinstance(request, types.JSONRPCRequest):
             return None
+        head = f'{{"jsonrpc":"2.0","id":{json.dumps(request.id)},"result":'.encode()
 
-        async def run() -> dict[str, Any]:
+        async def call() -> bytes:
+            assert params is not None
             tool = self._callable(params.name, caller)
             result = tool if isinstance(tool, types.CallToolResult) else \
                 await self._run(tool, params.arguments)
             dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-            return {"jsonrpc": "2.0", "id": request.id,
-                    "result": _methods.serialize_server_result("tools/call", version, dumped)}
-        return run
+            wire = _methods.serialize_server_result("tools/call", version, dumped)
+            return head + json.dumps(wire, separators=(",", ":")).encode() + b"}"
+
+        async def listing() -> bytes:
+            tools = b",".join(part for listing in self._listings()
+                              for part in listing.wire(version))
+            return head + b'{"tools":[' + tools + b"]}}"
+
+        return call if params is not None else listing
 
     async def _forward_log(self, ctx: ServerRequestContext[Any, Any], plugin: str,
                            lines: list[LogLine], level: int) -> None:
@@ -261,16 +293,15 @@ class ToolServer:
         key = id(connection)
         if key not in self._levels:
             connection.exit_stack.callback(self._levels.pop, key, None)
-            if connection.session_id is not None:
-                self._logging_sessions.add(connection.session_id)
-                connection.exit_stack.callback(self._logging_sessions.discard,
-                                               connection.session_id)
+            self._logging_sessions.add(_key(connection))
+            connection.exit_stack.callback(self._logging_sessions.discard, _key(connection))
         self._levels[key] = _SEVERITY[params.level]
         return types.EmptyResult()
 
     def needs_stream(self, message: object, session_id: str | None) -> bool:
         """Whether the answer to JSON-RPC ``message`` (parsed; None if it did not parse) on
-        HTTP session ``session_id`` may need more than its result on its stream: a tool call
+        session ``session_id`` (:data:`STDIO` over stdio) may need more than its result on
+        its stream: a tool call
         that reports progress (its request carries ``_meta.progressToken``) or forwards log
         lines (its session set a level). Anything else is answered with one JSON body.
         Whatever comes to send a call more (a request to the client) must say so here."""
@@ -334,9 +365,8 @@ class ToolServer:
             # belongs to; tests/mcp/test_mcp_server.py pins this private name.
             connection = ctx.session._connection
             connection.exit_stack.callback(self._peers.pop, key, None)
-            if connection.session_id is not None:
-                self._ready[connection.session_id] = connection.protocol_version
-                connection.exit_stack.callback(self._ready.pop, connection.session_id, None)
+            self._ready[_key(connection)] = connection.protocol_version
+            connection.exit_stack.callback(self._ready.pop, _key(connection), None)
         return result
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -369,6 +399,30 @@ class ToolServer:
         for session in list(self._peers.values()):
             await session.send_tool_list_changed()  # best effort: never raises
         await self.bus.publish(ToolsListChanged())
+
+
+class _Listing:
+    """One plugin's tools (as :meth:`Exposure.tools` answered them) as ``tools/list`` has
+    them: the SDK's objects, and each tool's JSON per protocol revision, validated once."""
+
+    def __init__(self, tools: dict[str, Tool]) -> None:
+        self.tools = tools
+        self.listed = [_listed(t) for t in tools.values()]
+        self._wire: dict[str, list[bytes]] = {}
+
+    def wire(self, version: str) -> list[bytes]:
+        parts = self._wire.get(version)
+        if parts is None:
+            dumped = [t.model_dump(by_alias=True, mode="json", exclude_none=True)
+                      for t in self.listed]
+            shaped = _methods.serialize_server_result("tools/list", version, {"tools": dumped})
+            parts = self._wire[version] = [json.dumps(t, separators=(",", ":")).encode()
+                                           for t in shaped["tools"]]
+        return parts
+
+
+def _key(connection: Any) -> str:
+    return connection.session_id if connection.session_id is not None else STDIO
 
 
 def _caller(ctx: ServerRequestContext[Any, Any]) -> Caller | None:
