@@ -1,9 +1,11 @@
 """``/mcp`` on a running host's console: the tools over streamable HTTP, behind API tokens.
 
-Every request needs ``Authorization: Bearer <token>``: a console user's API token (``omnicore
-users token NAME``) or the host's local token (``<data_dir>/console.json``). Anything else — no
-header, a ``Basic`` one, a cookie session, a revoked token — is answered 401 before the SDK sees
-the request, whatever ``console.auth`` says: a browser cannot add a Bearer header on its own, so
+Every request needs ``Authorization: Bearer <token>``: an OAuth access token issued for this
+endpoint (omnicore.oauth; the 401 points to the protected-resource metadata, RFC 9728), a
+console user's API token (``omnicore users token NAME``) or the host's local token
+(``<data_dir>/console.json``). Anything else — no header, a ``Basic`` one, a cookie session, a
+revoked token, a token for another resource — is answered 401 before the SDK sees the
+request, whatever ``console.auth`` says: a browser cannot add a Bearer header on its own, so
 no page a user visits can make calls through it. A session belongs to the user who opened it
 (the SDK answers 404 to another user's session id), and the user's role is checked on every
 call: a viewer may list tools but not call them, as in the console. Each SSE stream opens
@@ -163,10 +165,12 @@ class _Sessions(StreamableHTTPSessionManager):
 class McpEndpoint:
     """The ASGI app behind ``/mcp``; run :meth:`lifespan` around serving it.
 
-    ``verify(secret)`` returns the caller whose Bearer token ``secret`` is, or None.
+    ``verify(secret, resource)`` returns the caller whose Bearer token ``secret`` is, or None;
+    ``resource`` is this endpoint's URL as the request names it (an OAuth access token is
+    good for the resource it was issued for only).
     """
 
-    def __init__(self, app: McpApp, verify: Callable[[str], Caller | None]) -> None:
+    def __init__(self, app: McpApp, verify: Callable[[str, str], Caller | None]) -> None:
         self.tools = ToolServer(app)
         self._verify = verify
         # With an event store, every SSE stream opens with a priming event (an id and a
@@ -186,15 +190,24 @@ class McpEndpoint:
             self.tools.detach()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scheme, _, secret = Headers(scope=scope).get("authorization", "").partition(" ")
+        headers = Headers(scope=scope)
+        scheme, _, secret = headers.get("authorization", "").partition(" ")
         secret = secret.strip()
-        caller = self._verify(secret) if scheme.lower() == "bearer" and secret else None
+        base = f"{scope.get('scheme', 'http')}://{headers.get('host', 'localhost')}"
+        caller = self._verify(secret, base + "/mcp") \
+            if scheme.lower() == "bearer" and secret else None
         if caller is None:
+            # RFC 9728: where an agent learns how to get a token.
+            challenge = f'Bearer resource_metadata="{base}/.well-known/oauth-protected-' \
+                        f'resource/mcp", scope="mcp:tools"'
+            if secret:
+                challenge += ', error="invalid_token"'
             response = JSONResponse(
                 {"error": {"type": "Unauthorized",
-                           "message": "/mcp needs 'Authorization: Bearer <token>' with a valid "
-                                      "API token (omnicore users token NAME)"}},
-                status_code=401, headers={"WWW-Authenticate": 'Bearer realm="omnicore"'})
+                           "message": "/mcp needs 'Authorization: Bearer <token>': an OAuth "
+                                      "access token for this server (see WWW-Authenticate) or "
+                                      "an API token (omnicore users token NAME)"}},
+                status_code=401, headers={"WWW-Authenticate": challenge})
             await response(scope, receive, send)
             return
         if scope.get("method") == "POST":

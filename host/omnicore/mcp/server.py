@@ -189,6 +189,12 @@ class ToolServer:
         if caller is not None and not caller.is_admin:
             return _error(f"user '{caller.name}' is a viewer, and calling a plugin needs an "
                           f"admin; use an admin's token (omnicore users token NAME)")
+        # An OAuth caller (omnicore.oauth.OAuthCaller) may call the tools it was granted.
+        granted: frozenset[str] | None = getattr(caller, "tools", None)
+        if caller is not None and granted is not None and name not in granted:
+            return _error(f"tool '{name}' is not among those {caller.name} approved for this "
+                          "agent; approve it again (a new sign-in) to add the tools exposed "
+                          "since")
         tool = self.resolve(name)
         if tool is None:
             return _error(f"no tool '{name}': it is not an exposed handler of a loaded "

@@ -248,9 +248,26 @@ ALTER SEQUENCE tasks_id_seq RENAME TO jobs_id_seq;
 CREATE VIEW tasks AS SELECT * FROM jobs;
 """
 
+# OAuth for remote agents (omnicore.oauth): registered clients, users' grants, and the
+# SHA-256 of every authorization code and token.
+_V11_OAUTH = """
+CREATE TABLE oauth_clients (client_id text PRIMARY KEY, doc text NOT NULL,
+    created_at double precision NOT NULL);
+CREATE TABLE oauth_grants (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    client_id text NOT NULL, client_name text NOT NULL, user_name text NOT NULL,
+    resource text NOT NULL, tools text NOT NULL, created_at double precision NOT NULL,
+    revoked_at double precision);
+CREATE TABLE oauth_codes (hash text PRIMARY KEY, grant_id bigint NOT NULL,
+    redirect_uri text NOT NULL, explicit integer NOT NULL, challenge text NOT NULL,
+    expires_at double precision NOT NULL, used_at double precision);
+CREATE TABLE oauth_tokens (hash text PRIMARY KEY, grant_id bigint NOT NULL, kind text NOT NULL,
+    expires_at double precision NOT NULL, revoked_at double precision);
+CREATE INDEX oauth_tokens_by_grant ON oauth_tokens (grant_id);
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS, _V4_INSTANCES,
                                _V5_MEMORY_VECTORS, _V6_ACCOUNTS, _V7_WORKFLOWS,
                                _V8_CONSOLE_FACTS_WEBHOOKS, _V9_PLUGIN_SETTINGS,
-                               _V10_JOBS_RENAME)
+                               _V10_JOBS_RENAME, _V11_OAUTH)
 SCHEMA_VERSION = len(MIGRATIONS)
