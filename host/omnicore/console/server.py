@@ -39,8 +39,6 @@ from omnicore.console.responses import JSONResponse
 from omnicore.console.state import ConsoleState
 from omnicore.core.lifecycle import State
 from omnicore.errors import OmniError
-from omnicore.mcp.server import Caller
-from omnicore.oauth.server import PREFIX as OAUTH_PREFIX
 
 __all__ = ["create_app"]
 
@@ -147,7 +145,9 @@ def create_app(state: ConsoleState) -> Starlette:
     # The MCP SDK loads only when a console is served.
     from omnicore.console import oauth as oauth_pages
     from omnicore.mcp import McpEndpoint
+    from omnicore.mcp.server import Caller
     from omnicore.oauth import AuthServer, MetadataDocuments
+    from omnicore.oauth.server import PREFIX as OAUTH_PREFIX
 
     app_ = state.app
     oauth = AuthServer(app_.storage.oauth, app_.storage.audit, MetadataDocuments(
