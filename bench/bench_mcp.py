@@ -10,7 +10,10 @@ The Rust greeter's ``greet`` exposed as the tool ``greeter-rust.greet``, called 
    console (Hypercorn, loopback, Bearer token, SSE responses);
 4. the REST invoke of the same handler on the same console (``POST
    /api/v1/plugins/greeter-rust/invoke``, the same token, one httpx client): what an HTTP tool
-   call is held to (issue 32: at most 1.3x at the median).
+   call is held to (issue 32: at most 1.3x at the median);
+5. ``tools/list`` of 1,000 exposed tools (one plugin, 1,000 handlers with schemas) over
+   ``/mcp``, as JSON-RPC from httpx (issue 32: within 20 ms; the SDK's client then spends
+   more than that validating what it received).
 
 The MCP columns add the protocol, the transport and the SDKs of both sides to the floor; the
 "added" column is the median minus the floor's. Targets (issue 24): +0.5 ms over stdio and
@@ -106,6 +109,72 @@ async def over_rest(url: str, token: str, iters: int) -> Sample:
         return await ameasure(call, iters)
 
 
+def many_tools(n: int = 1000) -> bytes:
+    """A plugin with ``n`` handlers (one function exported ``n`` times), each declared with a
+    description and an input schema."""
+    import wasmtime
+
+    manifest = {"abi": 1, "name": "many", "version": "1.0.0", "description": "many tools",
+                "handlers": [{"name": f"h{i:04d}", "description": f"Handler number {i}",
+                              "input_schema": {"type": "object",
+                                               "properties": {"text": {"type": "string"}},
+                                               "required": ["text"]}} for i in range(n)]}
+    escaped = json.dumps(manifest).replace("\\", "\\\\").replace('"', '\\"')
+    exports = "\n".join(f'(export "h{i:04d}" (func $echo))' for i in range(n))
+    return wasmtime.wat2wasm(f"""(module
+      (memory (export "memory") 1)
+      (global $heap (mut i32) (i32.const 1024))
+      (func (export "omni_alloc") (param $n i32) (result i32) (local $p i32)
+        (local.set $p (global.get $heap))
+        (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+        (if (i32.gt_u (global.get $heap) (i32.shl (memory.size) (i32.const 16)))
+          (then (drop (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16))
+                                            (i32.const 1))))))
+        (local.get $p))
+      (func (export "omni_free") (param i32 i32))
+      (func $echo (param $p i32) (param $n i32) (result i64)
+        (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32))
+                (i64.extend_i32_u (local.get $n))))
+      {exports}
+      (@custom "omnicore.manifest" "{escaped}"))""")
+
+
+def list_many(root: Path, iters: int) -> Sample:
+    """``tools/list`` of 1,000 tools over /mcp, raw JSON-RPC from httpx."""
+    import httpx
+    from mcp_types.version import LATEST_HANDSHAKE_VERSION as version
+
+    (root / "plugins").mkdir(parents=True)
+    (root / "plugins" / "many.wasm").write_bytes(many_tools())
+    (root / "omnicore.yaml").write_text(yaml.safe_dump({
+        "name": "bench-mcp-list", "data_dir": "data", "plugins_dir": "plugins",
+        "log": {"level": "warning"}, "console": {"port": 0}, "mcp": {"expose": ["many/*"]}}))
+    app = OmniApp(config_path=root / "omnicore.yaml")
+    module = ConsoleModule()
+    app.add_module(module)
+    app.start()
+    try:
+        assert module.console is not None and module.url is not None
+        headers = {"Accept": "application/json, text/event-stream",
+                   "Authorization": f"Bearer {module.console.auth.local_token}"}
+        with httpx.Client(base_url=module.url, headers=headers, timeout=60) as c:
+            r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": version, "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "0"}}})
+            c.headers.update({"mcp-session-id": r.headers["mcp-session-id"],
+                              "mcp-protocol-version": version})
+            c.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+            def listed() -> object:
+                r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+                assert len(r.json()["result"]["tools"]) == 1000
+                return r
+
+            return measure(listed, iters)
+    finally:
+        app.stop()
+
+
 def _caller(session: object) -> Callable[[], Awaitable[object]]:
     async def call() -> object:
         result = await session.call_tool("greeter-rust.greet", ARGS)  # type: ignore[attr-defined]
@@ -136,12 +205,14 @@ def main() -> None:
         rest = asyncio.run(over_rest(module.url, module.console.auth.local_token, iters))
     finally:
         app.stop()
+    listing = list_many(appdir.parent / "many", max(iters // 10, 5))
     rows = [
         ["app.plugins.call_json (in-process floor)", str(direct), "-"],
         ["tools/call over stdio (omnicore mcp)", str(stdio), f"{stdio.median - direct.median:.0f}"],
         ["tools/call over HTTP (/mcp, Bearer)", str(http), f"{http.median - direct.median:.0f}"],
         ["REST invoke over HTTP (same handler, Bearer)", str(rest),
          f"{rest.median - direct.median:.0f}"],
+        ["tools/list of 1,000 tools over HTTP (/mcp, httpx)", str(listing), "-"],
     ]
     print(f"MCP tool call, Rust greeter, {iters} calls x 7 repeats; {machine()}")
     print(render(["path", "µs per call: median [min-max]", "added µs"], rows,

@@ -215,3 +215,52 @@ def test_deep_json_is_a_parse_error_and_the_server_keeps_serving(host: Host, sha
             assert answer.structured_content == {"text": "still here"}
 
     asyncio.run(main())
+
+
+def test_a_call_is_one_json_body_unless_it_streams_progress_or_logs(host: Host) -> None:
+    """Most calls send nothing but their result: one application/json body, through the
+    direct path; a progress token or a session's log level makes the answer an SSE stream."""
+    auth = {**ACCEPT, "Authorization": f"Bearer {host.admin_token}"}
+    with httpx.Client(base_url=host.url, timeout=30) as c:
+        r = c.post("/mcp", json=INITIALIZE, headers=auth)
+        session = {**auth, "mcp-session-id": r.headers["mcp-session-id"],
+                   "mcp-protocol-version": LATEST_HANDSHAKE_VERSION}
+
+        def call(id_: int, params: dict[str, object]) -> httpx.Response:
+            return c.post("/mcp", headers=session, json={
+                "jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params})
+
+        def listed() -> httpx.Response:
+            return c.post("/mcp", headers=session, json={
+                "jsonrpc": "2.0", "id": 10, "method": "tools/list"})
+
+        # Before the handshake ends the SDK's loop answers; the same bodies.
+        early = call(2, {"name": "tools.echo", "arguments": {"text": "x"}})
+        assert early.headers["content-type"].startswith("application/json")
+        assert early.json()["result"]["structuredContent"] == {"text": "x"}
+        sdk_list = listed().json()
+        assert c.post("/mcp", headers=session, json={
+            "jsonrpc": "2.0", "method": "notifications/initialized"}).status_code == 202
+        assert listed().json() == sdk_list
+        assert {t["name"] for t in sdk_list["result"]["tools"]} == {
+            "tools.echo", "tools.trap", "tools.plain"}
+        answer = call(3, {"name": "tools.echo", "arguments": {"text": "x"}})
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.headers["mcp-session-id"] == session["mcp-session-id"]
+        assert answer.json() == {"jsonrpc": "2.0", "id": 3, "result": {
+            "content": [{"type": "text", "text": '{"text":"x"}'}],
+            "structuredContent": {"text": "x"}, "isError": False}}
+        unknown = call(4, {"name": "tools.hidden", "arguments": {}}).json()
+        assert unknown["result"]["isError"] and "no tool" in unknown["result"]["content"][0]["text"]
+        # Invalid params are the SDK's to refuse.
+        bad = call(5, {"arguments": {}})
+        assert bad.json()["error"]["code"] == -32602
+        streamed = call(6, {"name": "tools.echo", "arguments": {"text": "x"},
+                            "_meta": {"progressToken": 7}})
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        assert c.post("/mcp", headers=session, json={
+            "jsonrpc": "2.0", "id": 8, "method": "logging/setLevel",
+            "params": {"level": "info"}}).status_code == 200
+        logged = call(9, {"name": "tools.echo", "arguments": {"text": "x"}})
+        assert logged.headers["content-type"].startswith("text/event-stream")
+        assert '"structuredContent":{"text":"x"}' in logged.text

@@ -116,12 +116,20 @@ def test_every_sse_stream_opens_with_a_priming_event_and_can_be_resumed(host: Ho
                    "mcp-protocol-version": PROTOCOL}
         client.post("/mcp", headers=session,
                     json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        # Only an answer that may carry more than its result is a stream: a call that
+        # reports progress. Anything else is one JSON body.
         listed = client.post("/mcp", headers=session,
                              json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
-        assert listed.headers["content-type"].startswith("text/event-stream")
-        priming, answer = _events(listed.text)
+        assert listed.headers["content-type"].startswith("application/json")
+        assert '"tools.echo"' in listed.text
+        called = client.post("/mcp", headers=session, json={
+            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "tools.echo", "arguments": {"text": "hi"},
+                       "_meta": {"progressToken": "p1"}}})
+        assert called.headers["content-type"].startswith("text/event-stream")
+        priming, *progress, answer = _events(called.text)
         assert priming["id"] and priming["retry"] == "1000" and priming["data"] == ""
-        assert '"tools.echo"' in answer["data"]
+        assert len(progress) == 2 and '"result"' in answer["data"]
         # A client that lost the stream after the priming event gets the answer again.
         # The replay stream stays open for what comes next: read until the answer is back.
         with client.stream("GET", "/mcp",
@@ -129,6 +137,6 @@ def test_every_sse_stream_opens_with_a_priming_event_and_can_be_resumed(host: Ho
             seen = ""
             for line in replay.iter_lines():
                 seen += line + "\n"
-                if line.startswith("data:") and '"tools.echo"' in line:
+                if line.startswith("data:") and '"result"' in line:
                     break
         assert f"id: {answer['id']}" in seen

@@ -240,3 +240,27 @@ def test_an_app_folder_without_config_is_one_error_line(tmp_path: Path) -> None:
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         f"Error: no omnicore.yaml in {tmp_path}; create an app with `omnicore new {tmp_path}`"]
+
+
+def test_after_a_log_level_calls_bring_their_log_lines(tmp_path: Path) -> None:
+    """A call answered on the fast path carries no notifications: once the client asks for
+    a level, calls go through the SDK's loop and their log lines come first."""
+    import mcp_types as types
+
+    app = make_app(tmp_path / "app", ["logs/*"], files={"logs": wasm("logs")})
+    logs: list[str] = []
+
+    async def inbox(message: object) -> None:
+        if isinstance(message, types.LoggingMessageNotification):
+            logs.append(message.params.level)
+
+    async def main() -> None:
+        async with stdio_session(app, inbox) as s:  # type: ignore[arg-type]
+            assert not (await s.call_tool("logs.chatty", {})).is_error
+            assert logs == []
+            await s.send_request(types.SetLevelRequest(
+                params=types.SetLevelRequestParams(level="warning")), types.EmptyResult)
+            assert not (await s.call_tool("logs.chatty", {})).is_error
+            assert logs == ["warning", "error"]
+
+    asyncio.run(main())

@@ -302,6 +302,10 @@ class McpConfig(_Strict):
         default=False,
         description="serve each plugin's memories and vector collections as read-only MCP "
                     "resources (a sidecar's mcp.resources decides for its plugin)")
+    oauth_loopback_client_ids: bool = Field(
+        default=False,
+        description="accept OAuth client ids that are http://127.0.0.1 URLs of client metadata "
+                    "documents (local agents and tests); otherwise https URLs only")
 
     @field_validator("expose")
     @classmethod

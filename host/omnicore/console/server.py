@@ -143,16 +143,31 @@ async def openapi(_request: Request) -> Response:
 
 def create_app(state: ConsoleState) -> Starlette:
     """The ASGI app for ``state`` (serve it with Hypercorn, or test it with httpx)."""
-    from omnicore.mcp import McpEndpoint  # the MCP SDK loads only when a console is served
+    # The MCP SDK loads only when a console is served.
+    from omnicore.console import oauth as oauth_pages
+    from omnicore.mcp import McpEndpoint
+    from omnicore.mcp.server import Caller
+    from omnicore.oauth import AuthServer, MetadataDocuments
+    from omnicore.oauth.server import PREFIX as OAUTH_PREFIX
 
-    mcp = McpEndpoint(state.app, state.auth.bearer_user)  # /mcp: agents, with API tokens
+    app_ = state.app
+    oauth = AuthServer(app_.storage.oauth, app_.storage.audit, MetadataDocuments(
+        allow_loopback=app_.config.mcp.oauth_loopback_client_ids))
+
+    def verify(secret: str, resource: str) -> Caller | None:
+        # /mcp: agents, with an OAuth access token for this resource or an API token.
+        return oauth.caller(secret, resource) if secret.startswith(OAUTH_PREFIX) \
+            else state.auth.bearer_user(secret)
+
+    mcp = McpEndpoint(state.app, verify)
     routes = [
+        # First: agents call tools in a loop, and the router tries routes in order.
+        Route("/mcp", mcp),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/api/v1/openapi.json", openapi),
-        # Plugins first: their invoke route is the one scripts call in a loop, and the
-        # router tries routes in order.
+        # Plugins next: their invoke route is the one scripts call in a loop.
         *plugins.routes(),
         *overview.routes(),
         *feed.routes(),
@@ -168,7 +183,7 @@ def create_app(state: ConsoleState) -> Starlette:
         *memory.routes(),
         *audit.routes(),
         *events.routes(),
-        Route("/mcp", mcp),
+        *oauth_pages.routes(oauth),
         Mount("/static", StaticFiles(directory=str(WEB / "static")), name="static"),
     ]
     middleware = [
@@ -186,4 +201,6 @@ def create_app(state: ConsoleState) -> Starlette:
                                         Exception: on_crash},
                     lifespan=lambda _app: mcp.lifespan())
     app.state.console = state
+    app.state.oauth = oauth
+    app.state.mcp = mcp
     return app

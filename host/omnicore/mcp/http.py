@@ -1,31 +1,43 @@
 """``/mcp`` on a running host's console: the tools over streamable HTTP, behind API tokens.
 
-Every request needs ``Authorization: Bearer <token>``: a console user's API token (``omnicore
-users token NAME``) or the host's local token (``<data_dir>/console.json``). Anything else — no
-header, a ``Basic`` one, a cookie session, a revoked token — is answered 401 before the SDK sees
-the request, whatever ``console.auth`` says: a browser cannot add a Bearer header on its own, so
+Every request needs ``Authorization: Bearer <token>``: an OAuth access token issued for this
+endpoint (omnicore.oauth; the 401 points to the protected-resource metadata, RFC 9728), a
+console user's API token (``omnicore users token NAME``) or the host's local token
+(``<data_dir>/console.json``). Anything else — no header, a ``Basic`` one, a cookie session, a
+revoked token, a token for another resource — is answered 401 before the SDK sees the
+request, whatever ``console.auth`` says: a browser cannot add a Bearer header on its own, so
 no page a user visits can make calls through it. A session belongs to the user who opened it
 (the SDK answers 404 to another user's session id), and the user's role is checked on every
 call: a viewer may list tools but not call them, as in the console. Each SSE stream opens
 with a priming event carrying a ``retry`` hint, and a client that lost a stream resumes it with
 ``Last-Event-ID`` (omnicore.mcp.eventstore). A console bound to loopback takes only loopback
 names in ``Host`` and ``Origin`` (DNS-rebinding protection).
+
+A POST is answered with one ``application/json`` body unless its answer needs a stream
+(:meth:`ToolServer.needs_stream`: a tool call with a progress token, or on a session that set
+a log level); then it is an SSE stream. A stream costs the client and the server an event
+loop's worth of tasks per request, and most calls send nothing but their result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
+from uuid import uuid4
 
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext
 from mcp.server.auth.provider import AccessToken
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from omnicore.capabilities.guestjson import nesting
@@ -38,6 +50,12 @@ __all__ = ["MAX_DEPTH", "RETRY_MS", "McpEndpoint"]
 MAX_DEPTH = 64
 #: The reconnection delay each SSE stream's priming event suggests (SEP-1699).
 RETRY_MS = 1000
+#: Where the endpoint leaves, in the ASGI scope, whether a POST is answered with JSON.
+_JSON_KEY = "omnicore.mcp.json_reply"
+#: Where it leaves a request to answer without the SDK's session loop (ToolServer.direct).
+_DIRECT_KEY = "omnicore.mcp.direct"
+#: The same as _JSON_KEY, for the transport serving the request (see :class:`_Transport`).
+_json_reply: ContextVar[bool] = ContextVar("omnicore_mcp_json_reply", default=False)
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -80,18 +98,84 @@ def _loopback_only(bind: str) -> TransportSecuritySettings | None:
         allowed_origins=[f"http://{n}:*" for n in names] + [f"http://{n}" for n in names])
 
 
+class _Transport(StreamableHTTPServerTransport):
+    """The SDK's transport, choosing a JSON body or an SSE stream for each request rather
+    than once for the session.
+
+    The SDK reads ``is_json_response_enabled`` while it serves a POST (in the request's own
+    task) and in the session's message router, which drops a notification tied to a request
+    in JSON mode. The router runs in a task started before any request set the flag, so it
+    always sees False; a JSON request has nothing tied to it (:meth:`ToolServer.needs_stream`)
+    but its answer.
+    """
+
+    @property
+    def is_json_response_enabled(self) -> bool:
+        return _json_reply.get()
+
+    @is_json_response_enabled.setter
+    def is_json_response_enabled(self, value: bool) -> None:
+        pass  # the SDK's constructor sets it for the session: here each request decides
+
+    async def handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = _json_reply.set(bool(scope.get(_JSON_KEY)))
+        try:
+            await super().handle_request(scope, receive, send)
+        finally:
+            _json_reply.reset(token)
+
+    async def _handle_post_request(self, scope: Scope, request: Request, receive: Receive,
+                                   send: Send) -> None:
+        # Past the transport's own checks (DNS rebinding, a terminated session) and the
+        # manager's (the session exists and is the caller's); the POST's checks are the SDK's.
+        call = scope.get(_DIRECT_KEY)
+        if call is None or not self._check_content_type(request):
+            await super()._handle_post_request(scope, request, receive, send)
+            return
+        if not await self._validate_accept_header(request, scope, send) \
+                or not await self._validate_request_headers(request, send):
+            return
+        headers = {MCP_SESSION_ID_HEADER: self.mcp_session_id} if self.mcp_session_id else None
+        await Response(await call(), headers=headers,
+                       media_type="application/json")(scope, receive, send)
+
+
+class _Sessions(StreamableHTTPSessionManager):
+    """The SDK's session manager with :class:`_Transport` for each session.
+
+    ``_admit_session`` is the SDK's (mcp 2.3), the class of the transport aside;
+    tests/mcp/test_mcp_http.py checks that a tool call is answered with JSON through it.
+    """
+
+    def _admit_session(self, requestor: AuthorizationContext | None) -> _Transport | None:
+        if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
+            return None
+        transport = _Transport(
+            mcp_session_id=uuid4().hex, event_store=self.event_store,
+            security_settings=self.security_settings, retry_interval=self.retry_interval,
+            idle_timeout=self.session_idle_timeout)
+        session_id = transport.mcp_session_id
+        assert session_id is not None
+        if requestor is not None:
+            self._session_owners[session_id] = requestor
+        self._server_instances[session_id] = transport
+        return transport
+
+
 class McpEndpoint:
     """The ASGI app behind ``/mcp``; run :meth:`lifespan` around serving it.
 
-    ``verify(secret)`` returns the caller whose Bearer token ``secret`` is, or None.
+    ``verify(secret, resource)`` returns the caller whose Bearer token ``secret`` is, or None;
+    ``resource`` is this endpoint's URL as the request names it (an OAuth access token is
+    good for the resource it was issued for only).
     """
 
-    def __init__(self, app: McpApp, verify: Callable[[str], Caller | None]) -> None:
+    def __init__(self, app: McpApp, verify: Callable[[str, str], Caller | None]) -> None:
         self.tools = ToolServer(app)
         self._verify = verify
         # With an event store, every SSE stream opens with a priming event (an id and a
         # retry hint) and a client that lost it can resume with Last-Event-ID.
-        self._manager = StreamableHTTPSessionManager(
+        self._manager = _Sessions(
             app=self.tools.server, event_store=MemoryEventStore(), retry_interval=RETRY_MS,
             security_settings=_loopback_only(app.config.console.host))
 
@@ -106,15 +190,24 @@ class McpEndpoint:
             self.tools.detach()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scheme, _, secret = Headers(scope=scope).get("authorization", "").partition(" ")
+        headers = Headers(scope=scope)
+        scheme, _, secret = headers.get("authorization", "").partition(" ")
         secret = secret.strip()
-        caller = self._verify(secret) if scheme.lower() == "bearer" and secret else None
+        base = f"{scope.get('scheme', 'http')}://{headers.get('host', 'localhost')}"
+        caller = self._verify(secret, base + "/mcp") \
+            if scheme.lower() == "bearer" and secret else None
         if caller is None:
+            # RFC 9728: where an agent learns how to get a token.
+            challenge = f'Bearer resource_metadata="{base}/.well-known/oauth-protected-' \
+                        f'resource/mcp", scope="mcp:tools"'
+            if secret:
+                challenge += ', error="invalid_token"'
             response = JSONResponse(
                 {"error": {"type": "Unauthorized",
-                           "message": "/mcp needs 'Authorization: Bearer <token>' with a valid "
-                                      "API token (omnicore users token NAME)"}},
-                status_code=401, headers={"WWW-Authenticate": 'Bearer realm="omnicore"'})
+                           "message": "/mcp needs 'Authorization: Bearer <token>': an OAuth "
+                                      "access token for this server (see WWW-Authenticate) or "
+                                      "an API token (omnicore users token NAME)"}},
+                status_code=401, headers={"WWW-Authenticate": challenge})
             await response(scope, receive, send)
             return
         if scope.get("method") == "POST":
@@ -130,8 +223,18 @@ class McpEndpoint:
                     status_code=400)(scope, receive, send)
                 return
             receive = _replay(body, receive)
+            session = Headers(scope=scope).get(MCP_SESSION_ID_HEADER)
+            try:
+                message = json.loads(body)
+            except ValueError:
+                message = None  # the SDK answers it with its parse error
+            json_reply = not self.tools.needs_stream(message, session)
+            direct = self.tools.direct(message, session, caller)
+        else:
+            json_reply, direct = False, None
         # The SDK binds each session to the principal in scope["user"]: another user's token
         # cannot take it over.
         user = AuthenticatedUser(AccessToken(token="", client_id=caller.name, scopes=[]))
-        scoped: dict[str, Any] = {**scope, "user": user, CALLER_KEY: caller}
+        scoped: dict[str, Any] = {**scope, "user": user, CALLER_KEY: caller,
+                                  _JSON_KEY: json_reply, _DIRECT_KEY: direct}
         await self._manager.handle_request(scoped, receive, send)

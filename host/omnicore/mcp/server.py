@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -36,22 +37,25 @@ from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
+from mcp_types import methods as _methods
 
 from omnicore import __version__
 from omnicore.core.events import Event, EventBus
 from omnicore.errors import OmniError
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
-from omnicore.mcp.tools import Exposure, Tool, output_problem, tools_of
+from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox.logring import LogLine
 from omnicore.storage.memory import MemoryStore
 from omnicore.storage.vectors import VectorStore
 
-__all__ = ["CALLER_KEY", "Caller", "McpApp", "ToolServer"]
+__all__ = ["CALLER_KEY", "STDIO", "Caller", "McpApp", "ToolServer"]
 
 #: Where the HTTP endpoint leaves the authenticated :class:`Caller` in the ASGI scope.
 CALLER_KEY = "omnicore.mcp.caller"
+#: The session key of the one connection of a process serving stdio (it has no session id).
+STDIO = ""
 #: MCP's log levels, least severe first.
 _SEVERITY = {level: i for i, level in enumerate(
     ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"))}
@@ -133,6 +137,13 @@ class ToolServer:
         self.server.middleware.append(self._track_peers)
         #: The log level each connection asked for (logging/setLevel), by connection.
         self._levels: dict[int, int] = {}
+        #: The connections that asked for a log level, by :data:`STDIO` or HTTP session id.
+        self._logging_sessions: set[str] = set()
+        #: The connections past their handshake (the same keys), with the protocol revision
+        #: negotiated.
+        self._ready: dict[str, str] = {}
+        #: Each plugin's tools in their wire forms (:meth:`_listings`).
+        self._listing: dict[str, _Listing] = {}
         #: Handshake-era clients, told about list changes over their own connection.
         self._peers: dict[int, ServerSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -145,9 +156,24 @@ class ToolServer:
         """The tools listed now, by name."""
         return tools_of(self.app.plugins, self.exposure)
 
+    def _listings(self) -> list[_Listing]:
+        """The listed plugins' tools in their wire forms, made again only for a plugin whose
+        tools changed (:meth:`Exposure.tools` answers the same dict until then)."""
+        out = []
+        for info in self.app.plugins:
+            if info.state not in LISTED_STATES:
+                continue
+            tools = self.exposure.tools(info)
+            listing = self._listing.get(info.name)
+            if listing is None or listing.tools is not tools:
+                listing = self._listing[info.name] = _Listing(tools)
+            out.append(listing)
+        return out
+
     async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
                           params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[_listed(t) for t in self.tools().values()])
+        return types.ListToolsResult(tools=[t for listing in self._listings()
+                                            for t in listing.listed])
 
     def resolve(self, name: str) -> Tool | None:
         """The exposed tool ``name``, whatever its plugin's state (a needs-grant plugin's tool
@@ -158,35 +184,99 @@ class ToolServer:
         return tools_of([self.app.plugins.get(plugin)], self.exposure,
                         listed_only=False).get(name)
 
-    async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
-                         params: types.CallToolRequestParams) -> types.CallToolResult:
-        caller = _caller(ctx)
+    def _callable(self, name: str, caller: Caller | None) -> Tool | types.CallToolResult:
+        """The tool ``name`` if ``caller`` may call it, else the tool error that says why."""
         if caller is not None and not caller.is_admin:
             return _error(f"user '{caller.name}' is a viewer, and calling a plugin needs an "
                           f"admin; use an admin's token (omnicore users token NAME)")
-        tool = self.resolve(params.name)
+        # An OAuth caller (omnicore.oauth.OAuthCaller) may call the tools it was granted.
+        granted: frozenset[str] | None = getattr(caller, "tools", None)
+        if caller is not None and granted is not None and name not in granted:
+            return _error(f"tool '{name}' is not among those {caller.name} approved for this "
+                          "agent; approve it again (a new sign-in) to add the tools exposed "
+                          "since")
+        tool = self.resolve(name)
         if tool is None:
-            return _error(f"no tool '{params.name}': it is not an exposed handler of a loaded "
+            return _error(f"no tool '{name}': it is not an exposed handler of a loaded "
                           "plugin (mcp.expose in omnicore.yaml or the plugin's sidecar); "
                           "tools/list shows the tools")
-        data = json.dumps(params.arguments or {}, separators=(",", ":")).encode()
+        return tool
+
+    async def _run(self, tool: Tool, arguments: dict[str, Any] | None) -> types.CallToolResult:
+        data = json.dumps(arguments or {}, separators=(",", ":")).encode()
+        try:
+            out = await self.app.plugins.acall(tool.plugin, tool.handler, data)
+        except OmniError as exc:
+            return _error(str(exc).strip().partition("\n")[0])
+        result = _result(out)
+        sha = self.app.plugins.get(tool.plugin).sha256 if tool.output_schema else None
+        problem = output_problem(tool, sha, result.structured_content)
+        return _error(problem) if problem else result
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
+                         params: types.CallToolRequestParams) -> types.CallToolResult:
+        tool = self._callable(params.name, _caller(ctx))
+        if isinstance(tool, types.CallToolResult):
+            return tool
         level = self._levels.get(id(ctx.session._connection))
         log = self.app.plugins.logs(tool.plugin) if level is not None else None
         mark = log.written if log is not None else 0
         # A no-op unless the request carried _meta.progressToken.
         await ctx.session.report_progress(0, 1, f"calling {tool.plugin}/{tool.handler}")
         try:
-            out = await self.app.plugins.acall(tool.plugin, tool.handler, data)
-        except OmniError as exc:
-            return _error(str(exc).strip().partition("\n")[0])
+            return await self._run(tool, params.arguments)
         finally:
             if log is not None and level is not None:
                 await self._forward_log(ctx, tool.plugin, log.since(mark), level)
             await ctx.session.report_progress(1, 1, "done")
-        result = _result(out)
-        sha = self.app.plugins.get(tool.plugin).sha256 if tool.output_schema else None
-        problem = output_problem(tool, sha, result.structured_content)
-        return _error(problem) if problem else result
+
+    def direct(self, message: object, session_id: str | None,
+               caller: Caller | None) -> Callable[[], Awaitable[bytes]] | None:
+        """The request ``message`` (parsed JSON-RPC) on session ``session_id`` (:data:`STDIO`
+        over stdio), to answer without the SDK's session loop: a coroutine function returning
+        the JSON-RPC response's body. None unless it is a valid ``tools/call`` whose answer
+        is its result alone (:meth:`needs_stream`) or a ``tools/list``, on a session past its
+        handshake; the SDK answers the rest, invalid ones with its errors.
+
+        The SDK's loop costs a tool call more than the call: the request crosses two memory
+        streams and three tasks each way, and a list of 1,000 tools is validated and dumped
+        twice over. This path validates the request and shapes the result as the SDK does
+        (``mcp_types.methods``, at the revision the session negotiated) with the same
+        :meth:`_callable`, :meth:`_run` and tools. A client's ``notifications/cancelled``
+        does not reach a call run here; the call's deadline still bounds it."""
+        version = self._ready.get(session_id) if session_id is not None else None
+        method = message.get("method") if isinstance(message, dict) else None
+        if version is None or method not in ("tools/call", "tools/list") \
+                or self.needs_stream(message, session_id):
+            return None
+        assert isinstance(message, dict)
+        raw = message.get("params")
+        try:
+            request = types.jsonrpc_message_adapter.validate_python(message, by_name=False)
+            _methods.validate_client_request(method, version, raw)
+            params = types.CallToolRequestParams.model_validate(raw, by_name=False) \
+                if method == "tools/call" else None
+        except (ValueError, KeyError):  # pydantic's ValidationError is a ValueError
+            return None
+        if not isinstance(request, types.JSONRPCRequest):
+            return None
+        head = f'{{"jsonrpc":"2.0","id":{json.dumps(request.id)},"result":'.encode()
+
+        async def call() -> bytes:
+            assert params is not None
+            tool = self._callable(params.name, caller)
+            result = tool if isinstance(tool, types.CallToolResult) else \
+                await self._run(tool, params.arguments)
+            dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+            wire = _methods.serialize_server_result("tools/call", version, dumped)
+            return head + json.dumps(wire, separators=(",", ":")).encode() + b"}"
+
+        async def listing() -> bytes:
+            tools = b",".join(part for listing in self._listings()
+                              for part in listing.wire(version))
+            return head + b'{"tools":[' + tools + b"]}}"
+
+        return call if params is not None else listing
 
     async def _forward_log(self, ctx: ServerRequestContext[Any, Any], plugin: str,
                            lines: list[LogLine], level: int) -> None:
@@ -209,8 +299,25 @@ class ToolServer:
         key = id(connection)
         if key not in self._levels:
             connection.exit_stack.callback(self._levels.pop, key, None)
+            self._logging_sessions.add(_key(connection))
+            connection.exit_stack.callback(self._logging_sessions.discard, _key(connection))
         self._levels[key] = _SEVERITY[params.level]
         return types.EmptyResult()
+
+    def needs_stream(self, message: object, session_id: str | None) -> bool:
+        """Whether the answer to JSON-RPC ``message`` (parsed; None if it did not parse) on
+        session ``session_id`` (:data:`STDIO` over stdio) may need more than its result on
+        its stream: a tool call
+        that reports progress (its request carries ``_meta.progressToken``) or forwards log
+        lines (its session set a level). Anything else is answered with one JSON body.
+        Whatever comes to send a call more (a request to the client) must say so here."""
+        if not isinstance(message, dict) or message.get("method") != "tools/call":
+            return isinstance(message, list)  # a batch: whatever its parts need
+        if session_id is not None and session_id in self._logging_sessions:
+            return True
+        params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        return isinstance(meta, dict) and meta.get("progressToken") is not None
 
     # -- prompts (none yet: the capability is announced, the list is empty) --------------
 
@@ -264,6 +371,8 @@ class ToolServer:
             # belongs to; tests/mcp/test_mcp_server.py pins this private name.
             connection = ctx.session._connection
             connection.exit_stack.callback(self._peers.pop, key, None)
+            self._ready[_key(connection)] = connection.protocol_version
+            connection.exit_stack.callback(self._ready.pop, _key(connection), None)
         return result
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -296,6 +405,30 @@ class ToolServer:
         for session in list(self._peers.values()):
             await session.send_tool_list_changed()  # best effort: never raises
         await self.bus.publish(ToolsListChanged())
+
+
+class _Listing:
+    """One plugin's tools (as :meth:`Exposure.tools` answered them) as ``tools/list`` has
+    them: the SDK's objects, and each tool's JSON per protocol revision, validated once."""
+
+    def __init__(self, tools: dict[str, Tool]) -> None:
+        self.tools = tools
+        self.listed = [_listed(t) for t in tools.values()]
+        self._wire: dict[str, list[bytes]] = {}
+
+    def wire(self, version: str) -> list[bytes]:
+        parts = self._wire.get(version)
+        if parts is None:
+            dumped = [t.model_dump(by_alias=True, mode="json", exclude_none=True)
+                      for t in self.listed]
+            shaped = _methods.serialize_server_result("tools/list", version, {"tools": dumped})
+            parts = self._wire[version] = [json.dumps(t, separators=(",", ":")).encode()
+                                           for t in shaped["tools"]]
+        return parts
+
+
+def _key(connection: Any) -> str:
+    return connection.session_id if connection.session_id is not None else STDIO
 
 
 def _caller(ctx: ServerRequestContext[Any, Any]) -> Caller | None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -80,6 +81,15 @@ class Tool:
     open_world: bool = False
 
 
+def _frozen(value: object) -> object:
+    """``value`` (a grant: dicts, lists, scalars) as something ``==`` compares cheaply."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
 def _read_only(granted: Mapping[str, Mapping[str, Any]]) -> bool:
     for name, grant in granted.items():
         if name == "fs":
@@ -103,7 +113,22 @@ class Exposure:
         self._app = [tuple(p.split("/", 1)) for p in app_patterns]
         self._resources = resources
         self._operator = operator
-        self._sidecars: dict[Path, tuple[tuple[int, int, int], _Rules]] = {}
+        self._sidecars: dict[str, tuple[tuple[int, int, int], _Rules]] = {}
+        #: Each plugin's tools, with what they were made from (see :meth:`tools`).
+        self._tools: dict[str, tuple[tuple[object, ...], dict[str, Tool]]] = {}
+
+    def tools(self, info: PluginInfo) -> dict[str, Tool]:
+        """Plugin ``info``'s exposed handlers as tools, by tool name; the same dict (do not
+        change it) while nothing they are made of changes: the file, the grants and the
+        rules that expose them. A list of 1,000 tools is then a lookup, not 1,000 checks."""
+        key = (info.sha256, info.source, _frozen(info.granted), self._sidecar(info)[0],
+               self._operator_rules(info)[0])
+        cached = self._tools.get(info.name)
+        if cached is not None and cached[0] == key and info.sha256 is not None:
+            return cached[1]
+        tools = _tools(info, self)
+        self._tools[info.name] = (key, tools)
+        return tools
 
     def exposes(self, info: PluginInfo, handler: str) -> bool:
         """Whether ``handler`` of plugin ``info`` is served as a tool."""
@@ -145,19 +170,24 @@ class Exposure:
     def _sidecar(self, info: PluginInfo) -> _Rules:
         if not info.source:
             return (), None
-        wasm = Path(info.source)
-        found = [p for p in (wasm.with_suffix(s) for s in (".toml", ".yaml", ".yml"))
-                 if p.is_file()]
+        # Every list and call asks: plain os.stat on strings, not pathlib.
+        base = os.path.splitext(info.source)[0]
+        found = []
+        for suffix in (".toml", ".yaml", ".yml"):
+            try:
+                st = os.stat(base + suffix)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((base + suffix, st))
         if len(found) != 1:
             return (), None  # none, or two (the host refuses to load such a plugin anyway)
-        try:
-            st = os.stat(found[0])
-        except OSError:
-            return (), None
+        path, st = found[0]
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        cached = self._sidecars.get(found[0])
+        cached = self._sidecars.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1]
+        wasm = Path(info.source)
         rules: _Rules
         try:
             sidecar = read_sidecar(wasm)
@@ -165,7 +195,7 @@ class Exposure:
         except (ConfigError, OSError) as exc:
             log.warning("mcp: ignoring the sidecar of plugin '%s': %s", info.name, exc)
             rules = ((), None)
-        self._sidecars[found[0]] = (stamp, rules)
+        self._sidecars[path] = (stamp, rules)
         return rules
 
 
@@ -176,38 +206,42 @@ def tools_of(infos: Iterable[PluginInfo], exposure: Exposure, *,
     for info in infos:
         if listed_only and info.state not in LISTED_STATES:
             continue
-        declared = _declared(info.manifest)
-        read_only = _read_only(info.granted)
-        open_world = "http" in info.granted
-        mine: dict[str, Tool] = {}
-        for handler in info.handlers:
-            if not exposure.exposes(info, handler):
-                continue
-            name = tool_name(info.name, handler)
-            problem = None
-            if len(name) > _MAX_NAME:
-                problem = f"its tool name would be longer than {_MAX_NAME} characters"
-            elif name in mine:
-                problem = f"its tool name {name!r} is also that of '{mine[name].handler}'"
-            spec = declared.get(handler, {})
-            schema = spec.get("input_schema", _OBJECT)
-            output = spec.get("output_schema")
-            problem = problem or _schema_problem(schema, info.name, (info.sha256, handler))
-            if output is not None and not problem:
-                problem = _schema_problem(output, info.name, (info.sha256, f"{handler}->"))
-                problem = problem and problem.replace("input_schema", "output_schema")
-            if problem:
-                log.warning("mcp: handler '%s' of plugin '%s' is not served: %s",
-                            handler, info.name, problem)
-                continue
-            description = spec.get("description") or info.description or ""
-            title = spec.get("title")
-            mine[name] = Tool(name, info.name, handler, str(description), schema, output,
-                              title=str(title) if title else None, read_only=read_only,
-                              destructive=spec.get("destructive") is True and not read_only,
-                              open_world=open_world)
-        out.update(mine)
+        out.update(exposure.tools(info))
     return out
+
+
+def _tools(info: PluginInfo, exposure: Exposure) -> dict[str, Tool]:
+    declared = _declared(info.manifest)
+    read_only = _read_only(info.granted)
+    open_world = "http" in info.granted
+    mine: dict[str, Tool] = {}
+    for handler in info.handlers:
+        if not exposure.exposes(info, handler):
+            continue
+        name = tool_name(info.name, handler)
+        problem = None
+        if len(name) > _MAX_NAME:
+            problem = f"its tool name would be longer than {_MAX_NAME} characters"
+        elif name in mine:
+            problem = f"its tool name {name!r} is also that of '{mine[name].handler}'"
+        spec = declared.get(handler, {})
+        schema = spec.get("input_schema", _OBJECT)
+        output = spec.get("output_schema")
+        problem = problem or _schema_problem(schema, info.name, (info.sha256, handler))
+        if output is not None and not problem:
+            problem = _schema_problem(output, info.name, (info.sha256, f"{handler}->"))
+            problem = problem and problem.replace("input_schema", "output_schema")
+        if problem:
+            log.warning("mcp: handler '%s' of plugin '%s' is not served: %s",
+                        handler, info.name, problem)
+            continue
+        description = spec.get("description") or info.description or ""
+        title = spec.get("title")
+        mine[name] = Tool(name, info.name, handler, str(description), schema, output,
+                          title=str(title) if title else None, read_only=read_only,
+                          destructive=spec.get("destructive") is True and not read_only,
+                          open_world=open_world)
+    return mine
 
 
 def _declared(manifest: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

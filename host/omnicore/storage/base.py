@@ -37,6 +37,7 @@ from omnicore.storage.errors import (
 )
 from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
+from omnicore.storage.oauth_rows import OAuthRows
 from omnicore.storage.secret_rows import SecretRows
 from omnicore.storage.settings_rows import PluginSettingsRows
 from omnicore.storage.user_rows import UserRows
@@ -415,6 +416,11 @@ class Storage(abc.ABC):
         """The operator's settings per plugin (grants, config, limits, ...), which every
         instance applies over its own plugin folder."""
         raise self._unserved("plugin_settings")
+
+    @property
+    def oauth(self) -> OAuthRows:
+        """Remote agents' OAuth clients, grants, codes and tokens (omnicore.oauth)."""
+        raise self._unserved("oauth")
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -274,7 +274,24 @@ CREATE TABLE instances_lost (runtime_id text PRIMARY KEY, hostname text NOT NULL
 CREATE INDEX instances_lost_at ON instances_lost (lost_at);
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 12 drops what an
+# OAuth for remote agents (omnicore.oauth): registered clients, users' grants, and the
+# SHA-256 of every authorization code and token.
+_V13_OAUTH = """
+CREATE TABLE oauth_clients (client_id text PRIMARY KEY, doc text NOT NULL,
+    created_at double precision NOT NULL);
+CREATE TABLE oauth_grants (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    client_id text NOT NULL, client_name text NOT NULL, user_name text NOT NULL,
+    resource text NOT NULL, tools text NOT NULL, created_at double precision NOT NULL,
+    revoked_at double precision);
+CREATE TABLE oauth_codes (hash text PRIMARY KEY, grant_id bigint NOT NULL,
+    redirect_uri text NOT NULL, explicit integer NOT NULL, challenge text NOT NULL,
+    expires_at double precision NOT NULL, used_at double precision);
+CREATE TABLE oauth_tokens (hash text PRIMARY KEY, grant_id bigint NOT NULL, kind text NOT NULL,
+    expires_at double precision NOT NULL, revoked_at double precision);
+CREATE INDEX oauth_tokens_by_grant ON oauth_tokens (grant_id);
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 13 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -290,6 +307,7 @@ STEPS: tuple[Step, ...] = (
     Step(_V10_JOBS_RENAME, "tasks renamed jobs, a view keeps the old name", runs_from=1),
     Step(_V11_RUNS_FROM, "the schema records the oldest host that runs on it", runs_from=1),
     Step(_V12_INSTANCES_LOST, "instances found dead, kept a day", runs_from=1),
+    Step(_V13_OAUTH, "OAuth clients, grants, codes and tokens for remote agents", runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

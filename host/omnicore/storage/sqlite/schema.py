@@ -181,6 +181,20 @@ def _vectors_v3(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE vector_collections SET deletes_from = generation")
 
 
+def _oauth_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE oauth_clients (client_id TEXT PRIMARY KEY, doc TEXT NOT NULL, "
+                 "created_at REAL NOT NULL)")
+    conn.execute("CREATE TABLE oauth_grants (id INTEGER PRIMARY KEY, client_id TEXT NOT NULL, "
+                 "client_name TEXT NOT NULL, user_name TEXT NOT NULL, resource TEXT NOT NULL, "
+                 "tools TEXT NOT NULL, created_at REAL NOT NULL, revoked_at REAL)")
+    conn.execute("CREATE TABLE oauth_codes (hash TEXT PRIMARY KEY, grant_id INTEGER NOT NULL, "
+                 "redirect_uri TEXT NOT NULL, explicit INTEGER NOT NULL, challenge TEXT NOT "
+                 "NULL, expires_at REAL NOT NULL, used_at REAL)")
+    conn.execute("CREATE TABLE oauth_tokens (hash TEXT PRIMARY KEY, grant_id INTEGER NOT NULL, "
+                 "kind TEXT NOT NULL, expires_at REAL NOT NULL, revoked_at REAL)")
+    conn.execute("CREATE INDEX oauth_tokens_by_grant ON oauth_tokens (grant_id)")
+
+
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "workflows": (_wf_v1, _wf_v2, _wf_v3),
@@ -191,4 +205,5 @@ COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "secrets": (_secrets_v1,),
     "audit": (_audit_v1,),
     "plugin_settings": (_settings_v1,),
+    "oauth": (_oauth_v1,),
 }

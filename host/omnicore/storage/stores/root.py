@@ -15,6 +15,7 @@ from omnicore.storage.backend import Backend
 from omnicore.storage.base import EventLog, JobQueue, KVStore, PluginJobs, Schedules, Storage
 from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.memory_rows import MemoryRows
+from omnicore.storage.oauth_rows import OAuthRows
 from omnicore.storage.secret_rows import SecretRows
 from omnicore.storage.settings_rows import PluginSettingsRows
 from omnicore.storage.stores.audit import Audit
@@ -23,6 +24,7 @@ from omnicore.storage.stores.instances import Instances
 from omnicore.storage.stores.jobs import Jobs, JobSchedules, PluginJobRows
 from omnicore.storage.stores.kv import KV, kv_plugins
 from omnicore.storage.stores.memory import Memory
+from omnicore.storage.stores.oauth import OAuth
 from omnicore.storage.stores.secrets import Secrets
 from omnicore.storage.stores.settings import PluginSettings
 from omnicore.storage.stores.users import Users
@@ -90,6 +92,7 @@ class BackendStorage(Storage):
     memory: Built[MemoryRows] = Built(Memory)
     instances: Built[InstanceRows] = Built(Instances)
     users: Built[UserRows] = Built(Users)
+    oauth: Built[OAuthRows] = Built(OAuth)
 
     def store(self, build: Callable[[Backend], T]) -> T:
         """The store ``build`` makes over the backend, made once."""

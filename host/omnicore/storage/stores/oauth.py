@@ -1,0 +1,99 @@
+"""OAuth's rows on a backend (the ``oauth`` component): clients, grants, codes, tokens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from omnicore.storage.backend import Backend, Tx
+from omnicore.storage.oauth_rows import CodeRow, GrantRow, OAuthRows, TokenRow
+
+__all__ = ["OAuth"]
+
+_GRANT = "id, client_id, client_name, user_name, resource, tools, created_at, revoked_at"
+
+
+def _grant(r: Sequence[Any]) -> GrantRow:
+    return GrantRow(int(r[0]), r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), float(r[6]),
+                    None if r[7] is None else float(r[7]))
+
+
+class OAuth(OAuthRows):
+    """:class:`OAuthRows` on a backend."""
+
+    def __init__(self, db: Backend) -> None:
+        self._db = db
+        db.prepare("oauth")
+
+    def put_client(self, client_id: str, doc: dict[str, Any], at: float) -> None:
+        self._db.write_one("INSERT INTO oauth_clients VALUES (?,?,?) ON CONFLICT (client_id) "
+                           "DO UPDATE SET doc=excluded.doc",
+                           (client_id, json.dumps(doc, separators=(",", ":")), at))
+
+    def client(self, client_id: str) -> dict[str, Any] | None:
+        rows = self._db.read("SELECT doc FROM oauth_clients WHERE client_id=?", (client_id,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def add_grant(self, client_id: str, client_name: str, user: str, resource: str,
+                  tools: tuple[str, ...], at: float) -> int:
+        rows = self._db.write_one(
+            "INSERT INTO oauth_grants (client_id, client_name, user_name, resource, tools, "
+            "created_at) VALUES (?,?,?,?,?,?) RETURNING id",
+            (client_id, client_name, user, resource, json.dumps(list(tools)), at),
+            returning=True)[1]
+        return int(rows[0][0])
+
+    def grant(self, grant_id: int) -> GrantRow | None:
+        rows = self._db.read(f"SELECT {_GRANT} FROM oauth_grants WHERE id=?", (grant_id,))
+        return _grant(rows[0]) if rows else None
+
+    def grants(self, *, live: bool = True) -> list[GrantRow]:
+        where = " WHERE revoked_at IS NULL" if live else ""
+        return [_grant(r) for r in self._db.read(
+            f"SELECT {_GRANT} FROM oauth_grants{where} ORDER BY id DESC")]
+
+    def revoke_grant(self, grant_id: int, at: float) -> bool:
+        def run(tx: Tx) -> bool:
+            done = tx.execute("UPDATE oauth_grants SET revoked_at=? WHERE id=? AND revoked_at "
+                              "IS NULL", (at, grant_id)).rowcount
+            tx.execute("UPDATE oauth_tokens SET revoked_at=? WHERE grant_id=? AND revoked_at "
+                       "IS NULL", (at, grant_id))
+            return bool(done)
+        return self._db.write(run)
+
+    def add_code(self, hash: str, row: CodeRow) -> None:
+        self._db.write_one("INSERT INTO oauth_codes VALUES (?,?,?,?,?,?,?)",
+                           (hash, row.grant_id, row.redirect_uri, int(row.redirect_uri_explicit),
+                            row.challenge, row.expires_at, row.used_at))
+
+    def code(self, hash: str) -> CodeRow | None:
+        rows = self._db.read("SELECT grant_id, redirect_uri, explicit, challenge, expires_at, "
+                             "used_at FROM oauth_codes WHERE hash=?", (hash,))
+        if not rows:
+            return None
+        r = rows[0]
+        return CodeRow(int(r[0]), r[1], bool(r[2]), r[3], float(r[4]),
+                       None if r[5] is None else float(r[5]))
+
+    def use_code(self, hash: str, at: float) -> bool:
+        return bool(self._db.write(lambda tx: tx.execute(
+            "UPDATE oauth_codes SET used_at=? WHERE hash=? AND used_at IS NULL",
+            (at, hash)).rowcount))
+
+    def add_token(self, hash: str, row: TokenRow) -> None:
+        self._db.write_one("INSERT INTO oauth_tokens VALUES (?,?,?,?,?)",
+                           (hash, row.grant_id, row.kind, row.expires_at, row.revoked_at))
+
+    def token(self, hash: str) -> TokenRow | None:
+        rows = self._db.read("SELECT grant_id, kind, expires_at, revoked_at FROM oauth_tokens "
+                             "WHERE hash=?", (hash,))
+        if not rows:
+            return None
+        r = rows[0]
+        return TokenRow(int(r[0]), r[1], float(r[2]), None if r[3] is None else float(r[3]))
+
+    def revoke_token(self, hash: str, at: float) -> bool:
+        return bool(self._db.write(lambda tx: tx.execute(
+            "UPDATE oauth_tokens SET revoked_at=? WHERE hash=? AND revoked_at IS NULL",
+            (at, hash)).rowcount))
