@@ -1,6 +1,7 @@
 """The Events page's Topics and Recent events tables in Chromium: at a 390 px phone and a
 1366 px desktop each fits its card (no column clipped, nothing scrolls sideways), long topics
-and subscriber names wrapping. Screenshots: build/console-screenshots/4-{phone,desktop}-events-topics.png."""
+and subscriber names wrapping. Screenshots:
+build/console-screenshots/4-{phone,desktop}-events-topics.png."""
 
 from __future__ import annotations
 
