@@ -1,15 +1,18 @@
 """Day two on a real cluster: two ``omnicore run`` processes on one private PostgreSQL, one
-killed with SIGKILL while it holds jobs. The survivor's API lists it as lost (when it stopped
-answering, who reaped it, the jobs it handed on), its log line names those jobs, and its
-Instances page, open in Chromium, shows the lost host without a reload. Screenshot:
-build/console-screenshots/3-instances-lost.png."""
+paused (SIGSTOP) and then killed (SIGKILL) while it holds jobs. The survivor's Instances page,
+open in Chromium, shows it silent and then lost without a reload; its API lists it as lost
+(when it stopped answering, who reaped it, the jobs it handed on) and its log line names
+those jobs. Screenshots:
+build/console-screenshots/3-instances-{silent,lost}.png."""
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from typing import Any
 
+import pytest
 from playwright.sync_api import Browser, expect
 
 from omnicore.cli.remote import find_running
@@ -19,7 +22,10 @@ from tests.console.test_browser import SHOTS, browser  # noqa: F401
 
 
 def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
-        cluster: Any, browser: Browser) -> None:  # noqa: F811
+        cluster: Any, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    # The operator's setting from the issue: a host is dead after 12 s of silence, so a
+    # paused host is seen silent long before the reaper hands its work on.
+    monkeypatch.setenv("OMNICORE_CLUSTER__DEAD_AFTER_S", "12")
     hosts, store = cluster(2)
     ids = {i.pid: i.runtime_id for i in store.instances.all()}
     survivor, victim = hosts
@@ -45,10 +51,19 @@ def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
 
         held = sorted(t.id for t in store.queue.list(plugin="worker")
                       if t.owner == gone and t.state == "running")
+        # Paused: its connection (and liveness lock) stays, its heartbeat stops. The page
+        # marks it silent without a reload, seconds before it would be declared dead.
+        victim.proc.send_signal(signal.SIGSTOP)
+        stopped = time.time()
+        row = page.locator("#instances tr", has_text=gone)
+        expect(row.locator(".badge")).to_have_text("silent", timeout=10_000)
+        assert time.time() - stopped < 12  # before the reaper's limit
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "3-instances-silent.png"), full_page=True)
         victim.kill()
         killed = time.time()
-        # PostgreSQL proves the death at once (its liveness lock is gone); the page follows
-        # within its stream's tick and one fetch.
+        # Killed: PostgreSQL proves the death at once (its liveness lock is gone); the page
+        # follows within its stream's tick and one fetch.
         lost_row = page.locator("#lost tr", has_text=gone)
         expect(lost_row).to_be_visible(timeout=15_000)
         expect(page.locator("#instances")).not_to_contain_text(gone)
@@ -56,7 +71,6 @@ def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
         expect(lost_row).to_contain_text(me)  # the reaper
         for job in held:
             expect(lost_row).to_contain_text(f"job {job}")
-        SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "3-instances-lost.png"), full_page=True)
     finally:
         context.close()
@@ -66,7 +80,7 @@ def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
     (lost,) = body["lost"]
     assert lost["runtime_id"] == gone and lost["reaped_by"] == me
     assert lost["pid"] == victim.proc.pid
-    assert killed - 5 < lost["heartbeat_at"] <= killed  # its last beat, before the kill
+    assert stopped - 5 < lost["heartbeat_at"] <= stopped  # its last beat, before the pause
     assert killed <= lost["lost_at"] < killed + 15
     assert lost["jobs"] == held and set(held) <= set(jobs)
 
