@@ -79,3 +79,28 @@ def test_the_heartbeat_lives_through_an_outage_and_beats_at_once_after(
                         "unreachable; retrying in the background", None)
     assert lines[1][0] == logging.INFO and lines[1][1].startswith("cluster heartbeat resumed")
     assert len(lines) == 2, lines
+
+
+def test_the_reap_line_names_the_jobs_handed_on_bounded(
+        storage: SQLiteStorage, caplog: pytest.LogCaptureFixture) -> None:
+    from omnicore.storage import JobSpec
+    from omnicore.storage.instance_rows import Instance
+
+    caplog.set_level(logging.INFO, logger="omnicore.cluster")
+    now = time.time()
+    jobs = [storage.queue.add(JobSpec("nobody", "h", b"x", now + 3600)) for _ in range(12)]
+    storage.instances.register(Instance("rt-gone", "box-2", 77, "0.1.0", now - 60, now - 30))
+    storage.backend.write_one(  # type: ignore[attr-defined]
+        "UPDATE jobs SET state='running', owner='rt-gone', lease_until=?", (now + 3600,))
+    switch = Switch(storage)
+    member = Membership(lambda: switch, "rt-a", "1.0",  # type: ignore[arg-type, return-value]
+                        settings=ClusterSettings(heartbeat_s=0.2, check_s=0.05))
+    member.start()
+    try:
+        _wait(lambda: any("rt-gone" in r.getMessage() for r in caplog.records), "the reap")
+    finally:
+        member.stop()
+    (line,) = [r.getMessage() for r in caplog.records if "stopped answering" in r.getMessage()]
+    shown = ", ".join(str(j) for j in jobs[:10])
+    assert line == (f"cluster: instance(s) rt-gone stopped answering; 12 jobs ({shown}, … 2 "
+                    "more) handed on, now due again")

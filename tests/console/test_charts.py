@@ -86,3 +86,15 @@ def test_the_overview_and_plugin_page_draw_the_series(host: Host, admin: httpx.C
     assert 'aria-current="true">24h<' in browser.get("/plugins/greeter-rust?range=24h").text
     doc = admin.get("/api/v1/plugins/greeter-rust").json()
     assert doc["stats"]["p50_us"] <= doc["stats"]["p99_us"] and doc["stats"]["p50_us"] > 0
+
+
+def test_a_new_host_charts_its_quarter_hour_by_default(host: Host) -> None:
+    from omnicore.console.charts import span_of
+
+    browser, _ = host.browser_session()
+    for url in ("/", "/plugins/greeter-rust"):  # a host up for seconds: its data fills 15m
+        assert 'aria-current="true">15m<' in browser.get(url).text, url
+    assert 'aria-current="true">1h<' in browser.get("/?range=1h").text  # asked: kept
+    assert span_of(None, 15 * 60) == span_of("bogus", 7200.0) == "1h"  # up long enough
+    assert span_of(None, 899.0) == "15m" and span_of(None) == "1h"  # the API's default
+    assert span_of("24h", 5.0) == "24h"

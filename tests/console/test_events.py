@@ -31,7 +31,8 @@ def test_events_page_names_subscribers_and_a_published_event_arrives(ticker: Hos
     feed = browser.get("/api/v1/events", params={"kind": "event"}).json()["items"]
     assert any(e["topic"] == "shop.order" for e in feed)
     text = browser.get("/events").text
-    assert re.search(r'<code class="token">shop.order</code></td><td class="num">1<', text)
+    assert re.search(r'<code class="token">shop.order</code></td><td data-label="Events" '
+                     r'class="num">1<', text)
     assert "ticker.on_event" in text
     subs = browser.get("/api/v1/subscriptions").json()["items"]
     assert subs == [{"plugin": "ticker", "handler": "on_event", "topic": "shop.*",

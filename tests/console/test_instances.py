@@ -6,6 +6,7 @@ import time
 
 import httpx
 
+from omnicore.console.instances import version
 from tests.console.conftest import Host
 
 
@@ -61,9 +62,13 @@ def test_a_dead_host_is_listed_as_lost_with_its_reaper_and_the_jobs_it_handed_on
     storage.backend.write_one("UPDATE jobs SET state='running', owner='rt-gone', "  # type: ignore[attr-defined]
                               "lease_until=? WHERE id=?", (now + 3600, job))
     me = host.app.runtime_id
+    before = version(host.app)
     assert storage.instances.reap(me, now, 3.0) == ["rt-gone"]
+    # The page's stream sees the reap: its version moves, and console.js fetches the page.
+    assert version(host.app) != before and version(host.app).endswith("|rt-gone")
     (lost,) = admin.get("/api/v1/instances").json()["lost"]
     assert lost["runtime_id"] == "rt-gone" and lost["reaped_by"] == me
     assert lost["heartbeat_at"] == now - 30 and lost["jobs"] == [job] and lost["steps"] == []
     page = admin.get("/instances").text
     assert "Lost in the last 24 h" in page and "rt-gone" in page and f"job {job}" in page
+    assert '&version=instances"' in page  # its live stream asks for the version

@@ -90,12 +90,16 @@ function live() {
 }
 
 // Fetch this page again and swap its <main>, unless someone is typing in one of its forms.
+// At most one fetch every 2 s; a change seen meanwhile is fetched when that time is up, so the
+// page never stays on the first of two quick changes (a host silent, then reaped).
 let refreshing = false;
+let again = false;
 async function refresh() {
   const main = document.querySelector("main");
   const busy = document.activeElement && main.contains(document.activeElement)
     && document.activeElement.matches("input, textarea, select");
-  if (refreshing || busy) return;
+  if (busy) return;
+  if (refreshing) { again = true; return; }
   refreshing = true;
   try {
     const answer = await fetch(location.href, { headers: { Accept: "text/html" } });
@@ -103,7 +107,10 @@ async function refresh() {
     const next = new DOMParser().parseFromString(await answer.text(), "text/html").querySelector("main");
     if (next) { main.replaceChildren(...next.childNodes); prettyJson(); invokeFields(); }
   } finally {
-    setTimeout(() => { refreshing = false; }, 2000);
+    setTimeout(() => {
+      refreshing = false;
+      if (again) { again = false; refresh(); }
+    }, 2000);
   }
 }
 

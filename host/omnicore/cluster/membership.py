@@ -12,7 +12,7 @@ from omnicore.core.identity import hostname
 from omnicore.core.outage import Outage
 from omnicore.logging import get_logger
 from omnicore.storage.base import Storage, StorageError
-from omnicore.storage.instance_rows import Instance
+from omnicore.storage.instance_rows import Instance, LostInstance
 
 __all__ = ["ClusterSettings", "Membership"]
 
@@ -100,10 +100,14 @@ class Membership:
         if time.monotonic() >= self._next_beat or self._outage.down:
             self._next_beat = time.monotonic() + self.settings.heartbeat_s - self._every / 2
             self._beat(now)
-        dead = self._storage().instances.reap(self.runtime_id, now, self.settings.dead_after_s)
+        instances = self._storage().instances
+        dead = instances.reap(self.runtime_id, now, self.settings.dead_after_s)
         if dead:
-            _log.warning("cluster: instance(s) %s stopped answering; their jobs and "
-                         "workflow steps are due again", ", ".join(dead))
+            # The lost rows say what each dead host held: the operator reading the log learns
+            # which jobs may run twice (at-least-once) without opening the console.
+            lost = [i for i in instances.lost(now) if i.runtime_id in dead]
+            _log.warning("cluster: instance(s) %s stopped answering; %s handed on, now due "
+                         "again", ", ".join(dead), _handed_on(lost))
             self._wake()
 
     def _beat(self, now: float) -> None:
@@ -134,3 +138,20 @@ class Membership:
             except StorageError as exc:
                 _log.warning("cluster: could not leave the instance table: %s", exc)
             self._registered = False
+
+
+def _handed_on(lost: list[LostInstance], shown: int = 10) -> str:
+    """``3 jobs (4, 7, 9) and 1 workflow step (12/fetch/0)``: counts, and at most ``shown``
+    ids of each, so a host that held thousands still makes one short line."""
+    jobs = [str(j) for i in lost for j in i.jobs]
+    steps = [s for i in lost for s in i.steps]
+
+    def part(ids: list[str], noun: str) -> str:
+        more = f", … {len(ids) - shown} more" if len(ids) > shown else ""
+        plural = "" if len(ids) == 1 else "s"
+        return f"{len(ids)} {noun}{plural} ({', '.join(ids[:shown])}{more})"
+
+    parts = [part(jobs, "job")] if jobs else []
+    if steps:
+        parts.append(part(steps, "workflow step"))
+    return " and ".join(parts) if parts else "no job or workflow step"

@@ -177,6 +177,11 @@ def plugin_charts(series: Series, name: str, span: str, *,
     ]
 
 
-def span_of(raw: str | None) -> str:
-    """The time range asked for (15m, 1h or 24h; 1h otherwise)."""
-    return raw if raw in RANGES else "1h"
+def span_of(raw: str | None, uptime_s: float | None = None) -> str:
+    """The time range asked for (15m, 1h or 24h). Otherwise 1h, or 15m while the host is up
+    for less than 15 minutes (a page's default, ``uptime_s`` given): its history is no older
+    than its start, and a quarter hour of it is a sliver at the right edge of an hour."""
+    if raw in RANGES:
+        return raw
+    return "15m" if uptime_s is not None and uptime_s < RANGES["15m"][0] * RANGES["15m"][1] \
+        else "1h"

@@ -5,12 +5,14 @@ stream (``/api/v1/stream``), each page's live figures (``/api/v1/live``, from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from omnicore.console import instances
 from omnicore.console.base import choice, guarded, need, page_params, paginate, state
 from omnicore.console.errors import ApiError
 from omnicore.console.live import LEVELS, TooManySubscribers
@@ -82,11 +84,16 @@ async def live(request: Request) -> Response:
                             "run:ID", type="BadParameter")
     versions = [v for v in q.getlist("version") if v][:8]
     filters = feed_filters(request)
+    # A page's own version, read each tick by its stream only: the instance table is not
+    # read for every open page of every host.
+    extra: Callable[[], dict[str, str]] | None = None
+    if scope.startswith("run:"):
+        extra = lambda: {"version.run": run_version(st.app, int(run))}  # noqa: E731
+    elif "instances" in versions:
+        extra = lambda: {"version.instances": instances.version(st.app)}  # noqa: E731
     try:
         frames = st.pulse.stream(scope, versions, (lambda: st.feed.stream(
-            **filters, backlog=100)) if q.get("feed") == "1" else None,
-            (lambda: {"version.run": run_version(st.app, int(run))})
-            if scope.startswith("run:") else None)
+            **filters, backlog=100)) if q.get("feed") == "1" else None, extra)
     except TooManySubscribers as exc:
         raise ApiError(429, f"{exc}; close a live page and retry") from None
     return StreamingResponse(frames, media_type="text/event-stream",

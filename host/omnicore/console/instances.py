@@ -12,6 +12,8 @@ API (reads: any signed-in user; drain: admin)::
     POST /api/v1/instances/{runtime_id}/drain   stop claiming, finish in-flight work, exit
 
 Page: ``/instances``. Any instance answers for all of them: the instance table is in storage.
+The page is live: its stream asks for ``version.instances`` (:func:`version`), and
+``console.js`` fetches the page again when a host joins, goes silent, is reaped or drains.
 """
 
 from __future__ import annotations
@@ -47,6 +49,25 @@ def lost(app: OmniApp) -> list[dict[str, Any]]:
     return [i.as_dict() for i in app.storage.instances.lost(time.time())]
 
 
+def silent_after(app: OmniApp) -> float:
+    """A heartbeat older than this shows the host as silent before the reaper declares it
+    dead: two beats missed is no longer a late thread."""
+    return 2 * app.config.cluster.heartbeat_s + 0.5
+
+
+def version(app: OmniApp) -> str:
+    """What changes when the page's rows do (``version.instances`` of the live stream): a
+    host joins, leaves, drains, goes silent, holds other jobs; a host is reaped. The
+    heartbeat times alone do not move it: the page is fetched again on a change of state,
+    not every second."""
+    now = time.time()
+    quiet = silent_after(app)
+    rows = ",".join(f"{i.runtime_id}:{int(i.draining)}:{i.jobs_held}:"
+                    f"{int(now - i.heartbeat_at > quiet)}" for i in app.storage.instances.all())
+    gone = ",".join(i.runtime_id for i in app.storage.instances.lost(now))
+    return f"{rows}|{gone}"
+
+
 def drain(app: OmniApp, runtime_id: str, by: Actor) -> bool:
     asked = app.storage.instances.set_draining(runtime_id, True)
     if asked:
@@ -77,7 +98,8 @@ async def instances_page(request: Request) -> Response:
     base.need(request)
     st = base.state(request)
     return page(request, "instances.html", instances=await st.off_loop(instances, st.app),
-                lost=await st.off_loop(lost, st.app), dead_after=st.app.config.cluster.dead_after_s)
+                lost=await st.off_loop(lost, st.app), dead_after=st.app.config.cluster.dead_after_s,
+                now=time.time(), silent_after=silent_after(st.app))
 
 
 async def instances_post(request: Request) -> Response:

@@ -70,7 +70,7 @@ async def overview_page(request: Request) -> Response:
     st.auth.require(request)
     health = st.app.health.check().to_dict()
     figures = await st.pulse.figures()  # the live streams' copy, at most a tick old
-    span = charts.span_of(request.query_params.get("range"))
+    span = charts.span_of(request.query_params.get("range"), st.app.uptime)
     return page(request, "overview.html", info=overview(st.app), health=health,
                 charts=charts.host_charts(st.history, span), span=span, figures=figures)
 

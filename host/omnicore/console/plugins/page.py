@@ -133,7 +133,8 @@ async def plugin_page(request: Request) -> Response:
     st.auth.require(request)
     try:
         ctx = _plugin_context(st, request.path_params["name"],
-                              charts.span_of(request.query_params.get("range")))
+                              charts.span_of(request.query_params.get("range"),
+                                             st.app.uptime))
     except OmniError as exc:
         raise from_omni(exc) from exc
     return page(request, "plugin.html", **ctx, invoke=None, form_error=None)
