@@ -1,4 +1,5 @@
-"""The CLI imports what a command uses, and nothing else (issue 25, item 3).
+"""The CLI imports what a command uses, and nothing else (issue 25, item 3; issue 34, item 4:
+a command that talks to a running host imports no host code).
 
 Each test runs the real ``omnicore`` command in a subprocess and reads the modules that
 process ended with (``sys.modules`` at exit), so a timing on a loaded machine decides nothing:
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -204,3 +208,75 @@ def test_inspect_of_an_unchanged_file_answers_from_the_module_cache(tmp_path: Pa
     # A compile would have written the entry anew (a new file renamed into place).
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert sorted(cache.glob("*.cwasm")) == entries
+
+
+#: What a command that talks to a running host may not load: any of the host's own code
+#: below the CLI (config schema, storage, sandbox, plugins, console, the app) or its engines.
+HOST = ("omnicore.config", "pydantic", "omnicore.storage", "sqlite_utils", "omnicore.sandbox",
+        "wasmtime", "omnicore.plugins", "omnicore.app", "omnicore.core", "starlette",
+        "omnicore.console", "omnicore.jobs", "omnicore.capabilities", "asyncio")
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A real ``omnicore run`` of an app with a ``conf`` plugin, its console on a free port."""
+    folder = tmp_path_factory.mktemp("running") / "app"
+    (folder / "plugins").mkdir(parents=True)
+    (folder / "omnicore.yaml").write_text(
+        "name: lazy-host\nplugins_dir: plugins\ndata_dir: state\n"
+        "plugins:\n  conf:\n    grants: [config]\n    config: {who: host}\n")
+    write(folder / "plugins", "conf.wasm", config_wasm("conf"))
+    log = folder.parent / "run.log"
+    env = {**os.environ, "OMNICORE_CONSOLE__PORT": "0"}  # 8470 may be another host's
+    with log.open("wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(folder)],
+                                  stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (folder / "state" / "console.json").is_file():  # written once it serves
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield folder
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0, log.read_text()
+
+
+@pytest.mark.parametrize(("args", "out"), [
+    (["call", "conf", "get", "--input", "who"], b"host\n"),
+    (["logs", "conf"], b""),
+])
+def test_a_command_to_a_running_host_imports_no_host_code(host: Path, args: list[str],
+                                                          out: bytes) -> None:
+    # From the app folder (`cd app && omnicore call ...`) and with --app: the same host.
+    for extra, cwd in (([], host), (["--app", str(host)], None)):
+        result = subprocess.run([sys.executable, "-c", _PROBE, *args, *extra],
+                                capture_output=True, timeout=120, cwd=cwd)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == out
+        line = next(ln for ln in result.stderr.decode().splitlines()
+                    if ln.startswith("MODULES "))
+        assert _loaded(set(line.split()[1:]), HOST) == []
+
+
+def test_a_host_in_a_data_dir_from_the_environment_is_found_the_same_way(host: Path,
+                                                                        tmp_path: Path
+                                                                        ) -> None:
+    # OMNICORE_DATA_DIR is a layer of the config too: the quick read honours it.
+    (tmp_path / "omnicore.yaml").write_text("name: elsewhere\n")
+    result, modules = _modules(["call", "conf", "get", "--input", "who", "--app",
+                                str(tmp_path)], env={"OMNICORE_DATA_DIR": str(host / "state")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"host\n"
+    assert _loaded(modules, HOST) == []
+
+
+def test_with_no_running_host_the_config_is_still_checked(tmp_path: Path) -> None:
+    # The quick read skips the schema only on the way to a running host: without one, a bad
+    # key is named as before.
+    (tmp_path / "omnicore.yaml").write_text("name: bad\nplugins_dirr: plugins\n")
+    for args in (["logs", "conf"], ["call", "conf", "get"]):
+        result, _ = _modules([*args, "--app", str(tmp_path)])
+        assert result.returncode == 1
+        assert b"unknown config key 'plugins_dirr'" in result.stderr

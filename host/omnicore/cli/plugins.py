@@ -97,11 +97,12 @@ def _manifest_name(path: Path) -> str | None:
 
 def _load_app_config(appdir: Path | None) -> Any:
     """The app's config when APPDIR (or the current folder) holds an omnicore.yaml."""
-    from omnicore.config import load_config
-
     base = appdir if appdir is not None else Path(".")
     path = base / CONFIG_FILE
     if path.is_file():
+        # Here, not at the top: a bare file's call needs no config schema (pydantic).
+        from omnicore.config import load_config
+
         return load_config(path)
     if appdir is not None:
         raise ConfigError(f"no {CONFIG_FILE} in {appdir}; create an app with "
@@ -356,8 +357,6 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
     ``--link NAME=FILE`` links another module to an Extism plugin, as the Extism manifest's
     wasm list does (``extism call --link``); it joins NAME.json's list.
     """
-    from omnicore.plugins.sidecar import read_sidecar
-
     if input_text is not None and input_file is not None:
         raise click.UsageError("use --input or --input-file, not both")
     data = input_text.encode() if input_text is not None else (
@@ -367,18 +366,29 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
 
         _call_remote(explicit(remote), target, handler, data, verbose)
         return
-    cfg = _load_app_config(appdir)
     is_name = not (Path(target).suffix == ".wasm" or Path(target).is_file())
+    looked_in: Path | None = None
+    if is_name and not embedded and not (grant_opts or config_opts or link_opts):
+        from omnicore.cli.remote import running_host
+
+        # Before the app's config: a call to a running host needs none of the host's code.
+        looked_in, running = running_host(appdir)
+        if running is not None:
+            _call_remote(running, target, handler, data, verbose)
+            return
+    cfg = _load_app_config(appdir)
     if cfg is not None and is_name and not embedded:
         from omnicore.cli.remote import find_running
 
-        running = find_running(Path(cfg.data_dir))
+        running = None if Path(cfg.data_dir) == looked_in else find_running(Path(cfg.data_dir))
         if running is not None and not (grant_opts or config_opts or link_opts):
             _call_remote(running, target, handler, data, verbose)
             return
         why = ("--grant/--config/--link apply to this call only" if running is not None
                else "no running host for this app (its console is not up)")
         click.echo(f"omnicore: {why}; running '{target}' embedded in this process", err=True)
+    from omnicore.plugins.sidecar import read_sidecar
+
     path = _resolve(target, cfg, appdir)
     sidecar = read_sidecar(path)  # a broken sidecar is reported as itself, before anything else
     grants = parse_grants(grant_opts)

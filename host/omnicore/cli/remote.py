@@ -4,6 +4,11 @@
 which ``omnicore run`` writes while its console is up (the URL and a per-process admin token,
 readable only by its owner) and removes on stop. ``--remote URL`` names a host explicitly;
 its token comes from ``$OMNICORE_TOKEN`` (create one on the console's Users page).
+
+A command that talks to a running host finds it with :func:`running_host`, which reads the one
+key it needs (``data_dir``) from omnicore.yaml without the config schema: such a command then
+imports no host code (pydantic, storage, sandbox), and answers in about the interpreter's own
+start-up time. Only when no host answers does the caller load the full config.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from typing import Any
 
 from omnicore.errors import OmniError, PluginError
 
-__all__ = ["TOKEN_ENV", "Remote", "RemoteError", "find_running"]
+__all__ = ["TOKEN_ENV", "Remote", "RemoteError", "data_dir_of", "find_running",
+           "running_host"]
 
 TOKEN_ENV = "OMNICORE_TOKEN"
 CONSOLE_FILE = "console.json"
+CONFIG_FILE = "omnicore.yaml"
 
 
 class RemoteError(PluginError):
@@ -116,6 +123,42 @@ def find_running(data_dir: Path) -> Remote | None:
         if remote.alive():
             return remote
     return None
+
+
+def data_dir_of(config_file: Path) -> Path | None:
+    """The ``data_dir`` that ``load_config(config_file)`` gives, read without the schema.
+
+    The same layers for this one key: ``$OMNICORE_DATA_DIR`` over the file's ``data_dir`` over
+    the default, ``~`` and ``$VARS`` expanded, a relative path from the file's folder. None
+    when the file is not a plain mapping or the value not a string: the caller then loads
+    the config, which names the problem.
+    """
+    import yaml
+
+    try:
+        doc = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        return None
+    value: object = doc.get("data_dir", ".omnicore")
+    for var in sorted(os.environ):  # the env layer: the last of its spellings wins
+        if var.startswith("OMNICORE_") and var[len("OMNICORE_"):].lower() == "data_dir":
+            value = os.environ[var]
+    if not isinstance(value, str) or not value:
+        return None
+    path = Path(os.path.expandvars(os.path.expanduser(value)))
+    return path if path.is_absolute() else (config_file.resolve().parent / path).resolve()
+
+
+def running_host(appdir: Path | None) -> tuple[Path | None, Remote | None]:
+    """The host serving the app in ``appdir`` (default: here), found without loading the
+    app's config; and the data dir looked in (None when it could not be read that way)."""
+    config_file = (appdir if appdir is not None else Path(".")) / CONFIG_FILE
+    data_dir = data_dir_of(config_file) if config_file.is_file() else None
+    return data_dir, (find_running(data_dir) if data_dir is not None else None)
 
 
 def explicit(url: str) -> Remote:

@@ -9,7 +9,6 @@ Subscribers are plain or ``async`` callables subscribed to an exact topic, a pre
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import inspect
 import itertools
@@ -17,9 +16,14 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from omnicore.logging import BoundLogger, get_logger
+
+if TYPE_CHECKING:
+    # asyncio (and the ssl it loads) inside the methods that use it: a one-off `omnicore
+    # call` of a file publishes events with no loop and should not pay for importing it.
+    import asyncio
 
 __all__ = [
     "AppStarted",
@@ -274,6 +278,8 @@ class EventBus:
             else:
                 self._deliver(sub, event)
         if waits:
+            import asyncio
+
             await asyncio.gather(*waits)
         return len(subs)
 
@@ -281,6 +287,8 @@ class EventBus:
         """Wait for async deliveries scheduled so far (used when the app stops)."""
         pending = [f for f in self._pending if not f.done()]
         if pending:
+            import asyncio
+
             await asyncio.wait(pending, timeout=timeout)
 
     def _deliver(self, sub: Subscription, event: Event) -> None:
@@ -291,6 +299,8 @@ class EventBus:
             self._report(sub, event, exc)
 
     def _dispatch_async(self, sub: Subscription, event: Event) -> None:
+        import asyncio
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -305,6 +315,8 @@ class EventBus:
         asyncio.run(self._run(sub, event))
 
     def _spawn(self, sub: Subscription, event: Event) -> None:
+        import asyncio
+
         self._track(asyncio.get_running_loop().create_task(self._run(sub, event)))
 
     def _track(self, task: asyncio.Future[Any]) -> None:

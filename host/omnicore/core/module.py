@@ -7,7 +7,6 @@ the app as a module whose service object is made on first use.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -214,10 +213,14 @@ class ServiceModule(Module, Generic[S]):
             self._start(self.service)
 
     async def drain(self, grace: float) -> None:
+        import asyncio  # in the coroutines: a one-off `omnicore call` runs no loop
+
         if self._drain is not None and self.made:
             await asyncio.to_thread(self._drain, self.service, grace)
 
     async def stop(self) -> None:
+        import asyncio
+
         if self._stop is not None and self.made:
             await asyncio.to_thread(self._stop, self.service)
 
@@ -319,6 +322,8 @@ class ModuleSet:
             except Exception as exc:
                 return self._failed(module, "drain", exc)
             return None
+
+        import asyncio
 
         found = await asyncio.gather(*(one(m) for m in self._started))
         return [f for f in found if f is not None]

@@ -15,7 +15,6 @@ host into an app.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -428,6 +427,8 @@ class PluginHost:
 
     async def acall(self, name: str, handler: str, data: bytes = b"") -> bytes:
         """:meth:`call` on a worker thread, so the event loop never blocks on a guest."""
+        import asyncio  # here: a one-off call outside any loop need not load it
+
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._call_threads(name), self.call, name, handler, data)
 
