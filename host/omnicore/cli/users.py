@@ -1,4 +1,6 @@
-"""``omnicore users``: the console's accounts, kept in ``<data_dir>/console.db``.
+"""``omnicore users``: the console's accounts, kept in ``<data_dir>/console.db`` or the
+cluster's database (``storage.url``; ``OMNICORE_STORAGE__URL`` alone is enough, from any
+machine).
 
 Works whether or not the host is running (SQLite in WAL mode): a user added here can sign
 in at once. Every change is recorded in the app's audit log (origin ``cli``).
@@ -6,6 +8,7 @@ in at once. Every change is recorded in the app's audit log (origin ``cli``).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["users"]
 
+_URL_ENV = "OMNICORE_STORAGE__URL"
+
 _APP = click.option("--app", "appdir", default=".", envvar="OMNICORE_APPDIR",
                     type=click.Path(file_okay=False, path_type=Path),
                     help="The app folder (default: $OMNICORE_APPDIR or here).")
@@ -32,10 +37,13 @@ def _store(appdir: Path) -> UserStore:
     from omnicore.storage import open_storage
 
     path = appdir / CONFIG_FILE
-    if not path.is_file():
+    # A cluster's accounts live in its database: with its URL in the environment, any
+    # machine manages them, no app folder needed.
+    if not path.is_file() and not os.environ.get(_URL_ENV):
         raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app DIR (the folder of "
-                          "the app whose console this is)", source=str(path))
-    cfg = load_config(path)
+                          f"the app whose console this is), or set {_URL_ENV} to the "
+                          "cluster's database URL", source=str(path))
+    cfg = load_config(path if path.is_file() else None)
     storage = open_storage(cfg.data_dir, synchronous=cfg.storage.synchronous,
                            url=cfg.storage.url)
     return UserStore(storage.users, owner=storage)
