@@ -248,9 +248,19 @@ ALTER SEQUENCE tasks_id_seq RENAME TO jobs_id_seq;
 CREATE VIEW tasks AS SELECT * FROM jobs;
 """
 
+# The host that ran each delivery of a job (space-separated runtime ids), with a default:
+# the previous version inserts without it (and through the `tasks` view, whose columns were
+# fixed when it was made); the idempotency keys of enqueues through the REST API (a day).
+_V11_JOB_RUNS_KEYS = """
+ALTER TABLE jobs ADD COLUMN runs text NOT NULL DEFAULT '';
+CREATE TABLE job_keys (key text PRIMARY KEY, job_id bigint, digest text NOT NULL,
+    created_at double precision NOT NULL);
+CREATE INDEX job_keys_by_age ON job_keys (created_at);
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: tuple[str, ...] = (_V1_KV, _V2_JOBS, _V3_EVENTS, _V4_INSTANCES,
                                _V5_MEMORY_VECTORS, _V6_ACCOUNTS, _V7_WORKFLOWS,
                                _V8_CONSOLE_FACTS_WEBHOOKS, _V9_PLUGIN_SETTINGS,
-                               _V10_JOBS_RENAME)
+                               _V10_JOBS_RENAME, _V11_JOB_RUNS_KEYS)
 SCHEMA_VERSION = len(MIGRATIONS)
