@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from omnicore.config.watch import POLL_INTERVAL_S, Mode, follow
 from omnicore.errors import PluginNotFound
 from omnicore.plugins.sidecar import SIDECAR_SUFFIXES
 
@@ -32,9 +33,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("omnicore.plugins.folder")
-
-#: Rescan period when file events are unavailable.
-POLL_INTERVAL_S = 0.25
 
 
 def resolve_plugin_file(folder: Path, name: str, manifest_name: Callable[[Path], str | None]
@@ -230,30 +228,11 @@ class PluginFolder:
         return self._thread is not None and self._thread.is_alive()
 
     def _watch(self) -> None:
-        import watchfiles  # here: resolving a plugin name (`omnicore call`) needs no watcher
-
-        def interesting(_change: watchfiles.Change, name: str) -> bool:
-            return name.endswith((".wasm", *_COMPANIONS))
-
         # Every wake-up (events, or the 500 ms timeout) rescans the folder: the rescan is a
-        # few stat() calls, it catches files written before the watcher was armed, and it
-        # keeps working where inotify events get lost (some container volume mounts).
-        self.mode = "events"
-        try:
-            for _batch in watchfiles.watch(
-                    self.path, watch_filter=interesting, debounce=self._debounce_ms,
-                    step=self._step_ms, stop_event=self._stop, rust_timeout=500,
-                    yield_on_timeout=True, recursive=False, raise_interrupt=False):
-                self.sync()
-        except Exception as exc:
-            # E.g. inotify instances exhausted: keep following the folder by polling.
-            log.warning("plugin folder %s: file events unavailable (%s); polling every "
-                        "%.2fs instead", self.path, exc, POLL_INTERVAL_S)
-            self.mode = "polling"
-            while not self._stop.wait(POLL_INTERVAL_S):
-                try:
-                    self.sync()
-                except Exception:
-                    log.exception("plugin folder %s: rescan failed", self.path)
-        finally:
-            self.mode = "idle"
+        # few stat() calls, it catches files written before the watcher was armed.
+        def set_mode(mode: Mode) -> None:
+            self.mode = mode
+
+        follow(self.path, lambda name: name.endswith((".wasm", *_COMPANIONS)), self.sync,
+               self._stop, label=f"plugin folder {self.path}", debounce_ms=self._debounce_ms,
+               step_ms=self._step_ms, mode=set_mode)

@@ -394,6 +394,23 @@ class PluginHost:
     def _host_grants(self, name: str) -> grant_rules.GrantLayer:
         return self._runtime_grants.get(name, {})
 
+    def reconfigure(self, app_settings: Mapping[str, Any], defaults: Limits,
+                    plugins: Iterable[str] | None) -> list[str]:
+        """The app config's layers changed (``plugins.<name>`` and the default limits of a
+        reloaded omnicore.yaml): re-link ``plugins`` (None: every one) of the watched folder
+        from their files, as a sidecar edit does; the names re-linked. A plugin that cannot
+        take its new settings keeps serving its old version and says why (``last_error``)."""
+        self._linker.set_layers(app_settings, defaults)
+        folder = self._folder
+        if folder is None:
+            return []
+        wanted = None if plugins is None else set(plugins)
+        done = []
+        for path, name in folder.files.items():
+            if (wanted is None or name in wanted) and folder.refresh(path):
+                done.append(name)
+        return sorted(done)
+
     def refresh_capabilities(self) -> None:
         """Forget the capability registry so the next link rebuilds it from the hooks."""
         self._linker.refresh_capabilities()
