@@ -7,7 +7,8 @@ commands (``inspect``, ``call``), :mod:`~omnicore.cli.build` the author's comman
 (``build``, ``new plugin``, ``test``, ``env``), :mod:`~omnicore.cli.dev` the author's
 build-serve-reload loop (``dev``), :mod:`~omnicore.cli.logs` a running host's
 plugin log, :mod:`~omnicore.cli.mcp` the MCP server over stdio, :mod:`~omnicore.cli.data`
-the durable state (``kv``, ``jobs``), :mod:`~omnicore.cli.settings` the operator's plugin
+the durable state (``kv``, ``jobs``), :mod:`~omnicore.cli.backup` an embedded app's
+``backup`` and ``restore``, :mod:`~omnicore.cli.settings` the operator's plugin
 settings, :mod:`~omnicore.cli.secrets`, :mod:`~omnicore.cli.vectors`, :mod:`~omnicore.cli.users` and
 :mod:`~omnicore.cli.workflows` their own groups. All commands are registered here. Heavy
 imports happen inside the commands, so ``omnicore --help`` stays fast.
@@ -15,6 +16,7 @@ imports happen inside the commands, so ``omnicore --help`` stays fast.
 
 from omnicore.cli import (
     app,
+    backup,
     build,
     data,
     dev,
