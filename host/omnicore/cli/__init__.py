@@ -44,6 +44,6 @@ main.add_command(dev.dev_command)
 main.add_command(test.test_command)
 main.add_command(env.env_command)
 new.add_command(build.new_plugin_command)
-# `app`, `data` (kv, jobs), `secrets`, `settings`, `users`, `vectors` and `workflows`
-# register their groups on `main` when imported.
-del app, data, secrets, settings, users, vectors, workflows
+# `app`, `backup` (backup, restore), `data` (kv, jobs), `secrets`, `settings`, `users`,
+# `vectors` and `workflows` register their commands on `main` when imported.
+del app, backup, data, secrets, settings, users, vectors, workflows
