@@ -35,9 +35,8 @@ DATABASES = (DB_FILE, USERS_FILE)
 _MEMBERS = (*DATABASES, KEY_FILE)
 
 
-def _mode(path: Path, reading: bool) -> str:
-    compressed = path.name.endswith((".gz", ".tgz"))
-    return ("r:gz" if compressed else "r:") if reading else ("w:gz" if compressed else "w")
+def _compressed(path: Path) -> bool:
+    return path.name.endswith((".gz", ".tgz"))
 
 
 def _copy_database(source: Path, target: Path) -> None:
@@ -73,8 +72,9 @@ def backup(data_dir: Path, dest: Path) -> list[str]:
             names.append(name)
         partial = Path(tmp) / "archive"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode=_mode(dest, False)) \
-                as tar:
+        with os.fdopen(fd, "wb") as raw, (
+                tarfile.open(fileobj=raw, mode="w:gz") if _compressed(dest)
+                else tarfile.open(fileobj=raw, mode="w")) as tar:
             for name in names:
                 tar.add(Path(tmp) / name, arcname=name)
         os.replace(partial, dest)
@@ -113,7 +113,7 @@ def restore(archive: Path, data_dir: Path, *, force: bool = False) -> list[str]:
 
 def _unpack(archive: Path, into: Path) -> list[str]:
     try:
-        with tarfile.open(archive, _mode(archive, True)) as tar:
+        with tarfile.open(archive, "r:gz" if _compressed(archive) else "r:") as tar:
             members = tar.getmembers()
             bad = [m.name for m in members if m.name not in _MEMBERS or not m.isfile()]
             if bad or DB_FILE not in {m.name for m in members}:
