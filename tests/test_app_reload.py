@@ -154,3 +154,14 @@ def test_every_key_has_a_section_or_needs_a_restart() -> None:
     for key in (("storage", "url"), ("console", "port"), ("data_dir",), ("sandbox", "watch"),
                 ("workflows", "dir")):
         assert section_of(key) is None, key
+
+
+def test_a_sidecar_edit_applies_and_is_audited(running: Running) -> None:
+    sidecar = running.path.parent / "plugins" / "greeter-rust.yaml"
+    sidecar.write_text("grants: [config]\n")
+    until(lambda: running.greeter().state == "loaded", "the sidecar's grant")
+    until(lambda: running.app.storage.audit.entries(action_prefix="config.reload"),
+          "the audit entry")
+    [entry] = running.app.storage.audit.entries(action_prefix="config.reload")
+    assert (entry.target, entry.origin) == ("greeter-rust", str(sidecar))
+    assert entry.after == {"sidecar": "greeter-rust.yaml", "state": "loaded"}

@@ -8,11 +8,12 @@ of its section in :data:`SECTIONS`, or needs a restart: those keys are named in 
 and keep their running values. The reload is one entry of the audit log (``config.reload``).
 
 Plugin sidecars are followed by the plugin folder itself (``plugins/folder.py``): an edit
-re-links that plugin at once.
+re-links that plugin at once, and this module records it (``config.reload``, the plugin).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -230,6 +231,10 @@ class ConfigReload(Module):
     def start(self) -> None:
         self._stop.clear()
         self._seen = self._stamp()
+        app: OmniApp = self.app  # type: ignore[assignment]
+        observers = app.plugins.sidecar_observers  # the folder is watched after modules start
+        if self._sidecar_edited not in observers:
+            observers.append(self._sidecar_edited)
         self._thread = threading.Thread(
             target=follow, name="omnicore-watch:config", daemon=True,
             args=(self.path.parent, lambda n: n == self.path.name, self.check, self._stop),
@@ -237,10 +242,26 @@ class ConfigReload(Module):
         self._thread.start()
 
     def stop(self) -> None:
+        app: OmniApp = self.app  # type: ignore[assignment]
+        with contextlib.suppress(ValueError):
+            app.plugins.sidecar_observers.remove(self._sidecar_edited)
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=5)
+
+    def _sidecar_edited(self, plugin: str, wasm: Path) -> None:
+        # The folder re-linked the plugin already; the trail says which file did it.
+        from omnicore.accounts.audit import Actor, record
+        from omnicore.plugins.sidecar import SIDECAR_SUFFIXES
+
+        app: OmniApp = self.app  # type: ignore[assignment]
+        found = [wasm.with_suffix(s) for s in SIDECAR_SUFFIXES if wasm.with_suffix(s).is_file()]
+        info = app.plugins.get(plugin) if plugin in app.plugins else None
+        record(app.storage, Actor("config-file", str(found[0] if found else wasm)),
+               "config.reload", plugin, None,
+               {"sidecar": found[0].name if found else None,
+                "state": info.state if info else None})
 
     def check(self) -> None:
         """Reload if the file changed since it was last read."""
@@ -259,8 +280,6 @@ class ConfigReload(Module):
             log.warning("config reload: %s not applied, the running config stays: %s",
                         self.path, " ".join(str(exc).split()))
             return None
-        self.last = done
-        self.reloads += 1
         if done.restart:
             log.warning("config reload: %s changed %s; restart the host to apply (it runs on "
                         "the values it started with)", self.path.name, ", ".join(done.restart))
@@ -271,4 +290,6 @@ class ConfigReload(Module):
 
             record(app.storage, Actor("config-file", str(self.path)), "config.reload",
                    None, None, {"applied": done.applied, "restart": done.restart})
+        self.last = done
+        self.reloads += 1  # last: whoever waits on it finds the log line and the entry
         return done

@@ -30,6 +30,7 @@ __all__ = [
     "diff",
     "resolve_plugin_file",
     "scan",
+    "sidecar_edited",
 ]
 
 log = logging.getLogger("omnicore.plugins.folder")
@@ -111,6 +112,13 @@ def diff(old: Mapping[Path, Fingerprint], new: Mapping[Path, Fingerprint]) -> Ch
     )
 
 
+def sidecar_edited(old: Fingerprint | None, new: Fingerprint | None) -> bool:
+    """Whether a plugin's sidecar was written, created or removed between two fingerprints."""
+    def sidecars(fp: Fingerprint | None) -> set[tuple[str, int, int]]:
+        return {part for part in fp or () if part[0] in SIDECAR_SUFFIXES}
+    return sidecars(old) != sidecars(new)
+
+
 class FolderTarget(Protocol):
     """What the folder drives: the PluginHost."""
 
@@ -143,6 +151,8 @@ class PluginFolder:
         self._seen: dict[Path, Fingerprint] = {}
         self._names: dict[Path, str] = {}
         self._sync_lock = threading.Lock()
+        #: Called with (plugin, wasm path) after a sidecar edit re-linked that plugin.
+        self.sidecar_observers: list[Callable[[str, Path], object]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: How the folder is followed: "idle" (not watched), "events" or "polling".
@@ -170,6 +180,9 @@ class PluginFolder:
                     new = self._guard(partial(self._target.reload_file, name, path), path)
                     if new is not None:
                         self._names[path] = new
+                        if sidecar_edited(self._seen.get(path), current.get(path)):
+                            for observer in self.sidecar_observers:
+                                self._guard(partial(observer, new, path), path)
             added: list[Path] = list(changes.added)
             if len(added) > 1:
                 added = self._guard(partial(self._target.prepare_files, added), added[0]) \

@@ -93,6 +93,9 @@ class PluginHost:
         self._health = health
         self._max_workers = max_workers
         self._folder: PluginFolder | None = None
+        #: Called with (plugin, wasm path) after an edit of its sidecar re-linked a plugin
+        #: of the watched folder (the config reload records it).
+        self.sidecar_observers: list[Callable[[str, Path], object]] = []
         #: Grants made on this running host (:meth:`grant`), by plugin: they outlive reloads.
         self._runtime_grants: dict[str, grant_rules.GrantLayer] = {}
         #: Host functions for Extism plugins' ``extism:host/user`` imports
@@ -484,6 +487,7 @@ class PluginHost:
         if self._folder is not None:
             self._folder.stop()
         folder = PluginFolder(path, self)
+        folder.sidecar_observers = self.sidecar_observers
         self._folder = folder
         folder.sync()
         if watch and path.is_dir():
