@@ -92,6 +92,7 @@ def test_a_grant_and_mcp_expose_apply_live_and_are_audited(running: Running) -> 
     seen = running.edit(plugins={})
     running.reloaded_after(seen)
     until(lambda: running.greeter().state == "needs-grant", "the revoke")
+    assert running.app.config.plugins == {}
 
 
 def test_limits_and_connectors_apply_live(running: Running) -> None:

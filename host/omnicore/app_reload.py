@@ -148,6 +148,8 @@ def _set(doc: dict[str, Any], key: Key, value: Any, present: bool) -> None:
     for part in key[:-1]:
         child = node.get(part)
         if not isinstance(child, dict):
+            if not present:
+                return  # gone with its parent already (plugins.<name> removed whole)
             child = node[part] = {}
         node = child
     if present:
