@@ -152,8 +152,9 @@ def test_every_key_has_a_section_or_needs_a_restart() -> None:
     assert section_of(("capabilities", "jobs", "workers")) is None
     assert section_of(("connectors", "api", "base_url")) == "connectors"
     assert section_of(("sandbox", "limits", "timeout_ms")) == "limits"
+    assert section_of(("workflows", "max_items")) == "workflows"
     for key in (("storage", "url"), ("console", "port"), ("data_dir",), ("sandbox", "watch"),
-                ("workflows", "dir")):
+                ("workflows", "dir"), ("workflows", "webhook_window_s")):
         assert section_of(key) is None, key
 
 

@@ -111,9 +111,10 @@ SECTIONS: dict[str, Section] = {
     "limits": Section((("sandbox", "limits"),), _limits),
     "capabilities": Section((("capabilities",),), _capabilities),
     "mcp": Section((("mcp",),), _mcp),
+    # The service reads these from its settings on every step (the triggers keep their own
+    # copy: webhook_window_s needs a restart).
     "workflows": Section(tuple(("workflows", k) for k in (
-        "max_output_bytes", "inline_output_bytes", "max_items", "webhook_window_s")),
-        _workflows),
+        "max_output_bytes", "inline_output_bytes", "max_items")), _workflows),
     "log": Section((("log", "level"),), _log),
     "shutdown": Section((("shutdown_grace_s",),), _nothing),
     "connectors": Section((("connectors",),), _connectors, _check_connectors),
