@@ -150,6 +150,7 @@ def test_every_key_has_a_section_or_needs_a_restart() -> None:
     assert section_of(("plugins", "x", "grants")) == "plugins"
     assert section_of(("capabilities", "kv", "max_keys")) == "capabilities"
     assert section_of(("capabilities", "jobs", "workers")) is None
+    assert section_of(("capabilities", "events", "queue_size")) is None
     assert section_of(("connectors", "api", "base_url")) == "connectors"
     assert section_of(("sandbox", "limits", "timeout_ms")) == "limits"
     assert section_of(("workflows", "max_items")) == "workflows"

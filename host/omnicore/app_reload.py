@@ -64,7 +64,9 @@ def _limits(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> 
 
 
 def _capabilities(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
-    # A capability's host options (kv quota...) are read when a plugin links.
+    # A capability's host options (kv quota...) are read when the registry is made: made
+    # again, then every plugin links against it.
+    app.plugins.refresh_capabilities()
     done = app.plugins.reconfigure(new.plugins, _defaults(new), None)
     return f"capability options; re-linked {', '.join(done) or 'none'}"
 
@@ -119,8 +121,10 @@ SECTIONS: dict[str, Section] = {
     "shutdown": Section((("shutdown_grace_s",),), _nothing),
     "connectors": Section((("connectors",),), _connectors, _check_connectors),
 }
-#: Keys under a section's prefix that still need a restart (the job workers are made once).
-RESTART: tuple[Key, ...] = (("capabilities", "jobs"), ("capabilities", "tasks"))
+#: Keys under a section's prefix that still need a restart: the job service and the event
+#: subscriptions take their options once, when they are made.
+RESTART: tuple[Key, ...] = (("capabilities", "jobs"), ("capabilities", "tasks"),
+                            ("capabilities", "events"))
 
 
 def _flatten(value: Any, prefix: Key, out: dict[Key, Any]) -> dict[Key, Any]:
