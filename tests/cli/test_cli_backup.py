@@ -43,15 +43,18 @@ def test_a_backup_of_a_running_host_restores_into_a_fresh_app(tmp_path: Path) ->
     job = app.jobs.enqueue("notes", "later", b"{}", delay_s=3600)
     app.secrets.set("API_TOKEN", "s3cret")
     UserStore(app.storage.users).add("ada", PASSWORD, "admin")
-    stop, written = threading.Event(), [0]
+    stop, going, written = threading.Event(), threading.Event(), [0]
 
     def writer() -> None:  # the host keeps writing while the backup is taken
         while not stop.is_set():
             written[0] += 1
             kv.set(f"n{written[0]}", b"x" * 512)
+            if written[0] == 10:
+                going.set()
     thread = threading.Thread(target=writer)
     thread.start()
     try:
+        assert going.wait(30)
         archive = tmp_path / "app.tar.gz"
         code, out, err = invoke("backup", str(archive), "--app", str(source))
         assert code == 0, err

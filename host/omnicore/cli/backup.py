@@ -41,7 +41,7 @@ def _data_dir(appdir: Path) -> Path:
 def backup(file: Path, appdir: Path) -> None:
     """Write a consistent copy of the app's data to FILE (a tar archive; .tar.gz compressed),
     also while its host runs. It holds the secret key file: keep it as safe as the data dir."""
-    from omnicore.storage.sqlite.backup import backup as take
+    from omnicore.storage import backup as take
 
     names = take(_data_dir(appdir), file)
     click.echo(f"backed up {', '.join(names)} to {file}")
@@ -54,7 +54,7 @@ def backup(file: Path, appdir: Path) -> None:
 def restore(file: Path, force: bool, appdir: Path) -> None:
     """Bring the app's data back from FILE (made by omnicore backup); the host must be
     stopped."""
-    from omnicore.storage.sqlite.backup import restore as bring_back
+    from omnicore.storage import restore as bring_back
 
     names = bring_back(file, _data_dir(appdir), force=force)
     click.echo(f"restored {', '.join(names)} from {file}")
