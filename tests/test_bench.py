@@ -26,6 +26,7 @@ BENCH = Path(__file__).parents[1] / "bench"
     ("bench_log.py", ["--quick"], "Logger.log to a StreamHandler"),
     ("bench_cli.py", ["--quick"], "omnicore --help"),
     ("bench_density.py", ["--quick"], "RSS per idle plugin"),
+    ("bench_jobs.py", ["--quick"], "REST enqueue on one host"),
 ])
 def test_benchmark_runs_and_prints_its_table(script: str, args: list[str], expect: str) -> None:
     proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=BENCH,

@@ -127,6 +127,15 @@ class AppData:
             self._connectors = connectors_from(self.config.connectors)
         return self._connectors
 
+    def reconfigure(self, config: OmniConfig) -> None:
+        """A reloaded config (omnicore.yaml edited under the running host): the connectors
+        are made again from it, checked first (ConfigError: nothing changes)."""
+        from omnicore.egress import connectors_from
+
+        connectors = connectors_from(config.connectors)
+        self.config = config
+        self._connectors = connectors
+
     @property
     def egress(self) -> Egress:
         """The app's outbound HTTP (plugins' ``http`` grants, workflow connector steps): one

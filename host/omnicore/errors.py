@@ -14,6 +14,7 @@ here and in ``omnicore`` itself::
     │   │   │                  ``status`` is its plugin-facing word (DENIED, INVALID, QUOTA,
     │   │   │                  TOO_LARGE, UNAVAILABLE); users import it as egress.Refused
     │   │   └── egress.refused.SecretMissing      a secret the request needs is not set
+    │   ├── jobs.KeyReused     an idempotency key came again with another job
     │   ├── storage.errors.StorageRefused  a store turned a request down, nothing written
     │   │   │                  (also a StorageError); users import it as storage.Refused
     │   │   ├── storage.errors.QuotaExceeded      over a plugin's quota        -> QUOTA

@@ -4,6 +4,7 @@ data dir."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -91,3 +92,34 @@ def test_the_old_names_enqueue_with_the_app_defaults_and_say_so_once(tmp_path: P
     assert code == 2 and "--delay" in err
     code, _, err = invoke("jobs", "list", "--app", str(appdir))
     assert code == 0 and "deprecated" not in err
+
+
+def test_jobs_enqueue_goes_through_the_running_host(tmp_path: Path) -> None:
+    from tests.console.conftest import start_host
+    from tests.console.test_jobs import ticker_wasm
+
+    host = start_host(tmp_path / "host", None)
+    try:
+        (host.plugins_dir / "ticker.toml").write_text('grants = ["kv", "tasks", "events"]\n')
+        (host.plugins_dir / "ticker.wasm").write_bytes(ticker_wasm())
+        assert host.app.plugins.folder is not None
+        host.app.plugins.folder.sync()
+        appdir = tmp_path / "app"
+        appdir.mkdir()
+        (appdir / "omnicore.yaml").write_text(f"name: t\ndata_dir: {tmp_path / 'host/data'}\n")
+        # A handler the plugin lacks: the host says so (the storage path would queue it).
+        code, _, err = invoke("jobs", "enqueue", "ticker", "nope", "--app", str(appdir))
+        assert code == 1 and "its handlers: on_event, tick" in err
+        code, out, _ = invoke("jobs", "enqueue", "ticker", "tick", "hi", "--app", str(appdir))
+        assert code == 0 and out == "job 1 queued: ticker.tick\n"
+        deadline = time.monotonic() + 30
+        while (job := host.app.jobs.get(1)) is None or job.state != "succeeded":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+        code, out, _ = invoke("jobs", "list", "--app", str(appdir))
+        header, row = out.splitlines()
+        assert header.split()[3] == "OWNER" and row.split()[3] == host.app.runtime_id
+        audit = host.app.storage.audit.entries(action_prefix="task.enqueue")
+        assert [(a.target, a.origin) for a in audit] == [("task:1", "127.0.0.1, API token")]
+    finally:
+        host.app.stop()

@@ -156,7 +156,9 @@ def test_a_sigkilled_hosts_jobs_finish_elsewhere_once(cluster: Any) -> None:
     for job in held:
         task = store.queue.get(job)
         assert task is not None and task.attempts == 2  # delivered twice: at-least-once
-        assert task.owner is None and task.started_at is not None
+        # Who ran each delivery: the victim, then the host that took it over (its owner).
+        assert task.runs == (victim_id, task.owner) and task.owner != victim_id
+        assert task.started_at is not None
         # The second delivery started within the takeover bound, not after the 30 s lease.
         assert task.started_at - killed < 5.0, task.started_at - killed
     assert _count(store, "effects") == 6  # the guarded effect happened once per job

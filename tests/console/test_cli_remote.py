@@ -113,3 +113,33 @@ def test_logs_without_a_running_host_says_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "omnicore.yaml").write_text("name: idle\n")
     code, _out, err = run("logs", "greeter-rust", "--app", str(tmp_path))
     assert code == 1 and "no running host for the app" in err and "omnicore run" in err
+
+
+def test_one_input_limit_over_rest_and_the_cli(host: Host, tmp_path: Path) -> None:
+    app = appdir_for(host, tmp_path)
+    host.app.plugins.grant("greeter-rust", "config", persist=False)
+    big = tmp_path / "big.json"
+    name = "a" * (2 << 20)  # 2 MiB: over the JSON cap of other routes, under the plugin's 16
+    big.write_text(json.dumps({"name": name}))
+    code, out, err = run("call", "greeter-rust", "greet", "--app", str(app), "--input-file",
+                         str(big))
+    assert code == 0, err[-500:]
+    assert json.loads(out) == {"message": f"Hello, {name}!"}
+
+    with host.client(host.admin_token) as admin:
+        r = admin.put("/api/v1/plugins/greeter-rust/limits",
+                      json={"limits": {"max_input_bytes": 1 << 20}})
+        assert r.status_code == 200, r.text
+        # The host refuses it before reading it whole, naming the cap and the setting.
+        r = admin.post("/api/v1/plugins/greeter-rust/invoke",
+                       json={"handler": "greet", "input": big.read_text()})
+        assert r.status_code == 413 and r.json()["error"]["type"] == "InputTooLarge"
+        message = r.json()["error"]["message"]
+        assert "limits.max_input_bytes (1048576 bytes)" in message
+        assert "plugins.greeter-rust.limits" in message
+    code, out, err = run("call", "greeter-rust", "greet", "--app", str(app), "--input-file",
+                         str(big))
+    assert code == 1 and out == ""
+    assert "exceeds limits.max_input_bytes (1048576)" in err
+    assert "omnicore settings limits greeter-rust max_input_bytes=N" in err
+    assert "Broken pipe" not in err

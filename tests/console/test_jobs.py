@@ -167,3 +167,96 @@ def test_the_old_task_paths_answer_as_the_job_paths_do(ticker: Host) -> None:
     r = browser.post(f"/tasks/{later}/cancel", data={"csrf": csrf})
     assert r.status_code == 303 and r.headers["location"] == "/jobs?done=cancelled"
     assert "Job cancelled." in browser.get(r.headers["location"]).text
+
+
+def _job(host: Host, job_id: int, state: str) -> dict[str, object]:
+    found: dict[str, object] = {}
+
+    def settled() -> bool:
+        job = host.app.jobs.get(job_id)
+        found.update(job.as_dict() if job is not None else {})
+        return found.get("state") == state
+    wait_for(settled)
+    return found
+
+
+def test_a_job_enqueued_over_rest_runs_and_keeps_its_owner(ticker: Host) -> None:
+    me = ticker.app.runtime_id
+    with ticker.client(ticker.admin_token) as admin:
+        r = admin.post("/api/v1/jobs", json={"plugin": "ticker", "handler": "tick",
+                                             "payload": {"n": 1}})
+        assert r.status_code == 201, r.text
+        made = r.json()
+        assert made == {"id": made["id"], "plugin": "ticker", "handler": "tick",
+                        "created": True}
+        done = _job(ticker, made["id"], "succeeded")
+        assert done["owner"] == me and done["runs"] == [me]  # not null once finished
+        assert done["payload"] == '{"n":1}' and done["source"] == "operator"
+        listed = admin.get("/api/v1/jobs", params={"state": "succeeded"}).json()["items"]
+        assert [(j["id"], j["owner"]) for j in listed] == [(made["id"], me)]
+        later = admin.post("/api/v1/jobs", json={
+            "plugin": "ticker", "handler": "tick", "payload": "aGk=", "encoding": "base64",
+            "delay_s": 3600}).json()
+        queued = ticker.app.jobs.get(later["id"])
+        assert queued is not None and queued.payload == b"hi" and queued.owner is None
+        assert queued.run_at > queued.created_at + 3599
+        audit = admin.get("/api/v1/audit", params={"verb": "task.enqueue"}).json()["items"]
+        assert [(a["target"], a["after"]["handler"]) for a in audit] == [
+            (f"task:{later['id']}", "tick"), (f"task:{made['id']}", "tick")]
+    browser, _csrf = ticker.browser_session()
+    page = browser.get("/jobs").text
+    assert "<th>Owner</th>" in page and f'title="ran on: {me}">{me}</td>' in page
+
+
+def test_an_idempotency_key_gives_the_same_job(ticker: Host) -> None:
+    body = {"plugin": "ticker", "handler": "tick", "payload": "once", "delay_s": 600}
+    with ticker.client(ticker.admin_token) as admin:
+        first = admin.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "order-7"})
+        again = admin.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "order-7"})
+        assert first.status_code == 201 and again.status_code == 200
+        assert again.json() == {**first.json(), "created": False}
+        other = admin.post("/api/v1/jobs", json={**body, "payload": "twice"},
+                           headers={"Idempotency-Key": "order-7"})
+        assert other.status_code == 409 and other.json()["error"]["type"] == "KeyReused"
+        assert "order-7" in other.json()["error"]["message"]
+        fresh = admin.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "order-8"})
+        assert fresh.status_code == 201 and fresh.json()["id"] != first.json()["id"]
+        assert len(ticker.app.jobs.list(plugin="ticker", state="queued")) == 2
+        audit = admin.get("/api/v1/audit", params={"verb": "task.enqueue"}).json()["items"]
+        assert [a["after"].get("key") for a in audit] == ["order-8", "order-7"]  # made only
+
+
+def test_enqueue_refuses_what_it_cannot_run(ticker: Host) -> None:
+    with ticker.client(ticker.admin_token) as admin:
+        for body in ({"plugin": "ticker"}, {"plugin": "", "handler": "tick"},
+                     {"plugin": "ticker", "handler": "tick", "delay_s": -1},
+                     {"plugin": "ticker", "handler": "tick", "delay_s": True},
+                     {"plugin": "ticker", "handler": "tick", "payload": "!",
+                      "encoding": "base64"}):
+            assert admin.post("/api/v1/jobs", json=body).status_code == 422, body
+        nope = admin.post("/api/v1/jobs", json={"plugin": "ticker", "handler": "nope"})
+        assert nope.status_code == 404 and "its handlers: on_event, tick" in nope.text
+        long_key = admin.post("/api/v1/jobs", json={"plugin": "ticker", "handler": "tick"},
+                              headers={"Idempotency-Key": "k" * 256})
+        assert long_key.status_code == 422
+    with ticker.client(ticker.viewer_token) as viewer:
+        r = viewer.post("/api/v1/jobs", json={"plugin": "ticker", "handler": "tick"})
+        assert r.status_code == 403
+    assert ticker.app.jobs.list(plugin="ticker") == []
+
+
+def test_a_batch_is_queued_in_one_go_or_not_at_all(ticker: Host) -> None:
+    one = {"plugin": "ticker", "handler": "tick", "delay_s": 600}
+    with ticker.client(ticker.admin_token) as admin:
+        r = admin.post("/api/v1/jobs", json={"jobs": [one, {**one, "payload": "b"}]})
+        assert r.status_code == 201 and r.json()["created"] is True
+        ids = r.json()["ids"]
+        assert [j.id for j in reversed(ticker.app.jobs.list(plugin="ticker"))] == ids
+        bad = admin.post("/api/v1/jobs", json={"jobs": [one, {**one, "handler": "nope"}]})
+        assert bad.status_code == 404  # the whole batch refused
+        assert admin.post("/api/v1/jobs", json={"jobs": []}).status_code == 422
+        assert admin.post("/api/v1/jobs", json={"jobs": [one]},
+                          headers={"Idempotency-Key": "x"}).status_code == 422
+        audit = admin.get("/api/v1/audit", params={"verb": "task.enqueue"}).json()["items"]
+        assert [(a["target"], a["after"]["ids"]) for a in audit] == [(f"task:{ids[0]}", ids)]
+    assert len(ticker.app.jobs.list(plugin="ticker")) == 2

@@ -184,6 +184,7 @@ def test_jobs_claim_lease_finish(store: Storage) -> None:
     assert store.queue.finish(first, "w1", now) is True
     done = store.queue.get(first)
     assert done is not None and done.state == "succeeded"
+    assert done.owner == "w1" and done.runs == ("w1",)  # who ran it, after the lease ended
     assert store.queue.next_due() == pytest.approx(store.queue.get(later).run_at)  # type: ignore[union-attr]
     assert store.queue.counts() == {("a", "succeeded"): 1, ("a", "queued"): 1}
 
@@ -195,7 +196,11 @@ def test_jobs_expired_lease_is_delivered_again(store: Storage) -> None:
     assert store.queue.claim("w", now + 0.1, 30) is None
     again = store.queue.claim("w", now + 1, 30)
     assert again is not None and again.id == tid and again.attempts == 2
+    assert again.runs == ("dead-host", "w")  # each delivery's host
     assert store.queue.finish(tid, "dead-host", now + 2) is False  # lost its lease
+    assert store.queue.fail(tid, "w", now + 2, "boom", retry_at=None) == "dead"
+    dead = store.queue.get(tid)
+    assert dead is not None and dead.owner == "w" and dead.as_dict()["runs"] == ["dead-host", "w"]
 
 
 def test_jobs_an_expired_lease_is_claimed_before_the_due_backlog(store: Storage) -> None:
@@ -223,6 +228,30 @@ def test_jobs_fail_retry_then_dead_and_operator_retry(store: Storage) -> None:
     assert store.queue.retry(tid, now + 7) is True
     fresh = store.queue.claim("w", now + 8, 30)
     assert fresh is not None and fresh.id == tid and fresh.attempts == 1
+
+
+def test_jobs_an_idempotency_key_makes_one_job_across_racing_callers(store: Storage) -> None:
+    spec = JobSpec("p", "h", b"x", 0.0)
+    made: list[tuple[int, str, bool]] = []
+    lock = threading.Lock()
+
+    def add() -> None:
+        got = store.queue.add_keyed(spec, "k1", "d1", 1000.0, 60.0)
+        with lock:
+            made.append(got)
+    threads = [threading.Thread(target=add) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({m[0] for m in made}) == 1 and sorted(m[2] for m in made) == [False] * 5 + [True]
+    job_id = made[0][0]
+    assert [j.id for j in store.queue.list()] == [job_id]
+    # Another request under the key answers the first one's digest, and makes nothing.
+    assert store.queue.add_keyed(spec, "k1", "d2", 1030.0, 60.0) == (job_id, "d1", False)
+    # A day later (keep_s) the key is free again.
+    again = store.queue.add_keyed(spec, "k1", "d2", 1061.0, 60.0)
+    assert again[1:] == ("d2", True) and again[0] != job_id
 
 
 def test_jobs_scoped_per_plugin(store: Storage) -> None:

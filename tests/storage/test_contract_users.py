@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from omnicore.storage import Storage
+from omnicore.storage.stores.users import SETUP_LINKS_KEPT
 from omnicore.storage.user_rows import User, UserRows
 
 pytestmark = pytest.mark.store("users")
@@ -71,15 +72,25 @@ def test_tokens_name_their_user_and_are_deleted_only_by_it(storage: Storage) -> 
     assert rows.tokens() == [] and rows.token_user("d2", 53.0) is None
 
 
-def test_one_setup_link_at_a_time(storage: Storage) -> None:
+def test_every_hosts_setup_link_stays_valid(storage: Storage) -> None:
     rows = storage.users
     assert rows.setup_link("l1") is None
-    rows.set_setup_link("l1", 100.0)
-    assert rows.setup_link("l1") == 100.0
-    rows.set_setup_link("l2", 200.0)  # a new link replaces the old one
-    assert rows.setup_link("l1") is None and rows.setup_link("l2") == 200.0
-    rows.delete_setup_link("l2")
+    rows.add_setup_link("l1", 100.0, 0.0)
+    rows.add_setup_link("l2", 200.0, 1.0)  # a second host's link: the first one stays
+    assert rows.setup_link("l1") == 100.0 and rows.setup_link("l2") == 200.0
+    assert rows.delete_setup_link("l2") is True
+    assert rows.delete_setup_link("l2") is False  # of two racing for one link, one wins
     assert rows.setup_link("l2") is None
+    rows.add_setup_link("l3", 300.0, 150.0)  # the expired one goes
+    assert rows.setup_link("l1") is None and rows.setup_link("l3") == 300.0
+
+
+def test_only_the_newest_setup_links_are_kept(storage: Storage) -> None:
+    rows = storage.users
+    for i in range(SETUP_LINKS_KEPT + 5):  # a host restarting in a loop
+        rows.add_setup_link(f"l{i}", 1000.0 + i, 0.0)
+    kept = [i for i in range(SETUP_LINKS_KEPT + 5) if rows.setup_link(f"l{i}") is not None]
+    assert kept == list(range(5, SETUP_LINKS_KEPT + 5))
 
 
 def test_a_lookup_without_a_time_writes_nothing(storage: Storage) -> None:

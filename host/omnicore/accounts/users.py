@@ -204,13 +204,17 @@ class UserStore:
         return self._rows.had_users()
 
     def new_setup_link(self) -> str:
-        """A one-time secret that lets its holder create the first admin (24 h)."""
+        """A one-time secret that lets its holder create the first admin (24 h).
+
+        Every host of a cluster makes its own at start; all stay valid until one of them
+        creates the first admin (the links live in the shared database)."""
         if self.had_users():
             raise ConfigError("this console had users already; a setup link is only for the "
                               "first admin: run `omnicore users add NAME --app DIR`",
                               key="setup")
         secret = secrets.token_urlsafe(32)
-        self._rows.set_setup_link(_digest(secret), time.time() + SETUP_TTL_S)
+        now = time.time()
+        self._rows.add_setup_link(_digest(secret), now + SETUP_TTL_S, now)
         return secret
 
     def setup_valid(self, secret: str) -> bool:
@@ -218,7 +222,6 @@ class UserStore:
         return expires is not None and expires > time.time() and not self.had_users()
 
     def consume_setup(self, secret: str) -> bool:
-        """Use the link up (True if it was valid)."""
+        """Use the link up (True if it was valid and this caller used it)."""
         valid = self.setup_valid(secret)
-        self._rows.delete_setup_link(_digest(secret))
-        return valid
+        return self._rows.delete_setup_link(_digest(secret)) and valid

@@ -9,7 +9,8 @@ module run once (``exec``), :mod:`~omnicore.cli.build` the author's commands
 build-serve-reload loop (``dev``), :mod:`~omnicore.cli.logs` a running host's
 plugin log, :mod:`~omnicore.cli.mcp` the MCP server over stdio,
 :mod:`~omnicore.cli.migrate` the schema's migrations, :mod:`~omnicore.cli.data`
-the durable state (``kv``, ``jobs``), :mod:`~omnicore.cli.settings` the operator's plugin
+the durable state (``kv``, ``jobs``), :mod:`~omnicore.cli.backup` an embedded app's
+``backup`` and ``restore``, :mod:`~omnicore.cli.settings` the operator's plugin
 settings, :mod:`~omnicore.cli.secrets`, :mod:`~omnicore.cli.vectors`, :mod:`~omnicore.cli.users` and
 :mod:`~omnicore.cli.workflows` their own groups. All commands are registered here. Heavy
 imports happen inside the commands, so ``omnicore --help`` stays fast.
@@ -17,6 +18,7 @@ imports happen inside the commands, so ``omnicore --help`` stays fast.
 
 from omnicore.cli import (
     app,
+    backup,
     build,
     data,
     dev,
@@ -49,6 +51,6 @@ main.add_command(test.test_command)
 main.add_command(env.env_command)
 main.add_command(execute.exec_command)
 new.add_command(build.new_plugin_command)
-# `app`, `data` (kv, jobs), `secrets`, `settings`, `users`, `vectors` and `workflows`
-# register their groups on `main` when imported.
-del app, data, secrets, settings, users, vectors, workflows
+# `app`, `backup` (backup, restore), `data` (kv, jobs), `secrets`, `settings`, `users`,
+# `vectors` and `workflows` register their commands on `main` when imported.
+del app, backup, data, secrets, settings, users, vectors, workflows

@@ -54,11 +54,15 @@ def run(ctx: click.Context, appdir: Path, no_console: bool) -> None:
     from omnicore.config import load_config
     from omnicore.logging import configure
 
-    cfg = load_config(_config_path(appdir))
+    path = _config_path(appdir)
+    cfg = load_config(path)
     debug = ctx.obj.get("debug", False)
     configure("debug" if debug else cfg.log.level,
               cfg.log.format, source=cfg.source_of("log.format"))
     app = OmniApp(config=cfg)
+    from omnicore.app_reload import ConfigReload
+
+    app.add_module(ConfigReload(path))  # an edit of omnicore.yaml applies to the running host
     if cfg.console.enabled and not no_console:
         from omnicore.console import ConsoleModule
 

@@ -129,11 +129,13 @@ def jobs_list(plugin: str | None, state: str | None, limit: int, appdir: Path,
     if as_json:
         click.echo(json.dumps([t.as_dict() for t in found]))
         return
-    click.echo(f"{'ID':>6}  {'STATE':<9}  {'TRIES':>5}  {'RUN AT':<19}  PLUGIN.HANDLER  ERROR")
+    click.echo(f"{'ID':>6}  {'STATE':<9}  {'TRIES':>5}  {'OWNER':<19}  {'RUN AT':<19}  "
+               "PLUGIN.HANDLER  ERROR")
     for t in found:
         error = (t.last_error or "").splitlines()[0][:60] if t.last_error else ""
         click.echo(f"{t.id:>6}  {t.state:<9}  {t.attempts:>2}/{t.max_attempts:<2}  "
-                   f"{_when(t.run_at):<19}  {t.plugin}.{t.handler}  {error}")
+                   f"{t.owner or '-':<19}  {_when(t.run_at):<19}  {t.plugin}.{t.handler}  "
+                   f"{error}")
 
 
 @jobs.command("enqueue")
@@ -146,10 +148,19 @@ def jobs_list(plugin: str | None, state: str | None, limit: int, appdir: Path,
 def jobs_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: Path) -> None:
     """Queue HANDLER(PAYLOAD) of PLUGIN, as a plugin's own enqueue would.
 
-    A running host picks it up within capabilities.jobs.poll_s. Retries and backoff are the
-    app's capabilities.jobs defaults; a handler the plugin lacks ends the job dead with the
-    reason (see jobs show).
+    Through the running host's REST API when one serves the app (it refuses a handler the
+    plugin lacks and runs the job at once); else into the storage, where a host picks it up
+    within capabilities.jobs.poll_s. Retries and backoff are the app's capabilities.jobs
+    defaults; a handler the plugin lacks then ends the job dead with the reason (jobs show).
     """
+    from omnicore.cli.remote import running_host
+
+    _, host = running_host(appdir)  # found without loading the host's config schema
+    if host is not None:  # the host checks the handler, records it and wakes its workers
+        doc = host.request("POST", "/api/v1/jobs", {"plugin": plugin, "handler": handler,
+                                                    "payload": payload, "delay_s": delay})
+        click.echo(f"job {doc['id']} queued: {plugin}.{handler}")
+        return
     from omnicore.storage import JobSpec
 
     defaults = load_app_config(appdir).capabilities.jobs

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omnicore.errors import OmniError, PluginError
+from omnicore.errors import InputTooLarge, OmniError, PluginError
 
 __all__ = ["TOKEN_ENV", "Remote", "RemoteError", "data_dir_of", "find_running",
            "running_host"]
@@ -29,6 +29,8 @@ __all__ = ["TOKEN_ENV", "Remote", "RemoteError", "data_dir_of", "find_running",
 TOKEN_ENV = "OMNICORE_TOKEN"
 CONSOLE_FILE = "console.json"
 CONFIG_FILE = "omnicore.yaml"
+#: Inputs over this are held against the plugin's limit before they are sent.
+CHECKED_INPUT_BYTES = 1 << 20
 
 
 class RemoteError(PluginError):
@@ -78,6 +80,12 @@ class Remote:
                                   status=exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if data is not None and isinstance(reason, BrokenPipeError | ConnectionResetError):
+                # The host answered (and closed) before it took the whole body: a size cap.
+                raise OmniError(f"the host at {self.url} refused the request body of "
+                                f"{len(data)} bytes before reading it (over a size limit: a "
+                                "plugin's limits.max_input_bytes, or console.max_upload_bytes)"
+                                ) from None
             raise OmniError(f"cannot reach the host at {self.url}: {reason}") from None
         return json.loads(raw) if raw else None
 
@@ -89,6 +97,18 @@ class Remote:
         return True
 
     def call(self, name: str, handler: str, data: bytes) -> bytes:
+        if len(data) > CHECKED_INPUT_BYTES:
+            # Said before sending: a host refuses a body over the cap before reading it, and
+            # a client still sending sees only a broken pipe.
+            limits = self.plugin(name).get("limits") or {}
+            cap = limits.get("max_input_bytes")
+            if isinstance(cap, int) and len(data) > cap:
+                raise InputTooLarge(
+                    f"plugin '{name}' handler '{handler}': input of {len(data)} bytes exceeds "
+                    f"limits.max_input_bytes ({cap}) on the host at {self.url}; raise it with "
+                    f"`omnicore settings limits {name} max_input_bytes=N`, in its sidecar or "
+                    f"in plugins.{name}.limits (omnicore.yaml)", plugin=name, handler=handler,
+                    limit="max_input_bytes", value=cap)
         doc = self.request("POST", f"/api/v1/plugins/{urllib.parse.quote(name, safe='')}"
                                    "/invoke",
                            {"handler": handler, "input": base64.b64encode(data).decode(),

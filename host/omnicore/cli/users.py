@@ -1,4 +1,6 @@
-"""``omnicore users``: the console's accounts, kept in ``<data_dir>/console.db``.
+"""``omnicore users``: the console's accounts, kept in ``<data_dir>/console.db`` or the
+cluster's database (``storage.url``; ``OMNICORE_STORAGE__URL`` alone is enough, from any
+machine).
 
 Works whether or not the host is running (SQLite in WAL mode): a user added here can sign
 in at once. Every change is recorded in the app's audit log (origin ``cli``).
@@ -6,6 +8,7 @@ in at once. Every change is recorded in the app's audit log (origin ``cli``).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,14 +16,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from omnicore.cli.appdata import load_app_config, open_app_storage
-from omnicore.cli.main import hint, main
+from omnicore.cli.appdata import open_app_storage
+from omnicore.cli.main import CONFIG_FILE, hint, main
 from omnicore.errors import ConfigError
 
 if TYPE_CHECKING:
     from omnicore.accounts.users import UserStore
 
 __all__ = ["users"]
+
+_URL_ENV = "OMNICORE_STORAGE__URL"
 
 _APP = click.option("--app", "appdir", default=".", envvar="OMNICORE_APPDIR",
                     type=click.Path(file_okay=False, path_type=Path),
@@ -30,8 +35,16 @@ _APP = click.option("--app", "appdir", default=".", envvar="OMNICORE_APPDIR",
 def _store(appdir: Path) -> UserStore:
     from omnicore.accounts.users import UserStore
 
-    storage = open_app_storage(load_app_config(
-        appdir, "pass --app DIR (the folder of the app whose console this is)"))
+    path = appdir / CONFIG_FILE
+    # A cluster's accounts live in its database: with its URL in the environment, any
+    # machine manages them, no app folder needed.
+    if not path.is_file() and not os.environ.get(_URL_ENV):
+        raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app DIR (the folder of "
+                          f"the app whose console this is), or set {_URL_ENV} to the "
+                          "cluster's database URL", source=str(path))
+    from omnicore.config import load_config
+
+    storage = open_app_storage(load_config(path if path.is_file() else None))
     return UserStore(storage.users, owner=storage)
 
 

@@ -161,9 +161,10 @@ def parse_json(raw: bytes | str, what: str = "the body") -> Any:
                        type="InvalidJson") from None
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The body as a JSON object (an empty body is ``{}``), at most 1 MiB and 64 levels."""
-    doc = parse_json(await read_body(request, MAX_JSON_BYTES) or b"{}")
+async def json_body(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """The body as a JSON object (an empty body is ``{}``), at most ``limit`` bytes (1 MiB)
+    and 64 levels."""
+    doc = parse_json(await read_body(request, limit) or b"{}")
     if not isinstance(doc, dict):
         raise ApiError(400, "the body must be a JSON object", type="InvalidJson")
     return doc

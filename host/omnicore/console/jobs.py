@@ -4,6 +4,9 @@
 API (reads: any signed-in user; changes: admin)::
 
     GET  /api/v1/jobs                              jobs, newest first (?state=, ?plugin=, paged)
+    POST /api/v1/jobs                              enqueue {plugin, handler, payload, delay_s}
+                                                   (Idempotency-Key: the same job per key),
+                                                   or a batch {jobs: [...]} in one transaction
     POST /api/v1/jobs/{id}/retry                   a dead or cancelled job, again
     POST /api/v1/jobs/{id}/cancel                  a queued job
     GET  /api/v1/schedules                         schedules with next_run and paused
@@ -17,6 +20,9 @@ down before the rename; they keep answering.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -37,6 +43,7 @@ from omnicore.console.base import (
     path_id,
     state,
 )
+from omnicore.console.bodies import json_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.render import done, page, read_form
 from omnicore.console.responses import JSONResponse
@@ -47,7 +54,9 @@ if TYPE_CHECKING:
     from omnicore.app import OmniApp
     from omnicore.jobs.schedules import Schedule
 
-__all__ = ["JOB_STATES", "SCHEDULE_ACTIONS", "cancel", "job_doc", "retry", "routes",
+__all__ = ["JOB_STATES", "SCHEDULE_ACTIONS", "cancel", "enqueue", "enqueue_batch", "enqueue_doc",
+           "job_doc",
+           "retry", "routes",
            "schedule_action", "schedule_docs"]
 
 JOB_STATES = ("queued", "running", "succeeded", "dead", "cancelled")
@@ -139,6 +148,92 @@ async def list_jobs(request: Request) -> Response:
     found = await st.off_loop(st.app.jobs.list, plugin=plugin, state=wanted,
                               limit=min(offset + limit, 10_000))
     return JSONResponse(paginate([t.as_dict() for t in found], limit, offset))
+
+
+#: The longest ``Idempotency-Key`` taken, and the longest delay (a year).
+MAX_KEY = 255
+MAX_DELAY_S = 366 * 86400.0
+#: The most jobs one request queues (a batch is one transaction).
+MAX_BATCH = 1000
+
+
+def _payload(doc: dict[str, Any]) -> bytes:
+    raw = doc.get("payload", "")
+    encoding = doc.get("encoding", "text")
+    if encoding not in ("text", "base64"):
+        raise ApiError(422, "'encoding' is text or base64", type="ConfigError")
+    if not isinstance(raw, str):  # any other JSON value is the job's JSON input
+        return json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
+    if encoding == "text":
+        return raw.encode()
+    try:
+        return base64.b64decode(raw, validate=True)
+    except binascii.Error:
+        raise ApiError(422, "'payload' is not valid base64", type="ConfigError") from None
+
+
+def enqueue_doc(doc: dict[str, Any], key: str | None) -> tuple[str, str, bytes, float]:
+    """The plugin, handler, payload and delay of a ``POST /api/v1/jobs`` body, checked."""
+    plugin, handler, delay = doc.get("plugin"), doc.get("handler"), doc.get("delay_s", 0)
+    if not isinstance(plugin, str) or not plugin or not isinstance(handler, str) or not handler:
+        raise ApiError(422, "'plugin' and 'handler' must be non-empty strings",
+                       type="ConfigError")
+    if isinstance(delay, bool) or not isinstance(delay, int | float) \
+            or not 0 <= delay <= MAX_DELAY_S:
+        raise ApiError(422, f"'delay_s' must be a number of seconds from 0 to {MAX_DELAY_S:g}",
+                       type="ConfigError")
+    if key is not None and not 0 < len(key) <= MAX_KEY:
+        raise ApiError(422, f"Idempotency-Key must be 1 to {MAX_KEY} characters",
+                       type="ConfigError")
+    return plugin, handler, _payload(doc), float(delay)
+
+
+def enqueue(app: OmniApp, plugin: str, handler: str, payload: bytes, delay_s: float,
+            key: str | None, by: Actor) -> tuple[int, bool]:
+    """Queue a job for an operator (recorded); the id and whether it was made now (False:
+    the idempotency key's job from before)."""
+    if key is None:
+        job_id, made = app.jobs.enqueue(plugin, handler, payload, delay_s=delay_s), True
+    else:
+        job_id, made = app.jobs.enqueue_once(plugin, handler, payload, key, delay_s=delay_s)
+    if made:
+        record(app.storage, by, "task.enqueue", f"task:{job_id}", None,
+               {"plugin": plugin, "handler": handler, "bytes": len(payload),
+                **({"key": key} if key is not None else {})})
+    return job_id, made
+
+
+def enqueue_batch(app: OmniApp, docs: list[Any], by: Actor) -> list[int]:
+    """Queue a batch of jobs (``{"jobs": [...]}``) in one transaction, recorded as one entry
+    listing their ids; the ids."""
+    if not docs or len(docs) > MAX_BATCH or not all(isinstance(d, dict) for d in docs):
+        raise ApiError(422, f"'jobs' must be a list of 1 to {MAX_BATCH} job objects",
+                       type="ConfigError")
+    jobs = [enqueue_doc(d, None) for d in docs]
+    ids = app.jobs.enqueue_many(jobs)
+    record(app.storage, by, "task.enqueue", f"task:{ids[0]}", None,
+           {"jobs": len(ids), "ids": ids, "plugins": sorted({j[0] for j in jobs}),
+            "bytes": sum(len(j[2]) for j in jobs)})
+    return ids
+
+
+@guarded
+async def enqueue_job(request: Request) -> Response:
+    who = need(request, "admin")
+    doc = await json_body(request)
+    st = state(request)
+    key = request.headers.get("idempotency-key")
+    if "jobs" in doc:
+        if key is not None:
+            raise ApiError(422, "an Idempotency-Key names one job; send a batch without it",
+                           type="ConfigError")
+        ids = await st.off_loop(enqueue_batch, st.app, doc["jobs"], actor(request, who))
+        return JSONResponse({"ids": ids, "created": True}, status_code=201)
+    plugin, handler, payload, delay = enqueue_doc(doc, key)
+    job_id, made = await st.off_loop(enqueue, st.app, plugin, handler, payload, delay, key,
+                                     actor(request, who))
+    return JSONResponse({"id": job_id, "plugin": plugin, "handler": handler,
+                         "created": made}, status_code=201 if made else 200)
 
 
 # The API's messages keep saying "task": scripts match them, and /api/v1/tasks is theirs.
@@ -262,7 +357,8 @@ def routes() -> list[BaseRoute]:
     for word in ("jobs", "tasks"):  # tasks: the paths from before the rename
         key = f"{{{word[:-1]}_id}}"
         out += [
-            Route(f"/api/v1/{word}", list_jobs),
+            Route(f"/api/v1/{word}", list_jobs, methods=["GET"]),
+            Route(f"/api/v1/{word}", enqueue_job, methods=["POST"]),
             Route(f"/api/v1/{word}/{key}/retry", retry_job, methods=["POST"]),
             Route(f"/api/v1/{word}/{key}/cancel", cancel_job, methods=["POST"]),
             Route(f"/{word}", jobs_page),

@@ -53,6 +53,18 @@ SCHEMAS: Obj = {
                      "properties": {"output": {"type": "string"},
                                     "encoding": {"enum": ["text", "base64"]},
                                     "duration_ms": {"type": "number"}}},
+    "JobRequest": {"type": "object", "required": ["plugin", "handler"], "properties": {
+        "plugin": {"type": "string", "minLength": 1}, "handler": {"type": "string",
+                                                                  "minLength": 1},
+        "payload": {"description": "a string (text, or base64 with encoding=base64); any "
+                                   "other JSON value is sent as its JSON text"},
+        "encoding": {"enum": ["text", "base64"]},
+        "delay_s": {"type": "number", "minimum": 0, "maximum": 366 * 86400}}},
+    "JobQueued": {"type": "object", "required": ["id", "plugin", "handler", "created"],
+                  "properties": {"id": {"type": "integer"}, "plugin": {"type": "string"},
+                                 "handler": {"type": "string"},
+                                 "created": {"type": "boolean", "description":
+                                             "false: the Idempotency-Key's job from before"}}},
     "AuditEntry": {"type": "object", "required": ["id", "at", "user", "verb", "target"],
                    "properties": {
         "id": {"type": "integer"}, "at": {"type": "number"}, "time": {"type": "string"},
@@ -200,6 +212,19 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
             {"name": "state", "in": "query",
              "schema": {"enum": ["queued", "running", "succeeded", "dead", "cancelled"]}}],
            None, 200, _page(ANY_OBJECT)),
+          ("post", f"/{word}", f"Queue a job (recorded in the audit log); with an "
+           f"Idempotency-Key header, the same key within a day answers the job it made "
+           f"(200, created false); or a batch {{jobs: [...]}} of up to 1000 in one "
+           f"transaction (answer {{ids}}){note}", "admin",
+           [{"name": "Idempotency-Key", "in": "header", "schema": {
+               "type": "string", "minLength": 1, "maxLength": 255}}],
+           _body({"oneOf": [_ref("JobRequest"), {
+               "type": "object", "required": ["jobs"], "properties": {"jobs": {
+                   "type": "array", "minItems": 1, "maxItems": 1000,
+                   "items": _ref("JobRequest")}}}]}), 201,
+           {"oneOf": [_ref("JobQueued"), {"type": "object", "required": ["ids"], "properties": {
+               "ids": {"type": "array", "items": {"type": "integer"}},
+               "created": {"type": "boolean"}}}]}),
           ("post", f"/{word}/{{{noun}_id}}/retry", f"Queue a dead or cancelled job again{note}",
            "admin", [{"name": f"{noun}_id", "in": "path", "required": True,
                       "schema": {"type": "integer"}}], None, 200, ANY_OBJECT),

@@ -44,6 +44,7 @@ NOTICES = {
     "schedule-run": "Queued a run now.", "schedule-paused": "Schedule paused.",
     "schedule-resumed": "Schedule resumed.", "granted-all": "Granted everything it requested.",
     "oauth_revoked": "Access revoked: the agent's tokens no longer work.",
+    "admin-exists": "An admin exists already: sign in (an admin adds further users).",
 }
 #: Where a notice or a form's error is shown: beside the form that caused it (the card of
 #: that id), not at the top of the page.

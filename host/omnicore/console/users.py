@@ -69,9 +69,14 @@ async def logout(request: Request) -> Response:
 async def setup(request: Request) -> Response:
     st = state(request)
     token = request.query_params.get("token", "")
+    # Every host printed a link; once any of them made the first admin, each answers so and
+    # sends its holder to sign in (nobody "used" the others: a 404 there read as a fault).
+    if st.auth.store.had_users():
+        return done("/login", "admin-exists")
     if not st.auth.store.setup_valid(token):
-        raise ApiError(404, "this setup link was used already or has expired; create a user "
-                            "with `omnicore users add NAME --app DIR`", type="SetupUsed")
+        raise ApiError(404, "this setup link is unknown or has expired (every host prints a "
+                            "new one at start while no admin exists); or create the first "
+                            "admin with `omnicore users add NAME --app DIR`", type="SetupUsed")
     error = None
     if request.method == "POST":
         fields = await form_body(request)
@@ -83,6 +88,8 @@ async def setup(request: Request) -> Response:
             if fields.get("password") != fields.get("password2"):
                 raise ApiError(422, "the two passwords differ")
             if not st.auth.store.consume_setup(token):
+                if st.auth.store.had_users():  # another host's link made the admin first
+                    return done("/login", "admin-exists")
                 raise ApiError(404, "this setup link was used already")
             user = await st.auth.hashing(st.auth.store.add, fields["name"],
                                          fields["password"], "admin")

@@ -21,8 +21,8 @@ from omnicore.jobs.metrics import JobMetrics
 from omnicore.jobs.plugins import JobPlugins
 from omnicore.jobs.retry import RetryPolicy
 from omnicore.jobs.schedules import Schedule, check_manifest, manifest_schedules, parse_schedule
-from omnicore.jobs.service import Jobs
+from omnicore.jobs.service import Jobs, KeyReused
 
 __all__ = ["JobDead", "JobFailed", "JobMetrics", "JobPlugins", "JobQueued", "JobStarted",
-           "JobSucceeded", "Jobs", "RetryPolicy", "Schedule", "at_hops", "check_manifest",
-           "current_hops", "manifest_schedules", "parse_schedule"]
+           "JobSucceeded", "Jobs", "KeyReused", "RetryPolicy", "Schedule", "at_hops",
+           "check_manifest", "current_hops", "manifest_schedules", "parse_schedule"]

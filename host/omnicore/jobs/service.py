@@ -16,6 +16,7 @@ and durable event subscriptions enqueue too. ``omnicore:tasks`` is the plugins' 
 from __future__ import annotations
 
 import builtins
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from omnicore.config.schema import JobsConfig
 from omnicore.core.events import EventBus, Subscription
 from omnicore.core.workers import LeasedWorkers
-from omnicore.errors import HandlerNotFound, PluginNotFound
+from omnicore.errors import HandlerNotFound, PluginNotFound, Refused
 from omnicore.jobs.events import JobQueued
 from omnicore.jobs.plugins import JobPlugins
 from omnicore.jobs.retry import RetryPolicy
@@ -34,12 +35,19 @@ from omnicore.logging import get_logger
 from omnicore.storage import Job, JobSpec, Storage, StorageError
 from omnicore.storage.base import JobState
 
-__all__ = ["Jobs"]
+__all__ = ["IDEMPOTENCY_KEEP_S", "Jobs", "KeyReused"]
+
+#: How long an idempotency key of :meth:`Jobs.enqueue_once` names its job.
+IDEMPOTENCY_KEEP_S = 24 * 3600.0
 
 #: Plugin states without a module, so without the list of handlers it exports.
 _UNKNOWN_HANDLERS = frozenset({"failed", "compiling"})
 
 log = get_logger("omnicore.jobs")
+
+
+class KeyReused(Refused):
+    """An idempotency key came again with another job than the one it made."""
 
 
 class Jobs:
@@ -104,6 +112,50 @@ class Jobs:
                                        source=source, hops=hops + 1))
         self.wake()
         return job_id
+
+    def enqueue_many(self, jobs: Sequence[tuple[str, str, bytes, float]], *,
+                     source: str = "operator") -> builtins.list[int]:
+        """Queue several ``(plugin, handler, payload, delay_s)`` in one transaction (all or
+        none: a handler a loaded plugin lacks refuses the whole batch); their ids."""
+        now = time.time()
+        for plugin, handler, _payload, delay_s in jobs:
+            if delay_s < 0:
+                raise ValueError("delay_s must be >= 0")
+            self._check_handler(plugin, handler)
+        p = self.policy
+        ids = self._storage().queue.add_many([
+            JobSpec(plugin, handler, bytes(payload), now + delay_s, p.max_attempts,
+                    p.backoff_ms, source) for plugin, handler, payload, delay_s in jobs])
+        for job_id, (plugin, handler, _payload, _delay) in zip(ids, jobs, strict=True):
+            self._events.publish(JobQueued(job_id=job_id, plugin=plugin, handler=handler,
+                                           source=source, hops=1))
+        if ids:
+            self.wake()
+        return ids
+
+    def enqueue_once(self, plugin: str, handler: str, payload: bytes, key: str, *,
+                     delay_s: float = 0.0, source: str = "operator") -> tuple[int, bool]:
+        """:meth:`enqueue` under the idempotency ``key``: the same key within a day gives
+        the job it made (and False: nothing was queued now), on any host of the database.
+        The same key with another plugin, handler or payload is refused (KeyReused)."""
+        if delay_s < 0:
+            raise ValueError("delay_s must be >= 0")
+        self._check_handler(plugin, handler)
+        digest = hashlib.sha256(b"\0".join((plugin.encode(), handler.encode(),
+                                            bytes(payload)))).hexdigest()
+        now = time.time()
+        spec = JobSpec(plugin, handler, bytes(payload), now + delay_s, self.policy.max_attempts,
+                       self.policy.backoff_ms, source)
+        job_id, first, made = self._storage().queue.add_keyed(spec, key, digest, now,
+                                                              IDEMPOTENCY_KEEP_S)
+        if first != digest:
+            raise KeyReused(f"idempotency key {key[:80]!r} was used for job {job_id} with "
+                            "another plugin, handler or payload; use a new key")
+        if made:
+            self._events.publish(JobQueued(job_id=job_id, plugin=plugin, handler=handler,
+                                           source=source, hops=1))
+            self.wake()
+        return job_id, made
 
     def _check_handler(self, plugin: str, handler: str) -> None:
         # Such a job could only fail max_attempts times and end dead. What a plugin exports

@@ -120,8 +120,7 @@ class ToolServer:
 
     def __init__(self, app: McpApp) -> None:
         self.app = app
-        self.exposure = Exposure(app.config.mcp.expose, app.config.mcp.resources,
-                                 operator=app.plugins.operator)
+        self._exposed: tuple[object, Exposure] | None = None
         self.bus = InMemorySubscriptionBus()
         self.server: Server[Any] = _Server(
             "omnicore", version=__version__,
@@ -374,6 +373,15 @@ class ToolServer:
             self._ready[_key(connection)] = connection.protocol_version
             connection.exit_stack.callback(self._ready.pop, _key(connection), None)
         return result
+
+    @property
+    def exposure(self) -> Exposure:
+        """What ``mcp.*`` of the app's config exposes (followed when the config reloads)."""
+        mcp = self.app.config.mcp
+        if self._exposed is None or self._exposed[0] is not mcp:
+            self._exposed = (mcp, Exposure(mcp.expose, mcp.resources,
+                                           operator=self.app.plugins.operator))
+        return self._exposed[1]
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Follow plugin changes; notifications are sent on ``loop``."""

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from omnicore.config.watch import POLL_INTERVAL_S, Mode, follow
 from omnicore.errors import PluginNotFound
 from omnicore.plugins.sidecar import SIDECAR_SUFFIXES
 
@@ -29,12 +30,10 @@ __all__ = [
     "diff",
     "resolve_plugin_file",
     "scan",
+    "sidecar_edited",
 ]
 
 log = logging.getLogger("omnicore.plugins.folder")
-
-#: Rescan period when file events are unavailable.
-POLL_INTERVAL_S = 0.25
 
 
 def resolve_plugin_file(folder: Path, name: str, manifest_name: Callable[[Path], str | None]
@@ -113,6 +112,13 @@ def diff(old: Mapping[Path, Fingerprint], new: Mapping[Path, Fingerprint]) -> Ch
     )
 
 
+def sidecar_edited(old: Fingerprint | None, new: Fingerprint | None) -> bool:
+    """Whether a plugin's sidecar was written, created or removed between two fingerprints."""
+    def sidecars(fp: Fingerprint | None) -> set[tuple[str, int, int]]:
+        return {part for part in fp or () if part[0] in SIDECAR_SUFFIXES}
+    return sidecars(old) != sidecars(new)
+
+
 class FolderTarget(Protocol):
     """What the folder drives: the PluginHost."""
 
@@ -145,6 +151,8 @@ class PluginFolder:
         self._seen: dict[Path, Fingerprint] = {}
         self._names: dict[Path, str] = {}
         self._sync_lock = threading.Lock()
+        #: Called with (plugin, wasm path) after a sidecar edit re-linked that plugin.
+        self.sidecar_observers: list[Callable[[str, Path], object]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: How the folder is followed: "idle" (not watched), "events" or "polling".
@@ -172,6 +180,9 @@ class PluginFolder:
                     new = self._guard(partial(self._target.reload_file, name, path), path)
                     if new is not None:
                         self._names[path] = new
+                        if sidecar_edited(self._seen.get(path), current.get(path)):
+                            for observer in self.sidecar_observers:
+                                self._guard(partial(observer, new, path), path)
             added: list[Path] = list(changes.added)
             if len(added) > 1:
                 added = self._guard(partial(self._target.prepare_files, added), added[0]) \
@@ -230,30 +241,11 @@ class PluginFolder:
         return self._thread is not None and self._thread.is_alive()
 
     def _watch(self) -> None:
-        import watchfiles  # here: resolving a plugin name (`omnicore call`) needs no watcher
-
-        def interesting(_change: watchfiles.Change, name: str) -> bool:
-            return name.endswith((".wasm", *_COMPANIONS))
-
         # Every wake-up (events, or the 500 ms timeout) rescans the folder: the rescan is a
-        # few stat() calls, it catches files written before the watcher was armed, and it
-        # keeps working where inotify events get lost (some container volume mounts).
-        self.mode = "events"
-        try:
-            for _batch in watchfiles.watch(
-                    self.path, watch_filter=interesting, debounce=self._debounce_ms,
-                    step=self._step_ms, stop_event=self._stop, rust_timeout=500,
-                    yield_on_timeout=True, recursive=False, raise_interrupt=False):
-                self.sync()
-        except Exception as exc:
-            # E.g. inotify instances exhausted: keep following the folder by polling.
-            log.warning("plugin folder %s: file events unavailable (%s); polling every "
-                        "%.2fs instead", self.path, exc, POLL_INTERVAL_S)
-            self.mode = "polling"
-            while not self._stop.wait(POLL_INTERVAL_S):
-                try:
-                    self.sync()
-                except Exception:
-                    log.exception("plugin folder %s: rescan failed", self.path)
-        finally:
-            self.mode = "idle"
+        # few stat() calls, it catches files written before the watcher was armed.
+        def set_mode(mode: Mode) -> None:
+            self.mode = mode
+
+        follow(self.path, lambda name: name.endswith((".wasm", *_COMPANIONS)), self.sync,
+               self._stop, label=f"plugin folder {self.path}", debounce_ms=self._debounce_ms,
+               step_ms=self._step_ms, mode=set_mode)

@@ -92,6 +92,9 @@ class PluginHost:
         self._health = health
         self._max_workers = max_workers
         self._folder: PluginFolder | None = None
+        #: Called with (plugin, wasm path) after an edit of its sidecar re-linked a plugin
+        #: of the watched folder (the config reload records it).
+        self.sidecar_observers: list[Callable[[str, Path], object]] = []
         #: Grants made on this running host (:meth:`grant`), by plugin: they outlive reloads.
         self._runtime_grants: dict[str, grant_rules.GrantLayer] = {}
         #: Host functions for Extism plugins' ``extism:host/user`` imports
@@ -393,6 +396,23 @@ class PluginHost:
     def _host_grants(self, name: str) -> grant_rules.GrantLayer:
         return self._runtime_grants.get(name, {})
 
+    def reconfigure(self, app_settings: Mapping[str, Any], defaults: Limits,
+                    plugins: Iterable[str] | None) -> list[str]:
+        """The app config's layers changed (``plugins.<name>`` and the default limits of a
+        reloaded omnicore.yaml): re-link ``plugins`` (None: every one) of the watched folder
+        from their files, as a sidecar edit does; the names re-linked. A plugin that cannot
+        take its new settings keeps serving its old version and says why (``last_error``)."""
+        self._linker.set_layers(app_settings, defaults)
+        folder = self._folder
+        if folder is None:
+            return []
+        wanted = None if plugins is None else set(plugins)
+        done = []
+        for path, name in folder.files.items():
+            if (wanted is None or name in wanted) and folder.refresh(path):
+                done.append(name)
+        return sorted(done)
+
     def refresh_capabilities(self) -> None:
         """Forget the capability registry so the next link rebuilds it from the hooks."""
         self._linker.refresh_capabilities()
@@ -468,6 +488,7 @@ class PluginHost:
         if self._folder is not None:
             self._folder.stop()
         folder = PluginFolder(path, self)
+        folder.sidecar_observers = self.sidecar_observers
         self._folder = folder
         folder.sync()
         if watch and path.is_dir():

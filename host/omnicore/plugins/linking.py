@@ -106,6 +106,12 @@ class Linker:
         #: Set when the host closes: no engine is made after that.
         self.closed = False
 
+    def set_layers(self, app_settings: Mapping[str, Any], defaults: Limits) -> None:
+        """New app config layers (``plugins`` and ``sandbox.limits`` of a reloaded
+        omnicore.yaml): every plan from now on is made over them."""
+        self._app_settings = dict(app_settings)
+        self.defaults = defaults
+
     # ---- engines and capabilities ----------------------------------------------------
 
     def engine_for(self, fuel: bool) -> SandboxEngine:

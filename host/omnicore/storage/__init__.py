@@ -42,14 +42,29 @@ from omnicore.storage.sqlite import DB_FILE, SQLiteStorage, Synchronous
 
 __all__ = ["DB_FILE", "DataDirLocked", "Job", "JobQueue", "JobSpec", "KVQuota", "KVStore",
            "KVUsage", "NotAnInteger", "PluginJobs", "QuotaExceeded", "Refused", "SQLiteStorage",
-           "Storage", "StorageError", "StorageFull", "ValueTooLarge", "open_storage",
-           "shared_storage"]
+           "Storage", "StorageError", "StorageFull", "ValueTooLarge", "backup", "open_storage",
+           "restore", "shared_storage"]
 
 
 def __getattr__(name: str) -> Any:
     # The job's names from when it was a task (Task, TaskSpec, TaskQueue, PluginTasks):
     # the new object, with a DeprecationWarning.
     return renamed(__name__, name, globals())
+
+
+def backup(data_dir: str | Path, dest: str | Path) -> list[str]:
+    """A consistent copy of an embedded app's data (while its host runs) in the archive
+    ``dest``; the files it holds (:mod:`omnicore.storage.sqlite.backup`)."""
+    from omnicore.storage.sqlite.backup import backup as take
+
+    return take(Path(data_dir), Path(dest))
+
+
+def restore(archive: str | Path, data_dir: str | Path, *, force: bool = False) -> list[str]:
+    """Bring an embedded app's data back from ``archive`` (its host stopped); the files."""
+    from omnicore.storage.sqlite.backup import restore as bring_back
+
+    return bring_back(Path(archive), Path(data_dir), force=force)
 
 
 def open_storage(data_dir: str | Path, *, synchronous: Synchronous = "normal",

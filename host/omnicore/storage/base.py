@@ -148,7 +148,10 @@ class Job:
     last_error: str | None
     source: str
     hops: int
+    #: The host holding the lease, or the one that ran the last delivery (None: never run).
     owner: str | None
+    #: The runtime id of the host that ran each delivery, oldest first.
+    runs: tuple[str, ...] = ()
 
     def as_dict(self, payload_preview: int = 200) -> dict[str, object]:
         """JSON-ready; the payload as text when it is UTF-8 (cut to ``payload_preview``)."""
@@ -162,7 +165,7 @@ class Job:
                 "created_at": self.created_at, "started_at": self.started_at,
                 "finished_at": self.finished_at, "last_error": self.last_error,
                 "source": self.source, "hops": self.hops, "owner": self.owner,
-                "payload": text, "payload_bytes": len(self.payload)}
+                "runs": list(self.runs), "payload": text, "payload_bytes": len(self.payload)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +233,17 @@ class JobQueue(abc.ABC):
     @abc.abstractmethod
     def add(self, spec: JobSpec) -> int:
         """Enqueue without quotas (operator, schedules, durable events)."""
+
+    def add_many(self, specs: Sequence[JobSpec]) -> list[int]:
+        """Enqueue several in one transaction; their ids, in order."""
+        return [self.add(spec) for spec in specs]
+
+    @abc.abstractmethod
+    def add_keyed(self, spec: JobSpec, key: str, digest: str, now: float,
+                  keep_s: float) -> tuple[int, str, bool]:
+        """Enqueue under the idempotency ``key`` unless a job was enqueued under it within
+        ``keep_s``: the job id, the ``digest`` of the request that made it, and whether this
+        call made it. Of several hosts adding one key at once, one makes the job."""
 
     @abc.abstractmethod
     def get(self, job_id: int) -> Job | None: ...

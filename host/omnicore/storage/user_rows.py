@@ -112,12 +112,14 @@ class UserRows(abc.ABC):
         the setup link is for the first admin only)."""
 
     @abc.abstractmethod
-    def set_setup_link(self, digest: str, expires: float) -> None:
-        """The one setup link from now on (replacing any other)."""
+    def add_setup_link(self, digest: str, expires: float, now: float) -> None:
+        """One more valid setup link (each host of a cluster prints its own); links expired
+        at ``now`` go, and only the newest few are kept."""
 
     @abc.abstractmethod
     def setup_link(self, digest: str) -> float | None:
         """When the setup link with that digest expires, or None if there is none."""
 
     @abc.abstractmethod
-    def delete_setup_link(self, digest: str) -> None: ...
+    def delete_setup_link(self, digest: str) -> bool:
+        """Use the link up; whether it existed (of two hosts racing for it, one wins)."""

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from omnicore.accounts.audit import Actor, record
 from omnicore.console.base import actor, choice, guarded, need, omni, page_params, paginate, state
-from omnicore.console.bodies import decode_text, json_body, read_body
+from omnicore.console.bodies import MAX_JSON_BYTES, decode_text, json_body, read_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.live import LEVELS
 from omnicore.console.plugins import operations
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from omnicore.console.state import ConsoleState
 
 __all__ = ["call_plugin", "capability_names", "grant", "plugin_doc", "routes"]
+
+#: An invoke body's room beyond its input (base64 of it): the JSON around it.
+INVOKE_SLACK = 64 * 1024
 
 
 def plugin_doc(info: PluginInfo) -> dict[str, Any]:
@@ -182,8 +185,24 @@ async def delete_grant(request: Request) -> Response:
 @guarded
 async def invoke(request: Request) -> Response:
     need(request, "admin")
-    doc = await json_body(request)
-    return JSONResponse(await call_plugin(state(request), request.path_params["name"], doc))
+    st, name = state(request), request.path_params["name"]
+    # One input limit: the body may carry what the plugin takes (base64 and JSON around it),
+    # still capped as it streams in, before the whole body is read.
+    limits = st.app.plugins.get(name).limits if name in st.app.plugins else None
+    cap = max_input = None
+    if limits is not None:
+        max_input = limits.max_input_bytes
+        cap = max(MAX_JSON_BYTES, max_input * 4 // 3 + INVOKE_SLACK)
+    try:
+        doc = await json_body(request, cap or MAX_JSON_BYTES)
+    except ApiError as exc:
+        if exc.status != 413 or max_input is None:
+            raise
+        raise ApiError(413, f"the input is over plugin '{name}''s limits.max_input_bytes "
+                            f"({max_input} bytes); raise it in its sidecar or "
+                            f"plugins.{name}.limits (omnicore.yaml)", type="InputTooLarge",
+                       plugin=name, headers=exc.headers) from None
+    return JSONResponse(await call_plugin(st, name, doc))
 
 
 async def call_plugin(st: ConsoleState, name: str, doc: dict[str, Any]) -> dict[str, Any]:

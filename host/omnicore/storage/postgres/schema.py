@@ -291,7 +291,17 @@ CREATE TABLE oauth_tokens (hash text PRIMARY KEY, grant_id bigint NOT NULL, kind
 CREATE INDEX oauth_tokens_by_grant ON oauth_tokens (grant_id);
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 13 drops what an
+# The host that ran each delivery of a job (space-separated runtime ids), with a default:
+# the previous version inserts without it (and through the `tasks` view, whose columns were
+# fixed when it was made); the idempotency keys of enqueues through the REST API (a day).
+_V14_JOB_RUNS_KEYS = """
+ALTER TABLE jobs ADD COLUMN runs text NOT NULL DEFAULT '';
+CREATE TABLE job_keys (key text PRIMARY KEY, job_id bigint, digest text NOT NULL,
+    created_at double precision NOT NULL);
+CREATE INDEX job_keys_by_age ON job_keys (created_at);
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 14 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -308,6 +318,8 @@ STEPS: tuple[Step, ...] = (
     Step(_V11_RUNS_FROM, "the schema records the oldest host that runs on it", runs_from=1),
     Step(_V12_INSTANCES_LOST, "instances found dead, kept a day", runs_from=1),
     Step(_V13_OAUTH, "OAuth clients, grants, codes and tokens for remote agents", runs_from=1),
+    Step(_V14_JOB_RUNS_KEYS, "who ran each delivery of a job; REST enqueue idempotency keys",
+         runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

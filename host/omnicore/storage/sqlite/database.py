@@ -133,10 +133,19 @@ def _v5_jobs(db: sqlite_utils.Database) -> None:
     db.conn.execute("ALTER TABLE tasks RENAME TO jobs")
 
 
+def _v6_job_runs_keys(db: sqlite_utils.Database) -> None:
+    # The host that ran each delivery of a job (space-separated runtime ids), and the
+    # idempotency keys of enqueues through the REST API (kept a day).
+    db.conn.execute("ALTER TABLE jobs ADD COLUMN runs TEXT NOT NULL DEFAULT ''")
+    db.conn.execute("CREATE TABLE job_keys (key TEXT PRIMARY KEY, job_id INTEGER, "
+                    "digest TEXT NOT NULL, created_at REAL NOT NULL)")
+    db.conn.execute("CREATE INDEX job_keys_by_age ON job_keys(created_at)")
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``. Append only; never edit. One
 #: host holds the file at a time, so a step needs no expand-then-contract (``_v5_jobs``).
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _v1_kv, _v2_tasks, _v3_events, _v4_kv_usage_triggers, _v5_jobs)
+    _v1_kv, _v2_tasks, _v3_events, _v4_kv_usage_triggers, _v5_jobs, _v6_job_runs_keys)
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Components whose tables live in a file of their own (console.db: sqlite/users.py).
 _ELSEWHERE = frozenset({"users"})

@@ -27,7 +27,7 @@ from omnicore.storage.stores.leases import JOBS
 __all__ = ["JobSchedules", "Jobs", "PluginJobRows"]
 
 _COLS = ("id, plugin, handler, payload, state, attempts, max_attempts, backoff_ms, run_at, "
-         "created_at, started_at, finished_at, last_error, source, hops, owner")
+         "created_at, started_at, finished_at, last_error, source, hops, owner, runs")
 _INSERT = ("INSERT INTO jobs(plugin, handler, payload, state, attempts, max_attempts, "
            "backoff_ms, run_at, created_at, source, hops) VALUES (?,?,?,'queued',0,?,?,?,?,?,?) "
            "RETURNING id")
@@ -37,6 +37,7 @@ _PENDING = "SELECT COUNT(*) FROM jobs WHERE plugin=? AND state IN ('queued','run
 def _job(row: Sequence[Any]) -> Job:
     r = list(row)
     r[3] = bytes(r[3])
+    r[-1] = tuple(r[-1].split())
     return Job(*r)
 
 
@@ -99,6 +100,32 @@ class Jobs(JobQueue):
         rows = self._db.write_one(_INSERT, _args(spec, time.time()), returning=True,
                                   wake=JOBS.queue)[1]
         return int(rows[0][0])
+
+    def add_many(self, specs: Sequence[JobSpec]) -> list[int]:
+        def run(tx: Tx) -> list[int]:
+            now = time.time()
+            ids = [int(tx.execute(_INSERT, _args(spec, now)).fetchone()[0]) for spec in specs]
+            if ids:
+                tx.wake(JOBS.queue)
+            return ids
+        return self._db.write(run)
+
+    def add_keyed(self, spec: JobSpec, key: str, digest: str, now: float,
+                  keep_s: float) -> tuple[int, str, bool]:
+        def run(tx: Tx) -> tuple[int, str, bool]:
+            tx.execute("DELETE FROM job_keys WHERE created_at < ?", (now - keep_s,))
+            # The key first: a second host inserting the same key waits for this transaction
+            # and then finds the job it made (PostgreSQL), or runs after it (SQLite).
+            made = tx.execute("INSERT INTO job_keys(key, digest, created_at) VALUES (?,?,?) "
+                              "ON CONFLICT DO NOTHING", (key, digest, now)).rowcount
+            if not made:
+                job_id, first = tx.execute("SELECT job_id, digest FROM job_keys WHERE key=?",
+                                           (key,)).fetchone()
+                return int(job_id), str(first), False
+            job_id = _insert(tx, spec)
+            tx.execute("UPDATE job_keys SET job_id=? WHERE key=?", (job_id, key))
+            return job_id, digest, True
+        return self._db.write(run)
 
     def get(self, job_id: int) -> Job | None:
         rows = self._db.read(f"SELECT {_COLS} FROM jobs WHERE id=?", (job_id,))

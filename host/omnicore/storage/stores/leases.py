@@ -34,6 +34,10 @@ class LeasedTable:
     key: tuple[str, ...]
     attempts: str
     queue: str
+    #: The row remembers who ran it: each claim appends its owner to ``runs`` (one runtime
+    #: id per delivery, space-separated) and the owner stays once the lease ends, so a
+    #: finished row says which host ran it.
+    keeps_runner: bool = False
 
     def _row(self, d: Dialect) -> str:
         # One column naming one row, for the claim's sub-selects.
@@ -48,13 +52,14 @@ class LeasedTable:
         In ``tx`` when given (the caller records the claim in the same transaction)."""
         d = db.dialect
         row, t = self._row(d), self.table
+        runs = "runs=runs || ? || ' ', " if self.keeps_runner else ""
         sql = (f"UPDATE {t} SET state='running', {self.attempts}={self.attempts}+1, owner=?, "
-               f"lease_until=?, started_at=? WHERE {row}=COALESCE("
+               f"{runs}lease_until=?, started_at=? WHERE {row}=COALESCE("
                f"(SELECT {row} FROM {t} WHERE state='running' AND lease_until<? "
                f"ORDER BY lease_until LIMIT 1{d.skip_locked}), "
                f"(SELECT {row} FROM {t} WHERE state='queued' AND run_at<=? "
                f"ORDER BY run_at, {row} LIMIT 1{d.skip_locked})) RETURNING {columns}")
-        args = (owner, now + lease_s, now, now, now)
+        args = (owner, *((owner,) if self.keeps_runner else ()), now + lease_s, now, now, now)
         if tx is not None:
             return tx.execute(sql, args).fetchone()
         rows = db.write_one(sql, args, returning=True)[1]
@@ -102,12 +107,13 @@ class LeasedTable:
     def ended(self, sets: str) -> str:
         """The statement that ends ``owner``'s lease on one row with ``sets`` (``col=?, ...``);
         its arguments: those of ``sets``, then the key's, then the owner."""
-        return (f"UPDATE {self.table} SET {sets}, owner=NULL, lease_until=NULL "
+        owner = "" if self.keeps_runner else "owner=NULL, "
+        return (f"UPDATE {self.table} SET {sets}, {owner}lease_until=NULL "
                 f"WHERE {self._owned()}")
 
 
 #: The job queue.
-JOBS = LeasedTable("jobs", ("id",), "attempts", "jobs")
+JOBS = LeasedTable("jobs", ("id",), "attempts", "jobs", keeps_runner=True)
 #: The workflow step queue.
 STEPS = LeasedTable("wf_steps", ("run_id", "step", "idx"), "attempt", "steps")
 #: Every leased table, for :func:`release_owners`.

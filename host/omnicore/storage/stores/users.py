@@ -14,7 +14,10 @@ from typing import Any
 from omnicore.storage.backend import Backend, Tx
 from omnicore.storage.user_rows import Role, Session, Token, User, UserRows
 
-__all__ = ["AccountTables", "Users"]
+__all__ = ["SETUP_LINKS_KEPT", "AccountTables", "Users"]
+
+#: Setup links valid at once: one per host of a cluster (each prints its own at start).
+SETUP_LINKS_KEPT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,16 +141,19 @@ class Users(UserRows):
     def had_users(self) -> bool:
         return bool(self._rows(f"SELECT 1 FROM {self._facts} WHERE name='had_users'"))
 
-    def set_setup_link(self, digest: str, expires: float) -> None:
+    def add_setup_link(self, digest: str, expires: float, now: float) -> None:
         def run(tx: Tx) -> None:
-            tx.execute("DELETE FROM setup_links")
-            tx.execute("INSERT INTO setup_links (digest, expires) VALUES (?,?)",
-                       (digest, expires))
+            tx.execute("DELETE FROM setup_links WHERE expires <= ?", (now,))
+            tx.execute("INSERT INTO setup_links (digest, expires) VALUES (?,?) "
+                       "ON CONFLICT DO NOTHING", (digest, expires))
+            # Newest first: a host restarting in a loop must not fill the table.
+            tx.execute("DELETE FROM setup_links WHERE digest NOT IN (SELECT digest FROM "
+                       f"setup_links ORDER BY expires DESC LIMIT {SETUP_LINKS_KEPT})")
         self._db.write(run)
 
     def setup_link(self, digest: str) -> float | None:
         rows = self._rows("SELECT expires FROM setup_links WHERE digest=?", digest)
         return float(rows[0][0]) if rows else None
 
-    def delete_setup_link(self, digest: str) -> None:
-        self._exec("DELETE FROM setup_links WHERE digest=?", digest)
+    def delete_setup_link(self, digest: str) -> bool:
+        return bool(self._exec("DELETE FROM setup_links WHERE digest=?", digest))
