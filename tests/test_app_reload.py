@@ -168,3 +168,28 @@ def test_a_sidecar_edit_applies_and_is_audited(running: Running) -> None:
     [entry] = running.app.storage.audit.entries(action_prefix="config.reload")
     assert (entry.target, entry.origin) == ("greeter-rust", str(sidecar))
     assert entry.after == {"sidecar": "greeter-rust.yaml", "state": "loaded"}
+
+
+def test_a_database_connector_edit_applies_and_each_change_is_audited(
+        running: Running, caplog: pytest.LogCaptureFixture) -> None:
+    """A database connector added, then changed: the app's connectors follow, the audit log
+    has one entry per change (never a secret), a bad URL changes nothing."""
+    running.edit(connectors={"cache": {"kind": "redis", "url": "redis://127.0.0.1:1/0"}})
+    until(lambda: [c["name"] for c in running.app.data.databases.describe()] == ["cache"],
+          "the redis connector")
+    seen = running.edit(connectors={"cache": {"kind": "redis", "url": "redis://127.0.0.1:2/0",
+                                              "secret": "cache-password"}})
+    running.reloaded_after(seen)
+    entries = running.app.storage.audit.entries(action_prefix="connector.")
+    assert sorted(e.action for e in entries) == ["connector.add", "connector.change"]
+    # A URL carrying a password is refused before anything applies, and never echoed.
+    caplog.set_level("INFO", logger="omnicore.config.reload")
+    running.doc["connectors"] = {"cache": {"kind": "redis",
+                                           "url": "redis://:hunter2@127.0.0.1:2/0"}}
+    running.write()
+    until(lambda: any("not applied" in r.getMessage() for r in caplog.records),
+          "the refusal")
+    assert not any("hunter2" in r.getMessage() for r in caplog.records)
+    [cache] = running.app.data.databases.describe()
+    assert (cache["host"], cache["port"]) == ("127.0.0.1", 2)  # the last good file's
+    assert len(running.app.storage.audit.entries(action_prefix="connector.")) == 2

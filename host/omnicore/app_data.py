@@ -129,12 +129,16 @@ class AppData:
 
     def reconfigure(self, config: OmniConfig) -> None:
         """A reloaded config (omnicore.yaml edited under the running host): the connectors
-        are made again from it, checked first (ConfigError: nothing changes)."""
+        of every kind are made again from it, checked first (ConfigError: nothing changes);
+        each change is audited and a changed database connector's pool is closed
+        (:meth:`apply_connectors`)."""
         from omnicore.egress import connectors_from
+        from omnicore.egress.db import db_connectors_from
 
-        connectors = connectors_from(config.connectors)
+        connectors_from(config.connectors)
+        db_connectors_from(config.connectors)
         self.config = config
-        self._connectors = connectors
+        self.apply_connectors(config.connectors)
 
     @property
     def egress(self) -> Egress:

@@ -88,13 +88,15 @@ def _log(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str
 
 def _check_connectors(new: OmniConfig) -> None:
     from omnicore.egress import connectors_from
+    from omnicore.egress.db import db_connectors_from
 
     connectors_from(new.connectors)
+    db_connectors_from(new.connectors)
 
 
 def _connectors(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
     # Every connector kind applies here: the next request through app.egress uses the new
-    # set. (Connectors holding pools, such as database ones, close the old ones here too.)
+    # set, and a changed or removed database connector's pool is closed (audited each).
     app.data.reconfigure(new)
     return f"connectors {', '.join(sorted(new.connectors)) or 'none'}"
 
