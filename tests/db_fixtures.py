@@ -22,35 +22,19 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import wasmtime
 
 from omnicore.app import OmniApp
 from omnicore.errors import GuestError
-from omnicore.sandbox import wasmbin
 from tests.dbservers import MariaDB, Redis
+from tests.guest_wat import ALLOC, forward, plugin_wasm
 
-__all__ = ["REDIS_WAT", "SQL_WAT", "Db", "maria", "redis_server", "sql_app", "sql_wasm"]
-
-_ALLOC = r"""
-  (global $bump (mut i32) (i32.const 0x10000))
-  (func (export "omni_alloc") (param $n i32) (result i32)
-    (local $p i32) (local $end i32)
-    (local.set $p (global.get $bump))
-    (local.set $end (i32.and (i32.add (i32.add (local.get $p) (local.get $n)) (i32.const 7))
-                             (i32.const -8)))
-    (if (i32.gt_u (local.get $end) (i32.mul (memory.size) (i32.const 65536)))
-      (then (if (i32.eq (memory.grow (i32.add (i32.shr_u (i32.sub (local.get $end)
-                    (i32.mul (memory.size) (i32.const 65536))) (i32.const 16)) (i32.const 1)))
-                        (i32.const -1))
-              (then (return (i32.const 0))))))
-    (global.set $bump (local.get $end))
-    (local.get $p))
-  (func (export "omni_free") (param i32 i32))
-"""
+__all__ = ["REDIS_WAT", "SQL_WAT", "Db", "check_denied_and_down", "maria", "on_threads",
+           "redis_server", "sql_app", "sql_wasm"]
 
 SQL_WAT = r"""
 (module
@@ -60,7 +44,7 @@ SQL_WAT = r"""
   (import "omnicore:sql" "commit" (func $commit (param i64) (result i32)))
   (import "omnicore:sql" "rollback" (func $rollback (param i64) (result i32)))
   (memory (export "memory") 2)
-""" + _ALLOC + r"""
+""" + ALLOC + r"""
   ;; the decimal digits of v (>= 0) at $at
   (func $digits (param $v i64) (param $at i32)
     (local $t i64) (local $n i32)
@@ -80,26 +64,8 @@ SQL_WAT = r"""
     (i64.store (i32.const 0x100) (i64.const 0x2d3a737574617473))  ;; "status:-"
     (call $digits (i64.extend_i32_u (i32.sub (i32.const 0) (local.get $s))) (i32.const 0x108))
     (i64.or (i64.shl (i64.const 0x100) (i64.const 32)) (i64.const 0x80000009)))
-  (func (export "query") (param $p i32) (param $n i32) (result i64)
-    (local $c i32)
-    (local.set $c (i32.load (local.get $p)))
-    (call $query (i32.add (local.get $p) (i32.const 4)) (local.get $c)
-                 (i32.add (i32.add (local.get $p) (i32.const 4)) (local.get $c))
-                 (i32.sub (i32.sub (local.get $n) (i32.const 4)) (local.get $c))))
-  (func (export "execute") (param $p i32) (param $n i32) (result i64)
-    (local $c i32)
-    (local.set $c (i32.load (local.get $p)))
-    (call $execute (i32.add (local.get $p) (i32.const 4)) (local.get $c)
-                   (i32.add (i32.add (local.get $p) (i32.const 4)) (local.get $c))
-                   (i32.sub (i32.sub (local.get $n) (i32.const 4)) (local.get $c))))
-  (func (export "querythenspin") (param $p i32) (param $n i32) (result i64)
-    (local $c i32)
-    (local.set $c (i32.load (local.get $p)))
-    (drop (call $query (i32.add (local.get $p) (i32.const 4)) (local.get $c)
-                 (i32.add (i32.add (local.get $p) (i32.const 4)) (local.get $c))
-                 (i32.sub (i32.sub (local.get $n) (i32.const 4)) (local.get $c))))
-    (loop $l (br $l))
-    (i64.const 0))
+""" + forward("query", "query") + forward("execute", "execute") + forward(
+    "querythenspin", "query", "(loop $l (br $l))\n    (i64.const 0)") + r"""
   (func (export "txrun") (param $p i32) (param $n i32) (result i64)
     (local $c i32) (local $conn i32) (local $action i32) (local $hole i32) (local $req i32)
     (local $h i64) (local $r i64) (local $s i32)
@@ -144,20 +110,13 @@ REDIS_WAT = r"""
 (module
   (import "omnicore:redis" "command" (func $command (param i32 i32 i32 i32) (result i64)))
   (memory (export "memory") 2)
-""" + _ALLOC + r"""
-  (func (export "command") (param $p i32) (param $n i32) (result i64)
-    (local $c i32)
-    (local.set $c (i32.load (local.get $p)))
-    (call $command (i32.add (local.get $p) (i32.const 4)) (local.get $c)
-                   (i32.add (i32.add (local.get $p) (i32.const 4)) (local.get $c))
-                   (i32.sub (i32.sub (local.get $n) (i32.const 4)) (local.get $c))))
+""" + ALLOC + forward("command", "command") + r"""
 )
 """
 
 
 def sql_wasm(name: str, wat: str = SQL_WAT) -> bytes:
-    return wasmbin.set_custom_section(wasmtime.wat2wasm(wat), "omnicore.manifest",
-                                      json.dumps({"name": name}).encode())
+    return plugin_wasm(name, wat)
 
 
 def framed(conn: str, *parts: bytes) -> bytes:
@@ -198,6 +157,37 @@ class Db:
     def command(self, conn: str, cmd: str, *args: Any) -> Any:
         req = json.dumps({"cmd": cmd, "args": list(args)}).encode()
         return json.loads(self.call("command", framed(conn, req)))
+
+
+def check_denied_and_down(db: Db, handler: str, request: bytes, name: str, wrong: str,
+                          log: str) -> None:
+    """Connector ``name``, given the wrong password ``wrong``, is DENIED; ``gone`` (nothing
+    listens there) is UNAVAILABLE; and ``wrong`` is neither in the connectors' description
+    nor in ``log``."""
+    assert db.refused(handler, framed(name, request)) == \
+        f"DENIED: authentication failed for connector {name}"
+    assert db.refused(handler, framed("gone", request)) == \
+        "UNAVAILABLE: connector gone: connection refused"
+    shown = json.dumps(db.app.databases.describe())
+    assert wrong not in shown and wrong not in log
+
+
+def on_threads(work: Callable[[], None], count: int = 8) -> list[BaseException]:
+    """Run ``work`` on ``count`` threads at once: what they raised."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures
 
 
 @pytest.fixture(scope="session")

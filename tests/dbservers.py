@@ -43,12 +43,29 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -
 
 
 @dataclass
-class MariaDB:
-    """A running MariaDB; :meth:`database` makes a database the omnicore account owns."""
+class _Server:
+    """A server process on ``port`` with its data under ``root``."""
 
     root: Path
     port: int
     proc: subprocess.Popen[bytes]
+
+    def halt(self) -> None:
+        """Stop the process (its data stays, for ``resume``)."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+
+    def stop(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.halt()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class MariaDB(_Server):
+    """A running MariaDB; :meth:`database` makes a database the omnicore account owns."""
 
     @classmethod
     def start(cls) -> MariaDB:
@@ -98,28 +115,14 @@ class MariaDB:
         self.sql(f"GRANT ALL ON `{name}`.* TO '{USER}'@'%'")
         return f"mysql://{USER}@127.0.0.1:{self.port}/{name}"
 
-    def halt(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
-
     def resume(self) -> None:
         self.proc = self._spawn(self.root, self.port)
 
-    def stop(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                self.halt()
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
 
 @dataclass
-class Redis:
+class Redis(_Server):
     """A running redis-server with a password (``requirepass``), no persistence."""
 
-    root: Path
-    port: int
-    proc: subprocess.Popen[bytes]
     password: str = "redis-Secret-5521"
 
     @classmethod
@@ -146,16 +149,5 @@ class Redis:
 
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
 
-    def halt(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
-
     def resume(self) -> None:
         self.proc = self._spawn()
-
-    def stop(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                self.halt()
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)

@@ -19,46 +19,24 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-import wasmtime
 
 from omnicore.app import OmniApp
 from omnicore.errors import ConfigError, DeadlineExceeded, GuestError
 from tests.egress.echo import leaks
+from tests.guest_wat import ALLOC, forward, plugin_wasm
 
+#: ``request``: input ``req_len (u32 LE) | req JSON | body``.
 HTTP_WAT = r"""
 (module
   (import "omnicore:http" "request" (func $req (param i32 i32 i32 i32) (result i64)))
   (memory (export "memory") 2)
-  (global $bump (mut i32) (i32.const 0x10000))
-  (func (export "omni_alloc") (param $n i32) (result i32)
-    (local $p i32) (local $end i32)
-    (local.set $p (global.get $bump))
-    (local.set $end (i32.and (i32.add (i32.add (local.get $p) (local.get $n)) (i32.const 7))
-                             (i32.const -8)))
-    (if (i32.gt_u (local.get $end) (i32.mul (memory.size) (i32.const 65536)))
-      (then (if (i32.eq (memory.grow (i32.add (i32.shr_u (i32.sub (local.get $end)
-                    (i32.mul (memory.size) (i32.const 65536))) (i32.const 16)) (i32.const 1)))
-                        (i32.const -1))
-              (then (return (i32.const 0))))))
-    (global.set $bump (local.get $end))
-    (local.get $p))
-  (func (export "omni_free") (param i32 i32))
-  ;; input: req_len (u32 LE), req JSON, body
-  (func (export "request") (param $p i32) (param $n i32) (result i64)
-    (local $r i32)
-    (local.set $r (i32.load (local.get $p)))
-    (call $req (i32.add (local.get $p) (i32.const 4)) (local.get $r)
-               (i32.add (i32.add (local.get $p) (i32.const 4)) (local.get $r))
-               (i32.sub (i32.sub (local.get $n) (i32.const 4)) (local.get $r))))
+""" + ALLOC + forward("request", "req") + r"""
 )
 """
 
 
 def http_wasm(name: str) -> bytes:
-    from omnicore.sandbox import wasmbin
-
-    return wasmbin.set_custom_section(wasmtime.wat2wasm(HTTP_WAT), "omnicore.manifest",
-                                      json.dumps({"name": name}).encode())
+    return plugin_wasm(name, HTTP_WAT)
 
 
 class Upstream:
@@ -323,12 +301,10 @@ def test_an_answer_whose_allocation_the_deadline_interrupts_is_deadline_exceeded
     ).replace('(local.set $p (global.get $bump))',
               '(if (global.get $armed) (then (loop $spin (br $spin)))) '
               '(local.set $p (global.get $bump))'
-    ).replace('(local.set $r (i32.load (local.get $p)))',
-              '(global.set $armed (i32.const 1)) (local.set $r (i32.load (local.get $p)))')
-    from omnicore.sandbox import wasmbin
-
-    wasm = wasmbin.set_custom_section(wasmtime.wat2wasm(wat), "omnicore.manifest",
-                                      json.dumps({"name": "spinner"}).encode())
+    ).replace('(local.set $a (i32.load (local.get $p)))',
+              '(global.set $armed (i32.const 1)) (local.set $a (i32.load (local.get $p)))')
+    assert wat.count("$armed") == 3
+    wasm = plugin_wasm("spinner", wat)
     app = make_app(builtin_extensions=None, overrides={"sandbox": {"watch": False}})
     app.start()
     try:

@@ -12,7 +12,13 @@ import pytest
 
 from omnicore.egress.db.mysql import placeholders
 from omnicore.errors import DeadlineExceeded, Trap
-from tests.db_fixtures import Db, framed, maria, sql_app  # noqa: F401 - fixtures
+from tests.db_fixtures import (  # noqa: F401 - fixtures
+    Db,
+    check_denied_and_down,
+    framed,
+    maria,
+    sql_app,
+)
 from tests.dbservers import PASSWORD, MariaDB, free_port
 
 
@@ -138,12 +144,7 @@ def test_wrong_password_and_a_server_that_is_down(sql_app: Callable[..., Db],  #
     conns = {**connectors(url), "gone": {"kind": "mysql", "url": down, "secret": "shop-pw"}}
     db = sql_app(conns, {"sql": {"connectors": ["shop", "gone"]}},
                  secrets={"shop-pw": wrong})
-    assert db.refused("query", framed("shop", b'{"sql": "SELECT 1"}')) == \
-        "DENIED: authentication failed for connector shop"
-    assert db.refused("query", framed("gone", b'{"sql": "SELECT 1"}')) == \
-        "UNAVAILABLE: connector gone: connection refused"
-    shown = json.dumps(db.app.databases.describe())
-    assert wrong not in shown and wrong not in caplog.text
+    check_denied_and_down(db, "query", b'{"sql": "SELECT 1"}', "shop", wrong, caplog.text)
 
 
 def test_read_only_connectors_refuse_writes(sql_app: Callable[..., Db], url: str) -> None:  # noqa: F811

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from omnicore.errors import ConfigError, DeadlineExceeded, Trap
-from tests.db_fixtures import Db, framed, sql_app  # noqa: F401 - a fixture
+from tests.db_fixtures import Db, framed, on_threads, sql_app  # noqa: F401 - a fixture
 from tests.pgcluster import Cluster
 
 PASSWORD = "pg-Secret-77413"
@@ -274,21 +274,11 @@ def test_the_pool_survives_a_server_restart(shop: Db, pg: dict[str, Any]) -> Non
 
 
 def test_calls_from_threads_share_the_pool(shop: Db) -> None:
-    failures: list[BaseException] = []
-
     def work() -> None:
-        try:
-            for i in range(25):
-                assert shop.rows("orders", "SELECT $1::int", i) == [[i]]
-        except BaseException as exc:
-            failures.append(exc)
+        for i in range(25):
+            assert shop.rows("orders", "SELECT $1::int", i) == [[i]]
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    assert on_threads(work) == []
     stats = shop.app.databases.describe()[0]
     assert stats["in_use"] == 0 and 1 <= stats["idle"] <= 4
 

@@ -32,16 +32,23 @@ def test_register_heartbeat_drain_and_leave(storage: Storage) -> None:
     assert storage.instances.heartbeat("rt-a", now + 3, 0) is None  # must register again
 
 
-def test_a_stale_instance_is_reaped_and_its_job_and_step_leases_are_due_at_once(
-        storage: Storage) -> None:
-    now = time.time()
-    job = storage.queue.add(JobSpec("p", "h", b"x", now))
+def _dead_holding_leases(storage: Storage, now: float, jobs: int) -> tuple[list[int], int]:
+    """Instance rt-dead, its last heartbeat 10 s ago, holding the lease of the first of
+    ``jobs`` new jobs and of a workflow run's step: the jobs' ids and the run's."""
+    ids = [storage.queue.add(JobSpec("p", "h", b"x", now)) for _ in range(jobs)]
     assert storage.queue.claim("rt-dead", now, 3600) is not None
     created = storage.workflows.create_run("wf", "v1", {}, None, "test")
     assert created is not None
     storage.workflows.add_steps(created[0], [NewStep("s", -1, "queued")])
     assert storage.workflows.claim("rt-dead", time.time() + 1, 3600) is not None
     storage.instances.register(_me("rt-dead", now - 10))
+    return ids, created[0]
+
+
+def test_a_stale_instance_is_reaped_and_its_job_and_step_leases_are_due_at_once(
+        storage: Storage) -> None:
+    now = time.time()
+    (job,), _ = _dead_holding_leases(storage, now, 1)
     storage.instances.register(_me("rt-fresh", now - 0.1))  # a heartbeat ago: alive
     storage.instances.register(_me("rt-me", now))
     # (A backend may know sooner than the heartbeat that an instance died, as PostgreSQL does
@@ -65,13 +72,7 @@ def test_an_instance_never_reaps_itself(storage: Storage) -> None:
 def test_a_reaped_instance_stays_listed_as_lost_a_day_with_its_reaper_and_what_it_held(
         storage: Storage) -> None:
     now = time.time()
-    jobs = [storage.queue.add(JobSpec("p", "h", b"x", now)) for _ in range(2)]
-    assert storage.queue.claim("rt-dead", now, 3600) is not None
-    created = storage.workflows.create_run("wf", "v1", {}, None, "test")
-    assert created is not None
-    storage.workflows.add_steps(created[0], [NewStep("s", -1, "queued")])
-    assert storage.workflows.claim("rt-dead", time.time() + 1, 3600) is not None
-    storage.instances.register(_me("rt-dead", now - 10))
+    jobs, run = _dead_holding_leases(storage, now, 2)
     storage.instances.register(_me("rt-me", now))
     assert storage.instances.lost(now) == []
     assert storage.instances.reap("rt-me", now, 3.0) == ["rt-dead"]
@@ -79,7 +80,7 @@ def test_a_reaped_instance_stays_listed_as_lost_a_day_with_its_reaper_and_what_i
     assert (lost.runtime_id, lost.hostname, lost.pid) == ("rt-dead", "host-1", 4242)
     assert lost.heartbeat_at == now - 10  # when it stopped answering
     assert (lost.lost_at, lost.reaped_by) == (now, "rt-me")
-    assert lost.jobs == (jobs[0],) and lost.steps == (f"{created[0]}/s/-1",)
+    assert lost.jobs == (jobs[0],) and lost.steps == (f"{run}/s/-1",)
     assert lost.as_dict()["jobs"] == [jobs[0]]
     assert storage.instances.lost(now + KEEP_LOST_S + 1) == []  # a day later: gone
     storage.instances.register(_me("rt-dead", now + 2))  # it came back after a pause

@@ -18,7 +18,7 @@ from typing import Any
 
 from omnicore.core import jsoncodec
 
-__all__ = ["MAX_DEPTH", "loads", "nesting"]
+__all__ = ["MAX_DEPTH", "loads", "nesting", "request"]
 
 #: How deeply a console request body or a webhook delivery may nest.
 MAX_DEPTH = 64
@@ -54,3 +54,15 @@ def loads(raw: bytes | str, *, max_depth: int | None = None) -> Any:
         if data.count(b"[") + data.count(b"{") > max_depth and nesting(data) > max_depth:
             raise ValueError(f"the JSON is nested more than {max_depth} levels deep")
     return jsoncodec.loads(raw, parse_constant=_refuse)
+
+
+def request(raw: bytes | str, *, max_depth: int | None = None) -> Any:
+    """A capability's request JSON from a guest (:func:`loads`); Refused INVALID if it is not
+    JSON."""
+    try:
+        return loads(raw, max_depth=max_depth)
+    except (ValueError, UnicodeDecodeError) as exc:
+        # Imported here: the console and MCP parse through this module without egress.
+        from omnicore.egress.refused import Refused
+
+        raise Refused("INVALID", f"request is not JSON: {str(exc)[:100]}") from None

@@ -34,6 +34,8 @@ from omnicore.sandbox.capability import (
     HostFunction,
     PluginContext,
     WitFunction,
+    refusal_block,
+    wit_failure,
 )
 
 __all__ = ["CAPABILITY", "capability", "for_app"]
@@ -49,11 +51,7 @@ def _exchange(client: Client, size: int, raw: Callable[[], bytes], body_size: in
     if body_size > limit:
         raise Refused("TOO_LARGE", f"body of {body_size} bytes exceeds max_request_bytes "
                                    f"({limit})")
-    try:
-        req = guestjson.loads(raw())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Refused("INVALID", f"request is not JSON: {exc}") from None
-    return client.send(Request.from_json(req, body()), deadline)
+    return client.send(Request.from_json(guestjson.request(raw()), body()), deadline)
 
 
 def _request(client: Client, mem: GuestMemory, rp: int, rl: int, bp: int, bl: int) -> int:
@@ -63,7 +61,7 @@ def _request(client: Client, mem: GuestMemory, rp: int, rl: int, bp: int, bl: in
         resp = _exchange(client, rl, lambda: mem.read(rp, rl, "request"), bl,
                          lambda: mem.read(bp, bl, "body"), mem.deadline)
     except Refused as exc:
-        return mem.alloc_result(f"{exc.status}: {exc}".encode(), error=True)
+        return refusal_block(mem, exc)
     head = json.dumps({"status": resp.status, "headers": resp.headers}, separators=(",", ":"),
                       ensure_ascii=False).encode()
     return mem.alloc_result(len(head).to_bytes(4, "little") + head + resp.body)
@@ -80,8 +78,7 @@ def _wit_request(client: Client, deadline: float, request: str, body: bytes
     try:
         resp = _exchange(client, len(data), lambda: data, len(body), lambda: body, deadline)
     except Refused as exc:
-        code = exc.status.lower().replace("_", "-")
-        return {"err": {"code": code, "message": str(exc)}}
+        return wit_failure(exc)
     return {"ok": {"status": resp.status, "headers": [[k, v] for k, v in resp.headers.items()],
                    "body": resp.body}}
 

@@ -8,75 +8,50 @@ the host adds; the grant names the connectors (``redis: {connectors: [cache]}``)
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from functools import partial
+from typing import Any
 
 from omnicore.capabilities.sql import (
     Bound,
+    DatabasesApp,
+    binder,
     check_connectors_grant,
-    connector_name,
-    error,
-    request,
-    wit_failure,
-    wit_request,
+    connector_call,
+    wit_connector_call,
 )
 from omnicore.egress.db import Databases
-from omnicore.egress.refused import Refused
-from omnicore.errors import ConfigError
-from omnicore.sandbox.capability import (
-    Capability,
-    GuestMemory,
-    HostFunction,
-    PluginContext,
-    WitFunction,
-)
+from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, WitFunction
 
 __all__ = ["CAPABILITY", "capability", "for_app"]
 
 KINDS = ("redis",)
 
 
+def _send(bound: Bound, deadline: float, name: str, req: dict[str, Any]) -> bytes:
+    backend = bound.backend(name)
+    out: bytes = backend.command(bound.plugin, req.get("cmd"), req.get("args"), deadline)
+    return out
+
+
 def _command(bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int, rl: int) -> int:
-    try:
-        backend = bound.backend(connector_name(mem, cp, cl))
-        req = request(mem, rp, rl)
-        out = backend.command(bound.plugin, req.get("cmd"), req.get("args"), mem.deadline)
-    except Refused as exc:
-        return error(mem, exc)
-    return mem.alloc_result(out)
+    return connector_call(mem, cp, cl, rp, rl, partial(_send, bound, mem.deadline))
 
 
-_SIGNATURE = ("func(connector: string, request: string) -> result<string, record { code: "
-              "enum { not-found, denied, invalid, quota, unavailable, too-large }, message: "
-              "string }>")
+_SIGNATURE = f"func(connector: string, request: string) -> result<string, {WitFunction.FAILURE}>"
 
 
 def _wit_command(bound: Bound, deadline: float, connector: str, req: str) -> dict[str, Any]:
-    try:
-        backend = bound.backend(connector)
-        parsed = wit_request(req)
-        if not isinstance(parsed, dict):
-            raise Refused("INVALID", "the request must be a JSON object")
-        out = backend.command(bound.plugin, parsed.get("cmd"), parsed.get("args"), deadline)
-    except Refused as exc:
-        return wit_failure(exc)
-    return {"ok": out.decode()}
+    return wit_connector_call(connector, req, partial(_send, bound, deadline))
 
 
 def capability(databases: Databases | None = None) -> Capability:
     """The ``redis`` capability over ``databases``."""
-    def bind(ctx: PluginContext) -> Bound:
-        if databases is None:
-            raise ConfigError(f"plugin {ctx.plugin!r}: connectors are an app's (omnicore.yaml "
-                              "and its secrets): run the plugin in an app (--app DIR)",
-                              key="grant.redis")
-        return Bound(ctx, databases, KINDS, "redis")
-
     return Capability(
         name="redis",
         description="Redis commands under the plugin's key prefix on the app's connectors",
         functions=(HostFunction("command", ("ptr", "len", "ptr", "len"), ("i64",), _command),),
         wit=(WitFunction("command", _SIGNATURE, _wit_command, timed=True),),
-        bind=bind,
+        bind=binder(databases, KINDS, "redis"),
         check_grant=check_connectors_grant("redis"),
     )
 
@@ -85,13 +60,6 @@ def capability(databases: Databases | None = None) -> Capability:
 CAPABILITY = capability()
 
 
-class RedisApp(Protocol):
-    """What the redis capability needs of an app (``OmniApp`` has it)."""
-
-    @property
-    def databases(self) -> Databases: ...
-
-
-def for_app(app: RedisApp) -> Capability:
+def for_app(app: DatabasesApp) -> Capability:
     """The redis capability over ``app.databases``."""
     return capability(app.databases)

@@ -29,10 +29,12 @@ from omnicore.sandbox.capability import (
     PluginContext,
     Status,
     WitFunction,
+    refusal_block,
+    wit_failure,
 )
 
-__all__ = ["CAPABILITY", "Bound", "capability", "check_connectors_grant", "for_app",
-           "wit_failure", "wit_request"]
+__all__ = ["CAPABILITY", "Bound", "DatabasesApp", "binder", "capability",
+           "check_connectors_grant", "connector_call", "for_app", "wit_connector_call"]
 
 KINDS = ("postgres", "mysql")
 #: The largest request JSON a guest may pass (the statement and its parameters).
@@ -85,8 +87,18 @@ class Bound:
         return self.databases.backend(name, self.kinds)
 
 
-def error(mem: GuestMemory, exc: Refused) -> int:
-    return mem.alloc_result(f"{exc.status}: {exc}".encode(), error=True)
+def binder(databases: Databases | None, kinds: tuple[str, ...], capability: str
+           ) -> Callable[[PluginContext], Bound]:
+    """The ``bind`` of ``sql`` or ``redis``: a :class:`Bound` over the app's ``databases``
+    (none: a host without an app, which has no connectors to grant)."""
+    def bind(ctx: PluginContext) -> Bound:
+        if databases is None:
+            raise ConfigError(f"plugin {ctx.plugin!r}: connectors are an app's (omnicore.yaml "
+                              "and its secrets): run the plugin in an app (--app DIR)",
+                              key=f"grant.{capability}")
+        return Bound(ctx, databases, kinds, capability)
+
+    return bind
 
 
 def connector_name(mem: GuestMemory, p: int, n: int) -> str:
@@ -98,17 +110,39 @@ def connector_name(mem: GuestMemory, p: int, n: int) -> str:
         raise Refused("INVALID", "the connector name is not UTF-8") from None
 
 
-def request(mem: GuestMemory, p: int, n: int) -> Any:
-    mem.check(p, n, "request")
-    if n > MAX_REQUEST:
+def _request(size: int, raw: Callable[[], bytes | str]) -> dict[str, Any]:
+    """The request JSON ``raw()`` of ``size`` (checked before it is read): an object."""
+    if size > MAX_REQUEST:
         raise Refused("TOO_LARGE", f"the request is larger than {MAX_REQUEST} bytes")
-    try:
-        req = guestjson.loads(mem.read(p, n, "request"), max_depth=64)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Refused("INVALID", f"the request is not JSON: {str(exc)[:100]}") from None
+    req = guestjson.request(raw(), max_depth=64)
     if not isinstance(req, dict):
         raise Refused("INVALID", "the request must be a JSON object")
     return req
+
+
+#: What a call on a connector does with the connector's name and the request: its answer.
+Run = Callable[[str, dict[str, Any]], bytes]
+
+
+def connector_call(mem: GuestMemory, cp: int, cl: int, rp: int, rl: int, run: Run) -> int:
+    """A §3.3 call on connector ``(cp, cl)`` with request ``(rp, rl)``: ``run``'s answer, or
+    the refusal's error block."""
+    try:
+        name = connector_name(mem, cp, cl)
+        mem.check(rp, rl, "request")  # a request out of bounds traps, however large
+        out = run(name, _request(rl, lambda: mem.read(rp, rl, "request")))
+    except Refused as exc:
+        return refusal_block(mem, exc)
+    return mem.alloc_result(out)
+
+
+def wit_connector_call(connector: str, req: str, run: Run) -> dict[str, Any]:
+    """The same for components: a WIT result of a string or a failure."""
+    try:
+        out = run(connector, _request(len(req), lambda: req))
+    except Refused as exc:
+        return wit_failure(exc)
+    return {"ok": out.decode()}
 
 
 class CallTx:
@@ -144,12 +178,10 @@ def _scope(ends: dict[str, Callable[[], None]] | None, plugin: str, create: bool
     return scope  # type: ignore[return-value]
 
 
-def _run(query: bool, bound: Bound, name: str, req: Any, deadline: float,
+def _run(query: bool, bound: Bound, name: str, req: dict[str, Any], deadline: float,
          ends: dict[str, Callable[[], None]] | None) -> bytes:
     """One statement (in a transaction of the call when the request names one)."""
     backend = bound.backend(name)
-    if not isinstance(req, dict):
-        raise Refused("INVALID", "the request must be a JSON object")
     sql, args = backend.request(req)
     conn = None
     tx = req.get("tx")
@@ -195,14 +227,9 @@ def _close(commit: bool, bound: Bound, tx: int, deadline: float,
 
 def _statement(query: bool, bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int,
                rl: int) -> int:
-    try:
-        name = connector_name(mem, cp, cl)
-        req = request(mem, rp, rl)
-        inst: Any = mem.instance
-        out = _run(query, bound, name, req, mem.deadline, inst.call_ends)
-    except Refused as exc:
-        return error(mem, exc)
-    return mem.alloc_result(out)
+    inst: Any = mem.instance
+    return connector_call(mem, cp, cl, rp, rl, lambda name, req: _run(
+        query, bound, name, req, mem.deadline, inst.call_ends))
 
 
 def _query(bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int, rl: int) -> int:
@@ -239,22 +266,10 @@ def _rollback(bound: Bound, mem: GuestMemory, tx: int) -> int:
 
 # omnicore:plugin/sql (sdk/wit/plugin.wit): the same for components, whose calls end in
 # sandbox.component's leave() (their transactions rolled back there).
-_FAILURE = ("record { code: enum { not-found, denied, invalid, quota, unavailable, "
-            "too-large }, message: string }")
+_FAILURE = WitFunction.FAILURE
 _STATEMENT = f"func(connector: string, request: string) -> result<string, {_FAILURE}>"
 _BEGIN = f"func(connector: string) -> result<u64, {_FAILURE}>"
 _END = f"func(tx: u64) -> result<_, {_FAILURE}>"
-
-
-def wit_failure(exc: Refused) -> dict[str, Any]:
-    return {"err": {"code": exc.status.lower().replace("_", "-"), "message": str(exc)}}
-
-
-def wit_request(req: str) -> Any:
-    try:
-        return guestjson.loads(req, max_depth=64)
-    except ValueError as exc:
-        raise Refused("INVALID", f"the request is not JSON: {str(exc)[:100]}") from None
 
 
 def _component_ends() -> dict[str, Callable[[], None]]:
@@ -265,13 +280,8 @@ def _component_ends() -> dict[str, Callable[[], None]]:
 
 def _wit(query: bool) -> Callable[..., dict[str, Any]]:
     def call(bound: Bound, deadline: float, connector: str, req: str) -> dict[str, Any]:
-        try:
-            if len(req) > MAX_REQUEST:
-                raise Refused("TOO_LARGE", f"the request is larger than {MAX_REQUEST} bytes")
-            out = _run(query, bound, connector, wit_request(req), deadline, _component_ends())
-        except Refused as exc:
-            return wit_failure(exc)
-        return {"ok": out.decode()}
+        return wit_connector_call(connector, req, lambda name, parsed: _run(
+            query, bound, name, parsed, deadline, _component_ends()))
 
     return call
 
@@ -297,13 +307,6 @@ def _wit_end(commit: bool) -> Callable[..., dict[str, Any]]:
 def capability(databases: Databases | None = None) -> Capability:
     """The ``sql`` capability over ``databases`` (none: an app without database
     connectors, so every grant naming one is refused)."""
-    def bind(ctx: PluginContext) -> Bound:
-        if databases is None:
-            raise ConfigError(f"plugin {ctx.plugin!r}: connectors are an app's (omnicore.yaml "
-                              "and its secrets): run the plugin in an app (--app DIR)",
-                              key="grant.sql")
-        return Bound(ctx, databases, KINDS, "sql")
-
     return Capability(
         name="sql",
         description="parameterized statements on the app's PostgreSQL and MySQL connectors",
@@ -319,7 +322,7 @@ def capability(databases: Databases | None = None) -> Capability:
              WitFunction("begin", _BEGIN, _wit_begin, timed=True),
              WitFunction("commit", _END, _wit_end(True), timed=True),
              WitFunction("rollback", _END, _wit_end(False), timed=True)),
-        bind=bind,
+        bind=binder(databases, KINDS, "sql"),
         check_grant=check_connectors_grant("sql"),
     )
 
@@ -328,13 +331,13 @@ def capability(databases: Databases | None = None) -> Capability:
 CAPABILITY = capability()
 
 
-class SqlApp(Protocol):
-    """What the sql capability needs of an app (``OmniApp`` has it)."""
+class DatabasesApp(Protocol):
+    """What the sql and redis capabilities need of an app (``OmniApp`` has it)."""
 
     @property
     def databases(self) -> Databases: ...
 
 
-def for_app(app: SqlApp) -> Capability:
+def for_app(app: DatabasesApp) -> Capability:
     """The sql capability over ``app.databases``."""
     return capability(app.databases)

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from omnicore.accounts.audit import Actor
 from omnicore.console.bodies import MAX_JSON_BYTES
 from omnicore.console.errors import ApiError, from_omni
+from omnicore.console.responses import JSONResponse
 from omnicore.errors import OmniError
 
 if TYPE_CHECKING:
@@ -76,6 +77,15 @@ def page_params(request: Request, default: int = 50) -> tuple[int, int]:
 def paginate(items: Sequence[Any], limit: int, offset: int) -> dict[str, Any]:
     return {"items": list(items[offset:offset + limit]), "total": len(items), "limit": limit,
             "offset": offset}
+
+
+async def app_listing(request: Request, listing: Callable[[OmniApp], Sequence[Any]]
+                      ) -> Response:
+    """For a viewer: a page of what ``listing(app)`` lists, read off the event loop."""
+    need(request)
+    st = state(request)
+    items = await st.off_loop(listing, st.app)
+    return JSONResponse(paginate(items, *page_params(request, MAX_PAGE)))
 
 
 def choice(request: Request, key: str, allowed: Sequence[str]) -> str | None:

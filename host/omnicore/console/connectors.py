@@ -19,7 +19,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import base
-from omnicore.console.responses import JSONResponse
 
 if TYPE_CHECKING:
     from omnicore.app import OmniApp
@@ -60,10 +59,7 @@ def listing(app: OmniApp) -> list[dict[str, Any]]:
 
 @base.guarded
 async def list_connectors(request: Request) -> Response:
-    base.need(request)
-    st = base.state(request)
-    items = await st.off_loop(listing, st.app)
-    return JSONResponse(base.paginate(items, *base.page_params(request, base.MAX_PAGE)))
+    return await base.app_listing(request, listing)
 
 
 def routes() -> list[BaseRoute]:

@@ -93,10 +93,7 @@ def remove(app: OmniApp, name: str, by: Actor) -> bool:
 
 @base.guarded
 async def list_secrets(request: Request) -> Response:
-    base.need(request)
-    st = base.state(request)
-    items = await st.off_loop(listing, st.app)
-    return JSONResponse(base.paginate(items, *base.page_params(request, base.MAX_PAGE)))
+    return await base.app_listing(request, listing)
 
 
 @base.guarded

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from omnicore.errors import ConfigError
 from omnicore.sandbox.fastcall import GuestMemory, HostTrap
@@ -23,8 +23,8 @@ from omnicore.sandbox.hostfunc import HOST_PARAM_TYPES
 from omnicore.sandbox.pluginlog import PluginLog
 
 __all__ = ["Capability", "CapabilityRegistry", "DeferredCapability", "GuestMemory",
-           "HostFunction", "HostTrap", "ManifestCheck", "PluginContext", "Status",
-           "WitFunction"]
+           "HostFunction", "HostTrap", "ManifestCheck", "PluginContext", "Refusal", "Status",
+           "WitFunction", "refusal_block", "wit_failure"]
 
 #: ``check(plugin, manifest, handlers)``: raises ConfigError for a manifest entry that cannot
 #: work (a malformed cron in ``schedules``, a subscription to a missing handler).
@@ -101,6 +101,22 @@ class WitFunction:
     signature: str
     impl: Callable[..., Any]
     timed: bool = False
+
+
+class Refusal(Protocol):
+    """A refusal that names its status (``DENIED``, ``TOO_LARGE``: omnicore.egress's)."""
+
+    status: str
+
+
+def refusal_block(mem: GuestMemory, exc: Refusal) -> int:
+    """A refusal as the §3.3 answer of a re-entrant call: ``E = 1`` and ``"STATUS: why"``."""
+    return mem.alloc_result(f"{exc.status}: {exc}".encode(), error=True)
+
+
+def wit_failure(exc: Refusal) -> dict[str, Any]:
+    """A refusal as the ``err`` of a WIT result of :attr:`WitFunction.FAILURE`."""
+    return {"err": {"code": exc.status.lower().replace("_", "-"), "message": str(exc)}}
 
 
 @dataclass(frozen=True, slots=True)

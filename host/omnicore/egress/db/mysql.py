@@ -32,7 +32,7 @@ from omnicore.egress.db.base import (
     timed_out,
 )
 from omnicore.egress.db.config import DbConnector, Target
-from omnicore.egress.db.sql import Dialect, error_line
+from omnicore.egress.db.sql import Dialect, DriverConn, error_line
 from omnicore.egress.db.values import Json, cell
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
@@ -75,22 +75,17 @@ def placeholders(sql: str) -> tuple[str, int]:
     return _TOKENS.sub(swap, sql), count
 
 
-class _Conn:
-    __slots__ = ("broken", "killer", "limit_ms", "mariadb", "raw", "target")
+class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
+    __slots__ = ("killer", "mariadb", "target")
 
     def __init__(self, raw: pymysql.connections.Connection[Any], target: Target,
                  limit_ms: int) -> None:
-        self.raw = raw
+        super().__init__(raw, limit_ms)
         self.target = target
-        self.broken = False
-        self.limit_ms = limit_ms
         self.mariadb = "mariadb" in str(raw.get_server_info()).lower()
 
-    def close(self) -> None:
-        try:
-            self.raw._force_close()
-        except Exception:
-            pass
+    def close_raw(self) -> None:
+        self.raw._force_close()
 
 
 def _kill(conn: _Conn) -> None:

@@ -26,7 +26,7 @@ from omnicore.egress.db.base import (
     timed_out,
 )
 from omnicore.egress.db.config import DbConnector, Target
-from omnicore.egress.db.sql import Dialect, error_line
+from omnicore.egress.db.sql import Dialect, DriverConn, error_line
 from omnicore.egress.db.values import Json, cell
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
@@ -39,20 +39,15 @@ _STREAM_CHUNK = 256
 _TIMEOUT_STEP_MS = 50
 
 
-class _Conn:
-    __slots__ = ("broken", "limit_ms", "raw", "timeout_ms")
+class _Conn(DriverConn["psycopg.Connection[Any]"]):
+    __slots__ = ("timeout_ms",)
 
     def __init__(self, raw: psycopg.Connection[Any], limit_ms: int) -> None:
-        self.raw = raw
-        self.broken = False
-        self.limit_ms = limit_ms    # the connector's statement_timeout_ms
+        super().__init__(raw, limit_ms)
         self.timeout_ms = -1        # the server's statement_timeout as last set
 
-    def close(self) -> None:
-        try:
-            self.raw.close()
-        except Exception:
-            pass
+    def close_raw(self) -> None:
+        self.raw.close()
 
 
 def _json_cell(value: Any) -> Any:

@@ -9,7 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from omnicore.egress.db.base import MIN_STATEMENT_MS, Caps, Pool, first_line
 from omnicore.egress.db.config import DbConnector, Target
@@ -17,13 +17,38 @@ from omnicore.egress.db.values import params
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
 
-__all__ = ["Dialect", "SqlBackend", "dump"]
+__all__ = ["Dialect", "DriverConn", "SqlBackend", "dump"]
 
 _MAX_SQL = 1 << 20
 
 
 def dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+RawT = TypeVar("RawT")
+
+
+class DriverConn(Generic[RawT]):
+    """A pooled connection of a dialect: the driver's ``raw`` one, whether it broke, and the
+    connector's statement_timeout_ms."""
+
+    __slots__ = ("broken", "limit_ms", "raw")
+
+    def __init__(self, raw: RawT, limit_ms: int) -> None:
+        self.raw = raw
+        self.broken = False
+        self.limit_ms = limit_ms
+
+    def close(self) -> None:
+        # A connection that broke may fail to close as well: it is dropped either way.
+        try:
+            self.close_raw()
+        except Exception:
+            pass
+
+    def close_raw(self) -> None:
+        raise NotImplementedError
 
 
 class Dialect:
