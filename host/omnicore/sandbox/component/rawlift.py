@@ -1,0 +1,360 @@
+"""Byte lists at memory speed: a second, flat face of a component's byte-carrying exports.
+
+wasmtime's component C API carries a ``list<u8>`` as one 32-byte value per byte and converts
+each one in Rust, both ways: a 4 KiB round trip costs ~440 µs, a 16 KiB one ~3 ms, and a
+call copying over ~2 MB traps. Strings travel as one buffer, but the same call cannot carry
+a list as one. So at load, beside each exported function whose parameters are all
+``list<u8>``/``string`` and whose result is one of ``list<u8>``, ``string`` or
+``result<list<u8>, string>`` (the omnicore handler's ``call``), the component gets one more
+export: the *same core function* lifted again with the canonical ABI's flat form of that
+signature, each list a ``(ptr: u32, len: u32)`` pair and the result the ``tuple`` its memory
+layout is (``tuple<u32, u32>``; ``tuple<u8, u32, u32>`` for the result). Its ``realloc`` is
+lifted too. The runtime then does the canonical ABI's work itself (``component/runtime.py``):
+``realloc`` for the bytes, one copy into linear memory, the flat call, one copy out, the
+post-return; the host made that memory (``component/memory.py``) so it knows its address.
+
+The extra exports use the lift's own canonical options (memory, realloc, post-return), so
+wasmtime validates the new lift against the core function's type when it compiles: a
+component this planner misreads does not compile, and the caller keeps the original.
+
+Which lift belongs to which export is read from the core export the lift aliases: toolchains
+(wit-bindgen, componentize-py, jco) name it after the component export (``greet``, or
+``ns:pkg/iface#greet``). Only the component's top level is read; anything this reader does
+not know (async built-ins, value imports, nested names it cannot count) leaves the component
+as it is, and its calls take wasmtime's value API as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from omnicore.sandbox.wasmbin import WasmFormatError, read_uleb, sections, write_uleb
+
+__all__ = ["RAW_PREFIX", "RawForm", "plan", "rewrite"]
+
+#: Export names of the flat faces (a kebab-case label no WIT export of a plugin uses).
+RAW_PREFIX = "omnicore-raw-"
+
+_U8, _U32, _STRING = 0x7D, 0x79, 0x73
+
+
+@dataclass(frozen=True, slots=True)
+class RawForm:
+    """How to call one function through its flat face."""
+
+    #: The flat face's export name, and its realloc's (None: no list parameter).
+    export: str
+    realloc: str | None
+    #: ``"bytes"`` or ``"string"`` per parameter.
+    params: tuple[str, ...]
+    #: ``"bytes"``, ``"string"`` or ``"result"`` (``result<list<u8>, string>``).
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Lift:
+    core_func: int
+    options: bytes  # the canonical options, as encoded (vec count included)
+    realloc: int | None
+    memory: int | None
+    #: The string encoding is UTF-8 (the flat face reads and writes strings as UTF-8).
+    utf8: bool
+
+
+class _Unknown(Exception):
+    """Something this reader does not parse: leave the component as it is."""
+
+
+def _name(data: bytes, pos: int) -> tuple[str, int]:
+    n, pos = read_uleb(data, pos)
+    return data[pos:pos + n].decode("utf-8", "replace"), pos + n
+
+
+def _options(data: bytes, pos: int) -> tuple[int, int | None, int | None, bool]:
+    count, pos = read_uleb(data, pos)
+    realloc = memory = None
+    utf8 = True
+    for _ in range(count):
+        op = data[pos]
+        pos += 1
+        if op in (0x00, 0x01, 0x02):  # string encodings: utf8, utf16, latin1+utf16
+            utf8 = utf8 and op == 0x00
+            continue
+        if op in (0x03, 0x04, 0x05):  # memory, realloc, post-return
+            idx, pos = read_uleb(data, pos)
+            if op == 0x03:
+                memory = idx
+            elif op == 0x04:
+                realloc = idx
+            continue
+        raise _Unknown(f"canonical option {op:#x}")  # async, callback: not flat
+    return pos, realloc, memory, utf8
+
+
+class _Reader:
+    """The top-level index spaces of a component, as far as the planner needs them."""
+
+    def __init__(self, wasm: bytes) -> None:
+        self.funcs = 0  # component functions
+        self.types = 0  # component types
+        self.core_funcs = 0
+        #: core function index -> the core export name it aliases
+        self.core_names: dict[int, str] = {}
+        #: component function index -> its lift
+        self.lifts: dict[int, _Lift] = {}
+        #: top-level export name -> component function index
+        self.exports: dict[str, int] = {}
+        for sid, start, end in sections(wasm):
+            self._section(sid, wasm[start:end])
+
+    def _section(self, sid: int, data: bytes) -> None:
+        if sid in (0, 1, 2, 3, 4, 5):  # custom, core module/instance/type, component, instance
+            return
+        if sid == 7:
+            self.types += read_uleb(data, 0)[0]
+            return
+        if sid not in (6, 8, 10, 11):  # start, value: not read
+            raise _Unknown(f"section {sid}")
+        count, pos = read_uleb(data, 0)
+        for _ in range(count):
+            pos = {6: self._alias, 8: self._canon, 10: self._import, 11: self._export}[sid](
+                data, pos)
+
+    def _add(self, sort: int) -> None:
+        if sort == 0x01:
+            self.funcs += 1
+        elif sort == 0x03:
+            self.types += 1
+
+    def _alias(self, data: bytes, pos: int) -> int:
+        sort = data[pos]
+        core = None
+        pos += 1
+        if sort == 0x00:
+            core = data[pos]
+            pos += 1
+        target = data[pos]
+        pos += 1
+        if target in (0x00, 0x01):
+            _inst, pos = read_uleb(data, pos)
+            name, pos = _name(data, pos)
+            if core == 0x00:
+                if target == 0x01:
+                    self.core_names[self.core_funcs] = name
+                self.core_funcs += 1
+        elif target == 0x02:
+            _ct, pos = read_uleb(data, pos)
+            _idx, pos = read_uleb(data, pos)
+            if core == 0x00:
+                self.core_funcs += 1
+        else:
+            raise _Unknown(f"alias target {target:#x}")
+        if core is None:
+            self._add(sort)
+        return pos
+
+    def _canon(self, data: bytes, pos: int) -> int:
+        op = data[pos]
+        pos += 1
+        if op == 0x00:  # lift
+            if data[pos] != 0x00:
+                raise _Unknown("canon lift form")
+            core_func, pos = read_uleb(data, pos + 1)
+            start = pos
+            pos, realloc, memory, utf8 = _options(data, pos)
+            options = data[start:pos]
+            _ty, pos = read_uleb(data, pos)
+            self.lifts[self.funcs] = _Lift(core_func, options, realloc, memory, utf8)
+            self.funcs += 1
+            return pos
+        if op == 0x01:  # lower
+            if data[pos] != 0x00:
+                raise _Unknown("canon lower form")
+            _f, pos = read_uleb(data, pos + 1)
+            pos = _options(data, pos)[0]
+        elif op in (0x02, 0x03, 0x04, 0x07):  # resource.new/drop/rep, drop async
+            _t, pos = read_uleb(data, pos)
+        else:
+            raise _Unknown(f"canon {op:#x}")
+        self.core_funcs += 1
+        return pos
+
+    def _externdesc(self, data: bytes, pos: int) -> tuple[int, int]:
+        sort = data[pos]
+        pos += 1
+        if sort == 0x00:
+            pos += 1  # 0x11: core module
+            _t, pos = read_uleb(data, pos)
+        elif sort in (0x01, 0x04, 0x05):
+            _t, pos = read_uleb(data, pos)
+        elif sort == 0x03:
+            bound = data[pos]
+            pos += 1
+            if bound == 0x00:
+                _t, pos = read_uleb(data, pos)
+            elif bound != 0x01:
+                raise _Unknown(f"type bound {bound:#x}")
+        else:
+            raise _Unknown(f"extern sort {sort:#x}")
+        return sort, pos
+
+    def _extern_name(self, data: bytes, pos: int) -> tuple[str, int]:
+        form = data[pos]
+        if form not in (0x00, 0x01):
+            raise _Unknown(f"extern name form {form:#x}")
+        name, pos = _name(data, pos + 1)
+        if form == 0x01:  # a version suffix
+            _suffix, pos = _name(data, pos)
+        return name, pos
+
+    def _import(self, data: bytes, pos: int) -> int:
+        _name_, pos = self._extern_name(data, pos)
+        sort, pos = self._externdesc(data, pos)
+        self._add(sort)
+        return pos
+
+    def _export(self, data: bytes, pos: int) -> int:
+        name, pos = self._extern_name(data, pos)
+        sort = data[pos]
+        pos += 1
+        if sort == 0x00:
+            raise _Unknown("core sort export")
+        idx, pos = read_uleb(data, pos)
+        has_type = data[pos]
+        pos += 1
+        if has_type == 0x01:
+            _s, pos = self._externdesc(data, pos)
+        elif has_type != 0x00:
+            raise _Unknown("export type ascription form")
+        if sort == 0x01:
+            self.exports[name] = idx
+            self.funcs += 1
+        else:
+            self._add(sort)
+        return pos
+
+
+def _kind(wit: str) -> str | None:
+    return {"list<u8>": "bytes", "string": "string"}.get(wit)
+
+
+def _result_kind(wit: str | None) -> str | None:
+    if wit == "result<list<u8>, string>":
+        return "result"
+    return _kind(wit) if wit is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """What the planner needs of an exported function: its name and its WIT types."""
+
+    name: str
+    params: tuple[str, ...]
+    result: str | None
+
+
+def plan(wasm: bytes, functions: Mapping[str, Signature]) -> dict[str, tuple[RawForm, int,
+                                                                                _Lift]]:
+    """The exports that get a flat face, by function name (empty when none can)."""
+    try:
+        reader = _Reader(wasm)
+    except (_Unknown, WasmFormatError, IndexError, UnicodeDecodeError):
+        return {}
+    by_core_name = {}
+    for func, lift in reader.lifts.items():
+        name = reader.core_names.get(lift.core_func)
+        if name is not None:
+            by_core_name.setdefault(name, []).append((func, lift))
+    planned: dict[str, tuple[RawForm, int, _Lift]] = {}
+    for n, sig in enumerate(sorted(functions.values(), key=lambda s: s.name)):
+        params = tuple(_kind(p) for p in sig.params)
+        result = _result_kind(sig.result)
+        if not params or None in params or result is None:
+            continue
+        # A top-level export names its lift; an interface's function is found by the core
+        # export the toolchains name after it.
+        direct = reader.exports.get(sig.name)
+        found = ([(direct, reader.lifts[direct])] if direct in reader.lifts
+                 else by_core_name.get(sig.name, []))
+        if len(found) != 1:
+            continue
+        func, lift = found[0]
+        if lift.memory is None or lift.realloc is None or (
+                not lift.utf8 and "string" in (*params, result)):
+            continue
+        form = RawForm(f"{RAW_PREFIX}{_label(n)}", f"{RAW_PREFIX}{_label(n)}-realloc",
+                       params, result)  # type: ignore[arg-type]
+        planned[sig.name] = (form, func, lift)
+    return planned
+
+
+def _label(n: int) -> str:
+    out = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        out = chr(ord("a") + r) + out
+    return out
+
+
+def _section(sid: int, entries: list[bytes]) -> bytes:
+    body = write_uleb(len(entries)) + b"".join(entries)
+    return bytes([sid]) + write_uleb(len(body)) + body
+
+
+def _sleb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def _str(s: str) -> bytes:
+    raw = s.encode()
+    return write_uleb(len(raw)) + raw
+
+
+def rewrite(wasm: bytes, planned: Mapping[str, tuple[RawForm, int, _Lift]]) -> bytes:
+    """``wasm`` with the flat faces of ``planned`` appended (types, lifts, exports)."""
+    reader = _Reader(wasm)
+    types: list[bytes] = []
+    type_base = reader.types
+    pair = type_base
+    triple = type_base + 1
+    types.append(b"\x6f" + write_uleb(2) + bytes([_U32, _U32]))  # tuple<u32, u32>
+    types.append(b"\x6f" + write_uleb(3) + bytes([_U8, _U32, _U32]))  # tuple<u8, u32, u32>
+    realloc_type = type_base + 2
+    types.append(b"\x40" + write_uleb(4) + b"".join(_str(p) + bytes([_U32]) for p in "abcd")
+                 + b"\x00" + bytes([_U32]))
+    lifts: list[bytes] = []
+    exports: list[bytes] = []
+    func = reader.funcs
+    for form, _orig, lift in planned.values():
+        params = b"".join(_str(f"{c}{i}") + bytes([_U32])
+                          for i in range(len(form.params)) for c in "pl")
+        ret = _sleb(triple if form.result == "result" else pair)
+        ty = type_base + len(types)
+        types.append(b"\x40" + write_uleb(2 * len(form.params)) + params + b"\x00" + ret)
+        lifts.append(b"\x00\x00" + write_uleb(lift.core_func) + lift.options + write_uleb(ty))
+        exports.append(b"\x00" + _str(form.export) + b"\x01" + write_uleb(func) + b"\x00")
+        func += 1  # the lift
+        func += 1  # the export's own index
+        assert lift.realloc is not None
+        lifts_realloc = b"\x00\x00" + write_uleb(lift.realloc) + write_uleb(0) \
+            + write_uleb(realloc_type)
+        lifts.append(lifts_realloc)
+        assert form.realloc is not None
+        exports.append(b"\x00" + _str(form.realloc) + b"\x01" + write_uleb(func) + b"\x00")
+        func += 2
+    # Lifts and exports alternate so each export names the lift just before it.
+    out = bytearray(wasm)
+    out += _section(7, types)
+    for i in range(0, len(lifts)):
+        out += _section(8, [lifts[i]])
+        out += _section(11, [exports[i]])
+    return bytes(out)
