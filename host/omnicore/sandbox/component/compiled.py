@@ -97,25 +97,18 @@ def _supplier(name: str) -> str:
     return "imported, not granted" if name.startswith("wasi:") else "nothing supplies it"
 
 
-def _signatures(world: World) -> dict[str, rawlift.Signature]:
-    return {f.name: rawlift.Signature(f.name, tuple(c.wit for _, c in f.params),
-                                      f.result.wit if f.result is not None else None)
-            for f in world.functions.values() if f.unsupported is None}
-
-
 def _with_flat_faces(engine: SandboxEngine, wasm: bytes) -> cm.Component:
     """``wasm`` compiled with the flat faces of its byte-carrying exports (.rawlift), or as
-    it is when it has none, or when the faces do not compile (a layout the planner misread)."""
-    original = cm.Component(engine.components, wasm)
-    planned = rawlift.plan(wasm, _signatures(read_world(original, engine.components)))
-    if not planned:
-        return original
-    try:
-        return cm.Component(engine.components, rawlift.rewrite(wasm, planned))
-    except wasmtime.WasmtimeError as exc:
-        _log.info("component kept without flat faces (its byte lists take wasmtime's value "
-                  "API): %s", engine_cause(str(exc)))
-        return original
+    it is when it has none, or when the faces do not compile (a layout the planner misread:
+    the one case compiled twice)."""
+    planned = rawlift.plan(wasm)
+    if planned:
+        try:
+            return cm.Component(engine.components, rawlift.rewrite(wasm, planned))
+        except wasmtime.WasmtimeError as exc:
+            _log.info("component kept without flat faces (its byte lists take wasmtime's "
+                      "value API): %s", engine_cause(str(exc)))
+    return cm.Component(engine.components, wasm)
 
 
 def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
@@ -128,10 +121,21 @@ def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
         lambda: _with_flat_faces(engine, wasm))
 
 
+#: A WIT type as :mod:`.world` writes it, as the flat face calls it.
+_FLAT_KINDS = {"list<u8>": "bytes", "string": "string", "result<list<u8>, string>": "result"}
+
+
 def _flat_forms(wasm: bytes, world: World, component: cm.Component) -> dict[str, rawlift.RawForm]:
-    """The flat faces ``component`` (compiled by :func:`_compile`) has, by function name."""
+    """The flat faces ``component`` (compiled by :func:`_compile`) has, by function name:
+    each one's function has the signature the planner read."""
     forms = {}
-    for name, (form, _func, _lift) in rawlift.plan(wasm, _signatures(world)).items():
+    for name, (form, _lift) in rawlift.plan(wasm).items():
+        fn = world.functions.get(name)
+        if fn is None or fn.result is None or fn.unsupported is not None:
+            continue
+        if tuple(_FLAT_KINDS.get(c.wit) for _, c in fn.params) != form.params \
+                or _FLAT_KINDS.get(fn.result.wit) != form.result:
+            continue
         if component.get_export_index(form.export) is not None \
                 and component.get_export_index(form.realloc) is not None:
             forms[name] = form

@@ -26,12 +26,12 @@ as it is, and its calls take wasmtime's value API as before.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from omnicore.sandbox.wasmbin import WasmFormatError, read_uleb, sections, write_uleb
 
-__all__ = ["RAW_PREFIX", "RawForm", "plan", "rewrite"]
+__all__ = ["RAW_PREFIX", "Planned", "RawForm", "plan", "rewrite"]
 
 #: Export names of the flat faces (a kebab-case label no WIT export of a plugin uses).
 RAW_PREFIX = "omnicore-raw-"
@@ -60,10 +60,227 @@ class _Lift:
     memory: int | None
     #: The string encoding is UTF-8 (the flat face reads and writes strings as UTF-8).
     utf8: bool
+    #: Its function type (a component type index).
+    type: int
 
 
 class _Unknown(Exception):
     """Something this reader does not parse: leave the component as it is."""
+
+
+# What the planner reads of a type: ("list", valtype) | ("result", ok, err) | ("func",
+# params, result) | None; a valtype is a primitive's byte code or ("idx", n).
+_Kind = Any
+
+
+def _valtype(data: bytes, pos: int) -> tuple[Any, int]:
+    b = data[pos]
+    if 0x64 <= b <= 0x7F:  # a primitive (string, u8, ...), one byte
+        return b, pos + 1
+    idx, end = _read_s33(data, pos)
+    return ("idx", idx), end
+
+
+def _read_s33(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            if byte & 0x40:
+                result -= 1 << shift
+            return result, pos
+
+
+def _opt_valtype(data: bytes, pos: int) -> tuple[Any, int]:
+    if data[pos] == 0x00:
+        return None, pos + 1
+    if data[pos] != 0x01:
+        raise _Unknown("optional valtype")
+    return _valtype(data, pos + 1)
+
+
+def _labels(data: bytes, pos: int) -> int:
+    count, pos = read_uleb(data, pos)
+    for _ in range(count):
+        _l, pos = _name(data, pos)
+    return pos
+
+
+def _deftype(data: bytes, pos: int) -> tuple[_Kind, int]:
+    """Skip one component type definition; what the planner needs of it."""
+    form = data[pos]
+    pos += 1
+    if form == 0x40:  # func
+        count, pos = read_uleb(data, pos)
+        params = []
+        for _ in range(count):
+            _l, pos = _name(data, pos)
+            vt, pos = _valtype(data, pos)
+            params.append(vt)
+        if data[pos] == 0x00:
+            result, pos = _valtype(data, pos + 1)
+        elif data[pos:pos + 2] == b"\x01\x00":
+            result, pos = None, pos + 2
+        else:
+            raise _Unknown("result list")
+        return ("func", tuple(params), result), pos
+    if form in (0x41, 0x42):  # component, instance types: declarations
+        count, pos = read_uleb(data, pos)
+        for _ in range(count):
+            pos = _decl(data, pos)
+        return None, pos
+    if form == 0x3F:  # resource
+        if data[pos] != 0x7F:
+            raise _Unknown("resource representation")
+        pos += 1
+        if data[pos] == 0x01:
+            _d, pos = read_uleb(data, pos + 1)
+        elif data[pos] == 0x00:
+            pos += 1
+        else:
+            raise _Unknown("resource destructor")
+        return None, pos
+    if 0x64 <= form <= 0x7F and form not in (0x72, 0x71, 0x70, 0x6F, 0x6E, 0x6D, 0x6B, 0x6A,
+                                             0x69, 0x68, 0x67, 0x66, 0x65):
+        return None, pos  # a primitive
+    if form == 0x72:  # record
+        count, pos = read_uleb(data, pos)
+        for _ in range(count):
+            _l, pos = _name(data, pos)
+            _t, pos = _valtype(data, pos)
+        return None, pos
+    if form == 0x71:  # variant
+        count, pos = read_uleb(data, pos)
+        for _ in range(count):
+            _l, pos = _name(data, pos)
+            _t, pos = _opt_valtype(data, pos)
+            if data[pos] != 0x00:
+                raise _Unknown("variant case refinement")
+            pos += 1
+        return None, pos
+    if form == 0x70:  # list
+        vt, pos = _valtype(data, pos)
+        return ("list", vt), pos
+    if form == 0x67:  # fixed-size list
+        _t, pos = _valtype(data, pos)
+        _n, pos = read_uleb(data, pos)
+        return None, pos
+    if form == 0x6F:  # tuple
+        count, pos = read_uleb(data, pos)
+        for _ in range(count):
+            _t, pos = _valtype(data, pos)
+        return None, pos
+    if form in (0x6E, 0x6D):  # flags, enum
+        return None, _labels(data, pos)
+    if form == 0x6B:  # option
+        _t, pos = _valtype(data, pos)
+        return None, pos
+    if form == 0x6A:  # result
+        ok, pos = _opt_valtype(data, pos)
+        err, pos = _opt_valtype(data, pos)
+        return ("result", ok, err), pos
+    if form in (0x69, 0x68):  # own, borrow
+        _i, pos = read_uleb(data, pos)
+        return None, pos
+    if form in (0x66, 0x65):  # stream, future
+        _t, pos = _opt_valtype(data, pos)
+        return None, pos
+    raise _Unknown(f"type form {form:#x}")
+
+
+def _decl(data: bytes, pos: int) -> int:
+    """Skip one declaration of a component or instance type."""
+    tag = data[pos]
+    pos += 1
+    if tag == 0x00:  # a core type: only module types appear here
+        return _core_type(data, pos)
+    if tag == 0x01:
+        return _deftype(data, pos)[1]
+    if tag == 0x02:  # alias
+        return _skip_alias(data, pos)
+    if tag in (0x03, 0x04):  # import, export
+        pos = _skip_extern_name(data, pos)
+        return _skip_externdesc(data, pos)
+    raise _Unknown(f"declaration {tag:#x}")
+
+
+def _core_type(data: bytes, pos: int) -> int:
+    form = data[pos]
+    pos += 1
+    if form == 0x60:  # core func type
+        for _ in range(2):
+            count, pos = read_uleb(data, pos)
+            for _ in range(count):
+                if data[pos] not in (0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F):
+                    raise _Unknown("core value type")
+                pos += 1
+        return pos
+    if form == 0x50:  # module type
+        count, pos = read_uleb(data, pos)
+        for _ in range(count):
+            tag = data[pos]
+            pos += 1
+            if tag == 0x01:
+                pos = _core_type(data, pos)
+            elif tag in (0x00, 0x03):  # import (module, name), export (name): a core externdesc
+                _m, pos = _name(data, pos)
+                if tag == 0x00:
+                    _n, pos = _name(data, pos)
+                kind = data[pos]
+                if kind != 0x00:
+                    raise _Unknown("core import kind")
+                _t, pos = read_uleb(data, pos + 1)
+            elif tag == 0x02:  # outer alias
+                pos += 2
+                _ct, pos = read_uleb(data, pos)
+                _i, pos = read_uleb(data, pos)
+            else:
+                raise _Unknown(f"module declaration {tag:#x}")
+        return pos
+    raise _Unknown(f"core type form {form:#x}")
+
+
+def _skip_alias(data: bytes, pos: int) -> int:
+    sort = data[pos]
+    pos += 2 if sort == 0x00 else 1
+    target = data[pos]
+    pos += 1
+    if target in (0x00, 0x01):
+        _i, pos = read_uleb(data, pos)
+        return _name(data, pos)[1]
+    if target == 0x02:
+        _ct, pos = read_uleb(data, pos)
+        return read_uleb(data, pos)[1]
+    raise _Unknown(f"alias target {target:#x}")
+
+
+def _skip_extern_name(data: bytes, pos: int) -> int:
+    form = data[pos]
+    if form not in (0x00, 0x01):
+        raise _Unknown(f"extern name form {form:#x}")
+    _n, pos = _name(data, pos + 1)
+    if form == 0x01:
+        _v, pos = _name(data, pos)
+    return pos
+
+
+def _skip_externdesc(data: bytes, pos: int) -> int:
+    sort = data[pos]
+    pos += 1
+    if sort == 0x00:
+        return read_uleb(data, pos + 1)[1]
+    if sort in (0x01, 0x04, 0x05):
+        return read_uleb(data, pos)[1]
+    if sort == 0x03:
+        bound = data[pos]
+        if bound == 0x00:
+            return read_uleb(data, pos + 1)[1]
+        if bound == 0x01:
+            return pos + 1
+    raise _Unknown(f"extern sort {sort:#x}")
 
 
 def _name(data: bytes, pos: int) -> tuple[str, int]:
@@ -99,6 +316,8 @@ class _Reader:
         self.funcs = 0  # component functions
         self.types = 0  # component types
         self.core_funcs = 0
+        #: component type index -> what the flat face needs to know of it (None: other)
+        self.kinds: dict[int, _Kind] = {}
         #: core function index -> the core export name it aliases
         self.core_names: dict[int, str] = {}
         #: component function index -> its lift
@@ -112,7 +331,11 @@ class _Reader:
         if sid in (0, 1, 2, 3, 4, 5):  # custom, core module/instance/type, component, instance
             return
         if sid == 7:
-            self.types += read_uleb(data, 0)[0]
+            count, pos = read_uleb(data, 0)
+            for _ in range(count):
+                kind, pos = _deftype(data, pos)
+                self.kinds[self.types] = kind
+                self.types += 1
             return
         if sid not in (6, 8, 10, 11):  # start, value: not read
             raise _Unknown(f"section {sid}")
@@ -164,8 +387,8 @@ class _Reader:
             start = pos
             pos, realloc, memory, utf8 = _options(data, pos)
             options = data[start:pos]
-            _ty, pos = read_uleb(data, pos)
-            self.lifts[self.funcs] = _Lift(core_func, options, realloc, memory, utf8)
+            ty, pos = read_uleb(data, pos)
+            self.lifts[self.funcs] = _Lift(core_func, options, realloc, memory, utf8, ty)
             self.funcs += 1
             return pos
         if op == 0x01:  # lower
@@ -235,57 +458,60 @@ class _Reader:
         return pos
 
 
-def _kind(wit: str) -> str | None:
-    return {"list<u8>": "bytes", "string": "string"}.get(wit)
-
-
-def _result_kind(wit: str | None) -> str | None:
-    if wit == "result<list<u8>, string>":
+def _flat_kind(reader: _Reader, vt: Any) -> str | None:
+    """``"bytes"`` for ``list<u8>``, ``"string"``, ``"result"`` for ``result<list<u8>,
+    string>``, else None."""
+    if vt == _STRING:
+        return "string"
+    if not isinstance(vt, tuple):
+        return None
+    kind = reader.kinds.get(vt[1])
+    if kind is None:
+        return None
+    if kind[0] == "list" and kind[1] == _U8:
+        return "bytes"
+    if kind[0] == "result" and kind[1] is not None and kind[2] is not None \
+            and _flat_kind(reader, kind[1]) == "bytes" and _flat_kind(reader, kind[2]) == "string":
         return "result"
-    return _kind(wit) if wit is not None else None
+    return None
 
 
-@dataclass(frozen=True, slots=True)
-class Signature:
-    """What the planner needs of an exported function: its name and its WIT types."""
-
-    name: str
-    params: tuple[str, ...]
-    result: str | None
+Planned = dict[str, tuple[RawForm, _Lift]]
 
 
-def plan(wasm: bytes, functions: Mapping[str, Signature]) -> dict[str, tuple[RawForm, int,
-                                                                                _Lift]]:
-    """The exports that get a flat face, by function name (empty when none can)."""
+def plan(wasm: bytes) -> Planned:
+    """The exports that get a flat face, by function name (``greet``, ``ns:pkg/iface#f``);
+    empty when none can."""
     try:
         reader = _Reader(wasm)
     except (_Unknown, WasmFormatError, IndexError, UnicodeDecodeError):
         return {}
-    by_core_name = {}
+    named: dict[str, list[_Lift]] = {}
+    exported = {func: name for name, func in reader.exports.items()}
     for func, lift in reader.lifts.items():
-        name = reader.core_names.get(lift.core_func)
-        if name is not None:
-            by_core_name.setdefault(name, []).append((func, lift))
-    planned: dict[str, tuple[RawForm, int, _Lift]] = {}
-    for n, sig in enumerate(sorted(functions.values(), key=lambda s: s.name)):
-        params = tuple(_kind(p) for p in sig.params)
-        result = _result_kind(sig.result)
-        if not params or None in params or result is None:
-            continue
         # A top-level export names its lift; an interface's function is found by the core
         # export the toolchains name after it.
-        direct = reader.exports.get(sig.name)
-        found = ([(direct, reader.lifts[direct])] if direct in reader.lifts
-                 else by_core_name.get(sig.name, []))
-        if len(found) != 1:
+        name = exported.get(func) or reader.core_names.get(lift.core_func)
+        if name is not None:
+            named.setdefault(name, []).append(lift)
+    planned: Planned = {}
+    for n, name in enumerate(sorted(named)):
+        if len(named[name]) != 1:
             continue
-        func, lift = found[0]
+        lift = named[name][0]
+        fty = reader.kinds.get(lift.type)
+        if fty is None or fty[0] != "func" or not fty[1]:
+            continue
+        params = tuple(_flat_kind(reader, p) for p in fty[1])
+        result = _flat_kind(reader, fty[2]) if fty[2] is not None else None
+        if None in params or "result" in params or result is None:
+            continue
         if lift.memory is None or lift.realloc is None or (
                 not lift.utf8 and "string" in (*params, result)):
             continue
-        form = RawForm(f"{RAW_PREFIX}{_label(n)}", f"{RAW_PREFIX}{_label(n)}-realloc",
-                       params, result)  # type: ignore[arg-type]
-        planned[sig.name] = (form, func, lift)
+        label = f"{RAW_PREFIX}{_label(n)}"
+        planned[name] = (RawForm(label, f"{label}-realloc", params,  # type: ignore[arg-type]
+                                 result), lift)
     return planned
 
 
@@ -319,7 +545,7 @@ def _str(s: str) -> bytes:
     return write_uleb(len(raw)) + raw
 
 
-def rewrite(wasm: bytes, planned: Mapping[str, tuple[RawForm, int, _Lift]]) -> bytes:
+def rewrite(wasm: bytes, planned: Planned) -> bytes:
     """``wasm`` with the flat faces of ``planned`` appended (types, lifts, exports)."""
     reader = _Reader(wasm)
     types: list[bytes] = []
@@ -334,7 +560,7 @@ def rewrite(wasm: bytes, planned: Mapping[str, tuple[RawForm, int, _Lift]]) -> b
     lifts: list[bytes] = []
     exports: list[bytes] = []
     func = reader.funcs
-    for form, _orig, lift in planned.values():
+    for form, lift in planned.values():
         params = b"".join(_str(f"{c}{i}") + bytes([_U32])
                           for i in range(len(form.params)) for c in "pl")
         ret = _sleb(triple if form.result == "result" else pair)
