@@ -43,9 +43,9 @@ _U8, _U32, _STRING = 0x7D, 0x79, 0x73
 class RawForm:
     """How to call one function through its flat face."""
 
-    #: The flat face's export name, and its realloc's (None: no list parameter).
+    #: The flat face's export name, and its realloc's.
     export: str
-    realloc: str | None
+    realloc: str
     #: ``"bytes"`` or ``"string"`` per parameter.
     params: tuple[str, ...]
     #: ``"bytes"``, ``"string"`` or ``"result"`` (``result<list<u8>, string>``).
@@ -432,7 +432,7 @@ class _Reader:
         return name, pos
 
     def _import(self, data: bytes, pos: int) -> int:
-        _name_, pos = self._extern_name(data, pos)
+        _, pos = self._extern_name(data, pos)
         sort, pos = self._externdesc(data, pos)
         self._add(sort)
         return pos
@@ -574,7 +574,6 @@ def rewrite(wasm: bytes, planned: Planned) -> bytes:
         lifts_realloc = b"\x00\x00" + write_uleb(lift.realloc) + write_uleb(0) \
             + write_uleb(realloc_type)
         lifts.append(lifts_realloc)
-        assert form.realloc is not None
         exports.append(b"\x00" + _str(form.realloc) + b"\x01" + write_uleb(func) + b"\x00")
         func += 2
     # Lifts and exports alternate so each export names the lift just before it.

@@ -32,7 +32,7 @@ from omnicore.errors import (
     PluginCallError,
     PluginLoadError,
 )
-from omnicore.sandbox._wasmtime import COMPONENT_KINDS, CAPI, component_func, context_of
+from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS, component_func, context_of
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.compiled import ComponentModule
 from omnicore.sandbox.component.deny import link_http_denied
@@ -47,8 +47,8 @@ from omnicore.sandbox.component.hostcalls import (
     take_refusal,
 )
 from omnicore.sandbox.component.memory import Limiter, LinearMemory, limiting, sole_memory
-from omnicore.sandbox.component.rawlift import RawForm
 from omnicore.sandbox.component.output import ComponentOutput
+from omnicore.sandbox.component.rawlift import RawForm
 from omnicore.sandbox.component.schema import arguments_list
 from omnicore.sandbox.component.values import WrongValue, delete, lift_bytes
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
