@@ -136,8 +136,8 @@ def _flat_forms(wasm: bytes, world: World, component: cm.Component) -> dict[str,
         if tuple(_FLAT_KINDS.get(c.wit) for _, c in fn.params) != form.params \
                 or _FLAT_KINDS.get(fn.result.wit) != form.result:
             continue
-        if component.get_export_index(form.export) is not None \
-                and component.get_export_index(form.realloc) is not None:
+        faces = (form.export, form.realloc, form.post_return)
+        if all(component.get_export_index(f) is not None for f in faces if f is not None):
             forms[name] = form
     return forms
 

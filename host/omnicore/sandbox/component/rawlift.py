@@ -7,14 +7,15 @@ a list as one. So at load, beside each exported function whose parameters are al
 ``list<u8>``/``string`` and whose result is one of ``list<u8>``, ``string`` or
 ``result<list<u8>, string>`` (the omnicore handler's ``call``), the component gets one more
 export: the *same core function* lifted again with the canonical ABI's flat form of that
-signature, each list a ``(ptr: u32, len: u32)`` pair and the result the ``tuple`` its memory
-layout is (``tuple<u32, u32>``; ``tuple<u8, u32, u32>`` for the result). Its ``realloc`` is
-lifted too. The runtime then does the canonical ABI's work itself (``component/runtime.py``):
-``realloc`` for the bytes, one copy into linear memory, the flat call, one copy out, the
-post-return; the host made that memory (``component/memory.py``) so it knows its address.
+signature, each list a ``(ptr: u32, len: u32)`` pair and the result the address of its
+return area (a ``u32``). Its ``realloc`` and its post-return are lifted too: wasmtime runs a
+lift's post-return inside the call, before the host could read the bytes it frees. The
+runtime then does the canonical ABI's work itself (``component/runtime.py``): ``realloc``
+for the bytes, one copy into linear memory, the flat call, one copy out, the post-return;
+the host made that memory (``component/memory.py``) so it knows its address.
 
-The extra exports use the lift's own canonical options (memory, realloc, post-return), so
-wasmtime validates the new lift against the core function's type when it compiles: a
+The extra exports use the lift's own canonical options (memory, realloc, string encoding),
+so wasmtime validates the new lift against the core function's type when it compiles: a
 component this planner misreads does not compile, and the caller keeps the original.
 
 Which lift belongs to which export is read from the core export the lift aliases: toolchains
@@ -43,9 +44,10 @@ _U8, _U32, _STRING = 0x7D, 0x79, 0x73
 class RawForm:
     """How to call one function through its flat face."""
 
-    #: The flat face's export name, and its realloc's.
+    #: The flat face's export name, its realloc's and its post-return's (None: it has none).
     export: str
     realloc: str
+    post_return: str | None
     #: ``"bytes"`` or ``"string"`` per parameter.
     params: tuple[str, ...]
     #: ``"bytes"``, ``"string"`` or ``"result"`` (``result<list<u8>, string>``).
@@ -55,9 +57,11 @@ class RawForm:
 @dataclass(frozen=True, slots=True)
 class _Lift:
     core_func: int
-    options: bytes  # the canonical options, as encoded (vec count included)
+    #: The canonical options but the post-return, encoded (vec count included).
+    options: bytes
     realloc: int | None
     memory: int | None
+    post_return: int | None
     #: The string encoding is UTF-8 (the flat face reads and writes strings as UTF-8).
     utf8: bool
     #: Its function type (a component type index).
@@ -288,25 +292,41 @@ def _name(data: bytes, pos: int) -> tuple[str, int]:
     return data[pos:pos + n].decode("utf-8", "replace"), pos + n
 
 
-def _options(data: bytes, pos: int) -> tuple[int, int | None, int | None, bool]:
+@dataclass(frozen=True, slots=True)
+class _Options:
+    realloc: int | None
+    memory: int | None
+    post_return: int | None
+    utf8: bool
+    #: The options but the post-return, encoded (vec count included).
+    kept: bytes
+
+
+def _options(data: bytes, pos: int) -> tuple[int, _Options]:
     count, pos = read_uleb(data, pos)
-    realloc = memory = None
+    realloc = memory = post = None
     utf8 = True
+    kept: list[bytes] = []
     for _ in range(count):
         op = data[pos]
+        start = pos
         pos += 1
         if op in (0x00, 0x01, 0x02):  # string encodings: utf8, utf16, latin1+utf16
             utf8 = utf8 and op == 0x00
-            continue
-        if op in (0x03, 0x04, 0x05):  # memory, realloc, post-return
+        elif op in (0x03, 0x04, 0x05):  # memory, realloc, post-return
             idx, pos = read_uleb(data, pos)
             if op == 0x03:
                 memory = idx
             elif op == 0x04:
                 realloc = idx
-            continue
-        raise _Unknown(f"canonical option {op:#x}")  # async, callback: not flat
-    return pos, realloc, memory, utf8
+            else:
+                post = idx
+                continue
+        else:
+            raise _Unknown(f"canonical option {op:#x}")  # async, callback: not flat
+        kept.append(data[start:pos])
+    return pos, _Options(realloc, memory, post, utf8,
+                         write_uleb(len(kept)) + b"".join(kept))
 
 
 class _Reader:
@@ -384,11 +404,10 @@ class _Reader:
             if data[pos] != 0x00:
                 raise _Unknown("canon lift form")
             core_func, pos = read_uleb(data, pos + 1)
-            start = pos
-            pos, realloc, memory, utf8 = _options(data, pos)
-            options = data[start:pos]
+            pos, opts = _options(data, pos)
             ty, pos = read_uleb(data, pos)
-            self.lifts[self.funcs] = _Lift(core_func, options, realloc, memory, utf8, ty)
+            self.lifts[self.funcs] = _Lift(core_func, opts.kept, opts.realloc, opts.memory,
+                                           opts.post_return, opts.utf8, ty)
             self.funcs += 1
             return pos
         if op == 0x01:  # lower
@@ -510,8 +529,9 @@ def plan(wasm: bytes) -> Planned:
                 not lift.utf8 and "string" in (*params, result)):
             continue
         label = f"{RAW_PREFIX}{_label(n)}"
-        planned[name] = (RawForm(label, f"{label}-realloc", params,  # type: ignore[arg-type]
-                                 result), lift)
+        post = f"{label}-post" if lift.post_return is not None else None
+        planned[name] = (RawForm(label, f"{label}-realloc", post,
+                                 params, result), lift)  # type: ignore[arg-type]
     return planned
 
 
@@ -529,17 +549,6 @@ def _section(sid: int, entries: list[bytes]) -> bytes:
     return bytes([sid]) + write_uleb(len(body)) + body
 
 
-def _sleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
-
-
 def _str(s: str) -> bytes:
     raw = s.encode()
     return write_uleb(len(raw)) + raw
@@ -548,38 +557,34 @@ def _str(s: str) -> bytes:
 def rewrite(wasm: bytes, planned: Planned) -> bytes:
     """``wasm`` with the flat faces of ``planned`` appended (types, lifts, exports)."""
     reader = _Reader(wasm)
-    types: list[bytes] = []
+    u32 = bytes([_U32])
     type_base = reader.types
-    pair = type_base
-    triple = type_base + 1
-    types.append(b"\x6f" + write_uleb(2) + bytes([_U32, _U32]))  # tuple<u32, u32>
-    types.append(b"\x6f" + write_uleb(3) + bytes([_U8, _U32, _U32]))  # tuple<u8, u32, u32>
-    realloc_type = type_base + 2
-    types.append(b"\x40" + write_uleb(4) + b"".join(_str(p) + bytes([_U32]) for p in "abcd")
-                 + b"\x00" + bytes([_U32]))
-    lifts: list[bytes] = []
-    exports: list[bytes] = []
-    func = reader.funcs
+    types = [  # realloc(a, b, c, d: u32) -> u32, post-return(r: u32)
+        b"\x40" + write_uleb(4) + b"".join(_str(p) + u32 for p in "abcd") + b"\x00" + u32,
+        b"\x40" + write_uleb(1) + _str("r") + u32 + b"\x01\x00"]
+    faces: list[tuple[str, bytes]] = []  # (export name, canon lift entry)
     for form, lift in planned.values():
-        params = b"".join(_str(f"{c}{i}") + bytes([_U32])
-                          for i in range(len(form.params)) for c in "pl")
-        ret = _sleb(triple if form.result == "result" else pair)
+        # The flat function answers its return area's address (the core result itself):
+        # wasmtime would run the post-return before the bytes there were read, so the lift
+        # has none and the post-return is a face of its own, called after the copy.
+        params = b"".join(_str(f"{c}{i}") + u32 for i in range(len(form.params)) for c in "pl")
         ty = type_base + len(types)
-        types.append(b"\x40" + write_uleb(2 * len(form.params)) + params + b"\x00" + ret)
-        lifts.append(b"\x00\x00" + write_uleb(lift.core_func) + lift.options + write_uleb(ty))
-        exports.append(b"\x00" + _str(form.export) + b"\x01" + write_uleb(func) + b"\x00")
-        func += 1  # the lift
-        func += 1  # the export's own index
+        types.append(b"\x40" + write_uleb(2 * len(form.params)) + params + b"\x00" + u32)
+        faces.append((form.export, b"\x00\x00" + write_uleb(lift.core_func) + lift.options
+                      + write_uleb(ty)))
         assert lift.realloc is not None
-        lifts_realloc = b"\x00\x00" + write_uleb(lift.realloc) + write_uleb(0) \
-            + write_uleb(realloc_type)
-        lifts.append(lifts_realloc)
-        exports.append(b"\x00" + _str(form.realloc) + b"\x01" + write_uleb(func) + b"\x00")
-        func += 2
-    # Lifts and exports alternate so each export names the lift just before it.
+        faces.append((form.realloc, b"\x00\x00" + write_uleb(lift.realloc) + write_uleb(0)
+                      + write_uleb(type_base)))
+        if form.post_return is not None:
+            assert lift.post_return is not None
+            faces.append((form.post_return, b"\x00\x00" + write_uleb(lift.post_return)
+                          + write_uleb(0) + write_uleb(type_base + 1)))
     out = bytearray(wasm)
     out += _section(7, types)
-    for i in range(0, len(lifts)):
-        out += _section(8, [lifts[i]])
-        out += _section(11, [exports[i]])
+    func = reader.funcs
+    for name, entry in faces:
+        # Each lift, then its export: the lift is function ``func``, the export ``func + 1``.
+        out += _section(8, [entry])
+        out += _section(11, [b"\x00" + _str(name) + b"\x01" + write_uleb(func) + b"\x00"])
+        func += 2
     return bytes(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import struct
 import time
 from collections.abc import Iterable, Mapping
 from ctypes import byref
@@ -80,6 +81,9 @@ MAX_MEMORIES = 4
 MAX_CORE_INSTANCES = 256
 
 _U32 = COMPONENT_KINDS.get("U32", 0)
+#: A flat face's return area (.rawlift): ``result<list<u8>, string>``, ``list<u8>``/``string``.
+_RESULT_AREA = struct.Struct("<B3xII")
+_PAIR_AREA = struct.Struct("<II")
 
 
 class _Instance:
@@ -434,7 +438,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                      args: list[Any]) -> Any:
         """``fn`` through its flat face (.rawlift): the canonical ABI's lowering and lifting
         of its byte lists and strings done here, each one memory copy. Answers bytes or str
-        (``result``: (ok, bytes)); fails as wasmtime's lifting would (a trap)."""
+        (``result``: (ok, bytes)); fails as wasmtime's lifting would (a trap). Its output over
+        ``max_output_bytes`` is refused before it is copied (after the guest's post-return)."""
         memory = inst.memory
         assert memory is not None
         store = inst.store
@@ -475,35 +480,43 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             params[2 * i].kind = params[2 * i + 1].kind = u32
             params[2 * i].of.u32 = at
             params[2 * i + 1].of.u32 = n
-        result = CAPI.wasmtime_component_val_t()
-        error = CAPI.wasmtime_component_func_call(flat, ctx, params, len(params), byref(result),
-                                                  1)
+        area = CAPI.wasmtime_component_val_t()
+        error = CAPI.wasmtime_component_func_call(flat, ctx, params, len(params), byref(area), 1)
+        if not error:
+            error = CAPI.wasmtime_component_func_post_return(flat, ctx)
         self._wasi_output.catch_up()
         if error:
             raise failed(error) from None
-        fields = result.of.tuple.data
+        # The return area: a result's discriminant (u8) then (ptr, len) at 4, or (ptr, len).
+        ret = area.of.u32
+        size = 12 if form.result == "result" else 8
+        if ret % 4 or ret + size > memory.size:
+            raise trap("return pointer not aligned or out of bounds of memory")
         if form.result == "result":
-            tag, at, n = fields[0].of.u8, fields[1].of.u32, fields[2].of.u32
+            tag, at, n = _RESULT_AREA.unpack(ctypes.string_at(memory.base + ret, 12))
         else:
-            tag, at, n = 0, fields[0].of.u32, fields[1].of.u32
-        delete(result)
+            tag, (at, n) = 0, _PAIR_AREA.unpack(ctypes.string_at(memory.base + ret, 8))
         if tag > 1:
             raise trap("unexpected discriminant for result<list<u8>, string>")
         if at + n > memory.size:
             raise trap("list pointer/length out of bounds of memory")
         # The ok payload's size is refused before it is copied (the error message is cut).
         lim = self.limits
-        if tag == 0 and n > lim.max_output_bytes:
-            error = CAPI.wasmtime_component_func_post_return(flat, ctx)
+        out = b""
+        if tag == 1 or n <= lim.max_output_bytes:
+            out = ctypes.string_at(memory.base + at, n) if n else b""
+        if form.post_return is not None:
+            post = component_func(self._export(inst, form.post_return, (form.post_return,)))
+            area.of.u32 = ret
+            error = CAPI.wasmtime_component_func_call(post, ctx, byref(area), 1, None, 0)
+            if not error:
+                error = CAPI.wasmtime_component_func_post_return(post, ctx)
             if error:
                 raise failed(error) from None
+        if tag == 0 and n > lim.max_output_bytes:
             what = "handler" if fn is self._call_fn else "export"
             raise lim.output_too_large(n, f"plugin {self.name!r} {what} {label!r}", self.name,
                                        label)
-        out = ctypes.string_at(memory.base + at, n) if n else b""
-        error = CAPI.wasmtime_component_func_post_return(flat, ctx)
-        if error:
-            raise failed(error) from None
         if inst.watch is not None and inst.watch.exceeded():
             raise self._classify(store, inst.limiter, label, start,
                                  GuestFailure("too many descriptors"), watch=inst.watch)
