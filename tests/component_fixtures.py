@@ -8,6 +8,7 @@ it into build/js-tools); the others are WAT components assembled by wasm-tools (
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -61,6 +62,23 @@ def wat_component(name: str) -> Path:
                           text=True, timeout=120)
     assert done.returncode == 0, f"wasm-tools parse failed:\n{done.stderr}"
     tmp.replace(out)
+    return out
+
+
+def wat_plugin(name: str, manifest: dict[str, object]) -> Path:
+    """NAME.wat assembled by wasm-tools with ``manifest`` as its ``omnicore.manifest``
+    section (an omnicore plugin component)."""
+    from omnicore.sandbox.manifest import MANIFEST_SECTION
+    from omnicore.sandbox.wasmbin import set_custom_section
+
+    text = json.dumps(manifest, sort_keys=True).encode()
+    src = SOURCES / f"{name}.wat"
+    out, tmp = _cached(f"{name}-plugin", [src])
+    out = out.with_name(out.stem + "-" + hashlib.sha256(text).hexdigest()[:8] + ".wasm")
+    if not out.is_file():
+        tmp.write_bytes(set_custom_section(wat_component(name).read_bytes(), MANIFEST_SECTION,
+                                           text))
+        tmp.replace(out)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from omnicore.errors import InvalidModule
 from omnicore.sandbox import modcache, wasmbin
 from omnicore.sandbox.capability import CapabilityRegistry
 from omnicore.sandbox.compiled import CompiledPlugin, Export, Import, engine_cause
+from omnicore.sandbox.component import rawlift
 from omnicore.sandbox.component.hostcalls import (
     PACKAGE,
     capability_of,
@@ -27,6 +29,8 @@ from omnicore.sandbox.manifest import MANIFEST_SECTION, check_manifest, parse_ma
 from omnicore.sandbox.wasmbin import is_component
 
 __all__ = ["COMPONENT_ABI", "ComponentModule", "is_component", "load_component"]
+
+_log = logging.getLogger("omnicore.sandbox")
 
 COMPONENT_ABI = "component"
 #: Bytes 4..8 of a component: version 0x0d and layer 1, where a core module has version 1.
@@ -42,6 +46,9 @@ class ComponentModule(CompiledPlugin):
     #: when the component is an omnicore plugin: its handlers are the manifest's, called
     #: with bytes like ABI v1's; None for any other component (exports called with JSON).
     handler_interface: str | None = None
+    #: Functions with a flat face (.rawlift), by name: their byte lists and strings are
+    #: copied straight into and out of linear memory.
+    flat: dict[str, rawlift.RawForm] = field(default_factory=dict, repr=False)
 
     @property
     def compiled(self) -> cm.Component:
@@ -90,13 +97,49 @@ def _supplier(name: str) -> str:
     return "imported, not granted" if name.startswith("wasi:") else "nothing supplies it"
 
 
+def _with_flat_faces(engine: SandboxEngine, wasm: bytes) -> cm.Component:
+    """``wasm`` compiled with the flat faces of its byte-carrying exports (.rawlift), or as
+    it is when it has none, or when the faces do not compile (a layout the planner misread:
+    the one case compiled twice)."""
+    planned = rawlift.plan(wasm)
+    if planned:
+        try:
+            return cm.Component(engine.components, rawlift.rewrite(wasm, planned))
+        except wasmtime.WasmtimeError as exc:
+            _log.info("component kept without flat faces (its byte lists take wasmtime's "
+                      "value API): %s", engine_cause(str(exc)))
+    return cm.Component(engine.components, wasm)
+
+
 def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
     core_path = engine.cache_path(sha)
-    path = core_path.with_suffix(".component.cwasm") if core_path is not None else None
+    # ".flat": entries made before the flat faces lack them (they would still work, slowly).
+    path = core_path.with_suffix(".flat.component.cwasm") if core_path is not None else None
     # Checked before wasmtime trusts it, like a module's entry (sandbox/modcache.py).
     return modcache.compiled(
         path, sha, lambda file: cm.Component.deserialize_file(engine.components, file),
-        lambda: cm.Component(engine.components, wasm))
+        lambda: _with_flat_faces(engine, wasm))
+
+
+#: A WIT type as :mod:`.world` writes it, as the flat face calls it.
+_FLAT_KINDS = {"list<u8>": "bytes", "string": "string", "result<list<u8>, string>": "result"}
+
+
+def _flat_forms(wasm: bytes, world: World, component: cm.Component) -> dict[str, rawlift.RawForm]:
+    """The flat faces ``component`` (compiled by :func:`_compile`) has, by function name:
+    each one's function has the signature the planner read."""
+    forms = {}
+    for name, (form, _lift) in rawlift.plan(wasm).items():
+        fn = world.functions.get(name)
+        if fn is None or fn.result is None or fn.unsupported is not None:
+            continue
+        if tuple(_FLAT_KINDS.get(c.wit) for _, c in fn.params) != form.params \
+                or _FLAT_KINDS.get(fn.result.wit) != form.result:
+            continue
+        faces = (form.export, form.realloc, form.post_return)
+        if all(component.get_export_index(f) is not None for f in faces if f is not None):
+            forms[name] = form
+    return forms
 
 
 def _described_exports(manifest: dict[str, Any], world: World) -> dict[str, Any]:
@@ -136,6 +179,7 @@ def load_component(engine: SandboxEngine, wasm: bytes, name: str | None,
     try:
         component = _compile(engine, wasm, sha)
         world = read_world(component, engine.components)
+        flat = _flat_forms(wasm, world, component)
     except wasmtime.WasmtimeError as exc:
         raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly component: "
                             f"{engine_cause(str(exc))}", plugin=plugin) from None
@@ -160,4 +204,4 @@ def load_component(engine: SandboxEngine, wasm: bytes, name: str | None,
         abi=COMPONENT_ABI, sha256=sha, size=len(wasm), imports=imports, exports=exports,
         uses_wasi=any(n.startswith("wasi:") for n in world.imports),
         path=path,
-        component=component, world=world, handler_interface=interface)
+        component=component, world=world, handler_interface=interface, flat=flat)

@@ -29,7 +29,7 @@ import wasmtime
 
 from omnicore.sandbox._wasmtime import CAPI, error_raw, set_memory_creator
 
-__all__ = ["Limiter", "install", "limiting", "live"]
+__all__ = ["Limiter", "LinearMemory", "install", "limiting", "live", "sole_memory"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = c_void_p
@@ -181,6 +181,18 @@ def _create(minimum: int, maximum: int, reserved: int, guard: int, out: Any) -> 
 
 _NO_FINALIZER = CFUNCTYPE(None, c_void_p)(lambda _env: None)
 _CREATOR = CAPI.wasmtime_memory_creator_t(None, _new, _NO_FINALIZER)
+
+
+#: One linear memory the host made: ``base`` its address (it never moves), ``size`` its
+#: accessible bytes now.
+LinearMemory = _Memory
+
+
+def sole_memory(limiter: Limiter) -> LinearMemory | None:
+    """The one linear memory of the store ``limiter`` belongs to, or None when it has several
+    (or none): which of them a function's canonical options name is not known here."""
+    mine = [m for m in list(_MEMORIES.values()) if m.limiter is limiter]
+    return mine[0] if len(mine) == 1 else None
 
 
 def live() -> int:

@@ -11,7 +11,9 @@ verdict every runtime gives.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import struct
 import time
 from collections.abc import Iterable, Mapping
 from ctypes import byref
@@ -31,7 +33,7 @@ from omnicore.errors import (
     PluginCallError,
     PluginLoadError,
 )
-from omnicore.sandbox._wasmtime import CAPI, component_func, context_of
+from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS, component_func, context_of
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.compiled import ComponentModule
 from omnicore.sandbox.component.deny import link_http_denied
@@ -46,8 +48,9 @@ from omnicore.sandbox.component.hostcalls import (
     leave,
     take_refusal,
 )
-from omnicore.sandbox.component.memory import Limiter, limiting
+from omnicore.sandbox.component.memory import Limiter, LinearMemory, limiting, sole_memory
 from omnicore.sandbox.component.output import ComponentOutput
+from omnicore.sandbox.component.rawlift import RawForm
 from omnicore.sandbox.component.schema import arguments_list
 from omnicore.sandbox.component.values import WrongValue, delete, lift_bytes
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
@@ -78,19 +81,26 @@ MAX_MEMORIES = 4
 #: components one per shared library). Each costs host memory outside the limits above.
 MAX_CORE_INSTANCES = 256
 
+_U32 = COMPONENT_KINDS.get("U32", 0)
+#: A flat face's return area (.rawlift): ``result<list<u8>, string>``, ``list<u8>``/``string``.
+_RESULT_AREA = struct.Struct("<B3xII")
+_PAIR_AREA = struct.Struct("<II")
+
 
 class _Instance:
     """One instance in its own store, with its memory limiter and the functions looked up
     so far."""
 
-    __slots__ = ("funcs", "instance", "limiter", "store", "watch")
+    __slots__ = ("funcs", "instance", "limiter", "memory", "store", "watch")
 
     def __init__(self, store: wasmtime.Store, instance: cm.Instance, limiter: Limiter,
-                 watch: DescriptorWatch | None) -> None:
+                 watch: DescriptorWatch | None, memory: LinearMemory | None) -> None:
         self.store = store
         self.instance = instance
         self.limiter = limiter
         self.watch = watch
+        #: The instance's one linear memory, for the flat faces (.rawlift); None: several.
+        self.memory = memory
         self.funcs: dict[str, Any] = {}
 
     def close(self) -> None:
@@ -252,17 +262,21 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                                    GuestFailure(str(exc)), watch=watch, instantiating=True)
             store.close()
             raise error from None
-        return _Instance(store, instance, limiter, watch)
+        memory = sole_memory(limiter) if self.module.flat else None
+        return _Instance(store, instance, limiter, watch, memory)
 
     def _func(self, inst: _Instance, fn: Function) -> Any:
-        func = inst.funcs.get(fn.name)
+        return self._export(inst, fn.name, fn.path)
+
+    def _export(self, inst: _Instance, name: str, path: tuple[str, ...]) -> Any:
+        func = inst.funcs.get(name)
         if func is None:
             index = None
-            for part in fn.path:
+            for part in path:
                 index = self.module.compiled.get_export_index(part, index)
                 assert index is not None  # read from this component's own type
             func = inst.instance.get_func(inst.store, index)  # type: ignore[arg-type]
-            inst.funcs[fn.name] = func
+            inst.funcs[name] = func
         return func
 
     def _classify(self, store: wasmtime.Store, limiter: Limiter, export: str, start: int,
@@ -393,10 +407,137 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         return out
 
     def _invoke(self, inst: _Instance, fn: Function, args: list[Any]) -> bytes:
+        form = self.module.flat.get(fn.name)
+        if form is not None and inst.memory is not None:
+            out = self._invoke_flat(inst, fn, form, fn.name, args)
+            if form.result == "result":
+                ok, raw = out
+                out = {"ok": list(raw)} if ok else {"err": raw.decode()}
+            elif isinstance(out, bytes):
+                out = list(out)
+            # Ints and text: orjson writes what json.dumps would (core/jsoncodec).
+            return jsoncodec.dumps(out)
         value = self._invoke_raw(inst, fn, fn.name, args)
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
+    def _arm(self, inst: _Instance) -> tuple[int, int]:
+        """Arm the deadline, fuel and memory record of a call; (epoch, log mark) at its start."""
+        store = inst.store
+        if inst.watch is not None:
+            inst.watch.arm(store)
+        else:
+            store.set_epoch_deadline(self._ticks)
+        if self._fuel is not None:
+            store.set_fuel(self._fuel)
+        inst.limiter.arm()
+        start = self.engine.epoch
+        mark = self.log.written
+        enter(time.monotonic() + self.limits.timeout_ms / 1000)
+        return start, mark
+
+    def _invoke_flat(self, inst: _Instance, fn: Function, form: RawForm, label: str,
+                     args: list[Any]) -> Any:
+        """``fn`` through its flat face (.rawlift): the canonical ABI's lowering and lifting
+        of its byte lists and strings done here, each one memory copy. Answers bytes or str
+        (``result``: (ok, bytes)); fails as wasmtime's lifting would (a trap). Its output over
+        ``max_output_bytes`` is refused before it is copied (after the guest's post-return)."""
+        memory = inst.memory
+        assert memory is not None
+        store = inst.store
+        ctx = context_of(store)
+        realloc = component_func(self._export(inst, form.realloc, (form.realloc,)))
+        flat = component_func(self._export(inst, form.export, (form.export,)))
+        datas = [a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else bytes(a)
+                 for a in args]
+        start, mark = self._arm(inst)
+        u32 = _U32
+        params = (CAPI.wasmtime_component_val_t * (2 * len(datas)))()
+        grow = (CAPI.wasmtime_component_val_t * 4)()
+        for c in grow:
+            c.kind = u32
+        ptr = CAPI.wasmtime_component_val_t()
+
+        def failed(error: Any) -> PluginCallError:
+            return self._classify(store, inst.limiter, label, start, error_failure(error),
+                                  mark=mark, watch=inst.watch)
+
+        def trap(text: str) -> PluginCallError:
+            return self._classify(store, inst.limiter, label, start, GuestFailure(text),
+                                  mark=mark, watch=inst.watch)
+
+        for i, data in enumerate(datas):
+            n = len(data)
+            grow[2].of.u32 = 1
+            grow[3].of.u32 = n
+            error = CAPI.wasmtime_component_func_call(realloc, ctx, grow, 4, byref(ptr), 1)
+            if not error:
+                error = CAPI.wasmtime_component_func_post_return(realloc, ctx)
+            if error:
+                raise failed(error) from None
+            at = ptr.of.u32
+            if at + n > memory.size:
+                raise trap("realloc return: beyond end of memory")
+            ctypes.memmove(memory.base + at, data, n)
+            params[2 * i].kind = params[2 * i + 1].kind = u32
+            params[2 * i].of.u32 = at
+            params[2 * i + 1].of.u32 = n
+        area = CAPI.wasmtime_component_val_t()
+        error = CAPI.wasmtime_component_func_call(flat, ctx, params, len(params), byref(area), 1)
+        if not error:
+            error = CAPI.wasmtime_component_func_post_return(flat, ctx)
+        self._wasi_output.catch_up()
+        if error:
+            raise failed(error) from None
+        # The return area: a result's discriminant (u8) then (ptr, len) at 4, or (ptr, len).
+        ret = area.of.u32
+        size = 12 if form.result == "result" else 8
+        if ret % 4 or ret + size > memory.size:
+            raise trap("return pointer not aligned or out of bounds of memory")
+        if form.result == "result":
+            tag, at, n = _RESULT_AREA.unpack(ctypes.string_at(memory.base + ret, 12))
+        else:
+            tag, (at, n) = 0, _PAIR_AREA.unpack(ctypes.string_at(memory.base + ret, 8))
+        if tag > 1:
+            raise trap("unexpected discriminant for result<list<u8>, string>")
+        if at + n > memory.size:
+            raise trap("list pointer/length out of bounds of memory")
+        # The ok payload's size is refused before it is copied (the error message is cut).
+        lim = self.limits
+        out = b""
+        if tag == 1 or n <= lim.max_output_bytes:
+            out = ctypes.string_at(memory.base + at, n) if n else b""
+        if form.post_return is not None:
+            post = component_func(self._export(inst, form.post_return, (form.post_return,)))
+            area.of.u32 = ret
+            error = CAPI.wasmtime_component_func_call(post, ctx, byref(area), 1, None, 0)
+            if not error:
+                error = CAPI.wasmtime_component_func_post_return(post, ctx)
+            if error:
+                raise failed(error) from None
+        if tag == 0 and n > lim.max_output_bytes:
+            what = "handler" if fn is self._call_fn else "export"
+            raise lim.output_too_large(n, f"plugin {self.name!r} {what} {label!r}", self.name,
+                                       label)
+        if inst.watch is not None and inst.watch.exceeded():
+            raise self._classify(store, inst.limiter, label, start,
+                                 GuestFailure("too many descriptors"), watch=inst.watch)
+        string = form.result == "string" or (form.result == "result" and tag == 1)
+        if string:
+            try:
+                text = out.decode("utf-8")
+            except UnicodeDecodeError as exc:  # in wasmtime's words (Rust's Utf8Error)
+                raise trap(f"incomplete utf-8 byte sequence from index {exc.start}"
+                           if exc.reason == "unexpected end of data" else
+                           f"invalid utf-8 sequence of {exc.end - exc.start} bytes from index "
+                           f"{exc.start}") from None
+        if form.result == "result":
+            return (tag == 0, out)
+        return text if string else out
+
     def _invoke_raw(self, inst: _Instance, fn: Function, label: str, args: list[Any]) -> Any:
+        form = self.module.flat.get(fn.name)
+        if form is not None and inst.memory is not None:
+            return self._invoke_flat(inst, fn, form, label, args)
         func = self._func(inst, fn)
         store = inst.store
         n = len(args)
@@ -408,16 +549,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             for i, ((_, codec), value) in enumerate(zip(fn.params, args, strict=True)):
                 codec.lower(value, params[i])
                 lowered += 1
-            if inst.watch is not None:
-                inst.watch.arm(store)
-            else:
-                store.set_epoch_deadline(self._ticks)
-            if self._fuel is not None:
-                store.set_fuel(self._fuel)
-            inst.limiter.arm()
-            start = self.engine.epoch
-            mark = self.log.written
-            enter(time.monotonic() + self.limits.timeout_ms / 1000)
+            start, mark = self._arm(inst)
             error = CAPI.wasmtime_component_func_call(
                 component_func(func), context_of(store), params, n,
                 byref(result) if has_result else None, 1 if has_result else 0)

@@ -13,6 +13,7 @@ from typing import Any
 import wasmtime
 from wasmtime import component as cm
 
+from omnicore.sandbox.component.rawlift import RAW_PREFIX
 from omnicore.sandbox.component.values import Codec, Unsupported, codec_for
 
 __all__ = ["Function", "World", "read_function", "read_world", "wasi_interface_supplied"]
@@ -80,6 +81,8 @@ def read_world(component: cm.Component, engine: wasmtime.Engine) -> World:
     functions: dict[str, Function] = {}
     lines: list[str] = []
     for name, ext in ctype.exports(engine).items():
+        if name.startswith(RAW_PREFIX):  # the host's own flat faces (.rawlift)
+            continue
         item = _item(ext)
         if isinstance(item, cm.FuncType):
             fn = read_function(name, (name,), item)

@@ -1,0 +1,590 @@
+"""Byte lists at memory speed: a second, flat face of a component's byte-carrying exports.
+
+wasmtime's component C API carries a ``list<u8>`` as one 32-byte value per byte and converts
+each one in Rust, both ways: a 4 KiB round trip costs ~440 µs, a 16 KiB one ~3 ms, and a
+call copying over ~2 MB traps. Strings travel as one buffer, but the same call cannot carry
+a list as one. So at load, beside each exported function whose parameters are all
+``list<u8>``/``string`` and whose result is one of ``list<u8>``, ``string`` or
+``result<list<u8>, string>`` (the omnicore handler's ``call``), the component gets one more
+export: the *same core function* lifted again with the canonical ABI's flat form of that
+signature, each list a ``(ptr: u32, len: u32)`` pair and the result the address of its
+return area (a ``u32``). Its ``realloc`` and its post-return are lifted too: wasmtime runs a
+lift's post-return inside the call, before the host could read the bytes it frees. The
+runtime then does the canonical ABI's work itself (``component/runtime.py``): ``realloc``
+for the bytes, one copy into linear memory, the flat call, one copy out, the post-return;
+the host made that memory (``component/memory.py``) so it knows its address.
+
+The extra exports use the lift's own canonical options (memory, realloc, string encoding),
+so wasmtime validates the new lift against the core function's type when it compiles: a
+component this planner misreads does not compile, and the caller keeps the original.
+
+Which lift belongs to which export is read from the core export the lift aliases: toolchains
+(wit-bindgen, componentize-py, jco) name it after the component export (``greet``, or
+``ns:pkg/iface#greet``). Only the component's top level is read; anything this reader does
+not know (async built-ins, value imports, nested names it cannot count) leaves the component
+as it is, and its calls take wasmtime's value API as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omnicore.sandbox.wasmbin import WasmFormatError, read_uleb, sections, write_uleb
+
+__all__ = ["RAW_PREFIX", "Planned", "RawForm", "plan", "rewrite"]
+
+#: Export names of the flat faces (a kebab-case label no WIT export of a plugin uses).
+RAW_PREFIX = "omnicore-raw-"
+
+_U8, _U32, _STRING = 0x7D, 0x79, 0x73
+
+
+@dataclass(frozen=True, slots=True)
+class RawForm:
+    """How to call one function through its flat face."""
+
+    #: The flat face's export name, its realloc's and its post-return's (None: it has none).
+    export: str
+    realloc: str
+    post_return: str | None
+    #: ``"bytes"`` or ``"string"`` per parameter.
+    params: tuple[str, ...]
+    #: ``"bytes"``, ``"string"`` or ``"result"`` (``result<list<u8>, string>``).
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Lift:
+    core_func: int
+    #: The canonical options but the post-return, encoded (vec count included).
+    options: bytes
+    realloc: int | None
+    memory: int | None
+    post_return: int | None
+    #: The string encoding is UTF-8 (the flat face reads and writes strings as UTF-8).
+    utf8: bool
+    #: Its function type (a component type index).
+    type: int
+
+
+class _Unknown(Exception):
+    """Something this reader does not parse: leave the component as it is."""
+
+
+# What the planner reads of a type: ("list", valtype) | ("result", ok, err) | ("func",
+# params, result) | None; a valtype is a primitive's byte code or ("idx", n).
+_Kind = Any
+
+
+def _valtype(data: bytes, pos: int) -> tuple[Any, int]:
+    b = data[pos]
+    if 0x64 <= b <= 0x7F:  # a primitive (string, u8, ...), one byte
+        return b, pos + 1
+    idx, end = _read_s33(data, pos)
+    return ("idx", idx), end
+
+
+def _read_s33(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            if byte & 0x40:
+                result -= 1 << shift
+            return result, pos
+
+
+def _opt_valtype(data: bytes, pos: int) -> tuple[Any, int]:
+    if data[pos] == 0x00:
+        return None, pos + 1
+    if data[pos] != 0x01:
+        raise _Unknown("optional valtype")
+    return _valtype(data, pos + 1)
+
+
+def _labels(data: bytes, pos: int) -> int:
+    count, pos = read_uleb(data, pos)
+    for _ in range(count):
+        _l, pos = _name(data, pos)
+    return pos
+
+
+def _deftype(data: bytes, pos: int) -> tuple[_Kind, int]:
+    """Skip one component type definition; what the planner needs of it."""
+    form = data[pos]
+    pos += 1
+    if form == 0x40:  # func
+        count, pos = read_uleb(data, pos)
+        params = []
+        for _ in range(count):
+            _l, pos = _name(data, pos)
+            vt, pos = _valtype(data, pos)
+            params.append(vt)
+        if data[pos] == 0x00:
+            result, pos = _valtype(data, pos + 1)
+        elif data[pos:pos + 2] == b"\x01\x00":
+            result, pos = None, pos + 2
+        else:
+            raise _Unknown("result list")
+        return ("func", tuple(params), result), pos
+    if form in (0x41, 0x42):  # component, instance types: declarations
+        count, pos = read_uleb(data, pos)
+        for _ in range(count):
+            pos = _decl(data, pos)
+        return None, pos
+    if form == 0x3F:  # resource
+        if data[pos] != 0x7F:
+            raise _Unknown("resource representation")
+        pos += 1
+        if data[pos] == 0x01:
+            _d, pos = read_uleb(data, pos + 1)
+        elif data[pos] == 0x00:
+            pos += 1
+        else:
+            raise _Unknown("resource destructor")
+        return None, pos
+    if 0x64 <= form <= 0x7F and form not in (0x72, 0x71, 0x70, 0x6F, 0x6E, 0x6D, 0x6B, 0x6A,
+                                             0x69, 0x68, 0x67, 0x66, 0x65):
+        return None, pos  # a primitive
+    if form == 0x72:  # record
+        count, pos = read_uleb(data, pos)
+        for _ in range(count):
+            _l, pos = _name(data, pos)
+            _t, pos = _valtype(data, pos)
+        return None, pos
+    if form == 0x71:  # variant
+        count, pos = read_uleb(data, pos)
+        for _ in range(count):
+            _l, pos = _name(data, pos)
+            _t, pos = _opt_valtype(data, pos)
+            if data[pos] != 0x00:
+                raise _Unknown("variant case refinement")
+            pos += 1
+        return None, pos
+    if form == 0x70:  # list
+        vt, pos = _valtype(data, pos)
+        return ("list", vt), pos
+    if form == 0x67:  # fixed-size list
+        _t, pos = _valtype(data, pos)
+        _n, pos = read_uleb(data, pos)
+        return None, pos
+    if form == 0x6F:  # tuple
+        count, pos = read_uleb(data, pos)
+        for _ in range(count):
+            _t, pos = _valtype(data, pos)
+        return None, pos
+    if form in (0x6E, 0x6D):  # flags, enum
+        return None, _labels(data, pos)
+    if form == 0x6B:  # option
+        _t, pos = _valtype(data, pos)
+        return None, pos
+    if form == 0x6A:  # result
+        ok, pos = _opt_valtype(data, pos)
+        err, pos = _opt_valtype(data, pos)
+        return ("result", ok, err), pos
+    if form in (0x69, 0x68):  # own, borrow
+        _i, pos = read_uleb(data, pos)
+        return None, pos
+    if form in (0x66, 0x65):  # stream, future
+        _t, pos = _opt_valtype(data, pos)
+        return None, pos
+    raise _Unknown(f"type form {form:#x}")
+
+
+def _decl(data: bytes, pos: int) -> int:
+    """Skip one declaration of a component or instance type."""
+    tag = data[pos]
+    pos += 1
+    if tag == 0x00:  # a core type: only module types appear here
+        return _core_type(data, pos)
+    if tag == 0x01:
+        return _deftype(data, pos)[1]
+    if tag == 0x02:  # alias
+        return _skip_alias(data, pos)
+    if tag in (0x03, 0x04):  # import, export
+        pos = _skip_extern_name(data, pos)
+        return _skip_externdesc(data, pos)
+    raise _Unknown(f"declaration {tag:#x}")
+
+
+def _core_type(data: bytes, pos: int) -> int:
+    form = data[pos]
+    pos += 1
+    if form == 0x60:  # core func type
+        for _ in range(2):
+            count, pos = read_uleb(data, pos)
+            for _ in range(count):
+                if data[pos] not in (0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F):
+                    raise _Unknown("core value type")
+                pos += 1
+        return pos
+    if form == 0x50:  # module type
+        count, pos = read_uleb(data, pos)
+        for _ in range(count):
+            tag = data[pos]
+            pos += 1
+            if tag == 0x01:
+                pos = _core_type(data, pos)
+            elif tag in (0x00, 0x03):  # import (module, name), export (name): a core externdesc
+                _m, pos = _name(data, pos)
+                if tag == 0x00:
+                    _n, pos = _name(data, pos)
+                kind = data[pos]
+                if kind != 0x00:
+                    raise _Unknown("core import kind")
+                _t, pos = read_uleb(data, pos + 1)
+            elif tag == 0x02:  # outer alias
+                pos += 2
+                _ct, pos = read_uleb(data, pos)
+                _i, pos = read_uleb(data, pos)
+            else:
+                raise _Unknown(f"module declaration {tag:#x}")
+        return pos
+    raise _Unknown(f"core type form {form:#x}")
+
+
+def _skip_alias(data: bytes, pos: int) -> int:
+    sort = data[pos]
+    pos += 2 if sort == 0x00 else 1
+    target = data[pos]
+    pos += 1
+    if target in (0x00, 0x01):
+        _i, pos = read_uleb(data, pos)
+        return _name(data, pos)[1]
+    if target == 0x02:
+        _ct, pos = read_uleb(data, pos)
+        return read_uleb(data, pos)[1]
+    raise _Unknown(f"alias target {target:#x}")
+
+
+def _skip_extern_name(data: bytes, pos: int) -> int:
+    form = data[pos]
+    if form not in (0x00, 0x01):
+        raise _Unknown(f"extern name form {form:#x}")
+    _n, pos = _name(data, pos + 1)
+    if form == 0x01:
+        _v, pos = _name(data, pos)
+    return pos
+
+
+def _skip_externdesc(data: bytes, pos: int) -> int:
+    sort = data[pos]
+    pos += 1
+    if sort == 0x00:
+        return read_uleb(data, pos + 1)[1]
+    if sort in (0x01, 0x04, 0x05):
+        return read_uleb(data, pos)[1]
+    if sort == 0x03:
+        bound = data[pos]
+        if bound == 0x00:
+            return read_uleb(data, pos + 1)[1]
+        if bound == 0x01:
+            return pos + 1
+    raise _Unknown(f"extern sort {sort:#x}")
+
+
+def _name(data: bytes, pos: int) -> tuple[str, int]:
+    n, pos = read_uleb(data, pos)
+    return data[pos:pos + n].decode("utf-8", "replace"), pos + n
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    realloc: int | None
+    memory: int | None
+    post_return: int | None
+    utf8: bool
+    #: The options but the post-return, encoded (vec count included).
+    kept: bytes
+
+
+def _options(data: bytes, pos: int) -> tuple[int, _Options]:
+    count, pos = read_uleb(data, pos)
+    realloc = memory = post = None
+    utf8 = True
+    kept: list[bytes] = []
+    for _ in range(count):
+        op = data[pos]
+        start = pos
+        pos += 1
+        if op in (0x00, 0x01, 0x02):  # string encodings: utf8, utf16, latin1+utf16
+            utf8 = utf8 and op == 0x00
+        elif op in (0x03, 0x04, 0x05):  # memory, realloc, post-return
+            idx, pos = read_uleb(data, pos)
+            if op == 0x03:
+                memory = idx
+            elif op == 0x04:
+                realloc = idx
+            else:
+                post = idx
+                continue
+        else:
+            raise _Unknown(f"canonical option {op:#x}")  # async, callback: not flat
+        kept.append(data[start:pos])
+    return pos, _Options(realloc, memory, post, utf8,
+                         write_uleb(len(kept)) + b"".join(kept))
+
+
+class _Reader:
+    """The top-level index spaces of a component, as far as the planner needs them."""
+
+    def __init__(self, wasm: bytes) -> None:
+        self.funcs = 0  # component functions
+        self.types = 0  # component types
+        self.core_funcs = 0
+        #: component type index -> what the flat face needs to know of it (None: other)
+        self.kinds: dict[int, _Kind] = {}
+        #: core function index -> the core export name it aliases
+        self.core_names: dict[int, str] = {}
+        #: component function index -> its lift
+        self.lifts: dict[int, _Lift] = {}
+        #: top-level export name -> component function index
+        self.exports: dict[str, int] = {}
+        for sid, start, end in sections(wasm):
+            self._section(sid, wasm[start:end])
+
+    def _section(self, sid: int, data: bytes) -> None:
+        if sid in (0, 1, 2, 3, 4, 5):  # custom, core module/instance/type, component, instance
+            return
+        if sid == 7:
+            count, pos = read_uleb(data, 0)
+            for _ in range(count):
+                kind, pos = _deftype(data, pos)
+                self.kinds[self.types] = kind
+                self.types += 1
+            return
+        if sid not in (6, 8, 10, 11):  # start, value: not read
+            raise _Unknown(f"section {sid}")
+        count, pos = read_uleb(data, 0)
+        for _ in range(count):
+            pos = {6: self._alias, 8: self._canon, 10: self._import, 11: self._export}[sid](
+                data, pos)
+
+    def _add(self, sort: int) -> None:
+        if sort == 0x01:
+            self.funcs += 1
+        elif sort == 0x03:
+            self.types += 1
+
+    def _alias(self, data: bytes, pos: int) -> int:
+        sort = data[pos]
+        core = None
+        pos += 1
+        if sort == 0x00:
+            core = data[pos]
+            pos += 1
+        target = data[pos]
+        pos += 1
+        if target in (0x00, 0x01):
+            _inst, pos = read_uleb(data, pos)
+            name, pos = _name(data, pos)
+            if core == 0x00:
+                if target == 0x01:
+                    self.core_names[self.core_funcs] = name
+                self.core_funcs += 1
+        elif target == 0x02:
+            _ct, pos = read_uleb(data, pos)
+            _idx, pos = read_uleb(data, pos)
+            if core == 0x00:
+                self.core_funcs += 1
+        else:
+            raise _Unknown(f"alias target {target:#x}")
+        if core is None:
+            self._add(sort)
+        return pos
+
+    def _canon(self, data: bytes, pos: int) -> int:
+        op = data[pos]
+        pos += 1
+        if op == 0x00:  # lift
+            if data[pos] != 0x00:
+                raise _Unknown("canon lift form")
+            core_func, pos = read_uleb(data, pos + 1)
+            pos, opts = _options(data, pos)
+            ty, pos = read_uleb(data, pos)
+            self.lifts[self.funcs] = _Lift(core_func, opts.kept, opts.realloc, opts.memory,
+                                           opts.post_return, opts.utf8, ty)
+            self.funcs += 1
+            return pos
+        if op == 0x01:  # lower
+            if data[pos] != 0x00:
+                raise _Unknown("canon lower form")
+            _f, pos = read_uleb(data, pos + 1)
+            pos = _options(data, pos)[0]
+        elif op in (0x02, 0x03, 0x04, 0x07):  # resource.new/drop/rep, drop async
+            _t, pos = read_uleb(data, pos)
+        else:
+            raise _Unknown(f"canon {op:#x}")
+        self.core_funcs += 1
+        return pos
+
+    def _externdesc(self, data: bytes, pos: int) -> tuple[int, int]:
+        sort = data[pos]
+        pos += 1
+        if sort == 0x00:
+            pos += 1  # 0x11: core module
+            _t, pos = read_uleb(data, pos)
+        elif sort in (0x01, 0x04, 0x05):
+            _t, pos = read_uleb(data, pos)
+        elif sort == 0x03:
+            bound = data[pos]
+            pos += 1
+            if bound == 0x00:
+                _t, pos = read_uleb(data, pos)
+            elif bound != 0x01:
+                raise _Unknown(f"type bound {bound:#x}")
+        else:
+            raise _Unknown(f"extern sort {sort:#x}")
+        return sort, pos
+
+    def _extern_name(self, data: bytes, pos: int) -> tuple[str, int]:
+        form = data[pos]
+        if form not in (0x00, 0x01):
+            raise _Unknown(f"extern name form {form:#x}")
+        name, pos = _name(data, pos + 1)
+        if form == 0x01:  # a version suffix
+            _suffix, pos = _name(data, pos)
+        return name, pos
+
+    def _import(self, data: bytes, pos: int) -> int:
+        _, pos = self._extern_name(data, pos)
+        sort, pos = self._externdesc(data, pos)
+        self._add(sort)
+        return pos
+
+    def _export(self, data: bytes, pos: int) -> int:
+        name, pos = self._extern_name(data, pos)
+        sort = data[pos]
+        pos += 1
+        if sort == 0x00:
+            raise _Unknown("core sort export")
+        idx, pos = read_uleb(data, pos)
+        has_type = data[pos]
+        pos += 1
+        if has_type == 0x01:
+            _s, pos = self._externdesc(data, pos)
+        elif has_type != 0x00:
+            raise _Unknown("export type ascription form")
+        if sort == 0x01:
+            self.exports[name] = idx
+            self.funcs += 1
+        else:
+            self._add(sort)
+        return pos
+
+
+def _flat_kind(reader: _Reader, vt: Any) -> str | None:
+    """``"bytes"`` for ``list<u8>``, ``"string"``, ``"result"`` for ``result<list<u8>,
+    string>``, else None."""
+    if vt == _STRING:
+        return "string"
+    if not isinstance(vt, tuple):
+        return None
+    kind = reader.kinds.get(vt[1])
+    if kind is None:
+        return None
+    if kind[0] == "list" and kind[1] == _U8:
+        return "bytes"
+    if kind[0] == "result" and kind[1] is not None and kind[2] is not None \
+            and _flat_kind(reader, kind[1]) == "bytes" and _flat_kind(reader, kind[2]) == "string":
+        return "result"
+    return None
+
+
+Planned = dict[str, tuple[RawForm, _Lift]]
+
+
+def plan(wasm: bytes) -> Planned:
+    """The exports that get a flat face, by function name (``greet``, ``ns:pkg/iface#f``);
+    empty when none can."""
+    try:
+        reader = _Reader(wasm)
+    except (_Unknown, WasmFormatError, IndexError, UnicodeDecodeError):
+        return {}
+    named: dict[str, list[_Lift]] = {}
+    exported = {func: name for name, func in reader.exports.items()}
+    for func, lift in reader.lifts.items():
+        # A top-level export names its lift; an interface's function is found by the core
+        # export the toolchains name after it.
+        name = exported.get(func) or reader.core_names.get(lift.core_func)
+        if name is not None:
+            named.setdefault(name, []).append(lift)
+    planned: Planned = {}
+    for n, name in enumerate(sorted(named)):
+        if len(named[name]) != 1:
+            continue
+        lift = named[name][0]
+        fty = reader.kinds.get(lift.type)
+        if fty is None or fty[0] != "func" or not fty[1]:
+            continue
+        params = tuple(_flat_kind(reader, p) for p in fty[1])
+        result = _flat_kind(reader, fty[2]) if fty[2] is not None else None
+        if None in params or "result" in params or result is None:
+            continue
+        if lift.memory is None or lift.realloc is None or (
+                not lift.utf8 and "string" in (*params, result)):
+            continue
+        label = f"{RAW_PREFIX}{_label(n)}"
+        post = f"{label}-post" if lift.post_return is not None else None
+        planned[name] = (RawForm(label, f"{label}-realloc", post,
+                                 params, result), lift)  # type: ignore[arg-type]
+    return planned
+
+
+def _label(n: int) -> str:
+    out = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        out = chr(ord("a") + r) + out
+    return out
+
+
+def _section(sid: int, entries: list[bytes]) -> bytes:
+    body = write_uleb(len(entries)) + b"".join(entries)
+    return bytes([sid]) + write_uleb(len(body)) + body
+
+
+def _str(s: str) -> bytes:
+    raw = s.encode()
+    return write_uleb(len(raw)) + raw
+
+
+def rewrite(wasm: bytes, planned: Planned) -> bytes:
+    """``wasm`` with the flat faces of ``planned`` appended (types, lifts, exports)."""
+    reader = _Reader(wasm)
+    u32 = bytes([_U32])
+    type_base = reader.types
+    types = [  # realloc(a, b, c, d: u32) -> u32, post-return(r: u32)
+        b"\x40" + write_uleb(4) + b"".join(_str(p) + u32 for p in "abcd") + b"\x00" + u32,
+        b"\x40" + write_uleb(1) + _str("r") + u32 + b"\x01\x00"]
+    faces: list[tuple[str, bytes]] = []  # (export name, canon lift entry)
+    for form, lift in planned.values():
+        # The flat function answers its return area's address (the core result itself):
+        # wasmtime would run the post-return before the bytes there were read, so the lift
+        # has none and the post-return is a face of its own, called after the copy.
+        params = b"".join(_str(f"{c}{i}") + u32 for i in range(len(form.params)) for c in "pl")
+        ty = type_base + len(types)
+        types.append(b"\x40" + write_uleb(2 * len(form.params)) + params + b"\x00" + u32)
+        faces.append((form.export, b"\x00\x00" + write_uleb(lift.core_func) + lift.options
+                      + write_uleb(ty)))
+        assert lift.realloc is not None
+        faces.append((form.realloc, b"\x00\x00" + write_uleb(lift.realloc) + write_uleb(0)
+                      + write_uleb(type_base)))
+        if form.post_return is not None:
+            assert lift.post_return is not None
+            faces.append((form.post_return, b"\x00\x00" + write_uleb(lift.post_return)
+                          + write_uleb(0) + write_uleb(type_base + 1)))
+    out = bytearray(wasm)
+    out += _section(7, types)
+    func = reader.funcs
+    for name, entry in faces:
+        # Each lift, then its export: the lift is function ``func``, the export ``func + 1``.
+        out += _section(8, [entry])
+        out += _section(11, [b"\x00" + _str(name) + b"\x01" + write_uleb(func) + b"\x00"])
+        func += 2
+    return bytes(out)
