@@ -121,12 +121,22 @@ def violations(source: str, where: str = "<source>") -> Iterator[str]:
             yield f"{line}: reaches the private name {node.args[1].value!r} by getattr"
 
 
+#: The database connectors for plugins (egress/db/, specs/abi.md §4.10) are clients of the
+#: operator's databases, not of omnicore's storage: they may import the drivers themselves,
+#: and nothing else on the list above.
+DRIVER_USERS = PKG / "egress" / "db"
+DRIVERS = re.compile(r": imports (from )?psycopg(_pool)?(\.\w+)*$")
+
+
 def test_no_code_outside_storage_writes_sql_or_reaches_a_backend() -> None:
     found = []
     for path in sorted(PKG.rglob("*.py")):
         if STORAGE in path.parents:
             continue
-        found += violations(path.read_text(), str(path.relative_to(PKG)))
+        hits = violations(path.read_text(), str(path.relative_to(PKG)))
+        if DRIVER_USERS in path.parents:
+            hits = [h for h in hits if not DRIVERS.search(h)]
+        found += hits
     assert found == [], "\n".join(found)
 
 

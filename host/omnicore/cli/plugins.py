@@ -374,7 +374,8 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
         # Before the app's config: a call to a running host needs none of the host's code.
         looked_in, running = running_host(appdir)
         if running is not None:
-            _call_remote(running, target, handler, data, verbose)
+            _call_remote(running, target, handler, data, verbose,
+                         (appdir or Path(".")) / "plugins")
             return
     cfg = _load_app_config(appdir)
     if cfg is not None and is_name and not embedded:
@@ -382,7 +383,7 @@ def call(target: str, handler: str, input_text: str | None, input_file: Any,
 
         running = None if Path(cfg.data_dir) == looked_in else find_running(Path(cfg.data_dir))
         if running is not None and not (grant_opts or config_opts or link_opts):
-            _call_remote(running, target, handler, data, verbose)
+            _call_remote(running, target, handler, data, verbose, Path(cfg.plugins_dir))
             return
         why = ("--grant/--config/--link apply to this call only" if running is not None
                else "no running host for this app (its console is not up)")
@@ -458,13 +459,14 @@ def _refuse_app_state(path: Path, granted: dict[str, Any]) -> None:
             f"event bus; `omnicore new DIR` makes an app)", key=f"grant.{caps[0]}")
 
 
-def _call_remote(remote: Any, name: str, handler: str, data: bytes, verbose: bool) -> None:
+def _call_remote(remote: Any, name: str, handler: str, data: bytes, verbose: bool,
+                 folder: Path | None = None) -> None:
     from omnicore.cli.remote import RemoteError
 
     click.echo(f"omnicore: calling '{name}' on the running host at {remote.url}", err=True)
     before = _last_log_time(remote, name)
     try:
-        out = remote.call(name, handler, data)
+        out = _call_once_loaded(remote, name, handler, data, folder)
     except RemoteError as exc:
         if exc.type != "NeedsGrant" or not exc.missing:
             raise
@@ -478,6 +480,26 @@ def _call_remote(remote: Any, name: str, handler: str, data: bytes, verbose: boo
     finally:
         _print_remote_log(remote, name, before, verbose)
     _print_output(out)
+
+
+def _call_once_loaded(remote: Any, name: str, handler: str, data: bytes,
+                      folder: Path | None) -> bytes:
+    """``remote.call``; while the host answers PluginNotFound for a file that lies in the
+    app's plugin folder (dropped a moment ago: its watcher has not loaded it yet), ask again,
+    for at most 10 s. A name with no file fails at once."""
+    import time
+
+    from omnicore.cli.remote import RemoteError
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return bytes(remote.call(name, handler, data))
+        except RemoteError as exc:
+            if exc.type != "PluginNotFound" or folder is None \
+                    or not (folder / f"{name}.wasm").is_file() or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def _last_log_time(remote: Any, name: str) -> float:
