@@ -19,7 +19,7 @@ import pytest
 
 from omnicore import errors
 from omnicore.plugins.host import PluginHost
-from omnicore.sandbox.wasi_fs import MAX_OPEN
+from omnicore.sandbox.wasi_fd import MAX_OPEN
 from tests.extism.extism_fixtures import c_plugin, wat_plugin
 
 Outcome = bytes | Exception

@@ -21,7 +21,7 @@ from omnicore.errors import ConfigError, DeadlineExceeded, LimitExceeded
 from omnicore.sandbox import PluginModule, SandboxEngine
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.limits import Limits
-from omnicore.sandbox.wasi_fs import MAX_OPEN
+from omnicore.sandbox.wasi_fd import MAX_OPEN
 from tests.component_fixtures import python_plugin
 
 pytestmark = pytest.mark.timeout(900)

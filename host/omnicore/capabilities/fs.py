@@ -13,7 +13,7 @@ from typing import Any
 
 from omnicore.errors import ConfigError
 from omnicore.sandbox.capability import Capability
-from omnicore.sandbox.wasi_fs import parse_dirs
+from omnicore.sandbox.wasi_fd import parse_dirs
 
 __all__ = ["CAPABILITY"]
 

@@ -47,7 +47,7 @@ def parse_size(text: str) -> int:
 
 
 def parse_dir(text: str) -> dict[str, object]:
-    """``[ro:]HOST[::GUEST]`` as an ``fs`` grant entry (``sandbox.wasi_fs.parse_dirs``):
+    """``[ro:]HOST[::GUEST]`` as an ``fs`` grant entry (``sandbox.wasi_fd.parse_dirs``):
     writable unless ``ro:``; the guest sees HOST's own path when GUEST is not given."""
     writable = True
     if text.startswith("ro:"):
@@ -99,7 +99,7 @@ def _run(file: Path, args: tuple[str, ...], env: dict[str, str], dirs: list[dict
     from omnicore.sandbox import pluginlog
     from omnicore.sandbox.command import Command, CommandModule, run_command
     from omnicore.sandbox.limits import Limits
-    from omnicore.sandbox.wasi_fs import parse_dirs
+    from omnicore.sandbox.wasi_fd import parse_dirs
 
     # What the sandbox says about the run (a refused path) goes to stderr as it happens.
     logger = logging.getLogger("omnicore.exec")

@@ -39,7 +39,7 @@ from omnicore.sandbox.fastcall import (
 from omnicore.sandbox.hostfunc import caller_memory
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import EXTISM_ENV, PluginModule
-from omnicore.sandbox.wasi_fs import FdTable, Preopen
+from omnicore.sandbox.wasi_fd import FdTable, Preopen
 from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["Instance", "Runtime", "fd_table", "plugin_memory"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from omnicore.errors import ConfigError
 from omnicore.sandbox.grants import GrantLayer
-from omnicore.sandbox.wasi_fs import parse_dirs
+from omnicore.sandbox.wasi_fd import parse_dirs
 
 __all__ = ["DEFAULT_MAX_VAR_BYTES", "MAIN", "SIDECAR_KEYS", "ExtismManifest",
            "allowed_hosts_rules", "manifest_path", "parse_manifest", "read_manifest"]

@@ -49,7 +49,8 @@ from omnicore.sandbox.module import EXTISM_ENV, PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
 from omnicore.sandbox.wasi import define_wasi
-from omnicore.sandbox.wasi_fs import FsState, define_wasi_fs, parse_dirs
+from omnicore.sandbox.wasi_fd import FsState, parse_dirs
+from omnicore.sandbox.wasi_fs import define_wasi_fs
 from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["ExtismRuntime"]

@@ -32,7 +32,8 @@ from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import WASI_MODULE
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.wasi import define_wasi
-from omnicore.sandbox.wasi_fs import FdTable, FsState, Preopen, define_wasi_fs
+from omnicore.sandbox.wasi_fd import FdTable, FsState, Preopen
+from omnicore.sandbox.wasi_fs import define_wasi_fs
 from omnicore.sandbox.wasi_output import STDERR
 
 __all__ = ["START", "Command", "CommandModule", "Passthrough", "run_command"]
@@ -118,7 +119,7 @@ class CommandModule:
 @dataclass(frozen=True, slots=True)
 class Command:
     """What one run gets: ``args`` after the program name, ``env``, the ``fs`` grant's
-    directories (``sandbox.wasi_fs.parse_dirs``) and the limits."""
+    directories (``sandbox.wasi_fd.parse_dirs``) and the limits."""
 
     args: Sequence[str] = ()
     env: Mapping[str, str] = field(default_factory=dict)

@@ -194,7 +194,7 @@ class RawInstance(SlotDeadline):
                  handler: str | None = None, command: bool = False) -> None:
         # (No class-level defaults: an instance attribute shadowing a class attribute keeps
         # CPython from specialising its reads, which the Python call path does per call.)
-        #: The instance's open files (``sandbox.wasi_fs.FdTable``), closed with it.
+        #: The instance's open files (``sandbox.wasi_fd.FdTable``), closed with it.
         self.fs_table = files
         self.fuel = fuel
         #: Told the fuel each metered handler call burnt (the runtime's total, which outlives

@@ -39,7 +39,8 @@ from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
 from omnicore.sandbox.usage import FuelMeter, Usage, measure
 from omnicore.sandbox.wasi import define_wasi
-from omnicore.sandbox.wasi_fs import FdTable, FsState, define_wasi_fs, parse_dirs
+from omnicore.sandbox.wasi_fd import FdTable, FsState, parse_dirs
+from omnicore.sandbox.wasi_fs import define_wasi_fs
 from omnicore.sandbox.wasi_output import WasiOutput
 
 __all__ = ["MAX_ERROR_MESSAGE", "PluginRuntime"]

@@ -1,18 +1,17 @@
-"""WASI preview 1 file access to the directories of an ``fs`` grant (specs/extism.md).
+"""WASI preview 1 file functions over the directories of an ``fs`` grant (specs/extism.md).
 
 wasmtime's own WASI would follow symlinks that stay inside a preopened directory and run its
-reads and writes outside the call's deadline; omnicore serves the file functions itself, as
-raw host functions over an fd table per instance, so that:
+reads and writes outside the call's deadline; omnicore serves the file functions itself
+(:data:`FS_FUNCTIONS`, defined by :func:`define_wasi_fs`), as raw host functions over the
+descriptor model of :mod:`omnicore.sandbox.wasi_fd`, so that:
 
-* a path is walked one component at a time with ``openat(..., O_NOFOLLOW)`` from the
-  granted directory: an absolute path, a ``..`` component or a symlink anywhere on the way
-  is refused (``ENOTCAPABLE``, with a line in the plugin's log saying why), so nothing
-  outside the directory is ever reached, whatever the host does to the tree meanwhile;
-  only regular files and directories open (a FIFO or device would block or never end);
+* every path goes through ``wasi_fd.walk`` (one component at a time, ``O_NOFOLLOW``, no
+  absolute path, no ``..`` out, no symlink: ``ENOTCAPABLE``); only regular files and
+  directories open (a FIFO or device would block or never end);
 * a directory granted read-only refuses every write, create, truncate, rename and delete
   (``EROFS``);
 * reads and writes go in 1 MiB pieces and stop at the call's deadline; an instance holds at
-  most :data:`MAX_OPEN` descriptors, closed when it is dropped.
+  most ``wasi_fd.MAX_OPEN`` descriptors, closed when it is dropped.
 
 Only instances of plugins with an ``fs`` grant get these functions; for the others wasmtime's
 WASI (no preopens) answers. fds 0-2 are stdin (empty), stdout and stderr (the log).
@@ -26,225 +25,61 @@ import os
 import stat
 import struct
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable
 from typing import Any
 
 import wasmtime
 
-from omnicore.errors import ConfigError
 from omnicore.sandbox.fastcall import GuestMemory, RawInstance
 from omnicore.sandbox.hostfunc import define_host_function
-from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.wasi import WASI_MODULE, on_memory
 from omnicore.sandbox.wasi import fd_write as stdio_write
-from omnicore.sandbox.wasi_output import STDERR, STDOUT, OutputSink
+from omnicore.sandbox.wasi_fd import (
+    ALL_RIGHTS,
+    DIR_RIGHTS,
+    EBADF,
+    EINVAL,
+    EISDIR,
+    EMFILE,
+    ENAMETOOLONG,
+    ENOTCAPABLE,
+    ENOTDIR,
+    ENOTSUP,
+    EROFS,
+    ESPIPE,
+    FILE_RIGHTS,
+    RIGHT_PATH_SET_SIZE,
+    RIGHT_READ,
+    RIGHT_WRITE,
+    SUCCESS,
+    WRITE_RIGHTS,
+    Fd,
+    FsState,
+    entry_of,
+    release,
+    walk,
+    wasi_errno,
+)
+from omnicore.sandbox.wasi_output import STDERR, STDOUT
 
-__all__ = ["MAX_OPEN", "FdTable", "FsState", "Preopen", "define_wasi_fs", "parse_dirs"]
+__all__ = ["FS_FUNCTIONS", "define_wasi_fs"]
 
-#: Descriptors one instance may hold open (preopens included).
-MAX_OPEN = 64
 _CHUNK = 1 << 20
-_SUCCESS, _EBADF, _EINVAL, _EISDIR, _EMFILE, _ENOTDIR, _ENOTSUP = 0, 8, 28, 31, 33, 54, 58
-_EIO, _EROFS, _ESPIPE, _ENOTCAPABLE, _ENAMETOOLONG, _EILSEQ = 29, 69, 70, 76, 37, 25
-_ERRNO = {host_errno.EACCES: 2, host_errno.EAGAIN: 6, host_errno.EBADF: 8, host_errno.EBUSY: 10,
-          host_errno.EEXIST: 20, host_errno.EFBIG: 22, host_errno.EINVAL: 28,
-          host_errno.EIO: 29, host_errno.EISDIR: 31, host_errno.ELOOP: _ENOTCAPABLE,
-          host_errno.EMFILE: 33, host_errno.ENAMETOOLONG: 37, host_errno.ENOENT: 44,
-          host_errno.ENOSPC: 51, host_errno.ENOTDIR: 54, host_errno.ENOTEMPTY: 55,
-          host_errno.EPERM: 63, host_errno.EROFS: 69, host_errno.EXDEV: 75,
-          host_errno.EDQUOT: 19, host_errno.ENXIO: 60}
-# WASI filetypes, oflags, rights
+# WASI filetypes, oflags, fdflags, fstflags
 _CHAR, _DIR, _FILE, _LINK = 2, 3, 4, 7
 _O_CREAT, _O_DIRECTORY, _O_EXCL, _O_TRUNC = 1, 2, 4, 8
 _FD_APPEND, _FD_DSYNC, _FD_NONBLOCK, _FD_RSYNC, _FD_SYNC = 1, 2, 4, 8, 16
 _FST_ATIM, _FST_ATIM_NOW, _FST_MTIM, _FST_MTIM_NOW = 1, 2, 4, 8
-_RIGHT_READ, _RIGHT_WRITE = 1 << 1, 1 << 6
-_RIGHT_PATH_SET_SIZE = 1 << 19
-_ALL_RIGHTS = (1 << 29) - 1
-# What a descriptor reports holding (fd_fdstat_get), as wasmtime does: a file the byte
-# rights (datasync, read, seek, fdstat_set_flags, sync, tell, write, advise, allocate,
-# fd_filestat_*, poll), a directory the path rights, readdir and fd_filestat_get/_set_times.
-# The enforcement is the grant's (read-only: EROFS) and the host fd's open mode; rights
-# only narrow (fd_fdstat_set_rights), and path_open's truncation asks for its one.
-_FILE_RIGHTS = ((1 << 9) - 1) | (0b111 << 21) | (1 << 27)  # bits 0-8, 21-23, 27
-_WRITE_RIGHTS = (1 << 6) | (1 << 8) | (1 << 22)  # write, allocate, fd_filestat_set_size
-_DIR_RIGHTS = (((1 << 12) - 1) << 9) | (1 << 21) | (1 << 23) | (0b111 << 24)  # 9-21, 23-26
 _IOVEC = struct.Struct("<II")
 _FILESTAT = struct.Struct("<QQB7xQQQQQ")  # dev ino type nlink size atim mtim ctim: 64 bytes
 _FDSTAT = struct.Struct("<BxH4xQQ")  # filetype flags rights_base rights_inheriting: 24 bytes
 _DIRENT = struct.Struct("<QQIB3x")  # next ino namlen type: 24 bytes, then the name
 
 
-@dataclass(frozen=True, slots=True)
-class Preopen:
-    """One granted directory: ``host`` (checked, absolute) seen by the guest as ``guest``."""
-
-    host: Path
-    guest: str
-    writable: bool
-
-
-def parse_dirs(dirs: Any, key: str, base: Path | None = None) -> tuple[Preopen, ...]:
-    """The ``dirs`` option of an ``fs`` grant: ``[{path, guest, write?}]`` (read-only unless
-    ``write`` is true). ConfigError names ``key`` for a path that is missing, not a
-    directory, a symlink, or a guest path with ``..``."""
-    if not isinstance(dirs, Sequence) or isinstance(dirs, str):
-        raise ConfigError(f"{key} must be a list of {{path, guest, write}} tables", key=key)
-    out: list[Preopen] = []
-    for d in dirs:
-        if not isinstance(d, Mapping) or set(d) - {"path", "guest", "write"} or not all(
-                isinstance(d.get(k), str) and d.get(k) for k in ("path", "guest")) or \
-                not isinstance(d.get("write", False), bool):
-            raise ConfigError(f"{key}: each entry is {{path = \"HOST DIR\", guest = \"/GUEST\", "
-                              f"write = false}}, got {d!r}", key=key, value=d)
-        host = Path(d["path"]).expanduser()
-        if not host.is_absolute():
-            host = (base or Path.cwd()) / host
-        if host.is_symlink():
-            raise ConfigError(f"{key}: {host} is a symlink; grant the directory itself "
-                              "(omnicore refuses symlinks in granted paths)", key=key)
-        if not host.exists():
-            raise ConfigError(f"{key}: {host} does not exist", key=key)
-        if not host.is_dir():
-            raise ConfigError(f"{key}: {host} is not a directory", key=key)
-        guest = d["guest"]
-        if ".." in PurePosixPath(guest).parts:
-            raise ConfigError(f"{key}: guest path {guest!r} has a '..' component", key=key)
-        out.append(Preopen(host.absolute(), guest.rstrip("/") or "/", d.get("write", False)))
-    return tuple(out)
-
-
-class _Fd:
-    __slots__ = ("dir", "flags", "host", "inheriting", "name", "preopen", "rights",
-                 "writable")
-
-    def __init__(self, host: int, is_dir: bool, writable: bool, name: str,
-                 preopen: Preopen | None = None, rights: int = _ALL_RIGHTS,
-                 inheriting: int = _ALL_RIGHTS, flags: int = 0) -> None:
-        self.host, self.dir, self.writable, self.name = host, is_dir, writable, name
-        self.preopen = preopen
-        self.rights, self.inheriting, self.flags = rights, inheriting, flags
-
-
-class FdTable:
-    """The open descriptors of one instance: its preopens from 3, then what it opens."""
-
-    def __init__(self, preopens: Sequence[Preopen]) -> None:
-        self.fds: dict[int, _Fd] = {}
-        try:
-            for i, p in enumerate(preopens):
-                fd = os.open(p.host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-                self.fds[3 + i] = _Fd(fd, True, p.writable, p.guest, p, _DIR_RIGHTS)
-        except OSError:
-            self.close()
-            raise
-
-    def add(self, entry: _Fd) -> int:
-        if len(self.fds) >= MAX_OPEN:
-            os.close(entry.host)
-            return -1
-        fd = 3
-        while fd in self.fds:
-            fd += 1
-        self.fds[fd] = entry
-        return fd
-
-    def close(self) -> None:
-        """Close every descriptor (the instance is being dropped)."""
-        for entry in self.fds.values():
-            try:
-                os.close(entry.host)
-            except OSError:
-                pass
-        self.fds.clear()
-
-
-@dataclass
-class FsState:
-    """What the file functions of one runtime share: its grant, log and WASI output."""
-
-    preopens: tuple[Preopen, ...]
-    log: PluginLog
-    output: OutputSink | None
-    #: The instance's FdTable, from the memory a host function is given.
-    table_of: Callable[[GuestMemory], FdTable]
-
-    def refuse(self, why: str) -> int:
-        self.log.write(3, f"fs: refused: {why} (omnicore refuses absolute paths, paths "
-                          "leaving the granted directory, and symlinks)")
-        return _ENOTCAPABLE
-
-
-def _errno(exc: OSError) -> int:
-    return _ERRNO.get(exc.errno or 0, _EIO)
-
-
-def _entry(st: FsState, mem: GuestMemory, fd: int) -> _Fd | int:
-    entry = st.table_of(mem).fds.get(fd)
-    return _EBADF if entry is None else entry
-
-
-def _walk(st: FsState, mem: GuestMemory, fd: int, ptr: int, length: int
-          ) -> tuple[_Fd, int, str] | int:
-    """(directory entry, host dir fd holding the last component, its name) for the path at
-    ``ptr``: every component but the last opened with O_NOFOLLOW. The caller closes the
-    returned fd when it is not ``entry.host``."""
-    base = _entry(st, mem, fd)
-    if isinstance(base, int):
-        return base
-    if not base.dir:
-        return _ENOTDIR
-    path = mem.read(ptr, length, "path").decode("utf-8", "replace")
-    if "\0" in path:
-        return _EILSEQ  # no host path holds a NUL
-    if path.startswith("/"):
-        return st.refuse(f"absolute path {path!r}")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if not parts:
-        parts = ["."]
-    # The directories opened on the way, each with O_NOFOLLOW: '..' goes back to the one
-    # before (exactly, since no step was a symlink), and past the first it is refused.
-    stack = [base.host]
-    try:
-        for part in parts[:-1]:
-            if part == "..":
-                if len(stack) == 1:
-                    return st.refuse(f"path {path!r} leaves the granted directory")
-                os.close(stack.pop())
-                continue
-            try:
-                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
-                              dir_fd=stack[-1])
-            except OSError as exc:
-                if exc.errno in (host_errno.ELOOP, host_errno.ENOTDIR) and os.path.islink(
-                        f"/proc/self/fd/{stack[-1]}/{part}"):
-                    return st.refuse(f"path {path!r} goes through a symlink ({part})")
-                return _errno(exc)
-            stack.append(nxt)
-        last = parts[-1]
-        if last == "..":
-            if len(stack) == 1:
-                return st.refuse(f"path {path!r} leaves the granted directory")
-            os.close(stack.pop())
-            last = "."
-        cur = stack.pop()
-        return base, cur, last
-    finally:
-        for fd in stack[1:]:
-            os.close(fd)
-
-
-def _done(base: _Fd, cur: int) -> None:
-    if cur != base.host:
-        os.close(cur)
-
-
 def path_open(st: FsState, mem: GuestMemory, fd: int, _dirflags: int, ptr: int, length: int,
               oflags: int, rights: int, inheriting: int, fdflags: int, out: int) -> int:
     mem.check(out, 4, "path_open fd")
-    walked = _walk(st, mem, fd, ptr, length)
+    walked = walk(st, mem, fd, ptr, length)
     if isinstance(walked, int):
         return walked
     base, cur, name = walked
@@ -252,16 +87,16 @@ def path_open(st: FsState, mem: GuestMemory, fd: int, _dirflags: int, ptr: int, 
         # A directory opens for reading: asked for the write right, it is EISDIR (as
         # wasmtime answers); the path rights it asks for are what its files inherit.
         directory = bool(oflags & _O_DIRECTORY)
-        if directory and rights & _RIGHT_WRITE:
-            return _EISDIR
-        write = bool(rights & _RIGHT_WRITE) or bool(oflags & (_O_CREAT | _O_TRUNC))
+        if directory and rights & RIGHT_WRITE:
+            return EISDIR
+        write = bool(rights & RIGHT_WRITE) or bool(oflags & (_O_CREAT | _O_TRUNC))
         if write and not base.writable:
-            return _EROFS
-        if oflags & _O_TRUNC and not base.rights & _RIGHT_PATH_SET_SIZE:
-            return _ENOTCAPABLE
+            return EROFS
+        if oflags & _O_TRUNC and not base.rights & RIGHT_PATH_SET_SIZE:
+            return ENOTCAPABLE
         # O_NONBLOCK: opening a FIFO would otherwise wait for a peer, outside any deadline.
         flags = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-        flags |= os.O_RDWR if write and rights & _RIGHT_READ else os.O_WRONLY if write \
+        flags |= os.O_RDWR if write and rights & RIGHT_READ else os.O_WRONLY if write \
             else os.O_RDONLY
         flags |= (os.O_CREAT if oflags & _O_CREAT else 0) | (
             os.O_EXCL if oflags & _O_EXCL else 0) | (os.O_TRUNC if oflags & _O_TRUNC else 0) | (
@@ -276,7 +111,7 @@ def path_open(st: FsState, mem: GuestMemory, fd: int, _dirflags: int, ptr: int, 
                     exc.errno == host_errno.ENOTDIR and os.path.islink(
                         f"/proc/self/fd/{cur}/{name}")):
                 return st.refuse(f"{name!r} is a symlink")
-            return _errno(exc)
+            return wasi_errno(exc)
         mode = os.fstat(host).st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             os.close(host)
@@ -284,24 +119,24 @@ def path_open(st: FsState, mem: GuestMemory, fd: int, _dirflags: int, ptr: int, 
         is_dir = stat.S_ISDIR(mode)
         if not is_dir and mem.read(ptr, length, "path").endswith(b"/"):
             os.close(host)
-            return _ENOTDIR  # "file/" names a directory
+            return ENOTDIR  # "file/" names a directory
         granted = rights & base.inheriting
         if is_dir:
-            entry = _Fd(host, True, base.writable, name, None, granted & _DIR_RIGHTS,
+            entry = Fd(host, True, base.writable, name, None, granted & DIR_RIGHTS,
                         inheriting & base.inheriting)
         else:
             if not base.writable:
-                granted &= ~_WRITE_RIGHTS
-            entry = _Fd(host, False, base.writable, name, None, granted & _FILE_RIGHTS, 0,
+                granted &= ~WRITE_RIGHTS
+            entry = Fd(host, False, base.writable, name, None, granted & FILE_RIGHTS, 0,
                         fdflags & (_FD_APPEND | _FD_DSYNC | _FD_NONBLOCK | _FD_RSYNC
                                    | _FD_SYNC))
         new = st.table_of(mem).add(entry)
         if new < 0:
-            return _EMFILE
+            return EMFILE
         mem.write(out, new.to_bytes(4, "little"), "path_open fd")
-        return _SUCCESS
+        return SUCCESS
     finally:
-        _done(base, cur)
+        release(base, cur)
 
 
 def _iovecs(mem: GuestMemory, iovs: int, n: int) -> list[tuple[int, int]]:
@@ -341,27 +176,27 @@ def _rw(write: bool, positioned: bool) -> Callable[..., int]:
             return stdio_write(st.output, mem, fd, iovs, n, result)
         if fd < 3:
             if positioned:
-                return _ESPIPE
+                return ESPIPE
             if fd == 0 and not write:
                 _put(mem, result, 0, 4)  # stdin is empty
-                return _SUCCESS
-            return _EBADF
-        entry = _entry(st, mem, fd)
+                return SUCCESS
+            return EBADF
+        entry = entry_of(st, mem, fd)
         if isinstance(entry, int):
             return entry
         if entry.dir:
-            return _EISDIR
+            return EISDIR
         if write and not entry.writable:
-            return _EROFS
-        if not entry.rights & (_RIGHT_WRITE if write else _RIGHT_READ):
-            return _ENOTCAPABLE  # dropped with fd_fdstat_set_rights, or never asked for
+            return EROFS
+        if not entry.rights & (RIGHT_WRITE if write else RIGHT_READ):
+            return ENOTCAPABLE  # dropped with fd_fdstat_set_rights, or never asked for
         mem.check(result, 4, "byte count")
         try:
             count = _transfer(mem, entry.host, iovs, n, offset, write)
         except OSError as exc:
-            return _errno(exc)
+            return wasi_errno(exc)
         _put(mem, result, count, 4)
-        return _SUCCESS
+        return SUCCESS
 
     return rw
 
@@ -372,19 +207,19 @@ def _put(mem: GuestMemory, ptr: int, value: int, size: int) -> bool:
 
 
 def fd_seek(st: FsState, mem: GuestMemory, fd: int, offset: int, whence: int, out: int) -> int:
-    entry = _entry(st, mem, fd) if fd >= 3 else _ESPIPE
+    entry = entry_of(st, mem, fd) if fd >= 3 else ESPIPE
     if isinstance(entry, int):
         return entry
     if entry.dir:
-        return _EBADF  # a directory has no offset (Linux's lseek answers 0)
+        return EBADF  # a directory has no offset (Linux's lseek answers 0)
     if whence not in (0, 1, 2):
-        return _EINVAL
+        return EINVAL
     try:
         pos = os.lseek(entry.host, offset, whence)
     except OSError as exc:
-        return _errno(exc)
+        return wasi_errno(exc)
     _put(mem, out, pos, 8)
-    return _SUCCESS
+    return SUCCESS
 
 
 def fd_tell(st: FsState, mem: GuestMemory, fd: int, out: int) -> int:
@@ -393,31 +228,31 @@ def fd_tell(st: FsState, mem: GuestMemory, fd: int, out: int) -> int:
 
 def fd_close(st: FsState, mem: GuestMemory, fd: int) -> int:
     if fd < 3:
-        return _SUCCESS
+        return SUCCESS
     entry = st.table_of(mem).fds.pop(fd, None)
     if entry is None:
-        return _EBADF
+        return EBADF
     os.close(entry.host)
-    return _SUCCESS
+    return SUCCESS
 
 
 def fd_prestat_get(st: FsState, mem: GuestMemory, fd: int, out: int) -> int:
     entry = st.table_of(mem).fds.get(fd)
     if entry is None or entry.preopen is None:
-        return _EBADF
+        return EBADF
     mem.write(out, struct.pack("<B3xI", 0, len(entry.preopen.guest.encode())), "prestat")
-    return _SUCCESS
+    return SUCCESS
 
 
 def fd_prestat_dir_name(st: FsState, mem: GuestMemory, fd: int, ptr: int, length: int) -> int:
     entry = st.table_of(mem).fds.get(fd)
     if entry is None or entry.preopen is None:
-        return _EBADF
+        return EBADF
     name = entry.preopen.guest.encode()
     if length < len(name):
-        return _ENAMETOOLONG
+        return ENAMETOOLONG
     mem.write(ptr, name, "prestat dir name")
-    return _SUCCESS
+    return SUCCESS
 
 
 def _filetype(mode: int) -> int:
@@ -432,13 +267,13 @@ def _filestat(mem: GuestMemory, out: int, s: os.stat_result | None) -> int:
         mem.write(out, _FILESTAT.pack(s.st_dev, s.st_ino, _filetype(s.st_mode), s.st_nlink,
                                       s.st_size, s.st_atime_ns, s.st_mtime_ns, s.st_ctime_ns),
                   "filestat")
-    return _SUCCESS
+    return SUCCESS
 
 
 def fd_filestat_get(st: FsState, mem: GuestMemory, fd: int, out: int) -> int:
     if fd < 3:
         return _filestat(mem, out, None)
-    entry = _entry(st, mem, fd)
+    entry = entry_of(st, mem, fd)
     if isinstance(entry, int):
         return entry
     return _filestat(mem, out, os.fstat(entry.host))
@@ -446,59 +281,59 @@ def fd_filestat_get(st: FsState, mem: GuestMemory, fd: int, out: int) -> int:
 
 def path_filestat_get(st: FsState, mem: GuestMemory, fd: int, _flags: int, ptr: int,
                       length: int, out: int) -> int:
-    walked = _walk(st, mem, fd, ptr, length)
+    walked = walk(st, mem, fd, ptr, length)
     if isinstance(walked, int):
         return walked
     base, cur, name = walked
     try:
         return _filestat(mem, out, os.stat(name, dir_fd=cur, follow_symlinks=False))
     except OSError as exc:
-        return _errno(exc)
+        return wasi_errno(exc)
     finally:
-        _done(base, cur)
+        release(base, cur)
 
 
 def fd_fdstat_get(st: FsState, mem: GuestMemory, fd: int, out: int) -> int:
     if fd < 3:
-        mem.write(out, _FDSTAT.pack(_CHAR, 0, _ALL_RIGHTS, _ALL_RIGHTS), "fdstat")
-        return _SUCCESS
-    entry = _entry(st, mem, fd)
+        mem.write(out, _FDSTAT.pack(_CHAR, 0, ALL_RIGHTS, ALL_RIGHTS), "fdstat")
+        return SUCCESS
+    entry = entry_of(st, mem, fd)
     if isinstance(entry, int):
         return entry
     kind = _DIR if entry.dir else _FILE
     mem.write(out, _FDSTAT.pack(kind, entry.flags, entry.rights, entry.inheriting), "fdstat")
-    return _SUCCESS
+    return SUCCESS
 
 
 def fd_fdstat_set_rights(st: FsState, mem: GuestMemory, fd: int, rights: int,
                          inheriting: int) -> int:
     """Rights only narrow (asking for one the descriptor lacks: ENOTCAPABLE)."""
     if fd < 3:
-        return _SUCCESS if fd in (0, 1, 2) else _EBADF
-    entry = _entry(st, mem, fd)
+        return SUCCESS if fd in (0, 1, 2) else EBADF
+    entry = entry_of(st, mem, fd)
     if isinstance(entry, int):
         return entry
     if rights & ~entry.rights or inheriting & ~entry.inheriting:
-        return _ENOTCAPABLE
+        return ENOTCAPABLE
     entry.rights, entry.inheriting = rights, inheriting
-    return _SUCCESS
+    return SUCCESS
 
 
 def fd_fdstat_set_flags(st: FsState, mem: GuestMemory, fd: int, flags: int) -> int:
     """APPEND and NONBLOCK change on the host fd; the sync flags are kept as asked."""
-    entry = _entry(st, mem, fd) if fd >= 3 else _EBADF
+    entry = entry_of(st, mem, fd) if fd >= 3 else EBADF
     if isinstance(entry, int):
         return entry
     if entry.dir or flags & ~(_FD_APPEND | _FD_DSYNC | _FD_NONBLOCK | _FD_RSYNC | _FD_SYNC):
-        return _EINVAL if not entry.dir else _EBADF
+        return EINVAL if not entry.dir else EBADF
     if flags & _FD_APPEND and not entry.writable:
-        return _EROFS
+        return EROFS
     host = fcntl.fcntl(entry.host, fcntl.F_GETFL) & ~(os.O_APPEND | os.O_NONBLOCK)
     host |= (os.O_APPEND if flags & _FD_APPEND else 0) | (
         os.O_NONBLOCK if flags & _FD_NONBLOCK else 0)
     fcntl.fcntl(entry.host, fcntl.F_SETFL, host)
     entry.flags = flags
-    return _SUCCESS
+    return SUCCESS
 
 
 def fd_renumber(st: FsState, mem: GuestMemory, fd: int, to: int) -> int:
@@ -508,23 +343,23 @@ def fd_renumber(st: FsState, mem: GuestMemory, fd: int, to: int) -> int:
     table = st.table_of(mem)
     if fd < 3 or to < 3:
         st.refuse("renumbering stdin, stdout or stderr")
-        return _ENOTSUP
+        return ENOTSUP
     entry, other = table.fds.get(fd), table.fds.get(to)
     if entry is None or other is None:
-        return _EBADF
+        return EBADF
     if fd != to:
         os.close(other.host)
         table.fds[to] = table.fds.pop(fd)
-    return _SUCCESS
+    return SUCCESS
 
 
 def fd_readdir(st: FsState, mem: GuestMemory, fd: int, buf: int, length: int, cookie: int,
                used: int) -> int:
-    entry = _entry(st, mem, fd) if fd >= 3 else _ENOTDIR
+    entry = entry_of(st, mem, fd) if fd >= 3 else ENOTDIR
     if isinstance(entry, int):
         return entry
     if not entry.dir:
-        return _ENOTDIR
+        return ENOTDIR
     mem.check(buf, length, "readdir buffer")
     with os.scandir(entry.host) as it:
         names = sorted((e.name, e.inode(), e.is_symlink(), e.is_dir(follow_symlinks=False))
@@ -542,68 +377,68 @@ def fd_readdir(st: FsState, mem: GuestMemory, fd: int, buf: int, length: int, co
     data = bytes(out[:length])
     mem.write(buf, data, "readdir buffer")
     _put(mem, used, len(data), 4)
-    return _SUCCESS
+    return SUCCESS
 
 
 def _path_op(op: Callable[[str, int, str], None]) -> Callable[..., int]:
     def path_op(st: FsState, mem: GuestMemory, fd: int, ptr: int, length: int) -> int:
-        walked = _walk(st, mem, fd, ptr, length)
+        walked = walk(st, mem, fd, ptr, length)
         if isinstance(walked, int):
             return walked
         base, cur, name = walked
         try:
             if not base.writable:
-                return _EROFS
+                return EROFS
             op(name, cur, mem.read(ptr, length, "path").decode("utf-8", "replace"))
-            return _SUCCESS
+            return SUCCESS
         except OSError as exc:
-            return _errno(exc)
+            return wasi_errno(exc)
         finally:
-            _done(base, cur)
+            release(base, cur)
 
     return path_op
 
 
 def path_rename(st: FsState, mem: GuestMemory, fd: int, ptr: int, length: int, new_fd: int,
                 new_ptr: int, new_length: int) -> int:
-    old = _walk(st, mem, fd, ptr, length)
+    old = walk(st, mem, fd, ptr, length)
     if isinstance(old, int):
         return old
     try:
-        new = _walk(st, mem, new_fd, new_ptr, new_length)
+        new = walk(st, mem, new_fd, new_ptr, new_length)
         if isinstance(new, int):
             return new
         try:
             if not (old[0].writable and new[0].writable):
-                return _EROFS
+                return EROFS
             os.rename(old[2], new[2], src_dir_fd=old[1], dst_dir_fd=new[1])
-            return _SUCCESS
+            return SUCCESS
         except OSError as exc:
-            return _errno(exc)
+            return wasi_errno(exc)
         finally:
-            _done(new[0], new[1])
+            release(new[0], new[1])
     finally:
-        _done(old[0], old[1])
+        release(old[0], old[1])
 
 
 def fd_filestat_set_size(st: FsState, mem: GuestMemory, fd: int, size: int) -> int:
-    entry = _entry(st, mem, fd) if fd >= 3 else _EINVAL
+    entry = entry_of(st, mem, fd) if fd >= 3 else EINVAL
     if isinstance(entry, int):
         return entry
     if not entry.writable or entry.dir:
-        return _EROFS if not entry.writable else _EISDIR
+        return EROFS if not entry.writable else EISDIR
     try:
         os.ftruncate(entry.host, size)
     except OSError as exc:
-        return _errno(exc)
-    return _SUCCESS
+        return wasi_errno(exc)
+    return SUCCESS
 
 
 def _times(st_now: os.stat_result, atim: int, mtim: int, flags: int) -> tuple[int, int] | int:
     """(atime, mtime) in ns for the fst ``flags``, or EINVAL for a contradictory pair."""
     both = _FST_ATIM | _FST_ATIM_NOW
     if flags & both == both or flags & (_FST_MTIM | _FST_MTIM_NOW) == _FST_MTIM | _FST_MTIM_NOW:
-        return _EINVAL
+        return EINVAL
     now = time.time_ns()
     a = atim if flags & _FST_ATIM else now if flags & _FST_ATIM_NOW else st_now.st_atime_ns
     m = mtim if flags & _FST_MTIM else now if flags & _FST_MTIM_NOW else st_now.st_mtime_ns
@@ -612,24 +447,24 @@ def _times(st_now: os.stat_result, atim: int, mtim: int, flags: int) -> tuple[in
 
 def fd_filestat_set_times(st: FsState, mem: GuestMemory, fd: int, atim: int, mtim: int,
                           flags: int) -> int:
-    entry = _entry(st, mem, fd) if fd >= 3 else _EBADF
+    entry = entry_of(st, mem, fd) if fd >= 3 else EBADF
     if isinstance(entry, int):
         return entry
     times = _times(os.fstat(entry.host), atim, mtim, flags)
     if isinstance(times, int):
         return times
     if not entry.writable:
-        return _EROFS
+        return EROFS
     try:
         os.utime(entry.host, ns=times)
     except OSError as exc:
-        return _errno(exc)
-    return _SUCCESS
+        return wasi_errno(exc)
+    return SUCCESS
 
 
 def path_filestat_set_times(st: FsState, mem: GuestMemory, fd: int, _flags: int, ptr: int,
                             length: int, atim: int, mtim: int, flags: int) -> int:
-    walked = _walk(st, mem, fd, ptr, length)
+    walked = walk(st, mem, fd, ptr, length)
     if isinstance(walked, int):
         return walked
     base, cur, name = walked
@@ -639,13 +474,13 @@ def path_filestat_set_times(st: FsState, mem: GuestMemory, fd: int, _flags: int,
         if isinstance(times, int):
             return times
         if not base.writable:
-            return _EROFS
+            return EROFS
         os.utime(name, ns=times, dir_fd=cur, follow_symlinks=False)
-        return _SUCCESS
+        return SUCCESS
     except OSError as exc:
-        return _errno(exc)
+        return wasi_errno(exc)
     finally:
-        _done(base, cur)
+        release(base, cur)
 
 
 def _unlink(name: str, dir_fd: int, path: str) -> None:
@@ -659,21 +494,21 @@ def _unlink(name: str, dir_fd: int, path: str) -> None:
 def _refused(why: str) -> Callable[..., int]:
     def refused(st: FsState, _mem: GuestMemory, *_args: int) -> int:
         st.refuse(why)
-        return _ENOTSUP
+        return ENOTSUP
 
     return refused
 
 
 def fd_allocate(st: FsState, mem: GuestMemory, fd: int, _offset: int, _length: int) -> int:
-    entry = _entry(st, mem, fd) if fd >= 3 else _EBADF
+    entry = entry_of(st, mem, fd) if fd >= 3 else EBADF
     if isinstance(entry, int) or entry.dir:
-        return _EBADF
+        return EBADF
     st.refuse("fd_allocate (preallocating disk space)")
-    return _ENOTSUP  # as wasmtime: preview 1's fd_allocate is not carried on
+    return ENOTSUP  # as wasmtime: preview 1's fd_allocate is not carried on
 
 
 def _ok(_st: FsState, _mem: GuestMemory, *_args: int) -> int:
-    return _SUCCESS
+    return SUCCESS
 
 
 #: name -> (parameter kinds, implementation); each returns a WASI errno.

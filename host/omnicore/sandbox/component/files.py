@@ -33,7 +33,7 @@ from wasmtime import component as cm
 
 from omnicore.errors import PluginLoadError
 from omnicore.sandbox.component.deny import NOT_PERMITTED, refuse
-from omnicore.sandbox.wasi_fs import Preopen
+from omnicore.sandbox.wasi_fd import Preopen
 
 __all__ = ["FILESYSTEM_TYPES", "GrantedDirs"]
 

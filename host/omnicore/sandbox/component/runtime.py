@@ -64,7 +64,7 @@ from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
-from omnicore.sandbox.wasi_fs import MAX_OPEN, parse_dirs
+from omnicore.sandbox.wasi_fd import MAX_OPEN, parse_dirs
 
 __all__ = ["HANDLER_SIGNATURE", "MAX_CORE_INSTANCES", "MAX_MEMORIES", "ComponentRuntime"]
 
