@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from omnicore.storage import Storage
-from omnicore.storage.oauth_rows import CodeRow, TokenRow
+from omnicore.storage.oauth_rows import CodeRow, ConsentRow, TokenRow
 
 
 def test_clients_grants_codes_and_tokens(storage: Storage) -> None:
@@ -40,3 +40,18 @@ def test_clients_grants_codes_and_tokens(storage: Storage) -> None:
     assert rows.token("h-access").revoked_at == now + 2  # type: ignore[union-attr]
     assert [g.id for g in rows.grants()] == [g2]
     assert [g.id for g in rows.grants(live=False)] == [g2, g1]
+
+
+def test_a_waiting_consent_is_answered_once_on_any_host(storage: Storage) -> None:
+    rows = storage.oauth
+    now = time.time()
+    row = ConsentRow({"client_id": "c1"}, {"state": "s", "scopes": ["mcp:tools"]}, now + 600)
+    rows.add_consent("h-req", row, now)
+    rows.add_consent("h-old", ConsentRow({}, {}, now - 1), now - 5)
+    assert rows.consent("h-req", now) == row
+    assert rows.consent("h-old", now) is None  # expired
+    assert rows.consent("h-req", now + 601) is None
+    assert rows.take_consent("h-req", now) == row
+    assert rows.take_consent("h-req", now) is None  # one answer only
+    rows.add_consent("h-new", row, now)  # adding deletes what expired
+    assert rows.take_consent("h-old", now - 10) is None

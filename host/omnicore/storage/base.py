@@ -36,6 +36,7 @@ from omnicore.storage.errors import (
     ValueTooLarge,
 )
 from omnicore.storage.instance_rows import InstanceRows
+from omnicore.storage.mcp_task_rows import McpTaskRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.oauth_rows import OAuthRows
 from omnicore.storage.secret_rows import SecretRows
@@ -435,6 +436,11 @@ class Storage(abc.ABC):
     def oauth(self) -> OAuthRows:
         """Remote agents' OAuth clients, grants, codes and tokens (omnicore.oauth)."""
         raise self._unserved("oauth")
+
+    @property
+    def mcp_tasks(self) -> McpTaskRows:
+        """MCP tasks: their owners, jobs and outcomes (omnicore.mcp.tasks)."""
+        raise self._unserved("mcp_tasks")
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -4,7 +4,8 @@ gave them, the one-time authorization codes and the tokens (omnicore.oauth).
 Codes and tokens are kept as the SHA-256 of their text, never the text: a copy of the
 database lets no one act as an agent. A grant is what a user approved for a client (the
 resource and the tools); every code and token belongs to one, and revoking the grant ends
-them all.
+them all. An authorization request waiting on the consent page is a row too (its id kept
+as a hash), so the sign-in a browser began on one host can end on another.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import abc
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["CodeRow", "GrantRow", "OAuthRows", "TokenRow"]
+__all__ = ["CodeRow", "ConsentRow", "GrantRow", "OAuthRows", "TokenRow"]
 
 TokenKind = Literal["access", "refresh"]
 
@@ -46,6 +47,16 @@ class TokenRow:
     kind: TokenKind
     expires_at: float
     revoked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRow:
+    """An authorization request waiting for a user's answer: the client's registration and
+    the request's parameters, as JSON documents."""
+
+    client: dict[str, Any]
+    params: dict[str, Any]
+    expires_at: float
 
 
 class OAuthRows(abc.ABC):
@@ -99,3 +110,18 @@ class OAuthRows(abc.ABC):
     @abc.abstractmethod
     def revoke_token(self, hash: str, at: float) -> bool:
         """Revoke one token; False if it was revoked already or is unknown."""
+
+    # -- consents waiting for an answer -----------------------------------------------------
+
+    @abc.abstractmethod
+    def add_consent(self, hash: str, row: ConsentRow, now: float) -> None:
+        """Keep a waiting request (and delete those expired by ``now``)."""
+
+    @abc.abstractmethod
+    def consent(self, hash: str, now: float) -> ConsentRow | None:
+        """The waiting request, unless unknown or expired by ``now``."""
+
+    @abc.abstractmethod
+    def take_consent(self, hash: str, now: float) -> ConsentRow | None:
+        """Remove the waiting request and return it (None if unknown, expired, or taken
+        already: of two answers at once, one gets it)."""

@@ -301,7 +301,20 @@ CREATE TABLE job_keys (key text PRIMARY KEY, job_id bigint, digest text NOT NULL
 CREATE INDEX job_keys_by_age ON job_keys (created_at);
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 14 drops what an
+# MCP tasks (omnicore.mcp.tasks): each task's owner, job and outcome; and OAuth's
+# authorization requests waiting on the consent page, so any host can answer them.
+_V15_MCP_TASKS_CONSENTS = """
+CREATE TABLE mcp_tasks (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id text NOT NULL UNIQUE, owner text NOT NULL, tool text NOT NULL, job_id bigint,
+    status text NOT NULL, output bytea, error text, created_at double precision NOT NULL,
+    updated_at double precision NOT NULL, expires_at double precision);
+CREATE INDEX mcp_tasks_by_owner ON mcp_tasks (owner, seq);
+CREATE INDEX mcp_tasks_by_expiry ON mcp_tasks (expires_at);
+CREATE TABLE oauth_consents (hash text PRIMARY KEY, client text NOT NULL, params text NOT NULL,
+    expires_at double precision NOT NULL);
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 15 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -319,6 +332,8 @@ STEPS: tuple[Step, ...] = (
     Step(_V12_INSTANCES_LOST, "instances found dead, kept a day", runs_from=1),
     Step(_V13_OAUTH, "OAuth clients, grants, codes and tokens for remote agents", runs_from=1),
     Step(_V14_JOB_RUNS_KEYS, "who ran each delivery of a job; REST enqueue idempotency keys",
+         runs_from=1),
+    Step(_V15_MCP_TASKS_CONSENTS, "MCP tasks; OAuth consents waiting for an answer",
          runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).

@@ -195,6 +195,22 @@ def _oauth_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX oauth_tokens_by_grant ON oauth_tokens (grant_id)")
 
 
+def _oauth_v2(conn: sqlite3.Connection) -> None:
+    # Authorization requests waiting on the consent page (their ids hashed), in the database
+    # so that any host of it can show and answer them.
+    conn.execute("CREATE TABLE oauth_consents (hash TEXT PRIMARY KEY, client TEXT NOT NULL, "
+                 "params TEXT NOT NULL, expires_at REAL NOT NULL)")
+
+
+def _mcp_tasks_v1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE mcp_tasks (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+                 "owner TEXT NOT NULL, tool TEXT NOT NULL, job_id INTEGER, status TEXT NOT "
+                 "NULL, output BLOB, error TEXT, created_at REAL NOT NULL, updated_at REAL "
+                 "NOT NULL, expires_at REAL)")
+    conn.execute("CREATE INDEX mcp_tasks_by_owner ON mcp_tasks (owner, seq)")
+    conn.execute("CREATE INDEX mcp_tasks_by_expiry ON mcp_tasks (expires_at)")
+
+
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "workflows": (_wf_v1, _wf_v2, _wf_v3),
@@ -205,5 +221,6 @@ COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "secrets": (_secrets_v1,),
     "audit": (_audit_v1,),
     "plugin_settings": (_settings_v1,),
-    "oauth": (_oauth_v1,),
+    "oauth": (_oauth_v1, _oauth_v2),
+    "mcp_tasks": (_mcp_tasks_v1,),
 }

@@ -1,4 +1,5 @@
-"""OAuth's rows on a backend (the ``oauth`` component): clients, grants, codes, tokens."""
+"""OAuth's rows on a backend (the ``oauth`` component): clients, grants, codes, tokens, and
+the requests waiting on the consent page."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from omnicore.storage.backend import Backend, Tx
-from omnicore.storage.oauth_rows import CodeRow, GrantRow, OAuthRows, TokenRow
+from omnicore.storage.oauth_rows import CodeRow, ConsentRow, GrantRow, OAuthRows, TokenRow
 
 __all__ = ["OAuth"]
 
@@ -97,3 +98,26 @@ class OAuth(OAuthRows):
         return bool(self._db.write(lambda tx: tx.execute(
             "UPDATE oauth_tokens SET revoked_at=? WHERE hash=? AND revoked_at IS NULL",
             (at, hash)).rowcount))
+
+    def add_consent(self, hash: str, row: ConsentRow, now: float) -> None:
+        def run(tx: Tx) -> None:
+            tx.execute("DELETE FROM oauth_consents WHERE expires_at < ?", (now,))
+            tx.execute("INSERT INTO oauth_consents VALUES (?,?,?,?)",
+                       (hash, json.dumps(row.client, separators=(",", ":")),
+                        json.dumps(row.params, separators=(",", ":")), row.expires_at))
+        self._db.write(run)
+
+    def consent(self, hash: str, now: float) -> ConsentRow | None:
+        rows = self._db.read("SELECT client, params, expires_at FROM oauth_consents WHERE "
+                             "hash=? AND expires_at >= ?", (hash, now))
+        return _consent(rows[0]) if rows else None
+
+    def take_consent(self, hash: str, now: float) -> ConsentRow | None:
+        row = self._db.write(lambda tx: tx.execute(
+            "DELETE FROM oauth_consents WHERE hash=? RETURNING client, params, expires_at",
+            (hash,)).fetchone())
+        return None if row is None or float(row[2]) < now else _consent(row)
+
+
+def _consent(r: Sequence[Any]) -> ConsentRow:
+    return ConsentRow(json.loads(r[0]), json.loads(r[1]), float(r[2]))

@@ -14,6 +14,7 @@ from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.backend import Backend
 from omnicore.storage.base import EventLog, JobQueue, KVStore, PluginJobs, Schedules, Storage
 from omnicore.storage.instance_rows import InstanceRows
+from omnicore.storage.mcp_task_rows import McpTaskRows
 from omnicore.storage.memory_rows import MemoryRows
 from omnicore.storage.oauth_rows import OAuthRows
 from omnicore.storage.secret_rows import SecretRows
@@ -23,6 +24,7 @@ from omnicore.storage.stores.events import Events
 from omnicore.storage.stores.instances import Instances
 from omnicore.storage.stores.jobs import Jobs, JobSchedules, PluginJobRows
 from omnicore.storage.stores.kv import KV, kv_plugins
+from omnicore.storage.stores.mcp_tasks import McpTasks
 from omnicore.storage.stores.memory import Memory
 from omnicore.storage.stores.oauth import OAuth
 from omnicore.storage.stores.secrets import Secrets
@@ -93,6 +95,7 @@ class BackendStorage(Storage):
     instances: Built[InstanceRows] = Built(Instances)
     users: Built[UserRows] = Built(Users)
     oauth: Built[OAuthRows] = Built(OAuth)
+    mcp_tasks: Built[McpTaskRows] = Built(McpTasks)
 
     def store(self, build: Callable[[Backend], T]) -> T:
         """The store ``build`` makes over the backend, made once."""
