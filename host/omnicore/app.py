@@ -161,8 +161,13 @@ class OmniApp:
     def _make_jobs(self) -> Jobs:
         from omnicore.jobs import Jobs
 
-        return Jobs(self.config.capabilities.jobs, storage=lambda: self.storage,
+        jobs = Jobs(self.config.capabilities.jobs, storage=lambda: self.storage,
                     plugins=lambda: self.plugins, events=self.events, owner=self.runtime_id)
+        # An MCP task (omnicore.mcp.tasks) is a job of source "mcp:TASK_ID" whose outcome is
+        # the task's, whichever host runs it: every host keeps it, served /mcp or not.
+        jobs.runner.keep_output("mcp", lambda job, output, error: self.storage.mcp_tasks.settle(
+            job.source.partition(":")[2], output, error, time.time()))
+        return jobs
 
     def _make_subscriptions(self) -> Subscriptions:
         from omnicore.subscriptions import Subscriptions

@@ -7,6 +7,11 @@ job's :class:`~omnicore.jobs.retry.RetryPolicy` until its last attempt, then the
 nothing: the stop gives the job back to the queue without counting the attempt. An outcome
 that cannot be written (the database is away) is written when it returns: the job stays held
 by this host meanwhile, its lease renewed, and is not delivered again.
+
+A job whose ``source`` (up to its first ``:``) has an output sink (:meth:`JobRunner.keep_output`)
+hands its output, or the error that ended it, to the sink before it is finished, and is not
+retried: the error is the answer its creator asked for (an MCP task's tool call). A sink that
+cannot write (the database is away) is retried like the outcome.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from omnicore.jobs.retry import RetryPolicy
 from omnicore.logging import get_logger
 from omnicore.storage import Job, Storage, StorageError
 
-__all__ = ["JobRunner"]
+__all__ = ["JobRunner", "OutputSink"]
+
+#: Where a job's outcome goes: ``sink(job, output, error)``, exactly one of them None.
+OutputSink = Callable[[Job, bytes | None, str | None], object]
 
 log = get_logger("omnicore.jobs")
 
@@ -48,6 +56,12 @@ class JobRunner:
         self._lock = threading.Lock()
         #: Attempts that ended, by (plugin, outcome: succeeded | failed | dead), since start.
         self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._sinks: dict[str, OutputSink] = {}
+
+    def keep_output(self, source: str, sink: OutputSink) -> None:
+        """Hand the outcome of every job whose source is ``source`` (or starts with
+        ``source:``) to ``sink``; such a job is never retried."""
+        self._sinks[source] = sink
 
     def policy(self, job: Job) -> RetryPolicy:
         """The retry policy of ``job``: its own attempts and backoff, the service's cap."""
@@ -65,23 +79,29 @@ class JobRunner:
         events.publish(JobStarted(job_id=job.id, plugin=job.plugin, handler=job.handler,
                                   attempt=job.attempts, hops=hops))
         started = time.perf_counter()
-        error = None
+        error = output = None
+        sink = self._sinks.get(job.source.partition(":")[0])
         try:
             with at_hops(job.hops):
-                self._plugins().call(job.plugin, job.handler, job.payload)
+                output = self._plugins().call(job.plugin, job.handler, job.payload)
         except Exception as exc:
             if self._interrupted.is_set():
                 log.info("job %d %s.%s was interrupted by the stop; it is queued again",
                          job.id, job.plugin, job.handler)
                 return
             error = f"{type(exc).__name__}: {exc}"
+            if sink is not None:  # its creator reads it: the message alone, on one line
+                error = str(exc).strip().partition("\n")[0]
         now = time.time()
-        retry_at = None if error is None else self.policy(job).retry_at(job.attempts, now)
+        retry_at = None if error is None or sink is not None else \
+            self.policy(job).retry_at(job.attempts, now)
         outcome = "succeeded" if error is None else "failed" if retry_at is not None else "dead"
         with self._lock:  # counted before the bus hears of it
             self.outcomes[(job.plugin, outcome)] += 1
         queue = self._storage().queue
         try:
+            if sink is not None:
+                self._persist(lambda: sink(job, output if error is None else None, error))
             if error is None:
                 self._persist(lambda: queue.finish(job.id, self._owner, now))
                 events.publish(JobSucceeded(job_id=job.id, plugin=job.plugin,

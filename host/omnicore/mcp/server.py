@@ -15,6 +15,9 @@ the client as ``notifications/message`` before the result. ``completion/complete
 empty list: no prompt or resource template has arguments to complete; ``prompts/list`` is
 empty (plugins declare no prompts yet) and ``prompts/get`` an invalid-params error.
 
+Any call may run as a durable job, an MCP task (omnicore.mcp.tasks): the client asks for one
+(2025-11-25), or the tool is long-running (its manifest's ``long_running``).
+
 When plugins load, reload or unload (or the console exposes or hides a handler), every
 connected client gets ``notifications/tools/list_changed``: on the handshake protocol
 revisions over its connection, on 2026-07-28 through the ``subscriptions/listen`` stream it
@@ -44,9 +47,12 @@ from omnicore.core.events import Event, EventBus
 from omnicore.errors import OmniError
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
+from omnicore.mcp.tasks import Tasks
 from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
+from omnicore.jobs import Jobs
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox.logring import LogLine
+from omnicore.storage import Storage
 from omnicore.storage.memory import MemoryStore
 from omnicore.storage.vectors import VectorStore
 
@@ -97,6 +103,12 @@ class McpApp(Protocol):
     @property
     def vectors(self) -> VectorStore: ...
 
+    @property
+    def jobs(self) -> Jobs: ...
+
+    @property
+    def storage(self) -> Storage: ...
+
 
 class _Server(Server[Any]):
     # The streamable HTTP manager builds each session's `initialize` answer from the default
@@ -110,6 +122,17 @@ class _Server(Server[Any]):
             notification_options or NotificationOptions(tools_changed=True),
             experimental_capabilities, extensions)
 
+    def get_capabilities(self, *args: Any, **kwargs: Any) -> types.ServerCapabilities:
+        # The SDK derives no tasks capability (its task methods are types only): every
+        # tools/call may be a task (omnicore.mcp.tasks), listed and cancelled.
+        caps = super().get_capabilities(*args, **kwargs)
+        if "tasks/get" in self._request_handlers:
+            caps.tasks = types.ServerTasksCapability(
+                list=types.TasksListCapability(), cancel=types.TasksCancelCapability(),
+                requests=types.ServerTasksRequestsCapability(
+                    tools=types.TasksToolsCapability(call=types.TasksCallCapability())))
+        return caps
+
 
 class ToolServer:
     """The plugins of ``app`` as MCP tools; one per process, shared by every connection.
@@ -118,7 +141,7 @@ class ToolServer:
     :meth:`detach` stops. ``server`` is the SDK's low-level server to run on a transport.
     """
 
-    def __init__(self, app: McpApp) -> None:
+    def __init__(self, app: McpApp, *, tasks: bool = True) -> None:
         self.app = app
         self._exposed: tuple[object, Exposure] | None = None
         self.bus = InMemorySubscriptionBus()
@@ -134,6 +157,12 @@ class ToolServer:
         self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams,
                                         self._set_level)
         self.server.middleware.append(self._track_peers)
+        #: Calls as durable jobs: tasks/* and task-mode tools/call (None: this process runs
+        #: no jobs, as over stdio; long-running tools are called like any other there).
+        self.tasks: Tasks | None = None
+        if tasks:
+            self.tasks = Tasks(self, _caller)
+            self.tasks.install()
         #: The log level each connection asked for (logging/setLevel), by connection.
         self._levels: dict[int, int] = {}
         #: The connections that asked for a log level, by :data:`STDIO` or HTTP session id.
@@ -165,7 +194,7 @@ class ToolServer:
             tools = self.exposure.tools(info)
             listing = self._listing.get(info.name)
             if listing is None or listing.tools is not tools:
-                listing = self._listing[info.name] = _Listing(tools)
+                listing = self._listing[info.name] = _Listing(tools, self.tasks is not None)
             out.append(listing)
         return out
 
@@ -183,7 +212,7 @@ class ToolServer:
         return tools_of([self.app.plugins.get(plugin)], self.exposure,
                         listed_only=False).get(name)
 
-    def _callable(self, name: str, caller: Caller | None) -> Tool | types.CallToolResult:
+    def callable(self, name: str, caller: Caller | None) -> Tool | types.CallToolResult:
         """The tool ``name`` if ``caller`` may call it, else the tool error that says why."""
         if caller is not None and not caller.is_admin:
             return _error(f"user '{caller.name}' is a viewer, and calling a plugin needs an "
@@ -201,20 +230,35 @@ class ToolServer:
                           "tools/list shows the tools")
         return tool
 
-    async def _run(self, tool: Tool, arguments: dict[str, Any] | None) -> types.CallToolResult:
+    async def _run(self, tool: Tool, arguments: dict[str, Any] | None,
+                   caller: Caller | None) -> types.CallToolResult:
+        if tool.long_running and self.tasks is not None:
+            return await self.tasks.run_durable(tool, arguments, caller)
         data = json.dumps(arguments or {}, separators=(",", ":")).encode()
         try:
             out = await self.app.plugins.acall(tool.plugin, tool.handler, data)
         except OmniError as exc:
             return _error(str(exc).strip().partition("\n")[0])
-        result = _result(out)
-        sha = self.app.plugins.get(tool.plugin).sha256 if tool.output_schema else None
+        return self.answer(tool, tool.name, out, None)
+
+    def answer(self, tool: Tool | None, name: str, output: bytes | None,
+               error: str | None) -> types.CallToolResult:
+        """The result of a call of tool ``name`` (``tool``, None if it is no longer served)
+        that returned ``output`` or failed with the one-line ``error``."""
+        if output is None:
+            return _error(error or f"tool '{name}' failed")
+        result = _result(output)
+        if tool is None or tool.output_schema is None:
+            return result
+        sha = self.app.plugins.get(tool.plugin).sha256 if tool.plugin in self.app.plugins \
+            else None
         problem = output_problem(tool, sha, result.structured_content)
         return _error(problem) if problem else result
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
                          params: types.CallToolRequestParams) -> types.CallToolResult:
-        tool = self._callable(params.name, _caller(ctx))
+        caller = _caller(ctx)
+        tool = self.callable(params.name, caller)
         if isinstance(tool, types.CallToolResult):
             return tool
         level = self._levels.get(id(ctx.session._connection))
@@ -223,7 +267,7 @@ class ToolServer:
         # A no-op unless the request carried _meta.progressToken.
         await ctx.session.report_progress(0, 1, f"calling {tool.plugin}/{tool.handler}")
         try:
-            return await self._run(tool, params.arguments)
+            return await self._run(tool, params.arguments, caller)
         finally:
             if log is not None and level is not None:
                 await self._forward_log(ctx, tool.plugin, log.since(mark), level)
@@ -241,7 +285,7 @@ class ToolServer:
         streams and three tasks each way, and a list of 1,000 tools is validated and dumped
         twice over. This path validates the request and shapes the result as the SDK does
         (``mcp_types.methods``, at the revision the session negotiated) with the same
-        :meth:`_callable`, :meth:`_run` and tools. A client's ``notifications/cancelled``
+        :meth:`callable`, :meth:`_run` and tools. A client's ``notifications/cancelled``
         does not reach a call run here; the call's deadline still bounds it."""
         version = self._ready.get(session_id) if session_id is not None else None
         method = message.get("method") if isinstance(message, dict) else None
@@ -250,6 +294,9 @@ class ToolServer:
             return None
         assert isinstance(message, dict)
         raw = message.get("params")
+        if method == "tools/call" and self.tasks is not None \
+                and self.tasks.wants_task(raw, version):
+            return None  # a task's answer is the SDK's loop's (Tasks._intercept)
         try:
             request = types.jsonrpc_message_adapter.validate_python(message, by_name=False)
             _methods.validate_client_request(method, version, raw)
@@ -263,9 +310,9 @@ class ToolServer:
 
         async def call() -> bytes:
             assert params is not None
-            tool = self._callable(params.name, caller)
+            tool = self.callable(params.name, caller)
             result = tool if isinstance(tool, types.CallToolResult) else \
-                await self._run(tool, params.arguments)
+                await self._run(tool, params.arguments, caller)
             dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
             wire = _methods.serialize_server_result("tools/call", version, dumped)
             return head + json.dumps(wire, separators=(",", ":")).encode() + b"}"
@@ -419,9 +466,9 @@ class _Listing:
     """One plugin's tools (as :meth:`Exposure.tools` answered them) as ``tools/list`` has
     them: the SDK's objects, and each tool's JSON per protocol revision, validated once."""
 
-    def __init__(self, tools: dict[str, Tool]) -> None:
+    def __init__(self, tools: dict[str, Tool], tasks: bool) -> None:
         self.tools = tools
-        self.listed = [_listed(t) for t in tools.values()]
+        self.listed = [_listed(t, tasks) for t in tools.values()]
         self._wire: dict[str, list[bytes]] = {}
 
     def wire(self, version: str) -> list[bytes]:
@@ -446,7 +493,7 @@ def _caller(ctx: ServerRequestContext[Any, Any]) -> Caller | None:
     return caller
 
 
-def _listed(tool: Tool) -> types.Tool:
+def _listed(tool: Tool, tasks: bool) -> types.Tool:
     # Every hint is said outright: MCP's defaults (destructive, open world) are the
     # pessimistic ones, and a plugin is neither unless its manifest or grants say so.
     return types.Tool(
@@ -456,7 +503,9 @@ def _listed(tool: Tool) -> types.Tool:
         annotations=types.ToolAnnotations(
             title=tool.title, read_only_hint=tool.read_only,
             destructive_hint=None if tool.read_only else tool.destructive,
-            open_world_hint=tool.open_world))
+            open_world_hint=tool.open_world),
+        # Any call may be a task; a long-running tool's plain call is one the client waits on.
+        execution=types.ToolExecution(task_support="optional") if tasks else None)
 
 
 def _error(message: str) -> types.CallToolResult:

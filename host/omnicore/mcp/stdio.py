@@ -3,7 +3,8 @@
 The process is a plugin host only: it loads the app's plugins with the app's config,
 sidecars, grants, limits, module cache and data, and follows the plugins folder (a reload
 changes the tool list and tells the client). Schedules, jobs, event subscriptions, workflows
-and the console are ``omnicore run``'s; a job a tool call queues is run by that host. While
+and the console are ``omnicore run``'s; a job a tool call queues is run by that host (so are
+MCP tasks: they are /mcp's, and a long-running tool is called here like any other). While
 serving, stdout carries JSON-RPC only: fd 1 points at stderr for everything else (and fd 0 at
 the null device), and logs go to stderr.
 
@@ -136,7 +137,7 @@ async def _pipes(tools: ToolServer) -> AsyncIterator[tuple[Any, Any]]:
 
 async def serve_stdio(app: McpApp) -> None:
     """Serve ``app``'s exposed handlers over stdin/stdout until the client closes stdin."""
-    tools = ToolServer(app)
+    tools = ToolServer(app, tasks=False)  # this process runs no jobs
     tools.attach(asyncio.get_running_loop())
     try:
         async with _pipes(tools) as (read, write):

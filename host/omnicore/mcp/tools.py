@@ -14,7 +14,7 @@ pass 128 characters, is not served and the log says why.
 
 Each tool's description, title, input and output schemas come from the handler's object in
 the plugin's manifest (``{"name", "description", "title", "input_schema", "output_schema",
-"destructive"}``, specs/abi.md §5, written by the build from the handler's code); without them
+"destructive", "long_running"}``, specs/abi.md §5, written by the build from the handler's code); without them
 the description is the plugin's and the input schema ``{"type": "object"}``. The same objects
 make the console's invoke form (omnicore.console.invoke_form): one source for both.
 
@@ -79,6 +79,8 @@ class Tool:
     read_only: bool = False
     destructive: bool = False
     open_world: bool = False
+    #: Every call runs as a durable job (the manifest's ``long_running``; omnicore.mcp.tasks).
+    long_running: bool = False
 
 
 def _frozen(value: object) -> object:
@@ -240,7 +242,7 @@ def _tools(info: PluginInfo, exposure: Exposure) -> dict[str, Tool]:
         mine[name] = Tool(name, info.name, handler, str(description), schema, output,
                           title=str(title) if title else None, read_only=read_only,
                           destructive=spec.get("destructive") is True and not read_only,
-                          open_world=open_world)
+                          open_world=open_world, long_running=spec.get("long_running") is True)
     return mine
 
 

@@ -21,8 +21,8 @@ the build calls here in a sandbox with every import a trap (specs/abi.md §5.1);
 whose output is a component (python) or whose types vanish in the bundle (TypeScript) hands
 the build what its toolchain read from the sources. ``[plugin.handler.NAME]`` keys win over
 the code's, key by key. A described handler's entry in the manifest is an object
-``{"name", "description", "title", "input_schema", "output_schema", "destructive"}``;
-handlers with nothing said stay plain names.
+``{"name", "description", "title", "input_schema", "output_schema", "destructive",
+"long_running"}``; handlers with nothing said stay plain names.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ MANIFEST_FILE = "omnicore.toml"
 SECTION = "omnicore.manifest"
 _KNOWN = ("name", "version", "description", "handlers", "handler", "config", "subscriptions",
           "schedules")
-_HANDLER_KEYS = ("description", "title", "input_schema", "output_schema", "destructive")
+_HANDLER_KEYS = ("description", "title", "input_schema", "output_schema", "destructive",
+                 "long_running")
 #: Exports a core module describes its handlers through: one for all handlers (a JSON object
 #: keyed by handler), or one per handler (its object); both of the handler type.
 DESCRIBE = "omni_describe"
@@ -149,8 +150,9 @@ def _bad_entry(name: str, table: object) -> str | None:
     for key in ("description", "title"):
         if not isinstance(table.get(key, ""), str):
             return f"{key} must be a string"
-    if not isinstance(table.get("destructive", False), bool):
-        return "destructive must be true or false"
+    for key in ("destructive", "long_running"):
+        if not isinstance(table.get(key, False), bool):
+            return f"{key} must be true or false"
     for key in ("input_schema", "output_schema"):
         schema = table.get(key, {"type": "object"})
         if not isinstance(schema, dict) or schema.get("type") != "object":

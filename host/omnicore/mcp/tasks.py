@@ -1,0 +1,289 @@
+"""Long tool calls as MCP tasks, each run as a durable job of the host's job service.
+
+A task is a ``tools/call`` that answers at once with a task id, and whose result the client
+fetches later, from this host or another one of the same database. Two protocol forms:
+
+* **2025-11-25** (the ``tasks`` utility): the client asks for it, ``params.task`` (with an
+  optional ``ttl``) on any tool (every tool says ``execution.taskSupport: "optional"``); the
+  answer is a ``CreateTaskResult``; then ``tasks/get``, ``tasks/result`` (blocks until the
+  task ends, then answers what the call would have), ``tasks/list`` (paged) and
+  ``tasks/cancel``. A tool result with ``isError`` is a ``failed`` task.
+* **2026-07-28** (the ``io.modelcontextprotocol/tasks`` extension): the server decides. A
+  call of a long-running tool from a client that declared the extension in the request's
+  ``_meta`` capabilities answers ``resultType: "task"``; ``tasks/get`` carries the result
+  once ``completed`` (tool errors included), ``tasks/cancel`` answers empty.
+
+A handler the plugin's manifest marks ``"long_running": true`` (specs/abi.md §5) runs as a job
+whatever the client asked: a plain call waits for the job and answers its result, so a host
+that dies under it loses nothing but the wait.
+
+Each task is a row of ``storage.mcp_tasks`` made before its job is queued (the job's source is
+``mcp:TASK_ID``); the job service hands the call's outcome to that row on whichever host ran it
+(``app.py`` keeps the sink on every host), and never retries a tool call that failed: the
+failure is the answer. A host killed mid-call leaves the job leased: on PostgreSQL another host
+takes it as soon as the dead one is found, on SQLite the restarted host does. A task belongs to
+the principal that made it (the console user behind the token): a task id of anyone else is answered like an unknown one (``-32602``). Cancelling a task whose
+job has not started cancels the job; a running call runs on to its deadline and its outcome is
+dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import mcp_types as types
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+
+from omnicore.mcp.tools import Tool
+from omnicore.storage.mcp_task_rows import TaskRow
+
+if TYPE_CHECKING:
+    from omnicore.mcp.server import Caller, ToolServer
+
+__all__ = ["EXTENSION", "MODERN", "POLL_MS", "SOURCE", "Tasks"]
+
+#: The job source of a task's job (``mcp:TASK_ID``).
+SOURCE = "mcp"
+#: The 2026-07-28 extension's identifier.
+EXTENSION = "io.modelcontextprotocol/tasks"
+#: Where a 2026-07-28 request declares its capabilities.
+_CLIENT_CAPS = "io.modelcontextprotocol/clientCapabilities"
+_RELATED = "io.modelcontextprotocol/related-task"
+#: The revisions that speak the extension rather than the utility.
+MODERN = frozenset({"2026-07-28"})
+#: How often a client should poll (ms), and how often a wait reads the row (s).
+POLL_MS = 500
+_WAIT_S = 0.1
+#: How long a task is kept (ms): the client's ``ttl`` within these bounds.
+DEFAULT_TTL_MS = 3_600_000
+MAX_TTL_MS = 7 * 86_400_000
+#: The owner of tasks made over stdio (the operator runs that process).
+OPERATOR = "operator"
+_PAGE = 50
+
+Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _owner(caller: Caller | None) -> str:
+    return OPERATOR if caller is None else caller.name
+
+
+def declares_extension(params: Mapping[str, Any] | None) -> bool:
+    """Whether a 2026-07-28 request's ``_meta`` capabilities name the tasks extension."""
+    meta = params.get("_meta") if isinstance(params, Mapping) else None
+    caps = meta.get(_CLIENT_CAPS) if isinstance(meta, Mapping) else None
+    ext = caps.get("extensions") if isinstance(caps, Mapping) else None
+    return isinstance(ext, Mapping) and EXTENSION in ext
+
+
+class Tasks:
+    """The tasks of one :class:`~omnicore.mcp.server.ToolServer`: register :meth:`install`
+    on its SDK server; :meth:`run_durable` is the plain call of a long-running tool."""
+
+    def __init__(self, tools: ToolServer, caller: Callable[[ServerRequestContext[Any, Any]],
+                                                            Caller | None]) -> None:
+        self.tools = tools
+        self._caller = caller
+
+    @property
+    def _rows(self) -> Any:
+        return self.tools.app.storage.mcp_tasks
+
+    def install(self) -> None:
+        server = self.tools.server
+        server.add_request_handler("tasks/get", types.GetTaskRequestParams, self._get)
+        server.add_request_handler("tasks/result", types.GetTaskPayloadRequestParams,
+                                   self._result)
+        server.add_request_handler("tasks/list", types.PaginatedRequestParams, self._list)
+        server.add_request_handler("tasks/cancel", types.CancelTaskRequestParams,
+                                   self._cancel)
+        server.extensions[EXTENSION] = {}
+        server.middleware.append(self._intercept)
+
+    # -- making a task -----------------------------------------------------------------
+
+    def wants_task(self, params: Mapping[str, Any] | None, version: str) -> bool:
+        """Whether a ``tools/call`` with ``params`` on revision ``version`` answers with a
+        task (before its tool is known: on 2026-07-28 only a long-running tool does)."""
+        if not isinstance(params, Mapping):
+            return False
+        if version in MODERN:
+            return declares_extension(params) and self._long_running(params.get("name"))
+        return params.get("task") is not None
+
+    def _long_running(self, name: object) -> bool:
+        tool = self.tools.resolve(name) if isinstance(name, str) else None
+        return tool is not None and tool.long_running
+
+    async def create(self, tool: Tool, arguments: Mapping[str, Any] | None,
+                     caller: Caller | None, ttl_ms: int | None) -> TaskRow:
+        """Keep a task for calling ``tool`` and queue its job; the task's row."""
+        ttl = min(max(ttl_ms or DEFAULT_TTL_MS, 1000), MAX_TTL_MS)
+        now = time.time()
+        row = TaskRow(secrets.token_urlsafe(18), _owner(caller), tool.name, None, "working",
+                      None, None, now, now, now + ttl / 1000)
+        data = json.dumps(arguments or {}, separators=(",", ":")).encode()
+        jobs = self.tools.app.jobs
+
+        def make() -> int:
+            # The row first: the job's outcome must find it, whichever host runs it.
+            self._rows.add(row)
+            job_id = jobs.enqueue(tool.plugin, tool.handler, data,
+                                  source=f"{SOURCE}:{row.id}")
+            self._rows.set_job(row.id, job_id)
+            return job_id
+        job_id = await anyio.to_thread.run_sync(make)
+        return TaskRow(row.id, row.owner, row.tool, job_id, row.status, None, None,
+                       row.created_at, row.updated_at, row.expires_at)
+
+    async def run_durable(self, tool: Tool, arguments: Mapping[str, Any] | None,
+                          caller: Caller | None) -> types.CallToolResult:
+        """A plain call of a long-running tool: a task the client is not told of, waited
+        for here (it is in ``tasks/list`` all the same)."""
+        row = await self.create(tool, arguments, caller, None)
+        return (await self._wait(row.id))[1]
+
+    async def _intercept(self, ctx: ServerRequestContext[Any, Any],
+                         call_next: CallNext) -> HandlerResult:
+        # A task's answer is no CallToolResult, which the SDK checks a tools/call against
+        # on the handshake revisions: answered here, before the handler.
+        if ctx.method != "tools/call" or not self.wants_task(ctx.params, ctx.protocol_version):
+            return await call_next(ctx)
+        try:
+            params = types.CallToolRequestParams.model_validate(ctx.params, by_name=False)
+        except ValueError:
+            return await call_next(ctx)  # the SDK answers its own invalid-params error
+        tool = self.tools.callable(params.name, self._caller(ctx))
+        if not isinstance(tool, Tool):
+            return await call_next(ctx)  # the same tool error a plain call gets
+        ttl = params.task.ttl if params.task is not None else None
+        row = await self.create(tool, params.arguments, self._caller(ctx), ttl)
+        if ctx.protocol_version in MODERN:
+            return {"resultType": "task", **self._wire(row, "working", ctx.protocol_version)}
+        return {"task": self._wire(row, "working", ctx.protocol_version),
+                "_meta": {"io.modelcontextprotocol/model-immediate-response":
+                          f"{tool.name} runs as task {row.id}"}}
+
+    # -- reading tasks -----------------------------------------------------------------
+
+    def _find(self, task_id: str, ctx: ServerRequestContext[Any, Any]) -> TaskRow:
+        row = self._rows.get(task_id)
+        if row is None or row.owner != _owner(self._caller(ctx)) \
+                or (row.expires_at is not None and row.expires_at < time.time()):
+            raise MCPError(-32602, f"no task {task_id[:80]!r}: it is unknown, expired, or "
+                                   "another user's (tasks/list shows yours)")
+        return row
+
+    def _outcome(self, row: TaskRow) -> tuple[Status, types.CallToolResult | None, str | None]:
+        """What ``row`` says: its status, the call's result once it ended, a message."""
+        if row.status == "cancelled":
+            return "cancelled", _error(f"task {row.id} was cancelled"), "cancelled by request"
+        if row.status == "working":
+            return "working", None, f"{row.tool} is running as job {row.job_id}"
+        tool = self.tools.resolve(row.tool)
+        result = self.tools.answer(tool, row.tool, row.output, row.error)
+        text = result.content[0].text if result.is_error and result.content and \
+            isinstance(result.content[0], types.TextContent) else None
+        return ("failed" if result.is_error else "completed"), result, text
+
+    def _wire(self, row: TaskRow, status: Status, version: str,
+              message: str | None = None) -> dict[str, Any]:
+        ttl = None if row.expires_at is None else round((row.expires_at - row.created_at) * 1000)
+        modern = version in MODERN
+        task: dict[str, Any] = {"taskId": row.id, "status": status,
+                                "createdAt": _iso(row.created_at),
+                                "lastUpdatedAt": _iso(row.updated_at),
+                                "ttlMs" if modern else "ttl": ttl,
+                                "pollIntervalMs" if modern else "pollInterval": POLL_MS}
+        if message:
+            task["statusMessage"] = message[:500]
+        return task
+
+    async def _get(self, ctx: ServerRequestContext[Any, Any],
+                   params: types.GetTaskRequestParams) -> dict[str, Any]:
+        row = await anyio.to_thread.run_sync(self._find, params.task_id, ctx)
+        status, result, message = self._outcome(row)
+        if ctx.protocol_version not in MODERN:
+            return self._wire(row, status, ctx.protocol_version, message)
+        # The extension: a tool error is a completed call; the result comes inline.
+        if status == "failed":
+            status = "completed"
+        wire = self._wire(row, status, ctx.protocol_version, message)
+        if status == "completed" and result is not None:
+            wire["result"] = _dump(result)
+        return wire
+
+    async def _wait(self, task_id: str, ctx: ServerRequestContext[Any, Any] | None = None
+                    ) -> tuple[TaskRow, types.CallToolResult]:
+        while True:
+            row = await anyio.to_thread.run_sync(self._rows.get, task_id) if ctx is None \
+                else await anyio.to_thread.run_sync(self._find, task_id, ctx)
+            if row is None:
+                return row, _error(f"task {task_id} is gone (its time to live ran out)")
+            _status, result, _message = self._outcome(row)
+            if result is not None:
+                return row, result
+            await anyio.sleep(_WAIT_S)
+
+    async def _result(self, ctx: ServerRequestContext[Any, Any],
+                      params: types.GetTaskPayloadRequestParams) -> dict[str, Any]:
+        row, result = await self._wait(params.task_id, ctx)
+        dumped = _dump(result)
+        dumped.setdefault("_meta", {})[_RELATED] = {"taskId": row.id}
+        return dumped
+
+    async def _list(self, ctx: ServerRequestContext[Any, Any],
+                    params: types.PaginatedRequestParams) -> dict[str, Any]:
+        cursor = params.cursor
+        if cursor is not None and not cursor.isdecimal():
+            raise MCPError(-32602, f"invalid cursor {cursor[:40]!r}: pass back a nextCursor "
+                                   "of tasks/list as it came")
+        owner = _owner(self._caller(ctx))
+        rows, after = await anyio.to_thread.run_sync(
+            self._rows.page, owner, None if cursor is None else int(cursor), _PAGE)
+        now = time.time()
+        out: dict[str, Any] = {"tasks": [
+            self._wire(r, s, ctx.protocol_version, m)
+            for r in rows if r.expires_at is None or r.expires_at >= now
+            for s, _res, m in (self._outcome(r),)]}
+        if after is not None:
+            out["nextCursor"] = str(after)
+        return out
+
+    async def _cancel(self, ctx: ServerRequestContext[Any, Any],
+                      params: types.CancelTaskRequestParams) -> dict[str, Any]:
+        row = await anyio.to_thread.run_sync(self._find, params.task_id, ctx)
+
+        def cancel() -> bool:
+            if not self._rows.cancel(row.id, time.time()):
+                return False
+            if row.job_id is not None:
+                self.tools.app.jobs.cancel(row.job_id)  # a running call runs on; dropped
+            return True
+        if not await anyio.to_thread.run_sync(cancel):
+            status = self._outcome(self._rows.get(row.id) or row)[0]
+            raise MCPError(-32602, f"task {row.id} is {status} already: only a working task "
+                                   "can be cancelled")
+        if ctx.protocol_version in MODERN:
+            return {}
+        row = await anyio.to_thread.run_sync(self._find, row.id, ctx)
+        return self._wire(row, "cancelled", ctx.protocol_version, "cancelled by request")
+
+
+def _error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
+
+
+def _dump(result: types.CallToolResult) -> dict[str, Any]:
+    return result.model_dump(by_alias=True, mode="json", exclude_none=True)
