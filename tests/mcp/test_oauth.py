@@ -238,3 +238,51 @@ def test_a_client_id_metadata_document_is_fetched_and_named_on_the_consent_page(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_sign_in_begun_on_one_host_is_answered_and_redeemed_on_another(
+        tmp_path: Path, pg_url: str) -> None:
+    """The waiting consent is a row of the shared database, not one host's memory."""
+    config = {"mcp": {"expose": ["tools/echo"]}, "storage": {"url": pg_url}}
+    first = Host(tmp_path / "a", ["tools/echo"], **config)
+    try:
+        second = Host(tmp_path / "b", ["tools/echo"], **config)
+        try:
+            with httpx.Client(base_url=first.url, timeout=30) as at_first, \
+                    httpx.Client(base_url=second.url, timeout=30) as at_second, \
+                    signed_in(second) as browser:
+                client_id = register(at_first)
+                back, verifier = authorize(second, at_first, browser, client_id,
+                                           resource=f"{second.url}/mcp")
+                r = token(at_second, client_id, code_of(back), verifier, f"{second.url}/mcp")
+                assert r.status_code == 200, r.text
+                assert mcp_status(second, r.json()["access_token"]) == 200
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+def test_browsers_of_other_origins_reach_the_metadata_and_the_token_endpoint(
+        host: Host) -> None:
+    origin = {"Origin": "https://agent.example"}
+    with httpx.Client(base_url=host.url, timeout=30) as c:
+        for path, method in (("/token", "POST"), ("/register", "POST"),
+                             ("/.well-known/oauth-authorization-server", "GET"),
+                             ("/.well-known/oauth-protected-resource/mcp", "GET")):
+            pre = c.options(path, headers={**origin, "Access-Control-Request-Method": method})
+            assert pre.status_code == 200, (path, pre.text)
+            assert pre.headers["access-control-allow-origin"] == "*"
+            assert method in pre.headers["access-control-allow-methods"]
+        meta = c.get("/.well-known/oauth-authorization-server", headers=origin)
+        assert meta.status_code == 200 and meta.headers["access-control-allow-origin"] == "*"
+        # The cross-origin post itself reaches the endpoint (the console's guard lets it by):
+        # a bad code is the token endpoint's own answer, with CORS.
+        bad = c.post("/token", headers={**origin, "Sec-Fetch-Site": "cross-site"}, data={
+            "grant_type": "authorization_code", "code": "nope", "redirect_uri": REDIRECT,
+            "client_id": "nobody", "code_verifier": "x" * 43})
+        assert bad.status_code in (400, 401), bad.text
+        assert bad.json()["error"] in ("invalid_client", "invalid_grant")
+        assert bad.headers["access-control-allow-origin"] == "*"
+        # Elsewhere a cross-origin change is refused as before.
+        assert c.post("/oauth/clients", headers=origin).status_code == 403

@@ -12,7 +12,10 @@ A console on loopback is still reachable by every web page the operator's browse
 Requests without those headers (curl, the CLI, scripts) are not from a browser page and pass
 this check; they still need a token, or, on an open console, a CSRF token when they look like
 a browser form (``Auth.check_csrf``). Webhooks (``/hooks/``) are exempt from the origin check:
-their senders are servers, and the HMAC signature is their authentication.
+their senders are servers, and the HMAC signature is their authentication. So are OAuth's
+token, registration and revocation endpoints: a browser MCP client on its own origin posts to
+them (CORS), and what authenticates there is in the body (a PKCE verifier, a client secret, a
+token), never a cookie.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: What ``Sec-Fetch-Site`` may say of a change: the console's own page, or the user's own
 #: action (a typed URL, a bookmark). ``same-site`` is not enough: another port is same-site.
 SAME_ORIGIN_SITES = frozenset({"same-origin", "none"})
+#: Changes any origin may post (omnicore.console.oauth): nothing there reads a cookie.
+CROSS_ORIGIN_PATHS = frozenset({"/token", "/register", "/revoke"})
 
 
 def host_name(value: str) -> tuple[str, int | None]:
@@ -142,7 +147,8 @@ class RequestGuard:
                                  f"{name[:100]!r} (a page using DNS rebinding?); add it to "
                                  f"console.allowed_hosts if it is really this console",
                             type="HostNotAllowed")
-        if scope["method"] in SAFE_METHODS or scope["path"].startswith("/hooks/"):
+        if scope["method"] in SAFE_METHODS or scope["path"].startswith("/hooks/") \
+                or scope["path"] in CROSS_ORIGIN_PATHS:
             return None
         site = headers.get(b"sec-fetch-site")
         if site is not None and site.strip().lower() not in SAME_ORIGIN_SITES:

@@ -9,6 +9,10 @@
 * ``/oauth/consent``: a signed-in admin approves or denies a client, shown by name with the
   tools it may call; ``/oauth/clients``: the authorized clients, each with a Revoke button.
 
+The metadata and the token, registration and revocation endpoints answer browsers of any origin
+(CORS, no credentials): a browser MCP client signs in from its own page. Nothing there reads
+a cookie; the console's request guard lets their cross-origin posts through.
+
 URLs are this console's as the request names it (scheme and ``Host``, which the request
 guard keeps to the console's names), so the metadata, the issuer and the tokens' resource
 agree whichever name a client used.
@@ -21,7 +25,7 @@ from typing import Any
 from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.handlers.token import TokenHandler
 from mcp.server.auth.middleware.client_auth import ClientAuthenticator
-from mcp.server.auth.routes import build_metadata, create_auth_routes
+from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_routes
 from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
 from mcp.shared.auth import ProtectedResourceMetadata
 from pydantic import AnyHttpUrl
@@ -134,11 +138,15 @@ def routes(server: AuthServer) -> list[BaseRoute]:
         revocation_options=RevocationOptions(enabled=True)) if isinstance(r, Route)}
     sdk.pop("/token")
     sdk.pop("/.well-known/oauth-authorization-server")
+    get, post = ["GET", "OPTIONS"], ["POST", "OPTIONS"]
     return [
-        Route("/.well-known/oauth-protected-resource", protected_resource),
-        Route("/.well-known/oauth-protected-resource/mcp", protected_resource),
-        Route("/.well-known/oauth-authorization-server", authorization_server),
-        Route("/token", _token(server), methods=["POST"]),
+        Route("/.well-known/oauth-protected-resource",
+              cors_middleware(protected_resource, get), methods=get),
+        Route("/.well-known/oauth-protected-resource/mcp",
+              cors_middleware(protected_resource, get), methods=get),
+        Route("/.well-known/oauth-authorization-server",
+              cors_middleware(authorization_server, get), methods=get),
+        Route("/token", cors_middleware(_token(server), post), methods=post),
         *sdk.values(),
         Route("/oauth/consent", consent, methods=["GET", "POST"]),
         Route("/oauth/clients", clients, methods=["GET", "POST"]),

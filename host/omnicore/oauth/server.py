@@ -5,7 +5,8 @@ resource): the official MCP SDK's endpoints (``/authorize``, ``/token``, ``/regi
 * A client is a dynamically registered one (RFC 7591, kept in the database) or a client ID
   metadata document (its ``client_id`` is the URL of its metadata: omnicore.oauth.clients).
 * ``/authorize`` (PKCE S256 only, checked by the SDK) leads to the console's consent page: a
-  signed-in admin approves or denies, for the tools exposed then. Approving records a grant
+  signed-in admin approves or denies, for the tools exposed then. The waiting request is a
+  row of the database (its id kept as a hash), so the page may be answered on any host of it. Approving records a grant
   (client, user, resource, tools) and answers the client's redirect URI with a one-time code
   bound to the PKCE challenge; it expires after :attr:`AuthServer.code_ttl_s`. A code used
   twice revokes everything issued from it.
@@ -22,9 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.auth.provider import (
@@ -40,7 +40,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from omnicore.oauth.clients import SCOPES, MetadataDocuments
 from omnicore.storage.audit_rows import AuditLog
-from omnicore.storage.oauth_rows import CodeRow, GrantRow, OAuthRows, TokenRow
+from omnicore.storage.oauth_rows import CodeRow, ConsentRow, GrantRow, OAuthRows, TokenRow
 
 __all__ = ["CONSENT_PATH", "AuthServer", "Consent", "OAuthCaller", "digest"]
 
@@ -74,7 +74,11 @@ class Consent:
     id: str
     client: OAuthClientInformationFull
     params: AuthorizationParams
-    created: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def of(cls, request_id: str, row: ConsentRow) -> Consent:
+        return cls(request_id, OAuthClientInformationFull.model_validate(row.client),
+                   AuthorizationParams.model_validate(row.params))
 
     @property
     def client_name(self) -> str:
@@ -94,8 +98,6 @@ class AuthServer:
         self.rows = rows
         self.audit = audit
         self.documents = documents
-        self._consents: dict[str, Consent] = {}
-        self._lock = threading.Lock()
         self._used: set[str] = set()  # access tokens whose first use here was audited
 
     def _record(self, actor: str, action: str, grant: GrantRow | str | None,
@@ -125,34 +127,27 @@ class AuthServer:
 
     async def authorize(self, client: OAuthClientInformationFull,
                         params: AuthorizationParams) -> str:
-        consent = Consent(secrets.token_urlsafe(24), client, params)
-        now = time.monotonic()
-        with self._lock:
-            for key in [k for k, c in self._consents.items()
-                        if now - c.created > self.consent_ttl_s]:
-                del self._consents[key]
-            if len(self._consents) > 10_000:
-                self._consents.clear()
-            self._consents[consent.id] = consent
-        return f"{CONSENT_PATH}?request={consent.id}"
+        request_id = secrets.token_urlsafe(24)
+        now = time.time()
+        self.rows.add_consent(digest(request_id), ConsentRow(
+            client.model_dump(mode="json"), params.model_dump(mode="json"),
+            now + self.consent_ttl_s), now)
+        return f"{CONSENT_PATH}?request={request_id}"
 
     def consent(self, request_id: str) -> Consent | None:
         """The waiting request ``request_id`` (None when unknown or too old)."""
-        with self._lock:
-            found = self._consents.get(request_id)
-        if found is None or time.monotonic() - found.created > self.consent_ttl_s:
-            return None
-        return found
+        row = self.rows.consent(digest(request_id), time.time()) if request_id else None
+        return None if row is None else Consent.of(request_id, row)
 
     def answer(self, request_id: str, user: str, resource: str, tools: tuple[str, ...],
                approved: bool) -> str | None:
         """The user's answer to a waiting request: the URL to send the browser back to the
         client with (a code, or ``access_denied``; ``invalid_target`` when the request named
         a resource other than ``resource``, this host's /mcp). None if the request is gone."""
-        with self._lock:
-            consent = self._consents.pop(request_id, None)
-        if consent is None:
+        row = self.rows.take_consent(digest(request_id), time.time()) if request_id else None
+        if row is None:
             return None
+        consent = Consent.of(request_id, row)
         p = consent.params
         target = f"oauth:{consent.client.client_id}"
         if p.resource is not None and p.resource.rstrip("/") != resource:
