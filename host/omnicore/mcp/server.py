@@ -45,11 +45,11 @@ from mcp_types import methods as _methods
 from omnicore import __version__
 from omnicore.core.events import Event, EventBus
 from omnicore.errors import OmniError
+from omnicore.jobs import Jobs
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
 from omnicore.mcp.tasks import Tasks
 from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
-from omnicore.jobs import Jobs
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox.logring import LogLine
 from omnicore.storage import Storage

@@ -22,9 +22,9 @@ Each task is a row of ``storage.mcp_tasks`` made before its job is queued (the j
 (``app.py`` keeps the sink on every host), and never retries a tool call that failed: the
 failure is the answer. A host killed mid-call leaves the job leased: on PostgreSQL another host
 takes it as soon as the dead one is found, on SQLite the restarted host does. A task belongs to
-the principal that made it (the console user behind the token): a task id of anyone else is answered like an unknown one (``-32602``). Cancelling a task whose
-job has not started cancels the job; a running call runs on to its deadline and its outcome is
-dropped.
+the principal that made it (the console user behind the token): a task id of anyone else is
+answered like an unknown one (``-32602``). Cancelling a task whose job has not started cancels
+the job; a running call runs on to its deadline and its outcome is dropped.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -42,7 +42,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from omnicore.mcp.tools import Tool
-from omnicore.storage.mcp_task_rows import TaskRow
+from omnicore.storage.mcp_task_rows import McpTaskRows, TaskRow
 
 if TYPE_CHECKING:
     from omnicore.mcp.server import Caller, ToolServer
@@ -58,9 +58,9 @@ _CLIENT_CAPS = "io.modelcontextprotocol/clientCapabilities"
 _RELATED = "io.modelcontextprotocol/related-task"
 #: The revisions that speak the extension rather than the utility.
 MODERN = frozenset({"2026-07-28"})
-#: How often a client should poll (ms), and how often a wait reads the row (s).
+#: How often a client should poll (ms); how often a wait reads the row (s): at first, at most.
 POLL_MS = 500
-_WAIT_S = 0.1
+_WAIT_S = (0.02, 0.5)
 #: How long a task is kept (ms): the client's ``ttl`` within these bounds.
 DEFAULT_TTL_MS = 3_600_000
 MAX_TTL_MS = 7 * 86_400_000
@@ -72,7 +72,7 @@ Status = Literal["working", "input_required", "completed", "failed", "cancelled"
 
 
 def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _owner(caller: Caller | None) -> str:
@@ -97,7 +97,7 @@ class Tasks:
         self._caller = caller
 
     @property
-    def _rows(self) -> Any:
+    def _rows(self) -> McpTaskRows:
         return self.tools.app.storage.mcp_tasks
 
     def install(self) -> None:
@@ -152,7 +152,7 @@ class Tasks:
         """A plain call of a long-running tool: a task the client is not told of, waited
         for here (it is in ``tasks/list`` all the same)."""
         row = await self.create(tool, arguments, caller, None)
-        return (await self._wait(row.id))[1]
+        return await self._wait(row.id)
 
     async def _intercept(self, ctx: ServerRequestContext[Any, Any],
                          call_next: CallNext) -> HandlerResult:
@@ -225,22 +225,25 @@ class Tasks:
         return wire
 
     async def _wait(self, task_id: str, ctx: ServerRequestContext[Any, Any] | None = None
-                    ) -> tuple[TaskRow, types.CallToolResult]:
+                    ) -> types.CallToolResult:
+        """The result of task ``task_id`` once it ended (``ctx``: checked as its owner's).
+        The row is read again and again: the job may end on any host of the database."""
+        pause = _WAIT_S[0]
         while True:
             row = await anyio.to_thread.run_sync(self._rows.get, task_id) if ctx is None \
                 else await anyio.to_thread.run_sync(self._find, task_id, ctx)
             if row is None:
-                return row, _error(f"task {task_id} is gone (its time to live ran out)")
+                return _error(f"task {task_id} is gone (its time to live ran out)")
             _status, result, _message = self._outcome(row)
             if result is not None:
-                return row, result
-            await anyio.sleep(_WAIT_S)
+                return result
+            await anyio.sleep(pause)
+            pause = min(pause * 1.5, _WAIT_S[1])
 
     async def _result(self, ctx: ServerRequestContext[Any, Any],
                       params: types.GetTaskPayloadRequestParams) -> dict[str, Any]:
-        row, result = await self._wait(params.task_id, ctx)
-        dumped = _dump(result)
-        dumped.setdefault("_meta", {})[_RELATED] = {"taskId": row.id}
+        dumped = _dump(await self._wait(params.task_id, ctx))
+        dumped.setdefault("_meta", {})[_RELATED] = {"taskId": params.task_id}
         return dumped
 
     async def _list(self, ctx: ServerRequestContext[Any, Any],

@@ -14,8 +14,9 @@ pass 128 characters, is not served and the log says why.
 
 Each tool's description, title, input and output schemas come from the handler's object in
 the plugin's manifest (``{"name", "description", "title", "input_schema", "output_schema",
-"destructive", "long_running"}``, specs/abi.md §5, written by the build from the handler's code); without them
-the description is the plugin's and the input schema ``{"type": "object"}``. The same objects
+"destructive", "long_running"}``, specs/abi.md §5, written by the build from the handler's
+code); without them the description is the plugin's and the input schema
+``{"type": "object"}``. The same objects
 make the console's invoke form (omnicore.console.invoke_form): one source for both.
 
 A tool's annotations say what an agent may assume before calling it: ``readOnlyHint`` when

@@ -6,9 +6,10 @@ resource): the official MCP SDK's endpoints (``/authorize``, ``/token``, ``/regi
   metadata document (its ``client_id`` is the URL of its metadata: omnicore.oauth.clients).
 * ``/authorize`` (PKCE S256 only, checked by the SDK) leads to the console's consent page: a
   signed-in admin approves or denies, for the tools exposed then. The waiting request is a
-  row of the database (its id kept as a hash), so the page may be answered on any host of it. Approving records a grant
-  (client, user, resource, tools) and answers the client's redirect URI with a one-time code
-  bound to the PKCE challenge; it expires after :attr:`AuthServer.code_ttl_s`. A code used
+  row of the database (its id kept as a hash), so the page may be answered on any host of
+  it. Approving records a grant (client, user, resource, tools) and answers the client's
+  redirect URI with a one-time code bound to the PKCE challenge; it expires after
+  :attr:`AuthServer.code_ttl_s`. A code used
   twice revokes everything issued from it.
 * Access tokens (an hour) and refresh tokens (30 days, rotated at every use: the old one is
   revoked, and presenting a revoked one revokes the grant) carry no meaning of their own; the
