@@ -41,6 +41,7 @@ import mcp_types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
+from omnicore.errors import OmniError
 from omnicore.mcp.tools import Tool
 from omnicore.storage.mcp_task_rows import McpTaskRows, TaskRow
 
@@ -67,8 +68,12 @@ MAX_TTL_MS = 7 * 86_400_000
 #: The owner of tasks made over stdio (the operator runs that process).
 OPERATOR = "operator"
 _PAGE = 50
+#: How long a task may wait for its job to be named before it is taken for orphaned (s).
+_ORPHAN_S = 60.0
 
 Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
+#: A task's row with its status, result (once it ended) and status message.
+Outcome = tuple[TaskRow, Status, types.CallToolResult | None, str | None] | None
 
 
 def _iso(at: float) -> str:
@@ -136,11 +141,16 @@ class Tasks:
         data = json.dumps(arguments or {}, separators=(",", ":")).encode()
         jobs = self.tools.app.jobs
 
-        def make() -> int:
+        def make() -> int | None:
             # The row first: the job's outcome must find it, whichever host runs it.
             self._rows.add(row)
-            job_id = jobs.enqueue(tool.plugin, tool.handler, data,
-                                  source=f"{SOURCE}:{row.id}")
+            try:
+                job_id = jobs.enqueue(tool.plugin, tool.handler, data,
+                                      source=f"{SOURCE}:{row.id}")
+            except OmniError as exc:  # the plugin lost the handler since it was listed
+                self._rows.settle(row.id, None, str(exc).strip().partition("\n")[0],
+                                  time.time())
+                return None
             self._rows.set_job(row.id, job_id)
             return job_id
         job_id = await anyio.to_thread.run_sync(make)
@@ -185,17 +195,50 @@ class Tasks:
                                    "another user's (tasks/list shows yours)")
         return row
 
+    def _read(self, task_id: str, ctx: ServerRequestContext[Any, Any] | None) -> Outcome:
+        """Task ``task_id`` (``ctx``: checked as its caller's) and what it says; on a worker
+        thread (it reads the database)."""
+        row = self._rows.get(task_id) if ctx is None else self._find(task_id, ctx)
+        return None if row is None else (row, *self._outcome(row))
+
     def _outcome(self, row: TaskRow) -> tuple[Status, types.CallToolResult | None, str | None]:
         """What ``row`` says: its status, the call's result once it ended, a message."""
-        if row.status == "cancelled":
-            return "cancelled", _error(f"task {row.id} was cancelled"), "cancelled by request"
         if row.status == "working":
-            return "working", None, f"{row.tool} is running as job {row.job_id}"
+            ended = self._ended_without_outcome(row)
+            if ended is None:
+                return "working", None, f"{row.tool} runs as job {row.job_id}"
+            row = ended
+        if row.status == "cancelled":
+            return "cancelled", _error(f"task {row.id} was cancelled"), "cancelled"
         tool = self.tools.resolve(row.tool)
         result = self.tools.answer(tool, row.tool, row.output, row.error)
         text = result.content[0].text if result.is_error and result.content and \
             isinstance(result.content[0], types.TextContent) else None
         return ("failed" if result.is_error else "completed"), result, text
+
+    def _ended_without_outcome(self, row: TaskRow) -> TaskRow | None:
+        """The row as it is once moved to its end, if its job ended and left it working: an
+        operator cancelled or deleted the job, a host that keeps no task outcomes (an older
+        release, in a rolling upgrade) ran it, or the host that made the task stopped before
+        queueing it. None while the job is still to run or running."""
+        now = time.time()
+        if row.job_id is None:
+            if now - row.created_at < _ORPHAN_S:
+                return None
+            self._rows.settle(row.id, None, "the host that took the call stopped before "
+                                            "queueing it; call the tool again", now)
+        else:
+            job = self.tools.app.jobs.get(row.job_id)
+            if job is not None and job.state in ("queued", "running"):
+                return None
+            if job is not None and job.state == "dead":
+                self._rows.settle(row.id, None, job.last_error or "the job failed", now)
+            elif job is not None and job.state == "succeeded":
+                self._rows.settle(row.id, None, f"job {job.id} ran on a host that does not "
+                                                "keep task results; call the tool again", now)
+            else:  # cancelled or deleted by an operator
+                self._rows.cancel(row.id, now)
+        return self._rows.get(row.id) or row
 
     def _wire(self, row: TaskRow, status: Status, version: str,
               message: str | None = None) -> dict[str, Any]:
@@ -212,8 +255,9 @@ class Tasks:
 
     async def _get(self, ctx: ServerRequestContext[Any, Any],
                    params: types.GetTaskRequestParams) -> dict[str, Any]:
-        row = await anyio.to_thread.run_sync(self._find, params.task_id, ctx)
-        status, result, message = self._outcome(row)
+        found = await anyio.to_thread.run_sync(self._read, params.task_id, ctx)
+        assert found is not None  # _find raised for an unknown one
+        row, status, result, message = found
         if ctx.protocol_version not in MODERN:
             return self._wire(row, status, ctx.protocol_version, message)
         # The extension: a tool error is a completed call; the result comes inline.
@@ -230,11 +274,10 @@ class Tasks:
         The row is read again and again: the job may end on any host of the database."""
         pause = _WAIT_S[0]
         while True:
-            row = await anyio.to_thread.run_sync(self._rows.get, task_id) if ctx is None \
-                else await anyio.to_thread.run_sync(self._find, task_id, ctx)
-            if row is None:
+            found = await anyio.to_thread.run_sync(self._read, task_id, ctx)
+            if found is None:
                 return _error(f"task {task_id} is gone (its time to live ran out)")
-            _status, result, _message = self._outcome(row)
+            result = found[2]
             if result is not None:
                 return result
             await anyio.sleep(pause)
@@ -253,13 +296,15 @@ class Tasks:
             raise MCPError(-32602, f"invalid cursor {cursor[:40]!r}: pass back a nextCursor "
                                    "of tasks/list as it came")
         owner = _owner(self._caller(ctx))
-        rows, after = await anyio.to_thread.run_sync(
-            self._rows.page, owner, None if cursor is None else int(cursor), _PAGE)
-        now = time.time()
-        out: dict[str, Any] = {"tasks": [
-            self._wire(r, s, ctx.protocol_version, m)
-            for r in rows if r.expires_at is None or r.expires_at >= now
-            for s, _res, m in (self._outcome(r),)]}
+
+        def page() -> tuple[list[dict[str, Any]], int | None]:
+            rows, after = self._rows.page(owner, None if cursor is None else int(cursor), _PAGE)
+            now = time.time()
+            return [self._wire(r, s, ctx.protocol_version, m)
+                    for r in rows if r.expires_at is None or r.expires_at >= now
+                    for s, _res, m in (self._outcome(r),)], after
+        tasks, after = await anyio.to_thread.run_sync(page)
+        out: dict[str, Any] = {"tasks": tasks}
         if after is not None:
             out["nextCursor"] = str(after)
         return out
@@ -275,13 +320,14 @@ class Tasks:
                 self.tools.app.jobs.cancel(row.job_id)  # a running call runs on; dropped
             return True
         if not await anyio.to_thread.run_sync(cancel):
-            status = self._outcome(self._rows.get(row.id) or row)[0]
+            found = await anyio.to_thread.run_sync(self._read, row.id, ctx)
+            status = found[1] if found is not None else "gone"
             raise MCPError(-32602, f"task {row.id} is {status} already: only a working task "
                                    "can be cancelled")
         if ctx.protocol_version in MODERN:
             return {}
         row = await anyio.to_thread.run_sync(self._find, row.id, ctx)
-        return self._wire(row, "cancelled", ctx.protocol_version, "cancelled by request")
+        return self._wire(row, "cancelled", ctx.protocol_version, "cancelled")
 
 
 def _error(message: str) -> types.CallToolResult:
