@@ -117,12 +117,13 @@ def test_the_code_describes_handlers_and_omnicore_toml_wins_key_by_key() -> None
         '{"description":"Greets","input_schema":{"type":"object","required":["name"],'
         '"properties":{"name":{"type":"string"}}}}')
     meta = tomllib.loads('[plugin]\nname = "greeter"\n[plugin.handler.greet]\n'
-                        'description = "Greet someone by name"\ndestructive = true\n')["plugin"]
+                        'description = "Greet someone by name"\ndestructive = true\n'
+                        'long_running = true\n')["plugin"]
     with PluginHost() as host:
         info = host.load(embed_manifest(wasm, meta, language="go", default_name="x"))
     greet, other = info.manifest["handlers"]
     assert greet == {"name": "greet", "description": "Greet someone by name", "destructive": True,
-                     "input_schema": {"type": "object", "required": ["name"],
+                     "long_running": True, "input_schema": {"type": "object", "required": ["name"],
                                       "properties": {"name": {"type": "string"}}}}
     assert other["description"] == "From the code"
     assert other["output_schema"]["properties"] == {"n": {"type": "integer"}}
@@ -133,6 +134,7 @@ def test_the_code_describes_handlers_and_omnicore_toml_wins_key_by_key() -> None
     (_describing('{"handlers":{"greet":{"input_schema":{"type":"array"}}}}', "{}"),
      "handler 'greet' from its code input_schema must be"),
     (_describing("{}", '{"colour":"red"}'), "unknown keys"),
+    (_describing("{}", '{"long_running":"yes"}'), "long_running must be true or false"),
     (_describing("not json", "{}"), "describing the handlers failed"),
 ])
 def test_a_wrong_description_from_code_fails_the_build(wasm: bytes, said: str) -> None:

@@ -11,7 +11,8 @@ fetches later, from this host or another one of the same database. Two protocol 
 * **2026-07-28** (the ``io.modelcontextprotocol/tasks`` extension): the server decides. A
   call of a long-running tool from a client that declared the extension in the request's
   ``_meta`` capabilities answers ``resultType: "task"``; ``tasks/get`` carries the result
-  once ``completed`` (tool errors included), ``tasks/cancel`` answers empty.
+  once ``completed`` (tool errors included), ``tasks/cancel`` answers empty, ``tasks/update``
+  too (no call here asks for input); ``tasks/result`` and ``tasks/list`` are gone (-32601).
 
 A handler the plugin's manifest marks ``"long_running": true`` (specs/abi.md §5) runs as a job
 whatever the client asked: a plain call waits for the job and answers its result, so a host
@@ -113,6 +114,7 @@ class Tasks:
         server.add_request_handler("tasks/list", types.PaginatedRequestParams, self._list)
         server.add_request_handler("tasks/cancel", types.CancelTaskRequestParams,
                                    self._cancel)
+        server.add_request_handler("tasks/update", types.GetTaskRequestParams, self._update)
         server.extensions[EXTENSION] = {}
         server.middleware.append(self._intercept)
 
@@ -285,12 +287,14 @@ class Tasks:
 
     async def _result(self, ctx: ServerRequestContext[Any, Any],
                       params: types.GetTaskPayloadRequestParams) -> dict[str, Any]:
+        _legacy_only(ctx, "tasks/get carries the result of a completed task")
         dumped = _dump(await self._wait(params.task_id, ctx))
         dumped.setdefault("_meta", {})[_RELATED] = {"taskId": params.task_id}
         return dumped
 
     async def _list(self, ctx: ServerRequestContext[Any, Any],
                     params: types.PaginatedRequestParams) -> dict[str, Any]:
+        _legacy_only(ctx, "a client keeps the ids of the tasks it made")
         cursor = params.cursor
         if cursor is not None and not cursor.isdecimal():
             raise MCPError(-32602, f"invalid cursor {cursor[:40]!r}: pass back a nextCursor "
@@ -328,6 +332,22 @@ class Tasks:
             return {}
         row = await anyio.to_thread.run_sync(self._find, row.id, ctx)
         return self._wire(row, "cancelled", ctx.protocol_version, "cancelled")
+
+
+    async def _update(self, ctx: ServerRequestContext[Any, Any],
+                      params: types.GetTaskRequestParams) -> dict[str, Any]:
+        # No call here asks its client for input: every response is for an unknown key,
+        # which the extension says to ignore; the task must still be the caller's.
+        if ctx.protocol_version not in MODERN:
+            raise MCPError(-32601, "tasks/update is the 2026-07-28 tasks extension's")
+        await anyio.to_thread.run_sync(self._find, params.task_id, ctx)
+        return {}
+
+
+def _legacy_only(ctx: ServerRequestContext[Any, Any], instead: str) -> None:
+    if ctx.protocol_version in MODERN:
+        raise MCPError(-32601, f"{ctx.method} is not in the 2026-07-28 tasks extension: "
+                               f"{instead}")
 
 
 def _error(message: str) -> types.CallToolResult:
