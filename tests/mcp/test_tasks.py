@@ -4,6 +4,7 @@ against a real host: each task a durable job, held open at a gate (tests/mcp/gat
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 from mcp.client.session import ClientSession
 from mcp.shared.exceptions import MCPError
 
+from omnicore.storage.mcp_task_rows import TaskRow
 from tests.mcp.gate import Gate, gate_config, gate_server
 from tests.mcp.mcp_fixtures import PASSWORD, Host, http_session, text_of, wasm
 
@@ -209,5 +211,28 @@ def test_on_2026_07_28_a_long_running_tool_answers_a_task_with_its_result_inline
                        mode="auto") as plain:
             # Without the extension declared, a long-running tool answers its result.
             assert "opened" in text_of(await plain.call_tool("gate.slow", gate.args()))
+
+    asyncio.run(main())
+
+
+def test_a_task_whose_job_ended_without_it_ends_too(host: Host, gate: Gate) -> None:
+    """An operator cancelled its job, or the host that took the call died before queueing it:
+    the task says so rather than work forever."""
+    now = time.time()
+    tasks = host.app.storage.mcp_tasks
+    job = host.app.jobs.enqueue("gate", "fetch", b"{}", delay_s=3600, source="mcp:by-operator")
+    tasks.add(TaskRow("by-operator", "admin", "gate.fetch", job, "working", None, None,
+                      now, now, now + 3600))
+    assert host.app.jobs.cancel(job) is True  # the console's Cancel on the Jobs page
+    tasks.add(TaskRow("orphan", "admin", "gate.fetch", None, "working", None, None,
+                      now - 120, now - 120, now + 3600))
+
+    async def main() -> None:
+        async with http_session(host.url, host.admin_token) as s:
+            assert (await get_task(s, "by-operator")).status == "cancelled"
+            orphan = await get_task(s, "orphan")
+            assert orphan.status == "failed"
+            assert "stopped before queueing it" in (orphan.status_message or "")
+            assert "call the tool again" in text_of(await task_result(s, "orphan"))
 
     asyncio.run(main())
