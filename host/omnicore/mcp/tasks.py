@@ -267,7 +267,7 @@ class Tasks:
             status = "completed"
         wire = self._wire(row, status, ctx.protocol_version, message)
         if status == "completed" and result is not None:
-            wire["result"] = _dump(result)
+            wire["result"] = _dump(result, ctx.protocol_version)
         return wire
 
     async def _wait(self, task_id: str, ctx: ServerRequestContext[Any, Any] | None = None
@@ -288,7 +288,7 @@ class Tasks:
     async def _result(self, ctx: ServerRequestContext[Any, Any],
                       params: types.GetTaskPayloadRequestParams) -> dict[str, Any]:
         _legacy_only(ctx, "tasks/get carries the result of a completed task")
-        dumped = _dump(await self._wait(params.task_id, ctx))
+        dumped = _dump(await self._wait(params.task_id, ctx), ctx.protocol_version)
         dumped.setdefault("_meta", {})[_RELATED] = {"taskId": params.task_id}
         return dumped
 
@@ -354,5 +354,8 @@ def _error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
 
 
-def _dump(result: types.CallToolResult) -> dict[str, Any]:
-    return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+def _dump(result: types.CallToolResult, version: str) -> dict[str, Any]:
+    dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if version not in MODERN:
+        dumped.pop("resultType", None)  # 2026-07-28's; the SDK sieves it off a tools/call
+    return dumped
