@@ -33,7 +33,7 @@ class AddOut:
     note: Optional[str] = None
 
 
-@json_handler(title="Add", destructive=True)
+@json_handler(title="Add", destructive=True, long_running=True)
 def add(request: AddIn | None) -> AddOut:
     """Remembers a note
     and returns its id.
@@ -58,7 +58,7 @@ def test_annotations_docstrings_and_decorators_describe_handlers(tmp_path: Path)
     assert set(described) == {"add", "listed"}  # raw says nothing: no doc, no object types
     add = described["add"]
     assert add["description"] == "Remembers a note and returns its id."
-    assert add["title"] == "Add" and add["destructive"] is True
+    assert add["title"] == "Add" and add["destructive"] is True and add["long_running"] is True
     assert add["input_schema"] == {
         "type": "object", "description": "A note to add.",
         "properties": {

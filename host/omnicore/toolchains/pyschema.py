@@ -3,7 +3,8 @@
 A Python plugin is built into a component without its code running on the build machine
 (omnicore.toolchains.python), so its types are read from the syntax tree: the annotation of
 a handler's parameter is its input, its return annotation its output, its docstring (first
-paragraph) its description, and the decorator's ``title=`` / ``destructive=`` say the rest::
+paragraph) its description, and the decorator's ``title=`` / ``destructive=`` /
+``long_running=`` say the rest::
 
     class AddIn(TypedDict):
         \"\"\"A note to add.\"\"\"
@@ -43,8 +44,9 @@ def describe(fn: ast.FunctionDef, classes: dict[str, ast.ClassDef],
     for key in ("title", "description"):
         if isinstance(keywords.get(key), str):
             out[key] = keywords[key]
-    if isinstance(keywords.get("destructive"), bool):
-        out["destructive"] = keywords["destructive"]
+    for flag in ("destructive", "long_running"):
+        if isinstance(keywords.get(flag), bool):
+            out[flag] = keywords[flag]
     args = fn.args.posonlyargs + fn.args.args
     reader = _Reader(classes)
     if args and args[0].annotation is not None:

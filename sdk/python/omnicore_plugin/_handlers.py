@@ -33,17 +33,20 @@ def _register(name: str, call: Callable[[bytes], bytes]) -> None:
 def handler(fn: F) -> F: ...
 @overload
 def handler(fn: None = None, *, name: str | None = None, title: str | None = None,
-            description: str | None = None, destructive: bool = False) -> Callable[[F], F]: ...
+            description: str | None = None, destructive: bool = False,
+            long_running: bool = False) -> Callable[[F], F]: ...
 
 
 def handler(fn: Any = None, *, name: str | None = None, title: str | None = None,
-            description: str | None = None, destructive: bool = False) -> Any:
+            description: str | None = None, destructive: bool = False,
+            long_running: bool = False) -> Any:
     """Make ``fn(input: bytes) -> bytes | str | None`` the handler ``name`` (default: the
     function's name). Use bare (``@handler``) or with a name (``@handler(name="greet")``).
 
     What an AI agent is told of the handler is read by ``omnicore build`` from the source,
     without running it: the docstring (or ``description``) describes it, ``title`` names it,
-    ``destructive=True`` says it deletes or overwrites data; :func:`json_handler`'s
+    ``destructive=True`` says it deletes or overwrites data, ``long_running=True`` that every
+    call of it as an MCP tool runs as a durable job (a task); :func:`json_handler`'s
     annotations give its schemas."""
     def register(f: F) -> F:
         _register(name or f.__name__, lambda data: _output(f(data)))
@@ -56,12 +59,13 @@ def handler(fn: Any = None, *, name: str | None = None, title: str | None = None
 def json_handler(fn: F) -> F: ...
 @overload
 def json_handler(fn: None = None, *, name: str | None = None, title: str | None = None,
-                 description: str | None = None,
-                 destructive: bool = False) -> Callable[[F], F]: ...
+                 description: str | None = None, destructive: bool = False,
+                 long_running: bool = False) -> Callable[[F], F]: ...
 
 
 def json_handler(fn: Any = None, *, name: str | None = None, title: str | None = None,
-                 description: str | None = None, destructive: bool = False) -> Any:
+                 description: str | None = None, destructive: bool = False,
+                 long_running: bool = False) -> Any:
     """Like :func:`handler`, with the input parsed as JSON (empty input: None) and the
     return value sent as JSON. The annotation of its parameter (a ``TypedDict`` or a
     dataclass of the plugin's own) is its input schema, its return annotation its output
