@@ -127,9 +127,9 @@
     const step = { id, ...item.step };
     change(() => {
       doc.steps = doc.steps || [];
-      // A new step runs after the selected one (or the last one), as a person reading
-      // left to right expects; the link can be removed like any other.
-      const prev = selected && find(selected) ? selected : (doc.steps.at(-1) || {}).id;
+      // A step added by a click (or Enter) runs after the selected one, or the last one, as
+      // a person reading left to right expects; one dropped at a spot is linked by hand.
+      const prev = at ? null : (selected && find(selected) ? selected : (doc.steps.at(-1) || {}).id);
       if (prev) step.needs = [prev];
       doc.steps.push(step);
       pos[id] = at || freeSpot(prev);
@@ -280,6 +280,9 @@
     }
   }
 
+  // Whether someone is in a field of the panel: it is not built again under their hands.
+  const typing = () => panel.contains(document.activeElement)
+    && document.activeElement.matches("input, textarea, select");
   const clip = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
 
   // -- pointer: move nodes, draw links, pick links -------------------------------------------
@@ -711,17 +714,16 @@
     const count = $("wfe-count");
     count.textContent = String(found.length);
     count.className = `badge ${errors ? "t-dead" : (found.length ? "t-queued" : "t-succeeded")}`;
-    const active = document.activeElement;
     render();
-    if (!panel.contains(active)) showPanel();
+    if (!typing()) showPanel();
     status();
   }
 
   function status() {
     const badge = $("wfe-status");
     const errors = problems.some((p) => p.severity === "error");
-    const [text, cls] = !EDIT ? ["read-only", "t-cancelled"] : dirty() ? ["unsaved changes", "t-queued"]
-      : [digest ? "saved" : "new", "t-succeeded"];
+    const [text, cls] = !EDIT ? ["read-only", "t-cancelled"] : !digest ? ["new", "t-queued"]
+      : dirty() ? ["unsaved changes", "t-queued"] : ["saved", "t-succeeded"];
     badge.textContent = text;
     badge.className = `badge ${cls}`;
     if (EDIT) {
@@ -764,7 +766,7 @@
     if (answer.ok) {
       run = answer.data;
       render();
-      if (!panel.contains(document.activeElement)) showPanel();
+      if (!typing()) showPanel();
     }
     if (!answer.ok || !ENDED.includes(run.state)) setTimeout(() => watch(id), 700);
   }
