@@ -12,7 +12,9 @@
   const CSRF = root.dataset.csrf;
   const WIDE = window.matchMedia("(min-width: 800px)");
   const EDIT = root.dataset.editable === "true" && WIDE.matches;
-  const W = 184, H = 58, GX = 64, GY = 22, PAD = 24;
+  const W = 172, H = 58, GX = 48, GY = 22, PAD = 24;
+  // A phone reads down, not across: the graph is laid out top to bottom there.
+  const DOWN = !WIDE.matches;
   const SVG = "http://www.w3.org/2000/svg";
   const ENDED = ["succeeded", "failed", "cancelled"];
   const STEP_ID = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
@@ -72,6 +74,15 @@
       return "wait";
     }
     return String(step.uses || "").split(":")[0] || "plugin";
+  }
+
+  // The steps a step's expressions read (steps.X...): the validator counts them as needs.
+  function implied(step) {
+    const text = JSON.stringify([step.with, step.if, step.for_each, step.path, step.query, step.headers]);
+    const found = new Set([...text.matchAll(/steps\.([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]));
+    found.delete(step.id);
+    for (const n of step.needs || []) found.delete(n);
+    return [...found].filter((n) => find(n));
   }
 
   function usesText(step) {
@@ -172,8 +183,7 @@
           if (!step.needs.length) delete step.needs;
         }
       }
-      delete pos[id];
-      selected = null;
+      selected = null;  // its place is kept: an undo puts it back where it was
     });
   }
 
@@ -198,7 +208,8 @@
     const level = (id, seen) => {
       if (depth[id] !== undefined) return depth[id];
       const s = find(id);
-      const needs = ((s && s.step.needs) || []).filter((n) => ids.has(n) && !seen.has(n));
+      const needs = [...((s && s.step.needs) || []), ...(s ? implied(s.step) : [])]
+        .filter((n) => ids.has(n) && !seen.has(n));
       depth[id] = 1 + Math.max(-1, ...needs.map((n) => level(n, new Set([...seen, id]))));
       return depth[id];
     };
@@ -211,7 +222,9 @@
     for (const { step } of items) {
       const col = depth[step.id];
       rows[col] = (rows[col] || 0) + 1;
-      pos[step.id] = { x: PAD + col * (W + GX), y: PAD + (rows[col] - 1) * (H + GY) };
+      const [across, down] = [col, rows[col] - 1];
+      pos[step.id] = DOWN ? { x: PAD + down * (W + GX), y: PAD + across * (H + GX) }
+        : { x: PAD + across * (W + GX), y: PAD + down * (H + GY) };
     }
   }
 
@@ -226,7 +239,7 @@
     svg.replaceChildren();
     const items = allSteps();
     for (const { step } of items) if (!pos[step.id]) pos[step.id] = freeSpot(null);
-    const coords = Object.values(pos);
+    const coords = items.map((s) => pos[s.step.id]);
     const width = Math.max(canvas.clientWidth - 4, ...coords.map((p) => p.x + W + PAD));
     const height = Math.max(360, ...coords.map((p) => p.y + H + PAD));
     svg.setAttribute("width", width);
@@ -241,13 +254,17 @@
     for (const { step } of items) {
       for (const need of step.needs || []) {
         if (!pos[need]) continue;
-        const a = pos[need], b = pos[step.id];
-        const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mid = (x1 + x2) / 2;
-        const d = `M${x1} ${y1} C${mid} ${y1} ${mid} ${y2} ${x2 - 2} ${y2}`;
+        const d = curve(pos[need], pos[step.id]);
         const on = edge && edge[0] === need && edge[1] === step.id;
         const g = svgEl("g", { class: `wfe-link${on ? " selected" : ""}`, "data-from": need, "data-to": step.id });
         g.append(svgEl("path", { d, class: "wfe-edge", "marker-end": "url(#wfe-arrow)" }),
                  svgEl("path", { d, class: "wfe-hit" }));
+        svg.append(g);
+      }
+      for (const need of implied(step)) {
+        const g = svgEl("g", { class: "wfe-implied", "data-from": need, "data-to": step.id });
+        g.append(svgEl("title", {}, `${step.id} reads ${need}'s output, so it runs after it`),
+                 svgEl("path", { d: curve(pos[need], pos[step.id]), class: "wfe-edge" }));
         svg.append(g);
       }
     }
@@ -264,13 +281,13 @@
       g.append(svgEl("title", {}, [step.id, usesText(step), ...mine.map((x) => x.message)].join("\n")));
       g.append(svgEl("rect", { x: p.x, y: p.y, width: W, height: H, rx: 8 }));
       g.append(svgEl("rect", { x: p.x, y: p.y, width: 6, height: H, rx: 3, class: "wfe-kind" }));
-      g.append(svgEl("text", { x: p.x + 14, y: p.y + 19, class: "wfe-id" }, clip(step.id, 22)));
-      g.append(svgEl("text", { x: p.x + 14, y: p.y + 35, class: "wfe-uses" }, clip(usesText(step), 26)));
+      g.append(svgEl("text", { x: p.x + 14, y: p.y + 19, class: "wfe-id" }, clip(step.id, 20)));
+      g.append(svgEl("text", { x: p.x + 14, y: p.y + 35, class: "wfe-uses" }, clip(usesText(step), 24)));
       const marks = [step.if !== undefined ? "if" : "", step.for_each !== undefined ? "for each" : "",
                      list === "on_failure" ? "on failure" : ""].filter(Boolean).join(" · ");
       const line = row ? `${row.state}${row.attempt > 1 ? ` · attempt ${row.attempt}` : ""}`
         : (mine.length ? `⚠ ${mine.length} problem${mine.length > 1 ? "s" : ""}` : marks);
-      g.append(svgEl("text", { x: p.x + 14, y: p.y + 50, class: "wfe-state" }, clip(line, 28)));
+      g.append(svgEl("text", { x: p.x + 14, y: p.y + 50, class: "wfe-state" }, clip(line, 26)));
       if (EDIT) g.append(svgEl("circle", { cx: p.x + W, cy: p.y + H / 2, r: 7, class: "wfe-port" }));
       svg.append(g);
     }
@@ -283,6 +300,15 @@
   // Whether someone is in a field of the panel: it is not built again under their hands.
   const typing = () => panel.contains(document.activeElement)
     && document.activeElement.matches("input, textarea, select");
+  function curve(a, b) {
+    if (DOWN) {
+      const x1 = a.x + W / 2, y1 = a.y + H, x2 = b.x + W / 2, y2 = b.y, mid = (y1 + y2) / 2;
+      return `M${x1} ${y1} C${x1} ${mid} ${x2} ${mid} ${x2} ${y2 - 2}`;
+    }
+    const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mid = (x1 + x2) / 2;
+    return `M${x1} ${y1} C${mid} ${y1} ${mid} ${y2} ${x2 - 2} ${y2}`;
+  }
+
   const clip = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
 
   // -- pointer: move nodes, draw links, pick links -------------------------------------------
@@ -516,6 +542,8 @@
     const kind = kindOf(step);
     const box = el("div", { class: "wfe-step-form" });
     box.append(el("h2", {}, "Step ", el("code", { text: step.id })), el("p", { class: "hint", text: usesText(step) }));
+    const row = stateOf(step.id);
+    if (row) box.append(runRow(step, row));
     const idInput = field("Id", step.id, () => {}, { name: "step.id", pattern: STEP_ID.source });
     idInput.querySelector("input").addEventListener("change", (e) => {
       const id = e.target.value.trim();
@@ -560,8 +588,6 @@
     box.append(preview(step));
     const mine = problems.filter((x) => x.step === step.id);
     if (mine.length) box.append(el("ul", { class: "problems" }, ...mine.map((x) => el("li", { class: `p-${x.severity}`, text: x.message }))));
-    const row = stateOf(step.id);
-    if (row) box.append(runRow(step, row));
     if (EDIT) box.append(el("button", { type: "button", class: "danger", onclick: () => removeStep(step.id) }, "Delete step"));
     return box;
   }
@@ -791,7 +817,7 @@
     render();
     showPanel();
     showProblems(file.data.problems);
-    say(file.data.exists ? `${file.data.file}` : `New: saved as ${file.data.file}.`);
+    say(file.data.exists ? `${file.data.file}` : `New: Save writes ${file.data.file}.`);
     $("wfe-reload").hidden = true;
   }
 
