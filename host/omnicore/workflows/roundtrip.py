@@ -21,7 +21,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 __all__ = ["rewrite"]
 
 #: A key line followed by a block sequence item: how far the file indents its ``- ``.
-_SEQUENCE = re.compile(r"^( *)[^\s#-][^\n]*:[ \t]*\n( *)- ", re.MULTILINE)
+_SEQUENCE = re.compile(r"^( *)[^\s#-][^\n]*:[ \t]*\n(?:[ \t]*#[^\n]*\n)*( *)- ", re.MULTILINE)
 
 
 def _yaml(text: str) -> YAML:
