@@ -118,6 +118,15 @@ def test_build_save_run_and_approve_a_workflow(
     link(page, "greet", "approve")
     link(page, "approve", "greet_2")
     expect(graph.locator("g.wfe-link")).to_have_count(2)
+    node = graph.locator("g[data-step=greet_2] rect").first
+    start = node.bounding_box()
+    assert start is not None
+    drag(page, "g[data-step=greet_2] text.wfe-id", start["x"] + 90, start["y"] + 150)
+    moved = node.bounding_box()
+    assert moved is not None and moved["y"] > start["y"] + 100
+    page.click("#wfe-layout")
+    laid = node.bounding_box()
+    assert laid is not None and laid["y"] < moved["y"] - 100  # back in its row
 
     # The schema form: the handler's name field; a bad expression is an error on the node.
     graph.locator("g[data-step=greet] rect").first.click()
@@ -221,6 +230,13 @@ def test_a_hand_written_file_keeps_its_comments_and_is_never_overwritten_unseen(
     assert "Say hi" in path.read_text() and "everyone" not in path.read_text()
     page.click("#wfe-reload")
     expect(page.locator("#wfe-status")).to_have_text("saved")
+
+    # The version the first save replaced is kept: write it back from the editor.
+    page.click("#wfe-history")
+    expect(page.locator(".wfe-restore")).to_have_count(1)
+    page.click(".wfe-restore")
+    expect(page.locator("#wfe-message")).to_contain_text("Restored")
+    assert path.read_text() == NOTES
     page.context.close()
 
     # A viewer sees the graph read-only, and the API refuses the viewer's save.

@@ -643,7 +643,37 @@
                field("Description", doc.description, (i) => { if (i.value) doc.description = i.value; else delete doc.description; }, { name: "description" }));
     box.append(el("h3", { text: "Inputs of a run" }), inputsEditor());
     box.append(runSection());
+    if (EDIT && digest) box.append(historySection());
     return box;
+  }
+
+  // The versions a save replaced, newest first; one written back is a save of its own (the
+  // text it replaces is kept in turn), refused like any save if the file changed meanwhile.
+  function historySection() {
+    const box = el("section", { class: "wfe-history" }, el("h3", { text: "Earlier versions" }));
+    const list = el("ul", { class: "wfe-versions" });
+    box.append(el("button", { type: "button", id: "wfe-history", onclick: async (e) => {
+      e.target.remove();
+      const answer = await api("GET", `${fileUrl}/history`);
+      const items = (answer.ok && answer.data.items) || [];
+      list.replaceChildren(...items.map((v) => el("li", {},
+        el("span", { text: new Date(v.at * 1000).toLocaleString() }), " ",
+        el("code", { class: "hint", text: v.digest.slice(0, 8) }), " ",
+        el("button", { type: "button", class: "link wfe-restore", onclick: () => restoreVersion(v.id) }, "Restore"))));
+      if (!items.length) list.append(el("li", { class: "hint", text: "None yet: each save keeps the version it replaces." }));
+    } }, "Show"), list);
+    return box;
+  }
+
+  async function restoreVersion(id) {
+    if (dirty() && !window.confirm("Restoring drops your unsaved changes. Go on?")) return;
+    const answer = await api("POST", `${fileUrl}/restore`, { id, digest });
+    if (!answer.ok) {
+      if (answer.status === 409) $("wfe-reload").hidden = false;
+      return say(((answer.data || {}).error || {}).message || `not restored (${answer.status})`, true);
+    }
+    await load();
+    say("Restored; the version it replaced is kept too.");
   }
 
   function inputsEditor() {

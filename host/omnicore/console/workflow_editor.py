@@ -38,7 +38,7 @@ from omnicore.workflows import FORMAT, Workflows
 from omnicore.workflows.errors import FileChanged, WorkflowError
 from omnicore.workflows.files import WorkflowFiles
 from omnicore.workflows.roundtrip import rewrite
-from omnicore.workflows.validation import Verdict, manifest_schemas, validate
+from omnicore.workflows.validation import Verdict, document_of, manifest_schemas, validate
 
 __all__ = ["routes"]
 
@@ -61,7 +61,7 @@ def _name(request: Request) -> str:
 
 
 def _files(request: Request) -> WorkflowFiles:
-    return WorkflowFiles(Path(_service(request).settings.dir))
+    return _service(request).files
 
 
 def _path(request: Request, name: str) -> Path:
@@ -112,7 +112,6 @@ async def get_file(request: Request) -> Response:
     text, digest = await base.state(request).off_loop(_files(request).read, path)
     if not text:
         text = f"format: {FORMAT}\nname: {name}\nsteps: []\n"
-    from omnicore.workflows.validation import document_of
     document = document_of(text, path.name)
     verdict = await base.state(request).off_loop(_check, request, text, path.name)
     return JSONResponse({"name": name, "file": path.name, "exists": bool(digest),
