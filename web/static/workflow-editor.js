@@ -343,6 +343,18 @@
     event.preventDefault();
   });
 
+  // A node is also reached with Tab and opened with Enter (its form is in the panel).
+  svg.addEventListener("keydown", (event) => {
+    const node = event.target.closest && event.target.closest(".wfe-node");
+    if (!node || event.key !== "Enter") return;
+    selected = node.dataset.step;
+    edge = null;
+    render();
+    showPanel();
+    const first = panel.querySelector("input, select, textarea");
+    if (first) first.focus();
+  });
+
   svg.addEventListener("pointermove", (event) => {
     if (!drag) return;
     const at = point(event);
@@ -649,19 +661,23 @@
 
   // The versions a save replaced, newest first; one written back is a save of its own (the
   // text it replaces is kept in turn), refused like any save if the file changed meanwhile.
+  let versions = null;  // the kept versions once asked for (the panel is rebuilt often)
   function historySection() {
     const box = el("section", { class: "wfe-history" }, el("h3", { text: "Earlier versions" }));
-    const list = el("ul", { class: "wfe-versions" });
-    box.append(el("button", { type: "button", id: "wfe-history", onclick: async (e) => {
-      e.target.remove();
-      const answer = await api("GET", `${fileUrl}/history`);
-      const items = (answer.ok && answer.data.items) || [];
-      list.replaceChildren(...items.map((v) => el("li", {},
-        el("span", { text: new Date(v.at * 1000).toLocaleString() }), " ",
-        el("code", { class: "hint", text: v.digest.slice(0, 8) }), " ",
-        el("button", { type: "button", class: "link wfe-restore", onclick: () => restoreVersion(v.id) }, "Restore"))));
-      if (!items.length) list.append(el("li", { class: "hint", text: "None yet: each save keeps the version it replaces." }));
-    } }, "Show"), list);
+    if (versions === null) {
+      box.append(el("button", { type: "button", id: "wfe-history", onclick: async () => {
+        const answer = await api("GET", `${fileUrl}/history`);
+        versions = (answer.ok && answer.data.items) || [];
+        showPanel();
+      } }, "Show"));
+      return box;
+    }
+    const list = el("ul", { class: "wfe-versions" }, ...versions.map((v) => el("li", {},
+      el("span", { text: new Date(v.at * 1000).toLocaleString() }), " ",
+      el("code", { class: "hint", text: v.digest.slice(0, 8) }), " ",
+      el("button", { type: "button", class: "link wfe-restore", onclick: () => restoreVersion(v.id) }, "Restore"))));
+    if (!versions.length) list.append(el("li", { class: "hint", text: "None yet: each save keeps the version it replaces." }));
+    box.append(list);
     return box;
   }
 
@@ -798,6 +814,7 @@
     if (answer.ok) {
       digest = answer.data.digest;
       saved = JSON.stringify(doc);
+      versions = null;
       say(`Saved to ${answer.data.file}.`);
       $("wfe-reload").hidden = true;
       showProblems(answer.data.problems);
@@ -842,7 +859,9 @@
     doc = file.data.document && typeof file.data.document === "object" ? file.data.document : { format: "omniflow/v1", name: NAME, steps: [] };
     digest = file.data.digest;
     saved = file.data.exists ? JSON.stringify(doc) : "";
-    undo = []; redo = []; selected = null; edge = null;
+    undo = []; redo = []; selected = null; edge = null; versions = null;
+    clearTimeout(timer);
+    checking += 1;  // a check of the draft before this load must not land on it
     layout();
     render();
     showPanel();

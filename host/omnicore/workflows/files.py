@@ -63,8 +63,9 @@ class WorkflowFiles:
             if current != expected:
                 what = "was created" if expected is None else (
                     "was removed" if current is None else "changed")
-                raise FileChanged(f"{path.name} {what} on disk since it was opened: reload it "
-                                  "(your draft is kept in the editor) and save again",
+                raise FileChanged(f"{path.name} {what} on disk since it was opened (by hand, "
+                                  "or by another save): nothing was written. Read it again, "
+                                  "then make the change on what it holds now",
                                   current=current)
             self.folder.mkdir(parents=True, exist_ok=True)
             if current is not None:
