@@ -133,9 +133,19 @@ def test_build_save_run_and_approve_a_workflow(
     page.click("#wfe-layout")
     assert top() < moved - 100  # back in its row
 
-    # The schema form: the handler's name field; a bad expression is an error on the node.
+    # The run's own input (the workflow's panel shows with no step selected), then the
+    # schema form: the handler's name field; a bad expression is an error on the node.
+    page.locator("#wfe-graph").click(position={"x": 20, "y": 330})
+    page.fill("#wfe-panel input[name=new-input]", "who")
+    page.check("#wfe-panel input[name=new-input-required]")
+    page.click("#wfe-add-input")
+    expect(page.locator("#wfe-panel .wfe-inputs")).to_contain_text("required")
     graph.locator("g[data-step=greet] rect").first.click()
-    page.fill("#wfe-panel input[name='in.name']", "Ada")
+    page.click("#wfe-panel .wfe-chip[data-expr='inputs.who']")  # nowhere to put it yet
+    expect(page.locator("#wfe-message")).to_contain_text("Click into a field first")
+    page.fill("#wfe-panel input[name='in.name']", "someone")
+    page.click("#wfe-panel .wfe-chip[data-expr='inputs.who']")
+    expect(page.locator("#wfe-panel input[name='in.name']")).to_have_value("${{ inputs.who }}")
     graph.locator("g[data-step=greet_2] rect").first.click()
     expect(page.locator("#wfe-panel")).to_contain_text("steps.greet.output.message")
     page.fill("#wfe-panel input[name='in.name']", "${{ steps.greet.output.message + }}")
@@ -177,6 +187,7 @@ def test_build_save_run_and_approve_a_workflow(
     shot(page, "workflow-editor")
 
     # Run it from the editor and watch: the approval waits, is approved, all turn green.
+    page.fill("#wfe-panel input[name='run.who']", "Ada")
     page.click("#wfe-run")
     approve = page.locator("#wfe-panel .wfe-approve")
     expect(approve).to_be_visible()
