@@ -73,6 +73,19 @@ def test_read_check_save_and_restore(editing: tuple[OmniApp, ConsoleModule]) -> 
         "format": "omniflow/v1", "name": "fresh", "steps": [{"id": "ok", "wait": "approval"}]}})
     assert created.status_code == 200 and "fresh" in app.workflows.entries
     assert admin.get("/api/v1/workflows/Bad.Name/file").status_code == 404
+
+    # A file that does not parse opens with its problem and can be replaced (its text kept).
+    broken = path.with_name("broken.yaml")
+    broken.write_text("steps: [unclosed\n")
+    opened = admin.get("/api/v1/workflows/broken/file").json()
+    assert opened["exists"] and opened["document"] is None and not opened["ok"]
+    assert "not valid YAML" in opened["problems"][0]["message"]
+    replaced = admin.put("/api/v1/workflows/broken/file", json={
+        "digest": opened["digest"], "document": {
+            "format": "omniflow/v1", "name": "broken", "steps": [{"id": "ok", "wait": "approval"}]}})
+    assert replaced.status_code == 200, replaced.text
+    kept = admin.get("/api/v1/workflows/broken/file/history").json()["items"]
+    assert [k["digest"] for k in kept] == [opened["digest"]]
     admin.close()
     viewer.close()
 

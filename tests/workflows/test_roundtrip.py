@@ -55,3 +55,8 @@ def test_a_json_file_is_written_as_json() -> None:
     data = {"format": "omniflow/v1", "name": "j", "steps": [{"id": "a", "wait": "approval"}]}
     assert json.loads(rewrite("{}", data, "j.json")) == data
     assert rewrite("", data, "j.yaml").startswith("format: omniflow/v1\n")
+
+
+def test_a_file_that_does_not_parse_is_written_anew() -> None:
+    data = {"format": "omniflow/v1", "name": "fixed", "steps": [{"id": "a", "wait": "approval"}]}
+    assert yaml.safe_load(rewrite("steps: [unclosed\n", data, "fixed.yaml")) == data

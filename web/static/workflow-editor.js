@@ -856,7 +856,8 @@
     const [file, pal] = await Promise.all([api("GET", fileUrl), api("GET", "/api/v1/workflow-palette")]);
     if (!file.ok) { say(((file.data || {}).error || {}).message || `cannot read the file (${file.status})`, true); return; }
     if (pal.ok) palette = pal.data;
-    doc = file.data.document && typeof file.data.document === "object" ? file.data.document : { format: "omniflow/v1", name: NAME, steps: [] };
+    const parsed = file.data.document;
+    doc = parsed && typeof parsed === "object" && !Array.isArray(parsed) ? parsed : { format: "omniflow/v1", name: NAME, steps: [] };
     digest = file.data.digest;
     saved = file.data.exists ? JSON.stringify(doc) : "";
     undo = []; redo = []; selected = null; edge = null; versions = null;
@@ -866,7 +867,9 @@
     render();
     showPanel();
     showProblems(file.data.problems);
-    say(file.data.exists ? `${file.data.file}` : `New: Save writes ${file.data.file}.`);
+    const broken = file.data.exists && doc !== parsed;
+    say(broken ? `${file.data.file} does not parse (see Problems): fix it by hand, or build it here — a save replaces it and keeps its text among the earlier versions.`
+      : file.data.exists ? `${file.data.file}` : `New: Save writes ${file.data.file}.`, broken);
     $("wfe-reload").hidden = true;
   }
 

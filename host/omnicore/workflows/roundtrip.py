@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 __all__ = ["rewrite"]
@@ -39,7 +40,10 @@ def rewrite(text: str, data: Any, source: str) -> str:
     if source.endswith(".json"):
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     yaml = _yaml(text)
-    old = yaml.load(text) if text.strip() else None
+    try:
+        old = yaml.load(text) if text.strip() else None
+    except YAMLError:
+        old = None  # a file that does not parse is written anew (its text stays in the history)
     if old is not None and _plain(old) == data:
         return text
     out = io.StringIO()
