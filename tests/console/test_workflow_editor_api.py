@@ -80,9 +80,9 @@ def test_read_check_save_and_restore(editing: tuple[OmniApp, ConsoleModule]) -> 
     opened = admin.get("/api/v1/workflows/broken/file").json()
     assert opened["exists"] and opened["document"] is None and not opened["ok"]
     assert "not valid YAML" in opened["problems"][0]["message"]
-    replaced = admin.put("/api/v1/workflows/broken/file", json={
-        "digest": opened["digest"], "document": {
-            "format": "omniflow/v1", "name": "broken", "steps": [{"id": "ok", "wait": "approval"}]}})
+    fixed = {"format": "omniflow/v1", "name": "broken", "steps": [{"id": "ok", "wait": "approval"}]}
+    replaced = admin.put("/api/v1/workflows/broken/file",
+                         json={"digest": opened["digest"], "document": fixed})
     assert replaced.status_code == 200, replaced.text
     kept = admin.get("/api/v1/workflows/broken/file/history").json()["items"]
     assert [k["digest"] for k in kept] == [opened["digest"]]
