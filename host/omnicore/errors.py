@@ -36,6 +36,7 @@ here and in ``omnicore`` itself::
     │   ├── workflows.ExpressionError    a ${{ }} expression does not compile or failed
     │   ├── workflows.InputInvalid       a run's inputs fail the input schema (names the field)
     │   ├── workflows.WorkflowNotFound   no workflow of that name is loaded
+    │   ├── workflows.errors.FileChanged a definition file changed on disk since it was read
     │   └── workflows.RunStateError      the run or step's state does not allow the action
     └── PluginError              anything about one plugin (names plugin, handler)
         ├── PluginNotFound

@@ -38,7 +38,8 @@ HIDDEN = "****"
 VERBS = ("grant", "config", "limits", "plugin", "mcp", "kv", "secret", "user", "token", "task",
          "schedule", "event", "workflow", "memory", "vectors", "instance")
 #: Targets that belong to no plugin are ``kind:id``.
-KINDS = ("user:", "token:", "secret:", "task:", "run:", "instance:", "topic:", "connector:")
+KINDS = ("user:", "token:", "secret:", "task:", "run:", "instance:", "topic:", "connector:",
+         "workflow:")
 
 
 @dataclass(frozen=True)

@@ -82,22 +82,26 @@ def _finding(source: object, problem: Problem) -> str:
     return _line(f"{source}: {word}{problem}")
 
 
-def _app_plugins(app: OmniApp) -> dict[str, list[str]]:
-    """The app's plugins and their handlers as its plugins folder has them: each file is
-    compiled (through the user's module cache), none is instantiated or granted anything.
-    A file that cannot become a plugin is left out: its steps see no plugin (a warning)."""
+def _app_plugins(app: OmniApp) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
+    """The app's plugins and their handlers as its plugins folder has them, and each
+    handler's input schema: each file is compiled (through the user's module cache), none is
+    instantiated or granted anything. A file that cannot become a plugin is left out: its
+    steps see no plugin (a warning)."""
     from omnicore.cli.plugins import user_engine
     from omnicore.sandbox import PluginModule
+    from omnicore.workflows.validation import manifest_schemas
 
     folder = Path(app.config.plugins_dir)
     found: dict[str, list[str]] = {}
+    schemas: dict[str, dict[str, Any]] = {}
     files = sorted(folder.glob("*.wasm")) if folder.is_dir() else []
     with user_engine() as engine:
         for path in files:
             report = PluginModule.inspect(path, engine=engine)
-            if "name" in report:
-                found.setdefault(str(report["name"]), [str(h) for h in report["handlers"]])
-    return found
+            if "name" in report and str(report["name"]) not in found:
+                found[str(report["name"])] = [str(h) for h in report["handlers"]]
+                schemas[str(report["name"])] = manifest_schemas(report.get("manifest") or {})
+    return found, schemas
 
 
 @workflows.command("validate")
@@ -110,35 +114,37 @@ def validate(files: tuple[Path, ...], appdir: Path | None) -> None:
     """Check definition FILES (YAML or JSON): one line per finding, with its line.
 
     With --app, a step whose plugin the app does not have is a warning (it may be added
-    later) and one whose handler the plugin lacks is an error. Exit 1 on any error.
+    later) and one whose handler the plugin lacks, or that lacks an input the handler
+    requires, is an error. Exit 1 on any error.
     """
-    from omnicore.workflows import DefinitionError, parse
+    from omnicore.workflows import DefinitionError
     from omnicore.workflows.definition import read_definition
+    from omnicore.workflows.validation import Verdict
+    from omnicore.workflows.validation import validate as verdict_of
 
     bad = 0
     with _maybe_app(appdir) as app:
-        plugins = _app_plugins(app) if app is not None else None
+        plugins, schemas = _app_plugins(app) if app is not None else (None, None)
         for path in files:
             try:
-                wf = parse(read_definition(path), str(path))
-            except DefinitionError as exc:
-                bad += 1
-                for p in exc.problems:
-                    click.echo(_finding(path, p), err=True)
-                continue
+                text = read_definition(path, str(path))
             except OSError as exc:
                 bad += 1
                 click.echo(_line(f"{path}: error: cannot read: {exc.strerror or exc}"),
                            err=True)
                 continue
-            found = app.workflows.entries.check(wf, {wf.name}, plugins) if app else []
-            for p in found:
+            except DefinitionError as exc:
+                verdict = Verdict(None, tuple(exc.problems))
+            else:
+                verdict = verdict_of(text, str(path), app.workflows.entries if app else None,
+                                     plugins=plugins, schemas=schemas)
+            for p in verdict.problems:
                 click.echo(_finding(path, p), err=True)
-            errors = sum(p.severity == "error" for p in found)
-            if errors:
+            wf = verdict.workflow
+            if not verdict.ok or wf is None:
                 bad += 1
                 continue
-            warned = f", {len(found)} warning(s)" if found else ""
+            warned = f", {len(verdict.problems)} warning(s)" if verdict.problems else ""
             click.echo(_line(f"{path}: ok — workflow {wf.name}, {len(wf.steps)} step(s), "
                              f"version {wf.version[:12]}{warned}"))
     if bad:
@@ -161,7 +167,7 @@ def list_(appdir: Path, as_json: bool) -> None:
     """List the workflows of the app's folder, loaded or failed (with why), and what is
     wrong or doubtful in each against the app's plugins (errors, warnings)."""
     with _app(appdir) as app:
-        app.workflows.entries.recheck(_app_plugins(app))
+        app.workflows.entries.recheck(_app_plugins(app)[0])
         entries = [e.as_dict() for e in app.workflows.entries]
         for e in entries:
             e["runs"] = app.workflows.store.count_runs(workflow=str(e["name"]))

@@ -350,6 +350,24 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
          "type": "object", "properties": {"latest": {
              "type": "boolean", "description": "on the latest version, not the pinned one"}}}}}},
      200, _ref("WorkflowRun")),
+    ("get", "/workflows/{name}/file", "A workflow's file: text, data, digest and the "
+     "validator's problems (each with its step)", "viewer", [_NAME], None, 200, ANY_OBJECT),
+    ("put", "/workflows/{name}/file", "Save a draft into the file (comments kept; 409 when "
+     "the file changed since it was read; 422 with the problems)", "admin", [_NAME],
+     _body({"type": "object", "required": ["document"], "properties": {
+         "document": ANY_OBJECT, "digest": {"type": ["string", "null"]}}}), 200, ANY_OBJECT),
+    ("post", "/workflows/{name}/file/validate", "Check a draft with the validator of "
+     "`omnicore workflows validate`", "viewer", [_NAME],
+     _body({"type": "object", "required": ["document"], "properties": {
+         "document": ANY_OBJECT}}), 200, ANY_OBJECT),
+    ("get", "/workflows/{name}/file/history", "The file's kept versions, newest first",
+     "viewer", [_NAME], None, 200, ANY_OBJECT),
+    ("post", "/workflows/{name}/file/restore", "Write a kept version back (409 when the file "
+     "changed since it was read)", "admin", [_NAME],
+     _body({"type": "object", "required": ["id"], "properties": {
+         "id": {"type": "string"}, "digest": {"type": ["string", "null"]}}}), 200, ANY_OBJECT),
+    ("get", "/workflow-palette", "What a workflow step can use: plugins, their handlers with "
+     "input schemas, connectors, workflows", "viewer", [], None, 200, ANY_OBJECT),
     ("get", "/audit", "The audit log, newest first: who changed what, when, from where "
      "(?format=csv|json: a download of up to 10,000)", "viewer",
      [{"name": n, "in": "query", "schema": {"type": t}, "description": d} for n, t, d in (

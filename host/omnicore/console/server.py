@@ -28,6 +28,7 @@ from omnicore.console import (
     secrets,
     users,
     vectors,
+    workflow_editor,
     workflows,
 )
 from omnicore.console.bodies import MAX_JSON_BYTES, BodyLimits
@@ -173,6 +174,7 @@ def create_app(state: ConsoleState) -> Starlette:
         *feed.routes(),
         *users.routes(),
         *chart_api.routes(),
+        *workflow_editor.routes(),
         *workflows.routes(),
         *secrets.routes(),
         *connectors.routes(),

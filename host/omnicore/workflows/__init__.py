@@ -6,6 +6,9 @@ workflows, run durably by the app (``app.workflows``; specs/workflows.md).
     definition.py   parse and check a definition (YAML/JSON, JSON Schema, needs, expressions)
     expressions.py  ${{ }} expressions in CEL; secrets only as references
     entries.py      the workflows/ folder: loaded and failed definitions
+    validation.py   one verdict on a definition text (the CLI's validate, the console's editor)
+    files.py        definition files written over what was read only, the replaced one kept
+    roundtrip.py    a draft's data written into its file's text, comments and key order kept
     service.py      app.workflows: runs (start, advance, approve, cancel, restart), workers
     advance.py      pure step-advance rules: ready steps, their rows, a run's outcome
     executors.py    one leased step: plugin call, connector call, sleep, sub-workflow

@@ -8,6 +8,7 @@
         ├── ExpressionError     a ${{ }} expression does not compile or failed to evaluate
         ├── InputInvalid        a run's inputs fail the workflow's input schema (names the field)
         ├── WorkflowNotFound    no workflow of that name is loaded (or it failed to load)
+        ├── FileChanged         a definition file changed on disk since the editor opened it
         └── RunStateError       the run or step is not in a state that allows the action
 """
 
@@ -18,8 +19,8 @@ from typing import Literal
 
 from omnicore.errors import OmniError
 
-__all__ = ["DefinitionError", "ExpressionError", "InputInvalid", "Problem", "RunStateError",
-           "WorkflowError", "WorkflowNotFound"]
+__all__ = ["DefinitionError", "ExpressionError", "FileChanged", "InputInvalid", "Problem",
+           "RunStateError", "WorkflowError", "WorkflowNotFound"]
 
 
 class WorkflowError(OmniError):
@@ -77,3 +78,12 @@ class WorkflowNotFound(WorkflowError):
 
 class RunStateError(WorkflowError):
     pass
+
+
+class FileChanged(WorkflowError):
+    """A save was refused: the file is not the one the editor opened (``current`` is the
+    digest it has now, None when it is gone)."""
+
+    def __init__(self, message: str, *, current: str | None) -> None:
+        super().__init__(message)
+        self.current = current

@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import jsonschema
@@ -42,6 +43,7 @@ from omnicore.workflows.definition import Step, Workflow, from_document
 from omnicore.workflows.entries import WorkflowEntries
 from omnicore.workflows.errors import ExpressionError, InputInvalid, RunStateError, WorkflowError
 from omnicore.workflows.executors import StepExecutor
+from omnicore.workflows.files import WorkflowFiles
 from omnicore.workflows.triggers import Triggers, WebhookAnswer
 
 if TYPE_CHECKING:
@@ -103,6 +105,8 @@ class Workflows:
         self._app = app
         self.settings = app.config.workflows
         self.entries = WorkflowEntries(self._refs, self._save_version)
+        #: The folder's files as the editor writes them (one lock for every save).
+        self.files = WorkflowFiles(Path(self.settings.dir))
         self.owner = app.runtime_id
         self._store = Once(lambda: self._app.storage.workflows)
         self._versions: dict[str, Workflow] = {}
