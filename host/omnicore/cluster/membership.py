@@ -111,7 +111,7 @@ class Membership:
 
     def _beat(self, now: float) -> None:
         row = self.storage().instances.heartbeat(self.runtime_id, now, self.jobs_held(),
-                                                  self.console_url())
+                                                 self.console_url())
         if row is None:
             # Another instance declared this one dead (a long pause, a lost connection) and
             # took its leases: say so and register again; our in-flight jobs' results are

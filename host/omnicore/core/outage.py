@@ -104,10 +104,10 @@ class Outage:
             self.reason = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, self.transient):
             self.log.error("%s paused: %s; retrying in the background", self.what,
-                            self.reason)
+                           self.reason)
         else:
             self.log.error("%s paused by a failure; retrying in the background", self.what,
-                            exc_info=exc)
+                           exc_info=exc)
 
     def succeeded(self) -> None:
         """Count a step that worked: the first after an outage is logged, then the
