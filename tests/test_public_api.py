@@ -18,7 +18,7 @@ EXPECTED = {
         "PluginState", "Refused", "Status", "Trap", "UnsupportedAbiVersion", "__version__"],
     "omnicore.plugins": ["PluginHost", "PluginInfo", "PluginState"],
     "omnicore.sandbox.grants": ["DEFAULT_GRANTS", "GrantLayer", "Grants", "check_requested",
-                                "merge", "normalize",
+                                "merge", "normalize", "of_plugin",
                                 "parse_flag", "validate"],
     "omnicore.types": ["Extensions", "HealthChecks", "HostApp", "PluginCaller", "PluginView"],
     "omnicore.core": ["Event", "EventBus", "Lifecycle", "Module", "State", "Subscription"],

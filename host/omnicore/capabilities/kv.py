@@ -11,11 +11,11 @@ leaves nothing behind. Embedders seed or read a plugin's data with
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from omnicore.capabilities import standalone
-from omnicore.capabilities.options import positive_ints
+from omnicore.capabilities.options import GrantLimits
 from omnicore.config import OmniConfig
 from omnicore.core import jsoncodec
 from omnicore.sandbox.capability import (
@@ -38,16 +38,18 @@ from omnicore.storage import (
 )
 from omnicore.storage.base import MAX_KEY_BYTES, MAX_LIST_KEYS
 
-__all__ = ["CAPABILITY", "KV", "WIT_FUNCTIONS", "StorageApp", "capability", "for_app",
-           "quota_from"]
+__all__ = [
+    "CAPABILITY",
+    "KV",
+    "LIMITS",
+    "WIT_FUNCTIONS",
+    "StorageApp",
+    "capability",
+    "for_app",
+]
 
-_OPTIONS = ("max_bytes", "max_keys", "max_value_bytes")
-
-
-def quota_from(options: Mapping[str, Any], where: str = "grant.kv",
-               base: KVQuota = KVQuota()) -> KVQuota:  # noqa: B008 - frozen, never mutated
-    """A :class:`KVQuota` from grant (or ``capabilities.kv``) options; ConfigError if bad."""
-    return positive_ints(options, base, where, _OPTIONS)
+#: The quotas a grant (or ``capabilities.kv``) sets.
+LIMITS = GrantLimits("kv", KVQuota(), ("max_bytes", "max_keys", "max_value_bytes"))
 
 
 class _State:
@@ -267,15 +269,11 @@ WIT_FUNCTIONS = (
 )
 
 
-def _check_grant(options: Mapping[str, Any]) -> None:
-    quota_from(options)
-
-
 def capability(storage_for: Callable[[PluginContext], Storage],
-               defaults: KVQuota = KVQuota()) -> Capability:  # noqa: B008 - frozen
+               defaults: KVQuota | None = None) -> Capability:
     """The kv capability over the storage ``storage_for(ctx)`` returns."""
     def bind(ctx: PluginContext) -> _State:
-        return _State(storage_for(ctx).kv(ctx.plugin), quota_from(ctx.grant, base=defaults))
+        return _State(storage_for(ctx).kv(ctx.plugin), LIMITS.read(ctx.grant, defaults))
 
     return Capability(
         name="kv",
@@ -288,7 +286,7 @@ def capability(storage_for: Callable[[PluginContext], Storage],
             HostFunction("list", ("ptr", "len", "ptr", "len"), ("i32",), _list),
         ),
         bind=bind,
-        check_grant=_check_grant,
+        check_grant=LIMITS.check_grant,
         wit=WIT_FUNCTIONS,
     )
 
@@ -330,6 +328,4 @@ class StorageApp(Protocol):
 
 def for_app(app: StorageApp) -> Capability:
     """The kv capability on ``app.storage``, with ``capabilities.kv`` as default quotas."""
-    options = dict(app.config.capabilities.get("kv", {}))
-    defaults = quota_from(options, where="capabilities.kv")
-    return capability(lambda _ctx: app.storage, defaults)
+    return capability(lambda _ctx: app.storage, LIMITS.app_defaults(app.config.capabilities))

@@ -12,12 +12,12 @@ the consolidation interval.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, Protocol
 
 from omnicore.capabilities import guestjson, standalone
-from omnicore.capabilities.options import positive_ints
+from omnicore.capabilities.options import GrantLimits
 from omnicore.config import OmniConfig
 from omnicore.sandbox.capability import (
     Capability,
@@ -31,17 +31,14 @@ from omnicore.storage import StorageError
 from omnicore.storage.base import QuotaExceeded, Refused, ValueTooLarge
 from omnicore.storage.memory import BadMemory, MemoryPolicy, MemoryStore, PluginMemory
 
-__all__ = ["CAPABILITY", "MemoryApp", "capability", "for_app", "policy_from"]
+__all__ = ["CAPABILITY", "LIMITS", "MemoryApp", "capability", "for_app"]
 
-_OPTIONS = tuple(f.name for f in fields(MemoryPolicy) if f.name != "max_limit")
+#: The policy a grant (or ``capabilities.memory``, beside its ``consolidate_every_s``) sets.
+LIMITS = GrantLimits("memory", MemoryPolicy(),
+                     tuple(f.name for f in fields(MemoryPolicy) if f.name != "max_limit"),
+                     other=("consolidate_every_s",))
 #: The JSON of one item or query; text and metadata have their own, smaller limits.
 _MAX_JSON = 4 * 1024 * 1024
-
-
-def policy_from(options: Mapping[str, Any], where: str = "grant.memory",
-                base: MemoryPolicy = MemoryPolicy()) -> MemoryPolicy:  # noqa: B008 - frozen
-    """A :class:`MemoryPolicy` from grant (or ``capabilities.memory``) options."""
-    return positive_ints(options, base, where, _OPTIONS)
 
 
 def _json(mem: GuestMemory, ptr: int, length: int, what: str) -> Any:
@@ -185,10 +182,10 @@ WIT_FUNCTIONS = (
 
 
 def capability(store: Callable[[PluginContext], MemoryStore],
-               defaults: MemoryPolicy = MemoryPolicy()) -> Capability:  # noqa: B008 - frozen
+               defaults: MemoryPolicy | None = None) -> Capability:
     """The memory capability over the store ``store(ctx)`` returns."""
     def bind(ctx: PluginContext) -> PluginMemory:
-        return store(ctx).for_plugin(ctx.plugin, policy_from(ctx.grant, base=defaults))
+        return store(ctx).for_plugin(ctx.plugin, LIMITS.read(ctx.grant, defaults))
 
     return Capability(
         name="memory",
@@ -199,13 +196,9 @@ def capability(store: Callable[[PluginContext], MemoryStore],
             HostFunction("forget", ("i64",), ("i32",), _forget),
         ),
         bind=bind,
-        check_grant=_check_grant,
+        check_grant=LIMITS.check_grant,
         wit=WIT_FUNCTIONS,
     )
-
-
-def _check_grant(options: Mapping[str, Any]) -> None:
-    policy_from(options)
 
 
 #: For plugin hosts without an app (granting it there is a ConfigError that says so).
@@ -222,6 +215,4 @@ class MemoryApp(Protocol):
 
 def for_app(app: MemoryApp) -> Capability:
     """The memory capability on ``app.memory``, ``capabilities.memory`` as defaults."""
-    options = dict(app.config.capabilities.get("memory", {}))
-    options.pop("consolidate_every_s", None)
-    return capability(lambda _ctx: app.memory, policy_from(options, where="capabilities.memory"))
+    return capability(lambda _ctx: app.memory, LIMITS.app_defaults(app.config.capabilities))

@@ -2,20 +2,28 @@
 
 kv, memory, vectors and tasks read their limits from the grant (and app-wide defaults from
 ``capabilities.<name>``) by the same rule: unknown keys are refused by name, every value is a
-positive integer (``true`` is not 1), and what is not given keeps the default.
+positive integer (``true`` is not 1), and what is not given keeps the default. kv, memory and
+vectors declare theirs as one :class:`GrantLimits`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from omnicore.errors import ConfigError
 
-__all__ = ["positive_ints"]
+__all__ = ["GrantLimits", "positive_ints"]
 
 Q = TypeVar("Q")
+
+
+class Sections(Protocol):
+    """An app's ``capabilities`` config (or a plain mapping): the options of one capability."""
+
+    def get(self, name: str, default: Any = None, /) -> Any: ...
 
 
 def positive_ints(options: Mapping[str, Any], base: Q, where: str,
@@ -35,3 +43,32 @@ def positive_ints(options: Mapping[str, Any], base: Q, where: str,
                               key=f"{where}.{name}", value=value)
         values[name] = value
     return dataclasses.replace(base, **values)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class GrantLimits(Generic[Q]):
+    """The limits of capability ``capability``: the fields ``names`` (None: all) of ``base``,
+    read from its grant over the app-wide defaults in ``capabilities.<capability>``, where
+    the keys ``other`` are settings that are not limits."""
+
+    capability: str
+    base: Q
+    names: tuple[str, ...] | None = None
+    other: tuple[str, ...] = ()
+
+    def read(self, options: Mapping[str, Any], base: Q | None = None) -> Q:
+        """``base`` (default: :attr:`base`) with grant ``options`` applied; ConfigError naming
+        the ``grant.<capability>`` key."""
+        return positive_ints(options, self.base if base is None else base,
+                             f"grant.{self.capability}", self.names)
+
+    def check_grant(self, options: Mapping[str, Any]) -> None:
+        """The capability's ``check_grant``."""
+        self.read(options)
+
+    def app_defaults(self, capabilities: Sections) -> Q:
+        """The defaults an app's ``capabilities`` section sets; ConfigError naming the
+        ``capabilities.<capability>`` key."""
+        options = {key: value for key, value in capabilities.get(self.capability, {}).items()
+                   if key not in self.other}
+        return positive_ints(options, self.base, f"capabilities.{self.capability}", self.names)

@@ -10,13 +10,13 @@ metadata equality filter (JSON object).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 
 from omnicore.capabilities import guestjson, standalone
-from omnicore.capabilities.options import positive_ints
+from omnicore.capabilities.options import GrantLimits
 from omnicore.config import OmniConfig
 from omnicore.sandbox.capability import (
     Capability,
@@ -36,19 +36,15 @@ from omnicore.storage.vectors import (
     VectorStore,
 )
 
-__all__ = ["CAPABILITY", "VectorsApp", "capability", "for_app", "quota_from"]
+__all__ = ["CAPABILITY", "LIMITS", "VectorsApp", "capability", "for_app"]
 
-_OPTIONS = ("max_collections", "max_vectors", "max_dim", "max_bytes", "max_metadata_bytes")
+#: The quotas a grant (or ``capabilities.vectors``) sets.
+LIMITS = GrantLimits("vectors", VectorQuota(), ("max_collections", "max_vectors", "max_dim",
+                                                "max_bytes", "max_metadata_bytes"))
 _MAX_NAME = 128
 _MAX_ID = 512
 _MAX_FILTER = 4096
 _F32 = np.dtype("<f4")  # a dtype object: a dtype string is parsed on every call
-
-
-def quota_from(options: Mapping[str, Any], where: str = "grant.vectors",
-               base: VectorQuota = VectorQuota()) -> VectorQuota:  # noqa: B008 - frozen
-    """A :class:`VectorQuota` from grant (or ``capabilities.vectors``) options."""
-    return positive_ints(options, base, where, _OPTIONS)
 
 
 class _State:
@@ -258,15 +254,11 @@ WIT_FUNCTIONS = (
 )
 
 
-def _check_grant(options: Mapping[str, Any]) -> None:
-    quota_from(options)
-
-
 def capability(store: Callable[[PluginContext], VectorStore],
-               defaults: VectorQuota = VectorQuota()) -> Capability:  # noqa: B008 - frozen
+               defaults: VectorQuota | None = None) -> Capability:
     """The vectors capability over the store ``store(ctx)`` returns."""
     def bind(ctx: PluginContext) -> _State:
-        return _State(store(ctx).for_plugin(ctx.plugin), quota_from(ctx.grant, base=defaults))
+        return _State(store(ctx).for_plugin(ctx.plugin), LIMITS.read(ctx.grant, defaults))
 
     return Capability(
         name="vectors",
@@ -280,7 +272,7 @@ def capability(store: Callable[[PluginContext], VectorStore],
             HostFunction("delete", ("ptr", "len", "ptr", "len"), ("i32",), _delete),
         ),
         bind=bind,
-        check_grant=_check_grant,
+        check_grant=LIMITS.check_grant,
         wit=WIT_FUNCTIONS,
     )
 
@@ -312,6 +304,4 @@ class VectorsApp(Protocol):
 
 def for_app(app: VectorsApp) -> Capability:
     """The vectors capability on ``app.vectors``, ``capabilities.vectors`` as default quotas."""
-    defaults = quota_from(dict(app.config.capabilities.get("vectors", {})),
-                          where="capabilities.vectors")
-    return capability(lambda _ctx: app.vectors, defaults)
+    return capability(lambda _ctx: app.vectors, LIMITS.app_defaults(app.config.capabilities))

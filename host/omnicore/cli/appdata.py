@@ -8,10 +8,12 @@ talk to a running host import none of it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
 
 from omnicore.cli.main import CONFIG_FILE
 from omnicore.errors import ConfigError
@@ -20,9 +22,20 @@ if TYPE_CHECKING:
     from omnicore.config import OmniConfig
     from omnicore.storage import Storage
 
-__all__ = ["app_storage", "config_path", "load_app_config", "open_app_storage"]
+__all__ = ["app_option", "app_storage", "config_path", "load_app_config", "open_app_storage"]
 
 _HINT = "pass --app APPDIR"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def app_option(help: str = "The app folder (its omnicore.yaml names the data_dir).", *,
+               envvar: str | None = None, show_default: str | None = "here"
+               ) -> Callable[[F], F]:
+    """The ``--app APPDIR`` option of a command that opens an app folder: the command gets
+    it as ``appdir`` (a Path; default: here)."""
+    return click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
+                        default=".", envvar=envvar, show_default=show_default, help=help)
 
 
 def config_path(appdir: Path, hint: str = _HINT) -> Path:

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import click
 
+from omnicore.cli.appdata import app_option
 from omnicore.cli.main import CONFIG_FILE, main
 from omnicore.errors import ConfigError
 
 __all__ = ["backup", "restore"]
 
-_APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
-                    default=".", envvar="OMNICORE_APPDIR", show_default="here",
-                    help="The app folder (its omnicore.yaml names the data_dir).")
+_APP = app_option(envvar="OMNICORE_APPDIR")
 
 
 def _data_dir(appdir: Path) -> Path:

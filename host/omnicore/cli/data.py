@@ -18,14 +18,12 @@ from typing import Any
 
 import click
 
-from omnicore.cli.appdata import app_storage, load_app_config
+from omnicore.cli.appdata import app_option, app_storage, load_app_config
 from omnicore.cli.main import main
 
 __all__ = ["jobs", "kv", "tasks"]
 
-_APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
-                    default=".", show_default="here",
-                    help="The app folder (its omnicore.yaml names the data_dir).")
+_APP = app_option()
 
 
 def _audit(store: Any, verb: str, target: str, before: Any = None, after: Any = None) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from omnicore.cli.appdata import load_app_config, open_app_storage
+from omnicore.cli.appdata import app_option, load_app_config, open_app_storage
 from omnicore.cli.main import main
 
 if TYPE_CHECKING:
@@ -25,9 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["secrets"]
 
-_APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
-                    default=".", show_default="here",
-                    help="The app folder (its omnicore.yaml names the data_dir).")
+_APP = app_option()
 
 
 @contextmanager

@@ -18,15 +18,13 @@ from typing import Any
 
 import click
 
-from omnicore.cli.appdata import app_storage, load_app_config
+from omnicore.cli.appdata import app_option, app_storage, load_app_config
 from omnicore.cli.main import main
 from omnicore.errors import ConfigError, PluginNotFound
 
 __all__ = ["settings"]
 
-_APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
-                    default=".", show_default="here",
-                    help="The app folder (its omnicore.yaml names the database).")
+_APP = app_option("The app folder (its omnicore.yaml names the database).")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the settings as JSON.")
 
 

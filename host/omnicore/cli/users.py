@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from omnicore.cli.appdata import open_app_storage
+from omnicore.cli.appdata import app_option, open_app_storage
 from omnicore.cli.main import CONFIG_FILE, hint, main
 from omnicore.errors import ConfigError
 
@@ -27,9 +27,8 @@ __all__ = ["users"]
 
 _URL_ENV = "OMNICORE_STORAGE__URL"
 
-_APP = click.option("--app", "appdir", default=".", envvar="OMNICORE_APPDIR",
-                    type=click.Path(file_okay=False, path_type=Path),
-                    help="The app folder (default: $OMNICORE_APPDIR or here).")
+_APP = app_option("The app folder (default: $OMNICORE_APPDIR or here).",
+                  envvar="OMNICORE_APPDIR", show_default=None)
 
 
 def _store(appdir: Path) -> UserStore:

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import click
 
-from omnicore.cli.appdata import load_app_config, open_app_storage
+from omnicore.cli.appdata import app_option, load_app_config, open_app_storage
 from omnicore.cli.main import main
 
 __all__ = ["vectors"]
 
-_APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
-                    default=".", show_default="here",
-                    help="The app folder (its omnicore.yaml names the data_dir).")
+_APP = app_option()
 
 
 def _collections(appdir: Path, plugin: str, load: bool) -> list[dict[str, object]]:

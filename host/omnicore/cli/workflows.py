@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from omnicore.cli.appdata import config_path
+from omnicore.cli.appdata import app_option, config_path
 from omnicore.cli.main import CONFIG_FILE, hint, main
 
 if TYPE_CHECKING:
@@ -32,9 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["workflows"]
 
-_APP = click.option("--app", "appdir", type=click.Path(file_okay=False, path_type=Path),
-                    default=".", show_default="here",
-                    help="The app folder (its omnicore.yaml names data_dir and workflows.dir).")
+_APP = app_option("The app folder (its omnicore.yaml names data_dir and workflows.dir).")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 from omnicore.core.identity import hostname
 from omnicore.core.outage import Outage
@@ -30,6 +30,7 @@ class ClusterSettings:
     check_s: float = 0.25
 
 
+@dataclass(eq=False)
 class Membership:
     """Registers ``runtime_id`` on :meth:`start`, heartbeats and reaps until :meth:`stop`.
 
@@ -38,34 +39,32 @@ class Membership:
     when an operator asks this host to drain.
     """
 
-    def __init__(self, storage: Callable[[], Storage], runtime_id: str, version: str, *,
-                 settings: ClusterSettings = ClusterSettings(),
-                 console_url: Callable[[], str | None] = lambda: None,
-                 jobs_held: Callable[[], int] = lambda: 0,
-                 wake: Callable[[], None] = lambda: None,
-                 on_drain: Callable[[], None] = lambda: None) -> None:
-        self._storage = storage
-        self.runtime_id = runtime_id
-        self._version = version
-        self.settings = settings
-        self._console_url = console_url
-        self._jobs_held = jobs_held
-        self._wake = wake
-        self._on_drain = on_drain
-        self._started_at = time.time()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._registered = False
-        self.draining = False
-        #: An outage of the storage pauses the heartbeat and the reaper (one log line);
-        #: the first tick after it beats at once.
-        self._outage = Outage("cluster heartbeat", _log, transient=(StorageError,))
-        self._every = settings.heartbeat_s
-        self._next_beat = 0.0
+    storage: Callable[[], Storage]
+    runtime_id: str
+    version: str
+    _: KW_ONLY
+    settings: ClusterSettings = ClusterSettings()
+    console_url: Callable[[], str | None] = lambda: None
+    jobs_held: Callable[[], int] = lambda: 0
+    wake: Callable[[], None] = lambda: None
+    on_drain: Callable[[], None] = lambda: None
+    draining: bool = field(default=False, init=False)
+    _started_at: float = field(default_factory=time.time, init=False, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+    _registered: bool = field(default=False, init=False, repr=False)
+    #: An outage of the storage pauses the heartbeat and the reaper (one log line);
+    #: the first tick after it beats at once.
+    _outage: Outage = field(init=False, repr=False, default_factory=lambda: Outage(
+        "cluster heartbeat", _log, transient=(StorageError,)))
+    _next_beat: float = field(default=0.0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._every = self.settings.heartbeat_s
 
     def _me(self, now: float) -> Instance:
-        return Instance(self.runtime_id, hostname(), os.getpid(), self._version,
-                        self._started_at, now, self._console_url(), self._jobs_held())
+        return Instance(self.runtime_id, hostname(), os.getpid(), self.version,
+                        self._started_at, now, self.console_url(), self.jobs_held())
 
     def start(self) -> None:
         """Register now (so the instance table lists this host before it claims anything) and
@@ -75,7 +74,7 @@ class Membership:
         self._thread.start()
 
     def _register(self) -> None:
-        self._storage().instances.register(self._me(time.time()))
+        self.storage().instances.register(self._me(time.time()))
         self._registered = True
 
     @property
@@ -84,11 +83,11 @@ class Membership:
         return self._outage.reason
 
     def instances(self) -> list[Instance]:
-        return self._storage().instances.all()
+        return self.storage().instances.all()
 
     def _run(self) -> None:
         # An embedded database has one host (the data dir's lock): nobody to watch closely.
-        if self._storage().shared:
+        if self.storage().shared:
             self._every = self.settings.check_s
         while not self._stop.wait(self._outage.pause(self._every)):
             self._outage.call(self._tick, None)
@@ -100,7 +99,7 @@ class Membership:
         if time.monotonic() >= self._next_beat or self._outage.down:
             self._next_beat = time.monotonic() + self.settings.heartbeat_s - self._every / 2
             self._beat(now)
-        instances = self._storage().instances
+        instances = self.storage().instances
         dead = instances.reap(self.runtime_id, now, self.settings.dead_after_s)
         if dead:
             # The lost rows say what each dead host held: the operator reading the log learns
@@ -108,11 +107,11 @@ class Membership:
             lost = [i for i in instances.lost(now) if i.runtime_id in dead]
             _log.warning("cluster: instance(s) %s stopped answering; %s handed on, now due "
                          "again", ", ".join(dead), _handed_on(lost))
-            self._wake()
+            self.wake()
 
     def _beat(self, now: float) -> None:
-        row = self._storage().instances.heartbeat(self.runtime_id, now, self._jobs_held(),
-                                                  self._console_url())
+        row = self.storage().instances.heartbeat(self.runtime_id, now, self.jobs_held(),
+                                                 self.console_url())
         if row is None:
             # Another instance declared this one dead (a long pause, a lost connection) and
             # took its leases: say so and register again; our in-flight jobs' results are
@@ -125,7 +124,7 @@ class Membership:
             self.draining = True
             _log.warning("cluster: drain requested: no new jobs are claimed; in-flight work "
                          "finishes, then this host stops")
-            self._on_drain()
+            self.on_drain()
 
     def stop(self) -> None:
         """Stop heartbeating and leave the instance table (a clean stop; leases were given back)."""
@@ -134,7 +133,7 @@ class Membership:
             self._thread.join(10)
         if self._registered:
             try:
-                self._storage().instances.remove(self.runtime_id)
+                self.storage().instances.remove(self.runtime_id)
             except StorageError as exc:
                 _log.warning("cluster: could not leave the instance table: %s", exc)
             self._registered = False

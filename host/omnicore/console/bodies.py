@@ -25,14 +25,16 @@ import asyncio
 import base64
 import binascii
 import contextlib
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from omnicore.capabilities import guestjson
 from omnicore.console.errors import ApiError, error_response
+from omnicore.console.middleware import HttpMiddleware
 
 __all__ = ["MAX_FORM_BYTES", "MAX_JSON_BYTES", "MIN_BODY_RATE", "BodyLimits", "form_body",
            "json_body", "limit_body", "parse_json", "read_body"]
@@ -65,19 +67,16 @@ def _chunked(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(key.lower() == b"transfer-encoding" for key, _ in headers)
 
 
-class BodyLimits:
+@dataclass(eq=False)
+class BodyLimits(HttpMiddleware):
     """ASGI middleware: request bodies capped at ``max_bytes`` (or a route's lower cap) and
     read within ``timeout_s`` plus ``1 s`` per MiB of their size or cap."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.timeout_s = timeout_s
+    _: KW_ONLY
+    max_bytes: int
+    timeout_s: float
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _declared(scope["headers"])
         if declared is not None and not 0 <= declared <= self.max_bytes:
             error = ApiError(413, f"the request body is {declared} bytes; the console takes "

@@ -23,12 +23,13 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from urllib.parse import urlsplit
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from omnicore.console.errors import ApiError, error_response
+from omnicore.console.middleware import HttpMiddleware
 
 __all__ = ["LOCAL_NAMES", "HostPolicy", "RequestGuard", "host_name"]
 
@@ -112,18 +113,15 @@ def _canonical(name: str) -> str:
         return name
 
 
-class RequestGuard:
+@dataclass(eq=False)
+class RequestGuard(HttpMiddleware):
     """ASGI middleware: refuse a ``Host`` the console does not answer to (400) and a change
     from another origin (403), before any route sees the request."""
 
-    def __init__(self, app: ASGIApp, *, policy: HostPolicy) -> None:
-        self.app = app
-        self.policy = policy
+    _: KW_ONLY
+    policy: HostPolicy
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = self.check(scope)
         if error is not None:
             await error_response(error)(scope, receive, send)

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.accounts.audit import Actor, record
-from omnicore.capabilities.memory import policy_from
+from omnicore.capabilities.memory import LIMITS
 from omnicore.console import base
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.render import done, page, read_form
@@ -44,13 +44,11 @@ MAX_QUERY = 1000
 def policy(app: OmniApp, plugin: str) -> MemoryPolicy:
     """The limits ``plugin``'s memory runs under: its grant's options over
     ``capabilities.memory`` (the defaults the capability itself uses)."""
-    options = dict(app.config.capabilities.get("memory", {}))
-    options.pop("consolidate_every_s", None)
     try:
-        base = policy_from(options, where="capabilities.memory")
+        base = LIMITS.app_defaults(app.config.capabilities)
         info = app.plugins.get(plugin) if plugin in app.plugins else None
         grant = info.granted.get("memory") if info is not None else None
-        return policy_from(grant or {}, base=base)
+        return LIMITS.read(grant or {}, base)
     except OmniError:
         return MemoryPolicy()  # a bad grant keeps the plugin from loading; show the defaults
 

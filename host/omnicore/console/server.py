@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from omnicore.console import (
     audit,
@@ -34,6 +34,7 @@ from omnicore.console import (
 from omnicore.console.bodies import MAX_JSON_BYTES, BodyLimits
 from omnicore.console.errors import ApiError, disk_full, error_response, from_omni, full_disk_error
 from omnicore.console.guard import RequestGuard
+from omnicore.console.middleware import HttpMiddleware
 from omnicore.console.openapi import document
 from omnicore.console.plugins.page import UPLOAD_SLACK
 from omnicore.console.render import WEB, render_error
@@ -58,15 +59,8 @@ SECURITY_HEADERS = [
 ]
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+class SecurityHeaders(HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]

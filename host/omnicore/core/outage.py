@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TypeVar
 
 from omnicore.errors import OmniError
@@ -33,23 +34,23 @@ __all__ = ["Outage"]
 T = TypeVar("T")
 
 
+@dataclass(eq=False)
 class Outage:
     """The outage state of one loop named ``what`` (``"job queue"``), logged on ``log``;
     ``transient`` are the errors of what it depends on (the storage's ``StorageError``)."""
 
-    def __init__(self, what: str, log: BoundLogger, *,
-                 transient: tuple[type[Exception], ...] = (OmniError,), first_s: float = 0.1,
-                 max_s: float = 2.0) -> None:
-        self.what = what
-        self._log = log
-        self.transient = transient
-        self.first_s = first_s
-        self.max_s = max_s
-        self._lock = threading.Lock()
-        self._since: float | None = None  # monotonic start of the outage; None: up
-        #: Why the loop is out (the first failure's message), or None while it works.
-        self.reason: str | None = None
-        self._on_resume: list[Callable[[], None]] = []
+    what: str
+    log: BoundLogger
+    _: KW_ONLY
+    transient: tuple[type[Exception], ...] = (OmniError,)
+    first_s: float = 0.1
+    max_s: float = 2.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    #: Monotonic start of the outage; None: up.
+    _since: float | None = field(default=None, init=False, repr=False)
+    #: Why the loop is out (the first failure's message), or None while it works.
+    reason: str | None = field(default=None, init=False)
+    _on_resume: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
 
     @property
     def down(self) -> bool:
@@ -102,11 +103,11 @@ class Outage:
             self._since = time.monotonic()
             self.reason = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, self.transient):
-            self._log.error("%s paused: %s; retrying in the background", self.what,
-                            self.reason)
+            self.log.error("%s paused: %s; retrying in the background", self.what,
+                           self.reason)
         else:
-            self._log.error("%s paused by a failure; retrying in the background", self.what,
-                            exc_info=exc)
+            self.log.error("%s paused by a failure; retrying in the background", self.what,
+                           exc_info=exc)
 
     def succeeded(self) -> None:
         """Count a step that worked: the first after an outage is logged, then the
@@ -118,9 +119,9 @@ class Outage:
             self.reason = None
         if since is None:
             return  # another thread of the loop saw the end first
-        self._log.info("%s resumed after %.1fs", self.what, time.monotonic() - since)
+        self.log.info("%s resumed after %.1fs", self.what, time.monotonic() - since)
         for callback in list(self._on_resume):
             try:
                 callback()
             except Exception:
-                self._log.exception("%s: resuming failed", self.what)
+                self.log.exception("%s: resuming failed", self.what)

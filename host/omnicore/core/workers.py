@@ -28,6 +28,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from omnicore.core.outage import Outage
@@ -66,6 +67,7 @@ class LeasedQueue(Protocol[T_co, K_contra]):
         """Give leases back without counting an attempt."""
 
 
+@dataclass(eq=False)
 class LeasedWorkers(Generic[T, K]):
     """``workers`` threads running ``run(item)`` for items claimed from ``queue``.
 
@@ -77,36 +79,38 @@ class LeasedWorkers(Generic[T, K]):
     runs again.
     """
 
-    def __init__(self, name: str, queue: LeasedQueue[T, K], run: Callable[[T], None],
-                 key: Callable[[T], K], *, owner: str, workers: int, lease_s: float,
-                 poll_s: float, tick: Callable[[float], float | None] | None = None,
-                 transient: tuple[type[Exception], ...] = (OmniError,)) -> None:
-        self.name = name
-        self.queue = queue
-        self.owner = owner
-        self.workers = workers
-        self.lease_s = lease_s
-        self.poll_s = poll_s
-        self._run = run
-        self._key = key
-        self._tick = tick
-        self._wake = threading.Condition()
-        #: Counts wake-ups: a worker that saw the count before its claim found nothing
-        #: does not sleep if it moved since, so a wake during the claim is never lost and
-        #: nobody holds the condition while it asks the database when work is due.
-        self._wakes = 0
-        self._idle = threading.Condition()
-        self._stopping = threading.Event()
-        #: Set when a stop's grace ended with items still running and ``interrupt`` was
-        #: called: a failed call then means "interrupted", and records nothing.
-        self.interrupted = threading.Event()
-        self._running: dict[K, T] = {}
-        self._threads: list[threading.Thread] = []
+    name: str
+    queue: LeasedQueue[T, K]
+    run: Callable[[T], None]
+    key: Callable[[T], K]
+    _: KW_ONLY
+    owner: str
+    workers: int
+    lease_s: float
+    poll_s: float
+    tick: Callable[[float], float | None] | None = None
+    transient: tuple[type[Exception], ...] = (OmniError,)
+    _wake: threading.Condition = field(default_factory=threading.Condition, init=False,
+                                       repr=False)
+    #: Counts wake-ups: a worker that saw the count before its claim found nothing
+    #: does not sleep if it moved since, so a wake during the claim is never lost and
+    #: nobody holds the condition while it asks the database when work is due.
+    _wakes: int = field(default=0, init=False, repr=False)
+    _idle: threading.Condition = field(default_factory=threading.Condition, init=False,
+                                       repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    #: Set when a stop's grace ended with items still running and ``interrupt`` was
+    #: called: a failed call then means "interrupted", and records nothing.
+    interrupted: threading.Event = field(default_factory=threading.Event, init=False)
+    _running: dict[K, T] = field(default_factory=dict, init=False, repr=False)
+    _threads: list[threading.Thread] = field(default_factory=list, init=False, repr=False)
+    _last_renew: float = field(default_factory=time.monotonic, init=False, repr=False)
+
+    def __post_init__(self) -> None:
         #: The queue's storage as the workers see it: claims, renewals, releases, outcomes.
-        self.outage = Outage(f"{name} queue", log, transient=transient)
+        self.outage = Outage(f"{self.name} queue", log, transient=self.transient)
         self.outage.on_resume(self._resumed)
-        self._ticking = Outage(f"{name} ticker", log, transient=transient)
-        self._last_renew = time.monotonic()
+        self._ticking = Outage(f"{self.name} ticker", log, transient=self.transient)
 
     @property
     def started(self) -> bool:
@@ -216,11 +220,11 @@ class LeasedWorkers(Generic[T, K]):
             if item is None:
                 self._idle_wait(seen)
                 continue
-            key = self._key(item)
+            key = self.key(item)
             with self._idle:
                 self._running[key] = item
             try:
-                self._run(item)
+                self.run(item)
             except outage.transient as exc:
                 # The storage failed before the run recorded an end: nothing was recorded, so
                 # the item goes back as soon as the storage answers, not when its lease ends.
@@ -251,8 +255,8 @@ class LeasedWorkers(Generic[T, K]):
         self._last_renew = time.monotonic()
         while not self._stopping.is_set():
             soonest: float | None = None
-            if self._tick is not None:
-                soonest = self._ticking.call(functools.partial(self._tick, time.time()), None)
+            if self.tick is not None:
+                soonest = self._ticking.call(functools.partial(self.tick, time.time()), None)
             if time.monotonic() - self._last_renew > self.lease_s / 3:
                 self._renew()
             wait = self.poll_s if soonest is None else max(soonest - time.time(), 0.01)

@@ -37,12 +37,10 @@ from omnicore.extism._links import Links, Signature
 from omnicore.extism._manifest import DEFAULT_MAX_VAR_BYTES
 from omnicore.extism._user import CurrentPlugin, UserFunction, Val, as_user_function
 from omnicore.sandbox import _wasmtime as engine_api
+from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.capability import CapabilityRegistry
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.fastcall import GuestFailure, HostTrap, RawInstance
-from omnicore.sandbox.grants import merge as merge_grants
-from omnicore.sandbox.grants import normalize as normalize_grants
-from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.hostfunc import define_host_function
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import EXTISM_ENV, PluginModule
@@ -86,16 +84,11 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         engine_api.require("extism")
         self.engine = engine
         self.module = module
-        self.name = module.name
-        self.limits = limits or Limits()
+        self._attach(module.name, limits, log)
         self._max_input = self.limits.max_input_bytes
         self._max_output = self.limits.max_output_bytes
         self.config: Mapping[str, Any] = dict(config or {})
-        self.log = log if log is not None else PluginLog(module.name)
-        self.log.rate_bytes = self.limits.max_log_bytes_per_s
-        self.log.rate_lines = self.limits.max_log_lines_per_s
-        grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
-        validate_grants(grant_map, registry, self.name)
+        grant_map = grant_rules.of_plugin(self.name, grants, registry)
         http = grant_map.get("http")
         if http is not None and http.get("connectors"):
             raise ConfigError(f"plugin {self.name!r}: Extism plugins send URLs, so "

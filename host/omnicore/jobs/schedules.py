@@ -15,7 +15,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -126,21 +126,23 @@ def configured_schedules(raw: Mapping[str, Sequence[Any]]) -> dict[str, list[Sch
             for plugin, items in raw.items()}
 
 
+@dataclass(eq=False)
 class Scheduler:
     """The schedules of the loaded plugins, fired by the job workers' ticker."""
 
-    def __init__(self, storage: Callable[[], Storage], plugins: Callable[[], JobPlugins],
-                 configured: Mapping[str, list[Schedule]], policy: RetryPolicy,
-                 misfire_grace_s: float, poll_s: float, wake: Callable[[], None]) -> None:
-        self._storage = storage
-        self._plugins = plugins
-        self.configured = dict(configured)
-        self._policy = policy
-        self._misfire_grace_s = misfire_grace_s
-        self._poll_s = poll_s
-        self._wake = wake
-        self._lock = threading.Lock()
-        self._schedules: dict[tuple[str, str], Schedule] = {}
+    storage: Callable[[], Storage]
+    plugins: Callable[[], JobPlugins]
+    configured: Mapping[str, list[Schedule]]
+    policy: RetryPolicy
+    misfire_grace_s: float
+    poll_s: float
+    wake: Callable[[], None]
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _schedules: dict[tuple[str, str], Schedule] = field(default_factory=dict, init=False,
+                                                        repr=False)
+
+    def __post_init__(self) -> None:
+        self.configured = dict(self.configured)
 
     def all(self) -> list[Schedule]:
         """Every schedule in force, by plugin and name."""
@@ -151,7 +153,7 @@ class Scheduler:
         """(Re)read ``plugin``'s schedules: manifest (if granted ``tasks``) + app config."""
         found = list(self.configured.get(plugin, []))
         found += granted_entries(
-            self._plugins().get, plugin, "schedules", "tasks", manifest_schedules, log,
+            self.plugins().get, plugin, "schedules", "tasks", manifest_schedules, log,
             ungranted="declares schedules but is not granted 'tasks'; they do not run",
             broken="its schedules do not run")
         with self._lock:
@@ -159,7 +161,7 @@ class Scheduler:
                 del self._schedules[key]
             for sched in found:
                 self._schedules[(plugin, sched.name)] = sched
-        self._wake()
+        self.wake()
 
     def get(self, plugin: str, name: str) -> Schedule:
         """The schedule ``name`` of ``plugin``; ConfigError when there is none."""
@@ -172,27 +174,27 @@ class Scheduler:
 
     def next_run(self, sched: Schedule) -> float | None:
         """When ``sched`` fires next (None: not yet placed; :data:`PAUSED` when paused)."""
-        return self._storage().schedules.next_fire(sched.plugin, sched.name)
+        return self.storage().schedules.next_fire(sched.plugin, sched.name)
 
     def set_paused(self, plugin: str, name: str, paused: bool, now: float) -> bool:
         """Pause or resume a schedule; False when it already was so."""
         sched = self.get(plugin, name)
-        store = self._storage().schedules
+        store = self.storage().schedules
         for _ in range(8):  # a compare-and-set that another host's fire may beat: read again
             due = store.next_fire(plugin, name)
             if (due is not None and due >= PAUSED) == paused:
                 return False
             if store.advance(plugin, name, due, PAUSED if paused else sched.next_after(now),
                              None):
-                self._wake()
+                self.wake()
                 return True
         return False
 
     def fire_due(self, now: float) -> float:
         """Fire what is due at ``now``; when the next schedule is due."""
-        store = self._storage().schedules
-        plugins = self._plugins()
-        soonest = now + self._poll_s
+        store = self.storage().schedules
+        plugins = self.plugins()
+        soonest = now + self.poll_s
         for sched in self.all():
             if sched.plugin not in plugins:
                 continue
@@ -201,14 +203,14 @@ class Scheduler:
                 store.advance(sched.plugin, sched.name, None, sched.next_after(now), None)
                 due = store.next_fire(sched.plugin, sched.name)
             elif due <= now:
-                missed = now - due > self._misfire_grace_s
+                missed = now - due > self.misfire_grace_s
                 fire = None if missed and sched.catch_up == "none" else JobSpec(
                     sched.plugin, sched.handler, sched.payload, now,
-                    self._policy.max_attempts, self._policy.backoff_ms,
+                    self.policy.max_attempts, self.policy.backoff_ms,
                     f"schedule:{sched.name}")
                 nxt = sched.next_after(now)
                 if store.advance(sched.plugin, sched.name, due, nxt, fire) and fire:
-                    self._wake()
+                    self.wake()
                 due = nxt
             if due is not None:
                 soonest = min(soonest, due)

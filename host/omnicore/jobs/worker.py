@@ -20,6 +20,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from omnicore.core.events import EventBus
 from omnicore.jobs.events import JobDead, JobFailed, JobStarted, JobSucceeded, at_hops
@@ -36,27 +37,25 @@ OutputSink = Callable[[Job, bytes | None, str | None], object]
 log = get_logger("omnicore.jobs")
 
 
+@dataclass(eq=False)
 class JobRunner:
     """Runs one claimed job at a time per calling thread; counts the outcomes.
 
     ``persist(write)`` writes an outcome through an outage of the storage (the workers'
     :meth:`~omnicore.core.workers.LeasedWorkers.persist`)."""
 
-    def __init__(self, storage: Callable[[], Storage], plugins: Callable[[], JobPlugins],
-                 events: EventBus, owner: str, max_backoff_ms: int,
-                 interrupted: threading.Event,
-                 persist: Callable[[Callable[[], object]], object]) -> None:
-        self._storage = storage
-        self._plugins = plugins
-        self._events = events
-        self._owner = owner
-        self._max_backoff_ms = max_backoff_ms
-        self._interrupted = interrupted
-        self._persist = persist
-        self._lock = threading.Lock()
-        #: Attempts that ended, by (plugin, outcome: succeeded | failed | dead), since start.
-        self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
-        self._sinks: dict[str, OutputSink] = {}
+    storage: Callable[[], Storage]
+    plugins: Callable[[], JobPlugins]
+    events: EventBus
+    owner: str
+    max_backoff_ms: int
+    interrupted: threading.Event
+    persist: Callable[[Callable[[], object]], object]
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    #: Attempts that ended, by (plugin, outcome: succeeded | failed | dead), since start.
+    outcomes: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter,
+                                                           init=False)
+    _sinks: dict[str, OutputSink] = field(default_factory=dict, init=False, repr=False)
 
     def keep_output(self, source: str, sink: OutputSink) -> None:
         """Hand the outcome of every job whose source is ``source`` (or starts with
@@ -65,7 +64,7 @@ class JobRunner:
 
     def policy(self, job: Job) -> RetryPolicy:
         """The retry policy of ``job``: its own attempts and backoff, the service's cap."""
-        return RetryPolicy(job.max_attempts, job.backoff_ms, self._max_backoff_ms)
+        return RetryPolicy(job.max_attempts, job.backoff_ms, self.max_backoff_ms)
 
     def counts(self) -> list[tuple[tuple[str, str], int]]:
         """The outcome counters, sorted."""
@@ -74,7 +73,7 @@ class JobRunner:
 
     def run(self, job: Job) -> None:
         """Deliver ``job`` (claimed by this host) and record how it ended."""
-        events = self._events
+        events = self.events
         hops = job.hops + 1
         events.publish(JobStarted(job_id=job.id, plugin=job.plugin, handler=job.handler,
                                   attempt=job.attempts, hops=hops))
@@ -83,9 +82,9 @@ class JobRunner:
         sink = self._sinks.get(job.source.partition(":")[0])
         try:
             with at_hops(job.hops):
-                output = self._plugins().call(job.plugin, job.handler, job.payload)
+                output = self.plugins().call(job.plugin, job.handler, job.payload)
         except Exception as exc:
-            if self._interrupted.is_set():
+            if self.interrupted.is_set():
                 log.info("job %d %s.%s was interrupted by the stop; it is queued again",
                          job.id, job.plugin, job.handler)
                 return
@@ -98,25 +97,25 @@ class JobRunner:
         outcome = "succeeded" if error is None else "failed" if retry_at is not None else "dead"
         with self._lock:  # counted before the bus hears of it
             self.outcomes[(job.plugin, outcome)] += 1
-        queue = self._storage().queue
+        queue = self.storage().queue
         try:
             if sink is not None:
-                self._persist(lambda: sink(job, output if error is None else None, error))
+                self.persist(lambda: sink(job, output if error is None else None, error))
             if error is None:
-                self._persist(lambda: queue.finish(job.id, self._owner, now))
+                self.persist(lambda: queue.finish(job.id, self.owner, now))
                 events.publish(JobSucceeded(job_id=job.id, plugin=job.plugin,
                                             handler=job.handler, attempt=job.attempts,
                                             duration_s=time.perf_counter() - started,
                                             hops=hops))
             elif retry_at is None:
-                self._persist(lambda: queue.fail(job.id, self._owner, now, error, None))
+                self.persist(lambda: queue.fail(job.id, self.owner, now, error, None))
                 log.warning("job %d %s.%s is dead after %d attempt(s): %s", job.id,
                             job.plugin, job.handler, job.attempts, error)
                 events.publish(JobDead(job_id=job.id, plugin=job.plugin,
                                        handler=job.handler, attempt=job.attempts,
                                        error=error, hops=hops))
             else:
-                self._persist(lambda: queue.fail(job.id, self._owner, now, error, retry_at))
+                self.persist(lambda: queue.fail(job.id, self.owner, now, error, retry_at))
                 events.publish(JobFailed(job_id=job.id, plugin=job.plugin,
                                          handler=job.handler, attempt=job.attempts,
                                          error=error, retry_at=retry_at, hops=hops))

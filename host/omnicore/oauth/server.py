@@ -186,13 +186,10 @@ class AuthServer:
         row = self.rows.code(digest(authorization_code))
         if row is None:
             return None
-        grant = self._live_grant(row.grant_id, client.client_id)
+        # A code presented twice was stolen or replayed: end what it gave (OAuth 2.1).
+        grant = self._presented(row.grant_id, client.client_id, replayed=row.used_at is not None,
+                                action="oauth.code_reused")
         if grant is None:
-            return None
-        if row.used_at is not None:
-            # A code presented twice was stolen or replayed: end what it gave (OAuth 2.1).
-            self.rows.revoke_grant(grant.id, time.time())
-            self._record(grant.user, "oauth.code_reused", grant, {"grant": grant.id})
             return None
         assert client.client_id is not None
         return AuthorizationCode(
@@ -205,12 +202,33 @@ class AuthServer:
     async def exchange_authorization_code(self, client: OAuthClientInformationFull,
                                           authorization_code: AuthorizationCode) -> OAuthToken:
         row = self.rows.code(digest(authorization_code.code))
-        if row is None or not self.rows.use_code(digest(authorization_code.code), time.time()):
-            raise TokenError("invalid_grant", "authorization code was already used")
-        grant = self._live_grant(row.grant_id, client.client_id)
+        spent = row is not None and self.rows.use_code(digest(authorization_code.code),
+                                                       time.time())
+        return self._reissue(row.grant_id if row is not None and spent else None,
+                             client.client_id, "authorization code", "oauth.token")
+
+    def _presented(self, grant_id: int, client_id: str | None, *, replayed: bool,
+                   action: str) -> GrantRow | None:
+        """The live grant of a code or refresh token presented by ``client_id``; None when
+        there is none, or when the credential was ``replayed`` (used or rotated out before:
+        someone kept a copy), which ends the grant and records ``action``."""
+        grant = self._live_grant(grant_id, client_id)
+        if grant is None or not replayed:
+            return grant
+        self.rows.revoke_grant(grant.id, time.time())
+        self._record(grant.user, action, grant, {"grant": grant.id})
+        return None
+
+    def _reissue(self, grant_id: int | None, client_id: str | None, credential: str,
+                 action: str) -> OAuthToken:
+        """New tokens for the grant of a ``credential`` just spent (``grant_id`` None: it was
+        unknown or spent already); records ``action``."""
+        if grant_id is None:
+            raise TokenError("invalid_grant", f"{credential} was already used")
+        grant = self._live_grant(grant_id, client_id)
         if grant is None:
             raise TokenError("invalid_grant", "the grant was revoked")
-        self._record(grant.user, "oauth.token", grant, {"grant": grant.id})
+        self._record(grant.user, action, grant, {"grant": grant.id})
         return self._issue(grant)
 
     def _issue(self, grant: GrantRow) -> OAuthToken:
@@ -230,13 +248,11 @@ class AuthServer:
         row = self.rows.token(digest(refresh_token))
         if row is None or row.kind != "refresh":
             return None
-        grant = self._live_grant(row.grant_id, client.client_id)
+        # A rotated-out refresh token came back: someone kept a copy. End the grant.
+        grant = self._presented(row.grant_id, client.client_id,
+                                replayed=row.revoked_at is not None,
+                                action="oauth.refresh_reused")
         if grant is None:
-            return None
-        if row.revoked_at is not None:
-            # A rotated-out refresh token came back: someone kept a copy. End the grant.
-            self.rows.revoke_grant(grant.id, time.time())
-            self._record(grant.user, "oauth.refresh_reused", grant, {"grant": grant.id})
             return None
         assert client.client_id is not None
         return RefreshToken(token=refresh_token, client_id=client.client_id,
@@ -247,13 +263,10 @@ class AuthServer:
                                      refresh_token: RefreshToken,
                                      scopes: list[str]) -> OAuthToken:
         row = self.rows.token(digest(refresh_token.token))
-        if row is None or not self.rows.revoke_token(digest(refresh_token.token), time.time()):
-            raise TokenError("invalid_grant", "refresh token was already used")
-        grant = self._live_grant(row.grant_id, client.client_id)
-        if grant is None:
-            raise TokenError("invalid_grant", "the grant was revoked")
-        self._record(grant.user, "oauth.refresh", grant, {"grant": grant.id})
-        return self._issue(grant)
+        spent = row is not None and self.rows.revoke_token(digest(refresh_token.token),
+                                                           time.time())
+        return self._reissue(row.grant_id if row is not None and spent else None,
+                             client.client_id, "refresh token", "oauth.refresh")
 
     async def load_access_token(self, token: str) -> AccessToken | None:
         found = self._access(token)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
 
 from omnicore.errors import (
@@ -40,6 +41,7 @@ def counts_as_failure(exc: BaseException) -> bool:
     return isinstance(exc, _FAILURES)
 
 
+@dataclass(eq=False)
 class CircuitBreaker:
     """Thread-safe breaker for one plugin.
 
@@ -47,29 +49,29 @@ class CircuitBreaker:
     publish events or log without risking a deadlock with concurrent calls.
     """
 
-    def __init__(self, plugin: str, *, failure_threshold: int = 5, cooldown_s: float = 30.0,
-                 on_change: Callable[[BreakerState, BreakerState], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if failure_threshold < 1:
-            raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold}")
-        if cooldown_s < 0:
-            raise ValueError(f"cooldown_s must be >= 0, got {cooldown_s}")
-        self.plugin = plugin
-        self.failure_threshold = failure_threshold
-        self.cooldown_s = cooldown_s
-        self._on_change = on_change
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._state: BreakerState = "closed"
-        self._failures = 0
-        self._opened_at = 0.0
-        self._probing = False
+    plugin: str
+    _: KW_ONLY
+    failure_threshold: int = 5
+    cooldown_s: float = 30.0
+    on_change: Callable[[BreakerState, BreakerState], None] | None = None
+    clock: Callable[[], float] = time.monotonic
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _state: BreakerState = field(default="closed", init=False, repr=False)
+    _failures: int = field(default=0, init=False, repr=False)
+    _opened_at: float = field(default=0.0, init=False, repr=False)
+    _probing: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1:
+            raise ValueError(f"failure_threshold must be >= 1, got {self.failure_threshold}")
+        if self.cooldown_s < 0:
+            raise ValueError(f"cooldown_s must be >= 0, got {self.cooldown_s}")
 
     @property
     def state(self) -> BreakerState:
         """The current state; an open breaker whose cool-down passed reads ``half-open``."""
         with self._lock:
-            if self._state == "open" and self._clock() - self._opened_at >= self.cooldown_s:
+            if self._state == "open" and self.clock() - self._opened_at >= self.cooldown_s:
                 return "half-open"
             return self._state
 
@@ -88,7 +90,7 @@ class CircuitBreaker:
             if state == "closed":
                 return
             if state == "open":
-                remaining = self.cooldown_s - (self._clock() - self._opened_at)
+                remaining = self.cooldown_s - (self.clock() - self._opened_at)
                 if remaining > 0:
                     raise CircuitOpen(
                         f"plugin '{self.plugin}' circuit is open after {self._failures} "
@@ -128,9 +130,9 @@ class CircuitBreaker:
                     self._state == "closed" and self._failures >= self.failure_threshold):
                 change = (self._state, "open")
                 self._state = "open"
-                self._opened_at = self._clock()
+                self._opened_at = self.clock()
             elif self._state == "open" and was_probe:
-                self._opened_at = self._clock()
+                self._opened_at = self.clock()
         self._notify(change)
 
     def record(self, exc: BaseException | None) -> None:
@@ -153,5 +155,5 @@ class CircuitBreaker:
         self.record_success()
 
     def _notify(self, change: tuple[BreakerState, BreakerState] | None) -> None:
-        if change is not None and self._on_change is not None:
-            self._on_change(*change)
+        if change is not None and self.on_change is not None:
+            self.on_change(*change)

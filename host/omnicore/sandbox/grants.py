@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from omnicore.sandbox.capability import CapabilityRegistry
 
 __all__ = ["DEFAULT_GRANTS", "GrantLayer", "Grants", "check_requested", "merge", "normalize",
-           "parse_flag", "validate"]
+           "of_plugin", "parse_flag", "validate"]
 
 #: One layer of grants: ``{capability: options}``; options ``None`` revoke at this layer.
 GrantLayer = dict[str, dict[str, Any] | None]
@@ -109,6 +109,14 @@ def parse_flag(values: tuple[str, ...] | list[str]) -> Grants:
                                   key=f"grant.{name}", value=opts, source="--grant")
         layer.update(normalize({name: options}, source="--grant"))
     return merge(layer)
+
+
+def of_plugin(plugin: str, grants: object, registry: CapabilityRegistry) -> Grants:
+    """The grants a runtime gets for ``plugin`` (a mapping, names or None), normalized,
+    merged and checked against ``registry`` (:func:`validate`)."""
+    grant_map = merge(normalize(grants, source=f"plugin {plugin!r}"))
+    validate(grant_map, registry, plugin)
+    return grant_map
 
 
 def validate(grants: Mapping[str, Mapping[str, Any]], registry: CapabilityRegistry,

@@ -29,6 +29,7 @@ from typing import Generic, Protocol, Self, TypeVar
 
 from omnicore.errors import PluginNotFound
 from omnicore.sandbox.limits import Limits
+from omnicore.sandbox.pluginlog import PluginLog
 
 __all__ = ["InstancePool", "PooledRuntime"]
 
@@ -216,9 +217,22 @@ class InstancePool(Generic[Inst]):
 
 class PooledRuntime(Generic[Inst]):
     """What a plugin runtime built on an :class:`InstancePool` (``self._pool``) exposes about
-    it: counters, closing, use as a context manager."""
+    it: counters, closing, use as a context manager; and what every runtime holds of its
+    plugin (:meth:`_attach`)."""
 
     _pool: InstancePool[Inst]
+    name: str
+    limits: Limits
+    log: PluginLog
+
+    def _attach(self, name: str, limits: Limits | None, log: PluginLog | None) -> None:
+        """Hold plugin ``name``'s limits (default: :class:`Limits`) and its log (a new one
+        unless given), which lets lines through at the limits' rates."""
+        self.name = name
+        self.limits = limits or Limits()
+        self.log = log if log is not None else PluginLog(name)
+        self.log.rate_bytes = self.limits.max_log_bytes_per_s
+        self.log.rate_lines = self.limits.max_log_lines_per_s
 
     def _release(self, inst: Inst, keep: bool) -> None:
         self._pool.release(inst, keep)

@@ -17,6 +17,7 @@ from omnicore.errors import (
     Trap,
 )
 from omnicore.sandbox import configschema
+from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox._wasmtime import require
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.engine import SandboxEngine
@@ -29,9 +30,6 @@ from omnicore.sandbox.fastcall import (
     address_of,
 )
 from omnicore.sandbox.grants import check_requested
-from omnicore.sandbox.grants import merge as merge_grants
-from omnicore.sandbox.grants import normalize as normalize_grants
-from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.hostfunc import define_host_function
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
@@ -66,14 +64,9 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         require("host-functions")  # the Python call path's names (sandbox/_wasmtime.py)
         self.engine = engine
         self.module = module
-        self.name = module.name
-        self.limits = limits or Limits()
+        self._attach(module.name, limits, log)
         self.config: Mapping[str, Any] = dict(config or {})
-        self.log = log if log is not None else PluginLog(module.name)
-        self.log.rate_bytes = self.limits.max_log_bytes_per_s
-        self.log.rate_lines = self.limits.max_log_lines_per_s
-        grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
-        validate_grants(grant_map, registry, self.name)
+        grant_map = grant_rules.of_plugin(self.name, grants, registry)
         module.check_imports(registry)
         self.granted = frozenset(grant_map) | registry.defaults()
         check_requested(self.name, module.requested, self.granted)
@@ -98,7 +91,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         bound = module.requested | (registry.defaults() & set(grant_map))
         for cname in sorted(bound):
             cap = registry.get(cname)
-            assert cap is not None  # check_imports and validate_grants guarantee it
+            assert cap is not None  # check_imports and of_plugin (its validate) guarantee it
             opts = grant_map.get(cname, {})
             state = cap.bind(PluginContext(self.name, opts, self.config, self.log, data_dir,
                                            module.handlers))

@@ -21,8 +21,8 @@ KEEP_LOST_S = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
-class Instance:
-    """One host as registered. Times are Unix seconds."""
+class _Host:
+    """What identifies a registered host, alive or lost: its row's first columns."""
 
     runtime_id: str
     hostname: str
@@ -30,6 +30,12 @@ class Instance:
     version: str
     started_at: float
     heartbeat_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Instance(_Host):
+    """One host as registered. Times are Unix seconds."""
+
     console_url: str | None = None
     jobs_held: int = 0
     draining: bool = False
@@ -39,17 +45,11 @@ class Instance:
 
 
 @dataclass(frozen=True, slots=True)
-class LostInstance:
+class LostInstance(_Host):
     """An instance found dead: when it stopped answering (its last heartbeat), when and by
     whom it was reaped, and the jobs (ids) and workflow steps (``run/step/index``) whose
     leases it held and that were handed on. Times are Unix seconds."""
 
-    runtime_id: str
-    hostname: str
-    pid: int
-    version: str
-    started_at: float
-    heartbeat_at: float
     lost_at: float
     reaped_by: str
     jobs: tuple[int, ...] = ()

@@ -13,6 +13,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from omnicore.egress.redact import Redactor
@@ -36,17 +37,15 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(slots=True, eq=False)
 class Caps:
     """A result's budget: rows and bytes (its JSON size), checked as it is read."""
 
-    __slots__ = ("connector", "max_bytes", "max_rows", "rows", "size")
-
-    def __init__(self, connector: str, max_rows: int, max_bytes: int) -> None:
-        self.connector = connector
-        self.max_rows = max_rows
-        self.max_bytes = max_bytes
-        self.rows = 0
-        self.size = 0
+    connector: str
+    max_rows: int
+    max_bytes: int
+    rows: int = field(default=0, init=False)
+    size: int = field(default=0, init=False)
 
     def add(self, nbytes: int) -> None:
         """Count one more row of ``nbytes``; Refused TOO_LARGE past either cap."""

@@ -33,6 +33,7 @@ from omnicore.errors import (
     PluginCallError,
     PluginLoadError,
 )
+from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS, component_func, context_of
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.compiled import ComponentModule
@@ -58,9 +59,6 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.failures import Facts, classify, code_of
 from omnicore.sandbox.fastcall import GuestFailure, error_failure
 from omnicore.sandbox.grants import check_requested
-from omnicore.sandbox.grants import merge as merge_grants
-from omnicore.sandbox.grants import normalize as normalize_grants
-from omnicore.sandbox.grants import validate as validate_grants
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import InstancePool, PooledRuntime
@@ -123,10 +121,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                  data_dir: Path | None = None) -> None:
         self.engine = engine
         self.module = module
-        self.name = module.name
-        self.limits = limits or Limits()
-        self.log = log if log is not None else PluginLog(module.name)
-        self.log.rate_bytes = self.limits.max_log_bytes_per_s
+        self._attach(module.name, limits, log)
         world = module.world
         assert world is not None
         self._functions = world.functions
@@ -140,8 +135,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         # The grant model of core modules (sandbox/runtime.py): an omnicore:plugin import is
         # a request, and an ungranted request keeps the plugin from running.
         registry = registry if registry is not None else CapabilityRegistry()
-        grant_map = merge_grants(normalize_grants(grants, source=f"plugin {self.name!r}"))
-        validate_grants(grant_map, registry, self.name)
+        grant_map = grant_rules.of_plugin(self.name, grants, registry)
         module.check_imports(registry)
         self.granted = frozenset(grant_map) | registry.defaults()
         check_requested(self.name, module.requested, self.granted)
