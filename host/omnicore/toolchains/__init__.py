@@ -35,6 +35,8 @@ __all__ = ["LANGUAGES", "SKIP_DIRS", "BuildResult", "UnitTests", "build", "build
            "check_plugin_name", "discover", "language_for", "scaffold", "unit_tests"]
 
 LANGUAGES = ("rust", "go", "js", "c", "python")
+# Ruby (issue 37), in its own line so the languages landing beside it merge cleanly.
+LANGUAGES += ("ruby",)
 #: Folders that are never a project's sources (build output, dependencies, VCS, virtualenvs):
 #: not hashed into a build's digest, not searched for projects, not watched by `omnicore dev`.
 SKIP_DIRS = frozenset({"target", "node_modules", ".git", "build", "__pycache__", ".venv",
@@ -51,7 +53,7 @@ def language_for(src: Path) -> str:
         if _module(language).detect(src):
             return language
     raise BuildError(f"{src}: not a plugin project (no Cargo.toml, go.mod, package.json/"
-                     f"plugin.js/plugin.ts, *.c or plugin.py found)")
+                     f"plugin.js/plugin.ts, *.c, plugin.py or plugin.rb found)")
 
 
 def _source_digest(src: Path) -> str:
