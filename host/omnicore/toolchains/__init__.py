@@ -170,7 +170,8 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
                 raise BuildError(f"{dest} already exists and is not empty")
             module.scaffold(dest, name, lang)
             return
-    raise BuildError(f"unknown language {lang!r}; choose one of rust, go, js, ts, c")
+    raise BuildError(f"unknown language {lang!r}; choose one of rust, go, js, ts, c, python, "
+                     f"ruby")
 
 
 @dataclass(frozen=True)

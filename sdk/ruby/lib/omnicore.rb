@@ -28,3 +28,4 @@ require "omnicore/events"
 require "omnicore/secrets"
 require "omnicore/sql"
 require "omnicore/redis"
+# (omnicore/testing and omnicore/test are for a plugin's tests: `omnicore test` loads them.)

@@ -64,9 +64,9 @@ def compile(src: Path, work: Path) -> bytes:
     namespaces = used_capabilities(src)
     stage = work / "stage"
     source.stage(src, locations.sdk_dir("ruby"), stage, boot_script(src, handlers, namespaces))
-    shipped = runtime.runtime_for(frozenset(namespaces))
     try:
-        return snapshot.snapshot(stage, shipped, handlers)
+        return snapshot.snapshot(stage, lambda: runtime.runtime_for(frozenset(namespaces)),
+                                 handlers)
     except BuildError as exc:
         raise BuildError(f"{src.name}: {exc}", plugin=src.stem, toolchain=LANGUAGE) from None
 

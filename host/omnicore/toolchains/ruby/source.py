@@ -110,7 +110,10 @@ def stage(src: Path, sdk: Path, dest: Path, boot: str, *, tests: bool = False) -
         shutil.copy(src, plugin / ENTRY)
     else:
         skip = {"build", "vendor", ".git", "node_modules"} | (set() if tests else TEST_DIRS)
-        shutil.copytree(src, plugin, ignore=lambda d, names: [n for n in names if n in skip])
+        # A work folder inside the project (its own stage among them) is not the project.
+        own = {str(dest.parents[i]) for i in range(len(dest.parents))} | {str(dest)}
+        shutil.copytree(src, plugin, ignore=lambda d, names: [
+            n for n in names if n in skip or str(Path(d) / n) in own])
     for gem in vendored_gems(src):
         shutil.copytree(gem / "lib", dest / "gems" / gem.name)
     (dest / "boot.rb").write_text(boot, encoding="utf-8")
