@@ -70,7 +70,7 @@ def test_a_scaffolded_project_tests_builds_and_answers_a_real_host(
             app.plugins.call("hello", "greet", b'{"name": 5}')
         with pytest.raises(GuestError, match="invalid JSON input"):
             app.plugins.call("hello", "greet", b"{")
-        logs = [line["message"] for line in app.plugins.logs("hello")]
+        logs = [line.message for line in app.plugins.logs("hello").lines()]
         assert "saying Hej to Ada" in logs
     finally:
         app.stop()
