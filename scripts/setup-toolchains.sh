@@ -139,4 +139,10 @@ fi
 "$venv/bin/python" -c "from omnicore.toolchains import js; print(js.ensure_runtime())" >/dev/null \
   || die "could not build the omnicore JS runtime (see the error above)"
 
+# Ruby plugins: CRuby for WASI from npm (@ruby/3.4-wasm-wasi, into build/ruby-tools) and the
+# runtime made from it once (build/ruby/: the glue parsed in, the interpreter compiled: ≈1 min
+# the first time, a check after), so a Ruby build or `omnicore test` takes about a second.
+"$venv/bin/python" -c "from omnicore.toolchains.ruby import runtime; runtime.prepare()" >/dev/null \
+  || die "could not install or build the Ruby runtime (npm @ruby/3.4-wasm-wasi, see above)"
+
 say "toolchains ready: $(/usr/bin/rustc --version), $("$venv/bin/go" version), $(clang --version | head -1)"
