@@ -195,8 +195,8 @@ def describe_exports(wasm: bytes, plugin: str, language: str) -> dict[str, dict[
     """
     # Compiling costs seconds for a module the size of an interpreter (Ruby): look for the
     # name in the export section's bytes first.
-    exports = [wasm[start:end] for sid, start, end in wasmbin.sections(wasm) if sid == 7]
-    if not any(DESCRIBE.encode() in section for section in exports):
+    export_sections = [wasm[start:end] for sid, start, end in wasmbin.sections(wasm) if sid == 7]
+    if not any(DESCRIBE.encode() in section for section in export_sections):
         return {}
     config = wasmtime.Config()
     config.consume_fuel = True

@@ -87,8 +87,8 @@ _EXTRA = {"buf": " i32 i32", "out8": " i32"}
 #: method name and the message for an exception the dispatcher did not catch.
 _ARGV = ("ruby", "--disable-gems", "-EUTF-8", "-e_=0")
 _BOOT = ('begin; load "/omnicore/boot.rb"; Omnicore::DISPATCHER; rescue Exception => e; '
-         '$stderr.puts("#{e.class}: #{e.message}\\n  #{Array(e.backtrace).first(8).join("\\n  ")}");'
-         ' raise; end')
+         '$stderr.puts("#{e.class}: #{e.message}\\n  '
+         '#{Array(e.backtrace).first(8).join("\\n  ")}"); raise; end')
 _CALL = "call"
 #: The globals the glue adds (after the interpreter's own).
 _GLUE_GLOBALS = 5
@@ -142,7 +142,8 @@ def _host_call(index: int, fn: HostFunction) -> str:
         # The caller's buffer (§3.2): try 1 KiB, then exactly what the host said it needs.
         body += ["    (local.set $cap (i32.const 1024))",
                  "    (block $done (loop $again",
-                 "      (local.set $buf (call $omni_malloc (i32.add (local.get $cap) (i32.const 8))))",
+                 "      (local.set $buf",
+                 "        (call $omni_malloc (i32.add (local.get $cap) (i32.const 8))))",
                  f"      (local.set $n {call} (i32.add (local.get $buf) (i32.const 8)) "
                  "(local.get $cap)))",
                  "      (br_if $done (i32.le_s (local.get $n) (local.get $cap)))",
@@ -231,7 +232,8 @@ def _glue(namespaces: set[str], globals_before: int) -> str:
     (memory.copy (local.get $p) (local.get $src) (local.get $len))
     (local.get $p))
   ;; An answer: the status (8 bytes) then the data.
-  (func $omni_answer (param $status i64) (param $src i32) (param $len i32) (result i32) (local $p i32)
+  (func $omni_answer (param $status i64) (param $src i32) (param $len i32) (result i32)
+      (local $p i32)
     (local.set $p (call $omni_malloc (i32.add (local.get $len) (i32.const 8))))
     (i64.store (local.get $p) (local.get $status))
     (memory.copy (i32.add (local.get $p) (i32.const 8)) (local.get $src) (local.get $len))
@@ -254,7 +256,8 @@ def _glue(namespaces: set[str], globals_before: int) -> str:
   (func $__resource_js_abi_value_drop (param $v i32) (local $kind i32)
     (local.set $kind (i32.load (local.get $v)))
     (if (i32.ge_u (local.get $kind) (i32.const 4)) (then (return)))
-    (if (i32.eq (local.get $kind) (i32.const 1)) (then (call $free (i32.load offset=4 (local.get $v)))))
+    (if (i32.eq (local.get $kind) (i32.const 1)) (then (call $free (i32.load offset=4
+        (local.get $v)))))
     (call $free (local.get $v)))
   (func $__wasm_import_rb_js_abi_host_eval_js (param i32 i32 i32) (call $omni_fail (local.get 2)))
   (func $__wasm_import_rb_js_abi_host_is_js (param i32) (result i32) (i32.const 1))
@@ -270,19 +273,22 @@ def _glue(namespaces: set[str], globals_before: int) -> str:
     (call $omni_value (i32.const 2) (local.get 0) (i32.const 0)))
   (func $__wasm_import_rb_js_abi_host_proc_to_js_function (param i32) (result i32) unreachable)
   (func $__wasm_import_rb_js_abi_host_rb_object_to_js_rb_value (param i32) (result i32) unreachable)
-  (func $__wasm_import_rb_js_abi_host_js_value_to_string (param $v i32) (param $ret i32) (local $kind i32)
+  (func $__wasm_import_rb_js_abi_host_js_value_to_string (param $v i32) (param $ret i32)
+      (local $kind i32)
     (local.set $kind (i32.load (local.get $v)))
     (if (i32.or (i32.eq (local.get $kind) (i32.const 1)) (i32.eq (local.get $kind) (i32.const 5)))
       (then
         (i32.store (local.get $ret) (call $omni_copy (i32.load offset=4 (local.get $v))
                                                      (i32.load offset=8 (local.get $v))))
         (i32.store offset=4 (local.get $ret) (i32.load offset=8 (local.get $v))))
-      (else (i32.store (local.get $ret) (i32.const 0)) (i32.store offset=4 (local.get $ret) (i32.const 0)))))
+      (else (i32.store (local.get $ret) (i32.const 0)) (i32.store offset=4 (local.get $ret)
+          (i32.const 0)))))
   (func $__wasm_import_rb_js_abi_host_js_value_to_integer (param $v i32) (param $ret i32)
     (i32.store8 (local.get $ret) (i32.const 0))
     (f64.store offset=8 (local.get $ret) (f64.convert_i32_s (i32.load offset=4 (local.get $v)))))
   (func $__wasm_import_rb_js_abi_host_export_js_value_to_host (param i32))
-  (func $__wasm_import_rb_js_abi_host_import_js_value_from_host (result i32) (global.get $omni_statics))
+  (func $__wasm_import_rb_js_abi_host_import_js_value_from_host (result i32)
+      (global.get $omni_statics))
   (func $__wasm_import_rb_js_abi_host_js_value_typeof (param i32) (param $ret i32)
     (i32.store (local.get $ret) (i32.const 0)) (i32.store offset=4 (local.get $ret) (i32.const 0)))
   (func $__wasm_import_rb_js_abi_host_js_value_equal (param i32 i32) (result i32)
@@ -291,10 +297,12 @@ def _glue(namespaces: set[str], globals_before: int) -> str:
     (i32.eq (local.get 0) (local.get 1)))
   (func $__wasm_import_rb_js_abi_host_reflect_apply
     (param $target i32) (param $this i32) (param $args i32) (param $argc i32) (param $ret i32)
-    (if (i32.ne (i32.load (local.get $target)) (i32.const 3)) (then (return (call $omni_fail (local.get $ret)))))
+    (if (i32.ne (i32.load (local.get $target)) (i32.const 3)) (then (return (call $omni_fail
+        (local.get $ret)))))
     {cases}(br_table {targets} (i32.load offset=12 (local.get $target)))
 {arms})
-  (func $__wasm_import_rb_js_abi_host_reflect_get (param $target i32) (param $key i32) (param $len i32) (param $ret i32)
+  (func $__wasm_import_rb_js_abi_host_reflect_get (param $target i32) (param $key i32)
+      (param $len i32) (param $ret i32)
     (local $c i32)
     (if (i32.eqz (local.get $len)) (then (return (call $omni_fail (local.get $ret)))))
     (local.set $c (i32.load8_u (local.get $key)))
@@ -307,7 +315,8 @@ def _glue(namespaces: set[str], globals_before: int) -> str:
     (local.set $c (call $omni_value (i32.const 3) (i32.const 0) (i32.const 0)))
     (i32.store offset=12 (local.get $c) (i32.sub (i32.load8_u (local.get $key)) (i32.const 65)))
     (call $omni_variant (local.get $ret) (i32.const 0) (local.get $c)))
-  (func $__wasm_import_rb_js_abi_host_reflect_set (param i32 i32 i32 i32 i32) (call $omni_fail (local.get 4)))
+  (func $__wasm_import_rb_js_abi_host_reflect_set (param i32 i32 i32 i32 i32) (call $omni_fail
+      (local.get 4)))
   ;; A Ruby value's handle is the VALUE itself.
   (func $__resource_rb_abi_value_new (param i32) (result i32) (local.get 0))
   (func $__resource_rb_abi_value_get (param i32) (result i32) (local.get 0))
@@ -323,7 +332,8 @@ def _glue(namespaces: set[str], globals_before: int) -> str:
   ;; One call: Dispatcher#call(index); its String is tag byte + bytes, kept until the next call.
   (func $omni_dispatch (param $index i32) (param $ptr i32) (param $len i32) (result i64)
     (local $r i32) (local $value i32) (local $out i32) (local $n i32)
-    (if (global.get $omni_out) (then (call $free (global.get $omni_out)) (global.set $omni_out (i32.const 0))))
+    (if (global.get $omni_out) (then (call $free (global.get $omni_out)) (global.set $omni_out
+        (i32.const 0))))
     (i32.store offset=20 (global.get $omni_statics) (local.get $ptr))
     (i32.store offset=24 (global.get $omni_statics) (local.get $len))
     (i32.store offset=32 (global.get $omni_statics)
@@ -343,7 +353,8 @@ def _glue(namespaces: set[str], globals_before: int) -> str:
     (global.set $omni_out (local.get $out))
     (if (i32.eqz (local.get $n)) (then (return (i64.const 0))))
     (i64.or (i64.shl (i64.extend_i32_u (i32.add (local.get $out) (i32.const 1))) (i64.const 32))
-            (i64.or (i64.shl (i64.extend_i32_u (i32.and (i32.load8_u (local.get $out)) (i32.const 1)))
+            (i64.or (i64.shl (i64.extend_i32_u (i32.and (i32.load8_u (local.get $out))
+                (i32.const 1)))
                              (i64.const 31))
                     (i64.extend_i32_u (i32.sub (local.get $n) (i32.const 1))))))
 {handlers}
@@ -394,7 +405,8 @@ def rewrite_head(lines: list[str], namespaces: set[str]) -> list[str]:
         raise ValueError("the interpreter's WAT has no WASI imports to put the glue beside")
     # The start-up strings as data segment 0: the snapshot keeps it first, so memory.init's
     # index still names it.
-    out.insert(last + 1, _imports(namespaces) + f'  (data $omni_consts "{_wat_bytes(_consts()[0])}")')
+    consts = f'  (data $omni_consts "{_wat_bytes(_consts()[0])}")'
+    out.insert(last + 1, _imports(namespaces) + consts)
     return out
 
 
