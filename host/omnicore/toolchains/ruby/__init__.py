@@ -32,7 +32,7 @@ __all__ = ["EXTENSIONS", "LANGUAGE", "boot_script", "check", "compile", "detect"
 
 LANGUAGE = "ruby"
 EXTENSIONS = ("ruby", "rb")
-_TEMPLATES = Path(__file__).parent.parent / "templates" / "ruby"
+_TEMPLATES = Path(__file__).parent.parent / "scaffolds" / "ruby"
 
 
 def check() -> str | None:
