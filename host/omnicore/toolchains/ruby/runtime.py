@@ -180,4 +180,8 @@ def prepare() -> Path:
     if problem:
         raise BuildError(problem, toolchain=LANGUAGE)
     compiled_all(engine())
+    # Runtimes of an older glue or package (hundreds of MB each with their compiled code).
+    for old in _cache().parent.iterdir():
+        if old.is_dir() and old != _cache():
+            shutil.rmtree(old, ignore_errors=True)
     return runtime_for(None)
