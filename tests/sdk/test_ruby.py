@@ -124,9 +124,10 @@ def test_capabilities_are_read_from_the_sources(tmp_path: Path) -> None:
     (tmp_path / "plugin.rb").write_text(
         "# Omnicore::HTTP in a comment asks for nothing\n"
         "Omnicore.json_handler(:a) { Omnicore::KV.get('x'); Omnicore::Secrets.get('s') }\n"
-        "Omnicore.handler 'b' do |i| i end\n")
+        "Omnicore.handler 'b', title: \"B's\", destructive: true do |i| i end\n")
     assert source.used_capabilities(tmp_path) == ["log", "kv", "secrets"]
     assert source.handler_names(tmp_path) == ["a", "b"]
+    assert source.handler_descriptions(tmp_path) == {"b": {"title": "B's", "destructive": True}}
 
 
 def test_the_sdk_numbers_host_functions_as_the_glue_does() -> None:

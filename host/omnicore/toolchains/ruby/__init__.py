@@ -25,10 +25,16 @@ from string import Template
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, locations
 from omnicore.toolchains.ruby import runtime, snapshot, source
-from omnicore.toolchains.ruby.source import detect, handler_names, used_capabilities
+from omnicore.toolchains.ruby.source import (
+    detect,
+    handler_descriptions,
+    handler_names,
+    used_capabilities,
+)
 
 __all__ = ["EXTENSIONS", "LANGUAGE", "boot_script", "check", "compile", "detect",
-           "handler_names", "scaffold", "unit_tests", "used_capabilities"]
+           "handler_descriptions", "handler_names", "scaffold", "unit_tests",
+           "used_capabilities"]
 
 LANGUAGE = "ruby"
 EXTENSIONS = ("ruby", "rb")

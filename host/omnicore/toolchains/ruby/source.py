@@ -10,8 +10,8 @@ from pathlib import Path
 from omnicore.errors import BuildError
 from omnicore.toolchains.ruby.glue import HOST_FUNCTIONS, MAX_HANDLERS
 
-__all__ = ["CAPABILITIES", "ENTRY", "TEST_DIRS", "detect", "handler_names", "stage",
-           "used_capabilities", "vendored_gems"]
+__all__ = ["CAPABILITIES", "ENTRY", "TEST_DIRS", "detect", "handler_descriptions",
+           "handler_names", "stage", "used_capabilities", "vendored_gems"]
 
 LANGUAGE = "ruby"
 ENTRY = "plugin.rb"
@@ -25,6 +25,9 @@ CAPABILITIES = {"Log": "log", "Config": "config", "KV": "kv", "Memory": "memory"
 _USES = re.compile(r"\bOmnicore::(" + "|".join(CAPABILITIES) + r")\b")
 _HANDLER = re.compile(
     r"""^\s*(?:Omnicore\.)?(?:json_)?handler\s*\(?\s*(?::(\w+)|["']([a-z0-9_-]+)["'])""", re.M)
+#: ``title: "..."``, ``description: '...'``, ``destructive: true`` on a handler's line.
+_KEYWORD = re.compile(r"""\b(title|description|destructive):\s*"""
+                      r"""(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|(true|false))""")
 _COMMENT = re.compile(r"#[^{\n][^\n]*|#$", re.M)
 _C_EXTENSION = ("extconf.rb", "*.c", "*.cc", "*.cpp", "*.so", "*.bundle", "*.dll", "Cargo.toml")
 
@@ -64,6 +67,23 @@ def handler_names(src: Path) -> list[str]:
         raise BuildError(f"{src.name}: {len(names)} handlers; a Ruby plugin has at most "
                          f"{MAX_HANDLERS}", plugin=src.stem, toolchain=LANGUAGE)
     return names
+
+
+def handler_descriptions(src: Path) -> dict[str, dict[str, object]]:
+    """What each handler's declaration says of it (``title:``, ``description:``,
+    ``destructive:`` as literals on its line), by handler; ``omnicore.toml`` wins."""
+    out: dict[str, dict[str, object]] = {}
+    for path in sources(src):
+        code = _code(path)
+        for match in _HANDLER.finditer(code):
+            end = code.find("\n", match.end())
+            line = code[match.start():end if end >= 0 else None]
+            entry: dict[str, object] = {}
+            for key, double, single, flag in _KEYWORD.findall(line):
+                entry[key] = (flag == "true") if flag else (double or single).replace('\\"', '"')
+            if entry:
+                out.setdefault(match.group(1) or match.group(2), entry)
+    return out
 
 
 def used_capabilities(src: Path) -> list[str]:
