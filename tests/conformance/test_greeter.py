@@ -45,6 +45,7 @@ def greeter(request: pytest.FixtureRequest, engine: SandboxEngine,
                                                  registry=builtin_registry(),
                                                  grants={"config": {}}, config=config)
             else:
+                assert isinstance(module, PluginModule)
                 runtimes[key] = PluginRuntime(engine, module, builtin_registry(),
                                               grants={"config": {}}, config=config,
                                               limits=Limits())

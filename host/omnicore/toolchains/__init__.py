@@ -34,7 +34,7 @@ from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
 __all__ = ["LANGUAGES", "SKIP_DIRS", "BuildResult", "UnitTests", "build", "build_all",
            "check_plugin_name", "discover", "language_for", "scaffold", "unit_tests"]
 
-LANGUAGES = ("rust", "go", "js", "c", "python")
+LANGUAGES: tuple[str, ...] = ("rust", "go", "js", "c", "python")
 # Ruby (issue 37), in its own line so the languages landing beside it merge cleanly.
 LANGUAGES += ("ruby",)
 #: Folders that are never a project's sources (build output, dependencies, VCS, virtualenvs):
