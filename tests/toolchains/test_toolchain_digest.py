@@ -28,3 +28,11 @@ def test_the_manifest_writer_and_a_language_s_helpers_shape_its_builds() -> None
     for language in ("rust", "go", "c", "js", "python"):
         assert _source_digest(here / "manifest.py") in _toolchain_digest(language), language
     assert _source_digest(here / "pyschema.py") in _toolchain_digest("python")
+
+
+def test_a_package_language_is_digested_with_its_glue_and_sdk() -> None:
+    from omnicore.toolchains import locations, ruby
+
+    digest = _toolchain_digest("ruby")
+    assert _source_digest(Path(str(ruby.__file__)).parent) in digest
+    assert _source_digest(locations.sdk_dir("ruby")) in digest

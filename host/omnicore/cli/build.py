@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["build_command", "install", "new_plugin_command", "precompile_command", "report"]
 
 _LANGS = ["rust", "go", "js", "ts", "c", "python"]
+_LANGS += ["ruby"]  # issue 37, in a line of its own for the languages landing beside it
 
 
 def _shown(path: Path) -> str:
@@ -168,7 +169,7 @@ def new_plugin_command(name: str, lang: str, parent: Path) -> None:
     dest = parent / name
     scaffold(dest, name, lang)
     handlers = read_plugin_meta(dest).get("handlers") or ["<handler>"]
-    if lang == "python":  # its handlers are decorated functions, not listed in the toml
+    if lang in ("python", "ruby"):  # handlers are declared in code, not listed in the toml
         handlers = ["greet"]
     click.echo(f"created {lang} plugin {name} in {dest}\n"
                f"  build it:  omnicore build {dest}\n"

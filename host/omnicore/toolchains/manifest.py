@@ -36,6 +36,7 @@ import wasmtime
 
 from omnicore import __version__
 from omnicore.errors import BuildError
+from omnicore.sandbox import wasmbin
 from omnicore.sandbox.wasmbin import set_custom_section
 
 __all__ = ["MANIFEST_FILE", "SECTION", "embed_manifest", "handler_exports", "read_plugin_meta"]
@@ -194,6 +195,11 @@ def describe_exports(wasm: bytes, plugin: str, language: str) -> dict[str, dict[
     The module runs here once, at build time, with WASI (a Go runtime needs it) and every
     other import defined as a trap: describing calls no capability.
     """
+    # Compiling costs seconds for a module the size of an interpreter (Ruby): look for the
+    # name in the export section's bytes first.
+    export_sections = [wasm[start:end] for sid, start, end in wasmbin.sections(wasm) if sid == 7]
+    if not any(DESCRIBE.encode() in section for section in export_sections):
+        return {}
     config = wasmtime.Config()
     config.consume_fuel = True
     engine = wasmtime.Engine(config)
