@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import orjson
 import pymysql
 import pymysql.cursors
 from pymysql.constants import FIELD_TYPE  # (CLIENT.MULTI_STATEMENTS stays off)
@@ -32,7 +33,7 @@ from omnicore.egress.db.base import (
     timed_out,
 )
 from omnicore.egress.db.config import DbConnector, Target
-from omnicore.egress.db.sql import Dialect, DriverConn, error_line
+from omnicore.egress.db.sql import Dialect, DriverConn, RowEncoder, error_line, row_encoder
 from omnicore.egress.db.values import Json, cell
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
@@ -56,6 +57,10 @@ _TYPES = {FIELD_TYPE.TINY: "tinyint", FIELD_TYPE.SHORT: "smallint", FIELD_TYPE.L
           FIELD_TYPE.TIMESTAMP: "timestamp", FIELD_TYPE.YEAR: "year", FIELD_TYPE.BIT: "bit",
           FIELD_TYPE.NULL: "null", FIELD_TYPE.ENUM: "enum", FIELD_TYPE.SET: "set",
           FIELD_TYPE.GEOMETRY: "geometry"}
+# Columns PyMySQL reads as JSON data already (integers and text; a binary string's bytes
+# are not text, so a column of a binary collation goes through cell()).
+_PLAIN = frozenset({FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TYPE.INT24,
+                    FIELD_TYPE.LONGLONG, FIELD_TYPE.NULL})
 # Connection-level failures (the server is gone or never answered).
 _LOST = frozenset({2003, 2006, 2013, 2055, 2002})
 
@@ -150,7 +155,7 @@ class MysqlDialect(Dialect):
         return text, [_arg(a) for a in args], entry
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
-             ) -> tuple[list[dict[str, Any]], Iterator[Sequence[Any]], list[Callable[[Any], Any]]]:
+             ) -> tuple[bytes, Iterator[Sequence[Any]], RowEncoder]:
         text, values, entry = self._prepare(conn, sql, args, deadline)
         cur = conn.raw.cursor()
         try:
@@ -159,12 +164,13 @@ class MysqlDialect(Dialect):
             Watchdog.disarm(entry)
             raise
         columns: list[dict[str, Any]] = []
-        convert: list[Callable[[Any], Any]] = []
+        convert: list[Callable[[Any], Any] | None] = []
         for col in cur.description or ():
             kind = _TYPES.get(col[1], str(col[1]))
             columns.append({"name": col[0], "type": kind})
-            convert.append(_json_cell if col[1] == FIELD_TYPE.JSON else cell)
-        return columns, _rows(conn, cur, entry), convert
+            convert.append(None if col[1] in _PLAIN else _json_cell
+                           if col[1] == FIELD_TYPE.JSON else cell)
+        return orjson.dumps(columns), _rows(conn, cur, entry), row_encoder(convert)
 
     def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
                 ) -> dict[str, Any]:
