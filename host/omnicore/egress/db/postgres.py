@@ -71,21 +71,25 @@ class _Statement:
     """A query text with its parameter types on one connection: how often it ran and, once
     prepared, its name there."""
 
-    __slots__ = ("name", "runs")
+    __slots__ = ("name", "query", "runs", "shape")
 
-    def __init__(self) -> None:
+    def __init__(self, query: bytes) -> None:
+        self.query = query
         self.runs = 0
         self.name: bytes | None = None
+        # Its result's columns, once prepared (a change of them fails the statement: 0A000).
+        self.shape: tuple[bytes, RowEncoder] | None = None
 
 
 class _Conn(DriverConn["psycopg.Connection[Any]"]):
-    __slots__ = ("shapes", "statements", "timeout_ms", "tx", "unprepare")
+    __slots__ = ("encoding", "shapes", "statements", "timeout_ms", "tx", "unprepare")
 
     def __init__(self, raw: psycopg.Connection[Any], limit_ms: int) -> None:
         super().__init__(raw, limit_ms)
         self.timeout_ms = -1        # the server's statement_timeout as last set
         self.tx = Transformer(raw)
-        self.statements: OrderedDict[tuple[bytes, tuple[int, ...]], _Statement] = \
+        self.encoding = raw.info.encoding  # read again after execute (a SET may change it)
+        self.statements: OrderedDict[tuple[str, tuple[int, ...]], _Statement] = \
             OrderedDict()
         # Prepared names to deallocate before the next statement (None: all of them).
         self.unprepare: list[bytes | None] = []
@@ -146,8 +150,11 @@ class PostgresDialect(Dialect):
              ) -> tuple[bytes, Iterator[Sequence[Any]], RowEncoder]:
         _, entry = self._timeout(conn, deadline)
         try:
-            first = _start(conn, sql, [_arg(a) for a in args])
-            columns, encode = _shape(conn, first)
+            first, st = _start(conn, sql, [_arg(a) for a in args])
+            shape = st.shape or _shape(conn, first)
+            if st.name is not None:
+                st.shape = shape
+            columns, encode = shape
         except BaseException:
             Watchdog.disarm(entry)
             raise
@@ -161,6 +168,7 @@ class PostgresDialect(Dialect):
             cur = conn.raw.execute(sql, [_arg(a) for a in args])
             if _CLEARS((cur.statusmessage or "").encode()):
                 conn.forget_statements()
+            conn.encoding = conn.raw.info.encoding
             return {"rows_affected": max(cur.rowcount, 0)}
         finally:
             Watchdog.disarm(entry)
@@ -220,32 +228,40 @@ def _send_fetch(pgconn: Any) -> Any:
 
 def _drain(conn: _Conn) -> None:
     """Read the results left of the running statement (the connection is free after)."""
-    while conn.raw.wait(generators.fetch(conn.raw.pgconn)) is not None:
+    while _next(conn) is not None:
         pass
+
+
+def _next(conn: _Conn) -> Any:
+    """The statement's next result (None after the last): read from the socket only when
+    libpq has not got it yet (the end of a short result came with its rows)."""
+    pgconn = conn.raw.pgconn
+    if pgconn.is_busy():
+        return conn.raw.wait(generators.fetch(pgconn))
+    return pgconn.get_result()
 
 
 def _failed(conn: _Conn, res: Any) -> BaseException:
     """The driver's exception for an error result (read to the end first)."""
     _drain(conn)
-    return pgerrors.error_from_result(res, encoding=conn.raw.info.encoding)
+    return pgerrors.error_from_result(res, encoding=conn.encoding)
 
 
-def _start(conn: _Conn, sql: str, args: list[Any]) -> Any:
+def _start(conn: _Conn, sql: str, args: list[Any]) -> tuple[Any, _Statement]:
     """Send a query in chunked-rows mode, prepared when it runs again; its first result (a
-    chunk of rows, or the end of a result without rows)."""
+    chunk of rows, or the end of a result without rows) and its statement."""
     raw, pgconn, tx = conn.raw, conn.raw.pgconn, conn.tx
     if conn.unprepare:
         _unprepare(conn)
-    query = sql.encode(raw.info.encoding)
     if args:
         values: Sequence[Any] | None = tx.dump_sequence(args, [PyFormat.AUTO] * len(args))
         types, formats = tuple(tx.types or ()), tx.formats
     else:
         values, types, formats = None, (), None
-    key = (query, types)
+    key = (sql, types)
     st = conn.statements.get(key)
     if st is None:
-        st = conn.statements[key] = _Statement()
+        st = conn.statements[key] = _Statement(sql.encode(conn.encoding))
         if len(conn.statements) > _STATEMENTS_MAX:
             old = conn.statements.popitem(last=False)[1]
             if old.name:
@@ -256,7 +272,7 @@ def _start(conn: _Conn, sql: str, args: list[Any]) -> Any:
     with raw.lock:
         if st.name is None and st.runs >= _PREPARE_AT:
             name = b"omnicore_%d" % next(_names)
-            pgconn.send_prepare(name, query, param_types=types)
+            pgconn.send_prepare(name, st.query, param_types=types)
             res = raw.wait(_send_fetch(pgconn))
             if res.status != _S.COMMAND_OK:
                 conn.statements.pop(key, None)
@@ -266,12 +282,13 @@ def _start(conn: _Conn, sql: str, args: list[Any]) -> Any:
         if st.name is not None:
             pgconn.send_query_prepared(st.name, values, param_formats=formats)
         else:
-            pgconn.send_query_params(query, values, param_types=types, param_formats=formats)
+            pgconn.send_query_params(st.query, values, param_types=types,
+                                     param_formats=formats)
         pgconn.set_chunked_rows_mode(_STREAM_CHUNK)
         res = raw.wait(_send_fetch(pgconn))
     status = res.status
     if status == _S.TUPLES_CHUNK or status == _S.TUPLES_OK:
-        return res
+        return res, st
     if status == _S.COMMAND_OK:
         _drain(conn)
         if _CLEARS(res.command_status or b""):
@@ -299,7 +316,7 @@ def _shape(conn: _Conn, res: Any) -> tuple[bytes, RowEncoder]:
         oid = res.ftype(i)
         info = types.get(oid)
         kind = info.name if info is not None else str(oid)
-        columns.append({"name": (res.fname(i) or b"").decode(conn.raw.info.encoding),
+        columns.append({"name": (res.fname(i) or b"").decode(conn.encoding),
                         "type": kind})
         convert.append(None if kind in _PLAIN else _json_cell if kind in ("json", "jsonb")
                        else cell)
@@ -323,7 +340,7 @@ def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Iterator[Sequence[Any]]:
                 yield from tx.load_rows(0, res.ntuples, tuple)
             elif status != _S.TUPLES_OK:
                 raise _failed(conn, res)
-            res = raw.wait(generators.fetch(raw.pgconn))
+            res = _next(conn)
         done = True
     finally:
         Watchdog.disarm(entry)
