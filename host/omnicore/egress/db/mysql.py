@@ -13,6 +13,7 @@ the socket's timeout and, at the deadline, ``KILL QUERY`` from a side connection
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import time
@@ -65,6 +66,7 @@ _PLAIN = frozenset({FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TY
 _LOST = frozenset({2003, 2006, 2013, 2055, 2002})
 
 
+@functools.lru_cache(maxsize=256)  # a plugin's statements are few literals, run again and again
 def placeholders(sql: str) -> tuple[str, int]:
     """``sql`` with each ``?`` placeholder as ``%s`` and each other ``%`` doubled; the
     number of placeholders."""
@@ -163,14 +165,8 @@ class MysqlDialect(Dialect):
         except BaseException:
             Watchdog.disarm(entry)
             raise
-        columns: list[dict[str, Any]] = []
-        convert: list[Callable[[Any], Any] | None] = []
-        for col in cur.description or ():
-            kind = _TYPES.get(col[1], str(col[1]))
-            columns.append({"name": col[0], "type": kind})
-            convert.append(None if col[1] in _PLAIN else _json_cell
-                           if col[1] == FIELD_TYPE.JSON else cell)
-        return orjson.dumps(columns), _rows(conn, cur, entry), row_encoder(convert)
+        columns, encode = _shape(tuple((col[0], col[1]) for col in cur.description or ()))
+        return columns, _rows(conn, cur, entry), encode
 
     def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
                 ) -> dict[str, Any]:
@@ -225,6 +221,18 @@ class MysqlDialect(Dialect):
         return Refused("INVALID", f"connector {connector}: {error_line(exc, redactor)}"
                        if not message else f"connector {connector}: "
                                            f"{first_line(message, redactor)}")
+
+
+@functools.lru_cache(maxsize=256)
+def _shape(description: tuple[tuple[str, int], ...]) -> tuple[bytes, RowEncoder]:
+    """The JSON of a result's columns (name, type code) and its row encoder."""
+    columns: list[dict[str, Any]] = []
+    convert: list[Callable[[Any], Any] | None] = []
+    for name, code in description:
+        columns.append({"name": name, "type": _TYPES.get(code, str(code))})
+        convert.append(None if code in _PLAIN else _json_cell if code == FIELD_TYPE.JSON
+                       else cell)
+    return orjson.dumps(columns), row_encoder(convert)
 
 
 def _rows(conn: _Conn, cur: Any, entry: list[Any]) -> Iterator[Sequence[Any]]:

@@ -23,6 +23,7 @@ from omnicore.egress.refused import Refused
 __all__ = ["Json", "cell", "param", "params"]
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+_SELF = frozenset({bool, float, str})
 
 
 class Json:
@@ -90,7 +91,9 @@ def params(raw: Any) -> list[Any]:
         return []
     if not isinstance(raw, list):
         raise Refused("INVALID", "params must be an array")
-    return [param(v, f"params[{i}]") for i, v in enumerate(raw)]
+    # null, booleans, floats and text are themselves (most parameters: no call for them).
+    return [v if v is None or type(v) in _SELF else param(v, f"params[{i}]")
+            for i, v in enumerate(raw)]
 
 
 def _rfc3339(value: dt.datetime) -> str:
