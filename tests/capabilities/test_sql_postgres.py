@@ -207,6 +207,27 @@ def _count(db: Db) -> int:
     return int(db.rows("orders", "SELECT count(*) FROM items")[0][0])
 
 
+def test_a_query_run_again_is_prepared_and_follows_its_table_changing(
+        shop: Db, pg: dict[str, Any]) -> None:
+    shop.execute("orders", "CREATE TABLE shelf (id int PRIMARY KEY, name text)")
+    shop.execute("orders", "INSERT INTO shelf VALUES (1, 'apple')")
+    sql = "SELECT * FROM shelf WHERE id = $1"
+    for _ in range(3):
+        assert shop.rows("orders", sql, 1) == [[1, "apple"]]
+    # One caller: the pool hands out the same connection, where the second run prepared it.
+    assert shop.rows("orders", "SELECT count(*) FROM pg_prepared_statements "
+                               "WHERE statement = $1", sql) == [[1]]
+    # Changed by another session, the prepared statement's columns are stale: it is
+    # prepared afresh and the call sees the new column.
+    pg["cluster"].psql("ALTER TABLE shelf ADD COLUMN qty int DEFAULT 7", db=pg["db"])
+    got = shop.query("orders", sql, 1)
+    assert [c["name"] for c in got["columns"]] == ["id", "name", "qty"]
+    assert got["rows"] == [[1, "apple", 7]]
+    shop.execute("orders", "ALTER TABLE shelf DROP COLUMN name")   # through the connector
+    assert shop.rows("orders", sql, 1) == [[1, 7]]
+    assert shop.rows("orders", sql, 1) == [[1, 7]]
+
+
 def test_a_transaction_commits_or_rolls_back_with_the_call(shop: Db) -> None:
     insert = "INSERT INTO items VALUES ($1, 'tx', 1)"
     assert json.loads(shop.txrun("orders", 1, insert, 1)) == {"rows_affected": 1}
