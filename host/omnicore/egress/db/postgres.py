@@ -337,7 +337,10 @@ def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Iterator[Sequence[Any]]:
             if status == _S.TUPLES_CHUNK:
                 tx.set_pgresult(res, set_loaders=loaders)
                 loaders = False
-                yield from tx.load_rows(0, res.ntuples, tuple)
+                # Row by row: a row past a cap ends the query before the rest of the chunk
+                # is decoded.
+                for i in range(res.ntuples):
+                    yield tx.load_row(i, tuple)
             elif status != _S.TUPLES_OK:
                 raise _failed(conn, res)
             res = _next(conn)
