@@ -91,9 +91,11 @@ def params(raw: Any) -> list[Any]:
         return []
     if not isinstance(raw, list):
         raise Refused("INVALID", "params must be an array")
-    # null, booleans, floats and text are themselves (most parameters: no call for them).
-    return [v if v is None or type(v) in _SELF else param(v, f"params[{i}]")
-            for i, v in enumerate(raw)]
+    # null, booleans, floats, text and 64-bit integers are themselves (most parameters: no
+    # call for them).
+    lo, hi = _INT64
+    return [v if v is None or type(v) in _SELF or (type(v) is int and lo <= v <= hi)
+            else param(v, f"params[{i}]") for i, v in enumerate(raw)]
 
 
 def _rfc3339(value: dt.datetime) -> str:
