@@ -73,6 +73,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     iters = 200 if args.quick else 2000
+    # The three columns take turns in short runs (TURNS of iters // TURNS calls, each 7
+    # times): on a shared machine the load changes within a second, and turns of a few
+    # milliseconds let every column see the same load.
+    turns = 20
     import psycopg
     import pymysql
 
@@ -148,12 +152,14 @@ def main() -> None:
                  in_host(my_be.run, True, PG_SQL.replace("$1", "?"), [1]), my_alone),
                 ("Redis GET (redis-py)", lambda: call("kv", "command", kv_in),
                  in_host(kv_be.command, "kv", "GET", ["visits"]), lambda: rc.get("visits"))):
-            p, h, a = measure_alternating([plugin, host, alone], iters)
+            p, h, a = measure_alternating([plugin, host, alone], iters // turns,
+                                          repeats=7 * turns, warmup=iters // 10)
             rows.append([label, str(p), str(h), str(a), f"{p.ratio(a):.2f}x"])
         per_thread = 100 if args.quick else 1000
         rate, failed = threaded(lambda: call("db", "query", pg_in), 8, per_thread)
         one, _ = threaded(lambda: call("db", "query", pg_in), 1, per_thread)
-        print(f"# bench_connectors (median [min-max] µs per call, {iters} calls x 7)\n"
+        print(f"# bench_connectors (median [min-max] µs per call over {7 * turns} turns of "
+              f"{iters // turns} calls, the columns alternating)\n"
               f"# {machine()}")
         print(render(["one-row query", "from a plugin", "host connector", "driver alone",
                       "plugin / driver"], rows, args.markdown))

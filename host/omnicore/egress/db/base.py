@@ -18,8 +18,9 @@ from typing import Any, Protocol
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
 
-__all__ = ["CLIENT_GRACE_S", "MIN_STATEMENT_MS", "WATCHDOG", "Caps", "Connection", "Pool",
-           "Watchdog", "first_line", "statement_ms", "timed_out"]
+__all__ = ["CLIENT_GRACE_S", "MIN_STATEMENT_MS", "TIMEOUT_STEP_MS", "WATCHDOG", "Caps",
+           "Connection", "Pool", "Watchdog", "first_line", "server_timeout_ms", "statement_ms",
+           "timed_out"]
 
 #: A statement is not started with less of the call left than this: it could not finish.
 MIN_STATEMENT_MS = 5
@@ -71,6 +72,21 @@ def statement_ms(deadline: float) -> int:
     50 ms) so the plugin hears of the timeout before its own deadline ends the call."""
     left = int((deadline - time.monotonic()) * 1000)
     return max(1, left - min(50, left // 10))
+
+
+#: A statement's server timeout is rounded down to this many ms, so consecutive calls of a
+#: plugin (each with a little less time left) mostly find the value already set: setting it
+#: costs a round trip.
+TIMEOUT_STEP_MS = 50
+
+
+def server_timeout_ms(limit_ms: int, deadline: float) -> int:
+    """The server's timeout for a statement: the connector's limit, or what is left of the
+    call (:func:`statement_ms`) rounded down to :data:`TIMEOUT_STEP_MS`."""
+    left_ms = statement_ms(deadline)
+    if limit_ms <= left_ms:
+        return limit_ms
+    return max(1, left_ms // TIMEOUT_STEP_MS * TIMEOUT_STEP_MS or left_ms)
 
 
 def timed_out(connector: str) -> Refused:

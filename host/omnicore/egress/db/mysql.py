@@ -6,8 +6,9 @@ driver for the connection's character set and SQL mode (never by us). Multi-stat
 off. Rows are read unbuffered (``SSCursor``): a capped result is never whole in the host;
 leaving it early closes the connection (the server ends the query when it cannot write).
 
-A statement's deadline: MariaDB's ``SET STATEMENT max_statement_time=… FOR`` on the server,
-the socket's timeout and, at the deadline, ``KILL QUERY`` from a side connection.
+A statement's deadline: MariaDB's ``max_statement_time`` on the server (the session's, set
+when it changes), the socket's timeout and, at the deadline, ``KILL QUERY`` from a side
+connection.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from omnicore.egress.db.base import (
     WATCHDOG,
     Watchdog,
     first_line,
-    statement_ms,
+    server_timeout_ms,
     timed_out,
 )
 from omnicore.egress.db.config import DbConnector, Target
@@ -83,13 +84,14 @@ def placeholders(sql: str) -> tuple[str, int]:
 
 
 class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
-    __slots__ = ("killer", "mariadb", "target")
+    __slots__ = ("killer", "mariadb", "target", "timeout_ms")
 
     def __init__(self, raw: pymysql.connections.Connection[Any], target: Target,
                  limit_ms: int) -> None:
         super().__init__(raw, limit_ms)
         self.target = target
         self.mariadb = "mariadb" in str(raw.get_server_info()).lower()
+        self.timeout_ms = -1        # the session's max_statement_time as last set
 
     def close_raw(self) -> None:
         self.raw._force_close()
@@ -146,12 +148,17 @@ class MysqlDialect(Dialect):
             raise Refused("INVALID", f"the statement has {count} placeholders but "
                                      f"{len(args)} params were given")
         left = deadline - time.monotonic()
-        seconds = min(conn.limit_ms, statement_ms(deadline)) / 1000
-        if conn.mariadb:
-            text = f"SET STATEMENT max_statement_time={seconds:.3f} FOR {text}"
         sock = conn.raw._sock
         if sock is not None:
             sock.settimeout(left + 2 * CLIENT_GRACE_S + 1)
+        ms = server_timeout_ms(conn.limit_ms, deadline)
+        if conn.mariadb and ms != conn.timeout_ms:
+            # The session's, set when it changes: a SET STATEMENT ... FOR prefix on every
+            # statement costs the server more than this round trip now and then.
+            with conn.raw.cursor(pymysql.cursors.Cursor) as cur:
+                cur.execute(f"SET SESSION max_statement_time = {ms / 1000:.3f}")
+            conn.timeout_ms = ms
+        seconds = ms / 1000
         entry = WATCHDOG.arm(time.monotonic() + seconds + CLIENT_GRACE_S,
                              lambda: _kill(conn))
         return text, [_arg(a) for a in args], entry

@@ -33,7 +33,7 @@ from omnicore.egress.db.base import (
     WATCHDOG,
     Watchdog,
     first_line,
-    statement_ms,
+    server_timeout_ms,
     timed_out,
 )
 from omnicore.egress.db.config import DbConnector, Target
@@ -45,9 +45,6 @@ from omnicore.egress.refused import Refused
 __all__ = ["PostgresDialect"]
 
 _STREAM_CHUNK = 256
-# A statement's server timeout is rounded down to this many ms, so consecutive calls of a
-# plugin (each with a little less time left) mostly find the value already set.
-_TIMEOUT_STEP_MS = 50
 # A query is prepared on a connection when it runs there the second time (a plugin's
 # statements are literals in its code, so most repeat; one run once costs no extra round
 # trip); a connection keeps this many, the least recently run deallocated first.
@@ -136,10 +133,7 @@ class PostgresDialect(Dialect):
     def _timeout(self, conn: _Conn, deadline: float) -> tuple[float, list[Any]]:
         """Set the statement's server timeout; arm the client's. (its deadline, the entry)."""
         raw = conn.raw
-        left_ms = statement_ms(deadline)
-        limit = conn.limit_ms
-        ms = limit if limit <= left_ms else max(1, left_ms // _TIMEOUT_STEP_MS
-                                               * _TIMEOUT_STEP_MS or left_ms)
+        ms = server_timeout_ms(conn.limit_ms, deadline)
         if ms != conn.timeout_ms:
             raw.execute(f"SET statement_timeout = {int(ms)}")
             conn.timeout_ms = ms
