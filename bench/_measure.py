@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
-__all__ = ["Sample", "machine", "measure", "render"]
+__all__ = ["Sample", "machine", "measure", "measure_alternating", "render"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,23 @@ def measure(fn: Callable[[], object], iters: int, repeats: int = 7,
             fn()
         times.append((time.perf_counter() - start) / iters * 1e6)
     return Sample(statistics.median(times), min(times), max(times))
+
+
+def measure_alternating(fns: Sequence[Callable[[], object]], iters: int, repeats: int = 7,
+                        warmup: int | None = None) -> list[Sample]:
+    """:func:`measure` of each of ``fns``, their timed runs taking turns (a, b, a, b, ...), so
+    a change in the machine's load falls on all of them alike: for the columns of a ratio."""
+    for fn in fns:
+        for _ in range(iters // 10 if warmup is None else warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            out.append((time.perf_counter() - start) / iters * 1e6)
+    return [Sample(statistics.median(t), min(t), max(t)) for t in times]
 
 
 def machine() -> str:

@@ -19,8 +19,9 @@ from typing import Any, Protocol
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
 
-__all__ = ["CLIENT_GRACE_S", "MIN_STATEMENT_MS", "WATCHDOG", "Caps", "Connection", "Pool",
-           "Watchdog", "first_line", "statement_ms", "timed_out"]
+__all__ = ["CLIENT_GRACE_S", "MIN_STATEMENT_MS", "TIMEOUT_STEP_MS", "WATCHDOG", "Caps",
+           "Connection", "Pool", "Watchdog", "first_line", "server_timeout_ms", "statement_ms",
+           "timed_out"]
 
 #: A statement is not started with less of the call left than this: it could not finish.
 MIN_STATEMENT_MS = 5
@@ -70,6 +71,21 @@ def statement_ms(deadline: float) -> int:
     50 ms) so the plugin hears of the timeout before its own deadline ends the call."""
     left = int((deadline - time.monotonic()) * 1000)
     return max(1, left - min(50, left // 10))
+
+
+#: A statement's server timeout is rounded down to this many ms, so consecutive calls of a
+#: plugin (each with a little less time left) mostly find the value already set: setting it
+#: costs a round trip.
+TIMEOUT_STEP_MS = 50
+
+
+def server_timeout_ms(limit_ms: int, deadline: float) -> int:
+    """The server's timeout for a statement: the connector's limit, or what is left of the
+    call (:func:`statement_ms`) rounded down to :data:`TIMEOUT_STEP_MS`."""
+    left_ms = statement_ms(deadline)
+    if limit_ms <= left_ms:
+        return limit_ms
+    return max(1, left_ms // TIMEOUT_STEP_MS * TIMEOUT_STEP_MS or left_ms)
 
 
 def timed_out(connector: str) -> Refused:
@@ -138,8 +154,11 @@ class Pool:
         self.name = name
         self.size = size
         self._connect = connect
-        self._free = threading.Semaphore(size)
         self._lock = threading.Lock()
+        # Signalled when a connection is given back and someone waits (a lock and a counter
+        # cost a third of a Semaphore's acquire and release when nobody waits, the usual case).
+        self._freed = threading.Condition(self._lock)
+        self._waiting = 0
         self._idle: list[Any] = []
         self.in_use = 0
         self.closed = False
@@ -151,32 +170,46 @@ class Pool:
     def acquire(self, deadline: float) -> tuple[Any, bool]:
         """A connection and whether it was reused (idle in the pool); Refused UNAVAILABLE
         when none is free before ``deadline``."""
-        if not self._free.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise Refused("UNAVAILABLE", f"connector {self.name}: no free connection in the "
-                                         "pool before the call's deadline")
+        with self._lock:
+            if self.in_use >= self.size:
+                self._waiting += 1
+                try:
+                    while self.in_use >= self.size:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise Refused("UNAVAILABLE", f"connector {self.name}: no free "
+                                          "connection in the pool before the call's deadline")
+                        self._freed.wait(left)
+                finally:
+                    self._waiting -= 1
+            self.in_use += 1
+            conn = self._idle.pop() if self._idle else None
+        if conn is not None:
+            return conn, True
         try:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-                self.in_use += 1
-            if conn is not None:
-                return conn, True
             return self._connect(deadline), False
         except BaseException:
-            with self._lock:
-                self.in_use -= 1
-            self._free.release()
+            self._put(None)
             raise
 
     def release(self, conn: Any) -> None:
         """Give ``conn`` back (closed instead when it is broken or the pool is closed)."""
-        keep = not conn.broken and not self.closed
+        if conn.broken or self.closed:
+            conn.close()  # before its place is free: the pool never holds more than size
+            self._put(None)
+        else:
+            self._put(conn)
+
+    def _put(self, conn: Any) -> None:
         with self._lock:
             self.in_use -= 1
-            if keep:
+            late = conn if conn is not None and self.closed else None
+            if conn is not None and late is None:
                 self._idle.append(conn)
-        if not keep:
-            conn.close()
-        self._free.release()
+            if self._waiting:
+                self._freed.notify()
+        if late is not None:
+            late.close()  # the pool closed while it was in use
 
     def discard_idle(self) -> None:
         """Close the idle connections (one was found dead: a restarted server ended them all)."""

@@ -6,19 +6,22 @@ driver for the connection's character set and SQL mode (never by us). Multi-stat
 off. Rows are read unbuffered (``SSCursor``): a capped result is never whole in the host;
 leaving it early closes the connection (the server ends the query when it cannot write).
 
-A statement's deadline: MariaDB's ``SET STATEMENT max_statement_time=… FOR`` on the server,
-the socket's timeout and, at the deadline, ``KILL QUERY`` from a side connection.
+A statement's deadline: MariaDB's ``max_statement_time`` on the server (the session's, set
+when it changes), the socket's timeout and, at the deadline, ``KILL QUERY`` from a side
+connection.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import orjson
 import pymysql
 import pymysql.cursors
 from pymysql.constants import FIELD_TYPE  # (CLIENT.MULTI_STATEMENTS stays off)
@@ -28,11 +31,11 @@ from omnicore.egress.db.base import (
     WATCHDOG,
     Watchdog,
     first_line,
-    statement_ms,
+    server_timeout_ms,
     timed_out,
 )
 from omnicore.egress.db.config import DbConnector, Target
-from omnicore.egress.db.sql import Dialect, DriverConn, error_line
+from omnicore.egress.db.sql import Dialect, DriverConn, RowEncoder, error_line, row_encoder
 from omnicore.egress.db.values import Json, cell
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
@@ -56,10 +59,15 @@ _TYPES = {FIELD_TYPE.TINY: "tinyint", FIELD_TYPE.SHORT: "smallint", FIELD_TYPE.L
           FIELD_TYPE.TIMESTAMP: "timestamp", FIELD_TYPE.YEAR: "year", FIELD_TYPE.BIT: "bit",
           FIELD_TYPE.NULL: "null", FIELD_TYPE.ENUM: "enum", FIELD_TYPE.SET: "set",
           FIELD_TYPE.GEOMETRY: "geometry"}
+# Columns PyMySQL reads as JSON data already (integers and text; a binary string's bytes
+# are not text, so a column of a binary collation goes through cell()).
+_PLAIN = frozenset({FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TYPE.INT24,
+                    FIELD_TYPE.LONGLONG, FIELD_TYPE.NULL})
 # Connection-level failures (the server is gone or never answered).
 _LOST = frozenset({2003, 2006, 2013, 2055, 2002})
 
 
+@functools.lru_cache(maxsize=256)  # a plugin's statements are few literals, run again and again
 def placeholders(sql: str) -> tuple[str, int]:
     """``sql`` with each ``?`` placeholder as ``%s`` and each other ``%`` doubled; the
     number of placeholders."""
@@ -76,13 +84,14 @@ def placeholders(sql: str) -> tuple[str, int]:
 
 
 class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
-    __slots__ = ("killer", "mariadb", "target")
+    __slots__ = ("killer", "mariadb", "target", "timeout_ms")
 
     def __init__(self, raw: pymysql.connections.Connection[Any], target: Target,
                  limit_ms: int) -> None:
         super().__init__(raw, limit_ms)
         self.target = target
         self.mariadb = "mariadb" in str(raw.get_server_info()).lower()
+        self.timeout_ms = -1        # the session's max_statement_time as last set
 
     def close_raw(self) -> None:
         self.raw._force_close()
@@ -139,18 +148,23 @@ class MysqlDialect(Dialect):
             raise Refused("INVALID", f"the statement has {count} placeholders but "
                                      f"{len(args)} params were given")
         left = deadline - time.monotonic()
-        seconds = min(conn.limit_ms, statement_ms(deadline)) / 1000
-        if conn.mariadb:
-            text = f"SET STATEMENT max_statement_time={seconds:.3f} FOR {text}"
         sock = conn.raw._sock
         if sock is not None:
             sock.settimeout(left + 2 * CLIENT_GRACE_S + 1)
+        ms = server_timeout_ms(conn.limit_ms, deadline)
+        if conn.mariadb and ms != conn.timeout_ms:
+            # The session's, set when it changes: a SET STATEMENT ... FOR prefix on every
+            # statement costs the server more than this round trip now and then.
+            with conn.raw.cursor(pymysql.cursors.Cursor) as cur:
+                cur.execute(f"SET SESSION max_statement_time = {ms / 1000:.3f}")
+            conn.timeout_ms = ms
+        seconds = ms / 1000
         entry = WATCHDOG.arm(time.monotonic() + seconds + CLIENT_GRACE_S,
                              lambda: _kill(conn))
         return text, [_arg(a) for a in args], entry
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
-             ) -> tuple[list[dict[str, Any]], Iterator[Sequence[Any]], list[Callable[[Any], Any]]]:
+             ) -> tuple[bytes, Iterator[Sequence[Any]], RowEncoder]:
         text, values, entry = self._prepare(conn, sql, args, deadline)
         cur = conn.raw.cursor()
         try:
@@ -158,13 +172,8 @@ class MysqlDialect(Dialect):
         except BaseException:
             Watchdog.disarm(entry)
             raise
-        columns: list[dict[str, Any]] = []
-        convert: list[Callable[[Any], Any]] = []
-        for col in cur.description or ():
-            kind = _TYPES.get(col[1], str(col[1]))
-            columns.append({"name": col[0], "type": kind})
-            convert.append(_json_cell if col[1] == FIELD_TYPE.JSON else cell)
-        return columns, _rows(conn, cur, entry), convert
+        columns, encode = _shape(tuple((col[0], col[1]) for col in cur.description or ()))
+        return columns, _rows(conn, cur, entry), encode
 
     def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
                 ) -> dict[str, Any]:
@@ -219,6 +228,18 @@ class MysqlDialect(Dialect):
         return Refused("INVALID", f"connector {connector}: {error_line(exc, redactor)}"
                        if not message else f"connector {connector}: "
                                            f"{first_line(message, redactor)}")
+
+
+@functools.lru_cache(maxsize=256)
+def _shape(description: tuple[tuple[str, int], ...]) -> tuple[bytes, RowEncoder]:
+    """The JSON of a result's columns (name, type code) and its row encoder."""
+    columns: list[dict[str, Any]] = []
+    convert: list[Callable[[Any], Any] | None] = []
+    for name, code in description:
+        columns.append({"name": name, "type": _TYPES.get(code, str(code))})
+        convert.append(None if code in _PLAIN else _json_cell if code == FIELD_TYPE.JSON
+                       else cell)
+    return orjson.dumps(columns), row_encoder(convert)
 
 
 def _rows(conn: _Conn, cur: Any, entry: list[Any]) -> Iterator[Sequence[Any]]:

@@ -11,19 +11,50 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
+import orjson
+
 from omnicore.egress.db.base import MIN_STATEMENT_MS, Caps, Pool, first_line
 from omnicore.egress.db.config import DbConnector, Target
 from omnicore.egress.db.values import params
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
 
-__all__ = ["Dialect", "DriverConn", "SqlBackend", "dump"]
+__all__ = ["Dialect", "DriverConn", "RowEncoder", "SqlBackend", "dump", "row_encoder"]
 
 _MAX_SQL = 1 << 20
 
 
 def dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+#: A row as the JSON text of its array.
+RowEncoder = Callable[[Sequence[Any]], bytes]
+
+
+def row_encoder(convert: Sequence[Callable[[Any], Any] | None]) -> RowEncoder:
+    """The encoder of rows whose cells become JSON data by ``convert`` (``None``: the cell
+    is JSON data as it comes: null, bool, int or text). orjson writes the array (a tenth of
+    :mod:`json`'s time on a short row); what it refuses (an integer past 64 bits inside a
+    JSON document) goes to :func:`dump`."""
+    if all(f is None for f in convert):
+        def plain(row: Sequence[Any]) -> bytes:
+            try:
+                return orjson.dumps(row)
+            except TypeError:
+                return dump(list(row)).encode()
+
+        return plain
+    fs = list(convert)
+
+    def converted(row: Sequence[Any]) -> bytes:
+        cells = [v if f is None else f(v) for f, v in zip(fs, row, strict=True)]
+        try:
+            return orjson.dumps(cells)
+        except TypeError:
+            return dump(cells).encode()
+
+    return converted
 
 
 RawT = TypeVar("RawT")
@@ -59,9 +90,10 @@ class Dialect:
         raise NotImplementedError
 
     def rows(self, conn: Any, sql: str, args: list[Any], deadline: float
-             ) -> tuple[list[dict[str, Any]], Iterator[Sequence[Any]], list[Callable[[Any], Any]]]:
-        """Run a query: its columns, an iterator over its rows (read from the server as
-        they are iterated; closing it early ends the query) and a converter per column."""
+             ) -> tuple[bytes, Iterator[Sequence[Any]], RowEncoder]:
+        """Run a query: the JSON of its columns (``[{"name", "type"}]``), an iterator over
+        its rows (read from the server as they are iterated; closing it early ends the
+        query) and the encoder of a row."""
         raise NotImplementedError
 
     def execute(self, conn: Any, sql: str, args: list[Any], deadline: float
@@ -174,18 +206,18 @@ class SqlBackend:
             return dump(self.dialect.execute(conn, sql, args, deadline)).encode()
         c = self.connector
         caps = Caps(self.name, c.max_rows, c.max_result_bytes)
-        columns, rows, convert = self.dialect.rows(conn, sql, args, deadline)
+        columns, rows, encode = self.dialect.rows(conn, sql, args, deadline)
         pieces = []
         try:
             for row in rows:
-                piece = dump([f(v) for f, v in zip(convert, row, strict=True)])
+                piece = encode(row)
                 caps.add(len(piece) + 1)
                 pieces.append(piece)
         finally:
             close = getattr(rows, "close", None)
             if close is not None:
                 close()
-        return f'{{"columns":{dump(columns)},"rows":[{",".join(pieces)}]}}'.encode()
+        return b'{"columns":' + columns + b',"rows":[' + b",".join(pieces) + b"]}"
 
     # -- transactions ------------------------------------------------------------------------
     def begin(self, plugin: str, deadline: float) -> Any:

@@ -23,6 +23,7 @@ from omnicore.egress.refused import Refused
 __all__ = ["Json", "cell", "param", "params"]
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+_SELF = frozenset({bool, float, str})
 
 
 class Json:
@@ -90,7 +91,11 @@ def params(raw: Any) -> list[Any]:
         return []
     if not isinstance(raw, list):
         raise Refused("INVALID", "params must be an array")
-    return [param(v, f"params[{i}]") for i, v in enumerate(raw)]
+    # null, booleans, floats, text and 64-bit integers are themselves (most parameters: no
+    # call for them).
+    lo, hi = _INT64
+    return [v if v is None or type(v) in _SELF or (type(v) is int and lo <= v <= hi)
+            else param(v, f"params[{i}]") for i, v in enumerate(raw)]
 
 
 def _rfc3339(value: dt.datetime) -> str:
