@@ -34,7 +34,8 @@ from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
 __all__ = ["LANGUAGES", "SKIP_DIRS", "BuildResult", "UnitTests", "build", "build_all",
            "check_plugin_name", "discover", "language_for", "scaffold", "unit_tests"]
 
-LANGUAGES = ("rust", "go", "js", "c", "python")
+# AssemblyScript's sources are .ts too: it is asked before js (its asconfig.json decides).
+LANGUAGES = ("rust", "go", "assemblyscript", "js", "c", "python", "zig")
 #: Folders that are never a project's sources (build output, dependencies, VCS, virtualenvs):
 #: not hashed into a build's digest, not searched for projects, not watched by `omnicore dev`.
 SKIP_DIRS = frozenset({"target", "node_modules", ".git", "build", "__pycache__", ".venv",
@@ -51,7 +52,7 @@ def language_for(src: Path) -> str:
         if _module(language).detect(src):
             return language
     raise BuildError(f"{src}: not a plugin project (no Cargo.toml, go.mod, package.json/"
-                     f"plugin.js/plugin.ts, *.c or plugin.py found)")
+                     f"plugin.js/plugin.ts, asconfig.json, *.c, *.zig or plugin.py found)")
 
 
 def _source_digest(src: Path) -> str:
@@ -168,7 +169,8 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
                 raise BuildError(f"{dest} already exists and is not empty")
             module.scaffold(dest, name, lang)
             return
-    raise BuildError(f"unknown language {lang!r}; choose one of rust, go, js, ts, c")
+    raise BuildError(f"unknown language {lang!r}; choose one of rust, go, js, ts, c, python, zig, "
+                     f"assemblyscript")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,119 @@
+"""AssemblyScript plugins: an ``asconfig.json`` beside the sources, on ``sdk/assemblyscript``.
+
+npm's ``assemblyscript`` compiler (``asc``, installed by the set-up into ``build/js-tools``, or
+``OMNICORE_ASC``) builds the entries of ``asconfig.json`` (default ``plugin.ts``) with the SDK's
+``exports.ts`` (the ``omni_alloc``/``omni_free`` pair) as a second entry::
+
+    node asc.js plugin.ts <sdk>/exports.ts -O3 --runtime incremental --path <work>/path
+        --use abort=~lib/omnicore/index/omniAbort
+
+``--path`` resolves ``import ... from "omnicore"`` to the SDK; ``--use abort=`` replaces the
+``env.abort`` import the host would refuse with the SDK's, which logs and traps. The project's
+``asconfig.json`` options (``optimizeLevel``, ``runtime``, ...) apply; the target, entries
+and abort are the toolchain's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from omnicore.errors import BuildError
+from omnicore.toolchains import check_plugin_name, locations
+
+__all__ = ["EXTENSIONS", "LANGUAGE", "check", "compile", "detect", "scaffold"]
+
+LANGUAGE = "assemblyscript"
+EXTENSIONS = ("assemblyscript", "as")
+CONFIG = "asconfig.json"
+FLAGS = ("-O3", "--runtime", "incremental", "--use", "abort=~lib/omnicore/index/omniAbort")
+
+_SCAFFOLD = Path(__file__).parent / "scaffolds" / "assemblyscript"
+_BUILD_TIMEOUT_S = 300
+_INSTALL = ("run scripts/setup-toolchains.sh (npm install assemblyscript@0.28 into "
+            "build/js-tools)")
+
+
+def asc() -> Path:
+    """``asc.js`` of npm's assemblyscript: ``OMNICORE_ASC``, else the set-up's."""
+    own = os.environ.get("OMNICORE_ASC")
+    if own:
+        return Path(own)
+    return locations.cache_dir() / "js-tools" / "node_modules" / "assemblyscript" / "bin" / "asc.js"
+
+
+def sdk_dir() -> Path:
+    return locations.sdk_dir("assemblyscript")
+
+
+def detect(src: Path) -> bool:
+    """A folder with an ``asconfig.json`` (AssemblyScript's own project file)."""
+    return src.is_dir() and (src / CONFIG).is_file()
+
+
+def check() -> str | None:
+    """``None`` when node and asc are there with the SDK, else what to install."""
+    if shutil.which("node") is None:
+        return "node not found: AssemblyScript's compiler runs on Node.js (apt-get install nodejs)"
+    if not asc().is_file():
+        return f"the AssemblyScript compiler is not at {asc()}; {_INSTALL}"
+    if not (sdk_dir() / "index.ts").is_file():
+        return f"the AssemblyScript SDK is not in {sdk_dir()}; set OMNICORE_ASSEMBLYSCRIPT_SDK"
+    return None
+
+
+def _entries(src: Path) -> list[str]:
+    try:
+        config = json.loads((src / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"{src / CONFIG}: {exc}", plugin=src.name, toolchain=LANGUAGE) from exc
+    entries = config.get("entries") or ["plugin.ts"]
+    missing = [e for e in entries if not (src / e).is_file()]
+    if missing:
+        raise BuildError(f"{src / CONFIG}: entry {missing[0]} does not exist", plugin=src.name,
+                         toolchain=LANGUAGE)
+    return [str(e) for e in entries]
+
+
+def compile(src: Path, work: Path) -> bytes:
+    """Compile the project's entries and the SDK's exports into one module."""
+    node = shutil.which("node")
+    if node is None or not asc().is_file():
+        raise BuildError(f"cannot build {src.name}: {check()}", plugin=src.name,
+                         toolchain=LANGUAGE)
+    # asc resolves a package "omnicore" below each --path folder: link the SDK in there.
+    path = work / "path"
+    path.mkdir(parents=True, exist_ok=True)
+    link = path / "omnicore"
+    if link.is_symlink() and link.resolve() != sdk_dir().resolve():
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(sdk_dir().resolve(), target_is_directory=True)
+    out = work / "plugin.wasm"
+    cmd = [node, str(asc()), *_entries(src), str(sdk_dir() / "exports.ts"), *FLAGS,
+           "--config", CONFIG, "--path", str(path),
+           "--outFile", str(out)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S,
+                              check=False, cwd=src)
+    except subprocess.TimeoutExpired as exc:
+        raise BuildError(f"asc took over {_BUILD_TIMEOUT_S} s on {src}", plugin=src.name,
+                         toolchain=LANGUAGE) from exc
+    if proc.returncode != 0 or not out.is_file():
+        # asc's own diagnostics: ERROR TS2304: Cannot find name 'x'. with the source line
+        raise BuildError(f"asc failed for {src}:\n{(proc.stderr or proc.stdout).strip()[-4000:]}",
+                         plugin=src.name, toolchain=LANGUAGE)
+    return out.read_bytes()
+
+
+def scaffold(dest: Path, name: str, lang: str) -> None:
+    """A new AssemblyScript plugin at ``dest`` with one handler ``greet``; it builds as is."""
+    check_plugin_name(name)
+    for template in sorted(_SCAFFOLD.iterdir()):
+        target = dest / template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = template.read_text(encoding="utf-8").replace("{{name}}", name)
+        target.write_text(text, encoding="utf-8")

@@ -1,0 +1,369 @@
+// omnicore plugins in AssemblyScript (omnicore ABI v1, specs/abi.md).
+//
+// `omnicore build` compiles the plugin with the npm `assemblyscript` compiler (the set-up
+// installs it), this package resolving as "omnicore":
+//
+//     import { Json, config, fail, input, log, ok } from "omnicore";
+//
+//     export function greet(ptr: usize, len: usize): u64 {
+//       const doc = Json.parse(input(ptr, len));
+//       if (doc == null || !doc.isObject()) return fail("invalid JSON input");
+//       const name = doc.getString("name", "world");
+//       log.info("greeting " + name);
+//       return ok(Json.object().set("message", Json.str("Hello, " + name + "!")).toString());
+//     }
+//
+// A handler is an exported `(ptr: usize, len: usize): u64`: read the input with `input` (text)
+// or `inputBytes`, answer with `ok`/`okBytes` (the output) or `fail` (the host raises
+// GuestError with the message). The output is kept alive until the next call (ABI §2.3).
+//
+// The runtime is AssemblyScript's incremental GC; `omni_alloc`/`omni_free` (exported by
+// `omnicore build` from exports.ts) sit on its raw heap, outside the GC. Top-level statements
+// run in the module's start function, which may call host functions (ABI §2.1). `throw` and
+// failed assertions abort: the SDK's `abort` logs the message at error level, then traps.
+//
+// Capabilities: `log`, `config`, `kv`, `events`, `secrets`, `tasks`, `http`, `memory`,
+// `vectors`, `sql`, `redis`; a plugin imports one only if it calls it. Failures are negative
+// `Status` codes (ABI §3.1); `lastStatus` says why a function answered null.
+
+// ---- host imports (ABI §4) ---------------------------------------------------------------
+
+@external("omnicore:log", "write") declare function log_write(level: i32, ptr: usize, len: usize): void;
+@external("omnicore:log", "enabled") declare function log_enabled(level: i32): i32;
+@external("omnicore:config", "get") declare function config_get(k: usize, kl: usize, o: usize, oc: usize): i32;
+@external("omnicore:kv", "get") declare function kv_get(k: usize, kl: usize, o: usize, oc: usize): i32;
+@external("omnicore:kv", "set") declare function kv_set(k: usize, kl: usize, v: usize, vl: usize): i32;
+@external("omnicore:kv", "delete") declare function kv_delete(k: usize, kl: usize): i32;
+@external("omnicore:kv", "incr") declare function kv_incr(k: usize, kl: usize, delta: i64, out: usize): i32;
+@external("omnicore:kv", "list") declare function kv_list(k: usize, kl: usize, o: usize, oc: usize): i32;
+@external("omnicore:events", "publish") declare function events_publish(t: usize, tl: usize, p: usize, pl: usize): i32;
+@external("omnicore:secrets", "get") declare function secrets_get(k: usize, kl: usize, o: usize, oc: usize): i32;
+@external("omnicore:tasks", "enqueue") declare function tasks_enqueue(h: usize, hl: usize, p: usize, pl: usize, delay: i64): i64;
+@external("omnicore:tasks", "cancel") declare function tasks_cancel(id: i64): i32;
+@external("omnicore:http", "request") declare function http_request(r: usize, rl: usize, b: usize, bl: usize): i64;
+@external("omnicore:memory", "remember") declare function memory_remember(tier: i32, p: usize, l: usize): i64;
+@external("omnicore:memory", "recall") declare function memory_recall(q: usize, ql: usize, o: usize, oc: usize): i32;
+@external("omnicore:memory", "forget") declare function memory_forget(id: i64): i32;
+@external("omnicore:vectors", "upsert") declare function vectors_upsert(c: usize, cl: usize, i: usize, il: usize, v: usize, dim: i32, m: usize, ml: usize): i32;
+@external("omnicore:vectors", "search") declare function vectors_search(c: usize, cl: usize, v: usize, dim: i32, k: i32): i64;
+@external("omnicore:vectors", "query") declare function vectors_query(c: usize, cl: usize, v: usize, dim: i32, k: i32, f: usize, fl: usize): i64;
+@external("omnicore:vectors", "delete") declare function vectors_delete(c: usize, cl: usize, i: usize, il: usize): i32;
+@external("omnicore:sql", "query") declare function sql_query(c: usize, cl: usize, r: usize, rl: usize): i64;
+@external("omnicore:sql", "execute") declare function sql_execute(c: usize, cl: usize, r: usize, rl: usize): i64;
+@external("omnicore:sql", "begin") declare function sql_begin(c: usize, cl: usize): i64;
+@external("omnicore:sql", "commit") declare function sql_commit(tx: i64): i32;
+@external("omnicore:sql", "rollback") declare function sql_rollback(tx: i64): i32;
+@external("omnicore:redis", "command") declare function redis_command(c: usize, cl: usize, r: usize, rl: usize): i64;
+
+// ---- status codes (ABI §3.1) -------------------------------------------------------------
+
+export namespace Status {
+  export const OK: i32 = 0;
+  export const NOT_FOUND: i32 = -1;
+  export const DENIED: i32 = -2;
+  export const INVALID: i32 = -3;
+  export const QUOTA: i32 = -4;
+  export const UNAVAILABLE: i32 = -5;
+  export const TOO_LARGE: i32 = -6;
+}
+
+/** The status of the last host call that answered null or false (0 when it succeeded). */
+export let lastStatus: i32 = 0;
+
+// ---- runtime: allocator, abort, input and output (ABI §1.1, §2) ---------------------------
+
+/** ABI §1.1, exported by `omnicore build`: a raw heap block the GC never moves or frees. */
+export function omni_alloc(len: usize): usize {
+  return heap.alloc(len > 0 ? len : 1);
+}
+
+export function omni_free(ptr: usize, len: usize): void {
+  if (ptr != 0) heap.free(ptr);
+}
+
+/** AssemblyScript's `abort` (a `throw`, a failed `assert`): log why, then trap. */
+export function omniAbort(message: string | null, file: string | null, line: u32, column: u32): void {
+  let text = "abort: " + (message != null ? message : "(no message)");
+  if (file != null) text += " at " + file + ":" + line.toString() + ":" + column.toString();
+  writeLog(4, text);
+  unreachable();
+}
+
+// The previous call's output: referenced here so the GC keeps it until the next call.
+let lastOutput: ArrayBuffer | null = null;
+
+function pack(ptr: usize, len: usize, isError: bool): u64 {
+  const n: usize = len > 0x7fffffff ? <usize>0x7fffffff : len;
+  return ((ptr as u64) << 32) | (isError ? 0x80000000 : 0) | (n as u64);
+}
+
+/** The handler's input as UTF-8 text (invalid sequences replaced). */
+export function input(ptr: usize, len: usize): string {
+  return String.UTF8.decodeUnsafe(ptr, len);
+}
+
+/** A copy of the handler's input bytes (the host reuses its buffer after the call). */
+export function inputBytes(ptr: usize, len: usize): Uint8Array {
+  const out = new Uint8Array(len as i32);
+  memory.copy(out.dataStart, ptr, len);
+  return out;
+}
+
+/** Succeed with `text` (UTF-8) as the output. */
+export function ok(text: string): u64 {
+  const buf = String.UTF8.encode(text);
+  lastOutput = buf;
+  return pack(changetype<usize>(buf), buf.byteLength, false);
+}
+
+/** Succeed with `data` as the output. */
+export function okBytes(data: Uint8Array): u64 {
+  const buf = data.buffer;
+  lastOutput = buf;
+  return pack(data.dataStart, data.byteLength, false);
+}
+
+/** Fail the call: the host raises GuestError with `message`. */
+export function fail(message: string): u64 {
+  const buf = String.UTF8.encode(message);
+  lastOutput = buf;
+  return pack(changetype<usize>(buf), buf.byteLength, true);
+}
+
+// ---- strings across the boundary ---------------------------------------------------------
+
+class Utf8 {
+  buf: ArrayBuffer;
+  constructor(text: string) { this.buf = String.UTF8.encode(text); }
+  get ptr(): usize { return changetype<usize>(this.buf); }
+  get len(): usize { return this.buf.byteLength; }
+}
+
+const READ_CONFIG = 0;
+const READ_KV = 1;
+const READ_KV_LIST = 2;
+const READ_SECRET = 3;
+const READ_RECALL = 4;
+
+// The caller-buffer pattern (ABI §3.2): try a buffer, retry once with the size it needed.
+function readBytes(kind: i32, arg: string): ArrayBuffer | null {
+  const key = new Utf8(arg);
+  let cap = 256;
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const buf = new ArrayBuffer(cap);
+    const out = changetype<usize>(buf);
+    let n: i32;
+    switch (kind) {
+      case READ_CONFIG: n = config_get(key.ptr, key.len, out, cap); break;
+      case READ_KV: n = kv_get(key.ptr, key.len, out, cap); break;
+      case READ_KV_LIST: n = kv_list(key.ptr, key.len, out, cap); break;
+      case READ_SECRET: n = secrets_get(key.ptr, key.len, out, cap); break;
+      default: n = memory_recall(key.ptr, key.len, out, cap); break;
+    }
+    if (n < 0) { lastStatus = n; return null; }
+    if (n <= cap) { lastStatus = 0; return buf.slice(0, n); }
+    cap = n; // did not fit: nothing was written
+  }
+  lastStatus = Status.UNAVAILABLE; // the value kept changing size between reads
+  return null;
+}
+
+function readText(kind: i32, arg: string): string | null {
+  const bytes = readBytes(kind, arg);
+  return bytes == null ? null : String.UTF8.decode(bytes);
+}
+
+const STATUS_NAMES = ["NOT_FOUND", "DENIED", "INVALID", "QUOTA", "UNAVAILABLE", "TOO_LARGE"];
+
+/** A §3.3 block the host allocated through omni_alloc: decoded, freed; null on E = 1. */
+function takeBlock(packed: i64): string | null {
+  const p = packed as u64;
+  const ptr = (p >> 32) as usize;
+  const len = (p & 0x7fffffff) as usize;
+  const text = String.UTF8.decodeUnsafe(ptr, len);
+  omni_free(ptr, len);
+  if ((p & 0x80000000) != 0) {
+    lastStatus = Status.UNAVAILABLE;
+    for (let i = 0; i < STATUS_NAMES.length; i++) {
+      if (text.startsWith(STATUS_NAMES[i] + ":")) lastStatus = -(i + 1);
+    }
+    lastError = text;
+    return null;
+  }
+  lastStatus = 0;
+  return text;
+}
+
+/** The host's message when a §3.3 call (http, sql, redis, vector search) answered null. */
+export let lastError: string = "";
+
+function status(code: i32): bool {
+  lastStatus = code < 0 ? code : 0;
+  return code >= 0;
+}
+
+// ---- omnicore:log ------------------------------------------------------------------------
+
+function writeLog(level: i32, message: string): void {
+  const m = new Utf8(message);
+  log_write(level, m.ptr, m.len);
+}
+
+export namespace log {
+  export const TRACE: i32 = 0;
+  export const DEBUG: i32 = 1;
+  export const INFO: i32 = 2;
+  export const WARN: i32 = 3;
+  export const ERROR: i32 = 4;
+  /** Whether a message at `level` would be kept: skip costly formatting when not. */
+  export function enabled(level: i32): bool { return log_enabled(level) == 1; }
+  export function write(level: i32, message: string): void { writeLog(level, message); }
+  export function trace(message: string): void { writeLog(TRACE, message); }
+  export function debug(message: string): void { writeLog(DEBUG, message); }
+  export function info(message: string): void { writeLog(INFO, message); }
+  export function warn(message: string): void { writeLog(WARN, message); }
+  export function error(message: string): void { writeLog(ERROR, message); }
+}
+
+// ---- omnicore:config, omnicore:kv, omnicore:secrets --------------------------------------
+
+export namespace config {
+  /** The value at `key` as text (strings verbatim, other values as JSON; dotted keys walk
+   * objects; "" is the whole section), or null when absent. */
+  export function get(key: string): string | null { return readText(READ_CONFIG, key); }
+}
+
+export namespace kv {
+  /** The value at `key` as text, or null (lastStatus NOT_FOUND when absent). */
+  export function get(key: string): string | null { return readText(READ_KV, key); }
+  export function getBytes(key: string): ArrayBuffer | null { return readBytes(READ_KV, key); }
+  export function set(key: string, value: string): bool {
+    const k = new Utf8(key), v = new Utf8(value);
+    return status(kv_set(k.ptr, k.len, v.ptr, v.len));
+  }
+  /** True when the key existed. */
+  export function del(key: string): bool {
+    const k = new Utf8(key);
+    const n = kv_delete(k.ptr, k.len);
+    return status(n) && n == 1;
+  }
+  /** Adds `delta` atomically and returns the new value; on failure 0 with lastStatus set
+   * (INVALID: overflow, or a value that is not an integer). */
+  export function incr(key: string, delta: i64): i64 {
+    const k = new Utf8(key);
+    const out = new ArrayBuffer(8);
+    if (!status(kv_incr(k.ptr, k.len, delta, changetype<usize>(out)))) return 0;
+    return load<i64>(changetype<usize>(out));
+  }
+  /** The keys with `prefix`, sorted, as a JSON array text. */
+  export function list(prefix: string): string | null { return readText(READ_KV_LIST, prefix); }
+}
+
+export namespace secrets {
+  /** The secret, or null: lastStatus DENIED (not exposed) or NOT_FOUND (not set). */
+  export function get(name: string): string | null { return readText(READ_SECRET, name); }
+}
+
+// ---- omnicore:events, omnicore:tasks -----------------------------------------------------
+
+export namespace events {
+  export function publish(topic: string, payload: string): bool {
+    const t = new Utf8(topic), p = new Utf8(payload);
+    return status(events_publish(t.ptr, t.len, p.ptr, p.len));
+  }
+}
+
+export namespace tasks {
+  /** Runs handler `name` of this plugin with `payload` after `delayMs`; the id, or a status. */
+  export function enqueue(name: string, payload: string, delayMs: i64 = 0): i64 {
+    const h = new Utf8(name), p = new Utf8(payload);
+    const id = tasks_enqueue(h.ptr, h.len, p.ptr, p.len, delayMs);
+    lastStatus = id < 0 ? (id as i32) : 0;
+    return id;
+  }
+  export function cancel(id: i64): bool {
+    const n = tasks_cancel(id);
+    return status(n) && n == 1;
+  }
+}
+
+// ---- omnicore:http, omnicore:sql, omnicore:redis -----------------------------------------
+
+export namespace http {
+  /** `request` is the JSON request (ABI §4.7); the JSON response, or null (lastError). */
+  export function request(requestJson: string, body: string = ""): string | null {
+    const r = new Utf8(requestJson), b = new Utf8(body);
+    return takeBlock(http_request(r.ptr, r.len, b.ptr, b.len));
+  }
+}
+
+export namespace sql {
+  export function query(conn: string, requestJson: string): string | null {
+    const c = new Utf8(conn), r = new Utf8(requestJson);
+    return takeBlock(sql_query(c.ptr, c.len, r.ptr, r.len));
+  }
+  export function execute(conn: string, requestJson: string): string | null {
+    const c = new Utf8(conn), r = new Utf8(requestJson);
+    return takeBlock(sql_execute(c.ptr, c.len, r.ptr, r.len));
+  }
+  export function begin(conn: string): i64 {
+    const c = new Utf8(conn);
+    const tx = sql_begin(c.ptr, c.len);
+    lastStatus = tx < 0 ? (tx as i32) : 0;
+    return tx;
+  }
+  export function commit(tx: i64): bool { return status(sql_commit(tx)); }
+  export function rollback(tx: i64): bool { return status(sql_rollback(tx)); }
+}
+
+export namespace redis {
+  export function command(conn: string, requestJson: string): string | null {
+    const c = new Utf8(conn), r = new Utf8(requestJson);
+    return takeBlock(redis_command(c.ptr, c.len, r.ptr, r.len));
+  }
+}
+
+// ---- omnicore:memory, omnicore:vectors ---------------------------------------------------
+
+export namespace memory {
+  export const WORKING: i32 = 0;
+  export const SHORT_TERM: i32 = 1;
+  export const LONG_TERM: i32 = 2;
+  /** `itemJson` is {"text", "metadata"?, "ttl_s"?, "importance"?, "vector"?}; the id or a status. */
+  export function remember(tier: i32, itemJson: string): i64 {
+    const i = new Utf8(itemJson);
+    const id = memory_remember(tier, i.ptr, i.len);
+    lastStatus = id < 0 ? (id as i32) : 0;
+    return id;
+  }
+  /** `queryJson` is {"query", "tiers"?, "limit"?, "filter"?, "vector"?}; a JSON array text. */
+  export function recall(queryJson: string): string | null { return readText(READ_RECALL, queryJson); }
+  export function forget(id: i64): bool {
+    const n = memory_forget(id);
+    return status(n) && n == 1;
+  }
+}
+
+export namespace vectors {
+  /** `metaJson` is a JSON object or "". */
+  export function upsert(collection: string, id: string, vector: Float32Array, metaJson: string = ""): bool {
+    const c = new Utf8(collection), i = new Utf8(id), m = new Utf8(metaJson);
+    return status(vectors_upsert(c.ptr, c.len, i.ptr, i.len, vector.dataStart, vector.length, m.ptr, m.len));
+  }
+  /** The `k` nearest as JSON [{"id", "score", "metadata"}], best first. */
+  export function search(collection: string, vector: Float32Array, k: i32): string | null {
+    const c = new Utf8(collection);
+    return takeBlock(vectors_search(c.ptr, c.len, vector.dataStart, vector.length, k));
+  }
+  export function query(collection: string, vector: Float32Array, k: i32, filterJson: string): string | null {
+    const c = new Utf8(collection), f = new Utf8(filterJson);
+    return takeBlock(vectors_query(c.ptr, c.len, vector.dataStart, vector.length, k, f.ptr, f.len));
+  }
+  export function del(collection: string, id: string): bool {
+    const c = new Utf8(collection), i = new Utf8(id);
+    const n = vectors_delete(c.ptr, c.len, i.ptr, i.len);
+    return status(n) && n == 1;
+  }
+}
+
+export { Json, JsonKind } from "./json";
