@@ -55,6 +55,14 @@
 @external("omnicore:sql", "rollback") declare function sql_rollback(tx: i64): i32;
 @external("omnicore:redis", "command") declare function redis_command(c: usize, cl: usize, r: usize, rl: usize): i64;
 
+// UTF-8 bytes of a string, for passing (ptr, len) to the host.
+class Utf8 {
+  constructor(public buf: ArrayBuffer) {}
+  static of(text: string): Utf8 { return new Utf8(String.UTF8.encode(text)); }
+  get ptr(): usize { return changetype<usize>(this.buf); }
+  get len(): usize { return this.buf.byteLength; }
+}
+
 // ---- status codes (ABI §3.1) -------------------------------------------------------------
 
 export namespace Status {
@@ -132,13 +140,6 @@ export function fail(message: string): u64 {
 
 // ---- strings across the boundary ---------------------------------------------------------
 
-class Utf8 {
-  buf: ArrayBuffer;
-  constructor(text: string) { this.buf = String.UTF8.encode(text); }
-  get ptr(): usize { return changetype<usize>(this.buf); }
-  get len(): usize { return this.buf.byteLength; }
-}
-
 const READ_CONFIG = 0;
 const READ_KV = 1;
 const READ_KV_LIST = 2;
@@ -147,7 +148,7 @@ const READ_RECALL = 4;
 
 // The caller-buffer pattern (ABI §3.2): try a buffer, retry once with the size it needed.
 function readBytes(kind: i32, arg: string): ArrayBuffer | null {
-  const key = new Utf8(arg);
+  const key = Utf8.of(arg);
   let cap = 256;
   for (let attempt = 0; attempt < 4; attempt++) {
     const buf = new ArrayBuffer(cap);
@@ -205,7 +206,7 @@ function status(code: i32): bool {
 // ---- omnicore:log ------------------------------------------------------------------------
 
 function writeLog(level: i32, message: string): void {
-  const m = new Utf8(message);
+  const m = Utf8.of(message);
   log_write(level, m.ptr, m.len);
 }
 
@@ -238,19 +239,19 @@ export namespace kv {
   export function get(key: string): string | null { return readText(READ_KV, key); }
   export function getBytes(key: string): ArrayBuffer | null { return readBytes(READ_KV, key); }
   export function set(key: string, value: string): bool {
-    const k = new Utf8(key), v = new Utf8(value);
+    const k = Utf8.of(key), v = Utf8.of(value);
     return status(kv_set(k.ptr, k.len, v.ptr, v.len));
   }
   /** True when the key existed. */
   export function del(key: string): bool {
-    const k = new Utf8(key);
+    const k = Utf8.of(key);
     const n = kv_delete(k.ptr, k.len);
     return status(n) && n == 1;
   }
   /** Adds `delta` atomically and returns the new value; on failure 0 with lastStatus set
    * (INVALID: overflow, or a value that is not an integer). */
   export function incr(key: string, delta: i64): i64 {
-    const k = new Utf8(key);
+    const k = Utf8.of(key);
     const out = new ArrayBuffer(8);
     if (!status(kv_incr(k.ptr, k.len, delta, changetype<usize>(out)))) return 0;
     return load<i64>(changetype<usize>(out));
@@ -268,7 +269,7 @@ export namespace secrets {
 
 export namespace events {
   export function publish(topic: string, payload: string): bool {
-    const t = new Utf8(topic), p = new Utf8(payload);
+    const t = Utf8.of(topic), p = Utf8.of(payload);
     return status(events_publish(t.ptr, t.len, p.ptr, p.len));
   }
 }
@@ -276,7 +277,7 @@ export namespace events {
 export namespace tasks {
   /** Runs handler `name` of this plugin with `payload` after `delayMs`; the id, or a status. */
   export function enqueue(name: string, payload: string, delayMs: i64 = 0): i64 {
-    const h = new Utf8(name), p = new Utf8(payload);
+    const h = Utf8.of(name), p = Utf8.of(payload);
     const id = tasks_enqueue(h.ptr, h.len, p.ptr, p.len, delayMs);
     lastStatus = id < 0 ? (id as i32) : 0;
     return id;
@@ -292,22 +293,22 @@ export namespace tasks {
 export namespace http {
   /** `request` is the JSON request (ABI §4.7); the JSON response, or null (lastError). */
   export function request(requestJson: string, body: string = ""): string | null {
-    const r = new Utf8(requestJson), b = new Utf8(body);
+    const r = Utf8.of(requestJson), b = Utf8.of(body);
     return takeBlock(http_request(r.ptr, r.len, b.ptr, b.len));
   }
 }
 
 export namespace sql {
   export function query(conn: string, requestJson: string): string | null {
-    const c = new Utf8(conn), r = new Utf8(requestJson);
+    const c = Utf8.of(conn), r = Utf8.of(requestJson);
     return takeBlock(sql_query(c.ptr, c.len, r.ptr, r.len));
   }
   export function execute(conn: string, requestJson: string): string | null {
-    const c = new Utf8(conn), r = new Utf8(requestJson);
+    const c = Utf8.of(conn), r = Utf8.of(requestJson);
     return takeBlock(sql_execute(c.ptr, c.len, r.ptr, r.len));
   }
   export function begin(conn: string): i64 {
-    const c = new Utf8(conn);
+    const c = Utf8.of(conn);
     const tx = sql_begin(c.ptr, c.len);
     lastStatus = tx < 0 ? (tx as i32) : 0;
     return tx;
@@ -318,7 +319,7 @@ export namespace sql {
 
 export namespace redis {
   export function command(conn: string, requestJson: string): string | null {
-    const c = new Utf8(conn), r = new Utf8(requestJson);
+    const c = Utf8.of(conn), r = Utf8.of(requestJson);
     return takeBlock(redis_command(c.ptr, c.len, r.ptr, r.len));
   }
 }
@@ -331,7 +332,7 @@ export namespace memory {
   export const LONG_TERM: i32 = 2;
   /** `itemJson` is {"text", "metadata"?, "ttl_s"?, "importance"?, "vector"?}; the id or a status. */
   export function remember(tier: i32, itemJson: string): i64 {
-    const i = new Utf8(itemJson);
+    const i = Utf8.of(itemJson);
     const id = memory_remember(tier, i.ptr, i.len);
     lastStatus = id < 0 ? (id as i32) : 0;
     return id;
@@ -347,20 +348,20 @@ export namespace memory {
 export namespace vectors {
   /** `metaJson` is a JSON object or "". */
   export function upsert(collection: string, id: string, vector: Float32Array, metaJson: string = ""): bool {
-    const c = new Utf8(collection), i = new Utf8(id), m = new Utf8(metaJson);
+    const c = Utf8.of(collection), i = Utf8.of(id), m = Utf8.of(metaJson);
     return status(vectors_upsert(c.ptr, c.len, i.ptr, i.len, vector.dataStart, vector.length, m.ptr, m.len));
   }
   /** The `k` nearest as JSON [{"id", "score", "metadata"}], best first. */
   export function search(collection: string, vector: Float32Array, k: i32): string | null {
-    const c = new Utf8(collection);
+    const c = Utf8.of(collection);
     return takeBlock(vectors_search(c.ptr, c.len, vector.dataStart, vector.length, k));
   }
   export function query(collection: string, vector: Float32Array, k: i32, filterJson: string): string | null {
-    const c = new Utf8(collection), f = new Utf8(filterJson);
+    const c = Utf8.of(collection), f = Utf8.of(filterJson);
     return takeBlock(vectors_query(c.ptr, c.len, vector.dataStart, vector.length, k, f.ptr, f.len));
   }
   export function del(collection: string, id: string): bool {
-    const c = new Utf8(collection), i = new Utf8(id);
+    const c = Utf8.of(collection), i = Utf8.of(id);
     const n = vectors_delete(c.ptr, c.len, i.ptr, i.len);
     return status(n) && n == 1;
   }
