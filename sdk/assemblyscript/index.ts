@@ -3,22 +3,25 @@
 // `omnicore build` compiles the plugin with the npm `assemblyscript` compiler (the set-up
 // installs it), this package resolving as "omnicore":
 //
-//     import { Json, config, fail, input, log, ok } from "omnicore";
+//     import { Json, config, fail, input, log, okJson } from "omnicore";
 //
 //     export function greet(ptr: usize, len: usize): u64 {
 //       const doc = Json.parse(input(ptr, len));
 //       if (doc == null || !doc.isObject()) return fail("invalid JSON input");
 //       const name = doc.getString("name", "world");
 //       log.info("greeting " + name);
-//       return ok(Json.object().set("message", Json.str("Hello, " + name + "!")).toString());
+//       return okJson(Json.object().set("message", Json.str("Hello, " + name + "!")));
 //     }
 //
 // A handler is an exported `(ptr: usize, len: usize): u64`: read the input with `input` (text)
-// or `inputBytes`, answer with `ok`/`okBytes` (the output) or `fail` (the host raises
-// GuestError with the message). The output is kept alive until the next call (ABI §2.3).
+// or `inputBytes`, answer with `ok` (text), `okJson` (a `Json` tree), `okBytes` or `fail` (the
+// host raises GuestError with the message). The output stays valid until the next call
+// (ABI §2.3): the SDK writes it into one raw block it reuses.
 //
-// The runtime is AssemblyScript's incremental GC; `omni_alloc`/`omni_free` (exported by
-// `omnicore build` from exports.ts) sit on its raw heap, outside the GC. Top-level statements
+// The runtime is AssemblyScript's minimal one (`omnicore build` picks it; asconfig.json may
+// choose "incremental"): the SDK collects garbage when `ok`/`okJson`/`okBytes`/`fail` hand
+// over the output, so build the output last. `omni_alloc`/`omni_free` (exported by
+// `omnicore build` from exports.ts) sit on the raw heap, outside the GC. Top-level statements
 // run in the module's start function, which may call host functions (ABI §2.1). `throw` and
 // failed assertions abort: the SDK's `abort` logs the message at error level, then traps.
 //
@@ -97,12 +100,81 @@ export function omniAbort(message: string | null, file: string | null, line: u32
   unreachable();
 }
 
-// The previous call's output: referenced here so the GC keeps it until the next call.
+// Three raw heap blocks reused by every call, outside the GC: the output (kept until the
+// next call, ABI §2.3), arguments passed to the host, and the host's answers (§3.2). Plain
+// numbers, so that no initializer runs code (an abort while one ran would find them unset).
+let outputPtr: usize = 0, outputCap: usize = 0;
+let argsPtr: usize = 0, argsCap: usize = 0;
+let answerPtr: usize = 0, answerCap: usize = 0;
+// The previous call's okBytes output: referenced here so the GC keeps it until the next call.
 let lastOutput: ArrayBuffer | null = null;
+// The UTF-8 of one or two strings in the args block: (arg0, len0) and (arg1, len1).
+let arg0: usize = 0, len0: usize = 0, arg1: usize = 0, len1: usize = 0;
+// The length of the answer a read left in the answer block (until the next host call).
+let answerLen: usize = 0;
+
+function capacityFor(n: usize): usize {
+  let cap: usize = 256;
+  while (cap < n) cap <<= 1;
+  return cap;
+}
+
+// A block of `cap` bytes replacing `ptr` (whose contents are gone).
+function regrow(ptr: usize, cap: usize): usize {
+  if (ptr != 0) heap.free(ptr);
+  return heap.alloc(cap);
+}
+
+function ensureOutput(n: usize): usize {
+  if (n > outputCap) { outputCap = capacityFor(n); outputPtr = regrow(outputPtr, outputCap); }
+  return outputPtr;
+}
+
+function ensureArgs(n: usize): usize {
+  if (n > argsCap) { argsCap = capacityFor(n); argsPtr = regrow(argsPtr, argsCap); }
+  return argsPtr;
+}
+
+function ensureAnswer(n: usize): usize {
+  if (n > answerCap) { answerCap = capacityFor(n); answerPtr = regrow(answerPtr, answerCap); }
+  return answerPtr;
+}
 
 function pack(ptr: usize, len: usize, isError: bool): u64 {
   const n: usize = len > 0x7fffffff ? <usize>0x7fffffff : len;
   return ((ptr as u64) << 32) | (isError ? 0x80000000 : 0) | (n as u64);
+}
+
+// Under the minimal runtime (omnicore build's default) garbage is collected here, when a
+// handler hands over its output: the collector sees only globals, and the handler is done.
+const MINIMAL_RUNTIME = 1; // ASC_RUNTIME's value for --runtime minimal (Runtime.Minimal)
+// A collection walks what was allocated since the last one: a few calls' worth costs about
+// what one call's does, and garbage stays bounded at a few calls' allocations.
+const COLLECT_EVERY = 8;
+let callsSinceCollect: i32 = 0;
+function endOfCall(): void {
+  if (ASC_RUNTIME == MINIMAL_RUNTIME && ++callsSinceCollect >= COLLECT_EVERY) {
+    callsSinceCollect = 0;
+    __collect();
+  }
+}
+
+function packText(text: string, isError: bool): u64 {
+  const ptr = ensureOutput(<usize>String.UTF8.byteLength(text));
+  const len = String.UTF8.encodeUnsafe(changetype<usize>(text), text.length, ptr);
+  lastOutput = null;
+  endOfCall();
+  return pack(ptr, len, isError);
+}
+
+function setArgs(a: string, b: string | null = null): void {
+  const na = <usize>String.UTF8.byteLength(a);
+  const nb = b != null ? <usize>String.UTF8.byteLength(b) : 0;
+  const base = ensureArgs(na + nb);
+  arg0 = base;
+  len0 = String.UTF8.encodeUnsafe(changetype<usize>(a), a.length, base);
+  arg1 = base + len0;
+  len1 = b != null ? String.UTF8.encodeUnsafe(changetype<usize>(b), b.length, arg1) : 0;
 }
 
 /** The handler's input as UTF-8 text (invalid sequences replaced). */
@@ -119,23 +191,37 @@ export function inputBytes(ptr: usize, len: usize): Uint8Array {
 
 /** Succeed with `text` (UTF-8) as the output. */
 export function ok(text: string): u64 {
-  const buf = String.UTF8.encode(text);
-  lastOutput = buf;
-  return pack(changetype<usize>(buf), buf.byteLength, false);
+  return packText(text, false);
+}
+
+/** Succeed with `value`'s JSON text as the output, encoded straight into the output block. */
+export function okJson(value: Json): u64 {
+  const parts: string[] = [];
+  value.pieces(parts);
+  let total: usize = 0;
+  for (let i = 0; i < parts.length; i++) total += <usize>String.UTF8.byteLength(parts[i]);
+  const base = ensureOutput(total);
+  let at = base;
+  for (let i = 0; i < parts.length; i++) {
+    const piece = parts[i];
+    at += String.UTF8.encodeUnsafe(changetype<usize>(piece), piece.length, at);
+  }
+  lastOutput = null;
+  endOfCall();
+  return pack(base, at - base, false);
 }
 
 /** Succeed with `data` as the output. */
 export function okBytes(data: Uint8Array): u64 {
-  const buf = data.buffer;
-  lastOutput = buf;
-  return pack(data.dataStart, data.byteLength, false);
+  lastOutput = data.buffer;
+  const packed = pack(data.dataStart, data.byteLength, false);
+  endOfCall();
+  return packed;
 }
 
 /** Fail the call: the host raises GuestError with `message`. */
 export function fail(message: string): u64 {
-  const buf = String.UTF8.encode(message);
-  lastOutput = buf;
-  return pack(changetype<usize>(buf), buf.byteLength, true);
+  return packText(message, true);
 }
 
 // ---- strings across the boundary ---------------------------------------------------------
@@ -146,32 +232,38 @@ const READ_KV_LIST = 2;
 const READ_SECRET = 3;
 const READ_RECALL = 4;
 
-// The caller-buffer pattern (ABI §3.2): try a buffer, retry once with the size it needed.
-function readBytes(kind: i32, arg: string): ArrayBuffer | null {
-  const key = Utf8.of(arg);
-  let cap = 256;
+// The caller-buffer pattern (ABI §3.2): try the answer block, retry once with the size the
+// host needed; the answer is at answerPtr, answerLen bytes.
+function read(kind: i32, arg: string): bool {
+  setArgs(arg);
+  ensureAnswer(256);
   for (let attempt = 0; attempt < 4; attempt++) {
-    const buf = new ArrayBuffer(cap);
-    const out = changetype<usize>(buf);
+    const out = answerPtr, cap = answerCap;
     let n: i32;
     switch (kind) {
-      case READ_CONFIG: n = config_get(key.ptr, key.len, out, cap); break;
-      case READ_KV: n = kv_get(key.ptr, key.len, out, cap); break;
-      case READ_KV_LIST: n = kv_list(key.ptr, key.len, out, cap); break;
-      case READ_SECRET: n = secrets_get(key.ptr, key.len, out, cap); break;
-      default: n = memory_recall(key.ptr, key.len, out, cap); break;
+      case READ_CONFIG: n = config_get(arg0, len0, out, cap); break;
+      case READ_KV: n = kv_get(arg0, len0, out, cap); break;
+      case READ_KV_LIST: n = kv_list(arg0, len0, out, cap); break;
+      case READ_SECRET: n = secrets_get(arg0, len0, out, cap); break;
+      default: n = memory_recall(arg0, len0, out, cap); break;
     }
-    if (n < 0) { lastStatus = n; return null; }
-    if (n <= cap) { lastStatus = 0; return buf.slice(0, n); }
-    cap = n; // did not fit: nothing was written
+    if (n < 0) { lastStatus = n; return false; }
+    if (<usize>n <= cap) { lastStatus = 0; answerLen = n; return true; }
+    ensureAnswer(n); // did not fit: nothing was written
   }
   lastStatus = Status.UNAVAILABLE; // the value kept changing size between reads
-  return null;
+  return false;
+}
+
+function readBytes(kind: i32, arg: string): ArrayBuffer | null {
+  if (!read(kind, arg)) return null;
+  const buf = new ArrayBuffer(<i32>answerLen);
+  memory.copy(changetype<usize>(buf), answerPtr, answerLen);
+  return buf;
 }
 
 function readText(kind: i32, arg: string): string | null {
-  const bytes = readBytes(kind, arg);
-  return bytes == null ? null : String.UTF8.decode(bytes);
+  return read(kind, arg) ? String.UTF8.decodeUnsafe(answerPtr, answerLen) : null;
 }
 
 const STATUS_NAMES = ["NOT_FOUND", "DENIED", "INVALID", "QUOTA", "UNAVAILABLE", "TOO_LARGE"];
@@ -206,8 +298,8 @@ function status(code: i32): bool {
 // ---- omnicore:log ------------------------------------------------------------------------
 
 function writeLog(level: i32, message: string): void {
-  const m = Utf8.of(message);
-  log_write(level, m.ptr, m.len);
+  setArgs(message);
+  log_write(level, arg0, len0);
 }
 
 export namespace log {
@@ -239,22 +331,22 @@ export namespace kv {
   export function get(key: string): string | null { return readText(READ_KV, key); }
   export function getBytes(key: string): ArrayBuffer | null { return readBytes(READ_KV, key); }
   export function set(key: string, value: string): bool {
-    const k = Utf8.of(key), v = Utf8.of(value);
-    return status(kv_set(k.ptr, k.len, v.ptr, v.len));
+    setArgs(key, value);
+    return status(kv_set(arg0, len0, arg1, len1));
   }
   /** True when the key existed. */
   export function del(key: string): bool {
-    const k = Utf8.of(key);
-    const n = kv_delete(k.ptr, k.len);
+    setArgs(key);
+    const n = kv_delete(arg0, len0);
     return status(n) && n == 1;
   }
   /** Adds `delta` atomically and returns the new value; on failure 0 with lastStatus set
    * (INVALID: overflow, or a value that is not an integer). */
   export function incr(key: string, delta: i64): i64 {
-    const k = Utf8.of(key);
-    const out = new ArrayBuffer(8);
-    if (!status(kv_incr(k.ptr, k.len, delta, changetype<usize>(out)))) return 0;
-    return load<i64>(changetype<usize>(out));
+    setArgs(key);
+    const out = ensureAnswer(8);
+    if (!status(kv_incr(arg0, len0, delta, out))) return 0;
+    return load<i64>(out);
   }
   /** The keys with `prefix`, sorted, as a JSON array text. */
   export function list(prefix: string): string | null { return readText(READ_KV_LIST, prefix); }
@@ -269,8 +361,8 @@ export namespace secrets {
 
 export namespace events {
   export function publish(topic: string, payload: string): bool {
-    const t = Utf8.of(topic), p = Utf8.of(payload);
-    return status(events_publish(t.ptr, t.len, p.ptr, p.len));
+    setArgs(topic, payload);
+    return status(events_publish(arg0, len0, arg1, len1));
   }
 }
 
@@ -367,4 +459,5 @@ export namespace vectors {
   }
 }
 
-export { Json, JsonKind } from "./json";
+import { Json } from "./json";
+export { Json, JsonKind, quote } from "./json";

@@ -5,6 +5,11 @@
 export enum JsonKind { Null, Bool, Number, String, Array, Object }
 
 const MAX_DEPTH = 64;
+// Scalars share these (never written to): a call allocates arrays only for containers.
+const NO_ITEMS: Json[] = [];
+const NO_KEYS: string[] = [];
+// Where parseInt64 leaves its integer.
+let parsedInt: i64 = 0;
 
 export class Json {
   kind: JsonKind = JsonKind.Null;
@@ -13,8 +18,8 @@ export class Json {
   /** A number's text as written, so integers keep all 64 bits. */
   raw: string = "";
   str: string = "";
-  items: Json[] = [];
-  keys: string[] = [];
+  items: Json[] = NO_ITEMS;
+  keys: string[] = NO_KEYS;
 
   /** Why the last `parse` answered null, and at which character. */
   static error: string = "";
@@ -36,8 +41,8 @@ export class Json {
   static str(s: string): Json { const j = new Json(); j.kind = JsonKind.String; j.str = s; return j; }
   static num(n: f64): Json { const j = new Json(); j.kind = JsonKind.Number; j.num = n; j.raw = n.toString(); return j; }
   static int(n: i64): Json { const j = new Json(); j.kind = JsonKind.Number; j.num = n as f64; j.raw = n.toString(); return j; }
-  static object(): Json { const j = new Json(); j.kind = JsonKind.Object; return j; }
-  static array(): Json { const j = new Json(); j.kind = JsonKind.Array; return j; }
+  static object(): Json { const j = new Json(); j.kind = JsonKind.Object; j.items = []; j.keys = []; return j; }
+  static array(): Json { const j = new Json(); j.kind = JsonKind.Array; j.items = []; return j; }
 
   isNull(): bool { return this.kind == JsonKind.Null; }
   isString(): bool { return this.kind == JsonKind.String; }
@@ -54,6 +59,7 @@ export class Json {
 
   /** Sets an object's member (replacing one of the same key); returns this for chaining. */
   set(key: string, value: Json): Json {
+    assert(this.kind == JsonKind.Object, "Json.set on a value that is not an object");
     for (let i = 0; i < this.keys.length; i++) {
       if (this.keys[i] == key) { this.items[i] = value; return this; }
     }
@@ -62,29 +68,48 @@ export class Json {
     return this;
   }
 
-  push(value: Json): Json { this.items.push(value); return this; }
+  push(value: Json): Json {
+    assert(this.kind == JsonKind.Array, "Json.push on a value that is not an array");
+    this.items.push(value);
+    return this;
+  }
 
   /** Whether this is a number written as an integer that fits in 64 bits. */
-  isInteger(): bool { return this.kind == JsonKind.Number && parseInt64(this.raw, this.i64ok); }
-  private i64ok: i64[] = [0];
+  isInteger(): bool { return this.kind == JsonKind.Number && parseInt64(this.raw); }
   /** The integer (check `isInteger` first). */
-  asInt(): i64 { parseInt64(this.raw, this.i64ok); return this.i64ok[0]; }
+  asInt(): i64 { parseInt64(this.raw); return parsedInt; }
 
   toString(): string {
+    const parts: string[] = [];
+    this.pieces(parts);
+    return parts.join("");
+  }
+
+  /** Pushes this value's JSON text onto `parts`, piece by piece (one join at the end). */
+  pieces(parts: string[]): void {
     switch (this.kind) {
-      case JsonKind.Null: return "null";
-      case JsonKind.Bool: return this.bool ? "true" : "false";
-      case JsonKind.Number: return this.raw;
-      case JsonKind.String: return quote(this.str);
+      case JsonKind.Null: parts.push("null"); break;
+      case JsonKind.Bool: parts.push(this.bool ? "true" : "false"); break;
+      case JsonKind.Number: parts.push(this.raw); break;
+      case JsonKind.String: pushQuoted(parts, this.str); break;
       case JsonKind.Array: {
-        const parts = new Array<string>(this.items.length);
-        for (let i = 0; i < this.items.length; i++) parts[i] = this.items[i].toString();
-        return "[" + parts.join(",") + "]";
+        parts.push("[");
+        for (let i = 0; i < this.items.length; i++) {
+          if (i > 0) parts.push(",");
+          this.items[i].pieces(parts);
+        }
+        parts.push("]");
+        break;
       }
       default: {
-        const parts = new Array<string>(this.keys.length);
-        for (let i = 0; i < this.keys.length; i++) parts[i] = quote(this.keys[i]) + ":" + this.items[i].toString();
-        return "{" + parts.join(",") + "}";
+        parts.push("{");
+        for (let i = 0; i < this.keys.length; i++) {
+          if (i > 0) parts.push(",");
+          pushQuoted(parts, this.keys[i]);
+          parts.push(":");
+          this.items[i].pieces(parts);
+        }
+        parts.push("}");
       }
     }
   }
@@ -92,30 +117,34 @@ export class Json {
 
 /** `s` as a JSON string literal. */
 export function quote(s: string): string {
-  let plain = true;
+  const parts: string[] = [];
+  pushQuoted(parts, s);
+  return parts.join("");
+}
+
+/** Pushes `s` as a JSON string literal onto `parts`: runs of plain text as one piece each. */
+export function pushQuoted(parts: string[], s: string): void {
+  parts.push("\"");
+  let run = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c < 0x20 || c == 0x22 || c == 0x5c) { plain = false; break; }
-  }
-  if (plain) return "\"" + s + "\"";
-  const parts: string[] = ["\""];
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c != 0x22 && c != 0x5c) continue;
+    if (i > run) parts.push(s.substring(run, i));
     if (c == 0x22) parts.push("\\\"");
     else if (c == 0x5c) parts.push("\\\\");
     else if (c == 0x0a) parts.push("\\n");
     else if (c == 0x0d) parts.push("\\r");
     else if (c == 0x09) parts.push("\\t");
-    else if (c < 0x20) parts.push("\\u00" + (c < 0x10 ? "0" : "") + c.toString(16));
-    else parts.push(String.fromCharCode(c));
+    else parts.push("\\u00" + (c < 0x10 ? "0" : "") + c.toString(16));
+    run = i + 1;
   }
+  parts.push(run == 0 ? s : s.substring(run));
   parts.push("\"");
-  return parts.join("");
 }
 
-// An integer's decimal text (no fraction, no exponent) into out[0]; false when it is not one
-// or does not fit in 64 bits. Accumulates negatively so that i64.MIN_VALUE fits.
-function parseInt64(raw: string, out: i64[]): bool {
+// An integer's decimal text (no fraction, no exponent) into parsedInt; false when it is not
+// one or does not fit in 64 bits. Accumulates negatively so that i64.MIN_VALUE fits.
+function parseInt64(raw: string): bool {
   let i = 0;
   const negative = raw.length > 0 && raw.charCodeAt(0) == 0x2d;
   if (negative) i = 1;
@@ -131,7 +160,7 @@ function parseInt64(raw: string, out: i64[]): bool {
     if (acc == i64.MIN_VALUE) return false;
     acc = -acc;
   }
-  out[0] = acc;
+  parsedInt = acc;
   return true;
 }
 
@@ -226,8 +255,16 @@ class Parser {
 
   string(): string | null {
     this.i++; // the opening quote
+    // Most strings have no escape: one substring, no parts.
+    const begin = this.i;
+    while (this.i < this.text.length) {
+      const c = this.text.charCodeAt(this.i);
+      if (c == 0x22) { this.i++; return this.text.substring(begin, this.i - 1); }
+      if (c == 0x5c || c < 0x20) break;
+      this.i++;
+    }
     const parts: string[] = [];
-    let run = this.i;
+    let run = begin;
     while (this.i < this.text.length) {
       const c = this.text.charCodeAt(this.i);
       if (c == 0x22) {

@@ -4,7 +4,7 @@ npm's ``assemblyscript`` compiler (``asc``, installed by the set-up into ``build
 ``OMNICORE_ASC``) builds the entries of ``asconfig.json`` (default ``plugin.ts``) with the SDK's
 ``exports.ts`` (the ``omni_alloc``/``omni_free`` pair) as a second entry::
 
-    node asc.js plugin.ts <sdk>/exports.ts -O3 --runtime incremental --path <work>/path
+    node asc.js plugin.ts <sdk>/exports.ts -O3 --runtime minimal --path <work>/path
         --use abort=~lib/omnicore/index/omniAbort
 
 ``--path`` resolves ``import ... from "omnicore"`` to the SDK; ``--use abort=`` replaces the
@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import check_plugin_name, locations
@@ -29,7 +30,10 @@ __all__ = ["EXTENSIONS", "LANGUAGE", "check", "compile", "detect", "scaffold"]
 LANGUAGE = "assemblyscript"
 EXTENSIONS = ("assemblyscript", "as")
 CONFIG = "asconfig.json"
-FLAGS = ("-O3", "--runtime", "incremental", "--use", "abort=~lib/omnicore/index/omniAbort")
+FLAGS = ("-O3", "--use", "abort=~lib/omnicore/index/omniAbort")
+#: The runtime unless asconfig.json's options name one: the SDK collects at the end of each
+#: call, which is cheaper than the incremental GC's steps on every allocation.
+RUNTIME = "minimal"
 
 _SCAFFOLD = Path(__file__).parent / "scaffolds" / "assemblyscript"
 _BUILD_TIMEOUT_S = 300
@@ -65,11 +69,18 @@ def check() -> str | None:
     return None
 
 
-def _entries(src: Path) -> list[str]:
+def _config(src: Path) -> dict[str, Any]:
     try:
         config = json.loads((src / CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BuildError(f"{src / CONFIG}: {exc}", plugin=src.name, toolchain=LANGUAGE) from exc
+    if not isinstance(config, dict):
+        raise BuildError(f"{src / CONFIG}: not a JSON object", plugin=src.name,
+                         toolchain=LANGUAGE)
+    return config
+
+
+def _entries(src: Path, config: dict[str, Any]) -> list[str]:
     entries = config.get("entries") or ["plugin.ts"]
     missing = [e for e in entries if not (src / e).is_file()]
     if missing:
@@ -93,9 +104,11 @@ def compile(src: Path, work: Path) -> bytes:
     if not link.exists():
         link.symlink_to(sdk_dir().resolve(), target_is_directory=True)
     out = work / "plugin.wasm"
-    cmd = [node, str(asc()), *_entries(src), str(sdk_dir() / "exports.ts"), *FLAGS,
-           "--config", CONFIG, "--path", str(path),
-           "--outFile", str(out)]
+    config = _config(src)
+    options = config.get("options")
+    runtime = [] if isinstance(options, dict) and "runtime" in options else ["--runtime", RUNTIME]
+    cmd = [node, str(asc()), *_entries(src, config), str(sdk_dir() / "exports.ts"), *FLAGS,
+           *runtime, "--config", CONFIG, "--path", str(path), "--outFile", str(out)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S,
                               check=False, cwd=src)

@@ -2,7 +2,7 @@
 // `start`; `reset` puts it back. The count lives in omnicore:kv (key "count", the distance
 // from `start`), so it survives a restart and every instance in the pool shares it:
 // kv.incr is atomic in the host.
-import { Json, Status, config, fail, input, kv, lastStatus, log, ok } from "omnicore";
+import { Json, Status, config, fail, input, kv, lastStatus, log, okJson } from "omnicore";
 
 const KEY = "count";
 
@@ -24,7 +24,7 @@ function readStart(): Json | null {
 }
 
 function result(count: i64): u64 {
-  return ok(Json.object().set("count", Json.int(count)).toString());
+  return okJson(Json.object().set("count", Json.int(count)));
 }
 
 export function count(ptr: usize, len: usize): u64 {

@@ -1,5 +1,5 @@
 // The greeter example: {"name": "Ada"} -> {"message": "Hello, Ada!"}.
-import { Json, config, fail, input, log, ok } from "omnicore";
+import { Json, config, fail, input, log, okJson } from "omnicore";
 
 export function greet(ptr: usize, len: usize): u64 {
   const doc = Json.parse(input(ptr, len));
@@ -14,6 +14,6 @@ export function greet(ptr: usize, len: usize): u64 {
   }
   const greeting = config.get("greeting");
   const word = greeting != null ? greeting : "Hello";
-  log.info("greeting " + name);
-  return ok(Json.object().set("message", Json.str(word + ", " + name + "!")).toString());
+  log.info(`greeting ${name}`);
+  return okJson(Json.object().set("message", Json.str(`${word}, ${name}!`)));
 }
