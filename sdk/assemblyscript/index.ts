@@ -382,11 +382,40 @@ export namespace tasks {
 
 // ---- omnicore:http, omnicore:sql, omnicore:redis -----------------------------------------
 
+export class HttpResponse {
+  constructor(
+    public status: i32,
+    /** `{"status", "headers": {name: value}}` as the host wrote it. */
+    public head: string,
+    public body: Uint8Array) {}
+  /** The body as UTF-8 text. */
+  text(): string { return String.UTF8.decodeUnsafe(this.body.dataStart, this.body.byteLength); }
+}
+
 export namespace http {
-  /** `request` is the JSON request (ABI §4.7); the JSON response, or null (lastError). */
-  export function request(requestJson: string, body: string = ""): string | null {
+  /** `requestJson` is {"method", "url", "headers"?, "timeout_ms"?} or, through a connector,
+   * {"method", "connector", "path", ...} (ABI §4.7); null on failure (lastStatus, lastError). */
+  export function request(requestJson: string, body: string = ""): HttpResponse | null {
     const r = Utf8.of(requestJson), b = Utf8.of(body);
-    return takeBlock(http_request(r.ptr, r.len, b.ptr, b.len));
+    const packed = <u64>http_request(r.ptr, r.len, b.ptr, b.len);
+    const ptr = (packed >> 32) as usize;
+    const len = (packed & 0x7fffffff) as usize;
+    if ((packed & 0x80000000) != 0 || len < 4) {
+      takeBlock(<i64>packed); // frees the block; sets lastStatus and lastError on E = 1
+      if (lastStatus == 0) lastStatus = Status.UNAVAILABLE; // too short to hold a head
+      return null;
+    }
+    // head_len: u32 LE, the head's JSON, then the body to the end of the block
+    const n = <usize>load<u32>(ptr);
+    if (n > len - 4) { omni_free(ptr, len); lastStatus = Status.UNAVAILABLE; return null; }
+    const head = String.UTF8.decodeUnsafe(ptr + 4, n);
+    const content = new Uint8Array(<i32>(len - 4 - n));
+    memory.copy(content.dataStart, ptr + 4 + n, len - 4 - n);
+    omni_free(ptr, len);
+    const parsed = Json.parse(head);
+    const code = parsed != null ? parsed.get("status") : null;
+    lastStatus = 0;
+    return new HttpResponse(code != null ? <i32>code.num : 0, head, content);
   }
 }
 
@@ -418,7 +447,8 @@ export namespace redis {
 
 // ---- omnicore:memory, omnicore:vectors ---------------------------------------------------
 
-export namespace memory {
+// Named apart from the builtin `memory` (memory.copy ...), exported as `memory` below.
+namespace tieredMemory {
   export const WORKING: i32 = 0;
   export const SHORT_TERM: i32 = 1;
   export const LONG_TERM: i32 = 2;
@@ -458,6 +488,8 @@ export namespace vectors {
     return status(n) && n == 1;
   }
 }
+
+export { tieredMemory as memory };
 
 import { Json } from "./json";
 export { Json, JsonKind, quote } from "./json";

@@ -407,10 +407,25 @@ pub const tasks = struct {
 // ---- omnicore:http, omnicore:sql, omnicore:redis (answers through §3.3 blocks) -------------------
 
 pub const http = struct {
-    /// `request` is the JSON request (`{"method", "url", "headers"?, "connector"?, ...}`,
-    /// specs/abi.md §4.7); the JSON response `{"status", "headers", "body"}`.
-    pub fn request(a: std.mem.Allocator, request_json: []const u8, body: []const u8) HostError![]u8 {
-        return takeBlock(a, raw.http_request(request_json.ptr, request_json.len, body.ptr, body.len));
+    pub const Response = struct {
+        status: u16,
+        /// `{"status", "headers": {name: value}}` as the host wrote it.
+        head: []const u8,
+        body: []const u8,
+    };
+
+    /// `request_json` is `{"method", "url", "headers"?, "timeout_ms"?}` or, through a
+    /// connector, `{"method", "connector", "path", ...}` (specs/abi.md §4.7).
+    pub fn request(a: std.mem.Allocator, request_json: []const u8, body: []const u8) (HostError || error{InvalidReply})!Response {
+        const block = try takeBlock(a, raw.http_request(request_json.ptr, request_json.len, body.ptr, body.len));
+        // head_len: u32 LE, the head's JSON, then the body to the end of the block
+        if (block.len < 4) return error.InvalidReply;
+        const n = std.mem.readInt(u32, block[0..4], .little);
+        if (n > block.len - 4) return error.InvalidReply;
+        const head = block[4..][0..n];
+        const Head = struct { status: u16 };
+        const parsed = std.json.parseFromSliceLeaky(Head, a, head, .{ .ignore_unknown_fields = true }) catch return error.InvalidReply;
+        return .{ .status = parsed.status, .head = head, .body = block[4 + n ..] };
     }
 };
 

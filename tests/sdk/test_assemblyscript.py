@@ -13,7 +13,7 @@ import pytest
 from omnicore.errors import BuildError, ConfigError, GuestError, Trap
 from omnicore.sandbox import Limits, PluginModule, SandboxEngine
 from omnicore.toolchains import assemblyscript, build, language_for, scaffold
-from tests.sdk.hosting import runtime
+from tests.sdk.hosting import HostedProbe, Upstream, call_text, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +29,7 @@ def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     scaffold(fresh, "hello-as", "assemblyscript")
     built["scaffold"] = build(fresh, out_dir)
     built["start"] = build(Path(__file__).parent / "as_start", out_dir)
+    built["probe"] = build(Path(__file__).parent / "probe_as", out_dir)
     return built
 
 
@@ -105,8 +106,31 @@ def test_compile_errors_are_build_errors_with_asc_output(tmp_path: Path, out_dir
     src = tmp_path / "broken"
     scaffold(src, "broken", "as")
     plugin = src / "plugin.ts"
-    plugin.write_text(plugin.read_text().replace('let name = "world";', "let name = undefinedThing;"))
+    plugin.write_text(plugin.read_text().replace('let name = "world";',
+                                                 "let name = undefinedThing;"))
     with pytest.raises(BuildError) as info:
         build(src, out_dir)
     assert "undefinedThing" in str(info.value) and "plugin.ts" in str(info.value)
     assert info.value.toolchain == "assemblyscript"
+
+
+def test_every_capability_through_the_real_host(probe: HostedProbe, upstream: Upstream) -> None:
+    out = call_text(probe, "tour", upstream.url.encode())
+    lines = dict(line.split("=", 1) for line in out.splitlines())
+    recalled, found = lines.pop("memory.recall"), lines.pop("vectors.search")
+    assert lines == {
+        "kv.set": "true", "kv.get": "ok(v1)", "kv.missing": "err(-1)", "kv.big": "err(-6)",
+        "kv.incr": "5", "kv.list": 'ok(["k1"])', "kv.delete": "true", "config.db": "ok(5432)",
+        "secret": "ok(s3cr3t)", "secret.unset": "err(-1)", "secret.hidden": "err(-2)",
+        "events": "true", "events.denied": "err(-2)", "tasks.cancel": "true",
+        "http": "201 echo: payload",
+        "http.denied": "err(-2) DENIED: https://denied.example:443 is not in the grant's "
+                       "allow_hosts",
+        "memory.forget": "true", "vectors.upsert": "true", "vectors.missing": "err(-1)",
+        "vectors.delete": "true"}
+    assert '"text":"likes green tea"' in recalled and '"id":"a"' in found
+    assert probe.events() == [("order.created", b"{}")]
+    assert [(t.handler, t.payload, t.state) for t in probe.tasks()] == [
+        ("echo", b"later", "cancelled")]
+    assert probe.kv("n") == b"5"
+    assert upstream.seen[-1].body == b"payload"

@@ -14,7 +14,7 @@ import pytest
 from omnicore.errors import BuildError, GuestError
 from omnicore.sandbox import Limits, PluginModule, SandboxEngine
 from omnicore.toolchains import build, language_for, scaffold, unit_tests, zig
-from tests.sdk.hosting import runtime
+from tests.sdk.hosting import HostedProbe, Upstream, call_text, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +29,7 @@ def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     scaffold(fresh, "hello-zig", "zig")
     built["scaffold"] = build(fresh, out_dir)
     built["scaffold-src"] = fresh
+    built["probe"] = build(Path(__file__).parent / "probe_zig", out_dir)
     return built
 
 
@@ -98,3 +99,23 @@ def test_compile_errors_are_build_errors_with_zig_output(tmp_path: Path, out_dir
         build(src, out_dir)
     assert "plugin.zig:" in str(info.value) and "undefinedThing" in str(info.value)
     assert info.value.toolchain == "zig"
+
+
+def test_every_capability_through_the_real_host(probe: HostedProbe, upstream: Upstream) -> None:
+    out = call_text(probe, "tour", upstream.url.encode())
+    lines = dict(line.split("=", 1) for line in out.splitlines())
+    recalled, found = lines.pop("memory.recall"), lines.pop("vectors.search")
+    assert lines == {
+        "kv.set": "ok(void)", "kv.get": "v1", "kv.missing": "null", "kv.big": "TooLarge",
+        "kv.incr": "ok(5)", "kv.list": "k1", "kv.delete": "ok(true)", "config.db": "5432",
+        "secret": "s3cr3t", "secret.unset": "ok(null)", "secret.hidden": "Denied",
+        "events": "ok(void)", "events.denied": "Denied", "tasks.cancel": "ok(true)",
+        "http": "201 echo: payload", "http.denied": "Denied", "memory.forget": "ok(true)",
+        "vectors.upsert": "ok(void)", "vectors.missing": "NotFound",
+        "vectors.delete": "ok(true)"}
+    assert '"text":"likes green tea"' in recalled and '"id":"a"' in found
+    assert probe.events() == [("order.created", b"{}")]
+    assert [(t.handler, t.payload, t.state) for t in probe.tasks()] == [
+        ("echo", b"later", "cancelled")]
+    assert probe.kv("n") == b"5"
+    assert upstream.seen[-1].body == b"payload"
