@@ -6,13 +6,14 @@ through ``omnicore.toolchains.build`` and run through the real sandbox.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from omnicore.errors import BuildError, ConfigError, GuestError, Trap
 from omnicore.sandbox import Limits, PluginModule, SandboxEngine
-from omnicore.toolchains import assemblyscript, build, language_for, scaffold
+from omnicore.toolchains import assemblyscript, build, language_for, scaffold, unit_tests
 from tests.sdk.hosting import HostedProbe, Upstream, call_text, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +101,25 @@ def test_top_level_statements_call_the_host_from_the_start_function(
 def test_scaffold_builds_and_runs(engine: SandboxEngine, wasm: dict[str, Path]) -> None:
     with runtime(engine, wasm["scaffold"], config={"greeting": "Hi"}) as rt:
         assert json.loads(rt.call("greet", b'{"name": "Sam"}')) == {"message": "Hi, Sam!"}
+
+
+def _unit_tests(src: Path) -> subprocess.CompletedProcess[str]:
+    run = unit_tests(src)
+    return subprocess.run(run.argv, env=run.env, cwd=run.cwd, capture_output=True, text=True,
+                          timeout=600, check=False)
+
+
+def test_unit_tests_run_each_test_on_node_and_report_failures(tmp_path: Path) -> None:
+    passed = _unit_tests(ROOT / "plugins" / "greeter" / "as")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "# 3 passed, 0 failed" in passed.stdout
+    src = tmp_path / "hello"
+    scaffold(src, "hello", "assemblyscript")
+    test_file = src / "plugin.test.ts"
+    test_file.write_text(test_file.read_text().replace("Hi, Ada!", "Hello, Ada!"))
+    failed = _unit_tests(src)
+    assert failed.returncode == 1
+    assert 'expected {"message":"Hello, Ada!"}, got {"message":"Hi, Ada!"}' in failed.stdout
 
 
 def test_compile_errors_are_build_errors_with_asc_output(tmp_path: Path, out_dir: Path) -> None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["build_command", "install", "new_plugin_command", "precompile_command", "report"]
 
 _LANGS = ["rust", "go", "js", "ts", "c", "python"]
-_LANGS += ["zig", "assemblyscript"]
+_LANGS += ["zig", "assemblyscript", "as"]
 
 
 def _shown(path: Path) -> str:

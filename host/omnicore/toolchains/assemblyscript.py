@@ -15,6 +15,7 @@ and abort are the toolchain's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import check_plugin_name, locations
+from omnicore.toolchains import UnitTests, check_plugin_name, locations
 
-__all__ = ["EXTENSIONS", "LANGUAGE", "check", "compile", "detect", "scaffold"]
+__all__ = ["EXTENSIONS", "LANGUAGE", "check", "compile", "detect", "scaffold", "unit_tests"]
 
 LANGUAGE = "assemblyscript"
 EXTENSIONS = ("assemblyscript", "as")
@@ -91,6 +92,14 @@ def _entries(src: Path, config: dict[str, Any]) -> list[str]:
 
 def compile(src: Path, work: Path) -> bytes:
     """Compile the project's entries and the SDK's exports into one module."""
+    config = _config(src)
+    options = config.get("options")
+    runtime = [] if isinstance(options, dict) and "runtime" in options else ["--runtime", RUNTIME]
+    return _asc(src, work, [*_entries(src, config), str(sdk_dir() / "exports.ts")],
+                [*runtime, "--config", CONFIG])
+
+
+def _asc(src: Path, work: Path, entries: list[str], flags: list[str]) -> bytes:
     node = shutil.which("node")
     if node is None or not asc().is_file():
         raise BuildError(f"cannot build {src.name}: {check()}", plugin=src.name,
@@ -104,11 +113,7 @@ def compile(src: Path, work: Path) -> bytes:
     if not link.exists():
         link.symlink_to(sdk_dir().resolve(), target_is_directory=True)
     out = work / "plugin.wasm"
-    config = _config(src)
-    options = config.get("options")
-    runtime = [] if isinstance(options, dict) and "runtime" in options else ["--runtime", RUNTIME]
-    cmd = [node, str(asc()), *_entries(src, config), str(sdk_dir() / "exports.ts"), *FLAGS,
-           *runtime, "--config", CONFIG, "--path", str(path), "--outFile", str(out)]
+    cmd = [node, str(asc()), *entries, *FLAGS, *flags, "--path", str(path), "--outFile", str(out)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S,
                               check=False, cwd=src)
@@ -120,6 +125,26 @@ def compile(src: Path, work: Path) -> bytes:
         raise BuildError(f"asc failed for {src}:\n{(proc.stderr or proc.stdout).strip()[-4000:]}",
                          plugin=src.name, toolchain=LANGUAGE)
     return out.read_bytes()
+
+
+def unit_tests(src: Path) -> UnitTests:
+    """The project's ``*.test.ts`` built with ``omnicore/testing`` and run on Node by the
+    SDK's ``testing/run.mjs``, each test in a fresh instance, the capabilities in memory."""
+    files = sorted(str(p.relative_to(src)) for p in src.glob("*.test.ts"))
+    if not files:
+        raise BuildError(f"{src}: no test files (plugin.test.ts; `omnicore new plugin --lang "
+                         f"assemblyscript` writes one)", plugin=src.name, toolchain=LANGUAGE)
+    work = locations.cache_dir() / "as-test" / hashlib.sha256(str(src).encode()).hexdigest()[:16]
+    work.mkdir(parents=True, exist_ok=True)
+    # The incremental runtime: the tests keep values in locals across handler calls, which
+    # the minimal runtime's end-of-call collection would not see.
+    wasm = _asc(src, work, [*files, str(sdk_dir() / "testing_exports.ts")],
+                ["--runtime", "incremental", "--debug"])
+    tests = work / "tests.wasm"
+    tests.write_bytes(wasm)
+    node = shutil.which("node") or "node"
+    return UnitTests([node, str(sdk_dir() / "testing" / "run.mjs"), str(tests)],
+                     dict(os.environ), src)
 
 
 def scaffold(dest: Path, name: str, lang: str) -> None:
