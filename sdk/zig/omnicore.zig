@@ -143,14 +143,59 @@ fn run(comptime f: anytype, comptime Fn: std.builtin.Type.Fn, call: *Call, input
     if (Fn.param_types.len == 1) return encode(call, try f(call));
     const In = Fn.param_types[1].?;
     if (In == []const u8) return try f(call, input);
-    const parsed = std.json.parseFromSliceLeaky(In, call.arena, if (input.len == 0) "{}" else input, .{
+    const parsed = std.json.parseFromSliceLeaky(In, call.arena, input, .{
         .ignore_unknown_fields = true,
         .allocate = .alloc_always,
     }) catch |err| {
-        call.message = std.fmt.allocPrint(call.arena, "invalid JSON input: {s}", .{@errorName(err)}) catch null;
+        call.message = mismatch(In, call.arena, input) orelse
+            std.fmt.allocPrint(call.arena, "invalid JSON input: {s}", .{@errorName(err)}) catch null;
         return error.InvalidInput;
     };
     return encode(call, try f(call, parsed));
+}
+
+/// When `input` is a JSON object whose member does not fit its field of struct `T`, says so
+/// ("name must be a string"): the message std.json's error name alone would not give.
+fn mismatch(comptime T: type, a: std.mem.Allocator, input: []const u8) ?[]const u8 {
+    const info = switch (@typeInfo(T)) {
+        .@"struct" => |s| s,
+        else => return null,
+    };
+    const doc = std.json.parseFromSliceLeaky(std.json.Value, a, input, .{}) catch return null;
+    if (doc != .object) return "invalid JSON input: expected an object";
+    inline for (info.field_names, info.field_types) |name, field_type| {
+        if (doc.object.get(name)) |value| {
+            if (!fits(field_type, value))
+                return std.fmt.allocPrint(a, "{s} must be {s}", .{ name, kind(field_type) }) catch null;
+        }
+    }
+    return null;
+}
+
+fn fits(comptime T: type, value: std.json.Value) bool {
+    return switch (@typeInfo(T)) {
+        .optional => |o| value == .null or fits(o.child, value),
+        .bool => value == .bool,
+        .int => value == .integer and std.math.cast(T, value.integer) != null,
+        .float => value == .float or value == .integer,
+        .pointer => |p| if (p.size == .slice and p.child == u8) value == .string else value == .array,
+        .@"struct" => value == .object,
+        .@"enum" => value == .string,
+        else => true,
+    };
+}
+
+fn kind(comptime T: type) []const u8 {
+    return switch (@typeInfo(T)) {
+        .optional => |o| kind(o.child),
+        .bool => "a boolean",
+        .int => std.fmt.comptimePrint("an integer in the {d}-bit range", .{@bitSizeOf(T)}),
+        .float => "a number",
+        .pointer => |p| if (p.size == .slice and p.child == u8) "a string" else "an array",
+        .@"struct" => "an object",
+        .@"enum" => "one of its names",
+        else => "valid",
+    };
 }
 
 fn encode(call: *Call, value: anytype) ![]const u8 {

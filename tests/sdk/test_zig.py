@@ -58,8 +58,11 @@ def test_greeter_uses_config_logs_and_fails_with_messages(engine: SandboxEngine,
         assert [line.message for line in rt.log.lines()] == ["greeting Ada", "greeting \U0001f30d"]
         with pytest.raises(GuestError, match="name must not be empty"):
             rt.call("greet", b'{"name": ""}')
-        with pytest.raises(GuestError, match="invalid JSON input"):
-            rt.call("greet", b"{")
+        for data, message in [(b"{", "invalid JSON input"), (b"", "invalid JSON input"),
+                              (b"[1]", "invalid JSON input: expected an object"),
+                              (b'{"name": 42}', "name must be a string")]:
+            with pytest.raises(GuestError, match=message):
+                rt.call("greet", data)
         assert json.loads(rt.call("greet", b"{}")) == {"message": "Ahoy, world!"}
         assert rt.stats()["discarded"] == 0
 
@@ -73,6 +76,9 @@ def test_counter_counts_from_configured_start_and_resets(engine: SandboxEngine,
         assert json.loads(rt.call("reset", b"")) == {"count": 40}
         with pytest.raises(GuestError, match="counter overflow"):
             rt.call("count", b'{"by": 9223372036854775807}')
+        for bad in (b'{"by": "x"}', b'{"by": 1.5}', b'{"by": 9223372036854775808}'):
+            with pytest.raises(GuestError, match="by must be an integer in the 64-bit range"):
+                rt.call("count", bad)
         assert json.loads(rt.call("count", b"{}")) == {"count": 41}
         for _ in range(2000):  # the per-call arena is reset: memory stays flat
             rt.call("count", b'{"by": 0}')
