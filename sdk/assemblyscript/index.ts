@@ -226,27 +226,23 @@ export function fail(message: string): u64 {
 
 // ---- strings across the boundary ---------------------------------------------------------
 
-const READ_CONFIG = 0;
-const READ_KV = 1;
-const READ_KV_LIST = 2;
-const READ_SECRET = 3;
-const READ_RECALL = 4;
+// The §3.2 readers, passed by reference so that a plugin imports only the ones it calls (a
+// switch over all of them would make every plugin request config, kv, secrets and memory).
+type Reader = (key: usize, keyLen: usize, out: usize, outCap: usize) => i32;
+function readConfig(k: usize, kl: usize, o: usize, oc: usize): i32 { return config_get(k, kl, o, oc); }
+function readKv(k: usize, kl: usize, o: usize, oc: usize): i32 { return kv_get(k, kl, o, oc); }
+function readKvList(k: usize, kl: usize, o: usize, oc: usize): i32 { return kv_list(k, kl, o, oc); }
+function readSecret(k: usize, kl: usize, o: usize, oc: usize): i32 { return secrets_get(k, kl, o, oc); }
+function readRecall(k: usize, kl: usize, o: usize, oc: usize): i32 { return memory_recall(k, kl, o, oc); }
 
 // The caller-buffer pattern (ABI §3.2): try the answer block, retry once with the size the
 // host needed; the answer is at answerPtr, answerLen bytes.
-function read(kind: i32, arg: string): bool {
+function read(reader: Reader, arg: string): bool {
   setArgs(arg);
   ensureAnswer(256);
   for (let attempt = 0; attempt < 4; attempt++) {
     const out = answerPtr, cap = answerCap;
-    let n: i32;
-    switch (kind) {
-      case READ_CONFIG: n = config_get(arg0, len0, out, cap); break;
-      case READ_KV: n = kv_get(arg0, len0, out, cap); break;
-      case READ_KV_LIST: n = kv_list(arg0, len0, out, cap); break;
-      case READ_SECRET: n = secrets_get(arg0, len0, out, cap); break;
-      default: n = memory_recall(arg0, len0, out, cap); break;
-    }
+    const n = reader(arg0, len0, out, cap);
     if (n < 0) { lastStatus = n; return false; }
     if (<usize>n <= cap) { lastStatus = 0; answerLen = n; return true; }
     ensureAnswer(n); // did not fit: nothing was written
@@ -255,15 +251,15 @@ function read(kind: i32, arg: string): bool {
   return false;
 }
 
-function readBytes(kind: i32, arg: string): ArrayBuffer | null {
-  if (!read(kind, arg)) return null;
+function readBytes(reader: Reader, arg: string): ArrayBuffer | null {
+  if (!read(reader, arg)) return null;
   const buf = new ArrayBuffer(<i32>answerLen);
   memory.copy(changetype<usize>(buf), answerPtr, answerLen);
   return buf;
 }
 
-function readText(kind: i32, arg: string): string | null {
-  return read(kind, arg) ? String.UTF8.decodeUnsafe(answerPtr, answerLen) : null;
+function readText(reader: Reader, arg: string): string | null {
+  return read(reader, arg) ? String.UTF8.decodeUnsafe(answerPtr, answerLen) : null;
 }
 
 const STATUS_NAMES = ["NOT_FOUND", "DENIED", "INVALID", "QUOTA", "UNAVAILABLE", "TOO_LARGE"];
@@ -323,13 +319,13 @@ export namespace log {
 export namespace config {
   /** The value at `key` as text (strings verbatim, other values as JSON; dotted keys walk
    * objects; "" is the whole section), or null when absent. */
-  export function get(key: string): string | null { return readText(READ_CONFIG, key); }
+  export function get(key: string): string | null { return readText(readConfig, key); }
 }
 
 export namespace kv {
   /** The value at `key` as text, or null (lastStatus NOT_FOUND when absent). */
-  export function get(key: string): string | null { return readText(READ_KV, key); }
-  export function getBytes(key: string): ArrayBuffer | null { return readBytes(READ_KV, key); }
+  export function get(key: string): string | null { return readText(readKv, key); }
+  export function getBytes(key: string): ArrayBuffer | null { return readBytes(readKv, key); }
   export function set(key: string, value: string): bool {
     setArgs(key, value);
     return status(kv_set(arg0, len0, arg1, len1));
@@ -349,12 +345,12 @@ export namespace kv {
     return load<i64>(out);
   }
   /** The keys with `prefix`, sorted, as a JSON array text. */
-  export function list(prefix: string): string | null { return readText(READ_KV_LIST, prefix); }
+  export function list(prefix: string): string | null { return readText(readKvList, prefix); }
 }
 
 export namespace secrets {
   /** The secret, or null: lastStatus DENIED (not exposed) or NOT_FOUND (not set). */
-  export function get(name: string): string | null { return readText(READ_SECRET, name); }
+  export function get(name: string): string | null { return readText(readSecret, name); }
 }
 
 // ---- omnicore:events, omnicore:tasks -----------------------------------------------------
@@ -460,7 +456,7 @@ namespace tieredMemory {
     return id;
   }
   /** `queryJson` is {"query", "tiers"?, "limit"?, "filter"?, "vector"?}; a JSON array text. */
-  export function recall(queryJson: string): string | null { return readText(READ_RECALL, queryJson); }
+  export function recall(queryJson: string): string | null { return readText(readRecall, queryJson); }
   export function forget(id: i64): bool {
     const n = memory_forget(id);
     return status(n) && n == 1;

@@ -154,3 +154,20 @@ def test_every_capability_through_the_real_host(probe: HostedProbe, upstream: Up
         ("echo", b"later", "cancelled")]
     assert probe.kv("n") == b"5"
     assert upstream.seen[-1].body == b"payload"
+
+
+def test_a_plugin_requests_only_the_capabilities_it_calls(engine: SandboxEngine, tmp_path: Path,
+                                                         out_dir: Path) -> None:
+    src = tmp_path / "kv-only"
+    src.mkdir()
+    (src / "asconfig.json").write_text('{"entries": ["plugin.ts"]}')
+    (src / "plugin.ts").write_text(
+        'import { input, kv, ok } from "omnicore";\n'
+        "export function keys(ptr: usize, len: usize): u64 {\n"
+        "  const value = kv.getBytes(input(ptr, len));\n"
+        '  const listed = kv.list("");\n'
+        '  return ok((value != null ? "1" : "0") + (listed != null ? listed : ""));\n'
+        "}\n")
+    module = PluginModule.load(engine, build(src, out_dir, name="kv-only"))
+    # the SDK's readers of config, secrets and memory stay out of the module
+    assert set(module.imports_by_capability()) == {"omnicore:kv", "omnicore:log"}
