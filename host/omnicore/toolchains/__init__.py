@@ -34,7 +34,8 @@ from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
 __all__ = ["LANGUAGES", "SKIP_DIRS", "BuildResult", "UnitTests", "build", "build_all",
            "check_plugin_name", "discover", "language_for", "scaffold", "unit_tests"]
 
-LANGUAGES: tuple[str, ...] = ("rust", "go", "js", "c", "python")
+# AssemblyScript's sources are .ts too: it is asked before js (its asconfig.json decides).
+LANGUAGES: tuple[str, ...] = ("rust", "go", "assemblyscript", "js", "c", "python", "zig")
 # Ruby (issue 37), in its own line so the languages landing beside it merge cleanly.
 LANGUAGES += ("ruby",)
 #: Folders that are never a project's sources (build output, dependencies, VCS, virtualenvs):
@@ -53,7 +54,8 @@ def language_for(src: Path) -> str:
         if _module(language).detect(src):
             return language
     raise BuildError(f"{src}: not a plugin project (no Cargo.toml, go.mod, package.json/"
-                     f"plugin.js/plugin.ts, *.c, plugin.py or plugin.rb found)")
+                     f"plugin.js/plugin.ts, asconfig.json, *.c, *.zig, plugin.py or plugin.rb "
+                     f"found)")
 
 
 def _source_digest(src: Path) -> str:
@@ -170,8 +172,8 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
                 raise BuildError(f"{dest} already exists and is not empty")
             module.scaffold(dest, name, lang)
             return
-    raise BuildError(f"unknown language {lang!r}; choose one of rust, go, js, ts, c, python, "
-                     f"ruby")
+    raise BuildError(f"unknown language {lang!r}; choose one of rust, go, js, ts, c, python, zig, "
+                     f"assemblyscript, ruby")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,154 @@
+"""Zig plugins: ``plugin.zig`` on ``sdk/zig/omnicore.zig``, built as a WASI reactor.
+
+One ``zig build-exe`` compiles the plugin with the SDK as the module ``omnicore``::
+
+    zig build-exe -target wasm32-wasi -fno-entry -mexec-model=reactor -rdynamic -O ReleaseSmall
+        --dep omnicore -Mroot=plugin.zig -Momnicore=<sdk/zig>/omnicore.zig
+
+``-rdynamic`` keeps every ``@export`` (the handlers, ``omni_alloc``/``omni_free`` and the
+``omni_describe_NAME`` exports the build reads schemas from). The compiler is PyPI's
+``ziglang`` (the set-up installs it into ``build/zig``); ``OMNICORE_ZIG`` names another.
+``omnicore test`` runs ``zig test`` on the same root for this machine, where the SDK's
+``omni.testing.Host`` serves the capabilities.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from omnicore.errors import BuildError
+from omnicore.toolchains import UnitTests, check_plugin_name, locations
+
+__all__ = ["EXTENSIONS", "LANGUAGE", "check", "compile", "detect", "scaffold", "unit_tests",
+           "zig_binary"]
+
+LANGUAGE = "zig"
+EXTENSIONS = ("zig",)
+FLAGS = ("-target", "wasm32-wasi", "-fno-entry", "-mexec-model=reactor", "-rdynamic",
+         "-O", "ReleaseSmall")
+
+_SCAFFOLD = Path(__file__).parent / "scaffolds" / "zig"
+_BUILD_TIMEOUT_S = 300
+_INSTALL = "run scripts/setup-toolchains.sh (it installs PyPI's ziglang into build/zig)"
+
+
+def zig_binary() -> str | None:
+    """The zig compiler: ``OMNICORE_ZIG``, PyPI's ziglang (set-up's or this Python's), PATH."""
+    own = os.environ.get("OMNICORE_ZIG")
+    if own:
+        return own
+    installed = locations.cache_dir() / "zig" / "ziglang" / "zig"
+    if installed.is_file():
+        return str(installed)
+    spec = importlib.util.find_spec("ziglang")
+    if spec is not None and spec.origin is not None:
+        beside = Path(spec.origin).parent / "zig"
+        if beside.is_file():
+            return str(beside)
+    return shutil.which("zig")
+
+
+def sdk_file() -> Path:
+    return locations.sdk_dir("zig") / "omnicore.zig"
+
+
+def _root(src: Path) -> Path | None:
+    """The file the plugin is compiled from: ``plugin.zig``, ``main.zig`` or the only one."""
+    if src.is_file():
+        return src if src.suffix == ".zig" else None
+    for name in ("plugin.zig", "main.zig"):
+        if (src / name).is_file():
+            return src / name
+    files = sorted(src.glob("*.zig"))
+    return files[0] if len(files) == 1 else None
+
+
+def detect(src: Path) -> bool:
+    """A ``.zig`` file, or a folder with ``.zig`` files at its top."""
+    if src.is_file():
+        return src.suffix == ".zig"
+    return src.is_dir() and any(src.glob("*.zig"))
+
+
+def _caches(work: Path) -> list[str]:
+    # The global cache keeps Zig's compiled std for wasm32 between plugins (seconds each).
+    return ["--cache-dir", str(work / "zig-cache"),
+            "--global-cache-dir", str(locations.cache_dir() / "zig-cache")]
+
+
+def _module_args(root: Path) -> list[str]:
+    return ["--dep", "omnicore", f"-Mroot={root}", f"-Momnicore={sdk_file()}"]
+
+
+@functools.cache
+def _probe(zig: str) -> str | None:
+    try:
+        proc = subprocess.run([zig, "version"], capture_output=True, text=True, timeout=60,
+                              check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{zig} does not run ({exc})"
+    return None if proc.returncode == 0 else f"{zig} version failed: {proc.stderr.strip()}"
+
+
+def check() -> str | None:
+    """``None`` when zig runs and the SDK is there, else what to install."""
+    zig = zig_binary()
+    if zig is None:
+        return f"zig not found; {_INSTALL}"
+    if not sdk_file().is_file():
+        return f"omnicore.zig is not in {sdk_file().parent}; set OMNICORE_ZIG_SDK"
+    problem = _probe(zig)
+    return f"{problem}; {_INSTALL}" if problem else None
+
+
+def _zig_or_fail(src: Path) -> tuple[str, Path]:
+    zig, root = zig_binary(), _root(src)
+    if zig is None:
+        raise BuildError(f"cannot build {src.name}: {check()}", plugin=src.name,
+                         toolchain=LANGUAGE)
+    if root is None:
+        raise BuildError(f"{src}: no plugin.zig (or main.zig, or a single .zig file) to build",
+                         plugin=src.name, toolchain=LANGUAGE)
+    return zig, root
+
+
+def compile(src: Path, work: Path) -> bytes:
+    """Compile the plugin's root ``.zig`` file into one reactor module."""
+    zig, root = _zig_or_fail(src)
+    out = work / "plugin.wasm"
+    cmd = [zig, "build-exe", *FLAGS, *_module_args(root), *_caches(work),
+           f"-femit-bin={out}"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S,
+                              check=False, cwd=root.parent)
+    except subprocess.TimeoutExpired as exc:
+        raise BuildError(f"zig took over {_BUILD_TIMEOUT_S} s on {src}", plugin=src.name,
+                         toolchain=LANGUAGE) from exc
+    if proc.returncode != 0:
+        # zig's own message: file:line:col: error: ..., with the source line and notes
+        raise BuildError(f"zig failed for {src}:\n{proc.stderr.strip()[-4000:]}",
+                         plugin=src.name, toolchain=LANGUAGE)
+    return out.read_bytes()
+
+
+def unit_tests(src: Path) -> UnitTests:
+    """``zig test`` on the plugin's root file for this machine (``omni.testing.Host``)."""
+    zig, root = _zig_or_fail(src)
+    work = locations.cache_dir() / "zig-test"
+    return UnitTests([zig, "test", *_module_args(root), *_caches(work)], dict(os.environ),
+                     root.parent)
+
+
+def scaffold(dest: Path, name: str, lang: str) -> None:
+    """A new Zig plugin at ``dest`` with one handler ``greet`` and its test; it builds as is."""
+    check_plugin_name(name)
+    for template in sorted(_SCAFFOLD.iterdir()):
+        target = dest / template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = template.read_text(encoding="utf-8").replace("{{name}}", name)
+        target.write_text(text, encoding="utf-8")
