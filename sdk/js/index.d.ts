@@ -276,4 +276,49 @@ declare module "omnicore" {
   export const redis: {
     connect(name: string): RedisConnection;
   };
+
+  // -- MCP shapes (specs/abi.md §5.2): what a handler answers when it is served as an MCP
+  // tool whose manifest object says `content = true`, as a prompt, or as a resource. Types
+  // only: the handler returns the object, the host checks it against MCP's schema.
+
+  /** An embedded resource: its text, or its bytes in base64 (`blob`). */
+  export interface ResourceContents {
+    /** The resource's URI (a resource's handler may leave it out: the URI read). */
+    uri?: string;
+    mimeType?: string;
+    text?: string;
+    blob?: string;
+  }
+
+  /** One item of a tool result or prompt message; `data` is base64. */
+  export type Content =
+    | { type: "text"; text: string }
+    | { type: "image"; data: string; mimeType: string }
+    | { type: "audio"; data: string; mimeType: string }
+    | { type: "resource"; resource: ResourceContents & { uri: string } };
+
+  /** A tool result (a handler with `content = true` in `[plugin.handler.NAME]`). */
+  export interface ToolResult {
+    content: Content[];
+    isError?: boolean;
+    structuredContent?: { [k: string]: JsonValue };
+  }
+
+  /** What a prompt's handler (`[[plugin.prompts]]`, `handler = ...`) answers. */
+  export interface PromptResult {
+    description?: string;
+    messages: { role: "user" | "assistant"; content: Content }[];
+  }
+
+  /** What a resource's handler (`[[plugin.resources]]`) is called with: the URI read and
+   *  the variables of its `uri_template`. */
+  export interface ResourceRead {
+    uri: string;
+    params: Record<string, string>;
+  }
+
+  /** What a resource's handler answers. */
+  export interface ResourceResult {
+    contents: ResourceContents[];
+  }
 }
