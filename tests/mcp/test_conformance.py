@@ -53,6 +53,7 @@ PASSING = (
     "elicitation-sep1034-defaults",
     "elicitation-sep1330-enums",
     "json-schema-2020-12",
+    "server-sse-polling",
     "resources-read-text",
     "resources-read-binary",
     "resources-templates-read",

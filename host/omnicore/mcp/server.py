@@ -333,6 +333,11 @@ class ToolServer:
         self._levels[key] = _SEVERITY[params.level]
         return types.EmptyResult()
 
+    def negotiated(self, session_id: str | None) -> str | None:
+        """The protocol revision session ``session_id`` negotiated; None before its
+        handshake completed (or for no session)."""
+        return self._ready.get(session_id) if session_id is not None else None
+
     def needs_stream(self, message: object, session_id: str | None) -> bool:
         """Whether the answer to JSON-RPC ``message`` (parsed; None if it did not parse) on
         session ``session_id`` (:data:`STDIO` over stdio) may need more than its result on
