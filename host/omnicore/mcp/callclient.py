@@ -62,10 +62,6 @@ class CallClient:
 
     def ask(self, method: str, params: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         capability, result_type = _NEEDS[method]
-        declared = self._ctx.session.client_capabilities
-        if declared is None or getattr(declared, capability, None) is None:
-            raise ClientRefused("UNAVAILABLE", f"the MCP client did not declare the "
-                                               f"'{capability}' capability")
         try:
             request = _REQUEST.validate_python({"method": method, "params": dict(params)},
                                                by_name=False)
@@ -73,6 +69,10 @@ class CallClient:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"][2:]) or "params"
             raise ClientRefused("INVALID", f"{method}: {where}: {first['msg']}") from None
+        declared = self._ctx.session.client_capabilities
+        if declared is None or getattr(declared, capability, None) is None:
+            raise ClientRefused("UNAVAILABLE", f"the MCP client did not declare the "
+                                               f"'{capability}' capability")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ClientRefused("UNAVAILABLE", "the call's deadline passed before asking")
