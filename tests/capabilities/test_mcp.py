@@ -171,7 +171,7 @@ def test_a_refusal_of_the_client_reaches_the_plugin(app: OmniApp) -> None:
 
 @pytest.mark.parametrize("options", [{"ask": ["email"]}, {"ask": "elicitation"}, {"x": 1}])
 def test_bad_grants_are_refused(app: OmniApp, options: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError, match="grant.mcp|grant .mcp."):
+    with pytest.raises(ConfigError, match=r"grant.mcp|grant .mcp."):
         app.plugins.load(mcp_wasm("m"), grants={"mcp": options})
 
 

@@ -27,7 +27,8 @@ from tests.mcp.mcp_fixtures import TOOLS_MANIFEST, Host, wasm
 #: The tools fixture's echo as a handler answering MCP content: its arguments are its result.
 CONTENT = {**TOOLS_MANIFEST, "name": "content", "handlers": [{"name": "echo", "description": "echo",
                                            "content": True}]}
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU"
+       "5ErkJggg==")
 
 
 @pytest.fixture(scope="module")
@@ -175,5 +176,5 @@ def test_a_bad_prefix_is_refused(tmp_path: Path) -> None:
 
     (tmp_path / "p.wasm").write_bytes(b"")
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"mcp": {"prefix": "a/b"}}))
-    with pytest.raises(ConfigError, match="mcp.prefix"):
+    with pytest.raises(ConfigError, match=r"mcp\.prefix"):
         read_sidecar(tmp_path / "p.wasm")

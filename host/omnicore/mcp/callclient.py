@@ -22,8 +22,9 @@ from omnicore.capabilities.mcp import ClientRefused
 __all__ = ["CallClient"]
 
 #: What the client must have declared at its handshake to be asked, by method.
-_NEEDS: dict[str, tuple[str, type[Any]]] = {"elicitation/create": ("elicitation", types.ElicitResult),
-          "sampling/createMessage": ("sampling", types.CreateMessageResult)}
+_NEEDS: dict[str, tuple[str, type[Any]]] = {
+    "elicitation/create": ("elicitation", types.ElicitResult),
+    "sampling/createMessage": ("sampling", types.CreateMessageResult)}
 _REQUEST: TypeAdapter[Any] = TypeAdapter(types.ServerRequest)
 
 
@@ -85,8 +86,9 @@ class CallClient:
             raise ClientRefused("UNAVAILABLE", f"the client did not answer {method} within the "
                                                "call's deadline") from None
         except MCPError as exc:
+            error = exc.error
             raise ClientRefused("INVALID", f"the client answered {method} with error "
-                                           f"{exc.error.code}: {exc.error.message[:300]}") from None
+                                           f"{error.code}: {error.message[:300]}") from None
         except ValidationError:
             raise ClientRefused("INVALID", f"the client's answer to {method} is not MCP's "
                                            "result") from None
