@@ -277,6 +277,23 @@ declare module "omnicore" {
     connect(name: string): RedisConnection;
   };
 
+  /** omnicore:mcp (grant `mcp`; asking needs `mcp: {ask: [elicitation, sampling]}`): the
+   *  MCP client of the tool call running now. Outside MCP nobody listens: `progress` is
+   *  false, `ask` throws OmniHostError UNAVAILABLE. */
+  export const mcp: {
+    /** Progress of `total` (<= 0: unknown) with a message; true when the client was told. */
+    progress(progress: number, total?: number, message?: string): boolean;
+    /** Send MCP request `method` with `params` to the client and wait for its result, at
+     *  most until the call's deadline (DENIED, UNAVAILABLE, INVALID as OmniHostError). */
+    ask<T = { [k: string]: JsonValue }>(method: "elicitation/create" | "sampling/createMessage",
+                                        params: { [k: string]: JsonValue }): T;
+    /** elicitation/create: the user's `{action: "accept" | "decline" | "cancel", content?}`. */
+    elicit(message: string, requestedSchema: { [k: string]: JsonValue }):
+      { action: "accept" | "decline" | "cancel"; content?: { [k: string]: JsonValue } };
+    /** sampling/createMessage with one user message: `{role, content, model, stopReason?}`. */
+    sample(prompt: string, maxTokens?: number): { role: string; content: Content; model: string };
+  };
+
   // -- MCP shapes (specs/abi.md §5.2): what a handler answers when it is served as an MCP
   // tool whose manifest object says `content = true`, as a prompt, or as a resource. Types
   // only: the handler returns the object, the host checks it against MCP's schema.

@@ -1,7 +1,7 @@
-// The MCP conformance suite's prompts and resources. omnicore.toml declares each one and names
-// the handler that renders it: a prompt's handler gets its arguments and answers MCP's
+// The MCP conformance suite's prompts and resources, and its progress tool. omnicore.toml
+// declares each prompt and resource and names the handler that renders it: a prompt's handler gets its arguments and answers MCP's
 // {"messages": [...]}; a resource's gets {"uri", "params"} and answers {"contents": [...]}.
-import { json, type Json } from "omnicore";
+import { json, mcp, type Json } from "omnicore";
 import type { PromptResult, ResourceRead, ResourceResult } from "omnicore";
 
 /** A 1x1 PNG. */
@@ -14,6 +14,12 @@ interface TwoArgs {
 
 interface ResourceArg {
   resourceUri: string;
+}
+
+/** Reports progress 0, 50 and 100 of 100 (the tool test_tool_with_progress). */
+export function test_tool_with_progress(_input: string): string {
+  for (const step of [0, 50, 100]) mcp.progress(step, 100);
+  return "Progress test completed";
 }
 
 /** The prompt test_simple_prompt. */

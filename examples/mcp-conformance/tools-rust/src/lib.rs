@@ -1,5 +1,6 @@
 //! The MCP conformance suite's fixture tools as one omnicore plugin. Each handler is the tool
-//! of the same name the suite calls (the operator serves them unprefixed: `mcp.prefix: ""`).
+//! of the same name the suite calls (the operator serves them unprefixed: `mcp.prefix: ""`);
+//! test_tool_with_progress is the TypeScript plugin's (prompts-ts).
 
 use omnicore::{handler, mcp, Error};
 use serde_json::{json, Value};
@@ -95,13 +96,6 @@ fn tool_with_logging(_: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(b"Logging test completed".to_vec())
 }
 
-fn tool_with_progress(_: &[u8]) -> Result<Vec<u8>, Error> {
-    for step in [0.0, 50.0, 100.0] {
-        mcp::progress(step, 100.0, "");
-    }
-    Ok(b"Progress test completed".to_vec())
-}
-
 fn sampling(input: &[u8]) -> Result<Vec<u8>, Error> {
     let prompt = string_arg(input, "prompt")?;
     let answer: Value = serde_json::from_str(&mcp::sample(&prompt, 100)?)
@@ -188,8 +182,6 @@ handler! {
     test_error_handling => error_handling,
     /// Writes three log lines while it runs.
     test_tool_with_logging => tool_with_logging,
-    /// Reports progress 0, 50 and 100 of 100.
-    test_tool_with_progress => tool_with_progress,
     /// Asks the client's model to answer the prompt (sampling).
     test_sampling => sampling,
     /// Asks the user for a username and an email (elicitation).
