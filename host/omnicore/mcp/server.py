@@ -351,9 +351,15 @@ class ToolServer:
             return True
         params = message.get("params")
         name = params.get("name") if isinstance(params, dict) else None
-        tool = self.resolve(name) if isinstance(name, str) else None
-        if tool is not None and "mcp" in self.app.plugins.get(tool.plugin).granted:
-            return True  # it may ask the client, or report progress
+        if isinstance(name, str):
+            # The plugin of PLUGIN.HANDLER without resolving the tool (this runs before every
+            # call); another name may be a prefixed plugin's.
+            plugin = name.partition(".")[0]
+            if plugin not in self.app.plugins:
+                tool = self.resolve(name)
+                plugin = tool.plugin if tool is not None else ""
+            if plugin and "mcp" in self.app.plugins.get(plugin).granted:
+                return True  # it may ask the client, or report progress
         meta = params.get("_meta") if isinstance(params, dict) else None
         return isinstance(meta, dict) and meta.get("progressToken") is not None
 
