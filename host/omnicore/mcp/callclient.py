@@ -40,6 +40,9 @@ class CallClient:
         self._progress = progress
         #: Whether the plugin reported progress itself (then the server adds none).
         self.reported = False
+        #: The client capability a question needed and the client had not declared (on
+        #: 2026-07-28 the call is then refused with -32021).
+        self.missing: str | None = None
 
     def _wait(self, coro: Any, deadline: float) -> Any:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -72,6 +75,7 @@ class CallClient:
             raise ClientRefused("INVALID", f"{method}: {where}: {first['msg']}") from None
         declared = self._ctx.session.client_capabilities
         if declared is None or getattr(declared, capability, None) is None:
+            self.missing = capability
             raise ClientRefused("UNAVAILABLE", f"the MCP client did not declare the "
                                                f"'{capability}' capability")
         remaining = deadline - time.monotonic()

@@ -65,6 +65,10 @@ _SEVERITY = {level: i for i, level in enumerate(
 #: A plugin log's levels as MCP's (trace is finer than MCP goes: debug).
 _MCP_LEVEL: dict[str, types.LoggingLevel] = {
     "trace": "debug", "debug": "debug", "info": "info", "warn": "warning", "error": "error"}
+#: The first protocol revision without a handshake (each request declares its client's
+#: capabilities), and its error for a request that needs one the client did not declare.
+MODERN = "2026-07-28"
+MISSING_CAPABILITY = -32021
 #: Plugin events after which the tool list may differ.
 _CHANGES = frozenset({"plugin.loaded", "plugin.unloaded", "plugin.reloaded",
                       "plugin.state_changed", "plugin.failed", "plugin.settings_changed",
@@ -252,7 +256,14 @@ class ToolServer:
         if client is None:
             await ctx.session.report_progress(0, 1, f"calling {tool.plugin}/{tool.handler}")
         try:
-            return await self._run(tool, params.arguments, client)
+            result = await self._run(tool, params.arguments, client)
+            if client is not None and client.missing and ctx.protocol_version >= MODERN:
+                # 2026-07-28: a request needing a capability the client did not declare is
+                # refused as a whole (SEP-2575), not answered with a tool error.
+                raise MCPError(MISSING_CAPABILITY, f"tool '{tool.name}' asks the client for "
+                                                   f"{client.missing}, which it did not declare",
+                               data={"requiredCapabilities": {client.missing: {}}})
+            return result
         finally:
             if log is not None and level is not None:
                 await self._forward_log(ctx, tool.plugin, log.since(mark), level)

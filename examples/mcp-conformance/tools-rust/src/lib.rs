@@ -163,6 +163,13 @@ fn schema_2020_12(input: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(format!("Received: {}", Value::Object(object(input)?)).into_bytes())
 }
 
+fn missing_capability(_: &[u8]) -> Result<Vec<u8>, Error> {
+    // Asked of a client that did not declare sampling: on 2026-07-28 the host refuses the
+    // whole call with -32021 (SEP-2575); before, this is a tool error.
+    let answer = mcp::sample("Say hello", 10)?;
+    Ok(answer.into_bytes())
+}
+
 fn reconnection(_: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(b"Reconnection test completed".to_vec())
 }
@@ -192,6 +199,8 @@ handler! {
     test_elicitation_sep1330_enums => elicitation_sep1330_enums,
     /// Takes input described by a JSON Schema 2020-12 with $defs.
     json_schema_2020_12_tool => schema_2020_12,
+    /// Asks the client's model without checking it may (SEP-2575's -32021 on 2026-07-28).
+    test_missing_capability => missing_capability,
     /// Answers plainly (the host keeps the stream resumable, SEP-1699).
     test_reconnection => reconnection,
 }
