@@ -19,6 +19,7 @@ import wasmtime
 import yaml
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from omnicore.sandbox import wasmbin
 from tests.capabilities.test_mcp import MCP_WAT
@@ -178,3 +179,25 @@ def test_a_bad_prefix_is_refused(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"mcp": {"prefix": "a/b"}}))
     with pytest.raises(ConfigError, match=r"mcp\.prefix"):
         read_sidecar(tmp_path / "p.wasm")
+
+
+def test_on_2026_07_28_a_question_the_client_cannot_answer_refuses_the_call(
+        host: Host) -> None:
+    from mcp import Client
+
+    question = {"method": "elicitation/create", "params": {
+        "message": "Who?", "requestedSchema": {
+            "type": "object", "properties": {"name": {"type": "string"}}}}}
+
+    async def main() -> None:
+        headers = {"Authorization": f"Bearer {host.admin_token}"}
+        async with httpx2.AsyncClient(headers=headers) as hc, \
+                Client(streamable_http_client(f"{host.url}/mcp", http_client=hc),
+                       mode="auto") as c:
+            assert c.protocol_version == "2026-07-28"
+            with pytest.raises(MCPError, match="asks the client for elicitation") as refused:
+                await c.call_tool("ask", question)
+            assert refused.value.error.code == -32021
+            assert refused.value.error.data == {"requiredCapabilities": {"elicitation": {}}}
+
+    anyio.run(main)
