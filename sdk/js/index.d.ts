@@ -276,4 +276,66 @@ declare module "omnicore" {
   export const redis: {
     connect(name: string): RedisConnection;
   };
+
+  /** omnicore:mcp (grant `mcp`; asking needs `mcp: {ask: [elicitation, sampling]}`): the
+   *  MCP client of the tool call running now. Outside MCP nobody listens: `progress` is
+   *  false, `ask` throws OmniHostError UNAVAILABLE. */
+  export const mcp: {
+    /** Progress of `total` (<= 0: unknown) with a message; true when the client was told. */
+    progress(progress: number, total?: number, message?: string): boolean;
+    /** Send MCP request `method` with `params` to the client and wait for its result, at
+     *  most until the call's deadline (DENIED, UNAVAILABLE, INVALID as OmniHostError). */
+    ask<T = { [k: string]: JsonValue }>(method: "elicitation/create" | "sampling/createMessage",
+                                        params: { [k: string]: JsonValue }): T;
+    /** elicitation/create: the user's `{action: "accept" | "decline" | "cancel", content?}`. */
+    elicit(message: string, requestedSchema: { [k: string]: JsonValue }):
+      { action: "accept" | "decline" | "cancel"; content?: { [k: string]: JsonValue } };
+    /** sampling/createMessage with one user message: `{role, content, model, stopReason?}`. */
+    sample(prompt: string, maxTokens?: number): { role: string; content: Content; model: string };
+  };
+
+  // -- MCP shapes (specs/abi.md §5.2): what a handler answers when it is served as an MCP
+  // tool whose manifest object says `content = true`, as a prompt, or as a resource. Types
+  // only: the handler returns the object, the host checks it against MCP's schema.
+
+  /** An embedded resource: its text, or its bytes in base64 (`blob`). */
+  export interface ResourceContents {
+    /** The resource's URI (a resource's handler may leave it out: the URI read). */
+    uri?: string;
+    mimeType?: string;
+    text?: string;
+    blob?: string;
+  }
+
+  /** One item of a tool result or prompt message; `data` is base64. */
+  export type Content =
+    | { type: "text"; text: string }
+    | { type: "image"; data: string; mimeType: string }
+    | { type: "audio"; data: string; mimeType: string }
+    | { type: "resource"; resource: ResourceContents & { uri: string } };
+
+  /** A tool result (a handler with `content = true` in `[plugin.handler.NAME]`). */
+  export interface ToolResult {
+    content: Content[];
+    isError?: boolean;
+    structuredContent?: { [k: string]: JsonValue };
+  }
+
+  /** What a prompt's handler (`[[plugin.prompts]]`, `handler = ...`) answers. */
+  export interface PromptResult {
+    description?: string;
+    messages: { role: "user" | "assistant"; content: Content }[];
+  }
+
+  /** What a resource's handler (`[[plugin.resources]]`) is called with: the URI read and
+   *  the variables of its `uri_template`. */
+  export interface ResourceRead {
+    uri: string;
+    params: Record<string, string>;
+  }
+
+  /** What a resource's handler answers. */
+  export interface ResourceResult {
+    contents: ResourceContents[];
+  }
 }

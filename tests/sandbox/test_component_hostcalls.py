@@ -64,14 +64,14 @@ def test_the_wit_package_and_the_hosts_functions_agree(engine: SandboxEngine,
     assert isinstance(module, ComponentModule)
     assert module.requested == frozenset({"log", "config", "kv", "memory", "vectors",
                                           "secrets", "tasks", "events", "http", "sql",
-                                          "redis"})
+                                          "redis", "mcp"})
     # Linking checks every imported function against the host's signature.
     app = OmniApp("wit", overrides={"data_dir": str(tmp_path / "data")}, environ={},
                   entry_points=False)
     app.start()
     try:
         grants = {"kv": {}, "config": {}, "memory": {}, "vectors": {}, "secrets": {},
-                  "tasks": {}, "events": {}, "http": {}, "sql": {}, "redis": {}}
+                  "tasks": {}, "events": {}, "http": {}, "sql": {}, "redis": {}, "mcp": {}}
         registry = CapabilityRegistry(builtin_capabilities(app))
         with ComponentRuntime(engine, module, Limits(), registry=registry, grants=grants,
                               data_dir=tmp_path):
@@ -94,12 +94,13 @@ def test_the_wit_package_and_the_hosts_functions_agree(engine: SandboxEngine,
 def test_the_dummy_world_needs_its_grants(engine: SandboxEngine, tmp_path: Path) -> None:
     module = PluginModule.load(engine, _dummy_plugin_world(), "dummy")
     with pytest.raises(NeedsGrant, match="needs grant: omnicore:config, omnicore:events, "
-                       "omnicore:http, omnicore:kv, omnicore:memory, omnicore:redis, "
-                       "omnicore:secrets, omnicore:sql, omnicore:tasks, omnicore:vectors;"):
+                       "omnicore:http, omnicore:kv, omnicore:mcp, omnicore:memory, "
+                       "omnicore:redis, omnicore:secrets, omnicore:sql, omnicore:tasks, "
+                       "omnicore:vectors;"):
         _runtime(engine, module, tmp_path, [])
     with pytest.raises(NeedsGrant, match="needs grant: omnicore:events, omnicore:tasks;"):
         _runtime(engine, module, tmp_path, ["config", "kv", "http", "memory", "vectors",
-                                            "secrets", "sql", "redis"])
+                                            "secrets", "sql", "redis", "mcp"])
 
 
 def test_an_import_with_another_type_than_the_hosts_is_refused(engine: SandboxEngine,

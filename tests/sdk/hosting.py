@@ -115,7 +115,8 @@ def probe_grants(upstream: Upstream | None = None, *, publish: tuple[str, ...] =
         "log": {"level": log_level}, "config": {}, "kv": {"max_value_bytes": max_value_bytes},
         "memory": {}, "vectors": {}, "tasks": {}, "events": {"publish": list(publish)},
         "secrets": {"expose": ["token", "unset"]},
-        "http": {"allow_hosts": ["http://127.0.0.1:*"], "allow_addresses": ["127.0.0.1/32"]}}
+        "http": {"allow_hosts": ["http://127.0.0.1:*"], "allow_addresses": ["127.0.0.1/32"]},
+        "mcp": {"ask": ["elicitation"]}}
     if upstream is not None:  # its app defines the connector
         grants["http"]["connectors"] = ["local"]
     return grants

@@ -301,6 +301,11 @@ def test_kv(caps: HostedProbe) -> None:
     assert caps.kv("obj") == b'{"a":1}' and caps.kv("blob") is None   # as the SDK sent them
 
 
+def test_mcp_outside_a_tool_call(caps: HostedProbe) -> None:
+    assert call_json(caps, "mcp_outside") == {"progress": False, "asked": "UNAVAILABLE",
+                                              "sampling": "DENIED"}
+
+
 def test_memory(caps: HostedProbe) -> None:
     out = call_json(caps, "memory_roundtrip")
     assert out == {"id": out["id"], "found": [[out["id"], "the sky is blue", {"src": "test"}]],

@@ -61,6 +61,8 @@ BUILTINS = (
     # The connectors are the app's (its config and secret store).
     Builtin("omnicore.capabilities.sql", app_state=True),
     Builtin("omnicore.capabilities.redis", app_state=True),
+    # Talks to the MCP client of the running tool call (omnicore.mcp), if any.
+    Builtin("omnicore.capabilities.mcp"),
 )
 #: The built-ins' modules.
 BUILTIN_MODULES = tuple(b.module for b in BUILTINS)

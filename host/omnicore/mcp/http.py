@@ -54,8 +54,12 @@ RETRY_MS = 1000
 _JSON_KEY = "omnicore.mcp.json_reply"
 #: Where it leaves a request to answer without the SDK's session loop (ToolServer.direct).
 _DIRECT_KEY = "omnicore.mcp.direct"
+#: Where it leaves the protocol revision the request's session negotiated (None: none yet).
+_VERSION_KEY = "omnicore.mcp.negotiated"
 #: The same as _JSON_KEY, for the transport serving the request (see :class:`_Transport`).
 _json_reply: ContextVar[bool] = ContextVar("omnicore_mcp_json_reply", default=False)
+#: The same as _VERSION_KEY.
+_negotiated: ContextVar[str | None] = ContextVar("omnicore_mcp_negotiated", default=None)
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -119,10 +123,22 @@ class _Transport(StreamableHTTPServerTransport):
 
     async def handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = _json_reply.set(bool(scope.get(_JSON_KEY)))
+        version = _negotiated.set(scope.get(_VERSION_KEY))
         try:
             await super().handle_request(scope, receive, send)
         finally:
+            _negotiated.reset(version)
             _json_reply.reset(token)
+
+    async def _mint_priming_event(self, stream_id: str, protocol_version: str) -> Any:
+        # The SDK primes a stream only for a request whose MCP-Protocol-Version header names
+        # 2025-11-25 or later (older clients may not parse an empty event). A session that
+        # negotiated a revision with priming events parses them, whatever a request's header
+        # says (the conformance suite's SSE-polling POST names 2025-03-26 on such a session).
+        negotiated = _negotiated.get()
+        if negotiated is not None and negotiated > protocol_version:
+            protocol_version = negotiated
+        return await super()._mint_priming_event(stream_id, protocol_version)
 
     async def _handle_post_request(self, scope: Scope, request: Request, receive: Receive,
                                    send: Send) -> None:
@@ -235,6 +251,8 @@ class McpEndpoint:
         # The SDK binds each session to the principal in scope["user"]: another user's token
         # cannot take it over.
         user = AuthenticatedUser(AccessToken(token="", client_id=caller.name, scopes=[]))
-        scoped: dict[str, Any] = {**scope, "user": user, CALLER_KEY: caller,
-                                  _JSON_KEY: json_reply, _DIRECT_KEY: direct}
+        scoped: dict[str, Any] = {
+            **scope, "user": user, CALLER_KEY: caller, _JSON_KEY: json_reply,
+            _DIRECT_KEY: direct,
+            _VERSION_KEY: self.tools.negotiated(Headers(scope=scope).get(MCP_SESSION_ID_HEADER))}
         await self._manager.handle_request(scoped, receive, send)

@@ -43,9 +43,12 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import methods as _methods
 
 from omnicore import __version__
+from omnicore.capabilities.mcp import CLIENT
 from omnicore.core.events import Event, EventBus
 from omnicore.errors import OmniError
 from omnicore.jobs import Jobs
+from omnicore.mcp.callclient import CallClient
+from omnicore.mcp.declared import Declared, declared_of
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
 from omnicore.mcp.tasks import Tasks
@@ -68,6 +71,10 @@ _SEVERITY = {level: i for i, level in enumerate(
 #: A plugin log's levels as MCP's (trace is finer than MCP goes: debug).
 _MCP_LEVEL: dict[str, types.LoggingLevel] = {
     "trace": "debug", "debug": "debug", "info": "info", "warn": "warning", "error": "error"}
+#: The first protocol revision without a handshake (each request declares its client's
+#: capabilities), and its error for a request that needs one the client did not declare.
+MODERN = "2026-07-28"
+MISSING_CAPABILITY = -32021
 #: Plugin events after which the tool list may differ.
 _CHANGES = frozenset({"plugin.loaded", "plugin.unloaded", "plugin.reloaded",
                       "plugin.state_changed", "plugin.failed", "plugin.settings_changed",
@@ -150,6 +157,8 @@ class ToolServer:
             description=f"the WebAssembly plugins of app '{app.config.name}' as tools",
             on_list_tools=self._list_tools, on_call_tool=self._call_tool,
             on_list_resources=self._list_resources, on_read_resource=self._read_resource,
+            on_list_resource_templates=self._list_templates,
+            on_subscribe_resource=self._subscribe, on_unsubscribe_resource=self._unsubscribe,
             on_completion=self._complete, on_list_prompts=self._list_prompts,
             on_get_prompt=self._get_prompt, on_subscriptions_listen=ListenHandler(self.bus))
         # Registered by hand: the constructor's argument warns that the 2026-07-28 revision
@@ -177,6 +186,8 @@ class ToolServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscriptions: list[Any] = []
         self._pending = False
+        #: The resource URIs each connection subscribed to (resources/subscribe).
+        self._watched: dict[int, set[str]] = {}
 
     # -- tools ---------------------------------------------------------------------------
 
@@ -207,10 +218,19 @@ class ToolServer:
         """The exposed tool ``name``, whatever its plugin's state (a needs-grant plugin's tool
         answers with the grant it needs rather than "unknown tool")."""
         plugin = name.partition(".")[0]
-        if plugin not in self.app.plugins:
-            return None
-        return tools_of([self.app.plugins.get(plugin)], self.exposure,
-                        listed_only=False).get(name)
+        if plugin in self.app.plugins:
+            tool = tools_of([self.app.plugins.get(plugin)], self.exposure,
+                            listed_only=False).get(name)
+            if tool is not None:
+                return tool
+        # A plugin whose sidecar sets mcp.prefix names its tools otherwise; the first
+        # plugin serving the name wins.
+        for info in self.app.plugins:
+            if self.exposure.prefix(info) is not None:
+                tool = self.exposure.tools(info).get(name)
+                if tool is not None:
+                    return tool
+        return None
 
     def callable(self, name: str, caller: Caller | None) -> Tool | types.CallToolResult:
         """The tool ``name`` if ``caller`` may call it, else the tool error that says why."""
@@ -231,14 +251,18 @@ class ToolServer:
         return tool
 
     async def _run(self, tool: Tool, arguments: dict[str, Any] | None,
-                   caller: Caller | None) -> types.CallToolResult:
+                   caller: Caller | None, client: CallClient | None = None
+                   ) -> types.CallToolResult:
         if tool.long_running and self.tasks is not None:
             return await self.tasks.run_durable(tool, arguments, caller)
         data = json.dumps(arguments or {}, separators=(",", ":")).encode()
+        token = CLIENT.set(client)  # acall runs the plugin in a copy of this context
         try:
             out = await self.app.plugins.acall(tool.plugin, tool.handler, data)
         except OmniError as exc:
             return _error(str(exc).strip().partition("\n")[0])
+        finally:
+            CLIENT.reset(token)
         return self.answer(tool, tool.name, out, None)
 
     def answer(self, tool: Tool | None, name: str, output: bytes | None,
@@ -247,8 +271,9 @@ class ToolServer:
         that returned ``output`` or failed with the one-line ``error``."""
         if output is None:
             return _error(error or f"tool '{name}' failed")
-        result = _result(output)
-        if tool is None or tool.output_schema is None:
+        result = _content_result(tool, output) if tool is not None and tool.content \
+            else _result(output)
+        if result.is_error or tool is None or tool.output_schema is None:
             return result
         sha = self.app.plugins.get(tool.plugin).sha256 if tool.plugin in self.app.plugins \
             else None
@@ -264,14 +289,29 @@ class ToolServer:
         level = self._levels.get(id(ctx.session._connection))
         log = self.app.plugins.logs(tool.plugin) if level is not None else None
         mark = log.written if log is not None else 0
-        # A no-op unless the request carried _meta.progressToken.
-        await ctx.session.report_progress(0, 1, f"calling {tool.plugin}/{tool.handler}")
+        meta = ctx.meta
+        asked_progress = meta is not None and meta.get("progress_token",
+                                                        meta.get("progressToken")) is not None
+        client = CallClient(asyncio.get_running_loop(), ctx, asked_progress) \
+            if "mcp" in self.app.plugins.get(tool.plugin).granted else None
+        # A no-op unless the request carried _meta.progressToken; a plugin holding the mcp
+        # grant reports its own.
+        if client is None:
+            await ctx.session.report_progress(0, 1, f"calling {tool.plugin}/{tool.handler}")
         try:
-            return await self._run(tool, params.arguments, caller)
+            result = await self._run(tool, params.arguments, caller, client)
+            if client is not None and client.missing and ctx.protocol_version >= MODERN:
+                # 2026-07-28: a request needing a capability the client did not declare is
+                # refused as a whole (SEP-2575), not answered with a tool error.
+                raise MCPError(MISSING_CAPABILITY, f"tool '{tool.name}' asks the client for "
+                                                   f"{client.missing}, which it did not declare",
+                               data={"requiredCapabilities": {client.missing: {}}})
+            return result
         finally:
             if log is not None and level is not None:
                 await self._forward_log(ctx, tool.plugin, log.since(mark), level)
-            await ctx.session.report_progress(1, 1, "done")
+            if client is None or not client.reported:
+                await ctx.session.report_progress(1, 1, "done")
 
     def direct(self, message: object, session_id: str | None,
                caller: Caller | None) -> Callable[[], Awaitable[bytes]] | None:
@@ -350,6 +390,11 @@ class ToolServer:
         self._levels[key] = _SEVERITY[params.level]
         return types.EmptyResult()
 
+    def negotiated(self, session_id: str | None) -> str | None:
+        """The protocol revision session ``session_id`` negotiated; None before its
+        handshake completed (or for no session)."""
+        return self._ready.get(session_id) if session_id is not None else None
+
     def needs_stream(self, message: object, session_id: str | None) -> bool:
         """Whether the answer to JSON-RPC ``message`` (parsed; None if it did not parse) on
         session ``session_id`` (:data:`STDIO` over stdio) may need more than its result on
@@ -362,20 +407,65 @@ class ToolServer:
         if session_id is not None and session_id in self._logging_sessions:
             return True
         params = message.get("params")
+        name = params.get("name") if isinstance(params, dict) else None
+        if isinstance(name, str):
+            # The plugin of PLUGIN.HANDLER without resolving the tool (this runs before every
+            # call); another name may be a prefixed plugin's.
+            plugin = name.partition(".")[0]
+            if plugin not in self.app.plugins:
+                tool = self.resolve(name)
+                plugin = tool.plugin if tool is not None else ""
+            if plugin and "mcp" in self.app.plugins.get(plugin).granted:
+                return True  # it may ask the client, or report progress
         meta = params.get("_meta") if isinstance(params, dict) else None
         return isinstance(meta, dict) and meta.get("progressToken") is not None
 
-    # -- prompts (none yet: the capability is announced, the list is empty) --------------
+    # -- prompts and plugin resources (declared in manifests: omnicore.mcp.declared) -----
+
+    def declared(self) -> Declared:
+        """The exposed prompts and resources plugins declare."""
+        return declared_of(self.app.plugins, self.exposure)
 
     async def _list_prompts(self, ctx: ServerRequestContext[Any, Any],
                             params: types.PaginatedRequestParams | None
                             ) -> types.ListPromptsResult:
-        return types.ListPromptsResult(prompts=[])
+        return types.ListPromptsResult(prompts=[p.prompt for p in
+                                                self.declared().prompts.values()])
 
     async def _get_prompt(self, ctx: ServerRequestContext[Any, Any],
                           params: types.GetPromptRequestParams) -> types.GetPromptResult:
-        raise MCPError(-32602, f"no prompt {params.name[:200]!r}: this server has no prompts "
-                               "(prompts/list)")
+        caller = _caller(ctx)
+        if caller is not None and not caller.is_admin:
+            raise MCPError(-32602, f"user '{caller.name}' is a viewer, and rendering a prompt "
+                                   "calls a plugin: use an admin's token")
+        prompt = self.declared().prompts.get(params.name)
+        if prompt is None:
+            raise MCPError(-32602, f"no prompt {params.name[:200]!r}: prompts/list shows the "
+                                   "prompts of the exposed plugins")
+        missing = [a.name for a in prompt.prompt.arguments or ()
+                   if a.required and a.name not in (params.arguments or {})]
+        if missing:
+            raise MCPError(-32602, f"prompt {params.name!r} needs the argument(s) "
+                                   f"{', '.join(missing)}")
+        value = await self._render(prompt.plugin, prompt.handler, params.arguments or {})
+        try:
+            return types.GetPromptResult.model_validate(value, by_name=False)
+        except ValueError:
+            raise MCPError(-32603, f"handler '{prompt.handler}' of plugin '{prompt.plugin}' "
+                                   "did not answer a prompt ({\"messages\": [...]})") from None
+
+    async def _render(self, plugin: str, handler: str, obj: object) -> Any:
+        """``handler`` of ``plugin`` called with ``obj``, its JSON answer; a failure is an
+        internal error with the host's one-line reason."""
+        data = json.dumps(obj, separators=(",", ":")).encode()
+        try:
+            out = await self.app.plugins.acall(plugin, handler, data)
+            return json.loads(out)
+        except OmniError as exc:
+            raise MCPError(-32603, str(exc).strip().partition("\n")[0]) from None
+        except ValueError:
+            raise MCPError(-32603, f"handler '{handler}' of plugin '{plugin}' answered no "
+                                   "JSON") from None
 
     # -- completions (no prompts or resource templates have arguments to complete) -------
 
@@ -389,12 +479,61 @@ class ToolServer:
     async def _list_resources(self, ctx: ServerRequestContext[Any, Any],
                               params: types.PaginatedRequestParams | None
                               ) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=list_resources(self.app.plugins,
-                                                                  self.exposure))
+        declared = [r.resource for r in self.declared().resources if r.resource is not None]
+        return types.ListResourcesResult(resources=declared + list_resources(self.app.plugins,
+                                                                             self.exposure))
+
+    async def _list_templates(self, ctx: ServerRequestContext[Any, Any],
+                              params: types.PaginatedRequestParams | None
+                              ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(resource_templates=[
+            r.template for r in self.declared().resources if r.template is not None])
+
+    async def _subscribe(self, ctx: ServerRequestContext[Any, Any],
+                         params: types.SubscribeRequestParams) -> types.EmptyResult:
+        # Accepted for the plugins' resources; updates come when a plugin can announce them
+        # (not yet), so a subscription is a promise the server keeps by saying nothing.
+        if self.declared().resource(params.uri) is None:
+            raise MCPError(-32002, f"no resource {params.uri[:200]!r} to subscribe to: "
+                                   "resources/list shows them")
+        connection = ctx.session._connection
+        key = id(connection)
+        if key not in self._watched:
+            self._watched[key] = set()
+            connection.exit_stack.callback(self._watched.pop, key, None)
+        if len(self._watched[key]) >= 1000:
+            raise MCPError(-32602, "at most 1000 subscriptions per connection")
+        self._watched[key].add(params.uri)
+        return types.EmptyResult()
+
+    async def _unsubscribe(self, ctx: ServerRequestContext[Any, Any],
+                           params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        self._watched.get(id(ctx.session._connection), set()).discard(params.uri)
+        return types.EmptyResult()
 
     async def _read_resource(self, ctx: ServerRequestContext[Any, Any],
                              params: types.ReadResourceRequestParams
                              ) -> types.ReadResourceResult:
+        found = self.declared().resource(params.uri)
+        if found is not None:
+            caller = _caller(ctx)
+            if caller is not None and not caller.is_admin:
+                raise MCPError(-32602, f"user '{caller.name}' is a viewer, and reading this "
+                                       "resource calls a plugin: use an admin's token")
+            entry, variables = found
+            value = await self._render(entry.plugin, entry.handler,
+                                       {"uri": params.uri, "params": variables})
+            contents = value.get("contents") if isinstance(value, dict) else None
+            try:
+                return types.ReadResourceResult.model_validate({"contents": [
+                    {"uri": params.uri, **({"mimeType": entry.mime_type}
+                                           if entry.mime_type else {}), **c}
+                    for c in contents if isinstance(c, dict)]} if isinstance(contents, list)
+                    else None, by_name=False)
+            except ValueError:
+                raise MCPError(-32603, f"handler '{entry.handler}' of plugin '{entry.plugin}' "
+                                       "did not answer resource contents ({\"contents\": "
+                                       "[...]})") from None
         infos = {info.name: info for info in self.app.plugins}
         text = await anyio.to_thread.run_sync(read_resource, self.app, infos, self.exposure,
                                               params.uri)
@@ -510,6 +649,16 @@ def _listed(tool: Tool, tasks: bool) -> types.Tool:
 
 def _error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
+
+
+def _content_result(tool: Tool, out: bytes) -> types.CallToolResult:
+    """The output of a handler that answers MCP's tool result (``"content": true``)."""
+    try:
+        return types.CallToolResult.model_validate_json(out, by_name=False)
+    except ValueError as exc:
+        return _error(f"handler '{tool.handler}' of plugin '{tool.plugin}' says it answers an "
+                      f"MCP tool result, but its output is none: "
+                      f"{str(exc).splitlines()[0][:200]}")
 
 
 def _result(out: bytes) -> types.CallToolResult:

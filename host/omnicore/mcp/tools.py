@@ -56,14 +56,16 @@ _MAX_NAME = 128
 _OBJECT: Mapping[str, Any] = {"type": "object"}
 #: Grants that change nothing outside the call (``fs`` too when no directory is writable).
 READ_ONLY_GRANTS = frozenset({"log", "config", "secrets"})
-#: A sidecar's MCP rules: its handler patterns, and its resources switch (None: the app's).
-_Rules = tuple[tuple[str, ...], bool | None]
+#: A sidecar's MCP rules: its handler patterns, its resources switch (None: the app's) and
+#: its name prefix (None: ``PLUGIN.``).
+_Rules = tuple[tuple[str, ...], bool | None, str | None]
 
 
-def tool_name(plugin: str, handler: str) -> str:
-    """``PLUGIN.HANDLER``, with each character MCP does not allow as ``_uXXXX_``."""
+def tool_name(plugin: str, handler: str, prefix: str | None = None) -> str:
+    """``PLUGIN.HANDLER`` (``PREFIX`` + ``HANDLER`` when the operator set ``mcp.prefix``),
+    with each character MCP does not allow as ``_uXXXX_``."""
     safe = "".join(c if _ALLOWED.fullmatch(c) else f"_u{ord(c):04x}_" for c in handler)
-    return f"{plugin}.{safe}"
+    return f"{plugin}." + safe if prefix is None else prefix + safe
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class Tool:
     open_world: bool = False
     #: Every call runs as a durable job (the manifest's ``long_running``; omnicore.mcp.tasks).
     long_running: bool = False
+    #: The handler answers an MCP tool result (``{"content": [...], ...}``), not plain output
+    #: (its manifest object says ``"content": true``, specs/abi.md §5).
+    content: bool = False
 
 
 def _frozen(value: object) -> object:
@@ -124,7 +129,7 @@ class Exposure:
         """Plugin ``info``'s exposed handlers as tools, by tool name; the same dict (do not
         change it) while nothing they are made of changes: the file, the grants and the
         rules that expose them. A list of 1,000 tools is then a lookup, not 1,000 checks."""
-        key = (info.sha256, info.source, _frozen(info.granted), self._sidecar(info)[0],
+        key = (info.sha256, info.source, _frozen(info.granted), self._sidecar(info),
                self._operator_rules(info)[0])
         cached = self._tools.get(info.name)
         if cached is not None and cached[0] == key and info.sha256 is not None:
@@ -159,20 +164,25 @@ class Exposure:
             own = self._sidecar(info)[1]
         return self._resources if own is None else own
 
+    def prefix(self, info: PluginInfo) -> str | None:
+        """What plugin ``info``'s tool and prompt names start with (its sidecar's
+        ``mcp.prefix``); None: ``PLUGIN.``."""
+        return self._sidecar(info)[2]
+
     def _operator_rules(self, info: PluginInfo) -> _Rules:
         if self._operator is None or not info.source:
-            return (), None  # like the rest of the operator's settings: plugins from files
+            return (), None, None  # like the rest of the operator's settings: plugins from files
         try:
             rules = overlay(Sidecar(), self._operator.doc(info.name), info.name)
         except (ConfigError, StorageError) as exc:
             log.warning("mcp: ignoring the operator's settings of plugin '%s': %s",
                         info.name, exc)
-            return (), None
-        return rules.mcp_expose, rules.mcp_resources
+            return (), None, None
+        return rules.mcp_expose, rules.mcp_resources, None
 
     def _sidecar(self, info: PluginInfo) -> _Rules:
         if not info.source:
-            return (), None
+            return (), None, None
         # Every list and call asks: plain os.stat on strings, not pathlib.
         base = os.path.splitext(info.source)[0]
         found = []
@@ -184,7 +194,7 @@ class Exposure:
             if stat.S_ISREG(st.st_mode):
                 found.append((base + suffix, st))
         if len(found) != 1:
-            return (), None  # none, or two (the host refuses to load such a plugin anyway)
+            return (), None, None  # none, or two (the host refuses to load such a plugin anyway)
         path, st = found[0]
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         cached = self._sidecars.get(path)
@@ -194,10 +204,10 @@ class Exposure:
         rules: _Rules
         try:
             sidecar = read_sidecar(wasm)
-            rules = (sidecar.mcp_expose, sidecar.mcp_resources)
+            rules = (sidecar.mcp_expose, sidecar.mcp_resources, sidecar.mcp_prefix)
         except (ConfigError, OSError) as exc:
             log.warning("mcp: ignoring the sidecar of plugin '%s': %s", info.name, exc)
-            rules = ((), None)
+            rules = ((), None, None)
         self._sidecars[path] = (stamp, rules)
         return rules
 
@@ -217,11 +227,13 @@ def _tools(info: PluginInfo, exposure: Exposure) -> dict[str, Tool]:
     declared = _declared(info.manifest)
     read_only = _read_only(info.granted)
     open_world = "http" in info.granted
+    prefix = exposure.prefix(info)
+    served_otherwise = prompt_and_resource_handlers(info.manifest)
     mine: dict[str, Tool] = {}
     for handler in info.handlers:
-        if not exposure.exposes(info, handler):
+        if handler in served_otherwise or not exposure.exposes(info, handler):
             continue
-        name = tool_name(info.name, handler)
+        name = tool_name(info.name, handler, prefix)
         problem = None
         if len(name) > _MAX_NAME:
             problem = f"its tool name would be longer than {_MAX_NAME} characters"
@@ -243,8 +255,21 @@ def _tools(info: PluginInfo, exposure: Exposure) -> dict[str, Tool]:
         mine[name] = Tool(name, info.name, handler, str(description), schema, output,
                           title=str(title) if title else None, read_only=read_only,
                           destructive=spec.get("destructive") is True and not read_only,
-                          open_world=open_world, long_running=spec.get("long_running") is True)
+                          open_world=open_world, long_running=spec.get("long_running") is True,
+                          content=spec.get("content") is True)
     return mine
+
+
+def prompt_and_resource_handlers(manifest: Mapping[str, Any]) -> frozenset[str]:
+    """The handlers the manifest's ``prompts`` and ``resources`` name: served as those, never
+    as tools (omnicore.mcp.declared)."""
+    names = set()
+    for key in ("prompts", "resources"):
+        entries = manifest.get(key)
+        for entry in entries if isinstance(entries, list) else ():
+            if isinstance(entry, Mapping) and isinstance(entry.get("handler"), str):
+                names.add(entry["handler"])
+    return frozenset(names)
 
 
 def _declared(manifest: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

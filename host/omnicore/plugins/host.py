@@ -448,9 +448,14 @@ class PluginHost:
     async def acall(self, name: str, handler: str, data: bytes = b"") -> bytes:
         """:meth:`call` on a worker thread, so the event loop never blocks on a guest."""
         import asyncio  # here: a one-off call outside any loop need not load it
+        import contextvars
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._call_threads(name), self.call, name, handler, data)
+        # In the caller's context: what it set for the call's host functions (the MCP
+        # client of a tool call, omnicore.capabilities.mcp) reaches the worker thread.
+        return await loop.run_in_executor(self._call_threads(name),
+                                          contextvars.copy_context().run, self.call, name,
+                                          handler, data)
 
     def call_json(self, name: str, handler: str, obj: Any = None) -> Any:
         """Call with ``obj`` encoded as JSON and decode the output as JSON.

@@ -2,8 +2,9 @@
 
 ``NAME.toml``, ``NAME.yaml`` or ``NAME.yml`` (NAME is the file name without ``.wasm``), with
 the keys ``grants`` (or ``[grant.<capability>]`` tables), ``config``, ``limits``, ``enabled``
-(specs/abi.md §7), ``mcp`` (``{expose: [HANDLER, ...], resources: bool}``: the plugin's
-handlers served as MCP tools, globs allowed; its memories and vectors as resources), and for
+(specs/abi.md §7), ``mcp`` (``{expose: [HANDLER, ...], resources: bool, prefix: str}``: the
+plugin's handlers served as MCP tools, globs allowed; its memories and vectors as resources;
+what its tool and prompt names start with), and for
 an Extism plugin the Extism manifest keys ``allowed_hosts``, ``allowed_paths``, ``memory``,
 ``timeout_ms`` (specs/extism.md). :func:`read_sidecar`
 validates one; :func:`write_grants` persists grants made on a running host (the console,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +55,9 @@ class Sidecar:
     #: Whether this plugin's memories and vectors are MCP resources (``mcp.resources``);
     #: None: as the app config says.
     mcp_resources: bool | None = None
+    #: What this plugin's MCP tool and prompt names start with (``mcp.prefix``); None: the
+    #: plugin's name and a dot. ``""`` serves them under the handler's (or prompt's) own name.
+    mcp_prefix: str | None = None
 
 
 def sidecar_paths(wasm: Path) -> list[Path]:
@@ -135,13 +140,18 @@ def _mcp(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     mcp = data.get("mcp", {})
     expose = mcp.get("expose", []) if isinstance(mcp, Mapping) else None
     resources = mcp.get("resources") if isinstance(mcp, Mapping) else None
-    if (not isinstance(mcp, Mapping) or set(mcp) - {"expose", "resources"}
+    prefix = mcp.get("prefix") if isinstance(mcp, Mapping) else None
+    if (not isinstance(mcp, Mapping) or set(mcp) - {"expose", "resources", "prefix"}
             or not isinstance(expose, list) or not isinstance(resources, bool | None)
             or not all(isinstance(h, str) and h for h in expose)):
         raise ConfigError(f"{source}: 'mcp' must be {{expose: [HANDLER, ...], resources: "
-                          "true|false}} (handler names or globs of this plugin, e.g. ['greet'] "
-                          "or ['*'])", key="mcp", value=mcp, source=source)
-    return {"mcp_expose": tuple(expose), "mcp_resources": resources}
+                          "true|false, prefix: STRING}} (handler names or globs of this plugin, "
+                          "e.g. ['greet'] or ['*'])", key="mcp", value=mcp, source=source)
+    if prefix is not None and (not isinstance(prefix, str) or len(prefix) > 64
+                               or not re.fullmatch(r"[A-Za-z0-9_.-]*", prefix)):
+        raise ConfigError(f"{source}: 'mcp.prefix' must be at most 64 of A-Z a-z 0-9 _ . - "
+                          "(\"\" for none)", key="mcp.prefix", value=prefix, source=source)
+    return {"mcp_expose": tuple(expose), "mcp_resources": resources, "mcp_prefix": prefix}
 
 
 def write_grants(wasm: Path, grants: Mapping[str, Mapping[str, Any] | None]) -> Path:

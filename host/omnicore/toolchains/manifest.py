@@ -44,9 +44,9 @@ __all__ = ["MANIFEST_FILE", "SECTION", "embed_manifest", "handler_exports", "rea
 MANIFEST_FILE = "omnicore.toml"
 SECTION = "omnicore.manifest"
 _KNOWN = ("name", "version", "description", "handlers", "handler", "config", "subscriptions",
-          "schedules")
+          "schedules", "prompts", "resources")
 _HANDLER_KEYS = ("description", "title", "input_schema", "output_schema", "destructive",
-                 "long_running")
+                 "long_running", "content")
 #: Exports a core module describes its handlers through: one for all handlers (a JSON object
 #: keyed by handler), or one per handler (its object); both of the handler type.
 DESCRIBE = "omni_describe"
@@ -116,7 +116,7 @@ def embed_manifest(wasm: bytes, meta: dict[str, Any], *, language: str,
             from_code[name] = {**from_code.get(name, {}), **entry}
     manifest["handlers"] = _described(handlers, meta.get("handler", {}), from_code,
                                       manifest["name"], language)
-    for key in ("config", "subscriptions", "schedules"):
+    for key in ("config", "subscriptions", "schedules", "prompts", "resources"):
         if key in meta:
             manifest[key] = meta[key]
     _check_entries(manifest, language)
@@ -151,7 +151,7 @@ def _bad_entry(name: str, table: object) -> str | None:
     for key in ("description", "title"):
         if not isinstance(table.get(key, ""), str):
             return f"{key} must be a string"
-    for key in ("destructive", "long_running"):
+    for key in ("destructive", "long_running", "content"):
         if not isinstance(table.get(key, False), bool):
             return f"{key} must be true or false"
     for key in ("input_schema", "output_schema"):

@@ -404,10 +404,32 @@ export const redis = {
   connect(name) { return new RedisConnection(String(name)); },
 };
 
+/** omnicore:mcp (specs/abi.md §4.13): the MCP client of the tool call running now. */
+export const mcp = {
+  /** Progress of `total` (<= 0: unknown) with a message; true when the client was told. */
+  progress(progress, total = 0, message = "") {
+    return native.mcpProgress(Number(progress), Number(total), String(message)) === 0;
+  },
+  /** Send MCP request `method` with `params` to the client; its result, parsed. */
+  ask(method, params) {
+    return JSON.parse(block("mcp.ask", () => native.mcpAsk(JSON.stringify({ method, params }))));
+  },
+  /** Ask the user to fill in a form (elicitation/create): `{action, content?}`. */
+  elicit(message, requestedSchema) {
+    return mcp.ask("elicitation/create", { message, requestedSchema });
+  },
+  /** Ask the client's model (sampling/createMessage): `{role, content, model, ...}`. */
+  sample(prompt, maxTokens = 100) {
+    return mcp.ask("sampling/createMessage", {
+      messages: [{ role: "user", content: { type: "text", text: String(prompt) } }], maxTokens,
+    });
+  },
+};
+
 /** The capabilities linked into this plugin at build time (names of specs/abi.md §4). */
 export function linked() {
   const names = ["log", "config", "kv", "memory", "vectors", "tasks", "http", "events", "secrets",
-    "sql", "redis"];
+    "sql", "redis", "mcp"];
   const mask = native.linked();
   return names.filter((_, i) => mask & (1 << i));
 }

@@ -63,12 +63,14 @@ IMPORT("omnicore:sql", "commit") int32_t h_sql_commit(int64_t);
 IMPORT("omnicore:sql", "rollback") int32_t h_sql_rollback(int64_t);
 IMPORT("omnicore:redis", "command")
 int64_t h_redis_command(const void *, int32_t, const void *, int32_t);
+IMPORT("omnicore:mcp", "progress") int32_t h_mcp_progress(double, double, const void *, int32_t);
+IMPORT("omnicore:mcp", "ask") int64_t h_mcp_ask(const void *, int32_t);
 
 enum { CAP_LOG, CAP_CONFIG, CAP_KV, CAP_MEMORY, CAP_VECTORS, CAP_TASKS, CAP_HTTP, CAP_EVENTS,
-       CAP_SECRETS, CAP_SQL, CAP_REDIS, CAP_COUNT };
+       CAP_SECRETS, CAP_SQL, CAP_REDIS, CAP_MCP, CAP_COUNT };
 static const char *const cap_names[CAP_COUNT] = {"log", "config", "kv", "memory", "vectors",
                                                  "tasks", "http", "events", "secrets", "sql",
-                                                 "redis"};
+                                                 "redis", "mcp"};
 
 #ifndef OMNI_JS_REGION_BYTES
 #define OMNI_JS_REGION_BYTES (4u << 20)
@@ -638,6 +640,29 @@ FN(n_utf8_decode) {
     return r;
 }
 
+FN(n_mcp_progress) {
+    UNUSED;
+    if (need(CAP_MCP)) return JS_EXCEPTION;
+    double done = 0, total = 0;
+    if (JS_ToFloat64(ctx, &done, argv[0]) || JS_ToFloat64(ctx, &total, argv[1]))
+        return JS_EXCEPTION;
+    Bytes msg;
+    if (get_bytes(&msg, argv[2])) return JS_EXCEPTION;
+    int32_t s = h_mcp_progress(done, total, msg.p, (int32_t)msg.n);
+    put_bytes(&msg);
+    return JS_NewInt32(ctx, s);
+}
+
+FN(n_mcp_ask) {
+    UNUSED;
+    if (need(CAP_MCP)) return JS_EXCEPTION;
+    Bytes req;
+    if (get_bytes(&req, argv[0])) return JS_EXCEPTION;
+    int64_t r = h_mcp_ask(req.p, (int32_t)req.n);
+    put_bytes(&req);
+    return take_block(r, 1);
+}
+
 FN(n_linked) {
     UNUSED;
     (void)argv;
@@ -671,6 +696,8 @@ static const JSCFunctionListEntry native_fns[] = {
     JS_CFUNC_DEF("sqlCommit", 1, n_sql_commit),
     JS_CFUNC_DEF("sqlRollback", 1, n_sql_rollback),
     JS_CFUNC_DEF("redisCommand", 2, n_redis_command),
+    JS_CFUNC_DEF("mcpProgress", 3, n_mcp_progress),
+    JS_CFUNC_DEF("mcpAsk", 1, n_mcp_ask),
     JS_CFUNC_DEF("input", 0, n_input),
     JS_CFUNC_DEF("utf8Encode", 1, n_utf8_encode),
     JS_CFUNC_DEF("utf8Decode", 1, n_utf8_decode),

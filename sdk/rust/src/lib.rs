@@ -32,7 +32,8 @@
 //!
 //! Host capabilities live in one module per ABI namespace: [`log`](mod@log), [`config`], [`kv`],
 //! [`memory`], [`vectors`], [`tasks`], [`http`], [`events`], [`secrets`],
-//! [`sql`] and [`redis`] (database connectors). A plugin imports a
+//! [`sql`] and [`redis`] (database connectors), [`mcp`] (the MCP client of a tool call).
+//! A plugin imports a
 //! namespace only if it calls into it, and the operator must grant every namespace but `log`.
 //!
 //! A panic traps the call (the host raises `Trap`); the SDK logs the panic message at error
@@ -54,6 +55,7 @@ pub mod events;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod mcp;
 pub mod memory;
 pub mod redis;
 #[cfg(feature = "json")]

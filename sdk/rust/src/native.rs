@@ -956,3 +956,19 @@ pub(crate) mod redis {
         }
     }
 }
+
+pub(crate) mod mcp {
+    use super::*;
+
+    // Native tests have no MCP client: progress reaches nobody, questions are unavailable.
+    pub(crate) unsafe fn host_progress(_p: f64, _t: f64, _m: *const u8, _ml: usize) -> i32 {
+        -1
+    }
+
+    pub(crate) unsafe fn host_ask(_r: *const u8, _rl: usize) -> i64 {
+        block(
+            b"UNAVAILABLE: no MCP client in native tests".to_vec(),
+            true,
+        ) as i64
+    }
+}

@@ -1,6 +1,6 @@
 // Exercises every omnicore namespace through the JS SDK's wrappers (tests/sdk/test_js.py).
-import { config, events, http, kv, log, memory, secrets, tasks, vectors, OmniHostError, Tier }
-  from "omnicore";
+import { config, events, http, kv, log, mcp, memory, secrets, tasks, vectors, OmniHostError,
+  Tier } from "omnicore";
 
 const status = (fn) => {
   try { fn(); return "ok"; } catch (e) { return e instanceof OmniHostError ? e.code : String(e); }
@@ -103,4 +103,13 @@ export function config_all() {
   return { all: config.all(), nested: config.get("db.host"), num: config.value("n"),
            str_num: config.value("s"), deep: config.value("db.host"), whole: config.value(""),
            missing: config.get("nope", "fallback"), missing_value: config.value("db.nope.x", 7) };
+}
+
+// Called outside MCP: nobody listens to progress, nobody answers (tests/mcp has a client).
+export function mcp_outside() {
+  return {
+    progress: mcp.progress(1, 2, "half"),
+    asked: status(() => mcp.elicit("Who?", { type: "object" })),
+    sampling: status(() => mcp.sample("hi")),
+  };
 }

@@ -15,7 +15,7 @@ __all__ = ["CAPABILITIES", "FOREIGN_IMPORT", "SOURCES", "detect", "entry", "used
 
 #: The namespaces of specs/abi.md §4 in the runtime's capability-mask bit order.
 CAPABILITIES = ("log", "config", "kv", "memory", "vectors", "tasks", "http", "events", "secrets",
-                "sql", "redis")
+                "sql", "redis", "mcp")
 #: The suffixes of plugin sources (TypeScript ones are type-checked and bundled).
 SOURCES = (".js", ".mjs", ".ts", ".mts")
 #: How the runtime's module loader refuses an import other than "omnicore" (omnicore_js.c).

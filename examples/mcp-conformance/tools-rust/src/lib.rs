@@ -1,0 +1,206 @@
+//! The MCP conformance suite's fixture tools as one omnicore plugin. Each handler is the tool
+//! of the same name the suite calls (the operator serves them unprefixed: `mcp.prefix: ""`);
+//! test_tool_with_progress is the TypeScript plugin's (prompts-ts).
+
+use omnicore::{handler, mcp, Error};
+use serde_json::{json, Value};
+
+/// A 1x1 PNG.
+const PNG: [u8; 70] = [
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 1, 0, 0, 0, 1, 8, 6,
+    0, 0, 0, 31, 21, 196, 137, 0, 0, 0, 13, 73, 68, 65, 84, 120, 218, 99, 252, 207, 192, 240,
+    31, 0, 5, 5, 2, 0, 95, 200, 241, 210, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
+];
+
+/// A WAV file of `samples` silent 8-bit mono samples at 8 kHz.
+fn wav(samples: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(44 + samples as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + samples).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&8000u32.to_le_bytes()); // sample rate
+    out.extend_from_slice(&8000u32.to_le_bytes()); // byte rate
+    out.extend_from_slice(&1u16.to_le_bytes()); // block align
+    out.extend_from_slice(&8u16.to_le_bytes()); // bits per sample
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&samples.to_le_bytes());
+    out.resize(44 + samples as usize, 128); // 128 is silence in 8-bit PCM
+    out
+}
+
+fn object(input: &[u8]) -> Result<serde_json::Map<String, Value>, Error> {
+    if input.is_empty() {
+        return Ok(Default::default());
+    }
+    match serde_json::from_slice(input) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Error::new("invalid JSON input: expected an object")),
+    }
+}
+
+fn string_arg(input: &[u8], name: &str) -> Result<String, Error> {
+    match object(input)?.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(Error::new(format!("{} must be a string", name))),
+    }
+}
+
+fn simple_text(_: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(mcp::result(&[mcp::text("This is a simple text response for testing.")], false))
+}
+
+fn image_content(_: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(mcp::result(&[mcp::image(&PNG, "image/png")], false))
+}
+
+fn audio_content(_: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(mcp::result(&[mcp::audio(&wav(80), "audio/wav")], false))
+}
+
+fn embedded_resource(_: &[u8]) -> Result<Vec<u8>, Error> {
+    let item = mcp::resource_text(
+        "test://embedded-resource",
+        "text/plain",
+        "This is an embedded resource content.",
+    );
+    Ok(mcp::result(&[item], false))
+}
+
+fn multiple_content_types(_: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(mcp::result(
+        &[
+            mcp::text("Multiple content types test:"),
+            mcp::image(&PNG, "image/png"),
+            mcp::resource_text(
+                "test://mixed-content-resource",
+                "application/json",
+                r#"{"test":"data","value":123}"#,
+            ),
+        ],
+        false,
+    ))
+}
+
+fn error_handling(_: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(mcp::result(&[mcp::text("This tool intentionally returns an error for testing")], true))
+}
+
+fn tool_with_logging(_: &[u8]) -> Result<Vec<u8>, Error> {
+    // The host sends a call's log lines to a client that set a level (logging/setLevel).
+    omnicore::log::info("Tool execution started");
+    omnicore::log::info("Tool processing data");
+    omnicore::log::info("Tool execution completed");
+    Ok(b"Logging test completed".to_vec())
+}
+
+fn sampling(input: &[u8]) -> Result<Vec<u8>, Error> {
+    let prompt = string_arg(input, "prompt")?;
+    let answer: Value = serde_json::from_str(&mcp::sample(&prompt, 100)?)
+        .map_err(|e| Error::new(format!("the client's answer is not JSON: {}", e)))?;
+    let text = answer["content"]["text"].as_str().unwrap_or("");
+    Ok(format!("LLM response: {}", text).into_bytes())
+}
+
+fn elicitation(input: &[u8]) -> Result<Vec<u8>, Error> {
+    let message = string_arg(input, "message")?;
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "username": {"type": "string", "description": "User's response"},
+            "email": {"type": "string", "description": "User's email address"},
+        },
+        "required": ["username", "email"],
+    });
+    let answer = mcp::elicit(&message, &schema.to_string())?;
+    Ok(format!("User response: {}", answer).into_bytes())
+}
+
+fn elicitation_sep1034_defaults(_: &[u8]) -> Result<Vec<u8>, Error> {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "default": "John Doe"},
+            "age": {"type": "integer", "default": 30},
+            "score": {"type": "number", "default": 95.5},
+            "status": {"type": "string", "enum": ["active", "inactive", "pending"],
+                       "default": "active"},
+            "verified": {"type": "boolean", "default": true},
+        },
+    });
+    let answer = mcp::elicit("Please review your details", &schema.to_string())?;
+    Ok(format!("Elicitation completed: {}", answer).into_bytes())
+}
+
+fn elicitation_sep1330_enums(_: &[u8]) -> Result<Vec<u8>, Error> {
+    let titled = |values: &[(&str, &str)]| -> Vec<Value> {
+        values.iter().map(|(v, t)| json!({"const": v, "title": t})).collect()
+    };
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+            "titledSingle": {"type": "string", "oneOf": titled(&[
+                ("value1", "First Option"), ("value2", "Second Option"),
+                ("value3", "Third Option")])},
+            "legacyEnum": {"type": "string", "enum": ["opt1", "opt2", "opt3"],
+                           "enumNames": ["Option One", "Option Two", "Option Three"]},
+            "untitledMulti": {"type": "array",
+                              "items": {"type": "string",
+                                        "enum": ["option1", "option2", "option3"]}},
+            "titledMulti": {"type": "array", "items": {"anyOf": titled(&[
+                ("value1", "First Choice"), ("value2", "Second Choice"),
+                ("value3", "Third Choice")])}},
+        },
+    });
+    let answer = mcp::elicit("Pick some options", &schema.to_string())?;
+    Ok(format!("Elicitation completed: {}", answer).into_bytes())
+}
+
+fn schema_2020_12(input: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(format!("Received: {}", Value::Object(object(input)?)).into_bytes())
+}
+
+fn missing_capability(_: &[u8]) -> Result<Vec<u8>, Error> {
+    // Asked of a client that did not declare sampling: on 2026-07-28 the host refuses the
+    // whole call with -32021 (SEP-2575); before, this is a tool error.
+    let answer = mcp::sample("Say hello", 10)?;
+    Ok(answer.into_bytes())
+}
+
+fn reconnection(_: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(b"Reconnection test completed".to_vec())
+}
+
+handler! {
+    /// Returns a simple text.
+    test_simple_text => simple_text,
+    /// Returns a 1x1 PNG image.
+    test_image_content => image_content,
+    /// Returns a short silent WAV.
+    test_audio_content => audio_content,
+    /// Returns an embedded text resource.
+    test_embedded_resource => embedded_resource,
+    /// Returns text, an image and an embedded resource.
+    test_multiple_content_types => multiple_content_types,
+    /// Always answers a tool error.
+    test_error_handling => error_handling,
+    /// Writes three log lines while it runs.
+    test_tool_with_logging => tool_with_logging,
+    /// Asks the client's model to answer the prompt (sampling).
+    test_sampling => sampling,
+    /// Asks the user for a username and an email (elicitation).
+    test_elicitation => elicitation,
+    /// Asks the user with a form whose fields have defaults (SEP-1034).
+    test_elicitation_sep1034_defaults => elicitation_sep1034_defaults,
+    /// Asks the user with every kind of enum field (SEP-1330).
+    test_elicitation_sep1330_enums => elicitation_sep1330_enums,
+    /// Takes input described by a JSON Schema 2020-12 with $defs.
+    json_schema_2020_12_tool => schema_2020_12,
+    /// Asks the client's model without checking it may (SEP-2575's -32021 on 2026-07-28).
+    test_missing_capability => missing_capability,
+    /// Answers plainly (the host keeps the stream resumable, SEP-1699).
+    test_reconnection => reconnection,
+}

@@ -1,0 +1,181 @@
+"""``omnicore:mcp`` (specs/abi.md §4.13): a handler called as an MCP tool talks to the client
+that called it — it reports progress, and asks the client (elicitation, sampling) from inside
+the call, within the call's deadline.
+
+``progress(progress: f64, total: f64, msg, msg_len) -> i32``: ``notifications/progress``
+against the call's ``_meta.progressToken`` (``total <= 0``: unknown; ``msg_len`` 0: no
+message); 0 when sent, ``NOT_FOUND`` when nobody listens (no MCP client, or it asked for no
+progress). Cheap to call outside MCP: a plugin never needs to know how it was called.
+
+``ask(req, req_len) -> i64`` (§3.3): ``req`` is JSON ``{"method": "elicitation/create" |
+"sampling/createMessage", "params": {...}}`` (the params as MCP writes them); the answer is
+the client's result as JSON, or ``E = 1`` with ``"DENIED: ..."`` (the grant does not allow
+that method), ``"UNAVAILABLE: ..."`` (no MCP client waits on this call, the client does not
+offer the capability, or it did not answer before the deadline), ``"INVALID: ..."`` (a
+malformed request, or the client answered with an error), ``"TOO_LARGE: ..."``.
+
+The grant: ``mcp: {ask: [elicitation, sampling]}`` — progress needs only ``mcp``; each kind
+of question is the operator's to allow (sampling spends the client's model tokens,
+elicitation the user's attention). The MCP server (omnicore.mcp) puts the calling client in
+:data:`CLIENT` for the call; this module knows nothing of MCP's sessions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from omnicore.errors import ConfigError, Refused
+from omnicore.sandbox.capability import (
+    Capability,
+    GuestMemory,
+    HostFunction,
+    PluginContext,
+    Status,
+    WitFunction,
+    refusal_block,
+    wit_failure,
+)
+
+__all__ = ["ASK_METHODS", "CAPABILITY", "CLIENT", "MAX_ASK_BYTES", "Client", "ClientRefused"]
+
+#: What a plugin may ask a client, by grant word.
+ASK_METHODS = {"elicitation": "elicitation/create", "sampling": "sampling/createMessage"}
+#: A question is a form or a prompt, not a document.
+MAX_ASK_BYTES = 64 * 1024
+#: Longer progress messages are cut.
+MAX_MESSAGE_BYTES = 1024
+
+
+class ClientRefused(Refused):
+    """A question to the client could not be asked or answered; ``status`` is the word the
+    plugin reads (DENIED, INVALID, UNAVAILABLE, TOO_LARGE)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Client(Protocol):
+    """The MCP client waiting on the running call (omnicore.mcp implements it)."""
+
+    def progress(self, progress: float, total: float | None, message: str | None) -> bool:
+        """Send a progress notification; False when the client asked for none."""
+
+    def ask(self, method: str, params: Mapping[str, Any], deadline: float) -> dict[str, Any]:
+        """Send request ``method`` to the client and wait for its result, at most until
+        ``deadline`` (``time.monotonic()``); :class:`ClientRefused` when it cannot."""
+
+
+#: The client of the call running on this thread (set by the MCP server for a tool call).
+CLIENT: ContextVar[Client | None] = ContextVar("omnicore.mcp.client", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    plugin: str
+    ask: frozenset[str]
+
+
+def _check_grant(options: Mapping[str, Any]) -> None:
+    unknown = set(options) - {"ask"}
+    if unknown:
+        raise ConfigError(f"unknown option(s) for grant 'mcp': {', '.join(sorted(unknown))}; "
+                          "known: ask", key=f"grant.mcp.{sorted(unknown)[0]}")
+    ask = options.get("ask", [])
+    if not isinstance(ask, list | tuple) or any(a not in ASK_METHODS for a in ask):
+        raise ConfigError(f"grant.mcp.ask must be a list of {', '.join(ASK_METHODS)}, got "
+                          f"{ask!r}", key="grant.mcp.ask", value=ask)
+
+
+def _bind(ctx: PluginContext) -> _Bound:
+    return _Bound(ctx.plugin, frozenset(ASK_METHODS[a] for a in ctx.grant.get("ask", ())))
+
+
+def _progress_of(progress: float, total: float, message: str | None) -> int:
+    client = CLIENT.get()
+    if client is None:
+        return Status.NOT_FOUND
+    sent = client.progress(progress, total if total > 0 else None, message or None)
+    return 0 if sent else Status.NOT_FOUND
+
+
+def _progress(bound: _Bound, mem: GuestMemory, progress: float, total: float, mp: int,
+              ml: int) -> int:
+    mem.check(mp, ml, "progress message")
+    message = mem.read_str(mp, min(ml, MAX_MESSAGE_BYTES), "progress message") if ml else None
+    return _progress_of(progress, total, message)
+
+
+def _question(bound: _Bound, raw: bytes) -> tuple[str, dict[str, Any]]:
+    try:
+        request = json.loads(raw)
+    except ValueError as exc:
+        raise ClientRefused("INVALID", f"the question is not JSON: {exc}") from None
+    method = request.get("method") if isinstance(request, dict) else None
+    params = request.get("params", {}) if isinstance(request, dict) else None
+    if method not in ASK_METHODS.values() or not isinstance(params, dict):
+        raise ClientRefused("INVALID", "a question is {\"method\": \"elicitation/create\" or "
+                                       "\"sampling/createMessage\", \"params\": {...}}")
+    if method not in bound.ask:
+        word = next(k for k, v in ASK_METHODS.items() if v == method)
+        raise ClientRefused("DENIED", f"plugin '{bound.plugin}' may not ask the client for "
+                                      f"{word}: the operator grants it with mcp: {{ask: "
+                                      f"[{word}]}}")
+    return method, params
+
+
+def _asked(bound: _Bound, raw: bytes, deadline: float) -> bytes:
+    method, params = _question(bound, raw)
+    client = CLIENT.get()
+    if client is None:
+        raise ClientRefused("UNAVAILABLE", "no MCP client waits on this call (it was not "
+                                           "called as an MCP tool)")
+    return json.dumps(client.ask(method, params, deadline), separators=(",", ":"),
+                      ensure_ascii=False).encode()
+
+
+def _ask(bound: _Bound, mem: GuestMemory, rp: int, rl: int) -> int:
+    mem.check(rp, rl, "question")
+    try:
+        if rl > MAX_ASK_BYTES:
+            raise ClientRefused("TOO_LARGE", f"a question is at most {MAX_ASK_BYTES} bytes")
+        answer = _asked(bound, mem.read(rp, rl, "question"), mem.deadline)
+    except ClientRefused as exc:
+        return refusal_block(mem, exc)
+    return mem.alloc_result(answer)
+
+
+# omnicore:plugin/mcp (sdk/wit/plugin.wit): the same for components.
+def _wit_progress(bound: _Bound, progress: float, total: float, message: str) -> bool:
+    return _progress_of(progress, total, message[:MAX_MESSAGE_BYTES]) == 0
+
+
+def _wit_ask(bound: _Bound, deadline: float, request: str) -> dict[str, Any]:
+    data = request.encode("utf-8")
+    try:
+        if len(data) > MAX_ASK_BYTES:
+            raise ClientRefused("TOO_LARGE", f"a question is at most {MAX_ASK_BYTES} bytes")
+        return {"ok": _asked(bound, data, deadline).decode()}
+    except ClientRefused as exc:
+        return wit_failure(exc)
+
+
+CAPABILITY = Capability(
+    name="mcp",
+    description="report progress to the MCP client of a tool call and ask it questions "
+                "(elicitation, sampling) within the call's deadline",
+    functions=(
+        HostFunction("progress", ("f64", "f64", "ptr", "len"), ("i32",), _progress),
+        HostFunction("ask", ("ptr", "len"), ("i64",), _ask),
+    ),
+    bind=_bind,
+    check_grant=_check_grant,
+    wit=(WitFunction("progress", "func(progress: f64, total: f64, message: string) -> bool",
+                     _wit_progress),
+         WitFunction("ask", f"func(request: string) -> result<string, {WitFunction.FAILURE}>",
+                     _wit_ask, timed=True)),
+)
