@@ -1,4 +1,5 @@
-"""One job's delivery: call the plugin's handler, then record how it ended.
+"""One job's delivery: call the plugin's handler, then record how it ended (a success with
+the handler's output, the job's ``result``).
 
 ``claim -> call -> finish | fail``: the lease and the claim are the leased workers' part
 (:mod:`omnicore.core.workers`); this is what runs in between. A failure is retried by the
@@ -66,9 +67,10 @@ class JobRunner:
                                   attempt=job.attempts, hops=hops))
         started = time.perf_counter()
         error = None
+        output = b""
         try:
             with at_hops(job.hops):
-                self._plugins().call(job.plugin, job.handler, job.payload)
+                output = self._plugins().call(job.plugin, job.handler, job.payload)
         except Exception as exc:
             if self._interrupted.is_set():
                 log.info("job %d %s.%s was interrupted by the stop; it is queued again",
@@ -83,7 +85,7 @@ class JobRunner:
         queue = self._storage().queue
         try:
             if error is None:
-                self._persist(lambda: queue.finish(job.id, self._owner, now))
+                self._persist(lambda: queue.finish(job.id, self._owner, now, output))
                 events.publish(JobSucceeded(job_id=job.id, plugin=job.plugin,
                                             handler=job.handler, attempt=job.attempts,
                                             duration_s=time.perf_counter() - started,

@@ -301,7 +301,11 @@ CREATE TABLE job_keys (key text PRIMARY KEY, job_id bigint, digest text NOT NULL
 CREATE INDEX job_keys_by_age ON job_keys (created_at);
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 14 drops what an
+_V15_JOB_RESULTS = """
+ALTER TABLE jobs ADD COLUMN result bytea;
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 15 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -320,6 +324,7 @@ STEPS: tuple[Step, ...] = (
     Step(_V13_OAUTH, "OAuth clients, grants, codes and tokens for remote agents", runs_from=1),
     Step(_V14_JOB_RUNS_KEYS, "who ran each delivery of a job; REST enqueue idempotency keys",
          runs_from=1),
+    Step(_V15_JOB_RESULTS, "what a job's handler answered", runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)
