@@ -17,8 +17,10 @@ import pytest
 import wasmtime
 
 from omnicore.app import OmniApp
-from omnicore.errors import DeadlineExceeded, HandlerNotFound, InvalidInput
+from omnicore.errors import ConfigError, DeadlineExceeded, HandlerNotFound, InvalidInput
+from omnicore.sandbox.capability import Status
 from omnicore.storage import Job
+from tests.capabilities.test_tasks import enq, tasks_wasm
 from tests.host_fixtures import echo_wasm
 from tests.sandbox_fixtures import wait_for
 from tests.wasi.test_exec import _EXIT, _LIST, _STDIO, _WRITE_FILE
@@ -105,3 +107,18 @@ def test_exec_is_refused_for_what_is_no_command(app: OmniApp) -> None:
     for bad in (b"[1]", b'{"args": [1]}', b'{"argv": []}', b"not json"):
         with pytest.raises(InvalidInput, match="args"):
             app.plugins.call("argv", "@exec", bad)
+
+
+def test_a_plugin_granted_a_command_enqueues_its_runs(app: OmniApp) -> None:
+    _load(app, "argv", _LIST.format(kind="args"))
+    app.plugins.load(tasks_wasm(), grants={"kv": {}, "tasks": {"commands": ["argv"]}})
+    job_id = enq(app, "@exec:argv", b'{"args": ["from", "a plugin"]}')
+    assert job_id > 0
+    job = _ended(app, job_id)
+    assert job.plugin == "argv" and job.handler == "@exec" and job.state == "succeeded"
+    assert json.loads(job.result or b"")["stdout"] == "argv\0from\0a plugin\0"
+    # Only the commands its grant names.
+    _load(app, "stdio", _STDIO)
+    assert enq(app, "@exec:stdio") == Status.DENIED
+    with pytest.raises(ConfigError, match=r"grant\.tasks\.commands"):
+        app.plugins.load(tasks_wasm("bad"), grants={"kv": {}, "tasks": {"commands": "argv"}})
