@@ -117,7 +117,10 @@ def table(quick: bool = False, markdown: bool = False) -> str:
                     ("omnicore tasks enqueue --app (old name)",
                      ["tasks", "enqueue", "echo", "echo", "hi"]),
                     ("omnicore logs NAME --app (running host)", ["logs", "echo"]),
-                    ("omnicore settings show NAME --app", ["settings", "show", "echo"])):
+                    ("omnicore settings show NAME --app (running host)",
+                     ["settings", "show", "echo"]),
+                    ("omnicore settings limits NAME K=V --app (running host)",
+                     ["settings", "limits", "echo", "timeout_ms=900"])):
                 rows.append((name, wall_ms([*omnicore, *args, *app_opt], env, work, repeats),
                              "<= 150"))
         bare = work / "echo.wasm"

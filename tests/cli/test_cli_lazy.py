@@ -141,6 +141,9 @@ def test_call_of_a_bare_file_loads_no_service(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"1\n"
     assert _loaded(modules, HEAVY) == []
+    # Nor the app config's schema, YAML (no sidecar) or importlib.metadata: 0.15 s together.
+    assert _loaded(modules, ("pydantic", "omnicore.config.loader", "omnicore.config.schema",
+                             "yaml", "importlib.metadata")) == []
 
 
 def test_a_plugin_granted_kv_loads_the_store_on_use_and_keeps_its_data(app: Path) -> None:
@@ -280,3 +283,34 @@ def test_with_no_running_host_the_config_is_still_checked(tmp_path: Path) -> Non
         result, _ = _modules([*args, "--app", str(tmp_path)])
         assert result.returncode == 1
         assert b"unknown config key 'plugins_dirr'" in result.stderr
+
+
+def test_settings_go_through_the_running_host_and_import_no_host_code(host: Path) -> None:
+    # One door: with a host running, `omnicore settings` is a client of its REST API, and
+    # the host applies the change at once (no wait for the database's change poll).
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        result = subprocess.run([sys.executable, "-c", _PROBE, *args, "--app", str(host)],
+                                capture_output=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        line = next(ln for ln in result.stderr.decode().splitlines()
+                    if ln.startswith("MODULES "))
+        assert _loaded(set(line.split()[1:]), HOST) == [], args
+        return result
+
+    def call() -> bytes:
+        return run("call", "conf", "get", "--input", "who").stdout
+
+    changed = run("settings", "config", "conf", "who=operator")
+    assert b"applied by the running host at http" in changed.stderr
+    assert call() == b"operator\n"
+    assert json.loads(run("settings", "show", "conf", "--json").stdout) == {
+        "config": {"who": "operator"}}
+    run("settings", "limits", "conf", "timeout_ms=900")
+    run("settings", "limits", "conf", "max_output_bytes=4096")  # over those set before
+    assert json.loads(run("settings", "show", "conf", "--json").stdout)["limits"] == {
+        "timeout_ms": 900, "max_output_bytes": 4096}
+    assert json.loads(run("settings", "clear", "conf", "config", "--json").stdout) == {
+        "limits": {"timeout_ms": 900, "max_output_bytes": 4096}}
+    assert call() == b"host\n"
+    run("settings", "clear", "conf")
+    assert json.loads(run("settings", "show", "conf", "--json").stdout) == {}

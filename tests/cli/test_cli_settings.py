@@ -1,6 +1,7 @@
-"""``omnicore settings`` beside a running host: the CLI writes the operator's settings into the
-app's database and the host, which it never talks to, applies them by following the change
-sequence; bad input is refused before anything is written."""
+"""``omnicore settings`` beside a running host: the CLI asks that host through its REST API,
+which applies the change at once; a plugin the host does not have gets its settings written to
+the app's database, where they wait for it; with no host running the CLI writes the database
+itself. Bad input is refused before anything is written."""
 
 from __future__ import annotations
 
@@ -90,6 +91,15 @@ def test_settings_from_the_cli_reach_the_running_host(running: tuple[Path, Remot
     took = applied(remote, "NeedsGrant")
     assert took < APPLIED_WITHIN_S, took
     assert not list((appdir / "plugins").glob("conf.*ml"))  # the folder is the host's own
+    # A plugin this host does not have (yet): stored in the database, waiting for it.
+    later = omnicore(appdir, "grant", "later", "kv")
+    assert later.returncode == 0 and "stored; every running host" in later.stderr, later.stderr
+    start = time.monotonic()  # the host hears of it by the database's change sequence
+    while remote.request("GET", "/api/v1/plugins/later/settings") != {"grants": {"kv": {}}}:
+        assert time.monotonic() - start < APPLIED_WITHIN_S
+        time.sleep(0.02)
+    refused = omnicore(appdir, "grant", "conf", "telepathy")  # the host's own check
+    assert refused.returncode == 1 and "UnknownCapability" in refused.stderr, refused.stderr
 
 
 def test_a_missing_grant_on_the_running_host_names_the_settings_command(

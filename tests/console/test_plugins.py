@@ -170,3 +170,26 @@ def test_lists_are_paginated_and_settings_mask_secrets(host: Host, admin: httpx.
     assert by_key["capabilities.vault.password"]["value"] == "****"
     assert by_key["capabilities.vault.region"]["value"] == "eu"
     assert "hunter2" not in admin.get("/settings").text
+
+
+def test_operator_settings_read_and_cleared_through_the_api(host: Host,
+                                                            admin: httpx.Client) -> None:
+    # What `omnicore settings show` and `clear` ask a running host.
+    assert admin.get("/api/v1/plugins/greeter-rust/settings").json() == {}
+    admin.put("/api/v1/plugins/greeter-rust/grants/config", json={})
+    admin.put("/api/v1/plugins/greeter-rust/limits", json={"limits": {"timeout_ms": 250}})
+    assert admin.get("/api/v1/plugins/greeter-rust/settings").json() == {
+        "grants": {"config": {}}, "limits": {"timeout_ms": 250}}
+    r = admin.delete("/api/v1/plugins/greeter-rust/settings", params={"key": "limits"})
+    assert r.status_code == 200 and r.json() == {"grants": {"config": {}}}
+    assert host.app.plugins.get("greeter-rust").limits.timeout_ms != 250  # at once, here
+    r = admin.delete("/api/v1/plugins/greeter-rust/settings", params={"key": "colour"})
+    assert r.status_code == 422 and error_of(r)["type"] == "ConfigError"
+    assert admin.delete("/api/v1/plugins/greeter-rust/settings").json() == {}
+    assert host.app.plugins.get("greeter-rust").state == "needs-grant"  # the grant is gone
+    verbs = [e["verb"] for e in admin.get("/api/v1/audit").json()["items"]]
+    assert "limits.set" in verbs and "grant.revoke" in verbs
+    # Settings wait for a plugin by name: one no host has yet reads as none.
+    assert admin.get("/api/v1/plugins/not-yet/settings").json() == {}
+    with host.client(host.viewer_token) as viewer:
+        assert viewer.delete("/api/v1/plugins/greeter-rust/settings").status_code == 403

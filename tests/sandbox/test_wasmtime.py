@@ -84,8 +84,13 @@ from importlib import metadata
 found, hidden = sys.argv[1], set(sys.argv[2].split(",")) - {""}
 real_version = metadata.version
 metadata.version = lambda name: found if name == "wasmtime" else real_version(name)
+import os, tempfile
 import wasmtime
 from wasmtime import _ffi
+# The door reads the version off the dist-info folder beside the package: one of `found`.
+site = tempfile.mkdtemp()
+os.mkdir(os.path.join(site, f"wasmtime-{found}.dist-info"))
+wasmtime.__file__ = os.path.join(site, "wasmtime", "__init__.py")
 
 class Without:
     # wasmtime's shared library without the C functions a newer version moved

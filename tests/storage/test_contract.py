@@ -189,6 +189,25 @@ def test_jobs_claim_lease_finish(store: Storage) -> None:
     assert store.queue.counts() == {("a", "succeeded"): 1, ("a", "queued"): 1}
 
 
+def test_jobs_keep_what_their_handler_answered(store: Storage) -> None:
+    from omnicore.storage.stores.jobs import RESULT_KEEP
+
+    ids = [_enqueue(store, "r") for _ in range(3)]
+    now = time.time()
+    for job_id, result in zip(ids, (b'{"exit_code": 0}', b"\xff" * (RESULT_KEEP + 10), None),
+                              strict=True):
+        assert store.queue.claim("w", now, 30) is not None
+        assert store.queue.finish(job_id, "w", now, result) is True
+    text, binary, none = (store.queue.get(i) for i in ids)
+    assert text is not None and text.result == b'{"exit_code": 0}'
+    assert text.as_dict()["result"] == '{"exit_code": 0}'
+    assert binary is not None and binary.result == b"\xff" * RESULT_KEEP  # its first 64 KiB
+    shown = binary.as_dict(payload_preview=4)
+    assert shown["result_encoding"] == "base64" and shown["result_bytes"] == RESULT_KEEP
+    assert none is not None and none.result is None and none.as_dict()["result"] is None
+    assert store.queue.list(plugin="r", limit=5)[0].result is None  # listed with it
+
+
 def test_jobs_expired_lease_is_delivered_again(store: Storage) -> None:
     tid = _enqueue(store, "a")
     now = time.time()

@@ -1,6 +1,7 @@
 """``omnicore:tasks`` (specs/abi.md §4.6): a plugin's door onto the job service.
 
-A plugin enqueues ``handler(payload)`` of its own, or cancels a job of its own; the durable
+A plugin enqueues ``handler(payload)`` of its own, or cancels a job of its own, or (granted
+``commands``) enqueues the run of a command plugin, ``@exec:NAME`` (plugins.commands); the durable
 queue, the workers, retries and schedules are :mod:`omnicore.jobs` (``app.jobs``), which runs
 whether or not any plugin holds this grant. The namespace keeps the name ``tasks`` that
 plugins import (specs/host.md, glossary).
@@ -9,13 +10,13 @@ plugins import (specs/host.md, glossary).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
 from omnicore.capabilities import standalone
 from omnicore.capabilities.options import positive_ints
 from omnicore.config.schema import JobsConfig
-from omnicore.errors import HandlerNotFound
+from omnicore.errors import ConfigError, HandlerNotFound
 from omnicore.jobs import Jobs, current_hops
 from omnicore.jobs.schedules import check_manifest
 from omnicore.sandbox.capability import (
@@ -32,6 +33,8 @@ __all__ = ["CAPABILITY", "TaskGrant", "capability", "for_app"]
 
 #: abi.md §4.6: a handler name longer than this cannot exist.
 MAX_HANDLER_BYTES = 256
+#: ``@exec:NAME``: a run of command plugin NAME (its ``@exec``, plugins.commands.EXEC).
+EXEC_PREFIX = "@exec:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +46,35 @@ class TaskGrant:
     backoff_ms: int = 1000
     max_payload_bytes: int = 1024 * 1024
     max_delay_ms: int = 30 * 24 * 3600 * 1000
+    #: Command plugins whose runs (``@exec:NAME``) the plugin may enqueue; each runs with its
+    #: own grants (its ``fs`` directories) and limits, as an operator's ``@exec`` job.
+    commands: tuple[str, ...] = ()
 
     @classmethod
     def defaults(cls, options: JobsConfig) -> TaskGrant:
         """The app-wide defaults in ``capabilities.jobs``."""
-        return cls(**{f.name: getattr(options, f.name) for f in fields(cls)})
+        return cls(**{name: getattr(options, name) for name in _LIMITS})
 
     @classmethod
     def parse(cls, options: Mapping[str, Any], where: str = "grant.tasks",
               base: TaskGrant | None = None) -> TaskGrant:
         """``options`` over ``base``; ConfigError names an unknown or bad option."""
-        return positive_ints(options, base or cls(), where)
+        base = base or cls()
+        rest = {k: v for k, v in options.items() if k != "commands"}
+        commands = options.get("commands", base.commands)
+        if isinstance(commands, str) or not isinstance(commands, list | tuple) or not all(
+                isinstance(c, str) and c for c in commands):
+            raise ConfigError(f"{where}.commands must be a list of command plugin names, got "
+                              f"{commands!r}", key=f"{where}.commands", value=commands)
+        if set(rest) - set(_LIMITS):
+            unknown = sorted(set(rest) - set(_LIMITS))[0]
+            raise ConfigError(f"unknown option {unknown!r} for {where}; known: "
+                              f"{', '.join((*_LIMITS, 'commands'))}", key=f"{where}.{unknown}")
+        return replace(positive_ints(rest, base, where, _LIMITS), commands=tuple(commands))
+
+
+#: The grant's numeric options (``capabilities.jobs`` gives their defaults).
+_LIMITS = tuple(f.name for f in fields(TaskGrant) if f.name != "commands")
 
 
 class _State:
@@ -76,10 +97,15 @@ def _schedule(state: _State, handler: str, size: int, payload: Callable[[], byte
         return Status.INVALID
     if size > grant.max_payload_bytes:
         return Status.TOO_LARGE
-    if handler not in state.handlers:
+    plugin = state.plugin
+    if handler.startswith(EXEC_PREFIX):  # a command plugin's run, if the grant names it
+        plugin, handler = handler[len(EXEC_PREFIX):], EXEC_PREFIX[:-1]
+        if plugin not in grant.commands:
+            return Status.DENIED
+    elif handler not in state.handlers:
         return Status.NOT_FOUND
     try:
-        return state.jobs.enqueue(state.plugin, handler, payload(),
+        return state.jobs.enqueue(plugin, handler, payload(),
                                   delay_s=delay_ms / 1000, max_attempts=grant.max_attempts,
                                   backoff_ms=grant.backoff_ms, max_queued=grant.max_queued,
                                   source="call", hops=current_hops.get())

@@ -1,11 +1,14 @@
 """``omnicore settings``: the operator's settings of plugins, from the command line.
 
-The same settings the console changes (grants, config, limits, enabled), written to the app's
-database (``storage.url``, else ``<data_dir>/omnicore.db``), whether or not ``omnicore run``
-serves the app: every running host of that database applies a change within about a second
-(omnicore.plugins.operator). Input is checked as the console checks it before anything is
-written: the capability must exist and its options pass its check, limits must be known keys,
-and config must pass the plugin's schema when its file is in this app's folder.
+The same settings the console changes (grants, config, limits, enabled), kept in the app's
+database (``storage.url``, else ``<data_dir>/omnicore.db``). One door: when ``omnicore run``
+serves the app, the command asks that host through its REST API (the same requests, checks
+and audit entries as a script's; it applies the change at once, every other host of the
+database within about a second) and imports no host code. Only with no host running, or for
+a plugin that host does not have (settings wait for a plugin by name), does it write the
+database itself (omnicore.plugins.operator), checking input as the console does before
+anything is written: the capability must exist and its options pass its check, limits must
+be known keys, and config must pass the plugin's schema when its file is in this app's folder.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,7 +25,14 @@ from omnicore.cli.appdata import app_option, app_storage, load_app_config
 from omnicore.cli.main import main
 from omnicore.errors import ConfigError, PluginNotFound
 
+if TYPE_CHECKING:
+    from omnicore.cli.remote import Remote
+
 __all__ = ["settings"]
+
+#: The answers of a running host that send the change to the database instead: it does not
+#: have the plugin (another host's folder may), or has it from outside its folder.
+_NOT_HERE = ("PluginNotFound", "NotFromFolder")
 
 _APP = app_option("The app folder (its omnicore.yaml names the database).")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the settings as JSON.")
@@ -48,6 +58,41 @@ def _change(appdir: Path, plugin: str, edit: Callable[[dict[str, Any]], dict[str
     _print(plugin, after, as_json)
     click.echo("omnicore: stored; every running host of this database applies it within "
                "about a second", err=True)
+
+
+def _running(appdir: Path) -> Remote | None:
+    from omnicore.cli.remote import running_host
+
+    return running_host(appdir)[1]
+
+
+def _path(plugin: str, tail: str = "") -> str:
+    from urllib.parse import quote
+
+    return f"/api/v1/plugins/{quote(plugin, safe='')}{tail}"
+
+
+def _ask(remote: Remote | None, plugin: str, method: str, tail: str, body: Any = None,
+         as_json: bool = False) -> bool:
+    """Make the change on the running host and print the settings it leaves; False when
+    there is no host to ask, or it does not serve ``plugin`` (the caller writes the
+    database)."""
+    from omnicore.cli.remote import RemoteError
+
+    if remote is None:
+        return False
+    try:
+        doc = remote.request(method, _path(plugin, tail), body)
+        if method != "DELETE" or not tail.startswith("/settings"):
+            doc = remote.request("GET", _path(plugin, "/settings"))
+    except RemoteError as exc:
+        if exc.type in _NOT_HERE:
+            return False
+        raise
+    _print(plugin, doc, as_json)
+    click.echo(f"omnicore: applied by the running host at {remote.url}; every other host of "
+               "its database applies it within about a second", err=True)
+    return True
 
 
 def _print(plugin: str, doc: dict[str, Any], as_json: bool) -> None:
@@ -107,6 +152,10 @@ def settings() -> None:
 @_JSON
 def show(plugin: str, appdir: Path, as_json: bool) -> None:
     """Print PLUGIN's operator settings (those the console and this command made)."""
+    remote = _running(appdir)
+    if remote is not None:
+        _print(plugin, remote.request("GET", _path(plugin, "/settings")), as_json)
+        return
     with _operator(appdir) as operator:
         _print(plugin, operator.doc(plugin), as_json)
 
@@ -120,13 +169,16 @@ def show(plugin: str, appdir: Path, as_json: bool) -> None:
 @_JSON
 def grant(plugin: str, capability: str, options: str, appdir: Path, as_json: bool) -> None:
     """Grant CAPABILITY (e.g. kv, http) to PLUGIN on every host."""
-    from omnicore.plugins.operator import with_grants
-    from omnicore.sandbox import grants as grant_rules
-
     try:
         opts = json.loads(options)
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--options") from None
+    cap = capability.removeprefix("omnicore:")
+    if _ask(_running(appdir), plugin, "PUT", f"/grants/{cap}", {"options": opts}, as_json):
+        return
+    from omnicore.plugins.operator import with_grants
+    from omnicore.sandbox import grants as grant_rules
+
     layer = grant_rules.normalize({capability: opts}, source="--options")
     grant_rules.validate(grant_rules.merge(layer), _registry(appdir), plugin)
     _change(appdir, plugin, lambda doc: with_grants(doc, layer=layer), as_json)
@@ -139,6 +191,9 @@ def grant(plugin: str, capability: str, options: str, appdir: Path, as_json: boo
 @_JSON
 def revoke(plugin: str, capability: str, appdir: Path, as_json: bool) -> None:
     """Revoke CAPABILITY from PLUGIN on every host (over its sidecar and the app config)."""
+    cap = capability.removeprefix("omnicore:")
+    if _ask(_running(appdir), plugin, "DELETE", f"/grants/{cap}", as_json=as_json):
+        return
     from omnicore.plugins.operator import with_grants
     from omnicore.sandbox import grants as grant_rules
 
@@ -161,6 +216,8 @@ def config(plugin: str, items: tuple[str, ...], appdir: Path, as_json: bool) -> 
     from omnicore.cli.plugins import parse_config
 
     new = parse_config(items)
+    if _ask(_running(appdir), plugin, "PUT", "/config", {"config": new}, as_json):
+        return
     _schema_check(appdir, plugin, new)
     _change(appdir, plugin, lambda doc: {**doc, "config": new}, as_json)
 
@@ -173,9 +230,21 @@ def config(plugin: str, items: tuple[str, ...], appdir: Path, as_json: bool) -> 
 def limits(plugin: str, items: tuple[str, ...], appdir: Path, as_json: bool) -> None:
     """Set PLUGIN's limits (e.g. timeout_ms=250) on every host, over those set before."""
     from omnicore.cli.plugins import parse_config
-    from omnicore.sandbox.limits import Limits
 
     given = parse_config(items)
+    remote = _running(appdir)
+    if remote is not None:
+        # The REST API replaces the limits whole; this command adds to those set before.
+        from omnicore.cli.remote import RemoteError
+
+        try:
+            before = remote.request("GET", _path(plugin, "/settings")).get("limits") or {}
+        except RemoteError:
+            before = {}
+        if _ask(remote, plugin, "PUT", "/limits", {"limits": {**before, **given}}, as_json):
+            return
+    from omnicore.sandbox.limits import Limits
+
     Limits().merged(given)  # an unknown key or a bad value is named before anything is written
     _change(appdir, plugin, lambda doc: {**doc, "limits": {**doc.get("limits", {}), **given}},
             as_json)
@@ -187,6 +256,8 @@ def limits(plugin: str, items: tuple[str, ...], appdir: Path, as_json: bool) -> 
 @_JSON
 def enable(plugin: str, appdir: Path, as_json: bool) -> None:
     """Serve PLUGIN on every host (over a sidecar's ``enabled: false``)."""
+    if _ask(_running(appdir), plugin, "PUT", "/enabled", {"enabled": True}, as_json):
+        return
     _change(appdir, plugin, lambda doc: {**doc, "enabled": True}, as_json)
 
 
@@ -196,6 +267,8 @@ def enable(plugin: str, appdir: Path, as_json: bool) -> None:
 @_JSON
 def disable(plugin: str, appdir: Path, as_json: bool) -> None:
     """Stop serving PLUGIN on every host (it stays loaded as ``disabled``)."""
+    if _ask(_running(appdir), plugin, "PUT", "/enabled", {"enabled": False}, as_json):
+        return
     _change(appdir, plugin, lambda doc: {**doc, "enabled": False}, as_json)
 
 
@@ -207,6 +280,9 @@ def disable(plugin: str, appdir: Path, as_json: bool) -> None:
 @_JSON
 def clear(plugin: str, key: str | None, appdir: Path, as_json: bool) -> None:
     """Drop PLUGIN's operator settings (or only KEY): its sidecar and app config apply."""
+    if _ask(_running(appdir), plugin, "DELETE", "/settings" + (f"?key={key}" if key else ""),
+            as_json=as_json):
+        return
     _change(appdir, plugin,
             lambda doc: {} if key is None else {k: v for k, v in doc.items() if k != key},
             as_json)

@@ -169,6 +169,12 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
      _ref("Plugin")),
     ("put", "/plugins/{name}/limits", "Replace its limits (sidecar)", "admin", [_NAME],
      _body(_obj("limits", ANY_OBJECT)), 200, _ref("Plugin")),
+    ("get", "/plugins/{name}/settings", "The operator's settings of the plugin (grants, "
+     "config, limits, enabled, mcp; {} when none)", "viewer", [_NAME], None, 200, ANY_OBJECT),
+    ("delete", "/plugins/{name}/settings", "Drop the operator's settings of the plugin, or "
+     "only one key; its sidecar and the app config apply again", "admin",
+     [_NAME, {"name": "key", "in": "query", "schema": {
+         "enum": ["grants", "config", "limits", "enabled", "mcp"]}}], None, 200, ANY_OBJECT),
     ("put", "/plugins/{name}/grants/{capability}", "Grant a capability with options (sidecar)",
      "admin", [_NAME, {"name": "capability", "in": "path", "required": True,
                        "schema": {"type": "string"}}],

@@ -42,6 +42,9 @@ IDEMPOTENCY_KEEP_S = 24 * 3600.0
 
 #: Plugin states without a module, so without the list of handlers it exports.
 _UNKNOWN_HANDLERS = frozenset({"failed", "compiling"})
+#: The handler that runs a command plugin as a command (``plugins.commands.EXEC``; the plugin
+#: host answers for it), and the export that makes a plugin one.
+_EXEC, _START = "@exec", "_start"
 
 log = get_logger("omnicore.jobs")
 
@@ -170,6 +173,8 @@ class Jobs:
         except PluginNotFound:
             return
         if view.state in _UNKNOWN_HANDLERS or handler in view.handlers:
+            return
+        if handler == _EXEC and _START in view.handlers:  # a WASI command, run as a command
             return
         raise HandlerNotFound(
             f"cannot queue a job for plugin '{plugin}': it has no handler '{handler}'; its "

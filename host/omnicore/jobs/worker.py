@@ -1,4 +1,5 @@
-"""One job's delivery: call the plugin's handler, then record how it ended.
+"""One job's delivery: call the plugin's handler, then record how it ended (a success with
+the handler's output, the job's ``result``).
 
 ``claim -> call -> finish | fail``: the lease and the claim are the leased workers' part
 (:mod:`omnicore.core.workers`); this is what runs in between. A failure is retried by the
@@ -78,7 +79,8 @@ class JobRunner:
         events.publish(JobStarted(job_id=job.id, plugin=job.plugin, handler=job.handler,
                                   attempt=job.attempts, hops=hops))
         started = time.perf_counter()
-        error = output = None
+        error = None
+        output: bytes | None = b""
         sink = self._sinks.get(job.source.partition(":")[0])
         try:
             with at_hops(job.hops):
@@ -102,7 +104,7 @@ class JobRunner:
             if sink is not None:
                 self.persist(lambda: sink(job, output if error is None else None, error))
             if error is None:
-                self.persist(lambda: queue.finish(job.id, self.owner, now))
+                self.persist(lambda: queue.finish(job.id, self.owner, now, output))
                 events.publish(JobSucceeded(job_id=job.id, plugin=job.plugin,
                                             handler=job.handler, attempt=job.attempts,
                                             duration_s=time.perf_counter() - started,

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from omnicore.errors import NeedsGrant, OmniError, PluginError, PluginLoadError, PluginNotFound
-from omnicore.plugins.versions import Entry
+from omnicore.plugins.versions import Entry, Version
 
 __all__ = ["call", "executor_for", "not_callable"]
 
 
-def call(entry: Entry, handler: str, data: bytes) -> bytes:
+def call(entry: Entry, handler: str, data: bytes,
+         run: Callable[[Entry, Version, bytes], bytes] | None = None) -> bytes:
     """Call ``handler`` of ``entry``'s current version with ``data``; return its output.
 
+    ``run(entry, version, data)`` runs the call instead of the version's runtime (a reserved
+    handler: ``plugins.commands.run_exec``), leased, counted and under the breaker alike.
     Raises the typed errors of :mod:`omnicore.errors`: NeedsGrant, HandlerNotFound,
     CircuitOpen, GuestError, Trap, the LimitExceeded family.
     """
@@ -30,7 +34,8 @@ def call(entry: Entry, handler: str, data: bytes) -> bytes:
         entry.breaker.before_call(handler)
         start = time.perf_counter()
         try:
-            out = version.runtime.call(handler, data)
+            out = version.runtime.call(handler, data) if run is None \
+                else run(entry, version, data)
         except PluginError as exc:
             entry.stats.record(time.perf_counter() - start, exc)
             entry.breaker.record(exc)

@@ -29,6 +29,7 @@ from omnicore.core.events import Event
 from omnicore.errors import DuplicatePlugin, PluginError, PluginLoadError, PluginNotFound
 from omnicore.plugins.calls import call as call_entry
 from omnicore.plugins.calls import executor_for
+from omnicore.plugins.commands import EXEC, run_exec
 from omnicore.plugins.entries import Entries
 from omnicore.plugins.events import PluginSettingsChanged, PluginUnloaded
 from omnicore.plugins.files import PluginFiles
@@ -443,6 +444,8 @@ class PluginHost:
         entry = self._entries.get(name)
         if entry is None:
             raise self._entries.not_found(name)
+        if handler == EXEC:  # a command plugin run as a command (plugins.commands)
+            return call_entry(entry, handler, data, run_exec)
         return call_entry(entry, handler, data)
 
     async def acall(self, name: str, handler: str, data: bytes = b"") -> bytes:

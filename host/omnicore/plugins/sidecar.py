@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from omnicore.errors import ConfigError
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.grants import GrantLayer
@@ -80,6 +78,8 @@ def read_sidecar(wasm: Path) -> Sidecar:
                           key=None, source=str(found[0]))
     path = found[0]
     source = str(path)
+    import yaml  # here: a plugin without a sidecar (a bare `omnicore call`) never needs it
+
     try:
         text = path.read_text(encoding="utf-8")
         data: object
@@ -177,6 +177,8 @@ def read_sidecar_data(wasm: Path) -> dict[str, Any]:
     current = read_sidecar(wasm)
     if current.path is None:
         return {}
+    import yaml
+
     text = current.path.read_text(encoding="utf-8")
     loaded = tomllib.loads(text) if current.path.suffix == ".toml" else yaml.safe_load(text)
     return dict(loaded or {})
@@ -188,6 +190,8 @@ def write_sidecar_data(wasm: Path, data: Mapping[str, Any]) -> Path:
     a value."""
     found = sidecar_paths(wasm)
     path = found[0] if found else wasm.with_suffix(".yaml")
+    import yaml
+
     body = (_dump_toml(data) if path.suffix == ".toml"
             else yaml.safe_dump(dict(data), sort_keys=True))
     tmp = path.with_name(f".{path.name}.tmp")

@@ -153,6 +153,9 @@ class Job:
     owner: str | None
     #: The runtime id of the host that ran each delivery, oldest first.
     runs: tuple[str, ...] = ()
+    #: What the handler answered, when the job succeeded (its first 64 KiB; None before,
+    #: and for jobs that ended before schema step 15).
+    result: bytes | None = None
 
     def as_dict(self, payload_preview: int = 200) -> dict[str, object]:
         """JSON-ready; the payload as text when it is UTF-8 (cut to ``payload_preview``)."""
@@ -166,7 +169,21 @@ class Job:
                 "created_at": self.created_at, "started_at": self.started_at,
                 "finished_at": self.finished_at, "last_error": self.last_error,
                 "source": self.source, "hops": self.hops, "owner": self.owner,
-                "runs": list(self.runs), "payload": text, "payload_bytes": len(self.payload)}
+                "runs": list(self.runs), "payload": text, "payload_bytes": len(self.payload),
+                **_result(self.result, payload_preview)}
+
+
+def _result(result: bytes | None, preview: int) -> dict[str, object]:
+    """A job's result as ``as_dict`` shows it: text when UTF-8, else base64."""
+    if result is None:
+        return {"result": None}
+    try:
+        return {"result": result[:preview].decode(), "result_bytes": len(result)}
+    except UnicodeDecodeError:
+        import base64
+
+        return {"result": base64.b64encode(result[:preview]).decode(),
+                "result_encoding": "base64", "result_bytes": len(result)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +281,9 @@ class JobQueue(abc.ABC):
         """Extend the leases ``owner`` still holds."""
 
     @abc.abstractmethod
-    def finish(self, job_id: int, owner: str, now: float) -> bool:
-        """Mark succeeded; False when ``owner`` no longer holds the lease."""
+    def finish(self, job_id: int, owner: str, now: float, result: bytes | None = None) -> bool:
+        """Mark succeeded, keeping the first 64 KiB of ``result`` (the handler's output);
+        False when ``owner`` no longer holds the lease."""
 
     @abc.abstractmethod
     def fail(self, job_id: int, owner: str, now: float, error: str,

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omnicore.accounts.audit import Actor, record
+from omnicore.accounts.audit import Actor, record, record_settings
 from omnicore.console.errors import ApiError
 from omnicore.errors import PluginNotFound
 from omnicore.plugins.info import PluginInfo
@@ -29,8 +29,10 @@ from omnicore.sandbox.module import PluginModule
 
 if TYPE_CHECKING:
     from omnicore.app import OmniApp
+    from omnicore.plugins.operator import OperatorSettings
 
-__all__ = ["delete_plugin", "plugin_file", "reload_plugin", "set_settings", "upload_plugin"]
+__all__ = ["clear_settings", "delete_plugin", "operator_settings", "plugin_file", "reload_plugin",
+           "set_settings", "upload_plugin"]
 
 #: A plugin file name: a plain name, no folders, no dot-file (the folder ignores those).
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.wasm$")
@@ -189,6 +191,43 @@ def set_settings(app: OmniApp, name: str, by: Actor, *,
         record(app.storage, by, "plugin.enable" if enabled else "plugin.disable", name,
                before.get("enabled") is not False, enabled)
     return after
+
+
+def operator_settings(app: OmniApp, name: str) -> dict[str, Any]:
+    """The operator's settings of plugin ``name`` (``{}`` when it has none; the plugin need
+    not be loaded: they wait for it by name)."""
+    return _operator(app, name).doc(name)
+
+
+#: The keys of the operator's settings of a plugin that :func:`clear_settings` drops.
+SETTINGS_KEYS = ("grants", "config", "limits", "enabled", "mcp")
+
+
+def clear_settings(app: OmniApp, name: str, by: Actor, key: str | None = None
+                   ) -> dict[str, Any]:
+    """Drop the operator's settings of plugin ``name`` (or only ``key``): its sidecar and the
+    app config apply again. Applied here at once, by every other instance within a second;
+    each change recorded in the audit log. The settings as they are now."""
+    if key is not None and key not in SETTINGS_KEYS:
+        raise ApiError(422, f"no operator setting {key[:40]!r} (they are "
+                            f"{', '.join(SETTINGS_KEYS)})", type="ConfigError")
+    operator = _operator(app, name)
+    before, after = operator.change(
+        name, lambda doc: {} if key is None else {k: v for k, v in doc.items() if k != key},
+        by=by.name)
+    decided = before.get("grants") if key in (None, "grants") else None
+    app.plugins.settings_changed(name, frozenset(decided) if isinstance(decided, Mapping)
+                                 else frozenset())
+    record_settings(app.storage, by, name, before, after)
+    return after
+
+
+def _operator(app: OmniApp, name: str) -> OperatorSettings:
+    operator = app.plugins.operator
+    if operator is None:
+        raise ApiError(409, "this host keeps no operator settings (it has no database)",
+                       type="NoDatabase", plugin=name)
+    return operator
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -133,6 +133,25 @@ async def _set_settings(request: Request, who: Principal, **change: Any) -> Resp
 
 
 @guarded
+async def get_settings(request: Request) -> Response:
+    """The operator's settings of the plugin (what ``omnicore settings show`` prints)."""
+    need(request)
+    st = state(request)
+    return JSONResponse(await st.off_loop(operations.operator_settings, st.app,
+                                          request.path_params["name"]))
+
+
+@guarded
+async def clear_settings(request: Request) -> Response:
+    """Drop the plugin's operator settings, or only ``?key=``; the settings left."""
+    who = need(request, "admin")
+    st = state(request)
+    doc = await st.off_loop(operations.clear_settings, st.app, request.path_params["name"],
+                            actor(request, who), request.query_params.get("key"))
+    return JSONResponse(doc)
+
+
+@guarded
 async def put_grant(request: Request) -> Response:
     who = need(request, "admin")
     doc = await json_body(request)
@@ -280,6 +299,8 @@ def routes() -> list[BaseRoute]:
         Route(f"{p}/plugins/{{name}}/enabled", put_enabled, methods=["PUT"]),
         Route(f"{p}/plugins/{{name}}/config", put_config, methods=["PUT"]),
         Route(f"{p}/plugins/{{name}}/limits", put_limits, methods=["PUT"]),
+        Route(f"{p}/plugins/{{name}}/settings", get_settings, methods=["GET"]),
+        Route(f"{p}/plugins/{{name}}/settings", clear_settings, methods=["DELETE"]),
         Route(f"{p}/plugins/{{name}}/grants/{{capability}}", put_grant, methods=["PUT"]),
         Route(f"{p}/plugins/{{name}}/grants/{{capability}}", delete_grant, methods=["DELETE"]),
         Route(f"{p}/plugins/{{name}}/mcp", get_mcp, methods=["GET"]),

@@ -314,7 +314,11 @@ CREATE TABLE oauth_consents (hash text PRIMARY KEY, client text NOT NULL, params
     expires_at double precision NOT NULL);
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 15 drops what an
+_V16_JOB_RESULTS = """
+ALTER TABLE jobs ADD COLUMN result bytea;
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 16 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -335,6 +339,7 @@ STEPS: tuple[Step, ...] = (
          runs_from=1),
     Step(_V15_MCP_TASKS_CONSENTS, "MCP tasks; OAuth consents waiting for an answer",
          runs_from=1),
+    Step(_V16_JOB_RESULTS, "what a job's handler answered", runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

@@ -142,10 +142,16 @@ def _v6_job_runs_keys(db: sqlite_utils.Database) -> None:
     db.conn.execute("CREATE INDEX job_keys_by_age ON job_keys(created_at)")
 
 
+def _v7_job_results(db: sqlite_utils.Database) -> None:
+    # What a job's handler answered (its first 64 KiB), kept with the job.
+    db.conn.execute("ALTER TABLE jobs ADD COLUMN result BLOB")
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``. Append only; never edit. One
 #: host holds the file at a time, so a step needs no expand-then-contract (``_v5_jobs``).
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _v1_kv, _v2_tasks, _v3_events, _v4_kv_usage_triggers, _v5_jobs, _v6_job_runs_keys)
+    _v1_kv, _v2_tasks, _v3_events, _v4_kv_usage_triggers, _v5_jobs, _v6_job_runs_keys,
+    _v7_job_results)
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Components whose tables live in a file of their own (console.db: sqlite/users.py).
 _ELSEWHERE = frozenset({"users"})

@@ -24,10 +24,13 @@ from omnicore.storage.base import (
 )
 from omnicore.storage.stores.leases import JOBS
 
-__all__ = ["JobSchedules", "Jobs", "PluginJobRows"]
+__all__ = ["RESULT_KEEP", "JobSchedules", "Jobs", "PluginJobRows"]
+
+#: The first bytes of a job's output that its row keeps (its ``result``).
+RESULT_KEEP = 64 * 1024
 
 _COLS = ("id, plugin, handler, payload, state, attempts, max_attempts, backoff_ms, run_at, "
-         "created_at, started_at, finished_at, last_error, source, hops, owner, runs")
+         "created_at, started_at, finished_at, last_error, source, hops, owner, runs, result")
 _INSERT = ("INSERT INTO jobs(plugin, handler, payload, state, attempts, max_attempts, "
            "backoff_ms, run_at, created_at, source, hops) VALUES (?,?,?,'queued',0,?,?,?,?,?,?) "
            "RETURNING id")
@@ -37,7 +40,8 @@ _PENDING = "SELECT COUNT(*) FROM jobs WHERE plugin=? AND state IN ('queued','run
 def _job(row: Sequence[Any]) -> Job:
     r = list(row)
     r[3] = bytes(r[3])
-    r[-1] = tuple(r[-1].split())
+    r[-2] = tuple(r[-2].split())
+    r[-1] = None if r[-1] is None else bytes(r[-1])
     return Job(*r)
 
 
@@ -145,9 +149,10 @@ class Jobs(JobQueue):
     def renew(self, owner: str, job_ids: Sequence[int], lease_until: float) -> None:
         JOBS.renew(self._db, owner, job_ids, lease_until)
 
-    def finish(self, job_id: int, owner: str, now: float) -> bool:
-        count, _ = self._db.write_one(JOBS.ended("state='succeeded', finished_at=?"),
-                                      (now, job_id, owner))
+    def finish(self, job_id: int, owner: str, now: float, result: bytes | None = None) -> bool:
+        count, _ = self._db.write_one(JOBS.ended("state='succeeded', finished_at=?, result=?"),
+                                      (now, None if result is None else result[:RESULT_KEEP],
+                                       job_id, owner))
         return count == 1
 
     def fail(self, job_id: int, owner: str, now: float, error: str,
