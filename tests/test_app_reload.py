@@ -174,9 +174,11 @@ def test_a_database_connector_edit_applies_and_each_change_is_audited(
         running: Running, caplog: pytest.LogCaptureFixture) -> None:
     """A database connector added, then changed: the app's connectors follow, the audit log
     has one entry per change (never a secret), a bad URL changes nothing."""
-    running.edit(connectors={"cache": {"kind": "redis", "url": "redis://127.0.0.1:1/0"}})
-    until(lambda: [c["name"] for c in running.app.data.databases.describe()] == ["cache"],
-          "the redis connector")
+    # Wait on the reload count, not on the connector showing: the count moves last, so a
+    # wait on the connector could read it before the first reload is counted.
+    running.reloaded_after(running.edit(
+        connectors={"cache": {"kind": "redis", "url": "redis://127.0.0.1:1/0"}}))
+    assert [c["name"] for c in running.app.data.databases.describe()] == ["cache"]
     seen = running.edit(connectors={"cache": {"kind": "redis", "url": "redis://127.0.0.1:2/0",
                                               "secret": "cache-password"}})
     running.reloaded_after(seen)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 OMNICORE = VENV_BIN / "omnicore"
 DOCS = ["README.md", "sdk/rust/README.md", "sdk/go/README.md", "sdk/js/README.md",
-        "sdk/c/README.md", "sdk/python/README.md", "sdk/ruby/README.md"]
+        "sdk/c/README.md", "sdk/python/README.md"]
 
 #: Commands (line prefixes) a test cannot run, and why.
 NOT_RUN = {

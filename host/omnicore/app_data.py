@@ -127,9 +127,10 @@ class AppData:
             self._connectors = connectors_from(self.config.connectors)
         return self._connectors
 
-    def reconfigure(self, config: OmniConfig) -> None:
+    def reconfigure(self, config: OmniConfig, replaced: OmniConfig | None = None) -> None:
         """A reloaded config (omnicore.yaml edited under the running host): the connectors
-        of every kind are made again from it, checked first (ConfigError: nothing changes);
+        of every kind are made again from it, checked first (ConfigError: nothing changes),
+        and compared with those of ``replaced`` (the config that ran, when known);
         each change is audited and a changed database connector's pool is closed
         (:meth:`apply_connectors`)."""
         from omnicore.egress import connectors_from
@@ -137,6 +138,13 @@ class AppData:
 
         connectors_from(config.connectors)
         db_connectors_from(config.connectors)
+        if replaced is not None:
+            # Both sets are made lazily from self.config, which a reload may already have
+            # swapped: make them from the config that ran, so the change (and its audit)
+            # is measured against it.
+            self.config = replaced
+            self.connectors  # noqa: B018
+            self.databases  # noqa: B018
         self.config = config
         self.apply_connectors(config.connectors)
 

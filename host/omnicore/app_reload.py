@@ -97,7 +97,7 @@ def _check_connectors(new: OmniConfig) -> None:
 def _connectors(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
     # Every connector kind applies here: the next request through app.egress uses the new
     # set, and a changed or removed database connector's pool is closed (audited each).
-    app.data.reconfigure(new)
+    app.data.reconfigure(new, old)
     return f"connectors {', '.join(sorted(new.connectors)) or 'none'}"
 
 

@@ -15,6 +15,8 @@ here and in ``omnicore`` itself::
     │   │   │                  TOO_LARGE, UNAVAILABLE); users import it as egress.Refused
     │   │   └── egress.refused.SecretMissing      a secret the request needs is not set
     │   ├── jobs.KeyReused     an idempotency key came again with another job
+    │   ├── capabilities.mcp.ClientRefused  a plugin's question to its MCP client was not
+    │   │                  asked or answered; ``status``: DENIED, INVALID, TOO_LARGE, UNAVAILABLE
     │   ├── storage.errors.StorageRefused  a store turned a request down, nothing written
     │   │   │                  (also a StorageError); users import it as storage.Refused
     │   │   ├── storage.errors.QuotaExceeded      over a plugin's quota        -> QUOTA

@@ -30,7 +30,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -44,20 +44,16 @@ from mcp_types import methods as _methods
 
 from omnicore import __version__
 from omnicore.capabilities.mcp import CLIENT
-from omnicore.core.events import Event, EventBus
+from omnicore.core.events import Event
 from omnicore.errors import OmniError
-from omnicore.jobs import Jobs
 from omnicore.mcp.callclient import CallClient
+from omnicore.mcp.context import Caller, McpApp
 from omnicore.mcp.declared import Declared, declared_of
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
 from omnicore.mcp.tasks import Tasks
 from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
-from omnicore.plugins.host import PluginHost
 from omnicore.sandbox.logring import LogLine
-from omnicore.storage import Storage
-from omnicore.storage.memory import MemoryStore
-from omnicore.storage.vectors import VectorStore
 
 __all__ = ["CALLER_KEY", "STDIO", "Caller", "McpApp", "ToolServer"]
 
@@ -79,42 +75,6 @@ MISSING_CAPABILITY = -32021
 _CHANGES = frozenset({"plugin.loaded", "plugin.unloaded", "plugin.reloaded",
                       "plugin.state_changed", "plugin.failed", "plugin.settings_changed",
                       McpToolsChanged.topic})
-
-
-class Caller(Protocol):
-    """Who sends a request over HTTP (a console user); stdio callers are the operator."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def is_admin(self) -> bool: ...
-
-
-class McpApp(Protocol):
-    """What the server needs of an app: its plugins, its ``mcp`` rules, its events, and the
-    stores resources are read from."""
-
-    @property
-    def plugins(self) -> PluginHost: ...
-
-    @property
-    def events(self) -> EventBus: ...
-
-    @property
-    def config(self) -> Any: ...
-
-    @property
-    def memory(self) -> MemoryStore: ...
-
-    @property
-    def vectors(self) -> VectorStore: ...
-
-    @property
-    def jobs(self) -> Jobs: ...
-
-    @property
-    def storage(self) -> Storage: ...
 
 
 class _Server(Server[Any]):

@@ -35,7 +35,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import mcp_types as types
@@ -47,7 +47,9 @@ from omnicore.mcp.tools import Tool
 from omnicore.storage.mcp_task_rows import McpTaskRows, TaskRow
 
 if TYPE_CHECKING:
-    from omnicore.mcp.server import Caller, ToolServer
+    from mcp.server.lowlevel.server import Server
+
+    from omnicore.mcp.context import Caller, McpApp
 
 __all__ = ["EXTENSION", "MODERN", "POLL_MS", "SOURCE", "Tasks"]
 
@@ -93,11 +95,29 @@ def declares_extension(params: Mapping[str, Any] | None) -> bool:
     return isinstance(ext, Mapping) and EXTENSION in ext
 
 
+class ToolCalls(Protocol):
+    """What tasks need of the tool server (:class:`~omnicore.mcp.server.ToolServer`): its app,
+    its SDK server, and how it finds, checks and answers a tool."""
+
+    @property
+    def app(self) -> McpApp: ...
+
+    @property
+    def server(self) -> Server[Any]: ...
+
+    def resolve(self, name: str) -> Tool | None: ...
+
+    def callable(self, name: str, caller: Caller | None) -> Tool | types.CallToolResult: ...
+
+    def answer(self, tool: Tool | None, name: str, output: bytes | None,
+               error: str | None) -> types.CallToolResult: ...
+
+
 class Tasks:
     """The tasks of one :class:`~omnicore.mcp.server.ToolServer`: register :meth:`install`
     on its SDK server; :meth:`run_durable` is the plain call of a long-running tool."""
 
-    def __init__(self, tools: ToolServer, caller: Callable[[ServerRequestContext[Any, Any]],
+    def __init__(self, tools: ToolCalls, caller: Callable[[ServerRequestContext[Any, Any]],
                                                             Caller | None]) -> None:
         self.tools = tools
         self._caller = caller
