@@ -119,7 +119,9 @@ class _Proxy(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         # Host and Origin pass as the suite sent them: its DNS-rebinding scenario is the
         # host's to answer.
-        headers = {k: v for k, v in self.headers.items()
+        # Values without the whitespace around them, as HTTP parses a field (RFC 9110 §5.5);
+        # httpx refuses to send a value that has any.
+        headers = {k: v.strip() for k, v in self.headers.items()
                    if k.lower() not in ("content-length", "authorization", "connection")}
         headers["Authorization"] = f"Bearer {self.token}"
         try:
