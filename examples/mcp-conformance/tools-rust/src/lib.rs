@@ -246,6 +246,10 @@ fn ir_capabilities(_: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(format!("{} / {}", form_answer.unwrap_or_default(), sample).into_bytes())
 }
 
+fn custom_header(input: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(format!("Region: {}", string_arg(input, "region")?).into_bytes())
+}
+
 fn reconnection(_: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(b"Reconnection test completed".to_vec())
 }
@@ -295,4 +299,6 @@ handler! {
     test_input_required_result_tampered_state => ir_request_state,
     /// Asks only what the client declared it can answer (SEP-2322).
     test_input_required_result_capabilities => ir_capabilities,
+    /// Echoes its region, which HTTP clients also send as the Mcp-Param-Region header.
+    test_custom_header => custom_header,
 }
