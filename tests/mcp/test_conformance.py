@@ -88,7 +88,7 @@ PASSING_2026 = (
     "input-required-result-tampered-state",
     "input-required-result-unsupported-methods",
     "input-required-result-validate-input",
-    "json-schema",
+    "json-schema-2020-12",
     "prompts-get-embedded-resource",
     "prompts-get-simple",
     "prompts-get-with-args",
