@@ -250,6 +250,30 @@ fn custom_header(input: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(format!("Region: {}", string_arg(input, "region")?).into_bytes())
 }
 
+// The tasks extension's fixtures (SEP-2663): the manifest marks the slow ones long_running,
+// so each call runs as a durable job, a task for a client that declared the extension.
+fn greet(input: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(format!("Hello, {}!", string_arg(input, "name")?).into_bytes())
+}
+
+fn slow_compute(input: &[u8]) -> Result<Vec<u8>, Error> {
+    let args = object(input)?;
+    let seconds = args.get("seconds").and_then(Value::as_f64).unwrap_or(0.0).clamp(0.0, 120.0);
+    std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+    let label = args.get("label").and_then(Value::as_str).unwrap_or("");
+    Ok(format!("Computed {} after {}s", label, seconds).into_bytes())
+}
+
+fn failing_job(_: &[u8]) -> Result<Vec<u8>, Error> {
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    Ok(json!({"content": [{"type": "text", "text": "the job failed, as it always does"}],
+              "isError": true}).to_string().into_bytes())
+}
+
+fn protocol_error_job(_: &[u8]) -> Result<Vec<u8>, Error> {
+    Err(Error::new("protocol_error_job fails the call itself".to_string()))
+}
+
 fn reconnection(_: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(b"Reconnection test completed".to_vec())
 }
@@ -301,4 +325,12 @@ handler! {
     test_input_required_result_capabilities => ir_capabilities,
     /// Echoes its region, which HTTP clients also send as the Mcp-Param-Region header.
     test_custom_header => custom_header,
+    /// Greets by name, at once.
+    greet => greet,
+    /// Sleeps `seconds`, then answers (a task).
+    slow_compute => slow_compute,
+    /// Answers a tool error after a second (a task).
+    failing_job => failing_job,
+    /// Fails the call itself (a task that fails).
+    protocol_error_job => protocol_error_job,
 }
