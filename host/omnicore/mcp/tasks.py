@@ -201,7 +201,12 @@ class Tasks:
         """Task ``task_id`` (``ctx``: checked as its caller's) and what it says; on a worker
         thread (it reads the database)."""
         row = self._rows.get(task_id) if ctx is None else self._find(task_id, ctx)
-        return None if row is None else (row, *self._outcome(row))
+        if row is None:
+            return None
+        # The row as it ended (its outcome tells a tool error from a failed call).
+        if row.status == "working":  # moved to its end if its job ended
+            row = self._ended_without_outcome(row) or row
+        return (row, *self._outcome(row))
 
     def _outcome(self, row: TaskRow) -> tuple[Status, types.CallToolResult | None, str | None]:
         """What ``row`` says: its status, the call's result once it ended, a message."""
@@ -265,7 +270,7 @@ class Tasks:
             return self._wire(row, status, ctx.protocol_version, message)
         # The extension: a tool error is a completed call, the result inline; a call that
         # gave no result (the plugin failed) is a failed task with a JSON-RPC error.
-        if status == "failed" and result is not None:
+        if status == "failed" and row.error is None and row.output is not None:
             status = "completed"
         wire = self._wire(row, status, ctx.protocol_version, message)
         if status == "completed" and result is not None:

@@ -256,16 +256,40 @@ fn greet(input: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(format!("Hello, {}!", string_arg(input, "name")?).into_bytes())
 }
 
+// wasm32-unknown-unknown's std cannot sleep; the host's WASI poll_oneoff can (bounded by the
+// call's deadline): one relative clock subscription.
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn poll_oneoff(subs: *const u8, events: *mut u8, nsubs: u32, nevents: *mut u32) -> u16;
+}
+
+#[cfg(target_arch = "wasm32")]
+fn sleep(seconds: f64) {
+    let mut sub = [0u8; 48];
+    sub[16..20].copy_from_slice(&1u32.to_le_bytes()); // the monotonic clock
+    sub[24..32].copy_from_slice(&((seconds * 1e9) as u64).to_le_bytes());
+    let mut event = [0u8; 32];
+    let mut n = 0u32;
+    // SAFETY: one 48-byte subscription in, room for one 32-byte event out.
+    unsafe { poll_oneoff(sub.as_ptr(), event.as_mut_ptr(), 1, &mut n) };
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn sleep(seconds: f64) {
+    sleep(seconds);
+}
+
 fn slow_compute(input: &[u8]) -> Result<Vec<u8>, Error> {
     let args = object(input)?;
     let seconds = args.get("seconds").and_then(Value::as_f64).unwrap_or(0.0).clamp(0.0, 120.0);
-    std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+    sleep(seconds);
     let label = args.get("label").and_then(Value::as_str).unwrap_or("");
     Ok(format!("Computed {} after {}s", label, seconds).into_bytes())
 }
 
 fn failing_job(_: &[u8]) -> Result<Vec<u8>, Error> {
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    sleep(1.0);
     Ok(json!({"content": [{"type": "text", "text": "the job failed, as it always does"}],
               "isError": true}).to_string().into_bytes())
 }
