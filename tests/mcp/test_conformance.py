@@ -68,7 +68,10 @@ PASSING = (
     "prompts-get-with-image",
 )
 #: The server scenarios `--requirements 2026-07-28` runs (scored, the tasks extension's and the
-#: pending ones) that pass; each must.
+#: pending ones) that pass; each must. Not yet: tasks-mrtr-input and tasks-mrtr-composition
+#: (a task that asks its client), tasks-request-headers (Mcp-Name checked on tasks/get),
+#: tasks-required-task-error (a tool that only runs as a task); tasks-status-notifications is
+#: skipped by the suite itself (its harness awaits a rewrite).
 PASSING_2026 = (
     "caching",
     "completion-complete",
@@ -106,7 +109,6 @@ PASSING_2026 = (
     "tasks-dispatch-and-envelope",
     "tasks-lifecycle",
     "tasks-request-state-removal",
-    "tasks-status-notifications",
     "tasks-wire-fields",
     "tools-call-audio",
     "tools-call-embedded-resource",
