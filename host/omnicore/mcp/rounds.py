@@ -55,7 +55,7 @@ def open_state(state: str, caller: str, tool: str, arguments: object) -> dict[st
         body = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
     except ValueError:
         body = b""
-    if not body or not hmac.compare_digest(mac, _mac(body)):
+    if not body or not hmac.compare_digest(mac.encode(), _mac(body).encode()):
         raise MCPError(INVALID_PARAMS, "requestState failed its integrity check (altered, or "
                                        "from another host): call the tool again without it")
     sealed = json.loads(body)

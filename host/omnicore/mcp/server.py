@@ -329,11 +329,12 @@ class ToolServer:
         """2026-07-28: the questions of ``client`` that its answers did not cover, back to the
         client, which retries the request with its answers; those of earlier rounds ride in
         the signed state."""
-        return types.InputRequiredResult(
-            input_requests=client.pending,
-            request_state=seal_state({**(client.answers or {}), **client.used},
-                                     caller.name if caller else "", f"{kind}:{params.name}",
-                                     params.arguments))
+        return types.InputRequiredResult.model_validate(
+            {"inputRequests": client.pending,
+             "requestState": seal_state({**(client.answers or {}), **client.used},
+                                        caller.name if caller else "",
+                                        f"{kind}:{params.name}", params.arguments)},
+            by_name=False)
 
     @staticmethod
     def _answers(ctx: ServerRequestContext[Any, Any],
