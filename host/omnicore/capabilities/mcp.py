@@ -8,13 +8,14 @@ message); 0 when sent, ``NOT_FOUND`` when nobody listens (no MCP client, or it a
 progress). Cheap to call outside MCP: a plugin never needs to know how it was called.
 
 ``ask(req, req_len) -> i64`` (§3.3): ``req`` is JSON ``{"method": "elicitation/create" |
-"sampling/createMessage", "params": {...}}`` (the params as MCP writes them); the answer is
+"sampling/createMessage" | "roots/list", "params": {...}, "key"?: NAME}`` (the params as MCP
+writes them; the key names the question in a 2026-07-28 ``input_required`` result); the answer is
 the client's result as JSON, or ``E = 1`` with ``"DENIED: ..."`` (the grant does not allow
 that method), ``"UNAVAILABLE: ..."`` (no MCP client waits on this call, the client does not
 offer the capability, or it did not answer before the deadline), ``"INVALID: ..."`` (a
 malformed request, or the client answered with an error), ``"TOO_LARGE: ..."``.
 
-The grant: ``mcp: {ask: [elicitation, sampling]}`` — progress needs only ``mcp``; each kind
+The grant: ``mcp: {ask: [elicitation, sampling, roots]}`` — progress needs only ``mcp``; each kind
 of question is the operator's to allow (sampling spends the client's model tokens,
 elicitation the user's attention). The MCP server (omnicore.mcp) puts the calling client in
 :data:`CLIENT` for the call; this module knows nothing of MCP's sessions.
