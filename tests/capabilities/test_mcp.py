@@ -63,7 +63,8 @@ class FakeClient:
         self.progressed.append((progress, total, message))
         return True
 
-    def ask(self, method: str, params: Mapping[str, Any], deadline: float) -> dict[str, Any]:
+    def ask(self, method: str, params: Mapping[str, Any], deadline: float,
+            key: str | None = None) -> dict[str, Any]:
         self.asked.append((method, params, deadline))
         if isinstance(self.answer, Exception):
             raise self.answer

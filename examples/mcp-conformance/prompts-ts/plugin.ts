@@ -51,6 +51,16 @@ export function prompt_with_embedded_resource(input: Json<ResourceArg>): PromptR
   };
 }
 
+/** The prompt test_input_required_result_prompt: asks the user for its context first (on
+ * MCP 2026-07-28 the host answers input_required, and renders it again with the answer). */
+export function input_required_prompt(_input: string): PromptResult {
+  const answer = mcp.elicit("What context should the prompt use?", {
+    type: "object", properties: { context: { type: "string" } }, required: ["context"],
+  });
+  const context = (answer.content as { context?: string } | undefined)?.context ?? "";
+  return { messages: [{ role: "user", content: { type: "text", text: `Context: ${context}` } }] };
+}
+
 /** The prompt test_prompt_with_image. */
 export function prompt_with_image(_input: string): PromptResult {
   return {

@@ -8,13 +8,14 @@ message); 0 when sent, ``NOT_FOUND`` when nobody listens (no MCP client, or it a
 progress). Cheap to call outside MCP: a plugin never needs to know how it was called.
 
 ``ask(req, req_len) -> i64`` (§3.3): ``req`` is JSON ``{"method": "elicitation/create" |
-"sampling/createMessage", "params": {...}}`` (the params as MCP writes them); the answer is
+"sampling/createMessage" | "roots/list", "params": {...}, "key"?: NAME}`` (the params as MCP
+writes them; the key names the question in a 2026-07-28 ``input_required`` result); the answer is
 the client's result as JSON, or ``E = 1`` with ``"DENIED: ..."`` (the grant does not allow
 that method), ``"UNAVAILABLE: ..."`` (no MCP client waits on this call, the client does not
 offer the capability, or it did not answer before the deadline), ``"INVALID: ..."`` (a
 malformed request, or the client answered with an error), ``"TOO_LARGE: ..."``.
 
-The grant: ``mcp: {ask: [elicitation, sampling]}`` — progress needs only ``mcp``; each kind
+The grant: ``mcp: {ask: [elicitation, sampling, roots]}`` — progress needs only ``mcp``; each kind
 of question is the operator's to allow (sampling spends the client's model tokens,
 elicitation the user's attention). The MCP server (omnicore.mcp) puts the calling client in
 :data:`CLIENT` for the call; this module knows nothing of MCP's sessions.
@@ -23,6 +24,7 @@ elicitation the user's attention). The MCP server (omnicore.mcp) puts the callin
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -43,7 +45,10 @@ from omnicore.sandbox.capability import (
 __all__ = ["ASK_METHODS", "CAPABILITY", "CLIENT", "MAX_ASK_BYTES", "Client", "ClientRefused"]
 
 #: What a plugin may ask a client, by grant word.
-ASK_METHODS = {"elicitation": "elicitation/create", "sampling": "sampling/createMessage"}
+ASK_METHODS = {"elicitation": "elicitation/create", "sampling": "sampling/createMessage",
+               "roots": "roots/list"}
+#: A question's own name (its key in a 2026-07-28 ``input_required`` result).
+_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: A question is a form or a prompt, not a document.
 MAX_ASK_BYTES = 64 * 1024
 #: Longer progress messages are cut.
@@ -65,7 +70,8 @@ class Client(Protocol):
     def progress(self, progress: float, total: float | None, message: str | None) -> bool:
         """Send a progress notification; False when the client asked for none."""
 
-    def ask(self, method: str, params: Mapping[str, Any], deadline: float) -> dict[str, Any]:
+    def ask(self, method: str, params: Mapping[str, Any], deadline: float,
+            key: str | None = None) -> dict[str, Any]:
         """Send request ``method`` to the client and wait for its result, at most until
         ``deadline`` (``time.monotonic()``); :class:`ClientRefused` when it cannot."""
 
@@ -110,31 +116,34 @@ def _progress(bound: _Bound, mem: GuestMemory, progress: float, total: float, mp
     return _progress_of(progress, total, message)
 
 
-def _question(bound: _Bound, raw: bytes) -> tuple[str, dict[str, Any]]:
+def _question(bound: _Bound, raw: bytes) -> tuple[str, dict[str, Any], str | None]:
     try:
         request = json.loads(raw)
     except ValueError as exc:
         raise ClientRefused("INVALID", f"the question is not JSON: {exc}") from None
     method = request.get("method") if isinstance(request, dict) else None
     params = request.get("params", {}) if isinstance(request, dict) else None
-    if method not in ASK_METHODS.values() or not isinstance(params, dict):
-        raise ClientRefused("INVALID", "a question is {\"method\": \"elicitation/create\" or "
-                                       "\"sampling/createMessage\", \"params\": {...}}")
+    key = request.get("key") if isinstance(request, dict) else None
+    if method not in ASK_METHODS.values() or not isinstance(params, dict) \
+            or not (key is None or (isinstance(key, str) and _KEY.fullmatch(key))):
+        raise ClientRefused("INVALID", "a question is {\"method\": \"elicitation/create\", "
+                                       "\"sampling/createMessage\" or \"roots/list\", "
+                                       "\"params\": {...}, \"key\"?: \"[A-Za-z0-9_.-]{1,64}\"}")
     if method not in bound.ask:
         word = next(k for k, v in ASK_METHODS.items() if v == method)
         raise ClientRefused("DENIED", f"plugin '{bound.plugin}' may not ask the client for "
                                       f"{word}: the operator grants it with mcp: {{ask: "
                                       f"[{word}]}}")
-    return method, params
+    return method, params, key
 
 
 def _asked(bound: _Bound, raw: bytes, deadline: float) -> bytes:
-    method, params = _question(bound, raw)
+    method, params, key = _question(bound, raw)
     client = CLIENT.get()
     if client is None:
         raise ClientRefused("UNAVAILABLE", "no MCP client waits on this call (it was not "
                                            "called as an MCP tool)")
-    return json.dumps(client.ask(method, params, deadline), separators=(",", ":"),
+    return json.dumps(client.ask(method, params, deadline, key), separators=(",", ":"),
                       ensure_ascii=False).encode()
 
 

@@ -1,6 +1,9 @@
 """The MCP client of one tool call, as the ``omnicore:mcp`` host functions reach it
 (omnicore.capabilities.mcp): progress and questions from the plugin's worker thread, sent on
-the serving event loop over the call's own stream, each bounded by the call's deadline.
+the serving event loop over the call's own stream, each bounded by the call's deadline. On
+2026-07-28 a question is not sent: it is answered from the request's ``inputResponses`` (and
+the earlier rounds' ``requestState``), or recorded for an ``input_required`` result
+(omnicore.mcp.rounds).
 """
 
 from __future__ import annotations
@@ -24,17 +27,20 @@ __all__ = ["CallClient"]
 #: What the client must have declared at its handshake to be asked, by method.
 _NEEDS: dict[str, tuple[str, type[Any]]] = {
     "elicitation/create": ("elicitation", types.ElicitResult),
-    "sampling/createMessage": ("sampling", types.CreateMessageResult)}
+    "sampling/createMessage": ("sampling", types.CreateMessageResult),
+    "roots/list": ("roots", types.ListRootsResult)}
 _REQUEST: TypeAdapter[Any] = TypeAdapter(types.ServerRequest)
 
 
 class CallClient:
     """The client of the tool call ``ctx`` served on ``loop`` (implements
     :class:`omnicore.capabilities.mcp.Client`); ``progress``: the call carried a
-    ``_meta.progressToken``."""
+    ``_meta.progressToken``; ``answers``: on 2026-07-28, the client's answers so far by
+    question key (the call's questions are then answered from them or recorded in
+    :attr:`pending`, never sent)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ctx: ServerRequestContext[Any, Any],
-                 progress: bool) -> None:
+                 progress: bool, answers: dict[str, Any] | None = None) -> None:
         self._loop = loop
         self._ctx = ctx
         self._progress = progress
@@ -43,6 +49,12 @@ class CallClient:
         #: The client capability a question needed and the client had not declared (on
         #: 2026-07-28 the call is then refused with -32021).
         self.missing: str | None = None
+        self.answers = answers
+        #: 2026-07-28: the questions the answers did not cover, by key (an input_required
+        #: result when any); :attr:`used`: the answers this round read.
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.used: dict[str, Any] = {}
+        self._asked = 0
 
     def _wait(self, coro: Any, deadline: float) -> Any:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -64,8 +76,11 @@ class CallClient:
             return False  # the loop is stopping, or the stream is gone
         return True
 
-    def ask(self, method: str, params: Mapping[str, Any], deadline: float) -> dict[str, Any]:
+    def ask(self, method: str, params: Mapping[str, Any], deadline: float,
+            key: str | None = None) -> dict[str, Any]:
         capability, result_type = _NEEDS[method]
+        self._asked += 1
+        key = key or f"{method.partition('/')[0]}-{self._asked}"
         try:
             request = _REQUEST.validate_python({"method": method, "params": dict(params)},
                                                by_name=False)
@@ -78,6 +93,8 @@ class CallClient:
             self.missing = capability
             raise ClientRefused("UNAVAILABLE", f"the MCP client did not declare the "
                                                f"'{capability}' capability")
+        if self.answers is not None:
+            return self._answered(key, request, result_type)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ClientRefused("UNAVAILABLE", "the call's deadline passed before asking")
@@ -102,3 +119,21 @@ class CallClient:
         dumped: dict[str, Any] = result.model_dump(by_alias=True, mode="json",
                                                    exclude_none=True)
         return dumped
+
+    def _answered(self, key: str, request: Any, result_type: type[Any]) -> dict[str, Any]:
+        """2026-07-28: the client's answer to question ``key``, or the question recorded
+        and the plugin told to stop (an answer that is not the method's result is asked
+        again)."""
+        answer = self.answers.get(key) if self.answers is not None else None
+        if answer is not None:
+            try:
+                dumped: dict[str, Any] = result_type.model_validate(
+                    answer, by_name=False).model_dump(by_alias=True, mode="json",
+                                                      exclude_none=True)
+                self.used[key] = dumped
+                return dumped
+            except ValidationError:
+                pass
+        self.pending[key] = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+        raise ClientRefused("UNAVAILABLE", f"waiting for the client's answer to '{key}' (the "
+                                           "call is answered input_required and retried)")

@@ -51,6 +51,7 @@ from omnicore.mcp.context import Caller, McpApp
 from omnicore.mcp.declared import Declared, declared_of
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
+from omnicore.mcp.rounds import open_state, seal_state
 from omnicore.mcp.tasks import Tasks
 from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
 from omnicore.sandbox.logring import LogLine
@@ -252,14 +253,22 @@ class ToolServer:
         meta = ctx.meta
         asked_progress = meta is not None and meta.get("progress_token",
                                                         meta.get("progressToken")) is not None
-        client = CallClient(asyncio.get_running_loop(), ctx, asked_progress) \
-            if "mcp" in self.app.plugins.get(tool.plugin).granted else None
+        client = None
+        if "mcp" in self.app.plugins.get(tool.plugin).granted:
+            answers = self._answers(ctx, params, caller) \
+                if ctx.protocol_version >= MODERN else None
+            client = CallClient(asyncio.get_running_loop(), ctx, asked_progress, answers)
         # A no-op unless the request carried _meta.progressToken; a plugin holding the mcp
         # grant reports its own.
         if client is None:
             await ctx.session.report_progress(0, 1, f"calling {tool.plugin}/{tool.handler}")
         try:
             result = await self._run(tool, params.arguments, caller, client)
+            if client is not None and client.pending:
+                # 2026-07-28: the questions go back to the client, which retries the call
+                # with its answers; those of earlier rounds ride in the signed state.
+                return self._input_required(client, caller, params,  # type: ignore
+                                            "tool")
             if client is not None and client.missing and ctx.protocol_version >= MODERN:
                 # 2026-07-28: a request needing a capability the client did not declare is
                 # refused as a whole (SEP-2575), not answered with a tool error.
@@ -272,6 +281,35 @@ class ToolServer:
                 await self._forward_log(ctx, tool.plugin, log.since(mark), level)
             if client is None or not client.reported:
                 await ctx.session.report_progress(1, 1, "done")
+
+    @staticmethod
+    def _input_required(client: CallClient, caller: Caller | None,
+                        params: types.CallToolRequestParams | types.GetPromptRequestParams,
+                        kind: str) -> types.InputRequiredResult:
+        """2026-07-28: the questions of ``client`` that its answers did not cover, back to the
+        client, which retries the request with its answers; those of earlier rounds ride in
+        the signed state."""
+        return types.InputRequiredResult.model_validate(
+            {"inputRequests": client.pending,
+             "requestState": seal_state({**(client.answers or {}), **client.used},
+                                        caller.name if caller else "",
+                                        f"{kind}:{params.name}", params.arguments)},
+            by_name=False)
+
+    @staticmethod
+    def _answers(ctx: ServerRequestContext[Any, Any],
+                 params: types.CallToolRequestParams | types.GetPromptRequestParams,
+                 caller: Caller | None, kind: str = "tool") -> dict[str, Any]:
+        """2026-07-28: the client's answers to the request's questions, by key: those of
+        earlier rounds (its signed ``requestState``) and this request's ``inputResponses``."""
+        answers: dict[str, Any] = {}
+        if params.request_state is not None:
+            answers.update(open_state(params.request_state, caller.name if caller else "",
+                                      f"{kind}:{params.name}", params.arguments))
+        for key, answer in (params.input_responses or {}).items():
+            answers[key] = answer.model_dump(by_alias=True, mode="json", exclude_none=True) \
+                if hasattr(answer, "model_dump") else answer
+        return answers
 
     def direct(self, message: object, session_id: str | None,
                caller: Caller | None) -> Callable[[], Awaitable[bytes]] | None:
@@ -407,7 +445,21 @@ class ToolServer:
         if missing:
             raise MCPError(-32602, f"prompt {params.name!r} needs the argument(s) "
                                    f"{', '.join(missing)}")
-        value = await self._render(prompt.plugin, prompt.handler, params.arguments or {})
+        client = None
+        if ctx.protocol_version >= MODERN and "mcp" in self.app.plugins.get(prompt.plugin).granted:
+            # 2026-07-28: a prompt's handler may ask the client too (SEP-2322).
+            client = CallClient(asyncio.get_running_loop(), ctx, False,
+                                self._answers(ctx, params, caller, "prompt"))
+        token = CLIENT.set(client)
+        try:
+            value = await self._render(prompt.plugin, prompt.handler, params.arguments or {})
+        except MCPError:
+            if client is None or not client.pending:
+                raise
+        finally:
+            CLIENT.reset(token)
+        if client is not None and client.pending:
+            return self._input_required(client, caller, params, "prompt")  # type: ignore
         try:
             return types.GetPromptResult.model_validate(value, by_name=False)
         except ValueError:

@@ -221,7 +221,12 @@ class Tasks:
         """Task ``task_id`` (``ctx``: checked as its caller's) and what it says; on a worker
         thread (it reads the database)."""
         row = self._rows.get(task_id) if ctx is None else self._find(task_id, ctx)
-        return None if row is None else (row, *self._outcome(row))
+        if row is None:
+            return None
+        # The row as it ended (its outcome tells a tool error from a failed call).
+        if row.status == "working":  # moved to its end if its job ended
+            row = self._ended_without_outcome(row) or row
+        return (row, *self._outcome(row))
 
     def _outcome(self, row: TaskRow) -> tuple[Status, types.CallToolResult | None, str | None]:
         """What ``row`` says: its status, the call's result once it ended, a message."""
@@ -277,17 +282,21 @@ class Tasks:
 
     async def _get(self, ctx: ServerRequestContext[Any, Any],
                    params: types.GetTaskRequestParams) -> dict[str, Any]:
+        _negotiated(ctx)
         found = await anyio.to_thread.run_sync(self._read, params.task_id, ctx)
         assert found is not None  # _find raised for an unknown one
         row, status, result, message = found
         if ctx.protocol_version not in MODERN:
             return self._wire(row, status, ctx.protocol_version, message)
-        # The extension: a tool error is a completed call; the result comes inline.
-        if status == "failed":
+        # The extension: a tool error is a completed call, the result inline; a call that
+        # gave no result (the plugin failed) is a failed task with a JSON-RPC error.
+        if status == "failed" and row.error is None and row.output is not None:
             status = "completed"
         wire = self._wire(row, status, ctx.protocol_version, message)
         if status == "completed" and result is not None:
             wire["result"] = _dump(result, ctx.protocol_version)
+        elif status == "failed":
+            wire["error"] = {"code": -32603, "message": message or "the call failed"}
         return wire
 
     async def _wait(self, task_id: str, ctx: ServerRequestContext[Any, Any] | None = None
@@ -335,6 +344,7 @@ class Tasks:
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any],
                       params: types.CancelTaskRequestParams) -> dict[str, Any]:
+        _negotiated(ctx)
         row = await anyio.to_thread.run_sync(self._find, params.task_id, ctx)
 
         def cancel() -> bool:
@@ -344,6 +354,8 @@ class Tasks:
                 self.tools.app.jobs.cancel(row.job_id)  # a running call runs on; dropped
             return True
         if not await anyio.to_thread.run_sync(cancel):
+            if ctx.protocol_version in MODERN:
+                return {}  # the extension's cancel is idempotent: an ended task acks too
             found = await anyio.to_thread.run_sync(self._read, row.id, ctx)
             status = found[1] if found is not None else "gone"
             raise MCPError(-32602, f"task {row.id} is {status} already: only a working task "
@@ -360,8 +372,18 @@ class Tasks:
         # which the extension says to ignore; the task must still be the caller's.
         if ctx.protocol_version not in MODERN:
             raise MCPError(-32601, "tasks/update is the 2026-07-28 tasks extension's")
+        _negotiated(ctx)
         await anyio.to_thread.run_sync(self._find, params.task_id, ctx)
         return {}
+
+
+def _negotiated(ctx: ServerRequestContext[Any, Any]) -> None:
+    """On 2026-07-28 the task methods are the extension's: a request that does not declare
+    it is refused with -32021 (SEP-2663)."""
+    if ctx.protocol_version in MODERN and not declares_extension(ctx.params):
+        raise MCPError(-32021, f"{ctx.method} needs the {EXTENSION} extension in the "
+                               "request's client capabilities",
+                       data={"requiredCapabilities": {"extensions": {EXTENSION: {}}}})
 
 
 def _legacy_only(ctx: ServerRequestContext[Any, Any], instead: str) -> None:

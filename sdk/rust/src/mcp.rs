@@ -46,8 +46,22 @@ pub fn progress(progress: f64, total: f64, message: &str) -> bool {
 /// `Denied`: the grant does not allow this question; `Unavailable`: no MCP client waits on
 /// this call, it lacks the capability, or it did not answer in time.
 pub fn ask(method: &str, params_json: &str) -> Result<String> {
+    ask_as("", method, params_json)
+}
+
+/// [`ask`] under the question's own `key` (`[A-Za-z0-9_.-]{1,64}`; empty: the host names
+/// it). On MCP 2026-07-28 a question is not sent mid-call: the host answers the call
+/// `input_required` with its questions by key, the client calls again with the answers, and
+/// the handler runs again from the start: each `ask` then returns its answer. So ask every
+/// question before acting on any answer, and ask questions that do not depend on each other
+/// before the first `?` (an unanswered question is `Unavailable` until the retry).
+pub fn ask_as(key: &str, method: &str, params_json: &str) -> Result<String> {
     let mut req = String::from("{\"method\":");
     push_str(&mut req, method);
+    if !key.is_empty() {
+        req.push_str(",\"key\":");
+        push_str(&mut req, key);
+    }
     req.push_str(",\"params\":");
     req.push_str(params_json);
     req.push('}');

@@ -170,6 +170,134 @@ fn missing_capability(_: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(answer.into_bytes())
 }
 
+// SEP-2322 (2026-07-28): each question under the key the suite expects; the host answers
+// input_required until the client's retry carries the answers.
+fn form(message: &str, field: &str, kind: &str) -> String {
+    json!({"message": message, "requestedSchema": {"type": "object",
+        "properties": {field: {"type": kind}}, "required": [field]}}).to_string()
+}
+
+fn prompt(text: &str, max_tokens: u32) -> String {
+    json!({"messages": [{"role": "user", "content": {"type": "text", "text": text}}],
+           "maxTokens": max_tokens}).to_string()
+}
+
+fn field(answer: &str, name: &str) -> String {
+    let v: Value = serde_json::from_str(answer).unwrap_or(Value::Null);
+    match &v["content"][name] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn ir_elicitation(_: &[u8]) -> Result<Vec<u8>, Error> {
+    let answer = mcp::ask_as("user_name", "elicitation/create",
+                             &form("What is your name?", "name", "string"))?;
+    Ok(format!("Hello, {}!", field(&answer, "name")).into_bytes())
+}
+
+fn ir_sampling(_: &[u8]) -> Result<Vec<u8>, Error> {
+    let answer = mcp::ask_as("capital_question", "sampling/createMessage",
+                             &prompt("What is the capital of France?", 100))?;
+    let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+    Ok(format!("LLM response: {}", v["content"]["text"].as_str().unwrap_or("")).into_bytes())
+}
+
+fn ir_list_roots(_: &[u8]) -> Result<Vec<u8>, Error> {
+    let answer = mcp::ask_as("client_roots", "roots/list", "{}")?;
+    Ok(format!("Roots: {}", answer).into_bytes())
+}
+
+fn ir_request_state(_: &[u8]) -> Result<Vec<u8>, Error> {
+    // The host checks the echoed requestState before the answer reaches the handler.
+    let answer = mcp::ask_as("confirm", "elicitation/create", &form("Please confirm", "ok",
+                                                                     "boolean"))?;
+    Ok(format!("state-ok: confirmed {}", field(&answer, "ok")).into_bytes())
+}
+
+fn ir_multiple_inputs(_: &[u8]) -> Result<Vec<u8>, Error> {
+    // All three asked before any answer is used: one round asks them together.
+    let name = mcp::ask_as("user_name", "elicitation/create",
+                           &form("What is your name?", "name", "string"));
+    let greeting = mcp::ask_as("greeting", "sampling/createMessage",
+                               &prompt("Generate a greeting", 50));
+    let roots = mcp::ask_as("client_roots", "roots/list", "{}");
+    let (name, greeting, roots) = (name?, greeting?, roots?);
+    Ok(format!("name {}, greeting {}, roots {}", field(&name, "name"), greeting, roots)
+        .into_bytes())
+}
+
+fn ir_multi_round(_: &[u8]) -> Result<Vec<u8>, Error> {
+    // The second question is asked only once the first is answered: two rounds.
+    let name = mcp::ask_as("step1", "elicitation/create",
+                           &form("Step 1: What is your name?", "name", "string"))?;
+    let color = mcp::ask_as("step2", "elicitation/create",
+                            &form("Step 2: What is your favorite color?", "color", "string"))?;
+    Ok(format!("{} likes {}", field(&name, "name"), field(&color, "color")).into_bytes())
+}
+
+fn ir_capabilities(_: &[u8]) -> Result<Vec<u8>, Error> {
+    // A client without elicitation is asked only what it can answer.
+    let form_answer = mcp::ask_as("user_name", "elicitation/create",
+                                  &form("What is your name?", "name", "string"));
+    let sample = mcp::ask_as("greeting", "sampling/createMessage",
+                             &prompt("Generate a greeting", 50));
+    let sample = sample?;
+    Ok(format!("{} / {}", form_answer.unwrap_or_default(), sample).into_bytes())
+}
+
+fn custom_header(input: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(format!("Region: {}", string_arg(input, "region")?).into_bytes())
+}
+
+// The tasks extension's fixtures (SEP-2663): the manifest marks the slow ones long_running,
+// so each call runs as a durable job, a task for a client that declared the extension.
+fn greet(input: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(format!("Hello, {}!", string_arg(input, "name")?).into_bytes())
+}
+
+// wasm32-unknown-unknown's std cannot sleep; the host's WASI poll_oneoff can (bounded by the
+// call's deadline): one relative clock subscription.
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn poll_oneoff(subs: *const u8, events: *mut u8, nsubs: u32, nevents: *mut u32) -> u16;
+}
+
+#[cfg(target_arch = "wasm32")]
+fn sleep(seconds: f64) {
+    let mut sub = [0u8; 48];
+    sub[16..20].copy_from_slice(&1u32.to_le_bytes()); // the monotonic clock
+    sub[24..32].copy_from_slice(&((seconds * 1e9) as u64).to_le_bytes());
+    let mut event = [0u8; 32];
+    let mut n = 0u32;
+    // SAFETY: one 48-byte subscription in, room for one 32-byte event out.
+    unsafe { poll_oneoff(sub.as_ptr(), event.as_mut_ptr(), 1, &mut n) };
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn sleep(seconds: f64) {
+    sleep(seconds);
+}
+
+fn slow_compute(input: &[u8]) -> Result<Vec<u8>, Error> {
+    let args = object(input)?;
+    let seconds = args.get("seconds").and_then(Value::as_f64).unwrap_or(0.0).clamp(0.0, 120.0);
+    sleep(seconds);
+    let label = args.get("label").and_then(Value::as_str).unwrap_or("");
+    Ok(format!("Computed {} after {}s", label, seconds).into_bytes())
+}
+
+fn failing_job(_: &[u8]) -> Result<Vec<u8>, Error> {
+    sleep(1.0);
+    Ok(json!({"content": [{"type": "text", "text": "the job failed, as it always does"}],
+              "isError": true}).to_string().into_bytes())
+}
+
+fn protocol_error_job(_: &[u8]) -> Result<Vec<u8>, Error> {
+    Err(Error::new("protocol_error_job fails the call itself".to_string()))
+}
+
 fn reconnection(_: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(b"Reconnection test completed".to_vec())
 }
@@ -203,4 +331,30 @@ handler! {
     test_missing_capability => missing_capability,
     /// Answers plainly (the host keeps the stream resumable, SEP-1699).
     test_reconnection => reconnection,
+    /// Asks the user's name under the key user_name (SEP-2322).
+    test_input_required_result_elicitation => ir_elicitation,
+    /// Asks the client's model a question under the key capital_question (SEP-2322).
+    test_input_required_result_sampling => ir_sampling,
+    /// Asks the client for its roots under the key client_roots (SEP-2322).
+    test_input_required_result_list_roots => ir_list_roots,
+    /// Asks for a confirmation whose round trip carries the request state (SEP-2322).
+    test_input_required_result_request_state => ir_request_state,
+    /// Asks a form, the model and the roots in one round (SEP-2322).
+    test_input_required_result_multiple_inputs => ir_multiple_inputs,
+    /// Asks two questions, the second after the first's answer (SEP-2322).
+    test_input_required_result_multi_round => ir_multi_round,
+    /// Asks for a confirmation; an altered request state is refused (SEP-2322).
+    test_input_required_result_tampered_state => ir_request_state,
+    /// Asks only what the client declared it can answer (SEP-2322).
+    test_input_required_result_capabilities => ir_capabilities,
+    /// Echoes its region, which HTTP clients also send as the Mcp-Param-Region header.
+    test_custom_header => custom_header,
+    /// Greets by name, at once.
+    greet => greet,
+    /// Sleeps `seconds`, then answers (a task).
+    slow_compute => slow_compute,
+    /// Answers a tool error after a second (a task).
+    failing_job => failing_job,
+    /// Fails the call itself (a task that fails).
+    protocol_error_job => protocol_error_job,
 }
