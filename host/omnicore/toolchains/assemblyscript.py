@@ -19,12 +19,12 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, check_plugin_name, locations
+from omnicore.toolchains.project import compile_or_fail, write_templates
 
 __all__ = ["EXTENSIONS", "LANGUAGE", "check", "compile", "detect", "scaffold", "unit_tests"]
 
@@ -114,14 +114,10 @@ def _asc(src: Path, work: Path, entries: list[str], flags: list[str]) -> bytes:
         link.symlink_to(sdk_dir().resolve(), target_is_directory=True)
     out = work / "plugin.wasm"
     cmd = [node, str(asc()), *entries, *FLAGS, *flags, "--path", str(path), "--outFile", str(out)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S,
-                              check=False, cwd=src)
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"asc took over {_BUILD_TIMEOUT_S} s on {src}", plugin=src.name,
-                         toolchain=LANGUAGE) from exc
-    if proc.returncode != 0 or not out.is_file():
-        # asc's own diagnostics: ERROR TS2304: Cannot find name 'x'. with the source line
+    # asc's own diagnostics on failure: ERROR TS2304: Cannot find name 'x'. with the line
+    proc = compile_or_fail(cmd, tool="asc", src=src, toolchain=LANGUAGE,
+                           timeout_s=_BUILD_TIMEOUT_S, cwd=src)
+    if not out.is_file():
         raise BuildError(f"asc failed for {src}:\n{(proc.stderr or proc.stdout).strip()[-4000:]}",
                          plugin=src.name, toolchain=LANGUAGE)
     return out.read_bytes()
@@ -150,8 +146,4 @@ def unit_tests(src: Path) -> UnitTests:
 def scaffold(dest: Path, name: str, lang: str) -> None:
     """A new AssemblyScript plugin at ``dest`` with one handler ``greet``; it builds as is."""
     check_plugin_name(name)
-    for template in sorted(_SCAFFOLD.iterdir()):
-        target = dest / template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = template.read_text(encoding="utf-8").replace("{{name}}", name)
-        target.write_text(text, encoding="utf-8")
+    write_templates(_SCAFFOLD.iterdir(), _SCAFFOLD, dest, lambda t: t.replace("{{name}}", name))

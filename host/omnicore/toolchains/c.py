@@ -18,6 +18,7 @@ from pathlib import Path
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import check_plugin_name, locations
+from omnicore.toolchains.project import compile_or_fail, write_templates
 
 __all__ = [
     "EXTENSIONS",
@@ -97,23 +98,11 @@ def compile(src: Path, work: Path) -> bytes:
     include = src if src.is_dir() else src.parent
     cmd = [clang, *FLAGS, f"-I{sdk_dir()}", f"-I{include}", "-o", str(out),
            *(str(s) for s in sources)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S,
-                              check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"clang took over {_BUILD_TIMEOUT_S} s on {src}", plugin=src.name,
-                         toolchain=LANGUAGE) from exc
-    if proc.returncode != 0:
-        raise BuildError(f"clang failed for {src}:\n{proc.stderr.strip()[-4000:]}",
-                         plugin=src.name, toolchain=LANGUAGE)
+    compile_or_fail(cmd, tool="clang", src=src, toolchain=LANGUAGE, timeout_s=_BUILD_TIMEOUT_S)
     return out.read_bytes()
 
 
 def scaffold(dest: Path, name: str, lang: str) -> None:
     """A new C plugin at ``dest`` with one handler ``greet``; it builds as is."""
     check_plugin_name(name)
-    for template in sorted(_SCAFFOLD.iterdir()):
-        target = dest / template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = template.read_text(encoding="utf-8").replace("{{name}}", name)
-        target.write_text(text, encoding="utf-8")
+    write_templates(_SCAFFOLD.iterdir(), _SCAFFOLD, dest, lambda t: t.replace("{{name}}", name))

@@ -22,6 +22,7 @@ from string import Template
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, check_plugin_name, locations
+from omnicore.toolchains.project import write_templates
 
 __all__ = ["EXTENSIONS", "LANGUAGE", "SDK_MODULE", "check", "compile", "detect", "scaffold",
            "sdk_dir", "unit_tests"]
@@ -182,11 +183,8 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     values = {"name": name, "module": "example.com/" + name.replace("_", "-"),
               "sdk_module": SDK_MODULE, "sdk_path": str(sdk)}
-    for template in sorted(_SCAFFOLD.glob("*.tmpl")):
-        text = Template(template.read_text(encoding="utf-8")).substitute(values)
-        # Package data keeps no dotfiles reliably: gitignore.tmpl becomes .gitignore.
-        target = template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
-        (dest / target).write_text(text, encoding="utf-8")
+    write_templates(_SCAFFOLD.glob("*.tmpl"), _SCAFFOLD, dest,
+                    lambda text: Template(text).substitute(values))
 
 
 def unit_tests(src: Path) -> UnitTests:

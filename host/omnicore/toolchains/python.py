@@ -33,6 +33,7 @@ from typing import Any
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, locations, pyschema
+from omnicore.toolchains.project import write_templates
 
 __all__ = ["CAPABILITIES", "EXTENSIONS", "GUEST_PYTHON", "HELPERS", "LANGUAGE", "SDK_FOLDERS",
            "check", "compile", "dependencies", "detect", "handler_descriptions",
@@ -271,10 +272,8 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
     if lang not in EXTENSIONS:
         raise BuildError(f"the Python toolchain does not scaffold {lang!r}")
     dest.mkdir(parents=True, exist_ok=True)
-    for template in sorted(_TEMPLATES.glob("*.tmpl")):
-        text = Template(template.read_text(encoding="utf-8")).substitute(name=name)
-        target = template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
-        (dest / target).write_text(text, encoding="utf-8")
+    write_templates(_TEMPLATES.glob("*.tmpl"), _TEMPLATES, dest,
+                    lambda text: Template(text).substitute(name=name))
 
 
 def unit_tests(src: Path) -> UnitTests:

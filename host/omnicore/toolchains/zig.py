@@ -23,6 +23,7 @@ from pathlib import Path
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, check_plugin_name, locations
+from omnicore.toolchains.project import compile_or_fail, write_templates
 
 __all__ = ["EXTENSIONS", "LANGUAGE", "check", "compile", "detect", "scaffold", "unit_tests",
            "zig_binary"]
@@ -123,16 +124,9 @@ def compile(src: Path, work: Path) -> bytes:
     out = work / "plugin.wasm"
     cmd = [zig, "build-exe", *FLAGS, *_module_args(root), *_caches(work),
            f"-femit-bin={out}"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S,
-                              check=False, cwd=root.parent)
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"zig took over {_BUILD_TIMEOUT_S} s on {src}", plugin=src.name,
-                         toolchain=LANGUAGE) from exc
-    if proc.returncode != 0:
-        # zig's own message: file:line:col: error: ..., with the source line and notes
-        raise BuildError(f"zig failed for {src}:\n{proc.stderr.strip()[-4000:]}",
-                         plugin=src.name, toolchain=LANGUAGE)
+    # zig's own message on failure: file:line:col: error: ..., with the source line and notes
+    compile_or_fail(cmd, tool="zig", src=src, toolchain=LANGUAGE, timeout_s=_BUILD_TIMEOUT_S,
+                    cwd=root.parent)
     return out.read_bytes()
 
 
@@ -147,8 +141,4 @@ def unit_tests(src: Path) -> UnitTests:
 def scaffold(dest: Path, name: str, lang: str) -> None:
     """A new Zig plugin at ``dest`` with one handler ``greet`` and its test; it builds as is."""
     check_plugin_name(name)
-    for template in sorted(_SCAFFOLD.iterdir()):
-        target = dest / template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = template.read_text(encoding="utf-8").replace("{{name}}", name)
-        target.write_text(text, encoding="utf-8")
+    write_templates(_SCAFFOLD.iterdir(), _SCAFFOLD, dest, lambda t: t.replace("{{name}}", name))

@@ -7,6 +7,7 @@ from string import Template
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import check_plugin_name, locations
+from omnicore.toolchains.project import write_templates
 
 __all__ = ["EXTENSIONS", "scaffold"]
 
@@ -23,9 +24,6 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
     check_plugin_name(name)
     dest.mkdir(parents=True, exist_ok=True)
     values = {"name": name, "sdk_types": str(locations.sdk_dir("js") / "index.d.ts")}
-    for template in sorted((_SCAFFOLDS / lang).glob("*.tmpl")):
-        text = Template(template.read_text(encoding="utf-8")).substitute(values)
-        # Package data keeps no dotfiles reliably: gitignore.tmpl becomes .gitignore.
-        target = template.name.removesuffix(".tmpl").replace("gitignore", ".gitignore")
-        (dest / target).write_text(text, encoding="utf-8")
+    write_templates((_SCAFFOLDS / lang).glob("*.tmpl"), _SCAFFOLDS / lang, dest,
+                    lambda text: Template(text).substitute(values))
 

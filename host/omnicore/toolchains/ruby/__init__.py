@@ -24,6 +24,7 @@ from string import Template
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, locations
+from omnicore.toolchains.project import write_templates
 from omnicore.toolchains.ruby import runtime, snapshot, source
 from omnicore.toolchains.ruby.source import (
     detect,
@@ -81,13 +82,8 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
     """A Ruby plugin project that builds as is."""
     if lang not in EXTENSIONS:
         raise BuildError(f"the Ruby toolchain does not scaffold {lang!r}")
-    for template in sorted(_TEMPLATES.rglob("*.tmpl")):
-        text = Template(template.read_text(encoding="utf-8")).substitute(name=name)
-        rel = template.relative_to(_TEMPLATES)
-        target = dest / rel.parent / rel.name.removesuffix(".tmpl").replace("gitignore",
-                                                                             ".gitignore")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+    write_templates(_TEMPLATES.rglob("*.tmpl"), _TEMPLATES, dest,
+                    lambda text: Template(text).substitute(name=name))
 
 
 def unit_tests(src: Path) -> UnitTests:
