@@ -18,6 +18,7 @@ __all__ = [
     "sections",
     "set_custom_section",
     "v128_in_signatures",
+    "write_sleb",
     "write_uleb",
 ]
 
@@ -68,6 +69,18 @@ def write_uleb(value: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+def write_sleb(value: int) -> bytes:
+    """``value`` as a signed LEB128 (an ``i32.const``/``i64.const`` immediate)."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
 
 
 def sections(wasm: bytes) -> Iterator[tuple[int, int, int]]:

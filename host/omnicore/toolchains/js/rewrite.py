@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from omnicore.sandbox.wasmbin import MAGIC, WasmFormatError, read_uleb, write_uleb
+from omnicore.sandbox.wasmbin import MAGIC, WasmFormatError, read_uleb, write_sleb, write_uleb
 
 __all__ = ["Import", "call_sites", "imports", "mutable_globals", "nonzero_segments", "rewrite"]
 
@@ -328,19 +328,8 @@ def _append_data(payload: bytes, data: Sequence[tuple[int, bytes]]) -> bytes:
     count, pos = read_uleb(payload, 0)
     out = bytearray(write_uleb(count + len(data)) + payload[pos:])
     for address, blob in data:
-        out += b"\x00\x41" + _sleb(address) + b"\x0b" + write_uleb(len(blob)) + blob
+        out += b"\x00\x41" + write_sleb(address) + b"\x0b" + write_uleb(len(blob)) + blob
     return bytes(out)
-
-
-def _sleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
 
 
 def _grow_memory(payload: bytes, pages: int) -> bytes:

@@ -17,7 +17,7 @@ from pathlib import Path
 import wasmtime
 
 from omnicore.errors import BuildError
-from omnicore.sandbox.wasmbin import read_uleb, sections, write_uleb
+from omnicore.sandbox.wasmbin import read_uleb, sections, write_sleb, write_uleb
 from omnicore.toolchains.ruby import runtime
 
 __all__ = ["instantiate", "snapshot"]
@@ -33,17 +33,6 @@ _ENV = {"RUBY_FIBER_VM_STACK_SIZE": "16384", "RUBY_FIBER_MACHINE_STACK_SIZE": "6
 
 
 _leb = write_uleb
-
-
-def _sleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
 
 
 def _sections(wasm: bytes) -> Iterator[tuple[int, bytes]]:
@@ -97,7 +86,7 @@ def _segments(memory: bytes) -> list[bytes]:
             chunk = memory[start:at].rstrip(b"\0")
             lead = len(chunk) - len(chunk.lstrip(b"\0"))
             chunk = chunk[lead:]
-            out.append(b"\0\x41" + _sleb(start + lead) + b"\x0b" + _leb(len(chunk)) + chunk)
+            out.append(b"\0\x41" + write_sleb(start + lead) + b"\x0b" + _leb(len(chunk)) + chunk)
             start = None
     return out
 
@@ -113,9 +102,9 @@ def _globals(payload: bytes, values: list[int | float]) -> bytes:
         pos = end + 1
         value = values[i]
         if valtype == 0x7F:
-            init = b"\x41" + _sleb(int(value) if int(value) < 2**31 else int(value) - 2**32)
+            init = b"\x41" + write_sleb(int(value) if int(value) < 2**31 else int(value) - 2**32)
         elif valtype == 0x7E:
-            init = b"\x42" + _sleb(int(value) if int(value) < 2**63 else int(value) - 2**64)
+            init = b"\x42" + write_sleb(int(value) if int(value) < 2**63 else int(value) - 2**64)
         else:
             raise BuildError(f"the Ruby runtime has a global of type {valtype:#x}",
                              toolchain="ruby")
