@@ -27,7 +27,6 @@ opened.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -51,6 +50,7 @@ from omnicore.mcp.context import Caller, McpApp
 from omnicore.mcp.declared import Declared, declared_of
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
+from omnicore.mcp.results import Listing, content_result, output_result, tool_error
 from omnicore.mcp.rounds import open_state, seal_state
 from omnicore.mcp.tasks import Tasks
 from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
@@ -141,7 +141,7 @@ class ToolServer:
         #: negotiated.
         self._ready: dict[str, str] = {}
         #: Each plugin's tools in their wire forms (:meth:`_listings`).
-        self._listing: dict[str, _Listing] = {}
+        self._listing: dict[str, Listing] = {}
         #: Handshake-era clients, told about list changes over their own connection.
         self._peers: dict[int, ServerSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -156,7 +156,7 @@ class ToolServer:
         """The tools listed now, by name."""
         return tools_of(self.app.plugins, self.exposure)
 
-    def _listings(self) -> list[_Listing]:
+    def _listings(self) -> list[Listing]:
         """The listed plugins' tools in their wire forms, made again only for a plugin whose
         tools changed (:meth:`Exposure.tools` answers the same dict until then)."""
         out = []
@@ -166,7 +166,7 @@ class ToolServer:
             tools = self.exposure.tools(info)
             listing = self._listing.get(info.name)
             if listing is None or listing.tools is not tools:
-                listing = self._listing[info.name] = _Listing(tools, self.tasks is not None)
+                listing = self._listing[info.name] = Listing(tools, self.tasks is not None)
             out.append(listing)
         return out
 
@@ -196,17 +196,17 @@ class ToolServer:
     def callable(self, name: str, caller: Caller | None) -> Tool | types.CallToolResult:
         """The tool ``name`` if ``caller`` may call it, else the tool error that says why."""
         if caller is not None and not caller.is_admin:
-            return _error(f"user '{caller.name}' is a viewer, and calling a plugin needs an "
+            return tool_error(f"user '{caller.name}' is a viewer, and calling a plugin needs an "
                           f"admin; use an admin's token (omnicore users token NAME)")
         # An OAuth caller (omnicore.oauth.OAuthCaller) may call the tools it was granted.
         granted: frozenset[str] | None = getattr(caller, "tools", None)
         if caller is not None and granted is not None and name not in granted:
-            return _error(f"tool '{name}' is not among those {caller.name} approved for this "
+            return tool_error(f"tool '{name}' is not among those {caller.name} approved for this "
                           "agent; approve it again (a new sign-in) to add the tools exposed "
                           "since")
         tool = self.resolve(name)
         if tool is None:
-            return _error(f"no tool '{name}': it is not an exposed handler of a loaded "
+            return tool_error(f"no tool '{name}': it is not an exposed handler of a loaded "
                           "plugin (mcp.expose in omnicore.yaml or the plugin's sidecar); "
                           "tools/list shows the tools")
         return tool
@@ -221,7 +221,7 @@ class ToolServer:
         try:
             out = await self.app.plugins.acall(tool.plugin, tool.handler, data)
         except OmniError as exc:
-            return _error(str(exc).strip().partition("\n")[0])
+            return tool_error(str(exc).strip().partition("\n")[0])
         finally:
             CLIENT.reset(token)
         return self.answer(tool, tool.name, out, None)
@@ -231,15 +231,15 @@ class ToolServer:
         """The result of a call of tool ``name`` (``tool``, None if it is no longer served)
         that returned ``output`` or failed with the one-line ``error``."""
         if output is None:
-            return _error(error or f"tool '{name}' failed")
-        result = _content_result(tool, output) if tool is not None and tool.content \
-            else _result(output)
+            return tool_error(error or f"tool '{name}' failed")
+        result = content_result(tool, output) if tool is not None and tool.content \
+            else output_result(output)
         if result.is_error or tool is None or tool.output_schema is None:
             return result
         sha = self.app.plugins.get(tool.plugin).sha256 if tool.plugin in self.app.plugins \
             else None
         problem = output_problem(tool, sha, result.structured_content)
-        return _error(problem) if problem else result
+        return tool_error(problem) if problem else result
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
                          params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -613,26 +613,6 @@ class ToolServer:
         await self.bus.publish(ToolsListChanged())
 
 
-class _Listing:
-    """One plugin's tools (as :meth:`Exposure.tools` answered them) as ``tools/list`` has
-    them: the SDK's objects, and each tool's JSON per protocol revision, validated once."""
-
-    def __init__(self, tools: dict[str, Tool], tasks: bool) -> None:
-        self.tools = tools
-        self.listed = [_listed(t, tasks) for t in tools.values()]
-        self._wire: dict[str, list[bytes]] = {}
-
-    def wire(self, version: str) -> list[bytes]:
-        parts = self._wire.get(version)
-        if parts is None:
-            dumped = [t.model_dump(by_alias=True, mode="json", exclude_none=True)
-                      for t in self.listed]
-            shaped = _methods.serialize_server_result("tools/list", version, {"tools": dumped})
-            parts = self._wire[version] = [json.dumps(t, separators=(",", ":")).encode()
-                                           for t in shaped["tools"]]
-        return parts
-
-
 def _key(connection: Any) -> str:
     return connection.session_id if connection.session_id is not None else STDIO
 
@@ -642,52 +622,3 @@ def _caller(ctx: ServerRequestContext[Any, Any]) -> Caller | None:
     scope = getattr(request, "scope", None)
     caller: Caller | None = scope.get(CALLER_KEY) if isinstance(scope, dict) else None
     return caller
-
-
-def _listed(tool: Tool, tasks: bool) -> types.Tool:
-    # Every hint is said outright: MCP's defaults (destructive, open world) are the
-    # pessimistic ones, and a plugin is neither unless its manifest or grants say so.
-    return types.Tool(
-        name=tool.name, title=tool.title, description=tool.description,
-        input_schema=dict(tool.input_schema),
-        output_schema=dict(tool.output_schema) if tool.output_schema is not None else None,
-        annotations=types.ToolAnnotations(
-            title=tool.title, read_only_hint=tool.read_only,
-            destructive_hint=None if tool.read_only else tool.destructive,
-            open_world_hint=tool.open_world),
-        # Any call may be a task; a long-running tool's plain call is one the client waits on.
-        execution=types.ToolExecution(task_support="optional") if tasks else None)
-
-
-def _error(message: str) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
-
-
-def _content_result(tool: Tool, out: bytes) -> types.CallToolResult:
-    """The output of a handler that answers MCP's tool result (``"content": true``)."""
-    try:
-        return types.CallToolResult.model_validate_json(out, by_name=False)
-    except ValueError as exc:
-        return _error(f"handler '{tool.handler}' of plugin '{tool.plugin}' says it answers an "
-                      f"MCP tool result, but its output is none: "
-                      f"{str(exc).splitlines()[0][:200]}")
-
-
-def _result(out: bytes) -> types.CallToolResult:
-    """The handler's output as the first text content (base64 if it is not UTF-8), and as
-    structured content when it is a JSON object."""
-    try:
-        text = out.decode()
-    except UnicodeDecodeError:
-        return types.CallToolResult(content=[types.TextContent(
-            text=base64.b64encode(out).decode())])
-    structured = None
-    if text[:1] == "{":
-        try:
-            value = json.loads(text)
-        except ValueError:
-            value = None
-        structured = value if isinstance(value, dict) else None
-    return types.CallToolResult(content=[types.TextContent(text=text)],
-                                structured_content=structured)
-
