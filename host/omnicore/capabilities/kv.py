@@ -272,11 +272,8 @@ WIT_FUNCTIONS = (
 def capability(storage_for: Callable[[PluginContext], Storage],
                defaults: KVQuota | None = None) -> Capability:
     """The kv capability over the storage ``storage_for(ctx)`` returns."""
-    def bind(ctx: PluginContext) -> _State:
-        return _State(storage_for(ctx).kv(ctx.plugin), LIMITS.read(ctx.grant, defaults))
-
-    return Capability(
-        name="kv",
+    return LIMITS.declare(
+        lambda ctx, quota: _State(storage_for(ctx).kv(ctx.plugin), quota), defaults,
         description="a durable key-value store of the plugin's own (quotas in the grant)",
         functions=(
             HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),
@@ -285,8 +282,6 @@ def capability(storage_for: Callable[[PluginContext], Storage],
             HostFunction("incr", ("ptr", "len", "i64", "ptr"), ("i32",), _incr),
             HostFunction("list", ("ptr", "len", "ptr", "len"), ("i32",), _list),
         ),
-        bind=bind,
-        check_grant=LIMITS.check_grant,
         wit=WIT_FUNCTIONS,
     )
 

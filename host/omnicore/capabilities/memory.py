@@ -184,19 +184,14 @@ WIT_FUNCTIONS = (
 def capability(store: Callable[[PluginContext], MemoryStore],
                defaults: MemoryPolicy | None = None) -> Capability:
     """The memory capability over the store ``store(ctx)`` returns."""
-    def bind(ctx: PluginContext) -> PluginMemory:
-        return store(ctx).for_plugin(ctx.plugin, LIMITS.read(ctx.grant, defaults))
-
-    return Capability(
-        name="memory",
+    return LIMITS.declare(
+        lambda ctx, policy: store(ctx).for_plugin(ctx.plugin, policy), defaults,
         description="tiered text memories recalled by relevance, recency and importance",
         functions=(
             HostFunction("remember", ("i32", "ptr", "len"), ("i64",), _remember),
             HostFunction("recall", ("ptr", "len", "ptr", "len"), ("i32",), _recall),
             HostFunction("forget", ("i64",), ("i32",), _forget),
         ),
-        bind=bind,
-        check_grant=LIMITS.check_grant,
         wit=WIT_FUNCTIONS,
     )
 

@@ -3,17 +3,20 @@
 kv, memory, vectors and tasks read their limits from the grant (and app-wide defaults from
 ``capabilities.<name>``) by the same rule: unknown keys are refused by name, every value is a
 positive integer (``true`` is not 1), and what is not given keeps the default. kv, memory and
-vectors declare theirs as one :class:`GrantLimits`.
+vectors declare theirs as one :class:`GrantLimits`, and their capability through it
+(:meth:`GrantLimits.declare`): a plugin's state is bound with the limits its grant sets, and
+the grant is checked by the same rule before the plugin runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from omnicore.errors import ConfigError
+from omnicore.sandbox.capability import Capability, HostFunction, PluginContext, WitFunction
 
 __all__ = ["GrantLimits", "positive_ints"]
 
@@ -65,6 +68,18 @@ class GrantLimits(Generic[Q]):
     def check_grant(self, options: Mapping[str, Any]) -> None:
         """The capability's ``check_grant``."""
         self.read(options)
+
+    def declare(self, state: Callable[[PluginContext, Q], Any], defaults: Q | None = None, *,
+                description: str, functions: Sequence[HostFunction],
+                wit: Sequence[WitFunction] = ()) -> Capability:
+        """Capability ``omnicore:<capability>``, whose per-plugin state is ``state(ctx,
+        limits)`` with the limits the plugin's grant sets over ``defaults`` (None:
+        :attr:`base`); :meth:`check_grant` checks a grant."""
+        def bind(ctx: PluginContext) -> Any:
+            return state(ctx, self.read(ctx.grant, defaults))
+
+        return Capability(name=self.capability, description=description, functions=functions,
+                          bind=bind, check_grant=self.check_grant, wit=wit)
 
     def app_defaults(self, capabilities: Sections) -> Q:
         """The defaults an app's ``capabilities`` section sets; ConfigError naming the

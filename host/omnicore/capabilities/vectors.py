@@ -257,11 +257,8 @@ WIT_FUNCTIONS = (
 def capability(store: Callable[[PluginContext], VectorStore],
                defaults: VectorQuota | None = None) -> Capability:
     """The vectors capability over the store ``store(ctx)`` returns."""
-    def bind(ctx: PluginContext) -> _State:
-        return _State(store(ctx).for_plugin(ctx.plugin), LIMITS.read(ctx.grant, defaults))
-
-    return Capability(
-        name="vectors",
+    return LIMITS.declare(
+        lambda ctx, quota: _State(store(ctx).for_plugin(ctx.plugin), quota), defaults,
         description="named f32 vector collections with cosine search (quotas in the grant)",
         functions=(
             HostFunction("upsert", ("ptr", "len", "ptr", "len", "ptr", "i32", "ptr", "len"),
@@ -271,8 +268,6 @@ def capability(store: Callable[[PluginContext], VectorStore],
                          _query),
             HostFunction("delete", ("ptr", "len", "ptr", "len"), ("i32",), _delete),
         ),
-        bind=bind,
-        check_grant=LIMITS.check_grant,
         wit=WIT_FUNCTIONS,
     )
 
