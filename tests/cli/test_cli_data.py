@@ -63,8 +63,12 @@ def test_jobs_list_show_cancel_retry(tmp_path: Path) -> None:
     assert shown["payload"] == '{"n": 1}' and shown["state"] == "queued"
     assert invoke("jobs", "cancel", str(queued), "--app", app)[0] == 0
     code, _, err = invoke("jobs", "cancel", str(queued), "--app", app)
-    assert code == 1 and "cancelled" in err
+    assert code == 1 and f"job {queued} is cancelled: only queued jobs can be cancelled" in err
     assert invoke("jobs", "retry", str(dead), "--app", app)[0] == 0
+    code, _, err = invoke("jobs", "retry", str(dead), "--app", app)
+    assert code == 1 and f"job {dead} is queued: only dead or cancelled jobs can be retried" in err
+    code, _, err = invoke("jobs", "cancel", "999", "--app", app)
+    assert code == 1 and "no job 999" in err
     assert json.loads(invoke("jobs", "show", str(dead), "--app", app)[1])["state"] == "queued"
     code, _, err = invoke("jobs", "show", "999", "--app", app)
     assert code == 1 and "no job 999" in err

@@ -183,6 +183,13 @@ def jobs_show(job_id: int, appdir: Path) -> None:
     click.echo(json.dumps(job.as_dict(payload_preview=4096), indent=2))
 
 
+def _refused(store: Any, job_id: int, only: str) -> click.ClickException:
+    """Why job ``job_id`` stayed as it was: there is none, or ``only`` (its state is not)."""
+    job = store.queue.get(job_id)
+    return click.ClickException(f"no job {job_id}" if job is None else
+                                f"job {job_id} is {job.state}: only {only}")
+
+
 @jobs.command("retry")
 @click.argument("job_id", type=int)
 @_APP
@@ -190,10 +197,7 @@ def jobs_retry(job_id: int, appdir: Path) -> None:
     """Queue a dead or cancelled job again, with fresh attempts."""
     with app_storage(appdir) as store:
         if not store.queue.retry(job_id, time.time()):
-            job = store.queue.get(job_id)
-            raise click.ClickException(f"no job {job_id}" if job is None else
-                                       f"job {job_id} is {job.state}: only dead or "
-                                       "cancelled jobs can be retried")
+            raise _refused(store, job_id, "dead or cancelled jobs can be retried")
         _audit(store, "task.retry", f"task:{job_id}")
     click.echo(f"job {job_id} queued")
 
@@ -204,13 +208,8 @@ def jobs_retry(job_id: int, appdir: Path) -> None:
 def jobs_cancel(job_id: int, appdir: Path) -> None:
     """Cancel a queued job (a running one finishes)."""
     with app_storage(appdir) as store:
-        done = store.queue.cancel(job_id, time.time())
-        if done is None:
-            raise click.ClickException(f"no job {job_id}")
-        if not done:
-            job = store.queue.get(job_id)
-            raise click.ClickException(f"job {job_id} is {job.state if job else '?'}: "
-                                       "only queued jobs can be cancelled")
+        if not store.queue.cancel(job_id, time.time()):  # None: no such job
+            raise _refused(store, job_id, "queued jobs can be cancelled")
         _audit(store, "task.cancel", f"task:{job_id}")
     click.echo(f"job {job_id} cancelled")
 
