@@ -170,6 +170,7 @@ def test_cli_changes_are_recorded_with_origin_cli(tmp_path: Path) -> None:
     cli(appdir, "settings", "limits", "echo", "timeout_ms=900")
     cli(appdir, "settings", "revoke", "echo", "kv")
     cli(appdir, "settings", "disable", "echo")
+    cli(appdir, "settings", "enable", "echo")
     storage = open_storage(appdir / "data")
     try:
         entries = storage.audit.entries()
@@ -180,12 +181,12 @@ def test_cli_changes_are_recorded_with_origin_cli(tmp_path: Path) -> None:
         ("secret.set", "secret:API_KEY"), ("kv.set", "echo/greeting"),
         ("kv.delete", "echo/greeting"), ("task.enqueue", "task:1"), ("user.delete", "user:ada"),
         ("grant.add", "echo/kv"), ("limits.set", "echo"), ("grant.revoke", "echo/kv"),
-        ("plugin.disable", "echo")]
+        ("plugin.disable", "echo"), ("plugin.enable", "echo")]
     assert {e.origin for e in entries} == {"cli"}
     assert len({e.actor for e in entries}) == 1 and entries[0].actor
     assert "s3cret-VALUE" not in json.dumps([e.as_dict() for e in entries])
-    assert entries[5].after == {"plugin": "echo", "handler": "run", "bytes": 2}
-    assert entries[2].after == {"timeout_ms": 900} and entries[1].before == {}
+    assert entries[6].after == {"plugin": "echo", "handler": "run", "bytes": 2}
+    assert entries[3].after == {"timeout_ms": 900} and entries[2].before == {}
 
 
 def test_the_first_admin_made_through_the_setup_link_is_recorded(

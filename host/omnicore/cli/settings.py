@@ -256,9 +256,7 @@ def limits(plugin: str, items: tuple[str, ...], appdir: Path, as_json: bool) -> 
 @_JSON
 def enable(plugin: str, appdir: Path, as_json: bool) -> None:
     """Serve PLUGIN on every host (over a sidecar's ``enabled: false``)."""
-    if _ask(_running(appdir), plugin, "PUT", "/enabled", {"enabled": True}, as_json):
-        return
-    _change(appdir, plugin, lambda doc: {**doc, "enabled": True}, as_json)
+    _set_enabled(appdir, plugin, True, as_json)
 
 
 @settings.command("disable")
@@ -267,9 +265,13 @@ def enable(plugin: str, appdir: Path, as_json: bool) -> None:
 @_JSON
 def disable(plugin: str, appdir: Path, as_json: bool) -> None:
     """Stop serving PLUGIN on every host (it stays loaded as ``disabled``)."""
-    if _ask(_running(appdir), plugin, "PUT", "/enabled", {"enabled": False}, as_json):
+    _set_enabled(appdir, plugin, False, as_json)
+
+
+def _set_enabled(appdir: Path, plugin: str, enabled: bool, as_json: bool) -> None:
+    if _ask(_running(appdir), plugin, "PUT", "/enabled", {"enabled": enabled}, as_json):
         return
-    _change(appdir, plugin, lambda doc: {**doc, "enabled": False}, as_json)
+    _change(appdir, plugin, lambda doc: {**doc, "enabled": enabled}, as_json)
 
 
 @settings.command("clear")
