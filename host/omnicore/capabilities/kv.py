@@ -61,13 +61,7 @@ class _State:
 
 
 def _key(mem: GuestMemory, ptr: int, length: int) -> str | None:
-    if not 0 < length <= MAX_KEY_BYTES:
-        mem.check(ptr, length, "kv key")  # a bad pointer traps even when the key is refused
-        return None
-    try:
-        return mem.read(ptr, length, "kv key").decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    return mem.read_name(ptr, length, MAX_KEY_BYTES, "kv key")
 
 
 def _valid_key(key: str) -> bool:

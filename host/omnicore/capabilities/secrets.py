@@ -68,13 +68,9 @@ def _read(state: _State, name: str) -> bytes | int:
 
 
 def _get(state: _State, mem: GuestMemory, nptr: int, nlen: int, out: int, cap: int) -> int:
-    mem.check(nptr, nlen, "secret name")
+    name = mem.read_name(nptr, nlen, _MAX_NAME, "secret name")
     mem.check(out, cap, "output buffer")
-    if not 0 < nlen <= _MAX_NAME:
-        return Status.INVALID
-    try:
-        name = mem.read(nptr, nlen, "secret name").decode("utf-8")
-    except UnicodeDecodeError:
+    if name is None:
         return Status.INVALID
     value = _read(state, name)
     return value if isinstance(value, int) else mem.write_result(value, out, cap)

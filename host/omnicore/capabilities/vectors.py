@@ -55,16 +55,6 @@ class _State:
         self.quota = quota
 
 
-def _text(mem: GuestMemory, ptr: int, length: int, limit: int, what: str) -> str | None:
-    mem.check(ptr, length, what)
-    if not 0 < length <= limit:
-        return None
-    try:
-        return mem.read(ptr, length, what).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
 def _vector(mem: GuestMemory, ptr: int, dim: int, quota: VectorQuota) -> np.ndarray | int:
     if dim <= 0:
         mem.check(ptr, 0, "vector")
@@ -77,8 +67,8 @@ def _vector(mem: GuestMemory, ptr: int, dim: int, quota: VectorQuota) -> np.ndar
 
 def _upsert(state: _State, mem: GuestMemory, cp: int, cl: int, ip: int, il: int, vp: int,
             dim: int, mp: int, ml: int) -> int:
-    coll = _text(mem, cp, cl, _MAX_NAME, "collection name")
-    vid = _text(mem, ip, il, _MAX_ID, "vector id")
+    coll = mem.read_name(cp, cl, _MAX_NAME, "collection name")
+    vid = mem.read_name(ip, il, _MAX_ID, "vector id")
     mem.check(mp, ml, "metadata")
     vec = _vector(mem, vp, dim, state.quota)
     if isinstance(vec, int):
@@ -115,7 +105,7 @@ def _store(state: _State, coll: str, vid: str, vec: np.ndarray, raw_meta: bytes)
 
 def _search_block(state: _State, mem: GuestMemory, cp: int, cl: int, vp: int, dim: int,
                   k: int, flt: Any) -> int:
-    coll = _text(mem, cp, cl, _MAX_NAME, "collection name")
+    coll = mem.read_name(cp, cl, _MAX_NAME, "collection name")
     vec = _vector(mem, vp, dim, state.quota)
     if isinstance(vec, int) or coll is None:
         why = "vector too large" if vec == Status.TOO_LARGE else "bad collection name or vector"
@@ -155,8 +145,8 @@ def _query(state: _State, mem: GuestMemory, cp: int, cl: int, vp: int, dim: int,
 
 
 def _delete(state: _State, mem: GuestMemory, cp: int, cl: int, ip: int, il: int) -> int:
-    coll = _text(mem, cp, cl, _MAX_NAME, "collection name")
-    vid = _text(mem, ip, il, _MAX_ID, "vector id")
+    coll = mem.read_name(cp, cl, _MAX_NAME, "collection name")
+    vid = mem.read_name(ip, il, _MAX_ID, "vector id")
     if coll is None or vid is None:
         return Status.INVALID
     try:

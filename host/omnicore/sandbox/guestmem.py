@@ -90,6 +90,18 @@ class GuestMemory:
         """Read UTF-8 text; invalid sequences are replaced, not refused."""
         return self.read(ptr, length, what).decode("utf-8", "replace")
 
+    def read_name(self, ptr: int, length: int, limit: int, what: str = "name") -> str | None:
+        """A name argument (a kv key, a collection, a secret): 1 to ``limit`` bytes of UTF-8,
+        or None for anything else, which the host function refuses (``INVALID``). A span
+        outside memory traps whether or not it would be refused."""
+        self.check(ptr, length, what)
+        if not 0 < length <= limit:
+            return None
+        try:
+            return str(self.view[ptr:ptr + length], "utf-8")
+        except UnicodeDecodeError:
+            return None
+
     def write(self, ptr: int, data: bytes, what: str = "output buffer") -> None:
         """Copy ``data`` into guest memory at ``ptr``."""
         self.check(ptr, len(data), what)
