@@ -15,9 +15,22 @@ __all__ = ["OAuth"]
 _GRANT = "id, client_id, client_name, user_name, resource, tools, created_at, revoked_at"
 
 
+def _at(value: Any) -> float | None:
+    """A time that may not have come (``revoked_at``, ``used_at``)."""
+    return None if value is None else float(value)
+
+
 def _grant(r: Sequence[Any]) -> GrantRow:
     return GrantRow(int(r[0]), r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), float(r[6]),
-                    None if r[7] is None else float(r[7]))
+                    _at(r[7]))
+
+
+def _code(r: Sequence[Any]) -> CodeRow:
+    return CodeRow(int(r[0]), r[1], bool(r[2]), r[3], float(r[4]), _at(r[5]))
+
+
+def _token(r: Sequence[Any]) -> TokenRow:
+    return TokenRow(int(r[0]), r[1], float(r[2]), _at(r[3]))
 
 
 class OAuth(OAuthRows):
@@ -71,11 +84,7 @@ class OAuth(OAuthRows):
     def code(self, hash: str) -> CodeRow | None:
         rows = self._db.read("SELECT grant_id, redirect_uri, explicit, challenge, expires_at, "
                              "used_at FROM oauth_codes WHERE hash=?", (hash,))
-        if not rows:
-            return None
-        r = rows[0]
-        return CodeRow(int(r[0]), r[1], bool(r[2]), r[3], float(r[4]),
-                       None if r[5] is None else float(r[5]))
+        return _code(rows[0]) if rows else None
 
     def use_code(self, hash: str, at: float) -> bool:
         return bool(self._db.write(lambda tx: tx.execute(
@@ -89,10 +98,7 @@ class OAuth(OAuthRows):
     def token(self, hash: str) -> TokenRow | None:
         rows = self._db.read("SELECT grant_id, kind, expires_at, revoked_at FROM oauth_tokens "
                              "WHERE hash=?", (hash,))
-        if not rows:
-            return None
-        r = rows[0]
-        return TokenRow(int(r[0]), r[1], float(r[2]), None if r[3] is None else float(r[3]))
+        return _token(rows[0]) if rows else None
 
     def revoke_token(self, hash: str, at: float) -> bool:
         return bool(self._db.write(lambda tx: tx.execute(
