@@ -51,7 +51,7 @@ from omnicore.mcp.declared import Declared, declared_of
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.resources import list_resources, read_resource
 from omnicore.mcp.results import Listing, content_result, output_result, tool_error
-from omnicore.mcp.rounds import open_state, seal_state
+from omnicore.mcp.rounds import Rounds, StateKey
 from omnicore.mcp.tasks import Tasks
 from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
 from omnicore.sandbox.logring import LogLine
@@ -127,6 +127,8 @@ class ToolServer:
         self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams,
                                         self._set_level)
         self.server.middleware.append(self._track_peers)
+        #: The input_required rounds of tool calls and prompts (2026-07-28).
+        self.rounds = Rounds(StateKey(lambda: app.storage.mcp_tasks))
         #: Calls as durable jobs: tasks/* and task-mode tools/call (None: this process runs
         #: no jobs, as over stdio; long-running tools are called like any other there).
         self.tasks: Tasks | None = None
@@ -216,6 +218,11 @@ class ToolServer:
                    ) -> types.CallToolResult:
         if tool.long_running and self.tasks is not None:
             return await self.tasks.run_durable(tool, arguments, caller)
+        return await self._inline(tool, arguments, client)
+
+    async def _inline(self, tool: Tool, arguments: dict[str, Any] | None,
+                      client: CallClient | None) -> types.CallToolResult:
+        """``tool`` called here, its questions put to ``client``."""
         data = json.dumps(arguments or {}, separators=(",", ":")).encode()
         token = CLIENT.set(client)  # acall runs the plugin in a copy of this context
         try:
@@ -255,7 +262,7 @@ class ToolServer:
                                                         meta.get("progressToken")) is not None
         client = None
         if "mcp" in self.app.plugins.get(tool.plugin).granted:
-            answers = self._answers(ctx, params, caller) \
+            answers = await self.rounds.answers(params, _name(caller), "tool") \
                 if ctx.protocol_version >= MODERN else None
             client = CallClient(asyncio.get_running_loop(), ctx, asked_progress, answers)
         # A no-op unless the request carried _meta.progressToken; a plugin holding the mcp
@@ -267,14 +274,10 @@ class ToolServer:
             if client is not None and client.pending:
                 # 2026-07-28: the questions go back to the client, which retries the call
                 # with its answers; those of earlier rounds ride in the signed state.
-                return self._input_required(client, caller, params,  # type: ignore
-                                            "tool")
-            if client is not None and client.missing and ctx.protocol_version >= MODERN:
-                # 2026-07-28: a request needing a capability the client did not declare is
-                # refused as a whole (SEP-2575), not answered with a tool error.
-                raise MCPError(MISSING_CAPABILITY, f"tool '{tool.name}' asks the client for "
-                                                   f"{client.missing}, which it did not declare",
-                               data={"requiredCapabilities": {client.missing: {}}})
+                return await self.rounds.input_required(  # type: ignore[return-value]
+                    client, params, _name(caller), "tool")
+            if client is not None and ctx.protocol_version >= MODERN:
+                _refuse_missing(tool, client)
             return result
         finally:
             if log is not None and level is not None:
@@ -282,34 +285,24 @@ class ToolServer:
             if client is None or not client.reported:
                 await ctx.session.report_progress(1, 1, "done")
 
-    @staticmethod
-    def _input_required(client: CallClient, caller: Caller | None,
-                        params: types.CallToolRequestParams | types.GetPromptRequestParams,
-                        kind: str) -> types.InputRequiredResult:
-        """2026-07-28: the questions of ``client`` that its answers did not cover, back to the
-        client, which retries the request with its answers; those of earlier rounds ride in
-        the signed state."""
-        return types.InputRequiredResult.model_validate(
-            {"inputRequests": client.pending,
-             "requestState": seal_state({**(client.answers or {}), **client.used},
-                                        caller.name if caller else "",
-                                        f"{kind}:{params.name}", params.arguments)},
-            by_name=False)
-
-    @staticmethod
-    def _answers(ctx: ServerRequestContext[Any, Any],
-                 params: types.CallToolRequestParams | types.GetPromptRequestParams,
-                 caller: Caller | None, kind: str = "tool") -> dict[str, Any]:
-        """2026-07-28: the client's answers to the request's questions, by key: those of
-        earlier rounds (its signed ``requestState``) and this request's ``inputResponses``."""
-        answers: dict[str, Any] = {}
-        if params.request_state is not None:
-            answers.update(open_state(params.request_state, caller.name if caller else "",
-                                      f"{kind}:{params.name}", params.arguments))
-        for key, answer in (params.input_responses or {}).items():
-            answers[key] = answer.model_dump(by_alias=True, mode="json", exclude_none=True) \
-                if hasattr(answer, "model_dump") else answer
-        return answers
+    async def ask_first(self, ctx: ServerRequestContext[Any, Any],
+                        params: types.CallToolRequestParams, tool: Tool,
+                        caller: Caller | None) -> dict[str, Any] | types.Result:
+        """2026-07-28: the rounds of a tool whose questions come before its work
+        (``asks_first``). The call runs here up to its first answered question; then it goes
+        on as a task, and this answers the client's answers so far. Until then it answers
+        what to send now: ``input_required`` with the questions, or the call's result when
+        it asked nothing."""
+        client = CallClient(asyncio.get_running_loop(), ctx, False,
+                            await self.rounds.answers(params, _name(caller), "tool"),
+                            escalate=True)
+        result = await self._inline(tool, params.arguments, client)
+        if client.escalated:
+            return {**(client.answers or {}), **client.used}
+        if client.pending:
+            return await self.rounds.input_required(client, params, _name(caller), "tool")
+        _refuse_missing(tool, client)
+        return result
 
     def direct(self, message: object, session_id: str | None,
                caller: Caller | None) -> Callable[[], Awaitable[bytes]] | None:
@@ -449,7 +442,7 @@ class ToolServer:
         if ctx.protocol_version >= MODERN and "mcp" in self.app.plugins.get(prompt.plugin).granted:
             # 2026-07-28: a prompt's handler may ask the client too (SEP-2322).
             client = CallClient(asyncio.get_running_loop(), ctx, False,
-                                self._answers(ctx, params, caller, "prompt"))
+                                await self.rounds.answers(params, _name(caller), "prompt"))
         token = CLIENT.set(client)
         try:
             value = await self._render(prompt.plugin, prompt.handler, params.arguments or {})
@@ -459,7 +452,8 @@ class ToolServer:
         finally:
             CLIENT.reset(token)
         if client is not None and client.pending:
-            return self._input_required(client, caller, params, "prompt")  # type: ignore
+            return await self.rounds.input_required(  # type: ignore[return-value]
+                client, params, _name(caller), "prompt")
         try:
             return types.GetPromptResult.model_validate(value, by_name=False)
         except ValueError:
@@ -611,6 +605,20 @@ class ToolServer:
         for session in list(self._peers.values()):
             await session.send_tool_list_changed()  # best effort: never raises
         await self.bus.publish(ToolsListChanged())
+
+
+def _refuse_missing(tool: Tool, client: CallClient) -> None:
+    """2026-07-28: a request needing a capability the client did not declare is refused as a
+    whole (SEP-2575), not answered with a tool error."""
+    if client.missing:
+        raise MCPError(MISSING_CAPABILITY, f"tool '{tool.name}' asks the client for "
+                                           f"{client.missing}, which it did not declare",
+                       data={"requiredCapabilities": {client.missing: {}}})
+
+
+def _name(caller: Caller | None) -> str:
+    """Whom a request's signed state is bound to ("" over stdio: the operator)."""
+    return caller.name if caller is not None else ""
 
 
 def _key(connection: Any) -> str:
