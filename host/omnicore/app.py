@@ -166,7 +166,7 @@ class OmniApp:
         # An MCP task (omnicore.mcp.tasks) is a job of source "mcp:TASK_ID" whose outcome is
         # the task's, whichever host runs it: every host keeps it, served /mcp or not, and
         # answers the questions its call asks from the task's row.
-        from omnicore.mcp.taskrounds import TaskJobs
+        from omnicore.capabilities.mcp_task import TaskJobs
 
         tasks = TaskJobs(lambda: self.storage.mcp_tasks)
         jobs.runner.keep_output("mcp", tasks.sink, tasks.around)

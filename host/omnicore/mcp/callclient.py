@@ -14,50 +14,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from omnicore.capabilities.mcp import ClientRefused
+from omnicore.capabilities.mcp import ClientRefused, answer_of, question
 
-__all__ = ["CallClient", "answer_of", "question"]
-
-#: What the client must have declared at its handshake to be asked, by method.
-_NEEDS: dict[str, tuple[str, type[Any]]] = {
-    "elicitation/create": ("elicitation", types.ElicitResult),
-    "sampling/createMessage": ("sampling", types.CreateMessageResult),
-    "roots/list": ("roots", types.ListRootsResult)}
-_REQUEST: TypeAdapter[Any] = TypeAdapter(types.ServerRequest)
-
-
-def question(method: str, params: Mapping[str, Any]) -> tuple[str, Any, type[Any]]:
-    """A plugin's question as the SDK's request: the client capability it needs, the
-    request, and the type of its answer; :class:`ClientRefused` ``INVALID`` if malformed."""
-    capability, result_type = _NEEDS[method]
-    try:
-        request = _REQUEST.validate_python({"method": method, "params": dict(params)},
-                                           by_name=False)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"][2:]) or "params"
-        raise ClientRefused("INVALID", f"{method}: {where}: {first['msg']}") from None
-    return capability, request, result_type
-
-
-def answer_of(answer: object, result_type: type[Any]) -> dict[str, Any] | None:
-    """A client's answer (2026-07-28: from ``inputResponses``) as the method's result, or
-    None when it is none (the question is then asked again)."""
-    if answer is None:
-        return None
-    try:
-        dumped: dict[str, Any] = result_type.model_validate(answer, by_name=False).model_dump(
-            by_alias=True, mode="json", exclude_none=True)
-    except ValidationError:
-        return None
-    return dumped
-
+__all__ = ["CallClient"]
 
 class CallClient:
     """The client of the tool call ``ctx`` served on ``loop`` (implements

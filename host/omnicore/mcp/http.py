@@ -11,7 +11,9 @@ no page a user visits can make calls through it. A session belongs to the user w
 call: a viewer may list tools but not call them, as in the console. Each SSE stream opens
 with a priming event carrying a ``retry`` hint, and a client that lost a stream resumes it with
 ``Last-Event-ID`` (omnicore.mcp.eventstore). A console bound to loopback takes only loopback
-names in ``Host`` and ``Origin`` (DNS-rebinding protection).
+names in ``Host`` and ``Origin`` (DNS-rebinding protection). The SDK checks a 2026-07-28
+request's routing headers against its body (SEP-2243); the tasks extension's ``tasks/get``,
+``tasks/update`` and ``tasks/cancel`` name their task in ``Mcp-Name`` too, checked here.
 
 A POST is answered with one ``application/json`` body unless its answer needs a stream
 (:meth:`ToolServer.needs_stream`: a tool call with a progress token, or on a session that set
@@ -44,8 +46,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from omnicore.capabilities.guestjson import nesting
+from omnicore.mcp.context import CALLER_KEY, Caller, McpApp
 from omnicore.mcp.eventstore import MemoryEventStore
-from omnicore.mcp.server import CALLER_KEY, Caller, McpApp, ToolServer
+from omnicore.mcp.server import ToolServer
 from omnicore.mcp.tasks import MODERN, NAMED
 
 __all__ = ["MAX_DEPTH", "RETRY_MS", "McpEndpoint"]

@@ -30,7 +30,11 @@ from omnicore.storage.mcp_task_rows import McpTaskRows
 if TYPE_CHECKING:
     from omnicore.mcp.callclient import CallClient
 
-__all__ = ["INVALID_PARAMS", "Rounds", "StateKey", "open_state", "seal_state"]
+__all__ = ["INVALID_PARAMS", "MODERN", "Rounds", "StateKey", "open_state", "seal_state"]
+
+#: The first protocol revision without a handshake or server-to-client requests: a question
+#: goes back to the client in an input_required result.
+MODERN = "2026-07-28"
 
 #: A request that may be answered input_required: a tool call or a prompt.
 Asked = types.CallToolRequestParams | types.GetPromptRequestParams

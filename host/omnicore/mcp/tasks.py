@@ -13,7 +13,7 @@ fetches later, from this host or another one of the same database. Two protocol 
   ``_meta`` capabilities answers ``resultType: "task"``; ``tasks/get`` carries the result
   once ``completed`` (tool errors included), ``tasks/cancel`` answers empty;
   ``tasks/result`` and ``tasks/list`` are gone (-32601). A task's call may ask its client
-  (omnicore.mcp.taskrounds): the task is ``input_required`` with the questions as
+  (omnicore.capabilities.mcp_task): the task is ``input_required`` with the questions as
   ``inputRequests`` on ``tasks/get``, and ``tasks/update`` answers them (empty ack). A tool
   whose questions come first (``asks_first``) asks them in ``input_required`` rounds of the
   call itself (SEP-2322), and becomes a task once the client answered, the answers carried
@@ -49,8 +49,8 @@ import mcp_types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
+from omnicore.capabilities.mcp_task import TaskRounds
 from omnicore.errors import OmniError
-from omnicore.mcp.taskrounds import TaskRounds
 from omnicore.mcp.tools import Tool
 from omnicore.storage.mcp_task_rows import McpTaskRows, TaskRow
 

@@ -1,5 +1,7 @@
-"""A task that asks its client (2026-07-28, the tasks extension with SEP-2322's questions):
-the rounds of questions and answers kept in the task's row, and the client its job asks.
+"""``omnicore:mcp`` in the job of an MCP task (omnicore.mcp.tasks; 2026-07-28, the tasks
+extension with SEP-2322's questions): the rounds of questions and answers kept in the task's
+row, and the client its job's call asks. Here, below the app, because every host runs MCP
+tasks' jobs, whether it serves ``/mcp`` or not.
 
 A task's job has no client waiting on it: it may run on another host, after a restart. So a
 question is never sent. The job's call runs with a :class:`TaskClient` that answers from the
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from omnicore.capabilities.mcp import CLIENT, ClientRefused
+from omnicore.capabilities.mcp import CLIENT, ClientRefused, answer_of, question
 from omnicore.storage import Job
 from omnicore.storage.mcp_task_rows import McpTaskRows
 
@@ -81,9 +83,6 @@ class TaskClient:
 
     def ask(self, method: str, params: Mapping[str, Any], deadline: float,
             key: str | None = None) -> dict[str, Any]:
-        # Here, not at the top: every host makes TaskJobs, few of their jobs ask anything.
-        from omnicore.mcp.callclient import answer_of, question
-
         self._asked += 1
         key = key or f"{method.partition('/')[0]}-{self._asked}"
         capability, request, result_type = question(method, params)

@@ -1,6 +1,7 @@
-"""A task that asks its client (omnicore.mcp.taskrounds, with omnicore.mcp.tasks): 2026-07-28
-requests over HTTP to a real host, whose plugin asks for elicitation from its task's job, from
-a tool that runs only as a task, and from one whose question comes before its work."""
+"""MCP tasks that ask their client, and tools that run only as tasks (omnicore.mcp.tasks, its
+job's side in omnicore.capabilities.mcp_task): 2026-07-28 requests over HTTP to a real host,
+whose plugin asks for elicitation from its task's job, from a tool that runs only as a task,
+and from one whose question comes before its work."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import wasmtime
 import yaml
 from mcp.shared.exceptions import MCPError
 
-from omnicore.mcp.taskrounds import TaskClient, TaskRounds
 from omnicore.sandbox import wasmbin
 from tests.capabilities.test_mcp import ELICIT, MCP_WAT
 from tests.mcp.mcp_fixtures import Host, http_session
@@ -36,7 +36,7 @@ def _asker(name: str, **handler: Any) -> bytes:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
-    root = tmp_path_factory.mktemp("taskrounds") / "app"
+    root = tmp_path_factory.mktemp("asking") / "app"
     (root / "plugins").mkdir(parents=True)
     plugins = {"slow": _asker("slow", long_running=True),
                "only": _asker("only", long_running="required"),
@@ -189,26 +189,3 @@ def test_a_task_method_whose_mcp_name_is_not_its_task_id_is_refused(host: Host) 
         assert refused.json()["error"]["code"] == -32020
     assert result(rpc(host, "tasks/get", {"taskId": task_id}, caps=TASKS))["taskId"] == task_id
     rpc(host, "tasks/cancel", {"taskId": task_id}, caps=TASKS)
-
-
-def test_the_rounds_of_a_task_survive_their_row_and_only_open_questions_show() -> None:
-    rounds = TaskRounds(["elicitation"], {"n": 1}, asked={"a": {}, "b": {}},
-                        answers={"a": ACCEPT})
-    again = TaskRounds.load(rounds.dump())
-    assert again == rounds and list(again.open) == ["b"]
-    assert TaskRounds.load(None) is None and TaskRounds.load(b"not json") is None
-
-
-def test_a_task_client_answers_from_its_rounds_and_records_the_rest() -> None:
-    from omnicore.capabilities.mcp import ClientRefused
-
-    client = TaskClient(TaskRounds(["elicitation"], {}, answers={"known": ACCEPT}))
-    assert client.progress(1, 2, "x") is False
-    assert client.ask("elicitation/create", ELICIT["params"], 0, "known") == ACCEPT
-    with pytest.raises(ClientRefused, match="waiting"):
-        client.ask("elicitation/create", ELICIT["params"], 0, "unknown")
-    assert list(client.pending) == ["unknown"]
-    with pytest.raises(ClientRefused, match="sampling"):
-        client.ask("sampling/createMessage", {"messages": [], "maxTokens": 1}, 0)
-    with pytest.raises(ClientRefused, match="cannot be asked"):
-        TaskClient(None).ask("elicitation/create", ELICIT["params"], 0)
