@@ -41,9 +41,11 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     plugins = {"slow": _asker("slow", long_running=True),
                "only": _asker("only", long_running="required"),
                "first": _asker("first", long_running="required", asks_first=True)}
-    for name in plugins:
+    for name in list(plugins):
         (root / "plugins" / f"{name}.yaml").write_text(yaml.safe_dump(
             {"grants": {"mcp": {"ask": ["elicitation"]}}}))
+    # Without the mcp grant: its plain calls take the server's direct path (no stream).
+    plugins["bare"] = _asker("bare", long_running="required")
     h = Host(root, ["*/*"], files=plugins)
     try:
         yield h
@@ -145,9 +147,11 @@ def test_a_tool_that_runs_only_as_a_task_refuses_a_plain_call(host: Host) -> Non
             listed = {t.name: t for t in (await s.list_tools()).tools}
             assert listed["only.ask"].execution.task_support == "required"  # type: ignore[union-attr]
             assert listed["slow.ask"].execution.task_support == "optional"  # type: ignore[union-attr]
-            with pytest.raises(MCPError) as plain:
-                await s.call_tool("only.ask", QUESTION)
-            assert plain.value.error.code == -32601
+            for name in ("only.ask", "bare.ask"):
+                with pytest.raises(MCPError) as plain:
+                    await s.call_tool(name, QUESTION)
+                assert plain.value.error.code == -32601
+                assert "runs only as a task" in plain.value.error.message
     asyncio.run(handshake())
     refused = rpc(host, "tools/call", {"name": "only.ask", "arguments": QUESTION},
                   caps={"elicitation": {}})

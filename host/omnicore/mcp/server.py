@@ -51,7 +51,7 @@ from omnicore.mcp.context import Caller, McpApp, caller_of, name_of
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.results import Listing, content_result, output_result, tool_error
 from omnicore.mcp.rounds import MODERN, Rounds, StateKey
-from omnicore.mcp.tasks import Tasks
+from omnicore.mcp.tasks import Tasks, refuse_plain
 from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
 from omnicore.sandbox.logring import LogLine
 
@@ -338,6 +338,13 @@ class ToolServer:
         async def call() -> bytes:
             assert params is not None
             tool = self.callable(params.name, caller)
+            if isinstance(tool, Tool) and tool.task_required and self.tasks is not None:
+                try:  # a plain call of a tool that runs only as a task
+                    refuse_plain(tool, version >= MODERN)
+                except MCPError as exc:
+                    error = exc.error.model_dump(mode="json", exclude_none=True)
+                    return json.dumps({"jsonrpc": "2.0", "id": request.id, "error": error},
+                                      separators=(",", ":")).encode()
             result = tool if isinstance(tool, types.CallToolResult) else \
                 await self._run(tool, params.arguments, caller)
             dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
     from omnicore.mcp.context import Caller, McpApp
 
-__all__ = ["EXTENSION", "MODERN", "NAMED", "POLL_MS", "SOURCE", "Tasks"]
+__all__ = ["EXTENSION", "MODERN", "NAMED", "POLL_MS", "SOURCE", "Tasks", "refuse_plain"]
 
 #: The job source of a task's job (``mcp:TASK_ID``).
 SOURCE = "mcp"
@@ -157,18 +157,18 @@ class Tasks:
     # -- making a task -----------------------------------------------------------------
 
     def wants_task(self, params: Mapping[str, Any] | None, version: str) -> bool:
-        """Whether a ``tools/call`` with ``params`` on revision ``version`` is the tasks' to
-        answer (before its tool is checked): it answers with a task (on 2026-07-28 only a
-        long-running tool's does), or it is refused as one that runs only as a task."""
+        """Whether a ``tools/call`` with ``params`` on revision ``version`` answers with a
+        task (before its tool is known: on 2026-07-28 only a long-running tool does)."""
         if not isinstance(params, Mapping):
             return False
+        if version in MODERN:
+            return declares_extension(params) and self._tool(params, lambda t: t.long_running)
+        return params.get("task") is not None
+
+    def _tool(self, params: Mapping[str, Any], test: Callable[[Tool], bool]) -> bool:
         name = params.get("name")
         tool = self.tools.resolve(name) if isinstance(name, str) else None
-        if tool is not None and tool.task_required:
-            return True
-        if version in MODERN:
-            return declares_extension(params) and tool is not None and tool.long_running
-        return params.get("task") is not None
+        return tool is not None and test(tool)
 
     async def create(self, tool: Tool, arguments: Mapping[str, Any] | None,
                      caller: Caller | None, ttl_ms: int | None,
@@ -215,7 +215,9 @@ class Tasks:
         # A task's answer is no CallToolResult, which the SDK checks a tools/call against
         # on the handshake revisions: answered here, before the handler.
         version = ctx.protocol_version
-        if ctx.method != "tools/call" or not self.wants_task(ctx.params, version):
+        if ctx.method != "tools/call" or not isinstance(ctx.params, Mapping) or not (
+                self.wants_task(ctx.params, version)
+                or self._tool(ctx.params, lambda t: t.task_required)):
             return await call_next(ctx)
         try:
             params = types.CallToolRequestParams.model_validate(ctx.params, by_name=False)
@@ -227,7 +229,7 @@ class Tasks:
             return await call_next(ctx)  # the same tool error a plain call gets
         modern = version in MODERN
         if not (declares_extension(ctx.params) if modern else params.task is not None):
-            _refuse_plain(tool, modern)  # a tool that runs only as a task
+            refuse_plain(tool, modern)  # a tool that runs only as a task
         rounds = None
         if modern:
             answers: dict[str, Any] = {}
@@ -237,8 +239,8 @@ class Tasks:
                     return first  # input_required, or it asked nothing and is done
                 answers = first
             declared = ctx.session.client_capabilities
-            rounds = TaskRounds([c for c in _ASKABLE if getattr(declared, c, None) is not None],
-                            params.arguments, answers=answers)
+            asks = [c for c in _ASKABLE if getattr(declared, c, None) is not None]
+            rounds = TaskRounds(asks, params.arguments, answers=answers)
         ttl = params.task.ttl if params.task is not None else None
         row = await self.create(tool, params.arguments, caller, ttl, rounds)
         if modern:
@@ -430,7 +432,8 @@ class Tasks:
 
     def _answer(self, row: TaskRow, responses: dict[str, Any]) -> None:
         """Keep ``responses`` to the open questions of ``row``; once none is open, queue the
-        job of its next round. Read again when another answer or a cancel came between."""
+        job of its next round. Read again when another answer or a cancel came between (a
+        few times: each retry means another request changed the task)."""
         for _ in range(8):
             rounds = TaskRounds.load(row.output) if row.status == "input_required" else None
             given = {k: v for k, v in responses.items()
@@ -441,9 +444,9 @@ class Tasks:
             resume = not rounds.open
             if self._rows.answer(row.id, rounds.dump(), row.updated_at, time.time(),
                                  resume=resume):
-                tool = self.tools.resolve(row.tool)
                 if not resume:
                     return
+                tool = self.tools.resolve(row.tool)
                 if tool is None:
                     self._rows.settle(row.id, None, f"tool '{row.tool}' is no longer served",
                                       time.time())
@@ -465,7 +468,7 @@ def _negotiated(ctx: ServerRequestContext[Any, Any]) -> None:
                        data={"requiredCapabilities": {"extensions": {EXTENSION: {}}}})
 
 
-def _refuse_plain(tool: Tool, modern: bool) -> None:
+def refuse_plain(tool: Tool, modern: bool) -> None:
     """A plain call of a tool that runs only as a task: -32021 naming the extension on
     2026-07-28 (SEP-2663), -32601 on 2025-11-25 (its tools' ``taskSupport: "required"``)."""
     if not tool.task_required:
