@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.mcp.mcp_fixtures import Host
 
@@ -186,8 +187,12 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (root / "plugins").mkdir(parents=True)
     for sidecar in (FIXTURES / "plugins").glob("*.yaml"):
         shutil.copy(sidecar, root / "plugins")
+    # The app's omnicore.yaml's job workers: cancelled tasks run on to their deadline, and
+    # the scenarios make tasks faster than two workers would free up.
+    config = yaml.safe_load((FIXTURES / "omnicore.yaml").read_text())
     host = Host(root, [], files={r.output.stem: r.output.read_bytes()
-                                  for r in built if r.output})
+                                  for r in built if r.output},
+                capabilities=config["capabilities"])
     client = httpx.Client(timeout=httpx.Timeout(30, read=None))
     handler = type("Proxy", (_Proxy,), {"target": f"{host.url}/mcp",
                                          "token": host.admin_token, "client": client})
