@@ -164,9 +164,12 @@ class OmniApp:
         jobs = Jobs(self.config.capabilities.jobs, storage=lambda: self.storage,
                     plugins=lambda: self.plugins, events=self.events, owner=self.runtime_id)
         # An MCP task (omnicore.mcp.tasks) is a job of source "mcp:TASK_ID" whose outcome is
-        # the task's, whichever host runs it: every host keeps it, served /mcp or not.
-        jobs.runner.keep_output("mcp", lambda job, output, error: self.storage.mcp_tasks.settle(
-            job.source.partition(":")[2], output, error, time.time()))
+        # the task's, whichever host runs it: every host keeps it, served /mcp or not, and
+        # answers the questions its call asks from the task's row.
+        from omnicore.capabilities.mcp_task import TaskJobs
+
+        tasks = TaskJobs(lambda: self.storage.mcp_tasks)
+        jobs.runner.keep_output("mcp", tasks.sink, tasks.around)
         return jobs
 
     def _make_subscriptions(self) -> Subscriptions:

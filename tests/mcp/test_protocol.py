@@ -79,19 +79,6 @@ def test_a_call_with_a_progress_token_reports_its_start_and_finish(host: Host) -
     anyio.run(main)
 
 
-def test_completion_answers_an_empty_list(host: Host) -> None:
-    async def main() -> None:
-        async with http_session(host.url, host.admin_token) as session:
-            init = session.initialize_result
-            assert init is not None and init.capabilities.completions is not None
-            assert init.capabilities.logging is not None
-            done = await session.complete(types.PromptReference(name="nothing"),
-                                          {"name": "a", "value": "b"})
-            assert done.completion.values == [] and done.completion.has_more is False
-
-    anyio.run(main)
-
-
 def _events(text: str) -> list[dict[str, str]]:
     events = []
     for block in text.replace("\r\n", "\n").split("\n\n"):

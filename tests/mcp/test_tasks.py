@@ -169,6 +169,8 @@ async def _raw(s: ClientSession, method: str, params: dict[str, Any]) -> dict[st
     data: dict[str, Any] = {"method": method, "params": params}
     opts: dict[str, Any] = {}
     s._stamp(data, opts)  # the 2026-07-28 envelope, as the SDK stamps its own requests
+    if "taskId" in params:  # the SDK (2.3) names no task in Mcp-Name; SEP-2663 asks for it
+        opts.setdefault("headers", {})["Mcp-Name"] = params["taskId"]
     return await s._dispatcher.send_raw_request(method, data["params"], opts)  # type: ignore[arg-type]
 
 

@@ -134,7 +134,7 @@ def test_the_code_describes_handlers_and_omnicore_toml_wins_key_by_key() -> None
     (_describing('{"handlers":{"greet":{"input_schema":{"type":"array"}}}}', "{}"),
      "handler 'greet' from its code input_schema must be"),
     (_describing("{}", '{"colour":"red"}'), "unknown keys"),
-    (_describing("{}", '{"long_running":"yes"}'), "long_running must be true or false"),
+    (_describing("{}", '{"long_running":"yes"}'), 'long_running must be true, false or "required"'),
     (_describing("not json", "{}"), "describing the handlers failed"),
 ])
 def test_a_wrong_description_from_code_fails_the_build(wasm: bytes, said: str) -> None:

@@ -23,6 +23,7 @@ elicitation the user's attention). The MCP server (omnicore.mcp) puts the callin
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -42,7 +43,8 @@ from omnicore.sandbox.capability import (
     wit_failure,
 )
 
-__all__ = ["ASK_METHODS", "CAPABILITY", "CLIENT", "MAX_ASK_BYTES", "Client", "ClientRefused"]
+__all__ = ["ASK_METHODS", "CAPABILITY", "CLIENT", "MAX_ASK_BYTES", "Client", "ClientRefused",
+           "answer_of", "question"]
 
 #: What a plugin may ask a client, by grant word.
 ASK_METHODS = {"elicitation": "elicitation/create", "sampling": "sampling/createMessage",
@@ -78,6 +80,52 @@ class Client(Protocol):
 
 #: The client of the call running on this thread (set by the MCP server for a tool call).
 CLIENT: ContextVar[Client | None] = ContextVar("omnicore.mcp.client", default=None)
+
+
+@functools.cache
+def _sdk() -> tuple[dict[str, tuple[str, type[Any]]], Any]:
+    """What the client must have declared to be asked, and the type of its answer, by method;
+    the SDK's request adapter. Loaded on the first question (the SDK's types take a third of
+    a second to import, and most hosts never ask)."""
+    import mcp_types as types
+    from pydantic import TypeAdapter
+
+    return ({"elicitation/create": ("elicitation", types.ElicitResult),
+             "sampling/createMessage": ("sampling", types.CreateMessageResult),
+             "roots/list": ("roots", types.ListRootsResult)},
+            TypeAdapter(types.ServerRequest))
+
+
+def question(method: str, params: Mapping[str, Any]) -> tuple[str, Any, type[Any]]:
+    """A plugin's question as the MCP SDK's request: the client capability it needs, the
+    request, and the type of its answer; :class:`ClientRefused` ``INVALID`` if malformed."""
+    from pydantic import ValidationError
+
+    needs, adapter = _sdk()
+    capability, result_type = needs[method]
+    try:
+        request = adapter.validate_python({"method": method, "params": dict(params)},
+                                          by_name=False)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][2:]) or "params"
+        raise ClientRefused("INVALID", f"{method}: {where}: {first['msg']}") from None
+    return capability, request, result_type
+
+
+def answer_of(answer: object, result_type: type[Any]) -> dict[str, Any] | None:
+    """A client's answer (2026-07-28: from ``inputResponses``) as the method's result, or
+    None when it is none (the question is then asked again)."""
+    from pydantic import ValidationError
+
+    if answer is None:
+        return None
+    try:
+        dumped: dict[str, Any] = result_type.model_validate(answer, by_name=False).model_dump(
+            by_alias=True, mode="json", exclude_none=True)
+    except ValidationError:
+        return None
+    return dumped
 
 
 @dataclass(frozen=True, slots=True)

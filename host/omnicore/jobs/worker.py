@@ -12,15 +12,18 @@ by this host meanwhile, its lease renewed, and is not delivered again.
 A job whose ``source`` (up to its first ``:``) has an output sink (:meth:`JobRunner.keep_output`)
 hands its output, or the error that ended it, to the sink before it is finished, and is not
 retried: the error is the answer its creator asked for (an MCP task's tool call). A sink that
-cannot write (the database is away) is retried like the outcome.
+cannot write (the database is away) is retried like the outcome. Its ``around`` (if any) is the
+context the call runs in: an MCP task's job answers its plugin's questions to the client there.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from omnicore.core.events import EventBus
@@ -30,10 +33,12 @@ from omnicore.jobs.retry import RetryPolicy
 from omnicore.logging import get_logger
 from omnicore.storage import Job, Storage, StorageError
 
-__all__ = ["JobRunner", "OutputSink"]
+__all__ = ["Around", "JobRunner", "OutputSink"]
 
 #: Where a job's outcome goes: ``sink(job, output, error)``, exactly one of them None.
 OutputSink = Callable[[Job, bytes | None, str | None], object]
+#: The context a sink's job is called in: ``around(job)``, entered on the calling thread.
+Around = Callable[[Job], AbstractContextManager[object]]
 
 log = get_logger("omnicore.jobs")
 
@@ -57,11 +62,15 @@ class JobRunner:
     outcomes: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter,
                                                            init=False)
     _sinks: dict[str, OutputSink] = field(default_factory=dict, init=False, repr=False)
+    _arounds: dict[str, Around] = field(default_factory=dict, init=False, repr=False)
 
-    def keep_output(self, source: str, sink: OutputSink) -> None:
+    def keep_output(self, source: str, sink: OutputSink, around: Around | None = None) -> None:
         """Hand the outcome of every job whose source is ``source`` (or starts with
-        ``source:``) to ``sink``; such a job is never retried."""
+        ``source:``) to ``sink``; such a job is never retried. ``around(job)``: the context
+        its call runs in (exited before the sink hears of the outcome)."""
         self._sinks[source] = sink
+        if around is not None:
+            self._arounds[source] = around
 
     def policy(self, job: Job) -> RetryPolicy:
         """The retry policy of ``job``: its own attempts and backoff, the service's cap."""
@@ -82,8 +91,9 @@ class JobRunner:
         error = None
         output: bytes | None = b""
         sink = self._sinks.get(job.source.partition(":")[0])
+        around = self._arounds.get(job.source.partition(":")[0])
         try:
-            with at_hops(job.hops):
+            with at_hops(job.hops), around(job) if around else contextlib.nullcontext():
                 output = self.plugins().call(job.plugin, job.handler, job.payload)
         except Exception as exc:
             if self.interrupted.is_set():

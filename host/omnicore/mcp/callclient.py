@@ -14,23 +14,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from omnicore.capabilities.mcp import ClientRefused
+from omnicore.capabilities.mcp import ClientRefused, answer_of, question
 
 __all__ = ["CallClient"]
-
-#: What the client must have declared at its handshake to be asked, by method.
-_NEEDS: dict[str, tuple[str, type[Any]]] = {
-    "elicitation/create": ("elicitation", types.ElicitResult),
-    "sampling/createMessage": ("sampling", types.CreateMessageResult),
-    "roots/list": ("roots", types.ListRootsResult)}
-_REQUEST: TypeAdapter[Any] = TypeAdapter(types.ServerRequest)
-
 
 class CallClient:
     """The client of the tool call ``ctx`` served on ``loop`` (implements
@@ -40,7 +31,8 @@ class CallClient:
     :attr:`pending`, never sent)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ctx: ServerRequestContext[Any, Any],
-                 progress: bool, answers: dict[str, Any] | None = None) -> None:
+                 progress: bool, answers: dict[str, Any] | None = None, *,
+                 escalate: bool = False) -> None:
         self._loop = loop
         self._ctx = ctx
         self._progress = progress
@@ -54,6 +46,10 @@ class CallClient:
         #: result when any); :attr:`used`: the answers this round read.
         self.pending: dict[str, dict[str, Any]] = {}
         self.used: dict[str, Any] = {}
+        #: ``escalate``: the call stops at its first answered question, which
+        #: :attr:`escalated` then says (a tool that asks first, then runs as a task).
+        self.escalate = escalate
+        self.escalated = False
         self._asked = 0
 
     def _wait(self, coro: Any, deadline: float) -> Any:
@@ -78,16 +74,9 @@ class CallClient:
 
     def ask(self, method: str, params: Mapping[str, Any], deadline: float,
             key: str | None = None) -> dict[str, Any]:
-        capability, result_type = _NEEDS[method]
         self._asked += 1
         key = key or f"{method.partition('/')[0]}-{self._asked}"
-        try:
-            request = _REQUEST.validate_python({"method": method, "params": dict(params)},
-                                               by_name=False)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"][2:]) or "params"
-            raise ClientRefused("INVALID", f"{method}: {where}: {first['msg']}") from None
+        capability, request, result_type = question(method, params)
         declared = self._ctx.session.client_capabilities
         if declared is None or getattr(declared, capability, None) is None:
             self.missing = capability
@@ -124,16 +113,16 @@ class CallClient:
         """2026-07-28: the client's answer to question ``key``, or the question recorded
         and the plugin told to stop (an answer that is not the method's result is asked
         again)."""
-        answer = self.answers.get(key) if self.answers is not None else None
-        if answer is not None:
-            try:
-                dumped: dict[str, Any] = result_type.model_validate(
-                    answer, by_name=False).model_dump(by_alias=True, mode="json",
-                                                      exclude_none=True)
-                self.used[key] = dumped
-                return dumped
-            except ValidationError:
-                pass
+        dumped = answer_of(self.answers.get(key) if self.answers is not None else None,
+                           result_type)
+        if dumped is not None:
+            self.used[key] = dumped
+            if self.escalate:
+                # The call's questions came first (the tool asks before it works): answered,
+                # it goes on as a task that has the answers (omnicore.mcp.tasks).
+                self.escalated = True
+                raise ClientRefused("UNAVAILABLE", "answered: the call goes on as a task")
+            return dumped
         self.pending[key] = request.model_dump(by_alias=True, mode="json", exclude_none=True)
         raise ClientRefused("UNAVAILABLE", f"waiting for the client's answer to '{key}' (the "
                                            "call is answered input_required and retried)")

@@ -1,10 +1,12 @@
 """What the MCP server needs of its surroundings: the app whose plugins it serves
-(:class:`McpApp`) and who sends a request (:class:`Caller`). Its own module so the server's
-collaborators (tasks) name them without importing the server."""
+(:class:`McpApp`) and who sends a request (:class:`Caller`, :func:`caller_of`). Its own module
+so the server's collaborators (tasks, the catalog) name them without importing the server."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
+
+from mcp.server.context import ServerRequestContext
 
 from omnicore.core.events import EventBus
 from omnicore.jobs import Jobs
@@ -13,7 +15,10 @@ from omnicore.storage import Storage
 from omnicore.storage.memory import MemoryStore
 from omnicore.storage.vectors import VectorStore
 
-__all__ = ["Caller", "McpApp"]
+__all__ = ["CALLER_KEY", "Caller", "McpApp", "caller_of", "name_of"]
+
+#: Where the HTTP endpoint leaves the authenticated :class:`Caller` in the ASGI scope.
+CALLER_KEY = "omnicore.mcp.caller"
 
 
 class Caller(Protocol):
@@ -50,3 +55,15 @@ class McpApp(Protocol):
 
     @property
     def storage(self) -> Storage: ...
+
+
+def caller_of(ctx: ServerRequestContext[Any, Any]) -> Caller | None:
+    """Who sent the request ``ctx`` serves (None over stdio: the operator)."""
+    scope = getattr(ctx.request, "scope", None)
+    caller: Caller | None = scope.get(CALLER_KEY) if isinstance(scope, dict) else None
+    return caller
+
+
+def name_of(caller: Caller | None) -> str:
+    """Whom a request's signed state is bound to ("" over stdio: the operator)."""
+    return caller.name if caller is not None else ""

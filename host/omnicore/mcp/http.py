@@ -11,7 +11,9 @@ no page a user visits can make calls through it. A session belongs to the user w
 call: a viewer may list tools but not call them, as in the console. Each SSE stream opens
 with a priming event carrying a ``retry`` hint, and a client that lost a stream resumes it with
 ``Last-Event-ID`` (omnicore.mcp.eventstore). A console bound to loopback takes only loopback
-names in ``Host`` and ``Origin`` (DNS-rebinding protection).
+names in ``Host`` and ``Origin`` (DNS-rebinding protection). The SDK checks a 2026-07-28
+request's routing headers against its body (SEP-2243); the tasks extension's ``tasks/get``,
+``tasks/update`` and ``tasks/cancel`` name their task in ``Mcp-Name`` too, checked here.
 
 A POST is answered with one ``application/json`` body unless its answer needs a stream
 (:meth:`ToolServer.needs_stream`: a tool call with a progress token, or on a session that set
@@ -35,14 +37,19 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
+from mcp_types import PROTOCOL_VERSION_META_KEY
+from mcp_types.jsonrpc import HEADER_MISMATCH
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from omnicore.capabilities.guestjson import nesting
+from omnicore.mcp.context import CALLER_KEY, Caller, McpApp
 from omnicore.mcp.eventstore import MemoryEventStore
-from omnicore.mcp.server import CALLER_KEY, Caller, McpApp, ToolServer
+from omnicore.mcp.server import ToolServer
+from omnicore.mcp.tasks import MODERN, NAMED
 
 __all__ = ["MAX_DEPTH", "RETRY_MS", "McpEndpoint"]
 
@@ -100,6 +107,25 @@ def _loopback_only(bind: str) -> TransportSecuritySettings | None:
     return TransportSecuritySettings(
         allowed_hosts=[f"{n}:*" for n in names] + list(names),
         allowed_origins=[f"http://{n}:*" for n in names] + [f"http://{n}" for n in names])
+
+
+def _task_name_mismatch(message: object, headers: Headers) -> Response | None:
+    """The 400 for a 2026-07-28 ``tasks/get``, ``tasks/update`` or ``tasks/cancel`` whose
+    ``Mcp-Name`` header is not its ``taskId`` (SEP-2663 extends SEP-2243's routing headers to
+    them; the SDK checks those of tools, prompts and resources only); None if it is."""
+    if not isinstance(message, dict) or message.get("method") not in NAMED:
+        return None
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if not isinstance(meta, dict) or meta.get(PROTOCOL_VERSION_META_KEY) not in MODERN:
+        return None
+    task_id = params.get("taskId") if isinstance(params, dict) else None
+    if decode_header_value(headers.get(MCP_NAME_HEADER)) == task_id:
+        return None
+    return JSONResponse({"jsonrpc": "2.0", "id": message.get("id"), "error": {
+        "code": HEADER_MISMATCH, "message": f"{MCP_NAME_HEADER} header does not match the "
+                                            "request body's 'taskId' parameter"}},
+        status_code=400)
 
 
 class _Transport(StreamableHTTPServerTransport):
@@ -244,6 +270,10 @@ class McpEndpoint:
                 message = json.loads(body)
             except ValueError:
                 message = None  # the SDK answers it with its parse error
+            mismatch = _task_name_mismatch(message, headers)
+            if mismatch is not None:
+                await mismatch(scope, receive, send)
+                return
             json_reply = not self.tools.needs_stream(message, session)
             direct = self.tools.direct(message, session, caller)
         else:

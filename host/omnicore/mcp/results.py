@@ -46,8 +46,10 @@ def listed(tool: Tool, tasks: bool) -> types.Tool:
             title=tool.title, read_only_hint=tool.read_only,
             destructive_hint=None if tool.read_only else tool.destructive,
             open_world_hint=tool.open_world),
-        # Any call may be a task; a long-running tool's plain call is one the client waits on.
-        execution=types.ToolExecution(task_support="optional") if tasks else None)
+        # Any call may be a task; a long-running tool's plain call is one the client waits on,
+        # unless its manifest says it runs only as a task.
+        execution=types.ToolExecution(task_support="required" if tool.task_required
+                                      else "optional") if tasks else None)
 
 
 def tool_error(message: str) -> types.CallToolResult:

@@ -11,12 +11,13 @@ schema whose output does not match it answers a tool error too.
 
 A call reports progress (start and finish) when the request carries ``_meta.progressToken``;
 after ``logging/setLevel``, the plugin's log lines of the call at or above that level reach
-the client as ``notifications/message`` before the result. ``completion/complete`` answers an
-empty list: no prompt or resource template has arguments to complete; ``prompts/list`` is
-empty (plugins declare no prompts yet) and ``prompts/get`` an invalid-params error.
+the client as ``notifications/message`` before the result. A plugin holding the ``mcp`` grant
+talks to the client itself (omnicore.mcp.callclient); on 2026-07-28 its questions come back
+as ``input_required`` rounds (omnicore.mcp.rounds).
 
 Any call may run as a durable job, an MCP task (omnicore.mcp.tasks): the client asks for one
-(2025-11-25), or the tool is long-running (its manifest's ``long_running``).
+(2025-11-25), or the tool is long-running (its manifest's ``long_running``). Prompts,
+resources and completions are the catalog's (omnicore.mcp.catalog), which shares the rounds.
 
 When plugins load, reload or unload (or the console exposes or hides a handler), every
 connected client gets ``notifications/tools/list_changed``: on the handshake protocol
@@ -31,7 +32,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 import mcp_types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
@@ -46,20 +46,17 @@ from omnicore.capabilities.mcp import CLIENT
 from omnicore.core.events import Event
 from omnicore.errors import OmniError
 from omnicore.mcp.callclient import CallClient
-from omnicore.mcp.context import Caller, McpApp
-from omnicore.mcp.declared import Declared, declared_of
+from omnicore.mcp.catalog import Catalog
+from omnicore.mcp.context import Caller, McpApp, caller_of, name_of
 from omnicore.mcp.expose import McpToolsChanged
-from omnicore.mcp.resources import list_resources, read_resource
 from omnicore.mcp.results import Listing, content_result, output_result, tool_error
-from omnicore.mcp.rounds import open_state, seal_state
-from omnicore.mcp.tasks import Tasks
+from omnicore.mcp.rounds import MODERN, Rounds, StateKey
+from omnicore.mcp.tasks import Tasks, refuse_plain
 from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
 from omnicore.sandbox.logring import LogLine
 
-__all__ = ["CALLER_KEY", "STDIO", "Caller", "McpApp", "ToolServer"]
+__all__ = ["STDIO", "Caller", "McpApp", "ToolServer"]
 
-#: Where the HTTP endpoint leaves the authenticated :class:`Caller` in the ASGI scope.
-CALLER_KEY = "omnicore.mcp.caller"
 #: The session key of the one connection of a process serving stdio (it has no session id).
 STDIO = ""
 #: MCP's log levels, least severe first.
@@ -68,9 +65,8 @@ _SEVERITY = {level: i for i, level in enumerate(
 #: A plugin log's levels as MCP's (trace is finer than MCP goes: debug).
 _MCP_LEVEL: dict[str, types.LoggingLevel] = {
     "trace": "debug", "debug": "debug", "info": "info", "warn": "warning", "error": "error"}
-#: The first protocol revision without a handshake (each request declares its client's
-#: capabilities), and its error for a request that needs one the client did not declare.
-MODERN = "2026-07-28"
+#: 2026-07-28's error for a request that needs a capability the client did not declare (each
+#: request declares its client's: there is no handshake).
 MISSING_CAPABILITY = -32021
 #: Plugin events after which the tool list may differ.
 _CHANGES = frozenset({"plugin.loaded", "plugin.unloaded", "plugin.reloaded",
@@ -113,15 +109,19 @@ class ToolServer:
         self.app = app
         self._exposed: tuple[object, Exposure] | None = None
         self.bus = InMemorySubscriptionBus()
+        #: The input_required rounds of tool calls and prompts (2026-07-28).
+        self.rounds = Rounds(StateKey(lambda: app.storage.mcp_tasks))
+        #: Prompts, resources and completions (omnicore.mcp.catalog).
+        self.catalog = catalog = Catalog(app, lambda: self.exposure, self.rounds)
         self.server: Server[Any] = _Server(
             "omnicore", version=__version__,
             description=f"the WebAssembly plugins of app '{app.config.name}' as tools",
             on_list_tools=self._list_tools, on_call_tool=self._call_tool,
-            on_list_resources=self._list_resources, on_read_resource=self._read_resource,
-            on_list_resource_templates=self._list_templates,
-            on_subscribe_resource=self._subscribe, on_unsubscribe_resource=self._unsubscribe,
-            on_completion=self._complete, on_list_prompts=self._list_prompts,
-            on_get_prompt=self._get_prompt, on_subscriptions_listen=ListenHandler(self.bus))
+            on_list_resources=catalog.list_resources, on_read_resource=catalog.read_resource,
+            on_list_resource_templates=catalog.list_templates,
+            on_subscribe_resource=catalog.subscribe, on_unsubscribe_resource=catalog.unsubscribe,
+            on_completion=catalog.complete, on_list_prompts=catalog.list_prompts,
+            on_get_prompt=catalog.get_prompt, on_subscriptions_listen=ListenHandler(self.bus))
         # Registered by hand: the constructor's argument warns that the 2026-07-28 revision
         # deprecates logging, which the handshake revisions still have.
         self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams,
@@ -131,7 +131,7 @@ class ToolServer:
         #: no jobs, as over stdio; long-running tools are called like any other there).
         self.tasks: Tasks | None = None
         if tasks:
-            self.tasks = Tasks(self, _caller)
+            self.tasks = Tasks(self, caller_of)
             self.tasks.install()
         #: The log level each connection asked for (logging/setLevel), by connection.
         self._levels: dict[int, int] = {}
@@ -147,8 +147,6 @@ class ToolServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscriptions: list[Any] = []
         self._pending = False
-        #: The resource URIs each connection subscribed to (resources/subscribe).
-        self._watched: dict[int, set[str]] = {}
 
     # -- tools ---------------------------------------------------------------------------
 
@@ -216,6 +214,11 @@ class ToolServer:
                    ) -> types.CallToolResult:
         if tool.long_running and self.tasks is not None:
             return await self.tasks.run_durable(tool, arguments, caller)
+        return await self._inline(tool, arguments, client)
+
+    async def _inline(self, tool: Tool, arguments: dict[str, Any] | None,
+                      client: CallClient | None) -> types.CallToolResult:
+        """``tool`` called here, its questions put to ``client``."""
         data = json.dumps(arguments or {}, separators=(",", ":")).encode()
         token = CLIENT.set(client)  # acall runs the plugin in a copy of this context
         try:
@@ -243,7 +246,7 @@ class ToolServer:
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
                          params: types.CallToolRequestParams) -> types.CallToolResult:
-        caller = _caller(ctx)
+        caller = caller_of(ctx)
         tool = self.callable(params.name, caller)
         if isinstance(tool, types.CallToolResult):
             return tool
@@ -255,7 +258,7 @@ class ToolServer:
                                                         meta.get("progressToken")) is not None
         client = None
         if "mcp" in self.app.plugins.get(tool.plugin).granted:
-            answers = self._answers(ctx, params, caller) \
+            answers = await self.rounds.answers(params, name_of(caller), "tool") \
                 if ctx.protocol_version >= MODERN else None
             client = CallClient(asyncio.get_running_loop(), ctx, asked_progress, answers)
         # A no-op unless the request carried _meta.progressToken; a plugin holding the mcp
@@ -267,14 +270,10 @@ class ToolServer:
             if client is not None and client.pending:
                 # 2026-07-28: the questions go back to the client, which retries the call
                 # with its answers; those of earlier rounds ride in the signed state.
-                return self._input_required(client, caller, params,  # type: ignore
-                                            "tool")
-            if client is not None and client.missing and ctx.protocol_version >= MODERN:
-                # 2026-07-28: a request needing a capability the client did not declare is
-                # refused as a whole (SEP-2575), not answered with a tool error.
-                raise MCPError(MISSING_CAPABILITY, f"tool '{tool.name}' asks the client for "
-                                                   f"{client.missing}, which it did not declare",
-                               data={"requiredCapabilities": {client.missing: {}}})
+                return await self.rounds.input_required(  # type: ignore[return-value]
+                    client, params, name_of(caller), "tool")
+            if client is not None and ctx.protocol_version >= MODERN:
+                _refuse_missing(tool, client)
             return result
         finally:
             if log is not None and level is not None:
@@ -282,34 +281,24 @@ class ToolServer:
             if client is None or not client.reported:
                 await ctx.session.report_progress(1, 1, "done")
 
-    @staticmethod
-    def _input_required(client: CallClient, caller: Caller | None,
-                        params: types.CallToolRequestParams | types.GetPromptRequestParams,
-                        kind: str) -> types.InputRequiredResult:
-        """2026-07-28: the questions of ``client`` that its answers did not cover, back to the
-        client, which retries the request with its answers; those of earlier rounds ride in
-        the signed state."""
-        return types.InputRequiredResult.model_validate(
-            {"inputRequests": client.pending,
-             "requestState": seal_state({**(client.answers or {}), **client.used},
-                                        caller.name if caller else "",
-                                        f"{kind}:{params.name}", params.arguments)},
-            by_name=False)
-
-    @staticmethod
-    def _answers(ctx: ServerRequestContext[Any, Any],
-                 params: types.CallToolRequestParams | types.GetPromptRequestParams,
-                 caller: Caller | None, kind: str = "tool") -> dict[str, Any]:
-        """2026-07-28: the client's answers to the request's questions, by key: those of
-        earlier rounds (its signed ``requestState``) and this request's ``inputResponses``."""
-        answers: dict[str, Any] = {}
-        if params.request_state is not None:
-            answers.update(open_state(params.request_state, caller.name if caller else "",
-                                      f"{kind}:{params.name}", params.arguments))
-        for key, answer in (params.input_responses or {}).items():
-            answers[key] = answer.model_dump(by_alias=True, mode="json", exclude_none=True) \
-                if hasattr(answer, "model_dump") else answer
-        return answers
+    async def ask_first(self, ctx: ServerRequestContext[Any, Any],
+                        params: types.CallToolRequestParams, tool: Tool,
+                        caller: Caller | None) -> dict[str, Any] | types.Result:
+        """2026-07-28: the rounds of a tool whose questions come before its work
+        (``asks_first``). The call runs here up to its first answered question; then it goes
+        on as a task, and this answers the client's answers so far. Until then it answers
+        what to send now: ``input_required`` with the questions, or the call's result when
+        it asked nothing."""
+        client = CallClient(asyncio.get_running_loop(), ctx, False,
+                            await self.rounds.answers(params, name_of(caller), "tool"),
+                            escalate=True)
+        result = await self._inline(tool, params.arguments, client)
+        if client.escalated:
+            return {**(client.answers or {}), **client.used}
+        if client.pending:
+            return await self.rounds.input_required(client, params, name_of(caller), "tool")
+        _refuse_missing(tool, client)
+        return result
 
     def direct(self, message: object, session_id: str | None,
                caller: Caller | None) -> Callable[[], Awaitable[bytes]] | None:
@@ -349,6 +338,13 @@ class ToolServer:
         async def call() -> bytes:
             assert params is not None
             tool = self.callable(params.name, caller)
+            if isinstance(tool, Tool) and tool.task_required and self.tasks is not None:
+                try:  # a plain call of a tool that runs only as a task
+                    refuse_plain(tool, version >= MODERN)
+                except MCPError as exc:
+                    error = exc.error.model_dump(mode="json", exclude_none=True)
+                    return json.dumps({"jsonrpc": "2.0", "id": request.id, "error": error},
+                                      separators=(",", ":")).encode()
             result = tool if isinstance(tool, types.CallToolResult) else \
                 await self._run(tool, params.arguments, caller)
             dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -418,144 +414,6 @@ class ToolServer:
         meta = params.get("_meta") if isinstance(params, dict) else None
         return isinstance(meta, dict) and meta.get("progressToken") is not None
 
-    # -- prompts and plugin resources (declared in manifests: omnicore.mcp.declared) -----
-
-    def declared(self) -> Declared:
-        """The exposed prompts and resources plugins declare."""
-        return declared_of(self.app.plugins, self.exposure)
-
-    async def _list_prompts(self, ctx: ServerRequestContext[Any, Any],
-                            params: types.PaginatedRequestParams | None
-                            ) -> types.ListPromptsResult:
-        return types.ListPromptsResult(prompts=[p.prompt for p in
-                                                self.declared().prompts.values()])
-
-    async def _get_prompt(self, ctx: ServerRequestContext[Any, Any],
-                          params: types.GetPromptRequestParams) -> types.GetPromptResult:
-        caller = _caller(ctx)
-        if caller is not None and not caller.is_admin:
-            raise MCPError(-32602, f"user '{caller.name}' is a viewer, and rendering a prompt "
-                                   "calls a plugin: use an admin's token")
-        prompt = self.declared().prompts.get(params.name)
-        if prompt is None:
-            raise MCPError(-32602, f"no prompt {params.name[:200]!r}: prompts/list shows the "
-                                   "prompts of the exposed plugins")
-        missing = [a.name for a in prompt.prompt.arguments or ()
-                   if a.required and a.name not in (params.arguments or {})]
-        if missing:
-            raise MCPError(-32602, f"prompt {params.name!r} needs the argument(s) "
-                                   f"{', '.join(missing)}")
-        client = None
-        if ctx.protocol_version >= MODERN and "mcp" in self.app.plugins.get(prompt.plugin).granted:
-            # 2026-07-28: a prompt's handler may ask the client too (SEP-2322).
-            client = CallClient(asyncio.get_running_loop(), ctx, False,
-                                self._answers(ctx, params, caller, "prompt"))
-        token = CLIENT.set(client)
-        try:
-            value = await self._render(prompt.plugin, prompt.handler, params.arguments or {})
-        except MCPError:
-            if client is None or not client.pending:
-                raise
-        finally:
-            CLIENT.reset(token)
-        if client is not None and client.pending:
-            return self._input_required(client, caller, params, "prompt")  # type: ignore
-        try:
-            return types.GetPromptResult.model_validate(value, by_name=False)
-        except ValueError:
-            raise MCPError(-32603, f"handler '{prompt.handler}' of plugin '{prompt.plugin}' "
-                                   "did not answer a prompt ({\"messages\": [...]})") from None
-
-    async def _render(self, plugin: str, handler: str, obj: object) -> Any:
-        """``handler`` of ``plugin`` called with ``obj``, its JSON answer; a failure is an
-        internal error with the host's one-line reason."""
-        data = json.dumps(obj, separators=(",", ":")).encode()
-        try:
-            out = await self.app.plugins.acall(plugin, handler, data)
-            return json.loads(out)
-        except OmniError as exc:
-            raise MCPError(-32603, str(exc).strip().partition("\n")[0]) from None
-        except ValueError:
-            raise MCPError(-32603, f"handler '{handler}' of plugin '{plugin}' answered no "
-                                   "JSON") from None
-
-    # -- completions (no prompts or resource templates have arguments to complete) -------
-
-    async def _complete(self, ctx: ServerRequestContext[Any, Any],
-                        params: types.CompleteRequestParams) -> types.CompleteResult:
-        return types.CompleteResult(completion=types.Completion(values=[], total=0,
-                                                                has_more=False))
-
-    # -- resources (read-only; off unless mcp.resources) ---------------------------------
-
-    async def _list_resources(self, ctx: ServerRequestContext[Any, Any],
-                              params: types.PaginatedRequestParams | None
-                              ) -> types.ListResourcesResult:
-        declared = [r.resource for r in self.declared().resources if r.resource is not None]
-        return types.ListResourcesResult(resources=declared + list_resources(self.app.plugins,
-                                                                             self.exposure))
-
-    async def _list_templates(self, ctx: ServerRequestContext[Any, Any],
-                              params: types.PaginatedRequestParams | None
-                              ) -> types.ListResourceTemplatesResult:
-        return types.ListResourceTemplatesResult(resource_templates=[
-            r.template for r in self.declared().resources if r.template is not None])
-
-    async def _subscribe(self, ctx: ServerRequestContext[Any, Any],
-                         params: types.SubscribeRequestParams) -> types.EmptyResult:
-        # Accepted for the plugins' resources; updates come when a plugin can announce them
-        # (not yet), so a subscription is a promise the server keeps by saying nothing.
-        if self.declared().resource(params.uri) is None:
-            raise MCPError(-32002, f"no resource {params.uri[:200]!r} to subscribe to: "
-                                   "resources/list shows them")
-        connection = ctx.session._connection
-        key = id(connection)
-        if key not in self._watched:
-            self._watched[key] = set()
-            connection.exit_stack.callback(self._watched.pop, key, None)
-        if len(self._watched[key]) >= 1000:
-            raise MCPError(-32602, "at most 1000 subscriptions per connection")
-        self._watched[key].add(params.uri)
-        return types.EmptyResult()
-
-    async def _unsubscribe(self, ctx: ServerRequestContext[Any, Any],
-                           params: types.UnsubscribeRequestParams) -> types.EmptyResult:
-        self._watched.get(id(ctx.session._connection), set()).discard(params.uri)
-        return types.EmptyResult()
-
-    async def _read_resource(self, ctx: ServerRequestContext[Any, Any],
-                             params: types.ReadResourceRequestParams
-                             ) -> types.ReadResourceResult:
-        found = self.declared().resource(params.uri)
-        if found is not None:
-            caller = _caller(ctx)
-            if caller is not None and not caller.is_admin:
-                raise MCPError(-32602, f"user '{caller.name}' is a viewer, and reading this "
-                                       "resource calls a plugin: use an admin's token")
-            entry, variables = found
-            value = await self._render(entry.plugin, entry.handler,
-                                       {"uri": params.uri, "params": variables})
-            contents = value.get("contents") if isinstance(value, dict) else None
-            try:
-                return types.ReadResourceResult.model_validate({"contents": [
-                    {"uri": params.uri, **({"mimeType": entry.mime_type}
-                                           if entry.mime_type else {}), **c}
-                    for c in contents if isinstance(c, dict)]} if isinstance(contents, list)
-                    else None, by_name=False)
-            except ValueError:
-                raise MCPError(-32603, f"handler '{entry.handler}' of plugin '{entry.plugin}' "
-                                       "did not answer resource contents ({\"contents\": "
-                                       "[...]})") from None
-        infos = {info.name: info for info in self.app.plugins}
-        text = await anyio.to_thread.run_sync(read_resource, self.app, infos, self.exposure,
-                                              params.uri)
-        if text is None:
-            raise MCPError(-32002, f"no resource {params.uri[:200]!r}: resources are "
-                                   "omnicore://PLUGIN/memory and omnicore://PLUGIN/vectors of "
-                                   "plugins with mcp.resources on; resources/list shows them")
-        return types.ReadResourceResult(contents=[types.TextResourceContents(
-            uri=params.uri, mime_type="application/json", text=text)])
-
     # -- list changes --------------------------------------------------------------------
 
     async def _track_peers(self, ctx: ServerRequestContext[Any, Any],
@@ -613,12 +471,14 @@ class ToolServer:
         await self.bus.publish(ToolsListChanged())
 
 
+def _refuse_missing(tool: Tool, client: CallClient) -> None:
+    """2026-07-28: a request needing a capability the client did not declare is refused as a
+    whole (SEP-2575), not answered with a tool error."""
+    if client.missing:
+        raise MCPError(MISSING_CAPABILITY, f"tool '{tool.name}' asks the client for "
+                                           f"{client.missing}, which it did not declare",
+                       data={"requiredCapabilities": {client.missing: {}}})
+
+
 def _key(connection: Any) -> str:
     return connection.session_id if connection.session_id is not None else STDIO
-
-
-def _caller(ctx: ServerRequestContext[Any, Any]) -> Caller | None:
-    request = ctx.request
-    scope = getattr(request, "scope", None)
-    caller: Caller | None = scope.get(CALLER_KEY) if isinstance(scope, dict) else None
-    return caller

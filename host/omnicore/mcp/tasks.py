@@ -11,12 +11,19 @@ fetches later, from this host or another one of the same database. Two protocol 
 * **2026-07-28** (the ``io.modelcontextprotocol/tasks`` extension): the server decides. A
   call of a long-running tool from a client that declared the extension in the request's
   ``_meta`` capabilities answers ``resultType: "task"``; ``tasks/get`` carries the result
-  once ``completed`` (tool errors included), ``tasks/cancel`` answers empty, ``tasks/update``
-  too (no call here asks for input); ``tasks/result`` and ``tasks/list`` are gone (-32601).
+  once ``completed`` (tool errors included), ``tasks/cancel`` answers empty;
+  ``tasks/result`` and ``tasks/list`` are gone (-32601). A task's call may ask its client
+  (omnicore.capabilities.mcp_task): the task is ``input_required`` with the questions as
+  ``inputRequests`` on ``tasks/get``, and ``tasks/update`` answers them (empty ack). A tool
+  whose questions come first (``asks_first``) asks them in ``input_required`` rounds of the
+  call itself (SEP-2322), and becomes a task once the client answered, the answers carried
+  into it. ``tasks/get``, ``tasks/update`` and ``tasks/cancel`` over HTTP carry the task id in
+  ``Mcp-Name`` too (omnicore.mcp.http checks it).
 
 A handler the plugin's manifest marks ``"long_running": true`` (specs/abi.md §5) runs as a job
 whatever the client asked: a plain call waits for the job and answers its result, so a host
-that dies under it loses nothing but the wait.
+that dies under it loses nothing but the wait. One marked ``"required"`` runs only as a task:
+a plain call is refused, -32021 naming the extension on 2026-07-28, -32601 before.
 
 Each task is a row of ``storage.mcp_tasks`` made before its job is queued (the job's source is
 ``mcp:TASK_ID``); the job service hands the call's outcome to that row on whichever host ran it
@@ -42,6 +49,7 @@ import mcp_types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
+from omnicore.capabilities.mcp_task import TaskRounds
 from omnicore.errors import OmniError
 from omnicore.mcp.tools import Tool
 from omnicore.storage.mcp_task_rows import McpTaskRows, TaskRow
@@ -51,7 +59,7 @@ if TYPE_CHECKING:
 
     from omnicore.mcp.context import Caller, McpApp
 
-__all__ = ["EXTENSION", "MODERN", "POLL_MS", "SOURCE", "Tasks"]
+__all__ = ["EXTENSION", "MODERN", "NAMED", "POLL_MS", "SOURCE", "Tasks", "refuse_plain"]
 
 #: The job source of a task's job (``mcp:TASK_ID``).
 SOURCE = "mcp"
@@ -62,6 +70,10 @@ _CLIENT_CAPS = "io.modelcontextprotocol/clientCapabilities"
 _RELATED = "io.modelcontextprotocol/related-task"
 #: The revisions that speak the extension rather than the utility.
 MODERN = frozenset({"2026-07-28"})
+#: The extension's methods whose ``taskId`` an HTTP request repeats in ``Mcp-Name``.
+NAMED = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
+#: What a task's call may ask its client, by the capability that says the client can answer.
+_ASKABLE = ("elicitation", "sampling", "roots")
 #: How often a client should poll (ms); how often a wait reads the row (s): at first, at most.
 POLL_MS = 500
 _WAIT_S = (0.02, 0.5)
@@ -112,6 +124,10 @@ class ToolCalls(Protocol):
     def answer(self, tool: Tool | None, name: str, output: bytes | None,
                error: str | None) -> types.CallToolResult: ...
 
+    async def ask_first(self, ctx: ServerRequestContext[Any, Any],
+                        params: types.CallToolRequestParams, tool: Tool,
+                        caller: Caller | None) -> dict[str, Any] | types.Result: ...
+
 
 class Tasks:
     """The tasks of one :class:`~omnicore.mcp.server.ToolServer`: register :meth:`install`
@@ -146,38 +162,46 @@ class Tasks:
         if not isinstance(params, Mapping):
             return False
         if version in MODERN:
-            return declares_extension(params) and self._long_running(params.get("name"))
+            return declares_extension(params) and self._tool(params, lambda t: t.long_running)
         return params.get("task") is not None
 
-    def _long_running(self, name: object) -> bool:
+    def _tool(self, params: Mapping[str, Any], test: Callable[[Tool], bool]) -> bool:
+        name = params.get("name")
         tool = self.tools.resolve(name) if isinstance(name, str) else None
-        return tool is not None and tool.long_running
+        return tool is not None and test(tool)
 
     async def create(self, tool: Tool, arguments: Mapping[str, Any] | None,
-                     caller: Caller | None, ttl_ms: int | None) -> TaskRow:
-        """Keep a task for calling ``tool`` and queue its job; the task's row."""
+                     caller: Caller | None, ttl_ms: int | None,
+                     rounds: TaskRounds | None = None) -> TaskRow:
+        """Keep a task for calling ``tool`` and queue its job; the task's row. ``rounds``:
+        what its call may ask the client, and the answers it has (None: it asks nothing)."""
         ttl = min(max(ttl_ms or DEFAULT_TTL_MS, 1000), MAX_TTL_MS)
         now = time.time()
         row = TaskRow(secrets.token_urlsafe(18), _owner(caller), tool.name, None, "working",
-                      None, None, now, now, now + ttl / 1000)
-        data = json.dumps(arguments or {}, separators=(",", ":")).encode()
-        jobs = self.tools.app.jobs
+                      None if rounds is None else rounds.dump(), None, now, now,
+                      now + ttl / 1000)
 
         def make() -> int | None:
             # The row first: the job's outcome must find it, whichever host runs it.
             self._rows.add(row)
-            try:
-                job_id = jobs.enqueue(tool.plugin, tool.handler, data,
-                                      source=f"{SOURCE}:{row.id}")
-            except OmniError as exc:  # the plugin lost the handler since it was listed
-                self._rows.settle(row.id, None, str(exc).strip().partition("\n")[0],
-                                  time.time())
-                return None
-            self._rows.set_job(row.id, job_id)
-            return job_id
+            return self._queue(row.id, tool, arguments)
         job_id = await anyio.to_thread.run_sync(make)
         return TaskRow(row.id, row.owner, row.tool, job_id, row.status, None, None,
                        row.created_at, row.updated_at, row.expires_at)
+
+    def _queue(self, task_id: str, tool: Tool, arguments: Mapping[str, Any] | None
+               ) -> int | None:
+        """Queue the job that calls ``tool`` for task ``task_id`` and name it in the row;
+        None when the plugin lost the handler since it was listed (the task then failed)."""
+        data = json.dumps(arguments or {}, separators=(",", ":")).encode()
+        try:
+            job_id = self.tools.app.jobs.enqueue(tool.plugin, tool.handler, data,
+                                                 source=f"{SOURCE}:{task_id}")
+        except OmniError as exc:
+            self._rows.settle(task_id, None, str(exc).strip().partition("\n")[0], time.time())
+            return None
+        self._rows.set_job(task_id, job_id)
+        return job_id
 
     async def run_durable(self, tool: Tool, arguments: Mapping[str, Any] | None,
                           caller: Caller | None) -> types.CallToolResult:
@@ -190,19 +214,37 @@ class Tasks:
                          call_next: CallNext) -> HandlerResult:
         # A task's answer is no CallToolResult, which the SDK checks a tools/call against
         # on the handshake revisions: answered here, before the handler.
-        if ctx.method != "tools/call" or not self.wants_task(ctx.params, ctx.protocol_version):
+        version = ctx.protocol_version
+        if ctx.method != "tools/call" or not isinstance(ctx.params, Mapping) or not (
+                self.wants_task(ctx.params, version)
+                or self._tool(ctx.params, lambda t: t.task_required)):
             return await call_next(ctx)
         try:
             params = types.CallToolRequestParams.model_validate(ctx.params, by_name=False)
         except ValueError:
             return await call_next(ctx)  # the SDK answers its own invalid-params error
-        tool = self.tools.callable(params.name, self._caller(ctx))
+        caller = self._caller(ctx)
+        tool = self.tools.callable(params.name, caller)
         if not isinstance(tool, Tool):
             return await call_next(ctx)  # the same tool error a plain call gets
+        modern = version in MODERN
+        if not (declares_extension(ctx.params) if modern else params.task is not None):
+            refuse_plain(tool, modern)  # a tool that runs only as a task
+        rounds = None
+        if modern:
+            answers: dict[str, Any] = {}
+            if tool.asks_first:
+                first = await self.tools.ask_first(ctx, params, tool, caller)
+                if not isinstance(first, dict):
+                    return first  # input_required, or it asked nothing and is done
+                answers = first
+            declared = ctx.session.client_capabilities
+            asks = [c for c in _ASKABLE if getattr(declared, c, None) is not None]
+            rounds = TaskRounds(asks, params.arguments, answers=answers)
         ttl = params.task.ttl if params.task is not None else None
-        row = await self.create(tool, params.arguments, self._caller(ctx), ttl)
-        if ctx.protocol_version in MODERN:
-            return {"resultType": "task", **self._wire(row, "working", ctx.protocol_version)}
+        row = await self.create(tool, params.arguments, caller, ttl, rounds)
+        if modern:
+            return {"resultType": "task", **self._wire(row, "working", version)}
         return {"task": self._wire(row, "working", ctx.protocol_version),
                 "_meta": {"io.modelcontextprotocol/model-immediate-response":
                           f"{tool.name} runs as task {row.id}"}}
@@ -237,6 +279,8 @@ class Tasks:
             row = ended
         if row.status == "cancelled":
             return "cancelled", _error(f"task {row.id} was cancelled"), "cancelled"
+        if row.status == "input_required":
+            return "input_required", None, f"{row.tool} waits for the client's answers"
         tool = self.tools.resolve(row.tool)
         result = self.tools.answer(tool, row.tool, row.output, row.error)
         text = result.content[0].text if result.is_error and result.content and \
@@ -250,7 +294,8 @@ class Tasks:
         queueing it. None while the job is still to run or running."""
         now = time.time()
         if row.job_id is None:
-            if now - row.created_at < _ORPHAN_S:
+            # Since it was made, or since the client's answers made it work again.
+            if now - row.updated_at < _ORPHAN_S:
                 return None
             self._rows.settle(row.id, None, "the host that took the call stopped before "
                                             "queueing it; call the tool again", now)
@@ -297,6 +342,9 @@ class Tasks:
             wire["result"] = _dump(result, ctx.protocol_version)
         elif status == "failed":
             wire["error"] = {"code": -32603, "message": message or "the call failed"}
+        elif status == "input_required":
+            rounds = TaskRounds.load(row.output)
+            wire["inputRequests"] = rounds.open if rounds is not None else {}
         return wire
 
     async def _wait(self, task_id: str, ctx: ServerRequestContext[Any, Any] | None = None
@@ -368,13 +416,47 @@ class Tasks:
 
     async def _update(self, ctx: ServerRequestContext[Any, Any],
                       params: types.GetTaskRequestParams) -> dict[str, Any]:
-        # No call here asks its client for input: every response is for an unknown key,
-        # which the extension says to ignore; the task must still be the caller's.
+        # The client's answers to an input_required task's questions; an answer to no open
+        # question is ignored, as the extension says. Once none is open, a new job calls
+        # the tool again with every answer.
         if ctx.protocol_version not in MODERN:
             raise MCPError(-32601, "tasks/update is the 2026-07-28 tasks extension's")
         _negotiated(ctx)
-        await anyio.to_thread.run_sync(self._find, params.task_id, ctx)
+        raw = ctx.params.get("inputResponses") if isinstance(ctx.params, Mapping) else None
+        if raw is not None and not isinstance(raw, Mapping):
+            raise MCPError(-32602, "inputResponses must be an object of answers by key")
+        responses = {k: v for k, v in (raw or {}).items() if isinstance(v, Mapping)}
+        row = await anyio.to_thread.run_sync(self._find, params.task_id, ctx)
+        await anyio.to_thread.run_sync(self._answer, row, responses)
         return {}
+
+    def _answer(self, row: TaskRow, responses: dict[str, Any]) -> None:
+        """Keep ``responses`` to the open questions of ``row``; once none is open, queue the
+        job of its next round. Read again when another answer or a cancel came between (a
+        few times: each retry means another request changed the task)."""
+        for _ in range(8):
+            rounds = TaskRounds.load(row.output) if row.status == "input_required" else None
+            given = {k: v for k, v in responses.items()
+                     if rounds is not None and k in rounds.open}
+            if rounds is None or not given:
+                return
+            rounds.answers.update(given)
+            resume = not rounds.open
+            if self._rows.answer(row.id, rounds.dump(), row.updated_at, time.time(),
+                                 resume=resume):
+                if not resume:
+                    return
+                tool = self.tools.resolve(row.tool)
+                if tool is None:
+                    self._rows.settle(row.id, None, f"tool '{row.tool}' is no longer served",
+                                      time.time())
+                    return
+                self._queue(row.id, tool, rounds.arguments)
+                return
+            found = self._rows.get(row.id)
+            if found is None:
+                return
+            row = found
 
 
 def _negotiated(ctx: ServerRequestContext[Any, Any]) -> None:
@@ -384,6 +466,19 @@ def _negotiated(ctx: ServerRequestContext[Any, Any]) -> None:
         raise MCPError(-32021, f"{ctx.method} needs the {EXTENSION} extension in the "
                                "request's client capabilities",
                        data={"requiredCapabilities": {"extensions": {EXTENSION: {}}}})
+
+
+def refuse_plain(tool: Tool, modern: bool) -> None:
+    """A plain call of a tool that runs only as a task: -32021 naming the extension on
+    2026-07-28 (SEP-2663), -32601 on 2025-11-25 (its tools' ``taskSupport: "required"``)."""
+    if not tool.task_required:
+        return
+    if modern:
+        raise MCPError(-32021, f"tool '{tool.name}' runs only as a task: declare the "
+                               f"{EXTENSION} extension in the request's client capabilities",
+                       data={"requiredCapabilities": {"extensions": {EXTENSION: {}}}})
+    raise MCPError(-32601, f"tool '{tool.name}' runs only as a task: call it with "
+                           "params.task")
 
 
 def _legacy_only(ctx: ServerRequestContext[Any, Any], instead: str) -> None:

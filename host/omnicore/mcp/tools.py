@@ -14,8 +14,8 @@ pass 128 characters, is not served and the log says why.
 
 Each tool's description, title, input and output schemas come from the handler's object in
 the plugin's manifest (``{"name", "description", "title", "input_schema", "output_schema",
-"destructive", "long_running"}``, specs/abi.md §5, written by the build from the handler's
-code); without them the description is the plugin's and the input schema
+"destructive", "long_running", "asks_first"}``, specs/abi.md §5, written by the build from the
+handler's code); without them the description is the plugin's and the input schema
 ``{"type": "object"}``. The same objects
 make the console's invoke form (omnicore.console.invoke_form): one source for both.
 
@@ -84,6 +84,11 @@ class Tool:
     open_world: bool = False
     #: Every call runs as a durable job (the manifest's ``long_running``; omnicore.mcp.tasks).
     long_running: bool = False
+    #: Only a client that can hold a task may call it (``"long_running": "required"``).
+    task_required: bool = False
+    #: Its questions to the client come before its work (``"asks_first": true``): on
+    #: 2026-07-28 they are answered in input_required rounds before the call becomes a task.
+    asks_first: bool = False
     #: The handler answers an MCP tool result (``{"content": [...], ...}``), not plain output
     #: (its manifest object says ``"content": true``, specs/abi.md §5).
     content: bool = False
@@ -255,7 +260,10 @@ def _tools(info: PluginInfo, exposure: Exposure) -> dict[str, Tool]:
         mine[name] = Tool(name, info.name, handler, str(description), schema, output,
                           title=str(title) if title else None, read_only=read_only,
                           destructive=spec.get("destructive") is True and not read_only,
-                          open_world=open_world, long_running=spec.get("long_running") is True,
+                          open_world=open_world,
+                          long_running=spec.get("long_running") in (True, "required"),
+                          task_required=spec.get("long_running") == "required",
+                          asks_first=spec.get("asks_first") is True,
                           content=spec.get("content") is True)
     return mine
 

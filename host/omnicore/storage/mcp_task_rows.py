@@ -5,7 +5,13 @@ A task belongs to the principal that created it (``owner``: the console user beh
 token). Its row is made before its job is queued, so the job's outcome always finds it; the
 outcome is the handler's raw output or the error that ended the call, kept until the task's
 time to live runs out. ``status`` is ``working`` until the outcome or a cancel moves it, once,
-to ``done`` or ``cancelled``: whichever comes first wins, and neither is undone.
+to ``done`` or ``cancelled``: whichever comes first wins, and neither is undone. A call that
+asks its client something not yet answered moves it to ``input_required`` (:meth:`park`)
+until the answers come (:meth:`resume`, back to ``working`` for a new job); before the task
+is ``done``, ``output`` holds those rounds (the questions and answers, omnicore.mcp's JSON).
+
+The same table keeps the MCP server's secrets shared by every host of the database
+(:meth:`secret`): rows no principal owns, under ids no task id can take.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Literal
 
 __all__ = ["McpTaskRows", "TaskRow", "TaskState"]
 
-TaskState = Literal["working", "done", "cancelled"]
+TaskState = Literal["working", "input_required", "done", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +32,8 @@ class TaskRow:
     tool: str
     job_id: int | None
     status: TaskState
-    #: The handler's output when the call returned (``error`` is None then).
+    #: The handler's output when the call returned (``error`` is None then); before the
+    #: task is done, its rounds of questions and answers (None: none yet).
     output: bytes | None
     #: The one-line reason the call failed.
     error: str | None
@@ -62,4 +69,21 @@ class McpTaskRows(abc.ABC):
 
     @abc.abstractmethod
     def cancel(self, task_id: str, at: float) -> bool:
-        """Move a working task to cancelled; False when it was not working."""
+        """Move a working or input_required task to cancelled; False when it was neither."""
+
+    @abc.abstractmethod
+    def park(self, task_id: str, rounds: bytes, at: float) -> bool:
+        """Move a working task to input_required with its ``rounds``; False when it was not
+        working (cancelled meanwhile)."""
+
+    @abc.abstractmethod
+    def answer(self, task_id: str, rounds: bytes, seen: float, at: float, *,
+               resume: bool) -> bool:
+        """Keep the new ``rounds`` of an input_required task last updated at ``seen``, and
+        with ``resume`` move it back to working, its job not yet named; False when the task
+        changed since ``seen`` (another answer, a cancel: read it again)."""
+
+    @abc.abstractmethod
+    def secret(self, name: str, make: bytes) -> bytes:
+        """The secret ``name`` every host of the database shares: ``make`` if none was kept
+        yet, else the one kept (the first host to keep one wins a race)."""

@@ -46,7 +46,7 @@ SECTION = "omnicore.manifest"
 _KNOWN = ("name", "version", "description", "handlers", "handler", "config", "subscriptions",
           "schedules", "prompts", "resources")
 _HANDLER_KEYS = ("description", "title", "input_schema", "output_schema", "destructive",
-                 "long_running", "content")
+                 "long_running", "asks_first", "content")
 #: Exports a core module describes its handlers through: one for all handlers (a JSON object
 #: keyed by handler), or one per handler (its object); both of the handler type.
 DESCRIBE = "omni_describe"
@@ -151,9 +151,11 @@ def _bad_entry(name: str, table: object) -> str | None:
     for key in ("description", "title"):
         if not isinstance(table.get(key, ""), str):
             return f"{key} must be a string"
-    for key in ("destructive", "long_running", "content"):
+    for key in ("destructive", "asks_first", "content"):
         if not isinstance(table.get(key, False), bool):
             return f"{key} must be true or false"
+    if table.get("long_running", False) not in (True, False, "required"):
+        return "long_running must be true, false or \"required\""
     for key in ("input_schema", "output_schema"):
         schema = table.get(key, {"type": "object"})
         if not isinstance(schema, dict) or schema.get("type") != "object":

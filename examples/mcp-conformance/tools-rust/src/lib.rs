@@ -298,6 +298,35 @@ fn protocol_error_job(_: &[u8]) -> Result<Vec<u8>, Error> {
     Err(Error::new("protocol_error_job fails the call itself".to_string()))
 }
 
+// A task that asks its client (SEP-2663 with SEP-2322's questions): the task waits in
+// input_required until tasks/update answers, then its job calls the handler again from the
+// start with the answers.
+fn confirm_delete(input: &[u8]) -> Result<Vec<u8>, Error> {
+    let filename = string_arg(input, "filename")?;
+    let answer = mcp::ask_as("confirm_delete", "elicitation/create",
+                             &form(&format!("Delete {}?", filename), "confirm", "boolean"))?;
+    let verb = if field(&answer, "confirm") == "true" { "Deleted" } else { "Kept" };
+    Ok(format!("{} {}", verb, filename).into_bytes())
+}
+
+fn multi_input(_: &[u8]) -> Result<Vec<u8>, Error> {
+    // Both asked before either answer is used: the task waits on two questions at once.
+    let first = mcp::ask_as("first_name", "elicitation/create",
+                            &form("Your first name?", "name", "string"));
+    let second = mcp::ask_as("last_name", "elicitation/create",
+                             &form("Your last name?", "name", "string"));
+    let (first, second) = (first?, second?);
+    Ok(format!("{} {}", field(&first, "name"), field(&second, "name")).into_bytes())
+}
+
+fn tool_with_task(_: &[u8]) -> Result<Vec<u8>, Error> {
+    // Its manifest says it asks first: the question is answered in the call's own
+    // input_required round, then the call becomes a task whose job has the answer.
+    let answer = mcp::ask_as("user_name", "elicitation/create",
+                             &form("What is your name?", "name", "string"))?;
+    Ok(format!("Hello, {}! (from the task)", field(&answer, "name")).into_bytes())
+}
+
 fn reconnection(_: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(b"Reconnection test completed".to_vec())
 }
@@ -357,4 +386,10 @@ handler! {
     failing_job => failing_job,
     /// Fails the call itself (a task that fails).
     protocol_error_job => protocol_error_job,
+    /// Asks the user to confirm deleting a file, then answers (a task that asks).
+    confirm_delete => confirm_delete,
+    /// Asks two questions at once (a task waiting on both).
+    multi_input => multi_input,
+    /// Asks the user's name, then runs as a task (SEP-2322 rounds, then SEP-2663).
+    test_tool_with_task => tool_with_task,
 }

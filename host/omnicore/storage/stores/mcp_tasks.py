@@ -60,4 +60,26 @@ class McpTasks(McpTaskRows):
     def cancel(self, task_id: str, at: float) -> bool:
         return bool(self._db.write_one(
             "UPDATE mcp_tasks SET status='cancelled', updated_at=? WHERE id=? AND "
-            "status='working'", (at, task_id))[0])
+            "status IN ('working', 'input_required')", (at, task_id))[0])
+
+    def park(self, task_id: str, rounds: bytes, at: float) -> bool:
+        return bool(self._db.write_one(
+            "UPDATE mcp_tasks SET status='input_required', output=?, updated_at=? "
+            "WHERE id=? AND status='working'", (rounds, at, task_id))[0])
+
+    def answer(self, task_id: str, rounds: bytes, seen: float, at: float, *,
+               resume: bool) -> bool:
+        status, job = ("'working'", ", job_id=NULL") if resume else ("'input_required'", "")
+        return bool(self._db.write_one(
+            f"UPDATE mcp_tasks SET status={status}{job}, output=?, updated_at=? WHERE id=? "
+            "AND status='input_required' AND updated_at=?", (rounds, at, task_id, seen))[0])
+
+    def secret(self, name: str, make: bytes) -> bytes:
+        # Owned by nobody (no principal is named ""), never expiring, under an id with a
+        # colon (task ids are URL-safe base64): tasks/get and tasks/list never show it.
+        key = f"secret:{name}"
+        now = time.time()
+        self._db.write_one(f"INSERT INTO mcp_tasks ({_COLS}) VALUES (?,'','',NULL,'secret',?,"
+                           "NULL,?,?,NULL) ON CONFLICT (id) DO NOTHING", (key, make, now, now))
+        rows = self._db.read("SELECT output FROM mcp_tasks WHERE id=?", (key,))
+        return bytes(rows[0][0])
