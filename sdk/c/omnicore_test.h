@@ -665,6 +665,19 @@ static inline int omni__wanted(const char *name, int argc, char **argv) {
     return 0;
 }
 
+static inline void omni__print_log(void) {
+    for (size_t l = 0; l < omni__host.log.n; l++)
+        printf("    log %s %s\n", omni__host.log.items[l].key, omni__host.log.items[l].value);
+}
+
+/* Called by the runner after a test trapped (omni_panic, a bad pointer): which one, and
+ * its log (a panic's message is its last line). */
+__attribute__((weak, export_name("omni_test_trapped"))) void omni__test_trapped(void) {
+    printf("FAIL %s (trapped)\n", omni__running);
+    omni__print_log();
+    fflush(stdout);
+}
+
 __attribute__((weak)) int main(int argc, char **argv) {
     int ran = 0, failed = 0;
     for (int i = 0; i < omni__ntests; i++) {
@@ -676,9 +689,7 @@ __attribute__((weak)) int main(int argc, char **argv) {
         ran++;
         if (omni__failed_now) {
             failed++;
-            for (size_t l = 0; l < omni__host.log.n; l++)
-                printf("    log %s %s\n", omni__host.log.items[l].key,
-                       omni__host.log.items[l].value);
+            omni__print_log();
         } else {
             printf("ok   %s\n", omni__tests[i].name);
         }

@@ -78,3 +78,16 @@ def test_a_project_without_tests_is_told_how_to_add_them(tmp_path: Path) -> None
     shutil.rmtree(src / "tests")
     with pytest.raises(BuildError, match=r"untested: no tests: add tests/\*\.c files"):
         unit_tests(src)
+
+
+def test_a_test_that_traps_is_named_with_its_log_and_the_trap(tmp_path: Path) -> None:
+    src = tmp_path / "trapping"
+    scaffold(src, "trapping", "c")
+    with (src / "tests" / "test_plugin.c").open("a") as f:
+        f.write('\nOMNI_TEST(panics) {\n    omni_panic("boom %d", 1);\n}\n')
+    done = run(unit_tests(src))
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[2:4] == ["FAIL panics (trapped)", "    log ERROR panic: boom 1"]
+    assert "omni_panic" in done.stdout and "unreachable" in done.stdout
+    assert lines[-1] == "the tests after it did not run"

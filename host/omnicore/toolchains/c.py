@@ -32,6 +32,7 @@ __all__ = [
     "EXTENSIONS",
     "FLAGS",
     "LANGUAGE",
+    "build_tests",
     "check",
     "compile",
     "detect",
@@ -39,7 +40,6 @@ __all__ = [
     "run_tests",
     "scaffold",
     "sdk_dir",
-    "test_program",
     "unit_tests",
 ]
 
@@ -134,7 +134,7 @@ def unit_tests(src: Path) -> UnitTests:
                      dict(os.environ), src)
 
 
-def test_program(src: Path) -> Path | None:
+def build_tests(src: Path) -> Path | None:
     """Compile the tests of the plugin at ``src`` with its sources into one program (kept
     per project folder between runs); None when clang failed (its message is on stderr)."""
     clang = _clang()
@@ -179,9 +179,11 @@ def run_tests(wasm: Path, names: list[str]) -> int:
     except wasmtime.ExitTrap as exc:
         return exc.code
     except wasmtime.Trap as exc:
-        sys.stdout.flush()
-        message = str(exc).strip().splitlines()[0]
-        print(f"a test trapped (the one after the last line above): {message}", flush=True)
+        # The program stops at a trap: the header names the test and prints its log.
+        trapped = instance.exports(store).get("omni_test_trapped")
+        if isinstance(trapped, wasmtime.Func):
+            trapped(store)
+        print(f"    {exc.message}\nthe tests after it did not run", flush=True)
         return 1
     return 0
 
@@ -198,7 +200,7 @@ def main(argv: list[str]) -> int:
     """``python -m omnicore.toolchains.c SRC [NAME...]``: compile and run SRC's tests (only
     those NAMEd, if any); the number of failed tests as the exit status, 1 when clang
     failed."""
-    program = test_program(Path(argv[0]).resolve())
+    program = build_tests(Path(argv[0]).resolve())
     return 1 if program is None else run_tests(program, argv[1:])
 
 
