@@ -90,7 +90,12 @@ static inline void omni_data_free(omni_data *d) {
 
 /* ---- host imports ----------------------------------------------------------------------- */
 
+#ifdef OMNI_TESTING
+/* `omnicore test`: the imports are omnicore_test.h's fakes, linked into the test program. */
+#define OMNI__IMPORT(ns, fn)
+#else
 #define OMNI__IMPORT(ns, fn) __attribute__((import_module(ns), import_name(fn)))
+#endif
 
 OMNI__IMPORT("omnicore:log", "write") void omni__log_write(int32_t, const void *, size_t);
 OMNI__IMPORT("omnicore:log", "enabled") int32_t omni__log_enabled(int32_t);

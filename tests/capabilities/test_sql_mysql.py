@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from omnicore.egress.db.mysql import placeholders
-from omnicore.errors import DeadlineExceeded, Trap
+from omnicore.errors import DeadlineExceeded, GuestError, Trap
+from omnicore.toolchains import build
 from tests.db_fixtures import (  # noqa: F401 - fixtures
     Db,
     check_denied_and_down,
@@ -20,6 +22,8 @@ from tests.db_fixtures import (  # noqa: F401 - fixtures
     sql_app,
 )
 from tests.dbservers import PASSWORD, MariaDB, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def connectors(url: str, **extra: Any) -> dict[str, Any]:
@@ -164,3 +168,26 @@ def test_the_pool_survives_a_server_restart(shop: Db, maria: MariaDB) -> None:  
     finally:
         maria.resume()
     assert shop.rows("shop", "SELECT 3") == [[3]]
+
+
+def test_the_c_stock_example_reads_mariadb_through_the_inventory_connector(
+        sql_app: Callable[..., Db], url: str, tmp_path: Path) -> None:  # noqa: F811
+    """plugins/stock/c, as deploy/compose.yaml wires it: the `inventory` connector on
+    MariaDB with plugins/stock/schema.sql, its password a secret only the host holds."""
+    db = sql_app({"inventory": {"kind": "mysql", "url": url, "secret": "inventory-pw"}},
+                 {"sql": {"connectors": ["inventory"]}}, secrets={"inventory-pw": PASSWORD})
+    schema = (ROOT / "plugins" / "stock" / "schema.sql").read_text()
+    for statement in schema.split(";"):
+        body = "\n".join(line for line in statement.splitlines() if not line.startswith("--"))
+        if body.strip():
+            db.execute("inventory", body)
+    app = db.app
+    app.plugins.load(build(ROOT / "plugins" / "stock" / "c", tmp_path),
+                     grants={"sql": {"connectors": ["inventory"]}})
+    got = app.plugins.call_json("stock-c", "check", {"sku": "A-1"})
+    assert got["rows"] == [["A-1", "Widget", 12, {"$decimal": "2.50"}]]
+    assert [c["name"] for c in got["columns"]] == ["sku", "name", "qty", "price"]
+    for sku in ("Z-9", "A-1' OR '1'='1", "A-1'; DROP TABLE stock; --"):
+        with pytest.raises(GuestError, match="no such sku"):
+            app.plugins.call_json("stock-c", "check", {"sku": sku})
+    assert db.query("inventory", "SELECT count(*) AS n FROM stock")["rows"] == [[3]]

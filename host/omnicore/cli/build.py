@@ -176,5 +176,4 @@ def new_plugin_command(name: str, lang: str, parent: Path) -> None:
                f"  build it:  omnicore build {dest}\n"
                f"  call it:   omnicore call build/plugins/{name}.wasm {handlers[0]} "
                f"--grant config --input '{{\"name\": \"Ada\"}}' -v"
-               # C has no native test runner: its SDK's host functions exist only in omnicore.
-               + ("" if lang == "c" else f"\n  test it:   omnicore test {dest}"))
+               f"\n  test it:   omnicore test {dest}")

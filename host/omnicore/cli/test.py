@@ -26,7 +26,8 @@ def test_command(source: Path, extra: tuple[str, ...]) -> None:
     """Run the unit tests of the plugin project at SOURCE (or of every project below it).
 
     Rust: cargo test; Go: go test ./...; JS/TS: node --test on *.test.js/*.test.ts with the
-    SDK's in-memory test host. EXTRA arguments go to that tool (after --, e.g.
+    SDK's in-memory test host; C: tests/*.c on omnicore_test.h, built with the plugin for
+    wasm32-wasi and run in wasmtime. EXTRA arguments go to that tool (after --, e.g.
     `omnicore test hello -- -run TestGreet`). The exit code is the tests'.
     """
     from omnicore.toolchains import discover, unit_tests

@@ -5,35 +5,49 @@ One clang call compiles and links every ``.c`` file at the top of the plugin fol
     clang --target=wasm32-wasi -mexec-model=reactor -Os -Wl,--strip-all -I<sdk/c> *.c
 
 Override the compiler with ``OMNICORE_CLANG`` and the header's folder with ``OMNICORE_C_SDK``.
+
+``omnicore test`` compiles the same ``.c`` files with every ``.c`` file in the plugin's
+``tests/`` folder into one wasm32-wasi program (``-DOMNI_TESTING``: the SDK's host imports
+become ``omnicore_test.h``'s fakes, linked in) and runs it in wasmtime (``python -m
+omnicore.toolchains.c SRC [NAME...]`` does both): the build's own compiler and target, so a
+test sees what the plugin will, and a compile error is clang's own message.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import check_plugin_name, locations
+from omnicore.toolchains import UnitTests, check_plugin_name, locations
 from omnicore.toolchains.project import compile_or_fail, write_templates
 
 __all__ = [
     "EXTENSIONS",
     "FLAGS",
     "LANGUAGE",
+    "build_tests",
     "check",
     "compile",
     "detect",
+    "main",
+    "run_tests",
     "scaffold",
     "sdk_dir",
+    "unit_tests",
 ]
 
 LANGUAGE = "c"
 EXTENSIONS = ("c",)
 FLAGS = ("--target=wasm32-wasi", "-mexec-model=reactor", "-Os", "-Wall", "-Wl,--strip-all")
+#: The test program: the same target as a command (its main is omnicore_test.h's).
+TEST_FLAGS = ("--target=wasm32-wasi", "-O1", "-Wall", "-DOMNI_TESTING")
 
 _SCAFFOLD = Path(__file__).parent / "scaffolds" / "c"
 _BUILD_TIMEOUT_S = 300
@@ -102,7 +116,93 @@ def compile(src: Path, work: Path) -> bytes:
     return out.read_bytes()
 
 
+def _tests(src: Path) -> list[Path]:
+    return sorted((src / "tests").glob("*.c")) if src.is_dir() else []
+
+
+def unit_tests(src: Path) -> UnitTests:
+    """The command running the plugin's tests (``tests/*.c`` on ``omnicore_test.h``): it
+    compiles them with the plugin's sources into one wasm32-wasi program, clang writing its
+    own diagnostics to the terminal as ``zig test`` or ``cargo test`` would, then runs it."""
+    if _clang() is None or not _sources(src):
+        raise BuildError(f"{src}: no clang or no .c files", plugin=src.name, toolchain=LANGUAGE)
+    if not _tests(src):
+        raise BuildError(f"{src.name}: no tests: add tests/*.c files that #include "
+                         "\"omnicore_test.h\" and define OMNI_TEST(name) { ... } (sdk/c/README.md)",
+                         plugin=src.name, toolchain=LANGUAGE)
+    return UnitTests([sys.executable, "-m", "omnicore.toolchains.c", str(src)],
+                     dict(os.environ), src)
+
+
+def build_tests(src: Path) -> Path | None:
+    """Compile the tests of the plugin at ``src`` with its sources into one program (kept
+    per project folder between runs); None when clang failed (its message is on stderr)."""
+    clang = _clang()
+    assert clang is not None
+    work = locations.cache_dir() / "c-test" / (
+        f"{src.name}-{hashlib.sha256(str(src).encode()).hexdigest()[:12]}")
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "tests.wasm"
+    cmd = [clang, *TEST_FLAGS, f"-I{sdk_dir()}", f"-I{src}", "-o", str(out),
+           *(str(s) for s in [*_sources(src), *_tests(src)])]
+    try:
+        code = subprocess.run(cmd, check=False, timeout=_BUILD_TIMEOUT_S).returncode
+    except subprocess.TimeoutExpired:
+        print(f"clang took over {_BUILD_TIMEOUT_S} s on {src}", file=sys.stderr)
+        return None
+    if code != 0:
+        print(f"clang failed for {src}'s tests (exit {code}): its message is above",
+              file=sys.stderr)
+        return None
+    return out
+
+
+def run_tests(wasm: Path, names: list[str]) -> int:
+    """Run a test program from :func:`unit_tests` in wasmtime (WASI: its output on ours, the
+    test names as its arguments); its exit status (the number of failed tests)."""
+    import wasmtime
+
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    wasi = wasmtime.WasiConfig()
+    wasi.argv = ["tests", *names]
+    wasi.inherit_stdout()
+    wasi.inherit_stderr()
+    store.set_wasi(wasi)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    instance = linker.instantiate(store, wasmtime.Module.from_file(engine, str(wasm)))
+    start = instance.exports(store)["_start"]
+    assert isinstance(start, wasmtime.Func)
+    try:
+        start(store)
+    except wasmtime.ExitTrap as exc:
+        return exc.code
+    except wasmtime.Trap as exc:
+        # The program stops at a trap: the header names the test and prints its log.
+        trapped = instance.exports(store).get("omni_test_trapped")
+        if isinstance(trapped, wasmtime.Func):
+            trapped(store)
+        print(f"    {exc.message}\nthe tests after it did not run", flush=True)
+        return 1
+    return 0
+
+
 def scaffold(dest: Path, name: str, lang: str) -> None:
-    """A new C plugin at ``dest`` with one handler ``greet``; it builds as is."""
+    """A new C plugin at ``dest`` with one handler ``greet`` and its tests (``tests/``); it
+    builds and tests as is."""
     check_plugin_name(name)
-    write_templates(_SCAFFOLD.iterdir(), _SCAFFOLD, dest, lambda t: t.replace("{{name}}", name))
+    write_templates((p for p in _SCAFFOLD.rglob("*") if p.is_file()), _SCAFFOLD, dest,
+                    lambda t: t.replace("{{name}}", name))
+
+
+def main(argv: list[str]) -> int:
+    """``python -m omnicore.toolchains.c SRC [NAME...]``: compile and run SRC's tests (only
+    those NAMEd, if any); the number of failed tests as the exit status, 1 when clang
+    failed."""
+    program = build_tests(Path(argv[0]).resolve())
+    return 1 if program is None else run_tests(program, argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

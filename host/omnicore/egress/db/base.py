@@ -13,14 +13,13 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
 
-__all__ = ["CLIENT_GRACE_S", "MIN_STATEMENT_MS", "TIMEOUT_STEP_MS", "WATCHDOG", "Caps",
-           "Connection", "Pool", "Watchdog", "first_line", "server_timeout_ms", "statement_ms",
+__all__ = ["CLIENT_GRACE_S", "MIN_STATEMENT_MS", "TIMEOUT_STEP_MS", "WATCHDOG", "Connection",
+           "Pool", "Watchdog", "first_line", "over_cap", "server_timeout_ms", "statement_ms",
            "timed_out"]
 
 #: A statement is not started with less of the call left than this: it could not finish.
@@ -38,26 +37,15 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(slots=True, eq=False)
-class Caps:
-    """A result's budget: rows and bytes (its JSON size), checked as it is read."""
-
-    connector: str
-    max_rows: int
-    max_bytes: int
-    rows: int = field(default=0, init=False)
-    size: int = field(default=0, init=False)
-
-    def add(self, nbytes: int) -> None:
-        """Count one more row of ``nbytes``; Refused TOO_LARGE past either cap."""
-        self.rows += 1
-        self.size += nbytes
-        if self.rows > self.max_rows:
-            raise Refused("TOO_LARGE", f"the result has more than {self.max_rows} rows "
-                                       f"(connector {self.connector}, max_rows)")
-        if self.size > self.max_bytes:
-            raise Refused("TOO_LARGE", f"the result is larger than {self.max_bytes} bytes "
-                                       f"(connector {self.connector}, max_result_bytes)")
+def over_cap(connector: str, rows: int, size: int, max_rows: int, max_bytes: int) -> Refused:
+    """The TOO_LARGE refusal of a result that has read ``rows`` rows of ``size`` bytes (its
+    JSON) past a cap. A result counts its rows and bytes as it is read and calls this only
+    past one (a per-row call would cost a one-row query more than the check)."""
+    if rows > max_rows:
+        return Refused("TOO_LARGE", f"the result has more than {max_rows} rows "
+                                    f"(connector {connector}, max_rows)")
+    return Refused("TOO_LARGE", f"the result is larger than {max_bytes} bytes "
+                                f"(connector {connector}, max_result_bytes)")
 
 
 def first_line(text: str, redactor: Redactor, limit: int = 300) -> str:
@@ -99,14 +87,15 @@ class Watchdog:
 
     def __init__(self) -> None:
         self._heap: list[list[Any]] = []
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
 
     def arm(self, when: float, fn: Callable[[], None]) -> list[Any]:
         """Call ``fn`` at ``when``; set ``entry[3] = False`` (:meth:`disarm`) to call it off."""
         entry = [when, next(self._seq), fn, True]
-        with self._cond:
+        with self._lock:  # the condition's (its own __enter__ is a Python call more)
             heapq.heappush(self._heap, entry)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="omnicore-db-watchdog",

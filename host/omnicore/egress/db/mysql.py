@@ -9,6 +9,11 @@ leaving it early closes the connection (the server ends the query when it cannot
 A statement's deadline: MariaDB's ``max_statement_time`` on the server (the session's, set
 when it changes), the socket's timeout and, at the deadline, ``KILL QUERY`` from a side
 connection.
+
+A query skips two of PyMySQL's costs a one-row query notices (bench/bench_connectors.py):
+its cursor's row-by-row ``fetchmany`` (rows are read off the result directly) and the parse
+of the same column definitions on every run (a connection keeps the parsed columns of the
+definitions' bytes it has seen, as the PostgreSQL dialect keeps a result's shape).
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ import functools
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import orjson
 import pymysql
 import pymysql.cursors
+from pymysql.connections import TEXT_TYPES, MySQLResult
 from pymysql.constants import FIELD_TYPE  # (CLIENT.MULTI_STATEMENTS stays off)
+from pymysql.protocol import FieldDescriptorPacket
 
 from omnicore.egress.db.base import (
     CLIENT_GRACE_S,
@@ -42,7 +49,6 @@ from omnicore.egress.refused import Refused
 
 __all__ = ["MysqlDialect", "placeholders"]
 
-_FETCH = 256
 # Strings, quoted identifiers and comments, which a ? inside does not make a placeholder;
 # then a ? or a % (which PyMySQL's formatting would read).
 _TOKENS = re.compile(r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`"""
@@ -83,8 +89,76 @@ def placeholders(sql: str) -> tuple[str, int]:
     return _TOKENS.sub(swap, sql), count
 
 
+_SHAPES_MAX = 256
+
+
+class _Result(MySQLResult):  # type: ignore[misc]
+    """PyMySQL's result, its columns parsed once per connection and definitions' bytes."""
+
+    def _get_descriptions(self) -> None:
+        conn = self.connection
+        read = conn._read_packet
+        key = tuple(read().get_all_data() for _ in range(self.field_count))
+        shapes = conn.shapes
+        known = shapes.get(key)
+        if known is None:
+            if len(shapes) >= _SHAPES_MAX:
+                shapes.clear()
+            known = shapes[key] = _columns(conn, key)
+        self.fields, self.converters, self.description = known
+        eof = read()
+        if not eof.is_eof_packet():
+            raise pymysql.err.InternalError("protocol error: no EOF after the columns")
+
+
+def _columns(conn: Any, packets: tuple[bytes, ...]) -> tuple[list[Any], list[Any], Any]:
+    """PyMySQL's fields, (encoding, converter) pairs and description of column definitions
+    (MySQLResult._get_descriptions, from packets already read)."""
+    fields, converters, description = [], [], []
+    encoding_of = conn.encoding
+    for data in packets:
+        field = FieldDescriptorPacket(data, encoding_of)
+        fields.append(field)
+        description.append(field.description())
+        kind = field.type_code
+        encoding: str | None
+        if not conn.use_unicode:
+            encoding = None
+        elif kind == FIELD_TYPE.JSON:
+            encoding = encoding_of
+        elif kind in TEXT_TYPES:
+            encoding = None if field.charsetnr == 63 else encoding_of  # 63: binary
+        else:
+            encoding = "ascii"
+        converter = conn.decoders.get(kind)
+        converters.append((encoding, None if converter is pymysql.converters.through
+                           else converter))
+    return fields, converters, tuple(description)
+
+
+class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
+    """A PyMySQL connection whose results are :class:`_Result`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.shapes: dict[tuple[bytes, ...], tuple[list[Any], list[Any], Any]] = {}
+        super().__init__(**kwargs)
+
+    def _read_query_result(self, unbuffered: bool = False) -> int:
+        # PyMySQL's own, with its result class swapped.
+        self._result = None
+        result = _Result(self)
+        if unbuffered:
+            result.init_unbuffered_query()
+        else:
+            result.read()
+        self._result = result
+        if result.server_status is not None:
+            self.server_status = result.server_status
+        return result.affected_rows  # type: ignore[no-any-return]
+
+
 class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
-    __slots__ = ("killer", "mariadb", "target", "timeout_ms")
+    __slots__ = ("killer", "mariadb", "sock_timeout_ms", "target", "timeout_ms")
 
     def __init__(self, raw: pymysql.connections.Connection[Any], target: Target,
                  limit_ms: int) -> None:
@@ -92,6 +166,7 @@ class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
         self.target = target
         self.mariadb = "mariadb" in str(raw.get_server_info()).lower()
         self.timeout_ms = -1        # the session's max_statement_time as last set
+        self.sock_timeout_ms = -1   # what the socket's timeout was set for
 
     def close_raw(self) -> None:
         self.raw._force_close()
@@ -110,7 +185,7 @@ def _kill(conn: _Conn) -> None:
 
 def _open(target: Target, connector: DbConnector | None, deadline: float
           ) -> pymysql.connections.Connection[Any]:
-    return pymysql.connect(
+    return _Raw(
         host=target.host, port=target.port, unix_socket=target.socket,
         user=target.user or "", password=target.password or "",
         database=target.database or None, charset="utf8mb4", autocommit=True,
@@ -147,11 +222,13 @@ class MysqlDialect(Dialect):
         if count != len(args):
             raise Refused("INVALID", f"the statement has {count} placeholders but "
                                      f"{len(args)} params were given")
-        left = deadline - time.monotonic()
-        sock = conn.raw._sock
-        if sock is not None:
-            sock.settimeout(left + 2 * CLIENT_GRACE_S + 1)
         ms = server_timeout_ms(conn.limit_ms, deadline)
+        sock = conn.raw._sock
+        if sock is not None and ms != conn.sock_timeout_ms:
+            # Past the server's timeout and the KILL QUERY after it: the last resort for a
+            # server that answers neither. Set when it changes (each setting is a syscall).
+            sock.settimeout(ms / 1000 + 2 * CLIENT_GRACE_S + 1)
+            conn.sock_timeout_ms = ms
         if conn.mariadb and ms != conn.timeout_ms:
             # The session's, set when it changes: a SET STATEMENT ... FOR prefix on every
             # statement costs the server more than this round trip now and then.
@@ -164,16 +241,19 @@ class MysqlDialect(Dialect):
         return text, [_arg(a) for a in args], entry
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
-             ) -> tuple[bytes, Iterator[Sequence[Any]], RowEncoder]:
+             ) -> tuple[bytes, Generator[Sequence[Any], None, None], RowEncoder]:
         text, values, entry = self._prepare(conn, sql, args, deadline)
-        cur = conn.raw.cursor()
+        raw = conn.raw
         try:
-            cur.execute(text, values)
+            # What an SSCursor's execute does, less the cursor: the values escaped by the
+            # driver for the connection (never by us), the result read unbuffered.
+            raw.query(text % tuple(map(raw.escape, values)), unbuffered=True)
         except BaseException:
             Watchdog.disarm(entry)
             raise
-        columns, encode = _shape(tuple((col[0], col[1]) for col in cur.description or ()))
-        return columns, _rows(conn, cur, entry), encode
+        result = raw._result
+        columns, encode = _shape(tuple((col[0], col[1]) for col in result.description or ()))
+        return columns, _rows(conn, result, entry), encode
 
     def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
                 ) -> dict[str, Any]:
@@ -242,26 +322,23 @@ def _shape(description: tuple[tuple[str, int], ...]) -> tuple[bytes, RowEncoder]
     return orjson.dumps(columns), row_encoder(convert)
 
 
-def _rows(conn: _Conn, cur: Any, entry: list[Any]) -> Iterator[Sequence[Any]]:
+def _rows(conn: _Conn, result: Any, entry: list[Any]) -> Generator[Sequence[Any], None, None]:
+    """The rows of an unbuffered result, read off the socket one at a time."""
     done = False
+    read = result._read_rowdata_packet_unbuffered
     try:
-        while True:
-            batch = cur.fetchmany(_FETCH)
-            if not batch:
-                done = True
-                return
-            yield from batch
+        row = read()
+        while row is not None:
+            yield row
+            row = read()
+        done = True
     finally:
         Watchdog.disarm(entry)
         if not done:
             # The rest of the result is still on the wire: draining it could take minutes,
             # so the connection is closed instead (and the result told it is over, or its
             # finaliser would read on from the closed socket).
-            result = getattr(cur, "_result", None)
-            if result is not None:
-                result.unbuffered_active = False
+            result.unbuffered_active = False
             conn.raw._result = None
             conn.broken = True
             conn.close()
-        else:
-            cur.close()

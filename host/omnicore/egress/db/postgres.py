@@ -19,7 +19,7 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import orjson
@@ -141,10 +141,11 @@ class PostgresDialect(Dialect):
         return ends, WATCHDOG.arm(ends + CLIENT_GRACE_S, raw.cancel_safe)
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
-             ) -> tuple[bytes, Iterator[Sequence[Any]], RowEncoder]:
+             ) -> tuple[bytes, Generator[Sequence[Any], None, None], RowEncoder]:
         _, entry = self._timeout(conn, deadline)
         try:
-            first, st = _start(conn, sql, [_arg(a) for a in args])
+            first, st = _start(conn, sql, args if Json not in map(type, args)
+                               else [_arg(a) for a in args])
             shape = st.shape or _shape(conn, first)
             if st.name is not None:
                 st.shape = shape
@@ -214,10 +215,14 @@ def _unprepare(conn: _Conn) -> None:
         conn.raw.execute("DEALLOCATE " + ("ALL" if name is None else name.decode()))
 
 
-def _send_fetch(pgconn: Any) -> Any:
-    """Send what is queued on ``pgconn`` and wait for its first result (one wait)."""
-    yield from generators.send(pgconn)
-    return (yield from generators.fetch(pgconn))
+def _send_fetch(conn: _Conn) -> Any:
+    """Send what is queued on the connection and wait for its first result. A short
+    statement leaves in one flush, so libpq's fetch is waited on alone (a generator of
+    psycopg's C, with no Python frame around it)."""
+    raw, pgconn = conn.raw, conn.raw.pgconn
+    if pgconn.flush():
+        raw.wait(generators.send(pgconn))
+    return raw.wait(generators.fetch(pgconn))
 
 
 def _drain(conn: _Conn) -> None:
@@ -267,7 +272,7 @@ def _start(conn: _Conn, sql: str, args: list[Any]) -> tuple[Any, _Statement]:
         if st.name is None and st.runs >= _PREPARE_AT:
             name = b"omnicore_%d" % next(_names)
             pgconn.send_prepare(name, st.query, param_types=types)
-            res = raw.wait(_send_fetch(pgconn))
+            res = _send_fetch(conn)
             if res.status != _S.COMMAND_OK:
                 conn.statements.pop(key, None)
                 raise _failed(conn, res)
@@ -279,7 +284,7 @@ def _start(conn: _Conn, sql: str, args: list[Any]) -> tuple[Any, _Statement]:
             pgconn.send_query_params(st.query, values, param_types=types,
                                      param_formats=formats)
         pgconn.set_chunked_rows_mode(_STREAM_CHUNK)
-        res = raw.wait(_send_fetch(pgconn))
+        res = _send_fetch(conn)
     status = res.status
     if status == _S.TUPLES_CHUNK or status == _S.TUPLES_OK:
         return res, st
@@ -320,7 +325,7 @@ def _shape(conn: _Conn, res: Any) -> tuple[bytes, RowEncoder]:
     return shape
 
 
-def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Iterator[Sequence[Any]]:
+def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any], None, None]:
     """The rows of a query from its first result on; leaving early cancels the rest."""
     raw, tx = conn.raw, conn.tx
     res, done = first, False

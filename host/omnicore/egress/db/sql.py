@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, TypeVar
 
 import orjson
 
-from omnicore.egress.db.base import MIN_STATEMENT_MS, Caps, Pool, first_line
+from omnicore.egress.db.base import MIN_STATEMENT_MS, Pool, first_line, over_cap
 from omnicore.egress.db.config import DbConnector, Target
 from omnicore.egress.db.values import params
 from omnicore.egress.redact import Redactor
@@ -90,8 +90,8 @@ class Dialect:
         raise NotImplementedError
 
     def rows(self, conn: Any, sql: str, args: list[Any], deadline: float
-             ) -> tuple[bytes, Iterator[Sequence[Any]], RowEncoder]:
-        """Run a query: the JSON of its columns (``[{"name", "type"}]``), an iterator over
+             ) -> tuple[bytes, Generator[Sequence[Any], None, None], RowEncoder]:
+        """Run a query: the JSON of its columns (``[{"name", "type"}]``), a generator of
         its rows (read from the server as they are iterated; closing it early ends the
         query) and the encoder of a row."""
         raise NotImplementedError
@@ -205,18 +205,19 @@ class SqlBackend:
         if not query:
             return dump(self.dialect.execute(conn, sql, args, deadline)).encode()
         c = self.connector
-        caps = Caps(self.name, c.max_rows, c.max_result_bytes)
+        max_rows, max_bytes = c.max_rows, c.max_result_bytes
         columns, rows, encode = self.dialect.rows(conn, sql, args, deadline)
-        pieces = []
+        pieces: list[bytes] = []
+        size = 0
         try:
             for row in rows:
                 piece = encode(row)
-                caps.add(len(piece) + 1)
                 pieces.append(piece)
+                size += len(piece) + 1
+                if size > max_bytes or len(pieces) > max_rows:
+                    raise over_cap(self.name, len(pieces), size, max_rows, max_bytes)
         finally:
-            close = getattr(rows, "close", None)
-            if close is not None:
-                close()
+            rows.close()  # a generator: leaving early ends the query
         return b'{"columns":' + columns + b',"rows":[' + b",".join(pieces) + b"]}"
 
     # -- transactions ------------------------------------------------------------------------

@@ -1,0 +1,703 @@
+/*
+ * omnicore_test.h - unit tests for C plugins, run by `omnicore test`.
+ *
+ * `omnicore test` compiles the plugin's top-level .c files with every .c file in its tests/
+ * folder for wasm32-wasi as one program (clang, the same target as the build, with
+ * -DOMNI_TESTING), and runs it in wasmtime. Under OMNI_TESTING the SDK's host imports are
+ * the fakes below, in the same module: the log, config, kv, secrets and events live in
+ * memory; sql answers what the test scripted; redis is a small in-memory store; the other
+ * capabilities answer OMNI_UNAVAILABLE. Every test starts from an empty host.
+ *
+ *     #include "omnicore_test.h"
+ *
+ *     OMNI_TEST(greets_by_name) {
+ *         omni_test_config("greeting", "Hi");
+ *         omni_test_result r = omni_test_call(greet, "{\"name\":\"Ada\"}");
+ *         OMNI_EXPECT(!r.is_error);
+ *         OMNI_EXPECT_STR(r.output, "{\"message\":\"Hi, Ada!\"}");
+ *         OMNI_EXPECT_STR(omni_test_log_line(0), "greeting Ada");
+ *     }
+ *
+ * A failed OMNI_EXPECT* prints file:line and what differed, then returns from the test (so
+ * use them in the test's own body); the program's exit status is the number of failed tests
+ * (at most 255). `omnicore test DIR -- NAME...` runs only the tests named.
+ */
+#ifndef OMNICORE_TEST_H
+#define OMNICORE_TEST_H
+
+#ifndef OMNI_TESTING
+#error "omnicore_test.h is for `omnicore test`, which compiles with -DOMNI_TESTING"
+#endif
+
+#include "omnicore.h"
+
+/* ---- tests and expectations ------------------------------------------------------------- */
+
+typedef void (*omni__test_fn)(void);
+typedef struct {
+    const char *name;
+    omni__test_fn fn;
+} omni__test_entry;
+
+#define OMNI__MAX_TESTS 1024
+__attribute__((weak)) omni__test_entry omni__tests[OMNI__MAX_TESTS];
+__attribute__((weak)) int omni__ntests = 0;
+__attribute__((weak)) int omni__failed_now = 0;
+__attribute__((weak)) const char *omni__running = "";
+
+static inline void omni__test_register(const char *name, omni__test_fn fn) {
+    if (omni__ntests < OMNI__MAX_TESTS) {
+        omni__tests[omni__ntests].name = name;
+        omni__tests[omni__ntests].fn = fn;
+        omni__ntests++;
+    }
+}
+
+/* OMNI_TEST(name) { ... } defines and registers a test. */
+#define OMNI_TEST(name)                                                                       \
+    static void omni__test_##name(void);                                                      \
+    __attribute__((constructor)) static void omni__register_##name(void) {                    \
+        omni__test_register(#name, omni__test_##name);                                        \
+    }                                                                                         \
+    static void omni__test_##name(void)
+
+__attribute__((format(printf, 3, 4))) static inline void omni__test_fail(const char *file,
+                                                                         int line,
+                                                                         const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("FAIL %s\n    %s:%d: ", omni__running, file, line);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    omni__failed_now = 1;
+}
+
+static inline int omni__streq(const char *a, const char *b) {
+    return a && b && strcmp(a, b) == 0;
+}
+
+#define OMNI_EXPECT(cond)                                                                     \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            omni__test_fail(__FILE__, __LINE__, "expected %s", #cond);                        \
+            return;                                                                           \
+        }                                                                                     \
+    } while (0)
+
+#define OMNI_EXPECT_STR(actual, expected)                                                     \
+    do {                                                                                      \
+        const char *a_ = (actual), *e_ = (expected);                                          \
+        if (!omni__streq(a_, e_)) {                                                           \
+            omni__test_fail(__FILE__, __LINE__, "%s is \"%s\", expected \"%s\"", #actual,     \
+                            a_ ? a_ : "(null)", e_ ? e_ : "(null)");                          \
+            return;                                                                           \
+        }                                                                                     \
+    } while (0)
+
+#define OMNI_EXPECT_INT(actual, expected)                                                     \
+    do {                                                                                      \
+        long long a_ = (long long)(actual), e_ = (long long)(expected);                       \
+        if (a_ != e_) {                                                                       \
+            omni__test_fail(__FILE__, __LINE__, "%s is %lld, expected %lld", #actual, a_, e_); \
+            return;                                                                           \
+        }                                                                                     \
+    } while (0)
+
+/* ---- calling handlers ------------------------------------------------------------------- */
+
+/* A handler's answer: its output (or error message) NUL-terminated, valid until the next
+ * call; is_error when it returned omni_error. */
+typedef struct {
+    const char *output;
+    size_t len;
+    int is_error;
+} omni_test_result;
+
+__attribute__((weak)) char *omni__test_output = NULL;
+
+typedef int64_t (*omni__export_fn)(const uint8_t *, size_t);
+
+static inline omni_test_result omni__test_call(omni__export_fn fn, const void *input,
+                                               size_t len) {
+    uint8_t *in = (uint8_t *)malloc(len ? len : 1); /* the host's buffer, as in a real call */
+    if (len) memcpy(in, input, len);
+    uint64_t packed = (uint64_t)fn(in, len);
+    free(in);
+    size_t out_len = (size_t)(packed & 0x7FFFFFFFu);
+    const char *out = (const char *)(uintptr_t)(packed >> 32);
+    free(omni__test_output);
+    omni__test_output = (char *)malloc(out_len + 1);
+    if (out_len) memcpy(omni__test_output, out, out_len);
+    omni__test_output[out_len] = '\0';
+    omni_test_result r = {omni__test_output, out_len, (packed & 0x80000000u) != 0};
+    return r;
+}
+
+/* Calls handler `handler` (the name given to OMNI_HANDLER) with a string or bytes. */
+#define omni_test_call(handler, input) omni_test_call_n(handler, input, strlen(input))
+#define omni_test_call_n(handler, input, len)                                                 \
+    omni__test_call(({                                                                        \
+                        int64_t omni__export_##handler(const uint8_t *, size_t);              \
+                        &omni__export_##handler;                                              \
+                    }),                                                                       \
+                    (input), (len))
+
+/* ---- the fake host's state -------------------------------------------------------------- */
+
+typedef struct {
+    char *key;
+    char *value;
+    size_t len;
+} omni__pair;
+
+typedef struct {
+    omni__pair *items;
+    size_t n, cap;
+} omni__pairs;
+
+static inline char *omni__dup(const void *p, size_t n) {
+    char *s = (char *)malloc(n + 1);
+    if (n) memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
+static inline omni__pair *omni__find(omni__pairs *m, const void *key, size_t len) {
+    for (size_t i = 0; i < m->n; i++)
+        if (strlen(m->items[i].key) == len && memcmp(m->items[i].key, key, len) == 0)
+            return &m->items[i];
+    return NULL;
+}
+
+static inline void omni__put(omni__pairs *m, const void *key, size_t klen, const void *value,
+                             size_t len) {
+    omni__pair *p = omni__find(m, key, klen);
+    if (!p) {
+        if (m->n == m->cap) {
+            m->cap = m->cap ? m->cap * 2 : 8;
+            m->items = (omni__pair *)realloc(m->items, m->cap * sizeof *m->items);
+        }
+        p = &m->items[m->n++];
+        p->key = omni__dup(key, klen);
+        p->value = NULL;
+    }
+    free(p->value);
+    p->value = omni__dup(value, len);
+    p->len = len;
+}
+
+static inline int omni__remove(omni__pairs *m, const void *key, size_t len) {
+    omni__pair *p = omni__find(m, key, len);
+    if (!p) return 0;
+    free(p->key);
+    free(p->value);
+    *p = m->items[--m->n];
+    return 1;
+}
+
+static inline void omni__clear(omni__pairs *m) {
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->items[i].key);
+        free(m->items[i].value);
+    }
+    m->n = 0;
+}
+
+/* Logged lines ("LEVEL message" in the key, the message in the value), config, kv, secrets,
+ * events (topic, payload), scripted SQL answers (statement, answer), SQL calls (connector,
+ * request JSON; "BEGIN n"/"COMMIT n"/"ROLLBACK n" for transactions), the Redis store and its
+ * expiries, scripted Redis replies (command, reply). */
+typedef struct {
+    omni__pairs log, config, kv, secrets, events, sql_answers, sql_calls, redis, redis_ttl,
+        redis_answers;
+    int64_t next_tx;
+    int64_t open_tx[64];
+    int log_level;
+} omni__host_state;
+
+__attribute__((weak)) omni__host_state omni__host = {0};
+
+static inline void omni__test_reset(void) {
+    omni__pairs *all[] = {&omni__host.log, &omni__host.config, &omni__host.kv,
+                          &omni__host.secrets, &omni__host.events, &omni__host.sql_answers,
+                          &omni__host.sql_calls, &omni__host.redis, &omni__host.redis_ttl,
+                          &omni__host.redis_answers};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) omni__clear(all[i]);
+    omni__host.next_tx = 0;
+    memset(omni__host.open_tx, 0, sizeof omni__host.open_tx);
+    omni__host.log_level = OMNI_LOG_INFO;
+}
+
+/* -- what a test sets and reads -- */
+
+/* Config value `key` as the host answers it: a string verbatim, anything else as JSON
+ * ("" is the whole section). */
+static inline void omni_test_config(const char *key, const char *value) {
+    omni__put(&omni__host.config, key, strlen(key), value, strlen(value));
+}
+static inline void omni_test_secret(const char *name, const char *value) {
+    omni__put(&omni__host.secrets, name, strlen(name), value, strlen(value));
+}
+static inline void omni_test_kv_set(const char *key, const char *value) {
+    omni__put(&omni__host.kv, key, strlen(key), value, strlen(value));
+}
+/* The kv value at `key`, or NULL. */
+static inline const char *omni_test_kv_get(const char *key) {
+    omni__pair *p = omni__find(&omni__host.kv, key, strlen(key));
+    return p ? p->value : NULL;
+}
+/* Lines below `level` are dropped (OMNI_LOG_INFO by default, as the host's grant). */
+static inline void omni_test_log_level(int level) { omni__host.log_level = level; }
+static inline size_t omni_test_log_count(void) { return omni__host.log.n; }
+/* Logged line i's message (oldest first), or NULL. */
+static inline const char *omni_test_log_line(size_t i) {
+    return i < omni__host.log.n ? omni__host.log.items[i].value : NULL;
+}
+static inline size_t omni_test_event_count(void) { return omni__host.events.n; }
+static inline const char *omni_test_event_topic(size_t i) {
+    return i < omni__host.events.n ? omni__host.events.items[i].key : NULL;
+}
+static inline const char *omni_test_event_payload(size_t i) {
+    return i < omni__host.events.n ? omni__host.events.items[i].value : NULL;
+}
+/* What omni_sql_query/execute answer for statement `sql` (exact text, any connector): the
+ * result JSON ({"columns": [...], "rows": [...]} or {"rows_affected": n}), or a failure as
+ * the host words it ("UNAVAILABLE: ...", "DENIED: ...", "INVALID: ..."). A statement with no
+ * answer gets no rows ({"rows_affected": 0} for execute). */
+static inline void omni_test_sql_answer(const char *sql, const char *answer) {
+    omni__put(&omni__host.sql_answers, sql, strlen(sql), answer, strlen(answer));
+}
+static inline size_t omni_test_sql_count(void) { return omni__host.sql_calls.n; }
+/* Call i's connector, and its request JSON ({"sql", "params", "tx"?}) or "BEGIN n",
+ * "COMMIT n", "ROLLBACK n". */
+static inline const char *omni_test_sql_connector(size_t i) {
+    return i < omni__host.sql_calls.n ? omni__host.sql_calls.items[i].key : NULL;
+}
+static inline const char *omni_test_sql_request(size_t i) {
+    return i < omni__host.sql_calls.n ? omni__host.sql_calls.items[i].value : NULL;
+}
+/* The fake Redis's value at `key` (as the plugin names it: the host's prefix is not
+ * modelled), or NULL; its TTL in seconds (-1 none, -2 no key). The clock does not move. */
+static inline const char *omni_test_redis_get(const char *key) {
+    omni__pair *p = omni__find(&omni__host.redis, key, strlen(key));
+    return p ? p->value : NULL;
+}
+static inline long long omni_test_redis_ttl(const char *key) {
+    if (!omni__find(&omni__host.redis, key, strlen(key))) return -2;
+    omni__pair *t = omni__find(&omni__host.redis_ttl, key, strlen(key));
+    return t ? atoll(t->value) : -1;
+}
+static inline void omni_test_redis_set(const char *key, const char *value) {
+    omni__put(&omni__host.redis, key, strlen(key), value, strlen(value));
+}
+/* The reply JSON to command `cmd` (upper case) for the commands the fake does not model
+ * (hashes, lists, sets: it models strings, counters, DEL, EXISTS, EXPIRE, TTL, PUBLISH). */
+static inline void omni_test_redis_answer(const char *cmd, const char *reply_json) {
+    omni__put(&omni__host.redis_answers, cmd, strlen(cmd), reply_json, strlen(reply_json));
+}
+
+/* ---- the fakes: the SDK's imports under OMNI_TESTING ------------------------------------ */
+
+static inline int32_t omni__copy_out(const omni__pair *p, void *out, size_t cap) {
+    if (!p) return OMNI_NOT_FOUND;
+    if (p->len <= cap) memcpy(out, p->value, p->len);
+    return (int32_t)p->len;
+}
+
+/* A §3.3 block of `text` (an error block when is_error), from omni_alloc as the host's. */
+static inline int64_t omni__test_block(const char *text, size_t len, int is_error) {
+    char *p = (char *)omni_alloc(len);
+    if (len) memcpy(p, text, len);
+    return (int64_t)(((uint64_t)(uintptr_t)p << 32) | (is_error ? 0x80000000u : 0u) |
+                     (uint64_t)len);
+}
+
+static inline int64_t omni__test_buf_block(omni_buf *b, int is_error) {
+    int64_t r = omni__test_block(b->ptr ? b->ptr : "", b->len, is_error);
+    omni_buf_free(b);
+    return r;
+}
+
+__attribute__((format(printf, 1, 2))) static inline int64_t omni__test_error(const char *fmt,
+                                                                             ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+    return omni__test_block(msg, len, 1);
+}
+
+__attribute__((weak)) void omni__log_write(int32_t level, const void *msg, size_t len) {
+    static const char *names[] = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR"};
+    if (level < omni__host.log_level) return;
+    const char *name = names[level < 0 ? 0 : level > 4 ? 4 : level];
+    omni__pairs *log = &omni__host.log;
+    /* the level is the key (lines repeat, so they are appended, not put) */
+    if (log->n == log->cap) {
+        log->cap = log->cap ? log->cap * 2 : 16;
+        log->items = (omni__pair *)realloc(log->items, log->cap * sizeof *log->items);
+    }
+    omni__pair *p = &log->items[log->n++];
+    p->key = omni__dup(name, strlen(name));
+    p->value = omni__dup(msg, len);
+    p->len = len;
+}
+__attribute__((weak)) int32_t omni__log_enabled(int32_t level) {
+    return level >= omni__host.log_level;
+}
+
+__attribute__((weak)) int32_t omni__config_get(const void *key, size_t len, void *out,
+                                               size_t cap) {
+    return omni__copy_out(omni__find(&omni__host.config, key, len), out, cap);
+}
+__attribute__((weak)) int32_t omni__kv_get(const void *key, size_t len, void *out, size_t cap) {
+    return omni__copy_out(omni__find(&omni__host.kv, key, len), out, cap);
+}
+__attribute__((weak)) int32_t omni__kv_set(const void *key, size_t len, const void *value,
+                                           size_t value_len) {
+    omni__put(&omni__host.kv, key, len, value, value_len);
+    return 0;
+}
+__attribute__((weak)) int32_t omni__kv_delete(const void *key, size_t len) {
+    return omni__remove(&omni__host.kv, key, len);
+}
+__attribute__((weak)) int32_t omni__kv_incr(const void *key, size_t len, int64_t delta,
+                                            int64_t *out) {
+    omni__pair *p = omni__find(&omni__host.kv, key, len);
+    int64_t value = 0;
+    if (p) {
+        char *end = NULL;
+        value = strtoll(p->value, &end, 10);
+        if (!p->len || *end) return OMNI_INVALID;
+    }
+    if (__builtin_add_overflow(value, delta, &value)) return OMNI_INVALID;
+    char text[24];
+    int n = snprintf(text, sizeof text, "%lld", (long long)value);
+    omni__put(&omni__host.kv, key, len, text, (size_t)n);
+    *out = value;
+    return 0;
+}
+static inline int omni__cmp_keys(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+__attribute__((weak)) int32_t omni__kv_list(const void *prefix, size_t len, void *out,
+                                            size_t cap) {
+    size_t n = 0;
+    char **keys = (char **)malloc((omni__host.kv.n + 1) * sizeof *keys);
+    for (size_t i = 0; i < omni__host.kv.n; i++)
+        if (strncmp(omni__host.kv.items[i].key, (const char *)prefix, len) == 0)
+            keys[n++] = omni__host.kv.items[i].key;
+    qsort(keys, n, sizeof *keys, omni__cmp_keys);
+    omni_buf b = {0};
+    omni_buf_puts(&b, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) omni_buf_puts(&b, ",");
+        omni_buf_json_string(&b, keys[i], strlen(keys[i]));
+    }
+    omni_buf_puts(&b, "]");
+    free(keys);
+    omni__pair all = {NULL, b.ptr, b.len};
+    int32_t r = omni__copy_out(&all, out, cap);
+    omni_buf_free(&b);
+    return r;
+}
+__attribute__((weak)) int32_t omni__secrets_get(const void *name, size_t len, void *out,
+                                                size_t cap) {
+    omni__pair *p = omni__find(&omni__host.secrets, name, len);
+    return p ? omni__copy_out(p, out, cap) : OMNI_DENIED;
+}
+__attribute__((weak)) int32_t omni__events_publish(const void *topic, size_t len,
+                                                   const void *payload, size_t payload_len) {
+    omni__pairs *ev = &omni__host.events;
+    if (ev->n == ev->cap) {
+        ev->cap = ev->cap ? ev->cap * 2 : 8;
+        ev->items = (omni__pair *)realloc(ev->items, ev->cap * sizeof *ev->items);
+    }
+    omni__pair *p = &ev->items[ev->n++];
+    p->key = omni__dup(topic, len);
+    p->value = omni__dup(payload, payload_len);
+    p->len = payload_len;
+    return 0;
+}
+
+/* -- not modelled: OMNI_UNAVAILABLE -- */
+#define OMNI__UNMODELLED "UNAVAILABLE: the C test host does not model "
+__attribute__((weak)) int64_t omni__memory_remember(int32_t t, const void *p, size_t n) {
+    (void)t, (void)p, (void)n;
+    return OMNI_UNAVAILABLE;
+}
+__attribute__((weak)) int32_t omni__memory_recall(const void *q, size_t n, void *o, size_t c) {
+    (void)q, (void)n, (void)o, (void)c;
+    return OMNI_UNAVAILABLE;
+}
+__attribute__((weak)) int32_t omni__memory_forget(int64_t id) {
+    (void)id;
+    return OMNI_UNAVAILABLE;
+}
+__attribute__((weak)) int32_t omni__vectors_upsert(const void *a, size_t b, const void *c,
+                                                   size_t d, const float *e, int32_t f,
+                                                   const void *g, size_t h) {
+    (void)a, (void)b, (void)c, (void)d, (void)e, (void)f, (void)g, (void)h;
+    return OMNI_UNAVAILABLE;
+}
+__attribute__((weak)) int64_t omni__vectors_search(const void *a, size_t b, const float *c,
+                                                   int32_t d, int32_t e) {
+    (void)a, (void)b, (void)c, (void)d, (void)e;
+    return omni__test_error(OMNI__UNMODELLED "vectors");
+}
+__attribute__((weak)) int32_t omni__vectors_delete(const void *a, size_t b, const void *c,
+                                                   size_t d) {
+    (void)a, (void)b, (void)c, (void)d;
+    return OMNI_UNAVAILABLE;
+}
+__attribute__((weak)) int64_t omni__vectors_query(const void *a, size_t b, const float *c,
+                                                  int32_t d, int32_t e, const void *f,
+                                                  size_t g) {
+    (void)a, (void)b, (void)c, (void)d, (void)e, (void)f, (void)g;
+    return omni__test_error(OMNI__UNMODELLED "vectors");
+}
+__attribute__((weak)) int64_t omni__tasks_enqueue(const void *a, size_t b, const void *c,
+                                                  size_t d, int64_t e) {
+    (void)a, (void)b, (void)c, (void)d, (void)e;
+    return OMNI_UNAVAILABLE;
+}
+__attribute__((weak)) int32_t omni__tasks_cancel(int64_t id) {
+    (void)id;
+    return OMNI_UNAVAILABLE;
+}
+__attribute__((weak)) int64_t omni__http_request(const void *a, size_t b, const void *c,
+                                                 size_t d) {
+    (void)a, (void)b, (void)c, (void)d;
+    return omni__test_error(OMNI__UNMODELLED "http");
+}
+
+/* -- sql: scripted answers, every call recorded -- */
+
+static inline void omni__record(omni__pairs *m, const char *key, const char *value, size_t len) {
+    if (m->n == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 8;
+        m->items = (omni__pair *)realloc(m->items, m->cap * sizeof *m->items);
+    }
+    omni__pair *p = &m->items[m->n++];
+    p->key = omni__dup(key, strlen(key));
+    p->value = omni__dup(value, len);
+    p->len = len;
+}
+
+static inline int omni__tx_slot(int64_t tx) {
+    for (int i = 0; i < 64; i++)
+        if (omni__host.open_tx[i] == tx) return i;
+    return -1;
+}
+
+static inline int64_t omni__test_sql(int execute, const void *conn, size_t conn_len,
+                                     const void *req, size_t req_len) {
+    char *name = omni__dup(conn, conn_len);
+    omni__record(&omni__host.sql_calls, name, (const char *)req, req_len);
+    free(name);
+    omni_json doc, sql, tx;
+    char *text = NULL;
+    if (omni_json_parse(req, req_len, &doc, NULL) != 0 || omni_json_get(doc, "sql", &sql) != 1 ||
+        !(text = omni_json_string(sql, NULL)))
+        return omni__test_error("INVALID: the request is not {\"sql\": ..., \"params\": [...]}");
+    int64_t handle = 0;
+    if (omni_json_get(doc, "tx", &tx) == 1 &&
+        (omni_json_int(tx, &handle) != 0 || handle <= 0 || omni__tx_slot(handle) < 0)) {
+        free(text);
+        return omni__test_error("INVALID: tx is not a transaction of this call");
+    }
+    omni__pair *answer = omni__find(&omni__host.sql_answers, text, strlen(text));
+    free(text);
+    if (!answer)
+        return execute ? omni__test_block("{\"rows_affected\":0}", 19, 0)
+                       : omni__test_block("{\"columns\":[],\"rows\":[]}", 24, 0);
+    int is_error = omni__status_of_message(answer->value, answer->len) != OMNI_UNAVAILABLE ||
+                   strncmp(answer->value, "UNAVAILABLE:", 12) == 0;
+    return omni__test_block(answer->value, answer->len, is_error);
+}
+__attribute__((weak)) int64_t omni__sql_query(const void *c, size_t cl, const void *r,
+                                              size_t rl) {
+    return omni__test_sql(0, c, cl, r, rl);
+}
+__attribute__((weak)) int64_t omni__sql_execute(const void *c, size_t cl, const void *r,
+                                                size_t rl) {
+    return omni__test_sql(1, c, cl, r, rl);
+}
+__attribute__((weak)) int64_t omni__sql_begin(const void *conn, size_t len) {
+    int slot = omni__tx_slot(0);
+    if (slot < 0) return OMNI_QUOTA;
+    int64_t tx = omni__host.open_tx[slot] = ++omni__host.next_tx;
+    char *name = omni__dup(conn, len), what[32];
+    int n = snprintf(what, sizeof what, "BEGIN %lld", (long long)tx);
+    omni__record(&omni__host.sql_calls, name, what, (size_t)n);
+    free(name);
+    return tx;
+}
+static inline int32_t omni__test_end(int64_t tx, const char *verb) {
+    int slot = tx > 0 ? omni__tx_slot(tx) : -1;
+    if (slot < 0) return OMNI_NOT_FOUND;
+    omni__host.open_tx[slot] = 0;
+    char what[40];
+    int n = snprintf(what, sizeof what, "%s %lld", verb, (long long)tx);
+    omni__record(&omni__host.sql_calls, "", what, (size_t)n);
+    return 0;
+}
+__attribute__((weak)) int32_t omni__sql_commit(int64_t tx) { return omni__test_end(tx, "COMMIT"); }
+__attribute__((weak)) int32_t omni__sql_rollback(int64_t tx) {
+    return omni__test_end(tx, "ROLLBACK");
+}
+
+/* -- redis: strings and counters in memory, the rest scripted -- */
+
+static inline int omni__redis_allowed(const char *cmd) {
+    static const char *allowed[] = {
+        "GET", "SET", "SETNX", "GETDEL", "MGET", "DEL", "EXISTS", "INCR", "INCRBY", "DECR",
+        "DECRBY", "EXPIRE", "PEXPIRE", "TTL", "PTTL", "PERSIST", "HGET", "HSET", "HDEL",
+        "HGETALL", "HINCRBY", "HEXISTS", "HLEN", "LPUSH", "RPUSH", "LPOP", "RPOP", "LRANGE",
+        "LLEN", "LTRIM", "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SCARD", "PUBLISH"};
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+        if (strcmp(cmd, allowed[i]) == 0) return 1;
+    return 0;
+}
+
+static inline int64_t omni__redis_reply_string(const omni__pair *p) {
+    if (!p) return omni__test_block("null", 4, 0);
+    omni_buf b = {0};
+    omni_buf_json_string(&b, p->value, p->len);
+    return omni__test_buf_block(&b, 0);
+}
+
+static inline int64_t omni__redis_int(long long v) {
+    char text[24];
+    int n = snprintf(text, sizeof text, "%lld", v);
+    return omni__test_block(text, (size_t)n, 0);
+}
+
+__attribute__((weak)) int64_t omni__redis_command(const void *conn, size_t conn_len,
+                                                  const void *req, size_t req_len) {
+    (void)conn, (void)conn_len;
+    omni_json doc, cmd_json, args_json, item, key;
+    char cmd[16] = {0}, *args[8] = {0};
+    size_t lens[8] = {0}, argc = 0;
+    char *raw_cmd = NULL;
+    if (omni_json_parse(req, req_len, &doc, NULL) != 0 ||
+        omni_json_get(doc, "cmd", &cmd_json) != 1 || !(raw_cmd = omni_json_string(cmd_json, NULL)))
+        return omni__test_error("INVALID: the request is not {\"cmd\": ..., \"args\": [...]}");
+    for (size_t i = 0; raw_cmd[i] && i < sizeof cmd - 1; i++)
+        cmd[i] = (char)(raw_cmd[i] >= 'a' && raw_cmd[i] <= 'z' ? raw_cmd[i] - 32 : raw_cmd[i]);
+    int too_long = strlen(raw_cmd) >= sizeof cmd;
+    free(raw_cmd);
+    if (too_long || !omni__redis_allowed(cmd))
+        return omni__test_error("DENIED: %s is not an allowed command", cmd);
+    if (omni_json_get(doc, "args", &args_json) == 1) {
+        omni_json_iter it = omni_json_iterate(args_json);
+        while (argc < 8 && omni_json_next(&it, &key, &item)) {
+            args[argc] = item.type == OMNI_JSON_STRING ? omni_json_string(item, &lens[argc])
+                                                      : omni__dup(item.ptr, item.len);
+            if (item.type == OMNI_JSON_NUMBER) lens[argc] = item.len;
+            if (!args[argc]) break;
+            argc++;
+        }
+    }
+    int64_t r;
+    omni__pairs *db = &omni__host.redis;
+    omni__pair *p = argc ? omni__find(db, args[0], lens[0]) : NULL;
+    if (!strcmp(cmd, "GET") && argc == 1) {
+        r = omni__redis_reply_string(p);
+    } else if (!strcmp(cmd, "SET") && (argc == 2 || argc == 4)) {
+        omni__put(db, args[0], lens[0], args[1], lens[1]);
+        omni__remove(&omni__host.redis_ttl, args[0], lens[0]);
+        if (argc == 4) omni__put(&omni__host.redis_ttl, args[0], lens[0], args[3], lens[3]);
+        r = omni__test_block("\"OK\"", 4, 0);
+    } else if ((!strcmp(cmd, "INCR") || !strcmp(cmd, "DECR") || !strcmp(cmd, "INCRBY") ||
+                !strcmp(cmd, "DECRBY")) && argc == (cmd[4] == 'B' ? 2u : 1u)) {
+        long long by = argc == 2 ? atoll(args[1]) : 1, value = 0;
+        char *end = NULL;
+        if (p) value = strtoll(p->value, &end, 10);
+        if (p && (!p->len || *end)) {
+            r = omni__test_error("INVALID: ERR value is not an integer or out of range");
+        } else {
+            value += cmd[0] == 'D' ? -by : by;
+            char text[24];
+            int n = snprintf(text, sizeof text, "%lld", value);
+            omni__put(db, args[0], lens[0], text, (size_t)n);
+            r = omni__redis_int(value);
+        }
+    } else if ((!strcmp(cmd, "DEL") || !strcmp(cmd, "EXISTS")) && argc >= 1) {
+        long long n = 0;
+        for (size_t i = 0; i < argc; i++) {
+            if (cmd[0] == 'D') {
+                omni__remove(&omni__host.redis_ttl, args[i], lens[i]);
+                n += omni__remove(db, args[i], lens[i]);
+            } else {
+                n += omni__find(db, args[i], lens[i]) != NULL;
+            }
+        }
+        r = omni__redis_int(n);
+    } else if (!strcmp(cmd, "EXPIRE") && argc == 2) {
+        if (p) omni__put(&omni__host.redis_ttl, args[0], lens[0], args[1], lens[1]);
+        r = omni__redis_int(p != NULL);
+    } else if (!strcmp(cmd, "TTL") && argc == 1) {
+        char *k = omni__dup(args[0], lens[0]);
+        r = omni__redis_int(omni_test_redis_ttl(k));
+        free(k);
+    } else if (!strcmp(cmd, "PUBLISH") && argc == 2) {
+        r = omni__redis_int(0);
+    } else {
+        omni__pair *answer = omni__find(&omni__host.redis_answers, cmd, strlen(cmd));
+        r = answer ? omni__test_block(answer->value, answer->len, 0)
+                   : omni__test_error(OMNI__UNMODELLED "Redis %s with these arguments (script "
+                                      "its reply with omni_test_redis_answer)", cmd);
+    }
+    for (size_t i = 0; i < argc; i++) free(args[i]);
+    return r;
+}
+
+/* ---- the test program ------------------------------------------------------------------- */
+
+static inline int omni__wanted(const char *name, int argc, char **argv) {
+    if (argc <= 1) return 1;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], name) == 0) return 1;
+    return 0;
+}
+
+static inline void omni__print_log(void) {
+    for (size_t l = 0; l < omni__host.log.n; l++)
+        printf("    log %s %s\n", omni__host.log.items[l].key, omni__host.log.items[l].value);
+}
+
+/* Called by the runner after a test trapped (omni_panic, a bad pointer): which one, and
+ * its log (a panic's message is its last line). */
+__attribute__((weak, export_name("omni_test_trapped"))) void omni__test_trapped(void) {
+    printf("FAIL %s (trapped)\n", omni__running);
+    omni__print_log();
+    fflush(stdout);
+}
+
+__attribute__((weak)) int main(int argc, char **argv) {
+    int ran = 0, failed = 0;
+    for (int i = 0; i < omni__ntests; i++) {
+        if (!omni__wanted(omni__tests[i].name, argc, argv)) continue;
+        omni__test_reset();
+        omni__failed_now = 0;
+        omni__running = omni__tests[i].name;
+        omni__tests[i].fn();
+        ran++;
+        if (omni__failed_now) {
+            failed++;
+            omni__print_log();
+        } else {
+            printf("ok   %s\n", omni__tests[i].name);
+        }
+        fflush(stdout);
+    }
+    printf("%d passed, %d failed\n", ran - failed, failed);
+    fflush(stdout);
+    return failed > 255 ? 255 : failed;
+}
+
+#endif /* OMNICORE_TEST_H */

@@ -1,0 +1,45 @@
+#include "omnicore_test.h"
+
+OMNI_TEST(stock_answers_the_scripted_rows) {
+    omni_test_sql_answer("SELECT qty FROM stock WHERE sku = $1",
+                         "{\"columns\":[{\"name\":\"qty\",\"type\":\"int4\"}],\"rows\":[[3]]}");
+    omni_test_result r = omni_test_call(stock, "{\"sku\":\"A-1\"}");
+    OMNI_EXPECT(!r.is_error);
+    OMNI_EXPECT_STR(r.output, "{\"columns\":[{\"name\":\"qty\",\"type\":\"int4\"}],\"rows\":[[3]]}");
+    OMNI_EXPECT_INT(omni_test_sql_count(), 4);
+    OMNI_EXPECT_STR(omni_test_sql_connector(0), "orders");
+    OMNI_EXPECT_STR(omni_test_sql_request(0),
+                    "{\"sql\":\"SELECT qty FROM stock WHERE sku = $1\",\"params\":[\"A-1\"]}");
+    OMNI_EXPECT_STR(omni_test_sql_request(1), "BEGIN 1");
+    OMNI_EXPECT_STR(omni_test_sql_request(3), "COMMIT 1");
+    OMNI_EXPECT_STR(omni_test_kv_get("last"), "\"A-1\"");
+}
+
+OMNI_TEST(stock_reports_a_failed_query) {
+    omni_test_sql_answer("SELECT qty FROM stock WHERE sku = $1",
+                         "UNAVAILABLE: connector orders: connection refused");
+    omni_test_result r = omni_test_call(stock, "{\"sku\":\"A-1\"}");
+    OMNI_EXPECT(r.is_error);
+    OMNI_EXPECT_STR(r.output, "query failed (-5): UNAVAILABLE: connector orders: connection refused");
+}
+
+OMNI_TEST(hit_counts_in_redis_with_an_expiry) {
+    omni_test_redis_set("hits", "41");
+    omni_test_result r = omni_test_call(hit, "");
+    OMNI_EXPECT_STR(r.output, "{\"hits\":42}");
+    OMNI_EXPECT_STR(omni_test_redis_get("hits"), "42");
+    OMNI_EXPECT_INT(omni_test_redis_ttl("hits"), 60);
+    OMNI_EXPECT_STR(omni_test_log_line(0), "hit 42");
+}
+
+OMNI_TEST(each_test_starts_from_an_empty_host) {
+    OMNI_EXPECT(omni_test_redis_get("hits") == NULL);
+    OMNI_EXPECT_INT(omni_test_sql_count(), 0);
+    OMNI_EXPECT_INT(omni_test_log_count(), 0);
+}
+
+/* Fails on purpose: tests/sdk/test_c_unit.py checks how a failure is reported. */
+OMNI_TEST(a_failing_expectation) {
+    omni_test_result r = omni_test_call(hit, "");
+    OMNI_EXPECT_STR(r.output, "{\"hits\":2}");
+}
