@@ -62,13 +62,13 @@ export function setSql(match: string, answerJson: string): void {
  *  (full key -> value), "memories", "vectors", "logs" or "kv". */
 export function hostState(what: string): string {
   const w = String.UTF8.encode(what);
-  let cap = 1024;
-  for (;;) {
-    const out = new ArrayBuffer(cap);
-    const n = host_state(changetype<usize>(w), w.byteLength, changetype<usize>(out), cap);
-    if (n <= cap) return String.UTF8.decodeUnsafe(changetype<usize>(out), n);
-    cap = n;
+  let out = new ArrayBuffer(1024);
+  let n = host_state(changetype<usize>(w), w.byteLength, changetype<usize>(out), out.byteLength);
+  if (n > out.byteLength) {  // the caller's buffer (§3.2): again with the size it needs
+    out = new ArrayBuffer(n);
+    n = host_state(changetype<usize>(w), w.byteLength, changetype<usize>(out), out.byteLength);
   }
+  return String.UTF8.decodeUnsafe(changetype<usize>(out), n);
 }
 
 function invoke(handler: Handler, input: string, wantError: bool): string {

@@ -122,6 +122,13 @@ def test_unit_tests_run_each_test_on_node_and_report_failures(tmp_path: Path) ->
     assert 'expected {"message":"Hello, Ada!"}, got {"message":"Hi, Ada!"}' in failed.stdout
 
 
+def test_the_test_host_answers_every_capability() -> None:
+    # probe_as/plugin.test.ts: the probe's tour and a SQL/Redis handler against the test host.
+    done = _unit_tests(Path(__file__).parent / "probe_as")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# 2 passed, 0 failed" in done.stdout
+
+
 def test_compile_errors_are_build_errors_with_asc_output(tmp_path: Path, out_dir: Path) -> None:
     src = tmp_path / "broken"
     scaffold(src, "broken", "as")

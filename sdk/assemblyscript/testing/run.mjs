@@ -70,7 +70,12 @@ function instance() {
     "omnicore:testing": {
       set: (t, k, kl, v, vl) => {
         const key = text(k, kl), value = text(v, vl);
-        if (t === 0) host.config[key] = value;
+        if (t === 0) {  // a dotted key sets a nested value, as config.get("db.port") reads it
+          const path = key.split("."), last = path.pop();
+          let at = host.config;
+          for (const part of path) at = (at[part] ??= {});
+          at[last] = value;
+        }
         else if (t === 1) host.secrets[key] = value;
         else host.kv.set(key, encode(value));
       },

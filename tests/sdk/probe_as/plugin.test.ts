@@ -1,6 +1,7 @@
 // The probe's handlers against `omnicore test`'s test host (tests/sdk/test_assemblyscript.py):
 // every capability answered in memory, as the real host answers tour's calls.
-import { connectors, tour } from "./plugin";
+import { connectors } from "./connectors";
+import { tour } from "./plugin";
 import { call, expectEqual, hostState, setConfig, setHttp, setSecret, setSql, test } from "omnicore/testing";
 
 test("tour: every capability in memory", () => {

@@ -1,6 +1,6 @@
 // Every capability of the AssemblyScript SDK once, through the real host
 // (tests/sdk/test_assemblyscript.py) and through `omnicore test`'s test host (plugin.test.ts).
-import { config, events, http, input, kv, lastError, lastStatus, memory, ok, redis, secrets, sql, tasks, vectors } from "omnicore";
+import { config, events, http, input, kv, lastError, lastStatus, memory, ok, secrets, tasks, vectors } from "omnicore";
 
 export function echo(ptr: usize, len: usize): u64 {
   return ok(input(ptr, len));
@@ -49,15 +49,3 @@ export function tour(ptr: usize, len: usize): u64 {
   return ok(lines.join("\n") + "\n");
 }
 
-// The connectors (the test host's SQL answers and in-memory Redis): one line per call.
-export function connectors(ptr: usize, len: usize): u64 {
-  const lines: string[] = [];
-  const tx = sql.begin("db");
-  lines.push("sql.query=" + show(sql.query("db", '{"sql":"SELECT id FROM t WHERE n = ?","params":[1],"tx":' + tx.toString() + "}")));
-  lines.push("sql.commit=" + flag(sql.commit(tx)));
-  lines.push("sql.unanswered=" + show(sql.execute("db", '{"sql":"DELETE FROM t"}')) + " " + lastError);
-  lines.push("redis.set=" + show(redis.command("cache", '{"cmd":"SET","args":["k","v"]}')));
-  lines.push("redis.incr=" + show(redis.command("cache", '{"cmd":"INCRBY","args":["n",4]}')));
-  lines.push("redis.denied=" + show(redis.command("cache", '{"cmd":"FLUSHALL","args":[]}')));
-  return ok(lines.join("\n") + "\n");
-}
