@@ -194,21 +194,14 @@ export function ok(text: string): u64 {
   return packText(text, false);
 }
 
-/** Succeed with `value`'s JSON text as the output, encoded straight into the output block. */
+/** Succeed with `value`'s JSON text as the output, written as UTF-8 straight into the output
+ *  block (no intermediate strings: the tree is walked twice, for a size bound, then to write). */
 export function okJson(value: Json): u64 {
-  const parts: string[] = [];
-  value.pieces(parts);
-  let total: usize = 0;
-  for (let i = 0; i < parts.length; i++) total += <usize>String.UTF8.byteLength(parts[i]);
-  const base = ensureOutput(total);
-  let at = base;
-  for (let i = 0; i < parts.length; i++) {
-    const piece = parts[i];
-    at += String.UTF8.encodeUnsafe(changetype<usize>(piece), piece.length, at);
-  }
+  const base = ensureOutput(utf8Bound(value));
+  const end = writeUtf8(value, base);
   lastOutput = null;
   endOfCall();
-  return pack(base, at - base, false);
+  return pack(base, end - base, false);
 }
 
 /** Succeed with `data` as the output. */
@@ -487,5 +480,5 @@ export namespace vectors {
 
 export { tieredMemory as memory };
 
-import { Json } from "./json";
+import { Json, utf8Bound, writeUtf8 } from "./json";
 export { Json, JsonKind, quote } from "./json";

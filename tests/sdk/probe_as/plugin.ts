@@ -48,4 +48,3 @@ export function tour(ptr: usize, len: usize): u64 {
   lines.push("vectors.delete=" + flag(vectors.del("c", "a")));
   return ok(lines.join("\n") + "\n");
 }
-
