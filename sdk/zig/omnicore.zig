@@ -35,8 +35,8 @@
 //! `HostError` (`error.NotFound`, `error.Denied`, ...), one per ABI status (§3.1).
 //!
 //! `zig test` on the plugin (what `omnicore test` runs) compiles it for this machine, where
-//! the capabilities are served by `omni.testing.Host`: config, kv, events, secrets and the log
-//! in memory, so a handler's unit test needs no omnicore.
+//! every capability is served in memory by `omni.testing.Host` (HTTP and SQL from the answers
+//! the test gives it), so a handler's unit test needs no omnicore.
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -310,13 +310,23 @@ fn readInto(a: std.mem.Allocator, comptime f: anytype, arg: []const u8) HostErro
 
 /// A §3.3 block the host allocated with `omni_alloc`: copied into `a` and freed.
 fn takeBlock(a: std.mem.Allocator, packed_result: i64) HostError![]u8 {
-    if (!is_wasm) return statusError(packed_result); // the test host answers statuses only
+    if (!is_wasm) {
+        // The test host answers a status, or 0 with the block kept for this read.
+        if (packed_result < 0) return statusError(packed_result);
+        const block, const failed = testing.takeBlock();
+        return blockAnswer(a, block, failed);
+    }
     const p: u64 = @bitCast(packed_result);
     const len: usize = @intCast(p & 0x7FFF_FFFF);
     const ptr: ?[*]u8 = @ptrFromInt(@as(usize, @intCast(p >> 32)));
     const block = if (ptr) |b| b[0..len] else &[_]u8{};
     defer omniFree(ptr, len);
-    if (p & 0x8000_0000 != 0) {
+    return blockAnswer(a, block, p & 0x8000_0000 != 0);
+}
+
+/// A block's data copied into `a`, or the error its message names (E = 1).
+fn blockAnswer(a: std.mem.Allocator, block: []const u8, failed: bool) HostError![]u8 {
+    if (failed) {
         inline for (.{ .{ "NOT_FOUND:", error.NotFound }, .{ "DENIED:", error.Denied }, .{ "INVALID:", error.Invalid }, .{ "QUOTA:", error.Quota }, .{ "TOO_LARGE:", error.TooLarge } }) |pair| {
             if (std.mem.startsWith(u8, block, pair[0])) return pair[1];
         }
