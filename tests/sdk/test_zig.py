@@ -96,6 +96,15 @@ def test_scaffold_builds_runs_and_its_unit_tests_pass(engine: SandboxEngine,
     assert "All 1 tests passed" in done.stderr
 
 
+def test_the_test_host_answers_every_capability() -> None:
+    # probe_zig's own tests: the tour and a SQL/Redis handler against omni.testing.Host.
+    run = unit_tests(Path(__file__).parent / "probe_zig")
+    done = subprocess.run(run.argv, env=run.env, cwd=run.cwd, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "All 2 tests passed" in done.stderr
+
+
 def test_compile_errors_are_build_errors_with_zig_output(tmp_path: Path, out_dir: Path) -> None:
     src = tmp_path / "broken"
     scaffold(src, "broken", "zig")
