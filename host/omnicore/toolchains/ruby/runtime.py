@@ -154,7 +154,8 @@ def runtime_for(namespaces: frozenset[str] | None) -> Path:
         body = text[cut:].rstrip()
         if not body.endswith(b")"):
             raise BuildError("the interpreter's text does not end its module", toolchain=LANGUAGE)
-        source = "\n".join(head).encode() + body[:-1] + glue.glue(wanted, head, preopens).encode() + b")\n"
+        source = ("\n".join(head).encode() + body[:-1]
+                  + glue.glue(wanted, head, preopens).encode() + b")\n")
         del text, body
         tmp_out = out.with_suffix(".tmp")
         _run([tool, "parse", "-", "-o", str(tmp_out)], "parsing the Ruby runtime with its glue",
