@@ -30,7 +30,7 @@
 //! gives the message, any other error says its name ("greet failed: OutOfMemory").
 //!
 //! Host capabilities: `log`, `config`, `kv`, `events`, `secrets`, `tasks`, `http`, `memory`,
-//! `vectors`, `sql` and `redis`, one namespace each. A plugin imports a capability only if it
+//! `vectors`, `sql`, `redis` and `mcp`, one namespace each. A plugin imports a capability only if it
 //! calls into it; the operator grants every one but `log`. Failures are the error set
 //! `HostError` (`error.NotFound`, `error.Denied`, ...), one per ABI status (§3.1).
 //!
@@ -555,5 +555,28 @@ pub const vectors = struct {
         const status = raw.vectors_delete(collection.ptr, collection.len, id.ptr, id.len);
         if (status < 0) return statusError(status);
         return status == 1;
+    }
+};
+
+// ---- omnicore:mcp (the MCP client of a tool call, specs/abi.md §4.13) --------------------------
+
+pub const mcp = struct {
+    /// Reports `done` of `total` (`total <= 0`: unknown) with a message (empty: none) to the
+    /// client, if it asked for progress: true when sent, false when nobody listens (outside
+    /// MCP, or no progress token).
+    pub fn progress(done: f64, total: f64, message: []const u8) HostError!bool {
+        const status = raw.mcp_progress(done, total, message.ptr, message.len);
+        if (status == -1) return false;
+        if (status < 0) return statusError(status);
+        return true;
+    }
+    /// Sends `{"method", "params", "key"?}` (MCP's `elicitation/create`,
+    /// `sampling/createMessage` or `roots/list`) to the client and waits for its result, at
+    /// most until the call's deadline: the result's JSON. `error.Denied`: the grant does not
+    /// allow that question; `error.Unavailable`: no MCP client waits on this call, it lacks the
+    /// capability, or it did not answer in time (on MCP 2026-07-28: the question goes out with
+    /// the call's answer and the handler runs again with it, so ask every question first).
+    pub fn ask(a: std.mem.Allocator, request_json: []const u8) HostError![]u8 {
+        return takeBlock(a, raw.mcp_ask(request_json.ptr, request_json.len));
     }
 };

@@ -5,7 +5,8 @@
 //! function given with `setSql` (no database runs; every statement kept in `sql_calls`,
 //! BEGIN/COMMIT/ROLLBACK too); Redis is in memory with the host's commands and key prefix
 //! (`redis`); memories are recalled by the words they share with the query, vectors searched
-//! exhaustively by cosine.
+//! exhaustively by cosine; MCP has no client (progress is kept in `progress` and reaches
+//! nobody, a question is UNAVAILABLE).
 //!
 //!     test "greets by name" {
 //!         var host = omni.testing.Host.init();
@@ -45,6 +46,8 @@ pub const SqlCall = struct { connector: []const u8, sql: []const u8, params: []c
 /// Answers a statement: the host's JSON, `{"columns": [...], "rows": [[...]]}` for a query,
 /// `{"rows_affected": n}` for an execute; an error fails it (`error.Unavailable` names none).
 pub const SqlAnswer = *const fn (a: std.mem.Allocator, call: SqlCall) anyerror![]const u8;
+/// One progress report.
+pub const Progress = struct { done: f64, total: f64, message: []const u8 };
 /// One memory remembered.
 pub const Memory = struct { id: i64, tier: i32, text: []const u8, metadata: []const u8 };
 const Vector = struct { values: []const f32, metadata: []const u8 };
@@ -77,6 +80,8 @@ pub const Host = struct {
     redis: std.StringArrayHashMapUnmanaged(RedisValue) = .empty,
     redis_ttl: std.StringHashMapUnmanaged(i64) = .empty,
     redis_prefix: []const u8 = "omnicore:plugin:",
+    /// The progress the handler reported (`omni.mcp.progress`).
+    progress: std.ArrayList(Progress) = .empty,
     /// The §3.3 answer the SDK reads next (there is no wasm memory to hand it over in).
     block: []const u8 = "",
     block_failed: bool = false,
@@ -105,6 +110,7 @@ pub const Host = struct {
         for (self.redis.values()) |*v| freeRedis(self.a, v);
         self.redis.deinit(self.a);
         self.redis_ttl.deinit(self.a);
+        self.progress.deinit(self.a);
         if (current == self) current = null;
     }
 
@@ -339,6 +345,16 @@ pub const raw = struct {
     }
     pub fn vectors_query(coll: P, len: usize, vector: [*]const f32, dim: i32, k: i32, filter: P, filter_len: usize) i64 {
         return vectorsQuery(coll[0..len], vector[0..@intCast(@max(dim, 0))], k, filter[0..filter_len]);
+    }
+    /// A unit test has no MCP client: progress reaches nobody (kept in `progress`), a
+    /// question is UNAVAILABLE.
+    pub fn mcp_progress(done: f64, total: f64, message: P, len: usize) i32 {
+        const h = host();
+        h.progress.append(h.a, .{ .done = done, .total = total, .message = h.a.dupe(u8, message[0..len]) catch return -5 }) catch return -5;
+        return -1;
+    }
+    pub fn mcp_ask(_: P, _: usize) i64 {
+        return failed("UNAVAILABLE: no MCP client waits on this call (a unit test)", .{});
     }
     pub fn vectors_delete(coll: P, len: usize, id: P, id_len: usize) i32 {
         const c = host().vectors.getPtr(coll[0..len]) orelse return -1;

@@ -105,6 +105,21 @@ def test_the_test_host_answers_every_capability() -> None:
     assert "All 2 tests passed" in done.stderr
 
 
+def test_mcp_outside_an_mcp_call_reaches_nobody(engine: SandboxEngine, tmp_path: Path,
+                                                out_dir: Path) -> None:
+    (tmp_path / "plugin.zig").write_text(
+        'const omni = @import("omnicore");\n'
+        'comptime {\n    omni.handler("tool", tool, .{});\n}\n'
+        "fn tool(call: *omni.Call, _: []const u8) ![]const u8 {\n"
+        '    const sent = try omni.mcp.progress(1, 2, "half way");\n'
+        '    const asked = omni.mcp.ask(call.arena, "{\\"method\\":\\"roots/list\\",\\"params\\":{}}");\n'
+        '    return call.print("{any} {any}", .{ sent, asked });\n}\n')
+    wasm = build(tmp_path, out_dir, name="mcp-zig")
+    assert "omnicore:mcp" in PluginModule.load(engine, wasm).imports_by_capability()
+    with runtime(engine, wasm, grants={"mcp": {"ask": ["roots"]}}) as rt:
+        assert rt.call("tool", b"") == b"false error.Unavailable"
+
+
 def test_compile_errors_are_build_errors_with_zig_output(tmp_path: Path, out_dir: Path) -> None:
     src = tmp_path / "broken"
     scaffold(src, "broken", "zig")

@@ -107,19 +107,22 @@ fn connectors(call: *omni.Call, _: []const u8) ![]const u8 {
     const range = try omni.redis.command(a, "cache", "{\"cmd\":\"LRANGE\",\"args\":[\"l\",0,-1]}");
     const wrong = omni.redis.command(a, "cache", "{\"cmd\":\"HGET\",\"args\":[\"k\",\"f\"]}");
     const denied = omni.redis.command(a, "cache", "{\"cmd\":\"FLUSHALL\",\"args\":[\"x\"]}");
-    return call.print("{s} {any} {s} {s} {s} {any} {any}", .{ rows, refused, set, incr, range, wrong, denied });
+    const sent = try omni.mcp.progress(1, 2, "half way");
+    const asked = omni.mcp.ask(a, "{\"method\":\"roots/list\",\"params\":{}}");
+    return call.print("{s} {any} {s} {s} {s} {any} {any} {any} {any}", .{ rows, refused, set, incr, range, wrong, denied, sent, asked });
 }
 
-test "connectors: SQL from setSql, an in-memory Redis" {
+test "connectors and MCP: SQL from setSql, an in-memory Redis, no MCP client" {
     var host = omni.testing.Host.init();
     defer host.deinit();
     host.setSql(answerSql);
     try std.testing.expectEqualStrings(
-        "{\"columns\":[{\"name\":\"n\",\"type\":\"\"}],\"rows\":[[7]]} error.Unavailable \"OK\" 4 [\"x\",\"y\"] error.Invalid error.Denied",
+        "{\"columns\":[{\"name\":\"n\",\"type\":\"\"}],\"rows\":[[7]]} error.Unavailable \"OK\" 4 [\"x\",\"y\"] error.Invalid error.Denied false error.Unavailable",
         try host.call(connectors, ""),
     );
     try std.testing.expectEqual(4, host.sql_calls.items.len); // BEGIN, SELECT, COMMIT, DELETE
     try std.testing.expectEqualStrings("COMMIT", host.sql_calls.items[2].sql);
     try std.testing.expectEqual(60, host.redis_ttl.get("omnicore:plugin:k").?);
     try std.testing.expectEqualStrings("4", host.redis.get("omnicore:plugin:n").?.string);
+    try std.testing.expectEqualStrings("half way", host.progress.items[0].message);
 }
