@@ -126,6 +126,11 @@ function instance() {
       rollback: (tx) => native.sqlRollback(tx),
     },
     "omnicore:redis": { command: (c, cl, r, rl) => block(() => native.redisCommand(text(c, cl), text(r, rl))) },
+    // No MCP client in a unit test: progress reaches nobody, a question is UNAVAILABLE.
+    "omnicore:mcp": {
+      progress: (done, total, m, ml) => native.mcpProgress(done, total, text(m, ml)),
+      ask: (r, rl) => block(() => native.mcpAsk(text(r, rl))),
+    },
   };
   const imports = {};
   for (const imp of WebAssembly.Module.imports(module)) {

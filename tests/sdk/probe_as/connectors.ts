@@ -1,6 +1,6 @@
-// SQL and Redis from a handler, for `omnicore test`'s test host only (plugin.test.ts): the
+// SQL, Redis and MCP from a handler, for `omnicore test`'s test host only (plugin.test.ts): the
 // probe the real host loads (plugin.ts) is granted neither.
-import { lastError, lastStatus, ok, redis, sql } from "omnicore";
+import { lastError, lastStatus, mcp, ok, redis, sql } from "omnicore";
 
 function show(value: string | null): string {
   return value != null ? "ok(" + value + ")" : "err(" + lastStatus.toString() + ")";
@@ -20,5 +20,7 @@ export function connectors(ptr: usize, len: usize): u64 {
   lines.push("redis.set=" + show(redis.command("cache", '{"cmd":"SET","args":["k","v"]}')));
   lines.push("redis.incr=" + show(redis.command("cache", '{"cmd":"INCRBY","args":["n",4]}')));
   lines.push("redis.denied=" + show(redis.command("cache", '{"cmd":"FLUSHALL","args":[]}')));
+  lines.push("mcp.progress=" + flag(mcp.progress(1, 2, "half way")));
+  lines.push("mcp.ask=" + show(mcp.ask('{"method":"roots/list","params":{}}')) + " " + lastError);
   return ok(lines.join("\n") + "\n");
 }

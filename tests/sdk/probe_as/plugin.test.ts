@@ -25,13 +25,14 @@ test("tour: every capability in memory", () => {
   expectEqual(hostState("kv"), '{"big":"' + "x".repeat(2000) + '","n":"5"}');
 });
 
-test("connectors: SQL answers and an in-memory Redis", () => {
+test("connectors and MCP: SQL answers, an in-memory Redis, no MCP client", () => {
   setSql("SELECT id", '{"rows":[{"id":7}]}');
   const out = call(connectors, "");
   expectEqual(out, 'sql.query=ok({"columns":[{"name":"id","type":""}],"rows":[[7]]})\n'
     + "sql.commit=true\n"
     + "sql.unanswered=err(-5) UNAVAILABLE: no setSql answer for DELETE FROM t\n"
-    + 'redis.set=ok("OK")\nredis.incr=ok(4)\nredis.denied=err(-2)\n');
+    + 'redis.set=ok("OK")\nredis.incr=ok(4)\nredis.denied=err(-2)\n'
+    + "mcp.progress=err(-1)\nmcp.ask=err(-5) UNAVAILABLE: no MCP client waits on this call (a unit test)\n");
   expectEqual(hostState("redis"), '{"omnicore:plugin:k":"v","omnicore:plugin:n":"4"}');
   const calls = hostState("sql");
   if (!calls.includes('"sql":"BEGIN"') || !calls.includes('"sql":"COMMIT"')) throw new Error(calls);
