@@ -52,6 +52,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 '    "words" => Shellwords.split("a \'b c\'") }\n'
                 'rescue SystemCallError => e\n'
                 '  { "error" => e.class.name }\n'
+                'end\n'
+                # mcp outside an MCP call: nobody listens
+                'Omnicore.handler :tool do\n'
+                '  sent = Omnicore::MCP.progress(1, 2, "half way")\n'
+                '  Omnicore::MCP.ask("roots/list")\n'
+                'rescue Omnicore::Unavailable\n'
+                '  "#{sent} unavailable"\n'
                 'end\n')
     return dest
 
@@ -72,7 +79,8 @@ def test_a_scaffolded_project_tests_builds_and_answers_a_real_host(
     app = OmniApp("rb", overrides={
         "data_dir": str(tmp_path / "data"), "plugins_dir": str(tmp_path / "plugins"),
         "sandbox": {"cache_dir": str(cache), "watch": False},
-        "plugins": {"hello": {"grants": {"config": {}, "kv": {}, "fs": {"dirs": [
+        "plugins": {"hello": {"grants": {"config": {}, "kv": {}, "mcp": {"ask": ["roots"]},
+                                         "fs": {"dirs": [
             {"path": str(tmp_path / "in"), "guest": "/in"},
             {"path": str(tmp_path / "out"), "guest": "/out", "write": True}]}},
             "config": {"greeting": "Hej"}}}},
@@ -102,6 +110,7 @@ def test_a_scaffolded_project_tests_builds_and_answers_a_real_host(
                                 "Errno::EROFS")]:
             assert app.plugins.call_json("hello", "files", refused) == {"error": error}
         assert not (tmp_path / "in" / "c.txt").exists()
+        assert app.plugins.call("hello", "tool", b"") == b"false unavailable"
     finally:
         app.stop()
 
@@ -126,7 +135,7 @@ def test_the_test_host_stands_in_for_every_capability() -> None:
     done = subprocess.run(tests.argv, cwd=tests.cwd, env=tests.env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "5 passed, 0 failed" in done.stdout
+    assert "6 passed, 0 failed" in done.stdout
 
 
 def test_the_build_refuses_with_rubys_own_message(tmp_path: Path) -> None:

@@ -112,7 +112,8 @@ def test_mcp_outside_an_mcp_call_reaches_nobody(engine: SandboxEngine, tmp_path:
         'comptime {\n    omni.handler("tool", tool, .{});\n}\n'
         "fn tool(call: *omni.Call, _: []const u8) ![]const u8 {\n"
         '    const sent = try omni.mcp.progress(1, 2, "half way");\n'
-        '    const asked = omni.mcp.ask(call.arena, "{\\"method\\":\\"roots/list\\",\\"params\\":{}}");\n'
+        '    const asked = omni.mcp.ask(call.arena,\n'
+        '        "{\\"method\\":\\"roots/list\\",\\"params\\":{}}");\n'
         '    return call.print("{any} {any}", .{ sent, asked });\n}\n')
     wasm = build(tmp_path, out_dir, name="mcp-zig")
     assert "omnicore:mcp" in PluginModule.load(engine, wasm).imports_by_capability()

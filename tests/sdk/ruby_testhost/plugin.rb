@@ -42,3 +42,10 @@ Omnicore.json_handler :redis do |commands|
     e.message
   end
 end
+
+Omnicore.handler :tool do
+  sent = Omnicore::MCP.progress(1, 2, "half way")
+  Omnicore::MCP.ask("roots/list")
+rescue Omnicore::Unavailable => e
+  "#{sent} #{e.message}"
+end

@@ -11,7 +11,8 @@ ruby.wasm imports the ``rb-js-abi-host`` functions that ``require "js"`` calls a
 - ``JS.global[:"@"]`` is the input, ``JS.global.call(:"A" + n, *args)`` calls the host
   function numbered ``n`` in :data:`HOST_FUNCTIONS`. Every argument is a Ruby String: byte
   arguments as they are, integers packed as 8 bytes little-endian. The answer is one
-  String: the status as 8 bytes little-endian (``i64``), then the data, if any.
+  String: the status as 8 bytes little-endian (``i64``), then the data, if any. (A float
+  argument is its 8 bytes, ``[x].pack("E")``.)
 
 The handlers ``omni_h0`` … are the ABI's ``(ptr, len) -> i64``: each calls the Ruby dispatcher
 (``Omnicore::Dispatcher#call(index)``) through ``rb-funcallv-protect``, which runs Ruby under
@@ -47,9 +48,10 @@ class HostFunction:
     """One ``omnicore:<namespace>`` import, as the glue calls it.
 
     ``args`` says what each Ruby argument becomes: ``s`` a (ptr, len) pair, ``p`` a pointer
-    alone (vectors), ``i`` an ``i32`` and ``I`` an ``i64`` (from 8 bytes). ``answer`` says
-    how the result comes back: ``void``, ``i32``/``i64`` (a status), ``buf`` (the caller's
-    buffer, ABI §3.2), ``out8`` (8 bytes written at a pointer) or ``block`` (§3.3).
+    alone (vectors), ``i`` an ``i32``, ``I`` an ``i64`` and ``F`` an ``f64`` (from 8 bytes).
+    ``answer`` says how the result comes back: ``void``, ``i32``/``i64`` (a status), ``buf``
+    (the caller's buffer, ABI §3.2), ``out8`` (8 bytes written at a pointer) or ``block``
+    (§3.3).
     """
 
     namespace: str
@@ -87,9 +89,11 @@ HOST_FUNCTIONS: tuple[HostFunction, ...] = (
     HostFunction("sql", "commit", "I", "i32"),
     HostFunction("sql", "rollback", "I", "i32"),
     HostFunction("redis", "command", "ss", "block"),
+    HostFunction("mcp", "progress", "FFs", "i32"),
+    HostFunction("mcp", "ask", "s", "block"),
 )
 
-_WASM_PARAMS = {"s": "i32 i32", "p": "i32", "i": "i32", "I": "i64"}
+_WASM_PARAMS = {"s": "i32 i32", "p": "i32", "i": "i32", "I": "i64", "F": "f64"}
 _RESULT = {"void": "", "i32": "(result i32)", "i64": "(result i64)", "buf": "(result i32)",
            "out8": "(result i32)", "block": "(result i64)"}
 _EXTRA = {"buf": " i32 i32", "out8": " i32"}
@@ -135,6 +139,8 @@ def _host_call(index: int, fn: HostFunction) -> str:
             operands.append(f"(i32.load offset=4 {value})")
         elif kind == "i":
             operands.append(f"(i32.wrap_i64 (call $omni_number {value}))")
+        elif kind == "F":
+            operands.append(f"(f64.reinterpret_i64 (call $omni_number {value}))")
         else:
             operands.append(f"(call $omni_number {value})")
     call = f"(call {_import_name(fn)} {' '.join(operands)}"

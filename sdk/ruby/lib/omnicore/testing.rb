@@ -20,7 +20,8 @@ module Omnicore
   # (+redis+: full key -> String, Hash, Array or Set; +redis_ttl+: seconds set, the clock does
   # not move). Memories (+memories+) are recalled by the words they share with the query,
   # vectors (+vectors+) searched exhaustively by cosine. The secrets given are the exposed
-  # ones (nil: exposed but unset); any other name is DENIED.
+  # ones (nil: exposed but unset); any other name is DENIED. No MCP client waits: progress
+  # (kept in +progress+) reaches nobody, a question is UNAVAILABLE.
   class TestHost
     # A handler's error result (what the host would report as GuestError).
     class HandlerError < Error; end
@@ -31,7 +32,7 @@ module Omnicore
     Task = Struct.new(:handler, :payload, :delay_ms, :cancelled)
 
     attr_reader :kv, :config, :logs, :tasks, :events, :memories, :vectors, :sql_calls,
-                :redis, :redis_ttl, :redis_prefix
+                :redis, :redis_ttl, :redis_prefix, :progress
 
     def initialize(config: {}, kv: {}, secrets: {}, http: {}, sql: nil,
                    redis_prefix: "omnicore:plugin:")
@@ -50,6 +51,7 @@ module Omnicore
       @redis = {}
       @redis_ttl = {}
       @redis_prefix = redis_prefix
+      @progress = []
     end
 
     # Call handler +name+ with +input+ (a String, or an object sent as JSON) as the host
@@ -271,6 +273,13 @@ module Omnicore
     rescue StandardError => e
       failed(e.message.match?(/\A[A-Z_]+:/) ? e.message : "UNAVAILABLE: #{e.message}")
     end
+
+    def host_mcp_progress(done, total, message)
+      @progress << [done.unpack1("E"), total.unpack1("E"), text(message)]
+      [-1, "".b] # no MCP client in a unit test: nobody listens
+    end
+
+    def host_mcp_ask(_request) = failed("UNAVAILABLE: no MCP client waits on this call (a unit test)")
 
     def host_redis_command(_connector, request)
       req = JSON.parse(request)

@@ -44,4 +44,10 @@ class CapabilitiesTest < Omnicore::Test
     assert_match(/INVALID: WRONGTYPE/, replies[10])
     assert_equal %w[z], host.redis["omnicore:plugin:l"]
   end
+
+  def test_no_mcp_client_listens
+    host = Omnicore::TestHost.new
+    assert_equal "false mcp.ask: UNAVAILABLE: no MCP client waits on this call (a unit test)", host.call(:tool)
+    assert_equal [[1.0, 2.0, "half way"]], host.progress
+  end
 end
