@@ -1,6 +1,7 @@
 //! The test host: under `zig test` (compiled for this machine, not wasm) the SDK's capability
 //! calls land here instead of in omnicore, answered in memory with the host's statuses
-//! (specs/abi.md §4): the log, config, kv, secrets, events and tasks (recorded, never run);
+//! (specs/abi.md §4): the log, config, kv, secrets (`setSecret`, `exposeSecret`; any other
+//! name is DENIED), events and tasks (recorded, never run);
 //! HTTP answers the URLs given with `setHttp` (any other is DENIED); SQL answers from the
 //! function given with `setSql` (no database runs; every statement kept in `sql_calls`,
 //! BEGIN/COMMIT/ROLLBACK too); Redis is in memory with the host's commands and key prefix
@@ -65,7 +66,8 @@ pub const Host = struct {
     a: std.mem.Allocator = std.heap.page_allocator,
     config: Map = .empty,
     kv: Map = .empty,
-    secrets: Map = .empty,
+    /// The secrets exposed to the plugin (null: exposed but not set); other names are DENIED.
+    secrets: std.StringHashMapUnmanaged(?[]const u8) = .empty,
     lines: std.ArrayList(Line) = .empty,
     published: std.ArrayList(Event) = .empty,
     tasks: std.ArrayList(Task) = .empty,
@@ -124,6 +126,10 @@ pub const Host = struct {
     }
     pub fn setSecret(self: *Host, name: []const u8, value: []const u8) !void {
         try self.secrets.put(self.a, try self.a.dupe(u8, name), try self.a.dupe(u8, value));
+    }
+    /// Exposes secret `name` without a value (the plugin reads null).
+    pub fn exposeSecret(self: *Host, name: []const u8) !void {
+        try self.secrets.put(self.a, try self.a.dupe(u8, name), null);
     }
     /// HTTP to `url` (or "connector:path" through a connector) answers `status` and `body`.
     pub fn setHttp(self: *Host, url: []const u8, status: u16, body: []const u8) !void {
@@ -229,7 +235,8 @@ pub const raw = struct {
         return 0;
     }
     pub fn secrets_get(name: P, len: usize, out: M, cap: usize) i32 {
-        return copyOut(host().secrets.get(name[0..len]), out, cap);
+        const exposed = host().secrets.get(name[0..len]) orelse return -2; // not exposed: DENIED
+        return copyOut(exposed, out, cap);
     }
     pub fn tasks_enqueue(handler: P, len: usize, payload: P, payload_len: usize, delay_ms: i64) i64 {
         const h = host();

@@ -68,14 +68,15 @@ test "tour: every capability in the test host" {
     defer host.deinit();
     try host.setConfig("db.port", "5432");
     try host.setSecret("token", "s3cr3t");
+    try host.exposeSecret("unset");
     try host.setHttp("https://up.example/items", 201, "echo: payload");
     const out = try host.call(tour, "https://up.example");
     for ([_][]const u8{
-        "kv.set=ok(void)",         "kv.get=v1",              "kv.missing=null",         "kv.incr=ok(5)",
-        "kv.list=k1",              "kv.delete=ok(true)",     "config.db=5432",          "secret=s3cr3t",
-        "secret.hidden=ok(null)",  "events=ok(void)",        "tasks.cancel=ok(true)",   "http=201 echo: payload",
-        "http.denied=Denied",      "memory.forget=ok(true)", "vectors.upsert=ok(void)", "vectors.missing=NotFound",
-        "vectors.delete=ok(true)",
+        "kv.set=ok(void)",          "kv.get=v1",               "kv.missing=null",        "kv.incr=ok(5)",
+        "kv.list=k1",               "kv.delete=ok(true)",      "config.db=5432",         "secret=s3cr3t",
+        "secret.hidden=Denied",     "secret.unset=ok(null)",   "events=ok(void)",        "tasks.cancel=ok(true)",
+        "http=201 echo: payload",   "http.denied=Denied",      "memory.forget=ok(true)", "vectors.upsert=ok(void)",
+        "vectors.missing=NotFound", "vectors.delete=ok(true)",
     }) |line| {
         if (std.mem.indexOf(u8, out, line) == null) {
             std.debug.print("missing {s} in\n{s}\n", .{ line, out });
