@@ -26,7 +26,7 @@
 // failed assertions abort: the SDK's `abort` logs the message at error level, then traps.
 //
 // Capabilities: `log`, `config`, `kv`, `events`, `secrets`, `tasks`, `http`, `memory`,
-// `vectors`, `sql`, `redis`; a plugin imports one only if it calls it. Failures are negative
+// `vectors`, `sql`, `redis`, `mcp`; a plugin imports one only if it calls it. Failures are negative
 // `Status` codes (ABI §3.1); `lastStatus` says why a function answered null.
 
 // ---- host imports (ABI §4) ---------------------------------------------------------------
@@ -57,6 +57,8 @@
 @external("omnicore:sql", "commit") declare function sql_commit(tx: i64): i32;
 @external("omnicore:sql", "rollback") declare function sql_rollback(tx: i64): i32;
 @external("omnicore:redis", "command") declare function redis_command(c: usize, cl: usize, r: usize, rl: usize): i64;
+@external("omnicore:mcp", "progress") declare function mcp_progress(done: f64, total: f64, m: usize, ml: usize): i32;
+@external("omnicore:mcp", "ask") declare function mcp_ask(r: usize, rl: usize): i64;
 
 // UTF-8 bytes of a string, for passing (ptr, len) to the host.
 class Utf8 {
@@ -194,21 +196,14 @@ export function ok(text: string): u64 {
   return packText(text, false);
 }
 
-/** Succeed with `value`'s JSON text as the output, encoded straight into the output block. */
+/** Succeed with `value`'s JSON text as the output, written as UTF-8 straight into the output
+ *  block (no intermediate strings: the tree is walked twice, for a size bound, then to write). */
 export function okJson(value: Json): u64 {
-  const parts: string[] = [];
-  value.pieces(parts);
-  let total: usize = 0;
-  for (let i = 0; i < parts.length; i++) total += <usize>String.UTF8.byteLength(parts[i]);
-  const base = ensureOutput(total);
-  let at = base;
-  for (let i = 0; i < parts.length; i++) {
-    const piece = parts[i];
-    at += String.UTF8.encodeUnsafe(changetype<usize>(piece), piece.length, at);
-  }
+  const base = ensureOutput(utf8Bound(value));
+  const end = writeUtf8(value, base);
   lastOutput = null;
   endOfCall();
-  return pack(base, at - base, false);
+  return pack(base, end - base, false);
 }
 
 /** Succeed with `data` as the output. */
@@ -441,6 +436,29 @@ export namespace redis {
   }
 }
 
+// ---- omnicore:mcp (the MCP client of a tool call, specs/abi.md §4.13) ----------------------
+
+export namespace mcp {
+  /** Reports `done` of `total` (`total <= 0`: unknown) with a message ("": none) to the
+   *  client, if it asked for progress: true when sent, false when nobody listens (outside
+   *  MCP, or no progress token; `lastStatus` NOT_FOUND). */
+  export function progress(done: f64, total: f64, message: string = ""): bool {
+    const m = Utf8.of(message);
+    const code = mcp_progress(done, total, m.ptr, m.len);
+    lastStatus = code < 0 ? code : 0;
+    return code == 0;
+  }
+  /** Sends `{"method", "params", "key"?}` (MCP's `elicitation/create`,
+   *  `sampling/createMessage` or `roots/list`) to the client and waits for its result, at most
+   *  until the call's deadline: the result's JSON, or null with `lastStatus` (DENIED: the grant
+   *  does not allow that question; UNAVAILABLE: no MCP client waits on this call, it lacks the
+   *  capability, or it did not answer in time) and the host's message in `lastError`. */
+  export function ask(requestJson: string): string | null {
+    const r = Utf8.of(requestJson);
+    return takeBlock(mcp_ask(r.ptr, r.len));
+  }
+}
+
 // ---- omnicore:memory, omnicore:vectors ---------------------------------------------------
 
 // Named apart from the builtin `memory` (memory.copy ...), exported as `memory` below.
@@ -487,5 +505,5 @@ export namespace vectors {
 
 export { tieredMemory as memory };
 
-import { Json } from "./json";
+import { Json, utf8Bound, writeUtf8 } from "./json";
 export { Json, JsonKind, quote } from "./json";

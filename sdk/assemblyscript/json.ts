@@ -10,6 +10,8 @@ const NO_ITEMS: Json[] = [];
 const NO_KEYS: string[] = [];
 // Where parseInt64 leaves its integer.
 let parsedInt: i64 = 0;
+// The parser Json.parse reuses.
+let parser: Parser | null = null;
 
 export class Json {
   kind: JsonKind = JsonKind.Null;
@@ -27,12 +29,17 @@ export class Json {
 
   static parse(text: string): Json | null {
     Json.error = "";
-    const p = new Parser(text);
-    const value = p.value(0);
+    // One parser for every parse (made at the first, not at start-up: top-level statements
+    // may parse before this file's globals are set): a call allocates only the tree.
+    let p = parser;
+    if (p == null) parser = p = new Parser(text);
+    else { p.text = text; p.i = 0; }
+    let value = p.value(0);
     if (value != null) {
       p.space();
-      if (p.i < text.length) { p.fail("unexpected text after the value"); return null; }
+      if (p.i < text.length) { p.fail("unexpected text after the value"); value = null; }
     }
+    p.text = "";  // the input is the caller's to keep or drop
     return value;
   }
 
@@ -113,6 +120,110 @@ export class Json {
       }
     }
   }
+}
+
+// ---- straight to UTF-8 (okJson): no pieces, no intermediate strings -------------------------
+
+/** At least the bytes `writeUtf8` writes for `value` (a UTF-16 unit is at most 6 bytes, as
+ *  `\u00XX`; a pair at most 4). */
+export function utf8Bound(value: Json): usize {
+  switch (value.kind) {
+    case JsonKind.Null: case JsonKind.Bool: return 5;
+    case JsonKind.Number: return <usize>value.raw.length;
+    case JsonKind.String: return 2 + 6 * <usize>value.str.length;
+    default: {
+      let n: usize = 2 + <usize>value.items.length * 2;
+      for (let i = 0; i < value.items.length; i++) {
+        n += utf8Bound(unchecked(value.items[i]));
+        if (value.kind == JsonKind.Object) n += 2 + 6 * <usize>unchecked(value.keys[i]).length;
+      }
+      return n;
+    }
+  }
+}
+
+/** Writes `value`'s JSON text as UTF-8 at `at` (room for `utf8Bound` bytes); the end. The
+ *  bytes are those of `toString()` encoded as `String.UTF8.encode` does (WTF-8: a lone
+ *  surrogate as its 3 bytes). */
+export function writeUtf8(value: Json, at: usize): usize {
+  switch (value.kind) {
+    case JsonKind.Null: return writeAscii("null", at);
+    case JsonKind.Bool: return writeAscii(value.bool ? "true" : "false", at);
+    case JsonKind.Number: return writeAscii(value.raw, at);
+    case JsonKind.String: return writeQuoted(value.str, at);
+    case JsonKind.Array: {
+      store<u8>(at++, 0x5b);
+      for (let i = 0; i < value.items.length; i++) {
+        if (i > 0) store<u8>(at++, 0x2c);
+        at = writeUtf8(unchecked(value.items[i]), at);
+      }
+      store<u8>(at++, 0x5d);
+      return at;
+    }
+    default: {
+      store<u8>(at++, 0x7b);
+      for (let i = 0; i < value.keys.length; i++) {
+        if (i > 0) store<u8>(at++, 0x2c);
+        at = writeQuoted(unchecked(value.keys[i]), at);
+        store<u8>(at++, 0x3a);
+        at = writeUtf8(unchecked(value.items[i]), at);
+      }
+      store<u8>(at++, 0x7d);
+      return at;
+    }
+  }
+}
+
+// Text that is ASCII by construction (numbers, literals).
+function writeAscii(s: string, at: usize): usize {
+  const p = changetype<usize>(s);
+  for (let i = 0, n = s.length; i < n; i++) store<u8>(at + <usize>i, load<u16>(p + (<usize>i << 1)));
+  return at + <usize>s.length;
+}
+
+@inline function hexDigit(d: u32): u32 { return d < 10 ? 0x30 + d : 0x57 + d; }
+
+// `s` as a JSON string literal in UTF-8, escaping as pushQuoted does.
+function writeQuoted(s: string, at: usize): usize {
+  store<u8>(at++, 0x22);
+  const p = changetype<usize>(s);
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = <u32>load<u16>(p + (<usize>i << 1));
+    if (c < 0x80) {
+      if (c >= 0x20 && c != 0x22 && c != 0x5c) { store<u8>(at++, c); continue; }
+      store<u8>(at++, 0x5c);
+      if (c == 0x22 || c == 0x5c) store<u8>(at++, c);
+      else if (c == 0x0a) store<u8>(at++, 0x6e);
+      else if (c == 0x0d) store<u8>(at++, 0x72);
+      else if (c == 0x09) store<u8>(at++, 0x74);
+      else {
+        store<u8>(at, 0x75); store<u8>(at + 1, 0x30); store<u8>(at + 2, 0x30);
+        store<u8>(at + 3, hexDigit(c >> 4)); store<u8>(at + 4, hexDigit(c & 15));
+        at += 5;
+      }
+    } else if (c < 0x800) {
+      store<u8>(at, 0xc0 | (c >> 6)); store<u8>(at + 1, 0x80 | (c & 0x3f));
+      at += 2;
+    } else {
+      if (c >= 0xd800 && c < 0xdc00 && i + 1 < n) {
+        const d = <u32>load<u16>(p + (<usize>(i + 1) << 1));
+        if (d >= 0xdc00 && d < 0xe000) {
+          const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+          store<u8>(at, 0xf0 | (cp >> 18)); store<u8>(at + 1, 0x80 | ((cp >> 12) & 0x3f));
+          store<u8>(at + 2, 0x80 | ((cp >> 6) & 0x3f)); store<u8>(at + 3, 0x80 | (cp & 0x3f));
+          at += 4;
+          i++;
+          continue;
+        }
+      }
+      store<u8>(at, 0xe0 | (c >> 12)); store<u8>(at + 1, 0x80 | ((c >> 6) & 0x3f));
+      store<u8>(at + 2, 0x80 | (c & 0x3f));
+      at += 3;
+    }
+  }
+  store<u8>(at++, 0x22);
+  return at;
 }
 
 /** `s` as a JSON string literal. */
@@ -255,14 +366,21 @@ class Parser {
 
   string(): string | null {
     this.i++; // the opening quote
-    // Most strings have no escape: one substring, no parts.
+    // Most strings have no escape: one substring, no parts. The scan runs on locals and raw
+    // loads (the bulk of a parse is here: a field access and a checked charCodeAt per unit
+    // cost as much again).
     const begin = this.i;
-    while (this.i < this.text.length) {
-      const c = this.text.charCodeAt(this.i);
-      if (c == 0x22) { this.i++; return this.text.substring(begin, this.i - 1); }
+    const text = this.text;
+    const base = changetype<usize>(text);
+    const n = text.length;
+    let i = begin;
+    while (i < n) {
+      const c = load<u16>(base + (<usize>i << 1));
+      if (c == 0x22) { this.i = i + 1; return text.substring(begin, i); }
       if (c == 0x5c || c < 0x20) break;
-      this.i++;
+      i++;
     }
+    this.i = i;
     const parts: string[] = [];
     let run = begin;
     while (this.i < this.text.length) {
@@ -326,7 +444,13 @@ class Parser {
 
   object(depth: i32): Json | null {
     this.i++;
-    const obj = Json.object();
+    const obj = new Json();
+    obj.kind = JsonKind.Object;
+    // Room for a few members up front: no buffer grows for a small object.
+    obj.keys = new Array<string>(4);
+    obj.keys.length = 0;
+    obj.items = new Array<Json>(4);
+    obj.items.length = 0;
     this.space();
     if (this.i < this.text.length && this.text.charCodeAt(this.i) == 0x7d) { this.i++; return obj; }
     while (true) {

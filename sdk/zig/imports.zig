@@ -32,3 +32,5 @@ pub const vectors_upsert = @extern(*const fn (P, usize, P, usize, [*]const f32, 
 pub const vectors_search = @extern(*const fn (P, usize, [*]const f32, i32, i32) callconv(.c) i64, .{ .name = "search", .library_name = "omnicore:vectors" });
 pub const vectors_query = @extern(*const fn (P, usize, [*]const f32, i32, i32, P, usize) callconv(.c) i64, .{ .name = "query", .library_name = "omnicore:vectors" });
 pub const vectors_delete = @extern(*const fn (P, usize, P, usize) callconv(.c) i32, .{ .name = "delete", .library_name = "omnicore:vectors" });
+pub const mcp_progress = @extern(*const fn (f64, f64, P, usize) callconv(.c) i32, .{ .name = "progress", .library_name = "omnicore:mcp" });
+pub const mcp_ask = @extern(*const fn (P, usize) callconv(.c) i64, .{ .name = "ask", .library_name = "omnicore:mcp" });

@@ -30,13 +30,13 @@
 //! gives the message, any other error says its name ("greet failed: OutOfMemory").
 //!
 //! Host capabilities: `log`, `config`, `kv`, `events`, `secrets`, `tasks`, `http`, `memory`,
-//! `vectors`, `sql` and `redis`, one namespace each. A plugin imports a capability only if it
+//! `vectors`, `sql`, `redis` and `mcp`, one namespace each. A plugin imports a capability only if it
 //! calls into it; the operator grants every one but `log`. Failures are the error set
 //! `HostError` (`error.NotFound`, `error.Denied`, ...), one per ABI status (§3.1).
 //!
 //! `zig test` on the plugin (what `omnicore test` runs) compiles it for this machine, where
-//! the capabilities are served by `omni.testing.Host`: config, kv, events, secrets and the log
-//! in memory, so a handler's unit test needs no omnicore.
+//! every capability is served in memory by `omni.testing.Host` (HTTP and SQL from the answers
+//! the test gives it), so a handler's unit test needs no omnicore.
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -310,13 +310,23 @@ fn readInto(a: std.mem.Allocator, comptime f: anytype, arg: []const u8) HostErro
 
 /// A §3.3 block the host allocated with `omni_alloc`: copied into `a` and freed.
 fn takeBlock(a: std.mem.Allocator, packed_result: i64) HostError![]u8 {
-    if (!is_wasm) return statusError(packed_result); // the test host answers statuses only
+    if (!is_wasm) {
+        // The test host answers a status, or 0 with the block kept for this read.
+        if (packed_result < 0) return statusError(packed_result);
+        const block, const failed = testing.takeBlock();
+        return blockAnswer(a, block, failed);
+    }
     const p: u64 = @bitCast(packed_result);
     const len: usize = @intCast(p & 0x7FFF_FFFF);
     const ptr: ?[*]u8 = @ptrFromInt(@as(usize, @intCast(p >> 32)));
     const block = if (ptr) |b| b[0..len] else &[_]u8{};
     defer omniFree(ptr, len);
-    if (p & 0x8000_0000 != 0) {
+    return blockAnswer(a, block, p & 0x8000_0000 != 0);
+}
+
+/// A block's data copied into `a`, or the error its message names (E = 1).
+fn blockAnswer(a: std.mem.Allocator, block: []const u8, failed: bool) HostError![]u8 {
+    if (failed) {
         inline for (.{ .{ "NOT_FOUND:", error.NotFound }, .{ "DENIED:", error.Denied }, .{ "INVALID:", error.Invalid }, .{ "QUOTA:", error.Quota }, .{ "TOO_LARGE:", error.TooLarge } }) |pair| {
             if (std.mem.startsWith(u8, block, pair[0])) return pair[1];
         }
@@ -545,5 +555,28 @@ pub const vectors = struct {
         const status = raw.vectors_delete(collection.ptr, collection.len, id.ptr, id.len);
         if (status < 0) return statusError(status);
         return status == 1;
+    }
+};
+
+// ---- omnicore:mcp (the MCP client of a tool call, specs/abi.md §4.13) --------------------------
+
+pub const mcp = struct {
+    /// Reports `done` of `total` (`total <= 0`: unknown) with a message (empty: none) to the
+    /// client, if it asked for progress: true when sent, false when nobody listens (outside
+    /// MCP, or no progress token).
+    pub fn progress(done: f64, total: f64, message: []const u8) HostError!bool {
+        const status = raw.mcp_progress(done, total, message.ptr, message.len);
+        if (status == -1) return false;
+        if (status < 0) return statusError(status);
+        return true;
+    }
+    /// Sends `{"method", "params", "key"?}` (MCP's `elicitation/create`,
+    /// `sampling/createMessage` or `roots/list`) to the client and waits for its result, at
+    /// most until the call's deadline: the result's JSON. `error.Denied`: the grant does not
+    /// allow that question; `error.Unavailable`: no MCP client waits on this call, it lacks the
+    /// capability, or it did not answer in time (on MCP 2026-07-28: the question goes out with
+    /// the call's answer and the handler runs again with it, so ask every question first).
+    pub fn ask(a: std.mem.Allocator, request_json: []const u8) HostError![]u8 {
+        return takeBlock(a, raw.mcp_ask(request_json.ptr, request_json.len));
     }
 };

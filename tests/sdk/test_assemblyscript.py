@@ -122,6 +122,29 @@ def test_unit_tests_run_each_test_on_node_and_report_failures(tmp_path: Path) ->
     assert 'expected {"message":"Hello, Ada!"}, got {"message":"Hi, Ada!"}' in failed.stdout
 
 
+def test_the_test_host_answers_every_capability() -> None:
+    # probe_as/plugin.test.ts: the probe's tour and a SQL/Redis handler against the test host.
+    done = _unit_tests(Path(__file__).parent / "probe_as")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# 2 passed, 0 failed" in done.stdout
+
+
+def test_mcp_outside_an_mcp_call_reaches_nobody(engine: SandboxEngine, tmp_path: Path,
+                                                out_dir: Path) -> None:
+    (tmp_path / "asconfig.json").write_text('{"entries": ["plugin.ts"]}')
+    (tmp_path / "plugin.ts").write_text(
+        'import { lastError, lastStatus, mcp, ok } from "omnicore";\n'
+        "export function tool(ptr: usize, len: usize): u64 {\n"
+        '  const sent = mcp.progress(1, 2, "half way");\n'
+        "  const asked = mcp.ask('{\"method\":\"roots/list\",\"params\":{}}');\n"
+        '  return ok(sent.toString() + " " + (asked == null ? lastStatus.toString() : asked));\n'
+        "}\n")
+    wasm = build(tmp_path, out_dir, name="mcp-as")
+    assert "omnicore:mcp" in PluginModule.load(engine, wasm).imports_by_capability()
+    with runtime(engine, wasm, grants={"mcp": {"ask": ["roots"]}}) as rt:
+        assert rt.call("tool", b"") == b"false -5"
+
+
 def test_compile_errors_are_build_errors_with_asc_output(tmp_path: Path, out_dir: Path) -> None:
     src = tmp_path / "broken"
     scaffold(src, "broken", "as")

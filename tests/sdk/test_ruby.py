@@ -1,7 +1,8 @@
 """Ruby plugins (sdk/ruby, toolchains/ruby/): the real interpreter from npm, a project
 scaffolded, tested in that interpreter, built and called by a real host; the SDK's host
-functions (log, config, kv) under grants; the build's refusals (no handler, a Ruby error, a
-gem with a C extension) in Ruby's own words.
+functions (log, config, kv) and the fs grant's directories under grants; the test host's
+stand-ins for every capability; the build's refusals (no handler, a Ruby error, a gem with a
+C extension) in Ruby's own words.
 
 The runtime is built once by the set-up (build/ruby/); a test run compiles each distinct
 plugin module once more in the host (the interpreter is 12 MB of code), so the tests share
@@ -41,6 +42,23 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 '  Omnicore::KV.set("last", input)\n'
                 '  "#{Omnicore::KV.incr("visits")} #{Omnicore::KV.get("last")} '
                 '#{Omnicore::KV.list.inspect} #{Omnicore::KV.get("missing").inspect}"\n'
+                'end\n'
+                # fs: Ruby's own File and Dir on the grant's directories; a stdlib file
+                # required at call time still comes from the interpreter's image.
+                'Omnicore.json_handler :files do |req|\n'
+                '  require "shellwords"\n'
+                '  File.write(req["write"], req["text"]) if req["write"]\n'
+                '  { "read" => File.read(req["read"]), "listed" => Dir.children("/out").sort,\n'
+                '    "words" => Shellwords.split("a \'b c\'") }\n'
+                'rescue SystemCallError => e\n'
+                '  { "error" => e.class.name }\n'
+                'end\n'
+                # mcp outside an MCP call: nobody listens
+                'Omnicore.handler :tool do\n'
+                '  sent = Omnicore::MCP.progress(1, 2, "half way")\n'
+                '  Omnicore::MCP.ask("roots/list")\n'
+                'rescue Omnicore::Unavailable\n'
+                '  "#{sent} unavailable"\n'
                 'end\n')
     return dest
 
@@ -54,10 +72,18 @@ def test_a_scaffolded_project_tests_builds_and_answers_a_real_host(
     assert "2 passed, 0 failed" in done.stdout
 
     wasm = build(project, tmp_path / "plugins")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("granted")
+    (tmp_path / "secret.txt").write_text("not granted")
     app = OmniApp("rb", overrides={
         "data_dir": str(tmp_path / "data"), "plugins_dir": str(tmp_path / "plugins"),
         "sandbox": {"cache_dir": str(cache), "watch": False},
-        "plugins": {"hello": {"grants": ["config", "kv"], "config": {"greeting": "Hej"}}}},
+        "plugins": {"hello": {"grants": {"config": {}, "kv": {}, "mcp": {"ask": ["roots"]},
+                                         "fs": {"dirs": [
+            {"path": str(tmp_path / "in"), "guest": "/in"},
+            {"path": str(tmp_path / "out"), "guest": "/out", "write": True}]}},
+            "config": {"greeting": "Hej"}}}},
         environ={}, entry_points=False)
     app.start()
     try:
@@ -72,6 +98,19 @@ def test_a_scaffolded_project_tests_builds_and_answers_a_real_host(
             app.plugins.call("hello", "greet", b"{")
         logs = [line.message for line in app.plugins.logs("hello").lines()]
         assert "saying Hej to Ada" in logs
+        files = {"read": "/in/a.txt", "write": "/out/b.txt", "text": "written"}
+        assert app.plugins.call_json("hello", "files", files) == {
+            "read": "granted", "listed": ["b.txt"], "words": ["a", "b c"]}
+        assert (tmp_path / "out" / "b.txt").read_text() == "written"
+        # Outside the grant, a read-only directory, and the build's own folder are refused.
+        for refused, error in [({"read": "/in/../secret.txt"}, "Errno::ENOTCAPABLE"),
+                               ({"read": "/etc/passwd"}, "Errno::ENOENT"),
+                               ({"read": "/omnicore/plugin/plugin.rb"}, "Errno::ENOENT"),
+                               ({"read": "/in/a.txt", "write": "/in/c.txt", "text": "x"},
+                                "Errno::EROFS")]:
+            assert app.plugins.call_json("hello", "files", refused) == {"error": error}
+        assert not (tmp_path / "in" / "c.txt").exists()
+        assert app.plugins.call("hello", "tool", b"") == b"false unavailable"
     finally:
         app.stop()
 
@@ -87,6 +126,16 @@ def test_a_failing_test_fails_omnicore_test_with_its_line(project: Path, tmp_pat
     assert done.returncode == 1
     assert "1 passed, 1 failed" in done.stdout
     assert "test/plugin_test.rb:5" in done.stdout
+
+
+def test_the_test_host_stands_in_for_every_capability() -> None:
+    # tests/sdk/ruby_testhost: handlers using tasks, events, http, secrets, memory, vectors,
+    # sql and redis, and the unit tests that call them against Omnicore::TestHost.
+    tests = unit_tests(Path(__file__).parent / "ruby_testhost")
+    done = subprocess.run(tests.argv, cwd=tests.cwd, env=tests.env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "6 passed, 0 failed" in done.stdout
 
 
 def test_the_build_refuses_with_rubys_own_message(tmp_path: Path) -> None:

@@ -96,6 +96,31 @@ def test_scaffold_builds_runs_and_its_unit_tests_pass(engine: SandboxEngine,
     assert "All 1 tests passed" in done.stderr
 
 
+def test_the_test_host_answers_every_capability() -> None:
+    # probe_zig's own tests: the tour and a SQL/Redis handler against omni.testing.Host.
+    run = unit_tests(Path(__file__).parent / "probe_zig")
+    done = subprocess.run(run.argv, env=run.env, cwd=run.cwd, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "All 2 tests passed" in done.stderr
+
+
+def test_mcp_outside_an_mcp_call_reaches_nobody(engine: SandboxEngine, tmp_path: Path,
+                                                out_dir: Path) -> None:
+    (tmp_path / "plugin.zig").write_text(
+        'const omni = @import("omnicore");\n'
+        'comptime {\n    omni.handler("tool", tool, .{});\n}\n'
+        "fn tool(call: *omni.Call, _: []const u8) ![]const u8 {\n"
+        '    const sent = try omni.mcp.progress(1, 2, "half way");\n'
+        '    const asked = omni.mcp.ask(call.arena,\n'
+        '        "{\\"method\\":\\"roots/list\\",\\"params\\":{}}");\n'
+        '    return call.print("{any} {any}", .{ sent, asked });\n}\n')
+    wasm = build(tmp_path, out_dir, name="mcp-zig")
+    assert "omnicore:mcp" in PluginModule.load(engine, wasm).imports_by_capability()
+    with runtime(engine, wasm, grants={"mcp": {"ask": ["roots"]}}) as rt:
+        assert rt.call("tool", b"") == b"false error.Unavailable"
+
+
 def test_compile_errors_are_build_errors_with_zig_output(tmp_path: Path, out_dir: Path) -> None:
     src = tmp_path / "broken"
     scaffold(src, "broken", "zig")

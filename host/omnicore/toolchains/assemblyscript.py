@@ -139,7 +139,9 @@ def unit_tests(src: Path) -> UnitTests:
     tests = work / "tests.wasm"
     tests.write_bytes(wasm)
     node = shutil.which("node") or "node"
-    return UnitTests([node, str(sdk_dir() / "testing" / "run.mjs"), str(tests)],
+    # The test host is the JS SDK's (sdk/js/testing), run.mjs carrying the wasm ABI to it.
+    return UnitTests([node, str(sdk_dir() / "testing" / "run.mjs"), str(tests),
+                      str(locations.sdk_dir("js") / "testing")],
                      dict(os.environ), src)
 
 

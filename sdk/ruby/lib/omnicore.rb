@@ -11,7 +11,7 @@
 # A handler gets the input as a binary String (or, as a json_handler, parsed JSON) and
 # returns a String (or, as a json_handler, anything JSON can write). An exception it raises
 # becomes the call's error message. Capabilities are modules: Omnicore::Log, Config, KV,
-# Memory, Vectors, Tasks, HTTP, Events, Secrets, SQL and Redis; using one in the sources is
+# Memory, Vectors, Tasks, HTTP, Events, Secrets, SQL, Redis and MCP; using one in the sources is
 # what makes the build import (and so request) it.
 require "json"
 require "omnicore/errors"
@@ -28,4 +28,5 @@ require "omnicore/events"
 require "omnicore/secrets"
 require "omnicore/sql"
 require "omnicore/redis"
+require "omnicore/mcp"
 # (omnicore/testing and omnicore/test are for a plugin's tests: `omnicore test` loads them.)

@@ -61,3 +61,69 @@ fn tour(call: *omni.Call, url: []const u8) ![]const u8 {
     try Line.add(&out, a, "vectors.delete", result(a, omni.vectors.delete("c", "a")));
     return out.items;
 }
+
+// The same tour against `omnicore test`'s test host (tests/sdk/test_zig.py runs `zig test`).
+test "tour: every capability in the test host" {
+    var host = omni.testing.Host.init();
+    defer host.deinit();
+    try host.setConfig("db.port", "5432");
+    try host.setSecret("token", "s3cr3t");
+    try host.exposeSecret("unset");
+    try host.setHttp("https://up.example/items", 201, "echo: payload");
+    const out = try host.call(tour, "https://up.example");
+    for ([_][]const u8{
+        "kv.set=ok(void)",          "kv.get=v1",               "kv.missing=null",        "kv.incr=ok(5)",
+        "kv.list=k1",               "kv.delete=ok(true)",      "config.db=5432",         "secret=s3cr3t",
+        "secret.hidden=Denied",     "secret.unset=ok(null)",   "events=ok(void)",        "tasks.cancel=ok(true)",
+        "http=201 echo: payload",   "http.denied=Denied",      "memory.forget=ok(true)", "vectors.upsert=ok(void)",
+        "vectors.missing=NotFound", "vectors.delete=ok(true)",
+    }) |line| {
+        if (std.mem.indexOf(u8, out, line) == null) {
+            std.debug.print("missing {s} in\n{s}\n", .{ line, out });
+            return error.TestUnexpectedResult;
+        }
+    }
+    try std.testing.expect(std.mem.indexOf(u8, out, "memory.recall=ok([{\"id\":1,\"tier\":2,\"text\":\"likes green tea\"") != null);
+    try std.testing.expect(std.mem.indexOf(u8, out, "vectors.search=ok([{\"id\":\"a\",\"score\":1") != null);
+    try std.testing.expectEqual(1, host.tasks.items.len);
+    try std.testing.expectEqualStrings("later", host.tasks.items[0].payload);
+    try std.testing.expect(host.tasks.items[0].cancelled);
+    try std.testing.expectEqualStrings("order.created", host.published.items[0].topic);
+}
+
+fn answerSql(a: std.mem.Allocator, call: omni.testing.SqlCall) ![]const u8 {
+    if (!call.query) return error.ReadOnly;
+    return std.fmt.allocPrint(a, "{{\"columns\":[{{\"name\":\"n\",\"type\":\"\"}}],\"rows\":[[{s}]]}}", .{call.params[1 .. call.params.len - 1]});
+}
+
+fn connectors(call: *omni.Call, _: []const u8) ![]const u8 {
+    const a = call.arena;
+    const tx = try omni.sql.begin("db");
+    const rows = try omni.sql.query(a, "db", try call.print("{{\"sql\":\"SELECT ?\",\"params\":[7],\"tx\":{d}}}", .{tx}));
+    try omni.sql.commit(tx);
+    const refused = omni.sql.execute(a, "db", "{\"sql\":\"DELETE FROM t\"}");
+    const set = try omni.redis.command(a, "cache", "{\"cmd\":\"SET\",\"args\":[\"k\",\"v\",\"EX\",60]}");
+    const incr = try omni.redis.command(a, "cache", "{\"cmd\":\"INCRBY\",\"args\":[\"n\",4]}");
+    _ = try omni.redis.command(a, "cache", "{\"cmd\":\"RPUSH\",\"args\":[\"l\",\"x\",\"y\"]}");
+    const range = try omni.redis.command(a, "cache", "{\"cmd\":\"LRANGE\",\"args\":[\"l\",0,-1]}");
+    const wrong = omni.redis.command(a, "cache", "{\"cmd\":\"HGET\",\"args\":[\"k\",\"f\"]}");
+    const denied = omni.redis.command(a, "cache", "{\"cmd\":\"FLUSHALL\",\"args\":[\"x\"]}");
+    const sent = try omni.mcp.progress(1, 2, "half way");
+    const asked = omni.mcp.ask(a, "{\"method\":\"roots/list\",\"params\":{}}");
+    return call.print("{s} {any} {s} {s} {s} {any} {any} {any} {any}", .{ rows, refused, set, incr, range, wrong, denied, sent, asked });
+}
+
+test "connectors and MCP: SQL from setSql, an in-memory Redis, no MCP client" {
+    var host = omni.testing.Host.init();
+    defer host.deinit();
+    host.setSql(answerSql);
+    try std.testing.expectEqualStrings(
+        "{\"columns\":[{\"name\":\"n\",\"type\":\"\"}],\"rows\":[[7]]} error.Unavailable \"OK\" 4 [\"x\",\"y\"] error.Invalid error.Denied false error.Unavailable",
+        try host.call(connectors, ""),
+    );
+    try std.testing.expectEqual(4, host.sql_calls.items.len); // BEGIN, SELECT, COMMIT, DELETE
+    try std.testing.expectEqualStrings("COMMIT", host.sql_calls.items[2].sql);
+    try std.testing.expectEqual(60, host.redis_ttl.get("omnicore:plugin:k").?);
+    try std.testing.expectEqualStrings("4", host.redis.get("omnicore:plugin:n").?.string);
+    try std.testing.expectEqualStrings("half way", host.progress.items[0].message);
+}

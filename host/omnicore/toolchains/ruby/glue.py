@@ -11,13 +11,20 @@ ruby.wasm imports the ``rb-js-abi-host`` functions that ``require "js"`` calls a
 - ``JS.global[:"@"]`` is the input, ``JS.global.call(:"A" + n, *args)`` calls the host
   function numbered ``n`` in :data:`HOST_FUNCTIONS`. Every argument is a Ruby String: byte
   arguments as they are, integers packed as 8 bytes little-endian. The answer is one
-  String: the status as 8 bytes little-endian (``i64``), then the data, if any.
+  String: the status as 8 bytes little-endian (``i64``), then the data, if any. (A float
+  argument is its 8 bytes, ``[x].pack("E")``.)
 
 The handlers ``omni_h0`` … are the ABI's ``(ptr, len) -> i64``: each calls the Ruby dispatcher
 (``Omnicore::Dispatcher#call(index)``) through ``rb-funcallv-protect``, which runs Ruby under
 ruby.wasm's own unwinding loop (setjmp, GC stack scans), and answers its String: a first byte
 ``0`` for output, ``1`` for an error message, then the bytes. ``omni_init`` (the pre-initializer
 run once at build time, then snapshotted) starts the interpreter and loads ``/omnicore/boot.rb``.
+
+The ``fs`` grant's directories (WASI preopens, specs/abi.md §6) are the instance's, not the
+build's: wasi-libc learned its preopens (the build's ``/omnicore`` and placeholders, fds 3 to
+``2 + MAX_DIRS``) while the interpreter started, and wasi-vfs maps those fds straight to the
+host's. The first call of an instance drops them from wasi-libc's table and registers the
+directories the host preopened there instead (:func:`libc_preopens` finds the table).
 """
 
 from __future__ import annotations
@@ -25,10 +32,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["HOST_FUNCTIONS", "MAX_HANDLERS", "HostFunction", "glue", "rewrite_head"]
+__all__ = ["HOST_FUNCTIONS", "MAX_DIRS", "MAX_HANDLERS", "HostFunction", "glue", "libc_preopens",
+           "rewrite_head"]
 
 #: Handler trampolines in every runtime; a plugin exports as many as it has handlers.
 MAX_HANDLERS = 64
+#: The fs grant's directories a Ruby plugin sees (fds 3 on): wasi-vfs gives the host's
+#: preopens the fds it found when the interpreter started at build time, so the build
+#: preopens this many.
+MAX_DIRS = 8
 
 
 @dataclass(frozen=True)
@@ -36,9 +48,10 @@ class HostFunction:
     """One ``omnicore:<namespace>`` import, as the glue calls it.
 
     ``args`` says what each Ruby argument becomes: ``s`` a (ptr, len) pair, ``p`` a pointer
-    alone (vectors), ``i`` an ``i32`` and ``I`` an ``i64`` (from 8 bytes). ``answer`` says
-    how the result comes back: ``void``, ``i32``/``i64`` (a status), ``buf`` (the caller's
-    buffer, ABI §3.2), ``out8`` (8 bytes written at a pointer) or ``block`` (§3.3).
+    alone (vectors), ``i`` an ``i32``, ``I`` an ``i64`` and ``F`` an ``f64`` (from 8 bytes).
+    ``answer`` says how the result comes back: ``void``, ``i32``/``i64`` (a status), ``buf``
+    (the caller's buffer, ABI §3.2), ``out8`` (8 bytes written at a pointer) or ``block``
+    (§3.3).
     """
 
     namespace: str
@@ -76,9 +89,11 @@ HOST_FUNCTIONS: tuple[HostFunction, ...] = (
     HostFunction("sql", "commit", "I", "i32"),
     HostFunction("sql", "rollback", "I", "i32"),
     HostFunction("redis", "command", "ss", "block"),
+    HostFunction("mcp", "progress", "FFs", "i32"),
+    HostFunction("mcp", "ask", "s", "block"),
 )
 
-_WASM_PARAMS = {"s": "i32 i32", "p": "i32", "i": "i32", "I": "i64"}
+_WASM_PARAMS = {"s": "i32 i32", "p": "i32", "i": "i32", "I": "i64", "F": "f64"}
 _RESULT = {"void": "", "i32": "(result i32)", "i64": "(result i64)", "buf": "(result i32)",
            "out8": "(result i32)", "block": "(result i64)"}
 _EXTRA = {"buf": " i32 i32", "out8": " i32"}
@@ -91,7 +106,7 @@ _BOOT = ('begin; load "/omnicore/boot.rb"; Omnicore::DISPATCHER; rescue Exceptio
          '#{Array(e.backtrace).first(8).join("\\n  ")}"); raise; end')
 _CALL = "call"
 #: The globals the glue adds (after the interpreter's own).
-_GLUE_GLOBALS = 5
+_GLUE_GLOBALS = 6
 _UNCAUGHT = "the Ruby handler raised past the SDK's dispatcher (see the plugin's log)"
 
 
@@ -124,6 +139,8 @@ def _host_call(index: int, fn: HostFunction) -> str:
             operands.append(f"(i32.load offset=4 {value})")
         elif kind == "i":
             operands.append(f"(i32.wrap_i64 (call $omni_number {value}))")
+        elif kind == "F":
+            operands.append(f"(f64.reinterpret_i64 (call $omni_number {value}))")
         else:
             operands.append(f"(call $omni_number {value})")
     call = f"(call {_import_name(fn)} {' '.join(operands)}"
@@ -183,7 +200,66 @@ def _wat_bytes(data: bytes) -> str:
                    for b in data)
 
 
-def _glue(namespaces: set[str], globals_before: int) -> str:
+def libc_preopens(text: bytes) -> tuple[int, int]:
+    """The addresses of wasi-libc's preopen count and table pointer in the interpreter's
+    WAT: the first two statics ``internal_register_preopened_fd_unlocked`` loads are the
+    count and the capacity, the third (stored when the table grows) the table."""
+    start = text.index(b"\n  (func $internal_register_preopened_fd_unlocked ")
+    body = text[start:text.index(b"\n  (func ", start + 1)].decode()
+    found: list[int] = []
+    for at in re.findall(r"i32\.const (\d{5,})\n\s*i32\.(?:load|store)\b", body):
+        if int(at) not in found:
+            found.append(int(at))
+    if len(found) != 3:
+        raise ValueError(f"wasi-libc's preopen table not found in the interpreter ({found})")
+    return found[0], found[2]
+
+
+def _fs_refresh(preopens: tuple[int, int]) -> str:
+    """``$omni_fs_refresh``: wasi-libc's table rid of the build's preopens (fds 3 to
+    ``2 + MAX_DIRS``), and given the instance's."""
+    count, table = preopens
+    return f"""
+  (func $omni_fs_refresh (local $i i32) (local $j i32) (local $n i32) (local $table i32)
+      (local $at i32) (local $fd i32) (local $stat i32) (local $name i32) (local $len i32)
+    (local.set $n (i32.load (i32.const {count})))
+    (local.set $table (i32.load (i32.const {table})))
+    (block $kept (loop $each
+      (br_if $kept (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $at (i32.add (local.get $table) (i32.shl (local.get $i) (i32.const 3))))
+      (if (i32.lt_u (i32.sub (i32.load offset=4 (local.get $at)) (i32.const 3))
+                    (i32.const {MAX_DIRS}))
+        (then (call $free (i32.load (local.get $at))))
+        (else
+          (i64.store (i32.add (local.get $table) (i32.shl (local.get $j) (i32.const 3)))
+                     (i64.load (local.get $at)))
+          (local.set $j (i32.add (local.get $j) (i32.const 1)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $each)))
+    (i32.store (i32.const {count}) (local.get $j))
+    (local.set $stat (call $omni_malloc (i32.const 8)))
+    (local.set $fd (i32.const 3))
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $fd) (i32.const {3 + MAX_DIRS})))
+      (if (i32.eqz (call $__wasi_fd_prestat_get (local.get $fd) (local.get $stat)))
+        (then (if (i32.eqz (i32.load8_u (local.get $stat)))
+          (then
+            (local.set $len (i32.load offset=4 (local.get $stat)))
+            (local.set $name (call $omni_malloc (i32.add (local.get $len) (i32.const 1))))
+            (if (i32.eqz (call $__wasi_fd_prestat_dir_name (local.get $fd) (local.get $name)
+                                                          (local.get $len)))
+              (then
+                (i32.store8 (i32.add (local.get $name) (local.get $len)) (i32.const 0))
+                (drop (call $__wasilibc_register_preopened_fd (local.get $fd)
+                                                              (local.get $name)))))
+            (call $free (local.get $name))))))
+      (local.set $fd (i32.add (local.get $fd) (i32.const 1)))
+      (br $next)))
+    (call $free (local.get $stat)))
+"""
+
+
+def _glue(namespaces: set[str], globals_before: int, preopens: tuple[int, int]) -> str:
     blob, where = _consts()
     # Every global exported, so the snapshot can read it (they go again in the plugin).
     global_exports = "\n".join(f'  (export "omni_g{i}" (global {i}))'
@@ -215,7 +291,9 @@ def _glue(namespaces: set[str], globals_before: int) -> str:
   (global $omni_recv (mut i32) (i32.const 0))
   (global $omni_mid (mut i32) (i32.const 0))
   (global $omni_out (mut i32) (i32.const 0))
-
+  ;; 0 in the snapshot: the instance's first call refreshes wasi-libc's preopens.
+  (global $omni_fs_ready (mut i32) (i32.const 0))
+{_fs_refresh(preopens)}
   (func $omni_malloc (param $n i32) (result i32) (local $p i32)
     (local.set $p (call $malloc (local.get $n)))
     (if (i32.eqz (local.get $p)) (then unreachable))
@@ -332,6 +410,8 @@ def _glue(namespaces: set[str], globals_before: int) -> str:
   ;; One call: Dispatcher#call(index); its String is tag byte + bytes, kept until the next call.
   (func $omni_dispatch (param $index i32) (param $ptr i32) (param $len i32) (result i64)
     (local $r i32) (local $value i32) (local $out i32) (local $n i32)
+    (if (i32.eqz (global.get $omni_fs_ready))
+      (then (global.set $omni_fs_ready (i32.const 1)) (call $omni_fs_refresh)))
     (if (global.get $omni_out) (then (call $free (global.get $omni_out)) (global.set $omni_out
         (i32.const 0))))
     (i32.store offset=20 (global.get $omni_statics) (local.get $ptr))
@@ -410,7 +490,7 @@ def rewrite_head(lines: list[str], namespaces: set[str]) -> list[str]:
     return out
 
 
-def glue(namespaces: set[str], head: list[str]) -> str:
+def glue(namespaces: set[str], head: list[str], preopens: tuple[int, int]) -> str:
     """The glue's functions, globals and exports, for the end of the module whose rewritten
-    head is ``head``."""
-    return _glue(namespaces, sum(1 for line in head if line.startswith("  (global ")))
+    head is ``head`` (``preopens``: :func:`libc_preopens` of its text)."""
+    return _glue(namespaces, sum(1 for line in head if line.startswith("  (global ")), preopens)

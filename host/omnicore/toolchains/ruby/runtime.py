@@ -16,6 +16,7 @@ installs it under ``build/ruby-tools``; from it, cached under ``build/ruby/<key>
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -87,10 +88,21 @@ def _run(argv: list[str], what: str, stdin: bytes | None = None) -> None:
         raise BuildError(f"{what} failed:\n{said}", toolchain=LANGUAGE)
 
 
+@functools.cache
 def _key() -> str:
+    """What the cached runtimes are made from: the package, the glue, wasmtime (the compiled
+    ``all.cwasm``) and wasm-tools (it strips, prints and parses the interpreter: another
+    version may print other text for the glue to rewrite)."""
     digest = hashlib.sha256(NPM_PACKAGE.encode())
     digest.update(Path(glue.__file__).read_bytes())
     digest.update(wasmtime.__version__.encode() if hasattr(wasmtime, "__version__") else b"")
+    tool = _wasm_tools()
+    if tool is not None:
+        try:
+            said = subprocess.run([tool, "--version"], capture_output=True, timeout=60).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            said = b""
+        digest.update(said)
     return digest.hexdigest()[:16]
 
 
@@ -134,11 +146,16 @@ def runtime_for(namespaces: frozenset[str] | None) -> Path:
             text = wat.read_bytes()
             wat.unlink()
         cut = text.index(b"\n  (func ") + 1
+        try:
+            preopens = glue.libc_preopens(text)
+        except ValueError as exc:
+            raise BuildError(str(exc), toolchain=LANGUAGE) from None
         head = glue.rewrite_head(text[:cut].decode().split("\n"), wanted)
         body = text[cut:].rstrip()
         if not body.endswith(b")"):
             raise BuildError("the interpreter's text does not end its module", toolchain=LANGUAGE)
-        source = "\n".join(head).encode() + body[:-1] + glue.glue(wanted, head).encode() + b")\n"
+        source = ("\n".join(head).encode() + body[:-1]
+                  + glue.glue(wanted, head, preopens).encode() + b")\n")
         del text, body
         tmp_out = out.with_suffix(".tmp")
         _run([tool, "parse", "-", "-o", str(tmp_out)], "parsing the Ruby runtime with its glue",

@@ -18,7 +18,7 @@ import wasmtime
 
 from omnicore.errors import BuildError
 from omnicore.sandbox.wasmbin import read_uleb, sections, write_sleb, write_uleb
-from omnicore.toolchains.ruby import runtime
+from omnicore.toolchains.ruby import glue, runtime
 
 __all__ = ["instantiate", "snapshot"]
 
@@ -123,6 +123,10 @@ def instantiate(stage: Path, stdout: Path,
     wasi.stdout_file = str(stdout)
     wasi.stderr_file = str(stderr)
     wasi.preopen_dir(str(stage), "/omnicore")
+    # Placeholders for the fs grant's directories: wasi-vfs maps the fds it finds now to the
+    # host's for good, and the glue swaps in the instance's names at its first call.
+    for fd in range(4, 3 + glue.MAX_DIRS):
+        wasi.preopen_dir(str(stage), f"/.omnicore-fd{fd}")
     wasi.env = list(_ENV.items())
     store.set_wasi(wasi)
     linker = wasmtime.Linker(eng)

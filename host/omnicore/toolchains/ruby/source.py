@@ -21,7 +21,7 @@ _SKIP = TEST_DIRS | {"build", "vendor", ".git", "node_modules"}
 #: The SDK's capability modules, by the namespace each one imports.
 CAPABILITIES = {"Log": "log", "Config": "config", "KV": "kv", "Memory": "memory",
                 "Vectors": "vectors", "Tasks": "tasks", "HTTP": "http", "Events": "events",
-                "Secrets": "secrets", "SQL": "sql", "Redis": "redis"}
+                "Secrets": "secrets", "SQL": "sql", "Redis": "redis", "MCP": "mcp"}
 _USES = re.compile(r"\bOmnicore::(" + "|".join(CAPABILITIES) + r")\b")
 _HANDLER = re.compile(
     r"""^\s*(?:Omnicore\.)?(?:json_)?handler\s*\(?\s*(?::(\w+)|["']([a-z0-9_-]+)["'])""", re.M)

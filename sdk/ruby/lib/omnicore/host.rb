@@ -15,6 +15,7 @@ module Omnicore
       vectors.upsert vectors.search vectors.delete vectors.query
       tasks.enqueue tasks.cancel http.request events.publish secrets.get
       sql.query sql.execute sql.begin sql.commit sql.rollback redis.command
+      mcp.progress mcp.ask
     ].each_with_index.to_h { |name, i| [name, (65 + i).chr.to_sym] }.freeze
     GLOBAL = JS.global
 
@@ -54,10 +55,13 @@ module Omnicore
       # An integer argument.
       def int(value) = [Integer(value)].pack("q<")
 
+      # A float argument.
+      def float(value) = [Float(value)].pack("E")
+
       # The current call's input bytes.
       def input = GLOBAL[:"@"].to_s.b
     end
 
-    CAPABILITY_MODULES = { "kv" => "KV", "http" => "HTTP", "sql" => "SQL" }.freeze
+    CAPABILITY_MODULES = { "kv" => "KV", "http" => "HTTP", "sql" => "SQL", "mcp" => "MCP" }.freeze
   end
 end
