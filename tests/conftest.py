@@ -102,6 +102,23 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def module_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One compiled-module cache (``sandbox.cache_dir``) for the engines and apps of this run
+    that load the same plugin bytes: a Ruby plugin compiles in 15-25 s, a Python component in
+    5-20 s, a Go one in seconds; from here each loads in milliseconds.
+
+    Sharing cannot hand a test a wrong module: an entry is named by the wasm's sha256 and the
+    engine's config key (wasmtime version, fuel, pooling, baseline: all that changes the
+    compiled code) and checked against its checksum before use (sandbox/modcache.py). Tests
+    about the cache itself (cold compiles, tiers, damaged entries, precompile) keep a fresh
+    directory of their own.
+    """
+    path = tmp_path_factory.mktemp("module-cache")
+    path.chmod(0o700)  # check_cache_dir refuses a directory others can write
+    return path
+
+
+@pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[Any]:
     """One private PostgreSQL cluster for the session (tests/pgcluster.py); each test that
     needs a database makes its own with ``pg_cluster.database(name)``."""

@@ -16,7 +16,8 @@ from tests.dbservers import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path) -> None:
+def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path,
+                                                        module_cache: Path) -> None:
     results = build_all(ROOT / "plugins", ROOT / "build" / "test-plugins")
     assert results and all(r.ok for r in results), [r.error for r in results if not r.ok]
     app_dir = tmp_path / "demo"
@@ -29,8 +30,11 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path) -> None
     # No database runs for the demo here: Redis is pointed at a closed port, and the PostgreSQL
     # connector's password was never stored (README: `omnicore secrets set`).
     closed = f"redis://127.0.0.1:{free_port()}/0"
+    # The run's module cache: the Ruby and Python examples compile in 5-25 s each, and the
+    # conformance tests have compiled the same bytes already.
     app = OmniApp(config_path=app_dir / "omnicore.yaml", entry_points=False,
-                  environ={"OMNICORE_CONNECTORS__CACHE__URL": closed})
+                  environ={"OMNICORE_CONNECTORS__CACHE__URL": closed},
+                  overrides={"sandbox": {"cache_dir": str(module_cache)}})
     app.start()
     try:
         states = {p.name: p.state for p in app.plugins}

@@ -23,8 +23,8 @@ RuntimeFor = Callable[[dict[str, Any]], PluginRuntime | ComponentRuntime]
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[SandboxEngine]:
-    eng = SandboxEngine()
+def engine(module_cache: Path) -> Iterator[SandboxEngine]:
+    eng = SandboxEngine(cache_dir=module_cache)
     yield eng
     eng.close()
 

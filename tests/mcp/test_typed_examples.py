@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+def host(tmp_path_factory: pytest.TempPathFactory, module_cache: Path) -> Iterator[Host]:
     from omnicore.toolchains import build
 
     root = tmp_path_factory.mktemp("typed") / "app"
@@ -48,7 +48,10 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         wasm = build(ROOT / "plugins" / folder, OUT)
         (root / "plugins" / f"{name}.toml").write_text(f"grants = {grants!r}\n")
         shutil.copy(wasm, root / "plugins" / f"{name}.wasm")
-    h = Host(root, ["*/*"])  # the app loads its plugins folder as it starts
+    # The app loads its plugins folder as it starts, compiling into the run's module cache
+    # (the Python counter takes seconds; the demo app test loads the same bytes).
+    h = Host(root, ["*/*"], sandbox={"limits": {"timeout_ms": 500},
+                                     "cache_dir": str(module_cache)})
     try:
         yield h
     finally:

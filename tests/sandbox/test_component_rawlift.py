@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +27,8 @@ MIB = bytes(range(256)) * 4096
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[SandboxEngine]:
-    with SandboxEngine() as eng:
+def engine(module_cache: Path) -> Iterator[SandboxEngine]:
+    with SandboxEngine(cache_dir=module_cache) as eng:
         yield eng
 
 

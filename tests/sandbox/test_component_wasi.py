@@ -37,9 +37,9 @@ def wasm() -> Path:
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxEngine]:
-    # An 18 MB component compiles in 8-30 s: once per module, then from this cache.
-    with SandboxEngine(cache_dir=tmp_path_factory.mktemp("files-cache")) as eng:
+def engine(module_cache: Path) -> Iterator[SandboxEngine]:
+    # An 18 MB component compiles in 8-30 s: once per run, then from this cache.
+    with SandboxEngine(cache_dir=module_cache) as eng:
         yield eng
 
 
@@ -337,13 +337,14 @@ def test_a_bad_grant_is_refused_at_load(engine: SandboxEngine, wasm: Path, tmp_p
         _runtime(engine, wasm, {"fs": {"dirs": real(dirs)}})
 
 
-def test_the_grant_comes_from_the_app_config(tmp_path: Path, wasm: Path, tree: Path) -> None:
+def test_the_grant_comes_from_the_app_config(tmp_path: Path, wasm: Path, tree: Path,
+                                             module_cache: Path) -> None:
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "pywasi.wasm").write_bytes(wasm.read_bytes())
     app = OmniApp("files", overrides={
         "data_dir": str(tmp_path / "data"), "plugins_dir": str(plugins),
-        "sandbox": {"cache_dir": str(tmp_path / "cache"), "watch": False},
+        "sandbox": {"cache_dir": str(module_cache), "watch": False},
         "plugins": {"pywasi": {"grants": {"fs": {"dirs": [
             {"path": str(tree / "ro"), "guest": "/data"}]}},
             "limits": {"max_memory_bytes": 256 << 20, "timeout_ms": 5000}}}},

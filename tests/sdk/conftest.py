@@ -11,13 +11,6 @@ from omnicore.sandbox import SandboxEngine
 from tests.sdk.hosting import HostedProbe, Upstream, probe_grants
 
 
-@pytest.fixture(scope="session")
-def module_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Compiling a 1-3 MB Go or JS module takes seconds; the on-disk cache makes every later
-    # load of the same module cost milliseconds.
-    return tmp_path_factory.mktemp("module-cache")
-
-
 @pytest.fixture(scope="module")
 def engine(module_cache: Path) -> Iterator[SandboxEngine]:
     eng = SandboxEngine(cache_dir=module_cache)

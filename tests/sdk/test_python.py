@@ -41,9 +41,9 @@ def probe() -> Path:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # An 18 MB component compiles in 8-30 s: once per module, then from this cache in ms.
-    return tmp_path_factory.mktemp("py-cache")
+def cache(module_cache: Path) -> Path:
+    # An 18 MB component compiles in 8-30 s: once per run, then from this cache in ms.
+    return module_cache
 
 
 def _app(root: Path, probe: Path, cache: Path, grants: object,
@@ -80,7 +80,8 @@ def app(tmp_path_factory: pytest.TempPathFactory, probe: Path, cache: Path
     app.stop()
 
 
-def test_the_build_reads_handlers_and_capabilities_from_the_source(probe: Path) -> None:
+def test_the_build_reads_handlers_and_capabilities_from_the_source(probe: Path,
+                                                                   cache: Path) -> None:
     src = PYTHON_SOURCES / "python_probe"
     assert python.handler_names(src) == ["greet", "count", "store", "forget", "setting",
                                          "settings", "fail", "spin", "hog", "hog_once",
@@ -88,7 +89,7 @@ def test_the_build_reads_handlers_and_capabilities_from_the_source(probe: Path) 
     assert python.used_capabilities(src) == ["log", "config", "kv", "tasks", "events",
                                              "http"]
     assert python.used_capabilities(PYTHON_SOURCES / "python_logonly") == ["log"]
-    engine = SandboxEngine()
+    engine = SandboxEngine(cache_dir=cache)
     try:
         module = PluginModule.load(engine, probe)
     finally:
@@ -287,7 +288,8 @@ def _cli(*args: str | Path, cwd: Path, cache: Path) -> subprocess.CompletedProce
 
 def test_omnicore_call_runs_it_with_grants_and_refuses_it_without(
         tmp_path: Path, probe: Path, cache: Path) -> None:
-    (tmp_path / "omnicore.yaml").write_text("name: cli\n")
+    # The app's module cache is the run's: `--app` compiles into it (18 MB, seconds).
+    (tmp_path / "omnicore.yaml").write_text(f"name: cli\nsandbox: {{cache_dir: {cache}}}\n")
     refused = _cli("call", probe, "greet", "--input", "Ada", cwd=tmp_path, cache=cache)
     assert refused.returncode != 0
     assert "needs grant: omnicore:config, omnicore:events, omnicore:http, omnicore:kv, " \
