@@ -26,7 +26,8 @@
 // failed assertions abort: the SDK's `abort` logs the message at error level, then traps.
 //
 // Capabilities: `log`, `config`, `kv`, `events`, `secrets`, `tasks`, `http`, `memory`,
-// `vectors`, `sql`, `redis`, `mcp`; a plugin imports one only if it calls it. Failures are negative
+// `vectors`, `sql`, `redis`, `mcp`, and `fs` (the fs grant's directories, over WASI); a plugin
+// imports one only if it calls it. Failures are negative
 // `Status` codes (ABI §3.1); `lastStatus` says why a function answered null.
 
 // ---- host imports (ABI §4) ---------------------------------------------------------------
@@ -507,3 +508,8 @@ export { tieredMemory as memory };
 
 import { Json, utf8Bound, writeUtf8 } from "./json";
 export { Json, JsonKind, quote } from "./json";
+
+// The fs grant's directories through WASI (fs.ts): fs.readText("/data/a.txt"), ...
+import * as fs from "./fs";
+export { fs };
+export { FileStat } from "./fs";

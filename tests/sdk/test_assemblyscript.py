@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from omnicore.errors import BuildError, ConfigError, GuestError, Trap
 from omnicore.sandbox import Limits, PluginModule, SandboxEngine
 from omnicore.toolchains import assemblyscript, build, language_for, scaffold, unit_tests
-from tests.sdk.hosting import HostedProbe, Upstream, call_text, runtime
+from tests.sdk.hosting import HostedProbe, Upstream, call_text, probe_grants, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,6 +33,30 @@ def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     built["start"] = build(Path(__file__).parent / "as_start", out_dir)
     built["probe"] = build(Path(__file__).parent / "probe_as", out_dir)
     return built
+
+
+@pytest.fixture(scope="module")
+def fs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """in/ (granted read-only as /in, holding a.txt), out/ (read-write as /out) and a file
+    beside them that no grant covers."""
+    root = tmp_path_factory.mktemp("fs")
+    (root / "in").mkdir()
+    (root / "out").mkdir()
+    (root / "in" / "a.txt").write_text("granted")
+    (root / "secret.txt").write_text("not granted")
+    return root
+
+
+@pytest.fixture(scope="module")
+def probe(engine: SandboxEngine, wasm: dict[str, Path], upstream: Upstream,
+          fs_root: Path) -> Iterator[HostedProbe]:
+    """conftest's probe, also granted ``fs_root``'s two directories."""
+    grants = probe_grants(upstream, publish=("order.*",))
+    grants["fs"] = {"dirs": [{"path": str(fs_root / "in"), "guest": "/in"},
+                             {"path": str(fs_root / "out"), "guest": "/out", "write": True}]}
+    with HostedProbe(engine, wasm["probe"], upstream=upstream, grants=grants,
+                     config={"db": {"host": "h", "port": 5432}}) as rt:
+        yield rt
 
 
 def test_examples_are_plain_modules_that_request_only_what_they_use(
@@ -126,7 +151,7 @@ def test_the_test_host_answers_every_capability() -> None:
     # probe_as/plugin.test.ts: the probe's tour and a SQL/Redis handler against the test host.
     done = _unit_tests(Path(__file__).parent / "probe_as")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "# 2 passed, 0 failed" in done.stdout
+    assert "# 3 passed, 0 failed" in done.stdout
 
 
 def test_mcp_outside_an_mcp_call_reaches_nobody(engine: SandboxEngine, tmp_path: Path,
@@ -194,3 +219,23 @@ def test_a_plugin_requests_only_the_capabilities_it_calls(engine: SandboxEngine,
     module = PluginModule.load(engine, build(src, out_dir, name="kv-only"))
     # the SDK's readers of config, secrets and memory stay out of the module
     assert set(module.imports_by_capability()) == {"omnicore:kv", "omnicore:log"}
+
+
+def test_fs_reads_and_writes_granted_directories_only(probe: HostedProbe, fs_root: Path) -> None:
+    out = call_text(probe, "files", b"/in /out")
+    lines = dict(line.split("=", 1) for line in out.splitlines())
+    assert lines == {
+        "dirs": "/in,/out", "read": "ok(granted)",
+        "read.small": "err(-6) TOO_LARGE: /in/a.txt is over 3 bytes",
+        "read.missing": "err(-1) NOT_FOUND: /in/nope.txt (WASI errno 44)",
+        # a `..` leaving the directory, a path under no grant, a read-only directory: DENIED
+        "read.escape": "err(-2) DENIED: /in/../secret.txt (WASI errno 76)",
+        "read.ungranted": "err(-2) DENIED: no fs directory is granted for /etc/passwd",
+        "read.relative": "err(-3) INVALID: fs paths are absolute: a.txt",
+        "write.readonly": "err(-2) DENIED: /in/c.txt (WASI errno 69)",
+        "write": "true", "write.bytes": "true", "read.bytes": "0,255,7", "mkdir": "true",
+        "list": "ok(b.txt,raw.bin,sub)", "stat": "7 true false", "exists": "true false",
+        "remove": "true true", "remove.readonly": "err(-2) DENIED: /in/a.txt (WASI errno 69)",
+        "list.after": "ok(b.txt)", "list.file": "err(-3) INVALID: /in/a.txt (WASI errno 54)"}
+    assert (fs_root / "out" / "b.txt").read_text() == "written"
+    assert sorted(p.name for p in (fs_root / "in").iterdir()) == ["a.txt"]

@@ -16,6 +16,7 @@ const native = await load("native.js");
 
 const module = new WebAssembly.Module(readFileSync(process.argv[2]));
 const utf8 = new TextDecoder(), encode = (s) => new TextEncoder().encode(s);
+const EBADF = 8;  // WASI's errno for a descriptor that is not there
 const asBytes = (v) => (typeof v === "string" ? encode(v) : v);
 
 function instance() {
@@ -131,6 +132,11 @@ function instance() {
       progress: (done, total, m, ml) => native.mcpProgress(done, total, text(m, ml)),
       ask: (r, rl) => block(() => native.mcpAsk(text(r, rl))),
     },
+    // No fs directory is granted in a unit test (as for JS, whose test host has no files):
+    // fd 3 is no preopen, so the SDK's fs answers every path DENIED.
+    "wasi_snapshot_preview1": Object.fromEntries(["fd_prestat_get", "fd_prestat_dir_name",
+      "path_open", "fd_read", "fd_write", "fd_close", "fd_readdir", "path_filestat_get",
+      "path_unlink_file", "path_remove_directory", "path_create_directory"].map((n) => [n, () => EBADF])),
   };
   const imports = {};
   for (const imp of WebAssembly.Module.imports(module)) {

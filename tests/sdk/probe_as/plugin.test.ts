@@ -1,7 +1,7 @@
 // The probe's handlers against `omnicore test`'s test host (tests/sdk/test_assemblyscript.py):
 // every capability answered in memory, as the real host answers tour's calls.
 import { connectors } from "./connectors";
-import { tour } from "./plugin";
+import { files, tour } from "./plugin";
 import { call, expectEqual, hostState, setConfig, setHttp, setSecret, setSql, test } from "omnicore/testing";
 
 test("tour: every capability in memory", () => {
@@ -36,4 +36,10 @@ test("connectors and MCP: SQL answers, an in-memory Redis, no MCP client", () =>
   expectEqual(hostState("redis"), '{"omnicore:plugin:k":"v","omnicore:plugin:n":"4"}');
   const calls = hostState("sql");
   if (!calls.includes('"sql":"BEGIN"') || !calls.includes('"sql":"COMMIT"')) throw new Error(calls);
+});
+
+test("fs: no directory is granted under omnicore test", () => {
+  const out = call(files, "/in /out");
+  if (!out.startsWith("dirs=\nread=err(-2) DENIED: no fs directory is granted for /in/a.txt\n")) throw new Error(out);
+  if (!out.includes("write=err(-2) DENIED: no fs directory is granted for /out/b.txt\n")) throw new Error(out);
 });

@@ -1,5 +1,6 @@
 // Every capability of the AssemblyScript SDK once, through the real host
 // (tests/sdk/test_assemblyscript.py) and through `omnicore test`'s test host (plugin.test.ts).
+export { files } from "./files";
 import { config, events, http, input, kv, lastError, lastStatus, memory, ok, secrets, tasks, vectors } from "omnicore";
 
 export function echo(ptr: usize, len: usize): u64 {
