@@ -30,8 +30,7 @@ const EACCES = 2, EDQUOT = 19, EEXIST = 20, EFBIG = 22, EINVAL = 28, EISDIR = 31
   EROFS = 69, ENOTCAPABLE = 76;
 
 // Rights (bits of wasi_snapshot_preview1's `rights`) asked for when opening.
-const FD_READ: u64 = 1 << 1, FD_SEEK: u64 = 1 << 2, FD_WRITE: u64 = 1 << 6,
-  FD_READDIR: u64 = 1 << 14, FD_FILESTAT_GET: u64 = 1 << 21;
+const FD_READ: u64 = 1 << 1, FD_WRITE: u64 = 1 << 6, FD_READDIR: u64 = 1 << 14;
 const O_CREAT = 1, O_DIRECTORY = 2, O_TRUNC = 8;
 const FILETYPE_DIRECTORY: u8 = 3, FILETYPE_REGULAR = 4;
 
@@ -39,6 +38,8 @@ const FILETYPE_DIRECTORY: u8 = 3, FILETYPE_REGULAR = 4;
 export const DEFAULT_MAX_BYTES: usize = 16 << 20;
 // Bounds on what the host hands back: a preopen's name, a directory entry's name.
 const MAX_NAME: usize = 4096;
+// The most a read may ask for, whatever maxBytes says: about what AssemblyScript's heap can hold.
+const MAX_READ: usize = 1 << 30;
 // Preopens are numbered from fd 3 on; an instance holds at most 64 descriptors (ABI §6).
 const MAX_PREOPENS: i32 = 64;
 
@@ -156,8 +157,9 @@ function open(path: string, oflags: i32, rights: u64): i32 {
 
 /** `path`'s bytes, at most `maxBytes` (TOO_LARGE when longer); null on failure. */
 export function readFile(path: string, maxBytes: usize = DEFAULT_MAX_BYTES): Uint8Array | null {
-  const fd = open(path, 0, FD_READ | FD_SEEK | FD_FILESTAT_GET);
+  const fd = open(path, 0, FD_READ);
   if (fd < 0) return null;
+  if (maxBytes > MAX_READ) maxBytes = MAX_READ;
   // Read until end of file into a raw block that grows, never past maxBytes + 1: the size a
   // stat reports could be a lie or change while reading.
   let cap: usize = 4096, len: usize = 0;
@@ -199,7 +201,7 @@ export function readText(path: string, maxBytes: usize = DEFAULT_MAX_BYTES): str
 }
 
 function writeRaw(path: string, ptr: usize, len: usize): bool {
-  const fd = open(path, O_CREAT | O_TRUNC, FD_WRITE | FD_SEEK | FD_FILESTAT_GET);
+  const fd = open(path, O_CREAT | O_TRUNC, FD_WRITE);
   if (fd < 0) return false;
   const iov = out();
   let done: usize = 0, errno = 0;
@@ -248,7 +250,7 @@ export function exists(path: string): bool {
 
 /** The names in directory `path`, sorted, without "." and ".."; null on failure. */
 export function listDir(path: string): string[] | null {
-  const fd = open(path, O_DIRECTORY, FD_READDIR | FD_FILESTAT_GET);
+  const fd = open(path, O_DIRECTORY, FD_READDIR);
   if (fd < 0) return null;
   const names: string[] = [];
   let cap: usize = 4096;
@@ -258,11 +260,13 @@ export function listDir(path: string): string[] | null {
   while (true) {
     errno = fd_readdir(fd, buf, cap, cookie, used);
     if (errno != 0) break;
-    const n = <usize>load<u32>(used);
+    let n = <usize>load<u32>(used);
+    if (n > cap) n = cap;                  // the host's count, not trusted past the buffer
     let at: usize = 0, whole = 0;
     // dirent: d_next u64, d_ino u64, d_namlen u32, d_type u8, then the name (24 + namlen)
-    while (at + 24 <= n && at + 24 + <usize>load<u32>(buf + at, 16) <= n) {
+    while (n - at >= 24) {
       const namlen = <usize>load<u32>(buf + at, 16);
+      if (namlen > n - at - 24) break;     // cut off by the buffer's end
       const name = String.UTF8.decodeUnsafe(buf + at + 24, namlen);
       if (name != "." && name != "..") names.push(name);
       cookie = load<u64>(buf + at);

@@ -2,7 +2,7 @@
 // `test(...)` in a fresh instance on Node (testing/run.mjs), against the JS SDK's in-memory
 // test host: every capability answers as omnicore would (kv, tasks, events, memory, vectors,
 // secrets, an in-memory Redis), HTTP and SQL from the answers a test sets (`setHttp`,
-// `setSql`); `hostState` shows what the handler did.
+// `setSql`), no fs directory (every path DENIED); `hostState` shows what the handler did.
 //
 //     import { greet } from "./plugin";
 //     import { call, callError, expectEqual, setConfig, test } from "omnicore/testing";

@@ -70,6 +70,7 @@ def test_examples_are_plain_modules_that_request_only_what_they_use(
         imports = module.imports_by_capability()
         assert set(imports) <= {"omnicore:log", "omnicore:config", "omnicore:kv"}  # no env.abort
         assert ("omnicore:kv" in imports) == (name == "counter")
+        assert not module.uses_wasi  # the SDK's fs is compiled in only when called
 
 
 def test_greeter_uses_config_logs_and_fails_with_messages(engine: SandboxEngine,
@@ -219,6 +220,7 @@ def test_a_plugin_requests_only_the_capabilities_it_calls(engine: SandboxEngine,
     module = PluginModule.load(engine, build(src, out_dir, name="kv-only"))
     # the SDK's readers of config, secrets and memory stay out of the module
     assert set(module.imports_by_capability()) == {"omnicore:kv", "omnicore:log"}
+    assert not module.uses_wasi
 
 
 def test_fs_reads_and_writes_granted_directories_only(probe: HostedProbe, fs_root: Path) -> None:
