@@ -16,12 +16,21 @@ column is the plugin call and its JSON (the ABI), the difference to the driver i
 connector's own work (pool, deadline, caps, streaming). Then 8 threads call the querying
 plugin at once, sharing the connector's pool (4 connections): calls per second and failed
 calls.
+
+The whole run (this process and the servers it starts, which inherit it) is pinned to one CPU
+unless ``--spread``: on a small VM the scheduler puts the bench's thread and each server
+process (PostgreSQL runs a backend per connection) on the same core or on different ones, and
+a run keeps its placement for its whole length. Measured on 2 cores, a cross-core wake-up
+costs tens of µs per round trip, and which columns paid it differed per run (PostgreSQL 1.4x
+to 2.8x the driver on an idle machine, redis-py alone 49 or 130 µs); on one CPU every column
+pays the same context switch and runs repeat within a few percent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -71,7 +80,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--spread", action="store_true",
+                    help="leave the bench and its servers to the scheduler (not one CPU)")
     args = ap.parse_args()
+    if not args.spread and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     iters = 200 if args.quick else 2000
     # The three columns take turns in short runs (TURNS of iters // TURNS calls, each 7
     # times): on a shared machine the load changes within a second, and turns of a few
@@ -159,7 +172,8 @@ def main() -> None:
         rate, failed = threaded(lambda: call("db", "query", pg_in), 8, per_thread)
         one, _ = threaded(lambda: call("db", "query", pg_in), 1, per_thread)
         print(f"# bench_connectors (median [min-max] µs per call over {7 * turns} turns of "
-              f"{iters // turns} calls, the columns alternating)\n"
+              f"{iters // turns} calls, the columns alternating; "
+              f"{'spread over the CPUs' if args.spread else 'bench and servers on one CPU'})\n"
               f"# {machine()}")
         print(render(["one-row query", "from a plugin", "host connector", "driver alone",
                       "plugin / driver"], rows, args.markdown))
