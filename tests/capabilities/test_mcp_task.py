@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from omnicore.capabilities.mcp import ClientRefused
+from omnicore.capabilities.mcp import MAX_OPEN_QUESTIONS, ClientRefused
 from omnicore.capabilities.mcp_task import TaskClient, TaskRounds
 from tests.capabilities.test_mcp import ELICIT
 
@@ -32,3 +32,20 @@ def test_a_task_client_answers_from_its_rounds_and_records_the_rest() -> None:
         client.ask("sampling/createMessage", {"messages": [], "maxTokens": 1}, 0)
     with pytest.raises(ClientRefused, match="cannot be asked"):
         TaskClient(None).ask("elicitation/create", ELICIT["params"], 0)
+
+
+def test_a_task_asking_in_a_loop_under_new_keys_is_stopped_at_the_bound() -> None:
+    # A hostile plugin may ask again and again, each time under a new key, until its deadline:
+    # the task's row (and tasks/get) would keep every 64 KiB question. Past the bound it is
+    # refused (QUOTA) and nothing more is recorded; asking an open question again still works.
+    client = TaskClient(TaskRounds(["elicitation"], {}))
+    for i in range(MAX_OPEN_QUESTIONS):
+        with pytest.raises(ClientRefused, match="waiting") as waiting:
+            client.ask("elicitation/create", ELICIT["params"], 0, f"q{i}")
+        assert waiting.value.status == "UNAVAILABLE"
+    with pytest.raises(ClientRefused, match=f"at most {MAX_OPEN_QUESTIONS}") as refused:
+        client.ask("elicitation/create", ELICIT["params"], 0, "one-more")
+    assert refused.value.status == "QUOTA"
+    assert len(client.pending) == MAX_OPEN_QUESTIONS and "one-more" not in client.pending
+    with pytest.raises(ClientRefused, match="waiting"):
+        client.ask("elicitation/create", ELICIT["params"], 0, "q0")

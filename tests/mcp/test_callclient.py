@@ -201,3 +201,25 @@ def test_on_2026_07_28_a_question_the_client_cannot_answer_refuses_the_call(
             assert refused.value.error.data == {"requiredCapabilities": {"elicitation": {}}}
 
     anyio.run(main)
+
+
+def test_a_call_asking_in_a_loop_under_new_keys_is_stopped_at_the_bound() -> None:
+    # 2026-07-28 rounds: the questions of one input_required answer are bounded as a task's
+    # are (omnicore.capabilities.mcp.pend): the sibling of the task's bound, one mechanism.
+    from types import SimpleNamespace
+
+    from omnicore.capabilities.mcp import MAX_OPEN_QUESTIONS, ClientRefused
+    from omnicore.mcp.callclient import CallClient
+    from tests.capabilities.test_mcp import ELICIT
+
+    session = SimpleNamespace(client_capabilities=types.ClientCapabilities(
+        elicitation=types.ElicitationCapability()))
+    ctx: Any = SimpleNamespace(session=session, request_id=1)
+    client = CallClient(None, ctx, False, answers={})  # type: ignore[arg-type]
+    statuses = []
+    for i in range(MAX_OPEN_QUESTIONS + 3):
+        with pytest.raises(ClientRefused) as refused:
+            client.ask("elicitation/create", ELICIT["params"], 0, f"q{i}")
+        statuses.append(refused.value.status)
+    assert statuses == ["UNAVAILABLE"] * MAX_OPEN_QUESTIONS + ["QUOTA"] * 3
+    assert len(client.pending) == MAX_OPEN_QUESTIONS

@@ -43,8 +43,8 @@ from omnicore.sandbox.capability import (
     wit_failure,
 )
 
-__all__ = ["ASK_METHODS", "CAPABILITY", "CLIENT", "MAX_ASK_BYTES", "Client", "ClientRefused",
-           "answer_of", "question"]
+__all__ = ["ASK_METHODS", "CAPABILITY", "CLIENT", "MAX_ASK_BYTES", "MAX_OPEN_QUESTIONS",
+           "Client", "ClientRefused", "answer_of", "pend", "question"]
 
 #: What a plugin may ask a client, by grant word.
 ASK_METHODS = {"elicitation": "elicitation/create", "sampling": "sampling/createMessage",
@@ -53,17 +53,33 @@ ASK_METHODS = {"elicitation": "elicitation/create", "sampling": "sampling/create
 _KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: A question is a form or a prompt, not a document.
 MAX_ASK_BYTES = 64 * 1024
+#: Questions one call may leave waiting for the client's answer (2026-07-28: the
+#: ``inputRequests`` of one ``input_required`` result, or of a task). A plugin asking in a loop
+#: under a new key each time is refused past it, rather than filling the answer (and a task's
+#: row) with up to a deadline's worth of 64 KiB questions.
+MAX_OPEN_QUESTIONS = 16
 #: Longer progress messages are cut.
 MAX_MESSAGE_BYTES = 1024
 
 
 class ClientRefused(Refused):
     """A question to the client could not be asked or answered; ``status`` is the word the
-    plugin reads (DENIED, INVALID, UNAVAILABLE, TOO_LARGE)."""
+    plugin reads (DENIED, INVALID, UNAVAILABLE, TOO_LARGE, QUOTA)."""
 
     def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+def pend(pending: dict[str, Any], key: str, request: Any, waits: str) -> ClientRefused:
+    """Record question ``key`` among a call's ``pending`` ones (at most
+    :data:`MAX_OPEN_QUESTIONS`) and give the refusal that stops the plugin until the client
+    answered (``waits``: what waits); QUOTA past the bound, nothing recorded."""
+    if key not in pending and len(pending) >= MAX_OPEN_QUESTIONS:
+        return ClientRefused("QUOTA", f"a call may leave at most {MAX_OPEN_QUESTIONS} "
+                                      "questions waiting for the client's answers")
+    pending[key] = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return ClientRefused("UNAVAILABLE", f"waiting for the client's answer to '{key}' ({waits})")
 
 
 class Client(Protocol):

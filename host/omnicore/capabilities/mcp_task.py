@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from omnicore.capabilities.mcp import CLIENT, ClientRefused, answer_of, question
+from omnicore.capabilities.mcp import CLIENT, ClientRefused, answer_of, pend, question
 from omnicore.storage import Job
 from omnicore.storage.mcp_task_rows import McpTaskRows
 
@@ -96,9 +96,7 @@ class TaskClient:
         answer = answer_of(rounds.answers.get(key), result_type)
         if answer is not None:
             return answer
-        self.pending[key] = request.model_dump(by_alias=True, mode="json", exclude_none=True)
-        raise ClientRefused("UNAVAILABLE", f"waiting for the client's answer to '{key}' (the "
-                                           "task is input_required until tasks/update)")
+        raise pend(self.pending, key, request, "the task is input_required until tasks/update")
 
 
 class TaskJobs:

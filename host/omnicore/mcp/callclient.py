@@ -19,7 +19,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from pydantic import ValidationError
 
-from omnicore.capabilities.mcp import ClientRefused, answer_of, question
+from omnicore.capabilities.mcp import ClientRefused, answer_of, pend, question
 
 __all__ = ["CallClient"]
 
@@ -123,6 +123,4 @@ class CallClient:
                 self.escalated = True
                 raise ClientRefused("UNAVAILABLE", "answered: the call goes on as a task")
             return dumped
-        self.pending[key] = request.model_dump(by_alias=True, mode="json", exclude_none=True)
-        raise ClientRefused("UNAVAILABLE", f"waiting for the client's answer to '{key}' (the "
-                                           "call is answered input_required and retried)")
+        raise pend(self.pending, key, request, "the call is answered input_required and retried")
