@@ -38,10 +38,11 @@ setup(cmdclass={"build_py": BuildPyWithSdk},
                              [f"host/omnicore/sandbox/{name}.c"
                               for name in ("_callpath", "_hostfunc", "_epoch", "_instantiate")],
                              depends=[f"host/omnicore/sandbox/{name}.h"
-                                      for name in ("_capi", "_callpath", "_epoch", "_hostfunc",
-                                                   "_instantiate")],
+                                      for name in ("_pyext", "_capi", "_callpath", "_epoch",
+                                                   "_hostfunc", "_instantiate")],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True),
                    Extension("omnicore.sandbox._logring",
                              [f"host/omnicore/sandbox/{name}.c" for name in ("_logring", "_logwake")],
-                             depends=["host/omnicore/sandbox/_logring.h"],
+                             depends=[f"host/omnicore/sandbox/{name}.h"
+                                      for name in ("_pyext", "_logring")],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True)])

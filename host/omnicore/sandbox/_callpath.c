@@ -328,14 +328,9 @@ static PyMemberDef Slot_members[] = {
 };
 
 PyTypeObject SlotType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "omnicore.sandbox._callpath.Slot",
-    .tp_doc = "One instance's call state: input block, deadline, the last failure.",
-    .tp_basicsize = sizeof(Slot),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
+    TYPE_HEAD("_callpath", Slot, Py_TPFLAGS_DEFAULT,
+              "One instance's call state: input block, deadline, the last failure."),
     .tp_init = (initproc)Slot_init,
-    .tp_dealloc = (destructor)Slot_dealloc,
     .tp_methods = Slot_methods,
     .tp_members = Slot_members,
 };
@@ -387,17 +382,12 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__callpath(void)
 {
+    static PyTypeObject *const types[] = {&SlotType, &HostFunctionType, &TickerType,
+                                          &InstanceType, NULL};
     if (!hostfunc_ready(slot_deadline))
         return NULL;
-    PyObject *m = PyModule_Create(&module_def);
-    if (m == NULL)
-        return NULL;
-    /* PyModule_AddType readies each type and adds it under its tp_name's last part. */
-    if (PyModule_AddType(m, &SlotType) < 0 || PyModule_AddType(m, &HostFunctionType) < 0
-        || PyModule_AddType(m, &TickerType) < 0 || PyModule_AddType(m, &InstanceType) < 0
-        || PyModule_AddIntConstant(m, "SCRATCH_WORDS", SCRATCH_WORDS) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
+    PyObject *m = module_with_types(&module_def, types);
+    if (m != NULL && PyModule_AddIntConstant(m, "SCRATCH_WORDS", SCRATCH_WORDS) < 0)
+        Py_CLEAR(m);
     return m;
 }

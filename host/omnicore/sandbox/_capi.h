@@ -1,12 +1,13 @@
 /* What the C files of the call path share, and depend on nothing else for: wasmtime's raw
  * value and the prototypes of the wasmtime functions more than one file calls, and small
- * helpers over Python's C API. Everything here is static inline: each file gets its own
- * copy, so no file of the extension depends on another for them. */
+ * helpers over Python's C API (those the log ring uses too are in _pyext.h). Everything here
+ * is static inline: each file gets its own copy, so no file of the extension depends on
+ * another for them. */
 #ifndef OMNICORE_CAPI_H
 #define OMNICORE_CAPI_H
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_pyext.h"
+
 #include <stdint.h>
 #include <time.h>
 

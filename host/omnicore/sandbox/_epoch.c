@@ -332,14 +332,9 @@ static PyGetSetDef Ticker_getset[] = {
 };
 
 PyTypeObject TickerType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "omnicore.sandbox._callpath.Ticker",
-    .tp_doc = "Ticker(period_ms): a C thread raising the epoch of its engines every period.",
-    .tp_basicsize = sizeof(Ticker),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
+    TYPE_HEAD("_callpath", Ticker, Py_TPFLAGS_DEFAULT,
+              "Ticker(period_ms): a C thread raising the epoch of its engines every period."),
     .tp_init = (initproc)Ticker_init,
-    .tp_dealloc = (destructor)Ticker_dealloc,
     .tp_methods = Ticker_methods,
     .tp_getset = Ticker_getset,
 };

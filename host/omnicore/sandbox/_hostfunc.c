@@ -279,14 +279,9 @@ static PyGetSetDef HostFunction_getset[] = {
 };
 
 PyTypeObject HostFunctionType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "omnicore.sandbox._callpath.HostFunction",
-    .tp_doc = "A host function's C callback and what it calls.",
-    .tp_basicsize = sizeof(HostFunction),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
+    TYPE_HEAD("_callpath", HostFunction, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+              "A host function's C callback and what it calls."),
     .tp_init = (initproc)HostFunction_init,
-    .tp_dealloc = (destructor)HostFunction_dealloc,
     .tp_traverse = (traverseproc)HostFunction_traverse,
     .tp_clear = (inquiry)HostFunction_clear,
     .tp_getset = HostFunction_getset,

@@ -335,13 +335,8 @@ static PyGetSetDef Instance_getset[] = {
 };
 
 PyTypeObject InstanceType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "omnicore.sandbox._callpath.Instance",
-    .tp_doc = "A store and its one instance, started in C (instantiate, start, close).",
-    .tp_basicsize = sizeof(Instance),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
-    .tp_dealloc = (destructor)Instance_dealloc,
+    TYPE_HEAD("_callpath", Instance, Py_TPFLAGS_DEFAULT,
+              "A store and its one instance, started in C (instantiate, start, close)."),
     .tp_methods = Instance_methods,
     .tp_members = Instance_members,
     .tp_getset = Instance_getset,

@@ -473,14 +473,9 @@ static PyGetSetDef Ring_getset[] = {
 static PySequenceMethods Ring_as_sequence = {.sq_length = (lenfunc)Ring_len};
 
 PyTypeObject RingType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "omnicore.sandbox._logring.Ring",
-    .tp_doc = "A plugin's log ring (see sandbox/pluginlog.py PluginLog).",
-    .tp_basicsize = sizeof(Ring),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_new = PyType_GenericNew,
+    TYPE_HEAD("_logring", Ring, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+              "A plugin's log ring (see sandbox/pluginlog.py PluginLog)."),
     .tp_init = (initproc)Ring_init,
-    .tp_dealloc = (destructor)Ring_dealloc,
     .tp_methods = Ring_methods,
     .tp_members = Ring_members,
     .tp_getset = Ring_getset,

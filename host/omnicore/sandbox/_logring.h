@@ -3,8 +3,7 @@
 #ifndef OMNICORE_LOGRING_H
 #define OMNICORE_LOGRING_H
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_pyext.h"
 
 #define FIRST_SLOTS 16
 

@@ -92,12 +92,6 @@ PyInit__logring(void)
         return NULL;
     if (dirty == NULL && (dirty = PyList_New(0)) == NULL)
         return NULL;
-    PyObject *m = PyModule_Create(&module_def);
-    if (m == NULL)
-        return NULL;
-    if (PyModule_AddType(m, &RingType) < 0) {  /* readies it, adds it as "Ring" */
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    static PyTypeObject *const types[] = {&RingType, NULL};
+    return module_with_types(&module_def, types);
 }
