@@ -339,13 +339,10 @@ PyTypeObject SlotType = {
 /* bind(call_unchecked, set_epoch_deadline, memory_data, memory_data_size, caller_context,
  * trap_new): the addresses of wasmtime's C functions in the library wasmtime-py loaded. */
 static PyObject *
-bind(PyObject *Py_UNUSED(module), PyObject *args)
+bind(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *o[6];
-    if (!PyArg_ParseTuple(args, "OOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5]))
-        return NULL;
     void *p[6];
-    if (!function_addresses(o, 6, p))
+    if (!takes(nargs, 6, "bind(six addresses)") || !function_addresses(args, 6, p))
         return NULL;
     call_unchecked = (call_unchecked_fn)p[0];
     set_deadline = (set_deadline_fn)p[1];
@@ -366,10 +363,11 @@ slot_deadline(PyObject *o, double *deadline)
 }
 
 static PyMethodDef module_methods[] = {
-    {"bind", bind, METH_VARARGS, "bind the wasmtime C functions (six addresses)"},
-    {"bind_epoch", bind_epoch, METH_VARARGS,
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
+     "bind the wasmtime C functions (six addresses)"},
+    {"bind_epoch", (PyCFunction)(void (*)(void))bind_epoch, METH_FASTCALL,
      "bind the ticker's wasmtime C functions (three addresses)"},
-    {"bind_instantiate", bind_instantiate, METH_VARARGS,
+    {"bind_instantiate", (PyCFunction)(void (*)(void))bind_instantiate, METH_FASTCALL,
      "bind the wasmtime C functions Instance uses (ten addresses, the extern offset)"},
     {NULL, NULL, 0, NULL},
 };

@@ -341,13 +341,10 @@ PyTypeObject TickerType = {
 
 /* bind_epoch(engine_increment_epoch, error_new, store_epoch_deadline_callback) */
 PyObject *
-bind_epoch(PyObject *Py_UNUSED(module), PyObject *args)
+bind_epoch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *o[3];
-    if (!PyArg_ParseTuple(args, "OOO", &o[0], &o[1], &o[2]))
-        return NULL;
     void *p[3];
-    if (!function_addresses(o, 3, p))
+    if (!takes(nargs, 3, "bind_epoch(three addresses)") || !function_addresses(args, 3, p))
         return NULL;
     increment_epoch = (increment_epoch_fn)p[0];
     error_new = (error_new_fn)p[1];

@@ -34,7 +34,7 @@ extern PyTypeObject TickerType;
 Watch *watch_store(void *store, PyObject *ticker);
 void watch_release(Watch *w);
 /* bind_epoch(...) of the module: the wasmtime functions _epoch.c calls. */
-PyObject *bind_epoch(PyObject *module, PyObject *args);
+PyObject *bind_epoch(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 int epoch_bound(void);
 
 #endif

@@ -348,15 +348,14 @@ PyTypeObject InstanceType = {
  * wasmtime_extern_t's payload. */
 #define NBOUND 10
 PyObject *
-bind_instantiate(PyObject *Py_UNUSED(module), PyObject *args)
+bind_instantiate(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *o[NBOUND];
-    Py_ssize_t of;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOn", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
-                          &o[6], &o[7], &o[8], &o[9], &of))
-        return NULL;
     void *p[NBOUND];
-    if (!function_addresses(o, NBOUND, p))
+    if (!takes(nargs, NBOUND + 1, "bind_instantiate(ten addresses, extern_of)")
+        || !function_addresses(args, NBOUND, p))
+        return NULL;
+    Py_ssize_t of = PyNumber_AsSsize_t(args[NBOUND], PyExc_OverflowError);
+    if (of == -1 && PyErr_Occurred())
         return NULL;
     if (of < 0 || of > 24) {
         PyErr_SetString(PyExc_ValueError, "extern_of must lie inside a 32-byte extern");

@@ -11,6 +11,6 @@
 extern PyTypeObject InstanceType;
 
 /* bind_instantiate(...) of the module: the wasmtime functions _instantiate.c calls. */
-PyObject *bind_instantiate(PyObject *module, PyObject *args);
+PyObject *bind_instantiate(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif
