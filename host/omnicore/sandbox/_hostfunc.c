@@ -26,6 +26,10 @@ typedef struct {
     int pass_caller;
 } HostFunction;
 
+/* The Python objects a HostFunction holds: the collector visits and clearing drops the same
+ * list, so an object added later cannot be missed by one of them. */
+#define HELD_OBJECTS(X) X(impl) X(state) X(live) X(fail) X(stray_msg)
+
 typedef void *(*caller_context_fn)(void *caller);
 typedef void *(*trap_new_fn)(const char *message, size_t len);
 
@@ -89,22 +93,18 @@ HostFunction_init(HostFunction *self, PyObject *args, PyObject *kwds)
 static int
 HostFunction_traverse(HostFunction *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->impl);
-    Py_VISIT(self->state);
-    Py_VISIT(self->live);
-    Py_VISIT(self->fail);
-    Py_VISIT(self->stray_msg);
+#define VISIT(name) Py_VISIT(self->name);
+    HELD_OBJECTS(VISIT)
+#undef VISIT
     return 0;
 }
 
 static int
 HostFunction_clear(HostFunction *self)
 {
-    Py_CLEAR(self->impl);
-    Py_CLEAR(self->state);
-    Py_CLEAR(self->live);
-    Py_CLEAR(self->fail);
-    Py_CLEAR(self->stray_msg);
+#define CLEAR(name) Py_CLEAR(self->name);
+    HELD_OBJECTS(CLEAR)
+#undef CLEAR
     return 0;
 }
 
