@@ -393,45 +393,46 @@ fresh(Ring *self)
     return self->written == 0 && self->dropped == 0;
 }
 
-/* A rate being set on `self`: its bucket of `tokens` starts full at the new `rate` while the
- * log has taken no line yet (runtimes set it right after making the log); later changes
- * never add a free burst. -1 with an exception if `value` is not a number (or a delete). */
-static int
-set_rate(Ring *self, PyObject *value, const char *name, double *rate, double *tokens)
+/* rate_bytes and rate_lines are one getter and one setter: their closure says which of the
+ * ring's two token buckets, by where its rate and tokens are in a Ring. */
+typedef struct {
+    const char *name;
+    size_t rate, tokens;
+} Bucket;
+
+static const Bucket byte_bucket = {"rate_bytes", offsetof(Ring, rate), offsetof(Ring, tokens)};
+static const Bucket line_bucket = {"rate_lines", offsetof(Ring, line_rate),
+                                   offsetof(Ring, line_tokens)};
+
+static double *
+ring_double(Ring *self, size_t offset)
 {
+    return (double *)((char *)self + offset);
+}
+
+static PyObject *
+Ring_get_rate(Ring *self, void *closure)
+{
+    return PyLong_FromDouble(*ring_double(self, ((const Bucket *)closure)->rate));
+}
+
+/* A rate being set: its bucket starts full at the new rate while the log has taken no line
+ * yet (runtimes set it right after making the log); later changes never add a free burst.
+ * -1 with an exception if `value` is not a number (or a delete). */
+static int
+Ring_set_rate(Ring *self, PyObject *value, void *closure)
+{
+    const Bucket *bucket = closure;
     double new_rate = value == NULL ? -1 : PyFloat_AsDouble(value);
     if (new_rate == -1 && (value == NULL || PyErr_Occurred())) {
         if (!PyErr_Occurred())
-            PyErr_Format(PyExc_AttributeError, "%s cannot be deleted", name);
+            PyErr_Format(PyExc_AttributeError, "%s cannot be deleted", bucket->name);
         return -1;
     }
-    *rate = new_rate;
+    double *tokens = ring_double(self, bucket->tokens);
+    *ring_double(self, bucket->rate) = new_rate;
     *tokens = fresh(self) ? new_rate : fmin(*tokens, new_rate);
     return 0;
-}
-
-static PyObject *
-Ring_get_rate_bytes(Ring *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromDouble(self->rate);
-}
-
-static int
-Ring_set_rate_bytes(Ring *self, PyObject *value, void *Py_UNUSED(closure))
-{
-    return set_rate(self, value, "rate_bytes", &self->rate, &self->tokens);
-}
-
-static PyObject *
-Ring_get_rate_lines(Ring *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromDouble(self->line_rate);
-}
-
-static int
-Ring_set_rate_lines(Ring *self, PyObject *value, void *Py_UNUSED(closure))
-{
-    return set_rate(self, value, "rate_lines", &self->line_rate, &self->line_tokens);
 }
 
 static Py_ssize_t
@@ -463,10 +464,10 @@ static PyMemberDef Ring_members[] = {
 
 static PyGetSetDef Ring_getset[] = {
     {"buffered_bytes", (getter)Ring_get_buffered, NULL, "host memory the ring holds", NULL},
-    {"rate_bytes", (getter)Ring_get_rate_bytes, (setter)Ring_set_rate_bytes,
-     "bytes per second let through", NULL},
-    {"rate_lines", (getter)Ring_get_rate_lines, (setter)Ring_set_rate_lines,
-     "lines per second let through", NULL},
+    {"rate_bytes", (getter)Ring_get_rate, (setter)Ring_set_rate,
+     "bytes per second let through", (void *)&byte_bucket},
+    {"rate_lines", (getter)Ring_get_rate, (setter)Ring_set_rate,
+     "lines per second let through", (void *)&line_bucket},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
