@@ -71,17 +71,17 @@ if ! "$venv/bin/python" -c "import omnicore, pytest, extism" >/dev/null 2>&1 \
   "$venv/bin/python" -m pip install -q -e "$root[dev]" || die "pip install -e .[dev] failed"
   touch "$venv/.omnicore-installed"
 fi
-# The C call path (host/omnicore/sandbox/_callpath.[ch], _hostfunc.c, _epoch.[ch],
-# _instantiate.[ch]) and log ring (_logring.[ch], _logwake.c), built in place with the system
-# compiler and rebuilt when a source changes. The host falls back to Python without them; here
-# they must build.
+# The C call path (host/omnicore/sandbox/_callpath.c and the sources setup.py lists with it) and
+# the log ring (_logring.c, _logwake.c), built in place with the system compiler and rebuilt when
+# any C source or header of the sandbox is newer than either extension (headers are shared
+# between the two, so one list of files per extension would go stale). The host falls back to
+# Python without them; here they must build.
 stale=""
-for ext in "_callpath:_callpath.c _callpath.h _hostfunc.c _epoch.c _epoch.h _instantiate.c _instantiate.h" \
-           "_logring:_logring.c _logring.h _logwake.c"; do
-  ext_so="$(ls "$root"/host/omnicore/sandbox/"${ext%%:*}".*.so 2>/dev/null | head -1)"
-  for src in ${ext#*:}; do
-    if [ -z "$ext_so" ] || [ "$root/host/omnicore/sandbox/$src" -nt "$ext_so" ]; then stale=1; fi
-  done
+for ext in _callpath _logring; do
+  ext_so="$(ls "$root"/host/omnicore/sandbox/"$ext".*.so 2>/dev/null | head -1)"
+  if [ -z "$ext_so" ] || [ -n "$(find "$root/host/omnicore/sandbox" -maxdepth 1 \( -name '*.c' -o -name '*.h' \) -newer "$ext_so" | head -1)" ]; then
+    stale=1
+  fi
 done
 if [ -n "$stale" ]; then
   say "building the C call path and log ring"
