@@ -79,13 +79,14 @@ def paginate(items: Sequence[Any], limit: int, offset: int) -> dict[str, Any]:
             "offset": offset}
 
 
-async def app_listing(request: Request, listing: Callable[[OmniApp], Sequence[Any]]
-                      ) -> Response:
-    """For a viewer: a page of what ``listing(app)`` lists, read off the event loop."""
+async def app_listing(request: Request, listing: Callable[[OmniApp], Sequence[Any]],
+                      default: int = MAX_PAGE) -> Response:
+    """For a viewer: a page of what ``listing(app)`` lists, read off the event loop
+    (``limit`` ``default`` unless the query string says)."""
     need(request)
     st = state(request)
     items = await st.off_loop(listing, st.app)
-    return JSONResponse(paginate(items, *page_params(request, MAX_PAGE)))
+    return JSONResponse(paginate(items, *page_params(request, default)))
 
 
 def choice(request: Request, key: str, allowed: Sequence[str]) -> str | None:

@@ -100,9 +100,7 @@ def _matches(pattern: str, topic: str) -> bool:
 
 @base.guarded
 async def list_subscriptions(request: Request) -> Response:
-    base.need(request)
-    items = subscribers(base.omni(request))
-    return JSONResponse(base.paginate(items, *base.page_params(request, base.MAX_PAGE)))
+    return await base.app_listing(request, subscribers)
 
 
 @base.guarded

@@ -105,10 +105,7 @@ def _memory_id(raw: object) -> int:
 
 @base.guarded
 async def list_memory(request: Request) -> Response:
-    base.need(request)
-    st = base.state(request)
-    items = await st.off_loop(summary, st.app)
-    return JSONResponse(base.paginate(items, *base.page_params(request)))
+    return await base.app_listing(request, summary, 50)
 
 
 @base.guarded
