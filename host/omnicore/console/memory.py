@@ -104,11 +104,6 @@ def _memory_id(raw: object) -> int:
 # -- API ---------------------------------------------------------------------------------------
 
 @base.guarded
-async def list_memory(request: Request) -> Response:
-    return await base.app_listing(request, summary, 50)
-
-
-@base.guarded
 async def recall_memory(request: Request) -> Response:
     base.need(request)
     st = base.state(request)
@@ -177,7 +172,7 @@ async def memory_post(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     p = "/api/v1"
     return [
-        Route(f"{p}/memory", list_memory, methods=["GET"]),
+        Route(f"{p}/memory", base.lister(summary, 50), methods=["GET"]),
         Route(f"{p}/memory/{{plugin}}/recall", recall_memory, methods=["GET"]),
         Route(f"{p}/memory/{{plugin}}/{{memory_id}}", forget_memory, methods=["DELETE"]),
         Route("/data/memory", memory_page, methods=["GET"]),
