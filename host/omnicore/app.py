@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Never, Self, TypeVar, overload
 
 from omnicore.app_data import AppData
 from omnicore.capabilities import builtin as builtin_capabilities
@@ -72,6 +73,27 @@ _BUILTIN_OBJECTS = {builtin_capabilities.__name__: builtin_capabilities,
                     plugin_extension.__name__: plugin_extension}
 
 M = TypeVar("M", bound=Module)
+T = TypeVar("T")
+
+
+class _DataPart(Generic[T]):
+    """``app.<name>``: the part of ``app.data`` of that name, documented there
+    (:class:`~omnicore.app_data.AppData`)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name, self._part = name, attrgetter(name)
+        self.__doc__ = getattr(AppData, name).__doc__
+
+    @overload
+    def __get__(self, app: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, app: OmniApp, owner: type | None = None) -> T: ...
+
+    def __get__(self, app: OmniApp | None, owner: type | None = None) -> T | Self:
+        return self if app is None else self._part(app.data)
+
+    def __set__(self, app: OmniApp, value: Never) -> None:
+        raise AttributeError(f"app.{self._name} is app.data.{self._name}: it cannot be set")
 
 
 class OmniApp:
@@ -248,63 +270,19 @@ class OmniApp:
         in the order they are added; each one's service is made on first use."""
         return list(self._services)
 
-    # -- the data dir and its stores (app.data) -------------------------------------------
+    # -- the data dir and its stores: app.data's, named on the app ------------------------
 
-    @property
-    def data_dir(self) -> Path:
-        """Where this app keeps its files (created on start)."""
-        return self.data.data_dir
-
-    @property
-    def instance_dir(self) -> Path:
-        """Where this host keeps what is its own (:attr:`AppData.instance_dir
-        <omnicore.app_data.AppData.instance_dir>`)."""
-        return self.data.instance_dir
-
-    @property
-    def data_lock(self) -> DataDirLock:
-        """One host per data dir while started."""
-        return self.data.data_lock
-
-    @property
-    def storage(self) -> Storage:
-        """The app's durable state (``<data_dir>/omnicore.db``), opened on first use."""
-        return self.data.storage
-
-    @property
-    def kv(self) -> KV:
-        """Plugins' keys from Python: ``app.kv.for_plugin(name).get(key)``."""
-        return self.data.kv
-
-    @property
-    def secrets(self) -> SecretStore:
-        """The app's secrets, encrypted at rest (``omnicore secrets``; abi.md §4.9)."""
-        return self.data.secrets
-
-    @property
-    def connectors(self) -> dict[str, Connector]:
-        """The app's ``connectors.<name>`` (omnicore:http), checked."""
-        return self.data.connectors
-
-    @property
-    def egress(self) -> Egress:
-        """The app's outbound HTTP (:mod:`omnicore.egress`)."""
-        return self.data.egress
-
-    @property
-    def databases(self) -> Databases:
-        """The app's database connectors and their pools (:mod:`omnicore.egress.db`)."""
-        return self.data.databases
-
-    @property
-    def vectors(self) -> VectorStore:
-        """Plugins' vector collections (``app.vectors.for_plugin(name)``; abi.md §4.5)."""
-        return self.data.vectors
-
-    @property
-    def memory(self) -> MemoryStore:
-        """Plugins' tiered memories (``app.memory.for_plugin(name)``; abi.md §4.4)."""
-        return self.data.memory
+    data_dir: _DataPart[Path] = _DataPart()
+    instance_dir: _DataPart[Path] = _DataPart()
+    data_lock: _DataPart[DataDirLock] = _DataPart()
+    storage: _DataPart[Storage] = _DataPart()
+    kv: _DataPart[KV] = _DataPart()
+    secrets: _DataPart[SecretStore] = _DataPart()
+    connectors: _DataPart[dict[str, Connector]] = _DataPart()
+    egress: _DataPart[Egress] = _DataPart()
+    databases: _DataPart[Databases] = _DataPart()
+    vectors: _DataPart[VectorStore] = _DataPart()
+    memory: _DataPart[MemoryStore] = _DataPart()
 
     # -- identity and state -------------------------------------------------------------
 

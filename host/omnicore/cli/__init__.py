@@ -39,18 +39,11 @@ from omnicore.cli.main import main, new
 
 __all__ = ["main"]
 
-main.add_command(plugins.inspect)
-main.add_command(plugins.call)
-main.add_command(logs.logs)
-main.add_command(mcp.mcp)
-main.add_command(migrate.migrate)
-main.add_command(build.build_command)
-main.add_command(build.precompile_command)
-main.add_command(dev.dev_command)
-main.add_command(test.test_command)
-main.add_command(env.env_command)
-main.add_command(execute.exec_command)
+for command in (plugins.inspect, plugins.call, logs.logs, mcp.mcp, migrate.migrate,
+                build.build_command, build.precompile_command, dev.dev_command,
+                test.test_command, env.env_command, execute.exec_command):
+    main.add_command(command)
 new.add_command(build.new_plugin_command)
 # `app`, `backup` (backup, restore), `data` (kv, jobs), `secrets`, `settings`, `users`,
 # `vectors` and `workflows` register their commands on `main` when imported.
-del app, backup, data, secrets, settings, users, vectors, workflows
+del app, backup, command, data, secrets, settings, users, vectors, workflows

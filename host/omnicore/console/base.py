@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from omnicore.console.auth import Principal
     from omnicore.console.state import ConsoleState
 
-__all__ = ["MAX_PAGE", "Handler", "actor", "choice", "guarded", "need", "omni", "page_params",
-           "paginate", "path_id", "state"]
+__all__ = ["MAX_PAGE", "Handler", "actor", "app_listing", "choice", "guarded", "lister", "need",
+           "omni", "page_params", "paginate", "path_id", "state"]
 
 MAX_PAGE = 500
 Handler = Callable[[Request], Awaitable[Response]]
@@ -79,13 +79,21 @@ def paginate(items: Sequence[Any], limit: int, offset: int) -> dict[str, Any]:
             "offset": offset}
 
 
-async def app_listing(request: Request, listing: Callable[[OmniApp], Sequence[Any]]
-                      ) -> Response:
-    """For a viewer: a page of what ``listing(app)`` lists, read off the event loop."""
+async def app_listing(request: Request, listing: Callable[[OmniApp], Sequence[Any]],
+                      default: int = MAX_PAGE) -> Response:
+    """For a viewer: a page of what ``listing(app)`` lists, read off the event loop
+    (``limit`` ``default`` unless the query string says)."""
     need(request)
     st = state(request)
     items = await st.off_loop(listing, st.app)
-    return JSONResponse(paginate(items, *page_params(request, MAX_PAGE)))
+    return JSONResponse(paginate(items, *page_params(request, default)))
+
+
+def lister(listing: Callable[[OmniApp], Sequence[Any]], default: int = MAX_PAGE) -> Handler:
+    """The ``GET`` endpoint of a list: :func:`app_listing` of ``listing``."""
+    async def endpoint(request: Request) -> Response:
+        return await app_listing(request, listing, default)
+    return guarded(endpoint)
 
 
 def choice(request: Request, key: str, allowed: Sequence[str]) -> str | None:

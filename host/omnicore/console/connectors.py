@@ -14,8 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import base
@@ -57,10 +55,5 @@ def listing(app: OmniApp) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["name"])
 
 
-@base.guarded
-async def list_connectors(request: Request) -> Response:
-    return await base.app_listing(request, listing)
-
-
 def routes() -> list[BaseRoute]:
-    return [Route("/api/v1/connectors", list_connectors, methods=["GET"])]
+    return [Route("/api/v1/connectors", base.lister(listing), methods=["GET"])]

@@ -99,13 +99,6 @@ def _matches(pattern: str, topic: str) -> bool:
 # -- API -----------------------------------------------------------------------------------
 
 @base.guarded
-async def list_subscriptions(request: Request) -> Response:
-    base.need(request)
-    items = subscribers(base.omni(request))
-    return JSONResponse(base.paginate(items, *base.page_params(request, base.MAX_PAGE)))
-
-
-@base.guarded
 async def post_event(request: Request) -> Response:
     who = base.need(request, "admin")
     doc = await json_body(request)
@@ -148,7 +141,7 @@ async def events_page(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     p = "/api/v1"
     return [
-        Route(f"{p}/subscriptions", list_subscriptions, methods=["GET"]),
+        Route(f"{p}/subscriptions", base.lister(subscribers), methods=["GET"]),
         Route(f"{p}/events", post_event, methods=["POST"]),
         Route("/events", events_page, methods=["GET"]),
         Route("/events", events_post, methods=["POST"]),

@@ -104,14 +104,6 @@ def _memory_id(raw: object) -> int:
 # -- API ---------------------------------------------------------------------------------------
 
 @base.guarded
-async def list_memory(request: Request) -> Response:
-    base.need(request)
-    st = base.state(request)
-    items = await st.off_loop(summary, st.app)
-    return JSONResponse(base.paginate(items, *base.page_params(request)))
-
-
-@base.guarded
 async def recall_memory(request: Request) -> Response:
     base.need(request)
     st = base.state(request)
@@ -180,7 +172,7 @@ async def memory_post(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     p = "/api/v1"
     return [
-        Route(f"{p}/memory", list_memory, methods=["GET"]),
+        Route(f"{p}/memory", base.lister(summary, 50), methods=["GET"]),
         Route(f"{p}/memory/{{plugin}}/recall", recall_memory, methods=["GET"]),
         Route(f"{p}/memory/{{plugin}}/{{memory_id}}", forget_memory, methods=["DELETE"]),
         Route("/data/memory", memory_page, methods=["GET"]),

@@ -92,11 +92,6 @@ def remove(app: OmniApp, name: str, by: Actor) -> bool:
 # -- API ---------------------------------------------------------------------------------------
 
 @base.guarded
-async def list_secrets(request: Request) -> Response:
-    return await base.app_listing(request, listing)
-
-
-@base.guarded
 async def put_secret(request: Request) -> Response:
     who = base.need(request, "admin")
     name = _name(request.path_params["name"])
@@ -161,7 +156,7 @@ async def secrets_post(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     p = "/api/v1"
     return [
-        Route(f"{p}/secrets", list_secrets, methods=["GET"]),
+        Route(f"{p}/secrets", base.lister(listing), methods=["GET"]),
         Route(f"{p}/secrets/{{name}}", put_secret, methods=["PUT"]),
         Route(f"{p}/secrets/{{name}}", delete_secret, methods=["DELETE"]),
         Route("/secrets", secrets_page, methods=["GET"]),

@@ -23,7 +23,6 @@ from omnicore.accounts.audit import Actor, record
 from omnicore.console import base
 from omnicore.console.errors import ApiError
 from omnicore.console.render import done, page, read_form
-from omnicore.console.responses import JSONResponse
 
 if TYPE_CHECKING:
     from omnicore.app import OmniApp
@@ -49,11 +48,8 @@ def drop(app: OmniApp, plugin: str, collection: str, by: Actor) -> bool:
 
 @base.guarded
 async def list_collections(request: Request) -> Response:
-    base.need(request)
-    st = base.state(request)
     plugin = request.query_params.get("plugin") or None
-    items = await st.off_loop(collections, st.app, plugin)
-    return JSONResponse(base.paginate(items, *base.page_params(request)))
+    return await base.app_listing(request, lambda app: collections(app, plugin), 50)
 
 
 @base.guarded

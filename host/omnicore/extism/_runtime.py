@@ -21,12 +21,10 @@ from omnicore.egress import Client, Policy
 from omnicore.errors import (
     ConfigError,
     GuestError,
-    HandlerNotFound,
     InvalidModule,
     MemoryLimitExceeded,
     NeedsGrant,
     PluginCallError,
-    PluginLoadError,
     Trap,
 )
 from omnicore.extism._env import ENV_FUNCTIONS, EnvState, KernelMemory
@@ -45,7 +43,7 @@ from omnicore.sandbox.hostfunc import define_host_function
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import EXTISM_ENV, PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
-from omnicore.sandbox.pool import InstancePool, PooledRuntime
+from omnicore.sandbox.pool import PooledRuntime
 from omnicore.sandbox.wasi import define_wasi
 from omnicore.sandbox.wasi_fd import FsState, parse_dirs
 from omnicore.sandbox.wasi_fs import define_wasi_fs
@@ -69,6 +67,10 @@ class ExtismRuntime(PooledRuntime["Instance"]):
     mapped onto them (the plugin host does that, see specs/extism.md); ``max_var_bytes`` is
     the manifest's ``memory.max_var_bytes``.
     """
+
+    # Extism's words first: an Extism user knows "Function not found".
+    _NO_HANDLER = ("plugin {plugin!r}: Function not found: {handler} (its exported functions: "
+                   "{handlers})")
 
     def __init__(self, engine: SandboxEngine, module: PluginModule,
                  registry: CapabilityRegistry,
@@ -154,19 +156,9 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         # Vars of instances discarded after a failed call or _start: Extism keeps a plugin's
         # vars across both, so the next new instance takes them over (list ops are atomic).
         self._carried_vars: list[dict[str, bytes]] = []
-        self._pool = InstancePool(
-            self.name, self.limits.pool_size, self._new_instance,
-            self.wasi_output.close if self.wasi_output is not None else None,
-            limits=self.limits)
+        engine.reaper.watch(self._open_pool(
+            self._new_instance, self.wasi_output.close if self.wasi_output is not None else None))
         self._idle = self._pool.idle  # the call path pops and appends directly (sandbox.pool)
-        try:
-            self._pool.seed()
-        except PluginCallError as exc:
-            if self.wasi_output is not None:
-                self.wasi_output.close()
-            raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
-                                  plugin=self.name) from None
-        engine.reaper.watch(self._pool)
 
     @property
     def handlers(self) -> tuple[str, ...]:
@@ -181,30 +173,15 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         try:
             inst = Instance(self)
         except GuestFailure as f:
-            # A trap while instantiating comes from the plugin's start function, as does a
-            # host function's refusal or deadline then (specs/abi.md §2.1).
-            stage = f.stage
-            if stage == "instantiate":
-                ran = f.code is not None or f.refusal is not None or f.deadline_hit
-                stage = "(start)" if ran else handler or "(instantiate)"
-            raise self._error(f, stage or handler or "(start)", None) from None
+            raise self._error(f, f.start_stage(handler) or handler or "(start)", None) from None
         if self._carried_vars:
             inst.vars = self._carried_vars.pop()
         return inst
 
     def call(self, handler: str, data: bytes) -> bytes:
         """Run ``handler`` with ``data``; return its output bytes (errors as PluginRuntime)."""
-        if handler not in self._handlers:
-            # Extism's words first: an Extism user knows "Function not found".
-            raise HandlerNotFound(
-                f"plugin {self.name!r}: Function not found: {handler} (its exported "
-                f"functions: {', '.join(self.module.handlers) or '(none)'})", plugin=self.name,
-                handler=handler)
-        if type(data) is not bytes:
-            data = bytes(data)
-        if len(data) > self._max_input:
-            raise self.limits.input_too_large(
-                len(data), f"plugin {self.name!r} handler {handler!r}", self.name, handler)
+        if handler not in self._handlers or type(data) is not bytes or len(data) > self._max_input:
+            data = self._admitted(handler, data)
         pool = self._pool
         idle = self._idle
         try:  # the pool's acquire, its hot path inline (sandbox.pool)

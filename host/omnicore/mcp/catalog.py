@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
@@ -26,11 +26,14 @@ from mcp.shared.exceptions import MCPError
 from omnicore.capabilities.mcp import CLIENT
 from omnicore.errors import OmniError
 from omnicore.mcp.callclient import CallClient
-from omnicore.mcp.context import McpApp, caller_of, name_of
+from omnicore.mcp.context import caller_of, name_of
 from omnicore.mcp.declared import Declared, declared_of
 from omnicore.mcp.resources import list_resources, read_resource
 from omnicore.mcp.rounds import MODERN, Rounds
 from omnicore.mcp.tools import Exposure
+
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
 
 __all__ = ["Catalog"]
 
@@ -44,7 +47,7 @@ class Catalog:
     ``unsubscribe`` and ``complete`` as the SDK server's handlers. ``exposure()``: what the
     app's ``mcp`` config exposes now; ``rounds``: the server's ``input_required`` rounds."""
 
-    def __init__(self, app: McpApp, exposure: Callable[[], Exposure], rounds: Rounds) -> None:
+    def __init__(self, app: OmniApp, exposure: Callable[[], Exposure], rounds: Rounds) -> None:
         self.app = app
         self._exposure = exposure
         self._rounds = rounds

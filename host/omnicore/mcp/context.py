@@ -1,6 +1,6 @@
-"""What the MCP server needs of its surroundings: the app whose plugins it serves
-(:class:`McpApp`) and who sends a request (:class:`Caller`, :func:`caller_of`). Its own module
-so the server's collaborators (tasks, the catalog) name them without importing the server."""
+"""Who sends the MCP server a request (:class:`Caller`, :func:`caller_of`). Its own module so
+the server's collaborators (tasks, the catalog) name it without importing the server; the app
+whose plugins they serve is the ``OmniApp`` itself, as for the console."""
 
 from __future__ import annotations
 
@@ -8,14 +8,7 @@ from typing import Any, Protocol
 
 from mcp.server.context import ServerRequestContext
 
-from omnicore.core.events import EventBus
-from omnicore.jobs import Jobs
-from omnicore.plugins.host import PluginHost
-from omnicore.storage import Storage
-from omnicore.storage.memory import MemoryStore
-from omnicore.storage.vectors import VectorStore
-
-__all__ = ["CALLER_KEY", "Caller", "McpApp", "caller_of", "name_of"]
+__all__ = ["CALLER_KEY", "Caller", "caller_of", "name_of"]
 
 #: Where the HTTP endpoint leaves the authenticated :class:`Caller` in the ASGI scope.
 CALLER_KEY = "omnicore.mcp.caller"
@@ -29,32 +22,6 @@ class Caller(Protocol):
 
     @property
     def is_admin(self) -> bool: ...
-
-
-class McpApp(Protocol):
-    """What the server needs of an app: its plugins, its ``mcp`` rules, its events, and the
-    stores resources are read from."""
-
-    @property
-    def plugins(self) -> PluginHost: ...
-
-    @property
-    def events(self) -> EventBus: ...
-
-    @property
-    def config(self) -> Any: ...
-
-    @property
-    def memory(self) -> MemoryStore: ...
-
-    @property
-    def vectors(self) -> VectorStore: ...
-
-    @property
-    def jobs(self) -> Jobs: ...
-
-    @property
-    def storage(self) -> Storage: ...
 
 
 def caller_of(ctx: ServerRequestContext[Any, Any]) -> Caller | None:

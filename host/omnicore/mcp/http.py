@@ -29,7 +29,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext
@@ -46,10 +46,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from omnicore.capabilities.guestjson import nesting
-from omnicore.mcp.context import CALLER_KEY, Caller, McpApp
+from omnicore.mcp.context import CALLER_KEY, Caller
 from omnicore.mcp.eventstore import MemoryEventStore
 from omnicore.mcp.server import ToolServer
 from omnicore.mcp.tasks import MODERN, NAMED
+
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
 
 __all__ = ["MAX_DEPTH", "RETRY_MS", "McpEndpoint"]
 
@@ -212,7 +215,7 @@ class McpEndpoint:
     good for the resource it was issued for only).
     """
 
-    def __init__(self, app: McpApp, verify: Callable[[str, str], Caller | None]) -> None:
+    def __init__(self, app: OmniApp, verify: Callable[[str, str], Caller | None]) -> None:
         self.tools = ToolServer(app)
         self._verify = verify
         # With an event store, every SSE stream opens with a priming event (an id and a

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -47,7 +47,7 @@ from omnicore.core.events import Event
 from omnicore.errors import OmniError
 from omnicore.mcp.callclient import CallClient
 from omnicore.mcp.catalog import Catalog
-from omnicore.mcp.context import Caller, McpApp, caller_of, name_of
+from omnicore.mcp.context import Caller, caller_of, name_of
 from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.results import Listing, content_result, output_result, tool_error
 from omnicore.mcp.rounds import MODERN, Rounds, StateKey
@@ -55,7 +55,10 @@ from omnicore.mcp.tasks import Tasks, refuse_plain
 from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
 from omnicore.sandbox.logring import LogLine
 
-__all__ = ["STDIO", "Caller", "McpApp", "ToolServer"]
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
+
+__all__ = ["STDIO", "Caller", "ToolServer"]
 
 #: The session key of the one connection of a process serving stdio (it has no session id).
 STDIO = ""
@@ -105,7 +108,7 @@ class ToolServer:
     :meth:`detach` stops. ``server`` is the SDK's low-level server to run on a transport.
     """
 
-    def __init__(self, app: McpApp, *, tasks: bool = True) -> None:
+    def __init__(self, app: OmniApp, *, tasks: bool = True) -> None:
         self.app = app
         self._exposed: tuple[object, Exposure] | None = None
         self.bus = InMemorySubscriptionBus()

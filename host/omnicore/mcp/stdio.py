@@ -22,14 +22,17 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 from mcp.server.stdio import stdio_server
 
 from omnicore.capabilities import guestjson
-from omnicore.mcp.server import STDIO, McpApp, ToolServer
+from omnicore.mcp.server import STDIO, ToolServer
+
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
 
 __all__ = ["MAX_LINE", "serve_stdio"]
 
@@ -135,7 +138,7 @@ async def _pipes(tools: ToolServer) -> AsyncIterator[tuple[Any, Any]]:
         os.close(wire_out)
 
 
-async def serve_stdio(app: McpApp) -> None:
+async def serve_stdio(app: OmniApp) -> None:
     """Serve ``app``'s exposed handlers over stdin/stdout until the client closes stdin."""
     tools = ToolServer(app, tasks=False)  # this process runs no jobs
     tools.attach(asyncio.get_running_loop())

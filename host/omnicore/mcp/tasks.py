@@ -57,7 +57,8 @@ from omnicore.storage.mcp_task_rows import McpTaskRows, TaskRow
 if TYPE_CHECKING:
     from mcp.server.lowlevel.server import Server
 
-    from omnicore.mcp.context import Caller, McpApp
+    from omnicore.app import OmniApp
+    from omnicore.mcp.context import Caller
 
 __all__ = ["EXTENSION", "MODERN", "NAMED", "POLL_MS", "SOURCE", "Tasks", "refuse_plain"]
 
@@ -112,7 +113,7 @@ class ToolCalls(Protocol):
     its SDK server, and how it finds, checks and answers a tool."""
 
     @property
-    def app(self) -> McpApp: ...
+    def app(self) -> OmniApp: ...
 
     @property
     def server(self) -> Server[Any]: ...

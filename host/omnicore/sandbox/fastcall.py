@@ -118,6 +118,17 @@ class GuestFailure(Exception):
         self.deadline_hit = False
         self.refusal: str | None = None
 
+    def start_stage(self, handler: str | None) -> str | None:
+        """Where a failed instance start failed, as its error names the stage: past
+        instantiation the stage itself (``_initialize``, ``omni_alloc``); at it, ``(start)``
+        when the module's start function ran (its trap, or a host function's refusal or
+        deadline then: specs/abi.md §2.1), else the handler the instance was for, or
+        ``(instantiate)``."""
+        if self.stage != "instantiate":
+            return self.stage
+        ran = self.code is not None or self.refusal is not None or self.deadline_hit
+        return "(start)" if ran else handler or "(instantiate)"
+
 
 def _failure(err: int | None, trap: int, slot: Any = None) -> GuestFailure:
     """The failure wasmtime returned (error or trap, taken over and freed). ``slot``: the

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, Protocol, Self, TypeVar
 
-from omnicore.errors import PluginNotFound
+from omnicore.errors import HandlerNotFound, PluginCallError, PluginLoadError, PluginNotFound
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 
@@ -224,6 +224,32 @@ class PooledRuntime(Generic[Inst]):
     name: str
     limits: Limits
     log: PluginLog
+    #: Of the runtimes whose calls name a handler and carry bytes (ABI v1, Extism): the
+    #: plugin's handlers, ``limits.max_input_bytes``, and the words of HandlerNotFound.
+    _handlers: frozenset[str]
+    _max_input: int
+    _NO_HANDLER = "plugin {plugin!r} has no handler {handler!r}; its handlers: {handlers}"
+
+    @property
+    def handlers(self) -> tuple[str, ...]:
+        """The plugin's handler names."""
+        raise NotImplementedError
+
+    def _admitted(self, handler: str, data: bytes) -> bytes:
+        """``data`` as the input of a call of ``handler``: ``bytes``, within
+        ``limits.max_input_bytes``, for a handler the plugin has (else HandlerNotFound or
+        InputTooLarge). A call checks the three inline and comes here only when one fails,
+        so a call that passes them pays nothing more."""
+        if handler not in self._handlers:
+            raise HandlerNotFound(self._NO_HANDLER.format(
+                plugin=self.name, handler=handler, handlers=", ".join(self.handlers) or "(none)"),
+                plugin=self.name, handler=handler)
+        if type(data) is not bytes:
+            data = bytes(data)
+        if len(data) > self._max_input:
+            raise self.limits.input_too_large(
+                len(data), f"plugin {self.name!r} handler {handler!r}", self.name, handler)
+        return data
 
     def _attach(self, name: str, limits: Limits | None, log: PluginLog | None) -> None:
         """Hold plugin ``name``'s limits (default: :class:`Limits`) and its log (a new one
@@ -233,6 +259,24 @@ class PooledRuntime(Generic[Inst]):
         self.log = log if log is not None else PluginLog(name)
         self.log.rate_bytes = self.limits.max_log_bytes_per_s
         self.log.rate_lines = self.limits.max_log_lines_per_s
+
+    def _open_pool(self, make: Callable[[str | None], Inst],
+                   on_drained: Callable[[], None] | None) -> InstancePool[Inst]:
+        """Make this runtime's pool (``limits.pool_size`` instances by ``make``) and start one
+        instance now: a plugin that cannot start fails at load (PluginLoadError, after
+        ``on_drained`` freed what its instances would have shared), not at its first call."""
+        self._pool = InstancePool(self.name, self.limits.pool_size, make, on_drained,
+                                  limits=self.limits)
+        try:
+            self._pool.seed()
+        except (PluginCallError, PluginLoadError) as exc:
+            if on_drained is not None:
+                on_drained()
+            if isinstance(exc, PluginLoadError):
+                raise
+            raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
+                                  plugin=self.name) from None
+        return self._pool
 
     def _release(self, inst: Inst, keep: bool) -> None:
         self._pool.release(inst, keep)

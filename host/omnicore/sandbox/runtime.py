@@ -10,7 +10,6 @@ import wasmtime
 
 from omnicore.errors import (
     GuestError,
-    HandlerNotFound,
     MemoryLimitExceeded,
     PluginCallError,
     PluginLoadError,
@@ -34,7 +33,7 @@ from omnicore.sandbox.hostfunc import define_host_function
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import PluginLog
-from omnicore.sandbox.pool import InstancePool, PooledRuntime
+from omnicore.sandbox.pool import PooledRuntime
 from omnicore.sandbox.usage import FuelMeter, Usage, measure
 from omnicore.sandbox.wasi import define_wasi
 from omnicore.sandbox.wasi_fd import FdTable, FsState, parse_dirs
@@ -115,21 +114,12 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         self._fuel: int | None = None
         if engine.fuel:
             self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
-        self._pool = InstancePool(
-            self.name, self.limits.pool_size, self._new_instance,
-            self._wasi_output.close if self._wasi_output is not None else None,
-            limits=self.limits)
+        # One instance starts now: a broken _initialize shows at load, not at the first call.
+        engine.reaper.watch(self._open_pool(
+            self._new_instance,
+            self._wasi_output.close if self._wasi_output is not None else None))
         # The call path pops and appends here directly (see sandbox.pool).
         self._idle = self._pool.idle
-        # Start one instance now: a broken _initialize shows at load, not at the first call.
-        try:
-            self._pool.seed()
-        except PluginCallError as exc:
-            if self._wasi_output is not None:
-                self._wasi_output.close()
-            raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
-                                  plugin=self.name) from None
-        engine.reaper.watch(self._pool)
 
     def _validate_config(self) -> None:
         schema = self.module.manifest.get("config")
@@ -165,13 +155,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                                files=FdTable(self._preopens) if self._preopens else None,
                                handler=handler)
         except GuestFailure as f:
-            # A trap while instantiating comes from the module's start function, as does a
-            # host function's refusal or deadline then (abi.md §2.1).
-            stage = f.stage
-            if stage == "instantiate":
-                ran = f.code is not None or f.refusal is not None or f.deadline_hit
-                stage = "(start)" if ran else handler or "(instantiate)"
-            raise self._classify(f, stage or handler or "_initialize", None) from None
+            raise self._classify(f, f.start_stage(handler) or handler or "_initialize",
+                                 None) from None
         except MemoryError:
             raise MemoryLimitExceeded(
                 f"plugin {self.name!r}: omni_alloc could not allocate the input buffer within "
@@ -206,16 +191,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         Raises HandlerNotFound, InputTooLarge, OutputTooLarge, GuestError, Trap,
         DeadlineExceeded, FuelExhausted, MemoryLimitExceeded (all name plugin and handler).
         """
-        if handler not in self._handlers:
-            raise HandlerNotFound(
-                f"plugin {self.name!r} has no handler {handler!r}; its handlers: "
-                f"{', '.join(self.module.handlers) or '(none)'}", plugin=self.name,
-                handler=handler)
-        if type(data) is not bytes:
-            data = bytes(data)
-        if len(data) > self._max_input:
-            raise self.limits.input_too_large(
-                len(data), f"plugin {self.name!r} handler {handler!r}", self.name, handler)
+        if handler not in self._handlers or type(data) is not bytes or len(data) > self._max_input:
+            data = self._admitted(handler, data)
         inst = self._pool.acquire(handler)
         mark = self.log.written
         try:

@@ -31,7 +31,6 @@ from omnicore.errors import (
     InvalidModule,
     MemoryLimitExceeded,
     PluginCallError,
-    PluginLoadError,
 )
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS, component_func, context_of
@@ -61,7 +60,7 @@ from omnicore.sandbox.fastcall import GuestFailure, error_failure
 from omnicore.sandbox.grants import check_requested
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
-from omnicore.sandbox.pool import InstancePool, PooledRuntime
+from omnicore.sandbox.pool import PooledRuntime
 from omnicore.sandbox.wasi_fd import MAX_OPEN, parse_dirs
 
 __all__ = ["HANDLER_SIGNATURE", "MAX_CORE_INSTANCES", "MAX_MEMORIES", "ComponentRuntime"]
@@ -185,18 +184,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         self._fuel: int | None = None
         if engine.fuel:
             self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
-        self._pool = InstancePool(self.name, self.limits.pool_size, self._new_instance,
-                                  self._drained, limits=self.limits)
-        try:
-            self._pool.seed()
-        except PluginCallError as exc:
-            self._drained()
-            raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
-                                  plugin=self.name) from None
-        except PluginLoadError:
-            self._drained()
-            raise
-        engine.reaper.watch(self._pool)
+        engine.reaper.watch(self._open_pool(self._new_instance, self._drained))
 
     def _drained(self) -> None:
         # What all instances shared: the output pipes and the granted directories.
