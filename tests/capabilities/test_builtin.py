@@ -59,6 +59,16 @@ def test_each_line_declares_what_its_module_is(line: Any) -> None:
         cap.bind(ctx)
 
 
+def test_the_app_has_every_service_the_built_ins_read() -> None:
+    # for_app(app) is reached through getattr, so mypy never holds OmniApp to AppServices.
+    from omnicore.app import OmniApp
+    from omnicore.capabilities.types import AppServices
+
+    services = [name for name, value in vars(AppServices).items() if isinstance(value, property)]
+    assert len(services) == 8
+    assert all(isinstance(getattr(OmniApp, name, None), property) for name in services)
+
+
 def test_the_eager_list_and_the_deferred_one_agree() -> None:
     eager = builtin_capabilities()
     assert [c.name for c in eager] == [d.name for d in deferred_capabilities()]

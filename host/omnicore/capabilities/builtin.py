@@ -3,8 +3,9 @@
 Load this module as a pluggy extension (``omnicore.capabilities.builtin``): its
 ``capabilities(app)`` hook returns the built-ins. A new built-in capability is one new module
 with a ``CAPABILITY`` plus one line in :data:`BUILTINS`. A capability that keeps app
-state (kv, tasks, events) also has ``for_app(app)``, used when there is an app; its
-``CAPABILITY`` serves plugin hosts without one.
+state (kv, tasks, events) also has ``for_app(app)``, used when there is an app (typed by
+:class:`~omnicore.capabilities.types.AppServices`); its ``CAPABILITY`` serves plugin hosts
+without one.
 
 The hook hands them over deferred (:class:`~omnicore.sandbox.capability.DeferredCapability`):
 each module is imported when a plugin first needs it, so a host (or an ``omnicore call``) of

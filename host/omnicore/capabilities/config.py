@@ -7,13 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from omnicore.errors import ConfigError
-from omnicore.sandbox.capability import (
-    Capability,
-    GuestMemory,
-    HostFunction,
-    Status,
-    WitFunction,
-)
+from omnicore.sandbox import capability as cap
 
 __all__ = ["CAPABILITY", "lookup"]
 
@@ -61,22 +55,22 @@ def _value(state: _State, text: str) -> bytes | None:
     return value
 
 
-def _get(state: _State, mem: GuestMemory, kptr: int, klen: int, out: int, cap: int) -> int:
+def _get(state: _State, mem: cap.GuestMemory, kptr: int, klen: int, out: int, out_cap: int) -> int:
     if klen > state.max_key:
         mem.check(kptr, klen, "config key")
-        mem.check(out, cap, "output buffer")
-        return Status.NOT_FOUND
+        mem.check(out, out_cap, "output buffer")
+        return cap.Status.NOT_FOUND
     key = mem.read(kptr, klen, "config key")
     try:
         text = key.decode("utf-8")
     except UnicodeDecodeError:
-        mem.check(out, cap, "output buffer")
-        return Status.INVALID
+        mem.check(out, out_cap, "output buffer")
+        return cap.Status.INVALID
     value = _value(state, text)
     if value is None:
-        mem.check(out, cap, "output buffer")
-        return Status.NOT_FOUND
-    return mem.write_result(value, out, cap)
+        mem.check(out, out_cap, "output buffer")
+        return cap.Status.NOT_FOUND
+    return mem.write_result(value, out, out_cap)
 
 
 def _wit_get(state: _State, key: str) -> str | None:
@@ -87,11 +81,11 @@ def _wit_get(state: _State, key: str) -> str | None:
     return None if value is None else value.decode("utf-8")
 
 
-CAPABILITY = Capability(
+CAPABILITY = cap.Capability(
     name="config",
     description="read the plugin's own config section",
-    functions=(HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),),
-    wit=(WitFunction("get", "func(key: string) -> option<string>", _wit_get),),
+    functions=(cap.HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),),
+    wit=(cap.WitFunction("get", "func(key: string) -> option<string>", _wit_get),),
     bind=lambda ctx: _State(ctx.config),
     check_grant=_check_grant,
 )

@@ -12,18 +12,12 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from omnicore.capabilities import standalone
+from omnicore.capabilities.types import AppServices
 from omnicore.errors import ConfigError
-from omnicore.sandbox.capability import (
-    Capability,
-    GuestMemory,
-    HostFunction,
-    PluginContext,
-    Status,
-    WitFunction,
-)
+from omnicore.sandbox import capability as cap
 from omnicore.subscriptions import PluginEvent, Refusal, Subscriptions, check_manifest
 
 __all__ = ["CAPABILITY", "MAX_TOPIC_BYTES", "TOPIC", "PluginEvent", "capability",
@@ -32,8 +26,8 @@ __all__ = ["CAPABILITY", "MAX_TOPIC_BYTES", "TOPIC", "PluginEvent", "capability"
 TOPIC = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 MAX_TOPIC_BYTES = 200
 
-_REFUSED = {Refusal.TOO_LARGE: Status.TOO_LARGE, Refusal.HOPS: Status.QUOTA,
-            Refusal.RATE: Status.QUOTA, Refusal.UNAVAILABLE: Status.UNAVAILABLE}
+_REFUSED = {Refusal.TOO_LARGE: cap.Status.TOO_LARGE, Refusal.HOPS: cap.Status.QUOTA,
+            Refusal.RATE: cap.Status.QUOTA, Refusal.UNAVAILABLE: cap.Status.UNAVAILABLE}
 
 
 class _State:
@@ -49,9 +43,9 @@ def _admit(state: _State, topic: str) -> int:
     """0 if the plugin may publish ``topic``, else the Status refusing it."""
     if not 0 < len(topic.encode("utf-8", "surrogatepass")) <= MAX_TOPIC_BYTES or \
             not TOPIC.fullmatch(topic):
-        return Status.INVALID
+        return cap.Status.INVALID
     if not any(fnmatch.fnmatchcase(topic, p) for p in state.patterns):
-        return Status.DENIED
+        return cap.Status.DENIED
     return 0
 
 
@@ -60,12 +54,12 @@ def _send(state: _State, topic: str, size: int, payload: Callable[[], bytes]) ->
     return 0 if refused is None else _REFUSED[refused]
 
 
-def _publish(state: _State, mem: GuestMemory, tptr: int, tlen: int, pptr: int,
+def _publish(state: _State, mem: cap.GuestMemory, tptr: int, tlen: int, pptr: int,
              plen: int) -> int:
     mem.check(tptr, tlen, "event topic")
     mem.check(pptr, plen, "event payload")
     if not 0 < tlen <= MAX_TOPIC_BYTES:
-        return Status.INVALID
+        return cap.Status.INVALID
     topic = mem.read(tptr, tlen, "event topic").decode("utf-8", "replace")
     return _admit(state, topic) or _send(state, topic, plen,
                                          lambda: mem.read(pptr, plen, "event payload"))
@@ -74,10 +68,10 @@ def _publish(state: _State, mem: GuestMemory, tptr: int, tlen: int, pptr: int,
 def _wit_publish(state: _State, topic: str, payload: bytes) -> dict[str, Any]:
     """``omnicore:plugin/events.publish`` for components."""
     status = _admit(state, topic) or _send(state, topic, len(payload), lambda: payload)
-    return Status.wit_error(status) if status else {"ok": None}
+    return cap.Status.wit_error(status) if status else {"ok": None}
 
 
-_ERROR = WitFunction.ERROR
+_ERROR = cap.WitFunction.ERROR
 
 
 def _patterns(options: Mapping[str, Any]) -> tuple[str, ...]:
@@ -98,16 +92,16 @@ def _check_grant(options: Mapping[str, Any]) -> None:
     _patterns(options)
 
 
-def capability(subs_for: Callable[[PluginContext], Subscriptions]) -> Capability:
-    def bind(ctx: PluginContext) -> _State:
+def capability(subs_for: Callable[[cap.PluginContext], Subscriptions]) -> cap.Capability:
+    def bind(ctx: cap.PluginContext) -> _State:
         return _State(subs_for(ctx), ctx.plugin, _patterns(ctx.grant))
 
-    return Capability(
+    return cap.Capability(
         name="events",
         description="publish events under plugin.<name>. and receive subscribed ones",
-        functions=(HostFunction("publish", ("ptr", "len", "ptr", "len"), ("i32",), _publish),),
-        wit=(WitFunction("publish", f"func(topic: string, payload: list<u8>) -> "
-                                    f"result<_, {_ERROR}>", _wit_publish),),
+        functions=(cap.HostFunction("publish", ("ptr", "len", "ptr", "len"), ("i32",), _publish),),
+        wit=(cap.WitFunction("publish", f"func(topic: string, payload: list<u8>) -> "
+                                        f"result<_, {_ERROR}>", _wit_publish),),
         bind=bind,
         check_grant=_check_grant,
         check_manifest=check_manifest,
@@ -119,11 +113,6 @@ CAPABILITY = capability(standalone.needs_app(
     "events", "which need an app's event bus (omnicore run, or OmniApp)", key="grant.events"))
 
 
-class _SubscriptionsHolder(Protocol):
-    @property
-    def subscriptions(self) -> Subscriptions: ...
-
-
-def for_app(app: _SubscriptionsHolder) -> Capability:
+def for_app(app: AppServices) -> cap.Capability:
     """The events capability on ``app.subscriptions`` and the app's bus."""
     return capability(lambda _ctx: app.subscriptions)

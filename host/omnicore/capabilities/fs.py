@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from omnicore.errors import ConfigError
-from omnicore.sandbox.capability import Capability
+from omnicore.sandbox import capability as cap
 from omnicore.sandbox.wasi_fd import parse_dirs
 
 __all__ = ["CAPABILITY"]
@@ -26,7 +26,7 @@ def _check_grant(options: Mapping[str, Any]) -> None:
     parse_dirs(options.get("dirs", []), "grant.fs.dirs")
 
 
-CAPABILITY = Capability(
+CAPABILITY = cap.Capability(
     name="fs",
     description="host directories as WASI preopens (read-only unless write = true)",
     functions=(),

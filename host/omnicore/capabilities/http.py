@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from omnicore.capabilities import guestjson
+from omnicore.capabilities.types import AppServices
 from omnicore.egress import (
     MAX_REQUEST_JSON,
     Client,
@@ -28,15 +29,7 @@ from omnicore.egress import (
     Response,
     check_grant,
 )
-from omnicore.sandbox.capability import (
-    Capability,
-    GuestMemory,
-    HostFunction,
-    PluginContext,
-    WitFunction,
-    refusal_block,
-    wit_failure,
-)
+from omnicore.sandbox import capability as cap
 
 __all__ = ["CAPABILITY", "capability", "for_app"]
 
@@ -54,14 +47,14 @@ def _exchange(client: Client, size: int, raw: Callable[[], bytes], body_size: in
     return client.send(Request.from_json(guestjson.request(raw()), body()), deadline)
 
 
-def _request(client: Client, mem: GuestMemory, rp: int, rl: int, bp: int, bl: int) -> int:
+def _request(client: Client, mem: cap.GuestMemory, rp: int, rl: int, bp: int, bl: int) -> int:
     mem.check(rp, rl, "request")
     mem.check(bp, bl, "body")
     try:
         resp = _exchange(client, rl, lambda: mem.read(rp, rl, "request"), bl,
                          lambda: mem.read(bp, bl, "body"), mem.deadline)
     except Refused as exc:
-        return refusal_block(mem, exc)
+        return cap.refusal_block(mem, exc)
     head = json.dumps({"status": resp.status, "headers": resp.headers}, separators=(",", ":"),
                       ensure_ascii=False).encode()
     return mem.alloc_result(len(head).to_bytes(4, "little") + head + resp.body)
@@ -69,7 +62,8 @@ def _request(client: Client, mem: GuestMemory, rp: int, rl: int, bp: int, bl: in
 
 # omnicore:plugin/http (sdk/wit/plugin.wit): the same exchange for components.
 _SIGNATURE = ("func(request: string, body: list<u8>) -> result<record { status: u16, "
-              f"headers: list<tuple<string, string>>, body: list<u8> }}, {WitFunction.FAILURE}>")
+              "headers: list<tuple<string, string>>, body: list<u8> }, "
+              f"{cap.WitFunction.FAILURE}>")
 
 
 def _wit_request(client: Client, deadline: float, request: str, body: bytes
@@ -78,23 +72,23 @@ def _wit_request(client: Client, deadline: float, request: str, body: bytes
     try:
         resp = _exchange(client, len(data), lambda: data, len(body), lambda: body, deadline)
     except Refused as exc:
-        return wit_failure(exc)
+        return cap.wit_failure(exc)
     return {"ok": {"status": resp.status, "headers": [[k, v] for k, v in resp.headers.items()],
                    "body": resp.body}}
 
 
-def capability(egress: Egress | None = None) -> Capability:
+def capability(egress: Egress | None = None) -> cap.Capability:
     """The ``http`` capability over ``egress`` (none: no connectors, no secrets)."""
     service = egress if egress is not None else Egress()
 
-    def bind(ctx: PluginContext) -> Client:
+    def bind(ctx: cap.PluginContext) -> Client:
         return service.client(ctx.plugin, ctx.grant)
 
-    return Capability(
+    return cap.Capability(
         name="http",
         description="outbound HTTP to the hosts in the grant and the app's connectors",
-        functions=(HostFunction("request", ("ptr", "len", "ptr", "len"), ("i64",), _request),),
-        wit=(WitFunction("request", _SIGNATURE, _wit_request, timed=True),),
+        functions=(cap.HostFunction("request", ("ptr", "len", "ptr", "len"), ("i64",), _request),),
+        wit=(cap.WitFunction("request", _SIGNATURE, _wit_request, timed=True),),
         bind=bind,
         check_grant=check_grant,
     )
@@ -104,14 +98,7 @@ def capability(egress: Egress | None = None) -> Capability:
 CAPABILITY = capability()
 
 
-class HttpApp(Protocol):
-    """What the http capability needs of an app (``OmniApp`` has it)."""
-
-    @property
-    def egress(self) -> Egress: ...
-
-
-def for_app(app: HttpApp) -> Capability:
+def for_app(app: AppServices) -> cap.Capability:
     """The http capability over ``app.egress``."""
     return capability(app.egress)
 

@@ -12,20 +12,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from omnicore.capabilities import standalone
 from omnicore.capabilities.options import GrantLimits
-from omnicore.config import OmniConfig
+from omnicore.capabilities.types import AppServices
 from omnicore.core import jsoncodec
-from omnicore.sandbox.capability import (
-    Capability,
-    GuestMemory,
-    HostFunction,
-    PluginContext,
-    Status,
-    WitFunction,
-)
+from omnicore.sandbox import capability as cap
 from omnicore.storage import (
     KVQuota,
     KVStore,
@@ -33,7 +26,6 @@ from omnicore.storage import (
     QuotaExceeded,
     Storage,
     StorageError,
-    ValueTooLarge,
     shared_storage,
 )
 from omnicore.storage.base import MAX_KEY_BYTES, MAX_LIST_KEYS
@@ -43,7 +35,6 @@ __all__ = [
     "KV",
     "LIMITS",
     "WIT_FUNCTIONS",
-    "StorageApp",
     "capability",
     "for_app",
 ]
@@ -60,7 +51,7 @@ class _State:
         self.quota = quota
 
 
-def _key(mem: GuestMemory, ptr: int, length: int) -> str | None:
+def _key(mem: cap.GuestMemory, ptr: int, length: int) -> str | None:
     return mem.read_name(ptr, length, MAX_KEY_BYTES, "kv key")
 
 
@@ -76,18 +67,14 @@ def _read(state: _State, key: str) -> bytes | int | None:
     try:
         return state.store.get(key)
     except StorageError:
-        return Status.UNAVAILABLE
+        return cap.Status.UNAVAILABLE
 
 
 def _store(state: _State, key: str, value: bytes) -> int:
     try:
         state.store.set(key, value, state.quota)
-    except ValueTooLarge:
-        return Status.TOO_LARGE
-    except QuotaExceeded:
-        return Status.QUOTA
-    except StorageError:
-        return Status.UNAVAILABLE
+    except StorageError as exc:
+        return cap.Status.of(exc)
     return 0
 
 
@@ -95,7 +82,7 @@ def _remove(state: _State, key: str) -> int:
     try:
         return 1 if state.store.delete(key) else 0
     except StorageError:
-        return Status.UNAVAILABLE
+        return cap.Status.UNAVAILABLE
 
 
 def _add(state: _State, key: str, delta: int) -> tuple[int, int]:
@@ -103,184 +90,184 @@ def _add(state: _State, key: str, delta: int) -> tuple[int, int]:
     try:
         return 0, state.store.incr(key, delta, state.quota)
     except NotAnInteger:
-        return Status.INVALID, 0
+        return cap.Status.INVALID, 0
     except QuotaExceeded:
-        return Status.QUOTA, 0
+        return cap.Status.QUOTA, 0
     except StorageError:
-        return Status.UNAVAILABLE, 0
+        return cap.Status.UNAVAILABLE, 0
 
 
 def _keys(state: _State, prefix: str) -> list[str] | int:
     if len(prefix.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        return Status.INVALID
+        return cap.Status.INVALID
     try:
         return state.store.list(prefix, MAX_LIST_KEYS)
     except StorageError:
-        return Status.UNAVAILABLE
+        return cap.Status.UNAVAILABLE
 
 
 # get and set first try the common case inline (every pointer inside memory as last seen, a
 # key of legal length): it is most of a plugin's kv get (bench_capabilities.py). Anything
 # else takes the checked path below it, which traps or refuses exactly as before.
 
-def _get(state: _State, mem: GuestMemory, kptr: int, klen: int, out: int, cap: int) -> int:
+def _get(state: _State, mem: cap.GuestMemory, kptr: int, klen: int, out: int, out_cap: int) -> int:
     size = mem.size
-    if 0 < klen <= MAX_KEY_BYTES and kptr + klen <= size and out + cap <= size:
+    if 0 < klen <= MAX_KEY_BYTES and kptr + klen <= size and out + out_cap <= size:
         try:
             key = str(mem.view[kptr:kptr + klen], "utf-8")
         except UnicodeDecodeError:
-            return Status.INVALID
+            return cap.Status.INVALID
         try:
             value = state.store.get(key)
         except StorageError:
-            return Status.UNAVAILABLE
+            return cap.Status.UNAVAILABLE
         if value is None:
-            return Status.NOT_FOUND
+            return cap.Status.NOT_FOUND
         n = len(value)
-        if n <= cap:
+        if n <= out_cap:
             mem.view[out:out + n] = value
         return n
-    return _get_checked(state, mem, kptr, klen, out, cap)
+    return _get_checked(state, mem, kptr, klen, out, out_cap)
 
 
-def _get_checked(state: _State, mem: GuestMemory, kptr: int, klen: int, out: int,
-                 cap: int) -> int:
+def _get_checked(state: _State, mem: cap.GuestMemory, kptr: int, klen: int, out: int,
+                 out_cap: int) -> int:
     key = _key(mem, kptr, klen)
-    mem.check(out, cap, "output buffer")
+    mem.check(out, out_cap, "output buffer")
     if key is None:
-        return Status.INVALID
+        return cap.Status.INVALID
     value = _read(state, key)
     if value is None:
-        return Status.NOT_FOUND
+        return cap.Status.NOT_FOUND
     if isinstance(value, int):
         return value
-    return mem.write_result(value, out, cap)
+    return mem.write_result(value, out, out_cap)
 
 
-def _set(state: _State, mem: GuestMemory, kptr: int, klen: int, vptr: int, vlen: int) -> int:
+def _set(state: _State, mem: cap.GuestMemory, kptr: int, klen: int, vptr: int, vlen: int) -> int:
     size = mem.size
     if 0 < klen <= MAX_KEY_BYTES and kptr + klen <= size and vptr + vlen <= size:
         try:
             key = str(mem.view[kptr:kptr + klen], "utf-8")
         except UnicodeDecodeError:
-            return Status.INVALID
+            return cap.Status.INVALID
         if vlen > state.quota.max_value_bytes:
-            return Status.TOO_LARGE
+            return cap.Status.TOO_LARGE
         return _store(state, key, mem.view[vptr:vptr + vlen].tobytes())
     return _set_checked(state, mem, kptr, klen, vptr, vlen)
 
 
-def _set_checked(state: _State, mem: GuestMemory, kptr: int, klen: int, vptr: int,
+def _set_checked(state: _State, mem: cap.GuestMemory, kptr: int, klen: int, vptr: int,
                  vlen: int) -> int:
     key = _key(mem, kptr, klen)
     mem.check(vptr, vlen, "kv value")
     if key is None:
-        return Status.INVALID
+        return cap.Status.INVALID
     if vlen > state.quota.max_value_bytes:  # refuse before copying megabytes out of the guest
-        return Status.TOO_LARGE
+        return cap.Status.TOO_LARGE
     return _store(state, key, mem.read(vptr, vlen, "kv value"))
 
 
-def _delete(state: _State, mem: GuestMemory, kptr: int, klen: int) -> int:
+def _delete(state: _State, mem: cap.GuestMemory, kptr: int, klen: int) -> int:
     key = _key(mem, kptr, klen)
     if key is None:
-        return Status.INVALID
+        return cap.Status.INVALID
     return _remove(state, key)
 
 
-def _incr(state: _State, mem: GuestMemory, kptr: int, klen: int, delta: int, out: int) -> int:
+def _incr(state: _State, mem: cap.GuestMemory, kptr: int, klen: int, delta: int, out: int) -> int:
     key = _key(mem, kptr, klen)
     mem.check(out, 8, "incr output")
     if key is None:
-        return Status.INVALID
+        return cap.Status.INVALID
     status, value = _add(state, key, delta)
     if status == 0:
         mem.write(out, struct.pack("<q", value))
     return status
 
 
-def _list(state: _State, mem: GuestMemory, pptr: int, plen: int, out: int, cap: int) -> int:
+def _list(state: _State, mem: cap.GuestMemory, pptr: int, plen: int, out: int, out_cap: int) -> int:
     mem.check(pptr, plen, "kv prefix")
-    mem.check(out, cap, "output buffer")
+    mem.check(out, out_cap, "output buffer")
     if plen > MAX_KEY_BYTES:
-        return Status.INVALID
+        return cap.Status.INVALID
     try:
         prefix = mem.read(pptr, plen, "kv prefix").decode("utf-8")
     except UnicodeDecodeError:
-        return Status.INVALID
+        return cap.Status.INVALID
     keys = _keys(state, prefix)
     if isinstance(keys, int):
         return keys
-    return mem.write_result(jsoncodec.dumps(keys), out, cap)
+    return mem.write_result(jsoncodec.dumps(keys), out, out_cap)
 
 
 # omnicore:plugin/kv (sdk/wit/plugin.wit): the same operations for components.
 
-_ERROR = WitFunction.ERROR
+_ERROR = cap.WitFunction.ERROR
 
 
 def _wit_get(state: _State, key: str) -> dict[str, Any]:
     if not _valid_key(key):
-        return Status.wit_error(Status.INVALID)
+        return cap.Status.wit_error(cap.Status.INVALID)
     value = _read(state, key)
-    return Status.wit_error(value) if isinstance(value, int) else {"ok": value}
+    return cap.Status.wit_error(value) if isinstance(value, int) else {"ok": value}
 
 
 def _wit_set(state: _State, key: str, value: bytes) -> dict[str, Any]:
     if not _valid_key(key):
-        return Status.wit_error(Status.INVALID)
+        return cap.Status.wit_error(cap.Status.INVALID)
     if len(value) > state.quota.max_value_bytes:
-        return Status.wit_error(Status.TOO_LARGE)
+        return cap.Status.wit_error(cap.Status.TOO_LARGE)
     status = _store(state, key, value)
-    return Status.wit_error(status) if status else {"ok": None}
+    return cap.Status.wit_error(status) if status else {"ok": None}
 
 
 def _wit_delete(state: _State, key: str) -> dict[str, Any]:
     if not _valid_key(key):
-        return Status.wit_error(Status.INVALID)
+        return cap.Status.wit_error(cap.Status.INVALID)
     status = _remove(state, key)
-    return Status.wit_error(status) if status < 0 else {"ok": status == 1}
+    return cap.Status.wit_error(status) if status < 0 else {"ok": status == 1}
 
 
 def _wit_incr(state: _State, key: str, delta: int) -> dict[str, Any]:
     if not _valid_key(key):
-        return Status.wit_error(Status.INVALID)
+        return cap.Status.wit_error(cap.Status.INVALID)
     status, value = _add(state, key, delta)
-    return Status.wit_error(status) if status else {"ok": value}
+    return cap.Status.wit_error(status) if status else {"ok": value}
 
 
 def _wit_list(state: _State, prefix: str) -> dict[str, Any]:
     keys = _keys(state, prefix)
-    return Status.wit_error(keys) if isinstance(keys, int) else {"ok": keys}
+    return cap.Status.wit_error(keys) if isinstance(keys, int) else {"ok": keys}
 
 
 WIT_FUNCTIONS = (
-    WitFunction("get", f"func(key: string) -> result<option<list<u8>>, {_ERROR}>", _wit_get),
-    WitFunction("set", f"func(key: string, value: list<u8>) -> result<_, {_ERROR}>", _wit_set),
-    WitFunction("delete", f"func(key: string) -> result<bool, {_ERROR}>", _wit_delete),
-    WitFunction("incr", f"func(key: string, delta: s64) -> result<s64, {_ERROR}>", _wit_incr),
-    WitFunction("list", f"func(prefix: string) -> result<list<string>, {_ERROR}>", _wit_list),
+    cap.WitFunction("get", f"func(key: string) -> result<option<list<u8>>, {_ERROR}>", _wit_get),
+    cap.WitFunction("set", f"func(key: string, value: list<u8>) -> result<_, {_ERROR}>", _wit_set),
+    cap.WitFunction("delete", f"func(key: string) -> result<bool, {_ERROR}>", _wit_delete),
+    cap.WitFunction("incr", f"func(key: string, delta: s64) -> result<s64, {_ERROR}>", _wit_incr),
+    cap.WitFunction("list", f"func(prefix: string) -> result<list<string>, {_ERROR}>", _wit_list),
 )
 
 
-def capability(storage_for: Callable[[PluginContext], Storage],
-               defaults: KVQuota | None = None) -> Capability:
+def capability(storage_for: Callable[[cap.PluginContext], Storage],
+               defaults: KVQuota | None = None) -> cap.Capability:
     """The kv capability over the storage ``storage_for(ctx)`` returns."""
     return LIMITS.declare(
         lambda ctx, quota: _State(storage_for(ctx).kv(ctx.plugin), quota), defaults,
         description="a durable key-value store of the plugin's own (quotas in the grant)",
         functions=(
-            HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),
-            HostFunction("set", ("ptr", "len", "ptr", "len"), ("i32",), _set),
-            HostFunction("delete", ("ptr", "len"), ("i32",), _delete),
-            HostFunction("incr", ("ptr", "len", "i64", "ptr"), ("i32",), _incr),
-            HostFunction("list", ("ptr", "len", "ptr", "len"), ("i32",), _list),
+            cap.HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),
+            cap.HostFunction("set", ("ptr", "len", "ptr", "len"), ("i32",), _set),
+            cap.HostFunction("delete", ("ptr", "len"), ("i32",), _delete),
+            cap.HostFunction("incr", ("ptr", "len", "i64", "ptr"), ("i32",), _incr),
+            cap.HostFunction("list", ("ptr", "len", "ptr", "len"), ("i32",), _list),
         ),
         wit=WIT_FUNCTIONS,
     )
 
 
-def _standalone(ctx: PluginContext) -> Storage:
+def _standalone(ctx: cap.PluginContext) -> Storage:
     return shared_storage(standalone.data_dir(
         ctx, "kv", keep="it", hint=" (pass data_dir=..., or run it in an app)"))
 
@@ -306,15 +293,6 @@ class KV:
         return self._storage().kv_plugins()
 
 
-class StorageApp(Protocol):
-    """What the stateful capabilities need of an app (``OmniApp`` has it)."""
-
-    config: OmniConfig
-
-    @property
-    def storage(self) -> Storage: ...
-
-
-def for_app(app: StorageApp) -> Capability:
+def for_app(app: AppServices) -> cap.Capability:
     """The kv capability on ``app.storage``, with ``capabilities.kv`` as default quotas."""
     return capability(lambda _ctx: app.storage, LIMITS.app_defaults(app.config.capabilities))

@@ -6,13 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from omnicore.errors import ConfigError
-from omnicore.sandbox.capability import (
-    Capability,
-    GuestMemory,
-    HostFunction,
-    PluginContext,
-    WitFunction,
-)
+from omnicore.sandbox import capability as cap
 from omnicore.sandbox.pluginlog import LEVELS, PluginLog, level_number
 
 __all__ = ["CAPABILITY", "MAX_MESSAGE_BYTES"]
@@ -21,7 +15,7 @@ __all__ = ["CAPABILITY", "MAX_MESSAGE_BYTES"]
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
-def _bind(ctx: PluginContext) -> PluginLog:
+def _bind(ctx: cap.PluginContext) -> PluginLog:
     level = ctx.grant.get("level")
     if level is not None:
         ctx.log.min_level = level_number(level)
@@ -41,7 +35,7 @@ def _check_grant(options: Mapping[str, Any]) -> None:
                           key="grant.log.level", value=level) from None
 
 
-def _write(log: PluginLog, mem: GuestMemory, level: int, ptr: int, length: int) -> None:
+def _write(log: PluginLog, mem: cap.GuestMemory, level: int, ptr: int, length: int) -> None:
     if level_number(level) < log.min_level:
         mem.check(ptr, length, "log message")  # a bad pointer traps even when filtered
         return
@@ -53,7 +47,7 @@ def _write(log: PluginLog, mem: GuestMemory, level: int, ptr: int, length: int) 
     log.write(level, text)
 
 
-def _enabled(log: PluginLog, _mem: GuestMemory, level: int) -> int:
+def _enabled(log: PluginLog, _mem: cap.GuestMemory, level: int) -> int:
     return 1 if log.enabled(level) else 0
 
 
@@ -77,16 +71,16 @@ def _wit_enabled(log: PluginLog, level: str) -> bool:
     return log.enabled(level_number(level))
 
 
-CAPABILITY = Capability(
+CAPABILITY = cap.Capability(
     name="log",
     description="write lines to the plugin's own log (granted by default)",
     functions=(
-        HostFunction("write", ("i32", "ptr", "len"), (), _write),
-        HostFunction("enabled", ("i32",), ("i32",), _enabled),
+        cap.HostFunction("write", ("i32", "ptr", "len"), (), _write),
+        cap.HostFunction("enabled", ("i32",), ("i32",), _enabled),
     ),
     default_grant=True,
     bind=_bind,
-    wit=(WitFunction("write", f"func(level: {_LEVEL}, message: string)", _wit_write),
-         WitFunction("enabled", f"func(level: {_LEVEL}) -> bool", _wit_enabled)),
+    wit=(cap.WitFunction("write", f"func(level: {_LEVEL}, message: string)", _wit_write),
+         cap.WitFunction("enabled", f"func(level: {_LEVEL}) -> bool", _wit_enabled)),
     check_grant=_check_grant,
 )

@@ -32,16 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from omnicore.errors import ConfigError, Refused
-from omnicore.sandbox.capability import (
-    Capability,
-    GuestMemory,
-    HostFunction,
-    PluginContext,
-    Status,
-    WitFunction,
-    refusal_block,
-    wit_failure,
-)
+from omnicore.sandbox import capability as cap
 
 __all__ = ["ASK_METHODS", "CAPABILITY", "CLIENT", "MAX_ASK_BYTES", "MAX_OPEN_QUESTIONS",
            "Client", "ClientRefused", "answer_of", "pend", "question"]
@@ -161,19 +152,19 @@ def _check_grant(options: Mapping[str, Any]) -> None:
                           f"{ask!r}", key="grant.mcp.ask", value=ask)
 
 
-def _bind(ctx: PluginContext) -> _Bound:
+def _bind(ctx: cap.PluginContext) -> _Bound:
     return _Bound(ctx.plugin, frozenset(ASK_METHODS[a] for a in ctx.grant.get("ask", ())))
 
 
 def _progress_of(progress: float, total: float, message: str | None) -> int:
     client = CLIENT.get()
     if client is None:
-        return Status.NOT_FOUND
+        return cap.Status.NOT_FOUND
     sent = client.progress(progress, total if total > 0 else None, message or None)
-    return 0 if sent else Status.NOT_FOUND
+    return 0 if sent else cap.Status.NOT_FOUND
 
 
-def _progress(bound: _Bound, mem: GuestMemory, progress: float, total: float, mp: int,
+def _progress(bound: _Bound, mem: cap.GuestMemory, progress: float, total: float, mp: int,
               ml: int) -> int:
     mem.check(mp, ml, "progress message")
     message = mem.read_str(mp, min(ml, MAX_MESSAGE_BYTES), "progress message") if ml else None
@@ -211,14 +202,14 @@ def _asked(bound: _Bound, raw: bytes, deadline: float) -> bytes:
                       ensure_ascii=False).encode()
 
 
-def _ask(bound: _Bound, mem: GuestMemory, rp: int, rl: int) -> int:
+def _ask(bound: _Bound, mem: cap.GuestMemory, rp: int, rl: int) -> int:
     mem.check(rp, rl, "question")
     try:
         if rl > MAX_ASK_BYTES:
             raise ClientRefused("TOO_LARGE", f"a question is at most {MAX_ASK_BYTES} bytes")
         answer = _asked(bound, mem.read(rp, rl, "question"), mem.deadline)
     except ClientRefused as exc:
-        return refusal_block(mem, exc)
+        return cap.refusal_block(mem, exc)
     return mem.alloc_result(answer)
 
 
@@ -234,21 +225,21 @@ def _wit_ask(bound: _Bound, deadline: float, request: str) -> dict[str, Any]:
             raise ClientRefused("TOO_LARGE", f"a question is at most {MAX_ASK_BYTES} bytes")
         return {"ok": _asked(bound, data, deadline).decode()}
     except ClientRefused as exc:
-        return wit_failure(exc)
+        return cap.wit_failure(exc)
 
 
-CAPABILITY = Capability(
+CAPABILITY = cap.Capability(
     name="mcp",
     description="report progress to the MCP client of a tool call and ask it questions "
                 "(elicitation, sampling) within the call's deadline",
     functions=(
-        HostFunction("progress", ("f64", "f64", "ptr", "len"), ("i32",), _progress),
-        HostFunction("ask", ("ptr", "len"), ("i64",), _ask),
+        cap.HostFunction("progress", ("f64", "f64", "ptr", "len"), ("i32",), _progress),
+        cap.HostFunction("ask", ("ptr", "len"), ("i64",), _ask),
     ),
     bind=_bind,
     check_grant=_check_grant,
-    wit=(WitFunction("progress", "func(progress: f64, total: f64, message: string) -> bool",
-                     _wit_progress),
-         WitFunction("ask", f"func(request: string) -> result<string, {WitFunction.FAILURE}>",
-                     _wit_ask, timed=True)),
+    wit=(cap.WitFunction("progress", "func(progress: f64, total: f64, message: string) -> bool",
+                         _wit_progress),
+         cap.WitFunction("ask", "func(request: string) -> result<string, "
+                                f"{cap.WitFunction.FAILURE}>", _wit_ask, timed=True)),
 )

@@ -14,24 +14,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, Protocol
+from typing import Any
 
 from omnicore.capabilities import guestjson, standalone
 from omnicore.capabilities.options import GrantLimits
-from omnicore.config import OmniConfig
-from omnicore.sandbox.capability import (
-    Capability,
-    GuestMemory,
-    HostFunction,
-    PluginContext,
-    Status,
-    WitFunction,
-)
+from omnicore.capabilities.types import AppServices
+from omnicore.sandbox import capability as cap
 from omnicore.storage import StorageError
-from omnicore.storage.base import QuotaExceeded, Refused, ValueTooLarge
+from omnicore.storage.base import ValueTooLarge
 from omnicore.storage.memory import BadMemory, MemoryPolicy, MemoryStore, PluginMemory
 
-__all__ = ["CAPABILITY", "LIMITS", "MemoryApp", "capability", "for_app"]
+__all__ = ["CAPABILITY", "LIMITS", "capability", "for_app"]
 
 #: The policy a grant (or ``capabilities.memory``, beside its ``consolidate_every_s``) sets.
 LIMITS = GrantLimits("memory", MemoryPolicy(),
@@ -41,7 +34,7 @@ LIMITS = GrantLimits("memory", MemoryPolicy(),
 _MAX_JSON = 4 * 1024 * 1024
 
 
-def _json(mem: GuestMemory, ptr: int, length: int, what: str) -> Any:
+def _json(mem: cap.GuestMemory, ptr: int, length: int, what: str) -> Any:
     mem.check(ptr, length, what)
     if length > _MAX_JSON:
         raise ValueTooLarge(f"{what} over {_MAX_JSON} bytes")
@@ -54,16 +47,6 @@ def _json(mem: GuestMemory, ptr: int, length: int, what: str) -> Any:
     return value
 
 
-def _status(exc: Exception) -> int:
-    if isinstance(exc, ValueTooLarge):
-        return Status.TOO_LARGE
-    if isinstance(exc, QuotaExceeded):
-        return Status.QUOTA
-    if isinstance(exc, BadMemory | Refused):
-        return Status.INVALID
-    return Status.UNAVAILABLE
-
-
 def _store(memory: PluginMemory, tier: int, item: dict[str, Any]) -> int:
     """Remember ``item`` (§4.4's object) in ``tier``: the new id, or a negative status."""
     try:
@@ -73,15 +56,15 @@ def _store(memory: PluginMemory, tier: int, item: dict[str, Any]) -> int:
         text: Any = item.get("text")  # not a str: remember refuses it (INVALID)
         return memory.remember(tier, text, item.get("metadata"), item.get("ttl_s"),
                                item.get("importance", 0.5), item.get("vector"))
-    except (Refused, StorageError, TypeError, ValueError) as exc:
-        return _status(exc)
+    except (StorageError, TypeError, ValueError) as exc:
+        return cap.Status.of(exc)
 
 
-def _remember(memory: PluginMemory, mem: GuestMemory, tier: int, ptr: int, length: int) -> int:
+def _remember(memory: PluginMemory, mem: cap.GuestMemory, tier: int, ptr: int, length: int) -> int:
     try:
         item = _json(mem, ptr, length, "memory item")
-    except (Refused, StorageError, TypeError, ValueError) as exc:
-        return _status(exc)
+    except (StorageError, TypeError, ValueError) as exc:
+        return cap.Status.of(exc)
     return _store(memory, tier, item)
 
 
@@ -96,24 +79,24 @@ def _find(memory: PluginMemory, q: dict[str, Any]) -> list[Any] | int:
             raise BadMemory("tiers must be a list")
         return memory.recall(q.get("query", ""), tiers, q.get("limit", 10), q.get("filter"),
                              q.get("vector"))
-    except (Refused, StorageError, TypeError, ValueError) as exc:
-        return _status(exc)
+    except (StorageError, TypeError, ValueError) as exc:
+        return cap.Status.of(exc)
 
 
-def _recall(memory: PluginMemory, mem: GuestMemory, qp: int, ql: int, out: int, cap: int
+def _recall(memory: PluginMemory, mem: cap.GuestMemory, qp: int, ql: int, out: int, out_cap: int
             ) -> int:
-    mem.check(out, cap, "output buffer")
+    mem.check(out, out_cap, "output buffer")
     try:
         q = _json(mem, qp, ql, "recall query")
-    except (Refused, StorageError, TypeError, ValueError) as exc:
-        return _status(exc)
+    except (StorageError, TypeError, ValueError) as exc:
+        return cap.Status.of(exc)
     found = _find(memory, q)
     if isinstance(found, int):
         return found
     data = json.dumps([m.as_dict() for m in found], ensure_ascii=False,
                       separators=(",", ":")).encode()
-    n = mem.write_result(data, out, cap)
-    if n <= cap:  # a recall counts once, not again when the guest retries with a bigger buffer
+    n = mem.write_result(data, out, out_cap)
+    if n <= out_cap:  # a recall counts once, not again when the guest retries with a bigger buffer
         try:
             memory.touch([m.id for m in found])
         except StorageError:
@@ -121,17 +104,17 @@ def _recall(memory: PluginMemory, mem: GuestMemory, qp: int, ql: int, out: int, 
     return n
 
 
-def _forget(memory: PluginMemory, _mem: GuestMemory, mid: int) -> int:
+def _forget(memory: PluginMemory, _mem: cap.GuestMemory, mid: int) -> int:
     try:
         return 1 if memory.forget(mid) else 0
     except StorageError:
-        return Status.UNAVAILABLE
+        return cap.Status.UNAVAILABLE
 
 
 # omnicore:plugin/memory (sdk/wit/plugin.wit): the same operations for components. The item
 # and the query are §4.4's JSON, with the same limits; the tier is an enum.
 
-_ERROR = WitFunction.ERROR
+_ERROR = cap.WitFunction.ERROR
 _TIER = "enum { working, short-term, long-term }"
 _TIERS = {"working": 0, "short-term": 1, "long-term": 2}
 
@@ -139,25 +122,25 @@ _TIERS = {"working": 0, "short-term": 1, "long-term": 2}
 def _wit_object(text: str) -> dict[str, Any] | int:
     data = text.encode("utf-8")
     if len(data) > _MAX_JSON:
-        return Status.TOO_LARGE
+        return cap.Status.TOO_LARGE
     try:
         value = guestjson.loads(data)
     except ValueError:
-        return Status.INVALID
-    return value if isinstance(value, dict) else Status.INVALID
+        return cap.Status.INVALID
+    return value if isinstance(value, dict) else cap.Status.INVALID
 
 
 def _wit_remember(memory: PluginMemory, tier: str, item: str) -> dict[str, Any]:
     obj = _wit_object(item)
     status = obj if isinstance(obj, int) else _store(memory, _TIERS[tier], obj)
-    return Status.wit_error(status) if status < 0 else {"ok": status}
+    return cap.Status.wit_error(status) if status < 0 else {"ok": status}
 
 
 def _wit_recall(memory: PluginMemory, query: str) -> dict[str, Any]:
     q = _wit_object(query)
     found = q if isinstance(q, int) else _find(memory, q)
     if isinstance(found, int):
-        return Status.wit_error(found)
+        return cap.Status.wit_error(found)
     try:
         memory.touch([m.id for m in found])
     except StorageError:
@@ -170,27 +153,27 @@ def _wit_forget(memory: PluginMemory, mid: int) -> dict[str, Any]:
     try:
         return {"ok": memory.forget(mid)}
     except StorageError:
-        return Status.wit_error(Status.UNAVAILABLE)
+        return cap.Status.wit_error(cap.Status.UNAVAILABLE)
 
 
 WIT_FUNCTIONS = (
-    WitFunction("remember", f"func(tier: {_TIER}, item: string) -> result<s64, {_ERROR}>",
-                _wit_remember),
-    WitFunction("recall", f"func(query: string) -> result<string, {_ERROR}>", _wit_recall),
-    WitFunction("forget", f"func(id: s64) -> result<bool, {_ERROR}>", _wit_forget),
+    cap.WitFunction("remember", f"func(tier: {_TIER}, item: string) -> result<s64, {_ERROR}>",
+                    _wit_remember),
+    cap.WitFunction("recall", f"func(query: string) -> result<string, {_ERROR}>", _wit_recall),
+    cap.WitFunction("forget", f"func(id: s64) -> result<bool, {_ERROR}>", _wit_forget),
 )
 
 
-def capability(store: Callable[[PluginContext], MemoryStore],
-               defaults: MemoryPolicy | None = None) -> Capability:
+def capability(store: Callable[[cap.PluginContext], MemoryStore],
+               defaults: MemoryPolicy | None = None) -> cap.Capability:
     """The memory capability over the store ``store(ctx)`` returns."""
     return LIMITS.declare(
         lambda ctx, policy: store(ctx).for_plugin(ctx.plugin, policy), defaults,
         description="tiered text memories recalled by relevance, recency and importance",
         functions=(
-            HostFunction("remember", ("i32", "ptr", "len"), ("i64",), _remember),
-            HostFunction("recall", ("ptr", "len", "ptr", "len"), ("i32",), _recall),
-            HostFunction("forget", ("i64",), ("i32",), _forget),
+            cap.HostFunction("remember", ("i32", "ptr", "len"), ("i64",), _remember),
+            cap.HostFunction("recall", ("ptr", "len", "ptr", "len"), ("i32",), _recall),
+            cap.HostFunction("forget", ("i64",), ("i32",), _forget),
         ),
         wit=WIT_FUNCTIONS,
     )
@@ -201,13 +184,6 @@ CAPABILITY = capability(standalone.needs_app(
     "memory", "which needs an app (OmniApp, or omnicore run)", key="grants.memory"))
 
 
-class MemoryApp(Protocol):
-    config: OmniConfig
-
-    @property
-    def memory(self) -> MemoryStore: ...
-
-
-def for_app(app: MemoryApp) -> Capability:
+def for_app(app: AppServices) -> cap.Capability:
     """The memory capability on ``app.memory``, ``capabilities.memory`` as defaults."""
     return capability(lambda _ctx: app.memory, LIMITS.app_defaults(app.config.capabilities))

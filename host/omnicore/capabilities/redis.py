@@ -13,14 +13,14 @@ from typing import Any
 
 from omnicore.capabilities.sql import (
     Bound,
-    DatabasesApp,
     binder,
     check_connectors_grant,
     connector_call,
     wit_connector_call,
 )
+from omnicore.capabilities.types import AppServices
 from omnicore.egress.db import Databases
-from omnicore.sandbox.capability import Capability, GuestMemory, HostFunction, WitFunction
+from omnicore.sandbox import capability as cap
 
 __all__ = ["CAPABILITY", "capability", "for_app"]
 
@@ -33,24 +33,25 @@ def _send(bound: Bound, deadline: float, name: str, req: dict[str, Any]) -> byte
     return out
 
 
-def _command(bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int, rl: int) -> int:
+def _command(bound: Bound, mem: cap.GuestMemory, cp: int, cl: int, rp: int, rl: int) -> int:
     return connector_call(mem, cp, cl, rp, rl, partial(_send, bound, mem.deadline))
 
 
-_SIGNATURE = f"func(connector: string, request: string) -> result<string, {WitFunction.FAILURE}>"
+_SIGNATURE = ("func(connector: string, request: string) -> "
+              f"result<string, {cap.WitFunction.FAILURE}>")
 
 
 def _wit_command(bound: Bound, deadline: float, connector: str, req: str) -> dict[str, Any]:
     return wit_connector_call(connector, req, partial(_send, bound, deadline))
 
 
-def capability(databases: Databases | None = None) -> Capability:
+def capability(databases: Databases | None = None) -> cap.Capability:
     """The ``redis`` capability over ``databases``."""
-    return Capability(
+    return cap.Capability(
         name="redis",
         description="Redis commands under the plugin's key prefix on the app's connectors",
-        functions=(HostFunction("command", ("ptr", "len", "ptr", "len"), ("i64",), _command),),
-        wit=(WitFunction("command", _SIGNATURE, _wit_command, timed=True),),
+        functions=(cap.HostFunction("command", ("ptr", "len", "ptr", "len"), ("i64",), _command),),
+        wit=(cap.WitFunction("command", _SIGNATURE, _wit_command, timed=True),),
         bind=binder(databases, KINDS, "redis"),
         check_grant=check_connectors_grant("redis"),
     )
@@ -60,6 +61,6 @@ def capability(databases: Databases | None = None) -> Capability:
 CAPABILITY = capability()
 
 
-def for_app(app: DatabasesApp) -> Capability:
+def for_app(app: AppServices) -> cap.Capability:
     """The redis capability over ``app.databases``."""
     return capability(app.databases)

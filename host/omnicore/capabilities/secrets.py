@@ -9,22 +9,16 @@ a secret only when its grant names it (``expose = ["NAME"]``); prefer connectors
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from omnicore.capabilities import standalone
+from omnicore.capabilities.types import AppServices
 from omnicore.errors import ConfigError
-from omnicore.sandbox.capability import (
-    Capability,
-    GuestMemory,
-    HostFunction,
-    PluginContext,
-    Status,
-    WitFunction,
-)
+from omnicore.sandbox import capability as cap
 from omnicore.storage import StorageError, shared_storage
 from omnicore.storage.secrets import SecretStore, check_name
 
-__all__ = ["CAPABILITY", "SecretsApp", "capability", "for_app"]
+__all__ = ["CAPABILITY", "capability", "for_app"]
 
 _MAX_NAME = 128
 
@@ -59,56 +53,56 @@ class _State:
 def _read(state: _State, name: str) -> bytes | int:
     """The exposed secret ``name``, or a negative status."""
     if name not in state.expose:
-        return Status.DENIED
+        return cap.Status.DENIED
     try:
         value = state.store().get(name)
     except (StorageError, ConfigError):
-        return Status.UNAVAILABLE
-    return Status.NOT_FOUND if value is None else value
+        return cap.Status.UNAVAILABLE
+    return cap.Status.NOT_FOUND if value is None else value
 
 
-def _get(state: _State, mem: GuestMemory, nptr: int, nlen: int, out: int, cap: int) -> int:
+def _get(state: _State, mem: cap.GuestMemory, nptr: int, nlen: int, out: int, out_cap: int) -> int:
     name = mem.read_name(nptr, nlen, _MAX_NAME, "secret name")
-    mem.check(out, cap, "output buffer")
+    mem.check(out, out_cap, "output buffer")
     if name is None:
-        return Status.INVALID
+        return cap.Status.INVALID
     value = _read(state, name)
-    return value if isinstance(value, int) else mem.write_result(value, out, cap)
+    return value if isinstance(value, int) else mem.write_result(value, out, out_cap)
 
 
 # omnicore:plugin/secrets (sdk/wit/plugin.wit): the same read for components.
-_ERROR = WitFunction.ERROR
+_ERROR = cap.WitFunction.ERROR
 
 
 def _wit_get(state: _State, name: str) -> dict[str, Any]:
     if not 0 < len(name.encode("utf-8")) <= _MAX_NAME:
-        return Status.wit_error(Status.INVALID)
+        return cap.Status.wit_error(cap.Status.INVALID)
     value = _read(state, name)
-    return Status.wit_error(value) if isinstance(value, int) else {"ok": value}
+    return cap.Status.wit_error(value) if isinstance(value, int) else {"ok": value}
 
 
 WIT_FUNCTIONS = (
-    WitFunction("get", f"func(name: string) -> result<list<u8>, {_ERROR}>", _wit_get),
+    cap.WitFunction("get", f"func(name: string) -> result<list<u8>, {_ERROR}>", _wit_get),
 )
 
 
-def capability(store: Callable[[PluginContext], SecretStore]) -> Capability:
+def capability(store: Callable[[cap.PluginContext], SecretStore]) -> cap.Capability:
     """The ``secrets`` capability reading the store ``store(ctx)`` returns (opened lazily:
     a plugin that never reads a secret never creates a key)."""
-    def bind(ctx: PluginContext) -> _State:
+    def bind(ctx: cap.PluginContext) -> _State:
         return _State(lambda: store(ctx), frozenset(ctx.grant.get("expose", ())))
 
-    return Capability(
+    return cap.Capability(
         name="secrets",
         description="read the secrets the operator exposed to this plugin (grant: expose)",
-        functions=(HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),),
+        functions=(cap.HostFunction("get", ("ptr", "len", "ptr", "len"), ("i32",), _get),),
         bind=bind,
         check_grant=_check_grant,
         wit=WIT_FUNCTIONS,
     )
 
 
-def _standalone(ctx: PluginContext) -> SecretStore:
+def _standalone(ctx: cap.PluginContext) -> SecretStore:
     data_dir = standalone.data_dir(ctx, "secrets")
     return SecretStore(shared_storage(data_dir).secrets, data_dir)
 
@@ -117,13 +111,6 @@ def _standalone(ctx: PluginContext) -> SecretStore:
 CAPABILITY = capability(_standalone)
 
 
-class SecretsApp(Protocol):
-    """What the secrets capability needs of an app (``OmniApp`` has it)."""
-
-    @property
-    def secrets(self) -> SecretStore: ...
-
-
-def for_app(app: SecretsApp) -> Capability:
+def for_app(app: AppServices) -> cap.Capability:
     """The secrets capability on ``app.secrets``."""
     return capability(lambda _ctx: app.secrets)

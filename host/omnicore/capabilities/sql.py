@@ -16,9 +16,10 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from omnicore.capabilities import guestjson
+from omnicore.capabilities.types import AppServices
 from omnicore.egress.db import Databases
 from omnicore.egress.refused import Refused
 from omnicore.errors import ConfigError
@@ -33,8 +34,8 @@ from omnicore.sandbox.capability import (
     wit_failure,
 )
 
-__all__ = ["CAPABILITY", "Bound", "DatabasesApp", "binder", "capability",
-           "check_connectors_grant", "connector_call", "for_app", "wit_connector_call"]
+__all__ = ["CAPABILITY", "Bound", "binder", "capability", "check_connectors_grant",
+           "connector_call", "for_app", "wit_connector_call"]
 
 KINDS = ("postgres", "mysql")
 #: The largest request JSON a guest may pass (the statement and its parameters).
@@ -331,13 +332,6 @@ def capability(databases: Databases | None = None) -> Capability:
 CAPABILITY = capability()
 
 
-class DatabasesApp(Protocol):
-    """What the sql and redis capabilities need of an app (``OmniApp`` has it)."""
-
-    @property
-    def databases(self) -> Databases: ...
-
-
-def for_app(app: DatabasesApp) -> Capability:
+def for_app(app: AppServices) -> Capability:
     """The sql capability over ``app.databases``."""
     return capability(app.databases)

@@ -11,22 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Protocol
+from typing import Any
 
 from omnicore.capabilities import standalone
 from omnicore.capabilities.options import positive_ints
+from omnicore.capabilities.types import AppServices
 from omnicore.config.schema import JobsConfig
 from omnicore.errors import ConfigError, HandlerNotFound
 from omnicore.jobs import Jobs, current_hops
 from omnicore.jobs.schedules import check_manifest
-from omnicore.sandbox.capability import (
-    Capability,
-    GuestMemory,
-    HostFunction,
-    PluginContext,
-    Status,
-    WitFunction,
-)
+from omnicore.sandbox import capability as cap
 from omnicore.storage import QuotaExceeded, StorageError
 
 __all__ = ["CAPABILITY", "TaskGrant", "capability", "for_app"]
@@ -80,7 +74,7 @@ _LIMITS = tuple(f.name for f in fields(TaskGrant) if f.name != "commands")
 class _State:
     __slots__ = ("grant", "handlers", "jobs", "plugin")
 
-    def __init__(self, jobs: Jobs, ctx: PluginContext, grant: TaskGrant) -> None:
+    def __init__(self, jobs: Jobs, ctx: cap.PluginContext, grant: TaskGrant) -> None:
         self.jobs = jobs
         self.plugin = ctx.plugin
         self.grant = grant
@@ -94,94 +88,94 @@ def _schedule(state: _State, handler: str, size: int, payload: Callable[[], byte
     """The job id, or a Status; ``payload()`` is read only once the call is admitted."""
     grant = state.grant
     if delay_ms < 0 or delay_ms > grant.max_delay_ms:
-        return Status.INVALID
+        return cap.Status.INVALID
     if size > grant.max_payload_bytes:
-        return Status.TOO_LARGE
+        return cap.Status.TOO_LARGE
     plugin = state.plugin
     if handler.startswith(EXEC_PREFIX):  # a command plugin's run, if the grant names it
         plugin, handler = handler[len(EXEC_PREFIX):], EXEC_PREFIX[:-1]
         if plugin not in grant.commands:
-            return Status.DENIED
+            return cap.Status.DENIED
     elif handler not in state.handlers:
-        return Status.NOT_FOUND
+        return cap.Status.NOT_FOUND
     try:
         return state.jobs.enqueue(plugin, handler, payload(),
                                   delay_s=delay_ms / 1000, max_attempts=grant.max_attempts,
                                   backoff_ms=grant.backoff_ms, max_queued=grant.max_queued,
                                   source="call", hops=current_hops.get())
     except QuotaExceeded:
-        return Status.QUOTA
+        return cap.Status.QUOTA
     except HandlerNotFound:  # the plugin was reloaded without it since this version linked
-        return Status.NOT_FOUND
+        return cap.Status.NOT_FOUND
     except StorageError:
-        return Status.UNAVAILABLE
+        return cap.Status.UNAVAILABLE
 
 
 def _unschedule(state: _State, job_id: int) -> int:
     try:
         done = state.jobs.cancel(job_id, plugin=state.plugin)
     except StorageError:
-        return Status.UNAVAILABLE
-    return Status.NOT_FOUND if done is None else int(done)
+        return cap.Status.UNAVAILABLE
+    return cap.Status.NOT_FOUND if done is None else int(done)
 
 
-def _enqueue(state: _State, mem: GuestMemory, hptr: int, hlen: int, pptr: int, plen: int,
+def _enqueue(state: _State, mem: cap.GuestMemory, hptr: int, hlen: int, pptr: int, plen: int,
              delay_ms: int) -> int:
     mem.check(pptr, plen, "task payload")
     if hlen > MAX_HANDLER_BYTES:
         mem.check(hptr, hlen, "task handler")
-        return Status.NOT_FOUND
+        return cap.Status.NOT_FOUND
     try:
         handler = mem.read(hptr, hlen, "task handler").decode()
     except UnicodeDecodeError:
-        return Status.INVALID
+        return cap.Status.INVALID
     return _schedule(state, handler, plen, lambda: mem.read(pptr, plen, "task payload"),
                      delay_ms)
 
 
-def _cancel(state: _State, _mem: GuestMemory, job_id: int) -> int:
+def _cancel(state: _State, _mem: cap.GuestMemory, job_id: int) -> int:
     return _unschedule(state, job_id)
 
 
 # omnicore:plugin/tasks (sdk/wit/plugin.wit): the same for components.
-_ERROR = WitFunction.ERROR
+_ERROR = cap.WitFunction.ERROR
 
 
 def _wit_enqueue(state: _State, handler: str, payload: bytes, delay_ms: int
                  ) -> dict[str, Any]:
     if len(handler.encode("utf-8", "surrogatepass")) > MAX_HANDLER_BYTES:
-        return Status.wit_error(Status.NOT_FOUND)
+        return cap.Status.wit_error(cap.Status.NOT_FOUND)
     answer = _schedule(state, handler, len(payload), lambda: payload, delay_ms)
-    return Status.wit_error(answer) if answer < 0 else {"ok": answer}
+    return cap.Status.wit_error(answer) if answer < 0 else {"ok": answer}
 
 
 def _wit_cancel(state: _State, job_id: int) -> dict[str, Any]:
-    answer = _unschedule(state, job_id) if job_id < 2**63 else Status.NOT_FOUND
-    return Status.wit_error(answer) if answer < 0 else {"ok": answer == 1}
+    answer = _unschedule(state, job_id) if job_id < 2**63 else cap.Status.NOT_FOUND
+    return cap.Status.wit_error(answer) if answer < 0 else {"ok": answer == 1}
 
 
 def _check_grant(options: Mapping[str, Any]) -> None:
     TaskGrant.parse(options)
 
 
-def capability(jobs_for: Callable[[PluginContext], Jobs]) -> Capability:
+def capability(jobs_for: Callable[[cap.PluginContext], Jobs]) -> cap.Capability:
     """The tasks capability over the job service ``jobs_for(ctx)`` returns."""
-    def bind(ctx: PluginContext) -> _State:
+    def bind(ctx: cap.PluginContext) -> _State:
         jobs = jobs_for(ctx)
         base = TaskGrant.defaults(jobs.options)
         return _State(jobs, ctx, TaskGrant.parse(ctx.grant, base=base))
 
-    return Capability(
+    return cap.Capability(
         name="tasks",
         description="durable background calls of the plugin's own handlers (retries, "
                     "schedules)",
         functions=(
-            HostFunction("enqueue", ("ptr", "len", "ptr", "len", "i64"), ("i64",), _enqueue),
-            HostFunction("cancel", ("i64",), ("i32",), _cancel),
+            cap.HostFunction("enqueue", ("ptr", "len", "ptr", "len", "i64"), ("i64",), _enqueue),
+            cap.HostFunction("cancel", ("i64",), ("i32",), _cancel),
         ),
-        wit=(WitFunction("enqueue", "func(handler: string, payload: list<u8>, delay-ms: u64) "
-                                    f"-> result<u64, {_ERROR}>", _wit_enqueue),
-             WitFunction("cancel", f"func(id: u64) -> result<bool, {_ERROR}>", _wit_cancel)),
+        wit=(cap.WitFunction("enqueue", "func(handler: string, payload: list<u8>, delay-ms: u64) "
+                                        f"-> result<u64, {_ERROR}>", _wit_enqueue),
+             cap.WitFunction("cancel", f"func(id: u64) -> result<bool, {_ERROR}>", _wit_cancel)),
         bind=bind,
         check_grant=_check_grant,
         check_manifest=check_manifest,
@@ -194,11 +188,6 @@ CAPABILITY = capability(standalone.needs_app(
     "workers", key="grant.tasks"))
 
 
-class _JobsHolder(Protocol):
-    @property
-    def jobs(self) -> Jobs: ...
-
-
-def for_app(app: _JobsHolder) -> Capability:
+def for_app(app: AppServices) -> cap.Capability:
     """The tasks capability on ``app.jobs``."""
     return capability(lambda _ctx: app.jobs)

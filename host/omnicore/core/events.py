@@ -69,32 +69,34 @@ def event_types() -> dict[str, type[Event]]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AppStateChanged(Event):
+class _AppEvent(Event):
+    """What every ``app.*`` event names: the app, and this run of it."""
+
+    app: str
+    runtime_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppStateChanged(_AppEvent):
     """The app moved from ``old`` to ``new`` (values of :class:`omnicore.core.State`)."""
 
     topic: ClassVar[str] = "app.state_changed"
-    app: str
-    runtime_id: str
     old: str
     new: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AppStarted(Event):
+class AppStarted(_AppEvent):
     """The app is running: modules started, extensions' ``startup`` ran."""
 
     topic: ClassVar[str] = "app.started"
-    app: str
-    runtime_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AppStopped(Event):
+class AppStopped(_AppEvent):
     """The app stopped; ``uptime_s`` is how long it ran."""
 
     topic: ClassVar[str] = "app.stopped"
-    app: str
-    runtime_id: str
     uptime_s: float
 
 
@@ -138,31 +140,33 @@ class ExtensionFailed(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskStarted(Event):
-    """A task left the queue and began running."""
+class _TaskEvent(Event):
+    """What every ``task.*`` event names: the task's id and name."""
 
-    topic: ClassVar[str] = "task.started"
     task_id: int
     name: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskFinished(Event):
+class TaskStarted(_TaskEvent):
+    """A task left the queue and began running."""
+
+    topic: ClassVar[str] = "task.started"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFinished(_TaskEvent):
     """A task returned normally."""
 
     topic: ClassVar[str] = "task.finished"
-    task_id: int
-    name: str
     duration_s: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskFailed(Event):
+class TaskFailed(_TaskEvent):
     """A task raised (``error``) or was cancelled at shutdown (``cancelled``)."""
 
     topic: ClassVar[str] = "task.failed"
-    task_id: int
-    name: str
     error: str
     cancelled: bool = False
     exc: BaseException | None = field(default=None, compare=False, repr=False)

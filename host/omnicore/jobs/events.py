@@ -29,58 +29,49 @@ def at_hops(n: int) -> Iterator[None]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobQueued(Event):
+class _JobEvent(Event):
+    """What every ``job.*`` event names: the job, the plugin handler it calls, and the event
+    hops that led to it."""
+
+    job_id: int
+    plugin: str
+    handler: str
+    hops: int = 0  # event hops that led here, plus one (cycle guard)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobQueued(_JobEvent):
     topic: ClassVar[str] = "job.queued"
-    job_id: int
-    plugin: str
-    handler: str
     source: str
-    hops: int = 0  # event hops that led here, plus one (cycle guard)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobStarted(Event):
+class JobStarted(_JobEvent):
     topic: ClassVar[str] = "job.started"
-    job_id: int
-    plugin: str
-    handler: str
     attempt: int
-    hops: int = 0  # event hops that led here, plus one (cycle guard)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobSucceeded(Event):
+class JobSucceeded(_JobEvent):
     topic: ClassVar[str] = "job.succeeded"
-    job_id: int
-    plugin: str
-    handler: str
     attempt: int
     duration_s: float
-    hops: int = 0  # event hops that led here, plus one (cycle guard)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobFailed(Event):
+class JobFailed(_JobEvent):
     """One attempt failed; it runs again at ``retry_at``."""
 
     topic: ClassVar[str] = "job.failed"
-    job_id: int
-    plugin: str
-    handler: str
     attempt: int
     error: str
     retry_at: float
-    hops: int = 0  # event hops that led here, plus one (cycle guard)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobDead(Event):
+class JobDead(_JobEvent):
     """The last attempt failed; the job stays ``dead`` until an operator retries it."""
 
     topic: ClassVar[str] = "job.dead"
-    job_id: int
-    plugin: str
-    handler: str
     attempt: int
     error: str
-    hops: int = 0  # event hops that led here, plus one (cycle guard)

@@ -12,69 +12,69 @@ __all__ = ["PluginCircuitChanged", "PluginFailed", "PluginLoaded", "PluginReload
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginLoaded(Event):
+class _PluginHostEvent(Event):
+    """What every event of the plugin host names: the plugin (by name)."""
+
+    plugin: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginLoaded(_PluginHostEvent):
     """A wasm plugin was loaded and is callable."""
 
     topic: ClassVar[str] = "plugin.loaded"
-    plugin: str
     version: str = ""
     path: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginUnloaded(Event):
+class PluginUnloaded(_PluginHostEvent):
     """A wasm plugin was unloaded (file removed, replaced, or app stopping)."""
 
     topic: ClassVar[str] = "plugin.unloaded"
-    plugin: str
     reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginFailed(Event):
+class PluginFailed(_PluginHostEvent):
     """A wasm plugin could not be loaded or was taken out of service."""
 
     topic: ClassVar[str] = "plugin.failed"
-    plugin: str
     error: str
     path: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginStateChanged(Event):
+class PluginStateChanged(_PluginHostEvent):
     """A wasm plugin's state changed (e.g. ready → needs_grant)."""
 
     topic: ClassVar[str] = "plugin.state_changed"
-    plugin: str
     old: str
     new: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginReloaded(Event):
+class PluginReloaded(_PluginHostEvent):
     """A plugin's file changed and its new version now serves new calls."""
 
     topic: ClassVar[str] = "plugin.reloaded"
-    plugin: str
     version: str = ""
     path: str = ""
     sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginCircuitChanged(Event):
+class PluginCircuitChanged(_PluginHostEvent):
     """A plugin's circuit breaker moved from ``old`` to ``new`` (closed/open/half-open)."""
 
     topic: ClassVar[str] = "plugin.circuit_changed"
-    plugin: str
     old: str
     new: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginSettingsChanged(Event):
+class PluginSettingsChanged(_PluginHostEvent):
     """The operator's settings of a plugin changed (on this instance or another) and were
     applied here; what they decide beside its runtime (its MCP tools) may differ too."""
 
     topic: ClassVar[str] = "plugin.settings_changed"
-    plugin: str

@@ -46,10 +46,23 @@ class Status:
         -1: "not-found", -2: "denied", -3: "invalid", -4: "quota", -5: "unavailable",
         -6: "too-large"}
 
+    #: The codes by the names refusals give them (:class:`Refusal`'s ``status``).
+    NAMED: ClassVar[dict[str, int]] = {
+        case.upper().replace("-", "_"): code for code, case in WIT_CASES.items()}
+
     @classmethod
     def wit_error(cls, code: int) -> dict[str, str]:
         """The WIT ``result`` of status ``code``: ``{"err": "quota"}``."""
         return {"err": cls.WIT_CASES[code]}
+
+    @classmethod
+    def of(cls, exc: BaseException) -> int:
+        """The status answering a call into a service that raised ``exc``: the one a refusal
+        names (its ``status``: egress's, storage's), else ``UNAVAILABLE``, the service
+        failed."""
+        name = getattr(exc, "status", None)
+        return cls.NAMED.get(name, cls.UNAVAILABLE) if isinstance(name, str) \
+            else cls.UNAVAILABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +117,8 @@ class WitFunction:
 
 
 class Refusal(Protocol):
-    """A refusal that names its status (``DENIED``, ``TOO_LARGE``: omnicore.egress's)."""
+    """A refusal that names its status (``DENIED``, ``TOO_LARGE``: omnicore.egress's and
+    omnicore.storage's)."""
 
     status: str
 

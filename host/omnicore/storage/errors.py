@@ -25,6 +25,7 @@ The memory and vector interfaces add refusals of their own (``BadMemory``, ``Bad
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from omnicore.errors import OmniError
 from omnicore.errors import Refused as _Refused
@@ -67,7 +68,10 @@ class SchemaAhead(StorageError):
 
 
 class StorageRefused(StorageError, _Refused):
-    """The backend turned a request down on purpose; nothing was written."""
+    """The backend turned a request down on purpose; nothing was written. ``status`` names
+    the specs/abi.md §3.1 status a host function answers it with, as egress's refusals do."""
+
+    status: ClassVar[str] = "INVALID"
 
 
 #: The name users and the stores have always used; the one class named Refused is
@@ -78,9 +82,13 @@ Refused = StorageRefused
 class QuotaExceeded(Refused):
     """A per-plugin quota (keys, bytes, queued jobs) would be exceeded."""
 
+    status = "QUOTA"
+
 
 class ValueTooLarge(Refused):
     """A single value is over its size limit."""
+
+    status = "TOO_LARGE"
 
 
 class NotAnInteger(Refused):

@@ -41,6 +41,8 @@ _MAX_ID_BYTES = 512
 class UnknownCollection(Refused):
     """No such collection for this plugin."""
 
+    status = "NOT_FOUND"
+
 
 class BadVector(Refused):
     """A malformed vector, id, name, filter or metadata."""

@@ -87,9 +87,7 @@ class OAuth(OAuthRows):
         return _code(rows[0]) if rows else None
 
     def use_code(self, hash: str, at: float) -> bool:
-        return bool(self._db.write(lambda tx: tx.execute(
-            "UPDATE oauth_codes SET used_at=? WHERE hash=? AND used_at IS NULL",
-            (at, hash)).rowcount))
+        return self._stamp("oauth_codes", "used_at", hash, at)
 
     def add_token(self, hash: str, row: TokenRow) -> None:
         self._db.write_one("INSERT INTO oauth_tokens VALUES (?,?,?,?,?)",
@@ -101,9 +99,13 @@ class OAuth(OAuthRows):
         return _token(rows[0]) if rows else None
 
     def revoke_token(self, hash: str, at: float) -> bool:
-        return bool(self._db.write(lambda tx: tx.execute(
-            "UPDATE oauth_tokens SET revoked_at=? WHERE hash=? AND revoked_at IS NULL",
-            (at, hash)).rowcount))
+        return self._stamp("oauth_tokens", "revoked_at", hash, at)
+
+    def _stamp(self, table: str, column: str, hash: str, at: float) -> bool:
+        """Set the row's ``column`` (a code's use, a token's revocation) to ``at`` if it is
+        unset: whether this call set it (once only, however many hosts race for it)."""
+        return bool(self._db.write_one(f"UPDATE {table} SET {column}=? WHERE hash=? AND "
+                                       f"{column} IS NULL", (at, hash))[0])
 
     def add_consent(self, hash: str, row: ConsentRow, now: float) -> None:
         def run(tx: Tx) -> None:
