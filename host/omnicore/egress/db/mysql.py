@@ -92,29 +92,40 @@ def placeholders(sql: str) -> tuple[str, int]:
 _SHAPES_MAX = 256
 
 
+#: A result's columns: PyMySQL's fields, (encoding, converter) pairs and description, and
+#: ours: the JSON of the columns and the row encoder.
+_Shape = tuple[list[Any], list[Any], Any, bytes, RowEncoder]
+
+
 class _Result(MySQLResult):  # type: ignore[misc]
     """PyMySQL's result, its columns parsed once per connection and definitions' bytes."""
+
+    #: The JSON of the columns and the row encoder (none: a statement without a result set).
+    shape: tuple[bytes, RowEncoder] = (b"[]", row_encoder(()))
 
     def _get_descriptions(self) -> None:
         conn = self.connection
         read = conn._read_packet
-        key = tuple(read().get_all_data() for _ in range(self.field_count))
+        key = tuple([read().get_all_data() for _ in range(self.field_count)])
         shapes = conn.shapes
         known = shapes.get(key)
         if known is None:
             if len(shapes) >= _SHAPES_MAX:
                 shapes.clear()
             known = shapes[key] = _columns(conn, key)
-        self.fields, self.converters, self.description = known
+        self.fields, self.converters, self.description, columns, encode = known
+        self.shape = columns, encode
         eof = read()
         if not eof.is_eof_packet():
             raise pymysql.err.InternalError("protocol error: no EOF after the columns")
 
 
-def _columns(conn: Any, packets: tuple[bytes, ...]) -> tuple[list[Any], list[Any], Any]:
-    """PyMySQL's fields, (encoding, converter) pairs and description of column definitions
-    (MySQLResult._get_descriptions, from packets already read)."""
+def _columns(conn: Any, packets: tuple[bytes, ...]) -> _Shape:
+    """The shape of a result's column definitions: PyMySQL's part as
+    MySQLResult._get_descriptions makes it (from packets already read), and ours."""
     fields, converters, description = [], [], []
+    columns: list[dict[str, Any]] = []
+    convert: list[Callable[[Any], Any] | None] = []
     encoding_of = conn.encoding
     for data in packets:
         field = FieldDescriptorPacket(data, encoding_of)
@@ -131,16 +142,24 @@ def _columns(conn: Any, packets: tuple[bytes, ...]) -> tuple[list[Any], list[Any
         else:
             encoding = "ascii"
         converter = conn.decoders.get(kind)
-        converters.append((encoding, None if converter is pymysql.converters.through
-                           else converter))
-    return fields, converters, tuple(description)
+        if converter is pymysql.converters.through:
+            converter = None
+        converters.append((encoding, converter))
+        columns.append({"name": field.name, "type": _TYPES.get(kind, str(kind))})
+        # Text PyMySQL decodes and leaves as it is (not a binary string's bytes, not JSON)
+        # is JSON data already, as integers are.
+        text = kind in TEXT_TYPES and encoding is not None and converter is None
+        convert.append(_json_cell if kind == FIELD_TYPE.JSON
+                       else None if kind in _PLAIN or text else cell)
+    return (fields, converters, tuple(description), orjson.dumps(columns),
+            row_encoder(convert))
 
 
 class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
     """A PyMySQL connection whose results are :class:`_Result`."""
 
     def __init__(self, **kwargs: Any) -> None:
-        self.shapes: dict[tuple[bytes, ...], tuple[list[Any], list[Any], Any]] = {}
+        self.shapes: dict[tuple[bytes, ...], _Shape] = {}
         super().__init__(**kwargs)
 
     def _read_query_result(self, unbuffered: bool = False) -> int:
@@ -252,7 +271,7 @@ class MysqlDialect(Dialect):
             Watchdog.disarm(entry)
             raise
         result = raw._result
-        columns, encode = _shape(tuple((col[0], col[1]) for col in result.description or ()))
+        columns, encode = result.shape
         return columns, _rows(conn, result, entry), encode
 
     def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
@@ -308,18 +327,6 @@ class MysqlDialect(Dialect):
         return Refused("INVALID", f"connector {connector}: {error_line(exc, redactor)}"
                        if not message else f"connector {connector}: "
                                            f"{first_line(message, redactor)}")
-
-
-@functools.lru_cache(maxsize=256)
-def _shape(description: tuple[tuple[str, int], ...]) -> tuple[bytes, RowEncoder]:
-    """The JSON of a result's columns (name, type code) and its row encoder."""
-    columns: list[dict[str, Any]] = []
-    convert: list[Callable[[Any], Any] | None] = []
-    for name, code in description:
-        columns.append({"name": name, "type": _TYPES.get(code, str(code))})
-        convert.append(None if code in _PLAIN else _json_cell if code == FIELD_TYPE.JSON
-                       else cell)
-    return orjson.dumps(columns), row_encoder(convert)
 
 
 def _rows(conn: _Conn, result: Any, entry: list[Any]) -> Generator[Sequence[Any], None, None]:
