@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 from omnicore.capabilities import guestjson
@@ -252,12 +253,9 @@ def _statement(query: bool, bound: Bound, mem: GuestMemory, cp: int, cl: int, rp
     return mem.alloc_result(out)
 
 
-def _query(bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int, rl: int) -> int:
-    return _statement(True, bound, mem, cp, cl, rp, rl)
-
-
-def _execute(bound: Bound, mem: GuestMemory, cp: int, cl: int, rp: int, rl: int) -> int:
-    return _statement(False, bound, mem, cp, cl, rp, rl)
+# partial objects rather than two-line functions: one Python frame less per statement.
+_query = partial(_statement, True)
+_execute = partial(_statement, False)
 
 
 def _begin(bound: Bound, mem: GuestMemory, cp: int, cl: int) -> int:

@@ -124,13 +124,14 @@ class Watchdog:
                 heapq.heapify(heap)
                 self._compact_at = max(_COMPACT_MIN, 2 * len(heap))
             heapq.heappush(heap, entry)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="omnicore-db-watchdog",
-                                                daemon=True)
-                self._thread.start()
-            elif when < self._wake:
+            if when < self._wake:
                 self._wake = when
-                self._cond.notify()
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, daemon=True,
+                                                    name="omnicore-db-watchdog")
+                    self._thread.start()
+                else:
+                    self._cond.notify()
         return entry
 
     @staticmethod
@@ -202,9 +203,8 @@ class Pool:
                 finally:
                     self._waiting -= 1
             self.in_use += 1
-            conn = self._idle.pop() if self._idle else None
-        if conn is not None:
-            return conn, True
+            if self._idle:
+                return self._idle.pop(), True
         try:
             return self._connect(deadline), False
         except BaseException:
@@ -215,20 +215,19 @@ class Pool:
         """Give ``conn`` back (closed instead when it is broken or the pool is closed)."""
         if conn.broken or self.closed:
             conn.close()  # before its place is free: the pool never holds more than size
-            self._put(None)
-        else:
-            self._put(conn)
+            conn = None
+        self._put(conn)
 
     def _put(self, conn: Any) -> None:
         with self._lock:
             self.in_use -= 1
-            late = conn if conn is not None and self.closed else None
-            if conn is not None and late is None:
+            if conn is not None and not self.closed:
                 self._idle.append(conn)
+                conn = None
             if self._waiting:
                 self._freed.notify()
-        if late is not None:
-            late.close()  # the pool closed while it was in use
+        if conn is not None:
+            conn.close()  # the pool closed while it was in use
 
     def discard_idle(self) -> None:
         """Close the idle connections (one was found dead: a restarted server ended them all)."""

@@ -10,10 +10,13 @@ A statement's deadline: MariaDB's ``max_statement_time`` on the server (the sess
 when it changes), the socket's timeout and, at the deadline, ``KILL QUERY`` from a side
 connection.
 
-A query skips two of PyMySQL's costs a one-row query notices (bench/bench_connectors.py):
-its cursor's row-by-row ``fetchmany`` (rows are read off the result directly) and the parse
-of the same column definitions on every run (a connection keeps the parsed columns of the
-definitions' bytes it has seen, as the PostgreSQL dialect keeps a result's shape).
+A query skips three of PyMySQL's costs a one-row query notices (bench/bench_connectors.py):
+its cursor's row-by-row ``fetchmany`` (rows are read off the result directly), the parse of
+the same column definitions on every run (a connection keeps the parsed columns of the
+definitions' bytes it has seen, as the PostgreSQL dialect keeps a result's shape), and most
+of the Python around each packet (a one-row result is seven packets; :class:`_Raw` reads a
+packet of one frame in one method). Those reach into PyMySQL's connection and result;
+:func:`check_pymysql` says at import if a PyMySQL no longer has what they use.
 """
 
 from __future__ import annotations
@@ -22,16 +25,17 @@ import datetime as dt
 import functools
 import json
 import re
+import struct
 import time
 from collections.abc import Callable, Generator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 import pymysql
 import pymysql.cursors
-from pymysql.connections import TEXT_TYPES, MySQLResult
-from pymysql.constants import FIELD_TYPE  # (CLIENT.MULTI_STATEMENTS stays off)
-from pymysql.protocol import FieldDescriptorPacket
+from pymysql.connections import MAX_PACKET_LEN, TEXT_TYPES, MySQLResult
+from pymysql.constants import CR, FIELD_TYPE  # (CLIENT.MULTI_STATEMENTS stays off)
+from pymysql.protocol import FieldDescriptorPacket, MysqlPacket
 
 from omnicore.egress.db.base import (
     CLIENT_GRACE_S,
@@ -47,7 +51,7 @@ from omnicore.egress.db.values import Json, cell
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
 
-__all__ = ["MysqlDialect", "placeholders"]
+__all__ = ["MysqlDialect", "check_pymysql", "placeholders"]
 
 # Strings, quoted identifiers and comments, which a ? inside does not make a placeholder;
 # then a ? or a % (which PyMySQL's formatting would read).
@@ -155,12 +159,114 @@ def _columns(conn: Any, packets: tuple[bytes, ...]) -> _Shape:
             row_encoder(convert))
 
 
+#: What of PyMySQL's private side this module uses: (class, method, the names its code must
+#: use). _Raw._read_packet is Connection._read_packet for the usual packet, so the attributes
+#: it reads and sets must still be the ones PyMySQL's own reads and sets.
+_PRIVATE = (
+    (pymysql.connections.Connection, "_read_packet",
+     ("_current_timeout", "_read_timeout", "_read_bytes", "_next_seq_id", "_force_close",
+      "_result", "unbuffered_active", "encoding", "is_error_packet", "raise_for_error")),
+    (pymysql.connections.Connection, "_read_bytes", ("_rfile", "_force_close")),
+    (pymysql.connections.Connection, "_read_query_result", ("_result", "server_status")),
+    (MySQLResult, "_get_descriptions",
+     ("field_count", "fields", "converters", "description", "_read_packet")),
+    (MySQLResult, "_read_rowdata_packet_unbuffered",
+     ("unbuffered_active", "_read_packet", "_check_packet_is_eof", "_read_row_from_packet")),
+)
+
+
+def check_pymysql() -> None:
+    """Raise ImportError unless PyMySQL's connection and result still have the private
+    methods this module overrides or calls, using the names it relies on."""
+    for cls, method, names in _PRIVATE:
+        code = getattr(getattr(cls, method, None), "__code__", None)
+        missing = [n for n in names if code is None or n not in code.co_names]
+        if missing:
+            raise ImportError(
+                f"PyMySQL {pymysql.__version__}: {cls.__name__}.{method} is not what the MySQL "
+                f"connector reads packets through (missing: {', '.join(missing) or method}); "
+                "install a PyMySQL from 1.1 to 2.x (pip install 'pymysql>=1.1,<3')")
+
+
+check_pymysql()
+
+
 class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
-    """A PyMySQL connection whose results are :class:`_Result`."""
+    """A PyMySQL connection whose results are :class:`_Result`, reading its packets with
+    less Python around them."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.shapes: dict[tuple[bytes, ...], _Shape] = {}
         super().__init__(**kwargs)
+
+    def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
+        # PyMySQL's own for a packet of one frame (below 16 MiB: all but huge rows) in one
+        # Python frame instead of four: _read_bytes's reads inline (its failures as it
+        # raises them, by _lost), the header read as bytes rather than through struct.
+        if self._current_timeout != self._read_timeout:
+            return super()._read_packet(packet_type)  # it sets the timeout (nothing read yet)
+        read = self._rfile.read
+        try:
+            header = read(4)
+        except BaseException as exc:
+            self._lost(exc)
+        if len(header) < 4:
+            self._lost(None)
+        length = header[0] | header[1] << 8 | header[2] << 16
+        seq: int = self._next_seq_id  # type: ignore[has-type]
+        if header[3] != seq or length == MAX_PACKET_LEN:
+            return self._read_frames(header, packet_type)
+        self._next_seq_id = (seq + 1) % 256
+        try:
+            data = read(length)
+        except BaseException as exc:
+            self._lost(exc)
+        if len(data) < length:
+            self._lost(None)
+        packet = packet_type(data, self.encoding)
+        return self._checked(packet) if data[0] == 0xFF else packet  # (is_error_packet)
+
+    def _lost(self, exc: BaseException | None) -> NoReturn:
+        """Raise what PyMySQL's _read_bytes raises when a read fails (``exc``, being handled)
+        or comes short (None), the connection closed. (Its retry on EINTR is Python's own
+        since 3.5.)"""
+        self._force_close()
+        if exc is None:
+            raise pymysql.err.OperationalError(
+                CR.CR_SERVER_LOST, "Lost connection to MySQL server during query")
+        if isinstance(exc, OSError):
+            raise pymysql.err.OperationalError(
+                CR.CR_SERVER_LOST, f"Lost connection to MySQL server during query ({exc})")
+        raise exc
+
+    def _read_frames(self, header: bytes, packet_type: Any) -> Any:
+        """The rest of PyMySQL's _read_packet after its first header: the sequence check and a
+        packet of several frames."""
+        buff = []
+        while True:
+            btrl, btrh, packet_number = struct.unpack("<HBB", header)
+            bytes_to_read = btrl + (btrh << 16)
+            if packet_number != self._next_seq_id:
+                self._force_close()
+                if packet_number == 0:
+                    # MariaDB sends error packet with seqno==0 when shutdown
+                    raise pymysql.err.OperationalError(
+                        CR.CR_SERVER_LOST, "Lost connection to MySQL server during query")
+                raise pymysql.err.InternalError(
+                    f"Packet sequence number wrong - got {packet_number} expected "
+                    f"{self._next_seq_id}")
+            self._next_seq_id = (self._next_seq_id + 1) % 256
+            buff.append(self._read_bytes(bytes_to_read))
+            if bytes_to_read < MAX_PACKET_LEN:
+                return self._checked(packet_type(b"".join(buff), self.encoding))
+            header = self._read_bytes(4)
+
+    def _checked(self, packet: Any) -> Any:
+        if packet.is_error_packet():
+            if self._result is not None and self._result.unbuffered_active is True:
+                self._result.unbuffered_active = False
+            packet.raise_for_error()
+        return packet
 
     def _read_query_result(self, unbuffered: bool = False) -> int:
         # PyMySQL's own, with its result class swapped.
@@ -183,6 +289,8 @@ class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
                  limit_ms: int) -> None:
         super().__init__(raw, limit_ms)
         self.target = target
+        # What the watchdog calls, made once rather than per statement.
+        self.killer = functools.partial(_kill, self)
         self.mariadb = "mariadb" in str(raw.get_server_info()).lower()
         self.timeout_ms = -1        # the session's max_statement_time as last set
         self.sock_timeout_ms = -1   # what the socket's timeout was set for
@@ -236,7 +344,8 @@ class MysqlDialect(Dialect):
                      connector.statement_timeout_ms)
 
     def _prepare(self, conn: _Conn, sql: str, args: list[Any], deadline: float
-                 ) -> tuple[str, list[Any], list[Any]]:
+                 ) -> tuple[str, list[Any]]:
+        """The statement's text for PyMySQL and its watchdog entry (armed)."""
         text, count = placeholders(sql)
         if count != len(args):
             raise Refused("INVALID", f"the statement has {count} placeholders but "
@@ -254,19 +363,17 @@ class MysqlDialect(Dialect):
             with conn.raw.cursor(pymysql.cursors.Cursor) as cur:
                 cur.execute(f"SET SESSION max_statement_time = {ms / 1000:.3f}")
             conn.timeout_ms = ms
-        seconds = ms / 1000
-        entry = WATCHDOG.arm(time.monotonic() + seconds + CLIENT_GRACE_S,
-                             lambda: _kill(conn))
-        return text, [_arg(a) for a in args], entry
+        entry = WATCHDOG.arm(time.monotonic() + ms / 1000 + CLIENT_GRACE_S, conn.killer)
+        return text, entry
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
              ) -> tuple[bytes, Generator[Sequence[Any], None, None], RowEncoder]:
-        text, values, entry = self._prepare(conn, sql, args, deadline)
+        text, entry = self._prepare(conn, sql, args, deadline)
         raw = conn.raw
         try:
             # What an SSCursor's execute does, less the cursor: the values escaped by the
             # driver for the connection (never by us), the result read unbuffered.
-            raw.query(text % tuple(map(raw.escape, values)), unbuffered=True)
+            raw.query(text % tuple(map(raw.escape, map(_arg, args))), unbuffered=True)
         except BaseException:
             Watchdog.disarm(entry)
             raise
@@ -276,10 +383,10 @@ class MysqlDialect(Dialect):
 
     def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
                 ) -> dict[str, Any]:
-        text, values, entry = self._prepare(conn, sql, args, deadline)
+        text, entry = self._prepare(conn, sql, args, deadline)
         try:
             cur = conn.raw.cursor(pymysql.cursors.Cursor)
-            affected = cur.execute(text, values)
+            affected = cur.execute(text, list(map(_arg, args)))
             out: dict[str, Any] = {"rows_affected": affected}
             if cur.lastrowid:
                 out["last_insert_id"] = cur.lastrowid

@@ -79,11 +79,12 @@ class _Statement:
 
 
 class _Conn(DriverConn["psycopg.Connection[Any]"]):
-    __slots__ = ("encoding", "shapes", "statements", "timeout_ms", "tx", "unprepare")
+    __slots__ = ("cancel", "encoding", "shapes", "statements", "timeout_ms", "tx", "unprepare")
 
     def __init__(self, raw: psycopg.Connection[Any], limit_ms: int) -> None:
         super().__init__(raw, limit_ms)
         self.timeout_ms = -1        # the server's statement_timeout as last set
+        self.cancel = raw.cancel_safe  # what the watchdog calls (bound once, not per statement)
         self.tx = Transformer(raw)
         self.encoding = raw.info.encoding  # read again after execute (a SET may change it)
         self.statements: OrderedDict[tuple[str, tuple[int, ...]], _Statement] = \
@@ -130,19 +131,17 @@ class PostgresDialect(Dialect):
         raw = psycopg.connect(**{k: v for k, v in kwargs.items() if v is not None})
         return _Conn(raw, connector.statement_timeout_ms)
 
-    def _timeout(self, conn: _Conn, deadline: float) -> tuple[float, list[Any]]:
-        """Set the statement's server timeout; arm the client's. (its deadline, the entry)."""
-        raw = conn.raw
+    def _timeout(self, conn: _Conn, deadline: float) -> list[Any]:
+        """Set the statement's server timeout; arm the client's (its watchdog entry)."""
         ms = server_timeout_ms(conn.limit_ms, deadline)
         if ms != conn.timeout_ms:
-            raw.execute(f"SET statement_timeout = {int(ms)}")
+            conn.raw.execute(f"SET statement_timeout = {int(ms)}")
             conn.timeout_ms = ms
-        ends = time.monotonic() + ms / 1000
-        return ends, WATCHDOG.arm(ends + CLIENT_GRACE_S, raw.cancel_safe)
+        return WATCHDOG.arm(time.monotonic() + ms / 1000 + CLIENT_GRACE_S, conn.cancel)
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
              ) -> tuple[bytes, Generator[Sequence[Any], None, None], RowEncoder]:
-        _, entry = self._timeout(conn, deadline)
+        entry = self._timeout(conn, deadline)
         try:
             first, st = _start(conn, sql, args if Json not in map(type, args)
                                else [_arg(a) for a in args])
@@ -157,7 +156,7 @@ class PostgresDialect(Dialect):
 
     def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
                 ) -> dict[str, Any]:
-        _, entry = self._timeout(conn, deadline)
+        entry = self._timeout(conn, deadline)
         try:
             _unprepare(conn)
             cur = conn.raw.execute(sql, [_arg(a) for a in args])

@@ -218,7 +218,7 @@ class SqlBackend:
                     raise over_cap(self.name, len(pieces), size, max_rows, max_bytes)
         finally:
             rows.close()  # a generator: leaving early ends the query
-        return b'{"columns":' + columns + b',"rows":[' + b",".join(pieces) + b"]}"
+        return b"".join((b'{"columns":', columns, b',"rows":[', b",".join(pieces), b"]}"))
 
     # -- transactions ------------------------------------------------------------------------
     def begin(self, plugin: str, deadline: float) -> Any:
