@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from omnicore.egress.db.mysql import placeholders
+from omnicore.egress.db import mysql
+from omnicore.egress.db.mysql import check_pymysql, placeholders
 from omnicore.errors import DeadlineExceeded, GuestError, Trap
 from omnicore.toolchains import build
 from tests.db_fixtures import (  # noqa: F401 - fixtures
@@ -49,6 +50,23 @@ def test_placeholders_outside_strings_and_comments_only() -> None:
         "SELECT %s, '?', \"?\", `?`, 5 %% 2 -- ?\n, %s /* ? */ # ?", 2)
     assert placeholders("SELECT 'it''s ?', 'a\\'?', ?") == (
         "SELECT 'it''s ?', 'a\\'?', %s", 1)
+
+
+def test_the_pymysql_internals_the_connector_reads_through_are_there(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    check_pymysql()  # (it ran at import too)
+
+    class Changed:
+        def _read_packet(self) -> None:
+            self._read_frame()
+
+    monkeypatch.setattr(mysql, "_PRIVATE", ((Changed, "_read_packet", ("_next_seq_id",)),
+                                            (Changed, "_gone", ())))
+    with pytest.raises(ImportError, match=r"Changed\._read_packet .*missing: _next_seq_id"):
+        check_pymysql()
+    monkeypatch.setattr(mysql, "_PRIVATE", ((Changed, "_gone", ()),))
+    with pytest.raises(ImportError, match=r"Changed\._gone .*missing: _gone.*pymysql>=1\.1,<3"):
+        check_pymysql()
 
 
 def test_query_execute_and_last_insert_id(shop: Db) -> None:

@@ -138,6 +138,11 @@ class Watchdog:
     def disarm(entry: list[Any]) -> None:
         entry[3] = False
 
+    @property
+    def queued(self) -> int:
+        """Entries in the heap: the armed ones and the disarmed not dropped yet."""
+        return len(self._heap)
+
     def _run(self) -> None:
         while True:
             with self._cond:

@@ -164,8 +164,8 @@ def _columns(conn: Any, packets: tuple[bytes, ...]) -> _Shape:
 #: it reads and sets must still be the ones PyMySQL's own reads and sets.
 _PRIVATE = (
     (pymysql.connections.Connection, "_read_packet",
-     ("_current_timeout", "_read_timeout", "_read_bytes", "_next_seq_id", "_force_close",
-      "_result", "unbuffered_active", "encoding", "is_error_packet", "raise_for_error")),
+     ("_read_bytes", "_next_seq_id", "_force_close", "_result", "unbuffered_active",
+      "encoding", "is_error_packet", "raise_for_error")),
     (pymysql.connections.Connection, "_read_bytes", ("_rfile", "_force_close")),
     (pymysql.connections.Connection, "_read_query_result", ("_result", "server_status")),
     (MySQLResult, "_get_descriptions",
@@ -180,12 +180,12 @@ def check_pymysql() -> None:
     methods this module overrides or calls, using the names it relies on."""
     for cls, method, names in _PRIVATE:
         code = getattr(getattr(cls, method, None), "__code__", None)
-        missing = [n for n in names if code is None or n not in code.co_names]
+        missing = [method] if code is None else [n for n in names if n not in code.co_names]
         if missing:
             raise ImportError(
-                f"PyMySQL {pymysql.__version__}: {cls.__name__}.{method} is not what the MySQL "
-                f"connector reads packets through (missing: {', '.join(missing) or method}); "
-                "install a PyMySQL from 1.1 to 2.x (pip install 'pymysql>=1.1,<3')")
+                f"PyMySQL {pymysql.VERSION_STRING}: {cls.__name__}.{method} is not what the MySQL "
+                f"connector reads packets through (missing: {', '.join(missing)}); install a "
+                "PyMySQL from 1.1 to 2.x (pip install 'pymysql>=1.1,<3')")
 
 
 check_pymysql()
@@ -194,6 +194,11 @@ check_pymysql()
 class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
     """A PyMySQL connection whose results are :class:`_Result`, reading its packets with
     less Python around them."""
+
+    # PyMySQL 1.1 sets the socket's timeout once and has no _current_timeout (None == None
+    # here); later ones switch between their read and write timeouts in _read_packet.
+    _current_timeout: float | None = None
+    _read_timeout: float | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         self.shapes: dict[tuple[bytes, ...], _Shape] = {}
