@@ -4,6 +4,8 @@ placeholders, the deadline on the server and the client, caps read unbuffered.""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from omnicore.egress.db import mysql
 from omnicore.egress.db.mysql import check_pymysql, placeholders
+from omnicore.egress.refused import Refused
 from omnicore.errors import DeadlineExceeded, GuestError, Trap
 from omnicore.toolchains import build
 from tests.db_fixtures import (  # noqa: F401 - fixtures
@@ -186,6 +189,41 @@ def test_the_pool_survives_a_server_restart(shop: Db, maria: MariaDB) -> None:  
     finally:
         maria.resume()
     assert shop.rows("shop", "SELECT 3") == [[3]]
+
+
+def _stopped(pid: int) -> None:
+    """Wait until every thread of ``pid`` has stopped (SIGSTOP reaches each in its turn)."""
+    def running(task: Path) -> bool:
+        try:
+            return (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "tT"
+        except FileNotFoundError:
+            return False  # a thread that ended
+
+    deadline = time.monotonic() + 10
+    while any(running(t) for t in Path(f"/proc/{pid}/task").iterdir()):
+        assert time.monotonic() < deadline, "the server did not stop"
+        time.sleep(0.001)
+
+
+def test_a_server_that_answers_nothing_ends_at_the_socket_timeout(
+        shop: Db, maria: MariaDB) -> None:  # noqa: F811
+    """Neither the server's timeout nor KILL QUERY can end a statement on a stopped server:
+    the socket's read timeout (in the kernel) does, as "timed out", and is not retried."""
+    assert shop.rows("shop", "SELECT 1") == [[1]]  # a pooled connection
+    backend = shop.app.databases.backend("shop", ("mysql",))
+    os.kill(maria.proc.pid, signal.SIGSTOP)
+    try:
+        _stopped(maria.proc.pid)
+        started = time.monotonic()
+        with pytest.raises(Refused) as info:
+            backend.run(True, "SELECT 2", [], time.monotonic() + 0.5)
+        waited = time.monotonic() - started
+    finally:
+        os.kill(maria.proc.pid, signal.SIGCONT)
+    assert (info.value.status, str(info.value)) == (
+        "UNAVAILABLE", "connector shop: statement timed out")
+    assert 1.0 < waited < 6  # the statement's time, the grace, a second more; no second try
+    assert shop.rows("shop", "SELECT 3") == [[3]]  # the closed connection was not kept
 
 
 def test_the_c_stock_example_reads_mariadb_through_the_inventory_connector(

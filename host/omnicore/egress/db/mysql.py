@@ -7,8 +7,9 @@ off. Rows are read unbuffered (``SSCursor``): a capped result is never whole in 
 leaving it early closes the connection (the server ends the query when it cannot write).
 
 A statement's deadline: MariaDB's ``max_statement_time`` on the server (the session's, set
-when it changes), the socket's timeout and, at the deadline, ``KILL QUERY`` from a side
-connection.
+when it changes), ``KILL QUERY`` from a side connection a little after it and, after that,
+the socket's read and write timeouts (set in the kernel, as :func:`_kernel_timeout` says
+why).
 
 A query skips three of PyMySQL's costs a one-row query notices (bench/bench_connectors.py):
 its cursor's row-by-row ``fetchmany`` (rows are read off the result directly), the parse of
@@ -25,6 +26,7 @@ import datetime as dt
 import functools
 import json
 import re
+import socket
 import struct
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -215,8 +217,8 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
             header = read(4)
         except BaseException as exc:
             self._lost(exc)
-        if len(header) < 4:
-            self._lost(None)
+        if header is None or len(header) < 4:
+            self._short()
         length = header[0] | header[1] << 8 | header[2] << 16
         seq: int = self._next_seq_id  # type: ignore[has-type]
         if header[3] != seq or length == MAX_PACKET_LEN:
@@ -226,23 +228,39 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
             data = read(length)
         except BaseException as exc:
             self._lost(exc)
-        if len(data) < length:
-            self._lost(None)
+        if data is None or len(data) < length:
+            self._short()
         packet = packet_type(data, self.encoding)
         return self._checked(packet) if data[0] == 0xFF else packet  # (is_error_packet)
 
-    def _lost(self, exc: BaseException | None) -> NoReturn:
-        """Raise what PyMySQL's _read_bytes raises when a read fails (``exc``, being handled)
-        or comes short (None), the connection closed. (Its retry on EINTR is Python's own
-        since 3.5.)"""
+    def _read(self, n: int) -> bytes:
+        """``n`` bytes off the connection (PyMySQL's _read_bytes, and the kernel's timeout)."""
+        try:
+            data = self._rfile.read(n)
+        except BaseException as exc:
+            self._lost(exc)
+        if data is None or len(data) < n:
+            self._short()
+        return data  # type: ignore[no-any-return]
+
+    def _lost(self, exc: BaseException) -> NoReturn:
+        """Raise what PyMySQL's _read_bytes raises when a read fails (``exc``, being handled),
+        the connection closed. (Its retry on EINTR is Python's own since 3.5.)"""
         self._force_close()
-        if exc is None:
-            raise pymysql.err.OperationalError(
-                CR.CR_SERVER_LOST, "Lost connection to MySQL server during query")
         if isinstance(exc, OSError):
             raise pymysql.err.OperationalError(
                 CR.CR_SERVER_LOST, f"Lost connection to MySQL server during query ({exc})")
         raise exc
+
+    def _short(self) -> NoReturn:
+        """A read came back short: the server closed the connection, or the kernel's receive
+        timeout (:func:`_kernel_timeout`) passed first, which the buffered reader reports the
+        same way. Raised as PyMySQL raises either (a socket timeout's words for the second),
+        the connection closed."""
+        why = " (timed out)" if _waiting(self._sock) else ""
+        self._force_close()
+        raise pymysql.err.OperationalError(
+            CR.CR_SERVER_LOST, f"Lost connection to MySQL server during query{why}")
 
     def _read_frames(self, header: bytes, packet_type: Any) -> Any:
         """The rest of PyMySQL's _read_packet after its first header: the sequence check and a
@@ -261,10 +279,10 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
                     f"Packet sequence number wrong - got {packet_number} expected "
                     f"{self._next_seq_id}")
             self._next_seq_id = (self._next_seq_id + 1) % 256
-            buff.append(self._read_bytes(bytes_to_read))
+            buff.append(self._read(bytes_to_read))
             if bytes_to_read < MAX_PACKET_LEN:
                 return self._checked(packet_type(b"".join(buff), self.encoding))
-            header = self._read_bytes(4)
+            header = self._read(4)
 
     def _checked(self, packet: Any) -> Any:
         if packet.is_error_packet():
@@ -285,6 +303,35 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
         if result.server_status is not None:
             self.server_status = result.server_status
         return result.affected_rows  # type: ignore[no-any-return]
+
+
+def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
+    """Bound each read and write on ``sock`` by ``seconds`` in the kernel (SO_RCVTIMEO,
+    SO_SNDTIMEO). Python's own socket timeout would do the same, but it polls the socket
+    before every read and write: two system calls more per statement."""
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def _waiting(sock: socket.socket | None) -> bool:
+    """Whether ``sock`` is still open from the server's side (a read that came short ran out
+    of time rather than into the end of the stream)."""
+    if sock is None:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True  # open, and nothing to read
+    except OSError:
+        return False
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether PyMySQL's ``exc`` is a statement's socket timing out: Python's timeout (its
+    words), or the kernel's send timeout (a write's EAGAIN, which PyMySQL wraps)."""
+    return "timed out" in str(exc) or isinstance(exc.__context__, BlockingIOError)
 
 
 class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
@@ -360,7 +407,7 @@ class MysqlDialect(Dialect):
         if sock is not None and ms != conn.sock_timeout_ms:
             # Past the server's timeout and the KILL QUERY after it: the last resort for a
             # server that answers neither. Set when it changes (each setting is a syscall).
-            sock.settimeout(ms / 1000 + 2 * CLIENT_GRACE_S + 1)
+            _kernel_timeout(sock, ms / 1000 + 2 * CLIENT_GRACE_S + 1)
             conn.sock_timeout_ms = ms
         if conn.mariadb and ms != conn.timeout_ms:
             # The session's, set when it changes: a SET STATEMENT ... FOR prefix on every
@@ -410,9 +457,14 @@ class MysqlDialect(Dialect):
         else:
             conn.raw.rollback()
 
+    def closed(self, conn: _Conn) -> bool:
+        # PyMySQL closes the connection on a read or write that failed (a timeout among them)
+        # and then answers every statement with InterfaceError(0, "").
+        return conn.raw._sock is None
+
     def lost(self, exc: BaseException) -> bool:
         return isinstance(exc, pymysql.OperationalError) and bool(exc.args) and \
-            exc.args[0] in (2006, 2013, 2055) and "timed out" not in str(exc)
+            exc.args[0] in (2006, 2013, 2055) and not _timed_out(exc)
 
     def failure(self, exc: BaseException, connector: str, redactor: Redactor
                 ) -> Refused | None:
@@ -433,7 +485,7 @@ class MysqlDialect(Dialect):
                                      f"{first_line(message, redactor)}")
         if code in _LOST or (isinstance(exc, pymysql.OperationalError) and code >= 2000):
             reason = ("connection refused" if code in (2003, 2002) and "refused" in message
-                      else "statement timed out" if "timed out" in message
+                      else "statement timed out" if _timed_out(exc)
                       else "connection lost")
             return Refused("UNAVAILABLE", f"connector {connector}: {reason}")
         return Refused("INVALID", f"connector {connector}: {error_line(exc, redactor)}"
