@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pymysql.connections import MySQLResult
+from pymysql.protocol import MysqlPacket
 
 from omnicore.egress.db import mysql
 from omnicore.egress.db.mysql import check_pymysql, placeholders
@@ -70,6 +73,40 @@ def test_the_pymysql_internals_the_connector_reads_through_are_there(
     monkeypatch.setattr(mysql, "_PRIVATE", ((Changed, "_gone", ()),))
     with pytest.raises(ImportError, match=r"Changed\._gone .*missing: _gone.*pymysql>=1\.1,<3"):
         check_pymysql()
+
+
+def _coded(cell: bytes | None) -> bytes:
+    """A cell of a text-protocol row: NULL, or a length-coded string."""
+    if cell is None:
+        return b"\xfb"
+    n = len(cell)
+    head = (bytes([n]) if n < 251 else b"\xfc" + struct.pack("<H", n) if n < 1 << 16
+            else b"\xfd" + struct.pack("<HB", n & 0xFFFF, n >> 16) if n < 1 << 24
+            else b"\xfe" + struct.pack("<Q", n))
+    return head + cell
+
+
+@pytest.mark.parametrize("data", [
+    _coded(b"1") + _coded("pomme ✓".encode()) + _coded(None) + _coded(b"2.5"),
+    _coded(b"x" * 250) + _coded(b"y" * 251) + _coded(b"z" * 70_000) + _coded(b""),
+    _coded(b"7") + b"\xff" + _coded(b"a") + _coded(b"1.5"),  # 255: NULL to PyMySQL
+    _coded(b"7") + _coded(b"ab"),                              # fewer cells than columns
+    _coded(b"7") + b"\x05ab",                                  # a cell cut short
+    _coded(b"7") + b"\xfc\x01",                                # a length cut short
+])
+def test_rows_are_read_as_pymysql_reads_them(data: bytes) -> None:
+    converters = [("ascii", int), ("utf8", None), (None, None), ("ascii", float)]
+    result = MySQLResult.__new__(MySQLResult)  # (no connection: only its row reader is used)
+    result.converters, result.unbuffered_active = converters, False
+
+    def outcome(read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except Exception as exc:
+            return type(exc)
+
+    assert outcome(lambda: mysql._row(data, converters)) == outcome(
+        lambda: result._read_row_from_packet(MysqlPacket(data, "utf8")))
 
 
 def test_query_execute_and_last_insert_id(shop: Db) -> None:

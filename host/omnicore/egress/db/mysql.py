@@ -36,8 +36,8 @@ import orjson
 import pymysql
 import pymysql.cursors
 from pymysql.connections import MAX_PACKET_LEN, TEXT_TYPES, MySQLResult
-from pymysql.constants import CR, FIELD_TYPE  # (CLIENT.MULTI_STATEMENTS stays off)
-from pymysql.protocol import FieldDescriptorPacket, MysqlPacket
+from pymysql.constants import CR, FIELD_TYPE, SERVER_STATUS  # (no CLIENT.MULTI_STATEMENTS)
+from pymysql.protocol import EOFPacketWrapper, FieldDescriptorPacket, MysqlPacket
 
 from omnicore.egress.db.base import (
     CLIENT_GRACE_S,
@@ -111,8 +111,8 @@ class _Result(MySQLResult):  # type: ignore[misc]
 
     def _get_descriptions(self) -> None:
         conn = self.connection
-        read = conn._read_packet
-        key = tuple([read().get_all_data() for _ in range(self.field_count)])
+        read = conn._read_payload
+        key = tuple([read() for _ in range(self.field_count)])
         shapes = conn.shapes
         known = shapes.get(key)
         if known is None:
@@ -121,8 +121,7 @@ class _Result(MySQLResult):  # type: ignore[misc]
             known = shapes[key] = _columns(conn, key)
         self.fields, self.converters, self.description, columns, encode = known
         self.shape = columns, encode
-        eof = read()
-        if not eof.is_eof_packet():
+        if not _is_eof(read()):
             raise pymysql.err.InternalError("protocol error: no EOF after the columns")
 
 
@@ -161,9 +160,10 @@ def _columns(conn: Any, packets: tuple[bytes, ...]) -> _Shape:
             row_encoder(convert))
 
 
-#: What of PyMySQL's private side this module uses: (class, method, the names its code must
-#: use). _Raw._read_packet is Connection._read_packet for the usual packet, so the attributes
-#: it reads and sets must still be the ones PyMySQL's own reads and sets.
+#: What of PyMySQL's private side this module uses or does as PyMySQL does it: (class, method,
+#: the names its code must use). _Raw._read_payload reads as Connection._read_packet and
+#: _read_bytes do, _rows and _row as MySQLResult's unbuffered reading does: the attributes
+#: they read and set must still be the ones PyMySQL's own read and set.
 _PRIVATE = (
     (pymysql.connections.Connection, "_read_packet",
      ("_read_bytes", "_next_seq_id", "_force_close", "_result", "unbuffered_active",
@@ -173,7 +173,13 @@ _PRIVATE = (
     (MySQLResult, "_get_descriptions",
      ("field_count", "fields", "converters", "description", "_read_packet")),
     (MySQLResult, "_read_rowdata_packet_unbuffered",
-     ("unbuffered_active", "_read_packet", "_check_packet_is_eof", "_read_row_from_packet")),
+     ("unbuffered_active", "_read_packet", "_check_packet_is_eof", "_read_row_from_packet",
+      "connection", "rows")),
+    (MySQLResult, "_check_packet_is_eof", ("is_eof_packet", "warning_count", "has_next")),
+    (MySQLResult, "_read_row_from_packet", ("converters", "read_length_coded_string")),
+    (EOFPacketWrapper, "__init__",
+     ("read_struct", "warning_count", "server_status", "has_next",
+      "SERVER_MORE_RESULTS_EXISTS")),
 )
 
 
@@ -207,11 +213,15 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
         super().__init__(**kwargs)
 
     def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
-        # PyMySQL's own for a packet of one frame (below 16 MiB: all but huge rows) in one
-        # Python frame instead of four: _read_bytes's reads inline (its failures as it
-        # raises them, by _lost), the header read as bytes rather than through struct.
         if self._current_timeout != self._read_timeout:
             return super()._read_packet(packet_type)  # it sets the timeout (nothing read yet)
+        return packet_type(self._read_payload(), self.encoding)
+
+    def _read_payload(self) -> bytes:
+        """The next packet's bytes, as PyMySQL's _read_packet reads them (an error packet
+        raised), for a packet of one frame (below 16 MiB: all but huge rows) in one Python
+        frame instead of four: _read_bytes's reads inline (its failures as it raises them,
+        by _lost and _short), the header read as bytes rather than through struct."""
         read = self._rfile.read
         try:
             header = read(4)
@@ -222,7 +232,7 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
         length = header[0] | header[1] << 8 | header[2] << 16
         seq: int = self._next_seq_id  # type: ignore[has-type]
         if header[3] != seq or length == MAX_PACKET_LEN:
-            return self._read_frames(header, packet_type)
+            return self._read_frames(header)
         self._next_seq_id = (seq + 1) % 256
         try:
             data = read(length)
@@ -230,8 +240,9 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
             self._lost(exc)
         if data is None or len(data) < length:
             self._short()
-        packet = packet_type(data, self.encoding)
-        return self._checked(packet) if data[0] == 0xFF else packet  # (is_error_packet)
+        if data[0] == 0xFF:  # (MysqlPacket.is_error_packet)
+            self._failed(data)
+        return data  # type: ignore[no-any-return]
 
     def _read(self, n: int) -> bytes:
         """``n`` bytes off the connection (PyMySQL's _read_bytes, and the kernel's timeout)."""
@@ -262,7 +273,7 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
         raise pymysql.err.OperationalError(
             CR.CR_SERVER_LOST, f"Lost connection to MySQL server during query{why}")
 
-    def _read_frames(self, header: bytes, packet_type: Any) -> Any:
+    def _read_frames(self, header: bytes) -> bytes:
         """The rest of PyMySQL's _read_packet after its first header: the sequence check and a
         packet of several frames."""
         buff = []
@@ -281,15 +292,18 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
             self._next_seq_id = (self._next_seq_id + 1) % 256
             buff.append(self._read(bytes_to_read))
             if bytes_to_read < MAX_PACKET_LEN:
-                return self._checked(packet_type(b"".join(buff), self.encoding))
+                data = b"".join(buff)
+                if data[0] == 0xFF:
+                    self._failed(data)
+                return data
             header = self._read(4)
 
-    def _checked(self, packet: Any) -> Any:
-        if packet.is_error_packet():
-            if self._result is not None and self._result.unbuffered_active is True:
-                self._result.unbuffered_active = False
-            packet.raise_for_error()
-        return packet
+    def _failed(self, data: bytes) -> NoReturn:
+        """Raise the server's error in packet ``data`` (PyMySQL's _read_packet)."""
+        if self._result is not None and self._result.unbuffered_active is True:
+            self._result.unbuffered_active = False
+        MysqlPacket(data, self.encoding).raise_for_error()
+        raise AssertionError("unreachable")
 
     def _read_query_result(self, unbuffered: bool = False) -> int:
         # PyMySQL's own, with its result class swapped.
@@ -494,14 +508,23 @@ class MysqlDialect(Dialect):
 
 
 def _rows(conn: _Conn, result: Any, entry: list[Any]) -> Generator[Sequence[Any], None, None]:
-    """The rows of an unbuffered result, read off the socket one at a time."""
+    """The rows of an unbuffered result, read off the socket one at a time (PyMySQL's
+    MySQLResult._read_rowdata_packet_unbuffered, less what nothing here reads: the result's
+    ``rows`` and ``affected_rows`` per row)."""
     done = False
-    read = result._read_rowdata_packet_unbuffered
     try:
-        row = read()
-        while row is not None:
-            yield row
-            row = read()
+        if result.unbuffered_active:  # (not after a statement without a result set)
+            read, converters = conn.raw._read_payload, result.converters
+            data = read()
+            while not _is_eof(data):
+                yield _row(data, converters)
+                data = read()
+            # MySQLResult._check_packet_is_eof, and the end of the unbuffered read.
+            result.warning_count, status = _EOF.unpack_from(data)
+            result.has_next = status & SERVER_STATUS.SERVER_MORE_RESULTS_EXISTS
+            result.unbuffered_active = False
+            result.connection = None
+            result.rows = None
         done = True
     finally:
         Watchdog.disarm(entry)
@@ -513,3 +536,51 @@ def _rows(conn: _Conn, result: Any, entry: list[Any]) -> Generator[Sequence[Any]
             conn.raw._result = None
             conn.broken = True
             conn.close()
+
+
+def _is_eof(data: bytes) -> bool:
+    return data[0] == 0xFE and len(data) < 9  # (MysqlPacket.is_eof_packet)
+
+
+_EOF = struct.Struct("<xhh")  # warnings, server status (EOFPacketWrapper)
+_U16, _U24, _U64 = (struct.Struct(f).unpack_from for f in ("<H", "<HB", "<Q"))
+
+
+def _row(data: bytes, converters: list[tuple[str | None, Any]]) -> tuple[Any, ...]:
+    """A text-protocol row as PyMySQL's MySQLResult._read_row_from_packet reads it (each
+    cell a length-coded string, decoded and converted), without a packet object and its
+    three method calls per cell (tests/capabilities/test_sql_mysql.py holds the two side by
+    side)."""
+    row: list[Any] = []
+    pos, end = 0, len(data)
+    for encoding, converter in converters:
+        if pos >= end:
+            break  # fewer cells than columns: PyMySQL stops there too
+        size = data[pos]
+        pos += 1
+        if size >= 251:
+            if size == 252:
+                size = _U16(data, pos)[0]
+                pos += 2
+            elif size == 253:
+                low, high = _U24(data, pos)
+                size = low + (high << 16)
+                pos += 3
+            elif size == 254:
+                size = _U64(data, pos)[0]
+                pos += 8
+            else:  # 251 is NULL; PyMySQL reads 255 as NULL too
+                row.append(None)
+                continue
+        value: Any = data[pos:pos + size]
+        if len(value) != size:
+            raise AssertionError(f"Result length not requested length: Expected={size}. "
+                                 f"Actual={len(value)}. Position: {pos}. "
+                                 f"Data Length: {end}.")  # (MysqlPacket.read)
+        pos += size
+        if encoding is not None:
+            value = value.decode(encoding)
+        if converter is not None:
+            value = converter(value)
+        row.append(value)
+    return tuple(row)
