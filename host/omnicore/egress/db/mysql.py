@@ -15,9 +15,10 @@ A query skips three of PyMySQL's costs a one-row query notices (bench/bench_conn
 its cursor's row-by-row ``fetchmany`` (rows are read off the result directly), the parse of
 the same column definitions on every run (a connection keeps the parsed columns of the
 definitions' bytes it has seen, as the PostgreSQL dialect keeps a result's shape), and most
-of the Python around each packet (a one-row result is seven packets; :class:`_Raw` reads a
-packet of one frame in one method). Those reach into PyMySQL's connection and result;
-:func:`check_pymysql` says at import if a PyMySQL no longer has what they use.
+of the Python around each packet and cell (a one-row result is seven packets: _Raw reads a
+packet's bytes in one method, and _row parses a row's cells in one). Those reach into, or
+do as, PyMySQL's connection and result; :func:`check_pymysql` says at import if a PyMySQL
+no longer has what they rely on (pyproject.toml pins PyMySQL below 3).
 """
 
 from __future__ import annotations
