@@ -332,6 +332,7 @@ def _shape(conn: _Conn, res: Any) -> tuple[bytes, RowEncoder]:
 def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any], None, None]:
     """The rows of a query from its first result on; leaving early cancels the rest."""
     raw, tx = conn.raw, conn.tx
+    pgconn = raw.pgconn
     res, done = first, False
     try:
         loaders = True
@@ -346,7 +347,9 @@ def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any],
                     yield tx.load_row(i, tuple)
             elif status != _TUPLES:
                 raise _failed(conn, res)
-            res = _next(conn)
+            # _next(conn), written out (two per query)
+            res = (raw.wait(generators.fetch(pgconn)) if pgconn.is_busy()
+                   else pgconn.get_result())
         done = True
     finally:
         Watchdog.disarm(entry)
