@@ -4,14 +4,21 @@ placeholders, the deadline on the server and the client, caps read unbuffered.""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pymysql.connections import MySQLResult
+from pymysql.protocol import MysqlPacket
 
-from omnicore.egress.db.mysql import placeholders
+from omnicore.egress.db import mysql
+from omnicore.egress.db.mysql import check_pymysql, placeholders
+from omnicore.egress.refused import Refused
 from omnicore.errors import DeadlineExceeded, GuestError, Trap
 from omnicore.toolchains import build
 from tests.db_fixtures import (  # noqa: F401 - fixtures
@@ -49,6 +56,57 @@ def test_placeholders_outside_strings_and_comments_only() -> None:
         "SELECT %s, '?', \"?\", `?`, 5 %% 2 -- ?\n, %s /* ? */ # ?", 2)
     assert placeholders("SELECT 'it''s ?', 'a\\'?', ?") == (
         "SELECT 'it''s ?', 'a\\'?', %s", 1)
+
+
+def test_the_pymysql_internals_the_connector_reads_through_are_there(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    check_pymysql()  # (it ran at import too)
+
+    class Changed:
+        def _read_packet(self) -> None:
+            self._read_frame()
+
+    monkeypatch.setattr(mysql, "_PRIVATE", ((Changed, "_read_packet", ("_next_seq_id",)),
+                                            (Changed, "_gone", ())))
+    with pytest.raises(ImportError, match=r"Changed\._read_packet .*missing: _next_seq_id"):
+        check_pymysql()
+    monkeypatch.setattr(mysql, "_PRIVATE", ((Changed, "_gone", ()),))
+    with pytest.raises(ImportError, match=r"Changed\._gone .*missing: _gone.*pymysql>=1\.1,<3"):
+        check_pymysql()
+
+
+def _coded(cell: bytes | None) -> bytes:
+    """A cell of a text-protocol row: NULL, or a length-coded string."""
+    if cell is None:
+        return b"\xfb"
+    n = len(cell)
+    head = (bytes([n]) if n < 251 else b"\xfc" + struct.pack("<H", n) if n < 1 << 16
+            else b"\xfd" + struct.pack("<HB", n & 0xFFFF, n >> 16) if n < 1 << 24
+            else b"\xfe" + struct.pack("<Q", n))
+    return head + cell
+
+
+@pytest.mark.parametrize("data", [
+    _coded(b"1") + _coded("pomme ✓".encode()) + _coded(None) + _coded(b"2.5"),
+    _coded(b"x" * 250) + _coded(b"y" * 251) + _coded(b"z" * 70_000) + _coded(b""),
+    _coded(b"7") + b"\xff" + _coded(b"a") + _coded(b"1.5"),  # 255: NULL to PyMySQL
+    _coded(b"7") + _coded(b"ab"),                              # fewer cells than columns
+    _coded(b"7") + b"\x05ab",                                  # a cell cut short
+    _coded(b"7") + b"\xfc\x01",                                # a length cut short
+])
+def test_rows_are_read_as_pymysql_reads_them(data: bytes) -> None:
+    converters = [("ascii", int), ("utf8", None), (None, None), ("ascii", float)]
+    result = MySQLResult.__new__(MySQLResult)  # (no connection: only its row reader is used)
+    result.converters, result.unbuffered_active = converters, False
+
+    def outcome(read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except Exception as exc:
+            return type(exc)
+
+    assert outcome(lambda: mysql._row(data, converters)) == outcome(
+        lambda: result._read_row_from_packet(MysqlPacket(data, "utf8")))
 
 
 def test_query_execute_and_last_insert_id(shop: Db) -> None:
@@ -168,6 +226,41 @@ def test_the_pool_survives_a_server_restart(shop: Db, maria: MariaDB) -> None:  
     finally:
         maria.resume()
     assert shop.rows("shop", "SELECT 3") == [[3]]
+
+
+def _stopped(pid: int) -> None:
+    """Wait until every thread of ``pid`` has stopped (SIGSTOP reaches each in its turn)."""
+    def running(task: Path) -> bool:
+        try:
+            return (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "tT"
+        except FileNotFoundError:
+            return False  # a thread that ended
+
+    deadline = time.monotonic() + 10
+    while any(running(t) for t in Path(f"/proc/{pid}/task").iterdir()):
+        assert time.monotonic() < deadline, "the server did not stop"
+        time.sleep(0.001)
+
+
+def test_a_server_that_answers_nothing_ends_at_the_socket_timeout(
+        shop: Db, maria: MariaDB) -> None:  # noqa: F811
+    """Neither the server's timeout nor KILL QUERY can end a statement on a stopped server:
+    the socket's read timeout (in the kernel) does, as "timed out", and is not retried."""
+    assert shop.rows("shop", "SELECT 1") == [[1]]  # a pooled connection
+    backend = shop.app.databases.backend("shop", ("mysql",))
+    os.kill(maria.proc.pid, signal.SIGSTOP)
+    try:
+        _stopped(maria.proc.pid)
+        started = time.monotonic()
+        with pytest.raises(Refused) as info:
+            backend.run(True, "SELECT 2", [], time.monotonic() + 0.5)
+        waited = time.monotonic() - started
+    finally:
+        os.kill(maria.proc.pid, signal.SIGCONT)
+    assert (info.value.status, str(info.value)) == (
+        "UNAVAILABLE", "connector shop: statement timed out")
+    assert 1.0 < waited < 6  # the statement's time, the grace, a second more; no second try
+    assert shop.rows("shop", "SELECT 3") == [[3]]  # the closed connection was not kept
 
 
 def test_the_c_stock_example_reads_mariadb_through_the_inventory_connector(

@@ -49,7 +49,7 @@ def loads(raw: bytes | str, *, max_depth: int | None = None) -> Any:
     """``json.loads`` without NaN/Infinity, and (with ``max_depth``) refused when nested deeper
     than that; ValueError (or UnicodeDecodeError) if invalid."""
     if max_depth is not None:
-        data = _utf8(raw)
+        data = raw if type(raw) is bytes else _utf8(raw)
         # Counting brackets costs almost nothing and settles nearly every real body.
         if data.count(b"[") + data.count(b"{") > max_depth and nesting(data) > max_depth:
             raise ValueError(f"the JSON is nested more than {max_depth} levels deep")

@@ -7,13 +7,18 @@ off. Rows are read unbuffered (``SSCursor``): a capped result is never whole in 
 leaving it early closes the connection (the server ends the query when it cannot write).
 
 A statement's deadline: MariaDB's ``max_statement_time`` on the server (the session's, set
-when it changes), the socket's timeout and, at the deadline, ``KILL QUERY`` from a side
-connection.
+when it changes), ``KILL QUERY`` from a side connection a little after it and, after that,
+the socket's read and write timeouts (set in the kernel, as :func:`_kernel_timeout` says
+why).
 
-A query skips two of PyMySQL's costs a one-row query notices (bench/bench_connectors.py):
-its cursor's row-by-row ``fetchmany`` (rows are read off the result directly) and the parse
-of the same column definitions on every run (a connection keeps the parsed columns of the
-definitions' bytes it has seen, as the PostgreSQL dialect keeps a result's shape).
+A query skips three of PyMySQL's costs a one-row query notices (bench/bench_connectors.py):
+its cursor's row-by-row ``fetchmany`` (rows are read off the result directly), the parse of
+the same column definitions on every run (a connection keeps the parsed columns of the
+definitions' bytes it has seen, as the PostgreSQL dialect keeps a result's shape), and most
+of the Python around each packet and cell (a one-row result is seven packets: _Raw reads a
+packet's bytes in one method, and _row parses a row's cells in one). Those reach into, or
+do as, PyMySQL's connection and result; :func:`check_pymysql` says at import if a PyMySQL
+no longer has what they rely on (pyproject.toml pins PyMySQL below 3).
 """
 
 from __future__ import annotations
@@ -22,16 +27,18 @@ import datetime as dt
 import functools
 import json
 import re
+import socket
+import struct
 import time
 from collections.abc import Callable, Generator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 import pymysql
 import pymysql.cursors
-from pymysql.connections import TEXT_TYPES, MySQLResult
-from pymysql.constants import FIELD_TYPE  # (CLIENT.MULTI_STATEMENTS stays off)
-from pymysql.protocol import FieldDescriptorPacket
+from pymysql.connections import MAX_PACKET_LEN, TEXT_TYPES, MySQLResult
+from pymysql.constants import CR, FIELD_TYPE, SERVER_STATUS  # (no CLIENT.MULTI_STATEMENTS)
+from pymysql.protocol import EOFPacketWrapper, FieldDescriptorPacket, MysqlPacket
 
 from omnicore.egress.db.base import (
     CLIENT_GRACE_S,
@@ -47,7 +54,7 @@ from omnicore.egress.db.values import Json, cell
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
 
-__all__ = ["MysqlDialect", "placeholders"]
+__all__ = ["MysqlDialect", "check_pymysql", "placeholders"]
 
 # Strings, quoted identifiers and comments, which a ? inside does not make a placeholder;
 # then a ? or a % (which PyMySQL's formatting would read).
@@ -92,29 +99,39 @@ def placeholders(sql: str) -> tuple[str, int]:
 _SHAPES_MAX = 256
 
 
+#: A result's columns: PyMySQL's fields, (encoding, converter) pairs and description, and
+#: ours: the JSON of the columns and the row encoder.
+_Shape = tuple[list[Any], list[Any], Any, bytes, RowEncoder]
+
+
 class _Result(MySQLResult):  # type: ignore[misc]
     """PyMySQL's result, its columns parsed once per connection and definitions' bytes."""
 
+    #: The JSON of the columns and the row encoder (none: a statement without a result set).
+    shape: tuple[bytes, RowEncoder] = (b"[]", row_encoder(()))
+
     def _get_descriptions(self) -> None:
         conn = self.connection
-        read = conn._read_packet
-        key = tuple(read().get_all_data() for _ in range(self.field_count))
+        read = conn._read_payload
+        key = tuple([read() for _ in range(self.field_count)])
         shapes = conn.shapes
         known = shapes.get(key)
         if known is None:
             if len(shapes) >= _SHAPES_MAX:
                 shapes.clear()
             known = shapes[key] = _columns(conn, key)
-        self.fields, self.converters, self.description = known
-        eof = read()
-        if not eof.is_eof_packet():
+        self.fields, self.converters, self.description, columns, encode = known
+        self.shape = columns, encode
+        if not _is_eof(read()):
             raise pymysql.err.InternalError("protocol error: no EOF after the columns")
 
 
-def _columns(conn: Any, packets: tuple[bytes, ...]) -> tuple[list[Any], list[Any], Any]:
-    """PyMySQL's fields, (encoding, converter) pairs and description of column definitions
-    (MySQLResult._get_descriptions, from packets already read)."""
+def _columns(conn: Any, packets: tuple[bytes, ...]) -> _Shape:
+    """The shape of a result's column definitions: PyMySQL's part as
+    MySQLResult._get_descriptions makes it (from packets already read), and ours."""
     fields, converters, description = [], [], []
+    columns: list[dict[str, Any]] = []
+    convert: list[Callable[[Any], Any] | None] = []
     encoding_of = conn.encoding
     for data in packets:
         field = FieldDescriptorPacket(data, encoding_of)
@@ -131,17 +148,163 @@ def _columns(conn: Any, packets: tuple[bytes, ...]) -> tuple[list[Any], list[Any
         else:
             encoding = "ascii"
         converter = conn.decoders.get(kind)
-        converters.append((encoding, None if converter is pymysql.converters.through
-                           else converter))
-    return fields, converters, tuple(description)
+        if converter is pymysql.converters.through:
+            converter = None
+        converters.append((encoding, converter))
+        columns.append({"name": field.name, "type": _TYPES.get(kind, str(kind))})
+        # Text PyMySQL decodes and leaves as it is (not a binary string's bytes, not JSON)
+        # is JSON data already, as integers are.
+        text = kind in TEXT_TYPES and encoding is not None and converter is None
+        convert.append(_json_cell if kind == FIELD_TYPE.JSON
+                       else None if kind in _PLAIN or text else cell)
+    return (fields, converters, tuple(description), orjson.dumps(columns),
+            row_encoder(convert))
+
+
+#: What of PyMySQL's private side this module uses or does as PyMySQL does it: (class, method,
+#: the names its code must use). _Raw._read_payload reads as Connection._read_packet and
+#: _read_bytes do, _rows and _row as MySQLResult's unbuffered reading does: the attributes
+#: they read and set must still be the ones PyMySQL's own read and set.
+_PRIVATE = (
+    (pymysql.connections.Connection, "_read_packet",
+     ("_read_bytes", "_next_seq_id", "_force_close", "_result", "unbuffered_active",
+      "encoding", "is_error_packet", "raise_for_error")),
+    (pymysql.connections.Connection, "_read_bytes", ("_rfile", "_force_close")),
+    (pymysql.connections.Connection, "_read_query_result", ("_result", "server_status")),
+    (MySQLResult, "_get_descriptions",
+     ("field_count", "fields", "converters", "description", "_read_packet")),
+    (MySQLResult, "_read_rowdata_packet_unbuffered",
+     ("unbuffered_active", "_read_packet", "_check_packet_is_eof", "_read_row_from_packet",
+      "connection", "rows")),
+    (MySQLResult, "_check_packet_is_eof", ("is_eof_packet", "warning_count", "has_next")),
+    (MySQLResult, "_read_row_from_packet", ("converters", "read_length_coded_string")),
+    (EOFPacketWrapper, "__init__",
+     ("read_struct", "warning_count", "server_status", "has_next",
+      "SERVER_MORE_RESULTS_EXISTS")),
+)
+
+
+def check_pymysql() -> None:
+    """Raise ImportError unless PyMySQL's connection and result still have the private
+    methods this module overrides or calls, using the names it relies on."""
+    for cls, method, names in _PRIVATE:
+        code = getattr(getattr(cls, method, None), "__code__", None)
+        missing = [method] if code is None else [n for n in names if n not in code.co_names]
+        if missing:
+            raise ImportError(
+                f"PyMySQL {pymysql.VERSION_STRING}: {cls.__name__}.{method} is not what the MySQL "
+                f"connector reads packets through (missing: {', '.join(missing)}); install a "
+                "PyMySQL from 1.1 to 2.x (pip install 'pymysql>=1.1,<3')")
+
+
+check_pymysql()
 
 
 class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
-    """A PyMySQL connection whose results are :class:`_Result`."""
+    """A PyMySQL connection whose results are :class:`_Result`, reading its packets with
+    less Python around them."""
+
+    # PyMySQL 1.1 sets the socket's timeout once and has no _current_timeout (None == None
+    # here); later ones switch between their read and write timeouts in _read_packet.
+    _current_timeout: float | None = None
+    _read_timeout: float | None = None
 
     def __init__(self, **kwargs: Any) -> None:
-        self.shapes: dict[tuple[bytes, ...], tuple[list[Any], list[Any], Any]] = {}
+        self.shapes: dict[tuple[bytes, ...], _Shape] = {}
         super().__init__(**kwargs)
+
+    def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
+        if self._current_timeout != self._read_timeout:
+            return super()._read_packet(packet_type)  # it sets the timeout (nothing read yet)
+        return packet_type(self._read_payload(), self.encoding)
+
+    def _read_payload(self) -> bytes:
+        """The next packet's bytes, as PyMySQL's _read_packet reads them (an error packet
+        raised), for a packet of one frame (below 16 MiB: all but huge rows) in one Python
+        frame instead of four: _read_bytes's reads inline (its failures as it raises them,
+        by _lost and _short), the header read as bytes rather than through struct."""
+        read = self._rfile.read
+        try:
+            header = read(4)
+        except BaseException as exc:
+            self._lost(exc)
+        if header is None or len(header) < 4:
+            self._short()
+        length = header[0] | header[1] << 8 | header[2] << 16
+        seq: int = self._next_seq_id  # type: ignore[has-type]
+        if header[3] != seq or length == MAX_PACKET_LEN:
+            return self._read_frames(header)
+        self._next_seq_id = (seq + 1) % 256
+        try:
+            data = read(length)
+        except BaseException as exc:
+            self._lost(exc)
+        if data is None or len(data) < length:
+            self._short()
+        if data[0] == 0xFF:  # (MysqlPacket.is_error_packet)
+            self._failed(data)
+        return data  # type: ignore[no-any-return]
+
+    def _read(self, n: int) -> bytes:
+        """``n`` bytes off the connection (PyMySQL's _read_bytes, and the kernel's timeout)."""
+        try:
+            data = self._rfile.read(n)
+        except BaseException as exc:
+            self._lost(exc)
+        if data is None or len(data) < n:
+            self._short()
+        return data  # type: ignore[no-any-return]
+
+    def _lost(self, exc: BaseException) -> NoReturn:
+        """Raise what PyMySQL's _read_bytes raises when a read fails (``exc``, being handled),
+        the connection closed. (Its retry on EINTR is Python's own since 3.5.)"""
+        self._force_close()
+        if isinstance(exc, OSError):
+            raise pymysql.err.OperationalError(
+                CR.CR_SERVER_LOST, f"Lost connection to MySQL server during query ({exc})")
+        raise exc
+
+    def _short(self) -> NoReturn:
+        """A read came back short: the server closed the connection, or the kernel's receive
+        timeout (:func:`_kernel_timeout`) passed first, which the buffered reader reports the
+        same way. Raised as PyMySQL raises either (a socket timeout's words for the second),
+        the connection closed."""
+        why = " (timed out)" if _waiting(self._sock) else ""
+        self._force_close()
+        raise pymysql.err.OperationalError(
+            CR.CR_SERVER_LOST, f"Lost connection to MySQL server during query{why}")
+
+    def _read_frames(self, header: bytes) -> bytes:
+        """The rest of PyMySQL's _read_packet after its first header: the sequence check and a
+        packet of several frames."""
+        buff = []
+        while True:
+            btrl, btrh, packet_number = struct.unpack("<HBB", header)
+            bytes_to_read = btrl + (btrh << 16)
+            if packet_number != self._next_seq_id:
+                self._force_close()
+                if packet_number == 0:
+                    # MariaDB sends error packet with seqno==0 when shutdown
+                    raise pymysql.err.OperationalError(
+                        CR.CR_SERVER_LOST, "Lost connection to MySQL server during query")
+                raise pymysql.err.InternalError(
+                    f"Packet sequence number wrong - got {packet_number} expected "
+                    f"{self._next_seq_id}")
+            self._next_seq_id = (self._next_seq_id + 1) % 256
+            buff.append(self._read(bytes_to_read))
+            if bytes_to_read < MAX_PACKET_LEN:
+                data = b"".join(buff)
+                if data[0] == 0xFF:
+                    self._failed(data)
+                return data
+            header = self._read(4)
+
+    def _failed(self, data: bytes) -> NoReturn:
+        """Raise the server's error in packet ``data`` (PyMySQL's _read_packet)."""
+        if self._result is not None and self._result.unbuffered_active is True:
+            self._result.unbuffered_active = False
+        MysqlPacket(data, self.encoding).raise_for_error()
+        raise AssertionError("unreachable")
 
     def _read_query_result(self, unbuffered: bool = False) -> int:
         # PyMySQL's own, with its result class swapped.
@@ -157,6 +320,35 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
         return result.affected_rows  # type: ignore[no-any-return]
 
 
+def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
+    """Bound each read and write on ``sock`` by ``seconds`` in the kernel (SO_RCVTIMEO,
+    SO_SNDTIMEO). Python's own socket timeout would do the same, but it polls the socket
+    before every read and write: two system calls more per statement."""
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def _waiting(sock: socket.socket | None) -> bool:
+    """Whether ``sock`` is still open from the server's side (a read that came short ran out
+    of time rather than into the end of the stream)."""
+    if sock is None:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True  # open, and nothing to read
+    except OSError:
+        return False
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether PyMySQL's ``exc`` is a statement's socket timing out: Python's timeout (its
+    words), or the kernel's send timeout (a write's EAGAIN, which PyMySQL wraps)."""
+    return "timed out" in str(exc) or isinstance(exc.__context__, BlockingIOError)
+
+
 class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
     __slots__ = ("killer", "mariadb", "sock_timeout_ms", "target", "timeout_ms")
 
@@ -164,6 +356,8 @@ class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
                  limit_ms: int) -> None:
         super().__init__(raw, limit_ms)
         self.target = target
+        # What the watchdog calls, made once rather than per statement.
+        self.killer = functools.partial(_kill, self)
         self.mariadb = "mariadb" in str(raw.get_server_info()).lower()
         self.timeout_ms = -1        # the session's max_statement_time as last set
         self.sock_timeout_ms = -1   # what the socket's timeout was set for
@@ -217,7 +411,8 @@ class MysqlDialect(Dialect):
                      connector.statement_timeout_ms)
 
     def _prepare(self, conn: _Conn, sql: str, args: list[Any], deadline: float
-                 ) -> tuple[str, list[Any], list[Any]]:
+                 ) -> tuple[str, list[Any]]:
+        """The statement's text for PyMySQL and its watchdog entry (armed)."""
         text, count = placeholders(sql)
         if count != len(args):
             raise Refused("INVALID", f"the statement has {count} placeholders but "
@@ -227,7 +422,7 @@ class MysqlDialect(Dialect):
         if sock is not None and ms != conn.sock_timeout_ms:
             # Past the server's timeout and the KILL QUERY after it: the last resort for a
             # server that answers neither. Set when it changes (each setting is a syscall).
-            sock.settimeout(ms / 1000 + 2 * CLIENT_GRACE_S + 1)
+            _kernel_timeout(sock, ms / 1000 + 2 * CLIENT_GRACE_S + 1)
             conn.sock_timeout_ms = ms
         if conn.mariadb and ms != conn.timeout_ms:
             # The session's, set when it changes: a SET STATEMENT ... FOR prefix on every
@@ -235,32 +430,30 @@ class MysqlDialect(Dialect):
             with conn.raw.cursor(pymysql.cursors.Cursor) as cur:
                 cur.execute(f"SET SESSION max_statement_time = {ms / 1000:.3f}")
             conn.timeout_ms = ms
-        seconds = ms / 1000
-        entry = WATCHDOG.arm(time.monotonic() + seconds + CLIENT_GRACE_S,
-                             lambda: _kill(conn))
-        return text, [_arg(a) for a in args], entry
+        entry = WATCHDOG.arm(time.monotonic() + ms / 1000 + CLIENT_GRACE_S, conn.killer)
+        return text, entry
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
              ) -> tuple[bytes, Generator[Sequence[Any], None, None], RowEncoder]:
-        text, values, entry = self._prepare(conn, sql, args, deadline)
+        text, entry = self._prepare(conn, sql, args, deadline)
         raw = conn.raw
         try:
             # What an SSCursor's execute does, less the cursor: the values escaped by the
             # driver for the connection (never by us), the result read unbuffered.
-            raw.query(text % tuple(map(raw.escape, values)), unbuffered=True)
+            raw.query(text % tuple(map(raw.escape, map(_arg, args))), unbuffered=True)
         except BaseException:
             Watchdog.disarm(entry)
             raise
         result = raw._result
-        columns, encode = _shape(tuple((col[0], col[1]) for col in result.description or ()))
+        columns, encode = result.shape
         return columns, _rows(conn, result, entry), encode
 
     def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
                 ) -> dict[str, Any]:
-        text, values, entry = self._prepare(conn, sql, args, deadline)
+        text, entry = self._prepare(conn, sql, args, deadline)
         try:
             cur = conn.raw.cursor(pymysql.cursors.Cursor)
-            affected = cur.execute(text, values)
+            affected = cur.execute(text, list(map(_arg, args)))
             out: dict[str, Any] = {"rows_affected": affected}
             if cur.lastrowid:
                 out["last_insert_id"] = cur.lastrowid
@@ -279,9 +472,14 @@ class MysqlDialect(Dialect):
         else:
             conn.raw.rollback()
 
+    def closed(self, conn: _Conn) -> bool:
+        # PyMySQL closes the connection on a read or write that failed (a timeout among them)
+        # and then answers every statement with InterfaceError(0, "").
+        return conn.raw._sock is None
+
     def lost(self, exc: BaseException) -> bool:
         return isinstance(exc, pymysql.OperationalError) and bool(exc.args) and \
-            exc.args[0] in (2006, 2013, 2055) and "timed out" not in str(exc)
+            exc.args[0] in (2006, 2013, 2055) and not _timed_out(exc)
 
     def failure(self, exc: BaseException, connector: str, redactor: Redactor
                 ) -> Refused | None:
@@ -302,7 +500,7 @@ class MysqlDialect(Dialect):
                                      f"{first_line(message, redactor)}")
         if code in _LOST or (isinstance(exc, pymysql.OperationalError) and code >= 2000):
             reason = ("connection refused" if code in (2003, 2002) and "refused" in message
-                      else "statement timed out" if "timed out" in message
+                      else "statement timed out" if _timed_out(exc)
                       else "connection lost")
             return Refused("UNAVAILABLE", f"connector {connector}: {reason}")
         return Refused("INVALID", f"connector {connector}: {error_line(exc, redactor)}"
@@ -310,27 +508,24 @@ class MysqlDialect(Dialect):
                                            f"{first_line(message, redactor)}")
 
 
-@functools.lru_cache(maxsize=256)
-def _shape(description: tuple[tuple[str, int], ...]) -> tuple[bytes, RowEncoder]:
-    """The JSON of a result's columns (name, type code) and its row encoder."""
-    columns: list[dict[str, Any]] = []
-    convert: list[Callable[[Any], Any] | None] = []
-    for name, code in description:
-        columns.append({"name": name, "type": _TYPES.get(code, str(code))})
-        convert.append(None if code in _PLAIN else _json_cell if code == FIELD_TYPE.JSON
-                       else cell)
-    return orjson.dumps(columns), row_encoder(convert)
-
-
 def _rows(conn: _Conn, result: Any, entry: list[Any]) -> Generator[Sequence[Any], None, None]:
-    """The rows of an unbuffered result, read off the socket one at a time."""
+    """The rows of an unbuffered result, read off the socket one at a time (PyMySQL's
+    MySQLResult._read_rowdata_packet_unbuffered, less what nothing here reads: the result's
+    ``rows`` and ``affected_rows`` per row)."""
     done = False
-    read = result._read_rowdata_packet_unbuffered
     try:
-        row = read()
-        while row is not None:
-            yield row
-            row = read()
+        if result.unbuffered_active:  # (not after a statement without a result set)
+            read, converters = conn.raw._read_payload, result.converters
+            data = read()
+            while not _is_eof(data):
+                yield _row(data, converters)
+                data = read()
+            # MySQLResult._check_packet_is_eof, and the end of the unbuffered read.
+            result.warning_count, status = _EOF.unpack_from(data)
+            result.has_next = status & SERVER_STATUS.SERVER_MORE_RESULTS_EXISTS
+            result.unbuffered_active = False
+            result.connection = None
+            result.rows = None
         done = True
     finally:
         Watchdog.disarm(entry)
@@ -342,3 +537,51 @@ def _rows(conn: _Conn, result: Any, entry: list[Any]) -> Generator[Sequence[Any]
             conn.raw._result = None
             conn.broken = True
             conn.close()
+
+
+def _is_eof(data: bytes) -> bool:
+    return data[0] == 0xFE and len(data) < 9  # (MysqlPacket.is_eof_packet)
+
+
+_EOF = struct.Struct("<xhh")  # warnings, server status (EOFPacketWrapper)
+_U16, _U24, _U64 = (struct.Struct(f).unpack_from for f in ("<H", "<HB", "<Q"))
+
+
+def _row(data: bytes, converters: list[tuple[str | None, Any]]) -> tuple[Any, ...]:
+    """A text-protocol row as PyMySQL's MySQLResult._read_row_from_packet reads it (each
+    cell a length-coded string, decoded and converted), without a packet object and its
+    three method calls per cell (tests/capabilities/test_sql_mysql.py holds the two side by
+    side)."""
+    row: list[Any] = []
+    pos, end = 0, len(data)
+    for encoding, converter in converters:
+        if pos >= end:
+            break  # fewer cells than columns: PyMySQL stops there too
+        size = data[pos]
+        pos += 1
+        if size >= 251:
+            if size == 252:
+                size = _U16(data, pos)[0]
+                pos += 2
+            elif size == 253:
+                low, high = _U24(data, pos)
+                size = low + (high << 16)
+                pos += 3
+            elif size == 254:
+                size = _U64(data, pos)[0]
+                pos += 8
+            else:  # 251 is NULL; PyMySQL reads 255 as NULL too
+                row.append(None)
+                continue
+        value: Any = data[pos:pos + size]
+        if len(value) != size:
+            raise AssertionError(f"Result length not requested length: Expected={size}. "
+                                 f"Actual={len(value)}. Position: {pos}. "
+                                 f"Data Length: {end}.")  # (MysqlPacket.read)
+        pos += size
+        if encoding is not None:
+            value = value.decode(encoding)
+        if converter is not None:
+            value = converter(value)
+        row.append(value)
+    return tuple(row)

@@ -61,7 +61,12 @@ _STALE = frozenset({"0A000", "26000"})
 _PLAIN = frozenset({"bool", "int2", "int4", "int8", "text", "varchar", "name", "bpchar",
                     "oid"})
 _names = itertools.count(1)
-_S = pq.ExecStatus
+# The enum members a statement compares with, as plain names: reading one off its enum
+# class costs more than the comparison (each query reads several).
+_CHUNK, _TUPLES, _COMMAND = (pq.ExecStatus.TUPLES_CHUNK, pq.ExecStatus.TUPLES_OK,
+                             pq.ExecStatus.COMMAND_OK)
+_IDLE, _ACTIVE = pq.TransactionStatus.IDLE, pq.TransactionStatus.ACTIVE
+_AUTO = (PyFormat.AUTO,)
 
 
 class _Statement:
@@ -79,11 +84,12 @@ class _Statement:
 
 
 class _Conn(DriverConn["psycopg.Connection[Any]"]):
-    __slots__ = ("encoding", "shapes", "statements", "timeout_ms", "tx", "unprepare")
+    __slots__ = ("cancel", "encoding", "shapes", "statements", "timeout_ms", "tx", "unprepare")
 
     def __init__(self, raw: psycopg.Connection[Any], limit_ms: int) -> None:
         super().__init__(raw, limit_ms)
         self.timeout_ms = -1        # the server's statement_timeout as last set
+        self.cancel = raw.cancel_safe  # what the watchdog calls (bound once, not per statement)
         self.tx = Transformer(raw)
         self.encoding = raw.info.encoding  # read again after execute (a SET may change it)
         self.statements: OrderedDict[tuple[str, tuple[int, ...]], _Statement] = \
@@ -130,19 +136,17 @@ class PostgresDialect(Dialect):
         raw = psycopg.connect(**{k: v for k, v in kwargs.items() if v is not None})
         return _Conn(raw, connector.statement_timeout_ms)
 
-    def _timeout(self, conn: _Conn, deadline: float) -> tuple[float, list[Any]]:
-        """Set the statement's server timeout; arm the client's. (its deadline, the entry)."""
-        raw = conn.raw
+    def _timeout(self, conn: _Conn, deadline: float) -> list[Any]:
+        """Set the statement's server timeout; arm the client's (its watchdog entry)."""
         ms = server_timeout_ms(conn.limit_ms, deadline)
         if ms != conn.timeout_ms:
-            raw.execute(f"SET statement_timeout = {int(ms)}")
+            conn.raw.execute(f"SET statement_timeout = {int(ms)}")
             conn.timeout_ms = ms
-        ends = time.monotonic() + ms / 1000
-        return ends, WATCHDOG.arm(ends + CLIENT_GRACE_S, raw.cancel_safe)
+        return WATCHDOG.arm(time.monotonic() + ms / 1000 + CLIENT_GRACE_S, conn.cancel)
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
              ) -> tuple[bytes, Generator[Sequence[Any], None, None], RowEncoder]:
-        _, entry = self._timeout(conn, deadline)
+        entry = self._timeout(conn, deadline)
         try:
             first, st = _start(conn, sql, args if Json not in map(type, args)
                                else [_arg(a) for a in args])
@@ -157,7 +161,7 @@ class PostgresDialect(Dialect):
 
     def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
                 ) -> dict[str, Any]:
-        _, entry = self._timeout(conn, deadline)
+        entry = self._timeout(conn, deadline)
         try:
             _unprepare(conn)
             cur = conn.raw.execute(sql, [_arg(a) for a in args])
@@ -175,7 +179,7 @@ class PostgresDialect(Dialect):
         conn.raw.execute("COMMIT" if commit else "ROLLBACK")
         if not commit:
             conn.forget_statements()
-        if conn.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        if conn.raw.info.transaction_status != _IDLE:
             conn.broken = True
 
     def lost(self, exc: BaseException) -> bool:
@@ -253,7 +257,7 @@ def _start(conn: _Conn, sql: str, args: list[Any]) -> tuple[Any, _Statement]:
     if conn.unprepare:
         _unprepare(conn)
     if args:
-        values: Sequence[Any] | None = tx.dump_sequence(args, [PyFormat.AUTO] * len(args))
+        values: Sequence[Any] | None = tx.dump_sequence(args, _AUTO * len(args))
         types, formats = tuple(tx.types or ()), tx.formats
     else:
         values, types, formats = None, (), None
@@ -273,7 +277,7 @@ def _start(conn: _Conn, sql: str, args: list[Any]) -> tuple[Any, _Statement]:
             name = b"omnicore_%d" % next(_names)
             pgconn.send_prepare(name, st.query, param_types=types)
             res = _send_fetch(conn)
-            if res.status != _S.COMMAND_OK:
+            if res.status != _COMMAND:
                 conn.statements.pop(key, None)
                 raise _failed(conn, res)
             _drain(conn)
@@ -286,9 +290,9 @@ def _start(conn: _Conn, sql: str, args: list[Any]) -> tuple[Any, _Statement]:
         pgconn.set_chunked_rows_mode(_STREAM_CHUNK)
         res = _send_fetch(conn)
     status = res.status
-    if status == _S.TUPLES_CHUNK or status == _S.TUPLES_OK:
+    if status == _CHUNK or status == _TUPLES:
         return res, st
-    if status == _S.COMMAND_OK:
+    if status == _COMMAND:
         _drain(conn)
         if _CLEARS(res.command_status or b""):
             conn.forget_statements()
@@ -296,7 +300,7 @@ def _start(conn: _Conn, sql: str, args: list[Any]) -> tuple[Any, _Statement]:
     exc = _failed(conn, res)
     if st.name is not None and getattr(exc, "sqlstate", None) in _STALE:
         conn.forget_statements()
-        if pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        if pgconn.transaction_status == _IDLE:
             return _start(conn, sql, args)
     raise exc
 
@@ -328,25 +332,28 @@ def _shape(conn: _Conn, res: Any) -> tuple[bytes, RowEncoder]:
 def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any], None, None]:
     """The rows of a query from its first result on; leaving early cancels the rest."""
     raw, tx = conn.raw, conn.tx
+    pgconn = raw.pgconn
     res, done = first, False
     try:
         loaders = True
         while res is not None:
             status = res.status
-            if status == _S.TUPLES_CHUNK:
+            if status == _CHUNK:
                 tx.set_pgresult(res, set_loaders=loaders)
                 loaders = False
                 # Row by row: a row past a cap ends the query before the rest of the chunk
                 # is decoded.
                 for i in range(res.ntuples):
                     yield tx.load_row(i, tuple)
-            elif status != _S.TUPLES_OK:
+            elif status != _TUPLES:
                 raise _failed(conn, res)
-            res = _next(conn)
+            # _next(conn), written out (two per query)
+            res = (raw.wait(generators.fetch(pgconn)) if pgconn.is_busy()
+                   else pgconn.get_result())
         done = True
     finally:
         Watchdog.disarm(entry)
-        if not done and raw.pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+        if not done and raw.pgconn.transaction_status == _ACTIVE:
             # Leaving early: the server stops the query and what it sent is read and
             # dropped, a chunk at a time.
             raw.cancel_safe()

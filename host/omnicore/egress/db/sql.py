@@ -115,6 +115,11 @@ class Dialect:
         """Whether ``exc`` says the connection was gone before the statement ran."""
         raise NotImplementedError
 
+    def closed(self, conn: Any) -> bool:
+        """Whether the driver closed ``conn`` as a statement failed (it cannot go back to the
+        pool)."""
+        return False
+
 
 class SqlBackend:
     """One SQL connector: its pool (shared by every plugin granted it), its dialect, its
@@ -195,6 +200,8 @@ class SqlBackend:
                     self.pool.discard_idle()  # the others died with it
                     if attempt == 0 and query:
                         continue
+                elif self.dialect.closed(conn):
+                    conn.broken = True
                 raise self._fail(exc) from None
             finally:
                 self.pool.release(conn)
@@ -218,7 +225,7 @@ class SqlBackend:
                     raise over_cap(self.name, len(pieces), size, max_rows, max_bytes)
         finally:
             rows.close()  # a generator: leaving early ends the query
-        return b'{"columns":' + columns + b',"rows":[' + b",".join(pieces) + b"]}"
+        return b"".join((b'{"columns":', columns, b',"rows":[', b",".join(pieces), b"]}"))
 
     # -- transactions ------------------------------------------------------------------------
     def begin(self, plugin: str, deadline: float) -> Any:

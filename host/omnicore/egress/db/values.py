@@ -86,16 +86,20 @@ def param(value: Any, where: str) -> Any:
 
 
 def params(raw: Any) -> list[Any]:
-    """The ``params`` array of a request, converted."""
+    """The ``params`` array of a request, converted (``raw`` itself when every value is sent
+    as it is)."""
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise Refused("INVALID", "params must be an array")
     # null, booleans, floats, text and 64-bit integers are themselves (most parameters: no
-    # call for them).
+    # call for them, and most requests: no new list).
     lo, hi = _INT64
-    return [v if v is None or type(v) in _SELF or (type(v) is int and lo <= v <= hi)
-            else param(v, f"params[{i}]") for i, v in enumerate(raw)]
+    for v in raw:
+        if not (v is None or type(v) in _SELF or (type(v) is int and lo <= v <= hi)):
+            return [v if v is None or type(v) in _SELF or (type(v) is int and lo <= v <= hi)
+                    else param(v, f"params[{i}]") for i, v in enumerate(raw)]
+    return raw
 
 
 def _rfc3339(value: dt.datetime) -> str:
