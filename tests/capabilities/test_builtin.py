@@ -60,13 +60,16 @@ def test_each_line_declares_what_its_module_is(line: Any) -> None:
 
 
 def test_the_app_has_every_service_the_built_ins_read() -> None:
-    # for_app(app) is reached through getattr, so mypy never holds OmniApp to AppServices.
+    # for_app(app) is reached through getattr; mypy holds OmniApp to AppServices only where
+    # the app hands itself to Workflows (WorkflowsApp extends it), so say it here too. The
+    # rest of AppServices is the HostApp every extension is handed.
     from omnicore.app import OmniApp
     from omnicore.capabilities.types import AppServices
 
     services = [name for name, value in vars(AppServices).items() if isinstance(value, property)]
     assert len(services) == 8
-    assert all(isinstance(getattr(OmniApp, name, None), property) for name in services)
+    # Each a read-only descriptor of the class: a property, or a part of app.data.
+    assert all(hasattr(getattr(OmniApp, name, None), "__get__") for name in services)
 
 
 def test_the_eager_list_and_the_deferred_one_agree() -> None:

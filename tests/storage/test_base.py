@@ -47,3 +47,21 @@ def test_storage_tasks_is_storage_jobs_with_a_deprecation_warning(tmp_path: Path
         assert found is not None and found.state == "queued"
     finally:
         store.close()
+
+
+def test_a_store_a_backend_does_not_serve_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    # specs/host.md: a store a backend does not serve keeps Storage's default.
+    from omnicore.errors import ConfigError
+
+    class Partial(storage.SQLiteStorage):
+        memory = base.Storage.memory  # as if this backend did not serve memory yet
+
+    store = Partial(tmp_path / "omnicore.db")
+    try:
+        with pytest.raises(ConfigError, match="memory needs a storage backend that serves it; "
+                                              "Partial does not yet"):
+            _ = store.memory
+        assert store.vectors is store.vectors  # the others still served, built once
+    finally:
+        store.close()
+    assert "memories" in (base.Storage.memory.__doc__ or "")

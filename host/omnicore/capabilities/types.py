@@ -2,17 +2,20 @@
 
 A built-in that keeps app state has ``for_app(app)`` (:mod:`omnicore.capabilities.builtin`):
 its capability over one of the app's services, with the app's ``capabilities.<name>``
-defaults where it has limits. :class:`AppServices` is what they read of the app, typed once
-here rather than as one Protocol per module; the services are named for mypy only, so a
-host that loads only ``kv`` does not import numpy or the egress client for it.
+defaults where it has limits. The app it is handed is the :class:`~omnicore.types.HostApp`
+of the ``capabilities`` hook; :class:`AppServices` is that app with the services they read,
+typed once here rather than as one Protocol per module (and the base of what the layer
+above, ``workflows``, reads of it). The services are named for mypy only, so a host that
+loads only ``kv`` does not import numpy or the egress client for it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from omnicore.types import HostApp
+
 if TYPE_CHECKING:
-    from omnicore.config import OmniConfig
     from omnicore.egress import Egress
     from omnicore.egress.db import Databases
     from omnicore.jobs import Jobs
@@ -25,11 +28,10 @@ if TYPE_CHECKING:
 __all__ = ["AppServices"]
 
 
-class AppServices(Protocol):
-    """What the built-in capabilities need of an app (``OmniApp`` has it): its config and
-    the services behind ``app.storage``, ``app.jobs``, ``app.egress`` and the rest."""
-
-    config: OmniConfig
+class AppServices(HostApp, Protocol):
+    """What the built-in capabilities need of an app (``OmniApp`` has it): the host app of
+    the hook (its config) and the services behind ``app.storage``, ``app.jobs``,
+    ``app.egress`` and the rest."""
 
     @property
     def storage(self) -> Storage: ...

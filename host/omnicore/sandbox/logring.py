@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from itertools import islice
-from typing import NamedTuple
+from typing import NamedTuple, Self, overload
 
 __all__ = ["LEVELS", "PY_LEVELS", "LogLine", "PyRing", "PySignal", "level_number"]
 
@@ -100,6 +100,28 @@ class PySignal:
 SIGNAL = PySignal()
 
 
+class _Rate:
+    """``rate_bytes`` and ``rate_lines`` are one getter and one setter (as in the C ring): the
+    names of the rate and the tokens of the ring's token bucket it reads and sets."""
+
+    def __init__(self, rate: str, tokens: str, doc: str) -> None:
+        self._rate, self._tokens, self.__doc__ = rate, tokens, doc
+
+    @overload
+    def __get__(self, ring: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, ring: PyRing, owner: type | None = None) -> int: ...
+
+    def __get__(self, ring: PyRing | None, owner: type | None = None) -> int | Self:
+        return self if ring is None else int(getattr(ring, self._rate))
+
+    def __set__(self, ring: PyRing, value: float) -> None:
+        rate = float(value)
+        with ring._lock:
+            setattr(ring, self._rate, rate)
+            setattr(ring, self._tokens, ring._bucket(rate, getattr(ring, self._tokens)))
+
+
 class PyRing:
     """The ring in Python (see the module docstring for the contract it shares with C)."""
 
@@ -128,27 +150,8 @@ class PyRing:
         self._refilled = time.monotonic()
         self._noted = float("-inf")
 
-    @property
-    def rate_bytes(self) -> int:
-        """Bytes per second let through."""
-        return int(self._rate)
-
-    @rate_bytes.setter
-    def rate_bytes(self, value: float) -> None:
-        with self._lock:
-            self._rate = float(value)
-            self._tokens = self._bucket(self._rate, self._tokens)
-
-    @property
-    def rate_lines(self) -> int:
-        """Lines per second let through."""
-        return int(self._line_rate)
-
-    @rate_lines.setter
-    def rate_lines(self, value: float) -> None:
-        with self._lock:
-            self._line_rate = float(value)
-            self._line_tokens = self._bucket(self._line_rate, self._line_tokens)
+    rate_bytes = _Rate("_rate", "_tokens", "Bytes per second let through.")
+    rate_lines = _Rate("_line_rate", "_line_tokens", "Lines per second let through.")
 
     def _bucket(self, rate: float, tokens: float) -> float:
         """The tokens a bucket holding ``tokens`` keeps when its rate is set to ``rate``. A

@@ -196,6 +196,11 @@ class Backend(abc.ABC):
         rows = self.read(sql, args)
         return rows[0][0] if rows else None
 
+    def read_row(self, make: Callable[[Any], T], sql: str, args: Sequence[Any] = ()) -> T | None:
+        """``make`` of the first row of ``sql`` (None: no row): a store's row by its key."""
+        rows = self.read(sql, args)
+        return make(rows[0]) if rows else None
+
     @abc.abstractmethod
     def write(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` in one write transaction; what it returns. An exception rolls it back."""

@@ -22,7 +22,7 @@ import abc
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Self, TypeVar, overload
 
 from omnicore.errors import ConfigError
 from omnicore.storage.audit_rows import AuditLog
@@ -355,6 +355,31 @@ class EventLog(abc.ABC):
         thousand ids)."""
 
 
+T = TypeVar("T")
+
+
+class Served(Generic[T]):
+    """``storage.<name>``, a store of :class:`Storage` that a backend serves by overriding it
+    (``stores.root.Built``). A backend serves the stores one by one; until it serves this
+    one, reading it is a configuration error naming it, never a half-working store."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, storage: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, storage: Storage, owner: type | None = None) -> T: ...
+
+    def __get__(self, storage: Storage | None, owner: type | None = None) -> T | Self:
+        if storage is None:
+            return self
+        raise storage._unserved(self.name)
+
+
 class Storage(abc.ABC):
     """One app's durable state. Thread-safe; open once per app and share."""
 
@@ -408,25 +433,13 @@ class Storage(abc.ABC):
     def kv_plugins(self) -> list[str]:
         """Plugins that have at least one key."""
 
-    @property
-    def memory(self) -> MemoryRows:
-        """Every plugin's memories (the rows under ``app.memory``)."""
-        raise self._unserved("memory")
-
-    @property
-    def vectors(self) -> VectorRows:
-        """Every plugin's vector rows (the HNSW index is a per-process cache over them)."""
-        raise self._unserved("vectors")
-
-    @property
-    def secrets(self) -> SecretRows:
-        """The app's secrets, sealed above storage."""
-        raise self._unserved("secrets")
-
-    @property
-    def workflows(self) -> WorkflowStore:
-        """Workflow versions, runs, steps (the step queue), history and triggers."""
-        raise self._unserved("workflows")
+    memory: Served[MemoryRows] = Served(
+        "Every plugin's memories (the rows under ``app.memory``).")
+    vectors: Served[VectorRows] = Served(
+        "Every plugin's vector rows (the HNSW index is a per-process cache over them).")
+    secrets: Served[SecretRows] = Served("The app's secrets, sealed above storage.")
+    workflows: Served[WorkflowStore] = Served(
+        "Workflow versions, runs, steps (the step queue), history and triggers.")
 
     #: The console's accounts for a backend that does not keep them itself yet (set by
     #: ``open_storage``: the SQLite file beside the data dir, where they have always been).
@@ -439,26 +452,14 @@ class Storage(abc.ABC):
             return self.local_users
         raise self._unserved("users")
 
-    @property
-    def audit(self) -> AuditLog:
-        """Who changed what, when and from where."""
-        raise self._unserved("audit")
-
-    @property
-    def plugin_settings(self) -> PluginSettingsRows:
-        """The operator's settings per plugin (grants, config, limits, ...), which every
-        instance applies over its own plugin folder."""
-        raise self._unserved("plugin_settings")
-
-    @property
-    def oauth(self) -> OAuthRows:
-        """Remote agents' OAuth clients, grants, codes and tokens (omnicore.oauth)."""
-        raise self._unserved("oauth")
-
-    @property
-    def mcp_tasks(self) -> McpTaskRows:
-        """MCP tasks: their owners, jobs and outcomes (omnicore.mcp.tasks)."""
-        raise self._unserved("mcp_tasks")
+    audit: Served[AuditLog] = Served("Who changed what, when and from where.")
+    plugin_settings: Served[PluginSettingsRows] = Served(
+        "The operator's settings per plugin (grants, config, limits, ...), which every "
+        "instance applies over its own plugin folder.")
+    oauth: Served[OAuthRows] = Served(
+        "Remote agents' OAuth clients, grants, codes and tokens (omnicore.oauth).")
+    mcp_tasks: Served[McpTaskRows] = Served(
+        "MCP tasks: their owners, jobs and outcomes (omnicore.mcp.tasks).")
 
     @abc.abstractmethod
     def close(self) -> None: ...

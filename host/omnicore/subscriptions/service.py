@@ -21,12 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from prometheus_client.registry import Collector
 
-from omnicore.config import OmniConfig
-from omnicore.core.events import Event, EventBus, Subscription
+from omnicore.core.events import Event, Subscription
 from omnicore.core.manifest_entries import granted_entries
 from omnicore.core.outage import Outage
 from omnicore.errors import ConfigError
@@ -37,9 +36,7 @@ from omnicore.storage.base import EventRecord
 from omnicore.subscriptions.events import PluginEvent, event_body
 from omnicore.subscriptions.metrics import SubscriberMetrics
 from omnicore.subscriptions.subscriber import Subscriber, manifest_subscriptions
-
-if TYPE_CHECKING:
-    from omnicore.types import PluginCaller
+from omnicore.types import HostApp
 
 __all__ = ["Refusal", "Subscriptions", "SubscriptionsApp"]
 
@@ -55,17 +52,12 @@ class Refusal(enum.Enum):
     UNAVAILABLE = "the storage's event log cannot be written"
 
 
-class SubscriptionsApp(Protocol):
-    """What the service needs of an app (``OmniApp`` has it)."""
-
-    config: OmniConfig
-    events: EventBus
+class SubscriptionsApp(HostApp, Protocol):
+    """What the service needs of an app (``OmniApp`` has it): the host app (its config, bus
+    and plugins) with its storage and job service."""
 
     @property
     def storage(self) -> Storage: ...
-
-    @property
-    def plugins(self) -> PluginCaller: ...
 
     @property
     def jobs(self) -> Jobs: ...

@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import jsonschema
 
-from omnicore.config import OmniConfig
-from omnicore.core.events import Event, EventBus
+from omnicore.capabilities.types import AppServices
+from omnicore.core.events import Event
 from omnicore.core.once import Once
 from omnicore.core.outage import Outage
 from omnicore.core.workers import LeasedWorkers
 from omnicore.errors import OmniError
 from omnicore.logging import get_logger
-from omnicore.storage import Storage, StorageError
+from omnicore.storage import StorageError
 from omnicore.storage.workflows import RunRecord, StepRecord, WorkflowStore
 from omnicore.workflows import advance as plan
 from omnicore.workflows.definition import Step, Workflow, from_document
@@ -47,10 +47,8 @@ from omnicore.workflows.files import WorkflowFiles
 from omnicore.workflows.triggers import Triggers, WebhookAnswer
 
 if TYPE_CHECKING:
-    from omnicore.egress import Connector, Egress
-    from omnicore.egress.db import Databases
+    from omnicore.egress import Connector
     from omnicore.plugins.host import PluginHost
-    from omnicore.storage.secrets import SecretStore
 
 __all__ = ["WorkflowRunChanged", "Workflows", "WorkflowsApp", "check_inputs", "default_actor"]
 
@@ -68,30 +66,16 @@ class WorkflowRunChanged(Event):
     error: str | None = None
 
 
-class WorkflowsApp(Protocol):
-    """What the service needs of an app (``OmniApp`` has it)."""
-
-    config: OmniConfig
-    events: EventBus
-    runtime_id: str
-
-    @property
-    def storage(self) -> Storage: ...
+class WorkflowsApp(AppServices, Protocol):
+    """What the service needs of an app (``OmniApp`` has it): the services the built-in
+    capabilities open onto (storage, secrets, egress, databases), its plugin host and its
+    connectors."""
 
     @property
     def plugins(self) -> PluginHost: ...
 
     @property
-    def secrets(self) -> SecretStore: ...
-
-    @property
     def connectors(self) -> dict[str, Connector]: ...
-
-    @property
-    def egress(self) -> Egress: ...
-
-    @property
-    def databases(self) -> Databases: ...
 
 
 class Workflows:

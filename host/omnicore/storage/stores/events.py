@@ -53,5 +53,4 @@ class Events(EventLog):
         return found
 
     def get(self, event_id: int) -> EventRecord | None:
-        rows = self._db.read(f"SELECT {_COLS} FROM events WHERE id=?", (event_id,))
-        return _event(rows[0]) if rows else None
+        return self._db.read_row(_event, f"SELECT {_COLS} FROM events WHERE id=?", (event_id,))

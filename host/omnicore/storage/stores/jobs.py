@@ -86,9 +86,8 @@ class PluginJobRows(PluginJobs):
         return self._queue.cancel(job_id, time.time(), plugin=self.plugin)
 
     def get(self, job_id: int) -> Job | None:
-        rows = self._db.read(f"SELECT {_COLS} FROM jobs WHERE id=? AND plugin=?",
-                             (job_id, self.plugin))
-        return _job(rows[0]) if rows else None
+        return self._db.read_row(_job, f"SELECT {_COLS} FROM jobs WHERE id=? AND plugin=?",
+                                 (job_id, self.plugin))
 
     def pending(self) -> int:
         return int(self._db.read(_PENDING, (self.plugin,))[0][0])
@@ -132,8 +131,7 @@ class Jobs(JobQueue):
         return self._db.write(run)
 
     def get(self, job_id: int) -> Job | None:
-        rows = self._db.read(f"SELECT {_COLS} FROM jobs WHERE id=?", (job_id,))
-        return _job(rows[0]) if rows else None
+        return self._db.read_row(_job, f"SELECT {_COLS} FROM jobs WHERE id=?", (job_id,))
 
     def list(self, *, plugin: str | None = None, states: Sequence[str] = (),
              limit: int = 100) -> list[Job]:

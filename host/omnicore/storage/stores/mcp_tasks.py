@@ -39,8 +39,7 @@ class McpTasks(McpTaskRows):
         self._db.write_one("UPDATE mcp_tasks SET job_id=? WHERE id=?", (job_id, task_id))
 
     def get(self, task_id: str) -> TaskRow | None:
-        rows = self._db.read(f"SELECT {_COLS} FROM mcp_tasks WHERE id=?", (task_id,))
-        return _row(rows[0]) if rows else None
+        return self._db.read_row(_row, f"SELECT {_COLS} FROM mcp_tasks WHERE id=?", (task_id,))
 
     def page(self, owner: str, after: int | None, limit: int) -> tuple[list[TaskRow], int | None]:
         below = "" if after is None else " AND seq < ?"

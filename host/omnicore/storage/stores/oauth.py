@@ -59,8 +59,8 @@ class OAuth(OAuthRows):
         return int(rows[0][0])
 
     def grant(self, grant_id: int) -> GrantRow | None:
-        rows = self._db.read(f"SELECT {_GRANT} FROM oauth_grants WHERE id=?", (grant_id,))
-        return _grant(rows[0]) if rows else None
+        return self._db.read_row(_grant, f"SELECT {_GRANT} FROM oauth_grants WHERE id=?",
+                                 (grant_id,))
 
     def grants(self, *, live: bool = True) -> list[GrantRow]:
         where = " WHERE revoked_at IS NULL" if live else ""
@@ -82,9 +82,8 @@ class OAuth(OAuthRows):
                             row.challenge, row.expires_at, row.used_at))
 
     def code(self, hash: str) -> CodeRow | None:
-        rows = self._db.read("SELECT grant_id, redirect_uri, explicit, challenge, expires_at, "
-                             "used_at FROM oauth_codes WHERE hash=?", (hash,))
-        return _code(rows[0]) if rows else None
+        return self._db.read_row(_code, "SELECT grant_id, redirect_uri, explicit, challenge, "
+                                 "expires_at, used_at FROM oauth_codes WHERE hash=?", (hash,))
 
     def use_code(self, hash: str, at: float) -> bool:
         return self._stamp("oauth_codes", "used_at", hash, at)
@@ -94,9 +93,8 @@ class OAuth(OAuthRows):
                            (hash, row.grant_id, row.kind, row.expires_at, row.revoked_at))
 
     def token(self, hash: str) -> TokenRow | None:
-        rows = self._db.read("SELECT grant_id, kind, expires_at, revoked_at FROM oauth_tokens "
-                             "WHERE hash=?", (hash,))
-        return _token(rows[0]) if rows else None
+        return self._db.read_row(_token, "SELECT grant_id, kind, expires_at, revoked_at FROM "
+                                 "oauth_tokens WHERE hash=?", (hash,))
 
     def revoke_token(self, hash: str, at: float) -> bool:
         return self._stamp("oauth_tokens", "revoked_at", hash, at)
@@ -116,9 +114,8 @@ class OAuth(OAuthRows):
         self._db.write(run)
 
     def consent(self, hash: str, now: float) -> ConsentRow | None:
-        rows = self._db.read("SELECT client, params, expires_at FROM oauth_consents WHERE "
-                             "hash=? AND expires_at >= ?", (hash, now))
-        return _consent(rows[0]) if rows else None
+        return self._db.read_row(_consent, "SELECT client, params, expires_at FROM "
+                                 "oauth_consents WHERE hash=? AND expires_at >= ?", (hash, now))
 
     def take_consent(self, hash: str, now: float) -> ConsentRow | None:
         row = self._db.write(lambda tx: tx.execute(

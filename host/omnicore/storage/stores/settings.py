@@ -32,8 +32,8 @@ class PluginSettings(PluginSettingsRows):
         db.prepare("plugin_settings")
 
     def get(self, plugin: str) -> PluginSettingsRecord | None:
-        rows = self._db.read(f"SELECT {_COLS} FROM plugin_settings WHERE plugin=?", (plugin,))
-        return _record(rows[0]) if rows else None
+        return self._db.read_row(_record, f"SELECT {_COLS} FROM plugin_settings WHERE plugin=?",
+                                 (plugin,))
 
     def all(self) -> list[PluginSettingsRecord]:
         return [_record(r) for r in self._db.read(

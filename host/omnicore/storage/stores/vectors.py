@@ -41,14 +41,12 @@ class Vectors(VectorRows):
                                             "ORDER BY plugin")]
 
     def collection(self, plugin: str, name: str) -> CollectionRow | None:
-        rows = self._db.read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE plugin=? "
-                             "AND name=?", (plugin, name))
-        return _coll(rows[0]) if rows else None
+        return self._db.read_row(_coll, f"SELECT {_COLL_COLS} FROM vector_collections "
+                                 "WHERE plugin=? AND name=?", (plugin, name))
 
     def collection_by_id(self, coll_id: int) -> CollectionRow | None:
-        rows = self._db.read(f"SELECT {_COLL_COLS} FROM vector_collections WHERE id=?",
-                             (coll_id,))
-        return _coll(rows[0]) if rows else None
+        return self._db.read_row(_coll, f"SELECT {_COLL_COLS} FROM vector_collections WHERE id=?",
+                                 (coll_id,))
 
     def collections(self, plugin: str) -> list[CollectionRow]:
         return [_coll(r) for r in self._db.read(

@@ -111,8 +111,7 @@ class Workflows(WorkflowStore):
         return self._db.write(run)
 
     def run(self, run_id: int) -> RunRecord | None:
-        rows = self._db.read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE id=?", (run_id,))
-        return _run(rows[0]) if rows else None
+        return self._db.read_row(_run, f"SELECT {_RUN_COLS} FROM wf_runs WHERE id=?", (run_id,))
 
     def runs(self, *, workflow: str | None = None, states: Sequence[str] = (),
              limit: int = 100, offset: int = 0) -> list[RunRecord]:
@@ -123,9 +122,8 @@ class Workflows(WorkflowStore):
         return [_run(r) for r in rows]
 
     def child_run(self, parent: tuple[int, str, int]) -> RunRecord | None:
-        rows = self._db.read(f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=? AND "
-                              "parent_step=? AND parent_index=? ORDER BY id LIMIT 1", parent)
-        return _run(rows[0]) if rows else None
+        return self._db.read_row(_run, f"SELECT {_RUN_COLS} FROM wf_runs WHERE parent_run=? AND "
+                                 "parent_step=? AND parent_index=? ORDER BY id LIMIT 1", parent)
 
     def count_runs(self, *, workflow: str | None = None, states: Sequence[str] = ()) -> int:
         found, args = where(workflow=workflow, state=tuple(states))
@@ -237,9 +235,8 @@ class Workflows(WorkflowStore):
         return [self._step(r, outputs) for r in rows]
 
     def step(self, run_id: int, step: str, index: int = -1) -> StepRecord | None:
-        rows = self._db.read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE run_id=? AND step=? "
-                              f"AND idx=?", (run_id, step, index))
-        return self._step(rows[0]) if rows else None
+        return self._db.read_row(self._step, f"SELECT {_STEP_COLS} FROM wf_steps WHERE "
+                                 "run_id=? AND step=? AND idx=?", (run_id, step, index))
 
     def outputs(self, run_id: int, step: str) -> list[Any]:
         """The outputs of a for_each's items, in item order."""
