@@ -10,7 +10,7 @@
 // A plugin that never calls `fs` imports none of these functions (AssemblyScript compiles what
 // is reachable); one that does still runs without the grant: every path is then DENIED.
 
-import { Status, lastError, lastStatus } from "./index";
+import { Status, lastError, lastStatus } from "./status";
 
 @external("wasi_snapshot_preview1", "fd_prestat_get") declare function fd_prestat_get(fd: i32, out: usize): i32;
 @external("wasi_snapshot_preview1", "fd_prestat_dir_name") declare function fd_prestat_dir_name(fd: i32, p: usize, pl: usize): i32;

@@ -69,20 +69,10 @@ class Utf8 {
   get len(): usize { return this.buf.byteLength; }
 }
 
-// ---- status codes (ABI §3.1) -------------------------------------------------------------
+// ---- status codes (ABI §3.1): status.ts, which fs.ts reads too ------------------------------
 
-export namespace Status {
-  export const OK: i32 = 0;
-  export const NOT_FOUND: i32 = -1;
-  export const DENIED: i32 = -2;
-  export const INVALID: i32 = -3;
-  export const QUOTA: i32 = -4;
-  export const UNAVAILABLE: i32 = -5;
-  export const TOO_LARGE: i32 = -6;
-}
-
-/** The status of the last host call that answered null or false (0 when it succeeded). */
-export let lastStatus: i32 = 0;
+import { Status, lastError, lastStatus } from "./status";
+export { Status, lastError, lastStatus } from "./status";
 
 // ---- runtime: allocator, abort, input and output (ABI §1.1, §2) ---------------------------
 
@@ -278,9 +268,6 @@ function takeBlock(packed: i64): string | null {
   lastStatus = 0;
   return text;
 }
-
-/** The host's message when a §3.3 call (http, sql, redis, vector search) answered null. */
-export let lastError: string = "";
 
 function status(code: i32): bool {
   lastStatus = code < 0 ? code : 0;
