@@ -8,7 +8,7 @@ from typing import ClassVar
 from omnicore.core.events import Event
 
 __all__ = ["PluginCircuitChanged", "PluginFailed", "PluginLoaded", "PluginReloaded",
-           "PluginStateChanged", "PluginUnloaded"]
+           "PluginSettingsChanged", "PluginStateChanged", "PluginUnloaded"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
