@@ -3,6 +3,7 @@ placeholders, the deadline on the server and the client, caps read unbuffered.""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 from pymysql.connections import MySQLResult
 from pymysql.protocol import MysqlPacket
@@ -107,6 +109,43 @@ def test_rows_are_read_as_pymysql_reads_them(data: bytes) -> None:
 
     assert outcome(lambda: mysql._row(data, converters)) == outcome(
         lambda: result._read_row_from_packet(MysqlPacket(data, "utf8")))
+
+
+def test_a_row_of_16_mib_and_more_is_read_across_frames(
+        sql_app: Callable[..., Db], url: str) -> None:  # noqa: F811
+    # MySQL's protocol sends a packet of 16 MiB or more as frames of 0xFFFFFF bytes ended by a
+    # shorter one: the connector's own packet reader must join them, keep the sequence and
+    # leave the connection ready for the next statement.
+    db = sql_app(connectors(url, max_result_bytes=64 << 20, pool_size=1),
+                 {"sql": {"connectors": ["shop"]}}, secrets={"shop-pw": PASSWORD})
+    backend = db.app.databases.backend("shop", ("mysql",))
+    size = (16 << 20) + 5  # one full frame and the start of a second
+    got = json.loads(backend.run(True, "SELECT REPEAT('x', ?) AS v, 7 AS n", [size],
+                                 time.monotonic() + 30))
+    assert [len(got["rows"][0][0]), got["rows"][0][1]] == [size, 7]
+    assert set(got["rows"][0][0]) == {"x"}
+    # A row packet of exactly 0xFFFFFF bytes (the 8-digit length, 1 + 8 bytes, and the text,
+    # 4 + n): one full frame and an empty one after it; then the same pooled connection.
+    n = 0xFFFFFF - 13
+    exact = json.loads(backend.run(True, "SELECT LENGTH(REPEAT('y', ?)) AS n, REPEAT('y', ?)",
+                                   [n, n], time.monotonic() + 30))
+    assert exact["rows"][0][0] == n and len(exact["rows"][0][1]) == n
+    assert json.loads(backend.run(True, "SELECT 1 + 1", [], time.monotonic() + 5))["rows"] == \
+        [[2]]
+
+
+@pytest.mark.parametrize(("seq", "due", "error", "words"), [
+    (5, 0, "InternalError", "packet sequence 5 where 0 was due"),
+    (0, 3, "OperationalError", "Lost connection to MySQL server during query")])
+def test_a_packet_out_of_sequence_closes_the_connection(
+        seq: int, due: int, error: str, words: str) -> None:
+    # (a server going down answers with sequence 0; anything else out of step is a bug on
+    # one side): either way nothing more is read from that connection.
+    raw = mysql._Raw(defer_connect=True)
+    raw._rfile, raw._next_seq_id = io.BytesIO(bytes([3, 0, 0, seq]) + b"abc"), due
+    with pytest.raises(getattr(pymysql.err, error), match=words):
+        raw._read_payload()
+    assert raw._rfile is None  # closed
 
 
 def test_query_execute_and_last_insert_id(shop: Db) -> None:

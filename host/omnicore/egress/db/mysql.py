@@ -275,29 +275,32 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
             CR.CR_SERVER_LOST, f"Lost connection to MySQL server during query{why}")
 
     def _read_frames(self, header: bytes) -> bytes:
-        """The rest of PyMySQL's _read_packet after its first header: the sequence check and a
-        packet of several frames."""
-        buff = []
+        """A packet the one-frame path leaves: out of sequence, or of 16 MiB or more, which
+        the protocol splits into frames of 0xFFFFFF bytes ended by a shorter one."""
+        frames = []
         while True:
-            btrl, btrh, packet_number = struct.unpack("<HBB", header)
-            bytes_to_read = btrl + (btrh << 16)
-            if packet_number != self._next_seq_id:
-                self._force_close()
-                if packet_number == 0:
-                    # MariaDB sends error packet with seqno==0 when shutdown
-                    raise pymysql.err.OperationalError(
-                        CR.CR_SERVER_LOST, "Lost connection to MySQL server during query")
-                raise pymysql.err.InternalError(
-                    f"Packet sequence number wrong - got {packet_number} expected "
-                    f"{self._next_seq_id}")
+            if header[3] != self._next_seq_id:
+                self._out_of_sequence(header[3])
             self._next_seq_id = (self._next_seq_id + 1) % 256
-            buff.append(self._read(bytes_to_read))
-            if bytes_to_read < MAX_PACKET_LEN:
-                data = b"".join(buff)
-                if data[0] == 0xFF:
-                    self._failed(data)
-                return data
+            length = header[0] | header[1] << 8 | header[2] << 16
+            frames.append(self._read(length))
+            if length < MAX_PACKET_LEN:
+                break
             header = self._read(4)
+        data = b"".join(frames)
+        if data[0] == 0xFF:
+            self._failed(data)
+        return data
+
+    def _out_of_sequence(self, got: int) -> NoReturn:
+        """The connection is out of step with the server: closed, and raised as PyMySQL
+        raises it (a server going down answers with sequence 0: a lost connection)."""
+        self._force_close()
+        if got == 0:
+            raise pymysql.err.OperationalError(
+                CR.CR_SERVER_LOST, "Lost connection to MySQL server during query")
+        raise pymysql.err.InternalError(
+            f"packet sequence {got} where {self._next_seq_id} was due")
 
     def _failed(self, data: bytes) -> NoReturn:
         """Raise the server's error in packet ``data`` (PyMySQL's _read_packet)."""
