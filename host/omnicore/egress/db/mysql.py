@@ -577,10 +577,9 @@ def _row(data: bytes, converters: list[tuple[str | None, Any]]) -> tuple[Any, ..
                 row.append(None)
                 continue
         value: Any = data[pos:pos + size]
-        if len(value) != size:
-            raise AssertionError(f"Result length not requested length: Expected={size}. "
-                                 f"Actual={len(value)}. Position: {pos}. "
-                                 f"Data Length: {end}.")  # (MysqlPacket.read)
+        if len(value) != size:  # the error class PyMySQL's packet reader raises here
+            raise AssertionError(f"a row's cell of {size} bytes at {pos} runs past the end of "
+                                 f"its {end}-byte packet")
         pos += size
         if encoding is not None:
             value = value.decode(encoding)
