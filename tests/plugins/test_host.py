@@ -306,7 +306,8 @@ def test_public_names() -> None:
     assert package.__all__ == ["PluginHost", "PluginInfo", "PluginState"]
     assert extension.__all__ == ["register", "shutdown", "startup"]
     assert events.__all__ == ["PluginCircuitChanged", "PluginFailed", "PluginLoaded",
-                              "PluginReloaded", "PluginStateChanged", "PluginUnloaded"]
+                              "PluginReloaded", "PluginSettingsChanged", "PluginStateChanged",
+                              "PluginUnloaded"]
 
 
 def test_info_as_dict_is_json(host: PluginHost) -> None:
