@@ -37,7 +37,16 @@ def test_command(source: Path, extra: tuple[str, ...]) -> None:
         raise BuildError(f"no plugin projects found below {source}")
     failed = []
     for project in projects:
-        run = unit_tests(project)
+        try:
+            run = unit_tests(project)
+        except BuildError as exc:
+            if len(projects) == 1:
+                raise
+            # One project that cannot be tested (its statements refused, its toolchain
+            # missing) does not hide the others' results.
+            click.echo(f"{project}: {exc}", err=True)
+            failed.append(project)
+            continue
         click.echo(f"$ {shlex.join([*run.argv, *extra])}", err=True)
         sys.stdout.flush()
         code = subprocess.run([*run.argv, *extra], env=run.env, cwd=run.cwd,

@@ -9,6 +9,8 @@ A language module (``rust.py``, ``go.py``, ``js/``, ``c.py``) provides::
     def compile(src: Path, work: Path) -> bytes            # the raw module; BuildError
     def scaffold(dest: Path, name: str, lang: str) -> None  # a project that builds as is
     def unit_tests(src: Path) -> UnitTests                  # optional: the native tests
+    def lint(src: Path) -> None     # optional: checks of the sources (python: constant SQL
+                                    # statements); BuildError. Build and test run it first.
 
 :func:`build` adds the ``omnicore.manifest`` section from ``omnicore.toml`` and skips the work
 when no source changed since the last build.
@@ -119,6 +121,7 @@ def _build_locked(src: Path, out_dir: Path, name: str, language: str, meta: dict
     digest = _source_digest(src) + _toolchain_digest(language)
     if not force and out.exists() and stamp.exists() and stamp.read_text() == digest:
         return out, True
+    _lint(module, src)
     work = out_dir / ".work" / name
     work.mkdir(parents=True, exist_ok=True)
     raw = module.compile(src, work)
@@ -201,7 +204,14 @@ def unit_tests(src: Path) -> UnitTests:
         raise BuildError(f"{src.name}: {language} plugins have no native unit-test runner; test "
                          f"them through the host (omnicore call build/plugins/NAME.wasm HANDLER "
                          f"--input ... -v)", plugin=src.name, toolchain=language)
+    _lint(module, src)
     return make(src)
+
+
+def _lint(module: ModuleType, src: Path) -> None:
+    lint: Callable[[Path], None] | None = getattr(module, "lint", None)
+    if lint is not None:
+        lint(src)
 
 
 @dataclass(frozen=True)

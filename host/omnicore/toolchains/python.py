@@ -32,19 +32,19 @@ from string import Template
 from typing import Any
 
 from omnicore.errors import BuildError
-from omnicore.toolchains import UnitTests, locations, pyschema
+from omnicore.toolchains import UnitTests, locations, pyschema, pystatements
 from omnicore.toolchains.project import write_templates
 
 __all__ = ["CAPABILITIES", "EXTENSIONS", "GUEST_PYTHON", "HELPERS", "LANGUAGE", "SDK_FOLDERS",
            "check", "compile", "dependencies", "detect", "handler_descriptions",
-           "handler_names", "scaffold", "unit_tests", "used_capabilities"]
+           "handler_names", "lint", "scaffold", "unit_tests", "used_capabilities"]
 
 LANGUAGE = "python"
 EXTENSIONS = ("python", "py")
 #: The SDK folders a build depends on (a change there rebuilds every Python plugin).
 SDK_FOLDERS = ("python", "wit")
 #: The modules of omnicore.toolchains besides this one that shape a build.
-HELPERS = ("pyschema",)
+HELPERS = ("pyschema", "pystatements")
 #: The SDK's capability modules, each the ``omnicore:plugin`` interface of the same name.
 CAPABILITIES = ("log", "config", "kv", "memory", "vectors", "secrets", "tasks", "events", "http",
                 "sql", "redis")
@@ -116,6 +116,20 @@ def used_capabilities(src: Path) -> list[str]:
                 used.update(a.name.split(".")[1] for a in node.names
                             if a.name.startswith(_SDK_PACKAGE + "."))
     return [c for c in CAPABILITIES if c in used]
+
+
+def lint(src: Path) -> None:
+    """BuildError when a SQL statement in the sources is not the plugin's constant (every
+    ``.query``/``.execute`` call of a plugin that imports ``sql``: omnicore.toolchains.
+    pystatements has the rule). ``omnicore build`` and ``omnicore test`` run it first."""
+    if "sql" not in used_capabilities(src):
+        return
+    root = src.parent if src.is_file() else src
+    found = [problem for path in _sources(src)
+             for problem in pystatements.problems(_parse(path), path.relative_to(root))]
+    if found:
+        raise BuildError("\n".join([*(str(p) for p in found), pystatements.HINT]),
+                         plugin=src.stem, toolchain=LANGUAGE)
 
 
 def _decorated_name(fn: ast.FunctionDef, deco: ast.expr) -> str | None:

@@ -12,7 +12,11 @@
 
 **Statements are constants.** The statement is the plugin's own string literal; every value
 goes in ``params`` (PostgreSQL ``$1, $2, …``, MySQL/MariaDB ``?``), so no input can become
-SQL. The SDK has no way to build a statement from a value: do not format values into it.
+SQL. ``omnicore build`` and ``omnicore test`` refuse a plugin whose statement is anything but
+a string literal, a ``+`` of literals, or a module-level name bound once to one (an f-string,
+``%``, ``.format()``, a parameter or a local is refused, with its file and line); the
+parameter is typed :data:`typing.LiteralString`, so pyright flags the same in an editor
+(specs/abi.md §4.10.1).
 
 Parameters: None, bool, int, float, str, bytes, :class:`datetime.datetime` (a timestamp),
 :class:`datetime.date`, :class:`datetime.time`, :class:`decimal.Decimal`, and :class:`Json`
@@ -33,7 +37,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, LiteralString
 
 from omnicore_plugin._binding import Binding
 from omnicore_plugin._errors import HostError
@@ -153,7 +157,7 @@ def decode(value: Any) -> Any:
     return value
 
 
-def _request(statement: str, params: Sequence[Any], tx: int | None) -> str:
+def _request(statement: LiteralString, params: Sequence[Any], tx: int | None) -> str:
     if not isinstance(statement, str):
         raise TypeError("the statement must be a string constant of the plugin")
     req: dict[str, Any] = {
@@ -167,14 +171,15 @@ class _Runner:
     name: str
     _tx: int | None = None
 
-    def query(self, statement: str, params: Sequence[Any] = ()) -> Rows:
-        """Run a statement that returns rows."""
+    def query(self, statement: LiteralString, params: Sequence[Any] = ()) -> Rows:
+        """Run a statement that returns rows (``statement``: a literal or a module-level
+        constant, which ``omnicore build`` and ``omnicore test`` check)."""
         out = json.loads(_host.call("query", self.name, _request(statement, params, self._tx)))
         columns = [Column(c["name"], c.get("type", "")) for c in out["columns"]]
         return Rows(columns, [[decode(v) for v in row] for row in out["rows"]])
 
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> Executed:
-        """Run a statement that changes rows."""
+    def execute(self, statement: LiteralString, params: Sequence[Any] = ()) -> Executed:
+        """Run a statement that changes rows (``statement``: as for :meth:`query`)."""
         out = json.loads(_host.call("execute", self.name, _request(statement, params, self._tx)))
         return Executed(int(out["rows_affected"]), out.get("last_insert_id"))
 
