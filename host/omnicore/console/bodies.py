@@ -17,6 +17,12 @@ request). :func:`_discard` empties that queue in the background, so the connecti
 and both go.
 
 Routes authenticate before they read (``Auth.identify``), so nobody unknown gets a body read.
+
+Every JSON body :func:`json_body` reads is held to the body its operation has in the OpenAPI
+document (:mod:`omnicore.console.openapi`): a field the document does not name is refused
+with 422, naming the field and the known ones (a typo such as ``input`` for ``payload`` must
+not quietly become an empty value). One rule for every route, from the document clients read;
+an object documented as open (``additionalProperties``) takes any key.
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from omnicore.capabilities import guestjson
+from omnicore.console import openapi
 from omnicore.console.errors import ApiError, error_response
 from omnicore.console.middleware import HttpMiddleware
 
 __all__ = ["MAX_FORM_BYTES", "MAX_JSON_BYTES", "MIN_BODY_RATE", "BodyLimits", "form_body",
-           "json_body", "limit_body", "parse_json", "read_body"]
+           "json_body", "limit_body", "parse_json", "read_body", "unknown_fields"]
 
 MAX_JSON_BYTES = 1 << 20
 #: A form is a few fields (a secret is at most 64 KiB); an upload has its own limit.
@@ -162,11 +169,49 @@ def parse_json(raw: bytes | str, what: str = "the body") -> Any:
 
 async def json_body(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """The body as a JSON object (an empty body is ``{}``), at most ``limit`` bytes (1 MiB)
-    and 64 levels."""
+    and 64 levels, with no field its operation's documented body does not name."""
     doc = parse_json(await read_body(request, limit) or b"{}")
     if not isinstance(doc, dict):
         raise ApiError(400, "the body must be a JSON object", type="InvalidJson")
+    route = request.scope.get("route")
+    path = getattr(route, "path_format", None)
+    if path is not None:
+        unknown_fields(doc, openapi.request_schema(request.method, path))
     return doc
+
+
+def unknown_fields(doc: Any, schema: dict[str, Any] | None, where: str = "the body") -> None:
+    """Refuse (422) a key of ``doc`` that its object ``schema`` (OpenAPI, ``$ref`` and
+    ``oneOf`` followed) does not name; nested objects and arrays of them are checked too.
+    ``None``: the operation documents no body, so it takes no field at all."""
+    schema = openapi.resolve(schema or {"type": "object", "properties": {}})
+    if "oneOf" in schema:
+        # The branch the body meant: the one it strays least from (first on a tie).
+        branches = [openapi.resolve(b) for b in schema["oneOf"]]
+        schema = min(branches, key=lambda b: len(_strays(doc, b)))
+    if isinstance(doc, list) and "items" in schema:
+        for i, item in enumerate(doc):
+            unknown_fields(item, schema["items"], f"{where}[{i}]")
+        return
+    if not isinstance(doc, dict) or "properties" not in schema:
+        return
+    strays = _strays(doc, schema)
+    if strays:
+        known = ", ".join(schema["properties"]) or "none: send {} or no body"
+        name = strays[0][:60]
+        raise ApiError(422, f"unknown field {name!r} in {where}; the known fields are: "
+                            f"{known}", type="UnknownField", field=name)
+    for key, sub in schema["properties"].items():
+        if key in doc:
+            unknown_fields(doc[key], sub, f"'{key}'" if where == "the body"
+                           else f"{where}.{key}")
+
+
+def _strays(doc: Any, schema: dict[str, Any]) -> list[str]:
+    if not isinstance(doc, dict) or "properties" not in schema \
+            or schema.get("additionalProperties"):
+        return []
+    return [key for key in doc if key not in schema["properties"]]
 
 
 async def form_body(request: Request) -> dict[str, str]:

@@ -3,7 +3,9 @@
 Written as one table (method, path, summary, role, parameters, body, answer) beside the
 routes (one module per feature of :mod:`omnicore.console`); ``tests/console/test_server.py``
 checks that every ``/api/v1`` route of the app is documented and every documented operation
-exists.
+exists. The request bodies written here are also the ones the console takes:
+:func:`omnicore.console.bodies.json_body` refuses a field its operation's body does not name
+(:func:`request_schema`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from omnicore import __version__
 
-__all__ = ["document"]
+__all__ = ["document", "request_schema", "resolve"]
 
 Obj = dict[str, Any]
 
@@ -46,14 +48,16 @@ SCHEMAS: Obj = {
         "limits": {"type": ["object", "null"]}, "config": ANY_OBJECT,
         "stats": {"type": ["object", "null"]}, "breaker": {"type": "string"},
         "last_error": {"type": ["string", "null"]}}},
-    "InvokeRequest": {"type": "object", "required": ["handler"], "properties": {
+    "InvokeRequest": {"type": "object", "required": ["handler"], "additionalProperties": False,
+                      "properties": {
         "handler": {"type": "string"}, "input": {"type": "string"},
         "encoding": {"enum": ["text", "base64"]}}},
     "InvokeResult": {"type": "object", "required": ["output", "encoding", "duration_ms"],
                      "properties": {"output": {"type": "string"},
                                     "encoding": {"enum": ["text", "base64"]},
                                     "duration_ms": {"type": "number"}}},
-    "JobRequest": {"type": "object", "required": ["plugin", "handler"], "properties": {
+    "JobRequest": {"type": "object", "required": ["plugin", "handler"],
+                   "additionalProperties": False, "properties": {
         "plugin": {"type": "string", "minLength": 1}, "handler": {"type": "string",
                                                                   "minLength": 1},
         "payload": {"description": "a string (text, or base64 with encoding=base64); any "
@@ -76,7 +80,8 @@ SCHEMAS: Obj = {
         "name": {"type": "string"},
         "exposed_to": {"type": "array", "items": {"type": "string"},
                        "description": "plugins whose secrets grant exposes it"}}},
-    "SecretValue": {"type": "object", "required": ["value"], "properties": {
+    "SecretValue": {"type": "object", "required": ["value"], "additionalProperties": False,
+                    "properties": {
         "value": {"type": "string", "description": "never returned by any endpoint"},
         "encoding": {"enum": ["text", "base64"]}}},
     "VectorCollection": {"type": "object", "required": ["plugin", "name", "dim", "count"],
@@ -134,8 +139,22 @@ _FEED = [{"name": "plugin", "in": "query", "schema": {"type": "string"}}, _LEVEL
          {"name": "kind", "in": "query", "schema": {"enum": ["log", "host", "event"]}}]
 
 
-def _body(schema: Obj) -> Obj:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _body(schema: Obj, *, required: bool = True) -> Obj:
+    return {"required": required, "content": {"application/json": {"schema": _closed(schema)}}}
+
+
+def _closed(schema: Obj) -> Obj:
+    """``schema`` saying what the console does: an object that lists its properties takes no
+    other key (unless it says otherwise), at every level."""
+    out = dict(schema)
+    if "properties" in out:
+        out.setdefault("additionalProperties", False)
+        out["properties"] = {k: _closed(v) for k, v in out["properties"].items()}
+    if isinstance(out.get("items"), dict):
+        out["items"] = _closed(out["items"])
+    if "oneOf" in out:
+        out["oneOf"] = [_closed(b) for b in out["oneOf"]]
+    return out
 
 
 def _obj(key: str, schema: Obj) -> Obj:
@@ -352,9 +371,9 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
      [_RUN], None, 200, _ref("WorkflowRun")),
     ("post", "/workflow-runs/{run_id}/restart", "Restart a failed or cancelled run from the "
      "failed step, keeping earlier outputs", "admin", [_RUN],
-     {"required": False, "content": {"application/json": {"schema": {
-         "type": "object", "properties": {"latest": {
-             "type": "boolean", "description": "on the latest version, not the pinned one"}}}}}},
+     _body({"type": "object", "properties": {"latest": {
+         "type": "boolean", "description": "on the latest version, not the pinned one"}}},
+           required=False),
      200, _ref("WorkflowRun")),
     ("get", "/workflows/{name}/file", "A workflow's file: text, data, digest and the "
      "validator's problems (each with its step)", "viewer", [_NAME], None, 200, ANY_OBJECT),
@@ -388,6 +407,18 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
          "limit": {"type": "integer"}, "next": {"type": ["string", "null"]}}}),
     ("get", "/openapi.json", "This document", "none", [], None, 200, ANY_OBJECT),
 ]
+
+
+def resolve(schema: Obj) -> Obj:
+    """``schema``, or the component schema its ``$ref`` names."""
+    ref = schema.get("$ref")
+    return SCHEMAS[ref.rsplit("/", 1)[-1]] if isinstance(ref, str) else schema
+
+
+def request_schema(method: str, path: str) -> Obj | None:
+    """The JSON schema of the body of ``METHOD path`` (the route's path, e.g.
+    ``/api/v1/jobs/{job_id}``); None when the operation documents no JSON body."""
+    return _REQUESTS.get((method.lower(), path))
 
 
 def document() -> Obj:
@@ -429,3 +460,9 @@ def document() -> Obj:
             "session": {"type": "apiKey", "in": "cookie", "name": "omnicore_session"}}},
         "security": [{"bearer": []}, {"session": []}],
     }
+
+
+_REQUESTS: dict[tuple[str, str], Obj] = {
+    (method, f"/api/v1{path}"): body["content"]["application/json"]["schema"]
+    for method, path, _summary, _role, _params, body, _status, _answer in OPERATIONS
+    if body is not None and "application/json" in body["content"]}
