@@ -205,9 +205,16 @@ declare module "omnicore" {
   }
 
   /** The statement runs against the connector; its text must be a constant of the plugin
-   *  (PostgreSQL `$1, $2`, MySQL `?`): every value goes in `params`, never in the text. */
+   *  (PostgreSQL `$1, $2`, MySQL `?`): every value goes in `params`, never in the text.
+   *  As a tag, db.query`select qty from stock where sku = ${sku}`, each `${value}` is a
+   *  parameter and the text the literal parts with `$1, $2, ...` (or `?`, see sql.connect).
+   *  `omnicore build` and `omnicore test` refuse a plain-string statement that is not a
+   *  literal or a top-level `const` bound to one (specs/abi.md §4.10.1). */
   export interface SqlRunner {
+    query<Row = Record<string, SqlCell>>(statement: TemplateStringsArray,
+      ...values: SqlParam[]): SqlRows<Row>;
     query<Row = Record<string, SqlCell>>(statement: string, params?: SqlParam[]): SqlRows<Row>;
+    execute(statement: TemplateStringsArray, ...values: SqlParam[]): SqlExecuted;
     execute(statement: string, params?: SqlParam[]): SqlExecuted;
   }
 
@@ -231,7 +238,9 @@ declare module "omnicore" {
    *  (grant `sql: {connectors: [orders]}`). Failures throw OmniHostError (`DENIED`,
    *  `UNAVAILABLE`, `INVALID` with the database's message, `TOO_LARGE`, `QUOTA`). */
   export const sql: {
-    connect(name: string): SqlConnection;
+    /** `placeholders: "?"` for a MySQL/MariaDB connector: a tagged statement's values
+     *  become `?` (the default, `"$"`, PostgreSQL's `$1, $2, ...`). */
+    connect(name: string, options?: { placeholders?: "$" | "?" }): SqlConnection;
     bytes(value: Uint8Array | ArrayBuffer): SqlValue;
     json(value: JsonValue): SqlValue;
     /** RFC 3339; without an offset it is a timestamp without time zone. */

@@ -292,6 +292,18 @@ function sqlRequest(stmt, params, tx) {
   return JSON.stringify(req);
 }
 
+// A tagged template (db.query`... where sku = ${sku}`) is the statement's text with a
+// placeholder where each value was, and its values the params: the text is the source's own
+// literal parts, so no value can become SQL. Template strings arrays are frozen and carry
+// `raw`; a plain string or array is not one.
+const isTemplate = (s) => Array.isArray(s) && Object.isFrozen(s) && Array.isArray(s.raw);
+function statementOf(conn, stmt, rest) {
+  if (!isTemplate(stmt)) return [stmt, rest[0] ?? []];
+  let text = stmt[0];
+  for (let i = 1; i < stmt.length; i++) text += (conn.placeholders === "?" ? "?" : `$${i}`) + stmt[i];
+  return [text, rest];
+}
+
 function runQuery(conn, stmt, params, tx) {
   const out = JSON.parse(block("sql.query", () => native.sqlQuery(conn, sqlRequest(stmt, params, tx))));
   const names = out.columns.map((c) => c.name);
@@ -304,9 +316,11 @@ function runExecute(conn, stmt, params, tx) {
 }
 
 class SqlTransaction {
-  constructor(conn, id) { this.connector = conn; this.id = id; this.open = true; }
-  query(stmt, params = []) { return runQuery(this.connector, stmt, params, this.id); }
-  execute(stmt, params = []) { return runExecute(this.connector, stmt, params, this.id); }
+  constructor(conn, id, placeholders) {
+    this.connector = conn; this.id = id; this.open = true; this.placeholders = placeholders;
+  }
+  query(stmt, ...rest) { return runQuery(this.connector, ...statementOf(this, stmt, rest), this.id); }
+  execute(stmt, ...rest) { return runExecute(this.connector, ...statementOf(this, stmt, rest), this.id); }
   commit() {
     if (!this.open) throw new OmniHostError("sql.commit", -1, "the transaction has ended");
     this.open = false;
@@ -320,13 +334,17 @@ class SqlTransaction {
 }
 
 class SqlConnection {
-  constructor(name) { this.name = name; }
-  /** Rows of a statement: {columns, rows (objects by column name), values (arrays)}. */
-  query(stmt, params = []) { return runQuery(this.name, stmt, params); }
-  /** {rows_affected, last_insert_id?} of a statement that changes rows. */
-  execute(stmt, params = []) { return runExecute(this.name, stmt, params); }
+  constructor(name, placeholders) { this.name = name; this.placeholders = placeholders; }
+  /** Rows of a statement: {columns, rows (objects by column name), values (arrays)}.
+   *  query("... $1", [v]) or the tag query`... ${v}` (each value a parameter). */
+  query(stmt, ...rest) { return runQuery(this.name, ...statementOf(this, stmt, rest)); }
+  /** {rows_affected, last_insert_id?} of a statement that changes rows (as query). */
+  execute(stmt, ...rest) { return runExecute(this.name, ...statementOf(this, stmt, rest)); }
   /** A transaction: commit() or rollback() it (the host rolls back one the call left open). */
-  begin() { return new SqlTransaction(this.name, check("sql.begin", native.sqlBegin(this.name), this.name)); }
+  begin() {
+    const id = check("sql.begin", native.sqlBegin(this.name), this.name);
+    return new SqlTransaction(this.name, id, this.placeholders);
+  }
   /** Runs fn(tx) in a transaction: committed when fn returns, rolled back when it throws. */
   transaction(fn) {
     const tx = this.begin();
@@ -341,8 +359,15 @@ class SqlConnection {
 }
 
 export const sql = {
-  /** A handle on a connector the operator granted (nothing is checked before a statement). */
-  connect(name) { return new SqlConnection(String(name)); },
+  /** A handle on a connector the operator granted (nothing is checked before a statement).
+   *  `placeholders: "?"` for MySQL/MariaDB makes a tagged statement's placeholders `?`
+   *  (the default is PostgreSQL's `$1, $2, ...`). */
+  connect(name, { placeholders = "$" } = {}) {
+    if (placeholders !== "$" && placeholders !== "?") {
+      throw new TypeError(`placeholders must be "$" (PostgreSQL) or "?" (MySQL/MariaDB)`);
+    }
+    return new SqlConnection(String(name), placeholders);
+  },
   bytes(v) { return new SqlValue("$bytes", b64encode(asU8(v))); },
   json(v) { return new SqlValue("$json", v); },
   timestamp(v) { return new SqlValue("$timestamp", v instanceof Date ? v.toISOString() : String(v)); },
