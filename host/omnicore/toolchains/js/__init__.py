@@ -8,6 +8,8 @@ per job:
 - :mod:`~omnicore.toolchains.js.runtime`: building the QuickJS runtime (clang, cached);
 - :mod:`~omnicore.toolchains.js.npm`: esbuild, tsc and a project's dependencies from npm;
 - :mod:`~omnicore.toolchains.js.typecheck`: ``tsc --noEmit`` before TypeScript is bundled;
+- :mod:`~omnicore.toolchains.js.statements`: SQL statements are the plugin's constants (build
+  and test check them first);
 - :mod:`~omnicore.toolchains.js.describe`: handler schemas from TypeScript types;
 - :mod:`~omnicore.toolchains.js.bundle` and :mod:`~omnicore.toolchains.js.sourcemap`: one ES
   module from esbuild, with stack traces that name the author's files;
@@ -20,8 +22,8 @@ per job:
 - :mod:`~omnicore.toolchains.js.commands`: running those tools under a timeout and a lock.
 
 This face is the language module :mod:`omnicore.toolchains` drives (``LANGUAGE``,
-``EXTENSIONS``, ``detect``, ``check``, ``compile``, ``handler_descriptions``, ``scaffold``,
-``unit_tests``), plus what
+``EXTENSIONS``, ``detect``, ``check``, ``compile``, ``handler_descriptions``, ``lint``,
+``scaffold``, ``unit_tests``), plus what
 ``scripts/setup-toolchains.sh`` and the tests use.
 """
 
@@ -32,6 +34,7 @@ from omnicore.toolchains.js.plugin import MAX_HANDLERS, compile
 from omnicore.toolchains.js.runtime import check, ensure_runtime, runtime_path
 from omnicore.toolchains.js.scaffold import EXTENSIONS, scaffold
 from omnicore.toolchains.js.source import CAPABILITIES, detect, used_capabilities
+from omnicore.toolchains.js.statements import lint
 from omnicore.toolchains.js.testing import unit_tests
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "ensure_tsc",
     "esbuild",
     "handler_descriptions",
+    "lint",
     "runtime_path",
     "scaffold",
     "unit_tests",

@@ -12,9 +12,10 @@ from omnicore.toolchains import UnitTests, locations
 from omnicore.toolchains.js.commands import LANGUAGE
 from omnicore.toolchains.js.npm import ensure_esbuild, install_deps
 
-__all__ = ["unit_tests"]
+__all__ = ["TEST_FILE", "unit_tests"]
 
-_TEST_FILE = re.compile(r"(^|[._-])test\.(m?[jt]s)$")
+#: A test file of the project (`plugin.test.js`), run by node --test and never built.
+TEST_FILE = re.compile(r"(^|[._-])test\.(m?[jt]s)$")
 
 
 def unit_tests(src: Path) -> UnitTests:
@@ -26,7 +27,7 @@ def unit_tests(src: Path) -> UnitTests:
         raise BuildError("JS/TS unit tests run on Node.js 20+, and `node` is not on PATH",
                          plugin=plugin, toolchain=LANGUAGE)
     project = src if src.is_dir() else src.parent
-    files = sorted(p for p in project.rglob("*") if p.is_file() and _TEST_FILE.search(p.name)
+    files = sorted(p for p in project.rglob("*") if p.is_file() and TEST_FILE.search(p.name)
                    and "node_modules" not in p.relative_to(project).parts)
     if not files:
         raise BuildError(f"{project}: no test files (plugin.test.js or plugin.test.ts; "
