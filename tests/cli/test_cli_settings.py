@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -151,3 +152,78 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path: Path, args: tuple
         assert store.plugin_settings.get("conf") is None
     finally:
         store.close()
+
+
+def _secret_answer(remote: Remote, plugin: str) -> tuple[int, bytes] | str:
+    try:
+        out = remote.call(plugin, "get", b"api_token")
+    except RemoteError as exc:
+        return exc.type
+    return struct.unpack("<i", out[:4])[0], out[4:]
+
+
+@pytest.mark.parametrize("where", ["running host", "no host"])
+def test_the_grant_hint_after_a_revoke_restores_the_grant_with_its_options(
+        tmp_path: Path, where: str) -> None:
+    """Issue 48: after a revoke, the hint `omnicore settings grant P CAP --app DIR` used to
+    store `{CAP: {}}` over omnicore.yaml's options, and the plugin it meant to fix stayed
+    broken (DENIED). A grant without --options takes omnicore.yaml's and the sidecar's."""
+    from tests.capabilities.test_secrets import secrets_wasm
+
+    appdir = tmp_path / "app"
+    (appdir / "plugins").mkdir(parents=True)
+    (appdir / "plugins" / "vault.wasm").write_bytes(secrets_wasm("vault"))
+    (appdir / "omnicore.yaml").write_text(
+        "name: hint\ndata_dir: data\nplugins_dir: plugins\nconsole: {port: 0}\n"
+        "plugins:\n  vault:\n    grants:\n      secrets: {expose: [api_token]}\n")
+    if where == "no host":
+        assert omnicore(appdir, "revoke", "vault", "secrets").returncode == 0
+        shown = json.loads(omnicore(appdir, "show", "vault", "--json").stdout)
+        assert shown["grants"] == {"secrets": False}
+        done = omnicore(appdir, "grant", "vault", "secrets")
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(omnicore(appdir, "show", "vault", "--json").stdout)
+        assert shown["grants"] == {"secrets": {"expose": ["api_token"]}}
+        # Options given are the options stored.
+        done = omnicore(appdir, "grant", "vault", "secrets", "--options", '{"expose": []}')
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(omnicore(appdir, "show", "vault", "--json").stdout)
+        assert shown["grants"] == {"secrets": {"expose": []}}
+        return
+    proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(appdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while (remote := find_running(appdir / "data")) is None:
+            assert proc.poll() is None and time.monotonic() < deadline, "the host did not start"
+            time.sleep(0.1)
+        remote.request("PUT", "/api/v1/secrets/api_token", {"value": "tok-123"})
+        while _secret_answer(remote, "vault") != (7, b"tok-123"):
+            assert time.monotonic() < deadline, _secret_answer(remote, "vault")
+            time.sleep(0.1)
+        assert omnicore(appdir, "revoke", "vault", "secrets").returncode == 0
+        while _secret_answer(remote, "vault") != "NeedsGrant":
+            assert time.monotonic() < deadline, _secret_answer(remote, "vault")
+            time.sleep(0.05)
+        called = subprocess.run([sys.executable, "-m", "omnicore.cli", "call", "vault", "get",
+                                 "--input", "api_token", "--app", str(appdir)],
+                                capture_output=True, text=True, timeout=120)
+        assert called.returncode == 1, called.stderr
+        hint = called.stderr.split("grant it there: ", 1)[1].strip()
+        assert hint == f"omnicore settings grant vault secrets --app {appdir}", called.stderr
+        # Follow the hint exactly as printed.
+        done = subprocess.run([sys.executable, "-m", "omnicore.cli", *hint.split()[1:]],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(omnicore(appdir, "show", "vault", "--json").stdout)["grants"] == \
+            {"secrets": {"expose": ["api_token"]}}
+        while _secret_answer(remote, "vault") != (7, b"tok-123"):  # works again, not DENIED
+            assert time.monotonic() < deadline, _secret_answer(remote, "vault")
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -118,6 +118,24 @@ def _registry(appdir: Path) -> Any:
         app.close()
 
 
+def _folder_options(appdir: Path, plugin: str, capability: str) -> dict[str, Any]:
+    """The options this app's omnicore.yaml and the plugin's sidecar (when its folder holds
+    the plugin) grant ``capability`` with; ``{}`` when they do not grant it."""
+    from omnicore.cli.plugins import _manifest_name
+    from omnicore.errors import PluginNotFound
+    from omnicore.plugins.folder import resolve_plugin_file
+    from omnicore.plugins.operator import folder_grant
+
+    cfg = load_app_config(appdir)
+    try:
+        wasm: Path | None = resolve_plugin_file(Path(cfg.plugins_dir), plugin, _manifest_name)
+    except PluginNotFound:
+        wasm = None
+    settings = cfg.plugins.get(plugin)
+    found = folder_grant(settings.grants if settings is not None else None, wasm, capability)
+    return {} if found is None else found
+
+
 def _schema_check(appdir: Path, plugin: str, config: dict[str, Any]) -> None:
     """Check ``config`` (over the app config's) against the plugin's schema, when this app's
     folder holds the plugin (another host's folder may hold it instead: then it is checked
@@ -163,22 +181,32 @@ def show(plugin: str, appdir: Path, as_json: bool) -> None:
 @settings.command("grant")
 @click.argument("plugin")
 @click.argument("capability")
-@click.option("--options", metavar="JSON", default="{}", show_default=True,
-              help="The grant's options, e.g. '{\"allow_hosts\": [\"api.example.com\"]}'.")
+@click.option("--options", metavar="JSON", default=None,
+              help="The grant's options, e.g. '{\"allow_hosts\": [\"api.example.com\"]}' "
+                   "(default: those omnicore.yaml and the plugin's sidecar grant it with, "
+                   "else {}).")
 @_APP
 @_JSON
-def grant(plugin: str, capability: str, options: str, appdir: Path, as_json: bool) -> None:
-    """Grant CAPABILITY (e.g. kv, http) to PLUGIN on every host."""
+def grant(plugin: str, capability: str, options: str | None, appdir: Path,
+          as_json: bool) -> None:
+    """Grant CAPABILITY (e.g. kv, http) to PLUGIN on every host.
+
+    Without --options it takes the options omnicore.yaml and the plugin's sidecar grant it
+    with, so granting back what a revoke took restores it as it was.
+    """
     try:
-        opts = json.loads(options)
+        opts = None if options is None else json.loads(options)
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--options") from None
     cap = capability.removeprefix("omnicore:")
-    if _ask(_running(appdir), plugin, "PUT", f"/grants/{cap}", {"options": opts}, as_json):
+    body = {} if opts is None else {"options": opts}
+    if _ask(_running(appdir), plugin, "PUT", f"/grants/{cap}", body, as_json):
         return
     from omnicore.plugins.operator import with_grants
     from omnicore.sandbox import grants as grant_rules
 
+    if opts is None:
+        opts = _folder_options(appdir, plugin, cap)
     layer = grant_rules.normalize({capability: opts}, source="--options")
     grant_rules.validate(grant_rules.merge(layer), _registry(appdir), plugin)
     _change(appdir, plugin, lambda doc: with_grants(doc, layer=layer), as_json)

@@ -194,7 +194,8 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
      "only one key; its sidecar and the app config apply again", "admin",
      [_NAME, {"name": "key", "in": "query", "schema": {
          "enum": ["grants", "config", "limits", "enabled", "mcp"]}}], None, 200, ANY_OBJECT),
-    ("put", "/plugins/{name}/grants/{capability}", "Grant a capability with options (sidecar)",
+    ("put", "/plugins/{name}/grants/{capability}", "Grant a capability with options (without "
+     "'options': those omnicore.yaml and the sidecar grant it with, else {})",
      "admin", [_NAME, {"name": "capability", "in": "path", "required": True,
                        "schema": {"type": "string"}}],
      _body({"type": "object", "properties": {"options": ANY_OBJECT}}), 200, _ref("Plugin")),

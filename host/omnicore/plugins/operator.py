@@ -24,16 +24,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from omnicore.errors import ConfigError
-from omnicore.plugins.sidecar import Sidecar
+from omnicore.plugins.sidecar import Sidecar, read_sidecar
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.limits import Limits
 from omnicore.storage.errors import StorageError
 from omnicore.storage.settings_rows import PluginSettingsRecord, PluginSettingsRows
 
-__all__ = ["KEYS", "OperatorSettings", "overlay", "source_of", "with_grants"]
+__all__ = ["KEYS", "OperatorSettings", "folder_grant", "overlay", "source_of", "with_grants"]
 
 log = logging.getLogger("omnicore.plugins.host")
 
@@ -112,6 +113,19 @@ def with_grants(doc: Mapping[str, Any], *, layer: grant_rules.GrantLayer) -> dic
     grants = dict(doc.get("grants") or {})
     grants.update({name: False if opts is None else dict(opts) for name, opts in layer.items()})
     return {**doc, "grants": grants}
+
+
+def folder_grant(app_grants: object, wasm: Path | None, capability: str
+                 ) -> dict[str, Any] | None:
+    """The options the layers beneath the operator's give ``capability``: the app config's
+    ``plugins.<name>.grants`` (``app_grants``) under the sidecar of ``wasm``; None when they do
+    not grant it. A grant without options takes these, so granting back what a revoke took
+    restores it as omnicore.yaml or the sidecar had it (``{sql: {connectors: [orders]}}``,
+    not ``{}``)."""
+    sidecar = read_sidecar(wasm) if wasm is not None else Sidecar()
+    layers = grant_rules.normalize(app_grants, source="plugins.<name>.grants"), sidecar.grants
+    found = grant_rules.merge(*layers).get(capability.removeprefix(grant_rules.PREFIX))
+    return None if found is None else dict(found)
 
 
 def _grants_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> frozenset[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -155,13 +156,27 @@ async def clear_settings(request: Request) -> Response:
 async def put_grant(request: Request) -> Response:
     who = need(request, "admin")
     doc = await json_body(request)
-    options = doc.get("options", {})
-    if not isinstance(options, dict):
+    options = doc.get("options")
+    if options is not None and not isinstance(options, dict):
         raise ApiError(422, "'options' must be a JSON object", type="ConfigError")
     st = state(request)
     name, cap = request.path_params["name"], request.path_params["capability"]
+    if options is None:  # no options: those omnicore.yaml and the sidecar give it, else {}
+        options = await st.off_loop(folder_options, st.app, name, cap)
     info = await st.off_loop(grant, st.app, name, cap, options, actor(request, who))
     return JSONResponse(plugin_doc(info))
+
+
+def folder_options(app: OmniApp, name: str, capability: str) -> dict[str, Any]:
+    """The options the app config and the plugin's sidecar grant ``capability`` with
+    (``{}`` when they do not grant it): what a grant without options restores."""
+    from omnicore.plugins.operator import folder_grant
+
+    source = app.plugins.get(name).source
+    settings = app.config.plugins.get(name)
+    found = folder_grant(settings.grants if settings is not None else None,
+                         Path(source) if source is not None else None, capability)
+    return {} if found is None else found
 
 
 def grant(app: OmniApp, name: str, capability: str, options: dict[str, Any] | None,
