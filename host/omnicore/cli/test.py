@@ -27,8 +27,10 @@ def test_command(source: Path, extra: tuple[str, ...]) -> None:
 
     Rust: cargo test; Go: go test ./...; JS/TS: node --test on *.test.js/*.test.ts with the
     SDK's in-memory test host; C: tests/*.c on omnicore_test.h, built with the plugin for
-    wasm32-wasi and run in wasmtime. EXTRA arguments go to that tool (after --, e.g.
-    `omnicore test hello -- -run TestGreet`). The exit code is the tests'.
+    wasm32-wasi and run in wasmtime; Python: pytest with omnicore_plugin.testing. Python and
+    JS/TS projects have their SQL statements checked first, as `omnicore build` does. EXTRA
+    arguments go to that tool (after --, e.g. `omnicore test hello -- -run TestGreet`). The
+    exit code is the tests'.
     """
     from omnicore.toolchains import discover, unit_tests
 
@@ -40,10 +42,8 @@ def test_command(source: Path, extra: tuple[str, ...]) -> None:
         try:
             run = unit_tests(project)
         except BuildError as exc:
-            if len(projects) == 1:
-                raise
-            # One project that cannot be tested (its statements refused, its toolchain
-            # missing) does not hide the others' results.
+            # Said whole (a refused statement's lines and what to do), and one project that
+            # cannot be tested does not hide the others' results.
             click.echo(f"{project}: {exc}", err=True)
             failed.append(project)
             continue

@@ -128,7 +128,9 @@ def lint(src: Path) -> None:
     found = [problem for path in _sources(src)
              for problem in pystatements.problems(_parse(path), path.relative_to(root))]
     if found:
-        raise BuildError("\n".join([*(str(p) for p in found), pystatements.HINT]),
+        head = (f"{len(found)} SQL statement{'s' if len(found) > 1 else ''} built at run "
+                f"time, refused:")
+        raise BuildError("\n".join([head, *(str(p) for p in found), pystatements.HINT]),
                          plugin=src.stem, toolchain=LANGUAGE)
 
 
