@@ -126,6 +126,7 @@ def dev_command(ctx: click.Context, source: Path, app_dir: Path | None, out_dir:
     The app's grants apply as for `omnicore run`: a plugin that needs a grant waits in
     needs-grant until the console or APP/omnicore.yaml gives it.
     """
+    from omnicore.cli.remote import running_host
     from omnicore.errors import BuildError
     from omnicore.toolchains import build_all
 
@@ -142,9 +143,24 @@ def dev_command(ctx: click.Context, source: Path, app_dir: Path | None, out_dir:
     install([r for r in results if r.ok], app_dir)
     watcher = Watcher(source, out_dir, app_dir, interval)
     watcher.snapshot()
+    # A host already serving the app (`omnicore run` in another terminal) holds its data
+    # dir: a second one could not start. It watches its plugins folder, where the builds are
+    # installed, so the loop works with it instead of starting one.
+    _, host = running_host(app_dir)
     watcher.start()
-    click.echo(f"[dev] watching {source} every {interval:g} s; serving {app_dir}")
     try:
-        ctx.invoke(run, appdir=app_dir, no_console=no_console)
+        if host is not None:
+            click.echo(f"[dev] watching {source} every {interval:g} s; the host already "
+                       f"running at {host.url} serves {app_dir} and reloads each build "
+                       "installed into its plugins folder (Ctrl-C stops watching; the host "
+                       "keeps running)")
+            while not watcher.stop.wait(3600):
+                pass
+        else:
+            click.echo(f"[dev] watching {source} every {interval:g} s; serving {app_dir}")
+            ctx.invoke(run, appdir=app_dir, no_console=no_console)
+    except KeyboardInterrupt:
+        if host is None:
+            raise
     finally:
         watcher.stop.set()

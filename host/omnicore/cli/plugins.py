@@ -187,7 +187,10 @@ def _host(cfg: Any) -> Iterator[Any]:
 
 
 @click.command()
-@click.argument("file", metavar="FILE_OR_PLUGIN", type=click.Path(dir_okay=False, path_type=Path))
+# Not dir_okay=False: click would refuse NAME when a folder of that name is in the current
+# directory, where with --app a name means the plugin (a file of that name still wins, as in
+# `omnicore call`).
+@click.argument("file", metavar="FILE_OR_PLUGIN", type=click.Path(path_type=Path))
 @click.option("--grant", "grant_opts", multiple=True, metavar="CAP[=JSON]",
               help="Grant a capability for the would-it-load check (repeatable).")
 @click.option("--link", "link_opts", multiple=True, metavar="NAME=FILE",
@@ -219,6 +222,9 @@ def inspect(file: Path, grant_opts: tuple[str, ...], link_opts: tuple[str, ...],
     from omnicore.plugins.host import PluginHost
     from omnicore.sandbox import PluginModule
 
+    if file.is_dir():
+        raise PluginLoadError(f"{file} is a directory: name a .wasm file, or a plugin of an "
+                              f"app with --app DIR")
     if not file.is_file():
         raise PluginLoadError(f"no such plugin file: {file}")
     with user_engine() as engine:

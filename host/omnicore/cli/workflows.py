@@ -113,7 +113,8 @@ def validate(files: tuple[Path, ...], appdir: Path | None) -> None:
 
     With --app, a step whose plugin the app does not have is a warning (it may be added
     later) and one whose handler the plugin lacks, or that lacks an input the handler
-    requires, is an error. Exit 1 on any error.
+    requires, is an error; without it only the definition itself is checked, and the ok
+    line says so. Exit 1 on any error.
     """
     from omnicore.workflows import DefinitionError
     from omnicore.workflows.definition import read_definition
@@ -143,8 +144,13 @@ def validate(files: tuple[Path, ...], appdir: Path | None) -> None:
                 bad += 1
                 continue
             warned = f", {len(verdict.problems)} warning(s)" if verdict.problems else ""
+            # Without an app there is nothing to check a step's plugin, handler, inputs or
+            # connector against: an "ok" must not read as if they had been.
+            unchecked = "" if app is not None else \
+                "; its steps' plugins, handlers and connectors were not checked (no --app: " \
+                "give --app DIR to check them)"
             click.echo(_line(f"{path}: ok — workflow {wf.name}, {len(wf.steps)} step(s), "
-                             f"version {wf.version[:12]}{warned}"))
+                             f"version {wf.version[:12]}{warned}{unchecked}"))
     if bad:
         raise click.exceptions.Exit(1)
 

@@ -44,7 +44,8 @@ from omnicore.plugins.sidecar import Sidecar, read_sidecar
 from omnicore.sandbox import configschema
 from omnicore.storage.errors import StorageError
 
-__all__ = ["LISTED_STATES", "READ_ONLY_GRANTS", "Exposure", "Tool", "tool_name", "tools_of"]
+__all__ = ["LISTED_STATES", "READ_ONLY_GRANTS", "Exposure", "Tool", "tool_name", "tools_of",
+           "unmatched_patterns"]
 
 log = logging.getLogger("omnicore.mcp")
 
@@ -111,6 +112,28 @@ def _read_only(granted: Mapping[str, Mapping[str, Any]]) -> bool:
         elif name not in READ_ONLY_GRANTS:
             return False
     return True
+
+
+def unmatched_patterns(patterns: Iterable[str], infos: Iterable[PluginInfo]) -> list[str]:
+    """What is wrong with each ``mcp.expose`` pattern that exposes nothing of ``infos`` (the
+    app's plugins), one sentence each: a pattern naming no plugin of the app, or a plugin
+    none of whose handlers it matches (a typo, since they are the app's own plugins). A
+    plugin that failed to load has no handlers to check: its patterns pass."""
+    plugins = list(infos)
+    out = []
+    for pattern in patterns:
+        plugin, _, handler = pattern.partition("/")
+        named = [i for i in plugins if fnmatchcase(i.name, plugin)]
+        if not named:
+            known = ", ".join(sorted(i.name for i in plugins)) or "none"
+            out.append(f"'{pattern}' names no plugin of the app (plugins: {known})")
+            continue
+        if any(not i.handlers and i.state != "loaded" for i in named):
+            continue
+        if not any(fnmatchcase(h, handler) for i in named for h in i.handlers):
+            known = "; ".join(f"{i.name}: {', '.join(i.handlers) or 'none'}" for i in named)
+            out.append(f"'{pattern}' matches no handler ({known})")
+    return out
 
 
 class Exposure:
