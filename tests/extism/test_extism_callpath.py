@@ -16,6 +16,8 @@ import sys
 import weakref
 from pathlib import Path
 
+import pytest
+
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import PluginError
 from omnicore.extism import ExtismRuntime, host_fn
@@ -119,3 +121,52 @@ def test_a_closed_runtime_whose_host_function_refers_back_to_it_is_freed(
         gone = _closed_runtime_in_a_cycle(engine, pdk_wasm)
         gc.collect()
         assert gone() is None, "the closed runtime was kept alive by its own host function"
+
+
+START_LOOP_WAT = """\
+(module
+  (import "extism:host/env" "input_length" (func $il (result i64)))
+  (memory (export "memory") 1)
+  (func $init (loop $forever (br $forever)))
+  (start $init)
+  (func (export "run") (result i32) (i32.const 0)))
+"""
+
+
+def start_loop_error(folder: str) -> str:
+    """The load error of an Extism plugin whose start function never returns (as a JS
+    plugin's initialisation that loops), with the manifest's timeout_ms of 300."""
+    import wasmtime
+
+    from omnicore.errors import PluginLoadError
+    from omnicore.plugins.host import PluginHost
+
+    path = Path(folder)
+    (path / "p.wasm").write_bytes(wasmtime.wat2wasm(START_LOOP_WAT))
+    (path / "p.json").write_text(json.dumps({"timeout_ms": 300}))
+    with PluginHost() as host:
+        try:
+            host.load(path / "p.wasm")
+        except PluginLoadError as exc:
+            return str(exc)
+    return "loaded"
+
+
+@pytest.mark.parametrize("path", ["auto", "python"])
+def test_a_start_function_past_its_deadline_names_it_on_both_call_paths(
+        tmp_path: Path, path: str) -> None:
+    """Issue 48: on the C path the load said `could not be instantiated: wasm trap:
+    interrupt`, the Python path `exceeded its deadline of 500 ms`."""
+    if path == "auto" and not fastcall.NATIVE:
+        pytest.fail("the C call path is not built here")  # the set-up builds it
+    code = ("import sys; from tests.extism.test_extism_callpath import start_loop_error; "
+            "print(start_loop_error(sys.argv[1]))")
+    env = {**os.environ, "OMNICORE_CALLPATH": path}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = done.stdout.strip().splitlines()[-1]
+    assert "could not be instantiated" not in said, said
+    assert said == ("plugin 'p' failed to start: plugin 'p' handler '(start)' exceeded its "
+                    "deadline of 300 ms (limits.timeout_ms, from the Extism manifest's "
+                    "timeout_ms): timeout; the instance was discarded"), said

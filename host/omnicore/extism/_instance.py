@@ -27,6 +27,7 @@ from omnicore.sandbox import _wasmtime as engine_api
 from omnicore.sandbox._wasmtime import call_unchecked as _call_unchecked
 from omnicore.sandbox._wasmtime import set_epoch_deadline as _set_deadline
 from omnicore.sandbox.engine import SandboxEngine
+from omnicore.sandbox.failures import code_of
 from omnicore.sandbox.fastcall import (
     CALLPATH,
     GuestFailure,
@@ -153,7 +154,11 @@ class Instance(SlotDeadline):
             self.close()
             raise failure from None
         except wasmtime.WasmtimeError as exc:
-            failure = GuestFailure(str(exc))
+            # With the C call path's epoch watch armed, a start function stopped at its
+            # deadline arrives here as an error whose text alone says "wasm trap: interrupt"
+            # (no trap code): read the code from it, so the classifier names the deadline and
+            # its setting as it does on the Python path (not "could not be instantiated").
+            failure = GuestFailure(str(exc), code_of(str(exc)))
             failure.stage = "instantiate"
             failure.deadline_hit, failure.refusal = self.deadline_hit, self.refusal
             self.close()
