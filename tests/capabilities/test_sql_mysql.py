@@ -18,6 +18,7 @@ import pytest
 from pymysql.connections import MySQLResult
 from pymysql.protocol import MysqlPacket
 
+from omnicore.egress.db.base import CLIENT_GRACE_S, HARD_GRACE_S
 from omnicore.egress.db import mysql
 from omnicore.egress.db.mysql import check_pymysql, placeholders
 from omnicore.egress.refused import Refused
@@ -120,17 +121,17 @@ def test_a_row_of_16_mib_and_more_is_read_across_frames(
                  {"sql": {"connectors": ["shop"]}}, secrets={"shop-pw": PASSWORD})
     backend = db.app.databases.backend("shop", ("mysql",))
     size = (16 << 20) + 5  # one full frame and the start of a second
-    got = json.loads(backend.run(True, "SELECT REPEAT('x', ?) AS v, 7 AS n", [size],
+    got = json.loads(backend.run("t", True, "SELECT REPEAT('x', ?) AS v, 7 AS n", [size],
                                  time.monotonic() + 30))
     assert [len(got["rows"][0][0]), got["rows"][0][1]] == [size, 7]
     assert set(got["rows"][0][0]) == {"x"}
     # A row packet of exactly 0xFFFFFF bytes (the 8-digit length, 1 + 8 bytes, and the text,
     # 4 + n): one full frame and an empty one after it; then the same pooled connection.
     n = 0xFFFFFF - 13
-    exact = json.loads(backend.run(True, "SELECT LENGTH(REPEAT('y', ?)) AS n, REPEAT('y', ?)",
+    exact = json.loads(backend.run("t", True, "SELECT LENGTH(REPEAT('y', ?)) AS n, REPEAT('y', ?)",
                                    [n, n], time.monotonic() + 30))
     assert exact["rows"][0][0] == n and len(exact["rows"][0][1]) == n
-    assert json.loads(backend.run(True, "SELECT 1 + 1", [], time.monotonic() + 5))["rows"] == \
+    assert json.loads(backend.run("t", True, "SELECT 1 + 1", [], time.monotonic() + 5))["rows"] == \
         [[2]]
 
 
@@ -281,10 +282,11 @@ def _stopped(pid: int) -> None:
         time.sleep(0.001)
 
 
-def test_a_server_that_answers_nothing_ends_at_the_socket_timeout(
+def test_a_server_that_answers_nothing_ends_at_the_deadline(
         shop: Db, maria: MariaDB) -> None:  # noqa: F811
     """Neither the server's timeout nor KILL QUERY can end a statement on a stopped server:
-    the socket's read timeout (in the kernel) does, as "timed out", and is not retried."""
+    the watchdog's cut does (the socket shut down a grace after the KILL), as "timed out",
+    by the call's deadline and its two graces, and is not retried."""
     assert shop.rows("shop", "SELECT 1") == [[1]]  # a pooled connection
     backend = shop.app.databases.backend("shop", ("mysql",))
     os.kill(maria.proc.pid, signal.SIGSTOP)
@@ -292,13 +294,13 @@ def test_a_server_that_answers_nothing_ends_at_the_socket_timeout(
         _stopped(maria.proc.pid)
         started = time.monotonic()
         with pytest.raises(Refused) as info:
-            backend.run(True, "SELECT 2", [], time.monotonic() + 0.5)
+            backend.run("shop", True, "SELECT 2", [], time.monotonic() + 0.5)
         waited = time.monotonic() - started
     finally:
         os.kill(maria.proc.pid, signal.SIGCONT)
     assert (info.value.status, str(info.value)) == (
         "UNAVAILABLE", "connector shop: statement timed out")
-    assert 1.0 < waited < 6  # the statement's time, the grace, a second more; no second try
+    assert waited < 0.5 + CLIENT_GRACE_S + HARD_GRACE_S + 1  # no second try
     assert shop.rows("shop", "SELECT 3") == [[3]]  # the closed connection was not kept
 
 

@@ -28,7 +28,7 @@ def test_connectors_are_listed_with_their_pools_and_errors_never_secrets(
     assert changed == ["api", "orders"]
     backend = app.databases.backend("orders", ("postgres",))
     with pytest.raises(Refused, match="connection refused"):
-        backend.run(True, "SELECT 1", [], time.monotonic() + 3)
+        backend.run("t", True, "SELECT 1", [], time.monotonic() + 3)
 
     listed = admin.get("/api/v1/connectors").json()["items"]
     assert [(c["name"], c["kind"], c["host"]) for c in listed] == [

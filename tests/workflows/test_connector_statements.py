@@ -41,7 +41,7 @@ def test_statement_steps_take_parameters_from_inputs(wf_app: Callable[..., OmniA
         """)
     app.secrets.set("orders-pw", "omnicore")
     backend = app.databases.backend("orders", ("postgres",))
-    backend.run(False, "CREATE TABLE stock (sku text PRIMARY KEY, qty int)", [],
+    backend.run("t", False, "CREATE TABLE stock (sku text PRIMARY KEY, qty int)", [],
                 time.monotonic() + 5)
     evil = "x'); DROP TABLE stock; --"
     run = app.workflows.wait(app.workflows.start("restock", {"sku": evil, "qty": 4}).id, 30)

@@ -207,7 +207,7 @@ def _run(query: bool, bound: Bound, name: str, req: dict[str, Any], deadline: fl
         if found[0] is not backend:
             raise Refused("INVALID", f"tx {tx} belongs to another connector")
         conn = found[1]
-    out: bytes = backend.run(query, sql, args, deadline, conn)
+    out: bytes = backend.run(bound.plugin, query, sql, args, deadline, conn)
     return out
 
 

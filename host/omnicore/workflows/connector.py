@@ -160,6 +160,10 @@ def call_connector(egress: Egress, name: str, recorded: Mapping[str, Any], *,
     return {"status": resp.status, "headers": kept, "body": parsed}
 
 
+#: The pool owner of workflow steps' statements (no plugin name has parentheses).
+WORKFLOWS_OWNER = "(workflows)"
+
+
 def run_statement(databases: Databases, name: str, query: bool, request: Any,
                   deadline: float) -> Any:
     """A ``connector:NAME/query`` or ``/execute`` step: the statement of ``with`` (``{sql,
@@ -175,7 +179,8 @@ def run_statement(databases: Databases, name: str, query: bool, request: Any,
             raise Refused("INVALID", f"with has an unknown key {unknown[0]!r} (sql, params)")
         backend = databases.backend(name, ("postgres", "mysql"))
         sql, args = backend.request(request)
-        out = backend.run(query, sql, args, deadline)
+        # The workflows' statements share a session owner of their own, never a plugin's.
+        out = backend.run(WORKFLOWS_OWNER, query, sql, args, deadline)
     except Refused as exc:
         raise ConnectorFailed(f"connector {name}: {exc.status}: {exc}",
                               retryable=exc.status in ("UNAVAILABLE", "QUOTA")) from None

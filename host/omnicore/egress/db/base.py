@@ -14,28 +14,60 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
 
-__all__ = ["CLIENT_GRACE_S", "MIN_STATEMENT_MS", "TIMEOUT_STEP_MS", "WATCHDOG", "Connection",
-           "Pool", "Watchdog", "first_line", "over_cap", "server_timeout_ms", "statement_ms",
-           "timed_out"]
+__all__ = ["CLIENT_GRACE_S", "HARD_GRACE_S", "MIN_STATEMENT_MS", "TIMEOUT_STEP_MS", "WATCHDOG",
+           "Connection", "Pool", "Watchdog", "first_line", "on_side", "over_cap",
+           "server_timeout_ms", "statement_ms", "timed_out"]
 
 #: A statement is not started with less of the call left than this: it could not finish.
 MIN_STATEMENT_MS = 5
 #: After the server's timeout should have ended a statement, how long the client waits
 #: before it cancels the statement itself (a server that does not answer its own timeout).
 CLIENT_GRACE_S = 0.25
+#: After the client's cancel, how long a statement has to end before its connection is cut
+#: (the socket shut down here, the server's session ended from a side connection): a
+#: statement that catches the cancel (a PL/pgSQL handler of query_canceled, a MariaDB
+#: procedure's handler) or a server that answers nothing cannot hold the call longer.
+HARD_GRACE_S = 0.25
+#: Side connections (a cancel, a KILL) are opened and answered within this (their own bound:
+#: a wedged server costs a side thread this long, never the watchdog).
+SIDE_TIMEOUT_S = 2.0
 
 
 class Connection(Protocol):
-    """A pooled connection of one kind."""
+    """A pooled connection of one kind: whether it broke, and the plugin it last served
+    (``owner``; a connection passes to another plugin only through the pool's ``reset``)."""
 
     broken: bool
+    owner: str | None
 
     def close(self) -> None: ...
+
+
+#: The threads that do what a deadline needs done over the network (a cancel request, a
+#: KILL from a side connection): the watchdog's own thread never waits on a server.
+_SIDE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="omnicore-db-side")
+
+
+def _quietly(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except Exception:
+        pass  # the hard stop after it ends the statement whatever this did
+
+
+def on_side(fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn`` as a watchdog action run on a side thread (it may block on a server for up to
+    :data:`SIDE_TIMEOUT_S`, which it must bound itself)."""
+    def submit() -> None:
+        _SIDE.submit(_quietly, fn)
+
+    return submit
 
 
 def over_cap(connector: str, rows: int, size: int, max_rows: int, max_bytes: int) -> Refused:
@@ -112,9 +144,13 @@ class Watchdog:
         # seen then, so only an earlier one costs a notify (a switch to the thread and back).
         self._wake = math.inf
 
-    def arm(self, when: float, fn: Callable[[], None]) -> list[Any]:
-        """Call ``fn`` at ``when``; set ``entry[3] = False`` (:meth:`disarm`) to call it off."""
-        entry = [when, next(self._seq), fn, True]
+    def arm(self, when: float, fn: Callable[[], None],
+            then: tuple[float, Callable[[], None]] | None = None) -> list[Any]:
+        """Call ``fn`` at ``when`` and, with ``then = (delay, fn2)``, ``fn2`` ``delay``
+        seconds after (the escalation of a deadline: a cancel, then the cut); set
+        ``entry[3] = False`` (:meth:`disarm`) to call off both. Both run on the watchdog's
+        thread and must not block (:func:`on_side` for what waits on a server)."""
+        entry = [when, next(self._seq), fn, True, then]
         with self._lock:  # the condition's (its own __enter__ is a Python call more)
             heap = self._heap
             if len(heap) >= self._compact_at:
@@ -158,9 +194,15 @@ class Watchdog:
                     self._cond.wait(wait)
                     continue
                 entry = heapq.heappop(self._heap)
+                fn, then = entry[2], entry[4]
+                if then is not None:
+                    # The same entry again, later: disarm() still reaches it.
+                    entry[0] = time.monotonic() + then[0]
+                    entry[1], entry[2], entry[4] = next(self._seq), then[1], None
+                    heapq.heappush(self._heap, entry)
             if entry[3]:
                 try:
-                    entry[2]()
+                    fn()
                 except Exception:
                     pass
 
@@ -171,66 +213,134 @@ WATCHDOG = Watchdog()
 
 class Pool:
     """At most ``size`` connections of one connector, shared by every plugin and instance
-    granted it. Waiting for one counts against the caller's deadline; a broken connection
-    is closed, not returned (the next caller connects afresh: a restarted server is found
-    again)."""
+    granted it, without carrying one plugin's session into another's statement
+    (specs/abi.md §4.10, "Sessions"):
 
-    def __init__(self, name: str, size: int, connect: Callable[[float], Any]) -> None:
+    * a connection remembers the plugin it last served (``owner``); a plugin gets back an
+      idle connection of its own first (no round trip: its session is its own business);
+    * a connection passes to another plugin only through ``reset(conn, deadline)``, the
+      dialect's reset that the server confirms; a reset that fails closes the connection and
+      the plugin gets a new one;
+    * every connection in use counts against its plugin's ``share`` (half the pool, at
+      least one): a plugin holding its share waits for one of its own, never takes its
+      neighbour's, and is refused QUOTA at its deadline.
+
+    Waiting counts against the caller's deadline; a broken connection is closed, not
+    returned (the next caller connects afresh: a restarted server is found again)."""
+
+    def __init__(self, name: str, size: int, connect: Callable[[float], Any],
+                 reset: Callable[[Any, float], None] | None = None,
+                 share: int | None = None) -> None:
         self.name = name
         self.size = size
+        self.share = share or max(1, size // 2)
         self._connect = connect
+        self._reset = reset
         self._lock = threading.Lock()
         # Signalled when a connection is given back and someone waits (a lock and a counter
         # cost a third of a Semaphore's acquire and release when nobody waits, the usual case).
         self._freed = threading.Condition(self._lock)
         self._waiting = 0
         self._idle: list[Any] = []
+        self._owners: dict[str, int] = {}  # connections in use per plugin
         self.in_use = 0
+        self.resets = 0  # connections handed from one plugin to another (for tests and stats)
         self.closed = False
 
     @property
     def idle(self) -> int:
         return len(self._idle)
 
-    def acquire(self, deadline: float) -> tuple[Any, bool]:
-        """A connection and whether it was reused (idle in the pool); Refused UNAVAILABLE
-        when none is free before ``deadline``."""
+    def using(self, owner: str) -> int:
+        """How many connections ``owner`` has in use."""
+        return self._owners.get(owner, 0)
+
+    def acquire(self, deadline: float, owner: str = "") -> tuple[Any, bool]:
+        """A connection for ``owner`` and whether it was reused as it was (idle in the pool
+        after serving ``owner``); Refused UNAVAILABLE when none is free before ``deadline``,
+        QUOTA when ``owner`` holds its share until then."""
         with self._lock:
-            if self.in_use >= self.size:
+            owners = self._owners
+            if self.in_use >= self.size or owners.get(owner, 0) >= self.share:
                 self._waiting += 1
                 try:
-                    while self.in_use >= self.size:
+                    while self.in_use >= self.size or owners.get(owner, 0) >= self.share:
                         left = deadline - time.monotonic()
                         if left <= 0:
-                            raise Refused("UNAVAILABLE", f"connector {self.name}: no free "
-                                          "connection in the pool before the call's deadline")
+                            raise self._none_free(owner)
                         self._freed.wait(left)
                 finally:
                     self._waiting -= 1
             self.in_use += 1
-            if self._idle:
-                return self._idle.pop(), True
+            owners[owner] = owners.get(owner, 0) + 1
+            idle, conn = self._idle, None
+            for i in range(len(idle) - 1, -1, -1):  # the most recently used of its own
+                if idle[i].owner == owner:
+                    conn = idle.pop(i)
+                    break
+            else:
+                if idle:
+                    conn = idle.pop(0)  # another plugin's, least recently used: reset below
+        if conn is not None and conn.owner == owner:
+            return conn, True
         try:
-            return self._connect(deadline), False
+            if conn is not None:
+                try:
+                    self._hand_over(conn, deadline)
+                    conn.owner = owner
+                    return conn, False
+                except Refused:
+                    raise
+                except Exception:
+                    pass  # closed by _hand_over: a new connection instead
+            conn = self._connect(deadline)
+            conn.owner = owner
+            return conn, False
         except BaseException:
-            self._put(None)
+            self._put(None, owner)
             raise
+
+    def _hand_over(self, conn: Any, deadline: float) -> None:
+        """Reset ``conn`` for another plugin; closed if the reset fails."""
+        self.resets += 1
+        try:
+            if self._reset is not None:
+                self._reset(conn, deadline)
+        except BaseException:
+            conn.broken = True
+            conn.close()
+            raise
+
+    def _none_free(self, owner: str) -> Refused:
+        if self._owners.get(owner, 0) >= self.share:
+            return Refused("QUOTA", f"connector {self.name}: plugin {owner} uses its share of "
+                                    f"the pool ({self.share} of {self.size} connections) "
+                                    "until the call's deadline")
+        return Refused("UNAVAILABLE", f"connector {self.name}: no free connection in the "
+                                      "pool before the call's deadline")
 
     def release(self, conn: Any) -> None:
         """Give ``conn`` back (closed instead when it is broken or the pool is closed)."""
+        owner = conn.owner
         if conn.broken or self.closed:
             conn.close()  # before its place is free: the pool never holds more than size
             conn = None
-        self._put(conn)
+        self._put(conn, owner)
 
-    def _put(self, conn: Any) -> None:
+    def _put(self, conn: Any, owner: str) -> None:
         with self._lock:
             self.in_use -= 1
+            left = self._owners.get(owner, 1) - 1
+            if left:
+                self._owners[owner] = left
+            else:
+                self._owners.pop(owner, None)
             if conn is not None and not self.closed:
                 self._idle.append(conn)
                 conn = None
             if self._waiting:
-                self._freed.notify()
+                # Every waiter looks again: the one this frees may be another plugin's.
+                self._freed.notify_all()
         if conn is not None:
             conn.close()  # the pool closed while it was in use
 

@@ -42,9 +42,13 @@ from pymysql.protocol import EOFPacketWrapper, FieldDescriptorPacket, MysqlPacke
 
 from omnicore.egress.db.base import (
     CLIENT_GRACE_S,
+    HARD_GRACE_S,
+    SIDE_TIMEOUT_S,
     WATCHDOG,
     Watchdog,
     first_line,
+    on_side,
+    over_cap,
     server_timeout_ms,
     timed_out,
 )
@@ -78,6 +82,11 @@ _PLAIN = frozenset({FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TY
                     FIELD_TYPE.LONGLONG, FIELD_TYPE.NULL})
 # Connection-level failures (the server is gone or never answered).
 _LOST = frozenset({2003, 2006, 2013, 2055, 2002})
+_COM_RESET_CONNECTION = 0x1F
+# A row's packet this much longer than max_result_bytes is over it whatever its cells are:
+# a cell's JSON is at most 8 bytes shorter than its length prefix and bytes (a NULL's is
+# longer), and a result has at most 4096 columns.
+_ROW_SLACK = 8 * 4096
 
 
 @functools.lru_cache(maxsize=256)  # a plugin's statements are few literals, run again and again
@@ -208,6 +217,10 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
     # here); later ones switch between their read and write timeouts in _read_packet.
     _current_timeout: float | None = None
     _read_timeout: float | None = None
+    #: The longest packet read (the connector's max_result_bytes and _ROW_SLACK), and the
+    #: connector's name for its refusal: a longer one is refused from its header, unread.
+    packet_cap = 1 << 62
+    connector = ""
 
     def __init__(self, **kwargs: Any) -> None:
         self.shapes: dict[tuple[bytes, ...], _Shape] = {}
@@ -234,6 +247,8 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
         seq: int = self._next_seq_id  # type: ignore[has-type]
         if header[3] != seq or length == MAX_PACKET_LEN:
             return self._read_frames(header)
+        if length > self.packet_cap:
+            self._too_large()
         self._next_seq_id = (seq + 1) % 256
         try:
             data = read(length)
@@ -277,12 +292,14 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
     def _read_frames(self, header: bytes) -> bytes:
         """A packet the one-frame path leaves: out of sequence, or of 16 MiB or more, which
         the protocol splits into frames of 0xFFFFFF bytes ended by a shorter one."""
-        frames = []
+        frames: list[bytes] = []
         while True:
             if header[3] != self._next_seq_id:
                 self._out_of_sequence(header[3])
             self._next_seq_id = (self._next_seq_id + 1) % 256
             length = header[0] | header[1] << 8 | header[2] << 16
+            if length + len(frames) * MAX_PACKET_LEN > self.packet_cap:
+                self._too_large()
             frames.append(self._read(length))
             if length < MAX_PACKET_LEN:
                 break
@@ -291,6 +308,14 @@ class _Raw(pymysql.connections.Connection):  # type: ignore[misc]
         if data[0] == 0xFF:
             self._failed(data)
         return data
+
+    def _too_large(self) -> NoReturn:
+        """A packet over :attr:`packet_cap`, refused before its bytes are read (the rest of
+        the result is still on the wire: the connection is closed, the server's statement
+        ends when it cannot write)."""
+        self._force_close()
+        raise over_cap(self.connector, 0, self.packet_cap, 1 << 62,
+                       self.packet_cap - _ROW_SLACK)
 
     def _out_of_sequence(self, got: int) -> NoReturn:
         """The connection is out of step with the server: closed, and raised as PyMySQL
@@ -353,14 +378,19 @@ def _timed_out(exc: BaseException) -> bool:
 
 
 class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
-    __slots__ = ("killer", "mariadb", "sock_timeout_ms", "target", "timeout_ms")
+    __slots__ = ("killer", "mariadb", "read_only", "sever", "sock_timeout_ms", "target",
+                 "timeout_ms")
 
     def __init__(self, raw: pymysql.connections.Connection[Any], target: Target,
-                 limit_ms: int) -> None:
-        super().__init__(raw, limit_ms)
+                 connector: DbConnector) -> None:
+        super().__init__(raw, connector.statement_timeout_ms)
         self.target = target
-        # What the watchdog calls, made once rather than per statement.
-        self.killer = functools.partial(_kill, self)
+        self.read_only = connector.read_only
+        # What the watchdog calls at a deadline, made once rather than per statement: KILL
+        # QUERY, then, when the statement outlived it (a procedure's handler), the cut.
+        thread = int(raw.thread_id())
+        self.killer = on_side(functools.partial(_kill, target, thread, "QUERY"))
+        self.sever = functools.partial(_sever, self, thread)
         self.mariadb = "mariadb" in str(raw.get_server_info()).lower()
         self.timeout_ms = -1        # the session's max_statement_time as last set
         self.sock_timeout_ms = -1   # what the socket's timeout was set for
@@ -369,27 +399,93 @@ class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
         self.raw._force_close()
 
 
-def _kill(conn: _Conn) -> None:
-    """``KILL QUERY`` for ``conn``'s statement, from a side connection (the client side of
-    the deadline when the server did not end the statement itself)."""
-    side = _open(conn.target, None, time.monotonic() + 2)
+def _kill(target: Target, thread: int, what: str) -> None:
+    """``KILL QUERY`` or ``KILL CONNECTION`` of server thread ``thread``, from a side
+    connection bounded by SIDE_TIMEOUT_S (run on a side thread: never the watchdog's)."""
+    side = _open(target, None, time.monotonic() + SIDE_TIMEOUT_S)
     try:
-        with side.cursor() as cur:
-            cur.execute(f"KILL QUERY {int(conn.raw.thread_id())}")
+        with side.cursor(pymysql.cursors.Cursor) as cur:
+            cur.execute(f"KILL {what} {thread}")
     finally:
         side.close()
 
 
+def _sever(conn: _Conn, thread: int) -> None:
+    """Cut ``conn`` (the watchdog, when a statement outlived its KILL QUERY): its socket
+    shut down here, so the call ends now, and its server thread killed from a side
+    connection, so nothing of the statement keeps running on the server."""
+    conn.killed = True
+    _shut(conn.raw._sock)
+    on_side(functools.partial(_kill, conn.target, thread, "CONNECTION"))()
+
+
+def _shut(sock: socket.socket | None) -> None:
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # a read blocked on it returns at once
+        except OSError:
+            pass
+
+
 def _open(target: Target, connector: DbConnector | None, deadline: float
           ) -> pymysql.connections.Connection[Any]:
-    return _Raw(
+    """A connection, the whole of its opening (TCP, handshake, authentication, its setting
+    statements) bounded by ``deadline``: PyMySQL's own timeouts are per read, so a server
+    that answers a byte at a time, or not at all, would hold it forever."""
+    side = connector is None
+    raw = _Raw(
         host=target.host, port=target.port, unix_socket=target.socket,
         user=target.user or "", password=target.password or "",
         database=target.database or None, charset="utf8mb4", autocommit=True,
-        connect_timeout=max(1.0, deadline - time.monotonic()),
+        connect_timeout=max(0.001, deadline - time.monotonic()), defer_connect=True,
         init_command=("SET SESSION TRANSACTION READ ONLY"
                       if connector is not None and connector.read_only else None),
+        read_timeout=SIDE_TIMEOUT_S if side else None,
+        write_timeout=SIDE_TIMEOUT_S if side else None,
         cursorclass=pymysql.cursors.SSCursor)
+    if connector is not None:
+        raw.connector = connector.name
+        raw.packet_cap = connector.max_result_bytes + _ROW_SLACK
+    sock = _socket(target, deadline)
+    cut: list[bool] = []
+
+    def expire() -> None:
+        cut.append(True)
+        _shut(sock)
+
+    entry = WATCHDOG.arm(deadline, expire)
+    try:
+        raw.connect(sock)
+    except BaseException:
+        if cut:
+            raise TimeoutError("the server did not complete the connection in time") from None
+        raise
+    finally:
+        Watchdog.disarm(entry)
+    return raw
+
+
+def _socket(target: Target, deadline: float) -> socket.socket:
+    """The connection's socket (PyMySQL's own opening of it, bounded by ``deadline``)."""
+    left = max(0.001, deadline - time.monotonic())
+    try:
+        if target.socket:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(left)
+                sock.connect(target.socket)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        sock = socket.create_connection((target.host, target.port), left)
+    except OSError as exc:
+        # As PyMySQL raises it (its "refused" is what failure() tells apart).
+        raise pymysql.err.OperationalError(
+            CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server ({exc})") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    return sock
 
 
 def _arg(value: Any) -> Any:
@@ -410,8 +506,7 @@ class MysqlDialect(Dialect):
     """PyMySQL, autocommit connections, unbuffered reads."""
 
     def connect(self, target: Target, connector: DbConnector, deadline: float) -> _Conn:
-        return _Conn(_open(target, connector, deadline), target,
-                     connector.statement_timeout_ms)
+        return _Conn(_open(target, connector, deadline), target, connector)
 
     def _prepare(self, conn: _Conn, sql: str, args: list[Any], deadline: float
                  ) -> tuple[str, list[Any]]:
@@ -433,7 +528,8 @@ class MysqlDialect(Dialect):
             with conn.raw.cursor(pymysql.cursors.Cursor) as cur:
                 cur.execute(f"SET SESSION max_statement_time = {ms / 1000:.3f}")
             conn.timeout_ms = ms
-        entry = WATCHDOG.arm(time.monotonic() + ms / 1000 + CLIENT_GRACE_S, conn.killer)
+        entry = WATCHDOG.arm(time.monotonic() + ms / 1000 + CLIENT_GRACE_S, conn.killer,
+                             then=(HARD_GRACE_S, conn.sever))
         return text, entry
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
@@ -474,6 +570,39 @@ class MysqlDialect(Dialect):
             conn.raw.commit()
         else:
             conn.raw.rollback()
+
+    def in_transaction(self, conn: _Conn) -> bool:
+        status = conn.raw.server_status
+        return bool(status & SERVER_STATUS.SERVER_STATUS_IN_TRANS) or not (
+            status & SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT)
+
+    def reset(self, conn: _Conn, deadline: float) -> None:
+        raw = conn.raw
+        entry = WATCHDOG.arm(deadline, conn.sever)  # a server that does not answer: cut
+        try:
+            # User variables, temporary tables, prepared statements, locks (GET_LOCK, LOCK
+            # TABLES), an open transaction, every session variable (sql_mode, SET NAMES,
+            # autocommit, ...) back to the server's defaults; the server's OK confirms it.
+            raw._execute_command(_COM_RESET_CONNECTION, b"")
+            raw._read_ok_packet()
+            # Then what the host's connection sets at its opening, and the check that the
+            # session is that one (the server's defaults may differ from ours).
+            variable = "tx_read_only" if conn.mariadb else "transaction_read_only"
+            with raw.cursor(pymysql.cursors.Cursor) as cur:
+                cur.execute(f"SET NAMES utf8mb4, autocommit = 1, SESSION {variable} = "
+                            f"{int(conn.read_only)}")
+                cur.execute("SELECT @@character_set_client, @@character_set_connection, "
+                            f"@@character_set_results, @@autocommit, @@session.{variable}, "
+                            "DATABASE()")
+                got = cur.fetchone()
+        finally:
+            Watchdog.disarm(entry)
+        want = ("utf8mb4", "utf8mb4", "utf8mb4", 1, int(conn.read_only),
+                conn.target.database or None)
+        if got is None or tuple(got) != want:
+            raise pymysql.err.OperationalError(
+                0, f"the session after COM_RESET_CONNECTION is {got}, not {want}")
+        conn.timeout_ms = -1  # max_statement_time: the server's default again
 
     def closed(self, conn: _Conn) -> bool:
         # PyMySQL closes the connection on a read or write that failed (a timeout among them)
@@ -525,6 +654,9 @@ def _rows(conn: _Conn, result: Any, entry: list[Any]) -> Generator[Sequence[Any]
                 data = read()
             # MySQLResult._check_packet_is_eof, and the end of the unbuffered read.
             result.warning_count, status = _EOF.unpack_from(data)
+            # (As PyMySQL's result does after its read: whether the statement left a
+            # transaction open is read from it.)
+            conn.raw.server_status = status
             result.has_next = status & SERVER_STATUS.SERVER_MORE_RESULTS_EXISTS
             result.unbuffered_active = False
             result.connection = None

@@ -14,9 +14,12 @@ watchdog cancels it from the client too.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import os
 import re
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Sequence
@@ -30,9 +33,12 @@ from psycopg.adapt import PyFormat, Transformer
 
 from omnicore.egress.db.base import (
     CLIENT_GRACE_S,
+    HARD_GRACE_S,
+    SIDE_TIMEOUT_S,
     WATCHDOG,
     Watchdog,
     first_line,
+    on_side,
     server_timeout_ms,
     timed_out,
 )
@@ -84,12 +90,17 @@ class _Statement:
 
 
 class _Conn(DriverConn["psycopg.Connection[Any]"]):
-    __slots__ = ("cancel", "encoding", "shapes", "statements", "timeout_ms", "tx", "unprepare")
+    __slots__ = ("cancel", "encoding", "sever", "shapes", "statements", "timeout_ms", "tx",
+                 "unprepare")
 
-    def __init__(self, raw: psycopg.Connection[Any], limit_ms: int) -> None:
+    def __init__(self, raw: psycopg.Connection[Any], limit_ms: int,
+                 side: dict[str, Any]) -> None:
         super().__init__(raw, limit_ms)
         self.timeout_ms = -1        # the server's statement_timeout as last set
-        self.cancel = raw.cancel_safe  # what the watchdog calls (bound once, not per statement)
+        # What the watchdog calls at a deadline (made once, not per statement): the cancel
+        # request, then, when the statement outlived it, the cut.
+        self.cancel = on_side(functools.partial(raw.cancel_safe, timeout=SIDE_TIMEOUT_S))
+        self.sever = functools.partial(_sever, self, raw.pgconn.backend_pid, side)
         self.tx = Transformer(raw)
         self.encoding = raw.info.encoding  # read again after execute (a SET may change it)
         self.statements: OrderedDict[tuple[str, tuple[int, ...]], _Statement] = \
@@ -133,8 +144,11 @@ class PostgresDialect(Dialect):
         }
         if connector.read_only:
             kwargs["options"] = "-c default_transaction_read_only=on"
-        raw = psycopg.connect(**{k: v for k, v in kwargs.items() if v is not None})
-        return _Conn(raw, connector.statement_timeout_ms)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        raw = psycopg.connect(**kwargs)
+        side = dict(kwargs, connect_timeout=math.ceil(SIDE_TIMEOUT_S),
+                    options=f"-c statement_timeout={int(SIDE_TIMEOUT_S * 1000)}")
+        return _Conn(raw, connector.statement_timeout_ms, side)
 
     def _timeout(self, conn: _Conn, deadline: float) -> list[Any]:
         """Set the statement's server timeout; arm the client's (its watchdog entry)."""
@@ -142,7 +156,8 @@ class PostgresDialect(Dialect):
         if ms != conn.timeout_ms:
             conn.raw.execute(f"SET statement_timeout = {int(ms)}")
             conn.timeout_ms = ms
-        return WATCHDOG.arm(time.monotonic() + ms / 1000 + CLIENT_GRACE_S, conn.cancel)
+        return WATCHDOG.arm(time.monotonic() + ms / 1000 + CLIENT_GRACE_S, conn.cancel,
+                            then=(HARD_GRACE_S, conn.sever))
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
              ) -> tuple[bytes, Generator[Sequence[Any], None, None], RowEncoder]:
@@ -163,17 +178,16 @@ class PostgresDialect(Dialect):
                 ) -> dict[str, Any]:
         entry = self._timeout(conn, deadline)
         try:
-            _unprepare(conn)
-            cur = conn.raw.execute(sql, [_arg(a) for a in args])
-            if _CLEARS((cur.statusmessage or "").encode()):
-                conn.forget_statements()
-            conn.encoding = conn.raw.info.encoding
-            return {"rows_affected": max(cur.rowcount, 0)}
+            return {"rows_affected": _command(conn, sql, [_arg(a) for a in args])}
         finally:
             Watchdog.disarm(entry)
 
     def begin(self, conn: _Conn, read_only: bool, deadline: float) -> None:
-        conn.raw.execute("BEGIN READ ONLY" if read_only else "BEGIN")
+        # The SELECT takes the transaction's snapshot: after it PostgreSQL refuses to make
+        # the transaction read-write ("must be set before any query"), whatever the plugin's
+        # statements do (SET LOCAL transaction_read_only, set_config, a DO block). Host
+        # text, so the simple protocol's two statements in one round trip.
+        conn.raw.execute(b"BEGIN READ ONLY; SELECT 1" if read_only else b"BEGIN")
 
     def end(self, conn: _Conn, commit: bool, deadline: float) -> None:
         conn.raw.execute("COMMIT" if commit else "ROLLBACK")
@@ -181,6 +195,30 @@ class PostgresDialect(Dialect):
             conn.forget_statements()
         if conn.raw.info.transaction_status != _IDLE:
             conn.broken = True
+
+    def in_transaction(self, conn: _Conn) -> bool:
+        return conn.raw.pgconn.transaction_status != _IDLE
+
+    def reset(self, conn: _Conn, deadline: float) -> None:
+        raw = conn.raw
+        # Bounded as a statement is: a server that does not answer is cut at the deadline.
+        entry = WATCHDOG.arm(deadline, conn.sever)
+        try:
+            if raw.pgconn.transaction_status != _IDLE:
+                raw.execute("ROLLBACK")
+            # Settings (search_path, role, client_encoding, ...), prepared statements,
+            # cursors, temporary tables, advisory locks, LISTEN: all of the session's, as
+            # one command whose answer the server gives only when it did all of it.
+            cur = raw.execute("DISCARD ALL")
+            if cur.statusmessage != "DISCARD ALL" or raw.pgconn.transaction_status != _IDLE:
+                raise psycopg.OperationalError("the server did not confirm DISCARD ALL")
+        finally:
+            Watchdog.disarm(entry)
+        conn.statements.clear()  # deallocated by the server
+        conn.unprepare = []
+        conn.shapes.clear()
+        conn.timeout_ms = -1
+        conn.encoding = raw.info.encoding
 
     def lost(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.OperationalError) and not isinstance(
@@ -210,6 +248,65 @@ class PostgresDialect(Dialect):
         if state.startswith(("08", "57", "53", "58", "XX")):
             return Refused("UNAVAILABLE", f"connector {connector}: {error_line(exc, redactor)}")
         return Refused("INVALID", f"connector {connector}: {error_line(exc, redactor)}")
+
+
+def _sever(conn: _Conn, pid: int, side: dict[str, Any]) -> None:
+    """Cut ``conn`` (the watchdog, when a statement outlived its cancel): its socket shut
+    down here, so the call ends now, and its backend terminated from a side connection, so
+    nothing of the statement keeps running on the server (a backend notices a closed client
+    only when it next writes to it)."""
+    conn.killed = True
+    try:
+        fd = conn.raw.pgconn.socket
+    except psycopg.OperationalError:
+        fd = -1  # closed already
+    if fd >= 0:
+        # A duplicate of libpq's descriptor: shutting it down ends libpq's wait with an
+        # error, and libpq still closes its own.
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+    on_side(functools.partial(_terminate, pid, side))()
+
+
+def _terminate(pid: int, side: dict[str, Any]) -> None:
+    with psycopg.connect(**side) as raw:
+        raw.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def _command(conn: _Conn, sql: str, args: list[Any]) -> int:
+    """Run a statement for its count, on the extended protocol (one statement, whatever its
+    text holds: psycopg would send one without parameters on the simple protocol, which
+    runs several); a result's rows are counted a chunk at a time, never held."""
+    raw, pgconn, tx = conn.raw, conn.raw.pgconn, conn.tx
+    if conn.unprepare:
+        _unprepare(conn)
+    if args:
+        values: Sequence[Any] | None = tx.dump_sequence(args, _AUTO * len(args))
+        types, formats = tuple(tx.types or ()), tx.formats
+    else:
+        values, types, formats = None, (), None
+    with raw.lock:
+        pgconn.send_query_params(sql.encode(conn.encoding), values, param_types=types,
+                                 param_formats=formats)
+        pgconn.set_chunked_rows_mode(_STREAM_CHUNK)
+        res = _send_fetch(conn)
+    count = 0
+    while res is not None:
+        status = res.status
+        if status == _CHUNK:
+            count += res.ntuples
+        elif status == _COMMAND:
+            count = res.command_tuples or 0
+            if _CLEARS(res.command_status or b""):
+                conn.forget_statements()
+        elif status != _TUPLES:
+            raise _failed(conn, res)
+        res = _next(conn)
+    conn.encoding = raw.info.encoding
+    return count
 
 
 def _unprepare(conn: _Conn) -> None:
@@ -352,12 +449,13 @@ def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any],
                    else pgconn.get_result())
         done = True
     finally:
-        Watchdog.disarm(entry)
         if not done and raw.pgconn.transaction_status == _ACTIVE:
             # Leaving early: the server stops the query and what it sent is read and
-            # dropped, a chunk at a time.
-            raw.cancel_safe()
+            # dropped, a chunk at a time (the statement's deadline still armed: a server
+            # that goes on sending is cut there).
             try:
+                raw.cancel_safe(timeout=SIDE_TIMEOUT_S)
                 _drain(conn)
             except Exception:
-                pass
+                conn.broken = True
+        Watchdog.disarm(entry)

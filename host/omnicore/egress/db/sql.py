@@ -13,11 +13,13 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from omnicore.egress.db.base import MIN_STATEMENT_MS, Pool, first_line, over_cap
+from omnicore.egress.db.base import MIN_STATEMENT_MS, Pool, first_line, over_cap, timed_out
 from omnicore.egress.db.config import DbConnector, Target
+from omnicore.egress.db.statements import refusal
 from omnicore.egress.db.values import params
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
+from omnicore.errors import ConfigError
 
 __all__ = ["Dialect", "DriverConn", "RowEncoder", "SqlBackend", "dump", "row_encoder"]
 
@@ -61,15 +63,18 @@ RawT = TypeVar("RawT")
 
 
 class DriverConn(Generic[RawT]):
-    """A pooled connection of a dialect: the driver's ``raw`` one, whether it broke, and the
-    connector's statement_timeout_ms."""
+    """A pooled connection of a dialect: the driver's ``raw`` one, whether it broke, the
+    connector's statement_timeout_ms, the plugin it last served (``owner``, the pool's) and
+    whether the watchdog cut it (``killed``: what failed on it then failed by the deadline)."""
 
-    __slots__ = ("broken", "limit_ms", "raw")
+    __slots__ = ("broken", "killed", "limit_ms", "owner", "raw")
 
     def __init__(self, raw: RawT, limit_ms: int) -> None:
         self.raw = raw
         self.broken = False
+        self.killed = False
         self.limit_ms = limit_ms
+        self.owner: str | None = None
 
     def close(self) -> None:
         # A connection that broke may fail to close as well: it is dropped either way.
@@ -106,6 +111,16 @@ class Dialect:
     def end(self, conn: Any, commit: bool, deadline: float) -> None:
         raise NotImplementedError
 
+    def reset(self, conn: Any, deadline: float) -> None:
+        """Bring ``conn`` back to the session a new connection has, confirmed by the server
+        (it is about to serve another plugin); raise when it cannot (the pool closes it)."""
+        raise NotImplementedError
+
+    def in_transaction(self, conn: Any) -> bool:
+        """Whether ``conn`` is inside a transaction (known without a round trip): after a
+        statement outside the API's transactions, the plugin opened one behind the API."""
+        raise NotImplementedError
+
     def failure(self, exc: BaseException, connector: str, redactor: Redactor
                 ) -> Refused | None:
         """The one-line Refused for a driver's exception (None: not the driver's)."""
@@ -132,7 +147,8 @@ class SqlBackend:
         self.dialect = dialect
         self._read_secret = read_secret
         self.redactor = Redactor()
-        self.pool = Pool(connector.name, connector.pool_size, self._connect)
+        self.pool = Pool(connector.name, connector.pool_size, self._connect,
+                         reset=dialect.reset)
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self._lock = threading.Lock()
@@ -147,17 +163,30 @@ class SqlBackend:
             target = self.connector.target(self._read_secret)
         except LookupError as exc:
             raise Refused("UNAVAILABLE", f"connector {self.name}: {exc}") from None
+        except ConfigError:
+            # (Its message is the URL's fault, never the URL: the secret holds a password.)
+            raise Refused("UNAVAILABLE", f"connector {self.name}: secret "
+                                         f"{self.connector.url_secret} does not hold a valid "
+                                         f"{self.connector.kind} URL") from None
         for secret in (target.password, target.user and target.password and
                        f"{target.user}:{target.password}"):
             if secret:
                 self.redactor.add(secret)
         return self.dialect.connect(target, self.connector, deadline)
 
-    def _fail(self, exc: BaseException) -> Refused:
-        refused = exc if isinstance(exc, Refused) else self.dialect.failure(
-            exc, self.name, self.redactor)
+    def _fail(self, exc: BaseException, conn: Any = None) -> Refused:
+        if conn is not None and conn.killed:
+            refused: Refused | None = timed_out(self.name)  # whatever the cut made it raise
+        else:
+            refused = exc if isinstance(exc, Refused) else self.dialect.failure(
+                exc, self.name, self.redactor)
         if refused is None:
-            raise exc
+            if not isinstance(exc, Exception):
+                raise exc  # KeyboardInterrupt, SystemExit: not the plugin's to hear of
+            # A failure no dialect names (a driver's bug, a server asking for a local file):
+            # still the plugin's status, never a trap.
+            refused = Refused("UNAVAILABLE", f"connector {self.name}: unexpected failure "
+                              f"({type(exc).__name__}: {first_line(str(exc), self.redactor)})")
         if refused.status in ("UNAVAILABLE", "DENIED"):
             self.last_error = f"{refused.status}: {refused}"
             self.last_error_at = time.time()
@@ -173,25 +202,47 @@ class SqlBackend:
             raise Refused("TOO_LARGE", f"sql is longer than {_MAX_SQL} characters")
         return sql, params(req.get("params"))
 
-    def run(self, query: bool, sql: str, args: list[Any], deadline: float,
+    def run(self, plugin: str, query: bool, sql: str, args: list[Any], deadline: float,
             conn: Any = None) -> bytes:
-        """One statement, in the transaction on ``conn`` or on a pooled connection; the
-        §4.10 result JSON. Refused for every failure."""
+        """One statement of ``plugin``, in the transaction on ``conn`` or on a pooled
+        connection; the §4.10 result JSON. Refused for every failure."""
+        why = refusal(sql, self.connector.kind, conn is not None)
+        if why is not None:
+            raise Refused("DENIED", f"connector {self.name}: {why} (specs/abi.md §4.10, "
+                                    "Statements)")
         if (deadline - time.monotonic()) * 1000 < MIN_STATEMENT_MS:
             raise Refused("UNAVAILABLE", f"connector {self.name}: statement timed out")
         if conn is not None:
             try:
                 return self._statement(conn, query, sql, args, deadline)
             except BaseException as exc:
-                raise self._fail(exc) from None
+                raise self._fail(exc, conn) from None
+        read_only = self.connector.read_only
         for attempt in (0, 1):
             try:
-                conn, reused = self.pool.acquire(deadline)
+                conn, reused = self.pool.acquire(deadline, plugin)
             except BaseException as exc:
                 raise self._fail(exc) from None
             try:
-                return self._statement(conn, query, sql, args, deadline)
+                if read_only:
+                    # Every statement in a read-only transaction the plugin cannot leave (its
+                    # session's default is not enough: a statement can change that).
+                    self.dialect.begin(conn, True, deadline)
+                    out = self._statement(conn, query, sql, args, deadline)
+                    self.dialect.end(conn, True, deadline)
+                    return out
+                out = self._statement(conn, query, sql, args, deadline)
+                if self.dialect.in_transaction(conn):
+                    # A transaction the API did not open: closing the connection rolls it
+                    # back, and its statement is not reported as done.
+                    conn.broken = True
+                    raise Refused("DENIED", f"connector {self.name}: the statement left a "
+                                            "transaction open (rolled back): use the API's "
+                                            "begin, commit and rollback")
+                return out
             except BaseException as exc:
+                if read_only and not conn.broken and self.dialect.in_transaction(conn):
+                    conn.broken = True  # the read-only transaction is ended by closing
                 # A connection idle in the pool may have died with a restarted server: a
                 # query runs once more on a fresh connection. A write does not (the server
                 # may have run it before the connection broke): its caller hears UNAVAILABLE.
@@ -200,9 +251,13 @@ class SqlBackend:
                     self.pool.discard_idle()  # the others died with it
                     if attempt == 0 and query:
                         continue
-                elif self.dialect.closed(conn):
+                elif self.dialect.closed(conn) or conn.killed or not isinstance(
+                        exc, Refused) and self.dialect.failure(
+                        exc, self.name, self.redactor) is None:
+                    # (A failure no dialect names, say a server asking for a local file, left
+                    # the connection in a state nobody knows: it is not given back.)
                     conn.broken = True
-                raise self._fail(exc) from None
+                raise self._fail(exc, conn) from None
             finally:
                 self.pool.release(conn)
         raise AssertionError("unreachable")
@@ -240,7 +295,7 @@ class SqlBackend:
             self._held[plugin] = held + 1
         try:
             for attempt in (0, 1):
-                conn, reused = self.pool.acquire(deadline)
+                conn, reused = self.pool.acquire(deadline, plugin)
                 try:
                     self.dialect.begin(conn, self.connector.read_only, deadline)
                     return conn
@@ -262,10 +317,12 @@ class SqlBackend:
         the commit failed (the transaction is gone either way)."""
         try:
             self.dialect.end(conn, commit, deadline)
+            if self.dialect.in_transaction(conn):
+                conn.broken = True  # still in one (ended and begun again behind the API)
         except BaseException as exc:
             conn.broken = True
             if commit:
-                raise self._fail(exc) from None
+                raise self._fail(exc, conn) from None
         finally:
             self.pool.release(conn)
             self._unhold(plugin)
