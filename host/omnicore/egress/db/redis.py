@@ -3,10 +3,18 @@ plugin's prefix, replies bounded while they are read.
 
 The host speaks RESP2 itself over a pooled socket: a reply's size is known from its header
 (``$<len>``, ``*<count>``) before its body is read, so an oversized value or array is refused
-without being held (the connection is then closed: the rest of the reply is unread). A key
-argument is always the connector's ``key_prefix`` (``{plugin}`` replaced) plus what the
-plugin wrote: the plugin names keys below its prefix and nothing else; ``../`` or a key that
-spells another prefix stays below its own.
+without being held (the connection is then closed: the rest of the reply is unread). Every
+element counts, a nil or an integer as much as a string (:class:`_Budget`). A key argument is
+always the connector's ``key_prefix`` (``{plugin}`` replaced) plus what the plugin wrote: the
+plugin names keys below its prefix and nothing else; ``../`` or a key that spells another
+prefix stays below its own.
+
+A command that deletes what it answers (GETDEL, LPOP, RPOP) would lose the data if its answer
+were refused after it ran: it runs as the host's script :data:`_TAKE`, which measures the
+answer on the server and deletes nothing when it is over the cap.
+
+No allowed command leaves state on the connection (specs/abi.md §4.11.1): a pooled
+connection passes from one plugin to another without a reset.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from omnicore.egress.db.config import DbConnector, Target
 from omnicore.egress.db.sql import dump
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
+from omnicore.errors import ConfigError
 
 __all__ = ["COMMANDS", "RedisBackend"]
 
@@ -49,6 +58,47 @@ _READS = frozenset({"GET", "MGET", "EXISTS", "TTL", "PTTL", "HGET", "HGETALL", "
 _SET_FLAGS = frozenset({b"NX", b"XX", b"KEEPTTL"})
 _SET_VALUED = frozenset({b"EX", b"PX"})
 _MAX_LINE = 1 << 16
+#: What a nil counts against the byte cap (its JSON, ``null``): a reply of nils is bounded
+#: like any other.
+_NIL = 4
+#: How deeply a reply's arrays may nest. No allowed command (nor :data:`_TAKE`) answers more
+#: than one array deep; the bound keeps a lying server's ``*1 *1 *1 ...`` off the stack.
+_MAX_DEPTH = 8
+
+#: The commands that delete what they answer: they run as :data:`_TAKE`.
+_TAKES = frozenset({"GETDEL", "LPOP", "RPOP"})
+#: GETDEL, LPOP or RPOP, measured before it runs, atomically (a script runs alone on the
+#: server): KEYS[1] the key; ARGV[1] the command, ARGV[2] the bytes its reply may take,
+#: ARGV[3] LPOP/RPOP's count if given. The measure is the one :class:`_Budget` takes of the
+#: reply (a string its length, each element of an array one more), so a reply the script lets
+#: through is never refused by the host after the data is gone. Over the cap it answers the
+#: error :data:`_OVER` and its measure, and changes nothing. A missing key is not measured
+#: (nothing to lose); a count below 1 neither (Redis answers it without popping).
+_TAKE = b"""
+local key, cmd, cap, count = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local seen
+if cmd == 'GETDEL' then
+  seen = redis.pcall('STRLEN', key)
+elseif not count then
+  seen = redis.pcall('LINDEX', key, cmd == 'LPOP' and 0 or -1)
+elseif count > 0 then
+  seen = redis.pcall('LRANGE', key, cmd == 'LPOP' and 0 or -count,
+                     cmd == 'LPOP' and count - 1 or -1)
+end
+if type(seen) == 'table' and seen.err then return seen end
+local size = 0
+if type(seen) == 'number' then
+  size = seen
+elseif type(seen) == 'string' then
+  size = #seen
+elseif type(seen) == 'table' then
+  for _, v in ipairs(seen) do size = size + #v + 1 end
+end
+if size > cap then return redis.error_reply('OMNICORE_OVER ' .. size) end
+if count then return redis.pcall(cmd, key, ARGV[3]) end
+return redis.pcall(cmd, key)
+"""
+_OVER = "OMNICORE_OVER "
 
 
 class _ReplyError(Exception):
@@ -56,12 +106,13 @@ class _ReplyError(Exception):
 
 
 class _Conn:
-    __slots__ = ("broken", "file", "sock")
+    __slots__ = ("broken", "file", "owner", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.file = sock.makefile("rb")
         self.broken = False
+        self.owner: str | None = None
 
     def close(self) -> None:
         for part in (self.file, self.sock):
@@ -78,42 +129,63 @@ class _Conn:
         self.sock.sendall(b"".join(out))
 
     def reply(self, budget: _Budget) -> Any:
+        """The next reply, each element counted by ``budget`` before it is read. A refusal
+        leaves the rest of the reply unread: the connection is then marked broken."""
+        try:
+            return self._value(budget, 0)
+        except Refused:
+            self.broken = True
+            raise
+
+    def _value(self, budget: _Budget, depth: int) -> Any:
         line = self.file.readline(_MAX_LINE)
         if not line.endswith(b"\r\n"):
             raise ConnectionError("connection lost")
         kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            budget.take(len(rest))
-            return rest
-        if kind == b"-":
-            raise _ReplyError(rest.decode("utf-8", "replace"))
-        if kind == b":":
-            return int(rest)
         if kind == b"$":
             n = int(rest)
             if n < 0:
+                budget.take(_NIL)
                 return None
             budget.take(n)
             data = self.file.read(n + 2)
             if len(data) != n + 2:
                 raise ConnectionError("connection lost")
             return data[:-2]
+        if kind == b":":
+            budget.take(len(rest))
+            return int(rest)
+        if kind == b"+":
+            budget.take(len(rest))
+            return rest
+        if kind == b"-":
+            # An error inside an array leaves the array's other elements unread.
+            self.broken = self.broken or depth > 0
+            raise _ReplyError(rest.decode("utf-8", "replace"))
         if kind == b"*":
             n = int(rest)
             if n < 0:
+                budget.take(_NIL)
                 return None
+            if depth == _MAX_DEPTH:
+                raise ConnectionError(f"the server's reply nests arrays over {_MAX_DEPTH} deep")
             budget.items(n)
-            return [self.reply(budget) for _ in range(n)]
+            return [self._value(budget, depth + 1) for _ in range(n)]
         raise ConnectionError("the server sent something that is not RESP2")
 
 
 class _Budget:
-    __slots__ = ("connector", "left", "max_bytes", "max_rows")
+    """What is left of a reply's caps, taken as its elements arrive: every element of every
+    array (nested ones too) is an item against ``max_rows`` and one byte against
+    ``max_result_bytes`` (its separator), taken from the array's header; a string then takes
+    its length, an integer its digits, a nil :data:`_NIL`."""
+
+    __slots__ = ("connector", "left", "max_bytes", "max_rows", "rows_left")
 
     def __init__(self, connector: DbConnector) -> None:
         self.connector = connector.name
         self.max_bytes = self.left = connector.max_result_bytes
-        self.max_rows = connector.max_rows
+        self.max_rows = self.rows_left = connector.max_rows
 
     def take(self, n: int) -> None:
         self.left -= n
@@ -122,9 +194,11 @@ class _Budget:
                                        f"(connector {self.connector}, max_result_bytes)")
 
     def items(self, n: int) -> None:
-        if n > self.max_rows:
+        self.rows_left -= n
+        if self.rows_left < 0:
             raise Refused("TOO_LARGE", f"the reply has more than {self.max_rows} items "
                                        f"(connector {self.connector}, max_rows)")
+        self.take(n)
 
 
 def _arg(value: Any, where: str) -> bytes:
@@ -180,6 +254,11 @@ class RedisBackend:
             target = self.connector.target(self._read_secret)
         except LookupError as exc:
             raise Refused("UNAVAILABLE", f"connector {self.name}: {exc}") from None
+        except ConfigError:
+            # (Its message is the URL's fault, never the URL: the secret holds a password.)
+            raise Refused("UNAVAILABLE", f"connector {self.name}: secret "
+                                         f"{self.connector.url_secret} does not hold a valid "
+                                         "redis URL") from None
         if target.password:
             self.redactor.add(target.password)
         conn = _Conn(_socket(target, deadline))
@@ -223,6 +302,11 @@ class RedisBackend:
             raise Refused("INVALID", f"{name} takes {least}"
                           + ("" if most == least else f" to {most}" if most else " or more")
                           + f" arguments, got {len(args)}")
+        # A request costs the host a few times its arguments (encoded, prefixed, framed) and
+        # MGET answers one item per key: the arguments are bounded as a reply's items are.
+        if len(args) > self.connector.max_rows:
+            raise Refused("TOO_LARGE", f"{name} of more than {self.connector.max_rows} "
+                                       f"arguments (connector {self.name}, max_rows)")
         raw = [_arg(a, f"args[{i}]") for i, a in enumerate(args)]
         prefix = self.prefix(plugin)
         if keys == "all":
@@ -232,14 +316,17 @@ class RedisBackend:
         if name == "SET":
             _check_set(raw[2:])
         if name in ("LPOP", "RPOP") and len(raw) == 2:
-            if _int(raw[1], "count") > self.connector.max_rows:
+            count = _int(raw[1], "count")
+            if count > self.connector.max_rows:
                 raise Refused("TOO_LARGE", f"count is over max_rows ({self.connector.max_rows})")
-        return self._run(name, raw, deadline)
+            # As read here: the script measures what Redis will pop.
+            raw[1] = str(count).encode()
+        return self._run(plugin, name, raw, deadline)
 
-    def _run(self, name: str, raw: list[bytes], deadline: float) -> Any:
+    def _run(self, plugin: str, name: str, raw: list[bytes], deadline: float) -> Any:
         for attempt in (0, 1):
             try:
-                conn, reused = self.pool.acquire(deadline)
+                conn, reused = self.pool.acquire(deadline, plugin)
             except Refused:
                 raise
             except BaseException as exc:
@@ -247,8 +334,9 @@ class RedisBackend:
             try:
                 return self._exchange(conn, name, raw, deadline)
             except BaseException as exc:
-                conn.broken = conn.broken or (not isinstance(exc, (_ReplyError,)) and not (
-                    isinstance(exc, Refused) and exc.status == "INVALID"))
+                # A refusal left the connection as clean as an error reply did, unless the
+                # reader marked it (a reply left half read).
+                conn.broken = conn.broken or not isinstance(exc, (_ReplyError, Refused))
                 # An idle connection that died with a restarted server: once more, afresh.
                 if reused and isinstance(exc, (ConnectionError, OSError)) \
                         and not isinstance(exc, TimeoutError):
@@ -263,21 +351,24 @@ class RedisBackend:
     def _exchange(self, conn: _Conn, name: str, raw: list[bytes], deadline: float) -> Any:
         budget = _Budget(self.connector)
         max_rows = self.connector.max_rows
-        # What could answer with many items is measured first, so it is never read.
+        # What could answer with many items is measured first, so it is never read (the
+        # measure is the host's, not the plugin's reply: it has its own budget).
         if name == "LRANGE":
             start, stop = _int(raw[1], "start"), _int(raw[2], "stop")
             if start < 0 or stop < 0:
                 conn.send([b"LLEN", raw[0]], deadline)
-                n = conn.reply(budget)
+                n = conn.reply(_Budget(self.connector))
                 start = max(0, start + n if start < 0 else start)
                 stop = stop + n if stop < 0 else stop
             if stop - start + 1 > max_rows:
                 raise Refused("TOO_LARGE", f"LRANGE of more than {max_rows} items "
                                            f"(connector {self.name}, max_rows)")
             raw = [raw[0], str(start).encode(), str(stop).encode()]
+        elif name in _TAKES:
+            return self._take(conn, name, raw, budget, deadline)
         elif name in ("SMEMBERS", "HGETALL"):
             conn.send([b"SCARD" if name == "SMEMBERS" else b"HLEN", raw[0]], deadline)
-            n = conn.reply(budget)
+            n = conn.reply(_Budget(self.connector))
             if isinstance(n, int) and n * (2 if name == "HGETALL" else 1) > max_rows:
                 raise Refused("TOO_LARGE", f"{name} of more than {max_rows} items "
                                            f"(connector {self.name}, max_rows)")
@@ -286,6 +377,20 @@ class RedisBackend:
         if name == "HGETALL" and isinstance(out, list):
             return {_field(out[i]): _json(out[i + 1]) for i in range(0, len(out) - 1, 2)}
         return out
+
+    def _take(self, conn: _Conn, name: str, raw: list[bytes], budget: _Budget,
+              deadline: float) -> Any:
+        conn.send([b"EVAL", _TAKE, b"1", raw[0], name.encode(), str(budget.left).encode(),
+                   *raw[1:]], deadline)
+        try:
+            return conn.reply(budget)
+        except _ReplyError as exc:
+            if not str(exc).startswith(_OVER):
+                raise
+            raise Refused("TOO_LARGE", f"{name} would answer {str(exc)[len(_OVER):]} bytes, "
+                                       f"more than {budget.max_bytes} (connector {self.name}, "
+                                       "max_result_bytes): refused before it ran, the key is "
+                                       "unchanged") from None
 
     def _failure(self, exc: BaseException) -> Refused:
         if isinstance(exc, Refused):
@@ -306,7 +411,12 @@ class RedisBackend:
             return Refused("UNAVAILABLE", f"connector {self.name}: connection refused")
         if isinstance(exc, (ConnectionError, OSError, ValueError)):
             return Refused("UNAVAILABLE", f"connector {self.name}: connection lost")
-        raise exc
+        if not isinstance(exc, Exception):
+            raise exc  # KeyboardInterrupt, SystemExit: not the plugin's to hear of
+        # A failure nothing above names (a bug here): still the plugin's status, never a trap.
+        return Refused("UNAVAILABLE", f"connector {self.name}: unexpected failure "
+                                      f"({type(exc).__name__}: "
+                                      f"{first_line(str(exc), self.redactor)})")
 
     def stats(self) -> dict[str, Any]:
         return {"in_use": self.pool.in_use, "idle": self.pool.idle,
