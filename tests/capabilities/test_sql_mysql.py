@@ -18,8 +18,8 @@ import pytest
 from pymysql.connections import MySQLResult
 from pymysql.protocol import MysqlPacket
 
-from omnicore.egress.db.base import CLIENT_GRACE_S, HARD_GRACE_S
 from omnicore.egress.db import mysql
+from omnicore.egress.db.base import CLIENT_GRACE_S, HARD_GRACE_S
 from omnicore.egress.db.mysql import check_pymysql, placeholders
 from omnicore.egress.refused import Refused
 from omnicore.errors import DeadlineExceeded, GuestError, Trap
@@ -59,6 +59,9 @@ def test_placeholders_outside_strings_and_comments_only() -> None:
         "SELECT %s, '?', \"?\", `?`, 5 %% 2 -- ?\n, %s /* ? */ # ?", 2)
     assert placeholders("SELECT 'it''s ?', 'a\\'?', ?") == (
         "SELECT 'it''s ?', 'a\\'?', %s", 1)
+    # A % in a string or comment is doubled too: PyMySQL's formatting reads the whole text.
+    assert placeholders("SELECT '%x%' LIKE ?, 1 -- 100%\n") == (
+        "SELECT '%%x%%' LIKE %s, 1 -- 100%%\n", 1)
 
 
 def test_the_pymysql_internals_the_connector_reads_through_are_there(

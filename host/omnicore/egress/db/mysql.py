@@ -100,7 +100,8 @@ def placeholders(sql: str) -> tuple[str, int]:
         if m.group(1):
             count += 1
             return "%s"
-        return "%%" if m.group(2) else m.group(0)
+        # (Inside a string or comment a % is PyMySQL's formatting's too.)
+        return "%%" if m.group(2) else m.group(0).replace("%", "%%")
 
     return _TOKENS.sub(swap, sql), count
 

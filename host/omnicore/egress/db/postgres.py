@@ -14,6 +14,7 @@ watchdog cancels it from the client too.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import itertools
 import math
@@ -39,6 +40,7 @@ from omnicore.egress.db.base import (
     Watchdog,
     first_line,
     on_side,
+    over_cap,
     server_timeout_ms,
     timed_out,
 )
@@ -90,12 +92,17 @@ class _Statement:
 
 
 class _Conn(DriverConn["psycopg.Connection[Any]"]):
-    __slots__ = ("cancel", "encoding", "sever", "shapes", "statements", "timeout_ms", "tx",
-                 "unprepare")
+    __slots__ = ("cancel", "connector", "encoding", "row_cap", "sever", "shapes", "statements",
+                 "timeout_ms", "tx", "unprepare")
 
-    def __init__(self, raw: psycopg.Connection[Any], limit_ms: int,
+    def __init__(self, raw: psycopg.Connection[Any], connector: DbConnector,
                  side: dict[str, Any]) -> None:
-        super().__init__(raw, limit_ms)
+        super().__init__(raw, connector.statement_timeout_ms)
+        # A row whose cells are longer on the wire than this is over max_result_bytes
+        # whatever they are (a cell's JSON is at least half its text: bytea's hex), refused
+        # before it is decoded. (libpq has read the row whole by then: the bound it leaves.)
+        self.row_cap = 2 * connector.max_result_bytes
+        self.connector = connector.name
         self.timeout_ms = -1        # the server's statement_timeout as last set
         # What the watchdog calls at a deadline (made once, not per statement): the cancel
         # request, then, when the statement outlived it, the cut.
@@ -148,7 +155,7 @@ class PostgresDialect(Dialect):
         raw = psycopg.connect(**kwargs)
         side = dict(kwargs, connect_timeout=math.ceil(SIDE_TIMEOUT_S),
                     options=f"-c statement_timeout={int(SIDE_TIMEOUT_S * 1000)}")
-        return _Conn(raw, connector.statement_timeout_ms, side)
+        return _Conn(raw, connector, side)
 
     def _timeout(self, conn: _Conn, deadline: float) -> list[Any]:
         """Set the statement's server timeout; arm the client's (its watchdog entry)."""
@@ -273,7 +280,7 @@ def _sever(conn: _Conn, pid: int, side: dict[str, Any]) -> None:
 
 def _terminate(pid: int, side: dict[str, Any]) -> None:
     with psycopg.connect(**side) as raw:
-        raw.execute("SELECT pg_terminate_backend(%s)", [pid])
+        raw.execute("SELECT pg_terminate_backend($1)", [pid])  # (a RawCursor's placeholder)
 
 
 def _command(conn: _Conn, sql: str, args: list[Any]) -> int:
@@ -307,6 +314,27 @@ def _command(conn: _Conn, sql: str, args: list[Any]) -> int:
         res = _next(conn)
     conn.encoding = raw.info.encoding
     return count
+
+
+def _libpq_getlength() -> Callable[[int, int, int], int]:
+    """libpq's PQgetlength, of the libpq psycopg runs on (psycopg's PGresult does not offer
+    it): a cell's length, read before psycopg decodes the cell."""
+    if pq.__impl__ == "python":
+        from psycopg.pq import _pq_ctypes
+        lib: Any = ctypes.CDLL(_pq_ctypes.pq._name)  # type: ignore[attr-defined]
+    else:
+        with open("/proc/self/maps") as maps:  # the one psycopg's C is linked with
+            path = next((line.split()[-1] for line in maps if "/libpq" in line), None)
+        if path is None:
+            raise ImportError("the PostgreSQL connector found no libpq loaded by psycopg")
+        lib = ctypes.CDLL(path)
+    getlength = lib.PQgetlength
+    getlength.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
+    getlength.restype = ctypes.c_int
+    return getlength  # type: ignore[no-any-return]
+
+
+_getlength = _libpq_getlength()
 
 
 def _unprepare(conn: _Conn) -> None:
@@ -438,9 +466,13 @@ def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any],
             if status == _CHUNK:
                 tx.set_pgresult(res, set_loaders=loaders)
                 loaders = False
+                ptr, fields = res.pgresult_ptr, range(res.nfields)
                 # Row by row: a row past a cap ends the query before the rest of the chunk
-                # is decoded.
+                # is decoded, and a row too long on the wire before it is.
                 for i in range(res.ntuples):
+                    if sum([_getlength(ptr, i, c) for c in fields]) > conn.row_cap:
+                        raise over_cap(conn.connector, i, conn.row_cap, 1 << 62,
+                                       conn.row_cap // 2)
                     yield tx.load_row(i, tuple)
             elif status != _TUPLES:
                 raise _failed(conn, res)

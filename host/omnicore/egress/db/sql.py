@@ -251,9 +251,9 @@ class SqlBackend:
                     self.pool.discard_idle()  # the others died with it
                     if attempt == 0 and query:
                         continue
-                elif self.dialect.closed(conn) or conn.killed or not isinstance(
+                elif self.dialect.closed(conn) or conn.killed or (not isinstance(
                         exc, Refused) and self.dialect.failure(
-                        exc, self.name, self.redactor) is None:
+                        exc, self.name, self.redactor) is None):
                     # (A failure no dialect names, say a server asking for a local file, left
                     # the connection in a state nobody knows: it is not given back.)
                     conn.broken = True
