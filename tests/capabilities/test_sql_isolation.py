@@ -132,7 +132,8 @@ def test_pg_one_statement_per_request_with_or_without_parameters(
 
 
 def test_pg_read_only_holds_whatever_the_plugin_sends(sql_app: Callable[..., Db],  # noqa: F811
-                                                      pg: dict[str, Any]) -> None:  # noqa: F811
+                                                      pg: dict[str, Any],  # noqa: F811
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     with psycopg.connect(shop_url(pg), autocommit=True) as admin:
         admin.execute("CREATE TABLE IF NOT EXISTS ro (v int)")
     evil, _ = _pair(sql_app, {"kind": "postgres", "url": pg["url"], "read_only": True},
@@ -160,6 +161,11 @@ def test_pg_read_only_holds_whatever_the_plugin_sends(sql_app: Callable[..., Db]
         backend.end("evil", conn, False, deadline)
     with psycopg.connect(shop_url(pg), autocommit=True) as admin:
         assert admin.execute("SELECT count(*) FROM ro").fetchone() == (0,)
+    # The role owns the database and its tables: the operator hears of it, once.
+    warned = [r.getMessage() for r in caplog.records if "is read_only but" in r.getMessage()]
+    assert len(warned) == 1 and "its role omniconn can write (CREATE on the database, " \
+        "INSERT, UPDATE or DELETE on a table, " \
+        "owns tables)" in warned[0], warned
 
 
 def test_pg_a_statement_that_catches_its_cancel_ends_by_the_deadline_and_on_the_server(
@@ -290,7 +296,8 @@ def test_maria_a_transaction_left_open_is_refused_and_rolled_back(
 
 
 def test_maria_read_only_holds_whatever_the_plugin_sends(
-        sql_app: Callable[..., Db], url: str) -> None:  # noqa: F811
+        sql_app: Callable[..., Db], url: str,  # noqa: F811
+        caplog: pytest.LogCaptureFixture) -> None:
     with _admin(url) as admin, admin.cursor() as cur:
         cur.execute("CREATE TABLE ro (v INT)")
         cur.execute("CREATE PROCEDURE rw() BEGIN SET SESSION TRANSACTION READ WRITE; "
@@ -303,6 +310,8 @@ def test_maria_read_only_holds_whatever_the_plugin_sends(
     with _admin(url) as admin, admin.cursor() as cur:
         cur.execute("SELECT count(*) FROM ro")
         assert cur.fetchone() == (0,)
+    warned = [r.getMessage() for r in caplog.records if "is read_only but" in r.getMessage()]
+    assert len(warned) == 1 and "can write (" in warned[0], warned
 
 
 def test_maria_a_procedure_that_handles_its_kill_ends_by_the_deadline_and_on_the_server(

@@ -572,6 +572,14 @@ class MysqlDialect(Dialect):
         else:
             conn.raw.rollback()
 
+    def writable(self, conn: _Conn) -> str | None:
+        with conn.raw.cursor(pymysql.cursors.Cursor) as cur:
+            cur.execute("SHOW GRANTS FOR CURRENT_USER()")
+            grants = " ".join(str(row[0]) for row in cur.fetchall())
+        found = sorted({w for w in ("ALL PRIVILEGES", "INSERT", "UPDATE", "DELETE", "CREATE",
+                                    "DROP", "ALTER") if re.search(rf"\b{w}\b", grants)})
+        return ", ".join(found) or None
+
     def in_transaction(self, conn: _Conn) -> bool:
         status = conn.raw.server_status
         return bool(status & SERVER_STATUS.SERVER_STATUS_IN_TRANS) or not (

@@ -203,6 +203,20 @@ class PostgresDialect(Dialect):
         if conn.raw.info.transaction_status != _IDLE:
             conn.broken = True
 
+    def writable(self, conn: _Conn) -> str | None:
+        row = conn.raw.execute(
+            "SELECT rolsuper, has_database_privilege(current_database(), 'CREATE'), "
+            "EXISTS (SELECT 1 FROM information_schema.role_table_grants WHERE grantee = "
+            "current_user AND privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')), "
+            "EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE pg_has_role(c.relowner, 'USAGE') AND n.nspname NOT IN ('pg_catalog', "
+            "'information_schema') AND n.nspname NOT LIKE 'pg_toast%') "
+            "FROM pg_roles WHERE rolname = current_user").fetchone()
+        names = ("superuser", "CREATE on the database", "INSERT, UPDATE or DELETE on a table",
+                 "owns tables")
+        found = [n for n, yes in zip(names, row or (), strict=False) if yes]
+        return ", ".join(found) or None
+
     def in_transaction(self, conn: _Conn) -> bool:
         return conn.raw.pgconn.transaction_status != _IDLE
 

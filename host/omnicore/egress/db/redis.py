@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from omnicore.egress.db.base import Pool, first_line
+from omnicore.egress.db.base import WATCHDOG, Pool, Watchdog, first_line
 from omnicore.egress.db.config import DbConnector, Target
 from omnicore.egress.db.sql import dump
 from omnicore.egress.redact import Redactor
@@ -106,13 +106,20 @@ class _ReplyError(Exception):
 
 
 class _Conn:
-    __slots__ = ("broken", "file", "owner", "sock")
+    __slots__ = ("broken", "file", "killed", "owner", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.file = sock.makefile("rb")
         self.broken = False
+        self.killed = False  # cut at the call's deadline (what failed then, timed out)
         self.owner: str | None = None
+
+    def cut(self) -> None:
+        """End the exchange now (the watchdog at the call's deadline): the socket's timeout
+        bounds each read, not a server that drips a byte at a time."""
+        self.killed = True
+        _shut(self.sock)
 
     def close(self) -> None:
         for part in (self.file, self.sock):
@@ -261,7 +268,22 @@ class RedisBackend:
                                          "redis URL") from None
         if target.password:
             self.redactor.add(target.password)
-        conn = _Conn(_socket(target, deadline))
+        opened: list[socket.socket] = []
+        cut: list[bool] = []
+
+        def expire() -> None:  # the whole opening bounded by the deadline, not each read
+            cut.append(True)
+            for sock in opened:
+                _shut(sock)
+
+        entry = WATCHDOG.arm(deadline, expire)
+        try:
+            conn = _Conn(_socket(target, deadline, opened))
+        except BaseException:
+            Watchdog.disarm(entry)
+            if cut:
+                raise TimeoutError("the connection did not open in time") from None
+            raise
         try:
             budget = _Budget(self.connector)
             if target.password is not None:
@@ -274,7 +296,11 @@ class RedisBackend:
                 conn.reply(budget)
         except BaseException:
             conn.close()
+            if cut:
+                raise TimeoutError("the connection did not open in time") from None
             raise
+        finally:
+            Watchdog.disarm(entry)
         return conn
 
     def command(self, plugin: str, cmd: Any, args: Any, deadline: float) -> bytes:
@@ -297,6 +323,8 @@ class RedisBackend:
             args = []
         if not isinstance(args, list):
             raise Refused("INVALID", "args must be an array")
+        if self.connector.read_only and name not in _READS:
+            raise Refused("DENIED", f"connector {self.name} is read-only: {name} writes")
         least, most, keys = COMMANDS[name]
         if len(args) < least or (most is not None and len(args) > most):
             raise Refused("INVALID", f"{name} takes {least}"
@@ -331,9 +359,13 @@ class RedisBackend:
                 raise
             except BaseException as exc:
                 raise self._failure(exc) from None
+            entry = WATCHDOG.arm(deadline, conn.cut)  # the call's whole exchange, not a read
             try:
                 return self._exchange(conn, name, raw, deadline)
             except BaseException as exc:
+                if conn.killed:
+                    conn.broken = True
+                    raise Refused("UNAVAILABLE", f"connector {self.name}: timed out") from None
                 # A refusal left the connection as clean as an error reply did, unless the
                 # reader marked it (a reply left half read).
                 conn.broken = conn.broken or not isinstance(exc, (_ReplyError, Refused))
@@ -345,6 +377,7 @@ class RedisBackend:
                         continue
                 raise self._failure(exc) from None
             finally:
+                Watchdog.disarm(entry)
                 self.pool.release(conn)
         raise AssertionError("unreachable")
 
@@ -443,10 +476,20 @@ def _check_set(options: list[bytes]) -> None:
             raise Refused("INVALID", "SET takes EX n, PX n, NX, XX or KEEPTTL")
 
 
-def _socket(target: Target, deadline: float) -> socket.socket:
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # a read blocked on it returns at once
+    except OSError:
+        pass
+
+
+def _socket(target: Target, deadline: float, opened: list[socket.socket]) -> socket.socket:
+    """The connection's socket, put in ``opened`` as soon as it exists (what the deadline's
+    cut shuts down: a TLS handshake that drips is bounded with it)."""
     timeout = max(0.001, deadline - time.monotonic())
     if target.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        opened.append(sock)
         sock.settimeout(timeout)
         try:
             sock.connect(target.socket)
@@ -455,6 +498,7 @@ def _socket(target: Target, deadline: float) -> socket.socket:
             raise
         return sock
     sock = socket.create_connection((target.host, target.port), timeout=timeout)
+    opened.append(sock)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if target.tls:
         return ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)

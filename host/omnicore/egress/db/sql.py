@@ -6,6 +6,7 @@ pool, the request shape, transactions, and the JSON of a result; ``postgres.py``
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -22,6 +23,8 @@ from omnicore.egress.refused import Refused
 from omnicore.errors import ConfigError
 
 __all__ = ["Dialect", "DriverConn", "RowEncoder", "SqlBackend", "dump", "row_encoder"]
+
+_log = logging.getLogger("omnicore.egress")
 
 _MAX_SQL = 1 << 20
 
@@ -116,6 +119,10 @@ class Dialect:
         (it is about to serve another plugin); raise when it cannot (the pool closes it)."""
         raise NotImplementedError
 
+    def writable(self, conn: Any) -> str | None:
+        """What the connection's role may write (a read_only connector's check), or None."""
+        raise NotImplementedError
+
     def in_transaction(self, conn: Any) -> bool:
         """Whether ``conn`` is inside a transaction (known without a round trip): after a
         statement outside the API's transactions, the plugin opened one behind the API."""
@@ -156,6 +163,7 @@ class SqlBackend:
         # so a plugin opening transactions from many calls cannot starve the others.
         self._held: dict[str, int] = {}
         self.max_held = max(1, connector.pool_size // 2)
+        self._role_checked = False  # a read_only connector's role, at its first connection
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self, deadline: float) -> Any:
@@ -172,7 +180,19 @@ class SqlBackend:
                        f"{target.user}:{target.password}"):
             if secret:
                 self.redactor.add(secret)
-        return self.dialect.connect(target, self.connector, deadline)
+        conn = self.dialect.connect(target, self.connector, deadline)
+        if self.connector.read_only and not self._role_checked:
+            self._role_checked = True
+            try:
+                why = self.dialect.writable(conn)
+            except Exception as exc:  # a check, not a reason to refuse the connection
+                why = f"could not be checked ({type(exc).__name__})"
+            if why:
+                _log.warning("connector %s is read_only but its role %s can write (%s): the "
+                             "host keeps every statement in a read-only transaction; give it "
+                             "a role with SELECT only as well (specs/abi.md §4.10, Read-only)",
+                             self.name, target.user, why)
+        return conn
 
     def _fail(self, exc: BaseException, conn: Any = None) -> Refused:
         if conn is not None and conn.killed:
