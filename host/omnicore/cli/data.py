@@ -115,8 +115,9 @@ def _when(t: float | None) -> str:
 @jobs.command("list")
 @click.option("--plugin", help="Only this plugin's jobs.")
 @click.option("--state", type=click.Choice(["queued", "running", "succeeded", "dead",
-                                            "cancelled"]))
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+                                            "cancelled"]), help="Only jobs in this state.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
+              help="At most this many jobs.")
 @_APP
 @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
 def jobs_list(plugin: str | None, state: str | None, limit: int, appdir: Path,

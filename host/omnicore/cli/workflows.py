@@ -342,9 +342,10 @@ def _finish(app: OmniApp, final: RunRecord, as_json: bool) -> None:
 @click.option("--run", "run_id", type=int, default=None, help="Show this run in detail.")
 @click.option("--state", default=None,
               type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled",
-                                 "skipped"]))
+                                 "skipped"]), help="Only runs in this state.")
 @click.option("--history", is_flag=True, help="With --run: the run's whole audit trail.")
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--limit", type=int, default=20, show_default=True,
+              help="At most this many runs.")
 @_APP
 @_JSON
 def runs(name: str | None, run_id: int | None, state: str | None, history: bool, limit: int,
