@@ -107,6 +107,11 @@ def main() -> None:
                                                                  "omnicore@"),
                        "secret": "pg-pw"},
                 "my": {"kind": "mysql", "url": my_url, "secret": "my-pw"},
+                # One connection each: two plugins taking turns hand it over every statement.
+                "pg1": {"kind": "postgres", "url": pg_url.replace("omnicore:omnicore@",
+                                                                  "omnicore@"),
+                        "secret": "pg-pw", "pool_size": 1},
+                "my1": {"kind": "mysql", "url": my_url, "secret": "my-pw", "pool_size": 1},
                 "cache": {"kind": "redis", "url": f"redis://127.0.0.1:{red.port}/0",
                           "secret": "cache-pw"}}})
         app.start()
@@ -160,14 +165,35 @@ def main() -> None:
         rows = []
         for label, plugin, host, alone in (
                 ("PostgreSQL (psycopg 3)", lambda: call("db", "query", pg_in),
-                 in_host(pg_be.run, True, PG_SQL, [1]), pg_alone),
+                 in_host(pg_be.run, "db", True, PG_SQL, [1]), pg_alone),
                 ("MariaDB (PyMySQL)", lambda: call("db", "query", my_in),
-                 in_host(my_be.run, True, PG_SQL.replace("$1", "?"), [1]), my_alone),
+                 in_host(my_be.run, "db", True, PG_SQL.replace("$1", "?"), [1]), my_alone),
                 ("Redis GET (redis-py)", lambda: call("kv", "command", kv_in),
                  in_host(kv_be.command, "kv", "GET", ["visits"]), lambda: rc.get("visits"))):
             p, h, a = measure_alternating([plugin, host, alone], iters // turns,
                                           repeats=7 * turns, warmup=iters // 10)
             rows.append([label, str(p), str(h), str(a), f"{p.ratio(a):.2f}x"])
+        # The reset a connection passes through when it goes from one plugin to another
+        # (specs/abi.md §4.10, Sessions): two host-side "plugins" taking turns on a pool of
+        # one, against one plugin making the same two statements.
+        handover = []
+        for label, be, sql in (
+                ("PostgreSQL (ROLLBACK if open, DISCARD ALL)",
+                 app.databases.backend("pg1", ("postgres",)), PG_SQL),
+                ("MariaDB (COM_RESET_CONNECTION, SET, check)",
+                 app.databases.backend("my1", ("mysql",)), PG_SQL.replace("$1", "?"))):
+            def same(be: Any = be, sql: str = sql) -> None:
+                be.run("a", True, sql, [1], time.monotonic() + 5)
+                be.run("a", True, sql, [1], time.monotonic() + 5)
+
+            def turns_of_two(be: Any = be, sql: str = sql) -> None:
+                be.run("a", True, sql, [1], time.monotonic() + 5)
+                be.run("b", True, sql, [1], time.monotonic() + 5)
+
+            s, t = measure_alternating([same, turns_of_two], iters // turns // 2,
+                                       repeats=7 * turns, warmup=iters // 20)
+            handover.append([label, f"{s.median / 2:.1f}", f"{t.median / 2:.1f}",
+                             f"{(t.median - s.median) / 2:.1f}"])
         per_thread = 100 if args.quick else 1000
         rate, failed = threaded(lambda: call("db", "query", pg_in), 8, per_thread)
         one, _ = threaded(lambda: call("db", "query", pg_in), 1, per_thread)
@@ -177,6 +203,9 @@ def main() -> None:
               f"# {machine()}")
         print(render(["one-row query", "from a plugin", "host connector", "driver alone",
                       "plugin / driver"], rows, args.markdown))
+        print()
+        print(render(["statement, µs median", "same plugin", "plugins taking turns",
+                      "reset per hand-over"], handover, args.markdown))
         print()
         print(render(["threads calling the querying plugin", "calls/s", "failed calls"],
                      [["1", f"{one:.0f}", "0"],

@@ -96,6 +96,12 @@ def test_pg_session_state_left_by_one_plugin_is_gone_for_the_next(
     assert shop.rows("db", "SELECT $1::text", "é ✓") == [["é ✓"]]
     # And back: the attacker's session is gone too (its own connection was reset for shop).
     assert evil.rows("db", "SELECT name FROM items") == [["real"]]
+    # Hand-overs again and again: what the host prepared on the connection is forgotten with
+    # the reset (a statement prepared before DISCARD ALL would be missing after it).
+    for _ in range(8):
+        assert evil.rows("db", "SELECT id FROM items WHERE id = $1", 1) == [[1]]
+        assert shop.rows("db", "SELECT id FROM items WHERE id = $1", 1) == [[1]]
+    assert pool.resets >= resets + 17
 
 
 def test_pg_transaction_and_session_statements_are_refused(

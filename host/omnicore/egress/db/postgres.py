@@ -152,6 +152,9 @@ class PostgresDialect(Dialect):
         if connector.read_only:
             kwargs["options"] = "-c default_transaction_read_only=on"
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        # (Given as None, not dropped with the unset ones above: psycopg's own default
+        # prepares a statement run five times, under names a reset's DISCARD ALL drops.)
+        kwargs["prepare_threshold"] = None
         raw = psycopg.connect(**kwargs)
         side = dict(kwargs, connect_timeout=math.ceil(SIDE_TIMEOUT_S),
                     options=f"-c statement_timeout={int(SIDE_TIMEOUT_S * 1000)}")
