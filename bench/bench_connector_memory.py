@@ -1,0 +1,110 @@
+"""What a refused oversized result costs the host in memory: one cell of SIZE MiB (default 100)
+selected through a connector whose ``max_result_bytes`` is 8 MiB, beside the driver alone
+fetching the same row.
+
+Run: ``.venv/bin/python bench/bench_connector_memory.py [--size MIB] [--markdown]``
+
+Each figure is the growth of the peak resident set (``ru_maxrss``) of a fresh child process
+over the statement: the child connects, runs a small query (its baseline), then the one
+statement, and reports how much its peak grew. A private PostgreSQL and MariaDB are started
+here (as the tests start them); MariaDB's ``max_allowed_packet`` is raised so the server can
+send the row at all. The bound stated in specs/abi.md §4.10 (*Memory*): MariaDB, the socket's
+buffers (the row is refused from its packet header, unread); PostgreSQL, one row held by
+libpq (never decoded by the host).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from _measure import machine, render
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.dbservers import PASSWORD as MARIA_PASSWORD  # noqa: E402
+from tests.dbservers import MariaDB  # noqa: E402
+from tests.pgcluster import Cluster  # noqa: E402
+
+CHILD = r"""
+import json, resource, sys, time
+kind, url, password, size, how = sys.argv[1:6]
+size = int(size)
+def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if how == "host":
+    from omnicore.egress.db import db_connector
+    from omnicore.egress.db.service import _make
+    c = db_connector("big", {"kind": kind, "url": url, "secret": "pw",
+                             "max_result_bytes": 8 << 20})
+    be = _make(c, lambda name: password.encode())
+    q = "SELECT repeat('y', 10)" if kind == "postgres" else "SELECT REPEAT('y', 10)"
+    be.run("p", True, q, [], time.monotonic() + 30)
+    base = peak()
+    try:
+        be.run("p", True, q.replace("10", str(size << 20)), [], time.monotonic() + 60)
+        out = "answered"
+    except Exception as exc:
+        out = str(exc)[:60]
+else:
+    if kind == "postgres":
+        import psycopg
+        conn = psycopg.connect(url.replace("@", f":{password}@"), autocommit=True)
+        conn.execute("SELECT repeat('y', 10)").fetchall()
+        base = peak()
+        conn.execute(f"SELECT repeat('y', {size << 20})").fetchall()
+    else:
+        import pymysql
+        from urllib.parse import urlparse
+        u = urlparse(url)
+        conn = pymysql.connect(host=u.hostname, port=u.port, user=u.username,
+                               password=password, database=u.path.lstrip("/"))
+        with conn.cursor() as cur:
+            cur.execute("SELECT REPEAT('y', 10)"); cur.fetchall()
+            base = peak()
+            cur.execute(f"SELECT REPEAT('y', {size << 20})"); cur.fetchall()
+    out = "fetched"
+print(json.dumps({"growth_mib": peak() - base, "outcome": out}))
+"""
+
+
+def child(kind: str, url: str, password: str, size: int, how: str) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-c", CHILD, kind, url, password, str(size), how],
+                          capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(ROOT / "host"), "PATH": "/usr/bin:/bin"})
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=100, help="the cell, MiB")
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+    pg, maria = Cluster.start(), MariaDB.start()
+    try:
+        pg_url = pg.database("mem").replace("omnicore:omnicore@", "omnicore@")
+        my_url = maria.database("mem")
+        maria.sql("SET GLOBAL max_allowed_packet = 1073741824")
+        rows = []
+        for label, kind, url, password in (("PostgreSQL", "postgres", pg_url, "omnicore"),
+                                           ("MariaDB", "mysql", my_url, MARIA_PASSWORD)):
+            host = child(kind, url, password, args.size, "host")
+            alone = child(kind, url, password, args.size, "driver")
+            rows.append([label, f"{host['growth_mib']:.1f}", str(host["outcome"]),
+                         f"{alone['growth_mib']:.1f}"])
+        print(f"# bench_connector_memory: peak RSS growth (MiB) over one {args.size} MiB cell, "
+              f"max_result_bytes 8 MiB\n# {machine()}")
+        print(render(["server", "through the connector", "its answer", "driver alone"], rows,
+                     args.markdown))
+    finally:
+        pg.stop()
+        maria.stop()
+
+
+if __name__ == "__main__":
+    main()
