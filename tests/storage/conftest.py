@@ -30,9 +30,9 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Storage]] = {
 #: The stores beyond kv, jobs, schedules and events that each backend serves.
 STORES: dict[str, frozenset[str]] = {
     "sqlite": frozenset({"memory", "vectors", "secrets", "workflows", "users", "audit",
-                         "plugin_settings"}),
+                         "plugin_settings", "catalog"}),
     "postgres": frozenset({"memory", "vectors", "secrets", "users", "audit", "workflows",
-                           "plugin_settings"}),
+                           "plugin_settings", "catalog"}),
 }
 
 

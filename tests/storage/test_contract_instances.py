@@ -85,3 +85,19 @@ def test_a_reaped_instance_stays_listed_as_lost_a_day_with_its_reaper_and_what_i
     assert storage.instances.lost(now + KEEP_LOST_S + 1) == []  # a day later: gone
     storage.instances.register(_me("rt-dead", now + 2))  # it came back after a pause
     assert storage.instances.lost(now + 3) == []
+
+
+def test_a_host_reports_its_plugins_on_its_row(storage: Storage) -> None:
+    now = time.time()
+    assert storage.instances.report("rt-a", {"echo": {"digest": None}}) is False  # no row yet
+    storage.instances.register(_me("rt-a", now))
+    assert storage.instances.all()[0].plugins == {}
+    report = {"echo": {"digest": "sha256:" + "a" * 64, "state": "loaded", "origin": "catalog",
+                       "wanted": "sha256:" + "a" * 64}}
+    assert storage.instances.report("rt-a", report) is True
+    (row,) = storage.instances.all()
+    assert row.plugins == report and row.as_dict()["plugins"] == report
+    beat = storage.instances.heartbeat("rt-a", now + 1, 0)
+    assert beat is not None and beat.plugins == report  # a heartbeat keeps it
+    storage.instances.register(_me("rt-a", now + 2))  # registered again: the row stays
+    assert storage.instances.all()[0].plugins == report

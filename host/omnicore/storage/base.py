@@ -12,7 +12,7 @@ it had as a task (``Task``, ``TaskSpec``, ``TaskState``, ``TASK_STATES``, ``Task
 :class:`Storage` is the root a backend implements: kv, the job queue, schedules and the event
 log here; memory, vector rows, sealed secrets, workflow runs and console accounts each in a
 module of its own (``memory_rows``, ``vector_rows``, ``secret_rows``, ``workflows``,
-``user_rows``, ``audit_rows``, ``settings_rows``). The errors are drawn in
+``user_rows``, ``audit_rows``, ``settings_rows``, ``catalog_rows``). The errors are drawn in
 :mod:`omnicore.storage.errors`.
 """
 
@@ -26,6 +26,7 @@ from typing import Any, Generic, Literal, Self, TypeVar, overload
 
 from omnicore.errors import ConfigError
 from omnicore.storage.audit_rows import AuditLog
+from omnicore.storage.catalog_rows import CatalogRows
 from omnicore.storage.errors import (
     DataDirLocked,
     NotAnInteger,
@@ -272,9 +273,12 @@ class JobQueue(abc.ABC):
         """Newest first."""
 
     @abc.abstractmethod
-    def claim(self, owner: str, now: float, lease_s: float) -> Job | None:
+    def claim(self, owner: str, now: float, lease_s: float,
+              plugins: Sequence[str] | None = None) -> Job | None:
         """Take the oldest due job (queued, or running with an expired lease) and lease it
-        to ``owner`` until ``now + lease_s``; counts a delivery."""
+        to ``owner`` until ``now + lease_s``; counts a delivery. With ``plugins``, only a job
+        of one of them (the plugins the claiming host has loaded: a host never spends a
+        delivery on a plugin it does not have); an empty list claims nothing."""
 
     @abc.abstractmethod
     def renew(self, owner: str, job_ids: Sequence[int], lease_until: float) -> None:
@@ -310,8 +314,9 @@ class JobQueue(abc.ABC):
         ``plugin``'s job when ``plugin`` is given)."""
 
     @abc.abstractmethod
-    def next_due(self) -> float | None:
-        """When the earliest queued job is due (epoch seconds), or None."""
+    def next_due(self, plugins: Sequence[str] | None = None) -> float | None:
+        """When the earliest queued job (of ``plugins``, when given) is due (epoch seconds),
+        or None."""
 
     @abc.abstractmethod
     def counts(self) -> dict[tuple[str, JobState], int]:
@@ -410,6 +415,12 @@ class Storage(abc.ABC):
         shared backend does; an embedded one: no-op, readers poll the change sequence)."""
         return None
 
+    def on_catalog(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` soon after any host changes the plugin catalog (a shared backend
+        does, and after a reconnect, when a change may have gone unheard; an embedded one:
+        no-op, readers poll the change sequence)."""
+        return None
+
     @property
     @abc.abstractmethod
     def instances(self) -> InstanceRows:
@@ -460,6 +471,9 @@ class Storage(abc.ABC):
         "Remote agents' OAuth clients, grants, codes and tokens (omnicore.oauth).")
     mcp_tasks: Served[McpTaskRows] = Served(
         "MCP tasks: their owners, jobs and outcomes (omnicore.mcp.tasks).")
+    catalog: Served[CatalogRows] = Served(
+        "The plugin catalog: modules by digest, every publish a version, the version of each "
+        "name in force, which every host loads over its own plugin folder.")
 
     @abc.abstractmethod
     def close(self) -> None: ...

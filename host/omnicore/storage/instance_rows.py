@@ -12,7 +12,9 @@ the instance's connection closes, so a SIGKILLed host is noticed in well under a
 from __future__ import annotations
 
 import abc
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 __all__ = ["KEEP_LOST_S", "Instance", "InstanceRows", "LostInstance"]
 
@@ -39,6 +41,9 @@ class Instance(_Host):
     console_url: str | None = None
     jobs_held: int = 0
     draining: bool = False
+    #: What the host reported of its plugins (:meth:`InstanceRows.report`): name -> the
+    #: digest it serves, where it came from, and the catalog's digest it could not load.
+    plugins: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -74,6 +79,11 @@ class InstanceRows(abc.ABC):
         """Refresh the row; the row as stored (its ``draining`` flag is how an operator's
         drain reaches the instance), or None when it is gone: another instance found this one
         dead and took its work, so it must register again before it claims anything."""
+
+    @abc.abstractmethod
+    def report(self, runtime_id: str, plugins: Mapping[str, Any]) -> bool:
+        """Keep ``plugins`` (JSON-ready: name -> what the host serves of it) on the instance's
+        row for the others to read; False when the row is gone (not registered, or reaped)."""
 
     @abc.abstractmethod
     def all(self) -> list[Instance]:

@@ -23,7 +23,14 @@ from omnicore.storage.migration import Pending, Policy
 from omnicore.storage.postgres import migrations
 from omnicore.storage.postgres.fulltext import TsVector
 from omnicore.storage.postgres.jsonfilter import filter_sql
-from omnicore.storage.postgres.liveness import CHANNEL, EVENTS, SETTINGS, Liveness, LockPresence
+from omnicore.storage.postgres.liveness import (
+    CATALOG,
+    CHANNEL,
+    EVENTS,
+    SETTINGS,
+    Liveness,
+    LockPresence,
+)
 from omnicore.storage.postgres.schema import SCHEMA_VERSION, SETTINGS_LOCK
 
 __all__ = ["POSTGRES", "Database"]
@@ -42,7 +49,7 @@ _LOCKS = {"settings": SETTINGS_LOCK}
 #: How long the pool keeps one attempt to replace a lost connection going (see __init__).
 RECONNECT_S = 2.0
 #: The NOTIFY channel of each :meth:`Tx.announce` channel.
-_CHANNELS = {"events": EVENTS, "settings": SETTINGS}
+_CHANNELS = {"events": EVENTS, "settings": SETTINGS, "catalog": CATALOG}
 
 
 @functools.lru_cache(maxsize=4096)

@@ -13,7 +13,9 @@ That connection (:class:`Liveness`, autocommit) does two jobs:
   payload wakes every queue). A burst of notifications is one wake-up; and
   on ``omnicore_events``, which carries the id of each event appended to the log, so live
   subscribers on every instance get it; and on ``omnicore_settings``, which every change of a
-  plugin's operator settings NOTIFYs, so each instance re-applies them at once.
+  plugin's operator settings NOTIFYs, so each instance re-applies them at once; and on
+  ``omnicore_catalog``, which every change of the plugin catalog NOTIFYs, so each instance
+  loads the version in force at once.
 
 A broken connection (the server restarted) is replaced in the background, the lock taken
 again and the channel listened to again.
@@ -31,11 +33,12 @@ from typing import Any
 from omnicore.storage.backend import Presence
 from omnicore.storage.postgres.schema import LIVENESS_KEY
 
-__all__ = ["CHANNEL", "EVENTS", "SETTINGS", "Liveness", "LockPresence"]
+__all__ = ["CATALOG", "CHANNEL", "EVENTS", "SETTINGS", "Liveness", "LockPresence"]
 
 CHANNEL = "omnicore_jobs"
 EVENTS = "omnicore_events"
 SETTINGS = "omnicore_settings"
+CATALOG = "omnicore_catalog"
 _log = logging.getLogger("omnicore.storage")
 
 
@@ -49,6 +52,7 @@ class Liveness:
         self._callbacks: list[tuple[str | None, Callable[[], None]]] = []
         self._event_callbacks: list[Callable[[list[int]], None]] = []
         self._settings_callbacks: list[Callable[[], None]] = []
+        self._catalog_callbacks: list[Callable[[], None]] = []
         #: Tags this storage's own NOTIFYs of events, so it does not deliver them twice.
         self.origin = secrets.token_hex(8)
         self._lock = threading.Lock()
@@ -76,6 +80,13 @@ class Liveness:
         every reconnect (a NOTIFY sent while the connection was down is lost)."""
         with self._lock:
             self._settings_callbacks.append(callback)
+        self._ensure_thread()
+
+    def on_catalog(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when any instance changes the plugin catalog, and after every
+        reconnect (a NOTIFY sent while the connection was down is lost)."""
+        with self._lock:
+            self._catalog_callbacks.append(callback)
         self._ensure_thread()
 
     def hold(self, slot: int) -> None:
@@ -123,6 +134,7 @@ class Liveness:
         conn.execute(f"LISTEN {CHANNEL}")
         conn.execute(f"LISTEN {EVENTS}")
         conn.execute(f"LISTEN {SETTINGS}")
+        conn.execute(f"LISTEN {CATALOG}")
         slot = self._slot
         if slot is not None:
             conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, slot))
@@ -140,6 +152,7 @@ class Liveness:
                         _log.info("storage: the PostgreSQL connection is back")
                     backoff = 0.1
                     self._call(self._settings_callbacks)
+                    self._call(self._catalog_callbacks)
                 except Exception as exc:
                     if backoff == 0.1:
                         _log.warning("storage: cannot reach PostgreSQL (%s); retrying",
@@ -156,7 +169,7 @@ class Liveness:
                 # without waiting, so a burst of enqueues is one wake-up, not one each.
                 woke: set[str] = set()
                 events = []
-                settings = False
+                settings = catalog = False
                 notes = list(conn.notifies(timeout=0.25, stop_after=1))
                 if notes:
                     notes += conn.notifies(timeout=0)
@@ -167,10 +180,14 @@ class Liveness:
                             events.append(int(eid))
                     elif note.channel == SETTINGS:
                         settings = True
+                    elif note.channel == CATALOG:
+                        catalog = True
                     else:
                         woke.add(note.payload)
                 if settings:
                     self._call(self._settings_callbacks)
+                if catalog:
+                    self._call(self._catalog_callbacks)
                 for queue, callback in list(self._callbacks) if woke else []:
                     # Only the queue that has work wakes (a job enqueue must not send the
                     # workflow step workers to the database); an empty payload wakes all.
@@ -198,7 +215,7 @@ class Liveness:
             try:
                 callback()
             except Exception:
-                _log.exception("storage: a settings callback failed")
+                _log.exception("storage: a settings or catalog callback failed")
 
     def close(self) -> None:
         self._stop.set()

@@ -318,7 +318,27 @@ _V16_JOB_RESULTS = """
 ALTER TABLE jobs ADD COLUMN result bytea;
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 16 drops what an
+# The plugin catalog (storage/catalog_rows.py): modules by digest in chunks of at most 1 MiB,
+# every publish a version, each name's version in force numbered by one change sequence that
+# hosts follow; and each instance's plugins as it reports them (the digest it serves of each),
+# with a default: a host of the previous version registers without it.
+_V17_CATALOG = """
+CREATE TABLE plugin_modules (digest text PRIMARY KEY, size bigint NOT NULL,
+    chunks integer NOT NULL, created_at double precision NOT NULL);
+CREATE TABLE plugin_chunks (digest text NOT NULL, idx integer NOT NULL, data bytea NOT NULL,
+    PRIMARY KEY (digest, idx));
+CREATE TABLE plugin_versions (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL, number integer NOT NULL, digest text NOT NULL, size bigint NOT NULL,
+    sidecar text NOT NULL, published_by text, published_at double precision NOT NULL);
+CREATE INDEX plugin_versions_by_name ON plugin_versions (name, id);
+CREATE INDEX plugin_versions_by_digest ON plugin_versions (digest);
+CREATE TABLE plugin_catalog (name text PRIMARY KEY, version bigint, seq bigint NOT NULL,
+    updated_at double precision NOT NULL, updated_by text);
+CREATE INDEX plugin_catalog_by_seq ON plugin_catalog (seq);
+ALTER TABLE instances ADD COLUMN plugins text NOT NULL DEFAULT '{}';
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 17 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -340,6 +360,7 @@ STEPS: tuple[Step, ...] = (
     Step(_V15_MCP_TASKS_CONSENTS, "MCP tasks; OAuth consents waiting for an answer",
          runs_from=1),
     Step(_V16_JOB_RESULTS, "what a job's handler answered", runs_from=1),
+    Step(_V17_CATALOG, "the plugin catalog; the plugins each instance reports", runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

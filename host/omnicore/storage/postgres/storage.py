@@ -33,3 +33,8 @@ class PostgresStorage(BackendStorage):
         """Call ``callback`` when any instance changes a plugin's settings (LISTEN/NOTIFY);
         from a thread of the storage's own."""
         self.backend.liveness.on_settings(callback)
+
+    def on_catalog(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when any instance changes the plugin catalog (LISTEN/NOTIFY), and
+        after every reconnect; from a thread of the storage's own."""
+        self.backend.liveness.on_catalog(callback)

@@ -111,6 +111,12 @@ def _instances_v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX instances_lost_at ON instances_lost (lost_at)")
 
 
+def _instances_v3(conn: sqlite3.Connection) -> None:
+    # Each instance's plugins as it reported them (the digest it serves of each, and why not
+    # the catalog's when it could not load it), for /api/v1/instances (storage/instance_rows.py).
+    conn.execute("ALTER TABLE instances ADD COLUMN plugins TEXT NOT NULL DEFAULT '{}'")
+
+
 def _users_v1(conn: sqlite3.Connection) -> None:
     # console.db, where files written before component versions already hold these tables.
     _script(conn, _USERS_V1)
@@ -211,10 +217,32 @@ def _mcp_tasks_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX mcp_tasks_by_expiry ON mcp_tasks (expires_at)")
 
 
+def _catalog_v1(conn: sqlite3.Connection) -> None:
+    # The plugin catalog (storage/catalog_rows.py): modules by digest in chunks, every publish
+    # a version, each name's version in force numbered by one change sequence.
+    _script(conn, _CATALOG_V1)
+
+
+_CATALOG_V1 = """
+CREATE TABLE plugin_modules (digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
+    chunks INTEGER NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE plugin_chunks (digest TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (digest, idx));
+CREATE TABLE plugin_versions (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+    number INTEGER NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL, sidecar TEXT NOT NULL,
+    published_by TEXT, published_at REAL NOT NULL);
+CREATE INDEX plugin_versions_by_name ON plugin_versions (name, id);
+CREATE INDEX plugin_versions_by_digest ON plugin_versions (digest);
+CREATE TABLE plugin_catalog (name TEXT PRIMARY KEY, version INTEGER, seq INTEGER NOT NULL,
+    updated_at REAL NOT NULL, updated_by TEXT);
+CREATE INDEX plugin_catalog_by_seq ON plugin_catalog (seq)
+"""
+
+
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "workflows": (_wf_v1, _wf_v2, _wf_v3),
-    "instances": (_instances_v1, _instances_v2),
+    "instances": (_instances_v1, _instances_v2, _instances_v3),
     "memory": (_memory_v1, _memory_v2),
     "vectors": (_vectors_v1, _vectors_v2, _vectors_v3),
     "users": (_users_v1,),
@@ -223,4 +251,5 @@ COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "plugin_settings": (_settings_v1,),
     "oauth": (_oauth_v1, _oauth_v2),
     "mcp_tasks": (_mcp_tasks_v1,),
+    "catalog": (_catalog_v1,),
 }

@@ -13,7 +13,7 @@ whatever the backend.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omnicore.storage.backend import Backend, Tx, marks
@@ -24,13 +24,24 @@ __all__ = ["Instances"]
 
 _COLS = ("runtime_id, hostname, pid, version, started_at, heartbeat_at, console_url, "
          "jobs_held, draining")
+#: What a read gives: the columns a registration writes, and the host's report of plugins.
+_READ = f"{_COLS}, plugins"
 _LOST = ("runtime_id, hostname, pid, version, started_at, heartbeat_at, lost_at, reaped_by, "
          "jobs, steps")
 
 
 def _instance(r: Sequence[Any]) -> Instance:
     return Instance(str(r[0]), str(r[1]), int(r[2]), str(r[3]), float(r[4]), float(r[5]), r[6],
-                    int(r[7]), bool(r[8]))
+                    int(r[7]), bool(r[8]), _plugins(r[9]))
+
+
+def _plugins(text: str) -> dict[str, Any]:
+    # A report is the host's own JSON; a row damaged by hand must not break the listing.
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 class Instances(InstanceRows):
@@ -59,13 +70,18 @@ class Instances(InstanceRows):
                   console_url: str | None = None) -> Instance | None:
         rows = self._db.write_one(
             f"UPDATE instances SET heartbeat_at=?, jobs_held=?, console_url=COALESCE(?, "
-            f"console_url) WHERE runtime_id=? RETURNING {_COLS}",
+            f"console_url) WHERE runtime_id=? RETURNING {_READ}",
             (now, jobs_held, console_url, runtime_id), returning=True)[1]
         return _instance(rows[0]) if rows else None
 
+    def report(self, runtime_id: str, plugins: Mapping[str, Any]) -> bool:
+        text = json.dumps(plugins, separators=(",", ":"), sort_keys=True)
+        return bool(self._db.write_one("UPDATE instances SET plugins=? WHERE runtime_id=?",
+                                       (text, runtime_id))[0])
+
     def all(self) -> list[Instance]:
         return [_instance(r) for r in self._db.read(
-            f"SELECT {_COLS} FROM instances ORDER BY started_at, runtime_id")]
+            f"SELECT {_READ} FROM instances ORDER BY started_at, runtime_id")]
 
     def set_draining(self, runtime_id: str, draining: bool) -> bool:
         return bool(self._db.write_one("UPDATE instances SET draining=? WHERE runtime_id=?",

@@ -140,8 +140,9 @@ class Jobs(JobQueue):
                              [*args, limit])
         return [_job(r) for r in rows]
 
-    def claim(self, owner: str, now: float, lease_s: float) -> Job | None:
-        row = JOBS.claim(self._db, owner, now, lease_s, _COLS)
+    def claim(self, owner: str, now: float, lease_s: float,
+              plugins: Sequence[str] | None = None) -> Job | None:
+        row = JOBS.claim(self._db, owner, now, lease_s, _COLS, among=plugins)
         return None if row is None else _job(row)
 
     def renew(self, owner: str, job_ids: Sequence[int], lease_until: float) -> None:
@@ -189,8 +190,16 @@ class Jobs(JobQueue):
             return True
         return self._db.write(run)
 
-    def next_due(self) -> float | None:
-        found = self._db.read_value("SELECT MIN(run_at) FROM jobs WHERE state='queued'")
+    def next_due(self, plugins: Sequence[str] | None = None) -> float | None:
+        if plugins is None:
+            found = self._db.read_value("SELECT MIN(run_at) FROM jobs WHERE state='queued'")
+            return None if found is None else float(found)
+        if not plugins:
+            return None
+        # The due probe's order and filter (stores/leases.py), so it stops at its first row.
+        only, names = JOBS.only(self._db.dialect, plugins)
+        found = self._db.read_value(f"SELECT run_at FROM jobs WHERE state='queued'{only} "
+                                    "ORDER BY run_at LIMIT 1", names)
         return None if found is None else float(found)
 
     def counts(self) -> dict[tuple[str, JobState], int]:

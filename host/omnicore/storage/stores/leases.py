@@ -12,6 +12,12 @@ row; two ordered index probes that each stop at their first row. (One ``WHERE a 
 ORDER BY`` sorted the whole due queue on every claim.) ``COALESCE`` runs the second probe only
 when the first finds nothing. Where several hosts claim at once each probe skips the rows
 another transaction holds (:attr:`~omnicore.storage.backend.Dialect.skip_locked`).
+
+A table whose rows name where they can run (:attr:`LeasedTable.routed`: a job names its
+plugin) is claimed only for the names the claiming host has: a host without a plugin never
+leases, and so never spends a delivery of, its work. The filter rides on the same ordered probe
+(kept off the plugin index, :attr:`~omnicore.storage.backend.Dialect.no_index`): it costs
+the rows of other hosts' plugins the probe steps over, never a sort of the queue.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ class LeasedTable:
     #: id per delivery, space-separated) and the owner stays once the lease ends, so a
     #: finished row says which host ran it.
     keeps_runner: bool = False
+    #: The column naming what a host must have to run the row (a job's plugin), which a claim
+    #: can be limited by; None: any host runs any row.
+    routed: str | None = None
 
     def _row(self, d: Dialect) -> str:
         # One column naming one row, for the claim's sub-selects.
@@ -46,20 +55,33 @@ class LeasedTable:
     def _owned(self) -> str:
         return " AND ".join(f"{k}=?" for k in self.key) + " AND owner=? AND state='running'"
 
+    def only(self, d: Dialect, among: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
+        """`` AND <routed> IN (...)`` limiting a probe to the rows ``among`` names (None: no
+        limit), and its arguments."""
+        if among is None or self.routed is None:
+            return "", ()
+        return f" AND {d.no_index}{self.routed} IN ({marks(len(among))})", tuple(among)
+
     def claim(self, db: Backend, owner: str, now: float, lease_s: float,
-              columns: str, tx: Tx | None = None) -> Any:
+              columns: str, tx: Tx | None = None, among: Sequence[str] | None = None) -> Any:
         """Lease the due row to ``owner`` until ``now + lease_s``; its ``columns``, or None.
-        In ``tx`` when given (the caller records the claim in the same transaction)."""
+        In ``tx`` when given (the caller records the claim in the same transaction). With
+        ``among`` (a routed table), only a row whose routed column is one of those names (an
+        empty list: none)."""
+        if among is not None and not among and self.routed is not None:
+            return None
         d = db.dialect
         row, t = self._row(d), self.table
+        only, names = self.only(d, among)
         runs = "runs=runs || ? || ' ', " if self.keeps_runner else ""
         sql = (f"UPDATE {t} SET state='running', {self.attempts}={self.attempts}+1, owner=?, "
                f"{runs}lease_until=?, started_at=? WHERE {row}=COALESCE("
-               f"(SELECT {row} FROM {t} WHERE state='running' AND lease_until<? "
+               f"(SELECT {row} FROM {t} WHERE state='running' AND lease_until<?{only} "
                f"ORDER BY lease_until LIMIT 1{d.skip_locked}), "
-               f"(SELECT {row} FROM {t} WHERE state='queued' AND run_at<=? "
+               f"(SELECT {row} FROM {t} WHERE state='queued' AND run_at<=?{only} "
                f"ORDER BY run_at, {row} LIMIT 1{d.skip_locked})) RETURNING {columns}")
-        args = (owner, *((owner,) if self.keeps_runner else ()), now + lease_s, now, now, now)
+        args = (owner, *((owner,) if self.keeps_runner else ()), now + lease_s, now, now,
+                *names, now, *names)
         if tx is not None:
             return tx.execute(sql, args).fetchone()
         rows = db.write_one(sql, args, returning=True)[1]
@@ -113,7 +135,7 @@ class LeasedTable:
 
 
 #: The job queue.
-JOBS = LeasedTable("jobs", ("id",), "attempts", "jobs", keeps_runner=True)
+JOBS = LeasedTable("jobs", ("id",), "attempts", "jobs", keeps_runner=True, routed="plugin")
 #: The workflow step queue.
 STEPS = LeasedTable("wf_steps", ("run_id", "step", "idx"), "attempt", "steps")
 #: Every leased table, for :func:`release_owners`.

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar, overload
 from omnicore.storage.audit_rows import AuditLog
 from omnicore.storage.backend import Backend
 from omnicore.storage.base import EventLog, JobQueue, KVStore, PluginJobs, Schedules, Storage
+from omnicore.storage.catalog_rows import CatalogRows
 from omnicore.storage.instance_rows import InstanceRows
 from omnicore.storage.mcp_task_rows import McpTaskRows
 from omnicore.storage.memory_rows import MemoryRows
@@ -20,6 +21,7 @@ from omnicore.storage.oauth_rows import OAuthRows
 from omnicore.storage.secret_rows import SecretRows
 from omnicore.storage.settings_rows import PluginSettingsRows
 from omnicore.storage.stores.audit import Audit
+from omnicore.storage.stores.catalog import Catalog
 from omnicore.storage.stores.events import Events
 from omnicore.storage.stores.instances import Instances
 from omnicore.storage.stores.jobs import Jobs, JobSchedules, PluginJobRows
@@ -96,6 +98,7 @@ class BackendStorage(Storage):
     users: Built[UserRows] = Built(Users)
     oauth: Built[OAuthRows] = Built(OAuth)
     mcp_tasks: Built[McpTaskRows] = Built(McpTasks)
+    catalog: Built[CatalogRows] = Built(Catalog)
 
     def store(self, build: Callable[[Backend], T]) -> T:
         """The store ``build`` makes over the backend, made once."""

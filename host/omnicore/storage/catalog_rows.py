@@ -1,0 +1,126 @@
+"""The plugin catalog's interface: published modules, their versions, and which one is in force.
+
+A module is kept once per content digest (``sha256:<hex>``), in chunks of at most
+:data:`CHUNK_BYTES` (one row each, read back one at a time), so no statement ever carries a
+whole module: a 17 MiB plugin is 17 rows, never one value that a driver or a
+``max_allowed_packet``-like limit has to swallow. Every publish is a version of a name (its
+number, digest, the sidecar published with it, who and when), and each name points at the
+version in force. A publish, a rollback and a removal are each one transaction that takes the
+next number of one change sequence, in commit order, so a host that has seen every change up
+to ``n`` catches up with :meth:`CatalogRows.changes` ``(since=n)`` and misses none (the same
+rule as the operator's settings, :mod:`omnicore.storage.settings_rows`). What a name's
+sidecar means and who may publish is decided above (:mod:`omnicore.plugins.catalog`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CHUNK_BYTES", "CatalogEntry", "CatalogRows", "PluginVersion"]
+
+#: The largest chunk of a module one row holds.
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class PluginVersion:
+    """One publish of a plugin name. Times are Unix seconds."""
+
+    id: int
+    name: str
+    #: 1 for the first publish of the name, then one more each time.
+    number: int
+    #: ``sha256:<64 hex>``: the module's content address.
+    digest: str
+    size: int
+    #: The sidecar published with it (grants requested, config, limits, mcp, ...).
+    sidecar: dict[str, Any] = field(default_factory=dict)
+    published_by: str | None = None
+    published_at: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "number": self.number, "digest": self.digest,
+                "size": self.size, "sidecar": self.sidecar, "published_by": self.published_by,
+                "published_at": self.published_at}
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """A name in the catalog and the version in force (None: removed, so every host falls
+    back to its own folder); ``seq`` numbers its last change."""
+
+    name: str
+    version: PluginVersion | None
+    seq: int
+    updated_at: float
+    updated_by: str | None
+
+
+class CatalogRows(abc.ABC):
+    """The catalog of one app's storage. Thread-safe; shared by every host."""
+
+    @abc.abstractmethod
+    def publish(self, name: str, digest: str, size: int, chunks: Iterable[bytes],
+                sidecar: dict[str, Any], *, by: str | None, at: float,
+                keep: int) -> tuple[PluginVersion, bool]:
+        """Make ``digest`` (with ``sidecar``) the version of ``name`` in force, in one
+        transaction no other catalog change interleaves with; the version and whether it is
+        new (False: it was in force already, nothing changed). ``chunks`` (each at most
+        :data:`CHUNK_BYTES`, ``size`` bytes in all) are read only when the store does not hold
+        the module yet. Versions of ``name`` beyond the newest ``keep`` (never the one in
+        force) are dropped, and modules no version names any more with them."""
+
+    @abc.abstractmethod
+    def point(self, name: str, version_id: int, *, by: str | None,
+              at: float) -> CatalogEntry:
+        """Put version ``version_id`` (one of ``name``'s) in force (a rollback); KeyError
+        when ``name`` has no such version."""
+
+    @abc.abstractmethod
+    def remove(self, name: str, *, by: str | None, at: float) -> CatalogEntry | None:
+        """Take ``name`` out of force (its versions stay, for a rollback); None when it was
+        not in force."""
+
+    @abc.abstractmethod
+    def entry(self, name: str) -> CatalogEntry | None:
+        """``name``'s entry (None: never published)."""
+
+    @abc.abstractmethod
+    def entries(self) -> list[CatalogEntry]:
+        """Every name with a version in force, by name."""
+
+    @abc.abstractmethod
+    def versions(self, name: str) -> list[PluginVersion]:
+        """``name``'s versions kept, newest first."""
+
+    @abc.abstractmethod
+    def changes(self, since: int, limit: int = 1000) -> list[CatalogEntry]:
+        """The names changed after change number ``since``, oldest change first (removed ones
+        included, with no version)."""
+
+    @abc.abstractmethod
+    def last_seq(self) -> int:
+        """The number of the latest change (0 before the first)."""
+
+    @abc.abstractmethod
+    def module_size(self, digest: str) -> tuple[int, int] | None:
+        """``(size, chunks)`` of the module stored under ``digest``, or None."""
+
+    @abc.abstractmethod
+    def chunk(self, digest: str, index: int) -> bytes | None:
+        """Chunk ``index`` of the module ``digest`` (None: no such chunk)."""
+
+    def read(self, digest: str) -> Iterator[bytes]:
+        """The chunks of module ``digest`` in order, one read each; KeyError when the store
+        does not hold it (removed meanwhile), LookupError when a chunk is missing."""
+        found = self.module_size(digest)
+        if found is None:
+            raise KeyError(digest)
+        for index in range(found[1]):
+            data = self.chunk(digest, index)
+            if data is None:
+                raise LookupError(f"module {digest}: chunk {index} of {found[1]} is missing")
+            yield data
