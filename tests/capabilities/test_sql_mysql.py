@@ -303,7 +303,7 @@ def test_a_server_that_answers_nothing_ends_at_the_deadline(
         os.kill(maria.proc.pid, signal.SIGCONT)
     assert (info.value.status, str(info.value)) == (
         "UNAVAILABLE", "connector shop: statement timed out")
-    assert waited < 0.5 + CLIENT_GRACE_S + HARD_GRACE_S + 1  # no second try
+    assert waited < 0.5 + CLIENT_GRACE_S + HARD_GRACE_S + 5  # by the deadline; no second try
     assert shop.rows("shop", "SELECT 3") == [[3]]  # the closed connection was not kept
 
 

@@ -18,7 +18,7 @@ from omnicore.egress.db.service import _make
 from omnicore.egress.refused import Refused
 
 #: What a call may take past its deadline: the graces of the escalation and a loaded machine.
-SLACK = CLIENT_GRACE_S + HARD_GRACE_S + 1.0
+SLACK = CLIENT_GRACE_S + HARD_GRACE_S + 5.0
 
 
 class FakeServer:
