@@ -30,6 +30,7 @@ apt_packages=(
   g++ python3-dev
   chromium
   redis-server
+  docker-registry apache2-utils  # the OCI registry (and htpasswd) tests/registry starts
   postgresql
   mariadb-server
   podman buildah mmdebstrap runc
