@@ -219,8 +219,8 @@ class Pool:
     * a connection remembers the plugin it last served (``owner``); a plugin gets back an
       idle connection of its own first (no round trip: its session is its own business);
     * a connection passes to another plugin only through ``reset(conn, deadline)``, the
-      dialect's reset that the server confirms; a reset that fails closes the connection and
-      the plugin gets a new one;
+      dialect's reset that the server confirms, and only when the pool has no room for a new
+      one; a reset that fails closes the connection and the plugin gets a new one;
     * every connection in use counts against its plugin's ``share`` (half the pool, at
       least one): a plugin holding its share waits for one of its own, never takes its
       neighbour's, and is refused QUOTA at its deadline.
@@ -279,8 +279,11 @@ class Pool:
                     conn = idle.pop(i)
                     break
             else:
-                if idle:
-                    conn = idle.pop(0)  # another plugin's, least recently used: reset below
+                # Room for one more: a new connection (once) rather than a reset of another
+                # plugin's on every turn when two plugins alternate. The pool full: another
+                # plugin's, the least recently used, reset below.
+                if idle and self.in_use - 1 + len(idle) >= self.size:
+                    conn = idle.pop(0)
         if conn is not None and conn.owner == owner:
             return conn, True
         try:
