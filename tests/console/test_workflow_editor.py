@@ -244,6 +244,7 @@ def test_a_hand_written_file_keeps_its_comments_and_is_never_overwritten_unseen(
     expect(page.locator("#wfe-message")).to_contain_text("changed on disk since it was opened")
     expect(page.locator("#wfe-reload")).to_be_visible()
     assert "Say hi" in path.read_text() and "everyone" not in path.read_text()
+    page.once("dialog", lambda dialog: dialog.accept())  # "Reloading notes drops your ..."
     page.click("#wfe-reload")
     expect(page.locator("#wfe-status")).to_have_text("saved")
 

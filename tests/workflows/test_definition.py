@@ -169,7 +169,7 @@ def test_references_to_plugins_handlers_connectors_and_workflows() -> None:
           - {id: e, uses: workflow:other}
         """))
     found = [str(p) for p in check_references(
-        wf, plugins={"greeter": ["greet"]}, connectors=[], workflows=["w"])]
+        wf, plugins={"greeter": ["greet"]}, connectors={}, workflows=["w"])]
     assert found == [
         "line 5: steps[1].uses: step 'b': plugin 'greeter' has no handler 'shout' "
         "(handlers: greet)",

@@ -24,6 +24,10 @@
   let doc = null, digest = null, saved = "", pos = {}, selected = null, edge = null;
   let undo = [], redo = [], problems = [], palette = { plugins: [], connectors: [], workflows: [] };
   let run = null, before = null, checking = 0, timer = null;
+  // The graph is drawn smaller (down to MIN_SCALE) rather than cut off when it is wider than
+  // the canvas; the scale holds still while something is dragged.
+  const MIN_SCALE = 0.7;
+  let scale = 1;
 
   // -- small helpers -------------------------------------------------------------------------
 
@@ -57,8 +61,17 @@
     return { ok: answer.ok, status: answer.status, data };
   }
 
+  // A description's `code` spans (Markdown) as <code>; the rest stays text.
+  const md = (text) => String(text || "").split(/`([^`\n]+)`/).map((part, i) => (i % 2 ? el("code", { text: part }) : part));
+  const plain = (text) => String(text || "").replace(/`([^`\n]+)`/g, "$1");
+
   const fileUrl = `/api/v1/workflows/${encodeURIComponent(NAME)}/file`;
-  const say = (text, bad = false) => { const m = $("wfe-message"); m.textContent = text; m.classList.toggle("bad", bad); };
+  const say = (text, bad = false) => {
+    const m = $("wfe-message");
+    m.textContent = text;
+    m.classList.toggle("bad", bad);
+    delete m.dataset.run;  // another message replaces a run's: its end is not announced over it
+  };
 
   // -- the model -----------------------------------------------------------------------------
 
@@ -66,6 +79,12 @@
   const allSteps = () => lists().flatMap(([list, items]) => items.map((step) => ({ step, list })));
   const find = (id) => allSteps().find((s) => s.step.id === id);
   const dirty = () => JSON.stringify(doc) !== saved;
+  // Work that leaving would lose: a change since the file was opened or saved (a new file
+  // is "dirty" from the start, but leaving it untouched loses nothing).
+  let opened = "";
+  const unsaved = () => EDIT && doc !== null && JSON.stringify(doc) !== (digest ? saved : opened);
+  // connector:NAME/query and /execute: a statement on a database connector, not a request.
+  const statementOf = (step) => (/^connector:[^/]+\/(query|execute)$/.exec(step.uses || "") || [])[1];
 
   function kindOf(step) {
     if (step.wait !== undefined) {
@@ -240,10 +259,13 @@
     const items = allSteps();
     for (const { step } of items) if (!pos[step.id]) pos[step.id] = freeSpot(null);
     const coords = items.map((s) => pos[s.step.id]);
-    const width = Math.max(canvas.clientWidth - 4, ...coords.map((p) => p.x + W + PAD));
-    const height = Math.max(360, ...coords.map((p) => p.y + H + PAD));
-    svg.setAttribute("width", width);
-    svg.setAttribute("height", height);
+    const room = canvas.clientWidth - 4;
+    const need = Math.max(0, ...coords.map((p) => p.x + W + PAD));
+    if (!drag) scale = DOWN || need <= room ? 1 : Math.max(MIN_SCALE, room / need);
+    const width = Math.max(room / scale, need);
+    const height = Math.max(360 / scale, ...coords.map((p) => p.y + H + PAD));
+    svg.setAttribute("width", width * scale);
+    svg.setAttribute("height", height * scale);
     svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     const defs = svgEl("defs");
     const marker = svgEl("marker", { id: "wfe-arrow", viewBox: "0 0 10 10", refX: "9", refY: "5",
@@ -315,7 +337,7 @@
 
   function point(event) {
     const r = svg.getBoundingClientRect();
-    return { x: event.clientX - r.left, y: event.clientY - r.top };
+    return { x: (event.clientX - r.left) / scale, y: (event.clientY - r.top) / scale };
   }
 
   let drag = null;
@@ -385,7 +407,13 @@
   // -- the palette -----------------------------------------------------------------------------
 
   function paletteItems() {
-    const items = [];
+    // The built-in steps first: they are few, and would sink below every plugin's handlers.
+    const items = [
+      { key: "approval", group: "Flow", label: "Approval", hint: "wait for a person to approve",
+        id: "approve", step: { wait: { approval: { message: "Approve this run?" } } } },
+      { key: "sleep", group: "Flow", label: "Pause", hint: "wait some time",
+        id: "pause", step: { wait: { sleep: "30s" } } },
+    ];
     for (const p of palette.plugins) {
       for (const h of p.handlers) {
         items.push({ key: `plugin:${p.name}/${h.name}`, group: p.name, label: h.title || h.name,
@@ -393,13 +421,20 @@
                      step: { uses: `plugin:${p.name}/${h.name}`, with: {} }, off: p.state !== "loaded" });
       }
     }
-    items.push({ key: "approval", group: "Flow", label: "Approval", hint: "wait for a person to approve",
-                 id: "approve", step: { wait: { approval: { message: "Approve this run?" } } } });
-    items.push({ key: "sleep", group: "Flow", label: "Pause", hint: "wait some time",
-                 id: "pause", step: { wait: { sleep: "30s" } } });
-    for (const c of palette.connectors) {
-      items.push({ key: `connector:${c}`, group: "Connectors", label: c, hint: "an HTTP request through the connector",
-                   id: c, step: { uses: `connector:${c}`, method: "GET", path: "/" } });
+    // An HTTP connector takes requests; a postgres/mysql one statements (§4.1); a redis one
+    // no step at all (a plugin granted redis reaches it).
+    for (const { name, kind } of palette.connectors) {
+      if (kind === "http") {
+        items.push({ key: `connector:${name}`, group: "Connectors", label: name, hint: "an HTTP request through the connector",
+                     id: name, step: { uses: `connector:${name}`, method: "GET", path: "/" } });
+      } else if (kind === "postgres" || kind === "mysql") {
+        items.push({ key: `connector:${name}/query`, group: "Databases", label: `${name}: query`,
+                     hint: `a SQL query on the ${kind} database (its rows)`, id: name,
+                     step: { uses: `connector:${name}/query`, with: { sql: "SELECT 1", params: [] } } });
+        items.push({ key: `connector:${name}/execute`, group: "Databases", label: `${name}: execute`,
+                     hint: `a SQL statement that changes the ${kind} database`, id: name,
+                     step: { uses: `connector:${name}/execute`, with: { sql: "", params: [] } } });
+      }
     }
     for (const w of palette.workflows.filter((w) => w !== NAME)) {
       items.push({ key: `workflow:${w}`, group: "Workflows", label: w, hint: "run it as one step",
@@ -418,8 +453,8 @@
       if (!words.every((w) => text.includes(w))) continue;
       if (item.group !== group) { group = item.group; list.append(el("li", { class: "wfe-group", text: group })); }
       const li = el("li", { class: `wfe-item${item.off ? " off" : ""}`, "data-item": item.key, tabindex: "0",
-                            title: item.hint },
-                    el("b", { text: item.label }), el("small", { text: item.hint }));
+                            title: plain(item.hint) },
+                    el("b", { text: item.label }), el("small", {}, ...md(item.hint)));
       li.addEventListener("pointerdown", (event) => startPaletteDrag(event, item, li));
       li.addEventListener("keydown", (event) => { if (event.key === "Enter") addStep(item); });
       list.append(li);
@@ -445,7 +480,7 @@
       const r = svg.getBoundingClientRect();
       const c = canvas.getBoundingClientRect();
       if (e.clientX >= c.left && e.clientX <= c.right && e.clientY >= c.top && e.clientY <= c.bottom) {
-        addStep(item, { x: Math.max(4, e.clientX - r.left - W / 2), y: Math.max(4, e.clientY - r.top - H / 2) });
+        addStep(item, { x: Math.max(4, (e.clientX - r.left) / scale - W / 2), y: Math.max(4, (e.clientY - r.top) / scale - H / 2) });
       }
     };
     document.addEventListener("pointermove", move);
@@ -496,7 +531,7 @@
       const label = el("label", { class: "wfe-field" },
                        el("span", {}, el("b", { text: key }), required.has(key) ? el("b", { class: "req", title: "required", text: " *" }) : null,
                           " ", el("code", { class: "hint", text: kind }),
-                          sub && sub.description ? el("span", { class: "hint", text: ` — ${sub.description}` }) : null));
+                          sub && sub.description ? el("span", { class: "hint" }, " — ", ...md(sub.description)) : null));
       let expr = isExpr(value);
       const write = (v) => set(key, v === "" || v === undefined ? undefined : v);
       const make = () => {
@@ -541,6 +576,44 @@
     if (edge) return panel.append(linkPanel());
     const found = selected && find(selected);
     panel.append(found ? stepPanel(found.step) : workflowPanel());
+    panelProblems();
+  }
+
+  // The field a problem's path is about, in the panel of the step (or the workflow) it is in.
+  function fieldOf(p) {
+    const rest = p.step ? String(p.path || "").replace(/^(steps|on_failure)\[\d+\]\.?/, "") : String(p.path || "");
+    const [key, sub] = rest.split(".");
+    const step = p.step && find(p.step);
+    if (p.step && key === "with") {
+      const wanted = sub || (/requires input '([^']+)'/.exec(p.message) || [])[1];
+      if (step && statementOf(step.step)) return sub === "params" ? "params" : "sql";
+      return panel.querySelector(`[name="in.${CSS.escape(wanted || "")}"]`) ? `in.${wanted}` : "with";
+    }
+    if (p.step && key === "wait") return step && step.step.wait && "sleep" in step.step.wait ? "sleep" : "approval.message";
+    if (p.step) return { id: "step.id", if: "if", for_each: "for_each", path: "path", method: "method" }[key] || null;
+    return key === "description" ? "description" : (key === "inputs" ? "new-input" : null);
+  }
+
+  // Each problem of what the panel shows: beside its field when it has one, and all of them in
+  // the panel's list, redrawn with every check (also while a field is being typed in).
+  function panelProblems() {
+    for (const old of panel.querySelectorAll(".wfe-field-error")) old.remove();
+    for (const bad of panel.querySelectorAll("[aria-invalid=true]")) { bad.classList.remove("bad"); bad.removeAttribute("aria-invalid"); }
+    const list = panel.querySelector("#wfe-step-problems");
+    const found = selected && !edge && find(selected);
+    const mine = problems.filter((x) => (found ? x.step === selected : !x.step));
+    for (const p of mine) {
+      const name = fieldOf(p);
+      const input = name && panel.querySelector(`[name="${CSS.escape(name)}"]`);
+      if (input) fieldError(input, p.message, p.severity);
+    }
+    if (list) list.replaceChildren(...mine.map((x) => el("li", { class: `p-${x.severity}`, text: x.message })));
+  }
+
+  function fieldError(input, message, severity = "error") {
+    if (severity === "error") { input.classList.add("bad"); input.setAttribute("aria-invalid", "true"); }
+    const label = input.closest("label, .wfe-input-row") || input;
+    label.append(el("span", { class: `wfe-field-error p-${severity}`, role: "alert", text: message }));
   }
 
   function linkPanel() {
@@ -553,14 +626,20 @@
   function stepPanel(step) {
     const kind = kindOf(step);
     const box = el("div", { class: "wfe-step-form" });
-    box.append(el("h2", {}, "Step ", el("code", { text: step.id })), el("p", { class: "hint", text: usesText(step) }));
+    box.append(el("h2", {}, "Step ", el("code", { text: step.id })), el("p", { class: "hint wfe-uses-line", text: usesText(step) }));
+    const described = handlerOf(step);
+    if (described && described.description) box.append(el("p", { class: "hint wfe-description" }, ...md(described.description)));
     const row = stateOf(step.id);
     if (row) box.append(runRow(step, row));
     const idInput = field("Id", step.id, () => {}, { name: "step.id", pattern: STEP_ID.source });
     idInput.querySelector("input").addEventListener("change", (e) => {
       const id = e.target.value.trim();
       if (id === step.id) return;
-      if (!STEP_ID.test(id) || find(id)) { say(`${id} cannot be a step id (letters, digits, _; unique)`, true); e.target.value = step.id; return; }
+      if (!STEP_ID.test(id) || find(id)) {
+        fieldError(e.target, `${id} cannot be a step id: letters, digits and _, not starting with a digit, and not another step's`);
+        e.target.value = step.id;
+        return;
+      }
       undo.pop(); // the rename is one change of its own
       rename(step.id, id);
     });
@@ -580,6 +659,15 @@
     } else if (kind === "approval") {
       const message = typeof step.wait === "object" ? (step.wait.approval || {}).message : "";
       box.append(field("Message to the approver", message, (i) => { step.wait = { approval: { message: i.value } }; }, { name: "approval.message" }));
+    } else if (kind === "connector" && statementOf(step)) {
+      const given = step.with && typeof step.with === "object" ? step.with : {};
+      const set = (key, v) => {
+        step.with = step.with && typeof step.with === "object" ? step.with : {};
+        if (v === undefined) delete step.with[key]; else step.with[key] = v;
+      };
+      box.append(el("label", {}, el("span", { text: "Statement (SQL; values as $1, $2 or ?, from the parameters)" }),
+                     bind(el("textarea", { name: "sql", rows: "4", disabled: !EDIT }, given.sql || ""), (i) => set("sql", i.value))),
+                 jsonField("Parameters (a JSON list, expressions allowed)", given.params, (v) => set("params", v), "params"));
     } else if (kind === "connector") {
       box.append(field("Method", step.method || "GET", (i) => { step.method = i.value.toUpperCase(); }, { name: "method" }),
                  field("Path", step.path, (i) => { step.path = i.value; }, { name: "path" }));
@@ -598,8 +686,7 @@
                  EDIT ? el("button", { type: "button", class: "link", title: `remove the link from ${n}`, onclick: () => disconnect(n, step.id) }, "×") : null)))
                  : el("p", { class: "hint", text: EDIT ? "Nothing: drag from another step's dot onto this one." : "Nothing." }));
     box.append(preview(step));
-    const mine = problems.filter((x) => x.step === step.id);
-    if (mine.length) box.append(el("ul", { class: "problems" }, ...mine.map((x) => el("li", { class: `p-${x.severity}`, text: x.message }))));
+    box.append(el("ul", { class: "problems", id: "wfe-step-problems" }));
     if (EDIT) box.append(el("button", { type: "button", class: "danger", onclick: () => removeStep(step.id) }, "Delete step"));
     return box;
   }
@@ -636,9 +723,13 @@
     if (!chips.length) { box.append(el("p", { class: "hint", text: "Nothing from earlier steps yet." })); return box; }
     box.append(el("p", { class: "hint", text: "Click to put it into the field you were in:" }),
                el("div", { class: "wfe-chips" }, ...chips.map((c) => el("button", { type: "button", class: "wfe-chip", "data-expr": c,
-                 onclick: () => paste(`\${{ ${c} }}`) }, c))));
+                 onclick: () => paste(`\${{ ${c} }}`) }, ...dotted(c)))));
     return box;
   }
+
+  // A long path breaks after its dots (steps.third_greeting.<wbr>output.<wbr>message), not
+  // inside a name.
+  const dotted = (path) => path.split(/(?<=\.)/).flatMap((part, i) => (i ? [el("wbr"), part] : [part]));
 
   let lastField = null;
   panel.addEventListener("focusin", (e) => { if (e.target.matches("input:not([type=checkbox]), textarea")) lastField = e.target; });
@@ -720,7 +811,7 @@
       list.append(el("div", { class: "wfe-input-row" }, name, type, el("label", { class: "inline" }, must, "required"),
         el("button", { type: "button", id: "wfe-add-input", onclick: () => {
           const key = name.value.trim();
-          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return say("An input's name: letters, digits and _.", true);
+          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return fieldError(name, "An input's name: letters, digits and _.");
           save((s) => { s.properties[key] = { type: type.value }; if (must.checked) s.required = [...new Set([...(s.required || []), key])]; });
         } }, "Add input")));
     }
@@ -787,7 +878,7 @@
     count.textContent = String(found.length);
     count.className = `badge ${errors ? "t-dead" : (found.length ? "t-queued" : "t-succeeded")}`;
     render();
-    if (!typing()) showPanel();
+    if (!typing()) showPanel(); else panelProblems();
     status();
   }
 
@@ -831,6 +922,7 @@
     const answer = await api("POST", `/api/v1/workflows/${encodeURIComponent(NAME)}/runs`, { inputs: runValues });
     if (!answer.ok) return say(((answer.data || {}).error || {}).message || `not started (${answer.status})`, true);
     say(`Run #${answer.data.id} started.`);
+    $("wfe-message").dataset.run = String(answer.data.id);
     watch(answer.data.id);
   }
 
@@ -840,8 +932,16 @@
       run = answer.data;
       render();
       if (!typing()) showPanel();
+      if (ENDED.includes(run.state) && $("wfe-message").dataset.run === String(id)) ranOut(run);
     }
     if (!answer.ok || !ENDED.includes(run.state)) setTimeout(() => watch(id), 700);
+  }
+
+  // The toolbar's "Run #N started." says how the run ended, once it has.
+  function ranOut(ended) {
+    const words = { succeeded: "succeeded", failed: "failed", cancelled: "was cancelled" }[ended.state] || ended.state;
+    say(`Run #${ended.id} ${words}${ended.error ? `: ${ended.error}` : "."}`, ended.state !== "succeeded");
+    delete $("wfe-message").dataset.run;
   }
 
   async function decide(step, approve) {
@@ -850,6 +950,7 @@
     run = answer.data;
     render();
     showPanel();
+    if (ENDED.includes(run.state) && $("wfe-message").dataset.run === String(run.id)) ranOut(run);
   }
 
   async function load() {
@@ -860,6 +961,7 @@
     doc = parsed && typeof parsed === "object" && !Array.isArray(parsed) ? parsed : { format: "omniflow/v1", name: NAME, steps: [] };
     digest = file.data.digest;
     saved = file.data.exists ? JSON.stringify(doc) : "";
+    opened = JSON.stringify(doc);
     undo = []; redo = []; selected = null; edge = null; versions = null;
     clearTimeout(timer);
     checking += 1;  // a check of the draft before this load must not land on it
@@ -898,7 +1000,32 @@
     for (const b of root.querySelectorAll("[data-edit]")) b.hidden = true;
   }
   $("wfe-layout").addEventListener("click", () => { layout(); render(); });
-  $("wfe-reload").addEventListener("click", load);
+  $("wfe-reload").addEventListener("click", () => {
+    if (!unsaved() || window.confirm(`Reloading ${NAME} drops your unsaved changes. Reload?`)) load();
+  });
+
+  // Unsaved work is not dropped without a word: a link or form of the console asks first, and
+  // a reload, a typed address or a closed tab get the browser's own question.
+  let leaving = false;
+  const leave = () => {
+    if (!unsaved() || leaving) return true;
+    leaving = window.confirm(`${NAME} has unsaved changes. Leave this page and drop them?`);
+    return leaving;
+  };
+  document.addEventListener("click", (event) => {
+    const a = event.target.closest && event.target.closest("a[href]");
+    if (!a || event.defaultPrevented || event.button !== 0 || event.ctrlKey || event.metaKey
+        || event.shiftKey || a.target === "_blank" || a.getAttribute("href").startsWith("#")) return;
+    if (!leave()) event.preventDefault();
+  }, true);
+  document.addEventListener("submit", (event) => {
+    if (!root.contains(event.target) && !leave()) event.preventDefault();
+  }, true);
+  window.addEventListener("beforeunload", (event) => {
+    if (!unsaved() || leaving) return;
+    event.preventDefault();
+    event.returnValue = "";  // Chromium asks only when this is set
+  });
   const live = document.getElementById("live-state");
   if (live) { live.textContent = "editor"; live.title = "This page checks as you edit and polls the run it started"; }
   load().then(() => { if (EDIT) showPalette(); });

@@ -8,7 +8,8 @@ API (reads and checks: any signed-in user; saves and restores: admin)::
                                                     the file changed since; 422 on an error
     GET  /api/v1/workflows/{name}/file/history      the kept versions, newest first
     POST /api/v1/workflows/{name}/file/restore      {"id", "digest"} -> a kept version back
-    GET  /api/v1/workflow-palette                   plugins, handlers and their input schemas
+    GET  /api/v1/workflow-palette                   plugins, handlers and their input schemas,
+                                                    connectors with their kinds, workflows
 
 The file stays the source of truth: a save writes the draft's data into the file's text
 (:mod:`omnicore.workflows.roundtrip`: comments and key order kept), checks it with the same
@@ -217,9 +218,11 @@ async def palette(request: Request) -> Response:
         plugins.append({"name": info.name, "state": info.state,
                         "description": info.description, "handlers": handlers})
     try:
-        connectors = sorted({*app.connectors, *app.databases.connectors})
+        kinds = _service(request).connector_kinds()
     except Exception:  # a bad connector config shows on the Connectors page, not here
-        connectors = []
+        kinds = {}
+    # Each with its kind: an HTTP connector takes requests, a postgres/mysql one statements.
+    connectors = [{"name": name, "kind": kind} for name, kind in sorted(kinds.items())]
     flows = [e.name for e in _service(request).entries if e.workflow is not None]
     return JSONResponse({"plugins": plugins, "connectors": connectors, "workflows": flows})
 

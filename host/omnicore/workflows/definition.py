@@ -33,7 +33,8 @@ from omnicore.workflows.errors import DefinitionError, ExpressionError, Problem
 from omnicore.workflows.expressions import Compiled, compile_condition, compile_value
 
 __all__ = ["FORMAT", "Concurrency", "Retry", "Step", "Trigger", "Wait", "Workflow",
-           "check_references", "parse", "parse_duration", "read_definition", "schema"]
+           "check_references", "connector_mismatch", "parse", "parse_duration",
+           "read_definition", "schema"]
 
 FORMAT = "omniflow/v1"
 MAX_DOCUMENT_BYTES = 1 << 20
@@ -517,17 +518,38 @@ def _replace(step: Step, **changes: Any) -> Step:
     return replace(step, **changes)
 
 
+def connector_mismatch(step: str, name: str, kind: str, statement: str) -> str | None:
+    """Why a step cannot use connector ``name`` of ``kind`` (``http``, ``postgres``, ``mysql``,
+    ``redis``) the way it does — an HTTP request (``statement`` empty) or a statement
+    (``query``/``execute``) — or None when it can. The validator and the step's run say it."""
+    if kind == "redis":
+        return (f"step {step!r}: connector {name!r} is a redis database, which a workflow step "
+                "cannot use (steps send HTTP requests and postgres/mysql statements): call a "
+                "plugin granted redis on it instead")
+    if not statement and kind != "http":
+        return (f"step {step!r}: connector {name!r} is a {kind} database, not an HTTP API: run "
+                f"a statement with uses: connector:{name}/query (rows) or "
+                f"connector:{name}/execute (changes) and with: {{sql: ..., params: [...]}}")
+    if statement and kind == "http":
+        return (f"step {step!r}: connector {name!r} is an HTTP connector, and /{statement} "
+                "runs a statement on a postgres or mysql connector: for an HTTP request "
+                f"write uses: connector:{name} with a path")
+    return None
+
+
 def check_references(wf: Workflow, *, plugins: Mapping[str, Iterable[str]] | None,
-                     connectors: Iterable[str] | None, workflows: Iterable[str] | None,
+                     connectors: Mapping[str, str] | None, workflows: Iterable[str] | None,
                      ) -> list[Problem]:
-    """Steps naming a plugin, handler, connector or workflow the app does not have.
+    """Steps naming a plugin, handler, connector or workflow the app does not have, or a
+    connector of a kind the step cannot use (:func:`connector_mismatch`).
 
     ``plugins`` maps the app's plugins to their handlers; None skips that check. A plugin
     the app does not have is a warning (it may be added later: the step fails only if it is
-    still missing when it runs); a handler the plugin lacks is an error.
+    still missing when it runs); a handler the plugin lacks is an error. ``connectors`` maps
+    the app's connectors to their kinds; None skips that check.
     """
     out = _Collect(wf.lines)
-    conns = set(connectors) if connectors is not None else None
+    conns = dict(connectors) if connectors is not None else None
     flows = set(workflows) if workflows is not None else None
     for where, items in (("steps", wf.steps), ("on_failure", wf.on_failure)):
         for i, s in enumerate(items):
@@ -542,9 +564,12 @@ def check_references(wf: Workflow, *, plugins: Mapping[str, Iterable[str]] | Non
                     out.add(path, f"step {s.id!r}: plugin {s.target!r} has no handler "
                                   f"{s.handler!r} (handlers: "
                                   f"{', '.join(plugins[s.target]) or 'none'})")
-            elif s.kind == "connector" and conns is not None and s.target not in conns:
-                out.add(path, f"unknown connector {s.target!r} (connectors in the app config: "
-                              f"{', '.join(sorted(conns)) or 'none'})")
+            elif s.kind == "connector" and conns is not None:
+                if s.target not in conns:
+                    out.add(path, f"unknown connector {s.target!r} (connectors in the app "
+                                  f"config: {', '.join(sorted(conns)) or 'none'})")
+                elif why := connector_mismatch(s.id, s.target, conns[s.target], s.handler):
+                    out.add(path, why)
             elif s.kind == "workflow" and flows is not None:
                 if s.target not in flows:
                     out.add(path, f"unknown workflow {s.target!r}")

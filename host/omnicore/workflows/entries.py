@@ -63,10 +63,11 @@ class WorkflowEntry:
 
 
 class WorkflowEntries:
-    """Loaded workflows by name. ``refs()`` says what the app has, for reference checks."""
+    """Loaded workflows by name. ``refs()`` says what the app has, for reference checks: its
+    plugins' handlers and its connectors' kinds."""
 
     def __init__(self, refs: Callable[[], tuple[Mapping[str, Iterable[str]] | None,
-                                                Iterable[str] | None]],
+                                                Mapping[str, str] | None]],
                  on_version: Callable[[Workflow], None]) -> None:
         self._refs = refs
         self._on_version = on_version

@@ -30,7 +30,7 @@ from omnicore.storage import StorageError
 from omnicore.storage.workflows import RunRecord, StepRecord, WorkflowStore
 from omnicore.workflows.advance import encode, idempotency_key
 from omnicore.workflows.connector import ConnectorFailed, call_connector, run_statement
-from omnicore.workflows.definition import Step, Workflow
+from omnicore.workflows.definition import Step, Workflow, connector_mismatch
 from omnicore.workflows.errors import WorkflowError
 
 if TYPE_CHECKING:
@@ -165,6 +165,14 @@ class StepExecutor:
         if s.handler:  # connector:NAME/query or /execute: a statement on a database
             return run_statement(self._databases(), s.target, s.handler == "query",
                                  row.input, time.monotonic() + s.timeout)
+        try:
+            database = self._databases().connectors.get(s.target)
+        except OmniError:  # a bad database config: the HTTP connectors still work
+            database = None
+        if database is not None:  # a definition loaded before the connector changed kind
+            raise ConnectorFailed(connector_mismatch(s.id, s.target, database.kind, "")
+                                  or f"connector {s.target!r} is not an HTTP connector",
+                                  retryable=False)
         return call_connector(self._egress(), s.target, row.input or {},
                               idempotency_key=idempotency_key(run, s.id, row.index),
                               timeout_s=s.timeout,

@@ -131,7 +131,7 @@ class Workflows:
             wf = self._versions[digest] = from_document(json.loads(text), f"version {digest}")
         return wf
 
-    def _refs(self) -> tuple[Mapping[str, list[str]] | None, list[str] | None]:
+    def _refs(self) -> tuple[Mapping[str, list[str]] | None, dict[str, str] | None]:
         try:
             host = self._app.plugins
         except AttributeError:
@@ -142,10 +142,17 @@ class Workflows:
             plugins = {info.name: list(info.handlers) for info in host
                        if info.handlers or info.state == "loaded"} if self._live else None
         try:
-            connectors = [*self._app.connectors, *self._app.databases.connectors]
+            connectors = self.connector_kinds()
         except (OmniError, AttributeError):  # bad connector config / an app without them
             connectors = None
         return plugins, connectors
+
+    def connector_kinds(self) -> dict[str, str]:
+        """The app's connectors and their kinds (``http``, ``postgres``, ``mysql``,
+        ``redis``); ConfigError when the connector config is bad."""
+        kinds = dict.fromkeys(self._app.connectors, "http")
+        kinds.update({name: c.kind for name, c in self._app.databases.connectors.items()})
+        return kinds
 
     # -- definitions --
 
