@@ -1,10 +1,15 @@
-"""Every shell command the READMEs and the scaffold hints print runs, so none can drift.
+"""Every shell command the documentation and the scaffold hints print runs, so none can drift.
 
-Each document's fenced ``sh`` blocks run in order, each block as one bash script (a ``cd``
-lasts to the end of its block, as in a terminal), in a fresh workspace that looks like the
-checkout a reader has: ``.venv`` and ``sdk/`` linked, ``plugins/`` copied, and on PATH only
-``omnicore`` (Go lives in the venv, so a README that runs ``go`` must say how to get it).
-The commands that cannot run in a test are in :data:`NOT_RUN`, each with the reason.
+The documents are the README, every page of the site (``docs/``) and the SDK READMEs. Each
+document's fenced ``sh`` blocks run in order, each block as one bash script (a ``cd`` lasts to
+the end of its block, as in a terminal), in a fresh workspace that looks like the checkout a
+reader has: ``.venv`` and ``sdk/`` linked, ``plugins/`` copied, and on PATH only ``omnicore``
+(Go lives in the venv, so a page that runs ``go`` must say how to get it). A document that
+names ``build/demo`` gets the demo app with the example greeters its commands name, and one
+that names ``myapp`` without creating it gets that app. The commands that cannot run in a
+test are in :data:`NOT_RUN`, each with the reason; a shell block that cannot run at all is not
+an ``sh`` block but an illustrative one, with its reason (tests/test_docs.py holds the pages to
+that).
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 OMNICORE = VENV_BIN / "omnicore"
-DOCS = ["README.md", "sdk/rust/README.md", "sdk/go/README.md", "sdk/js/README.md",
-        "sdk/c/README.md", "sdk/python/README.md"]
+SDK_DOCS = ["sdk/rust/README.md", "sdk/go/README.md", "sdk/js/README.md", "sdk/c/README.md",
+            "sdk/python/README.md"]
 
 #: Commands (line prefixes) a test cannot run, and why.
 NOT_RUN = {
@@ -37,6 +42,15 @@ NOT_RUN = {
 }
 
 _BLOCK = re.compile(r"^```sh\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def site_pages() -> list[str]:
+    """The site's pages that have ``sh`` blocks, as paths from the checkout's root."""
+    return sorted(str(page.relative_to(ROOT)) for page in (ROOT / "docs").rglob("*.md")
+                  if _BLOCK.search(page.read_text(encoding="utf-8")))
+
+
+DOCS = ["README.md", *site_pages(), *SDK_DOCS]
 
 
 def sh_blocks(doc: Path) -> list[str]:
@@ -82,30 +96,37 @@ def run(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProc
 
 
 def test_the_extraction_finds_the_commands_and_the_allow_list_is_used() -> None:
-    found = {doc: sh_blocks(ROOT / doc) for doc in DOCS}
+    found = {doc: sh_blocks(ROOT / doc) for doc in ["README.md", *SDK_DOCS]}
     assert all(found.values()), [doc for doc, blocks in found.items() if not blocks]
     text = "\n".join((ROOT / doc).read_text() for doc in DOCS)
     assert "\n./scripts/dev demo" in text  # the allow-list matches lines as printed
     assert any("omnicore test" in block for block in found["sdk/go/README.md"])
+    # The site's guides are read: the workflow walk-through and the plugin author's commands.
+    assert "docs/guides/workflows.md" in DOCS and "docs/quickstart.md" in DOCS
+    assert any("omnicore workflows approve" in block
+               for block in sh_blocks(ROOT / "docs/guides/workflows.md"))
 
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_sh_block_of_the_doc_runs(doc: str, tmp_path: Path) -> None:
     env = workspace(tmp_path)
-    if doc == "README.md":
+    blocks = sh_blocks(ROOT / doc)
+    commands_text = "\n".join(blocks)
+    setup = []
+    if "build/demo" in commands_text:
         # What `./scripts/dev setup` leaves and the quick start's second terminal uses: the
-        # demo app with its config and the example greeters its commands name (all eight
+        # demo app with its config and the example greeters the commands name (all eight
         # built and compiled here took a minute, the Ruby and Python ones most of it; CI's
-        # set-up builds every example, and tests/test_demo.py loads them all); and an app
-        # named myapp.
-        named = sorted(set(re.findall(r"\bgreeter-(\w+)", "\n".join(sh_blocks(ROOT / doc)))))
-        assert named, "the README's commands name no example greeter any more"
-        greeters = " && ".join(f"omnicore build plugins/greeter/{lang} --app build/demo"
-                               for lang in named)
-        made = run("omnicore new build/demo && cp plugins/demo.yaml build/demo/omnicore.yaml"
-                   f" && {greeters} && omnicore new myapp", tmp_path, env)
+        # set-up builds every example, and tests/test_demo.py loads them all).
+        named = sorted(set(re.findall(r"\bgreeter-(\w+)", commands_text)))
+        setup += ["omnicore new build/demo", "cp plugins/demo.yaml build/demo/omnicore.yaml",
+                  *(f"omnicore build plugins/greeter/{lang} --app build/demo" for lang in named)]
+    if re.search(r"\bmyapp\b", commands_text) and "omnicore new myapp" not in commands_text:
+        setup.append("omnicore new myapp")  # an app the page's commands take as made
+    if setup:
+        made = run(" && ".join(setup), tmp_path, env)
         assert made.returncode == 0, made.stdout + made.stderr
-    for block in sh_blocks(ROOT / doc):
+    for block in blocks:
         done = run(block, tmp_path, env)
         assert done.returncode == 0, f"{doc}:\n{block}\n---\n{done.stdout}\n{done.stderr}"
 
