@@ -40,6 +40,12 @@ here and in ``omnicore`` itself::
     │   ├── workflows.WorkflowNotFound   no workflow of that name is loaded
     │   ├── workflows.errors.FileChanged a definition file changed on disk since it was read
     │   └── workflows.RunStateError      the run or step's state does not allow the action
+    ├── oci.RegistryError        an OCI registry could not give or take a plugin: unreachable,
+    │   │                        too slow, a redirect loop, an error answer (names the reference)
+    │   ├── oci.RegistryAuthError    it wants credentials that were not found, or refused them
+    │   ├── oci.RegistryNotFound     no such repository, tag or digest there
+    │   └── oci.ArtifactRefused      what it sent is not taken: a digest that does not match,
+    │                            over a size cap, a malformed manifest, not a Wasm artifact
     └── PluginError              anything about one plugin (names plugin, handler)
         ├── PluginNotFound
         ├── HandlerNotFound
@@ -48,6 +54,8 @@ here and in ``omnicore`` itself::
         ├── PluginLoadError      the file cannot become a plugin
         │   ├── InvalidModule    not wasm, fails validation, breaks ABI v1
         │   ├── UnsupportedAbiVersion
+        │   ├── oci.SignatureRefused   the trust policy (plugins.trust) refused the module:
+        │   │                  unsigned, tampered, or signed by a key it does not trust
         │   └── DuplicatePlugin
         └── PluginCallError      one call failed; the host keeps serving
             ├── GuestError       the handler returned an error (E bit); carries its message

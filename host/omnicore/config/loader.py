@@ -31,7 +31,8 @@ ENV_PREFIX = "OMNICORE_"
 _ENV_RESERVED = frozenset({"OMNICORE_APPDIR", "OMNICORE_DEBUG"})
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "api_key", "apikey", "credential",
                  "private_key")
-_PATH_KEYS = (("data_dir",), ("plugins_dir",), ("sandbox", "cache_dir"), ("workflows", "dir"))
+_PATH_KEYS = (("data_dir",), ("plugins_dir",), ("sandbox", "cache_dir"), ("workflows", "dir"),
+              ("registry", "ca_file"), ("registry", "docker_config"))
 
 Key = tuple[str, ...]
 
@@ -224,6 +225,9 @@ def _resolve_paths(cfg: OmniConfig, base: Path) -> None:
             setattr(owner, key[-1], p if p.is_absolute() else (base / p).resolve())
     if cfg.sandbox.cache_dir is None:
         cfg.sandbox.cache_dir = cfg.data_dir / "cache"
+    # plugins.trust.keys: a key file is relative to the config's folder; PEM text stays.
+    cfg.trust.keys = [k if "-----BEGIN" in k else str(base / Path(os.path.expanduser(k)))
+                      for k in cfg.trust.keys]
 
 
 def _rename_old_keys(data: dict[str, Any], sources: dict[Key, str]) -> None:
@@ -281,6 +285,9 @@ def load_config(
         _deep_merge(upper, layer.data)
         sources.update(layer.sources)
     _rename_old_keys(upper, sources)
+    # plugins.trust is held as `trust` (OmniConfig._trust_among_plugins): its sources too.
+    for key in [k for k in sources if k[:2] == ("plugins", "trust")]:
+        sources[("trust", *key[2:])] = sources.pop(key)
 
     configured = upper.get("environment")
     if environment is None:

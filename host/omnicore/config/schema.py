@@ -35,9 +35,11 @@ __all__ = [
     "McpConfig",
     "OmniConfig",
     "PluginConfig",
+    "RegistryConfig",
     "SandboxConfig",
     "StorageConfig",
     "TasksConfig",
+    "TrustConfig",
     "WorkflowsConfig",
     "masked_url",
 ]
@@ -254,6 +256,47 @@ class PluginConfig(_Strict):
         return list(self.grants)
 
 
+class TrustConfig(_Strict):
+    """``plugins.trust.*``: the signatures a plugin module needs before a host takes it
+    (omnicore.oci.trust, specs/security.md "Signed plugins"). Written among the plugins in
+    the file, ``plugins: {trust: {keys: [...], require: true}}``, so no plugin is called
+    ``trust``."""
+
+    keys: list[str] = Field(
+        default_factory=list,
+        description="trusted public keys (PEM, as cosign.pub): files relative to the app "
+                    "folder, or the PEM text")
+    require: bool = Field(
+        default=False,
+        description="refuse a module no trusted key signed: at publish, at pull and at every "
+                    "host's load")
+
+
+class RegistryConfig(_Strict):
+    """``registry.*``: how OCI registries are reached (omnicore.oci, specs/registry.md).
+    Credentials come from the Docker config file."""
+
+    ca_file: Path | None = Field(
+        default=None, description="PEM CA certificates trusted beside the system's (a private "
+                                  "registry's CA)")
+    plain_http: list[str] = Field(
+        default_factory=list,
+        description="registries (host or host:port) reached over plain HTTP; a loopback one "
+                    "is too, unless ca_file is set")
+    timeout_s: float = Field(default=30.0, gt=0, le=3600,
+                             description="the longest one wait on a registry may take "
+                                         "(connecting, each read)")
+    deadline_s: float = Field(default=600.0, gt=0, le=86400,
+                              description="the longest one push, pull, sign or verify may take")
+    max_manifest_bytes: int = Field(default=4 * 1024 * 1024, gt=0, le=64 * 1024 * 1024,
+                                    description="the largest manifest a pull reads")
+    max_blob_bytes: int = Field(default=256 * 1024 * 1024, gt=0, le=1 << 32,
+                                description="the largest module a pull downloads")
+    docker_config: Path | None = Field(
+        default=None, description="the Docker config file credentials are read from (default "
+                                  "$DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
+
+
 class ConnectorConfig(_Strict):
     """``connectors.<name>.*``: an upstream plugins call by name, an API (``omnicore:http``,
     kind ``http``) or a database (``omnicore:sql``, ``omnicore:redis``); the host adds the
@@ -449,6 +492,20 @@ class OmniConfig(_Strict):
     )
     workflows: WorkflowsConfig = Field(default_factory=lambda: WorkflowsConfig())
     mcp: McpConfig = Field(default_factory=lambda: McpConfig())
+    registry: RegistryConfig = Field(default_factory=lambda: RegistryConfig())
+    trust: TrustConfig = Field(default_factory=lambda: TrustConfig(),
+                               description="plugins.trust in the file: the signatures a "
+                                           "module needs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trust_among_plugins(cls, data: Any) -> Any:
+        # `plugins.trust` is a policy about plugins, not one plugin's settings.
+        if isinstance(data, dict) and isinstance(data.get("plugins"), dict) \
+                and "trust" in data["plugins"]:
+            plugins = dict(data["plugins"])
+            data = {**data, "plugins": plugins, "trust": plugins.pop("trust")}
+        return data
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
