@@ -56,7 +56,13 @@ here and in ``omnicore`` itself::
         │   ├── UnsupportedAbiVersion
         │   ├── oci.SignatureRefused   the trust policy (plugins.trust) refused the module:
         │   │                  unsigned, tampered, or signed by a key it does not trust
-        │   └── DuplicatePlugin
+        │   ├── DuplicatePlugin
+        │   ├── plugins.catalog.BadPublish   the plugin catalog will not take a module:
+        │   │   │                  its digest is not the one announced, it is empty, its name
+        │   │   │                  or sidecar would be refused
+        │   │   └── plugins.catalog.ModuleTooLarge   over catalog.max_module_bytes
+        │   └── plugins.convergence.FetchFailed  the catalog's module could not be brought to
+        │                      this host whole (gone from the store, or not its digest)
         └── PluginCallError      one call failed; the host keeps serving
             ├── GuestError       the handler returned an error (E bit); carries its message
             ├── Trap             the guest trapped; the instance was discarded

@@ -25,6 +25,7 @@ __all__ = [
     "LIMIT_KEYS",
     "RENAMED",
     "CapabilitiesConfig",
+    "CatalogConfig",
     "CircuitConfig",
     "ClusterConfig",
     "ConnectorConfig",
@@ -171,6 +172,24 @@ class ClusterConfig(_Strict):
                              f"twice cluster.heartbeat_s ({self.heartbeat_s}): one late "
                              "heartbeat must not make a live host dead")
         return self
+
+
+class CatalogConfig(_Strict):
+    """``catalog.*``: the plugin catalog in the app's store (omnicore.plugins.catalog,
+    specs/catalog.md)."""
+
+    follow: bool = Field(
+        default=True,
+        description="load the plugins the catalog names, over the plugin folder's (false: "
+                    "this host serves its folder only, and claims only that work)")
+    poll_s: float = Field(default=1.0, gt=0, le=60,
+                          description="how often the catalog's changes are read when no "
+                                      "NOTIFY arrives (SQLite; a fallback on PostgreSQL)")
+    max_module_bytes: int = Field(default=64 * 1024 * 1024, gt=0, le=1 << 30,
+                                  description="the largest module the catalog takes")
+    keep_versions: int = Field(default=20, gt=0, le=1000,
+                               description="versions kept per plugin for a rollback (the one "
+                                           "in force always)")
 
 
 class ConsoleConfig(_Strict):
@@ -477,6 +496,7 @@ class OmniConfig(_Strict):
     sandbox: SandboxConfig = Field(default_factory=lambda: SandboxConfig())
     storage: StorageConfig = Field(default_factory=lambda: StorageConfig())
     cluster: ClusterConfig = Field(default_factory=lambda: ClusterConfig())
+    catalog: CatalogConfig = Field(default_factory=lambda: CatalogConfig())
     console: ConsoleConfig = Field(default_factory=lambda: ConsoleConfig())
     plugins: dict[str, PluginConfig] = Field(
         default_factory=dict, description="per-plugin grants, config, limits"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from omnicore.types import PluginCaller
@@ -12,9 +13,12 @@ __all__ = ["JobPlugins"]
 
 class JobPlugins(PluginCaller, Protocol):
     """The plugins a job calls: a :class:`~omnicore.types.PluginCaller` that also answers
-    membership and can cut every running call short."""
+    membership, says which plugins it serves, and can cut every running call short."""
 
     def __contains__(self, name: object) -> bool: ...
 
     def interrupt(self) -> None:
         """End every plugin call running now: the last step of a stop whose grace is over."""
+
+    def serving(self) -> Sequence[str]:
+        """The plugins whose calls run here now: the only ones this host claims jobs of."""

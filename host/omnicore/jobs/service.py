@@ -73,7 +73,7 @@ class Jobs:
         self.policy = RetryPolicy(options.max_attempts, options.backoff_ms,
                                   options.max_backoff_ms)
         self._workers: LeasedWorkers[Job, int] = LeasedWorkers(
-            "job", _Queue(storage), self._run, lambda job: job.id, owner=owner,
+            "job", _Queue(storage, self._serving), self._run, lambda job: job.id, owner=owner,
             workers=options.workers, lease_s=options.lease_s, poll_s=options.poll_s,
             tick=self._tick, transient=(StorageError,))
         self.runner = JobRunner(storage, plugins, events, owner, options.max_backoff_ms,
@@ -285,6 +285,18 @@ class Jobs:
 
     def _on_plugin_event(self, event: object) -> None:
         self.scheduler.sync(str(getattr(event, "plugin", "")))
+        if getattr(event, "topic", "") != "plugin.unloaded":
+            # A plugin this host now serves: its jobs, left to hosts that had it, are ours too.
+            self.wake()
+
+    def _serving(self) -> Sequence[str] | None:
+        """The plugins this host claims jobs of (None: an app without a plugin host, which
+        claims every job and fails it, as it always did)."""
+        try:
+            plugins = self._plugins()
+        except AttributeError:
+            return None
+        return plugins.serving()
 
     def _tick(self, now: float) -> float:
         return self.scheduler.fire_due(now)
@@ -294,16 +306,20 @@ class Jobs:
 
 
 class _Queue:
-    """The storage's job queue, found when first used (the storage opens on first use)."""
+    """The storage's job queue, found when first used (the storage opens on first use),
+    claimed for the plugins this host serves (``serving``: asked at every claim, so a plugin
+    loaded or unloaded a moment ago counts)."""
 
-    def __init__(self, storage: Callable[[], Storage]) -> None:
+    def __init__(self, storage: Callable[[], Storage],
+                 serving: Callable[[], Sequence[str] | None]) -> None:
         self._storage = storage
+        self._serving = serving
 
     def claim(self, owner: str, now: float, lease_s: float) -> Job | None:
-        return self._storage().queue.claim(owner, now, lease_s)
+        return self._storage().queue.claim(owner, now, lease_s, self._serving())
 
     def next_due(self) -> float | None:
-        return self._storage().queue.next_due()
+        return self._storage().queue.next_due(self._serving())
 
     def renew(self, owner: str, keys: Sequence[int], lease_until: float) -> None:
         self._storage().queue.renew(owner, keys, lease_until)

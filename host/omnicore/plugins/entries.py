@@ -68,6 +68,10 @@ class Entries:
                 return entry
         return None
 
+    def serving(self) -> list[str]:
+        """The names whose calls run now (a version linked: loaded, or its circuit open)."""
+        return [name for name, e in list(self._by_name.items()) if e.version is not None]
+
     def sorted(self) -> list[Entry]:
         """Every entry, by name."""
         with self.lock:

@@ -2,15 +2,19 @@
 
 :func:`register` attaches a :class:`~omnicore.plugins.host.PluginHost` configured from
 ``app.config``, with the operator's settings of the app's database; :func:`startup` follows
-those settings and loads and watches ``plugins_dir``, :func:`shutdown` stops following and
+those settings and the plugin catalog (``catalog.follow``), then loads and watches
+``plugins_dir`` (the layer beneath the catalog); :func:`shutdown` stops following and
 watching and closes every runtime.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
+from omnicore.plugins.convergence import CatalogFollower
 from omnicore.plugins.host import PluginHost
 from omnicore.plugins.operator import OperatorSettings
 from omnicore.sandbox.engine import SandboxEngine
@@ -67,9 +71,14 @@ def startup(app: PluginsApp) -> None:
     """Load every plugin in ``plugins_dir`` and, with ``sandbox.watch``, follow the folder."""
     host = app.plugins
     host.refresh_capabilities()  # extensions loaded at start may have added capabilities
+    follower = _follower(app) if app.config.catalog.follow else None
     if host.operator is not None:
         # Before the folder: every plugin loads with the settings every instance applies.
         host.operator.follow(host.settings_changed, app.storage.on_settings)
+    if follower is not None:
+        # Before the folder too: a name the catalog serves is not loaded from the folder.
+        host.follower = follower
+        follower.follow(app.storage.on_catalog)
     folder = host.watch_folder(app.config.plugins_dir, watch=app.config.sandbox.watch,
                                required=app.config.source_of("plugins_dir") != "default")
     loaded = sum(1 for p in host if p.state == "loaded")
@@ -80,9 +89,23 @@ def startup(app: PluginsApp) -> None:
 def shutdown(app: PluginsApp) -> None:
     """Stop watching and close every plugin runtime (in-flight calls finish first)."""
     host = app.plugins
+    if host.follower is not None:
+        host.follower.stop()
     if host.operator is not None:
         host.operator.stop()
     host.close()
+
+
+def _follower(app: PluginsApp) -> CatalogFollower:
+    storage = app.storage
+
+    def report(status: Mapping[str, Any]) -> bool:
+        return storage.instances.report(app.runtime_id, status)
+
+    return CatalogFollower(lambda: storage.catalog, app.plugins,
+                           Path(app.config.data_dir) / "catalog",
+                           poll_s=app.config.catalog.poll_s, report=report)
+
 
 
 def _module_or_none(app: HostApp, module: str) -> Any:

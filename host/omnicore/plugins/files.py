@@ -3,7 +3,9 @@
 :class:`PluginFiles` answers the folder's three hooks (:class:`~omnicore.plugins.folder.
 FolderTarget`): a file appeared, changed, or went away. A broken file is registered as a
 ``failed`` plugin rather than raised, a half-written change never takes a working version
-down, and a file whose manifest now names another plugin swaps one plugin for the other.
+down, and a file whose manifest now names another plugin swaps one plugin for the other. A
+file of a name the plugin catalog serves is not loaded: it is the layer beneath the catalog's
+version (``Entry.beneath``, :mod:`omnicore.plugins.published`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omnicore.core.events import Event
-from omnicore.errors import ConfigError, PluginError
+from omnicore.errors import ConfigError, DuplicatePlugin, PluginError
 from omnicore.plugins.entries import Entries
 from omnicore.plugins.events import PluginFailed, PluginReloaded
 from omnicore.plugins.linking import Linker, version_of
@@ -64,6 +66,16 @@ class PluginFiles:
             return entry.name  # already loaded from this file (by an explicit load())
         try:
             return self._load(path)
+        except DuplicatePlugin as exc:
+            holder = self._entries.get(exc.plugin or "")
+            if holder is not None and holder.published is not None:
+                # The catalog's version of this name serves: the file is the layer beneath,
+                # loaded again if the catalog drops the name (plugins.published).
+                holder.beneath = path
+                log.info("plugin '%s': %s is beneath the catalog's version", holder.name,
+                         path)
+                return holder.name
+            return self.register_failure(path, exc, exc.plugin)
         except PluginError as exc:
             return self.register_failure(path, exc, exc.plugin)
         except (ConfigError, OSError) as exc:
@@ -114,6 +126,10 @@ class PluginFiles:
         entry = self._entries.by_source(path)
         if entry is not None:
             self._unload(entry.name, f"{path.name} was removed")
+            return
+        for held in self._entries.sorted():
+            if held.beneath == path:
+                held.beneath = None  # nothing is left beneath the catalog's version
 
     def _reload_failed(self, entry: Entry, path: Path, exc: Exception) -> str:
         if entry.version is not None:

@@ -38,6 +38,7 @@ from omnicore.plugins.health import folder_health
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.linking import Linker, regranted
 from omnicore.plugins.locks import PluginLocks, plugin_key
+from omnicore.plugins.published import PublishedPlugins
 from omnicore.plugins.sidecar import Sidecar, read_sidecar, write_grants
 from omnicore.plugins.stats import CallStats
 from omnicore.plugins.versions import Entry, Version
@@ -51,8 +52,10 @@ from omnicore.sandbox.usage import Usage
 from omnicore.types import HealthChecks
 
 if TYPE_CHECKING:
-    # A host without an app has no operator settings: it must not load the storage layer
-    # they are kept in (plugins/operator.py imports it).
+    # A host without an app has no operator settings and follows no catalog: it must not
+    # load the storage layer they are kept in (plugins/operator.py and plugins/convergence.py
+    # import it).
+    from omnicore.plugins.convergence import CatalogFollower
     from omnicore.plugins.operator import OperatorSettings
 
 __all__ = ["PluginHost"]
@@ -90,6 +93,9 @@ class PluginHost:
         self._events = events
         #: The operator's settings in the database, when the host has one.
         self.operator = operator
+        #: What keeps this host's plugins what the app's plugin catalog names, once an app
+        #: follows it (plugins.convergence).
+        self.follower: CatalogFollower | None = None
         self._health = health
         self._max_workers = max_workers
         self._folder: PluginFolder | None = None
@@ -121,6 +127,10 @@ class PluginHost:
                                   load=lambda path: self.load(path).name,
                                   unload=lambda name, why: self.unload(name, reason=why),
                                   host_grants=self._host_grants, emit=self._emit)
+        #: The plugin catalog's layer over the folder (plugins.published).
+        self.published = PublishedPlugins(
+            self._entries, self._linker, self._locks, host_grants=self._host_grants,
+            unload=lambda name, why: self.unload(name, reason=why), emit=self._emit)
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -132,6 +142,16 @@ class PluginHost:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def serving(self) -> list[str]:
+        """The plugins whose calls run here now (loaded, or their circuit open): the work
+        this host claims (jobs of other plugins are left to the hosts that have them)."""
+        return self._entries.serving()
+
+    def check_module(self, source: bytes, name: str | None = None) -> CompiledPlugin:
+        """Compile and check ``source`` as a load would (the manifest's entries too), without
+        registering it: what a publish to the catalog is held to. Raises PluginLoadError."""
+        return self._linker.compile(source, None, name)
 
     def require(self, name: str) -> None:
         """Raise :class:`PluginNotFound` unless plugin ``name`` is registered (in any state).
@@ -241,7 +261,8 @@ class PluginHost:
             entry.state = "compiling"  # until activate decides: never "failed" meanwhile
             # Reserve the name so a concurrent load of the same name is refused.
             entries.put(entry)
-        if placeholder is not None and placeholder.source is not None:
+        if placeholder is not None and placeholder.source is not None \
+                and placeholder.published is None:
             self._files.register_failure(
                 placeholder.source, PluginLoadError(placeholder.last_error or "failed to load"),
                 placeholder.source.name)
@@ -324,6 +345,10 @@ class PluginHost:
         if persist and entry.source is None:
             raise PluginError(f"plugin '{name}' was loaded from bytes; there is no sidecar "
                               "to persist its grants to", plugin=name)
+        if persist and entry.published is not None and self.operator is None:
+            raise PluginError(f"plugin '{name}' comes from the plugin catalog; its grants are "
+                              "the operator's settings of an app (omnicore settings grant)",
+                              plugin=name)
         return layer
 
     def _regrant_here(self, entry: Entry, change: Mapping[str, Mapping[str, Any] | None],
@@ -350,6 +375,10 @@ class PluginHost:
         """
         self._forget_runtime_grants(name, capabilities)
         self._emit(PluginSettingsChanged(plugin=name))
+        if self.follower is not None:
+            self.follower.retry(name)  # a catalog version that lacked a grant may serve now
+        if self.published.relink(name, capabilities):
+            return True  # the catalog's plugin: re-linked from its published module
         entry = self._entries.get(name)
         folder = self._folder
         if entry is None or entry.source is None:
@@ -404,15 +433,17 @@ class PluginHost:
         from their files, as a sidecar edit does; the names re-linked. A plugin that cannot
         take its new settings keeps serving its old version and says why (``last_error``)."""
         self._linker.set_layers(app_settings, defaults)
+        wanted = None if plugins is None else set(plugins)
+        done = [name for name in self.published.names()
+                if (wanted is None or name in wanted)
+                and self.published.relink(name, frozenset())]
         folder = self._folder
         if folder is None:
-            return []
-        wanted = None if plugins is None else set(plugins)
-        done = []
+            return sorted(done)
         for path, name in folder.files.items():
             if (wanted is None or name in wanted) and folder.refresh(path):
                 done.append(name)
-        return sorted(done)
+        return sorted(set(done))
 
     def refresh_capabilities(self) -> None:
         """Forget the capability registry so the next link rebuilds it from the hooks."""

@@ -47,6 +47,11 @@ class PluginInfo:
     abi: str | None = None
     #: A component's WIT world, one line per export and import (empty for core modules).
     world: tuple[str, ...] = ()
+    #: Which source won the name: ``catalog`` (published to the app's store), ``file`` (the
+    #: plugin folder, or a file given to ``load()``) or ``bytes``.
+    origin: str = "file"
+    #: The folder's file of the same name that the catalog's version is loaded over.
+    shadows: str | None = None
 
     @property
     def callable(self) -> bool:
@@ -73,4 +78,6 @@ class PluginInfo:
             "last_error": self.last_error,
             "stale": self.stale,
             "loaded_at": self.loaded_at,
+            "origin": self.origin,
+            "shadows": self.shadows,
         }

@@ -266,19 +266,22 @@ class Linker:
             module = self._compile(source, path, name, True)
         return Plan(module, settings, abi_manifest)
 
-    def activate(self, entry: Entry, plan: Plan) -> None:
+    def activate(self, entry: Entry, plan: Plan, *, keep_serving: bool = False) -> None:
         """Link ``plan`` and make it ``entry``'s current version.
 
         Settings are committed only when the result is a state the plugin can be in
         (loaded, needs-grant, disabled); any other failure raises and leaves the entry (and
-        the version serving it) untouched.
+        the version serving it) untouched. With ``keep_serving`` (a rollout of a new module,
+        not a change of the operator's settings), a plan that lacks a grant while a version
+        serves raises :class:`NeedsGrant` too, and that version keeps serving.
         """
         with entry.relink:
-            self._activate_locked(entry, plan)
+            self._activate_locked(entry, plan, keep_serving=keep_serving)
         if self._tiers.is_baseline(plan.module):
             self._tiers.submit(entry, plan.module)
 
-    def _activate_locked(self, entry: Entry, plan: Plan, *, tier_up: bool = False) -> None:
+    def _activate_locked(self, entry: Entry, plan: Plan, *, tier_up: bool = False,
+                         keep_serving: bool = False) -> None:
         module, settings = plan.module, plan.settings
         if entry.removed:
             raise PluginNotFound(f"plugin '{entry.name}' was unloaded while it was being "
@@ -299,6 +302,8 @@ class Linker:
                 engine, module, self.capabilities(),
                 settings, entry.log, self._data_dir, plan.abi_manifest, self._user_functions()))
         except NeedsGrant as exc:
+            if keep_serving and entry.version is not None:
+                raise
             _commit(entry, plan, tuple(exc.missing))
             entry.last_error = str(exc)
             entry.swap(None)

@@ -27,8 +27,8 @@ from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.grants import GrantLayer
 from omnicore.sandbox.limits import Limits
 
-__all__ = ["SIDECAR_SUFFIXES", "Sidecar", "read_sidecar", "read_sidecar_data", "sidecar_paths",
-           "write_grants", "write_sidecar_data"]
+__all__ = ["SIDECAR_SUFFIXES", "Sidecar", "read_sidecar", "read_sidecar_data", "sidecar_from",
+           "sidecar_paths", "write_grants", "write_sidecar_data"]
 
 SIDECAR_SUFFIXES = (".toml", ".yaml", ".yml")
 #: The keys of every sidecar; the Extism manifest's keys (``omnicore.extism.SIDECAR_KEYS``)
@@ -90,6 +90,14 @@ def read_sidecar(wasm: Path) -> Sidecar:
     except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: cannot parse sidecar: {exc}".replace("\n", " "),
                           source=source) from exc
+    return sidecar_from(data, source, wasm, path)
+
+
+def sidecar_from(data: object, source: str, wasm: Path, path: Path | None = None) -> Sidecar:
+    """The :class:`Sidecar` a sidecar's parsed ``data`` makes (``None``: an empty one), checked
+    as :func:`read_sidecar` checks a file; ``source`` names it in errors (the file, or the
+    catalog version it was published with), ``wasm`` is the module it goes with, ``path``
+    the sidecar's file if it has one."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):

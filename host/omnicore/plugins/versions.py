@@ -59,6 +59,12 @@ class Entry:
         #: linked onto it after that, or its runtime would serve nobody and never close.
         self.removed = False
         self.loaded_at: float | None = None
+        #: The catalog's digest when the module serving this name came from the catalog
+        #: (plugins.published), None for a file or bytes.
+        self.published: str | None = None
+        #: The folder's file of the same name that the catalog's version is loaded over: it
+        #: serves again if the catalog drops the name.
+        self.beneath: Path | None = None
         # The first state is announced by PluginLoaded/PluginFailed, not PluginStateChanged.
         self.announced = False
         self.stats = stats
@@ -104,6 +110,8 @@ class Entry:
             manifest=manifest,
             abi=str(module.abi) if module is not None else None,
             world=tuple(world.lines) if (world := getattr(module, "world", None)) else (),
+            origin="catalog" if self.published else "file" if self.source else "bytes",
+            shadows=str(self.beneath) if self.beneath is not None else None,
         )
 
     def acquire(self) -> Version | None:

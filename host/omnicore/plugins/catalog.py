@@ -1,0 +1,252 @@
+"""The plugin catalog as an operator uses it: publish a module, list versions, roll back, remove.
+
+One catalog per app, in the app's store (:class:`~omnicore.storage.catalog_rows.CatalogRows`:
+SQLite alone, PostgreSQL for a cluster), so a plugin published once is loaded by every host
+of the database (:mod:`omnicore.plugins.convergence`), over each host's own plugin folder
+(:mod:`omnicore.plugins.published`). Modules are content-addressed: a digest
+(``sha256:<hex>``) names the bytes, a version names a publish (its number, digest, sidecar,
+who and when), and each name has one version in force.
+
+What a publish is checked for before anything is stored, so a host never meets a module it
+will refuse for a reason the publisher could have been told: the size cap
+(``catalog.max_module_bytes``), the digest the publisher announced (a truncated or altered
+upload), the bytes being a plugin this host can compile (the same door a load goes through),
+a name a host can hold, and the sidecar being one a host would read. The sidecar's grants are
+requests (specs/catalog.md): publishing never grants a capability.
+
+Errors (drawn in :mod:`omnicore.errors` under ``PluginLoadError``)::
+
+    BadPublish       the catalog will not take it: the module, digest, name or sidecar
+    └── ModuleTooLarge   over catalog.max_module_bytes
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from omnicore.config.schema import CatalogConfig
+from omnicore.errors import ConfigError, PluginError, PluginLoadError, PluginNotFound
+from omnicore.plugins.published import published_sidecar
+from omnicore.sandbox.compiled import CompiledPlugin
+from omnicore.storage.base import Storage
+from omnicore.storage.catalog_rows import CHUNK_BYTES, CatalogEntry, CatalogRows, PluginVersion
+
+__all__ = [
+    "DIGEST",
+    "NAME",
+    "BadPublish",
+    "Catalog",
+    "ModuleTooLarge",
+    "app_catalog",
+    "digest_of",
+    "short",
+]
+
+#: A name the catalog holds: what the plugin folder takes as a file name, without ``.wasm``.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+#: A full digest as the catalog writes it.
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+#: ``check(module, name)``: the module compiled and checked as a host loads it (raises
+#: PluginLoadError saying why not); ``name`` overrides the manifest's.
+Check = Callable[[bytes, str | None], CompiledPlugin]
+
+
+class BadPublish(PluginLoadError):
+    """The catalog will not take a module: its digest is not the one announced, the bytes are
+    empty, the name is not one a host can hold, or its sidecar would be refused."""
+
+
+class ModuleTooLarge(BadPublish):
+    """The module is over ``catalog.max_module_bytes``."""
+
+
+def digest_of(data: bytes) -> str:
+    """``sha256:<hex>`` of ``data``."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def short(digest: str) -> str:
+    """``sha256:1a2b3c4d5e6f`` (12 hex digits): how lists and messages show a digest."""
+    return digest[:19]
+
+
+def chunks(data: bytes) -> Iterator[bytes]:
+    """``data`` in :data:`~omnicore.storage.catalog_rows.CHUNK_BYTES` pieces (views, no copy
+    of the whole)."""
+    view = memoryview(data)
+    for start in range(0, len(view), CHUNK_BYTES):
+        yield bytes(view[start:start + CHUNK_BYTES])
+
+
+class Catalog:
+    """The catalog of one app's store, for operators (the console, the REST API, the CLI).
+
+    ``rows`` gives the store (opened on first use); ``check`` compiles a module as the host
+    would; ``max_bytes`` and ``keep`` are ``catalog.max_module_bytes`` and
+    ``catalog.keep_versions``.
+    """
+
+    def __init__(self, rows: Callable[[], CatalogRows], *, check: Check, max_bytes: int,
+                 keep: int) -> None:
+        self._rows = rows
+        self._check = check
+        self.max_bytes = max_bytes
+        self._keep = keep
+
+    # ---- publishing ------------------------------------------------------------------
+
+    def publish(self, module: bytes, *, name: str | None = None,
+                sidecar: Mapping[str, Any] | None = None, digest: str | None = None,
+                by: str | None = None) -> tuple[PluginVersion, bool]:
+        """Store ``module`` (with ``sidecar``) as the version of ``name`` (default: the name
+        its manifest gives) in force; the version and whether it is new (False: that module
+        and sidecar were in force already). Raises :class:`BadPublish` (or
+        :class:`ModuleTooLarge`) and the compile errors of a load (InvalidModule...), before
+        anything is stored."""
+        size = len(module)
+        label = name or "the module"
+        if size > self.max_bytes:
+            raise ModuleTooLarge(f"cannot publish {label}: it is {size} bytes and the catalog "
+                                 f"takes at most {self.max_bytes} (catalog.max_module_bytes)",
+                                 plugin=name)
+        if not size:
+            raise BadPublish(f"cannot publish {label}: the module is empty", plugin=name)
+        actual = digest_of(module)
+        if digest is not None and _full(digest) != actual:
+            raise BadPublish(f"cannot publish {label}: the upload's digest is {short(actual)}"
+                                 f" ({size} bytes), not the {digest[:80]!r} announced; it was "
+                                 "cut short or altered on the way, so send it again",
+                                 plugin=name)
+        if name is not None:
+            _check_name(name)
+        compiled = self._check(module, name)
+        name = name or compiled.name
+        _check_name(name)
+        doc = _sidecar_doc(sidecar, name)
+        return self._rows().publish(name, actual, size, chunks(module), doc, by=by,
+                                    at=time.time(), keep=self._keep)
+
+    # ---- reading ---------------------------------------------------------------------
+
+    def entries(self) -> list[CatalogEntry]:
+        """Every plugin in force, by name."""
+        return self._rows().entries()
+
+    def entry(self, name: str) -> CatalogEntry:
+        """``name``'s entry; PluginNotFound when it was never published."""
+        found = self._rows().entry(name)
+        if found is None:
+            raise self._unknown(name)
+        return found
+
+    def versions(self, name: str) -> list[PluginVersion]:
+        """``name``'s versions kept, newest first; PluginNotFound when it has none."""
+        found = self._rows().versions(name)
+        if not found:
+            raise self._unknown(name)
+        return found
+
+    # ---- rollback and removal --------------------------------------------------------
+
+    def rollback(self, name: str, to: str | None = None, *,
+                 by: str | None = None) -> CatalogEntry:
+        """Put an earlier version of ``name`` in force: the one ``to`` names (a digest, a
+        unique prefix of one, or a version number as ``3`` or ``v3``), else the newest one
+        published before the version in force."""
+        rows = self._rows()
+        versions = self.versions(name)
+        entry = rows.entry(name)
+        current = entry.version if entry is not None else None
+        if to is None:
+            older = [v for v in versions if current is None or v.id < current.id]
+            if not older:
+                raise PluginError(f"plugin '{name}' has no version before "
+                                  f"{_named(current)} in the catalog to roll back to; "
+                                  f"name one: omnicore plugins versions {name}", plugin=name)
+            target = older[0]
+        else:
+            target = _pick(name, versions, to)
+        return rows.point(name, target.id, by=by, at=time.time())
+
+    def remove(self, name: str, *, by: str | None = None) -> CatalogEntry | None:
+        """Take ``name`` out of the catalog (its versions stay, for a rollback): every host
+        falls back to its own folder's file of that name, or unloads it. None when it was
+        not in force."""
+        if self._rows().entry(name) is None:
+            raise self._unknown(name)
+        return self._rows().remove(name, by=by, at=time.time())
+
+    @staticmethod
+    def _unknown(name: str) -> PluginNotFound:
+        return PluginNotFound(f"no plugin '{name}' in the catalog (publish one with "
+                              f"`omnicore plugins publish FILE`)", plugin=name)
+
+
+def app_catalog(storage: Callable[[], Storage], check: Check,
+                options: CatalogConfig) -> Catalog:
+    """The catalog of an app's ``storage``, held to its ``catalog.*`` options; ``check``
+    compiles as its hosts do (``app.plugins.check_module``)."""
+    return Catalog(lambda: storage().catalog, check=check, max_bytes=options.max_module_bytes,
+                   keep=options.keep_versions)
+
+
+def _full(digest: str) -> str:
+    """A digest as announced (``sha256:HEX`` or bare HEX, any case) in the catalog's form."""
+    text = digest.strip().lower()
+    return text if text.startswith("sha256:") else f"sha256:{text}"
+
+
+def _check_name(name: str) -> None:
+    if not NAME.match(name):
+        raise BadPublish(f"cannot publish plugin {name[:120]!r}: a catalog name is 1-100 "
+                             "of letters, digits, '_', '.', '-', starting with a letter or "
+                             "digit (name it with --name)", plugin=None)
+
+
+def _sidecar_doc(sidecar: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """The sidecar as the store keeps it (JSON), checked as a host would read it."""
+    doc: dict[str, Any] = dict(sidecar or {})
+    try:
+        doc = dict(json.loads(json.dumps(doc)))
+    except (TypeError, ValueError) as exc:
+        raise BadPublish(f"cannot publish plugin '{name}': its sidecar holds a value JSON "
+                             f"cannot carry ({exc})", plugin=name) from None
+    try:
+        published_sidecar(doc, name, 0, Path(f"{name}.wasm"))
+    except ConfigError as exc:
+        raise BadPublish(f"cannot publish plugin '{name}': {exc}", plugin=name) from None
+    return doc
+
+
+def _pick(name: str, versions: list[PluginVersion], to: str) -> PluginVersion:
+    text = to.strip().lower()
+    number = text.removeprefix("v")
+    if number.isdecimal():
+        found = [v for v in versions if v.number == int(number)]
+    else:
+        prefix = _full(text)
+        if len(prefix) < len("sha256:") + 6:
+            raise PluginError(f"{to!r} is too short to name a version of '{name}': give 6 or "
+                              "more hex digits of its digest, or its number", plugin=name)
+        found = [v for v in versions if v.digest.startswith(prefix)]
+    digests = {v.digest for v in found}
+    if not found:
+        kept = ", ".join(f"v{v.number} {short(v.digest)}" for v in versions[:10])
+        raise PluginNotFound(f"plugin '{name}' has no version {to!r} in the catalog (kept: "
+                             f"{kept})", plugin=name)
+    if len(digests) > 1:
+        raise PluginError(f"{to!r} names several versions of '{name}' "
+                          f"({', '.join(sorted(short(d) for d in digests))}): give more of the "
+                          "digest", plugin=name)
+    return found[0]  # the newest of that digest
+
+
+def _named(version: PluginVersion | None) -> str:
+    return "the first" if version is None else f"v{version.number} ({short(version.digest)})"

@@ -1,0 +1,347 @@
+"""Convergence: one host running what the plugin catalog names, and saying so.
+
+:class:`CatalogFollower` reads the catalog's change sequence
+(:class:`~omnicore.storage.catalog_rows.CatalogRows`): everything in force when it starts (a
+host that was down during a publish catches up here), then every change, at once on a shared
+database's NOTIFY (``Storage.on_catalog``) and by polling ``catalog.poll_s`` otherwise. For
+each name in force it fetches the module into this host's catalog cache
+(``<data_dir>/catalog/<hex>.wasm``) one chunk per read, checks the bytes against the digest
+before the file takes its name (a module that does not match is never loaded), and hands it to
+:class:`~omnicore.plugins.published.PublishedPlugins`, which compiles it through the engine's
+digest-keyed cache and swaps it in (calls in flight finish on the old version). A name taken
+out of the catalog falls back to the folder's file.
+
+A version that cannot serve here (its fetch failed, it does not compile, it lacks a grant)
+leaves the version serving in place, is tried again with a growing pause (at once when the
+operator's settings of the plugin change: a grant may be what it lacked), and is what this
+host reports. The report (:meth:`CatalogFollower.status`) goes to this host's row of the
+instance table, where any host's ``/api/v1/instances`` reads every host's digests and whether
+the cluster converged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from omnicore.errors import ConfigError, PluginError, PluginLoadError
+from omnicore.plugins.info import PluginInfo
+from omnicore.plugins.published import Published, PublishedPlugins, published_sidecar
+from omnicore.storage.catalog_rows import CatalogEntry, CatalogRows, PluginVersion
+from omnicore.storage.errors import StorageError
+
+__all__ = ["CatalogFollower", "FetchFailed", "FollowedHost"]
+
+log = logging.getLogger("omnicore.plugins.catalog")
+
+#: The pause before a version that failed here is tried again, doubling up to the longest.
+RETRY_FIRST_S = 1.0
+RETRY_LONGEST_S = 60.0
+#: The report is written again this often even when unchanged: a host declared dead and
+#: registered again has a fresh row.
+REPORT_EVERY_S = 10.0
+#: A cached module no host of this cache wants is deleted once it is this old (hosts may share
+#: a data dir: another one may have just fetched it).
+KEEP_UNUSED_S = 600.0
+#: ``report(status)``: write this host's status where the others read it; False when the
+#: host's row is not there (yet), to be tried again.
+Report = Callable[[Mapping[str, Any]], bool]
+
+
+class FetchFailed(PluginLoadError):
+    """The catalog's module could not be brought here whole: gone from the store, or its
+    bytes are not the digest the catalog names."""
+
+
+class FollowedHost(Protocol):
+    """What the follower drives: the plugin host (``app.plugins``)."""
+
+    @property
+    def published(self) -> PublishedPlugins: ...
+
+    def __iter__(self) -> Iterator[PluginInfo]: ...
+
+
+@dataclass
+class _Retry:
+    entry: CatalogEntry
+    at: float
+    pause: float
+
+
+class CatalogFollower:
+    """Keeps ``host``'s plugins what the catalog in ``rows`` names (see the module
+    docstring); ``cache`` is the folder of fetched modules."""
+
+    def __init__(self, rows: Callable[[], CatalogRows], host: FollowedHost, cache: Path, *,
+                 poll_s: float = 1.0, report: Report | None = None) -> None:
+        self._rows = rows
+        self._host = host
+        self._cache = cache
+        self._poll_s = poll_s
+        self._report = report
+        self._seq = 0
+        self._lock = threading.Lock()
+        #: The digest the catalog names for each name in force.
+        self._wanted: dict[str, str] = {}
+        #: Why the wanted version of a name does not serve here.
+        self._failures: dict[str, str] = {}
+        self._retry: dict[str, _Retry] = {}
+        self._reported: tuple[str, float] | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    # ---- following -------------------------------------------------------------------
+
+    def follow(self, subscribe: Callable[[Callable[[], None]], None]) -> None:
+        """Load everything the catalog has in force, then follow its changes in a thread:
+        ``subscribe(wake)`` asks the storage to call ``wake`` on each change it hears of."""
+        self._cache.mkdir(parents=True, exist_ok=True)
+        for stale in self._cache.glob(".*.part"):
+            stale.unlink(missing_ok=True)  # a fetch a crash cut short
+        try:
+            rows = self._rows()
+            seq = rows.last_seq()  # first: a change made meanwhile is caught up below
+            for entry in rows.entries():
+                self._apply(entry)
+            self._seq = seq
+        except StorageError as exc:
+            # The folder still loads; the thread catches up when the database answers.
+            log.warning("plugin catalog: cannot read it (%s); following it once it answers",
+                        exc)
+            self._failing = True
+        subscribe(self._wake.set)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="omnicore-plugin-catalog",
+                                        daemon=True)
+        self._thread.start()
+
+    def catch_up(self) -> list[str]:
+        """Apply every change since the last one seen, and the retries that are due; the
+        names applied."""
+        rows = self._rows()
+        if self._failing and self._seq == 0 and not self._wanted:
+            # The first read failed at start: take everything in force now.
+            self._seq = rows.last_seq()
+            for entry in rows.entries():
+                self._apply(entry)
+        applied = []
+        while True:
+            changes = rows.changes(self._seq)
+            for entry in changes:
+                self._apply(entry)
+                applied.append(entry.name)
+                self._seq = max(self._seq, entry.seq)
+            if len(changes) < 1000:
+                break
+        now = time.monotonic()
+        with self._lock:
+            due = [r.entry for r in self._retry.values() if r.at <= now]
+        for entry in due:
+            self._apply(entry, retry=True)
+            applied.append(entry.name)
+        if applied:
+            self._prune()
+        self.publish_status(force=bool(applied))
+        return applied
+
+    def retry(self, name: str) -> None:
+        """Try a version of ``name`` that failed here again soon (the operator's settings of
+        it changed: a missing grant may have been given)."""
+        with self._lock:
+            found = self._retry.get(name)
+            if found is not None:
+                found.at = 0.0
+        if found is not None:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._poll_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.catch_up()
+                if self._failing:
+                    log.info("plugin catalog: the database answers again; following changes")
+                self._failing = False
+            except StorageError as exc:
+                if not self._failing:
+                    log.warning("plugin catalog: cannot read changes (%s); retrying", exc)
+                self._failing = True
+            except Exception:
+                log.exception("plugin catalog: following it failed; trying again")
+
+    def stop(self) -> None:
+        """Stop following (the plugins loaded stay)."""
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(10)
+
+    # ---- one name --------------------------------------------------------------------
+
+    def _apply(self, entry: CatalogEntry, *, retry: bool = False) -> None:
+        name, version = entry.name, entry.version
+        published = self._host.published
+        if version is None:
+            with self._lock:
+                self._wanted.pop(name, None)
+                self._failures.pop(name, None)
+                self._retry.pop(name, None)
+            published.withdraw(name)
+            log.info("plugin '%s': removed from the catalog", name)
+            return
+        with self._lock:
+            self._wanted[name] = version.digest
+        held = published.wanted(name)
+        if held is not None and held.digest == version.digest and held.number == \
+                version.number and not retry and name not in self._failures:
+            return  # heard twice (a reconnect, the start's read and a NOTIFY)
+        try:
+            p = self._prepared(version)
+            published.adopt(p)
+        except StorageError as exc:
+            self._failed(entry, f"cannot fetch it from the store: {exc}", transient=True)
+            return
+        except (PluginError, ConfigError, OSError) as exc:
+            self._failed(entry, str(exc), transient=isinstance(exc, FetchFailed | OSError))
+            return
+        with self._lock:
+            self._failures.pop(name, None)
+            self._retry.pop(name, None)
+        log.info("plugin '%s': serving catalog version %d (%s)", name, version.number,
+                 version.digest[:19])
+
+    def _prepared(self, version: PluginVersion) -> Published:
+        path = self.fetch(version.digest, version.size)
+        sidecar, requested = published_sidecar(version.sidecar, version.name, version.number,
+                                               path)
+        return Published(version.name, version.digest, version.number, path, sidecar,
+                         requested)
+
+    def _failed(self, entry: CatalogEntry, why: str, *, transient: bool) -> None:
+        with self._lock:
+            self._failures[entry.name] = why
+            before = self._retry.get(entry.name)
+            pause = RETRY_FIRST_S if before is None or before.entry.seq != entry.seq \
+                else min(before.pause * 2, RETRY_LONGEST_S)
+            if not transient:
+                pause = max(pause, RETRY_FIRST_S * 4)  # a compile error does not go away soon
+            self._retry[entry.name] = _Retry(entry, time.monotonic() + pause, pause)
+        log.warning("plugin '%s': catalog version %s does not serve here: %s", entry.name,
+                    entry.version.number if entry.version else "?", why)
+
+    # ---- the module file ---------------------------------------------------------------
+
+    def fetch(self, digest: str, size: int) -> Path:
+        """The verified file of module ``digest`` in the cache: from the cache when its bytes
+        match, else read from the store chunk by chunk into a temporary file that takes the
+        name only once its size and digest are the catalog's. FetchFailed says why not."""
+        hexdigest = digest.removeprefix("sha256:")
+        if len(hexdigest) != 64 or not all(c in "0123456789abcdef" for c in hexdigest):
+            raise FetchFailed(f"the catalog names a malformed digest {digest[:80]!r}")
+        path = self._cache / f"{hexdigest}.wasm"
+        if path.is_file() and path.stat().st_size == size and _file_digest(path) == digest:
+            return path
+        self._cache.mkdir(parents=True, exist_ok=True)
+        part = self._cache / f".{hexdigest}.{os.getpid()}.{threading.get_ident()}.part"
+        hasher = hashlib.sha256()
+        got = 0
+        try:
+            with part.open("wb") as out:
+                for data in self._rows().read(digest):
+                    got += len(data)
+                    if got > size:
+                        break  # more than the catalog announced: refused below
+                    hasher.update(data)
+                    out.write(data)
+            actual = "sha256:" + hasher.hexdigest()
+            if got != size or actual != digest:
+                raise FetchFailed(f"the store's bytes for {digest[:19]} are not that module "
+                                  f"({got} bytes{'+' if got > size else ''}, "
+                                  f"{actual[:19]}; the catalog names {size} bytes): not "
+                                  "loaded")
+            os.replace(part, path)
+        except (KeyError, LookupError) as exc:
+            raise FetchFailed(f"module {digest[:19]} is no longer in the store ({exc}): a "
+                              "newer version replaced it") from None
+        finally:
+            part.unlink(missing_ok=True)
+        return path
+
+    def _prune(self) -> None:
+        """Delete cached modules no name wants or serves, once they are old enough."""
+        with self._lock:
+            keep = {d.removeprefix("sha256:") for d in self._wanted.values()}
+        keep |= {info.sha256 for info in self._host if info.origin == "catalog" and
+                 info.sha256}
+        cutoff = time.time() - KEEP_UNUSED_S
+        for path in self._cache.glob("*.wasm"):
+            try:
+                if path.stem not in keep and path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                continue
+
+    # ---- what this host runs -----------------------------------------------------------
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """This host's plugins for the instance table: each one's state, the digest it
+        serves (None: none), where that came from, and for a catalog name, the digest the
+        catalog wants and why that one does not serve here (``error``)."""
+        with self._lock:
+            wanted, failures = dict(self._wanted), dict(self._failures)
+        out: dict[str, dict[str, Any]] = {}
+        for info in self._host:
+            serving = info.state in ("loaded", "circuit-open", "half-open")
+            doc: dict[str, Any] = {
+                "state": info.state, "origin": info.origin,
+                "digest": f"sha256:{info.sha256}" if serving and info.sha256 else None}
+            if info.name in wanted:
+                doc["wanted"] = wanted[info.name]
+            if info.name in failures:
+                doc["error"] = failures[info.name][:500]
+            elif info.last_error and not serving:
+                doc["error"] = info.last_error[:500]
+            out[info.name] = doc
+        for name, digest in wanted.items():
+            if name not in out:
+                out[name] = {"state": "missing", "origin": None, "digest": None,
+                             "wanted": digest, "error": failures.get(name, "")[:500] or None}
+        return out
+
+    def publish_status(self, *, force: bool = False) -> None:
+        """Write :meth:`status` where the other hosts read it, when it changed (or every
+        :data:`REPORT_EVERY_S`)."""
+        if self._report is None:
+            return
+        import json
+
+        doc = self.status()
+        text = json.dumps(doc, sort_keys=True)
+        now = time.monotonic()
+        last = self._reported
+        if not force and last is not None and last[0] == text and now - last[1] < \
+                REPORT_EVERY_S:
+            return
+        self._reported = (text, now) if self._report(doc) else None
+
+
+def _file_digest(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            hasher.update(block)
+    return "sha256:" + hasher.hexdigest()
