@@ -27,6 +27,7 @@ from omnicore.cli import (
     logs,
     mcp,
     migrate,
+    oci,
     plugin_group,
     plugins,
     secrets,
@@ -47,4 +48,4 @@ for command in (plugins.inspect, plugins.call, logs.logs, mcp.mcp, migrate.migra
 new.add_command(build.new_plugin_command)
 # `app`, `backup` (backup, restore), `data` (kv, jobs), `secrets`, `settings`, `users`,
 # `vectors` and `workflows` register their commands on `main` when imported.
-del app, backup, command, data, plugin_group, secrets, settings, users, vectors, workflows
+del app, backup, command, data, oci, plugin_group, secrets, settings, users, vectors, workflows

@@ -291,14 +291,16 @@ class RegistryClient:
         if isinstance(exc, MaxRetryError) and exc.reason is not None:
             exc = exc.reason
         start = f"cannot {self.what}: "
-        if isinstance(exc, ConnectTimeoutError | ReadTimeoutError | TimeoutError):
+        if isinstance(exc, NewConnectionError):  # a ConnectTimeoutError in urllib3's tree
+            text = f"cannot reach the registry {host} ({_short(exc).split(': ', 1)[-1]})"
+        elif isinstance(exc, ConnectTimeoutError | ReadTimeoutError | TimeoutError):
             text = (f"the registry {host} did not answer within "
                     f"{self.options.timeout_s:g} s (registry.timeout_s)")
         elif isinstance(exc, SSLError | ssl.SSLError):
             why = str(exc).split("] ", 1)[-1].split(" (_ssl")[0][:160]
             text = (f"TLS with {host} failed ({why}); a private registry's CA goes in "
                     "--ca-file or registry.ca_file")
-        elif isinstance(exc, NewConnectionError | ConnectionError | OSError):
+        elif isinstance(exc, ConnectionError | OSError):
             text = f"cannot reach the registry {host} ({_short(exc)})"
         elif isinstance(exc, ProtocolError | Urllib3Error):
             text = f"the registry {host} broke off the exchange ({_short(exc)})"

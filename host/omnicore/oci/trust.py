@@ -70,6 +70,8 @@ class TrustPolicy:
 
     keys: tuple[TrustedKey, ...] = ()
     require: bool = False
+    #: Where the policy comes from, for messages.
+    origin: str = "plugins.trust"
 
     @classmethod
     def from_config(cls, cfg: TrustConfigLike | None, base: Path | None = None
@@ -83,7 +85,7 @@ class TrustPolicy:
 
     @classmethod
     def from_keys(cls, entries: Iterable[str | Path], *, require: bool = False,
-                  base: Path | None = None) -> TrustPolicy:
+                  base: Path | None = None, origin: str = "plugins.trust") -> TrustPolicy:
         keys: list[TrustedKey] = []
         for n, entry in enumerate(entries, 1):
             text = str(entry)
@@ -110,7 +112,7 @@ class TrustPolicy:
                               " every module would be refused; add the public key its signer "
                               "uses (omnicore plugins keygen writes one)",
                               key="plugins.trust.require", value=True)
-        return cls(tuple(keys), require)
+        return cls(tuple(keys), require, origin)
 
     @property
     def active(self) -> bool:
@@ -165,8 +167,8 @@ def verify(digest: str, signatures: Sequence[BlobSignature | OciSignature],
     reason = _why(signatures, policy, problems, hints)
     if policy.require:
         who = f"plugin '{plugin}' " if plugin else ""
-        raise SignatureRefused(f"refused {who}module {digest}: {reason}; "
-                               "plugins.trust.require is on", plugin=plugin, digest=digest,
+        raise SignatureRefused(f"refused {who}module {digest}: {reason}; {policy.origin} "
+                               "requires a trusted signature", plugin=plugin, digest=digest,
                                keys=tuple(hints))
     return Verdict(digest, None, reason)
 
