@@ -31,6 +31,7 @@ from omnicore.errors import (
     PluginNotFound,
 )
 from omnicore.jobs.service import KeyReused
+from omnicore.plugins.catalog import ModuleTooLarge
 from omnicore.storage import Refused, StorageError, StorageFull
 
 __all__ = ["ApiError", "disk_full", "error_response", "from_omni", "full_disk_error",
@@ -101,7 +102,7 @@ def status_of(exc: OmniError) -> int:
         return 409
     if isinstance(exc, NeedsGrant | CircuitOpen):
         return 409
-    if isinstance(exc, InputTooLarge):
+    if isinstance(exc, InputTooLarge | ModuleTooLarge):
         return 413
     if isinstance(exc, PluginLoadError | ConfigError | PluginCallError):
         return 422

@@ -4,7 +4,13 @@ API (reads: any signed-in user; drain: admin)::
 
     GET  /api/v1/instances                      {"items": [...]}: runtime id, host name, pid,
                                                 console URL, version, started, heartbeat_at
-                                                (Unix seconds), jobs held, draining;
+                                                (Unix seconds), jobs held, draining, plugins
+                                                (name -> the digest it serves, its state,
+                                                origin, the catalog's digest and why that
+                                                one does not serve there);
+                                                {"catalog": [...]}: each catalog plugin's
+                                                rollout (digest, serving, converged) and
+                                                {"converged": bool} for them all;
                                                 {"lost": [...]}: the hosts found dead in the
                                                 last 24 h, when each stopped answering
                                                 (heartbeat_at), lost_at, reaped_by, and the
@@ -31,6 +37,7 @@ from omnicore.console import base
 from omnicore.console.errors import ApiError
 from omnicore.console.render import done, page, read_form
 from omnicore.console.responses import JSONResponse
+from omnicore.plugins.catalog import rollouts
 
 if TYPE_CHECKING:
     from omnicore.app import OmniApp
@@ -40,9 +47,16 @@ __all__ = ["routes"]
 log = logging.getLogger("omnicore.console")
 
 
-def instances(app: OmniApp) -> list[dict[str, Any]]:
+def listing(app: OmniApp) -> dict[str, Any]:
+    """What ``GET /api/v1/instances`` answers: the hosts (each with the plugins it reported:
+    the digest it serves of each), the lost ones, and the plugin catalog's rollouts across
+    them (whether every host serves the version in force: ``converged``)."""
+    rows = app.storage.instances.all()
     me = app.runtime_id
-    return [{**i.as_dict(), "this": i.runtime_id == me} for i in app.storage.instances.all()]
+    found = rollouts(app.storage.catalog.entries(), rows)
+    return {"items": [{**i.as_dict(), "this": i.runtime_id == me} for i in rows],
+            "lost": lost(app), "catalog": found,
+            "converged": all(r["converged"] for r in found)}
 
 
 def lost(app: OmniApp) -> list[dict[str, Any]]:
@@ -62,10 +76,21 @@ def version(app: OmniApp) -> str:
     not every second."""
     now = time.time()
     quiet = silent_after(app)
+    # A host's digests move it too: the page follows a rollout as it converges.
     rows = ",".join(f"{i.runtime_id}:{int(i.draining)}:{i.jobs_held}:"
-                    f"{int(now - i.heartbeat_at > quiet)}" for i in app.storage.instances.all())
+                    f"{int(now - i.heartbeat_at > quiet)}:{_digests(i.plugins)}"
+                    for i in app.storage.instances.all())
     gone = ",".join(i.runtime_id for i in app.storage.instances.lost(now))
     return f"{rows}|{gone}"
+
+
+def _digests(plugins: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    text = json.dumps({k: v.get("digest") for k, v in plugins.items() if isinstance(v, dict)},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def drain(app: OmniApp, runtime_id: str, by: Actor) -> bool:
@@ -80,8 +105,7 @@ def drain(app: OmniApp, runtime_id: str, by: Actor) -> bool:
 async def list_instances(request: Request) -> Response:
     base.need(request)
     st = base.state(request)
-    return JSONResponse({"items": await st.off_loop(instances, st.app),
-                         "lost": await st.off_loop(lost, st.app)})
+    return JSONResponse(await st.off_loop(listing, st.app))
 
 
 @base.guarded
@@ -97,8 +121,9 @@ async def drain_instance(request: Request) -> Response:
 async def instances_page(request: Request) -> Response:
     base.need(request)
     st = base.state(request)
-    return page(request, "instances.html", instances=await st.off_loop(instances, st.app),
-                lost=await st.off_loop(lost, st.app), dead_after=st.app.config.cluster.dead_after_s,
+    doc = await st.off_loop(listing, st.app)
+    return page(request, "instances.html", instances=doc["items"], lost=doc["lost"],
+                catalog=doc["catalog"], dead_after=st.app.config.cluster.dead_after_s,
                 now=time.time(), silent_after=silent_after(st.app))
 
 

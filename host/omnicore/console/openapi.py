@@ -111,6 +111,23 @@ SCHEMAS: Obj = {
         "version": {"type": "string"}, "started_by": {"type": ["string", "null"]},
         "steps": {"type": "array", "items": ANY_OBJECT},
         "history": {"type": "array", "items": ANY_OBJECT}}},
+    "CatalogVersion": {"type": "object", "required": ["name", "number", "digest", "size"],
+                       "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"}, "number": {"type": "integer"},
+        "digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+        "size": {"type": "integer"}, "sidecar": ANY_OBJECT,
+        "requested_grants": {"description": "the sidecar's grants: requests the operator "
+                                            "decides on, never a grant"},
+        "published_by": {"type": ["string", "null"]}, "published_at": {"type": "number"},
+        "created": {"type": "boolean", "description": "false: that module and sidecar were "
+                                                      "in force already"}}},
+    "CatalogEntry": {"type": "object", "required": ["name", "version"], "properties": {
+        "name": {"type": "string"},
+        "version": {"oneOf": [_ref("CatalogVersion"), {"type": "null"}]},
+        "updated_at": {"type": "number"}, "updated_by": {"type": ["string", "null"]},
+        "versions": {"type": "array", "items": _ref("CatalogVersion")},
+        "rollout": {"type": ["object", "null"], "description": "digest, serving (hosts), "
+                    "hosts (each host's digest, state, error), converged"}}},
     "Entry": {"type": "object", "properties": {
         "id": {"type": "integer"}, "time": {"type": "number"},
         "kind": {"enum": ["log", "host", "event"]}, "level": {"type": "string"},
@@ -318,7 +335,8 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
     ("delete", "/vectors/{plugin}/{collection}", "Drop a whole collection", "admin",
      [_PLUGIN, {"name": "collection", "in": "path", "required": True,
                 "schema": {"type": "string"}}], None, 204, None),
-    ("get", "/instances", "The hosts sharing this app's storage (the instance table)",
+    ("get", "/instances", "The hosts sharing this app's storage (the instance table), the "
+     "digest each serves of each plugin, and whether the plugin catalog's rollouts converged",
      "viewer", [], None, 200, {"type": "object", "required": ["items"], "properties": {
          "items": {"type": "array", "items": {"type": "object", "required": [
              "runtime_id", "heartbeat_at", "jobs_held", "version", "draining"], "properties": {
@@ -326,12 +344,54 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
              "pid": {"type": "integer"}, "console_url": {"type": ["string", "null"]},
              "version": {"type": "string"}, "started_at": {"type": "number"},
              "heartbeat_at": {"type": "number"}, "jobs_held": {"type": "integer"},
-             "draining": {"type": "boolean"}, "this": {"type": "boolean"}}}}}}),
+             "draining": {"type": "boolean"}, "this": {"type": "boolean"},
+             "plugins": {"type": "object", "description": "name -> {digest: what it serves "
+                         "(null: nothing), state, origin (catalog or file), wanted: the "
+                         "catalog's digest, error: why that one does not serve here}"}}}},
+         "lost": {"type": "array", "items": ANY_OBJECT},
+         "catalog": {"type": "array", "items": {"type": "object", "properties": {
+             "name": {"type": "string"}, "digest": {"type": "string"},
+             "number": {"type": "integer"}, "serving": {"type": "integer"},
+             "hosts": {"type": "array", "items": ANY_OBJECT},
+             "converged": {"type": "boolean"}}}},
+         "converged": {"type": "boolean", "description": "every host serves every catalog "
+                       "plugin's version in force"}}}),
     ("post", "/instances/{runtime_id}/drain", "Drain a host: it stops claiming work, finishes "
      "what it runs and exits", "admin",
      [{"name": "runtime_id", "in": "path", "required": True, "schema": {"type": "string"}}],
      None, 202, {"type": "object", "properties": {"runtime_id": {"type": "string"},
                                                   "draining": {"type": "boolean"}}}),
+    ("get", "/catalog", "The plugin catalog: each published plugin's version in force and "
+     "where it stands on every host (serving, converged)", "viewer", [], None, 200,
+     {"type": "object", "required": ["items", "converged"], "properties": {
+         "items": {"type": "array", "items": _ref("CatalogEntry")},
+         "converged": {"type": "boolean"}}}),
+    ("put", "/catalog/{name}", "Publish a plugin to the catalog (every host loads it within "
+     "seconds; a JSON body with the module in base64 and its sidecar, or the raw module; "
+     "201 a new version, 200 when that module and sidecar were in force already)", "admin",
+     [_NAME, {"name": "digest", "in": "query", "schema": {"type": "string"},
+              "description": "a raw body's sha256:<hex>, checked before it is stored"}],
+     {"required": True, "content": {
+         "application/json": {"schema": _closed({
+             "type": "object", "required": ["module"], "properties": {
+                 "module": {"type": "string", "contentEncoding": "base64"},
+                 "sidecar": {"type": "object", "additionalProperties": True,
+                             "description": "grants (requested only), config, limits, "
+                                            "enabled, mcp"},
+                 "digest": {"type": "string", "description": "sha256:<hex> of the module, "
+                            "checked before it is stored"}}})},
+         "application/wasm": {"schema": {"type": "string", "format": "binary"}},
+         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+     201, _ref("CatalogVersion")),
+    ("get", "/catalog/{name}", "A plugin's version in force and the versions kept (newest "
+     "first)", "viewer", [_NAME], None, 200, _ref("CatalogEntry")),
+    ("post", "/catalog/{name}/rollback", "Put an earlier version in force: 'to' names it (a "
+     "digest, a prefix of one, or a number); without it, the one before", "admin", [_NAME],
+     _body({"type": "object", "properties": {"to": {"type": ["string", "integer"]}}},
+           required=False), 200, _ref("CatalogEntry")),
+    ("delete", "/catalog/{name}", "Take a plugin out of the catalog: every host falls back to "
+     "its folder's file of that name, or unloads it (its versions are kept)", "admin",
+     [_NAME], None, 204, None),
     ("get", "/memory", "Plugins' memories per tier, with the tier caps", "viewer", _PAGING,
      None, 200, _page(_ref("MemorySummary"))),
     ("get", "/memory/{plugin}/recall", "Recall a plugin's memories as it would (read only: "

@@ -15,6 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from omnicore.console import (
     audit,
+    catalog,
     chart_api,
     connectors,
     events,
@@ -174,6 +175,7 @@ def create_app(state: ConsoleState) -> Starlette:
         *connectors.routes(),
         *vectors.routes(),
         *instances.routes(),
+        *catalog.routes(),
         *jobs.routes(),
         *kv.routes(),
         *memory.routes(),

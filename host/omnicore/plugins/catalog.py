@@ -36,6 +36,7 @@ from omnicore.plugins.published import published_sidecar
 from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.storage.base import Storage
 from omnicore.storage.catalog_rows import CHUNK_BYTES, CatalogEntry, CatalogRows, PluginVersion
+from omnicore.storage.instance_rows import Instance
 
 __all__ = [
     "DIGEST",
@@ -195,6 +196,28 @@ def app_catalog(storage: Callable[[], Storage], check: Check,
     compiles as its hosts do (``app.plugins.check_module``)."""
     return Catalog(lambda: storage().catalog, check=check, max_bytes=options.max_module_bytes,
                    keep=options.keep_versions)
+
+
+def rollouts(entries: list[CatalogEntry], instances: list[Instance]) -> list[dict[str, Any]]:
+    """For each plugin in force, where it stands across the hosts sharing the store (from what
+    each reported on its instance row): the digest wanted, each host's digest and why it does
+    not serve the wanted one, and whether every host serves it (``converged``)."""
+    out = []
+    for entry in entries:
+        version = entry.version
+        if version is None:
+            continue
+        hosts = []
+        for instance in instances:
+            report = instance.plugins.get(entry.name)
+            report = report if isinstance(report, dict) else {}
+            hosts.append({"runtime_id": instance.runtime_id, "hostname": instance.hostname,
+                          "digest": report.get("digest"), "state": report.get("state"),
+                          "error": report.get("error")})
+        serving = sum(1 for h in hosts if h["digest"] == version.digest)
+        out.append({"name": entry.name, "digest": version.digest, "number": version.number,
+                    "serving": serving, "hosts": hosts, "converged": serving == len(hosts)})
+    return out
 
 
 def _full(digest: str) -> str:

@@ -154,6 +154,10 @@ class CatalogFollower:
         self.publish_status(force=bool(applied))
         return applied
 
+    def wake(self) -> None:
+        """Read the catalog's changes now (this host just changed it: no poll to wait for)."""
+        self._wake.set()
+
     def retry(self, name: str) -> None:
         """Try a version of ``name`` that failed here again soon (the operator's settings of
         it changed: a missing grant may have been given)."""

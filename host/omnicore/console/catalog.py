@@ -1,0 +1,196 @@
+"""The plugin catalog in the REST API: publish, list, versions, rollback, remove.
+
+API (reads: any signed-in user; changes: admin; every change in the audit log)::
+
+    GET    /api/v1/catalog                    {"items": [...]}: each plugin in force, its
+                                              version and where it stands on every host
+                                              (serving, converged); "converged": all of them
+    PUT    /api/v1/catalog/{name}             publish: a JSON body {module: base64, sidecar:
+                                              {...}, digest: "sha256:..."} or the module's
+                                              raw bytes (application/wasm or octet-stream,
+                                              ?digest=); 201 a new version, 200 unchanged
+    GET    /api/v1/catalog/{name}             the version in force and the versions kept
+    POST   /api/v1/catalog/{name}/rollback    {to: digest, prefix or number}, or {} for the
+                                              version before the one in force
+    DELETE /api/v1/catalog/{name}             out of the catalog: every host falls back to
+                                              its folder's file of that name, or unloads it
+
+Any host answers for all of them: the catalog is in the app's store, and every host loads
+what it says within a few seconds (omnicore.plugins.convergence).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from omnicore.accounts.audit import Actor, record
+from omnicore.console.base import actor, guarded, need, state
+from omnicore.console.bodies import json_body, read_body
+from omnicore.console.errors import ApiError
+from omnicore.console.responses import JSONResponse
+from omnicore.plugins.catalog import Catalog, app_catalog, rollouts
+from omnicore.storage.catalog_rows import CatalogEntry, PluginVersion
+
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
+
+__all__ = ["catalog_of", "routes"]
+
+#: The JSON around a module's base64 in a publish body (its sidecar, digest, keys).
+JSON_SLACK = 256 * 1024
+_RAW = ("application/wasm", "application/octet-stream")
+
+
+def catalog_of(app: OmniApp) -> Catalog:
+    """The app's catalog, a publish compiled as this host loads (``app.plugins``)."""
+    return app_catalog(lambda: app.storage, app.plugins.check_module, app.config.catalog)
+
+
+def version_doc(version: PluginVersion) -> dict[str, Any]:
+    doc = version.as_dict()
+    grants = version.sidecar.get("grants") if isinstance(version.sidecar, dict) else None
+    # What the publisher asked for, for the operator to decide on (never a grant).
+    doc["requested_grants"] = grants if grants is not None else []
+    return doc
+
+
+def entry_doc(entry: CatalogEntry) -> dict[str, Any]:
+    return {"name": entry.name, "version": version_doc(entry.version) if entry.version else None,
+            "updated_at": entry.updated_at, "updated_by": entry.updated_by}
+
+
+def listing(app: OmniApp) -> dict[str, Any]:
+    entries = catalog_of(app).entries()
+    where = {r["name"]: r for r in rollouts(entries, app.storage.instances.all())}
+    items = [{**entry_doc(e), "rollout": where.get(e.name)} for e in entries]
+    return {"items": items, "converged": all(r["converged"] for r in where.values())}
+
+
+def _changed(app: OmniApp) -> None:
+    # This host hears of its own change at once (SQLite has no NOTIFY: it would wait a poll).
+    if app.plugins.follower is not None:
+        app.plugins.follower.wake()
+
+
+def publish(app: OmniApp, name: str, module: bytes, sidecar: dict[str, Any] | None,
+            digest: str | None, by: Actor) -> tuple[PluginVersion, bool]:
+    version, made = catalog_of(app).publish(module, name=name, sidecar=sidecar, digest=digest,
+                                            by=by.name)
+    if made:
+        _changed(app)
+        record(app.storage, by, "catalog.publish", name, None,
+               {"version": version.number, "digest": version.digest, "size": version.size})
+    return version, made
+
+
+def rollback(app: OmniApp, name: str, to: str | None, by: Actor) -> CatalogEntry:
+    catalog = catalog_of(app)
+    before = catalog.entry(name).version
+    entry = catalog.rollback(name, to, by=by.name)
+    _changed(app)
+    record(app.storage, by, "catalog.rollback", name,
+           before.digest if before else None, entry.version.digest if entry.version else None)
+    return entry
+
+
+def remove(app: OmniApp, name: str, by: Actor) -> None:
+    entry = catalog_of(app).remove(name, by=by.name)
+    if entry is not None:
+        _changed(app)
+        record(app.storage, by, "catalog.remove", name)
+
+
+@guarded
+async def list_catalog(request: Request) -> Response:
+    need(request)
+    st = state(request)
+    return JSONResponse(await st.off_loop(listing, st.app))
+
+
+@guarded
+async def get_entry(request: Request) -> Response:
+    need(request)
+    st, name = state(request), request.path_params["name"]
+
+    def read() -> dict[str, Any]:
+        catalog = catalog_of(st.app)
+        return {**entry_doc(catalog.entry(name)),
+                "versions": [version_doc(v) for v in catalog.versions(name)]}
+    return JSONResponse(await st.off_loop(read))
+
+
+@guarded
+async def put_entry(request: Request) -> Response:
+    who = need(request, "admin")
+    st, name = state(request), request.path_params["name"]
+    cap = st.app.config.catalog.max_module_bytes
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    sidecar: dict[str, Any] | None = None
+    if kind in _RAW:
+        module = await read_body(request, cap)
+        digest = request.query_params.get("digest")
+    else:
+        # base64 takes 4 bytes for every 3; the body may carry that and its sidecar.
+        doc = await json_body(request, cap * 4 // 3 + JSON_SLACK)
+        module = _module(doc.get("module"))
+        raw_sidecar = doc.get("sidecar")
+        if raw_sidecar is not None and not isinstance(raw_sidecar, dict):
+            raise ApiError(422, "'sidecar' must be a JSON object (grants, config, limits, "
+                                "enabled, mcp)", type="ConfigError")
+        sidecar = raw_sidecar
+        digest = doc.get("digest")
+        if digest is not None and not isinstance(digest, str):
+            raise ApiError(422, "'digest' must be a string: sha256:<64 hex>", type="BadRequest")
+    version, made = await st.off_loop(publish, st.app, name, module, sidecar, digest,
+                                      actor(request, who))
+    return JSONResponse({**version_doc(version), "created": made},
+                        status_code=201 if made else 200)
+
+
+def _module(value: object) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise ApiError(422, "'module' must be the module's bytes in base64", type="BadRequest")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "'module' is not valid base64 (cut short on the way?)",
+                       type="BadRequest") from None
+
+
+@guarded
+async def post_rollback(request: Request) -> Response:
+    who = need(request, "admin")
+    doc = await json_body(request)
+    to = doc.get("to")
+    if to is not None and not isinstance(to, str | int):
+        raise ApiError(422, "'to' must be a digest, a prefix of one, or a version number",
+                       type="BadRequest")
+    st, name = state(request), request.path_params["name"]
+    entry = await st.off_loop(rollback, st.app, name, None if to is None else str(to),
+                              actor(request, who))
+    return JSONResponse(entry_doc(entry))
+
+
+@guarded
+async def delete_entry(request: Request) -> Response:
+    who = need(request, "admin")
+    st, name = state(request), request.path_params["name"]
+    await st.off_loop(remove, st.app, name, actor(request, who))
+    return Response(status_code=204)
+
+
+def routes() -> list[BaseRoute]:
+    p = "/api/v1"
+    return [
+        Route(f"{p}/catalog", list_catalog, methods=["GET"]),
+        Route(f"{p}/catalog/{{name}}", get_entry, methods=["GET"]),
+        Route(f"{p}/catalog/{{name}}", put_entry, methods=["PUT"]),
+        Route(f"{p}/catalog/{{name}}", delete_entry, methods=["DELETE"]),
+        Route(f"{p}/catalog/{{name}}/rollback", post_rollback, methods=["POST"]),
+    ]
