@@ -20,6 +20,7 @@ from omnicore.cli import (
     app,
     backup,
     build,
+    catalog,
     data,
     dev,
     env,
@@ -47,5 +48,7 @@ for command in (plugins.inspect, plugins.call, logs.logs, mcp.mcp, migrate.migra
     main.add_command(command)
 new.add_command(build.new_plugin_command)
 # `app`, `backup` (backup, restore), `data` (kv, jobs), `secrets`, `settings`, `users`,
-# `vectors` and `workflows` register their commands on `main` when imported.
-del app, backup, command, data, oci, plugin_group, secrets, settings, users, vectors, workflows
+# `vectors` and `workflows` register their commands on `main` when imported; `catalog` and
+# `oci` theirs on `omnicore plugins` (plugin_group).
+del (app, backup, catalog, command, data, oci, plugin_group, secrets, settings, users, vectors,
+     workflows)

@@ -1,0 +1,288 @@
+"""``omnicore plugins publish|versions|rollback|remove|catalog``: the plugin catalog.
+
+The catalog lives in the app's store (``storage.url``, else ``<data_dir>/omnicore.db``), and
+every host of that store loads what it names within a few seconds (specs/catalog.md). One
+door, as ``omnicore settings`` has it: when ``omnicore run`` serves the app (or ``--remote
+URL`` names a host, its token in ``$OMNICORE_TOKEN``), the command asks that host through its
+REST API (``/api/v1/catalog``: the same checks and audit entries as a script's) and imports no
+host code; with no host to ask it opens the store itself and holds the publish to the same
+checks (:class:`omnicore.plugins.catalog.Catalog`), compiling it as this app's hosts do.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import click
+
+from omnicore.cli.appdata import app_option, load_app_config
+from omnicore.cli.plugin_group import plugins_group
+
+if TYPE_CHECKING:
+    from omnicore.cli.remote import Remote
+    from omnicore.plugins.catalog import Catalog
+
+__all__ = ["catalog_list", "publish", "remove", "rollback", "versions"]
+
+_APP = app_option("The app folder (its omnicore.yaml names the store).")
+_REMOTE = click.option("--remote", metavar="URL",
+                       help="Ask the host at URL (token in $OMNICORE_TOKEN) instead of the app's "
+                            "own.")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+_SIDECAR_SUFFIXES = (".toml", ".yaml", ".yml")
+
+
+def _host(appdir: Path, remote: str | None) -> Remote | None:
+    from omnicore.cli.remote import explicit, running_host
+
+    return explicit(remote) if remote else running_host(appdir)[1]
+
+
+def _path(name: str, tail: str = "") -> str:
+    return f"/api/v1/catalog/{quote(name, safe='')}{tail}"
+
+
+@contextmanager
+def _catalog(appdir: Path) -> Iterator[Catalog]:
+    """The app's catalog opened here, a publish compiled as its hosts compile (the app's
+    engine settings and module cache, its capabilities' manifest checks)."""
+    from omnicore.app import OmniApp
+    from omnicore.plugins.catalog import app_catalog
+
+    app = OmniApp(config=load_app_config(appdir), default_modules=False)
+    try:
+        app.extensions.load_entry_points()
+        yield app_catalog(lambda: app.storage, app.plugins.check_module, app.config.catalog)
+    finally:
+        app.close()
+
+
+def _audit(appdir: Path, verb: str, name: str, after: Any = None) -> None:
+    from omnicore.accounts.audit import Actor, record
+    from omnicore.cli.appdata import app_storage
+
+    with app_storage(appdir) as store:
+        record(store, Actor.cli(), verb, name, None, after)
+
+
+def _sidecar_beside(wasm: Path) -> tuple[Path | None, dict[str, Any]]:
+    """The sidecar next to ``wasm`` as data (the host checks it: one set of rules)."""
+    found = [wasm.with_suffix(s) for s in _SIDECAR_SUFFIXES if wasm.with_suffix(s).is_file()]
+    if not found:
+        return None, {}
+    if len(found) > 1:
+        raise click.UsageError(f"{wasm.name} has two sidecars ({', '.join(p.name for p in found)})"
+                               "; keep one, or name it with --sidecar")
+    return found[0], _read_sidecar(found[0])
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise click.UsageError(f"{path}: cannot read the sidecar: "
+                               f"{' '.join(str(exc).split())}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise click.UsageError(f"{path}: a sidecar is a table/mapping at the top level")
+    return data
+
+
+def _short(digest: str) -> str:
+    return digest[:19]
+
+
+def _when(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "-"
+
+
+@plugins_group.command("publish")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="The plugin's name in the catalog (default: its manifest's).")
+@click.option("--sidecar", "sidecar_file", type=click.Path(exists=True, dir_okay=False,
+                                                           path_type=Path),
+              help="Its sidecar (default: FILE's NAME.toml/.yaml beside it).")
+@_APP
+@_REMOTE
+@_JSON
+def publish(file: Path, name: str | None, sidecar_file: Path | None, appdir: Path,
+            remote: str | None, as_json: bool) -> None:
+    """Publish FILE to the app's plugin catalog: every host of its store loads it.
+
+    The sidecar goes with it (config, limits, enabled, mcp); its grants are requests, which
+    the operator grants (omnicore settings grant). Publishing the module and sidecar in force
+    again changes nothing.
+    """
+    from omnicore.plugins.catalog import digest_of
+
+    data = file.read_bytes()
+    where, sidecar = (sidecar_file, _read_sidecar(sidecar_file)) if sidecar_file \
+        else _sidecar_beside(file)
+    digest = digest_of(data)
+    host = _host(appdir, remote)
+    if host is not None:
+        target = name or _manifest_name(file) or file.stem
+        doc = host.request("PUT", _path(target), {
+            "module": base64.b64encode(data).decode(), "digest": digest, "sidecar": sidecar},
+            timeout=300.0)
+        via = f"the host at {host.url}"
+    else:
+        with _catalog(appdir) as catalog:
+            version, made = catalog.publish(data, name=name, sidecar=sidecar, digest=digest,
+                                            by="cli")
+        doc = {**version.as_dict(), "created": made}
+        if made:
+            _audit(appdir, "catalog.publish", version.name,
+                   {"version": version.number, "digest": version.digest, "size": version.size})
+        via = "the app's store"
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    side = f" with {where.name}" if where is not None else ""
+    if not doc.get("created", True):
+        click.echo(f"{doc['name']}: v{doc['number']} ({_short(doc['digest'])}) is in force "
+                   "already; nothing changed")
+        return
+    click.echo(f"published {doc['name']} v{doc['number']} ({_short(doc['digest'])}, "
+               f"{doc['size']} bytes){side} to {via}")
+    grants = (doc.get("sidecar") or {}).get("grants")
+    if grants:
+        click.echo(f"omnicore: the sidecar asks for grants {json.dumps(grants)}: requests only; "
+                   f"grant them with `omnicore settings grant {doc['name']} CAP`", err=True)
+    click.echo("omnicore: every host of the store loads it within a few seconds (see "
+               "`omnicore plugins catalog`)", err=True)
+
+
+def _manifest_name(file: Path) -> str | None:
+    # The name the host would give it, read without host code (the custom section's JSON).
+    from omnicore.cli.plugins import _manifest_name as read
+
+    try:
+        return read(file)
+    except Exception:
+        return None
+
+
+@plugins_group.command("versions")
+@click.argument("name")
+@_APP
+@_REMOTE
+@_JSON
+def versions(name: str, appdir: Path, remote: str | None, as_json: bool) -> None:
+    """List NAME's versions kept in the catalog, newest first (* marks the one in force)."""
+    host = _host(appdir, remote)
+    if host is not None:
+        doc = host.request("GET", _path(name))
+    else:
+        with _catalog(appdir) as catalog:
+            entry = catalog.entry(name)
+            doc = {"name": name, "version": entry.version.as_dict() if entry.version else None,
+                   "versions": [v.as_dict() for v in catalog.versions(name)],
+                   "updated_at": entry.updated_at, "updated_by": entry.updated_by}
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    current = (doc.get("version") or {}).get("id")
+    for v in doc["versions"]:
+        mark = "*" if v["id"] == current else " "
+        click.echo(f"{mark} v{v['number']:<4} {_short(v['digest'])}  {v['size']:>10} bytes  "
+                   f"{_when(v['published_at'])}  {v['published_by'] or '-'}")
+    if current is None:
+        click.echo(f"omnicore: {name} is not in force (removed); `omnicore plugins rollback "
+                   f"{name}` puts its newest version back", err=True)
+
+
+@plugins_group.command("rollback")
+@click.argument("name")
+@click.argument("to", required=False, metavar="[DIGEST|vN]")
+@_APP
+@_REMOTE
+@_JSON
+def rollback(name: str, to: str | None, appdir: Path, remote: str | None,
+             as_json: bool) -> None:
+    """Put an earlier version of NAME in force on every host: the one DIGEST (or a prefix of
+    it, or vN) names, else the one before the version in force."""
+    host = _host(appdir, remote)
+    if host is not None:
+        doc = host.request("POST", _path(name, "/rollback"), {} if to is None else {"to": to})
+    else:
+        with _catalog(appdir) as catalog:
+            entry = catalog.rollback(name, to, by="cli")
+        doc = {"name": name, "version": entry.version.as_dict() if entry.version else None}
+        _audit(appdir, "catalog.rollback", name,
+               entry.version.digest if entry.version else None)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    v = doc["version"]
+    click.echo(f"{name}: v{v['number']} ({_short(v['digest'])}) is in force; every host "
+               "loads it within a few seconds")
+
+
+@plugins_group.command("remove")
+@click.argument("name")
+@_APP
+@_REMOTE
+def remove(name: str, appdir: Path, remote: str | None) -> None:
+    """Take NAME out of the catalog: every host falls back to its own folder's file of that
+    name, or unloads it. Its versions are kept (rollback puts one back)."""
+    host = _host(appdir, remote)
+    if host is not None:
+        host.request("DELETE", _path(name))
+    else:
+        with _catalog(appdir) as catalog:
+            gone = catalog.remove(name, by="cli")
+        if gone is not None:
+            _audit(appdir, "catalog.remove", name)
+    click.echo(f"{name}: out of the catalog; each host serves its folder's file of that name, "
+               "if it has one")
+
+
+@plugins_group.command("catalog")
+@_APP
+@_REMOTE
+@_JSON
+def catalog_list(appdir: Path, remote: str | None, as_json: bool) -> None:
+    """List the catalog's plugins and how many hosts serve each one's version in force."""
+    host = _host(appdir, remote)
+    if host is not None:
+        doc = host.request("GET", "/api/v1/catalog")
+    else:
+        from omnicore.cli.appdata import app_storage
+        from omnicore.plugins.catalog import rollouts
+
+        with app_storage(appdir) as store:
+            entries = store.catalog.entries()
+            where = {r["name"]: r for r in rollouts(entries, store.instances.all())}
+        doc = {"items": [{"name": e.name, "version": e.version.as_dict() if e.version else None,
+                          "updated_at": e.updated_at, "updated_by": e.updated_by,
+                          "rollout": where.get(e.name)} for e in entries],
+               "converged": all(r["converged"] for r in where.values())}
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    if not doc["items"]:
+        click.echo("the catalog is empty (omnicore plugins publish FILE)")
+        return
+    for item in doc["items"]:
+        v, r = item["version"], item.get("rollout") or {}
+        hosts = r.get("hosts") or []
+        line = f"{item['name']:<24} v{v['number']:<4} {_short(v['digest'])}  " \
+               f"{r.get('serving', 0)}/{len(hosts)} hosts"
+        lagging = [f"{h['runtime_id']}: {h['error'] or h['state'] or 'not yet'}"
+                   for h in hosts if h["digest"] != v["digest"]]
+        click.echo(line + ("" if not lagging else "  (" + "; ".join(lagging) + ")"))
+    click.echo("converged" if doc["converged"] else "not converged yet", err=True)
