@@ -220,7 +220,7 @@ def check_config(data: bytes, manifest: WasmManifest) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ValueError("its config blob is not a JSON object")
     digests = doc.get("layerDigests")
-    if digests is not None and digests != [manifest.layer.digest]:
+    if digests and digests != [manifest.layer.digest]:
         raise ValueError("its config's layerDigests do not name its layer")
     return doc
 

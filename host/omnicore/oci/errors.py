@@ -12,12 +12,13 @@ Drawn in :mod:`omnicore.errors`::
     └── SignatureRefused    the trust policy (plugins.trust) refused the module: unsigned,
                             tampered, or signed by a key it does not trust
 
+Both refusals are also :class:`~omnicore.errors.Refused` (the one base of every refusal).
 Every message is one line naming the reference (and the digest and key for a signature).
 """
 
 from __future__ import annotations
 
-from omnicore.errors import OmniError, PluginLoadError
+from omnicore.errors import OmniError, PluginLoadError, Refused
 
 __all__ = ["ArtifactRefused", "RegistryAuthError", "RegistryError", "RegistryNotFound",
            "SignatureRefused"]
@@ -39,13 +40,14 @@ class RegistryNotFound(RegistryError):
     """The registry has no such repository, tag or digest."""
 
 
-class ArtifactRefused(RegistryError):
+class ArtifactRefused(RegistryError, Refused):
     """What the registry sent is not taken: a wrong digest, over a cap, malformed, or not a
-    Wasm artifact (specs/registry.md)."""
+    Wasm artifact (specs/registry.md). Also a :class:`~omnicore.errors.Refused`."""
 
 
-class SignatureRefused(PluginLoadError):
-    """The trust policy refused a module: no signature by a trusted key verifies it.
+class SignatureRefused(PluginLoadError, Refused):
+    """The trust policy refused a module: no signature by a trusted key verifies it (also a
+    :class:`~omnicore.errors.Refused`).
     ``digest`` is the module's, ``keys`` the fingerprints of the keys that signed it."""
 
     def __init__(self, message: str, *, plugin: str | None = None, digest: str = "",

@@ -181,9 +181,9 @@ def payload_digest(payload: bytes) -> str:
         image = {k.lower(): v for k, v in critical["image"].items()}
         digest = image["docker-manifest-digest"]
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise ValueError("its payload is not a cosign simple signing payload") from None
+        raise ValueError("not a cosign simple signing payload") from None
     if kind != COSIGN_TYPE or not isinstance(digest, str):
-        raise ValueError(f"its payload's type is {str(kind)[:80]!r}, not {COSIGN_TYPE!r}")
+        raise ValueError(f"of type {str(kind)[:80]!r}, not {COSIGN_TYPE!r}")
     return digest
 
 

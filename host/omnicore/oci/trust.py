@@ -178,7 +178,7 @@ def _link(sig: OciSignature, digest: str) -> str:
     try:
         named = payload_digest(sig.payload)
     except ValueError as exc:
-        return f"a signature's {exc}"[:200]
+        return f"a signature's payload is {exc}"[:200]
     carried = "sha256:" + hashlib.sha256(sig.manifest).hexdigest()
     if named != carried:
         return f"a signature names the artifact {named[:19]}, not {carried[:19]}"
