@@ -21,6 +21,7 @@ Plain HTTP is used for a host in ``plain_http`` and for a loopback host when no 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -49,7 +50,7 @@ from omnicore.oci.reference import Reference
 
 __all__ = ["Options", "RegistryClient", "sha256_digest"]
 
-_CHUNK = 256 * 1024
+_CHUNK = 1024 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _ERROR_BODY_BYTES = 64 * 1024
 _TOKEN_BODY_BYTES = 1024 * 1024
@@ -94,6 +95,14 @@ class Options:
         return cls(**values)
 
 
+@functools.lru_cache(maxsize=8)
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -119,10 +128,11 @@ class RegistryClient:
         plain = ref.registry in opts.plain_http or ref.hostname in opts.plain_http or (
             opts.ca_file is None and _is_loopback(ref.hostname))
         self.base = f"{'http' if plain else 'https'}://{ref.api_host}"
-        context = ssl.create_default_context()
-        if opts.ca_file is not None:
+        # Loading the system's CA bundle costs ~30 ms: once per process, and only for TLS.
+        context = None
+        if not plain or opts.ca_file is not None:
             try:
-                context.load_verify_locations(cafile=str(opts.ca_file))
+                context = _tls_context(str(opts.ca_file) if opts.ca_file else None)
             except (OSError, ssl.SSLError) as exc:
                 raise RegistryError(f"cannot {self.what}: the CA file {opts.ca_file} cannot be "
                                     f"read as PEM certificates ({exc})",
@@ -249,11 +259,12 @@ class RegistryClient:
             if resp.status != 200:
                 self._fail(resp, label)
             limit = cap if size is None else min(cap, size)
+            hasher = hashlib.sha256()
             data = self._read(resp, limit, label, cap_key if size is None or size > cap
-                              else "its descriptor's size")
+                              else "its descriptor's size", hasher)
         finally:
             _done(resp)
-        actual = sha256_digest(data)
+        actual = "sha256:" + hasher.hexdigest()
         if actual != digest:
             raise ArtifactRefused(f"cannot {self.what}: the registry sent {label} with digest "
                                   f"{actual}, not {digest}; refused (corrupted or altered on "
@@ -443,7 +454,8 @@ class RegistryClient:
         return token
 
     def _read(self, resp: urllib3.BaseHTTPResponse, cap: int, label: str,
-              cap_key: str) -> bytes:
+              cap_key: str, hasher: Any = None) -> bytes:
+        """The body, at most ``cap`` bytes (refused past it), hashed as it streams in."""
         length = resp.headers.get("Content-Length")
         if length is not None and length.isdecimal() and int(length) > cap:
             raise ArtifactRefused(f"cannot {self.what}: {label} is {int(length)} bytes, over "
@@ -459,6 +471,8 @@ class RegistryClient:
                 raise self._transport_error(exc, host) from None
             if not chunk:
                 break
+            if hasher is not None:
+                hasher.update(chunk)
             out += chunk
             if len(out) > cap:
                 raise ArtifactRefused(f"cannot {self.what}: {label} runs past {cap} bytes "

@@ -27,7 +27,7 @@ from omnicore.oci.artifact import (
     check_config,
     read_manifest,
 )
-from omnicore.oci.client import Options, RegistryClient, sha256_digest
+from omnicore.oci.client import Options, RegistryClient
 from omnicore.oci.errors import ArtifactRefused, RegistryError, RegistryNotFound
 from omnicore.oci.reference import Reference
 from omnicore.oci.signing import (
@@ -172,7 +172,8 @@ def pull(source: Reference | str, *, options: Options | None = None,
         except ValueError as exc:
             raise ArtifactRefused(f"cannot pull {ref}: {exc}", reference=str(ref)) from None
         module = client.get_blob(wasm.layer.digest, wasm.layer.size, what="the module")
-    return Pulled(ref.at(digest), digest, module, sha256_digest(module), name, wasm.sidecar,
+    # get_blob checked the module against the layer's digest as it streamed in.
+    return Pulled(ref.at(digest), digest, module, wasm.layer.digest, name, wasm.sidecar,
                   signatures, verdict, dict(wasm.annotations))
 
 
