@@ -101,8 +101,9 @@ class Linker:
         self._lock = threading.Lock()
         self._no_baseline = False
         self._ahead = CompileAhead(self._compile_first)
-        self._tiers = TierUp(lambda path: PluginModule.load(self.engine_for(False), path),
-                             self._optimize, after=self._ahead.wait_idle)
+        self._tiers = TierUp(
+            lambda path, name: PluginModule.load(self.engine_for(False), path, name=name),
+            self._optimize, after=self._ahead.wait_idle)
         #: Set when the host closes: no engine is made after that.
         self.closed = False
 
@@ -193,7 +194,19 @@ class Linker:
         self._check_manifest(module)
         return module
 
-    def _compile_first(self, path: Path) -> CompiledPlugin:
+    def compile_soon(self, path: Path, name: str | None) -> CompiledPlugin:
+        """``path`` compiled to serve as soon as it can (a catalog rollout, where every host
+        compiles at once): from the module cache when it is there, else by the baseline
+        compiler now and by Cranelift once it serves (plugins.tiers); its manifest checked.
+        PluginLoadError says why not."""
+        if not path.is_file():
+            raise PluginLoadError(f"cannot load plugin: {path} does not exist or is not a file",
+                                  plugin=name)
+        module = self._compile_first(path, name)
+        self._check_manifest(module)
+        return module
+
+    def _compile_first(self, path: Path, name: str | None = None) -> CompiledPlugin:
         # Compiled ahead at start: from the cache when it is there, else by Winch now and by
         # Cranelift later (plugins.tiers).
         main = self.engine_for(False)
@@ -203,8 +216,8 @@ class Linker:
         # engine keeps no cache): compiled there it would be compiled twice on every start.
         if baseline is None or is_component(wasm) or \
                 main.is_cached(hashlib.sha256(wasm).hexdigest()):
-            return PluginModule.load(main, path)
-        return self._tiers.mark(PluginModule.load(baseline, path))
+            return PluginModule.load(main, path, name=name)
+        return self._tiers.mark(PluginModule.load(baseline, path, name=name))
 
     def _optimize(self, entry: Entry, old: CompiledPlugin, new: CompiledPlugin) -> None:
         with entry.relink:

@@ -114,7 +114,8 @@ class PublishedPlugins:
         version serving before, if any, still serves then."""
         self._wanted[p.name] = p
         try:
-            module = self._linker.compile(p.path, p.path, p.name)
+            # Every host compiles a rollout at once: the baseline tier serves first.
+            module = self._linker.compile_soon(p.path, p.name)
         except (PluginError, ConfigError) as exc:
             self._failed(p, exc)
             raise

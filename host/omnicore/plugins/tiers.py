@@ -36,7 +36,7 @@ Swap = Callable[[Entry, CompiledPlugin, CompiledPlugin], None]
 class TierUp:
     """Which modules are baseline code, and the thread that replaces them."""
 
-    def __init__(self, compile_optimized: Callable[[Path], CompiledPlugin], swap: Swap, *,
+    def __init__(self, compile_optimized: Callable[[Path, str], CompiledPlugin], swap: Swap, *,
                  after: Callable[[], None]) -> None:
         self._compile = compile_optimized
         self._swap = swap
@@ -83,7 +83,9 @@ class TierUp:
             if entry.module is not module or entry.source is None:
                 continue  # reloaded or regranted into another module meanwhile
             try:
-                optimized = self._compile(entry.source)
+                # By the baseline module's name: a catalog's plugin may be published under
+                # another name than its manifest's.
+                optimized = self._compile(entry.source, module.name)
             except (OmniError, OSError) as exc:
                 log.debug("plugin '%s': no optimized code (%s); the baseline code serves",
                           entry.name, exc)
