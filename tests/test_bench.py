@@ -20,6 +20,7 @@ BENCH = Path(__file__).parents[1] / "bench"
     ("bench_capabilities.py", ["--quick"], "sqlite3"),
     ("bench_connectors.py", ["--quick"], "reset per hand-over"),
     ("bench_connector_memory.py", ["--size", "16"], "through the connector"),
+    ("bench_registry.py", ["--quick"], "oras alone"),
     ("bench_workflows.py", ["--quick"], "step"),
     ("bench_extism.py", ["--quick"], "count_vowels"),
     ("bench_components.py", ["--quick"], "u32 round trip"),
