@@ -72,3 +72,16 @@ def test_hosts_with_different_plugins_split_a_queue_by_plugin(storage: Storage) 
     for host, got in taken.items():
         assert {p for _, p in got} <= set(plugins[host]), host
     assert all(storage.queue.get(i).attempts == 1 for i in ids)  # type: ignore[union-attr]
+
+
+def test_a_host_serving_many_plugins_claims_by_one_filtered_probe(storage: Storage) -> None:
+    from omnicore.storage.stores.leases import MAX_PROBES
+
+    now = time.time()
+    _add(storage, "absent", now - 10)
+    mine = _add(storage, "p-7", now - 5)
+    many = [f"p-{i}" for i in range(MAX_PROBES + 10)]
+    assert storage.queue.next_due(many) == now - 5
+    got = storage.queue.claim("w", now, 30, many)
+    assert got is not None and got.id == mine
+    assert storage.queue.claim("w", now, 30, many) is None

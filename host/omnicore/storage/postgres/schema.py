@@ -338,7 +338,13 @@ CREATE INDEX plugin_catalog_by_seq ON plugin_catalog (seq);
 ALTER TABLE instances ADD COLUMN plugins text NOT NULL DEFAULT '{}';
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 17 drops what an
+# A claim limited to the plugins a host serves probes each plugin's oldest due job
+# (stores/leases.py): one index seek per plugin, whatever the queue holds of others.
+_V18_JOBS_DUE_BY_PLUGIN = """
+CREATE INDEX jobs_due_by_plugin ON jobs (plugin, run_at, id) WHERE state = 'queued';
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 18 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -361,6 +367,8 @@ STEPS: tuple[Step, ...] = (
          runs_from=1),
     Step(_V16_JOB_RESULTS, "what a job's handler answered", runs_from=1),
     Step(_V17_CATALOG, "the plugin catalog; the plugins each instance reports", runs_from=1),
+    Step(_V18_JOBS_DUE_BY_PLUGIN, "each plugin's due jobs in order, for claims by plugin",
+         runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

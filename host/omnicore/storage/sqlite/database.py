@@ -147,11 +147,18 @@ def _v7_job_results(db: sqlite_utils.Database) -> None:
     db.conn.execute("ALTER TABLE jobs ADD COLUMN result BLOB")
 
 
+def _v8_jobs_due_by_plugin(db: sqlite_utils.Database) -> None:
+    # A claim limited to the plugins a host serves probes each plugin's oldest due job
+    # (stores/leases.py): one index seek per plugin, whatever the queue holds of others.
+    db.conn.execute("CREATE INDEX jobs_due_by_plugin ON jobs(plugin, run_at, id) "
+                    "WHERE state = 'queued'")
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``. Append only; never edit. One
 #: host holds the file at a time, so a step needs no expand-then-contract (``_v5_jobs``).
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1_kv, _v2_tasks, _v3_events, _v4_kv_usage_triggers, _v5_jobs, _v6_job_runs_keys,
-    _v7_job_results)
+    _v7_job_results, _v8_jobs_due_by_plugin)
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Components whose tables live in a file of their own (console.db: sqlite/users.py).
 _ELSEWHERE = frozenset({"users"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from omnicore.storage.backend import Backend, Tx, where
@@ -35,6 +36,8 @@ _INSERT = ("INSERT INTO jobs(plugin, handler, payload, state, attempts, max_atte
            "backoff_ms, run_at, created_at, source, hops) VALUES (?,?,?,'queued',0,?,?,?,?,?,?) "
            "RETURNING id")
 _PENDING = "SELECT COUNT(*) FROM jobs WHERE plugin=? AND state IN ('queued','running')"
+#: Later than any job is due (next_due asks for any time).
+_NEVER = 1e300
 
 
 def _job(row: Sequence[Any]) -> Job:
@@ -196,10 +199,10 @@ class Jobs(JobQueue):
             return None if found is None else float(found)
         if not plugins:
             return None
-        # The due probe's order and filter (stores/leases.py), so it stops at its first row.
-        only, names = JOBS.only(self._db.dialect, plugins)
-        found = self._db.read_value(f"SELECT run_at FROM jobs WHERE state='queued'{only} "
-                                    "ORDER BY run_at LIMIT 1", names)
+        # The claim's due probe (stores/leases.py), at any time, without its locks.
+        sql, args = JOBS.due(replace(self._db.dialect, skip_locked=""), "run_at", plugins,
+                             _NEVER)
+        found = self._db.read_value(sql, args)
         return None if found is None else float(found)
 
     def counts(self) -> dict[tuple[str, JobState], int]:
