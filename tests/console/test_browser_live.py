@@ -199,10 +199,11 @@ def test_every_page_fits_a_phone_and_a_desktop(browser: Browser,  # noqa: F811
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= size[0], f"{path} scrolls sideways at {size[0]} px ({width}px)"
             if suffix == "phone":  # every section is reachable from the nav on a phone
-                nav = page.locator("header nav")
+                nav = page.locator("header nav")  # one row that scrolls sideways
                 for label in ("Events", "Audit", "Data", "Secrets", "Settings", "Users"):
                     link = nav.locator(f"a:text-is('{label}')")
                     expect(link).to_be_visible()
+                    link.scroll_into_view_if_needed()
                     box = link.bounding_box()
                     assert box and box["x"] >= 0 and box["x"] + box["width"] <= size[0], label
             shot(page, f"2-{suffix}-{name}")

@@ -14,12 +14,20 @@ function prettyJson() {
   }
 }
 
+// One form of date on every page, the server's too: 2025-05-12 15:04:05, local time.
+function isoTime(seconds) {
+  const d = new Date(seconds * 1000);
+  const two = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} `
+    + `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+}
+
 function line(entry) {
   // Built with textContent only: a plugin's log line is text, never markup.
   const div = document.createElement("div");
   div.className = `line lv-${entry.level} k-${entry.kind}`;
   const time = document.createElement("time");
-  time.textContent = new Date(entry.time * 1000).toLocaleString();
+  time.textContent = isoTime(entry.time);
   const level = document.createElement("b");
   level.textContent = entry.level;
   div.append(time, " ", level, " ");
@@ -136,4 +144,13 @@ function invokeFields() {
   show();
 }
 
-document.addEventListener("DOMContentLoaded", () => { prettyJson(); invokeFields(); live(); });
+// On a phone the nav is a row that scrolls sideways: the current page's link is brought into it.
+function navInSight() {
+  const nav = document.querySelector(".top nav");
+  const here = nav && nav.querySelector("a.active");
+  if (!here || nav.scrollWidth <= nav.clientWidth) return;
+  const offset = here.getBoundingClientRect().left - nav.getBoundingClientRect().left;
+  nav.scrollLeft += offset - (nav.clientWidth - here.offsetWidth) / 2;
+}
+
+document.addEventListener("DOMContentLoaded", () => { navInSight(); prettyJson(); invokeFields(); live(); });

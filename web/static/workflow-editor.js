@@ -764,7 +764,7 @@
       return box;
     }
     const list = el("ul", { class: "wfe-versions" }, ...versions.map((v) => el("li", {},
-      el("span", { text: new Date(v.at * 1000).toLocaleString() }), " ",
+      el("span", { text: isoTime(v.at) }), " ",  // console.js's: one date form everywhere
       el("code", { class: "hint", text: v.digest.slice(0, 8) }), " ",
       el("button", { type: "button", class: "link wfe-restore", onclick: () => restoreVersion(v.id) }, "Restore"))));
     if (!versions.length) list.append(el("li", { class: "hint", text: "None yet: each save keeps the version it replaces." }));

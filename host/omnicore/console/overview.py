@@ -1,16 +1,17 @@
 """The host at a glance: ``/api/v1/info``, ``/health``, ``/settings``, ``/me``, and the Overview
-(``/``) and Settings pages."""
+(``/``) and Settings pages; the site's icon (``/favicon.ico``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.config import render_config
 from omnicore.console import charts
+from omnicore.console.assets import web_dir
 from omnicore.console.base import MAX_PAGE, guarded, need, omni, page_params, paginate, state
 from omnicore.console.render import page
 from omnicore.console.responses import JSONResponse
@@ -95,8 +96,15 @@ def api_routes() -> list[BaseRoute]:
     ]
 
 
+async def favicon(_request: Request) -> Response:
+    """The console's icon for whatever asks ``/favicon.ico`` without reading the pages'
+    ``<link rel="icon">`` (no signing in: a browser asks before anyone has)."""
+    return FileResponse(web_dir() / "static" / "favicon.svg", media_type="image/svg+xml")
+
+
 def page_routes() -> list[BaseRoute]:
-    return [Route("/", overview_page), Route("/settings", settings_page)]
+    return [Route("/", overview_page), Route("/settings", settings_page),
+            Route("/favicon.ico", favicon)]
 
 
 def routes() -> list[BaseRoute]:

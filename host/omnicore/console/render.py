@@ -66,6 +66,12 @@ def _fmt_time(t: float | None) -> Markup:
         day, clock)
 
 
+def _fmt_slashes(text: Any) -> Markup:
+    """Text (a path, a message holding one) that may wrap after each ``/``, rather than inside
+    a name (a phone's narrow card)."""
+    return Markup("/<wbr>").join(str(text).split("/"))
+
+
 def _fmt_us(us: Any) -> str:
     v = float(us or 0)
     return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.1f} µs"
@@ -73,6 +79,7 @@ def _fmt_us(us: Any) -> str:
 
 TEMPLATES.env.filters["time"] = _fmt_time
 TEMPLATES.env.filters["us"] = _fmt_us
+TEMPLATES.env.filters["slashes"] = _fmt_slashes
 TEMPLATES.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
 TEMPLATES.env.filters["compact"] = lambda v: json.dumps(v, separators=(", ", ": "),
                                                         ensure_ascii=False)
