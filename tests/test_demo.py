@@ -28,7 +28,7 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path,
         shutil.copy(result.output, app_dir / "plugins")
 
     # No database runs for the demo here: Redis is pointed at a closed port, and the PostgreSQL
-    # connector's password was never stored (README: `omnicore secrets set`).
+    # connector's password was never stored (docs/guides/databases.md: `omnicore secrets set`).
     closed = f"redis://127.0.0.1:{free_port()}/0"
     # The run's module cache: the Ruby and Python examples compile in 5-25 s each, and the
     # conformance tests have compiled the same bytes already.

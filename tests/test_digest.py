@@ -1,4 +1,5 @@
-"""The README's walk-through, for real: the digest examples under ``omnicore run``, restarted.
+"""The walk-through of docs/guides/capabilities/walkthrough.md, for real: the digest examples
+under ``omnicore run``, restarted.
 
 Both digests (Rust and JS, built from plugins/digest by their toolchains) count the events they
 see in kv, publish a summary on a schedule, and see each other's summaries. The test drives a

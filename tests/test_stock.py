@@ -1,6 +1,6 @@
 """The stock example (plugins/stock/rust, Rust SDK's ``omnicore::sql``) on a real PostgreSQL
 (tests/pgcluster.py) through the host's ``omnicore:sql`` and a postgres connector whose
-password only the host holds: the README's "Databases from plugins" walk, end to end."""
+password only the host holds: the walk of docs/guides/databases.md, end to end."""
 
 from __future__ import annotations
 

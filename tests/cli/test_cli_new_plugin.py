@@ -1,4 +1,4 @@
-"""The plugin author's path, for every language, as the README tells it:
+"""The plugin author's path, for every language, as docs/guides/writing-plugins tells it:
 `omnicore new plugin` -> `omnicore build --app` into a running `omnicore run` -> `omnicore call`.
 """
 

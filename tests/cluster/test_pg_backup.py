@@ -1,7 +1,8 @@
-"""The README's PostgreSQL backup recipe, run for real: ``pg_dump -Fc`` of a live app's database,
-``pg_restore --no-owner`` into a fresh empty database, and a new host on it with the same
-``OMNICORE_SECRET_KEY`` serves everything: kv, a queued job, a workflow run waiting on its
-approval, a console user, a secret that still opens, the audit trail."""
+"""The PostgreSQL backup recipe of docs/operations/backups.md, run for real: ``pg_dump -Fc``
+of a live app's database, ``pg_restore --no-owner`` into a fresh empty database, and a new
+host on it with the same ``OMNICORE_SECRET_KEY`` serves everything: kv, a queued job, a
+workflow run waiting on its approval, a console user, a secret that still opens, the audit
+trail."""
 
 from __future__ import annotations
 
