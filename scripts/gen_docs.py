@@ -55,7 +55,9 @@ REFERENCE = {
 }
 #: Repository files shown as pages of the site, unchanged but for their links (and
 #: CHANGELOG.md as changelog.md).
-SPECS = ("abi", "host", "security", "workflows", "components", "extism")
+#: Every spec is a page: specs/NAME.md is specs/NAME.md of the site (a new one joins the nav's
+#: Specifications by itself: :func:`on_config`).
+SPECS = tuple(sorted(p.stem for p in (ROOT / "specs").glob("*.md")))
 SDKS = ("rust", "go", "js", "c", "python", "ruby", "zig", "assemblyscript")
 #: Repository files served as they are (a spec links to it).
 STATIC = {"specs/workflow.schema.json": "specs/workflow.schema.json"}
@@ -783,6 +785,32 @@ def undocumented() -> list[str]:
 
 
 # --- the MkDocs hook ----------------------------------------------------------------------
+
+def _spec_title(spec: str) -> str:
+    first = (ROOT / "specs" / f"{spec}.md").read_text(encoding="utf-8").splitlines()[0]
+    return first.lstrip("# ").strip() or spec
+
+
+def on_config(config: Any) -> Any:
+    """Every spec in the nav: those mkdocs.yml does not list join its Specifications."""
+    def find(items: list[Any]) -> list[Any] | None:
+        for item in items:
+            if isinstance(item, dict):
+                for title, value in item.items():
+                    if title == "Specifications" and isinstance(value, list):
+                        return value
+                    if isinstance(value, list) and (found := find(value)) is not None:
+                        return found
+        return None
+
+    listed = find(config.nav or [])
+    if listed is not None:
+        named = {v for entry in listed if isinstance(entry, dict) for v in entry.values()}
+        for spec in SPECS:
+            if f"specs/{spec}.md" not in named:
+                listed.append({_spec_title(spec): f"specs/{spec}.md"})
+    return config
+
 
 def on_files(files: Any, config: Any) -> Any:
     """Add the generated pages and static files to the build."""
