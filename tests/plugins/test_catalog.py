@@ -105,7 +105,9 @@ def test_a_published_plugin_is_loaded_from_the_catalog(make: Any, cli_catalog: A
     info = app.plugins.get("greeter")
     assert info.origin == "catalog" and f"sha256:{info.sha256}" == version.digest
     cached = app.config.data_dir / "catalog" / f"{info.sha256}.wasm"
-    assert info.source == str(cached) and cached.read_bytes() == wasm
+    named = app.config.data_dir / "catalog" / "plugins" / "greeter.wasm"
+    assert cached.read_bytes() == wasm  # verified, by its digest
+    assert info.source == str(named) and named.read_bytes() == wasm
     status = app.plugins.follower.status()  # type: ignore[union-attr]
     assert status["greeter"]["digest"] == status["greeter"]["wanted"] == version.digest
     # The same module and sidecar again: no new version, nothing reloaded.
@@ -200,6 +202,28 @@ def test_a_host_started_after_a_publish_loads_it_before_its_folder(
     app = make()
     assert serves(app, "late", "published")  # at start: no window serving the folder's
     assert app.plugins.get("late").shadows is not None
+
+
+def test_the_published_sidecar_exposes_mcp_tools_and_configures(make: Any,
+                                                                 cli_catalog: Any) -> None:
+    from omnicore.mcp.expose import handler_tools
+
+    app = make()
+    catalog = cli_catalog(app)
+    catalog.publish(config_wasm("tooled"), sidecar={
+        "grants": ["config"], "config": {"k": "published"}, "mcp": {"expose": ["get"]}})
+    eventually(lambda: "tooled" in app.plugins
+               and app.plugins.get("tooled").state == "needs-grant")
+    app.plugins.grant("tooled", "config", {}, persist=True)
+    eventually(lambda: answers(app, "tooled", "get", b"k") == b"published")
+    (tool,) = handler_tools(app, "tooled")
+    assert tool.handler == "get" and tool.exposed_by == "sidecar"
+    # The sidecar beside the name's file holds no grants: they were requests.
+    beside = app.config.data_dir / "catalog" / "plugins" / "tooled.yaml"
+    assert "grants" not in beside.read_text() and "published" in beside.read_text()
+    catalog.remove("tooled")
+    eventually(lambda: "tooled" not in app.plugins)
+    assert not beside.exists()
 
 
 # ---- a version that cannot serve here ---------------------------------------------------

@@ -6,7 +6,10 @@ host that was down during a publish catches up here), then every change, at once
 database's NOTIFY (``Storage.on_catalog``) and by polling ``catalog.poll_s`` otherwise. For
 each name in force it fetches the module into this host's catalog cache
 (``<data_dir>/catalog/<hex>.wasm``) one chunk per read, checks the bytes against the digest
-before the file takes its name (a module that does not match is never loaded), and hands it to
+before the file takes its name (a module that does not match is never loaded), links it as
+``<data_dir>/catalog/plugins/<name>.wasm`` beside the sidecar published with it (without its
+grants: requests are no grant), so whatever reads a plugin's sidecar by its file (its MCP
+tools) reads the published one, and hands it to
 :class:`~omnicore.plugins.published.PublishedPlugins`, which compiles it through the engine's
 digest-keyed cache and swaps it in (calls in flight finish on the old version). A name taken
 out of the catalog falls back to the folder's file.
@@ -106,8 +109,8 @@ class CatalogFollower:
         """Load everything the catalog has in force, then follow its changes in a thread:
         ``subscribe(wake)`` asks the storage to call ``wake`` on each change it hears of."""
         self._cache.mkdir(parents=True, exist_ok=True)
-        for stale in self._cache.glob(".*.part"):
-            stale.unlink(missing_ok=True)  # a fetch a crash cut short
+        for stale in [*self._cache.glob(".*.part"), *self._named.glob(".*")]:
+            stale.unlink(missing_ok=True)  # a fetch or a link a crash cut short
         try:
             rows = self._rows()
             seq = rows.last_seq()  # first: a change made meanwhile is caught up below
@@ -205,6 +208,7 @@ class CatalogFollower:
                 self._failures.pop(name, None)
                 self._retry.pop(name, None)
             published.withdraw(name)
+            self._unlink(name)
             log.info("plugin '%s': removed from the catalog", name)
             return
         with self._lock:
@@ -229,11 +233,45 @@ class CatalogFollower:
                  version.digest[:19])
 
     def _prepared(self, version: PluginVersion) -> Published:
-        path = self.fetch(version.digest, version.size)
+        module = self.fetch(version.digest, version.size)
+        path = self._named / f"{version.name}.wasm"
         sidecar, requested = published_sidecar(version.sidecar, version.name, version.number,
                                                path)
+        self._link(module, path, {k: v for k, v in version.sidecar.items()
+                                  if k not in ("grants", "grant")})
         return Published(version.name, version.digest, version.number, path, sidecar,
                          requested)
+
+    @property
+    def _named(self) -> Path:
+        return self._cache / "plugins"
+
+    def _link(self, module: Path, path: Path, sidecar: Mapping[str, Any]) -> None:
+        """``path`` (a name's file) made the verified ``module``, a hard link where the file
+        system has them, and its sidecar ``path.yaml`` the published one (none: removed)."""
+        import yaml
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(module, tmp)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(module, tmp)
+        os.replace(tmp, path)
+        beside = path.with_suffix(".yaml")
+        if sidecar:
+            text = path.with_name(f".{beside.name}.{threading.get_ident()}")
+            text.write_text(yaml.safe_dump(dict(sidecar), sort_keys=True), encoding="utf-8")
+            os.replace(text, beside)
+        else:
+            beside.unlink(missing_ok=True)
+
+    def _unlink(self, name: str) -> None:
+        for suffix in (".wasm", ".yaml"):
+            (self._named / f"{name}{suffix}").unlink(missing_ok=True)
 
     def _failed(self, entry: CatalogEntry, why: str, *, transient: bool) -> None:
         with self._lock:
@@ -291,6 +329,7 @@ class CatalogFollower:
             keep = {d.removeprefix("sha256:") for d in self._wanted.values()}
         keep |= {info.sha256 for info in self._host if info.origin == "catalog" and
                  info.sha256}
+        # A name's file is a link to its module: the module's bytes stay while it serves.
         cutoff = time.time() - KEEP_UNUSED_S
         for path in self._cache.glob("*.wasm"):
             try:
