@@ -3,7 +3,8 @@
 ``tools/list`` answers the exposed handlers of the plugins that can be called
 (:mod:`omnicore.mcp.tools`); ``tools/call`` runs one through ``app.plugins.acall`` (the async
 twin of ``call_json``: the same grants, limits, deadline and breaker, on the plugin's own
-worker threads) with the tool's arguments as the handler's JSON input. The output comes back as
+worker threads) with the tool's arguments as the handler's JSON input (a text tool's one
+argument as its text: :func:`~omnicore.mcp.tools.handler_input`). The output comes back as
 the first text content, and as structured content too when it is a JSON object. A failure of
 the call (trap, deadline, limit, needs-grant, the handler's own error) is a tool result with
 ``isError`` and the host's one-line message; the server keeps serving. A tool with an output
@@ -52,7 +53,14 @@ from omnicore.mcp.expose import McpToolsChanged
 from omnicore.mcp.results import Listing, content_result, output_result, tool_error
 from omnicore.mcp.rounds import MODERN, Rounds, StateKey
 from omnicore.mcp.tasks import Tasks, refuse_plain
-from omnicore.mcp.tools import LISTED_STATES, Exposure, Tool, output_problem, tools_of
+from omnicore.mcp.tools import (
+    LISTED_STATES,
+    Exposure,
+    Tool,
+    handler_input,
+    output_problem,
+    tools_of,
+)
 from omnicore.sandbox.logring import LogLine
 
 if TYPE_CHECKING:
@@ -222,9 +230,9 @@ class ToolServer:
     async def _inline(self, tool: Tool, arguments: dict[str, Any] | None,
                       client: CallClient | None) -> types.CallToolResult:
         """``tool`` called here, its questions put to ``client``."""
-        data = json.dumps(arguments or {}, separators=(",", ":")).encode()
         token = CLIENT.set(client)  # acall runs the plugin in a copy of this context
         try:
+            data = handler_input(tool, arguments)
             out = await self.app.plugins.acall(tool.plugin, tool.handler, data)
         except OmniError as exc:
             return tool_error(str(exc).strip().partition("\n")[0])

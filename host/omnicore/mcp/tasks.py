@@ -37,7 +37,6 @@ the job; a running call runs on to its deadline and its outcome is dropped.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -51,7 +50,7 @@ from mcp.shared.exceptions import MCPError
 
 from omnicore.capabilities.mcp_task import TaskRounds
 from omnicore.errors import OmniError
-from omnicore.mcp.tools import Tool
+from omnicore.mcp.tools import Tool, handler_input
 from omnicore.storage.mcp_task_rows import McpTaskRows, TaskRow
 
 if TYPE_CHECKING:
@@ -194,8 +193,8 @@ class Tasks:
                ) -> int | None:
         """Queue the job that calls ``tool`` for task ``task_id`` and name it in the row;
         None when the plugin lost the handler since it was listed (the task then failed)."""
-        data = json.dumps(arguments or {}, separators=(",", ":")).encode()
         try:
+            data = handler_input(tool, arguments)
             job_id = self.tools.app.jobs.enqueue(tool.plugin, tool.handler, data,
                                                  source=f"{SOURCE}:{task_id}")
         except OmniError as exc:

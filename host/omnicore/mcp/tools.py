@@ -19,6 +19,11 @@ handler's code); without them the description is the plugin's and the input sche
 ``{"type": "object"}``. The same objects
 make the console's invoke form (omnicore.console.invoke_form): one source for both.
 
+A handler whose manifest object says ``"input": "text"`` reads its whole input as text, not
+JSON (markdown-js's ``render``): its tool takes one string argument, ``text``
+(:data:`TEXT_SCHEMA`), and the call passes that string to the handler as it is
+(:func:`handler_input`), not the JSON of the arguments.
+
 A tool's annotations say what an agent may assume before calling it: ``readOnlyHint`` when
 nothing the operator granted the plugin can change anything (only log, config, secrets and
 read-only directories), ``openWorldHint`` when it may reach outside the host (``http``, which
@@ -27,6 +32,7 @@ holds the connectors), ``destructiveHint`` and ``title`` from the manifest.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -37,15 +43,15 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from omnicore.errors import ConfigError, InvalidModule
+from omnicore.errors import ConfigError, InvalidInput, InvalidModule
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.operator import OperatorSettings, overlay
 from omnicore.plugins.sidecar import Sidecar, read_sidecar
 from omnicore.sandbox import configschema
 from omnicore.storage.errors import StorageError
 
-__all__ = ["LISTED_STATES", "READ_ONLY_GRANTS", "Exposure", "Tool", "tool_name", "tools_of",
-           "unmatched_patterns"]
+__all__ = ["LISTED_STATES", "READ_ONLY_GRANTS", "TEXT_SCHEMA", "Exposure", "Tool",
+           "handler_input", "tool_name", "tools_of", "unmatched_patterns"]
 
 log = logging.getLogger("omnicore.mcp")
 
@@ -55,6 +61,12 @@ LISTED_STATES = frozenset({"loaded", "half-open", "circuit-open"})
 _ALLOWED = re.compile(r"[A-Za-z0-9_.-]")
 _MAX_NAME = 128
 _OBJECT: Mapping[str, Any] = {"type": "object"}
+#: The input schema of a tool whose handler reads text (``"input": "text"``): MCP arguments
+#: are always an object, so the text is its one property.
+TEXT_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["text"],
+    "properties": {"text": {"type": "string", "description":
+                            "The whole input, given to the handler as it is (not JSON)."}}}
 #: Grants that change nothing outside the call (``fs`` too when no directory is writable).
 READ_ONLY_GRANTS = frozenset({"log", "config", "secrets"})
 #: A sidecar's MCP rules: its handler patterns, its resources switch (None: the app's) and
@@ -93,6 +105,24 @@ class Tool:
     #: The handler answers an MCP tool result (``{"content": [...], ...}``), not plain output
     #: (its manifest object says ``"content": true``, specs/abi.md §5).
     content: bool = False
+    #: The handler reads its input as text (``"input": "text"``): the tool's one argument
+    #: ``text`` is its input (:func:`handler_input`).
+    text_input: bool = False
+
+
+def handler_input(tool: Tool, arguments: Mapping[str, Any] | None) -> bytes:
+    """What a call of ``tool`` with ``arguments`` hands its handler: the ``text`` argument
+    as UTF-8 for a handler that reads text, else the arguments as JSON. InvalidInput when a
+    text tool is not given its one string argument (nothing runs)."""
+    if not tool.text_input:
+        return json.dumps(arguments or {}, separators=(",", ":")).encode()
+    args = dict(arguments or {})
+    text = args.pop("text", None)
+    if not isinstance(text, str) or args:
+        raise InvalidInput(f"tool '{tool.name}' takes one argument, \"text\": the input as a "
+                           f"string (got {', '.join(sorted(arguments or {})) or 'none'})",
+                           plugin=tool.plugin, handler=tool.handler)
+    return text.encode()
 
 
 def _frozen(value: object) -> object:
@@ -268,8 +298,12 @@ def _tools(info: PluginInfo, exposure: Exposure) -> dict[str, Tool]:
         elif name in mine:
             problem = f"its tool name {name!r} is also that of '{mine[name].handler}'"
         spec = declared.get(handler, {})
-        schema = spec.get("input_schema", _OBJECT)
+        text = spec.get("input") == "text"
+        schema = TEXT_SCHEMA if text else spec.get("input_schema", _OBJECT)
         output = spec.get("output_schema")
+        if text and "input_schema" in spec:
+            problem = problem or ("it reads text (\"input\": \"text\"), so it takes no "
+                                  "input_schema")
         problem = problem or _schema_problem(schema, info.name, (info.sha256, handler))
         if output is not None and not problem:
             problem = _schema_problem(output, info.name, (info.sha256, f"{handler}->"))
@@ -287,7 +321,7 @@ def _tools(info: PluginInfo, exposure: Exposure) -> dict[str, Tool]:
                           long_running=spec.get("long_running") in (True, "required"),
                           task_required=spec.get("long_running") == "required",
                           asks_first=spec.get("asks_first") is True,
-                          content=spec.get("content") is True)
+                          content=spec.get("content") is True, text_input=text)
     return mine
 
 

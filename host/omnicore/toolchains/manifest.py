@@ -21,8 +21,10 @@ the build calls here in a sandbox with every import a trap (specs/abi.md §5.1);
 whose output is a component (python) or whose types vanish in the bundle (TypeScript) hands
 the build what its toolchain read from the sources. ``[plugin.handler.NAME]`` keys win over
 the code's, key by key. A described handler's entry in the manifest is an object
-``{"name", "description", "title", "input_schema", "output_schema", "destructive",
-"long_running"}``; handlers with nothing said stay plain names.
+``{"name", "description", "title", "input", "input_schema", "output_schema", "destructive",
+"long_running", "asks_first", "content"}``; handlers with nothing said stay plain names.
+``input = "text"`` says the handler reads its whole input as text, not JSON (an MCP tool of it
+takes one string argument): such a handler has no ``input_schema``.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ MANIFEST_FILE = "omnicore.toml"
 SECTION = "omnicore.manifest"
 _KNOWN = ("name", "version", "description", "handlers", "handler", "config", "subscriptions",
           "schedules", "prompts", "resources")
-_HANDLER_KEYS = ("description", "title", "input_schema", "output_schema", "destructive",
-                 "long_running", "asks_first", "content")
+_HANDLER_KEYS = ("description", "title", "input", "input_schema", "output_schema",
+                 "destructive", "long_running", "asks_first", "content")
 #: Exports a core module describes its handlers through: one for all handlers (a JSON object
 #: keyed by handler), or one per handler (its object); both of the handler type.
 DESCRIBE = "omni_describe"
@@ -156,6 +158,10 @@ def _bad_entry(name: str, table: object) -> str | None:
             return f"{key} must be true or false"
     if table.get("long_running", False) not in (True, False, "required"):
         return "long_running must be true, false or \"required\""
+    if table.get("input", "json") not in ("json", "text"):
+        return "input must be \"json\" (the default) or \"text\" (the whole input as text)"
+    if table.get("input") == "text" and "input_schema" in table:
+        return "reads text (input = \"text\"), so it takes no input_schema"
     for key in ("input_schema", "output_schema"):
         schema = table.get(key, {"type": "object"})
         if not isinstance(schema, dict) or schema.get("type") != "object":
@@ -187,6 +193,8 @@ def _described(handlers: list[str], tables: object, from_code: dict[str, dict[st
             raise BuildError(f"the description of handler '{h}' from its code {problem}",
                              plugin=plugin, toolchain=language)
         entry = {k: v for k, v in {**code, **tables.get(h, {})}.items() if v not in ("", None)}
+        if entry.get("input") == "text":
+            entry.pop("input_schema", None)  # omnicore.toml says text: the code's schema goes
         out.append({"name": h, **entry} if entry else h)
     return out
 
