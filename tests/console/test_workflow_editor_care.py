@@ -162,7 +162,7 @@ def test_the_run_message_says_how_the_run_ended(
 
 def test_the_palette_opens_with_built_in_steps_and_fits_each_connector(
         browser: Browser, shop: tuple[OmniApp, ConsoleModule]) -> None:
-    app, module = shop
+    _, module = shop
     assert module.url is not None
     page = sign_in(browser, module.url, "ada")
     page.goto(f"{module.url}/workflows")
