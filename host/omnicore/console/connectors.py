@@ -4,7 +4,8 @@ credential (specs/abi.md §4.12).
 API (any signed-in user)::
 
     GET /api/v1/connectors    every connector: name, kind, host, database, the secret's
-                              name, pool in use/idle, last error, the plugins granted it
+                              name and whether it is set, pool in use/idle, last error,
+                              the plugins granted it
 
 The Secrets page shows the same list beside the secrets the connectors use.
 """
@@ -52,6 +53,8 @@ def listing(app: OmniApp) -> list[dict[str, Any]]:
         rows.append({**row, "secret": connector.secret or connector.url_secret})
     for row in rows:
         row["granted_to"] = sorted(set(granted.get(row["name"], [])))
+        # A secret never set fails every call of the connector: the Secrets page flags it.
+        row["secret_set"] = None if row["secret"] is None else row["secret"] in app.secrets
     return sorted(rows, key=lambda r: r["name"])
 
 

@@ -39,6 +39,10 @@ NOTICES = {
     "user": "User added.", "user-deleted": "User deleted.", "token-deleted": "Token revoked.",
     "retried": "Job queued again.", "cancelled": "Job cancelled.", "signed-out": "Signed out.",
     "key-deleted": "Key deleted.", "secret-set": "Secret saved (its value is not shown).",
+    "secret-set-pooled": "Secret saved (its value is not shown). A database connector uses it: "
+                         "the connections it has open keep the value they were opened with, "
+                         "so a wrong password shows only when it opens a new one (watch its "
+                         "Last error below).",
     "secret-deleted": "Secret deleted.", "collection-dropped": "Collection dropped.",
     "memory-forgotten": "Memory forgotten.", "published": "Event published.",
     "schedule-run": "Queued a run now.", "schedule-paused": "Schedule paused.",

@@ -8,7 +8,9 @@ API (reads: any signed-in user; changes: admin)::
 
 Page: ``/secrets``. A value goes one way, into the store (``app.secrets``, encrypted at rest):
 no answer, page, error message or log line carries it, and the form's value field is never
-filled back in, not even after an error.
+filled back in, not even after an error. The page flags the secrets connectors name that are
+not set (each a link that fills the form's name), and saying a database connector's secret is
+saved also says that its open connections keep the value they were opened with.
 """
 
 from __future__ import annotations
@@ -121,14 +123,20 @@ async def _render(request: Request, status: int = 200, error: ApiError | None = 
     items = await st.off_loop(listing, st.app)
     wanted = sorted(set(exposure(st.app)) - {i["name"] for i in items})
     conns = await st.off_loop(connector_listing, st.app)
+    unset: dict[str, list[str]] = {}
+    for c in conns:
+        if c["secret_set"] is False:
+            unset.setdefault(c["secret"], []).append(c["name"])
     return page(request, "secrets.html", status, secrets=items, wanted=wanted, connectors=conns,
+                unset=sorted(unset.items()),
                 exposed=exposure(st.app), key_source=st.app.secrets.key_source,
                 form_error=error, form_name=name, max_bytes=MAX_SECRET_BYTES)
 
 
 async def secrets_page(request: Request) -> Response:
     base.need(request)
-    return await _render(request)
+    # ?name= fills the form's name: the links beside a connector's secret that is not set.
+    return await _render(request, name=request.query_params.get("name", "")[:128])
 
 
 async def secrets_post(request: Request) -> Response:
@@ -140,7 +148,12 @@ async def secrets_post(request: Request) -> Response:
             name = _name(name)
             data = decode_value(f.get("value", ""), "text")
             await st.off_loop(store, st.app, name, data, base.actor(request, who))
-            return done("/secrets", "secret-set")
+            try:
+                pooled = any(name in (c.secret, c.url_secret)
+                             for c in st.app.databases.connectors.values())
+            except OmniError:  # a bad connector config: the page says so; the secret is set
+                pooled = False
+            return done("/secrets", "secret-set-pooled" if pooled else "secret-set")
         if action == "delete":
             if not await st.off_loop(remove, st.app, _name(name), base.actor(request, who)):
                 raise ApiError(404, f"no secret {name[:128]!r}", type="SecretNotFound")
