@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 import wasmtime
 
@@ -260,3 +261,11 @@ def test_a_batch_is_queued_in_one_go_or_not_at_all(ticker: Host) -> None:
         audit = admin.get("/api/v1/audit", params={"verb": "task.enqueue"}).json()["items"]
         assert [(a["target"], a["after"]["ids"]) for a in audit] == [(f"task:{ids[0]}", ids)]
     assert len(ticker.app.jobs.list(plugin="ticker")) == 2
+
+
+def test_a_base64_payload_with_a_character_that_is_not_ascii_is_a_422(
+        admin: httpx.Client) -> None:
+    # Found by the OpenAPI fuzz test: base64 of a str refuses non-ASCII with ValueError.
+    r = admin.post("/api/v1/jobs", json={"plugin": "greeter-rust", "handler": "greet",
+                                         "payload": "héllo", "encoding": "base64"})
+    assert r.status_code == 422 and "not valid base64" in r.json()["error"]["message"]

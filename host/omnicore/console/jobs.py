@@ -168,7 +168,7 @@ def _payload(doc: dict[str, Any]) -> bytes:
         return raw.encode()
     try:
         return base64.b64decode(raw, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: a character that is not ASCII
         raise ApiError(422, "'payload' is not valid base64", type="ConfigError") from None
 
 
