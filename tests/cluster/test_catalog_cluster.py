@@ -90,23 +90,23 @@ def test_jobs_go_only_where_their_plugin_is_and_a_mid_run_publish_shares_them(
                                     for _ in range(JOBS)])
     wait_for(lambda: store.queue.counts().get(("greeter-rust", "succeeded"), 0) == JOBS,
              "the greeter jobs", hosts)
-    assert all(store.queue.get(j).attempts == 0 for j in late)  # type: ignore[union-attr]
+    assert all(store.queue.get(j).attempts == 0 for j in late)
     # Published mid-run (the counter jobs may still be running on host 0).
     version, _ = publisher(store).publish(TEXTSTATS.read_bytes(), by="ops")
     published = time.monotonic()
     took = wait_for(lambda: len(hosts_serving(store, "textstats-rust", version.digest)) == 3,
                     "every host serving the published plugin", hosts)
     print(f"\npublish -> 3 hosts serving: {took:.3f} s")
-    wait_for(lambda: all(store.queue.get(j).state == "succeeded"  # type: ignore[union-attr]
+    wait_for(lambda: all(store.queue.get(j).state == "succeeded"
                          for j in [*counter, *late]), "every job", hosts, timeout=120)
     everything = [store.queue.get(j) for j in [*counter, *late, *greeter]]
     assert all(j is not None and j.state == "succeeded" and j.attempts == 1
                for j in everything), [(j.id, j.plugin, j.state, j.attempts, j.last_error)
                                       for j in everything if j and j.attempts != 1]
     # The counter jobs ran on the one host whose folder has counter-rust.
-    assert {store.queue.get(j).owner for j in counter} == {a}  # type: ignore[union-attr]
+    assert {store.queue.get(j).owner for j in counter} == {a}
     # The late jobs were shared by the hosts once they served it, each run after its load.
-    runners = {store.queue.get(j).owner for j in late}  # type: ignore[union-attr]
+    runners = {store.queue.get(j).owner for j in late}
     assert runners <= set(ids) and len(runners) >= 2, runners
     assert time.monotonic() - published < 120
     # The folders are the layer beneath: host 0 still serves counter-rust from its folder.

@@ -9,6 +9,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -30,7 +31,7 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def rollout(admin: httpx.Client, name: str) -> dict:
+def rollout(admin: httpx.Client, name: str) -> dict[str, Any]:
     body = admin.get("/api/v1/instances").json()
     return next(r for r in body["catalog"] if r["name"] == name)
 

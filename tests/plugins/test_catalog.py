@@ -108,7 +108,7 @@ def test_a_published_plugin_is_loaded_from_the_catalog(make: Any, cli_catalog: A
     named = app.config.data_dir / "catalog" / "plugins" / "greeter.wasm"
     assert cached.read_bytes() == wasm  # verified, by its digest
     assert info.source == str(named) and named.read_bytes() == wasm
-    status = app.plugins.follower.status()  # type: ignore[union-attr]
+    status = app.plugins.follower.status()
     assert status["greeter"]["digest"] == status["greeter"]["wanted"] == version.digest
     # The same module and sidecar again: no new version, nothing reloaded.
     again, made = catalog.publish(wasm, by="bob")
@@ -174,7 +174,7 @@ def test_the_catalog_wins_over_the_folder_and_the_folder_serves_again_when_remov
     assert len(app.plugins) == 1  # the folder's file is beneath, not a second plugin
     # An edit of the file beneath does not take the name back from the catalog.
     write(appdir / "plugins", "shared.wasm", echo_wasm("shared", "folder-2"))
-    app.plugins.folder.sync()  # type: ignore[union-attr]
+    app.plugins.folder.sync()
     assert serves(app, "shared", "catalog")
     catalog.remove("shared", by="ops")
     eventually(lambda: serves(app, "shared", "folder-2"))
@@ -319,7 +319,7 @@ def test_a_publish_refuses_bad_input_and_stores_nothing(make: Any, cli_catalog: 
 
 
 def test_a_follower_refuses_a_malformed_digest(tmp_path: Path) -> None:
-    follower = CatalogFollower(lambda: None, None, tmp_path)  # type: ignore[arg-type]
+    follower = CatalogFollower(lambda: None, None, tmp_path)  # type: ignore[arg-type,return-value]
     with pytest.raises(Exception, match="malformed digest"):
         follower.fetch("sha256:../../etc/passwd", 10)
 
@@ -333,6 +333,6 @@ def test_a_job_waits_for_its_plugin_instead_of_dying(make: Any, cli_catalog: Any
     waiting = app.jobs.get(job)
     assert waiting is not None and waiting.state == "queued" and waiting.attempts == 0
     cli_catalog(app).publish(echo_wasm("later", "1.0.0"))
-    eventually(lambda: app.jobs.get(job).state == "succeeded")  # type: ignore[union-attr]
+    eventually(lambda: app.jobs.get(job).state == "succeeded")
     done = app.jobs.get(job)
     assert done is not None and done.attempts == 1 and done.result == b"hi"

@@ -23,7 +23,8 @@ def _chunks(data: bytes) -> list[bytes]:
     return [data[i:i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)]
 
 
-def _publish(storage: Storage, name: str, data: bytes, digest: str, sidecar: dict | None = None,
+def _publish(storage: Storage, name: str, data: bytes, digest: str,
+             sidecar: dict[str, object] | None = None,
              keep: int = 20) -> tuple[int, bool]:
     version, made = storage.catalog.publish(name, digest, len(data), _chunks(data),
                                             sidecar or {}, by="ada", at=time.time(), keep=keep)
@@ -84,7 +85,7 @@ def test_a_module_is_stored_once_and_its_chunks_read_only_when_new(storage: Stor
     data, digest = _module(b"shared", 3000)
     _publish(storage, "a", data, digest)
 
-    def never() -> list[bytes]:
+    def never() -> bytes | None:
         raise AssertionError("the chunks of a stored module were read again")
 
     version, made = storage.catalog.publish("b", digest, len(data), iter(never, None), {},
