@@ -105,7 +105,7 @@ def test_a_published_plugin_is_loaded_from_the_catalog(make: Any, cli_catalog: A
     info = app.plugins.get("greeter")
     assert info.origin == "catalog" and f"sha256:{info.sha256}" == version.digest
     cached = app.config.data_dir / "catalog" / f"{info.sha256}.wasm"
-    named = app.config.data_dir / "catalog" / "plugins" / "greeter.wasm"
+    named = app.config.data_dir / "catalog" / "plugins" / "greeter@1.wasm"
     assert cached.read_bytes() == wasm  # verified, by its digest
     assert info.source == str(named) and named.read_bytes() == wasm
     status = app.plugins.follower.status()
@@ -219,7 +219,7 @@ def test_the_published_sidecar_exposes_mcp_tools_and_configures(make: Any,
     (tool,) = handler_tools(app, "tooled")
     assert tool.handler == "get" and tool.exposed_by == "sidecar"
     # The sidecar beside the name's file holds no grants: they were requests.
-    beside = app.config.data_dir / "catalog" / "plugins" / "tooled.yaml"
+    beside = app.config.data_dir / "catalog" / "plugins" / "tooled@1.yaml"
     assert "grants" not in beside.read_text() and "published" in beside.read_text()
     catalog.remove("tooled")
     eventually(lambda: "tooled" not in app.plugins)

@@ -7,9 +7,9 @@ database's NOTIFY (``Storage.on_catalog``) and by polling ``catalog.poll_s`` oth
 each name in force it fetches the module into this host's catalog cache
 (``<data_dir>/catalog/<hex>.wasm``) one chunk per read, checks the bytes against the digest
 before the file takes its name (a module that does not match is never loaded), links it as
-``<data_dir>/catalog/plugins/<name>.wasm`` beside the sidecar published with it (without its
-grants: requests are no grant), so whatever reads a plugin's sidecar by its file (its MCP
-tools) reads the published one, and hands it to
+``<data_dir>/catalog/plugins/<name>@<number>.wasm`` beside the sidecar published with it
+(without its grants: requests are no grant), so whatever reads a plugin's sidecar by its file
+(its MCP tools) reads the published one, and hands it to
 :class:`~omnicore.plugins.published.PublishedPlugins`, which compiles it through the engine's
 digest-keyed cache and swaps it in (calls in flight finish on the old version). A name taken
 out of the catalog falls back to the folder's file.
@@ -234,7 +234,9 @@ class CatalogFollower:
 
     def _prepared(self, version: PluginVersion) -> Published:
         module = self.fetch(version.digest, version.size)
-        path = self._named / f"{version.name}.wasm"
+        # A file per version: the one serving keeps its own file and sidecar while a newer
+        # one that cannot serve here is tried again beside it.
+        path = self._named / f"{version.name}@{version.number}.wasm"
         sidecar, requested = published_sidecar(version.sidecar, version.name, version.number,
                                                path)
         self._link(module, path, {k: v for k, v in version.sidecar.items()
@@ -270,8 +272,8 @@ class CatalogFollower:
             beside.unlink(missing_ok=True)
 
     def _unlink(self, name: str) -> None:
-        for suffix in (".wasm", ".yaml"):
-            (self._named / f"{name}{suffix}").unlink(missing_ok=True)
+        for path in self._named.glob(f"{name}@*"):
+            path.unlink(missing_ok=True)
 
     def _failed(self, entry: CatalogEntry, why: str, *, transient: bool) -> None:
         with self._lock:
@@ -337,6 +339,16 @@ class CatalogFollower:
                     path.unlink()
             except OSError:
                 continue
+        # A name's files: the version serving it and the one wanted stay.
+        published = self._host.published
+        with self._lock:
+            names = list(self._wanted)
+        files = {Path(info.source).stem for info in self._host
+                 if info.origin == "catalog" and info.source}
+        files |= {p.path.stem for name in names if (p := published.wanted(name)) is not None}
+        for path in self._named.glob("*@*"):
+            if path.stem not in files:
+                path.unlink(missing_ok=True)
 
     # ---- what this host runs -----------------------------------------------------------
 
