@@ -47,8 +47,9 @@ class Section:
     #: Key prefixes of the section (``("sandbox", "limits")``).
     prefixes: tuple[Key, ...]
     apply: Apply
-    #: Checks what pydantic cannot before anything is applied (raises ConfigError).
-    check: Callable[[OmniConfig], None] | None = None
+    #: Checks what pydantic cannot before anything is applied (raises ConfigError): the new
+    #: config, against the running app.
+    check: Callable[[OmniApp, OmniConfig], None] | None = None
 
 
 def _plugins(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
@@ -71,6 +72,14 @@ def _capabilities(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key
     return f"capability options; re-linked {', '.join(done) or 'none'}"
 
 
+def _check_mcp(app: OmniApp, new: OmniConfig) -> None:
+    # A typo in mcp.expose (a pattern exposing none of the loaded plugins' handlers) is
+    # refused as `omnicore mcp` and `omnicore run` refuse it at start.
+    from omnicore.mcp.tools import check_expose
+
+    check_expose(new.mcp.expose, new.source_of("mcp.expose"), app.plugins)
+
+
 def _mcp(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
     # The tool servers and the console read app.config.mcp on every listing.
     return f"mcp.expose {new.mcp.expose}, mcp.resources {new.mcp.resources}"
@@ -86,7 +95,7 @@ def _log(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str
     return f"log level {new.log.level}"
 
 
-def _check_connectors(new: OmniConfig) -> None:
+def _check_connectors(app: OmniApp, new: OmniConfig) -> None:
     from omnicore.egress import connectors_from
     from omnicore.egress.db import db_connectors_from
 
@@ -114,7 +123,7 @@ SECTIONS: dict[str, Section] = {
     "plugins": Section((("plugins",),), _plugins),
     "limits": Section((("sandbox", "limits"),), _limits),
     "capabilities": Section((("capabilities",),), _capabilities),
-    "mcp": Section((("mcp",),), _mcp),
+    "mcp": Section((("mcp",),), _mcp, _check_mcp),
     # The service reads these from its settings on every step (the triggers keep their own
     # copy: webhook_window_s needs a restart).
     "workflows": Section(tuple(("workflows", k) for k in (
@@ -195,12 +204,12 @@ def reload(app: OmniApp, new: OmniConfig) -> Reloaded:
     if not live:
         return Reloaded({}, restart)
     effective = OmniConfig.model_validate(doc)
+    effective._sources = {**old.sources, **{k: v for k, v in new.sources.items()
+                                            if section_of(tuple(k.split("."))) is not None}}
     for name in live:  # all checked before any is applied: a bad file changes nothing
         check = SECTIONS[name].check
         if check is not None:
-            check(effective)
-    effective._sources = {**old.sources, **{k: v for k, v in new.sources.items()
-                                            if section_of(tuple(k.split("."))) is not None}}
+            check(app, effective)
     app.config = app.data.config = effective
     applied = {}
     for name, keys in live.items():

@@ -8,12 +8,16 @@ import os
 import platform
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from omnicore import __version__
 from omnicore.cli.main import CONFIG_FILE, main, new
 from omnicore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from omnicore.app import OmniApp
 
 __all__ = ["config", "info", "new_app", "run"]
 
@@ -48,7 +52,8 @@ def run(ctx: click.Context, appdir: Path, no_console: bool) -> None:
 
     Logs the runtime id at start and serves the web console (console.host:console.port,
     127.0.0.1:8470 by default); on SIGINT/SIGTERM, running tasks get shutdown_grace_s to
-    finish, modules stop in reverse order, and the exit code is 0.
+    finish, modules stop in reverse order, and the exit code is 0. An mcp.expose pattern
+    that exposes none of the loaded plugins' handlers (a typo) stops it, exit code 1.
     """
     from omnicore.app import OmniApp
     from omnicore.config import load_config
@@ -69,11 +74,35 @@ def run(ctx: click.Context, appdir: Path, no_console: bool) -> None:
         app.add_module(ConsoleModule())
     app.log.info("omnicore %s: app %s, runtime id %s, data %s", __version__, app.name,
                  app.runtime_id, app.data_dir)
+    refused = _refuse_expose_typos(app)
     app.run()
+    if refused:
+        raise refused[0]
     # The process ends here, with everything closed. Without this, the interpreter's last
     # collections walk every object the app imported (about a second on a busy machine),
     # which a stop bounded by shutdown_grace_s cannot afford; the OS frees it all anyway.
     gc.freeze()
+
+
+def _refuse_expose_typos(app: OmniApp) -> list[ConfigError]:
+    """Once the plugins are loaded (the app is running), check omnicore.yaml's mcp.expose as
+    ``omnicore mcp`` does: a typo stops the app, and the list returned then holds why."""
+    from omnicore.core.events import AppStarted
+    from omnicore.mcp.tools import check_expose
+
+    refused: list[ConfigError] = []
+
+    def check(_event: AppStarted) -> None:
+        cfg = app.config
+        try:
+            check_expose(cfg.mcp.expose, cfg.source_of("mcp.expose"), list(app.plugins))
+        except ConfigError as exc:
+            refused.append(exc)
+            app.log.error("%s; stopping", exc)
+            app.request_stop()
+
+    app.events.subscribe(AppStarted, check)
+    return refused
 
 
 @main.group()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -12,20 +11,6 @@ from omnicore.cli.app import _config_path
 from omnicore.cli.main import main
 
 __all__ = ["mcp"]
-
-
-def _refuse_typos(cfg: Any, infos: list[Any]) -> None:
-    """An ``mcp.expose`` pattern of omnicore.yaml that exposes nothing of the app's plugins
-    is a typo an agent would only meet as a missing tool: refused before serving."""
-    from omnicore.errors import ConfigError
-    from omnicore.mcp.tools import unmatched_patterns
-
-    problems = unmatched_patterns(cfg.mcp.expose, infos)
-    if problems:
-        where = cfg.source_of("mcp.expose")
-        raise ConfigError(f"mcp.expose ({where}): {problems[0]}"
-                          + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-                          key="mcp.expose", source=where)
 
 
 @main.command()
@@ -46,6 +31,7 @@ def mcp(ctx: click.Context, appdir: Path) -> None:
     from omnicore.config import load_config
     from omnicore.logging import configure
     from omnicore.mcp import serve_stdio
+    from omnicore.mcp.tools import check_expose
 
     cfg = load_config(_config_path(appdir))
     configure("debug" if ctx.obj.get("debug") else cfg.log.level, cfg.log.format,
@@ -56,7 +42,8 @@ def mcp(ctx: click.Context, appdir: Path) -> None:
         app.plugins.refresh_capabilities()
         app.plugins.watch_folder(cfg.plugins_dir, watch=cfg.sandbox.watch,
                                  required=cfg.source_of("plugins_dir") != "default")
-        _refuse_typos(cfg, list(app.plugins))
+        # A typo in mcp.expose is refused before serving (omnicore run does the same).
+        check_expose(cfg.mcp.expose, cfg.source_of("mcp.expose"), list(app.plugins))
         asyncio.run(serve_stdio(app))
     finally:
         app.close()

@@ -8,7 +8,9 @@ revoked token, a token for another resource — is answered 401 before the SDK s
 request, whatever ``console.auth`` says: a browser cannot add a Bearer header on its own, so
 no page a user visits can make calls through it. A session belongs to the user who opened it
 (the SDK answers 404 to another user's session id), and the user's role is checked on every
-call: a viewer may list tools but not call them, as in the console. Each SSE stream opens
+call: a viewer may list tools but not call them, as in the console. While omnicore.yaml's
+``mcp.expose`` holds a typo (:meth:`ToolServer.expose_refusal`), every request is answered 503
+with a JSON-RPC error that names it. Each SSE stream opens
 with a priming event carrying a ``retry`` hint, and a client that lost a stream resumes it with
 ``Last-Event-ID`` (omnicore.mcp.eventstore). A console bound to loopback takes only loopback
 names in ``Host`` and ``Origin`` (DNS-rebinding protection). The SDK checks a 2026-07-28
@@ -254,6 +256,14 @@ class McpEndpoint:
                                       "an API token (omnicore users token NAME)"}},
                 status_code=401, headers={"WWW-Authenticate": challenge})
             await response(scope, receive, send)
+            return
+        refused = self.tools.expose_refusal()
+        if refused is not None:
+            # A typo in mcp.expose is said to every agent, as `omnicore mcp` says it at start,
+            # rather than served as tools that are silently missing.
+            await JSONResponse({"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32603, "message": f"this host does not serve MCP: {refused}"}},
+                status_code=503)(scope, receive, send)
             return
         if scope.get("method") == "POST":
             # The SDK parses the body with plain json: read it here (the console's body cap

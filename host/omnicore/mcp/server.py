@@ -45,7 +45,8 @@ from mcp_types import methods as _methods
 from omnicore import __version__
 from omnicore.capabilities.mcp import CLIENT
 from omnicore.core.events import Event
-from omnicore.errors import OmniError
+from omnicore.core.lifecycle import State
+from omnicore.errors import ConfigError, OmniError
 from omnicore.mcp.callclient import CallClient
 from omnicore.mcp.catalog import Catalog
 from omnicore.mcp.context import Caller, caller_of, name_of
@@ -57,6 +58,7 @@ from omnicore.mcp.tools import (
     LISTED_STATES,
     Exposure,
     Tool,
+    check_expose,
     handler_input,
     output_problem,
     tools_of,
@@ -158,8 +160,32 @@ class ToolServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscriptions: list[Any] = []
         self._pending = False
+        #: Plugin changes seen (:meth:`_on_event`), and the verdict on mcp.expose: (the
+        #: config's mcp section, the changes count, why it is refused or None).
+        self._changes = 0
+        self._refusal: tuple[object, int, str | None] | None = None
 
     # -- tools ---------------------------------------------------------------------------
+
+    def expose_refusal(self) -> str | None:
+        """Why omnicore.yaml's ``mcp.expose`` is refused — a pattern that exposes nothing
+        (:func:`~omnicore.mcp.tools.check_expose`), a typo — or None. Judged once the app
+        runs (its plugins loaded) and whenever its config is read again; a refusal is judged
+        again as plugins change (one arriving may make the pattern match), but a plugin that
+        goes away never turns a pattern into a typo."""
+        if self.app.state is not State.RUNNING:
+            return None
+        mcp, cached = self.app.config.mcp, self._refusal
+        if cached is not None and cached[0] is mcp and (cached[2] is None
+                                                        or cached[1] == self._changes):
+            return cached[2]
+        try:
+            check_expose(mcp.expose, self.app.config.source_of("mcp.expose"), self.app.plugins)
+            why = None
+        except ConfigError as exc:
+            why = str(exc)
+        self._refusal = (mcp, self._changes, why)
+        return why
 
     def tools(self) -> dict[str, Tool]:
         """The tools listed now, by name."""
@@ -467,6 +493,8 @@ class ToolServer:
         # Delivered on whatever thread changed the plugin (the folder watcher): hop onto the
         # serving loop, and fold a burst of events (a reload publishes several) into one.
         loop = self._loop
+        if event.topic in _CHANGES:
+            self._changes += 1
         if event.topic not in _CHANGES or loop is None or self._pending:
             return
         self._pending = True

@@ -51,7 +51,7 @@ from omnicore.sandbox import configschema
 from omnicore.storage.errors import StorageError
 
 __all__ = ["LISTED_STATES", "READ_ONLY_GRANTS", "TEXT_SCHEMA", "Exposure", "Tool",
-           "handler_input", "tool_name", "tools_of", "unmatched_patterns"]
+           "check_expose", "handler_input", "tool_name", "tools_of", "unmatched_patterns"]
 
 log = logging.getLogger("omnicore.mcp")
 
@@ -164,6 +164,19 @@ def unmatched_patterns(patterns: Iterable[str], infos: Iterable[PluginInfo]) -> 
             known = "; ".join(f"{i.name}: {', '.join(i.handlers) or 'none'}" for i in named)
             out.append(f"'{pattern}' matches no handler ({known})")
     return out
+
+
+def check_expose(patterns: Iterable[str], source: str, infos: Iterable[PluginInfo]) -> None:
+    """ConfigError when a pattern of omnicore.yaml's ``mcp.expose`` (set in ``source``)
+    exposes nothing of the app's plugins ``infos``: a typo an agent would only meet as a
+    missing tool. The message names the key, where it is set, the pattern and the handlers
+    there are. ``omnicore mcp`` and ``omnicore run`` refuse to serve with it, the console's
+    ``/mcp`` answers it, and a config reload that brings one changes nothing."""
+    problems = unmatched_patterns(patterns, infos)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"mcp.expose ({source}): {problems[0]}{more}", key="mcp.expose",
+                          source=source)
 
 
 class Exposure:
