@@ -39,7 +39,20 @@ if TYPE_CHECKING:
 
 __all__ = ["CONSOLE_FILE", "ConsoleModule", "is_loopback"]
 
+#: The address a wildcard bind is reached at from this machine.
+_LOOPBACK_OF = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
 CONSOLE_FILE = "console.json"
+
+
+def _not_running_on(record: logging.LogRecord) -> bool:
+    # Hypercorn's "Running on http://0.0.0.0:8470" names the bind: the "console at" line
+    # names the address to open.
+    return not str(record.msg).startswith("Running on")
+
+
+_SERVER_LOG = logging.getLogger("omnicore.console.server")
+_SERVER_LOG.addFilter(_not_running_on)
 
 
 def is_loopback(host: str) -> bool:
@@ -117,11 +130,14 @@ class ConsoleModule(Module):
         self._subscription = app.events.subscribe("*", self._on_event)
         sock = _bind(cfg.host, cfg.port)
         port = sock.getsockname()[1]
-        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+        # Bound to every address, it is opened at the loopback one (a container's published
+        # port too): no browser opens http://0.0.0.0:8470/, the first-admin link included.
+        shown = _LOOPBACK_OF.get(cfg.host, cfg.host)
+        host = f"[{shown}]" if ":" in shown else shown
         self.url = f"http://{host}:{port}"
         config = Config()
         config.accesslog = None
-        config.errorlog = logging.getLogger("omnicore.console.server")
+        config.errorlog = _SERVER_LOG
         config.graceful_timeout = 2.0
         config.include_server_header = False
         # Hypercorn closes a keep-alive connection after 1000 requests by default, and a
