@@ -333,9 +333,10 @@ def _command(conn: _Conn, sql: str, args: list[Any]) -> int:
     return count
 
 
-def _libpq_getlength() -> Callable[[int, int, int], int]:
-    """libpq's PQgetlength, of the libpq psycopg runs on (psycopg's PGresult does not offer
-    it): a cell's length, read before psycopg decodes the cell."""
+def _libpq() -> tuple[Callable[[int], int], Callable[[int, int, int], int]]:
+    """libpq's PQresultMemorySize and PQgetlength, of the libpq psycopg runs on (psycopg's
+    PGresult offers neither): a chunk's size, and its cells' lengths when it is large, read
+    before psycopg decodes a cell."""
     if pq.__impl__ == "python":
         from psycopg.pq import _pq_ctypes
         lib: Any = ctypes.CDLL(_pq_ctypes.pq._name)  # type: ignore[attr-defined]
@@ -345,13 +346,16 @@ def _libpq_getlength() -> Callable[[int, int, int], int]:
         if path is None:
             raise ImportError("the PostgreSQL connector found no libpq loaded by psycopg")
         lib = ctypes.CDLL(path)
+    size = lib.PQresultMemorySize
+    size.argtypes = (ctypes.c_void_p,)
+    size.restype = ctypes.c_size_t
     getlength = lib.PQgetlength
     getlength.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
     getlength.restype = ctypes.c_int
-    return getlength  # type: ignore[no-any-return]
+    return size, getlength
 
 
-_getlength = _libpq_getlength()
+_memsize, _getlength = _libpq()
 
 
 def _unprepare(conn: _Conn) -> None:
@@ -483,14 +487,20 @@ def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any],
             if status == _CHUNK:
                 tx.set_pgresult(res, set_loaders=loaders)
                 loaders = False
-                ptr, fields = res.pgresult_ptr, range(res.nfields)
                 # Row by row: a row past a cap ends the query before the rest of the chunk
-                # is decoded, and a row too long on the wire before it is.
-                for i in range(res.ntuples):
-                    if sum([_getlength(ptr, i, c) for c in fields]) > conn.row_cap:
-                        raise over_cap(conn.connector, i, conn.row_cap, 1 << 62,
-                                       conn.row_cap // 2)
-                    yield tx.load_row(i, tuple)
+                # is decoded; in a chunk larger than a row may be (one call per chunk: the
+                # common small result pays no more), a row too long on the wire before it is.
+                ptr = res.pgresult_ptr
+                if _memsize(ptr) > conn.row_cap:
+                    fields = range(res.nfields)
+                    for i in range(res.ntuples):
+                        if sum([_getlength(ptr, i, c) for c in fields]) > conn.row_cap:
+                            raise over_cap(conn.connector, i, conn.row_cap, 1 << 62,
+                                           conn.row_cap // 2)
+                        yield tx.load_row(i, tuple)
+                else:
+                    for i in range(res.ntuples):
+                        yield tx.load_row(i, tuple)
             elif status != _TUPLES:
                 raise _failed(conn, res)
             # _next(conn), written out (two per query)
