@@ -300,18 +300,24 @@ def _terminate(pid: int, side: dict[str, Any]) -> None:
         raw.execute("SELECT pg_terminate_backend($1)", [pid])  # (a RawCursor's placeholder)
 
 
+def _bind(conn: _Conn, args: list[Any]) -> tuple[Sequence[Any] | None, tuple[int, ...], Any]:
+    """A statement's parameters as libpq takes them (values, type oids, formats), after what
+    is due to be deallocated was."""
+    if conn.unprepare:
+        _unprepare(conn)
+    if not args:
+        return None, (), None
+    tx = conn.tx
+    values = tx.dump_sequence(args, _AUTO * len(args))
+    return values, tuple(tx.types or ()), tx.formats
+
+
 def _command(conn: _Conn, sql: str, args: list[Any]) -> int:
     """Run a statement for its count, on the extended protocol (one statement, whatever its
     text holds: psycopg would send one without parameters on the simple protocol, which
     runs several); a result's rows are counted a chunk at a time, never held."""
-    raw, pgconn, tx = conn.raw, conn.raw.pgconn, conn.tx
-    if conn.unprepare:
-        _unprepare(conn)
-    if args:
-        values: Sequence[Any] | None = tx.dump_sequence(args, _AUTO * len(args))
-        types, formats = tuple(tx.types or ()), tx.formats
-    else:
-        values, types, formats = None, (), None
+    raw, pgconn = conn.raw, conn.raw.pgconn
+    values, types, formats = _bind(conn, args)
     with raw.lock:
         pgconn.send_query_params(sql.encode(conn.encoding), values, param_types=types,
                                  param_formats=formats)
@@ -399,14 +405,8 @@ def _failed(conn: _Conn, res: Any) -> BaseException:
 def _start(conn: _Conn, sql: str, args: list[Any]) -> tuple[Any, _Statement]:
     """Send a query in chunked-rows mode, prepared when it runs again; its first result (a
     chunk of rows, or the end of a result without rows) and its statement."""
-    raw, pgconn, tx = conn.raw, conn.raw.pgconn, conn.tx
-    if conn.unprepare:
-        _unprepare(conn)
-    if args:
-        values: Sequence[Any] | None = tx.dump_sequence(args, _AUTO * len(args))
-        types, formats = tuple(tx.types or ()), tx.formats
-    else:
-        values, types, formats = None, (), None
+    raw, pgconn = conn.raw, conn.raw.pgconn
+    values, types, formats = _bind(conn, args)
     key = (sql, types)
     st = conn.statements.get(key)
     if st is None:
