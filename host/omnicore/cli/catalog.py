@@ -59,7 +59,8 @@ def _catalog(appdir: Path) -> Iterator[Catalog]:
     app = OmniApp(config=load_app_config(appdir), default_modules=False)
     try:
         app.extensions.load_entry_points()
-        yield app_catalog(lambda: app.storage, app.plugins.check_module, app.config.catalog)
+        yield app_catalog(lambda: app.storage, app.plugins.check_module, app.config.catalog,
+                          app.config.trust)
     finally:
         app.close()
 
@@ -110,44 +111,33 @@ def _when(at: float | None) -> str:
 
 
 @plugins_group.command("publish")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", metavar="FILE|oci://REF")
 @click.option("--name", help="The plugin's name in the catalog (default: its manifest's).")
 @click.option("--sidecar", "sidecar_file", type=click.Path(exists=True, dir_okay=False,
                                                            path_type=Path),
-              help="Its sidecar (default: FILE's NAME.toml/.yaml beside it).")
+              help="Its sidecar (default: FILE's NAME.toml/.yaml beside it; an artifact's "
+                   "own).")
 @_APP
 @_REMOTE
 @_JSON
-def publish(file: Path, name: str | None, sidecar_file: Path | None, appdir: Path,
+def publish(file: str, name: str | None, sidecar_file: Path | None, appdir: Path,
             remote: str | None, as_json: bool) -> None:
-    """Publish FILE to the app's plugin catalog: every host of its store loads it.
+    """Publish FILE, or the artifact oci://REGISTRY/REPO:TAG|@sha256:... names, to the app's
+    plugin catalog: every host of its store loads it.
 
     The sidecar goes with it (config, limits, enabled, mcp); its grants are requests, which
-    the operator grants (omnicore settings grant). Publishing the module and sidecar in force
-    again changes nothing.
+    the operator grants (omnicore settings grant). FILE.sig beside FILE (cosign sign-blob's)
+    and an artifact's cosign signatures are kept with the version: under plugins.trust.require
+    an unsigned module is refused, here and at every host's load. Publishing the module,
+    sidecar and signatures in force again changes nothing.
     """
-    from omnicore.plugins.catalog import digest_of
+    from omnicore.oci import is_reference
 
-    data = file.read_bytes()
-    where, sidecar = (sidecar_file, _read_sidecar(sidecar_file)) if sidecar_file \
-        else _sidecar_beside(file)
-    digest = digest_of(data)
-    host = _host(appdir, remote)
-    if host is not None:
-        target = name or _manifest_name(file) or file.stem
-        doc = host.request("PUT", _path(target), {
-            "module": base64.b64encode(data).decode(), "digest": digest, "sidecar": sidecar},
-            timeout=300.0)
-        via = f"the host at {host.url}"
+    if is_reference(file):
+        doc, via = _publish_pulled(file, name, sidecar_file, appdir, remote)
+        where: Path | None = sidecar_file
     else:
-        with _catalog(appdir) as catalog:
-            version, made = catalog.publish(data, name=name, sidecar=sidecar, digest=digest,
-                                            by="cli")
-        doc = {**version.as_dict(), "created": made}
-        if made:
-            _audit(appdir, "catalog.publish", version.name,
-                   {"version": version.number, "digest": version.digest, "size": version.size})
-        via = "the app's store"
+        doc, via, where = _publish_file(Path(file), name, sidecar_file, appdir, remote)
     if as_json:
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
         return
@@ -156,14 +146,107 @@ def publish(file: Path, name: str | None, sidecar_file: Path | None, appdir: Pat
         click.echo(f"{doc['name']}: v{doc['number']} ({_short(doc['digest'])}) is in force "
                    "already; nothing changed")
         return
+    signed = doc.get("signed_by") or []
+    extra = f", signed by {', '.join(k[:19] for k in signed)}" if signed else ""
+    source = f" from {doc['source']}" if doc.get("source") else ""
     click.echo(f"published {doc['name']} v{doc['number']} ({_short(doc['digest'])}, "
-               f"{doc['size']} bytes){side} to {via}")
+               f"{doc['size']} bytes{extra}){side}{source} to {via}")
     grants = (doc.get("sidecar") or {}).get("grants")
     if grants:
         click.echo(f"omnicore: the sidecar asks for grants {json.dumps(grants)}: requests only; "
                    f"grant them with `omnicore settings grant {doc['name']} CAP`", err=True)
     click.echo("omnicore: every host of the store loads it within a few seconds (see "
                "`omnicore plugins catalog`)", err=True)
+
+
+def _refused(exc: Exception) -> click.ClickException:
+    return click.ClickException(" ".join(str(exc).split()))
+
+
+def _blob_signature(file: Path) -> list[Any]:
+    """FILE.sig (cosign sign-blob: base64 DER) as a signature, if there is one."""
+    from omnicore.oci import BlobSignature
+
+    sig = file.with_name(file.name + ".sig")
+    if not sig.is_file():
+        return []
+    try:
+        return [BlobSignature(base64.b64decode(sig.read_bytes().strip(), validate=True))]
+    except ValueError:
+        raise click.UsageError(f"{sig} is not a signature (base64, as cosign sign-blob "
+                               "writes)") from None
+
+
+def _publish_file(file: Path, name: str | None, sidecar_file: Path | None, appdir: Path,
+                  remote: str | None) -> tuple[dict[str, Any], str, Path | None]:
+    from omnicore.oci import SignatureRefused, signature_to_json
+    from omnicore.plugins.catalog import digest_of
+
+    if not file.is_file():
+        raise click.BadParameter(f"{str(file)!r} is neither a file nor oci://...",
+                                 param_hint="FILE")
+    data = file.read_bytes()
+    where, sidecar = (sidecar_file, _read_sidecar(sidecar_file)) if sidecar_file \
+        else _sidecar_beside(file)
+    signatures = _blob_signature(file)
+    digest = digest_of(data)
+    host = _host(appdir, remote)
+    if host is not None:
+        target = name or _manifest_name(file) or file.stem
+        doc = host.request("PUT", _path(target), {
+            "module": base64.b64encode(data).decode(), "digest": digest, "sidecar": sidecar,
+            "signatures": [signature_to_json(s) for s in signatures]}, timeout=300.0)
+        return doc, f"the host at {host.url}", where
+    with _catalog(appdir) as catalog:
+        try:
+            version, made = catalog.publish(data, name=name, sidecar=sidecar, digest=digest,
+                                            by="cli", signatures=signatures)
+        except SignatureRefused as exc:
+            raise _refused(exc) from None
+    doc = {**version.as_dict(), "created": made}
+    if made:
+        _audit(appdir, "catalog.publish", version.name,
+               {"version": version.number, "digest": version.digest, "size": version.size})
+    return doc, "the app's store", where
+
+
+def _publish_pulled(ref: str, name: str | None, sidecar_file: Path | None, appdir: Path,
+                    remote: str | None) -> tuple[dict[str, Any], str]:
+    """Publish what the registry holds at ``ref``: pulled with the trust policy (signatures
+    checked before the module is downloaded), its signatures kept with the version, the
+    reference by digest as its source."""
+    from omnicore import oci
+
+    host = _host(appdir, remote)
+    if host is not None:
+        if sidecar_file is not None:
+            raise click.UsageError("--sidecar with oci://... goes to a host only as the "
+                                   "artifact's own sidecar; publish without --remote, or "
+                                   "push the artifact with that sidecar")
+        target = name or ref.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+        doc = host.request("PUT", _path(target), {"source": ref}, timeout=300.0)
+        return doc, f"the host at {host.url}"
+    cfg = load_app_config(appdir)
+    try:
+        pulled = oci.pull(ref, options=oci.Options.from_config(cfg.registry),
+                          policy=oci.TrustPolicy.from_config(cfg.trust), plugin=name)
+    except (oci.RegistryError, oci.SignatureRefused) as exc:
+        raise _refused(exc) from None
+    sidecar = _read_sidecar(sidecar_file) if sidecar_file else pulled.sidecar
+    with _catalog(appdir) as catalog:
+        try:
+            version, made = catalog.publish(
+                pulled.module, name=name or pulled.name, sidecar=sidecar,
+                digest=pulled.module_digest, by="cli", source=str(pulled.reference),
+                signatures=pulled.signatures)
+        except oci.SignatureRefused as exc:
+            raise _refused(exc) from None
+    doc = {**version.as_dict(), "created": made}
+    if made:
+        _audit(appdir, "catalog.publish", version.name,
+               {"version": version.number, "digest": version.digest, "size": version.size,
+                "source": version.source})
+    return doc, "the app's store"
 
 
 def _manifest_name(file: Path) -> str | None:

@@ -6,7 +6,10 @@ API (reads: any signed-in user; changes: admin; every change in the audit log)::
                                               version and where it stands on every host
                                               (serving, converged); "converged": all of them
     PUT    /api/v1/catalog/{name}             publish: a JSON body {module: base64, sidecar:
-                                              {...}, digest: "sha256:..."} or the module's
+                                              {...}, digest: "sha256:...", signatures:
+                                              [oci.signature_to_json]}, or {source:
+                                              "oci://..."} (this host pulls it with its
+                                              registry.* and plugins.trust), or the module's
                                               raw bytes (application/wasm or octet-stream,
                                               ?digest=); 201 a new version, 200 unchanged
     GET    /api/v1/catalog/{name}             the version in force and the versions kept
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -34,6 +39,7 @@ from omnicore.console.base import actor, guarded, need, state
 from omnicore.console.bodies import json_body, read_body
 from omnicore.console.errors import ApiError
 from omnicore.console.responses import JSONResponse
+from omnicore.oci.signing import BlobSignature, OciSignature, signature_from_json
 from omnicore.plugins.catalog import Catalog, app_catalog, rollouts
 from omnicore.storage.catalog_rows import CatalogEntry, PluginVersion
 
@@ -49,7 +55,8 @@ _RAW = ("application/wasm", "application/octet-stream")
 
 def catalog_of(app: OmniApp) -> Catalog:
     """The app's catalog, a publish compiled as this host loads (``app.plugins``)."""
-    return app_catalog(lambda: app.storage, app.plugins.check_module, app.config.catalog)
+    return app_catalog(lambda: app.storage, app.plugins.check_module, app.config.catalog,
+                       app.config.trust)
 
 
 def version_doc(version: PluginVersion) -> dict[str, Any]:
@@ -79,14 +86,30 @@ def _changed(app: OmniApp) -> None:
 
 
 def publish(app: OmniApp, name: str, module: bytes, sidecar: dict[str, Any] | None,
-            digest: str | None, by: Actor) -> tuple[PluginVersion, bool]:
+            digest: str | None, by: Actor, *, source: str | None = None,
+            signatures: Sequence[BlobSignature | OciSignature] = ()
+            ) -> tuple[PluginVersion, bool]:
     version, made = catalog_of(app).publish(module, name=name, sidecar=sidecar, digest=digest,
-                                            by=by.name)
+                                            by=by.name, source=source, signatures=signatures)
     if made:
         _changed(app)
         record(app.storage, by, "catalog.publish", name, None,
-               {"version": version.number, "digest": version.digest, "size": version.size})
+               {"version": version.number, "digest": version.digest, "size": version.size,
+                "source": version.source})
     return version, made
+
+
+def publish_pulled(app: OmniApp, name: str, source: str,
+                   by: Actor) -> tuple[PluginVersion, bool]:
+    """Pull ``source`` (an OCI reference) with this host's ``registry.*`` and
+    ``plugins.trust``, and publish it with its signatures, the reference by digest as its
+    source."""
+    from omnicore import oci
+
+    pulled = oci.pull(source, options=oci.Options.from_config(app.config.registry),
+                      policy=oci.TrustPolicy.from_config(app.config.trust), plugin=name)
+    return publish(app, name, pulled.module, pulled.sidecar, pulled.module_digest, by,
+                   source=str(pulled.reference), signatures=pulled.signatures)
 
 
 def rollback(app: OmniApp, name: str, to: str | None, by: Actor) -> CatalogEntry:
@@ -132,13 +155,26 @@ async def put_entry(request: Request) -> Response:
     cap = st.app.config.catalog.max_module_bytes
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     sidecar: dict[str, Any] | None = None
+    signatures: list[BlobSignature | OciSignature] = []
     if kind in _RAW:
         module = await read_body(request, cap)
         digest = request.query_params.get("digest")
     else:
         # base64 takes 4 bytes for every 3; the body may carry that and its sidecar.
         doc = await json_body(request, cap * 4 // 3 + JSON_SLACK)
+        source = doc.get("source")
+        if source is not None:
+            if not isinstance(source, str) or not source.startswith("oci://") \
+                    or "module" in doc:
+                raise ApiError(422, "'source' must be an OCI reference (oci://REGISTRY/REPO:TAG"
+                                    " or @sha256:...), given instead of 'module'",
+                               type="BadRequest")
+            pulled, made = await st.off_loop(publish_pulled, st.app, name, source,
+                                             actor(request, who))
+            return JSONResponse({**version_doc(pulled), "created": made},
+                                status_code=201 if made else 200)
         module = _module(doc.get("module"))
+        signatures = _signatures(doc.get("signatures"))
         raw_sidecar = doc.get("sidecar")
         if raw_sidecar is not None and not isinstance(raw_sidecar, dict):
             raise ApiError(422, "'sidecar' must be a JSON object (grants, config, limits, "
@@ -147,10 +183,24 @@ async def put_entry(request: Request) -> Response:
         digest = doc.get("digest")
         if digest is not None and not isinstance(digest, str):
             raise ApiError(422, "'digest' must be a string: sha256:<64 hex>", type="BadRequest")
-    version, made = await st.off_loop(publish, st.app, name, module, sidecar, digest,
-                                      actor(request, who))
+    version, made = await st.off_loop(partial(publish, signatures=signatures), st.app, name,
+                                      module, sidecar, digest, actor(request, who))
     return JSONResponse({**version_doc(version), "created": made},
                         status_code=201 if made else 200)
+
+
+def _signatures(value: object) -> list[BlobSignature | OciSignature]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 32:
+        raise ApiError(422, "'signatures' must be a list of at most 32 signatures as "
+                            "omnicore.oci.signature_to_json writes them", type="BadRequest")
+    try:
+        return [signature_from_json(doc) for doc in value]
+    except (ValueError, TypeError, AttributeError):
+        raise ApiError(422, "'signatures' holds one that is not a signature "
+                            "({kind: cosign-blob, signature: base64} or cosign)",
+                       type="BadRequest") from None
 
 
 def _module(value: object) -> bytes:

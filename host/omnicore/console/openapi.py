@@ -119,8 +119,14 @@ SCHEMAS: Obj = {
         "requested_grants": {"description": "the sidecar's grants: requests the operator "
                                             "decides on, never a grant"},
         "published_by": {"type": ["string", "null"]}, "published_at": {"type": "number"},
-        "created": {"type": "boolean", "description": "false: that module and sidecar were "
-                                                      "in force already"}}},
+        "source": {"type": ["string", "null"], "description": "the OCI reference (by digest) "
+                                                              "it was pulled from"},
+        "signatures": {"type": "integer", "description": "how many signatures are kept with "
+                                                         "it (each host checks them)"},
+        "signed_by": {"type": "array", "items": {"type": "string"},
+                      "description": "the signers' key fingerprints, as they said"},
+        "created": {"type": "boolean", "description": "false: that module, sidecar and "
+                                                      "signatures were in force already"}}},
     "CatalogEntry": {"type": "object", "required": ["name", "version"], "properties": {
         "name": {"type": "string"},
         "version": {"oneOf": [_ref("CatalogVersion"), {"type": "null"}]},
@@ -373,8 +379,15 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
               "description": "a raw body's sha256:<hex>, checked before it is stored"}],
      {"required": True, "content": {
          "application/json": {"schema": _closed({
-             "type": "object", "required": ["module"], "properties": {
-                 "module": {"type": "string", "contentEncoding": "base64"},
+             "type": "object", "properties": {
+                 "module": {"type": "string", "contentEncoding": "base64",
+                            "description": "the module (or 'source')"},
+                 "source": {"type": "string", "description": "instead of 'module': an OCI "
+                            "reference (oci://REGISTRY/REPO:TAG or @sha256:...) this host pulls"
+                            " with its registry.* and plugins.trust"},
+                 "signatures": {"type": "array", "items": ANY_OBJECT, "description":
+                                "the module's signatures as omnicore.oci.signature_to_json "
+                                "writes them ({kind: cosign-blob, signature: base64})"},
                  "sidecar": {"type": "object", "additionalProperties": True,
                              "description": "grants (requested only), config, limits, "
                                             "enabled, mcp"},

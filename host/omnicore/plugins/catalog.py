@@ -26,12 +26,14 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from omnicore.config.schema import CatalogConfig
+from omnicore.config.schema import CatalogConfig, TrustConfig
 from omnicore.errors import ConfigError, PluginError, PluginLoadError, PluginNotFound
+from omnicore.oci.signing import BlobSignature, OciSignature, signature_to_json
+from omnicore.oci.trust import TrustPolicy, verify
 from omnicore.plugins.published import published_sidecar
 from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.storage.base import Storage
@@ -91,26 +93,32 @@ class Catalog:
 
     ``rows`` gives the store (opened on first use); ``check`` compiles a module as the host
     would; ``max_bytes`` and ``keep`` are ``catalog.max_module_bytes`` and
-    ``catalog.keep_versions``.
+    ``catalog.keep_versions``; ``policy`` is the publisher's ``plugins.trust`` (each host
+    checks the signatures again against its own at load).
     """
 
     def __init__(self, rows: Callable[[], CatalogRows], *, check: Check, max_bytes: int,
-                 keep: int) -> None:
+                 keep: int, policy: TrustPolicy | None = None) -> None:
         self._rows = rows
         self._check = check
         self.max_bytes = max_bytes
         self._keep = keep
+        self.policy = policy or TrustPolicy()
 
     # ---- publishing ------------------------------------------------------------------
 
     def publish(self, module: bytes, *, name: str | None = None,
                 sidecar: Mapping[str, Any] | None = None, digest: str | None = None,
-                by: str | None = None) -> tuple[PluginVersion, bool]:
-        """Store ``module`` (with ``sidecar``) as the version of ``name`` (default: the name
-        its manifest gives) in force; the version and whether it is new (False: that module
-        and sidecar were in force already). Raises :class:`BadPublish` (or
-        :class:`ModuleTooLarge`) and the compile errors of a load (InvalidModule...), before
-        anything is stored."""
+                by: str | None = None, source: str | None = None,
+                signatures: Sequence[BlobSignature | OciSignature] = ()
+                ) -> tuple[PluginVersion, bool]:
+        """Store ``module`` (with ``sidecar`` and ``signatures``) as the version of ``name``
+        (default: the name its manifest gives) in force, ``source`` (an OCI reference) saying
+        where it came from; the version and whether it is new (False: that module, sidecar
+        and signatures were in force already). Raises :class:`BadPublish` (or
+        :class:`ModuleTooLarge`), SignatureRefused (``plugins.trust.require`` and no trusted
+        signature) and the compile errors of a load (InvalidModule...), before anything is
+        stored."""
         size = len(module)
         label = name or "the module"
         if size > self.max_bytes:
@@ -127,12 +135,15 @@ class Catalog:
                                  plugin=name)
         if name is not None:
             _check_name(name)
+        # The signatures before the compile: an untrusted module is not even compiled.
+        verify(actual, list(signatures), self.policy, plugin=name)
         compiled = self._check(module, name)
         name = name or compiled.name
         _check_name(name)
         doc = _sidecar_doc(sidecar, name)
         return self._rows().publish(name, actual, size, chunks(module), doc, by=by,
-                                    at=time.time(), keep=self._keep)
+                                    at=time.time(), keep=self._keep, source=source,
+                                    signatures=[signature_to_json(s) for s in signatures])
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -191,11 +202,12 @@ class Catalog:
 
 
 def app_catalog(storage: Callable[[], Storage], check: Check,
-                options: CatalogConfig) -> Catalog:
-    """The catalog of an app's ``storage``, held to its ``catalog.*`` options; ``check``
-    compiles as its hosts do (``app.plugins.check_module``)."""
+                options: CatalogConfig, trust: TrustConfig | None = None) -> Catalog:
+    """The catalog of an app's ``storage``, held to its ``catalog.*`` options and its
+    ``plugins.trust`` (``trust``); ``check`` compiles as its hosts do
+    (``app.plugins.check_module``)."""
     return Catalog(lambda: storage().catalog, check=check, max_bytes=options.max_module_bytes,
-                   keep=options.keep_versions)
+                   keep=options.keep_versions, policy=TrustPolicy.from_config(trust))
 
 
 def rollouts(entries: list[CatalogEntry], instances: list[Instance]) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ before the file takes its name (a module that does not match is never loaded), l
 digest-keyed cache and swaps it in (calls in flight finish on the old version). A name taken
 out of the catalog falls back to the folder's file.
 
-A version that cannot serve here (its fetch failed, it does not compile, it lacks a grant)
+A version that cannot serve here (its fetch failed, its signatures do not satisfy this host's
+``plugins.trust``, it does not compile, it lacks a grant)
 leaves the version serving in place, is tried again with a growing pause (at once when the
 operator's settings of the plugin change: a grant may be what it lacked), and is what this
 host reports. The report (:meth:`CatalogFollower.status`) goes to this host's row of the
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from omnicore.errors import ConfigError, PluginError, PluginLoadError
+from omnicore.oci.signing import signature_from_json
+from omnicore.oci.trust import TrustPolicy, verify
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.published import Published, PublishedPlugins, published_sidecar
 from omnicore.storage.catalog_rows import CatalogEntry, CatalogRows, PluginVersion
@@ -84,8 +87,12 @@ class CatalogFollower:
     docstring); ``cache`` is the folder of fetched modules."""
 
     def __init__(self, rows: Callable[[], CatalogRows], host: FollowedHost, cache: Path, *,
-                 poll_s: float = 1.0, report: Report | None = None) -> None:
+                 poll_s: float = 1.0, report: Report | None = None,
+                 policy: TrustPolicy | None = None) -> None:
         self._rows = rows
+        #: This host's ``plugins.trust``: a version's signatures are checked against it
+        #: after the digest, before the module is linked or compiled.
+        self._policy = policy or TrustPolicy()
         self._host = host
         self._cache = cache
         self._poll_s = poll_s
@@ -234,6 +241,7 @@ class CatalogFollower:
 
     def _prepared(self, version: PluginVersion) -> Published:
         module = self.fetch(version.digest, version.size)
+        self._verify(version)
         # A file per version: the one serving keeps its own file and sidecar while a newer
         # one that cannot serve here is tried again beside it.
         path = self._named / f"{version.name}@{version.number}.wasm"
@@ -243,6 +251,18 @@ class CatalogFollower:
                                   if k not in ("grants", "grant")})
         return Published(version.name, version.digest, version.number, path, sidecar,
                          requested)
+
+    def _verify(self, version: PluginVersion) -> None:
+        """The version's signatures checked against this host's ``plugins.trust`` (the
+        digest is the one the fetch checked the bytes against); SignatureRefused says why
+        not. A signature the store holds in a form not read is no signature."""
+        signatures = []
+        for doc in version.signatures:
+            try:
+                signatures.append(signature_from_json(doc))
+            except (ValueError, TypeError, AttributeError):
+                continue
+        verify(version.digest, signatures, self._policy, plugin=version.name)
 
     @property
     def _named(self) -> Path:

@@ -97,6 +97,8 @@ def shutdown(app: PluginsApp) -> None:
 
 
 def _follower(app: PluginsApp) -> CatalogFollower:
+    from omnicore.oci.trust import TrustPolicy
+
     storage = app.storage
 
     def report(status: Mapping[str, Any]) -> bool:
@@ -104,7 +106,8 @@ def _follower(app: PluginsApp) -> CatalogFollower:
 
     return CatalogFollower(lambda: storage.catalog, app.plugins,
                            Path(app.config.data_dir) / "catalog",
-                           poll_s=app.config.catalog.poll_s, report=report)
+                           poll_s=app.config.catalog.poll_s, report=report,
+                           policy=TrustPolicy.from_config(app.config.trust))
 
 
 

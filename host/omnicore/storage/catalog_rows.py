@@ -40,11 +40,19 @@ class PluginVersion:
     sidecar: dict[str, Any] = field(default_factory=dict)
     published_by: str | None = None
     published_at: float = 0.0
+    #: Where it was published from: an OCI reference (``oci://REGISTRY/REPO@sha256:...``),
+    #: None for a file or an upload.
+    source: str | None = None
+    #: The signatures published with it, as ``omnicore.oci.signature_to_json`` writes them;
+    #: every host checks them against its own ``plugins.trust`` before it loads the module.
+    signatures: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "number": self.number, "digest": self.digest,
                 "size": self.size, "sidecar": self.sidecar, "published_by": self.published_by,
-                "published_at": self.published_at}
+                "published_at": self.published_at, "source": self.source,
+                "signatures": len(self.signatures),
+                "signed_by": sorted({str(s.get("key") or "") for s in self.signatures} - {""})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +73,12 @@ class CatalogRows(abc.ABC):
     @abc.abstractmethod
     def publish(self, name: str, digest: str, size: int, chunks: Iterable[bytes],
                 sidecar: dict[str, Any], *, by: str | None, at: float,
-                keep: int) -> tuple[PluginVersion, bool]:
-        """Make ``digest`` (with ``sidecar``) the version of ``name`` in force, in one
-        transaction no other catalog change interleaves with; the version and whether it is
-        new (False: it was in force already, nothing changed). ``chunks`` (each at most
+                keep: int, source: str | None = None,
+                signatures: list[dict[str, Any]] | None = None) -> tuple[PluginVersion, bool]:
+        """Make ``digest`` (with ``sidecar``, ``signatures`` and ``source``) the version of
+        ``name`` in force, in one transaction no other catalog change interleaves with; the
+        version and whether it is new (False: that module, sidecar and signatures were in
+        force already, nothing changed). ``chunks`` (each at most
         :data:`CHUNK_BYTES`, ``size`` bytes in all) are read only when the store does not hold
         the module yet. Versions of ``name`` beyond the newest ``keep`` (never the one in
         force) are dropped, and modules no version names any more with them."""

@@ -344,7 +344,15 @@ _V18_JOBS_DUE_BY_PLUGIN = """
 CREATE INDEX jobs_due_by_plugin ON jobs (plugin, run_at, id) WHERE state = 'queued';
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 18 drops what an
+# Where a catalog version came from (an OCI reference) and the signatures published with it
+# (JSON, omnicore.oci.signature_to_json), which every host checks against its plugins.trust
+# before it loads the module. Defaults: a host of the previous version publishes without them.
+_V19_CATALOG_SOURCE_SIGNATURES = """
+ALTER TABLE plugin_versions ADD COLUMN source text;
+ALTER TABLE plugin_versions ADD COLUMN signatures text NOT NULL DEFAULT '[]';
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 19 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -368,6 +376,8 @@ STEPS: tuple[Step, ...] = (
     Step(_V16_JOB_RESULTS, "what a job's handler answered", runs_from=1),
     Step(_V17_CATALOG, "the plugin catalog; the plugins each instance reports", runs_from=1),
     Step(_V18_JOBS_DUE_BY_PLUGIN, "each plugin's due jobs in order, for claims by plugin",
+         runs_from=1),
+    Step(_V19_CATALOG_SOURCE_SIGNATURES, "a catalog version's source and signatures",
          runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).

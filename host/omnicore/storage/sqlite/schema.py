@@ -223,6 +223,14 @@ def _catalog_v1(conn: sqlite3.Connection) -> None:
     _script(conn, _CATALOG_V1)
 
 
+def _catalog_v2(conn: sqlite3.Connection) -> None:
+    # Where a version came from (an OCI reference) and the signatures published with it
+    # (JSON), which every host checks against its plugins.trust before it loads the module.
+    conn.execute("ALTER TABLE plugin_versions ADD COLUMN source TEXT")
+    conn.execute("ALTER TABLE plugin_versions ADD COLUMN signatures TEXT NOT NULL "
+                 "DEFAULT '[]'")
+
+
 _CATALOG_V1 = """
 CREATE TABLE plugin_modules (digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
     chunks INTEGER NOT NULL, created_at REAL NOT NULL);
@@ -251,5 +259,5 @@ COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "plugin_settings": (_settings_v1,),
     "oauth": (_oauth_v1, _oauth_v2),
     "mcp_tasks": (_mcp_tasks_v1,),
-    "catalog": (_catalog_v1,),
+    "catalog": (_catalog_v1, _catalog_v2),
 }

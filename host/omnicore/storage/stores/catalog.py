@@ -21,14 +21,15 @@ from omnicore.storage.catalog_rows import CHUNK_BYTES, CatalogEntry, CatalogRows
 
 __all__ = ["Catalog"]
 
-_VERSION = "v.id, v.name, v.number, v.digest, v.size, v.sidecar, v.published_by, v.published_at"
+_VERSION = ("v.id, v.name, v.number, v.digest, v.size, v.sidecar, v.published_by, "
+            "v.published_at, v.source, v.signatures")
 _ENTRY = (f"SELECT c.name, c.seq, c.updated_at, c.updated_by, {_VERSION} FROM plugin_catalog c "
           "LEFT JOIN plugin_versions v ON v.id = c.version")
 
 
 def _version(r: Sequence[Any]) -> PluginVersion:
     return PluginVersion(int(r[0]), str(r[1]), int(r[2]), str(r[3]), int(r[4]),
-                         json.loads(r[5]), r[6], float(r[7]))
+                         json.loads(r[5]), r[6], float(r[7]), r[8], json.loads(r[9] or "[]"))
 
 
 def _entry(r: Sequence[Any]) -> CatalogEntry:
@@ -47,15 +48,18 @@ class Catalog(CatalogRows):
 
     def publish(self, name: str, digest: str, size: int, chunks: Iterable[bytes],
                 sidecar: dict[str, Any], *, by: str | None, at: float,
-                keep: int) -> tuple[PluginVersion, bool]:
+                keep: int, source: str | None = None,
+                signatures: list[dict[str, Any]] | None = None) -> tuple[PluginVersion, bool]:
         text = json.dumps(sidecar, separators=(",", ":"), sort_keys=True)
+        sigs = json.dumps(list(signatures or ()), separators=(",", ":"), sort_keys=True)
 
         def run(tx: Tx) -> tuple[PluginVersion, bool]:
             tx.lock("catalog")
             current = tx.execute(f"SELECT {_VERSION} FROM plugin_catalog c JOIN "
                                  "plugin_versions v ON v.id = c.version WHERE c.name=?",
                                  (name,)).fetchone()
-            if current is not None and current[3] == digest and current[5] == text:
+            if current is not None and current[3] == digest and current[5] == text and \
+                    (current[9] or "[]") == sigs:
                 return _version(current), False  # published again as it is: nothing to do
             if tx.execute("SELECT 1 FROM plugin_modules WHERE digest=?",
                           (digest,)).fetchone() is None:
@@ -64,12 +68,13 @@ class Catalog(CatalogRows):
                                     "WHERE name=?", (name,)).fetchone()[0])
             vid = int(tx.execute(
                 "INSERT INTO plugin_versions (name, number, digest, size, sidecar, "
-                "published_by, published_at) VALUES (?,?,?,?,?,?,?) RETURNING id",
-                (name, number, digest, size, text, by, at)).fetchone()[0])
+                "published_by, published_at, source, signatures) VALUES (?,?,?,?,?,?,?,?,?) "
+                "RETURNING id",
+                (name, number, digest, size, text, by, at, source, sigs)).fetchone()[0])
             _point(tx, name, vid, by, at)
             _prune(tx, name, vid, keep)
             return PluginVersion(vid, name, number, digest, size, json.loads(text), by,
-                                 at), True
+                                 at, source, json.loads(sigs)), True
         return self._db.write(run)
 
     def point(self, name: str, version_id: int, *, by: str | None,
