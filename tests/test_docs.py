@@ -1,6 +1,7 @@
 """The documentation site: its references are generated from the code and say something of
 everything a user can meet, it builds with ``--strict`` (no broken link or anchor), and every
-shell block of its pages either runs (tests/test_readme_commands.py) or says why it cannot.
+shell block of its pages either runs (tests/test_readme_commands.py) or says why it cannot, as
+does every Python block (they run in tests/test_docs_python.py).
 
 As datasette's tests/test_docs.py: adding a config key, a CLI command or option, a REST
 operation, an error or a host function without its text fails here, naming it.
@@ -16,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -200,9 +201,21 @@ _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<lang>[\w-]*)[
 _ILLUSTRATIVE = re.compile(r"<!--\s*illustrative:\s*(?P<reason>[^>]*?)\s*-->\s*$")
 
 
-def shell_blocks(text: str) -> list[tuple[int, str, str]]:
-    """(line, language, the line before it) of every top-level fenced block of ``text``."""
-    blocks = []
+class Block(NamedTuple):
+    """A top-level fenced block of a page: its first line, language, the line before it (where
+    an ``<!-- illustrative: reason -->`` marker goes), its text, and the text of a ``text``
+    block that follows it with only blank lines between (the output the page shows)."""
+
+    line: int
+    lang: str
+    before: str
+    body: str
+    shown: str | None
+
+
+def fenced_blocks(text: str) -> list[Block]:
+    """Every top-level fenced block of ``text`` (a block inside a longer fence is its text)."""
+    found: list[tuple[int, str, str, int, int]] = []  # line, lang, before, body start, end
     lines = text.splitlines()
     open_fence: str | None = None
     for number, line in enumerate(lines):
@@ -212,10 +225,41 @@ def shell_blocks(text: str) -> list[tuple[int, str, str]]:
         if open_fence is None:
             open_fence = match["fence"]
             before = next((lines[i] for i in range(number - 1, -1, -1) if lines[i].strip()), "")
-            blocks.append((number + 1, match["lang"], before))
+            found.append((number + 1, match["lang"], before, number + 1, len(lines)))
         elif match["fence"].startswith(open_fence) and not match["lang"]:
             open_fence = None
+            start_line, lang, before, start, _ = found[-1]
+            found[-1] = (start_line, lang, before, start, number)
+    blocks = []
+    for index, (first, lang, before, start, end) in enumerate(found):
+        body = "\n".join(lines[start:end]) + "\n"
+        shown = None
+        after = found[index + 1] if index + 1 < len(found) else None
+        if (after is not None and after[1] == "text"
+                and not any(lines[i].strip() for i in range(end + 1, after[0] - 1))):
+            shown = "\n".join(lines[after[3]:after[4]]) + "\n"
+        blocks.append(Block(first, lang, before, body, shown))
     return blocks
+
+
+def shell_blocks(text: str) -> list[tuple[int, str, str]]:
+    """(line, language, the line before it) of every top-level fenced block of ``text``."""
+    return [(block.line, block.lang, block.before) for block in fenced_blocks(text)]
+
+
+#: Python fence languages: each block runs (tests/test_docs_python.py) or says why not.
+_PYTHONS = ("python", "py", "python3")
+
+
+def illustrative(block: Block) -> str | None:
+    """The reason of the block's ``<!-- illustrative: reason -->`` marker, if it has one."""
+    marked = _ILLUSTRATIVE.search(block.before)
+    return marked["reason"] if marked else None
+
+
+def python_blocks(page: Path) -> list[Block]:
+    """The page's Python blocks, marked illustrative or not."""
+    return [b for b in fenced_blocks(page.read_text(encoding="utf-8")) if b.lang in _PYTHONS]
 
 
 def _pages() -> list[Path]:
@@ -235,6 +279,43 @@ def test_every_shell_block_runs_or_says_why_not(page: Path) -> None:
                                 "<!-- illustrative: reason --> before it (or make it sh, "
                                 "and it runs in tests/test_readme_commands.py)")
     assert not unmarked, "\n".join(unmarked)
+
+
+def runnable_python_blocks() -> list[tuple[Path, Block]]:
+    """Every Python block of the site's pages and the README not marked illustrative: each
+    runs in tests/test_docs_python.py."""
+    return [(page, block) for page in _pages() for block in python_blocks(page)
+            if illustrative(block) is None]
+
+
+@pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_python_block_runs_or_says_why_not(page: Path) -> None:
+    """A ``python`` block runs in tests/test_docs_python.py unless the line before it is
+    ``<!-- illustrative: reason -->`` with a reason."""
+    short = [f"{page.relative_to(ROOT)}:{b.line}: an illustrative python block with no reason"
+             for b in python_blocks(page)
+             if (reason := illustrative(b)) is not None and len(reason) < 10]
+    assert not short, "\n".join(short)
+    from tests.test_docs_python import runs
+
+    runnable = [b for b in python_blocks(page) if illustrative(b) is None]
+    missed = [f"{page.relative_to(ROOT)}:{b.line}: a python block neither run by "
+              "tests/test_docs_python.py nor marked <!-- illustrative: reason -->"
+              for b in runnable if not runs(page, b)]
+    assert not missed, "\n".join(missed)
+
+
+def test_the_python_block_reader_sees_markers_and_the_output_shown() -> None:
+    text = ("<!-- illustrative: needs a PostgreSQL server -->\n```python\nimport x\n```\n\n"
+            "```python\nprint(1)\n```\n\n```text\n1\n```\n\n"
+            "````markdown\n```python\n```\n````\n")
+    blocks = fenced_blocks(text)
+    assert [(b.lang, illustrative(b)) for b in blocks] == [
+        ("python", "needs a PostgreSQL server"), ("python", None), ("text", None),
+        ("markdown", None)]
+    assert blocks[0].body == "import x\n" and blocks[0].shown is None
+    assert blocks[1].body == "print(1)\n" and blocks[1].shown == "1\n"
+    assert blocks[3].body == "```python\n```\n"
 
 
 def test_the_block_reader_sees_markers_and_nested_fences() -> None:
