@@ -75,7 +75,7 @@ def _capabilities(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key
 def _check_mcp(app: OmniApp, new: OmniConfig) -> None:
     # A typo in mcp.expose (a pattern exposing none of the loaded plugins' handlers) is
     # refused as `omnicore mcp` and `omnicore run` refuse it at start.
-    from omnicore.mcp.tools import check_expose
+    from omnicore.plugins.expose import check_expose
 
     check_expose(new.mcp.expose, new.source_of("mcp.expose"), app.plugins)
 

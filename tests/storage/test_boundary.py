@@ -122,10 +122,14 @@ def violations(source: str, where: str = "<source>") -> Iterator[str]:
 
 
 #: The database connectors for plugins (egress/db/, specs/abi.md §4.10) are clients of the
-#: operator's databases, not of omnicore's storage: they may import the drivers themselves,
-#: and nothing else on the list above.
+#: operator's databases, not of omnicore's storage: they may import the drivers themselves
+#: and speak SQL to those databases (a session's reset, a role's check), and nothing else on
+#: the list above.
 DRIVER_USERS = PKG / "egress" / "db"
-DRIVERS = re.compile(r": imports (from )?psycopg(_pool)?(\.\w+)*$")
+DRIVERS = re.compile(r": imports (from )?psycopg(_pool)?(\.\w+)*$|: SQL in a string: ")
+#: Modules whose SQL-looking strings are messages to plugin authors about their statements
+#: (the SDKs' constant-statement checks, specs/abi.md §4.10.1), never a query.
+MESSAGES = {PKG / "toolchains" / "pystatements.py", PKG / "toolchains" / "js" / "statements.py"}
 
 
 def test_no_code_outside_storage_writes_sql_or_reaches_a_backend() -> None:
@@ -136,6 +140,8 @@ def test_no_code_outside_storage_writes_sql_or_reaches_a_backend() -> None:
         hits = violations(path.read_text(), str(path.relative_to(PKG)))
         if DRIVER_USERS in path.parents:
             hits = [h for h in hits if not DRIVERS.search(h)]
+        if path in MESSAGES:
+            hits = [h for h in hits if ": SQL in a string: " not in h]
         found += hits
     assert found == [], "\n".join(found)
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from omnicore.errors import ConfigError, InvalidInput, InvalidModule
+from omnicore.plugins.expose import check_expose, unmatched_patterns
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.operator import OperatorSettings, overlay
 from omnicore.plugins.sidecar import Sidecar, read_sidecar
@@ -142,41 +143,6 @@ def _read_only(granted: Mapping[str, Mapping[str, Any]]) -> bool:
         elif name not in READ_ONLY_GRANTS:
             return False
     return True
-
-
-def unmatched_patterns(patterns: Iterable[str], infos: Iterable[PluginInfo]) -> list[str]:
-    """What is wrong with each ``mcp.expose`` pattern that exposes nothing of ``infos`` (the
-    app's plugins), one sentence each: a pattern naming no plugin of the app, or a plugin
-    none of whose handlers it matches (a typo, since they are the app's own plugins). A
-    plugin that failed to load has no handlers to check: its patterns pass."""
-    plugins = list(infos)
-    out = []
-    for pattern in patterns:
-        plugin, _, handler = pattern.partition("/")
-        named = [i for i in plugins if fnmatchcase(i.name, plugin)]
-        if not named:
-            known = ", ".join(sorted(i.name for i in plugins)) or "none"
-            out.append(f"'{pattern}' names no plugin of the app (plugins: {known})")
-            continue
-        if any(not i.handlers and i.state != "loaded" for i in named):
-            continue
-        if not any(fnmatchcase(h, handler) for i in named for h in i.handlers):
-            known = "; ".join(f"{i.name}: {', '.join(i.handlers) or 'none'}" for i in named)
-            out.append(f"'{pattern}' matches no handler ({known})")
-    return out
-
-
-def check_expose(patterns: Iterable[str], source: str, infos: Iterable[PluginInfo]) -> None:
-    """ConfigError when a pattern of omnicore.yaml's ``mcp.expose`` (set in ``source``)
-    exposes nothing of the app's plugins ``infos``: a typo an agent would only meet as a
-    missing tool. The message names the key, where it is set, the pattern and the handlers
-    there are. ``omnicore mcp`` and ``omnicore run`` refuse to serve with it, the console's
-    ``/mcp`` answers it, and a config reload that brings one changes nothing."""
-    problems = unmatched_patterns(patterns, infos)
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(f"mcp.expose ({source}): {problems[0]}{more}", key="mcp.expose",
-                          source=source)
 
 
 class Exposure:

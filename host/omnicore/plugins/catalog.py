@@ -28,17 +28,19 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omnicore.config.schema import CatalogConfig, TrustConfig
 from omnicore.errors import ConfigError, PluginError, PluginLoadError, PluginNotFound
-from omnicore.oci.signing import BlobSignature, OciSignature, signature_to_json
-from omnicore.oci.trust import TrustPolicy, verify
 from omnicore.plugins.published import published_sidecar
 from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.storage.base import Storage
 from omnicore.storage.catalog_rows import CHUNK_BYTES, CatalogEntry, CatalogRows, PluginVersion
 from omnicore.storage.instance_rows import Instance
+
+if TYPE_CHECKING:
+    from omnicore.oci.signing import BlobSignature, OciSignature
+    from omnicore.oci.trust import TrustPolicy
 
 __all__ = [
     "DIGEST",
@@ -98,12 +100,28 @@ class Catalog:
     """
 
     def __init__(self, rows: Callable[[], CatalogRows], *, check: Check, max_bytes: int,
-                 keep: int, policy: TrustPolicy | None = None) -> None:
+                 keep: int, policy: TrustPolicy | None = None,
+                 trust: TrustConfig | None = None) -> None:
         self._rows = rows
         self._check = check
         self.max_bytes = max_bytes
         self._keep = keep
-        self.policy = policy or TrustPolicy()
+        self._policy = policy
+        self._trust = trust
+
+    @property
+    def policy(self) -> TrustPolicy:
+        """``policy``, or the one ``plugins.trust`` (``trust``) says, made at the first
+        publish: cryptography loads only where plugins are published, never for a call."""
+        if self._policy is None:
+            from omnicore.oci.trust import TrustPolicy
+
+            self._policy = TrustPolicy.from_config(self._trust)
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: TrustPolicy) -> None:
+        self._policy = policy
 
     # ---- publishing ------------------------------------------------------------------
 
@@ -136,6 +154,9 @@ class Catalog:
         if name is not None:
             _check_name(name)
         # The signatures before the compile: an untrusted module is not even compiled.
+        from omnicore.oci.signing import signature_to_json
+        from omnicore.oci.trust import verify
+
         verify(actual, list(signatures), self.policy, plugin=name)
         compiled = self._check(module, name)
         name = name or compiled.name
@@ -207,7 +228,7 @@ def app_catalog(storage: Callable[[], Storage], check: Check,
     ``plugins.trust`` (``trust``); ``check`` compiles as its hosts do
     (``app.plugins.check_module``)."""
     return Catalog(lambda: storage().catalog, check=check, max_bytes=options.max_module_bytes,
-                   keep=options.keep_versions, policy=TrustPolicy.from_config(trust))
+                   keep=options.keep_versions, trust=trust)
 
 
 def rollouts(entries: list[CatalogEntry], instances: list[Instance]) -> list[dict[str, Any]]:

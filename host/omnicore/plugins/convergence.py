@@ -33,15 +33,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from omnicore.errors import ConfigError, PluginError, PluginLoadError
-from omnicore.oci.signing import signature_from_json
-from omnicore.oci.trust import TrustPolicy, verify
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.published import Published, PublishedPlugins, published_sidecar
 from omnicore.storage.catalog_rows import CatalogEntry, CatalogRows, PluginVersion
 from omnicore.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from omnicore.oci.trust import TrustPolicy
 
 __all__ = ["CatalogFollower", "FetchFailed", "FollowedHost"]
 
@@ -92,7 +93,7 @@ class CatalogFollower:
         self._rows = rows
         #: This host's ``plugins.trust``: a version's signatures are checked against it
         #: after the digest, before the module is linked or compiled.
-        self._policy = policy or TrustPolicy()
+        self._policy = policy  # (None: the default policy, made when a version is checked)
         self._host = host
         self._cache = cache
         self._poll_s = poll_s
@@ -256,13 +257,18 @@ class CatalogFollower:
         """The version's signatures checked against this host's ``plugins.trust`` (the
         digest is the one the fetch checked the bytes against); SignatureRefused says why
         not. A signature the store holds in a form not read is no signature."""
+        # (Imported here: cryptography and the registry client load only on a host that
+        # follows a catalog, never for a plain call.)
+        from omnicore.oci.signing import signature_from_json
+        from omnicore.oci.trust import TrustPolicy, verify
+
         signatures = []
         for doc in version.signatures:
             try:
                 signatures.append(signature_from_json(doc))
             except (ValueError, TypeError, AttributeError):
                 continue
-        verify(version.digest, signatures, self._policy, plugin=version.name)
+        verify(version.digest, signatures, self._policy or TrustPolicy(), plugin=version.name)
 
     @property
     def _named(self) -> Path:
