@@ -152,6 +152,9 @@ def start_loop_error(folder: str) -> str:
     return "loaded"
 
 
+# Each path in a process of its own: the suite's second run on the Python path has nothing
+# to add (and its process has no C path), so the test runs once.
+@pytest.mark.native
 @pytest.mark.parametrize("path", ["auto", "python"])
 def test_a_start_function_past_its_deadline_names_it_on_both_call_paths(
         tmp_path: Path, path: str) -> None:
