@@ -234,6 +234,11 @@ NEEDS_BY_PATH: dict[str, tuple[str, ...]] = {
         "tests/test_readme_commands.py::test_the_scaffold_hints_run",
         # tsc from build/js-tools.
         "tests/sdk/test_js.py::test_typescript_types_check",
+        # go found by shutil.which (a word the name check leaves out); a wheel's `omnicore
+        # new` and `omnicore build` in a subprocess.
+        "tests/sandbox/test_abi_fixtures.py::test_real_go_wasip1_reactor",
+        "tests/toolchains/test_wheel_install.py::test_new_build_and_call_from_a_wheel_outside_"
+        "the_checkout",
     ), ("toolchain",)),
     # Five seconds and more in a --fast run on a loaded 2-core machine (--durations=0): a
     # churn or a fuzz loop, many `omnicore` or pytest processes, a wait for a real downtime.

@@ -85,6 +85,9 @@ def test_a_grant_and_mcp_expose_apply_live_and_are_audited(running: Running) -> 
           == ["omnicore.yaml"], "the exposure")
     assert list(tools_of(running.app.plugins, server.exposure)) == ["greeter-rust.greet"]
     assert running.greeter().config == {"greeting": "hej"}
+    # The audit entry is written after the reload applied what the loop above saw.
+    until(lambda: running.app.storage.audit.entries(action_prefix="config.reload"),
+          "the audit entry")
     [entry] = running.app.storage.audit.entries(action_prefix="config.reload")
     assert entry.actor == "config-file" and entry.origin == str(running.path)
     assert set(entry.after["applied"]) == {"plugins", "mcp"} and entry.after["restart"] == []
