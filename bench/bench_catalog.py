@@ -181,7 +181,7 @@ def main() -> None:
             host.start()
         wait_for(lambda: len(store.instances.all()) == 3 and all(h.ready() for h in hosts),
                  "3 hosts ready", hosts, timeout=180)
-        catalog = app_catalog(lambda: store, checker.check_module, CatalogConfig())
+        catalog = app_catalog(lambda: store, checker.published.check_module, CatalogConfig())
         rows = publish_rows(catalog, store, hosts, args.repeats, python=not args.quick)
         rows.append(rollback_row(catalog, store, hosts, args.repeats))
         print(f"# plugin catalog, 3 hosts on one PostgreSQL ({args.repeats} runs each; "

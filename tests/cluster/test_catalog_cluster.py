@@ -68,7 +68,7 @@ def publisher() -> Iterator[Callable[[PostgresStorage], Catalog]]:
     checker = PluginHost()
 
     def make(store: PostgresStorage) -> Catalog:
-        return app_catalog(lambda: store, checker.check_module, CatalogConfig())
+        return app_catalog(lambda: store, checker.published.check_module, CatalogConfig())
 
     yield make
     checker.close()

@@ -61,7 +61,7 @@ def make(appdir: Path, module_cache: Path) -> Iterator[Callable[..., OmniApp]]:
 
 
 def catalog_of(app: OmniApp) -> Catalog:
-    return app_catalog(lambda: app.storage, app.plugins.check_module, app.config.catalog)
+    return app_catalog(lambda: app.storage, app.plugins.published.check_module, app.config.catalog)
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def cli_catalog(appdir: Path, make: Any) -> Iterator[Callable[[OmniApp], Catalog
     def open_for(app: OmniApp) -> Catalog:
         store = SQLiteStorage(appdir / "data" / "omnicore.db")
         stores.append(store)
-        return app_catalog(lambda: store, app.plugins.check_module, app.config.catalog)
+        return app_catalog(lambda: store, app.plugins.published.check_module, app.config.catalog)
 
     yield open_for
     for store in stores:
@@ -108,7 +108,7 @@ def test_a_published_plugin_is_loaded_from_the_catalog(make: Any, cli_catalog: A
     named = app.config.data_dir / "catalog" / "plugins" / "greeter@1.wasm"
     assert cached.read_bytes() == wasm  # verified, by its digest
     assert info.source == str(named) and named.read_bytes() == wasm
-    status = app.plugins.follower.status()
+    status = app.plugins.published.follower.status()
     assert status["greeter"]["digest"] == status["greeter"]["wanted"] == version.digest
     # The same module and sidecar again: no new version, nothing reloaded.
     again, made = catalog.publish(wasm, by="bob")
@@ -193,7 +193,7 @@ def test_a_host_started_after_a_publish_loads_it_before_its_folder(
 
         checker = PluginHost()
         try:
-            app_catalog(lambda: store, checker.check_module, CatalogConfig()).publish(
+            app_catalog(lambda: store, checker.published.check_module, CatalogConfig()).publish(
                 echo_wasm("late", "published"))
         finally:
             checker.close()
@@ -237,7 +237,7 @@ def test_a_version_lacking_a_grant_keeps_the_old_one_serving_until_granted(
     # Version 2 imports omnicore:config and its sidecar asks for it: a request, not a grant.
     v2, _ = catalog.publish(config_wasm("conf"), sidecar={"grants": ["config"],
                                                           "config": {"k": "from-catalog"}})
-    follower = app.plugins.follower
+    follower = app.plugins.published.follower
     assert follower is not None
     eventually(lambda: "error" in follower.status().get("conf", {}))
     status = follower.status()["conf"]
@@ -270,7 +270,7 @@ def test_bytes_in_the_store_that_are_not_the_digest_are_never_loaded(
     good = echo_wasm("tampered", "1.0.0")
     catalog.publish(good)
     eventually(lambda: serves(app, "tampered", "1.0.0"))
-    follower = app.plugins.follower
+    follower = app.plugins.published.follower
     assert follower is not None
     follower.stop()  # caught up by hand below, after the damage
     v2, _ = catalog.publish(echo_wasm("tampered", "2.0.0"))
@@ -293,7 +293,7 @@ def test_bytes_in_the_store_that_are_not_the_digest_are_never_loaded(
 def test_a_publish_refuses_bad_input_and_stores_nothing(make: Any, cli_catalog: Any) -> None:
     app = make()
     catalog = cli_catalog(app)
-    small = Catalog(lambda: app.storage.catalog, check=app.plugins.check_module,
+    small = Catalog(lambda: app.storage.catalog, check=app.plugins.published.check_module,
                     max_bytes=500, keep=5)
     wasm = echo_wasm("bad", "1.0.0")
     with pytest.raises(ModuleTooLarge, match=r"at most 500 \(catalog.max_module_bytes\)"):

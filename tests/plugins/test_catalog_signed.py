@@ -172,7 +172,7 @@ def publisher(tmp_path: Path, url: str | None = None) -> Iterator[Catalog]:
     checker = PluginHost()
     try:
         cfg = CatalogConfig()
-        yield Catalog(lambda: store.catalog, check=checker.check_module,
+        yield Catalog(lambda: store.catalog, check=checker.published.check_module,
                       max_bytes=cfg.max_module_bytes, keep=cfg.keep_versions)
     finally:
         checker.close()
@@ -188,7 +188,7 @@ def serves(app: OmniApp, name: str, version: str) -> bool:
 
 def report(app: OmniApp) -> dict[str, Any]:
     """What ``app`` reports of greeter on its instance row."""
-    follower = app.plugins.follower
+    follower = app.plugins.published.follower
     assert follower is not None
     return dict(follower.status().get("greeter", {}))
 

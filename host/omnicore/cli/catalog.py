@@ -59,8 +59,8 @@ def _catalog(appdir: Path) -> Iterator[Catalog]:
     app = OmniApp(config=load_app_config(appdir), default_modules=False)
     try:
         app.extensions.load_entry_points()
-        yield app_catalog(lambda: app.storage, app.plugins.check_module, app.config.catalog,
-                          app.config.trust)
+        yield app_catalog(lambda: app.storage, app.plugins.published.check_module,
+                          app.config.catalog, app.config.trust)
     finally:
         app.close()
 

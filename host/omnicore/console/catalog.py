@@ -55,7 +55,7 @@ _RAW = ("application/wasm", "application/octet-stream")
 
 def catalog_of(app: OmniApp) -> Catalog:
     """The app's catalog, a publish compiled as this host loads (``app.plugins``)."""
-    return app_catalog(lambda: app.storage, app.plugins.check_module, app.config.catalog,
+    return app_catalog(lambda: app.storage, app.plugins.published.check_module, app.config.catalog,
                        app.config.trust)
 
 
@@ -81,8 +81,8 @@ def listing(app: OmniApp) -> dict[str, Any]:
 
 def _changed(app: OmniApp) -> None:
     # This host hears of its own change at once (SQLite has no NOTIFY: it would wait a poll).
-    if app.plugins.follower is not None:
-        app.plugins.follower.wake()
+    if app.plugins.published.follower is not None:
+        app.plugins.published.follower.wake()
 
 
 def publish(app: OmniApp, name: str, module: bytes, sidecar: dict[str, Any] | None,

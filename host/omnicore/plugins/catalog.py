@@ -226,7 +226,7 @@ def app_catalog(storage: Callable[[], Storage], check: Check,
                 options: CatalogConfig, trust: TrustConfig | None = None) -> Catalog:
     """The catalog of an app's ``storage``, held to its ``catalog.*`` options and its
     ``plugins.trust`` (``trust``); ``check`` compiles as its hosts do
-    (``app.plugins.check_module``)."""
+    (``app.plugins.published.check_module``)."""
     return Catalog(lambda: storage().catalog, check=check, max_bytes=options.max_module_bytes,
                    keep=options.keep_versions, trust=trust)
 

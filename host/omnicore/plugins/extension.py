@@ -77,7 +77,7 @@ def startup(app: PluginsApp) -> None:
         host.operator.follow(host.settings_changed, app.storage.on_settings)
     if follower is not None:
         # Before the folder too: a name the catalog serves is not loaded from the folder.
-        host.follower = follower
+        host.published.follower = follower
         follower.follow(app.storage.on_catalog)
     folder = host.watch_folder(app.config.plugins_dir, watch=app.config.sandbox.watch,
                                required=app.config.source_of("plugins_dir") != "default")
@@ -89,8 +89,8 @@ def startup(app: PluginsApp) -> None:
 def shutdown(app: PluginsApp) -> None:
     """Stop watching and close every plugin runtime (in-flight calls finish first)."""
     host = app.plugins
-    if host.follower is not None:
-        host.follower.stop()
+    if host.published.follower is not None:
+        host.published.follower.stop()
     if host.operator is not None:
         host.operator.stop()
     host.close()

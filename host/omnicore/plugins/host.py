@@ -52,10 +52,8 @@ from omnicore.sandbox.usage import Usage
 from omnicore.types import HealthChecks
 
 if TYPE_CHECKING:
-    # A host without an app has no operator settings and follows no catalog: it must not
-    # load the storage layer they are kept in (plugins/operator.py and plugins/convergence.py
-    # import it).
-    from omnicore.plugins.convergence import CatalogFollower
+    # A host without an app has no operator settings: it must not load the storage layer
+    # they are kept in (plugins/operator.py imports it).
     from omnicore.plugins.operator import OperatorSettings
 
 __all__ = ["PluginHost"]
@@ -93,9 +91,6 @@ class PluginHost:
         self._events = events
         #: The operator's settings in the database, when the host has one.
         self.operator = operator
-        #: What keeps this host's plugins what the app's plugin catalog names, once an app
-        #: follows it (plugins.convergence).
-        self.follower: CatalogFollower | None = None
         self._health = health
         self._max_workers = max_workers
         self._folder: PluginFolder | None = None
@@ -127,7 +122,8 @@ class PluginHost:
                                   load=lambda path: self.load(path).name,
                                   unload=lambda name, why: self.unload(name, reason=why),
                                   host_grants=self._host_grants, emit=self._emit)
-        #: The plugin catalog's layer over the folder (plugins.published).
+        #: The plugin catalog's layer over the folder (plugins.published), and what follows
+        #: the catalog once an app does (``published.follower``, plugins.convergence).
         self.published = PublishedPlugins(
             self._entries, self._linker, self._locks, host_grants=self._host_grants,
             unload=lambda name, why: self.unload(name, reason=why), emit=self._emit)
@@ -147,11 +143,6 @@ class PluginHost:
         """The plugins whose calls run here now (loaded, or their circuit open): the work
         this host claims (jobs of other plugins are left to the hosts that have them)."""
         return self._entries.serving()
-
-    def check_module(self, source: bytes, name: str | None = None) -> CompiledPlugin:
-        """Compile and check ``source`` as a load would (the manifest's entries too), without
-        registering it: what a publish to the catalog is held to. Raises PluginLoadError."""
-        return self._linker.compile(source, None, name)
 
     def require(self, name: str) -> None:
         """Raise :class:`PluginNotFound` unless plugin ``name`` is registered (in any state).
@@ -375,9 +366,7 @@ class PluginHost:
         """
         self._forget_runtime_grants(name, capabilities)
         self._emit(PluginSettingsChanged(plugin=name))
-        if self.follower is not None:
-            self.follower.retry(name)  # a catalog version that lacked a grant may serve now
-        if self.published.relink(name, capabilities):
+        if self.published.settings_changed(name, capabilities):
             return True  # the catalog's plugin: re-linked from its published module
         entry = self._entries.get(name)
         folder = self._folder
@@ -434,9 +423,7 @@ class PluginHost:
         take its new settings keeps serving its old version and says why (``last_error``)."""
         self._linker.set_layers(app_settings, defaults)
         wanted = None if plugins is None else set(plugins)
-        done = [name for name in self.published.names()
-                if (wanted is None or name in wanted)
-                and self.published.relink(name, frozenset())]
+        done = self.published.reconfigure(wanted)
         folder = self._folder
         if folder is None:
             return sorted(done)

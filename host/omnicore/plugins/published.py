@@ -31,7 +31,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omnicore.core.events import Event
 from omnicore.errors import ConfigError, PluginError, PluginLoadError
@@ -45,6 +45,9 @@ from omnicore.plugins.versions import Entry
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.sandbox.grants import GrantLayer
+
+if TYPE_CHECKING:
+    from omnicore.plugins.convergence import CatalogFollower
 
 __all__ = ["Published", "PublishedPlugins", "published_sidecar"]
 
@@ -100,6 +103,9 @@ class PublishedPlugins:
         self._wanted: dict[str, Published] = {}
         #: The version that serves each name here (the one its settings re-link).
         self._served: dict[str, Published] = {}
+        #: What keeps these plugins what the app's catalog names, once an app follows it
+        #: (plugins.convergence; ``app.plugins.follower``).
+        self.follower: CatalogFollower | None = None
 
     def wanted(self, name: str) -> Published | None:
         """The catalog version last given to :meth:`adopt` for ``name`` (None: none, or the
@@ -107,6 +113,11 @@ class PublishedPlugins:
         return self._wanted.get(name)
 
     # ---- loading ---------------------------------------------------------------------
+
+    def check_module(self, source: bytes, name: str | None = None) -> CompiledPlugin:
+        """Compile and check ``source`` as a load would (the manifest's entries too), without
+        registering it: what a publish to the catalog is held to. Raises PluginLoadError."""
+        return self._linker.compile(source, None, name)
 
     def adopt(self, p: Published) -> PluginInfo:
         """Make ``p`` the plugin ``p.name`` on this host (module docstring). Raises the
@@ -255,6 +266,20 @@ class PublishedPlugins:
                     entry.last_error = f"the operator's settings could not be applied, still " \
                                        f"serving the previous ones: {exc}"
             return True
+
+    def settings_changed(self, name: str, capabilities: frozenset[str]) -> bool:
+        """The operator's settings of ``name`` changed: a catalog version that could not
+        serve here is tried again soon (a grant may be what it lacked), and the published
+        plugin is re-linked; False when ``name`` is not served by the catalog here."""
+        if self.follower is not None:
+            self.follower.retry(name)
+        return self.relink(name, capabilities)
+
+    def reconfigure(self, wanted: set[str] | None) -> list[str]:
+        """The app config's layers changed: re-link the published plugins in ``wanted``
+        (None: every one); the names re-linked."""
+        return [name for name in self.names()
+                if (wanted is None or name in wanted) and self.relink(name, frozenset())]
 
     def names(self) -> list[str]:
         """The names served by the catalog here, by name."""
