@@ -18,9 +18,10 @@ import pytest
 from pymysql.connections import MySQLResult
 from pymysql.protocol import MysqlPacket
 
-from omnicore.egress.db import mysql
+from omnicore.egress.db import mysql_wire
 from omnicore.egress.db.base import CLIENT_GRACE_S, HARD_GRACE_S
-from omnicore.egress.db.mysql import check_pymysql, placeholders
+from omnicore.egress.db.mysql import placeholders
+from omnicore.egress.db.mysql_wire import check_pymysql
 from omnicore.egress.refused import Refused
 from omnicore.errors import DeadlineExceeded, GuestError, Trap
 from omnicore.toolchains import build
@@ -72,11 +73,11 @@ def test_the_pymysql_internals_the_connector_reads_through_are_there(
         def _read_packet(self) -> None:
             self._read_frame()
 
-    monkeypatch.setattr(mysql, "_PRIVATE", ((Changed, "_read_packet", ("_next_seq_id",)),
+    monkeypatch.setattr(mysql_wire, "_PRIVATE", ((Changed, "_read_packet", ("_next_seq_id",)),
                                             (Changed, "_gone", ())))
     with pytest.raises(ImportError, match=r"Changed\._read_packet .*missing: _next_seq_id"):
         check_pymysql()
-    monkeypatch.setattr(mysql, "_PRIVATE", ((Changed, "_gone", ()),))
+    monkeypatch.setattr(mysql_wire, "_PRIVATE", ((Changed, "_gone", ()),))
     with pytest.raises(ImportError, match=r"Changed\._gone .*missing: _gone.*pymysql>=1\.1,<3"):
         check_pymysql()
 
@@ -111,7 +112,7 @@ def test_rows_are_read_as_pymysql_reads_them(data: bytes) -> None:
         except Exception as exc:
             return type(exc)
 
-    assert outcome(lambda: mysql._row(data, converters)) == outcome(
+    assert outcome(lambda: mysql_wire.parse_row(data, converters)) == outcome(
         lambda: result._read_row_from_packet(MysqlPacket(data, "utf8")))
 
 
@@ -145,7 +146,7 @@ def test_a_packet_out_of_sequence_closes_the_connection(
         seq: int, due: int, error: str, words: str) -> None:
     # (a server going down answers with sequence 0; anything else out of step is a bug on
     # one side): either way nothing more is read from that connection.
-    raw = mysql._Raw(defer_connect=True)
+    raw = mysql_wire.Raw(defer_connect=True)
     raw._rfile, raw._next_seq_id = io.BytesIO(bytes([3, 0, 0, seq]) + b"abc"), due
     with pytest.raises(getattr(pymysql.err, error), match=words):
         raw._read_payload()
