@@ -237,6 +237,8 @@ NEEDS_BY_PATH: dict[str, tuple[str, ...]] = {
         # go found by shutil.which (a word the name check leaves out); a wheel's `omnicore
         # new` and `omnicore build` in a subprocess.
         "tests/sandbox/test_abi_fixtures.py::test_real_go_wasip1_reactor",
+        "tests/toolchains/test_build_cache.py::test_omnicore_build_says_a_build_came_from_the_"
+        "cache",
         "tests/toolchains/test_wheel_install.py::test_new_build_and_call_from_a_wheel_outside_"
         "the_checkout",
     ), ("toolchain",)),

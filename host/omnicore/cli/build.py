@@ -50,6 +50,10 @@ def report(index: int, total: int, src: Path, result: BuildResult | None) -> Non
     prefix = "\r" if tty else ""
     if result.up_to_date and result.output is not None:
         click.echo(f"{prefix}{label}: up to date ({_shown(result.output)})")
+    elif result.cached and result.output is not None:
+        status = click.style("ok", fg="green")
+        click.echo(f"{prefix}{label}: {status} {result.language}, {_size(result.output)}, "
+                   f"from the build cache -> {_shown(result.output)}")
     elif result.ok and result.output is not None:
         status = click.style("ok", fg="green")
         click.echo(f"{prefix}{label}: {status} {result.language}, {_size(result.output)}, "

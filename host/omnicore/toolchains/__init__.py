@@ -11,9 +11,14 @@ A language module (``rust.py``, ``go.py``, ``js/``, ``c.py``) provides::
     def unit_tests(src: Path) -> UnitTests                  # optional: the native tests
     def lint(src: Path) -> None     # optional: checks of the sources (python: constant SQL
                                     # statements); BuildError. Build and test run it first.
+    def programs() -> list[str | None]  # optional: the compilers it runs (their identity is
+                                        # part of the build cache's key)
 
 :func:`build` adds the ``omnicore.manifest`` section from ``omnicore.toml`` and skips the work
-when no source changed since the last build.
+when no source changed since the last build into that folder. A build is also kept in a
+content-addressed cache (``<cache_dir>/built/``, :func:`_key`): the same sources built by
+the same build code, SDK and compilers under the same name are copied from there, whichever
+folder they are built into (a second checkout, a test's temporary folder, another worker).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -87,7 +93,49 @@ def _toolchain_digest(language: str) -> str:
     here = Path(__file__).parent
     parts.append(here / "manifest.py")
     parts += [here / f"{name}.py" for name in getattr(module, "HELPERS", ())]
-    return "".join(_source_digest(p) for p in parts)
+    return "".join(_source_digest(p) for p in parts) + _programs_identity(module)
+
+
+def _programs_identity(module: ModuleType) -> str:
+    """The compilers a language runs, each by its resolved path, size and modification time: a
+    compiler upgraded in place is another key (a stat each, no `--version` run)."""
+    programs: Callable[[], list[str | None]] | None = getattr(module, "programs", None)
+    found = []
+    for program in programs() if programs is not None else []:
+        try:
+            real = os.path.realpath(program) if program else ""
+            st = os.stat(real) if real else None
+        except OSError:
+            st = None
+        found.append(f"{real}:{st.st_size}:{st.st_mtime_ns}" if st else f"{program}:-")
+    return hashlib.sha256("\n".join(found).encode()).hexdigest() if found else ""
+
+
+#: Builds the cache keeps (the least recently used go first).
+BUILT_KEEP = 400
+
+
+def _key(digest: str, name: str) -> str:
+    """The build cache's key: the sources' and build code's digest (the SDK, the compilers'
+    identity) and the name (the manifest a build embeds carries it)."""
+    return hashlib.sha256(f"{digest}\n{name}".encode()).hexdigest()
+
+
+def _cached(key: str) -> Path:
+    return locations.cache_dir() / "built" / f"{key}.wasm"
+
+
+def _keep(key: str, wasm: bytes) -> None:
+    """Put a build in the cache (atomic: a reader never sees half of one), then trim the cache
+    to :data:`BUILT_KEEP` entries."""
+    path = _cached(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
+    tmp.write_bytes(wasm)
+    tmp.replace(path)
+    entries = sorted(path.parent.glob("*.wasm"), key=lambda p: p.stat().st_mtime)
+    for old in entries[:max(0, len(entries) - BUILT_KEEP)]:
+        old.unlink(missing_ok=True)
 
 
 def build(src: Path, out_dir: Path, *, name: str | None = None, force: bool = False) -> Path:
@@ -95,8 +143,9 @@ def build(src: Path, out_dir: Path, *, name: str | None = None, force: bool = Fa
     return _build(src, out_dir, name=name, force=force)[0]
 
 
-def _build(src: Path, out_dir: Path, *, name: str | None, force: bool) -> tuple[Path, bool]:
-    """:func:`build`, and whether the output was already up to date (nothing ran)."""
+def _build(src: Path, out_dir: Path, *, name: str | None, force: bool) -> tuple[Path, str]:
+    """:func:`build`, and how: ``"built"``, ``"cached"`` (copied from the build cache) or
+    ``"up to date"`` (the output was already this build: nothing ran)."""
     # Toolchains run in the project folder: hand them absolute paths only.
     src, out_dir = src.resolve(), out_dir.resolve()
     language = language_for(src)
@@ -114,31 +163,42 @@ def _build(src: Path, out_dir: Path, *, name: str | None, force: bool) -> tuple[
 
 
 def _build_locked(src: Path, out_dir: Path, name: str, language: str, meta: dict[str, Any],
-                  force: bool) -> tuple[Path, bool]:
+                  force: bool) -> tuple[Path, str]:
     module = _module(language)
     out = out_dir / f"{name}.wasm"
     stamp = out_dir / f".{name}.src-sha256"
     digest = _source_digest(src) + _toolchain_digest(language)
     if not force and out.exists() and stamp.exists() and stamp.read_text() == digest:
-        return out, True
-    _lint(module, src)
-    work = out_dir / ".work" / name
-    work.mkdir(parents=True, exist_ok=True)
-    raw = module.compile(src, work)
-    # A language whose output is a component says what its handlers are (python).
-    names: Callable[[Path], list[str]] | None = getattr(module, "handler_names", None)
-    # A language whose handler types are gone from the output (a component, a JS bundle)
-    # describes its handlers from the sources.
-    describe: Callable[[Path], dict[str, dict[str, Any]]] | None = getattr(
-        module, "handler_descriptions", None)
-    wasm = embed_manifest(raw, meta, language=language, default_name=name,
-                          exported=names(src) if names is not None else None,
-                          described=describe(src) if describe is not None else None)
+        return out, "up to date"
+    key = _key(digest, name)
+    cached = _cached(key)
+    how = "cached"
+    try:
+        wasm = b"" if force else cached.read_bytes()
+        os.utime(cached)  # recently used: the trim keeps it
+    except OSError:
+        wasm = b""
+    if not wasm:
+        how = "built"
+        _lint(module, src)
+        work = out_dir / ".work" / name
+        work.mkdir(parents=True, exist_ok=True)
+        raw = module.compile(src, work)
+        # A language whose output is a component says what its handlers are (python).
+        names: Callable[[Path], list[str]] | None = getattr(module, "handler_names", None)
+        # A language whose handler types are gone from the output (a component, a JS bundle)
+        # describes its handlers from the sources.
+        describe: Callable[[Path], dict[str, dict[str, Any]]] | None = getattr(
+            module, "handler_descriptions", None)
+        wasm = embed_manifest(raw, meta, language=language, default_name=name,
+                              exported=names(src) if names is not None else None,
+                              described=describe(src) if describe is not None else None)
+        _keep(key, wasm)
     tmp = out.with_suffix(".wasm.tmp")
     tmp.write_bytes(wasm)
     tmp.replace(out)  # atomic: a watching host never sees half a file
     stamp.write_text(digest)
-    return out, False
+    return out, how
 
 
 def discover(root: Path) -> Iterator[Path]:
@@ -225,6 +285,8 @@ class BuildResult:
     error: str | None = None
     #: Nothing changed since the last build, so nothing ran.
     up_to_date: bool = False
+    #: The same build was in the build cache: copied from there, no compiler ran.
+    cached: bool = False
 
     @property
     def ok(self) -> bool:
@@ -246,13 +308,13 @@ def build_all(root: Path, out_dir: Path, *, force: bool = False,
         started = time.perf_counter()
         language = language_for(src)
         output: Path | None = None
-        error, fresh = None, False
+        error, how = None, "built"
         try:
-            output, fresh = _build(src, out_dir, name=None, force=force)
+            output, how = _build(src, out_dir, name=None, force=force)
         except BuildError as exc:
             error = str(exc)
         result = BuildResult(src, language, output, time.perf_counter() - started, error,
-                             up_to_date=fresh)
+                             up_to_date=how == "up to date", cached=how == "cached")
         results.append(result)
         if progress:
             progress(index, len(projects), src, result)

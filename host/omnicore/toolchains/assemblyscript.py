@@ -50,6 +50,10 @@ def asc() -> Path:
     return locations.cache_dir() / "js-tools" / "node_modules" / "assemblyscript" / "bin" / "asc.js"
 
 
+def programs() -> list[str | None]:
+    return [str(asc())]
+
+
 def sdk_dir() -> Path:
     return locations.sdk_dir("assemblyscript")
 

@@ -57,6 +57,10 @@ def _clang() -> str | None:
     return os.environ.get("OMNICORE_CLANG") or shutil.which("clang")
 
 
+def programs() -> list[str | None]:
+    return [_clang()]
+
+
 def sdk_dir() -> Path:
     """The folder holding ``omnicore.h``."""
     return locations.sdk_dir("c")

@@ -54,6 +54,10 @@ def _go() -> str | None:
     return str(beside) if beside.exists() else shutil.which("go")
 
 
+def programs() -> list[str | None]:
+    return [_go()]
+
+
 def sdk_dir() -> Path | None:
     """The Go SDK's module folder (see :mod:`omnicore.toolchains.locations`)."""
     path = locations.sdk_dir("go")

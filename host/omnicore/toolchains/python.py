@@ -74,6 +74,10 @@ def _tool() -> str | None:
     return str(beside) if beside.exists() else shutil.which("componentize-py")
 
 
+def programs() -> list[str | None]:
+    return [_tool()]
+
+
 def check() -> str | None:
     """None when componentize-py and the SDK are there, else what to install."""
     if _tool() is None:

@@ -75,6 +75,10 @@ def _cargo() -> str:
     return _toolchain()[1]
 
 
+def programs() -> list[str | None]:
+    return [_rustc(), _cargo()]
+
+
 def sdk_dir() -> Path:
     """The ``omnicore-sdk`` crate that plugin crates depend on by path."""
     return locations.sdk_dir("rust")

@@ -54,6 +54,10 @@ def zig_binary() -> str | None:
     return shutil.which("zig")
 
 
+def programs() -> list[str | None]:
+    return [zig_binary()]
+
+
 def sdk_file() -> Path:
     return locations.sdk_dir("zig") / "omnicore.zig"
 

@@ -30,6 +30,7 @@ import enum
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace, TracebackType
 from typing import Any
 
@@ -321,6 +322,11 @@ class _Sql:
             return json.dumps({"rows_affected": int(answer or 0)})
         if isinstance(answer, tuple):
             names, rows = list(answer[0]), [list(r) for r in answer[1]]
+            for row in rows:
+                if len(row) != len(names):
+                    # The host never answers so: a test written on it would pass here only.
+                    raise ValueError(f"TestHost sql answer: the row {row!r} has {len(row)} "
+                                     f"values for {len(names)} columns {names!r}")
         else:
             names = list(answer[0]) if answer else []
             rows = [[r[n] for n in names] for r in answer or []]
@@ -334,10 +340,19 @@ class _Sql:
         return self._run(connector, request, False)
 
 
-#: specs/abi.md §4.11's commands: anything else is DENIED, as on the host.
-_REDIS_ALLOWED = frozenset("""GET SET SETNX GETDEL MGET DEL EXISTS INCR INCRBY DECR DECRBY
-    EXPIRE PEXPIRE TTL PTTL PERSIST HGET HSET HDEL HGETALL HINCRBY HEXISTS HLEN LPUSH RPUSH LPOP
-    RPOP LRANGE LLEN LTRIM SADD SREM SMEMBERS SISMEMBER SCARD PUBLISH""".split())
+def _contract() -> dict[str, Any]:
+    """The host's answers as one table (sdk/contract/host.json, beside this SDK in a checkout
+    and in omnicore's wheel alike): the command list below is the host's, not a copy."""
+    table = Path(__file__).resolve().parents[2] / "contract" / "host.json"
+    if not table.is_file():
+        raise RuntimeError(f"omnicore_plugin.testing: {table} is missing: the SDK folder "
+                           "(sdk/python) must sit beside sdk/contract, as in omnicore's wheel")
+    return dict(json.loads(table.read_text()))
+
+
+#: specs/abi.md §4.11's commands, each ``[least args, most args or None, keys]``: anything
+#: else is DENIED, as on the host.
+_REDIS_COMMANDS: dict[str, list[Any]] = _contract()["redis"]["commands"]
 _WRONGTYPE = "INVALID: WRONGTYPE Operation against a key holding the wrong kind of value"
 
 
@@ -357,16 +372,22 @@ class _Redis:
     def command(self, connector: str, request: str) -> str:
         req = json.loads(request)
         cmd = str(req.get("cmd", "")).upper()
-        if cmd not in _REDIS_ALLOWED:
-            raise _Failed("DENIED", f"DENIED: {cmd} is not an allowed command")
+        if cmd not in _REDIS_COMMANDS:
+            raise _Failed("DENIED", f"DENIED: redis command {cmd!r} is not allowed")
+        given = req.get("args") if req.get("args") is not None else []
+        if not isinstance(given, list):
+            raise _Failed("INVALID", "INVALID: args must be an array")
+        least, most, _keys = _REDIS_COMMANDS[cmd]
+        if len(given) < least or (most is not None and len(given) > most):
+            raise _Failed("INVALID", f"INVALID: {cmd} takes {least}"
+                          + ("" if most == least else f" to {most}" if most else " or more")
+                          + f" arguments, got {len(given)}")
         args = []
-        for a in req.get("args", []):
+        for a in given:
             if isinstance(a, dict):
                 args.append(base64.b64decode(a["$bytes"]).decode("utf-8", "replace"))
             else:
                 args.append(str(a))
-        if not args:
-            raise _Failed("INVALID", "INVALID: wrong number of arguments")
         return json.dumps(self._run(cmd, args))
 
     def _run(self, cmd: str, args: list[str]) -> Any:

@@ -1,0 +1,116 @@
+"""Every SDK's in-memory test host answers the cases of sdk/contract/host.json as the real
+host does (test_contract_host.py holds the host to the same table), each run with its own
+language's toolchain: a fake that drifts (a command missing or extra, a reply shaped
+otherwise, an SQL answer the host never sends accepted) fails here, not live.
+
+Each language's driver (tests/sdk/contract_drivers/) reads the requests from a file, one JSON
+a line (``{"redis": request}``, ``{"reset": true}`` between cases, ``{"sql": answer}``),
+runs each through its SDK's test host as a plugin's call would, and prints one line per
+request: ``ok <JSON>`` or ``error <text>``. The comparison is here, once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omnicore.toolchains import locations
+from tests.sdk.contract import TABLE, Outcome, expected, outcome_of_block, request
+
+DRIVERS = Path(__file__).parent / "contract_drivers"
+
+
+def _requests() -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    for case in TABLE["redis"]["cases"]:
+        lines.append({"reset": True})
+        lines += [{"redis": request(step)} for step in case["steps"]]
+    lines += [{"sql": case["answer"]} for case in TABLE["sql"]["answers"] if "query" in case]
+    lines += [{"sql": case["answer"]} for case in TABLE["sql"]["not_answers"]]
+    return lines
+
+
+def _check(printed: str) -> None:
+    """The driver's output against the table: every redis step's outcome, every SQL answer
+    passed through unchanged in shape, every answer the host never sends refused."""
+    outcomes: list[Outcome] = []
+    for line in printed.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "typed":  # a fake given Python values, not JSON: it makes the shape
+            outcomes.append(("typed", None))
+        elif kind in ("ok", "error"):
+            outcomes.append(outcome_of_block(kind == "error", rest))
+    redis = [(case["name"], step) for case in TABLE["redis"]["cases"] for step in case["steps"]]
+    answers = [c["answer"] for c in TABLE["sql"]["answers"] if "query" in c]
+    bad = TABLE["sql"]["not_answers"]
+    assert len(outcomes) == len(redis) + len(answers) + len(bad), printed[-2000:]
+    wrong = [f"{name}: {request(step)} -> {got}, the host answers {expected(step)}"
+             for (name, step), got in zip(redis, outcomes, strict=False)
+             if got != expected(step)]
+    sql = outcomes[len(redis):]
+    wrong += [f"sql answer {want} came back as {got}"
+              for want, got in zip(answers, sql, strict=False)
+              if got[0] != "ok" or _shape(got[1]) != _shape(want)]
+    wrong += [f"sql answer {case['answer']} was accepted ({case['why']})"
+              for case, got in zip(bad, sql[len(answers):], strict=False)
+              if got[0] not in ("error", "typed")]
+    assert not wrong, "\n".join(wrong)
+
+
+def _shape(answer: Any) -> Any:
+    """An SQL answer's column names and rows (a fake may not know a column's type: "")."""
+    if not isinstance(answer, dict):
+        return answer
+    return ([c.get("name") if isinstance(c, dict) else c for c in answer.get("columns", [])],
+            answer.get("rows"))
+
+
+def _run(argv: list[str], requests: Path, **kwargs: Any) -> str:
+    proc = subprocess.run([*argv, str(requests)], capture_output=True, text=True, timeout=600,
+                          check=False, **kwargs)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture
+def requests_file(tmp_path: Path) -> Path:
+    path = tmp_path / "requests.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in _requests()))
+    return path
+
+
+def test_python(requests_file: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(locations.sdk_dir("python"))}
+    _check(_run([sys.executable, str(DRIVERS / "python_driver.py")], requests_file, env=env))
+
+
+def test_a_drifted_fake_fails_the_check() -> None:
+    """The check itself: one reply changed, one command missing, a bare column accepted."""
+    right = _python_outcomes()
+    printed = right.replace('ok "OK"', 'ok "ok"', 1)
+    with pytest.raises(AssertionError, match="the host answers"):
+        _check(printed)
+    lines = right.splitlines()
+    lines[-1] = "ok " + json.dumps(TABLE["sql"]["not_answers"][-1]["answer"])
+    with pytest.raises(AssertionError, match="was accepted"):
+        _check("\n".join(lines))
+
+
+def _python_outcomes() -> str:
+    """What a fake agreeing with the table prints."""
+    out = [f"ok {json.dumps(step['reply'])}" if "reply" in step else f"error {step['error']}: x"
+           for case in TABLE["redis"]["cases"] for step in case["steps"]]
+    out += [f"ok {json.dumps(c['answer'])}" for c in TABLE["sql"]["answers"] if "query" in c]
+    out += ["error INVALID: x" for _ in TABLE["sql"]["not_answers"]]
+    return "\n".join(out)
+
+
+Runner = Callable[[Path], str]
+_ = shutil
