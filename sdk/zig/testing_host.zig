@@ -44,7 +44,8 @@ pub const Task = struct { handler: []const u8, payload: []const u8, delay_ms: i6
 pub const Route = struct { status: u16, body: []const u8 };
 /// One SQL statement the plugin ran (`params` as the JSON array it sent).
 pub const SqlCall = struct { connector: []const u8, sql: []const u8, params: []const u8 = "[]", query: bool, tx: ?i64 = null };
-/// Answers a statement: the host's JSON, `{"columns": [...], "rows": [[...]]}` for a query,
+/// Answers a statement: the host's JSON, `{"columns": [{"name": "id", "type": "int4"}],
+/// "rows": [[1]]}` for a query (any other shape fails the statement: the host never sends it),
 /// `{"rows_affected": n}` for an execute; an error fails it (`error.Unavailable` names none).
 pub const SqlAnswer = *const fn (a: std.mem.Allocator, call: SqlCall) anyerror![]const u8;
 /// One progress report.
@@ -458,7 +459,30 @@ fn sqlRun(conn: []const u8, request: []const u8, query: bool) i64 {
     h.sql_calls.append(h.a, call) catch return -5;
     const answer = h.sql orelse return failed("UNAVAILABLE: connector {s}: the test host has no setSql answer", .{conn});
     const text = answer(h.a, call) catch |err| return failed("UNAVAILABLE: {s}", .{@errorName(err)});
+    if (query) if (notTheHosts(h.a, text)) |why| return failed("INVALID: omni.testing: the setSql answer {s} is not one the host sends: {s} (sdk/contract/host.json)", .{ text, why });
     return answered(text);
+}
+
+/// Why a query's answer is not shaped as the host's (`{"columns": [{"name", "type"}...],
+/// "rows": [[one value per column]...]}`), or null: a plugin tested on another shape would
+/// pass here and fail live.
+fn notTheHosts(a: std.mem.Allocator, text: []const u8) ?[]const u8 {
+    const doc = std.json.parseFromSliceLeaky(std.json.Value, a, text, .{}) catch return "it is not JSON";
+    if (doc != .object) return "it is not an object";
+    const columns = doc.object.get("columns") orelse return "it has no columns";
+    const rows = doc.object.get("rows") orelse return "it has no rows";
+    if (columns != .array or rows != .array) return "columns and rows are arrays";
+    for (columns.array.items) |c| {
+        if (c != .object) return "a column is an object {\"name\", \"type\"}, never a bare name";
+        const name = c.object.get("name") orelse return "a column has a name";
+        const kind = c.object.get("type") orelse return "a column has a type";
+        if (name != .string or kind != .string) return "a column's name and type are strings";
+    }
+    for (rows.array.items) |r| {
+        if (r != .array) return "a row is an array of the columns' values";
+        if (r.array.items.len != columns.array.items.len) return "a row has one value per column";
+    }
+    return null;
 }
 
 fn endTx(tx: i64, what: []const u8) i32 {

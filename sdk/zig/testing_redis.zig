@@ -4,7 +4,8 @@ const std = @import("std");
 const th = @import("testing_host.zig");
 
 const V = std.json.Value;
-const allowed = [_][]const u8{ "GET", "SET", "SETNX", "GETDEL", "MGET", "DEL", "EXISTS", "INCR", "INCRBY", "DECR", "DECRBY", "EXPIRE", "PEXPIRE", "TTL", "PTTL", "PERSIST", "HGET", "HSET", "HDEL", "HGETALL", "HINCRBY", "HEXISTS", "HLEN", "LPUSH", "RPUSH", "LPOP", "RPOP", "LRANGE", "LLEN", "LTRIM", "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SCARD", "PUBLISH" };
+/// The host's commands and argument counts (generated from sdk/contract/host.json).
+const commands = @import("contract.zig").redis_commands;
 const wrongtype = "INVALID: WRONGTYPE Operation against a key holding the wrong kind of value";
 
 const Refused = error{ Refused, OutOfMemory };
@@ -15,9 +16,13 @@ pub fn command(h: *th.Host, request: []const u8) i64 {
     const Req = struct { cmd: []const u8, args: []const V = &.{} };
     const req = std.json.parseFromSliceLeaky(Req, a, request, .{ .ignore_unknown_fields = true }) catch return th.failed("INVALID: the request is not JSON", .{});
     const cmd = std.ascii.allocUpperString(a, req.cmd) catch return -5;
-    var known = false;
-    for (allowed) |c| known = known or std.mem.eql(u8, c, cmd);
-    if (!known) return th.failed("DENIED: {s} is not an allowed command", .{cmd});
+    const spec = for (commands) |c| {
+        if (std.mem.eql(u8, c.name, cmd)) break c;
+    } else return th.failed("DENIED: redis command '{s}' is not allowed", .{cmd});
+    const given = req.args.len;
+    if (spec.most) |most| {
+        if (given < spec.least or given > most) return th.failed("INVALID: {s} takes {d} to {d} arguments, got {d}", .{ cmd, spec.least, most, given });
+    } else if (given < spec.least) return th.failed("INVALID: {s} takes {d} or more arguments, got {d}", .{ cmd, spec.least, given });
     var args: std.ArrayList([]const u8) = .empty;
     for (req.args) |arg| {
         const text = switch (arg) {
@@ -33,7 +38,6 @@ pub fn command(h: *th.Host, request: []const u8) i64 {
         };
         args.append(a, text) catch return -5;
     }
-    if (args.items.len == 0) return th.failed("INVALID: wrong number of arguments", .{});
     var message: []const u8 = "";
     const reply = run(h, cmd, args.items, &message) catch |err| switch (err) {
         error.Refused => return th.failed("{s}", .{message}),

@@ -15,14 +15,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from omnicore.toolchains import locations
-from tests.sdk.contract import TABLE, Outcome, expected, outcome_of_block, request
+from omnicore.toolchains import locations, unit_tests
+from tests.sdk.contract import RENDERED, TABLE, Outcome, expected, outcome_of_block, request
 
 DRIVERS = Path(__file__).parent / "contract_drivers"
 
@@ -112,5 +111,29 @@ def _python_outcomes() -> str:
     return "\n".join(out)
 
 
-Runner = Callable[[Path], str]
-_ = shutil
+def _unit_tests(project: Path) -> str:
+    """``omnicore test`` on ``project`` (a driver as a plugin project): its output, both
+    streams; the drivers that write beside a test runner mark their lines ``CONTRACT``."""
+    run = unit_tests(project)
+    proc = subprocess.run(run.argv, env=run.env, cwd=run.cwd, capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # (A runner's own progress may start the line: zig test's "1/1 ..." does.)
+    marked = [line.partition("CONTRACT ")[2] for line in (proc.stdout + proc.stderr).splitlines()
+              if "CONTRACT " in line]
+    return "\n".join(marked)
+
+
+def test_zig(requests_file: Path, tmp_path: Path) -> None:
+    project = tmp_path / "zig"
+    project.mkdir()
+    shutil.copy(DRIVERS / "zig_driver.zig", project / "plugin.zig")
+    shutil.copy(requests_file, project / "requests.jsonl")
+    _check(_unit_tests(project))
+
+
+@pytest.mark.parametrize("path", sorted(RENDERED))
+def test_the_generated_files_are_the_tables(path: str) -> None:
+    """The fakes that cannot read JSON where they run read what was generated from it
+    (``python -m tests.sdk.contract`` writes them)."""
+    assert (locations.checkout() or Path()).joinpath("sdk", path).read_text() == RENDERED[path]()
