@@ -51,6 +51,8 @@ here and in ``omnicore`` itself::
         ├── HandlerNotFound
         ├── NeedsGrant           the plugin imports capabilities the operator did not grant
         ├── cli.remote.RemoteError   the running host answered the CLI with an error
+        ├── plugins.catalog.VersionPinned   a rollback or removal of a catalog name pinned
+        │                  to a version (omnicore plugins unpin first)
         ├── PluginLoadError      the file cannot become a plugin
         │   ├── InvalidModule    not wasm, fails validation, breaks ABI v1
         │   ├── UnsupportedAbiVersion
@@ -91,6 +93,8 @@ it is defined::
     workflows.connector.ConnectorFailed  a connector step's failed attempt; recorded on the
                                          run's step
     console.errors.ApiError              the console's REST error body
+    storage.catalog_rows.Pinned          a catalog change refused: the name is pinned;
+                                         plugins.catalog.VersionPinned
     console.live.TooManySubscribers      a live stream over the cap; HTTP 429
 """
 

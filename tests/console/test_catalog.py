@@ -137,3 +137,53 @@ def test_bad_publishes_are_refused_with_what_to_do(host: Host, admin: httpx.Clie
                       json={"module": b64(wasm)}).status_code == 403
     assert admin.get("/api/v1/catalog").json()["items"] == []
     assert admin.post("/api/v1/catalog/nope/rollback", json={}).status_code == 404
+
+
+def test_pin_and_unpin_over_rest(host: Host, admin: httpx.Client) -> None:
+    go = (ROOT / "build" / "plugins" / "greeter-go.wasm").read_bytes()
+    versions = []
+    for timeout in (800, 900):
+        r = admin.put("/api/v1/catalog/greeter-rust", json={
+            "module": b64(go), "sidecar": {"limits": {"timeout_ms": timeout}}})
+        assert r.status_code == 201, r.text
+        versions.append(r.json())
+    v1, _v2 = versions
+    wanted = host.app.plugins.published.wanted
+    pinned = admin.put("/api/v1/catalog/greeter-rust/pin", json={"digest": "v1"})
+    assert pinned.status_code == 200, pinned.text
+    body = pinned.json()
+    assert body["pinned"] and body["pinned_by"] == "admin" and body["version"]["id"] == v1["id"]
+    eventually(lambda: getattr(wanted("greeter-rust"), "number", None) == 1)
+    # A publish while pinned: kept, not in force, and the answer says what holds it.
+    r = admin.put("/api/v1/catalog/greeter-rust", json={
+        "module": b64(go), "sidecar": {"limits": {"timeout_ms": 700}}})
+    assert r.status_code == 201 and r.json()["pinned_to"] == v1["digest"]
+    detail = admin.get("/api/v1/catalog/greeter-rust").json()
+    assert detail["pinned"] and detail["version"]["number"] == 1
+    assert [v["number"] for v in detail["versions"]] == [3, 2, 1]
+    listed = admin.get("/api/v1/catalog").json()["items"]
+    assert [(i["name"], i["pinned"]) for i in listed] == [("greeter-rust", True)]
+    # What would move it: 409, naming the pin.
+    for refused in (admin.post("/api/v1/catalog/greeter-rust/rollback", json={"to": "v2"}),
+                    admin.delete("/api/v1/catalog/greeter-rust")):
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert error["type"] == "VersionPinned" and "unpin it first" in error["message"]
+    # Bad digests: named in the answer.
+    stranger = "sha256:" + "cd" * 32
+    r = admin.put("/api/v1/catalog/greeter-rust/pin", json={"digest": stranger})
+    assert r.status_code == 404 and stranger in r.json()["error"]["message"]
+    r = admin.put("/api/v1/catalog/greeter-rust/pin", json={"digest": "zz-top"})
+    assert r.status_code == 422 and "'zz-top'" in r.json()["error"]["message"]
+    assert admin.put("/api/v1/catalog/greeter-rust/pin", json={}).status_code == 422
+    assert admin.put("/api/v1/catalog/nope/pin", json={"digest": "v1"}).status_code == 404
+    assert getattr(wanted("greeter-rust"), "number", None) == 1
+    # Unpinned: the newest version goes in force.
+    out = admin.delete("/api/v1/catalog/greeter-rust/pin")
+    assert out.status_code == 200 and out.json()["version"]["number"] == 3
+    assert not out.json()["pinned"]
+    eventually(lambda: getattr(wanted("greeter-rust"), "number", None) == 3)
+    again = admin.delete("/api/v1/catalog/greeter-rust/pin")
+    assert again.status_code == 400 and "not pinned" in again.json()["error"]["message"]
+    audit = admin.get("/api/v1/audit", params={"verb": "catalog."}).json()["items"]
+    assert {a["verb"] for a in audit} >= {"catalog.pin", "catalog.unpin"}

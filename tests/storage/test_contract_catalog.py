@@ -176,3 +176,39 @@ def test_a_publish_racing_a_removal_leaves_one_answer(storage: Storage) -> None:
     if entry.version is not None:
         assert entry.version.digest == new_digest
         assert storage.catalog.module_size(new_digest) == (20, 1)
+
+
+def test_a_pin_holds_the_version_in_force_until_unpinned(storage: Storage) -> None:
+    from omnicore.storage.catalog_rows import Pinned
+
+    rows = storage.catalog
+    mods = [_module(seed, 64) for seed in (b"p1", b"p2", b"p3", b"p4")]
+    v1, _ = _publish(storage, "held", *mods[0])
+    v2, _ = _publish(storage, "held", *mods[1])
+    pinned = rows.pin("held", v1, by="ops", at=10.0)
+    assert pinned.pinned and pinned.pinned_by == "ops" and pinned.pinned_at == 10.0
+    assert pinned.version is not None and pinned.version.id == v1
+    seq = rows.last_seq()
+    # Published while pinned: kept, not in force, no change the hosts hear of.
+    v3, made = _publish(storage, "held", *mods[2], keep=2)
+    assert made and rows.last_seq() == seq
+    again, made = _publish(storage, "held", *mods[2], keep=2)
+    assert not made and again == v3
+    v4, _ = _publish(storage, "held", *mods[3], keep=2)
+    assert [v.id for v in rows.versions("held")] == [v4, v1]  # the pinned one is kept
+    entry = rows.entry("held")
+    assert entry is not None and entry.pinned and entry.version is not None
+    assert entry.version.id == v1
+    with pytest.raises(Pinned):
+        rows.point("held", v4, by="x", at=11.0)
+    with pytest.raises(Pinned):
+        rows.remove("held", by="x", at=11.0)
+    with pytest.raises(KeyError):
+        rows.pin("held", v2, by="x", at=11.0)  # pruned
+    assert rows.names_of(mods[0][1]) == ["held"] and rows.names_of(mods[0][1][:12]) == ["held"]
+    assert rows.names_of("sha256:%") == []  # no pattern from the caller
+    out = rows.unpin("held", by="ops", at=12.0)
+    assert out is not None and not out.pinned and out.version is not None
+    assert out.version.id == v4 and rows.last_seq() > seq
+    assert rows.unpin("held", by="ops", at=13.0) is None
+    assert rows.point("held", v1, by="x", at=14.0).version is not None

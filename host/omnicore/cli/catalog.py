@@ -1,4 +1,4 @@
-"""``omnicore plugins publish|versions|rollback|remove|catalog``: the plugin catalog.
+"""``omnicore plugins publish|versions|rollback|pin|unpin|remove|catalog``: the plugin catalog.
 
 The catalog lives in the app's store (``storage.url``, else ``<data_dir>/omnicore.db``), and
 every host of that store loads what it names within a few seconds (specs/catalog.md). One
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from omnicore.cli.remote import Remote
     from omnicore.plugins.catalog import Catalog
 
-__all__ = ["catalog_list", "publish", "remove", "rollback", "versions"]
+__all__ = ["catalog_list", "pin", "publish", "remove", "rollback", "unpin", "versions"]
 
 _APP = app_option("The app folder (its omnicore.yaml names the store).")
 _REMOTE = click.option("--remote", metavar="URL",
@@ -151,6 +151,11 @@ def publish(file: str, name: str | None, sidecar_file: Path | None, appdir: Path
     source = f" from {doc['source']}" if doc.get("source") else ""
     click.echo(f"published {doc['name']} v{doc['number']} ({_short(doc['digest'])}, "
                f"{doc['size']} bytes{extra}){side}{source} to {via}")
+    if doc.get("pinned_to"):
+        click.echo(f"omnicore: {doc['name']} is pinned to {_short(doc['pinned_to'])}: every "
+                   f"host keeps serving that version; `omnicore plugins unpin {doc['name']}` "
+                   "puts this one in force", err=True)
+        return
     grants = (doc.get("sidecar") or {}).get("grants")
     if grants:
         click.echo(f"omnicore: the sidecar asks for grants {json.dumps(grants)}: requests only; "
@@ -203,7 +208,8 @@ def _publish_file(file: Path, name: str | None, sidecar_file: Path | None, appdi
                                             by="cli", signatures=signatures)
         except SignatureRefused as exc:
             raise _refused(exc) from None
-    doc = {**version.as_dict(), "created": made}
+    doc = {**version.as_dict(), "created": made, **_held_by_pin(appdir, version.name,
+                                                                  version.id)}
     if made:
         _audit(appdir, "catalog.publish", version.name,
                {"version": version.number, "digest": version.digest, "size": version.size})
@@ -241,12 +247,30 @@ def _publish_pulled(ref: str, name: str | None, sidecar_file: Path | None, appdi
                 signatures=pulled.signatures)
         except oci.SignatureRefused as exc:
             raise _refused(exc) from None
-    doc = {**version.as_dict(), "created": made}
+    doc = {**version.as_dict(), "created": made, **_held_by_pin(appdir, version.name,
+                                                                  version.id)}
     if made:
         _audit(appdir, "catalog.publish", version.name,
                {"version": version.number, "digest": version.digest, "size": version.size,
                 "source": version.source})
     return doc, "the app's store"
+
+
+def _held_by_pin(appdir: Path, name: str, version_id: int) -> dict[str, Any]:
+    from omnicore.cli.appdata import app_storage
+
+    with app_storage(appdir) as store:
+        entry = store.catalog.entry(name)
+    if entry is not None and entry.pinned and entry.version is not None \
+            and entry.version.id != version_id:
+        return {"pinned_to": entry.version.digest}
+    return {}
+
+
+def _entry_doc(entry: Any) -> dict[str, Any]:
+    return {"name": entry.name, "version": entry.version.as_dict() if entry.version else None,
+            "updated_at": entry.updated_at, "updated_by": entry.updated_by,
+            "pinned": entry.pinned, "pinned_at": entry.pinned_at, "pinned_by": entry.pinned_by}
 
 
 def _manifest_name(file: Path) -> str | None:
@@ -265,24 +289,25 @@ def _manifest_name(file: Path) -> str | None:
 @_REMOTE
 @_JSON
 def versions(name: str, appdir: Path, remote: str | None, as_json: bool) -> None:
-    """List NAME's versions kept in the catalog, newest first (* marks the one in force)."""
+    """List NAME's versions kept in the catalog, newest first (* marks the one in force,
+    "pinned" a pin holding it there)."""
     host = _host(appdir, remote)
     if host is not None:
         doc = host.request("GET", _path(name))
     else:
         with _catalog(appdir) as catalog:
-            entry = catalog.entry(name)
-            doc = {"name": name, "version": entry.version.as_dict() if entry.version else None,
-                   "versions": [v.as_dict() for v in catalog.versions(name)],
-                   "updated_at": entry.updated_at, "updated_by": entry.updated_by}
+            doc = {**_entry_doc(catalog.entry(name)),
+                   "versions": [v.as_dict() for v in catalog.versions(name)]}
     if as_json:
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
         return
     current = (doc.get("version") or {}).get("id")
     for v in doc["versions"]:
         mark = "*" if v["id"] == current else " "
+        pinned = f"  pinned by {doc.get('pinned_by') or '-'}" \
+            if v["id"] == current and doc.get("pinned") else ""
         click.echo(f"{mark} v{v['number']:<4} {_short(v['digest'])}  {v['size']:>10} bytes  "
-                   f"{_when(v['published_at'])}  {v['published_by'] or '-'}")
+                   f"{_when(v['published_at'])}  {v['published_by'] or '-'}{pinned}")
     if current is None:
         click.echo(f"omnicore: {name} is not in force (removed); `omnicore plugins rollback "
                    f"{name}` puts its newest version back", err=True)
@@ -313,6 +338,55 @@ def rollback(name: str, to: str | None, appdir: Path, remote: str | None,
     v = doc["version"]
     click.echo(f"{name}: v{v['number']} ({_short(v['digest'])}) is in force; every host "
                "loads it within a few seconds")
+
+
+@plugins_group.command("pin")
+@click.argument("name")
+@click.argument("digest", metavar="DIGEST|vN")
+@_APP
+@_REMOTE
+@_JSON
+def pin(name: str, digest: str, appdir: Path, remote: str | None, as_json: bool) -> None:
+    """Pin NAME to the version DIGEST (or a prefix of it, or vN) names: every host serves it
+    whatever is published later, until `omnicore plugins unpin NAME`. Rollback and remove
+    are refused meanwhile; a later publish adds a version without putting it in force."""
+    host = _host(appdir, remote)
+    if host is not None:
+        doc = host.request("PUT", _path(name, "/pin"), {"digest": digest})
+    else:
+        with _catalog(appdir) as catalog:
+            entry = catalog.pin(name, digest, by="cli")
+        doc = _entry_doc(entry)
+        _audit(appdir, "catalog.pin", name, entry.version.digest if entry.version else None)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    v = doc["version"]
+    click.echo(f"{name}: pinned to v{v['number']} ({_short(v['digest'])}); every host serves "
+               "it until `omnicore plugins unpin " + name + "`")
+
+
+@plugins_group.command("unpin")
+@click.argument("name")
+@_APP
+@_REMOTE
+@_JSON
+def unpin(name: str, appdir: Path, remote: str | None, as_json: bool) -> None:
+    """Release NAME's pin: its newest version goes in force on every host."""
+    host = _host(appdir, remote)
+    if host is not None:
+        doc = host.request("DELETE", _path(name, "/pin"))
+    else:
+        with _catalog(appdir) as catalog:
+            entry = catalog.unpin(name, by="cli")
+        doc = _entry_doc(entry)
+        _audit(appdir, "catalog.unpin", name, entry.version.digest if entry.version else None)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    v = doc["version"]
+    click.echo(f"{name}: unpinned; v{v['number']} ({_short(v['digest'])}) is in force, every "
+               "host loads it within a few seconds")
 
 
 @plugins_group.command("remove")
@@ -350,9 +424,7 @@ def catalog_list(appdir: Path, remote: str | None, as_json: bool) -> None:
         with app_storage(appdir) as store:
             entries = store.catalog.entries()
             where = {r["name"]: r for r in rollouts(entries, store.instances.all())}
-        doc = {"items": [{"name": e.name, "version": e.version.as_dict() if e.version else None,
-                          "updated_at": e.updated_at, "updated_by": e.updated_by,
-                          "rollout": where.get(e.name)} for e in entries],
+        doc = {"items": [{**_entry_doc(e), "rollout": where.get(e.name)} for e in entries],
                "converged": all(r["converged"] for r in where.values())}
     if as_json:
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
@@ -364,7 +436,8 @@ def catalog_list(appdir: Path, remote: str | None, as_json: bool) -> None:
         v, r = item["version"], item.get("rollout") or {}
         hosts = r.get("hosts") or []
         line = f"{item['name']:<24} v{v['number']:<4} {_short(v['digest'])}  " \
-               f"{r.get('serving', 0)}/{len(hosts)} hosts"
+               f"{r.get('serving', 0)}/{len(hosts)} hosts" + \
+               ("  pinned" if item.get("pinned") else "")
         lagging = [f"{h['runtime_id']}: {h['error'] or h['state'] or 'not yet'}"
                    for h in hosts if h["digest"] != v["digest"]]
         click.echo(line + ("" if not lagging else "  (" + "; ".join(lagging) + ")"))

@@ -1,4 +1,4 @@
-"""The plugin catalog in the REST API: publish, list, versions, rollback, remove.
+"""The plugin catalog in the REST API: publish, list, versions, rollback, pin, remove.
 
 API (reads: any signed-in user; changes: admin; every change in the audit log)::
 
@@ -17,6 +17,11 @@ API (reads: any signed-in user; changes: admin; every change in the audit log)::
                                               version before the one in force
     DELETE /api/v1/catalog/{name}             out of the catalog: every host falls back to
                                               its folder's file of that name, or unloads it
+    PUT    /api/v1/catalog/{name}/pin         {digest: digest, prefix or vN}: pin that
+                                              version: every host serves it whatever is
+                                              published later (rollback and removal refused,
+                                              409) until unpinned
+    DELETE /api/v1/catalog/{name}/pin         unpin: the newest version goes in force
 
 Any host answers for all of them: the catalog is in the app's store, and every host loads
 what it says within a few seconds (omnicore.plugins.convergence).
@@ -55,8 +60,8 @@ _RAW = ("application/wasm", "application/octet-stream")
 
 def catalog_of(app: OmniApp) -> Catalog:
     """The app's catalog, a publish compiled as this host loads (``app.plugins``)."""
-    return app_catalog(lambda: app.storage, app.plugins.published.check_module, app.config.catalog,
-                       app.config.trust)
+    return app_catalog(lambda: app.storage, app.plugins.published.check_module,
+                       app.config.catalog, app.config.trust)
 
 
 def version_doc(version: PluginVersion) -> dict[str, Any]:
@@ -69,7 +74,8 @@ def version_doc(version: PluginVersion) -> dict[str, Any]:
 
 def entry_doc(entry: CatalogEntry) -> dict[str, Any]:
     return {"name": entry.name, "version": version_doc(entry.version) if entry.version else None,
-            "updated_at": entry.updated_at, "updated_by": entry.updated_by}
+            "updated_at": entry.updated_at, "updated_by": entry.updated_by,
+            "pinned": entry.pinned, "pinned_at": entry.pinned_at, "pinned_by": entry.pinned_by}
 
 
 def listing(app: OmniApp) -> dict[str, Any]:
@@ -129,6 +135,24 @@ def remove(app: OmniApp, name: str, by: Actor) -> None:
         record(app.storage, by, "catalog.remove", name)
 
 
+def pin(app: OmniApp, name: str, digest: str, by: Actor) -> CatalogEntry:
+    entry = catalog_of(app).pin(name, digest, by=by.name)
+    _changed(app)
+    record(app.storage, by, "catalog.pin", name, None,
+           entry.version.digest if entry.version else None)
+    return entry
+
+
+def unpin(app: OmniApp, name: str, by: Actor) -> CatalogEntry:
+    catalog = catalog_of(app)
+    before = catalog.entry(name).version
+    entry = catalog.unpin(name, by=by.name)
+    _changed(app)
+    record(app.storage, by, "catalog.unpin", name, before.digest if before else None,
+           entry.version.digest if entry.version else None)
+    return entry
+
+
 @guarded
 async def list_catalog(request: Request) -> Response:
     need(request)
@@ -171,7 +195,8 @@ async def put_entry(request: Request) -> Response:
                                type="BadRequest")
             pulled, made = await st.off_loop(publish_pulled, st.app, name, source,
                                              actor(request, who))
-            return JSONResponse({**version_doc(pulled), "created": made},
+            return JSONResponse({**version_doc(pulled), "created": made,
+                                 **await st.off_loop(held_by_pin, st.app, pulled)},
                                 status_code=201 if made else 200)
         module = _module(doc.get("module"))
         signatures = _signatures(doc.get("signatures"))
@@ -185,8 +210,17 @@ async def put_entry(request: Request) -> Response:
             raise ApiError(422, "'digest' must be a string: sha256:<64 hex>", type="BadRequest")
     version, made = await st.off_loop(partial(publish, signatures=signatures), st.app, name,
                                       module, sidecar, digest, actor(request, who))
-    return JSONResponse({**version_doc(version), "created": made},
+    return JSONResponse({**version_doc(version), "created": made,
+                         **await st.off_loop(held_by_pin, st.app, version)},
                         status_code=201 if made else 200)
+
+
+def held_by_pin(app: OmniApp, version: PluginVersion) -> dict[str, Any]:
+    """``{"pinned_to": digest}`` when a pin keeps ``version`` from going in force."""
+    entry = catalog_of(app).entry(version.name)
+    if entry.pinned and entry.version is not None and entry.version.id != version.id:
+        return {"pinned_to": entry.version.digest}
+    return {}
 
 
 def _signatures(value: object) -> list[BlobSignature | OciSignature]:
@@ -228,6 +262,27 @@ async def post_rollback(request: Request) -> Response:
 
 
 @guarded
+async def put_pin(request: Request) -> Response:
+    who = need(request, "admin")
+    doc = await json_body(request)
+    digest = doc.get("digest")
+    if not isinstance(digest, str) or not digest.strip():
+        raise ApiError(422, "'digest' must name a version: sha256:<hex>, a prefix of 6 or more "
+                            "hex digits, or vN", type="BadRequest")
+    st, name = state(request), request.path_params["name"]
+    entry = await st.off_loop(pin, st.app, name, digest, actor(request, who))
+    return JSONResponse(entry_doc(entry))
+
+
+@guarded
+async def delete_pin(request: Request) -> Response:
+    who = need(request, "admin")
+    st, name = state(request), request.path_params["name"]
+    entry = await st.off_loop(unpin, st.app, name, actor(request, who))
+    return JSONResponse(entry_doc(entry))
+
+
+@guarded
 async def delete_entry(request: Request) -> Response:
     who = need(request, "admin")
     st, name = state(request), request.path_params["name"]
@@ -243,4 +298,6 @@ def routes() -> list[BaseRoute]:
         Route(f"{p}/catalog/{{name}}", put_entry, methods=["PUT"]),
         Route(f"{p}/catalog/{{name}}", delete_entry, methods=["DELETE"]),
         Route(f"{p}/catalog/{{name}}/rollback", post_rollback, methods=["POST"]),
+        Route(f"{p}/catalog/{{name}}/pin", put_pin, methods=["PUT"]),
+        Route(f"{p}/catalog/{{name}}/pin", delete_pin, methods=["DELETE"]),
     ]

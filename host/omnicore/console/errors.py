@@ -31,7 +31,7 @@ from omnicore.errors import (
     PluginNotFound,
 )
 from omnicore.jobs.service import KeyReused
-from omnicore.plugins.catalog import ModuleTooLarge
+from omnicore.plugins.catalog import ModuleTooLarge, VersionPinned
 from omnicore.storage import Refused, StorageError, StorageFull
 
 __all__ = ["ApiError", "disk_full", "error_response", "from_omni", "full_disk_error",
@@ -98,7 +98,7 @@ def status_of(exc: OmniError) -> int:
     """The HTTP status an omnicore error answers with (a full disk aside: :func:`from_omni`)."""
     if isinstance(exc, PluginNotFound | HandlerNotFound):
         return 404
-    if isinstance(exc, DuplicatePlugin | KeyReused):
+    if isinstance(exc, DuplicatePlugin | KeyReused | VersionPinned):
         return 409
     if isinstance(exc, NeedsGrant | CircuitOpen):
         return 409

@@ -131,6 +131,9 @@ SCHEMAS: Obj = {
         "name": {"type": "string"},
         "version": {"oneOf": [_ref("CatalogVersion"), {"type": "null"}]},
         "updated_at": {"type": "number"}, "updated_by": {"type": ["string", "null"]},
+        "pinned": {"type": "boolean", "description": "the version in force is pinned: a "
+                   "publish adds a version without putting it in force"},
+        "pinned_at": {"type": ["number", "null"]}, "pinned_by": {"type": ["string", "null"]},
         "versions": {"type": "array", "items": _ref("CatalogVersion")},
         "rollout": {"type": ["object", "null"], "description": "digest, serving (hosts), "
                     "hosts (each host's digest, state, error), converged"}}},
@@ -402,6 +405,14 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
      "digest, a prefix of one, or a number); without it, the one before", "admin", [_NAME],
      _body({"type": "object", "properties": {"to": {"type": ["string", "integer"]}}},
            required=False), 200, _ref("CatalogEntry")),
+    ("put", "/catalog/{name}/pin", "Pin a plugin to one of its versions ('digest': a digest, "
+     "a prefix of 6 or more hex digits, or vN): every host serves it whatever is published "
+     "later, rollback and removal are refused (409), until unpinned; 404 names a digest "
+     "the plugin has no version of", "admin", [_NAME],
+     _body({"type": "object", "required": ["digest"],
+            "properties": {"digest": {"type": "string"}}}), 200, _ref("CatalogEntry")),
+    ("delete", "/catalog/{name}/pin", "Unpin a plugin: its newest version goes in force on "
+     "every host", "admin", [_NAME], None, 200, _ref("CatalogEntry")),
     ("delete", "/catalog/{name}", "Take a plugin out of the catalog: every host falls back to "
      "its folder's file of that name, or unloads it (its versions are kept)", "admin",
      [_NAME], None, 204, None),

@@ -14,10 +14,15 @@ upload), the bytes being a plugin this host can compile (the same door a load go
 a name a host can hold, and the sidecar being one a host would read. The sidecar's grants are
 requests (specs/catalog.md): publishing never grants a capability.
 
-Errors (drawn in :mod:`omnicore.errors` under ``PluginLoadError``)::
+A name may be pinned to one of its versions (:meth:`Catalog.pin`): every host serves that
+version whatever is published later (a publish adds a version, not in force), and a rollback
+or a removal is refused, until :meth:`Catalog.unpin` puts the newest version in force.
+
+Errors (drawn in :mod:`omnicore.errors`)::
 
     BadPublish       the catalog will not take it: the module, digest, name or sidecar
     └── ModuleTooLarge   over catalog.max_module_bytes
+    VersionPinned    a rollback or removal of a pinned name (a PluginError)
 """
 
 from __future__ import annotations
@@ -35,7 +40,13 @@ from omnicore.errors import ConfigError, PluginError, PluginLoadError, PluginNot
 from omnicore.plugins.published import published_sidecar
 from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.storage.base import Storage
-from omnicore.storage.catalog_rows import CHUNK_BYTES, CatalogEntry, CatalogRows, PluginVersion
+from omnicore.storage.catalog_rows import (
+    CHUNK_BYTES,
+    CatalogEntry,
+    CatalogRows,
+    Pinned,
+    PluginVersion,
+)
 from omnicore.storage.instance_rows import Instance
 
 if TYPE_CHECKING:
@@ -48,6 +59,7 @@ __all__ = [
     "BadPublish",
     "Catalog",
     "ModuleTooLarge",
+    "VersionPinned",
     "app_catalog",
     "digest_of",
     "short",
@@ -70,6 +82,10 @@ class BadPublish(PluginLoadError):
 
 class ModuleTooLarge(BadPublish):
     """The module is over ``catalog.max_module_bytes``."""
+
+
+class VersionPinned(PluginError):
+    """A rollback or a removal of a name pinned to a version: unpin it first."""
 
 
 def digest_of(data: bytes) -> str:
@@ -196,6 +212,8 @@ class Catalog:
         rows = self._rows()
         versions = self.versions(name)
         entry = rows.entry(name)
+        if entry is not None and entry.pinned:
+            raise _pinned(entry, "roll it back")  # (the store checks again as it changes)
         current = entry.version if entry is not None else None
         if to is None:
             older = [v for v in versions if current is None or v.id < current.id]
@@ -206,7 +224,10 @@ class Catalog:
             target = older[0]
         else:
             target = _pick(name, versions, to)
-        return rows.point(name, target.id, by=by, at=time.time())
+        try:
+            return rows.point(name, target.id, by=by, at=time.time())
+        except Pinned as exc:
+            raise _pinned(exc.entry, "roll it back") from None
 
     def remove(self, name: str, *, by: str | None = None) -> CatalogEntry | None:
         """Take ``name`` out of the catalog (its versions stay, for a rollback): every host
@@ -214,7 +235,51 @@ class Catalog:
         not in force."""
         if self._rows().entry(name) is None:
             raise self._unknown(name)
-        return self._rows().remove(name, by=by, at=time.time())
+        try:
+            return self._rows().remove(name, by=by, at=time.time())
+        except Pinned as exc:
+            raise _pinned(exc.entry, "remove it") from None
+
+    # ---- pinning ---------------------------------------------------------------------
+
+    def pin(self, name: str, digest: str, *, by: str | None = None) -> CatalogEntry:
+        """Pin ``name`` to the version ``digest`` names (a full digest, a prefix of 6 or more
+        hex digits, or ``vN``): it goes in force on every host and stays there whatever is
+        published later, until :meth:`unpin`. PluginNotFound names a digest the name has no
+        version of (and the plugin it is a version of, if any), BadPublish one that is not a
+        digest."""
+        versions = self.versions(name)
+        text = digest.strip().lower()
+        if not text.removeprefix("v").isdecimal():
+            hexpart = _full(text).removeprefix("sha256:")
+            if not re.fullmatch(r"[0-9a-f]{6,64}", hexpart):
+                raise BadPublish(f"cannot pin '{name}' to {digest[:80]!r}: that is not a "
+                                 "digest (sha256:<hex>, 6 to 64 hex digits) or a version "
+                                 "number (vN)", plugin=name)
+            if not any(v.digest.startswith(_full(text)) for v in versions):
+                others = [n for n in self._rows().names_of(_full(text)) if n != name]
+                where = (f"; it is a version of {', '.join(repr(n) for n in others)}, not of "
+                         f"'{name}'") if others else " (no plugin in the catalog has it)"
+                kept = ", ".join(f"v{v.number} {short(v.digest)}" for v in versions[:10])
+                raise PluginNotFound(f"cannot pin '{name}' to {digest[:80]}: '{name}' has no "
+                                     f"such version{where}; its versions kept: {kept}",
+                                     plugin=name)
+        target = _pick(name, versions, digest)
+        try:
+            return self._rows().pin(name, target.id, by=by, at=time.time())
+        except KeyError:  # pruned meanwhile
+            raise PluginNotFound(f"cannot pin '{name}' to {short(target.digest)}: that version "
+                                 "is no longer kept", plugin=name) from None
+
+    def unpin(self, name: str, *, by: str | None = None) -> CatalogEntry:
+        """Release ``name``'s pin: its newest version goes in force on every host.
+        PluginError when it is not pinned."""
+        self.entry(name)  # PluginNotFound for a name never published
+        entry = self._rows().unpin(name, by=by, at=time.time())
+        if entry is None:
+            raise PluginError(f"plugin '{name}' is not pinned (pin it with `omnicore plugins "
+                              f"pin {name} DIGEST`)", plugin=name)
+        return entry
 
     @staticmethod
     def _unknown(name: str) -> PluginNotFound:
@@ -302,6 +367,15 @@ def _pick(name: str, versions: list[PluginVersion], to: str) -> PluginVersion:
                           f"({', '.join(sorted(short(d) for d in digests))}): give more of the "
                           "digest", plugin=name)
     return found[0]  # the newest of that digest
+
+
+def _pinned(entry: CatalogEntry, what: str) -> VersionPinned:
+    held = entry.version
+    pin = f"v{held.number} ({held.digest})" if held is not None else "a version"
+    by = f" by {entry.pinned_by}" if entry.pinned_by else ""
+    return VersionPinned(f"plugin '{entry.name}' is pinned to {pin}{by}: cannot {what}; "
+                         f"unpin it first (omnicore plugins unpin {entry.name})",
+                         plugin=entry.name)
 
 
 def _named(version: PluginVersion | None) -> str:

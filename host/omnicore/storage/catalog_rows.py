@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CHUNK_BYTES", "CatalogEntry", "CatalogRows", "PluginVersion"]
+__all__ = ["CHUNK_BYTES", "CatalogEntry", "CatalogRows", "Pinned", "PluginVersion"]
 
 #: The largest chunk of a module one row holds.
 CHUNK_BYTES = 1 << 20
@@ -65,6 +65,23 @@ class CatalogEntry:
     seq: int
     updated_at: float
     updated_by: str | None
+    #: When the version in force was pinned (None: not pinned): a publish then adds a
+    #: version without putting it in force, until the name is unpinned.
+    pinned_at: float | None = None
+    pinned_by: str | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.pinned_at is not None
+
+
+class Pinned(Exception):
+    """A change that would move a pinned name's version in force (a rollback, a removal)
+    was refused; ``entry`` is the name as it stands."""
+
+    def __init__(self, entry: CatalogEntry) -> None:
+        super().__init__(f"plugin '{entry.name}' is pinned")
+        self.entry = entry
 
 
 class CatalogRows(abc.ABC):
@@ -78,7 +95,8 @@ class CatalogRows(abc.ABC):
         """Make ``digest`` (with ``sidecar``, ``signatures`` and ``source``) the version of
         ``name`` in force, in one transaction no other catalog change interleaves with; the
         version and whether it is new (False: that module, sidecar and signatures were in
-        force already, nothing changed). ``chunks`` (each at most
+        force already, nothing changed; a pinned name: a new version kept, not put in
+        force, unless it is the newest version again). ``chunks`` (each at most
         :data:`CHUNK_BYTES`, ``size`` bytes in all) are read only when the store does not hold
         the module yet. Versions of ``name`` beyond the newest ``keep`` (never the one in
         force) are dropped, and modules no version names any more with them."""
@@ -87,12 +105,24 @@ class CatalogRows(abc.ABC):
     def point(self, name: str, version_id: int, *, by: str | None,
               at: float) -> CatalogEntry:
         """Put version ``version_id`` (one of ``name``'s) in force (a rollback); KeyError
-        when ``name`` has no such version."""
+        when ``name`` has no such version, :class:`Pinned` when the name is pinned."""
 
     @abc.abstractmethod
     def remove(self, name: str, *, by: str | None, at: float) -> CatalogEntry | None:
         """Take ``name`` out of force (its versions stay, for a rollback); None when it was
-        not in force."""
+        not in force. :class:`Pinned` when it is pinned."""
+
+    @abc.abstractmethod
+    def pin(self, name: str, version_id: int, *, by: str | None, at: float) -> CatalogEntry:
+        """Put version ``version_id`` (one of ``name``'s) in force and keep it there: a
+        publish adds a version without putting it in force, a rollback or a removal is
+        refused (:class:`Pinned`), until :meth:`unpin`. KeyError when ``name`` has no such
+        version."""
+
+    @abc.abstractmethod
+    def unpin(self, name: str, *, by: str | None, at: float) -> CatalogEntry | None:
+        """Release ``name``'s pin and put its newest version in force (what would serve had
+        it never been pinned); None when it was not pinned."""
 
     @abc.abstractmethod
     def entry(self, name: str) -> CatalogEntry | None:
@@ -105,6 +135,11 @@ class CatalogRows(abc.ABC):
     @abc.abstractmethod
     def versions(self, name: str) -> list[PluginVersion]:
         """``name``'s versions kept, newest first."""
+
+    @abc.abstractmethod
+    def names_of(self, digest: str) -> list[str]:
+        """The names with a version kept whose digest starts with ``digest`` (``sha256:`` and
+        hex digits only), by name."""
 
     @abc.abstractmethod
     def changes(self, since: int, limit: int = 1000) -> list[CatalogEntry]:

@@ -352,7 +352,14 @@ ALTER TABLE plugin_versions ADD COLUMN source text;
 ALTER TABLE plugin_versions ADD COLUMN signatures text NOT NULL DEFAULT '[]';
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 19 drops what an
+# A name's version in force pinned (omnicore plugins pin): publishes add versions without
+# putting them in force until it is unpinned. A host of the previous version ignores the pin.
+_V20_CATALOG_PIN = """
+ALTER TABLE plugin_catalog ADD COLUMN pinned_at double precision;
+ALTER TABLE plugin_catalog ADD COLUMN pinned_by text;
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 20 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -379,6 +386,7 @@ STEPS: tuple[Step, ...] = (
          runs_from=1),
     Step(_V19_CATALOG_SOURCE_SIGNATURES, "a catalog version's source and signatures",
          runs_from=1),
+    Step(_V20_CATALOG_PIN, "a catalog name's version in force pinned", runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

@@ -231,6 +231,13 @@ def _catalog_v2(conn: sqlite3.Connection) -> None:
                  "DEFAULT '[]'")
 
 
+def _catalog_v3(conn: sqlite3.Connection) -> None:
+    # A name's version in force pinned (omnicore plugins pin): publishes add versions
+    # without putting them in force until it is unpinned.
+    conn.execute("ALTER TABLE plugin_catalog ADD COLUMN pinned_at REAL")
+    conn.execute("ALTER TABLE plugin_catalog ADD COLUMN pinned_by TEXT")
+
+
 _CATALOG_V1 = """
 CREATE TABLE plugin_modules (digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
     chunks INTEGER NOT NULL, created_at REAL NOT NULL);
@@ -259,5 +266,5 @@ COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
     "plugin_settings": (_settings_v1,),
     "oauth": (_oauth_v1, _oauth_v2),
     "mcp_tasks": (_mcp_tasks_v1,),
-    "catalog": (_catalog_v1, _catalog_v2),
+    "catalog": (_catalog_v1, _catalog_v2, _catalog_v3),
 }
