@@ -15,7 +15,7 @@ from omnicore.errors import InvalidModule
 from omnicore.sandbox import modcache, wasmbin
 from omnicore.sandbox.capability import CapabilityRegistry
 from omnicore.sandbox.compiled import CompiledPlugin, Export, Import, engine_cause
-from omnicore.sandbox.component import rawlift
+from omnicore.sandbox.component import canonplan, rawlift
 from omnicore.sandbox.component.hostcalls import (
     PACKAGE,
     capability_of,
@@ -46,8 +46,9 @@ class ComponentModule(CompiledPlugin):
     #: when the component is an omnicore plugin: its handlers are the manifest's, called
     #: with bytes like ABI v1's; None for any other component (exports called with JSON).
     handler_interface: str | None = None
-    #: Functions with a flat face (.rawlift), by name: their byte lists and strings are
-    #: copied straight into and out of linear memory.
+    #: Functions with a flat face, by name: their byte lists and strings are copied straight
+    #: into and out of linear memory (.rawlift), or the host does their whole canonical ABI
+    #: (``result == "canon"``: .canonplan); any other takes wasmtime's value API.
     flat: dict[str, rawlift.RawForm] = field(default_factory=dict, repr=False)
 
     @property
@@ -66,11 +67,22 @@ class ComponentModule(CompiledPlugin):
                                     f"this host does not supply to components (it supplies "
                                     f"{have})", plugin=self.name)
 
+    def call_path(self, name: str) -> str:
+        """How export ``name`` is called: ``"flat"`` (the host's canonical ABI on its core
+        function), ``"flat-bytes"`` (byte lists and strings copied whole), or
+        ``"value-api"`` (wasmtime's value API: resources, streams, futures, a layout the
+        planner does not read)."""
+        form = self.flat.get(name)
+        if form is None:
+            return "value-api"
+        return "flat" if form.result == "canon" else "flat-bytes"
+
     def describe(self) -> dict[str, Any]:
         """The :meth:`CompiledPlugin.describe` report plus the WIT world, readable."""
         report = super().describe()
         world = self.world
         report["exports"] = [{"name": f.name, "kind": "func", "type": f.signature,
+                              "path": self.call_path(f.name),
                               **({"unsupported": f.unsupported} if f.unsupported else {})}
                              for f in world.functions.values()]
         report["imports"] = {name: [_supplier(name)] for name in world.imports}
@@ -101,7 +113,7 @@ def _with_flat_faces(engine: SandboxEngine, wasm: bytes) -> cm.Component:
     """``wasm`` compiled with the flat faces of its byte-carrying exports (.rawlift), or as
     it is when it has none, or when the faces do not compile (a layout the planner misread:
     the one case compiled twice)."""
-    planned = rawlift.plan(wasm)
+    planned = canonplan.plan(wasm)
     if planned:
         try:
             return cm.Component(engine.components, rawlift.rewrite(wasm, planned))
@@ -113,8 +125,9 @@ def _with_flat_faces(engine: SandboxEngine, wasm: bytes) -> cm.Component:
 
 def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
     core_path = engine.cache_path(sha)
-    # ".flat": entries made before the flat faces lack them (they would still work, slowly).
-    path = core_path.with_suffix(".flat.component.cwasm") if core_path is not None else None
+    # ".canon": entries made before the canonical faces lack them (they would still work,
+    # slowly).
+    path = core_path.with_suffix(".canon.component.cwasm") if core_path is not None else None
     # Checked before wasmtime trusts it, like a module's entry (sandbox/modcache.py).
     return modcache.compiled(
         path, sha, lambda file: cm.Component.deserialize_file(engine.components, file),
@@ -129,12 +142,18 @@ def _flat_forms(wasm: bytes, world: World, component: cm.Component) -> dict[str,
     """The flat faces ``component`` (compiled by :func:`_compile`) has, by function name:
     each one's function has the signature the planner read."""
     forms = {}
-    for name, (form, _lift) in rawlift.plan(wasm).items():
+    for name, (form, _lift) in canonplan.plan(wasm).items():
         fn = world.functions.get(name)
-        if fn is None or fn.result is None or fn.unsupported is not None:
+        if fn is None or fn.unsupported is not None:
             continue
-        if tuple(_FLAT_KINDS.get(c.wit) for _, c in fn.params) != form.params \
-                or _FLAT_KINDS.get(fn.result.wit) != form.result:
+        if form.result == "canon":
+            # The planner's reading of the binary against wasmtime's reflection of the
+            # export: the same types, names included, or the export keeps the value API.
+            if tuple(c.canon() for _, c in fn.params) != form.types or (
+                    fn.result.canon() if fn.result is not None else None) != form.result_type:
+                continue
+        elif fn.result is None or tuple(_FLAT_KINDS.get(c.wit) for _, c in fn.params) \
+                != form.params or _FLAT_KINDS.get(fn.result.wit) != form.result:
             continue
         faces = (form.export, form.realloc, form.post_return)
         if all(component.get_export_index(f) is not None for f in faces if f is not None):

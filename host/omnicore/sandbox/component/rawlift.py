@@ -32,7 +32,8 @@ from typing import Any
 
 from omnicore.sandbox.wasmbin import WasmFormatError, read_uleb, sections, write_uleb
 
-__all__ = ["RAW_PREFIX", "Planned", "RawForm", "plan", "rewrite"]
+__all__ = ["RAW_PREFIX", "Lift", "Planned", "RawForm", "Reader", "label", "named_lifts", "plan",
+           "read", "rewrite"]
 
 #: Export names of the flat faces (a kebab-case label no WIT export of a plugin uses).
 RAW_PREFIX = "omnicore-raw-"
@@ -46,16 +47,23 @@ class RawForm:
 
     #: The flat face's export name, its realloc's and its post-return's (None: it has none).
     export: str
-    realloc: str
+    realloc: str | None
     post_return: str | None
     #: ``"bytes"`` or ``"string"`` per parameter.
     params: tuple[str, ...]
-    #: ``"bytes"``, ``"string"`` or ``"result"`` (``result<list<u8>, string>``).
+    #: ``"bytes"``, ``"string"`` or ``"result"`` (``result<list<u8>, string>``); ``"canon"``
+    #: for any other signature (.canonplan: the host does the whole canonical ABI).
     result: str
+    #: The core function's parameter and result types (``"i32"``...): the face's signature.
+    core_params: tuple[str, ...] = ()
+    core_result: tuple[str, ...] = ("i32",)
+    #: A canonical face's WIT parameter and result types, as .canonabi reads them.
+    types: tuple[Any, ...] = ()
+    result_type: Any = None
 
 
 @dataclass(frozen=True, slots=True)
-class _Lift:
+class Lift:
     core_func: int
     #: The canonical options but the post-return, encoded (vec count included).
     options: bytes
@@ -106,11 +114,13 @@ def _opt_valtype(data: bytes, pos: int) -> tuple[Any, int]:
     return _valtype(data, pos + 1)
 
 
-def _labels(data: bytes, pos: int) -> int:
+def _labels(data: bytes, pos: int) -> tuple[tuple[str, ...], int]:
     count, pos = read_uleb(data, pos)
+    names = []
     for _ in range(count):
-        _l, pos = _name(data, pos)
-    return pos
+        label, pos = _name(data, pos)
+        names.append(label)
+    return tuple(names), pos
 
 
 def _deftype(data: bytes, pos: int) -> tuple[_Kind, int]:
@@ -149,22 +159,22 @@ def _deftype(data: bytes, pos: int) -> tuple[_Kind, int]:
         return None, pos
     if 0x64 <= form <= 0x7F and form not in (0x72, 0x71, 0x70, 0x6F, 0x6E, 0x6D, 0x6B, 0x6A,
                                              0x69, 0x68, 0x67, 0x66, 0x65):
-        return None, pos  # a primitive
-    if form == 0x72:  # record
+        return ("prim", form), pos  # a primitive
+    if form in (0x72, 0x71):  # record, variant
         count, pos = read_uleb(data, pos)
+        names, types = [], []
         for _ in range(count):
-            _l, pos = _name(data, pos)
-            _t, pos = _valtype(data, pos)
-        return None, pos
-    if form == 0x71:  # variant
-        count, pos = read_uleb(data, pos)
-        for _ in range(count):
-            _l, pos = _name(data, pos)
-            _t, pos = _opt_valtype(data, pos)
-            if data[pos] != 0x00:
-                raise _Unknown("variant case refinement")
-            pos += 1
-        return None, pos
+            label, pos = _name(data, pos)
+            if form == 0x72:
+                t, pos = _valtype(data, pos)
+            else:
+                t, pos = _opt_valtype(data, pos)
+                if data[pos] != 0x00:
+                    raise _Unknown("variant case refinement")
+                pos += 1
+            names.append(label)
+            types.append(t)
+        return ("record" if form == 0x72 else "variant", tuple(names), tuple(types)), pos
     if form == 0x70:  # list
         vt, pos = _valtype(data, pos)
         return ("list", vt), pos
@@ -174,14 +184,17 @@ def _deftype(data: bytes, pos: int) -> tuple[_Kind, int]:
         return None, pos
     if form == 0x6F:  # tuple
         count, pos = read_uleb(data, pos)
+        types = []
         for _ in range(count):
-            _t, pos = _valtype(data, pos)
-        return None, pos
+            t, pos = _valtype(data, pos)
+            types.append(t)
+        return ("tuple", tuple(types)), pos
     if form in (0x6E, 0x6D):  # flags, enum
-        return None, _labels(data, pos)
+        labels, pos = _labels(data, pos)
+        return ("flags" if form == 0x6E else "enum", labels), pos
     if form == 0x6B:  # option
-        _t, pos = _valtype(data, pos)
-        return None, pos
+        t, pos = _valtype(data, pos)
+        return ("option", t), pos
     if form == 0x6A:  # result
         ok, pos = _opt_valtype(data, pos)
         err, pos = _opt_valtype(data, pos)
@@ -329,7 +342,7 @@ def _options(data: bytes, pos: int) -> tuple[int, _Options]:
                          write_uleb(len(kept)) + b"".join(kept))
 
 
-class _Reader:
+class Reader:
     """The top-level index spaces of a component, as far as the planner needs them."""
 
     def __init__(self, wasm: bytes) -> None:
@@ -341,7 +354,7 @@ class _Reader:
         #: core function index -> the core export name it aliases
         self.core_names: dict[int, str] = {}
         #: component function index -> its lift
-        self.lifts: dict[int, _Lift] = {}
+        self.lifts: dict[int, Lift] = {}
         #: top-level export name -> component function index
         self.exports: dict[str, int] = {}
         for sid, start, end in sections(wasm):
@@ -406,7 +419,7 @@ class _Reader:
             core_func, pos = read_uleb(data, pos + 1)
             pos, opts = _options(data, pos)
             ty, pos = read_uleb(data, pos)
-            self.lifts[self.funcs] = _Lift(core_func, opts.kept, opts.realloc, opts.memory,
+            self.lifts[self.funcs] = Lift(core_func, opts.kept, opts.realloc, opts.memory,
                                            opts.post_return, opts.utf8, ty)
             self.funcs += 1
             return pos
@@ -473,11 +486,13 @@ class _Reader:
             self.exports[name] = idx
             self.funcs += 1
         else:
+            if sort == 0x03:  # an exported type is a new index of the same type
+                self.kinds[self.types] = self.kinds.get(idx)
             self._add(sort)
         return pos
 
 
-def _flat_kind(reader: _Reader, vt: Any) -> str | None:
+def _flat_kind(reader: Reader, vt: Any) -> str | None:
     """``"bytes"`` for ``list<u8>``, ``"string"``, ``"result"`` for ``result<list<u8>,
     string>``, else None."""
     if vt == _STRING:
@@ -495,17 +510,20 @@ def _flat_kind(reader: _Reader, vt: Any) -> str | None:
     return None
 
 
-Planned = dict[str, tuple[RawForm, _Lift]]
+Planned = dict[str, tuple[RawForm, Lift]]
 
 
-def plan(wasm: bytes) -> Planned:
-    """The exports that get a flat face, by function name (``greet``, ``ns:pkg/iface#f``);
-    empty when none can."""
+def read(wasm: bytes) -> Reader | None:
+    """The component's top level as the planners read it; None when this reader cannot."""
     try:
-        reader = _Reader(wasm)
+        return Reader(wasm)
     except (_Unknown, WasmFormatError, IndexError, UnicodeDecodeError):
-        return {}
-    named: dict[str, list[_Lift]] = {}
+        return None
+
+
+def named_lifts(reader: Reader) -> list[tuple[str, Lift]]:
+    """Each function with exactly one lift, by name, sorted."""
+    named: dict[str, list[Lift]] = {}
     exported = {func: name for name, func in reader.exports.items()}
     for func, lift in reader.lifts.items():
         # A top-level export names its lift; an interface's function is found by the core
@@ -513,11 +531,17 @@ def plan(wasm: bytes) -> Planned:
         name = exported.get(func) or reader.core_names.get(lift.core_func)
         if name is not None:
             named.setdefault(name, []).append(lift)
+    return [(name, lifts[0]) for name, lifts in sorted(named.items()) if len(lifts) == 1]
+
+
+def plan(wasm: bytes) -> Planned:
+    """The exports that get a flat face, by function name (``greet``, ``ns:pkg/iface#f``);
+    empty when none can."""
+    reader = read(wasm)
+    if reader is None:
+        return {}
     planned: Planned = {}
-    for n, name in enumerate(sorted(named)):
-        if len(named[name]) != 1:
-            continue
-        lift = named[name][0]
+    for n, (name, lift) in enumerate(named_lifts(reader)):
         fty = reader.kinds.get(lift.type)
         if fty is None or fty[0] != "func" or not fty[1]:
             continue
@@ -528,14 +552,15 @@ def plan(wasm: bytes) -> Planned:
         if lift.memory is None or lift.realloc is None or (
                 not lift.utf8 and "string" in (*params, result)):
             continue
-        label = f"{RAW_PREFIX}{_label(n)}"
-        post = f"{label}-post" if lift.post_return is not None else None
-        planned[name] = (RawForm(label, f"{label}-realloc", post,
-                                 params, result), lift)  # type: ignore[arg-type]
+        face = f"{RAW_PREFIX}{label(n)}"
+        post = f"{face}-post" if lift.post_return is not None else None
+        planned[name] = (RawForm(face, f"{face}-realloc", post, params,  # type: ignore[arg-type]
+                                 result, ("i32",) * (2 * len(params))), lift)
     return planned
 
 
-def _label(n: int) -> str:
+def label(n: int) -> str:
+    """The ``n``-th kebab-case label: a, b, ..., z, aa, ..."""
     out = ""
     n += 1
     while n:
@@ -556,29 +581,35 @@ def _str(s: str) -> bytes:
 
 def rewrite(wasm: bytes, planned: Planned) -> bytes:
     """``wasm`` with the flat faces of ``planned`` appended (types, lifts, exports)."""
-    reader = _Reader(wasm)
+    reader = Reader(wasm)
     u32 = bytes([_U32])
     type_base = reader.types
-    types = [  # realloc(a, b, c, d: u32) -> u32, post-return(r: u32)
-        b"\x40" + write_uleb(4) + b"".join(_str(p) + u32 for p in "abcd") + b"\x00" + u32,
-        b"\x40" + write_uleb(1) + _str("r") + u32 + b"\x01\x00"]
+    types = [  # realloc(a, b, c, d: u32) -> u32
+        b"\x40" + write_uleb(4) + b"".join(_str(p) + u32 for p in "abcd") + b"\x00" + u32]
     faces: list[tuple[str, bytes]] = []  # (export name, canon lift entry)
     for form, lift in planned.values():
-        # The flat function answers its return area's address (the core result itself):
-        # wasmtime would run the post-return before the bytes there were read, so the lift
-        # has none and the post-return is a face of its own, called after the copy.
-        params = b"".join(_str(f"{c}{i}") + u32 for i in range(len(form.params)) for c in "pl")
+        # The flat function answers its core results as they are (a return area's address
+        # for anything in memory): wasmtime would run the post-return before the host read
+        # what it frees, so the lift has none and the post-return is a face of its own,
+        # called after the copy.
+        params = b"".join(_str(f"p{i}") + bytes([_CORE[c]])
+                          for i, c in enumerate(form.core_params))
         ty = type_base + len(types)
-        types.append(b"\x40" + write_uleb(2 * len(form.params)) + params + b"\x00" + u32)
+        types.append(b"\x40" + write_uleb(len(form.core_params)) + params + _results(form))
         faces.append((form.export, b"\x00\x00" + write_uleb(lift.core_func) + lift.options
                       + write_uleb(ty)))
-        assert lift.realloc is not None
-        faces.append((form.realloc, b"\x00\x00" + write_uleb(lift.realloc) + write_uleb(0)
-                      + write_uleb(type_base)))
+        if form.realloc is not None:
+            assert lift.realloc is not None
+            faces.append((form.realloc, b"\x00\x00" + write_uleb(lift.realloc) + write_uleb(0)
+                          + write_uleb(type_base)))
         if form.post_return is not None:
             assert lift.post_return is not None
+            post = type_base + len(types)
+            types.append(b"\x40" + write_uleb(len(form.core_result)) + b"".join(
+                _str(f"r{i}") + bytes([_CORE[c]]) for i, c in enumerate(form.core_result))
+                + b"\x01\x00")
             faces.append((form.post_return, b"\x00\x00" + write_uleb(lift.post_return)
-                          + write_uleb(0) + write_uleb(type_base + 1)))
+                          + write_uleb(0) + write_uleb(post)))
     out = bytearray(wasm)
     out += _section(7, types)
     func = reader.funcs
@@ -588,3 +619,13 @@ def rewrite(wasm: bytes, planned: Planned) -> bytes:
         out += _section(11, [b"\x00" + _str(name) + b"\x01" + write_uleb(func) + b"\x00"])
         func += 2
     return bytes(out)
+
+
+#: A core value type as the face's component type carries it (i32 as u32, i64 as u64).
+_CORE = {"i32": _U32, "i64": 0x77, "f32": 0x76, "f64": 0x75}
+
+
+def _results(form: RawForm) -> bytes:
+    if not form.core_result:
+        return b"\x01\x00"
+    return b"\x00" + bytes([_CORE[form.core_result[0]]])

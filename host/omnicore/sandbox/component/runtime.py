@@ -35,10 +35,18 @@ from omnicore.errors import (
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS, component_func, context_of
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
+from omnicore.sandbox.component.canonabi import CanonTrap
 from omnicore.sandbox.component.compiled import ComponentModule
 from omnicore.sandbox.component.deny import link_http_denied
 from omnicore.sandbox.component.descriptors import DescriptorWatch
 from omnicore.sandbox.component.files import GrantedDirs
+from omnicore.sandbox.component.flatcall import (
+    Bound,
+    CallFailed,
+    FlatCall,
+    memory_view,
+    uses_memory,
+)
 from omnicore.sandbox.component.hostcalls import (
     HANDLER_CALL,
     PACKAGE,
@@ -88,7 +96,7 @@ class _Instance:
     """One instance in its own store, with its memory limiter and the functions looked up
     so far."""
 
-    __slots__ = ("funcs", "instance", "limiter", "memory", "store", "watch")
+    __slots__ = ("canon", "funcs", "instance", "limiter", "memory", "store", "watch")
 
     def __init__(self, store: wasmtime.Store, instance: cm.Instance, limiter: Limiter,
                  watch: DescriptorWatch | None, memory: LinearMemory | None) -> None:
@@ -99,9 +107,12 @@ class _Instance:
         #: The instance's one linear memory, for the flat faces (.rawlift); None: several.
         self.memory = memory
         self.funcs: dict[str, Any] = {}
+        #: The canonical faces bound so far (.flatcall), by export name.
+        self.canon: dict[str, Bound] = {}
 
     def close(self) -> None:
         self.funcs.clear()
+        self.canon.clear()
         self.store.close()
 
 
@@ -167,6 +178,10 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             linker.define_unknown_imports_as_traps(module.compiled)
         self._linker = linker
         self._call_fn = self._handler_function(module)
+        #: Exports the host calls with its own canonical ABI (.canonplan), and whether each
+        #: needs the instance's memory.
+        self._canon = {name: (FlatCall(form), uses_memory(form))
+                       for name, form in module.flat.items() if form.result == "canon"}
         # The fs grant's directories: wasi:filesystem preopens of every instance (.files).
         fs = grant_map.get("fs")
         self._dirs = GrantedDirs(self.name, parse_dirs(fs.get("dirs", []), "grant.fs.dirs")
@@ -389,8 +404,11 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         return out
 
     def _invoke(self, inst: _Instance, fn: Function, args: list[Any]) -> bytes:
+        canon = self._canon.get(fn.name)
+        if canon is not None and (inst.memory is not None or not canon[1]):
+            return canon[0].dumps(self._invoke_canon(inst, fn, canon[0], args))
         form = self.module.flat.get(fn.name)
-        if form is not None and inst.memory is not None:
+        if form is not None and inst.memory is not None and form.result != "canon":
             out = self._invoke_flat(inst, fn, form, fn.name, args)
             if form.result == "result":
                 ok, raw = out
@@ -427,6 +445,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         assert memory is not None
         store = inst.store
         ctx = context_of(store)
+        assert form.realloc is not None  # a byte face always has one (.rawlift)
         realloc = component_func(self._export(inst, form.realloc, (form.realloc,)))
         flat = component_func(self._export(inst, form.export, (form.export,)))
         datas = [a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else bytes(a)
@@ -516,9 +535,46 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             return (tag == 0, out)
         return text if string else out
 
+    def _invoke_canon(self, inst: _Instance, fn: Function, flat: FlatCall,
+                      args: list[Any]) -> Any:
+        """``fn`` through its canonical face (.flatcall): the JSON value of its result; a
+        failure gets the verdict wasmtime's value API would."""
+        bound = inst.canon.get(fn.name)
+        if bound is None:
+            form = flat.form
+            name = fn.name
+
+            def face(export: str | None) -> Any:
+                if export is None:
+                    return None
+                return component_func(self._export(inst, export, (export,)))
+            memory = inst.memory
+            bound = inst.canon[name] = Bound(
+                flat, context_of(inst.store), face(form.export), face(form.realloc),
+                face(form.post_return), memory,
+                memory_view(memory) if memory is not None else None)
+        store = inst.store
+        start, mark = self._arm(inst)
+        try:
+            try:
+                answer = flat.call(bound, args)
+            finally:
+                self._wasi_output.catch_up()
+                leave()
+        except CallFailed as exc:
+            raise self._classify(store, inst.limiter, fn.name, start, error_failure(exc.error),
+                                 mark=mark, watch=inst.watch) from None
+        except CanonTrap as exc:
+            raise self._classify(store, inst.limiter, fn.name, start, GuestFailure(str(exc)),
+                                 mark=mark, watch=inst.watch) from None
+        if inst.watch is not None and inst.watch.exceeded():
+            raise self._classify(store, inst.limiter, fn.name, start,
+                                 GuestFailure("too many descriptors"), watch=inst.watch)
+        return answer
+
     def _invoke_raw(self, inst: _Instance, fn: Function, label: str, args: list[Any]) -> Any:
         form = self.module.flat.get(fn.name)
-        if form is not None and inst.memory is not None:
+        if form is not None and inst.memory is not None and form.result != "canon":
             return self._invoke_flat(inst, fn, form, label, args)
         func = self._func(inst, fn)
         store = inst.store

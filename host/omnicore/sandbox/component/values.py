@@ -83,6 +83,10 @@ class Codec:
         """Read ``c`` (left for the caller to free) as JSON."""
         raise NotImplementedError
 
+    def canon(self) -> tuple[Any, ...]:
+        """The type as :mod:`.canonabi` reads it (a scalar: its WIT name)."""
+        return (self.wit,)
+
 
 class _Bool(Codec):
     wit = "bool"
@@ -218,6 +222,9 @@ class _List(Codec):
         lift = self.element.lift
         return [lift(data[i]) for i in range(c.of.list.size)]
 
+    def canon(self) -> tuple[Any, ...]:
+        return ("list", self.element.canon())
+
 
 class _Bytes(_List):
     """``list<u8>``: checked, written and read whole, not element by element.
@@ -303,6 +310,10 @@ class _Record(Codec):
         data = c.of.record.data
         return {name: codec.lift(data[i].val) for i, (name, codec) in enumerate(self.fields)}
 
+    def canon(self) -> tuple[Any, ...]:
+        return ("record", tuple(n for n, _ in self.fields),
+                tuple(c.canon() for _, c in self.fields))
+
 
 class _Tuple(Codec):
     _K = _kind("TUPLE")
@@ -328,6 +339,9 @@ class _Tuple(Codec):
     def lift(self, c: Any) -> Any:
         data = c.of.tuple.data
         return [codec.lift(data[i]) for i, codec in enumerate(self.elements)]
+
+    def canon(self) -> tuple[Any, ...]:
+        return ("tuple", tuple(c.canon() for c in self.elements))
 
 
 def _boxed(codec: Codec | None, v: Any) -> Any:
@@ -377,6 +391,10 @@ class _Variant(Codec):
         codec = self.cases[case]
         return {case: codec.lift(c.of.variant.val.contents) if codec else None}
 
+    def canon(self) -> tuple[Any, ...]:
+        return ("variant", tuple(self.cases),
+                tuple(c.canon() if c else None for c in self.cases.values()))
+
 
 class _Result(Codec):
     _K = _kind("RESULT")
@@ -398,6 +416,10 @@ class _Result(Codec):
         case = "ok" if c.of.result.is_ok else "err"
         codec = self.cases[case]
         return {case: codec.lift(c.of.result.val.contents) if codec else None}
+
+    def canon(self) -> tuple[Any, ...]:
+        ok, err = self.cases["ok"], self.cases["err"]
+        return ("result", ok.canon() if ok else None, err.canon() if err else None)
 
 
 class _Option(Codec):
@@ -421,6 +443,9 @@ class _Option(Codec):
     def lift(self, c: Any) -> Any:
         return self.payload.lift(c.of.option.contents) if c.of.option else None
 
+    def canon(self) -> tuple[Any, ...]:
+        return ("option", self.payload.canon())
+
 
 class _Enum(Codec):
     _K = _kind("ENUM")
@@ -439,6 +464,9 @@ class _Enum(Codec):
 
     def lift(self, c: Any) -> Any:
         return _text(c.of.enumeration)
+
+    def canon(self) -> tuple[Any, ...]:
+        return ("enum", tuple(self.names))
 
 
 class _Flags(Codec):
@@ -469,6 +497,9 @@ class _Flags(Codec):
     def lift(self, c: Any) -> Any:
         got = {_text(c.of.flags.data[i]) for i in range(c.of.flags.size)}
         return [n for n in self.names if n in got]  # in declaration order, like the WIT
+
+    def canon(self) -> tuple[Any, ...]:
+        return ("flags", tuple(self.names))
 
 
 _SCALARS: dict[type, Callable[[], Codec]] = {

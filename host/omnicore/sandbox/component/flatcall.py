@@ -1,0 +1,177 @@
+"""Calling an export through its canonical face (.canonplan): JSON in, the canonical ABI
+done by :mod:`.canonabi`, one C value per core value, JSON out.
+
+A :class:`FlatCall` is compiled once per export (shared by every instance); a :class:`Bound`
+holds what one instance needs for it (its face functions, its memory view, preallocated C
+values), so a call allocates nothing but the Python values it returns. Failures come back
+as :class:`CallFailed` (wasmtime's error: a trap, the deadline, a host function's refusal)
+or :class:`.canonabi.CanonTrap` (a value the guest handed back is not of its type); the
+runtime turns both into the verdict every path gives.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from ctypes import byref
+from typing import Any
+
+from omnicore.core import jsoncodec
+from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS
+from omnicore.sandbox.component.canonabi import (
+    MAX_FLAT_PARAMS,
+    MAX_FLAT_RESULTS,
+    CanonTrap,
+    Cx,
+    align,
+    flatten,
+    lifter,
+    loader,
+    lowerer,
+    size,
+    storer,
+)
+from omnicore.sandbox.component.rawlift import RawForm
+
+__all__ = ["Bound", "CallFailed", "FlatCall", "uses_memory"]
+
+#: A core value as the face carries it: (the C value's kind, its union field).
+_SLOT = {"i32": ("U32", "u32"), "i64": ("U64", "u64"), "f32": ("F32", "f32"),
+         "f64": ("F64", "f64")}
+
+
+class CallFailed(Exception):
+    """wasmtime's call answered an error (``error``: the ``wasmtime_error_t *``, owned)."""
+
+    def __init__(self, error: Any) -> None:
+        super().__init__("call failed")
+        self.error = error
+
+
+def uses_memory(form: RawForm) -> bool:
+    """Whether calling ``form`` touches guest memory (then its instance's one memory must be
+    known)."""
+    return form.realloc is not None or "'string'" in repr(form.result_type) \
+        or "'list'" in repr(form.result_type) or (
+            form.result_type is not None and len(flatten(form.result_type)) > MAX_FLAT_RESULTS)
+
+
+class FlatCall:
+    """One export's canonical lowering and lifting, compiled from its face's form."""
+
+    def __init__(self, form: RawForm) -> None:
+        self.form = form
+        params = form.types
+        self.spilled = sum(len(flatten(p)) for p in params) > MAX_FLAT_PARAMS
+        if self.spilled:
+            args = ("tuple", params)
+            self._args_align, self._args_size = align(args), size(args)
+            self._store_args = storer(args)
+        self._lowers = tuple(lowerer(p) for p in params)
+        result = form.result_type
+        self.returned = result is not None and len(flatten(result)) > MAX_FLAT_RESULTS
+        if result is not None:
+            if self.returned:
+                self._load = loader(result)
+                self._ret_align, self._ret_size = align(result), size(result)
+            else:
+                self._lift = lifter(result)
+        self.params = tuple(_SLOT[c] for c in form.core_params)
+        self.result = _SLOT[form.core_result[0]][1] if form.core_result else None
+        # orjson writes a float its own way (1e16, not 1e+16): floats take json's words,
+        # what the value API's path writes.
+        self.floats = "'f32'" in repr(result) or "'f64'" in repr(result)
+
+    def dumps(self, value: Any) -> bytes:
+        if self.floats:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        return jsoncodec.dumps(value)
+
+    def call(self, bound: Bound, args: list[Any]) -> Any:
+        """The export's JSON result for the checked JSON ``args``; CallFailed, CanonTrap."""
+        cx = bound.cx
+        flat: list[Any] = []
+        if self.spilled:
+            ptr = cx.realloc(self._args_align, self._args_size)
+            self._store_args(args, ptr, cx)
+            flat.append(ptr)
+        else:
+            for lower, value in zip(self._lowers, args, strict=True):
+                lower(value, flat, cx)
+        vals = bound.params
+        for i, ((kind, field), v) in enumerate(zip(bound.kinds, flat, strict=True)):
+            val = vals[i]
+            val.kind = kind
+            setattr(val.of, field, v)
+        ctx, out = bound.ctx, bound.out
+        error = CAPI.wasmtime_component_func_call(bound.face, ctx, vals, len(flat),
+                                                  bound.out_ref, bound.nout)
+        if not error:
+            error = CAPI.wasmtime_component_func_post_return(bound.face, ctx)
+        if error:
+            raise CallFailed(error)
+        core = getattr(out.of, self.result) if self.result is not None else None
+        answer = None
+        if self.form.result_type is not None:
+            if self.returned:
+                assert core is not None  # the return area's address
+                if core % self._ret_align:
+                    raise CanonTrap("return pointer not aligned")
+                cx.span(core, self._ret_size, "return pointer")
+                answer = self._load(core, cx)
+            else:
+                answer = self._lift(iter((core,)), cx)
+        if bound.post is not None:
+            error = CAPI.wasmtime_component_func_call(
+                bound.post, ctx, bound.out_ref, bound.nout, None, 0)
+            if not error:
+                error = CAPI.wasmtime_component_func_post_return(bound.post, ctx)
+            if error:
+                raise CallFailed(error)
+        return answer
+
+
+class Bound:
+    """A :class:`FlatCall` on one instance: its face functions and C values."""
+
+    __slots__ = ("ctx", "cx", "face", "kinds", "nout", "out", "out_ref", "params", "post",
+                 "realloc")
+
+    def __init__(self, flat: FlatCall, ctx: Any, face: Any, realloc: Any, post: Any,
+                 memory: Any, view: memoryview | None) -> None:
+        self.ctx = ctx
+        self.face = face
+        self.realloc = realloc
+        self.post = post
+        n = len(flat.params)
+        self.params = (CAPI.wasmtime_component_val_t * max(n, 1))()
+        self.kinds = tuple((COMPONENT_KINDS[k], f) for k, f in flat.params)
+        self.out = CAPI.wasmtime_component_val_t()
+        if flat.result is not None:
+            self.out.kind = COMPONENT_KINDS[_SLOT[flat.form.core_result[0]][0]]
+        self.out_ref = byref(self.out)
+        self.nout = 1 if flat.result is not None else 0
+        grow = (CAPI.wasmtime_component_val_t * 4)()
+        for c in grow:
+            c.kind = COMPONENT_KINDS["U32"]
+        at = CAPI.wasmtime_component_val_t()
+        at_ref = byref(at)
+
+        def alloc(alignment: int, nbytes: int) -> int:
+            # realloc(0, 0, align, size), as the canonical ABI calls it for a new value.
+            grow[2].of.u32 = alignment
+            grow[3].of.u32 = nbytes
+            error = CAPI.wasmtime_component_func_call(realloc, ctx, grow, 4, at_ref, 1)
+            if not error:
+                error = CAPI.wasmtime_component_func_post_return(realloc, ctx)
+            if error:
+                raise CallFailed(error)
+            return int(at.of.u32)
+
+        self.cx = Cx(memory, view if view is not None else memoryview(b""), alloc)
+
+
+def memory_view(memory: Any) -> memoryview:
+    """A writable view of a host-made linear memory's whole reservation (it never moves)."""
+    raw = (ctypes.c_ubyte * memory.capacity).from_address(memory.base)
+    return memoryview(raw).cast("B")
