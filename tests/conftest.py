@@ -103,8 +103,8 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def module_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One compiled-module cache (``sandbox.cache_dir``) for the engines and apps of this run
+def module_cache() -> Path:
+    """One compiled-module cache (``sandbox.cache_dir``) for the engines and apps of the runs
     that load the same plugin bytes: a Ruby plugin compiles in 15-25 s, a Python component in
     5-20 s, a Go one in seconds; from here each loads in milliseconds.
 
@@ -114,7 +114,10 @@ def module_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     about the cache itself (cold compiles, tiers, damaged entries, precompile) keep a fresh
     directory of their own.
     """
-    path = tmp_path_factory.mktemp("module-cache")
+    # One folder for every xdist worker, both call paths and later runs (an entry is checked
+    # before use, and written by rename: workers sharing it see whole entries or none).
+    path = Path(__file__).resolve().parents[1] / "build" / "test-module-cache"
+    path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)  # check_cache_dir refuses a directory others can write
     return path
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NEEDS, NEEDS_BY_PROGRAM, _need_of_program
-from tests.test_dev_script import calls, dev  # noqa: F401 (the fixture)
+from tests.test_dev_script import XDIST, calls, dev  # noqa: F401 (the fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = "not (toolchain or postgres or mysql or redis or browser or container or slow)"
@@ -149,6 +149,6 @@ def test_dev_test_fast_runs_what_needs_none_of_them_once(dev: Path) -> None:  # 
     # No set-up (the venv is there; none of these tests needs a build), no second call path,
     # no linters; pytest's own arguments pass through, paths too.
     assert calls(dev, "--fast", "-x", "tests/core") == [
-        f"python native -m pytest -m {FAST} -x tests/core"]
+        f"python native -m pytest -m {FAST} {XDIST} -x tests/core"]
     assert calls(dev, "tests/sandbox", "--fast") == [
-        f"python native -m pytest -m {FAST} tests/sandbox"]
+        f"python native -m pytest -m {FAST} {XDIST} tests/sandbox"]
