@@ -102,6 +102,11 @@ func hostSQLRun(conn string, req *byte, reqLen uint32, query bool) uint64 {
 		doc := map[string]any{"columns": a.Columns, "rows": [][]json.RawMessage{}}
 		rows := [][]json.RawMessage{}
 		for _, row := range a.Rows {
+			if len(row) != len(a.Columns) {
+				// The host never answers so: a plugin tested on it would fail live.
+				return errorBlock("INVALID: the test's rows: a row of " + strconv.Itoa(len(row)) +
+					" values for " + strconv.Itoa(len(a.Columns)) + " columns")
+			}
 			cells := make([]json.RawMessage, len(row))
 			for c, cell := range row {
 				if cells[c], err = encodeSQLValue(cell); err != nil {
@@ -162,10 +167,16 @@ func hostSQLCommit(tx int64) int32 { return endTx(tx, "COMMIT") }
 
 func hostSQLRollback(tx int64) int32 { return endTx(tx, "ROLLBACK") }
 
-// redisAllowed is specs/abi.md §4.11's command list: anything else is DENIED, as on the host.
-var redisAllowed = strings.Fields(`GET SET SETNX GETDEL MGET DEL EXISTS INCR INCRBY DECR DECRBY
-	EXPIRE PEXPIRE TTL PTTL PERSIST HGET HSET HDEL HGETALL HINCRBY HEXISTS HLEN LPUSH RPUSH LPOP
-	RPOP LRANGE LLEN LTRIM SADD SREM SMEMBERS SISMEMBER SCARD PUBLISH`)
+// argCounts says how many arguments a command takes, as the host does.
+func argCounts(least, most int) string {
+	switch {
+	case most == least:
+		return strconv.Itoa(least)
+	case most < 0:
+		return strconv.Itoa(least) + " or more"
+	}
+	return strconv.Itoa(least) + " to " + strconv.Itoa(most)
+}
 
 const wrongType = "INVALID: WRONGTYPE Operation against a key holding the wrong kind of value"
 
@@ -173,22 +184,29 @@ type redisError string
 
 func hostRedisCommand(conn string, req *byte, reqLen uint32) uint64 {
 	var raw struct {
-		Cmd  string            `json:"cmd"`
-		Args []json.RawMessage `json:"args"`
+		Cmd  string          `json:"cmd"`
+		Args json.RawMessage `json:"args"`
 	}
 	if err := json.Unmarshal(inBytes(req, reqLen), &raw); err != nil {
 		return errorBlock("INVALID: " + err.Error())
 	}
 	cmd := strings.ToUpper(raw.Cmd)
-	allowed := false
-	for _, c := range redisAllowed {
-		allowed = allowed || c == cmd
-	}
+	counts, allowed := redisCommands[cmd] // contract_gen.go: the host's list
 	if !allowed {
-		return errorBlock("DENIED: " + cmd + " is not an allowed command")
+		return errorBlock("DENIED: redis command '" + cmd + "' is not allowed")
 	}
-	args := make([]string, len(raw.Args))
-	for i, a := range raw.Args {
+	var given []json.RawMessage
+	if len(raw.Args) > 0 && string(raw.Args) != "null" {
+		if err := json.Unmarshal(raw.Args, &given); err != nil {
+			return errorBlock("INVALID: args must be an array")
+		}
+	}
+	if least, most := counts[0], counts[1]; len(given) < least || (most >= 0 && len(given) > most) {
+		return errorBlock("INVALID: " + cmd + " takes " + argCounts(least, most) +
+			" arguments, got " + strconv.Itoa(len(given)))
+	}
+	args := make([]string, len(given))
+	for i, a := range given {
 		var v any
 		if err := json.Unmarshal(a, &v); err != nil {
 			return errorBlock("INVALID: " + err.Error())

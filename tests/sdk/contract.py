@@ -5,13 +5,13 @@ hosts (test_contract_fakes.py) alike."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
 from omnicore.toolchains import locations
 
-__all__ = ["TABLE", "Outcome", "expected", "outcome_of_block", "redis_requests", "request", "table"]
+__all__ = ["RENDERED", "TABLE", "Outcome", "expected", "not_the_hosts", "outcome_of_block",
+           "request", "table"]
 
 
 @cache
@@ -37,11 +37,18 @@ def request(step: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def redis_requests() -> Iterator[tuple[str, int, dict[str, Any], Outcome]]:
-    """Every redis step: (case name, step index, request, expected outcome)."""
-    for case in TABLE["redis"]["cases"]:
-        for i, step in enumerate(case["steps"]):
-            yield case["name"], i, request(step), expected(step)
+def not_the_hosts(answer: Any) -> str | None:
+    """Why ``answer`` is not shaped as the host's answer to a query, or None."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("columns"), list) \
+            or not isinstance(answer.get("rows"), list):
+        return "a query's answer is {\"columns\": [...], \"rows\": [...]}"
+    columns = answer["columns"]
+    if not all(isinstance(c, dict) and isinstance(c.get("name"), str)
+               and isinstance(c.get("type"), str) for c in columns):
+        return "a column is an object {\"name\", \"type\"}"
+    if not all(isinstance(r, list) and len(r) == len(columns) for r in answer["rows"]):
+        return "a row is an array of one value per column"
+    return None
 
 
 def outcome_of_block(failed: bool, text: str) -> Outcome:
@@ -75,8 +82,34 @@ def render_zig() -> str:
             f"pub const redis_commands = [_]Command{{\n{rows}}};\n")
 
 
+def render_go() -> str:
+    """sdk/go/contract_gen.go: the host's Redis commands for the Go TestHost."""
+    width = max(len(n) for n, _a, _b in _commands()) + 3
+    rows = "".join(f'\t{(chr(34) + n + chr(34) + ":").ljust(width)} {{{a}, {_or(b, "-1")}}},\n'
+                   for n, a, b in _commands())
+    return ("// Code generated from sdk/contract/host.json by tests/sdk/contract.py; DO NOT "
+            "EDIT.\n// tests/sdk/test_contract_fakes.py fails when it differs.\n\n"
+            "//go:build !wasm\n\npackage omnicore\n\n"
+            "// redisCommands is specs/abi.md §4.11's command list with each command's least and "
+            "most\n// argument counts (-1: no most): anything else is DENIED, as on the host.\n"
+            f"var redisCommands = map[string][2]int{{\n{rows}}}\n")
+
+
+def render_rust() -> str:
+    """sdk/rust/src/contract_gen.rs: the host's Redis commands for the Rust test host."""
+    rows = "".join(f'    ("{n}", {a}, {"None" if b is None else f"Some({b})"}),\n'
+                   for n, a, b in _commands())
+    return (f"// {GENERATED}\n\n//! The host's answers the test host is held to "
+            "(sdk/contract/host.json).\n\n"
+            "/// specs/abi.md §4.11's commands with their least and most argument counts (None: "
+            "no most):\n/// anything else is DENIED, as on the host.\n"
+            "pub(crate) const REDIS_COMMANDS: &[(&str, usize, Option<usize>)] = &[\n"
+            f"{rows}];\n")
+
+
 #: The generated files, by path under sdk/, and how each is made.
-RENDERED = {"zig/contract.zig": render_zig}
+RENDERED = {"zig/contract.zig": render_zig, "go/contract_gen.go": render_go,
+            "rust/src/contract_gen.rs": render_rust}
 
 
 if __name__ == "__main__":

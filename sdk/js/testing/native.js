@@ -2,6 +2,7 @@
 // (runtime/omnicore_js.c) gives runtime/api.js, answered by the current TestHost instead of
 // the wasm host. api.js itself is loaded unchanged, so a handler meets the same wrappers,
 // conversions and OmniHostError statuses in `node --test` as in omnicore.
+import { readFileSync } from "node:fs";
 import { current } from "./state.js";
 
 const NOT_FOUND = -1, DENIED = -2, INVALID = -3;
@@ -262,8 +263,22 @@ function sqlRun(conn, request, query) {
   const rows = answer.rows ?? [];
   let columns = answer.columns ?? (rows.length && !Array.isArray(rows[0])
     ? Object.keys(rows[0]) : []);
-  columns = columns.map((c) => (typeof c === "string" ? { name: c, type: "" } : c));
+  // Made the host's shape ({name, type} per column, one value per column in each row: a
+  // plugin tested on another would fail live); a test's answer that cannot be, fails it.
+  columns = columns.map((c) => {
+    const name = typeof c === "string" ? c : c?.name;
+    if (typeof name !== "string") {
+      throw new TypeError(`TestHost sql: column ${JSON.stringify(c)} has no name`);
+    }
+    return { name, type: typeof c?.type === "string" ? c.type : "" };
+  });
   const values = rows.map((r) => (Array.isArray(r) ? r : columns.map((c) => r[c.name])));
+  for (const r of values) {
+    if (r.length !== columns.length) {
+      throw new TypeError(`TestHost sql: the row ${JSON.stringify(r)} has ${r.length} values `
+        + `for ${columns.length} columns`);
+    }
+  }
   return JSON.stringify({ columns, rows: values.map((r) => r.map(writeCell)) });
 }
 
@@ -289,10 +304,11 @@ function endTx(tx, what) {
 export function sqlCommit(tx) { return endTx(Number(tx), "COMMIT"); }
 export function sqlRollback(tx) { return endTx(Number(tx), "ROLLBACK"); }
 
-/** specs/abi.md §4.11's commands: anything else is DENIED, as on the host. */
-const REDIS_ALLOWED = new Set(`GET SET SETNX GETDEL MGET DEL EXISTS INCR INCRBY DECR DECRBY
-  EXPIRE PEXPIRE TTL PTTL PERSIST HGET HSET HDEL HGETALL HINCRBY HEXISTS HLEN LPUSH RPUSH LPOP
-  RPOP LRANGE LLEN LTRIM SADD SREM SMEMBERS SISMEMBER SCARD PUBLISH`.split(/\s+/));
+/** specs/abi.md §4.11's commands, `name: [least args, most args or null, keys]`, read from
+ *  the host's answers (sdk/contract/host.json, beside this SDK in a checkout and in omnicore's
+ *  wheel): anything else is DENIED, as on the host. */
+const REDIS_COMMANDS = JSON.parse(readFileSync(
+  new URL("../../contract/host.json", import.meta.url), "utf8")).redis.commands;
 const WRONGTYPE = "INVALID: WRONGTYPE Operation against a key holding the wrong kind of value";
 
 function redisInt(s) {
@@ -429,8 +445,17 @@ export function redisCommand(conn, request) {
   const host = current();
   const req = JSON.parse(textOf(request));
   const cmd = String(req.cmd ?? "").toUpperCase();
-  if (!REDIS_ALLOWED.has(cmd)) throw new Error(`DENIED: ${cmd} is not an allowed command`);
-  const args = (req.args ?? []).map((a, i) => {
+  if (!Object.hasOwn(REDIS_COMMANDS, cmd)) {
+    throw new Error(`DENIED: redis command '${cmd}' is not allowed`);
+  }
+  const given = req.args ?? [];
+  if (!Array.isArray(given)) throw new Error("INVALID: args must be an array");
+  const [least, most] = REDIS_COMMANDS[cmd];
+  if (given.length < least || (most !== null && given.length > most)) {
+    throw new Error(`INVALID: ${cmd} takes ${least}${most === least ? "" : most === null
+      ? " or more" : ` to ${most}`} arguments, got ${given.length}`);
+  }
+  const args = given.map((a, i) => {
     if (typeof a === "string" || typeof a === "number") return String(a);
     if (a !== null && typeof a === "object" && typeof a.$bytes === "string") {
       return decoder.decode(readValue(a));

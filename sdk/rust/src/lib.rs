@@ -70,6 +70,10 @@ pub mod vectors;
 pub mod __rt;
 
 #[cfg(not(target_arch = "wasm32"))]
+mod contract_gen;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod contract_test;
+#[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
