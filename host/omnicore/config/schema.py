@@ -190,6 +190,12 @@ class CatalogConfig(_Strict):
     keep_versions: int = Field(default=20, gt=0, le=1000,
                                description="versions kept per plugin for a rollback (the one "
                                            "in force always)")
+    uploads: Literal["auto", "catalog", "folder"] = Field(
+        default="auto",
+        description="where the console's plugin upload goes: catalog (published, every host "
+                    "of the store serves it; needs follow), folder (this host's plugins_dir), "
+                    "auto: the catalog when storage.url is set (hosts share the store), else "
+                    "the folder")
 
 
 class ConsoleConfig(_Strict):

@@ -1,6 +1,8 @@
 """What the console does to plugins, on top of the public ``app.plugins`` API.
 
-Uploads land in this instance's plugins folder as ``.wasm`` files; config / limits / enabled
+Uploads land in this instance's plugins folder as ``.wasm`` files, or, when the app's hosts
+share a store (``catalog.uploads``: ``auto`` with ``storage.url`` set, or ``catalog``), are
+published to the plugin catalog so every host serves them; config / limits / enabled
 are the operator's settings in the app's database (``app.plugins.operator``), and grants go
 through ``app.plugins.grant(..., persist=True)`` (the grants module's one home), so every
 instance of the database applies them and a restart keeps them. Each change is validated
@@ -87,6 +89,8 @@ def upload_plugin(app: OmniApp, filename: str, data: bytes, *, max_bytes: int, b
         raise ApiError(422, f"{filename}: {report.get('error')}",
                        type=str(report.get("error_type") or "InvalidModule"))
     name = str(report.get("name") or filename.removesuffix(".wasm"))
+    if uploads_to_catalog(app):
+        return _publish_upload(app, name, data, by)
     folder = _folder(app)
     target = folder / filename
     if target.exists() and not replace:
@@ -117,6 +121,54 @@ def upload_plugin(app: OmniApp, filename: str, data: bytes, *, max_bytes: int, b
            {"sha256": previous} if previous else None,
            {"file": filename, "sha256": info.sha256, "size": info.size})
     return info
+
+
+def uploads_to_catalog(app: OmniApp) -> bool:
+    """Whether an upload is published to the plugin catalog (``catalog.uploads``) rather
+    than written into this host's folder."""
+    cfg = app.config
+    mode = cfg.catalog.uploads
+    return mode == "catalog" or (mode == "auto" and cfg.storage.url is not None
+                                 and cfg.catalog.follow)
+
+
+#: How long an upload published to the catalog waits for this host to serve it.
+UPLOAD_WAIT_S = 30.0
+
+
+def _publish_upload(app: OmniApp, name: str, data: bytes, by: Actor) -> PluginInfo:
+    """Publish an upload to the catalog (every host of the store serves it), then answer with
+    this host's plugin once it took the version (calls in flight finish on the old one)."""
+    import time
+
+    from omnicore.console.catalog import publish
+
+    follower = app.plugins.published.follower
+    if follower is None:
+        raise ApiError(409, "catalog.uploads is 'catalog' but this host does not follow the "
+                            "catalog (catalog.follow: false), so it would never serve the "
+                            "upload; set catalog.follow, or catalog.uploads: folder",
+                       type="NotFollowingCatalog", plugin=name)
+    version, _ = publish(app, name, data, None, None, by)
+    hexdigest = version.digest.removeprefix("sha256:")
+    until = time.monotonic() + UPLOAD_WAIT_S
+    while True:
+        held = app.plugins.published.wanted(name)
+        info = app.plugins.get(name) if name in app.plugins else None
+        if info is not None and info.state != "compiling":
+            if info.sha256 == hexdigest and info.origin == "catalog":
+                return info
+            if held is not None and held.digest == version.digest and info.last_error \
+                    and f"version {version.number} " in info.last_error:
+                raise ApiError(422, f"{name} v{version.number} was published to the catalog "
+                                    f"but does not serve here: {info.last_error}",
+                               type="PluginLoadError", plugin=name)
+        if time.monotonic() > until:
+            raise ApiError(503, f"published {name} v{version.number} ({version.digest[:19]}) "
+                                "to the catalog, but this host did not take it within "
+                                f"{UPLOAD_WAIT_S:.0f} s (see /api/v1/instances)",
+                           type="Timeout", plugin=name)
+        time.sleep(0.02)
 
 
 def delete_plugin(app: OmniApp, name: str, by: Actor) -> None:
