@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,10 @@ from omnicore.config import load_config
 from omnicore.mcp.expose import handler_tools
 from omnicore.mcp.server import ToolServer
 from omnicore.mcp.tools import tools_of
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
-BOUND_S = 30.0
-
-
-def until(check: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + BOUND_S
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 class Running:
@@ -58,7 +50,7 @@ class Running:
         return seen
 
     def reloaded_after(self, seen: int) -> None:
-        until(lambda: self.reloader.reloads > seen, "the reload")
+        eventually(lambda: self.reloader.reloads > seen, "the reload")
 
     def greeter(self) -> Any:
         return self.app.plugins.get("greeter-rust")
@@ -80,21 +72,21 @@ def test_a_grant_and_mcp_expose_apply_live_and_are_audited(running: Running) -> 
     running.edit(plugins={"greeter-rust": {"grants": ["config"],
                                            "config": {"greeting": "hej"}}},
                  mcp={"expose": ["greeter-rust/greet"]})
-    until(lambda: running.greeter().state == "loaded", "the grant")
-    until(lambda: [t.exposed_by for t in handler_tools(running.app, "greeter-rust")]
-          == ["omnicore.yaml"], "the exposure")
+    eventually(lambda: running.greeter().state == "loaded", "the grant")
+    eventually(lambda: [t.exposed_by for t in handler_tools(running.app, "greeter-rust")]
+               == ["omnicore.yaml"], "the exposure")
     assert list(tools_of(running.app.plugins, server.exposure)) == ["greeter-rust.greet"]
     assert running.greeter().config == {"greeting": "hej"}
     # The audit entry is written after the reload applied what the loop above saw.
-    until(lambda: running.app.storage.audit.entries(action_prefix="config.reload"),
-          "the audit entry")
+    eventually(lambda: running.app.storage.audit.entries(action_prefix="config.reload"),
+               "the audit entry")
     [entry] = running.app.storage.audit.entries(action_prefix="config.reload")
     assert entry.actor == "config-file" and entry.origin == str(running.path)
     assert set(entry.after["applied"]) == {"plugins", "mcp"} and entry.after["restart"] == []
     # Taken away again: the grant goes with the file's line.
     seen = running.edit(plugins={})
     running.reloaded_after(seen)
-    until(lambda: running.greeter().state == "needs-grant", "the revoke")
+    eventually(lambda: running.greeter().state == "needs-grant", "the revoke")
     assert running.app.config.plugins == {}
 
 
@@ -102,12 +94,12 @@ def test_limits_and_connectors_apply_live(running: Running) -> None:
     running.edit(plugins={"greeter-rust": {"grants": ["config"],
                                            "limits": {"timeout_ms": 250}}},
                  connectors={"api": {"base_url": "https://api.example.com"}})
-    until(lambda: running.greeter().limits is not None
-          and running.greeter().limits.timeout_ms == 250, "the plugin's limit")
+    eventually(lambda: running.greeter().limits is not None
+               and running.greeter().limits.timeout_ms == 250, "the plugin's limit")
     assert sorted(running.app.data.connectors) == ["api"]
     seen = running.edit(sandbox={"limits": {"max_input_bytes": 1 << 20}})
     running.reloaded_after(seen)
-    until(lambda: running.greeter().limits.max_input_bytes == 1 << 20, "the default limit")
+    eventually(lambda: running.greeter().limits.max_input_bytes == 1 << 20, "the default limit")
     assert running.greeter().limits.timeout_ms == 250  # the plugin's own still wins
 
 
@@ -130,11 +122,11 @@ def test_a_file_that_fails_validation_changes_nothing(
     before = running.app.config
     running.doc["mcp"] = {"expose": ["no-slash"]}
     running.write()
-    until(lambda: any("not applied" in r.getMessage() for r in caplog.records),
-          "the refusal")
+    eventually(lambda: any("not applied" in r.getMessage() for r in caplog.records),
+               "the refusal")
     running.write("name: reload\nplugins: [oops\n")  # not even YAML
-    until(lambda: sum("not applied" in r.getMessage() for r in caplog.records) == 2,
-          "the second refusal")
+    eventually(lambda: sum("not applied" in r.getMessage() for r in caplog.records) == 2,
+               "the second refusal")
     refusals = [r.getMessage() for r in caplog.records]
     assert len(refusals) == 2 and "must be PLUGIN/HANDLER" in refusals[0]
     assert all(m.startswith("config reload: ") and "\n" not in m.split(": ", 2)[1]
@@ -143,8 +135,8 @@ def test_a_file_that_fails_validation_changes_nothing(
     running.doc["mcp"] = {"expose": ["greeter-rust/greet"]}
     running.doc["connectors"] = {"api": {"base_url": "ftp://example.com"}}
     running.write()
-    until(lambda: sum("not applied" in r.getMessage() for r in caplog.records) == 3,
-          "the connector's refusal")
+    eventually(lambda: sum("not applied" in r.getMessage() for r in caplog.records) == 3,
+               "the connector's refusal")
     assert running.app.config is before and running.reloader.reloads == 0
     assert running.app.storage.audit.entries(action_prefix="config.reload") == []
 
@@ -165,9 +157,9 @@ def test_every_key_has_a_section_or_needs_a_restart() -> None:
 def test_a_sidecar_edit_applies_and_is_audited(running: Running) -> None:
     sidecar = running.path.parent / "plugins" / "greeter-rust.yaml"
     sidecar.write_text("grants: [config]\n")
-    until(lambda: running.greeter().state == "loaded", "the sidecar's grant")
-    until(lambda: running.app.storage.audit.entries(action_prefix="config.reload"),
-          "the audit entry")
+    eventually(lambda: running.greeter().state == "loaded", "the sidecar's grant")
+    eventually(lambda: running.app.storage.audit.entries(action_prefix="config.reload"),
+               "the audit entry")
     [entry] = running.app.storage.audit.entries(action_prefix="config.reload")
     assert (entry.target, entry.origin) == ("greeter-rust", str(sidecar))
     assert entry.after == {"sidecar": "greeter-rust.yaml", "state": "loaded"}
@@ -192,8 +184,8 @@ def test_a_database_connector_edit_applies_and_each_change_is_audited(
     running.doc["connectors"] = {"cache": {"kind": "redis",
                                            "url": "redis://:hunter2@127.0.0.1:2/0"}}
     running.write()
-    until(lambda: any("not applied" in r.getMessage() for r in caplog.records),
-          "the refusal")
+    eventually(lambda: any("not applied" in r.getMessage() for r in caplog.records),
+               "the refusal")
     assert not any("hunter2" in r.getMessage() for r in caplog.records)
     [cache] = running.app.data.databases.describe()
     assert (cache["host"], cache["port"]) == ("127.0.0.1", 2)  # the last good file's

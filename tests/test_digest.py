@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from click.testing import CliRunner
 from omnicore.cli import main
 from omnicore.storage import open_storage
 from omnicore.toolchains import build
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGESTS = ("digest-rust", "digest-js")
@@ -77,15 +77,6 @@ def serve(appdir: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
             proc.wait(10)
 
 
-def until(pred: Callable[[], bool], what: str, proc: subprocess.Popen[bytes],
-          timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert proc.poll() is None, f"the host exited ({proc.returncode}) before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
@@ -95,9 +86,9 @@ def test_the_digests_count_schedule_and_react_across_a_restart(
         appdir: Path, serve: Callable[[], subprocess.Popen[bytes]]) -> None:
     first = serve()
     # Each digest's schedule publishes a summary; the other one receives it and counts it.
-    until(lambda: count(appdir, "digest-js", "topic:plugin.digest-rust.summary") >= 2 and
-          count(appdir, "digest-rust", "topic:plugin.digest-js.summary") >= 2,
-          "both digests to see two of the other's summaries", first)
+    eventually(lambda: count(appdir, "digest-js", "topic:plugin.digest-rust.summary") >= 2 and
+               count(appdir, "digest-rust", "topic:plugin.digest-js.summary") >= 2,
+               "both digests to see two of the other's summaries", watch=[first])
     stop(first)
     before = {name: {key: count(appdir, name, key) for key in ("seen", "summaries")}
               for name in DIGESTS}
@@ -108,10 +99,10 @@ def test_the_digests_count_schedule_and_react_across_a_restart(
     assert cli("jobs", "enqueue", "digest-js", "note", '{"text": "hello"}',
                "--app", str(appdir)).startswith("job ")
     second = serve()
-    until(lambda: count(appdir, "digest-rust", "topic:plugin.digest-js.note") == 1,
-          "the queued note to reach digest-rust after the restart", second)
-    until(lambda: all(count(appdir, name, "summaries") > before[name]["summaries"] + 1
-                      for name in DIGESTS), "more summaries after the restart", second)
+    eventually(lambda: count(appdir, "digest-rust", "topic:plugin.digest-js.note") == 1,
+               "the queued note to reach digest-rust after the restart", watch=[second])
+    eventually(lambda: all(count(appdir, name, "summaries") > before[name]["summaries"] + 1
+                           for name in DIGESTS), "more summaries after the restart", watch=[second])
     stop(second)
     for name in DIGESTS:
         last = json.loads(cli("kv", "get", name, "last", "--app", str(appdir)))

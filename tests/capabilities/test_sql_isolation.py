@@ -24,6 +24,7 @@ from tests.capabilities.test_sql_postgres import PASSWORD as PG_PASSWORD
 from tests.capabilities.test_sql_postgres import pg  # noqa: F401 - a fixture
 from tests.db_fixtures import Db, framed, maria, sql_app  # noqa: F401 - fixtures
 from tests.dbservers import PASSWORD as MARIA_PASSWORD
+from tests.waiting import eventually
 
 GRANT = {"sql": {"connectors": ["db"]}}
 
@@ -39,15 +40,6 @@ def _pair(sql_app: Callable[..., Db], conn: dict[str, Any], secret: str,  # noqa
 def _refused(db: Db, handler: str, sql: str, *params: Any) -> str:
     return db.refused(handler, framed("db", json.dumps({"sql": sql,
                                                         "params": list(params)}).encode()))
-
-
-def _until(check: Callable[[], bool], what: str, within: float = 20.0) -> None:
-    """Wait for ``check`` (a state another process reaches), failing after ``within``."""
-    end = time.monotonic() + within
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {within} s: {what}")
-        time.sleep(0.05)
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
@@ -190,7 +182,7 @@ def test_pg_a_statement_that_catches_its_cancel_ends_by_the_deadline_and_on_the_
             return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
                                  "'%catches-cancel%' AND state = 'active' "
                                  "AND pid <> pg_backend_pid()").fetchone() == (0,)
-        _until(gone, "the backend running the statement ended")
+        eventually(gone, "the backend running the statement ended")
     assert evil.rows("db", "SELECT 1") == [[1]]  # and the pool serves on
 
 
@@ -204,9 +196,9 @@ def test_pg_every_statement_counts_against_a_plugins_share(
         hold = threading.Thread(target=lambda: first.append(
             evil.rows("db", "SELECT 1 FROM pg_advisory_lock(77) /* holds-share */")))
         hold.start()
-        _until(lambda: gate.execute("SELECT count(*) FROM pg_stat_activity WHERE query "
-                                    "LIKE '%holds-share%' AND wait_event_type = 'Lock'"
-                                    ).fetchone() == (1,), "evil's statement waits")
+        eventually(lambda: gate.execute("SELECT count(*) FROM pg_stat_activity WHERE query "
+                                        "LIKE '%holds-share%' AND wait_event_type = 'Lock'"
+                                        ).fetchone() == (1,), "evil's statement waits")
         # Its share (1 of 2) is in use: its next statement waits for one of its own and is
         # refused at its deadline...
         backend = evil.app.databases.backend("db", ("postgres",))
@@ -338,7 +330,7 @@ def test_maria_a_procedure_that_handles_its_kill_ends_by_the_deadline_and_on_the
                         "(INFO LIKE '%handles-kill%' OR INFO LIKE 'CALL spin%') "
                         "AND ID <> CONNECTION_ID()")
             return cur.fetchone() == (0,)
-        _until(gone, "the server thread running the procedure ended")
+        eventually(gone, "the server thread running the procedure ended")
     assert evil.rows("db", "SELECT 1") == [[1]]
 
 

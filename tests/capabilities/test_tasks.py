@@ -29,6 +29,7 @@ from omnicore.errors import ConfigError, PluginLoadError
 from omnicore.jobs import JobDead, JobFailed, JobSucceeded
 from omnicore.sandbox import wasmbin
 from omnicore.storage import JobSpec, SQLiteStorage
+from tests.waiting import eventually
 
 TASKS_WAT = r"""
 (module
@@ -238,8 +239,8 @@ def test_catch_up_none_and_one_after_real_downtime(tasks_app: Callable[..., Omni
         for name in ("none", "one")]}}
     app = tasks_app(name="down", tasks_opts=opts)
     store = app.storage.schedules
-    _wait(lambda: all(store.next_fire("tp", n) is not None for n in ("none", "one")),
-          "both schedules to be stored")
+    eventually(lambda: all(store.next_fire("tp", n) is not None for n in ("none", "one")),
+               "both schedules to be stored")
     app.stop(grace=1)
     # Real downtime: the host is off while three periods pass beyond the last due time.
     last_due = max(float(_read(app.data_dir / "omnicore.db",
@@ -255,7 +256,7 @@ def test_catch_up_none_and_one_after_real_downtime(tasks_app: Callable[..., Omni
 
     # One tick after the restart handles both schedules with the same clock reading: 'one'
     # fires there once for all the missed periods, 'none' skips them and waits a period.
-    _wait(lambda: bool(fired("none")), "the first regular fire of 'none'")
+    eventually(lambda: bool(fired("none")), "the first regular fire of 'none'")
     first_tick = fired("one")[0]
     assert [t for t in fired("one") if t < first_tick + every] == [first_tick]
     assert [t for t in fired("none") if t < first_tick + every] == []
@@ -310,22 +311,6 @@ def _read(db: Path, sql: str) -> Any:
         conn.close()
 
 
-def _wait(pred: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
-def _until(pred: Callable[[], bool], what: str, proc: subprocess.Popen[bytes],
-           timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert proc.poll() is None, f"the host exited ({proc.returncode}) before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_a_job_survives_kill_9_of_the_host_and_completes_after_restart(tmp_path: Path) -> None:
     appdir = tmp_path / "app"
     (appdir / "plugins").mkdir(parents=True)
@@ -342,8 +327,8 @@ def test_a_job_survives_kill_9_of_the_host_and_completes_after_restart(tmp_path:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _until(lambda: _read(db, "SELECT value FROM kv WHERE key='slow_calls'") == b"1",
-               "the job to start", first)
+        eventually(lambda: _read(db, "SELECT value FROM kv WHERE key='slow_calls'") == b"1",
+                   "the job to start", watch=[first])
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
     finally:
@@ -352,8 +337,8 @@ def test_a_job_survives_kill_9_of_the_host_and_completes_after_restart(tmp_path:
     assert _read(db, f"SELECT state FROM jobs WHERE id={job}") == "running"
     second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _until(lambda: _read(db, f"SELECT state FROM jobs WHERE id={job}") == "succeeded",
-               "the job to complete after restart", second)
+        eventually(lambda: _read(db, f"SELECT state FROM jobs WHERE id={job}") == "succeeded",
+                   "the job to complete after restart", watch=[second])
         assert _read(db, f"SELECT attempts FROM jobs WHERE id={job}") == 2  # at least once
         assert _read(db, "SELECT value FROM kv WHERE key='slow_done'") == b"1"
     finally:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from omnicore.cluster import ClusterSettings, Membership
 from omnicore.storage import SQLiteStorage, StorageError
+from tests.waiting import eventually
 
 
 class Switch:
@@ -39,13 +40,6 @@ class Switch:
         return Rows()
 
 
-def _wait(pred: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
     s = SQLiteStorage(tmp_path / "omnicore.db")
@@ -63,12 +57,12 @@ def test_the_heartbeat_lives_through_an_outage_and_beats_at_once_after(
     try:
         assert member.unavailable is None
         switch.down = True
-        _wait(lambda: switch.refused >= 5, "several ticks to fail")
+        eventually(lambda: switch.refused >= 5, "several ticks to fail")
         assert member.unavailable == "storage test.db: unreachable"  # /readyz says why
         assert member._thread is not None and member._thread.is_alive()
         switch.down = False
         back = time.time()
-        _wait(lambda: member.unavailable is None, "the heartbeat to resume")
+        eventually(lambda: member.unavailable is None, "the heartbeat to resume")
         (me,) = storage.instances.all()
         assert me.heartbeat_at >= back  # beaten at once, not a heartbeat period later
     finally:
@@ -97,7 +91,7 @@ def test_the_reap_line_names_the_jobs_handed_on_bounded(
                         settings=ClusterSettings(heartbeat_s=0.2, check_s=0.05))
     member.start()
     try:
-        _wait(lambda: any("rt-gone" in r.getMessage() for r in caplog.records), "the reap")
+        eventually(lambda: any("rt-gone" in r.getMessage() for r in caplog.records), "the reap")
     finally:
         member.stop()
     (line,) = [r.getMessage() for r in caplog.records if "stopped answering" in r.getMessage()]

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,7 @@ from omnicore.sandbox import wasmbin
 from omnicore.sandbox.pluginlog import flush
 from omnicore.storage import StorageError
 from tests.pgcluster import Cluster
+from tests.waiting import eventually, seconds_until
 
 FIXTURE = Path(__file__).parent / "outage_worker.wat"
 OUTAGE_S = 10.0
@@ -47,14 +48,6 @@ inputs: {type: object, properties: {wf: {type: integer}}, required: [wf]}
 steps:
   - {id: write, uses: "plugin:worker/log", with: {wf: "${{ inputs.wf }}"}}
 """
-
-
-def until(pred: Callable[[], object], what: str, timeout: float = 60.0) -> float:
-    start = time.monotonic()
-    while not pred():
-        assert time.monotonic() - start < timeout, f"timed out after {timeout}s: {what}"
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 class Records(logging.Handler):
@@ -194,25 +187,25 @@ def test_a_host_lives_through_a_ten_second_database_outage(host: OmniApp, server
 
 def _outage(app: OmniApp, server: Cluster, records: Records) -> None:
     store = app.storage
-    until(lambda: records.effects()["tick-0"] >= 1, "the schedule's first fire")
+    eventually(lambda: records.effects()["tick-0"] >= 1, "the schedule's first fire")
     loops = {t.name for t in threading.enumerate() if t.name.startswith("omnicore-")}
     for name in ("omnicore-job-ticker", "omnicore-wf-ticker", "omnicore-cluster",
                  "omnicore-pg-liveness", "omnicore-job-worker-0", "omnicore-wf-worker-0"):
         assert name in loops, sorted(loops)
     with Load(app) as load:
-        until(lambda: len(load.jobs) >= 20 and len(load.events) >= 20 and len(load.runs) >= 5,
-              "load before the outage")
+        eventually(lambda: len(load.jobs) >= 20 and len(load.events) >= 20 and len(load.runs) >= 5,
+                   "load before the outage")
         held = [app.jobs.enqueue("worker", "slow", json.dumps({"held": i}).encode())
                 for i in range(4)]
-        until(lambda: {t.id for t in app.jobs.running()} >= set(held),
-              "the slow jobs to run on this host")
+        eventually(lambda: {t.id for t in app.jobs.running()} >= set(held),
+                   "the slow jobs to run on this host")
 
         server.halt()
         stopped = time.monotonic()
-        until(lambda: load.refused >= 1, "the host to refuse work while the database is away")
+        eventually(lambda: load.refused >= 1, "the host to refuse work while the database is away")
         # The slow jobs end during the outage; their outcome waits for the database.
-        until(lambda: all(records.effects()[f"held-{i}"] == 1 for i in range(4)),
-              "the held jobs' calls to end")
+        eventually(lambda: all(records.effects()[f"held-{i}"] == 1 for i in range(4)),
+                   "the held jobs' calls to end")
         assert {t.id for t in app.jobs.running()} >= set(held)  # still held, not dropped
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped)))  # the outage itself
         ticks_before = records.effects()["tick-0"]
@@ -220,20 +213,20 @@ def _outage(app: OmniApp, server: Cluster, records: Records) -> None:
         back = time.monotonic()
         outage_s = back - stopped
 
-        held_s = until(lambda: all(store.queue.get(j).state == "succeeded"  # type: ignore[union-attr]
-                                   for j in held), "the held jobs to be recorded")
+        held_s = seconds_until(lambda: all(store.queue.get(j).state == "succeeded"  # type: ignore[union-attr]
+                                           for j in held), "the held jobs to be recorded")
         assert held_s < HELD_WITHIN_S, f"held jobs recorded {held_s:.1f}s after the return"
         offered = load.offered
-        until(lambda: load.offered >= offered + 20, "more load after the return")
+        eventually(lambda: load.offered >= offered + 20, "more load after the return")
     accepted_jobs, events, runs = dict(load.jobs), list(load.events), dict(load.runs)
     # Every loop made progress after the return.
-    until(lambda: records.effects()["tick-0"] > ticks_before, "the schedule to fire again")
-    until(lambda: all(store.queue.get(j).state == "succeeded"  # type: ignore[union-attr]
-                      for j in accepted_jobs.values()), "every accepted job to succeed")
-    until(lambda: all(app.workflows.get_run(r).state == "succeeded" for r in runs.values()),
-          "every accepted workflow run to succeed")
-    until(lambda: all(records.effects()[f"ping-{n}"] >= 1 for n in events),
-          "every accepted event to reach its durable subscriber")
+    eventually(lambda: records.effects()["tick-0"] > ticks_before, "the schedule to fire again")
+    eventually(lambda: all(store.queue.get(j).state == "succeeded"  # type: ignore[union-attr]
+                           for j in accepted_jobs.values()), "every accepted job to succeed")
+    eventually(lambda: all(app.workflows.get_run(r).state == "succeeded" for r in runs.values()),
+               "every accepted workflow run to succeed")
+    eventually(lambda: all(records.effects()[f"ping-{n}"] >= 1 for n in events),
+               "every accepted event to reach its durable subscriber")
     me = next(i for i in store.instances.all() if i.runtime_id == app.runtime_id)
     assert me.heartbeat_at > time.time() - 5  # the membership heartbeat beats again
     assert {t.name for t in threading.enumerate() if t.name.startswith("omnicore-")} >= loops

@@ -15,6 +15,7 @@ import wasmtime
 
 from omnicore.sandbox import wasmbin
 from tests.console.conftest import Host
+from tests.waiting import eventually
 
 TICKER_WAT = r"""
 (module
@@ -66,13 +67,6 @@ def ticker(make_host: Callable[..., Host]) -> Iterator[Host]:
     yield host
 
 
-def wait_for(check: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_schedules_show_next_run_and_run_now_pause_resume(ticker: Host) -> None:
     admin = ticker.client(ticker.admin_token)
 
@@ -81,14 +75,14 @@ def test_schedules_show_next_run_and_run_now_pause_resume(ticker: Host) -> None:
         assert [s["name"] for s in items] == ["hourly"]
         return dict(items[0])
 
-    wait_for(lambda: sched()["next_run"])
+    eventually(lambda: sched()["next_run"])
     first = sched()
     assert not first["paused"] and 3500 < float(first["next_run"]) - time.time() <= 3600  # type: ignore[arg-type]
     base = "/api/v1/schedules/ticker/hourly"
     r = admin.post(f"{base}/run")
     assert r.status_code == 200 and r.json()["changed"]
-    wait_for(lambda: ticker.app.kv.for_plugin("ticker").get("ticks") == b"1")
-    wait_for(lambda: sched()["last_state"] == "succeeded")
+    eventually(lambda: ticker.app.kv.for_plugin("ticker").get("ticks") == b"1")
+    eventually(lambda: sched()["last_state"] == "succeeded")
     assert sched()["next_run"] == first["next_run"]  # running now keeps the schedule's time
     paused = admin.post(f"{base}/pause").json()
     assert (paused["paused"], paused["next_run"], paused["changed"]) == (True, None, True)
@@ -120,7 +114,7 @@ def test_jobs_page_pages_by_100_filters_and_shows_duration(ticker: Host) -> None
     for i in range(230):
         jobs.enqueue("ticker", "tick" if i % 2 else "on_event", b"", delay_s=3600)
     done_id = jobs.enqueue("ticker", "tick", b"")
-    wait_for(lambda: (j := jobs.get(done_id)) is not None and j.state == "succeeded")
+    eventually(lambda: (j := jobs.get(done_id)) is not None and j.state == "succeeded")
     browser, _ = ticker.browser_session()
     first = browser.get("/tasks").text
     assert first.count('<tr data-job="') == 100
@@ -177,7 +171,7 @@ def _job(host: Host, job_id: int, state: str) -> dict[str, object]:
         job = host.app.jobs.get(job_id)
         found.update(job.as_dict() if job is not None else {})
         return found.get("state") == state
-    wait_for(settled)
+    eventually(settled)
     return found
 
 

@@ -15,6 +15,7 @@ import pytest
 from omnicore.core.workers import LeasedWorkers
 from omnicore.errors import OmniError
 from omnicore.storage import Job, JobSpec, SQLiteStorage
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -32,13 +33,6 @@ def _workers(store: SQLiteStorage, run: Callable[[Job], None], **kw: float) -> \
                          poll_s=opts["poll_s"])
 
 
-def _wait(pred: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def test_a_wake_ends_the_idle_wait_of_a_long_poll(store: SQLiteStorage) -> None:
     ran: list[int] = []
     workers = _workers(store, lambda t: (ran.append(t.id), store.queue.finish(
@@ -49,7 +43,7 @@ def test_a_wake_ends_the_idle_wait_of_a_long_poll(store: SQLiteStorage) -> None:
         job = store.queue.add(JobSpec("p", "h", b"", time.time()))
         started = time.monotonic()
         workers.wake()
-        _wait(lambda: ran == [job], "the woken worker to run the job")
+        eventually(lambda: ran == [job], "the woken worker to run the job")
         assert time.monotonic() - started < 10  # far below the 30 s poll
     finally:
         workers.stop(1)
@@ -90,7 +84,7 @@ def test_a_wake_neither_waits_for_an_idle_workers_query_nor_is_lost(
         waker.join(5)
         assert not waker.is_alive(), "wake() waited for the worker's query"
         go_on.set()
-        _wait(lambda: ran == [job], "the job added during the query to run", timeout=10)
+        eventually(lambda: ran == [job], "the job added during the query to run", timeout=10)
     finally:
         go_on.set()
         workers.stop(1)
@@ -102,7 +96,7 @@ def test_leases_are_renewed_while_an_item_runs(store: SQLiteStorage) -> None:
     job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     try:
-        _wait(lambda: bool(workers.running()), "the item to run")
+        eventually(lambda: bool(workers.running()), "the item to run")
         time.sleep(1.5)  # two and a half leases
         assert store.queue.claim("host-b", time.time(), 1.0) is None  # still ours
         assert store.queue.get(job).owner == "host-a"  # type: ignore[union-attr]
@@ -124,7 +118,7 @@ def test_stop_interrupts_after_the_grace_and_releases_uncounted(store: SQLiteSto
     jobs = [store.queue.add(JobSpec("p", "h", b"", time.time())) for _ in range(2)]
     workers.start()
     workers.wake()
-    _wait(lambda: len(workers.running()) == 2, "both items to run")
+    eventually(lambda: len(workers.running()) == 2, "both items to run")
     started = time.monotonic()
     left = workers.stop(0.5, interrupt=lambda: (calls.append(time.monotonic() - started),
                                                 interrupted.set()))
@@ -148,7 +142,7 @@ def test_stop_waits_for_items_that_end_within_the_grace(store: SQLiteStorage) ->
     job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     workers.wake()
-    _wait(lambda: bool(workers.running()), "the item to run")
+    eventually(lambda: bool(workers.running()), "the item to run")
     assert workers.stop(10, interrupt=lambda: calls.append(1)) == []
     assert calls == []  # nothing left to interrupt
     assert store.queue.get(job).state == "succeeded"  # type: ignore[union-attr]
@@ -162,8 +156,8 @@ def test_a_run_that_raises_leaves_the_item_to_its_lease(store: SQLiteStorage) ->
     job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     try:
-        _wait(lambda: (store.queue.get(job).attempts or 0) >= 2,  # type: ignore[union-attr]
-              "the item to come due again when its lease expired")
+        eventually(lambda: (store.queue.get(job).attempts or 0) >= 2,  # type: ignore[union-attr]
+                   "the item to come due again when its lease expired")
     finally:
         workers.stop(1)
 
@@ -175,7 +169,7 @@ def test_tick_runs_on_the_ticker_and_says_when_next(store: SQLiteStorage) -> Non
                             tick=lambda now: (ticks.append(now), now + 0.05)[1])
     workers.start()
     try:
-        _wait(lambda: len(ticks) >= 5, "the tick to run at the time it asked for")
+        eventually(lambda: len(ticks) >= 5, "the tick to run at the time it asked for")
     finally:
         workers.stop(1)
 
@@ -236,14 +230,14 @@ def test_an_outage_holds_the_running_item_and_records_it_when_the_storage_return
         assert ran.wait(10)
         flaky.switch(True)
         go.set()  # the call ended; its outcome cannot be written now
-        _wait(lambda: flaky.refused >= 10, "several claims and writes to fail")
+        eventually(lambda: flaky.refused >= 10, "several claims and writes to fail")
         assert [t.id for t in workers.running()] == [job]  # still held, not dropped
         threads = [t for t in threading.enumerate() if t.name.startswith("omnicore-test-")]
         assert len(threads) == 3 and all(t.is_alive() for t in threads)
         back = time.monotonic()
         flaky.switch(False)
-        _wait(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
-              "the held job's outcome to be written")
+        eventually(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
+                   "the held job's outcome to be written")
         took = time.monotonic() - back
         assert took < 5.0, took  # the back-off's bound, not the 30 s lease
         assert runs == [job]  # recorded, not delivered again
@@ -278,11 +272,11 @@ def test_a_run_failing_on_the_storage_gives_its_item_back_when_it_returns(
     job = store.queue.add(JobSpec("p", "h", b"", time.time()))
     workers.start()
     try:
-        _wait(lambda: flaky.refused >= 3, "the release to fail too")
+        eventually(lambda: flaky.refused >= 3, "the release to fail too")
         flaky.switch(False)
-        _wait(lambda: runs == [job, job], "the item to run again")  # not after 30 s
-        _wait(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
-              "the second delivery to finish")
+        eventually(lambda: runs == [job, job], "the item to run again")  # not after 30 s
+        eventually(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
+                   "the second delivery to finish")
         assert store.queue.get(job).attempts == 1  # type: ignore[union-attr]  # released
     finally:
         workers.stop(1)

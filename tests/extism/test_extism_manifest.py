@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from omnicore.errors import ConfigError, PluginError, Trap
 from omnicore.extism import host_fn
 from omnicore.plugins.host import PluginHost
 from omnicore.plugins.sidecar import read_sidecar
+from tests.waiting import eventually
 
 PAGE = 65536
 
@@ -36,13 +36,6 @@ def host() -> Iterator[PluginHost]:
     with PluginHost(failure_threshold=100) as h:
         h.extism_functions.append(shout)
         yield h
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_the_sidecar_takes_the_extism_keys(host: PluginHost, plugins: Path,

@@ -36,6 +36,7 @@ from omnicore.sandbox import (
 )
 from omnicore.storage import JobSpec, SQLiteStorage
 from tests.sandbox_fixtures import compile_wat, wait_for
+from tests.waiting import eventually
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "host_job_spin.wat"
 HANDLERS = ("spin", "spin_host")
@@ -56,16 +57,6 @@ def _read(db: Path, sql: str) -> Any:
         return row[0] if row else None
     finally:
         conn.close()
-
-
-def _until(pred: Callable[[], bool], what: str, proc: subprocess.Popen[bytes] | None = None,
-           timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert proc is None or proc.poll() is None, \
-            f"the host exited ({proc.returncode if proc else ''}) before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def _app_dir(tmp_path: Path, grace: float) -> Path:
@@ -93,8 +84,8 @@ def test_sigterm_ends_within_the_grace_and_the_jobs_run_again_after_restart(
     with errlog.open("wb") as err:
         first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        _until(lambda: all(_read(db, f"SELECT value FROM kv WHERE key='{h}_runs'") == b"1"
-                           for h in HANDLERS), "both jobs to be running", first)
+        eventually(lambda: all(_read(db, f"SELECT value FROM kv WHERE key='{h}_runs'") == b"1"
+                               for h in HANDLERS), "both jobs to be running", watch=[first])
         sent = time.monotonic()
         first.send_signal(signal.SIGTERM)
         first.wait(grace + 30)
@@ -112,8 +103,9 @@ def test_sigterm_ends_within_the_grace_and_the_jobs_run_again_after_restart(
         assert _read(db, f"SELECT last_error FROM jobs WHERE id={job}") is None, handler
     second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _until(lambda: all(_read(db, f"SELECT state FROM jobs WHERE id={j}") == "succeeded"
-                           for j in jobs.values()), "the jobs to run again and succeed", second)
+        eventually(lambda: all(_read(db, f"SELECT state FROM jobs WHERE id={j}") == "succeeded"
+                               for j in jobs.values()), "the jobs to run again and succeed",
+                   watch=[second])
         for handler, job in jobs.items():
             assert _read(db, f"SELECT attempts FROM jobs WHERE id={job}") == 1
             assert _read(db, f"SELECT value FROM kv WHERE key='{handler}_runs'") == b"2"
@@ -137,7 +129,7 @@ def test_an_embedded_stop_interrupts_only_after_the_grace_and_counts_no_failure(
     app.events.subscribe("job.*", lambda e: seen.append(e.topic))
     job = app.jobs.enqueue("spinner", "spin")
     kv = app.kv.for_plugin("spinner")
-    _until(lambda: kv.get("spin_runs") == b"1", "the job to be running")
+    eventually(lambda: kv.get("spin_runs") == b"1", "the job to be running")
     # A plain call on the same plugin ends normally while the job spins: the interrupt has
     # not happened yet, it waits for the grace.
     assert app.plugins.call("spinner", "spin") == b""
@@ -180,13 +172,13 @@ def test_every_other_plugin_call_still_running_is_interrupted_at_the_end_of_the_
     else:
         app.events.publish(AppStarted(app="other", runtime_id="x"))
     kv = app.kv.for_plugin("spinner")
-    _until(lambda: kv.get("spin_runs") == b"1", f"the {path} to spin")
+    eventually(lambda: kv.get("spin_runs") == b"1", f"the {path} to spin")
     grace = 0.5
     sent = time.monotonic()
     app.stop(grace=grace)
     assert grace <= time.monotonic() - sent < grace + SLACK_S
     if path == "call":
-        _until(lambda: bool(errors), "the caller to hear")
+        eventually(lambda: bool(errors), "the caller to hear")
         assert type(errors[0]).__name__ == "DeadlineExceeded"
 
 
@@ -209,7 +201,7 @@ def test_interrupt_ends_running_calls_and_later_calls_run_normally(
     for t in threads:
         t.start()
     kv = app.kv.for_plugin("spinner")
-    _until(lambda: all(kv.get(f"{h}_runs") == b"1" for h in HANDLERS), "both calls to spin")
+    eventually(lambda: all(kv.get(f"{h}_runs") == b"1" for h in HANDLERS), "both calls to spin")
     sent = time.monotonic()
     app.plugins.interrupt()
     for t in threads:

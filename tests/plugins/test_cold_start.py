@@ -36,6 +36,7 @@ from omnicore.plugins.ahead import CompileAhead
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import PluginModule, SandboxEngine
 from tests.host_fixtures import echo_wasm, write
+from tests.waiting import eventually
 
 
 def _big_wat(funcs: int = 1200, ops: int = 300) -> str:
@@ -65,13 +66,6 @@ def folder(tmp_path: Path, big_wasm: bytes) -> Path:
     write(plugins, "big.wasm", big_wasm)
     write(plugins, "tiny.wasm", echo_wasm("tiny"))
     return plugins
-
-
-def _wait(predicate: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 class _Held(PluginModule):
@@ -119,25 +113,25 @@ def _state(host: PluginHost, name: str) -> str | None:
 
 def test_a_plugin_answers_while_another_still_compiles(starting: PluginHost) -> None:
     host = starting
-    _wait(lambda: _state(host, "tiny") == "loaded")
+    eventually(lambda: _state(host, "tiny") == "loaded")
     assert _state(host, "big") == "compiling"
     assert host.call("tiny", "echo", b"hi") == b"hi"
     assert _state(host, "big") == "compiling"  # the answer did not wait for it
     with pytest.raises(PluginLoadError, match="still compiling"):
         host.call("big", "run", b"")
     _Held.gate.set()
-    _wait(lambda: _state(host, "big") == "loaded")
+    eventually(lambda: _state(host, "big") == "loaded")
     assert host.call("big", "run", b"") == b""
 
 
 def test_the_compiling_state_is_in_info_and_health(starting: PluginHost) -> None:
     host = starting
-    _wait(lambda: _state(host, "tiny") == "loaded")
+    eventually(lambda: _state(host, "tiny") == "loaded")
     info = host.get("big")
     assert info.state == "compiling" and not info.callable
     assert info.as_dict()["state"] == "compiling"
     _Held.gate.set()
-    _wait(lambda: _state(host, "big") == "loaded")
+    eventually(lambda: _state(host, "big") == "loaded")
     assert [i.name for i in host] == ["big", "tiny"]  # one entry each: the placeholder gone
 
 
@@ -178,7 +172,7 @@ def test_healthz_and_the_api_answer_while_plugins_compile(folder: Path, tmp_path
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         console = app / ".omnicore" / "console.json"
-        _wait(lambda: console.is_file() or server.poll() is not None)
+        eventually(lambda: console.is_file() or server.poll() is not None)
         doc = json.loads(console.read_text())
 
         def get(path: str) -> tuple[int, bytes]:
@@ -191,7 +185,7 @@ def test_healthz_and_the_api_answer_while_plugins_compile(folder: Path, tmp_path
             items = json.loads(get("/api/v1/plugins?limit=100")[1])["items"]
             return {i["name"]: i["state"] for i in items}
 
-        _wait(lambda: states().get("tiny") == "loaded")
+        eventually(lambda: states().get("tiny") == "loaded")
         assert get("/healthz")[0] == 200
         now = states()
         # Seen while the big one compiles (if the machine was that fast, it is loaded).
@@ -203,7 +197,7 @@ def test_healthz_and_the_api_answer_while_plugins_compile(folder: Path, tmp_path
                      "Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert json.loads(resp.read())["output"] == "hi"
-        _wait(lambda: states().get("big") == "loaded", timeout=120)
+        eventually(lambda: states().get("big") == "loaded", timeout=120)
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
@@ -286,7 +280,7 @@ def test_a_plugin_reloaded_before_its_tier_up_keeps_the_new_file(folder: Path,
         write(folder, "tiny.wasm", echo_wasm("tiny", "2.0.0"))
         host.reload_file("tiny", folder / "tiny.wasm")
         assert host.call("tiny", "version", b"") == b"2.0.0"
-        _wait(lambda: not _baseline(host, "big"))
+        eventually(lambda: not _baseline(host, "big"))
         assert host.call("tiny", "version", b"") == b"2.0.0"  # not swapped back
         assert not _baseline(host, "tiny")  # a reload compiles with Cranelift
 

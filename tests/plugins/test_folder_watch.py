@@ -16,16 +16,7 @@ from omnicore.plugins.events import PluginFailed, PluginReloaded
 from omnicore.plugins.folder import PluginFolder
 from omnicore.plugins.host import PluginHost
 from tests.host_fixtures import config_wasm, echo_wasm, write
-
-
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> float:
-    """Poll ``check`` until true; return the seconds it took (fails after ``timeout``)."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.01)
-    return time.monotonic() - start
+from tests.waiting import eventually
 
 
 @pytest.fixture

@@ -18,18 +18,10 @@ from omnicore.plugins.sidecar import Sidecar
 from omnicore.storage import SQLiteStorage
 from omnicore.storage.settings_rows import PluginSettingsRows
 from tests.host_fixtures import config_wasm, write
+from tests.waiting import eventually, seconds_until
 
 #: The poll period of the change sequence (1 s) plus slack for a loaded machine.
 FOLLOWED_WITHIN_S = 1.0 + 1.5
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def answer(app: OmniApp, key: bytes = b"k") -> str:
@@ -121,7 +113,7 @@ def test_without_a_notification_the_poll_catches_up_on_postgresql(pg_url: str) -
         follower.follow(lambda plugin, caps: seen.append((plugin, caps)), lambda _wake: None)
         there.plugin_settings.change("a", lambda doc: {"grants": {"kv": {}}}, by=None, at=1.0)
         there.plugin_settings.change("b", lambda doc: {"enabled": False}, by=None, at=2.0)
-        took = eventually(lambda: len(seen) == 2)
+        took = seconds_until(lambda: len(seen) == 2)
         assert took < FOLLOWED_WITHIN_S, took
         assert seen == [("a", frozenset({"kv"})), ("b", frozenset())]
         assert follower.doc("a") == {"grants": {"kv": {}}}
@@ -136,7 +128,7 @@ def test_a_change_made_beside_the_running_host_is_applied_by_the_change_sequence
     app = make()
     assert answer(app) == "NeedsGrant"
     put(cli_rows, grants={"config": {}}, config={"k": "from-db"})
-    took = eventually(lambda: answer(app) == "from-db")
+    took = seconds_until(lambda: answer(app) == "from-db")
     assert took < FOLLOWED_WITHIN_S, took
     put(cli_rows, limits={"max_output_bytes": 3})
     eventually(lambda: answer(app) == "OutputTooLarge")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,6 +15,7 @@ import pytest
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from omnicore.workflows import SIGNATURE_HEADER, sign_webhook
+from tests.waiting import eventually
 from tests.workflows.conftest import app_dir
 
 PASSWORD = "correct horse battery"
@@ -155,13 +156,6 @@ def signed_in(url: str) -> tuple[httpx.Client, str]:
     return c, c.get("/api/v1/me").json()["csrf"]
 
 
-def wait_for(pred: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not pred():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 def test_start_from_the_form_approve_in_the_run_view(host: tuple[OmniApp, str]) -> None:
     app, url = host
     c, csrf = signed_in(url)
@@ -176,8 +170,8 @@ def test_start_from_the_form_approve_in_the_run_view(host: tuple[OmniApp, str]) 
     assert started.status_code == 303
     run_path = started.headers["location"]
     run_id = int(re.findall(r"\d+", run_path)[0])
-    wait_for(lambda: (s := app.workflows.store.step(run_id, "ok")) is not None
-             and s.state == "waiting", "the approval")
+    eventually(lambda: (s := app.workflows.store.step(run_id, "ok")) is not None
+               and s.state == "waiting", "the approval")
     view = c.get(run_path).text
     assert "Ship it?" in view and ">Approve</button>" in view and "Hello, Grace!" in view
     assert c.post(f"{run_path}/approve", data={"step": "ok", "decision": "approve"}

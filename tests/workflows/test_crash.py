@@ -11,8 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from omnicore import OmniApp
+from tests.waiting import eventually
 from tests.workflows.conftest import app_dir
 
 FLOW = """\
@@ -98,16 +98,6 @@ def read(db: Path, sql: str) -> Any:
         conn.close()
 
 
-def until(pred: Callable[[], Any], what: str, proc: subprocess.Popen[bytes] | None = None,
-          timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the host exited ({proc.returncode}) before {what}")
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def kill(proc: subprocess.Popen[bytes]) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
@@ -141,7 +131,7 @@ def test_a_run_survives_kill_9_between_and_within_steps(
     try:
         # 1. Between steps: `one` is done, the run waits for its approval.
         first = host()
-        until(lambda: step("hold") == "waiting", "the approval", first)
+        eventually(lambda: step("hold") == "waiting", "the approval", watch=[first])
         kill(first)
         approve = subprocess.run([sys.executable, "-m", "omnicore.cli", "workflows", "approve",
                                   str(run_id), "hold", "--app", str(folder)], env=env,
@@ -151,15 +141,15 @@ def test_a_run_survives_kill_9_between_and_within_steps(
 
         # 2. Within a step: the host is killed while `call` waits for the ledger's answer.
         second = host()
-        until(ledger.first.is_set, "the ledger call", second)
+        eventually(ledger.first.is_set, "the ledger call", watch=[second])
         assert step("call") == "running"
         kill(second)
         ledger.release.set()
 
         # 3. A new host takes the step over once its lease expires, and finishes the run.
         third = host()
-        until(lambda: read(db, f"SELECT state FROM wf_runs WHERE id={run_id}") == "succeeded",
-              "the run to succeed", third)
+        eventually(lambda: read(db, f"SELECT state FROM wf_runs WHERE id={run_id}") == "succeeded",
+                   "the run to succeed", watch=[third])
         third.send_signal(signal.SIGTERM)
         third.wait(30)
     finally:

@@ -13,13 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import wasmtime
 
 from omnicore import OmniApp
 from omnicore.sandbox import wasmbin
 from omnicore.storage import SQLiteStorage
+from tests.waiting import eventually
 
 #: The jobs' spinner (tests/jobs/test_shutdown.py): its first ``spin`` loops until interrupted.
 SPINNER = Path(__file__).parents[1] / "fixtures" / "host_job_spin.wat"
@@ -49,27 +49,17 @@ outputs: {all: "${{ steps.sub.output.map(o, o.who) }}"}
 """
 
 
-def until(pred: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def test_a_sub_run_that_ended_while_no_host_ran_completes_only_its_own_parent_item(
         wf_app: Start) -> None:
     files = {"child.yaml": CHILD, "parent.yaml": PARENT}
     app = wf_app(files)
     run = app.workflows.start("parent", {"names": ["Ada", "Bo", "Cy"]})
-    children = until(lambda: (found := app.workflows.runs("child")) and len(found) == 3
-                     and all(app.workflows.store.step(c.id, "ok") is not None
-                             and app.workflows.store.step(c.id, "ok").state == "waiting"
-                             for c in found) and found, "three waiting sub-runs")
-    until(lambda: all(app.workflows.store.step(run.id, "sub", i).state == "waiting"
-                      for i in range(3)), "the items waiting on their sub-runs")
+    children = eventually(lambda: (found := app.workflows.runs("child")) and len(found) == 3
+                          and all(app.workflows.store.step(c.id, "ok") is not None
+                                  and app.workflows.store.step(c.id, "ok").state == "waiting"
+                                  for c in found) and found, "three waiting sub-runs")
+    eventually(lambda: all(app.workflows.store.step(run.id, "sub", i).state == "waiting"
+                           for i in range(3)), "the items waiting on their sub-runs")
     app.stop()
 
     # While no host runs, item 1's sub-run ends behind the engine's back (another process
@@ -85,8 +75,8 @@ def test_a_sub_run_that_ended_while_no_host_ran_completes_only_its_own_parent_it
     storage.close()
 
     again = wf_app(files)
-    until(lambda: again.workflows.store.step(run.id, "sub", 1).state == "succeeded",
-          "the recovered item")
+    eventually(lambda: again.workflows.store.step(run.id, "sub", 1).state == "succeeded",
+               "the recovered item")
     item = again.workflows.store.step(run.id, "sub", 1)
     assert item is not None and item.output == {"who": "Bo"}
     # Its siblings (same run and step, other indexes) still wait on their own sub-runs.
@@ -149,8 +139,8 @@ def test_a_stop_interrupts_a_running_plugin_step_and_it_runs_again_uncounted(
     # interrupt ends them.
     run = app.workflows.start("spin")
     kv = app.kv.for_plugin("spinner")
-    until(lambda: kv.get("spin_runs") == b"1" and kv.get("spin_host_runs") == b"1",
-          "both plugin steps to spin")
+    eventually(lambda: kv.get("spin_runs") == b"1" and kv.get("spin_host_runs") == b"1",
+               "both plugin steps to spin")
     # The step timeout (300 s) outlasts the plugin's deadline: each step is one thread, its
     # worker's, with no call thread beside it.
     assert new_threads(earlier, "omnicore-wf-call") == []
@@ -160,8 +150,8 @@ def test_a_stop_interrupts_a_running_plugin_step_and_it_runs_again_uncounted(
     took = time.monotonic() - sent
     assert grace <= took < grace + SLACK_S, f"stop took {took:.2f}s"
     # The spinning calls were ended, not abandoned: no step thread is left running.
-    until(lambda: not new_threads(earlier, "omnicore-wf-"), "the step threads to end",
-          timeout=10)
+    eventually(lambda: not new_threads(earlier, "omnicore-wf-"), "the step threads to end",
+               timeout=10)
     app.stop(grace=0)
 
     storage = SQLiteStorage(app.data_dir / "omnicore.db")

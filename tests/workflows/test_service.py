@@ -14,19 +14,10 @@ import pytest
 from omnicore import OmniApp
 from omnicore.capabilities.events import PluginEvent
 from omnicore.workflows import InputInvalid, RunStateError
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 Start = Callable[..., OmniApp]
-
-
-def until(pred: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def step(app: OmniApp, run_id: int, sid: str, index: int = -1) -> Any:
@@ -117,7 +108,7 @@ def test_retries_then_fails_then_restarts_from_the_failed_step_on_the_latest_ver
     # Fix the file; the folder is read again and the new version serves new runs.
     (app.workflows.settings.dir / "flaky.yaml").write_text(
         FLAKY.replace("WITH", '{text: "${{ steps.greet.output.message }}"}'))
-    until(lambda: app.workflows.entries.get("flaky").version != pinned, "the new version")
+    eventually(lambda: app.workflows.entries.get("flaky").version != pinned, "the new version")
     assert app.workflows.cancel(run.id, "tester") is False  # it has ended
     again = app.workflows.restart(run.id, "tester", latest=True)
     assert again.version != pinned and again.restarts == 1
@@ -152,7 +143,7 @@ outputs: {by: "${{ steps.ok.output.by }}"}
 def test_an_approval_waits_and_records_who_decided(wf_app: Start) -> None:
     app = wf_app({"a.yaml": APPROVAL})
     run = app.workflows.start("approve-me", {"name": "x"})
-    until(lambda: state_of(app, run.id, "ok") == "waiting", "the approval")
+    eventually(lambda: state_of(app, run.id, "ok") == "waiting", "the approval")
     assert app.workflows.get_run(run.id).state == "running" and count(app) == 0
     with pytest.raises(RunStateError):
         app.workflows.approve(run.id, "greet", "alice")
@@ -162,7 +153,7 @@ def test_an_approval_waits_and_records_who_decided(wf_app: Start) -> None:
     assert done.state == "succeeded" and done.outputs == {"by": "alice"} and count(app) == 1
 
     second = app.workflows.start("approve-me", {"name": "y"})
-    until(lambda: state_of(app, second.id, "ok") == "waiting", "the approval")
+    eventually(lambda: state_of(app, second.id, "ok") == "waiting", "the approval")
     app.workflows.approve(second.id, "ok", "bob", approve=False, comment="no")
     rejected = app.workflows.wait(second.id, 30)
     assert rejected.state == "failed" and "rejected by bob: no" in (rejected.error or "")
@@ -175,7 +166,7 @@ def test_concurrency_modes(wf_app: Start, mode: str) -> None:
                             f"{{key: '${{{{ inputs.name }}}}', limit: 1, on_conflict: {mode}}}")
     app = wf_app({"a.yaml": text})
     first = app.workflows.start("approve-me", {"name": "k"})
-    until(lambda: state_of(app, first.id, "ok") == "waiting", "the first run to wait")
+    eventually(lambda: state_of(app, first.id, "ok") == "waiting", "the first run to wait")
     other_key = app.workflows.start("approve-me", {"name": "other"})
     assert other_key.state == "running"            # another key is not limited
     second = app.workflows.start("approve-me", {"name": "k"})
@@ -184,7 +175,7 @@ def test_concurrency_modes(wf_app: Start, mode: str) -> None:
         assert app.workflows.store.steps(second.id) == []
         app.workflows.approve(first.id, "ok", "alice")
         assert app.workflows.wait(first.id, 30).state == "succeeded"
-        until(lambda: state_of(app, second.id, "ok") == "waiting", "the queued run to start")
+        eventually(lambda: state_of(app, second.id, "ok") == "waiting", "the queued run to start")
     elif mode == "skip":
         assert second.state == "skipped"
         assert app.workflows.get_run(first.id).state == "running"
@@ -298,7 +289,7 @@ def test_large_outputs_are_stored_once_by_reference(wf_app: Start) -> None:
 def test_cancel_a_waiting_run(wf_app: Start) -> None:
     app = wf_app({"a.yaml": APPROVAL})
     run = app.workflows.start("approve-me", {"name": "x"})
-    until(lambda: state_of(app, run.id, "ok") == "waiting", "the approval")
+    eventually(lambda: state_of(app, run.id, "ok") == "waiting", "the approval")
     assert app.workflows.cancel(run.id, "alice") is True
     assert app.workflows.get_run(run.id).state == "cancelled"
     assert step(app, run.id, "ok").state == "cancelled"
@@ -324,7 +315,7 @@ def test_an_event_trigger_starts_a_run_when_its_filter_holds(wf_app: Start) -> N
     for total, oid in ((5, 1), (150, 2)):
         app.events.publish(PluginEvent(topic="plugin.shop.order", plugin="shop",
                                        data=json.dumps({"total": total, "id": oid}).encode()))
-    runs = until(lambda: app.workflows.runs("on-order"), "the triggered run")
+    runs = eventually(lambda: app.workflows.runs("on-order"), "the triggered run")
     run = app.workflows.wait(runs[0].id, 30)
     assert run.outputs == {"said": "Hello, order 2!"}
     assert run.started_by == "event:plugin.shop.order"
@@ -337,16 +328,16 @@ def test_an_event_trigger_starts_a_run_when_its_filter_holds(wf_app: Start) -> N
 def test_a_cron_trigger_fires_once_per_period_in_its_time_zone(wf_app: Start) -> None:
     app = wf_app({"t.yaml": TRIGGERED})
     store = app.workflows.store
-    first = until(lambda: store.next_fire("on-order", "nightly"), "the first next fire")
+    first = eventually(lambda: store.next_fire("on-order", "nightly"), "the first next fire")
     # 02:00 in Tokyo is 17:00 UTC.
     assert time.gmtime(first).tm_hour == 17 and time.gmtime(first).tm_min == 0
     assert store.set_fire("on-order", "nightly", first, time.time() - 1)  # it is due now
-    runs = until(lambda: app.workflows.runs("on-order"), "the cron run")
+    runs = eventually(lambda: app.workflows.runs("on-order"), "the cron run")
     run = app.workflows.wait(runs[0].id, 30)
     assert run.state == "succeeded" and run.started_by == "cron:nightly"
     assert run.outputs == {"said": "Hello, nightly!"}
-    later = until(lambda: (n := store.next_fire("on-order", "nightly")) and n > time.time()
-                  and n, "the next fire")
+    later = eventually(lambda: (n := store.next_fire("on-order", "nightly")) and n > time.time()
+                       and n, "the next fire")
     assert time.gmtime(later).tm_hour == 17
     assert len(app.workflows.runs("on-order")) == 1
 
@@ -361,7 +352,7 @@ outputs: {said: "${{ steps.g.output.message }}"}
 """
     app = wf_app({"w.yaml": text})
     run = app.workflows.start("waiter")
-    until(lambda: state_of(app, run.id, "paid") == "waiting", "the wait")
+    eventually(lambda: state_of(app, run.id, "paid") == "waiting", "the wait")
     for order in (6, 7):
         app.events.publish(PluginEvent(topic="plugin.bank.paid", plugin="bank",
                                        data=json.dumps({"order": order, "by": "Bo"}).encode()))
@@ -404,7 +395,7 @@ def test_a_run_whose_advance_failed_on_the_storage_advances_when_it_returns(
 
     monkeypatch.setattr(store, "add_steps", away)
     run = app.workflows.start("text-report", {"name": "Ada"})
-    until(lambda: len(refused) >= 2, "the ticker to try again in the outage")
+    eventually(lambda: len(refused) >= 2, "the ticker to try again in the outage")
     assert app.workflows.get_run(run.id).state == "running"
     monkeypatch.setattr(store, "add_steps", add_steps)
     # No event and no restart: the ticker advances it once the storage answers.

@@ -1,0 +1,83 @@
+"""Waiting for what a test cannot make happen at once: one poll with a deadline for the suite.
+
+The deadline only catches "never": it is far above what a loaded 2-core machine running
+several workers needs, so waiting does not make a test timing-sensitive (a test that asserts
+promptness measures the time :func:`eventually` returns with :func:`seconds_until`, against a
+bound of its own). A process the wait depends on (a host under test) is watched too: the wait
+fails as soon as it exits, with its log's tail, instead of at the deadline.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+__all__ = ["eventually", "seconds_until"]
+
+T = TypeVar("T")
+
+#: Long enough for a cluster of hosts to start on a loaded machine; short of pytest's timeout.
+TIMEOUT_S = 90.0
+
+
+class _Host(Protocol):
+    """A process with its log (tests/cluster/hosts.py's Host, tests/mcp's Proc)."""
+
+    @property
+    def proc(self) -> subprocess.Popen[Any] | None: ...
+
+    @property
+    def log(self) -> Path: ...
+
+
+Watched = subprocess.Popen[Any] | _Host
+
+
+def _exited(item: Watched, ok_exits: Sequence[int]) -> str | None:
+    proc = item if isinstance(item, subprocess.Popen) else item.proc
+    if proc is None or proc.poll() is None or proc.returncode in ok_exits:
+        return None
+    said = ""
+    log = getattr(item, "log", None)
+    if isinstance(log, Path) and log.exists():
+        said = f":\n--- {log.name}\n{log.read_text(errors='replace')[-3000:]}"
+    return f"{getattr(log, 'name', 'the process')} exited ({proc.returncode}){said}"
+
+
+def _tails(watch: Sequence[Watched]) -> str:
+    logs = [log for item in watch if isinstance(log := getattr(item, "log", None), Path)
+            and log.exists()]
+    return "".join(f"\n--- {log.name}\n{log.read_text(errors='replace')[-2000:]}"
+                   for log in logs)
+
+
+def eventually(check: Callable[[], T], what: str = "", *, timeout: float = TIMEOUT_S,
+               every: float = 0.01, watch: Sequence[Watched] = (),
+               ok_exits: Sequence[int] = ()) -> T:
+    """Call ``check`` until it returns something true, and return that.
+
+    AssertionError naming ``what`` after ``timeout`` seconds, or as soon as a process of
+    ``watch`` exits with a code not in ``ok_exits`` (a host the test itself stopped or
+    killed: ``ok_exits=(0, -signal.SIGKILL)``), with the watched processes' log tails.
+    """
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        for item in watch:
+            why = _exited(item, ok_exits)
+            if why is not None:
+                raise AssertionError(f"{why}\nbefore {what or check}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for "
+                                 f"{what or check}{_tails(watch)}")
+        time.sleep(every)
+    return found
+
+
+def seconds_until(check: Callable[[], object], what: str = "", **options: Any) -> float:
+    """:func:`eventually`, returning the seconds it took."""
+    start = time.monotonic()
+    eventually(check, what, **options)
+    return time.monotonic() - start
