@@ -72,6 +72,26 @@ def _capabilities(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key
     return f"capability options; re-linked {', '.join(done) or 'none'}"
 
 
+def _check_trust(app: OmniApp, new: OmniConfig) -> None:
+    # An unreadable or malformed key: the running policy stays (ConfigError names the key).
+    from omnicore.oci.trust import TrustPolicy
+
+    TrustPolicy.from_config(new.trust)
+
+
+def _trust(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
+    # Publishes read plugins.trust from app.config each time; the catalog's follower checks
+    # the versions this host serves against the new policy (plugins.convergence).
+    from omnicore.oci.trust import TrustPolicy
+
+    policy = TrustPolicy.from_config(new.trust)
+    follower = app.plugins.published.follower
+    if follower is None:
+        return f"plugins.trust (keys: {policy.describe()}); no catalog followed"
+    follower.set_policy(policy)
+    return f"plugins.trust (keys: {policy.describe()}); catalog versions served re-checked"
+
+
 def _check_mcp(app: OmniApp, new: OmniConfig) -> None:
     # A typo in mcp.expose (a pattern exposing none of the loaded plugins' handlers) is
     # refused as `omnicore mcp` and `omnicore run` refuse it at start.
@@ -131,6 +151,7 @@ SECTIONS: dict[str, Section] = {
     "log": Section((("log", "level"),), _log),
     "shutdown": Section((("shutdown_grace_s",),), _nothing),
     "connectors": Section((("connectors",),), _connectors, _check_connectors),
+    "trust": Section((("trust",),), _trust, _check_trust),
 }
 #: Keys under a section's prefix that still need a restart: the job service and the event
 #: subscriptions take their options once, when they are made.

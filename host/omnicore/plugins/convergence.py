@@ -21,6 +21,12 @@ operator's settings of the plugin change: a grant may be what it lacked), and is
 host reports. The report (:meth:`CatalogFollower.status`) goes to this host's row of the
 instance table, where any host's ``/api/v1/instances`` reads every host's digests and whether
 the cluster converged.
+
+When this host's ``plugins.trust`` changes (a config reload, :meth:`CatalogFollower.
+set_policy`), the versions it serves are checked against the new policy on the follower's
+thread: one no longer trusted stops serving here, with one line naming its digest and the key
+(the refusal), and the newest earlier version the policy trusts serves in its place (none: the
+folder's file beneath, or nothing); versions refused before are tried again at once.
 """
 
 from __future__ import annotations
@@ -110,6 +116,8 @@ class CatalogFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        #: ``plugins.trust`` changed: check the versions served against it (catch_up).
+        self._recheck = False
 
     # ---- following -------------------------------------------------------------------
 
@@ -140,12 +148,16 @@ class CatalogFollower:
         """Apply every change since the last one seen, and the retries that are due; the
         names applied."""
         rows = self._rows()
+        applied = []
+        with self._lock:
+            recheck, self._recheck = self._recheck, False
+        if recheck:
+            applied.extend(self._recheck_served(rows))
         if self._failing and self._seq == 0 and not self._wanted:
             # The first read failed at start: take everything in force now.
             self._seq = rows.last_seq()
             for entry in rows.entries():
                 self._apply(entry)
-        applied = []
         while True:
             changes = rows.changes(self._seq)
             for entry in changes:
@@ -178,6 +190,72 @@ class CatalogFollower:
                 found.at = 0.0
         if found is not None:
             self._wake.set()
+
+    def set_policy(self, policy: TrustPolicy) -> None:
+        """This host's ``plugins.trust`` is now ``policy`` (a config reload): the versions
+        served here are checked against it on the follower's thread, at once (module
+        docstring), and those it refused before are tried again."""
+        with self._lock:
+            self._policy = policy
+            self._recheck = True
+            for due in self._retry.values():
+                due.at = 0.0
+        self._wake.set()
+
+    def _recheck_served(self, rows: CatalogRows) -> list[str]:
+        """Each catalog version serving here checked against the policy now; the names
+        whose version was refused."""
+        from omnicore.oci.errors import SignatureRefused
+
+        published = self._host.published
+        refused = []
+        for name in published.names():
+            p = published.served(name)
+            if p is None:
+                continue
+            version = next((v for v in rows.versions(name) if v.digest == p.digest
+                            and v.number == p.number), None)
+            try:
+                if version is None:
+                    raise SignatureRefused(f"refused plugin '{name}' module {p.digest}: "
+                                           "that version is no longer kept in the catalog, "
+                                           "so its signatures cannot be checked again",
+                                           plugin=name, digest=p.digest)
+                self._verify(version)
+            except SignatureRefused as exc:
+                self._refuse_served(rows, name, p, exc)
+                refused.append(name)
+        return refused
+
+    def _refuse_served(self, rows: CatalogRows, name: str, p: Published,
+                       exc: Exception) -> None:
+        """``p`` serves ``name`` and the policy no longer trusts it: the newest earlier
+        version the policy trusts serves instead (none: the folder's file beneath, or
+        nothing); one line says so."""
+        published = self._host.published
+        instead = None
+        for older in rows.versions(name):  # newest first
+            if older.number >= p.number:
+                continue
+            try:
+                published.adopt(self._prepared(older))  # checked against the policy first
+            except (PluginError, ConfigError, OSError, StorageError):
+                continue
+            instead = older
+            break
+        if instead is None:
+            published.withdraw(name)
+            if not any(info.name == name for info in self._host):
+                self._unlink(name)
+        then = f"serving version {instead.number} ({instead.digest[:19]}) instead" \
+            if instead is not None else "no earlier version is trusted: not served from the " \
+                                       "catalog here"
+        line = f"catalog version {p.number} is no longer trusted after plugins.trust " \
+               f"changed: {' '.join(str(exc).split())}; {then}"
+        log.warning("plugin '%s': %s", name, line)
+        entry = rows.entry(name)
+        if entry is not None and entry.version is not None:
+            self._failed(entry, line, transient=False, quiet=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -301,7 +379,8 @@ class CatalogFollower:
         for path in self._named.glob(f"{name}@*"):
             path.unlink(missing_ok=True)
 
-    def _failed(self, entry: CatalogEntry, why: str, *, transient: bool) -> None:
+    def _failed(self, entry: CatalogEntry, why: str, *, transient: bool,
+                quiet: bool = False) -> None:
         with self._lock:
             self._failures[entry.name] = why
             before = self._retry.get(entry.name)
@@ -310,6 +389,8 @@ class CatalogFollower:
             if not transient:
                 pause = max(pause, RETRY_FIRST_S * 4)  # a compile error does not go away soon
             self._retry[entry.name] = _Retry(entry, time.monotonic() + pause, pause)
+        if quiet:
+            return  # said already, in one line
         log.warning("plugin '%s': catalog version %s does not serve here: %s", entry.name,
                     entry.version.number if entry.version else "?", why)
 

@@ -107,6 +107,10 @@ class PublishedPlugins:
         #: (plugins.convergence; ``app.plugins.follower``).
         self.follower: CatalogFollower | None = None
 
+    def served(self, name: str) -> Published | None:
+        """The catalog version serving ``name`` here (None: none serves it)."""
+        return self._served.get(name)
+
     def wanted(self, name: str) -> Published | None:
         """The catalog version last given to :meth:`adopt` for ``name`` (None: none, or the
         catalog dropped it)."""
