@@ -90,11 +90,13 @@ static inline void omni_data_free(omni_data *d) {
 
 /* ---- host imports ----------------------------------------------------------------------- */
 
+/* Always imported: under `omnicore test` too (omnicore_test.h's calls to its runner). */
+#define OMNI__HOSTED(ns, fn) __attribute__((import_module(ns), import_name(fn)))
 #ifdef OMNI_TESTING
 /* `omnicore test`: the imports are omnicore_test.h's fakes, linked into the test program. */
 #define OMNI__IMPORT(ns, fn)
 #else
-#define OMNI__IMPORT(ns, fn) __attribute__((import_module(ns), import_name(fn)))
+#define OMNI__IMPORT(ns, fn) OMNI__HOSTED(ns, fn)
 #endif
 
 OMNI__IMPORT("omnicore:log", "write") void omni__log_write(int32_t, const void *, size_t);

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from omnicore.toolchains import UnitTests, go, locations, rust, unit_tests
+from omnicore.toolchains.testredis import MemoryRedis
 from tests.sdk.contract import (
     RENDERED,
     TABLE,
@@ -45,7 +46,7 @@ def _requests() -> list[dict[str, Any]]:
     return lines
 
 
-def _check(printed: str) -> None:
+def _check(printed: str, *, sql: bool = True) -> None:
     """The driver's output against the table: every redis step's outcome, every SQL answer
     passed through unchanged in shape, every answer the host never sends refused."""
     outcomes: list[Outcome] = []
@@ -56,8 +57,8 @@ def _check(printed: str) -> None:
         elif kind in ("ok", "error"):
             outcomes.append(outcome_of_block(kind == "error", rest))
     redis = [(case["name"], step) for case in TABLE["redis"]["cases"] for step in case["steps"]]
-    answers = [c["answer"] for c in TABLE["sql"]["answers"] if "query" in c]
-    bad = TABLE["sql"]["not_answers"]
+    answers = [c["answer"] for c in TABLE["sql"]["answers"] if "query" in c] if sql else []
+    bad = TABLE["sql"]["not_answers"] if sql else []
     assert len(outcomes) == len(redis) + len(answers) + len(bad), printed[-2000:]
     wrong = [f"{name}: {request(step)} -> {got}, the host answers {expected(step)}"
              for (name, step), got in zip(redis, outcomes, strict=False)
@@ -87,6 +88,17 @@ def _run(argv: list[str], requests: Path, **kwargs: Any) -> str:
                           check=False, **kwargs)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
+
+
+def test_the_test_hosts_redis() -> None:
+    """omnicore.toolchains.testredis: the Redis the Python test host serves (C's runner)."""
+    printed = []
+    for case in TABLE["redis"]["cases"]:
+        redis = MemoryRedis()
+        for step in case["steps"]:
+            failed, block = redis.command(json.dumps(request(step)).encode())
+            printed.append(f"{'error' if failed else 'ok'} {block.decode()}")
+    _check("\n".join(printed), sql=False)
 
 
 @pytest.fixture
@@ -156,6 +168,30 @@ def test_rust(requests_file: Path) -> None:
     _check(_unit_tests(locations.sdk_dir("rust"), "--lib", "contract_test", "--",
                        "--nocapture", env={"OMNICORE_CONTRACT_REQUESTS": str(requests_file)},
                        tests=rust.unit_tests))
+
+
+def _c_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string of ASCII is a C string literal
+
+
+def test_c(tmp_path: Path) -> None:
+    """The C test program: SQL from omnicore_test.h, Redis from the runner's in-memory one."""
+    project = tmp_path / "c"
+    (project / "tests").mkdir(parents=True)
+    shutil.copy(DRIVERS / "c" / "driver.c", project / "driver.c")
+    body = []
+    for line in _requests():
+        if "reset" in line:
+            body.append("    omni__redis_reset();")
+        elif "sql" in line:
+            answer = _c_string(json.dumps(line["sql"]))
+            body.append(f'    omni_test_sql_answer("SELECT", {answer});')
+            body.append('    omni_test_call(query, "");')
+        else:
+            body.append(f"    omni_test_call(redis, {_c_string(json.dumps(line['redis']))});")
+    (project / "tests" / "contract.c").write_text(
+        '#include "omnicore_test.h"\n\nOMNI_TEST(contract) {\n' + "\n".join(body) + "\n}\n")
+    _check(_unit_tests(project))
 
 
 def test_zig(requests_file: Path, tmp_path: Path) -> None:
