@@ -5,13 +5,15 @@ Run: ``.venv/bin/python bench/bench_components.py [--quick]``. The component is 
 benchmark component of the tests (tests/sandbox/components/bench.wat, assembled by
 wasm-tools): a ``u32`` round trip, a 1 KiB ``string`` round trip, a 4 KiB ``list<u8>`` round
 trip, and a call making one host callback (``omnicore:plugin/log#enabled``; omnicore's
-is the log capability, wasmtime-py's a Python function answering true); then the handler of
+is the log capability, wasmtime-py's a Python function answering true); a record of five
+fields (u32, string, f64, bool, u8: tests/sandbox/components/bench-record.wat); then the handler of
 an omnicore plugin component (tests/sandbox/components/bytes-plugin.wat: ``call(handler,
 input: list<u8>) -> result<list<u8>, string>``) echoing 4 KiB, bytes in and out as
 ``app.plugins.call`` calls it. omnicore's column is ``ComponentRuntime.call``: with JSON in
 and out for the plain exports (the mapping of specs/components.md, every argument checked
 against its WIT type), bytes for the handler; the pool, the deadline, the memory limiter
-armed; byte lists and strings through the flat face (sandbox/component/rawlift.py). The
+armed; byte lists and strings through the flat face (sandbox/component/rawlift.py), every
+other export through the host's canonical ABI (sandbox/component/canonabi.py). The
 other column calls the export with Python values (``Func.__call__`` then ``post_return``),
 no limits armed. Prints the median µs per call over the repeats with its min-max
 (bench/_measure.py: both columns get the same iterations, repeats and warm-up). Targets
@@ -25,6 +27,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import wasmtime
@@ -53,51 +56,64 @@ def _wasmtime_py(engine: wasmtime.Engine, path: Path) -> tuple[wasmtime.Store, A
     return store, linker.instantiate(store, component)
 
 
+def _rows(engine: SandboxEngine, path: Path, cases: list[tuple[str, str, list[Any], int]],
+          scale: int) -> list[tuple[str, str, str, str]]:
+    """Each case of the component at ``path``: omnicore's call beside wasmtime-py's."""
+    module = PluginModule.load(engine, path, path.stem.split("-")[0])
+    assert isinstance(module, ComponentModule)
+    rows = []
+    with ComponentRuntime(engine, module, Limits(), registry=builtin_registry()) as rt:
+        store, instance = _wasmtime_py(engine.components, path)
+        for label, export, values, n in cases:
+            n = max(n // scale, 10)
+            payload = json.dumps(values).encode()
+            func = instance.get_func(store, export)
+            assert func is not None
+
+            # wasmtime-py takes and gives a list<u8> as bytes, a record as an object.
+            native = [bytes(v) if export == "echo-bytes" else
+                      SimpleNamespace(**v) if isinstance(v, dict) else v for v in values]
+
+            def theirs(f: Any = func, v: list[Any] = native) -> Any:
+                out = f(store, *v)
+                f.post_return(store)
+                return out
+
+            ours_out = json.loads(rt.call(export, payload))
+            their_out = theirs()
+            if isinstance(their_out, bytes):
+                their_out = list(their_out)
+            elif not isinstance(their_out, (int, str, bool)):
+                their_out = dict(vars(their_out))
+            assert ours_out == their_out, label
+
+            def call(e: str = export, p: bytes = payload) -> bytes:
+                return rt.call(e, p)
+
+            ours = measure(call, n)
+            wt = measure(theirs, n)
+            rows.append((label, str(ours), str(wt), f"{ours.ratio(wt):.2f}"))
+        store.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     parser.add_argument("--markdown", action="store_true", help="a Markdown table")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
-    path = wat_component("bench")
     text, data = "x" * 1024, bytes(range(256)) * 16
-    cases: list[tuple[str, str, list[Any], int]] = [  # label, export, arguments, iterations
-        ("u32 round trip", "echo32", [7], 20000),
-        ("1 KiB string round trip", "echo-string", [text], 10000),
-        ("4 KiB list<u8> round trip", "echo-bytes", [list(data)], 300),
-        ("call + 1 host callback", "callback", [], 10000),
-    ]
+    record = {"id": 7, "name": "omnicore", "score": 0.5, "ok": True, "tag": 3}
     with SandboxEngine() as engine:
-        module = PluginModule.load(engine, path, "bench")
-        assert isinstance(module, ComponentModule)
-        with ComponentRuntime(engine, module, Limits(), registry=builtin_registry()) as rt:
-            store, instance = _wasmtime_py(engine.components, path)
-            rows = []
-            for label, export, values, n in cases:
-                n = max(n // scale, 10)
-                payload = json.dumps(values).encode()
-                func = instance.get_func(store, export)
-                assert func is not None
-
-                # wasmtime-py takes and gives a list<u8> as bytes.
-                native = [bytes(v) if export == "echo-bytes" else v for v in values]
-
-                def theirs(f: Any = func, v: list[Any] = native) -> Any:
-                    out = f(store, *v)
-                    f.post_return(store)
-                    return out
-
-                ours_out = json.loads(rt.call(export, payload))
-                their_out = theirs()
-                assert ours_out == (list(their_out) if isinstance(their_out, bytes)
-                                    else their_out), label
-                def call(e: str = export, p: bytes = payload) -> bytes:
-                    return rt.call(e, p)
-
-                ours = measure(call, n)
-                wt = measure(theirs, n)
-                rows.append((label, str(ours), str(wt), f"{ours.ratio(wt):.2f}"))
-            store.close()
+        rows = _rows(engine, wat_component("bench"), [  # label, export, arguments, iterations
+            ("u32 round trip", "echo32", [7], 20000),
+            ("1 KiB string round trip", "echo-string", [text], 10000),
+            ("4 KiB list<u8> round trip", "echo-bytes", [list(data)], 300),
+            ("call + 1 host callback", "callback", [], 10000),
+        ], scale)
+        rows += _rows(engine, wat_component("bench-record"), [
+            ("record of five fields round trip", "echo-record", [record], 10000)], scale)
         path = wat_plugin("bytes-plugin", {"name": "bytes", "handlers": ["echo"]})
         module = PluginModule.load(engine, path, "bytes")
         assert isinstance(module, ComponentModule)

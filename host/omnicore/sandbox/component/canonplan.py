@@ -22,9 +22,15 @@ from typing import Any
 
 from omnicore.sandbox.component import rawlift
 from omnicore.sandbox.component.canonabi import MAX_FLAT_PARAMS, MAX_FLAT_RESULTS, Ty, flatten
+from omnicore.sandbox.component.hostcalls import HANDLER_CALL, PACKAGE
 from omnicore.sandbox.component.rawlift import RAW_PREFIX, Planned, RawForm, Reader
 
-__all__ = ["plan", "signature"]
+__all__ = ["FACES_VERSION", "plan", "signature"]
+
+#: Which faces :func:`plan` gives, in the name of a cached compile (compiled.py): a compile
+#: holds the faces of the planner that made it, and a planner that names or chooses them
+#: differently must not find them (the export would quietly keep the value API).
+FACES_VERSION = 2
 
 _PRIMS = {0x7F: "bool", 0x7E: "s8", 0x7D: "u8", 0x7C: "s16", 0x7B: "u16", 0x7A: "s32",
           0x79: "u32", 0x78: "s64", 0x77: "u64", 0x76: "f32", 0x75: "f64", 0x74: "char",
@@ -98,10 +104,17 @@ def signature(params: tuple[Ty, ...], result: Ty | None) -> tuple[tuple[str, ...
     return core_params, core_result
 
 
+def _handler_call(name: str) -> bool:
+    """Whether ``name`` is an omnicore plugin's ``call`` (called with bytes, not JSON)."""
+    interface, _, fn = name.partition("#")
+    return fn == HANDLER_CALL and interface.split("@")[0] == f"{PACKAGE}/handler"
+
+
 def plan(wasm: bytes) -> Planned:
-    """:func:`.rawlift.plan`'s byte faces, and a canonical face for every other function
-    the host's canonical ABI carries (their forms' ``result`` is ``"canon"``)."""
-    planned = rawlift.plan(wasm)
+    """A canonical face for every function the host's canonical ABI carries (their forms'
+    ``result`` is ``"canon"``), but an omnicore plugin's handler ``call``, which keeps
+    :func:`.rawlift.plan`'s byte face: its bytes never become JSON."""
+    planned = {name: form for name, form in rawlift.plan(wasm).items() if _handler_call(name)}
     reader = rawlift.read(wasm)
     if reader is None:
         return planned

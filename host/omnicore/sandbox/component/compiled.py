@@ -125,9 +125,9 @@ def _with_flat_faces(engine: SandboxEngine, wasm: bytes) -> cm.Component:
 
 def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
     core_path = engine.cache_path(sha)
-    # ".canon": entries made before the canonical faces lack them (they would still work,
-    # slowly).
-    path = core_path.with_suffix(".canon.component.cwasm") if core_path is not None else None
+    # Entries made by another planner hold other faces (they would still work, slowly).
+    suffix = f".faces{canonplan.FACES_VERSION}.component.cwasm"
+    path = core_path.with_suffix(suffix) if core_path is not None else None
     # Checked before wasmtime trusts it, like a module's entry (sandbox/modcache.py).
     return modcache.compiled(
         path, sha, lambda file: cm.Component.deserialize_file(engine.components, file),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import struct
 from ctypes import byref
 from typing import Any
 
@@ -38,6 +39,18 @@ __all__ = ["Bound", "CallFailed", "FlatCall", "uses_memory"]
 #: A core value as the face carries it: (the C value's kind, its union field).
 _SLOT = {"i32": ("U32", "u32"), "i64": ("U64", "u64"), "f32": ("F32", "f32"),
          "f64": ("F64", "f64")}
+#: Its struct code, and the C value's layout: values are written and read as bytes, one
+#: ``pack_into`` per call (a ctypes field access per value costs more than the C call).
+_CODE = {"i32": "I", "i64": "Q", "f32": "f", "f64": "d"}
+_SIZE = ctypes.sizeof(CAPI.wasmtime_component_val_t)
+_OF = CAPI.wasmtime_component_val_t.of.offset
+_WIDTH = {"I": 4, "Q": 8, "f": 4, "d": 8}
+
+
+def _vals_struct(core: tuple[str, ...]) -> struct.Struct:
+    """Each C value's kind byte and payload, in order (the kinds interleaved)."""
+    fmt = "".join(f"B{_OF - 1}x{_CODE[c]}{_SIZE - _OF - _WIDTH[_CODE[c]]}x" for c in core)
+    return struct.Struct("<" + fmt)
 
 
 class CallFailed(Exception):
@@ -78,6 +91,10 @@ class FlatCall:
                 self._lift = lifter(result)
         self.params = tuple(_SLOT[c] for c in form.core_params)
         self.result = _SLOT[form.core_result[0]][1] if form.core_result else None
+        self._pack = _vals_struct(form.core_params).pack_into
+        self._kinds = tuple(COMPONENT_KINDS[k] for k, _f in self.params)
+        self._unpack = struct.Struct("<" + _CODE[form.core_result[0]]).unpack_from \
+            if form.core_result else None
         # orjson writes a float its own way (1e16, not 1e+16): floats take json's words,
         # what the value API's path writes.
         self.floats = "'f32'" in repr(result) or "'f64'" in repr(result)
@@ -98,19 +115,18 @@ class FlatCall:
         else:
             for lower, value in zip(self._lowers, args, strict=True):
                 lower(value, flat, cx)
-        vals = bound.params
-        for i, ((kind, field), v) in enumerate(zip(bound.kinds, flat, strict=True)):
-            val = vals[i]
-            val.kind = kind
-            setattr(val.of, field, v)
-        ctx, out = bound.ctx, bound.out
-        error = CAPI.wasmtime_component_func_call(bound.face, ctx, vals, len(flat),
+        slots = bound.slots
+        slots[1::2] = flat
+        self._pack(bound.view, 0, *slots)
+        ctx = bound.ctx
+        error = CAPI.wasmtime_component_func_call(bound.face, ctx, bound.params, len(flat),
                                                   bound.out_ref, bound.nout)
         if not error:
             error = CAPI.wasmtime_component_func_post_return(bound.face, ctx)
         if error:
             raise CallFailed(error)
-        core = getattr(out.of, self.result) if self.result is not None else None
+        unpack = self._unpack
+        core = unpack(bound.out_view, _OF)[0] if unpack is not None else None
         answer = None
         if self.form.result_type is not None:
             if self.returned:
@@ -134,8 +150,8 @@ class FlatCall:
 class Bound:
     """A :class:`FlatCall` on one instance: its face functions and C values."""
 
-    __slots__ = ("ctx", "cx", "face", "kinds", "nout", "out", "out_ref", "params", "post",
-                 "realloc")
+    __slots__ = ("ctx", "cx", "face", "nout", "out", "out_ref", "out_view", "params", "post",
+                 "realloc", "slots", "view")
 
     def __init__(self, flat: FlatCall, ctx: Any, face: Any, realloc: Any, post: Any,
                  memory: Any, view: memoryview | None) -> None:
@@ -145,8 +161,11 @@ class Bound:
         self.post = post
         n = len(flat.params)
         self.params = (CAPI.wasmtime_component_val_t * max(n, 1))()
-        self.kinds = tuple((COMPONENT_KINDS[k], f) for k, f in flat.params)
+        self.view = memoryview(self.params).cast("B")
+        #: (kind, value) per parameter, for FlatCall's one pack: the values change per call.
+        self.slots: list[Any] = [x for k in flat._kinds for x in (k, 0)]
         self.out = CAPI.wasmtime_component_val_t()
+        self.out_view = memoryview(self.out).cast("B")
         if flat.result is not None:
             self.out.kind = COMPONENT_KINDS[_SLOT[flat.form.core_result[0]][0]]
         self.out_ref = byref(self.out)

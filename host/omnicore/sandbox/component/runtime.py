@@ -92,6 +92,11 @@ _RESULT_AREA = struct.Struct("<B3xII")
 _PAIR_AREA = struct.Struct("<II")
 
 
+def _wants(fn: Function) -> str:
+    """``fn``'s parameters as an error names them (written only when one is raised)."""
+    return ", ".join(f"{p}: {c.wit}" for p, c in fn.params)
+
+
 class _Instance:
     """One instance in its own store, with its memory limiter and the functions looked up
     so far."""
@@ -182,6 +187,10 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         #: needs the instance's memory.
         self._canon = {name: (FlatCall(form), uses_memory(form))
                        for name, form in module.flat.items() if form.result == "canon"}
+        #: Whether the component can write to stdout/stderr at all: without those imports
+        #: there is nothing to take in after a call (two reads of empty pipes saved).
+        self._stdio = any(n.startswith(("wasi:cli/stdout", "wasi:cli/stderr"))
+                          for n in world.imports)
         # The fs grant's directories: wasi:filesystem preopens of every instance (.files).
         fs = grant_map.get("fs")
         self._dirs = GrantedDirs(self.name, parse_dirs(fs.get("dirs", []), "grant.fs.dirs")
@@ -312,15 +321,14 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                                plugin=self.name, handler=fn.name)
         if len(data) > self.limits.max_input_bytes:
             raise self.limits.input_too_large(len(data), who, self.name, fn.name)
-        want = ", ".join(f"{p}: {c.wit}" for p, c in fn.params)
         try:
             args = jsoncodec.loads(data) if data.strip() else []
         except RecursionError:  # json's parser recurses: 100,000 brackets end here
             raise InvalidInput(f"{who}: the input nests too deeply to be arguments of "
-                               f"[{want}]", plugin=self.name, handler=fn.name) from None
+                               f"[{_wants(fn)}]", plugin=self.name, handler=fn.name) from None
         except ValueError as exc:
             raise InvalidInput(f"{who}: the input is not JSON ({exc}); send a JSON array of "
-                               f"the arguments [{want}]", plugin=self.name,
+                               f"the arguments [{_wants(fn)}]", plugin=self.name,
                                handler=fn.name) from None
         if isinstance(args, dict):
             # An object keyed by the parameter names (what an MCP tool and the console's
@@ -331,7 +339,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 raise InvalidInput(f"{who}: {exc}; nothing was called", plugin=self.name,
                                    handler=fn.name) from None
         if not isinstance(args, list) or len(args) != len(fn.params):
-            raise InvalidInput(f"{who} takes {len(fn.params)} argument(s) [{want}] as a JSON "
+            raise InvalidInput(f"{who} takes {len(fn.params)} argument(s) [{_wants(fn)}] as a JSON "
                                f"array, got {json.dumps(args)[:200]}", plugin=self.name,
                                handler=fn.name)
         try:
@@ -559,7 +567,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             try:
                 answer = flat.call(bound, args)
             finally:
-                self._wasi_output.catch_up()
+                if self._stdio:
+                    self._wasi_output.catch_up()
                 leave()
         except CallFailed as exc:
             raise self._classify(store, inst.limiter, fn.name, start, error_failure(exc.error),
