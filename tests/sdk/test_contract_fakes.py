@@ -194,6 +194,13 @@ def test_c(tmp_path: Path) -> None:
     _check(_unit_tests(project))
 
 
+def test_ruby(requests_file: Path, tmp_path: Path) -> None:
+    project = tmp_path / "ruby"
+    shutil.copytree(DRIVERS / "ruby", project)
+    shutil.copy(requests_file, project / "requests.jsonl")
+    _check(_unit_tests(project))
+
+
 def test_zig(requests_file: Path, tmp_path: Path) -> None:
     project = tmp_path / "zig"
     project.mkdir()

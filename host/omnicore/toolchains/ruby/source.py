@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from omnicore.errors import BuildError
+from omnicore.toolchains import locations
 from omnicore.toolchains.ruby.glue import HOST_FUNCTIONS, MAX_HANDLERS
 
 __all__ = ["CAPABILITIES", "ENTRY", "TEST_DIRS", "detect", "handler_descriptions",
@@ -120,7 +121,7 @@ def vendored_gems(src: Path) -> list[Path]:
 
 def stage(src: Path, sdk: Path, dest: Path, boot: str, *, tests: bool = False) -> None:
     """Lay out ``/omnicore`` for the interpreter: ``sdk/``, ``plugin/``, ``gems/<name>/``
-    and ``boot.rb``."""
+    and ``boot.rb`` (and ``contract/host.json`` for ``tests``)."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     shutil.copytree(sdk / "lib", dest / "sdk")
@@ -136,4 +137,8 @@ def stage(src: Path, sdk: Path, dest: Path, boot: str, *, tests: bool = False) -
             n for n in names if n in skip or str(Path(d) / n) in own])
     for gem in vendored_gems(src):
         shutil.copytree(gem / "lib", dest / "gems" / gem.name)
+    if tests:
+        # The host's answers, which the SDK's test host reads its Redis commands from.
+        (dest / "contract").mkdir()
+        shutil.copy(locations.sdk_dir("contract") / "host.json", dest / "contract" / "host.json")
     (dest / "boot.rb").write_text(boot, encoding="utf-8")

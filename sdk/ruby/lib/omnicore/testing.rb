@@ -267,11 +267,30 @@ module Omnicore
       answer = @sql.call(call)
       return block(answer.is_a?(Hash) ? answer : { rows_affected: Integer(answer || 0) }) unless query
 
-      columns = answer.first&.keys || []
-      block({ columns: columns.map { |c| { name: c.to_s, type: "" } },
-              rows: answer.map { |row| columns.map { |c| row[c] } } })
+      block(query_answer(answer))
     rescue StandardError => e
       failed(e.message.match?(/\A[A-Z_]+:/) ? e.message : "UNAVAILABLE: #{e.message}")
+    end
+
+    # A query's answer in the host's shape: from rows as Hashes (the columns are the first
+    # row's keys), or from { columns:, rows: } (names or { name:, type: }; rows as Arrays, one
+    # value per column: the host answers no other, and sends the columns with no rows too).
+    def query_answer(answer)
+      unless answer.is_a?(Hash)
+        columns = answer.first&.keys || []
+        return { columns: columns.map { |c| { name: c.to_s, type: "" } },
+                 rows: answer.map { |row| columns.map { |c| row[c] } } }
+      end
+      columns = (answer[:columns] || answer["columns"] || []).map do |c|
+        c.is_a?(Hash) ? { name: (c[:name] || c["name"]).to_s, type: (c[:type] || c["type"]).to_s } : { name: c.to_s, type: "" }
+      end
+      rows = answer[:rows] || answer["rows"] || []
+      rows.each do |row|
+        next if row.is_a?(Array) && row.size == columns.size
+
+        raise ArgumentError, "INVALID: the test's rows: #{row.inspect} is not one value per column of #{columns.size}"
+      end
+      { columns: columns, rows: rows }
     end
 
     def host_mcp_progress(done, total, message)
@@ -284,7 +303,10 @@ module Omnicore
     def host_redis_command(_connector, request)
       req = JSON.parse(request)
       cmd = req["cmd"].to_s.upcase
-      args = req.fetch("args", []).map { |a| a.is_a?(Hash) ? a["$bytes"].unpack1("m0") : a.to_s }
+      given = req["args"] || []
+      raise RedisFake::Refused, "INVALID: args must be an array" unless given.is_a?(Array)
+
+      args = given.map { |a| a.is_a?(Hash) ? a["$bytes"].unpack1("m0") : a.to_s }
       [0, JSON.generate(RedisFake.new(self).run(cmd, args)).b]
     rescue RedisFake::Refused => e
       failed(e.message)

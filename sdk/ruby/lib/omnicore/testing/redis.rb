@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "json"
 require "set"
 
 module Omnicore
@@ -9,9 +10,10 @@ module Omnicore
     # A refusal, its message as the host words it ("DENIED: ...").
     class Refused < StandardError; end
 
-    ALLOWED = %w[GET SET SETNX GETDEL MGET DEL EXISTS INCR INCRBY DECR DECRBY EXPIRE PEXPIRE
-                 TTL PTTL PERSIST HGET HSET HDEL HGETALL HINCRBY HEXISTS HLEN LPUSH RPUSH LPOP
-                 RPOP LRANGE LLEN LTRIM SADD SREM SMEMBERS SISMEMBER SCARD PUBLISH].freeze
+    # specs/abi.md §4.11's commands, name => [least args, most args or nil, keys], from the
+    # host's answers (sdk/contract/host.json, which `omnicore test` stages beside the SDK).
+    COMMANDS = JSON.parse(File.read(File.expand_path("../../../contract/host.json", __dir__)))
+                   .dig("redis", "commands").freeze
     WRONGTYPE = "INVALID: WRONGTYPE Operation against a key holding the wrong kind of value"
 
     def initialize(host)
@@ -23,8 +25,13 @@ module Omnicore
 
     # The reply to +cmd+ with +args+ (Strings).
     def run(cmd, args)
-      raise Refused, "DENIED: #{cmd} is not an allowed command" unless ALLOWED.include?(cmd)
-      raise Refused, "INVALID: wrong number of arguments" if args.empty?
+      raise Refused, "DENIED: redis command '#{cmd}' is not allowed" unless COMMANDS.key?(cmd)
+
+      least, most = COMMANDS[cmd]
+      if args.size < least || (most && args.size > most)
+        counts = if most == least then least.to_s elsif most then "#{least} to #{most}" else "#{least} or more" end
+        raise Refused, "INVALID: #{cmd} takes #{counts} arguments, got #{args.size}"
+      end
 
       @key = @prefix + args[0]
       case cmd
