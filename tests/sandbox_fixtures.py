@@ -11,6 +11,7 @@ import wasmtime
 
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.sandbox import CapabilityRegistry, Limits, PluginModule, PluginRuntime, SandboxEngine
+from tests.waiting import eventually
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -21,12 +22,8 @@ DEADLINE_ALLOWANCE_S = 0.1
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    """Poll until ``predicate()`` is true. The timeout only catches "never": it is far above
-    what a loaded 2-core machine needs, so it does not make a test timing-sensitive."""
-    until = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < until, f"timed out waiting for {what or predicate}"
-        time.sleep(0.002)
+    """Poll until ``predicate()`` is true (tests/waiting.py)."""
+    eventually(predicate, what, timeout=timeout, every=0.002)
 
 
 def compile_wat(name: str) -> bytes:

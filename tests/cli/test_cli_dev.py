@@ -9,14 +9,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from omnicore.cli.remote import Remote, RemoteError, find_running
 from omnicore.toolchains import c, scaffold
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -28,12 +28,9 @@ def _answer(remote: Remote) -> str:
         return exc.type
 
 
-def _until(what: str, check: object, proc: subprocess.Popen[str], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert proc.poll() is None, f"omnicore dev exited while waiting for {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+def _until(what: str, check: Callable[[], object], proc: subprocess.Popen[str],
+           timeout: float = 180) -> None:
+    eventually(check, f"omnicore dev: {what}", watch=[proc], timeout=timeout, every=0.1)
 
 
 @pytest.fixture

@@ -10,12 +10,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from tests.waiting import seconds_until
 
 __all__ = ["Host", "hosts_serving", "wait_for"]
 
@@ -85,19 +86,10 @@ class Host:
 
 def wait_for(pred: Callable[[], bool], what: str, hosts: Sequence[Host],
              timeout: float = 60.0, every: float = 0.02) -> float:
-    """Wait for ``pred``; the seconds it took. A host that died, or the timeout, raises
-    AssertionError with the hosts' log tails."""
-    start = time.monotonic()
-    while not pred():
-        for h in hosts:
-            if h.proc is not None and h.proc.poll() not in (None, -signal.SIGKILL, 0):
-                raise AssertionError(f"{h.dir.name} exited ({h.proc.returncode}) before "
-                                     f"{what}:\n{h.log.read_text()[-3000:]}")
-        if time.monotonic() - start > timeout:
-            logs = "\n".join(f"--- {h.dir.name}\n{h.log.read_text()[-2000:]}" for h in hosts)
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
-        time.sleep(every)
-    return time.monotonic() - start
+    """Wait for ``pred``; the seconds it took. A host that died (not stopped or killed by
+    the test), or the timeout, raises AssertionError with the hosts' log tails."""
+    return seconds_until(pred, what, watch=hosts, ok_exits=(0, -signal.SIGKILL),
+                         timeout=timeout, every=every)
 
 
 def hosts_serving(storage: Any, name: str, digest: str) -> set[str]:

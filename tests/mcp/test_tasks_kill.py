@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from omnicore.storage.postgres import PostgresStorage
 from tests.mcp.gate import Gate, gate_config, gate_server
 from tests.mcp.mcp_fixtures import http_session, text_of, wasm
 from tests.mcp.test_tasks import create_task, get_task, task_result
+from tests.waiting import eventually
 
 
 class Proc:
@@ -73,16 +73,8 @@ def _ready(url: str) -> bool:
 
 
 def until(pred: Any, what: str, procs: list[Proc], timeout: float = 90.0) -> Any:
-    start = time.monotonic()
-    while not (found := pred()):
-        for p in procs:
-            if p.proc is not None and p.proc.poll() not in (None, -signal.SIGKILL):
-                pytest.fail(f"{p.log.name} exited before {what}:\n{p.log.read_text()[-3000:]}")
-        if time.monotonic() - start > timeout:
-            logs = "\n".join(f"--- {p.log.name}\n{p.log.read_text()[-2000:]}" for p in procs)
-            pytest.fail(f"timed out waiting for {what}\n{logs}")
-        time.sleep(0.05)
-    return found
+    return eventually(pred, what, watch=procs, ok_exits=(-signal.SIGKILL,), timeout=timeout,
+                      every=0.05)
 
 
 def make_app(root: Path, gate: Gate) -> Path:
