@@ -5,9 +5,13 @@ package omnicore
 import (
 	"encoding/base64"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -167,6 +171,36 @@ func hostSQLCommit(tx int64) int32 { return endTx(tx, "COMMIT") }
 
 func hostSQLRollback(tx int64) int32 { return endTx(tx, "ROLLBACK") }
 
+// redisCommands is specs/abi.md §4.11's command list with each command's least and most
+// argument counts (-1: no most), read from the host's answers (sdk/contract/host.json, in the
+// SDK tree beside this module, in a checkout and in omnicore's wheel alike): anything else
+// is DENIED, as on the host.
+var redisCommands = sync.OnceValue(func() map[string][2]int {
+	_, here, _, _ := runtime.Caller(0)
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(here), "..", "contract", "host.json"))
+	if err != nil {
+		panic("omnicore TestHost: the host's answers (sdk/contract/host.json) beside the SDK: " +
+			err.Error())
+	}
+	var table struct {
+		Redis struct {
+			Commands map[string][3]any `json:"commands"`
+		} `json:"redis"`
+	}
+	if err := json.Unmarshal(raw, &table); err != nil {
+		panic("omnicore TestHost: sdk/contract/host.json: " + err.Error())
+	}
+	commands := map[string][2]int{}
+	for name, spec := range table.Redis.Commands {
+		most := -1
+		if n, ok := spec[1].(float64); ok {
+			most = int(n)
+		}
+		commands[name] = [2]int{int(spec[0].(float64)), most}
+	}
+	return commands
+})
+
 // argCounts says how many arguments a command takes, as the host does.
 func argCounts(least, most int) string {
 	switch {
@@ -191,7 +225,7 @@ func hostRedisCommand(conn string, req *byte, reqLen uint32) uint64 {
 		return errorBlock("INVALID: " + err.Error())
 	}
 	cmd := strings.ToUpper(raw.Cmd)
-	counts, allowed := redisCommands[cmd] // contract_gen.go: the host's list
+	counts, allowed := redisCommands()[cmd]
 	if !allowed {
 		return errorBlock("DENIED: redis command '" + cmd + "' is not allowed")
 	}

@@ -82,34 +82,9 @@ def render_zig() -> str:
             f"pub const redis_commands = [_]Command{{\n{rows}}};\n")
 
 
-def render_go() -> str:
-    """sdk/go/contract_gen.go: the host's Redis commands for the Go TestHost."""
-    width = max(len(n) for n, _a, _b in _commands()) + 3
-    rows = "".join(f'\t{(chr(34) + n + chr(34) + ":").ljust(width)} {{{a}, {_or(b, "-1")}}},\n'
-                   for n, a, b in _commands())
-    return ("// Code generated from sdk/contract/host.json by tests/sdk/contract.py; DO NOT "
-            "EDIT.\n// tests/sdk/test_contract_fakes.py fails when it differs.\n\n"
-            "//go:build !wasm\n\npackage omnicore\n\n"
-            "// redisCommands is specs/abi.md §4.11's command list with each command's least and "
-            "most\n// argument counts (-1: no most): anything else is DENIED, as on the host.\n"
-            f"var redisCommands = map[string][2]int{{\n{rows}}}\n")
-
-
-def render_rust() -> str:
-    """sdk/rust/src/contract_gen.rs: the host's Redis commands for the Rust test host."""
-    rows = "".join(f'    ("{n}", {a}, {"None" if b is None else f"Some({b})"}),\n'
-                   for n, a, b in _commands())
-    return (f"// {GENERATED}\n\n//! The host's answers the test host is held to "
-            "(sdk/contract/host.json).\n\n"
-            "/// specs/abi.md §4.11's commands with their least and most argument counts (None: "
-            "no most):\n/// anything else is DENIED, as on the host.\n"
-            "pub(crate) const REDIS_COMMANDS: &[(&str, usize, Option<usize>)] = &[\n"
-            f"{rows}];\n")
-
-
 #: The generated files, by path under sdk/, and how each is made.
-RENDERED = {"zig/contract.zig": render_zig, "go/contract_gen.go": render_go,
-            "rust/src/contract_gen.rs": render_rust}
+#: Zig's test host cannot read a file outside its package, so its list is generated.
+RENDERED = {"zig/contract.zig": render_zig}
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ host does (test_contract_host.py holds the host to the same table), each run wit
 language's toolchain: a fake that drifts (a command missing or extra, a reply shaped
 otherwise, an SQL answer the host never sends accepted) fails here, not live.
 
-Each language's driver (tests/sdk/contract_drivers/) reads the requests from a file, one JSON
+Each language's driver (tests/sdk/contract_drivers/; Go's and Rust's are tests in their SDKs,
+which call the test host's unexported functions) reads the requests from a file, one JSON
 a line (``{"redis": request}``, ``{"reset": true}`` between cases, ``{"sql": answer}``),
 runs each through its SDK's test host as a plugin's call would, and prints one line per
 request: ``ok <JSON>`` or ``error <text>``. The comparison is here, once."""

@@ -69,8 +69,6 @@ pub mod vectors;
 #[path = "rt.rs"]
 pub mod __rt;
 
-#[cfg(not(target_arch = "wasm32"))]
-mod contract_gen;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod contract_test;
 #[cfg(not(target_arch = "wasm32"))]

@@ -889,6 +889,24 @@ pub(crate) mod redis {
         })
     }
 
+    /// The host's answers, which the command list is read from (sdk/contract/host.json, in the
+    /// SDK tree beside this crate, in a checkout and in omnicore's wheel alike).
+    const CONTRACT: &str = include_str!("../../contract/host.json");
+
+    /// §4.11's command `cmd`: its least and most argument counts (None: no most), or None
+    /// when the host does not allow it.
+    fn argument_counts(cmd: &str) -> Option<(usize, Option<usize>)> {
+        let doc = jsonlite::parse(CONTRACT.as_bytes()).expect("sdk/contract/host.json is JSON");
+        let count = |v: &Value| match v {
+            Value::Number(n) => n.parse::<usize>().ok(),
+            _ => None,
+        };
+        match doc.get("redis")?.get("commands")?.get(cmd)? {
+            Value::Array(spec) => Some((count(spec.first()?)?, count(spec.get(1)?))),
+            _ => None,
+        }
+    }
+
     pub(crate) unsafe fn host_command(
         conn: *const u8,
         conn_len: usize,
@@ -903,12 +921,8 @@ pub(crate) mod redis {
                 Some(Value::Str(c)) => c.to_uppercase(),
                 _ => return Err("INVALID: the request has no cmd".to_string()),
             };
-            // contract_gen.rs: the host's list, generated from sdk/contract/host.json.
-            let (least, most) = match crate::contract_gen::REDIS_COMMANDS
-                .iter()
-                .find(|(name, _, _)| *name == cmd)
-            {
-                Some((_, least, most)) => (*least, *most),
+            let (least, most) = match argument_counts(&cmd) {
+                Some(counts) => counts,
                 None => return Err(format!("DENIED: redis command '{}' is not allowed", cmd)),
             };
             let args = match doc.get("args") {
