@@ -85,3 +85,35 @@ def test_a_host_serving_many_plugins_claims_by_one_filtered_probe(storage: Stora
     got = storage.queue.claim("w", now, 30, many)
     assert got is not None and got.id == mine
     assert storage.queue.claim("w", now, 30, many) is None
+
+
+def test_a_job_naming_a_version_goes_only_to_a_host_serving_it(storage: Storage) -> None:
+    from omnicore.storage.stores.leases import MAX_PROBES
+
+    now = time.time()
+    v1, v2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    wants_v2 = storage.queue.add(JobSpec("tool", "h", b"", now - 50, digest=v2))
+    wants_v1 = storage.queue.add(JobSpec("tool", "h", b"", now - 40, digest=v1))
+    any_version = _add(storage, "tool", now - 30)
+    on_v1 = {"tool": v1, "other": None}
+    assert storage.queue.next_due(on_v1) == now - 40  # v2's older job is not ours
+    got = storage.queue.claim("a", now, 30, on_v1)
+    assert got is not None and got.id == wants_v1 and got.digest == v1
+    got = storage.queue.claim("a", now, 30, on_v1)
+    assert got is not None and got.id == any_version
+    assert storage.queue.claim("a", now, 30, on_v1) is None
+    assert storage.queue.claim("a", now, 30, {"tool": None}) is None  # version unknown here
+    assert storage.queue.get(wants_v2).attempts == 0  # type: ignore[union-attr]
+    # Past MAX_PROBES names the one filtered probe holds to the versions too.
+    many = {f"p{i}": None for i in range(MAX_PROBES + 1)}
+    assert storage.queue.claim("b", now, 30, {**many, "tool": v1}) is None
+    assert storage.queue.next_due({**many, "tool": v1}) is None
+    got = storage.queue.claim("b", now, 30, {**many, "tool": v2})
+    assert got is not None and got.id == wants_v2
+    # A lease that ran out goes back only to a host serving its version.
+    taken = []
+    while (job := storage.queue.claim("c", now + 31, 30, {"tool": v1})) is not None:
+        taken.append(job.id)
+    assert sorted(taken) == sorted([wants_v1, any_version])  # theirs ran out too
+    again = storage.queue.claim("c", now + 31, 30, {"tool": v2})
+    assert again is not None and again.id == wants_v2 and again.attempts == 2

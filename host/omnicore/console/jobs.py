@@ -4,7 +4,9 @@
 API (reads: any signed-in user; changes: admin)::
 
     GET  /api/v1/jobs                              jobs, newest first (?state=, ?plugin=, paged)
-    POST /api/v1/jobs                              enqueue {plugin, handler, payload, delay_s}
+    POST /api/v1/jobs                              enqueue {plugin, handler, payload, delay_s,
+                                                   digest}: digest (optional) asks for that
+                                                   version: only a host serving it claims it
                                                    (Idempotency-Key: the same job per key),
                                                    or a batch {jobs: [...]} in one transaction
     POST /api/v1/jobs/{id}/retry                   a dead or cancelled job, again
@@ -188,18 +190,33 @@ def enqueue_doc(doc: dict[str, Any], key: str | None) -> tuple[str, str, bytes, 
     return plugin, handler, _payload(doc), float(delay)
 
 
+def digest_of(doc: dict[str, Any]) -> str | None:
+    """The version a ``POST /api/v1/jobs`` body asks for (``digest``), if any."""
+    digest = doc.get("digest")
+    if digest is not None and (not isinstance(digest, str) or not digest):
+        raise ApiError(422, "'digest' must be a plugin version's sha256:<hex> (omnicore "
+                            "plugins versions lists them)", type="ConfigError")
+    return digest
+
+
 def enqueue(app: OmniApp, plugin: str, handler: str, payload: bytes, delay_s: float,
-            key: str | None, by: Actor) -> tuple[int, bool]:
+            key: str | None, by: Actor, digest: str | None = None) -> tuple[int, bool]:
     """Queue a job for an operator (recorded); the id and whether it was made now (False:
-    the idempotency key's job from before)."""
-    if key is None:
-        job_id, made = app.jobs.enqueue(plugin, handler, payload, delay_s=delay_s), True
-    else:
-        job_id, made = app.jobs.enqueue_once(plugin, handler, payload, key, delay_s=delay_s)
+    the idempotency key's job from before). ``digest``: the plugin version it must run on."""
+    try:
+        if key is None:
+            job_id, made = app.jobs.enqueue(plugin, handler, payload, delay_s=delay_s,
+                                            digest=digest), True
+        else:
+            job_id, made = app.jobs.enqueue_once(plugin, handler, payload, key,
+                                                 delay_s=delay_s, version=digest)
+    except ValueError as exc:  # a malformed digest
+        raise ApiError(422, str(exc), type="ConfigError") from None
     if made:
         record(app.storage, by, "task.enqueue", f"task:{job_id}", None,
                {"plugin": plugin, "handler": handler, "bytes": len(payload),
-                **({"key": key} if key is not None else {})})
+                **({"key": key} if key is not None else {}),
+                **({"digest": digest} if digest is not None else {})})
     return job_id, made
 
 
@@ -208,6 +225,10 @@ def enqueue_batch(app: OmniApp, docs: list[Any], by: Actor) -> list[int]:
     listing their ids; the ids."""
     if not docs or len(docs) > MAX_BATCH or not all(isinstance(d, dict) for d in docs):
         raise ApiError(422, f"'jobs' must be a list of 1 to {MAX_BATCH} job objects",
+                       type="ConfigError")
+    if any("digest" in d for d in docs):
+        raise ApiError(422, "'digest' asks for a version for one job: queue a job that needs "
+                            "one on its own ({plugin, handler, payload, digest})",
                        type="ConfigError")
     jobs = [enqueue_doc(d, None) for d in docs]
     ids = app.jobs.enqueue_many(jobs)
@@ -230,10 +251,12 @@ async def enqueue_job(request: Request) -> Response:
         ids = await st.off_loop(enqueue_batch, st.app, doc["jobs"], actor(request, who))
         return JSONResponse({"ids": ids, "created": True}, status_code=201)
     plugin, handler, payload, delay = enqueue_doc(doc, key)
+    digest = digest_of(doc)
     job_id, made = await st.off_loop(enqueue, st.app, plugin, handler, payload, delay, key,
-                                     actor(request, who))
+                                     actor(request, who), digest)
     return JSONResponse({"id": job_id, "plugin": plugin, "handler": handler,
-                         "created": made}, status_code=201 if made else 200)
+                         "created": made, **({"digest": digest} if digest else {})},
+                        status_code=201 if made else 200)
 
 
 # The API's messages keep saying "task": scripts match them, and /api/v1/tasks is theirs.

@@ -63,10 +63,14 @@ SCHEMAS: Obj = {
         "payload": {"description": "a string (text, or base64 with encoding=base64); any "
                                    "other JSON value is sent as its JSON text"},
         "encoding": {"enum": ["text", "base64"]},
-        "delay_s": {"type": "number", "minimum": 0, "maximum": 366 * 86400}}},
+        "delay_s": {"type": "number", "minimum": 0, "maximum": 366 * 86400},
+        "digest": {"type": "string", "description": "the plugin version the job must run on "
+                   "(sha256:<hex>, a version the catalog keeps or a host serves): only a host "
+                   "serving that module claims it; a single job only, not in a batch"}}},
     "JobQueued": {"type": "object", "required": ["id", "plugin", "handler", "created"],
                   "properties": {"id": {"type": "integer"}, "plugin": {"type": "string"},
                                  "handler": {"type": "string"},
+                                 "digest": {"type": "string"},
                                  "created": {"type": "boolean", "description":
                                              "false: the Idempotency-Key's job from before"}}},
     "AuditEntry": {"type": "object", "required": ["id", "at", "user", "verb", "target"],

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from omnicore.types import PluginCaller
@@ -22,3 +22,7 @@ class JobPlugins(PluginCaller, Protocol):
 
     def serving(self) -> Sequence[str]:
         """The plugins whose calls run here now: the only ones this host claims jobs of."""
+
+    def serving_digests(self) -> Mapping[str, str | None]:
+        """:meth:`serving`, each with the digest (``sha256:<hex>``) of the module serving it:
+        a job that asks for a version is claimed only where that one serves."""

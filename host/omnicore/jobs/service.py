@@ -19,7 +19,7 @@ import builtins
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from omnicore.config.schema import JobsConfig
@@ -88,29 +88,34 @@ class Jobs:
     def enqueue(self, plugin: str, handler: str, payload: bytes = b"", *, delay_s: float = 0.0,
                 max_attempts: int | None = None, backoff_ms: int | None = None,
                 max_queued: int | None = None, source: str = "operator",
-                hops: int = 0) -> int:
+                hops: int = 0, digest: str | None = None) -> int:
         """Queue ``handler(payload)`` of ``plugin``; the job id.
 
         ``max_queued`` bounds the plugin's pending jobs (a plugin's own enqueue: QuotaExceeded
         past it); operators, schedules and events enqueue without it. A handler the loaded
         plugin does not export is refused here (HandlerNotFound, naming the handlers it has);
-        a job for a plugin not loaded (yet) is accepted.
+        a job for a plugin not loaded (yet) is accepted. ``digest`` (``sha256:<hex>``) asks
+        for that version of the plugin: only a host serving that module claims the job. It
+        must be a version the plugin catalog keeps of the plugin, or one a host reports
+        serving (:meth:`check_digest`).
         """
         if delay_s < 0:
             raise ValueError("delay_s must be >= 0")
-        self._check_handler(plugin, handler)
+        if digest is not None:
+            digest = self.check_digest(plugin, digest)
+        self._check_handler(plugin, handler, digest)
         run_at = time.time() + delay_s
         attempts = max_attempts or self.policy.max_attempts
         backoff = backoff_ms or self.policy.backoff_ms
         store = self._storage()
         if max_queued is None:
             job_id = store.queue.add(JobSpec(plugin, handler, bytes(payload), run_at,
-                                             attempts, backoff, source, hops))
+                                             attempts, backoff, source, hops, digest))
         else:
             job_id = store.jobs(plugin).enqueue(handler, payload, run_at,
                                                 max_attempts=attempts, backoff_ms=backoff,
                                                 max_queued=max_queued, source=source,
-                                                hops=hops)
+                                                hops=hops, digest=digest)
         self._events.publish(JobQueued(job_id=job_id, plugin=plugin, handler=handler,
                                        source=source, hops=hops + 1))
         self.wake()
@@ -137,18 +142,24 @@ class Jobs:
         return ids
 
     def enqueue_once(self, plugin: str, handler: str, payload: bytes, key: str, *,
-                     delay_s: float = 0.0, source: str = "operator") -> tuple[int, bool]:
+                     delay_s: float = 0.0, source: str = "operator",
+                     version: str | None = None) -> tuple[int, bool]:
         """:meth:`enqueue` under the idempotency ``key``: the same key within a day gives
         the job it made (and False: nothing was queued now), on any host of the database.
-        The same key with another plugin, handler or payload is refused (KeyReused)."""
+        The same key with another plugin, handler, payload or ``version`` (the digest the
+        job asks for, as :meth:`enqueue`'s ``digest``) is refused (KeyReused)."""
         if delay_s < 0:
             raise ValueError("delay_s must be >= 0")
-        self._check_handler(plugin, handler)
-        digest = hashlib.sha256(b"\0".join((plugin.encode(), handler.encode(),
-                                            bytes(payload)))).hexdigest()
+        if version is not None:
+            version = self.check_digest(plugin, version)
+        self._check_handler(plugin, handler, version)
+        parts: tuple[bytes, ...] = (plugin.encode(), handler.encode(), bytes(payload))
+        if version is not None:
+            parts = (*parts, version.encode())
+        digest = hashlib.sha256(b"\0".join(parts)).hexdigest()
         now = time.time()
         spec = JobSpec(plugin, handler, bytes(payload), now + delay_s, self.policy.max_attempts,
-                       self.policy.backoff_ms, source)
+                       self.policy.backoff_ms, source, 0, version)
         job_id, first, made = self._storage().queue.add_keyed(spec, key, digest, now,
                                                               IDEMPOTENCY_KEEP_S)
         if first != digest:
@@ -160,7 +171,34 @@ class Jobs:
             self.wake()
         return job_id, made
 
-    def _check_handler(self, plugin: str, handler: str) -> None:
+    def check_digest(self, plugin: str, digest: str) -> str:
+        """``digest`` as a job asks for a version of ``plugin`` (``sha256:<64 hex>``, any
+        case, the prefix optional), checked: a version the plugin catalog keeps of the plugin
+        or one a host sharing the store reports serving it. PluginNotFound names a digest no
+        host could ever claim the job for; ValueError a malformed one."""
+        text = digest.strip().lower()
+        full = text if text.startswith("sha256:") else f"sha256:{text}"
+        hexpart = full.removeprefix("sha256:")
+        if len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
+            raise ValueError(f"digest {digest[:80]!r} is not a plugin version: sha256:<64 hex "
+                             "digits>, as omnicore plugins versions lists them")
+        store = self._storage()
+        known = {v.digest for v in store.catalog.versions(plugin)}
+        known |= {str(report.get("digest")) for i in store.instances.all()
+                  if isinstance(report := i.plugins.get(plugin), dict)}
+        try:  # this host's own (a host of its own reports to no instance table), whether
+            # it serves yet or waits for a grant
+            known.add(f"sha256:{getattr(self._plugins().get(plugin), 'sha256', '')}")
+        except (AttributeError, PluginNotFound):
+            pass
+        if full not in known:
+            raise PluginNotFound(f"cannot queue a job for plugin '{plugin}' version {full}: no "
+                                 "version of it the catalog keeps and no host serves has that "
+                                 "digest, so no host would ever claim it (see omnicore plugins "
+                                 f"versions {plugin})", plugin=plugin)
+        return full
+
+    def _check_handler(self, plugin: str, handler: str, digest: str | None = None) -> None:
         # Such a job could only fail max_attempts times and end dead. What a plugin exports
         # is known once its module is: a plugin not loaded yet, still compiling or whose file
         # failed has no list to hold the job against, and its job waits as it always did.
@@ -172,6 +210,8 @@ class Jobs:
             view = plugins.get(plugin)
         except PluginNotFound:
             return
+        if digest is not None and f"sha256:{getattr(view, 'sha256', '')}" != digest:
+            return  # another version serves here: the one asked for may export it
         if view.state in _UNKNOWN_HANDLERS or handler in view.handlers:
             return
         if handler == _EXEC and _START in view.handlers:  # a WASI command, run as a command
@@ -289,14 +329,15 @@ class Jobs:
             # A plugin this host now serves: its jobs, left to hosts that had it, are ours too.
             self.wake()
 
-    def _serving(self) -> Sequence[str] | None:
-        """The plugins this host claims jobs of (None: an app without a plugin host, which
-        claims every job and fails it, as it always did)."""
+    def _serving(self) -> Sequence[str] | Mapping[str, str | None] | None:
+        """The plugins this host claims jobs of, each with the digest serving it (None: an
+        app without a plugin host, which claims every job and fails it, as it always did)."""
         try:
             plugins = self._plugins()
         except AttributeError:
             return None
-        return plugins.serving()
+        by_digest = getattr(plugins, "serving_digests", None)
+        return by_digest() if by_digest is not None else plugins.serving()
 
     def _tick(self, now: float) -> float:
         return self.scheduler.fire_due(now)
@@ -311,7 +352,8 @@ class _Queue:
     loaded or unloaded a moment ago counts)."""
 
     def __init__(self, storage: Callable[[], Storage],
-                 serving: Callable[[], Sequence[str] | None]) -> None:
+                 serving: Callable[[], Sequence[str] | Mapping[str, str | None] | None]
+                 ) -> None:
         self._storage = storage
         self._serving = serving
 

@@ -72,6 +72,11 @@ class Entries:
         """The names whose calls run now (a version linked: loaded, or its circuit open)."""
         return [name for name, e in list(self._by_name.items()) if e.version is not None]
 
+    def serving_digests(self) -> dict[str, str | None]:
+        """:meth:`serving`, each with the digest of the module serving it."""
+        return {name: f"sha256:{e.module.sha256}" if e.module is not None else None
+                for name, e in list(self._by_name.items()) if e.version is not None}
+
     def sorted(self) -> list[Entry]:
         """Every entry, by name."""
         with self.lock:

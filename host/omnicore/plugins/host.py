@@ -144,6 +144,11 @@ class PluginHost:
         this host claims (jobs of other plugins are left to the hosts that have them)."""
         return self._entries.serving()
 
+    def serving_digests(self) -> dict[str, str | None]:
+        """:meth:`serving`, each with the digest (``sha256:<hex>``) of the module serving it
+        (a job that asks for a version is claimed only where that one serves)."""
+        return self._entries.serving_digests()
+
     def require(self, name: str) -> None:
         """Raise :class:`PluginNotFound` unless plugin ``name`` is registered (in any state).
 

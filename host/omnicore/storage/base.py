@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Self, TypeVar, overload
 
@@ -129,6 +129,9 @@ class JobSpec:
     backoff_ms: int = 1000
     source: str = "call"        # call | schedule:<name> | event:<topic> | operator
     hops: int = 0               # event hops that led here (cycle guard)
+    #: The plugin version it must run on (``sha256:<hex>``: claimed only by a host serving
+    #: that module); None: any version.
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,8 @@ class Job:
     #: What the handler answered, when the job succeeded (its first 64 KiB; None before,
     #: and for jobs that ended before schema step 15).
     result: bytes | None = None
+    #: The plugin version it must run on (None: any), as :attr:`JobSpec.digest`.
+    digest: str | None = None
 
     def as_dict(self, payload_preview: int = 200) -> dict[str, object]:
         """JSON-ready; the payload as text when it is UTF-8 (cut to ``payload_preview``)."""
@@ -171,6 +176,7 @@ class Job:
                 "finished_at": self.finished_at, "last_error": self.last_error,
                 "source": self.source, "hops": self.hops, "owner": self.owner,
                 "runs": list(self.runs), "payload": text, "payload_bytes": len(self.payload),
+                "digest": self.digest,
                 **_result(self.result, payload_preview)}
 
 
@@ -231,8 +237,10 @@ class PluginJobs(abc.ABC):
 
     @abc.abstractmethod
     def enqueue(self, handler: str, payload: bytes, run_at: float, *, max_attempts: int,
-                backoff_ms: int, max_queued: int, source: str = "call", hops: int = 0) -> int:
-        """The new job id; :class:`QuotaExceeded` when ``max_queued`` are already pending."""
+                backoff_ms: int, max_queued: int, source: str = "call", hops: int = 0,
+                digest: str | None = None) -> int:
+        """The new job id; :class:`QuotaExceeded` when ``max_queued`` are already pending.
+        ``digest``: the plugin version it must run on (None: any)."""
 
     @abc.abstractmethod
     def cancel(self, job_id: int) -> bool | None:
@@ -274,11 +282,14 @@ class JobQueue(abc.ABC):
 
     @abc.abstractmethod
     def claim(self, owner: str, now: float, lease_s: float,
-              plugins: Sequence[str] | None = None) -> Job | None:
+              plugins: Sequence[str] | Mapping[str, str | None] | None = None
+              ) -> Job | None:
         """Take the oldest due job (queued, or running with an expired lease) and lease it
         to ``owner`` until ``now + lease_s``; counts a delivery. With ``plugins``, only a job
         of one of them (the plugins the claiming host has loaded: a host never spends a
-        delivery on a plugin it does not have); an empty list claims nothing."""
+        delivery on a plugin it does not have); an empty list claims nothing. A mapping
+        gives the digest each plugin serves: a job naming a digest is claimed only where
+        that one serves."""
 
     @abc.abstractmethod
     def renew(self, owner: str, job_ids: Sequence[int], lease_until: float) -> None:
@@ -314,9 +325,10 @@ class JobQueue(abc.ABC):
         ``plugin``'s job when ``plugin`` is given)."""
 
     @abc.abstractmethod
-    def next_due(self, plugins: Sequence[str] | None = None) -> float | None:
-        """When the earliest queued job (of ``plugins``, when given) is due (epoch seconds),
-        or None."""
+    def next_due(self, plugins: Sequence[str] | Mapping[str, str | None] | None = None
+                 ) -> float | None:
+        """When the earliest queued job (of ``plugins``, when given, as :meth:`claim` takes
+        them) is due (epoch seconds), or None."""
 
     @abc.abstractmethod
     def counts(self) -> dict[tuple[str, JobState], int]:

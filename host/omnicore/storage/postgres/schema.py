@@ -359,7 +359,14 @@ ALTER TABLE plugin_catalog ADD COLUMN pinned_at double precision;
 ALTER TABLE plugin_catalog ADD COLUMN pinned_by text;
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 20 drops what an
+# The plugin version a job must run on (sha256:<hex>; NULL: any): claimed only by a host
+# serving that module (stores/leases.py). A host of the previous version claims such a job
+# as any other (it reads no digest) until every host runs this one.
+_V21_JOB_DIGEST = """
+ALTER TABLE jobs ADD COLUMN digest text;
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 21 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -387,6 +394,7 @@ STEPS: tuple[Step, ...] = (
     Step(_V19_CATALOG_SOURCE_SIGNATURES, "a catalog version's source and signatures",
          runs_from=1),
     Step(_V20_CATALOG_PIN, "a catalog name's version in force pinned", runs_from=1),
+    Step(_V21_JOB_DIGEST, "the plugin version a job must run on", runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

@@ -154,11 +154,17 @@ def _v8_jobs_due_by_plugin(db: sqlite_utils.Database) -> None:
                     "WHERE state = 'queued'")
 
 
+def _v9_job_digest(db: sqlite_utils.Database) -> None:
+    # The plugin version a job must run on (sha256:<hex>; NULL: any): claimed only by a
+    # host serving that module (stores/leases.py).
+    db.conn.execute("ALTER TABLE jobs ADD COLUMN digest TEXT")
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``. Append only; never edit. One
 #: host holds the file at a time, so a step needs no expand-then-contract (``_v5_jobs``).
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1_kv, _v2_tasks, _v3_events, _v4_kv_usage_triggers, _v5_jobs, _v6_job_runs_keys,
-    _v7_job_results, _v8_jobs_due_by_plugin)
+    _v7_job_results, _v8_jobs_due_by_plugin, _v9_job_digest)
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Components whose tables live in a file of their own (console.db: sqlite/users.py).
 _ELSEWHERE = frozenset({"users"})

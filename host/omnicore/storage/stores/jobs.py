@@ -23,7 +23,7 @@ from omnicore.storage.base import (
     QuotaExceeded,
     Schedules,
 )
-from omnicore.storage.stores.leases import JOBS
+from omnicore.storage.stores.leases import JOBS, Among
 
 __all__ = ["RESULT_KEEP", "JobSchedules", "Jobs", "PluginJobRows"]
 
@@ -31,10 +31,11 @@ __all__ = ["RESULT_KEEP", "JobSchedules", "Jobs", "PluginJobRows"]
 RESULT_KEEP = 64 * 1024
 
 _COLS = ("id, plugin, handler, payload, state, attempts, max_attempts, backoff_ms, run_at, "
-         "created_at, started_at, finished_at, last_error, source, hops, owner, runs, result")
+         "created_at, started_at, finished_at, last_error, source, hops, owner, runs, result, "
+         "digest")
 _INSERT = ("INSERT INTO jobs(plugin, handler, payload, state, attempts, max_attempts, "
-           "backoff_ms, run_at, created_at, source, hops) VALUES (?,?,?,'queued',0,?,?,?,?,?,?) "
-           "RETURNING id")
+           "backoff_ms, run_at, created_at, source, hops, digest) "
+           "VALUES (?,?,?,'queued',0,?,?,?,?,?,?,?) RETURNING id")
 _PENDING = "SELECT COUNT(*) FROM jobs WHERE plugin=? AND state IN ('queued','running')"
 #: Later than any job is due (next_due asks for any time).
 _NEVER = 1e300
@@ -43,14 +44,14 @@ _NEVER = 1e300
 def _job(row: Sequence[Any]) -> Job:
     r = list(row)
     r[3] = bytes(r[3])
-    r[-2] = tuple(r[-2].split())
-    r[-1] = None if r[-1] is None else bytes(r[-1])
+    r[-3] = tuple(r[-3].split())
+    r[-2] = None if r[-2] is None else bytes(r[-2])
     return Job(*r)
 
 
 def _args(spec: JobSpec, now: float) -> tuple[Any, ...]:
     return (spec.plugin, spec.handler, spec.payload, spec.max_attempts, spec.backoff_ms,
-            spec.run_at, now, spec.source, spec.hops)
+            spec.run_at, now, spec.source, spec.hops, spec.digest)
 
 
 def _insert(tx: Tx, spec: JobSpec) -> int:
@@ -70,9 +71,10 @@ class PluginJobRows(PluginJobs):
         self.plugin = plugin
 
     def enqueue(self, handler: str, payload: bytes, run_at: float, *, max_attempts: int,
-                backoff_ms: int, max_queued: int, source: str = "call", hops: int = 0) -> int:
+                backoff_ms: int, max_queued: int, source: str = "call", hops: int = 0,
+                digest: str | None = None) -> int:
         spec = JobSpec(self.plugin, handler, bytes(payload), run_at, max_attempts, backoff_ms,
-                       source, hops)
+                       source, hops, digest)
 
         def run(tx: Tx) -> int:
             # The lock's old name: a host of the previous version sharing the database
@@ -144,7 +146,7 @@ class Jobs(JobQueue):
         return [_job(r) for r in rows]
 
     def claim(self, owner: str, now: float, lease_s: float,
-              plugins: Sequence[str] | None = None) -> Job | None:
+              plugins: Among = None) -> Job | None:
         row = JOBS.claim(self._db, owner, now, lease_s, _COLS, among=plugins)
         return None if row is None else _job(row)
 
@@ -193,7 +195,7 @@ class Jobs(JobQueue):
             return True
         return self._db.write(run)
 
-    def next_due(self, plugins: Sequence[str] | None = None) -> float | None:
+    def next_due(self, plugins: Among = None) -> float | None:
         if plugins is None:
             found = self._db.read_value("SELECT MIN(run_at) FROM jobs WHERE state='queued'")
             return None if found is None else float(found)

@@ -23,20 +23,27 @@ every due row of plugins the host lacks — 4-5 ms a claim behind 20,000 of them
 PostgreSQL's planner answered it by sorting the host's own backlog: 9.5 ms a claim behind
 20,000.) Past :data:`MAX_PROBES` names the filter rides on the one ordered probe. The
 expired-lease probe keeps the filter: leases in force are few.
+
+A row may also name the version it must run on (:attr:`LeasedTable.versioned`: a job's
+``digest``, NULL for any). When the claiming host says which version of each name it serves
+(``among`` as a mapping name -> digest), a row naming a version is claimed only by a host
+serving that one; each name's probe keeps its index seek and filters on the version.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from omnicore.storage.backend import Backend, Dialect, Tx, marks
 
-__all__ = ["JOBS", "LEASED", "MAX_PROBES", "STEPS", "LeasedTable", "release_owners"]
+__all__ = ["JOBS", "LEASED", "MAX_PROBES", "STEPS", "Among", "LeasedTable", "release_owners"]
 
 #: The most names a due probe seeks one by one (a host serving more filters one scan).
 MAX_PROBES = 64
+#: The names a claim is limited to (None: any), or each name -> the version it serves.
+Among = Sequence[str] | Mapping[str, str | None] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +62,9 @@ class LeasedTable:
     #: The column naming what a host must have to run the row (a job's plugin), which a claim
     #: can be limited by; None: any host runs any row.
     routed: str | None = None
+    #: The column naming the version of ``routed`` a row must run on (NULL: any), which a
+    #: claim given each name's version served is limited by; None: rows name no version.
+    versioned: str | None = None
 
     def _row(self, d: Dialect) -> str:
         # One column naming one row, for the claim's sub-selects.
@@ -63,19 +73,29 @@ class LeasedTable:
     def _owned(self) -> str:
         return " AND ".join(f"{k}=?" for k in self.key) + " AND owner=? AND state='running'"
 
-    def only(self, d: Dialect, among: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
+    def only(self, d: Dialect, among: Among) -> tuple[str, tuple[str, ...]]:
         """`` AND <routed> IN (...)`` limiting a probe to the rows ``among`` names (None: no
-        limit), and its arguments."""
+        limit), and its arguments; with each name's version (a mapping), a row naming a
+        version only when it is that name's."""
         if among is None or self.routed is None:
             return "", ()
-        return f" AND {d.no_index}{self.routed} IN ({marks(len(among))})", tuple(among)
+        names = tuple(among)
+        sql = f" AND {d.no_index}{self.routed} IN ({marks(len(names))})"
+        if self.versioned is None or not isinstance(among, Mapping):
+            return sql, names
+        pairs = tuple(f"{n}@{v}" for n, v in among.items() if v)
+        v = self.versioned
+        if not pairs:
+            return f"{sql} AND {v} IS NULL", names
+        return (f"{sql} AND ({v} IS NULL OR {self.routed} || '@' || {v} IN "
+                f"({marks(len(pairs))}))", (*names, *pairs))
 
     def claim(self, db: Backend, owner: str, now: float, lease_s: float,
-              columns: str, tx: Tx | None = None, among: Sequence[str] | None = None) -> Any:
+              columns: str, tx: Tx | None = None, among: Among = None) -> Any:
         """Lease the due row to ``owner`` until ``now + lease_s``; its ``columns``, or None.
         In ``tx`` when given (the caller records the claim in the same transaction). With
         ``among`` (a routed table), only a row whose routed column is one of those names (an
-        empty list: none)."""
+        empty list: none); a mapping gives each name's version too (module docstring)."""
         if among is not None and not among and self.routed is not None:
             return None
         d = db.dialect
@@ -94,7 +114,7 @@ class LeasedTable:
         rows = db.write_one(sql, args, returning=True)[1]
         return rows[0] if rows else None
 
-    def due(self, d: Dialect, column: str, among: Sequence[str] | None, now: float
+    def due(self, d: Dialect, column: str, among: Among, now: float
             ) -> tuple[str, tuple[Any, ...]]:
         """The SELECT of the oldest due row's ``column`` (of a name ``among``, when given)
         and its arguments: one ordered probe, or one per name (module docstring)."""
@@ -104,13 +124,19 @@ class LeasedTable:
             return (f"SELECT {column} FROM {t} WHERE state='queued' AND run_at<=?{only} "
                     f"ORDER BY run_at, {column} LIMIT 1{d.skip_locked}", (now, *names))
         key = self._row(d)
+        versions = among if self.versioned is not None and isinstance(among, Mapping) \
+            else None
+        which = f" AND ({self.versioned} IS NULL OR {self.versioned}=?)" \
+            if versions is not None else ""
         probes = " UNION ALL ".join(
             f"SELECT * FROM (SELECT {key} AS k, run_at AS r FROM {t} WHERE state='queued' "
-            f"AND {self.routed}=? AND run_at<=? ORDER BY run_at, {key} LIMIT 1"
+            f"AND {self.routed}=?{which} AND run_at<=? ORDER BY run_at, {key} LIMIT 1"
             f"{d.skip_locked}) AS p{i}" for i in range(len(among)))
         pick = {key: "k", "run_at": "r"}[column]
-        return (f"SELECT {pick} FROM ({probes}) AS due ORDER BY r, k LIMIT 1",
-                tuple(a for name in among for a in (name, now)))
+        args: tuple[Any, ...] = tuple(
+            a for name in among
+            for a in ((name, versions[name], now) if versions is not None else (name, now)))
+        return f"SELECT {pick} FROM ({probes}) AS due ORDER BY r, k LIMIT 1", args
 
     def renew(self, db: Backend, owner: str, keys: Sequence[Any], until: float) -> None:
         """Extend the leases ``owner`` still holds on the rows of ``keys``."""
@@ -160,7 +186,8 @@ class LeasedTable:
 
 
 #: The job queue.
-JOBS = LeasedTable("jobs", ("id",), "attempts", "jobs", keeps_runner=True, routed="plugin")
+JOBS = LeasedTable("jobs", ("id",), "attempts", "jobs", keeps_runner=True, routed="plugin",
+                   versioned="digest")
 #: The workflow step queue.
 STEPS = LeasedTable("wf_steps", ("run_id", "step", "idx"), "attempt", "steps")
 #: Every leased table, for :func:`release_owners`.
