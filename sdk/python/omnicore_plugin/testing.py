@@ -15,22 +15,20 @@ no event. HTTP answers only the URLs given (``http={url: (status, body)}``); any
 refused as ``DENIED``. SQL answers come from the function given (``sql=fn``: it gets a
 :class:`SqlCall` and returns rows as a list of dicts, or ``(columns, rows)``, for a query,
 and ``rows_affected`` or an :class:`~omnicore_plugin.sql.Executed` for an execute; no
-database runs), each statement kept in ``host.sql_calls``; Redis is an in-memory server with
-the host's command list and key prefix (``host.redis``: full key -> str, dict, list or set;
-``host.redis_ttl``: seconds set, the clock does not move). Memories (``host.memories``) are
-recalled by shared words, vectors (``host.vectors``) searched exhaustively by cosine; the
-secrets given (``secrets={name: value}``, None for exposed but unset) are the exposed ones.
+database runs), each statement kept in ``host.sql_calls``; Redis is omnicore's in-memory one
+(``host.redis``: the host's commands, replies and refusals; the clock does not move).
+Memories (``host.memories``) are recalled by shared words, vectors (``host.vectors``)
+searched exhaustively by cosine; the secrets given (``secrets={name: value}``, None for
+exposed but unset) are the exposed ones.
 Handlers are called with :meth:`TestHost.call`, the same dispatch the component uses.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace, TracebackType
 from typing import Any
 
@@ -340,190 +338,19 @@ class _Sql:
         return self._run(connector, request, False)
 
 
-def _contract() -> dict[str, Any]:
-    """The host's answers as one table (sdk/contract/host.json, beside this SDK in a checkout
-    and in omnicore's wheel alike): the command list below is the host's, not a copy."""
-    table = Path(__file__).resolve().parents[2] / "contract" / "host.json"
-    if not table.is_file():
-        raise RuntimeError(f"omnicore_plugin.testing: {table} is missing: the SDK folder "
-                           "(sdk/python) must sit beside sdk/contract, as in omnicore's wheel")
-    return dict(json.loads(table.read_text()))
-
-
-#: specs/abi.md §4.11's commands, each ``[least args, most args or None, keys]``: anything
-#: else is DENIED, as on the host.
-_REDIS_COMMANDS: dict[str, list[Any]] = _contract()["redis"]["commands"]
-_WRONGTYPE = "INVALID: WRONGTYPE Operation against a key holding the wrong kind of value"
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise _Failed("INVALID", "INVALID: value is not an integer or out of range") from None
-
-
 class _Redis:
-    """An in-memory Redis: keys under the prefix, the host's commands and refusals."""
+    """omnicore's in-memory Redis (``omnicore.toolchains.testredis``: the host's commands,
+    replies and refusals, held to sdk/contract/host.json; C's test runner serves the same)."""
 
     def __init__(self, host: TestHost) -> None:
         self._host = host
 
     def command(self, connector: str, request: str) -> str:
-        req = json.loads(request)
-        cmd = str(req.get("cmd", "")).upper()
-        if cmd not in _REDIS_COMMANDS:
-            raise _Failed("DENIED", f"DENIED: redis command {cmd!r} is not allowed")
-        given = req.get("args") if req.get("args") is not None else []
-        if not isinstance(given, list):
-            raise _Failed("INVALID", "INVALID: args must be an array")
-        least, most, _keys = _REDIS_COMMANDS[cmd]
-        if len(given) < least or (most is not None and len(given) > most):
-            raise _Failed("INVALID", f"INVALID: {cmd} takes {least}"
-                          + ("" if most == least else f" to {most}" if most else " or more")
-                          + f" arguments, got {len(given)}")
-        args = []
-        for a in given:
-            if isinstance(a, dict):
-                args.append(base64.b64decode(a["$bytes"]).decode("utf-8", "replace"))
-            else:
-                args.append(str(a))
-        return json.dumps(self._run(cmd, args))
-
-    def _run(self, cmd: str, args: list[str]) -> Any:
-        db, ttl, prefix = self._host.redis, self._host.redis_ttl, self._host.redis_prefix
-        key = prefix + args[0]
-
-        def typed(kind: type) -> Any:
-            value = db.get(key)
-            if value is not None and not isinstance(value, kind):
-                raise _Failed("INVALID", _WRONGTYPE)
-            return value
-
-        def store(value: Any) -> None:
-            if value:
-                db[key] = value
-            else:
-                db.pop(key, None)
-                ttl.pop(key, None)
-
-        if cmd in ("GET", "GETDEL"):
-            value = typed(str)
-            if cmd == "GETDEL":
-                store(None)
-            return value
-        if cmd in ("SET", "SETNX"):
-            nx, xx, keep, ex = cmd == "SETNX", False, False, None
-            options = iter(a.upper() for a in args[2:])
-            for option in options:
-                if option in ("EX", "PX"):
-                    n = _int(next(options, ""))
-                    ex = n if option == "EX" else -(-n // 1000)
-                elif option in ("NX", "XX", "KEEPTTL"):
-                    nx, xx, keep = nx or option == "NX", xx or option == "XX", \
-                        keep or option == "KEEPTTL"
-                else:
-                    raise _Failed("INVALID", "INVALID: syntax error")
-            if (nx and key in db) or (xx and key not in db):
-                return 0 if cmd == "SETNX" else None
-            db[key] = args[1]
-            if ex is not None:
-                ttl[key] = ex
-            elif not keep:
-                ttl.pop(key, None)
-            return 1 if cmd == "SETNX" else "OK"
-        if cmd == "MGET":
-            return [v if isinstance(v := db.get(prefix + a), str) else None for a in args]
-        if cmd in ("DEL", "EXISTS"):
-            found = [prefix + a for a in args if prefix + a in db]
-            if cmd == "DEL":
-                for k in found:
-                    db.pop(k)
-                    ttl.pop(k, None)
-            return len(found)
-        if cmd in ("INCR", "DECR", "INCRBY", "DECRBY"):
-            by = {"INCR": 1, "DECR": -1}.get(cmd) or _int(args[1]) * (-1 if cmd == "DECRBY"
-                                                                      else 1)
-            value = _int(typed(str) or "0") + by
-            db[key] = str(value)
-            return value
-        if cmd in ("EXPIRE", "PEXPIRE"):
-            seconds = _int(args[1]) if cmd == "EXPIRE" else -(-_int(args[1]) // 1000)
-            if key not in db:
-                return 0
-            if seconds <= 0:
-                store(None)
-            else:
-                ttl[key] = seconds
-            return 1
-        if cmd in ("TTL", "PTTL"):
-            if key not in db:
-                return -2
-            return -1 if key not in ttl else ttl[key] * (1 if cmd == "TTL" else 1000)
-        if cmd == "PERSIST":
-            return 1 if ttl.pop(key, None) is not None else 0
-        if cmd == "PUBLISH":
-            self._host.events.append((f"redis:{key}", args[1].encode()))
-            return 0
-        if cmd.startswith("H"):
-            h: dict[str, str] = typed(dict) or {}
-            try:
-                if cmd == "HGET":
-                    return h.get(args[1])
-                if cmd == "HEXISTS":
-                    return int(args[1] in h)
-                if cmd == "HLEN":
-                    return len(h)
-                if cmd == "HGETALL":
-                    return dict(h)
-                if cmd == "HSET":
-                    pairs = list(zip(args[1::2], args[2::2], strict=False))
-                    new = sum(f not in h for f, _ in pairs)
-                    h.update(pairs)
-                    return new
-                if cmd == "HDEL":
-                    return sum(h.pop(f, None) is not None for f in args[1:])
-                h[args[1]] = str(_int(h.get(args[1], "0")) + _int(args[2]))  # HINCRBY
-                return int(h[args[1]])
-            finally:
-                store(h)
-        if cmd.startswith("S"):
-            members: set[str] = typed(set) or set()
-            try:
-                if cmd == "SADD":
-                    new = len(set(args[1:]) - members)
-                    members.update(args[1:])
-                    return new
-                if cmd == "SREM":
-                    gone = len(set(args[1:]) & members)
-                    members.difference_update(args[1:])
-                    return gone
-                if cmd == "SISMEMBER":
-                    return int(args[1] in members)
-                if cmd == "SCARD":
-                    return len(members)
-                return sorted(members)
-            finally:
-                store(members)
-        items: list[str] = typed(list) or []
-        try:
-            if cmd in ("LPUSH", "RPUSH"):
-                for v in args[1:]:
-                    items.insert(0, v) if cmd == "LPUSH" else items.append(v)
-                return len(items)
-            if cmd in ("LPOP", "RPOP"):
-                return items.pop(0 if cmd == "LPOP" else -1) if items else None
-            if cmd == "LLEN":
-                return len(items)
-            n = len(items)
-            start, stop = (i + n if i < 0 else i for i in (_int(args[1]), _int(args[2])))
-            span = items[max(start, 0):stop + 1]
-            if cmd == "LRANGE":
-                return span
-            items[:] = span  # LTRIM
-            return "OK"
-        finally:
-            store(items)
+        failed, block = self._host.redis.command(request.encode())
+        if failed:
+            text = block.decode()
+            raise _Failed(text.split(":", 1)[0], text)
+        return block.decode()
 
 
 class TestHost:
@@ -535,16 +362,11 @@ class TestHost:
                  kv: Mapping[str, bytes] | None = None,
                  http: Mapping[str, tuple[int, bytes]] | None = None,
                  secrets: Mapping[str, bytes | None] | None = None,
-                 sql: Callable[[SqlCall], Any] | None = None,
-                 redis_prefix: str = "omnicore:plugin:") -> None:
+                 sql: Callable[[SqlCall], Any] | None = None) -> None:
         self.kv: dict[str, bytes] = dict(kv or {})
         #: The statements run, in order.
         self.sql_calls: list[SqlCall] = []
-        #: The fake Redis: full key (prefix included) -> str, dict, list or set.
-        self.redis: dict[str, Any] = {}
-        #: Seconds to live set per full key (the fake's clock does not move).
-        self.redis_ttl: dict[str, int] = {}
-        self.redis_prefix = redis_prefix
+        self._redis: Any = None
         #: The memories remembered, by id: ``{"id", "tier" (0-2), "text", "metadata", ...}``.
         self.memories: dict[int, dict[str, Any]] = {}
         #: ``{collection: {id: (vector, metadata)}}``.
@@ -560,6 +382,21 @@ class TestHost:
             "memory": _Memory(self), "vectors": _Vectors(self),
             "secrets": _Secrets(dict(secrets or {})), "sql": _Sql(self, sql),
             "redis": _Redis(self)}
+
+    @property
+    def redis(self) -> Any:
+        """The Redis the plugin's commands run on: omnicore's in-memory one
+        (``omnicore.toolchains.testredis.MemoryRedis``; keys as the plugin names them:
+        ``host.redis.value("hits")``, ``host.redis.ttl("hits")``, ``host.redis.put(k, v)``,
+        every key in ``host.redis.data``). The clock does not move."""
+        if self._redis is None:
+            try:
+                from omnicore.toolchains.testredis import MemoryRedis
+            except ImportError:
+                raise RuntimeError("the TestHost's Redis is omnicore's: run the tests with "
+                                   "`omnicore test` (or with omnicore importable)") from None
+            self._redis = MemoryRedis()
+        return self._redis
 
     def __enter__(self) -> TestHost:
         STAND_INS.update(self._stand_ins)
