@@ -125,10 +125,12 @@ def test_a_rollout_converges_a_host_that_cannot_load_it_says_why_and_keeps_its_o
     catalog = publisher(store)
     v1, _ = catalog.publish(GREETER.read_bytes(), name="greeter-rust",
                             sidecar={"config": {"greeting": "Hi"}}, by="ops")
-    took = wait_for(lambda: len(hosts_serving(store, "greeter-rust", v1.digest)) == 3,
+    # The folder's file is this very module (same digest): wait for the catalog's origin.
+    took = wait_for(lambda: len(hosts_serving(store, "greeter-rust", v1.digest)) == 3
+                    and all(i.plugins["greeter-rust"]["origin"] == "catalog"
+                            for i in store.instances.all()),
                     "greeter-rust v1 from the catalog on every host", hosts)
     print(f"\npublish -> 3 hosts serving (small plugin, warm start): {took:.3f} s")
-    assert all(i.plugins["greeter-rust"]["origin"] == "catalog" for i in store.instances.all())
     assert greet(hosts[0]) == "Hi, x!"  # the published sidecar's config
     # Version 2 (a build that also keeps a count in kv) needs kv: host 2 keeps version 1 and
     # reports why; the others serve version 2.

@@ -241,3 +241,51 @@ def test_compose_runs_the_example_databases_with_the_demo_connectors_wired() -> 
                 assert ":" not in userinfo, url
     assert demo["connectors"]["orders"]["kind"] == "postgres"
     assert demo["connectors"]["cache"]["kind"] == "redis"
+
+
+def test_kubernetes_keeps_the_compiled_cache_on_a_volume_that_outlives_pods() -> None:
+    """Plugins come from the catalog (none baked into the runtime image), compiled once into
+    a cache on a claim every pod mounts: a restarted or new pod loads them warm."""
+    spec = _k8s("deployment.yaml")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    cache_dir = Path(env["OMNICORE_SANDBOX__CACHE_DIR"])
+    mounts = {m["name"]: Path(m["mountPath"]) for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    (name,) = [n for n, path in mounts.items() if path in cache_dir.parents]
+    claim = volumes[name]["persistentVolumeClaim"]["claimName"]
+    # A folder of its own under the mount: the host makes it 0700 (the mount's root is the
+    # volume's, group-writable with fsGroup, which the cache check refuses).
+    assert cache_dir != mounts[name]
+    pvc = _k8s("cache-pvc.yaml")
+    assert pvc["kind"] == "PersistentVolumeClaim" and pvc["metadata"]["name"] == claim
+    assert "ReadWriteMany" in pvc["spec"]["accessModes"]  # pods on several nodes share it
+    assert "cache-pvc.yaml" in _k8s("kustomization.yaml")["resources"]
+    # The data dir stays per pod (the catalog's fetched modules are checked by digest there).
+    assert "emptyDir" in volumes[next(n for n, p in mounts.items()
+                                      if p == Path("/var/lib/omnicore"))]
+    # The variable is the config key it means.
+    from omnicore.config import load_config
+
+    cfg = load_config(None, environ={"OMNICORE_SANDBOX__CACHE_DIR": str(cache_dir)})
+    assert cfg.sandbox.cache_dir == cache_dir
+    # The runtime image bakes in no plugin; its Deployment follows the catalog (the default).
+    runtime = _runtime_stage()
+    assert not any(word == "COPY" and "plugins" in arg.split()[0]
+                   for word, arg in runtime if "--from" not in arg)
+    assert "OMNICORE_CATALOG__FOLLOW" not in env
+
+
+def test_compose_hosts_share_a_compiled_cache_volume_at_the_images_cache_dir() -> None:
+    doc = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    cache_dir = _env(_stage("demo"))["OMNICORE_SANDBOX__CACHE_DIR"]
+    hosts = [s for n, s in doc["services"].items() if n.startswith("omnicore-")]
+    named = set()
+    for host in hosts:
+        # "volume:/path" -> {"/path": "volume"}
+        mounts = {path: source for source, path in (v.split(":")[:2] for v in host["volumes"])}
+        assert cache_dir in mounts, host["volumes"]
+        named.add(mounts[cache_dir])
+        assert mounts["/var/lib/omnicore"] != mounts[cache_dir]
+    (volume,) = named  # one volume, shared: compiled once for both hosts
+    assert volume in doc["volumes"]
