@@ -135,8 +135,8 @@ def _python_outcomes() -> str:
     return "\n".join(out)
 
 
-def _unit_tests(project: Path, *extra: str, env: dict[str, str] | None = None,
-                tests: Callable[[Path], UnitTests] = unit_tests) -> str:
+def _unit_tests(tests: Callable[[Path], UnitTests], project: Path, *extra: str,
+                env: dict[str, str] | None = None) -> str:
     """``omnicore test`` on ``project`` (a driver as a plugin project, or the SDK whose tests
     hold one): its output, both streams; the drivers that write beside a test runner mark
     their lines ``CONTRACT``."""
@@ -150,25 +150,24 @@ def _unit_tests(project: Path, *extra: str, env: dict[str, str] | None = None,
     return "\n".join(marked)
 
 
-def test_js(requests_file: Path) -> None:
-    node = shutil.which("node")
-    assert node is not None, "node is not on PATH (`omnicore env`)"
-    testing = locations.sdk_dir("js") / "testing"
-    _check(_run([node, str(DRIVERS / "js_driver.mjs"), str(testing)], requests_file))
+def test_js(requests_file: Path, tmp_path: Path) -> None:
+    project = tmp_path / "js"
+    shutil.copytree(DRIVERS / "js", project)
+    shutil.copy(requests_file, project / "requests.jsonl")
+    _check(_unit_tests(unit_tests, project))
 
 
 def test_go(requests_file: Path) -> None:
     # sdk/go/contract_test.go: the TestHost's functions are the package's own.
-    _check(_unit_tests(locations.sdk_dir("go"), "-run", "^TestContract$", "-count=1", "-v",
-                       env={"OMNICORE_CONTRACT_REQUESTS": str(requests_file)},
-                       tests=go.unit_tests))
+    _check(_unit_tests(go.unit_tests, locations.sdk_dir("go"), "-run", "^TestContract$",
+                       "-count=1", "-v", env={"OMNICORE_CONTRACT_REQUESTS": str(requests_file)}))
 
 
 def test_rust(requests_file: Path) -> None:
     # sdk/rust/src/contract_test.rs: the test host's functions are the crate's own.
-    _check(_unit_tests(locations.sdk_dir("rust"), "--lib", "contract_test", "--",
-                       "--nocapture", env={"OMNICORE_CONTRACT_REQUESTS": str(requests_file)},
-                       tests=rust.unit_tests))
+    _check(_unit_tests(rust.unit_tests, locations.sdk_dir("rust"), "--lib", "contract_test",
+                       "--", "--nocapture",
+                       env={"OMNICORE_CONTRACT_REQUESTS": str(requests_file)}))
 
 
 def _c_string(text: str) -> str:
@@ -192,14 +191,14 @@ def test_c(tmp_path: Path) -> None:
             body.append(f"    omni_test_call(redis, {_c_string(json.dumps(line['redis']))});")
     (project / "tests" / "contract.c").write_text(
         '#include "omnicore_test.h"\n\nOMNI_TEST(contract) {\n' + "\n".join(body) + "\n}\n")
-    _check(_unit_tests(project))
+    _check(_unit_tests(unit_tests, project))
 
 
 def test_ruby(requests_file: Path, tmp_path: Path) -> None:
     project = tmp_path / "ruby"
     shutil.copytree(DRIVERS / "ruby", project)
     shutil.copy(requests_file, project / "requests.jsonl")
-    _check(_unit_tests(project))
+    _check(_unit_tests(unit_tests, project))
 
 
 def test_zig(requests_file: Path, tmp_path: Path) -> None:
@@ -207,7 +206,7 @@ def test_zig(requests_file: Path, tmp_path: Path) -> None:
     project.mkdir()
     shutil.copy(DRIVERS / "zig_driver.zig", project / "plugin.zig")
     shutil.copy(requests_file, project / "requests.jsonl")
-    _check(_unit_tests(project))
+    _check(_unit_tests(unit_tests, project))
 
 
 @pytest.mark.parametrize("path", sorted(RENDERED))
