@@ -17,6 +17,7 @@ import json
 from functools import cache
 from typing import Any
 
+from omnicore.errors import Refused
 from omnicore.toolchains import locations
 
 __all__ = ["MemoryRedis", "commands"]
@@ -34,7 +35,7 @@ def commands() -> dict[str, tuple[int, int | None]]:
             in table["redis"]["commands"].items()}
 
 
-class _Refused(Exception):
+class _Refused(Refused):
     """A refusal: its message starts with the status name, as the host's do."""
 
 
