@@ -33,7 +33,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from omnicore.errors import DeadlineExceeded, MemoryLimitExceeded, PluginCallError, Trap
+from omnicore.errors import (
+    DeadlineExceeded,
+    MemoryLimitExceeded,
+    OutputTooLarge,
+    PluginCallError,
+    Trap,
+)
 from omnicore.sandbox import PluginModule
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.component.canonabi import Ty, flatten
@@ -369,3 +375,14 @@ def test_the_failure_names_the_plugin_and_export(
             rt.call("bad-enum", b"[]")
         errors.append(info.value)
     assert [(e.plugin, e.handler) for e in errors] == [("canon", "bad-enum")] * 2
+
+
+def test_an_answer_over_the_output_limit_is_refused_alike(
+        engine: SandboxEngine, module: ComponentModule) -> None:
+    limits = Limits(**{**LIMITS, "max_output_bytes": 64})
+    echo = f"echo-{TYPES.index(STR)}"
+    with ComponentRuntime(engine, module, limits) as flat, \
+            ComponentRuntime(engine, dataclasses.replace(module, flat={}), limits) as value:
+        pair = (flat, value)
+        assert _same(pair, echo, ["x" * 100, [0] * 16]) is OutputTooLarge
+        assert _same(pair, echo, ["x" * 10, [0] * 16]) == b'"xxxxxxxxxx"'
