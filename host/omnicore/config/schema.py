@@ -190,6 +190,23 @@ class CatalogConfig(_Strict):
     keep_versions: int = Field(default=20, gt=0, le=1000,
                                description="versions kept per plugin for a rollback (the one "
                                            "in force always)")
+    sources: list[str] = Field(
+        default_factory=list,
+        description="OCI references (oci://REGISTRY/REPO:TAG or @sha256:...) each host "
+                    "publishes to the catalog at start, pulled with registry.* and "
+                    "plugins.trust, unless the catalog keeps that module already: plugins "
+                    "declared in config (a Kubernetes ConfigMap) instead of baked into the "
+                    "image")
+
+    @field_validator("sources")
+    @classmethod
+    def _oci_only(cls, value: list[str]) -> list[str]:
+        for ref in value:
+            if not ref.startswith("oci://"):
+                raise ValueError(f"catalog.sources: {ref[:120]!r} is not an OCI reference "
+                                 "(oci://REGISTRY/REPO:TAG or oci://REGISTRY/REPO@sha256:...)")
+        return value
+
     uploads: Literal["auto", "catalog", "folder"] = Field(
         default="auto",
         description="where the console's plugin upload goes: catalog (published, every host "

@@ -79,6 +79,8 @@ def startup(app: PluginsApp) -> None:
         # Before the folder too: a name the catalog serves is not loaded from the folder.
         host.published.follower = follower
         follower.follow(app.storage.on_catalog)
+        if app.config.catalog.sources:
+            _publish_sources(app, follower)
     folder = host.watch_folder(app.config.plugins_dir, watch=app.config.sandbox.watch,
                                required=app.config.source_of("plugins_dir") != "default")
     loaded = sum(1 for p in host if p.state == "loaded")
@@ -109,6 +111,17 @@ def _follower(app: PluginsApp) -> CatalogFollower:
                            poll_s=app.config.catalog.poll_s, report=report,
                            policy=TrustPolicy.from_config(app.config.trust))
 
+
+
+def _publish_sources(app: PluginsApp, follower: CatalogFollower) -> None:
+    # catalog.sources: pulled and published on a thread of their own (plugins.sources).
+    from omnicore.plugins.catalog import app_catalog
+    from omnicore.plugins.sources import start_publishing
+
+    storage = app.storage
+    catalog = app_catalog(lambda: storage, app.plugins.published.check_module,
+                          app.config.catalog, app.config.trust)
+    start_publishing(list(app.config.catalog.sources), app.config, catalog, follower.wake)
 
 
 def _module_or_none(app: HostApp, module: str) -> Any:
