@@ -131,3 +131,43 @@ def test_a_job_asking_for_a_version_runs_only_where_that_version_serves(
             a.jobs.enqueue("tool", "version", digest=digest(one))
     finally:
         store.close()
+
+
+def test_the_cli_queues_a_job_for_a_version_into_the_store(tmp_path: Path,
+                                                           module_cache: Path) -> None:
+    """``omnicore jobs enqueue --digest`` with no host running: checked against the catalog,
+    stored with the job; a digest no version has, or no digest at all, refused naming it."""
+    from click.testing import CliRunner
+
+    from omnicore.cli import main
+    from omnicore.storage import SQLiteStorage
+
+    appdir = tmp_path / "app"
+    (appdir / "plugins").mkdir(parents=True)
+    (appdir / "omnicore.yaml").write_text(
+        f"name: cli-digest\ndata_dir: data\nplugins_dir: plugins\n"
+        f"sandbox: {{cache_dir: {module_cache}}}\n")
+    module = echo_wasm("tool", "1.0.0")
+    (tmp_path / "tool.wasm").write_bytes(module)
+    runner = CliRunner()
+    assert runner.invoke(main, ["plugins", "publish", str(tmp_path / "tool.wasm"),
+                                "--app", str(appdir)]).exit_code == 0
+
+    def enqueue(*args: str) -> Any:
+        return runner.invoke(main, ["jobs", "enqueue", "tool", "version", *args,
+                                    "--app", str(appdir)])
+
+    out = enqueue("--digest", digest(module))
+    assert out.exit_code == 0, out.output
+    assert f"on {digest(module)[:19]}" in out.output
+    stranger = "sha256:" + "ef" * 32
+    refused = enqueue("--digest", stranger)
+    assert refused.exit_code != 0 and stranger in refused.output
+    refused = enqueue("--digest", "latest")
+    assert refused.exit_code != 0 and "'latest' is not a plugin version" in refused.output
+    store = SQLiteStorage(appdir / "data" / "omnicore.db")
+    try:
+        (job,) = store.queue.list(plugin="tool")
+        assert job.digest == digest(module)
+    finally:
+        store.close()

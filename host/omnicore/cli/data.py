@@ -143,8 +143,12 @@ def jobs_list(plugin: str | None, state: str | None, limit: int, appdir: Path,
 @click.argument("payload", default="")
 @click.option("--delay", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Seconds before it is due.")
+@click.option("--digest", metavar="sha256:HEX",
+              help="Run it on this version of PLUGIN only (a digest omnicore plugins versions "
+                   "lists, or one a host serves): only a host serving it claims the job.")
 @_APP
-def jobs_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: Path) -> None:
+def jobs_enqueue(plugin: str, handler: str, payload: str, delay: float, digest: str | None,
+                 appdir: Path) -> None:
     """Queue HANDLER(PAYLOAD) of PLUGIN, as a plugin's own enqueue would.
 
     Through the running host's REST API when one serves the app (it refuses a handler the
@@ -156,20 +160,32 @@ def jobs_enqueue(plugin: str, handler: str, payload: str, delay: float, appdir: 
 
     _, host = running_host(appdir)  # found without loading the host's config schema
     if host is not None:  # the host checks the handler, records it and wakes its workers
-        doc = host.request("POST", "/api/v1/jobs", {"plugin": plugin, "handler": handler,
-                                                    "payload": payload, "delay_s": delay})
+        body: dict[str, Any] = {"plugin": plugin, "handler": handler, "payload": payload,
+                                "delay_s": delay}
+        if digest is not None:
+            body["digest"] = digest
+        doc = host.request("POST", "/api/v1/jobs", body)
         click.echo(f"job {doc['id']} queued: {plugin}.{handler}")
         return
+    from omnicore.errors import PluginNotFound
+    from omnicore.jobs.service import check_digest
     from omnicore.storage import JobSpec
 
     defaults = load_app_config(appdir).capabilities.jobs
-    spec = JobSpec(plugin, handler, payload.encode(), time.time() + delay,
-                   defaults.max_attempts, defaults.backoff_ms, "operator")
     with app_storage(appdir) as store:
+        if digest is not None:
+            try:
+                digest = check_digest(store, plugin, digest)
+            except (ValueError, PluginNotFound) as exc:
+                raise click.ClickException(str(exc)) from None
+        spec = JobSpec(plugin, handler, payload.encode(), time.time() + delay,
+                       defaults.max_attempts, defaults.backoff_ms, "operator", 0, digest)
         job_id = store.queue.add(spec)
         _audit(store, "task.enqueue", f"task:{job_id}", None,
-               {"plugin": plugin, "handler": handler, "bytes": len(spec.payload)})
-    click.echo(f"job {job_id} queued: {plugin}.{handler}")
+               {"plugin": plugin, "handler": handler, "bytes": len(spec.payload),
+                **({"digest": digest} if digest is not None else {})})
+    click.echo(f"job {job_id} queued: {plugin}.{handler}" +
+               (f" on {digest[:19]}" if digest is not None else ""))
 
 
 @jobs.command("show")

@@ -35,7 +35,7 @@ from omnicore.logging import get_logger
 from omnicore.storage import Job, JobSpec, Storage, StorageError
 from omnicore.storage.base import JobState
 
-__all__ = ["IDEMPOTENCY_KEEP_S", "Jobs", "KeyReused"]
+__all__ = ["IDEMPOTENCY_KEEP_S", "Jobs", "KeyReused", "check_digest"]
 
 #: How long an idempotency key of :meth:`Jobs.enqueue_once` names its job.
 IDEMPOTENCY_KEEP_S = 24 * 3600.0
@@ -47,6 +47,29 @@ _UNKNOWN_HANDLERS = frozenset({"failed", "compiling"})
 _EXEC, _START = "@exec", "_start"
 
 log = get_logger("omnicore.jobs")
+
+
+def check_digest(store: Storage, plugin: str, digest: str, also: Sequence[str] = ()) -> str:
+    """``digest`` as a job asks for a version of ``plugin`` (``sha256:<64 hex>``, any case,
+    the prefix optional) in the catalog's form, checked: a version the plugin catalog keeps of
+    the plugin, one a host sharing ``store`` reports serving it, or one of ``also`` (this
+    host's own). PluginNotFound names a digest no host could ever claim the job for;
+    ValueError a malformed one."""
+    text = digest.strip().lower()
+    full = text if text.startswith("sha256:") else f"sha256:{text}"
+    hexpart = full.removeprefix("sha256:")
+    if len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
+        raise ValueError(f"digest {digest[:80]!r} is not a plugin version: sha256:<64 hex "
+                         "digits>, as omnicore plugins versions lists them")
+    known = {v.digest for v in store.catalog.versions(plugin)} | set(also)
+    known |= {str(report.get("digest")) for i in store.instances.all()
+              if isinstance(report := i.plugins.get(plugin), dict)}
+    if full not in known:
+        raise PluginNotFound(f"cannot queue a job for plugin '{plugin}' version {full}: no "
+                             "version of it the catalog keeps and no host serves has that "
+                             "digest, so no host would ever claim it (see omnicore plugins "
+                             f"versions {plugin})", plugin=plugin)
+    return full
 
 
 class KeyReused(Refused):
@@ -172,31 +195,14 @@ class Jobs:
         return job_id, made
 
     def check_digest(self, plugin: str, digest: str) -> str:
-        """``digest`` as a job asks for a version of ``plugin`` (``sha256:<64 hex>``, any
-        case, the prefix optional), checked: a version the plugin catalog keeps of the plugin
-        or one a host sharing the store reports serving it. PluginNotFound names a digest no
-        host could ever claim the job for; ValueError a malformed one."""
-        text = digest.strip().lower()
-        full = text if text.startswith("sha256:") else f"sha256:{text}"
-        hexpart = full.removeprefix("sha256:")
-        if len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
-            raise ValueError(f"digest {digest[:80]!r} is not a plugin version: sha256:<64 hex "
-                             "digits>, as omnicore plugins versions lists them")
-        store = self._storage()
-        known = {v.digest for v in store.catalog.versions(plugin)}
-        known |= {str(report.get("digest")) for i in store.instances.all()
-                  if isinstance(report := i.plugins.get(plugin), dict)}
-        try:  # this host's own (a host of its own reports to no instance table), whether
-            # it serves yet or waits for a grant
-            known.add(f"sha256:{getattr(self._plugins().get(plugin), 'sha256', '')}")
+        """``digest`` as a job asks for a version of ``plugin``, checked (:func:`check_digest`,
+        this host's own plugin counted too, whether it serves yet or waits for a grant)."""
+        local: tuple[str, ...] = ()
+        try:
+            local = (f"sha256:{getattr(self._plugins().get(plugin), 'sha256', '')}",)
         except (AttributeError, PluginNotFound):
-            pass
-        if full not in known:
-            raise PluginNotFound(f"cannot queue a job for plugin '{plugin}' version {full}: no "
-                                 "version of it the catalog keeps and no host serves has that "
-                                 "digest, so no host would ever claim it (see omnicore plugins "
-                                 f"versions {plugin})", plugin=plugin)
-        return full
+            pass  # no plugin host, or not loaded here
+        return check_digest(self._storage(), plugin, digest, local)
 
     def _check_handler(self, plugin: str, handler: str, digest: str | None = None) -> None:
         # Such a job could only fail max_attempts times and end dead. What a plugin exports
