@@ -163,6 +163,9 @@ def test_pin_and_unpin_over_rest(host: Host, admin: httpx.Client) -> None:
     assert [v["number"] for v in detail["versions"]] == [3, 2, 1]
     listed = admin.get("/api/v1/catalog").json()["items"]
     assert [(i["name"], i["pinned"]) for i in listed] == [("greeter-rust", True)]
+    assert listed[0]["rollout"]["pinned"] is True
+    page = admin.get("/instances")
+    assert page.status_code == 200 and ">pinned</span>" in page.text
     # What would move it: 409, naming the pin.
     for refused in (admin.post("/api/v1/catalog/greeter-rust/rollback", json={"to": "v2"}),
                     admin.delete("/api/v1/catalog/greeter-rust")):

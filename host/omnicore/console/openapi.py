@@ -364,7 +364,8 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
          "lost": {"type": "array", "items": ANY_OBJECT},
          "catalog": {"type": "array", "items": {"type": "object", "properties": {
              "name": {"type": "string"}, "digest": {"type": "string"},
-             "number": {"type": "integer"}, "serving": {"type": "integer"},
+             "number": {"type": "integer"}, "pinned": {"type": "boolean"},
+             "serving": {"type": "integer"},
              "hosts": {"type": "array", "items": ANY_OBJECT},
              "converged": {"type": "boolean"}}}},
          "converged": {"type": "boolean", "description": "every host serves every catalog "

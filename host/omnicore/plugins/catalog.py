@@ -314,7 +314,8 @@ def rollouts(entries: list[CatalogEntry], instances: list[Instance]) -> list[dic
                           "error": report.get("error")})
         serving = sum(1 for h in hosts if h["digest"] == version.digest)
         out.append({"name": entry.name, "digest": version.digest, "number": version.number,
-                    "serving": serving, "hosts": hosts, "converged": serving == len(hosts)})
+                    "pinned": entry.pinned, "serving": serving, "hosts": hosts,
+                    "converged": serving == len(hosts)})
     return out
 
 
