@@ -31,7 +31,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from omnicore.core.events import Event
 from omnicore.errors import ConfigError, PluginError, PluginLoadError
@@ -47,11 +47,24 @@ from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.sandbox.grants import GrantLayer
 
 if TYPE_CHECKING:
-    from omnicore.plugins.convergence import CatalogFollower
+    from omnicore.oci.trust import TrustPolicy
 
-__all__ = ["Published", "PublishedPlugins", "published_sidecar"]
+__all__ = ["Follower", "Published", "PublishedPlugins", "published_sidecar"]
 
 log = logging.getLogger("omnicore.plugins.host")
+
+
+class Follower(Protocol):
+    """What keeps a host's published plugins what the catalog names
+    (:class:`omnicore.plugins.convergence.CatalogFollower`, which imports this module)."""
+
+    def retry(self, name: str) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def set_policy(self, policy: TrustPolicy) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -105,7 +118,7 @@ class PublishedPlugins:
         self._served: dict[str, Published] = {}
         #: What keeps these plugins what the app's catalog names, once an app follows it
         #: (plugins.convergence; ``app.plugins.follower``).
-        self.follower: CatalogFollower | None = None
+        self.follower: Follower | None = None
 
     def served(self, name: str) -> Published | None:
         """The catalog version serving ``name`` here (None: none serves it)."""
