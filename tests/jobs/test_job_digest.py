@@ -171,3 +171,31 @@ def test_the_cli_queues_a_job_for_a_version_into_the_store(tmp_path: Path,
         assert job.digest == digest(module)
     finally:
         store.close()
+
+
+def test_a_claimed_job_for_a_version_no_longer_served_here_is_given_back_uncounted(
+        tmp_path: Path, module_cache: Path) -> None:
+    """The host swapped versions between the claim and the call: the job goes back to the
+    queue without a delivery counted, for a host that serves its version."""
+    from omnicore.storage import JobSpec
+
+    (tmp_path / "plugins").mkdir()
+    write(tmp_path / "plugins", "tool.wasm", echo_wasm("tool", "1.0.0"))
+    app = OmniApp("digest-test", overrides={
+        "data_dir": str(tmp_path / "data"), "plugins_dir": str(tmp_path / "plugins"),
+        "sandbox": {"cache_dir": str(module_cache)}, "capabilities": {"jobs": {"workers": 1}}},
+        environ={}, entry_points=False)
+    app.start()
+    try:
+        old = digest(echo_wasm("tool", "0.9.0"))  # what it served when the job was claimed
+        runner = app.jobs.runner
+        store = app.storage
+        job_id = store.queue.add(JobSpec("tool", "version", b"", 0.0, digest=old))
+        job = store.queue.claim(runner.owner, 1.0, 30)  # as the claim saw it then
+        assert job is not None and job.id == job_id and job.attempts == 1
+        runner.run(job)
+        back = store.queue.get(job_id)
+        assert back is not None and back.state == "queued" and back.attempts == 0
+        assert back.owner is None and back.result is None
+    finally:
+        app.stop()

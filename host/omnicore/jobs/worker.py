@@ -81,8 +81,20 @@ class JobRunner:
         with self._lock:
             return sorted(self.outcomes.items())
 
+    def _serves(self, job: Job) -> bool:
+        by_digest = getattr(self.plugins(), "serving_digests", None)
+        return by_digest is None or by_digest().get(job.plugin) == job.digest
+
     def run(self, job: Job) -> None:
-        """Deliver ``job`` (claimed by this host) and record how it ended."""
+        """Deliver ``job`` (claimed by this host) and record how it ended. A job asking for a
+        plugin version this host no longer serves (it swapped versions since the claim) is
+        given back uncounted, for a host that serves it."""
+        if job.digest is not None and not self._serves(job):
+            log.info("job %d %s.%s asks for %s, which this host no longer serves; it is "
+                     "queued again for a host that does", job.id, job.plugin, job.handler,
+                     job.digest[:19])
+            self.storage().queue.release(self.owner, [job.id])
+            return
         events = self.events
         hops = job.hops + 1
         events.publish(JobStarted(job_id=job.id, plugin=job.plugin, handler=job.handler,
