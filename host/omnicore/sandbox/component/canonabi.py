@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
-__all__ = ["MAX_FLAT_PARAMS", "MAX_FLAT_RESULTS", "CanonTrap", "Cx", "Ty", "align", "flatten",
+__all__ = ["MAX_FLAT_PARAMS", "MAX_FLAT_RESULTS", "Cx", "Ty", "align", "flatten",
            "lifter", "loader", "lowerer", "size", "storer"]
 
 #: Beyond these counts, parameters travel in memory and results through a return area.
@@ -46,7 +46,9 @@ _U64 = struct.Struct("<Q")
 _PAIR = struct.Struct("<II")
 
 
-class CanonTrap(Exception):
+# An internal signal, private on purpose: it never leaves the component sandbox (the runtime
+# turns it into the verdict every path gives), so it stays outside omnicore.errors' tree.
+class _CanonTrap(Exception):
     """The canonical ABI traps: a value the guest handed back (or its realloc's answer) is
     not a value of its type; the text says why (in wasmtime's words where it has them)."""
 
@@ -70,14 +72,14 @@ class Cx:
     def realloc(self, alignment: int, nbytes: int) -> int:
         ptr = self.alloc(alignment, nbytes)
         if ptr % alignment:
-            raise CanonTrap("realloc return: result not aligned")
+            raise _CanonTrap("realloc return: result not aligned")
         if ptr + nbytes > self.memory.size:
-            raise CanonTrap("realloc return: beyond end of memory")
+            raise _CanonTrap("realloc return: beyond end of memory")
         return ptr
 
     def span(self, ptr: int, nbytes: int, what: str) -> None:
         if ptr + nbytes > self.memory.size:
-            raise CanonTrap(f"{what} out of bounds of memory")
+            raise _CanonTrap(f"{what} out of bounds of memory")
 
 
 @cache
@@ -440,7 +442,7 @@ def _int_of(k: str) -> Callable[[int], int]:
 
 def _char(v: int) -> str:
     if v >= 0x110000 or 0xD800 <= v <= 0xDFFF:
-        raise CanonTrap(f"invalid char value: {v:#x}")
+        raise _CanonTrap(f"invalid char value: {v:#x}")
     return chr(v)
 
 
@@ -448,7 +450,7 @@ def _text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:  # in wasmtime's words (Rust's Utf8Error)
-        raise CanonTrap(f"incomplete utf-8 byte sequence from index {exc.start}"
+        raise _CanonTrap(f"incomplete utf-8 byte sequence from index {exc.start}"
                         if exc.reason == "unexpected end of data" else
                         f"invalid utf-8 sequence of {exc.end - exc.start} bytes from index "
                         f"{exc.start}") from None
@@ -496,7 +498,7 @@ def lifter(t: Ty) -> Lift:
         i = next(it)
         slots = [next(it) for _ in flat]
         if i >= len(cases):
-            raise CanonTrap(f"invalid {t[0]} discriminant: {i}")
+            raise _CanonTrap(f"invalid {t[0]} discriminant: {i}")
         case = cases[i]
         if case is None:
             return make(i, None)
@@ -536,7 +538,7 @@ def _list_reader(t: Ty) -> Callable[[int, int, Cx], Any]:
     def read_list(ptr: int, n: int, cx: Cx) -> list[Any]:
         cx.span(ptr, n * esize, "list pointer/length")
         if ptr % ealign:
-            raise CanonTrap("list pointer is not aligned")
+            raise _CanonTrap("list pointer is not aligned")
         return [load(ptr + i * esize, cx) for i in range(n)]
     return read_list
 
@@ -587,7 +589,7 @@ def loader(t: Ty) -> Load:
     def load_variant(ptr: int, cx: Cx) -> Any:
         i = disc(cx.view, ptr)[0]
         if i >= len(cases):
-            raise CanonTrap(f"invalid {t[0]} discriminant: {i}")
+            raise _CanonTrap(f"invalid {t[0]} discriminant: {i}")
         load = cases[i]
         return make(i, None if load is None else load(ptr + off, cx))
     return load_variant

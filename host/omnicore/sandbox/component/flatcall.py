@@ -4,8 +4,8 @@ done by :mod:`.canonabi`, one C value per core value, JSON out.
 A :class:`FlatCall` is compiled once per export (shared by every instance); a :class:`Bound`
 holds what one instance needs for it (its face functions, its memory view, preallocated C
 values), so a call allocates nothing but the Python values it returns. Failures come back
-as :class:`CallFailed` (wasmtime's error: a trap, the deadline, a host function's refusal)
-or :class:`.canonabi.CanonTrap` (a value the guest handed back is not of its type); the
+as :class:`_CallFailed` (wasmtime's error: a trap, the deadline, a host function's refusal)
+or :class:`.canonabi._CanonTrap` (a value the guest handed back is not of its type); the
 runtime turns both into the verdict every path gives.
 """
 
@@ -22,8 +22,8 @@ from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS
 from omnicore.sandbox.component.canonabi import (
     MAX_FLAT_PARAMS,
     MAX_FLAT_RESULTS,
-    CanonTrap,
     Cx,
+    _CanonTrap,
     align,
     flatten,
     lifter,
@@ -34,7 +34,7 @@ from omnicore.sandbox.component.canonabi import (
 )
 from omnicore.sandbox.component.rawlift import RawForm
 
-__all__ = ["Bound", "CallFailed", "FlatCall", "uses_memory"]
+__all__ = ["Bound", "FlatCall", "uses_memory"]
 
 #: A core value as the face carries it: (the C value's kind, its union field).
 _SLOT = {"i32": ("U32", "u32"), "i64": ("U64", "u64"), "f32": ("F32", "f32"),
@@ -53,7 +53,9 @@ def _vals_struct(core: tuple[str, ...]) -> struct.Struct:
     return struct.Struct("<" + fmt)
 
 
-class CallFailed(Exception):
+# An internal signal, private on purpose: it never leaves the component sandbox (the runtime
+# turns it into the verdict every path gives), so it stays outside omnicore.errors' tree.
+class _CallFailed(Exception):
     """wasmtime's call answered an error (``error``: the ``wasmtime_error_t *``, owned)."""
 
     def __init__(self, error: Any) -> None:
@@ -105,7 +107,7 @@ class FlatCall:
         return jsoncodec.dumps(value)
 
     def call(self, bound: Bound, args: list[Any]) -> Any:
-        """The export's JSON result for the checked JSON ``args``; CallFailed, CanonTrap."""
+        """The export's JSON result for the checked JSON ``args``; _CallFailed, _CanonTrap."""
         cx = bound.cx
         flat: list[Any] = []
         if self.spilled:
@@ -124,7 +126,7 @@ class FlatCall:
         if not error:
             error = CAPI.wasmtime_component_func_post_return(bound.face, ctx)
         if error:
-            raise CallFailed(error)
+            raise _CallFailed(error)
         unpack = self._unpack
         core = unpack(bound.out_view, _OF)[0] if unpack is not None else None
         answer = None
@@ -132,7 +134,7 @@ class FlatCall:
             if self.returned:
                 assert core is not None  # the return area's address
                 if core % self._ret_align:
-                    raise CanonTrap("return pointer not aligned")
+                    raise _CanonTrap("return pointer not aligned")
                 cx.span(core, self._ret_size, "return pointer")
                 answer = self._load(core, cx)
             else:
@@ -143,7 +145,7 @@ class FlatCall:
             if not error:
                 error = CAPI.wasmtime_component_func_post_return(bound.post, ctx)
             if error:
-                raise CallFailed(error)
+                raise _CallFailed(error)
         return answer
 
 
@@ -184,7 +186,7 @@ class Bound:
             if not error:
                 error = CAPI.wasmtime_component_func_post_return(realloc, ctx)
             if error:
-                raise CallFailed(error)
+                raise _CallFailed(error)
             return int(at.of.u32)
 
         self.cx = Cx(memory, view if view is not None else memoryview(b""), alloc)

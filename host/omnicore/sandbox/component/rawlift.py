@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from omnicore.sandbox.component.typesec import Kind, Unknown, deftype, name_at
+from omnicore.sandbox.component.typesec import Kind, _Unknown, deftype, name_at
 from omnicore.sandbox.wasmbin import WasmFormatError, read_uleb, sections, write_uleb
 
 __all__ = ["RAW_PREFIX", "Lift", "Planned", "RawForm", "Reader", "label", "named_lifts", "plan",
@@ -108,7 +108,7 @@ def _options(data: bytes, pos: int) -> tuple[int, _Options]:
                 post = idx
                 continue
         else:
-            raise Unknown(f"canonical option {op:#x}")  # async, callback: not flat
+            raise _Unknown(f"canonical option {op:#x}")  # async, callback: not flat
         kept.append(data[start:pos])
     return pos, _Options(realloc, memory, post, utf8,
                          write_uleb(len(kept)) + b"".join(kept))
@@ -143,7 +143,7 @@ class Reader:
                 self.types += 1
             return
         if sid not in (6, 8, 10, 11):  # start, value: not read
-            raise Unknown(f"section {sid}")
+            raise _Unknown(f"section {sid}")
         count, pos = read_uleb(data, 0)
         for _ in range(count):
             pos = {6: self._alias, 8: self._canon, 10: self._import, 11: self._export}[sid](
@@ -177,7 +177,7 @@ class Reader:
             if core == 0x00:
                 self.core_funcs += 1
         else:
-            raise Unknown(f"alias target {target:#x}")
+            raise _Unknown(f"alias target {target:#x}")
         if core is None:
             self._add(sort)
         return pos
@@ -187,7 +187,7 @@ class Reader:
         pos += 1
         if op == 0x00:  # lift
             if data[pos] != 0x00:
-                raise Unknown("canon lift form")
+                raise _Unknown("canon lift form")
             core_func, pos = read_uleb(data, pos + 1)
             pos, opts = _options(data, pos)
             ty, pos = read_uleb(data, pos)
@@ -197,13 +197,13 @@ class Reader:
             return pos
         if op == 0x01:  # lower
             if data[pos] != 0x00:
-                raise Unknown("canon lower form")
+                raise _Unknown("canon lower form")
             _f, pos = read_uleb(data, pos + 1)
             pos = _options(data, pos)[0]
         elif op in (0x02, 0x03, 0x04, 0x07):  # resource.new/drop/rep, drop async
             _t, pos = read_uleb(data, pos)
         else:
-            raise Unknown(f"canon {op:#x}")
+            raise _Unknown(f"canon {op:#x}")
         self.core_funcs += 1
         return pos
 
@@ -221,15 +221,15 @@ class Reader:
             if bound == 0x00:
                 _t, pos = read_uleb(data, pos)
             elif bound != 0x01:
-                raise Unknown(f"type bound {bound:#x}")
+                raise _Unknown(f"type bound {bound:#x}")
         else:
-            raise Unknown(f"extern sort {sort:#x}")
+            raise _Unknown(f"extern sort {sort:#x}")
         return sort, pos
 
     def _extern_name(self, data: bytes, pos: int) -> tuple[str, int]:
         form = data[pos]
         if form not in (0x00, 0x01):
-            raise Unknown(f"extern name form {form:#x}")
+            raise _Unknown(f"extern name form {form:#x}")
         name, pos = name_at(data, pos + 1)
         if form == 0x01:  # a version suffix
             _suffix, pos = name_at(data, pos)
@@ -246,14 +246,14 @@ class Reader:
         sort = data[pos]
         pos += 1
         if sort == 0x00:
-            raise Unknown("core sort export")
+            raise _Unknown("core sort export")
         idx, pos = read_uleb(data, pos)
         has_type = data[pos]
         pos += 1
         if has_type == 0x01:
             _s, pos = self._externdesc(data, pos)
         elif has_type != 0x00:
-            raise Unknown("export type ascription form")
+            raise _Unknown("export type ascription form")
         if sort == 0x01:
             self.exports[name] = idx
             self.funcs += 1
@@ -289,7 +289,7 @@ def read(wasm: bytes) -> Reader | None:
     """The component's top level as the planners read it; None when this reader cannot."""
     try:
         return Reader(wasm)
-    except (Unknown, WasmFormatError, IndexError, UnicodeDecodeError):
+    except (_Unknown, WasmFormatError, IndexError, UnicodeDecodeError):
         return None
 
 

@@ -27,7 +27,6 @@ from omnicore.core import jsoncodec
 from omnicore.errors import (
     GuestError,
     HandlerNotFound,
-    InvalidInput,
     InvalidModule,
     MemoryLimitExceeded,
     PluginCallError,
@@ -35,15 +34,16 @@ from omnicore.errors import (
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS, component_func, context_of
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
-from omnicore.sandbox.component.canonabi import CanonTrap
+from omnicore.sandbox.component.arguments import parse_arguments
+from omnicore.sandbox.component.canonabi import _CanonTrap
 from omnicore.sandbox.component.compiled import ComponentModule
 from omnicore.sandbox.component.deny import link_http_denied
 from omnicore.sandbox.component.descriptors import DescriptorWatch
 from omnicore.sandbox.component.files import GrantedDirs
 from omnicore.sandbox.component.flatcall import (
     Bound,
-    CallFailed,
     FlatCall,
+    _CallFailed,
     memory_view,
     uses_memory,
 )
@@ -59,8 +59,7 @@ from omnicore.sandbox.component.hostcalls import (
 from omnicore.sandbox.component.memory import Limiter, LinearMemory, limiting, sole_memory
 from omnicore.sandbox.component.output import ComponentOutput
 from omnicore.sandbox.component.rawlift import RawForm
-from omnicore.sandbox.component.schema import arguments_list
-from omnicore.sandbox.component.values import WrongValue, delete, lift_bytes
+from omnicore.sandbox.component.values import delete, lift_bytes
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.failures import Facts, classify, code_of
@@ -90,11 +89,6 @@ _U32 = COMPONENT_KINDS.get("U32", 0)
 #: A flat face's return area (.rawlift): ``result<list<u8>, string>``, ``list<u8>``/``string``.
 _RESULT_AREA = struct.Struct("<B3xII")
 _PAIR_AREA = struct.Struct("<II")
-
-
-def _wants(fn: Function) -> str:
-    """``fn``'s parameters as an error names them (written only when one is raised)."""
-    return ", ".join(f"{p}: {c.wit}" for p, c in fn.params)
 
 
 class _Instance:
@@ -313,43 +307,6 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             memory_refused=limiter.refused, instantiating=instantiating,
             refusal=take_refusal()), kind="export")
 
-    def _arguments(self, fn: Function, data: bytes) -> list[Any]:
-        who = f"plugin {self.name!r} export {fn.name!r}"
-        if fn.unsupported is not None:
-            raise InvalidInput(f"{who} cannot be called with JSON: its signature uses "
-                               f"{fn.unsupported}, which omnicore does not support",
-                               plugin=self.name, handler=fn.name)
-        if len(data) > self.limits.max_input_bytes:
-            raise self.limits.input_too_large(len(data), who, self.name, fn.name)
-        try:
-            args = jsoncodec.loads(data) if data.strip() else []
-        except RecursionError:  # json's parser recurses: 100,000 brackets end here
-            raise InvalidInput(f"{who}: the input nests too deeply to be arguments of "
-                               f"[{_wants(fn)}]", plugin=self.name, handler=fn.name) from None
-        except ValueError as exc:
-            raise InvalidInput(f"{who}: the input is not JSON ({exc}); send a JSON array of "
-                               f"the arguments [{_wants(fn)}]", plugin=self.name,
-                               handler=fn.name) from None
-        if isinstance(args, dict):
-            # An object keyed by the parameter names (what an MCP tool and the console's
-            # form send: specs/components.md) is the same call.
-            try:
-                args = arguments_list(fn.params, args)
-            except ValueError as exc:
-                raise InvalidInput(f"{who}: {exc}; nothing was called", plugin=self.name,
-                                   handler=fn.name) from None
-        if not isinstance(args, list) or len(args) != len(fn.params):
-            raise InvalidInput(f"{who} takes {len(fn.params)} argument(s) [{_wants(fn)}] as a JSON "
-                               f"array, got {json.dumps(args)[:200]}", plugin=self.name,
-                               handler=fn.name)
-        try:
-            for (pname, codec), value in zip(fn.params, args, strict=True):
-                codec.check(value, pname)
-        except WrongValue as exc:
-            raise InvalidInput(f"{who}: argument {exc}; nothing was called", plugin=self.name,
-                               handler=fn.name) from None
-        return args
-
     def call(self, handler: str, data: bytes) -> bytes:
         """Call export ``handler`` with ``data``, a JSON array of its arguments; return the
         result as JSON (``null`` for a function without one).
@@ -364,7 +321,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             raise HandlerNotFound(
                 f"plugin {self.name!r} has no export {handler!r}; its exports: "
                 f"{', '.join(self._functions) or '(none)'}", plugin=self.name, handler=handler)
-        args = self._arguments(fn, bytes(data))
+        args = parse_arguments(self.name, fn, bytes(data), self.limits)
         inst = self._pool.acquire(handler)
         keep = False
         try:
@@ -570,10 +527,10 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 if self._stdio:
                     self._wasi_output.catch_up()
                 leave()
-        except CallFailed as exc:
+        except _CallFailed as exc:
             raise self._classify(store, inst.limiter, fn.name, start, error_failure(exc.error),
                                  mark=mark, watch=inst.watch) from None
-        except CanonTrap as exc:
+        except _CanonTrap as exc:
             raise self._classify(store, inst.limiter, fn.name, start, GuestFailure(str(exc)),
                                  mark=mark, watch=inst.watch) from None
         if inst.watch is not None and inst.watch.exceeded():

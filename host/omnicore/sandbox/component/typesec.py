@@ -3,7 +3,7 @@
 :mod:`.rawlift` and :mod:`.canonplan` read a component's top level to find each exported
 function's lift and WIT type; this module reads the type section's entries (and skips
 what it does not need in component and instance types). Anything it does not know raises
-:class:`Unknown`, and the component keeps wasmtime's value API for every call.
+:class:`_Unknown`, and the component keeps wasmtime's value API for every call.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from typing import Any
 
 from omnicore.sandbox.wasmbin import read_uleb
 
-__all__ = ["Kind", "Unknown", "deftype", "name_at"]
+__all__ = ["Kind", "deftype", "name_at"]
 
 
-class Unknown(Exception):
+# An internal signal, private on purpose: the planners catch it and leave the component as it
+# is, so it stays outside omnicore.errors' tree.
+class _Unknown(Exception):
     """Something this reader does not parse: leave the component as it is."""
 
 
@@ -49,7 +51,7 @@ def _opt_valtype(data: bytes, pos: int) -> tuple[Any, int]:
     if data[pos] == 0x00:
         return None, pos + 1
     if data[pos] != 0x01:
-        raise Unknown("optional valtype")
+        raise _Unknown("optional valtype")
     return _valtype(data, pos + 1)
 
 
@@ -78,7 +80,7 @@ def deftype(data: bytes, pos: int) -> tuple[Kind, int]:
         elif data[pos:pos + 2] == b"\x01\x00":
             result, pos = None, pos + 2
         else:
-            raise Unknown("result list")
+            raise _Unknown("result list")
         return ("func", tuple(params), result), pos
     if form in (0x41, 0x42):  # component, instance types: declarations
         count, pos = read_uleb(data, pos)
@@ -87,14 +89,14 @@ def deftype(data: bytes, pos: int) -> tuple[Kind, int]:
         return None, pos
     if form == 0x3F:  # resource
         if data[pos] != 0x7F:
-            raise Unknown("resource representation")
+            raise _Unknown("resource representation")
         pos += 1
         if data[pos] == 0x01:
             _d, pos = read_uleb(data, pos + 1)
         elif data[pos] == 0x00:
             pos += 1
         else:
-            raise Unknown("resource destructor")
+            raise _Unknown("resource destructor")
         return None, pos
     if 0x64 <= form <= 0x7F and form not in (0x72, 0x71, 0x70, 0x6F, 0x6E, 0x6D, 0x6B, 0x6A,
                                              0x69, 0x68, 0x67, 0x66, 0x65):
@@ -109,7 +111,7 @@ def deftype(data: bytes, pos: int) -> tuple[Kind, int]:
             else:
                 t, pos = _opt_valtype(data, pos)
                 if data[pos] != 0x00:
-                    raise Unknown("variant case refinement")
+                    raise _Unknown("variant case refinement")
                 pos += 1
             names.append(label)
             types.append(t)
@@ -144,7 +146,7 @@ def deftype(data: bytes, pos: int) -> tuple[Kind, int]:
     if form in (0x66, 0x65):  # stream, future
         _t, pos = _opt_valtype(data, pos)
         return None, pos
-    raise Unknown(f"type form {form:#x}")
+    raise _Unknown(f"type form {form:#x}")
 
 
 def _decl(data: bytes, pos: int) -> int:
@@ -160,7 +162,7 @@ def _decl(data: bytes, pos: int) -> int:
     if tag in (0x03, 0x04):  # import, export
         pos = _skip_extern_name(data, pos)
         return _skip_externdesc(data, pos)
-    raise Unknown(f"declaration {tag:#x}")
+    raise _Unknown(f"declaration {tag:#x}")
 
 
 def _core_type(data: bytes, pos: int) -> int:
@@ -171,7 +173,7 @@ def _core_type(data: bytes, pos: int) -> int:
             count, pos = read_uleb(data, pos)
             for _ in range(count):
                 if data[pos] not in (0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F):
-                    raise Unknown("core value type")
+                    raise _Unknown("core value type")
                 pos += 1
         return pos
     if form == 0x50:  # module type
@@ -187,16 +189,16 @@ def _core_type(data: bytes, pos: int) -> int:
                     _n, pos = name_at(data, pos)
                 kind = data[pos]
                 if kind != 0x00:
-                    raise Unknown("core import kind")
+                    raise _Unknown("core import kind")
                 _t, pos = read_uleb(data, pos + 1)
             elif tag == 0x02:  # outer alias
                 pos += 2
                 _ct, pos = read_uleb(data, pos)
                 _i, pos = read_uleb(data, pos)
             else:
-                raise Unknown(f"module declaration {tag:#x}")
+                raise _Unknown(f"module declaration {tag:#x}")
         return pos
-    raise Unknown(f"core type form {form:#x}")
+    raise _Unknown(f"core type form {form:#x}")
 
 
 def _skip_alias(data: bytes, pos: int) -> int:
@@ -210,13 +212,13 @@ def _skip_alias(data: bytes, pos: int) -> int:
     if target == 0x02:
         _ct, pos = read_uleb(data, pos)
         return read_uleb(data, pos)[1]
-    raise Unknown(f"alias target {target:#x}")
+    raise _Unknown(f"alias target {target:#x}")
 
 
 def _skip_extern_name(data: bytes, pos: int) -> int:
     form = data[pos]
     if form not in (0x00, 0x01):
-        raise Unknown(f"extern name form {form:#x}")
+        raise _Unknown(f"extern name form {form:#x}")
     _n, pos = name_at(data, pos + 1)
     if form == 0x01:
         _v, pos = name_at(data, pos)
@@ -236,7 +238,7 @@ def _skip_externdesc(data: bytes, pos: int) -> int:
             return read_uleb(data, pos + 1)[1]
         if bound == 0x01:
             return pos + 1
-    raise Unknown(f"extern sort {sort:#x}")
+    raise _Unknown(f"extern sort {sort:#x}")
 
 
 def name_at(data: bytes, pos: int) -> tuple[str, int]:
