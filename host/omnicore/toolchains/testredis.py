@@ -17,7 +17,6 @@ import json
 from functools import cache
 from typing import Any
 
-from omnicore.errors import Refused
 from omnicore.toolchains import locations
 
 __all__ = ["MemoryRedis", "commands"]
@@ -35,17 +34,18 @@ def commands() -> dict[str, tuple[int, int | None]]:
             in table["redis"]["commands"].items()}
 
 
-class _Refused(Refused):
-    """A refusal: its message starts with the status name, as the host's do."""
+class _Answer(Exception):  # a signal caught in command(), never seen outside
+    """A refusal as command() answers it: its message starts with the status name, as the
+    host's do."""
 
 
 def _int(raw: bytes) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise _Refused(_NOT_INT) from None
+        raise _Answer(_NOT_INT) from None
     if not _I64[0] <= value <= _I64[1]:
-        raise _Refused(_NOT_INT)
+        raise _Answer(_NOT_INT)
     return value
 
 
@@ -58,8 +58,8 @@ def _arg(value: Any, i: int) -> bytes:
         try:
             return base64.b64decode(value["$bytes"], validate=True)
         except binascii.Error:
-            raise _Refused(f"INVALID: args[{i}]: bad $bytes") from None
-    raise _Refused(f"INVALID: args[{i}]: a string, an integer or {{\"$bytes\": ...}}")
+            raise _Answer(f"INVALID: args[{i}]: bad $bytes") from None
+    raise _Answer(f"INVALID: args[{i}]: a string, an integer or {{\"$bytes\": ...}}")
 
 
 def _json(value: Any) -> Any:
@@ -88,28 +88,28 @@ class MemoryRedis:
         try:
             return False, json.dumps(_json(self._command(request)),
                                      separators=(",", ":")).encode()
-        except _Refused as exc:
+        except _Answer as exc:
             return True, str(exc).encode()
 
     def _command(self, request: bytes) -> Any:
         try:
             req = json.loads(request)
         except ValueError:
-            raise _Refused("INVALID: the request is not JSON") from None
+            raise _Answer("INVALID: the request is not JSON") from None
         if not isinstance(req, dict):
-            raise _Refused("INVALID: the request must be a JSON object")
+            raise _Answer("INVALID: the request must be a JSON object")
         cmd = req.get("cmd")
         if not isinstance(cmd, str) or cmd.upper() not in commands():
-            raise _Refused(f"DENIED: redis command {str(cmd)[:40]!r} is not allowed")
+            raise _Answer(f"DENIED: redis command {str(cmd)[:40]!r} is not allowed")
         name = cmd.upper()
         args = req.get("args") if req.get("args") is not None else []
         if not isinstance(args, list):
-            raise _Refused("INVALID: args must be an array")
+            raise _Answer("INVALID: args must be an array")
         least, most = commands()[name]
         if len(args) < least or (most is not None and len(args) > most):
             counts = (f"{least}" if most == least else f"{least} to {most}" if most
                       else f"{least} or more")
-            raise _Refused(f"INVALID: {name} takes {counts} arguments, got {len(args)}")
+            raise _Answer(f"INVALID: {name} takes {counts} arguments, got {len(args)}")
         raw = [_arg(a, i) for i, a in enumerate(args)]
         return getattr(self, f"_{name.lower()}")(*raw)
 
@@ -138,7 +138,7 @@ class MemoryRedis:
     def _typed(self, key: bytes, kind: type) -> Any:
         value = self.data.get(key)
         if value is not None and not isinstance(value, kind):
-            raise _Refused(_WRONGTYPE)
+            raise _Answer(_WRONGTYPE)
         return value
 
     def _keep(self, key: bytes, value: Any) -> None:
@@ -169,14 +169,14 @@ class MemoryRedis:
             if flag in (b"EX", b"PX") and i + 1 < len(options):
                 n = _int(options[i + 1])
                 if n <= 0:
-                    raise _Refused("INVALID: ERR invalid expire time in 'set' command")
+                    raise _Answer("INVALID: ERR invalid expire time in 'set' command")
                 ttl = n * 1000 if flag == b"EX" else n
                 i += 2
             elif flag in (b"NX", b"XX", b"KEEPTTL"):
                 nx, xx, keep = nx or flag == b"NX", xx or flag == b"XX", keep or flag == b"KEEPTTL"
                 i += 1
             else:
-                raise _Refused("INVALID: SET takes EX n, PX n, NX, XX or KEEPTTL")
+                raise _Answer("INVALID: SET takes EX n, PX n, NX, XX or KEEPTTL")
         if (nx and key in self.data) or (xx and key not in self.data):
             return None
         self.data[key] = value
@@ -206,7 +206,7 @@ class MemoryRedis:
     def _add(self, key: bytes, by: int) -> int:
         value = _int(self._get(key) or b"0") + by
         if not _I64[0] <= value <= _I64[1]:
-            raise _Refused("INVALID: ERR increment or decrement would overflow")
+            raise _Answer("INVALID: ERR increment or decrement would overflow")
         self.data[key] = str(value).encode()
         return value
 
@@ -265,7 +265,7 @@ class MemoryRedis:
 
     def _hset(self, key: bytes, *pairs: bytes) -> int:
         if len(pairs) % 2:
-            raise _Refused("INVALID: ERR wrong number of arguments for 'hset' command")
+            raise _Answer("INVALID: ERR wrong number of arguments for 'hset' command")
         h = self._hash(key)
         new = 0
         for field, value in zip(pairs[::2], pairs[1::2], strict=True):
@@ -319,7 +319,7 @@ class MemoryRedis:
         items = self._list(key)
         n = None if count is None else _int(count)
         if n is not None and n < 0:
-            raise _Refused("INVALID: ERR value is out of range, must be positive")
+            raise _Answer("INVALID: ERR value is out of range, must be positive")
         if key not in self.data:
             return None
         taken = items[:1 if n is None else n] if left else items[::-1][:1 if n is None else n]
