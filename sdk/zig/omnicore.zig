@@ -34,14 +34,15 @@
 //! calls into it; the operator grants every one but `log`. Failures are the error set
 //! `HostError` (`error.NotFound`, `error.Denied`, ...), one per ABI status (§3.1).
 //!
-//! `zig test` on the plugin (what `omnicore test` runs) compiles it for this machine, where
-//! every capability is served in memory by `omni.testing.Host` (HTTP and SQL from the answers
-//! the test gives it), so a handler's unit test needs no omnicore.
+//! `omnicore test` compiles the plugin's tests for wasm32-wasi (`zig test`, the build's
+//! target) and runs them in wasmtime, where every capability is served by `omni.testing.Host`
+//! (HTTP and SQL from the answers the test gives it, Redis by the runner's in-memory one), so
+//! a handler's unit test needs no omnicore.
 const std = @import("std");
 const builtin = @import("builtin");
 
-/// True when compiled for the omnicore host; false under `zig test` on this machine.
-pub const is_wasm = builtin.target.cpu.arch == .wasm32;
+/// True when compiled for the omnicore host; false under `zig test` (`omni.testing.Host`).
+pub const is_wasm = builtin.target.cpu.arch == .wasm32 and !builtin.is_test;
 
 pub const testing = @import("testing_host.zig");
 

@@ -1,13 +1,15 @@
-//! The test host: under `zig test` (compiled for this machine, not wasm) the SDK's capability
-//! calls land here instead of in omnicore, answered in memory with the host's statuses
+//! The test host: `omnicore test` compiles the plugin's tests for wasm32-wasi (`zig test
+//! -target wasm32-wasi`, the build's own target) and runs them in wasmtime, where the SDK's
+//! capability calls land here instead of in omnicore, answered with the host's statuses
 //! (specs/abi.md §4): the log, config, kv, secrets (`setSecret`, `exposeSecret`; any other
 //! name is DENIED), events and tasks (recorded, never run);
 //! HTTP answers the URLs given with `setHttp` (any other is DENIED); SQL answers from the
 //! function given with `setSql` (no database runs; every statement kept in `sql_calls`,
-//! BEGIN/COMMIT/ROLLBACK too); Redis is in memory with the host's commands and key prefix
-//! (`redis`); memories are recalled by the words they share with the query, vectors searched
-//! exhaustively by cosine; MCP has no client (progress is kept in `progress` and reaches
-//! nobody, a question is UNAVAILABLE).
+//! BEGIN/COMMIT/ROLLBACK too; a query's answer checked for the host's shape by the runner);
+//! Redis is the runner's in-memory one (omnicore.toolchains.testredis: the host's commands,
+//! replies and refusals; `redisGet`, `redisSet`, `redisTtl`); memories are recalled by the
+//! words they share with the query, vectors searched exhaustively by cosine; MCP has no client
+//! (progress is kept in `progress` and reaches nobody, a question is UNAVAILABLE).
 //!
 //!     test "greets by name" {
 //!         var host = omni.testing.Host.init();
@@ -54,12 +56,19 @@ pub const Progress = struct { done: f64, total: f64, message: []const u8 };
 pub const Memory = struct { id: i64, tier: i32, text: []const u8, metadata: []const u8 };
 const Vector = struct { values: []const f32, metadata: []const u8 };
 const Collection = std.StringArrayHashMapUnmanaged(Vector);
-/// A value of the in-memory Redis.
-pub const RedisValue = union(enum) {
-    string: []const u8,
-    hash: std.StringArrayHashMapUnmanaged([]const u8),
-    list: std.ArrayList([]const u8),
-    set: std.StringArrayHashMapUnmanaged(void),
+
+/// What the runner (omnicore.toolchains.testrunner) serves from Python: its in-memory Redis
+/// (a command's answer length, bit 31 set for a refusal, then copied out by `redis_reply`)
+/// and the SQL shape check (the reason's length, 0 when the answer is the host's shape).
+const runner = struct {
+    extern "omnicore:testing" fn redis_command(req: P, len: usize) i64;
+    extern "omnicore:testing" fn redis_reply(out: M) void;
+    extern "omnicore:testing" fn redis_reset() void;
+    extern "omnicore:testing" fn redis_get(key: P, len: usize, out: M, cap: usize) i32;
+    extern "omnicore:testing" fn redis_ttl(key: P, len: usize) i64;
+    extern "omnicore:testing" fn redis_set(key: P, len: usize, value: P, value_len: usize) void;
+    extern "omnicore:testing" fn sql_check(answer: P, len: usize) i32;
+    extern "omnicore:testing" fn sql_reason(out: M) void;
 };
 
 /// In-memory capabilities for a handler's unit tests; the newest `init` serves the calls.
@@ -78,11 +87,6 @@ pub const Host = struct {
     open_tx: std.AutoHashMapUnmanaged(i64, []const u8) = .empty,
     memories: std.ArrayList(Memory) = .empty,
     vectors: std.StringArrayHashMapUnmanaged(Collection) = .empty,
-    /// The Redis data: full key (prefix included) -> value; `redis_ttl`: seconds set (the
-    /// clock does not move).
-    redis: std.StringArrayHashMapUnmanaged(RedisValue) = .empty,
-    redis_ttl: std.StringHashMapUnmanaged(i64) = .empty,
-    redis_prefix: []const u8 = "omnicore:plugin:",
     /// The progress the handler reported (`omni.mcp.progress`).
     progress: std.ArrayList(Progress) = .empty,
     /// The §3.3 answer the SDK reads next (there is no wasm memory to hand it over in).
@@ -93,7 +97,9 @@ pub const Host = struct {
     /// Lowest level kept (info, as the host's default grant).
     level: omni.log.Level = .info,
 
+    /// A new host; the runner's Redis is emptied too.
     pub fn init() Host {
+        runner.redis_reset();
         return .{};
     }
 
@@ -110,9 +116,6 @@ pub const Host = struct {
         self.memories.deinit(self.a);
         for (self.vectors.values()) |*c| c.deinit(self.a);
         self.vectors.deinit(self.a);
-        for (self.redis.values()) |*v| freeRedis(self.a, v);
-        self.redis.deinit(self.a);
-        self.redis_ttl.deinit(self.a);
         self.progress.deinit(self.a);
         if (current == self) current = null;
     }
@@ -139,6 +142,25 @@ pub const Host = struct {
     /// SQL statements are answered by `answer`.
     pub fn setSql(self: *Host, answer: SqlAnswer) void {
         self.sql = answer;
+    }
+    /// Redis: the string at `key` as the plugin names it (null: no key, or not a string).
+    pub fn redisGet(self: *Host, key: []const u8) !?[]const u8 {
+        var cap: usize = 256;
+        while (true) {
+            const buf = try self.a.alloc(u8, cap);
+            const n = runner.redis_get(key.ptr, key.len, buf.ptr, cap);
+            if (n < 0) return null;
+            if (@as(usize, @intCast(n)) <= cap) return buf[0..@intCast(n)];
+            cap = @intCast(n);
+        }
+    }
+    /// Redis: `SET key value`.
+    pub fn redisSet(_: *Host, key: []const u8, value: []const u8) void {
+        runner.redis_set(key.ptr, key.len, value.ptr, value.len);
+    }
+    /// Redis: `TTL key`, seconds to live (the clock does not move), -1 for none, -2 for no key.
+    pub fn redisTtl(_: *Host, key: []const u8) i64 {
+        return runner.redis_ttl(key.ptr, key.len);
     }
 
     /// Calls handler `f` with `input`; its output, or `error.GuestError` with `last_error` set.
@@ -286,7 +308,13 @@ pub const raw = struct {
         return endTx(tx, "ROLLBACK");
     }
     pub fn redis_command(_: P, _: usize, request: P, len: usize) i64 {
-        return @import("testing_redis.zig").command(host(), request[0..len]);
+        const h = host();
+        const n = runner.redis_command(request, len);
+        const block = h.a.alloc(u8, @intCast(n & 0x7FFF_FFFF)) catch return -5;
+        runner.redis_reply(block.ptr);
+        h.block = block;
+        h.block_failed = n & 0x8000_0000 != 0;
+        return 0;
     }
     pub fn memory_remember(tier: i32, item: P, len: usize) i64 {
         const h = host();
@@ -463,26 +491,15 @@ fn sqlRun(conn: []const u8, request: []const u8, query: bool) i64 {
     return answered(text);
 }
 
-/// Why a query's answer is not shaped as the host's (`{"columns": [{"name", "type"}...],
-/// "rows": [[one value per column]...]}`), or null: a plugin tested on another shape would
-/// pass here and fail live.
+/// Why a query's answer is not shaped as the host's, or null (the runner checks it, as
+/// every SDK's test host is held to sdk/contract/host.json): a plugin tested on another shape
+/// would pass here and fail live.
 fn notTheHosts(a: std.mem.Allocator, text: []const u8) ?[]const u8 {
-    const doc = std.json.parseFromSliceLeaky(std.json.Value, a, text, .{}) catch return "it is not JSON";
-    if (doc != .object) return "it is not an object";
-    const columns = doc.object.get("columns") orelse return "it has no columns";
-    const rows = doc.object.get("rows") orelse return "it has no rows";
-    if (columns != .array or rows != .array) return "columns and rows are arrays";
-    for (columns.array.items) |c| {
-        if (c != .object) return "a column is an object {\"name\", \"type\"}, never a bare name";
-        const name = c.object.get("name") orelse return "a column has a name";
-        const kind = c.object.get("type") orelse return "a column has a type";
-        if (name != .string or kind != .string) return "a column's name and type are strings";
-    }
-    for (rows.array.items) |r| {
-        if (r != .array) return "a row is an array of the columns' values";
-        if (r.array.items.len != columns.array.items.len) return "a row has one value per column";
-    }
-    return null;
+    const n = runner.sql_check(text.ptr, text.len);
+    if (n == 0) return null;
+    const why = a.alloc(u8, @intCast(n)) catch return "out of memory";
+    runner.sql_reason(why.ptr);
+    return why;
 }
 
 fn endTx(tx: i64, what: []const u8) i32 {
@@ -490,13 +507,4 @@ fn endTx(tx: i64, what: []const u8) i32 {
     const conn = (h.open_tx.fetchRemove(tx) orelse return -1).value;
     h.sql_calls.append(h.a, .{ .connector = conn, .sql = what, .query = false, .tx = tx }) catch return -5;
     return 0;
-}
-
-pub fn freeRedis(a: std.mem.Allocator, v: *RedisValue) void {
-    switch (v.*) {
-        .string => {},
-        .hash => |*m| m.deinit(a),
-        .list => |*l| l.deinit(a),
-        .set => |*m| m.deinit(a),
-    }
 }

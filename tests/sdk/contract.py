@@ -10,8 +10,8 @@ from typing import Any
 
 from omnicore.toolchains import locations
 
-__all__ = ["RENDERED", "TABLE", "Outcome", "expected", "not_the_hosts", "outcome_of_block",
-           "request", "table"]
+__all__ = ["TABLE", "Outcome", "expected", "not_the_hosts", "outcome_of_block", "request",
+           "table"]
 
 
 @cache
@@ -57,40 +57,3 @@ def outcome_of_block(failed: bool, text: str) -> Outcome:
     if failed:
         return "error", text.split(":", 1)[0]
     return "ok", json.loads(text)
-
-
-GENERATED = ("Generated from sdk/contract/host.json by tests/sdk/contract.py; "
-             "tests/sdk/test_contract_fakes.py fails when it differs. Do not edit.")
-
-
-def _commands() -> list[tuple[str, int, int | None]]:
-    return [(name, least, most) for name, (least, most, _keys)
-            in sorted(TABLE["redis"]["commands"].items())]
-
-
-def _or(value: int | None, none: str) -> str:
-    return none if value is None else str(value)
-
-
-def render_zig() -> str:
-    """sdk/zig/contract.zig: the host's Redis commands for the Zig test host."""
-    rows = "".join(f'    .{{ .name = "{n}", .least = {a}, .most = {_or(b, "null")} }},\n'
-                   for n, a, b in _commands())
-    return (f"//! {GENERATED}\n//! The host's Redis commands (specs/abi.md §4.11) with their "
-            "least and most argument counts\n//! (null: no most).\n"
-            "pub const Command = struct { name: []const u8, least: usize, most: ?usize };\n"
-            f"pub const redis_commands = [_]Command{{\n{rows}}};\n")
-
-
-#: The generated files, by path under sdk/, and how each is made.
-#: Zig's test host cannot read a file outside its package, so its list is generated.
-RENDERED = {"zig/contract.zig": render_zig}
-
-
-if __name__ == "__main__":
-    # python -m tests.sdk.contract: write the generated files after host.json changed.
-    root = locations.checkout()
-    assert root is not None, "run it in the checkout"
-    for path, render in RENDERED.items():
-        (root / "sdk" / path).write_text(render())
-        print(f"wrote sdk/{path}")

@@ -9,7 +9,8 @@ Override the compiler with ``OMNICORE_CLANG`` and the header's folder with ``OMN
 ``omnicore test`` compiles the same ``.c`` files with every ``.c`` file in the plugin's
 ``tests/`` folder into one wasm32-wasi program (``-DOMNI_TESTING``: the SDK's host imports
 become ``omnicore_test.h``'s fakes, linked in; Redis is served from here by
-:mod:`omnicore.toolchains.testredis`) and runs it in wasmtime (``python -m
+:mod:`omnicore.toolchains.testredis`) and runs it in wasmtime with
+:mod:`omnicore.toolchains.testrunner` (``python -m
 omnicore.toolchains.c SRC [NAME...]`` does both): the build's own compiler and target, so a
 test sees what the plugin will, and a compile error is clang's own message.
 """
@@ -24,12 +25,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, check_plugin_name, locations
 from omnicore.toolchains.project import compile_or_fail, write_templates
-from omnicore.toolchains.testredis import MemoryRedis
+from omnicore.toolchains.testrunner import run_tests
 
 __all__ = [
     "EXTENSIONS",
@@ -162,90 +162,6 @@ def build_tests(src: Path) -> Path | None:
               file=sys.stderr)
         return None
     return out
-
-
-def run_tests(wasm: Path, names: list[str]) -> int:
-    """Run a test program from :func:`unit_tests` in wasmtime (WASI: its output on ours, the
-    test names as its arguments); its exit status (the number of failed tests)."""
-    import wasmtime
-
-    engine = wasmtime.Engine()
-    store = wasmtime.Store(engine)
-    wasi = wasmtime.WasiConfig()
-    wasi.argv = ["tests", *names]
-    wasi.inherit_stdout()
-    wasi.inherit_stderr()
-    store.set_wasi(wasi)
-    linker = wasmtime.Linker(engine)
-    linker.define_wasi()
-    _define_redis(linker, MemoryRedis())
-    instance = linker.instantiate(store, wasmtime.Module.from_file(engine, str(wasm)))
-    start = instance.exports(store)["_start"]
-    assert isinstance(start, wasmtime.Func)
-    try:
-        start(store)
-    except wasmtime.ExitTrap as exc:
-        return exc.code
-    except wasmtime.Trap as exc:
-        # The program stops at a trap: the header names the test and prints its log.
-        trapped = instance.exports(store).get("omni_test_trapped")
-        if isinstance(trapped, wasmtime.Func):
-            trapped(store)
-        print(f"    {exc.message}\nthe tests after it did not run", flush=True)
-        return 1
-    return 0
-
-
-def _define_redis(linker: Any, redis: MemoryRedis) -> None:
-    """Serve the test program's Redis with ``redis``: ``omnicore:testing``'s ``redis_*``, what
-    omnicore_test.h's ``omni__redis_command`` (a plugin's commands) and ``omni_test_redis_*``
-    call. The program is a command: the runner never calls its exports (each call would run
-    its constructors again), so an answer is copied out by a second call, ``redis_reply``."""
-    import wasmtime
-
-    i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
-
-    def memory(caller: Any) -> Any:
-        return caller["memory"]
-
-    def read(caller: Any, ptr: int, length: int) -> bytes:
-        return bytes(memory(caller).read(caller, ptr, ptr + length))
-
-    answer = [b""]
-
-    def command(caller: Any, req: int, req_len: int) -> int:
-        failed, answer[0] = redis.command(read(caller, req, req_len))
-        return (1 << 31 if failed else 0) | len(answer[0])
-
-    def reply(caller: Any, out: int) -> None:
-        memory(caller).write(caller, answer[0], out)
-
-    def get(caller: Any, key: int, key_len: int, out: int, cap: int) -> int:
-        value = redis.value(read(caller, key, key_len))
-        if value is None:
-            return -1
-        if len(value) <= cap:
-            memory(caller).write(caller, value, out)
-        return len(value)
-
-    def ttl(caller: Any, key: int, key_len: int) -> int:
-        return redis.ttl(read(caller, key, key_len))
-
-    def put(caller: Any, key: int, key_len: int, value: int, value_len: int) -> None:
-        redis.put(read(caller, key, key_len), read(caller, value, value_len))
-
-    linker.define_func("omnicore:testing", "redis_command", wasmtime.FuncType([i32] * 2, [i64]),
-                       command, access_caller=True)
-    linker.define_func("omnicore:testing", "redis_reply", wasmtime.FuncType([i32], []),
-                       reply, access_caller=True)
-    linker.define_func("omnicore:testing", "redis_get", wasmtime.FuncType([i32] * 4, [i32]),
-                       get, access_caller=True)
-    linker.define_func("omnicore:testing", "redis_ttl", wasmtime.FuncType([i32] * 2, [i64]),
-                       ttl, access_caller=True)
-    linker.define_func("omnicore:testing", "redis_set", wasmtime.FuncType([i32] * 4, []),
-                       put, access_caller=True)
-    linker.define_func("omnicore:testing", "redis_reset", wasmtime.FuncType([], []),
-                       redis.clear)
 
 
 def scaffold(dest: Path, name: str, lang: str) -> None:

@@ -8,25 +8,32 @@ One ``zig build-exe`` compiles the plugin with the SDK as the module ``omnicore`
 ``-rdynamic`` keeps every ``@export`` (the handlers, ``omni_alloc``/``omni_free`` and the
 ``omni_describe_NAME`` exports the build reads schemas from). The compiler is PyPI's
 ``ziglang`` (the set-up installs it into ``build/zig``); ``OMNICORE_ZIG`` names another.
-``omnicore test`` runs ``zig test`` on the same root for this machine, where the SDK's
-``omni.testing.Host`` serves the capabilities.
+``omnicore test`` compiles the same root's tests for wasm32-wasi (``zig test -target
+wasm32-wasi --test-no-exec``: the build's own compiler and target, so a test sees what the
+plugin will, and a compile error is zig's own message) and runs the program in wasmtime
+(``python -m omnicore.toolchains.zig SRC [NAME...]`` does both; a NAME is a ``--test-filter``):
+the SDK's ``omni.testing.Host`` serves the capabilities, its Redis and SQL shape check served
+from Python by :mod:`omnicore.toolchains.testrunner`, as C's tests are.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, check_plugin_name, locations
 from omnicore.toolchains.project import compile_or_fail, write_templates
+from omnicore.toolchains.testrunner import run_tests
 
-__all__ = ["EXTENSIONS", "LANGUAGE", "check", "compile", "detect", "scaffold", "unit_tests",
-           "zig_binary"]
+__all__ = ["EXTENSIONS", "LANGUAGE", "build_tests", "check", "compile", "detect", "main",
+           "scaffold", "unit_tests", "zig_binary"]
 
 LANGUAGE = "zig"
 EXTENSIONS = ("zig",)
@@ -135,14 +142,51 @@ def compile(src: Path, work: Path) -> bytes:
 
 
 def unit_tests(src: Path) -> UnitTests:
-    """``zig test`` on the plugin's root file for this machine (``omni.testing.Host``)."""
+    """The command running the plugin's tests (the ``test`` blocks of its root file and what
+    it imports, on ``omni.testing.Host``): compiled for wasm32-wasi, zig writing its own
+    diagnostics to the terminal, then run in wasmtime."""
+    _zig_or_fail(src)
+    return UnitTests([sys.executable, "-m", "omnicore.toolchains.zig", str(src)],
+                     dict(os.environ), src if src.is_dir() else src.parent)
+
+
+def build_tests(src: Path, names: list[str]) -> Path | None:
+    """Compile the tests of the plugin at ``src`` (only those whose names contain a NAME, if
+    any) into one wasm32-wasi program, kept per project folder between runs; None when zig
+    failed (its message is on stderr)."""
     zig, root = _zig_or_fail(src)
-    work = locations.cache_dir() / "zig-test"
-    return UnitTests([zig, "test", *_module_args(root), *_caches(work)], dict(os.environ),
-                     root.parent)
+    work = locations.cache_dir() / "zig-test" / (
+        f"{src.name}-{hashlib.sha256(str(src).encode()).hexdigest()[:12]}")
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "tests.wasm"
+    filters = [arg for name in names for arg in ("--test-filter", name)]
+    cmd = [zig, "test", "-target", "wasm32-wasi", "--test-no-exec", *filters,
+           *_module_args(root), *_caches(work), f"-femit-bin={out}"]
+    try:
+        code = subprocess.run(cmd, check=False, timeout=_BUILD_TIMEOUT_S,
+                              cwd=root.parent).returncode
+    except subprocess.TimeoutExpired:
+        print(f"zig took over {_BUILD_TIMEOUT_S} s on {src}", file=sys.stderr)
+        return None
+    if code != 0:
+        print(f"zig failed for {src}'s tests (exit {code}): its message is above",
+              file=sys.stderr)
+        return None
+    return out
 
 
 def scaffold(dest: Path, name: str, lang: str) -> None:
     """A new Zig plugin at ``dest`` with one handler ``greet`` and its test; it builds as is."""
     check_plugin_name(name)
     write_templates(_SCAFFOLD.iterdir(), _SCAFFOLD, dest, lambda t: t.replace("{{name}}", name))
+
+
+def main(argv: list[str]) -> int:
+    """``python -m omnicore.toolchains.zig SRC [NAME...]``: compile and run SRC's tests (only
+    those whose names contain a NAME, if any); 0 when every test passed, 1 otherwise."""
+    program = build_tests(Path(argv[0]).resolve(), argv[1:])
+    return 1 if program is None else run_tests(program, [])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

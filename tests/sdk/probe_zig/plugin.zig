@@ -123,7 +123,7 @@ test "connectors and MCP: SQL from setSql, an in-memory Redis, no MCP client" {
     );
     try std.testing.expectEqual(4, host.sql_calls.items.len); // BEGIN, SELECT, COMMIT, DELETE
     try std.testing.expectEqualStrings("COMMIT", host.sql_calls.items[2].sql);
-    try std.testing.expectEqual(60, host.redis_ttl.get("omnicore:plugin:k").?);
-    try std.testing.expectEqualStrings("4", host.redis.get("omnicore:plugin:n").?.string);
+    try std.testing.expectEqual(60, host.redisTtl("k"));
+    try std.testing.expectEqualStrings("4", (try host.redisGet("n")).?);
     try std.testing.expectEqualStrings("half way", host.progress.items[0].message);
 }
