@@ -1,6 +1,6 @@
 """The Zig SDK (sdk/zig): its examples and a scaffold, built with PyPI's ziglang for
-wasm32-wasi through ``omnicore.toolchains.build``, run through the real sandbox; the native
-unit tests (``omnicore test``) against the SDK's test host.
+wasm32-wasi through ``omnicore.toolchains.build``, run through the real sandbox; the unit
+tests (``omnicore test``: compiled for wasm32-wasi, run in wasmtime) against the SDK's test host.
 """
 
 from __future__ import annotations
@@ -103,6 +103,32 @@ def test_the_test_host_answers_every_capability() -> None:
                           timeout=600, check=False)
     assert done.returncode == 0, done.stderr
     assert "All 2 tests passed" in done.stderr
+
+
+def test_a_failing_or_trapping_test_fails_the_run_and_names_pick_tests(tmp_path: Path) -> None:
+    # The tests run as wasm in wasmtime: a failed expectation and a panic (a trap) both fail
+    # the run; `omnicore test DIR -- NAME` compiles only the tests whose names contain NAME.
+    (tmp_path / "plugin.zig").write_text(
+        'const std = @import("std");\nconst omni = @import("omnicore");\n'
+        'test "fails" { try std.testing.expect(false); }\n'
+        'test "panics" { @panic("boom"); }\n'
+        'test "reads redis" { var h = omni.testing.Host.init(); defer h.deinit();\n'
+        '    h.redisSet("a", "b");\n'
+        '    try std.testing.expectEqualStrings("b", (try h.redisGet("a")).?);\n'
+        '    try std.testing.expectEqual(-1, h.redisTtl("a")); }\n')
+    run = unit_tests(tmp_path)
+
+    def tests(*names: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*run.argv, *names], env=run.env, cwd=run.cwd, capture_output=True,
+                              text=True, timeout=600, check=False)
+
+    failed = tests("fails")
+    assert failed.returncode != 0 and "FAIL" in failed.stderr, failed.stderr
+    trapped = tests("panics")
+    assert trapped.returncode != 0 and "boom" in trapped.stderr, trapped.stderr
+    passed = tests("reads redis")
+    assert passed.returncode == 0, passed.stderr
+    assert "All 1 tests passed" in passed.stderr
 
 
 def test_mcp_outside_an_mcp_call_reaches_nobody(engine: SandboxEngine, tmp_path: Path,
