@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -83,6 +83,8 @@ class StepRecord(_Record):
     wait: Any
     decided_by: str | None
     decided_at: float | None
+    #: The plugin version the step asks for (``name@sha256:<hex>``), None: any.
+    pin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,9 @@ class NewStep:
     run_at: float = 0.0
     wait: Any = None
     error: str | None = None
+    #: The plugin version the row must run on (``name@sha256:<hex>``): only a host serving
+    #: that module claims it. None: any host.
+    pin: str | None = None
 
 
 def to_json(value: Any) -> str | None:
@@ -204,8 +209,11 @@ class WorkflowStore(abc.ABC):
         """States of a for_each's items: {state: n}."""
 
     @abc.abstractmethod
-    def claim(self, owner: str, now: float, lease_s: float) -> StepRecord | None:
-        """Lease the oldest due step (queued, or running with an expired lease)."""
+    def claim(self, owner: str, now: float, lease_s: float,
+              serving: Mapping[str, str | None] | None = None) -> StepRecord | None:
+        """Lease the oldest due step (queued, or running with an expired lease). With
+        ``serving`` (each plugin this host serves -> the digest serving it), a step pinning
+        a plugin version (:attr:`NewStep.pin`) only where that version serves."""
 
     @abc.abstractmethod
     def renew(self, owner: str, keys: Sequence[tuple[int, str, int]], until: float) -> None:
@@ -235,7 +243,9 @@ class WorkflowStore(abc.ABC):
         """Steps waiting for an approval, an event or a sub-workflow."""
 
     @abc.abstractmethod
-    def next_due(self) -> float | None: ...
+    def next_due(self, serving: Mapping[str, str | None] | None = None) -> float | None:
+        """When the earliest queued step (of those ``serving`` may claim, as :meth:`claim`
+        takes it) is due, or None."""
 
     @abc.abstractmethod
     def history(self, run_id: int, limit: int = 1000) -> list[HistoryRecord]: ...

@@ -117,7 +117,7 @@ def begin(wf: Workflow, s: Step, needs: Sequence[StepRecord], ctx: Context, *,
                              step={"id": s.id, "index": i,
                                    "idempotency_key": idempotency_key(run, s.id, i)})
             row = _row(s, i, item_data, now)
-            rows.append(NewStep(s.id, i, "pending", row.input, wait=row.wait))
+            rows.append(NewStep(s.id, i, "pending", row.input, wait=row.wait, pin=row.pin))
         return rows
     except ExpressionError as exc:
         return [NewStep(s.id, -1, "failed", error=str(exc))]
@@ -136,7 +136,7 @@ def _row(s: Step, index: int, data: dict[str, Any], now: float) -> NewStep:
                        wait={"kind": "event", "topic": s.wait.topic, "until": until})
     if s.kind == "connector" and not s.handler:  # an HTTP request; a statement is its with
         return NewStep(s.id, index, "queued", record_request(s, data))
-    return NewStep(s.id, index, "queued", s.with_.evaluate(data))
+    return NewStep(s.id, index, "queued", s.with_.evaluate(data), pin=s.pin)
 
 
 def items_outcome(s: Step, total: int, counts: Mapping[str, int],

@@ -17,7 +17,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -34,7 +34,7 @@ from omnicore.workflows.expressions import Compiled, compile_condition, compile_
 
 __all__ = ["FORMAT", "Concurrency", "Retry", "Step", "Trigger", "Wait", "Workflow",
            "check_references", "connector_mismatch", "parse", "parse_duration",
-           "read_definition", "schema"]
+           "plugin_digest", "read_definition", "schema"]
 
 FORMAT = "omniflow/v1"
 MAX_DOCUMENT_BYTES = 1 << 20
@@ -113,6 +113,14 @@ class Step:
     wait: Wait | None = None
     continue_on_error: bool = False
     on_failure: bool = False            # a step of the on_failure list
+    #: The plugin version a plugin step asks for (``sha256:<64 hex>``): only a host serving
+    #: that module runs it. None: whatever version each host serves.
+    digest: str | None = None
+
+    @property
+    def pin(self) -> str | None:
+        """``plugin@sha256:<hex>`` when the step asks for a version (its rows carry it)."""
+        return f"{self.target}@{self.digest}" if self.digest else None
 
     @property
     def uses(self) -> str:
@@ -408,6 +416,16 @@ def _step(out: _Collect, raw: dict[str, Any], path: str, timeout: float, retry: 
     if (kind != "connector" or statement) and http_keys:
         out.add(f"{path}.{http_keys[0]}",
                 f"{http_keys[0]!r} belongs to HTTP connector steps only")
+    digest = None
+    if "digest" in raw:
+        try:
+            digest = plugin_digest(raw["digest"])
+        except ValueError as exc:
+            out.add(f"{path}.digest", str(exc))
+        if kind != "plugin":
+            out.add(f"{path}.digest", "'digest' asks for a plugin version: it belongs to "
+                                      "plugin steps (uses: plugin:NAME/HANDLER) only")
+            digest = None
     if "parallelism" in raw and "for_each" not in raw:
         out.add(f"{path}.parallelism", "parallelism only applies with for_each")
     wait = None
@@ -440,8 +458,20 @@ def _step(out: _Collect, raw: dict[str, Any], path: str, timeout: float, retry: 
                 int(raw.get("parallelism", 1)),
                 _retry(out, raw.get("retry"), f"{path}.retry", retry),
                 _duration(out, raw.get("timeout"), f"{path}.timeout", timeout), wait,
-                bool(raw.get("continue_on_error", False)), on_failure)
+                bool(raw.get("continue_on_error", False)), on_failure, digest)
     return step
+
+
+def plugin_digest(text: str) -> str:
+    """A plugin version as a step's ``digest`` names it, in the catalog's form
+    (``sha256:<64 lowercase hex>``; any case, the prefix optional); ValueError otherwise."""
+    full = text.strip().lower()
+    full = full if full.startswith("sha256:") else f"sha256:{full}"
+    hexpart = full.removeprefix("sha256:")
+    if len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
+        raise ValueError(f"digest {text[:80]!r} is not a plugin version: sha256:<64 hex "
+                         "digits>, as omnicore plugins versions lists them")
+    return full
 
 
 def _wait(out: _Collect, raw: Any, path: str) -> Wait:
@@ -539,6 +569,7 @@ def connector_mismatch(step: str, name: str, kind: str, statement: str) -> str |
 
 def check_references(wf: Workflow, *, plugins: Mapping[str, Iterable[str]] | None,
                      connectors: Mapping[str, str] | None, workflows: Iterable[str] | None,
+                     digests: Callable[[str, str], str | None] | None = None,
                      ) -> list[Problem]:
     """Steps naming a plugin, handler, connector or workflow the app does not have, or a
     connector of a kind the step cannot use (:func:`connector_mismatch`).
@@ -546,7 +577,9 @@ def check_references(wf: Workflow, *, plugins: Mapping[str, Iterable[str]] | Non
     ``plugins`` maps the app's plugins to their handlers; None skips that check. A plugin
     the app does not have is a warning (it may be added later: the step fails only if it is
     still missing when it runs); a handler the plugin lacks is an error. ``connectors`` maps
-    the app's connectors to their kinds; None skips that check.
+    the app's connectors to their kinds; None skips that check. ``digests(plugin, digest)``
+    says why no host would ever run a step's ``digest`` (a version the catalog does not keep
+    and no host serves: an error); None skips that check.
     """
     out = _Collect(wf.lines)
     conns = dict(connectors) if connectors is not None else None
@@ -554,6 +587,9 @@ def check_references(wf: Workflow, *, plugins: Mapping[str, Iterable[str]] | Non
     for where, items in (("steps", wf.steps), ("on_failure", wf.on_failure)):
         for i, s in enumerate(items):
             path = f"{where}[{i}].uses"
+            if s.digest is not None and digests is not None \
+                    and (why := digests(s.target, s.digest)):
+                out.add(f"{where}[{i}].digest", f"step {s.id!r}: {why}")
             if s.kind == "plugin" and plugins is not None:
                 if s.target not in plugins:
                     out.add(path, f"step {s.id!r} uses plugin {s.target!r}, which the app does "

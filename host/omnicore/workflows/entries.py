@@ -68,9 +68,13 @@ class WorkflowEntries:
 
     def __init__(self, refs: Callable[[], tuple[Mapping[str, Iterable[str]] | None,
                                                 Mapping[str, str] | None]],
-                 on_version: Callable[[Workflow], None]) -> None:
+                 on_version: Callable[[Workflow], None],
+                 digests: Callable[[str, str], str | None] | None = None) -> None:
         self._refs = refs
         self._on_version = on_version
+        #: Why no host would run plugin ``name`` at ``digest`` (None: it would): checks the
+        #: versions steps ask for (None: not checked).
+        self._digests = digests
         self._lock = threading.RLock()
         self._entries: dict[str, WorkflowEntry] = {}
         self._files: dict[Path, tuple[float, int, str]] = {}   # path -> (mtime, size, name)
@@ -122,7 +126,8 @@ class WorkflowEntries:
         live, connectors = self._refs()
         plugins = live if plugins is None else plugins
         names = {n for n, e in self._entries.items() if e.workflow is not None} | set(extra)
-        return check_references(wf, plugins=plugins, connectors=connectors, workflows=names)
+        return check_references(wf, plugins=plugins, connectors=connectors, workflows=names,
+                                digests=self._digests)
 
     # -- the folder --
 

@@ -97,6 +97,14 @@ class StepExecutor:
                            state="cancelled", error="the run is not running")
             return
         s = runs.version(run.version).step(row.step)
+        if s.digest is not None and row.pin is not None and not self._serves(s.target, s.digest):
+            # The host swapped versions since the claim: back to the queue, uncounted, for a
+            # host that serves the version the step asks for.
+            log.info("run %d step %s asks for %s %s, which this host no longer serves; it "
+                     "is queued again for a host that does", row.run_id, row.step, s.target,
+                     s.digest[:19])
+            store.release(owner, [(row.run_id, row.step, row.index)])
+            return
         started = time.perf_counter()
         output: Any = None
         try:
@@ -142,6 +150,12 @@ class StepExecutor:
                 row.run_id, row.step, row.index, owner=owner, state="succeeded", output=data,
                 inline_limit=runs.settings.inline_output_bytes, duration_s=duration))
         runs.advance(row.run_id)
+
+    def _serves(self, plugin: str, digest: str) -> bool:
+        try:
+            return self._plugins().serving_digests().get(plugin) == digest
+        except AttributeError:  # an app without a plugin host
+            return True
 
     def _call_plugin(self, s: Step, row: StepRecord) -> Any:
         payload = row.input if isinstance(row.input, (bytes, str)) else encode(row.input)

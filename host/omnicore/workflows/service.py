@@ -21,7 +21,7 @@ import getpass
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,7 @@ from omnicore.core.events import Event
 from omnicore.core.once import Once
 from omnicore.core.outage import Outage
 from omnicore.core.workers import LeasedWorkers
-from omnicore.errors import OmniError
+from omnicore.errors import OmniError, PluginNotFound
 from omnicore.logging import get_logger
 from omnicore.storage import StorageError
 from omnicore.storage.workflows import RunRecord, StepRecord, WorkflowStore
@@ -88,7 +88,7 @@ class Workflows:
     def __init__(self, app: WorkflowsApp) -> None:
         self._app = app
         self.settings = app.config.workflows
-        self.entries = WorkflowEntries(self._refs, self._save_version)
+        self.entries = WorkflowEntries(self._refs, self._save_version, self.digest_problem)
         #: The folder's files as the editor writes them (one lock for every save).
         self.files = WorkflowFiles(Path(self.settings.dir))
         self.owner = app.runtime_id
@@ -179,6 +179,7 @@ class Workflows:
                fire: tuple[str, float | None, float] | None = None,
                parent: tuple[int, str, int] | None = None) -> RunRecord:
         check_inputs(wf, inputs)
+        self.check_digests(wf)
         key, limit, mode = None, 0, "queue"
         if wf.concurrency is not None:
             value = wf.concurrency.key.evaluate({"inputs": inputs, "trigger": trigger})
@@ -420,7 +421,8 @@ class Workflows:
         self._live = True
         self.load_folder()
         s = self.settings
-        workers = LeasedWorkers("wf", self.store, self._execute,
+        workers = LeasedWorkers("wf", _StepQueue(lambda: self.store, self.serving),
+                                self._execute,
                                 key=lambda r: (r.run_id, r.step, r.index), owner=self.owner,
                                 workers=s.workers, lease_s=s.lease_s, poll_s=s.poll_s,
                                 tick=self._tick, transient=(StorageError,))
@@ -478,6 +480,44 @@ class Workflows:
             self._calls.shutdown(wait=False, cancel_futures=True)
             self._calls = None
 
+    def serving(self) -> Mapping[str, str | None] | None:
+        """Each plugin this host serves -> the digest serving it: a step that asks for a
+        plugin version is claimed only where that one serves (None: an app without a plugin
+        host, which claims every step)."""
+        try:
+            plugins = self._app.plugins
+        except AttributeError:
+            return None
+        return plugins.serving_digests()
+
+    def check_digests(self, wf: Workflow) -> None:
+        """Refuse a run of ``wf`` with a step asking for a plugin version no host could ever
+        claim it for (PluginNotFound naming the step and the digest): one the catalog does
+        not keep of that plugin and no host reports serving."""
+        for s in (*wf.steps, *wf.on_failure):
+            if s.digest is not None and (why := self.digest_problem(s.target, s.digest)):
+                raise PluginNotFound(f"workflow {wf.name}: step {s.id!r}: {why}",
+                                     plugin=s.target)
+
+    def digest_problem(self, plugin: str, digest: str) -> str | None:
+        """Why no host would ever run ``plugin`` at ``digest`` (None: a version the catalog
+        keeps or a host serves; also None when the jobs service cannot tell)."""
+        try:
+            check = self._app.jobs.check_digest
+        except AttributeError:
+            return None
+        try:
+            check(plugin, digest)
+        except StorageError:
+            return None  # cannot tell now: a run is checked again when it starts
+        except PluginNotFound:
+            return (f"plugin {plugin!r} has no version {digest}: the catalog keeps none with "
+                    "that digest and no host serves it, so no host would ever run the step "
+                    f"(see omnicore plugins versions {plugin})")
+        except ValueError as exc:
+            return str(exc)
+        return None
+
     def _interrupt_plugins(self) -> None:
         try:
             plugins = self._app.plugins
@@ -489,6 +529,30 @@ class Workflows:
         """End idle workers' waits: a step was queued or came due."""
         if self._workers is not None:
             self._workers.wake()
+
+
+class _StepQueue:
+    """The store's step queue as the workers lease it: a claim (and the next due time) only
+    of steps this host may run (``serving``: asked at every claim, so a plugin version
+    loaded a moment ago counts)."""
+
+    def __init__(self, store: Callable[[], WorkflowStore],
+                 serving: Callable[[], Mapping[str, str | None] | None]) -> None:
+        self._store = store
+        self._serving = serving
+
+    def claim(self, owner: str, now: float, lease_s: float) -> StepRecord | None:
+        return self._store().claim(owner, now, lease_s, self._serving())
+
+    def next_due(self) -> float | None:
+        return self._store().next_due(self._serving())
+
+    def renew(self, owner: str, keys: Sequence[tuple[int, str, int]], lease_until: float
+              ) -> None:
+        self._store().renew(owner, keys, lease_until)
+
+    def release(self, owner: str, keys: Sequence[tuple[int, str, int]]) -> None:
+        self._store().release(owner, keys)
 
 
 def check_inputs(wf: Workflow, inputs: Mapping[str, Any]) -> None:

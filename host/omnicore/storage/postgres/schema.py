@@ -366,7 +366,14 @@ _V21_JOB_DIGEST = """
 ALTER TABLE jobs ADD COLUMN digest text;
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 21 drops what an
+# The plugin version a workflow step pins (``name@sha256:<hex>``; NULL: any): claimed only by
+# a host serving that module (stores/leases.py). A host of the previous version claims such a
+# step as any other until every host runs this one.
+_V22_STEP_PIN = """
+ALTER TABLE wf_steps ADD COLUMN pin text;
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 22 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -395,6 +402,7 @@ STEPS: tuple[Step, ...] = (
          runs_from=1),
     Step(_V20_CATALOG_PIN, "a catalog name's version in force pinned", runs_from=1),
     Step(_V21_JOB_DIGEST, "the plugin version a job must run on", runs_from=1),
+    Step(_V22_STEP_PIN, "the plugin version a workflow step must run on", runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

@@ -63,6 +63,12 @@ def _wf_v3(conn: sqlite3.Connection) -> None:
                  "parent_index)")
 
 
+def _wf_v4(conn: sqlite3.Connection) -> None:
+    # The plugin version a step pins (name@sha256:<hex>; NULL: any): claimed only by a host
+    # serving that module (stores/leases.py).
+    conn.execute("ALTER TABLE wf_steps ADD COLUMN pin TEXT")
+
+
 def _memory_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE memories (id INTEGER PRIMARY KEY, plugin TEXT NOT NULL,"
                  " scope TEXT NOT NULL, tier INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT,"
@@ -256,7 +262,7 @@ CREATE INDEX plugin_catalog_by_seq ON plugin_catalog (seq)
 
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
-    "workflows": (_wf_v1, _wf_v2, _wf_v3),
+    "workflows": (_wf_v1, _wf_v2, _wf_v3, _wf_v4),
     "instances": (_instances_v1, _instances_v2, _instances_v3),
     "memory": (_memory_v1, _memory_v2),
     "vectors": (_vectors_v1, _vectors_v2, _vectors_v3),

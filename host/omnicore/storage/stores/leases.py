@@ -28,6 +28,9 @@ A row may also name the version it must run on (:attr:`LeasedTable.versioned`: a
 ``digest``, NULL for any). When the claiming host says which version of each name it serves
 (``among`` as a mapping name -> digest), a row naming a version is claimed only by a host
 serving that one; each name's probe keeps its index seek and filters on the version.
+A table not routed by name may still let a row pin one (:attr:`LeasedTable.pinned`: a
+workflow step's ``name@sha256:<hex>``, NULL for any): such a row is claimed only by a host
+serving that name at that version, every other row by any host.
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ class LeasedTable:
     #: The column naming the version of ``routed`` a row must run on (NULL: any), which a
     #: claim given each name's version served is limited by; None: rows name no version.
     versioned: str | None = None
+    #: For a table not routed by name: the column a row names ``name@version`` in when it
+    #: must run where that name serves that version (NULL: any host), which a claim given
+    #: each name's version served is limited by; None: rows pin nothing.
+    pinned: str | None = None
 
     def _row(self, d: Dialect) -> str:
         # One column naming one row, for the claim's sub-selects.
@@ -77,8 +84,15 @@ class LeasedTable:
         """`` AND <routed> IN (...)`` limiting a probe to the rows ``among`` names (None: no
         limit), and its arguments; with each name's version (a mapping), a row naming a
         version only when it is that name's."""
-        if among is None or self.routed is None:
+        if among is None:
             return "", ()
+        if self.routed is None:
+            if self.pinned is None or not isinstance(among, Mapping):
+                return "", ()
+            pins = tuple(f"{n}@{v}" for n, v in among.items() if v)
+            if not pins:
+                return f" AND {self.pinned} IS NULL", ()
+            return f" AND ({self.pinned} IS NULL OR {self.pinned} IN ({marks(len(pins))}))", pins
         names = tuple(among)
         sql = f" AND {d.no_index}{self.routed} IN ({marks(len(names))})"
         if self.versioned is None or not isinstance(among, Mapping):
@@ -189,7 +203,7 @@ class LeasedTable:
 JOBS = LeasedTable("jobs", ("id",), "attempts", "jobs", keeps_runner=True, routed="plugin",
                    versioned="digest")
 #: The workflow step queue.
-STEPS = LeasedTable("wf_steps", ("run_id", "step", "idx"), "attempt", "steps")
+STEPS = LeasedTable("wf_steps", ("run_id", "step", "idx"), "attempt", "steps", pinned="pin")
 #: Every leased table, for :func:`release_owners`.
 LEASED = (JOBS, STEPS)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omnicore.storage.backend import Backend, Tx, marks, where
@@ -37,7 +37,7 @@ _RUN_COLS = ("id, workflow, version, state, inputs, trigger, outputs, error, con
              "started_by, parent_run, parent_step, parent_index, created_at, started_at, "
              "finished_at, restarts")
 _STEP_COLS = ("run_id, step, idx, state, attempt, input, output, output_ref, output_bytes, "
-              "error, run_at, started_at, finished_at, owner, wait, decided_by, decided_at")
+              "error, run_at, started_at, finished_at, owner, wait, decided_by, decided_at, pin")
 
 
 def _run(row: Sequence[Any]) -> RunRecord:
@@ -214,9 +214,10 @@ class Workflows(WorkflowStore):
             for s in steps:
                 cur = conn.execute(
                     "INSERT INTO wf_steps(run_id, step, idx, state, input, run_at, wait, error, "
-                    "finished_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    "finished_at, pin) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                     (run_id, s.step, s.index, s.state, to_json(s.input), s.run_at or now,
-                     to_json(s.wait), s.error, now if s.state in FINAL_STEP_STATES else None))
+                     to_json(s.wait), s.error, now if s.state in FINAL_STEP_STATES else None,
+                     s.pin))
                 if cur.rowcount == 1:
                     added += 1
                     if s.index < 0 or s.state != "pending":
@@ -280,11 +281,13 @@ class Workflows(WorkflowStore):
                               "AND idx>=0 GROUP BY state", (run_id, step))
         return {r[0]: int(r[1]) for r in rows}
 
-    def claim(self, owner: str, now: float, lease_s: float) -> StepRecord | None:
-        """Lease the oldest due step (queued, or running with an expired lease)."""
+    def claim(self, owner: str, now: float, lease_s: float,
+              serving: Mapping[str, str | None] | None = None) -> StepRecord | None:
+        """Lease the oldest due step (queued, or running with an expired lease); a step that
+        pins a plugin version only if ``serving`` has it (stores/leases.py)."""
         def run(tx: Tx) -> Sequence[Any] | None:
             row: Sequence[Any] | None = STEPS.claim(self._db, owner, now, lease_s, _STEP_COLS,
-                                                    tx)
+                                                    tx, among=serving)
             if row is None:
                 return None
             _hist(tx, row[0], "step.started", row[1], row[2], row[4], owner)
@@ -350,8 +353,10 @@ class Workflows(WorkflowStore):
         rows = self._db.read(f"SELECT {_STEP_COLS} FROM wf_steps WHERE state='waiting'")
         return [self._step(r) for r in rows]
 
-    def next_due(self) -> float | None:
-        rows = self._db.read("SELECT MIN(run_at) FROM wf_steps WHERE state='queued'")
+    def next_due(self, serving: Mapping[str, str | None] | None = None) -> float | None:
+        only, pins = STEPS.only(self._d, serving)
+        rows = self._db.read(f"SELECT MIN(run_at) FROM wf_steps WHERE state='queued'{only}",
+                             pins)
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     # -- history and triggers --
