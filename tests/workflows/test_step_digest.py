@@ -179,3 +179,40 @@ def test_the_digest_is_part_of_the_definitions_version() -> None:
     assert pinned.steps[0].pin == "tool@sha256:" + "ab" * 32
     assert parse(flow("f", None), "f.yaml").version != pinned.version
     assert parse(flow("f", "sha256:" + "cd" * 32), "f.yaml").version != pinned.version
+
+
+def test_a_claimed_step_for_a_version_no_longer_served_here_is_given_back_uncounted(
+        tmp_path: Path, module_cache: Path) -> None:
+    """The host swapped versions between the claim and the call: the step goes back to the
+    queue without an attempt counted, for a host that serves its version."""
+    import time
+
+    from omnicore.storage.workflows import NewStep
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "workflows").mkdir()
+    write(tmp_path / "plugins", "tool.wasm", echo_wasm("tool", "1.0.0"))
+    app = OmniApp("step-digest-test", overrides={
+        "data_dir": str(tmp_path / "data"), "plugins_dir": str(tmp_path / "plugins"),
+        "sandbox": {"cache_dir": str(module_cache)},
+        "workflows": {"dir": str(tmp_path / "workflows")}},
+        environ={}, entry_points=False)
+    app.start()
+    try:
+        served = digest(echo_wasm("tool", "1.0.0"))
+        old = digest(echo_wasm("tool", "0.9.0"))  # what it served when the step was claimed
+        wf = app.workflows.add(flow("swap", served))
+        store = app.workflows.store
+        made = store.create_run("swap", wf.version, {}, None, "test")
+        assert made is not None
+        run_id = made[0]
+        # The row as a claim saw it then (no host here claims it now: it pins another build).
+        store.add_steps(run_id, [NewStep("s0", -1, "queued", run_at=1.0, pin=f"tool@{old}")])
+        row = store.claim(app.workflows.owner, time.time(), 30)
+        assert row is not None and row.step == "s0" and row.attempt == 1
+        app.workflows._execute(row)
+        back = store.step(run_id, "s0")
+        assert back is not None and back.state == "queued" and back.attempt == 0
+        assert back.owner is None and back.output is None
+    finally:
+        app.stop()

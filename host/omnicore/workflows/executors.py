@@ -97,12 +97,11 @@ class StepExecutor:
                            state="cancelled", error="the run is not running")
             return
         s = runs.version(run.version).step(row.step)
-        if s.digest is not None and row.pin is not None and not self._serves(s.target, s.digest):
+        if row.pin is not None and not self._serves(row.pin):
             # The host swapped versions since the claim: back to the queue, uncounted, for a
             # host that serves the version the step asks for.
-            log.info("run %d step %s asks for %s %s, which this host no longer serves; it "
-                     "is queued again for a host that does", row.run_id, row.step, s.target,
-                     s.digest[:19])
+            log.info("run %d step %s asks for %s, which this host no longer serves; it is "
+                     "queued again for a host that does", row.run_id, row.step, row.pin[:80])
             store.release(owner, [(row.run_id, row.step, row.index)])
             return
         started = time.perf_counter()
@@ -151,7 +150,9 @@ class StepExecutor:
                 inline_limit=runs.settings.inline_output_bytes, duration_s=duration))
         runs.advance(row.run_id)
 
-    def _serves(self, plugin: str, digest: str) -> bool:
+    def _serves(self, pin: str) -> bool:
+        """Whether this host serves ``pin`` (``plugin@sha256:<hex>``) now."""
+        plugin, _, digest = pin.rpartition("@")
         try:
             return self._plugins().serving_digests().get(plugin) == digest
         except AttributeError:  # an app without a plugin host
