@@ -134,6 +134,8 @@ def test_omnicore_inspect_shows_abi_component_and_the_world(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert "abi         component" in done.stdout
     assert "  export greet: func(name: string) -> string;" in done.stdout
+    # Each export's call path, as --json gives it (a componentize-qjs program is nested).
+    assert "  greet (func func(name: string) -> string)  [value-api]" in done.stdout
     assert "  export test:types/shapes {" in done.stdout
     assert "  import wasi:cli/stdout@0.2.12;" in done.stdout
     assert "would load  yes" in done.stdout

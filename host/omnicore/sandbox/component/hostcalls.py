@@ -6,7 +6,8 @@ component's imports, and :func:`define` links the granted ones into a component 
 each function a :class:`~omnicore.sandbox.capability.WitFunction` of the capability, checked
 against the type the component imports it with (a different type is refused at load).
 
-Host functions are called through wasmtime's C callback with the arguments read by the
+Host functions are called through wasmtime's C callback with the arguments read flat
+(:mod:`.hostflat`: one unpack of wasmtime's C values) where their types allow, else by the
 :mod:`.values` codecs (the same JSON mapping as exports; ``list<u8>`` as ``bytes``) and the
 answer written by them, so a ``result``'s case is kept (wasmtime-py's own conversion loses
 it). An exception in a host function traps the call, with its text in the trap.
@@ -14,13 +15,14 @@ it). An exception in a host function traps the call, with its text in the trap.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 import math
 import re
 import threading
 from collections.abc import Callable
-from ctypes import CFUNCTYPE, c_void_p
+from ctypes import CFUNCTYPE, c_size_t, c_void_p
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,7 @@ from wasmtime import component as cm
 from omnicore.errors import InvalidModule
 from omnicore.sandbox._wasmtime import CAPI, error_raw, linker_instance_add_func
 from omnicore.sandbox.capability import CapabilityRegistry, WitFunction
+from omnicore.sandbox.component import hostflat
 from omnicore.sandbox.component.values import Codec, lift_bytes
 from omnicore.sandbox.component.world import read_function
 from omnicore.sandbox.guestmem import HostTrap
@@ -122,6 +125,14 @@ class _Bound:
     params: tuple[Codec, ...]
     result: Codec | None
     timed: bool
+    #: The flat reader of the arguments and writer of the answer (None: the codecs').
+    flat: hostflat.Reader | None = None
+    write: hostflat.Writer | None = None
+
+
+#: Whether host callbacks read their arguments flat where they can (the differential test
+#: turns it off to compare with the codecs' reading).
+_flat_arguments = True
 
 
 _BOUND: dict[int, _Bound] = {}
@@ -172,15 +183,19 @@ def _bind(functions: dict[str, WitFunction], fty: cm.FuncType, iface: str, fname
         raise InvalidModule(f"plugin {plugin!r} imports {iface}#{fname} as {fn.signature}, "
                             f"and the host's is {wit.signature}; rebuild against "
                             "sdk/wit/plugin.wit", plugin=plugin)
-    return _Bound(f"{iface}#{fname}", wit.impl, state, tuple(c for _, c in fn.params),
-                  fn.result, wit.timed)
+    params = tuple(c for _, c in fn.params)
+    flat = hostflat.reader(tuple(c.canon() for c in params)) if _flat_arguments else None
+    write = hostflat.writer(fn.result.canon()) if flat is not None and fn.result else None
+    return _Bound(f"{iface}#{fname}", wit.impl, state, params, fn.result, wit.timed, flat,
+                  write)
 
 
 def _add_func(inst: cm.LinkerInstance, name: str, entry: _Bound) -> None:
     key = next(_NEXT)
     _BOUND[key] = entry
     try:
-        linker_instance_add_func(inst, name, _callback, key, _finalize)
+        linker_instance_add_func(inst, name, _callback if entry.flat is None else _FLAT, key,
+                                 _finalize)
     except BaseException:
         _BOUND.pop(key, None)
         raise
@@ -202,13 +217,45 @@ def _callback(env: int, _context: Any, _ty: Any, args: Any, nargs: int, results:
         if entry.result is not None:
             entry.result.lower(answer, results[0])
     except Exception as exc:
-        # The words of core modules' host functions (sandbox.hostfunc): a HostTrap is a
-        # refusal in its own words, anything else names its type.
-        text = (f"host function {entry.label}: {exc}" if isinstance(exc, HostTrap) else
-                f"host function {entry.label} failed: {type(exc).__name__}: {exc}")
-        _CALL.refusal = text
-        return error_raw(text)
+        return _refuse(entry, exc)
     return 0
+
+
+def _refuse(entry: _Bound, exc: Exception) -> int:
+    # The words of core modules' host functions (sandbox.hostfunc): a HostTrap is a refusal
+    # in its own words, anything else names its type.
+    text = (f"host function {entry.label}: {exc}" if isinstance(exc, HostTrap) else
+            f"host function {entry.label} failed: {type(exc).__name__}: {exc}")
+    _CALL.refusal = text
+    return error_raw(text)
+
+
+# The same C callback with its pointers as plain integers (ctypes makes no pointer objects
+# for them), for the functions hostflat reads: wasmtime gets it as the callback type
+# wasmtime-py declares, at the same address.
+@CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t,  # type: ignore[untyped-decorator]
+           c_void_p, c_size_t)
+def _flat_callback(env: int | None, _context: int | None, _ty: int | None, args: int | None,
+                   _nargs: int, results: int | None, _nresults: int) -> int:
+    entry = _BOUND[env or 0]
+    try:
+        values = entry.flat(args or 0)  # type: ignore[misc]
+        if entry.timed:
+            values.insert(0, getattr(_CALL, "deadline", math.inf))
+        answer = entry.impl(entry.state, *values)
+        result = entry.result
+        if result is not None:
+            write = entry.write
+            if write is None or not write(answer, results or 0):
+                result.lower(answer, _VAL.from_address(results or 0))
+    except Exception as exc:
+        return _refuse(entry, exc)
+    return 0
+
+
+_VAL = CAPI.wasmtime_component_val_t
+_FLAT = CAPI.wasmtime_component_func_callback_t(
+    ctypes.cast(_flat_callback, c_void_p).value)
 
 
 @CFUNCTYPE(None, c_void_p)  # type: ignore[untyped-decorator]
