@@ -216,3 +216,18 @@ def test_a_claimed_step_for_a_version_no_longer_served_here_is_given_back_uncoun
         assert back.owner is None and back.output is None
     finally:
         app.stop()
+
+
+def test_every_item_of_a_pinned_for_each_carries_the_pin() -> None:
+    from omnicore.storage.workflows import RunRecord
+    from omnicore.workflows import advance as plan
+
+    pin = "sha256:" + "ab" * 32
+    wf = parse(f"format: omniflow/v1\nname: fan\nsteps:\n  - id: s\n    uses: plugin:tool/"
+               f"version\n    digest: {pin}\n    for_each: '${{{{ [1, 2, 3] }}}}'\n"
+               "    with: '${{ item }}'\n", "fan.yaml")
+    run = RunRecord(1, "fan", wf.version, "running", {}, None, None, None, None, "t", None,
+                    None, None, 0.0, 0.0, None, 0)
+    rows = plan.begin(wf, wf.steps[0], [], plan.Context(run, {}), max_items=10, now=0.0)
+    assert [(r.index, r.state, r.pin) for r in rows] == [
+        (-1, "running", None), *((i, "pending", f"tool@{pin}") for i in range(3))]
