@@ -32,7 +32,7 @@ from omnicore.errors import (
     PluginCallError,
 )
 from omnicore.sandbox import grants as grant_rules
-from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS, component_func, context_of
+from omnicore.sandbox._wasmtime import CAPI, component_func, context_of
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.arguments import parse_arguments
 from omnicore.sandbox.component.canonabi import _CanonTrap
@@ -58,6 +58,7 @@ from omnicore.sandbox.component.hostcalls import (
 )
 from omnicore.sandbox.component.memory import Limiter, LinearMemory, limiting, sole_memory
 from omnicore.sandbox.component.output import ComponentOutput
+from omnicore.sandbox.component.rawcall import RawBound
 from omnicore.sandbox.component.rawlift import RawForm
 from omnicore.sandbox.component.values import delete, lift_bytes
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
@@ -85,7 +86,6 @@ MAX_MEMORIES = 4
 #: components one per shared library). Each costs host memory outside the limits above.
 MAX_CORE_INSTANCES = 256
 
-_U32 = COMPONENT_KINDS.get("U32", 0)
 #: A flat face's return area (.rawlift): ``result<list<u8>, string>``, ``list<u8>``/``string``.
 _RESULT_AREA = struct.Struct("<B3xII")
 _PAIR_AREA = struct.Struct("<II")
@@ -95,7 +95,7 @@ class _Instance:
     """One instance in its own store, with its memory limiter and the functions looked up
     so far."""
 
-    __slots__ = ("canon", "funcs", "instance", "limiter", "memory", "store", "watch")
+    __slots__ = ("canon", "funcs", "instance", "limiter", "memory", "raw", "store", "watch")
 
     def __init__(self, store: wasmtime.Store, instance: cm.Instance, limiter: Limiter,
                  watch: DescriptorWatch | None, memory: LinearMemory | None) -> None:
@@ -108,10 +108,13 @@ class _Instance:
         self.funcs: dict[str, Any] = {}
         #: The canonical faces bound so far (.flatcall), by export name.
         self.canon: dict[str, Bound] = {}
+        #: The byte faces bound so far (.rawcall), by face.
+        self.raw: dict[str, RawBound] = {}
 
     def close(self) -> None:
         self.funcs.clear()
         self.canon.clear()
+        self.raw.clear()
         self.store.close()
 
 
@@ -411,17 +414,16 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         store = inst.store
         ctx = context_of(store)
         assert form.realloc is not None  # a byte face always has one (.rawlift)
-        realloc = component_func(self._export(inst, form.realloc, (form.realloc,)))
-        flat = component_func(self._export(inst, form.export, (form.export,)))
+        raw = inst.raw.get(form.export)
+        if raw is None:
+            def face(export: str | None) -> Any:
+                return None if export is None else component_func(
+                    self._export(inst, export, (export,)))
+            raw = inst.raw[form.export] = RawBound(ctx, face(form.realloc), face(form.export),
+                                                   face(form.post_return), len(form.params))
         datas = [a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else bytes(a)
                  for a in args]
         start, mark = self._arm(inst)
-        u32 = _U32
-        params = (CAPI.wasmtime_component_val_t * (2 * len(datas)))()
-        grow = (CAPI.wasmtime_component_val_t * 4)()
-        for c in grow:
-            c.kind = u32
-        ptr = CAPI.wasmtime_component_val_t()
 
         def failed(error: Any) -> PluginCallError:
             return self._classify(store, inst.limiter, label, start, error_failure(error),
@@ -433,25 +435,20 @@ class ComponentRuntime(PooledRuntime[_Instance]):
 
         for i, data in enumerate(datas):
             n = len(data)
-            grow[2].of.u32 = 1
-            grow[3].of.u32 = n
-            error = CAPI.wasmtime_component_func_call(realloc, ctx, grow, 4, byref(ptr), 1)
-            if not error:
-                error = CAPI.wasmtime_component_func_post_return(realloc, ctx)
+            error, at = raw.alloc(n)
             if error:
                 raise failed(error) from None
-            at = ptr.of.u32
             if at + n > memory.size:
                 raise trap("realloc return: beyond end of memory")
             ctypes.memmove(memory.base + at, data, n)
-            params[2 * i].kind = params[2 * i + 1].kind = u32
-            params[2 * i].of.u32 = at
-            params[2 * i + 1].of.u32 = n
-        area = CAPI.wasmtime_component_val_t()
-        error = CAPI.wasmtime_component_func_call(flat, ctx, params, len(params), byref(area), 1)
+            raw.set_param(i, at, n)
+        area = raw.area
+        error = CAPI.wasmtime_component_func_call(raw.flat, ctx, raw.params, 2 * len(datas),
+                                                  raw.area_ref, 1)
         if not error:
-            error = CAPI.wasmtime_component_func_post_return(flat, ctx)
-        self._wasi_output.catch_up()
+            error = CAPI.wasmtime_component_func_post_return(raw.flat, ctx)
+        if self._stdio:  # no pipe reads after a component that cannot write to them
+            self._wasi_output.catch_up()
         if error:
             raise failed(error) from None
         # The return area: a result's discriminant (u8) then (ptr, len) at 4, or (ptr, len).
@@ -472,12 +469,10 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         out = b""
         if tag == 1 or n <= lim.max_output_bytes:
             out = ctypes.string_at(memory.base + at, n) if n else b""
-        if form.post_return is not None:
-            post = component_func(self._export(inst, form.post_return, (form.post_return,)))
-            area.of.u32 = ret
-            error = CAPI.wasmtime_component_func_call(post, ctx, byref(area), 1, None, 0)
+        if raw.post is not None:  # the area still holds ret, the post-return's argument
+            error = CAPI.wasmtime_component_func_call(raw.post, ctx, raw.area_ref, 1, None, 0)
             if not error:
-                error = CAPI.wasmtime_component_func_post_return(post, ctx)
+                error = CAPI.wasmtime_component_func_post_return(raw.post, ctx)
             if error:
                 raise failed(error) from None
         if tag == 0 and n > lim.max_output_bytes:
