@@ -9,8 +9,10 @@ is the log capability, wasmtime-py's a Python function answering true); a record
 fields (u32, string, f64, bool, u8: tests/sandbox/components/bench-record.wat); then the handler of
 an omnicore plugin component (tests/sandbox/components/bytes-plugin.wat: ``call(handler,
 input: list<u8>) -> result<list<u8>, string>``) echoing 4 KiB, bytes in and out as
-``app.plugins.call`` calls it. omnicore's column is ``ComponentRuntime.call``: with JSON in
-and out for the plain exports (the mapping of specs/components.md, every argument checked
+``app.plugins.call`` calls it; and, when ``scripts/dev setup`` built it, the Python greeter's
+``greet`` (build/plugins/greeter-python.wasm: CPython, the SDK, config.get and
+log.info; no wasmtime-py column). omnicore's column is ``ComponentRuntime.call``: with JSON
+in and out for the plain exports (the mapping of specs/components.md, every argument checked
 against its WIT type), bytes for the handler; the pool, the deadline, the memory limiter
 armed; byte lists and strings through the flat face (sandbox/component/rawlift.py), every
 other export through the host's canonical ABI (sandbox/component/canonabi.py). The
@@ -97,6 +99,23 @@ def _rows(engine: SandboxEngine, path: Path, cases: list[tuple[str, str, list[An
     return rows
 
 
+def _python_greeter(engine: SandboxEngine, scale: int) -> list[tuple[str, str, str, str]]:
+    """The Python greeter (componentize-py: CPython in the component) as app.plugins.call
+    calls it, 100 B of JSON in, config.get and log.info made: issue 47's end-to-end row. Only
+    when ``scripts/dev setup`` built it (build/plugins/greeter-python.wasm)."""
+    path = Path(__file__).resolve().parents[1] / "build" / "plugins" / "greeter-python.wasm"
+    if not path.is_file():
+        return []
+    module = PluginModule.load(engine, path.read_bytes())
+    assert isinstance(module, ComponentModule)
+    data = b'{"name": "' + b"x" * 88 + b'"}'
+    with ComponentRuntime(engine, module, Limits(pool_size=1), registry=builtin_registry(),
+                          grants={"config": {}}, config={"greeting": "Hello"}) as rt:
+        assert json.loads(rt.call("greet", data))["message"].startswith("Hello, x")
+        ours = measure(lambda: rt.call("greet", data), max(3000 // scale, 10))
+    return [("Python greeter, 100 B JSON (handler)", str(ours), "-", "-")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
@@ -135,6 +154,7 @@ def main() -> None:
             rows.append(("4 KiB list<u8> handler (bytes)", str(ours), str(wt),
                          f"{ours.ratio(wt):.2f}"))
             store.close()
+        rows += _python_greeter(engine, scale)
     print(f"# bench_components: µs per call, median [min-max] over 7 repeats\n# {machine()}")
     print(render(("case", "omnicore (JSON or bytes, limits)", "wasmtime-py component",
                   "omnicore / wasmtime-py"), rows, markdown=args.markdown))
