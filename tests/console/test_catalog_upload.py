@@ -127,6 +127,8 @@ def test_catalog_uploads_on_a_host_that_does_not_follow_the_catalog_are_refused(
 
 def test_auto_on_a_host_of_its_own_keeps_writing_its_folder(consoles: Any) -> None:
     app, client = consoles()
+    hint = client.get("/plugins").text  # the form says where the file goes
+    assert "written into the plugins folder" in hint and "plugin catalog" not in hint
     r = upload(client, "mine.wasm", echo_wasm("mine"))
     assert r.status_code == 201 and r.json()["origin"] == "file"
     assert (Path(app.config.plugins_dir) / "mine.wasm").is_file()

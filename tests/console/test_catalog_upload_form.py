@@ -83,6 +83,9 @@ def test_the_upload_form_publishes_to_the_catalog_and_every_host_serves_it(
         consoles: Any) -> None:
     a, browser, csrf = consoles()
     b, _, _ = consoles()
+    # The form says where the file goes.
+    hint = browser.get("/plugins").text
+    assert "published to the plugin catalog" in hint and "written into the plugins" not in hint
     r = post_form(browser, csrf, "shared.wasm", echo_wasm("shared", "1.0.0"))
     assert r.status_code == 303, r.text
     assert r.headers["location"] == "/plugins/shared?done=uploaded"

@@ -52,7 +52,9 @@ def _plugin_list(request: Request, st: ConsoleState) -> dict[str, Any]:
             "next_url": link(number + 1) if len(found) > start + PLUGINS_PAGE else None,
             "prev_url": link(number - 1) if number > 1 else None,
             "states": ("loaded", "needs-grant", "failed", "disabled", "circuit-open",
-                       "half-open")}
+                       "half-open"),
+            # Where the upload form's file goes (catalog.uploads), as its hint says.
+            "uploads_to_catalog": operations.uploads_to_catalog(st.app)}
 
 
 async def plugins(request: Request) -> Response:
