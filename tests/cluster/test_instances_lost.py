@@ -60,8 +60,8 @@ def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
         assert time.time() - stopped < 12  # before the reaper's limit
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "3-instances-silent.png"), full_page=True)
+        killed = time.time()  # before: the reaper may see the death before kill() returns
         victim.kill()
-        killed = time.time()
         # Killed: PostgreSQL proves the death at once (its liveness lock is gone); the page
         # follows within its stream's tick and one fetch.
         lost_row = page.locator("#lost tr", has_text=gone)

@@ -99,8 +99,9 @@ def test_a_raw_upload_the_folder_beneath_rollback_and_removal(host: Host,
     assert detail["version"]["number"] == 1 and detail["updated_by"] == "admin"
     wanted = host.app.plugins.published.wanted
     eventually(lambda: getattr(wanted("greeter-rust"), "number", None) == 1)
-    limits = host.app.plugins.get("greeter-rust").limits
-    assert limits is not None and limits.timeout_ms != 900
+    # Wanted first, then served: the module is the same; version 2's limits go.
+    eventually(lambda: (limits := host.app.plugins.get("greeter-rust").limits) is not None
+               and limits.timeout_ms != 900)
     # Out of the catalog: the folder's file serves again.
     assert admin.delete("/api/v1/catalog/greeter-rust").status_code == 204
     eventually(lambda: host.app.plugins.get("greeter-rust").origin == "file")

@@ -8,7 +8,8 @@ import json
 import re
 
 from tests.console.conftest import Host
-from tests.console.test_jobs import ticker, wait_for
+from tests.console.test_jobs import ticker
+from tests.waiting import eventually
 
 __all__ = ["ticker"]  # the fixture, used by name
 
@@ -25,7 +26,7 @@ def test_events_page_names_subscribers_and_a_published_event_arrives(ticker: Hos
     r = browser.post("/events", data={"csrf": csrf, "topic": "shop.order",
                                       "payload": '{"n": 7}'})
     assert r.status_code == 303 and r.headers["location"] == "/events?done=published"
-    wait_for(lambda: ticker.app.kv.for_plugin("ticker").get("last"))
+    eventually(lambda: ticker.app.kv.for_plugin("ticker").get("last"))
     assert json.loads(ticker.app.kv.for_plugin("ticker").get("last") or b"") == {
         "topic": "shop.order", "data": {"n": 7}}
     feed = browser.get("/api/v1/events", params={"kind": "event"}).json()["items"]

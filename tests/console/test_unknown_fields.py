@@ -69,7 +69,7 @@ def test_a_job_with_input_for_payload_is_refused_not_queued_empty(
     assert r.status_code == 422, r.text
     assert r.json()["error"]["message"] == (
         "unknown field 'input' in the body; the known fields are: plugin, handler, payload, "
-        "encoding, delay_s")
+        "encoding, delay_s, digest")
     r = admin.post("/api/v1/jobs", json={"jobs": [
         {"plugin": "greeter-rust", "handler": "greet", "payload": "Ada"},
         {"plugin": "greeter-rust", "handler": "greet", "input": "Bob"}]})

@@ -16,7 +16,8 @@ from mcp.shared.exceptions import MCPError
 
 from tests.cli.test_cli_traps import appdir, omnicore
 from tests.mcp.mcp_fixtures import TOOLS_MANIFEST, Host, http_session, wasm
-from tests.test_app_reload import GREETER, Running, until
+from tests.test_app_reload import GREETER, Running
+from tests.waiting import eventually
 
 __all__ = ["appdir"]
 
@@ -74,7 +75,7 @@ def test_the_consoles_mcp_answers_the_typo_to_every_agent(typo_host: Host) -> No
     # remaining typo only.
     (typo_host.plugins_dir / "stamper.wasm").write_bytes(
         wasm("tools", {**TOOLS_MANIFEST, "name": "stamper"}))
-    until(lambda: "stamper" in typo_host.app.plugins, "the new plugin")
+    eventually(lambda: "stamper" in typo_host.app.plugins, "the new plugin")
     said = anyio.run(refused)
     assert said.endswith(f"'tools/ehco' matches no handler ({HANDLERS})"), said
 
@@ -101,8 +102,8 @@ def test_a_reload_bringing_a_typo_changes_nothing(
         before = running.app.config
         running.doc["mcp"] = {"expose": ["greeter-rust/gret"]}
         running.write()
-        until(lambda: any("not applied" in r.getMessage() for r in caplog.records),
-              "the refusal")
+        eventually(lambda: any("not applied" in r.getMessage() for r in caplog.records),
+                   "the refusal")
         said = next(r.getMessage() for r in caplog.records if "not applied" in r.getMessage())
         assert "mcp.expose (" in said and \
             "'greeter-rust/gret' matches no handler (greeter-rust: greet)" in said, said

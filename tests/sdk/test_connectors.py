@@ -196,7 +196,7 @@ def test_a_handler_reads_canned_rows_and_counts_in_the_fake_redis():
         assert host.call("check", b'{"sku": "A-1"}') == b'{"qty":3,"hits":1}'
         assert host.sql_calls[0].sql == "select sku, qty from stock where sku = $1"
         assert host.sql_calls[0].params == ["A-1"]
-        assert list(host.redis) == ["omnicore:plugin:hits"]
+        assert list(host.redis.data) == [b"hits"]  # keys as the plugin names them
 
 
 def test_typed_values_round_trip_and_refusals_carry_their_code():
@@ -248,7 +248,7 @@ def test_the_fake_redis_keeps_keys_under_the_prefix_and_refuses_like_the_host():
         assert cache.incr("hits") == 1 and cache.incrby("hits", 4) == 5
         assert cache.expire("hits", 60) and cache.ttl("hits") == 60
         cache.set("g", "hi", ex=300)
-        assert cache.get("g") == "hi" and host.redis_ttl["omnicore:plugin:g"] == 300
+        assert cache.get("g") == "hi" and host.redis.ttl("g") == 300
         assert cache.hset("h", "a", "1") == 1 and cache.hgetall("h") == {"a": "1"}
         assert cache.hget("h", "a") == "1"
         cache.rpush("q", "a", "b")
@@ -258,9 +258,9 @@ def test_the_fake_redis_keeps_keys_under_the_prefix_and_refuses_like_the_host():
         assert cache.smembers("s") == {"x"}
         assert cache.delete("g", "nope") == 1
         cache.publish("news", "hello")
-        assert sorted(host.redis) == ["omnicore:plugin:h", "omnicore:plugin:hits",
-                                      "omnicore:plugin:q", "omnicore:plugin:s"]
-        assert host.events == [("redis:omnicore:plugin:news", b"hello")]
+        assert sorted(host.redis.data) == [b"h", b"hits", b"q", b"s"]
+        assert host.redis.value("hits") == b"5"
+        assert host.redis.published == [(b"news", b"hello")] and host.events == []
         assert cache.command("HINCRBY", "h", "a", 2) == 3
         with pytest.raises(HostError) as info:
             cache.command("FLUSHALL")

@@ -75,12 +75,19 @@ def _json(value: Any) -> Any:
     return value
 
 
+def _key(text: str | bytes) -> bytes:
+    return text.encode() if isinstance(text, str) else text
+
+
 class MemoryRedis:
     """The keys of one test: ``data`` (key -> bytes, dict, list or set) and ``ttl_ms``."""
 
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}
         self.ttl_ms: dict[bytes, int] = {}
+        #: ``(channel, message)`` of each PUBLISH, channels as the plugin names them: what
+        #: a test checks a plugin announced (no subscriber listens in a test).
+        self.published: list[tuple[bytes, bytes]] = []
 
     def command(self, request: bytes) -> tuple[bool, bytes]:
         """A plugin's ``{"cmd", "args"}``: (failed, the §3.3 block: the reply's JSON or the
@@ -115,22 +122,25 @@ class MemoryRedis:
 
     # -- what a test sets and reads -----------------------------------------------------------
 
-    def value(self, key: bytes) -> bytes | None:
+    # A test names keys as the plugin does, as text or bytes (``host.redis.value("hits")``).
+
+    def value(self, key: str | bytes) -> bytes | None:
         """The string at ``key`` (None: no key, or a hash, list or set)."""
-        value = self.data.get(key)
+        value = self.data.get(_key(key))
         return value if isinstance(value, bytes) else None
 
-    def ttl(self, key: bytes) -> int:
+    def ttl(self, key: str | bytes) -> int:
         """``TTL key``: seconds to live, -1 for none, -2 for no key."""
-        return self._ttl(key)
+        return self._ttl(_key(key))
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: str | bytes, value: str | bytes) -> None:
         """``SET key value``."""
-        self._set(key, value)
+        self._set(_key(key), _key(value))
 
     def clear(self) -> None:
         """Every key gone (a new test)."""
         self.data.clear()
+        self.published.clear()
         self.ttl_ms.clear()
 
     # -- helpers ------------------------------------------------------------------------------
@@ -251,7 +261,8 @@ class MemoryRedis:
     def _persist(self, key: bytes) -> int:
         return int(key in self.data and self.ttl_ms.pop(key, None) is not None)
 
-    def _publish(self, _channel: bytes, _message: bytes) -> int:
+    def _publish(self, channel: bytes, message: bytes) -> int:
+        self.published.append((channel, message))
         return 0  # no subscriber listens in a test
 
     # -- hashes -------------------------------------------------------------------------------
