@@ -8,7 +8,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from omnicore.workflows.definition import check_references, parse
+from omnicore.workflows.definition import parse
+from omnicore.workflows.references import check_references
 from tests.workflows.test_app_references import omnicore
 
 KINDS = {"api": "http", "orders": "postgres", "stock": "mysql", "cache": "redis"}

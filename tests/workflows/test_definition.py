@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from omnicore.workflows import DefinitionError, parse
-from omnicore.workflows.definition import check_references, schema
+from omnicore.workflows.definition import schema
+from omnicore.workflows.references import check_references
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,8 @@ returns is a :class:`Workflow` whose ``version`` is the sha256 of its canonical 
 content is the same version wherever it was loaded from, and a run is pinned to it.
 
 References to plugins, handlers, connectors and other workflows are checked separately
-(:func:`check_references`) against what the app has loaded, since those come and go.
+(:func:`omnicore.workflows.references.check_references`) against what the app has loaded,
+since those come and go.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -32,9 +33,8 @@ from croniter import croniter
 from omnicore.workflows.errors import DefinitionError, ExpressionError, Problem
 from omnicore.workflows.expressions import Compiled, compile_condition, compile_value
 
-__all__ = ["FORMAT", "Concurrency", "Retry", "Step", "Trigger", "Wait", "Workflow",
-           "check_references", "connector_mismatch", "parse", "parse_duration",
-           "plugin_digest", "read_definition", "schema"]
+__all__ = ["FORMAT", "Collect", "Concurrency", "Retry", "Step", "Trigger", "Wait", "Workflow",
+           "parse", "parse_duration", "plugin_digest", "read_definition", "schema"]
 
 FORMAT = "omniflow/v1"
 MAX_DOCUMENT_BYTES = 1 << 20
@@ -210,7 +210,9 @@ def _lines(text: str) -> dict[str, int]:
     return found
 
 
-class _Collect:
+class Collect:
+    """The problems of one document, each with its path and the line it is on."""
+
     def __init__(self, lines: Mapping[str, int]) -> None:
         self.lines = lines
         self.problems: list[Problem] = []
@@ -273,7 +275,7 @@ def parse(text: str, source: str = "<workflow>") -> Workflow:
 def from_document(doc: Any, source: str = "<workflow>",
                   lines: Mapping[str, int] | None = None) -> Workflow:
     """A :class:`Workflow` from already parsed data (a stored version, an API body)."""
-    out = _Collect(lines or {})
+    out = Collect(lines or {})
     validator = jsonschema.Draft202012Validator(schema())
     for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.path))):
         out.add(_path(err.absolute_path), _schema_message(err))
@@ -317,7 +319,7 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
     return str(err.message)
 
 
-def _duration(out: _Collect, raw: Any, path: str, default: float) -> float:
+def _duration(out: Collect, raw: Any, path: str, default: float) -> float:
     if raw is None:
         return default
     try:
@@ -327,7 +329,7 @@ def _duration(out: _Collect, raw: Any, path: str, default: float) -> float:
         return default
 
 
-def _retry(out: _Collect, raw: Mapping[str, Any] | None, path: str, base: Retry) -> Retry:
+def _retry(out: Collect, raw: Mapping[str, Any] | None, path: str, base: Retry) -> Retry:
     if not raw:
         return base
     initial = _duration(out, raw.get("initial"), f"{path}.initial", base.initial)
@@ -337,7 +339,7 @@ def _retry(out: _Collect, raw: Mapping[str, Any] | None, path: str, base: Retry)
                  bool(raw.get("jitter", base.jitter)))
 
 
-def _compiled(out: _Collect, value: Any, path: str, *, condition: bool = False) -> Compiled:
+def _compiled(out: Collect, value: Any, path: str, *, condition: bool = False) -> Compiled:
     errors: list[ExpressionError] = []
     compiled = (compile_condition if condition else compile_value)(value, path, errors)
     for exc in errors:
@@ -346,7 +348,7 @@ def _compiled(out: _Collect, value: Any, path: str, *, condition: bool = False) 
     return Compiled(None) if errors else compiled
 
 
-def _build(doc: dict[str, Any], out: _Collect) -> Workflow | None:
+def _build(doc: dict[str, Any], out: Collect) -> Workflow | None:
     defaults = doc.get("defaults") or {}
     timeout = _duration(out, defaults.get("timeout"), "defaults.timeout", DEFAULT_TIMEOUT_S)
     retry = _retry(out, defaults.get("retry"), "defaults.retry", Retry())
@@ -396,7 +398,7 @@ def _build(doc: dict[str, Any], out: _Collect) -> Workflow | None:
                     resolved_steps, resolved_failure, outputs, dict(out.lines))
 
 
-def _step(out: _Collect, raw: dict[str, Any], path: str, timeout: float, retry: Retry,
+def _step(out: Collect, raw: dict[str, Any], path: str, timeout: float, retry: Retry,
           on_failure: bool) -> Step:
     sid = raw["id"]
     uses = raw.get("uses")
@@ -474,7 +476,7 @@ def plugin_digest(text: str) -> str:
     return full
 
 
-def _wait(out: _Collect, raw: Any, path: str) -> Wait:
+def _wait(out: Collect, raw: Any, path: str) -> Wait:
     if raw == "approval":
         return Wait("approval")
     if "approval" in raw:
@@ -487,7 +489,7 @@ def _wait(out: _Collect, raw: Any, path: str) -> Wait:
     return Wait("event", seconds, raw["event"], filt)
 
 
-def _trigger(out: _Collect, raw: dict[str, Any], path: str) -> Trigger:
+def _trigger(out: Collect, raw: dict[str, Any], path: str) -> Trigger:
     inputs = _compiled(out, raw.get("inputs") or {}, f"{path}.inputs")
     if inputs.roots - {"trigger"}:
         out.add(f"{path}.inputs", "a trigger's inputs may only use 'trigger'")
@@ -511,7 +513,7 @@ def _trigger(out: _Collect, raw: dict[str, Any], path: str) -> Trigger:
                    secret=raw["secret"], inputs=inputs)
 
 
-def _needs(out: _Collect, steps: tuple[Step, ...], where: str,
+def _needs(out: Collect, steps: tuple[Step, ...], where: str,
            outside: set[str]) -> tuple[Step, ...]:
     """Check ``needs`` (unknown ids, cycles); references to ``outside`` are read-only."""
     ids = {s.id: i for i, s in enumerate(steps)}
@@ -546,69 +548,3 @@ def _needs(out: _Collect, steps: tuple[Step, ...], where: str,
 def _replace(step: Step, **changes: Any) -> Step:
     from dataclasses import replace
     return replace(step, **changes)
-
-
-def connector_mismatch(step: str, name: str, kind: str, statement: str) -> str | None:
-    """Why a step cannot use connector ``name`` of ``kind`` (``http``, ``postgres``, ``mysql``,
-    ``redis``) the way it does — an HTTP request (``statement`` empty) or a statement
-    (``query``/``execute``) — or None when it can. The validator and the step's run say it."""
-    if kind == "redis":
-        return (f"step {step!r}: connector {name!r} is a redis database, which a workflow step "
-                "cannot use (steps send HTTP requests and postgres/mysql statements): call a "
-                "plugin granted redis on it instead")
-    if not statement and kind != "http":
-        return (f"step {step!r}: connector {name!r} is a {kind} database, not an HTTP API: run "
-                f"a statement with uses: connector:{name}/query (rows) or "
-                f"connector:{name}/execute (changes) and with: {{sql: ..., params: [...]}}")
-    if statement and kind == "http":
-        return (f"step {step!r}: connector {name!r} is an HTTP connector, and /{statement} "
-                "runs a statement on a postgres or mysql connector: for an HTTP request "
-                f"write uses: connector:{name} with a path")
-    return None
-
-
-def check_references(wf: Workflow, *, plugins: Mapping[str, Iterable[str]] | None,
-                     connectors: Mapping[str, str] | None, workflows: Iterable[str] | None,
-                     digests: Callable[[str, str], str | None] | None = None,
-                     ) -> list[Problem]:
-    """Steps naming a plugin, handler, connector or workflow the app does not have, or a
-    connector of a kind the step cannot use (:func:`connector_mismatch`).
-
-    ``plugins`` maps the app's plugins to their handlers; None skips that check. A plugin
-    the app does not have is a warning (it may be added later: the step fails only if it is
-    still missing when it runs); a handler the plugin lacks is an error. ``connectors`` maps
-    the app's connectors to their kinds; None skips that check. ``digests(plugin, digest)``
-    says why no host would ever run a step's ``digest`` (a version the catalog does not keep
-    and no host serves: an error); None skips that check.
-    """
-    out = _Collect(wf.lines)
-    conns = dict(connectors) if connectors is not None else None
-    flows = set(workflows) if workflows is not None else None
-    for where, items in (("steps", wf.steps), ("on_failure", wf.on_failure)):
-        for i, s in enumerate(items):
-            path = f"{where}[{i}].uses"
-            if s.digest is not None and digests is not None \
-                    and (why := digests(s.target, s.digest)):
-                out.add(f"{where}[{i}].digest", f"step {s.id!r}: {why}")
-            if s.kind == "plugin" and plugins is not None:
-                if s.target not in plugins:
-                    out.add(path, f"step {s.id!r} uses plugin {s.target!r}, which the app does "
-                                  f"not have (plugins: {', '.join(sorted(plugins)) or 'none'}); "
-                                  "it may be added later, else the step fails when it runs",
-                            warning=True)
-                elif s.handler not in set(plugins[s.target]):
-                    out.add(path, f"step {s.id!r}: plugin {s.target!r} has no handler "
-                                  f"{s.handler!r} (handlers: "
-                                  f"{', '.join(plugins[s.target]) or 'none'})")
-            elif s.kind == "connector" and conns is not None:
-                if s.target not in conns:
-                    out.add(path, f"unknown connector {s.target!r} (connectors in the app "
-                                  f"config: {', '.join(sorted(conns)) or 'none'})")
-                elif why := connector_mismatch(s.id, s.target, conns[s.target], s.handler):
-                    out.add(path, why)
-            elif s.kind == "workflow" and flows is not None:
-                if s.target not in flows:
-                    out.add(path, f"unknown workflow {s.target!r}")
-                elif s.target == wf.name:
-                    out.add(path, "a workflow cannot run itself as a step")
-    return out.problems

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 from omnicore.logging import get_logger
-from omnicore.workflows.definition import Workflow, check_references, parse, read_definition
+from omnicore.workflows.definition import Workflow, parse, read_definition
 from omnicore.workflows.errors import DefinitionError, Problem, WorkflowNotFound
+from omnicore.workflows.references import check_references
 
 __all__ = ["SUFFIXES", "WorkflowEntries", "WorkflowEntry"]
 

@@ -30,8 +30,9 @@ from omnicore.storage import StorageError
 from omnicore.storage.workflows import RunRecord, StepRecord, WorkflowStore
 from omnicore.workflows.advance import encode, idempotency_key
 from omnicore.workflows.connector import ConnectorFailed, call_connector, run_statement
-from omnicore.workflows.definition import Step, Workflow, connector_mismatch
+from omnicore.workflows.definition import Step, Workflow
 from omnicore.workflows.errors import WorkflowError
+from omnicore.workflows.references import connector_mismatch
 
 if TYPE_CHECKING:
     from omnicore.egress import Egress
