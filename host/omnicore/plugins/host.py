@@ -39,6 +39,7 @@ from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.linking import Linker, regranted
 from omnicore.plugins.locks import PluginLocks, plugin_key
 from omnicore.plugins.published import PublishedPlugins
+from omnicore.plugins.settings import HeldGrants
 from omnicore.plugins.sidecar import Sidecar, read_sidecar, write_grants
 from omnicore.plugins.stats import CallStats
 from omnicore.plugins.versions import Entry, Version
@@ -98,7 +99,7 @@ class PluginHost:
         #: of the watched folder (the config reload records it).
         self.sidecar_observers: list[Callable[[str, Path], object]] = []
         #: Grants made on this running host (:meth:`grant`), by plugin: they outlive reloads.
-        self._runtime_grants: dict[str, grant_rules.GrantLayer] = {}
+        self._held = HeldGrants()
         #: Host functions for Extism plugins' ``extism:host/user`` imports
         #: (``omnicore.extism.host_fn``); used by plugins loaded after they are added.
         self.extism_functions: list[Any] = []
@@ -121,11 +122,11 @@ class PluginHost:
         self._files = PluginFiles(self._entries, self._linker,
                                   load=lambda path: self.load(path).name,
                                   unload=lambda name, why: self.unload(name, reason=why),
-                                  host_grants=self._host_grants, emit=self._emit)
+                                  host_grants=self._held.of, emit=self._emit)
         #: The plugin catalog's layer over the folder (plugins.published), and what follows
         #: the catalog once an app does (``published.follower``, plugins.convergence).
         self.published = PublishedPlugins(
-            self._entries, self._linker, self._locks, host_grants=self._host_grants,
+            self._entries, self._linker, self._locks, host_grants=self._held.of,
             unload=lambda name, why: self.unload(name, reason=why), emit=self._emit)
 
     # ---- reading ---------------------------------------------------------------------
@@ -236,7 +237,7 @@ class PluginHost:
                   config: Mapping[str, Any] | None,
                   limits: Mapping[str, Any] | Limits | None) -> PluginInfo:
         plan = self._linker.plan(module, source, path, name, sidecar,
-                                 host_grants=self._host_grants(module.name), grants=grants,
+                                 host_grants=self._held.of(module.name), grants=grants,
                                  config=config, limits=limits)
         entries = self._entries
         with entries.lock:
@@ -353,8 +354,7 @@ class PluginHost:
         layer = self._grant_layer(entry, change, persist)
         with entry.relink:
             self._linker.activate(entry, regranted(entry, layer))
-            with self._entries.lock:
-                self._runtime_grants.setdefault(name, {}).update(layer)
+            self._held.add(name, layer)
             if persist and entry.source is not None:
                 write_grants(entry.source, layer)
         return entry.info()
@@ -369,7 +369,7 @@ class PluginHost:
         holds even when the plugin's file no longer loads: the version serving it is
         withdrawn rather than kept with the revoked capability.
         """
-        self._forget_runtime_grants(name, capabilities)
+        self._held.forget(name, capabilities)
         self._emit(PluginSettingsChanged(plugin=name))
         if self.published.settings_changed(name, capabilities):
             return True  # the catalog's plugin: re-linked from its published module
@@ -409,16 +409,6 @@ class PluginHost:
         if layer:
             with entry.relink:
                 self._linker.activate(entry, regranted(entry, layer))
-
-    def _forget_runtime_grants(self, name: str, capabilities: frozenset[str]) -> None:
-        with self._entries.lock:
-            held = self._runtime_grants.get(name)
-            if held is not None:
-                for capability in capabilities:
-                    held.pop(capability, None)
-
-    def _host_grants(self, name: str) -> grant_rules.GrantLayer:
-        return self._runtime_grants.get(name, {})
 
     def reconfigure(self, app_settings: Mapping[str, Any], defaults: Limits,
                     plugins: Iterable[str] | None) -> list[str]:

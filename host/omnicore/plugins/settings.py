@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from omnicore.plugins.sidecar import Sidecar
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.limits import Limits
 
-__all__ = ["PluginSettings", "deep_merge", "layer"]
+__all__ = ["HeldGrants", "PluginSettings", "deep_merge", "layer"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,29 @@ def layer(name: str, *, app: Any, defaults: Limits, sidecar: Sidecar,
     return PluginSettings(grants=merged_grants, config=merged_config, limits=merged_limits,
                           disabled=_field(app, "enabled") is False or not sidecar.enabled,
                           sidecar=sidecar.path)
+
+
+class HeldGrants:
+    """The grants a running host gave (``PluginHost.grant`` without ``persist``), by plugin:
+    the layer that ranks with ``load()`` arguments and outlives reloads of the plugin's file,
+    until the operator decides those capabilities anew."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_plugin: dict[str, grant_rules.GrantLayer] = {}
+
+    def of(self, name: str) -> grant_rules.GrantLayer:
+        with self._lock:
+            return dict(self._by_plugin.get(name, {}))
+
+    def add(self, name: str, layer: grant_rules.GrantLayer) -> None:
+        with self._lock:
+            self._by_plugin.setdefault(name, {}).update(layer)
+
+    def forget(self, name: str, capabilities: Iterable[str]) -> None:
+        """The newer decision of the operator's settings wins over this host's grants."""
+        with self._lock:
+            held = self._by_plugin.get(name)
+            if held is not None:
+                for capability in capabilities:
+                    held.pop(capability, None)
