@@ -1,9 +1,17 @@
 """Detect the environment (local, container, kubernetes, cloud VM, edge) and its defaults.
 
 Detection reads only local facts: environment variables and a few files under ``root``
-(``/.dockerenv``, ``/proc/1/cgroup``, the cgroup CPU quota, DMI vendor strings). It never
-touches the network, so it is instant and safe at import time of a CLI. ``edge`` cannot be
-detected; the operator sets ``environment: edge`` in config.
+(``/proc/self/mountinfo``, ``/proc/1/cgroup``, the cgroup CPU quota, DMI vendor strings). It
+never touches the network, so it is instant and safe at import time of a CLI. ``edge`` cannot
+be detected; the operator sets ``environment: edge`` in config.
+
+A container is what its engine did to this process, not what its files say: ``container=`` in
+the environment (podman, LXC, systemd-nspawn), ``/etc/hosts``, ``/etc/hostname``,
+``/etc/resolv.conf`` or ``/run/.containerenv`` mounted from an engine's storage, a root file
+system that is an overlay of it, or PID 1 in an engine's cgroup. ``/.dockerenv`` and
+``/run/.containerenv`` as plain files are no evidence: they stay in a file system made from an
+image (``docker export`` onto a VM's disk, as CI sandboxes and microVMs are), with no container
+around; they are named in the reasons of a ``local`` answer.
 
 This module imports nothing from omnicore: config uses it to build its adapter layer.
 """
@@ -42,6 +50,14 @@ _DMI_VENDORS = (
     ("openstack", "openstack"),
 )
 _CONTAINER_CGROUP_MARKS = ("docker", "kubepods", "containerd", "lxc", "libpod", "crio")
+# Words in the source path of an engine's mounts (its storage: /var/lib/docker/containers/ID,
+# .../containers/storage/overlay-containers/ID/userdata, /var/lib/kubelet/pods/UID, ...).
+_ENGINE_MARKS = ("docker", "containers", "containerd", "kubelet", "libpod", "lxc", "crio",
+                 "podman")
+# The files an engine mounts into each container it starts.
+_ENGINE_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv")
+# Left in a file system made from an image: named, never taken as evidence alone.
+_IMAGE_FILES = ("/.dockerenv", "/run/.containerenv")
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,7 @@ class Environment:
     defaults: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
-        """One line: ``container (/.dockerenv exists), 2 CPUs``."""
+        """One line: ``container (container=podman is set), 2 CPUs``."""
         why = "; ".join(self.reasons) or "no hints"
         prov = f" on {self.provider}" if self.provider else ""
         return f"{self.kind}{prov} ({why}), {self.cpus:g} CPUs"
@@ -66,6 +82,51 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def _engine_mounts(mountinfo: str) -> list[str]:
+    """Why ``mountinfo`` (``/proc/self/mountinfo``) is a container's: its engine's mounts."""
+    found = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        source_root, point = fields[3], fields[4]
+        after = line.split(" - ", 1)[1].split()
+        fstype, options = (after[0], after[2] if len(after) > 2 else "") if after else ("", "")
+        if point in _ENGINE_FILES and source_root != "/":
+            mark = next((m for m in _ENGINE_MARKS if m in source_root), None)
+            if mark:
+                found.append(f"{point} is mounted from {source_root}")
+        elif point == "/" and "overlay" in fstype:
+            mark = next((m for m in _ENGINE_MARKS if m in options), None)
+            if mark:
+                found.append(f"/ is an {fstype} of {mark} storage")
+    return found
+
+
+def _container_variable(env: Mapping[str, str], root: Path) -> str | None:
+    """``container=`` of this process or of PID 1 (set by podman, LXC, systemd-nspawn)."""
+    if env.get("container"):
+        return f"container={env['container']} is set"
+    for pair in _read(root / "proc/1/environ").split("\0"):
+        if pair.startswith("container=") and pair != "container=":
+            return f"PID 1 has {pair}"
+    return None
+
+
+def _container_reasons(env: Mapping[str, str], root: Path) -> tuple[list[str], list[str]]:
+    """(evidence that this is a container, marker files that alone are none)."""
+    reasons = _engine_mounts(_read(root / "proc/self/mountinfo"))
+    variable = _container_variable(env, root)
+    if variable:
+        reasons.insert(0, variable)
+    cgroup = _read(root / "proc/1/cgroup")
+    mark = next((m for m in _CONTAINER_CGROUP_MARKS if m in cgroup), None)
+    if mark:
+        reasons.append(f"/proc/1/cgroup mentions {mark}")
+    files = [f for f in _IMAGE_FILES if (root / f.lstrip("/")).exists()]
+    return reasons, files
 
 
 def cpu_quota(root: Path = Path("/")) -> float:
@@ -123,16 +184,10 @@ def detect(
         reasons.append("KUBERNETES_SERVICE_HOST is set")
     else:
         kind = "local"
-        if (root / ".dockerenv").exists():
-            reasons.append("/.dockerenv exists")
-        if (root / "run/.containerenv").exists():
-            reasons.append("/run/.containerenv exists")
-        cgroup = _read(root / "proc/1/cgroup")
-        mark = next((m for m in _CONTAINER_CGROUP_MARKS if m in cgroup), None)
-        if mark:
-            reasons.append(f"/proc/1/cgroup mentions {mark}")
-        if reasons:
+        evidence, files = _container_reasons(env, root)
+        if evidence:
             kind = "container"
+            reasons.extend(evidence)
         else:
             for var, prov in _CLOUD_ENV:
                 if env.get(var):
@@ -147,5 +202,8 @@ def detect(
                         kind, provider = "cloud", prov
                         reasons.append(f"DMI vendor mentions {needle}")
                         break
+            if files:
+                reasons.append(f"{' and '.join(files)} found, but no container engine's mounts, "
+                               "cgroup or container=: a file system made from an image")
     return Environment(kind=kind, reasons=tuple(reasons), cpus=cpus, provider=provider,
                        defaults=_defaults(kind, cpus))
