@@ -7,6 +7,12 @@ values), so a call allocates nothing but the Python values it returns. Failures 
 as :class:`_CallFailed` (wasmtime's error: a trap, the deadline, a host function's refusal)
 or :class:`.canonabi._CanonTrap` (a value the guest handed back is not of its type); the
 runtime turns both into the verdict every path gives.
+
+Where the C component call path is built (``sandbox/_compcall.c``: :data:`COMPCALL`), a
+:class:`Bound` also holds its C ``Face``: the deadline's arming, the face's call, its
+post-return and every ``realloc`` are then one C call each, and an export whose parameters
+and result are all WIT scalars is lowered and lifted in C too (no Python lowerer, no struct).
+Without it (or with ``OMNICORE_CALLPATH=python``) the same steps run here through ctypes.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from __future__ import annotations
 import ctypes
 import json
 import struct
-from ctypes import byref
+from ctypes import byref, c_void_p
 from typing import Any
 
 from omnicore.core import jsoncodec
+from omnicore.sandbox import _wasmtime as engine_api
+from omnicore.sandbox import native
 from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS
 from omnicore.sandbox.component.canonabi import (
     MAX_FLAT_PARAMS,
@@ -34,7 +42,7 @@ from omnicore.sandbox.component.canonabi import (
 )
 from omnicore.sandbox.component.rawlift import RawForm
 
-__all__ = ["Bound", "FlatCall", "uses_memory"]
+__all__ = ["COMPCALL", "Bound", "FlatCall", "uses_memory"]
 
 #: A core value as the face carries it: (the C value's kind, its union field).
 _SLOT = {"i32": ("U32", "u32"), "i64": ("U64", "u64"), "f32": ("F32", "f32"),
@@ -61,6 +69,50 @@ class _CallFailed(Exception):
     def __init__(self, error: Any) -> None:
         super().__init__("call failed")
         self.error = error
+
+
+#: WIT types the C face lowers and lifts itself (its ``call``).
+_SCALARS = frozenset(("bool", "s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64", "f32",
+                      "f64", "char"))
+#: A core value's code in the C face's signature.
+_CORE = {"i32": "i", "i64": "q", "f32": "f", "f64": "d"}
+
+
+def _native_compcall() -> Any:
+    """The C component call path (sandbox/_compcall.c) bound to this libwasmtime, or None
+    (the ctypes path below runs): as sandbox.native chooses for the core call path."""
+    ext = native.extension("_compcall", "C component call path", engine=True)
+    if ext is None:
+        return None
+    if (ext.VAL_SIZE, ext.VAL_OF) != (_SIZE, _OF):
+        raise RuntimeError("the C component call path was built for another layout of "
+                           "wasmtime_component_val_t: rebuild it (scripts/dev setup)")
+
+    # As _wasmtime.hand_over reads them for the core call path: the library wasmtime-py
+    # loaded, names _wasmtime checked at import (NAMES: "components", and the core's
+    # set_epoch_deadline; native.extension refused us above if one was missing).
+    dll = getattr(engine_api, "ffi").dll  # noqa: B009 (not in _wasmtime's __all__)
+
+    def address(name: str) -> int | None:
+        return ctypes.cast(getattr(dll, name), c_void_p).value
+
+    ext.bind(address("wasmtime_component_func_call"),
+             address("wasmtime_component_func_post_return"),
+             address("wasmtime_context_set_epoch_deadline"),
+             tuple(COMPONENT_KINDS[k] for k in ("U32", "U64", "F32", "F64")),
+             _CallFailed, _CanonTrap)
+    return ext
+
+
+#: The C component call path (sandbox/_compcall.c), or None where the ctypes path runs.
+COMPCALL: Any = _native_compcall()
+
+
+def _address(ref: Any) -> int:
+    """The address of what a ``byref`` (``component_func``, ``context_of``) points at."""
+    if isinstance(ref, ctypes._Pointer):
+        return int(ctypes.cast(ref, c_void_p).value or 0)
+    return ctypes.addressof(ref._obj) + getattr(ref, "_off", 0) if ref is not None else 0
 
 
 def uses_memory(form: RawForm) -> bool:
@@ -100,11 +152,48 @@ class FlatCall:
         # orjson writes a float its own way (1e16, not 1e+16): floats take json's words,
         # what the value API's path writes.
         self.floats = "'f32'" in repr(result) or "'f64'" in repr(result)
+        #: Every parameter and the result a WIT scalar, each one core value: the C face
+        #: lowers and lifts them itself (WIT names, for it).
+        self.scalars: tuple[tuple[str, ...], str | None] | None = None
+        if not self.spilled and not self.returned \
+                and all(len(p) == 1 and p[0] in _SCALARS for p in params) \
+                and (result is None or (len(result) == 1 and result[0] in _SCALARS)):
+            self.scalars = (tuple(p[0] for p in params),
+                            None if result is None else result[0])
 
     def dumps(self, value: Any) -> bytes:
         if self.floats:
             return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
         return jsoncodec.dumps(value)
+
+    def call_c(self, bound: Bound, args: list[Any], epoch: int | None) -> Any:
+        """:meth:`call` through the C face, which also arms the deadline for ``epoch`` (the
+        engine's mirrored epoch; None: the caller armed it)."""
+        c = bound.c
+        if self.scalars is not None:
+            return c.call(args, epoch)
+        c.arm(epoch)  # before the lowering: realloc runs under this call's deadline
+        cx = bound.cx
+        flat: list[Any] = []
+        if self.spilled:
+            ptr = cx.realloc(self._args_align, self._args_size)
+            self._store_args(args, ptr, cx)
+            flat.append(ptr)
+        else:
+            for lower, value in zip(self._lowers, args, strict=True):
+                lower(value, flat, cx)
+        core = c.call_core(flat, None)
+        answer = None
+        if self.form.result_type is not None:
+            if self.returned:
+                if core % self._ret_align:
+                    raise _CanonTrap("return pointer not aligned")
+                cx.span(core, self._ret_size, "return pointer")
+                answer = self._load(core, cx)
+            else:
+                answer = self._lift(iter((core,)), cx)
+        c.post_core()
+        return answer
 
     def call(self, bound: Bound, args: list[Any]) -> Any:
         """The export's JSON result for the checked JSON ``args``; _CallFailed, _CanonTrap."""
@@ -152,11 +241,11 @@ class FlatCall:
 class Bound:
     """A :class:`FlatCall` on one instance: its face functions and C values."""
 
-    __slots__ = ("ctx", "cx", "face", "nout", "out", "out_ref", "out_view", "params", "post",
-                 "realloc", "slots", "view")
+    __slots__ = ("c", "ctx", "cx", "face", "nout", "out", "out_ref", "out_view", "params",
+                 "post", "realloc", "slots", "view")
 
     def __init__(self, flat: FlatCall, ctx: Any, face: Any, realloc: Any, post: Any,
-                 memory: Any, view: memoryview | None) -> None:
+                 memory: Any, view: memoryview | None, ticks: int | None = None) -> None:
         self.ctx = ctx
         self.face = face
         self.realloc = realloc
@@ -189,7 +278,17 @@ class Bound:
                 raise _CallFailed(error)
             return int(at.of.u32)
 
-        self.cx = Cx(memory, view if view is not None else memoryview(b""), alloc)
+        #: The C face (sandbox/_compcall.c), arming deadlines of ``ticks``; None: ctypes.
+        self.c: Any = None
+        if COMPCALL is not None and ticks is not None:
+            scalars = flat.scalars
+            self.c = COMPCALL.Face(
+                _address(ctx), _address(face), _address(post), _address(realloc),
+                "".join(_CORE[c] for c in flat.form.core_params),
+                "".join(_CORE[c] for c in flat.form.core_result), ticks,
+                *(scalars if scalars is not None else ()))
+        self.cx = Cx(memory, view if view is not None else memoryview(b""),
+                     alloc if self.c is None else self.c.alloc)
 
 
 def memory_view(memory: Any) -> memoryview:

@@ -113,6 +113,9 @@ class _Instance:
 
     def close(self) -> None:
         self.funcs.clear()
+        for bound in self.canon.values():
+            if bound.c is not None:
+                bound.c.close()  # refuses a stray later call instead of touching the store
         self.canon.clear()
         self.raw.clear()
         self.store.close()
@@ -388,12 +391,13 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         value = self._invoke_raw(inst, fn, fn.name, args)
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
-    def _arm(self, inst: _Instance) -> tuple[int, int]:
-        """Arm the deadline, fuel and memory record of a call; (epoch, log mark) at its start."""
+    def _arm(self, inst: _Instance, deadline: bool = True) -> tuple[int, int]:
+        """Arm the deadline (unless a C face arms it: ``deadline`` False), fuel and memory
+        record of a call; (epoch, log mark) at its start."""
         store = inst.store
         if inst.watch is not None:
             inst.watch.arm(store)
-        else:
+        elif deadline:
             store.set_epoch_deadline(self._ticks)
         if self._fuel is not None:
             store.set_fuel(self._fuel)
@@ -512,12 +516,15 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             bound = inst.canon[name] = Bound(
                 flat, context_of(inst.store), face(form.export), face(form.realloc),
                 face(form.post_return), memory,
-                memory_view(memory) if memory is not None else None)
+                memory_view(memory) if memory is not None else None, self._ticks)
         store = inst.store
-        start, mark = self._arm(inst)
+        c = bound.c is not None
+        start, mark = self._arm(inst, not c)
         try:
             try:
-                answer = flat.call(bound, args)
+                # The C face arms the deadline when the epoch moved (a watch arms its own).
+                answer = flat.call_c(bound, args, None if inst.watch is not None else start) \
+                    if c else flat.call(bound, args)
             finally:
                 if self._stdio:
                     self._wasi_output.catch_up()

@@ -1,0 +1,652 @@
+/* The component call path in C: one Python call arms the deadline, writes the arguments into
+ * preallocated C values, calls a flat face of a component export (sandbox/component/
+ * canonplan.py) with wasmtime_component_func_call, then its post-return, and hands back the
+ * result (issue 47).
+ *
+ * Why C: through ctypes each of those steps is a C call converting its arguments and dropping
+ * and re-taking the GIL, and the C values were packed and unpacked with struct: ~4 µs of a
+ * ~8 µs u32 call. Here they are one call. sandbox/component/flatcall.py is the other
+ * implementation of the same contract (used when this module was not built, or
+ * OMNICORE_CALLPATH=python); the component tests run on both.
+ *
+ * A Face has two ways in:
+ * - call(args, epoch): for an export whose parameters and result are all WIT scalars (bool,
+ *   integers, floats, char): the JSON values (already checked against their types by the
+ *   runtime) are lowered here, the result lifted here into its JSON value (an f32/f64 NaN or
+ *   infinity as "nan", "inf", "-inf"; an invalid char traps as canonabi.py's lift does);
+ * - arm(epoch), call_core(values, None) then post_core(): for every other canonical face:
+ *   Python lowers into core values (and guest memory, through alloc(), after arm(): the
+ *   guest's realloc runs under the call's deadline) and lifts the core result; the face's
+ *   post-return function (its own face) runs when Python has read the answer.
+ *
+ * epoch: the engine's mirrored epoch; the deadline (`ticks` beyond the current epoch) is armed
+ * only when it moved since this face last armed it (it would be identical: as _callpath.c
+ * does); -1 arms always; None not at all (the caller armed it: a descriptor watch).
+ *
+ * Failures: wasmtime's error is raised as the `failed` exception class given to bind()
+ * (flatcall._CallFailed) with the error's address, which the caller owns and frees; a
+ * canonical-ABI trap of the lift as the `trap` class (canonabi._CanonTrap) with its message.
+ *
+ * wasmtime's functions are not linked: their addresses come from the library wasmtime-py
+ * loaded (bind()), and the C value's layout is checked by Python against wasmtime-py's
+ * (VAL_SIZE, VAL_OF) before anything is called.
+ */
+#include "_capi.h"
+
+#include <math.h>
+#include <structmember.h>
+#include <stddef.h>
+#include <string.h>
+
+/* Core parameters of a face: the canonical ABI passes at most 16 (more go through memory). */
+#define MAX_CORE 16
+
+/* wasmtime_component_val_t: a kind byte, then the payload union (24 bytes) at offset 8. */
+typedef struct {
+    uint8_t kind;
+    union {
+        uint32_t u32;
+        uint64_t u64;
+        float f32;
+        double f64;
+        uint8_t bytes[24];
+    } of;
+} cval;
+
+typedef void *(*comp_call_fn)(const void *func, void *ctx, const cval *args, size_t nargs,
+                              cval *results, size_t nresults);
+typedef void *(*comp_post_fn)(const void *func, void *ctx);
+
+static comp_call_fn comp_call;
+static comp_post_fn comp_post;
+static set_deadline_fn set_deadline;
+/* wasmtime_component_valkind_t of U32, U64, F32, F64 (the kinds a face's core values have). */
+static uint8_t kind_u32, kind_u64, kind_f32, kind_f64;
+static PyObject *failed_type, *trap_type;
+static PyObject *str_nan, *str_inf, *str_minus_inf;
+
+/* WIT scalars, as call() lowers and lifts them. */
+enum { W_NONE, W_BOOL, W_S8, W_U8, W_S16, W_U16, W_S32, W_U32, W_S64, W_U64, W_F32, W_F64,
+       W_CHAR };
+static const char *const wit_names[] = {"", "bool", "s8", "u8", "s16", "u16", "s32", "u32",
+                                        "s64", "u64", "f32", "f64", "char", NULL};
+
+typedef struct {
+    PyObject_HEAD
+    void *ctx;            /* wasmtime_context_t* of the instance's store */
+    const void *func;     /* wasmtime_component_func_t* of the face */
+    const void *post;     /* ... of its post-return face, or NULL */
+    const void *realloc;  /* ... of its realloc face, or NULL */
+    unsigned long long ticks;
+    long long armed;      /* the epoch this face last armed the deadline at, -1: none */
+    int nparams;
+    char core[MAX_CORE];  /* each core parameter: 'i' i32, 'q' i64, 'f' f32, 'd' f64 */
+    char result;          /* the core result, 0 for none */
+    int scalar;           /* call() may be used: wit[] and wit_result are set */
+    uint8_t wit[MAX_CORE];
+    uint8_t wit_result;   /* W_NONE: no result */
+    int pending;          /* call_core() returned; post_core() has not run yet */
+    cval params[MAX_CORE];
+    cval out;
+    cval grow[4];         /* realloc(0, 0, align, size) */
+    cval at;
+} Face;
+
+static uint8_t
+kind_of(char c)
+{
+    switch (c) {
+    case 'i': return kind_u32;
+    case 'q': return kind_u64;
+    case 'f': return kind_f32;
+    default: return kind_f64;
+    }
+}
+
+static int
+wit_code(PyObject *name, uint8_t *out)
+{
+    const char *s = PyUnicode_AsUTF8(name);
+    if (s == NULL)
+        return 0;
+    for (int i = 1; wit_names[i] != NULL; i++)
+        if (strcmp(s, wit_names[i]) == 0) {
+            *out = (uint8_t)i;
+            return 1;
+        }
+    PyErr_Format(PyExc_ValueError, "not a WIT scalar: %s", s);
+    return 0;
+}
+
+/* The core type a WIT scalar flattens to. */
+static char
+core_of(uint8_t w)
+{
+    switch (w) {
+    case W_S64: case W_U64: return 'q';
+    case W_F32: return 'f';
+    case W_F64: return 'd';
+    default: return 'i';
+    }
+}
+
+/* Face(ctx, func, post, realloc, core_params, core_result, ticks, wit_params, wit_result):
+ * addresses as ints (0: none); core types as a str of 'i', 'q', 'f', 'd'; wit_params a tuple
+ * of WIT scalar names (or None: only call_core), wit_result one (or None: no result). */
+static int
+Face_init(Face *self, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"ctx", "func", "post", "realloc", "core_params", "core_result",
+                            "ticks", "wit_params", "wit_result", NULL};
+    PyObject *ctx, *func, *post, *realloc_, *wit_params = Py_None, *wit_result = Py_None;
+    const char *core, *result;
+    unsigned long long ticks;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOssK|OO", names, &ctx, &func, &post,
+                                     &realloc_, &core, &result, &ticks, &wit_params,
+                                     &wit_result))
+        return -1;
+    if (comp_call == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind() the wasmtime functions first");
+        return -1;
+    }
+    void *c, *f, *p, *r;
+    if (!as_pointer(ctx, &c) || !as_pointer(func, &f) || !as_pointer(post, &p)
+        || !as_pointer(realloc_, &r))
+        return -1;
+    if (c == NULL || f == NULL) {
+        PyErr_SetString(PyExc_ValueError, "ctx and func must be non-null addresses");
+        return -1;
+    }
+    size_t n = strlen(core);
+    if (n > MAX_CORE || strlen(result) > 1 || strspn(core, "iqfd") != n
+        || strspn(result, "iqfd") != strlen(result)) {
+        PyErr_SetString(PyExc_ValueError, "core types: at most 16 of 'i', 'q', 'f', 'd'");
+        return -1;
+    }
+    self->ctx = c;
+    self->func = f;
+    self->post = p;
+    self->realloc = r;
+    self->ticks = ticks;
+    self->armed = -1;
+    self->nparams = (int)n;
+    memcpy(self->core, core, n);
+    self->result = result[0];
+    self->pending = 0;
+    memset(self->params, 0, sizeof self->params);
+    for (size_t i = 0; i < n; i++)
+        self->params[i].kind = kind_of(core[i]);
+    memset(&self->out, 0, sizeof self->out);
+    if (self->result)
+        self->out.kind = kind_of(self->result);
+    memset(self->grow, 0, sizeof self->grow);
+    for (int i = 0; i < 4; i++)
+        self->grow[i].kind = kind_u32;
+    memset(&self->at, 0, sizeof self->at);
+    self->at.kind = kind_u32;
+    self->scalar = 0;
+    self->wit_result = W_NONE;
+    if (wit_params == Py_None)
+        return 0;
+    if (!PyTuple_Check(wit_params) || (size_t)PyTuple_GET_SIZE(wit_params) != n) {
+        PyErr_SetString(PyExc_ValueError, "wit_params: a tuple, one WIT scalar per core value");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!wit_code(PyTuple_GET_ITEM(wit_params, i), &self->wit[i]))
+            return -1;
+        if (core_of(self->wit[i]) != core[i]) {
+            PyErr_SetString(PyExc_ValueError, "a WIT scalar does not flatten to its core type");
+            return -1;
+        }
+    }
+    if (wit_result != Py_None) {
+        if (!wit_code(wit_result, &self->wit_result))
+            return -1;
+        if (core_of(self->wit_result) != self->result) {
+            PyErr_SetString(PyExc_ValueError, "the WIT result does not flatten to its core type");
+            return -1;
+        }
+    } else if (self->result) {
+        PyErr_SetString(PyExc_ValueError, "a core result without a WIT result");
+        return -1;
+    }
+    self->scalar = 1;
+    return 0;
+}
+
+static void
+Face_dealloc(Face *self)
+{
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Raise wasmtime's error (an owned wasmtime_error_t*) as the failed class. */
+static PyObject *
+raise_failed(void *error)
+{
+    PyObject *addr = PyLong_FromVoidPtr(error);
+    if (addr != NULL) {
+        PyErr_SetObject(failed_type, addr);
+        Py_DECREF(addr);
+    }
+    return NULL;
+}
+
+static int
+open_face(Face *self)
+{
+    if (self->ctx == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the instance is closed");
+        return 0;
+    }
+    return 1;
+}
+
+/* Arm the deadline for `epoch` (see the top of the file); 0 with an exception if it is not
+ * an int or None. */
+static int
+arm(Face *self, PyObject *epoch)
+{
+    if (epoch == Py_None)
+        return 1;
+    long long e = PyLong_AsLongLong(epoch);
+    if (e == -1 && PyErr_Occurred())
+        return 0;
+    if (e < 0 || e != self->armed) {
+        set_deadline(self->ctx, self->ticks);
+        self->armed = e;
+    }
+    return 1;
+}
+
+/* The face's call and its post-return, the GIL let go (the guest may run to its deadline, and
+ * host functions take the GIL themselves); wasmtime's error, or NULL. */
+static void *
+call_face(Face *self)
+{
+    void *error;
+    void *ctx = self->ctx;
+    const void *func = self->func;
+    size_t nout = self->result ? 1 : 0;
+    Py_BEGIN_ALLOW_THREADS
+    error = comp_call(func, ctx, self->params, (size_t)self->nparams, &self->out, nout);
+    if (error == NULL)
+        error = comp_post(func, ctx);
+    Py_END_ALLOW_THREADS
+    return error;
+}
+
+/* The post-return face with the call's result, then its own post-return. */
+static void *
+call_post(Face *self)
+{
+    void *error;
+    void *ctx = self->ctx;
+    const void *post = self->post;
+    size_t nout = self->result ? 1 : 0;
+    Py_BEGIN_ALLOW_THREADS
+    error = comp_call(post, ctx, &self->out, nout, NULL, 0);
+    if (error == NULL)
+        error = comp_post(post, ctx);
+    Py_END_ALLOW_THREADS
+    return error;
+}
+
+/* A core value from Python: an int (its low bits) or a float. */
+static int
+set_core(cval *v, char core, PyObject *o)
+{
+    if (core == 'f' || core == 'd') {
+        double d = PyFloat_AsDouble(o);
+        if (d == -1.0 && PyErr_Occurred())
+            return 0;
+        if (core == 'f')
+            v->of.f32 = (float)d;
+        else
+            v->of.f64 = d;
+        return 1;
+    }
+    unsigned long long u = PyLong_AsUnsignedLongLongMask(o);
+    if (u == (unsigned long long)-1 && PyErr_Occurred())
+        return 0;
+    if (core == 'i')
+        v->of.u32 = (uint32_t)u;
+    else
+        v->of.u64 = u;
+    return 1;
+}
+
+static PyObject *
+get_core(const cval *v, char core)
+{
+    switch (core) {
+    case 'i': return PyLong_FromUnsignedLong(v->of.u32);
+    case 'q': return PyLong_FromUnsignedLongLong(v->of.u64);
+    case 'f': return PyFloat_FromDouble((double)v->of.f32);
+    default: return PyFloat_FromDouble(v->of.f64);
+    }
+}
+
+/* A float's JSON value (specs/components.md: non-finite ones as strings). */
+static PyObject *
+json_float(double d)
+{
+    PyObject *s = NULL;
+    if (isnan(d))
+        s = str_nan;
+    else if (isinf(d))
+        s = d > 0 ? str_inf : str_minus_inf;
+    if (s != NULL)
+        return Py_NewRef(s);
+    return PyFloat_FromDouble(d);
+}
+
+/* A JSON number (or "nan", "inf", "-inf") as a double. */
+static int
+json_double(PyObject *o, double *out)
+{
+    if (PyUnicode_Check(o)) {
+        if (PyUnicode_Compare(o, str_nan) == 0)
+            *out = NAN;
+        else if (PyUnicode_Compare(o, str_inf) == 0)
+            *out = INFINITY;
+        else if (PyUnicode_Compare(o, str_minus_inf) == 0)
+            *out = -INFINITY;
+        else {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "not a float's JSON value");
+            return 0;
+        }
+        return 1;
+    }
+    *out = PyFloat_AsDouble(o);
+    return !(*out == -1.0 && PyErr_Occurred());
+}
+
+/* Lower a checked JSON value of WIT scalar `w` into `v` (canonabi.lowerer's flat values). */
+static int
+lower_scalar(cval *v, uint8_t w, PyObject *o)
+{
+    switch (w) {
+    case W_BOOL: {
+        int t = PyObject_IsTrue(o);
+        if (t < 0)
+            return 0;
+        v->of.u32 = (uint32_t)t;
+        return 1;
+    }
+    case W_CHAR:
+        if (!PyUnicode_Check(o) || PyUnicode_GET_LENGTH(o) != 1) {
+            PyErr_SetString(PyExc_TypeError, "a char is a one-character string");
+            return 0;
+        }
+        v->of.u32 = (uint32_t)PyUnicode_READ_CHAR(o, 0);
+        return 1;
+    case W_F32:
+    case W_F64: {
+        double d;
+        if (!json_double(o, &d))
+            return 0;
+        if (w == W_F32)
+            v->of.f32 = (float)d;
+        else
+            v->of.f64 = d;
+        return 1;
+    }
+    default: {
+        if (!PyLong_Check(o)) {
+            PyErr_SetString(PyExc_TypeError, "an integer's JSON value is an int");
+            return 0;
+        }
+        unsigned long long u = PyLong_AsUnsignedLongLongMask(o);
+        if (u == (unsigned long long)-1 && PyErr_Occurred())
+            return 0;
+        if (w == W_S64 || w == W_U64)
+            v->of.u64 = u;
+        else
+            v->of.u32 = (uint32_t)u;
+        return 1;
+    }
+    }
+}
+
+/* Lift the JSON value of WIT scalar `w` from its core value (canonabi.lifter). */
+static PyObject *
+lift_scalar(const cval *v, uint8_t w)
+{
+    uint32_t i = v->of.u32;
+    switch (w) {
+    case W_BOOL: return PyBool_FromLong(i != 0);
+    case W_S8: return PyLong_FromLong((int8_t)(uint8_t)i);
+    case W_U8: return PyLong_FromLong((uint8_t)i);
+    case W_S16: return PyLong_FromLong((int16_t)(uint16_t)i);
+    case W_U16: return PyLong_FromLong((uint16_t)i);
+    case W_S32: return PyLong_FromLong((int32_t)i);
+    case W_U32: return PyLong_FromUnsignedLong(i);
+    case W_S64: return PyLong_FromLongLong((long long)(int64_t)v->of.u64);
+    case W_U64: return PyLong_FromUnsignedLongLong(v->of.u64);
+    case W_F32: return json_float((double)v->of.f32);
+    case W_F64: return json_float(v->of.f64);
+    default:  /* W_CHAR */
+        if (i >= 0x110000 || (i >= 0xD800 && i <= 0xDFFF)) {
+            PyErr_Format(trap_type, "invalid char value: %#x", (unsigned)i);
+            return NULL;
+        }
+        return PyUnicode_FromOrdinal((int)i);
+    }
+}
+
+/* call(args, epoch) -> the JSON value of the result (None for none). */
+static PyObject *
+Face_call(Face *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!takes(nargs, 2, "call(args, epoch)") || !open_face(self))
+        return NULL;
+    if (!self->scalar) {
+        PyErr_SetString(PyExc_TypeError, "call() is for scalar signatures: use call_core()");
+        return NULL;
+    }
+    PyObject *seq = args[0];
+    if (!PyList_CheckExact(seq) || PyList_GET_SIZE(seq) != self->nparams) {
+        PyErr_SetString(PyExc_TypeError, "args: a list, one value per parameter");
+        return NULL;
+    }
+    for (int i = 0; i < self->nparams; i++)
+        if (!lower_scalar(&self->params[i], self->wit[i], PyList_GET_ITEM(seq, i)))
+            return NULL;
+    if (!arm(self, args[1]))
+        return NULL;
+    void *error = call_face(self);
+    if (error != NULL)
+        return raise_failed(error);
+    PyObject *answer = self->wit_result == W_NONE ? Py_NewRef(Py_None)
+                                                  : lift_scalar(&self->out, self->wit_result);
+    if (answer == NULL)
+        return NULL;
+    if (self->post != NULL) {
+        error = call_post(self);
+        if (error != NULL) {
+            Py_DECREF(answer);
+            return raise_failed(error);
+        }
+    }
+    return answer;
+}
+
+/* call_core(values, epoch) -> the core result (int or float; None for none). The
+ * post-return face waits for post_core(). */
+static PyObject *
+Face_call_core(Face *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!takes(nargs, 2, "call_core(values, epoch)") || !open_face(self))
+        return NULL;
+    PyObject *seq = args[0];
+    if (!PyList_CheckExact(seq) || PyList_GET_SIZE(seq) != self->nparams) {
+        PyErr_SetString(PyExc_TypeError, "values: a list, one per core parameter");
+        return NULL;
+    }
+    for (int i = 0; i < self->nparams; i++)
+        if (!set_core(&self->params[i], self->core[i], PyList_GET_ITEM(seq, i)))
+            return NULL;
+    if (!arm(self, args[1]))
+        return NULL;
+    void *error = call_face(self);
+    if (error != NULL)
+        return raise_failed(error);
+    self->pending = self->post != NULL;
+    if (!self->result)
+        Py_RETURN_NONE;
+    return get_core(&self->out, self->result);
+}
+
+/* post_core(): the post-return face with the last call_core()'s result (nothing without
+ * one, or when it already ran). */
+static PyObject *
+Face_post_core(Face *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->pending)
+        Py_RETURN_NONE;
+    self->pending = 0;
+    if (!open_face(self))
+        return NULL;
+    void *error = call_post(self);
+    if (error != NULL)
+        return raise_failed(error);
+    Py_RETURN_NONE;
+}
+
+/* alloc(align, size) -> int: realloc(0, 0, align, size) through the realloc face, unchecked
+ * (canonabi.Cx.realloc checks the answer). */
+static PyObject *
+Face_alloc(Face *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!takes(nargs, 2, "alloc(align, size)") || !open_face(self))
+        return NULL;
+    if (self->realloc == NULL) {
+        PyErr_SetString(PyExc_ValueError, "this face has no realloc");
+        return NULL;
+    }
+    unsigned long long a = PyLong_AsUnsignedLongLongMask(args[0]);
+    unsigned long long n = PyLong_AsUnsignedLongLongMask(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    self->grow[2].of.u32 = (uint32_t)a;
+    self->grow[3].of.u32 = (uint32_t)n;
+    void *error;
+    void *ctx = self->ctx;
+    const void *realloc_ = self->realloc;
+    Py_BEGIN_ALLOW_THREADS
+    error = comp_call(realloc_, ctx, self->grow, 4, &self->at, 1);
+    if (error == NULL)
+        error = comp_post(realloc_, ctx);
+    Py_END_ALLOW_THREADS
+    if (error != NULL)
+        return raise_failed(error);
+    return PyLong_FromUnsignedLong(self->at.of.u32);
+}
+
+/* arm(epoch): arm the deadline as call() does, before a lowering that calls the guest's
+ * realloc (which must run under this call's deadline, not the last one's). */
+static PyObject *
+Face_arm(Face *self, PyObject *epoch)
+{
+    if (!open_face(self) || !arm(self, epoch))
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* close(): the store is being freed; later calls are refused instead of touching it. */
+static PyObject *
+Face_close(Face *self, PyObject *Py_UNUSED(ignored))
+{
+    self->ctx = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Face_methods[] = {
+    {"call", (PyCFunction)(void (*)(void))Face_call, METH_FASTCALL,
+     "call(args, epoch) -> the JSON value of a scalar signature's result"},
+    {"call_core", (PyCFunction)(void (*)(void))Face_call_core, METH_FASTCALL,
+     "call_core(values, epoch) -> the core result; post_core() after reading it"},
+    {"post_core", (PyCFunction)Face_post_core, METH_NOARGS,
+     "the post-return face with the last call_core()'s result"},
+    {"alloc", (PyCFunction)(void (*)(void))Face_alloc, METH_FASTCALL,
+     "alloc(align, size) -> the guest realloc's answer, unchecked"},
+    {"arm", (PyCFunction)Face_arm, METH_O, "arm(epoch): the deadline, as call() arms it"},
+    {"close", (PyCFunction)Face_close, METH_NOARGS, "refuse further calls"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Face_members[] = {
+    {"scalar", T_INT, offsetof(Face, scalar), READONLY, "whether call() serves this face"},
+    {"armed", T_LONGLONG, offsetof(Face, armed), 0, "epoch of the last deadline arm, -1"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject FaceType = {
+    TYPE_HEAD("_compcall", Face, Py_TPFLAGS_DEFAULT,
+              "One component export's flat face on one instance, with its C values."),
+    .tp_init = (initproc)Face_init,
+    .tp_methods = Face_methods,
+    .tp_members = Face_members,
+};
+
+/* bind(func_call, post_return, set_epoch_deadline, kinds, failed, trap): the addresses of
+ * wasmtime's C functions, the kinds (U32, U64, F32, F64) of wasmtime_component_val_t, and the
+ * exception classes a failure and a canonical-ABI trap are raised as. */
+static PyObject *
+bind(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    void *p[3];
+    if (!takes(nargs, 6, "bind(three addresses, kinds, failed, trap)")
+        || !function_addresses(args, 3, p))
+        return NULL;
+    unsigned char k[4];
+    if (!PyArg_ParseTuple(args[3], "bbbb", &k[0], &k[1], &k[2], &k[3]))
+        return NULL;
+    if (!PyType_Check(args[4]) || !PyType_Check(args[5])
+        || !PyType_IsSubtype((PyTypeObject *)args[4], (PyTypeObject *)PyExc_Exception)
+        || !PyType_IsSubtype((PyTypeObject *)args[5], (PyTypeObject *)PyExc_Exception)) {
+        PyErr_SetString(PyExc_TypeError, "failed and trap: exception classes");
+        return NULL;
+    }
+    comp_call = (comp_call_fn)p[0];
+    comp_post = (comp_post_fn)p[1];
+    set_deadline = (set_deadline_fn)p[2];
+    kind_u32 = k[0];
+    kind_u64 = k[1];
+    kind_f32 = k[2];
+    kind_f64 = k[3];
+    Py_XSETREF(failed_type, Py_NewRef(args[4]));
+    Py_XSETREF(trap_type, Py_NewRef(args[5]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
+     "bind the wasmtime C functions, the value kinds and the failure classes"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_compcall",
+    "The component call path in C (see sandbox/component/flatcall.py for the contract).", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__compcall(void)
+{
+    static PyTypeObject *const types[] = {&FaceType, NULL};
+    if ((str_nan = PyUnicode_InternFromString("nan")) == NULL
+        || (str_inf = PyUnicode_InternFromString("inf")) == NULL
+        || (str_minus_inf = PyUnicode_InternFromString("-inf")) == NULL)
+        return NULL;
+    PyObject *m = module_with_types(&module_def, types);
+    if (m != NULL && (PyModule_AddIntConstant(m, "VAL_SIZE", sizeof(cval)) < 0
+                      || PyModule_AddIntConstant(m, "VAL_OF", offsetof(cval, of)) < 0
+                      || PyModule_AddIntConstant(m, "MAX_CORE", MAX_CORE) < 0))
+        Py_CLEAR(m);
+    return m;
+}
