@@ -92,6 +92,18 @@ def _trust(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> s
     return f"plugins.trust (keys: {policy.describe()}); catalog versions served re-checked"
 
 
+def _sources(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
+    # The references added are pulled and published as at start, on a thread of their own
+    # (each failure one warning). One taken away stays in the catalog, as any publish does:
+    # every host of the store may be serving it (omnicore plugins remove NAME ends that).
+    from omnicore.plugins.extension import publish_sources_of
+
+    added = [ref for ref in new.catalog.sources if ref not in old.catalog.sources]
+    if not publish_sources_of(app, added):
+        return "catalog.sources: this host follows no catalog (catalog.follow is off)"
+    return f"catalog.sources: publishing {', '.join(added) or 'none added'}"
+
+
 def _check_mcp(app: OmniApp, new: OmniConfig) -> None:
     # A typo in mcp.expose (a pattern exposing none of the loaded plugins' handlers) is
     # refused as `omnicore mcp` and `omnicore run` refuse it at start.
@@ -152,6 +164,7 @@ SECTIONS: dict[str, Section] = {
     "shutdown": Section((("shutdown_grace_s",),), _nothing),
     "connectors": Section((("connectors",),), _connectors, _check_connectors),
     "trust": Section((("trust",),), _trust, _check_trust),
+    "catalog sources": Section((("catalog", "sources"),), _sources),
 }
 #: Keys under a section's prefix that still need a restart: the job service and the event
 #: subscriptions take their options once, when they are made.

@@ -1,5 +1,6 @@
 """The plugin catalog across ``omnicore run`` hosts on one PostgreSQL (issue 44, items 1-3):
-hosts with different plugin folders, work claimed only where its plugin is, a plugin published
+hosts with different plugin folders, work claimed only where its plugin is (jobs, workflow
+steps, durable event deliveries), a plugin published
 mid-run that every host then serves, a version one host cannot load shown there while the
 others serve it, a host that was down during a publish, and a rollback. Real hosts, real
 plugins (the Rust examples), a real PostgreSQL the tests start (tests/pgcluster.py)."""
@@ -7,7 +8,9 @@ plugins (the Rust examples), a real PostgreSQL the tests start (tests/pgcluster.
 from __future__ import annotations
 
 import json
+import struct
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from omnicore.plugins.host import PluginHost
 from omnicore.storage import JobSpec
 from omnicore.storage.postgres import PostgresStorage
 from tests.cluster.hosts import Host, hosts_serving, wait_for
+from tests.event_fixtures import events_wasm
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILT = ROOT / "build" / "plugins"
@@ -113,6 +117,95 @@ def test_jobs_go_only_where_their_plugin_is_and_a_mid_run_publish_shares_them(
     reports = {i.runtime_id: i.plugins for i in store.instances.all()}
     assert reports[a]["counter-rust"]["origin"] == "file"
     assert "counter-rust" not in reports[hosts[1].runtime_id]
+
+
+#: A workflow whose first step only host 0 can run (counter-rust), started on host 2.
+MIXED = """format: omniflow/v1
+name: mixed
+steps:
+  - id: count
+    uses: plugin:counter-rust/count
+    with: {}
+  - id: greet
+    uses: plugin:greeter-rust/greet
+    needs: [count]
+    with: {name: x}
+"""
+#: Workflow runs started in the mixed-folder run, and events published.
+RUNS, EVENTS = 20, 30
+
+
+def test_workflow_steps_and_event_deliveries_go_only_where_their_plugin_is(
+        cluster: Any, tmp_path: Path) -> None:
+    # src publishes (hosts 0 and 2); sink subscribes durably on host 1 only, twin on hosts 1
+    # and 2 (both hear each event: one delivery each is queued, not two).
+    plugins = tmp_path / "events"
+    plugins.mkdir()
+    durable = [{"topic": "plugin.src.*", "handler": "on_event", "durable": True}]
+    src, sink, twin = (plugins / f"{n}.wasm" for n in ("src", "sink", "twin"))
+    src.write_bytes(events_wasm("src"))
+    sink.write_bytes(events_wasm("sink", durable))
+    twin.write_bytes(events_wasm("twin", durable))
+    grants = {"plugins": {**GRANTS, **{n: {"grants": ["events", "kv"]}
+                                       for n in ("src", "sink", "twin")}}}
+    # The workflow is loaded on host 2 only (its steps run wherever their plugin is).
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "mixed.yaml").write_text(MIXED)
+    hosts, store = cluster([[COUNTER, GREETER, src], [GREETER, sink, twin],
+                            [GREETER, src, twin]],
+                           [grants, grants, {**grants, "workflows": {"dir": str(flows)}}])
+    runtime = [h.runtime_id for h in hosts]
+    wait_for(lambda: _start_run(hosts[2], "mixed") is not None, "the workflow loaded on host 2",
+             hosts, timeout=60)
+    run_ids = [_start_run(hosts[2], "mixed") for _ in range(RUNS - 1)]
+    run_ids = [r for r in run_ids if r is not None]
+    # The events: published by src's pub handler, on the two hosts that have src.
+    now = time.time()
+    store.queue.add_many([JobSpec("src", "pub", struct.pack("<I", 5) + b"order" + b"%d" % i,
+                                  now) for i in range(EVENTS)])
+    runs = store.workflows
+    wait_for(lambda: all(r.state == "succeeded" for r in runs.runs(limit=RUNS)) and
+             len(runs.runs(limit=RUNS)) == RUNS, "every run", hosts, timeout=120)
+    for run in runs.runs(limit=RUNS):
+        started: dict[str, list[str | None]] = {}
+        for h in runs.history(run.id):
+            if h.kind == "step.started" and h.step is not None:
+                started.setdefault(h.step, []).append(h.actor)
+        # The counter step was claimed only where counter-rust is (a claim elsewhere, even
+        # given back uncounted, would be a second start); each step on its first attempt.
+        assert started["count"] == [runtime[0]], (run.id, started)
+        assert len(started["greet"]) == 1 and started["greet"][0] in runtime
+        assert [s.attempt for s in runs.steps(run.id)] == [1, 1]
+    wait_for(lambda: all(len(_deliveries(store, n)) == EVENTS
+                         and all(j.state == "succeeded" for j in _deliveries(store, n))
+                         for n in ("sink", "twin")), "every delivery", hosts, timeout=120)
+    for name, where in (("sink", {runtime[1]}), ("twin", {runtime[1], runtime[2]})):
+        jobs = _deliveries(store, name)
+        # One delivery per event, whichever host published it, on a host with the plugin.
+        assert len({j.payload for j in jobs}) == EVENTS
+        assert {j.owner for j in jobs} <= where, (name, {j.owner for j in jobs})
+        assert {j.attempts for j in jobs} == {1}
+    sources = {j.owner for j in store.queue.list(plugin="src", limit=EVENTS)}
+    assert sources <= {runtime[0], runtime[2]}
+
+
+def _start_run(host: Host, name: str) -> int | None:
+    req = urllib.request.Request(f"{host.console}/api/v1/workflows/{name}/runs", data=b"{}",
+                                 headers={"Authorization": f"Bearer {_admin(host)}",
+                                          "Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return int(json.loads(r.read())["id"])
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # not loaded yet
+            return None
+        raise
+
+
+def _deliveries(store: PostgresStorage, plugin: str) -> list[Any]:
+    return [j for j in store.queue.list(plugin=plugin, limit=10 * EVENTS)
+            if j.handler == "on_event"]
 
 
 def test_a_rollout_converges_a_host_that_cannot_load_it_says_why_and_keeps_its_old_one(

@@ -234,6 +234,10 @@ def test_enqueue_refuses_what_it_cannot_run(ticker: Host) -> None:
         long_key = admin.post("/api/v1/jobs", json={"plugin": "ticker", "handler": "tick"},
                               headers={"Idempotency-Key": "k" * 256})
         assert long_key.status_code == 422
+        # The hosts key durable event deliveries so: a client cannot take an event's key.
+        taken = admin.post("/api/v1/jobs", json={"plugin": "ticker", "handler": "tick"},
+                           headers={"Idempotency-Key": "omnicore:event:1:ticker:on_event"})
+        assert taken.status_code == 422 and "may not begin with 'omnicore:event:'" in taken.text
     with ticker.client(ticker.viewer_token) as viewer:
         r = viewer.post("/api/v1/jobs", json={"plugin": "ticker", "handler": "tick"})
         assert r.status_code == 403

@@ -1,5 +1,6 @@
-"""``catalog.sources``: OCI references a host publishes to the catalog at start (issue 44,
-item 6: plugins from an OCI reference in config, none baked into the image). A real registry
+"""``catalog.sources``: OCI references a host publishes to the catalog at start and when a
+config reload adds them (issue 44, item 6: plugins from an OCI reference in config, none baked
+into the image). A real registry
 started by the tests (tests/registryserver.py), a real host on SQLite: the reference is
 pulled, published once (a restart and a second start publish nothing new, and do not undo a
 rollback), served; a reference that cannot be pulled or is unsigned under plugins.trust is
@@ -7,6 +8,7 @@ one warning and the host starts; a value that is no OCI reference is a config er
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from omnicore.app import OmniApp
+from omnicore.app_reload import ConfigReload
 from omnicore.cli import main
+from omnicore.config import load_config
 from omnicore.errors import ConfigError
 from omnicore.plugins.catalog import Catalog, app_catalog
 from tests.host_fixtures import echo_wasm
@@ -103,6 +107,38 @@ def test_a_source_in_config_is_published_once_and_served(
                "the source thread's look")
     assert [v.number for v in catalog_of(again).versions("greeter")] == [2, 1]
     assert serves(again, "greeter", "1.0.0")
+
+
+def test_a_source_added_by_a_config_reload_is_published_without_a_restart(
+        registry: Registry, tmp_path: Path, module_cache: Path) -> None:
+    first = push(registry, tmp_path, "live/first:1", echo_wasm("first", "1.0.0"))
+    added = push(registry, tmp_path, "live/added:1", echo_wasm("added", "1.0.0"))
+    (tmp_path / "plugins").mkdir()
+    path = tmp_path / "omnicore.yaml"
+    doc: dict[str, Any] = {"name": "sources-live", "data_dir": "data",
+                           "plugins_dir": "plugins",
+                           "sandbox": {"cache_dir": str(module_cache)},
+                           "catalog": {"poll_s": 0.05, "sources": [first]}}
+    path.write_text(json.dumps(doc))
+    app = OmniApp(config=load_config(path))
+    reloader = ConfigReload(path)
+    app.add_module(reloader)
+    app.start()
+    try:
+        eventually(lambda: serves(app, "first", "1.0.0"), "the source at start")
+        doc["catalog"]["sources"] = [added]  # one added, one taken away
+        path.write_text(json.dumps(doc))
+        eventually(lambda: serves(app, "added", "1.0.0"), "the source the reload added")
+        eventually(lambda: app.storage.audit.entries(action_prefix="config.reload"),
+                   "the reload's audit entry")
+        [entry] = app.storage.audit.entries(action_prefix="config.reload")
+        assert entry.after["applied"]["catalog sources"] == f"catalog.sources: publishing {added}"
+        assert entry.after["restart"] == []
+        # The reference taken away stays in the catalog: every host may be serving it.
+        assert sorted(e.name for e in catalog_of(app).entries()) == ["added", "first"]
+        assert serves(app, "first", "1.0.0")
+    finally:
+        app.stop()
 
 
 def test_a_source_that_cannot_be_pulled_is_one_warning_and_the_host_serves(

@@ -1,6 +1,8 @@
-"""A workflow step row that pins a plugin version (``pin`` = ``name@sha256:<hex>``) is
-claimed only by a host serving that name at that version, on every backend: a due row, a
-dead host's row and the idle wait's next-due time alike; an unpinned row goes to any host."""
+"""A workflow step row that calls a plugin (``plugin``) is claimed only by a host serving that
+plugin, and one that pins a version too (``pin`` = ``name@sha256:<hex>``) only by a host
+serving that name at that version, on every backend: a due row, a dead host's row and the
+idle wait's next-due time alike; a row naming no plugin (an approval, an HTTP request) goes to
+any host."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import time
 import pytest
 
 from omnicore.storage import Storage
+from omnicore.storage.stores.leases import MAX_PROBES
 from omnicore.storage.workflows import NewStep, WorkflowStore
 
 pytestmark = pytest.mark.store("workflows")
@@ -66,4 +69,58 @@ def test_next_due_counts_only_the_steps_a_host_may_claim(storage: Storage) -> No
     assert store.next_due() == pytest.approx(now - 50)
     assert store.next_due({"tool": B}) == pytest.approx(now - 50)
     assert store.next_due({"tool": A}) == pytest.approx(later)
+    assert store.next_due({}) == pytest.approx(later)
+
+
+@pytest.mark.parametrize("others", [0, MAX_PROBES + 1], ids=["probe-per-plugin", "one-scan"])
+def test_a_plugin_step_is_claimed_only_where_its_plugin_serves(storage: Storage,
+                                                                others: int) -> None:
+    store = storage.workflows
+    now = time.time()
+    run = _run(store)
+    store.add_steps(run, [
+        NewStep("pinned", -1, "queued", run_at=now - 40, pin=f"tool@{A}", plugin="tool"),
+        NewStep("tool", -1, "queued", run_at=now - 30, plugin="tool"),
+        NewStep("other", -1, "queued", run_at=now - 20, plugin="other"),
+        NewStep("approval", -1, "queued", run_at=now - 10)])
+    # Past MAX_PROBES names the claim filters one scan instead of seeking per name.
+    extra = {f"p{i}": B for i in range(others)}
+    # A host serving no plugin: only the row naming none.
+    got = store.claim("w0", now, 30, dict(extra))
+    assert got is not None and got.step == "approval" and got.plugin is None
+    assert store.claim("w0", now, 30, dict(extra)) is None
+    got = store.claim("w1", now, 30, {**extra, "other": None})
+    assert got is not None and (got.step, got.plugin, got.attempt) == ("other", "other", 1)
+    # Serving tool at another version: the unpinned tool row, never the pinned one.
+    got = store.claim("w2", now, 30, {**extra, "tool": B})
+    assert got is not None and (got.step, got.plugin) == ("tool", "tool")
+    assert store.claim("w2", now, 30, {**extra, "tool": B}) is None
+    got = store.claim("w3", now, 30, {**extra, "tool": A})
+    assert got is not None and (got.step, got.pin) == ("pinned", f"tool@{A}")
+    assert [s.attempt for s in store.steps(run)] == [1, 1, 1, 1]
+
+
+def test_a_dead_hosts_plugin_step_goes_only_to_a_host_serving_its_plugin(
+        storage: Storage) -> None:
+    store = storage.workflows
+    now = time.time()
+    run = _run(store)
+    store.add_steps(run, [NewStep("s", -1, "queued", run_at=now - 5, plugin="tool")])
+    assert store.claim("dead-host", now, 0.5, {"tool": None}) is not None
+    assert store.claim("w", now + 1, 30, {"other": None}) is None  # expired, plugin lacking
+    assert store.claim("w", now + 1, 30, {}) is None
+    again = store.claim("w2", now + 1, 30, {"tool": A})
+    assert again is not None and again.step == "s" and again.attempt == 2
+
+
+def test_next_due_counts_only_the_plugin_steps_a_host_serves(storage: Storage) -> None:
+    store = storage.workflows
+    now = time.time()
+    run = _run(store)
+    later = now + 600
+    store.add_steps(run, [NewStep("tool", -1, "queued", run_at=now - 50, plugin="tool"),
+                          NewStep("approval", -1, "queued", run_at=later)])
+    assert store.next_due() == pytest.approx(now - 50)
+    assert store.next_due({"tool": None}) == pytest.approx(now - 50)
+    assert store.next_due({"other": A}) == pytest.approx(later)
     assert store.next_due({}) == pytest.approx(later)

@@ -171,20 +171,21 @@ def test_an_outage_of_the_queue_drops_durable_deliveries_in_one_line(
     ev_app.plugins.load(events_wasm("sink", [{"topic": "plugin.src.*", "handler": "on_event",
                                               "durable": True}]), grants=GRANTS)
     (sub,) = [s for s in ev_app.subscriptions.all() if s.plugin == "sink"]
-    enqueue = ev_app.jobs.enqueue
+    enqueue_once = ev_app.jobs.enqueue_once
 
     def away(*args: Any, **kwargs: Any) -> int:
         # The event log took the event; the queue went away in between.
         raise StorageError("storage test.db: unreachable")
 
-    monkeypatch.setattr(ev_app.jobs, "enqueue", away)
+    # A logged plugin event is queued under its delivery key.
+    monkeypatch.setattr(ev_app.jobs, "enqueue_once", away)
     assert pub(ev_app, "src", "a") == 0 and pub(ev_app, "src", "b") == 0
     assert sub.dropped == 2  # counted, and the publisher was not failed
     # Other hosts' events cannot be read either: nothing raises into the listener's thread.
     ids = [r.id for r in ev_app.storage.events.recent(2)]
     monkeypatch.setattr(ev_app.storage.events, "get_many", away)
     ev_app.subscriptions._from_another_host(ids)
-    monkeypatch.setattr(ev_app.jobs, "enqueue", enqueue)
+    monkeypatch.setattr(ev_app.jobs, "enqueue_once", enqueue_once)
     assert pub(ev_app, "src", "c") == 0
     deadline = time.monotonic() + 30
     while seen(ev_app, "sink") < 1:

@@ -63,8 +63,8 @@ def test_validate_against_the_app_warns_for_a_missing_plugin_and_fails_a_missing
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
         f"{later}: warning: line 5: steps[1].uses: step 'stamp' uses plugin 'stamper', which "
-        "the app does not have (plugins: echo); it may be added later, else the step fails "
-        "when it runs"]
+        "the app does not have (plugins: echo); it may be added later or served by another "
+        "host of the store: until a host serves it, the step waits queued"]
     assert f"{later}: ok — workflow later, 2 step(s)" in done.stdout
     assert "1 warning(s)" in done.stdout
 
@@ -177,8 +177,8 @@ def test_console_shows_the_findings_of_each_workflow(
             assert listed["later"]["state"] == "loaded"
             assert listed["later"]["warnings"] == [
                 "warning: line 5: steps[1].uses: step 'stamp' uses plugin 'stamper', which the app "
-                "does not have (plugins: echo); it may be added later, else the step fails when "
-                "it runs"]
+                "does not have (plugins: echo); it may be added later or served by another host "
+                "of the store: until a host serves it, the step waits queued"]
             assert listed["wrong"]["state"] == "failed"
             assert "step 'shout': plugin 'echo' has no handler 'shout'" in \
                 listed["wrong"]["problems"][0]

@@ -175,7 +175,8 @@ def test_references_to_plugins_handlers_connectors_and_workflows() -> None:
         "line 5: steps[1].uses: step 'b': plugin 'greeter' has no handler 'shout' "
         "(handlers: greet)",
         "warning: line 6: steps[2].uses: step 'c' uses plugin 'ghost', which the app does not "
-        "have (plugins: greeter); it may be added later, else the step fails when it runs",
+        "have (plugins: greeter); it may be added later or served by another host of the store: "
+        "until a host serves it, the step waits queued",
         "line 7: steps[3].uses: unknown connector 'api' (connectors in the app config: none)",
         "line 8: steps[4].uses: unknown workflow 'other'",
     ]

@@ -372,8 +372,9 @@ def test_a_broken_file_fails_alone_with_every_problem(wf_app: Start) -> None:
         "(handlers: greet)"]
     assert [str(p) for p in entries["bad"].warnings] == [
         "warning: line 4: steps[0].uses: step 'a' uses plugin 'ghost', which the app does not "
-        "have (plugins: counter-rust, greeter-rust, textstats-rust); it may be added later, "
-        "else the step fails when it runs"]
+        "have (plugins: counter-rust, greeter-rust, textstats-rust); it may be added later "
+        "or served by another host of the store: until a host serves it, the step waits "
+        "queued"]
 
 
 def test_a_run_whose_advance_failed_on_the_storage_advances_when_it_returns(

@@ -193,8 +193,9 @@ class CatalogConfig(_Strict):
     sources: list[str] = Field(
         default_factory=list,
         description="OCI references (oci://REGISTRY/REPO:TAG or @sha256:...) each host "
-                    "publishes to the catalog at start, pulled with registry.* and "
-                    "plugins.trust, unless the catalog keeps that module already: plugins "
+                    "publishes to the catalog at start and when a config reload adds it, "
+                    "pulled with registry.* and plugins.trust, unless the catalog keeps that "
+                    "module already: plugins "
                     "declared in config (a Kubernetes ConfigMap) instead of baked into the "
                     "image")
 

@@ -51,6 +51,7 @@ from omnicore.console.render import done, page, read_form
 from omnicore.console.responses import JSONResponse
 from omnicore.errors import OmniError
 from omnicore.jobs.schedules import PAUSED
+from omnicore.subscriptions import DELIVERY_KEYS
 
 if TYPE_CHECKING:
     from omnicore.app import OmniApp
@@ -187,6 +188,9 @@ def enqueue_doc(doc: dict[str, Any], key: str | None) -> tuple[str, str, bytes, 
     if key is not None and not 0 < len(key) <= MAX_KEY:
         raise ApiError(422, f"Idempotency-Key must be 1 to {MAX_KEY} characters",
                        type="ConfigError")
+    if key is not None and key.startswith(DELIVERY_KEYS):
+        raise ApiError(422, f"Idempotency-Key may not begin with {DELIVERY_KEYS!r}: the hosts "
+                            "key their event deliveries so", type="ConfigError")
     return plugin, handler, _payload(doc), float(delay)
 
 

@@ -166,7 +166,7 @@ class Jobs:
 
     def enqueue_once(self, plugin: str, handler: str, payload: bytes, key: str, *,
                      delay_s: float = 0.0, source: str = "operator",
-                     version: str | None = None) -> tuple[int, bool]:
+                     version: str | None = None, hops: int = 0) -> tuple[int, bool]:
         """:meth:`enqueue` under the idempotency ``key``: the same key within a day gives
         the job it made (and False: nothing was queued now), on any host of the database.
         The same key with another plugin, handler, payload or ``version`` (the digest the
@@ -182,7 +182,7 @@ class Jobs:
         digest = hashlib.sha256(b"\0".join(parts)).hexdigest()
         now = time.time()
         spec = JobSpec(plugin, handler, bytes(payload), now + delay_s, self.policy.max_attempts,
-                       self.policy.backoff_ms, source, 0, version)
+                       self.policy.backoff_ms, source, hops, version)
         job_id, first, made = self._storage().queue.add_keyed(spec, key, digest, now,
                                                               IDEMPOTENCY_KEEP_S)
         if first != digest:
@@ -190,7 +190,7 @@ class Jobs:
                             "another plugin, handler or payload; use a new key")
         if made:
             self._events.publish(JobQueued(job_id=job_id, plugin=plugin, handler=handler,
-                                           source=source, hops=1))
+                                           source=source, hops=hops + 1))
             self.wake()
         return job_id, made
 

@@ -9,7 +9,7 @@ watching and closes every runtime.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from omnicore.sandbox.limits import Limits
 from omnicore.storage.base import Storage
 from omnicore.types import HostApp
 
-__all__ = ["register", "shutdown", "startup"]
+__all__ = ["publish_sources_of", "register", "shutdown", "startup"]
 
 
 class PluginsApp(HostApp, Protocol):
@@ -79,8 +79,7 @@ def startup(app: PluginsApp) -> None:
         # Before the folder too: a name the catalog serves is not loaded from the folder.
         host.published.follower = follower
         follower.follow(app.storage.on_catalog)
-        if app.config.catalog.sources:
-            _publish_sources(app, follower)
+        publish_sources_of(app, app.config.catalog.sources)
     folder = host.watch_folder(app.config.plugins_dir, watch=app.config.sandbox.watch,
                                required=app.config.source_of("plugins_dir") != "default")
     loaded = sum(1 for p in host if p.state == "loaded")
@@ -113,15 +112,21 @@ def _follower(app: PluginsApp) -> CatalogFollower:
 
 
 
-def _publish_sources(app: PluginsApp, follower: CatalogFollower) -> None:
-    # catalog.sources: pulled and published on a thread of their own (plugins.sources).
+def publish_sources_of(app: PluginsApp, refs: Sequence[str]) -> bool:
+    """Pull and publish ``refs`` (``catalog.sources``, at start or added by a config reload)
+    on a thread of their own (plugins.sources); False when this host follows no catalog."""
     from omnicore.plugins.catalog import app_catalog
     from omnicore.plugins.sources import start_publishing
 
-    storage = app.storage
-    catalog = app_catalog(lambda: storage, app.plugins.published.check_module,
-                          app.config.catalog, app.config.trust)
-    start_publishing(list(app.config.catalog.sources), app.config, catalog, follower.wake)
+    follower = app.plugins.published.follower
+    if follower is None:
+        return False
+    if refs:
+        storage = app.storage
+        catalog = app_catalog(lambda: storage, app.plugins.published.check_module,
+                              app.config.catalog, app.config.trust)
+        start_publishing(list(refs), app.config, catalog, follower.wake)
+    return True
 
 
 def _module_or_none(app: HostApp, module: str) -> Any:

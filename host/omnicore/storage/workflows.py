@@ -85,6 +85,9 @@ class StepRecord(_Record):
     decided_at: float | None
     #: The plugin version the step asks for (``name@sha256:<hex>``), None: any.
     pin: str | None = None
+    #: The plugin a plugin step calls (only a host serving it claims the row), None: a step
+    #: any host runs.
+    plugin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +115,10 @@ class NewStep:
     wait: Any = None
     error: str | None = None
     #: The plugin version the row must run on (``name@sha256:<hex>``): only a host serving
-    #: that module claims it. None: any host.
+    #: that module claims it. None: any version.
     pin: str | None = None
+    #: The plugin the row calls: only a host serving it claims the row. None: any host.
+    plugin: str | None = None
 
 
 def to_json(value: Any) -> str | None:
@@ -212,8 +217,9 @@ class WorkflowStore(abc.ABC):
     def claim(self, owner: str, now: float, lease_s: float,
               serving: Mapping[str, str | None] | None = None) -> StepRecord | None:
         """Lease the oldest due step (queued, or running with an expired lease). With
-        ``serving`` (each plugin this host serves -> the digest serving it), a step pinning
-        a plugin version (:attr:`NewStep.pin`) only where that version serves."""
+        ``serving`` (each plugin this host serves -> the digest serving it), a plugin step
+        only where its plugin serves (:attr:`NewStep.plugin`), and one pinning a version
+        (:attr:`NewStep.pin`) only where that version serves."""
 
     @abc.abstractmethod
     def renew(self, owner: str, keys: Sequence[tuple[int, str, int]], until: float) -> None:

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from omnicore.subscriptions.events import PluginEvent, event_body
 from omnicore.subscriptions.metrics import SubscriberMetrics
-from omnicore.subscriptions.service import Refusal, Subscriptions, SubscriptionsApp
+from omnicore.subscriptions.service import (
+    DELIVERY_KEYS,
+    Refusal,
+    Subscriptions,
+    SubscriptionsApp,
+    delivery_key,
+)
 from omnicore.subscriptions.subscriber import (
     Subscriber,
     check_manifest,
@@ -23,6 +29,6 @@ from omnicore.subscriptions.subscriber import (
     parse_subscription,
 )
 
-__all__ = ["PluginEvent", "Refusal", "Subscriber", "SubscriberMetrics", "Subscriptions",
-           "SubscriptionsApp", "check_manifest", "event_body", "manifest_subscriptions",
-           "parse_subscription"]
+__all__ = ["DELIVERY_KEYS", "PluginEvent", "Refusal", "Subscriber", "SubscriberMetrics",
+           "Subscriptions", "SubscriptionsApp", "check_manifest", "delivery_key", "event_body",
+           "manifest_subscriptions", "parse_subscription"]

@@ -22,6 +22,9 @@ class PluginEvent(Event):
     plugin: str
     data: bytes = field(repr=False)
     hops: int = 1
+    #: Its id in the storage's event log (None: not logged): what every host of a shared
+    #: database names it by, so a durable delivery is queued once whichever host queues it.
+    event_id: int | None = None
 
 
 def _not_json(name: str) -> Any:

@@ -6,7 +6,14 @@ bus event to the subscribers whose pattern matches it.
 
 Delivery never runs on the publisher's call: each subscriber has a bounded in-memory inbox
 drained by a small thread pool (an overflow is dropped, counted and logged), or, with
-``durable: true``, a job in the durable queue (at least once, survives a restart). A plugin
+``durable: true``, a job in the durable queue (at least once, survives a restart).
+
+Hosts sharing a database hear each other's plugin events (the event log's announcements), and
+each delivers them to the subscribers it has: live ones on this host, durable ones as a job
+queued under a key naming the event and the subscriber (:func:`delivery_key`), so every host
+with the subscribing plugin may queue it and the queue keeps one. A durable subscriber that
+only some hosts have still gets the events published on the others, and its jobs go only to
+hosts serving it (the queue is routed by plugin). A plugin
 does not receive its own events unless its subscription says ``self: true``. Every event
 carries a hop count — one more than the work that published it — and a delivery beyond
 ``capabilities.events.max_hops`` is dropped, so plugins publishing to each other in a cycle
@@ -38,9 +45,18 @@ from omnicore.subscriptions.metrics import SubscriberMetrics
 from omnicore.subscriptions.subscriber import Subscriber, manifest_subscriptions
 from omnicore.types import HostApp
 
-__all__ = ["Refusal", "Subscriptions", "SubscriptionsApp"]
+__all__ = ["DELIVERY_KEYS", "Refusal", "Subscriptions", "SubscriptionsApp", "delivery_key"]
 
 log = get_logger("omnicore.subscriptions")
+
+
+#: The idempotency keys of durable deliveries begin so (the REST API refuses keys that do).
+DELIVERY_KEYS = "omnicore:event:"
+
+
+def delivery_key(event_id: int, sub: Subscriber) -> str:
+    """The idempotency key of ``sub``'s durable delivery of the logged event ``event_id``."""
+    return f"{DELIVERY_KEYS}{event_id}:{sub.plugin}:{sub.handler}"
 
 
 class Refusal(enum.Enum):
@@ -140,20 +156,21 @@ class Subscriptions:
         self._bus_subs.append(bus.subscribe("*", self._route))
         for info in list(host):
             self.sync(info.name)
-        # What plugins publish on the other hosts of a shared database reaches the live
-        # subscribers here too (their durable subscriptions were queued once, by the origin).
+        # What plugins publish on the other hosts of a shared database reaches the
+        # subscribers here too (a durable delivery keyed by the event: queued once).
         self._app.storage.on_event(self._from_another_host)
 
     def _from_another_host(self, event_ids: list[int]) -> None:
         if self._threads is None or not self._subs:
             return  # nobody here listens: no query at all
-        # One query a burst; in an outage the burst is not delivered here (live: at most once).
+        # One query a burst; in an outage the burst is not delivered here (live: at most
+        # once; durable: by the hosts that read it).
         none: list[EventRecord] = []
         records = self._outage.call(lambda: self._app.storage.events.get_many(event_ids), none)
         for record in records:
             if record.plugin is not None:
                 self._route(PluginEvent(topic=record.topic, plugin=record.plugin,
-                                        data=record.payload), live_only=True)
+                                        data=record.payload, event_id=record.id))
 
     def stop(self) -> None:
         for sub in self._bus_subs:
@@ -178,7 +195,7 @@ class Subscriptions:
             else:
                 self._subs.pop(plugin, None)
 
-    def _route(self, event: Event, live_only: bool = False) -> None:
+    def _route(self, event: Event) -> None:
         if not self._subs:
             return
         hops = int(getattr(event, "hops", 0))
@@ -194,16 +211,21 @@ class Subscriptions:
         body = event_body(event)
         for sub in targets:
             if sub.durable:
-                if live_only:
-                    continue
-                self._enqueue(sub, body, event.topic, hops)
+                self._enqueue(sub, body, event.topic, hops, getattr(event, "event_id", None))
             else:
                 self._offer(sub, body, hops)
 
-    def _enqueue(self, sub: Subscriber, body: bytes, topic: str, hops: int) -> None:
+    def _enqueue(self, sub: Subscriber, body: bytes, topic: str, hops: int,
+                 event_id: int | None) -> None:
         def enqueue() -> bool:
-            self._app.jobs.enqueue(sub.plugin, sub.handler, body, source=f"event:{topic}",
-                                   hops=hops)
+            source = f"event:{topic}"
+            if event_id is None:  # a host's own event: only this host heard it
+                self._app.jobs.enqueue(sub.plugin, sub.handler, body, source=source,
+                                       hops=hops)
+            else:
+                self._app.jobs.enqueue_once(sub.plugin, sub.handler, body,
+                                            delivery_key(event_id, sub), source=source,
+                                            hops=hops)
             return True
 
         # The event log took the event a moment ago; the queue failing now is an outage that
@@ -261,10 +283,11 @@ class Subscriptions:
         data = payload()
         full = f"plugin.{plugin}.{topic}"
         try:
-            self._app.storage.events.append(full, plugin, data, self.retain)
+            event_id = self._app.storage.events.append(full, plugin, data, self.retain)
         except StorageError:
             return Refusal.UNAVAILABLE
-        self._app.events.publish(PluginEvent(topic=full, plugin=plugin, data=data, hops=hops))
+        self._app.events.publish(PluginEvent(topic=full, plugin=plugin, data=data, hops=hops,
+                                             event_id=event_id))
         return None
 
     def collector(self) -> Collector:

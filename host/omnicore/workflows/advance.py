@@ -117,7 +117,8 @@ def begin(wf: Workflow, s: Step, needs: Sequence[StepRecord], ctx: Context, *,
                              step={"id": s.id, "index": i,
                                    "idempotency_key": idempotency_key(run, s.id, i)})
             row = _row(s, i, item_data, now)
-            rows.append(NewStep(s.id, i, "pending", row.input, wait=row.wait, pin=row.pin))
+            rows.append(NewStep(s.id, i, "pending", row.input, wait=row.wait, pin=row.pin,
+                                plugin=row.plugin))
         return rows
     except ExpressionError as exc:
         return [NewStep(s.id, -1, "failed", error=str(exc))]
@@ -136,7 +137,9 @@ def _row(s: Step, index: int, data: dict[str, Any], now: float) -> NewStep:
                        wait={"kind": "event", "topic": s.wait.topic, "until": until})
     if s.kind == "connector" and not s.handler:  # an HTTP request; a statement is its with
         return NewStep(s.id, index, "queued", record_request(s, data))
-    return NewStep(s.id, index, "queued", s.with_.evaluate(data), pin=s.pin)
+    # A plugin step names its plugin: only a host serving it claims the row.
+    return NewStep(s.id, index, "queued", s.with_.evaluate(data), pin=s.pin,
+                   plugin=s.target if s.kind == "plugin" else None)
 
 
 def items_outcome(s: Step, total: int, counts: Mapping[str, int],

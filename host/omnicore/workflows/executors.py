@@ -98,11 +98,12 @@ class StepExecutor:
                            state="cancelled", error="the run is not running")
             return
         s = runs.version(run.version).step(row.step)
-        if row.pin is not None and not self._serves(row.pin):
-            # The host swapped versions since the claim: back to the queue, uncounted, for a
-            # host that serves the version the step asks for.
-            log.info("run %d step %s asks for %s, which this host no longer serves; it is "
-                     "queued again for a host that does", row.run_id, row.step, row.pin[:80])
+        if s.kind == "plugin" and not self._serves(s.target, row.pin):
+            # The host unloaded the plugin or swapped versions since the claim: back to the
+            # queue, uncounted, for a host that serves what the step calls.
+            log.info("run %d step %s calls %s, which this host no longer serves; it is "
+                     "queued again for a host that does", row.run_id, row.step,
+                     (row.pin or s.target)[:80])
             store.release(owner, [(row.run_id, row.step, row.index)])
             return
         started = time.perf_counter()
@@ -151,13 +152,16 @@ class StepExecutor:
                 inline_limit=runs.settings.inline_output_bytes, duration_s=duration))
         runs.advance(row.run_id)
 
-    def _serves(self, pin: str) -> bool:
-        """Whether this host serves ``pin`` (``plugin@sha256:<hex>``) now."""
-        plugin, _, digest = pin.rpartition("@")
+    def _serves(self, plugin: str, pin: str | None) -> bool:
+        """Whether this host serves ``plugin`` now, at the version ``pin`` names
+        (``plugin@sha256:<hex>``) when it names one."""
         try:
-            return self._plugins().serving_digests().get(plugin) == digest
+            serving = self._plugins().serving_digests()
         except AttributeError:  # an app without a plugin host
             return True
+        if plugin not in serving:
+            return False
+        return pin is None or serving[plugin] == pin.rpartition("@")[2]
 
     def _call_plugin(self, s: Step, row: StepRecord) -> Any:
         payload = row.input if isinstance(row.input, (bytes, str)) else encode(row.input)

@@ -41,11 +41,11 @@ def check_references(wf: Workflow, *, plugins: Mapping[str, Iterable[str]] | Non
     connector of a kind the step cannot use (:func:`connector_mismatch`).
 
     ``plugins`` maps the app's plugins to their handlers; None skips that check. A plugin
-    the app does not have is a warning (it may be added later: the step fails only if it is
-    still missing when it runs); a handler the plugin lacks is an error. ``connectors`` maps
-    the app's connectors to their kinds; None skips that check. ``digests(plugin, digest)``
-    says why no host would ever run a step's ``digest`` (a version the catalog does not keep
-    and no host serves: an error); None skips that check.
+    the app does not have is a warning (it may be added later, or another host of the store
+    serves it: the step waits for a host that does); a handler the plugin lacks is an error.
+    ``connectors`` maps the app's connectors to their kinds; None skips that check.
+    ``digests(plugin, digest)`` says why no host would ever run a step's ``digest`` (a version
+    the catalog does not keep and no host serves: an error); None skips that check.
     """
     out = Collect(wf.lines)
     conns = dict(connectors) if connectors is not None else None
@@ -60,7 +60,8 @@ def check_references(wf: Workflow, *, plugins: Mapping[str, Iterable[str]] | Non
                 if s.target not in plugins:
                     out.add(path, f"step {s.id!r} uses plugin {s.target!r}, which the app does "
                                   f"not have (plugins: {', '.join(sorted(plugins)) or 'none'}); "
-                                  "it may be added later, else the step fails when it runs",
+                                  "it may be added later or served by another host of the "
+                                  "store: until a host serves it, the step waits queued",
                             warning=True)
                 elif s.handler not in set(plugins[s.target]):
                     out.add(path, f"step {s.id!r}: plugin {s.target!r} has no handler "

@@ -373,7 +373,15 @@ _V22_STEP_PIN = """
 ALTER TABLE wf_steps ADD COLUMN pin text;
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 22 drops what an
+# The plugin a workflow's plugin step calls (NULL: a step any host runs): claimed only by a
+# host serving it, each plugin's due steps found by one index seek (stores/leases.py). A host
+# of the previous version claims any step as before until every host runs this one.
+_V23_STEP_PLUGIN = """
+ALTER TABLE wf_steps ADD COLUMN plugin text;
+CREATE INDEX wf_steps_due_by_plugin ON wf_steps (plugin, run_at, seq) WHERE state = 'queued';
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 23 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -403,6 +411,8 @@ STEPS: tuple[Step, ...] = (
     Step(_V20_CATALOG_PIN, "a catalog name's version in force pinned", runs_from=1),
     Step(_V21_JOB_DIGEST, "the plugin version a job must run on", runs_from=1),
     Step(_V22_STEP_PIN, "the plugin version a workflow step must run on", runs_from=1),
+    Step(_V23_STEP_PLUGIN, "the plugin a workflow step calls, for claims by plugin",
+         runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

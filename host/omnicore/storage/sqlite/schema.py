@@ -69,6 +69,15 @@ def _wf_v4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE wf_steps ADD COLUMN pin TEXT")
 
 
+def _wf_v5(conn: sqlite3.Connection) -> None:
+    # The plugin a plugin step calls (NULL: a step any host runs): claimed only by a host
+    # serving it, each plugin's due steps found by one index seek (stores/leases.py). Rows
+    # queued before name none and run anywhere, as they did.
+    conn.execute("ALTER TABLE wf_steps ADD COLUMN plugin TEXT")
+    conn.execute("CREATE INDEX wf_steps_due_by_plugin ON wf_steps(plugin, run_at) "
+                 "WHERE state='queued'")
+
+
 def _memory_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE memories (id INTEGER PRIMARY KEY, plugin TEXT NOT NULL,"
                  " scope TEXT NOT NULL, tier INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT,"
@@ -262,7 +271,7 @@ CREATE INDEX plugin_catalog_by_seq ON plugin_catalog (seq)
 
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
-    "workflows": (_wf_v1, _wf_v2, _wf_v3, _wf_v4),
+    "workflows": (_wf_v1, _wf_v2, _wf_v3, _wf_v4, _wf_v5),
     "instances": (_instances_v1, _instances_v2, _instances_v3),
     "memory": (_memory_v1, _memory_v2),
     "vectors": (_vectors_v1, _vectors_v2, _vectors_v3),

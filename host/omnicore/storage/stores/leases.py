@@ -28,9 +28,14 @@ A row may also name the version it must run on (:attr:`LeasedTable.versioned`: a
 ``digest``, NULL for any). When the claiming host says which version of each name it serves
 (``among`` as a mapping name -> digest), a row naming a version is claimed only by a host
 serving that one; each name's probe keeps its index seek and filters on the version.
-A table not routed by name may still let a row pin one (:attr:`LeasedTable.pinned`: a
-workflow step's ``name@sha256:<hex>``, NULL for any): such a row is claimed only by a host
-serving that name at that version, every other row by any host.
+A row may also pin the name and version together (:attr:`LeasedTable.pinned`: a workflow
+step's ``name@sha256:<hex>``, NULL for any): such a row is claimed only by a host serving that
+name at that version.
+
+In a table where only some rows need a name (:attr:`LeasedTable.anywhere_if_null`: a workflow's
+plugin steps name their plugin, its approvals, sleeps, HTTP requests and sub-runs name none),
+a row whose routed column is NULL is claimed by any host: the due probes are then one per name
+the host serves and one for the rows naming none.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ __all__ = ["JOBS", "LEASED", "MAX_PROBES", "STEPS", "Among", "LeasedTable", "rel
 MAX_PROBES = 64
 #: The names a claim is limited to (None: any), or each name -> the version it serves.
 Among = Sequence[str] | Mapping[str, str | None] | None
+
+
+def _asks(column: str, values: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """`` AND`` a row's ``column`` asks for nothing or for one of ``values``, and the
+    arguments."""
+    if not values:
+        return f" AND {column} IS NULL", ()
+    return f" AND ({column} IS NULL OR {column} IN ({marks(len(values))}))", values
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +81,12 @@ class LeasedTable:
     #: The column naming the version of ``routed`` a row must run on (NULL: any), which a
     #: claim given each name's version served is limited by; None: rows name no version.
     versioned: str | None = None
-    #: For a table not routed by name: the column a row names ``name@version`` in when it
-    #: must run where that name serves that version (NULL: any host), which a claim given
-    #: each name's version served is limited by; None: rows pin nothing.
+    #: The column a row names ``name@version`` in when it must run where that name serves
+    #: that version (NULL: no version asked), which a claim given each name's version served
+    #: is limited by; None: rows pin nothing.
     pinned: str | None = None
+    #: A row whose ``routed`` column is NULL runs on any host (False: every row names one).
+    anywhere_if_null: bool = False
 
     def _row(self, d: Dialect) -> str:
         # One column naming one row, for the claim's sub-selects.
@@ -81,28 +96,31 @@ class LeasedTable:
         return " AND ".join(f"{k}=?" for k in self.key) + " AND owner=? AND state='running'"
 
     def only(self, d: Dialect, among: Among) -> tuple[str, tuple[str, ...]]:
-        """`` AND <routed> IN (...)`` limiting a probe to the rows ``among`` names (None: no
-        limit), and its arguments; with each name's version (a mapping), a row naming a
-        version only when it is that name's."""
+        """`` AND ...`` limiting a probe to the rows a host serving ``among`` may run (None:
+        no limit), and its arguments: a routed row only for one of those names; with each
+        name's version (a mapping), a row naming or pinning a version only when it is the one
+        that name serves."""
         if among is None:
             return "", ()
-        if self.routed is None:
-            if self.pinned is None or not isinstance(among, Mapping):
-                return "", ()
-            pins = tuple(f"{n}@{v}" for n, v in among.items() if v)
-            if not pins:
-                return f" AND {self.pinned} IS NULL", ()
-            return f" AND ({self.pinned} IS NULL OR {self.pinned} IN ({marks(len(pins))}))", pins
-        names = tuple(among)
-        sql = f" AND {d.no_index}{self.routed} IN ({marks(len(names))})"
-        if self.versioned is None or not isinstance(among, Mapping):
-            return sql, names
+        sql, args = "", ()  # type: tuple[str, tuple[str, ...]]
+        if self.routed is not None:
+            names = tuple(among)
+            r = self.routed
+            test = f"{d.no_index}{r} IN ({marks(len(names))})" if names else "1=0"
+            sql = f" AND ({r} IS NULL OR {test})" if self.anywhere_if_null else f" AND {test}"
+            args = names
+        if not isinstance(among, Mapping):
+            return sql, args
         pairs = tuple(f"{n}@{v}" for n, v in among.items() if v)
-        v = self.versioned
-        if not pairs:
-            return f"{sql} AND {v} IS NULL", names
-        return (f"{sql} AND ({v} IS NULL OR {self.routed} || '@' || {v} IN "
-                f"({marks(len(pairs))}))", (*names, *pairs))
+        if self.routed is not None and self.versioned is not None:
+            v = self.versioned
+            sql += f" AND {v} IS NULL" if not pairs else \
+                f" AND ({v} IS NULL OR {self.routed} || '@' || {v} IN ({marks(len(pairs))}))"
+            args += pairs
+        if self.pinned is not None:
+            more, given = _asks(self.pinned, pairs)
+            sql, args = sql + more, args + given
+        return sql, args
 
     def claim(self, db: Backend, owner: str, now: float, lease_s: float,
               columns: str, tx: Tx | None = None, among: Among = None) -> Any:
@@ -110,7 +128,8 @@ class LeasedTable:
         In ``tx`` when given (the caller records the claim in the same transaction). With
         ``among`` (a routed table), only a row whose routed column is one of those names (an
         empty list: none); a mapping gives each name's version too (module docstring)."""
-        if among is not None and not among and self.routed is not None:
+        if among is not None and not among and self.routed is not None \
+                and not self.anywhere_if_null:
             return None
         d = db.dialect
         row, t = self._row(d), self.table
@@ -138,18 +157,32 @@ class LeasedTable:
             return (f"SELECT {column} FROM {t} WHERE state='queued' AND run_at<=?{only} "
                     f"ORDER BY run_at, {column} LIMIT 1{d.skip_locked}", (now, *names))
         key = self._row(d)
-        versions = among if self.versioned is not None and isinstance(among, Mapping) \
-            else None
-        which = f" AND ({self.versioned} IS NULL OR {self.versioned}=?)" \
-            if versions is not None else ""
+        versions = among if isinstance(among, Mapping) else None
+        # Each probe: the rows it seeks, and its arguments before the due time.
+        seeks: list[tuple[str, tuple[str, ...]]] = []
+        for name in among:
+            sql, given = f"{self.routed}=?", (name,)  # type: tuple[str, tuple[str, ...]]
+            if versions is not None:
+                v = versions[name]
+                for asked, value in ((self.versioned, v or ""), (self.pinned, f"{name}@{v}")):
+                    if asked is not None:
+                        more, extra = _asks(asked, (value,) if v else ())
+                        sql, given = sql + more, given + extra
+            seeks.append((sql, given))
+        if self.anywhere_if_null:
+            # A row naming no name may still pin one (a step queued before rows named it).
+            sql, given = f"{self.routed} IS NULL", ()
+            if versions is not None and self.pinned is not None:
+                more, given = _asks(self.pinned, tuple(f"{n}@{v}" for n, v in versions.items()
+                                                       if v))
+                sql += more
+            seeks.append((sql, given))
         probes = " UNION ALL ".join(
             f"SELECT * FROM (SELECT {key} AS k, run_at AS r FROM {t} WHERE state='queued' "
-            f"AND {self.routed}=?{which} AND run_at<=? ORDER BY run_at, {key} LIMIT 1"
-            f"{d.skip_locked}) AS p{i}" for i in range(len(among)))
+            f"AND {sql} AND run_at<=? ORDER BY run_at, {key} LIMIT 1{d.skip_locked}) AS p{i}"
+            for i, (sql, _) in enumerate(seeks))
         pick = {key: "k", "run_at": "r"}[column]
-        args: tuple[Any, ...] = tuple(
-            a for name in among
-            for a in ((name, versions[name], now) if versions is not None else (name, now)))
+        args: tuple[Any, ...] = tuple(a for _, asked in seeks for a in (*asked, now))
         return f"SELECT {pick} FROM ({probes}) AS due ORDER BY r, k LIMIT 1", args
 
     def renew(self, db: Backend, owner: str, keys: Sequence[Any], until: float) -> None:
@@ -203,7 +236,8 @@ class LeasedTable:
 JOBS = LeasedTable("jobs", ("id",), "attempts", "jobs", keeps_runner=True, routed="plugin",
                    versioned="digest")
 #: The workflow step queue.
-STEPS = LeasedTable("wf_steps", ("run_id", "step", "idx"), "attempt", "steps", pinned="pin")
+STEPS = LeasedTable("wf_steps", ("run_id", "step", "idx"), "attempt", "steps", routed="plugin",
+                    pinned="pin", anywhere_if_null=True)
 #: Every leased table, for :func:`release_owners`.
 LEASED = (JOBS, STEPS)
 

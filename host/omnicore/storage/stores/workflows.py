@@ -37,7 +37,8 @@ _RUN_COLS = ("id, workflow, version, state, inputs, trigger, outputs, error, con
              "started_by, parent_run, parent_step, parent_index, created_at, started_at, "
              "finished_at, restarts")
 _STEP_COLS = ("run_id, step, idx, state, attempt, input, output, output_ref, output_bytes, "
-              "error, run_at, started_at, finished_at, owner, wait, decided_by, decided_at, pin")
+              "error, run_at, started_at, finished_at, owner, wait, decided_by, decided_at, pin, "
+              "plugin")
 
 
 def _run(row: Sequence[Any]) -> RunRecord:
@@ -214,10 +215,11 @@ class Workflows(WorkflowStore):
             for s in steps:
                 cur = conn.execute(
                     "INSERT INTO wf_steps(run_id, step, idx, state, input, run_at, wait, error, "
-                    "finished_at, pin) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    "finished_at, pin, plugin) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT DO NOTHING",
                     (run_id, s.step, s.index, s.state, to_json(s.input), s.run_at or now,
                      to_json(s.wait), s.error, now if s.state in FINAL_STEP_STATES else None,
-                     s.pin))
+                     s.pin, s.plugin))
                 if cur.rowcount == 1:
                     added += 1
                     if s.index < 0 or s.state != "pending":
@@ -283,8 +285,9 @@ class Workflows(WorkflowStore):
 
     def claim(self, owner: str, now: float, lease_s: float,
               serving: Mapping[str, str | None] | None = None) -> StepRecord | None:
-        """Lease the oldest due step (queued, or running with an expired lease); a step that
-        pins a plugin version only if ``serving`` has it (stores/leases.py)."""
+        """Lease the oldest due step (queued, or running with an expired lease); a plugin
+        step only if ``serving`` has its plugin, at the version it pins if it pins one
+        (stores/leases.py)."""
         def run(tx: Tx) -> Sequence[Any] | None:
             row: Sequence[Any] | None = STEPS.claim(self._db, owner, now, lease_s, _STEP_COLS,
                                                     tx, among=serving)
