@@ -405,10 +405,16 @@ def _needs_of_item(item: pytest.Item) -> set[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests.callpath_contract import in_contract
+
     for item in items:
         marked = {m.name for m in item.iter_markers() if m.name in NEEDS}
         for need in sorted(_needs_of_item(item) - marked):
             item.add_marker(need)
+        # The call-path contract (tests/callpath_contract.py, specs/callpath-contract.md):
+        # what `scripts/dev test` runs a second time, on the Python call path (-m callpath).
+        if in_contract(item.nodeid):
+            item.add_marker("callpath")
 
 
 # The check: the programs a test starts (an audit hook on subprocess.Popen, which asyncio's

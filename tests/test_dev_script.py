@@ -1,6 +1,8 @@
 """``scripts/dev test``: with no test path it runs what CI runs (``./scripts/dev test -ra``),
-unchanged; given test paths it runs only those, on both call paths; every form on pytest-xdist's
-workers unless the arguments choose.
+unchanged: the suite on the C call path, the call-path contract (``-m callpath``,
+tests/callpath_contract.py) on the Python one; given test paths it runs only those, and the
+contract's among them on the Python path too; every form on pytest-xdist's workers unless the
+arguments choose.
 
 The real script runs in a copy of the checkout's layout whose set-up script and venv tools
 are stand-ins that write down how they were called: the script's own logic is what runs.
@@ -55,26 +57,58 @@ def calls(root: Path, *args: str, workers: str | None = None) -> list[str]:
             if not line.startswith(("setup-toolchains.sh", "omnicore"))]
 
 
+CONTRACT = "-m callpath and not native"
+
+
 def test_without_paths_it_runs_what_ci_runs(dev: Path) -> None:
+    # The whole suite on the C call path; on the Python one only the call-path contract.
     assert calls(dev, "-ra") == [
         f"python native -m pytest {XDIST} --durations=30 -ra",
         "python python -m pytest tests/sandbox tests/extism tests/capabilities tests/plugins "
-        f"-m not native -p no:cacheprovider {XDIST} -ra",
+        f"{CONTRACT} -p no:cacheprovider {XDIST} -ra",
         "ruff check host tests bench",
         "mypy"]
 
 
-def test_with_paths_it_runs_only_those_on_both_call_paths(dev: Path) -> None:
-    # Outside the Python path's folders: the C call path only.
+def test_with_paths_it_runs_only_those_and_their_contract_tests_on_both(dev: Path) -> None:
+    # Outside the contract's folders: the C call path only.
     assert calls(dev, "tests/core/test_workers.py", "-x") == [
         f"python native -m pytest {XDIST} tests/core/test_workers.py -x"]
-    # Inside them (a test id too): both, with the options, and nothing else.
+    # Inside them (a test id too): the C path, then the contract's tests among them on the
+    # Python path, with the options, and nothing else.
     assert calls(dev, "-k", "deadline", "tests/sandbox/test_limits.py::test_a", "./tests/core",
                  "tests/plugins") == [
         f"python native -m pytest {XDIST} -k deadline tests/sandbox/test_limits.py::test_a "
         "./tests/core tests/plugins",
         "python python -m pytest tests/sandbox/test_limits.py::test_a tests/plugins "
-        f"-m not native -p no:cacheprovider {XDIST} -k deadline"]
+        f"{CONTRACT} -p no:cacheprovider {XDIST} -k deadline"]
+
+
+def _python_path_collects(dev: Path, status: int) -> None:
+    """The stand-in python answers ``status`` on the Python path (5: no test collected)."""
+    python = dev / ".venv" / "bin" / "python"
+    python.write_text(_RECORD.replace("{log}", str(dev.parent / "calls.log"))
+                      + f'[[ "${{OMNICORE_CALLPATH:-}}" != python ]] || exit {status}\n')
+
+
+def test_paths_holding_no_contract_test_pass_and_a_failure_still_fails(dev: Path) -> None:
+    # A given file under the folders with no contract test in it: pytest collects nothing on
+    # the Python path (exit 5), which is no failure; the whole run's too.
+    _python_path_collects(dev, 5)
+    assert calls(dev, "tests/plugins") == [
+        f"python native -m pytest {XDIST} tests/plugins",
+        f"python python -m pytest tests/plugins {CONTRACT} -p no:cacheprovider {XDIST}"]
+    assert calls(dev)[-2:] == ["ruff check host tests bench", "mypy"]
+    # A failing contract test fails the command, and the linters do not run after it.
+    _python_path_collects(dev, 1)
+    log = dev.parent / "calls.log"
+    for args in (["tests/sandbox/test_limits.py"], []):
+        log.unlink(missing_ok=True)
+        done = subprocess.run(["bash", str(dev / "scripts" / "dev"), "test", *args], cwd=dev,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1
+        ran = log.read_text()
+        assert "python python -m pytest" in ran and "ruff" not in ran, args
 
 
 def test_the_arguments_or_the_environment_choose_the_workers(dev: Path) -> None:

@@ -1,7 +1,8 @@
 """The markers of what a test needs (``toolchain``, ``postgres``, ``mysql``, ``redis``,
 ``browser``, ``container``, ``slow``): tests/conftest.py sets them from the fixtures and helpers
 a test uses, `scripts/dev test --fast` deselects them, and a test that starts what its markers
-do not say is named at the end of the run.
+do not say is named at the end of the run. And ``callpath``, the call-path contract
+(tests/callpath_contract.py), which `scripts/dev test` runs again on the Python call path.
 
 The suite's own tests are collected in a subprocess (a collection inside this session would
 share its modules and its audit hook).
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.callpath_contract import CALLPATH_CONTRACT
 from tests.conftest import NEEDS, NEEDS_BY_PROGRAM, _need_of_program
 from tests.test_dev_script import XDIST, calls, dev  # noqa: F401 (the fixture)
 
@@ -38,13 +40,13 @@ sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *sys.arg
 """
 
 
-def collected(*args: str) -> dict[str, set[str]]:
-    """Each collected test's needs (the markers among NEEDS), by node id."""
+def collected(*args: str, among: tuple[str, ...] = NEEDS) -> dict[str, set[str]]:
+    """Each collected test's markers among ``among`` (its needs), by node id."""
     done = subprocess.run([sys.executable, "-c", _DUMP, *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("MARKS "))
-    return {k: set(v) & set(NEEDS) for k, v in json.loads(line[6:]).items()}
+    return {k: set(v) & set(among) for k, v in json.loads(line[6:]).items()}
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +154,54 @@ def test_dev_test_fast_runs_what_needs_none_of_them_once(dev: Path) -> None:  # 
         f"python native -m pytest -m {FAST} {XDIST} -x tests/core"]
     assert calls(dev, "tests/sandbox", "--fast") == [
         f"python native -m pytest -m {FAST} {XDIST} tests/sandbox"]
+
+
+# ---- callpath: the call-path contract -------------------------------------------------------
+
+
+def test_every_contract_entry_is_tests_marked_callpath_and_nothing_else_is() -> None:
+    # Collected from the contract's files: an entry naming a test that was renamed or moved
+    # would leave its behaviour on one call path only, so it fails here.
+    files = sorted({entry.partition("::")[0] for entry in CALLPATH_CONTRACT})
+    marks = collected(*files, among=("callpath",))
+    for entry in CALLPATH_CONTRACT:
+        found = [m for nodeid, m in marks.items()
+                 if nodeid == entry or nodeid.startswith((entry + "::", entry + "["))]
+        assert found, f"{entry}: no such test (tests/callpath_contract.py)"
+        assert all(m == {"callpath"} for m in found), entry
+    # A file only some of whose tests are the contract's: the others are not marked.
+    component = _of(marks, "tests/sandbox/test_component.py::")
+    assert set() in component and {"callpath"} in component
+    # Nor is a capability's own logic, or the log ring's tests that run both rings at once.
+    assert all(not m for m in _of(collected("tests/capabilities/test_kv.py",
+                                            among=("callpath",)), "tests/"))
+    ring = {n: m for n, m in marks.items() if n.startswith("tests/capabilities/test_pluginlog")}
+    assert ring["tests/capabilities/test_pluginlog.py::test_the_chosen_ring_is_the_one_asked_"
+                "for"] == {"callpath"}
+    assert sum(1 for m in ring.values() if not m) > 10
+
+
+def test_the_contract_lies_in_the_folders_the_python_path_run_collects() -> None:
+    script = (ROOT / "scripts" / "dev").read_text()
+    folders = script.partition("python_path=(")[2].partition(")")[0].split()
+    assert folders, "scripts/dev has no python_path"
+    outside = [entry for entry in CALLPATH_CONTRACT
+               if not any(entry.startswith(folder + "/") for folder in folders)]
+    assert not outside, f"scripts/dev's Python-path run would not collect: {outside}"
+
+
+def test_the_spec_accounts_for_every_test_file_the_python_path_run_collects() -> None:
+    # specs/callpath-contract.md says, for every file of those folders, what of the call path
+    # it holds (the contract's) or why the call path cannot change it (the others): a new
+    # test file must be put on one side.
+    import re
+
+    script = (ROOT / "scripts" / "dev").read_text()
+    folders = script.partition("python_path=(")[2].partition(")")[0].split()
+    spec = (ROOT / "specs" / "callpath-contract.md").read_text()
+    named = {Path(m).name for m in re.findall(r"`([\w/]*test_\w+\.py)(?:::\w+)?`", spec)}
+    files = sorted({p.name for folder in folders for p in (ROOT / folder).glob("test_*.py")})
+    assert len(files) > 80
+    assert not set(files) - named, f"specs/callpath-contract.md names nowhere: " \
+                                   f"{sorted(set(files) - named)}"
+    assert {Path(e.partition("::")[0]).name for e in CALLPATH_CONTRACT} <= named

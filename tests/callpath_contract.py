@@ -1,0 +1,109 @@
+"""The call-path contract: the tests that run on both call paths (specs/callpath-contract.md).
+
+``OMNICORE_CALLPATH`` chooses, for a whole process, the C call path (``sandbox/_callpath.c``
+with ``_hostfunc.c``, ``_epoch.c``, ``_instantiate.c``, and the C log ring ``_logring.c``) or
+its pure-Python twin (``sandbox/fastcall.py``, ``hostfunc.py``'s ctypes trampoline, the
+engine's Python ticker thread, ``logring.py``). `scripts/dev test` runs the whole suite on the
+C path, then, in a second process with ``OMNICORE_CALLPATH=python``, the tests listed here
+(``tests/conftest.py`` marks them ``callpath``: ``-m callpath``).
+
+An entry is a test file or one test (``FILE::NAME``), with the behaviour of the call path it
+holds. The list is the contract, not a sample: every behaviour the choice changes (an
+instance's start, a call's copy in and out, its output cap, every way it fails, its deadline
+and the ticker behind it, the memory and table limits, re-entrant ``omni_alloc``, every kind
+of host function and how it fails, every WASI call, Extism's handlers and kernel, the log
+ring) is held by some entry; a test that is not here touches the call path only through
+behaviours an entry holds, and why is written down, by kind of test, in the spec.
+"""
+
+from __future__ import annotations
+
+#: The contract's tests, each with what of the call path it holds. All lie under the folders
+#: scripts/dev's second run collects (``python_path``; tests/test_markers.py checks it).
+CALLPATH_CONTRACT: dict[str, str] = {
+    # --- ABI v1 plugins: start, call, output, failures (sandbox/fastcall.py vs _callpath.c)
+    "tests/sandbox/test_callpath.py":
+        "the path asked for is the one running (the C path's misuse tests are `native`)",
+    "tests/sandbox/test_abi_fixtures.py":
+        "every required export, import check and failure path of specs/abi.md, each "
+        "followed by a healthy call",
+    "tests/sandbox/test_abi_rules.py":
+        "specs/abi.md rule by rule: packing, the E bit, buffers, re-entry, the start function",
+    "tests/sandbox/test_call_errors.py":
+        "any allocator x any handler result x any input size: copy in, input growth, "
+        "re-entrant omni_alloc, copy out, every error typed",
+    "tests/sandbox/test_native_start.py":
+        "every way an instance's start fails, and what a failed start leaves behind",
+    "tests/sandbox/test_limits.py":
+        "every limit enforced: memory, tables, input and output caps, deadline, fuel",
+    "tests/sandbox/test_failures.py":
+        "one verdict per failure on each runtime; a trapped store is never called again",
+    "tests/sandbox/test_hostile.py":
+        "attacks from a handler, a host function, WASI, the manifest and the allocator",
+    "tests/sandbox/test_fastcall.py": "the GIL let go during calls; guest memory bounds",
+    "tests/sandbox/test_isolation.py":
+        "per-call isolation (a start for every call) and pooled instances",
+    "tests/sandbox/test_idle.py": "instances freed when idle, started again on the next call",
+    "tests/sandbox/test_usage.py":
+        "memory read from an instance, fuel counted by metered calls and kept after a trap",
+    "tests/sandbox/test_smith.py": "random and mutated modules never hurt the host",
+    # --- The epoch ticker (sandbox/_epoch.c vs the engine's Python thread)
+    "tests/sandbox/test_engine.py":
+        "the ticker ticks until close and keeps time when woken late; interrupt; close "
+        "waits for calls in flight",
+    "tests/sandbox/test_gil_hold.py":
+        "a call turning long lets other threads run and ends at its deadline or interrupt",
+    # Components run on wasmtime's component API and sandbox/component/, on neither path:
+    # the path chooses only their engine's ticker and their log ring.
+    **dict.fromkeys((
+        "tests/sandbox/test_component.py::test_an_endless_loop_hits_the_deadline",
+        "tests/sandbox/test_component.py::test_an_endless_js_loop_hits_the_deadline",
+        "tests/sandbox/test_component.py::test_a_start_function_that_never_returns_ends_at_"
+        "the_deadline",
+        "tests/sandbox/test_component.py::test_engine_interrupt_ends_a_running_component_call",
+        "tests/sandbox/test_component.py::test_wasi_output_goes_to_the_plugin_log_and_clocks_"
+        "and_random_are_given",
+        "tests/sandbox/test_component.py::test_a_guest_flooding_stdout_neither_blocks_nor_"
+        "floods_the_log",
+    ), "a component call under its engine's ticker, writing to its log ring"),
+    # --- Host functions (hostfunc.py's trampoline vs _callpath.HostFunction)
+    "tests/sandbox/test_hostcall_kinds.py":
+        "every parameter kind at its edges, every result kind wrapped to its low bits, a "
+        "result of no integer type, a call from a store no runtime knows",
+    "tests/sandbox/test_linker.py":
+        "every argument kind (i32, ptr, len, i64, f32, f64) and result, a HostTrap and a host "
+        "exception as traps, re-entrant allocation, calls from many threads",
+    "tests/sandbox/test_hostfunc.py":
+        "host functions called from a start function; the live map; stray callers",
+    "tests/capabilities/test_log.py":
+        "omnicore:log onto the chosen ring; a loop of host calls ends at the deadline",
+    "tests/capabilities/test_pluginlog.py::test_the_chosen_ring_is_the_one_asked_for":
+        "the log ring asked for is the one running (its other tests run both rings in one "
+        "process: the `impl` fixture)",
+    # --- WASI (sandbox/wasi.py, wasi_fs.py: host functions on either path)
+    "tests/sandbox/test_wasi.py": "every WASI function a guest can call ends by the deadline",
+    "tests/extism/test_extism_wasi.py":
+        "WASI reads the calling module's memory; waits end by the deadline, in a start too",
+    "tests/extism/test_extism_fs.py":
+        "the fs WASI calls on granted directories: reads, writes, listings, refusals, limits",
+    "tests/plugins/test_commands.py":
+        "WASI commands: _start's exit code, output, directories and deadline",
+    # --- Extism plugins (extism/_instance.py on the C slot or the Python path)
+    "tests/extism/test_extism_callpath.py":
+        "every return code, both handler shapes, a trap, a deadline, input growth",
+    "tests/extism/test_conformance.py":
+        "every case of the Extism conformance table, against the Extism SDK",
+    "tests/extism/test_extism_as_extism.py":
+        "the var-store limit, the pre-1.0 ABI and Extism's error words, against its SDK",
+    "tests/extism/test_extism_links.py":
+        "linked modules: host functions reading their caller's memory (pass_caller)",
+    "tests/extism/test_runtime.py":
+        "per-call deadlines on kept instances, inputs of changing sizes, table limits, bad "
+        "input",
+}
+
+
+def in_contract(nodeid: str) -> bool:
+    """Whether the test ``nodeid`` is one of the contract's (an entry, or in one)."""
+    return any(nodeid == entry or nodeid.startswith((entry + "::", entry + "["))
+               for entry in CALLPATH_CONTRACT)
