@@ -57,10 +57,18 @@ def test_two_instances_share_the_queue_and_each_job_is_claimed_once(pg_url: str)
     try:
         ids = [a.queue.add(JobSpec("p", "h", b"%d" % i, time.time())) for i in range(60)]
         got: dict[str, list[int]] = {"a": [], "b": []}
+        # Every claimer holds its first job until all four hold one: both instances take
+        # work however the threads are scheduled (a loaded machine ran one drain to the end
+        # before another started).
+        first = threading.Barrier(4, timeout=30)
 
         def drain(name: str, store: PostgresStorage) -> None:
+            held = False
             while (task := store.queue.claim(name, time.time(), 30)) is not None:
                 got[name].append(task.id)
+                if not held:
+                    first.wait()
+                    held = True
                 assert store.queue.finish(task.id, name, time.time())
 
         threads = [threading.Thread(target=drain, args=(n, s)) for n, s in

@@ -200,6 +200,8 @@ class EventRecord:
     plugin: str | None
     payload: bytes
     created_at: float
+    #: The hops of the work that published it (its subscribers' work counts on from there).
+    hops: int = 1
 
 
 class KVStore(abc.ABC):
@@ -356,7 +358,8 @@ class EventLog(abc.ABC):
     """The recent plugin events (bounded), for operators."""
 
     @abc.abstractmethod
-    def append(self, topic: str, plugin: str | None, payload: bytes, retain: int) -> int: ...
+    def append(self, topic: str, plugin: str | None, payload: bytes, retain: int,
+               hops: int = 1) -> int: ...
 
     @abc.abstractmethod
     def recent(self, limit: int = 100, topic_prefix: str = "") -> list[EventRecord]:

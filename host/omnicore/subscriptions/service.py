@@ -170,7 +170,8 @@ class Subscriptions:
         for record in records:
             if record.plugin is not None:
                 self._route(PluginEvent(topic=record.topic, plugin=record.plugin,
-                                        data=record.payload, event_id=record.id))
+                                        data=record.payload, hops=record.hops,
+                                        event_id=record.id))
 
     def stop(self) -> None:
         for sub in self._bus_subs:
@@ -283,7 +284,7 @@ class Subscriptions:
         data = payload()
         full = f"plugin.{plugin}.{topic}"
         try:
-            event_id = self._app.storage.events.append(full, plugin, data, self.retain)
+            event_id = self._app.storage.events.append(full, plugin, data, self.retain, hops)
         except StorageError:
             return Refusal.UNAVAILABLE
         self._app.events.publish(PluginEvent(topic=full, plugin=plugin, data=data, hops=hops,

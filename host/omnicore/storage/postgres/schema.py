@@ -381,7 +381,14 @@ ALTER TABLE wf_steps ADD COLUMN plugin text;
 CREATE INDEX wf_steps_due_by_plugin ON wf_steps (plugin, run_at, seq) WHERE state = 'queued';
 """
 
-#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 23 drops what an
+# The hops of the work that published an event, so a host delivering another host's event
+# counts on from there (capabilities.events.max_hops holds across hosts). A host of the
+# previous version appends without it: its events count as one hop, as they did.
+_V24_EVENT_HOPS = """
+ALTER TABLE events ADD COLUMN hops integer NOT NULL DEFAULT 1;
+"""
+
+#: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 24 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
 STEPS: tuple[Step, ...] = (
@@ -413,6 +420,7 @@ STEPS: tuple[Step, ...] = (
     Step(_V22_STEP_PIN, "the plugin version a workflow step must run on", runs_from=1),
     Step(_V23_STEP_PLUGIN, "the plugin a workflow step calls, for claims by plugin",
          runs_from=1),
+    Step(_V24_EVENT_HOPS, "the hops of the work that published an event", runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

@@ -160,11 +160,17 @@ def _v9_job_digest(db: sqlite_utils.Database) -> None:
     db.conn.execute("ALTER TABLE jobs ADD COLUMN digest TEXT")
 
 
+def _v10_event_hops(db: sqlite_utils.Database) -> None:
+    # The hops of the work that published an event, so a host delivering another host's
+    # event counts on from there (capabilities.events.max_hops holds across hosts).
+    db.conn.execute("ALTER TABLE events ADD COLUMN hops INTEGER NOT NULL DEFAULT 1")
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``. Append only; never edit. One
 #: host holds the file at a time, so a step needs no expand-then-contract (``_v5_jobs``).
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1_kv, _v2_tasks, _v3_events, _v4_kv_usage_triggers, _v5_jobs, _v6_job_runs_keys,
-    _v7_job_results, _v8_jobs_due_by_plugin, _v9_job_digest)
+    _v7_job_results, _v8_jobs_due_by_plugin, _v9_job_digest, _v10_event_hops)
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Components whose tables live in a file of their own (console.db: sqlite/users.py).
 _ELSEWHERE = frozenset({"users"})

@@ -15,22 +15,23 @@ from omnicore.storage.base import EventLog, EventRecord
 
 __all__ = ["Events"]
 
-_COLS = "id, topic, plugin, payload, created_at"
+_COLS = "id, topic, plugin, payload, created_at, hops"
 
 
 def _event(r: Sequence[Any]) -> EventRecord:
-    return EventRecord(int(r[0]), r[1], r[2], bytes(r[3]), float(r[4]))
+    return EventRecord(int(r[0]), r[1], r[2], bytes(r[3]), float(r[4]), int(r[5]))
 
 
 class Events(EventLog):
     def __init__(self, db: Backend) -> None:
         self._db = db
 
-    def append(self, topic: str, plugin: str | None, payload: bytes, retain: int) -> int:
+    def append(self, topic: str, plugin: str | None, payload: bytes, retain: int,
+               hops: int = 1) -> int:
         def run(tx: Tx) -> int:
-            new = int(tx.execute("INSERT INTO events(topic, plugin, payload, created_at) "
-                                 "VALUES (?,?,?,?) RETURNING id",
-                                 (topic, plugin, payload, time.time())).fetchone()[0])
+            new = int(tx.execute("INSERT INTO events(topic, plugin, payload, created_at, hops) "
+                                 "VALUES (?,?,?,?,?) RETURNING id",
+                                 (topic, plugin, payload, time.time(), hops)).fetchone()[0])
             if new % 64 == 0:  # trim now and then, not on every append
                 tx.execute("DELETE FROM events WHERE id<=?", (new - retain,))
             tx.announce("events", str(new))
