@@ -474,6 +474,336 @@ Face_call(Face *self, PyObject *const *args, Py_ssize_t nargs)
     return answer;
 }
 
+/* --- the JSON lane: call_json() ----------------------------------------------------------
+ * A scalar signature's call with its JSON bytes in and out: what runtime.py's
+ * parse_arguments + call() + dumps do, for the inputs whose answer is plain. The parser
+ * accepts only a JSON array of exactly one plain value per parameter, each of its type and in
+ * its range (an integer without fraction or exponent, true/false, a finite number within the
+ * type, a one-character string without escapes): on anything else it hands the call back
+ * before running anything (NotImplemented), and the Python path gives its answer or its
+ * refusal in its own words. So every input this lane takes gets the value Python would have
+ * made of it (json.loads; values.py's checks), and the output is written as json.dumps or
+ * orjson would write it (floats as repr() writes them). */
+
+static const char *
+skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+static int
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* The end of a JSON number at p (NULL: not one); *integral: no fraction, no exponent. */
+static const char *
+number_end(const char *p, const char *end, int *integral)
+{
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end || !is_digit(*p))
+        return NULL;
+    if (*p == '0')
+        p++;
+    else
+        while (p < end && is_digit(*p))
+            p++;
+    *integral = 1;
+    if (p < end && *p == '.') {
+        *integral = 0;
+        p++;
+        if (p >= end || !is_digit(*p))
+            return NULL;
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        *integral = 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || !is_digit(*p))
+            return NULL;
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    return p;
+}
+
+/* One plain JSON value of WIT scalar `w` at *pp into v; 0: not plain (hand the call back). */
+static int
+parse_scalar(const char **pp, const char *end, uint8_t w, cval *v)
+{
+    const char *p = *pp;
+    if (w == W_BOOL) {
+        if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
+            v->of.u32 = 1;
+            *pp = p + 4;
+            return 1;
+        }
+        if (end - p >= 5 && memcmp(p, "false", 5) == 0) {
+            v->of.u32 = 0;
+            *pp = p + 5;
+            return 1;
+        }
+        return 0;
+    }
+    if (w == W_CHAR) {
+        /* '"', one UTF-8 encoded scalar value (no escape, no control character), '"' */
+        if (p >= end || *p != '"')
+            return 0;
+        const unsigned char *q = (const unsigned char *)p + 1;
+        const unsigned char *e = (const unsigned char *)end;
+        if (q >= e)
+            return 0;
+        uint32_t c = q[0];
+        int n;
+        if (c < 0x80) {
+            if (c < 0x20 || c == '"' || c == '\\')
+                return 0;
+            n = 1;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 2;
+            c &= 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 3;
+            c &= 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 4;
+            c &= 0x07;
+        } else {
+            return 0;
+        }
+        if (e - q < n + 1)
+            return 0;
+        for (int i = 1; i < n; i++) {
+            if ((q[i] & 0xC0) != 0x80)
+                return 0;
+            c = (c << 6) | (q[i] & 0x3F);
+        }
+        /* overlong forms, surrogates and values past U+10FFFF: Python's way (refusal) */
+        static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (c < least[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF) || q[n] != '"')
+            return 0;
+        v->of.u32 = c;
+        *pp = (const char *)q + n + 1;
+        return 1;
+    }
+    int integral;
+    const char *e = number_end(p, end, &integral);
+    if (e == NULL)
+        return 0;
+    if (w == W_F32 || w == W_F64) {
+        char buf[64];
+        size_t len = (size_t)(e - p);
+        if (len >= sizeof buf)
+            return 0;
+        memcpy(buf, p, len);
+        buf[len] = 0;
+        double d;
+        if (integral) {
+            /* json.loads makes an int (float(-0) is 0.0, not -0.0) */
+            const char *digits = buf[0] == '-' ? buf + 1 : buf;
+            if (strspn(digits, "0") == strlen(digits)) {
+                d = 0.0;
+                goto have;
+            }
+        }
+        d = PyOS_string_to_double(buf, NULL, NULL);
+        if (d == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+    have:
+        if (!isfinite(d) || (w == W_F32 && fabs(d) > 3.4028234663852886e38))
+            return 0;
+        if (w == W_F32)
+            v->of.f32 = (float)d;
+        else
+            v->of.f64 = d;
+        *pp = e;
+        return 1;
+    }
+    if (!integral)
+        return 0;
+    const char *q = p;
+    int negative = *q == '-';
+    if (negative)
+        q++;
+    if (e - q > 20)
+        return 0;
+    uint64_t u = 0;
+    for (; q < e; q++) {
+        uint64_t digit = (uint64_t)(*q - '0');
+        if (u > (UINT64_MAX - digit) / 10)
+            return 0;
+        u = u * 10 + digit;
+    }
+    /* within the type's range, as values.py's check: [lo, hi] */
+    static const uint64_t hi[] = {[W_S8] = 127, [W_U8] = 255, [W_S16] = 32767,
+                                  [W_U16] = 65535, [W_S32] = 2147483647u,
+                                  [W_U32] = 4294967295u, [W_S64] = INT64_MAX,
+                                  [W_U64] = UINT64_MAX};
+    int is_signed = w == W_S8 || w == W_S16 || w == W_S32 || w == W_S64;
+    if (negative && u != 0) {
+        if (!is_signed || u > hi[w] + 1)
+            return 0;
+        u = (uint64_t)0 - u;  /* two's complement: the core value's bits */
+    } else if (u > hi[w]) {
+        return 0;
+    }
+    if (w == W_S64 || w == W_U64)
+        v->of.u64 = u;
+    else
+        v->of.u32 = (uint32_t)u;
+    *pp = e;
+    return 1;
+}
+
+/* JSON text of the result into buf (at least 64 bytes); its length, or -1 with an exception
+ * (a char that is not a scalar value traps, as canonabi's lift does). */
+static Py_ssize_t
+format_result(const cval *v, uint8_t w, char *buf)
+{
+    uint32_t i = v->of.u32;
+    switch (w) {
+    case W_NONE: memcpy(buf, "null", 4); return 4;
+    case W_BOOL:
+        if (i) {
+            memcpy(buf, "true", 4);
+            return 4;
+        }
+        memcpy(buf, "false", 5);
+        return 5;
+    case W_S8: return sprintf(buf, "%d", (int)(int8_t)(uint8_t)i);
+    case W_U8: return sprintf(buf, "%u", (unsigned)(uint8_t)i);
+    case W_S16: return sprintf(buf, "%d", (int)(int16_t)(uint16_t)i);
+    case W_U16: return sprintf(buf, "%u", (unsigned)(uint16_t)i);
+    case W_S32: return sprintf(buf, "%d", (int)(int32_t)i);
+    case W_U32: return sprintf(buf, "%u", (unsigned)i);
+    case W_S64: return sprintf(buf, "%lld", (long long)(int64_t)v->of.u64);
+    case W_U64: return sprintf(buf, "%llu", (unsigned long long)v->of.u64);
+    case W_F32:
+    case W_F64: {
+        double d = w == W_F32 ? (double)v->of.f32 : v->of.f64;
+        if (isnan(d)) {
+            memcpy(buf, "\"nan\"", 5);
+            return 5;
+        }
+        if (isinf(d)) {
+            if (d > 0) {
+                memcpy(buf, "\"inf\"", 5);
+                return 5;
+            }
+            memcpy(buf, "\"-inf\"", 6);
+            return 6;
+        }
+        char *r = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);  /* repr() */
+        if (r == NULL)
+            return -1;
+        size_t n = strlen(r);
+        if (n > 60) {
+            PyMem_Free(r);
+            PyErr_SetString(PyExc_ValueError, "float text too long");
+            return -1;
+        }
+        memcpy(buf, r, n);
+        PyMem_Free(r);
+        return (Py_ssize_t)n;
+    }
+    default: {  /* W_CHAR */
+        if (i >= 0x110000 || (i >= 0xD800 && i <= 0xDFFF)) {
+            PyErr_Format(trap_type, "invalid char value: %#x", (unsigned)i);
+            return -1;
+        }
+        Py_ssize_t n = 0;
+        buf[n++] = '"';
+        static const char short_escape[] = {['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n',
+                                            ['\f'] = 'f', ['\r'] = 'r'};
+        if (i == '"' || i == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = (char)i;
+        } else if (i < 0x20) {
+            buf[n++] = '\\';
+            if (short_escape[i])
+                buf[n++] = short_escape[i];
+            else
+                n += sprintf(buf + n, "u%04x", (unsigned)i);
+        } else if (i < 0x80) {
+            buf[n++] = (char)i;
+        } else if (i < 0x800) {
+            buf[n++] = (char)(0xC0 | (i >> 6));
+            buf[n++] = (char)(0x80 | (i & 0x3F));
+        } else if (i < 0x10000) {
+            buf[n++] = (char)(0xE0 | (i >> 12));
+            buf[n++] = (char)(0x80 | ((i >> 6) & 0x3F));
+            buf[n++] = (char)(0x80 | (i & 0x3F));
+        } else {
+            buf[n++] = (char)(0xF0 | (i >> 18));
+            buf[n++] = (char)(0x80 | ((i >> 12) & 0x3F));
+            buf[n++] = (char)(0x80 | ((i >> 6) & 0x3F));
+            buf[n++] = (char)(0x80 | (i & 0x3F));
+        }
+        buf[n++] = '"';
+        return n;
+    }
+    }
+}
+
+/* call_json(data, epoch) -> the result's JSON (bytes), or NotImplemented: `data` is not
+ * plainly this signature's arguments and nothing ran (the Python path takes the call). */
+static PyObject *
+Face_call_json(Face *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!takes(nargs, 2, "call_json(data, epoch)") || !open_face(self))
+        return NULL;
+    if (!self->scalar || !PyBytes_CheckExact(args[0]))
+        Py_RETURN_NOTIMPLEMENTED;
+    const char *p = PyBytes_AS_STRING(args[0]);
+    const char *end = p + PyBytes_GET_SIZE(args[0]);
+    p = skip_ws(p, end);
+    if (p == end && self->nparams == 0)
+        goto parsed;  /* empty input: no arguments */
+    if (p == end || *p != '[')
+        Py_RETURN_NOTIMPLEMENTED;
+    p = skip_ws(p + 1, end);
+    for (int i = 0; i < self->nparams; i++) {
+        if (i > 0) {
+            if (p == end || *p != ',')
+                Py_RETURN_NOTIMPLEMENTED;
+            p = skip_ws(p + 1, end);
+        }
+        if (!parse_scalar(&p, end, self->wit[i], &self->params[i]))
+            Py_RETURN_NOTIMPLEMENTED;
+        p = skip_ws(p, end);
+    }
+    if (p == end || *p != ']')
+        Py_RETURN_NOTIMPLEMENTED;
+    p = skip_ws(p + 1, end);
+    if (p != end)
+        Py_RETURN_NOTIMPLEMENTED;
+parsed:
+    if (!arm(self, args[1]))
+        return NULL;
+    void *error = call_face(self);
+    if (error != NULL)
+        return raise_failed(error);
+    char buf[80];
+    Py_ssize_t n = format_result(&self->out, self->wit_result, buf);
+    if (n < 0)
+        return NULL;
+    if (self->post != NULL) {
+        error = call_post(self);
+        if (error != NULL)
+            return raise_failed(error);
+    }
+    return PyBytes_FromStringAndSize(buf, n);
+}
+
 /* call_core(values, epoch) -> the core result (int or float; None for none). The
  * post-return face waits for post_core(). */
 static PyObject *
@@ -567,6 +897,8 @@ Face_close(Face *self, PyObject *Py_UNUSED(ignored))
 static PyMethodDef Face_methods[] = {
     {"call", (PyCFunction)(void (*)(void))Face_call, METH_FASTCALL,
      "call(args, epoch) -> the JSON value of a scalar signature's result"},
+    {"call_json", (PyCFunction)(void (*)(void))Face_call_json, METH_FASTCALL,
+     "call_json(data, epoch) -> the result's JSON, or NotImplemented (nothing ran)"},
     {"call_core", (PyCFunction)(void (*)(void))Face_call_core, METH_FASTCALL,
      "call_core(values, epoch) -> the core result; post_core() after reading it"},
     {"post_core", (PyCFunction)Face_post_core, METH_NOARGS,

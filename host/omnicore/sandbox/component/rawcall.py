@@ -4,7 +4,9 @@ The handler of every omnicore plugin component (``call(handler, input)``) goes t
 byte face on each call: two ``realloc`` calls, the call, the post-return. Made per call, the
 C values (three arrays, two values) and their fields set one ctypes access at a time cost
 ~6 µs of a ~24 µs handler call; kept per instance and written with one ``pack_into`` each,
-they cost well under one, as :class:`.flatcall.Bound` does for the canonical faces.
+they cost well under one, as :class:`.flatcall.Bound` does for the canonical faces. Where the
+C component call path is built (:data:`.flatcall.COMPCALL`), the realloc calls, the call and
+the post-return are one C call each through its ``Face`` instead (no ctypes, no packing).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ctypes import byref
 from typing import Any
 
 from omnicore.sandbox._wasmtime import CAPI, COMPONENT_KINDS
+from omnicore.sandbox.component.flatcall import COMPCALL, _address, _CallFailed
 
 __all__ = ["RawBound"]
 
@@ -29,10 +32,11 @@ class RawBound:
     """The byte face of one export on one instance (used by one call at a time: an instance
     serves one call at a time)."""
 
-    __slots__ = ("area", "area_ref", "ctx", "flat", "grow", "grow_view", "params",
-                 "params_view", "post", "ptr", "ptr_ref", "realloc")
+    __slots__ = ("area", "area_ref", "c", "ctx", "flat", "grow", "grow_view", "params",
+                 "params_view", "post", "ptr", "ptr_ref", "realloc", "values")
 
-    def __init__(self, ctx: Any, realloc: Any, flat: Any, post: Any, nparams: int) -> None:
+    def __init__(self, ctx: Any, realloc: Any, flat: Any, post: Any, nparams: int,
+                 ticks: int | None = None) -> None:
         self.ctx = ctx
         self.realloc = realloc
         self.flat = flat
@@ -54,9 +58,21 @@ class RawBound:
         self.area = _VAL()
         self.area.kind = _U32
         self.area_ref = byref(self.area)
+        #: The C face (sandbox/_compcall.c), arming deadlines of ``ticks``; None: ctypes.
+        self.c: Any = None
+        if COMPCALL is not None and ticks is not None:
+            self.c = COMPCALL.Face(_address(ctx), _address(flat), _address(post),
+                                   _address(realloc), "ii" * nparams, "i", ticks)
+        #: The (ptr, len) pairs of the parameters, for the C face.
+        self.values: list[int] = [0] * (2 * nparams)
 
     def alloc(self, n: int) -> tuple[Any, int]:
         """``realloc`` for ``n`` bytes: (wasmtime's error or None, the address)."""
+        if self.c is not None:
+            try:
+                return None, self.c.alloc(1, n)
+            except _CallFailed as exc:
+                return exc.error, 0
         _ONE.pack_into(self.grow_view, 3 * _SIZE + _OF, n)
         error = CAPI.wasmtime_component_func_call(self.realloc, self.ctx, self.grow, 4,
                                                   self.ptr_ref, 1)
@@ -66,7 +82,38 @@ class RawBound:
 
     def set_param(self, i: int, at: int, n: int) -> None:
         """Parameter ``i``'s (ptr, len) pair."""
+        if self.c is not None:
+            self.values[2 * i] = at
+            self.values[2 * i + 1] = n
+            return
         # Two packs: one over both values would zero the second one's kind in its padding.
         at_of = 2 * i * _SIZE + _OF
         _ONE.pack_into(self.params_view, at_of, at)
         _ONE.pack_into(self.params_view, at_of + _SIZE, n)
+
+    def call(self, nparams: int) -> tuple[Any, int]:
+        """The face's call with the first ``nparams`` pairs, then its post-return:
+        (wasmtime's error or None, the return area's address)."""
+        if self.c is not None:
+            try:
+                return None, self.c.call_core(self.values, None)
+            except _CallFailed as exc:
+                return exc.error, 0
+        error = CAPI.wasmtime_component_func_call(self.flat, self.ctx, self.params,
+                                                  2 * nparams, self.area_ref, 1)
+        if not error:
+            error = CAPI.wasmtime_component_func_post_return(self.flat, self.ctx)
+        return error, (0 if error else int(self.area.of.u32))
+
+    def post_call(self) -> Any:
+        """The post-return face with the last call's return area: wasmtime's error or None."""
+        if self.c is not None:
+            try:
+                self.c.post_core()
+            except _CallFailed as exc:
+                return exc.error
+            return None
+        error = CAPI.wasmtime_component_func_call(self.post, self.ctx, self.area_ref, 1, None, 0)
+        if not error:
+            error = CAPI.wasmtime_component_func_post_return(self.post, self.ctx)
+        return error

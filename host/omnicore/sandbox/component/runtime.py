@@ -41,6 +41,7 @@ from omnicore.sandbox.component.deny import link_http_denied
 from omnicore.sandbox.component.descriptors import DescriptorWatch
 from omnicore.sandbox.component.files import GrantedDirs
 from omnicore.sandbox.component.flatcall import (
+    COMPCALL,
     Bound,
     FlatCall,
     _CallFailed,
@@ -187,6 +188,9 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         #: needs the instance's memory.
         self._canon = {name: (FlatCall(form), uses_memory(form))
                        for name, form in module.flat.items() if form.result == "canon"}
+        #: Those called with JSON in and out in C (scalars only: .flatcall's call_json).
+        self._lanes = {name: flat for name, (flat, _m) in self._canon.items()
+                       if COMPCALL is not None and flat.scalars is not None}
         #: Whether the component can write to stdout/stderr at all: without those imports
         #: there is nothing to take in after a call (two reads of empty pipes saved).
         self._stdio = any(n.startswith(("wasi:cli/stdout", "wasi:cli/stderr"))
@@ -327,14 +331,29 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             raise HandlerNotFound(
                 f"plugin {self.name!r} has no export {handler!r}; its exports: "
                 f"{', '.join(self._functions) or '(none)'}", plugin=self.name, handler=handler)
-        args = parse_arguments(self.name, fn, bytes(data), self.limits)
-        inst = self._pool.acquire(handler)
-        keep = False
-        try:
-            out = self._invoke(inst, fn, args)
-            keep = True
-        finally:
-            self._release(inst, keep)
+        out: bytes | None = None
+        lane = self._lanes.get(handler)
+        if lane is not None and type(data) is bytes and len(data) <= self.limits.max_input_bytes:
+            # JSON in and out in C (.flatcall's call_json); NotImplemented: nothing ran, the
+            # input is not plainly the arguments, and parse_arguments answers it.
+            inst = self._pool.acquire(handler)
+            keep = False
+            try:
+                answer = self._invoke_canon(inst, fn, lane, None, data)
+                keep = True
+            finally:
+                self._release(inst, keep)
+            if answer is not NotImplemented:
+                out = answer
+        if out is None:
+            args = parse_arguments(self.name, fn, bytes(data), self.limits)
+            inst = self._pool.acquire(handler)
+            keep = False
+            try:
+                out = self._invoke(inst, fn, args)
+                keep = True
+            finally:
+                self._release(inst, keep)
         if len(out) > self.limits.max_output_bytes:
             raise self.limits.output_too_large(
                 len(out), f"plugin {self.name!r} export {handler!r}", self.name, handler)
@@ -424,10 +443,13 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 return None if export is None else component_func(
                     self._export(inst, export, (export,)))
             raw = inst.raw[form.export] = RawBound(ctx, face(form.realloc), face(form.export),
-                                                   face(form.post_return), len(form.params))
+                                                   face(form.post_return), len(form.params),
+                                                   self._ticks)
         datas = [a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else bytes(a)
                  for a in args]
-        start, mark = self._arm(inst)
+        start, mark = self._arm(inst, raw.c is None)
+        if raw.c is not None:  # before realloc runs (a watch arms its own deadline)
+            raw.c.arm(None if inst.watch is not None else start)
 
         def failed(error: Any) -> PluginCallError:
             return self._classify(store, inst.limiter, label, start, error_failure(error),
@@ -446,17 +468,12 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 raise trap("realloc return: beyond end of memory")
             ctypes.memmove(memory.base + at, data, n)
             raw.set_param(i, at, n)
-        area = raw.area
-        error = CAPI.wasmtime_component_func_call(raw.flat, ctx, raw.params, 2 * len(datas),
-                                                  raw.area_ref, 1)
-        if not error:
-            error = CAPI.wasmtime_component_func_post_return(raw.flat, ctx)
+        error, ret = raw.call(len(datas))
         if self._stdio:  # no pipe reads after a component that cannot write to them
             self._wasi_output.catch_up()
         if error:
             raise failed(error) from None
         # The return area: a result's discriminant (u8) then (ptr, len) at 4, or (ptr, len).
-        ret = area.of.u32
         size = 12 if form.result == "result" else 8
         if ret % 4 or ret + size > memory.size:
             raise trap("return pointer not aligned or out of bounds of memory")
@@ -474,9 +491,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         if tag == 1 or n <= lim.max_output_bytes:
             out = ctypes.string_at(memory.base + at, n) if n else b""
         if raw.post is not None:  # the area still holds ret, the post-return's argument
-            error = CAPI.wasmtime_component_func_call(raw.post, ctx, raw.area_ref, 1, None, 0)
-            if not error:
-                error = CAPI.wasmtime_component_func_post_return(raw.post, ctx)
+            error = raw.post_call()
             if error:
                 raise failed(error) from None
         if tag == 0 and n > lim.max_output_bytes:
@@ -500,9 +515,10 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         return text if string else out
 
     def _invoke_canon(self, inst: _Instance, fn: Function, flat: FlatCall,
-                      args: list[Any]) -> Any:
-        """``fn`` through its canonical face (.flatcall): the JSON value of its result; a
-        failure gets the verdict wasmtime's value API would."""
+                      args: list[Any] | None, data: bytes | None = None) -> Any:
+        """``fn`` through its canonical face (.flatcall): the JSON value of its result (with
+        ``data`` instead of ``args``: the C face's call_json answer, JSON or NotImplemented);
+        a failure gets the verdict wasmtime's value API would."""
         bound = inst.canon.get(fn.name)
         if bound is None:
             form = flat.form
@@ -523,8 +539,12 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         try:
             try:
                 # The C face arms the deadline when the epoch moved (a watch arms its own).
-                answer = flat.call_c(bound, args, None if inst.watch is not None else start) \
-                    if c else flat.call(bound, args)
+                epoch = None if inst.watch is not None else start
+                if data is not None:
+                    answer = bound.c.call_json(data, epoch)
+                else:
+                    assert args is not None
+                    answer = flat.call_c(bound, args, epoch) if c else flat.call(bound, args)
             finally:
                 if self._stdio:
                     self._wasi_output.catch_up()

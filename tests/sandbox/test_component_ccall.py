@@ -1,0 +1,156 @@
+"""The C component call path (sandbox/_compcall.c, bound in sandbox/component/flatcall.py)
+against the Python one, on the component of test_component_canon.py.
+
+A scalar export's call takes JSON in and out in C (``Face.call_json``): it must give every
+input exactly the answer the Python path gives — the same JSON bytes, or the same refusal in
+the same words (the C parser hands back whatever is not plainly the arguments, and Python
+answers it). Hypothesis writes the inputs: plain arrays of values of each type, the same
+values written other ways (spaces, exponents, ``-0``, escapes, an object of the named
+argument), values out of range or of another type, and arbitrary text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from omnicore.errors import DeadlineExceeded, OmniError
+from omnicore.sandbox import PluginModule
+from omnicore.sandbox.component import ComponentModule, ComponentRuntime
+from omnicore.sandbox.component.canonabi import Ty
+from omnicore.sandbox.component.flatcall import COMPCALL
+from omnicore.sandbox.engine import SandboxEngine
+from omnicore.sandbox.limits import Limits
+from tests.sandbox.test_component_canon import LIMITS, SCALARS, TYPES, _values, component_wat
+
+#: The types call_json serves (enums and flags flatten to one value but are not scalars).
+_LANE = [t for t in SCALARS if t[0] not in ("enum", "flags")]
+
+
+#: No deadline test here: a loaded machine must not end a call that compares answers.
+_LIMITS = Limits(timeout_ms=10_000, max_memory_bytes=LIMITS["max_memory_bytes"], pool_size=1)
+
+
+@pytest.fixture(scope="module")
+def canon(tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[tuple[SandboxEngine, ComponentModule]]:
+    """test_component_canon.py's component, loaded."""
+    src = tmp_path_factory.mktemp("ccall") / "canon.wat"
+    src.write_text(component_wat())
+    out = src.with_suffix(".wasm")
+    tool = shutil.which("wasm-tools") or str(Path(sys.executable).parent / "wasm-tools")
+    done = subprocess.run([tool, "parse", str(src), "-o", str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, f"wasm-tools parse failed:\n{done.stderr}"
+    with SandboxEngine() as engine:
+        module = PluginModule.load(engine, out)
+        assert isinstance(module, ComponentModule)
+        yield engine, module
+
+
+@pytest.fixture(scope="module")
+def paths(canon: tuple[SandboxEngine, ComponentModule]
+          ) -> Iterator[tuple[ComponentRuntime, ComponentRuntime]]:
+    engine, module = canon
+    """The same faces twice: JSON through C where it can, and always through Python."""
+    with ComponentRuntime(engine, module, _LIMITS) as lane, \
+            ComponentRuntime(engine, module, _LIMITS) as python:
+        python._lanes = {}
+        yield lane, python
+
+
+def _outcome(rt: ComponentRuntime, export: str, data: bytes) -> Any:
+    try:
+        return rt.call(export, data)
+    except OmniError as exc:
+        return type(exc).__name__, str(exc)
+
+
+def _texts(t: Ty) -> st.SearchStrategy[bytes]:
+    """JSON texts of a call of ``id-N: func(x: t) -> t``, plain and otherwise."""
+    plain = _values(t).map(lambda v: json.dumps([v]).encode())
+    spaced = _values(t).map(lambda v: f' [ {json.dumps(v)}\n]\t'.encode())
+    named = _values(t).map(lambda v: json.dumps({"x": v}).encode())
+    numbers = st.sampled_from([
+        b"[-0]", b"[0]", b"[-0.0]", b"[1e2]", b"[1E+2]", b"[1.0]", b"[01]", b"[-]", b"[1.]",
+        b"[.5]", b"[1e400]", b"[-1e400]", b"[NaN]", b"[Infinity]", b"[3.4028234663852886e38]",
+        b"[3.5e38]", b"[-3.5e38]", b"[128]", b"[-129]", b"[255]", b"[256]", b"[-1]",
+        b"[65536]", b"[4294967296]", b"[-2147483649]", b"[9223372036854775808]",
+        b"[-9223372036854775808]", b"[-9223372036854775809]", b"[18446744073709551615]",
+        b"[18446744073709551616]", b"[123456789012345678901234]", b"[true]", b"[false]",
+        b"[null]", b"[]", b"", b"  ", b"[1,2]", b"[1,]", b"[1", b"1", b"[[1]]", b'["a"]',
+        b'["\\u0041"]', b'["\\ud800"]', b'["ab"]', b'[""]', b'["\xc3\xa9"]', b'["\xed\xa0\x80"]',
+        b'["\xf0\x9f\x98\x80"]', b'["\xc0\x80"]', b'["\xff"]', b'["\x01"]', b'["\\""]',
+        b"[1]x", b"\xef\xbb\xbf[1]", b"[\x0c1]", b"[1] "])
+    noise = st.binary(max_size=12).map(lambda b: b"[" + b)
+    return st.one_of(plain, spaced, named, numbers, noise)
+
+
+@pytest.mark.parametrize("t", _LANE, ids=[str(t[0]) for t in _LANE])
+def test_json_through_c_answers_as_python_does(
+        paths: tuple[ComponentRuntime, ComponentRuntime], t: Ty) -> None:
+    export = f"id-{TYPES.index(t)}"
+    lane, python = paths
+
+    @settings(max_examples=120, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(_texts(t))
+    def check(data: bytes) -> None:
+        assert _outcome(lane, export, data) == _outcome(python, export, data), data
+
+    check()
+
+
+def test_scalar_exports_take_the_c_lane(paths: tuple[ComponentRuntime, ComponentRuntime]
+                                        ) -> None:
+    lane, _python = paths
+    if os.environ.get("OMNICORE_CALLPATH") == "python":
+        assert COMPCALL is None  # the fallback runs without the extension
+    if COMPCALL is None:
+        assert lane._lanes == {}
+        return
+    for t in _LANE:
+        assert f"id-{TYPES.index(t)}" in lane._lanes, t
+    # Enums, flags and everything that touches memory keep the Python lowering.
+    assert not {f"id-{TYPES.index(t)}" for t in SCALARS if t not in _LANE} & set(lane._lanes)
+    u32 = f"id-{TYPES.index(('u32',))}"
+    assert lane.call(u32, b"[4294967295]") == b"4294967295"
+    inst = lane._pool.acquire(u32)
+    try:
+        face = inst.canon[u32].c
+        assert face.call_json(b"[7]", -1) == b"7"
+        # Not plainly the arguments: handed back before anything runs.
+        for odd in (b"[7.0]", b'{"x": 7}', b"[4294967296]", b"[07]", b"[7,]"):
+            assert face.call_json(odd, -1) is NotImplemented, odd
+    finally:
+        lane._pool.release(inst, True)
+
+
+def test_each_call_gets_its_own_deadline(canon: tuple[SandboxEngine, ComponentModule]
+                                         ) -> None:
+    """The C face re-arms the deadline only when the epoch moved since it last armed it: a
+    call long after the last one, and calls in a row for longer than the timeout, still get
+    the whole timeout each; a spinning call still ends at it, and the next call runs."""
+    engine, module = canon
+    u32 = f"id-{TYPES.index(('u32',))}"
+    with ComponentRuntime(engine, module, Limits(timeout_ms=100, pool_size=1)) as rt:
+        assert rt.call(u32, b"[1]") == b"1"
+        time.sleep(0.3)
+        assert rt.call(u32, b"[2]") == b"2"
+        end = time.monotonic() + 0.4
+        while time.monotonic() < end:
+            assert rt.call(u32, b"[3]") == b"3"
+        with pytest.raises(DeadlineExceeded):
+            rt.call("spin", b"[1]")
+        assert rt.call(u32, b"[4]") == b"4"
