@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import DeadlineExceeded, OmniError
 from omnicore.sandbox import PluginModule
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
@@ -154,3 +155,49 @@ def test_each_call_gets_its_own_deadline(canon: tuple[SandboxEngine, ComponentMo
         with pytest.raises(DeadlineExceeded):
             rt.call("spin", b"[1]")
         assert rt.call(u32, b"[4]") == b"4"
+
+
+@pytest.mark.parametrize("export, data", [
+    ("bad-utf8", b"[]"), ("bad-char", b"[]"), ("far-realloc", b'["hello"]'),
+    ("odd-bool", b"[]"), ("odd-u8", b""), ("odd-s16", b"[ ]"), ("spin", b"[1]"),
+])
+def test_malformed_answers_fail_in_the_same_words(
+        paths: tuple[ComponentRuntime, ComponentRuntime], export: str, data: bytes) -> None:
+    """What the guest hands back wrongly (a string that is not UTF-8, a char past Unicode, a
+    realloc answer past memory) traps through C with the Python path's verdict and words."""
+    lane, python = paths
+    if export == "spin":  # the deadline, with a timeout a loaded machine still passes
+        return
+    assert _outcome(lane, export, data) == _outcome(python, export, data)
+
+
+@pytest.fixture(scope="module")
+def strings() -> Iterator[tuple[ComponentRuntime, ComponentRuntime]]:
+    """The bench component's ``echo-string: func(s: string) -> string``, twice as above."""
+    from tests.component_fixtures import wat_component
+
+    with SandboxEngine() as engine:
+        module = PluginModule.load(engine, wat_component("bench"), "bench")
+        assert isinstance(module, ComponentModule)
+        with ComponentRuntime(engine, module, _LIMITS, registry=builtin_registry()) as lane, \
+                ComponentRuntime(engine, module, _LIMITS, registry=builtin_registry()) as python:
+            python._lanes = {}
+            yield lane, python
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(
+    _TEXT.map(lambda v: json.dumps([v], ensure_ascii=False).encode()),
+    _TEXT.map(lambda v: json.dumps([v]).encode()),  # \\u escapes: handed to Python
+    _TEXT.map(lambda v: json.dumps({"s": v}).encode()),
+    st.binary(max_size=16).map(lambda b: b'["' + b + b'"]'),
+    st.sampled_from([b'["\\ud800"]', b'["a\\"b"]', b'["\x7f\x1f"]', b'[""]', b'[1]', b"[]",
+                     b'["\xed\xa0\x80"]', b'["\xf4\x90\x80\x80"]', b'["\xe0\x80\x80"]'])))
+def test_strings_through_c_answer_as_python_does(
+        strings: tuple[ComponentRuntime, ComponentRuntime], data: bytes) -> None:
+    lane, python = strings
+    assert _outcome(lane, "echo-string", data) == _outcome(python, "echo-string", data), data

@@ -62,14 +62,14 @@ static comp_post_fn comp_post;
 static set_deadline_fn set_deadline;
 /* wasmtime_component_valkind_t of U32, U64, F32, F64 (the kinds a face's core values have). */
 static uint8_t kind_u32, kind_u64, kind_f32, kind_f64;
-static PyObject *failed_type, *trap_type;
-static PyObject *str_nan, *str_inf, *str_minus_inf;
+static PyObject *failed_type, *trap_type, *text_fn;
+static PyObject *str_nan, *str_inf, *str_minus_inf, *str_size;
 
 /* WIT scalars, as call() lowers and lifts them. */
 enum { W_NONE, W_BOOL, W_S8, W_U8, W_S16, W_U16, W_S32, W_U32, W_S64, W_U64, W_F32, W_F64,
-       W_CHAR };
+       W_CHAR, W_STRING };
 static const char *const wit_names[] = {"", "bool", "s8", "u8", "s16", "u16", "s32", "u32",
-                                        "s64", "u64", "f32", "f64", "char", NULL};
+                                        "s64", "u64", "f32", "f64", "char", "string", NULL};
 
 typedef struct {
     PyObject_HEAD
@@ -82,9 +82,13 @@ typedef struct {
     int nparams;
     char core[MAX_CORE];  /* each core parameter: 'i' i32, 'q' i64, 'f' f32, 'd' f64 */
     char result;          /* the core result, 0 for none */
-    int scalar;           /* call() may be used: wit[] and wit_result are set */
-    uint8_t wit[MAX_CORE];
+    int scalar;           /* call() may be used: every WIT type a scalar */
+    int plain;            /* call_json() may be used: scalars and strings (with memory) */
+    int nwit;             /* WIT parameters */
+    uint8_t wit[MAX_CORE];  /* each one's WIT type */
     uint8_t wit_result;   /* W_NONE: no result */
+    PyObject *memory;     /* the instance's one linear memory (its base never moves), or NULL */
+    uint8_t *base;
     int pending;          /* call_core() returned; post_core() has not run yet */
     cval params[MAX_CORE];
     cval out;
@@ -118,7 +122,7 @@ wit_code(PyObject *name, uint8_t *out)
     return 0;
 }
 
-/* The core type a WIT scalar flattens to. */
+/* The core type a WIT scalar flattens to (a string: two i32). */
 static char
 core_of(uint8_t w)
 {
@@ -130,20 +134,22 @@ core_of(uint8_t w)
     }
 }
 
-/* Face(ctx, func, post, realloc, core_params, core_result, ticks, wit_params, wit_result):
- * addresses as ints (0: none); core types as a str of 'i', 'q', 'f', 'd'; wit_params a tuple
- * of WIT scalar names (or None: only call_core), wit_result one (or None: no result). */
+/* Face(ctx, func, post, realloc, core_params, core_result, ticks, wit_params, wit_result,
+ * memory): addresses as ints (0: none); core types as a str of 'i', 'q', 'f', 'd'; wit_params
+ * a tuple of WIT scalar or "string" names (or None: only call_core), wit_result one (or None:
+ * no result); memory the instance's LinearMemory (.memory), needed for strings. */
 static int
 Face_init(Face *self, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"ctx", "func", "post", "realloc", "core_params", "core_result",
-                            "ticks", "wit_params", "wit_result", NULL};
+                            "ticks", "wit_params", "wit_result", "memory", NULL};
     PyObject *ctx, *func, *post, *realloc_, *wit_params = Py_None, *wit_result = Py_None;
+    PyObject *memory = Py_None;
     const char *core, *result;
     unsigned long long ticks;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOssK|OO", names, &ctx, &func, &post,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOssK|OOO", names, &ctx, &func, &post,
                                      &realloc_, &core, &result, &ticks, &wit_params,
-                                     &wit_result))
+                                     &wit_result, &memory))
         return -1;
     if (comp_call == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "bind() the wasmtime functions first");
@@ -184,26 +190,43 @@ Face_init(Face *self, PyObject *args, PyObject *kwds)
         self->grow[i].kind = kind_u32;
     memset(&self->at, 0, sizeof self->at);
     self->at.kind = kind_u32;
-    self->scalar = 0;
+    self->scalar = self->plain = 0;
+    self->nwit = 0;
     self->wit_result = W_NONE;
+    Py_CLEAR(self->memory);
+    self->base = NULL;
     if (wit_params == Py_None)
         return 0;
-    if (!PyTuple_Check(wit_params) || (size_t)PyTuple_GET_SIZE(wit_params) != n) {
-        PyErr_SetString(PyExc_ValueError, "wit_params: a tuple, one WIT scalar per core value");
+    if (!PyTuple_Check(wit_params) || PyTuple_GET_SIZE(wit_params) > MAX_CORE) {
+        PyErr_SetString(PyExc_ValueError, "wit_params: a tuple of WIT scalars and strings");
         return -1;
     }
-    for (size_t i = 0; i < n; i++) {
+    /* The WIT types must flatten to the face's core signature exactly. */
+    char flat[2 * MAX_CORE + 1];
+    size_t k = 0;
+    int strings = 0;
+    self->nwit = (int)PyTuple_GET_SIZE(wit_params);
+    for (int i = 0; i < self->nwit; i++) {
         if (!wit_code(PyTuple_GET_ITEM(wit_params, i), &self->wit[i]))
             return -1;
-        if (core_of(self->wit[i]) != core[i]) {
-            PyErr_SetString(PyExc_ValueError, "a WIT scalar does not flatten to its core type");
-            return -1;
+        if (self->wit[i] == W_STRING) {
+            strings = 1;
+            flat[k++] = 'i';
+            flat[k++] = 'i';
+        } else {
+            flat[k++] = core_of(self->wit[i]);
         }
+    }
+    if (k != n || memcmp(flat, core, n) != 0) {
+        PyErr_SetString(PyExc_ValueError, "the WIT parameters do not flatten to the core ones");
+        return -1;
     }
     if (wit_result != Py_None) {
         if (!wit_code(wit_result, &self->wit_result))
             return -1;
-        if (core_of(self->wit_result) != self->result) {
+        if (self->wit_result == W_STRING)
+            strings = 1;  /* a return area's address */
+        if ((self->wit_result == W_STRING ? 'i' : core_of(self->wit_result)) != self->result) {
             PyErr_SetString(PyExc_ValueError, "the WIT result does not flatten to its core type");
             return -1;
         }
@@ -211,13 +234,36 @@ Face_init(Face *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "a core result without a WIT result");
         return -1;
     }
-    self->scalar = 1;
+    if (strings) {
+        if (memory == Py_None)
+            return 0;  /* no lane: strings need the memory */
+        PyObject *base = PyObject_GetAttrString(memory, "base");
+        if (base == NULL)
+            return -1;
+        void *b = PyLong_AsVoidPtr(base);
+        Py_DECREF(base);
+        if (b == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "memory.base is null");
+            return -1;
+        }
+        for (int i = 0; i < self->nwit; i++)
+            if (self->wit[i] == W_STRING && self->realloc == NULL) {
+                PyErr_SetString(PyExc_ValueError, "string parameters need realloc");
+                return -1;
+            }
+        self->memory = Py_NewRef(memory);
+        self->base = (uint8_t *)b;
+    }
+    self->scalar = !strings;
+    self->plain = 1;
     return 0;
 }
 
 static void
 Face_dealloc(Face *self)
 {
+    Py_CLEAR(self->memory);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -754,6 +800,163 @@ format_result(const cval *v, uint8_t w, char *buf)
     }
 }
 
+/* The length of the valid UTF-8 sequence at s (1-4), 0 if there is none (overlong forms,
+ * surrogates and values past U+10FFFF are not valid: Python's strict decoder). */
+static int
+utf8_char(const unsigned char *s, const unsigned char *end)
+{
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    int n = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 0 || end - s < n)
+        return 0;
+    uint32_t v = c & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < least[n] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+/* A plain JSON string at *pp: '"', valid UTF-8 without escapes or control characters, '"';
+ * its bytes in (*s, *n). 0: not plain. */
+static int
+parse_string(const char **pp, const char *end, const char **s, Py_ssize_t *n)
+{
+    const unsigned char *p = (const unsigned char *)*pp;
+    const unsigned char *e = (const unsigned char *)end;
+    if (p >= e || *p != '"')
+        return 0;
+    const unsigned char *start = ++p;
+    while (p < e && *p != '"') {
+        if (*p < 0x80 && *p >= 0x20 && *p != '\\') {  /* plain ASCII: most text */
+            p++;
+            continue;
+        }
+        if (*p < 0x20 || *p == '\\')
+            return 0;
+        int k = utf8_char(p, e);
+        if (k == 0)
+            return 0;
+        p += k;
+    }
+    if (p >= e)
+        return 0;
+    *s = (const char *)start;
+    *n = (Py_ssize_t)(p - start);
+    *pp = (const char *)p + 1;
+    return 1;
+}
+
+/* The memory's size now (it grows during a call); 0 with an exception. */
+static int
+memory_size_now(Face *self, uint64_t *out)
+{
+    PyObject *o = PyObject_GetAttr(self->memory, str_size);
+    if (o == NULL)
+        return 0;
+    *out = PyLong_AsUnsignedLongLong(o);
+    Py_DECREF(o);
+    return !PyErr_Occurred();
+}
+
+static PyObject *
+canon_trap(const char *text)
+{
+    PyErr_SetString(trap_type, text);
+    return NULL;
+}
+
+/* The JSON string of valid UTF-8 bytes, as json.dumps(ensure_ascii=False) and orjson write
+ * it: '"' and '\\' escaped, control characters as \b \t \n \f \r or \u00XX, the rest as is. */
+static PyObject *
+json_string(const uint8_t *s, size_t n)
+{
+    size_t extra = 2;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] == '"' || s[i] == '\\')
+            extra += 5;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n + extra));
+    if (out == NULL)
+        return NULL;
+    char *o = PyBytes_AS_STRING(out), *start = o;
+    static const char short_escape[32] = {['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n',
+                                          ['\f'] = 'f', ['\r'] = 'r'};
+    static const char hex[] = "0123456789abcdef";
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c < 0x20) {
+            *o++ = '\\';
+            if (short_escape[c]) {
+                *o++ = short_escape[c];
+            } else {
+                memcpy(o, "u00", 3);
+                o[3] = hex[c >> 4];
+                o[4] = hex[c & 15];
+                o += 5;
+            }
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    if (_PyBytes_Resize(&out, o - start) < 0)
+        return NULL;
+    return out;
+}
+
+/* A string the guest returned through its return area at `area` (canonabi's checks and
+ * words: alignment, bounds, UTF-8), as JSON. */
+static PyObject *
+lift_string(Face *self, uint32_t area)
+{
+    if (area % 4)
+        return canon_trap("return pointer not aligned");
+    uint64_t size;
+    if (!memory_size_now(self, &size))
+        return NULL;
+    if ((uint64_t)area + 8 > size)
+        return canon_trap("return pointer out of bounds of memory");
+    uint32_t pair[2];
+    memcpy(pair, self->base + area, 8);
+    if ((uint64_t)pair[0] + pair[1] > size)
+        return canon_trap("string pointer/length out of bounds of memory");
+    const uint8_t *s = self->base + pair[0];
+    for (const uint8_t *q = s, *e = s + pair[1]; q < e;) {
+        if (*q < 0x80) {
+            q++;
+            continue;
+        }
+        int k = utf8_char(q, e);
+        if (k == 0) {  /* canonabi._text raises the trap in wasmtime's words */
+            PyObject *raw = PyBytes_FromStringAndSize((const char *)s, pair[1]);
+            if (raw != NULL) {
+                PyObject *r = PyObject_CallOneArg(text_fn, raw);
+                Py_DECREF(raw);
+                Py_XDECREF(r);
+                if (r != NULL && !PyErr_Occurred())
+                    PyErr_SetString(trap_type, "invalid utf-8");
+            }
+            return NULL;
+        }
+        q += k;
+    }
+    return json_string(s, pair[1]);
+}
+
 /* call_json(data, epoch) -> the result's JSON (bytes), or NotImplemented: `data` is not
  * plainly this signature's arguments and nothing ran (the Python path takes the call). */
 static PyObject *
@@ -761,24 +964,31 @@ Face_call_json(Face *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (!takes(nargs, 2, "call_json(data, epoch)") || !open_face(self))
         return NULL;
-    if (!self->scalar || !PyBytes_CheckExact(args[0]))
+    if (!self->plain || !PyBytes_CheckExact(args[0]))
         Py_RETURN_NOTIMPLEMENTED;
+    const char *sp[MAX_CORE];
+    Py_ssize_t sn[MAX_CORE];
     const char *p = PyBytes_AS_STRING(args[0]);
     const char *end = p + PyBytes_GET_SIZE(args[0]);
     p = skip_ws(p, end);
-    if (p == end && self->nparams == 0)
+    if (p == end && self->nwit == 0)
         goto parsed;  /* empty input: no arguments */
     if (p == end || *p != '[')
         Py_RETURN_NOTIMPLEMENTED;
     p = skip_ws(p + 1, end);
-    for (int i = 0; i < self->nparams; i++) {
+    for (int i = 0, k = 0; i < self->nwit; i++) {
         if (i > 0) {
             if (p == end || *p != ',')
                 Py_RETURN_NOTIMPLEMENTED;
             p = skip_ws(p + 1, end);
         }
-        if (!parse_scalar(&p, end, self->wit[i], &self->params[i]))
+        if (self->wit[i] == W_STRING) {
+            if (!parse_string(&p, end, &sp[i], &sn[i]))
+                Py_RETURN_NOTIMPLEMENTED;
+            k += 2;
+        } else if (!parse_scalar(&p, end, self->wit[i], &self->params[k++])) {
             Py_RETURN_NOTIMPLEMENTED;
+        }
         p = skip_ws(p, end);
     }
     if (p == end || *p != ']')
@@ -789,19 +999,55 @@ Face_call_json(Face *self, PyObject *const *args, Py_ssize_t nargs)
 parsed:
     if (!arm(self, args[1]))
         return NULL;
+    /* Each string into memory the guest's realloc gives, in order (canonabi's lowering). */
+    for (int i = 0, k = 0; i < self->nwit; i++) {
+        if (self->wit[i] != W_STRING) {
+            k++;
+            continue;
+        }
+        self->grow[2].of.u32 = 1;
+        self->grow[3].of.u32 = (uint32_t)sn[i];
+        void *error;
+        void *ctx = self->ctx;
+        const void *realloc_ = self->realloc;
+        Py_BEGIN_ALLOW_THREADS
+        error = comp_call(realloc_, ctx, self->grow, 4, &self->at, 1);
+        if (error == NULL)
+            error = comp_post(realloc_, ctx);
+        Py_END_ALLOW_THREADS
+        if (error != NULL)
+            return raise_failed(error);
+        uint32_t ptr = self->at.of.u32;
+        uint64_t size;
+        if (!memory_size_now(self, &size))
+            return NULL;
+        if ((uint64_t)ptr + (uint64_t)sn[i] > size)
+            return canon_trap("realloc return: beyond end of memory");
+        memcpy(self->base + ptr, sp[i], (size_t)sn[i]);
+        self->params[k++].of.u32 = ptr;
+        self->params[k++].of.u32 = (uint32_t)sn[i];
+    }
     void *error = call_face(self);
     if (error != NULL)
         return raise_failed(error);
-    char buf[80];
-    Py_ssize_t n = format_result(&self->out, self->wit_result, buf);
-    if (n < 0)
+    PyObject *out;
+    if (self->wit_result == W_STRING) {
+        out = lift_string(self, self->out.of.u32);
+    } else {
+        char buf[80];
+        Py_ssize_t n = format_result(&self->out, self->wit_result, buf);
+        out = n < 0 ? NULL : PyBytes_FromStringAndSize(buf, n);
+    }
+    if (out == NULL)
         return NULL;
     if (self->post != NULL) {
         error = call_post(self);
-        if (error != NULL)
+        if (error != NULL) {
+            Py_DECREF(out);
             return raise_failed(error);
+        }
     }
-    return PyBytes_FromStringAndSize(buf, n);
+    return out;
 }
 
 /* call_core(values, epoch) -> the core result (int or float; None for none). The
@@ -924,14 +1170,15 @@ static PyTypeObject FaceType = {
     .tp_members = Face_members,
 };
 
-/* bind(func_call, post_return, set_epoch_deadline, kinds, failed, trap): the addresses of
- * wasmtime's C functions, the kinds (U32, U64, F32, F64) of wasmtime_component_val_t, and the
- * exception classes a failure and a canonical-ABI trap are raised as. */
+/* bind(func_call, post_return, set_epoch_deadline, kinds, failed, trap, text): the addresses
+ * of wasmtime's C functions, the kinds (U32, U64, F32, F64) of wasmtime_component_val_t, the
+ * exception classes a failure and a canonical-ABI trap are raised as, and the function that
+ * raises the trap for bytes that are not UTF-8 in wasmtime's words (canonabi._text). */
 static PyObject *
 bind(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     void *p[3];
-    if (!takes(nargs, 6, "bind(three addresses, kinds, failed, trap)")
+    if (!takes(nargs, 7, "bind(three addresses, kinds, failed, trap, text)")
         || !function_addresses(args, 3, p))
         return NULL;
     unsigned char k[4];
@@ -952,6 +1199,7 @@ bind(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     kind_f64 = k[3];
     Py_XSETREF(failed_type, Py_NewRef(args[4]));
     Py_XSETREF(trap_type, Py_NewRef(args[5]));
+    Py_XSETREF(text_fn, Py_NewRef(args[6]));
     Py_RETURN_NONE;
 }
 
@@ -973,7 +1221,8 @@ PyInit__compcall(void)
     static PyTypeObject *const types[] = {&FaceType, NULL};
     if ((str_nan = PyUnicode_InternFromString("nan")) == NULL
         || (str_inf = PyUnicode_InternFromString("inf")) == NULL
-        || (str_minus_inf = PyUnicode_InternFromString("-inf")) == NULL)
+        || (str_minus_inf = PyUnicode_InternFromString("-inf")) == NULL
+        || (str_size = PyUnicode_InternFromString("size")) == NULL)
         return NULL;
     PyObject *m = module_with_types(&module_def, types);
     if (m != NULL && (PyModule_AddIntConstant(m, "VAL_SIZE", sizeof(cval)) < 0

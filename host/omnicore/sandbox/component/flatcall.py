@@ -32,6 +32,7 @@ from omnicore.sandbox.component.canonabi import (
     MAX_FLAT_RESULTS,
     Cx,
     _CanonTrap,
+    _text,
     align,
     flatten,
     lifter,
@@ -100,7 +101,7 @@ def _native_compcall() -> Any:
              address("wasmtime_component_func_post_return"),
              address("wasmtime_context_set_epoch_deadline"),
              tuple(COMPONENT_KINDS[k] for k in ("U32", "U64", "F32", "F64")),
-             _CallFailed, _CanonTrap)
+             _CallFailed, _CanonTrap, _text)
     return ext
 
 
@@ -160,6 +161,13 @@ class FlatCall:
                 and (result is None or (len(result) == 1 and result[0] in _SCALARS)):
             self.scalars = (tuple(p[0] for p in params),
                             None if result is None else result[0])
+        #: Every parameter and the result a WIT scalar or a string: the C face takes the
+        #: call's JSON and answers JSON itself (call_json), strings through memory.
+        plain = (*_SCALARS, "string")
+        self.plain: tuple[tuple[str, ...], str | None] | None = None
+        if not self.spilled and all(len(p) == 1 and p[0] in plain for p in params) \
+                and (result is None or (len(result) == 1 and result[0] in plain)):
+            self.plain = (tuple(p[0] for p in params), None if result is None else result[0])
 
     def dumps(self, value: Any) -> bytes:
         if self.floats:
@@ -281,12 +289,11 @@ class Bound:
         #: The C face (sandbox/_compcall.c), arming deadlines of ``ticks``; None: ctypes.
         self.c: Any = None
         if COMPCALL is not None and ticks is not None:
-            scalars = flat.scalars
+            plain = flat.plain if flat.plain is not None else (None, None)
             self.c = COMPCALL.Face(
                 _address(ctx), _address(face), _address(post), _address(realloc),
                 "".join(_CORE[c] for c in flat.form.core_params),
-                "".join(_CORE[c] for c in flat.form.core_result), ticks,
-                *(scalars if scalars is not None else ()))
+                "".join(_CORE[c] for c in flat.form.core_result), ticks, *plain, memory)
         self.cx = Cx(memory, view if view is not None else memoryview(b""),
                      alloc if self.c is None else self.c.alloc)
 

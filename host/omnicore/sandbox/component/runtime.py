@@ -188,9 +188,10 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         #: needs the instance's memory.
         self._canon = {name: (FlatCall(form), uses_memory(form))
                        for name, form in module.flat.items() if form.result == "canon"}
-        #: Those called with JSON in and out in C (scalars only: .flatcall's call_json).
+        #: Those called with JSON in and out in C (scalars and strings: .flatcall's
+        #: call_json; one without its instance's memory answers NotImplemented).
         self._lanes = {name: flat for name, (flat, _m) in self._canon.items()
-                       if COMPCALL is not None and flat.scalars is not None}
+                       if COMPCALL is not None and flat.plain is not None}
         #: Whether the component can write to stdout/stderr at all: without those imports
         #: there is nothing to take in after a call (two reads of empty pipes saved).
         self._stdio = any(n.startswith(("wasi:cli/stdout", "wasi:cli/stderr"))
