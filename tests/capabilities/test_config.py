@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from omnicore.capabilities.config import lookup
+from omnicore.capabilities.config import _State, _value, lookup
 from omnicore.errors import ConfigError, GuestError, InvalidModule
 from omnicore.sandbox import PluginRuntime, wasmbin
 
@@ -102,3 +102,13 @@ def test_lookup_helper() -> None:
     assert lookup({"a": 1}, "b") is None
 
 
+
+
+def test_absent_keys_take_no_memory_however_many_a_guest_asks_for() -> None:
+    # A guest asking for ever new absent keys must not grow the host's cache: only values
+    # found are kept (a found value is asked again; an absent one costs one lookup).
+    state = _State({"greeting": "hi"})
+    for i in range(1000):
+        assert _value(state, f"absent.{i}") is None
+    assert _value(state, "greeting") == b"hi"
+    assert list(state.cache) == ["greeting"]
