@@ -85,8 +85,10 @@ def _read(path: Path) -> str:
 
 
 def _engine_mounts(mountinfo: str) -> list[str]:
-    """Why ``mountinfo`` (``/proc/self/mountinfo``) is a container's: its engine's mounts."""
-    found = []
+    """Why ``mountinfo`` (``/proc/self/mountinfo``) is a container's: its root an overlay of an
+    engine's storage, and the first of its engine-mounted files (in _ENGINE_FILES' order)."""
+    root: list[str] = []
+    files: dict[str, str] = {}
     for line in mountinfo.splitlines():
         fields = line.split()
         if " - " not in line or len(fields) < 5:
@@ -94,15 +96,13 @@ def _engine_mounts(mountinfo: str) -> list[str]:
         source_root, point = fields[3], fields[4]
         after = line.split(" - ", 1)[1].split()
         fstype, options = (after[0], after[2] if len(after) > 2 else "") if after else ("", "")
-        if point in _ENGINE_FILES and source_root != "/":
-            mark = next((m for m in _ENGINE_MARKS if m in source_root), None)
-            if mark:
-                found.append(f"{point} is mounted from {source_root}")
+        if point in _ENGINE_FILES and any(m in source_root for m in _ENGINE_MARKS):
+            files.setdefault(point, f"{point} is mounted from {source_root}")
         elif point == "/" and "overlay" in fstype:
             mark = next((m for m in _ENGINE_MARKS if m in options), None)
             if mark:
-                found.append(f"/ is an {fstype} of {mark} storage")
-    return found
+                root = [f"/ is an {fstype} of {mark} storage"]
+    return root + [files[f] for f in _ENGINE_FILES if f in files][:1]
 
 
 def _container_variable(env: Mapping[str, str], root: Path) -> str | None:
