@@ -3,9 +3,10 @@
 #   docker build -t omnicore .                               # the host, an empty app
 #   docker build -t omnicore:demo --target demo .            # + the example plugins, warm
 #
-# The demo target takes the example plugins from build/plugins, which `scripts/dev setup` builds
-# from their source with the toolchains (Rust, Go, Node, componentize-py): an image build has
-# no business installing compilers, browsers or database servers. Every stage runs from BASE,
+# The demo target takes the example plugins plugins/demo.yaml names from build/plugins, which
+# `scripts/dev setup` builds from their source with the toolchains (Rust, Go, Node,
+# componentize-py): an image build has no business installing compilers, browsers or database
+# servers. Every stage runs from BASE,
 # an image with Python 3.11 and apt (a public python:3.11-slim-bookworm by default; the tests
 # build from a Debian bookworm base they make with mmdebstrap, with no registry at hand).
 #
@@ -59,8 +60,23 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 ENTRYPOINT ["omnicore", "run", "/app"]
 
 FROM runtime AS demo
-COPY --chown=omnicore:omnicore build/plugins/ /app/plugins/
 COPY --chown=omnicore:omnicore plugins/demo.yaml /app/omnicore.yaml
+# The plugins the demo's config names, each NAME.wasm with its sidecar or manifest, taken from
+# PLUGINS (a folder in the build context) through a bind mount: whatever else lies there (a
+# scratch build) never reaches a layer. A plugin the config names and PLUGINS lacks fails the
+# build. RUN --mount needs BuildKit (Docker 23 and later) or buildah; buildah reuses this step
+# from its cache whatever the mounted files hold, so scripts/image passes PLUGINS_DIGEST (their
+# content's digest), which is part of the step's cache key.
+ARG PLUGINS=build/plugins
+ARG PLUGINS_DIGEST=
+RUN --mount=type=bind,source=${PLUGINS},target=/tmp/built \
+    echo "plugins ${PLUGINS_DIGEST:-from ${PLUGINS}}" \
+    && for name in $(python3 -c 'import yaml; print(*yaml.safe_load(open("omnicore.yaml"))["plugins"])'); do \
+         [ -f "/tmp/built/$name.wasm" ] || { echo "no $name.wasm in ${PLUGINS} (plugins/demo.yaml names it): scripts/dev setup builds it" >&2; exit 1; }; \
+         for file in "/tmp/built/$name".wasm "/tmp/built/$name".toml "/tmp/built/$name".yaml "/tmp/built/$name".yml "/tmp/built/$name".json; do \
+           [ ! -f "$file" ] || cp "$file" plugins/; \
+         done; \
+       done
 # The module cache lives in the image, beside the app, not in the data volume: a new pod (an
 # empty volume) loads every example plugin from it instead of compiling them (seconds each).
 ENV OMNICORE_SANDBOX__CACHE_DIR=/app/cache

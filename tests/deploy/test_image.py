@@ -1,16 +1,23 @@
 """The real image: built from the real Dockerfile by ``scripts/image`` (podman and buildah, a
-Debian base made by mmdebstrap: no container registry), started beside a private PostgreSQL
-the way deploy/compose.yaml starts its two hosts, and used through the REST API.
+Debian base made by mmdebstrap: no container registry), started the way
+docs/operations/image.md says (its very command line, as a user types it, with no
+CONTAINERS_CONF), and beside a private PostgreSQL the way deploy/compose.yaml starts its two
+hosts, and used through the REST API.
 
 One build serves the module (``--layers`` reuses what did not change between runs on one
-machine); every container and volume a test starts is removed at its end.
+machine), from a copy of build/plugins with a scratch plugin in it; every container and volume
+a test starts is removed at its end.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -25,6 +32,14 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "build" / "containers" / "containers.conf"
+PAGE = ROOT / "docs" / "operations" / "image.md"
+# The folder the test's demo image takes its plugins from: build/plugins (links to its files)
+# with a scratch plugin beside the demo's, as a plugin author leaves one there. Under
+# build/plugins (the build context has it), in a folder of its own (the folder's other users
+# read only its *.wasm).
+PLUGINS = ROOT / "build" / "plugins" / ".image-test"
+SCRATCH = "scratch-left-here"
+DEMO_PLUGINS = sorted(yaml.safe_load((ROOT / "plugins" / "demo.yaml").read_text())["plugins"])
 
 
 def _env() -> dict[str, str]:
@@ -43,20 +58,47 @@ def _podman(*args: str, check: bool = True, input: str | None = None,
     return done
 
 
-def _build(target: str) -> str:
-    done = subprocess.run([str(ROOT / "scripts" / "image"), "--target", target],
+def _build(target: str, *args: str) -> str:
+    done = subprocess.run([str(ROOT / "scripts" / "image"), "--target", target, *args],
                           capture_output=True, text=True, env=_env(), timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
 
+def _plugins_with_a_scratch() -> None:
+    """PLUGINS: build/plugins' files (links, so the same bytes) and a scratch plugin (the Rust
+    greeter under another name: it would load, and count, if the image took it)."""
+    shutil.rmtree(PLUGINS, ignore_errors=True)
+    PLUGINS.mkdir()
+    built = PLUGINS.parent
+    for path in sorted(built.iterdir()):
+        if path.is_file():
+            os.link(path, PLUGINS / path.name)
+    shutil.copyfile(built / "greeter-rust.wasm", PLUGINS / f"{SCRATCH}.wasm")
+
+
 @pytest.fixture(scope="module")
-def demo_image() -> str:
+def demo_image() -> Iterator[str]:
     for tool in ("podman", "buildah", "mmdebstrap", "runc"):
         assert shutil.which(tool), f"{tool} missing: scripts/setup-toolchains.sh installs it"
-    out = _build("demo")
+    _plugins_with_a_scratch()
+    try:
+        out = _build("demo", "--plugins", str(PLUGINS))
+    finally:
+        shutil.rmtree(PLUGINS, ignore_errors=True)
     assert "built omnicore:demo:" in out
-    return "omnicore:demo"
+    yield "omnicore:demo"
+
+
+def documented_run() -> list[str]:
+    """The command docs/operations/image.md gives to run the image, the one line of its shell
+    blocks that starts with ``podman run``; the README's Operations shows the same."""
+    blocks = re.findall(r"^```shell\n(.*?)^```", PAGE.read_text(), re.DOTALL | re.MULTILINE)
+    lines = [line.strip() for block in blocks for line in block.splitlines()
+             if line.strip().startswith("podman run")]
+    assert len(lines) == 1, f"{PAGE}: not one `podman run` line: {lines}"
+    assert f"`{lines[0]}`" in (ROOT / "README.md").read_text(), "README: not the page's command"
+    return shlex.split(lines[0])
 
 
 class Host:
@@ -159,7 +201,7 @@ def compose_hosts(demo_image: str, pg_url: str) -> Iterator[list[Host]]:
 def test_compose_hosts_from_the_image_serve_plugins_warm_as_a_non_root_user(
         compose_hosts: list[Host]) -> None:
     first, second = compose_hosts
-    plugins = len(list((ROOT / "build" / "plugins").glob("*.wasm")))  # what the image took
+    plugins = len(DEMO_PLUGINS)  # what the image took: the demo's, not the scratch
     for host in compose_hosts:
         ready = host.wait_ready()
         print(f"{host.name}: /readyz 200 {ready:.1f} s after podman run")
@@ -204,3 +246,96 @@ def test_the_default_image_is_an_empty_app(demo_image: str) -> None:
         assert set(config) == {"name", "plugins_dir"}, config  # no plugins, connectors
     finally:
         host.stop()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _link(log: str) -> str | None:
+    """The first-admin link of the host's log (JSON lines), if it logged it yet."""
+    for line in log.splitlines():
+        if line.startswith("{") and "setup?token=" in line:
+            return str(re.search(r"(\S+/setup\?token=[^\s\"]+)", json.loads(line)["msg"])[1])
+    return None
+
+
+def test_the_documented_run_serves_the_demo_and_logs_a_first_admin_link_a_browser_opens(
+        demo_image: str) -> None:
+    """The page's `podman run` line, exactly, with no CONTAINERS_CONF (scripts/image's is for
+    the build), in the foreground as a user runs it; Ctrl-C (SIGINT) ends it. Issue 48: it
+    failed with `error setting rlimit type 7`, the link said http://0.0.0.0:8470/, and the
+    image shipped whatever build/plugins held."""
+    argv = documented_run()
+    assert argv[-1] == demo_image, argv
+    port = int(argv[argv.index("-p") + 1].split(":")[0])
+    deadline = time.monotonic() + 120  # another test of this machine may hold the port
+    while not _port_free(port):
+        assert time.monotonic() < deadline, f"port {port} stays taken: the page's run needs it"
+        time.sleep(1)
+    env = _env()  # no CONTAINERS_CONF: the machine's podman as it is
+    ours = ["podman", "ps", "-aq", "--no-trunc", "--filter", f"ancestor={demo_image}"]
+    before = set(subprocess.run(ours, capture_output=True, text=True, env=env).stdout.split())
+    out = ROOT / "build" / "containers" / f"first-run-{uuid.uuid4().hex[:8]}.log"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while (link := _link(out.read_text(errors="replace"))) is None:
+            assert proc.poll() is None, f"{shlex.join(argv)} ended:\n{out.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "no first-admin link:\n" + out.read_text()[-3000:]
+            time.sleep(0.5)
+        # The address the published port is opened at, from this machine; it opens the page
+        # that creates the first admin.
+        assert link.startswith(f"http://127.0.0.1:{port}/setup?token="), link
+        with urllib.request.urlopen(link, timeout=10) as r:
+            page = r.read().decode()
+            assert r.status == 200 and 'type="password"' in page, page[:2000]
+        deadline = time.monotonic() + 120
+        log = out.read_text(errors="replace")
+        while not re.search(r"\d+ loaded, \d+ total", log):
+            assert time.monotonic() < deadline, log[-3000:]
+            time.sleep(0.5)
+            log = out.read_text(errors="replace")
+        n = len(DEMO_PLUGINS)
+        assert f"{n} loaded, {n} total" in log, log[-3000:]
+        assert f"console at http://127.0.0.1:{port}" in log, log[-3000:]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        after = subprocess.run(ours, capture_output=True, text=True, env=env).stdout.split()
+        for left in set(after) - before:
+            subprocess.run(["podman", "rm", "-f", "-v", left], capture_output=True, env=env)
+        out.unlink(missing_ok=True)
+    assert proc.returncode == 0, proc.returncode
+
+
+def test_the_demo_image_holds_the_demos_plugins_and_knows_it_is_a_container(
+        demo_image: str) -> None:
+    """/app/plugins is plugins/demo.yaml's plugins, not the scratch one left in the folder the
+    build took them from; and omnicore's own detection (not the image's OMNICORE_ENVIRONMENT)
+    finds the container from what podman did (the bare machine's side: test_detect.py)."""
+    argv = documented_run()
+    script = ("import os; from omnicore.adapters import detect;"
+              " print(sorted(os.listdir('/app/plugins'))); print(detect().describe())")
+    flags = argv[:-1]
+    if "-p" in flags:  # serves nothing: no port
+        del flags[flags.index("-p"):flags.index("-p") + 2]
+    probe = [*flags, "--entrypoint", "python3", demo_image, "-c", script]
+    assert probe[:2] == ["podman", "run"], probe
+    done = subprocess.run(probe, capture_output=True, text=True, env=_env(), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    listed, described = done.stdout.strip().splitlines()[-2:]
+    assert listed == repr([f"{name}.wasm" for name in DEMO_PLUGINS]), listed
+    assert SCRATCH not in listed
+    assert described.startswith("container ("), described
