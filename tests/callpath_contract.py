@@ -1,9 +1,10 @@
 """The call-path contract: the tests that run on both call paths (specs/callpath-contract.md).
 
 ``OMNICORE_CALLPATH`` chooses, for a whole process, the C call path (``sandbox/_callpath.c``
-with ``_hostfunc.c``, ``_epoch.c``, ``_instantiate.c``, and the C log ring ``_logring.c``) or
-its pure-Python twin (``sandbox/fastcall.py``, ``hostfunc.py``'s ctypes trampoline, the
-engine's Python ticker thread, ``logring.py``). `scripts/dev test` runs the whole suite on the
+with ``_hostfunc.c``, ``_epoch.c``, ``_instantiate.c``; components' ``_compcall.c``; the C log
+ring ``_logring.c``) or its pure-Python twin (``sandbox/fastcall.py``, ``hostfunc.py``'s
+ctypes trampoline, the engine's Python ticker thread, ``component/flatcall.py`` and
+``rawcall.py`` through ctypes, ``logring.py``). `scripts/dev test` runs the whole suite on the
 C path, then, in a second process with ``OMNICORE_CALLPATH=python``, the tests listed here
 (``tests/conftest.py`` marks them ``callpath``: ``-m callpath``).
 
@@ -11,9 +12,10 @@ An entry is a test file or one test (``FILE::NAME``), with the behaviour of the 
 holds. The list is the contract, not a sample: every behaviour the choice changes (an
 instance's start, a call's copy in and out, its output cap, every way it fails, its deadline
 and the ticker behind it, the memory and table limits, re-entrant ``omni_alloc``, every kind
-of host function and how it fails, every WASI call, Extism's handlers and kernel, the log
-ring) is held by some entry; a test that is not here touches the call path only through
-behaviours an entry holds, and why is written down, by kind of test, in the spec.
+of host function and how it fails, every WASI call, Extism's handlers and kernel, component
+calls, the log ring) is held by some entry; a test that is not here touches the call path
+only through behaviours an entry holds, and why is written down, by kind of test, in the
+spec.
 """
 
 from __future__ import annotations
@@ -53,19 +55,22 @@ CALLPATH_CONTRACT: dict[str, str] = {
         "waits for calls in flight",
     "tests/sandbox/test_gil_hold.py":
         "a call turning long lets other threads run and ends at its deadline or interrupt",
-    # Components run on wasmtime's component API and sandbox/component/, on neither path:
-    # the path chooses only their engine's ticker and their log ring.
-    **dict.fromkeys((
-        "tests/sandbox/test_component.py::test_an_endless_loop_hits_the_deadline",
-        "tests/sandbox/test_component.py::test_an_endless_js_loop_hits_the_deadline",
-        "tests/sandbox/test_component.py::test_a_start_function_that_never_returns_ends_at_"
-        "the_deadline",
-        "tests/sandbox/test_component.py::test_engine_interrupt_ends_a_running_component_call",
-        "tests/sandbox/test_component.py::test_wasi_output_goes_to_the_plugin_log_and_clocks_"
-        "and_random_are_given",
-        "tests/sandbox/test_component.py::test_a_guest_flooding_stdout_neither_blocks_nor_"
-        "floods_the_log",
-    ), "a component call under its engine's ticker, writing to its log ring"),
+    # --- Components (sandbox/_compcall.c's Face vs component/flatcall.py, rawcall.py through
+    # ctypes): the canonical face, the byte face, the JSON lane of scalar exports.
+    "tests/sandbox/test_component.py":
+        "component calls: every value kind, traps, deadlines, interrupt, memory and table "
+        "limits, WASI output to the log ring",
+    "tests/sandbox/test_component_canon.py":
+        "every WIT type through the canonical face against wasmtime's value API: answers, "
+        "realloc and post-return calls, failures",
+    "tests/sandbox/test_component_ccall.py":
+        "the JSON lane of scalar exports answers as Python does; each call its own deadline",
+    "tests/sandbox/test_component_rawlift.py":
+        "byte lists and strings through the byte face, answers and failures",
+    "tests/sandbox/test_component_hostflat.py":
+        "host callbacks reached from component calls: arguments, answers, traps, refusals",
+    "tests/sandbox/test_component_schema.py":
+        "calls with generated and mutated arguments answer as the schema says",
     # --- Host functions (hostfunc.py's trampoline vs _callpath.HostFunction)
     "tests/sandbox/test_hostcall_kinds.py":
         "every parameter kind at its edges, every result kind wrapped to its low bits, a "

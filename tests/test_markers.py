@@ -169,10 +169,8 @@ def test_every_contract_entry_is_tests_marked_callpath_and_nothing_else_is() -> 
                  if nodeid == entry or nodeid.startswith((entry + "::", entry + "["))]
         assert found, f"{entry}: no such test (tests/callpath_contract.py)"
         assert all(m == {"callpath"} for m in found), entry
-    # A file only some of whose tests are the contract's: the others are not marked.
-    component = _of(marks, "tests/sandbox/test_component.py::")
-    assert set() in component and {"callpath"} in component
-    # Nor is a capability's own logic, or the log ring's tests that run both rings at once.
+    # Not a capability's own logic; in a file only one of whose tests is the contract's (the
+    # log ring's, whose other tests run both rings at once), only that one.
     assert all(not m for m in _of(collected("tests/capabilities/test_kv.py",
                                             among=("callpath",)), "tests/"))
     ring = {n: m for n, m in marks.items() if n.startswith("tests/capabilities/test_pluginlog")}
