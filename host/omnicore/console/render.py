@@ -9,6 +9,7 @@ with a one-time notice (:func:`done`). Jinja autoescaping renders everything a p
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -71,9 +72,14 @@ def _fmt_time(t: float | None) -> Markup:
 
 
 def _fmt_slashes(text: Any) -> Markup:
-    """Text (a path, a message holding one) that may wrap after each ``/``, rather than inside
-    a name (a phone's narrow card)."""
-    return Markup("/<wbr>").join(str(text).split("/"))
+    """Text (a path, a message holding one) that may wrap after each ``/``, ``_``, ``.`` or
+    ``-``, rather than inside a name (a phone's narrow card: a temporary folder's long
+    ``test_every_page_fits_the_scree0`` broke as ``fit|s`` with a break after slashes only)."""
+    return Markup("<wbr>").join(_SEPARATED.split(str(text)))
+
+
+#: The places after a separator, where a path or a key may wrap.
+_SEPARATED = re.compile(r"(?<=[/_.\-])")
 
 
 def _fmt_us(us: Any) -> str:

@@ -22,7 +22,7 @@ from omnicore.sandbox.limits import Limits
 from omnicore.storage.base import Storage
 from omnicore.types import HostApp
 
-__all__ = ["publish_sources_of", "register", "shutdown", "startup"]
+__all__ = ["register", "shutdown", "startup"]
 
 
 class PluginsApp(HostApp, Protocol):
