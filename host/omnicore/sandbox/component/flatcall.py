@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 import struct
 from ctypes import byref, c_void_p
 from typing import Any
@@ -71,6 +72,10 @@ class _CallFailed(Exception):
         super().__init__("call failed")
         self.error = error
 
+
+#: Where orjson may have written a float otherwise than json (an exponent, or a fraction
+#: below 1e-4 in full): matches every such float, and some strings (json writes those).
+_EXPONENT = re.compile(rb"[0-9][eE]|0\.0000")
 
 #: WIT types the C face lowers and lifts itself (its ``call``).
 _SCALARS = frozenset(("bool", "s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64", "f32",
@@ -150,8 +155,9 @@ class FlatCall:
         self._kinds = tuple(COMPONENT_KINDS[k] for k, _f in self.params)
         self._unpack = struct.Struct("<" + _CODE[form.core_result[0]]).unpack_from \
             if form.core_result else None
-        # orjson writes a float its own way (1e16, not 1e+16): floats take json's words,
-        # what the value API's path writes.
+        # orjson writes some floats its own way (1e16 and 0.00001, json 1e+16 and 1e-05):
+        # an answer with floats where orjson wrote those takes json's words, what the value
+        # API's path writes (every other float both write alike: repr's shortest digits).
         self.floats = "'f32'" in repr(result) or "'f64'" in repr(result)
         #: Every parameter and the result a WIT scalar, each one core value: the C face
         #: lowers and lifts them itself (WIT names, for it).
@@ -170,9 +176,10 @@ class FlatCall:
             self.plain = (tuple(p[0] for p in params), None if result is None else result[0])
 
     def dumps(self, value: Any) -> bytes:
-        if self.floats:
+        out = jsoncodec.dumps(value)
+        if self.floats and _EXPONENT.search(out):
             return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-        return jsoncodec.dumps(value)
+        return out
 
     def call_c(self, bound: Bound, args: list[Any], epoch: int | None) -> Any:
         """:meth:`call` through the C face, which also arms the deadline for ``epoch`` (the
