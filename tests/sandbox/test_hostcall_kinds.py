@@ -184,3 +184,16 @@ def test_a_call_from_a_store_no_runtime_knows_traps_naming_the_function(
                                                      r"from a store its runtime does not know"):
         go(store)  # type: ignore[operator]
     assert called == [] and live == {}
+
+
+def test_a_host_function_of_more_than_sixteen_parameters_is_refused_on_both_paths(
+        engine: SandboxEngine) -> None:
+    linker = wasmtime.Linker(engine.wasmtime)
+    keep: list[Any] = []
+    define_host_function(linker, "env", "wide", ("i32",) * 16, (), lambda *a: None, None, {},
+                         keep)  # sixteen: the most
+    kept = len(keep)
+    with pytest.raises(ValueError, match=r"at most 16 parameters, env\.wider takes 17"):
+        define_host_function(linker, "env", "wider", ("i32",) * 17, (), lambda *a: None, None,
+                             {}, keep)
+    assert len(keep) == kept  # the refused one made nothing

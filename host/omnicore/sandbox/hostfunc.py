@@ -47,6 +47,8 @@ _log = logging.getLogger("omnicore.sandbox")
 _CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_size_t)
 _string_at = ctypes.string_at
 
+#: The most parameters a host function takes (the C callback's MAX_HOST_PARAMS).
+MAX_HOST_PARAMS = 16
 #: Host function parameter kinds and their letters in the C callback's signature (i: signed
 #: i32, u: an i32 read unsigned (``ptr``/``len``), q: i64, f: f32, d: f64).
 HOST_PARAM_TYPES = {"i32": "i", "ptr": "u", "len": "u", "i64": "q", "f32": "f", "f64": "d"}
@@ -179,6 +181,10 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
     for p in params:
         if p not in HOST_PARAM_TYPES:
             raise ValueError(f"unknown host parameter type {p!r}")
+    if len(params) > MAX_HOST_PARAMS:
+        # The C callback's bound (_hostfunc.c): both call paths refuse the same definitions.
+        raise ValueError(f"host functions take at most {MAX_HOST_PARAMS} parameters, "
+                         f"{module}.{name} takes {len(params)}")
     if len(results) > 1 or (results and results[0] not in ("i32", "i64")):
         raise ValueError("host functions return nothing, one i32 or one i64")
     result = results[0] if results else None
