@@ -15,12 +15,15 @@ log.info; no wasmtime-py column). omnicore's column is ``ComponentRuntime.call``
 in and out for the plain exports (the mapping of specs/components.md, every argument checked
 against its WIT type), bytes for the handler; the pool, the deadline, the memory limiter
 armed; byte lists and strings through the flat face (sandbox/component/rawlift.py), every
-other export through the host's canonical ABI (sandbox/component/canonabi.py). The
+other export through the host's canonical ABI (sandbox/component/canonabi.py), each call and
+host callback through the C component call path (sandbox/_compcall.c) where it is built
+(``OMNICORE_CALLPATH=python`` measures the ctypes path instead). The
 other column calls the export with Python values (``Func.__call__`` then ``post_return``),
 no limits armed. Prints the median µs per call over the repeats with its min-max
 (bench/_measure.py: both columns get the same iterations, repeats and warm-up). Targets
 (issue 22): u32 <= 10 µs, 1 KiB string <= 15 µs, 4 KiB list<u8> <= 30 µs, a host callback
-<= 5 µs; issue 34: a 4 KiB list<u8> handler within 30 µs.
+<= 5 µs; issue 34: a 4 KiB list<u8> handler within 30 µs; issue 47: every row at least 10x
+ahead of wasmtime-py's component call.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def _native_compcall() -> Any:
     ext.bind(address("wasmtime_component_func_call"),
              address("wasmtime_component_func_post_return"),
              address("wasmtime_context_set_epoch_deadline"),
-             tuple(COMPONENT_KINDS[k] for k in ("U32", "U64", "F32", "F64")),
+             tuple(COMPONENT_KINDS[k] for k in ("U32", "U64", "F32", "F64", "BOOL")),
              _CallFailed, _CanonTrap, _text)
     return ext
 

@@ -33,6 +33,7 @@ from omnicore.errors import InvalidModule
 from omnicore.sandbox._wasmtime import CAPI, error_raw, linker_instance_add_func
 from omnicore.sandbox.capability import CapabilityRegistry, WitFunction
 from omnicore.sandbox.component import hostflat
+from omnicore.sandbox.component.flatcall import COMPCALL
 from omnicore.sandbox.component.values import Codec, lift_bytes
 from omnicore.sandbox.component.world import read_function
 from omnicore.sandbox.guestmem import HostTrap
@@ -128,6 +129,11 @@ class _Bound:
     #: The flat reader of the arguments and writer of the answer (None: the codecs').
     flat: hostflat.Reader | None = None
     write: hostflat.Writer | None = None
+    #: The parameters as the C callback reads them (sandbox/_compcall.c's HostCall: a WIT
+    #: scalar's name, "string" for a string or enum, "bytes" for list<u8>), and the result's
+    #: type name (None: no result); None where the C callback does not serve the function.
+    c_kinds: tuple[str, ...] | None = None
+    c_result: str | None = None
 
 
 #: Whether host callbacks read their arguments flat where they can (the differential test
@@ -136,6 +142,8 @@ _flat_arguments = True
 
 
 _BOUND: dict[int, _Bound] = {}
+#: The C callback's HostCall of each function it serves, by the same key (its env).
+_HOSTS: dict[int, Any] = {}
 _NEXT = itertools.count(1)
 
 
@@ -186,18 +194,48 @@ def _bind(functions: dict[str, WitFunction], fty: cm.FuncType, iface: str, fname
     params = tuple(c for _, c in fn.params)
     flat = hostflat.reader(tuple(c.canon() for c in params)) if _flat_arguments else None
     write = hostflat.writer(fn.result.canon()) if flat is not None and fn.result else None
+    kinds = None
+    if flat is not None and not wit.timed:  # (a timed function takes the deadline first)
+        kinds = tuple(_c_kind(c.canon()) for c in params)
     return _Bound(f"{iface}#{fname}", wit.impl, state, params, fn.result, wit.timed, flat,
-                  write)
+                  write, kinds, fn.result.canon()[0] if fn.result is not None else None)
+
+
+def _c_kind(t: tuple[Any, ...]) -> str:
+    """How the C callback reads a parameter hostflat reads (the same reading)."""
+    if t[0] in ("string", "enum"):
+        return "string"
+    return "bytes" if t[0] == "list" else str(t[0])
 
 
 def _add_func(inst: cm.LinkerInstance, name: str, entry: _Bound) -> None:
-    key = next(_NEXT)
-    _BOUND[key] = entry
+    if COMPCALL is not None and entry.c_kinds is not None:
+        # The C callback (sandbox/_compcall.c): its env is the HostCall itself, kept here
+        # until wasmtime's finalizer lets it go.
+        def refuse(exc: Any) -> int:
+            if not isinstance(exc, Exception):
+                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+            return _refuse(entry, exc)
+
+        def lower(answer: Any, results: int) -> None:
+            assert entry.result is not None
+            entry.result.lower(answer, _VAL.from_address(results))
+
+        host = COMPCALL.HostCall(entry.impl, entry.state, entry.c_kinds, entry.c_result,
+                                 refuse, lower)
+        key = id(host)
+        _HOSTS[key] = host
+        _BOUND[key] = entry
+        callback = _C_CALLBACK
+    else:
+        key = next(_NEXT)
+        _BOUND[key] = entry
+        callback = _callback if entry.flat is None else _FLAT
     try:
-        linker_instance_add_func(inst, name, _callback if entry.flat is None else _FLAT, key,
-                                 _finalize)
+        linker_instance_add_func(inst, name, callback, key, _finalize)
     except BaseException:
         _BOUND.pop(key, None)
+        _HOSTS.pop(key, None)
         raise
 
 
@@ -256,13 +294,18 @@ def _flat_callback(env: int | None, _context: int | None, _ty: int | None, args:
 _VAL = CAPI.wasmtime_component_val_t
 _FLAT = CAPI.wasmtime_component_func_callback_t(
     ctypes.cast(_flat_callback, c_void_p).value)
+#: The C callback of the functions hostflat reads (sandbox/_compcall.c), where it is built.
+_C_CALLBACK = CAPI.wasmtime_component_func_callback_t(COMPCALL.HOST_CALLBACK) \
+    if COMPCALL is not None else None
 
 
 @CFUNCTYPE(None, c_void_p)  # type: ignore[untyped-decorator]
 def _finalize(env: int | None) -> None:
     # wasmtime drops the linker's definitions (a runtime's closing): forget the binding. At
     # interpreter exit the dict may be gone already; nothing is left to forget then.
-    bound = _BOUND
+    bound, hosts = _BOUND, _HOSTS
     if bound is not None:
         bound.pop(env or 0, None)
+    if hosts is not None:
+        hosts.pop(env or 0, None)
 
