@@ -114,9 +114,11 @@ class _Instance:
 
     def close(self) -> None:
         self.funcs.clear()
-        for bound in self.canon.values():
-            if bound.c is not None:
-                bound.c.close()  # refuses a stray later call instead of touching the store
+        faces: list[Any] = [b.c for b in self.canon.values()]
+        faces += [b.c for b in self.raw.values()]
+        for face in faces:
+            if face is not None:
+                face.close()  # refuses a stray later call instead of touching the store
         self.canon.clear()
         self.raw.clear()
         self.store.close()
