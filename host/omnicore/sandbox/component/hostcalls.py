@@ -195,10 +195,15 @@ def _bind(functions: dict[str, WitFunction], fty: cm.FuncType, iface: str, fname
     flat = hostflat.reader(tuple(c.canon() for c in params)) if _flat_arguments else None
     write = hostflat.writer(fn.result.canon()) if flat is not None and fn.result else None
     kinds = None
-    if flat is not None and not wit.timed:  # (a timed function takes the deadline first)
+    # (A timed function takes the deadline first; the C callback holds up to 16 parameters.)
+    if flat is not None and not wit.timed and len(params) <= _C_MAX_PARAMS:
         kinds = tuple(_c_kind(c.canon()) for c in params)
     return _Bound(f"{iface}#{fname}", wit.impl, state, params, fn.result, wit.timed, flat,
                   write, kinds, fn.result.canon()[0] if fn.result is not None else None)
+
+
+#: The most parameters the C callback reads (sandbox/_compcall.c's MAX_CORE).
+_C_MAX_PARAMS = COMPCALL.MAX_CORE if COMPCALL is not None else 0
 
 
 def _c_kind(t: tuple[Any, ...]) -> str:
