@@ -343,7 +343,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             inst = self._pool.acquire(handler)
             keep = False
             try:
-                answer = self._invoke_canon(inst, fn, lane, None, data)
+                answer = self._call_lane(inst, fn, lane, data)
                 keep = True
             finally:
                 self._release(inst, keep)
@@ -518,47 +518,78 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             return (tag == 0, out)
         return text if string else out
 
-    def _invoke_canon(self, inst: _Instance, fn: Function, flat: FlatCall,
-                      args: list[Any] | None, data: bytes | None = None) -> Any:
-        """``fn`` through its canonical face (.flatcall): the JSON value of its result (with
-        ``data`` instead of ``args``: the C face's call_json answer, JSON or NotImplemented);
-        a failure gets the verdict wasmtime's value API would."""
+    def _bound(self, inst: _Instance, fn: Function, flat: FlatCall) -> Bound:
+        """``fn``'s canonical face on ``inst`` (.flatcall), bound on its first call."""
         bound = inst.canon.get(fn.name)
         if bound is None:
             form = flat.form
-            name = fn.name
 
             def face(export: str | None) -> Any:
                 if export is None:
                     return None
                 return component_func(self._export(inst, export, (export,)))
             memory = inst.memory
-            bound = inst.canon[name] = Bound(
+            bound = inst.canon[fn.name] = Bound(
                 flat, context_of(inst.store), face(form.export), face(form.realloc),
                 face(form.post_return), memory,
                 memory_view(memory) if memory is not None else None, self._ticks)
+        return bound
+
+    def _canon_failed(self, inst: _Instance, fn: Function, start: int, mark: int,
+                      exc: Exception) -> PluginCallError:
+        """The verdict of a canonical call's _CallFailed or _CanonTrap (the value API's)."""
+        failure = error_failure(exc.error) if isinstance(exc, _CallFailed) \
+            else GuestFailure(str(exc))
+        return self._classify(inst.store, inst.limiter, fn.name, start, failure, mark=mark,
+                              watch=inst.watch)
+
+    def _call_lane(self, inst: _Instance, fn: Function, flat: FlatCall, data: bytes) -> Any:
+        """``fn`` with ``data`` through its C face's call_json: the answer's JSON, or
+        NotImplemented (the input is not plainly its arguments; nothing ran). The hot path of
+        scalar and string exports: :meth:`_arm` inline, the C face arming the deadline."""
+        bound = inst.canon.get(fn.name) or self._bound(inst, fn, flat)
+        watch = inst.watch
+        if watch is not None:
+            watch.arm(inst.store)
+        if self._fuel is not None:
+            inst.store.set_fuel(self._fuel)
+        inst.limiter.refused = False
+        start = self.engine.epoch
+        mark = self.log.written
+        enter(time.monotonic() + self._timeout_s)
+        try:
+            try:
+                answer = bound.c.call_json(data, None if watch is not None else start)
+            finally:
+                if self._stdio:
+                    self._wasi_output.catch_up()
+                leave()
+        except (_CallFailed, _CanonTrap) as exc:
+            raise self._canon_failed(inst, fn, start, mark, exc) from None
+        if watch is not None and watch.exceeded():
+            raise self._classify(inst.store, inst.limiter, fn.name, start,
+                                 GuestFailure("too many descriptors"), watch=watch)
+        return answer
+
+    def _invoke_canon(self, inst: _Instance, fn: Function, flat: FlatCall,
+                      args: list[Any]) -> Any:
+        """``fn`` through its canonical face (.flatcall): the JSON value of its result; a
+        failure gets the verdict wasmtime's value API would."""
+        bound = self._bound(inst, fn, flat)
         store = inst.store
         c = bound.c is not None
         start, mark = self._arm(inst, not c)
         try:
             try:
                 # The C face arms the deadline when the epoch moved (a watch arms its own).
-                epoch = None if inst.watch is not None else start
-                if data is not None:
-                    answer = bound.c.call_json(data, epoch)
-                else:
-                    assert args is not None
-                    answer = flat.call_c(bound, args, epoch) if c else flat.call(bound, args)
+                answer = flat.call_c(bound, args, None if inst.watch is not None else start) \
+                    if c else flat.call(bound, args)
             finally:
                 if self._stdio:
                     self._wasi_output.catch_up()
                 leave()
-        except _CallFailed as exc:
-            raise self._classify(store, inst.limiter, fn.name, start, error_failure(exc.error),
-                                 mark=mark, watch=inst.watch) from None
-        except _CanonTrap as exc:
-            raise self._classify(store, inst.limiter, fn.name, start, GuestFailure(str(exc)),
-                                 mark=mark, watch=inst.watch) from None
+        except (_CallFailed, _CanonTrap) as exc:
+            raise self._canon_failed(inst, fn, start, mark, exc) from None
         if inst.watch is not None and inst.watch.exceeded():
             raise self._classify(store, inst.limiter, fn.name, start,
                                  GuestFailure("too many descriptors"), watch=inst.watch)
