@@ -71,6 +71,42 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., OmniApp]]:
             app.stop(grace=0)
 
 
+@pytest.fixture
+def start_host(tmp_path: Path, module_cache: Path) -> Iterator[Callable[..., OmniApp]]:
+    """Start hosts in this process, as ``omnicore run`` would make them (the built-in
+    extensions, the tests' shared module cache, the catalog polled every 50 ms).
+
+    With ``home``, a host has that folder's ``plugins/`` and ``data/``; without, the hosts
+    share ``tmp_path/plugins`` and, with ``url`` (a PostgreSQL database they share), each
+    has a data dir of its own, else they share the SQLite file under ``tmp_path/data`` (one
+    after another). ``catalog`` adds to the catalog's settings, the other keywords override
+    the config. Every host still running is stopped after the test.
+    """
+    (tmp_path / "plugins").mkdir(exist_ok=True)
+    apps: list[OmniApp] = []
+
+    def start(name: str = "test-host", *, url: str | None = None, home: Path | None = None,
+              catalog: dict[str, Any] | None = None, **overrides: Any) -> OmniApp:
+        if home is not None:
+            data, plugins = home / "data", home / "plugins"
+        else:
+            data = tmp_path / (f"data{len(apps)}" if url else "data")
+            plugins = tmp_path / "plugins"
+        over = {"data_dir": str(data), "plugins_dir": str(plugins),
+                "sandbox": {"cache_dir": str(module_cache)},
+                "catalog": {"poll_s": 0.05, **(catalog or {})},
+                **({"storage": {"url": url}} if url else {}), **overrides}
+        app = OmniApp(name, overrides=over, environ={}, entry_points=False)
+        apps.append(app)
+        app.start()
+        return app
+
+    yield start
+    for app in apps:
+        if app.state.value == "running":
+            app.stop()
+
+
 def _fail_under_ci(report: pytest.TestReport | pytest.CollectReport, what: str) -> None:
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
     report.outcome = "failed"

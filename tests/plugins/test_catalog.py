@@ -5,7 +5,6 @@ as the layer beneath, grants that stay the operator's, and the bad input a publi
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,58 +19,18 @@ from omnicore.plugins.catalog import BadPublish, Catalog, ModuleTooLarge, app_ca
 from omnicore.plugins.convergence import CatalogFollower
 from omnicore.storage import SQLiteStorage
 from tests.host_fixtures import config_wasm, echo_wasm, write
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.01)
-    return time.monotonic() - start
-
-
-def digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+from tests.plugins.catalog_fixtures import answers, digest, serves
+from tests.waiting import eventually, seconds_until
 
 
 @pytest.fixture
-def appdir(tmp_path: Path) -> Path:
-    (tmp_path / "plugins").mkdir()
-    return tmp_path
-
-
-@pytest.fixture
-def make(appdir: Path, module_cache: Path) -> Iterator[Callable[..., OmniApp]]:
-    apps: list[OmniApp] = []
-
-    def factory(**overrides: Any) -> OmniApp:
-        over = {"data_dir": str(appdir / "data"), "plugins_dir": str(appdir / "plugins"),
-                "sandbox": {"cache_dir": str(module_cache)},
-                "catalog": {"poll_s": 0.05}, **overrides}
-        app = OmniApp("catalog-test", overrides=over, environ={}, entry_points=False)
-        apps.append(app)
-        app.start()
-        return app
-
-    yield factory
-    for app in apps:
-        if app.state.value == "running":
-            app.stop()
-
-
-def catalog_of(app: OmniApp) -> Catalog:
-    return app_catalog(lambda: app.storage, app.plugins.published.check_module, app.config.catalog)
-
-
-@pytest.fixture
-def cli_catalog(appdir: Path, make: Any) -> Iterator[Callable[[OmniApp], Catalog]]:
+def cli_catalog(tmp_path: Path, start_host: Any) -> Iterator[Callable[[OmniApp], Catalog]]:
     """The catalog through a connection of its own, as ``omnicore plugins publish`` beside a
     running host has it: the host hears of a change only by the change sequence."""
     stores: list[SQLiteStorage] = []
 
     def open_for(app: OmniApp) -> Catalog:
-        store = SQLiteStorage(appdir / "data" / "omnicore.db")
+        store = SQLiteStorage(tmp_path / "data" / "omnicore.db")
         stores.append(store)
         return app_catalog(lambda: store, app.plugins.published.check_module, app.config.catalog)
 
@@ -80,27 +39,17 @@ def cli_catalog(appdir: Path, make: Any) -> Iterator[Callable[[OmniApp], Catalog
         store.close()
 
 
-def answers(app: OmniApp, name: str, handler: str, data: bytes = b"") -> bytes | None:
-    try:
-        return app.plugins.call(name, handler, data)
-    except Exception:
-        return None
-
-
-def serves(app: OmniApp, name: str, version: str) -> bool:
-    return answers(app, name, "version") == version.encode()
-
-
 # ---- publish and converge ---------------------------------------------------------------
 
-def test_a_published_plugin_is_loaded_from_the_catalog(make: Any, cli_catalog: Any) -> None:
-    app = make()
+def test_a_published_plugin_is_loaded_from_the_catalog(start_host: Any,
+                                                       cli_catalog: Any) -> None:
+    app = start_host()
     catalog = cli_catalog(app)
     wasm = echo_wasm("greeter", "1.0.0")
     version, made = catalog.publish(wasm, by="ada")
     assert made and version.name == "greeter" and version.number == 1
     assert version.digest == digest(wasm) and version.published_by == "ada"
-    took = eventually(lambda: serves(app, "greeter", "1.0.0"))
+    took = seconds_until(lambda: serves(app, "greeter", "1.0.0"))
     assert took < 2.0, took
     info = app.plugins.get("greeter")
     assert info.origin == "catalog" and f"sha256:{info.sha256}" == version.digest
@@ -116,8 +65,8 @@ def test_a_published_plugin_is_loaded_from_the_catalog(make: Any, cli_catalog: A
 
 
 def test_a_new_version_swaps_in_while_calls_in_flight_finish_on_the_old(
-        make: Any, cli_catalog: Any) -> None:
-    app = make()
+        start_host: Any, cli_catalog: Any) -> None:
+    app = start_host()
     catalog = cli_catalog(app)
     catalog.publish(echo_wasm("slowpoke", "1.0.0"))
     eventually(lambda: serves(app, "slowpoke", "1.0.0"))
@@ -140,9 +89,9 @@ def test_a_new_version_swaps_in_while_calls_in_flight_finish_on_the_old(
     assert app.plugins.get("slowpoke").sha256 == v2.digest.removeprefix("sha256:")
 
 
-def test_rollback_to_the_previous_version_and_to_a_named_one(make: Any,
+def test_rollback_to_the_previous_version_and_to_a_named_one(start_host: Any,
                                                              cli_catalog: Any) -> None:
-    app = make()
+    app = start_host()
     catalog = cli_catalog(app)
     for v in ("1.0.0", "2.0.0", "3.0.0"):
         catalog.publish(echo_wasm("rolling", v))
@@ -162,18 +111,18 @@ def test_rollback_to_the_previous_version_and_to_a_named_one(make: Any,
 
 
 def test_the_catalog_wins_over_the_folder_and_the_folder_serves_again_when_removed(
-        make: Any, appdir: Path, cli_catalog: Any) -> None:
-    write(appdir / "plugins", "shared.wasm", echo_wasm("shared", "folder"))
-    app = make()
+        start_host: Any, tmp_path: Path, cli_catalog: Any) -> None:
+    write(tmp_path / "plugins", "shared.wasm", echo_wasm("shared", "folder"))
+    app = start_host()
     assert serves(app, "shared", "folder") and app.plugins.get("shared").origin == "file"
     catalog = cli_catalog(app)
     catalog.publish(echo_wasm("shared", "catalog"))
     eventually(lambda: serves(app, "shared", "catalog"))
     info = app.plugins.get("shared")
-    assert info.origin == "catalog" and info.shadows == str(appdir / "plugins" / "shared.wasm")
+    assert info.origin == "catalog" and info.shadows == str(tmp_path / "plugins" / "shared.wasm")
     assert len(app.plugins) == 1  # the folder's file is beneath, not a second plugin
     # An edit of the file beneath does not take the name back from the catalog.
-    write(appdir / "plugins", "shared.wasm", echo_wasm("shared", "folder-2"))
+    write(tmp_path / "plugins", "shared.wasm", echo_wasm("shared", "folder-2"))
     app.plugins.folder.sync()
     assert serves(app, "shared", "catalog")
     catalog.remove("shared", by="ops")
@@ -182,11 +131,11 @@ def test_the_catalog_wins_over_the_folder_and_the_folder_serves_again_when_remov
 
 
 def test_a_host_started_after_a_publish_loads_it_before_its_folder(
-        make: Any, appdir: Path) -> None:
+        start_host: Any, tmp_path: Path) -> None:
     """A host that was down during a publish catches up at start, and its folder's file of
     that name stays beneath."""
-    write(appdir / "plugins", "late.wasm", echo_wasm("late", "folder"))
-    store = SQLiteStorage(appdir / "data" / "omnicore.db")
+    write(tmp_path / "plugins", "late.wasm", echo_wasm("late", "folder"))
+    store = SQLiteStorage(tmp_path / "data" / "omnicore.db")
     try:
         from omnicore.config.schema import CatalogConfig
         from omnicore.plugins.host import PluginHost
@@ -199,16 +148,16 @@ def test_a_host_started_after_a_publish_loads_it_before_its_folder(
             checker.close()
     finally:
         store.close()
-    app = make()
+    app = start_host()
     assert serves(app, "late", "published")  # at start: no window serving the folder's
     assert app.plugins.get("late").shadows is not None
 
 
-def test_the_published_sidecar_exposes_mcp_tools_and_configures(make: Any,
+def test_the_published_sidecar_exposes_mcp_tools_and_configures(start_host: Any,
                                                                  cli_catalog: Any) -> None:
     from omnicore.mcp.expose import handler_tools
 
-    app = make()
+    app = start_host()
     catalog = cli_catalog(app)
     catalog.publish(config_wasm("tooled"), sidecar={
         "grants": ["config"], "config": {"k": "published"}, "mcp": {"expose": ["get"]}})
@@ -229,8 +178,8 @@ def test_the_published_sidecar_exposes_mcp_tools_and_configures(make: Any,
 # ---- a version that cannot serve here ---------------------------------------------------
 
 def test_a_version_lacking_a_grant_keeps_the_old_one_serving_until_granted(
-        make: Any, cli_catalog: Any) -> None:
-    app = make()
+        start_host: Any, cli_catalog: Any) -> None:
+    app = start_host()
     catalog = cli_catalog(app)
     catalog.publish(echo_wasm("conf", "1.0.0"))
     eventually(lambda: serves(app, "conf", "1.0.0"))
@@ -247,15 +196,15 @@ def test_a_version_lacking_a_grant_keeps_the_old_one_serving_until_granted(
     assert "still serving" in (app.plugins.get("conf").last_error or "")
     # The operator grants it (every host of the database applies it): version 2 serves.
     app.plugins.grant("conf", "config", {}, persist=True)
-    took = eventually(lambda: answers(app, "conf", "get", b"k") == b"from-catalog")
+    took = seconds_until(lambda: answers(app, "conf", "get", b"k") == b"from-catalog")
     assert took < 2.0, took  # at once, not after the retry's pause
     assert "error" not in follower.status()["conf"]
     assert app.plugins.get("conf").sha256 == v2.digest.removeprefix("sha256:")
 
 
 def test_a_new_plugin_whose_grants_are_only_requested_waits_for_the_operator(
-        make: Any, cli_catalog: Any) -> None:
-    app = make()
+        start_host: Any, cli_catalog: Any) -> None:
+    app = start_host()
     catalog = cli_catalog(app)
     catalog.publish(config_wasm("asker"), sidecar={"grants": {"config": {}}})
     eventually(lambda: "asker" in app.plugins)
@@ -264,8 +213,8 @@ def test_a_new_plugin_whose_grants_are_only_requested_waits_for_the_operator(
 
 
 def test_bytes_in_the_store_that_are_not_the_digest_are_never_loaded(
-        make: Any, appdir: Path, cli_catalog: Any) -> None:
-    app = make()
+        start_host: Any, tmp_path: Path, cli_catalog: Any) -> None:
+    app = start_host()
     catalog = cli_catalog(app)
     good = echo_wasm("tampered", "1.0.0")
     catalog.publish(good)
@@ -277,7 +226,7 @@ def test_bytes_in_the_store_that_are_not_the_digest_are_never_loaded(
     import sqlite3
 
     # Someone changes the stored chunk behind the catalog's back.
-    with sqlite3.connect(appdir / "data" / "omnicore.db") as db:
+    with sqlite3.connect(tmp_path / "data" / "omnicore.db") as db:
         db.execute("UPDATE plugin_chunks SET data=? WHERE digest=?", (good, v2.digest))
     follower.catch_up()
     status = follower.status()["tampered"]
@@ -290,8 +239,9 @@ def test_bytes_in_the_store_that_are_not_the_digest_are_never_loaded(
 
 # ---- publishing: what is refused before anything is stored ----------------------------------
 
-def test_a_publish_refuses_bad_input_and_stores_nothing(make: Any, cli_catalog: Any) -> None:
-    app = make()
+def test_a_publish_refuses_bad_input_and_stores_nothing(start_host: Any,
+                                                        cli_catalog: Any) -> None:
+    app = start_host()
     catalog = cli_catalog(app)
     small = Catalog(lambda: app.storage.catalog, check=app.plugins.published.check_module,
                     max_bytes=500, keep=5)
@@ -326,8 +276,8 @@ def test_a_follower_refuses_a_malformed_digest(tmp_path: Path) -> None:
 
 # ---- work goes where the plugin is --------------------------------------------------------
 
-def test_a_job_waits_for_its_plugin_instead_of_dying(make: Any, cli_catalog: Any) -> None:
-    app = make(capabilities={"jobs": {"poll_s": 0.05, "backoff_ms": 10}})
+def test_a_job_waits_for_its_plugin_instead_of_dying(start_host: Any, cli_catalog: Any) -> None:
+    app = start_host(capabilities={"jobs": {"poll_s": 0.05, "backoff_ms": 10}})
     job = app.jobs.enqueue("later", "echo", b"hi")
     time.sleep(0.5)
     waiting = app.jobs.get(job)

@@ -7,8 +7,8 @@ an app's SQLite store, the REST routes on a real console."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,61 +19,24 @@ from omnicore.app import OmniApp
 from omnicore.cli import main
 from omnicore.config.schema import CatalogConfig
 from omnicore.errors import PluginError, PluginNotFound
-from omnicore.plugins.catalog import BadPublish, Catalog, VersionPinned, app_catalog
-from omnicore.plugins.host import PluginHost
+from omnicore.plugins.catalog import BadPublish, Catalog, VersionPinned
 from omnicore.storage.catalog_rows import Pinned
 from omnicore.storage.postgres import PostgresStorage
 from tests.host_fixtures import echo_wasm
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15.0) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.01)
-    return time.monotonic() - start
-
-
-def serves(app: OmniApp, name: str, version: str) -> bool:
-    try:
-        return app.plugins.call(name, "version", b"") == version.encode()
-    except Exception:
-        return False
+from tests.plugins.catalog_fixtures import publisher as open_catalog
+from tests.plugins.catalog_fixtures import serves
+from tests.waiting import eventually
 
 
 @pytest.fixture
-def hosts(tmp_path: Path, module_cache: Path,
-          pg_url: str) -> Iterator[Callable[[], OmniApp]]:
-    (tmp_path / "plugins").mkdir()
-    apps: list[OmniApp] = []
-
-    def factory() -> OmniApp:
-        over = {"data_dir": str(tmp_path / f"data{len(apps)}"),
-                "plugins_dir": str(tmp_path / "plugins"), "storage": {"url": pg_url},
-                "sandbox": {"cache_dir": str(module_cache)}, "catalog": {"poll_s": 0.05}}
-        app = OmniApp("pin-test", overrides=over, environ={}, entry_points=False)
-        apps.append(app)
-        app.start()
-        return app
-
-    yield factory
-    for app in apps:
-        if app.state.value == "running":
-            app.stop()
+def hosts(start_host: Callable[..., OmniApp], pg_url: str) -> Callable[[], OmniApp]:
+    """Hosts on one PostgreSQL database (start_host)."""
+    return lambda: start_host("pin-test", url=pg_url)
 
 
-@contextmanager
-def publisher(url: str) -> Iterator[Catalog]:
-    """The store's catalog as ``omnicore plugins`` opens it beside the running hosts."""
-    store = PostgresStorage(url)
-    checker = PluginHost()
-    try:
-        yield app_catalog(lambda: store, checker.published.check_module,
-                          CatalogConfig(keep_versions=2))
-    finally:
-        checker.close()
-        store.close()
+def publisher(url: str) -> AbstractContextManager[Catalog]:
+    """The store's catalog as ``omnicore plugins`` opens it, keeping two versions a name."""
+    return open_catalog(url, CatalogConfig(keep_versions=2))
 
 
 def test_every_host_serves_the_pinned_version_whatever_is_published_until_unpinned(

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,16 @@ from click.testing import CliRunner
 
 from omnicore.app import OmniApp
 from omnicore.cli import main
-from omnicore.config.schema import CatalogConfig
 from omnicore.oci import BlobSignature, SignatureRefused, generate_key, load_private_key
 from omnicore.oci.signing import sign_blob
 from omnicore.oci.trust import TrustPolicy
 from omnicore.plugins.catalog import Catalog, digest_of
-from omnicore.plugins.host import PluginHost
 from omnicore.storage import SQLiteStorage
-from omnicore.storage.postgres import PostgresStorage
 from tests.host_fixtures import echo_wasm
+from tests.plugins.catalog_fixtures import publisher as open_catalog
+from tests.plugins.catalog_fixtures import serves
 from tests.registryserver import Registry
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +49,6 @@ def keypair(folder: Path, name: str) -> tuple[Any, Path]:
 
 def blob_sig(key: Any, data: bytes) -> BlobSignature:
     return BlobSignature(base64.b64decode(sign_blob(key, data)))
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -144,46 +136,15 @@ def test_a_file_publish_checks_file_sig_beside_it(appdir: Path, tmp_path: Path) 
 # Three hosts in this process on one PostgreSQL database, each with a data dir of its own.
 
 @pytest.fixture
-def hosts(tmp_path: Path, module_cache: Path,
-          pg_url: str) -> Iterator[Callable[..., OmniApp]]:
-    (tmp_path / "plugins").mkdir()
-    apps: list[OmniApp] = []
-
-    def factory(trust: dict[str, Any]) -> OmniApp:
-        data = tmp_path / f"data{len(apps)}"
-        over = {"data_dir": str(data), "plugins_dir": str(tmp_path / "plugins"),
-                "storage": {"url": pg_url},
-                "sandbox": {"cache_dir": str(module_cache)}, "catalog": {"poll_s": 0.05},
-                "plugins": {"trust": trust}}
-        app = OmniApp("signed-test", overrides=over, environ={}, entry_points=False)
-        apps.append(app)
-        app.start()
-        return app
-
-    yield factory
-    for app in apps:
-        if app.state.value == "running":
-            app.stop()
+def hosts(start_host: Callable[..., OmniApp], pg_url: str) -> Callable[..., OmniApp]:
+    """A host on the test's PostgreSQL database under the trust policy ``trust``."""
+    return lambda trust: start_host("signed-test", url=pg_url, plugins={"trust": trust})
 
 
-@contextmanager
-def publisher(tmp_path: Path, url: str | None = None) -> Iterator[Catalog]:
-    store: Any = PostgresStorage(url) if url else SQLiteStorage(tmp_path / "data" / "omnicore.db")
-    checker = PluginHost()
-    try:
-        cfg = CatalogConfig()
-        yield Catalog(lambda: store.catalog, check=checker.published.check_module,
-                      max_bytes=cfg.max_module_bytes, keep=cfg.keep_versions)
-    finally:
-        checker.close()
-        store.close()
-
-
-def serves(app: OmniApp, name: str, version: str) -> bool:
-    try:
-        return app.plugins.call(name, "version", b"") == version.encode()
-    except Exception:
-        return False
+def publisher(tmp_path: Path, url: str | None = None) -> AbstractContextManager[Catalog]:
+    """The catalog as ``omnicore plugins`` opens it: of the PostgreSQL database ``url``, or
+    of the app's SQLite file under ``tmp_path``."""
+    return open_catalog(url or tmp_path / "data" / "omnicore.db")
 
 
 def report(app: OmniApp) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from omnicore.app_reload import ConfigReload
 from omnicore.cli import main
 from omnicore.config import load_config
 from omnicore.errors import ConfigError
-from omnicore.plugins.catalog import Catalog, app_catalog
 from tests.host_fixtures import echo_wasm
+from tests.plugins.catalog_fixtures import catalog_of, serves
 from tests.registryserver import Registry
 from tests.waiting import eventually
 
@@ -50,36 +50,10 @@ def push(registry: Registry, tmp_path: Path, path: str, module: bytes) -> str:
     return ref
 
 
-def serves(app: OmniApp, name: str, version: str) -> bool:
-    try:
-        return app.plugins.call(name, "version", b"") == version.encode()
-    except Exception:
-        return False
-
-
 @pytest.fixture
-def start(tmp_path: Path, module_cache: Path) -> Iterator[Callable[..., OmniApp]]:
-    apps: list[OmniApp] = []
-
-    def make(**catalog: Any) -> OmniApp:
-        (tmp_path / "plugins").mkdir(exist_ok=True)
-        over = {"data_dir": str(tmp_path / "data"), "plugins_dir": str(tmp_path / "plugins"),
-                "sandbox": {"cache_dir": str(module_cache)},
-                "catalog": {"poll_s": 0.05, **catalog}}
-        app = OmniApp("sources-test", overrides=over, environ={}, entry_points=False)
-        apps.append(app)
-        app.start()
-        return app
-
-    yield make
-    for app in apps:
-        if app.state.value == "running":
-            app.stop()
-
-
-def catalog_of(app: OmniApp) -> Catalog:
-    return app_catalog(lambda: app.storage, app.plugins.published.check_module,
-                       app.config.catalog)
+def start(start_host: Callable[..., OmniApp]) -> Callable[..., OmniApp]:
+    """A host on the test's SQLite folder with ``catalog`` settings (``sources=[...]``)."""
+    return lambda **catalog: start_host("sources-test", catalog=catalog)
 
 
 def test_a_source_in_config_is_published_once_and_served(

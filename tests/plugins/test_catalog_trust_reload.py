@@ -26,6 +26,7 @@ from omnicore.plugins.catalog import Catalog
 from omnicore.plugins.host import PluginHost
 from omnicore.storage import SQLiteStorage
 from tests.host_fixtures import echo_wasm, write
+from tests.plugins.catalog_fixtures import serves
 from tests.waiting import eventually
 
 
@@ -37,13 +38,6 @@ def keypair(folder: Path, name: str) -> tuple[Any, Path]:
 
 def signed(key: Any, data: bytes) -> BlobSignature:
     return BlobSignature(base64.b64decode(sign_blob(key, data)))
-
-
-def serves(app: OmniApp, name: str, version: str) -> bool:
-    try:
-        return app.plugins.call(name, "version", b"") == version.encode()
-    except Exception:
-        return False
 
 
 class Running:

@@ -9,7 +9,7 @@ validation and when a run starts."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,28 +41,22 @@ def flow(name: str, *pins: str | None) -> str:
 
 
 @pytest.fixture
-def hosts(tmp_path: Path, module_cache: Path,
-          pg_url: str) -> Iterator[Callable[[bytes], OmniApp]]:
-    apps: list[OmniApp] = []
+def hosts(tmp_path: Path, start_host: Callable[..., OmniApp],
+          pg_url: str) -> Callable[[bytes], OmniApp]:
+    """Hosts on one PostgreSQL database, each serving ``module`` as tool from its own
+    folder, with a workflows folder of its own."""
+    made: list[OmniApp] = []
 
-    def factory(module: bytes) -> OmniApp:
-        home = tmp_path / f"host{len(apps)}"
+    def start(module: bytes) -> OmniApp:
+        home = tmp_path / f"host{len(made)}"
         (home / "plugins").mkdir(parents=True)
         (home / "workflows").mkdir()
         write(home / "plugins", "tool.wasm", module)
-        over = {"data_dir": str(home / "data"), "plugins_dir": str(home / "plugins"),
-                "storage": {"url": pg_url}, "sandbox": {"cache_dir": str(module_cache)},
-                "catalog": {"poll_s": 0.05},
-                "workflows": {"dir": str(home / "workflows"), "poll_s": 0.05}}
-        app = OmniApp("step-digest-test", overrides=over, environ={}, entry_points=False)
-        apps.append(app)
-        app.start()
-        return app
+        made.append(start_host("step-digest-test", url=pg_url, home=home,
+                               workflows={"dir": str(home / "workflows"), "poll_s": 0.05}))
+        return made[-1]
 
-    yield factory
-    for app in apps:
-        if app.state.value == "running":
-            app.stop()
+    return start
 
 
 def reported(store: PostgresStorage, runtime_id: str, name: str) -> str | None:
