@@ -1,7 +1,8 @@
-"""Builds the C call path (``omnicore.sandbox._callpath``) and the C plugin log ring
-(``omnicore.sandbox._logring``), both optional: without a compiler the host runs on the
-pure-Python sandbox/fastcall.py and sandbox/logring.py. Puts copies of ``sdk/`` and ``web/``
-into the wheel: ``omnicore/toolchains/sdk``, so that ``omnicore new plugin`` and
+"""Builds the C call path (``omnicore.sandbox._callpath``), the C plugin log ring
+(``omnicore.sandbox._logring``) and the C component call (``omnicore.sandbox._compcall``),
+all optional: without a compiler the host runs on the pure-Python sandbox/fastcall.py,
+sandbox/logring.py and sandbox/component/flatcall.py's ctypes path. Puts copies of ``sdk/``
+and ``web/`` into the wheel: ``omnicore/toolchains/sdk``, so that ``omnicore new plugin`` and
 ``omnicore build`` work from an installed wheel too (``omnicore.toolchains.locations``), and
 ``omnicore/console/web``, the console's templates and static assets
 (``omnicore.console.assets``). Everything else is in pyproject.toml."""

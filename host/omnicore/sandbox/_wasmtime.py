@@ -61,6 +61,7 @@ __all__ = [
     "ExternT",
     "SharedModule",
     "address_of",
+    "c_function",
     "call_unchecked",
     "caller_context",
     "caller_export_get",
@@ -342,7 +343,7 @@ def hand_over(ext: Any, extern_of: int) -> None:
     if not NATIVE_OK:
         raise RuntimeError(f"the C call path is refused: {PROBLEM}")
     def addresses(*names: str) -> list[int | None]:
-        return [ctypes.cast(getattr(ffi.dll, n), c_void_p).value for n in names]
+        return [c_function(n) for n in names]
 
     ext.bind(*addresses(
         "wasmtime_func_call_unchecked", "wasmtime_context_set_epoch_deadline",
@@ -364,6 +365,12 @@ ExternT: Any = getattr(ffi, "wasmtime_extern_t", None)
 EXTERN_OF: int = int(ExternT.of.offset) if ExternT is not None else 8
 #: ``sizeof(wasmtime_memory_t)``: the bytes that identify one memory of a store.
 MEMORY_T_SIZE: int = ctypes.sizeof(getattr(ffi, "wasmtime_memory_t", ctypes.c_uint64 * 3))
+
+
+def c_function(name: str) -> int | None:
+    """The address of the C function ``name`` in the library wasmtime-py loaded (what a C
+    extension of ours calls; the names it needs are checked at import, :data:`NAMES`)."""
+    return ctypes.cast(getattr(ffi.dll, name), c_void_p).value
 
 
 def address_of(obj: Any) -> int:

@@ -94,14 +94,10 @@ def _native_compcall() -> Any:
         raise RuntimeError("the C component call path was built for another layout of "
                            "wasmtime_component_val_t: rebuild it (scripts/dev setup)")
 
-    # As _wasmtime.hand_over reads them for the core call path: the library wasmtime-py
-    # loaded, names _wasmtime checked at import (NAMES: "components", and the core's
-    # set_epoch_deadline; native.extension refused us above if one was missing).
-    dll = getattr(engine_api, "ffi").dll  # noqa: B009 (not in _wasmtime's __all__)
-
-    def address(name: str) -> int | None:
-        return ctypes.cast(getattr(dll, name), c_void_p).value
-
+    # As _wasmtime.hand_over reads them for the core call path: names _wasmtime checked at
+    # import (NAMES: "components", and the core's set_epoch_deadline; native.extension
+    # refused us above if one was missing).
+    address = engine_api.c_function
     ext.bind(address("wasmtime_component_func_call"),
              address("wasmtime_component_func_post_return"),
              address("wasmtime_context_set_epoch_deadline"),
