@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+from collections.abc import Callable
 from ctypes import byref
 from typing import Any
 
@@ -26,6 +27,9 @@ _SIZE = ctypes.sizeof(_VAL)
 _OF = _VAL.of.offset
 _U32 = COMPONENT_KINDS.get("U32", 0)
 _ONE = struct.Struct("<I")
+#: A byte face's return area (.rawlift): ``result<list<u8>, string>``, ``list<u8>``/``string``.
+_RESULT_AREA = struct.Struct("<B3xII")
+_PAIR_AREA = struct.Struct("<II")
 
 
 class RawBound:
@@ -117,3 +121,45 @@ class RawBound:
         if not error:
             error = CAPI.wasmtime_component_func_post_return(self.post, self.ctx)
         return error
+
+    def invoke(self, memory: Any, datas: list[bytes], result: str, max_output: int,
+               failed: Callable[[Any], Exception], trap: Callable[[str], Exception],
+               called: Callable[[], None]) -> tuple[int, int, bytes]:
+        """The call with ``datas`` placed through ``realloc``, each one memory copy, and its
+        answer read from the return area as the canonical ABI lifts it: ``(tag, n, bytes)``
+        (``result``: ``result`` a discriminant then (ptr, len), else (ptr, len): tag 0).
+        An ok payload over ``max_output`` is not copied (its ``n`` says how long it was).
+        wasmtime's errors are raised as ``failed(error)``, a bad answer as ``trap(words)``;
+        ``called`` runs after the call, before either is raised (the guest's output)."""
+        for i, data in enumerate(datas):
+            n = len(data)
+            error, at = self.alloc(n)
+            if error:
+                raise failed(error)
+            if at + n > memory.size:
+                raise trap("realloc return: beyond end of memory")
+            ctypes.memmove(memory.base + at, data, n)
+            self.set_param(i, at, n)
+        error, ret = self.call(len(datas))
+        called()
+        if error:
+            raise failed(error)
+        size = 12 if result == "result" else 8
+        if ret % 4 or ret + size > memory.size:
+            raise trap("return pointer not aligned or out of bounds of memory")
+        if result == "result":
+            tag, at, n = _RESULT_AREA.unpack(ctypes.string_at(memory.base + ret, 12))
+        else:
+            tag, (at, n) = 0, _PAIR_AREA.unpack(ctypes.string_at(memory.base + ret, 8))
+        if tag > 1:
+            raise trap("unexpected discriminant for result<list<u8>, string>")
+        if at + n > memory.size:
+            raise trap("list pointer/length out of bounds of memory")
+        # The ok payload's size is refused before it is copied (an error message is cut).
+        out = ctypes.string_at(memory.base + at, n) if n and (tag == 1 or n <= max_output) \
+            else b""
+        if self.post is not None:  # the area still holds ret, the post-return's argument
+            error = self.post_call()
+            if error:
+                raise failed(error)
+        return tag, n, out

@@ -11,9 +11,7 @@ verdict every runtime gives.
 
 from __future__ import annotations
 
-import ctypes
 import json
-import struct
 import time
 from collections.abc import Iterable, Mapping
 from ctypes import byref
@@ -42,10 +40,8 @@ from omnicore.sandbox.component.descriptors import DescriptorWatch
 from omnicore.sandbox.component.files import GrantedDirs
 from omnicore.sandbox.component.flatcall import (
     COMPCALL,
-    Bound,
     FlatCall,
     _CallFailed,
-    memory_view,
     uses_memory,
 )
 from omnicore.sandbox.component.hostcalls import (
@@ -57,9 +53,9 @@ from omnicore.sandbox.component.hostcalls import (
     leave,
     take_refusal,
 )
-from omnicore.sandbox.component.memory import Limiter, LinearMemory, limiting, sole_memory
+from omnicore.sandbox.component.instance import Instance
+from omnicore.sandbox.component.memory import Limiter, limiting, sole_memory
 from omnicore.sandbox.component.output import ComponentOutput
-from omnicore.sandbox.component.rawcall import RawBound
 from omnicore.sandbox.component.rawlift import RawForm
 from omnicore.sandbox.component.values import delete, lift_bytes
 from omnicore.sandbox.component.world import Function, wasi_interface_supplied
@@ -87,44 +83,9 @@ MAX_MEMORIES = 4
 #: components one per shared library). Each costs host memory outside the limits above.
 MAX_CORE_INSTANCES = 256
 
-#: A flat face's return area (.rawlift): ``result<list<u8>, string>``, ``list<u8>``/``string``.
-_RESULT_AREA = struct.Struct("<B3xII")
-_PAIR_AREA = struct.Struct("<II")
 
 
-class _Instance:
-    """One instance in its own store, with its memory limiter and the functions looked up
-    so far."""
-
-    __slots__ = ("canon", "funcs", "instance", "limiter", "memory", "raw", "store", "watch")
-
-    def __init__(self, store: wasmtime.Store, instance: cm.Instance, limiter: Limiter,
-                 watch: DescriptorWatch | None, memory: LinearMemory | None) -> None:
-        self.store = store
-        self.instance = instance
-        self.limiter = limiter
-        self.watch = watch
-        #: The instance's one linear memory, for the flat faces (.rawlift); None: several.
-        self.memory = memory
-        self.funcs: dict[str, Any] = {}
-        #: The canonical faces bound so far (.flatcall), by export name.
-        self.canon: dict[str, Bound] = {}
-        #: The byte faces bound so far (.rawcall), by face.
-        self.raw: dict[str, RawBound] = {}
-
-    def close(self) -> None:
-        self.funcs.clear()
-        faces: list[Any] = [b.c for b in self.canon.values()]
-        faces += [b.c for b in self.raw.values()]
-        for face in faces:
-            if face is not None:
-                face.close()  # refuses a stray later call instead of touching the store
-        self.canon.clear()
-        self.raw.clear()
-        self.store.close()
-
-
-class ComponentRuntime(PooledRuntime[_Instance]):
+class ComponentRuntime(PooledRuntime[Instance]):
     """Instances of one component. :meth:`call` takes and returns JSON (specs/components.md).
 
     Raises InvalidModule for an import nothing supplies, PluginLoadError when the first
@@ -241,7 +202,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 plugin=self.name)
         return fn
 
-    def _new_instance(self, handler: str | None) -> _Instance:
+    def _new_instance(self, handler: str | None) -> Instance:
         lim = self.limits
         store = wasmtime.Store(self.engine.components)
         # The memory limit is kept by the limiter the store's memories are made with
@@ -277,21 +238,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             store.close()
             raise error from None
         memory = sole_memory(limiter) if self.module.flat else None
-        return _Instance(store, instance, limiter, watch, memory)
-
-    def _func(self, inst: _Instance, fn: Function) -> Any:
-        return self._export(inst, fn.name, fn.path)
-
-    def _export(self, inst: _Instance, name: str, path: tuple[str, ...]) -> Any:
-        func = inst.funcs.get(name)
-        if func is None:
-            index = None
-            for part in path:
-                index = self.module.compiled.get_export_index(part, index)
-                assert index is not None  # read from this component's own type
-            func = inst.instance.get_func(inst.store, index)  # type: ignore[arg-type]
-            inst.funcs[name] = func
-        return func
+        return Instance(store, instance, self.module.compiled, limiter, watch, memory)
 
     def _classify(self, store: wasmtime.Store, limiter: Limiter, export: str, start: int,
                   failure: GuestFailure, mark: int | None = None,
@@ -397,7 +344,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 len(out), f"plugin {self.name!r} handler {handler!r}", self.name, handler)
         return out
 
-    def _invoke(self, inst: _Instance, fn: Function, args: list[Any]) -> bytes:
+    def _invoke(self, inst: Instance, fn: Function, args: list[Any]) -> bytes:
         canon = self._canon.get(fn.name)
         if canon is not None and (inst.memory is not None or not canon[1]):
             return canon[0].dumps(self._invoke_canon(inst, fn, canon[0], args))
@@ -414,7 +361,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         value = self._invoke_raw(inst, fn, fn.name, args)
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
-    def _arm(self, inst: _Instance, deadline: bool = True) -> tuple[int, int]:
+    def _arm(self, inst: Instance, deadline: bool = True) -> tuple[int, int]:
         """Arm the deadline (unless a C face arms it: ``deadline`` False), fuel and memory
         record of a call; (epoch, log mark) at its start."""
         store = inst.store
@@ -430,7 +377,7 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         enter(time.monotonic() + self._timeout_s)
         return start, mark
 
-    def _invoke_flat(self, inst: _Instance, fn: Function, form: RawForm, label: str,
+    def _invoke_flat(self, inst: Instance, fn: Function, form: RawForm, label: str,
                      args: list[Any]) -> Any:
         """``fn`` through its flat face (.rawlift): the canonical ABI's lowering and lifting
         of its byte lists and strings done here, each one memory copy. Answers bytes or str
@@ -438,17 +385,8 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         ``max_output_bytes`` is refused before it is copied (after the guest's post-return)."""
         memory = inst.memory
         assert memory is not None
-        store = inst.store
-        ctx = context_of(store)
         assert form.realloc is not None  # a byte face always has one (.rawlift)
-        raw = inst.raw.get(form.export)
-        if raw is None:
-            def face(export: str | None) -> Any:
-                return None if export is None else component_func(
-                    self._export(inst, export, (export,)))
-            raw = inst.raw[form.export] = RawBound(ctx, face(form.realloc), face(form.export),
-                                                   face(form.post_return), len(form.params),
-                                                   self._ticks)
+        raw = inst.raw.get(form.export) or inst.raw_face(form, self._ticks)
         datas = [a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else bytes(a)
                  for a in args]
         start, mark = self._arm(inst, raw.c is None)
@@ -456,55 +394,25 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             raw.c.arm(None if inst.watch is not None else start)
 
         def failed(error: Any) -> PluginCallError:
-            return self._classify(store, inst.limiter, label, start, error_failure(error),
-                                  mark=mark, watch=inst.watch)
+            return self._classify(inst.store, inst.limiter, label, start,
+                                  error_failure(error), mark=mark, watch=inst.watch)
 
         def trap(text: str) -> PluginCallError:
-            return self._classify(store, inst.limiter, label, start, GuestFailure(text),
+            return self._classify(inst.store, inst.limiter, label, start, GuestFailure(text),
                                   mark=mark, watch=inst.watch)
 
-        for i, data in enumerate(datas):
-            n = len(data)
-            error, at = raw.alloc(n)
-            if error:
-                raise failed(error) from None
-            if at + n > memory.size:
-                raise trap("realloc return: beyond end of memory")
-            ctypes.memmove(memory.base + at, data, n)
-            raw.set_param(i, at, n)
-        error, ret = raw.call(len(datas))
-        if self._stdio:  # no pipe reads after a component that cannot write to them
-            self._wasi_output.catch_up()
-        if error:
-            raise failed(error) from None
-        # The return area: a result's discriminant (u8) then (ptr, len) at 4, or (ptr, len).
-        size = 12 if form.result == "result" else 8
-        if ret % 4 or ret + size > memory.size:
-            raise trap("return pointer not aligned or out of bounds of memory")
-        if form.result == "result":
-            tag, at, n = _RESULT_AREA.unpack(ctypes.string_at(memory.base + ret, 12))
-        else:
-            tag, (at, n) = 0, _PAIR_AREA.unpack(ctypes.string_at(memory.base + ret, 8))
-        if tag > 1:
-            raise trap("unexpected discriminant for result<list<u8>, string>")
-        if at + n > memory.size:
-            raise trap("list pointer/length out of bounds of memory")
-        # The ok payload's size is refused before it is copied (the error message is cut).
+        def called() -> None:
+            if self._stdio:  # no pipe reads after a component that cannot write to them
+                self._wasi_output.catch_up()
+
         lim = self.limits
-        out = b""
-        if tag == 1 or n <= lim.max_output_bytes:
-            out = ctypes.string_at(memory.base + at, n) if n else b""
-        if raw.post is not None:  # the area still holds ret, the post-return's argument
-            error = raw.post_call()
-            if error:
-                raise failed(error) from None
+        tag, n, out = raw.invoke(memory, datas, form.result, lim.max_output_bytes, failed, trap,
+                                 called)
         if tag == 0 and n > lim.max_output_bytes:
             what = "handler" if fn is self._call_fn else "export"
             raise lim.output_too_large(n, f"plugin {self.name!r} {what} {label!r}", self.name,
                                        label)
-        if inst.watch is not None and inst.watch.exceeded():
-            raise self._classify(store, inst.limiter, label, start,
-                                 GuestFailure("too many descriptors"), watch=inst.watch)
+        self._check_descriptors(inst, label, start)
         string = form.result == "string" or (form.result == "result" and tag == 1)
         if string:
             try:
@@ -518,24 +426,13 @@ class ComponentRuntime(PooledRuntime[_Instance]):
             return (tag == 0, out)
         return text if string else out
 
-    def _bound(self, inst: _Instance, fn: Function, flat: FlatCall) -> Bound:
-        """``fn``'s canonical face on ``inst`` (.flatcall), bound on its first call."""
-        bound = inst.canon.get(fn.name)
-        if bound is None:
-            form = flat.form
+    def _check_descriptors(self, inst: Instance, label: str, start: int) -> None:
+        """The verdict of a call after which the instance holds too many descriptors."""
+        if inst.watch is not None and inst.watch.exceeded():
+            raise self._classify(inst.store, inst.limiter, label, start,
+                                 GuestFailure("too many descriptors"), watch=inst.watch)
 
-            def face(export: str | None) -> Any:
-                if export is None:
-                    return None
-                return component_func(self._export(inst, export, (export,)))
-            memory = inst.memory
-            bound = inst.canon[fn.name] = Bound(
-                flat, context_of(inst.store), face(form.export), face(form.realloc),
-                face(form.post_return), memory,
-                memory_view(memory) if memory is not None else None, self._ticks)
-        return bound
-
-    def _canon_failed(self, inst: _Instance, fn: Function, start: int, mark: int,
+    def _canon_failed(self, inst: Instance, fn: Function, start: int, mark: int,
                       exc: Exception) -> PluginCallError:
         """The verdict of a canonical call's _CallFailed or _CanonTrap (the value API's)."""
         failure = error_failure(exc.error) if isinstance(exc, _CallFailed) \
@@ -543,11 +440,11 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         return self._classify(inst.store, inst.limiter, fn.name, start, failure, mark=mark,
                               watch=inst.watch)
 
-    def _call_lane(self, inst: _Instance, fn: Function, flat: FlatCall, data: bytes) -> Any:
+    def _call_lane(self, inst: Instance, fn: Function, flat: FlatCall, data: bytes) -> Any:
         """``fn`` with ``data`` through its C face's call_json: the answer's JSON, or
         NotImplemented (the input is not plainly its arguments; nothing ran). The hot path of
         scalar and string exports: :meth:`_arm` inline, the C face arming the deadline."""
-        bound = inst.canon.get(fn.name) or self._bound(inst, fn, flat)
+        bound = inst.canon.get(fn.name) or inst.bound(fn.name, flat, self._ticks)
         watch = inst.watch
         if watch is not None:
             watch.arm(inst.store)
@@ -566,17 +463,14 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 leave()
         except (_CallFailed, _CanonTrap) as exc:
             raise self._canon_failed(inst, fn, start, mark, exc) from None
-        if watch is not None and watch.exceeded():
-            raise self._classify(inst.store, inst.limiter, fn.name, start,
-                                 GuestFailure("too many descriptors"), watch=watch)
+        self._check_descriptors(inst, fn.name, start)
         return answer
 
-    def _invoke_canon(self, inst: _Instance, fn: Function, flat: FlatCall,
+    def _invoke_canon(self, inst: Instance, fn: Function, flat: FlatCall,
                       args: list[Any]) -> Any:
         """``fn`` through its canonical face (.flatcall): the JSON value of its result; a
         failure gets the verdict wasmtime's value API would."""
-        bound = self._bound(inst, fn, flat)
-        store = inst.store
+        bound = inst.canon.get(fn.name) or inst.bound(fn.name, flat, self._ticks)
         c = bound.c is not None
         start, mark = self._arm(inst, not c)
         try:
@@ -590,16 +484,14 @@ class ComponentRuntime(PooledRuntime[_Instance]):
                 leave()
         except (_CallFailed, _CanonTrap) as exc:
             raise self._canon_failed(inst, fn, start, mark, exc) from None
-        if inst.watch is not None and inst.watch.exceeded():
-            raise self._classify(store, inst.limiter, fn.name, start,
-                                 GuestFailure("too many descriptors"), watch=inst.watch)
+        self._check_descriptors(inst, fn.name, start)
         return answer
 
-    def _invoke_raw(self, inst: _Instance, fn: Function, label: str, args: list[Any]) -> Any:
+    def _invoke_raw(self, inst: Instance, fn: Function, label: str, args: list[Any]) -> Any:
         form = self.module.flat.get(fn.name)
         if form is not None and inst.memory is not None and form.result != "canon":
             return self._invoke_flat(inst, fn, form, label, args)
-        func = self._func(inst, fn)
+        func = inst.export(fn.name, fn.path)
         store = inst.store
         n = len(args)
         params = (CAPI.wasmtime_component_val_t * max(n, 1))()
@@ -639,7 +531,5 @@ class ComponentRuntime(PooledRuntime[_Instance]):
         if error:
             raise self._classify(store, inst.limiter, label, start,
                                  error_failure(error)) from None
-        if inst.watch is not None and inst.watch.exceeded():
-            raise self._classify(store, inst.limiter, label, start,
-                                 GuestFailure("too many descriptors"), watch=inst.watch)
+        self._check_descriptors(inst, label, start)
         return answer

@@ -1,0 +1,87 @@
+"""One instance of a component in its own store, and the faces of its exports bound so far:
+the functions the runtime calls (.flatcall's canonical faces, .rawcall's byte faces, the
+value API's functions), each looked up once per instance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import wasmtime
+from wasmtime import component as cm
+
+from omnicore.sandbox._wasmtime import component_func, context_of
+from omnicore.sandbox.component.descriptors import DescriptorWatch
+from omnicore.sandbox.component.flatcall import Bound, FlatCall, memory_view
+from omnicore.sandbox.component.memory import Limiter, LinearMemory
+from omnicore.sandbox.component.rawcall import RawBound
+from omnicore.sandbox.component.rawlift import RawForm
+
+__all__ = ["Instance"]
+
+
+class Instance:
+    """One instance in its own store, with its memory limiter and the functions looked up
+    so far."""
+
+    __slots__ = ("canon", "compiled", "funcs", "instance", "limiter", "memory", "raw",
+                 "store", "watch")
+
+    def __init__(self, store: wasmtime.Store, instance: cm.Instance, compiled: cm.Component,
+                 limiter: Limiter, watch: DescriptorWatch | None,
+                 memory: LinearMemory | None) -> None:
+        self.store = store
+        self.instance = instance
+        self.compiled = compiled
+        self.limiter = limiter
+        self.watch = watch
+        #: The instance's one linear memory, for the flat faces (.rawlift); None: several.
+        self.memory = memory
+        self.funcs: dict[str, Any] = {}
+        #: The canonical faces bound so far (.flatcall), by export name.
+        self.canon: dict[str, Bound] = {}
+        #: The byte faces bound so far (.rawcall), by face.
+        self.raw: dict[str, RawBound] = {}
+
+    def export(self, name: str, path: tuple[str, ...]) -> Any:
+        """The function of export ``name`` (at ``path`` in the component's exports)."""
+        func = self.funcs.get(name)
+        if func is None:
+            index = None
+            for part in path:
+                index = self.compiled.get_export_index(part, index)
+                assert index is not None  # read from this component's own type
+            func = self.instance.get_func(self.store, index)  # type: ignore[arg-type]
+            self.funcs[name] = func
+        return func
+
+    def face(self, export: str | None) -> Any:
+        """The C handle of a face's function (None for none)."""
+        return None if export is None else component_func(self.export(export, (export,)))
+
+    def bound(self, name: str, flat: FlatCall, ticks: int) -> Bound:
+        """Export ``name``'s canonical face (.flatcall), bound on its first call."""
+        form = flat.form
+        memory = self.memory
+        bound = self.canon[name] = Bound(
+            flat, context_of(self.store), self.face(form.export), self.face(form.realloc),
+            self.face(form.post_return), memory,
+            memory_view(memory) if memory is not None else None, ticks)
+        return bound
+
+    def raw_face(self, form: RawForm, ticks: int) -> RawBound:
+        """A byte face (.rawcall), bound on its first call."""
+        raw = self.raw[form.export] = RawBound(
+            context_of(self.store), self.face(form.realloc), self.face(form.export),
+            self.face(form.post_return), len(form.params), ticks)
+        return raw
+
+    def close(self) -> None:
+        self.funcs.clear()
+        faces: list[Any] = [b.c for b in self.canon.values()]
+        faces += [b.c for b in self.raw.values()]
+        for face in faces:
+            if face is not None:
+                face.close()  # refuses a stray later call instead of touching the store
+        self.canon.clear()
+        self.raw.clear()
+        self.store.close()
