@@ -36,14 +36,14 @@ from omnicore.plugins.files import PluginFiles
 from omnicore.plugins.folder import PluginFolder
 from omnicore.plugins.health import folder_health
 from omnicore.plugins.info import PluginInfo
-from omnicore.plugins.linking import Linker, regranted
+from omnicore.plugins.linking import Linker
 from omnicore.plugins.locks import PluginLocks, plugin_key
 from omnicore.plugins.published import PublishedPlugins
+from omnicore.plugins.regrants import Regrants
 from omnicore.plugins.settings import HeldGrants
-from omnicore.plugins.sidecar import Sidecar, read_sidecar, write_grants
+from omnicore.plugins.sidecar import Sidecar, read_sidecar
 from omnicore.plugins.stats import CallStats
 from omnicore.plugins.versions import Entry, Version
-from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.capability import Capability, DeferredCapability, ManifestCheck
 from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.sandbox.engine import SandboxEngine
@@ -123,6 +123,10 @@ class PluginHost:
                                   load=lambda path: self.load(path).name,
                                   unload=lambda name, why: self.unload(name, reason=why),
                                   host_grants=self._held.of, emit=self._emit)
+        #: Grant and revoke on this host, here or through the operator's settings.
+        self._grants = Regrants(self._entries, self._linker, self._locks, self._held,
+                                operator=lambda: self.operator,
+                                settings_changed=self.settings_changed)
         #: The plugin catalog's layer over the folder (plugins.published), and what follows
         #: the catalog once an app does (``published.follower``, plugins.convergence).
         self.published = PublishedPlugins(
@@ -291,7 +295,7 @@ class PluginHost:
         with explicit ``load()`` arguments); with ``persist`` it is also written to the
         plugin's sidecar, so it survives a restart.
         """
-        return self._regrant(name, {capability: dict(options or {})}, persist)
+        return self._grants.change(name, {capability: dict(options or {})}, persist)
 
     def revoke(self, name: str, capability: str, *, persist: bool = False) -> PluginInfo:
         """Take ``capability`` away from plugin ``name`` and re-link it (see :meth:`grant`).
@@ -299,65 +303,7 @@ class PluginHost:
         A plugin that imports the capability goes to ``needs-grant``; calls in flight finish
         on the old runtime.
         """
-        return self._regrant(name, {capability: None}, persist)
-
-    def _regrant(self, name: str, change: Mapping[str, Mapping[str, Any] | None],
-                 persist: bool) -> PluginInfo:
-        if persist and self.operator is not None:
-            # Not under the plugin's lock: the change is applied through the folder, whose
-            # lock comes first (plugins.locks).
-            return self._regrant_stored(self._entries.require(name), change)
-        with self._locks.hold_entry(name, self._entries.get) as entry:
-            if entry is None:
-                raise self._entries.not_found(name)
-            return self._regrant_here(entry, change, persist)
-
-    def _regrant_stored(self, entry: Entry, change: Mapping[str, Mapping[str, Any] | None]
-                        ) -> PluginInfo:
-        name = entry.name
-        layer = self._grant_layer(entry, change, True)
-        assert self.operator is not None
-        # Stored first, then applied the way every instance applies it (in the folder's
-        # order, so a change heard from another instance cannot land in between).
-        grant_rules.validate(regranted(entry, layer).settings.grants,
-                             self._linker.capabilities(), name)  # bad options: nothing stored
-        from omnicore.plugins.operator import with_grants
-
-        self.operator.change(name, partial(with_grants, layer=layer))
-        if not self.settings_changed(name, frozenset(layer)):
-            with self._locks.hold_entry(name, self._entries.get) as current:
-                if current is entry:
-                    with entry.relink:
-                        self._linker.activate(entry, regranted(entry, layer))
-        return entry.info()
-
-    def _grant_layer(self, entry: Entry, change: Mapping[str, Mapping[str, Any] | None],
-                     persist: bool) -> grant_rules.GrantLayer:
-        name = entry.name
-        layer = grant_rules.normalize({k: (False if v is None else v) for k, v in change.items()},
-                                      source=f"grant to '{name}'")
-        if entry.module is None or entry.settings is None:
-            raise PluginLoadError(f"plugin '{name}' failed to load ({entry.last_error}); "
-                                  "fix the file before changing its grants", plugin=name)
-        if persist and entry.source is None:
-            raise PluginError(f"plugin '{name}' was loaded from bytes; there is no sidecar "
-                              "to persist its grants to", plugin=name)
-        if persist and entry.published is not None and self.operator is None:
-            raise PluginError(f"plugin '{name}' comes from the plugin catalog; its grants are "
-                              "the operator's settings of an app (omnicore settings grant)",
-                              plugin=name)
-        return layer
-
-    def _regrant_here(self, entry: Entry, change: Mapping[str, Mapping[str, Any] | None],
-                      persist: bool) -> PluginInfo:
-        name = entry.name
-        layer = self._grant_layer(entry, change, persist)
-        with entry.relink:
-            self._linker.activate(entry, regranted(entry, layer))
-            self._held.add(name, layer)
-            if persist and entry.source is not None:
-                write_grants(entry.source, layer)
-        return entry.info()
+        return self._grants.change(name, {capability: None}, persist)
 
     def settings_changed(self, name: str, capabilities: frozenset[str] = frozenset()) -> bool:
         """The operator's settings of plugin ``name`` changed (on any instance): re-link it
@@ -382,7 +328,7 @@ class PluginHost:
         if folder is None or not folder.refresh(entry.source):
             with self._locks.hold_entry(name, self._entries.get) as current:
                 if current is entry:
-                    self._regrant_decided(entry, capabilities)
+                    self._grants.decided(entry, capabilities)
             return False
         with self._locks.hold_entry(name, self._entries.get) as entry:
             if entry is not None and entry.stale and entry.settings is not None \
@@ -396,19 +342,6 @@ class PluginHost:
                                                  f"the plugin could not be re-linked: "
                                                  f"{entry.last_error}")
         return True
-
-    def _regrant_decided(self, entry: Entry, capabilities: frozenset[str]) -> None:
-        # A plugin loaded from a file outside the folder is not reloaded (its load()
-        # arguments are not kept), but the grants the operator just decided reach it, so a
-        # revoke stops it here too.
-        decided = self.operator.doc(entry.name).get("grants") if self.operator else None
-        if not isinstance(decided, Mapping) or entry.module is None or entry.settings is None:
-            return
-        layer = grant_rules.normalize({c: decided[c] for c in capabilities if c in decided},
-                                      source=f"the operator's grants to '{entry.name}'")
-        if layer:
-            with entry.relink:
-                self._linker.activate(entry, regranted(entry, layer))
 
     def reconfigure(self, app_settings: Mapping[str, Any], defaults: Limits,
                     plugins: Iterable[str] | None) -> list[str]:
