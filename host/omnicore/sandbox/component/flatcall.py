@@ -177,6 +177,31 @@ class FlatCall:
             return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
         return out
 
+    def _lower(self, args: list[Any], cx: Cx) -> list[Any]:
+        """The core values of the checked JSON ``args`` (spilled to memory past the flat
+        limit, through the guest's realloc)."""
+        flat: list[Any] = []
+        if self.spilled:
+            ptr = cx.realloc(self._args_align, self._args_size)
+            self._store_args(args, ptr, cx)
+            flat.append(ptr)
+        else:
+            for lower, value in zip(self._lowers, args, strict=True):
+                lower(value, flat, cx)
+        return flat
+
+    def _answer(self, core: Any, cx: Cx) -> Any:
+        """The JSON value of the result from the core result ``core`` (the return area's
+        address when it is returned through memory); None without a result."""
+        if self.form.result_type is None:
+            return None
+        if not self.returned:
+            return self._lift(iter((core,)), cx)
+        if core % self._ret_align:
+            raise _CanonTrap("return pointer not aligned")
+        cx.span(core, self._ret_size, "return pointer")
+        return self._load(core, cx)
+
     def call_c(self, bound: Bound, args: list[Any], epoch: int | None) -> Any:
         """:meth:`call` through the C face, which also arms the deadline for ``epoch`` (the
         engine's mirrored epoch; None: the caller armed it)."""
@@ -185,38 +210,16 @@ class FlatCall:
             return c.call(args, epoch)
         c.arm(epoch)  # before the lowering: realloc runs under this call's deadline
         cx = bound.cx
-        flat: list[Any] = []
-        if self.spilled:
-            ptr = cx.realloc(self._args_align, self._args_size)
-            self._store_args(args, ptr, cx)
-            flat.append(ptr)
-        else:
-            for lower, value in zip(self._lowers, args, strict=True):
-                lower(value, flat, cx)
+        flat = self._lower(args, cx)
         core = c.call_core(flat, None)
-        answer = None
-        if self.form.result_type is not None:
-            if self.returned:
-                if core % self._ret_align:
-                    raise _CanonTrap("return pointer not aligned")
-                cx.span(core, self._ret_size, "return pointer")
-                answer = self._load(core, cx)
-            else:
-                answer = self._lift(iter((core,)), cx)
+        answer = self._answer(core, cx)
         c.post_core()
         return answer
 
     def call(self, bound: Bound, args: list[Any]) -> Any:
         """The export's JSON result for the checked JSON ``args``; _CallFailed, _CanonTrap."""
         cx = bound.cx
-        flat: list[Any] = []
-        if self.spilled:
-            ptr = cx.realloc(self._args_align, self._args_size)
-            self._store_args(args, ptr, cx)
-            flat.append(ptr)
-        else:
-            for lower, value in zip(self._lowers, args, strict=True):
-                lower(value, flat, cx)
+        flat = self._lower(args, cx)
         slots = bound.slots
         slots[1::2] = flat
         self._pack(bound.view, 0, *slots)
@@ -229,16 +232,7 @@ class FlatCall:
             raise _CallFailed(error)
         unpack = self._unpack
         core = unpack(bound.out_view, _OF)[0] if unpack is not None else None
-        answer = None
-        if self.form.result_type is not None:
-            if self.returned:
-                assert core is not None  # the return area's address
-                if core % self._ret_align:
-                    raise _CanonTrap("return pointer not aligned")
-                cx.span(core, self._ret_size, "return pointer")
-                answer = self._load(core, cx)
-            else:
-                answer = self._lift(iter((core,)), cx)
+        answer = self._answer(core, cx)
         if bound.post is not None:
             error = CAPI.wasmtime_component_func_call(
                 bound.post, ctx, bound.out_ref, bound.nout, None, 0)
