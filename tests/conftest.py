@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,26 +76,36 @@ def start_host(tmp_path: Path, module_cache: Path) -> Iterator[Callable[..., Omn
     """Start hosts in this process, as ``omnicore run`` would make them (the built-in
     extensions, the tests' shared module cache, the catalog polled every 50 ms).
 
-    With ``home``, a host has that folder's ``plugins/`` and ``data/``; without, the hosts
-    share ``tmp_path/plugins`` and, with ``url`` (a PostgreSQL database they share), each
-    has a data dir of its own, else they share the SQLite file under ``tmp_path/data`` (one
-    after another). ``catalog`` adds to the catalog's settings, the other keywords override
-    the config. Every host still running is stopped after the test.
+    With ``plugins`` (file name -> module), a host has a folder of its own holding them
+    (``tmp_path/host<n>``: its ``plugins/``, ``data/`` and ``workflows/``, polled every 50
+    ms); without, the hosts share ``tmp_path/plugins`` and, with ``url`` (a PostgreSQL
+    database they share), each has a data dir of its own, else they share the SQLite file
+    under ``tmp_path/data`` (one after another). ``catalog`` adds to the catalog's settings,
+    the other keywords override the config. Every host still running is stopped after the
+    test.
     """
     (tmp_path / "plugins").mkdir(exist_ok=True)
     apps: list[OmniApp] = []
 
-    def start(name: str = "test-host", *, url: str | None = None, home: Path | None = None,
+    def start(name: str = "test-host", *, url: str | None = None,
+              plugins: Mapping[str, bytes] | None = None,
               catalog: dict[str, Any] | None = None, **overrides: Any) -> OmniApp:
-        if home is not None:
-            data, plugins = home / "data", home / "plugins"
+        own: dict[str, Any] = {}
+        if plugins is not None:
+            home = tmp_path / f"host{len(apps)}"
+            folder, data = home / "plugins", home / "data"
+            folder.mkdir(parents=True)
+            (home / "workflows").mkdir()
+            for file, module in plugins.items():
+                (folder / file).write_bytes(module)
+            own["workflows"] = {"dir": str(home / "workflows"), "poll_s": 0.05}
         else:
             data = tmp_path / (f"data{len(apps)}" if url else "data")
-            plugins = tmp_path / "plugins"
-        over = {"data_dir": str(data), "plugins_dir": str(plugins),
+            folder = tmp_path / "plugins"
+        over = {"data_dir": str(data), "plugins_dir": str(folder),
                 "sandbox": {"cache_dir": str(module_cache)},
                 "catalog": {"poll_s": 0.05, **(catalog or {})},
-                **({"storage": {"url": url}} if url else {}), **overrides}
+                **({"storage": {"url": url}} if url else {}), **own, **overrides}
         app = OmniApp(name, overrides=over, environ={}, entry_points=False)
         apps.append(app)
         app.start()

@@ -30,20 +30,10 @@ def digest(data: bytes) -> str:
 
 
 @pytest.fixture
-def hosts(tmp_path: Path, start_host: Callable[..., OmniApp],
-          pg_url: str) -> Callable[[bytes], OmniApp]:
-    """Hosts on one PostgreSQL database, each serving ``module`` as tool from its own
-    folder."""
-    made: list[OmniApp] = []
-
-    def start(module: bytes) -> OmniApp:
-        home = tmp_path / f"host{len(made)}"
-        (home / "plugins").mkdir(parents=True)
-        write(home / "plugins", "tool.wasm", module)
-        made.append(start_host("digest-test", url=pg_url, home=home))
-        return made[-1]
-
-    return start
+def hosts(start_host: Callable[..., OmniApp], pg_url: str) -> Callable[[bytes], OmniApp]:
+    """Hosts on one PostgreSQL database, each serving ``module`` as tool from a folder of
+    its own."""
+    return lambda module: start_host("digest-test", url=pg_url, plugins={"tool.wasm": module})
 
 
 def reported(store: PostgresStorage, runtime_id: str, name: str) -> str | None:

@@ -41,22 +41,10 @@ def flow(name: str, *pins: str | None) -> str:
 
 
 @pytest.fixture
-def hosts(tmp_path: Path, start_host: Callable[..., OmniApp],
-          pg_url: str) -> Callable[[bytes], OmniApp]:
-    """Hosts on one PostgreSQL database, each serving ``module`` as tool from its own
-    folder, with a workflows folder of its own."""
-    made: list[OmniApp] = []
-
-    def start(module: bytes) -> OmniApp:
-        home = tmp_path / f"host{len(made)}"
-        (home / "plugins").mkdir(parents=True)
-        (home / "workflows").mkdir()
-        write(home / "plugins", "tool.wasm", module)
-        made.append(start_host("step-digest-test", url=pg_url, home=home,
-                               workflows={"dir": str(home / "workflows"), "poll_s": 0.05}))
-        return made[-1]
-
-    return start
+def hosts(start_host: Callable[..., OmniApp], pg_url: str) -> Callable[[bytes], OmniApp]:
+    """Hosts on one PostgreSQL database, each serving ``module`` as tool from a folder of
+    its own."""
+    return lambda module: start_host("step-digest-test", url=pg_url, plugins={"tool.wasm": module})
 
 
 def reported(store: PostgresStorage, runtime_id: str, name: str) -> str | None:
