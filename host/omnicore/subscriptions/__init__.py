@@ -20,7 +20,6 @@ from omnicore.subscriptions.service import (
     Refusal,
     Subscriptions,
     SubscriptionsApp,
-    delivery_key,
 )
 from omnicore.subscriptions.subscriber import (
     Subscriber,
@@ -30,5 +29,5 @@ from omnicore.subscriptions.subscriber import (
 )
 
 __all__ = ["DELIVERY_KEYS", "PluginEvent", "Refusal", "Subscriber", "SubscriberMetrics",
-           "Subscriptions", "SubscriptionsApp", "check_manifest", "delivery_key", "event_body",
+           "Subscriptions", "SubscriptionsApp", "check_manifest", "event_body",
            "manifest_subscriptions", "parse_subscription"]

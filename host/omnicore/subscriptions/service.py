@@ -45,7 +45,7 @@ from omnicore.subscriptions.metrics import SubscriberMetrics
 from omnicore.subscriptions.subscriber import Subscriber, manifest_subscriptions
 from omnicore.types import HostApp
 
-__all__ = ["DELIVERY_KEYS", "Refusal", "Subscriptions", "SubscriptionsApp", "delivery_key"]
+__all__ = ["DELIVERY_KEYS", "Refusal", "Subscriptions", "SubscriptionsApp"]
 
 log = get_logger("omnicore.subscriptions")
 
