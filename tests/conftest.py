@@ -76,7 +76,7 @@ def start_host(tmp_path: Path, module_cache: Path) -> Iterator[Callable[..., Omn
     """Start hosts in this process, as ``omnicore run`` would make them (the built-in
     extensions, the tests' shared module cache, the catalog polled every 50 ms).
 
-    With ``plugins`` (file name -> module), a host has a folder of its own holding them
+    With ``serving`` (file name -> module), a host has a folder of its own holding them
     (``tmp_path/host<n>``: its ``plugins/``, ``data/`` and ``workflows/``, polled every 50
     ms); without, the hosts share ``tmp_path/plugins`` and, with ``url`` (a PostgreSQL
     database they share), each has a data dir of its own, else they share the SQLite file
@@ -88,15 +88,15 @@ def start_host(tmp_path: Path, module_cache: Path) -> Iterator[Callable[..., Omn
     apps: list[OmniApp] = []
 
     def start(name: str = "test-host", *, url: str | None = None,
-              plugins: Mapping[str, bytes] | None = None,
+              serving: Mapping[str, bytes] | None = None,
               catalog: dict[str, Any] | None = None, **overrides: Any) -> OmniApp:
         own: dict[str, Any] = {}
-        if plugins is not None:
+        if serving is not None:
             home = tmp_path / f"host{len(apps)}"
             folder, data = home / "plugins", home / "data"
             folder.mkdir(parents=True)
             (home / "workflows").mkdir()
-            for file, module in plugins.items():
+            for file, module in serving.items():
                 (folder / file).write_bytes(module)
             own["workflows"] = {"dir": str(home / "workflows"), "poll_s": 0.05}
         else:

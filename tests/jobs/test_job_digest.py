@@ -33,7 +33,7 @@ def digest(data: bytes) -> str:
 def hosts(start_host: Callable[..., OmniApp], pg_url: str) -> Callable[[bytes], OmniApp]:
     """Hosts on one PostgreSQL database, each serving ``module`` as tool from a folder of
     its own."""
-    return lambda module: start_host("digest-test", url=pg_url, plugins={"tool.wasm": module})
+    return lambda module: start_host("digest-test", url=pg_url, serving={"tool.wasm": module})
 
 
 def reported(store: PostgresStorage, runtime_id: str, name: str) -> str | None:
