@@ -6,25 +6,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.console.conftest import ROOT, Host
+from tests.waiting import eventually
 
 COUNTER = ROOT / "build" / "plugins" / "counter-rust.wasm"
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15.0) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def b64(data: bytes) -> str:

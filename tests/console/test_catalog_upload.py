@@ -5,7 +5,6 @@ with ``catalog.uploads: catalog``; refusals."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,9 @@ from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from tests.console.conftest import PASSWORD, ROOT
 from tests.host_fixtures import echo_wasm
+from tests.waiting import eventually
 
 GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15.0) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def serves(app: OmniApp, name: str, version: str) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from tests.console.test_browser import browser, off_thread, shot
+from tests.waiting import eventually
 
 __all__ = ["browser"]  # the module-scoped chromium of the console's browser tests
 
@@ -122,13 +122,10 @@ def console(tmp_path: Path, greeter_wasm: Path) -> Iterator[tuple[OmniApp, Conso
 
 
 def _wait_for(app: OmniApp, run_id: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def waiting() -> bool:
         row = app.workflows.store.step(run_id, "approve")
-        if row is not None and row.state == "waiting":
-            return
-        time.sleep(0.1)
-    raise AssertionError("the run never waited for its approval")
+        return row is not None and row.state == "waiting"
+    eventually(waiting, "the run waiting for its approval")
 
 
 def signed_in(browser: Browser, url: str, width: int, height: int) -> Page:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,19 +17,15 @@ from omnicore.modules.health import HealthStatus
 from omnicore.plugins.events import PluginCircuitChanged, PluginFailed, PluginLoaded, PluginReloaded
 from omnicore.plugins.host import PluginHost
 from tests.host_fixtures import config_wasm, echo_wasm, write
+from tests.waiting import eventually
 
 
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> float:
-    start = time.monotonic()
-    while True:
-        try:
-            if check():
-                return time.monotonic() - start
-        except PluginError:
-            pass
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.01)
+def answer(app: OmniApp, plugin: str, handler: str) -> bytes | None:
+    """The plugin's answer, or None while a reload has it refusing calls."""
+    try:
+        return app.plugins.call(plugin, handler)
+    except PluginError:
+        return None
 
 
 @pytest.fixture
@@ -156,7 +151,7 @@ def test_drop_in_and_replace_under_load_in_a_started_app(make: Callable[..., Omn
     app.start()
     folder = appdir / "plugins"
     write(folder, "drop.wasm", echo_wasm("drop", "1.0.0"))
-    eventually(lambda: app.plugins.call("drop", "version") == b"1.0.0")
+    eventually(lambda: answer(app, "drop", "version") == b"1.0.0")
 
     failures: list[BaseException] = []
     answers: list[bytes] = []
@@ -171,10 +166,10 @@ def test_drop_in_and_replace_under_load_in_a_started_app(make: Callable[..., Omn
 
     worker = threading.Thread(target=loop)
     worker.start()
-    time.sleep(0.05)
+    eventually(lambda: answers, "calls before the swap")
     write(folder, "drop.wasm", echo_wasm("drop", "2.0.0"))
-    eventually(lambda: bool(answers) and answers[-1] == b"2.0.0")
-    time.sleep(0.05)
+    swapped = eventually(lambda: [i for i, a in enumerate(answers) if a == b"2.0.0"])[0]
+    eventually(lambda: len(answers) > swapped + 20, "calls after the swap")
     stop.set()
     worker.join()
     assert failures == []
