@@ -12,12 +12,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MariaDB", "Redis", "free_port"]
+from tests.waiting import Logged, eventually
+
+__all__ = ["MariaDB", "Redis", "free_port", "listening"]
 
 #: The non-root account the tests' connectors log in as.
 USER, PASSWORD = "omnicore", "maria-Secret-8842"
@@ -29,17 +30,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    """Whether something accepts connections on ``port`` of 127.0.0.1."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited: {log.read_text()[-2000:] if log.exists() else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {port} within 60 s")
+    eventually(lambda: listening(port), f"{what} listening on {port}",
+               watch=[Logged(proc, log)])
 
 
 @dataclass

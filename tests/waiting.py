@@ -12,10 +12,11 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["eventually", "seconds_until"]
+__all__ = ["Logged", "eventually", "seconds_until"]
 
 T = TypeVar("T")
 
@@ -36,6 +37,14 @@ class _Host(Protocol):
 
     @property
     def log(self) -> Path: ...
+
+
+@dataclass(frozen=True)
+class Logged:
+    """A process and the file its output goes to, to watch while waiting on it."""
+
+    proc: subprocess.Popen[Any]
+    log: Path
 
 
 Watched = subprocess.Popen[Any] | _Host
@@ -59,7 +68,7 @@ def _tails(watch: Sequence[Watched]) -> str:
                    for log in logs)
 
 
-def eventually(check: Callable[[], T], what: str = "", *, timeout: float = TIMEOUT_S,
+def eventually(check: Callable[[], T | None], what: str = "", *, timeout: float = TIMEOUT_S,
                every: float = EVERY_S, watch: Sequence[Watched] = (),
                ok_exits: Sequence[int] = ()) -> T:
     """Call ``check`` until it returns something true, and return that.

@@ -33,6 +33,7 @@ from tests.db_fixtures import (  # noqa: F401 - fixtures
     sql_app,
 )
 from tests.dbservers import PASSWORD, MariaDB, free_port
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -280,10 +281,8 @@ def _stopped(pid: int) -> None:
         except FileNotFoundError:
             return False  # a thread that ended
 
-    deadline = time.monotonic() + 10
-    while any(running(t) for t in Path(f"/proc/{pid}/task").iterdir()):
-        assert time.monotonic() < deadline, "the server did not stop"
-        time.sleep(0.001)
+    eventually(lambda: not any(running(t) for t in Path(f"/proc/{pid}/task").iterdir()),
+               "every thread of the server stopped")
 
 
 def test_a_server_that_answers_nothing_ends_at_the_deadline(

@@ -5,10 +5,6 @@ host's REST API, and the host serves the published plugin within seconds."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from omnicore.cli import main
-from omnicore.cli.remote import Remote, RemoteError, find_running
+from omnicore.cli.remote import Remote, RemoteError
 from omnicore.storage import SQLiteStorage
 from tests.host_fixtures import config_wasm, echo_wasm
+from tests.hosts import Host
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -94,22 +92,8 @@ def test_bad_publishes_from_the_cli_say_why(appdir: Path, tmp_path: Path) -> Non
 
 @pytest.fixture
 def running(appdir: Path) -> Iterator[Remote]:
-    proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(appdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 120
-        while (remote := find_running(appdir / "data")) is None:
-            assert proc.poll() is None and time.monotonic() < deadline, "the host did not start"
-            time.sleep(0.1)
-        yield remote
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    with Host(appdir).start() as host:
+        yield host.remote()
 
 
 def version_of(remote: Remote, name: str) -> str | None:
@@ -130,14 +114,12 @@ def test_publish_through_the_running_host_and_roll_back(appdir: Path, tmp_path: 
         code, out, err = run(appdir, "publish", str(path))
         assert code == 0, err
         assert f"to the host at {running.url}" in out
-        while version_of(running, "greeter") != v:
-            assert time.monotonic() - started < 20, version_of(running, "greeter")
-            time.sleep(0.02)
+        eventually(lambda v=v: version_of(running, "greeter") == v, f"greeter {v} served")
+        assert time.monotonic() - started < 20
     code, out, _ = run(appdir, "rollback", "greeter")
     assert code == 0 and "v1" in out
     started = time.monotonic()
-    while version_of(running, "greeter") != "1.0.0":
-        assert time.monotonic() - started < 20
-        time.sleep(0.02)
+    eventually(lambda: version_of(running, "greeter") == "1.0.0", "greeter 1.0.0 served again")
+    assert time.monotonic() - started < 20
     code, out, err = run(appdir, "catalog")
     assert code == 0 and "1/1 hosts" in out and "converged" in err

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from click.testing import CliRunner
 from omnicore.cli import main
 from omnicore.sandbox import wasmbin
 from tests.host_fixtures import config_wasm, write
+from tests.hosts import Host
 
 # Runs the command as `omnicore` does, then names every module the process imported.
 _PROBE = ("import atexit, sys\n"
@@ -229,21 +228,12 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "name: lazy-host\nplugins_dir: plugins\ndata_dir: state\n"
         "plugins:\n  conf:\n    grants: [config]\n    config: {who: host}\n")
     write(folder / "plugins", "conf.wasm", config_wasm("conf"))
-    log = folder.parent / "run.log"
-    env = {**os.environ, "OMNICORE_CONSOLE__PORT": "0"}  # 8470 may be another host's
-    with log.open("wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(folder)],
-                                  stdout=out, stderr=subprocess.STDOUT, env=env)
+    host = Host(folder, data=folder / "state").start()
     try:
-        deadline = time.monotonic() + 60
-        while not (folder / "state" / "console.json").is_file():  # written once it serves
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        host.until((folder / "state" / "console.json").is_file, "its console file")
         yield folder
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) == 0, log.read_text()
+        assert host.stop() == 0, host.text
 
 
 @pytest.mark.parametrize(("args", "out"), [

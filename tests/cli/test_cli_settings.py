@@ -6,20 +6,19 @@ itself. Bad input is refused before anything is written."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from omnicore.cli.remote import Remote, RemoteError, find_running
+from omnicore.cli.remote import Remote, RemoteError
 from omnicore.storage import SQLiteStorage
 from tests.host_fixtures import config_wasm
+from tests.hosts import Host
+from tests.waiting import seconds_until
 
 #: The host polls the change sequence every second; slack for a loaded 2-core machine.
 APPLIED_WITHIN_S = 1.0 + 1.5
@@ -44,34 +43,15 @@ def running(tmp_path: Path) -> Iterator[tuple[Path, Remote]]:
     (appdir / "plugins" / "conf.wasm").write_bytes(config_wasm("conf"))
     (appdir / "omnicore.yaml").write_text("name: cli-settings\ndata_dir: data\n"
                                           "plugins_dir: plugins\nconsole: {port: 0}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(appdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 120
-        while (remote := find_running(appdir / "data")) is None:
-            assert proc.poll() is None and time.monotonic() < deadline, "the host did not start"
-            time.sleep(0.1)
+    with Host(appdir).start() as host:
+        remote = host.remote()
         # The console answers before the plugins are loaded (their loading takes a while).
-        while answer(remote) != "NeedsGrant":
-            assert proc.poll() is None and time.monotonic() < deadline, answer(remote)
-            time.sleep(0.1)
+        host.until(lambda: answer(remote) == "NeedsGrant", "conf loaded, without its grant")
         yield appdir, remote
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def applied(remote: Remote, expected: str) -> float:
-    start = time.monotonic()
-    while answer(remote) != expected:
-        assert time.monotonic() - start < 30, f"still {answer(remote)!r}, not {expected!r}"
-        time.sleep(0.02)
-    return time.monotonic() - start
+    return seconds_until(lambda: answer(remote) == expected, f"conf answering {expected!r}")
 
 
 def test_settings_from_the_cli_reach_the_running_host(running: tuple[Path, Remote]) -> None:
@@ -95,10 +75,10 @@ def test_settings_from_the_cli_reach_the_running_host(running: tuple[Path, Remot
     # A plugin this host does not have (yet): stored in the database, waiting for it.
     later = omnicore(appdir, "grant", "later", "kv")
     assert later.returncode == 0 and "stored; every running host" in later.stderr, later.stderr
-    start = time.monotonic()  # the host hears of it by the database's change sequence
-    while remote.request("GET", "/api/v1/plugins/later/settings") != {"grants": {"kv": {}}}:
-        assert time.monotonic() - start < APPLIED_WITHIN_S
-        time.sleep(0.02)
+    # The host hears of it by the database's change sequence.
+    took = seconds_until(lambda: remote.request("GET", "/api/v1/plugins/later/settings")
+                         == {"grants": {"kv": {}}}, "the stored grant on the running host")
+    assert took < APPLIED_WITHIN_S, took
     refused = omnicore(appdir, "grant", "conf", "telepathy")  # the host's own check
     assert refused.returncode == 1 and "UnknownCapability" in refused.stderr, refused.stderr
 
@@ -190,21 +170,14 @@ def test_the_grant_hint_after_a_revoke_restores_the_grant_with_its_options(
         shown = json.loads(omnicore(appdir, "show", "vault", "--json").stdout)
         assert shown["grants"] == {"secrets": {"expose": []}}
         return
-    proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(appdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while (remote := find_running(appdir / "data")) is None:
-            assert proc.poll() is None and time.monotonic() < deadline, "the host did not start"
-            time.sleep(0.1)
+    with Host(appdir).start() as host:
+        remote = host.remote()
         remote.request("PUT", "/api/v1/secrets/api_token", {"value": "tok-123"})
-        while _secret_answer(remote, "vault") != (7, b"tok-123"):
-            assert time.monotonic() < deadline, _secret_answer(remote, "vault")
-            time.sleep(0.1)
+        host.until(lambda: _secret_answer(remote, "vault") == (7, b"tok-123"),
+                   "vault reading its secret")
         assert omnicore(appdir, "revoke", "vault", "secrets").returncode == 0
-        while _secret_answer(remote, "vault") != "NeedsGrant":
-            assert time.monotonic() < deadline, _secret_answer(remote, "vault")
-            time.sleep(0.05)
+        host.until(lambda: _secret_answer(remote, "vault") == "NeedsGrant",
+                   "vault without its grant")
         called = subprocess.run([sys.executable, "-m", "omnicore.cli", "call", "vault", "get",
                                  "--input", "api_token", "--app", str(appdir)],
                                 capture_output=True, text=True, timeout=120)
@@ -217,13 +190,5 @@ def test_the_grant_hint_after_a_revoke_restores_the_grant_with_its_options(
         assert done.returncode == 0, done.stderr
         assert json.loads(omnicore(appdir, "show", "vault", "--json").stdout)["grants"] == \
             {"secrets": {"expose": ["api_token"]}}
-        while _secret_answer(remote, "vault") != (7, b"tok-123"):  # works again, not DENIED
-            assert time.monotonic() < deadline, _secret_answer(remote, "vault")
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        host.until(lambda: _secret_answer(remote, "vault") == (7, b"tok-123"),
+                   "vault reading its secret again, not DENIED")

@@ -18,18 +18,10 @@ from click.testing import CliRunner
 from omnicore.cli import main
 from omnicore.storage import JobSpec, SQLiteStorage, open_storage
 from omnicore.storage.sqlite.wakeup import MIN_INTERVAL_S
+from tests.waiting import eventually, seconds_until
 
 ROOT = Path(__file__).resolve().parents[2]
 GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
-
-
-def _wait(pred: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_an_enqueue_through_another_storage_wakes_the_listener_of_its_queue(
@@ -92,7 +84,7 @@ def test_a_flood_of_datagrams_costs_a_bounded_number_of_wake_ups(tmp_path: Path)
         cli = SQLiteStorage(tmp_path / "o.db")
         cli.queue.add(JobSpec("p", "h", b"", time.time()))
         cli.close()
-        assert _wait(lambda: count > before, 5)  # and it still hears real enqueues
+        eventually(lambda: count > before, "a real enqueue heard after the flood")
     finally:
         host.close()
 
@@ -113,15 +105,16 @@ def test_a_cli_enqueue_runs_on_a_running_sqlite_host_without_waiting_for_its_pol
         proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(app)],
                                 stdout=sink, stderr=sink)
     try:
-        assert _wait(lambda: (app / "data" / "console.json").exists(), 120), log.read_text()
+        eventually((app / "data" / "console.json").exists, "the host serving", watch=[proc])
         time.sleep(0.5)  # its workers are idle in their 30 s poll
         result = CliRunner().invoke(main, ["tasks", "enqueue", "greeter-rust", "greet",
                                            '{"name": "Ada"}', "--app", str(app)])
         assert result.exit_code == 0, result.output
         store = open_storage(app / "data")
         try:
-            assert _wait(lambda: (t := store.queue.get(1)) is not None
-                         and t.state == "succeeded", 10)
+            took = seconds_until(lambda: (t := store.queue.get(1)) is not None
+                                 and t.state == "succeeded", "the job succeeded")
+            assert took < 10, took  # well inside the 30 s poll
         finally:
             store.close()
     finally:
