@@ -312,6 +312,11 @@ class RawInstance(SlotDeadline):
             raise ValueError("the module does not export 'memory'")
         self.memory = GuestMemory(self.ctx, mem, self)
         if command:
+            # A command exporting the allocator (a test program of `omnicore test`) gets the
+            # §3.3 answers of host functions as a plugin does.
+            alloc = self.func("omni_alloc")
+            if alloc is not None:
+                self._alloc_addr = alloc
             return
         alloc = self.func("omni_alloc")
         if alloc is None:

@@ -1,0 +1,22 @@
+"""The host ``omnicore test`` runs a plugin's unit tests on, written once for every language
+whose tests compile to a wasm32-wasi program.
+
+A test program imports what a plugin imports (``omnicore:kv``, ``omnicore:http``, ...) and
+``omnicore:testing``; each of its tests runs in a fresh instance on a fresh host::
+
+    program.py   Program: compiled and linked once; run() = a new instance on a new TestHost
+    host.py      TestHost: the built-in capabilities' own code, every one granted, bound to
+                 the test's config, grants and services; link() defines them in the linker
+    services.py  the services behind them, in memory: jobs, events, secrets, and HTTP, SQL
+                 and Redis answering what the test scripted (Redis: testredis.MemoryRedis)
+    control.py   omnicore:testing: set up the test's host, read back what the plugin did
+    libtest.py   Rust's harness run one test per instance, reported as cargo test does
+
+``omnicore.toolchains.testrunner`` is the command that runs a program on it.
+"""
+
+from omnicore.toolchains.testhost.libtest import run_libtest
+from omnicore.toolchains.testhost.program import Outcome, Program
+from omnicore.toolchains.testhost.services import sql_answer_problem
+
+__all__ = ["Outcome", "Program", "run_libtest", "sql_answer_problem"]

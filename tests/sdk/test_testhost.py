@@ -1,0 +1,98 @@
+"""The test host of ``omnicore test`` (omnicore.toolchains.testhost): a hand-written command
+importing capabilities and ``omnicore:testing``, run through it as a test program is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from omnicore.toolchains.testhost import Program
+
+# _start prints kv (empty: a fresh host), sets greeting=hi through omnicore:kv, prints kv
+# again, then scripts an HTTP answer and prints what omnicore:http.request answered (the §3.3
+# block, allocated with omni_alloc). With argv[1] present it traps after the first print.
+PROGRAM = r"""
+(module
+  (import "omnicore:kv" "set" (func $kv_set (param i32 i32 i32 i32) (result i32)))
+  (import "omnicore:http" "request" (func $http (param i32 i32 i32 i32) (result i64)))
+  (import "omnicore:testing" "kv" (func $kv_dump (param i32 i32) (result i32)))
+  (import "omnicore:testing" "http_answer" (func $answer (param i32 i32 i32 i32 i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $args (param i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 65536))
+  (data (i32.const 0) "greeting")
+  (data (i32.const 16) "hi")
+  (data (i32.const 32) "{\"status\":201,\"headers\":[[\"X-A\",\"1\"]]}")
+  (data (i32.const 96) "{\"method\":\"GET\",\"url\":\"https://example.com/\"}")
+  (data (i32.const 160) "pong")
+  (data (i32.const 176) "\n")
+  (func (export "omni_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func $print (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 512) (local.get $ptr))
+    (i32.store (i32.const 516) (local.get $len))
+    (i32.store (i32.const 520) (i32.const 176))
+    (i32.store (i32.const 524) (i32.const 1))
+    (drop (call $fd_write (i32.const 1) (i32.const 512) (i32.const 2) (i32.const 528))))
+  (func $dump
+    (call $print (i32.const 1024) (call $kv_dump (i32.const 1024) (i32.const 1024))))
+  (func (export "_start")
+    (local $packed i64)
+    (call $dump)
+    (drop (call $args (i32.const 600) (i32.const 604)))
+    (if (i32.gt_u (i32.load (i32.const 600)) (i32.const 1)) (then unreachable))
+    (drop (call $kv_set (i32.const 0) (i32.const 8) (i32.const 16) (i32.const 2)))
+    (call $dump)
+    (call $answer (i32.const 32) (i32.const 38) (i32.const 160) (i32.const 4) (i32.const 0))
+    (local.set $packed (call $http (i32.const 96) (i32.const 45) (i32.const 0) (i32.const 0)))
+    (call $print (i32.wrap_i64 (i64.shr_u (local.get $packed) (i64.const 32)))
+                 (i32.wrap_i64 (i64.and (local.get $packed) (i64.const 0x7fffffff))))))
+"""
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, fd: int, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Program:
+    wasm = tmp_path / "tests.wasm"
+    wasm.write_bytes(wasmtime.wat2wasm(PROGRAM))
+    prog = Program(wasm)
+    yield prog  # type: ignore[misc]
+    prog.close()
+
+
+def test_capabilities_are_the_hosts_and_each_run_starts_fresh(program: Program) -> None:
+    for _ in range(2):
+        out = Captured()
+        assert program.run([], out).code == 0
+        lines = bytes(out.data).split(b"\n")
+        assert json.loads(lines[0]) == {}
+        assert json.loads(lines[1]) == {"greeting": "aGk="}  # base64 of "hi"
+        # The http capability's own answer block: head length, head JSON, body.
+        block = b"\n".join(lines[2:])
+        head_len = int.from_bytes(block[:4], "little")
+        assert json.loads(block[4:4 + head_len]) == {"status": 201, "headers": {"x-a": "1"}}
+        assert block[4 + head_len:].rstrip(b"\n") == b"pong"
+
+
+def test_a_trap_ends_one_run_only(program: Program) -> None:
+    out = Captured()
+    outcome = program.run(["trap"], out)
+    assert outcome.code != 0 and outcome.trap and "unreachable" in outcome.trap
+    assert program.run([], Captured()).code == 0
