@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.dbservers import free_port
 
 __all__ = ["Cluster", "pg_bin"]
 
@@ -29,12 +30,6 @@ def pg_bin() -> Path:
         raise RuntimeError("PostgreSQL server binaries not found in /usr/lib/postgresql: "
                            "run scripts/setup-toolchains.sh (Debian package postgresql)")
     return versions[-1].parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -54,7 +49,7 @@ class Cluster:
             user = "postgres" if _has_user("postgres") else "nobody"
             uid = pwd.getpwnam(user)
             os.chown(root, uid.pw_uid, uid.pw_gid)
-        port = _free_port()
+        port = free_port()
         data = root / "data"
         cluster = cls(root, port, user)
         cluster._run([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",

@@ -7,15 +7,16 @@ from __future__ import annotations
 import itertools
 import os
 import shlex
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.dbservers import free_port
+from tests.hosts import http_ok
+from tests.waiting import Logged, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
@@ -86,19 +87,13 @@ def test_the_image_is_multi_stage_and_runs_as_a_non_root_user() -> None:
     assert _env(demo)["OMNICORE_SANDBOX__CACHE_DIR"].startswith("/app/")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_image_entrypoint_serves_healthz_with_the_images_environment(
         tmp_path: Path) -> None:
     """``omnicore run /app`` with the runtime stage's ENV (data dir and port moved into the
     test's own room), then the image's HEALTHCHECK command against it."""
     runtime = _runtime_stage()
     env = {**os.environ, **_env(runtime)}
-    port = _free_port()
+    port = free_port()
     app = tmp_path / "app"
     (app / "plugins").mkdir(parents=True)
     for word, arg in runtime:  # what the image copies from the checkout into /app
@@ -114,17 +109,8 @@ def test_the_image_entrypoint_serves_healthz_with_the_images_environment(
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=sink)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the entrypoint never answered /healthz"
-            time.sleep(0.1)
+        eventually(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+                   "the entrypoint answering /healthz", watch=[Logged(proc, log)])
         check = yaml.safe_load(next(arg for word, arg in runtime if word == "HEALTHCHECK")
                                .split(" CMD ", 1)[1])
         check = [c.replace("8470", str(port)) for c in check]
