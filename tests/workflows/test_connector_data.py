@@ -11,7 +11,6 @@ are), beside a header that does reference a secret on purpose.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from omnicore import OmniApp
 from omnicore.capabilities.events import PluginEvent
 from omnicore.workflows import sign_webhook
 from tests.egress.echo import Echo
+from tests.waiting import eventually
 
 TOP = "top-secret-value-0987"       # what the attacker's data names
 API_KEY = "sk-live-api-key-123456"  # the connector's own credential
@@ -81,13 +81,18 @@ def app(wf_app: Callable[..., OmniApp], echo: Echo) -> OmniApp:
 
 
 def _finished(app: OmniApp, workflow: str, count: int) -> list[Any]:
-    deadline = time.monotonic() + 60
-    while True:
+    def done() -> list[Any] | None:
         runs = app.workflows.runs(workflow=workflow)
         if len(runs) >= count and all(r.state not in ("queued", "running") for r in runs):
             return runs
-        assert time.monotonic() < deadline, f"runs of {workflow}: {runs}"
-        time.sleep(0.05)
+        return None
+
+    return eventually(done, f"{count} finished runs of {workflow}")
+
+
+def _waiting(app: OmniApp, run: int, step: str) -> None:
+    eventually(lambda: (s := app.workflows.store.step(run, step)) is not None
+               and s.state == "waiting", f"step {step} of run {run} waiting")
 
 
 def _check(app: OmniApp, echo: Echo, runs: list[Any], probes: list[str]) -> None:
@@ -133,10 +138,7 @@ def test_an_event_payload_as_trigger_and_as_a_waited_event(app: OmniApp, echo: E
     _check(app, echo, _finished(app, "by-event", len(PROBES)), list(PROBES))
     echo.seen.clear()
     run = app.workflows.start("by-wait", {})
-    deadline = time.monotonic() + 30
-    while (w := app.workflows.store.step(run.id, "w")) is None or w.state != "waiting":
-        assert time.monotonic() < deadline, "the wait step"
-        time.sleep(0.02)
+    _waiting(app, run.id, "w")
     app.events.publish(PluginEvent(topic="plugin.evil.go", plugin="evil",
                                    data=json.dumps({"trace": PROBES[0]}).encode()))
     _check(app, echo, [app.workflows.wait(run.id, 60)], [PROBES[0]])
@@ -154,10 +156,7 @@ def test_an_approvers_comment(app: OmniApp, echo: Echo) -> None:
     runs = []
     for probe in PROBES:
         run = app.workflows.start("by-approval", {})
-        deadline = time.monotonic() + 30
-        while (ok := app.workflows.store.step(run.id, "ok")) is None or ok.state != "waiting":
-            assert time.monotonic() < deadline, "the approval"
-            time.sleep(0.02)
+        _waiting(app, run.id, "ok")
         app.workflows.approve(run.id, "ok", "console:admin", comment=probe)
         runs.append(app.workflows.wait(run.id, 60))
     _check(app, echo, runs, list(PROBES))
