@@ -8,8 +8,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from playwright.sync_api import Browser, expect
@@ -18,6 +18,7 @@ from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from tests.console.test_browser import SHOTS, browser, off_thread  # noqa: F401
 from tests.host_fixtures import echo_wasm
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -207,13 +208,15 @@ def test_console_shows_the_findings_of_each_workflow(
             (folder / "plugins" / "stamper.wasm").write_bytes(echo_wasm("stamper"))
             (folder / "workflows" / "later.yaml").write_text(
                 LATER.replace("stamper/stamp", "stamper/version"))
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                doc = c.get("/api/v1/workflows/later").json()
+            def reloaded() -> dict[str, Any] | None:
+                doc: dict[str, Any] = c.get("/api/v1/workflows/later").json()
                 if doc["state"] == "loaded" and not doc["warnings"] and "stamper" in {
                         p["name"] for p in c.get("/api/v1/plugins").json()["items"]}:
-                    break
-                time.sleep(0.2)
+                    return doc
+                return None
+
+            doc = eventually(reloaded, "later loaded without its warning, stamper served",
+                             every=0.2)
             assert doc["warnings"] == [] and doc["problems"] == []
     finally:
         off_thread(app.stop)
