@@ -18,6 +18,7 @@ from omnicore.storage import JobSpec, StorageError, open_storage
 from omnicore.storage.instance_rows import Instance
 from omnicore.storage.postgres import PostgresStorage, masked_url
 from omnicore.storage.postgres.schema import SCHEMA_VERSION
+from tests.waiting import eventually
 
 _OPEN_AND_WRITE = """
 import sys
@@ -164,15 +165,14 @@ def test_a_stopped_server_turns_into_storage_errors_and_recovers(pg_cluster: Any
                               str(pg_cluster.root / "server.log"), "-o",
                               f"-p {pg_cluster.port} -k {pg_cluster.root} "
                               "-c listen_addresses=127.0.0.1 -c fsync=off")
-        deadline = time.monotonic() + 20
-        while True:  # the pool replaces its broken connections by itself
+        def read() -> bytes | None:
             try:
-                assert s.kv("p").get("k") == b"before"
-                break
+                return s.kv("p").get("k")
             except StorageError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+                return None
+
+        # The pool replaces its broken connections by itself.
+        assert eventually(read, "a read after the restart", every=0.2) == b"before"
     finally:
         s.close()
 
@@ -246,9 +246,9 @@ def test_a_sigkilled_instance_is_reaped_at_once_and_its_jobs_are_due_again(pg_ur
         victim.wait(10)
         victim.stdout.close()
         killed = time.monotonic()
-        while not (dead := s.instances.reap("rt-me", time.time(), 3.0)):
-            assert time.monotonic() - killed < 2.0, "the dead instance was not noticed"
-            time.sleep(0.05)
+        dead = eventually(lambda: s.instances.reap("rt-me", time.time(), 3.0),
+                          "the dead instance reaped")
+        assert time.monotonic() - killed < 2.0, "the dead instance was noticed late"
         assert dead == ["rt-victim"]
         task = s.queue.claim("rt-me", time.time(), 30)
         assert task is not None and task.id == job
@@ -326,17 +326,13 @@ def test_a_burst_of_events_from_another_instance_arrives_in_order_in_few_calls(
     _listening()
     sent = [a.events.append("plugin.p.t", "p", b"x", retain=1000) for _ in range(300)]
     sent_all.set()
-    deadline = time.monotonic() + 10
-    while sum(map(len, calls)) < 300 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: sum(map(len, calls)) >= 300, "the burst's 300 events delivered")
     assert [e for batch in calls for e in batch] == sent
     assert len(calls) <= 10  # what waited is one callback (and one query), not one per event
     own = b.events.append("plugin.p.t", "p", b"own", retain=1000)  # its own: not echoed
     last = a.events.append("plugin.p.t", "p", b"x", retain=1000)
     # Notifications come in commit order: once A's later event is here, B's own would be too.
-    deadline = time.monotonic() + 30
-    while last not in (e for batch in calls for e in batch) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: last in (e for batch in calls for e in batch), "A's later event")
     assert [e for batch in calls for e in batch][300:] == [last] and own not in sent
 
 

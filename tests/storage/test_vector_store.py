@@ -7,7 +7,6 @@ a reopened index drops what was deleted after its file.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import omnicore.storage.vectors as vectors_mod
 from omnicore.app import OmniApp
 from omnicore.storage.vectors import VectorStore
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -94,9 +94,7 @@ def test_a_host_thread_writes_indexes_after_enough_changes(
     for i in range(5):
         view.upsert("emb", f"v{i}", [1.0, float(i)])
     sidecar = Path(app.data_dir / "vectors" / "1.json")
-    deadline = time.monotonic() + 30
-    while not sidecar.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)  # waiting for the flusher thread, not for a fixed time
+    eventually(sidecar.exists, "the flusher thread's index file")
     assert json.loads(sidecar.read_text())["generation"] == 5
     crash(s)
     again = store(app)
