@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from tests.dbservers import free_port
+from tests.waiting import Logged, eventually
 
 __all__ = ["REGISTRY", "Registry", "TokenService", "make_ca"]
 
@@ -228,18 +229,17 @@ class Registry:
         import ssl
 
         context = ssl.create_default_context(cafile=str(self.ca)) if self.ca else None
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"docker-registry exited: {self.log.read_text()[-2000:]}")
+        def answers() -> bool:
             try:
                 urllib.request.urlopen(f"{self.base}/v2/", timeout=1, context=context)
-                return
             except urllib.error.HTTPError:
-                return  # 401 under auth: it answers
+                pass  # 401 under auth: it answers
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"docker-registry did not answer on {self.port} within 30 s")
+                return False
+            return True
+
+        eventually(answers, f"docker-registry answering on {self.port}",
+                   watch=[Logged(self.proc, self.log)])
 
     def stop(self) -> None:
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from omnicore import OmniApp
 from omnicore.accounts.users import UserStore
 from tests.pgcluster import pg_bin
+from tests.waiting import eventually
 
 PASSWORD = "correct horse battery"
 WORKFLOW = """format: omniflow/v1
@@ -75,10 +75,8 @@ def test_a_dump_restored_into_a_fresh_database_serves_the_app(
         assert found.id == run.id and found.state == "running"
         # The run goes on where it waited: approved on the restored host, it succeeds.
         copy.workflows.approve(run.id, "ok", "ada")
-        deadline = time.monotonic() + 60
-        while copy.workflows.get_run(run.id).state == "running":
-            assert time.monotonic() < deadline, "the restored run never finished"
-            time.sleep(0.05)
+        eventually(lambda: copy.workflows.get_run(run.id).state != "running",
+                   "the restored run finished")
         assert copy.workflows.get_run(run.id).state == "succeeded"
         assert len(copy.storage.audit.entries()) >= audited
         # The restored database takes new work: its sequences came along.

@@ -13,6 +13,7 @@ import pytest
 from omnicore.app import OmniApp
 from omnicore.core.lifecycle import State
 from omnicore.errors import LifecycleError
+from tests.waiting import eventually
 
 MakeApp = Callable[..., OmniApp]
 
@@ -48,9 +49,7 @@ def test_request_stop_ends_run_from_another_thread(make_app: MakeApp) -> None:
         app.request_stop()
     t = threading.Thread(target=runner)
     t.start()
-    deadline = time.monotonic() + 5
-    while app.state is not State.RUNNING and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually(lambda: app.state is State.RUNNING, "the app running", every=0.01)
     app.request_stop()
     t.join(5)
     assert not t.is_alive() and errors == []
@@ -98,10 +97,10 @@ def test_sigterm_during_run_drains_within_grace_then_cancels(make_app: MakeApp) 
     app.add_module(Jobs())
 
     def kill_when_running() -> None:
-        deadline = time.monotonic() + 5
-        while app.state is not State.RUNNING and time.monotonic() < deadline:
-            time.sleep(0.005)
-        os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            eventually(lambda: app.state is State.RUNNING, "the app running", every=0.005)
+        finally:  # else app.run() never returns
+            os.kill(os.getpid(), signal.SIGTERM)
 
     killer = threading.Thread(target=kill_when_running)
     killer.start()

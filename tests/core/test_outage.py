@@ -13,6 +13,7 @@ import pytest
 from omnicore.core.outage import Outage
 from omnicore.errors import OmniError
 from omnicore.logging import get_logger
+from tests.waiting import eventually
 
 
 class Down(OmniError):
@@ -88,10 +89,7 @@ def test_the_back_off_grows_with_the_outage_and_stays_bounded(outage: Outage) ->
     assert outage.pause() == outage.first_s
     assert outage.pause(0.05) == 0.05  # never faster than the loop's own pace
     assert outage.pause(30.0) == outage.max_s  # never slower than max_s: a return is seen
-    deadline = time.monotonic() + 10
-    while outage.pause() < outage.max_s:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    eventually(lambda: outage.pause() >= outage.max_s, "the back-off at its bound", every=0.01)
     assert outage.pause() == outage.max_s
 
 
