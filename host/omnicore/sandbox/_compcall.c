@@ -802,6 +802,55 @@ format_result(const cval *v, uint8_t w, char *buf)
     }
 }
 
+/* Word-at-a-time scans of string bytes (eight at once): text is mostly plain ASCII, and a
+ * byte-by-byte loop over a 1 KiB string cost more than the guest call itself. Each test is
+ * exact for the word (no false answers), so a flagged word is redone byte by byte. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+static inline uint64_t
+load_word(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* Whether a byte of w is below 0x20, '"' or '\\' (a JSON string writes those escaped). */
+static inline int
+word_escapes(uint64_t w)
+{
+    uint64_t quote = w ^ (ONES * '"'), slash = w ^ (ONES * '\\');
+    return (((w - ONES * 0x20) & ~w) | ((quote - ONES) & ~quote)
+            | ((slash - ONES) & ~slash)) & HIGHS ? 1 : 0;
+}
+
+/* The first byte at or after p (before e) that is not ASCII. */
+static const unsigned char *
+skip_ascii(const unsigned char *p, const unsigned char *e)
+{
+    while (e - p >= 8 && !(load_word(p) & HIGHS))
+        p += 8;
+    while (p < e && *p < 0x80)
+        p++;
+    return p;
+}
+
+/* The first byte at or after p (before e) that is not plain ASCII text in a JSON string
+ * (past 0x7F, below 0x20, '"' or '\\'). */
+static const unsigned char *
+skip_plain(const unsigned char *p, const unsigned char *e)
+{
+    for (; e - p >= 8; p += 8) {
+        uint64_t w = load_word(p);
+        if ((w & HIGHS) || word_escapes(w))
+            break;
+    }
+    while (p < e && *p < 0x80 && *p >= 0x20 && *p != '"' && *p != '\\')
+        p++;
+    return p;
+}
+
 /* The length of the valid UTF-8 sequence at s (1-4), 0 if there is none (overlong forms,
  * surrogates and values past U+10FFFF are not valid: Python's strict decoder). */
 static int
@@ -835,11 +884,7 @@ parse_string(const char **pp, const char *end, const char **s, Py_ssize_t *n)
     if (p >= e || *p != '"')
         return 0;
     const unsigned char *start = ++p;
-    while (p < e && *p != '"') {
-        if (*p < 0x80 && *p >= 0x20 && *p != '\\') {  /* plain ASCII: most text */
-            p++;
-            continue;
-        }
+    while ((p = skip_plain(p, e)) < e && *p != '"') {
         if (*p < 0x20 || *p == '\\')
             return 0;
         int k = utf8_char(p, e);
@@ -880,18 +925,29 @@ static PyObject *
 json_string(const uint8_t *s, size_t n)
 {
     size_t extra = 2;
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    for (; i + 8 <= n && !word_escapes(load_word(s + i)); i += 8)
+        ;
+    size_t clean = i;  /* s[:clean] needs no escape */
+    for (; i < n; i++)
         if (s[i] < 0x20 || s[i] == '"' || s[i] == '\\')
             extra += 5;
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n + extra));
     if (out == NULL)
         return NULL;
     char *o = PyBytes_AS_STRING(out), *start = o;
+    *o++ = '"';
+    if (extra == 2) {  /* nothing to escape: most text */
+        memcpy(o, s, n);
+        o[n] = '"';
+        return out;
+    }
+    memcpy(o, s, clean);
+    o += clean;
     static const char short_escape[32] = {['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n',
                                           ['\f'] = 'f', ['\r'] = 'r'};
     static const char hex[] = "0123456789abcdef";
-    *o++ = '"';
-    for (size_t i = 0; i < n; i++) {
+    for (i = clean; i < n; i++) {
         uint8_t c = s[i];
         if (c >= 0x20 && c != '"' && c != '\\') {
             *o++ = (char)c;
@@ -910,8 +966,6 @@ json_string(const uint8_t *s, size_t n)
                 o[4] = hex[c & 15];
                 o += 5;
             }
-        } else {
-            *o++ = (char)c;
         }
     }
     *o++ = '"';
@@ -937,11 +991,7 @@ lift_string(Face *self, uint32_t area)
     if ((uint64_t)pair[0] + pair[1] > size)
         return canon_trap("string pointer/length out of bounds of memory");
     const uint8_t *s = self->base + pair[0];
-    for (const uint8_t *q = s, *e = s + pair[1]; q < e;) {
-        if (*q < 0x80) {
-            q++;
-            continue;
-        }
+    for (const uint8_t *q = s, *e = s + pair[1]; (q = skip_ascii(q, e)) < e;) {
         int k = utf8_char(q, e);
         if (k == 0) {  /* canonabi._text raises the trap in wasmtime's words */
             PyObject *raw = PyBytes_FromStringAndSize((const char *)s, pair[1]);
