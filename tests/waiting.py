@@ -1,4 +1,5 @@
-"""Waiting for what a test cannot make happen at once: one poll with a deadline for the suite.
+"""Waiting for what a test cannot make happen at once: one poll with a deadline for the suite
+(:func:`eventually`; :func:`eventually_async` is the same wait inside an event loop).
 
 The deadline only catches "never": it is far above what a loaded 2-core machine running
 several workers needs, so waiting does not make a test timing-sensitive (a test that asserts
@@ -9,14 +10,16 @@ fails as soon as it exits, with its log's tail, instead of at the deadline.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Logged", "eventually", "seconds_until"]
+__all__ = ["Logged", "eventually", "eventually_async", "seconds_until"]
 
 T = TypeVar("T")
 
@@ -95,3 +98,20 @@ def seconds_until(check: Callable[[], object], what: str = "", **options: Any) -
     start = time.monotonic()
     eventually(check, what, **options)
     return time.monotonic() - start
+
+
+async def eventually_async(check: Callable[[], T | None | Awaitable[T | None]], what: str = "",
+                           *, timeout: float = TIMEOUT_S, every: float = EVERY_S) -> T:
+    """:func:`eventually` inside an event loop, for a check that awaits (``check`` may be a
+    coroutine function): between checks it yields to the loop, whose own tasks are often
+    what it waits for (a blocking sleep would starve them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if inspect.isawaitable(found):
+            found = await found
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or check}")
+        await asyncio.sleep(every)

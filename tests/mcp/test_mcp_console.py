@@ -5,7 +5,6 @@ agents, refused where the console does not own the rule."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from tests.mcp.mcp_fixtures import PASSWORD, Host, Inbox, http_session
+from tests.waiting import eventually_async
 
 API = "/api/v1/plugins/tools/mcp"
 
@@ -59,10 +59,8 @@ def test_a_switch_is_kept_in_the_database_and_connected_agents_are_told(host: Ho
             assert host.app.storage.plugin_settings.get("tools").doc == {  # type: ignore[union-attr]
                 "mcp": {"expose": ["plain"]}}
             assert not (host.plugins_dir / "tools.yaml").exists()
-            deadline = time.monotonic() + 30
-            while "notifications/tools/list_changed" not in inbox.methods:
-                assert time.monotonic() < deadline, inbox.methods
-                await asyncio.sleep(0.05)
+            await eventually_async(lambda: "notifications/tools/list_changed" in inbox.methods,
+                                   "the list_changed notification")
             assert {t.name for t in (await s.list_tools()).tools} == {"tools.echo",
                                                                       "tools.plain"}
             with _client(host, host.admin_token) as admin:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from omnicore.mcp.tools import tool_name
 from tests.mcp.mcp_fixtures import TOOLS_MANIFEST, Host, Inbox, http_session, text_of, wasm
+from tests.waiting import eventually_async
 
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
               "params": {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {},
@@ -140,15 +140,11 @@ def test_a_hot_reload_over_http_changes_the_list_and_notifies(host: Host) -> Non
             tmp = file.with_name(".tools.tmp")
             tmp.write_bytes(wasm("tools", v2))
             os.replace(tmp, file)
-            deadline = time.monotonic() + 30
-            names: set[str] = set()
-            while time.monotonic() < deadline:
-                names = {t.name for t in (await s.list_tools()).tools}
-                if names == {"tools.echo"} and \
-                        "notifications/tools/list_changed" in inbox.methods:
-                    return
-                await asyncio.sleep(0.05)
-            raise AssertionError(f"list {names}, notifications {inbox.methods}")
+            async def changed() -> bool:
+                return {t.name for t in (await s.list_tools()).tools} == {"tools.echo"} \
+                    and "notifications/tools/list_changed" in inbox.methods
+
+            await eventually_async(changed, "the list of v2, notified")
 
     asyncio.run(main())
 

@@ -12,6 +12,7 @@ from mcp.client.session import ClientSession
 from omnicore import OmniApp
 from omnicore.mcp import ToolServer
 from tests.mcp.mcp_fixtures import TOOLS_MANIFEST, Inbox, wasm
+from tests.waiting import eventually_async
 
 
 def test_a_client_is_told_of_changes_while_connected_and_forgotten_after(
@@ -38,17 +39,12 @@ def test_a_client_is_told_of_changes_while_connected_and_forgotten_after(
                 assert len(server._peers) == 1
                 await asyncio.to_thread(
                     app.plugins.load, wasm("tools", TOOLS_MANIFEST))  # off the loop, as the
-                for _ in range(200):                                 # folder watcher does
-                    if inbox.methods:
-                        break
-                    await asyncio.sleep(0.01)
+                await eventually_async(lambda: inbox.methods,        # folder watcher does
+                                       "a notification", every=0.01)
                 assert inbox.methods == ["notifications/tools/list_changed"]
                 assert "tools.echo" in {t.name for t in (await s.list_tools()).tools}
             await to_server.aclose()
-            for _ in range(200):
-                if not server._peers:
-                    break
-                await asyncio.sleep(0.01)
+            await eventually_async(lambda: not server._peers, "the peer gone", every=0.01)
             assert server._peers == {}
             tg.cancel_scope.cancel()
         server.detach()

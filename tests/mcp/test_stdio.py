@@ -23,6 +23,7 @@ from tests.mcp.mcp_fixtures import (
     wasm,
 )
 from tests.sandbox_fixtures import compile_wat
+from tests.waiting import eventually_async
 
 EXPOSED = ["tools/echo", "tools/trap", "tools/spin", "tools/fail", "tools/plain"]
 
@@ -120,13 +121,11 @@ def test_a_hot_reload_changes_the_list_and_tells_the_client(tmp_path: Path) -> N
     file = app / "plugins" / "tools.wasm"
 
     async def wait_for_list(s: object, want: set[str]) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        async def changed() -> bool:
             names = {t.name for t in (await s.list_tools()).tools}  # type: ignore[attr-defined]
-            if names == want and "notifications/tools/list_changed" in inbox.methods:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"list {names}, notifications {inbox.methods}")
+            return names == want and "notifications/tools/list_changed" in inbox.methods
+
+        await eventually_async(changed, f"the list {sorted(want)}, notified")
 
     async def main() -> None:
         async with stdio_session(app, inbox) as s:

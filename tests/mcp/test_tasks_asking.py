@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 from omnicore.sandbox import wasmbin
 from tests.capabilities.test_mcp import ELICIT, MCP_WAT
 from tests.mcp.mcp_fixtures import Host, http_session
+from tests.waiting import eventually
 
 MODERN = "2026-07-28"
 TASKS = {"extensions": {"io.modelcontextprotocol/tasks": {}}, "elicitation": {}}
@@ -88,14 +88,12 @@ def result(response: httpx.Response) -> dict[str, Any]:
 def settled(host: Host, task_id: str) -> dict[str, Any]:
     """``tasks/get`` of a task, polled until it is no longer working (faster than the
     interval the server suggests: a job here ends in milliseconds)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def done() -> dict[str, Any] | None:
         got = result(rpc(host, "tasks/get", {"taskId": task_id}, caps=TASKS))
-        if got["status"] != "working":
-            return got
-        assert got["pollIntervalMs"] > 0
-        time.sleep(0.02)
-    raise AssertionError(f"task {task_id} still works")
+        assert got["pollIntervalMs"] > 0 or got["status"] != "working"
+        return got if got["status"] != "working" else None
+
+    return eventually(done, f"task {task_id} settled", every=0.02)
 
 
 def test_a_task_that_asks_waits_for_tasks_update_then_finishes(host: Host) -> None:

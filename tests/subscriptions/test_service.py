@@ -17,6 +17,7 @@ from omnicore.errors import ConfigError, PluginLoadError
 from omnicore.sandbox.capability import Status
 from omnicore.subscriptions import PluginEvent
 from tests.event_fixtures import GRANTS, Calls, events_app, events_wasm, pub, seen
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -187,10 +188,7 @@ def test_an_outage_of_the_queue_drops_durable_deliveries_in_one_line(
     ev_app.subscriptions._from_another_host(ids)
     monkeypatch.setattr(ev_app.jobs, "enqueue_once", enqueue_once)
     assert pub(ev_app, "src", "c") == 0
-    deadline = time.monotonic() + 30
-    while seen(ev_app, "sink") < 1:
-        assert time.monotonic() < deadline, "the durable delivery after the outage"
-        time.sleep(0.02)
+    eventually(lambda: seen(ev_app, "sink") >= 1, "the durable delivery after the outage")
     lines = [(r.levelno, r.getMessage(), r.exc_info) for r in caplog.records
              if r.name == "omnicore.subscriptions"]
     assert lines[0] == (logging.ERROR, "event subscriptions paused: storage test.db: "
