@@ -13,8 +13,8 @@ from omnicore.app import OmniApp
 from omnicore.core.lifecycle import State
 
 # The wasm fixtures (`wat`, `engine`, `registry`, `make`, `echo`) for every area that runs
-# plugins.
-pytest_plugins = ["tests.sandbox_fixtures"]
+# plugins; the order a parallel run hands modules to its workers (costliest first).
+pytest_plugins = ["tests.sandbox_fixtures", "tests.schedule"]
 
 
 @pytest.fixture(autouse=True)

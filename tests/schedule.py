@@ -1,0 +1,49 @@
+"""The order a parallel run hands test modules to its workers: the costliest first.
+
+pytest-xdist gives each worker consecutive tests in collection order, and more as it drains;
+the run ends when the last worker does. Collected alphabetically, a module of minutes (the
+image's build, the toolchains' scaffolds, the cluster's outage) can start near the end while
+the other worker has nothing left: the run then lasts as long as that module past the rest.
+Longest-first ("LPT") scheduling leaves the cheap modules for the end, where they fill the gaps.
+
+A test's cost is told by what it needs, the markers tests/conftest.py derives from its
+fixtures and helpers (a build, a container, a browser, a database server): those are what
+take seconds, the rest milliseconds. The figures are the typical seconds of one such test in a
+whole run on the 2-core CI machine (``--durations=30``); only their order matters much. A
+module costs the sum of its tests. Tests keep their order inside a module, so module-scoped
+fixtures are set up as often as before. Only a parallel run is reordered: one process takes
+as long in any order, and ``pytest tests/x.py`` runs as written.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+__all__ = ["SECONDS"]
+
+#: A test's typical seconds by the costliest thing it needs; a test needing none of them
+#: costs ``SECONDS[None]``.
+SECONDS: dict[str | None, float] = {
+    "container": 60.0, "toolchain": 6.0, "browser": 6.0, "slow": 5.0,
+    "postgres": 1.0, "mysql": 1.0, "redis": 0.5, None: 0.05,
+}
+
+
+def _cost(item: pytest.Item) -> float:
+    return max((SECONDS[m.name] for m in item.iter_markers() if m.name in SECONDS),
+               default=SECONDS[None])
+
+
+@pytest.hookimpl(trylast=True)  # after tests/conftest.py has marked what each test needs
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    # The controller and every worker must collect the same order (xdist compares their
+    # collections): it depends on the collection alone.
+    cost: dict[str, float] = {}
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        module = item.nodeid.split("::", 1)[0]
+        cost[module] = cost.get(module, 0.0) + _cost(item)
+        first.setdefault(module, index)
+    items.sort(key=lambda item: (-cost[m := item.nodeid.split("::", 1)[0]], first[m]))
