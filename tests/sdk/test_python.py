@@ -305,8 +305,10 @@ def test_omnicore_call_runs_it_with_grants_and_refuses_it_without(
 
 
 def test_new_plugin_python_builds_tests_and_runs(tmp_path: Path, cache: Path) -> None:
-    project = tmp_path / "hello"
-    scaffold(project, "hello", "python")
+    # The Python guide's name: its shell blocks build the same scaffold, one build for both
+    # (the build cache keys by sources and name).
+    project = tmp_path / "hello-py"
+    scaffold(project, "hello-py", "python")
     tests = unit_tests(project)
     done = subprocess.run(tests.argv, cwd=tests.cwd, env=tests.env, capture_output=True,
                           text=True, timeout=300)
