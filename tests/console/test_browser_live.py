@@ -19,6 +19,7 @@ from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from tests.console.test_browser import SHOTS, WORKFLOW, browser, off_thread  # noqa: F401
 from tests.console.test_jobs import ticker_wasm
+from tests.waiting import eventually
 
 PASSWORD = "lovelace-1815"
 GATED = """\
@@ -114,11 +115,8 @@ def test_a_run_view_moves_as_its_steps_do(browser: Browser,  # noqa: F811
     assert module.console is not None and module.url is not None
     app.plugins.grant("greeter-rust", "config", {})
     run = app.workflows.start("gated", {}, started_by="test")
-    deadline = time.monotonic() + 60
-    while app.workflows.get_run(run.id).state != "running" or not any(
-            s.state == "waiting" for s in app.workflows.steps(run.id)):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: app.workflows.get_run(run.id).state == "running" and any(
+        s.state == "waiting" for s in app.workflows.steps(run.id)), "the run at its approval")
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
     sign_in(page, module.url)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from omnicore.plugins.host import PluginHost
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "test-plugins"
@@ -57,17 +57,16 @@ def test_sidecar_change_relinks_a_real_plugin_under_load(tmp_path: Path, lang: s
 
         worker = threading.Thread(target=loop)
         worker.start()
-        while not messages:  # the load is on before the sidecar changes
-            time.sleep(0.001)
-        sidecar.write_text('grants = ["config"]\n[config]\ngreeting = "Hej"\n')
-        # A Go reload recompiles 3 MB: seconds, more on a loaded 2-core machine. The bound
-        # only catches a reload that never happens.
-        deadline = time.monotonic() + 60
-        while not messages or messages[-1] != "Hej, Ada!":
-            assert time.monotonic() < deadline, messages[-3:]
-            time.sleep(0.01)
-        stop.set()
-        worker.join()
+        try:
+            # The load is on before the sidecar changes.
+            eventually(lambda: messages, "a first call", every=0.001)
+            sidecar.write_text('grants = ["config"]\n[config]\ngreeting = "Hej"\n')
+            # A Go reload recompiles 3 MB: seconds, more on a loaded 2-core machine.
+            eventually(lambda: messages[-1] == "Hej, Ada!", "the reloaded greeting",
+                       every=0.01)
+        finally:
+            stop.set()
+            worker.join()
         assert failures == []
         assert messages[0] == "Hello, Ada!" and messages[-1] == "Hej, Ada!"
         assert host.get(name).state == "loaded"
