@@ -163,10 +163,11 @@ def test_go(requests_file: Path) -> None:
 
 
 def test_rust(requests_file: Path) -> None:
-    # sdk/rust/src/contract_test.rs: the test host's functions are the crate's own.
+    # sdk/rust/src/contract_test.rs: the SDK's host calls, answered by omnicore's test host
+    # (toolchains/testhost: the redis and sql capabilities' own code over its fakes).
     _check(_unit_tests(rust.unit_tests, locations.sdk_dir("rust"), "--lib", "contract_test",
                        "--", "--nocapture",
-                       env={"OMNICORE_CONTRACT_REQUESTS": str(requests_file)}))
+                       env={"OMNICORE_CONTRACT_LINES": requests_file.read_text()}))
 
 
 def _c_string(text: str) -> str:

@@ -2,7 +2,8 @@
 
 ``eval "$(omnicore env)"`` makes ``go``, ``cargo``, ``rustc`` and ``omnicore`` the ones
 ``omnicore build`` uses, through a folder of links (``<cache>/bin``), so an SDK README's
-``go test .`` or ``cargo test`` works in any shell — however rustup or the venv are set up.
+``go test .`` or ``cargo test --target wasm32-wasi`` works in any shell — however rustup or
+the venv are set up.
 """
 
 from __future__ import annotations
@@ -60,5 +61,9 @@ def env_command(bin_dir: Path | None) -> None:
         click.echo(f"export RUSTC={shlex.quote(str(tools['rustc']))}")
     if "rustdoc" in tools:
         click.echo(f"export RUSTDOC={shlex.quote(str(tools['rustdoc']))}")
+    # `cargo test --target wasm32-wasi` runs the tests on omnicore's test host, as
+    # `omnicore test` does (omnicore.toolchains.testrunner).
+    runner = f"{sys.executable} -m omnicore.toolchains.testrunner"
+    click.echo(f"export CARGO_TARGET_WASM32_WASI_RUNNER={shlex.quote(runner)}")
     # Go plugins build offline against the SDK's local copy (a replace in go.mod).
     click.echo("export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod")

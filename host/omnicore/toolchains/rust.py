@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from omnicore.errors import BuildError
@@ -23,6 +24,7 @@ __all__ = [
     "EXTENSIONS",
     "LANGUAGE",
     "TARGET",
+    "TEST_TARGET",
     "check",
     "compile",
     "detect",
@@ -34,6 +36,8 @@ __all__ = [
 LANGUAGE = "rust"
 EXTENSIONS = ("rust", "rs")
 TARGET = "wasm32-unknown-unknown"
+#: Tests are a wasm32-wasi program run on omnicore's test host (libtest needs WASI).
+TEST_TARGET = "wasm32-wasi"
 
 _SCAFFOLD = Path(__file__).parent / "scaffolds" / "rust"
 _DEBIAN_REGISTRY = "/usr/share/cargo/registry"
@@ -43,13 +47,13 @@ _RESERVED = {"test", "core", "std", "alloc", "proc_macro", "self", "super", "cra
              "mod", "struct", "enum", "type", "use", "impl", "let", "match", "loop"}
 
 
-def _has_wasm_std(rustc: str) -> bool:
+def _has_wasm_std(rustc: str, target: str = TARGET) -> bool:
     try:
         sysroot = subprocess.run([rustc, "--print", "sysroot"], capture_output=True, text=True,
                                  timeout=30, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return False
-    return (Path(sysroot) / "lib" / "rustlib" / TARGET / "lib").is_dir()
+    return (Path(sysroot) / "lib" / "rustlib" / target / "lib").is_dir()
 
 
 @functools.cache
@@ -207,15 +211,24 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
 
 
 def unit_tests(src: Path) -> UnitTests:
-    """``cargo test`` natively, with the rustc/cargo builds use and Debian's crates offline.
+    """``cargo test`` for wasm32-wasi, each test run on omnicore's test host
+    (:mod:`omnicore.toolchains.testrunner` as cargo's runner), with the rustc/cargo builds use
+    and Debian's crates offline.
 
     A newer cargo first on PATH (rustup's) cannot drive Debian's rustc 1.63 (``unknown print
     request 'split-debuginfo'``), so the pair always comes from :func:`_toolchain`.
     """
     rustc = _rustc()
+    if not _has_wasm_std(rustc, TEST_TARGET):
+        raise BuildError(f"{rustc} has no standard library for {TEST_TARGET}, which tests run "
+                         "on; run scripts/setup-toolchains.sh (Debian: apt-get install "
+                         "libstd-rust-dev-wasm32)", plugin=src.name, toolchain=LANGUAGE)
     rustdoc = Path(rustc).with_name("rustdoc")
     env = {**os.environ, "RUSTC": rustc, "CARGO_TARGET_DIR": str(_target_dir(src)),
-           "RUSTDOC": str(rustdoc) if rustdoc.is_file() else "rustdoc"}
+           "RUSTDOC": str(rustdoc) if rustdoc.is_file() else "rustdoc",
+           "CARGO_TARGET_WASM32_WASI_RUNNER":
+               f"{sys.executable} -m omnicore.toolchains.testrunner"}
     env.pop("RUSTC_WRAPPER", None)
-    argv = [_cargo(), "test", "--manifest-path", str(src / "Cargo.toml"), *_cargo_config()]
+    argv = [_cargo(), "test", "--target", TEST_TARGET, "--manifest-path",
+            str(src / "Cargo.toml"), *_cargo_config()]
     return UnitTests(argv, env, src)

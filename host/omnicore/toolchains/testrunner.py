@@ -11,6 +11,7 @@ run their tests themselves, once (:func:`run_tests`).
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def main(argv: list[str]) -> int:
         print("usage: python -m omnicore.toolchains.testrunner PROGRAM.wasm [ARGS...]",
               file=sys.stderr)
         return 2
+    # A plugin's log lines are the test's to read (testing::logs), not this process's output.
+    logging.getLogger("omnicore.plugin").addHandler(logging.NullHandler())
+    logging.getLogger("omnicore.plugin").propagate = False
     program = Program(Path(argv[0]))
     try:
         return run_libtest(program, argv[1:])

@@ -57,7 +57,7 @@ pub(crate) fn take_block(packed: u64) -> Result<Vec<u8>> {
 }
 
 #[cfg(target_arch = "wasm32")]
-fn block_bytes(packed: u64) -> Vec<u8> {
+pub(crate) fn block_bytes(packed: u64) -> Vec<u8> {
     let ptr = (packed >> 32) as usize as *mut u8;
     let len = (packed & 0x7FFF_FFFF) as usize;
     if len == 0 {
@@ -70,7 +70,7 @@ fn block_bytes(packed: u64) -> Vec<u8> {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn block_bytes(packed: u64) -> Vec<u8> {
+pub(crate) fn block_bytes(packed: u64) -> Vec<u8> {
     crate::native::take_block(packed)
 }
 

@@ -39,8 +39,9 @@
 //! A panic traps the call (the host raises `Trap`); the SDK logs the panic message at error
 //! level first, so the plugin's log says why.
 //!
-//! On native targets (`cargo test`) the host functions run in-process instead, so handlers can
-//! be unit-tested without a wasm host: see [`testing`] (only in native builds).
+//! Handlers are unit-tested with `omnicore test`: `cargo test` for wasm32-wasi, each test run
+//! on omnicore's test host (the host's own capability code over in-memory stores): see
+//! [`testing`].
 
 #![warn(missing_docs)]
 
@@ -69,11 +70,13 @@ pub mod vectors;
 #[path = "rt.rs"]
 pub mod __rt;
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(all(test, target_arch = "wasm32"))]
 mod contract_test;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
-#[cfg(not(target_arch = "wasm32"))]
+// Tests run on wasm32-wasi (`omnicore test`); plugins are built for wasm32-unknown-unknown,
+// which has no use for it. Natively it compiles and says how tests run (`native`).
+#[cfg(any(target_os = "wasi", not(target_arch = "wasm32")))]
 pub mod testing;
 
 pub use error::{Error, Result, Status};

@@ -29,7 +29,12 @@ use crate::jsonlite::{self, push_str, Value as Json};
 #[link(wasm_import_module = "omnicore:redis")]
 extern "C" {
     #[link_name = "command"]
-    fn host_command(conn: *const u8, conn_len: usize, req: *const u8, req_len: usize) -> i64;
+    pub(crate) fn host_command(
+        conn: *const u8,
+        conn_len: usize,
+        req: *const u8,
+        req_len: usize,
+    ) -> i64;
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -159,43 +164,6 @@ impl Reply {
                 ),
             },
         })
-    }
-
-    // Only the native fakes (cargo test) answer like the host.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub(crate) fn write(&self, out: &mut String) {
-        match self {
-            Reply::Nil => out.push_str("null"),
-            Reply::Int(n) => out.push_str(&n.to_string()),
-            Reply::Str(s) => push_str(out, s),
-            Reply::Bytes(b) => {
-                out.push_str("{\"$bytes\":");
-                push_str(out, &b64::encode(b));
-                out.push('}');
-            }
-            Reply::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    item.write(out);
-                }
-                out.push(']');
-            }
-            Reply::Map(items) => {
-                out.push('{');
-                for (i, (k, v)) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    push_str(out, k);
-                    out.push(':');
-                    v.write(out);
-                }
-                out.push('}');
-            }
-        }
     }
 }
 

@@ -36,7 +36,12 @@ use crate::jsonlite::{self, push_str, Value as Json};
 #[link(wasm_import_module = "omnicore:sql")]
 extern "C" {
     #[link_name = "query"]
-    fn host_query(conn: *const u8, conn_len: usize, req: *const u8, req_len: usize) -> i64;
+    pub(crate) fn host_query(
+        conn: *const u8,
+        conn_len: usize,
+        req: *const u8,
+        req_len: usize,
+    ) -> i64;
     #[link_name = "execute"]
     fn host_execute(conn: *const u8, conn_len: usize, req: *const u8, req_len: usize) -> i64;
     #[link_name = "begin"]
@@ -324,8 +329,8 @@ impl Rows {
         self.rows.iter().map(move |values| Row { columns, values })
     }
 
-    // Only the native fakes (cargo test) answer like the host.
-    #[cfg(not(target_arch = "wasm32"))]
+    // A test's answer (omnicore::testing::on_sql) goes to the host as a server's would.
+    #[cfg(any(target_os = "wasi", not(target_arch = "wasm32")))]
     pub(crate) fn to_json(&self) -> Result<String> {
         let mut j = String::from("{\"columns\":[");
         for (i, c) in self.columns.iter().enumerate() {
@@ -360,8 +365,8 @@ pub struct Executed {
 }
 
 impl Executed {
-    // Only the native fakes (cargo test) answer like the host.
-    #[cfg(not(target_arch = "wasm32"))]
+    // A test's answer (omnicore::testing::on_sql) goes to the host as a server's would.
+    #[cfg(any(target_os = "wasi", not(target_arch = "wasm32")))]
     pub(crate) fn to_json(self) -> String {
         match self.last_insert_id {
             Some(id) => format!(
@@ -454,6 +459,8 @@ pub(crate) fn parse_executed(bytes: &[u8]) -> Result<Executed> {
 
 fn run_query(conn: &str, sql: &str, params: &[Value], tx: Option<i64>) -> Result<Rows> {
     let req = request(sql, params, tx)?;
+    #[cfg(any(target_os = "wasi", not(target_arch = "wasm32")))]
+    crate::testing::answer_sql(conn, sql, params, true);
     // SAFETY: the host reads both ranges and returns a block it allocated with omni_alloc.
     let packed = unsafe { host_query(conn.as_ptr(), conn.len(), req.as_ptr(), req.len()) };
     parse_rows(&take_block(packed as u64)?)
@@ -461,6 +468,8 @@ fn run_query(conn: &str, sql: &str, params: &[Value], tx: Option<i64>) -> Result
 
 fn run_execute(conn: &str, sql: &str, params: &[Value], tx: Option<i64>) -> Result<Executed> {
     let req = request(sql, params, tx)?;
+    #[cfg(any(target_os = "wasi", not(target_arch = "wasm32")))]
+    crate::testing::answer_sql(conn, sql, params, false);
     // SAFETY: as in run_query.
     let packed = unsafe { host_execute(conn.as_ptr(), conn.len(), req.as_ptr(), req.len()) };
     parse_executed(&take_block(packed as u64)?)
@@ -557,30 +566,4 @@ impl Drop for Transaction<'_> {
             let _ = unsafe { host_rollback(self.id) };
         }
     }
-}
-
-/// Reads a request as the host does (the native fake uses it).
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn parse_request(
-    req: &[u8],
-) -> core::result::Result<(String, Vec<Value>, Option<i64>), String> {
-    let doc = jsonlite::parse(req)?;
-    let sql = match doc.get("sql") {
-        Some(Json::Str(s)) => s.clone(),
-        _ => return Err("the request has no sql".to_string()),
-    };
-    let params = match doc.get("params") {
-        None => Vec::new(),
-        Some(Json::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Value::read(v).map_err(|e| format!("params[{}]: {}", i, e)))
-            .collect::<core::result::Result<_, _>>()?,
-        Some(_) => return Err("params must be an array".to_string()),
-    };
-    let tx = match doc.get("tx") {
-        Some(Json::Number(n)) => Some(n.parse::<i64>().map_err(|_| "bad tx".to_string())?),
-        _ => None,
-    };
-    Ok((sql, params, tx))
 }

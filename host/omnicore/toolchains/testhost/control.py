@@ -92,7 +92,7 @@ def _redis_prefix(current: Current, mem: GuestMemory, ptr: int, length: int) -> 
 
 def _kv(current: Current) -> dict[str, str]:
     host = current.host
-    store = host.storage.kv(host.kv_owner)
+    store = host.storage.kv(host.owner)
     return {key: _b64(store.get(key) or b"") for key in store.list("")}
 
 

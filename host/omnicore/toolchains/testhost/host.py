@@ -11,77 +11,112 @@ running test's host, so one linker serves every test of a program with fresh sta
 
 from __future__ import annotations
 
+import importlib
 import itertools
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
-from omnicore.capabilities import config, events, http, kv, log, mcp, redis, secrets, sql, tasks
 from omnicore.sandbox.capability import Capability, HostTrap, PluginContext
 from omnicore.sandbox.fastcall import RawInstance
 from omnicore.sandbox.hostfunc import define_host_function
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.storage import Storage
-from omnicore.toolchains.testhost.services import (
-    Answers,
-    Everything,
-    Jobs,
-    Secrets,
-    Subscriptions,
-    TestDatabases,
-    TestEgress,
-)
+from omnicore.toolchains.testhost.services import Answers, Jobs, Secrets, Subscriptions
+
+if TYPE_CHECKING:  # imported when first used: it loads the egress package
+    from omnicore.toolchains.testhost.connectors import TestDatabases
 
 __all__ = ["PLUGIN", "SERVED", "Current", "TestHost", "link"]
 
 #: The plugin's name in a test (its Redis keys are under ``omnicore:plugin:``).
 PLUGIN = "plugin"
-#: The capabilities a test host serves (memory and vectors need an app's services).
+#: The capabilities a test host serves: every built-in a plugin imports (fs is WASI's).
 SERVED = frozenset({"log", "config", "mcp", "kv", "tasks", "events", "secrets", "http", "sql",
-                    "redis"})
+                    "redis", "vectors", "memory"})
 _runs = itertools.count(1)
 
 
 class TestHost:
     """The host of one test: its config, grants, log and services, and each capability's
-    state bound to them. kv keeps its keys in ``storage`` (the program's SQLite database,
-    under a plugin name of this test's own, so no test sees another's keys)."""
+    state bound to them. kv, memory and vectors keep their data in ``storage`` (the
+    program's SQLite database) under a plugin name of this test's own (:attr:`owner`)."""
 
-    def __init__(self, storage: Storage, data_dir: Path, handlers: tuple[str, ...]) -> None:
+    def __init__(self, storage: Storage, data_dir: Path, handlers: tuple[str, ...],
+                 shared: dict[str, Any]) -> None:
         self.answers = Answers()
         self.jobs = Jobs()
         self.subscriptions = Subscriptions()
         self.secrets = Secrets()
-        self.databases = TestDatabases(self.answers)
         self.log = PluginLog(PLUGIN, capacity=100_000, max_bytes=64 << 20,
                              rate_bytes=1 << 40, rate_lines=1 << 40)
         self.config: dict[str, Any] = {}
         self.grants: dict[str, dict[str, Any]] = {}
         self.redis_prefix = f"omnicore:{PLUGIN}:"
-        self.kv_owner = f"{PLUGIN}-test{next(_runs)}"
+        #: The plugin's name in the stores that keep data per plugin (kv, memory, vectors):
+        #: this test's own, so no test sees another's.
+        self.owner = f"{PLUGIN}-test{next(_runs)}"
         self.storage = storage
         self._data_dir = data_dir
         self._handlers = handlers
+        self._shared = shared  # what the program's tests share: the vector index
         # The in-memory services stand where an app's do: they have the methods the
-        # capabilities call, not the app's classes.
+        # capabilities call, not the app's classes. Each capability's module is imported
+        # when the program first uses it (events, http and vectors pull in a lot).
         jobs: Any = self.jobs
         subscriptions: Any = self.subscriptions
         store: Any = self.secrets
-        databases: Any = self.databases
-        egress: Any = TestEgress(self.answers)
-        self.capabilities: dict[str, Capability] = {c.name: c for c in (
-            log.CAPABILITY, config.CAPABILITY, mcp.CAPABILITY,
-            kv.capability(lambda _ctx: storage),
-            tasks.capability(lambda _ctx: jobs),
-            events.capability(lambda _ctx: subscriptions),
-            secrets.capability(lambda _ctx: store),
-            http.capability(egress),
-            sql.capability(databases),
-            redis.capability(databases),
-        )}
+        self._makers: dict[str, Callable[[], Capability]] = {
+            "log": lambda: _module("log").CAPABILITY,
+            "config": lambda: _module("config").CAPABILITY,
+            "mcp": lambda: _module("mcp").CAPABILITY,
+            "kv": lambda: _module("kv").capability(lambda _ctx: storage),
+            "tasks": lambda: _module("tasks").capability(lambda _ctx: jobs),
+            "events": lambda: _module("events").capability(lambda _ctx: subscriptions),
+            "secrets": lambda: _module("secrets").capability(lambda _ctx: store),
+            "http": self._http,
+            "sql": lambda: _module("sql").capability(self.databases),
+            "redis": lambda: _module("redis").capability(self.databases),
+            "vectors": self._vectors,
+            "memory": self._memory,
+        }
         self.states: dict[str, Any] = {}
+
+    @cached_property
+    def databases(self) -> TestDatabases:
+        """The app's connectors: SQL ones answering the script, Redis ones one MemoryRedis."""
+        from omnicore.toolchains.testhost.connectors import TestDatabases
+
+        return TestDatabases(self.answers)
+
+    def _http(self) -> Capability:
+        from omnicore.toolchains.testhost.connectors import TestEgress
+
+        egress: Any = TestEgress(self.answers)
+        return _module("http").capability(egress)  # type: ignore[no-any-return]
+
+    def _vectors(self) -> Capability:
+        return _module("vectors").capability(  # type: ignore[no-any-return]
+            lambda _ctx: self.vector_store())
+
+    def vector_store(self) -> Any:
+        """The program's vector index (its files in the program's folder), as an app has one."""
+        from omnicore.storage.vectors import VectorStore
+
+        if "vectors" not in self._shared:
+            self._shared["vectors"] = VectorStore(self.storage.vectors, self._data_dir / "vectors")
+        return self._shared["vectors"]
+
+    def _memory(self) -> Capability:
+        from omnicore.storage.memory import MemoryStore
+
+        rows = MemoryStore(self.storage.memory, self.vector_store)
+        return _module("memory").capability(  # type: ignore[no-any-return]
+            lambda _ctx: rows)
 
     def state(self, name: str) -> Any:
         """The state capability ``name`` hands its host functions, bound on first use."""
@@ -95,13 +130,19 @@ class TestHost:
         self.states.pop(name, None)
 
     def _bind(self, name: str) -> Any:
-        plugin = self.kv_owner if name == "kv" else PLUGIN
+        plugin = self.owner if name in ("kv", "memory", "vectors") else PLUGIN
         ctx = PluginContext(plugin, self.grants.get(name, {}), self.config, self.log,
                             self._data_dir, self._handlers)
-        state = self.capabilities[name].bind(ctx)
+        state = self._makers[name]().bind(ctx)
         if name in ("sql", "redis"):
+            from omnicore.toolchains.testhost.connectors import Everything
+
             state.allowed = Everything()  # the connectors a test uses are its own
         return state
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"omnicore.capabilities.{name}")
 
 
 class Current:
@@ -144,6 +185,6 @@ def link(linker: wasmtime.Linker, module: wasmtime.Module, current: Current,
             continue  # the linker says which import is unknown
         for fn in cap.functions:
             impl = (_served(name, fn.impl) if name in SERVED else
-                    _not_served(namespace, "no in-memory service for it"))
+                    _not_served(namespace, "no service for it here"))
             define_host_function(linker, namespace, fn.name, fn.params, fn.results, impl,
                                  current, live, keepalive)

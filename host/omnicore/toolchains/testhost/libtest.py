@@ -94,7 +94,7 @@ def run_libtest(program: Program, args: Sequence[str]) -> int:
                 sys.stdout.write(_own_lines(text, name))
         else:
             if outcome.trap:
-                text += f"\nthe test trapped: {outcome.trap}\n"
+                text += f"\nthe test trapped: {_cause(outcome.trap)}\n"
             failed.append((name, text))
             print(f"test {name} ... FAILED", flush=True)
     if failed:
@@ -111,11 +111,21 @@ def run_libtest(program: Program, args: Sequence[str]) -> int:
     return FAILED if failed else 0
 
 
+def _cause(message: str) -> str:
+    """A trap's cause without wasmtime's backtrace (the panic message above it says where)."""
+    _, found, cause = message.rpartition("wasm trap: ")
+    return cause.strip() if found else message.strip().splitlines()[0]
+
+
 def _own_lines(text: str, name: str) -> str:
     """What the test itself printed: libtest's own lines about the one-test run taken out."""
-    keep = [line for line in text.splitlines(keepends=True)
-            if not line.startswith(("running 1 test", f"test {name} ... ", "test result: "))
-            and line.strip() not in ("", "successes:", "failures:")]
+    keep = []
+    for line in text.splitlines(keepends=True):
+        # With --nocapture what the test prints follows libtest's "test NAME ... " at once.
+        line = line.removeprefix(f"test {name} ... ")
+        if not line.startswith(("running 1 test", "test result: ")) and \
+                line.strip() not in ("", "ok", "FAILED", "successes:", "failures:"):
+            keep.append(line)
     return "".join(keep)
 
 

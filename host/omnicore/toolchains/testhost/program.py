@@ -8,6 +8,7 @@ is a new instance with a new :class:`~.host.TestHost`: nothing one run did is se
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,9 +89,10 @@ class Program:
         self._linker = linker
         self._dir = tempfile.TemporaryDirectory(prefix="omnicore-test-")
         self.storage = open_storage(self._dir.name)
+        self._shared: dict[str, Any] = {}
 
     def fresh_host(self) -> TestHost:
-        return TestHost(self.storage, Path(self._dir.name), self.handlers)
+        return TestHost(self.storage, Path(self._dir.name), self.handlers, self._shared)
 
     def run(self, args: Sequence[str], output: OutputSink, *,
             after_trap: str | None = None) -> Outcome:
@@ -101,6 +103,8 @@ class Program:
         self.sink.target = output
         wasi = wasmtime.WasiConfig()
         wasi.argv = ["tests", *args]
+        # The environment a native test would see (cargo's, the caller's).
+        wasi.env = [[k, v] for k, v in os.environ.items()]
         inst: RawInstance | None = None
         try:
             inst = RawInstance(self.engine.wasmtime, self._pre, memory_limit=MEMORY_LIMIT,

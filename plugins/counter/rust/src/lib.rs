@@ -66,7 +66,8 @@ handler! {
     reset => reset,
 }
 
-// `cargo test` runs these natively: omnicore::testing stands in for the host.
+// `omnicore test` runs these on omnicore's test host (the host's own capability code);
+// omnicore::testing sets it up and reads what the handler did.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,7 +116,8 @@ handler! {
     report => report,
 }
 
-// `cargo test` runs these natively: omnicore::testing stands in for the host.
+// `omnicore test` runs these on omnicore's test host (the host's own capability code);
+// omnicore::testing sets it up and reads what the handler did.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,7 +115,7 @@ json_handler! {
     reserve => reserve,
 }
 
-// `cargo test` runs these natively against the SDK's SQL fake (canned rows, no database);
+// `omnicore test` runs these on omnicore's test host, its sql capability answering canned rows;
 // tests/test_stock.py runs the built plugin against a real PostgreSQL.
 #[cfg(test)]
 mod tests {

@@ -200,7 +200,8 @@ json_handler! {
     redact => redact,
 }
 
-// `cargo test` runs these natively: omnicore::testing stands in for the host.
+// `omnicore test` runs these on omnicore's test host (the host's own capability code);
+// omnicore::testing sets it up and reads what the handler did.
 #[cfg(test)]
 mod tests {
     use super::*;
