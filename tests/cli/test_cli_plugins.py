@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from click.testing import CliRunner
 
 from omnicore.cli import main
 from tests.host_fixtures import config_wasm, echo_wasm, write
+from tests.hosts import Host
 
 OMNICORE = Path(sys.executable).parent / "omnicore"
 
@@ -228,30 +227,17 @@ def test_run_then_drop_a_plugin_then_call_it(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMNICORE_CONSOLE__PORT": "0"}
     subprocess.run([str(OMNICORE), "new", str(app)], check=True, capture_output=True, env=env)
     assert (app / "plugins").is_dir()
-    log = (tmp_path / "run.log").open("wb")
-    server = subprocess.Popen([str(OMNICORE), "run", str(app)], stdout=log,
-                              stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while b"plugins:" not in (tmp_path / "run.log").read_bytes():
-            assert server.poll() is None, (tmp_path / "run.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
-            time.sleep(0.05)
+    with Host(app).start(command=[str(OMNICORE)]) as server:
+        server.logged("plugins:")
         write(app / "plugins", "dropped.wasm", echo_wasm("dropped", "4.2.0"))
         result = subprocess.run([str(OMNICORE), "call", "dropped", "version", "--app", str(app)],
                                 capture_output=True, env=env, timeout=30)
         assert result.returncode == 0, result.stderr
         assert result.stdout == b"4.2.0\n"
         # The running server picked the file up too.
-        deadline = time.monotonic() + 5
-        while b"dropped" not in (tmp_path / "run.log").read_bytes():
-            assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
-            time.sleep(0.05)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        code = server.wait(timeout=30)
-        log.close()
-    assert code == 0, (tmp_path / "run.log").read_text()
+        server.logged("dropped")
+        code = server.stop()
+    assert code == 0, server.text
 
 
 @pytest.fixture

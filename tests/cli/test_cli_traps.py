@@ -8,13 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from omnicore.cli.remote import Remote, RemoteError, find_running
+from omnicore.cli.remote import Remote, RemoteError
 from tests.host_fixtures import config_wasm, echo_wasm, write
+from tests.hosts import Host
+from tests.waiting import Logged, eventually
 
 
 def omnicore(*args: str, cwd: Path, stdin: str | None = None,
@@ -105,55 +106,38 @@ def test_dev_beside_a_running_host_builds_into_it_instead_of_failing(
     (appdir / "omnicore.yaml").write_text(
         "name: traps\ndata_dir: data\nplugins_dir: plugins\nconsole: {port: 0}\n"
         "plugins:\n  hello: {grants: [config], config: {greeting: Hi}}\n")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    host = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(appdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     log = tmp_path / "dev.log"
-    dev: subprocess.Popen[str] | None = None
-    try:
-        deadline = time.monotonic() + 180
-        while (remote := find_running(appdir / "data")) is None:
-            assert host.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+    with Host(appdir).start() as host:
+        remote = host.remote(timeout=180)
         with log.open("w") as out:
             dev = subprocess.Popen(
                 [sys.executable, "-m", "omnicore.cli", "dev", str(tmp_path / "src"), "--app",
                  str(appdir), "--out", str(tmp_path / "out"), "--interval", "0.2"],
-                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
-
-        def greeting() -> str:
-            try:
-                return remote.call("hello", "greet", b'{"name": "Ada"}').decode()
-            except RemoteError as exc:
-                return exc.type
-
-        while "Hi, Ada!" not in greeting():
-            assert dev.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, (greeting(), log.read_text())
-            time.sleep(0.2)
-        # (Said once its watcher runs, which may be after the first build was served.)
-        while f"the host already running at {remote.url} serves {appdir}" not in \
-                log.read_text():
-            assert dev.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        assert "in use" not in log.read_text()
-        source = tmp_path / "src" / "hello" / "plugin.c"
-        source.write_text(source.read_text().replace('"%s, %s!"', '"%s, %s!!"'))
-        while "Hi, Ada!!" not in greeting():
-            assert dev.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, (greeting(), log.read_text())
-            time.sleep(0.2)
-        dev.send_signal(signal.SIGINT)
-        assert dev.wait(30) == 0, log.read_text()
-        assert host.poll() is None  # the host keeps running
-        assert "Hi, Ada!!" in greeting()
-    finally:
-        for proc in (dev, host):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        both = [host, Logged(dev, log)]
+        try:
+            def greeting() -> str:
                 try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+                    return remote.call("hello", "greet", b'{"name": "Ada"}').decode()
+                except RemoteError as exc:
+                    return exc.type
+
+            eventually(lambda: "Hi, Ada!" in greeting(), "the first build served",
+                       timeout=180, every=0.2, watch=both)
+            # (Said once its watcher runs, which may be after the first build was served.)
+            eventually(lambda: f"the host already running at {remote.url} serves {appdir}"
+                       in log.read_text(), "dev naming the running host", watch=both)
+            assert "in use" not in log.read_text()
+            source = tmp_path / "src" / "hello" / "plugin.c"
+            source.write_text(source.read_text().replace('"%s, %s!"', '"%s, %s!!"'))
+            eventually(lambda: "Hi, Ada!!" in greeting(), "the rebuild served", every=0.2,
+                       watch=both)
+            dev.send_signal(signal.SIGINT)
+            assert dev.wait(30) == 0, log.read_text()
+            assert host.alive()  # the host keeps running
+            assert "Hi, Ada!!" in greeting()
+        finally:
+            if dev.poll() is None:
+                dev.kill()
+                dev.wait(10)

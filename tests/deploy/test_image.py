@@ -30,6 +30,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.dbservers import free_port
+from tests.hosts import http_ok
+from tests.waiting import Logged, eventually
+
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "build" / "containers" / "containers.conf"
 PAGE = ROOT / "docs" / "operations" / "image.md"
@@ -121,18 +125,18 @@ class Host:
 
     def wait_ready(self) -> float:
         """Seconds from `podman run` to /readyz 200 (the container must stay up meanwhile)."""
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(self.url("/readyz"), timeout=2) as r:
-                    if r.status == 200:
-                        return time.monotonic() - self.started
-            except (OSError, urllib.error.HTTPError):
-                pass
+        def ready() -> bool:
+            if http_ok(self.url("/readyz")):
+                return True
             state = _podman("inspect", "--format", "{{.State.Status}}", self.name).stdout
             assert state.strip() == "running", self.logs()
-            assert time.monotonic() < deadline, "no /readyz 200:\n" + self.logs()
-            time.sleep(0.2)
+            return False
+
+        try:
+            eventually(ready, "/readyz 200", timeout=180, every=0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.logs()}") from None
+        return time.monotonic() - self.started
 
     def logs(self) -> str:
         done = _podman("logs", self.name, check=False)
@@ -144,14 +148,6 @@ class Host:
     def stop(self) -> None:
         _podman("rm", "-f", "-t", "10", self.name, check=False)
         _podman("volume", "rm", "-f", self.volume, check=False)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _compose_hosts(pg_url: str, key: str) -> list[dict[str, str]]:
@@ -191,7 +187,7 @@ def compose_hosts(demo_image: str, pg_url: str) -> Iterator[list[Host]]:
     hosts: list[Host] = []
     try:
         for env in _compose_hosts(pg_url, key):
-            hosts.append(Host(demo_image, env, _free_port()))
+            hosts.append(Host(demo_image, env, free_port()))
         yield hosts
     finally:
         for host in hosts:
@@ -238,7 +234,7 @@ def test_the_default_image_is_an_empty_app(demo_image: str) -> None:
     """`scripts/image` without a target: the host alone, no plugin, no grant, no connector;
     its layers are the demo's (built above), so this build is quick."""
     _build("runtime")
-    host = Host("omnicore:latest", {}, _free_port())
+    host = Host("omnicore:latest", {}, free_port())
     try:
         host.wait_ready()
         assert "0 loaded, 0 total" in host.logs()
@@ -275,10 +271,9 @@ def test_the_documented_run_serves_the_demo_and_logs_a_first_admin_link_a_browse
     argv = documented_run()
     assert argv[-1] == demo_image, argv
     port = int(argv[argv.index("-p") + 1].split(":")[0])
-    deadline = time.monotonic() + 120  # another test of this machine may hold the port
-    while not _port_free(port):
-        assert time.monotonic() < deadline, f"port {port} stays taken: the page's run needs it"
-        time.sleep(1)
+    # Another test of this machine may hold the port.
+    eventually(lambda: _port_free(port), f"port {port} free: the page's run needs it",
+               timeout=120, every=1)
     env = _env()  # no CONTAINERS_CONF: the machine's podman as it is
     ours = ["podman", "ps", "-aq", "--no-trunc", "--filter", f"ancestor={demo_image}"]
     before = set(subprocess.run(ours, capture_output=True, text=True, env=env).stdout.split())
@@ -287,23 +282,20 @@ def test_the_documented_run_serves_the_demo_and_logs_a_first_admin_link_a_browse
     with out.open("wb") as sink:
         proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
-        while (link := _link(out.read_text(errors="replace"))) is None:
-            assert proc.poll() is None, f"{shlex.join(argv)} ended:\n{out.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "no first-admin link:\n" + out.read_text()[-3000:]
-            time.sleep(0.5)
+        run = Logged(proc, out)
+        link = eventually(lambda: _link(out.read_text(errors="replace")), "the first-admin link",
+                          timeout=180, every=0.5, watch=[run])
         # The address the published port is opened at, from this machine; it opens the page
         # that creates the first admin.
         assert link.startswith(f"http://127.0.0.1:{port}/setup?token="), link
         with urllib.request.urlopen(link, timeout=10) as r:
             page = r.read().decode()
             assert r.status == 200 and 'type="password"' in page, page[:2000]
-        deadline = time.monotonic() + 120
-        log = out.read_text(errors="replace")
-        while not re.search(r"\d+ loaded, \d+ total", log):
-            assert time.monotonic() < deadline, log[-3000:]
-            time.sleep(0.5)
+        def loaded() -> str | None:
             log = out.read_text(errors="replace")
+            return log if re.search(r"\d+ loaded, \d+ total", log) else None
+
+        log = eventually(loaded, "its plugins loaded", every=0.5, watch=[run])
         n = len(DEMO_PLUGINS)
         assert f"{n} loaded, {n} total" in log, log[-3000:]
         assert f"console at http://127.0.0.1:{port}" in log, log[-3000:]
