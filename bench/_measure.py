@@ -16,7 +16,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
-__all__ = ["Sample", "machine", "measure", "measure_alternating", "render"]
+__all__ = ["SMOKE", "Sample", "machine", "measure", "measure_alternating", "render", "runs"]
+
+#: ``OMNICORE_BENCH_SMOKE=1``: every measurement once, no warm-up: the figures mean nothing,
+#: the run shows the script still works end to end (tests/test_bench.py).
+SMOKE = bool(os.environ.get("OMNICORE_BENCH_SMOKE"))
+
+
+def runs(repeats: int) -> int:
+    """How many times to repeat a measurement a script times itself: one in a smoke run."""
+    return 1 if SMOKE else repeats
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ def measure(fn: Callable[[], object], iters: int, repeats: int = 7,
             warmup: int | None = None) -> Sample:
     """Run ``fn`` ``warmup`` times (default: a tenth of ``iters``), then ``repeats`` timed runs
     of ``iters`` calls each."""
+    if SMOKE:
+        iters, repeats, warmup = 1, 1, 0
     for _ in range(iters // 10 if warmup is None else warmup):
         fn()
     times = []
@@ -57,6 +68,8 @@ def measure_alternating(fns: Sequence[Callable[[], object]], iters: int, repeats
                         warmup: int | None = None) -> list[Sample]:
     """:func:`measure` of each of ``fns``, their timed runs taking turns (a, b, a, b, ...), so
     a change in the machine's load falls on all of them alike: for the columns of a ratio."""
+    if SMOKE:
+        iters, repeats, warmup = 1, 1, 0
     for fn in fns:
         for _ in range(iters // 10 if warmup is None else warmup):
             fn()

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import wasmtime
-from _measure import Sample, machine, render
+from _measure import Sample, machine, render, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "build" / "demo" / "plugins"
@@ -76,7 +76,7 @@ def running(argv: list[str], app: Path, env: dict[str, str]) -> Iterator[None]:
 
 
 def table(quick: bool = False, markdown: bool = False) -> str:
-    repeats = 3 if quick else 9
+    repeats = runs(3 if quick else 9)
     py = sys.executable
     omnicore = [py, "-m", "omnicore.cli"]
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:

@@ -1,8 +1,10 @@
 """The benchmarks still run (a moved fixture once broke two of them silently). Not timed:
-each runs in its quick mode and must print its table."""
+each runs in its quick mode with every measurement taken once (``OMNICORE_BENCH_SMOKE``,
+bench/_measure.py) and must print its table."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +34,7 @@ BENCH = Path(__file__).parents[1] / "bench"
 ])
 def test_benchmark_runs_and_prints_its_table(script: str, args: list[str], expect: str) -> None:
     proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=BENCH,
+                          env={**os.environ, "OMNICORE_BENCH_SMOKE": "1"},
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert expect in proc.stdout
