@@ -4,8 +4,8 @@ language's toolchain: a fake that drifts (a command missing or extra, a reply sh
 otherwise, an SQL answer the host never sends accepted) fails here, not live.
 
 Each language's driver (tests/sdk/contract_drivers/; Go's and Rust's are tests in their SDKs,
-which call the test host's unexported functions) reads the requests from a file, one JSON
-a line (``{"redis": request}``, ``{"reset": true}`` between cases, ``{"sql": answer}``),
+which call the test host's unexported functions; Rust's test host is omnicore's own,
+toolchains/testhost) reads the requests, one JSON a line (``{"redis": request}``, ``{"reset": true}`` between cases, ``{"sql": answer}``),
 runs each through its SDK's test host as a plugin's call would, and prints one line per
 request: ``ok <JSON>`` or ``error <text>``. The comparison is here, once."""
 

@@ -1,4 +1,4 @@
-//! The log level, shared by [`crate::log`] and the native test host (its own module so that
+//! The log level, shared by [`crate::log`] and [`crate::testing`] (its own module so that
 //! neither imports the other).
 
 /// A log level; the host clamps anything else to this range.
