@@ -27,6 +27,7 @@ from omnicore.extism import ExtismRuntime, host_fn
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import Limits, PluginModule, SandboxEngine
 from tests.extism.extism_fixtures import wat_plugin
+from tests.waiting import eventually
 
 OMNICORE = [sys.executable, "-m", "omnicore.cli"]
 
@@ -246,10 +247,8 @@ def test_every_call_on_a_kept_instance_gets_its_own_deadline() -> None:
             armed = engine.epoch
             assert rt.call("ok", b"") == b""
             # Idle until the epoch is past the deadline that call armed, ticker willing.
-            give_up = time.monotonic() + 30
-            while engine.epoch <= armed + engine.deadline_ticks(300) and \
-                    time.monotonic() < give_up:
-                time.sleep(0.05)
+            eventually(lambda: engine.epoch > armed + engine.deadline_ticks(300),
+                       "the epoch past the deadline that call armed")
             created = rt.instances_created
             assert [rt.call("ok", b"") for _ in range(3)] == [b""] * 3
             assert rt.instances_created == created  # the same instance, re-armed
