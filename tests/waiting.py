@@ -85,6 +85,8 @@ def eventually(check: Callable[[], T | None], what: str = "", *, timeout: float 
         for item in watch:
             why = _exited(item, ok_exits)
             if why is not None:
+                if found := check():  # what it did just before it exited
+                    return found
                 raise AssertionError(f"{why}\nbefore {what or check}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for "
@@ -100,7 +102,7 @@ def seconds_until(check: Callable[[], object], what: str = "", **options: Any) -
     return time.monotonic() - start
 
 
-async def eventually_async(check: Callable[[], T | None | Awaitable[T | None]], what: str = "",
+async def eventually_async(check: Callable[[], T | Awaitable[T | None] | None], what: str = "",
                            *, timeout: float = TIMEOUT_S, every: float = EVERY_S) -> T:
     """:func:`eventually` inside an event loop, for a check that awaits (``check`` may be a
     coroutine function): between checks it yields to the loop, whose own tasks are often

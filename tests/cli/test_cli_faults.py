@@ -22,6 +22,8 @@ import wasmtime
 
 from omnicore.sandbox import wasmbin
 from omnicore.storage import JobSpec, SQLiteStorage
+from tests.dbservers import free_port
+from tests.hosts import Host
 
 #: ``slow`` counts its calls in kv key ``calls`` and spins forever on the first one, so a
 #: host can be killed while it holds the job; a second delivery returns at once.
@@ -63,76 +65,13 @@ def _app(tmp_path: Path, console: bool = True) -> Path:
     return appdir
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Host:
-    """``omnicore run APPDIR`` in a child process, its JSON log lines read as they come."""
-
-    def __init__(self, appdir: Path, **env: str) -> None:
-        cmd = [sys.executable, "-m", "omnicore.cli", "run", str(appdir)]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "OMNICORE_LOG__FORMAT": "json", "PYTHONUNBUFFERED": "1", **env})
-        self.lines: list[tuple[float, str]] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        with self.proc.stderr:
-            for line in self.proc.stderr:
-                with self._cond:
-                    self.lines.append((time.monotonic(), line.rstrip("\n")))
-                    self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    @property
-    def text(self) -> str:
-        with self._cond:
-            return "\n".join(line for _, line in self.lines)
-
-    def wait_for(self, fragment: str, timeout: float = 60.0) -> tuple[float, dict[str, Any]]:
-        """When the first log line containing ``fragment`` came, and that line."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for at, line in self.lines:
-                    if fragment in line:
-                        return at, json.loads(line)
-                assert self.proc.poll() is None or self._reader.is_alive(), \
-                    f"the host exited ({self.proc.returncode}) first:\n{self.text}"
-                left = deadline - time.monotonic()
-                assert left > 0, f"no {fragment!r} in the log:\n{self.text}"
-                self._cond.wait(min(left, 0.5))
-
-    def finish(self, timeout: float = 30.0) -> int:
-        code = self.proc.wait(timeout)
-        self._reader.join(10)
-        return code
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._reader.join(10)
-
-
 @pytest.fixture
 def hosts() -> Iterator[Callable[..., Host]]:
+    """``omnicore run APPDIR`` in a child process, logging JSON lines."""
     started: list[Host] = []
 
     def start(appdir: Path, **env: str) -> Host:
-        host = Host(appdir, **env)
+        host = Host(appdir).start({"OMNICORE_LOG__FORMAT": "json", **env})
         started.append(host)
         return host
 
@@ -141,10 +80,17 @@ def hosts() -> Iterator[Callable[..., Host]]:
         host.stop()
 
 
+def _line(host: Host, fragment: str) -> dict[str, Any]:
+    """The first line of its log containing ``fragment``, once it came."""
+    found = host.until(lambda: next((line for line in host.text.splitlines()
+                                     if fragment in line), None), f"{fragment!r} in its log")
+    return dict(json.loads(found))
+
+
 def _one_error_line(host: Host) -> str:
     text = host.text
     assert "Traceback" not in text, text
-    errors = [line for _, line in host.lines if line.startswith("Error:")]
+    errors = [line for line in text.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, text
     return errors[0]
 
@@ -179,12 +125,12 @@ def test_a_damaged_database_ends_the_start_in_one_line_before_anything_listens(
         name: str) -> None:
     appdir = _app(tmp_path)
     damage(appdir / "data" / name)
-    port = _free_port()
+    port = free_port()
     host = hosts(appdir, OMNICORE_CONSOLE__PORT=str(port))
     bound: list[bool] = []
 
     def probe() -> None:   # for as long as the host lives, nothing may answer on its port
-        while host.proc.poll() is None:
+        while host.alive():
             with socket.socket() as s:
                 s.settimeout(0.2)
                 if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -193,7 +139,7 @@ def test_a_damaged_database_ends_the_start_in_one_line_before_anything_listens(
 
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
-    assert host.finish(timeout=60) == 1
+    assert host.proc.wait(60) == 1
     prober.join(5)
     error = _one_error_line(host)
     assert "storage" in error and "cannot open" in error, error
@@ -214,13 +160,13 @@ def test_a_second_host_is_refused_naming_the_first_and_touches_nothing_of_it(
         tmp_path: Path, hosts: Callable[..., Host]) -> None:
     appdir = _app(tmp_path)
     first = hosts(appdir)
-    _, line = first.wait_for("console at")
-    first.wait_for("started")
+    line = _line(first, "console at")
+    _line(first, "started")
     console_file = appdir / "data" / "console.json"
     before = console_file.read_text()
     doc = json.loads(before)
     second = hosts(appdir)
-    assert second.finish(timeout=60) == 1
+    assert second.proc.wait(60) == 1
     error = _one_error_line(second)
     assert f"pid {first.proc.pid}" in error, error
     assert f"runtime id {doc['runtime_id']}" in error, error
@@ -252,26 +198,21 @@ def test_a_killed_hosts_job_runs_again_within_a_second_of_the_restart(
     job = store.queue.add(JobSpec("sp", "slow", b"", 0.0))
     store.close()
     first = hosts(appdir)        # the default 30 s lease: only the restart can free the job
-    deadline = time.monotonic() + 60
-    while _read(db, "SELECT value FROM kv WHERE key='calls'") != b"1":
-        assert first.proc.poll() is None and time.monotonic() < deadline, first.text
-        time.sleep(0.05)
+    first.until(lambda: _read(db, "SELECT value FROM kv WHERE key='calls'") == b"1",
+                "the first delivery running")
     os.kill(first.proc.pid, signal.SIGKILL)
     first.proc.wait(10)
     assert _read(db, f"SELECT state FROM jobs WHERE id={job}") == "running"
     second = hosts(appdir)
-    started_at, _ = second.wait_for("lease(s) of a host that stopped")
-    second.wait_for("started")
-    while _read(db, "SELECT value FROM kv WHERE key='calls'") != b"2":
-        assert second.proc.poll() is None, second.text
-        assert time.monotonic() < started_at + 30, "the job did not run again"
-        time.sleep(0.01)
+    _line(second, "lease(s) of a host that stopped")
+    started_at = time.monotonic()
+    _line(second, "started")
+    second.until(lambda: _read(db, "SELECT value FROM kv WHERE key='calls'") == b"2",
+                 "the job run again", every=0.01)
     elapsed = time.monotonic() - started_at
     assert elapsed < 1.0 + 1.5, elapsed       # the lease had 30 s left
-    deadline = time.monotonic() + 30
-    while _read(db, f"SELECT state FROM jobs WHERE id={job}") != "succeeded":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    second.until(lambda: _read(db, f"SELECT state FROM jobs WHERE id={job}") == "succeeded",
+                 "the job succeeded")
     assert _read(db, f"SELECT attempts FROM jobs WHERE id={job}") == 2
     assert f"pid {first.proc.pid}" in second.text
     # A one-off call in its own process beside the running host (no console to forward to).
@@ -290,7 +231,7 @@ def test_a_cache_dir_others_can_write_is_refused_at_start(
     cache.mkdir(parents=True)
     cache.chmod(mode)
     host = hosts(appdir)
-    assert host.finish(timeout=60) == 1
+    assert host.proc.wait(60) == 1
     error = _one_error_line(host)
     assert str(cache) in error and "writable by other users" in error, error
     assert "console at" not in host.text
