@@ -90,28 +90,32 @@ static inline void omni_data_free(omni_data *d) {
 
 /* ---- host imports ----------------------------------------------------------------------- */
 
-/* Always imported: under `omnicore test` too (omnicore_test.h's calls to its runner). */
+/* Always imported: under `omnicore test` too, where omnicore's test host serves them with the
+ * host's own capability code (log, config, kv, memory, tasks, events, secrets) and
+ * omnicore_test.h calls its omnicore:testing functions. */
 #define OMNI__HOSTED(ns, fn) __attribute__((import_module(ns), import_name(fn)))
 #ifdef OMNI_TESTING
-/* `omnicore test`: the imports are omnicore_test.h's fakes, linked into the test program. */
+/* `omnicore test`: the capabilities that answer with blocks the host allocates in the guest
+ * (§3.3) are omnicore_test.h's fakes, linked into the test program: a C command runs its
+ * constructors again in every call into it, so the host must not call omni_alloc. */
 #define OMNI__IMPORT(ns, fn)
 #else
 #define OMNI__IMPORT(ns, fn) OMNI__HOSTED(ns, fn)
 #endif
 
-OMNI__IMPORT("omnicore:log", "write") void omni__log_write(int32_t, const void *, size_t);
-OMNI__IMPORT("omnicore:log", "enabled") int32_t omni__log_enabled(int32_t);
-OMNI__IMPORT("omnicore:config", "get")
+OMNI__HOSTED("omnicore:log", "write") void omni__log_write(int32_t, const void *, size_t);
+OMNI__HOSTED("omnicore:log", "enabled") int32_t omni__log_enabled(int32_t);
+OMNI__HOSTED("omnicore:config", "get")
 int32_t omni__config_get(const void *, size_t, void *, size_t);
-OMNI__IMPORT("omnicore:kv", "get") int32_t omni__kv_get(const void *, size_t, void *, size_t);
-OMNI__IMPORT("omnicore:kv", "set") int32_t omni__kv_set(const void *, size_t, const void *, size_t);
-OMNI__IMPORT("omnicore:kv", "delete") int32_t omni__kv_delete(const void *, size_t);
-OMNI__IMPORT("omnicore:kv", "incr") int32_t omni__kv_incr(const void *, size_t, int64_t, int64_t *);
-OMNI__IMPORT("omnicore:kv", "list") int32_t omni__kv_list(const void *, size_t, void *, size_t);
-OMNI__IMPORT("omnicore:memory", "remember") int64_t omni__memory_remember(int32_t, const void *, size_t);
-OMNI__IMPORT("omnicore:memory", "recall")
+OMNI__HOSTED("omnicore:kv", "get") int32_t omni__kv_get(const void *, size_t, void *, size_t);
+OMNI__HOSTED("omnicore:kv", "set") int32_t omni__kv_set(const void *, size_t, const void *, size_t);
+OMNI__HOSTED("omnicore:kv", "delete") int32_t omni__kv_delete(const void *, size_t);
+OMNI__HOSTED("omnicore:kv", "incr") int32_t omni__kv_incr(const void *, size_t, int64_t, int64_t *);
+OMNI__HOSTED("omnicore:kv", "list") int32_t omni__kv_list(const void *, size_t, void *, size_t);
+OMNI__HOSTED("omnicore:memory", "remember") int64_t omni__memory_remember(int32_t, const void *, size_t);
+OMNI__HOSTED("omnicore:memory", "recall")
 int32_t omni__memory_recall(const void *, size_t, void *, size_t);
-OMNI__IMPORT("omnicore:memory", "forget") int32_t omni__memory_forget(int64_t);
+OMNI__HOSTED("omnicore:memory", "forget") int32_t omni__memory_forget(int64_t);
 OMNI__IMPORT("omnicore:vectors", "upsert")
 int32_t omni__vectors_upsert(const void *, size_t, const void *, size_t, const float *, int32_t,
                              const void *, size_t);
@@ -122,14 +126,14 @@ int32_t omni__vectors_delete(const void *, size_t, const void *, size_t);
 OMNI__IMPORT("omnicore:vectors", "query")
 int64_t omni__vectors_query(const void *, size_t, const float *, int32_t, int32_t, const void *,
                             size_t);
-OMNI__IMPORT("omnicore:tasks", "enqueue")
+OMNI__HOSTED("omnicore:tasks", "enqueue")
 int64_t omni__tasks_enqueue(const void *, size_t, const void *, size_t, int64_t);
-OMNI__IMPORT("omnicore:tasks", "cancel") int32_t omni__tasks_cancel(int64_t);
+OMNI__HOSTED("omnicore:tasks", "cancel") int32_t omni__tasks_cancel(int64_t);
 OMNI__IMPORT("omnicore:http", "request")
 int64_t omni__http_request(const void *, size_t, const void *, size_t);
-OMNI__IMPORT("omnicore:events", "publish")
+OMNI__HOSTED("omnicore:events", "publish")
 int32_t omni__events_publish(const void *, size_t, const void *, size_t);
-OMNI__IMPORT("omnicore:secrets", "get")
+OMNI__HOSTED("omnicore:secrets", "get")
 int32_t omni__secrets_get(const void *, size_t, void *, size_t);
 OMNI__IMPORT("omnicore:sql", "query")
 int64_t omni__sql_query(const void *, size_t, const void *, size_t);

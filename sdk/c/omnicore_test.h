@@ -3,12 +3,14 @@
  *
  * `omnicore test` compiles the plugin's top-level .c files with every .c file in its tests/
  * folder for wasm32-wasi as one program (clang, the same target as the build, with
- * -DOMNI_TESTING), and runs it in wasmtime. Under OMNI_TESTING the SDK's host imports are
- * the fakes below, in the same module: the log, config, kv, secrets and events live in
- * memory; sql answers what the test scripted; the other capabilities answer
- * OMNI_UNAVAILABLE. Redis is not faked here: the program imports it, and the runner serves it
- * with omnicore's in-memory Redis (omnicore.toolchains.testredis: the host's commands, replies
- * and refusals, held to sdk/contract/host.json). Every test starts from an empty host.
+ * -DOMNI_TESTING), and runs it on omnicore's test host (omnicore.toolchains.testhost): log,
+ * config, kv, memory, tasks, events and secrets are the host's own capability code over
+ * in-memory stores, every one granted, and the functions below set them up and read them
+ * through its omnicore:testing imports. The capabilities that answer with a block the host
+ * allocates in the guest are fakes in this file: sql answers what the test scripted, http
+ * and vectors answer OMNI_UNAVAILABLE, and Redis goes to the runner's in-memory Redis
+ * (omnicore.toolchains.testredis: the host's commands, replies and refusals, held to
+ * sdk/contract/host.json). Every test starts from an empty host.
  *
  *     #include "omnicore_test.h"
  *
@@ -206,15 +208,13 @@ static inline void omni__clear(omni__pairs *m) {
     m->n = 0;
 }
 
-/* Logged lines ("LEVEL message" in the key, the message in the value), config, kv, secrets,
- * events (topic, payload), scripted SQL answers (statement, answer), SQL calls (connector,
- * request JSON; "BEGIN n"/"COMMIT n"/"ROLLBACK n" for transactions), the Redis store and its
- * expiries, scripted Redis replies (command, reply). */
+/* The config the test set (key, value; sent whole to the host at each change), scripted SQL
+ * answers (statement, answer), SQL calls (connector, request JSON; "BEGIN n"/"COMMIT n"/
+ * "ROLLBACK n" for transactions). */
 typedef struct {
-    omni__pairs log, config, kv, secrets, events, sql_answers, sql_calls;
+    omni__pairs config, sql_answers, sql_calls;
     int64_t next_tx;
     int64_t open_tx[64];
-    int log_level;
 } omni__host_state;
 
 __attribute__((weak)) omni__host_state omni__host = {0};
@@ -231,48 +231,109 @@ OMNI__HOSTED("omnicore:testing", "redis_ttl") int64_t omni__redis_ttl(const void
 OMNI__HOSTED("omnicore:testing", "redis_set")
 void omni__redis_set(const void *, size_t, const void *, size_t);
 
+/* The test host (omnicore.toolchains.testhost.control): a fresh host, and what a test sets
+ * and reads of it. A read answers the length and writes only when it fits (§3.2). */
+OMNI__HOSTED("omnicore:testing", "reset") void omni__host_reset(void);
+OMNI__HOSTED("omnicore:testing", "set_config") int32_t omni__host_config(const void *, size_t);
+OMNI__HOSTED("omnicore:testing", "set_log_level") void omni__host_log_level(int32_t);
+OMNI__HOSTED("omnicore:testing", "set_secret")
+void omni__host_secret(const void *, size_t, const void *, size_t, int32_t);
+OMNI__HOSTED("omnicore:testing", "kv_set")
+void omni__host_kv_set(const void *, size_t, const void *, size_t);
+OMNI__HOSTED("omnicore:testing", "kv_get")
+int32_t omni__host_kv_get(const void *, size_t, void *, size_t);
+OMNI__HOSTED("omnicore:testing", "log_count") int32_t omni__host_log_count(void);
+OMNI__HOSTED("omnicore:testing", "log_line") int32_t omni__host_log_line(int32_t, void *, size_t);
+OMNI__HOSTED("omnicore:testing", "event_count") int32_t omni__host_event_count(void);
+OMNI__HOSTED("omnicore:testing", "event_topic")
+int32_t omni__host_event_topic(int32_t, void *, size_t);
+OMNI__HOSTED("omnicore:testing", "event_payload")
+int32_t omni__host_event_payload(int32_t, void *, size_t);
+
+/* A host read (answer(out, cap) -> length, or negative for none) as a NUL-terminated string
+ * kept in *slot until the slot's next read. */
+static inline const char *omni__host_read(char **slot, int32_t (*answer)(void *, size_t, void *),
+                                          void *arg) {
+    free(*slot);
+    *slot = NULL;
+    int32_t n = answer(NULL, 0, arg);
+    if (n < 0) return NULL;
+    *slot = (char *)calloc((size_t)n + 1, 1);
+    answer(*slot, (size_t)n, arg);
+    return *slot;
+}
+
 static inline void omni__test_reset(void) {
-    omni__pairs *all[] = {&omni__host.log, &omni__host.config, &omni__host.kv,
-                          &omni__host.secrets, &omni__host.events, &omni__host.sql_answers,
-                          &omni__host.sql_calls};
-    omni__redis_reset();
+    omni__pairs *all[] = {&omni__host.config, &omni__host.sql_answers, &omni__host.sql_calls};
+    omni__host_reset();
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) omni__clear(all[i]);
     omni__host.next_tx = 0;
     memset(omni__host.open_tx, 0, sizeof omni__host.open_tx);
-    omni__host.log_level = OMNI_LOG_INFO;
 }
 
 /* -- what a test sets and reads -- */
 
 /* Config value `key` as the host answers it: a string verbatim, anything else as JSON
  * ("" is the whole section). */
+/* Config value `key` as the host answers it: a string verbatim (the config is the object of
+ * the keys set so far, each value a string). */
 static inline void omni_test_config(const char *key, const char *value) {
     omni__put(&omni__host.config, key, strlen(key), value, strlen(value));
+    omni_buf b = {0};
+    omni_buf_puts(&b, "{");
+    for (size_t i = 0; i < omni__host.config.n; i++) {
+        if (i) omni_buf_puts(&b, ",");
+        omni__pair *p = &omni__host.config.items[i];
+        omni_buf_json_string(&b, p->key, strlen(p->key));
+        omni_buf_puts(&b, ":");
+        omni_buf_json_string(&b, p->value, p->len);
+    }
+    omni_buf_puts(&b, "}");
+    omni__host_config(b.ptr, b.len);
+    omni_buf_free(&b);
 }
+/* Exposes secret `name` to the plugin with `value` (names never set are DENIED). */
 static inline void omni_test_secret(const char *name, const char *value) {
-    omni__put(&omni__host.secrets, name, strlen(name), value, strlen(value));
+    omni__host_secret(name, strlen(name), value, strlen(value), 1);
 }
 static inline void omni_test_kv_set(const char *key, const char *value) {
-    omni__put(&omni__host.kv, key, strlen(key), value, strlen(value));
+    omni__host_kv_set(key, strlen(key), value, strlen(value));
 }
-/* The kv value at `key`, or NULL. */
+static inline int32_t omni__kv_answer(void *out, size_t cap, void *key) {
+    return omni__host_kv_get(key, strlen((const char *)key), out, cap);
+}
+/* The kv value at `key`, or NULL; kept until the next omni_test_kv_get. */
 static inline const char *omni_test_kv_get(const char *key) {
-    omni__pair *p = omni__find(&omni__host.kv, key, strlen(key));
-    return p ? p->value : NULL;
+    static char *value;
+    return omni__host_read(&value, omni__kv_answer, (void *)key);
 }
 /* Lines below `level` are dropped (OMNI_LOG_INFO by default, as the host's grant). */
-static inline void omni_test_log_level(int level) { omni__host.log_level = level; }
-static inline size_t omni_test_log_count(void) { return omni__host.log.n; }
-/* Logged line i's message (oldest first), or NULL. */
-static inline const char *omni_test_log_line(size_t i) {
-    return i < omni__host.log.n ? omni__host.log.items[i].value : NULL;
+static inline void omni_test_log_level(int level) { omni__host_log_level(level); }
+static inline size_t omni_test_log_count(void) { return (size_t)omni__host_log_count(); }
+static inline int32_t omni__log_answer(void *out, size_t cap, void *i) {
+    return omni__host_log_line((int32_t)(uintptr_t)i, out, cap);
 }
-static inline size_t omni_test_event_count(void) { return omni__host.events.n; }
+/* Logged line i's "LEVEL message"'s message (oldest first), or NULL. */
+static inline const char *omni_test_log_line(size_t i) {
+    static char *line;
+    const char *text = omni__host_read(&line, omni__log_answer, (void *)(uintptr_t)i);
+    const char *space = text ? strchr(text, ' ') : NULL;
+    return space ? space + 1 : NULL;
+}
+static inline size_t omni_test_event_count(void) { return (size_t)omni__host_event_count(); }
+static inline int32_t omni__topic_answer(void *out, size_t cap, void *i) {
+    return omni__host_event_topic((int32_t)(uintptr_t)i, out, cap);
+}
+static inline int32_t omni__payload_answer(void *out, size_t cap, void *i) {
+    return omni__host_event_payload((int32_t)(uintptr_t)i, out, cap);
+}
 static inline const char *omni_test_event_topic(size_t i) {
-    return i < omni__host.events.n ? omni__host.events.items[i].key : NULL;
+    static char *topic;
+    return omni__host_read(&topic, omni__topic_answer, (void *)(uintptr_t)i);
 }
 static inline const char *omni_test_event_payload(size_t i) {
-    return i < omni__host.events.n ? omni__host.events.items[i].value : NULL;
+    static char *payload;
+    return omni__host_read(&payload, omni__payload_answer, (void *)(uintptr_t)i);
 }
 /* What omni_sql_query/execute answer for statement `sql` (exact text, any connector): the
  * result JSON ({"columns": [...], "rows": [...]} or {"rows_affected": n}), or a failure as
@@ -343,113 +404,8 @@ __attribute__((format(printf, 1, 2))) static inline int64_t omni__test_error(con
     return omni__test_block(msg, len, 1);
 }
 
-__attribute__((weak)) void omni__log_write(int32_t level, const void *msg, size_t len) {
-    static const char *names[] = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR"};
-    if (level < omni__host.log_level) return;
-    const char *name = names[level < 0 ? 0 : level > 4 ? 4 : level];
-    omni__pairs *log = &omni__host.log;
-    /* the level is the key (lines repeat, so they are appended, not put) */
-    if (log->n == log->cap) {
-        log->cap = log->cap ? log->cap * 2 : 16;
-        log->items = (omni__pair *)realloc(log->items, log->cap * sizeof *log->items);
-    }
-    omni__pair *p = &log->items[log->n++];
-    p->key = omni__dup(name, strlen(name));
-    p->value = omni__dup(msg, len);
-    p->len = len;
-}
-__attribute__((weak)) int32_t omni__log_enabled(int32_t level) {
-    return level >= omni__host.log_level;
-}
-
-__attribute__((weak)) int32_t omni__config_get(const void *key, size_t len, void *out,
-                                               size_t cap) {
-    return omni__copy_out(omni__find(&omni__host.config, key, len), out, cap);
-}
-__attribute__((weak)) int32_t omni__kv_get(const void *key, size_t len, void *out, size_t cap) {
-    return omni__copy_out(omni__find(&omni__host.kv, key, len), out, cap);
-}
-__attribute__((weak)) int32_t omni__kv_set(const void *key, size_t len, const void *value,
-                                           size_t value_len) {
-    omni__put(&omni__host.kv, key, len, value, value_len);
-    return 0;
-}
-__attribute__((weak)) int32_t omni__kv_delete(const void *key, size_t len) {
-    return omni__remove(&omni__host.kv, key, len);
-}
-__attribute__((weak)) int32_t omni__kv_incr(const void *key, size_t len, int64_t delta,
-                                            int64_t *out) {
-    omni__pair *p = omni__find(&omni__host.kv, key, len);
-    int64_t value = 0;
-    if (p) {
-        char *end = NULL;
-        value = strtoll(p->value, &end, 10);
-        if (!p->len || *end) return OMNI_INVALID;
-    }
-    if (__builtin_add_overflow(value, delta, &value)) return OMNI_INVALID;
-    char text[24];
-    int n = snprintf(text, sizeof text, "%lld", (long long)value);
-    omni__put(&omni__host.kv, key, len, text, (size_t)n);
-    *out = value;
-    return 0;
-}
-static inline int omni__cmp_keys(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-__attribute__((weak)) int32_t omni__kv_list(const void *prefix, size_t len, void *out,
-                                            size_t cap) {
-    size_t n = 0;
-    char **keys = (char **)malloc((omni__host.kv.n + 1) * sizeof *keys);
-    for (size_t i = 0; i < omni__host.kv.n; i++)
-        if (strncmp(omni__host.kv.items[i].key, (const char *)prefix, len) == 0)
-            keys[n++] = omni__host.kv.items[i].key;
-    qsort(keys, n, sizeof *keys, omni__cmp_keys);
-    omni_buf b = {0};
-    omni_buf_puts(&b, "[");
-    for (size_t i = 0; i < n; i++) {
-        if (i) omni_buf_puts(&b, ",");
-        omni_buf_json_string(&b, keys[i], strlen(keys[i]));
-    }
-    omni_buf_puts(&b, "]");
-    free(keys);
-    omni__pair all = {NULL, b.ptr, b.len};
-    int32_t r = omni__copy_out(&all, out, cap);
-    omni_buf_free(&b);
-    return r;
-}
-__attribute__((weak)) int32_t omni__secrets_get(const void *name, size_t len, void *out,
-                                                size_t cap) {
-    omni__pair *p = omni__find(&omni__host.secrets, name, len);
-    return p ? omni__copy_out(p, out, cap) : OMNI_DENIED;
-}
-__attribute__((weak)) int32_t omni__events_publish(const void *topic, size_t len,
-                                                   const void *payload, size_t payload_len) {
-    omni__pairs *ev = &omni__host.events;
-    if (ev->n == ev->cap) {
-        ev->cap = ev->cap ? ev->cap * 2 : 8;
-        ev->items = (omni__pair *)realloc(ev->items, ev->cap * sizeof *ev->items);
-    }
-    omni__pair *p = &ev->items[ev->n++];
-    p->key = omni__dup(topic, len);
-    p->value = omni__dup(payload, payload_len);
-    p->len = payload_len;
-    return 0;
-}
-
 /* -- not modelled: OMNI_UNAVAILABLE -- */
 #define OMNI__UNMODELLED "UNAVAILABLE: the C test host does not model "
-__attribute__((weak)) int64_t omni__memory_remember(int32_t t, const void *p, size_t n) {
-    (void)t, (void)p, (void)n;
-    return OMNI_UNAVAILABLE;
-}
-__attribute__((weak)) int32_t omni__memory_recall(const void *q, size_t n, void *o, size_t c) {
-    (void)q, (void)n, (void)o, (void)c;
-    return OMNI_UNAVAILABLE;
-}
-__attribute__((weak)) int32_t omni__memory_forget(int64_t id) {
-    (void)id;
-    return OMNI_UNAVAILABLE;
-}
 __attribute__((weak)) int32_t omni__vectors_upsert(const void *a, size_t b, const void *c,
                                                    size_t d, const float *e, int32_t f,
                                                    const void *g, size_t h) {
@@ -471,15 +427,6 @@ __attribute__((weak)) int64_t omni__vectors_query(const void *a, size_t b, const
                                                   size_t g) {
     (void)a, (void)b, (void)c, (void)d, (void)e, (void)f, (void)g;
     return omni__test_error(OMNI__UNMODELLED "vectors");
-}
-__attribute__((weak)) int64_t omni__tasks_enqueue(const void *a, size_t b, const void *c,
-                                                  size_t d, int64_t e) {
-    (void)a, (void)b, (void)c, (void)d, (void)e;
-    return OMNI_UNAVAILABLE;
-}
-__attribute__((weak)) int32_t omni__tasks_cancel(int64_t id) {
-    (void)id;
-    return OMNI_UNAVAILABLE;
 }
 __attribute__((weak)) int64_t omni__http_request(const void *a, size_t b, const void *c,
                                                  size_t d) {
@@ -621,8 +568,9 @@ static inline int omni__wanted(const char *name, int argc, char **argv) {
 }
 
 static inline void omni__print_log(void) {
-    for (size_t l = 0; l < omni__host.log.n; l++)
-        printf("    log %s %s\n", omni__host.log.items[l].key, omni__host.log.items[l].value);
+    static char *line;
+    for (size_t l = 0; l < omni_test_log_count(); l++)
+        printf("    log %s\n", omni__host_read(&line, omni__log_answer, (void *)(uintptr_t)l));
 }
 
 /* Called by the runner after a test trapped (omni_panic, a bad pointer): which one, and

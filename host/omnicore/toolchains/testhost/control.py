@@ -112,6 +112,45 @@ def _statements(current: Current) -> list[list[Any]]:
     return current.host.databases.statements
 
 
+# C's test host (sdk/c/omnicore_test.h) reads one item at a time: no JSON reader in C.
+def _kv_set(current: Current, mem: GuestMemory, kp: int, kl: int, vp: int, vl: int) -> None:
+    host = current.host
+    host.storage.kv(host.owner).set(mem.read_str(kp, kl, "key"), mem.read(vp, vl, "value"))
+
+
+def _kv_get(current: Current, mem: GuestMemory, kp: int, kl: int, out: int, cap: int) -> int:
+    host = current.host
+    value = host.storage.kv(host.owner).get(mem.read_str(kp, kl, "key"))
+    return -1 if value is None else mem.write_result(value, out, cap)
+
+
+def _log_count(current: Current, _mem: GuestMemory) -> int:
+    return len(current.host.log.lines())
+
+
+def _log_line(current: Current, mem: GuestMemory, i: int, out: int, cap: int) -> int:
+    lines = current.host.log.lines()
+    if not 0 <= i < len(lines):
+        return -1
+    line = lines[i]
+    return mem.write_result(f"{line.level.upper()} {line.message}".encode(), out, cap)
+
+
+def _event_count(current: Current, _mem: GuestMemory) -> int:
+    return len(current.host.subscriptions.published)
+
+
+def _event(part: int) -> Callable[..., int]:
+    def read(current: Current, mem: GuestMemory, i: int, out: int, cap: int) -> int:
+        published = current.host.subscriptions.published
+        if not 0 <= i < len(published):
+            return -1
+        item = published[i][part]
+        return mem.write_result(item.encode() if isinstance(item, str) else item, out, cap)
+
+    return read
+
+
 # C's and Zig's test hosts (sdk/c/omnicore_test.h, sdk/zig/testing_host.zig) send a plugin's
 # Redis commands here and copy the answer out with a second call (redis_reply, sql_reason).
 _answer: list[bytes] = [b""]
@@ -172,6 +211,13 @@ _FUNCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[..., Any]
     "sql_statements": ((_P, _P), ("i32",), _reader(_statements)),
     "redis_keys": ((_P, _P), ("i32",), _reader(_redis_keys)),
     "redis_published": ((_P, _P), ("i32",), _reader(_redis_published)),
+    "kv_set": ((_P, _P, _P, _P), (), _kv_set),
+    "kv_get": ((_P, _P, _P, _P), ("i32",), _kv_get),
+    "log_count": ((), ("i32",), _log_count),
+    "log_line": (("i32", _P, _P), ("i32",), _log_line),
+    "event_count": ((), ("i32",), _event_count),
+    "event_topic": (("i32", _P, _P), ("i32",), _event(0)),
+    "event_payload": (("i32", _P, _P), ("i32",), _event(1)),
     "redis_command": ((_P, _P), ("i64",), _redis_command),
     "redis_reply": ((_P,), (), _reply),
     "redis_get": ((_P, _P, _P, _P), ("i32",), _redis_get),
