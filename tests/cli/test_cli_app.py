@@ -1,10 +1,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from omnicore.cli import main, new
+from tests.hosts import Host
 
 
 def invoke(*args: str, **kw: object) -> tuple[int, str, str]:
@@ -117,41 +115,25 @@ def test_version() -> None:
     assert code == 0 and "0.1.0" in out
 
 
-def _omnicore() -> list[str]:
-    return [sys.executable, "-m", "omnicore.cli"]
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_run_until_signal_exits_zero_with_runtime_id(tmp_path: Path,
                                                      sig: signal.Signals) -> None:
     appdir = tmp_path / "demo"
     invoke("new", str(appdir))
     # Keep the test independent of what the sandbox does with the (empty) plugins folder.
-    env = {**os.environ, "OMNICORE_LOG__FORMAT": "json", "OMNICORE_SHUTDOWN_GRACE_S": "2",
-           "OMNICORE_CONSOLE__PORT": "0"}  # any free port: 8470 may be another host's
     # `cd demo && omnicore run` for one signal, `omnicore run demo` for the other.
-    here = sig is signal.SIGINT
-    proc = subprocess.Popen([*_omnicore(), "run", *([] if here else [str(appdir)])],
-                            cwd=appdir if here else None, stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stderr is not None
-    lines = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(json.loads(line))
-        if "started" in lines[-1]["msg"]:
-            break
-    assert any("started" in rec["msg"] for rec in lines), lines
-    runtime_id = lines[0]["runtime_id"]
-    assert runtime_id.startswith("rt-") and runtime_id in lines[0]["msg"]
-    t0 = time.monotonic()
-    proc.send_signal(sig)
-    _, rest = proc.communicate(timeout=10)
-    elapsed = time.monotonic() - t0
-    assert proc.returncode == 0, rest
+    with Host(appdir).start({"OMNICORE_LOG__FORMAT": "json",
+                             "OMNICORE_SHUTDOWN_GRACE_S": "2"}, here=sig is signal.SIGINT) as host:
+        before = host.logged("started")
+        lines = [json.loads(line) for line in before.splitlines() if line.startswith("{")]
+        assert any("started" in rec["msg"] for rec in lines), lines
+        runtime_id = lines[0]["runtime_id"]
+        assert runtime_id.startswith("rt-") and runtime_id in lines[0]["msg"]
+        t0 = time.monotonic()
+        code = host.stop(sig)
+        elapsed = time.monotonic() - t0
+    rest = host.text[len(before):]
+    assert code == 0, rest
     assert elapsed < 2 + 1
     tail = [json.loads(line) for line in rest.splitlines() if line.startswith("{")]
     assert any(f"received {sig.name}" in rec["msg"] for rec in tail), rest

@@ -4,13 +4,13 @@ data dir."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from omnicore.cli import main
 from omnicore.storage import JobSpec, open_storage
+from tests.waiting import eventually
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -116,10 +116,8 @@ def test_jobs_enqueue_goes_through_the_running_host(tmp_path: Path) -> None:
         assert code == 1 and "its handlers: on_event, tick" in err
         code, out, _ = invoke("jobs", "enqueue", "ticker", "tick", "hi", "--app", str(appdir))
         assert code == 0 and out == "job 1 queued: ticker.tick\n"
-        deadline = time.monotonic() + 30
-        while (job := host.app.jobs.get(1)) is None or job.state != "succeeded":
-            assert time.monotonic() < deadline, job
-            time.sleep(0.05)
+        eventually(lambda: (job := host.app.jobs.get(1)) is not None
+                   and job.state == "succeeded", "job 1 succeeded")
         code, out, _ = invoke("jobs", "list", "--app", str(appdir))
         header, row = out.splitlines()
         assert header.split()[3] == "OWNER" and row.split()[3] == host.app.runtime_id

@@ -4,11 +4,7 @@ anyone costs the host a bounded number of wake-ups."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +14,7 @@ from click.testing import CliRunner
 from omnicore.cli import main
 from omnicore.storage import JobSpec, SQLiteStorage, open_storage
 from omnicore.storage.sqlite.wakeup import MIN_INTERVAL_S
+from tests.hosts import Host
 from tests.waiting import eventually, seconds_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,20 +89,12 @@ def test_a_flood_of_datagrams_costs_a_bounded_number_of_wake_ups(tmp_path: Path)
 def test_a_cli_enqueue_runs_on_a_running_sqlite_host_without_waiting_for_its_poll(
         tmp_path: Path) -> None:
     app = tmp_path / "app"
-    (app / "plugins").mkdir(parents=True)
-    shutil.copy(GREETER, app / "plugins" / "greeter-rust.wasm")
     # A 30 s idle poll: only the wake-up can start the job within the bound below.
-    (app / "omnicore.yaml").write_text(json.dumps({
-        "name": "wake", "data_dir": "data", "plugins_dir": "plugins",
-        "console": {"port": 0}, "sandbox": {"watch": False},
-        "plugins": {"greeter-rust": {"grants": ["config"]}},
-        "capabilities": {"tasks": {"poll_s": 30}}}))
-    log = tmp_path / "host.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(app)],
-                                stdout=sink, stderr=sink)
-    try:
-        eventually((app / "data" / "console.json").exists, "the host serving", watch=[proc])
+    with Host(app, {"name": "wake", "data_dir": "data", "plugins_dir": "plugins",
+                    "sandbox": {"watch": False},
+                    "plugins": {"greeter-rust": {"grants": ["config"]}},
+                    "capabilities": {"tasks": {"poll_s": 30}}}, [GREETER]).start() as host:
+        host.until((app / "data" / "console.json").exists, "the host serving")
         time.sleep(0.5)  # its workers are idle in their 30 s poll
         result = CliRunner().invoke(main, ["tasks", "enqueue", "greeter-rust", "greet",
                                            '{"name": "Ada"}', "--app", str(app)])
@@ -113,10 +102,7 @@ def test_a_cli_enqueue_runs_on_a_running_sqlite_host_without_waiting_for_its_pol
         store = open_storage(app / "data")
         try:
             took = seconds_until(lambda: (t := store.queue.get(1)) is not None
-                                 and t.state == "succeeded", "the job succeeded")
+                                 and t.state == "succeeded", "the job succeeded", watch=[host])
             assert took < 10, took  # well inside the 30 s poll
         finally:
             store.close()
-    finally:
-        proc.terminate()
-        proc.wait(30)
