@@ -8,13 +8,10 @@ delivery (so a test can kill the host under it) and finishes on the next.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import sqlite3
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +26,7 @@ from omnicore.errors import ConfigError, PluginLoadError
 from omnicore.jobs import JobDead, JobFailed, JobSucceeded
 from omnicore.sandbox import wasmbin
 from omnicore.storage import JobSpec, SQLiteStorage
+from tests.hosts import Host
 from tests.waiting import eventually
 
 TASKS_WAT = r"""
@@ -323,27 +321,13 @@ def test_a_job_survives_kill_9_of_the_host_and_completes_after_restart(tmp_path:
     store = SQLiteStorage(db)
     job = store.queue.add(JobSpec("tp", "slow", b"", 0.0))
     store.close()
-    cmd = [sys.executable, "-m", "omnicore.cli", "run", str(appdir)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        eventually(lambda: _read(db, "SELECT value FROM kv WHERE key='slow_calls'") == b"1",
-                   "the job to start", watch=[first])
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    with Host(appdir).start() as first:
+        first.until(lambda: _read(db, "SELECT value FROM kv WHERE key='slow_calls'") == b"1",
+                    "the job to start")
+        first.stop(signal.SIGKILL)
     assert _read(db, f"SELECT state FROM jobs WHERE id={job}") == "running"
-    second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        eventually(lambda: _read(db, f"SELECT state FROM jobs WHERE id={job}") == "succeeded",
-                   "the job to complete after restart", watch=[second])
+    with Host(appdir).start() as second:
+        second.until(lambda: _read(db, f"SELECT state FROM jobs WHERE id={job}") == "succeeded",
+                     "the job to complete after restart")
         assert _read(db, f"SELECT attempts FROM jobs WHERE id={job}") == 2  # at least once
         assert _read(db, "SELECT value FROM kv WHERE key='slow_done'") == b"1"
-    finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(30)
-        except subprocess.TimeoutExpired:
-            second.kill()

@@ -10,11 +10,7 @@ interrupt can end them in time.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +31,7 @@ from omnicore.sandbox import (
     wasmbin,
 )
 from omnicore.storage import JobSpec, SQLiteStorage
+from tests.hosts import Host
 from tests.sandbox_fixtures import compile_wat, wait_for
 from tests.waiting import eventually
 
@@ -78,44 +75,27 @@ def test_sigterm_ends_within_the_grace_and_the_jobs_run_again_after_restart(
     store = SQLiteStorage(db)
     jobs = {h: store.queue.add(JobSpec("spinner", h, b"", 0.0)) for h in HANDLERS}
     store.close()
-    cmd = [sys.executable, "-m", "omnicore.cli", "run", str(appdir)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    errlog = tmp_path / "first.log"
-    with errlog.open("wb") as err:
-        first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        eventually(lambda: all(_read(db, f"SELECT value FROM kv WHERE key='{h}_runs'") == b"1"
-                               for h in HANDLERS), "both jobs to be running", watch=[first])
+    with Host(appdir).start() as first:
+        first.until(lambda: all(_read(db, f"SELECT value FROM kv WHERE key='{h}_runs'")
+                                == b"1" for h in HANDLERS), "both jobs to be running")
         sent = time.monotonic()
-        first.send_signal(signal.SIGTERM)
-        first.wait(grace + 30)
+        code = first.stop()
         took = time.monotonic() - sent
-    finally:
-        if first.poll() is None:
-            first.kill()
-    log = errlog.read_text()
-    assert first.returncode == 0, log
+    log = first.text
+    assert code == 0, log
     assert took < grace + SLACK_S, f"stop took {took:.2f}s with a {grace}s grace\n{log}"
     for handler, job in jobs.items():
         # Given back, not failed: queued, no attempt counted, no error recorded.
         assert _read(db, f"SELECT state FROM jobs WHERE id={job}") == "queued", handler
         assert _read(db, f"SELECT attempts FROM jobs WHERE id={job}") == 0, handler
         assert _read(db, f"SELECT last_error FROM jobs WHERE id={job}") is None, handler
-    second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        eventually(lambda: all(_read(db, f"SELECT state FROM jobs WHERE id={j}") == "succeeded"
-                               for j in jobs.values()), "the jobs to run again and succeed",
-                   watch=[second])
+    with Host(appdir).start() as second:
+        second.until(lambda: all(_read(db, f"SELECT state FROM jobs WHERE id={j}") == "succeeded"
+                                 for j in jobs.values()), "the jobs to run again and succeed")
         for handler, job in jobs.items():
             assert _read(db, f"SELECT attempts FROM jobs WHERE id={job}") == 1
             assert _read(db, f"SELECT value FROM kv WHERE key='{handler}_runs'") == b"2"
             assert _read(db, f"SELECT value FROM kv WHERE key='{handler}_done'") == b"1"
-    finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(30)
-        except subprocess.TimeoutExpired:
-            second.kill()
 
 
 def test_an_embedded_stop_interrupts_only_after_the_grace_and_counts_no_failure(
