@@ -208,11 +208,10 @@ static inline void omni__clear(omni__pairs *m) {
     m->n = 0;
 }
 
-/* The config the test set (key, value; sent whole to the host at each change), scripted SQL
- * answers (statement, answer), SQL calls (connector, request JSON; "BEGIN n"/"COMMIT n"/
- * "ROLLBACK n" for transactions). */
+/* Scripted SQL answers (statement, answer), SQL calls (connector, request JSON; "BEGIN n"/
+ * "COMMIT n"/"ROLLBACK n" for transactions). */
 typedef struct {
-    omni__pairs config, sql_answers, sql_calls;
+    omni__pairs sql_answers, sql_calls;
     int64_t next_tx;
     int64_t open_tx[64];
 } omni__host_state;
@@ -234,7 +233,8 @@ void omni__redis_set(const void *, size_t, const void *, size_t);
 /* The test host (omnicore.toolchains.testhost.control): a fresh host, and what a test sets
  * and reads of it. A read answers the length and writes only when it fits (§3.2). */
 OMNI__HOSTED("omnicore:testing", "reset") void omni__host_reset(void);
-OMNI__HOSTED("omnicore:testing", "set_config") int32_t omni__host_config(const void *, size_t);
+OMNI__HOSTED("omnicore:testing", "config_set")
+void omni__host_config(const void *, size_t, const void *, size_t);
 OMNI__HOSTED("omnicore:testing", "set_log_level") void omni__host_log_level(int32_t);
 OMNI__HOSTED("omnicore:testing", "set_secret")
 void omni__host_secret(const void *, size_t, const void *, size_t, int32_t);
@@ -264,7 +264,7 @@ static inline const char *omni__host_read(char **slot, int32_t (*answer)(void *,
 }
 
 static inline void omni__test_reset(void) {
-    omni__pairs *all[] = {&omni__host.config, &omni__host.sql_answers, &omni__host.sql_calls};
+    omni__pairs *all[] = {&omni__host.sql_answers, &omni__host.sql_calls};
     omni__host_reset();
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) omni__clear(all[i]);
     omni__host.next_tx = 0;
@@ -275,22 +275,10 @@ static inline void omni__test_reset(void) {
 
 /* Config value `key` as the host answers it: a string verbatim, anything else as JSON
  * ("" is the whole section). */
-/* Config value `key` as the host answers it: a string verbatim (the config is the object of
- * the keys set so far, each value a string). */
+/* Config value `key` (a dotted path, "db.port", as the plugin reads it) set to `value`, which
+ * the host answers verbatim. */
 static inline void omni_test_config(const char *key, const char *value) {
-    omni__put(&omni__host.config, key, strlen(key), value, strlen(value));
-    omni_buf b = {0};
-    omni_buf_puts(&b, "{");
-    for (size_t i = 0; i < omni__host.config.n; i++) {
-        if (i) omni_buf_puts(&b, ",");
-        omni__pair *p = &omni__host.config.items[i];
-        omni_buf_json_string(&b, p->key, strlen(p->key));
-        omni_buf_puts(&b, ":");
-        omni_buf_json_string(&b, p->value, p->len);
-    }
-    omni_buf_puts(&b, "}");
-    omni__host_config(b.ptr, b.len);
-    omni_buf_free(&b);
+    omni__host_config(key, strlen(key), value, strlen(value));
 }
 /* Exposes secret `name` to the plugin with `value` (names never set are DENIED). */
 static inline void omni_test_secret(const char *name, const char *value) {

@@ -96,3 +96,41 @@ def test_a_trap_ends_one_run_only(program: Program) -> None:
     outcome = program.run(["trap"], out)
     assert outcome.code != 0 and outcome.trap and "unreachable" in outcome.trap
     assert program.run([], Captured()).code == 0
+
+
+# config_set("db.port", "5432") (C's omni_test_config), then omnicore:config.get("db.port")
+# and get("") (the whole section) printed: the host's own config lookup reads the dotted path.
+CONFIG = r"""
+(module
+  (import "omnicore:config" "get" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "omnicore:testing" "config_set" (func $set (param i32 i32 i32 i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "db.port")
+  (data (i32.const 16) "5432")
+  (data (i32.const 32) "\n")
+  (func $print (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 512) (local.get $ptr))
+    (i32.store (i32.const 516) (local.get $len))
+    (i32.store (i32.const 520) (i32.const 32))
+    (i32.store (i32.const 524) (i32.const 1))
+    (drop (call $fd_write (i32.const 1) (i32.const 512) (i32.const 2) (i32.const 528))))
+  (func (export "_start")
+    (call $set (i32.const 0) (i32.const 7) (i32.const 16) (i32.const 4))
+    (call $print (i32.const 1024)
+                 (call $get (i32.const 0) (i32.const 7) (i32.const 1024) (i32.const 256)))
+    (call $print (i32.const 1024)
+                 (call $get (i32.const 0) (i32.const 0) (i32.const 1024) (i32.const 256)))))
+"""
+
+
+def test_a_dotted_config_key_is_a_nested_value(tmp_path: Path) -> None:
+    wasm = tmp_path / "config.wasm"
+    wasm.write_bytes(wasmtime.wat2wasm(CONFIG))
+    prog = Program(wasm)
+    try:
+        out = Captured()
+        assert prog.run([], out).code == 0
+    finally:
+        prog.close()
+    assert bytes(out.data).decode().splitlines() == ["5432", '{"db":{"port":"5432"}}']

@@ -112,7 +112,21 @@ def _statements(current: Current) -> list[list[Any]]:
     return current.host.databases.statements
 
 
-# C's test host (sdk/c/omnicore_test.h) reads one item at a time: no JSON reader in C.
+# C's test host (sdk/c/omnicore_test.h) sets and reads one item at a time: no JSON in C.
+def _config_key(current: Current, mem: GuestMemory, kp: int, kl: int, vp: int, vl: int) -> None:
+    """Config ``key`` (a dotted path, as the plugin reads it) set to the text ``value``."""
+    host = current.host
+    *parents, last = mem.read_str(kp, kl, "key").split(".")
+    section = host.config
+    for part in parents:
+        inner = section.get(part)
+        if not isinstance(inner, dict):  # new, or a value where the path goes on: replaced
+            inner = section[part] = {}
+        section = inner
+    section[last] = mem.read_str(vp, vl, "value")
+    host.rebind("config")
+
+
 def _kv_set(current: Current, mem: GuestMemory, kp: int, kl: int, vp: int, vl: int) -> None:
     host = current.host
     host.storage.kv(host.owner).set(mem.read_str(kp, kl, "key"), mem.read(vp, vl, "value"))
@@ -211,6 +225,7 @@ _FUNCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[..., Any]
     "sql_statements": ((_P, _P), ("i32",), _reader(_statements)),
     "redis_keys": ((_P, _P), ("i32",), _reader(_redis_keys)),
     "redis_published": ((_P, _P), ("i32",), _reader(_redis_published)),
+    "config_set": ((_P, _P, _P, _P), (), _config_key),
     "kv_set": ((_P, _P, _P, _P), (), _kv_set),
     "kv_get": ((_P, _P, _P, _P), ("i32",), _kv_get),
     "log_count": ((), ("i32",), _log_count),
