@@ -11,10 +11,7 @@ were, and an operator's task queued while the host was down runs after the resta
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from click.testing import CliRunner
 from omnicore.cli import main
 from omnicore.storage import open_storage
 from omnicore.toolchains import build
+from tests.hosts import Host
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,30 +58,24 @@ def count(appdir: Path, plugin: str, key: str) -> int:
 
 
 @pytest.fixture
-def serve(appdir: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    running: list[subprocess.Popen[bytes]] = []
+def serve(appdir: Path) -> Iterator[Callable[[], Host]]:
+    running: list[Host] = []
 
-    def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(appdir)],
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        running.append(proc)
-        return proc
+    def start() -> Host:
+        running.append(Host(appdir).start())
+        return running[-1]
 
     yield start
-    for proc in running:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    for host in running:
+        host.stop(signal.SIGKILL)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 0
+def stop(host: Host) -> None:
+    assert host.stop() == 0, host.text
 
 
 def test_the_digests_count_schedule_and_react_across_a_restart(
-        appdir: Path, serve: Callable[[], subprocess.Popen[bytes]]) -> None:
+        appdir: Path, serve: Callable[[], Host]) -> None:
     first = serve()
     # Each digest's schedule publishes a summary; the other one receives it and counts it.
     eventually(lambda: count(appdir, "digest-js", "topic:plugin.digest-rust.summary") >= 2 and

@@ -5,7 +5,6 @@ its idempotency key)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from omnicore import OmniApp
-from tests.waiting import eventually
+from tests.hosts import Host
 from tests.workflows.conftest import app_dir
 
 FLOW = """\
@@ -98,11 +97,6 @@ def read(db: Path, sql: str) -> Any:
         conn.close()
 
 
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(10)
-
-
 def test_a_run_survives_kill_9_between_and_within_steps(
         tmp_path: Path, built_plugins: dict[str, Path], ledger: Ledger) -> None:
     folder = app_dir(tmp_path / "app", {"counter-rust": built_plugins["counter-rust"]},
@@ -119,44 +113,38 @@ def test_a_run_survives_kill_9_between_and_within_steps(
     def step(sid: str, col: str = "state") -> Any:
         return read(db, f"SELECT {col} FROM wf_steps WHERE run_id={run_id} AND step='{sid}'")
 
-    cmd = [sys.executable, "-m", "omnicore.cli", "run", str(folder)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = []
+    hosts: list[Host] = []
 
-    def host() -> subprocess.Popen[bytes]:
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
-        return procs[-1]
+    def host() -> Host:
+        hosts.append(Host(folder).start())
+        return hosts[-1]
 
     try:
         # 1. Between steps: `one` is done, the run waits for its approval.
         first = host()
-        eventually(lambda: step("hold") == "waiting", "the approval", watch=[first])
-        kill(first)
+        first.until(lambda: step("hold") == "waiting", "the approval")
+        first.stop(signal.SIGKILL)
         approve = subprocess.run([sys.executable, "-m", "omnicore.cli", "workflows", "approve",
-                                  str(run_id), "hold", "--app", str(folder)], env=env,
+                                  str(run_id), "hold", "--app", str(folder)],
                                  capture_output=True, text=True, timeout=60)
         assert approve.returncode == 0, approve.stderr
         assert step("call") == "queued"
 
         # 2. Within a step: the host is killed while `call` waits for the ledger's answer.
         second = host()
-        eventually(ledger.first.is_set, "the ledger call", watch=[second])
+        second.until(ledger.first.is_set, "the ledger call")
         assert step("call") == "running"
-        kill(second)
+        second.stop(signal.SIGKILL)
         ledger.release.set()
 
         # 3. A new host takes the step over once its lease expires, and finishes the run.
         third = host()
-        eventually(lambda: read(db, f"SELECT state FROM wf_runs WHERE id={run_id}") == "succeeded",
-                   "the run to succeed", watch=[third])
-        third.send_signal(signal.SIGTERM)
-        third.wait(30)
+        third.until(lambda: read(db, f"SELECT state FROM wf_runs WHERE id={run_id}")
+                    == "succeeded", "the run to succeed")
+        third.stop()
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        for each in hosts:
+            each.stop(signal.SIGKILL)
     assert step("one", "attempt") == 1 and step("two", "attempt") == 1
     assert step("call", "attempt") == 2                       # delivered twice ...
     assert len(ledger.keys) == 2 and len(set(ledger.keys)) == 1
