@@ -75,7 +75,17 @@ def handler_export(component: cm.Component, engine: wasmtime.Engine) -> str | No
     return None
 
 
-_CALL = threading.local()
+class _CallState(threading.local):
+    """The component call this thread is making. The class attributes are each thread's
+    defaults: a read never misses (``getattr`` with a default raises and catches an
+    AttributeError inside, and :func:`leave` runs after every call)."""
+
+    deadline: float = math.inf
+    refusal: str | None = None
+    ends: dict[str, Callable[[], None]] | None = None
+
+
+_CALL = _CallState()
 log = logging.getLogger("omnicore.sandbox")
 
 
@@ -89,7 +99,7 @@ def enter(deadline: float) -> None:
 def call_ends() -> dict[str, Callable[[], None]]:
     """What host functions leave for the end of the component call this thread is making (an
     open SQL transaction rolled back), by capability; :func:`leave` runs them."""
-    ends: dict[str, Callable[[], None]] | None = getattr(_CALL, "ends", None)
+    ends = _CALL.ends
     if ends is None:
         ends = _CALL.ends = {}
     return ends
@@ -98,7 +108,7 @@ def call_ends() -> dict[str, Callable[[], None]]:
 def leave() -> None:
     """The component call this thread made has ended, however it ended: run what its host
     functions left for then (:func:`call_ends`), once."""
-    ends = getattr(_CALL, "ends", None)
+    ends = _CALL.ends
     if not ends:
         return
     _CALL.ends = None
@@ -111,7 +121,7 @@ def leave() -> None:
 
 def take_refusal() -> str | None:
     """What the host function that failed this thread's last call said (then forgotten)."""
-    refusal: str | None = getattr(_CALL, "refusal", None)
+    refusal = _CALL.refusal
     _CALL.refusal = None
     return refusal
 
@@ -255,7 +265,7 @@ def _callback(env: int, _context: Any, _ty: Any, args: Any, nargs: int, results:
     try:
         values = [_lift(codec, args[i]) for i, codec in enumerate(entry.params)]
         if entry.timed:
-            values.insert(0, getattr(_CALL, "deadline", math.inf))
+            values.insert(0, _CALL.deadline)
         answer = entry.impl(entry.state, *values)
         if entry.result is not None:
             entry.result.lower(answer, results[0])
@@ -284,7 +294,7 @@ def _flat_callback(env: int | None, _context: int | None, _ty: int | None, args:
     try:
         values = entry.flat(args or 0)  # type: ignore[misc]
         if entry.timed:
-            values.insert(0, getattr(_CALL, "deadline", math.inf))
+            values.insert(0, _CALL.deadline)
         answer = entry.impl(entry.state, *values)
         result = entry.result
         if result is not None:

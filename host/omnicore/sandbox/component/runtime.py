@@ -153,8 +153,11 @@ class ComponentRuntime(PooledRuntime[Instance]):
                        for name, form in module.flat.items() if form.result == "canon"}
         #: Those called with JSON in and out in C (scalars and strings: .flatcall's
         #: call_json; one without its instance's memory answers NotImplemented).
+        #: (Never a handler's name: a plugin component's handlers are called through its
+        #: ``call`` export, and the lane is tried first.)
         self._lanes = {name: flat for name, (flat, _m) in self._canon.items()
-                       if COMPCALL is not None and flat.plain is not None}
+                       if COMPCALL is not None and flat.plain is not None
+                       and not (self._call_fn is not None and name in module.handlers)}
         #: Whether the component can write to stdout/stderr at all: without those imports
         #: there is nothing to take in after a call (two reads of empty pipes saved).
         self._stdio = any(n.startswith(("wasi:cli/stdout", "wasi:cli/stderr"))
@@ -275,28 +278,24 @@ class ComponentRuntime(PooledRuntime[Instance]):
         Raises HandlerNotFound, InvalidInput (before anything runs), InputTooLarge,
         OutputTooLarge, Trap, DeadlineExceeded, FuelExhausted, MemoryLimitExceeded.
         """
-        if self._call_fn is not None and handler in self.module.handlers:
-            return self._call_handler(self._call_fn, handler, bytes(data))
-        fn = self._functions.get(handler)
-        if fn is None:
-            raise HandlerNotFound(
-                f"plugin {self.name!r} has no export {handler!r}; its exports: "
-                f"{', '.join(self._functions) or '(none)'}", plugin=self.name, handler=handler)
-        out: bytes | None = None
+        out: bytes
+        answer: Any = NotImplemented
         lane = self._lanes.get(handler)
         if lane is not None and type(data) is bytes and len(data) <= self.limits.max_input_bytes:
             # JSON in and out in C (.flatcall's call_json); NotImplemented: nothing ran, the
             # input is not plainly the arguments, and parse_arguments answers it.
-            inst = self._pool.acquire(handler)
-            keep = False
-            try:
-                answer = self._call_lane(inst, fn, lane, data)
-                keep = True
-            finally:
-                self._release(inst, keep)
-            if answer is not NotImplemented:
-                out = answer
-        if out is None:
+            answer = self._call_lane(handler, lane, data)
+        if answer is not NotImplemented:
+            out = answer
+        else:
+            if self._call_fn is not None and handler in self.module.handlers:
+                return self._call_handler(self._call_fn, handler, bytes(data))
+            fn = self._functions.get(handler)
+            if fn is None:
+                raise HandlerNotFound(
+                    f"plugin {self.name!r} has no export {handler!r}; its exports: "
+                    f"{', '.join(self._functions) or '(none)'}", plugin=self.name,
+                    handler=handler)
             args = parse_arguments(self.name, fn, bytes(data), self.limits)
             inst = self._pool.acquire(handler)
             keep = False
@@ -440,30 +439,40 @@ class ComponentRuntime(PooledRuntime[Instance]):
         return self._classify(inst.store, inst.limiter, fn.name, start, failure, mark=mark,
                               watch=inst.watch)
 
-    def _call_lane(self, inst: Instance, fn: Function, flat: FlatCall, data: bytes) -> Any:
-        """``fn`` with ``data`` through its C face's call_json: the answer's JSON, or
-        NotImplemented (the input is not plainly its arguments; nothing ran). The hot path of
-        scalar and string exports: :meth:`_arm` inline, the C face arming the deadline."""
-        bound = inst.canon.get(fn.name) or inst.bound(fn.name, flat, self._ticks)
-        watch = inst.watch
-        if watch is not None:
-            watch.arm(inst.store)
-        if self._fuel is not None:
-            inst.store.set_fuel(self._fuel)
-        inst.limiter.refused = False
-        start = self.engine.epoch
-        mark = self.log.written
-        enter(time.monotonic() + self._timeout_s)
+    def _call_lane(self, name: str, flat: FlatCall, data: bytes) -> Any:
+        """Export ``name`` with ``data`` through its C face's call_json, on an instance of the
+        pool: the answer's JSON, or NotImplemented (the input is not plainly its arguments;
+        nothing ran). The hot path of scalar and string exports, so in one frame: the pool's
+        checkout, :meth:`_arm` inline (the C face arms the deadline), the call, the verdict."""
+        pool = self._pool
+        inst = pool.acquire(name)
+        keep = False
         try:
+            bound = inst.canon.get(name) or inst.bound(name, flat, self._ticks)
+            watch = inst.watch
+            if watch is not None:
+                watch.arm(inst.store)
+            if self._fuel is not None:
+                inst.store.set_fuel(self._fuel)
+            inst.limiter.refused = False
+            start = self.engine.epoch
+            mark = self.log.written
+            enter(time.monotonic() + self._timeout_s)
             try:
-                answer = bound.c.call_json(data, None if watch is not None else start)
-            finally:
-                if self._stdio:
-                    self._wasi_output.catch_up()
-                leave()
-        except (_CallFailed, _CanonTrap) as exc:
-            raise self._canon_failed(inst, fn, start, mark, exc) from None
-        self._check_descriptors(inst, fn.name, start)
+                try:
+                    answer = bound.c.call_json(data, None if watch is not None else start)
+                finally:
+                    if self._stdio:
+                        self._wasi_output.catch_up()
+                    leave()
+            except (_CallFailed, _CanonTrap) as exc:
+                raise self._canon_failed(inst, self._functions[name], start, mark,
+                                         exc) from None
+            if watch is not None:
+                self._check_descriptors(inst, name, start)
+            keep = True
+        finally:
+            pool.release(inst, keep)
         return answer
 
     def _invoke_canon(self, inst: Instance, fn: Function, flat: FlatCall,
