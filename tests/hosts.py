@@ -103,8 +103,8 @@ class Host:
         return self.until(lambda: find_running(self.data), "its console", **options)
 
     @property
-    def console(self) -> str | None:
-        """Its console's address, from the console file it wrote (not another host's)."""
+    def console_file(self) -> dict[str, Any] | None:
+        """The console file it wrote (url, token, pid...), not another host's."""
         pid = self.proc.pid if self.proc else None
         for found in [self.data / "console.json", *self.data.glob("instances/*/console.json")]:
             try:
@@ -114,12 +114,30 @@ class Host:
             if doc.get("pid") == pid:
                 if found.parent.parent.name == "instances":
                     self.runtime_id = found.parent.name
-                return str(doc["url"])
+                return dict(doc)
         return None
 
-    def ready(self) -> bool:
+    @property
+    def console(self) -> str | None:
+        """Its console's address."""
+        doc = self.console_file
+        return None if doc is None else str(doc["url"])
+
+    def readyz(self) -> int:
+        """The status its /readyz answers (503 while its storage is away); 0: no answer."""
         url = self.console
-        return url is not None and http_ok(url + "/readyz")
+        if url is None:
+            return 0
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except (OSError, ValueError):
+            return 0
+
+    def ready(self) -> bool:
+        return self.readyz() == 200
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from tests.console.test_browser import ARGS, CHROMIUM
+from tests.console.test_browser import browser  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "build" / "docs-screenshots"
@@ -28,16 +27,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _overflowing(page: Page) -> list[str]:
@@ -66,8 +55,8 @@ def _overflowing(page: Page) -> list[str]:
 
 
 @pytest.mark.parametrize(("width", "height"), [(1366, 768), (390, 844)])
-def test_pages_fit_the_window_at_laptop_and_phone_widths(site: Path, browser: Browser,
-                                                         width: int, height: int) -> None:
+def test_pages_fit_the_window_at_laptop_and_phone_widths(
+        site: Path, browser: Browser, width: int, height: int) -> None:  # noqa: F811
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": width, "height": height})
     try:
@@ -82,7 +71,8 @@ def test_pages_fit_the_window_at_laptop_and_phone_widths(site: Path, browser: Br
         page.close()
 
 
-def test_search_finds_a_page_from_the_file_system(site: Path, browser: Browser) -> None:
+def test_search_finds_a_page_from_the_file_system(site: Path,
+                                                  browser: Browser) -> None:  # noqa: F811
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))

@@ -9,13 +9,8 @@ outcome from kv, which every instance shares.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +20,7 @@ import pytest
 from omnicore.storage import JobSpec
 from omnicore.storage.postgres import PostgresStorage
 from omnicore.toolchains import build
+from tests.cluster.hosts import Host as ClusterHost
 from tests.waiting import seconds_until
 
 HERE = Path(__file__).resolve().parent
@@ -37,60 +33,19 @@ def worker_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "worker.wasm"
 
 
-class Host:
-    """One ``omnicore run`` child: its app dir, process and (once it registered) runtime id."""
+class Host(ClusterHost):
+    """One ``omnicore run`` child of the cluster, serving the worker plugin."""
 
     def __init__(self, root: Path, url: str, wasm: Path, index: int,
-                 schedules: list[dict[str, Any]], python: str = sys.executable) -> None:
-        self.python = python
-        self.dir = root / f"host-{index}"
-        (self.dir / "plugins").mkdir(parents=True)
-        shutil.copy(wasm, self.dir / "plugins" / "worker.wasm")
-        (self.dir / "omnicore.yaml").write_text(json.dumps({
-            "name": "scaleout", "data_dir": "data", "plugins_dir": "plugins",
-            "log": {"format": "json"}, "sandbox": {"watch": False},
+                 schedules: list[dict[str, Any]]) -> None:
+        super().__init__(root, url, index, [wasm], {
+            "name": "scaleout",
             "plugins": {"worker": {"grants": ["kv", "events"],
                                    "limits": {"timeout_ms": 20000}}},
-            "capabilities": {"tasks": {"schedules": {"worker": schedules}}}}))
-        self.url = url
-        self.log = self.dir / "host.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, **env: str) -> None:
-        env = {**os.environ, "OMNICORE_STORAGE__URL": self.url, "PYTHONUNBUFFERED": "1",
-               "OMNICORE_CONSOLE__PORT": "0", **env}
-        with self.log.open("ab") as sink:
-            self.proc = subprocess.Popen([self.python, "-m", "omnicore.cli", "run",
-                                          str(self.dir)], env=env, stdout=sink, stderr=sink)
-
-    @property
-    def console(self) -> str:
-        # A host of a shared database keeps its console file under its runtime id.
-        (found,) = (self.dir / "data").glob("instances/*/console.json")
-        return str(json.loads(found.read_text())["url"])
-
-    def ready(self) -> int:
-        try:
-            with urllib.request.urlopen(self.console + "/readyz", timeout=2) as r:
-                return int(r.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except (OSError, ValueError, KeyError):
-            return 0
+            "capabilities": {"tasks": {"schedules": {"worker": schedules}}}})
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self.stop(signal.SIGKILL)
 
 
 def until(pred: Callable[[], bool], what: str, hosts: list[Host], timeout: float = 60.0,
@@ -114,7 +69,7 @@ def cluster(tmp_path: Path, pg_url: str, worker_wasm: Path
             host = Host(tmp_path, pg_url, worker_wasm, len(hosts), schedules or [])
             hosts.append(host)
             host.start()
-        until(lambda: len(store.instances.all()) == n and all(h.ready() == 200 for h in hosts),
+        until(lambda: len(store.instances.all()) == n and all(h.readyz() == 200 for h in hosts),
               f"{n} instances registered and ready", hosts, timeout=120)
         return hosts, store
 
@@ -183,12 +138,12 @@ def test_postgres_going_away_and_coming_back(cluster: Any, pg_cluster: Any) -> N
     try:
         # (No bound on how soon beyond the wait's own: on a loaded machine running several
         # test workers a host's health check can lag seconds behind.)
-        until(lambda: all(h.ready() == 503 for h in hosts), "/readyz 503", hosts, timeout=60)
+        until(lambda: all(h.readyz() == 503 for h in hosts), "/readyz 503", hosts, timeout=60)
         time.sleep(4)
         assert all(h.proc is not None and h.proc.poll() is None for h in hosts)
     finally:
         pg_cluster.resume()
-    until(lambda: all(h.ready() == 200 for h in hosts), "/readyz 200 again", hosts, timeout=30)
+    until(lambda: all(h.readyz() == 200 for h in hosts), "/readyz 200 again", hosts, timeout=30)
     job = store.queue.add(JobSpec("worker", "slow", b'{"id": 99, "ms": 0}', time.time()))
     until(lambda: store.queue.get(job).state == "succeeded",  # type: ignore[union-attr]
           "a job after the outage", hosts, timeout=30)
@@ -219,7 +174,7 @@ def test_hosts_sharing_one_data_dir_keep_their_own_files(tmp_path: Path, pg_url:
 
     host = Host(tmp_path, pg_url, worker_wasm, 0, [])
     twin = Host(tmp_path, pg_url, worker_wasm, 1, [])
-    twin.dir = host.dir  # the same app dir, data dir and plugin folder
+    twin.dir, twin.data = host.dir, host.data  # the same app dir, data dir and plugin folder
     twin.log = host.dir / "twin.log"
     store = PostgresStorage(pg_url)
     try:

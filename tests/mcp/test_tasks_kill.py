@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,60 +15,19 @@ from typing import Any
 import pytest
 
 from omnicore.storage.postgres import PostgresStorage
+from tests.hosts import Host
 from tests.mcp.gate import Gate, gate_config, gate_server
 from tests.mcp.mcp_fixtures import http_session, text_of, wasm
 from tests.mcp.test_tasks import create_task, get_task, task_result
 from tests.waiting import eventually
 
 
-class Proc:
-    """One ``omnicore run`` of an app dir; its console's URL and local token once up."""
-
-    def __init__(self, appdir: Path, env: dict[str, str], name: str) -> None:
-        self.dir = appdir
-        self.env = env
-        self.log = appdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMNICORE_CONSOLE__PORT": "0", **self.env}
-        with self.log.open("ab") as sink:
-            self.proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run",
-                                          str(self.dir)], env=env, stdout=sink, stderr=sink)
-
-    def console(self) -> dict[str, Any] | None:
-        """The console file this process wrote (url, token), once it serves."""
-        assert self.proc is not None
-        for path in (self.dir / "data").glob("**/console.json"):
-            doc = json.loads(path.read_text())
-            if doc.get("pid", self.proc.pid) == self.proc.pid and _ready(doc["url"]):
-                return dict(doc)
-        return None
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+def served(host: Host) -> dict[str, Any] | None:
+    """Its console file (url, token), once it is ready."""
+    return host.console_file if host.ready() else None
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
-            return int(r.status) == 200
-    except (OSError, ValueError):
-        return False
-
-
-def until(pred: Any, what: str, procs: list[Proc], timeout: float = 90.0) -> Any:
+def until(pred: Any, what: str, procs: list[Host], timeout: float = 90.0) -> Any:
     return eventually(pred, what, watch=procs, ok_exits=(-signal.SIGKILL,), timeout=timeout,
                       every=0.05)
 
@@ -94,8 +49,8 @@ def gate() -> Iterator[Gate]:
 
 
 @pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
+def procs() -> Iterator[list[Host]]:
+    started: list[Host] = []
     yield started
     for p in started:
         p.stop()
@@ -114,19 +69,17 @@ async def _finish(console: dict[str, Any], task_id: str) -> tuple[str, str]:
 
 
 def test_sqlite_the_restarted_host_finishes_the_task(tmp_path: Path, gate: Gate,
-                                                     procs: list[Proc]) -> None:
+                                                     procs: list[Host]) -> None:
     appdir = make_app(tmp_path / "app", gate)
-    first = Proc(appdir, {}, "first")
+    first = Host(appdir, log=appdir / "first.log").start()
     procs.append(first)
-    first.start()
-    console = until(first.console, "the host to serve", procs)
+    console = until(lambda: served(first), "the host to serve", procs)
     task_id = asyncio.run(_start_task(console, gate))
     gate.wait_hits(1)
-    first.kill()
-    second = Proc(appdir, {}, "second")
+    first.stop(signal.SIGKILL)
+    second = Host(appdir, log=appdir / "second.log").start()
     procs.append(second)
-    second.start()
-    console = until(second.console, "the restarted host to serve", procs)
+    console = until(lambda: served(second), "the restarted host to serve", procs)
     gate.wait_hits(2)  # the job ran again after the restart
     gate.open()
     text, status = asyncio.run(_finish(console, task_id))
@@ -134,15 +87,14 @@ def test_sqlite_the_restarted_host_finishes_the_task(tmp_path: Path, gate: Gate,
 
 
 def test_postgres_another_host_finishes_the_task(tmp_path: Path, gate: Gate, pg_url: str,
-                                                 procs: list[Proc]) -> None:
+                                                 procs: list[Host]) -> None:
     hosts = []
     for i in range(2):
-        p = Proc(make_app(tmp_path / f"host-{i}", gate), {"OMNICORE_STORAGE__URL": pg_url},
-                 f"host-{i}")
+        p = Host(make_app(tmp_path / f"host-{i}", gate)).start({"OMNICORE_STORAGE__URL": pg_url})
         procs.append(p)
         hosts.append(p)
-        p.start()
-    consoles = [until(h.console, f"host {i} to serve", procs) for i, h in enumerate(hosts)]
+    consoles = [until(lambda h=h: served(h), f"host {i} to serve", procs)
+                for i, h in enumerate(hosts)]
     task_id = asyncio.run(_start_task(consoles[0], gate))
     gate.wait_hits(1)
     store = PostgresStorage(pg_url)
@@ -154,7 +106,7 @@ def test_postgres_another_host_finishes_the_task(tmp_path: Path, gate: Gate, pg_
         pids = {i.runtime_id: i.pid for i in store.instances.all()}
         victim = next(h for h in hosts if h.proc is not None and h.proc.pid == pids[job.owner])
         survivor = consoles[1 - hosts.index(victim)]
-        victim.kill()
+        victim.stop(signal.SIGKILL)
         gate.wait_hits(2)  # the other host took the job over
         gate.open()
         text, status = asyncio.run(_finish(survivor, task_id))

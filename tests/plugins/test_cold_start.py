@@ -11,10 +11,6 @@ asserts a duration: the tests watch the states and the answers while the big one
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -36,6 +32,7 @@ from omnicore.plugins.ahead import CompileAhead
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import PluginModule, SandboxEngine
 from tests.host_fixtures import echo_wasm, write
+from tests.hosts import Host
 from tests.waiting import eventually
 
 
@@ -166,14 +163,8 @@ def test_healthz_and_the_api_answer_while_plugins_compile(folder: Path, tmp_path
     app = tmp_path
     (app / "omnicore.yaml").write_text("name: cold\nplugins_dir: plugins\ndata_dir: .omnicore\n"
                                       "console: {port: 0}\n")
-    log = (tmp_path / "run.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(app)],
-                              stdout=log, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        console = app / ".omnicore" / "console.json"
-        eventually(lambda: console.is_file() or server.poll() is not None)
-        doc = json.loads(console.read_text())
+    with Host(app, data=app / ".omnicore", log=tmp_path / "run.log").start() as server:
+        doc = server.until(lambda: server.console_file, "its console file")
 
         def get(path: str) -> tuple[int, bytes]:
             req = urllib.request.Request(doc["url"] + path,
@@ -185,7 +176,7 @@ def test_healthz_and_the_api_answer_while_plugins_compile(folder: Path, tmp_path
             items = json.loads(get("/api/v1/plugins?limit=100")[1])["items"]
             return {i["name"]: i["state"] for i in items}
 
-        eventually(lambda: states().get("tiny") == "loaded")
+        server.until(lambda: states().get("tiny") == "loaded", "tiny loaded")
         assert get("/healthz")[0] == 200
         now = states()
         # Seen while the big one compiles (if the machine was that fast, it is loaded).
@@ -197,12 +188,9 @@ def test_healthz_and_the_api_answer_while_plugins_compile(folder: Path, tmp_path
                      "Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert json.loads(resp.read())["output"] == "hi"
-        eventually(lambda: states().get("big") == "loaded", timeout=120)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        code = server.wait(timeout=60)
-        log.close()
-    assert code == 0, (tmp_path / "run.log").read_text()
+        server.until(lambda: states().get("big") == "loaded", "big loaded", timeout=120)
+        code = server.stop()
+    assert code == 0, server.text
 
 
 def test_build_app_compiles_into_the_apps_cache(folder: Path, tmp_path: Path) -> None:
