@@ -234,8 +234,8 @@ def test_transactions_commit_or_roll_back_with_the_block():
         assert info.value.code == "NOT_FOUND"
         assert [(c.sql, c.tx) for c in host.sql_calls] == [
             ("BEGIN", 1), ("update stock set qty = qty - 1 where sku = $1", 1), ("COMMIT", 1),
-            ("BEGIN", 4), ("delete from stock", 4), ("ROLLBACK", 4),
-            ("BEGIN", 7), ("ROLLBACK", 7)]
+            ("BEGIN", 2), ("delete from stock", 2), ("ROLLBACK", 2),
+            ("BEGIN", 3), ("ROLLBACK", 3)]
     with TestHost():
         with pytest.raises(HostError) as info:
             sql.connect("orders").query("select 1")

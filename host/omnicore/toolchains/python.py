@@ -297,8 +297,9 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
 
 
 def unit_tests(src: Path) -> UnitTests:
-    """pytest on the project's own tests, with the SDK on the path (its test host,
-    ``omnicore_plugin.testing``, stands in for omnicore)."""
+    """pytest on the project's own tests in omnicore's interpreter, with the SDK on the path:
+    ``omnicore_plugin.testing.TestHost`` serves the plugin's host calls with omnicore's test
+    host in the same process (``toolchains.testhost.native``: the capabilities' own code)."""
     deps = dependencies(src)
     path = os.pathsep.join([str(src), str(locations.sdk_dir("python")),
                             *([str(deps)] if deps is not None else []),

@@ -10,36 +10,34 @@ _host = Binding("log")
 
 
 def _write(level: str, message: str) -> None:
-    mod = _host.module()
-    mod.write(getattr(mod.Level, level), message)
+    _host.call("write", _host.case("Level", level), message)
 
 
 def enabled(level: str) -> bool:
     """Whether a line at ``level`` (trace, debug, info, warn, error) would be kept."""
-    mod = _host.module()
-    return bool(mod.enabled(getattr(mod.Level, level.upper())))
+    return bool(_host.call("enabled", _host.case("Level", level.lower())))
 
 
 def trace(message: str) -> None:
     """Log at trace level."""
-    _write("TRACE", message)
+    _write("trace", message)
 
 
 def debug(message: str) -> None:
     """Log at debug level."""
-    _write("DEBUG", message)
+    _write("debug", message)
 
 
 def info(message: str) -> None:
     """Log at info level."""
-    _write("INFO", message)
+    _write("info", message)
 
 
 def warn(message: str) -> None:
     """Log at warn level."""
-    _write("WARN", message)
+    _write("warn", message)
 
 
 def error(message: str) -> None:
     """Log at error level."""
-    _write("ERROR", message)
+    _write("error", message)

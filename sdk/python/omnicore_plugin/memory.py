@@ -23,7 +23,7 @@ _host = Binding("memory")
 
 #: The tiers, in the host's order (``omnicore:memory`` numbers them 0, 1, 2).
 TIERS = ("working", "short", "long")
-_WIT = {"working": "WORKING", "short": "SHORT_TERM", "long": "LONG_TERM"}
+_WIT = {"working": "working", "short": "short-term", "long": "long-term"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Memory:
 def _tier(tier: str) -> Any:
     if tier not in _WIT:
         raise ValueError(f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
-    return getattr(_host.module().Tier, _WIT[tier])
+    return _host.case("Tier", _WIT[tier])
 
 
 def remember(text: str, *, tier: str = "working", metadata: Mapping[str, Any] | None = None,

@@ -1,5 +1,6 @@
 """The Python SDK's TestHost through the contract's requests (tests/sdk/test_contract_fakes.py):
-a plugin's redis and sql calls as omnicore_plugin's binding makes them."""
+a plugin's redis and sql calls as omnicore_plugin's binding makes them, through the door to
+omnicore's test host (its capability code: the answers printed are the host's own)."""
 
 from __future__ import annotations
 
@@ -33,18 +34,16 @@ def main(path: str) -> None:
                     continue
                 names = [c["name"] for c in answer["columns"]]
                 host = TestHost(sql=lambda _call, n=names, a=answer: (n, a["rows"]))
-                stand_in, method = host._stand_ins["sql"], "query"
-                args = ("db", json.dumps({"sql": "SELECT"}))
+                call = ("sql", "query", ("db", json.dumps({"sql": "SELECT"})))
             else:
-                stand_in, method = host._stand_ins["redis"], "command"
-                args = ("cache", json.dumps(req["redis"]))
-            try:
-                out = getattr(stand_in, method)(*args)
-            except Exception as exc:  # the fake's refusal: what the plugin's call raises
-                message = getattr(getattr(exc, "value", None), "message", None) or str(exc)
-                print("error", message.replace("\n", " "))
+                call = ("redis", "command", ("cache", json.dumps(req["redis"])))
+            answer = host._native.call(*call)
+            if "err" in answer:  # the host's refusal: what the plugin's call raises
+                err = answer["err"]
+                code = err["code"].upper().replace("-", "_")
+                print("error", f"{code}: {err['message']}".replace("\n", " "))
             else:
-                print("ok", out)
+                print("ok", answer["ok"])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ A test program imports what a plugin imports (``omnicore:kv``, ``omnicore:http``
                  and Redis answering what the test scripted (Redis: testredis.MemoryRedis)
     control.py   omnicore:testing: set up the test's host, read back what the plugin did
     libtest.py   Rust's harness run one test per instance, reported as cargo test does
+    native.py    the same host for a plugin running in this process (Python's, under pytest):
+                 a capability's WIT functions called with Python values
 
 ``omnicore.toolchains.testrunner`` is the command that runs a program on it.
 """

@@ -129,11 +129,15 @@ class TestHost:
         """Bind ``name`` again at its next use (its grant or the config changed)."""
         self.states.pop(name, None)
 
+    def capability(self, name: str) -> Capability:
+        """The capability ``name`` over this host's services (its module imported now)."""
+        return self._makers[name]()
+
     def _bind(self, name: str) -> Any:
         plugin = self.owner if name in ("kv", "memory", "vectors") else PLUGIN
         ctx = PluginContext(plugin, self.grants.get(name, {}), self.config, self.log,
                             self._data_dir, self._handlers)
-        state = self._makers[name]().bind(ctx)
+        state = self.capability(name).bind(ctx)
         if name in ("sql", "redis"):
             from omnicore.toolchains.testhost.connectors import Everything
 
