@@ -290,13 +290,12 @@ def test_heartbeat_drain_and_a_stale_instance(pg_url: str) -> None:
 def two(pg_url: str) -> Iterator[tuple[PostgresStorage, PostgresStorage]]:
     """Two storage objects on one database, as two instances have; the second listens."""
     a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    up = threading.Event()
+    b.on_settings(up.set)  # called once its listening connection is up (LISTEN done)
+    eventually(up.is_set, "the second's listening connection")
     yield a, b
     a.close()
     b.close()
-
-
-def _listening() -> None:
-    time.sleep(0.5)  # the second's listening connection is up
 
 
 def test_an_enqueue_on_one_instance_wakes_another_through_notify(
@@ -304,7 +303,6 @@ def test_an_enqueue_on_one_instance_wakes_another_through_notify(
     a, b = two
     woke = threading.Event()
     b.on_wakeup(woke.set)
-    _listening()
     a.queue.add(JobSpec("p", "h", b"x", time.time()))
     assert woke.wait(5)
 
@@ -323,7 +321,6 @@ def test_a_burst_of_events_from_another_instance_arrives_in_order_in_few_calls(
         sent_all.wait(10)
 
     b.on_event(busy)
-    _listening()
     sent = [a.events.append("plugin.p.t", "p", b"x", retain=1000) for _ in range(300)]
     sent_all.set()
     eventually(lambda: sum(map(len, calls)) >= 300, "the burst's 300 events delivered")
@@ -343,7 +340,6 @@ def test_a_job_enqueue_wakes_only_the_job_queue_and_a_reap_wakes_every_queue(
     jobs, steps = threading.Event(), threading.Event()
     b.on_wakeup(jobs.set, "jobs")
     b.on_wakeup(steps.set, "steps")
-    _listening()
     for _ in range(50):  # a burst: each notification names the queue
         a.queue.add(JobSpec("p", "h", b"x", time.time()))
     assert jobs.wait(5)
@@ -360,7 +356,8 @@ def test_a_settings_change_on_one_instance_notifies_another(pg_url: str) -> None
     heard = threading.Event()
     try:
         b.on_settings(heard.set)
-        time.sleep(0.5)  # b's listening connection is up (its connect also calls back)
+        # Its listening connection is up: its connect calls back.
+        eventually(heard.is_set, "b's listening connection")
         heard.clear()
         rec = a.plugin_settings.change("echo", lambda d: {"enabled": False}, by=None, at=1.0)
         assert heard.wait(5)
