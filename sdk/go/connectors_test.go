@@ -1,5 +1,3 @@
-//go:build !wasm
-
 package omnicore
 
 import (
@@ -148,8 +146,9 @@ func TestRedisFake(t *testing.T) {
 	if !reflect.DeepEqual(host.RedisKeys(), want) {
 		t.Fatal(host.RedisKeys())
 	}
-	if host.Events[0].Topic != "redis:omnicore:plugin:news" {
-		t.Fatal(host.Events)
+	if got := host.RedisPublished(); len(got) != 1 || got[0].Topic != "omnicore:plugin:news" ||
+		string(got[0].Payload) != "hello" || len(host.Events) != 0 {
+		t.Fatal(got, host.Events)
 	}
 	if r, _ := cache.Command("HINCRBY", "h", "a", 2); r != int64(3) {
 		t.Fatal(r)

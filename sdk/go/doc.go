@@ -36,9 +36,8 @@
 // to the host stay referenced from a Go map until the host frees them, so the garbage
 // collector never reclaims memory the host still uses.
 //
-// Handlers are plain Go functions, so they unit-test natively with `go test`: on a non-wasm
-// build the capability wrappers talk to an in-memory TestHost (see UseTestHost) instead of
-// wasm imports.
+// Handlers are plain Go functions, so they unit-test with `omnicore test`, which compiles
+// the tests to wasm and runs each on omnicore's test host (see UseTestHost).
 //
 // Instances serve one call at a time; a plugin may keep state in package variables between
 // calls of one instance, but the host may replace instances at any time, so durable state

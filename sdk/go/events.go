@@ -11,7 +11,9 @@ var Events EventsNamespace
 // Publish sends payload on topic; the host prefixes the topic with "plugin.<name>." so a
 // plugin cannot forge host events. A topic outside the grant matches [ErrDenied].
 func (EventsNamespace) Publish(topic string, payload []byte) error {
-	if status := hostEventsPublish(topic, bytesPtr(payload), uint32(len(payload))); status < 0 {
+	status := hostEventsPublish(topic, bytesPtr(payload), uint32(len(payload)))
+	changed(eventState)
+	if status < 0 {
 		return statusError("events.publish", status)
 	}
 	return nil

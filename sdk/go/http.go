@@ -42,6 +42,9 @@ func (HTTPNamespace) Do(req Request) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if tested != nil {
+		tested.answerHTTP(req)
+	}
 	block, err := unpackBlock("http.request", hostHTTPRequest(bytesPtr(head), uint32(len(head)),
 		bytesPtr(req.Body), uint32(len(req.Body))))
 	if err != nil {

@@ -4,7 +4,7 @@ package omnicore
 
 // The host functions of specs/abi.md §4, as wasm imports. The Go linker emits only the
 // imports a plugin reaches, so a plugin requests exactly the capabilities it calls.
-// host_native.go gives the same functions an in-process TestHost for `go test`.
+// Tests run on omnicore's test host, which serves them too (testhost.go).
 
 //go:wasmimport omnicore:config get
 func hostConfigGet(key string, out *byte, outCap uint32) int32

@@ -21,7 +21,9 @@ func (KVNamespace) Get(key string) ([]byte, error) {
 // Set stores value at key. Over the grant's quota the error matches [ErrQuota]; a value
 // over max_value_bytes matches [ErrTooLarge].
 func (KVNamespace) Set(key string, value []byte) error {
-	if status := hostKVSet(key, bytesPtr(value), uint32(len(value))); status < 0 {
+	status := hostKVSet(key, bytesPtr(value), uint32(len(value)))
+	changed(kvState)
+	if status < 0 {
 		return statusError("kv.set", status)
 	}
 	return nil
@@ -30,6 +32,7 @@ func (KVNamespace) Set(key string, value []byte) error {
 // Delete removes key and reports whether it existed.
 func (KVNamespace) Delete(key string) (bool, error) {
 	status := hostKVDelete(key)
+	changed(kvState)
 	if status < 0 {
 		return false, statusError("kv.delete", status)
 	}
@@ -40,7 +43,9 @@ func (KVNamespace) Delete(key string) (bool, error) {
 // new value. A value that is not an integer matches [ErrInvalid].
 func (KVNamespace) Incr(key string, delta int64) (int64, error) {
 	out := new([8]byte)
-	if status := hostKVIncr(key, delta, out); status < 0 {
+	status := hostKVIncr(key, delta, out)
+	changed(kvState)
+	if status < 0 {
 		return 0, statusError("kv.incr", status)
 	}
 	return int64(binary.LittleEndian.Uint64(out[:])), nil

@@ -20,23 +20,26 @@ type LogNamespace struct{}
 var Log LogNamespace
 
 // Write logs msg at level.
-func (LogNamespace) Write(level Level, msg string) { hostLogWrite(int32(level), msg) }
+func (LogNamespace) Write(level Level, msg string) {
+	hostLogWrite(int32(level), msg)
+	changed(logState)
+}
 
 // Enabled reports whether a message at level would be kept, so a plugin can skip building
 // an expensive message.
 func (LogNamespace) Enabled(level Level) bool { return hostLogEnabled(int32(level)) == 1 }
 
 // Trace logs msg at trace level.
-func (LogNamespace) Trace(msg string) { hostLogWrite(int32(LevelTrace), msg) }
+func (l LogNamespace) Trace(msg string) { l.Write(LevelTrace, msg) }
 
 // Debug logs msg at debug level.
-func (LogNamespace) Debug(msg string) { hostLogWrite(int32(LevelDebug), msg) }
+func (l LogNamespace) Debug(msg string) { l.Write(LevelDebug, msg) }
 
 // Info logs msg at info level.
-func (LogNamespace) Info(msg string) { hostLogWrite(int32(LevelInfo), msg) }
+func (l LogNamespace) Info(msg string) { l.Write(LevelInfo, msg) }
 
 // Warn logs msg at warn level.
-func (LogNamespace) Warn(msg string) { hostLogWrite(int32(LevelWarn), msg) }
+func (l LogNamespace) Warn(msg string) { l.Write(LevelWarn, msg) }
 
 // Error logs msg at error level.
-func (LogNamespace) Error(msg string) { hostLogWrite(int32(LevelError), msg) }
+func (l LogNamespace) Error(msg string) { l.Write(LevelError, msg) }

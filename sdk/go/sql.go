@@ -118,6 +118,7 @@ func (c *SQLConnector) Execute(stmt Statement, params ...any) (ExecResult, error
 // Begin; after a Commit it does nothing.
 func (c *SQLConnector) Begin() (*Tx, error) {
 	id := hostSQLBegin(c.name)
+	changed(sqlState)
 	if id < 0 {
 		return nil, statusError("sql.begin", int32(id))
 	}
@@ -148,7 +149,9 @@ func (t *Tx) Commit() error {
 			err: ErrNotFound}
 	}
 	t.done = true
-	if status := hostSQLCommit(t.id); status < 0 {
+	status := hostSQLCommit(t.id)
+	changed(sqlState)
+	if status < 0 {
 		return statusError("sql.commit", status)
 	}
 	return nil
@@ -160,7 +163,9 @@ func (t *Tx) Rollback() error {
 		return nil
 	}
 	t.done = true
-	if status := hostSQLRollback(t.id); status < 0 {
+	status := hostSQLRollback(t.id)
+	changed(sqlState)
+	if status < 0 {
 		return statusError("sql.rollback", status)
 	}
 	return nil
@@ -267,7 +272,11 @@ func sqlQuery(conn string, stmt Statement, params []any, tx int64) (*Rows, error
 	if err != nil {
 		return nil, err
 	}
+	if tested != nil {
+		tested.answerSQL(conn, req, true)
+	}
 	block, err := unpackBlock("sql.query", hostSQLQuery(conn, bytesPtr(req), uint32(len(req))))
+	changed(sqlState)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +305,11 @@ func sqlExecute(conn string, stmt Statement, params []any, tx int64) (ExecResult
 	if err != nil {
 		return result, err
 	}
+	if tested != nil {
+		tested.answerSQL(conn, req, false)
+	}
 	block, err := unpackBlock("sql.execute", hostSQLExecute(conn, bytesPtr(req), uint32(len(req))))
+	changed(sqlState)
 	if err != nil {
 		return result, err
 	}

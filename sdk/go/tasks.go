@@ -16,6 +16,7 @@ func (TasksNamespace) Enqueue(handler string, payload []byte, delay time.Duratio
 		delay = 0
 	}
 	id := hostTasksEnqueue(handler, bytesPtr(payload), uint32(len(payload)), delay.Milliseconds())
+	changed(taskState)
 	if id < 0 {
 		return 0, statusError("tasks.enqueue", int32(id))
 	}
@@ -26,6 +27,7 @@ func (TasksNamespace) Enqueue(handler string, payload []byte, delay time.Duratio
 // [ErrNotFound].
 func (TasksNamespace) Cancel(id int64) (bool, error) {
 	status := hostTasksCancel(id)
+	changed(taskState)
 	if status < 0 {
 		return false, statusError("tasks.cancel", status)
 	}

@@ -68,7 +68,7 @@ def test_omnicore_env_puts_the_build_toolchains_on_path(tmp_path: Path) -> None:
     env = drifted_env(tmp_path)
     assert omnicore("new", "plugin", "hello", "--lang", "go", cwd=tmp_path).returncode == 0
     script = (f'eval "$({OMNICORE} env --bin-dir {tmp_path / "bin"})"\n'
-              "go version\ncargo --version\ncd hello && go test .\n")
+              "go version\ncargo --version\ncd hello && GOOS=wasip1 GOARCH=wasm go test .\n")
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr

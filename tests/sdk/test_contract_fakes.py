@@ -4,10 +4,11 @@ language's toolchain: a fake that drifts (a command missing or extra, a reply sh
 otherwise, an SQL answer the host never sends accepted) fails here, not live.
 
 Each language's driver (tests/sdk/contract_drivers/; Go's and Rust's are tests in their SDKs,
-which call the test host's unexported functions; Rust's test host is omnicore's own,
-toolchains/testhost) reads the requests, one JSON a line (``{"redis": request}``, ``{"reset": true}`` between cases, ``{"sql": answer}``),
-runs each through its SDK's test host as a plugin's call would, and prints one line per
-request: ``ok <JSON>`` or ``error <text>``. The comparison is here, once."""
+which call the SDK's unexported host functions; their test host is omnicore's own,
+toolchains/testhost) reads the requests, one JSON a line (``{"redis": request}``,
+``{"reset": true}`` between cases, ``{"sql": answer}``), runs each through its SDK's test
+host as a plugin's call would, and prints one line per request: ``ok <JSON>`` or
+``error <text>``. The comparison is here, once."""
 
 from __future__ import annotations
 
@@ -157,9 +158,11 @@ def test_js(requests_file: Path, tmp_path: Path) -> None:
 
 
 def test_go(requests_file: Path) -> None:
-    # sdk/go/contract_test.go: the TestHost's functions are the package's own.
+    # sdk/go/contract_test.go: the SDK's host calls, answered by omnicore's test host, as
+    # Rust's are.
+    lines = {"OMNICORE_CONTRACT_LINES": requests_file.read_text()}
     _check(_unit_tests(go.unit_tests, locations.sdk_dir("go"), "-run", "^TestContract$",
-                       "-count=1", "-v", env={"OMNICORE_CONTRACT_REQUESTS": str(requests_file)}))
+                       "-count=1", "-v", env=lines))
 
 
 def test_rust(requests_file: Path) -> None:

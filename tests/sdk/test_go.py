@@ -504,18 +504,76 @@ def test_compile_errors_are_build_errors_with_the_compiler_message(tmp_path: Pat
     assert info.value.toolchain == "go"
 
 
-def go_test(folder: Path) -> None:
-    """Run `go test` natively (not for wasm) in ``folder``; fail with its output."""
-    env = {k: v for k, v in go._env().items() if k not in ("GOOS", "GOARCH")}
-    proc = subprocess.run([go._go() or "go", "test", "."], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=600)
+def go_test(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``omnicore test``'s run of the tests in ``folder``: go test for wasip1, each test on
+    omnicore's test host; fail with its output unless it passed."""
+    run = go.unit_tests(folder)
+    proc = subprocess.run([*run.argv, "-count=1", *args], cwd=run.cwd, env=run.env,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
 
 
 @pytest.mark.parametrize("folder", ["sdk/go", "plugins/greeter/go", "plugins/counter/go",
                                     "plugins/logparse/go", "plugins/ratelimit/go"])
-def test_native_go_tests_pass_against_the_test_host(folder: str) -> None:
+def test_go_tests_pass_on_the_test_host(folder: str) -> None:
     go_test(ROOT / folder)
+
+
+RUNNER_TESTS = """package main
+
+import (
+	"os"
+	"testing"
+
+	"omnicore.dev/sdk"
+)
+
+func TestFirst(t *testing.T) {
+	omnicore.Log.Info("first")
+	if n := len(omnicore.UseTestHost(&omnicore.TestHost{}).Logs); n != 0 {
+		t.Fatalf("a fresh host has %d log lines", n)
+	}
+}
+
+func TestPanics(t *testing.T) { panic("boom") }
+
+func TestExits(t *testing.T) { os.Exit(3) }
+
+func TestSubtests(t *testing.T) {
+	host := omnicore.UseTestHost(&omnicore.TestHost{})
+	for _, name := range []string{"one", "two"} {
+		t.Run(name, func(t *testing.T) { omnicore.Log.Info(name) })
+	}
+	if len(host.Logs) != 2 { // subtests share their parent's instance
+		t.Fatalf("logs: %+v", host.Logs)
+	}
+}
+
+func TestLast(t *testing.T) { _ = omnicore.KV.Set("k", []byte("v")) }
+"""
+
+
+def test_each_test_runs_alone_and_a_panic_or_exit_fails_only_its_own(tmp_path: Path) -> None:
+    dest = tmp_path / "runner"
+    scaffold(dest, "runner", "go")
+    (dest / "runner_test.go").write_text(RUNNER_TESTS)
+    run = go.unit_tests(dest)
+    proc = subprocess.run([*run.argv, "-count=1", "-v"], cwd=run.cwd, env=run.env,
+                          capture_output=True, text=True, timeout=900)
+    out = proc.stdout
+    assert proc.returncode != 0, out
+    for passed in ("TestFirst", "TestSubtests", "TestSubtests/one", "TestLast", "TestGreet"):
+        assert f"--- PASS: {passed} " in out, out
+    assert "--- FAIL: TestPanics" in out and "panic: boom" in out
+    assert "--- FAIL: TestExits\n    the test exited with status 3" in out
+    assert "FAIL\texample.com/runner" in out
+    only = go_test(dest, "-v", "-run", "^TestF")
+    assert "--- PASS: TestFirst" in only.stdout
+    assert "TestSubtests" not in only.stdout and "TestLast" not in only.stdout
+    one = subprocess.run([*run.argv, "-count=1", "-v", "-run", "TestSubtests/two"],
+                         cwd=run.cwd, env=run.env, capture_output=True, text=True, timeout=900)
+    assert "--- PASS: TestSubtests/two" in one.stdout and "TestSubtests/one" not in one.stdout
 
 
 def test_sdk_is_gofmt_and_vet_clean() -> None:
@@ -529,7 +587,7 @@ def test_sdk_is_gofmt_and_vet_clean() -> None:
     unformatted = subprocess.run([gofmt, "-l", *map(str, dirs)], capture_output=True,
                                  text=True, check=True).stdout.split()
     assert unformatted == []
-    for goos in ("wasip1", None):  # the wasm imports and the native TestHost
+    for goos in ("wasip1", None):  # the wasm imports and the native stubs (editors, vet)
         env = go._env()
         if goos is None:
             env.pop("GOOS")

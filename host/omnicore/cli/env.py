@@ -2,8 +2,8 @@
 
 ``eval "$(omnicore env)"`` makes ``go``, ``cargo``, ``rustc`` and ``omnicore`` the ones
 ``omnicore build`` uses, through a folder of links (``<cache>/bin``), so an SDK README's
-``go test .`` or ``cargo test --target wasm32-wasi`` works in any shell — however rustup or
-the venv are set up.
+``GOOS=wasip1 GOARCH=wasm go test .`` or ``cargo test --target wasm32-wasi`` works in any
+shell — however rustup or the venv are set up.
 """
 
 from __future__ import annotations
@@ -65,5 +65,12 @@ def env_command(bin_dir: Path | None) -> None:
     # `omnicore test` does (omnicore.toolchains.testrunner).
     runner = f"{sys.executable} -m omnicore.toolchains.testrunner"
     click.echo(f"export CARGO_TARGET_WASM32_WASI_RUNNER={shlex.quote(runner)}")
+    # So does `GOOS=wasip1 GOARCH=wasm go test`: go runs a wasip1 test binary with the
+    # go_wasip1_wasm_exec it finds on PATH.
+    go_exec = links / "go_wasip1_wasm_exec"
+    go_exec.unlink(missing_ok=True)
+    go_exec.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m "
+                       'omnicore.toolchains.testrunner "$@"\n')
+    go_exec.chmod(0o755)
     # Go plugins build offline against the SDK's local copy (a replace in go.mod).
     click.echo("export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod")

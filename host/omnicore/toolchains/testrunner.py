@@ -5,8 +5,9 @@ services, every one granted, and ``omnicore:testing`` for the test's control.
 
 ``python -m omnicore.toolchains.testrunner PROGRAM.wasm [ARGS...]`` is cargo's runner for
 ``wasm32-wasi`` (``CARGO_TARGET_WASM32_WASI_RUNNER``): it runs a libtest program one test per
-instance (:func:`~omnicore.toolchains.testhost.libtest.run_libtest`). C's and Zig's programs
-run their tests themselves, once (:func:`run_tests`).
+instance (:func:`~omnicore.toolchains.testhost.libtest.run_libtest`); it is ``go test -exec``
+too, for a Go test binary, known by its ``-test.*`` flags (:mod:`.testhost.gotest`). C's and
+Zig's programs run their tests themselves, once (:func:`run_tests`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def main(argv: list[str]) -> int:
     logging.getLogger("omnicore.plugin").propagate = False
     program = Program(Path(argv[0]))
     try:
+        if any(arg.startswith("-test.") for arg in argv[1:]):
+            from omnicore.toolchains.testhost.gotest import run_gotest
+
+            return run_gotest(program, argv[1:])
         return run_libtest(program, argv[1:])
     finally:
         program.close()

@@ -6,7 +6,8 @@ import (
 	"omnicore.dev/sdk"
 )
 
-// These run natively with `go test`: the SDK talks to an in-memory omnicore.TestHost.
+// `omnicore test` runs these compiled to wasm, each in a fresh instance on omnicore's test host
+// (the host's own capability code over in-memory stores); omnicore.TestHost sets it up.
 
 func name(s string) *string { return &s }
 

@@ -7,7 +7,8 @@ import (
 	"omnicore.dev/sdk"
 )
 
-// These run natively with `go test`: the SDK talks to an in-memory omnicore.TestHost.
+// `omnicore test` runs these compiled to wasm, each in a fresh instance on omnicore's test host
+// (the host's own capability code over in-memory stores); omnicore.TestHost sets it up.
 
 const sample = `127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326 "-" "Mozilla/4.08"
 garbage

@@ -7,8 +7,9 @@ import (
 	"omnicore.dev/sdk"
 )
 
-// These run natively with `go test`: omnicore.TestHost's in-memory Redis stands in for the
-// server (tests/test_ratelimit.py runs the built plugin against a real redis-server).
+// `omnicore test` runs these compiled to wasm on omnicore's test host, whose in-memory Redis
+// stands in for the server (tests/test_ratelimit.py runs the built plugin against a real
+// redis-server).
 
 func TestHitCountsWithinTheWindow(t *testing.T) {
 	host := omnicore.UseTestHost(&omnicore.TestHost{})

@@ -15,6 +15,7 @@ from typing import Any
 from omnicore.egress import Policy, Refused, Request, Response
 from omnicore.egress.db.sql import SqlBackend
 from omnicore.egress.db.statements import refusal
+from omnicore.egress.db.values import cell
 from omnicore.toolchains.testhost.services import Answers, sql_answer_problem
 from omnicore.toolchains.testredis import MemoryRedis
 
@@ -81,7 +82,8 @@ class _Sql(SqlBackend):
         why = refusal(sql, self.connector.kind, conn is not None)
         if why is not None:
             raise Refused("DENIED", f"connector {self.name}: {why} (specs/abi.md §4.10)")
-        self._log.append([self.name, sql, args, conn])
+        # The parameters as the SDK sent them (tagged JSON: the test reads them back).
+        self._log.append([self.name, sql, [cell(arg) for arg in args], conn])
         answer, self._answers.sql = self._answers.sql, None
         if answer is None:
             raise Refused("UNAVAILABLE", f"connector {self.name}: the test gave no answer "
