@@ -40,7 +40,7 @@ class _Client:
         answer, self._answers.http = self._answers.http, None
         if answer is None:
             raise Refused("UNAVAILABLE", "the test gave no answer for this HTTP request "
-                                         "(omnicore::testing::on_http)")
+                                         "(Rust: testing::on_http, Go: TestHost.HTTP)")
         head, body, failed = answer
         if failed:
             raise _refused(head.decode("utf-8", "replace"))
@@ -87,7 +87,7 @@ class _Sql(SqlBackend):
         answer, self._answers.sql = self._answers.sql, None
         if answer is None:
             raise Refused("UNAVAILABLE", f"connector {self.name}: the test gave no answer "
-                                         "(omnicore::testing::on_sql)")
+                                         "(Rust: testing::on_sql, Go: TestHost.SQL)")
         text, failed = answer
         if failed:
             raise _refused(text)
