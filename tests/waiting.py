@@ -33,7 +33,7 @@ EVERY_S = 0.05
 
 
 class _Host(Protocol):
-    """A process with its log (tests/cluster/hosts.py's Host, tests/mcp's Proc)."""
+    """A process with its log (tests/hosts.py's Host, :class:`Logged`)."""
 
     @property
     def proc(self) -> subprocess.Popen[Any] | None: ...
