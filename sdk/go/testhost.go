@@ -148,7 +148,7 @@ func UseTestHost(h *TestHost) *TestHost {
 	if h.RedisPrefix != "" {
 		testSetRedisPrefix(h.RedisPrefix)
 	}
-	tested = nil // what UseTestHost stores is not a plugin's call
+	tested = nil // h shows the store once it is filled, not each key on the way
 	for key, value := range h.KV {
 		if err := KV.Set(key, value); err != nil {
 			panic("omnicore: TestHost.KV: " + err.Error())

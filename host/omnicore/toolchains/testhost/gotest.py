@@ -108,6 +108,8 @@ def run_gotest(program: Program, args: Sequence[str]) -> int:
             text += f"--- FAIL: {name}\n    the test exited with status {outcome.code}\n".encode()
         failed = failed or outcome.code != 0
         _write(text)
+        if failed and {"-test.failfast", "-test.failfast=true"} & set(rest):
+            break
     _write(b"FAIL\n" if failed else b"PASS\n")
     return 1 if failed else 0
 
