@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestSQLQueryThroughTheFake(t *testing.T) {
+func TestSQLQueryAnsweredByTestHostSQL(t *testing.T) {
 	host := UseTestHost(&TestHost{SQL: func(call SQLCall) (any, error) {
 		if call.Connector != "orders" || call.SQL != "select sku, qty, price, photo from stock where sku = $1" {
 			t.Fatalf("unexpected call %+v", call)
@@ -36,7 +36,7 @@ func TestSQLErrorsMatchTheirStatus(t *testing.T) {
 	var hostErr *HostError
 	if _, err := db.Query("select 1"); !errors.Is(err, ErrUnavailable) || !errors.As(err, &hostErr) ||
 		hostErr.Op != "sql.query" {
-		t.Fatalf("no fake: %v", err)
+		t.Fatalf("no TestHost.SQL: %v", err)
 	}
 	UseTestHost(&TestHost{SQL: func(SQLCall) (any, error) {
 		return nil, errors.New("DENIED: connector orders is not granted")
@@ -88,7 +88,7 @@ func TestSQLTransactions(t *testing.T) {
 	}
 }
 
-func TestRedisFake(t *testing.T) {
+func TestRedisOnTheTestHost(t *testing.T) {
 	host := UseTestHost(&TestHost{})
 	cache := Redis.Connect("cache")
 	if _, err := cache.Get("hits"); !errors.Is(err, ErrNotFound) {
