@@ -7,10 +7,12 @@ A test program imports what a plugin imports (``omnicore:kv``, ``omnicore:http``
     program.py   Program: compiled and linked once; run() = a new instance on a new TestHost
     host.py      TestHost: the built-in capabilities' own code, every one granted, bound to
                  the test's config, grants and services; link() defines them in the linker
-    services.py  the services behind them, in memory: jobs, events, secrets, and HTTP, SQL
-                 and Redis answering what the test scripted (Redis: testredis.MemoryRedis)
+    services.py  the services behind them, in memory: jobs, events, secrets, the answers the
+                 test scripted for the next HTTP request and SQL statement
     control.py   omnicore:testing: set up the test's host, read back what the plugin did
+    connectors.py  HTTP and SQL answering what the test scripted, Redis in memory
     libtest.py   Rust's harness run one test per instance, reported as cargo test does
+    gotest.py    Go's test binary run one test per instance, reported as go test does
     native.py    the same host for a plugin running in this process (Python's, under pytest):
                  a capability's WIT functions called with Python values
 
