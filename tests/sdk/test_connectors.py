@@ -4,9 +4,9 @@ exactly the §4.10/§4.11 functions with their ABI types, and each SDK's test ho
 (a SQL fake answering the test's canned rows, an in-memory Redis with the host's prefix,
 command list and statuses) in the SDK's own test runner.
 
-Rust's, Go's and Python's run on omnicore's test host (the host's sql and redis capabilities
-over its fakes) in ``omnicore test`` (tests/sdk/test_rust.py and test_go.py run the SDKs' and
-the examples' tests); the JS and Python ones run here.
+Rust's and Go's run on omnicore's test host (the host's sql and redis capabilities over its
+fakes) in ``omnicore test`` (tests/sdk/test_rust.py and test_go.py run the SDKs' and the
+examples' tests); the JS one and Python's (the same test host, in this process) run here.
 The example plugins against real servers: tests/test_stock.py, tests/test_ratelimit.py.
 """
 
