@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from omnicore.toolchains.testhost.program import Program
+from omnicore.toolchains.testhost.program import Captured, Program
 
 __all__ = ["run_gotest"]
 
@@ -24,17 +24,6 @@ _VERDICT = re.compile(rb"^\x16?(PASS|FAIL|ok\b.*)\s*$")
 _NO_TESTS = b"testing: warning: no tests to run\n"
 #: Names -test.list answers that -test.run runs (benchmarks run with -test.bench only).
 _RUNNABLE = ("Test", "Example", "Fuzz")
-
-
-class _Buffer:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, fd: int, data: bytes) -> None:
-        self.data += data
-
-    def close(self) -> None:
-        pass
 
 
 def _flag(args: Sequence[str], name: str) -> tuple[str | None, list[str]]:
@@ -69,7 +58,7 @@ def _split(pattern: str) -> tuple[str, str | None]:
 
 
 def _listed(program: Program, pattern: str) -> list[str]:
-    out = _Buffer()
+    out = Captured()
     outcome = program.run([f"-test.list={pattern}"], out)
     text = out.data.decode("utf-8", "replace")
     if outcome.code != 0:
@@ -96,7 +85,7 @@ def run_gotest(program: Program, args: Sequence[str]) -> int:
     failed = False
     for name in names:
         selected = f"^{re.escape(name)}$" + (f"/{sub}" if sub is not None else "")
-        out = _Buffer()
+        out = Captured()
         outcome = program.run([*rest, f"-test.run={selected}"], out)
         lines = bytes(out.data).splitlines(keepends=True)
         if lines and _VERDICT.match(lines[-1]):
@@ -116,7 +105,7 @@ def run_gotest(program: Program, args: Sequence[str]) -> int:
 
 def run_gotest_once(program: Program, args: list[str]) -> int:
     """The binary run once, as it is: its output and exit code."""
-    out = _Buffer()
+    out = Captured()
     outcome = program.run(args, out)
     _write(bytes(out.data) + (f"{outcome.trap}\n".encode() if outcome.trap else b""))
     return outcome.code

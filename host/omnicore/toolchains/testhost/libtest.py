@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from omnicore.toolchains.testhost.program import Program
+from omnicore.toolchains.testhost.program import Captured, Program
 
 __all__ = ["run_libtest"]
 
@@ -26,17 +26,6 @@ _IGNORED = {"--ignored", "--include-ignored"}
 _SUMMARY = re.compile(r"(\d+) passed; (\d+) failed; (\d+) ignored")
 #: libtest's exit code when a test failed.
 FAILED = 101
-
-
-class _Buffer:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, fd: int, data: bytes) -> None:
-        self.data += data
-
-    def close(self) -> None:
-        pass
 
 
 def _selection(args: Sequence[str]) -> list[str]:
@@ -57,7 +46,7 @@ def _selection(args: Sequence[str]) -> list[str]:
 
 
 def _listed(program: Program, args: Sequence[str]) -> list[str]:
-    out = _Buffer()
+    out = Captured()
     outcome = program.run(["--list", "--format", "terse", *args], out)
     text = out.data.decode("utf-8", "replace")
     if outcome.code != 0:
@@ -79,7 +68,7 @@ def run_libtest(program: Program, args: Sequence[str]) -> int:
     print(f"\nrunning {len(names)} test{'' if len(names) == 1 else 's'}", flush=True)
     passed, failed, ignored = 0, [], 0
     for name in names:
-        out = _Buffer()
+        out = Captured()
         outcome = program.run([name, "--exact", "--nocapture", "--test-threads=1",
                                *ignored_flags], out)
         text = out.data.decode("utf-8", "replace")

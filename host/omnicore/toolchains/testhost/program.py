@@ -28,7 +28,7 @@ from omnicore.toolchains import locations
 from omnicore.toolchains.testhost.control import define_testing
 from omnicore.toolchains.testhost.host import Current, TestHost, link
 
-__all__ = ["Outcome", "Program"]
+__all__ = ["Captured", "Outcome", "Program"]
 
 #: A test's instance: its memory and how long it may run (a test is no plugin call).
 MEMORY_LIMIT = 1 << 30
@@ -41,6 +41,20 @@ class Outcome:
 
     code: int
     trap: str | None = None
+
+
+class Captured:
+    """A run's stdout and stderr together, for a runner that shows them only when the test
+    failed (``data``)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, fd: int, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        pass
 
 
 class _Sink:
