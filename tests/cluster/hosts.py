@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.hosts import OMNICORE
 from tests.hosts import Host as RunHost
 from tests.waiting import seconds_until
 
@@ -31,8 +32,10 @@ class Host(RunHost):
         super().__init__(root / f"host-{index}", doc, plugins)
         self.url = url
 
-    def start(self, **env: str) -> Host:  # type: ignore[override]
-        super().start({"OMNICORE_STORAGE__URL": self.url, **env})
+    def start(self, command: Sequence[str] = OMNICORE,  # type: ignore[override]
+              **env: str) -> Host:
+        """Start it on the cluster's database (``command``: another build's CLI)."""
+        super().start({"OMNICORE_STORAGE__URL": self.url, **env}, command=command)
         return self
 
 

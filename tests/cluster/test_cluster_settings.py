@@ -22,10 +22,8 @@ APPLIED_WITHIN_S = 2.0 + 1.5
 
 
 def _host(root: Path, url: str, wasm: Path, index: int) -> Host:
-    host = Host(root, url, wasm, index, [])
-    # The plugin is `conf` (its manifest says so); keep the file name its own.
-    (host.dir / "plugins" / "worker.wasm").rename(host.dir / "plugins" / "conf.wasm")
-    return host
+    # The plugin is `conf` (its manifest says so): its file keeps that name, conf.wasm.
+    return Host(root, url, wasm, index, [])
 
 
 def _answer(remote: Remote, key: bytes) -> str:
@@ -51,8 +49,8 @@ def pair(tmp_path: Path, pg_url: str):  # type: ignore[no-untyped-def]
     try:
         for h in (a, b):
             h.start()
-        until(lambda: len(store.instances.all()) == 2 and a.ready() == 200
-              and b.ready() == 200, "two instances ready", [a, b], timeout=120)
+        until(lambda: len(store.instances.all()) == 2 and a.ready()
+              and b.ready(), "two instances ready", [a, b], timeout=120)
         ra, rb = find_running(a.dir / "data"), find_running(b.dir / "data")
         assert ra is not None and rb is not None and ra.url != rb.url
         yield a, b, ra, rb, store

@@ -131,10 +131,10 @@ def test_a_rolling_upgrade_from_the_previous_build_loses_and_doubles_nothing(
         tmp_path: Path, pg_url: str, worker_wasm: Path, old_python: str,
         hosts: list[Host]) -> None:
     tick = [{"name": "tick", "handler": "tick", "every": "1s"}]
-    old = Host(tmp_path, pg_url, worker_wasm, 0, tick, python=old_python)
+    old = Host(tmp_path, pg_url, worker_wasm, 0, tick)
     hosts.append(old)
-    old.start(PYTHONPATH="")
-    until(lambda: old.ready() == 200, "the previous build's host ready", hosts, timeout=120)
+    old.start((old_python, "-m", "omnicore.cli"), PYTHONPATH="")
+    until(old.ready, "the previous build's host ready", hosts, timeout=120)
     client = OldClient(old_python, pg_url)
     ids = client.add(0, 20)  # before the upgrade, by the previous build
 
@@ -150,7 +150,7 @@ def test_a_rolling_upgrade_from_the_previous_build_loses_and_doubles_nothing(
     new = Host(tmp_path, pg_url, worker_wasm, 2, tick)
     hosts.append(new)
     new.start()  # migrates to this build's schema under the running old host
-    until(lambda: new.ready() == 200, "this build's host ready", hosts, timeout=120)
+    until(new.ready, "this build's host ready", hosts, timeout=120)
     store = PostgresStorage(pg_url, schema="require")
     try:
         assert store.backend.schema_version == SCHEMA_VERSION
