@@ -263,29 +263,28 @@ class Tasks:
         """Task ``task_id`` (``ctx``: checked as its caller's) and what it says; on a worker
         thread (it reads the database)."""
         row = self._rows.get(task_id) if ctx is None else self._find(task_id, ctx)
-        if row is None:
-            return None
-        # The row as it ended (its outcome tells a tool error from a failed call).
-        if row.status == "working":  # moved to its end if its job ended
-            row = self._ended_without_outcome(row) or row
-        return (row, *self._outcome(row))
+        return None if row is None else self._outcome(row)
 
-    def _outcome(self, row: TaskRow) -> tuple[Status, types.CallToolResult | None, str | None]:
-        """What ``row`` says: its status, the call's result once it ended, a message."""
+    def _outcome(self, row: TaskRow
+                 ) -> tuple[TaskRow, Status, types.CallToolResult | None, str | None]:
+        """What ``row`` says: the row as it is now (moved to its end if its job ended), its
+        status, the call's result once it ended, a message. The row comes back with them: a
+        job that ends while this reads leaves the caller's copy working, and its output (the
+        client's rounds) would then pass for a result."""
         if row.status == "working":
             ended = self._ended_without_outcome(row)
             if ended is None:
-                return "working", None, f"{row.tool} runs as job {row.job_id}"
+                return row, "working", None, f"{row.tool} runs as job {row.job_id}"
             row = ended
         if row.status == "cancelled":
-            return "cancelled", _error(f"task {row.id} was cancelled"), "cancelled"
+            return row, "cancelled", _error(f"task {row.id} was cancelled"), "cancelled"
         if row.status == "input_required":
-            return "input_required", None, f"{row.tool} waits for the client's answers"
+            return row, "input_required", None, f"{row.tool} waits for the client's answers"
         tool = self.tools.resolve(row.tool)
         result = self.tools.answer(tool, row.tool, row.output, row.error)
         text = result.content[0].text if result.is_error and result.content and \
             isinstance(result.content[0], types.TextContent) else None
-        return ("failed" if result.is_error else "completed"), result, text
+        return row, ("failed" if result.is_error else "completed"), result, text
 
     def _ended_without_outcome(self, row: TaskRow) -> TaskRow | None:
         """The row as it is once moved to its end, if its job ended and left it working: an
@@ -382,8 +381,8 @@ class Tasks:
             rows, after = self._rows.page(owner, None if cursor is None else int(cursor), _PAGE)
             now = time.time()
             return [self._wire(r, s, ctx.protocol_version, m)
-                    for r in rows if r.expires_at is None or r.expires_at >= now
-                    for s, _res, m in (self._outcome(r),)], after
+                    for found in rows if found.expires_at is None or found.expires_at >= now
+                    for r, s, _res, m in (self._outcome(found),)], after
         tasks, after = await anyio.to_thread.run_sync(page)
         out: dict[str, Any] = {"tasks": tasks}
         if after is not None:
