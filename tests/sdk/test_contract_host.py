@@ -77,8 +77,11 @@ def test_redis_answers_each_case(case: dict[str, Any], redis_db: Db,
     want = [expected(step) for step in case["steps"]]
     for i, step in enumerate(case["steps"]):
         # A time to live counts down on a real server while the steps run.
-        if step.get("clock") and got[i][0] == "ok" and step["reply"] - 2 <= got[i][1]:
-            got[i] = ("ok", min(got[i][1], step["reply"]))
+        # Any answer within the 2 s the table allows is the one it names (the server rounds:
+        # PEXPIRE 1500 then TTL answers 2 at once and 1 a millisecond later).
+        if step.get("clock") and got[i][0] == "ok" and \
+                step["reply"] - 2 <= got[i][1] <= step["reply"]:
+            got[i] = ("ok", step["reply"])
     assert got == want
 
 
