@@ -10,6 +10,7 @@ import pytest
 import wasmtime
 
 from omnicore.toolchains.testhost import Program
+from omnicore.toolchains.testhost.program import Captured
 
 # _start prints kv (empty: a fresh host), sets greeting=hi through omnicore:kv, prints kv
 # again, then scripts an HTTP answer and prints what omnicore:http.request answered (the §3.3
@@ -55,17 +56,6 @@ PROGRAM = r"""
     (call $print (i32.wrap_i64 (i64.shr_u (local.get $packed) (i64.const 32)))
                  (i32.wrap_i64 (i64.and (local.get $packed) (i64.const 0x7fffffff))))))
 """
-
-
-class Captured:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, fd: int, data: bytes) -> None:
-        self.data += data
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture
