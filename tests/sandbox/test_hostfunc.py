@@ -34,7 +34,7 @@ from omnicore.sandbox import (
 )
 from omnicore.sandbox.fastcall import GuestFailure, GuestMemory, RawInstance
 from omnicore.sandbox.hostfunc import define_host_function
-from tests.sandbox_fixtures import DEADLINE_ALLOWANCE_S
+from tests.sandbox_fixtures import assert_deadlines_kept
 
 Make = Callable[..., PluginRuntime]
 
@@ -155,13 +155,15 @@ def test_a_start_function_looping_on_host_calls_ends_at_the_load_deadline(
                              "(func $enabled (param i32) (result i32)))", f"""
         (func $start (loop $l {call} (br $l)))
         (start $start)""")
-    began = time.monotonic()
-    with pytest.raises(PluginLoadError, match=r"handler '\(start\)' exceeded its deadline of "
-                                              r"200 ms") as info:
-        make(wasm, limits=Limits(timeout_ms=200))
-    overshoot = time.monotonic() - began - 0.2
-    assert isinstance(info.value.__context__, DeadlineExceeded)
-    assert overshoot < DEADLINE_ALLOWANCE_S + 0.1, f"the load ended {overshoot:.3f} s late"
+    overshoots = []
+    for _ in range(3):
+        began = time.monotonic()
+        with pytest.raises(PluginLoadError, match=r"handler '\(start\)' exceeded its deadline "
+                                                  r"of 200 ms") as info:
+            make(wasm, limits=Limits(timeout_ms=200))
+        overshoots.append(time.monotonic() - began - 0.2)
+        assert isinstance(info.value.__context__, DeadlineExceeded)
+    assert_deadlines_kept(overshoots)
 
 
 # ---- a real toolchain: AssemblyScript runs top-level statements in the start function ------

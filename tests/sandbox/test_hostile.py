@@ -23,7 +23,7 @@ from omnicore.errors import (
 )
 from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine, wasmbin
 from omnicore.sandbox.pluginlog import flush
-from tests.sandbox_fixtures import DEADLINE_ALLOWANCE_S
+from tests.sandbox_fixtures import DEADLINE_ALLOWANCE_S, assert_deadlines_kept
 
 Make = Callable[..., PluginRuntime]
 
@@ -90,20 +90,18 @@ LOG_LOOP = module("""
   (import "omnicore:log" "write" (func $write (param i32 i32 i32)))
   (import "omnicore:config" "get" (func $get (param i32 i32 i32 i32) (result i32)))""")
 
-ALLOWANCE_S = DEADLINE_ALLOWANCE_S
-
-
 @pytest.mark.parametrize("handler", ["spin_log", "spin_config"])
 def test_a_guest_looping_on_host_calls_ends_within_its_deadline_under_cpu_load(
         make: Make, handler: str, cpu_contention: None) -> None:
     rt = make(LOG_LOOP, grants=["config"], config={"spam": "x"},
               limits=Limits(timeout_ms=300))
+    overshoots = []
     for _ in range(3):
         start = time.monotonic()
         with pytest.raises(DeadlineExceeded, match="deadline of 300 ms"):
             rt.call(handler, b"")
-        overshoot = time.monotonic() - start - 0.3
-        assert overshoot < ALLOWANCE_S, f"overshot the deadline by {overshoot:.3f} s"
+        overshoots.append(time.monotonic() - start - 0.3)
+    assert_deadlines_kept(overshoots)
     healthy(rt)
 
 
@@ -119,7 +117,9 @@ def test_the_deadline_holds_in_host_calls_even_with_a_starved_epoch_ticker(
                 start = time.monotonic()
                 with pytest.raises(DeadlineExceeded, match="deadline of 200 ms"):
                     rt.call(handler, b"")
-                assert time.monotonic() - start < 0.2 + ALLOWANCE_S
+                # The frozen ticker would end it after 60 s: ending within a second is the
+                # host-call path's check (its precision is held by the tests above).
+                assert time.monotonic() - start < 0.2 + DEADLINE_ALLOWANCE_S + 1.0
             healthy(rt)
 
 
@@ -148,7 +148,7 @@ def test_many_threads_looping_on_host_calls_all_end_within_their_deadline(
     for t in threads:
         t.join(30)
     assert errors == [] and len(overshoots) == 6
-    assert max(overshoots) < ALLOWANCE_S, f"overshoots: {sorted(overshoots)}"
+    assert_deadlines_kept(overshoots)
     healthy(rt)
 
 
