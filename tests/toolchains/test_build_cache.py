@@ -74,6 +74,51 @@ def test_concurrent_builds_of_one_plugin_compile_once(tmp_path: Path) -> None:
     assert not list(out.glob("*.tmp"))
 
 
+def test_concurrent_builds_of_one_source_into_two_folders_compile_once(
+        tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two projects scaffolded alike (a guide's and a test's), built at once by two workers.
+    src = _fresh(tmp_path)
+    compiling, release = threading.Event(), threading.Event()
+    compiled: list[Path] = []
+    real = c_language.compile
+
+    def held(source: Path, work: Path) -> bytes:
+        compiled.append(source)
+        compiling.set()
+        assert release.wait(60), "the test never released the compiler"
+        return real(source, work)
+
+    monkeypatch.setattr(c_language, "compile", held)
+    results: dict[str, str] = {}
+
+    def build(folder: str) -> None:
+        results[folder] = _build(src, tmp_path / folder, name=None, force=False)[1]
+
+    # The second asks for the build's lock while the first compiles (it then blocks on it);
+    # only then is the first let go, so the second cannot simply find the cache filled.
+    asking = threading.Event()
+    real_locked = toolchains.locations.locked
+
+    def locked(path: Path) -> Any:
+        if path.parent == cache and threading.current_thread() is second:
+            asking.set()
+        return real_locked(path)
+
+    monkeypatch.setattr(toolchains.locations, "locked", locked)
+    first = threading.Thread(target=build, args=("one",))
+    second = threading.Thread(target=build, args=("two",))
+    first.start()
+    assert compiling.wait(60)
+    second.start()
+    assert asking.wait(60), "the second build never asked for the cache entry's lock"
+    release.set()
+    first.join(600)
+    second.join(600)
+    assert results == {"one": "built", "two": "cached"} and compiled == [src]
+    assert (tmp_path / "one" / "hello.wasm").read_bytes() == \
+        (tmp_path / "two" / "hello.wasm").read_bytes()
+
+
 def test_a_build_into_another_folder_is_copied_from_the_cache(
         tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = _fresh(tmp_path)
@@ -122,7 +167,7 @@ def test_a_failed_build_is_not_kept_and_the_cache_is_trimmed(
     main.write_text(good + "\nthis is not C;\n")
     with pytest.raises(toolchains.BuildError):
         _build(src, tmp_path / "out", name=None, force=False)
-    assert not cache.exists() or not list(cache.glob("*"))
+    assert not list(cache.glob("*.wasm")) and not list(cache.glob(".*.tmp"))
     monkeypatch.setattr(toolchains, "BUILT_KEEP", 2)
     for n in range(3):
         main.write_text(good + f"\n/* {n} */\n")

@@ -171,34 +171,53 @@ def _build_locked(src: Path, out_dir: Path, name: str, language: str, meta: dict
     if not force and out.exists() and stamp.exists() and stamp.read_text() == digest:
         return out, "up to date"
     key = _key(digest, name)
-    cached = _cached(key)
+    wasm = b"" if force else _from_cache(key)
     how = "cached"
-    try:
-        wasm = b"" if force else cached.read_bytes()
-        os.utime(cached)  # recently used: the trim keeps it
-    except OSError:
-        wasm = b""
     if not wasm:
-        how = "built"
-        _lint(module, src)
-        work = out_dir / ".work" / name
-        work.mkdir(parents=True, exist_ok=True)
-        raw = module.compile(src, work)
-        # A language whose output is a component says what its handlers are (python).
-        names: Callable[[Path], list[str]] | None = getattr(module, "handler_names", None)
-        # A language whose handler types are gone from the output (a component, a JS bundle)
-        # describes its handlers from the sources.
-        describe: Callable[[Path], dict[str, dict[str, Any]]] | None = getattr(
-            module, "handler_descriptions", None)
-        wasm = embed_manifest(raw, meta, language=language, default_name=name,
-                              exported=names(src) if names is not None else None,
-                              described=describe(src) if describe is not None else None)
-        _keep(key, wasm)
+        # Two builds of the same sources into different folders (two projects scaffolded
+        # alike, two test workers) compile once: the second waits for the first's cache entry.
+        # One lock per key's first byte: at most 256 files, never trimmed, and two unrelated
+        # builds wait for each other once in 256.
+        with locations.locked(_cached(key).with_name(f".lock-{key[:2]}")):
+            wasm = b"" if force else _from_cache(key)
+            if not wasm:
+                how = "built"
+                wasm = _compile(module, src, out_dir, name, language, meta)
+                _keep(key, wasm)
     tmp = out.with_suffix(".wasm.tmp")
     tmp.write_bytes(wasm)
     tmp.replace(out)  # atomic: a watching host never sees half a file
     stamp.write_text(digest)
     return out, how
+
+
+def _from_cache(key: str) -> bytes:
+    """The cached build of ``key``, or ``b""``."""
+    cached = _cached(key)
+    try:
+        wasm = cached.read_bytes()
+        os.utime(cached)  # recently used: the trim keeps it
+    except OSError:
+        return b""
+    return wasm
+
+
+def _compile(module: ModuleType, src: Path, out_dir: Path, name: str, language: str,
+             meta: dict[str, Any]) -> bytes:
+    """Lint and compile ``src``; the module with its manifest embedded."""
+    _lint(module, src)
+    work = out_dir / ".work" / name
+    work.mkdir(parents=True, exist_ok=True)
+    raw = module.compile(src, work)
+    # A language whose output is a component says what its handlers are (python).
+    names: Callable[[Path], list[str]] | None = getattr(module, "handler_names", None)
+    # A language whose handler types are gone from the output (a component, a JS bundle)
+    # describes its handlers from the sources.
+    describe: Callable[[Path], dict[str, dict[str, Any]]] | None = getattr(
+        module, "handler_descriptions", None)
+    return embed_manifest(raw, meta, language=language, default_name=name,
+                          exported=names(src) if names is not None else None,
+                          described=describe(src) if describe is not None else None)
 
 
 def discover(root: Path) -> Iterator[Path]:
