@@ -22,9 +22,16 @@ from omnicore.toolchains.testhost import Program, run_libtest, sql_answer_proble
 __all__ = ["main", "run_tests", "sql_answer_problem"]
 
 
+def _quiet_plugin_log() -> None:
+    # A plugin's log lines are the test's to read (testing::logs), not this process's output.
+    logging.getLogger("omnicore.plugin").addHandler(logging.NullHandler())
+    logging.getLogger("omnicore.plugin").propagate = False
+
+
 def run_tests(wasm: Path, args: list[str]) -> int:
     """Run a test program once (its output on ours, ``args`` as its arguments after its
     name); its exit status (C's: the number of failed tests)."""
+    _quiet_plugin_log()
     program = Program(wasm)
     try:
         outcome = program.run(args, Passthrough(sys.stdout.buffer, sys.stderr.buffer),
@@ -43,9 +50,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m omnicore.toolchains.testrunner PROGRAM.wasm [ARGS...]",
               file=sys.stderr)
         return 2
-    # A plugin's log lines are the test's to read (testing::logs), not this process's output.
-    logging.getLogger("omnicore.plugin").addHandler(logging.NullHandler())
-    logging.getLogger("omnicore.plugin").propagate = False
+    _quiet_plugin_log()
     program = Program(Path(argv[0]))
     try:
         if any(arg.startswith("-test.") for arg in argv[1:]):
