@@ -2,7 +2,7 @@
 
 Set up the running test's host (config, secrets, log level, the next HTTP and SQL answers, the
 Redis prefix), read back what the plugin did (log lines, kv keys, events published, tasks,
-SQL statements, Redis keys), and the Redis helpers C's and Zig's test hosts use. Variable-size
+SQL statements, Redis keys), and the Redis helpers C's and Zig's tests use. Variable-size
 answers are §3.2 reads (``out, cap -> length``, read again when they did not fit), so a test
 program's exports are never called. JSON answers carry bytes as base64.
 """
@@ -165,8 +165,8 @@ def _event(part: int) -> Callable[..., int]:
     return read
 
 
-# C's and Zig's test hosts (sdk/c/omnicore_test.h, sdk/zig/testing_host.zig) send a plugin's
-# Redis commands here and copy the answer out with a second call (redis_reply, sql_reason).
+# C's test host (sdk/c/omnicore_test.h) sends a plugin's Redis commands here and copies
+# the answer out with a second call (redis_reply, sql_reason).
 _answer: list[bytes] = [b""]
 
 
