@@ -35,21 +35,20 @@
 //! `HostError` (`error.NotFound`, `error.Denied`, ...), one per ABI status (§3.1).
 //!
 //! `omnicore test` compiles the plugin's tests for wasm32-wasi (`zig test`, the build's
-//! target) and runs them in wasmtime, where every capability is served by `omni.testing.Host`
-//! (HTTP and SQL from the answers the test gives it, Redis by the runner's in-memory one), so
-//! a handler's unit test needs no omnicore.
+//! target) and runs the program on omnicore's test host: the same imports, served by the
+//! host's own capability code over in-memory stores; `omni.testing.Host` sets it up and reads
+//! it back (HTTP and SQL answer what the test gives it).
 const std = @import("std");
 const builtin = @import("builtin");
 
-/// True when compiled for the omnicore host; false under `zig test` (`omni.testing.Host`).
-pub const is_wasm = builtin.target.cpu.arch == .wasm32 and !builtin.is_test;
-
-pub const testing = @import("testing_host.zig");
+/// Set up and read back the test host in a plugin's tests (`omnicore test`).
+pub const testing = @import("testing.zig");
 
 /// The allocator behind `omni_alloc`, the per-call arenas and blocks the host hands back.
-pub const gpa: std.mem.Allocator = if (is_wasm) std.heap.wasm_allocator else testing.allocator();
+pub const gpa: std.mem.Allocator = std.heap.wasm_allocator;
 
-const raw = if (is_wasm) @import("imports.zig") else testing.raw;
+/// The host functions as imported (specs/abi.md §4).
+pub const raw = @import("imports.zig");
 
 // ---- errors (ABI §3.1) ----------------------------------------------------------------------
 
@@ -83,10 +82,8 @@ fn omniFree(ptr: ?[*]u8, len: usize) callconv(.c) void {
 }
 
 comptime {
-    if (is_wasm) {
-        @export(&omniAlloc, .{ .name = "omni_alloc" });
-        @export(&omniFree, .{ .name = "omni_free" });
-    }
+    @export(&omniAlloc, .{ .name = "omni_alloc" });
+    @export(&omniFree, .{ .name = "omni_free" });
 }
 
 var arena_state: std.heap.ArenaAllocator = .init(gpa);
@@ -217,10 +214,9 @@ pub fn handler(comptime name: []const u8, comptime f: anytype, comptime options:
             return pack(description.ptr, description.len, false);
         }
     };
-    if (is_wasm) {
-        @export(&Glue.call, .{ .name = name });
-        @export(&Glue.describeExport, .{ .name = "omni_describe_" ++ name });
-    }
+    // A test program exports its handlers too: the host's tasks enqueue only the plugin's own.
+    @export(&Glue.call, .{ .name = name });
+    @export(&Glue.describeExport, .{ .name = "omni_describe_" ++ name });
 }
 
 // ---- schemas from types (the build's describe exports, specs/abi.md §5.1) -------------------
@@ -309,25 +305,15 @@ fn readInto(a: std.mem.Allocator, comptime f: anytype, arg: []const u8) HostErro
     return error.Unavailable; // the value kept changing size between reads
 }
 
-/// A §3.3 block the host allocated with `omni_alloc`: copied into `a` and freed.
+/// A §3.3 block the host allocated with `omni_alloc`: copied into `a` and freed, or the error
+/// its message names (E = 1).
 fn takeBlock(a: std.mem.Allocator, packed_result: i64) HostError![]u8 {
-    if (!is_wasm) {
-        // The test host answers a status, or 0 with the block kept for this read.
-        if (packed_result < 0) return statusError(packed_result);
-        const block, const failed = testing.takeBlock();
-        return blockAnswer(a, block, failed);
-    }
     const p: u64 = @bitCast(packed_result);
     const len: usize = @intCast(p & 0x7FFF_FFFF);
     const ptr: ?[*]u8 = @ptrFromInt(@as(usize, @intCast(p >> 32)));
     const block = if (ptr) |b| b[0..len] else &[_]u8{};
     defer omniFree(ptr, len);
-    return blockAnswer(a, block, p & 0x8000_0000 != 0);
-}
-
-/// A block's data copied into `a`, or the error its message names (E = 1).
-fn blockAnswer(a: std.mem.Allocator, block: []const u8, failed: bool) HostError![]u8 {
-    if (failed) {
+    if (p & 0x8000_0000 != 0) {
         inline for (.{ .{ "NOT_FOUND:", error.NotFound }, .{ "DENIED:", error.Denied }, .{ "INVALID:", error.Invalid }, .{ "QUOTA:", error.Quota }, .{ "TOO_LARGE:", error.TooLarge } }) |pair| {
             if (std.mem.startsWith(u8, block, pair[0])) return pair[1];
         }
@@ -473,6 +459,7 @@ pub const http = struct {
     /// `request_json` is `{"method", "url", "headers"?, "timeout_ms"?}` or, through a
     /// connector, `{"method", "connector", "path", ...}` (specs/abi.md §4.7).
     pub fn request(a: std.mem.Allocator, request_json: []const u8, body: []const u8) (HostError || error{InvalidReply})!Response {
+        if (builtin.is_test) testing.answerHttp(request_json);
         const block = try takeBlock(a, raw.http_request(request_json.ptr, request_json.len, body.ptr, body.len));
         // head_len: u32 LE, the head's JSON, then the body to the end of the block
         if (block.len < 4) return error.InvalidReply;
@@ -488,10 +475,12 @@ pub const http = struct {
 pub const sql = struct {
     /// `{"sql", "params"?}` on connector `conn`; `{"columns", "rows"}`.
     pub fn query(a: std.mem.Allocator, conn: []const u8, request_json: []const u8) HostError![]u8 {
+        if (builtin.is_test) testing.answerSql(conn, request_json, true);
         return takeBlock(a, raw.sql_query(conn.ptr, conn.len, request_json.ptr, request_json.len));
     }
     /// `{"rows_affected", "last_insert_id"?}`.
     pub fn execute(a: std.mem.Allocator, conn: []const u8, request_json: []const u8) HostError![]u8 {
+        if (builtin.is_test) testing.answerSql(conn, request_json, false);
         return takeBlock(a, raw.sql_execute(conn.ptr, conn.len, request_json.ptr, request_json.len));
     }
     pub fn begin(conn: []const u8) HostError!i64 {

@@ -9,11 +9,11 @@ One ``zig build-exe`` compiles the plugin with the SDK as the module ``omnicore`
 ``omni_describe_NAME`` exports the build reads schemas from). The compiler is PyPI's
 ``ziglang`` (the set-up installs it into ``build/zig``); ``OMNICORE_ZIG`` names another.
 ``omnicore test`` compiles the same root's tests for wasm32-wasi (``zig test -target
-wasm32-wasi --test-no-exec``: the build's own compiler and target, so a test sees what the
-plugin will, and a compile error is zig's own message) and runs the program in wasmtime
-(``python -m omnicore.toolchains.zig SRC [NAME...]`` does both; a NAME is a ``--test-filter``):
-the SDK's ``omni.testing.Host`` serves the capabilities, its Redis and SQL shape check served
-from Python by :mod:`omnicore.toolchains.testrunner`, as C's tests are.
+wasm32-wasi -rdynamic --test-no-exec``: the build's own compiler and target, so a test sees
+what the plugin will, and a compile error is zig's own message) and runs the program once on
+the test host of :mod:`omnicore.toolchains.testrunner`, as C's tests are: the capabilities'
+own code, the test's control through ``omnicore:testing`` (the SDK's ``omni.testing.Host``).
+``python -m omnicore.toolchains.zig SRC [NAME...]`` does both; a NAME is a ``--test-filter``.
 """
 
 from __future__ import annotations
@@ -143,8 +143,8 @@ def compile(src: Path, work: Path) -> bytes:
 
 def unit_tests(src: Path) -> UnitTests:
     """The command running the plugin's tests (the ``test`` blocks of its root file and what
-    it imports, on ``omni.testing.Host``): compiled for wasm32-wasi, zig writing its own
-    diagnostics to the terminal, then run in wasmtime."""
+    it imports): compiled for wasm32-wasi, zig writing its own diagnostics to the terminal,
+    then run on the test host."""
     _zig_or_fail(src)
     return UnitTests([sys.executable, "-m", "omnicore.toolchains.zig", str(src)],
                      dict(os.environ), src if src.is_dir() else src.parent)
@@ -160,7 +160,9 @@ def build_tests(src: Path, names: list[str]) -> Path | None:
     work.mkdir(parents=True, exist_ok=True)
     out = work / "tests.wasm"
     filters = [arg for name in names for arg in ("--test-filter", name)]
-    cmd = [zig, "test", "-target", "wasm32-wasi", "--test-no-exec", *filters,
+    # -rdynamic: the program exports omni_alloc (the host's §3.3 answers) and the handlers
+    # (the tasks capability enqueues only the plugin's own).
+    cmd = [zig, "test", "-target", "wasm32-wasi", "-rdynamic", "--test-no-exec", *filters,
            *_module_args(root), *_caches(work), f"-femit-bin={out}"]
     try:
         code = subprocess.run(cmd, check=False, timeout=_BUILD_TIMEOUT_S,

@@ -75,7 +75,7 @@ test "tour: every capability in the test host" {
         "kv.set=ok(void)",          "kv.get=v1",               "kv.missing=null",        "kv.incr=ok(5)",
         "kv.list=k1",               "kv.delete=ok(true)",      "config.db=5432",         "secret=s3cr3t",
         "secret.hidden=Denied",     "secret.unset=ok(null)",   "events=ok(void)",        "tasks.cancel=ok(true)",
-        "http=201 echo: payload",   "http.denied=Denied",      "memory.forget=ok(true)", "vectors.upsert=ok(void)",
+        "http=201 echo: payload",   "http.denied=Unavailable",      "memory.forget=ok(true)", "vectors.upsert=ok(void)",
         "vectors.missing=NotFound", "vectors.delete=ok(true)",
     }) |line| {
         if (std.mem.indexOf(u8, out, line) == null) {
@@ -83,12 +83,16 @@ test "tour: every capability in the test host" {
             return error.TestUnexpectedResult;
         }
     }
-    try std.testing.expect(std.mem.indexOf(u8, out, "memory.recall=ok([{\"id\":1,\"tier\":2,\"text\":\"likes green tea\"") != null);
+    try std.testing.expect(std.mem.indexOf(u8, out, "\"tier\":2,\"text\":\"likes green tea\"") != null);
     try std.testing.expect(std.mem.indexOf(u8, out, "vectors.search=ok([{\"id\":\"a\",\"score\":1") != null);
-    try std.testing.expectEqual(1, host.tasks.items.len);
-    try std.testing.expectEqualStrings("later", host.tasks.items[0].payload);
-    try std.testing.expect(host.tasks.items[0].cancelled);
-    try std.testing.expectEqualStrings("order.created", host.published.items[0].topic);
+    const tasks = host.tasks();
+    try std.testing.expectEqual(1, tasks.len);
+    try std.testing.expectEqualStrings("echo", tasks[0].handler);
+    try std.testing.expectEqualStrings("later", tasks[0].payload);
+    try std.testing.expectEqual(60_000, tasks[0].delay_ms);
+    try std.testing.expect(tasks[0].cancelled);
+    try std.testing.expectEqualStrings("order.created", host.published()[0].topic);
+    try std.testing.expectEqualStrings("5", host.kvGet("n").?);
 }
 
 fn answerSql(a: std.mem.Allocator, call: omni.testing.SqlCall) ![]const u8 {
@@ -118,12 +122,31 @@ test "connectors and MCP: SQL from setSql, an in-memory Redis, no MCP client" {
     defer host.deinit();
     host.setSql(answerSql);
     try std.testing.expectEqualStrings(
-        "{\"columns\":[{\"name\":\"n\",\"type\":\"\"}],\"rows\":[[7]]} error.Unavailable \"OK\" 4 [\"x\",\"y\"] error.Invalid error.Denied false error.Unavailable",
+        "{\"columns\":[{\"name\":\"n\",\"type\":\"\"}],\"rows\":[[7]]} error.Unavailable \"OK\" 4 [\"x\",\"y\"] error.Invalid error.Denied false error.Denied",
         try host.call(connectors, ""),
     );
-    try std.testing.expectEqual(4, host.sql_calls.items.len); // BEGIN, SELECT, COMMIT, DELETE
-    try std.testing.expectEqualStrings("COMMIT", host.sql_calls.items[2].sql);
+    const statements = host.sqlCalls(); // BEGIN, SELECT, COMMIT, DELETE: as the host ran them
+    try std.testing.expectEqual(4, statements.len);
+    try std.testing.expectEqualStrings("[7]", statements[1].params);
+    try std.testing.expectEqual(1, statements[1].tx.?);
+    try std.testing.expectEqualStrings("COMMIT", statements[2].sql);
     try std.testing.expectEqual(60, host.redisTtl("k"));
     try std.testing.expectEqualStrings("4", (try host.redisGet("n")).?);
-    try std.testing.expectEqualStrings("half way", host.progress.items[0].message);
+}
+
+test "each Host starts empty; the log level drops lines below it" {
+    {
+        var host = omni.testing.Host.init();
+        defer host.deinit();
+        host.kvSet("k", "v");
+        try std.testing.expectEqualStrings("v", host.kvGet("k").?);
+    }
+    var host = omni.testing.Host.init();
+    defer host.deinit();
+    try std.testing.expectEqual(null, host.kvGet("k"));
+    host.setLogLevel(.warn);
+    omni.log.info("dropped", .{});
+    omni.log.warn("kept", .{});
+    try std.testing.expectEqual(1, host.messages().len);
+    try std.testing.expectEqual(.warn, host.messages()[0].level);
 }
