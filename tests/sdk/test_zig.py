@@ -168,6 +168,7 @@ def test_every_capability_through_the_real_host(probe: HostedProbe, upstream: Up
         "kv.incr": "ok(5)", "kv.list": "k1", "kv.delete": "ok(true)", "config.db": "5432",
         "secret": "s3cr3t", "secret.unset": "ok(null)", "secret.hidden": "Denied",
         "events": "ok(void)", "events.denied": "Denied", "tasks.cancel": "ok(true)",
+        "tasks.unknown": "NotFound",
         "http": "201 echo: payload", "http.denied": "Denied", "memory.forget": "ok(true)",
         "vectors.upsert": "ok(void)", "vectors.missing": "NotFound",
         "vectors.delete": "ok(true)"}

@@ -64,6 +64,7 @@ test "counts from the configured start and resets" {
     try host.setConfig("start", "40");
     try std.testing.expectEqualStrings("{\"count\":41}", try host.call(count, "{}"));
     try std.testing.expectEqualStrings("{\"count\":46}", try host.call(count, "{\"by\": 5}"));
+    try std.testing.expectEqualStrings("6", host.kvGet(key).?); // the distance from start
     try std.testing.expectEqualStrings("{\"count\":40}", try host.call(reset, ""));
     try std.testing.expectEqualStrings("counter overflow: the result does not fit in 64 bits", try host.callError(count, "{\"by\": 9223372036854775807}"));
     try std.testing.expectEqualStrings("{\"count\":41}", try host.call(count, "{}"));

@@ -48,6 +48,7 @@ fn tour(call: *omni.Call, url: []const u8) ![]const u8 {
     try Line.add(&out, a, "events.denied", result(a, omni.events.publish("other", "{}")));
     const id = try omni.tasks.enqueue("echo", "later", 60_000);
     try Line.add(&out, a, "tasks.cancel", result(a, omni.tasks.cancel(id)));
+    try Line.add(&out, a, "tasks.unknown", result(a, omni.tasks.enqueue("nope", "", 0)));
     const req = try std.fmt.allocPrint(a, "{{\"method\":\"POST\",\"url\":\"{s}/items\"}}", .{url});
     const response = try omni.http.request(a, req, "payload");
     try Line.add(&out, a, "http", try std.fmt.allocPrint(a, "{d} {s}", .{ response.status, response.body }));
@@ -75,8 +76,8 @@ test "tour: every capability in the test host" {
         "kv.set=ok(void)",          "kv.get=v1",               "kv.missing=null",        "kv.incr=ok(5)",
         "kv.list=k1",               "kv.delete=ok(true)",      "config.db=5432",         "secret=s3cr3t",
         "secret.hidden=Denied",     "secret.unset=ok(null)",   "events=ok(void)",        "tasks.cancel=ok(true)",
-        "http=201 echo: payload",   "http.denied=Unavailable",      "memory.forget=ok(true)", "vectors.upsert=ok(void)",
-        "vectors.missing=NotFound", "vectors.delete=ok(true)",
+        "http=201 echo: payload",   "http.denied=Unavailable", "memory.forget=ok(true)", "vectors.upsert=ok(void)",
+        "vectors.missing=NotFound", "vectors.delete=ok(true)", "tasks.unknown=NotFound",
     }) |line| {
         if (std.mem.indexOf(u8, out, line) == null) {
             std.debug.print("missing {s} in\n{s}\n", .{ line, out });
