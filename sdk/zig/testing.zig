@@ -4,10 +4,12 @@
 //! capability granted, over in-memory stores, as a plugin's call does live. `Host` sets that
 //! host up and reads back what the handler did through its `omnicore:testing` imports.
 //!
-//! What the test host cannot know is the test's: HTTP answers the URLs given with `setHttp`
-//! and SQL the function given with `setSql` (the SDK hands their answer to the host just before
-//! each request; the host checks a query's shape). Redis is the host's in-memory one; MCP has no
-//! client (progress reaches nobody, a question is UNAVAILABLE).
+//! Kept here, since only the test knows them: the HTTP answers given with `setHttp` and the SQL
+//! function given with `setSql`. The host never calls into a test program for an answer, so the
+//! SDK hands it over (`omnicore:testing` `http_answer`, `sql_answer`) just before each request;
+//! the host's own code then reads the request, refuses what it refuses and checks a query's
+//! answer for the host's shape. Redis is the host's in-memory one; MCP has no client (progress
+//! reaches nobody; a question is DENIED, the test's grant allowing none).
 //!
 //!     test "greets by name" {
 //!         var host = omni.testing.Host.init();
