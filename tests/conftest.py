@@ -13,8 +13,9 @@ from omnicore.app import OmniApp
 from omnicore.core.lifecycle import State
 
 # The wasm fixtures (`wat`, `engine`, `registry`, `make`, `echo`) for every area that runs
-# plugins; the order a parallel run hands modules to its workers (costliest first).
-pytest_plugins = ["tests.sandbox_fixtures", "tests.schedule"]
+# plugins; the browser for every area that drives one; the order a parallel run hands modules
+# to its workers (costliest first).
+pytest_plugins = ["tests.sandbox_fixtures", "tests.browsers", "tests.schedule"]
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.console.test_browser import browser  # noqa: F401
-
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "build" / "docs-screenshots"
 PAGES = ("index.html", "guides/databases.html", "reference/cli.html")
@@ -56,7 +54,7 @@ def _overflowing(page: Page) -> list[str]:
 
 @pytest.mark.parametrize(("width", "height"), [(1366, 768), (390, 844)])
 def test_pages_fit_the_window_at_laptop_and_phone_widths(
-        site: Path, browser: Browser, width: int, height: int) -> None:  # noqa: F811
+        site: Path, browser: Browser, width: int, height: int) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": width, "height": height})
     try:
@@ -72,7 +70,7 @@ def test_pages_fit_the_window_at_laptop_and_phone_widths(
 
 
 def test_search_finds_a_page_from_the_file_system(site: Path,
-                                                  browser: Browser) -> None:  # noqa: F811
+                                                  browser: Browser) -> None:
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))

@@ -17,8 +17,8 @@ from playwright.sync_api import Browser, expect
 
 from omnicore.cli.remote import find_running
 from omnicore.storage import JobSpec
+from tests.browsers import SHOTS
 from tests.cluster.test_scaleout import cluster, until, worker_wasm  # noqa: F401
-from tests.console.test_browser import SHOTS, browser  # noqa: F401
 
 
 def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(

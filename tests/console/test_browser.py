@@ -10,31 +10,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
-
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "build" / "console-screenshots"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+from tests.browsers import off_thread, shot
 
 
 @pytest.fixture
@@ -52,27 +36,6 @@ def running(tmp_path: Path) -> Iterator[tuple[OmniApp, ConsoleModule]]:
         yield app, module
     finally:
         off_thread(app.stop)
-
-
-def off_thread(fn: Callable[[], None]) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if errors:
-        raise errors[0]
-
-
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def test_operator_loop_in_a_browser(browser: Browser, running: tuple[OmniApp, ConsoleModule],

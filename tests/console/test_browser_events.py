@@ -11,7 +11,7 @@ from omnicore import OmniApp
 from omnicore.accounts.audit import Actor
 from omnicore.console import ConsoleModule
 from omnicore.console.events import publish
-from tests.console.test_browser import SHOTS, browser  # noqa: F401
+from tests.browsers import SHOTS
 from tests.console.test_browser_live import full, sign_in  # noqa: F401
 
 TOPICS = ("shop.order_created_in_the_north_warehouse_for_a_returning_customer",

@@ -17,7 +17,8 @@ from playwright.sync_api import Browser, Page, Route, expect
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
-from tests.console.test_browser import SHOTS, WORKFLOW, browser, off_thread  # noqa: F401
+from tests.browsers import off_thread, shot
+from tests.console.test_browser import WORKFLOW
 from tests.console.test_jobs import ticker_wasm
 from tests.waiting import eventually
 
@@ -65,13 +66,8 @@ def sign_in(page: Page, url: str) -> None:
     expect(page.locator("h1")).to_have_text("Overview")
 
 
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
 def test_overview_counts_an_api_call_live_and_a_grant_is_audited(
-        browser: Browser, full: tuple[OmniApp, ConsoleModule]) -> None:  # noqa: F811
+        browser: Browser, full: tuple[OmniApp, ConsoleModule]) -> None:
     _app, module = full
     assert module.console is not None and module.url is not None
     context = browser.new_context(viewport={"width": 1366, "height": 900})
@@ -109,7 +105,7 @@ def test_overview_counts_an_api_call_live_and_a_grant_is_audited(
     context.close()
 
 
-def test_a_run_view_moves_as_its_steps_do(browser: Browser,  # noqa: F811
+def test_a_run_view_moves_as_its_steps_do(browser: Browser,
                                           full: tuple[OmniApp, ConsoleModule]) -> None:
     app, module = full
     assert module.console is not None and module.url is not None
@@ -133,7 +129,7 @@ def test_a_run_view_moves_as_its_steps_do(browser: Browser,  # noqa: F811
 
 
 def test_a_lost_stream_says_reconnecting_and_comes_back(
-        browser: Browser, full: tuple[OmniApp, ConsoleModule]) -> None:  # noqa: F811
+        browser: Browser, full: tuple[OmniApp, ConsoleModule]) -> None:
     _app, module = full
     assert module.url is not None
     context = browser.new_context(viewport={"width": 1366, "height": 900})
@@ -168,7 +164,7 @@ PAGES = (("/", "overview"), ("/plugins", "plugins"), ("/plugins/greeter-rust", "
          ("/audit", "audit"))
 
 
-def test_every_page_fits_a_phone_and_a_desktop(browser: Browser,  # noqa: F811
+def test_every_page_fits_a_phone_and_a_desktop(browser: Browser,
                                                full: tuple[OmniApp, ConsoleModule]) -> None:
     app, module = full
     assert module.url is not None

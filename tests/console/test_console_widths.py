@@ -18,10 +18,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
-from tests.console.test_browser import browser, off_thread, shot
+from tests.browsers import off_thread, shot
 from tests.waiting import eventually
-
-__all__ = ["browser"]  # the module-scoped chromium of the console's browser tests
 
 PASSWORD = "lovelace-1815"
 WIDTHS = {"phone": (390, 844), "laptop": (1366, 768)}

@@ -15,10 +15,11 @@ from playwright.sync_api import Browser, Page, expect
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
+from tests.browsers import off_thread, shot
 from tests.component_fixtures import js_component
-from tests.console.test_browser import browser, off_thread, running, shot
+from tests.console.test_browser import running
 
-__all__ = ["browser", "running"]  # fixtures, imported for the tests here
+__all__ = ["running"]  # the fixture, imported for the tests here
 
 
 @pytest.fixture

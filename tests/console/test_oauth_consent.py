@@ -25,7 +25,7 @@ from mcp.shared.auth import (
 )
 from playwright.async_api import async_playwright, expect
 
-from tests.console.test_browser import ARGS, CHROMIUM
+from tests.browsers import ARGS, CHROMIUM
 from tests.mcp.mcp_fixtures import PASSWORD, Host
 
 ACCEPT = {"Accept": "application/json, text/event-stream"}

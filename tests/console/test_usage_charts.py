@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
-from tests.console.test_browser import SHOTS, browser, off_thread  # noqa: F401
+from tests.browsers import SHOTS, off_thread
 from tests.host_fixtures import grower_wasm
 
 PASSWORD = "lovelace-1815"
@@ -66,7 +66,7 @@ def mib(text: str) -> float:
 
 
 def test_memory_and_fuel_charts_move_live_after_calls(
-        browser: Browser, grower: tuple[OmniApp, ConsoleModule, str]) -> None:  # noqa: F811
+        browser: Browser, grower: tuple[OmniApp, ConsoleModule, str]) -> None:
     _app, module, token = grower
     assert module.url is not None
     api = httpx.Client(base_url=module.url, timeout=30,

@@ -19,9 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from omnicore import OmniApp
 from omnicore.cli.main import main
 from omnicore.console import ConsoleModule
-from tests.console.test_browser import browser, off_thread, shot
-
-__all__ = ["browser"]  # the module-scoped chromium of the console's browser tests
+from tests.browsers import off_thread, shot
 
 PASSWORD = "lovelace-1815"
 NOTES = """\

@@ -18,10 +18,8 @@ from playwright.sync_api import Browser, Dialog, Page, expect
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
-from tests.console.test_browser import browser, off_thread, shot
+from tests.browsers import off_thread, shot
 from tests.console.test_workflow_editor import NOTES, PASSWORD, _bearer, sign_in
-
-__all__ = ["browser"]  # the module-scoped chromium of the console's browser tests
 
 ROOT = Path(__file__).resolve().parents[2]
 STOCK = ROOT / "build" / "plugins" / "stock-rust.wasm"

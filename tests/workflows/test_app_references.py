@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, expect
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
-from tests.console.test_browser import SHOTS, browser, off_thread  # noqa: F401
+from tests.browsers import SHOTS, off_thread
 from tests.host_fixtures import echo_wasm
 from tests.waiting import eventually
 
@@ -160,7 +160,7 @@ def test_list_shows_the_same_findings_per_workflow(tmp_path: Path) -> None:
 
 
 def test_console_shows_the_findings_of_each_workflow(
-        tmp_path: Path, browser: Browser) -> None:  # noqa: F811
+        tmp_path: Path, browser: Browser) -> None:
     folder = make_app(tmp_path / "app", {"later.yaml": LATER, "wrong.yaml": WRONG})
     app = OmniApp(config_path=folder / "omnicore.yaml", environ={}, entry_points=False,
                   overrides={"console": {"enabled": True, "port": 0}})

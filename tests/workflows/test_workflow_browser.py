@@ -3,20 +3,17 @@ from the form generated from the input schema, watch it wait, approve it, see it
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
+from tests.browsers import off_thread
 from tests.workflows.conftest import app_dir
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 FLOW = """\
 format: omniflow/v1
 name: ship
@@ -29,23 +26,6 @@ steps:
   - {id: ok, needs: [greet], wait: {approval: {message: "Ship to this customer?"}}}
 outputs: {said: "${{ steps.greet.output.message }}"}
 """
-
-
-def off_thread(fn: Callable[[], None]) -> None:
-    # Playwright's sync API runs an event loop in this thread; app.start/stop refuse to.
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if errors:
-        raise errors[0]
 
 
 @pytest.fixture
@@ -64,40 +44,39 @@ def running(tmp_path: Path, built_plugins: dict[str, Path]
         off_thread(app.stop)
 
 
-def test_start_and_approve_a_run_in_a_browser(running: tuple[OmniApp, ConsoleModule]) -> None:
+def test_start_and_approve_a_run_in_a_browser(running: tuple[OmniApp, ConsoleModule],
+                                              browser: Browser) -> None:
     app, module = running
     assert module.console is not None
     module.console.auth.store.add("ada", "lovelace-1815", "admin")
-    with sync_playwright() as p:
-        browser: Browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(f"{module.url}/login")
-            page.fill("input[name=name]", "ada")
-            page.fill("input[name=password]", "lovelace-1815")
-            page.click("button[type=submit]")
-            page.click("nav >> text=Workflows")
-            expect(page.locator("h1")).to_have_text("Workflows")
-            page.click("a:has-text('ship')")
-            page.fill("input[name=name]", "Grace")
-            page.check("input[name=rush]")
-            page.click("button:has-text('Start run')")
-            expect(page.locator("h1")).to_contain_text("Run #1 of ship")
-            # The approval is created when the greet step has run: reload until it shows.
-            approve = page.locator("button:has-text('Approve')")
-            for _ in range(200):
-                if approve.count():
-                    break
-                page.wait_for_timeout(50)
-                page.reload()
-            expect(page.locator("text=Ship to this customer?")).to_be_visible()
-            expect(page.locator("tr[data-step=greet]")).to_contain_text("Hello, Grace!")
-            page.fill("input[name=comment]", "looks right")
-            approve.click()
-            expect(page.locator("#run-state")).to_have_text("succeeded", timeout=30_000)
-            expect(page.locator("tr[data-step=ok]")).to_contain_text("decided by console:ada")
-        finally:
-            browser.close()
+    page = browser.new_page()
+    try:
+        page.goto(f"{module.url}/login")
+        page.fill("input[name=name]", "ada")
+        page.fill("input[name=password]", "lovelace-1815")
+        page.click("button[type=submit]")
+        page.click("nav >> text=Workflows")
+        expect(page.locator("h1")).to_have_text("Workflows")
+        page.click("a:has-text('ship')")
+        page.fill("input[name=name]", "Grace")
+        page.check("input[name=rush]")
+        page.click("button:has-text('Start run')")
+        expect(page.locator("h1")).to_contain_text("Run #1 of ship")
+        # The approval is created when the greet step has run: reload until it shows.
+        approve = page.locator("button:has-text('Approve')")
+        for _ in range(200):
+            if approve.count():
+                break
+            page.wait_for_timeout(50)
+            page.reload()
+        expect(page.locator("text=Ship to this customer?")).to_be_visible()
+        expect(page.locator("tr[data-step=greet]")).to_contain_text("Hello, Grace!")
+        page.fill("input[name=comment]", "looks right")
+        approve.click()
+        expect(page.locator("#run-state")).to_have_text("succeeded", timeout=30_000)
+        expect(page.locator("tr[data-step=ok]")).to_contain_text("decided by console:ada")
+    finally:
+        page.close()
     run = app.workflows.get_run(1)
     assert run.inputs == {"name": "Grace", "rush": True}
     assert run.outputs == {"said": "Hello, Grace!"}
