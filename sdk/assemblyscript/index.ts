@@ -371,10 +371,21 @@ export class HttpResponse {
   text(): string { return String.UTF8.decodeUnsafe(this.body.dataStart, this.body.byteLength); }
 }
 
+// In a test build, omnicore/testing gives the test host its answer for the HTTP request or SQL
+// statement about to be sent (kind 0: HTTP, 1: a query, 2: an execute): null in a plugin.
+let testAnswer: ((kind: i32, requestJson: string) => void) | null = null;
+/** For omnicore/testing only. */
+export function __setTestAnswer(answer: (kind: i32, requestJson: string) => void): void { testAnswer = answer; }
+function answerFor(kind: i32, requestJson: string): void {
+  const answer = testAnswer;
+  if (answer != null) answer(kind, requestJson);
+}
+
 export namespace http {
   /** `requestJson` is {"method", "url", "headers"?, "timeout_ms"?} or, through a connector,
    * {"method", "connector", "path", ...} (ABI §4.7); null on failure (lastStatus, lastError). */
   export function request(requestJson: string, body: string = ""): HttpResponse | null {
+    answerFor(0, requestJson);
     const r = Utf8.of(requestJson), b = Utf8.of(body);
     const packed = <u64>http_request(r.ptr, r.len, b.ptr, b.len);
     const ptr = (packed >> 32) as usize;
@@ -400,10 +411,12 @@ export namespace http {
 
 export namespace sql {
   export function query(conn: string, requestJson: string): string | null {
+    answerFor(1, requestJson);
     const c = Utf8.of(conn), r = Utf8.of(requestJson);
     return takeBlock(sql_query(c.ptr, c.len, r.ptr, r.len));
   }
   export function execute(conn: string, requestJson: string): string | null {
+    answerFor(2, requestJson);
     const c = Utf8.of(conn), r = Utf8.of(requestJson);
     return takeBlock(sql_execute(c.ptr, c.len, r.ptr, r.len));
   }

@@ -1,3 +1,4 @@
-// Compiled as an extra entry by `omnicore test`: what testing/run.mjs calls.
+// Compiled as an extra entry by `omnicore test`: the program's entry point, which lists the
+// tests or runs one (omnicore.toolchains.testhost.astest), and the allocator host calls use.
 export { omni_alloc, omni_free } from "omnicore";
-export { __test_count, __test_name, __test_run } from "omnicore/testing";
+export { _start } from "omnicore/testing";

@@ -135,10 +135,11 @@ def _unit_tests(src: Path) -> subprocess.CompletedProcess[str]:
                           timeout=600, check=False)
 
 
-def test_unit_tests_run_each_test_on_node_and_report_failures(tmp_path: Path) -> None:
+def test_unit_tests_run_each_test_on_the_test_host_and_report_failures(tmp_path: Path) -> None:
     passed = _unit_tests(ROOT / "plugins" / "greeter" / "as")
     assert passed.returncode == 0, passed.stdout + passed.stderr
-    assert "# 3 passed, 0 failed" in passed.stdout
+    assert "test result: ok. 3 passed; 0 failed" in passed.stdout
+    assert "node" not in unit_tests(ROOT / "plugins" / "greeter" / "as").argv[0]
     src = tmp_path / "hello"
     scaffold(src, "hello", "assemblyscript")
     test_file = src / "plugin.test.ts"
@@ -146,13 +147,41 @@ def test_unit_tests_run_each_test_on_node_and_report_failures(tmp_path: Path) ->
     failed = _unit_tests(src)
     assert failed.returncode == 1
     assert 'expected {"message":"Hello, Ada!"}, got {"message":"Hi, Ada!"}' in failed.stdout
+    assert "INFO greeting Ada" in failed.stdout  # the failed test's log
+
+
+def test_a_failing_or_trapping_test_fails_alone(tmp_path: Path) -> None:
+    src = tmp_path / "hello"
+    scaffold(src, "hello", "assemblyscript")
+    (src / "plugin.test.ts").write_text(
+        'import { greet } from "./plugin";\n'
+        'import { call, expectEqual, kvGet, setKv, test } from "omnicore/testing";\n'
+        'test("first passes", () => { setKv("seen", "1"); '
+        "expectEqual(call(greet, '{}'), '{\"message\":\"Hello, world!\"}'); });\n"
+        'test("then one throws", () => { throw new Error("thrown on purpose"); });\n'
+        'test("then one traps", () => { unreachable(); });\n'
+        'test("the last still runs, on a fresh host", () => { '
+        'if (kvGet("seen") != null) throw new Error("state leaked"); });\n')
+    done = _unit_tests(src)
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = done.stdout
+    assert "test first passes ... ok" in out
+    assert "test then one throws ... FAILED\n    thrown on purpose at plugin.test.ts" in out
+    assert "test then one traps ... FAILED\n    the test trapped: " in out
+    assert "test the last still runs, on a fresh host ... ok" in out
+    assert "test result: FAILED. 2 passed; 2 failed; 0 filtered out" in out
+    run = unit_tests(src)
+    chosen = subprocess.run([*run.argv, "first"], env=run.env, cwd=run.cwd,
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert chosen.returncode == 0, chosen.stdout + chosen.stderr
+    assert "test result: ok. 1 passed; 0 failed; 3 filtered out" in chosen.stdout
 
 
 def test_the_test_host_answers_every_capability() -> None:
     # probe_as/plugin.test.ts: the probe's tour and a SQL/Redis handler against the test host.
     done = _unit_tests(Path(__file__).parent / "probe_as")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "# 3 passed, 0 failed" in done.stdout
+    assert "test result: ok. 4 passed; 0 failed" in done.stdout
 
 
 def test_mcp_outside_an_mcp_call_reaches_nobody(engine: SandboxEngine, tmp_path: Path,

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -128,24 +129,24 @@ def _asc(src: Path, work: Path, entries: list[str], flags: list[str]) -> bytes:
 
 
 def unit_tests(src: Path) -> UnitTests:
-    """The project's ``*.test.ts`` built with ``omnicore/testing`` and run on Node by the
-    SDK's ``testing/run.mjs``, each test in a fresh instance, the capabilities in memory."""
+    """The project's entries and ``*.test.ts`` built with ``omnicore/testing`` into one
+    wasm32-wasi program, run by :mod:`omnicore.toolchains.testhost.astest` on omnicore's test
+    host (the capabilities' own code over in-memory services), each test in a fresh instance."""
     files = sorted(str(p.relative_to(src)) for p in src.glob("*.test.ts"))
     if not files:
         raise BuildError(f"{src}: no test files (plugin.test.ts; `omnicore new plugin --lang "
                          f"assemblyscript` writes one)", plugin=src.name, toolchain=LANGUAGE)
     work = locations.cache_dir() / "as-test" / hashlib.sha256(str(src).encode()).hexdigest()[:16]
     work.mkdir(parents=True, exist_ok=True)
-    # The incremental runtime: the tests keep values in locals across handler calls, which
-    # the minimal runtime's end-of-call collection would not see.
-    wasm = _asc(src, work, [*files, str(sdk_dir() / "testing_exports.ts")],
+    # The entries too, so their handlers are exports (tasks.enqueue names one). The incremental
+    # runtime: the tests keep values in locals across handler calls, which the minimal
+    # runtime's end-of-call collection would not see.
+    entries = [e for e in _entries(src, _config(src)) if e not in files]
+    wasm = _asc(src, work, [*entries, *files, str(sdk_dir() / "testing_exports.ts")],
                 ["--runtime", "incremental", "--debug"])
     tests = work / "tests.wasm"
     tests.write_bytes(wasm)
-    node = shutil.which("node") or "node"
-    # The test host is the JS SDK's (sdk/js/testing), run.mjs carrying the wasm ABI to it.
-    return UnitTests([node, str(sdk_dir() / "testing" / "run.mjs"), str(tests),
-                      str(locations.sdk_dir("js") / "testing")],
+    return UnitTests([sys.executable, "-m", "omnicore.toolchains.testhost.astest", str(tests)],
                      dict(os.environ), src)
 
 

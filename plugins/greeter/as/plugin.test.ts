@@ -1,4 +1,4 @@
-// The greeter's unit tests: `omnicore test plugins/greeter/as` (Node, in-memory host).
+// The greeter's unit tests: `omnicore test plugins/greeter/as` (omnicore's test host, in memory).
 import { greet } from "./plugin";
 import { call, callError, expectEqual, setConfig, test } from "omnicore/testing";
 

@@ -13,6 +13,7 @@ A test program imports what a plugin imports (``omnicore:kv``, ``omnicore:http``
     connectors.py  HTTP and SQL answering what the test scripted, Redis in memory
     libtest.py   Rust's harness run one test per instance, reported as cargo test does
     gotest.py    Go's test binary run one test per instance, reported as go test does
+    astest.py    AssemblyScript's tests (omnicore/testing) run one per instance
     native.py    the same host for a plugin running in this process (Python's, under pytest):
                  a capability's WIT functions called with Python values
 
