@@ -184,6 +184,18 @@ def test_the_test_host_answers_every_capability() -> None:
     assert "test result: ok. 4 passed; 0 failed" in done.stdout
 
 
+def test_top_level_statements_run_in_each_tests_instance() -> None:
+    # as_start/plugin.test.ts: its start function logs through the test host; a handler's
+    # throw fails that test, with the handler's message.
+    done = _unit_tests(Path(__file__).parent / "as_start")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "test the start function's host calls are served ... ok" in done.stdout
+    assert ("test fails on purpose: a throw in a handler fails its test with the message"
+            " ... FAILED\n"
+            "    boom with bad data at plugin.ts:") in done.stdout
+    assert "test result: FAILED. 1 passed; 1 failed" in done.stdout
+
+
 def test_mcp_outside_an_mcp_call_reaches_nobody(engine: SandboxEngine, tmp_path: Path,
                                                 out_dir: Path) -> None:
     (tmp_path / "asconfig.json").write_text('{"entries": ["plugin.ts"]}')
