@@ -10,7 +10,7 @@ SDK's abort logs a throw's message, then traps) and the test's log, then a summa
     python -m omnicore.toolchains.testhost.astest TESTS.wasm [NAME-PART...]
 
 Names given select the tests whose name contains one of them. The exit code is 1 when a test
-failed or the program has none, else 0.
+failed or the program has none, 2 for an option (there are none), else 0.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ def _indent(text: str, prefix: str) -> str:
 
 def run_astest(program: Program, args: Sequence[str]) -> int:
     """Run the tests whose names contain one of ``args`` (all without); 1 when one failed."""
+    options = [a for a in args if a.startswith("-")]
+    if options:
+        print(f"unknown option {options[0]}: the arguments are parts of test names",
+              file=sys.stderr)
+        return 2
     names = _listed(program)
     if not names:
         print("no tests: register them with test(name, () => {...}) in *.test.ts")
