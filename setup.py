@@ -42,9 +42,11 @@ setup(cmdclass={"build_py": BuildPyWithSdk},
                                       for name in ("_pyext", "_capi", "_callpath", "_epoch",
                                                    "_hostfunc", "_instantiate")],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True),
-                   Extension("omnicore.sandbox._compcall", ["host/omnicore/sandbox/_compcall.c"],
+                   Extension("omnicore.sandbox._compcall",
+                             [f"host/omnicore/sandbox/{name}.c"
+                              for name in ("_compcall", "_compvalue")],
                              depends=[f"host/omnicore/sandbox/{name}.h"
-                                      for name in ("_pyext", "_capi")],
+                                      for name in ("_pyext", "_capi", "_compcall")],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True),
                    Extension("omnicore.sandbox._logring",
                              [f"host/omnicore/sandbox/{name}.c" for name in ("_logring", "_logwake")],

@@ -14,6 +14,10 @@
  *   integers, floats, char): the JSON values (already checked against their types by the
  *   runtime) are lowered here, the result lifted here into its JSON value (an f32/f64 NaN or
  *   infinity as "nan", "inf", "-inf"; an invalid char traps as canonabi.py's lift does);
+ * - call_json(data, epoch): the call's JSON bytes in, the result's JSON bytes out, for
+ *   scalars and strings here (the JSON lane below), for every other canonical signature by
+ *   the export's plan (_compvalue.c); NotImplemented when the JSON is not plainly the
+ *   arguments (nothing ran);
  * - arm(epoch), call_core(values, None) then post_core(): for every other canonical face:
  *   Python lowers into core values (and guest memory, through alloc(), after arm(): the
  *   guest's realloc runs under the call's deadline) and lifts the core result; the face's
@@ -33,70 +37,23 @@
  * loaded (bind()), and the C value's layout is checked by Python against wasmtime-py's
  * (VAL_SIZE, VAL_OF) before anything is called.
  */
-#include "_capi.h"
+#include "_compcall.h"
 
 #include <math.h>
 #include <structmember.h>
-#include <stddef.h>
 #include <string.h>
 
-/* Core parameters of a face: the canonical ABI passes at most 16 (more go through memory). */
-#define MAX_CORE 16
-
-/* wasmtime_component_val_t: a kind byte, then the payload union (24 bytes) at offset 8. */
-typedef struct {
-    uint8_t kind;
-    union {
-        uint32_t u32;
-        uint64_t u64;
-        float f32;
-        double f64;
-        uint8_t bytes[24];
-    } of;
-} cval;
-
-typedef void *(*comp_call_fn)(const void *func, void *ctx, const cval *args, size_t nargs,
-                              cval *results, size_t nresults);
-typedef void *(*comp_post_fn)(const void *func, void *ctx);
-
-static comp_call_fn comp_call;
-static comp_post_fn comp_post;
+comp_call_fn comp_call;
+comp_post_fn comp_post;
 static set_deadline_fn set_deadline;
 /* wasmtime_component_valkind_t of U32, U64, F32, F64 (the kinds a face's core values have). */
 static uint8_t kind_u32, kind_u64, kind_f32, kind_f64;
-static PyObject *failed_type, *trap_type, *text_fn;
+static PyObject *failed_type;
+PyObject *trap_type, *text_fn;
 static PyObject *str_nan, *str_inf, *str_minus_inf, *str_size;
 
-/* WIT scalars, as call() lowers and lifts them. */
-enum { W_NONE, W_BOOL, W_S8, W_U8, W_S16, W_U16, W_S32, W_U32, W_S64, W_U64, W_F32, W_F64,
-       W_CHAR, W_STRING };
 static const char *const wit_names[] = {"", "bool", "s8", "u8", "s16", "u16", "s32", "u32",
                                         "s64", "u64", "f32", "f64", "char", "string", NULL};
-
-typedef struct {
-    PyObject_HEAD
-    void *ctx;            /* wasmtime_context_t* of the instance's store */
-    const void *func;     /* wasmtime_component_func_t* of the face */
-    const void *post;     /* ... of its post-return face, or NULL */
-    const void *realloc;  /* ... of its realloc face, or NULL */
-    unsigned long long ticks;
-    long long armed;      /* the epoch this face last armed the deadline at, -1: none */
-    int nparams;
-    char core[MAX_CORE];  /* each core parameter: 'i' i32, 'q' i64, 'f' f32, 'd' f64 */
-    char result;          /* the core result, 0 for none */
-    int scalar;           /* call() may be used: every WIT type a scalar */
-    int plain;            /* call_json() may be used: scalars and strings (with memory) */
-    int nwit;             /* WIT parameters */
-    uint8_t wit[MAX_CORE];  /* each one's WIT type */
-    uint8_t wit_result;   /* W_NONE: no result */
-    PyObject *memory;     /* the instance's one linear memory (its base never moves), or NULL */
-    uint8_t *base;
-    int pending;          /* call_core() returned; post_core() has not run yet */
-    cval params[MAX_CORE];
-    cval out;
-    cval grow[4];         /* realloc(0, 0, align, size) */
-    cval at;
-} Face;
 
 static uint8_t
 kind_of(char c)
@@ -109,7 +66,7 @@ kind_of(char c)
     }
 }
 
-static int
+int
 wit_code(PyObject *name, uint8_t *out)
 {
     const char *s = PyUnicode_AsUTF8(name);
@@ -136,22 +93,42 @@ core_of(uint8_t w)
     }
 }
 
+/* The instance's LinearMemory `memory` (its base never moves) into self; 0 with an exception. */
+static int
+take_memory(Face *self, PyObject *memory)
+{
+    PyObject *base = PyObject_GetAttrString(memory, "base");
+    if (base == NULL)
+        return 0;
+    void *b = PyLong_AsVoidPtr(base);
+    Py_DECREF(base);
+    if (b == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "memory.base is null");
+        return 0;
+    }
+    self->memory = Py_NewRef(memory);
+    self->base = (uint8_t *)b;
+    return 1;
+}
+
 /* Face(ctx, func, post, realloc, core_params, core_result, ticks, wit_params, wit_result,
  * memory): addresses as ints (0: none); core types as a str of 'i', 'q', 'f', 'd'; wit_params
  * a tuple of WIT scalar or "string" names (or None: only call_core), wit_result one (or None:
- * no result); memory the instance's LinearMemory (.memory), needed for strings. */
+ * no result); memory the instance's LinearMemory (.memory), needed for strings; plan (instead
+ * of wit_params and wit_result) the export's plan(), for any other canonical signature. */
 static int
 Face_init(Face *self, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"ctx", "func", "post", "realloc", "core_params", "core_result",
-                            "ticks", "wit_params", "wit_result", "memory", NULL};
+                            "ticks", "wit_params", "wit_result", "memory", "plan", NULL};
     PyObject *ctx, *func, *post, *realloc_, *wit_params = Py_None, *wit_result = Py_None;
-    PyObject *memory = Py_None;
+    PyObject *memory = Py_None, *plan = Py_None;
     const char *core, *result;
     unsigned long long ticks;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOssK|OOO", names, &ctx, &func, &post,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOssK|OOOO", names, &ctx, &func, &post,
                                      &realloc_, &core, &result, &ticks, &wit_params,
-                                     &wit_result, &memory))
+                                     &wit_result, &memory, &plan))
         return -1;
     if (comp_call == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "bind() the wasmtime functions first");
@@ -197,6 +174,18 @@ Face_init(Face *self, PyObject *args, PyObject *kwds)
     self->wit_result = W_NONE;
     Py_CLEAR(self->memory);
     self->base = NULL;
+    Py_CLEAR(self->plan_obj);
+    self->plan = NULL;
+    if (plan != Py_None) {
+        /* Every other canonical signature: call_json() through the plan (_compvalue.c). */
+        if ((self->plan = comp_plan_of(plan)) == NULL || !comp_plan_fits(self->plan, self))
+            return -1;
+        self->plan_obj = Py_NewRef(plan);
+        if (comp_plan_needs_memory(self->plan) && memory != Py_None
+            && !take_memory(self, memory))
+            return -1;
+        return 0;
+    }
     if (wit_params == Py_None)
         return 0;
     if (!PyTuple_Check(wit_params) || PyTuple_GET_SIZE(wit_params) > MAX_CORE) {
@@ -239,23 +228,13 @@ Face_init(Face *self, PyObject *args, PyObject *kwds)
     if (strings) {
         if (memory == Py_None)
             return 0;  /* no lane: strings need the memory */
-        PyObject *base = PyObject_GetAttrString(memory, "base");
-        if (base == NULL)
-            return -1;
-        void *b = PyLong_AsVoidPtr(base);
-        Py_DECREF(base);
-        if (b == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "memory.base is null");
-            return -1;
-        }
         for (int i = 0; i < self->nwit; i++)
             if (self->wit[i] == W_STRING && self->realloc == NULL) {
                 PyErr_SetString(PyExc_ValueError, "string parameters need realloc");
                 return -1;
             }
-        self->memory = Py_NewRef(memory);
-        self->base = (uint8_t *)b;
+        if (!take_memory(self, memory))
+            return -1;
     }
     self->scalar = !strings;
     self->plain = 1;
@@ -266,11 +245,12 @@ static void
 Face_dealloc(Face *self)
 {
     Py_CLEAR(self->memory);
+    Py_CLEAR(self->plan_obj);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 /* Raise wasmtime's error (an owned wasmtime_error_t*) as the failed class. */
-static PyObject *
+PyObject *
 raise_failed(void *error)
 {
     PyObject *addr = PyLong_FromVoidPtr(error);
@@ -293,7 +273,7 @@ open_face(Face *self)
 
 /* Arm the deadline for `epoch` (see the top of the file); 0 with an exception if it is not
  * an int or None. */
-static int
+int
 arm(Face *self, PyObject *epoch)
 {
     if (epoch == Py_None)
@@ -310,7 +290,7 @@ arm(Face *self, PyObject *epoch)
 
 /* The face's call and its post-return, the GIL let go (the guest may run to its deadline, and
  * host functions take the GIL themselves); wasmtime's error, or NULL. */
-static void *
+void *
 call_face(Face *self)
 {
     void *error;
@@ -326,7 +306,7 @@ call_face(Face *self)
 }
 
 /* The post-return face with the call's result, then its own post-return. */
-static void *
+void *
 call_post(Face *self)
 {
     void *error;
@@ -533,7 +513,7 @@ Face_call(Face *self, PyObject *const *args, Py_ssize_t nargs)
  * made of it (json.loads; values.py's checks), and the output is written as json.dumps or
  * orjson would write it (floats as repr() writes them). */
 
-static const char *
+const char *
 skip_ws(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
@@ -583,7 +563,7 @@ number_end(const char *p, const char *end, int *integral)
 }
 
 /* One plain JSON value of WIT scalar `w` at *pp into v; 0: not plain (hand the call back). */
-static int
+int
 parse_scalar(const char **pp, const char *end, uint8_t w, cval *v)
 {
     const char *p = *pp;
@@ -714,7 +694,7 @@ parse_scalar(const char **pp, const char *end, uint8_t w, cval *v)
 
 /* JSON text of the result into buf (at least 64 bytes); its length, or -1 with an exception
  * (a char that is not a scalar value traps, as canonabi's lift does). */
-static Py_ssize_t
+Py_ssize_t
 format_result(const cval *v, uint8_t w, char *buf)
 {
     uint32_t i = v->of.u32;
@@ -825,8 +805,15 @@ word_escapes(uint64_t w)
             | ((slash - ONES) & ~slash)) & HIGHS ? 1 : 0;
 }
 
+/* Whether one of the eight bytes at p needs an escape in a JSON string (word_escapes). */
+int
+word_escapes_at(const unsigned char *p)
+{
+    return word_escapes(load_word(p));
+}
+
 /* The first byte at or after p (before e) that is not ASCII. */
-static const unsigned char *
+const unsigned char *
 skip_ascii(const unsigned char *p, const unsigned char *e)
 {
     while (e - p >= 8 && !(load_word(p) & HIGHS))
@@ -853,7 +840,7 @@ skip_plain(const unsigned char *p, const unsigned char *e)
 
 /* The length of the valid UTF-8 sequence at s (1-4), 0 if there is none (overlong forms,
  * surrogates and values past U+10FFFF are not valid: Python's strict decoder). */
-static int
+int
 utf8_char(const unsigned char *s, const unsigned char *end)
 {
     unsigned c = s[0];
@@ -876,7 +863,7 @@ utf8_char(const unsigned char *s, const unsigned char *end)
 
 /* A plain JSON string at *pp: '"', valid UTF-8 without escapes or control characters, '"';
  * its bytes in (*s, *n). 0: not plain. */
-static int
+int
 parse_string(const char **pp, const char *end, const char **s, Py_ssize_t *n)
 {
     const unsigned char *p = (const unsigned char *)*pp;
@@ -901,7 +888,7 @@ parse_string(const char **pp, const char *end, const char **s, Py_ssize_t *n)
 }
 
 /* The memory's size now (it grows during a call); 0 with an exception. */
-static int
+int
 memory_size_now(Face *self, uint64_t *out)
 {
     PyObject *o = PyObject_GetAttr(self->memory, str_size);
@@ -912,7 +899,7 @@ memory_size_now(Face *self, uint64_t *out)
     return !PyErr_Occurred();
 }
 
-static PyObject *
+PyObject *
 canon_trap(const char *text)
 {
     PyErr_SetString(trap_type, text);
@@ -1016,6 +1003,8 @@ Face_call_json(Face *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (!takes(nargs, 2, "call_json(data, epoch)") || !open_face(self))
         return NULL;
+    if (self->plan != NULL && PyBytes_CheckExact(args[0]))
+        return comp_call_plan(self, args[0], args[1]);
     if (!self->plain || !PyBytes_CheckExact(args[0]))
         Py_RETURN_NOTIMPLEMENTED;
     const char *sp[MAX_CORE];
@@ -1464,6 +1453,8 @@ bind(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef module_methods[] = {
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
      "bind the wasmtime C functions, the value kinds and the failure classes"},
+    {"plan", comp_plan_new, METH_O,
+     "plan(desc) -> an export's lowering and lifting plan (flatcall.FlatCall.plan_desc)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,9 +10,14 @@ runtime turns both into the verdict every path gives.
 
 Where the C component call path is built (``sandbox/_compcall.c``: :data:`COMPCALL`), a
 :class:`Bound` also holds its C ``Face``: the deadline's arming, the face's call, its
-post-return and every ``realloc`` are then one C call each, and an export whose parameters
-and result are all WIT scalars is lowered and lifted in C too (no Python lowerer, no struct).
-Without it (or with ``OMNICORE_CALLPATH=python``) the same steps run here through ctypes.
+post-return and every ``realloc`` are then one C call each; an export whose parameters
+and result are all WIT scalars is lowered and lifted in C too (no Python lowerer, no struct),
+and every export takes its call's JSON and answers JSON in C (``call_json``): scalars and
+strings by the Face itself, every other signature by its :attr:`FlatCall.plan`
+(sandbox/_compvalue.c, built from canonabi's layouts: canonabi's lowering and lifting, traps
+and words, done in C). JSON that is not plainly the arguments is handed back, and runs here.
+Without the extension (or with ``OMNICORE_CALLPATH=python``) every step runs here through
+ctypes.
 """
 
 from __future__ import annotations
@@ -32,7 +37,14 @@ from omnicore.sandbox.component.canonabi import (
     MAX_FLAT_PARAMS,
     MAX_FLAT_RESULTS,
     Cx,
+    Ty,
     _CanonTrap,
+    _case_names,
+    _cases,
+    _disc_size,
+    _members,
+    _offsets,
+    _payload_offset,
     _text,
     align,
     flatten,
@@ -117,6 +129,34 @@ def _address(ref: Any) -> int:
     return ctypes.addressof(ref._obj) + getattr(ref, "_off", 0) if ref is not None else 0
 
 
+def _names(names: tuple[str, ...]) -> tuple[bytes, ...]:
+    """Names as the JSON strings the C plan matches and writes."""
+    return tuple(json.dumps(n, ensure_ascii=False).encode() for n in names)
+
+
+def _node(t: Ty) -> tuple[Any, ...]:
+    """``t`` as the C plan's node (sandbox/_compvalue.c): (kind, size, align, flat, subs,
+    names as JSON strings, member offsets, payload offset, discriminant bytes)."""
+    k = t[0]
+    flat = "".join(_CORE[c] for c in flatten(t))
+    head = (k, size(t), align(t), flat)
+    if k in ("record", "tuple"):
+        members = _members(t)
+        names = tuple(t[1]) if k == "record" else ()
+        return (*head, tuple(_node(m) for m in members),
+                _names(names), _offsets(members), 0, 0)
+    if k == "list":
+        return (*head, (_node(t[1]),), (), (), 0, 0)
+    if k == "flags":
+        return (*head, (), _names(t[1]), (), 0, 0)
+    if k in ("variant", "enum", "option", "result"):
+        cases = _cases(t)
+        subs = () if k == "enum" else tuple(None if c is None else _node(c) for c in cases)
+        return (*head, subs, _names(_case_names(t)), (),
+                _payload_offset(t), _disc_size(len(cases)))
+    return (*head, (), (), (), 0, 0)  # a scalar or a string
+
+
 def uses_memory(form: RawForm) -> bool:
     """Whether calling ``form`` touches guest memory (then its instance's one memory must be
     known)."""
@@ -170,6 +210,14 @@ class FlatCall:
         if not self.spilled and all(len(p) == 1 and p[0] in plain for p in params) \
                 and (result is None or (len(result) == 1 and result[0] in plain)):
             self.plain = (tuple(p[0] for p in params), None if result is None else result[0])
+        #: Every other signature: the C face's plan (sandbox/_compvalue.c), which takes the
+        #: call's JSON and answers JSON itself (call_json), every WIT type lowered and lifted
+        #: in C; built once per export, shared by its instances' faces.
+        self.plan: Any = None
+        if COMPCALL is not None and self.plain is None:
+            self.plan = COMPCALL.plan((_node(("tuple", params)),
+                                       None if result is None else _node(result),
+                                       self.spilled, uses_memory(form)))
 
     def dumps(self, value: Any) -> bytes:
         out = jsoncodec.dumps(value)
@@ -290,7 +338,8 @@ class Bound:
             self.c = COMPCALL.Face(
                 _address(ctx), _address(face), _address(post), _address(realloc),
                 "".join(_CORE[c] for c in flat.form.core_params),
-                "".join(_CORE[c] for c in flat.form.core_result), ticks, *plain, memory)
+                "".join(_CORE[c] for c in flat.form.core_result), ticks, *plain, memory,
+                flat.plan)
         self.cx = Cx(memory, view if view is not None else memoryview(b""),
                      alloc if self.c is None else self.c.alloc)
 

@@ -151,12 +151,13 @@ class ComponentRuntime(PooledRuntime[Instance]):
         #: needs the instance's memory.
         self._canon = {name: (FlatCall(form), uses_memory(form))
                        for name, form in module.flat.items() if form.result == "canon"}
-        #: Those called with JSON in and out in C (scalars and strings: .flatcall's
+        #: Those called with JSON in and out in C (every canonical export: .flatcall's
         #: call_json; one without its instance's memory answers NotImplemented).
         #: (Never a handler's name: a plugin component's handlers are called through its
         #: ``call`` export, and the lane is tried first.)
         self._lanes = {name: flat for name, (flat, _m) in self._canon.items()
-                       if COMPCALL is not None and flat.plain is not None
+                       if COMPCALL is not None
+                       and (flat.plain is not None or flat.plan is not None)
                        and not (self._call_fn is not None and name in module.handlers)}
         #: Whether the component can write to stdout/stderr at all: without those imports
         #: there is nothing to take in after a call (two reads of empty pipes saved).
