@@ -7,7 +7,8 @@ services, every one granted, and ``omnicore:testing`` for the test's control.
 ``wasm32-wasi`` (``CARGO_TARGET_WASM32_WASI_RUNNER``): it runs a libtest program one test per
 instance (:func:`~omnicore.toolchains.testhost.libtest.run_libtest`); it is ``go test -exec``
 too, for a Go test binary, known by its ``-test.*`` flags (:mod:`.testhost.gotest`). C's and
-Zig's programs run their tests themselves, once (:func:`run_tests`).
+Zig's programs run their tests themselves, once (:func:`run_tests`). AssemblyScript's have a
+runner of their own (:mod:`.testhost.astest`).
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ class _Client:
         answer, self._answers.http = self._answers.http, None
         if answer is None:
             raise Refused("UNAVAILABLE", "the test gave no answer for this HTTP request "
-                                         "(Rust: testing::on_http, Go: TestHost.HTTP)")
+                                         "(Rust: testing::on_http, Go: TestHost.HTTP, Zig: "
+                                         "Host.setHttp, AssemblyScript: setHttp)")
         head, body, failed = answer
         if failed:
             raise _refused(head.decode("utf-8", "replace"))
@@ -87,7 +88,8 @@ class _Sql(SqlBackend):
         answer, self._answers.sql = self._answers.sql, None
         if answer is None:
             raise Refused("UNAVAILABLE", f"connector {self.name}: the test gave no answer "
-                                         "(Rust: testing::on_sql, Go: TestHost.SQL)")
+                                         "(Rust: testing::on_sql, Go: TestHost.SQL, Zig: "
+                                         "Host.setSql, AssemblyScript: setSql)")
         text, failed = answer
         if failed:
             raise _refused(text)
