@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from omnicore.capabilities.builtin import builtin_registry
-from omnicore.errors import DeadlineExceeded, OmniError
+from omnicore.errors import DeadlineExceeded, OmniError, OutputTooLarge, Trap
 from omnicore.sandbox import PluginModule
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.component.canonabi import Ty, flatten
@@ -298,3 +298,39 @@ def test_strings_through_c_answer_as_python_does(
         strings: tuple[ComponentRuntime, ComponentRuntime], data: bytes) -> None:
     lane, python = strings
     assert _outcome(lane, "echo-string", data) == _outcome(python, "echo-string", data), data
+
+
+def test_the_c_lane_takes_the_whole_call(canon: tuple[SandboxEngine, ComponentModule]
+                                         ) -> None:
+    """ComponentRuntime.call's hot path is one C call (sandbox/_complane.c): it answers as
+    the Python path does, discards the instance after a trap, refuses an answer over the
+    output limit, and leaves to Python (NotImplemented, nothing run) what it does not take."""
+    engine, module = canon
+    if COMPCALL is None:
+        return
+    rec = f"echo-{TYPES.index(REC5)}"
+    pad = b", [" + b",".join([b"0"] * 16) + b"]]"
+    value = b'{"id":7,"name":"x","score":0.5,"ok":true,"tag":3}'
+    with ComponentRuntime(engine, module, Limits(max_output_bytes=40, pool_size=1)) as rt:
+        lane = rt._c_lane
+        assert lane is not None
+        u32 = f"id-{TYPES.index(('u32',))}"
+        assert rt.call(u32, b"[5]") == b"5"
+        assert lane.call(u32, b"[6]") == b"6"
+        assert lane.call(u32, b'{"x": 6}') is NotImplemented  # not plain: Python answers it
+        assert rt.call(u32, b'{"x": 6}') == b"6"
+        assert lane.call("no-such-export", b"[]") is NotImplemented
+        assert lane.call(u32, bytearray(b"[6]")) is NotImplemented
+        assert rt._pool.discarded == 0
+        with pytest.raises(OutputTooLarge):
+            rt.call(rec, b"[" + value + pad)
+        assert rt._pool.discarded == 0  # the call itself ran well
+        with pytest.raises(Trap, match="invalid enum discriminant"):
+            rt.call("bad-enum", b"[]")
+        assert rt._pool.discarded == 1
+        inst = rt._pool.acquire(u32)  # none idle: the lane leaves the call to the pool
+        try:
+            assert lane.call(u32, b"[8]") is NotImplemented
+        finally:
+            rt._pool.release(inst, True)
+        assert rt.call(u32, b"[9]") == b"9"

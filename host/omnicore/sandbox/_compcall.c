@@ -48,8 +48,7 @@ comp_post_fn comp_post;
 static set_deadline_fn set_deadline;
 /* wasmtime_component_valkind_t of U32, U64, F32, F64 (the kinds a face's core values have). */
 static uint8_t kind_u32, kind_u64, kind_f32, kind_f64;
-static PyObject *failed_type;
-PyObject *trap_type, *text_fn;
+PyObject *failed_type, *trap_type, *text_fn;
 static PyObject *str_nan, *str_inf, *str_minus_inf, *str_size;
 
 static const char *const wit_names[] = {"", "bool", "s8", "u8", "s16", "u16", "s32", "u32",
@@ -1001,7 +1000,16 @@ lift_string(Face *self, uint32_t area)
 static PyObject *
 Face_call_json(Face *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!takes(nargs, 2, "call_json(data, epoch)") || !open_face(self))
+    if (!takes(nargs, 2, "call_json(data, epoch)"))
+        return NULL;
+    return face_call_json(self, args[0], args[1]);
+}
+
+PyObject *
+face_call_json(Face *self, PyObject *data, PyObject *epoch)
+{
+    PyObject *args[2] = {data, epoch};
+    if (!open_face(self))
         return NULL;
     if (self->plan != NULL && PyBytes_CheckExact(args[0]))
         return comp_call_plan(self, args[0], args[1]);
@@ -1210,6 +1218,12 @@ static PyTypeObject FaceType = {
     .tp_methods = Face_methods,
     .tp_members = Face_members,
 };
+
+int
+face_check(PyObject *o)
+{
+    return Py_IS_TYPE(o, &FaceType);
+}
 
 
 /* --- host callbacks (component/hostcalls.py) -------------------------------------------------
@@ -1467,8 +1481,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__compcall(void)
 {
-    static PyTypeObject *const types[] = {&FaceType, &HostCallType, NULL};
-    if ((str_nan = PyUnicode_InternFromString("nan")) == NULL
+    static PyTypeObject *const types[] = {&FaceType, &HostCallType, &LaneType, NULL};
+    if (!lane_strings() || (str_nan = PyUnicode_InternFromString("nan")) == NULL
         || (str_inf = PyUnicode_InternFromString("inf")) == NULL
         || (str_minus_inf = PyUnicode_InternFromString("-inf")) == NULL
         || (str_size = PyUnicode_InternFromString("size")) == NULL)

@@ -64,7 +64,7 @@ typedef struct {
 /* _compcall.c */
 extern comp_call_fn comp_call;
 extern comp_post_fn comp_post;
-extern PyObject *trap_type, *text_fn;
+extern PyObject *failed_type, *trap_type, *text_fn;
 int wit_code(PyObject *name, uint8_t *out);
 int arm(Face *self, PyObject *epoch);
 void *call_face(Face *self);
@@ -79,6 +79,8 @@ Py_ssize_t format_result(const cval *v, uint8_t w, char *buf);
 int utf8_char(const unsigned char *s, const unsigned char *end);
 const unsigned char *skip_ascii(const unsigned char *p, const unsigned char *e);
 int word_escapes_at(const unsigned char *p);
+int face_check(PyObject *o);
+PyObject *face_call_json(Face *self, PyObject *data, PyObject *epoch);
 
 /* _compvalue.c */
 PyObject *comp_plan_new(PyObject *module, PyObject *desc);
@@ -86,5 +88,9 @@ const struct comp_plan *comp_plan_of(PyObject *capsule);
 int comp_plan_needs_memory(const struct comp_plan *plan);
 int comp_plan_fits(const struct comp_plan *plan, const Face *f);
 PyObject *comp_call_plan(Face *self, PyObject *data, PyObject *epoch);
+
+/* _complane.c */
+extern PyTypeObject LaneType;
+int lane_strings(void);
 
 #endif

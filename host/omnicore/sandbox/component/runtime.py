@@ -45,6 +45,7 @@ from omnicore.sandbox.component.flatcall import (
     uses_memory,
 )
 from omnicore.sandbox.component.hostcalls import (
+    _CALL,
     HANDLER_CALL,
     PACKAGE,
     capability_of,
@@ -182,6 +183,17 @@ class ComponentRuntime(PooledRuntime[Instance]):
         if engine.fuel:
             self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
         engine.reaper.watch(self._open_pool(self._new_instance, self._drained))
+        #: :meth:`call`'s hot path in one C call (sandbox/_complane.c: :meth:`_call_lane`'s
+        #: steps), where the C component call path is built and no fuel is metered; it
+        #: answers NotImplemented, having run nothing, for whatever it leaves to Python.
+        self._c_lane: Any = None
+        if COMPCALL is not None and self._lanes and self._fuel is None:
+            self._c_lane = COMPCALL.Lane(
+                self._lanes, self._pool, _CALL,
+                engine.clock if engine.clock is not None else engine, self.log,
+                self._wasi_output if self._stdio else None, leave, self._lane_failed,
+                self._lane_too_large, self.limits.max_input_bytes,
+                self.limits.max_output_bytes, self._timeout_s)
 
     def _drained(self) -> None:
         # What all instances shared: the output pipes and the granted directories.
@@ -280,6 +292,11 @@ class ComponentRuntime(PooledRuntime[Instance]):
         OutputTooLarge, Trap, DeadlineExceeded, FuelExhausted, MemoryLimitExceeded.
         """
         out: bytes
+        c = self._c_lane
+        if c is not None:
+            out = c.call(handler, data)
+            if out is not NotImplemented:
+                return out
         answer: Any = NotImplemented
         lane = self._lanes.get(handler)
         if lane is not None and type(data) is bytes and len(data) <= self.limits.max_input_bytes:
@@ -439,6 +456,19 @@ class ComponentRuntime(PooledRuntime[Instance]):
             else GuestFailure(str(exc))
         return self._classify(inst.store, inst.limiter, fn.name, start, failure, mark=mark,
                               watch=inst.watch)
+
+    def _lane_failed(self, inst: Instance, name: str, start: int, mark: int,
+                     exc: Exception) -> None:
+        """The C lane's call of ``name`` failed with ``exc``: raise the verdict, discard
+        ``inst`` (as :meth:`_call_lane` does)."""
+        try:
+            raise self._canon_failed(inst, self._functions[name], start, mark, exc) from None
+        finally:
+            self._pool.release(inst, False)
+
+    def _lane_too_large(self, out: bytes, handler: str) -> None:
+        raise self.limits.output_too_large(
+            len(out), f"plugin {self.name!r} export {handler!r}", self.name, handler)
 
     def _call_lane(self, name: str, flat: FlatCall, data: bytes) -> Any:
         """Export ``name`` with ``data`` through its C face's call_json, on an instance of the

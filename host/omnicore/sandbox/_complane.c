@@ -1,0 +1,308 @@
+/* A component runtime's call face (issue 47): ComponentRuntime.call's hot path in one C call.
+ * Lane.call(name, data) does what runtime.py's _call_lane does around the Face's call_json:
+ * takes an idle instance of the pool, clears its limiter's record, reads the engine's epoch
+ * and the log's mark, sets the host functions' deadline (hostcalls.enter), calls the Face,
+ * takes in the WASI output, ends the call's host state (hostcalls.leave), gives the instance
+ * back, and refuses an answer over the output limit.
+ *
+ * Whatever it does not take it answers NotImplemented for, having run nothing, and runtime.py
+ * takes the call as before: an export without a JSON lane, input that is not bytes or over
+ * the input limit, no idle instance (the pool makes one or waits), an instance without the
+ * export's Face yet or with a descriptor watch, and JSON that is not plainly the arguments.
+ * A failure of the call is handed to `failed(inst, name, start, mark, exc)`, which raises
+ * the verdict every path gives and discards the instance; any other exception discards the
+ * instance through pool.release(inst, False) and propagates. */
+#include "_compcall.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *lanes;      /* export name -> anything: those with a JSON lane */
+    PyObject *pool;       /* the InstancePool: release(), notify(), waiters */
+    PyObject *idle;       /* its idle list (never rebound) */
+    PyObject *state;      /* hostcalls._CALL: deadline, refusal, ends */
+    PyObject *clock;      /* what has the engine's epoch as `epoch` */
+    PyObject *log;        /* the plugin's log: `written` */
+    PyObject *output;     /* the WASI output to catch_up() after a call, or None */
+    PyObject *leave;      /* hostcalls.leave */
+    PyObject *failed;     /* failed(inst, name, start, mark, exc): raises the verdict */
+    PyObject *too_large;  /* too_large(out, name): raises OutputTooLarge */
+    Py_ssize_t max_in, max_out;
+    double timeout_s;
+} Lane;
+
+static PyObject *s_canon, *s_watch, *s_limiter, *s_refused, *s_epoch, *s_written,
+    *s_deadline, *s_refusal, *s_ends, *s_c, *s_catch_up, *s_release, *s_waiters, *s_notify;
+
+static int
+Lane_traverse(Lane *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->lanes);
+    Py_VISIT(self->pool);
+    Py_VISIT(self->idle);
+    Py_VISIT(self->state);
+    Py_VISIT(self->clock);
+    Py_VISIT(self->log);
+    Py_VISIT(self->output);
+    Py_VISIT(self->leave);
+    Py_VISIT(self->failed);
+    Py_VISIT(self->too_large);
+    return 0;
+}
+
+static int
+Lane_clear(Lane *self)
+{
+    Py_CLEAR(self->lanes);
+    Py_CLEAR(self->pool);
+    Py_CLEAR(self->idle);
+    Py_CLEAR(self->state);
+    Py_CLEAR(self->clock);
+    Py_CLEAR(self->log);
+    Py_CLEAR(self->output);
+    Py_CLEAR(self->leave);
+    Py_CLEAR(self->failed);
+    Py_CLEAR(self->too_large);
+    return 0;
+}
+
+static void
+Lane_dealloc(Lane *self)
+{
+    PyObject_GC_UnTrack(self);
+    Lane_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Lane(lanes, pool, state, clock, log, output, leave, failed, too_large, max_in, max_out,
+ * timeout_s) */
+static int
+Lane_init(Lane *self, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"lanes", "pool", "state", "clock", "log", "output", "leave",
+                            "failed", "too_large", "max_in", "max_out", "timeout_s", NULL};
+    PyObject *o[9];
+    Py_ssize_t max_in, max_out;
+    double timeout_s;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOOOOOOnnd", names, &PyDict_Type, &o[0],
+                                     &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                                     &max_in, &max_out, &timeout_s))
+        return -1;
+    PyObject *idle = PyObject_GetAttrString(o[1], "idle");
+    if (idle == NULL)
+        return -1;
+    if (!PyList_CheckExact(idle)) {
+        Py_DECREF(idle);
+        PyErr_SetString(PyExc_TypeError, "pool.idle: a list");
+        return -1;
+    }
+    Lane_clear(self);
+    self->idle = idle;
+    PyObject **slots[] = {&self->lanes, &self->pool, &self->state, &self->clock, &self->log,
+                          &self->output, &self->leave, &self->failed, &self->too_large};
+    for (int i = 0; i < 9; i++)
+        *slots[i] = Py_NewRef(o[i]);
+    self->max_in = max_in;
+    self->max_out = max_out;
+    self->timeout_s = timeout_s;
+    return 0;
+}
+
+/* The instance back to the idle list (pool.release(inst, True) of a reused pool). */
+static int
+give_back(Lane *self, PyObject *inst)
+{
+    if (PyList_Append(self->idle, inst) < 0)
+        return 0;
+    PyObject *waiters = PyObject_GetAttr(self->pool, s_waiters);
+    if (waiters == NULL)
+        return 0;
+    int some = PyObject_IsTrue(waiters);
+    Py_DECREF(waiters);
+    if (some < 0)
+        return 0;
+    if (some) {
+        PyObject *r = PyObject_CallMethodNoArgs(self->pool, s_notify);
+        if (r == NULL)
+            return 0;
+        Py_DECREF(r);
+    }
+    return 1;
+}
+
+/* After the call, however it ended: the WASI output taken in, the host state ended. */
+static int
+after_call(Lane *self)
+{
+    if (self->output != Py_None) {
+        PyObject *r = PyObject_CallMethodNoArgs(self->output, s_catch_up);
+        if (r == NULL)
+            return 0;
+        Py_DECREF(r);
+    }
+    PyObject *ends = PyObject_GetAttr(self->state, s_ends);
+    if (ends == NULL)
+        return 0;
+    int some = PyObject_IsTrue(ends);
+    Py_DECREF(ends);
+    if (some < 0)
+        return 0;
+    if (some) {
+        PyObject *r = PyObject_CallNoArgs(self->leave);
+        if (r == NULL)
+            return 0;
+        Py_DECREF(r);
+    }
+    return 1;
+}
+
+static PyObject *
+Lane_call(Lane *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!takes(nargs, 2, "call(name, data)"))
+        return NULL;
+    PyObject *name = args[0], *data = args[1];
+    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) > self->max_in)
+        Py_RETURN_NOTIMPLEMENTED;
+    PyObject *lane = PyDict_GetItemWithError(self->lanes, name);
+    if (lane == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(self->idle);
+    if (n == 0)
+        Py_RETURN_NOTIMPLEMENTED;  /* the pool makes one, or waits */
+    PyObject *inst = Py_NewRef(PyList_GET_ITEM(self->idle, n - 1));
+    if (PyList_SetSlice(self->idle, n - 1, n, NULL) < 0) {
+        Py_DECREF(inst);
+        return NULL;
+    }
+    PyObject *out = NULL, *start = NULL, *mark = NULL, *face = NULL;
+    /* Taken as is, or handed back untouched. */
+    PyObject *canon = PyObject_GetAttr(inst, s_canon);
+    PyObject *watch = canon == NULL ? NULL : PyObject_GetAttr(inst, s_watch);
+    if (watch == NULL)
+        goto discard;
+    PyObject *bound = PyDict_GetItemWithError(canon, name);
+    if (bound == NULL && PyErr_Occurred())
+        goto discard;
+    if (bound == NULL || watch != Py_None) {
+        out = give_back(self, inst) ? Py_NewRef(Py_NotImplemented) : NULL;
+        goto done;
+    }
+    face = PyObject_GetAttr(bound, s_c);
+    if (face == NULL)
+        goto discard;
+    if (!face_check(face)) {
+        out = give_back(self, inst) ? Py_NewRef(Py_NotImplemented) : NULL;
+        goto done;
+    }
+    PyObject *limiter = PyObject_GetAttr(inst, s_limiter);
+    if (limiter == NULL)
+        goto discard;
+    int set = PyObject_SetAttr(limiter, s_refused, Py_False);
+    Py_DECREF(limiter);
+    if (set < 0 || (start = PyObject_GetAttr(self->clock, s_epoch)) == NULL
+        || (mark = PyObject_GetAttr(self->log, s_written)) == NULL)
+        goto discard;
+    PyObject *deadline = PyFloat_FromDouble(monotonic() + self->timeout_s);
+    if (deadline == NULL)
+        goto discard;
+    set = PyObject_SetAttr(self->state, s_deadline, deadline);
+    Py_DECREF(deadline);
+    if (set < 0 || PyObject_SetAttr(self->state, s_refusal, Py_None) < 0)
+        goto discard;
+    out = face_call_json((Face *)face, data, start);
+    {
+        /* after_call runs Python: the call's exception waits (and one of its own wins). */
+        PyObject *type, *exc, *tb;
+        PyErr_Fetch(&type, &exc, &tb);
+        if (!after_call(self)) {
+            Py_XDECREF(type);
+            Py_XDECREF(exc);
+            Py_XDECREF(tb);
+            Py_CLEAR(out);
+            goto discard;
+        }
+        PyErr_Restore(type, exc, tb);
+    }
+    if (out == NULL) {
+        if (PyErr_ExceptionMatches(failed_type) || PyErr_ExceptionMatches(trap_type)) {
+            PyObject *type, *exc, *tb;
+            PyErr_Fetch(&type, &exc, &tb);
+            PyErr_NormalizeException(&type, &exc, &tb);
+            if (tb != NULL)
+                PyException_SetTraceback(exc, tb);
+            PyObject *r = PyObject_CallFunctionObjArgs(self->failed, inst, name, start, mark,
+                                                       exc, NULL);
+            Py_XDECREF(type);
+            Py_XDECREF(exc);
+            Py_XDECREF(tb);
+            Py_XDECREF(r);  /* it raises */
+            goto done;
+        }
+        goto discard;
+    }
+    if (!give_back(self, inst)) {
+        Py_CLEAR(out);
+        goto done;
+    }
+    if (out != Py_NotImplemented && PyBytes_GET_SIZE(out) > self->max_out) {
+        PyObject *r = PyObject_CallFunctionObjArgs(self->too_large, out, name, NULL);
+        Py_XDECREF(r);  /* it raises */
+        Py_CLEAR(out);
+    }
+    goto done;
+discard:  /* an exception is set: the instance is not given back for reuse */
+    {
+        PyObject *type, *exc, *tb;
+        PyErr_Fetch(&type, &exc, &tb);
+        PyObject *r = PyObject_CallMethodObjArgs(self->pool, s_release, inst, Py_False, NULL);
+        if (r == NULL) {
+            Py_XDECREF(type);
+            Py_XDECREF(exc);
+            Py_XDECREF(tb);
+        } else {
+            Py_DECREF(r);
+            PyErr_Restore(type, exc, tb);
+        }
+    }
+done:
+    Py_XDECREF(canon);
+    Py_XDECREF(watch);
+    Py_XDECREF(face);
+    Py_XDECREF(start);
+    Py_XDECREF(mark);
+    Py_DECREF(inst);
+    return out;
+}
+
+static PyMethodDef Lane_methods[] = {
+    {"call", (PyCFunction)(void (*)(void))Lane_call, METH_FASTCALL,
+     "call(name, data) -> the answer's JSON, or NotImplemented (nothing ran)"},
+    {NULL, NULL, 0, NULL},
+};
+
+PyTypeObject LaneType = {
+    TYPE_HEAD("_compcall", Lane, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+              "A component runtime's call face: ComponentRuntime.call's hot path."),
+    .tp_init = (initproc)Lane_init,
+    .tp_traverse = (traverseproc)Lane_traverse,
+    .tp_clear = (inquiry)Lane_clear,
+    .tp_methods = Lane_methods,
+};
+
+int
+lane_strings(void)
+{
+    static const struct { PyObject **s; const char *text; } all[] = {
+        {&s_canon, "canon"}, {&s_watch, "watch"}, {&s_limiter, "limiter"},
+        {&s_refused, "refused"}, {&s_epoch, "epoch"}, {&s_written, "written"},
+        {&s_deadline, "deadline"}, {&s_refusal, "refusal"}, {&s_ends, "ends"}, {&s_c, "c"},
+        {&s_catch_up, "catch_up"}, {&s_release, "release"}, {&s_waiters, "waiters"},
+        {&s_notify, "notify"}};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if ((*all[i].s = PyUnicode_InternFromString(all[i].text)) == NULL)
+            return 0;
+    return 1;
+}
