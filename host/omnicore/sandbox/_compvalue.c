@@ -300,11 +300,20 @@ guest_alloc(cx *c, uint32_t align, uint32_t n, uint32_t *ptr)
     return 1;
 }
 
+/* JSON whitespace skipped (_compcall.c's skip_ws, inline: it runs between every two values). */
+static inline const char *
+ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
+        p++;
+    return p;
+}
+
 static inline const char *
 expect(const char *p, const char *end, char ch)
 {
-    p = skip_ws(p, end);
-    return p < end && *p == ch ? skip_ws(p + 1, end) : NULL;
+    p = ws(p, end);
+    return p < end && *p == ch ? ws(p + 1, end) : NULL;
 }
 
 /* A plain JSON string equal to one of t's names; its index, -1 if none. */
@@ -369,6 +378,32 @@ lower_list(cx *c, const node *t, const char **pp, const char *end, uint64_t *fla
         uint32_t i = 0;
         if (p < end && *p == ']') {
             p++;
+        } else if (e->kind == N_SCALAR && e->w == W_U8) {
+            /* Bytes: each a plain 0-255 without a sign or a leading zero, in one tight loop
+             * (anything else is not plain here; parse_scalar's other spellings go to
+             * Python). */
+            uint8_t *dst = c->dry ? NULL : c->f->base + ptr;
+            for (;; i++) {
+                unsigned v = 0;
+                const char *q = p;
+                while (q < end && (unsigned)(*q - '0') < 10 && q - p < 4)
+                    v = v * 10 + (unsigned)(*q++ - '0');
+                if (q == p || q - p > 3 || v > 255 || (*p == '0' && q - p > 1))
+                    return BAD;
+                if (dst != NULL)
+                    dst[i] = (uint8_t)v;
+                p = ws(q, end);
+                if (p < end && *p == ',') {
+                    p = ws(p + 1, end);
+                    continue;
+                }
+                if (p < end && *p == ']') {
+                    p++;
+                    i++;
+                    break;
+                }
+                return BAD;
+            }
         } else {
             for (;; i++) {
                 if (i >= UINT32_MAX / (e->size ? e->size : 1))
@@ -377,9 +412,9 @@ lower_list(cx *c, const node *t, const char **pp, const char *end, uint64_t *fla
                               c->dry ? NULL : c->f->base + ptr + (uint64_t)i * e->size);
                 if (r != OK)
                     return r;
-                p = skip_ws(p, end);
+                p = ws(p, end);
                 if (p < end && *p == ',') {
-                    p = skip_ws(p + 1, end);
+                    p = ws(p + 1, end);
                     continue;
                 }
                 if (p < end && *p == ']') {
@@ -412,7 +447,7 @@ lower_list(cx *c, const node *t, const char **pp, const char *end, uint64_t *fla
 static int
 lower(cx *c, const node *t, const char **pp, const char *end, uint64_t *flat, uint8_t *mem)
 {
-    const char *p = skip_ws(*pp, end);
+    const char *p = ws(*pp, end);
     int r, i;
     switch (t->kind) {
     case N_SCALAR: {
@@ -441,7 +476,7 @@ lower(cx *c, const node *t, const char **pp, const char *end, uint64_t *flat, ui
         int record = t->kind == N_RECORD;
         if (p >= end || *p != (record ? '{' : '['))
             return BAD;
-        p = skip_ws(p + 1, end);
+        p = ws(p + 1, end);
         int k = 0;
         for (i = 0; i < t->n; i++) {
             if (i > 0 && (p = expect(p, end, ',')) == NULL)
@@ -459,7 +494,7 @@ lower(cx *c, const node *t, const char **pp, const char *end, uint64_t *flat, ui
                 return r;
             k += m->nflat;
         }
-        p = skip_ws(p, end);
+        p = ws(p, end);
         if (p >= end || *p != (record ? '}' : ']'))
             return BAD;
         *pp = p + 1;
@@ -469,7 +504,7 @@ lower(cx *c, const node *t, const char **pp, const char *end, uint64_t *flat, ui
         uint32_t words[MAX_FLAGS / 32] = {0};
         if (p >= end || *p != '[')
             return BAD;
-        p = skip_ws(p + 1, end);
+        p = ws(p + 1, end);
         if (p < end && *p == ']') {
             p++;
         } else {
@@ -477,9 +512,9 @@ lower(cx *c, const node *t, const char **pp, const char *end, uint64_t *flat, ui
                 if ((i = name_index(t, &p, end)) < 0 || (words[i / 32] >> (i % 32) & 1))
                     return BAD;  /* not a flag, or twice: Python's refusal */
                 words[i / 32] |= 1u << (i % 32);
-                p = skip_ws(p, end);
+                p = ws(p, end);
                 if (p < end && *p == ',') {
-                    p = skip_ws(p + 1, end);
+                    p = ws(p + 1, end);
                     continue;
                 }
                 if (p < end && *p == ']') {
@@ -517,7 +552,7 @@ lower(cx *c, const node *t, const char **pp, const char *end, uint64_t *flat, ui
     } else {
         if (p >= end || *p != '{')
             return BAD;
-        p = skip_ws(p + 1, end);
+        p = ws(p + 1, end);
         if ((i = name_index(t, &p, end)) < 0 || (p = expect(p, end, ':')) == NULL)
             return BAD;
         payload = t->sub[i];
@@ -536,7 +571,7 @@ lower(cx *c, const node *t, const char **pp, const char *end, uint64_t *flat, ui
             return r;
     }
     if (t->kind == N_VARIANT || t->kind == N_RESULT) {
-        p = skip_ws(p, end);
+        p = ws(p, end);
         if (p >= end || *p != '}')
             return BAD;
         p++;
@@ -863,13 +898,13 @@ static int
 lower_args(cx *c, const node *params, const char *p, const char *end, uint64_t *flat,
            uint8_t *mem)
 {
-    p = skip_ws(p, end);
+    p = ws(p, end);
     if (p == end && params->n == 0)
         return OK;
     int r = lower(c, params, &p, end, flat, mem);
     if (r != OK)
         return r;
-    return skip_ws(p, end) == end ? OK : BAD;
+    return ws(p, end) == end ? OK : BAD;
 }
 
 static PyObject *
