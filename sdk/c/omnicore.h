@@ -90,17 +90,14 @@ static inline void omni_data_free(omni_data *d) {
 
 /* ---- host imports ----------------------------------------------------------------------- */
 
-/* Always imported: under `omnicore test` too, where omnicore's test host serves them with the
- * host's own capability code (log, config, kv, memory, tasks, events, secrets) and
- * omnicore_test.h calls its omnicore:testing functions. */
+/* Imported under `omnicore test` too, where omnicore's test host serves them with the host's
+ * own capability code and omnicore_test.h calls its omnicore:testing functions. */
 #define OMNI__HOSTED(ns, fn) __attribute__((import_module(ns), import_name(fn)))
 #ifdef OMNI_TESTING
-/* `omnicore test`: the capabilities that answer with blocks the host allocates in the guest
- * (§3.3) are omnicore_test.h's fakes, linked into the test program: a C command runs its
- * constructors again in every call into it, so the host must not call omni_alloc. */
-#define OMNI__IMPORT(ns, fn)
-#else
-#define OMNI__IMPORT(ns, fn) OMNI__HOSTED(ns, fn)
+/* `omnicore test`: omnicore_test.h hands the test's answer to the host just before the
+ * request reaches it. */
+void omni__test_answer_http(const char *req, size_t len);
+void omni__test_answer_sql(const char *conn, const char *req, size_t len, int query);
 #endif
 
 OMNI__HOSTED("omnicore:log", "write") void omni__log_write(int32_t, const void *, size_t);
@@ -116,33 +113,33 @@ OMNI__HOSTED("omnicore:memory", "remember") int64_t omni__memory_remember(int32_
 OMNI__HOSTED("omnicore:memory", "recall")
 int32_t omni__memory_recall(const void *, size_t, void *, size_t);
 OMNI__HOSTED("omnicore:memory", "forget") int32_t omni__memory_forget(int64_t);
-OMNI__IMPORT("omnicore:vectors", "upsert")
+OMNI__HOSTED("omnicore:vectors", "upsert")
 int32_t omni__vectors_upsert(const void *, size_t, const void *, size_t, const float *, int32_t,
                              const void *, size_t);
-OMNI__IMPORT("omnicore:vectors", "search")
+OMNI__HOSTED("omnicore:vectors", "search")
 int64_t omni__vectors_search(const void *, size_t, const float *, int32_t, int32_t);
-OMNI__IMPORT("omnicore:vectors", "delete")
+OMNI__HOSTED("omnicore:vectors", "delete")
 int32_t omni__vectors_delete(const void *, size_t, const void *, size_t);
-OMNI__IMPORT("omnicore:vectors", "query")
+OMNI__HOSTED("omnicore:vectors", "query")
 int64_t omni__vectors_query(const void *, size_t, const float *, int32_t, int32_t, const void *,
                             size_t);
 OMNI__HOSTED("omnicore:tasks", "enqueue")
 int64_t omni__tasks_enqueue(const void *, size_t, const void *, size_t, int64_t);
 OMNI__HOSTED("omnicore:tasks", "cancel") int32_t omni__tasks_cancel(int64_t);
-OMNI__IMPORT("omnicore:http", "request")
+OMNI__HOSTED("omnicore:http", "request")
 int64_t omni__http_request(const void *, size_t, const void *, size_t);
 OMNI__HOSTED("omnicore:events", "publish")
 int32_t omni__events_publish(const void *, size_t, const void *, size_t);
 OMNI__HOSTED("omnicore:secrets", "get")
 int32_t omni__secrets_get(const void *, size_t, void *, size_t);
-OMNI__IMPORT("omnicore:sql", "query")
+OMNI__HOSTED("omnicore:sql", "query")
 int64_t omni__sql_query(const void *, size_t, const void *, size_t);
-OMNI__IMPORT("omnicore:sql", "execute")
+OMNI__HOSTED("omnicore:sql", "execute")
 int64_t omni__sql_execute(const void *, size_t, const void *, size_t);
-OMNI__IMPORT("omnicore:sql", "begin") int64_t omni__sql_begin(const void *, size_t);
-OMNI__IMPORT("omnicore:sql", "commit") int32_t omni__sql_commit(int64_t);
-OMNI__IMPORT("omnicore:sql", "rollback") int32_t omni__sql_rollback(int64_t);
-OMNI__IMPORT("omnicore:redis", "command")
+OMNI__HOSTED("omnicore:sql", "begin") int64_t omni__sql_begin(const void *, size_t);
+OMNI__HOSTED("omnicore:sql", "commit") int32_t omni__sql_commit(int64_t);
+OMNI__HOSTED("omnicore:sql", "rollback") int32_t omni__sql_rollback(int64_t);
+OMNI__HOSTED("omnicore:redis", "command")
 int64_t omni__redis_command(const void *, size_t, const void *, size_t);
 
 /* ---- runtime: allocator, output lifetime, handler glue (ABI §1.1, §2) ------------------- */
@@ -440,6 +437,9 @@ typedef struct {
  * raw response block; parse it with omni_http_parse. A refused host is status OMNI_DENIED
  * with the host's message in ptr. */
 static inline omni_data omni_http_request(const char *req_json, const void *body, size_t len) {
+#ifdef OMNI_TESTING
+    omni__test_answer_http(req_json, strlen(req_json));
+#endif
     return omni__block(omni__http_request(req_json, strlen(req_json), body, len));
 }
 
@@ -568,6 +568,9 @@ static inline omni_data omni__sql_call(int execute, const char *conn, int64_t tx
         omni_data d = {NULL, 0, OMNI_NO_MEMORY};
         return d;
     }
+#ifdef OMNI_TESTING
+    omni__test_answer_sql(conn, req.ptr, req.len, !execute);
+#endif
     int64_t r = execute ? omni__sql_execute(conn, strlen(conn), req.ptr, req.len)
                         : omni__sql_query(conn, strlen(conn), req.ptr, req.len);
     omni_buf_free(&req);

@@ -2,15 +2,15 @@
  * omnicore_test.h - unit tests for C plugins, run by `omnicore test`.
  *
  * `omnicore test` compiles the plugin's top-level .c files with every .c file in its tests/
- * folder for wasm32-wasi as one program (clang, the same target as the build, with
- * -DOMNI_TESTING), and runs it on omnicore's test host (omnicore.toolchains.testhost): log,
- * config, kv, memory, tasks, events and secrets are the host's own capability code over
- * in-memory stores, every one granted, and the functions below set them up and read them
- * through its omnicore:testing imports. The capabilities that answer with a block the host
- * allocates in the guest are fakes in this file: sql answers what the test scripted, http
- * and vectors answer OMNI_UNAVAILABLE, and Redis goes to the runner's in-memory Redis
- * (omnicore.toolchains.testredis: the host's commands, replies and refusals, held to
- * sdk/contract/host.json). Every test starts from an empty host.
+ * folder for wasm32-wasi as one program (clang, the same target as the build, a reactor, with
+ * -DOMNI_TESTING), and runs it on omnicore's test host (omnicore.toolchains.testhost): every
+ * capability the plugin imports (log, config, kv, memory, vectors, tasks, events, secrets,
+ * http, sql, redis) is the host's own code over in-memory services, every one granted, and the
+ * functions below set it up and read it back through its omnicore:testing imports. The HTTP
+ * and SQL answers a test scripts stay here, since only the test knows them: they are handed to
+ * the host just before each request, and the host's own code reads the request, refuses what
+ * it refuses and checks a query's answer for the host's shape. Every test starts from an
+ * empty host.
  *
  *     #include "omnicore_test.h"
  *
@@ -147,91 +147,10 @@ static inline omni_test_result omni__test_call(omni__export_fn fn, const void *i
                     }),                                                                       \
                     (input), (len))
 
-/* ---- the fake host's state -------------------------------------------------------------- */
+/* ---- the test host (omnicore.toolchains.testhost.control) ------------------------------- */
 
-typedef struct {
-    char *key;
-    char *value;
-    size_t len;
-} omni__pair;
-
-typedef struct {
-    omni__pair *items;
-    size_t n, cap;
-} omni__pairs;
-
-static inline char *omni__dup(const void *p, size_t n) {
-    char *s = (char *)malloc(n + 1);
-    if (n) memcpy(s, p, n);
-    s[n] = '\0';
-    return s;
-}
-
-static inline omni__pair *omni__find(omni__pairs *m, const void *key, size_t len) {
-    for (size_t i = 0; i < m->n; i++)
-        if (strlen(m->items[i].key) == len && memcmp(m->items[i].key, key, len) == 0)
-            return &m->items[i];
-    return NULL;
-}
-
-static inline void omni__put(omni__pairs *m, const void *key, size_t klen, const void *value,
-                             size_t len) {
-    omni__pair *p = omni__find(m, key, klen);
-    if (!p) {
-        if (m->n == m->cap) {
-            m->cap = m->cap ? m->cap * 2 : 8;
-            m->items = (omni__pair *)realloc(m->items, m->cap * sizeof *m->items);
-        }
-        p = &m->items[m->n++];
-        p->key = omni__dup(key, klen);
-        p->value = NULL;
-    }
-    free(p->value);
-    p->value = omni__dup(value, len);
-    p->len = len;
-}
-
-static inline int omni__remove(omni__pairs *m, const void *key, size_t len) {
-    omni__pair *p = omni__find(m, key, len);
-    if (!p) return 0;
-    free(p->key);
-    free(p->value);
-    *p = m->items[--m->n];
-    return 1;
-}
-
-static inline void omni__clear(omni__pairs *m) {
-    for (size_t i = 0; i < m->n; i++) {
-        free(m->items[i].key);
-        free(m->items[i].value);
-    }
-    m->n = 0;
-}
-
-/* Scripted SQL answers (statement, answer), SQL calls (connector, request JSON; "BEGIN n"/
- * "COMMIT n"/"ROLLBACK n" for transactions). */
-typedef struct {
-    omni__pairs sql_answers, sql_calls;
-    int64_t next_tx;
-    int64_t open_tx[64];
-} omni__host_state;
-
-__attribute__((weak)) omni__host_state omni__host = {0};
-
-/* The runner's in-memory Redis (omnicore.toolchains.c): a command (its answer's length, bit 31
- * set for a refusal, then copied out by redis_reply: the runner never calls into the program,
- * whose constructors would run again), emptied, and what a test reads of it. */
-OMNI__HOSTED("omnicore:testing", "redis_command") int64_t omni__redis_run(const void *, size_t);
-OMNI__HOSTED("omnicore:testing", "redis_reply") void omni__redis_reply(void *);
-OMNI__HOSTED("omnicore:testing", "redis_reset") void omni__redis_reset(void);
-OMNI__HOSTED("omnicore:testing", "redis_get")
-int32_t omni__redis_get(const void *, size_t, void *, size_t);
-OMNI__HOSTED("omnicore:testing", "redis_ttl") int64_t omni__redis_ttl(const void *, size_t);
-OMNI__HOSTED("omnicore:testing", "redis_set")
-void omni__redis_set(const void *, size_t, const void *, size_t);
-
-/* The test host (omnicore.toolchains.testhost.control): a fresh host, and what a test sets
- * and reads of it. A read answers the length and writes only when it fits (§3.2). */
+/* A fresh host, and what a test sets and reads of it. A read answers the length and writes
+ * only when it fits (§3.2). */
 OMNI__HOSTED("omnicore:testing", "reset") void omni__host_reset(void);
 OMNI__HOSTED("omnicore:testing", "config_set")
 void omni__host_config(const void *, size_t, const void *, size_t);
@@ -249,9 +168,19 @@ OMNI__HOSTED("omnicore:testing", "event_topic")
 int32_t omni__host_event_topic(int32_t, void *, size_t);
 OMNI__HOSTED("omnicore:testing", "event_payload")
 int32_t omni__host_event_payload(int32_t, void *, size_t);
+OMNI__HOSTED("omnicore:testing", "http_answer")
+void omni__host_http_answer(const void *, size_t, const void *, size_t, int32_t);
+OMNI__HOSTED("omnicore:testing", "sql_answer") void omni__host_sql_answer(const void *, size_t, int32_t);
+OMNI__HOSTED("omnicore:testing", "sql_statements") int32_t omni__host_statements(void *, size_t);
+OMNI__HOSTED("omnicore:testing", "redis_reset") void omni__redis_reset(void);
+OMNI__HOSTED("omnicore:testing", "redis_get")
+int32_t omni__redis_get(const void *, size_t, void *, size_t);
+OMNI__HOSTED("omnicore:testing", "redis_ttl") int64_t omni__redis_ttl(const void *, size_t);
+OMNI__HOSTED("omnicore:testing", "redis_set")
+void omni__redis_set(const void *, size_t, const void *, size_t);
 
-/* A host read (answer(out, cap) -> length, or negative for none) as a NUL-terminated string
- * kept in *slot until the slot's next read. */
+/* A host read (answer(out, cap, arg) -> length, or negative for none) as a NUL-terminated
+ * string kept in *slot until the slot's next read. */
 static inline const char *omni__host_read(char **slot, int32_t (*answer)(void *, size_t, void *),
                                           void *arg) {
     free(*slot);
@@ -263,18 +192,128 @@ static inline const char *omni__host_read(char **slot, int32_t (*answer)(void *,
     return *slot;
 }
 
+/* The answers only the test knows (HTTP by target, SQL by statement), handed to the host just
+ * before the plugin's request reaches it (omni__test_answer_http/sql, called by omnicore.h):
+ * the host never calls into a test program for them. */
+typedef struct {
+    char *key;
+    char *value;
+    size_t len;
+    int status;
+} omni__answer;
+
+typedef struct {
+    omni__answer *items;
+    size_t n, cap;
+} omni__answers;
+
+__attribute__((weak)) omni__answers omni__sql_answers = {0};
+__attribute__((weak)) omni__answers omni__http_answers = {0};
+
+static inline char *omni__dup(const void *p, size_t n) {
+    char *s = (char *)malloc(n + 1);
+    if (n) memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
+static inline omni__answer *omni__find(omni__answers *m, const char *key) {
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->items[i].key, key) == 0) return &m->items[i];
+    return NULL;
+}
+
+static inline void omni__put(omni__answers *m, const char *key, int status, const char *value) {
+    omni__answer *p = omni__find(m, key);
+    if (!p) {
+        if (m->n == m->cap) {
+            m->cap = m->cap ? m->cap * 2 : 8;
+            m->items = (omni__answer *)realloc(m->items, m->cap * sizeof *m->items);
+        }
+        p = &m->items[m->n++];
+        p->key = omni__dup(key, strlen(key));
+        p->value = NULL;
+    }
+    free(p->value);
+    p->len = strlen(value);
+    p->value = omni__dup(value, p->len);
+    p->status = status;
+}
+
+static inline void omni__clear(omni__answers *m) {
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->items[i].key);
+        free(m->items[i].value);
+    }
+    m->n = 0;
+}
+
 static inline void omni__test_reset(void) {
-    omni__pairs *all[] = {&omni__host.sql_answers, &omni__host.sql_calls};
     omni__host_reset();
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) omni__clear(all[i]);
-    omni__host.next_tx = 0;
-    memset(omni__host.open_tx, 0, sizeof omni__host.open_tx);
+    omni__clear(&omni__sql_answers);
+    omni__clear(&omni__http_answers);
+}
+
+/* A failure as the host words it ("UNAVAILABLE: ...", "DENIED: ...", ...)? */
+static inline int omni__is_failure(const char *text, size_t len) {
+    return omni__status_of_message(text, len) != OMNI_UNAVAILABLE ||
+           (len >= 12 && memcmp(text, "UNAVAILABLE:", 12) == 0);
+}
+
+/* The request's member `name` as a string (malloc'd), or NULL. */
+static inline char *omni__member(const char *json, size_t len, const char *name) {
+    omni_json doc, value;
+    if (omni_json_parse(json, len, &doc, NULL) != 0 || omni_json_get(doc, name, &value) != 1)
+        return NULL;
+    return omni_json_string(value, NULL);
+}
+
+__attribute__((weak)) void omni__test_answer_sql(const char *conn, const char *req, size_t len,
+                                                 int query) {
+    (void)conn, (void)query;
+    char *sql = omni__member(req, len, "sql");
+    omni__answer *a = sql ? omni__find(&omni__sql_answers, sql) : NULL;
+    if (a) {
+        omni__host_sql_answer(a->value, a->len, omni__is_failure(a->value, a->len));
+    } else {
+        omni_buf why = {0};
+        omni_buf_printf(&why, "UNAVAILABLE: the test gave no omni_test_sql_answer for %s",
+                        sql ? sql : "this request");
+        omni__host_sql_answer(why.ptr, why.len, 1);
+        omni_buf_free(&why);
+    }
+    free(sql);
+}
+
+__attribute__((weak)) void omni__test_answer_http(const char *req, size_t len) {
+    char *target = omni__member(req, len, "url");
+    if (!target) {  /* through a connector: "connector:path" */
+        char *conn = omni__member(req, len, "connector"), *path = omni__member(req, len, "path");
+        omni_buf t = {0};
+        omni_buf_printf(&t, "%s:%s", conn ? conn : "", path ? path : "");
+        target = omni__dup(t.ptr ? t.ptr : "", t.len);
+        omni_buf_free(&t);
+        free(conn);
+        free(path);
+    }
+    omni__answer *a = omni__find(&omni__http_answers, target);
+    omni_buf head = {0};
+    if (a && a->status > 0) {
+        omni_buf_printf(&head, "{\"status\":%d,\"headers\":[]}", a->status);
+        omni__host_http_answer(head.ptr, head.len, a->value, a->len, 0);
+    } else if (a) {
+        omni__host_http_answer(a->value, a->len, "", 0, 1);
+    } else {
+        omni_buf_printf(&head, "UNAVAILABLE: %s: the test gave no omni_test_http_answer for it",
+                        target);
+        omni__host_http_answer(head.ptr, head.len, "", 0, 1);
+    }
+    omni_buf_free(&head);
+    free(target);
 }
 
 /* -- what a test sets and reads -- */
 
-/* Config value `key` as the host answers it: a string verbatim, anything else as JSON
- * ("" is the whole section). */
 /* Config value `key` (a dotted path, "db.port", as the plugin reads it) set to `value`, which
  * the host answers verbatim. */
 static inline void omni_test_config(const char *key, const char *value) {
@@ -324,226 +363,100 @@ static inline const char *omni_test_event_payload(size_t i) {
     return omni__host_read(&payload, omni__payload_answer, (void *)(uintptr_t)i);
 }
 /* What omni_sql_query/execute answer for statement `sql` (exact text, any connector): the
- * result JSON ({"columns": [...], "rows": [...]} or {"rows_affected": n}), or a failure as
- * the host words it ("UNAVAILABLE: ...", "DENIED: ...", "INVALID: ..."). A statement with no
- * answer gets no rows ({"rows_affected": 0} for execute). */
+ * result JSON ({"columns": [{"name", "type"}...], "rows": [[...]]}: a query's answer in
+ * another shape fails INVALID, as the host never sends it; {"rows_affected": n} for an
+ * execute), or a failure as the host words it ("UNAVAILABLE: ...", "DENIED: ...",
+ * "INVALID: ..."). A statement with no answer fails UNAVAILABLE. */
 static inline void omni_test_sql_answer(const char *sql, const char *answer) {
-    omni__put(&omni__host.sql_answers, sql, strlen(sql), answer, strlen(answer));
+    omni__put(&omni__sql_answers, sql, 0, answer);
 }
-static inline size_t omni_test_sql_count(void) { return omni__host.sql_calls.n; }
-/* Call i's connector, and its request JSON ({"sql", "params", "tx"?}) or "BEGIN n",
- * "COMMIT n", "ROLLBACK n". */
+/* omni_http_request to `url` (or "connector:path" through a connector) answers `status` and
+ * `body`; any other request fails UNAVAILABLE. */
+static inline void omni_test_http_answer(const char *url, int status, const char *body) {
+    omni__put(&omni__http_answers, url, status, body);
+}
+/* omni_http_request to `url` fails with `message`, as the host words it ("DENIED: ..."). */
+static inline void omni_test_http_failure(const char *url, const char *message) {
+    omni__put(&omni__http_answers, url, 0, message);
+}
+static inline int32_t omni__statements_answer(void *out, size_t cap, void *arg) {
+    (void)arg;
+    return omni__host_statements(out, cap);
+}
+/* The statements the host ran ([connector, sql, params, tx] each, BEGIN/COMMIT/ROLLBACK
+ * too), entry i in *entry; 0 when there is none. */
+static inline int omni__statement(size_t i, omni_json *entry) {
+    static char *text;
+    omni_json doc, key;
+    const char *all = omni__host_read(&text, omni__statements_answer, NULL);
+    if (!all || omni_json_parse(all, strlen(all), &doc, NULL) != 0) return 0;
+    omni_json_iter it = omni_json_iterate(doc);
+    for (size_t n = 0; omni_json_next(&it, &key, entry); n++)
+        if (n == i) return 1;
+    return 0;
+}
+/* Field f of statement i. */
+static inline int omni__statement_field(size_t i, size_t f, omni_json *out) {
+    omni_json entry, key;
+    if (!omni__statement(i, &entry)) return 0;
+    omni_json_iter it = omni_json_iterate(entry);
+    for (size_t n = 0; omni_json_next(&it, &key, out); n++)
+        if (n == f) return 1;
+    return 0;
+}
+static inline size_t omni_test_sql_count(void) {
+    size_t n = 0;
+    omni_json entry;
+    while (omni__statement(n, &entry)) n++;
+    return n;
+}
+/* Statement i's connector, or NULL. */
 static inline const char *omni_test_sql_connector(size_t i) {
-    return i < omni__host.sql_calls.n ? omni__host.sql_calls.items[i].key : NULL;
+    static char *name;
+    omni_json field;
+    free(name);
+    name = omni__statement_field(i, 0, &field) ? omni_json_string(field, NULL) : NULL;
+    return name;
 }
+/* Statement i as the plugin sent it ({"sql", "params", "tx"?}, the parameters as the host
+ * logs them), or "BEGIN n", "COMMIT n", "ROLLBACK n" (transactions numbered from 1). */
 static inline const char *omni_test_sql_request(size_t i) {
-    return i < omni__host.sql_calls.n ? omni__host.sql_calls.items[i].value : NULL;
+    static omni_buf out;
+    omni_json sql, params, tx;
+    if (!omni__statement_field(i, 1, &sql) || !omni__statement_field(i, 2, &params) ||
+        !omni__statement_field(i, 3, &tx))
+        return NULL;
+    char *text = omni_json_string(sql, NULL);
+    if (!text) return NULL;
+    omni_buf_free(&out);
+    if (strcmp(text, "BEGIN") == 0 || strcmp(text, "COMMIT") == 0 ||
+        strcmp(text, "ROLLBACK") == 0) {
+        omni_buf_printf(&out, "%s %.*s", text, (int)tx.len, tx.ptr);
+    } else {
+        omni_buf_puts(&out, "{\"sql\":");
+        omni_buf_json_string(&out, text, strlen(text));
+        omni_buf_printf(&out, ",\"params\":%.*s", (int)params.len, params.ptr);
+        if (tx.type != OMNI_JSON_NULL) omni_buf_printf(&out, ",\"tx\":%.*s", (int)tx.len, tx.ptr);
+        omni_buf_puts(&out, "}");
+    }
+    free(text);
+    return out.ptr;
 }
 /* The Redis value at `key` (as the plugin names it: the host's prefix is the plugin's own), or
  * NULL (a hash, list or set too); its TTL in seconds (-1 none, -2 no key). The clock does not
  * move. The value is kept until the next omni_test_redis_get. */
+static inline int32_t omni__redis_answer(void *out, size_t cap, void *key) {
+    return omni__redis_get(key, strlen((const char *)key), out, cap);
+}
 static inline const char *omni_test_redis_get(const char *key) {
     static char *value;
-    free(value);
-    value = NULL;
-    int32_t n = omni__redis_get(key, strlen(key), NULL, 0);
-    if (n < 0) return NULL;
-    value = (char *)calloc((size_t)n + 1, 1);
-    omni__redis_get(key, strlen(key), value, (size_t)n);
-    return value;
+    return omni__host_read(&value, omni__redis_answer, (void *)key);
 }
 static inline long long omni_test_redis_ttl(const char *key) {
     return omni__redis_ttl(key, strlen(key));
 }
 static inline void omni_test_redis_set(const char *key, const char *value) {
     omni__redis_set(key, strlen(key), value, strlen(value));
-}
-
-/* ---- the fakes: the SDK's imports under OMNI_TESTING ------------------------------------ */
-
-static inline int32_t omni__copy_out(const omni__pair *p, void *out, size_t cap) {
-    if (!p) return OMNI_NOT_FOUND;
-    if (p->len <= cap) memcpy(out, p->value, p->len);
-    return (int32_t)p->len;
-}
-
-/* A §3.3 block of `text` (an error block when is_error), from omni_alloc as the host's. */
-static inline int64_t omni__test_block(const char *text, size_t len, int is_error) {
-    char *p = (char *)omni_alloc(len);
-    if (len) memcpy(p, text, len);
-    return (int64_t)(((uint64_t)(uintptr_t)p << 32) | (is_error ? 0x80000000u : 0u) |
-                     (uint64_t)len);
-}
-
-static inline int64_t omni__test_buf_block(omni_buf *b, int is_error) {
-    int64_t r = omni__test_block(b->ptr ? b->ptr : "", b->len, is_error);
-    omni_buf_free(b);
-    return r;
-}
-
-__attribute__((format(printf, 1, 2))) static inline int64_t omni__test_error(const char *fmt,
-                                                                             ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    size_t len = n < 0 ? 0 : (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
-    return omni__test_block(msg, len, 1);
-}
-
-/* -- not modelled: OMNI_UNAVAILABLE -- */
-#define OMNI__UNMODELLED "UNAVAILABLE: the C test host does not model "
-__attribute__((weak)) int32_t omni__vectors_upsert(const void *a, size_t b, const void *c,
-                                                   size_t d, const float *e, int32_t f,
-                                                   const void *g, size_t h) {
-    (void)a, (void)b, (void)c, (void)d, (void)e, (void)f, (void)g, (void)h;
-    return OMNI_UNAVAILABLE;
-}
-__attribute__((weak)) int64_t omni__vectors_search(const void *a, size_t b, const float *c,
-                                                   int32_t d, int32_t e) {
-    (void)a, (void)b, (void)c, (void)d, (void)e;
-    return omni__test_error(OMNI__UNMODELLED "vectors");
-}
-__attribute__((weak)) int32_t omni__vectors_delete(const void *a, size_t b, const void *c,
-                                                   size_t d) {
-    (void)a, (void)b, (void)c, (void)d;
-    return OMNI_UNAVAILABLE;
-}
-__attribute__((weak)) int64_t omni__vectors_query(const void *a, size_t b, const float *c,
-                                                  int32_t d, int32_t e, const void *f,
-                                                  size_t g) {
-    (void)a, (void)b, (void)c, (void)d, (void)e, (void)f, (void)g;
-    return omni__test_error(OMNI__UNMODELLED "vectors");
-}
-__attribute__((weak)) int64_t omni__http_request(const void *a, size_t b, const void *c,
-                                                 size_t d) {
-    (void)a, (void)b, (void)c, (void)d;
-    return omni__test_error(OMNI__UNMODELLED "http");
-}
-
-/* -- sql: scripted answers, every call recorded -- */
-
-static inline void omni__record(omni__pairs *m, const char *key, const char *value, size_t len) {
-    if (m->n == m->cap) {
-        m->cap = m->cap ? m->cap * 2 : 8;
-        m->items = (omni__pair *)realloc(m->items, m->cap * sizeof *m->items);
-    }
-    omni__pair *p = &m->items[m->n++];
-    p->key = omni__dup(key, strlen(key));
-    p->value = omni__dup(value, len);
-    p->len = len;
-}
-
-static inline int omni__tx_slot(int64_t tx) {
-    for (int i = 0; i < 64; i++)
-        if (omni__host.open_tx[i] == tx) return i;
-    return -1;
-}
-
-/* Why a query's scripted answer is not shaped as the host's ({"columns": [{"name", "type"}...],
- * "rows": [[one value per column]...]}), or NULL: a plugin tested on another shape would pass
- * here and fail live. */
-static inline const char *omni__not_the_hosts(const char *text, size_t len) {
-    omni_json doc, columns, rows, item, key, field;
-    if (omni_json_parse(text, len, &doc, NULL) != 0) return "it is not JSON";
-    if (omni_json_get(doc, "columns", &columns) != 1 || columns.type != OMNI_JSON_ARRAY ||
-        omni_json_get(doc, "rows", &rows) != 1 || rows.type != OMNI_JSON_ARRAY)
-        return "a query's answer has columns and rows, both arrays";
-    size_t ncolumns = 0;
-    omni_json_iter it = omni_json_iterate(columns);
-    while (omni_json_next(&it, &key, &item)) {
-        if (item.type != OMNI_JSON_OBJECT)
-            return "a column is an object {\"name\", \"type\"}, never a bare name";
-        if (omni_json_get(item, "name", &field) != 1 || field.type != OMNI_JSON_STRING ||
-            omni_json_get(item, "type", &field) != 1 || field.type != OMNI_JSON_STRING)
-            return "a column has a name and a type, both strings";
-        ncolumns++;
-    }
-    it = omni_json_iterate(rows);
-    while (omni_json_next(&it, &key, &item)) {
-        if (item.type != OMNI_JSON_ARRAY) return "a row is an array of the columns' values";
-        size_t n = 0;
-        omni_json_iter cells = omni_json_iterate(item);
-        while (omni_json_next(&cells, &key, &field)) n++;
-        if (n != ncolumns) return "a row has one value per column";
-    }
-    return NULL;
-}
-
-static inline int64_t omni__test_sql(int execute, const void *conn, size_t conn_len,
-                                     const void *req, size_t req_len) {
-    char *name = omni__dup(conn, conn_len);
-    omni__record(&omni__host.sql_calls, name, (const char *)req, req_len);
-    free(name);
-    omni_json doc, sql, tx;
-    char *text = NULL;
-    if (omni_json_parse(req, req_len, &doc, NULL) != 0 || omni_json_get(doc, "sql", &sql) != 1 ||
-        !(text = omni_json_string(sql, NULL)))
-        return omni__test_error("INVALID: the request is not {\"sql\": ..., \"params\": [...]}");
-    int64_t handle = 0;
-    if (omni_json_get(doc, "tx", &tx) == 1 &&
-        (omni_json_int(tx, &handle) != 0 || handle <= 0 || omni__tx_slot(handle) < 0)) {
-        free(text);
-        return omni__test_error("INVALID: tx is not a transaction of this call");
-    }
-    omni__pair *answer = omni__find(&omni__host.sql_answers, text, strlen(text));
-    free(text);
-    if (!answer)
-        return execute ? omni__test_block("{\"rows_affected\":0}", 19, 0)
-                       : omni__test_block("{\"columns\":[],\"rows\":[]}", 24, 0);
-    int is_error = omni__status_of_message(answer->value, answer->len) != OMNI_UNAVAILABLE ||
-                   strncmp(answer->value, "UNAVAILABLE:", 12) == 0;
-    const char *why = is_error || execute ? NULL : omni__not_the_hosts(answer->value, answer->len);
-    if (why)
-        return omni__test_error("INVALID: omni_test_sql_answer: %s is not an answer the host "
-                                "sends: %s (sdk/contract/host.json)", answer->value, why);
-    return omni__test_block(answer->value, answer->len, is_error);
-}
-__attribute__((weak)) int64_t omni__sql_query(const void *c, size_t cl, const void *r,
-                                              size_t rl) {
-    return omni__test_sql(0, c, cl, r, rl);
-}
-__attribute__((weak)) int64_t omni__sql_execute(const void *c, size_t cl, const void *r,
-                                                size_t rl) {
-    return omni__test_sql(1, c, cl, r, rl);
-}
-__attribute__((weak)) int64_t omni__sql_begin(const void *conn, size_t len) {
-    int slot = omni__tx_slot(0);
-    if (slot < 0) return OMNI_QUOTA;
-    int64_t tx = omni__host.open_tx[slot] = ++omni__host.next_tx;
-    char *name = omni__dup(conn, len), what[32];
-    int n = snprintf(what, sizeof what, "BEGIN %lld", (long long)tx);
-    omni__record(&omni__host.sql_calls, name, what, (size_t)n);
-    free(name);
-    return tx;
-}
-static inline int32_t omni__test_end(int64_t tx, const char *verb) {
-    int slot = tx > 0 ? omni__tx_slot(tx) : -1;
-    if (slot < 0) return OMNI_NOT_FOUND;
-    omni__host.open_tx[slot] = 0;
-    char what[40];
-    int n = snprintf(what, sizeof what, "%s %lld", verb, (long long)tx);
-    omni__record(&omni__host.sql_calls, "", what, (size_t)n);
-    return 0;
-}
-__attribute__((weak)) int32_t omni__sql_commit(int64_t tx) { return omni__test_end(tx, "COMMIT"); }
-__attribute__((weak)) int32_t omni__sql_rollback(int64_t tx) {
-    return omni__test_end(tx, "ROLLBACK");
-}
-
-/* -- redis: the runner's, held to the host's answers -- */
-
-__attribute__((weak)) int64_t omni__redis_command(const void *conn, size_t conn_len,
-                                                  const void *req, size_t req_len) {
-    (void)conn, (void)conn_len;
-    int64_t answer = omni__redis_run(req, req_len);
-    size_t len = (size_t)(answer & 0x7FFFFFFF);
-    char *block = (char *)malloc(len + 1);
-    omni__redis_reply(block);
-    int64_t r = omni__test_block(block, len, (answer >> 31) & 1);
-    free(block);
-    return r;
 }
 
 /* ---- the test program ------------------------------------------------------------------- */
@@ -589,6 +502,15 @@ __attribute__((weak)) int main(int argc, char **argv) {
     printf("%d passed, %d failed\n", ran - failed, failed);
     fflush(stdout);
     return failed > 255 ? 255 : failed;
+}
+
+/* The program's entry: it is a reactor (a command would run its constructors again at every
+ * call into it, and the host calls omni_alloc for its §3.3 answers), so main is called here. */
+extern void _initialize(void);
+extern int __main_void(void);
+__attribute__((weak, export_name("_start"))) void omni__test_start(void) {
+    _initialize();
+    exit(__main_void());
 }
 
 #endif /* OMNICORE_TEST_H */

@@ -1,7 +1,8 @@
 """``omnicore test`` for C plugins: ``tests/*.c`` on ``sdk/c/omnicore_test.h``, compiled with
-the plugin by clang for wasm32-wasi and run in wasmtime against the header's fake host.
+the plugin by clang for wasm32-wasi and run on the one test host (toolchains/testhost).
 
-``c_unit`` is a plugin over sql, redis and kv with five tests, one failing on purpose.
+``c_unit`` is a plugin over sql, redis, kv, http and vectors with eight tests, one failing on
+purpose.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from omnicore.toolchains import UnitTests, build, c, scaffold, unit_tests
 
 UNIT = Path(__file__).parent / "c_unit"
 PASSING = ["stock_answers_the_scripted_rows", "stock_reports_a_failed_query",
-           "hit_counts_in_redis_with_an_expiry", "each_test_starts_from_an_empty_host"]
+           "hit_counts_in_redis_with_an_expiry", "each_test_starts_from_an_empty_host",
+           "a_statement_without_an_answer_is_unavailable",
+           "http_answers_what_the_test_scripted", "vectors_are_the_hosts"]
 
 pytestmark = pytest.mark.skipif(c.check() is not None, reason=f"C: {c.check()}")
 
@@ -39,26 +42,27 @@ def test_the_scaffold_has_tests_that_pass(tmp_path: Path) -> None:
                                         "2 passed, 0 failed"]
 
 
-def test_passing_and_failing_tests_are_reported_over_fake_sql_redis_and_kv() -> None:
+def test_passing_and_failing_tests_are_reported_over_the_hosts_sql_redis_kv_http() -> None:
     tests = unit_tests(UNIT)
     done = run(tests)
     lines = done.stdout.splitlines()
+    n = len(PASSING)
     assert done.returncode == 1, done.stdout + done.stderr  # the number of failed tests
-    assert [f"ok   {name}" for name in PASSING] == lines[:4]
-    assert lines[4] == "FAIL a_failing_expectation"
-    assert lines[5].endswith('tests/test_handlers.c:44: r.output is "{"hits":1}", '
-                             'expected "{"hits":2}"')
-    assert lines[6:] == ["    log INFO hit 1", "4 passed, 1 failed"]
+    assert [f"ok   {name}" for name in PASSING] == lines[:n]
+    assert lines[n] == "FAIL a_failing_expectation"
+    assert lines[n + 1].endswith('tests/test_handlers.c:72: r.output is "{"hits":1}", '
+                                 'expected "{"hits":2}"')
+    assert lines[n + 2:] == ["    log INFO hit 1", f"{n} passed, 1 failed"]
     # Named tests only: the passing ones pass.
     done = run(tests, *PASSING[2:])
     assert done.returncode == 0
-    assert done.stdout.splitlines()[-1] == "2 passed, 0 failed"
+    assert done.stdout.splitlines()[-1] == f"{len(PASSING) - 2} passed, 0 failed"
 
 
 def test_the_tests_folder_stays_out_of_the_plugin(engine: SandboxEngine, out_dir: Path) -> None:
     module = PluginModule.load(engine, build(UNIT, out_dir))
-    assert list(module.handlers) == ["stock", "hit"]
-    assert {"sql", "redis", "kv"} <= set(module.requested)
+    assert list(module.handlers) == ["stock", "hit", "fetch", "nearest"]
+    assert {"sql", "redis", "kv", "http", "vectors"} <= set(module.requested)
 
 
 def test_a_compile_error_is_clangs_own_message(tmp_path: Path) -> None:

@@ -7,12 +7,13 @@ One clang call compiles and links every ``.c`` file at the top of the plugin fol
 Override the compiler with ``OMNICORE_CLANG`` and the header's folder with ``OMNICORE_C_SDK``.
 
 ``omnicore test`` compiles the same ``.c`` files with every ``.c`` file in the plugin's
-``tests/`` folder into one wasm32-wasi program (``-DOMNI_TESTING``: the SDK's host imports
-become ``omnicore_test.h``'s fakes, linked in; Redis is served from here by
-:mod:`omnicore.toolchains.testredis`) and runs it in wasmtime with
-:mod:`omnicore.toolchains.testrunner` (``python -m
-omnicore.toolchains.c SRC [NAME...]`` does both): the build's own compiler and target, so a
-test sees what the plugin will, and a compile error is clang's own message.
+``tests/`` folder into one wasm32-wasi program (``-DOMNI_TESTING``, ``omnicore_test.h``'s
+tests and ``_start``) and runs it on the one test host with
+:mod:`omnicore.toolchains.testrunner`: every capability the plugin imports is the host's own
+code over in-memory services; the test's HTTP and SQL answers are handed to it just before
+each request (``python -m omnicore.toolchains.c SRC [NAME...]`` does both). The build's own
+compiler and target, so a test sees what the plugin will, and a compile error is clang's own
+message.
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ __all__ = [
 LANGUAGE = "c"
 EXTENSIONS = ("c",)
 FLAGS = ("--target=wasm32-wasi", "-mexec-model=reactor", "-Os", "-Wall", "-Wl,--strip-all")
-#: The test program: the same target as a command (its main is omnicore_test.h's).
-TEST_FLAGS = ("--target=wasm32-wasi", "-O1", "-Wall", "-DOMNI_TESTING")
+#: The test program: the same target, a reactor too (the host calls its omni_alloc for the
+#: answers it allocates; a command would run its constructors again at every such call); its
+#: _start, calling main, is omnicore_test.h's.
+TEST_FLAGS = ("--target=wasm32-wasi", "-mexec-model=reactor", "-O1", "-Wall", "-DOMNI_TESTING")
 
 _SCAFFOLD = Path(__file__).parent / "scaffolds" / "c"
 _BUILD_TIMEOUT_S = 300

@@ -41,3 +41,39 @@ OMNI_HANDLER(hit, input) {
     omni_buf_printf(&out, "{\"hits\":%lld}", (long long)hits);
     return omni_buf_result(&out);
 }
+
+/* GET `input` (a URL): "status body". */
+OMNI_HANDLER(fetch, input) {
+    omni_buf req = {0};
+    omni_buf_puts(&req, "{\"method\":\"GET\",\"url\":");
+    omni_buf_json_string(&req, (const char *)input.ptr, input.len);
+    omni_buf_puts(&req, "}");
+    omni_data d = omni_http_request(req.ptr, "", 0);
+    omni_buf_free(&req);
+    omni_http_response resp;
+    omni_result r = d.status != OMNI_OK ? omni_error("%d %s", (int)d.status, d.ptr ? d.ptr : "")
+                    : omni_http_parse(&d, &resp) != 0 ? omni_error("not a response")
+                    : omni_ok_str("");
+    if (!r.is_error) {
+        omni_buf out = {0};
+        omni_buf_printf(&out, "%d %.*s", resp.status, (int)resp.body_len, (const char *)resp.body);
+        r = omni_buf_result(&out);
+    }
+    omni_data_free(&d);
+    return r;
+}
+
+/* Stores two vectors and answers the one nearest to (1, 0). */
+OMNI_HANDLER(nearest, input) {
+    (void)input;
+    static const float a[] = {1, 0}, b[] = {0, 1}, q[] = {0.9f, 0.1f};
+    omni_vectors_upsert("docs", "a", a, 2, "{\"t\":1}");
+    omni_vectors_upsert("docs", "b", b, 2, "");
+    omni_data d = omni_vectors_search("docs", q, 2, 1);
+    if (d.status != OMNI_OK) {
+        omni_result r = omni_error("%d %s", (int)d.status, d.ptr ? d.ptr : "");
+        omni_data_free(&d);
+        return r;
+    }
+    return omni_ok_owned(d.ptr, d.len);
+}

@@ -20,7 +20,6 @@ from omnicore.sandbox.fastcall import GuestMemory, RawInstance
 from omnicore.sandbox.hostfunc import define_host_function
 from omnicore.sandbox.logring import LEVELS, level_number
 from omnicore.toolchains.testhost.host import Current
-from omnicore.toolchains.testhost.services import sql_answer_problem
 
 __all__ = ["NAMESPACE", "define_testing"]
 
@@ -165,20 +164,6 @@ def _event(part: int) -> Callable[..., int]:
     return read
 
 
-# C's test host (sdk/c/omnicore_test.h) sends a plugin's Redis commands here and copies
-# the answer out with a second call (redis_reply, sql_reason).
-_answer: list[bytes] = [b""]
-
-
-def _redis_command(current: Current, mem: GuestMemory, req: int, req_len: int) -> int:
-    failed, _answer[0] = current.host.databases.redis.command(mem.read(req, req_len, "command"))
-    return (1 << 31 if failed else 0) | len(_answer[0])
-
-
-def _reply(_current: Current, mem: GuestMemory, out: int) -> None:
-    mem.write(out, _answer[0])
-
-
 def _redis_get(current: Current, mem: GuestMemory, kp: int, kl: int, out: int, cap: int) -> int:
     value = current.host.databases.redis.value(mem.read(kp, kl, "key"))
     return -1 if value is None else mem.write_result(value, out, cap)
@@ -194,12 +179,6 @@ def _redis_set(current: Current, mem: GuestMemory, kp: int, kl: int, vp: int, vl
 
 def _redis_reset(current: Current, _mem: GuestMemory) -> None:
     current.host.databases.redis.clear()
-
-
-def _sql_check(_current: Current, mem: GuestMemory, ptr: int, length: int) -> int:
-    problem = sql_answer_problem(mem.read_str(ptr, length, "answer"))
-    _answer[0] = b"" if problem is None else problem.encode()
-    return len(_answer[0])
 
 
 def _reset(current: Current, _mem: GuestMemory) -> None:
@@ -233,14 +212,10 @@ _FUNCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[..., Any]
     "event_count": ((), ("i32",), _event_count),
     "event_topic": (("i32", _P, _P), ("i32",), _event(0)),
     "event_payload": (("i32", _P, _P), ("i32",), _event(1)),
-    "redis_command": ((_P, _P), ("i64",), _redis_command),
-    "redis_reply": ((_P,), (), _reply),
     "redis_get": ((_P, _P, _P, _P), ("i32",), _redis_get),
     "redis_ttl": ((_P, _P), ("i64",), _redis_ttl),
     "redis_set": ((_P, _P, _P, _P), (), _redis_set),
     "redis_reset": ((), (), _redis_reset),
-    "sql_check": ((_P, _P), ("i32",), _sql_check),
-    "sql_reason": ((_P,), (), _reply),
 }
 
 

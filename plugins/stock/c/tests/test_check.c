@@ -19,7 +19,8 @@ OMNI_TEST(check_returns_the_row_and_passes_the_sku_as_a_parameter) {
 }
 
 OMNI_TEST(an_unknown_sku_is_an_error) {
-    omni_test_result r = omni_test_call(check, "{\"sku\":\"Z-9\"}");  /* no rows scripted */
+    omni_test_sql_answer(SELECT, "{\"columns\":[],\"rows\":[]}");
+    omni_test_result r = omni_test_call(check, "{\"sku\":\"Z-9\"}");
     OMNI_EXPECT(r.is_error);
     OMNI_EXPECT_STR(r.output, "no such sku: Z-9");
 }
