@@ -14,10 +14,11 @@ input: list<u8>) -> result<list<u8>, string>``) echoing 4 KiB, bytes in and out 
 log.info; no wasmtime-py column). omnicore's column is ``ComponentRuntime.call``: with JSON
 in and out for the plain exports (the mapping of specs/components.md, every argument checked
 against its WIT type), bytes for the handler; the pool, the deadline, the memory limiter
-armed; byte lists and strings through the flat face (sandbox/component/rawlift.py), every
-other export through the host's canonical ABI (sandbox/component/canonabi.py), each call and
-host callback through the C component call path (sandbox/_compcall.c) where it is built
-(``OMNICORE_CALLPATH=python`` measures the ctypes path instead). The
+armed; every export through the host's canonical ABI on its flat face, where the C
+component call path is built in C (sandbox/_compcall.c: the JSON lowered and lifted by each
+export's plan, sandbox/_compvalue.c; the runtime's call in one C call, sandbox/_complane.c),
+each host callback through its C callback (``OMNICORE_CALLPATH=python`` measures the ctypes
+path and sandbox/component/canonabi.py instead). The
 other column calls the export with Python values (``Func.__call__`` then ``post_return``),
 no limits armed. Prints the median µs per call over the repeats with its min-max
 (bench/_measure.py: both columns get the same iterations, repeats and warm-up). Targets

@@ -75,6 +75,7 @@ def paths(canon: tuple[SandboxEngine, ComponentModule]
     with ComponentRuntime(engine, module, _LIMITS) as lane, \
             ComponentRuntime(engine, module, _LIMITS) as python:
         python._lanes = {}
+        python._c_lane = None
         yield lane, python
 
 
@@ -291,6 +292,7 @@ def strings() -> Iterator[tuple[ComponentRuntime, ComponentRuntime]]:
         with ComponentRuntime(engine, module, _LIMITS, registry=builtin_registry()) as lane, \
                 ComponentRuntime(engine, module, _LIMITS, registry=builtin_registry()) as python:
             python._lanes = {}
+            python._c_lane = None
             yield lane, python
 
 

@@ -31,7 +31,10 @@
  * (flatcall._CallFailed) with the error's address, which the caller owns and frees; a
  * canonical-ABI trap of the lift as the `trap` class (canonabi._CanonTrap) with its message.
  *
- * The module also has the C callback of component host functions (HostCall, below).
+ * The module also has the C callback of component host functions (HostCall, below); its
+ * other files are _compvalue.c (each export's plan: every other WIT type lowered from JSON
+ * and lifted to JSON) and _complane.c (Lane: ComponentRuntime.call's hot path around
+ * call_json), sharing _compcall.h.
  *
  * wasmtime's functions are not linked: their addresses come from the library wasmtime-py
  * loaded (bind()), and the C value's layout is checked by Python against wasmtime-py's
@@ -691,6 +694,31 @@ parse_scalar(const char **pp, const char *end, uint8_t w, cval *v)
     return 1;
 }
 
+/* An integer's decimal digits into buf, as "%llu" / "%lld" write them (sprintf's format
+ * parsing cost more than the rest of a u32's lift). */
+static Py_ssize_t
+udecimal(char *buf, uint64_t u)
+{
+    char tmp[20];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    for (int k = 0; k < n; k++)
+        buf[k] = tmp[n - 1 - k];
+    return n;
+}
+
+static Py_ssize_t
+decimal(char *buf, int64_t v)
+{
+    if (v >= 0)
+        return udecimal(buf, (uint64_t)v);
+    buf[0] = '-';
+    return 1 + udecimal(buf + 1, (uint64_t)0 - (uint64_t)v);
+}
+
 /* JSON text of the result into buf (at least 64 bytes); its length, or -1 with an exception
  * (a char that is not a scalar value traps, as canonabi's lift does). */
 Py_ssize_t
@@ -706,14 +734,14 @@ format_result(const cval *v, uint8_t w, char *buf)
         }
         memcpy(buf, "false", 5);
         return 5;
-    case W_S8: return sprintf(buf, "%d", (int)(int8_t)(uint8_t)i);
-    case W_U8: return sprintf(buf, "%u", (unsigned)(uint8_t)i);
-    case W_S16: return sprintf(buf, "%d", (int)(int16_t)(uint16_t)i);
-    case W_U16: return sprintf(buf, "%u", (unsigned)(uint16_t)i);
-    case W_S32: return sprintf(buf, "%d", (int)(int32_t)i);
-    case W_U32: return sprintf(buf, "%u", (unsigned)i);
-    case W_S64: return sprintf(buf, "%lld", (long long)(int64_t)v->of.u64);
-    case W_U64: return sprintf(buf, "%llu", (unsigned long long)v->of.u64);
+    case W_S8: return decimal(buf, (int64_t)(int8_t)(uint8_t)i);
+    case W_U8: return udecimal(buf, (uint8_t)i);
+    case W_S16: return decimal(buf, (int64_t)(int16_t)(uint16_t)i);
+    case W_U16: return udecimal(buf, (uint16_t)i);
+    case W_S32: return decimal(buf, (int64_t)(int32_t)i);
+    case W_U32: return udecimal(buf, i);
+    case W_S64: return decimal(buf, (int64_t)v->of.u64);
+    case W_U64: return udecimal(buf, v->of.u64);
     case W_F32:
     case W_F64: {
         double d = w == W_F32 ? (double)v->of.f32 : v->of.f64;
