@@ -44,7 +44,7 @@ setup(cmdclass={"build_py": BuildPyWithSdk},
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True),
                    Extension("omnicore.sandbox._compcall",
                              [f"host/omnicore/sandbox/{name}.c"
-                              for name in ("_compcall", "_compvalue", "_complane")],
+                              for name in ("_compcall", "_compvalue", "_complane", "_comphost")],
                              depends=[f"host/omnicore/sandbox/{name}.h"
                                       for name in ("_pyext", "_capi", "_compcall")],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True),

@@ -79,6 +79,7 @@ Py_ssize_t format_result(const cval *v, uint8_t w, char *buf);
 int utf8_char(const unsigned char *s, const unsigned char *end);
 const unsigned char *skip_ascii(const unsigned char *p, const unsigned char *e);
 int word_escapes_at(const unsigned char *p);
+PyObject *json_float(double d);
 int face_check(PyObject *o);
 PyObject *face_call_json(Face *self, PyObject *data, PyObject *epoch);
 
@@ -88,6 +89,12 @@ const struct comp_plan *comp_plan_of(PyObject *capsule);
 int comp_plan_needs_memory(const struct comp_plan *plan);
 int comp_plan_fits(const struct comp_plan *plan, const Face *f);
 PyObject *comp_call_plan(Face *self, PyObject *data, PyObject *epoch);
+
+/* _comphost.c */
+extern uint8_t kind_bool;
+extern PyTypeObject HostCallType;
+void *host_callback(void *env, void *ctx, const void *ty, const cval *args, size_t nargs,
+                    cval *results, size_t nresults);
 
 /* _complane.c */
 extern PyTypeObject LaneType;
