@@ -65,6 +65,8 @@ TYPES: list[Ty] = [
     ("variant", ("p", "q", "r", "s"), (("s8",), ("s64",), F32, ("s32",))),
     ("result", F64, ("tuple", (STR, ("s16",)))), ("list", ("list", ("char",))),
     ("tuple", (F32,) * 17),
+    # A discriminant of two bytes (flags stop at 32: wasmtime refuses more).
+    ("list", ("enum", tuple(f"e{i}" for i in range(300)))),
 ]
 PAD = ("tuple", (U64,) * 16)
 

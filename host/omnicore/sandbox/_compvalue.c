@@ -272,6 +272,10 @@ static int
 guest_alloc(cx *c, uint32_t align, uint32_t n, uint32_t *ptr)
 {
     Face *f = c->f;
+    if (f->realloc == NULL) {  /* canonplan gives every face that lowers into memory one */
+        PyErr_SetString(PyExc_ValueError, "this face has no realloc");
+        return 0;
+    }
     f->grow[2].of.u32 = align;
     f->grow[3].of.u32 = n;
     void *error;

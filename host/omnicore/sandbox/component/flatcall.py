@@ -215,9 +215,12 @@ class FlatCall:
         #: in C; built once per export, shared by its instances' faces.
         self.plan: Any = None
         if COMPCALL is not None and self.plain is None:
-            self.plan = COMPCALL.plan((_node(("tuple", params)),
-                                       None if result is None else _node(result),
-                                       self.spilled, uses_memory(form)))
+            try:
+                self.plan = COMPCALL.plan((_node(("tuple", params)),
+                                           None if result is None else _node(result),
+                                           self.spilled, uses_memory(form)))
+            except ValueError:  # a layout the plan refuses (flags past 256): Python's
+                self.plan = None
 
     def dumps(self, value: Any) -> bytes:
         out = jsoncodec.dumps(value)
