@@ -146,6 +146,7 @@ import { bytes, config, events, http, kv, secrets, tasks, OmniHostError } from "
 test("the in-memory host answers every namespace as the real one", async () => {
   const host = useTestHost(new TestHost({
     config: { db: { port: 5432 }, name: "x" }, kv: { n: "41" }, secrets: { token: "s3" },
+    handlers: ["later"],
     http: (req) => ({ status: 201, headers: { "x-a": "1" }, body: `${req.method} ${req.url}` }),
   }));
   assert.equal(config.get("db.port"), "5432");

@@ -310,7 +310,7 @@ test("sql answers the test's rows and records each statement", () => {
     "select sku, qty, price, photo from stock where sku = $1", "BEGIN",
     "insert into t values ($1, $2, $3)", "COMMIT", "BEGIN", "delete from t", "ROLLBACK"]);
   assert.deepEqual(host.sqlCalls[2].params,
-    [null, { $json: { a: 1 } }, { $timestamp: "2026-11-24T00:00:00.000Z" }]);
+    [null, { $json: { a: 1 } }, { $timestamp: "2026-11-24T00:00:00Z" }]);
   assert.equal(code(() => db.query("select $1", [{ a: 1 }])), "INVALID");
   useTestHost(new TestHost());
   assert.equal(code(() => db.query("select 1")), "UNAVAILABLE");

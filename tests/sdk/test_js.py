@@ -396,7 +396,7 @@ test("memory and vectors in the Node test host", () => {
   assert.deepEqual(memory.recall("tea", { filter: { user: "bob" } }).map((m) => m.text),
     ["bob likes tea"]);
   assert.equal(memory.recall("tea", { vector: [0, 1], limit: 1 })[0].text, "bob likes tea");
-  assert.equal(host.memories[0].importance, 0.9);
+  assert.deepEqual(host.memories.map((m) => m.text).sort(), ["ada likes tea", "bob likes tea"]);
   assert.equal(code(() => memory.remember(0, "x", { vector: [1, 2, 3] })), "INVALID");
   assert.equal(code(() => memory.remember(0, "x", { importance: 2 })), "INVALID");
   assert.equal(code(() => memory.recall("x", { filter: { user: ["a"] } })), "INVALID");
@@ -418,13 +418,69 @@ test("memory and vectors in the Node test host", () => {
 
 
 def test_node_test_host_has_memory_and_vectors(tmp_path: Path) -> None:
-    # The Node test host (sdk/js/testing) answers the same wrappers as the wasm host above.
+    # Node's tests (sdk/js/testing) are answered by omnicore's test host: the same wrappers
+    # as the wasm host above meet the capabilities' own code.
     (tmp_path / "plugin.js").write_text("export const x = 1;\n")
     (tmp_path / "plugin.test.js").write_text(_MEMORY_VECTORS_TEST)
     tests = js.unit_tests(tmp_path)
     done = subprocess.run(tests.argv, env=tests.env, cwd=tests.cwd, capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 0 and "# pass 1" in done.stdout, done.stdout + done.stderr
+
+
+_REAL_HOST_TEST = """import assert from "node:assert/strict";
+import { test } from "node:test";
+import { TestHost, useTestHost } from "omnicore/testing";
+import { http, mcp, tasks } from "omnicore";
+
+const code = (fn) => { try { fn(); return "ok"; } catch (e) { return e.code ?? e.message; } };
+
+test("the real host's answers", () => {
+  const host = useTestHost(new TestHost());
+  assert.equal(code(() => http.get("https://example.com/")), "UNAVAILABLE");
+  assert.equal(code(() => mcp.ask("elicitation/create", {})), "DENIED");
+  assert.equal(tasks.enqueue("work", "p"), 1);  // the entry's exports are its handlers
+  assert.equal(code(() => tasks.enqueue("nope", "p")), "NOT_FOUND");
+  assert.deepEqual(host.tasks.map((t) => t.handler), ["work"]);
+});
+"""
+
+_DYING_TEST = """import { test } from "node:test";
+import { TestHost, useTestHost } from "omnicore/testing";
+
+test("a test process that dies takes its test host with it", () => {
+  useTestHost(new TestHost());
+  process.kill(process.pid, "SIGKILL");
+});
+"""
+
+
+def test_node_tests_meet_the_real_hosts_answers_and_end_their_server(tmp_path: Path) -> None:
+    (tmp_path / "plugin.js").write_text("export function work() {}\nexport { work as x };\n")
+    (tmp_path / "plugin.test.js").write_text(_REAL_HOST_TEST)
+    (tmp_path / "dies.test.js").write_text(_DYING_TEST)
+    tests = js.unit_tests(tmp_path)
+    # The server's folder (and so its command line) is under TMPDIR.
+    env = {**tests.env, "TMPDIR": str(tmp_path)}
+    done = subprocess.run(tests.argv, env=env, cwd=tests.cwd, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert "# pass 1" in done.stdout and "# fail 1" in done.stdout, done.stdout + done.stderr
+
+    def servers() -> list[str]:
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "testhost.served" in text and str(tmp_path) in text:
+                found.append(text)
+        return found
+
+    deadline = time.monotonic() + 10
+    while servers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not servers()
 
 
 # --- the build ---------------------------------------------------------------------------

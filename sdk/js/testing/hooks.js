@@ -1,7 +1,7 @@
 // Node module hooks for unit tests of omnicore JS/TS plugins (registered by register.js).
 //
 // - "omnicore" resolves to the SDK's runtime/api.js (the module plugins get inside omnicore),
-//   "omnicore:native" to ./native.js (the in-memory host), "omnicore/testing" to ./index.js;
+//   "omnicore:native" to ./native.js (omnicore's test host), "omnicore/testing" to ./index.js;
 // - .ts/.mts files are stripped of their types with esbuild, with an inline source map, so
 //   failures point to plugin.ts:LINE (run node with --enable-source-maps).
 import { readFile } from "node:fs/promises";

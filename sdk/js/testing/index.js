@@ -5,64 +5,146 @@
 //   assert.deepEqual(callJSON(greet, { name: "Ada" }), { message: "Hi, Ada!" });
 //   assert.equal(host.logs[0].message, "saying Hi to Ada");
 //
-// The "omnicore" import of the plugin resolves to the SDK's own runtime/api.js, running on an
-// in-memory host (./native.js) that follows specs/abi.md §4 and its status codes.
-// `omnicore test` sets this up; by hand: node --import <sdk/js>/testing/register.js --test
-import { current, install } from "./state.js";
+// The "omnicore" import of the plugin resolves to the SDK's own runtime/api.js, whose host
+// functions (./native.js) are answered by omnicore's test host, the one every language's tests
+// run on: the capabilities' own code over in-memory stores (./channel.js reaches it).
+// `omnicore test` sets this up.
+import { current, install, request } from "./channel.js";
 
-const LEVELS = { trace: 0, debug: 1, info: 2, warn: 3, error: 4 };
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const bytesOf = (v) => (typeof v === "string" ? encoder.encode(v) : new Uint8Array(v));
+const STATUS_TEXT = /^[A-Z_]+: /;
 
-/** An in-memory omnicore host: everything is granted unless a field says otherwise. */
+/** The plugin's handlers as `omnicore test` found them in its entry's exports. */
+const HANDLERS = JSON.parse(process.env.OMNICORE_TEST_HANDLERS ?? "[]");
+
+/** A cell of a test's SQL answer as the host sends it (bytes, dates and JSON tagged). */
+function cell(v) {
+  if (v instanceof Uint8Array) return { $bytes: Buffer.from(v).toString("base64") };
+  if (v instanceof Date) return { $timestamp: v.toISOString() };
+  if (v !== null && typeof v === "object" && typeof v.toJSON === "function") return v.toJSON();
+  return v === undefined ? null : v;
+}
+
+/** A test's SQL answer in the host's shape: rows given as objects (keys are the columns) or
+ *  as arrays beside `columns` (names or {name, type}); the host checks the rest. */
+function sqlAnswer(answer, query) {
+  answer ??= {};
+  if (!query) {
+    return JSON.stringify({ rows_affected: answer.rows_affected ?? 0,
+      ...(answer.last_insert_id === undefined ? {} : { last_insert_id: answer.last_insert_id }) });
+  }
+  const rows = answer.rows ?? [];
+  const columns = (answer.columns ?? (rows.length && !Array.isArray(rows[0]) ? Object.keys(rows[0]) : []))
+    .map((c) => (typeof c === "string" ? { name: c, type: "" } : c));
+  return JSON.stringify({ columns, rows: rows.map((r) => (Array.isArray(r) ? r
+    : columns.map((c) => r[c?.name])).map(cell)) });
+}
+
+/** The plugin's kv in the test host's store: a Map's get/set/has/delete/keys/entries. */
+class KvView {
+  #host;
+  constructor(host) { this.#host = host; }
+  #all() { return new Map(Object.entries(this.#host.read("kv"))); }
+  get(key) { return this.#all().get(key); }
+  has(key) { return this.#all().has(key); }
+  set(key, value) { request({ op: "kv_set", host: this.#host.id, key, value: bytesOf(value) }); return this; }
+  delete(key) { return request({ op: "kv_delete", host: this.#host.id, key }); }
+  keys() { return this.#all().keys(); }
+  entries() { return this.#all().entries(); }
+  get size() { return this.#all().size; }
+  [Symbol.iterator]() { return this.entries(); }
+}
+
+/** One test's host, omnicore's test host: every capability granted, nothing connected. */
 export class TestHost {
   constructor({ config = {}, logLevel = "trace", kv = {}, secrets = {}, http = null,
     handlers = null, sql = null, redisPrefix = "omnicore:plugin:" } = {}) {
-    /** The plugin's config section (omnicore:config). */
+    /** The plugin's config section (omnicore:config), as given. */
     this.config = config;
-    /** The lowest level kept in `logs` and reported by `log.enabled`. */
-    this.logLevel = LEVELS[logLevel] ?? 0;
-    /** Lines the plugin logged: {level, message}. */
-    this.logs = [];
-    /** The key-value store (omnicore:kv): key -> Uint8Array. */
-    this.kv = new Map(Object.entries(kv).map(([k, v]) => [k,
-      typeof v === "string" ? encoder.encode(v) : new Uint8Array(v)]));
-    /** Secrets exposed to the plugin (null: exposed but unset); other names are DENIED. */
-    this.secrets = secrets;
-    /** `(request) => ({status, headers, body})` answers omnicore:http; null denies. */
+    /** `(request) => ({status, headers, body})` answers omnicore:http (throw
+     *  Error("UNAVAILABLE: ...") to fail a request); without it every request is UNAVAILABLE. */
     this.http = http;
-    /** When set, the handler names tasks may enqueue (others: INVALID). */
-    this.handlers = handlers;
-    /** Published events: {topic, payload}. Enqueued tasks: {id, handler, payload, ...}. */
-    this.events = [];
-    this.tasks = [];
-    /** Remembered memories (omnicore:memory): {id, tier, text, metadata, importance, vector}. */
-    this.memories = [];
-    /** Vector collections (omnicore:vectors): name -> Map(id -> {vector, metadata}). */
-    this.vectors = new Map();
-    /** `(call) => answer` answers omnicore:sql with canned results, no database running:
-     *  `call` is {connector, sql, params, tx, query}; a query's answer is {rows: [objects]}
-     *  or {columns, rows: [arrays]}, an execute's {rows_affected, last_insert_id?}. Throw
-     *  Error("UNAVAILABLE: ...") to fail the statement; null makes every one UNAVAILABLE. */
+    /** `(call) => answer` answers omnicore:sql: `call` is {connector, sql, params, tx,
+     *  query}; a query's answer is {rows: [objects]} or {columns, rows: [arrays]}, an
+     *  execute's {rows_affected, last_insert_id?}; throw Error("UNAVAILABLE: ...") to fail
+     *  the statement. Without it every statement is UNAVAILABLE. */
     this.sql = sql;
-    /** Statements run, in order (BEGIN, COMMIT and ROLLBACK too, with their tx). */
-    this.sqlCalls = [];
-    this.sqlOpen = new Map();
-    this.sqlNext = 0;
-    /** The in-memory Redis (omnicore:redis): full key (prefix included) -> string, Map
-     *  (hash), Array (list) or Set. `redisTtl`: key -> seconds set (the clock does not move).
-     *  PUBLISH lands in `events` as "redis:<prefix><channel>". */
-    this.redisPrefix = redisPrefix;
-    this.redis = new Map();
-    this.redisTtl = new Map();
     this.input = null;
+    this.#queries = [];
+    this.id = request({ op: "new", config, log_level: logLevel, redis_prefix: redisPrefix,
+      handlers: handlers ?? HANDLERS,
+      kv: Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, bytesOf(v)])),
+      secrets: Object.fromEntries(Object.entries(secrets)
+        .map(([k, v]) => [k, v === null ? null : bytesOf(v)])) }).id;
   }
 
-  /** The fake Redis's keys as the server would hold them (prefix included), sorted. */
-  redisKeys() { return [...this.redis.keys()].sort(); }
+  #queries;
+
+  /** What the plugin did, as the test host keeps it. */
+  read(what) { return request({ op: "read", host: this.id, what }); }
+
+  /** The server's questions while a call runs: the answer to an HTTP request or statement. */
+  answer(question) {
+    try {
+      if (question.ask === "http") {
+        if (typeof this.http !== "function") {
+          return { head: `UNAVAILABLE: the test gave no answer for ${question.request.url
+            ?? question.request.connector} (new TestHost({ http: (request) => ... }))`,
+          body: "", failed: true };
+        }
+        const res = this.http({ ...question.request, body: question.body });
+        return { head: JSON.stringify({ status: res.status ?? 200,
+          headers: Object.entries(res.headers ?? {}) }), body: bytesOf(res.body ?? ""),
+        failed: false };
+      }
+      this.#queries[question.index] = question.query;
+      if (typeof this.sql !== "function") {
+        return { answer: `UNAVAILABLE: connector ${question.statement[0]}: the TestHost has `
+          + "no sql function", failed: true };
+      }
+      const [connector, sql, params, tx] = question.statement;
+      return { answer: sqlAnswer(this.sql({ connector, sql, params, tx, query: question.query }),
+        question.query), failed: false };
+    } catch (err) {
+      if (!(err instanceof Error && STATUS_TEXT.test(err.message))) throw err;
+      return { head: err.message, answer: err.message, body: "", failed: true };
+    }
+  }
+
+  /** Lines the plugin logged: {level, message}. */
+  get logs() { return this.read("logs").map(([level, message]) => ({ level, message })); }
+  /** The key-value store (omnicore:kv): key -> Uint8Array. */
+  get kv() { return new KvView(this); }
+  /** Published events: {topic, payload}; a Redis PUBLISH as "redis:<prefix><channel>". */
+  get events() {
+    const redis = this.read("redis");
+    return [...this.read("events").map(([topic, payload]) => ({ topic, payload })),
+      ...redis.published.map(([channel, payload]) => ({ topic: `redis:${redis.prefix}${channel}`,
+        payload }))];
+  }
+  /** Enqueued tasks: {id, handler, payload, delayMs, cancelled}. */
+  get tasks() {
+    return this.read("tasks").map(([id, handler, payload, delayMs, cancelled]) =>
+      ({ id, handler, payload, delayMs, cancelled }));
+  }
+  /** Remembered memories (omnicore:memory): {id, tier, text, metadata, score, created_at}. */
+  get memories() { return this.read("memories"); }
+  /** Statements run, in order (BEGIN, COMMIT and ROLLBACK too, with their tx). */
+  get sqlCalls() {
+    return this.read("statements").map(([connector, sql, params, tx], i) =>
+      ({ connector, sql, params, tx, query: this.#queries[i] ?? false }));
+  }
+
+  /** The Redis keys as the server would hold them (prefix included), sorted. */
+  redisKeys() {
+    const redis = this.read("redis");
+    return redis.keys.map((k) => redis.prefix + k).sort();
+  }
 
   /** The text of a kv value, or null. */
-  kvText(key) { return this.kv.has(key) ? decoder.decode(this.kv.get(key)) : null; }
+  kvText(key) { const v = this.kv.get(key); return v === undefined ? null : decoder.decode(v); }
 }
 
 /** Make `host` the one the plugin's "omnicore" import talks to; returns it. */
@@ -86,10 +168,12 @@ export async function call(handler, input = "") {
   const host = current();
   const data = output(input);
   host.input = data;
+  request({ op: "enter", host: host.id });
   try {
     return output(await handler(decoder.decode(data)));
   } finally {
     host.input = null;
+    request({ op: "leave", host: host.id });
   }
 }
 

@@ -16,6 +16,7 @@ A test program imports what a plugin imports (``omnicore:kv``, ``omnicore:http``
     astest.py    AssemblyScript's tests (omnicore/testing) run one per instance
     native.py    the same host for a plugin running in this process (Python's, under pytest):
                  a capability's WIT functions called with Python values
+    served.py    native.py's host served to a process that cannot import it (Node's tests)
 
 ``omnicore.toolchains.testrunner`` is the command that runs a program on it.
 """

@@ -1,4 +1,4 @@
-// The JS SDK's TestHost (sdk/js/testing, also AssemblyScript's test host) through the
+// The JS SDK's TestHost (sdk/js/testing: omnicore's test host, served to Node) through the
 // contract's requests (requests.jsonl beside this file, written by
 // tests/sdk/test_contract_fakes.py): the "omnicore:native" functions a plugin's redis and sql
 // calls reach, each outcome printed as "CONTRACT ok <JSON>" or "CONTRACT error <text>".
