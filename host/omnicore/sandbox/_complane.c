@@ -28,9 +28,13 @@ typedef struct {
     PyObject *too_large;  /* too_large(out, name): raises OutputTooLarge */
     Py_ssize_t max_in, max_out;
     double timeout_s;
+    /* The last call's instance and export, with that instance's Face and limiter for it (an
+     * instance's faces and limiter never change while it is open, and a closed one is never
+     * idle): the next call on them skips four attribute reads. */
+    PyObject *last_inst, *last_name, *last_face, *last_limiter;
 } Lane;
 
-static PyObject *s_canon, *s_watch, *s_limiter, *s_refused, *s_epoch, *s_written,
+static PyObject *s_dict, *s_canon, *s_watch, *s_limiter, *s_refused, *s_epoch, *s_written,
     *s_deadline, *s_refusal, *s_ends, *s_c, *s_catch_up, *s_release, *s_waiters, *s_notify;
 
 static int
@@ -46,6 +50,10 @@ Lane_traverse(Lane *self, visitproc visit, void *arg)
     Py_VISIT(self->leave);
     Py_VISIT(self->failed);
     Py_VISIT(self->too_large);
+    Py_VISIT(self->last_inst);
+    Py_VISIT(self->last_name);
+    Py_VISIT(self->last_face);
+    Py_VISIT(self->last_limiter);
     return 0;
 }
 
@@ -62,6 +70,10 @@ Lane_clear(Lane *self)
     Py_CLEAR(self->leave);
     Py_CLEAR(self->failed);
     Py_CLEAR(self->too_large);
+    Py_CLEAR(self->last_inst);
+    Py_CLEAR(self->last_name);
+    Py_CLEAR(self->last_face);
+    Py_CLEAR(self->last_limiter);
     return 0;
 }
 
@@ -131,7 +143,7 @@ give_back(Lane *self, PyObject *inst)
 
 /* After the call, however it ended: the WASI output taken in, the host state ended. */
 static int
-after_call(Lane *self)
+after_call(Lane *self, PyObject *state)
 {
     if (self->output != Py_None) {
         PyObject *r = PyObject_CallMethodNoArgs(self->output, s_catch_up);
@@ -139,11 +151,11 @@ after_call(Lane *self)
             return 0;
         Py_DECREF(r);
     }
-    PyObject *ends = PyObject_GetAttr(self->state, s_ends);
-    if (ends == NULL)
+    /* hostcalls.leave, when the call left something to end (none: the class's None) */
+    PyObject *ends = PyDict_GetItemWithError(state, s_ends);
+    if (ends == NULL && PyErr_Occurred())
         return 0;
-    int some = PyObject_IsTrue(ends);
-    Py_DECREF(ends);
+    int some = ends == NULL ? 0 : PyObject_IsTrue(ends);
     if (some < 0)
         return 0;
     if (some) {
@@ -177,47 +189,64 @@ Lane_call(Lane *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(inst);
         return NULL;
     }
-    PyObject *out = NULL, *start = NULL, *mark = NULL, *face = NULL;
-    /* Taken as is, or handed back untouched. */
-    PyObject *canon = PyObject_GetAttr(inst, s_canon);
-    PyObject *watch = canon == NULL ? NULL : PyObject_GetAttr(inst, s_watch);
-    if (watch == NULL)
-        goto discard;
-    PyObject *bound = PyDict_GetItemWithError(canon, name);
-    if (bound == NULL && PyErr_Occurred())
-        goto discard;
-    if (bound == NULL || watch != Py_None) {
-        out = give_back(self, inst) ? Py_NewRef(Py_NotImplemented) : NULL;
-        goto done;
+    PyObject *out = NULL, *start = NULL, *mark = NULL, *face = NULL, *limiter = NULL;
+    PyObject *canon = NULL, *watch = NULL, *state = NULL;
+    if (inst == self->last_inst && (name == self->last_name
+                                    || PyUnicode_Compare(name, self->last_name) == 0)) {
+        face = Py_NewRef(self->last_face);
+        limiter = Py_NewRef(self->last_limiter);
+    } else {
+        if (PyErr_Occurred())
+            goto discard;
+        /* Taken as is, or handed back untouched. */
+        canon = PyObject_GetAttr(inst, s_canon);
+        watch = canon == NULL ? NULL : PyObject_GetAttr(inst, s_watch);
+        if (watch == NULL)
+            goto discard;
+        PyObject *bound = PyDict_GetItemWithError(canon, name);
+        if (bound == NULL && PyErr_Occurred())
+            goto discard;
+        if (bound == NULL || watch != Py_None) {
+            out = give_back(self, inst) ? Py_NewRef(Py_NotImplemented) : NULL;
+            goto done;
+        }
+        face = PyObject_GetAttr(bound, s_c);
+        if (face == NULL)
+            goto discard;
+        if (!face_check(face)) {
+            out = give_back(self, inst) ? Py_NewRef(Py_NotImplemented) : NULL;
+            goto done;
+        }
+        if ((limiter = PyObject_GetAttr(inst, s_limiter)) == NULL)
+            goto discard;
+        Py_XSETREF(self->last_inst, Py_NewRef(inst));
+        Py_XSETREF(self->last_name, Py_NewRef(name));
+        Py_XSETREF(self->last_face, Py_NewRef(face));
+        Py_XSETREF(self->last_limiter, Py_NewRef(limiter));
     }
-    face = PyObject_GetAttr(bound, s_c);
-    if (face == NULL)
+    /* hostcalls.enter on the thread's own dict of the call state (one lookup of it) */
+    if (PyObject_SetAttr(limiter, s_refused, Py_False) < 0
+        || (start = PyObject_GetAttr(self->clock, s_epoch)) == NULL
+        || (mark = PyObject_GetAttr(self->log, s_written)) == NULL
+        || (state = PyObject_GetAttr(self->state, s_dict)) == NULL)
         goto discard;
-    if (!face_check(face)) {
-        out = give_back(self, inst) ? Py_NewRef(Py_NotImplemented) : NULL;
-        goto done;
+    if (!PyDict_CheckExact(state)) {
+        PyErr_SetString(PyExc_TypeError, "the call state's __dict__ is not a dict");
+        goto discard;
     }
-    PyObject *limiter = PyObject_GetAttr(inst, s_limiter);
-    if (limiter == NULL)
-        goto discard;
-    int set = PyObject_SetAttr(limiter, s_refused, Py_False);
-    Py_DECREF(limiter);
-    if (set < 0 || (start = PyObject_GetAttr(self->clock, s_epoch)) == NULL
-        || (mark = PyObject_GetAttr(self->log, s_written)) == NULL)
-        goto discard;
     PyObject *deadline = PyFloat_FromDouble(monotonic() + self->timeout_s);
     if (deadline == NULL)
         goto discard;
-    set = PyObject_SetAttr(self->state, s_deadline, deadline);
+    int set = PyDict_SetItem(state, s_deadline, deadline);
     Py_DECREF(deadline);
-    if (set < 0 || PyObject_SetAttr(self->state, s_refusal, Py_None) < 0)
+    if (set < 0 || PyDict_SetItem(state, s_refusal, Py_None) < 0)
         goto discard;
     out = face_call_json((Face *)face, data, start);
     {
         /* after_call runs Python: the call's exception waits (and one of its own wins). */
         PyObject *type, *exc, *tb;
         PyErr_Fetch(&type, &exc, &tb);
-        if (!after_call(self)) {
+        if (!after_call(self, state)) {
             Py_XDECREF(type);
             Py_XDECREF(exc);
             Py_XDECREF(tb);
@@ -271,6 +300,8 @@ done:
     Py_XDECREF(canon);
     Py_XDECREF(watch);
     Py_XDECREF(face);
+    Py_XDECREF(limiter);
+    Py_XDECREF(state);
     Py_XDECREF(start);
     Py_XDECREF(mark);
     Py_DECREF(inst);
@@ -296,7 +327,7 @@ int
 lane_strings(void)
 {
     static const struct { PyObject **s; const char *text; } all[] = {
-        {&s_canon, "canon"}, {&s_watch, "watch"}, {&s_limiter, "limiter"},
+        {&s_dict, "__dict__"}, {&s_canon, "canon"}, {&s_watch, "watch"}, {&s_limiter, "limiter"},
         {&s_refused, "refused"}, {&s_epoch, "epoch"}, {&s_written, "written"},
         {&s_deadline, "deadline"}, {&s_refusal, "refusal"}, {&s_ends, "ends"}, {&s_c, "c"},
         {&s_catch_up, "catch_up"}, {&s_release, "release"}, {&s_waiters, "waiters"},
