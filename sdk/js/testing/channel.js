@@ -5,7 +5,9 @@
 // call runs the server may ask the TestHost for an HTTP or SQL answer ({ask}) first.
 // The server's standard input is a pipe from this process: it ends when this process does.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -37,14 +39,19 @@ function connect() {
       + "(it sets OMNICORE_TEST_HOST)");
   }
   const dir = mkdtempSync(join(tmpdir(), "omnicore-js-test-"));
-  const server = spawn(argv[0], [...argv.slice(1), dir], { stdio: ["pipe", "ignore", "inherit"] });
+  // Its errors go to a file read here: a server that cannot start says why at once.
+  const errors = openSync(join(dir, "errors"), "w");
+  const server = spawn(argv[0], [...argv.slice(1), dir], { stdio: ["pipe", "ignore", errors] });
+  closeSync(errors);
   server.unref();
   server.stdin.unref();
   const nap = new Int32Array(new SharedArrayBuffer(4));
   const deadline = Date.now() + 60_000;
   while (!existsSync(join(dir, "ready"))) {
-    if (Date.now() > deadline) {
-      throw new Error(`omnicore's test host did not start in 60 s (${argv.join(" ")})`);
+    const said = readFileSync(join(dir, "errors"), "utf8");
+    if (/Traceback|Error/.test(said) || Date.now() > deadline) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`omnicore's test host (${argv.join(" ")}) did not start: ${said || "no answer in 60 s"}`);
     }
     Atomics.wait(nap, 0, 0, 5);
   }
