@@ -1,7 +1,7 @@
 """Ruby plugins (sdk/ruby, toolchains/ruby/): the real interpreter from npm, a project
 scaffolded, tested in that interpreter, built and called by a real host; the SDK's host
-functions (log, config, kv) and the fs grant's directories under grants; the test host's
-stand-ins for every capability; the build's refusals (no handler, a Ruby error, a gem with a
+functions (log, config, kv) and the fs grant's directories under grants; every capability on
+omnicore's test host; the build's refusals (no handler, a Ruby error, a gem with a
 C extension) in Ruby's own words.
 
 The runtime is built once by the set-up (build/ruby/); a test run compiles each distinct
@@ -128,14 +128,15 @@ def test_a_failing_test_fails_omnicore_test_with_its_line(project: Path, tmp_pat
     assert "test/plugin_test.rb:5" in done.stdout
 
 
-def test_the_test_host_stands_in_for_every_capability() -> None:
+def test_the_test_host_serves_every_capability() -> None:
     # tests/sdk/ruby_testhost: handlers using tasks, events, http, secrets, memory, vectors,
-    # sql and redis, and the unit tests that call them against Omnicore::TestHost.
+    # sql, redis and mcp, and the unit tests that call them on omnicore's test host through
+    # Omnicore::TestHost.
     tests = unit_tests(Path(__file__).parent / "ruby_testhost")
     done = subprocess.run(tests.argv, cwd=tests.cwd, env=tests.env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "6 passed, 0 failed" in done.stdout
+    assert "7 passed, 0 failed" in done.stdout
 
 
 def test_the_build_refuses_with_rubys_own_message(tmp_path: Path) -> None:

@@ -46,6 +46,6 @@ end
 Omnicore.handler :tool do
   sent = Omnicore::MCP.progress(1, 2, "half way")
   Omnicore::MCP.ask("roots/list")
-rescue Omnicore::Unavailable => e
+rescue Omnicore::HostError => e
   "#{sent} #{e.message}"
 end

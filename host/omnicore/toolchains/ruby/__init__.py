@@ -11,8 +11,8 @@ call never parses code that was loaded at build time. One module per job:
 - :mod:`~omnicore.toolchains.ruby.runtime`: the npm package, and the runtime built from it;
 - :mod:`~omnicore.toolchains.ruby.snapshot`: the pre-initialized plugin module;
 - :mod:`~omnicore.toolchains.ruby.source`: handlers, capabilities, gems and the staged files;
-- :mod:`~omnicore.toolchains.ruby.testing`: ``omnicore test`` in the same interpreter, against
-  a test host.
+- :mod:`~omnicore.toolchains.ruby.testing`: ``omnicore test`` in the same interpreter, on
+  omnicore's one test host.
 """
 
 from __future__ import annotations

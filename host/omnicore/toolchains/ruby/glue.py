@@ -91,6 +91,21 @@ HOST_FUNCTIONS: tuple[HostFunction, ...] = (
     HostFunction("redis", "command", "ss", "block"),
     HostFunction("mcp", "progress", "FFs", "i32"),
     HostFunction("mcp", "ask", "s", "block"),
+    # omnicore:testing (toolchains/testhost/control.py): imported by the every-namespace
+    # runtime ``omnicore test`` runs, never by a plugin's (no plugin names the namespace).
+    HostFunction("testing", "reset", "", "void"),
+    HostFunction("testing", "set_config", "s", "i32"),
+    HostFunction("testing", "set_log_level", "i", "void"),
+    HostFunction("testing", "set_secret", "ssi", "void"),
+    HostFunction("testing", "kv_set", "ss", "void"),
+    HostFunction("testing", "http_answer", "ssi", "void"),
+    HostFunction("testing", "sql_answer", "si", "void"),
+    HostFunction("testing", "logs", "", "buf"),
+    HostFunction("testing", "kv", "", "buf"),
+    HostFunction("testing", "events", "", "buf"),
+    HostFunction("testing", "tasks", "", "buf"),
+    HostFunction("testing", "sql_statements", "", "buf"),
+    HostFunction("testing", "redis_data", "", "buf"),
 )
 
 _WASM_PARAMS = {"s": "i32 i32", "p": "i32", "i": "i32", "I": "i64", "F": "f64"}

@@ -6,9 +6,10 @@ calls the interpreter's ``malloc``/``free`` and its exported wrappers by name). 
 installs it under ``build/ruby-tools``; from it, cached under ``build/ruby/<key>/``:
 
 - ``ruby.wasm``: that build without its DWARF sections (the names kept);
-- ``all.wasm``: the runtime with every ``omnicore:`` namespace imported. Compiled once and
-  kept serialized (``all.cwasm``): builds pre-initialize with it and ``omnicore test`` runs
-  with it, so no Ruby build or test compiles the 12 MB of interpreter code again;
+- ``all.wasm``: the runtime with every ``omnicore:`` namespace imported (``omnicore:testing``
+  too, for ``Omnicore::TestHost``). Compiled once and kept serialized (``all.cwasm``): builds
+  pre-initialize with it and ``omnicore test`` runs it on the test host, so no Ruby build or
+  test compiles the 12 MB of interpreter code again;
 - ``<namespaces>.wasm``: the runtime importing just those namespaces, the one a plugin ships
   (the memory and globals pre-initialized in ``all.wasm`` fit it: the two differ only in the
   host-call functions).

@@ -20,7 +20,7 @@ from omnicore.errors import BuildError
 from omnicore.sandbox.wasmbin import read_uleb, sections, write_sleb, write_uleb
 from omnicore.toolchains.ruby import glue, runtime
 
-__all__ = ["instantiate", "snapshot"]
+__all__ = ["instantiate", "snapshot", "stage_wasi"]
 
 _PAGE = 65536
 #: Memory is scanned in blocks this size: all-zero blocks are left out of the data segments.
@@ -119,15 +119,9 @@ def instantiate(stage: Path, stdout: Path,
     eng = runtime.engine()
     module = runtime.compiled_all(eng)
     store = wasmtime.Store(eng)
-    wasi = wasmtime.WasiConfig()
+    wasi = stage_wasi(stage)
     wasi.stdout_file = str(stdout)
     wasi.stderr_file = str(stderr)
-    wasi.preopen_dir(str(stage), "/omnicore")
-    # Placeholders for the fs grant's directories: wasi-vfs maps the fds it finds now to the
-    # host's for good, and the glue swaps in the instance's names at its first call.
-    for fd in range(4, 3 + glue.MAX_DIRS):
-        wasi.preopen_dir(str(stage), f"/.omnicore-fd{fd}")
-    wasi.env = list(_ENV.items())
     store.set_wasi(wasi)
     linker = wasmtime.Linker(eng)
     linker.define_wasi()
@@ -138,6 +132,18 @@ def instantiate(stage: Path, stdout: Path,
         assert isinstance(imp.type, wasmtime.FuncType) and imp.name is not None
         linker.define_func(imp.module, imp.name, imp.type, _refuse(key), access_caller=True)
     return store, linker.instantiate(store, module)
+
+
+def stage_wasi(stage: Path) -> wasmtime.WasiConfig:
+    """The interpreter's WASI while it starts: ``stage`` as ``/omnicore``, its environment."""
+    wasi = wasmtime.WasiConfig()
+    wasi.preopen_dir(str(stage), "/omnicore")
+    # Placeholders for the fs grant's directories: wasi-vfs maps the fds it finds now to the
+    # host's for good, and the glue swaps in the instance's names at its first call.
+    for fd in range(4, 3 + glue.MAX_DIRS):
+        wasi.preopen_dir(str(stage), f"/.omnicore-fd{fd}")
+    wasi.env = list(_ENV.items())
+    return wasi
 
 
 def _refuse(key: str) -> Callable[..., None]:

@@ -107,6 +107,28 @@ def _redis_published(current: Current) -> list[list[str]]:
             for channel, message in host.databases.redis.published]
 
 
+def _redis_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {_redis_value(k): _redis_value(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(_redis_value(v) for v in value)
+    if isinstance(value, list):
+        return [_redis_value(v) for v in value]
+    return value
+
+
+def _redis_data(current: Current) -> dict[str, Any]:
+    """Ruby's TestHost#redis and #redis_ttl: every key as the host names it, its value (a
+    string, hash, list, or set as a sorted list) and its TTL in seconds, if it has one."""
+    host = current.host
+    redis = host.databases.redis
+    data = {host.redis_prefix + _redis_value(k): _redis_value(v) for k, v in redis.data.items()}
+    ttl = {host.redis_prefix + _redis_value(k): redis.ttl(k) for k in redis.ttl_ms}
+    return {"data": data, "ttl": ttl}
+
+
 def _statements(current: Current) -> list[list[Any]]:
     return current.host.databases.statements
 
@@ -204,6 +226,7 @@ _FUNCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[..., Any]
     "sql_statements": ((_P, _P), ("i32",), _reader(_statements)),
     "redis_keys": ((_P, _P), ("i32",), _reader(_redis_keys)),
     "redis_published": ((_P, _P), ("i32",), _reader(_redis_published)),
+    "redis_data": ((_P, _P), ("i32",), _reader(_redis_data)),
     "config_set": ((_P, _P, _P, _P), (), _config_key),
     "kv_set": ((_P, _P, _P, _P), (), _kv_set),
     "kv_get": ((_P, _P, _P, _P), ("i32",), _kv_get),

@@ -74,14 +74,24 @@ class _Sink:
 class Program:
     """The test program at ``wasm``; :meth:`close` when done."""
 
-    def __init__(self, wasm: Path) -> None:
-        self.engine = SandboxEngine(cache_dir=locations.cache_dir() / "test-modules")
-        try:
-            self.module = self.engine.compile(wasm.read_bytes())
-        except wasmtime.WasmtimeError as exc:
-            raise PluginLoadError(f"{wasm.name} is not a valid WebAssembly module: "
-                                  f"{engine_cause(str(exc))}") from None
-        self.handlers = tuple(
+    def __init__(self, wasm: Path, *,
+                 compiled: tuple[wasmtime.Engine, wasmtime.Module] | None = None,
+                 handlers: Sequence[str] | None = None) -> None:
+        """``compiled``: the module at ``wasm`` already compiled, with its engine (Ruby's
+        interpreter, compiled once by the set-up); ``handlers``: the plugin's, when its
+        exports do not name them (Ruby's ``omni_h0``...)."""
+        self.engine: SandboxEngine | None = None
+        if compiled is not None:
+            self._wasmtime, self.module = compiled
+        else:
+            self.engine = SandboxEngine(cache_dir=locations.cache_dir() / "test-modules")
+            self._wasmtime = self.engine.wasmtime
+            try:
+                self.module = self.engine.compile(wasm.read_bytes())
+            except wasmtime.WasmtimeError as exc:
+                raise PluginLoadError(f"{wasm.name} is not a valid WebAssembly module: "
+                                      f"{engine_cause(str(exc))}") from None
+        self.handlers = tuple(handlers) if handlers is not None else tuple(
             e.name for e in self.module.exports
             if isinstance(e.type, wasmtime.FuncType) and not e.name.startswith(("omni_", "_"))
             and [str(t) for t in e.type.params] == ["i32", "i32"]
@@ -91,7 +101,7 @@ class Program:
         self.sink = _Sink()
         self._live: dict[int, RawInstance] = {}
         self._keepalive: list[Any] = []
-        linker = wasmtime.Linker(self.engine.wasmtime)
+        linker = wasmtime.Linker(self._wasmtime)
         define_wasi(linker, self.sink, self._live, self._keepalive)
         link(linker, self.module, self.current, self._live, self._keepalive)
         define_testing(linker, self.current, self._live, self._keepalive)
@@ -109,23 +119,27 @@ class Program:
         return TestHost(self.storage, Path(self._dir.name), self.handlers, self._shared)
 
     def run(self, args: Sequence[str], output: OutputSink, *,
-            after_trap: str | None = None) -> Outcome:
-        """Run ``_start`` in a new instance with ``args`` after the program's name, its
-        output to ``output``. With ``after_trap``, that export is called once a trap ended
-        the run (C's test host names the test that trapped)."""
+            after_trap: str | None = None, entry: str = "_start",
+            wasi: wasmtime.WasiConfig | None = None) -> Outcome:
+        """Run ``entry`` (``_start``) in a new instance with ``args`` after the program's
+        name, its output to ``output``. With ``after_trap``, that export is called once a
+        trap ended the run (C's test host names the test that trapped). ``wasi``: the
+        instance's own (Ruby's preopens and environment) instead of ``args`` and ours."""
         self.current.host = self.fresh_host()
         self.sink.target = output
-        wasi = wasmtime.WasiConfig()
-        wasi.argv = ["tests", *args]
-        # The environment a native test would see (cargo's, the caller's).
-        wasi.env = [[k, v] for k, v in os.environ.items()]
+        if wasi is None:
+            wasi = wasmtime.WasiConfig()
+            wasi.argv = ["tests", *args]
+            # The environment a native test would see (cargo's, the caller's).
+            wasi.env = [[k, v] for k, v in os.environ.items()]
+        ticks = self.engine.deadline_ticks(TIMEOUT_MS) if self.engine is not None else 0
         inst: RawInstance | None = None
         try:
-            inst = RawInstance(self.engine.wasmtime, self._pre, memory_limit=MEMORY_LIMIT,
-                               deadline_ticks=self.engine.deadline_ticks(TIMEOUT_MS),
+            inst = RawInstance(self._wasmtime, self._pre, memory_limit=MEMORY_LIMIT,
+                               deadline_ticks=ticks,
                                fuel=None, wasi=wasi, live=self._live, has_initialize=False,
                                timeout_s=TIMEOUT_MS / 1000, command=True)
-            inst.run("_start")
+            inst.run(entry)
             return Outcome(0)
         except GuestFailure as failure:
             if failure.exit_status is not None:
@@ -145,4 +159,5 @@ class Program:
     def close(self) -> None:
         self.storage.close()
         self._dir.cleanup()
-        self.engine.close()
+        if self.engine is not None:
+            self.engine.close()
