@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import DeadlineExceeded, OmniError, OutputTooLarge, Trap
 from omnicore.sandbox import PluginModule
-from omnicore.sandbox.component import ComponentModule, ComponentRuntime
+from omnicore.sandbox.component import ComponentModule, ComponentRuntime, hostcalls
 from omnicore.sandbox.component.canonabi import Ty, flatten
 from omnicore.sandbox.component.flatcall import COMPCALL
 from omnicore.sandbox.engine import SandboxEngine
@@ -355,3 +355,12 @@ def test_the_c_lane_takes_the_whole_call(canon: tuple[SandboxEngine, ComponentMo
         finally:
             rt._pool.release(inst, True)
         assert rt.call(u32, b"[9]") == b"9"
+        # What host functions leave for the call's end (hostcalls.call_ends) runs once
+        # after it, and the call's deadline is set for them (hostcalls.enter).
+        ended: list[float] = []
+        hostcalls.call_ends()["test"] = lambda: ended.append(hostcalls._CALL.deadline)
+        before = time.monotonic()
+        assert lane.call(u32, b"[10]") == b"10"
+        assert len(ended) == 1 and before < ended[0] <= time.monotonic() + 1.0
+        assert hostcalls._CALL.ends is None and hostcalls._CALL.refusal is None
+        assert rt.call(u32, b"[11]") == b"11" and len(ended) == 1
