@@ -1,11 +1,11 @@
-"""Every SDK's in-memory test host answers the cases of sdk/contract/host.json as the real
-host does (test_contract_host.py holds the host to the same table), each run with its own
-language's toolchain: a fake that drifts (a command missing or extra, a reply shaped
-otherwise, an SQL answer the host never sends accepted) fails here, not live.
+"""Every SDK's tests, on the test host they run on (omnicore's own, toolchains/testhost, for
+every language now), answer the cases of sdk/contract/host.json as the real host does
+(test_contract_host.py holds the host to the same table), each run with its own language's
+toolchain: an SDK that reads the host's replies otherwise (a command missing or extra, a
+reply shaped otherwise, an SQL answer the host never sends accepted) fails here, not live.
 
 Each language's driver (tests/sdk/contract_drivers/; Go's and Rust's are tests in their SDKs,
-which call the SDK's unexported host functions; their test host is omnicore's own,
-toolchains/testhost) reads the requests, one JSON a line (``{"redis": request}``,
+which call the SDK's unexported host functions) reads the requests, one JSON a line (``{"redis": request}``,
 ``{"reset": true}`` between cases, ``{"sql": answer}``), runs each through its SDK's test
 host as a plugin's call would, and prints one line per request: ``ok <JSON>`` or
 ``error <text>``. The comparison is here, once."""
@@ -178,7 +178,8 @@ def _c_string(text: str) -> str:
 
 
 def test_c(tmp_path: Path) -> None:
-    """The C test program: SQL from omnicore_test.h, Redis from the runner's in-memory one."""
+    """The C test program: SQL answers handed to the test host by omnicore_test.h, Redis the
+    test host's in-memory one."""
     project = tmp_path / "c"
     (project / "tests").mkdir(parents=True)
     shutil.copy(DRIVERS / "c" / "driver.c", project / "driver.c")

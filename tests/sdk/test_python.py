@@ -214,15 +214,27 @@ def test_an_endless_loop_ends_at_the_deadline(app: OmniApp) -> None:
     assert app.plugins.call("pyprobe", "greet", b"after") == b"Hello, after!"
 
 
+@pytest.fixture(scope="module")
+def roomy_app(tmp_path_factory: pytest.TempPathFactory, probe: Path, cache: Path
+              ) -> Iterator[OmniApp]:
+    """The probe with the memory limit and a deadline no bomb reaches first: filling 128 MB
+    took over a second on a loaded CI, and the deadline then answered for the limiter."""
+    app = _app(tmp_path_factory.mktemp("py-roomy"), probe, cache, GRANTS,
+               config={"greeting": "Hi"},
+               limits={"timeout_ms": 60_000, "max_memory_bytes": 128 << 20})
+    yield app
+    app.stop()
+
+
 @pytest.mark.parametrize("handler", ["hog", "hog_once"])
-def test_a_memory_bomb_stops_at_the_memory_limit(app: OmniApp, handler: str) -> None:
+def test_a_memory_bomb_stops_at_the_memory_limit(roomy_app: OmniApp, handler: str) -> None:
     # CPython meets the limit as a MemoryError (a failed call) or, when it cannot even raise
     # one, traps: either way the limiter refused a growth, so the call is
     # MemoryLimitExceeded, its instance is replaced and the next call is served.
     with pytest.raises(MemoryLimitExceeded, match=r"limits\.max_memory_bytes") as info:
-        app.plugins.call("pyprobe", handler, b"")
+        roomy_app.plugins.call("pyprobe", handler, b"")
     assert info.value.limit == "max_memory_bytes"
-    assert app.plugins.call("pyprobe", "greet", b"after") == b"Hello, after!"
+    assert roomy_app.plugins.call("pyprobe", "greet", b"after") == b"Hello, after!"
 
 
 def test_without_grants_it_waits_in_needs_grant_naming_them(
