@@ -54,10 +54,15 @@ def _enabled(log: PluginLog, _mem: cap.GuestMemory, level: int) -> int:
 # omnicore:plugin/log (sdk/wit/plugin.wit): the same for components; the level is the
 # enum's case name.
 _LEVEL = "enum { trace, debug, info, warn, error }"
+#: Each case of that enum to its level number, mapped once: a component's import has exactly
+#: this enum (checked at load), so its case names are these (anything else: level_number).
+_WIT_LEVELS = {name: number for number, name in enumerate(LEVELS)}
 
 
 def _wit_write(log: PluginLog, level: str, message: str) -> None:
-    number = level_number(level)
+    number = _WIT_LEVELS.get(level)
+    if number is None:
+        number = level_number(level)
     if number < log.min_level:
         return
     data = message.encode("utf-8", "replace")
@@ -68,7 +73,10 @@ def _wit_write(log: PluginLog, level: str, message: str) -> None:
 
 
 def _wit_enabled(log: PluginLog, level: str) -> bool:
-    return log.enabled(level_number(level))
+    number = _WIT_LEVELS.get(level)
+    if number is None:
+        return log.enabled(level_number(level))
+    return number >= log.min_level
 
 
 CAPABILITY = cap.Capability(

@@ -43,6 +43,9 @@
 #include "_compcall.h"
 
 #include <math.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <structmember.h>
 #include <string.h>
 
@@ -564,6 +567,100 @@ number_end(const char *p, const char *end, int *integral)
     return p;
 }
 
+/* Powers of ten a double holds exactly. */
+static const double exact_pow10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+                                       1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+                                       1e20, 1e21, 1e22};
+
+/* A JSON number (NUL-terminated, already checked by number_end) as a double without strtod,
+ * when it has at most 15 significant digits and a decimal exponent within 22: both then are
+ * exact doubles and one multiplication or division rounds correctly (Clinger's fast path),
+ * so the answer is strtod's. 0: not such a number (strtod reads it). */
+static int
+fast_double(const char *s, double *out)
+{
+    int neg = *s == '-', digits = 0, frac = 0, e = 0;
+    uint64_t m = 0;
+    if (neg)
+        s++;
+    for (int in_frac = 0;; s++) {
+        if (*s == '.' && !in_frac) {
+            in_frac = 1;
+            continue;
+        }
+        if ((unsigned)(*s - '0') >= 10)
+            break;
+        if (m != 0 || *s != '0')
+            digits++;
+        if (digits > 15)
+            return 0;
+        m = m * 10 + (uint64_t)(*s - '0');
+        frac += in_frac;
+    }
+    if (*s == 'e' || *s == 'E') {
+        int eneg = 0;
+        s++;
+        if (*s == '+' || *s == '-')
+            eneg = *s++ == '-';
+        for (; (unsigned)(*s - '0') < 10; s++)
+            if ((e = e * 10 + (*s - '0')) > 400)
+                return 0;
+        if (eneg)
+            e = -e;
+    }
+    if (*s != 0)
+        return 0;
+    int e10 = e - frac;
+    if (e10 < -22 || e10 > 22)
+        return 0;
+    double d = (double)m;
+    d = e10 < 0 ? d / exact_pow10[-e10] : d * exact_pow10[e10];
+    *out = neg ? -d : d;
+    return 1;
+}
+
+/* repr() of a finite double with 1e-4 <= |d| < 1e15 that has at most 15 significant digits,
+ * without dtoa: the fewest decimals k whose rounding m of |d| * 10**k gives d back. Any
+ * decimal of at most 15 significant digits is the only one of them that rounds to its
+ * double (DBL_DIG), so that decimal is the shortest that does, which repr() writes (in fixed
+ * notation in this range). 0: not such a double (dtoa writes it). */
+static Py_ssize_t
+short_float(double d, char *buf)
+{
+    double a = fabs(d);
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0;
+    for (int k = 0; k <= 15; k++) {
+        double sc = a * exact_pow10[k];
+        if (sc >= 1e15)
+            return 0;
+        double r = nearbyint(sc);
+        if (r / exact_pow10[k] != a)
+            continue;
+        uint64_t mi = (uint64_t)r;
+        if (k > 0 && mi % 10 == 0)
+            return 0;  /* a shorter one was missed: not this path's to say */
+        char digits[24];
+        int n = 0;
+        do {
+            digits[n++] = (char)('0' + mi % 10);
+            mi /= 10;
+        } while (mi != 0 || n <= k);  /* at least one digit before the point */
+        char *o = buf;
+        if (d < 0)
+            *o++ = '-';
+        for (int i = n - 1; i >= k; i--)
+            *o++ = digits[i];
+        *o++ = '.';
+        if (k == 0)
+            *o++ = '0';
+        for (int i = k - 1; i >= 0; i--)
+            *o++ = digits[i];
+        return o - buf;
+    }
+    return 0;
+}
+
 /* One plain JSON value of WIT scalar `w` at *pp into v; 0: not plain (hand the call back). */
 int
 parse_scalar(const char **pp, const char *end, uint8_t w, cval *v)
@@ -643,6 +740,8 @@ parse_scalar(const char **pp, const char *end, uint8_t w, cval *v)
                 goto have;
             }
         }
+        if (fast_double(buf, &d))
+            goto have;
         d = PyOS_string_to_double(buf, NULL, NULL);
         if (d == -1.0 && PyErr_Occurred()) {
             PyErr_Clear();
@@ -757,6 +856,9 @@ format_result(const cval *v, uint8_t w, char *buf)
             memcpy(buf, "\"-inf\"", 6);
             return 6;
         }
+        Py_ssize_t short_n = short_float(d, buf);
+        if (short_n > 0)
+            return short_n;
         char *r = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);  /* repr() */
         if (r == NULL)
             return -1;
@@ -851,10 +953,25 @@ skip_ascii(const unsigned char *p, const unsigned char *e)
 }
 
 /* The first byte at or after p (before e) that is not plain ASCII text in a JSON string
- * (past 0x7F, below 0x20, '"' or '\\'). */
-static const unsigned char *
+ * (past 0x7F, below 0x20, '"' or '\\'): sixteen bytes a step where SSE2 is (x86-64 always
+ * has it), then eight. */
+const unsigned char *
 skip_plain(const unsigned char *p, const unsigned char *e)
 {
+#ifdef __SSE2__
+    const __m128i below = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
+        slash = _mm_set1_epi8('\\');
+    for (; e - p >= 16; p += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        /* signed: a byte past 0x7F is negative, so below 0x20 too */
+        __m128i bad = _mm_or_si128(_mm_cmplt_epi8(v, below),
+                                   _mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                                                _mm_cmpeq_epi8(v, slash)));
+        int m = _mm_movemask_epi8(bad);
+        if (m != 0)
+            return p + __builtin_ctz((unsigned)m);
+    }
+#endif
     for (; e - p >= 8; p += 8) {
         uint64_t w = load_word(p);
         if ((w & HIGHS) || word_escapes(w))
@@ -1005,7 +1122,18 @@ lift_string(Face *self, uint32_t area)
     if ((uint64_t)pair[0] + pair[1] > size)
         return canon_trap("string pointer/length out of bounds of memory");
     const uint8_t *s = self->base + pair[0];
-    for (const uint8_t *q = s, *e = s + pair[1]; (q = skip_ascii(q, e)) < e;) {
+    const uint8_t *plain = skip_plain(s, s + pair[1]);
+    if (plain == s + pair[1]) {  /* ASCII with nothing to escape (most text): one pass */
+        PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)pair[1] + 2);
+        if (out == NULL)
+            return NULL;
+        char *o = PyBytes_AS_STRING(out);
+        o[0] = '"';
+        memcpy(o + 1, s, pair[1]);
+        o[pair[1] + 1] = '"';
+        return out;
+    }
+    for (const uint8_t *q = plain, *e = s + pair[1]; (q = skip_ascii(q, e)) < e;) {
         int k = utf8_char(q, e);
         if (k == 0) {  /* canonabi._text raises the trap in wasmtime's words */
             PyObject *raw = PyBytes_FromStringAndSize((const char *)s, pair[1]);

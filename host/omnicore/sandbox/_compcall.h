@@ -78,6 +78,7 @@ int parse_string(const char **pp, const char *end, const char **s, Py_ssize_t *n
 Py_ssize_t format_result(const cval *v, uint8_t w, char *buf);
 int utf8_char(const unsigned char *s, const unsigned char *end);
 const unsigned char *skip_ascii(const unsigned char *p, const unsigned char *e);
+const unsigned char *skip_plain(const unsigned char *p, const unsigned char *e);
 int word_escapes_at(const unsigned char *p);
 PyObject *json_float(double d);
 int face_check(PyObject *o);

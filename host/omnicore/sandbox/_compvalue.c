@@ -237,9 +237,21 @@ comp_plan_fits(const struct comp_plan *plan, const Face *f)
 
 /* --- one call ------------------------------------------------------------------------- */
 
+/* What the first pass read of a scalar or string, for the second to take as read: its raw
+ * core word (a string's length), the string's bytes, and where the value ended. */
+typedef struct {
+    uint64_t raw;
+    const char *s, *end;
+} read_t;
+
+/* Values the first pass keeps for the second (past that many, the second reads again). */
+#define TAPE 64
+
 typedef struct {
     Face *f;
     int dry;                  /* the first pass: check, count, call nothing */
+    read_t *tape;             /* the first pass's scalars and strings, in order */
+    size_t ntape, tnext;      /* how many it kept, how many the second pass took */
     uint32_t *counts;         /* each list's length, in the order the lists begin */
     size_t ncounts, cap, next;
     uint64_t msize;           /* the memory's size, as last read */
@@ -357,10 +369,20 @@ lower_list(cx *c, const node *t, const char **pp, const char *end, uint64_t *fla
     if (t->kind == N_STRING) {
         const char *s;
         Py_ssize_t len;
-        if (!parse_string(pp, end, &s, &len))
-            return BAD;
-        if (c->dry)
-            return OK;
+        if (!c->dry && c->tnext < c->ntape) {  /* the first pass read it: the JSON is the same */
+            const read_t *r = &c->tape[c->tnext++];
+            s = r->s;
+            len = (Py_ssize_t)r->raw;
+            *pp = r->end;
+        } else {
+            if (!parse_string(pp, end, &s, &len))
+                return BAD;
+            if (c->dry) {
+                if (c->ntape < TAPE)
+                    c->tape[c->ntape++] = (read_t){(uint64_t)len, s, *pp};
+                return OK;
+            }
+        }
         n = (uint32_t)len;
         if (!guest_alloc(c, 1, n, &ptr))
             return ERR;
@@ -455,14 +477,23 @@ lower(cx *c, const node *t, const char **pp, const char *end, uint64_t *flat, ui
     int r, i;
     switch (t->kind) {
     case N_SCALAR: {
-        cval v;
-        memset(&v, 0, sizeof v);
-        if (!parse_scalar(&p, end, t->w, &v))
-            return BAD;
-        *pp = p;
-        if (c->dry)
-            return OK;
-        uint64_t raw = raw_of(&v, t->w);
+        uint64_t raw;
+        if (!c->dry && c->tnext < c->ntape) {  /* the first pass read it: the JSON is the same */
+            raw = c->tape[c->tnext].raw;
+            *pp = c->tape[c->tnext++].end;
+        } else {
+            cval v;
+            memset(&v, 0, sizeof v);
+            if (!parse_scalar(&p, end, t->w, &v))
+                return BAD;
+            *pp = p;
+            raw = raw_of(&v, t->w);
+            if (c->dry) {
+                if (c->ntape < TAPE)
+                    c->tape[c->ntape++] = (read_t){raw, NULL, p};
+                return OK;
+            }
+        }
         if (flat != NULL)
             flat[0] = raw;
         else
@@ -645,7 +676,18 @@ put_scalar(cx *c, uint8_t w, uint64_t raw)
 static int
 put_text(cx *c, const uint8_t *s, uint32_t n)
 {
-    for (const uint8_t *q = s, *e = s + n; (q = skip_ascii(q, e)) < e;) {
+    const uint8_t *plain = skip_plain(s, s + n);
+    if (plain == s + n) {  /* ASCII with nothing to escape (most text): one pass */
+        if (!room(c, (size_t)n + 2))
+            return 0;
+        char *o = c->out + c->len;
+        o[0] = '"';
+        memcpy(o + 1, s, n);
+        o[n + 1] = '"';
+        c->len += (size_t)n + 2;
+        return 1;
+    }
+    for (const uint8_t *q = plain, *e = s + n; (q = skip_ascii(q, e)) < e;) {
         int k = utf8_char(q, e);
         if (k == 0) {
             PyObject *raw = PyBytes_FromStringAndSize((const char *)s, n);
@@ -943,7 +985,8 @@ comp_call_plan(Face *f, PyObject *data, PyObject *epoch)
     if (plan->memory && (f->base == NULL || (plan->spilled && f->realloc == NULL)))
         Py_RETURN_NOTIMPLEMENTED;  /* no memory known: the Python path says why */
     const char *p = PyBytes_AS_STRING(data), *end = p + PyBytes_GET_SIZE(data);
-    cx c = {.f = f, .dry = 1};
+    read_t tape[TAPE];
+    cx c = {.f = f, .dry = 1, .tape = tape};
     PyObject *out = NULL;
     uint64_t flat[MAX_CORE];
     int r = lower_args(&c, plan->params, p, end, NULL, NULL);
