@@ -32,6 +32,7 @@ typedef struct {
      * instance's faces and limiter never change while it is open, and a closed one is never
      * idle): the next call on them skips four attribute reads. */
     PyObject *last_inst, *last_name, *last_face, *last_limiter;
+    PyObject *fallback;   /* serve()'s way for what call() leaves: fallback(name, data), or NULL */
 } Lane;
 
 static PyObject *s_dict, *s_canon, *s_watch, *s_limiter, *s_refused, *s_epoch, *s_written,
@@ -54,6 +55,7 @@ Lane_traverse(Lane *self, visitproc visit, void *arg)
     Py_VISIT(self->last_name);
     Py_VISIT(self->last_face);
     Py_VISIT(self->last_limiter);
+    Py_VISIT(self->fallback);
     return 0;
 }
 
@@ -74,6 +76,7 @@ Lane_clear(Lane *self)
     Py_CLEAR(self->last_name);
     Py_CLEAR(self->last_face);
     Py_CLEAR(self->last_limiter);
+    Py_CLEAR(self->fallback);
     return 0;
 }
 
@@ -86,18 +89,19 @@ Lane_dealloc(Lane *self)
 }
 
 /* Lane(lanes, pool, state, clock, log, output, leave, failed, too_large, max_in, max_out,
- * timeout_s) */
+ * timeout_s, fallback=None: serve()'s way for what call() leaves) */
 static int
 Lane_init(Lane *self, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"lanes", "pool", "state", "clock", "log", "output", "leave",
-                            "failed", "too_large", "max_in", "max_out", "timeout_s", NULL};
-    PyObject *o[9];
+                            "failed", "too_large", "max_in", "max_out", "timeout_s", "fallback",
+                            NULL};
+    PyObject *o[9], *fallback = Py_None;
     Py_ssize_t max_in, max_out;
     double timeout_s;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOOOOOOnnd", names, &PyDict_Type, &o[0],
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOOOOOOnnd|O", names, &PyDict_Type, &o[0],
                                      &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
-                                     &max_in, &max_out, &timeout_s))
+                                     &max_in, &max_out, &timeout_s, &fallback))
         return -1;
     PyObject *idle = PyObject_GetAttrString(o[1], "idle");
     if (idle == NULL)
@@ -116,6 +120,8 @@ Lane_init(Lane *self, PyObject *args, PyObject *kwds)
     self->max_in = max_in;
     self->max_out = max_out;
     self->timeout_s = timeout_s;
+    if (fallback != Py_None)
+        self->fallback = Py_NewRef(fallback);
     return 0;
 }
 
@@ -308,9 +314,23 @@ done:
     return out;
 }
 
+/* serve(name, data): call(), and what it leaves (NotImplemented: nothing ran) to the
+ * fallback: the whole of ComponentRuntime.call without a Python frame around the C one. */
+static PyObject *
+Lane_serve(Lane *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *out = Lane_call(self, args, nargs);
+    if (out != Py_NotImplemented || self->fallback == NULL)
+        return out;
+    Py_DECREF(out);
+    return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+}
+
 static PyMethodDef Lane_methods[] = {
     {"call", (PyCFunction)(void (*)(void))Lane_call, METH_FASTCALL,
      "call(name, data) -> the answer's JSON, or NotImplemented (nothing ran)"},
+    {"serve", (PyCFunction)(void (*)(void))Lane_serve, METH_FASTCALL,
+     "serve(name, data) -> the answer's JSON: call(), else fallback(name, data)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -186,14 +186,28 @@ class ComponentRuntime(PooledRuntime[Instance]):
         #: :meth:`call`'s hot path in one C call (sandbox/_complane.c: :meth:`_call_lane`'s
         #: steps), where the C component call path is built and no fuel is metered; it
         #: answers NotImplemented, having run nothing, for whatever it leaves to Python.
-        self._c_lane: Any = None
+        self._c_lane = None
         if COMPCALL is not None and self._lanes and self._fuel is None:
             self._c_lane = COMPCALL.Lane(
                 self._lanes, self._pool, _CALL,
                 engine.clock if engine.clock is not None else engine, self.log,
                 self._wasi_output if self._stdio else None, leave, self._lane_failed,
                 self._lane_too_large, self.limits.max_input_bytes,
-                self.limits.max_output_bytes, self._timeout_s)
+                self.limits.max_output_bytes, self._timeout_s, self._call_python)
+
+    @property
+    def _c_lane(self) -> Any:
+        return self._lane_in_c
+
+    @_c_lane.setter
+    def _c_lane(self, lane: Any) -> None:
+        # With a lane, call() itself is its serve() (no Python frame around the C call);
+        # without one (none built, or a test taking the Python path), the method.
+        self._lane_in_c = lane
+        if lane is None:
+            self.__dict__.pop("call", None)
+        else:
+            self.call = lane.serve  # type: ignore[method-assign]
 
     def _drained(self) -> None:
         # What all instances shared: the output pipes and the granted directories.
@@ -291,12 +305,16 @@ class ComponentRuntime(PooledRuntime[Instance]):
         Raises HandlerNotFound, InvalidInput (before anything runs), InputTooLarge,
         OutputTooLarge, Trap, DeadlineExceeded, FuelExhausted, MemoryLimitExceeded.
         """
-        out: bytes
         c = self._c_lane
         if c is not None:
-            out = c.call(handler, data)
-            if out is not NotImplemented:
-                return out
+            done: bytes = c.call(handler, data)
+            if done is not NotImplemented:
+                return done
+        return self._call_python(handler, data)
+
+    def _call_python(self, handler: str, data: bytes) -> bytes:
+        """:meth:`call` for what the C lane leaves to Python (or without the lane)."""
+        out: bytes
         answer: Any = NotImplemented
         lane = self._lanes.get(handler)
         if lane is not None and type(data) is bytes and len(data) <= self.limits.max_input_bytes:
