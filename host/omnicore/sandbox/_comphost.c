@@ -13,15 +13,20 @@
  * in hostcalls' words. The ctypes callback (hostcalls._flat_callback) does the same in
  * Python; this saves its argument conversions and frame. */
 
-enum { H_BYTES = W_STRING + 1 };
+enum { H_BYTES = W_STRING + 1, H_ENUM };
+
+/* The enum case names a HostCall keeps (interned), for an enum argument to be no new str. */
+#define MAX_NAMES 16
 
 typedef struct {
     PyObject_HEAD
     PyObject *impl, *state, *refuse, *lower;
     int nparams;
-    uint8_t kinds[MAX_CORE];  /* W_* scalars, W_STRING (string or enum), H_BYTES */
+    uint8_t kinds[MAX_CORE];  /* W_* scalars, W_STRING, H_BYTES, H_ENUM */
     int has_result;
     int result_bool;           /* a True/False answer is written here */
+    int nnames;
+    PyObject *names[MAX_NAMES];  /* the enum case names met so far (ASCII, interned) */
 } HostCall;
 
 typedef struct { size_t size; const char *data; } name_vec;   /* wasm_name_t */
@@ -46,6 +51,8 @@ HostCall_init(HostCall *self, PyObject *args, PyObject *kwds)
         PyObject *k = PyTuple_GET_ITEM(kinds, i);
         if (PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, "bytes") == 0)
             self->kinds[i] = H_BYTES;
+        else if (PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, "enum") == 0)
+            self->kinds[i] = H_ENUM;
         else if (!wit_code(k, &self->kinds[i]))
             return -1;
     }
@@ -76,6 +83,9 @@ HostCall_clear(HostCall *self)
     Py_CLEAR(self->state);
     Py_CLEAR(self->refuse);
     Py_CLEAR(self->lower);
+    for (int i = 0; i < self->nnames; i++)
+        Py_CLEAR(self->names[i]);
+    self->nnames = 0;
     return 0;
 }
 
@@ -87,10 +97,31 @@ HostCall_dealloc(HostCall *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* An enum's case name (as a string argument reads it): the one kept, once met. */
+static PyObject *
+enum_name(HostCall *h, const cval *v)
+{
+    name_vec n;
+    memcpy(&n, v->of.bytes, sizeof n);
+    for (int i = 0; i < h->nnames; i++) {
+        PyObject *s = h->names[i];
+        if ((size_t)PyUnicode_GET_LENGTH(s) == n.size && memcmp(PyUnicode_DATA(s), n.data, n.size) == 0)
+            return Py_NewRef(s);
+    }
+    PyObject *s = PyUnicode_DecodeUTF8(n.size ? n.data : "", (Py_ssize_t)n.size, NULL);
+    if (s != NULL && h->nnames < MAX_NAMES && PyUnicode_IS_COMPACT_ASCII(s)) {
+        PyUnicode_InternInPlace(&s);
+        h->names[h->nnames++] = Py_NewRef(s);
+    }
+    return s;
+}
+
 /* One argument as hostflat.py reads it. */
 static PyObject *
-host_arg(const cval *v, uint8_t k)
+host_arg(HostCall *h, const cval *v, uint8_t k)
 {
+    if (k == H_ENUM)
+        return enum_name(h, v);
     switch (k) {
     case W_BOOL: return PyBool_FromLong(v->of.bytes[0] != 0);
     case W_S8: return PyLong_FromLong((int8_t)v->of.bytes[0]);
@@ -145,7 +176,7 @@ host_callback(void *env, void *ctx, const void *ty, const cval *args, size_t nar
         goto failed;
     }
     for (int i = 0; i < h->nparams; i++) {
-        PyObject *o = host_arg(&args[i], h->kinds[i]);
+        PyObject *o = host_arg(h, &args[i], h->kinds[i]);
         if (o == NULL)
             goto failed;
         argv[n++] = o;

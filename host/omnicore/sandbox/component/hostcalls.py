@@ -140,8 +140,9 @@ class _Bound:
     flat: hostflat.Reader | None = None
     write: hostflat.Writer | None = None
     #: The parameters as the C callback reads them (sandbox/_compcall.c's HostCall: a WIT
-    #: scalar's name, "string" for a string or enum, "bytes" for list<u8>), and the result's
-    #: type name (None: no result); None where the C callback does not serve the function.
+    #: scalar's name, "string" for a string, "enum" for an enum, "bytes" for list<u8>), and
+    #: the result's type name (None: no result); None where the C callback does not serve
+    #: the function.
     c_kinds: tuple[str, ...] | None = None
     c_result: str | None = None
 
@@ -219,7 +220,7 @@ _C_MAX_PARAMS = COMPCALL.MAX_CORE if COMPCALL is not None else 0
 def _c_kind(t: tuple[Any, ...]) -> str:
     """How the C callback reads a parameter hostflat reads (the same reading)."""
     if t[0] in ("string", "enum"):
-        return "string"
+        return str(t[0])  # an enum's case names are kept by the C callback, not made anew
     return "bytes" if t[0] == "list" else str(t[0])
 
 
