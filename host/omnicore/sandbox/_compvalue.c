@@ -255,8 +255,9 @@ typedef struct {
     uint32_t *counts;         /* each list's length, in the order the lists begin */
     size_t ncounts, cap, next;
     uint64_t msize;           /* the memory's size, as last read */
-    char *out;                /* the answer's JSON */
+    char *out;                /* the answer's JSON: in the caller's buffer, then the heap's */
     size_t len, room;
+    int heap;                 /* out is PyMem's */
 } cx;
 
 /* 1: parsed (and lowered); 0: not plain (first pass only); -1: an exception. */
@@ -635,13 +636,21 @@ room(cx *c, size_t n)
     size_t cap = c->room ? c->room : 256;
     while (cap < c->len + n)
         cap *= 2;
-    char *o = PyMem_Realloc(c->out, cap);
+    char *o;
+    if (c->heap) {
+        o = PyMem_Realloc(c->out, cap);
+    } else {  /* out of the caller's buffer: the text so far moves to the heap */
+        o = PyMem_Malloc(cap);
+        if (o != NULL && c->len)
+            memcpy(o, c->out, c->len);
+    }
     if (o == NULL) {
         PyErr_NoMemory();
         return 0;
     }
     c->out = o;
     c->room = cap;
+    c->heap = 1;
     return 1;
 }
 
@@ -986,7 +995,8 @@ comp_call_plan(Face *f, PyObject *data, PyObject *epoch)
         Py_RETURN_NOTIMPLEMENTED;  /* no memory known: the Python path says why */
     const char *p = PyBytes_AS_STRING(data), *end = p + PyBytes_GET_SIZE(data);
     read_t tape[TAPE];
-    cx c = {.f = f, .dry = 1, .tape = tape};
+    char text[512];  /* most answers' JSON fits */
+    cx c = {.f = f, .dry = 1, .tape = tape, .out = text, .room = sizeof text};
     PyObject *out = NULL;
     uint64_t flat[MAX_CORE];
     int r = lower_args(&c, plan->params, p, end, NULL, NULL);
@@ -1028,6 +1038,7 @@ comp_call_plan(Face *f, PyObject *data, PyObject *epoch)
     }
 done:
     PyMem_Free(c.counts);
-    PyMem_Free(c.out);
+    if (c.heap)
+        PyMem_Free(c.out);
     return out;
 }
