@@ -121,6 +121,37 @@ def test_json_through_c_answers_as_python_does(
     check()
 
 
+def _float_texts() -> list[bytes]:
+    """Floats where the C lane's shortcuts end (15 significant digits, exponents of 22,
+    1e-4 and 1e15, round-trip ties) and random ones: bits, short decimals, long ones."""
+    import random
+    import struct
+    rnd = random.Random(47)
+    values = ["0.5", "-0.5", "0.1", "0.3", "1e-4", "9.999999999999999e-05", "1e15",
+              "999999999999999.9", "123456789012345.6", "123456789012345", "1234567890123456",
+              "0.000123456789012345", "1e22", "1e23", "1e-22", "1e-23", "5e-324",
+              "1.7976931348623157e308", "2.2250738585072014e-308", "0.30000000000000004",
+              "100000000000000.0", "-0.0", "0.0", "1.5e-3", "12.5E+1", "3.4028234663852886e38"]
+    for _ in range(400):
+        x = struct.unpack("<d", rnd.getrandbits(64).to_bytes(8, "little"))[0]
+        values.append(repr(x))
+        values.append(repr(round(rnd.uniform(-1e6, 1e6), rnd.randint(0, 12))))
+        values.append(f"{rnd.randint(1, 10**15)}e{rnd.randint(-25, 25)}")
+        values.append(f"{rnd.random() * 10 ** rnd.randint(-5, 16):.{rnd.randint(1, 17)}g}")
+    return [f"[{v}]".encode() for v in values if v not in ("nan", "inf", "-inf")]
+
+
+@pytest.mark.parametrize("name", ["f32", "f64"])
+def test_floats_through_c_read_and_write_as_python(
+        paths: tuple[ComponentRuntime, ComponentRuntime], name: str) -> None:
+    """The C lane reads a float without strtod and writes it without dtoa where that is
+    exact: its answers are still Python's (json.loads, repr) for every text."""
+    export = f"id-{TYPES.index((name,))}"
+    lane, python = paths
+    for data in _float_texts():
+        assert _outcome(lane, export, data) == _outcome(python, export, data), data
+
+
 def test_scalar_exports_take_the_c_lane(paths: tuple[ComponentRuntime, ComponentRuntime]
                                         ) -> None:
     lane, _python = paths
