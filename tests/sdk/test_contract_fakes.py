@@ -5,10 +5,10 @@ toolchain: an SDK that reads the host's replies otherwise (a command missing or 
 reply shaped otherwise, an SQL answer the host never sends accepted) fails here, not live.
 
 Each language's driver (tests/sdk/contract_drivers/; Go's and Rust's are tests in their SDKs,
-which call the SDK's unexported host functions) reads the requests, one JSON a line (``{"redis": request}``,
-``{"reset": true}`` between cases, ``{"sql": answer}``), runs each through its SDK's test
-host as a plugin's call would, and prints one line per request: ``ok <JSON>`` or
-``error <text>``. The comparison is here, once."""
+which call the SDK's unexported host functions) reads the requests, one JSON a line
+(``{"redis": request}``, ``{"reset": true}`` between cases, ``{"sql": answer}``), runs each
+through its SDK's test host as a plugin's call would, and prints one line per request:
+``ok <JSON>`` or ``error <text>``. The comparison is here, once."""
 
 from __future__ import annotations
 
