@@ -7,16 +7,21 @@ lucky best-of. Nothing is printed that was not measured in the same run.
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
-__all__ = ["SMOKE", "Sample", "machine", "measure", "measure_alternating", "render", "runs"]
+__all__ = ["SMOKE", "Sample", "machine", "measure", "measure_alternating", "render", "runs",
+           "scratch"]
 
 #: ``OMNICORE_BENCH_SMOKE=1``: every measurement once, no warm-up: the figures mean nothing,
 #: the run shows the script still works end to end (tests/test_bench.py).
@@ -26,6 +31,15 @@ SMOKE = bool(os.environ.get("OMNICORE_BENCH_SMOKE"))
 def runs(repeats: int) -> int:
     """How many times to repeat a measurement a script times itself: one in a smoke run."""
     return 1 if SMOKE else repeats
+
+
+def scratch(prefix: str) -> Path:
+    """A fresh folder for one benchmark run, removed when the script exits however it ends
+    (but a SIGKILL): a bench pulls modules, starts databases and hosts, and a suite that
+    smoke-runs every script (tests/test_bench.py) must not leave their gigabytes behind."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 @dataclass(frozen=True)

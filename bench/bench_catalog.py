@@ -27,12 +27,14 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests package (tests/pgcluster.py, tests/cluster/hosts.py)
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _measure import scratch  # noqa: E402
 
 from omnicore.config.schema import CatalogConfig  # noqa: E402
 from omnicore.plugins.catalog import Catalog, app_catalog  # noqa: E402
@@ -169,12 +171,11 @@ def main() -> None:
     hosts: list[Host] = []
     # The publisher compiles through a module cache too, as `omnicore plugins publish --app`
     # and a host's REST API do.
-    checker = PluginHost(engine=SandboxEngine(cache_dir=Path(tempfile.mkdtemp(
-        prefix="omnicore-bench-catalog-cache-"))))
+    checker = PluginHost(engine=SandboxEngine(cache_dir=scratch("omnicore-bench-catalog-cache-")))
     try:
         url = cluster.database("bench_catalog")
         store = PostgresStorage(url)
-        root = Path(tempfile.mkdtemp(prefix="omnicore-bench-catalog-"))
+        root = scratch("omnicore-bench-catalog-")
         for i, folder in enumerate([[COUNTER, GREETER], [GREETER], [GREETER]]):
             host = Host(root, url, i, folder, {**grants, "log": {"level": "warning"}})
             hosts.append(host)

@@ -32,13 +32,12 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _measure import machine, measure_alternating, render
+from _measure import machine, measure_alternating, render, scratch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -94,7 +93,7 @@ def main() -> None:
     import pymysql
 
     pg, maria, red = Cluster.start(), MariaDB.start(), Redis.start()
-    tmp = Path(tempfile.mkdtemp(prefix="omnicore-bench-conn-"))
+    tmp = scratch("omnicore-bench-conn-")
     app = None
     try:
         pg_url = pg.database("bench")

@@ -21,13 +21,12 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import httpx
-from _measure import machine
+from _measure import machine, scratch
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
@@ -128,7 +127,7 @@ def main() -> None:
     if not GREETER.is_file():
         sys.exit(f"build the examples first: {GREETER} is missing "
                  "(.venv/bin/omnicore build plugins/ --out build/plugins)")
-    tmp = Path(tempfile.mkdtemp())
+    tmp = scratch("omnicore-bench-console-")
     (tmp / "plugins").mkdir()
     app = OmniApp("bench", overrides={"data_dir": str(tmp / "data"),
                                       "plugins_dir": str(tmp / "plugins"),

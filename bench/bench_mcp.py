@@ -30,13 +30,12 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import yaml
-from _measure import Sample, machine, measure, render
+from _measure import Sample, machine, measure, render, scratch
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
@@ -189,7 +188,7 @@ def main() -> None:
     if not GREETER.is_file():
         sys.exit(f"build the examples first: {GREETER} is missing "
                  "(.venv/bin/omnicore build plugins/ --out build/plugins)")
-    appdir = make_app(Path(tempfile.mkdtemp()) / "app")
+    appdir = make_app(scratch("omnicore-bench-mcp-") / "app")
     iters = 50 if quick else 500
     app = OmniApp(config_path=appdir / "omnicore.yaml")
     module = ConsoleModule()

@@ -20,14 +20,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "host")]
 
-from _measure import machine  # noqa: E402
+from _measure import machine, scratch  # noqa: E402
 
 from omnicore import oci  # noqa: E402
 from tests.registryserver import Registry  # noqa: E402
@@ -58,7 +57,7 @@ def main() -> None:
     import oras.client
 
     registry = Registry.start()
-    work = Path(tempfile.mkdtemp(prefix="omnicore-bench-registry-"))
+    work = scratch("omnicore-bench-registry-")
     try:
         module = _module(args.mib, 0)
         ref = registry.ref("bench/plugin:1")

@@ -119,3 +119,37 @@ def test_the_arguments_or_the_environment_choose_the_workers(dev: Path) -> None:
             f"python native -m pytest tests/core/test_workers.py {line}"]
     assert calls(dev, "tests/core/test_workers.py", workers="3") == [
         "python native -m pytest -n 3 --dist load tests/core/test_workers.py"]
+
+
+def test_a_run_keeps_its_temporary_files_in_one_folder_it_removes_when_it_passes(
+        dev: Path, tmp_path: Path) -> None:
+    """Everything a run starts sees TMPDIR set to a fresh folder of the run's own, under the
+    TMPDIR it was given: removed when the run passes, kept (and named) when it fails, on the
+    whole run, given paths and --fast alike."""
+    base = tmp_path / "tmp"
+    base.mkdir()
+    python = dev / ".venv" / "bin" / "python"
+    seen = tmp_path / "tmpdirs"
+    # The stand-in python writes a file where a test's servers would, and answers $STATUS.
+    python.write_text(f'#!/usr/bin/env bash\necho "$TMPDIR" >> "{seen}"\n'
+                      'echo data > "$TMPDIR/server.log"\nexit "${STATUS:-0}"\n')
+    env = {**os.environ, "TMPDIR": str(base)}
+    for args in ([], ["tests/core/test_workers.py"], ["--fast"]):
+        seen.unlink(missing_ok=True)
+        done = subprocess.run(["bash", str(dev / "scripts" / "dev"), "test", *args], cwd=dev,
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        folders = set(seen.read_text().split())
+        assert len(folders) == 1, folders  # one folder for every process of the run
+        folder = Path(folders.pop())
+        assert folder.parent == base and folder.name.startswith("omnicore-test.")
+        assert list(base.iterdir()) == [], args  # removed: the run passed
+    for args in ([], ["--fast"]):
+        done = subprocess.run(["bash", str(dev / "scripts" / "dev"), "test", *args], cwd=dev,
+                              capture_output=True, text=True, timeout=60,
+                              env={**env, "STATUS": "1"})
+        assert done.returncode == 1
+        [kept] = base.iterdir()
+        assert (kept / "server.log").read_text() == "data\n"
+        assert f"kept this run's temporary files: {kept}" in done.stderr
+        shutil.rmtree(kept)

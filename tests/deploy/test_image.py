@@ -69,7 +69,7 @@ def _build(target: str, *args: str) -> str:
     return done.stdout
 
 
-def _plugins_with_a_scratch() -> None:
+def _plugins_with_a_scratch(scratch: str = SCRATCH) -> None:
     """PLUGINS: build/plugins' files (links, so the same bytes) and a scratch plugin (the Rust
     greeter under another name: it would load, and count, if the image took it)."""
     shutil.rmtree(PLUGINS, ignore_errors=True)
@@ -78,7 +78,7 @@ def _plugins_with_a_scratch() -> None:
     for path in sorted(built.iterdir()):
         if path.is_file():
             os.link(path, PLUGINS / path.name)
-    shutil.copyfile(built / "greeter-rust.wasm", PLUGINS / f"{SCRATCH}.wasm")
+    shutil.copyfile(built / "greeter-rust.wasm", PLUGINS / f"{scratch}.wasm")
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +242,28 @@ def test_the_default_image_is_an_empty_app(demo_image: str) -> None:
         assert set(config) == {"name", "plugins_dir"}, config  # no plugins, connectors
     finally:
         host.stop()
+
+
+def _image_ids(*filters: str) -> set[str]:
+    return set(_podman("images", "-a", "-q", "--no-trunc", *filters).stdout.split())
+
+
+def test_a_rebuild_removes_the_image_it_replaced(demo_image: str) -> None:
+    """Rebuilding after a change (here the plugins folder's content, so the demo's plugin step
+    runs again) moves the tag and removes the replaced image with the layers only it used:
+    before, every CI run left its images behind until the machine's disk was full."""
+    before = _image_ids("--filter", "reference=omnicore:demo")
+    dangling = _image_ids("--filter", "dangling=true")
+    _plugins_with_a_scratch("another-scratch")
+    try:
+        _build("demo", "--plugins", str(PLUGINS))
+    finally:
+        shutil.rmtree(PLUGINS, ignore_errors=True)
+    after = _image_ids("--filter", "reference=omnicore:demo")
+    assert len(before) == len(after) == 1 and before != after, (before, after)
+    gone = _podman("image", "exists", before.pop(), check=False)
+    assert gone.returncode == 1, "the replaced demo image is still there"
+    assert _image_ids("--filter", "dangling=true") <= dangling
 
 
 def _port_free(port: int) -> bool:
