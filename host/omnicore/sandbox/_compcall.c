@@ -1043,6 +1043,34 @@ memory_size_now(Face *self, uint64_t *out)
     return !PyErr_Occurred();
 }
 
+/* realloc(0, 0, align, size) through the guest, the GIL released while it runs (under the
+ * call's armed deadline); its answer in *ptr, unchecked: each caller checks what its lowering
+ * needs (canonabi.Cx.realloc's alignment and bounds). 0 with an exception. */
+int
+guest_realloc(Face *self, uint32_t align, uint32_t size, uint32_t *ptr)
+{
+    if (self->realloc == NULL) {  /* canonplan gives every face that lowers into memory one */
+        PyErr_SetString(PyExc_ValueError, "this face has no realloc");
+        return 0;
+    }
+    self->grow[2].of.u32 = align;
+    self->grow[3].of.u32 = size;
+    void *error;
+    void *ctx = self->ctx;
+    const void *realloc_ = self->realloc;
+    Py_BEGIN_ALLOW_THREADS
+    error = comp_call(realloc_, ctx, self->grow, 4, &self->at, 1);
+    if (error == NULL)
+        error = comp_post(realloc_, ctx);
+    Py_END_ALLOW_THREADS
+    if (error != NULL) {
+        raise_failed(error);
+        return 0;
+    }
+    *ptr = self->at.of.u32;
+    return 1;
+}
+
 PyObject *
 canon_trap(const char *text)
 {
@@ -1210,19 +1238,9 @@ parsed:
             k++;
             continue;
         }
-        self->grow[2].of.u32 = 1;
-        self->grow[3].of.u32 = (uint32_t)sn[i];
-        void *error;
-        void *ctx = self->ctx;
-        const void *realloc_ = self->realloc;
-        Py_BEGIN_ALLOW_THREADS
-        error = comp_call(realloc_, ctx, self->grow, 4, &self->at, 1);
-        if (error == NULL)
-            error = comp_post(realloc_, ctx);
-        Py_END_ALLOW_THREADS
-        if (error != NULL)
-            return raise_failed(error);
-        uint32_t ptr = self->at.of.u32;
+        uint32_t ptr;
+        if (!guest_realloc(self, 1, (uint32_t)sn[i], &ptr))
+            return NULL;
         uint64_t size;
         if (!memory_size_now(self, &size))
             return NULL;
@@ -1304,27 +1322,12 @@ Face_alloc(Face *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (!takes(nargs, 2, "alloc(align, size)") || !open_face(self))
         return NULL;
-    if (self->realloc == NULL) {
-        PyErr_SetString(PyExc_ValueError, "this face has no realloc");
-        return NULL;
-    }
     unsigned long long a = PyLong_AsUnsignedLongLongMask(args[0]);
     unsigned long long n = PyLong_AsUnsignedLongLongMask(args[1]);
-    if (PyErr_Occurred())
+    uint32_t ptr;
+    if (PyErr_Occurred() || !guest_realloc(self, (uint32_t)a, (uint32_t)n, &ptr))
         return NULL;
-    self->grow[2].of.u32 = (uint32_t)a;
-    self->grow[3].of.u32 = (uint32_t)n;
-    void *error;
-    void *ctx = self->ctx;
-    const void *realloc_ = self->realloc;
-    Py_BEGIN_ALLOW_THREADS
-    error = comp_call(realloc_, ctx, self->grow, 4, &self->at, 1);
-    if (error == NULL)
-        error = comp_post(realloc_, ctx);
-    Py_END_ALLOW_THREADS
-    if (error != NULL)
-        return raise_failed(error);
-    return PyLong_FromUnsignedLong(self->at.of.u32);
+    return PyLong_FromUnsignedLong(ptr);
 }
 
 /* arm(epoch): arm the deadline as call() does, before a lowering that calls the guest's

@@ -72,6 +72,7 @@ void *call_post(Face *self);
 PyObject *raise_failed(void *error);
 PyObject *canon_trap(const char *text);
 int memory_size_now(Face *self, uint64_t *out);
+int guest_realloc(Face *self, uint32_t align, uint32_t size, uint32_t *ptr);
 const char *skip_ws(const char *p, const char *end);
 int parse_scalar(const char **pp, const char *end, uint8_t w, cval *v);
 int parse_string(const char **pp, const char *end, const char **s, Py_ssize_t *n);

@@ -285,25 +285,8 @@ static int
 guest_alloc(cx *c, uint32_t align, uint32_t n, uint32_t *ptr)
 {
     Face *f = c->f;
-    if (f->realloc == NULL) {  /* canonplan gives every face that lowers into memory one */
-        PyErr_SetString(PyExc_ValueError, "this face has no realloc");
+    if (!guest_realloc(f, align, n, ptr))
         return 0;
-    }
-    f->grow[2].of.u32 = align;
-    f->grow[3].of.u32 = n;
-    void *error;
-    void *ctx = f->ctx;
-    const void *realloc_ = f->realloc;
-    Py_BEGIN_ALLOW_THREADS
-    error = comp_call(realloc_, ctx, f->grow, 4, &f->at, 1);
-    if (error == NULL)
-        error = comp_post(realloc_, ctx);
-    Py_END_ALLOW_THREADS
-    if (error != NULL) {
-        raise_failed(error);
-        return 0;
-    }
-    *ptr = f->at.of.u32;
     if (*ptr % align) {
         canon_trap("realloc return: result not aligned");
         return 0;
