@@ -22,7 +22,10 @@ _RECORD = '#!/usr/bin/env bash\necho "$(basename "$0") ${OMNICORE_CALLPATH:-} $*
 
 
 @pytest.fixture
-def dev(tmp_path: Path) -> Path:
+def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # The script's runs make their temporary folders here (a failing run keeps its own).
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     root = tmp_path / "checkout"
     (root / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "scripts" / "dev", root / "scripts" / "dev")
@@ -126,8 +129,7 @@ def test_a_run_keeps_its_temporary_files_in_one_folder_it_removes_when_it_passes
     """Everything a run starts sees TMPDIR set to a fresh folder of the run's own, under the
     TMPDIR it was given: removed when the run passes, kept (and named) when it fails, on the
     whole run, given paths and --fast alike."""
-    base = tmp_path / "tmp"
-    base.mkdir()
+    base = tmp_path / "tmp"  # the dev fixture's TMPDIR
     python = dev / ".venv" / "bin" / "python"
     seen = tmp_path / "tmpdirs"
     # The stand-in python writes a file where a test's servers would, and answers $STATUS.
