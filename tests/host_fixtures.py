@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import wasmtime
+
+if TYPE_CHECKING:
+    from omnicore.plugins.host import PluginHost
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -14,6 +18,13 @@ def echo_wasm(name: str = "echo", version: str = "1.0.0") -> bytes:
     src = (FIXTURES / "host_echo.wat").read_text()
     src = src.replace("NAME_TAG", name).replace("VERSION_LEN", str(len(version)))
     return wasmtime.wat2wasm(src.replace("VERSION_TAG", version))
+
+
+def in_flight(host: PluginHost, name: str) -> int:
+    """How many calls of ``name``'s current version are running: a test's gate before it acts
+    on a call in flight (a sleep is no gate on a loaded machine)."""
+    version = host._entries.require(name).version
+    return version.inflight if version is not None else 0
 
 
 def config_wasm(name: str = "conf") -> bytes:

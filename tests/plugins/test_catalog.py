@@ -18,7 +18,7 @@ from omnicore.errors import InvalidModule, PluginNotFound
 from omnicore.plugins.catalog import BadPublish, Catalog, ModuleTooLarge, app_catalog
 from omnicore.plugins.convergence import CatalogFollower
 from omnicore.storage import SQLiteStorage
-from tests.host_fixtures import config_wasm, echo_wasm, write
+from tests.host_fixtures import config_wasm, echo_wasm, in_flight, write
 from tests.plugins.catalog_fixtures import answers, digest, serves
 from tests.waiting import eventually, seconds_until
 
@@ -71,16 +71,11 @@ def test_a_new_version_swaps_in_while_calls_in_flight_finish_on_the_old(
     catalog.publish(echo_wasm("slowpoke", "1.0.0"))
     eventually(lambda: serves(app, "slowpoke", "1.0.0"))
     answers: list[bytes] = []
-    started = threading.Event()
-
-    def slow_call() -> None:
-        started.set()
-        answers.append(app.plugins.call("slowpoke", "slow", bytes([60])))
-
-    caller = threading.Thread(target=slow_call)
+    caller = threading.Thread(target=lambda: answers.append(
+        app.plugins.call("slowpoke", "slow", bytes([200]))))
     caller.start()
-    started.wait(5)
-    time.sleep(0.05)
+    eventually(lambda: in_flight(app.plugins, "slowpoke"), "the slow call in flight",
+               every=0.001)
     v2, _ = catalog.publish(echo_wasm("slowpoke", "2.0.0"), by="ada")
     eventually(lambda: serves(app, "slowpoke", "2.0.0"))
     caller.join(30)

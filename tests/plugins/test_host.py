@@ -35,7 +35,8 @@ from omnicore.plugins.events import (
 )
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import Limits
-from tests.host_fixtures import config_wasm, echo_wasm, write
+from tests.host_fixtures import config_wasm, echo_wasm, in_flight, write
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -216,9 +217,9 @@ def test_unload_lets_inflight_calls_finish(host: PluginHost, events: list[Event]
     host.load(echo_wasm())
     result: list[bytes] = []
     worker = threading.Thread(target=lambda: result.append(
-        host.call("echo", "slow", bytes([80]))))
+        host.call("echo", "slow", bytes([200]))))
     worker.start()
-    time.sleep(0.05)
+    eventually(lambda: in_flight(host, "echo"), "the slow call in flight", every=0.001)
     host.unload("echo")
     worker.join()
     assert result == [b"1.0.0"]
@@ -385,7 +386,7 @@ def test_close_waits_for_a_running_call_and_its_deadline_still_holds() -> None:
 
     worker = threading.Thread(target=spin)
     worker.start()
-    time.sleep(0.05)
+    eventually(lambda: in_flight(host, "echo"), "the spinning call in flight", every=0.001)
     host.close()  # must not strand the spinning call without its deadline ticker
     worker.join(timeout=5)
     assert not worker.is_alive()

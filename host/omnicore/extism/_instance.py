@@ -357,10 +357,10 @@ class Instance(SlotDeadline):
         self._deadline = _monotonic() + self.timeout_s
         # While the engine's epoch is the one of the last arm, the deadline (that epoch +
         # ticks) is already in place: one C call saved (it lags by at most one tick).
-        epoch = self._engine.epoch
-        if epoch != self._armed:
-            _set_deadline(self.ctx, self._ticks)
-            self._armed = epoch
+        epoch, owed = self._engine.epoch_and_owed()  # (the Python ticker's lag: engine.py)
+        if epoch + owed != self._armed:
+            _set_deadline(self.ctx, self._ticks + owed)
+            self._armed = epoch + owed
         scratch = self._scratch
         scratch[0] = 0
         err = _call_unchecked(self.ctx, func, self._raw, 1, self._trap)

@@ -200,8 +200,9 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
             slot = inst.slot
             out: bytes | None = None
             if slot is None:
-                packed = inst.call(func, data, self._ticks,  # type: ignore[arg-type]
-                                   self.engine.epoch)
+                epoch, owed = self.engine.epoch_and_owed()
+                packed = inst.call(func, data, self._ticks + owed,  # type: ignore[arg-type]
+                                   epoch + owed)
             else:
                 # 0: a watched slot reads the epoch from its ticker itself.
                 got = slot.call(func, data, self._ticks, 0, self._max_output)

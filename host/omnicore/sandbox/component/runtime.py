@@ -253,7 +253,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
             watch.install(store)
             watch.arm(store)
         else:
-            store.set_epoch_deadline(self._ticks)
+            store.set_epoch_deadline(self._ticks + self.engine.epoch_and_owed()[1])
         if self._fuel is not None:
             store.set_fuel(self._fuel)
         start = self.engine.epoch
@@ -402,8 +402,8 @@ class ComponentRuntime(PooledRuntime[Instance]):
         store = inst.store
         if inst.watch is not None:
             inst.watch.arm(store)
-        elif deadline:
-            store.set_epoch_deadline(self._ticks)
+        elif deadline:  # (the Python ticker's lag counted: engine.epoch_and_owed)
+            store.set_epoch_deadline(self._ticks + self.engine.epoch_and_owed()[1])
         if self._fuel is not None:
             store.set_fuel(self._fuel)
         inst.limiter.refused = False  # (Limiter.arm, inline: every call passes here)
