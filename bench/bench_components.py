@@ -20,8 +20,11 @@ export's plan, sandbox/_compvalue.c; the runtime's call in one C call, sandbox/_
 each host callback through its C callback (``OMNICORE_CALLPATH=python`` measures the ctypes
 path and sandbox/component/canonabi.py instead). The
 other column calls the export with Python values (``Func.__call__`` then ``post_return``),
-no limits armed. Prints the median µs per call over the repeats with its min-max
-(bench/_measure.py: both columns get the same iterations, repeats and warm-up). Targets
+no limits armed. The floor beside them is omnicore's core-module call of the same bytes (an ABI
+v1 handler copying its input to its output: tests/fixtures/host_echo.wat), the cost the
+component's own work is measured against. Prints the median µs per call over the repeats
+with its min-max (bench/_measure.py: every column gets the same iterations, repeats and
+warm-up). Targets
 (issue 22): u32 <= 10 µs, 1 KiB string <= 15 µs, 4 KiB list<u8> <= 30 µs, a host callback
 <= 5 µs; issue 34: a 4 KiB list<u8> handler within 30 µs; issue 47: every row at least 10x
 ahead of wasmtime-py's component call.
@@ -40,7 +43,7 @@ import wasmtime
 from wasmtime import component as cm
 
 from omnicore.capabilities.builtin import builtin_registry
-from omnicore.sandbox import PluginModule, SandboxEngine
+from omnicore.sandbox import PluginModule, PluginRuntime, SandboxEngine
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.limits import Limits
 
@@ -49,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import machine, measure, render
 
 from tests.component_fixtures import wat_component, wat_plugin
+from tests.host_fixtures import echo_wasm
 
 
 def _wasmtime_py(engine: wasmtime.Engine, path: Path) -> tuple[wasmtime.Store, Any]:
@@ -62,9 +66,13 @@ def _wasmtime_py(engine: wasmtime.Engine, path: Path) -> tuple[wasmtime.Store, A
     return store, linker.instantiate(store, component)
 
 
-def _rows(engine: SandboxEngine, path: Path, cases: list[tuple[str, str, list[Any], int]],
-          scale: int) -> list[tuple[str, str, str, str]]:
-    """Each case of the component at ``path``: omnicore's call beside wasmtime-py's."""
+Row = tuple[str, str, str, str, str]
+
+
+def _rows(engine: SandboxEngine, core: PluginRuntime, path: Path,
+          cases: list[tuple[str, str, list[Any], int]], scale: int) -> list[Row]:
+    """Each case of the component at ``path``: omnicore's call beside wasmtime-py's, and
+    the core module's call of the same bytes (``core``)."""
     module = PluginModule.load(engine, path, path.stem.split("-")[0])
     assert isinstance(module, ComponentModule)
     rows = []
@@ -98,12 +106,13 @@ def _rows(engine: SandboxEngine, path: Path, cases: list[tuple[str, str, list[An
 
             ours = measure(call, n)
             wt = measure(theirs, n)
-            rows.append((label, str(ours), str(wt), f"{ours.ratio(wt):.2f}"))
+            floor = measure(lambda p=payload: core.call("echo", p), n)
+            rows.append((label, str(ours), str(wt), f"{ours.ratio(wt):.2f}", str(floor)))
         store.close()
     return rows
 
 
-def _python_greeter(engine: SandboxEngine, scale: int) -> list[tuple[str, str, str, str]]:
+def _python_greeter(engine: SandboxEngine, scale: int) -> list[Row]:
     """The Python greeter (componentize-py: CPython in the component) as app.plugins.call
     calls it, 100 B of JSON in, config.get and log.info made: issue 47's end-to-end row. Only
     when ``scripts/dev setup`` built it (build/plugins/greeter-python.wasm)."""
@@ -117,7 +126,7 @@ def _python_greeter(engine: SandboxEngine, scale: int) -> list[tuple[str, str, s
                           grants={"config": {}}, config={"greeting": "Hello"}) as rt:
         assert json.loads(rt.call("greet", data))["message"].startswith("Hello, x")
         ours = measure(lambda: rt.call("greet", data), max(3000 // scale, 10))
-    return [("Python greeter, 100 B JSON (handler)", str(ours), "-", "-")]
+    return [("Python greeter, 100 B JSON (handler)", str(ours), "-", "-", "-")]
 
 
 def main() -> None:
@@ -128,14 +137,16 @@ def main() -> None:
     scale = 10 if args.quick else 1
     text, data = "x" * 1024, bytes(range(256)) * 16
     record = {"id": 7, "name": "omnicore", "score": 0.5, "ok": True, "tag": 3}
-    with SandboxEngine() as engine:
-        rows = _rows(engine, wat_component("bench"), [  # label, export, arguments, iterations
+    with SandboxEngine() as engine, PluginRuntime(
+            engine, PluginModule.load(engine, echo_wasm(), "echo"), builtin_registry(),
+            limits=Limits()) as core:
+        rows = _rows(engine, core, wat_component("bench"), [  # label, export, arguments, n
             ("u32 round trip", "echo32", [7], 20000),
             ("1 KiB string round trip", "echo-string", [text], 10000),
             ("4 KiB list<u8> round trip", "echo-bytes", [list(data)], 300),
             ("call + 1 host callback", "callback", [], 10000),
         ], scale)
-        rows += _rows(engine, wat_component("bench-record"), [
+        rows += _rows(engine, core, wat_component("bench-record"), [
             ("record of five fields round trip", "echo-record", [record], 10000)], scale)
         path = wat_plugin("bytes-plugin", {"name": "bytes", "handlers": ["echo"]})
         module = PluginModule.load(engine, path, "bytes")
@@ -155,13 +166,15 @@ def main() -> None:
             assert rt.call("echo", data) == data == handler()
             ours = measure(lambda: rt.call("echo", data), n)
             wt = measure(handler, n)
+            floor = measure(lambda: core.call("echo", data), n)
             rows.append(("4 KiB list<u8> handler (bytes)", str(ours), str(wt),
-                         f"{ours.ratio(wt):.2f}"))
+                         f"{ours.ratio(wt):.2f}", str(floor)))
             store.close()
         rows += _python_greeter(engine, scale)
     print(f"# bench_components: µs per call, median [min-max] over 7 repeats\n# {machine()}")
     print(render(("case", "omnicore (JSON or bytes, limits)", "wasmtime-py component",
-                  "omnicore / wasmtime-py"), rows, markdown=args.markdown))
+                  "omnicore / wasmtime-py", "omnicore core module, same bytes"), rows,
+                 markdown=args.markdown))
 
 
 if __name__ == "__main__":
