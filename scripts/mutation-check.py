@@ -60,8 +60,11 @@ MUTATIONS = [
       "                msg = _deadline_message(qualified)", SANDBOX, callpath="python"),
     # The Python ticker runs only where the C one (sandbox/_epoch.c) is not built.
     M("ticker does not catch up", "sandbox/engine.py",
-      "passed = 1 + max(0, int((time.monotonic() - due) / period))",
-      "passed = 1; due = time.monotonic()", SANDBOX, callpath="python"),
+      "passed = 1 + max(0, int((time.monotonic() - self._due) / period))",
+      "passed = 1; self._due = time.monotonic()", SANDBOX, callpath="python"),
+    M("deadline armed without the ticks the ticker owes", "sandbox/engine.py",
+      "return self._epoch, (0 if late < 0 else 1 + int(late * 1000 / self.epoch_tick_ms))",
+      "return self._epoch, 0", SANDBOX, callpath="python"),
     M("tables unlimited", "sandbox/fastcall.py",
       "_store_limiter(self._store, memory_limit, table_elements, 1, tables, 1)",
       "_store_limiter(self._store, memory_limit, -1, 1, -1, 1)", SANDBOX),

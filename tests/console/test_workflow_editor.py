@@ -124,12 +124,20 @@ def test_build_save_run_and_approve_a_workflow(
     def top() -> float:
         return float(page.eval_on_selector("g[data-step=greet_2] rect",
                                            "r => r.getBoundingClientRect().y"))
+    def until_top(compare: str, limit: float) -> float:
+        # The graph is drawn anew after each change, not at once: wait for the node to get
+        # there (a single read raced the redraw on a loaded machine).
+        page.wait_for_function(
+            "([limit, below]) => { const r = document.querySelector("
+            "'g[data-step=greet_2] rect'); const y = r && r.getBoundingClientRect().y;"
+            " return r && (below ? y < limit : y > limit); }", arg=[limit, compare == "<"])
+        return top()
+
     start = top()
     drag(page, "g[data-step=greet_2] text.wfe-id", 700, start + 150)
-    moved = top()
-    assert moved > start + 100
+    moved = until_top(">", start + 100)
     page.click("#wfe-layout")
-    assert top() < moved - 100  # back in its row
+    until_top("<", moved - 100)  # back in its row
 
     # The run's own input (the workflow's panel shows with no step selected), then the
     # schema form: the handler's name field; a bad expression is an error on the node.
