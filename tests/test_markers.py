@@ -49,11 +49,23 @@ def collected(*args: str, among: tuple[str, ...] = NEEDS) -> dict[str, set[str]]
     return {k: set(v) & set(among) for k, v in json.loads(line[6:]).items()}
 
 
+# One collection serves the module (each costs a pytest start and the imports of its files):
+# the files the needs tests look at, the contract's files and one file outside the contract.
+SAMPLES = ("tests/storage/test_postgres_rename.py", "tests/storage/test_contract.py",
+           "tests/conformance/test_greeter.py", "tests/console/test_browser.py",
+           "tests/core/test_jsoncodec.py", "tests/sandbox/test_limits.py",
+           "tests/capabilities/test_kv.py")
+
+
 @pytest.fixture(scope="module")
-def marks() -> dict[str, set[str]]:
-    return collected("tests/storage/test_postgres_rename.py", "tests/storage/test_contract.py",
-                     "tests/conformance/test_greeter.py", "tests/console/test_browser.py",
-                     "tests/core/test_jsoncodec.py", "tests/sandbox/test_limits.py")
+def every_mark() -> dict[str, set[str]]:
+    files = {entry.partition("::")[0] for entry in CALLPATH_CONTRACT} | set(SAMPLES)
+    return collected(*sorted(files), among=(*NEEDS, "callpath"))
+
+
+@pytest.fixture(scope="module")
+def marks(every_mark: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {nodeid: needs & set(NEEDS) for nodeid, needs in every_mark.items()}
 
 
 def _of(marks: dict[str, set[str]], prefix: str) -> list[set[str]]:
@@ -159,11 +171,11 @@ def test_dev_test_fast_runs_what_needs_none_of_them_once(dev: Path) -> None:  # 
 # ---- callpath: the call-path contract -------------------------------------------------------
 
 
-def test_every_contract_entry_is_tests_marked_callpath_and_nothing_else_is() -> None:
+def test_every_contract_entry_is_tests_marked_callpath_and_nothing_else_is(
+        every_mark: dict[str, set[str]]) -> None:
     # Collected from the contract's files: an entry naming a test that was renamed or moved
     # would leave its behaviour on one call path only, so it fails here.
-    files = sorted({entry.partition("::")[0] for entry in CALLPATH_CONTRACT})
-    marks = collected(*files, among=("callpath",))
+    marks = {nodeid: m & {"callpath"} for nodeid, m in every_mark.items()}
     for entry in CALLPATH_CONTRACT:
         found = [m for nodeid, m in marks.items()
                  if nodeid == entry or nodeid.startswith((entry + "::", entry + "["))]
@@ -171,8 +183,7 @@ def test_every_contract_entry_is_tests_marked_callpath_and_nothing_else_is() -> 
         assert all(m == {"callpath"} for m in found), entry
     # Not a capability's own logic; in a file only one of whose tests is the contract's (the
     # log ring's, whose other tests run both rings at once), only that one.
-    assert all(not m for m in _of(collected("tests/capabilities/test_kv.py",
-                                            among=("callpath",)), "tests/"))
+    assert all(not m for m in _of(marks, "tests/capabilities/test_kv.py::"))
     ring = {n: m for n, m in marks.items() if n.startswith("tests/capabilities/test_pluginlog")}
     assert ring["tests/capabilities/test_pluginlog.py::test_the_chosen_ring_is_the_one_asked_"
                 "for"] == {"callpath"}

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import time
+import tomllib
 import urllib.error
 import urllib.request
 import uuid
@@ -248,15 +249,19 @@ def _image_ids(*filters: str) -> set[str]:
     return set(_podman("images", "-a", "-q", "--no-trunc", *filters).stdout.split())
 
 
-def test_a_rebuild_removes_the_image_it_replaced(demo_image: str) -> None:
-    """Rebuilding after a change (here the plugins folder's content, so the demo's plugin step
-    runs again) moves the tag and removes the replaced image with the layers only it used:
-    before, every CI run left its images behind until the machine's disk was full."""
+def test_a_rebuild_removes_the_image_it_replaced_and_labels_its_source(
+        demo_image: str) -> None:
+    """Rebuilding after a change moves the tag and removes the replaced image with the layers
+    only it used: before, every CI run left its images behind until the machine's disk was
+    full. The change here is a label (`--label`), which buildah adds as the last step, so the
+    rebuild takes every layer from the cache; every image also says the commit and version it
+    was built from (a source change would rebuild the demo's plugin compilation: minutes)."""
     before = _image_ids("--filter", "reference=omnicore:demo")
     dangling = _image_ids("--filter", "dangling=true")
-    _plugins_with_a_scratch("another-scratch")
+    rebuild = uuid.uuid4().hex
+    _plugins_with_a_scratch()  # the same content as the fixture's build
     try:
-        _build("demo", "--plugins", str(PLUGINS))
+        _build("demo", "--plugins", str(PLUGINS), "--label", f"org.example.rebuild={rebuild}")
     finally:
         shutil.rmtree(PLUGINS, ignore_errors=True)
     after = _image_ids("--filter", "reference=omnicore:demo")
@@ -264,6 +269,17 @@ def test_a_rebuild_removes_the_image_it_replaced(demo_image: str) -> None:
     gone = _podman("image", "exists", before.pop(), check=False)
     assert gone.returncode == 1, "the replaced demo image is still there"
     assert _image_ids("--filter", "dangling=true") <= dangling
+    labels = json.loads(_podman("image", "inspect", "--format", "{{json .Labels}}",
+                                "omnicore:demo").stdout)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert labels["org.example.rebuild"] == rebuild
+    assert labels["org.opencontainers.image.revision"].removesuffix("-dirty") == head
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert labels["org.opencontainers.image.version"] == project["version"]
+    refused = subprocess.run([str(ROOT / "scripts" / "image"), "--label", "no-equals-sign"],
+                             capture_output=True, text=True, env=_env(), timeout=60)
+    assert refused.returncode == 2 and "KEY=VALUE" in refused.stderr, refused.stderr
 
 
 def _port_free(port: int) -> bool:

@@ -154,7 +154,10 @@ def dev_command(ctx: click.Context, source: Path, app_dir: Path | None, out_dir:
                        f"running at {host.url} serves {app_dir} and reloads each build "
                        "installed into its plugins folder (Ctrl-C stops watching; the host "
                        "keeps running)")
-            while not watcher.stop.wait(3600):
+            # Short waits: Ctrl-C's SIGINT may be delivered to another thread (the watcher,
+            # a compiler's), and a main thread blocked in one long wait would run Python's
+            # handler only when that wait ended (seen: `dev` ignoring Ctrl-C for 30 s and on).
+            while not watcher.stop.wait(0.25):
                 pass
         else:
             click.echo(f"[dev] watching {source} every {interval:g} s; serving {app_dir}")

@@ -6,7 +6,11 @@ bus event to the subscribers whose pattern matches it.
 
 Delivery never runs on the publisher's call: each subscriber has a bounded in-memory inbox
 drained by a small thread pool (an overflow is dropped, counted and logged), or, with
-``durable: true``, a job in the durable queue (at least once, survives a restart).
+``durable: true``, a job in the durable queue (at least once, survives a restart). A durable
+delivery the queue refuses (the database went away between the event log's write and the
+queue's) is held in memory and queued again once the database answers, by one thread, so an
+event a publish was told was taken reaches its durable subscribers; what is held is bounded
+(:data:`HELD_BYTES`: beyond it a delivery is dropped, counted and logged).
 
 Hosts sharing a database hear each other's plugin events (the event log's announcements), and
 each delivers them to the subscribers it has: live ones on this host, durable ones as a job
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +57,10 @@ log = get_logger("omnicore.subscriptions")
 
 #: The idempotency keys of durable deliveries begin so (the REST API refuses keys that do).
 DELIVERY_KEYS = "omnicore:event:"
+
+
+#: The bytes of durable deliveries held through an outage of the queue, at most.
+HELD_BYTES = 16 * 1024 * 1024
 
 
 def delivery_key(event_id: int, sub: Subscriber) -> str:
@@ -118,6 +127,14 @@ class Subscriptions:
         self.rate_drops: collections.Counter[str] = collections.Counter()
         #: The storage as deliveries see it (events of other hosts, durable deliveries).
         self._outage = Outage("event subscriptions", log, transient=(StorageError,))
+        #: Durable deliveries the queue refused, to queue again (oldest first), their bytes,
+        #: and the thread that does (started with the first).
+        self._held: collections.deque[tuple[Subscriber, bytes, str, int, int | None]] = \
+            collections.deque()
+        self._held_bytes = 0
+        self._held_wake = threading.Condition(self._lock)
+        self._held_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def admit_publish(self, plugin: str) -> bool:
         """Take one publish from ``plugin``'s token bucket; False (and counted) when empty."""
@@ -149,6 +166,7 @@ class Subscriptions:
             host = self._app.plugins
         except AttributeError:
             return
+        self._stopping.clear()
         self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="omnicore-events")
         bus = self._app.events
         self._bus_subs = [bus.subscribe(t, self._on_plugin_change)
@@ -177,6 +195,21 @@ class Subscriptions:
         for sub in self._bus_subs:
             self._app.events.unsubscribe(sub)
         self._bus_subs = []
+        self._stopping.set()
+        with self._lock:
+            self._held_wake.notify_all()
+            thread = self._held_thread
+        if thread is not None:
+            thread.join()
+        with self._lock:
+            lost = len(self._held)
+            for held in self._held:
+                held[0].dropped += 1
+            self._held.clear()
+            self._held_bytes = 0
+        if lost:
+            log.error("%d durable event deliveries held through the outage were not queued "
+                      "before the host stopped (the events stay in the event log)", lost)
         if self._threads is not None:
             self._threads.shutdown(wait=True, cancel_futures=True)
             self._threads = None
@@ -218,22 +251,64 @@ class Subscriptions:
 
     def _enqueue(self, sub: Subscriber, body: bytes, topic: str, hops: int,
                  event_id: int | None) -> None:
-        def enqueue() -> bool:
-            source = f"event:{topic}"
-            if event_id is None:  # a host's own event: only this host heard it
-                self._app.jobs.enqueue(sub.plugin, sub.handler, body, source=source,
-                                       hops=hops)
-            else:
-                self._app.jobs.enqueue_once(sub.plugin, sub.handler, body,
-                                            delivery_key(event_id, sub), source=source,
-                                            hops=hops)
-            return True
-
         # The event log took the event a moment ago; the queue failing now is an outage that
-        # began in between: the delivery is counted dropped (and the outage logged once).
-        if not self._outage.call(enqueue, False):
-            with self._lock:
+        # began in between: the delivery is held and queued once the database answers.
+        if not self._outage.call(lambda: self._queue(sub, body, topic, hops, event_id), False):
+            self._hold(sub, body, topic, hops, event_id)
+
+    def _queue(self, sub: Subscriber, body: bytes, topic: str, hops: int,
+               event_id: int | None) -> bool:
+        source = f"event:{topic}"
+        if event_id is None:  # a host's own event: only this host heard it
+            self._app.jobs.enqueue(sub.plugin, sub.handler, body, source=source, hops=hops)
+        else:  # keyed: a retry, or another host's delivery of the same event, queues one
+            self._app.jobs.enqueue_once(sub.plugin, sub.handler, body,
+                                        delivery_key(event_id, sub), source=source, hops=hops)
+        return True
+
+    def _hold(self, sub: Subscriber, body: bytes, topic: str, hops: int,
+              event_id: int | None) -> None:
+        with self._lock:
+            if self._stopping.is_set() or self._held_bytes + len(body) > HELD_BYTES:
                 sub.dropped += 1
+                full = not self._stopping.is_set()
+            else:
+                full = False
+                self._held.append((sub, body, topic, hops, event_id))
+                self._held_bytes += len(body)
+                if self._held_thread is None:
+                    self._held_thread = threading.Thread(
+                        target=self._requeue, name="omnicore-events-held", daemon=True)
+                    self._held_thread.start()
+                self._held_wake.notify()
+        if full and (sub.dropped == 1 or sub.dropped % 100 == 0):
+            log.warning("plugin '%s' handler '%s': a durable delivery was dropped: the %d "
+                        "bytes held for the queue until the database answers are full; %d "
+                        "dropped so far", sub.plugin, sub.handler, HELD_BYTES, sub.dropped)
+
+    def _requeue(self) -> None:
+        """Queue the held deliveries, oldest first, each tried through the outage until it
+        lands or the service stops."""
+        while True:
+            with self._lock:
+                while not self._held and not self._stopping.is_set():
+                    self._held_wake.wait()
+                if self._stopping.is_set():
+                    return
+                item = self._held[0]
+            sub, body = item[0], item[1]
+            try:
+                self._outage.persist(functools.partial(self._queue, *item), self._stopping)
+            except Exception:
+                if self._stopping.is_set():
+                    return  # stop() counts what is left
+                log.exception("plugin '%s' handler '%s': a held durable delivery could not "
+                              "be queued; dropped", sub.plugin, sub.handler)
+                with self._lock:
+                    sub.dropped += 1
+            with self._lock:
+                self._held.popleft()
+                self._held_bytes -= len(body)
 
     def _offer(self, sub: Subscriber, body: bytes, hops: int) -> None:
         threads = self._threads
