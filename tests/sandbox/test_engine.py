@@ -173,3 +173,38 @@ def test_the_epoch_keeps_time_when_the_ticker_wakes_late() -> None:
         wait_for(lambda: eng.epoch > before, what="the next tick")
         assert eng.epoch - before >= 55
 
+
+def test_a_deadline_armed_while_the_ticker_lags_is_not_cut_short(wat: Wat) -> None:
+    # The GIL held as above: the Python ticker owes some 60 ticks when the call arms its
+    # deadline, and adds them all once the call lets go of the GIL. Counted from the lagging
+    # epoch, that deadline would already be past when the guest starts; counted with the ticks
+    # owed (SandboxEngine.ticks_from_now) the call runs its full 100 ms. The first call's
+    # deadline discards its instance, so this one makes a new instance, whose first
+    # omni_alloc runs under the instance's own arm: counted from the lagging epoch too, it
+    # ended the call within a millisecond, one run in eight under xdist. The C ticker never
+    # lags (it needs no GIL): the same holds there.
+    import sys
+
+    from omnicore.errors import DeadlineExceeded
+
+    with SandboxEngine(epoch_tick_ms=5) as eng:
+        rt = PluginRuntime(eng, PluginModule.load(eng, wat("loop")),
+                           builtin_registry(), limits=Limits(timeout_ms=100))
+        with pytest.raises(DeadlineExceeded):
+            rt.call("spin", b"")  # the instance made (and its start armed) before the hold
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1.0)
+        try:
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:
+                pass
+            if eng.clock is None:
+                assert eng.epoch_and_owed()[1] >= 55
+            start = time.monotonic()
+            with pytest.raises(DeadlineExceeded):
+                rt.call("spin", b"")
+            ran = time.monotonic() - start
+        finally:
+            sys.setswitchinterval(old)
+        assert ran > 0.095, f"ended {0.1 - ran:.3f} s early"
+        rt.close()

@@ -129,7 +129,7 @@ class Instance(SlotDeadline):
         # WASI called from linked modules: pointers into the caller's memory (one view each).
         self.linked_wasi = rt.links.uses_wasi
         self.caller_memories: dict[bytes, Any] = {}
-        _set_deadline(self.ctx, rt.ticks)
+        _set_deadline(self.ctx, rt.engine.ticks_from_now(rt.ticks))
         # What call() needs: the engine epoch of its last arm (-1: never), the input header
         # of the last input size, the deadline in ticks and the fuel each call starts with.
         self._armed = -1

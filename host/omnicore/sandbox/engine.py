@@ -151,6 +151,13 @@ class SandboxEngine:
             late = time.monotonic() - self._due
             return self._epoch, (0 if late < 0 else 1 + int(late * 1000 / self.epoch_tick_ms))
 
+    def ticks_from_now(self, ticks: int) -> int:
+        """What to arm a store's deadline with so that it lies ``ticks`` ahead of now: with
+        the ticks the Python ticker owes (:meth:`epoch_and_owed`). Every arm counts them, an
+        instance's start and first allocation too (seen: a new instance's ``omni_alloc``
+        ended at once when armed from the lagging epoch)."""
+        return ticks + self.epoch_and_owed()[1]
+
     @property
     def components(self) -> wasmtime.Engine:
         """The engine components compile and run in, ticked with the core one.

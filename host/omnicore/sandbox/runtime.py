@@ -147,7 +147,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         try:
             inst = RawInstance(self._engine_addr, self._pre_addr,
                                memory_limit=lim.max_memory_bytes,
-                               deadline_ticks=self._ticks, fuel=self._fuel,
+                               deadline_ticks=self.engine.ticks_from_now(self._ticks),
+                               fuel=self._fuel,
                                burnt=self._meter.add if self._fuel is not None else None,
                                wasi=wasi, live=self._live,
                                has_initialize=self._has_init, timeout_s=lim.timeout_ms / 1000,

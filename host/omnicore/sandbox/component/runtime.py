@@ -253,7 +253,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
             watch.install(store)
             watch.arm(store)
         else:
-            store.set_epoch_deadline(self._ticks + self.engine.epoch_and_owed()[1])
+            store.set_epoch_deadline(self.engine.ticks_from_now(self._ticks))
         if self._fuel is not None:
             store.set_fuel(self._fuel)
         start = self.engine.epoch
@@ -403,7 +403,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
         if inst.watch is not None:
             inst.watch.arm(store)
         elif deadline:  # (the Python ticker's lag counted: engine.epoch_and_owed)
-            store.set_epoch_deadline(self._ticks + self.engine.epoch_and_owed()[1])
+            store.set_epoch_deadline(self.engine.ticks_from_now(self._ticks))
         if self._fuel is not None:
             store.set_fuel(self._fuel)
         inst.limiter.refused = False  # (Limiter.arm, inline: every call passes here)
