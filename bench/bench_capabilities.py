@@ -24,14 +24,13 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import wasmtime
-from _measure import machine, measure, render
+from _measure import machine, measure, render, scratch
 
 from omnicore.app import OmniApp
 from omnicore.sandbox import wasmbin
@@ -153,7 +152,7 @@ def main() -> None:
     ap.add_argument("--synchronous", choices=["normal", "full"], default="normal")
     args = ap.parse_args()
     iters, runs = (300, 100) if args.quick else (3000, 500)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-cap-"))
+    tmp = scratch("bench-cap-")
     app = OmniApp("bench", builtin_extensions=None, entry_points=False, overrides={
         "data_dir": str(tmp / "data"), "plugins_dir": str(tmp / "plugins"),
         "sandbox": {"watch": False}, "storage": {"synchronous": args.synchronous},
@@ -238,7 +237,6 @@ def main() -> None:
         ], args.markdown))
     finally:
         app.stop(grace=1)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

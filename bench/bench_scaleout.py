@@ -28,13 +28,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _measure import machine, measure, render
+from _measure import machine, measure, render, scratch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests package (tests/pgcluster.py)
@@ -197,7 +196,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     probes, burst, kills, iters = (40, 300, 3, 300) if args.quick else (200, 2000, 10, 2000)
-    work = Path(tempfile.mkdtemp(prefix="omnicore-bench-scaleout-"))
+    work = scratch("omnicore-bench-scaleout-")
     cluster = Cluster.start()
     try:
         build(ROOT / "tests" / "cluster" / "plugins" / "worker", work / "build")
@@ -228,7 +227,6 @@ def main() -> None:
         rows.append(["kv get through a plugin, SQLite", f"{lite} µs", "", ""])
     finally:
         cluster.stop()
-        shutil.rmtree(work, ignore_errors=True)
     print(f"Measured on: {machine()}")
     print(render(["what", "median / p50", "p99 / floor", "rate / ratio"], rows,
                  markdown=args.markdown))

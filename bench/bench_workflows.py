@@ -22,11 +22,10 @@ import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _measure import machine, render
+from _measure import machine, render, scratch
 
 from omnicore.app import OmniApp
 from omnicore.capabilities.events import PluginEvent
@@ -66,7 +65,7 @@ def main() -> None:
     if not GREETER.is_file():
         sys.exit(f"{GREETER} is missing: run `omnicore build plugins/ --out build/plugins`")
     runs, items, triggers = (5, 200, 10) if args.quick else (30, 1000, 50)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-wf-"))
+    tmp = scratch("bench-wf-")
     (tmp / "plugins").mkdir()
     shutil.copy(GREETER, tmp / "plugins")
     app = OmniApp("bench-wf", entry_points=False, overrides={
@@ -135,7 +134,6 @@ def main() -> None:
                      f"{p50:.2f} / {p99:.2f} ms", "-"])
     finally:
         app.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
     print(f"# bench_workflows on {machine()}")
     print(render(["case", "direct app.plugins.call", "workflow engine", "overhead per step"],
                  rows, markdown=args.markdown))
