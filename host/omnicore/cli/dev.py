@@ -10,6 +10,7 @@ leaves the running version serving and prints why.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -69,6 +70,10 @@ class Watcher:
         self._thread.start()
 
     def _loop(self) -> None:
+        # Ctrl-C is the main thread's: blocked here (and in every thread this one starts,
+        # the builds' and the module compilation's), the kernel hands a SIGINT or SIGTERM
+        # to the main thread, whose handler runs at once.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         pending: dict[Path, tuple[tuple[str, int, int], ...]] = {}
         while not self.stop.wait(self.interval):
             try:
@@ -154,8 +159,8 @@ def dev_command(ctx: click.Context, source: Path, app_dir: Path | None, out_dir:
                        f"running at {host.url} serves {app_dir} and reloads each build "
                        "installed into its plugins folder (Ctrl-C stops watching; the host "
                        "keeps running)")
-            # Short waits: Ctrl-C's SIGINT may be delivered to another thread (the watcher,
-            # a compiler's), and a main thread blocked in one long wait would run Python's
+            # Short waits: were Ctrl-C's SIGINT delivered to another thread (one not started
+            # by the watcher), a main thread blocked in one long wait would run Python's
             # handler only when that wait ended (seen: `dev` ignoring Ctrl-C for 30 s and on).
             while not watcher.stop.wait(0.25):
                 pass
