@@ -159,11 +159,19 @@ def dev_command(ctx: click.Context, source: Path, app_dir: Path | None, out_dir:
                        f"running at {host.url} serves {app_dir} and reloads each build "
                        "installed into its plugins folder (Ctrl-C stops watching; the host "
                        "keeps running)")
-            # Short waits: were Ctrl-C's SIGINT delivered to another thread (one not started
-            # by the watcher), a main thread blocked in one long wait would run Python's
-            # handler only when that wait ended (seen: `dev` ignoring Ctrl-C for 30 s and on).
-            while not watcher.stop.wait(0.25):
-                pass
+            # Ctrl-C and SIGTERM only note that they came, and the main thread looks every
+            # 0.25 s. A KeyboardInterrupt raised inside the watcher's Event.wait could leave
+            # the Event's lock held, and the stop's set() below then waited for ever (seen:
+            # `dev` not exiting after Ctrl-C in whole CI runs).
+            signals: list[int] = []
+            previous = {sig: signal.signal(sig, lambda got, _frame: signals.append(got))
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                while not signals:
+                    time.sleep(0.25)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         else:
             click.echo(f"[dev] watching {source} every {interval:g} s; serving {app_dir}")
             ctx.invoke(run, appdir=app_dir, no_console=no_console)
