@@ -229,3 +229,9 @@ def test_what_an_outage_holds_is_bounded_and_a_stop_counts_what_is_left(
     assert sub.dropped == 3
     assert any("2 durable event deliveries held through the outage were not queued" in
                r.getMessage() for r in caplog.records)
+    # Started again (an app's restart), the service holds and retries again.
+    ev_app.subscriptions.start()
+    assert pub(ev_app, "src", "d") == 0
+    assert len(ev_app.subscriptions._held) == 1
+    thread = ev_app.subscriptions._held_thread
+    assert thread is not None and thread.is_alive()

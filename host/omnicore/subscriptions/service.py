@@ -198,7 +198,7 @@ class Subscriptions:
         self._stopping.set()
         with self._lock:
             self._held_wake.notify_all()
-            thread = self._held_thread
+            thread, self._held_thread = self._held_thread, None  # a restart starts another
         if thread is not None:
             thread.join()
         with self._lock:
