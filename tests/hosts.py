@@ -25,7 +25,13 @@ from typing import Any, TypeVar
 from omnicore.cli.remote import Remote, find_running
 from tests.waiting import eventually
 
-__all__ = ["OMNICORE", "Host", "http_ok"]
+__all__ = ["CHEAP_PASSWORD_HASH", "OMNICORE", "Host", "http_ok"]
+
+#: The cheapest argon2id ``console.password_hash`` takes, for the hosts tests start with
+#: users: each user added and each sign-in hashes, at the default cost a tenth of a second
+#: of CPU, and the console's tests spent half their time on it.
+#: tests/accounts/test_password_hash.py holds the default cost.
+CHEAP_PASSWORD_HASH = {"time_cost": 1, "memory_kib": 8, "parallelism": 1}
 
 T = TypeVar("T")
 

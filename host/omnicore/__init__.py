@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     **{name: "omnicore.errors" for name in (
         "OmniError", "ConfigError", "LifecycleError", "ModuleError", "BuildError",
         "Refused", "PluginError", "PluginNotFound", "HandlerNotFound", "NeedsGrant",
-        "PluginLoadError",
+        "PluginLoadError", "PluginCompiling",
         "InvalidModule", "UnsupportedAbiVersion", "DuplicatePlugin", "PluginCallError",
         "GuestError", "Trap", "InvalidInput", "CircuitOpen", "LimitExceeded", "DeadlineExceeded",
         "FuelExhausted", "MemoryLimitExceeded", "InputTooLarge", "OutputTooLarge")},
@@ -63,6 +63,7 @@ __all__ = [
     "OmniError",
     "OutputTooLarge",
     "PluginCallError",
+    "PluginCompiling",
     "PluginContext",
     "PluginError",
     "PluginHost",

@@ -56,6 +56,7 @@ here and in ``omnicore`` itself::
         ├── PluginLoadError      the file cannot become a plugin
         │   ├── InvalidModule    not wasm, fails validation, breaks ABI v1
         │   ├── UnsupportedAbiVersion
+        │   ├── PluginCompiling  still compiling (a start, a drop): a moment later it works
         │   ├── oci.SignatureRefused   the trust policy (plugins.trust) refused the module:
         │   │                  unsigned, tampered, or signed by a key it does not trust
         │   ├── DuplicatePlugin
@@ -201,6 +202,11 @@ class NeedsGrant(PluginError):
 
 class PluginLoadError(PluginError):
     """The file could not become a plugin."""
+
+
+class PluginCompiling(PluginLoadError):
+    """The plugin's module is still being compiled (the host started, or its file changed,
+    moments ago): the same call a moment later finds it. The console answers 503."""
 
 
 class InvalidModule(PluginLoadError):

@@ -15,6 +15,7 @@ import pytest
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
+from tests.hosts import CHEAP_PASSWORD_HASH
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -71,7 +72,7 @@ def start_host(tmp_path: Path, greeter: Path | None, *, users: bool = True,
         shutil.copy(greeter, plugins / "greeter-rust.wasm")
     app = OmniApp("console-test", overrides={
         "data_dir": str(tmp_path / "data"), "plugins_dir": str(plugins),
-        "console": {"port": 0, **console},
+        "console": {"port": 0, "password_hash": CHEAP_PASSWORD_HASH, **console},
         "capabilities": {"vault": {"password": "hunter2", "region": "eu"}}})
     module = ConsoleModule()
     app.add_module(module)

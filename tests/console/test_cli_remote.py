@@ -4,12 +4,18 @@ and say on stderr which way they went."""
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from omnicore.cli import main
-from tests.console.conftest import Host
+from tests.console.conftest import Host, start_host
+from tests.host_fixtures import echo_wasm, write
+from tests.waiting import eventually
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -18,6 +24,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
 
 
 def appdir_for(host: Host, tmp_path: Path) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "omnicore.yaml").write_text(
         f"name: remote-test\ndata_dir: {host.app.data_dir}\nplugins_dir: {host.plugins_dir}\n")
     return tmp_path
@@ -143,3 +150,81 @@ def test_one_input_limit_over_rest_and_the_cli(host: Host, tmp_path: Path) -> No
     assert "exceeds limits.max_input_bytes (1048576)" in err
     assert "omnicore settings limits greeter-rust max_input_bytes=N" in err
     assert "Broken pipe" not in err
+
+
+class _HeldCompile:
+    """While ``gate`` is shut, the running host's compile of ``late.wasm`` waits: the plugin
+    stays ``compiling`` for as long as the test wants (a fast machine compiles it at once)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import omnicore.plugins.linking as linking
+        from omnicore.sandbox.module import PluginModule
+
+        self.gate = threading.Event()
+        gate = self.gate
+
+        class Held(PluginModule):
+            @classmethod
+            def load(cls, engine: Any, source: Any, name: Any = None,
+                     **kw: Any) -> PluginModule:
+                if isinstance(source, (str, Path)) and Path(source).name == "late.wasm":
+                    assert gate.wait(120), "the test never opened the gate"
+                return PluginModule.load(engine, source, name, **kw)
+
+        monkeypatch.setattr(linking, "PluginModule", Held)
+
+
+@pytest.fixture
+def bare_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Host, Any]]:
+    held = _HeldCompile(monkeypatch)
+    h = start_host(tmp_path / "host", None)
+    try:
+        yield h, held
+    finally:
+        held.gate.set()
+        h.app.stop()
+
+
+def test_call_waits_while_the_running_host_compiles_the_plugin(
+        bare_host: tuple[Host, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin dropped a moment ago is first unknown to the host, then compiling: `omnicore
+    call` waits through both (it said "still compiling" and failed before), and the console
+    answers a call to a compiling plugin 503, a moment's matter, not a broken plugin's 422."""
+    from omnicore.cli.remote import Remote, RemoteError
+
+    host, held = bare_host
+    app = appdir_for(host, host.plugins_dir.parent)  # its plugins folder: DIR/plugins
+    seen: list[tuple[str, int]] = []
+    call = Remote.call
+
+    def answered(self: Remote, *args: Any, **kw: Any) -> Any:
+        try:
+            return call(self, *args, **kw)
+        except RemoteError as exc:
+            seen.append((exc.type, exc.status))
+            if exc.type == "PluginCompiling":
+                held.gate.set()  # the host answered "compiling": now let it finish
+            raise
+
+    monkeypatch.setattr(Remote, "call", answered)
+    write(host.plugins_dir, "late.wasm", echo_wasm("late"))
+    code, out, err = run("call", "late", "echo", "--app", str(app), "--input", "hi")
+    assert code == 0, err
+    assert out == "hi\n"
+    assert ("PluginCompiling", 503) in seen
+    assert "'late' is still compiling on that host; waiting for it" in err
+
+
+def test_call_stops_waiting_for_a_compile_after_its_bound(
+        bare_host: tuple[Host, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import omnicore.cli.plugins as cli_plugins
+
+    host, _held = bare_host  # the gate stays shut: the compile never ends
+    app = appdir_for(host, host.plugins_dir.parent)  # its plugins folder: DIR/plugins
+    monkeypatch.setattr(cli_plugins, "COMPILE_WAIT", 0.5)
+    write(host.plugins_dir, "late.wasm", echo_wasm("late"))
+    eventually(lambda: any(i.name == "late" and i.state == "compiling"
+                           for i in host.app.plugins))
+    code, _out, err = run("call", "late", "echo", "--app", str(app), "--input", "hi")
+    assert code == 1
+    assert "PluginCompiling" in err and "still compiling" in err, err

@@ -18,6 +18,7 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from omnicore.errors import ConfigError
+from tests.hosts import CHEAP_PASSWORD_HASH
 
 HERE = Path(__file__).parent
 
@@ -98,7 +99,8 @@ class Host:
         appdir = make_app(root, expose, **config)
         self.plugins_dir = appdir / "plugins"
         self.app = OmniApp(config_path=appdir / "omnicore.yaml",
-                           overrides={"console": {"port": 0}})
+                           overrides={"console": {"port": 0,
+                                 "password_hash": CHEAP_PASSWORD_HASH}})
         self.module = ConsoleModule()
         self.app.add_module(self.module)
         self.app.start()

@@ -18,6 +18,7 @@ from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from tests.browsers import SHOTS, off_thread
 from tests.host_fixtures import echo_wasm
+from tests.hosts import CHEAP_PASSWORD_HASH
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,7 +164,8 @@ def test_console_shows_the_findings_of_each_workflow(
         tmp_path: Path, browser: Browser) -> None:
     folder = make_app(tmp_path / "app", {"later.yaml": LATER, "wrong.yaml": WRONG})
     app = OmniApp(config_path=folder / "omnicore.yaml", environ={}, entry_points=False,
-                  overrides={"console": {"enabled": True, "port": 0}})
+                  overrides={"console": {"enabled": True, "port": 0,
+                                        "password_hash": CHEAP_PASSWORD_HASH}})
     module = ConsoleModule()
     app.add_module(module)
     off_thread(app.start)   # Playwright's loop runs in this thread; start refuses one

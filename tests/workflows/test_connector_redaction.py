@@ -21,6 +21,7 @@ from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from tests.capabilities.test_http import Guest, http_wasm
 from tests.egress.echo import ALL, Echo, leaks
+from tests.hosts import CHEAP_PASSWORD_HASH
 
 TOKEN = "tok/en+4f9b~2c7e=1d8a>>?"
 EXTRA = "extra/secret+value=42"
@@ -49,7 +50,8 @@ def app(tmp_path: Path, echo: Echo) -> Iterator[tuple[OmniApp, str]]:
         "connectors": {"api": {"base_url": echo.base, "auth": "bearer", "secret": "TOKEN"}},
     }))
     started = OmniApp(config_path=tmp_path / "omnicore.yaml", environ={}, entry_points=False,
-                      overrides={"console": {"enabled": True, "port": 0},
+                      overrides={"console": {"enabled": True, "port": 0,
+                                        "password_hash": CHEAP_PASSWORD_HASH},
                                  "sandbox": {"watch": False}})
     module = ConsoleModule()
     started.add_module(module)

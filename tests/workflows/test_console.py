@@ -15,6 +15,7 @@ import pytest
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from omnicore.workflows import SIGNATURE_HEADER, sign_webhook
+from tests.hosts import CHEAP_PASSWORD_HASH
 from tests.waiting import eventually
 from tests.workflows.conftest import app_dir
 
@@ -37,7 +38,8 @@ outputs: {said: "${{ steps.greet.output.message }}", by: "${{ steps.ok.output.by
 
 def start(folder: Path) -> tuple[OmniApp, str]:
     app = OmniApp(config_path=folder / "omnicore.yaml", environ={}, entry_points=False,
-                  overrides={"console": {"enabled": True, "port": 0}})
+                  overrides={"console": {"enabled": True, "port": 0,
+                                        "password_hash": CHEAP_PASSWORD_HASH}})
     module = ConsoleModule()
     app.add_module(module)
     app.start()

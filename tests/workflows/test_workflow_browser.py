@@ -12,6 +12,7 @@ from playwright.sync_api import Browser, expect
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
 from tests.browsers import off_thread
+from tests.hosts import CHEAP_PASSWORD_HASH
 from tests.workflows.conftest import app_dir
 
 FLOW = """\
@@ -34,7 +35,8 @@ def running(tmp_path: Path, built_plugins: dict[str, Path]
     folder = app_dir(tmp_path / "app", {"greeter-rust": built_plugins["greeter-rust"]},
                      {"ship.yaml": FLOW})
     app = OmniApp(config_path=folder / "omnicore.yaml", environ={}, entry_points=False,
-                  overrides={"console": {"enabled": True, "port": 0}})
+                  overrides={"console": {"enabled": True, "port": 0,
+                                        "password_hash": CHEAP_PASSWORD_HASH}})
     module = ConsoleModule()
     app.add_module(module)
     off_thread(app.start)

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import re
 import secrets
+import threading
 import time
 
 from argon2 import PasswordHasher
@@ -25,7 +26,7 @@ from omnicore.storage import Storage, StorageError
 from omnicore.storage.user_rows import ROLES, Role, Session, Token, User, UserRows
 
 __all__ = ["ROLES", "Role", "Session", "Token", "User", "UserStore", "check_password",
-           "check_username"]
+           "check_username", "hasher_for"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 8
@@ -50,6 +51,12 @@ def check_password(password: str) -> str:
     return password
 
 
+def hasher_for(time_cost: int, memory_kib: int, parallelism: int) -> PasswordHasher:
+    """The argon2id hasher of ``console.password_hash``'s settings."""
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
+                          parallelism=parallelism)
+
+
 #: A token's last use is written at most this often: a script calling the API in a loop
 #: would otherwise make every request a write to the accounts database.
 LAST_USE_EVERY_S = 30.0
@@ -71,9 +78,12 @@ class UserStore:
         self._rows = rows
         self._owner = owner
         self._hasher = hasher or PasswordHasher()
-        # Verifying against this when the user does not exist costs the same as a real check,
-        # so response times do not tell which names exist.
-        self._dummy = self._hasher.hash(secrets.token_hex(16))
+        # Verifying against a dummy hash when the user does not exist costs the same as a
+        # real check, so response times do not tell which names exist. Made by the first
+        # sign-in, whatever its name (a hash costs a tenth of a second: every host start and
+        # every `omnicore users` command paid it, most never to sign anyone in).
+        self._dummy: str | None = None
+        self._dummy_lock = threading.Lock()
         self._last_use_failing = False
         self._stamped: dict[str, float] = {}  # token digest -> monotonic time of its stamp
 
@@ -123,8 +133,9 @@ class UserStore:
         """The user if ``password`` is theirs, else None (same cost either way)."""
         if not isinstance(password, str) or len(password) > MAX_PASSWORD:
             return None
+        dummy = self._dummy_hash()  # before the lookup: the first sign-in pays it either way
         found = self._rows.password_hash(name)
-        stored = found if found is not None else self._dummy
+        stored = found if found is not None else dummy
         try:
             self._hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
@@ -134,6 +145,12 @@ class UserStore:
         if self._hasher.check_needs_rehash(stored):
             self._rows.set_password_hash(name, self._hasher.hash(password))
         return self.get(name)
+
+    def _dummy_hash(self) -> str:
+        with self._dummy_lock:
+            if self._dummy is None:
+                self._dummy = self._hasher.hash(secrets.token_hex(16))
+            return self._dummy
 
     # -- sessions -----------------------------------------------------------------------
 

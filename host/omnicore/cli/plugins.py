@@ -492,22 +492,36 @@ def _call_remote(remote: Any, name: str, handler: str, data: bytes, verbose: boo
 
 def _call_once_loaded(remote: Any, name: str, handler: str, data: bytes,
                       folder: Path | None) -> bytes:
-    """``remote.call``; while the host answers PluginNotFound for a file that lies in the
-    app's plugin folder (dropped a moment ago: its watcher has not loaded it yet), ask again,
-    for at most 10 s. A name with no file fails at once."""
+    """``remote.call``, once the host has the plugin ready. While the host answers
+    PluginNotFound for a file that lies in the app's plugin folder (dropped a moment ago: its
+    watcher has not loaded it yet), ask again for at most 10 s; while it answers
+    PluginCompiling (the host, or the file, is new), for at most 120 s, saying so once. A name
+    with no file, or any other error, fails at once."""
     import time
 
     from omnicore.cli.remote import RemoteError
 
-    deadline = time.monotonic() + 10
+    start = time.monotonic()
+    said = False
     while True:
         try:
             return bytes(remote.call(name, handler, data))
         except RemoteError as exc:
-            if exc.type != "PluginNotFound" or folder is None \
-                    or not (folder / f"{name}.wasm").is_file() or time.monotonic() > deadline:
+            waited = time.monotonic() - start
+            if exc.type == "PluginCompiling" and waited < COMPILE_WAIT:
+                if not said:
+                    click.echo(f"omnicore: '{name}' is still compiling on that host; waiting "
+                               f"for it (at most {COMPILE_WAIT:.0f} s)", err=True)
+                    said = True
+            elif exc.type != "PluginNotFound" or folder is None \
+                    or not (folder / f"{name}.wasm").is_file() or waited > 10:
                 raise
         time.sleep(0.1)
+
+
+# How long `omnicore call` waits for a running host to finish compiling the plugin: the
+# slowest example (componentize-py's, 40 MB) compiles in about 25 s on 2 cores.
+COMPILE_WAIT = 120.0
 
 
 def _last_log_time(remote: Any, name: str) -> float:

@@ -41,10 +41,13 @@ def _store(appdir: Path) -> UserStore:
         raise ConfigError(f"no {CONFIG_FILE} in {appdir}; pass --app DIR (the folder of "
                           f"the app whose console this is), or set {_URL_ENV} to the "
                           "cluster's database URL", source=str(path))
+    from omnicore.accounts.users import hasher_for
     from omnicore.config import load_config
 
-    storage = open_app_storage(load_config(path if path.is_file() else None))
-    return UserStore(storage.users, owner=storage)
+    cfg = load_config(path if path.is_file() else None)
+    storage = open_app_storage(cfg)
+    return UserStore(storage.users, owner=storage,
+                     hasher=hasher_for(**cfg.console.password_hash.model_dump()))
 
 
 def _audit(store: UserStore, verb: str, target: str, after: object = None) -> None:

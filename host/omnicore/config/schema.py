@@ -216,6 +216,24 @@ class CatalogConfig(_Strict):
                     "the folder")
 
 
+class PasswordHashConfig(_Strict):
+    """``console.password_hash.*``: the argon2id cost of a console password (argon2-cffi's
+    defaults, RFC 9106's second recommendation). A sign-in whose password was hashed with
+    other settings rehashes it with these, so raising them reaches every user who signs in."""
+
+    time_cost: int = Field(default=3, ge=1, le=100, description="argon2 passes over memory")
+    memory_kib: int = Field(default=64 * 1024, ge=8, le=4 * 1024 * 1024,
+                            description="argon2 memory per hash, KiB (each sign-in takes it)")
+    parallelism: int = Field(default=4, ge=1, le=64, description="argon2 lanes")
+
+    @model_validator(mode="after")
+    def _memory_covers_the_lanes(self) -> PasswordHashConfig:
+        if self.memory_kib < 8 * self.parallelism:
+            raise ValueError(f"memory_kib must be at least 8 per lane ({8 * self.parallelism} "
+                             f"for parallelism {self.parallelism}), got {self.memory_kib}")
+        return self
+
+
 class ConsoleConfig(_Strict):
     """``console.*``: the web console and REST API served by ``omnicore run``."""
 
@@ -243,6 +261,8 @@ class ConsoleConfig(_Strict):
     body_timeout_s: float = Field(default=30.0, gt=0,
                                   description="time a request body has to arrive, plus 1 s "
                                               "per MiB of its size")
+    password_hash: PasswordHashConfig = Field(default_factory=PasswordHashConfig,
+                                              description="the argon2id cost of passwords")
 
 
 class PluginConfig(_Strict):

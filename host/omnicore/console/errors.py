@@ -27,6 +27,7 @@ from omnicore.errors import (
     NeedsGrant,
     OmniError,
     PluginCallError,
+    PluginCompiling,
     PluginLoadError,
     PluginNotFound,
 )
@@ -104,6 +105,8 @@ def status_of(exc: OmniError) -> int:
         return 409
     if isinstance(exc, InputTooLarge | ModuleTooLarge):
         return 413
+    if isinstance(exc, PluginCompiling):  # a moment later the same call works
+        return 503
     if isinstance(exc, PluginLoadError | ConfigError | PluginCallError):
         return 422
     if isinstance(exc, StorageFull):

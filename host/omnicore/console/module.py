@@ -23,7 +23,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from omnicore.accounts.users import UserStore
+from omnicore.accounts.users import UserStore, hasher_for
 from omnicore.config.schema import ConsoleConfig
 from omnicore.console.auth import Auth
 from omnicore.console.guard import HostPolicy
@@ -110,7 +110,7 @@ class ConsoleModule(Module):
                               f"turn auth back on)", key="console.auth", value=False,
                               source=self.app.config.source_of("console.auth"))
         app = self.app
-        store = UserStore(app.storage.users)
+        store = UserStore(app.storage.users, hasher=hasher_for(**cfg.password_hash.model_dump()))
         try:
             auth = Auth(store, enabled=cfg.auth, session_ttl_s=cfg.session_ttl_s,
                         secure_cookies=None if cfg.secure_cookies == "auto"

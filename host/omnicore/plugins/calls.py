@@ -12,7 +12,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from omnicore.errors import NeedsGrant, OmniError, PluginError, PluginLoadError, PluginNotFound
+from omnicore.errors import (
+    NeedsGrant,
+    OmniError,
+    PluginCompiling,
+    PluginError,
+    PluginLoadError,
+    PluginNotFound,
+)
 from omnicore.plugins.versions import Entry, Version
 
 __all__ = ["call", "executor_for", "not_callable"]
@@ -66,7 +73,7 @@ def not_callable(entry: Entry) -> OmniError:
         return PluginNotFound(f"plugin '{entry.name}' is disabled (enabled: false)",
                               plugin=entry.name)
     if entry.state == "compiling":
-        return PluginLoadError(f"plugin '{entry.name}' is still compiling (the host started "
+        return PluginCompiling(f"plugin '{entry.name}' is still compiling (the host started "
                                "moments ago); call it again in a moment", plugin=entry.name)
     return PluginLoadError(f"plugin '{entry.name}' failed to load: {entry.last_error}",
                            plugin=entry.name)

@@ -129,8 +129,8 @@ class FolderTarget(Protocol):
         """
 
     def prepare_files(self, paths: Sequence[Path]) -> list[Path]:
-        """Several files are new (a start): prepare them to load (compile ahead); return the
-        order to :meth:`load_file` them in."""
+        """Files are new (a start, a drop): prepare them to load (compile ahead, shown as
+        ``compiling``); return the order to :meth:`load_file` them in."""
 
     def reload_file(self, name: str, path: Path) -> str:
         """Replace plugin ``name`` with the new contents of ``path``; return the new name."""
@@ -184,7 +184,9 @@ class PluginFolder:
                             for observer in self.sidecar_observers:
                                 self._guard(partial(observer, new, path), path)
             added: list[Path] = list(changes.added)
-            if len(added) > 1:
+            # Even one new file shows as `compiling` while it compiles (seconds for a large
+            # one): a call meanwhile hears "still compiling", not "no such plugin".
+            if added:
                 added = self._guard(partial(self._target.prepare_files, added), added[0]) \
                     or added
             for path in added:
