@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 
+from omnicore.errors import PluginLoadError
 from omnicore.toolchains.testhost import Program
 from omnicore.toolchains.testhost.program import Captured
 
@@ -124,3 +125,38 @@ def test_a_dotted_config_key_is_a_nested_value(tmp_path: Path) -> None:
     finally:
         prog.close()
     assert bytes(out.data).decode().splitlines() == ["5432", '{"db":{"port":"5432"}}']
+
+
+def test_a_test_program_is_compiled_by_winch(program: Program) -> None:
+    """A test binary is new on every edit: the test host compiles it with the baseline
+    compiler (a fifth of Cranelift's CPU), and a trap and a deadline are the same there."""
+    assert program.engine is not None and program.engine.baseline
+    assert program.run([], Captured()).code == 0
+
+
+# A test program whose _start ends in a tail call: Winch has no tail calls, Cranelift does.
+TAIL_CALL = r"""
+(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func $finish (call $exit (i32.const 3)))
+  (func (export "_start") (return_call $finish)))
+"""
+
+
+def test_what_winch_cannot_compile_cranelift_does(tmp_path: Path) -> None:
+    wasm = tmp_path / "tail.wasm"
+    wasm.write_bytes(wasmtime.wat2wasm(TAIL_CALL))
+    prog = Program(wasm)
+    try:
+        assert prog.engine is not None and not prog.engine.baseline
+        assert prog.run([], Captured()).code == 3
+    finally:
+        prog.close()
+
+
+def test_a_module_neither_compiler_takes_is_refused_by_name(tmp_path: Path) -> None:
+    wasm = tmp_path / "broken.wasm"
+    wasm.write_bytes(wasmtime.wat2wasm(PROGRAM)[:-7])  # cut short
+    with pytest.raises(PluginLoadError, match="broken.wasm is not a valid WebAssembly module"):
+        Program(wasm)
