@@ -158,5 +158,5 @@ def test_what_winch_cannot_compile_cranelift_does(tmp_path: Path) -> None:
 def test_a_module_neither_compiler_takes_is_refused_by_name(tmp_path: Path) -> None:
     wasm = tmp_path / "broken.wasm"
     wasm.write_bytes(wasmtime.wat2wasm(PROGRAM)[:-7])  # cut short
-    with pytest.raises(PluginLoadError, match="broken.wasm is not a valid WebAssembly module"):
+    with pytest.raises(PluginLoadError, match=r"broken\.wasm is not a valid WebAssembly module"):
         Program(wasm)
