@@ -186,6 +186,8 @@ class Flaky:
         self.down = False
         self.refused = 0
         self.renewals: list[tuple[float, list[int]]] = []
+        #: Set by the first renewal after a refused call: the storage answered again.
+        self.renewed_since_outage = threading.Event()
         # A call runs whole on one side of a switch: one begun before the outage cannot end
         # after it began (on a loaded machine that read as the storage answering again).
         self.switching = threading.Lock()
@@ -204,6 +206,8 @@ class Flaky:
                     raise Away("storage test.db: unreachable")
                 if name == "renew":
                     self.renewals.append((time.monotonic(), list(args[1])))  # type: ignore[call-overload]
+                    if self.refused:
+                        self.renewed_since_outage.set()
                 return attr(*args, **kwargs)
 
         return call
@@ -220,7 +224,16 @@ def test_an_outage_holds_the_running_item_and_records_it_when_the_storage_return
         runs.append(task.id)
         ran.set()
         go.wait(10)
-        workers.persist(lambda: flaky.finish(task.id, "host-a", time.time()))
+
+        def finish() -> None:
+            # Once the outage began, the outcome waits (5 s at most) for the renewal of the
+            # leases the storage's return brings: the test checks that renewal, and an item
+            # whose outcome was written first has no lease left to renew (CI saw it so).
+            if flaky.refused:
+                flaky.renewed_since_outage.wait(5)
+            flaky.finish(task.id, "host-a", time.time())
+
+        workers.persist(finish)
 
     workers = LeasedWorkers("test", flaky, run, lambda t: t.id, owner="host-a", workers=2,
                             lease_s=30.0, poll_s=0.05, tick=lambda now: None)
