@@ -36,8 +36,8 @@ COPY host/ host/
 COPY sdk/ sdk/
 COPY web/ web/
 RUN python3 -m venv /opt/omnicore \
-    && /opt/omnicore/bin/pip install -q ".[postgres,connectors]" \
-    && OMNICORE_CALLPATH=native /opt/omnicore/bin/python -c "import omnicore.sandbox.fastcall, omnicore.sandbox.logring" \
+    && /opt/omnicore/bin/pip install -q --no-compile ".[postgres,connectors]" \
+    && OMNICORE_CALLPATH=native PYTHONDONTWRITEBYTECODE=1 /opt/omnicore/bin/python -c "import omnicore.sandbox.fastcall, omnicore.sandbox.logring" \
     && find /opt/omnicore -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${BASE} AS runtime

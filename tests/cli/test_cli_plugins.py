@@ -269,6 +269,47 @@ def test_call_shows_the_plugins_warnings_on_stderr_and_everything_with_v(
     assert "[info] hi!" in info_v.stderr
 
 
+@pytest.mark.parametrize("where", ["bare file", "app"])
+def test_a_one_off_call_compiles_with_the_baseline_compiler_unless_optimized_code_is_cached(
+        loggers: Path, tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`omnicore call` ends with its call: a module the cache lacks is compiled by Winch (a
+    Ruby plugin's first call: 3 s of CPU, not 27) and cached so; nothing tiers up. Cranelift's
+    entry, once there (`omnicore run`, `precompile`), is what a call loads."""
+    from omnicore.plugins.tiers import TierUp
+    from omnicore.sandbox import PluginModule, SandboxEngine
+
+    tiered: list[object] = []
+    monkeypatch.setattr(TierUp, "submit", lambda self, entry, module: tiered.append(entry))
+    cache = tmp_path / "cache"
+    if where == "app":
+        app = tmp_path / "app"
+        (app / "plugins").mkdir(parents=True)
+        (app / "plugins" / "echo.wasm").write_bytes((loggers / "echo.wasm").read_bytes())
+        (app / "omnicore.yaml").write_text(
+            f"name: one-off\nplugins_dir: plugins\ndata_dir: {tmp_path / 'data'}\n"
+            f"sandbox: {{cache_dir: {cache}}}\n")
+        argv, env = ["call", "echo", "echo", "--app", str(app)], {}
+    else:
+        argv, env = ["call", str(loggers / "echo.wasm"), "echo"], {"OMNICORE_CACHE_DIR": str(cache)}
+
+    def entries() -> list[str]:
+        return sorted(p.name for p in cache.glob("*.cwasm"))
+
+    with SandboxEngine(baseline=True) as winch, SandboxEngine(cache_dir=cache) as cranelift:
+        first = CliRunner().invoke(main, [*argv, "--input", "x"], env=env)
+        assert first.exit_code == 0 and first.stdout == "x\n", first.output
+        assert [e.split("-")[1] for e in entries()] == [f"{winch.config_key}.cwasm"]
+        assert tiered == []
+        # The optimized code compiled (what a serving host's tier-up writes) and the baseline
+        # entry gone: a call now loads Cranelift's entry and compiles nothing.
+        PluginModule.load(cranelift, loggers / "echo.wasm")
+        for entry in cache.glob(f"*-{winch.config_key}.cwasm*"):
+            entry.unlink()
+        again = CliRunner().invoke(main, [*argv, "--input", "y"], env=env)
+        assert again.exit_code == 0 and again.stdout == "y\n", again.output
+        assert [e.split("-")[1] for e in entries()] == [f"{cranelift.config_key}.cwasm"]
+
+
 def test_bare_file_calls_share_a_per_user_module_cache(loggers: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     env = {"OMNICORE_CACHE_DIR": str(cache)}

@@ -120,21 +120,24 @@ def test_build_save_run_and_approve_a_workflow(
     link(page, "greet", "approve")
     link(page, "approve", "greet_2")
     expect(graph.locator("g.wfe-link")).to_have_count(2)
-    # Where the node is, read in one step (each check of the draft draws the graph anew).
+    # Where the node is, read in one step (each check of the draft draws the graph anew), in
+    # the graph's own units: a client y moves with the page's scroll, which a click that
+    # brings the layout button into view changes (a run failed so, the node "never back").
     def top() -> float:
         return float(page.eval_on_selector("g[data-step=greet_2] rect",
-                                           "r => r.getBoundingClientRect().y"))
+                                           "r => r.y.baseVal.value"))
     def until_top(compare: str, limit: float) -> float:
         # The graph is drawn anew after each change, not at once: wait for the node to get
         # there (a single read raced the redraw on a loaded machine).
         page.wait_for_function(
             "([limit, below]) => { const r = document.querySelector("
-            "'g[data-step=greet_2] rect'); const y = r && r.getBoundingClientRect().y;"
+            "'g[data-step=greet_2] rect'); const y = r && r.y.baseVal.value;"
             " return r && (below ? y < limit : y > limit); }", arg=[limit, compare == "<"])
         return top()
 
     start = top()
-    drag(page, "g[data-step=greet_2] text.wfe-id", 700, start + 150)
+    _, middle = center(page, "g[data-step=greet_2] rect")
+    drag(page, "g[data-step=greet_2] text.wfe-id", 700, middle + 150)
     moved = until_top(">", start + 100)
     page.click("#wfe-layout")
     until_top("<", moved - 100)  # back in its row

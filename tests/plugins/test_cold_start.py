@@ -277,6 +277,11 @@ def test_a_plugin_reloaded_before_its_tier_up_keeps_the_new_file(folder: Path,
     ("loop", "spin", DeadlineExceeded),
     ("grow_bomb", "bomb", MemoryLimitExceeded),
     ("unreachable", "crash", Trap),
+    # A component's baseline code too (its own engine, the host's memories, the adapters).
+    ("component:limits", "spin", DeadlineExceeded),
+    ("component:limits", "bomb", MemoryLimitExceeded),
+    ("component:limits", "boom", Trap),
+    ("component:oob", "far", Trap),
 ])
 def test_baseline_code_keeps_every_limit(fixture: str, handler: str,
                                          error: type[Exception]) -> None:
@@ -284,12 +289,19 @@ def test_baseline_code_keeps_every_limit(fixture: str, handler: str,
     # Winch code a cold start serves for a while meets them as Cranelift's does.
     from omnicore.capabilities.builtin import builtin_registry
     from omnicore.sandbox import Limits, PluginRuntime
+    from omnicore.sandbox.component import ComponentRuntime
+    from tests.component_fixtures import wat_component
     from tests.sandbox_fixtures import compile_wat
 
+    limits = Limits(timeout_ms=200, max_memory_bytes=4 << 20)
     with SandboxEngine(baseline=True, epoch_tick_ms=5) as engine:
-        module = PluginModule.load(engine, compile_wat(fixture))
-        runtime = PluginRuntime(engine, module, builtin_registry(),
-                                limits=Limits(timeout_ms=200, max_memory_bytes=4 << 20))
+        runtime: PluginRuntime | ComponentRuntime
+        if fixture.startswith("component:"):
+            module = PluginModule.load(engine, wat_component(fixture.split(":")[1]))
+            runtime = ComponentRuntime(engine, module, limits)  # type: ignore[arg-type]
+        else:
+            module = PluginModule.load(engine, compile_wat(fixture))
+            runtime = PluginRuntime(engine, module, builtin_registry(), limits=limits)
         try:
             with pytest.raises(error):
                 runtime.call(handler, b"")

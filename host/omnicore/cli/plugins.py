@@ -175,12 +175,14 @@ def _host(cfg: Any) -> Iterator[Any]:
 
         # A bare file: without a cache every call would recompile (seconds for Go or JS).
         with PluginHost(engine_factory=user_engine) as host:
+            host.one_off = True
             yield host
         return
     from omnicore.app import OmniApp
 
     app = OmniApp(config=cfg, default_modules=False)
     try:
+        app.plugins.one_off = True
         yield app.plugins
     finally:
         app.close()

@@ -176,6 +176,18 @@ class PluginHost:
         return self._linker.engine_for(False)
 
     @property
+    def one_off(self) -> bool:
+        """Whether this host serves a call or two and ends (``omnicore call``); set it before
+        the first load. Such a host compiles a plugin the module cache lacks with the baseline
+        compiler (Winch: a tenth of Cranelift's CPU, for slower code), caches that code, and
+        never tiers up; a module the cache holds optimized is loaded optimized."""
+        return self._linker.one_off
+
+    @one_off.setter
+    def one_off(self, value: bool) -> None:
+        self._linker.one_off = value
+
+    @property
     def folder(self) -> PluginFolder | None:
         """The watched plugin folder, once :meth:`watch_folder` was called."""
         return self._folder

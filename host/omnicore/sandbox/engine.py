@@ -186,6 +186,8 @@ class SandboxEngine:
 
                     engine_api.set_memory_init_cow(cfg, False)
                     install(cfg)
+                    if self.baseline:
+                        engine_api.use_winch(cfg)
                     engine = wasmtime.Engine(cfg)
                     if self.clock is not None:
                         self.clock.add(fastcall.address_of(engine), engine)

@@ -28,7 +28,7 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.manifest import MANIFEST_SECTION, check_manifest, parse_manifest
 from omnicore.sandbox.wasmbin import is_component
 
-__all__ = ["COMPONENT_ABI", "ComponentModule", "is_component", "load_component"]
+__all__ = ["COMPONENT_ABI", "ComponentModule", "cache_path", "is_component", "load_component"]
 
 _log = logging.getLogger("omnicore.sandbox")
 
@@ -123,11 +123,16 @@ def _with_flat_faces(engine: SandboxEngine, wasm: bytes) -> cm.Component:
     return cm.Component(engine.components, wasm)
 
 
-def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
+def cache_path(engine: SandboxEngine, sha: str) -> Path | None:
+    """Where ``engine`` keeps the compiled component with this digest (None: no cache)."""
     core_path = engine.cache_path(sha)
     # Entries made by another planner hold other faces (they would still work, slowly).
     suffix = f".faces{canonplan.FACES_VERSION}.component.cwasm"
-    path = core_path.with_suffix(suffix) if core_path is not None else None
+    return core_path.with_suffix(suffix) if core_path is not None else None
+
+
+def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
+    path = cache_path(engine, sha)
     # Checked before wasmtime trusts it, like a module's entry (sandbox/modcache.py).
     return modcache.compiled(
         path, sha, lambda file: cm.Component.deserialize_file(engine.components, file),
