@@ -34,12 +34,6 @@ def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
     remote = find_running(survivor.dir / "data")
     assert remote is not None and remote.token
 
-    jobs = [store.queue.add(JobSpec("worker", "slow", json.dumps({"id": i, "ms": 3000})
-                                    .encode(), time.time())) for i in range(4)]
-    until(lambda: any(t.owner == gone and t.state == "running"
-                      for t in store.queue.list(plugin="worker")),
-          "the victim to hold a job", hosts)
-
     context = browser.new_context(viewport={"width": 1366, "height": 900},
                                   extra_http_headers={"Authorization": f"Bearer {remote.token}"})
     try:
@@ -49,11 +43,24 @@ def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
         expect(page.locator("#live-state")).to_have_text("live", timeout=10_000)
         page.evaluate("window.sameDocument = true")  # gone if the page were loaded again
 
-        held = sorted(t.id for t in store.queue.list(plugin="worker")
-                      if t.owner == gone and t.state == "running")
+        # The jobs go in once the page is up, and the victim is paused the moment it is seen
+        # holding one: a job done before the pause (the page took its 3 s once, on a loaded
+        # machine) left it holding none, and the log rightly said "no job handed on".
+        jobs = [store.queue.add(JobSpec("worker", "slow", json.dumps({"id": i, "ms": 10_000})
+                                        .encode(), time.time())) for i in range(4)]
+        running: list[int] = []
+
+        def victim_holds() -> bool:
+            running[:] = sorted(t.id for t in store.queue.list(plugin="worker")
+                                if t.owner == gone and t.state == "running")
+            return bool(running)
+
+        until(victim_holds, "the victim to hold a job", hosts)
         # Paused: its connection (and liveness lock) stays, its heartbeat stops. The page
         # marks it silent without a reload, seconds before it would be declared dead.
         victim.proc.send_signal(signal.SIGSTOP)
+        assert victim_holds()  # what it holds, read once it can no longer change
+        held = list(running)
         stopped = time.time()
         row = page.locator("#instances tr", has_text=gone)
         expect(row.locator(".badge")).to_have_text("silent", timeout=10_000)
