@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from omnicore.cli import main
+from tests.component_fixtures import wat_component
 from tests.host_fixtures import config_wasm, echo_wasm, write
 from tests.hosts import Host
 
@@ -269,7 +270,7 @@ def test_call_shows_the_plugins_warnings_on_stderr_and_everything_with_v(
     assert "[info] hi!" in info_v.stderr
 
 
-@pytest.mark.parametrize("where", ["bare file", "app"])
+@pytest.mark.parametrize("where", ["bare file", "app", "component"])
 def test_a_one_off_call_compiles_with_the_baseline_compiler_unless_optimized_code_is_cached(
         loggers: Path, tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """`omnicore call` ends with its call: a module the cache lacks is compiled by Winch (a
@@ -281,6 +282,8 @@ def test_a_one_off_call_compiles_with_the_baseline_compiler_unless_optimized_cod
     tiered: list[object] = []
     monkeypatch.setattr(TierUp, "submit", lambda self, entry, module: tiered.append(entry))
     cache = tmp_path / "cache"
+    plugin = wat_component("limits") if where == "component" else loggers / "echo.wasm"
+    given, answer = ("[1]", "2") if where == "component" else ("x", "x")
     if where == "app":
         app = tmp_path / "app"
         (app / "plugins").mkdir(parents=True)
@@ -289,24 +292,26 @@ def test_a_one_off_call_compiles_with_the_baseline_compiler_unless_optimized_cod
             f"name: one-off\nplugins_dir: plugins\ndata_dir: {tmp_path / 'data'}\n"
             f"sandbox: {{cache_dir: {cache}}}\n")
         argv, env = ["call", "echo", "echo", "--app", str(app)], {}
+    elif where == "component":  # a component's entries are named apart (their faces)
+        argv, env = ["call", str(plugin), "small"], {"OMNICORE_CACHE_DIR": str(cache)}
     else:
-        argv, env = ["call", str(loggers / "echo.wasm"), "echo"], {"OMNICORE_CACHE_DIR": str(cache)}
+        argv, env = ["call", str(plugin), "echo"], {"OMNICORE_CACHE_DIR": str(cache)}
 
     def entries() -> list[str]:
-        return sorted(p.name for p in cache.glob("*.cwasm"))
+        return sorted(p.name.split(".")[0] + ".cwasm" for p in cache.glob("*.cwasm"))
 
     with SandboxEngine(baseline=True) as winch, SandboxEngine(cache_dir=cache) as cranelift:
-        first = CliRunner().invoke(main, [*argv, "--input", "x"], env=env)
-        assert first.exit_code == 0 and first.stdout == "x\n", first.output
+        first = CliRunner().invoke(main, [*argv, "--input", given], env=env)
+        assert first.exit_code == 0 and first.stdout.strip() == answer, first.output
         assert [e.split("-")[1] for e in entries()] == [f"{winch.config_key}.cwasm"]
         assert tiered == []
         # The optimized code compiled (what a serving host's tier-up writes) and the baseline
         # entry gone: a call now loads Cranelift's entry and compiles nothing.
-        PluginModule.load(cranelift, loggers / "echo.wasm")
-        for entry in cache.glob(f"*-{winch.config_key}.cwasm*"):
+        PluginModule.load(cranelift, plugin)
+        for entry in cache.glob(f"*-{winch.config_key}.*"):
             entry.unlink()
-        again = CliRunner().invoke(main, [*argv, "--input", "y"], env=env)
-        assert again.exit_code == 0 and again.stdout == "y\n", again.output
+        again = CliRunner().invoke(main, [*argv, "--input", given], env=env)
+        assert again.exit_code == 0 and again.stdout.strip() == answer, again.output
         assert [e.split("-")[1] for e in entries()] == [f"{cranelift.config_key}.cwasm"]
 
 

@@ -31,7 +31,6 @@ from omnicore.toolchains import python, scaffold, unit_tests
 from tests.component_fixtures import PYTHON_SOURCES, python_plugin
 from tests.host_fixtures import echo_wasm
 from tests.sdk.hosting import Upstream
-from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -259,35 +258,27 @@ def test_without_grants_it_waits_in_needs_grant_naming_them(
         app.stop()
 
 
-def test_a_component_in_the_folder_serves_on_baseline_code_then_is_compiled_once_into_the_cache(
-        tmp_path: Path, probe: Path) -> None:
-    # A component has a baseline (Winch) tier, as a module has: a cold start serves it from
-    # Winch's code (2 s of CPU for a Python component, not 10), Cranelift's replaces it in
-    # the background and is cached once, and the next start loads that entry.
+def test_a_component_in_the_folder_is_compiled_once_into_the_cache(tmp_path: Path,
+                                                                  probe: Path) -> None:
+    # A serving host compiles a component with Cranelift at once, into the cache: tiered, it
+    # was compiled twice (and, when the baseline engine's components were Cranelift's and
+    # uncached, twice again at every start: the demo, 38 s each time). Only a one-off host
+    # (`omnicore call`) keeps Winch's code for a component (tests/cli/test_cli_plugins.py).
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "pyprobe.wasm").write_bytes(probe.read_bytes())
     (tmp_path / "plugins" / "echo.wasm").write_bytes(echo_wasm())  # a folder of several
     (tmp_path / "omnicore.yaml").write_text(
         "name: once\nplugins_dir: plugins\nplugins:\n  pyprobe:\n    grants: "
         + json.dumps(sorted(GRANTS)) + "\n")
-
-    def baseline(app: OmniApp) -> bool:
+    app = OmniApp(config_path=tmp_path / "omnicore.yaml", environ={}, entry_points=False)
+    app.start()
+    try:
         entry = app.plugins._entries.require("pyprobe")
         assert entry.state == "loaded"
-        return app.plugins._linker._tiers.is_baseline(entry.module)
-
-    for start in ("cold", "cached"):
-        app = OmniApp(config_path=tmp_path / "omnicore.yaml", environ={}, entry_points=False)
-        app.start()
-        try:
-            assert baseline(app) is (start == "cold")
-            assert app.plugins.call("pyprobe", "greet", b"x") == b"Hello, x!"
-            eventually(lambda served=app: not baseline(served), "Cranelift's code swapped in",
-                       timeout=120)
-            assert app.plugins.call("pyprobe", "greet", b"y") == b"Hello, y!"
-            assert len(list(tmp_path.rglob("*.component.cwasm"))) == 1
-        finally:
-            app.stop()
+        assert not app.plugins._linker._tiers.is_baseline(entry.module)
+        assert len(list(tmp_path.rglob("*.component.cwasm"))) == 1
+    finally:
+        app.stop()
 
 
 def test_a_plugin_importing_no_capability_needs_no_grant(cache: Path) -> None:
