@@ -220,14 +220,14 @@ class Linker:
         # Compiled ahead at start: from the cache when it is there, else by Winch now and by
         # Cranelift later (plugins.tiers).
         main = self.engine_for(False)
-        baseline = self.baseline_engine()
         wasm = source if isinstance(source, bytes) else Path(source).read_bytes()
         # A serving host compiles a component with Cranelift at once: tiered, it would
         # compile it twice (Winch, then Cranelift), and again with Winch each time the file
         # is dropped before Cranelift's entry is cached (tests/plugins/test_locks.py's churn
         # of a Python component: 87 CPU-s against 42). A one-off host keeps Winch's code.
-        if baseline is None or (is_component(wasm) and not self.one_off) \
-                or _is_cached(main, wasm):
+        # The cache is looked at first: the baseline engine is made only when it is needed.
+        if (is_component(wasm) and not self.one_off) or _is_cached(main, wasm) \
+                or (baseline := self.baseline_engine()) is None:
             return PluginModule.load(main, source, name=name)
         return self._tiers.mark(PluginModule.load(baseline, source, name=name))
 
