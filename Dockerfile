@@ -79,5 +79,10 @@ RUN --mount=type=bind,source=${PLUGINS},target=/tmp/built \
        done
 # The module cache lives in the image, beside the app, not in the data volume: a new pod (an
 # empty volume) loads every example plugin from it instead of compiling them (seconds each).
+# MODULES (scripts/image --modules): a folder in PLUGINS holding what another module cache
+# (a CI's, the tests') compiled with the same settings; precompile takes those entries,
+# checked, instead of compiling them again (a minute of CPU for the examples).
 ENV OMNICORE_SANDBOX__CACHE_DIR=/app/cache
-RUN omnicore precompile /app
+ARG MODULES=
+RUN --mount=type=bind,source=${PLUGINS},target=/tmp/built \
+    omnicore precompile /app ${MODULES:+--from "/tmp/built/$MODULES"}

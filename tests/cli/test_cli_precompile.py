@@ -1,13 +1,18 @@
-"""`omnicore precompile APPDIR`: what a container image build runs so a new pod starts warm."""
+"""`omnicore precompile APPDIR [--from CACHE]`: what a container image build runs so a new pod
+starts warm."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from omnicore.cli import main
-from omnicore.sandbox import PluginModule, SandboxEngine
+from omnicore.sandbox import PluginModule, SandboxEngine, modcache
+from tests.component_fixtures import wat_plugin
 from tests.host_fixtures import echo_wasm, write
 
 
@@ -47,3 +52,102 @@ def test_an_app_folder_without_config_is_named(tmp_path: Path) -> None:
     got = CliRunner().invoke(main, ["precompile", str(tmp_path)])
     assert got.exit_code == 1
     assert "omnicore.yaml not found" in got.output
+
+
+# -- --from: another module cache's entries, taken checked ------------------------------------
+
+def _compiles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The digests compiled from here on (modules and components alike go through
+    modcache.compiled; only a miss calls its compile)."""
+    made: list[str] = []
+    real = modcache.compiled
+
+    def counting(path: Any, sha: str, deserialize: Any, compile: Any) -> Any:
+        def counted() -> Any:
+            made.append(sha)
+            return compile()
+        return real(path, sha, deserialize, counted)
+
+    monkeypatch.setattr(modcache, "compiled", counting)
+    return made
+
+
+def _machines(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A build machine's app with a core module and a component precompiled into its cache
+    (tmp_path/build/cache), and an image's app holding the same plugins with an empty cache;
+    the plugins' digests by name."""
+    plugins = {"echo.wasm": echo_wasm("echo"),
+               "bytes.wasm": wat_plugin("bytes-plugin", {"name": "bytes",
+                                                         "handlers": ["echo", "fail"]}
+                                        ).read_bytes()}
+    build, image = _app(tmp_path / "build"), _app(tmp_path / "image")
+    for app in (build, image):
+        for name, wasm in plugins.items():
+            write(app / "plugins", name, wasm)
+    got = CliRunner().invoke(main, ["precompile", str(build)])
+    assert got.exit_code == 0, got.output
+    return build, image, {n: hashlib.sha256(w).hexdigest() for n, w in plugins.items()}
+
+
+def test_what_another_cache_compiled_is_taken_checked_instead_of_compiled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _build, image, shas = _machines(tmp_path)
+    source = tmp_path / "build" / "cache"
+    # An entry of other engine settings (fuel on) beside them: not this host's, never taken.
+    with SandboxEngine(cache_dir=source, fuel=True) as fueled:
+        PluginModule.load(fueled, image / "plugins" / "echo.wasm")
+    made = _compiles(monkeypatch)
+    got = CliRunner().invoke(main, ["precompile", str(image), "--from", str(source)])
+    assert got.exit_code == 0, got.output
+    assert "compiled 2 of 2" in got.output and "(2 of them taken compiled from" in got.output
+    assert made == []
+    taken = sorted(p.name for p in (tmp_path / "image" / "cache").iterdir())
+    assert len(taken) == 4, taken  # two entries and their sums: not the fueled one
+    assert all(name.split("-")[0] in shas.values() for name in taken)
+    for name in taken:
+        assert (source / name).read_bytes() == (tmp_path / "image" / "cache" / name).read_bytes()
+    # The host then loads both from the cache it was given, and they answer.
+    made.clear()
+    with SandboxEngine(cache_dir=tmp_path / "image" / "cache") as engine:
+        for name in shas:
+            PluginModule.load(engine, image / "plugins" / name)
+    assert made == []
+
+
+def test_a_damaged_entry_in_the_other_cache_is_compiled_instead(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _build, image, shas = _machines(tmp_path)
+    source = tmp_path / "build" / "cache"
+    [entry] = source.glob(f"{shas['echo.wasm']}-*.cwasm")
+    body = bytearray(entry.read_bytes())
+    body[len(body) // 2] ^= 0xFF
+    entry.write_bytes(bytes(body))
+    made = _compiles(monkeypatch)
+    got = CliRunner().invoke(main, ["precompile", str(image), "--from", str(source)])
+    assert got.exit_code == 0, got.output
+    assert "(1 of them taken compiled from" in got.output
+    assert made == [shas["echo.wasm"]]
+    [ours] = (tmp_path / "image" / "cache").glob(f"{shas['echo.wasm']}-*.cwasm")
+    assert ours.read_bytes() != bytes(body)
+
+
+@pytest.mark.parametrize("how", ["a writable folder", "a writable entry", "a linked entry"])
+def test_a_cache_others_could_write_is_refused_and_nothing_taken(tmp_path: Path,
+                                                                 how: str) -> None:
+    _build, image, shas = _machines(tmp_path)
+    source = tmp_path / "build" / "cache"
+    [entry] = source.glob(f"{shas['echo.wasm']}-*.cwasm")
+    if how == "a writable folder":
+        source.chmod(0o777)
+    elif how == "a writable entry":
+        entry.chmod(0o666)
+    else:
+        elsewhere = tmp_path / "elsewhere.cwasm"
+        entry.rename(elsewhere)
+        entry.symlink_to(elsewhere)
+    got = CliRunner().invoke(main, ["precompile", str(image), "--from", str(source)])
+    assert got.exit_code == 1, got.output
+    assert f"cannot take compiled modules from {source}" in got.output
+    assert ("writable by other users" if how != "a linked entry" else "symbolic links") \
+        in got.output
+    assert not list((tmp_path / "image" / "cache").glob(f"{shas['echo.wasm']}-*"))

@@ -11,6 +11,8 @@ a test starts is removed at its end.
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import os
 import re
@@ -30,7 +32,9 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from omnicore.cli import main
 from tests.dbservers import free_port
 from tests.hosts import http_ok
 from tests.waiting import Logged, eventually
@@ -82,15 +86,40 @@ def _plugins_with_a_scratch(scratch: str = SCRATCH) -> None:
     shutil.copyfile(built / "greeter-rust.wasm", PLUGINS / f"{scratch}.wasm")
 
 
-@pytest.fixture(scope="module")
-def demo_image() -> Iterator[str]:
-    for tool in ("podman", "buildah", "mmdebstrap", "runc"):
-        assert shutil.which(tool), f"{tool} missing: scripts/setup-toolchains.sh installs it"
+#: The demo plugin the image compiles itself; it takes the others' compiled modules.
+COMPILED_IN_THE_IMAGE = "greeter-rust"
+
+
+def _build_demo(modules: Path, *args: str) -> str:
+    """``scripts/image --target demo`` from PLUGINS (made here, removed after), taking the
+    modules the tests' cache holds for them (the build step's arguments are the same each
+    time, so a rebuild takes that step from buildah's cache)."""
     _plugins_with_a_scratch()
     try:
-        out = _build("demo", "--plugins", str(PLUGINS))
+        return _build("demo", "--plugins", str(PLUGINS), "--modules", str(modules), *args)
     finally:
         shutil.rmtree(PLUGINS, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def demo_image(module_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The demo image, its modules taken from the tests' module cache: the demo's plugins but
+    one are compiled here first with the image's settings, into the cache test_demo.py and the
+    conformance tests load the same bytes from (a minute of CPU compiled once, not twice);
+    the image compiles the one left out itself, so both ways into its cache are built."""
+    for tool in ("podman", "buildah", "mmdebstrap", "runc"):
+        assert shutil.which(tool), f"{tool} missing: scripts/setup-toolchains.sh installs it"
+    app = tmp_path_factory.mktemp("demo-app")
+    config = yaml.safe_load((ROOT / "plugins" / "demo.yaml").read_text())
+    config["sandbox"] = {**config.get("sandbox", {}), "cache_dir": str(module_cache)}
+    (app / "omnicore.yaml").write_text(yaml.safe_dump(config))
+    (app / "plugins").mkdir()
+    for name in DEMO_PLUGINS:
+        if name != COMPILED_IN_THE_IMAGE:
+            os.link(ROOT / "build" / "plugins" / f"{name}.wasm", app / "plugins" / f"{name}.wasm")
+    got = CliRunner().invoke(main, ["precompile", str(app)])
+    assert got.exit_code == 0, got.output
+    out = _build_demo(module_cache)
     assert "built omnicore:demo:" in out
     yield "omnicore:demo"
 
@@ -250,7 +279,7 @@ def _image_ids(*filters: str) -> set[str]:
 
 
 def test_a_rebuild_removes_the_image_it_replaced_and_labels_its_source(
-        demo_image: str) -> None:
+        demo_image: str, module_cache: Path) -> None:
     """Rebuilding after a change moves the tag and removes the replaced image with the layers
     only it used: before, every CI run left its images behind until the machine's disk was
     full. The change here is a label (`--label`), which buildah adds as the last step, so the
@@ -259,11 +288,7 @@ def test_a_rebuild_removes_the_image_it_replaced_and_labels_its_source(
     before = _image_ids("--filter", "reference=omnicore:demo")
     dangling = _image_ids("--filter", "dangling=true")
     rebuild = uuid.uuid4().hex
-    _plugins_with_a_scratch()  # the same content as the fixture's build
-    try:
-        _build("demo", "--plugins", str(PLUGINS), "--label", f"org.example.rebuild={rebuild}")
-    finally:
-        shutil.rmtree(PLUGINS, ignore_errors=True)
+    _build_demo(module_cache, "--label", f"org.example.rebuild={rebuild}")  # as the fixture's
     after = _image_ids("--filter", "reference=omnicore:demo")
     assert len(before) == len(after) == 1 and before != after, (before, after)
     gone = _podman("image", "exists", before.pop(), check=False)
@@ -280,6 +305,9 @@ def test_a_rebuild_removes_the_image_it_replaced_and_labels_its_source(
     refused = subprocess.run([str(ROOT / "scripts" / "image"), "--label", "no-equals-sign"],
                              capture_output=True, text=True, env=_env(), timeout=60)
     assert refused.returncode == 2 and "KEY=VALUE" in refused.stderr, refused.stderr
+    refused = subprocess.run([str(ROOT / "scripts" / "image"), "--modules", str(ROOT / "nope")],
+                             capture_output=True, text=True, env=_env(), timeout=60)
+    assert refused.returncode == 2 and "is not a folder" in refused.stderr, refused.stderr
 
 
 def _port_free(port: int) -> bool:
@@ -351,12 +379,15 @@ def test_the_documented_run_serves_the_demo_and_logs_a_first_admin_link_a_browse
 
 
 def test_the_demo_image_holds_the_demos_plugins_and_knows_it_is_a_container(
-        demo_image: str) -> None:
+        demo_image: str, module_cache: Path) -> None:
     """/app/plugins is plugins/demo.yaml's plugins, not the scratch one left in the folder the
-    build took them from; and omnicore's own detection (not the image's OMNICORE_ENVIRONMENT)
-    finds the container from what podman did (the bare machine's side: test_detect.py)."""
+    build took them from, and /app/cache one entry for each, under the names the tests'
+    cache gave the ones the image took from it (the same engine settings: nothing else was
+    taken); and omnicore's own detection (not the image's OMNICORE_ENVIRONMENT) finds the
+    container from what podman did (the bare machine's side: test_detect.py)."""
     argv = documented_run()
     script = ("import os; from omnicore.adapters import detect;"
+              " print(sorted(os.listdir('/app/cache')));"
               " print(sorted(os.listdir('/app/plugins'))); print(detect().describe())")
     flags = argv[:-1]
     if "-p" in flags:  # serves nothing: no port
@@ -365,7 +396,14 @@ def test_the_demo_image_holds_the_demos_plugins_and_knows_it_is_a_container(
     assert probe[:2] == ["podman", "run"], probe
     done = subprocess.run(probe, capture_output=True, text=True, env=_env(), timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    listed, described = done.stdout.strip().splitlines()[-2:]
+    cached, listed, described = done.stdout.strip().splitlines()[-3:]
     assert listed == repr([f"{name}.wasm" for name in DEMO_PLUGINS]), listed
+    entries = [name for name in ast.literal_eval(cached) if not name.endswith(".sum")]
+    shas = {name: hashlib.sha256((ROOT / "build" / "plugins" / f"{name}.wasm").read_bytes())
+            .hexdigest() for name in DEMO_PLUGINS}
+    assert sorted(e.split("-")[0] for e in entries) == sorted(shas.values()), entries
+    assert sorted(ast.literal_eval(cached)) == sorted([*entries, *(e + ".sum" for e in entries)])
+    taken = [e for e in entries if not e.startswith(shas[COMPILED_IN_THE_IMAGE])]
+    assert all((module_cache / e).is_file() for e in taken), taken
     assert SCRATCH not in listed
     assert described.startswith("container ("), described

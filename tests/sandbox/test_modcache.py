@@ -3,6 +3,7 @@ cache directory others can write is refused."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -10,6 +11,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import wasmtime
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import ConfigError
 from omnicore.sandbox import PluginModule, PluginRuntime, SandboxEngine, modcache
+from tests.waiting import eventually
 
 GREETING = b"greeting-from-the-data-section"
 
@@ -234,3 +237,91 @@ def test_compiled_compiles_once_then_loads_the_entry(tmp_path: Path) -> None:
     assert [e.name for e in again.exports] == [e.name for e in first.exports] == ["f"]
     modcache.compiled(None, sha, load, compile)  # no cache: compiled every time
     assert compiles == [1, 1]
+
+
+# -- one compile of an entry at a time --------------------------------------------------------
+
+def _module_parts(tmp_path: Path) -> tuple[Path, str, Callable[[str], wasmtime.Module],
+                                           Callable[[], wasmtime.Module]]:
+    engine = wasmtime.Engine()
+    wasm = wasmtime.wat2wasm('(module (func (export "f")))')
+    (tmp_path / "cache").mkdir(mode=0o700)
+    return (tmp_path / "cache" / "m.cwasm", hashlib.sha256(wasm).hexdigest(),
+            lambda file: wasmtime.Module.deserialize_file(engine, file),
+            lambda: wasmtime.Module(engine, wasm))
+
+
+def _contention(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set when a compile finds the entry's lock held by another (and so waits)."""
+    seen, real = threading.Event(), fcntl.flock
+
+    def flock(fd: int, op: int) -> None:
+        try:
+            real(fd, op)
+        except BlockingIOError:
+            seen.set()
+            raise
+
+    monkeypatch.setattr(modcache.fcntl, "flock", flock)
+    return seen
+
+
+def test_an_entry_is_compiled_once_while_another_compile_of_it_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two compiles of one entry at once (two hosts on one cache, two test workers, two
+    threads): the second waits on the first's lock, then loads what it stored."""
+    entry, sha, load, compile = _module_parts(tmp_path)
+    contended, release = _contention(monkeypatch), threading.Event()
+    made: list[str] = []
+    got: dict[str, wasmtime.Module] = {}
+
+    def held_open() -> wasmtime.Module:
+        made.append("first")
+        assert release.wait(60)
+        return compile()
+
+    def second() -> wasmtime.Module:
+        made.append("second")
+        return compile()
+
+    first = threading.Thread(target=lambda: got.update(
+        first=modcache.compiled(entry, sha, load, held_open)))
+    first.start()
+    eventually(lambda: made == ["first"], "the first compile under way")
+    other = threading.Thread(target=lambda: got.update(
+        second=modcache.compiled(entry, sha, load, second)))
+    other.start()
+    assert contended.wait(60), "the second compile never met the first's lock"
+    release.set()
+    first.join(60)
+    other.join(60)
+    assert made == ["first"]
+    assert [e.name for e in got["second"].exports] == ["f"]
+    assert sorted(p.name for p in entry.parent.iterdir()) == ["m.cwasm", "m.cwasm.sum"]
+
+
+def test_a_compile_that_holds_its_lock_too_long_is_compiled_beside(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A stopped or stuck compiler elsewhere costs the wait, not the host's start."""
+    entry, sha, load, compile = _module_parts(tmp_path)
+    monkeypatch.setattr(modcache, "COMPILE_WAIT_S", 0.2)
+    lock = os.open(entry.with_name(f".{entry.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # held by "another process" that never finishes
+    try:
+        module = modcache.compiled(entry, sha, load, compile)
+    finally:
+        os.close(lock)
+    assert [e.name for e in module.exports] == ["f"] and entry.is_file()
+    assert "has compiled m.cwasm for 0 s; compiling it here too" in caplog.text
+
+
+def test_a_failed_compile_leaves_no_lock_behind(tmp_path: Path) -> None:
+    entry, sha, load, _compile = _module_parts(tmp_path)
+
+    def broken() -> wasmtime.Module:
+        raise wasmtime.WasmtimeError("not wasm")
+
+    with pytest.raises(wasmtime.WasmtimeError):
+        modcache.compiled(entry, sha, load, broken)
+    assert list(entry.parent.iterdir()) == []

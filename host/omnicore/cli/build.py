@@ -12,6 +12,7 @@ import click
 from omnicore.errors import BuildError
 
 if TYPE_CHECKING:
+    from omnicore.sandbox import SandboxEngine
     from omnicore.toolchains import BuildResult
 
 # The toolchains (and the engine they embed manifests with) are imported inside the commands:
@@ -103,11 +104,14 @@ def install(results: list[BuildResult], app_dir: Path) -> list[Path]:
     return installed
 
 
-def _precompile(app_dir: Path, paths: list[Path]) -> tuple[int, Path] | None:
+def _precompile(app_dir: Path, paths: list[Path],
+                source: Path | None = None) -> tuple[int, Path] | None:
     """Compile ``paths`` into the app's module cache, in parallel, with the engine settings
     its host uses: the next ``omnicore run`` loads them from the cache instead of compiling
-    (seconds each for Go and JS). A file that does not compile is left for the host to report.
-    How many compiled and where; None when the app has no config or no cache.
+    (seconds each for Go and JS). With ``source`` (another module cache), an entry it holds
+    for the same bytes and settings is taken, checked, instead of compiled. A file that does
+    not compile is left for the host to report. How many compiled and where; None when the
+    app has no config or no cache.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -122,8 +126,12 @@ def _precompile(app_dir: Path, paths: list[Path]) -> tuple[int, Path] | None:
     cfg = load_config(config)
     if cfg.sandbox.cache_dir is None:
         return None
+    taken: list[Path] = []  # list.append is atomic across the pool's threads
 
     def compile_one(path: Path) -> bool:
+        # An untrusted source fails the command (ConfigError), not this plugin alone.
+        if source is not None and _take(engine, path, source):
+            taken.append(path)
         try:
             PluginModule.load(engine, path)
         except OmniError:
@@ -133,14 +141,39 @@ def _precompile(app_dir: Path, paths: list[Path]) -> tuple[int, Path] | None:
     with SandboxEngine.for_config(cfg.sandbox) as engine, \
             ThreadPoolExecutor(max_workers=workers()) as pool:
         done = sum(pool.map(compile_one, sorted(paths, key=lambda p: p.stat().st_size)))
-    click.echo(f"compiled {done} of {len(paths)} into {cfg.sandbox.cache_dir}, so "
+    took = f" ({len(taken)} of them taken compiled from {source})" if source is not None else ""
+    click.echo(f"compiled {done} of {len(paths)} into {cfg.sandbox.cache_dir}{took}, so "
                f"`omnicore run {app_dir}` starts from the cache")
     return done, cfg.sandbox.cache_dir
 
 
+def _take(engine: SandboxEngine, path: Path, source: Path) -> bool:
+    """Whether ``source`` (a module cache) gave ``engine``'s cache its entry for ``path``."""
+    import hashlib
+
+    from omnicore.sandbox import modcache
+
+    wasm = path.read_bytes()
+    sha = hashlib.sha256(wasm).hexdigest()
+    entry = engine.cache_path(sha)
+    if entry is None or engine.is_cached(sha):
+        return False
+    if wasm[4:8] != b"\x01\x00\x00\x00":  # a component: its entry is named apart
+        from omnicore.sandbox.component.compiled import cache_path
+
+        entry = cache_path(engine, sha)
+        if entry is None or entry.exists():
+            return False
+    return modcache.adopt(source, entry, sha)
+
+
 @click.command("precompile")
 @click.argument("appdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
-def precompile_command(appdir: Path) -> None:
+@click.option("--from", "source", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Take what DIR, another module cache (a build machine's, a "
+              "CI's), already compiled with the same settings, instead of compiling it; each "
+              "entry is checked as the host checks its own.")
+def precompile_command(appdir: Path, source: Path | None) -> None:
     """Compile every plugin in APPDIR's plugin folder into its module cache (sandbox.cache_dir),
     so that a host (a container image, a new pod) starts warm; fails when one does not compile.
     """
@@ -154,7 +187,7 @@ def precompile_command(appdir: Path) -> None:
     if cfg.sandbox.cache_dir is None:
         raise click.ClickException("this app has no module cache (sandbox.cache_dir)")
     paths = sorted(cfg.plugins_dir.glob("*.wasm"))
-    got = _precompile(appdir, paths)
+    got = _precompile(appdir, paths, source)
     done = got[0] if got is not None else 0
     if done != len(paths):
         raise click.ClickException(f"{len(paths) - done} of {len(paths)} plugins did not "

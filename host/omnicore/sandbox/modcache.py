@@ -25,6 +25,7 @@ the host's user can write, and creates it 0700.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import logging
@@ -32,7 +33,8 @@ import os
 import stat
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -40,7 +42,7 @@ import wasmtime
 
 from omnicore.errors import ConfigError
 
-__all__ = ["MAGIC", "check_cache_dir", "compiled", "load", "store"]
+__all__ = ["MAGIC", "adopt", "check_cache_dir", "compiled", "load", "store"]
 
 MAGIC = b"omniCW1\n"
 _SUM_BYTES = len(MAGIC) + 64
@@ -72,11 +74,8 @@ def check_cache_dir(path: Path, *, create: bool = False) -> Path:
         st = path.stat()
     except OSError:
         return path  # absent (made 0700 on first use) or unreachable (nothing is read from it)
-    mode = stat.S_IMODE(st.st_mode)
-    why = (None if not stat.S_ISDIR(st.st_mode) else  # not a cache at all: nothing is read
-           f"is owned by uid {st.st_uid}, not this user ({os.geteuid()})"
-           if st.st_uid != os.geteuid() else
-           f"is writable by other users (mode {mode:04o})" if mode & 0o022 else None)
+    # Not a directory: not a cache at all, nothing is read from it.
+    why = _untrusted(st, (os.geteuid(),)) if stat.S_ISDIR(st.st_mode) else None
     if why is not None:
         raise ConfigError(f"the module cache {path} {why}: whoever can write it can run code "
                           f"in this host; `chmod 700 {path}` it, or set sandbox.cache_dir to "
@@ -84,18 +83,131 @@ def check_cache_dir(path: Path, *, create: bool = False) -> Path:
     return path
 
 
+def _untrusted(st: os.stat_result, owners: tuple[int, ...]) -> str | None:
+    """Why a file or directory with this stat may hold what someone else wrote, or None."""
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid not in owners:
+        return f"is owned by uid {st.st_uid}, not this user ({os.geteuid()})"
+    return f"is writable by other users (mode {mode:04o})" if mode & 0o022 else None
+
+
+def adopt(source: Path, path: Path, wasm_sha256: str) -> bool:
+    """Take the entry named like ``path`` in the directory ``source`` (another module cache:
+    a build machine's, a CI's) as the entry at ``path``, when it was compiled from the wasm
+    with this digest and matches its checksum; whether it was taken. The bytes checked are
+    the bytes stored, with a sum made here; wasmtime still refuses, when the entry is loaded,
+    one made by another engine configuration (it is then recompiled, as any unusable entry).
+
+    Whoever can write ``source`` can run code in the host that adopts from it, so the
+    directory and both files must belong to this user or root and be writable by no one else
+    (ConfigError otherwise, naming the directory).
+    """
+    owners = (os.geteuid(), 0)
+    why = _untrusted(source.stat(), owners)
+    entry = source / path.name
+    body = sums = None
+    if why is None:
+        try:
+            body, why = _read_owned(entry, owners)
+            if body is not None:
+                sums, why = _read_owned(_sum_path(entry), owners)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:  # ELOOP: a symbolic link, which could point anywhere
+            why = f"{entry.name}: {exc.strerror or exc}"
+    if why is not None:
+        raise ConfigError(f"cannot take compiled modules from {source}: {why}: whoever can "
+                          "write it can run code in this host")
+    assert body is not None and sums is not None
+    if (len(sums) != _SUM_BYTES or not sums.startswith(MAGIC)
+            or not hmac.compare_digest(sums[len(MAGIC):len(MAGIC) + 32],
+                                       bytes.fromhex(wasm_sha256))
+            or not hmac.compare_digest(sums[len(MAGIC) + 32:], hashlib.sha256(body).digest())):
+        _log.warning("compiled-module entry %s does not match its checksum or its module; "
+                     "compiling instead", entry)
+        return False
+    store(path, wasm_sha256, body)
+    return True
+
+
+def _read_owned(path: Path, owners: tuple[int, ...]) -> tuple[bytes | None, str | None]:
+    """The bytes of the regular file ``path`` (not followed when a link), or why it is not
+    trusted (its stat as opened, so what is checked is what is read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"{path.name} is not a regular file"
+        why = _untrusted(st, owners)
+        return (fh.read(), None) if why is None else (None, f"{path.name} {why}")
+
+
 def compiled(path: Path | None, wasm_sha256: str, deserialize: Callable[[str], C],
              compile: Callable[[], C]) -> C:
     """The entry at ``path`` (see :func:`load`), or else ``compile()``, stored there for the
-    next time; with no ``path`` (no cache), just ``compile()``."""
-    if path is not None:
-        cached = load(deserialize, path, wasm_sha256)
-        if cached is not None:
-            return cached
-    made = compile()
-    if path is not None:
+    next time; with no ``path`` (no cache), just ``compile()``. One process or thread at a
+    time compiles a given entry (:func:`_compiling`): the others wait, then load it."""
+    if path is None:
+        return compile()
+    cached = load(deserialize, path, wasm_sha256)
+    if cached is not None:
+        return cached
+    with _compiling(path) as waited:
+        if waited:  # someone else compiled it meanwhile (or gave up: then this one does)
+            cached = load(deserialize, path, wasm_sha256)
+            if cached is not None:
+                return cached
+        made = compile()
         store(path, wasm_sha256, bytes(made.serialize()))
-    return made
+        return made
+
+
+#: How long a compile waits for another one of the same entry: a Ruby interpreter takes
+#: 15-60 s on a loaded machine. Past it, this one compiles too (a stopped or stuck compiler
+#: elsewhere must not stop this host's start; two compiles only cost CPU).
+COMPILE_WAIT_S = 120.0
+
+
+@contextlib.contextmanager
+def _compiling(path: Path) -> Iterator[bool]:
+    """Held while the entry at ``path`` is compiled: an exclusive flock on a lock file beside
+    it, so hosts sharing a cache directory (a compose volume, the test suite's workers) and
+    threads of one host compile each entry once, not once each. Yields whether it waited for
+    another. The lock file is removed once the entry is stored; a process that opened it just
+    before may then lock a removed file while a third makes a new one, and both compile:
+    that race costs CPU only, since every entry is written whole by rename. A directory that
+    takes no lock (read-only, or a file system without flock) is compiled into unlocked.
+    """
+    lock = path.with_name(f".{path.name}.lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        yield False
+        return
+    waited, held = False, False
+    try:
+        deadline, pause = time.monotonic() + COMPILE_WAIT_S, 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                waited = True
+                if time.monotonic() >= deadline:
+                    _log.warning("another process has compiled %s for %.0f s; compiling it "
+                                 "here too", path.name, COMPILE_WAIT_S)
+                    break
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+            except OSError:  # ENOLCK: no locks here
+                break
+        yield waited
+    finally:
+        if held:  # stored, or failed to compile: either way no one need wait on it
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+        os.close(fd)  # releases the flock
 
 
 def load(deserialize: Callable[[str], T], path: Path, wasm_sha256: str) -> T | None:
