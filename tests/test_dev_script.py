@@ -43,7 +43,7 @@ def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-XDIST = "-n auto --dist load"
+XDIST = f"-n {len(os.sched_getaffinity(0)) + 1} --dist load"  # nproc's count, and one more
 
 
 def calls(root: Path, *args: str, workers: str | None = None) -> list[str]:
