@@ -119,12 +119,11 @@ def adopt(source: Path, path: Path, wasm_sha256: str) -> bool:
         raise ConfigError(f"cannot take compiled modules from {source}: {why}: whoever can "
                           "write it can run code in this host")
     assert body is not None and sums is not None
-    if (len(sums) != _SUM_BYTES or not sums.startswith(MAGIC)
-            or not hmac.compare_digest(sums[len(MAGIC):len(MAGIC) + 32],
-                                       bytes.fromhex(wasm_sha256))
-            or not hmac.compare_digest(sums[len(MAGIC) + 32:], hashlib.sha256(body).digest())):
-        _log.warning("compiled-module entry %s does not match its checksum or its module; "
-                     "compiling instead", entry)
+    digest, why = _summed(sums, wasm_sha256)
+    if why is None and not hmac.compare_digest(digest, hashlib.sha256(body).digest()):
+        why = "checksum mismatch: the file is damaged"
+    if why is not None:
+        _log.warning("compiled-module entry %s is not taken (%s); compiling instead", entry, why)
         return False
     store(path, wasm_sha256, body)
     return True
@@ -254,11 +253,9 @@ def _damage(fd: int, path: Path, wasm_sha256: str) -> str | None:
         sums = _sum_path(path).read_bytes()
     except FileNotFoundError:
         return "no checksum beside it"
-    if len(sums) != _SUM_BYTES or not sums.startswith(MAGIC):
-        return "its checksum file is not one of this omnicore"
-    key, digest = sums[len(MAGIC):len(MAGIC) + 32], sums[len(MAGIC) + 32:]
-    if not hmac.compare_digest(key, bytes.fromhex(wasm_sha256)):
-        return "compiled from another module"
+    digest, why = _summed(sums, wasm_sha256)
+    if why is not None:
+        return why
     with _checked_lock:
         if _checked.get(str(path)) == seen:
             return None
@@ -271,6 +268,16 @@ def _damage(fd: int, path: Path, wasm_sha256: str) -> str | None:
     with _checked_lock:
         _checked[str(path)] = seen
     return None
+
+
+def _summed(sums: bytes, wasm_sha256: str) -> tuple[bytes, str | None]:
+    """The entry digest a sum file holds, or why it is no sum of an entry of this wasm."""
+    if len(sums) != _SUM_BYTES or not sums.startswith(MAGIC):
+        return b"", "its checksum file is not one of this omnicore"
+    key, digest = sums[len(MAGIC):len(MAGIC) + 32], sums[len(MAGIC) + 32:]
+    if not hmac.compare_digest(key, bytes.fromhex(wasm_sha256)):
+        return b"", "compiled from another module"
+    return digest, None
 
 
 def _sum_path(path: Path) -> Path:
