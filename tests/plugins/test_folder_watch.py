@@ -137,7 +137,9 @@ def test_broken_replacement_keeps_the_old_version_serving(host: PluginHost,
 def test_broken_file_then_fixed(host: PluginHost, tmp_path: Path) -> None:
     host.watch_folder(tmp_path)
     write(tmp_path, "late.wasm", b"not wasm at all")
-    eventually(lambda: "late" in host, timeout=5.0)
+    # Listed while its compile runs ("compiling"), then failed: the state once that is over
+    # (a loaded machine once showed the first, and the test read it too soon).
+    eventually(lambda: "late" in host and host.get("late").state != "compiling", timeout=5.0)
     assert host.get("late").state == "failed"
     write(tmp_path, "late.wasm", echo_wasm("late", "1.0.0"))
     eventually(answers(host, "late", "1.0.0"), timeout=5.0)
