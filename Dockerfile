@@ -10,14 +10,20 @@
 # an image with Python 3.11 and apt (a public python:3.11-slim-bookworm by default; the tests
 # build from a Debian bookworm base they make with mmdebstrap, with no registry at hand).
 #
-# build    compiles the host (its C call path is required: a missing compiler fails the build
-#          instead of shipping the slow path) and its dependencies into /opt/omnicore.
+# requirements  the host's Python requirements, read from pyproject.toml.
+# build    installs those into /opt/omnicore, then compiles the host there (its C call path
+#          is required: a missing compiler fails the build instead of shipping the slow path).
 # runtime  Python, /opt/omnicore and a non-root user; nothing else. The default app is empty:
 #          no plugin, no grant, no connector.
 # demo     the runtime plus the example plugins, their grants (plugins/demo.yaml) and their
 #          compiled modules in the image's module cache, so a pod starts warm.
 
 ARG BASE=python:3.11-slim-bookworm
+
+# omnicore's requirements (and its postgres and connectors extras') from pyproject.toml.
+FROM ${BASE} AS requirements
+COPY pyproject.toml deploy/image/requirements.py /src/
+RUN python3 /src/requirements.py /src/pyproject.toml postgres connectors > /requirements.txt
 
 FROM ${BASE} AS build
 ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
@@ -31,12 +37,19 @@ RUN apt-get update -qq \
     && update-ca-certificates >/dev/null \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# The dependencies first, in a layer of their own: a change to the host's code (or to the
+# tool settings in pyproject.toml) rebuilds only the step below, not hnswlib from its sdist
+# (no x86-64 wheel) and forty downloads. The layer is keyed by the requirements' text alone.
+COPY --from=requirements /requirements.txt /tmp/requirements.txt
+RUN python3 -m venv /opt/omnicore \
+    && /opt/omnicore/bin/pip install -q --no-compile -r /tmp/requirements.txt
 COPY pyproject.toml setup.py README.md ./
 COPY host/ host/
 COPY sdk/ sdk/
 COPY web/ web/
-RUN python3 -m venv /opt/omnicore \
-    && /opt/omnicore/bin/pip install -q --no-compile ".[postgres,connectors]" \
+# pip check: the layer above holds everything this omnicore requires, or the build fails.
+RUN /opt/omnicore/bin/pip install -q --no-compile --no-deps ".[postgres,connectors]" \
+    && /opt/omnicore/bin/pip check \
     && OMNICORE_CALLPATH=native PYTHONDONTWRITEBYTECODE=1 /opt/omnicore/bin/python -c "import omnicore.sandbox.fastcall, omnicore.sandbox.logring" \
     && find /opt/omnicore -name __pycache__ -prune -exec rm -rf {} +
 

@@ -8,6 +8,7 @@ import itertools
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,8 @@ def _env(stage: list[tuple[str, str]]) -> dict[str, str]:
 def test_the_image_is_multi_stage_and_runs_as_a_non_root_user() -> None:
     steps = _dockerfile()
     froms = [arg for word, arg in steps if word == "FROM"]
-    assert [f.split()[-1] for f in froms] == ["build", "runtime", "demo"]
-    assert froms[0].startswith("${BASE}") and froms[1].startswith("${BASE}")
+    assert [f.split()[-1] for f in froms] == ["requirements", "build", "runtime", "demo"]
+    assert all(f.startswith("${BASE}") for f in froms[:3])
     base = next(arg for word, arg in steps if word == "ARG" and arg.startswith("BASE="))
     assert "slim" in base  # the default base for users with a registry
     build_runs = " ".join(arg for word, arg in _stage("build") if word == "RUN")
@@ -85,6 +86,50 @@ def test_the_image_is_multi_stage_and_runs_as_a_non_root_user() -> None:
     demo = _stage("demo")
     assert any("omnicore precompile /app" in arg for word, arg in demo if word == "RUN")
     assert _env(demo)["OMNICORE_SANDBOX__CACHE_DIR"].startswith("/app/")
+
+
+def _image_requirements(*extras: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "deploy/image/requirements.py"),
+                           str(ROOT / "pyproject.toml"), *extras],
+                          capture_output=True, text=True, check=False)
+
+
+def test_the_images_dependency_layer_holds_what_pip_reads_from_omnicores_metadata() -> None:
+    """The build stage installs deploy/image/requirements.py's list before the host's code
+    (a layer a code change does not rebuild), then omnicore with --no-deps: that list must be
+    what pip itself would install for omnicore[postgres,connectors], read here from the
+    installed package's metadata, the self-referencing extra followed."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    def key(req: Requirement) -> tuple[str, frozenset[str], str]:
+        return req.name.lower().replace("_", "-"), frozenset(req.extras), str(req.specifier)
+
+    done = _image_requirements("postgres", "connectors")
+    assert done.returncode == 0, done.stderr
+    listed = [Requirement(line) for line in done.stdout.splitlines()]
+    assert len(listed) == len({key(r) for r in listed})  # each once
+    wanted = set()
+    for line in requires("omnicore") or []:
+        req = Requirement(line)
+        if req.name != "omnicore" and (req.marker is None or any(
+                req.marker.evaluate({"extra": e}) for e in ("postgres", "connectors"))):
+            wanted.add(key(Requirement(str(req).split(";")[0])))
+    assert {key(r) for r in listed} == wanted
+    assert {"wasmtime", "psycopg", "pymysql", "redis", "hnswlib"} <= {k[0] for k in wanted}
+    # The Dockerfile installs that list before it copies the code, and checks it after.
+    build = _stage("build")
+    runs = [i for i, (word, arg) in enumerate(build) if word == "RUN" and "pip install" in arg]
+    code = next(i for i, (word, arg) in enumerate(build) if word == "COPY" and "host/" in arg)
+    assert "-r /tmp/requirements.txt" in build[runs[0]][1] and runs[0] < code < runs[1]
+    assert "--no-deps" in build[runs[1]][1] and "pip check" in build[runs[1]][1]
+
+
+def test_the_images_requirements_refuse_an_unknown_extra() -> None:
+    done = _image_requirements("postgres", "mongo")
+    assert done.returncode != 0 and done.stdout == ""
+    assert "has no extra 'mongo'" in done.stderr and "connectors" in done.stderr
 
 
 def test_the_image_entrypoint_serves_healthz_with_the_images_environment(
