@@ -8,6 +8,7 @@ specs/abi.md §4 with its real storage, http to a loopback server).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -623,3 +624,27 @@ def test_detect_and_check() -> None:
     assert go.LANGUAGE == "go" and go.EXTENSIONS == ("go",)
 
 
+
+
+def test_builds_use_the_build_cache_a_hand_run_go_uses(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `omnicore build` compiled (the standard library for wasip1, first of all) serves
+    the author's own `go test` under `omnicore env`, and a second checkout's builds: the
+    cache is the one `go env GOCACHE` names for the same environment."""
+    gobin = str(go._go())
+
+    def hand_run() -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GO")}
+        return subprocess.run([gobin, "env", "GOCACHE"], capture_output=True, text=True,
+                              env=env, check=True).stdout.strip()
+
+    monkeypatch.delenv("GOCACHE", raising=False)
+    assert go._env()["GOCACHE"] == hand_run()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert go._env()["GOCACHE"] == hand_run() == str(tmp_path / "xdg" / "go-build")
+    monkeypatch.setenv("GOCACHE", str(tmp_path / "mine"))
+    assert go._env()["GOCACHE"] == str(tmp_path / "mine")
+    # Nowhere Go would put one (no HOME, no XDG_CACHE_HOME): omnicore's own cache folder.
+    for var in ("GOCACHE", "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(var)
+    assert go._env()["GOCACHE"] == str(go._cache_dir() / "cache")

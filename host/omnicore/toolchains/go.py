@@ -1,11 +1,12 @@
 """Go plugins: a Go module built as a ``wasip1`` reactor with the omnicore Go SDK.
 
 A Go plugin project is a folder with ``go.mod`` (a ``main`` package using ``omnicore.dev/sdk``).
-It builds offline with ``GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared``; the build
-cache lives under ``build/go`` of the omnicore checkout (or ``~/.cache/omnicore/go``), never
-in the project. The SDK resolves from the project's own ``replace`` directive when its target
-exists, else through a rewritten copy of ``go.mod`` in the work dir (``go build -modfile``),
-so a plugin folder copied anywhere still builds.
+It builds offline with ``GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared``, in Go's own
+build cache (``GOCACHE``, by default ``~/.cache/go-build``), with ``GOPATH`` under
+``build/go`` of the omnicore checkout (or ``~/.cache/omnicore/go``), never in the project.
+The SDK resolves from the project's own ``replace`` directive when its target exists, else
+through a rewritten copy of ``go.mod`` in the work dir (``go build -modfile``), so a plugin
+folder copied anywhere still builds.
 """
 
 from __future__ import annotations
@@ -71,11 +72,27 @@ def _cache_dir() -> Path:
     return locations.cache_dir() / "go"
 
 
+def _build_cache(root: Path) -> Path:
+    """Go's own build cache, the one a hand-run ``go build`` or ``go test`` uses (``GOCACHE``,
+    else ``go-build`` in the user's cache folder), when there is one; else ``root/cache``.
+
+    Shared, so the standard library compiled for wasip1 by ``omnicore build`` serves the
+    author's ``GOOS=wasip1 go test`` under ``omnicore env`` and every checkout's builds: a
+    fresh clone compiled it again (20-40 s of CPU) into its own ``build/go``. Go keys every
+    entry by its inputs (toolchain, GOOS/GOARCH, flags) and locks the folder itself, so
+    sharing cannot hand a build another's output."""
+    if os.environ.get("GOCACHE"):
+        return Path(os.environ["GOCACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or (
+        str(Path(os.environ["HOME"]) / ".cache") if os.environ.get("HOME") else None)
+    return Path(base) / "go-build" if base else root / "cache"
+
+
 def _env() -> dict[str, str]:
     root = _cache_dir()
     env = dict(os.environ)
     env.update(GOOS="wasip1", GOARCH="wasm", GOPROXY="off", GOTOOLCHAIN="local",
-               GOFLAGS="-mod=mod", GOCACHE=str(root / "cache"), GOPATH=str(root / "path"),
+               GOFLAGS="-mod=mod", GOCACHE=str(_build_cache(root)), GOPATH=str(root / "path"),
                GOTELEMETRY="off", CGO_ENABLED="0")
     env["GOWORK"] = "off"  # a go.work above the project must not change what gets built
     return env
