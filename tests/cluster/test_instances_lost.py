@@ -8,10 +8,13 @@ build/console-screenshots/3-instances-{silent,lost}.png."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from playwright.sync_api import Browser, expect
 
@@ -21,8 +24,44 @@ from tests.browsers import SHOTS
 from tests.cluster.test_scaleout import cluster, until, worker_wasm  # noqa: F401
 
 
+def _tcp_ports(pid: int) -> list[int]:
+    """The local ports of ``pid``'s TCP sockets (its sockets' inodes, found in /proc/net)."""
+    inodes = {os.readlink(fd).removeprefix("socket:[").removesuffix("]")
+              for fd in Path(f"/proc/{pid}/fd").iterdir()
+              if os.readlink(fd).startswith("socket:[")}
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _settled(pid: int, url: str, hosts: list[Any]) -> None:
+    """Wait until SIGSTOP has stopped every thread of ``pid`` (it is asynchronous) and no
+    PostgreSQL backend serving its connections runs a statement: a job claim it sent just
+    before (once seen: job 3 claimed while the test read [1]) has committed by then, and it
+    can claim nothing more, so what it holds can be read once and for all."""
+    def stopped() -> bool:
+        return all(Path(task, "stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+                   for task in Path(f"/proc/{pid}/task").iterdir())
+
+    until(stopped, "the victim stopped", hosts)
+    ports = _tcp_ports(pid)
+    assert ports, "the victim holds no TCP connection to PostgreSQL"
+    with psycopg.connect(url, autocommit=True) as conn:
+        def quiet() -> bool:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE client_port = "
+                               "ANY(%s) AND state = 'active'", (ports,)).fetchone()
+            return row is not None and row[0] == 0
+
+        until(quiet, "the victim's statements in PostgreSQL finished", hosts)
+
+
 def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
-        cluster: Any, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        cluster: Any, pg_url: str, browser: Browser,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # The operator's setting from the issue: a host is dead after 12 s of silence, so a
     # paused host is seen silent long before the reaper hands its work on.
     monkeypatch.setenv("OMNICORE_CLUSTER__DEAD_AFTER_S", "12")
@@ -59,6 +98,7 @@ def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
         # Paused: its connection (and liveness lock) stays, its heartbeat stops. The page
         # marks it silent without a reload, seconds before it would be declared dead.
         victim.proc.send_signal(signal.SIGSTOP)
+        _settled(victim.proc.pid, pg_url, hosts)
         assert victim_holds()  # what it holds, read once it can no longer change
         held = list(running)
         stopped = time.time()
