@@ -39,9 +39,12 @@ RUN apt-get update -qq \
 WORKDIR /src
 # The dependencies first, in a layer of their own: a change to the host's code (or to the
 # tool settings in pyproject.toml) rebuilds only the step below, not hnswlib from its sdist
-# (no x86-64 wheel) and forty downloads. The layer is keyed by the requirements' text alone.
+# (no x86-64 wheel) and forty downloads. The layer is keyed by the requirements' text alone,
+# so it keeps the releases pip chose when it was built; REFRESHED (`scripts/image --refresh`
+# sets it to the time) makes a new one, with the newest releases the requirements allow.
 COPY --from=requirements /requirements.txt /tmp/requirements.txt
-RUN python3 -m venv /opt/omnicore \
+ARG REFRESHED=
+RUN echo "dependencies: ${REFRESHED:-first build}" && python3 -m venv /opt/omnicore \
     && /opt/omnicore/bin/pip install -q --no-compile -r /tmp/requirements.txt
 COPY pyproject.toml setup.py README.md ./
 COPY host/ host/

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Logged", "eventually", "eventually_async", "seconds_until"]
+__all__ = ["Logged", "all_threads_stopped", "eventually", "eventually_async", "seconds_until"]
 
 T = TypeVar("T")
 
@@ -117,3 +117,16 @@ async def eventually_async(check: Callable[[], T | Awaitable[T | None] | None], 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or check}")
         await asyncio.sleep(every)
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (state T or t in /proc): SIGSTOP is
+    asynchronous and reaches each thread in its turn, so a test that stops a process waits
+    on this before it reads what the process holds. A thread that ended is not running."""
+    def running(task: Path) -> bool:
+        try:
+            return (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "tT"
+        except FileNotFoundError:
+            return False
+
+    return not any(running(task) for task in Path(f"/proc/{pid}/task").iterdir())

@@ -33,7 +33,7 @@ from tests.db_fixtures import (  # noqa: F401 - fixtures
     sql_app,
 )
 from tests.dbservers import PASSWORD, MariaDB, free_port
-from tests.waiting import eventually
+from tests.waiting import all_threads_stopped, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,15 +274,7 @@ def test_the_pool_survives_a_server_restart(shop: Db, maria: MariaDB) -> None:  
 
 
 def _stopped(pid: int) -> None:
-    """Wait until every thread of ``pid`` has stopped (SIGSTOP reaches each in its turn)."""
-    def running(task: Path) -> bool:
-        try:
-            return (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "tT"
-        except FileNotFoundError:
-            return False  # a thread that ended
-
-    eventually(lambda: not any(running(t) for t in Path(f"/proc/{pid}/task").iterdir()),
-               "every thread of the server stopped")
+    eventually(lambda: all_threads_stopped(pid), "every thread of the server stopped")
 
 
 def test_a_server_that_answers_nothing_ends_at_the_deadline(

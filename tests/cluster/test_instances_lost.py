@@ -22,6 +22,7 @@ from omnicore.cli.remote import find_running
 from omnicore.storage import JobSpec
 from tests.browsers import SHOTS
 from tests.cluster.test_scaleout import cluster, until, worker_wasm  # noqa: F401
+from tests.waiting import all_threads_stopped
 
 
 def _tcp_ports(pid: int) -> list[int]:
@@ -43,11 +44,7 @@ def _settled(pid: int, url: str, hosts: list[Any]) -> None:
     PostgreSQL backend serving its connections runs a statement: a job claim it sent just
     before (once seen: job 3 claimed while the test read [1]) has committed by then, and it
     can claim nothing more, so what it holds can be read once and for all."""
-    def stopped() -> bool:
-        return all(Path(task, "stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
-                   for task in Path(f"/proc/{pid}/task").iterdir())
-
-    until(stopped, "the victim stopped", hosts)
+    until(lambda: all_threads_stopped(pid), "the victim stopped", hosts)
     ports = _tcp_ports(pid)
     assert ports, "the victim holds no TCP connection to PostgreSQL"
     with psycopg.connect(url, autocommit=True) as conn:

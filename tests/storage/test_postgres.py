@@ -420,8 +420,9 @@ def test_every_instance_answers_vector_queries_with_every_acknowledged_vector(
     from omnicore.storage.vectors import VectorStore
 
     a, b = PostgresStorage(pg_url), PostgresStorage(pg_url)
-    va = VectorStore(a.vectors, tmp_path / "a", shared=True).for_plugin("p")
-    vb = VectorStore(b.vectors, tmp_path / "b", shared=True).for_plugin("p")
+    stores = [VectorStore(a.vectors, tmp_path / "a", shared=True),
+              VectorStore(b.vectors, tmp_path / "b", shared=True)]
+    va, vb = (store.for_plugin("p") for store in stores)
     try:
         va.upsert("docs", "one", [1.0, 0.0, 0.0], {"n": 1})
         assert [h.id for h in vb.search("docs", [1.0, 0.0, 0.0], k=5)] == ["one"]  # b loads
@@ -437,5 +438,7 @@ def test_every_instance_answers_vector_queries_with_every_acknowledged_vector(
         hit = vb.search("docs", [1.0, 0.0, 0.0], k=1)[0]
         assert (hit.id, hit.metadata) == ("two", {"n": 22})
     finally:
+        for store in stores:  # its flusher first, or it retries against a closed pool
+            store.close()
         a.close()
         b.close()

@@ -149,8 +149,9 @@ def user_cache_dir() -> Path:
     configured = os.environ.get("OMNICORE_CACHE_DIR")
     if configured:
         return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "omnicore" / "modules"
+    from omnicore.toolchains import locations
+
+    return locations.user_cache_dir() / "modules"
 
 
 def user_engine(fuel: bool = False) -> SandboxEngine:

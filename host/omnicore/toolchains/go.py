@@ -83,9 +83,8 @@ def _build_cache(root: Path) -> Path:
     sharing cannot hand a build another's output."""
     if os.environ.get("GOCACHE"):
         return Path(os.environ["GOCACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or (
-        str(Path(os.environ["HOME"]) / ".cache") if os.environ.get("HOME") else None)
-    return Path(base) / "go-build" if base else root / "cache"
+    base = locations.user_cache_home()
+    return base / "go-build" if base is not None else root / "cache"
 
 
 def _env() -> dict[str, str]:

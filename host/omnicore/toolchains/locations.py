@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["cache_dir", "checkout", "locked", "sdk_dir"]
+__all__ = ["cache_dir", "checkout", "locked", "sdk_dir", "user_cache_dir", "user_cache_home"]
 
 _PACKAGED = Path(__file__).resolve().parent / "sdk"
 _CHECKOUT = Path(__file__).resolve().parents[3]
@@ -47,13 +47,26 @@ def sdk_dir(language: str) -> Path:
     return (root if root is not None else _CHECKOUT) / "sdk" / language
 
 
+def user_cache_home() -> Path | None:
+    """The user's cache folder: ``$XDG_CACHE_HOME``, else ``$HOME/.cache``; None with
+    neither (the rule of Go's ``os.UserCacheDir``, so omnicore and a hand-run ``go`` agree)."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"])
+    if os.environ.get("HOME"):
+        return Path(os.environ["HOME"]) / ".cache"
+    return None
+
+
+def user_cache_dir() -> Path:
+    """omnicore's folder in the user's cache (``~/.cache/omnicore``); without HOME, the
+    account's home as the password database names it."""
+    return (user_cache_home() or Path.home() / ".cache") / "omnicore"
+
+
 def cache_dir() -> Path:
     """Where builds keep what they reuse across plugins and runs."""
     root = checkout()
-    if root is not None:
-        return root / "build"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "omnicore"
+    return root / "build" if root is not None else user_cache_dir()
 
 
 @contextlib.contextmanager
