@@ -37,12 +37,18 @@ class Host(ClusterHost):
     """One ``omnicore run`` child of the cluster, serving the worker plugin."""
 
     def __init__(self, root: Path, url: str, wasm: Path, index: int,
-                 schedules: list[dict[str, Any]]) -> None:
-        super().__init__(root, url, index, [wasm], {
+                 schedules: list[dict[str, Any]], *, cache_dir: Path | None = None) -> None:
+        config: dict[str, Any] = {
             "name": "scaleout",
             "plugins": {"worker": {"grants": ["kv", "events"],
                                    "limits": {"timeout_ms": 20000}}},
-            "capabilities": {"tasks": {"schedules": {"worker": schedules}}}})
+            "capabilities": {"tasks": {"schedules": {"worker": schedules}}}}
+        if cache_dir is not None:
+            # Compiled modules from the tests' shared cache, as an image's hosts take them
+            # precompiled (docs/operations/image.md): each host compiled the worker twice
+            # (Winch, then Cranelift), three hosts a test, for tests about jobs and events.
+            config["sandbox"] = {"watch": False, "cache_dir": str(cache_dir)}
+        super().__init__(root, url, index, [wasm], config)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -56,7 +62,7 @@ def until(pred: Callable[[], bool], what: str, hosts: list[Host], timeout: float
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, pg_url: str, worker_wasm: Path
+def cluster(tmp_path: Path, pg_url: str, worker_wasm: Path, module_cache: Path
             ) -> Iterator[Callable[..., tuple[list[Host], PostgresStorage]]]:
     hosts: list[Host] = []
     stores: list[PostgresStorage] = []
@@ -66,7 +72,8 @@ def cluster(tmp_path: Path, pg_url: str, worker_wasm: Path
         store = PostgresStorage(pg_url)
         stores.append(store)
         for _ in range(n):
-            host = Host(tmp_path, pg_url, worker_wasm, len(hosts), schedules or [])
+            host = Host(tmp_path, pg_url, worker_wasm, len(hosts), schedules or [],
+                        cache_dir=module_cache)
             hosts.append(host)
             host.start()
         until(lambda: len(store.instances.all()) == n and all(h.readyz() == 200 for h in hosts),

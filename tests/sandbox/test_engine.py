@@ -54,6 +54,29 @@ def test_cache_key_depends_on_engine_config(tmp_path: Path, wat: Wat) -> None:
         rt.close()
 
 
+def test_the_pooling_allocator_shares_the_compiled_code(tmp_path: Path, wat: Wat) -> None:
+    """An app that turns ``sandbox.pooling`` on or off loads every plugin from the cache: the
+    allocator does not change what wasmtime compiles (its serialized code is the same bytes,
+    and each engine runs the other's entry)."""
+    import wasmtime
+
+    wasm = wat("echo")
+    with SandboxEngine(cache_dir=tmp_path) as plain, \
+            SandboxEngine(cache_dir=tmp_path, pooling=True) as pooled:
+        assert wasmtime.Module(plain.wasmtime, wasm).serialize() == \
+            wasmtime.Module(pooled.wasmtime, wasm).serialize()
+        assert plain.config_key == pooled.config_key
+        PluginModule.load(pooled, wasm)
+        entry = next(tmp_path.glob("*.cwasm"))
+        written = entry.stat().st_mtime_ns
+        module = PluginModule.load(plain, wasm)  # from the pooled engine's entry
+        assert [e.name for e in tmp_path.glob("*.cwasm")] == [entry.name]
+        assert entry.stat().st_mtime_ns == written
+        rt = PluginRuntime(plain, module, builtin_registry())
+        assert rt.call("echo", b"shared") == b"shared"
+        rt.close()
+
+
 def test_corrupt_cache_entry_is_recompiled(tmp_path: Path, wat: Wat) -> None:
     wasm = wat("echo")
     with SandboxEngine(cache_dir=tmp_path) as eng:

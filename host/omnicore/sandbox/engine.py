@@ -83,9 +83,12 @@ class SandboxEngine:
         if baseline:
             engine_api.use_winch(cfg)
         self.wasmtime = wasmtime.Engine(cfg)
+        # What changes the compiled code, and only that: the pooling allocator is how
+        # instances get their memory, and wasmtime compiles the same bytes with it or without
+        # (tests/sandbox/test_engine.py), so switching it does not recompile every plugin.
         self.config_key = hashlib.sha256(
-            f"wasmtime={engine_api.FOUND};epoch=1;fuel={int(fuel)};may_move=0;simd=1;gc=0;exceptions=0;threads=0;mem64=0;multimem=0;"
-            f"pooling={int(pooling)}{';winch=1' if baseline else ''}".encode()).hexdigest()[:16]
+            f"wasmtime={engine_api.FOUND};epoch=1;fuel={int(fuel)};may_move=0;simd=1;gc=0;exceptions=0;threads=0;mem64=0;multimem=0"
+            f"{';winch=1' if baseline else ''}".encode()).hexdigest()[:16]
         # Components get an engine of their own, made on first use (see :attr:`components`).
         self._components: wasmtime.Engine | None = None
         self._components_lock = threading.Lock()
