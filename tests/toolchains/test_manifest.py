@@ -12,7 +12,11 @@ import wasmtime
 from omnicore.errors import BuildError
 from omnicore.mcp.tools import Exposure, tools_of
 from omnicore.plugins.host import PluginHost
-from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
+from omnicore.sandbox._wasmtime import use_winch
+from omnicore.toolchains.manifest import embed_manifest, handler_exports, read_plugin_meta
+
+#: The example plugins `scripts/dev setup` built (a read of it marks a test `toolchain`).
+BUILT = Path(__file__).resolve().parents[2] / "build" / "plugins"
 
 WAT = """(module (memory (export "memory") 2)
   (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
@@ -148,3 +152,64 @@ def test_a_describe_export_that_never_ends_fails_the_build() -> None:
       (func (export "omni_describe") (param i32 i32) (result i64) (loop (br 0)) (i64.const 0)))"""
     with pytest.raises(BuildError, match="describing the handlers failed"):
         embed_manifest(wasmtime.wat2wasm(wat), {}, language="go", default_name="x")
+
+
+#: Exports of every shape the handler scan meets: a handler, an imported function exported
+#: again, reserved names, near-miss signatures, a memory, a global and a table among them.
+SHAPES = """(module
+  (import "env" "ext" (func $ext (param i32 i32) (result i64)))
+  (import "env" "g" (global i32))
+  (type $h (func (param i32 i32) (result i64)))
+  (memory (export "memory") 1)
+  (table (export "table") 1 funcref)
+  (global (export "gl") i32 (i32.const 0))
+  (func $a (export "a") (type $h) (i64.const 0))
+  (export "a_again" (func $a))
+  (export "reexported" (func $ext))
+  (func (export "_start_like") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "omni_describe") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "i32_result") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "three_params") (param i32 i32 i32) (result i64) (i64.const 0))
+  (func (export "i64_params") (param i64 i64) (result i64) (i64.const 0))
+  (func (export "two_results") (param i32 i32) (result i64 i64) (i64.const 0) (i64.const 0))
+  (func (export "z_last") (param i32 i32) (result i64) (i64.const 0)))"""
+
+
+def _handlers_as_wasmtime_reads_them(wasm: bytes) -> list[str]:
+    """The reference: the export types wasmtime gives once it has compiled the module (by
+    Winch, the quicker compiler: the types are the module's, whoever compiles it)."""
+    config = wasmtime.Config()
+    use_winch(config)
+    module = wasmtime.Module(wasmtime.Engine(config), wasm)
+    return [e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)
+            and not e.name.startswith(("omni_", "_"))
+            and [str(p) for p in e.type.params] == ["i32", "i32"]
+            and [str(r) for r in e.type.results] == ["i64"]]
+
+
+@pytest.mark.parametrize("source", [SHAPES, WAT])
+def test_handlers_are_read_from_the_bytes_as_wasmtime_reads_them(source: str) -> None:
+    wasm = wasmtime.wat2wasm(source)
+    found = handler_exports(wasm)
+    assert found == _handlers_as_wasmtime_reads_them(wasm)
+    assert found in (["a", "a_again", "reexported", "z_last"], ["greet", "other"])
+
+
+def test_the_example_plugins_handlers_are_read_as_wasmtime_reads_them() -> None:
+    """Real toolchains' output (Go's tens of thousands of functions, Rust, Zig, C,
+    AssemblyScript, QuickJS): the examples `scripts/dev setup` built, one per language."""
+    built = {}
+    for path in sorted(BUILT.glob("*.wasm"), reverse=True):
+        built[path.stem.rsplit("-", 1)[1]] = path  # each language's first by name
+    assert set(built) >= {"go", "rust", "zig", "c", "as", "js"}
+    for path in (built[lang] for lang in ("go", "rust", "zig", "c", "as", "js")):
+        wasm = path.read_bytes()
+        assert handler_exports(wasm) == _handlers_as_wasmtime_reads_them(wasm), path.name
+
+
+def test_an_invalid_module_still_fails_the_build_at_the_handler_scan() -> None:
+    wasm = bytearray(wasmtime.wat2wasm(WAT))
+    body = wasm.rindex(b"\x42\x00\x0b")  # the last function's `i64.const 0; end`
+    wasm[body] = 0x41  # i32.const where its type says i64: well-formed, but not valid
+    with pytest.raises(wasmtime.WasmtimeError):
+        handler_exports(bytes(wasm))

@@ -29,6 +29,9 @@ def test_new_build_and_call_from_a_wheel_outside_the_checkout(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OMNICORE_", "VIRTUAL_ENV", "PYTHONPATH"))}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # builds cache here, not in the checkout
+    # Save cargo's: the checkout's target folder, whose registry crates (serde...) the set-up
+    # compiled; the SDK crate the wheel carries is at a path of its own, so it compiles anew.
+    env["OMNICORE_CARGO_TARGET_DIR"] = str(ROOT / "build" / "cargo-target")
     # From a copy of the sources: setuptools builds in the project's build/lib, which in a
     # checkout may hold another build's files (a folder shared by worktrees, or by a second
     # test run at the same moment), and the wheel would ship them.

@@ -1,18 +1,22 @@
-"""Just enough of the WebAssembly binary format to read and write custom sections.
+"""Just enough of the WebAssembly binary format to read and write custom sections, and to
+read a core module's signatures (exports' types, v128 where the C API cannot take it).
 
-wasmtime's Python API does not expose custom sections, and SDK builds need to append the
+wasmtime's Python API does not expose custom sections, nor a module's types before it has
+compiled the whole module, and SDK builds need to append the
 ``omnicore.manifest`` section without a native toolchain, so both use this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 __all__ = [
     "COMPONENT_HEADER",
     "MAGIC",
     "WasmFormatError",
     "custom_sections",
+    "function_exports",
     "is_component",
     "read_uleb",
     "sections",
@@ -196,26 +200,31 @@ def _skip_const_expr(wasm: bytes, pos: int) -> int:
         pos = _skip_sleb(wasm, pos) if width < 0 else pos + width
 
 
-def v128_in_signatures(wasm: bytes) -> str | None:
-    """Where a ``v128`` appears in an import/export signature or a global's type, else None.
+@dataclass
+class _Signatures:
+    """What a core module's sections say of its function and global types."""
 
-    wasmtime's C API aborts the process when asked for the kind of a v128 value type, and
-    reading a module's imports and exports asks exactly that, so this is checked from the
-    bytes before compiling. SIMD inside function bodies is fine (specs/abi.md §1.5).
-    Raises WasmFormatError for sections too malformed to read.
-    """
-    types: list[tuple[bytes, bytes]] = []
-    func_types: list[int] = []  # type index of every function, imported ones first
-    func_names: dict[int, str] = {}
-    globals_: list[int] = []
-    # Sections come in order, types first. When no function type mentions v128, no function
-    # signature can, and the function and export sections (one entry per function: tens of
-    # thousands in a Go or JS plugin) need not be read at all.
+    types: list[tuple[bytes, bytes]] = field(default_factory=list)  # (params, results)
+    func_types: list[int] = field(default_factory=list)  # imported functions first
+    func_imports: dict[int, str] = field(default_factory=dict)  # index -> "import m.f"
+    func_exports: list[tuple[str, int]] = field(default_factory=list)  # (name, index)
+    globals: int = 0  # imported and defined
+    v128_global: str | None = None  # where a global's type is v128
+    #: A type that is not a plain function type (GC's rec/sub), which validation refuses
+    #: with GC off: nothing more was read.
+    gc_type: bool = False
+
+
+def _signatures(wasm: bytes, *, functions: bool | None) -> _Signatures:
+    """The module's types, imports, functions, globals and exports. ``functions=None`` reads
+    the function and export sections (one entry per function: tens of thousands in a Go or
+    JS plugin) only when a function type mentions v128."""
+    found = _Signatures()
     any_v128_type = False
     try:
         for sid, start, end in sections(wasm):
             pos = start
-            if sid in (3, 7) and not any_v128_type:
+            if sid in (3, 7) and not (functions or (functions is None and any_v128_type)):
                 continue
             if sid in (1, 2, 3, 6, 7):
                 count, pos = read_uleb(wasm, pos)
@@ -224,7 +233,8 @@ def v128_in_signatures(wasm: bytes) -> str | None:
             for _ in range(count):
                 if sid == 1:
                     if wasm[pos] != 0x60:
-                        return None  # a GC rec/sub type: refused by validation (GC is off)
+                        found.gc_type = True
+                        return found
                     pos += 1
                     sig: list[bytes] = []
                     for _part in range(2):
@@ -234,18 +244,17 @@ def v128_in_signatures(wasm: bytes) -> str | None:
                             kind, pos = _valtype(wasm, pos)
                             kinds.append(kind)
                         sig.append(bytes(kinds))
-                    types.append((sig[0], sig[1]))
+                    found.types.append((sig[0], sig[1]))
                     any_v128_type = any_v128_type or _V128 in sig[0] or _V128 in sig[1]
                 elif sid == 2:
                     module, pos = _skip_name(wasm, pos)
-                    field, pos = _skip_name(wasm, pos)
+                    name, pos = _skip_name(wasm, pos)
                     kind = wasm[pos]
                     pos += 1
-                    where = f"import {module}.{field}"
                     if kind == 0:
                         idx, pos = read_uleb(wasm, pos)
-                        func_names[len(func_types)] = where
-                        func_types.append(idx)
+                        found.func_imports[len(found.func_types)] = f"import {module}.{name}"
+                        found.func_types.append(idx)
                     elif kind == 1:
                         _, pos = _valtype(wasm, pos)
                         pos = _skip_limits(wasm, pos)
@@ -253,9 +262,9 @@ def v128_in_signatures(wasm: bytes) -> str | None:
                         pos = _skip_limits(wasm, pos)
                     elif kind == 3:
                         vt, pos = _valtype(wasm, pos)
-                        if vt == _V128:
-                            return where
-                        globals_.append(vt)
+                        if vt == _V128 and found.v128_global is None:
+                            found.v128_global = f"import {module}.{name}"
+                        found.globals += 1
                         pos += 1
                     elif kind == 4:
                         _, pos = read_uleb(wasm, pos + 1)
@@ -263,26 +272,59 @@ def v128_in_signatures(wasm: bytes) -> str | None:
                         raise WasmFormatError(f"unknown import kind {kind:#x}")
                 elif sid == 3:
                     idx, pos = read_uleb(wasm, pos)
-                    func_types.append(idx)
+                    found.func_types.append(idx)
                 elif sid == 6:
                     vt, pos = _valtype(wasm, pos)
-                    if vt == _V128:
-                        return f"global {len(globals_)}"
-                    globals_.append(vt)
+                    if vt == _V128 and found.v128_global is None:
+                        found.v128_global = f"global {found.globals}"
+                    found.globals += 1
                     pos = _skip_const_expr(wasm, pos + 1)
                 else:
                     name, pos = _skip_name(wasm, pos)
                     kind = wasm[pos]
                     idx, pos = read_uleb(wasm, pos + 1)
                     if kind == 0:
-                        func_names[idx] = f"export {name!r}"
+                        found.func_exports.append((name, idx))
                 if pos > end:
                     raise WasmFormatError(f"section {sid} is shorter than its contents")
     except IndexError:
         raise WasmFormatError("a section ends in the middle of an entry (truncated?)") from None
-    for fidx, where in func_names.items():
-        if fidx < len(func_types) and func_types[fidx] < len(types):
-            params, results = types[func_types[fidx]]
+    return found
+
+
+def v128_in_signatures(wasm: bytes) -> str | None:
+    """Where a ``v128`` appears in an import/export signature or a global's type, else None.
+
+    wasmtime's C API aborts the process when asked for the kind of a v128 value type, and
+    reading a module's imports and exports asks exactly that, so this is checked from the
+    bytes before compiling. SIMD inside function bodies is fine (specs/abi.md §1.5).
+    Raises WasmFormatError for sections too malformed to read.
+    """
+    # When no function type mentions v128, no function signature can, and the function and
+    # export sections need not be read at all.
+    found = _signatures(wasm, functions=None)
+    if found.gc_type:
+        return None  # refused by validation (GC is off)
+    if found.v128_global is not None:
+        return found.v128_global
+    named = {**found.func_imports, **{idx: f"export {name!r}" for name, idx in found.func_exports}}
+    for fidx, where in named.items():
+        if fidx < len(found.func_types) and found.func_types[fidx] < len(found.types):
+            params, results = found.types[found.func_types[fidx]]
             if _V128 in params or _V128 in results:
                 return where
     return None
+
+
+def function_exports(wasm: bytes) -> list[tuple[str, bytes, bytes]]:
+    """Each exported function of a core module as ``(name, params, results)``, the types as
+    their value-type bytes (``0x7F`` i32, ``0x7E`` i64, ...), in the export section's order:
+    read from the bytes, where asking wasmtime means compiling the module (4 s of CPU for a Go
+    plugin). Raises WasmFormatError for sections too malformed to read."""
+    found = _signatures(wasm, functions=True)
+    out = []
+    for name, idx in found.func_exports:
+        if idx < len(found.func_types) and found.func_types[idx] < len(found.types):
+            params, results = found.types[found.func_types[idx]]
+            out.append((name, params, results))
+    return out
