@@ -336,3 +336,39 @@ def test_compiles_finished_before_submit_returns_do_not_deadlock(
         assert returned.wait(60), "submit deadlocked on its own lock"
         ahead.wait_idle()
         assert all(ahead.take(p) is not None for p in paths)
+
+
+def test_a_host_closed_while_the_first_tier_compiles_compiles_nothing_more(
+        tmp_path: Path) -> None:
+    # The tier-up thread waits for the first tier's compiles before it starts Cranelift; a
+    # host stopped meanwhile (a test, `omnicore dev` rebuilding) must not then spend a
+    # Ruby plugin's 50 s of CPU on code nobody will run. The window held open with a gate.
+    from types import SimpleNamespace
+
+    from omnicore.plugins.tiers import TierUp
+
+    first_tier_done = threading.Event()
+    waiting = threading.Event()
+    compiled: list[Path] = []
+
+    def after() -> None:
+        waiting.set()
+        first_tier_done.wait(60)
+
+    def compile_optimized(path: Path, name: str) -> Any:
+        compiled.append(path)
+        raise AssertionError("compiled after close")
+
+    tiers = TierUp(compile_optimized, lambda *_: None, after=after)
+    with SandboxEngine() as engine:
+        module = tiers.mark(PluginModule.load(engine, echo_wasm("p")))
+        # What the thread reads of a host's entry: its name, file and serving module.
+        entry = SimpleNamespace(name="p", source=tmp_path / "p.wasm", module=module)
+        tiers.submit(entry, module)  # type: ignore[arg-type]
+        assert waiting.wait(60)
+        tiers.close()
+        first_tier_done.set()
+        thread = tiers._thread
+        assert thread is not None
+        thread.join(60)
+        assert not thread.is_alive() and compiled == []

@@ -80,6 +80,8 @@ class TierUp:
         while (job := self._queue.get()) is not None and not self._closed:
             entry, module = job
             self._after()
+            if self._closed:
+                return  # closed while the first tier compiled: no Cranelift for a stopped host
             if entry.module is not module or entry.source is None:
                 continue  # reloaded or regranted into another module meanwhile
             try:
