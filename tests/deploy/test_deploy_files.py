@@ -124,12 +124,13 @@ def test_the_images_dependency_layer_holds_what_pip_reads_from_omnicores_metadat
     code = next(i for i, (word, arg) in enumerate(build) if word == "COPY" and "host/" in arg)
     assert "-r /tmp/requirements.txt" in build[runs[0]][1] and runs[0] < code < runs[1]
     assert "--no-deps" in build[runs[1]][1] and "pip check" in build[runs[1]][1]
-    # `scripts/image --refresh` makes that layer anew: the build argument it sets is declared
-    # just before the step and read by it, so its value is part of the step's cache key.
+    # `scripts/image --refresh` makes that layer anew: the build argument it sets (and keeps
+    # setting, so later builds take the refreshed layer) is declared just before the step and
+    # read by it, so its value is part of the step's cache key (buildah's, as Docker's).
     assert build[runs[0] - 1] == ("ARG", "REFRESHED=") and "${REFRESHED" in build[runs[0]][1]
     script = (ROOT / "scripts/image").read_text()
-    assert '--refresh) refresh=(--build-arg "REFRESHED=$(date' in script
-    assert '"${refresh[@]}"' in script.split("buildah bud", 1)[1].split("\n", 2)[1]
+    assert 'deps_args=(--build-arg "REFRESHED=$(cat "$refreshed")")' in script
+    assert '"${deps_args[@]}"' in script.split("buildah bud", 1)[1].split("\n", 2)[1]
 
 
 def test_the_images_requirements_refuse_an_unknown_extra() -> None:
