@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from omnicore.cli.plugins import user_cache_dir as modules_dir
+from omnicore.cli.plugins import user_modules_dir as modules_dir
 from omnicore.toolchains import locations
 
 

@@ -139,7 +139,7 @@ def _resolve(target: str, cfg: Any, appdir: Path | None) -> Path:
     return resolve_plugin_file(folder, target, _manifest_name)
 
 
-def user_cache_dir() -> Path:
+def user_modules_dir() -> Path:
     """Where compiled modules of plugins called outside an app are cached.
 
     ``$OMNICORE_CACHE_DIR``, else ``$XDG_CACHE_HOME/omnicore/modules``, else
@@ -155,12 +155,12 @@ def user_cache_dir() -> Path:
 
 
 def user_engine(fuel: bool = False) -> SandboxEngine:
-    """An engine over the user's module cache (:func:`user_cache_dir`): ``inspect`` of an
+    """An engine over the user's module cache (:func:`user_modules_dir`): ``inspect`` of an
     unchanged file, and ``call`` of a bare file, deserialize instead of compiling (seconds
     for a Go plugin)."""
     from omnicore.sandbox import SandboxEngine
 
-    return SandboxEngine(cache_dir=user_cache_dir(), fuel=fuel)
+    return SandboxEngine(cache_dir=user_modules_dir(), fuel=fuel)
 
 
 @contextmanager
