@@ -11,6 +11,7 @@ import pytest
 
 from omnicore.app import OmniApp
 from omnicore.core.lifecycle import State
+from tests.compiler import COMPILER, ENVIRON
 
 # The wasm fixtures (`wat`, `engine`, `registry`, `make`, `echo`) for every area that runs
 # plugins; the browser for every area that drives one; the order a parallel run hands modules
@@ -36,6 +37,8 @@ def _no_omnicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # A test's host (and every `omnicore run` it starts) takes a free console port, never
     # the default 8470 that a developer's own host may hold.
     monkeypatch.setenv("OMNICORE_CONSOLE__PORT", "0")
+    # And compiles with the tests' compiler (tests/compiler.py: Winch unless asked).
+    monkeypatch.setenv("OMNICORE_SANDBOX__COMPILER", COMPILER)
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +65,8 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., OmniApp]]:
                      **kwargs.pop("overrides", {})}
         kwargs.setdefault("entry_points", False)
         kwargs.setdefault("builtin_extensions", [])
-        app = OmniApp(name, overrides=overrides, environ=kwargs.pop("environ", {}), **kwargs)
+        environ = kwargs.pop("environ", dict(ENVIRON))
+        app = OmniApp(name, overrides=overrides, environ=environ, **kwargs)
         apps.append(app)
         return app
 
@@ -104,7 +108,7 @@ def start_host(tmp_path: Path, module_cache: Path) -> Iterator[Callable[..., Omn
             data = tmp_path / (f"data{len(apps)}" if url else "data")
             folder = tmp_path / "plugins"
         over = {"data_dir": str(data), "plugins_dir": str(folder),
-                "sandbox": {"cache_dir": str(module_cache)},
+                "sandbox": {"cache_dir": str(module_cache), "compiler": COMPILER},
                 "catalog": {"poll_s": 0.05, **(catalog or {})},
                 **({"storage": {"url": url}} if url else {}), **own, **overrides}
         app = OmniApp(name, overrides=over, environ={}, entry_points=False)

@@ -16,6 +16,13 @@ from tests.component_fixtures import wat_plugin
 from tests.host_fixtures import echo_wasm, write
 
 
+@pytest.fixture(autouse=True)
+def _cranelift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an image build precompiles is what its hosts load: the default compiler's code,
+    whatever the tests' own (tests/compiler.py)."""
+    monkeypatch.setenv("OMNICORE_SANDBOX__COMPILER", "cranelift")
+
+
 def _app(tmp_path: Path) -> Path:
     app = tmp_path / "app"
     (app / "plugins").mkdir(parents=True)

@@ -13,6 +13,7 @@ from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import GuestError
 from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
+from tests.compiler import BASELINE
 
 TABLE = json.loads((Path(__file__).parent / "greeter_cases.json").read_text(encoding="utf-8"))
 CASES = TABLE["cases"]
@@ -24,7 +25,7 @@ RuntimeFor = Callable[[dict[str, Any]], PluginRuntime | ComponentRuntime]
 
 @pytest.fixture(scope="module")
 def engine(module_cache: Path) -> Iterator[SandboxEngine]:
-    eng = SandboxEngine(cache_dir=module_cache)
+    eng = SandboxEngine(cache_dir=module_cache, baseline=BASELINE)
     yield eng
     eng.close()
 

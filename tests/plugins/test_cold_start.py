@@ -372,3 +372,39 @@ def test_a_host_closed_while_the_first_tier_compiles_compiles_nothing_more(
         assert thread is not None
         thread.join(60)
         assert not thread.is_alive() and compiled == []
+
+
+def test_sandbox_compiler_winch_serves_winch_code_and_never_tiers_up(
+        folder: Path, tmp_path: Path) -> None:
+    # `sandbox.compiler: winch` (development loops, test runs): every module is Winch's code,
+    # cached under Winch's key, a cached start loads it, and no Cranelift compile ever runs.
+    from omnicore.config.schema import SandboxConfig
+
+    sandbox = SandboxConfig(cache_dir=tmp_path / "cache", compiler="winch")
+    for start in ("cold", "cached"):
+        with PluginHost(engine_factory=lambda fuel=False: SandboxEngine.for_config(
+                sandbox, fuel)) as host:
+            host.watch_folder(folder, watch=False)
+            assert {i.name: i.state for i in host} == {"big": "loaded", "tiny": "loaded"}, start
+            assert host.call("tiny", "echo", b"x") == b"x"
+            assert host.call("big", "run", b"") == b""
+            engine = host._linker.engine_for(False)
+            assert engine.baseline
+            assert host._linker._tiers._thread is None, f"a {start} start tiered up"
+            keys = {p.name.split("-")[1] for p in (tmp_path / "cache").glob("*.cwasm")}
+            assert keys == {f"{engine.config_key}.cwasm"}, start
+    with SandboxEngine() as cranelift:
+        assert cranelift.config_key != engine.config_key
+
+
+def test_sandbox_compiler_names_its_choices(tmp_path: Path) -> None:
+    from omnicore.config import load_config
+    from omnicore.errors import ConfigError
+
+    for where in ({"overrides": {"sandbox": {"compiler": "lightbeam"}}},
+                  {"environ": {"OMNICORE_SANDBOX__COMPILER": "lightbeam"}}):
+        with pytest.raises(ConfigError, match=r"sandbox.compiler.*'cranelift' or 'winch'"):
+            load_config(None, **where)  # type: ignore[arg-type]
+    assert load_config(None, environ={}).sandbox.compiler == "cranelift"
+    assert load_config(None, environ={"OMNICORE_SANDBOX__COMPILER": "winch"}
+                       ).sandbox.compiler == "winch"

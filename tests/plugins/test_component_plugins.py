@@ -23,6 +23,7 @@ from omnicore.errors import (
     Trap,
 )
 from omnicore.plugins.host import PluginHost
+from tests.compiler import ENVIRON
 from tests.component_fixtures import js_component, wat_component
 from tests.host_fixtures import echo_wasm, write
 
@@ -37,7 +38,7 @@ def app(tmp_path: Path) -> Iterator[OmniApp]:
     write(plugins, "echo.wasm", echo_wasm())
     app = OmniApp("components", overrides={
         "data_dir": str(tmp_path / "data"), "plugins_dir": str(plugins),
-        "plugins": {"limits": {"limits": {"timeout_ms": 300}}}}, environ={},
+        "plugins": {"limits": {"limits": {"timeout_ms": 300}}}}, environ=ENVIRON,
         entry_points=False)
     app.start()
     yield app

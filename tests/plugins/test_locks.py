@@ -25,6 +25,7 @@ import wasmtime
 
 from omnicore.plugins.locks import PluginLocks, plugin_key
 from omnicore.plugins.versions import Entry
+from tests.compiler import ENVIRON
 from tests.host_fixtures import FIXTURES, echo_wasm
 
 ROOT = Path(__file__).parents[2]
@@ -90,7 +91,7 @@ def churn(root: Path, cycles: int) -> int:
     plugins.mkdir()
     app = OmniApp("churn", overrides={"data_dir": str(root / "data"),
                                       "plugins_dir": str(plugins)},
-                  environ={}, entry_points=False)
+                  environ=ENVIRON, entry_points=False)
     app.start()
     folder = app.plugins.folder
     assert folder is not None and folder.watching

@@ -25,6 +25,7 @@ from omnicore.sandbox import PluginModule
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
+from tests.compiler import BASELINE
 from tests.component_fixtures import js_component, wat_component
 
 SHAPES = "test:types/shapes"
@@ -32,7 +33,7 @@ SHAPES = "test:types/shapes"
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[SandboxEngine]:
-    with SandboxEngine() as eng:
+    with SandboxEngine(baseline=BASELINE) as eng:
         yield eng
 
 

@@ -19,6 +19,7 @@ from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.component.rawlift import RAW_PREFIX, plan
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
+from tests.compiler import BASELINE
 from tests.component_fixtures import js_component, python_plugin, wat_component, wat_plugin
 
 HANDLER_CALL = "omnicore:plugin/handler@1.0.0#call"
@@ -28,7 +29,7 @@ MIB = bytes(range(256)) * 4096
 
 @pytest.fixture(scope="module")
 def engine(module_cache: Path) -> Iterator[SandboxEngine]:
-    with SandboxEngine(cache_dir=module_cache) as eng:
+    with SandboxEngine(cache_dir=module_cache, baseline=BASELINE) as eng:
         yield eng
 
 

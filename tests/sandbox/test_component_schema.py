@@ -23,12 +23,13 @@ from omnicore.sandbox.component.schema import arguments_list, arguments_schema
 from omnicore.sandbox.component.values import WrongValue
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
+from tests.compiler import BASELINE
 from tests.component_fixtures import js_component
 
 
 @pytest.fixture(scope="module")
 def module() -> Iterator[ComponentModule]:
-    with SandboxEngine() as engine:
+    with SandboxEngine(baseline=BASELINE) as engine:
         mod = PluginModule.load(engine, js_component("types"), "types")
         assert isinstance(mod, ComponentModule)
         yield mod
@@ -126,7 +127,7 @@ def test_every_export_has_a_valid_schema_that_agrees_with_the_host_check(
 
 
 def test_an_object_of_named_arguments_is_the_same_call_as_the_array() -> None:
-    with SandboxEngine() as engine:
+    with SandboxEngine(baseline=BASELINE) as engine:
         mod = PluginModule.load(engine, js_component("types"), "types")
         assert isinstance(mod, ComponentModule)
         with ComponentRuntime(engine, mod, Limits()) as rt:

@@ -22,6 +22,7 @@ from omnicore.sandbox import PluginModule, SandboxEngine
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.wasi_fd import MAX_OPEN
+from tests.compiler import BASELINE, ENVIRON
 from tests.component_fixtures import python_plugin
 
 pytestmark = pytest.mark.timeout(900)
@@ -39,7 +40,7 @@ def wasm() -> Path:
 @pytest.fixture(scope="module")
 def engine(module_cache: Path) -> Iterator[SandboxEngine]:
     # An 18 MB component compiles in 8-30 s: once per run, then from this cache.
-    with SandboxEngine(cache_dir=module_cache) as eng:
+    with SandboxEngine(cache_dir=module_cache, baseline=BASELINE) as eng:
         yield eng
 
 
@@ -348,7 +349,7 @@ def test_the_grant_comes_from_the_app_config(tmp_path: Path, wasm: Path, tree: P
         "plugins": {"pywasi": {"grants": {"fs": {"dirs": [
             {"path": str(tree / "ro"), "guest": "/data"}]}},
             "limits": {"max_memory_bytes": 256 << 20, "timeout_ms": 5000}}}},
-        environ={}, entry_points=False)
+        environ=ENVIRON, entry_points=False)
     app.start()
     try:
         call = app.plugins.call

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from omnicore.sandbox import SandboxEngine
+from tests.compiler import BASELINE
 from tests.sdk.hosting import HostedProbe, Upstream, probe_grants
 
 
 @pytest.fixture(scope="module")
 def engine(module_cache: Path) -> Iterator[SandboxEngine]:
-    eng = SandboxEngine(cache_dir=module_cache)
+    eng = SandboxEngine(cache_dir=module_cache, baseline=BASELINE)
     yield eng
     eng.close()
 

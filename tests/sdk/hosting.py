@@ -42,6 +42,7 @@ from omnicore.sandbox import (
 )
 from omnicore.sandbox.capability import DeferredCapability
 from omnicore.storage import Job, SQLiteStorage
+from tests.compiler import ENVIRON
 
 __all__ = ["CONNECTOR_TOKEN", "SECRET", "HostedProbe", "Upstream", "call_text", "probe_grants",
            "runtime"]
@@ -151,7 +152,7 @@ class HostedProbe:
             overrides["connectors"] = {"local": {"base_url": upstream.url, "auth": "bearer",
                                                  "secret": "api_token"}}
         self.app = OmniApp("sdk-probe", builtin_extensions=[builtin.__name__],
-                           entry_points=False, default_modules=False, environ={},
+                           entry_points=False, default_modules=False, environ=ENVIRON,
                            overrides=overrides)
         self.app.secrets.set("token", SECRET)
         self.app.secrets.set("api_token", CONNECTOR_TOKEN.encode())

@@ -28,6 +28,7 @@ from omnicore.sandbox import PluginModule, SandboxEngine
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
 from omnicore.sandbox.limits import Limits
 from omnicore.toolchains import python, scaffold, unit_tests
+from tests.compiler import BASELINE, ENVIRON
 from tests.component_fixtures import PYTHON_SOURCES, python_plugin
 from tests.host_fixtures import echo_wasm
 from tests.sdk.hosting import Upstream
@@ -54,7 +55,7 @@ def _app(root: Path, probe: Path, cache: Path, grants: object,
     app = OmniApp("py", overrides={
         "data_dir": str(root / "data"), "plugins_dir": str(plugins),
         "sandbox": {"cache_dir": str(cache), "watch": False},
-        "plugins": {"pyprobe": {"grants": grants, **plugin}}}, environ={},
+        "plugins": {"pyprobe": {"grants": grants, **plugin}}}, environ=ENVIRON,
         entry_points=False)
     app.start()
     return app
@@ -89,7 +90,7 @@ def test_the_build_reads_handlers_and_capabilities_from_the_source(probe: Path,
     assert python.used_capabilities(src) == ["log", "config", "kv", "tasks", "events",
                                              "http"]
     assert python.used_capabilities(PYTHON_SOURCES / "python_logonly") == ["log"]
-    engine = SandboxEngine(cache_dir=cache)
+    engine = SandboxEngine(cache_dir=cache, baseline=BASELINE)
     try:
         module = PluginModule.load(engine, probe)
     finally:
@@ -282,7 +283,7 @@ def test_a_component_in_the_folder_is_compiled_once_into_the_cache(tmp_path: Pat
 
 
 def test_a_plugin_importing_no_capability_needs_no_grant(cache: Path) -> None:
-    engine = SandboxEngine(cache_dir=cache)
+    engine = SandboxEngine(cache_dir=cache, baseline=BASELINE)
     try:
         module = PluginModule.load(engine, python_plugin("python_logonly"))
         assert module.requested == frozenset({"log"})

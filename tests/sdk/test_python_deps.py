@@ -21,6 +21,7 @@ from omnicore.sandbox import PluginModule, SandboxEngine
 from omnicore.sandbox.component import ComponentRuntime
 from omnicore.sandbox.limits import Limits
 from omnicore.toolchains import build, python, unit_tests
+from tests.compiler import BASELINE
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -101,7 +102,7 @@ def test_a_pure_python_package_is_installed_for_omnicore_test(tmp_path: Path,
 def test_a_pure_python_package_runs_inside_the_component(tmp_path: Path, offline: Path) -> None:
     project = _project(tmp_path, "omni-slug==1.0")
     wasm = build(project, tmp_path / "out")
-    engine = SandboxEngine(cache_dir=tmp_path / "cache")
+    engine = SandboxEngine(cache_dir=tmp_path / "cache", baseline=BASELINE)
     try:
         module = PluginModule.load(engine, wasm)
         with ComponentRuntime(engine, module, Limits(),  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ import pytest
 
 from omnicore.app import OmniApp
 from omnicore.errors import NeedsGrant
+from tests.compiler import ENVIRON
 from tests.component_fixtures import PYTHON_SOURCES, python_plugin
 
 pytestmark = pytest.mark.timeout(900)
@@ -36,7 +37,7 @@ def _app(root: Path, wasm: Path, grants: object) -> OmniApp:
     app = OmniApp("pyrecall", overrides={
         "data_dir": str(root / "data"), "plugins_dir": str(plugins),
         "sandbox": {"cache_dir": str(root.parent / "py-recall-cache"), "watch": False},
-        "plugins": {"pyrecall": {"grants": grants}}}, environ={}, entry_points=False)
+        "plugins": {"pyrecall": {"grants": grants}}}, environ=ENVIRON, entry_points=False)
     app.start()
     return app
 

@@ -22,6 +22,7 @@ from omnicore.app import OmniApp
 from omnicore.errors import BuildError, GuestError
 from omnicore.toolchains import build, locations, ruby, scaffold, unit_tests
 from omnicore.toolchains.ruby import glue, source
+from tests.compiler import ENVIRON
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -84,7 +85,7 @@ def test_a_scaffolded_project_tests_builds_and_answers_a_real_host(
             {"path": str(tmp_path / "in"), "guest": "/in"},
             {"path": str(tmp_path / "out"), "guest": "/out", "write": True}]}},
             "config": {"greeting": "Hej"}}}},
-        environ={}, entry_points=False)
+        environ=ENVIRON, entry_points=False)
     app.start()
     try:
         assert wasm.name == "hello.wasm"

@@ -111,6 +111,13 @@ class SandboxConfig(_Strict):
         description="wasmtime's pooling allocator: fresh instances ~40% faster, but at most "
                     "512 instances and 1 GiB per memory, with address space reserved up front",
     )
+    compiler: Literal["cranelift", "winch"] = Field(
+        default="cranelift",
+        description="whose code serves: cranelift (fast code; a module the cache lacks serves "
+                    "from Winch's code until Cranelift's is ready) or winch (wasmtime's "
+                    "baseline compiler only: about 8x less compile CPU for slower code, for "
+                    "development loops and test runs)",
+    )
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig())
     circuit: CircuitConfig = Field(default_factory=lambda: CircuitConfig())
 

@@ -226,7 +226,8 @@ class Linker:
         # is dropped before Cranelift's entry is cached (tests/plugins/test_locks.py's churn
         # of a Python component: 87 CPU-s against 42). A one-off host keeps Winch's code.
         # The cache is looked at first: the baseline engine is made only when it is needed.
-        if (is_component(wasm) and not self.one_off) or _is_cached(main, wasm) \
+        # An engine that is Winch's already (`sandbox.compiler: winch`) has nothing to tier.
+        if main.baseline or (is_component(wasm) and not self.one_off) or _is_cached(main, wasm) \
                 or (baseline := self.baseline_engine()) is None:
             return PluginModule.load(main, source, name=name)
         return self._tiers.mark(PluginModule.load(baseline, source, name=name))

@@ -236,7 +236,7 @@ class SandboxEngine:
         """An engine with an app's ``sandbox.*`` settings: what its plugin host makes, and what
         ``omnicore build --app`` compiles ahead with (the same module cache keys)."""
         return cls(cache_dir=sandbox.cache_dir, epoch_tick_ms=sandbox.epoch_tick_ms, fuel=fuel,
-                   pooling=sandbox.pooling)
+                   pooling=sandbox.pooling, baseline=sandbox.compiler == "winch")
 
     def is_cached(self, sha256: str) -> bool:
         """Whether the cache holds an entry for the wasm with this digest (not yet checked:
