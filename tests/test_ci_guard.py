@@ -32,7 +32,7 @@ def run_case(tmp_path: Path, name: str, ci: bool) -> subprocess.CompletedProcess
     tests = tmp_path / "tests"   # a package, as ours is: its conftest loads tests.sandbox_fixtures
     tests.mkdir()
     for helper in ("__init__.py", "conftest.py", "sandbox_fixtures.py", "browsers.py",
-                   "schedule.py", "waiting.py", "callpath_contract.py"):
+                   "schedule.py", "waiting.py", "callpath_contract.py", "compiler.py"):
         shutil.copy(here / helper, tests / helper)
     shutil.copy(here.parent / "pyproject.toml", tmp_path / "pyproject.toml")
     (tests / name).write_text(CASES[name])
