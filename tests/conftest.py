@@ -324,6 +324,17 @@ NEEDS_BY_PATH: dict[str, tuple[str, ...]] = {
         "tests/deploy/test_deploy_files.py::test_the_image_entrypoint_serves_healthz_with_the_"
         "images_environment",
         "tests/test_ci_guard.py",
+        "tests/test_markers.py",
+        "tests/test_docs.py::test_the_site_builds_strictly",
+        "tests/cli/test_cli_faults.py::test_a_killed_hosts_job_runs_again_within_a_second_of_"
+        "the_restart",
+        "tests/storage/test_boundary.py::test_no_code_outside_storage_writes_sql_or_reaches_a_"
+        "backend",
+        "tests/capabilities/test_secrets.py::test_cli_set_list_delete_rotate",
+        "tests/capabilities/test_tasks.py::test_a_job_survives_kill_9_of_the_host_and_completes_"
+        "after_restart",
+        "tests/plugins/test_cold_start.py::test_healthz_and_the_api_answer_while_plugins_"
+        "compile",
     ), ("slow",)),
 }
 
