@@ -21,6 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from omnicore.config.sandbox import LIMIT_KEYS, CircuitConfig, LimitsConfig, SandboxConfig
+from omnicore.config.strict import Strict
+
 __all__ = [
     "LIMIT_KEYS",
     "RENAMED",
@@ -46,12 +49,7 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
-    # Unknown keys are typos far more often than intentions: refuse them.
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class LogConfig(_Strict):
+class LogConfig(Strict):
     """``log.*``."""
 
     level: Literal["debug", "info", "warning", "error", "critical"] = Field(
@@ -60,66 +58,6 @@ class LogConfig(_Strict):
     format: Literal["text", "json"] = Field(
         default="text", description="text for people, json for collectors (adapters may pick json)"
     )
-
-
-class LimitsConfig(_Strict):
-    """``sandbox.limits.*``: default limits for every plugin."""
-
-    max_memory_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="linear memory cap")
-    timeout_ms: int = Field(default=1000, gt=0, description="wall-clock deadline per call")
-    fuel: int | None = Field(
-        default=None, gt=0, description="instructions budget per call; none = off"
-    )
-    max_input_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="largest call input")
-    max_output_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="largest call output")
-    pool_size: int = Field(default=4, gt=0, description="instances kept for concurrent calls")
-    max_table_elements: int = Field(default=100_000, gt=0, description="elements per wasm table")
-    max_tables: int = Field(default=4, gt=0, description="wasm tables per instance")
-    max_log_bytes_per_s: int = Field(default=1024 * 1024, gt=0,
-                                     description="plugin log volume; the excess is dropped")
-    max_log_lines_per_s: int = Field(default=500, gt=0,
-                                     description="plugin log records; the excess is dropped")
-    isolation: Literal["pooled", "per-call"] = Field(
-        default="pooled",
-        description="per-call: a fresh instance for every call, so no state survives it")
-    idle_timeout_ms: int | None = Field(
-        default=60_000, gt=0,
-        description="release a plugin's idle instances this long after their last call; "
-                    "none = keep them")
-
-
-LIMIT_KEYS = tuple(LimitsConfig.model_fields)
-
-
-class CircuitConfig(_Strict):
-    """``sandbox.circuit.*``: per-plugin circuit breakers."""
-
-    failure_threshold: int = Field(default=5, gt=0, description="consecutive failures that open it")
-    cooldown_s: float = Field(default=30.0, gt=0, description="seconds before a trial call")
-
-
-class SandboxConfig(_Strict):
-    """``sandbox.*``."""
-
-    cache_dir: Path | None = Field(
-        default=None, description="compiled-module cache; <data_dir>/cache"
-    )
-    epoch_tick_ms: int = Field(default=10, gt=0, description="deadline ticker period")
-    watch: bool = Field(default=True, description="watch plugins_dir and reload on change")
-    pooling: bool = Field(
-        default=False,
-        description="wasmtime's pooling allocator: fresh instances ~40% faster, but at most "
-                    "512 instances and 1 GiB per memory, with address space reserved up front",
-    )
-    compiler: Literal["cranelift", "winch"] = Field(
-        default="cranelift",
-        description="whose code serves: cranelift (fast code; a module the cache lacks serves "
-                    "from Winch's code until Cranelift's is ready) or winch (wasmtime's "
-                    "baseline compiler only: about 8x less compile CPU for slower code, for "
-                    "development loops and test runs)",
-    )
-    limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig())
-    circuit: CircuitConfig = Field(default_factory=lambda: CircuitConfig())
 
 
 def masked_url(url: str) -> str:
@@ -131,7 +69,7 @@ def masked_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-class StorageConfig(_Strict):
+class StorageConfig(Strict):
     """``storage.*``: the app's database (``<data_dir>/omnicore.db``, or ``url``)."""
 
     url: str | None = Field(
@@ -161,7 +99,7 @@ class StorageConfig(_Strict):
     )
 
 
-class ClusterConfig(_Strict):
+class ClusterConfig(Strict):
     """``cluster.*``: several hosts on one ``storage.url`` (omnicore.cluster)."""
 
     heartbeat_s: float = Field(default=1.0, gt=0, le=60,
@@ -181,7 +119,7 @@ class ClusterConfig(_Strict):
         return self
 
 
-class CatalogConfig(_Strict):
+class CatalogConfig(Strict):
     """``catalog.*``: the plugin catalog in the app's store (omnicore.plugins.catalog,
     specs/catalog.md)."""
 
@@ -223,7 +161,7 @@ class CatalogConfig(_Strict):
                     "the folder")
 
 
-class PasswordHashConfig(_Strict):
+class PasswordHashConfig(Strict):
     """``console.password_hash.*``: the argon2id cost of a console password (argon2-cffi's
     defaults, RFC 9106's second recommendation). A sign-in whose password was hashed with
     other settings rehashes it with these, so raising them reaches every user who signs in."""
@@ -241,7 +179,7 @@ class PasswordHashConfig(_Strict):
         return self
 
 
-class ConsoleConfig(_Strict):
+class ConsoleConfig(Strict):
     """``console.*``: the web console and REST API served by ``omnicore run``."""
 
     enabled: bool = Field(default=True, description="serve the console (omnicore run)")
@@ -272,7 +210,7 @@ class ConsoleConfig(_Strict):
                                               description="the argon2id cost of passwords")
 
 
-class PluginConfig(_Strict):
+class PluginConfig(Strict):
     """``plugins.<name>.*``: what the operator grants and configures for one plugin."""
 
     grants: list[str] | dict[str, dict[str, Any]] = Field(
@@ -326,7 +264,7 @@ class PluginConfig(_Strict):
         return list(self.grants)
 
 
-class TrustConfig(_Strict):
+class TrustConfig(Strict):
     """``plugins.trust.*``: the signatures a plugin module needs before a host takes it
     (omnicore.oci.trust, specs/security.md "Signed plugins"). Written among the plugins in
     the file, ``plugins: {trust: {keys: [...], require: true}}``, so no plugin is called
@@ -342,7 +280,7 @@ class TrustConfig(_Strict):
                     "host's load")
 
 
-class RegistryConfig(_Strict):
+class RegistryConfig(Strict):
     """``registry.*``: how OCI registries are reached (omnicore.oci, specs/registry.md).
     Credentials come from the Docker config file."""
 
@@ -367,7 +305,7 @@ class RegistryConfig(_Strict):
                                   "$DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
 
 
-class ConnectorConfig(_Strict):
+class ConnectorConfig(Strict):
     """``connectors.<name>.*``: an upstream plugins call by name, an API (``omnicore:http``,
     kind ``http``) or a database (``omnicore:sql``, ``omnicore:redis``); the host adds the
     credentials, so the plugin never sees them. Which keys go with which kind is checked when
@@ -404,7 +342,7 @@ class ConnectorConfig(_Strict):
         description="private networks (CIDR) the base URL's host may resolve into")
 
 
-class McpConfig(_Strict):
+class McpConfig(Strict):
     """``mcp.*``: which plugin handlers ``omnicore mcp`` and ``/mcp`` serve as tools."""
 
     expose: list[str] = Field(
@@ -431,7 +369,7 @@ class McpConfig(_Strict):
         return value
 
 
-class WorkflowsConfig(_Strict):
+class WorkflowsConfig(Strict):
     """``workflows.*``: the workflow service (omnicore.workflows, specs/workflows.md)."""
 
     dir: Path = Field(default=Path("workflows"), description="the watched workflows folder")
@@ -458,7 +396,7 @@ def _not_bool(value: Any) -> Any:
 _Count = Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
 
 
-class JobsConfig(_Strict):
+class JobsConfig(Strict):
     """``capabilities.jobs.*`` (formerly ``capabilities.tasks``, still read): the durable job
     service (``omnicore.jobs``) and the defaults of a ``tasks`` grant (a grant's own options
     override the last five per plugin)."""
@@ -530,7 +468,7 @@ class CapabilitiesConfig(BaseModel):
         return (self.model_extra or {}).get(name, default)
 
 
-class OmniConfig(_Strict):
+class OmniConfig(Strict):
     """The whole effective configuration of one app."""
 
     name: str = Field(default="omnicore", min_length=1, description="app name")
