@@ -27,6 +27,7 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from tests.compiler import BASELINE
 from tests.component_fixtures import js_component, wat_component
+from tests.sandbox_fixtures import c_ticker_held_back
 
 SHAPES = "test:types/shapes"
 
@@ -377,6 +378,35 @@ def test_a_start_function_that_never_returns_ends_at_the_deadline(
     with pytest.raises(PluginLoadError, match="exceeded its deadline of 200 ms"):
         ComponentRuntime(engine, module, Limits(timeout_ms=200))  # type: ignore[arg-type]
     assert time.monotonic() - start < 0.2 + 1.5
+
+
+@pytest.mark.native  # holds the C ticker's thread back: deselected on the Python path's run
+@pytest.mark.parametrize("armed", ["a call", "an instance's start"])
+def test_a_deadline_armed_while_the_c_ticker_is_held_back_runs_in_full(
+        engine: SandboxEngine, armed: str) -> None:
+    # As tests/sandbox/test_engine.py's test of the name, through the component paths: the C
+    # face arms ticks from the epoch alone, so a late ticker's owed ticks are armed for it.
+    starts = armed == "an instance's start"
+    module = PluginModule.load(engine, wat_component("start-loop" if starts else "limits"))
+    made: list[ComponentRuntime] = []
+    if not starts:
+        made.append(ComponentRuntime(engine, module, Limits(timeout_ms=100)))  # type: ignore[arg-type]
+        assert call(made[0], "small", 1) == 2
+    try:
+        with c_ticker_held_back(engine), \
+                pytest.raises(PluginLoadError if starts else DeadlineExceeded):
+            start = time.monotonic()
+            try:
+                if starts:
+                    ComponentRuntime(engine, module, Limits(timeout_ms=100))  # type: ignore[arg-type]
+                else:
+                    made[0].call("spin", b"[]")
+            finally:
+                ran = time.monotonic() - start
+    finally:
+        for rt in made:
+            rt.close()
+    assert ran > 0.095, f"ended {0.1 - ran:.3f} s early"
 
 
 def test_fuel_ends_a_spinning_call_when_the_engine_meters_it() -> None:

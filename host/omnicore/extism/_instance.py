@@ -357,7 +357,7 @@ class Instance(SlotDeadline):
         self._deadline = _monotonic() + self.timeout_s
         # While the engine's epoch is the one of the last arm, the deadline (that epoch +
         # ticks) is already in place: one C call saved (it lags by at most one tick).
-        epoch, owed = self._engine.epoch_and_owed()  # (the Python ticker's lag: engine.py)
+        epoch, owed = self._engine.epoch_and_owed()  # (a late ticker's lag: engine.py)
         if epoch + owed != self._armed:
             _set_deadline(self.ctx, self._ticks + owed)
             self._armed = epoch + owed

@@ -134,8 +134,11 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
     Watch *w = self->watch;
     int seen = -1, hold = 0;
     if (w != NULL) {
-        /* The epoch is our clock's (the argument only says -1: re-arm). */
-        long long now = (long long)atomic_load(&w->clock->epoch);
+        /* The epoch is our clock's (the argument only says -1: re-arm), with the ticks a
+         * late ticker owes: it adds them all when it runs (clock_read). */
+        uint64_t counter, owed;
+        clock_read(w->clock, &counter, &owed);
+        long long now = (long long)(counter + owed);
         seen = seen_index(self, func);
         hold = seen >= 0 && self->seen[seen].ns < HOLD_BELOW_NS;
         w->hit = 0;
@@ -150,7 +153,7 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
                 self->armed_hold = 1;
             }
         } else if (epoch < 0 || now != self->armed || self->armed_hold) {
-            set_deadline(self->ctx, ticks);
+            set_deadline(self->ctx, ticks + owed);
             self->armed = now;
             self->armed_hold = 0;
         }

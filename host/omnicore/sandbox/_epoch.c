@@ -38,6 +38,26 @@ static EpochClock *ticker_clock(PyObject *ticker);
 /* The text of wasmtime's own epoch trap, so a message reads the same either way. */
 static const char interrupt_message[] = "wasm trap: interrupt";
 
+static int64_t
+monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void
+clock_read(EpochClock *c, uint64_t *epoch, uint64_t *owed)
+{
+    /* The due time before the counter: the ticker raises the counter first, so a due time
+     * already moved on comes with its ticks counted; an old one read beside a new counter
+     * counts a tick twice (a deadline a tick late, never early). */
+    int64_t due = atomic_load(&c->due_ns);
+    *epoch = atomic_load(&c->epoch);
+    int64_t late = monotonic_ns() - due;
+    *owed = late < 0 ? 0 : 1 + (uint64_t)(late / c->period_ns);
+}
+
 int
 epoch_bound(void)
 {
@@ -168,9 +188,8 @@ static void *
 tick_loop(void *arg)
 {
     Ticker *t = (Ticker *)arg;
-    struct timespec due;
-    clock_gettime(CLOCK_MONOTONIC, &due);
-    add_ns(&due, t->period_ns);
+    int64_t first = atomic_load(&t->clock->due_ns);
+    struct timespec due = {first / 1000000000LL, first % 1000000000LL};
     pthread_mutex_lock(&t->mu);
     while (!t->stop) {
         int rc = pthread_cond_timedwait(&t->cv, &t->mu, &due);
@@ -184,6 +203,7 @@ tick_loop(void *arg)
         uint64_t passed = 1 + (late > 0 ? (uint64_t)(late / t->period_ns) : 0);
         advance(t, passed);
         add_ns(&due, (long long)passed * t->period_ns);
+        atomic_store(&t->clock->due_ns, (int64_t)due.tv_sec * 1000000000LL + due.tv_nsec);
     }
     pthread_mutex_unlock(&t->mu);
     return NULL;
@@ -216,6 +236,8 @@ Ticker_init(Ticker *self, PyObject *args, PyObject *kwds)
     }
     atomic_store(&self->clock->refs, 1);
     self->period_ns = (long long)period_ms * 1000000LL;
+    self->clock->period_ns = self->period_ns;
+    atomic_store(&self->clock->due_ns, monotonic_ns() + self->period_ns);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -291,6 +313,44 @@ Ticker_bump(Ticker *self, PyObject *arg)
 }
 
 static PyObject *
+Ticker_epoch_and_owed(Ticker *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->clock == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the Ticker is not initialised");
+        return NULL;
+    }
+    uint64_t epoch, owed;
+    clock_read(self->clock, &epoch, &owed);
+    return Py_BuildValue("(KK)", (unsigned long long)epoch, (unsigned long long)owed);
+}
+
+/* Hold the ticker back, as a machine too loaded to run its thread does: the thread cannot
+ * tick while its lock is held here, and adds every period it missed once it gets it. */
+static PyObject *
+Ticker_pause(Ticker *self, PyObject *arg)
+{
+    double seconds = PyFloat_AsDouble(arg);
+    if (PyErr_Occurred())
+        return NULL;
+    if (seconds < 0 || seconds > 10) {
+        PyErr_SetString(PyExc_ValueError, "pause(seconds): between 0 and 10 seconds");
+        return NULL;
+    }
+    if (self->clock == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the Ticker is not initialised");
+        return NULL;
+    }
+    struct timespec span = {(time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9)};
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->mu);
+    while (nanosleep(&span, &span) != 0 && errno == EINTR)
+        ;
+    pthread_mutex_unlock(&self->mu);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 Ticker_close(Ticker *self, PyObject *Py_UNUSED(ignored))
 {
     Py_BEGIN_ALLOW_THREADS
@@ -322,6 +382,10 @@ static PyMethodDef Ticker_methods[] = {
     {"add", (PyCFunction)Ticker_add, METH_VARARGS,
      "add(engine address, engine object): tick this engine too"},
     {"bump", (PyCFunction)Ticker_bump, METH_O, "bump(ticks): advance the epoch now"},
+    {"epoch_and_owed", (PyCFunction)Ticker_epoch_and_owed, METH_NOARGS,
+     "epoch_and_owed() -> (epoch, ticks the thread owes now: 0 unless it runs late)"},
+    {"pause", (PyCFunction)Ticker_pause, METH_O,
+     "pause(seconds): hold the thread back (what a loaded machine does; for tests)"},
     {"close", (PyCFunction)Ticker_close, METH_NOARGS, "stop the thread (waits for it)"},
     {NULL, NULL, 0, NULL},
 };

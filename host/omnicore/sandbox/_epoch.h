@@ -9,11 +9,23 @@
 
 /* An engine's epoch as our own counter: raised before the engine's (so it is never behind
  * it), read by the deadline callback, which cannot ask wasmtime for the current epoch.
- * Shared by a Ticker and every watched store, freed by whichever lets go last. */
+ * Shared by a Ticker and every watched store, freed by whichever lets go last.
+ *
+ * due_ns is when the next tick is due (CLOCK_MONOTONIC). The ticker is a thread like any
+ * other: on a loaded machine it runs late, then adds every period that passed at once. A
+ * deadline armed meanwhile from the counter alone ends its call early by that lag (seen:
+ * 22 ms of a 200 ms deadline on a loaded 2-core CI machine), so every arm counts the ticks
+ * owed (clock_read). */
 typedef struct {
     _Atomic uint64_t epoch;
+    _Atomic int64_t due_ns;
+    int64_t period_ns;
     _Atomic int refs;
 } EpochClock;
+
+/* The counter, and the ticks the ticker owes now (0 unless it runs late): a deadline
+ * `ticks` ahead of now is `*epoch + *owed + ticks`. */
+void clock_read(EpochClock *c, uint64_t *epoch, uint64_t *owed);
 
 /* One store's state for its deadline callback. Owned by its Slot and by the store's
  * callback (freed when both let go); the fields are used only by the thread running the

@@ -142,21 +142,23 @@ class SandboxEngine:
                 self._due += passed * period
 
     def epoch_and_owed(self) -> tuple[int, int]:
-        """:attr:`epoch`, and the ticks the Python ticker owes the engine now (0 with the C
-        ticker, which a busy GIL cannot hold back). A ticker starved of the GIL adds every
-        period it missed when it wakes, so a deadline armed meanwhile counts them too: armed
-        as ``epoch + ticks`` alone it would end its call early by the lag (seen: 12 ms of a
-        300 ms deadline, with six threads looping on host calls)."""
+        """:attr:`epoch`, and the ticks the ticker owes the engine now. A ticker that runs
+        late adds every period it missed when it wakes, so a deadline armed meanwhile counts
+        them too: armed as ``epoch + ticks`` alone it would end its call early by the lag.
+        Either ticker runs late: the Python one starved of the GIL (seen: 12 ms of a 300 ms
+        deadline, with six threads looping on host calls), the C one descheduled on a loaded
+        machine (seen: 22 ms of a 200 ms deadline, on a 2-core CI machine)."""
         clock = self.clock
         if clock is not None:
-            return int(clock.epoch), 0
+            epoch, owed = clock.epoch_and_owed()
+            return int(epoch), int(owed)
         with self._epoch_lock:
             late = time.monotonic() - self._due
             return self._epoch, (0 if late < 0 else 1 + int(late * 1000 / self.epoch_tick_ms))
 
     def ticks_from_now(self, ticks: int) -> int:
         """What to arm a store's deadline with so that it lies ``ticks`` ahead of now: with
-        the ticks the Python ticker owes (:meth:`epoch_and_owed`). Every arm counts them, an
+        the ticks a late ticker owes (:meth:`epoch_and_owed`). Every arm counts them, an
         instance's start and first allocation too (seen: a new instance's ``omni_alloc``
         ended at once when armed from the lagging epoch)."""
         return ticks + self.epoch_and_owed()[1]

@@ -85,8 +85,9 @@ class DescriptorWatch:
         set_epoch_deadline_callback(store, self._callback, _no_finalizer)
 
     def arm(self, store: wasmtime.Store) -> None:
-        """Start a call (or an instantiation): its deadline counts from now."""
-        self.start = self.engine.epoch
+        """Start a call (or an instantiation): its deadline counts from now (with the ticks
+        a late ticker owes: engine.epoch_and_owed)."""
+        self.start = sum(self.engine.epoch_and_owed())
         self.over = False
         store.set_epoch_deadline(1)
 

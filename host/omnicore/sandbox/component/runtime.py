@@ -402,7 +402,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
         store = inst.store
         if inst.watch is not None:
             inst.watch.arm(store)
-        elif deadline:  # (the Python ticker's lag counted: engine.epoch_and_owed)
+        elif deadline:  # (a late ticker's lag counted: engine.epoch_and_owed)
             store.set_epoch_deadline(self.engine.ticks_from_now(self._ticks))
         if self._fuel is not None:
             store.set_fuel(self._fuel)
@@ -411,6 +411,21 @@ class ComponentRuntime(PooledRuntime[Instance]):
         mark = self.log.written
         enter(time.monotonic() + self._timeout_s)
         return start, mark
+
+    def _face_epoch(self, inst: Instance, face: Any) -> int | None:
+        """What a C face arms the deadline with: the engine's epoch, or None when the store
+        is armed already. A watch arms its own; and a late ticker's owed ticks are armed
+        here (engine.epoch_and_owed), since the face arms ``ticks`` from the counter alone
+        (its ``armed`` forgotten, so the next call re-arms). Rare: a ticker is late only on
+        a loaded machine."""
+        if inst.watch is not None:
+            return None
+        epoch, owed = self.engine.epoch_and_owed()
+        if not owed:
+            return epoch
+        inst.store.set_epoch_deadline(self._ticks + owed)
+        face.armed = -1
+        return None
 
     def _invoke_flat(self, inst: Instance, fn: Function, form: RawForm, label: str,
                      args: list[Any]) -> Any:
@@ -426,7 +441,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
                  for a in args]
         start, mark = self._arm(inst, raw.c is None)
         if raw.c is not None:  # before realloc runs (a watch arms its own deadline)
-            raw.c.arm(None if inst.watch is not None else start)
+            raw.c.arm(self._face_epoch(inst, raw.c))
 
         def failed(error: Any) -> PluginCallError:
             return self._classify(inst.store, inst.limiter, label, start,
@@ -509,7 +524,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
             enter(time.monotonic() + self._timeout_s)
             try:
                 try:
-                    answer = bound.c.call_json(data, None if watch is not None else start)
+                    answer = bound.c.call_json(data, self._face_epoch(inst, bound.c))
                 finally:
                     if self._stdio:
                         self._wasi_output.catch_up()
@@ -534,7 +549,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
         try:
             try:
                 # The C face arms the deadline when the epoch moved (a watch arms its own).
-                answer = flat.call_c(bound, args, None if inst.watch is not None else start) \
+                answer = flat.call_c(bound, args, self._face_epoch(inst, bound.c)) \
                     if c else flat.call(bound, args)
             finally:
                 if self._stdio:
