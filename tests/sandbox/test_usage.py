@@ -25,6 +25,26 @@ def test_memory_grows_with_the_calls_that_grow_it() -> None:
         assert dict(host.usage_items())["grower"].memory_bytes == before.memory_bytes + 2 * MIB
 
 
+def test_an_instance_the_idle_sweep_parked_is_measured_at_its_grown_size() -> None:
+    # The reaper parks idle instances at one sweep and frees them at a later one; meanwhile
+    # they are neither listed idle nor busy. Measured by the size a host access last saw, a
+    # parked instance its guest grew read 128 KiB (the console's live chart, on a loaded CI).
+    # Metered, as that chart's plugin: no host access after the growth re-reads the size.
+    with PluginHost() as host:
+        host.load(grower_wasm(), name="grower",
+                  limits={"idle_timeout_ms": 1000, "fuel": 10_000_000})
+        host.call("grower", "grow")
+        host.call("grower", "grow")
+        pool = host._entries.get("grower").version.runtime._pool  # type: ignore[union-attr]
+        assert pool.sweep(1000.0) == 0 and pool.stats()["idle"] == 1 and not pool.idle
+        assert dict(host.usage_items())["grower"].memory_bytes == 128 * 1024 + 2 * MIB
+        assert pool.stats()["idle"] == 1 and not pool.idle    # still parked: freed on time
+        assert pool.sweep(1002.0) == 1
+        assert dict(host.usage_items())["grower"].memory_bytes == 0
+        host.call("grower", "grow")                          # a fresh instance, grown once
+        assert dict(host.usage_items())["grower"].memory_bytes == 128 * 1024 + MIB
+
+
 def test_fuel_counts_every_metered_call_and_survives_a_discarded_instance() -> None:
     with PluginHost() as host:
         host.load(grower_wasm(), name="grower", limits={"fuel": 10_000_000})

@@ -142,6 +142,22 @@ class InstancePool(Generic[Inst]):
         if drained and self._on_drained is not None:
             self._on_drained()  # the call that outlived close() has ended
 
+    def read_idle(self, inst: Inst, read: Callable[[Inst], int]) -> int | None:
+        """``read(inst)`` with no call able to take ``inst`` meanwhile, if it is idle: in the
+        idle list (taken out for the read, atomically, then given back) or parked by a
+        :meth:`sweep` (read under the lock a call takes it back under). None: a call has it."""
+        try:
+            self.idle.remove(inst)  # atomic: ValueError if a caller has it, or a sweep parked it
+        except ValueError:
+            with self._cond:
+                if any(parked is inst for _, parked in self._parked):
+                    return read(inst)
+            return None
+        try:
+            return read(inst)
+        finally:
+            self.release(inst, True)
+
     def notify(self) -> None:
         """Wake callers waiting for an instance."""
         with self._cond:

@@ -2,8 +2,9 @@
 
 The console samples it every few seconds (``console/series``), so measuring must never race
 a call. An idle instance is taken out of its pool for the read (atomically: a caller meanwhile
-gets another instance or waits a moment) and its memory size is read fresh; an instance busy
-in a call counts at the size its own call last saw (a Python int, safe to read from here).
+gets another instance or waits a moment), or read under the pool's lock when the idle reaper
+parked it, and its memory size is read fresh; an instance busy in a call counts at the size
+its own call last saw (a Python int, safe to read from here).
 Fuel is read by the calling thread after each metered call and added to the runtime's
 :class:`FuelMeter`, so what an instance burnt outlives it (freed after a trap, after its one
 call under ``isolation: per-call``, or when idle).
@@ -46,7 +47,7 @@ class FuelMeter:
 
 
 def measure(pool: InstancePool[RawInstance], live: dict[int, RawInstance],
-            fuel: int | None) -> Usage:
+             fuel: int | None) -> Usage:
     """The memory of the instances in ``live`` (a runtime's, by store context); ``fuel`` as
     the runtime's meter says (None: not metered)."""
     memory = 0
@@ -54,13 +55,14 @@ def measure(pool: InstancePool[RawInstance], live: dict[int, RawInstance],
         mem = getattr(inst, "memory", None)   # None while the instance is being made
         if mem is None:
             continue
-        try:
-            pool.idle.remove(inst)             # atomic: ValueError if a caller has it
-        except ValueError:
-            memory += mem.size
-        else:
-            try:
-                memory += inst.memory_size()
-            finally:
-                pool.release(inst, True)
+        # An idle one (listed, or parked by the idle reaper's sweep) is read fresh: ``mem.size``
+        # is what a host access last saw, and a guest's own memory.grow leaves it behind (a
+        # parked instance grown by three calls read 128 KiB, not 3.1 MiB: the console's chart
+        # stuck until the instance was next called).
+        size = pool.read_idle(inst, _fresh_size)
+        memory += mem.size if size is None else size
     return Usage(memory, fuel)
+
+
+def _fresh_size(inst: RawInstance) -> int:
+    return inst.memory_size()
