@@ -208,7 +208,7 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                 # 0: a watched slot reads the epoch from its ticker itself.
                 got = slot.call(func, data, self._ticks, 0, self._max_output)
                 if got is False:
-                    inst.fit_input(len(data), self._ticks)
+                    inst.fit_input(len(data), self.engine.ticks_from_now(self._ticks))
                     got = slot.call(func, data, self._ticks, -1, self._max_output)
                 if got is None:
                     raise inst.slot_failure()

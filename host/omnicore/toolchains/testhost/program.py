@@ -154,7 +154,8 @@ class Program:
             wasi.argv = ["tests", *args]
             # The environment a native test would see (cargo's, the caller's).
             wasi.env = [[k, v] for k, v in os.environ.items()]
-        ticks = self.engine.deadline_ticks(TIMEOUT_MS) if self.engine is not None else 0
+        ticks = self.engine.ticks_from_now(self.engine.deadline_ticks(TIMEOUT_MS)) \
+            if self.engine is not None else 0
         inst: RawInstance | None = None
         try:
             inst = RawInstance(self._wasmtime, self._pre, memory_limit=MEMORY_LIMIT,
