@@ -16,6 +16,7 @@ from omnicore.sandbox import (
     PluginRuntime,
     SandboxEngine,
 )
+from tests.guest_wat import ALLOC
 from tests.sandbox_fixtures import c_ticker_held_back, wait_for
 
 Wat = Callable[[str], bytes]
@@ -233,17 +234,9 @@ def test_a_deadline_armed_while_the_ticker_lags_is_not_cut_short(wat: Wat) -> No
         rt.close()
 
 
-
-_ALLOCATOR = """
+_ALLOCATOR = f"""
   (memory (export "memory") 2)
-  (global $heap (mut i32) (i32.const 1024))
-  (func (export "omni_alloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $heap))
-    (global.set $heap (i32.add (local.get $p)
-                               (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8))))
-    (local.get $p))
-  (func (export "omni_free") (param i32 i32))"""
+  {ALLOC}"""
 
 #: ``run`` loops when given input. Calls with none are quick, so the C slot holds the GIL for
 #: the next (_epoch.c) and its deadline callback keeps the deadline.
