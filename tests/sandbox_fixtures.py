@@ -49,7 +49,8 @@ def c_ticker_held_back(engine: SandboxEngine, for_s: float = 0.35,
         pause = threading.Thread(target=clock.pause, args=(for_s,))
         pause.start()
         try:
-            eventually(lambda: engine.epoch_and_owed()[1] >= behind or not pause.is_alive(),
+            eventually(lambda held=pause: engine.epoch_and_owed()[1] >= behind
+                       or not held.is_alive(),
                        f"the ticker {behind_s} s behind", timeout=30, every=0.002)
             if engine.epoch_and_owed()[1] >= behind:
                 yield
