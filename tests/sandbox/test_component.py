@@ -381,17 +381,25 @@ def test_a_start_function_that_never_returns_ends_at_the_deadline(
 
 
 @pytest.mark.native  # holds the C ticker's thread back: deselected on the Python path's run
-@pytest.mark.parametrize("armed", ["a call", "an instance's start"])
+@pytest.mark.parametrize("armed", ["a call", "a call the C lane serves", "an instance's start"])
 def test_a_deadline_armed_while_the_c_ticker_is_held_back_runs_in_full(
         engine: SandboxEngine, armed: str) -> None:
     # As tests/sandbox/test_engine.py's test of the name, through the component paths: the C
-    # face arms ticks from the epoch alone, so a late ticker's owed ticks are armed for it.
+    # face arms ticks from the epoch alone, so a late ticker's owed ticks are armed for it
+    # (and the C lane leaves such a call to runtime.py).
     starts = armed == "an instance's start"
-    module = PluginModule.load(engine, wat_component("start-loop" if starts else "limits"))
+    lane = armed == "a call the C lane serves"
+    source = "start-loop" if starts else "spin-when" if lane else "limits"
+    module = PluginModule.load(engine, wat_component(source))
     made: list[ComponentRuntime] = []
     if not starts:
         made.append(ComponentRuntime(engine, module, Limits(timeout_ms=300)))  # type: ignore[arg-type]
-        assert call(made[0], "small", 1) == 2
+        if lane:
+            assert made[0]._c_lane is not None
+            for _ in range(3):  # its face bound: the lane serves the next call
+                assert call(made[0], "spin-when", 0) == 0
+        else:
+            assert call(made[0], "small", 1) == 2
     try:
         with c_ticker_held_back(engine), \
                 pytest.raises(PluginLoadError if starts else DeadlineExceeded):
@@ -399,6 +407,8 @@ def test_a_deadline_armed_while_the_c_ticker_is_held_back_runs_in_full(
             try:
                 if starts:
                     ComponentRuntime(engine, module, Limits(timeout_ms=300))  # type: ignore[arg-type]
+                elif lane:
+                    made[0].call("spin-when", b"[1]")
                 else:
                     made[0].call("spin", b"[]")
             finally:
