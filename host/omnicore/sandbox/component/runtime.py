@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
-from wasmtime import component as cm
 
 from omnicore.core import jsoncodec
 from omnicore.errors import (
@@ -29,13 +28,11 @@ from omnicore.errors import (
     MemoryLimitExceeded,
     PluginCallError,
 )
-from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox._wasmtime import CAPI, component_func, context_of
 from omnicore.sandbox.capability import CapabilityRegistry, PluginContext
 from omnicore.sandbox.component.arguments import parse_arguments
 from omnicore.sandbox.component.canonabi import _CanonTrap
 from omnicore.sandbox.component.compiled import ComponentModule
-from omnicore.sandbox.component.deny import link_http_denied
 from omnicore.sandbox.component.descriptors import DescriptorWatch
 from omnicore.sandbox.component.files import GrantedDirs
 from omnicore.sandbox.component.flatcall import (
@@ -47,23 +44,20 @@ from omnicore.sandbox.component.flatcall import (
 from omnicore.sandbox.component.hostcalls import (
     _CALL,
     HANDLER_CALL,
-    PACKAGE,
-    capability_of,
-    define,
     enter,
     leave,
     take_refusal,
 )
 from omnicore.sandbox.component.instance import Instance
+from omnicore.sandbox.component.linking import link
 from omnicore.sandbox.component.memory import Limiter, limiting, sole_memory
 from omnicore.sandbox.component.output import ComponentOutput
 from omnicore.sandbox.component.rawlift import RawForm
 from omnicore.sandbox.component.values import delete, lift_bytes
-from omnicore.sandbox.component.world import Function, wasi_interface_supplied
+from omnicore.sandbox.component.world import Function
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.failures import Facts, classify, code_of
 from omnicore.sandbox.fastcall import GuestFailure, error_failure
-from omnicore.sandbox.grants import check_requested
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 from omnicore.sandbox.pool import PooledRuntime
@@ -105,48 +99,14 @@ class ComponentRuntime(PooledRuntime[Instance]):
         world = module.world
         assert world is not None
         self._functions = world.functions
-        foreign = [n for n in world.imports
-                   if not n.startswith("wasi:") and capability_of(n) is None]
-        if foreign:
-            raise InvalidModule(
-                f"plugin {self.name!r} imports {', '.join(foreign)}, which no capability or "
-                "extension supplies; components may import WASI 0.2 interfaces and "
-                f"{PACKAGE} ones (sdk/wit/plugin.wit) only", plugin=self.name)
-        # The grant model of core modules (sandbox/runtime.py): an omnicore:plugin import is
-        # a request, and an ungranted request keeps the plugin from running.
-        registry = registry if registry is not None else CapabilityRegistry()
-        grant_map = grant_rules.of_plugin(self.name, grants, registry)
-        module.check_imports(registry)
-        self.granted = frozenset(grant_map) | registry.defaults()
-        check_requested(self.name, module.requested, self.granted)
         self.config: Mapping[str, Any] = dict(config or {})
-        linker = cm.Linker(engine.components)
-        linker.add_wasip2()
-        states = {}
-        for cname in sorted(module.requested | (registry.defaults() & set(grant_map))):
-            cap = registry.get(cname)
-            assert cap is not None  # check_imports and validate_grants guarantee it
-            states[cname] = cap.bind(PluginContext(self.name, grant_map.get(cname, {}),
-                                                   self.config, self.log, data_dir,
-                                                   module.handlers))
-        define(linker, module.compiled, engine.components, registry, states, self.name)
-        #: wasmtime's wasi:http types keep their state in the store (wasmtime aborts the
-        #: process when a store without it meets them).
-        self._http_linked = False
-        unsupplied = [n for n in world.imports
-                      if n.startswith("wasi:") and not wasi_interface_supplied(n)]
-        if unsupplied and all(n.startswith("wasi:http/") for n in unsupplied):
-            # Imported by default builds whether used or not: a request is answered with
-            # WASI's HTTP-request-denied (.deny), never sent.
-            link_http_denied(linker, world.imports)
-            self._http_linked = True
-        elif unsupplied:
-            # Another standard interface the host does not supply: linked, but every use
-            # traps, so the component loads and runs without it. (wasmtime's trap
-            # definitions take exact names, and would hide wasi:http linked by version
-            # range: with one of these, wasi:http traps too.)
-            linker.define_unknown_imports_as_traps(module.compiled)
-        self._linker = linker
+        registry = registry if registry is not None else CapabilityRegistry()
+        linked = link(engine, module, registry, grants, PluginContext(
+            self.name, {}, self.config, self.log, data_dir, module.handlers))
+        self.granted = linked.granted
+        grant_map = linked.grants
+        self._http_linked = linked.http_linked
+        self._linker = linker = linked.linker
         self._call_fn = self._handler_function(module)
         #: Exports the host calls with its own canonical ABI (.canonplan), and whether each
         #: needs the instance's memory.
@@ -417,11 +377,12 @@ class ComponentRuntime(PooledRuntime[Instance]):
         is armed already. A watch arms its own; and a late ticker's owed ticks are armed
         here (engine.epoch_and_owed), since the face arms ``ticks`` from the counter alone
         (its ``armed`` forgotten, so the next call re-arms). Rare: a ticker is late only on
-        a loaded machine."""
+        a loaded machine. One tick owed (a ticker a moment late to wake) is within the tick
+        of slack engine.deadline_ticks adds, as the C lane (_complane.c) takes it."""
         if inst.watch is not None:
             return None
         epoch, owed = self.engine.epoch_and_owed()
-        if not owed:
+        if owed <= 1:
             return epoch
         inst.store.set_epoch_deadline(self._ticks + owed)
         face.armed = -1
