@@ -6,7 +6,9 @@ import gc
 import json
 import os
 import platform
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,6 +57,30 @@ def run(ctx: click.Context, appdir: Path, no_console: bool) -> None:
     finish, modules stop in reverse order, and the exit code is 0. An mcp.expose pattern
     that exposes none of the loaded plugins' handlers (a typo) stops it, exit code 1.
     """
+    # First, before the imports and the start (seconds on a busy machine): a SIGINT or
+    # SIGTERM that comes meanwhile is held, not fatal (exit 143), and the app's own handlers
+    # take it once they are in place (BlockingDriver.run unblocks), so it stops cleanly.
+    held = _hold_stop_signals()
+    try:
+        _run(ctx, appdir, no_console)
+    finally:
+        _release(held)
+
+
+def _hold_stop_signals() -> set[int | signal.Signals] | None:
+    """Block SIGINT and SIGTERM in this thread; the mask it had (None: not the main thread,
+    where no handler of ours would ever take them)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _release(held: set[int | signal.Signals] | None) -> None:
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _run(ctx: click.Context, appdir: Path, no_console: bool) -> None:
     from omnicore.app import OmniApp
     from omnicore.config import load_config
     from omnicore.logging import configure

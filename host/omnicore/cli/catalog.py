@@ -89,9 +89,11 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
 
     import yaml
 
+    from omnicore import yamlfile
+
     try:
         text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else yamlfile.load(text, str(path))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise click.UsageError(f"{path}: cannot read the sidecar: "
                                f"{' '.join(str(exc).split())}") from None

@@ -165,11 +165,12 @@ def _read_sidecar_file(path: Path) -> dict[str, Any]:
 
     import yaml
 
+    from omnicore import yamlfile
     from omnicore.errors import ConfigError
 
     text = path.read_text(encoding="utf-8")
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else yamlfile.load(text, str(path))
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot parse sidecar: {exc}".replace("\n", " "),
                           source=str(path)) from None
@@ -340,8 +341,12 @@ def keygen(prefix: str, force: bool) -> None:
         out.write(private)
     os.chmod(private_path, 0o600)
     public_path.write_bytes(public)
+    # The paths as they must be written: omnicore.yaml reads a relative key path from the app
+    # folder, not from the folder this shell is in.
+    private_path, public_path = private_path.resolve(), public_path.resolve()
     click.echo(str(public_path))
     print_ = fingerprint(load_public_key(public))
     click.echo(f"wrote {private_path} (keep it secret{'' if _password() else ', unencrypted'}) "
                f"and {public_path}, key {print_[:19]}; trust it with plugins: {{trust: {{keys: "
-               f"[{public_path}], require: true}}}} in {CONFIG_FILE}", err=True)
+               f"[{public_path}], require: true}}}} in {CONFIG_FILE} (a relative path there is "
+               f"read from the app folder)", err=True)

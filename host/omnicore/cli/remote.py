@@ -155,8 +155,10 @@ def data_dir_of(config_file: Path) -> Path | None:
     """
     import yaml
 
+    from omnicore import yamlfile
+
     try:
-        doc = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        doc = yamlfile.load(config_file.read_text(encoding="utf-8"), str(config_file))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     if doc is None:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from omnicore import yamlfile
 from omnicore.adapters import Environment, detect
 from omnicore.config.schema import RENAMED, OmniConfig, masked_url
 from omnicore.errors import ConfigError
@@ -83,8 +84,12 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[Key, str]]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}",
                           source=str(path)) from exc
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
+        data = yamlfile.load(text, str(path))
+        root = yamlfile.compose(text, str(path))
+    except yamlfile.DuplicateKeyError as exc:
+        where = f"{path}:{exc.line}"
+        raise ConfigError(f"invalid YAML in {where}: {exc.problem}", key=str(exc.key),
+                          source=where) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -127,7 +132,7 @@ def _env_layer(environ: Mapping[str, str], layer: _Layer) -> None:
         # Lists and mappings can only travel as text; accept YAML/JSON flow syntax for them.
         if raw.lstrip()[:1] in ("[", "{"):
             try:
-                value = yaml.safe_load(raw)
+                value = yamlfile.load(raw, f"env {var}")
             except yaml.YAMLError as exc:
                 raise ConfigError(f"environment variable {var} is not valid YAML/JSON: {raw!r}",
                                   key=".".join(key), value=raw, source=f"env {var}") from exc

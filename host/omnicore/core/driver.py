@@ -103,6 +103,9 @@ class BlockingDriver:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, on_signal, sig)
                 installed.append(sig)
+            # `omnicore run` blocks both from its first line: one that came during the
+            # imports is delivered now, to the handler that stops cleanly.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, installed)
         try:
             await app.astart()
             await stop.wait()

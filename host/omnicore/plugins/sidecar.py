@@ -80,13 +80,15 @@ def read_sidecar(wasm: Path) -> Sidecar:
     source = str(path)
     import yaml  # here: a plugin without a sidecar (a bare `omnicore call`) never needs it
 
+    from omnicore import yamlfile
+
     try:
         text = path.read_text(encoding="utf-8")
         data: object
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = yamlfile.load(text, source)
     except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: cannot parse sidecar: {exc}".replace("\n", " "),
                           source=source) from exc
@@ -185,10 +187,11 @@ def read_sidecar_data(wasm: Path) -> dict[str, Any]:
     current = read_sidecar(wasm)
     if current.path is None:
         return {}
-    import yaml
+    from omnicore import yamlfile
 
     text = current.path.read_text(encoding="utf-8")
-    loaded = tomllib.loads(text) if current.path.suffix == ".toml" else yaml.safe_load(text)
+    loaded = (tomllib.loads(text) if current.path.suffix == ".toml"
+              else yamlfile.load(text, str(current.path)))
     return dict(loaded or {})
 
 

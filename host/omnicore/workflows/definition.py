@@ -30,6 +30,7 @@ import jsonschema
 import yaml
 from croniter import croniter
 
+from omnicore import yamlfile
 from omnicore.workflows.errors import DefinitionError, ExpressionError, Problem
 from omnicore.workflows.expressions import Compiled, compile_condition, compile_value
 
@@ -190,7 +191,7 @@ def _path(parts: Iterable[Any]) -> str:
 def _lines(text: str) -> dict[str, int]:
     """``path → line`` for every node of a YAML (or JSON) document; {} if it cannot say."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yamlfile.compose(text)
     except yaml.YAMLError:
         return {}
     found: dict[str, int] = {}
@@ -254,7 +255,7 @@ def load_document(text: str, source: str) -> tuple[Any, dict[str, int]]:
         if source.endswith(".json"):
             doc = json.loads(text)
         else:
-            doc = yaml.safe_load(text)
+            doc = yamlfile.load(text, source)
     except json.JSONDecodeError as exc:
         raise DefinitionError(source, [Problem("", f"not valid JSON: {exc.msg}",
                                                exc.lineno)]) from None

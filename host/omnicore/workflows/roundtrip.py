@@ -27,6 +27,9 @@ _SEQUENCE = re.compile(r"^( *)[^\s#-][^\n]*:[ \t]*\n(?:[ \t]*#[^\n]*\n)*( *)- ",
 
 def _yaml(text: str) -> YAML:
     yaml = YAML()
+    # ruamel's default, said here: a key stated twice is refused (omnicore.yamlfile's rule),
+    # so an old text holding one is written anew from the checked draft, not merged into.
+    yaml.allow_duplicate_keys = False
     yaml.preserve_quotes = True
     yaml.width = 4096
     found = _SEQUENCE.search(text)
