@@ -119,27 +119,35 @@ def _when(at: float | None) -> str:
                                                            path_type=Path),
               help="Its sidecar (default: FILE's NAME.toml/.yaml beside it; an artifact's "
                    "own).")
+@click.option("--unsigned-sidecar", "unsigned_sidecar", metavar="REASON",
+              help="Apply a sidecar no trusted key covers, for REASON (kept in the audit log); "
+                   "refused unless plugins.trust.allow_unsigned_sidecar is on.")
 @_APP
 @_REMOTE
 @_JSON
-def publish(file: str, name: str | None, sidecar_file: Path | None, appdir: Path,
-            remote: str | None, as_json: bool) -> None:
+def publish(file: str, name: str | None, sidecar_file: Path | None,
+            unsigned_sidecar: str | None, appdir: Path, remote: str | None,
+            as_json: bool) -> None:
     """Publish FILE, or the artifact oci://REGISTRY/REPO:TAG|@sha256:... names, to the app's
     plugin catalog: every host of its store loads it.
 
     The sidecar goes with it (config, limits, enabled, mcp); its grants are requests, which
     the operator grants (omnicore settings grant). FILE.sig beside FILE (cosign sign-blob's)
     and an artifact's cosign signatures are kept with the version: under plugins.trust.require
-    an unsigned module is refused, here and at every host's load. Publishing the module,
-    sidecar and signatures in force again changes nothing.
+    an unsigned module is refused, here and at every host's load. So is a sidecar no trusted
+    key covers: an artifact's own is covered by its signature; another (--sidecar, or one
+    beside FILE) needs its own SIDECAR.sig beside it, or --unsigned-sidecar REASON. A module
+    older than the one in force is said so (catalog.refuse_older refuses it). Publishing the
+    module, sidecar and signatures in force again changes nothing.
     """
     from omnicore.oci import is_reference
 
     if is_reference(file):
-        doc, via = _publish_pulled(file, name, sidecar_file, appdir, remote)
+        doc, via = _publish_pulled(file, name, sidecar_file, appdir, remote, unsigned_sidecar)
         where: Path | None = sidecar_file
     else:
-        doc, via, where = _publish_file(Path(file), name, sidecar_file, appdir, remote)
+        doc, via, where = _publish_file(Path(file), name, sidecar_file, appdir, remote,
+                                        unsigned_sidecar)
     if as_json:
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
         return
@@ -153,6 +161,15 @@ def publish(file: str, name: str | None, sidecar_file: Path | None, appdir: Path
     source = f" from {doc['source']}" if doc.get("source") else ""
     click.echo(f"published {doc['name']} v{doc['number']} ({_short(doc['digest'])}, "
                f"{doc['size']} bytes{extra}){side}{source} to {via}")
+    older = doc.get("older")
+    if older:
+        click.echo(f"omnicore: {doc['name']}: this module is OLDER than the one in force "
+                   f"(v{older['in_force_number']}, {_short(older['in_force'])}): it was "
+                   f"published before as v{older['seen_as']}; catalog.refuse_older: true "
+                   "refuses such a publish", err=True)
+    if doc.get("unsigned_sidecar"):
+        click.echo(f"omnicore: its sidecar is applied unsigned, by override "
+                   f"({doc['unsigned_sidecar']}): recorded in the audit log", err=True)
     if doc.get("pinned_to"):
         click.echo(f"omnicore: {doc['name']} is pinned to {_short(doc['pinned_to'])}: every "
                    f"host keeps serving that version; `omnicore plugins unpin {doc['name']}` "
@@ -162,8 +179,10 @@ def publish(file: str, name: str | None, sidecar_file: Path | None, appdir: Path
     if grants:
         click.echo(f"omnicore: the sidecar asks for grants {json.dumps(grants)}: requests only; "
                    f"grant them with `omnicore settings grant {doc['name']} CAP`", err=True)
-    click.echo("omnicore: every host of the store loads it within a few seconds (see "
-               "`omnicore plugins catalog`)", err=True)
+    from omnicore.plugins.catalog import reach_line
+
+    live = doc.get("hosts_live")
+    click.echo(f"omnicore: {reach_line(live if isinstance(live, int) else None)}", err=True)
 
 
 def _refused(exc: Exception) -> click.ClickException:
@@ -184,10 +203,53 @@ def _blob_signature(file: Path) -> list[Any]:
                                "writes)") from None
 
 
+def _sidecar_signature(sidecar: Path | None) -> list[Any]:
+    """SIDECAR.sig beside the sidecar file (cosign sign-blob of its bytes), with the bytes
+    it signs, if there is one."""
+    from omnicore.oci.signing import MAX_SIDECAR_TEXT, SidecarSignature
+
+    if sidecar is None:
+        return []
+    sig = sidecar.with_name(sidecar.name + ".sig")
+    if not sig.is_file():
+        return []
+    text = sidecar.read_bytes()
+    if len(text) > MAX_SIDECAR_TEXT:
+        raise click.UsageError(f"{sidecar} is over {MAX_SIDECAR_TEXT} bytes: a sidecar is "
+                               "settings, not data")
+    try:
+        return [SidecarSignature(text, base64.b64decode(sig.read_bytes().strip(),
+                                                        validate=True))]
+    except ValueError:
+        raise click.UsageError(f"{sig} is not a signature (base64, as cosign sign-blob "
+                               "writes)") from None
+
+
+def _publish_audit(appdir: Path, done: Any) -> None:
+    if not done.made:
+        return
+    _audit(appdir, "catalog.publish", done.version.name, done.audit())
+    if done.override is not None:
+        _audit(appdir, "catalog.unsigned_sidecar", done.version.name,
+               {"version": done.version.number, "digest": done.version.digest,
+                "reason": done.override, "sidecar": done.version.sidecar})
+
+
+def _live(appdir: Path) -> dict[str, Any]:
+    from omnicore.cli.appdata import app_storage
+    from omnicore.plugins.catalog import live_hosts
+
+    cfg = load_app_config(appdir)
+    with app_storage(appdir) as store:
+        return {"hosts_live": live_hosts(store.instances.all(), cfg.cluster.dead_after_s)}
+
+
 def _publish_file(file: Path, name: str | None, sidecar_file: Path | None, appdir: Path,
-                  remote: str | None) -> tuple[dict[str, Any], str, Path | None]:
+                  remote: str | None, unsigned_sidecar: str | None = None
+                  ) -> tuple[dict[str, Any], str, Path | None]:
     from omnicore.oci import SignatureRefused, signature_to_json
-    from omnicore.plugins.catalog import digest_of
+    from omnicore.oci.signing import sidecar_signature_to_json
+    from omnicore.plugins.catalog import BadPublish, digest_of
 
     if not file.is_file():
         raise click.BadParameter(f"{str(file)!r} is neither a file nor oci://...",
@@ -196,30 +258,37 @@ def _publish_file(file: Path, name: str | None, sidecar_file: Path | None, appdi
     where, sidecar = (sidecar_file, _read_sidecar(sidecar_file)) if sidecar_file \
         else _sidecar_beside(file)
     signatures = _blob_signature(file)
+    sidecar_sigs = _sidecar_signature(where)
     digest = digest_of(data)
     host = _host(appdir, remote)
     if host is not None:
         target = name or _manifest_name(file) or file.stem
-        doc = host.request("PUT", _path(target), {
+        body: dict[str, Any] = {
             "module": base64.b64encode(data).decode(), "digest": digest, "sidecar": sidecar,
-            "signatures": [signature_to_json(s) for s in signatures]}, timeout=300.0)
+            "signatures": [signature_to_json(s) for s in signatures]
+            + [sidecar_signature_to_json(s) for s in sidecar_sigs]}
+        if unsigned_sidecar is not None:
+            body["unsigned_sidecar"] = unsigned_sidecar
+        doc = host.request("PUT", _path(target), body, timeout=300.0)
         return doc, f"the host at {host.url}", where
     with _catalog(appdir) as catalog:
         try:
-            version, made = catalog.publish(data, name=name, sidecar=sidecar, digest=digest,
-                                            by="cli", signatures=signatures)
-        except SignatureRefused as exc:
+            done = catalog.publication(data, name=name, sidecar=sidecar, digest=digest,
+                                       by="cli", signatures=signatures,
+                                       sidecar_signatures=sidecar_sigs,
+                                       unsigned_sidecar=unsigned_sidecar)
+        except (SignatureRefused, BadPublish) as exc:
             raise _refused(exc) from None
-    doc = {**version.as_dict(), "created": made, **_held_by_pin(appdir, version.name,
-                                                                  version.id)}
-    if made:
-        _audit(appdir, "catalog.publish", version.name,
-               {"version": version.number, "digest": version.digest, "size": version.size})
+    version = done.version
+    doc = {**version.as_dict(), "created": done.made, **done.as_dict(),
+           **_held_by_pin(appdir, version.name, version.id), **_live(appdir)}
+    _publish_audit(appdir, done)
     return doc, "the app's store", where
 
 
 def _publish_pulled(ref: str, name: str | None, sidecar_file: Path | None, appdir: Path,
-                    remote: str | None) -> tuple[dict[str, Any], str]:
+                    remote: str | None, unsigned_sidecar: str | None = None
+                    ) -> tuple[dict[str, Any], str]:
     """Publish what the registry holds at ``ref``: pulled with the trust policy (signatures
     checked before the module is downloaded), its signatures kept with the version, the
     reference by digest as its source."""
@@ -234,27 +303,31 @@ def _publish_pulled(ref: str, name: str | None, sidecar_file: Path | None, appdi
         target = name or ref.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
         doc = host.request("PUT", _path(target), {"source": ref}, timeout=300.0)
         return doc, f"the host at {host.url}"
+    from omnicore.plugins.catalog import BadPublish
+
     cfg = load_app_config(appdir)
     try:
         pulled = oci.pull(ref, options=oci.Options.from_config(cfg.registry),
                           policy=oci.TrustPolicy.from_config(cfg.trust), plugin=name)
     except (oci.RegistryError, oci.SignatureRefused) as exc:
         raise _refused(exc) from None
+    # A --sidecar replaces the artifact's own: the signature of the artifact does not cover
+    # it, so it needs its own (SIDECAR.sig) or an override (catalog.publication checks).
     sidecar = _read_sidecar(sidecar_file) if sidecar_file else pulled.sidecar
     with _catalog(appdir) as catalog:
         try:
-            version, made = catalog.publish(
+            done = catalog.publication(
                 pulled.module, name=name or pulled.name, sidecar=sidecar,
                 digest=pulled.module_digest, by="cli", source=str(pulled.reference),
-                signatures=pulled.signatures)
-        except oci.SignatureRefused as exc:
+                signatures=pulled.signatures,
+                sidecar_signatures=_sidecar_signature(sidecar_file),
+                unsigned_sidecar=unsigned_sidecar)
+        except (oci.SignatureRefused, BadPublish) as exc:
             raise _refused(exc) from None
-    doc = {**version.as_dict(), "created": made, **_held_by_pin(appdir, version.name,
-                                                                  version.id)}
-    if made:
-        _audit(appdir, "catalog.publish", version.name,
-               {"version": version.number, "digest": version.digest, "size": version.size,
-                "source": version.source})
+    version = done.version
+    doc = {**version.as_dict(), "created": done.made, **done.as_dict(),
+           **_held_by_pin(appdir, version.name, version.id), **_live(appdir)}
+    _publish_audit(appdir, done)
     return doc, "the app's store"
 
 

@@ -135,6 +135,11 @@ class CatalogConfig(Strict):
     keep_versions: int = Field(default=20, gt=0, le=1000,
                                description="versions kept per plugin for a rollback (the one "
                                            "in force always)")
+    refuse_older: bool = Field(
+        default=False,
+        description="refuse a publish of a module older than the one in force (a digest "
+                    "among the plugin's kept versions published before it); off: it is "
+                    "published, and its answer and audit entry say it is older")
     sources: list[str] = Field(
         default_factory=list,
         description="OCI references (oci://REGISTRY/REPO:TAG or @sha256:...) each host "
@@ -277,7 +282,13 @@ class TrustConfig(Strict):
     require: bool = Field(
         default=False,
         description="refuse a module no trusted key signed: at publish, at pull and at every "
-                    "host's load")
+                    "host's load; and a sidecar no trusted key covers (the signed artifact's "
+                    "own, or its file signed)")
+    allow_unsigned_sidecar: bool = Field(
+        default=False,
+        description="let an explicit override (`plugins publish --unsigned-sidecar REASON`, "
+                    "audited) apply a sidecar no trusted key covers; off: such a publish is "
+                    "refused, and this host refuses such a version at load")
 
 
 class RegistryConfig(Strict):

@@ -7,11 +7,16 @@ API (reads: any signed-in user; changes: admin; every change in the audit log)::
                                               (serving, converged); "converged": all of them
     PUT    /api/v1/catalog/{name}             publish: a JSON body {module: base64, sidecar:
                                               {...}, digest: "sha256:...", signatures:
-                                              [oci.signature_to_json]}, or {source:
+                                              [oci.signature_to_json, and
+                                              signing.sidecar_signature_to_json],
+                                              unsigned_sidecar: "reason"}, or {source:
                                               "oci://..."} (this host pulls it with its
                                               registry.* and plugins.trust), or the module's
                                               raw bytes (application/wasm or octet-stream,
-                                              ?digest=); 201 a new version, 200 unchanged
+                                              ?digest=); 201 a new version, 200 unchanged;
+                                              the answer says "older" (the module is older
+                                              than the one in force), "sidecar_cover" and
+                                              "hosts_live"
     GET    /api/v1/catalog/{name}             the version in force and the versions kept
     POST   /api/v1/catalog/{name}/rollback    {to: digest, prefix or number}, or {} for the
                                               version before the one in force
@@ -44,8 +49,14 @@ from omnicore.console.base import actor, guarded, need, state
 from omnicore.console.bodies import json_body, read_body
 from omnicore.console.errors import ApiError
 from omnicore.console.responses import JSONResponse
-from omnicore.oci.signing import BlobSignature, OciSignature, signature_from_json
-from omnicore.plugins.catalog import Catalog, app_catalog, rollouts
+from omnicore.oci.signing import (
+    BlobSignature,
+    OciSignature,
+    SidecarSignature,
+    sidecar_signature_from_json,
+    signature_from_json,
+)
+from omnicore.plugins.catalog import Catalog, Publication, app_catalog, live_hosts, rollouts
 from omnicore.storage.catalog_rows import CatalogEntry, PluginVersion
 
 if TYPE_CHECKING:
@@ -95,27 +106,56 @@ def publish(app: OmniApp, name: str, module: bytes, sidecar: dict[str, Any] | No
             digest: str | None, by: Actor, *, source: str | None = None,
             signatures: Sequence[BlobSignature | OciSignature] = ()
             ) -> tuple[PluginVersion, bool]:
-    version, made = catalog_of(app).publish(module, name=name, sidecar=sidecar, digest=digest,
-                                            by=by.name, source=source, signatures=signatures)
-    if made:
+    done = publication(app, name, module, sidecar, digest, by, source=source,
+                       signatures=signatures)
+    return done.version, done.made
+
+
+def publication(app: OmniApp, name: str, module: bytes, sidecar: dict[str, Any] | None,
+                digest: str | None, by: Actor, *, source: str | None = None,
+                signatures: Sequence[BlobSignature | OciSignature] = (),
+                sidecar_signatures: Sequence[SidecarSignature] = (),
+                unsigned_sidecar: str | None = None) -> Publication:
+    """Publish through the app's catalog (every check of a publish), audited: the publish,
+    with whether it is older and what covers its sidecar, and an override on its own."""
+    done = catalog_of(app).publication(module, name=name, sidecar=sidecar, digest=digest,
+                                       by=by.name, source=source, signatures=signatures,
+                                       sidecar_signatures=sidecar_signatures,
+                                       unsigned_sidecar=unsigned_sidecar)
+    if done.made:
         _changed(app)
-        record(app.storage, by, "catalog.publish", name, None,
-               {"version": version.number, "digest": version.digest, "size": version.size,
-                "source": version.source})
-    return version, made
+        record(app.storage, by, "catalog.publish", name, None, done.audit())
+        if done.override is not None:
+            record(app.storage, by, "catalog.unsigned_sidecar", name, None,
+                   {"version": done.version.number, "digest": done.version.digest,
+                    "reason": done.override, "sidecar": done.version.sidecar})
+    return done
+
+
+def answer(app: OmniApp, done: Publication) -> dict[str, Any]:
+    """A publish's answer: the version, whether it is new, what :class:`Publication` says,
+    a pin holding it back, and how many hosts run to load it."""
+    live = live_hosts(app.storage.instances.all(), app.config.cluster.dead_after_s)
+    return {**version_doc(done.version), "created": done.made, **done.as_dict(),
+            **held_by_pin(app, done.version), "hosts_live": live}
 
 
 def publish_pulled(app: OmniApp, name: str, source: str,
                    by: Actor) -> tuple[PluginVersion, bool]:
+    done = publication_pulled(app, name, source, by)
+    return done.version, done.made
+
+
+def publication_pulled(app: OmniApp, name: str, source: str, by: Actor) -> Publication:
     """Pull ``source`` (an OCI reference) with this host's ``registry.*`` and
-    ``plugins.trust``, and publish it with its signatures, the reference by digest as its
-    source."""
+    ``plugins.trust``, and publish it with its signatures and its own sidecar, the reference
+    by digest as its source."""
     from omnicore import oci
 
     pulled = oci.pull(source, options=oci.Options.from_config(app.config.registry),
                       policy=oci.TrustPolicy.from_config(app.config.trust), plugin=name)
-    return publish(app, name, pulled.module, pulled.sidecar, pulled.module_digest, by,
-                   source=str(pulled.reference), signatures=pulled.signatures)
+    return publication(app, name, pulled.module, pulled.sidecar, pulled.module_digest, by,
+                       source=str(pulled.reference), signatures=pulled.signatures)
 
 
 def rollback(app: OmniApp, name: str, to: str | None, by: Actor) -> CatalogEntry:
@@ -180,6 +220,8 @@ async def put_entry(request: Request) -> Response:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     sidecar: dict[str, Any] | None = None
     signatures: list[BlobSignature | OciSignature] = []
+    sidecar_sigs: list[SidecarSignature] = []
+    waiver: str | None = None
     if kind in _RAW:
         module = await read_body(request, cap)
         digest = request.query_params.get("digest")
@@ -193,13 +235,16 @@ async def put_entry(request: Request) -> Response:
                 raise ApiError(422, "'source' must be an OCI reference (oci://REGISTRY/REPO:TAG"
                                     " or @sha256:...), given instead of 'module'",
                                type="BadRequest")
-            pulled, made = await st.off_loop(publish_pulled, st.app, name, source,
-                                             actor(request, who))
-            return JSONResponse({**version_doc(pulled), "created": made,
-                                 **await st.off_loop(held_by_pin, st.app, pulled)},
-                                status_code=201 if made else 200)
+            done = await st.off_loop(publication_pulled, st.app, name, source,
+                                     actor(request, who))
+            return JSONResponse(await st.off_loop(answer, st.app, done),
+                                status_code=201 if done.made else 200)
         module = _module(doc.get("module"))
-        signatures = _signatures(doc.get("signatures"))
+        signatures, sidecar_sigs = _signatures(doc.get("signatures"))
+        waiver = doc.get("unsigned_sidecar")
+        if waiver is not None and (not isinstance(waiver, str) or not waiver.strip()):
+            raise ApiError(422, "'unsigned_sidecar' must be the reason (a string) the audit "
+                                "log keeps", type="BadRequest")
         raw_sidecar = doc.get("sidecar")
         if raw_sidecar is not None and not isinstance(raw_sidecar, dict):
             raise ApiError(422, "'sidecar' must be a JSON object (grants, config, limits, "
@@ -208,11 +253,12 @@ async def put_entry(request: Request) -> Response:
         digest = doc.get("digest")
         if digest is not None and not isinstance(digest, str):
             raise ApiError(422, "'digest' must be a string: sha256:<64 hex>", type="BadRequest")
-    version, made = await st.off_loop(partial(publish, signatures=signatures), st.app, name,
-                                      module, sidecar, digest, actor(request, who))
-    return JSONResponse({**version_doc(version), "created": made,
-                         **await st.off_loop(held_by_pin, st.app, version)},
-                        status_code=201 if made else 200)
+    done = await st.off_loop(partial(publication, signatures=signatures,
+                                     sidecar_signatures=sidecar_sigs,
+                                     unsigned_sidecar=waiver),
+                             st.app, name, module, sidecar, digest, actor(request, who))
+    return JSONResponse(await st.off_loop(answer, st.app, done),
+                        status_code=201 if done.made else 200)
 
 
 def held_by_pin(app: OmniApp, version: PluginVersion) -> dict[str, Any]:
@@ -223,18 +269,26 @@ def held_by_pin(app: OmniApp, version: PluginVersion) -> dict[str, Any]:
     return {}
 
 
-def _signatures(value: object) -> list[BlobSignature | OciSignature]:
+def _signatures(value: object
+                ) -> tuple[list[BlobSignature | OciSignature], list[SidecarSignature]]:
     if value is None:
-        return []
+        return [], []
     if not isinstance(value, list) or len(value) > 32:
         raise ApiError(422, "'signatures' must be a list of at most 32 signatures as "
                             "omnicore.oci.signature_to_json writes them", type="BadRequest")
+    module: list[BlobSignature | OciSignature] = []
+    sidecar: list[SidecarSignature] = []
     try:
-        return [signature_from_json(doc) for doc in value]
+        for doc in value:
+            if isinstance(doc, dict) and doc.get("kind") == "cosign-sidecar":
+                sidecar.append(sidecar_signature_from_json(doc))
+            else:
+                module.append(signature_from_json(doc))
     except (ValueError, TypeError, AttributeError):
         raise ApiError(422, "'signatures' holds one that is not a signature "
-                            "({kind: cosign-blob, signature: base64} or cosign)",
-                       type="BadRequest") from None
+                            "({kind: cosign-blob, signature: base64}, cosign, or "
+                            "cosign-sidecar)", type="BadRequest") from None
+    return module, sidecar
 
 
 def _module(value: object) -> bytes:

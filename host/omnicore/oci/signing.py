@@ -12,6 +12,10 @@ check what omnicore signs, and omnicore checks what cosign signs with a key:
 * **Beside a file** (``cosign sign-blob --key``): ``FILE.sig`` holds the base64 DER
   signature of the file's bytes. As ECDSA signs a hash, it is checked against the module's
   sha256 alone, which is what the catalog keeps.
+* **Beside a sidecar** (``cosign sign-blob --key`` again): ``NAME.yaml.sig`` signs the
+  sidecar file's bytes, which travel with it (:class:`SidecarSignature`): a sidecar that is
+  not the signed artifact's own is trusted only so (specs/security.md, "What a signature
+  covers").
 
 Keys are PEM: the public key PKIX (``PUBLIC KEY``, as cosign writes ``cosign.pub``), the
 private key PKCS#8, encrypted when a password is given. cosign's own encrypted private key
@@ -35,12 +39,31 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
-__all__ = ["KEY_ANNOTATION", "SIGNATURE_ANNOTATION", "SIMPLESIGNING_MEDIA_TYPE",
-           "BlobSignature", "OciSignature", "PublicKey", "Signature", "fingerprint",
-           "generate_key", "load_private_key", "load_public_key", "sign_blob",
-           "sign_payload", "signature_from_json", "signature_manifest", "signature_tag",
-           "signature_to_json", "simple_signing_payload", "verify_prehashed",
-           "verify_signature"]
+__all__ = [
+    "KEY_ANNOTATION",
+    "SIGNATURE_ANNOTATION",
+    "SIMPLESIGNING_MEDIA_TYPE",
+    "BlobSignature",
+    "OciSignature",
+    "PublicKey",
+    "SidecarSignature",
+    "Signature",
+    "fingerprint",
+    "generate_key",
+    "load_private_key",
+    "load_public_key",
+    "sidecar_signature_from_json",
+    "sidecar_signature_to_json",
+    "sign_blob",
+    "sign_payload",
+    "signature_from_json",
+    "signature_manifest",
+    "signature_tag",
+    "signature_to_json",
+    "simple_signing_payload",
+    "verify_prehashed",
+    "verify_signature",
+]
 
 SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -73,6 +96,43 @@ class OciSignature:
 
 
 Signature: TypeAlias = "BlobSignature | OciSignature"
+
+
+@dataclass(frozen=True)
+class SidecarSignature:
+    """A ``cosign sign-blob`` signature of a sidecar file: the file's bytes as signed (they
+    travel with it: a host parses them and compares them with the sidecar it applies) and
+    the signature (DER)."""
+
+    text: bytes
+    signature: bytes
+    key_hint: str = ""
+
+
+#: The most a signed sidecar file may hold (the artifact annotation's cap).
+MAX_SIDECAR_TEXT = 64 * 1024
+
+
+def sidecar_signature_to_json(sig: SidecarSignature) -> dict[str, str]:
+    """A sidecar signature as JSON (kept with a catalog version beside the module's)."""
+    b64 = base64.b64encode
+    return {"kind": "cosign-sidecar", "sidecar": b64(sig.text).decode(),
+            "signature": b64(sig.signature).decode(), "key": sig.key_hint}
+
+
+def sidecar_signature_from_json(doc: Mapping[str, Any]) -> SidecarSignature:
+    """The inverse of :func:`sidecar_signature_to_json`; ValueError for anything else."""
+    try:
+        if doc["kind"] == "cosign-sidecar":
+            text = base64.b64decode(doc["sidecar"], validate=True)
+            if len(text) <= MAX_SIDECAR_TEXT:
+                return SidecarSignature(text, base64.b64decode(doc["signature"],
+                                                               validate=True),
+                                        str(doc.get("key") or ""))
+    except (KeyError, TypeError, ValueError):
+        pass
+    raise ValueError("not a stored sidecar signature (kind cosign-sidecar, base64 fields, "
+                     f"a sidecar of at most {MAX_SIDECAR_TEXT} bytes)")
 
 
 def signature_to_json(sig: BlobSignature | OciSignature) -> dict[str, str]:

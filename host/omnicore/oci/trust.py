@@ -10,15 +10,24 @@ private key signed these module bytes — directly (``cosign sign-blob``), or an
 whose one ``application/wasm`` layer is these bytes (``cosign sign``). Not who published the
 version, not that the sidecar's requests are wise (grants stay the operator's), not freshness:
 an old signed module stays valid until its key leaves the policy.
+
+:func:`verify_sidecar` is the second half of the same check: the sidecar a version carries
+(its config, limits, ``enabled``, MCP exposure, requested grants) is applied under the
+signer's name only when a trusted key covers it too — it is the sidecar annotation of the
+signed manifest, or its own file was signed (:class:`~omnicore.oci.signing.SidecarSignature`)
+— or it claims nothing (empty); else only an explicit override the host's own
+``plugins.trust.allow_unsigned_sidecar`` admits (:class:`Waiver`). :func:`check_version` runs
+both on what a catalog version stores, at publish and at every host's load.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from omnicore.errors import ConfigError
 from omnicore.oci.artifact import read_manifest
@@ -27,14 +36,18 @@ from omnicore.oci.signing import (
     BlobSignature,
     OciSignature,
     PublicKey,
+    SidecarSignature,
     fingerprint,
     load_public_key,
     payload_digest,
+    sidecar_signature_from_json,
+    signature_from_json,
     verify_prehashed,
     verify_signature,
 )
 
-__all__ = ["TrustConfigLike", "TrustPolicy", "TrustedKey", "Verdict", "verify"]
+__all__ = ["Stored", "TrustConfigLike", "TrustPolicy", "TrustedKey", "Verdict", "Waiver",
+           "check_version", "parse_sidecar_text", "sidecar_json", "verify", "verify_sidecar"]
 
 
 class TrustConfigLike(Protocol):
@@ -72,6 +85,9 @@ class TrustPolicy:
     require: bool = False
     #: Where the policy comes from, for messages.
     origin: str = "plugins.trust"
+    #: ``plugins.trust.allow_unsigned_sidecar``: whether an explicit override
+    #: (``--unsigned-sidecar REASON``) lets a sidecar no trusted key covers through.
+    unsigned_sidecars: bool = False
 
     @classmethod
     def from_config(cls, cfg: TrustConfigLike | None, base: Path | None = None
@@ -81,11 +97,14 @@ class TrustPolicy:
         ConfigError names an unreadable key."""
         if cfg is None:
             return cls()
-        return cls.from_keys(cfg.keys, require=cfg.require, base=base)
+        return cls.from_keys(cfg.keys, require=cfg.require, base=base,
+                             unsigned_sidecars=bool(getattr(cfg, "allow_unsigned_sidecar",
+                                                            False)))
 
     @classmethod
     def from_keys(cls, entries: Iterable[str | Path], *, require: bool = False,
-                  base: Path | None = None, origin: str = "plugins.trust") -> TrustPolicy:
+                  base: Path | None = None, origin: str = "plugins.trust",
+                  unsigned_sidecars: bool = False) -> TrustPolicy:
         keys: list[TrustedKey] = []
         for n, entry in enumerate(entries, 1):
             text = str(entry)
@@ -112,7 +131,7 @@ class TrustPolicy:
                               " every module would be refused; add the public key its signer "
                               "uses (omnicore plugins keygen writes one)",
                               key="plugins.trust.require", value=True)
-        return cls(tuple(keys), require, origin)
+        return cls(tuple(keys), require, origin, unsigned_sidecars)
 
     @property
     def active(self) -> bool:
@@ -210,3 +229,157 @@ def _why(signatures: Sequence[BlobSignature | OciSignature], policy: TrustPolicy
     lead = "its signature does not verify" if count == 1 else \
         f"none of its {count} signatures verifies"
     return f"{lead} with a trusted key: signed by another key, or altered ({trusted})"
+
+
+# ---- the sidecar -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Waiver:
+    """An operator's explicit override: this version's sidecar is applied although no trusted
+    key covers it (``--unsigned-sidecar REASON``). Kept with the version; a host honours it
+    only under its own ``plugins.trust.allow_unsigned_sidecar``."""
+
+    reason: str
+    by: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": "unsigned-sidecar", "reason": self.reason, "by": self.by}
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a catalog version keeps in its ``signatures`` (JSON), read back by kind; a form
+    not read is no signature."""
+
+    signatures: tuple[BlobSignature | OciSignature, ...] = ()
+    sidecar_signatures: tuple[SidecarSignature, ...] = ()
+    waiver: Waiver | None = None
+
+    @classmethod
+    def from_json(cls, docs: Iterable[Mapping[str, Any]]) -> Stored:
+        signatures: list[BlobSignature | OciSignature] = []
+        sidecars: list[SidecarSignature] = []
+        waiver = None
+        for doc in docs:
+            kind = doc.get("kind") if isinstance(doc, Mapping) else None
+            try:
+                if kind == "cosign-sidecar":
+                    sidecars.append(sidecar_signature_from_json(doc))
+                elif kind == "unsigned-sidecar":
+                    waiver = Waiver(str(doc.get("reason") or ""), str(doc.get("by") or ""))
+                else:
+                    signatures.append(signature_from_json(doc))
+            except (ValueError, TypeError, AttributeError):
+                continue
+        return cls(tuple(signatures), tuple(sidecars), waiver)
+
+
+def sidecar_json(sidecar: Mapping[str, Any] | None) -> str:
+    """A sidecar's canonical JSON (sorted keys, no spaces): what "the same sidecar" compares."""
+    return json.dumps(dict(sidecar or {}), sort_keys=True, separators=(",", ":"))
+
+
+def parse_sidecar_text(text: bytes) -> dict[str, Any] | None:
+    """A signed sidecar file's bytes as data: TOML, else YAML (JSON is YAML); None when they
+    are neither, or not a mapping at the top."""
+    import tomllib
+
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    doc: Any
+    try:
+        doc = tomllib.loads(decoded)
+    except tomllib.TOMLDecodeError:
+        import yaml
+
+        from omnicore import yamlfile
+
+        try:
+            doc = yamlfile.load(decoded, "the signed sidecar")
+        except yaml.YAMLError:
+            return None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        return None
+    try:
+        parsed: dict[str, Any] = json.loads(json.dumps(doc))  # as the catalog stores it
+    except (TypeError, ValueError):
+        return None
+    return parsed
+
+
+def verify_sidecar(digest: str, sidecar: Mapping[str, Any] | None,
+                   signatures: Sequence[BlobSignature | OciSignature], policy: TrustPolicy,
+                   *, sidecar_signatures: Sequence[SidecarSignature] = (),
+                   waiver: Waiver | None = None, plugin: str | None = None) -> str:
+    """What covers ``sidecar``, the sidecar applied with the module ``digest`` (one phrase for
+    answers and the audit log). Covered: no policy is active; the sidecar is empty (it claims
+    nothing); a trusted key signed a manifest whose one layer is this module and whose
+    sidecar annotation is this sidecar; or a trusted key signed a sidecar file that parses
+    to it. Else the ``waiver`` under ``policy.unsigned_sidecars``; else, under ``require``,
+    :class:`SignatureRefused` (one line: the module's digest, what differs, what to do)."""
+    if not policy.active:
+        return "no trust policy"
+    wanted = sidecar_json(sidecar)
+    if wanted == "{}":
+        return "empty (it claims nothing)"
+    differs = None
+    for sig in signatures:
+        if not isinstance(sig, OciSignature) or _link(sig, digest):
+            continue
+        key = next((k for k in policy.keys
+                    if verify_signature(k.key, sig.signature, sig.payload)), None)
+        if key is None:
+            continue
+        try:
+            signed = read_manifest(sig.manifest).sidecar
+        except ValueError:
+            continue
+        if sidecar_json(signed) == wanted:
+            return f"the signed artifact's own (signed by {key.label})"
+        differs = key
+    for ssig in sidecar_signatures:
+        key = next((k for k in policy.keys
+                    if verify_signature(k.key, ssig.signature, ssig.text)), None)
+        if key is None:
+            continue
+        parsed = parse_sidecar_text(ssig.text)
+        if parsed is not None and sidecar_json(parsed) == wanted:
+            return f"its file signed by {key.label}"
+    if differs is not None:
+        why = f"it is not the sidecar of the artifact {differs.label} signed"
+    elif sidecar_signatures:
+        why = "its signature does not verify with a trusted key, or is of another sidecar"
+    else:
+        why = "no trusted key signed it"
+    if waiver is not None and policy.unsigned_sidecars:
+        return f"unsigned ({why}), applied by override: {waiver.reason}"
+    if not policy.require:
+        return f"unsigned ({why})"
+    who = f"plugin '{plugin}' " if plugin else ""
+    how = ("the override given is refused: this host's plugins.trust.allow_unsigned_sidecar "
+           "is off" if waiver is not None else
+           "publish the artifact with its own sidecar (no --sidecar), sign the sidecar file "
+           "(cosign sign-blob: SIDECAR.sig beside it), or, where plugins.trust."
+           "allow_unsigned_sidecar is on, --unsigned-sidecar REASON")
+    raise SignatureRefused(f"refused {who}module {digest} with its sidecar: {why}; "
+                           f"{policy.origin} requires the config, limits, enabled and mcp it "
+                           f"applies to be signed too; {how}", plugin=plugin, digest=digest,
+                           keys=())
+
+
+def check_version(digest: str, sidecar: Mapping[str, Any] | None,
+                  stored: Iterable[Mapping[str, Any]], policy: TrustPolicy, *,
+                  plugin: str | None = None) -> tuple[Verdict, str]:
+    """A catalog version as a host is about to apply it: the module's signatures
+    (:func:`verify`) and its sidecar's cover (:func:`verify_sidecar`) from what the version
+    keeps (``stored``: its ``signatures`` JSON). Raises SignatureRefused under ``require``."""
+    found = Stored.from_json(stored)
+    verdict = verify(digest, found.signatures, policy, plugin=plugin)
+    cover = verify_sidecar(digest, sidecar, found.signatures, policy,
+                           sidecar_signatures=found.sidecar_signatures, waiver=found.waiver,
+                           plugin=plugin)
+    return verdict, cover

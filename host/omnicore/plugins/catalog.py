@@ -14,6 +14,13 @@ upload), the bytes being a plugin this host can compile (the same door a load go
 a name a host can hold, and the sidecar being one a host would read. The sidecar's grants are
 requests (specs/catalog.md): publishing never grants a capability.
 
+Under ``plugins.trust`` the signatures are checked first, the module's and then the
+sidecar's (:func:`omnicore.oci.trust.verify_sidecar`: the signed artifact's own sidecar, a
+sidecar file a trusted key signed, or an audited override the policy admits); every host
+checks both again before it applies the version. A publish of a module the plugin had before
+the one in force (an earlier build published again) is **older**: :class:`Publication` says
+so, and ``catalog.refuse_older`` refuses it.
+
 A name may be pinned to one of its versions (:meth:`Catalog.pin`): every host serves that
 version whatever is published later (a publish adds a version, not in force), and a rollback
 or a removal is refused, until :meth:`Catalog.unpin` puts the newest version in force.
@@ -21,7 +28,8 @@ or a removal is refused, until :meth:`Catalog.unpin` puts the newest version in 
 Errors (drawn in :mod:`omnicore.errors`)::
 
     BadPublish       the catalog will not take it: the module, digest, name or sidecar
-    └── ModuleTooLarge   over catalog.max_module_bytes
+    ├── ModuleTooLarge   over catalog.max_module_bytes
+    └── OlderModule      older than the version in force, under catalog.refuse_older
     VersionPinned    a rollback or removal of a pinned name (a PluginError)
 """
 
@@ -32,6 +40,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +59,7 @@ from omnicore.storage.catalog_rows import (
 from omnicore.storage.instance_rows import Instance
 
 if TYPE_CHECKING:
-    from omnicore.oci.signing import BlobSignature, OciSignature
+    from omnicore.oci.signing import BlobSignature, OciSignature, SidecarSignature
     from omnicore.oci.trust import TrustPolicy
 
 __all__ = [
@@ -59,9 +68,13 @@ __all__ = [
     "BadPublish",
     "Catalog",
     "ModuleTooLarge",
+    "OlderModule",
+    "Publication",
     "VersionPinned",
     "app_catalog",
     "digest_of",
+    "live_hosts",
+    "reach_line",
     "short",
 ]
 
@@ -82,6 +95,58 @@ class BadPublish(PluginLoadError):
 
 class ModuleTooLarge(BadPublish):
     """The module is over ``catalog.max_module_bytes``."""
+
+
+class OlderModule(BadPublish):
+    """The module is older than the one in force and ``catalog.refuse_older`` is on."""
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What a publish did: the version and whether it is new, the kept version of the same
+    module published before the one in force (None: not older), and what covers the sidecar
+    (:func:`omnicore.oci.trust.verify_sidecar`'s phrase; ``override`` the reason when an
+    override applies it)."""
+
+    version: PluginVersion
+    made: bool
+    older: PluginVersion | None = None
+    in_force: PluginVersion | None = None
+    sidecar: str = ""
+    override: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The answer's additions (the REST API's and ``--json``'s)."""
+        doc: dict[str, Any] = {"sidecar_cover": self.sidecar}
+        if self.older is not None and self.in_force is not None:
+            doc["older"] = {"seen_as": self.older.number, "published_at":
+                            self.older.published_at, "in_force": self.in_force.digest,
+                            "in_force_number": self.in_force.number}
+        if self.override is not None:
+            doc["unsigned_sidecar"] = self.override
+        return doc
+
+    def audit(self) -> dict[str, Any]:
+        """The publish's audit entry (``catalog.publish``'s after)."""
+        v = self.version
+        doc: dict[str, Any] = {"version": v.number, "digest": v.digest, "size": v.size,
+                               "source": v.source, "sidecar": self.sidecar}
+        if self.older is not None and self.in_force is not None:
+            doc["older_than_in_force"] = {"seen_as": f"v{self.older.number}",
+                                          "in_force": f"v{self.in_force.number} "
+                                                      f"{self.in_force.digest}"}
+        if self.override is not None:
+            doc["unsigned_sidecar"] = self.override
+        return doc
+
+    def older_line(self) -> str | None:
+        """One line saying the module is older (None: it is not)."""
+        if self.older is None or self.in_force is None:
+            return None
+        return (f"{self.version.name}: this module ({short(self.version.digest)}) is older "
+                f"than the one in force (v{self.in_force.number}, "
+                f"{short(self.in_force.digest)}): it was published before as "
+                f"v{self.older.number}; catalog.refuse_older: true refuses such a publish")
 
 
 class VersionPinned(PluginError):
@@ -117,13 +182,15 @@ class Catalog:
 
     def __init__(self, rows: Callable[[], CatalogRows], *, check: Check, max_bytes: int,
                  keep: int, policy: TrustPolicy | None = None,
-                 trust: TrustConfig | None = None) -> None:
+                 trust: TrustConfig | None = None, refuse_older: bool = False) -> None:
         self._rows = rows
         self._check = check
         self.max_bytes = max_bytes
         self._keep = keep
         self._policy = policy
         self._trust = trust
+        #: ``catalog.refuse_older``.
+        self.refuse_older = refuse_older
 
     @property
     def policy(self) -> TrustPolicy:
@@ -144,15 +211,32 @@ class Catalog:
     def publish(self, module: bytes, *, name: str | None = None,
                 sidecar: Mapping[str, Any] | None = None, digest: str | None = None,
                 by: str | None = None, source: str | None = None,
-                signatures: Sequence[BlobSignature | OciSignature] = ()
-                ) -> tuple[PluginVersion, bool]:
+                signatures: Sequence[BlobSignature | OciSignature] = (),
+                sidecar_signatures: Sequence[SidecarSignature] = (),
+                unsigned_sidecar: str | None = None) -> tuple[PluginVersion, bool]:
+        """:meth:`publication`'s version and whether it is new."""
+        done = self.publication(module, name=name, sidecar=sidecar, digest=digest, by=by,
+                                source=source, signatures=signatures,
+                                sidecar_signatures=sidecar_signatures,
+                                unsigned_sidecar=unsigned_sidecar)
+        return done.version, done.made
+
+    def publication(self, module: bytes, *, name: str | None = None,
+                    sidecar: Mapping[str, Any] | None = None, digest: str | None = None,
+                    by: str | None = None, source: str | None = None,
+                    signatures: Sequence[BlobSignature | OciSignature] = (),
+                    sidecar_signatures: Sequence[SidecarSignature] = (),
+                    unsigned_sidecar: str | None = None) -> Publication:
         """Store ``module`` (with ``sidecar`` and ``signatures``) as the version of ``name``
         (default: the name its manifest gives) in force, ``source`` (an OCI reference) saying
-        where it came from; the version and whether it is new (False: that module, sidecar
-        and signatures were in force already). Raises :class:`BadPublish` (or
-        :class:`ModuleTooLarge`), SignatureRefused (``plugins.trust.require`` and no trusted
-        signature) and the compile errors of a load (InvalidModule...), before anything is
-        stored."""
+        where it came from; what was done (:class:`Publication`: made False when that module,
+        sidecar and signatures were in force already). ``sidecar_signatures`` sign the
+        sidecar's file; ``unsigned_sidecar`` is an operator's reason to apply a sidecar no
+        trusted key covers (kept with the version; refused unless
+        ``plugins.trust.allow_unsigned_sidecar``). Raises :class:`BadPublish` (or
+        :class:`ModuleTooLarge`, :class:`OlderModule`), SignatureRefused (under
+        ``plugins.trust.require``: no trusted signature of the module, or of its sidecar) and
+        the compile errors of a load (InvalidModule...), before anything is stored."""
         size = len(module)
         label = name or "the module"
         if size > self.max_bytes:
@@ -169,18 +253,43 @@ class Catalog:
                                  plugin=name)
         if name is not None:
             _check_name(name)
+        reason = None if unsigned_sidecar is None else " ".join(unsigned_sidecar.split())
+        if reason is not None and not reason:
+            raise BadPublish(f"cannot publish {label}: --unsigned-sidecar needs the reason "
+                             "the audit log keeps", plugin=name)
         # The signatures before the compile: an untrusted module is not even compiled.
-        from omnicore.oci.signing import signature_to_json
-        from omnicore.oci.trust import verify
+        from omnicore.oci.signing import sidecar_signature_to_json, signature_to_json
+        from omnicore.oci.trust import Waiver, verify, verify_sidecar
 
-        verify(actual, list(signatures), self.policy, plugin=name)
+        policy = self.policy
+        verify(actual, list(signatures), policy, plugin=name)
         compiled = self._check(module, name)
         name = name or compiled.name
         _check_name(name)
         doc = _sidecar_doc(sidecar, name)
-        return self._rows().publish(name, actual, size, chunks(module), doc, by=by,
-                                    at=time.time(), keep=self._keep, source=source,
-                                    signatures=[signature_to_json(s) for s in signatures])
+        waiver = Waiver(reason, by or "") if reason is not None else None
+        cover = verify_sidecar(actual, doc, list(signatures), policy,
+                               sidecar_signatures=list(sidecar_signatures), waiver=waiver,
+                               plugin=name)
+        override = reason if waiver is not None and "by override" in cover else None
+        kept_json = [signature_to_json(s) for s in signatures] + \
+            [sidecar_signature_to_json(s) for s in sidecar_signatures]
+        if override is not None and waiver is not None:
+            kept_json.append(waiver.to_json())
+        rows = self._rows()
+        older, in_force = _older(rows, name, actual)
+        if older is not None and in_force is not None and self.refuse_older:
+            raise OlderModule(f"cannot publish plugin '{name}': its module {short(actual)} is "
+                              f"older than the one in force (v{in_force.number}, "
+                              f"{short(in_force.digest)}): it was published as "
+                              f"v{older.number} before; catalog.refuse_older is on (roll back "
+                              f"with `omnicore plugins rollback {name} v{older.number}` if "
+                              "that is what you mean)", plugin=name)
+        version, made = rows.publish(name, actual, size, chunks(module), doc, by=by,
+                                     at=time.time(), keep=self._keep, source=source,
+                                     signatures=kept_json)
+        return Publication(version, made, older if made else None,
+                           in_force if made else None, cover, override)
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -293,7 +402,43 @@ def app_catalog(storage: Callable[[], Storage], check: Check,
     ``plugins.trust`` (``trust``); ``check`` compiles as its hosts do
     (``app.plugins.published.check_module``)."""
     return Catalog(lambda: storage().catalog, check=check, max_bytes=options.max_module_bytes,
-                   keep=options.keep_versions, trust=trust)
+                   keep=options.keep_versions, trust=trust, refuse_older=options.refuse_older)
+
+
+def _older(rows: CatalogRows, name: str, digest: str
+           ) -> tuple[PluginVersion | None, PluginVersion | None]:
+    """(the newest kept version of ``name`` with the module ``digest`` published before the
+    version in force, the version in force); the first is None when ``digest`` is not older:
+    it is the one in force, new to ``name``, or nothing is in force. Only kept versions are
+    history (``catalog.keep_versions``): a module pruned from it is new again."""
+    entry = rows.entry(name)
+    current = entry.version if entry is not None else None
+    if current is None or current.digest == digest:
+        return None, current
+    seen = [v for v in rows.versions(name) if v.digest == digest and v.id < current.id]
+    return (seen[0] if seen else None), current
+
+
+def live_hosts(instances: list[Instance], dead_after_s: float,
+               now: float | None = None) -> int:
+    """How many of ``instances`` heartbeat within ``dead_after_s`` (``cluster.dead_after_s``):
+    the hosts that load a publish now; the others only when they start again."""
+    now = time.time() if now is None else now
+    return sum(1 for i in instances if now - i.heartbeat_at <= dead_after_s)
+
+
+def reach_line(live: int | None) -> str:
+    """What a publish's answer says of the hosts that will load it (``live``: running hosts
+    of the store, None when not known)."""
+    if live is None:
+        return "every running host of the store loads it within a few seconds (see " \
+               "`omnicore plugins catalog`)"
+    if live == 0:
+        return "no host of the store is running now: each one loads it when it starts " \
+               "(`omnicore run`)"
+    hosts = "1 host of the store is" if live == 1 else f"{live} hosts of the store are"
+    return f"{hosts} running; each loads it within a few seconds (see `omnicore plugins " \
+           "catalog`)"
 
 
 def rollouts(entries: list[CatalogEntry], instances: list[Instance]) -> list[dict[str, Any]]:

@@ -333,20 +333,16 @@ class CatalogFollower:
 
     def _verify(self, version: PluginVersion) -> None:
         """The version's signatures checked against this host's ``plugins.trust`` (the
-        digest is the one the fetch checked the bytes against); SignatureRefused says why
+        digest is the one the fetch checked the bytes against), its sidecar's too (the signed
+        one, a signed file, or an override this host's policy admits: a version written
+        straight into the store is held to what a publish is); SignatureRefused says why
         not. A signature the store holds in a form not read is no signature."""
         # (Imported here: cryptography and the registry client load only on a host that
         # follows a catalog, never for a plain call.)
-        from omnicore.oci.signing import signature_from_json
-        from omnicore.oci.trust import TrustPolicy, verify
+        from omnicore.oci.trust import TrustPolicy, check_version
 
-        signatures = []
-        for doc in version.signatures:
-            try:
-                signatures.append(signature_from_json(doc))
-            except (ValueError, TypeError, AttributeError):
-                continue
-        verify(version.digest, signatures, self._policy or TrustPolicy(), plugin=version.name)
+        check_version(version.digest, version.sidecar, version.signatures,
+                      self._policy or TrustPolicy(), plugin=version.name)
 
     @property
     def _named(self) -> Path:
