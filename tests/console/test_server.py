@@ -15,7 +15,8 @@ def test_everything_needs_sign_in_except_orchestrator_endpoints(host: Host) -> N
             assert r.status_code == 401
             assert error_of(r)["type"] == "Unauthorized"
         assert anon.post("/api/v1/plugins/greeter-rust/invoke", json={}).status_code == 401
-        assert anon.get("/healthz").json() == {"status": "alive"}
+        alive = anon.get("/healthz").json()  # the app folder's id: not a credential
+        assert alive == {"status": "alive", "app_id": alive["app_id"]}
         assert anon.get("/readyz").json() == {"ready": True, "reasons": []}
         metrics = anon.get("/metrics")
         assert metrics.status_code == 200 and "omnicore_app_info" in metrics.text

@@ -9,6 +9,13 @@ A command that talks to a running host finds it with :func:`running_host`, which
 key it needs (``data_dir``) from omnicore.yaml without the config schema: such a command then
 imports no host code (pydantic, storage, sandbox), and answers in about the interpreter's own
 start-up time. Only when no host answers does the caller load the full config.
+
+A console file is trusted only for the app folder it belongs to (:mod:`omnicore.appid`): the
+id of the data dir given (``<data_dir>/app-id.json``, made for that very folder), the
+console file's ``app_id`` and the id the host answers on ``/healthz`` must be one. A folder
+copied from a running app (its ``console.json`` names the original's URL and token) has no
+id of its own until its own host starts, so the CLI given it never reaches the original: it
+says so on stderr and the command runs without a host (embedded, on the copy's own data).
 """
 
 from __future__ import annotations
@@ -90,11 +97,15 @@ class Remote:
         return json.loads(raw) if raw else None
 
     def alive(self) -> bool:
+        return self.health() is not None
+
+    def health(self) -> dict[str, Any] | None:
+        """What the host answers on ``/healthz`` (its ``app_id``...); None: no answer."""
         try:
-            self.request("GET", "/healthz", timeout=2.0)
+            doc = self.request("GET", "/healthz", timeout=2.0)
         except OmniError:
-            return False
-        return True
+            return None
+        return doc if isinstance(doc, dict) else {}
 
     def call(self, name: str, handler: str, data: bytes) -> bytes:
         if len(data) > CHECKED_INPUT_BYTES:
@@ -130,7 +141,12 @@ class Remote:
 def find_running(data_dir: Path) -> Remote | None:
     """The host serving the app whose data dir is ``data_dir``, if its console is up: the
     one host of an embedded database, or any live one of the hosts of a shared database that
-    share this data dir (each writes its file under ``instances/<runtime id>/``)."""
+    share this data dir (each writes its file under ``instances/<runtime id>/``). A host
+    that does not serve this very folder (module docstring) is not used: one line on stderr
+    says which and that the command runs without it."""
+    from omnicore.appid import app_id
+
+    own = app_id(data_dir)
     for path in [data_dir / CONSOLE_FILE, *sorted(data_dir.glob(f"instances/*/{CONSOLE_FILE}"))]:
         try:
             doc = json.loads(path.read_text())
@@ -140,9 +156,30 @@ def find_running(data_dir: Path) -> Remote | None:
         if not _pid_alive(pid):
             continue  # a host killed with -9 left its file behind
         remote = Remote(url, token)
-        if remote.alive():
-            return remote
+        health = remote.health()
+        if health is None:
+            continue
+        answered = health.get("app_id")
+        if own is None or doc.get("app_id") != own or answered != own:
+            _not_ours(path, url, own, answered, doc.get("data_dir"))
+            continue
+        return remote
     return None
+
+
+def _not_ours(path: Path, url: str, own: str | None, answered: object,
+              theirs: object) -> None:
+    import sys
+
+    if own is None:
+        why = (f"this app folder has no identity of its own yet ({path.parent}/app-id.json is "
+               "missing or was made for another folder: copied from a running app?)")
+    else:
+        why = f"that host answers app id {answered!r}, this folder's is {own!r}"
+    where = f" (it serves {theirs})" if isinstance(theirs, str) else ""
+    print(f"omnicore: not using the host at {url}{where}, named by {path}: {why}; running "
+          "without it, on this folder's own data (start this folder's host with `omnicore "
+          "run`)", file=sys.stderr)
 
 
 def data_dir_of(config_file: Path) -> Path | None:

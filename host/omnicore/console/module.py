@@ -148,11 +148,20 @@ class ConsoleModule(Module):
         config.bind = [f"fd://{sock.fileno()}"]
         self._socket = sock
         self._shutdown = asyncio.Event()
+        # The app folder's identity (omnicore/appid.py): in the console file and on /healthz,
+        # so the CLI given a copy of this folder never reaches this host.
+        from omnicore.appid import ensure_app_id
+
+        identity = ensure_app_id(app.data_dir)
+        asgi = create_app(state)
+        asgi.state.app_id = identity
         self._serving = asyncio.create_task(
-            serve(create_app(state), config, shutdown_trigger=self._shutdown.wait))  # type: ignore[arg-type]
+            serve(asgi, config, shutdown_trigger=self._shutdown.wait))  # type: ignore[arg-type]
         _write_private(app.instance_dir / CONSOLE_FILE,
                        json.dumps({"url": self.url, "token": auth.local_token,
-                                   "pid": os.getpid(), "runtime_id": app.runtime_id}))
+                                   "pid": os.getpid(), "runtime_id": app.runtime_id,
+                                   "app_id": identity,
+                                   "data_dir": os.path.realpath(app.data_dir)}))
         app.data_lock.update(console_url=self.url)
         self.log.info("console at %s", self.url)
         if cfg.auth and store.count() == 0 and store.had_users():

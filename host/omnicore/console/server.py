@@ -109,8 +109,10 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
-async def healthz(_request: Request) -> Response:
-    return JSONResponse({"status": "alive"})
+async def healthz(request: Request) -> Response:
+    # The app folder's id (omnicore/appid.py): the CLI asks a host only when it is its own.
+    identity = getattr(request.app.state, "app_id", None)
+    return JSONResponse({"status": "alive", **({"app_id": identity} if identity else {})})
 
 
 async def readyz(request: Request) -> Response:
