@@ -174,9 +174,18 @@ def _publish_upload(app: OmniApp, name: str, data: bytes, by: Actor) -> PluginIn
 def delete_plugin(app: OmniApp, name: str, by: Actor) -> None:
     """Remove plugin ``name``: its file and sidecar from the folder, its operator settings
     (as deleting its sidecar always did: a later plugin of that name starts with none), then
-    the plugin from the host."""
+    the plugin from the host. A plugin the catalog serves is not the folder's to delete:
+    the refusal names the command that takes it out of the catalog."""
+    info = app.plugins.get(name)  # PluginNotFound -> 404
+    if info.origin == "catalog":
+        raise ApiError(409, f"plugin '{name}' comes from the plugin catalog, which every host "
+                            "of the store follows: deleting it here would not stop them; take "
+                            f"it out of the catalog with `omnicore plugins remove {name}` (or "
+                            f"DELETE /api/v1/catalog/{name}), and each host falls back to its "
+                            "folder's file of that name, if any", type="FromCatalog",
+                       plugin=name)
     path = plugin_file(app, name)
-    sha256 = app.plugins.get(name).sha256
+    sha256 = info.sha256
     for extra in sidecar_paths(path):
         extra.unlink(missing_ok=True)
     path.unlink(missing_ok=True)
