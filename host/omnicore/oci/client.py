@@ -12,11 +12,18 @@ to things ``oras`` leaves to its caller (specs/registry.md, "Why not oras"):
 * every wait (connect, each read) is bounded by ``timeout_s`` and one operation as a whole by
   ``deadline_s`` (a registry that drips a byte at a time ends there);
 * redirects are followed (blob stores live elsewhere) up to ``max_redirects``, a loop is
-  refused, and credentials never travel to another origin;
+  refused, and credentials never travel to another origin (scheme, host and port: an
+  ``https`` origin's token is not sent to the same host over ``http``); an ``https``
+  registry's redirect to plain ``http`` is refused unless that host may be reached so;
+* credentials go to the registry's token service (its ``realm``, often another host, as
+  Docker Hub's ``auth.docker.io``) only over ``https``, or over plain ``http`` to a host this
+  client reaches over plain HTTP anyway (``plain_http``, loopback); a token service's own
+  redirect is followed with credentials only within its origin;
 * a private CA is trusted beside the system's (``ca_file``).
 
 Plain HTTP is used for a host in ``plain_http`` and for a loopback host when no CA is given
-(as Docker treats ``localhost``); everything else is HTTPS.
+(as Docker treats ``localhost``); everything else is HTTPS. These are what docker and
+containerd do for an operator's credentials (specs/registry.md §3, "Credentials").
 """
 
 from __future__ import annotations
@@ -101,6 +108,19 @@ def _tls_context(ca_file: str | None) -> ssl.SSLContext:
     if ca_file is not None:
         context.load_verify_locations(cafile=ca_file)
     return context
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, the default port filled in: what "the same origin"
+    compares."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port if port is not None else default
 
 
 def _is_loopback(host: str) -> bool:
@@ -319,19 +339,28 @@ class RegistryClient:
             text = f"talking to the registry {host} failed ({type(exc).__name__}: {_short(exc)})"
         return RegistryError(start + text, reference=str(self.ref))
 
+    def plain_allowed(self, url: str) -> bool:
+        """Whether this client may talk plain HTTP to ``url``'s host: it is in
+        ``plain_http`` (``host`` or ``host:port``), or a loopback one and no CA is given."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        opts = self.options
+        return host in opts.plain_http or parts.netloc.lower() in opts.plain_http or (
+            opts.ca_file is None and _is_loopback(host))
+
     def _send(self, method: str, path: str, *, headers: dict[str, str] | None = None,
               body: bytes | None = None, push: bool) -> urllib3.BaseHTTPResponse:
         """One request, answering the registry's challenge once and following redirects;
         the response is unread (the caller reads and releases it)."""
         url = path if "://" in path else self.base + path
-        origin = urlsplit(self.base).netloc
+        origin = _origin(self.base)
         scope = f"repository:{self.ref.repository}:{'pull,push' if push else 'pull'}"
         seen = {url}
         answered = False
         hops = 0
         while True:
             sent = dict(headers or {})
-            same_origin = urlsplit(url).netloc == origin
+            same_origin = _origin(url) == origin
             if same_origin:
                 auth = self._tokens.get(scope) or self._basic
                 if auth:
@@ -357,6 +386,12 @@ class RegistryClient:
                     raise RegistryError(f"cannot {self.what}: more than "
                                         f"{self.options.max_redirects} redirects from "
                                         f"{_clip(path)}; refused", reference=str(self.ref))
+                if urlsplit(url).scheme == "https" and urlsplit(nxt).scheme == "http" \
+                        and not self.plain_allowed(nxt):
+                    raise RegistryError(f"cannot {self.what}: the registry redirects from "
+                                        f"https to plain http ({_clip(nxt)}); refused (name "
+                                        "that host in registry.plain_http if it is meant)",
+                                        reference=str(self.ref))
                 seen.add(nxt)
                 url = nxt
                 if resp.status == 303:
@@ -415,19 +450,15 @@ class RegistryClient:
         query = [("scope", s) for s in scopes]
         if challenge.params.get("service"):
             query.insert(0, ("service", challenge.params["service"]))
-        headers: dict[str, str] = {}
-        if creds is not None and creds.identity_token:
-            form = urlencode([("grant_type", "refresh_token"), ("client_id", "omnicore"),
-                              ("refresh_token", creds.identity_token), *query])
-            resp = self._raw("POST", realm, {"Content-Type":
-                                             "application/x-www-form-urlencoded"},
-                             form.encode(), redirect=True)
-        else:
-            if creds is not None and creds.username:
-                headers["Authorization"] = creds.basic()
-            sep = "&" if urlsplit(realm).query else "?"
-            resp = self._raw("GET", f"{realm}{sep}{urlencode(query)}", headers, None,
-                             redirect=True)
+        secret = creds is not None and bool(creds.identity_token or creds.username)
+        if secret and urlsplit(realm).scheme == "http" and not self.plain_allowed(realm):
+            raise RegistryAuthError(f"cannot {self.what}: the registry {self.ref.registry} "
+                                    f"sends for a token to {_clip(realm)}, plain HTTP: the "
+                                    f"credentials from {creds.source if creds else '-'} are "
+                                    "not sent over it (as docker and containerd refuse); "
+                                    "the token service must be https, or its host named in "
+                                    "registry.plain_http", reference=str(self.ref))
+        resp = self._token_request(realm, query, creds)
         try:
             if resp.status in (401, 403):
                 if creds is None:
@@ -452,6 +483,45 @@ class RegistryClient:
             raise RegistryAuthError(f"cannot {self.what}: the token service {_clip(realm)} "
                                     "answered without a token", reference=str(self.ref))
         return token
+
+    def _token_request(self, realm: str, query: list[tuple[str, str]],
+                       creds: Credentials | None) -> urllib3.BaseHTTPResponse:
+        """Ask the token service at ``realm``: an identity token as an OAuth2 refresh token
+        (POST), else Basic credentials or none (GET). Its redirects are followed by hand: with
+        credentials only within the realm's origin, never to plain http from https."""
+        url, hops = realm, 0
+        while True:
+            headers: dict[str, str] = {}
+            if creds is not None and creds.identity_token:
+                form = urlencode([("grant_type", "refresh_token"), ("client_id", "omnicore"),
+                                  ("refresh_token", creds.identity_token), *query])
+                resp = self._raw("POST", url, {"Content-Type":
+                                               "application/x-www-form-urlencoded"},
+                                 form.encode())
+            else:
+                if creds is not None and creds.username:
+                    headers["Authorization"] = creds.basic()
+                sep = "&" if urlsplit(url).query else "?"
+                target = url if hops else f"{url}{sep}{urlencode(query)}"
+                resp = self._raw("GET", target, headers, None)
+            location = resp.headers.get("Location") if resp.status in _REDIRECTS else None
+            if not location:
+                return resp
+            _drain(resp)
+            nxt = urljoin(url, location)
+            hops += 1
+            secret = creds is not None and bool(creds.identity_token or creds.username)
+            downgrade = urlsplit(url).scheme == "https" and urlsplit(nxt).scheme == "http" \
+                and not self.plain_allowed(nxt)
+            if hops > self.options.max_redirects or downgrade or \
+                    (secret and _origin(nxt) != _origin(realm)):
+                why = f"more than {self.options.max_redirects} times" if hops > \
+                    self.options.max_redirects else "from https to plain http" if downgrade \
+                    else "to another origin, where the credentials would go"
+                raise RegistryAuthError(f"cannot {self.what}: the token service "
+                                        f"{_clip(realm)} redirects {why} ({_clip(nxt)}); "
+                                        "not followed", reference=str(self.ref))
+            url = nxt
 
     def _read(self, resp: urllib3.BaseHTTPResponse, cap: int, label: str,
               cap_key: str, hasher: Any = None) -> bytes:
