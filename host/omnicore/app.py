@@ -174,7 +174,7 @@ class OmniApp:
         for dotted in BUILTIN_EXTENSIONS if builtin_extensions is None else builtin_extensions:
             builtin = _BUILTIN_OBJECTS.get(dotted)
             if builtin is not None:
-                self.extensions.register(builtin, name=dotted)
+                self.extensions.register(builtin, name=dotted, required=True)
             else:
                 self.extensions.load_module(dotted)
 

@@ -233,6 +233,16 @@ def _resolve_paths(cfg: OmniConfig, base: Path) -> None:
     # plugins.trust.keys: a key file is relative to the config's folder; PEM text stays.
     cfg.trust.keys = [k if "-----BEGIN" in k else str(base / Path(os.path.expanduser(k)))
                       for k in cfg.trust.keys]
+    # plugins.<name>.grants.fs.dirs[].path: the same rule (the sandbox would read a relative
+    # one from whatever folder the host was started in).
+    for plugin in cfg.plugins.values():
+        fs = plugin.grants.get("fs") if isinstance(plugin.grants, dict) else None
+        dirs = fs.get("dirs") if isinstance(fs, dict) else None
+        for entry in dirs if isinstance(dirs, list) else ():
+            path = entry.get("path") if isinstance(entry, dict) else None
+            if isinstance(path, str) and path and not path.startswith("~") \
+                    and not Path(path).is_absolute():
+                entry["path"] = str(base / path)
 
 
 def _rename_old_keys(data: dict[str, Any], sources: dict[Key, str]) -> None:

@@ -6,7 +6,13 @@ constructed), the ``omnicore.extensions`` entry point group (loaded at start; th
 :meth:`ExtensionManager.register`.
 An extension that fails to import, register, start or stop is logged, published as
 ``ExtensionFailed`` and recorded in :attr:`ExtensionManager.failures` (the health module
-reports it as degraded); the app keeps going.
+reports it as degraded); the app keeps going. Except at start, where a failure is fatal when
+the app cannot serve without the extension (one registered ``required``: the built-ins, the
+plugin host among them) or when it is a :class:`~omnicore.errors.ConfigError` (a key path
+that does not exist, a trust key that does not load): the start fails with that error, the
+extensions already started are shut down, and ``omnicore run`` exits non-zero saying why. A
+host that said it started while serving nothing, its ``/readyz`` waiting for ever on a folder
+it would never read, told the operator the wrong thing.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from omnicore.core.events import ExtensionFailed, ExtensionLoaded
+from omnicore.errors import ConfigError
 from omnicore.extensions import hookspecs
 
 if TYPE_CHECKING:
@@ -62,6 +69,7 @@ class ExtensionManager:
         self._pm.add_hookspecs(hookspecs)
         self._pm.hook.register.call_historic(kwargs={"app": app})
         self.failures: dict[str, str] = {}
+        self._required: set[str] = set()
         self._entry_points_loaded = False
 
     @property
@@ -73,11 +81,12 @@ class ExtensionManager:
         """The extension registered as ``name``, or ``None``."""
         return self._pm.get_plugin(name)
 
-    def register(self, ext: object, name: str | None = None) -> bool:
+    def register(self, ext: object, name: str | None = None, *, required: bool = False) -> bool:
         """Register ``ext`` (an object, module, or class to instantiate) and call its ``register``.
 
         Return ``True`` on success; on failure the extension is unregistered, the failure is
-        recorded and published, and ``False`` is returned.
+        recorded and published, and ``False`` is returned. ``required``: the app cannot serve
+        without it, so a failure of its ``startup`` fails the app's start.
         """
         if inspect.isclass(ext):
             fallback = name or _extension_name(ext, ext.__name__)
@@ -100,6 +109,8 @@ class ExtensionManager:
             self._fail(ext_name, "register", exc)
             return False
         self.failures.pop(ext_name, None)
+        if required:
+            self._required.add(ext_name)
         self.log.debug("extension %s registered", ext_name)
         self.app.events.publish(ExtensionLoaded(extension=ext_name))
         return True
@@ -155,13 +166,30 @@ class ExtensionManager:
         return results
 
     def startup(self) -> None:
-        """Call every extension's ``startup(app)``."""
-        self._call_each("startup")
+        """Call every extension's ``startup(app)``, in registration order. A required
+        extension's failure, or any ``ConfigError``, is raised once it and the extensions
+        started before it are shut down; any other failure is recorded and the rest start."""
+        for impl in self._pm.hook.startup.get_hookimpls():
+            try:
+                impl.function(**{arg: self.app for arg in impl.argnames})
+            except Exception as exc:
+                fatal = impl.plugin_name in self._required or isinstance(exc, ConfigError)
+                self._fail(impl.plugin_name, "startup", exc, fatal=fatal)
+                if fatal:
+                    # It too: what it started before it failed (a thread, a watch) must end.
+                    order = self.names
+                    self._shutdown(set(order[:order.index(impl.plugin_name) + 1]))
+                    raise
 
     def shutdown(self) -> None:
         """Call every extension's ``shutdown(app)``, in reverse registration order."""
-        caller = self._pm.hook.shutdown
-        for impl in reversed(caller.get_hookimpls()):
+        self._shutdown(None)
+
+    def _shutdown(self, names: set[str] | None) -> None:
+        """``shutdown(app)`` of the extensions ``names`` (None: all), the last started first."""
+        for impl in reversed(self._pm.hook.shutdown.get_hookimpls()):
+            if names is not None and impl.plugin_name not in names:
+                continue
             try:
                 impl.function(**{arg: self.app for arg in impl.argnames})
             except Exception as exc:
@@ -179,8 +207,12 @@ class ExtensionManager:
                 flat.append(result)
         return flat
 
-    def _fail(self, name: str, stage: str, exc: BaseException) -> None:
+    def _fail(self, name: str, stage: str, exc: BaseException, *, fatal: bool = False) -> None:
         error = f"{type(exc).__name__}: {exc}"
         self.failures[name] = f"{stage}: {error}"
-        self.log.error("extension %s failed at %s: %s", name, stage, error, exc_info=exc)
+        if fatal:  # raised to the app's start, which says it (a traceback only for a bug)
+            self.log.error("extension %s failed at %s, so the app does not start: %s", name,
+                           stage, error, exc_info=None if isinstance(exc, ConfigError) else exc)
+        else:
+            self.log.error("extension %s failed at %s: %s", name, stage, error, exc_info=exc)
         self.app.events.publish(ExtensionFailed(extension=name, stage=stage, error=error))

@@ -16,6 +16,7 @@ host into an app.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from omnicore.core import jsoncodec
 from omnicore.core.events import Event
-from omnicore.errors import DuplicatePlugin, PluginError, PluginLoadError, PluginNotFound
+from omnicore.errors import (
+    ConfigError,
+    DuplicatePlugin,
+    PluginError,
+    PluginLoadError,
+    PluginNotFound,
+)
 from omnicore.plugins.calls import call as call_entry
 from omnicore.plugins.calls import executor_for
 from omnicore.plugins.commands import EXEC, run_exec
@@ -451,6 +458,7 @@ class PluginHost:
         plugins stay loaded). A missing folder degrades health only if it was ``required``
         (configured on purpose rather than the default ``./plugins`` of an embedding app).
         """
+        _check_folder(path)
         if self._folder is not None:
             self._folder.stop()
         folder = PluginFolder(path, self)
@@ -548,3 +556,21 @@ def _builtin_capabilities() -> list[DeferredCapability]:
     from omnicore.capabilities.builtin import deferred_capabilities
 
     return deferred_capabilities()
+
+
+def _check_folder(path: Path) -> None:
+    """ConfigError when ``path`` exists but cannot be read as a folder (a file, no
+    permission): a host that started anyway would serve nothing and say it had read it. A
+    missing folder is not refused: it degrades health (:func:`folder_health`)."""
+    try:
+        with os.scandir(path):
+            pass
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise ConfigError(f"plugins_dir {path} is a file, not a folder: set plugins_dir to the "
+                          f"folder that holds the .wasm files", key="plugins_dir",
+                          value=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"plugins_dir {path} cannot be read: {exc.strerror or exc}",
+                          key="plugins_dir", value=str(path)) from None
