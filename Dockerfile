@@ -98,7 +98,16 @@ RUN --mount=type=bind,source=${PLUGINS},target=/tmp/built \
 # MODULES (scripts/image --modules): a folder in PLUGINS holding what another module cache
 # (a CI's, the tests') compiled with the same settings; precompile takes those entries,
 # checked, instead of compiling them again (a minute of CPU for the examples).
+# Each entry is authenticated by the hosts' module key (OMNICORE_MODULE_KEY): the build
+# secret omnicore_module_key (scripts/image --module-key), never in a layer; MODULE_KEY_ID,
+# its public id, is in the step's cache key. Without the secret a throwaway key (and no
+# secret store made in the image): the hosts then compile these modules again once.
 ENV OMNICORE_SANDBOX__CACHE_DIR=/app/cache
 ARG MODULES=
+ARG MODULE_KEY_ID=
 RUN --mount=type=bind,source=${PLUGINS},target=/tmp/built \
-    omnicore precompile /app ${MODULES:+--from "/tmp/built/$MODULES"}
+    --mount=type=secret,id=omnicore_module_key \
+    echo "module key ${MODULE_KEY_ID:-throwaway}" \
+    && key="$(cat /run/secrets/omnicore_module_key 2>/dev/null || true)" \
+    && OMNICORE_MODULE_KEY="${key:-$(python3 -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())')}" \
+       omnicore precompile /app ${MODULES:+--from "/tmp/built/$MODULES"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,14 @@ import pytest
 
 from omnicore.app import OmniApp
 from omnicore.core.lifecycle import State
+from omnicore.sandbox import modkey
 from tests.compiler import COMPILER, ENVIRON
+
+# One compiled-module key for every worker, in-process app and host or CLI a test starts,
+# so the shared module cache (module_cache) authenticates what any of them compiled. Kept
+# beside the cache, never in it (sandbox/modkey.py); a developer's own key wins.
+os.environ.setdefault(modkey.ENV_KEY, modkey.from_file(
+    Path(__file__).resolve().parents[1] / "build" / "test-module.key").encoded())
 
 # The wasm fixtures (`wat`, `engine`, `registry`, `make`, `echo`) for every area that runs
 # plugins; the browser for every area that drives one; the order a parallel run hands modules
@@ -161,7 +169,7 @@ def module_cache() -> Path:
 
     Sharing cannot hand a test a wrong module: an entry is named by the wasm's sha256 and the
     engine's config key (wasmtime version, fuel, pooling, baseline: all that changes the
-    compiled code) and checked against its checksum before use (sandbox/modcache.py). Tests
+    compiled code) and authenticated with the tests' key before use (sandbox/modcache.py). Tests
     about the cache itself (cold compiles, tiers, damaged entries, precompile) keep a fresh
     directory of their own.
     """

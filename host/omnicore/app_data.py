@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from omnicore.capabilities.kv import KV
     from omnicore.egress import Connector, Egress
     from omnicore.egress.db import Databases
+    from omnicore.sandbox.modkey import ModuleKey
     from omnicore.storage import Storage
     from omnicore.storage.datadir import DataDirLock
     from omnicore.storage.memory import Embedder, MemoryStore
@@ -117,6 +118,14 @@ class AppData:
         from omnicore.storage.secrets import SecretStore
 
         return SecretStore(self.storage.secrets, self.data_dir)
+
+    def module_key(self) -> ModuleKey:
+        """The key that authenticates this app's compiled modules (sandbox/modkey.py):
+        ``OMNICORE_MODULE_KEY``, else the secret store's (one key for every host of a
+        cluster), else, when the store cannot be read, ``<data_dir>/module.key``."""
+        from omnicore.sandbox import modkey
+
+        return modkey.app_key(lambda: self.secrets, self.data_dir)
 
     @property
     def connectors(self) -> dict[str, Connector]:

@@ -69,11 +69,12 @@ def _compiles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     made: list[str] = []
     real = modcache.compiled
 
-    def counting(path: Any, sha: str, deserialize: Any, compile: Any) -> Any:
+    def counting(path: Any, origin: Any, engine: Any, kind: Any, compile: Any,
+                 key: Any) -> Any:
         def counted() -> Any:
-            made.append(sha)
+            made.append(origin.wasm_sha256)
             return compile()
-        return real(path, sha, deserialize, counted)
+        return real(path, origin, engine, kind, counted, key)
 
     monkeypatch.setattr(modcache, "compiled", counting)
     return made
@@ -109,7 +110,7 @@ def test_what_another_cache_compiled_is_taken_checked_instead_of_compiled(
     assert "compiled 2 of 2" in got.output and "(2 of them taken compiled from" in got.output
     assert made == []
     taken = sorted(p.name for p in (tmp_path / "image" / "cache").iterdir())
-    assert len(taken) == 4, taken  # two entries and their sums: not the fueled one
+    assert len(taken) == 4, taken  # two entries and their MACs: not the fueled one
     assert all(name.split("-")[0] in shas.values() for name in taken)
     for name in taken:
         assert (source / name).read_bytes() == (tmp_path / "image" / "cache" / name).read_bytes()

@@ -1,5 +1,6 @@
 """The compiled-module cache: damaged entries are caught before wasmtime trusts them, and a
-cache directory others can write is refused."""
+cache directory others can write is refused (forged entries and keys:
+test_modcache_trust.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import wasmtime
 
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import ConfigError
-from omnicore.sandbox import PluginModule, PluginRuntime, SandboxEngine, modcache
+from omnicore.sandbox import PluginModule, PluginRuntime, SandboxEngine, modcache, modkey
 from tests.waiting import eventually
 
 GREETING = b"greeting-from-the-data-section"
@@ -68,8 +69,14 @@ def _entry(cache: Path) -> Path:
     return entry
 
 
-def _sum(entry: Path) -> Path:
-    return entry.with_name(entry.name + ".sum")
+def _mac(entry: Path) -> Path:
+    return entry.with_name(entry.name + ".mac")
+
+
+def _cached(entry: Path | None, sha: str, engine: wasmtime.Engine,
+            compile: Callable[[], wasmtime.Module]) -> wasmtime.Module:
+    return modcache.compiled(entry, modcache.Origin(sha, "test"), engine, wasmtime.Module,
+                             compile, modkey.user_key())
 
 
 def _flip(entry: Path, where: str) -> None:
@@ -109,13 +116,11 @@ def test_flipped_bytes_are_caught_recompiled_and_the_entry_rewritten(
         os.utime(entry, ns=(before.st_atime_ns, before.st_mtime_ns))
     with caplog.at_level(logging.WARNING, logger="omnicore.sandbox"):
         assert _answers(tmp_path) == (GREETING, b"still code")
-    assert "checksum mismatch" in caplog.text and str(entry) in caplog.text
-    assert hashlib.sha256(entry.read_bytes()).digest() == \
-        _sum(entry).read_bytes()[len(modcache.MAGIC) + 32:]
+    assert "MAC does not match" in caplog.text and str(entry) in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="omnicore.sandbox"):
         assert _answers(tmp_path) == (GREETING, b"still code")   # served from the new entry
-    assert "unusable" not in caplog.text
+    assert "refused" not in caplog.text
     assert not list(tmp_path.glob(".tmp-*"))
 
 
@@ -143,7 +148,7 @@ def test_a_host_loading_a_damaged_entry_does_not_crash(tmp_path: Path, where: st
     second = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, (second.returncode, second.stderr)  # was SIGSEGV/SIGBUS
     assert second.stdout == f"{GREETING.decode()} ok"
-    assert "checksum mismatch" in second.stderr
+    assert "MAC does not match" in second.stderr
 
 
 def _other_wasm() -> bytes:
@@ -153,10 +158,10 @@ def _other_wasm() -> bytes:
 
 @pytest.mark.parametrize(("damage", "reason"), [
     (lambda entry: entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2]),
-     "checksum mismatch"),                                                   # truncated
-    (lambda entry: entry.write_bytes(b""), "checksum mismatch"),             # emptied
-    (lambda entry: _sum(entry).unlink(), "no checksum beside it"),           # an older cache
-    (lambda entry: _sum(entry).write_bytes(b"junk"), "not one of this omnicore"),
+     "MAC does not match"),                                                  # truncated
+    (lambda entry: entry.write_bytes(b""), "MAC does not match"),            # emptied
+    (lambda entry: _mac(entry).unlink(), "no MAC beside it"),                # an older cache
+    (lambda entry: _mac(entry).write_bytes(b"junk"), "not one of this omnicore"),
 ])
 def test_truncated_empty_and_unsummed_entries_are_recompiled(
         tmp_path: Path, caplog: pytest.LogCaptureFixture,
@@ -176,11 +181,11 @@ def test_another_modules_entry_under_this_name_is_refused(
         PluginModule.load(eng, _other_wasm())
     _answers(tmp_path)
     entry = _entry(tmp_path)
-    entry.write_bytes(_entry(other).read_bytes())     # a whole entry and its sum, renamed
-    _sum(entry).write_bytes(_sum(_entry(other)).read_bytes())
+    entry.write_bytes(_entry(other).read_bytes())     # a whole entry and its MAC, renamed
+    _mac(entry).write_bytes(_mac(_entry(other)).read_bytes())
     with caplog.at_level(logging.WARNING, logger="omnicore.sandbox"):
         assert _answers(tmp_path) == (GREETING, b"still code")
-    assert "compiled from another module" in caplog.text
+    assert "MAC does not match" in caplog.text
 
 
 # -- who may write the cache -----------------------------------------------------------------
@@ -227,27 +232,23 @@ def test_compiled_compiles_once_then_loads_the_entry(tmp_path: Path) -> None:
         compiles.append(1)
         return wasmtime.Module(engine, wasm)
 
-    def load(file: str) -> wasmtime.Module:
-        return wasmtime.Module.deserialize_file(engine, file)
-
     entry = tmp_path / "m.cwasm"
-    first = modcache.compiled(entry, sha, load, compile)
-    again = modcache.compiled(entry, sha, load, compile)
+    first = _cached(entry, sha, engine, compile)
+    again = _cached(entry, sha, engine, compile)
     assert compiles == [1] and entry.is_file()
     assert [e.name for e in again.exports] == [e.name for e in first.exports] == ["f"]
-    modcache.compiled(None, sha, load, compile)  # no cache: compiled every time
+    _cached(None, sha, engine, compile)  # no cache: compiled every time
     assert compiles == [1, 1]
 
 
 # -- one compile of an entry at a time --------------------------------------------------------
 
-def _module_parts(tmp_path: Path) -> tuple[Path, str, Callable[[str], wasmtime.Module],
+def _module_parts(tmp_path: Path) -> tuple[Path, str, wasmtime.Engine,
                                            Callable[[], wasmtime.Module]]:
     engine = wasmtime.Engine()
     wasm = wasmtime.wat2wasm('(module (func (export "f")))')
     (tmp_path / "cache").mkdir(mode=0o700)
-    return (tmp_path / "cache" / "m.cwasm", hashlib.sha256(wasm).hexdigest(),
-            lambda file: wasmtime.Module.deserialize_file(engine, file),
+    return (tmp_path / "cache" / "m.cwasm", hashlib.sha256(wasm).hexdigest(), engine,
             lambda: wasmtime.Module(engine, wasm))
 
 
@@ -285,11 +286,11 @@ def test_an_entry_is_compiled_once_while_another_compile_of_it_waits(
         return compile()
 
     first = threading.Thread(target=lambda: got.update(
-        first=modcache.compiled(entry, sha, load, held_open)))
+        first=_cached(entry, sha, load, held_open)))
     first.start()
     eventually(lambda: made == ["first"], "the first compile under way")
     other = threading.Thread(target=lambda: got.update(
-        second=modcache.compiled(entry, sha, load, second)))
+        second=_cached(entry, sha, load, second)))
     other.start()
     assert contended.wait(60), "the second compile never met the first's lock"
     release.set()
@@ -297,7 +298,7 @@ def test_an_entry_is_compiled_once_while_another_compile_of_it_waits(
     other.join(60)
     assert made == ["first"]
     assert [e.name for e in got["second"].exports] == ["f"]
-    assert sorted(p.name for p in entry.parent.iterdir()) == ["m.cwasm", "m.cwasm.sum"]
+    assert sorted(p.name for p in entry.parent.iterdir()) == ["m.cwasm", "m.cwasm.mac"]
 
 
 def test_a_compile_that_holds_its_lock_too_long_is_compiled_beside(
@@ -309,7 +310,7 @@ def test_a_compile_that_holds_its_lock_too_long_is_compiled_beside(
     lock = os.open(entry.with_name(f".{entry.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)  # held by "another process" that never finishes
     try:
-        module = modcache.compiled(entry, sha, load, compile)
+        module = _cached(entry, sha, load, compile)
     finally:
         os.close(lock)
     assert [e.name for e in module.exports] == ["f"] and entry.is_file()
@@ -323,5 +324,5 @@ def test_a_failed_compile_leaves_no_lock_behind(tmp_path: Path) -> None:
         raise wasmtime.WasmtimeError("not wasm")
 
     with pytest.raises(wasmtime.WasmtimeError):
-        modcache.compiled(entry, sha, load, broken)
+        _cached(entry, sha, load, broken)
     assert list(entry.parent.iterdir()) == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +14,10 @@ import click
 from omnicore.errors import BuildError
 
 if TYPE_CHECKING:
+    from omnicore.config import OmniConfig
     from omnicore.sandbox import SandboxEngine
+    from omnicore.sandbox.modkey import ModuleKey
+    from omnicore.storage import Storage
     from omnicore.toolchains import BuildResult
 
 # The toolchains (and the engine they embed manifests with) are imported inside the commands:
@@ -138,13 +143,34 @@ def _precompile(app_dir: Path, paths: list[Path],
             return False
         return True
 
-    with SandboxEngine.for_config(cfg.sandbox) as engine, \
+    with _app_key(cfg) as key, SandboxEngine.for_config(cfg.sandbox, module_key=key) as engine, \
             ThreadPoolExecutor(max_workers=workers()) as pool:
         done = sum(pool.map(compile_one, sorted(paths, key=lambda p: p.stat().st_size)))
     took = f" ({len(taken)} of them taken compiled from {source})" if source is not None else ""
     click.echo(f"compiled {done} of {len(paths)} into {cfg.sandbox.cache_dir}{took}, so "
                f"`omnicore run {app_dir}` starts from the cache")
     return done, cfg.sandbox.cache_dir
+
+
+@contextmanager
+def _app_key(cfg: OmniConfig) -> Iterator[ModuleKey]:
+    """The key the app's hosts authenticate its compiled modules with (their secret store's,
+    or ``OMNICORE_MODULE_KEY``): what precompiled entries must carry to be loaded."""
+    from omnicore.cli.appdata import open_app_storage
+    from omnicore.sandbox import modkey
+    from omnicore.storage.secrets import SecretStore
+
+    opened: list[Storage] = []
+
+    def store() -> SecretStore:
+        opened.append(open_app_storage(cfg))
+        return SecretStore(opened[0].secrets, cfg.data_dir)
+
+    try:
+        yield modkey.app_key(store, cfg.data_dir)
+    finally:
+        for storage in opened:
+            storage.close()
 
 
 def _take(engine: SandboxEngine, path: Path, source: Path) -> bool:
@@ -155,24 +181,26 @@ def _take(engine: SandboxEngine, path: Path, source: Path) -> bool:
 
     wasm = path.read_bytes()
     sha = hashlib.sha256(wasm).hexdigest()
-    entry = engine.cache_path(sha)
-    if entry is None or engine.is_cached(sha):
+    entry, key = engine.cache_path(sha), engine.module_key
+    if entry is None or key is None or engine.is_cached(sha):
         return False
+    origin = engine.origin(sha)
     if wasm[4:8] != b"\x01\x00\x00\x00":  # a component: its entry is named apart
-        from omnicore.sandbox.component.compiled import cache_path
+        from omnicore.sandbox.component import compiled
 
-        entry = cache_path(engine, sha)
+        entry, origin = compiled.cache_path(engine, sha), compiled.origin(engine, sha)
         if entry is None or entry.exists():
             return False
-    return modcache.adopt(source, entry, sha)
+    return modcache.adopt(source, entry, origin, key)
 
 
 @click.command("precompile")
 @click.argument("appdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
 @click.option("--from", "source", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Take what DIR, another module cache (a build machine's, a "
-              "CI's), already compiled with the same settings, instead of compiling it; each "
-              "entry is checked as the host checks its own.")
+              "CI's), already compiled with the same settings, instead of compiling it; an "
+              "entry is taken only when the app's module key (OMNICORE_MODULE_KEY, else its "
+              "secret store's) authenticates it, as the host checks its own.")
 def precompile_command(appdir: Path, source: Path | None) -> None:
     """Compile every plugin in APPDIR's plugin folder into its module cache (sandbox.cache_dir),
     so that a host (a container image, a new pod) starts warm; fails when one does not compile.

@@ -19,10 +19,17 @@ from omnicore.plugins.host import PluginHost
 from omnicore.plugins.operator import OperatorSettings
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
+from omnicore.sandbox.modkey import ModuleKey
 from omnicore.storage.base import Storage
 from omnicore.types import HostApp
 
 __all__ = ["register", "shutdown", "startup"]
+
+
+class KeyedData(Protocol):
+    """The app's data as this extension needs it (``omnicore.app_data.AppData``)."""
+
+    def module_key(self) -> ModuleKey: ...
 
 
 class PluginsApp(HostApp, Protocol):
@@ -39,6 +46,10 @@ class PluginsApp(HostApp, Protocol):
     def storage(self) -> Storage:
         """The app's storage, opened on first use."""
 
+    @property
+    def data(self) -> KeyedData:
+        """The app's data dir and stores: where its compiled-module key comes from."""
+
 
 def register(app: PluginsApp) -> None:
     """Attach ``app.plugins``: a :class:`PluginHost` configured from ``app.config``.
@@ -53,7 +64,10 @@ def register(app: PluginsApp) -> None:
     # Read on first use: registering opens no database.
     operator = OperatorSettings(lambda: app.storage.plugin_settings)
     host = PluginHost(
-        engine_factory=partial(SandboxEngine.for_config, sandbox),
+        # The key is got when the first module is read from the cache, not here (it may
+        # open the database).
+        engine_factory=partial(SandboxEngine.for_config, sandbox,
+                               module_key=app.data.module_key),
         # Built-ins arrive through the same hook as third-party capabilities.
         capabilities=app.extensions.capabilities, defaults=defaults,
         plugin_settings=cfg.plugins, failure_threshold=sandbox.circuit.failure_threshold,

@@ -166,7 +166,7 @@ class Linker:
                         engine = SandboxEngine(
                             cache_dir=main.cache_dir if self.one_off else None,
                             epoch_tick_ms=main.epoch_tick_ms, pooling=main.pooling,
-                            baseline=True)
+                            baseline=True, module_key=lambda: main.module_key)
                     except Exception as exc:  # a wasmtime built without Winch
                         log.info("no baseline compiler (%s); compiling with Cranelift only",
                                  exc)

@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 
 from omnicore.plugins.stats import LATENCY_BUCKETS, CallStats
+from omnicore.sandbox import modcache
 
 __all__ = ["PluginMetricsCollector"]
 
@@ -47,6 +48,13 @@ class PluginMetricsCollector(Collector):
         yield calls
         yield errors
         yield latency
+        # Compiled code a host would not run: forged, damaged, another key's (issue 61).
+        refused = CounterMetricFamily(
+            "omnicore_module_cache_rejected",
+            "Compiled-module cache entries refused (failed authentication or wasmtime's "
+            "check) and compiled again, since this host started.")
+        refused.add_metric([], modcache.rejected())
+        yield refused
 
 
 def _bound(value: float) -> str:

@@ -516,19 +516,9 @@ class SharedModule(wasmtime.Module):
     def _delete(self, ptr: Any) -> None:  # wasmtime-py's close() frees through it
         pass
 
-    @classmethod
-    def compile(cls, engine: wasmtime.Engine, wasm: bytes) -> SharedModule:
-        """Compile ``wasm`` into a shared module."""
-        return cls(engine, wasm)._finalized()
-
-    @classmethod
-    def load(cls, engine: wasmtime.Engine, path: str) -> SharedModule:
-        """Deserialize a cached compiled module (checked by the caller) as a shared module."""
-        module = cls.deserialize_file(engine, path)
-        assert isinstance(module, SharedModule)  # wasmtime-py makes its own class (cls)
-        return module._finalized()
-
-    def _finalized(self) -> SharedModule:
+    def finalized(self) -> SharedModule:
+        """This module, freed once unreachable (call once, on a module just made: compiled
+        by ``SharedModule(engine, wasm)`` or deserialized by sandbox/modcache.py)."""
         # The C free on the pointer alone: the finalizer must not hold the module.
         free = weakref.finalize(self, module_delete, address_of(self))
         free.atexit = False  # at exit a daemon thread may still call into it: the OS frees it

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import wasmtime
 
+from omnicore.errors import ConfigError
 from omnicore.sandbox import _wasmtime as engine_api
-from omnicore.sandbox import fastcall, modcache
+from omnicore.sandbox import fastcall, modcache, modkey
 from omnicore.sandbox._wasmtime import SharedModule
 from omnicore.sandbox.idle import IdleReaper
+from omnicore.sandbox.modkey import ModuleKey
 
 if TYPE_CHECKING:
     from omnicore.config.schema import SandboxConfig
 
 __all__ = ["SandboxEngine"]
+
+_log = logging.getLogger("omnicore.sandbox")
 
 
 class SandboxEngine:
@@ -30,7 +36,9 @@ class SandboxEngine:
       granularity;
     * ``fuel=True`` enables instruction metering (``Limits.fuel`` then applies per call);
     * ``cache_dir`` holds compiled modules keyed by sha256 + engine config + wasmtime version,
-      each checked before it is loaded; a directory others can write is refused (ConfigError);
+      each authenticated by ``module_key`` before it is loaded (:mod:`.modcache`; the key,
+      or what gives it on first use, defaults to the user's: :func:`.modkey.user_key`); a
+      directory others can write is refused (ConfigError);
     * ``pooling=True`` uses wasmtime's pooling instance allocator (fast fresh instances),
       with copy-on-write memory images: what ``limits.isolation: per-call`` wants;
     * one compiled module per distinct wasm (by sha256) while any plugin uses it: copies of
@@ -44,13 +52,17 @@ class SandboxEngine:
     """
 
     def __init__(self, cache_dir: Path | None = None, epoch_tick_ms: int = 10,
-                 fuel: bool = False, *, pooling: bool = False, baseline: bool = False) -> None:
+                 fuel: bool = False, *, pooling: bool = False, baseline: bool = False,
+                 module_key: ModuleKey | Callable[[], ModuleKey | None] | None = None) -> None:
         if not isinstance(epoch_tick_ms, int) or epoch_tick_ms < 1:
             raise ValueError(f"epoch_tick_ms must be a positive integer, got {epoch_tick_ms!r}")
         self.epoch_tick_ms = epoch_tick_ms
         self.fuel = fuel
         self.pooling = pooling
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._module_key: ModuleKey | Callable[[], ModuleKey | None] | None = \
+            module_key if module_key is not None else modkey.user_key
+        self._module_key_lock = threading.Lock()
         if self.cache_dir is not None:
             modcache.check_cache_dir(self.cache_dir, create=True)
         cfg = wasmtime.Config()
@@ -233,12 +245,47 @@ class SandboxEngine:
             return None
         return self.cache_dir / f"{sha256}-{self.config_key}.cwasm"
 
+    @property
+    def module_key(self) -> ModuleKey | None:
+        """The key that authenticates this engine's cache entries, got on first use; None
+        when it cannot be had (logged: every module is then compiled, none read)."""
+        held = self._module_key
+        if callable(held):
+            with self._module_key_lock:
+                held = self._module_key
+                if callable(held):
+                    held = self._module_key = self._usable_key(held)
+        return held
+
+    def _usable_key(self, get: Callable[[], ModuleKey | None]) -> ModuleKey | None:
+        try:
+            key = get()
+        except ConfigError as exc:
+            _log.warning("no compiled-module key (%s): every module is compiled, none read "
+                         "from the cache", exc)
+            return None
+        if key is None:
+            return None
+        source = Path(key.source).resolve() if key.source.startswith("/") else None
+        if source is not None and self.cache_dir is not None \
+                and source.is_relative_to(self.cache_dir.resolve()):
+            _log.warning("the compiled-module key %s is inside the module cache %s, where "
+                         "whoever writes the cache could read it: not used (every module is "
+                         "compiled); move it, or set OMNICORE_MODULE_KEY", source,
+                         self.cache_dir)
+            return None
+        return key
+
     @classmethod
-    def for_config(cls, sandbox: SandboxConfig, fuel: bool = False) -> SandboxEngine:
+    def for_config(cls, sandbox: SandboxConfig, fuel: bool = False,
+                   module_key: ModuleKey | Callable[[], ModuleKey | None] | None = None
+                   ) -> SandboxEngine:
         """An engine with an app's ``sandbox.*`` settings: what its plugin host makes, and what
-        ``omnicore build --app`` compiles ahead with (the same module cache keys)."""
+        ``omnicore precompile`` compiles ahead with (the same module cache keys; the app's
+        ``module_key``, :func:`omnicore.app_data.module_key`)."""
         return cls(cache_dir=sandbox.cache_dir, epoch_tick_ms=sandbox.epoch_tick_ms, fuel=fuel,
-                   pooling=sandbox.pooling, baseline=sandbox.compiler == "winch")
+                   pooling=sandbox.pooling, baseline=sandbox.compiler == "winch",
+                   module_key=module_key)
 
     def is_cached(self, sha256: str) -> bool:
         """Whether the cache holds an entry for the wasm with this digest (not yet checked:
@@ -263,12 +310,18 @@ class SandboxEngine:
             # Two threads compiling the same bytes at once: both get the first one kept.
             return self._modules.setdefault(sha256, module)
 
-    def _compile(self, wasm: bytes, sha256: str) -> SharedModule:
-        return modcache.compiled(self.cache_path(sha256), sha256, self._deserialize,
-                                 lambda: SharedModule.compile(self.wasmtime, wasm))
+    def origin(self, sha256: str, kind: str = "module") -> modcache.Origin:
+        """What a cache entry of this engine compiled from the wasm with this digest is made
+        from, as its MAC covers it (``kind``: what else changes the code, e.g. a component's
+        faces)."""
+        return modcache.Origin(sha256, f"{self.config_key}/{kind}")
 
-    def _deserialize(self, path: str) -> SharedModule:
-        return SharedModule.load(self.wasmtime, path)
+    def _compile(self, wasm: bytes, sha256: str) -> SharedModule:
+        module = modcache.compiled(self.cache_path(sha256), self.origin(sha256), self.wasmtime,
+                                   SharedModule, lambda: SharedModule(self.wasmtime, wasm),
+                                   self.module_key)
+        assert isinstance(module, SharedModule)  # wasmtime-py makes the class it is called on
+        return module.finalized()
 
     def close(self) -> None:
         """Stop the ticker thread. Runtimes created from this engine must be closed first."""

@@ -1,25 +1,27 @@
-"""The compiled-module cache on disk: checked entries, in a directory only the host can write.
+"""The compiled-module cache on disk: entries a host compiled, authenticated before use.
 
-wasmtime trusts what it deserializes: flipped bytes in a compiled artifact's code crash the
-host (SIGSEGV) and in its data make every call trap, on every start, until someone deletes
-the file. So beside each entry ``<key>.cwasm`` (wasmtime's own bytes, untouched, so it is
-still memory-mapped rather than copied) lies ``<key>.cwasm.sum``::
+wasmtime runs whatever native code it deserializes, and the cache folder may be shared
+between hosts (a compose volume, a Kubernetes claim): whoever can write it could otherwise
+run code in every host that reads it. So beside each entry ``<key>.cwasm`` (wasmtime's own
+bytes, untouched) lies ``<key>.cwasm.mac``::
 
-    MAGIC (8) | sha256 of the wasm it was compiled from (32) | sha256 of the entry (32)
+    MAGIC (8) | id of the module key (8) | HMAC-SHA256 (32)
 
-and :func:`load` checks both digests before wasmtime sees a byte, then maps the very file it
-hashed (the open descriptor, not the path): a damaged entry, a truncated one, one without its
-sum, or one compiled from another module and renamed is logged and treated as absent, so the
-caller recompiles and :func:`store` rewrites it. :func:`store` writes each file to a temp
-file, fsyncs it and renames it into place, so a reader (another host on the same dir, or this
-one after a crash) never sees half of one; an entry whose sum is not (yet) its own is only
-recompiled. Hashing costs about as much as reading the file (tens of ms for a Go plugin), so
-a file already checked by this process, unchanged since (same inode, size, mtime and ctime),
-is not hashed again.
+keyed by a :class:`~omnicore.sandbox.modkey.ModuleKey` the folder does not hold, over the
+magic, the key id, what the entry was compiled from (:class:`Origin`: the wasm's digest and
+the engine's configuration) and the entry's bytes. :func:`load` is the one door through
+which compiled code reaches wasmtime: it copies the entry once into memory of its own (on
+Linux a sealed memfd, which wasmtime then maps as it would the file), checks the MAC over
+that copy and deserializes the same copy (the file could change in between). An entry that
+is absent is compiled; one that fails (damaged, truncated, forged, made with another key or
+for another module or engine, another entry's MAC beside it) is logged
+once naming it, counted (:func:`rejected`), compiled again and replaced. :func:`store`
+writes each file to a temp file, fsyncs it and renames it into place, so a reader never sees
+half of one.
 
-A checksum stops damage, not an attacker who can write the directory (they would write a
-valid checksum too), so :func:`check_cache_dir` refuses a cache directory that anyone but
-the host's user can write, and creates it 0700.
+The MAC costs about what reading the entry costs (≈0.6 ms per MB). A cache directory
+anyone but the host's user can write is still refused (:func:`check_cache_dir`): the MAC
+keeps out forged code, the mode keeps a neighbour from filling the disk or the warnings.
 """
 
 from __future__ import annotations
@@ -29,27 +31,29 @@ import fcntl
 import hashlib
 import hmac
 import logging
+import mmap
 import os
 import stat
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import wasmtime
 
 from omnicore.errors import ConfigError
+from omnicore.sandbox.modkey import ModuleKey
 
-__all__ = ["MAGIC", "adopt", "check_cache_dir", "compiled", "load", "store"]
+__all__ = ["MAGIC", "Origin", "adopt", "check_cache_dir", "compiled", "load", "rejected",
+           "store"]
 
-MAGIC = b"omniCW1\n"
-_SUM_BYTES = len(MAGIC) + 64
-_PROC_FD = os.path.isdir("/proc/self/fd")
+MAGIC = b"omniCW2\n"
+_MAC_BYTES = len(MAGIC) + 8 + 32
 
 _log = logging.getLogger("omnicore.sandbox")
-T = TypeVar("T")
 
 
 class _Compiled(Protocol):
@@ -57,6 +61,67 @@ class _Compiled(Protocol):
 
 
 C = TypeVar("C", bound=_Compiled)
+C_co = TypeVar("C_co", covariant=True)
+
+
+class Kind(Protocol[C_co]):
+    """What deserializes an entry: ``wasmtime.Module`` (or a subclass), a component's
+    ``Component``."""
+
+    def deserialize(self, engine: wasmtime.Engine, encoded: bytes, /) -> C_co: ...
+
+    def deserialize_file(self, engine: wasmtime.Engine, path: str, /) -> C_co: ...
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What an entry was compiled from, covered by its MAC: an entry made from other bytes,
+    or by an engine with other settings, is not this one even with a valid MAC."""
+
+    #: The sha256 of the wasm, hex.
+    wasm_sha256: str
+    #: The engine's configuration, as the caller fingerprints it (``SandboxEngine.config_key``
+    #: and what else changes the code: a component's faces).
+    config: str
+
+    def encode(self) -> bytes:
+        config = self.config.encode()
+        return bytes.fromhex(self.wasm_sha256) + len(config).to_bytes(4, "big") + config
+
+
+_rejected = 0
+_rejected_lock = threading.Lock()
+
+
+def rejected() -> int:
+    """How many entries this process refused since it started (recompiled and replaced):
+    ``omnicore_module_cache_rejected_total``."""
+    return _rejected
+
+
+def _mac(key: ModuleKey, origin: Origin, body: bytes | mmap.mmap) -> bytes:
+    m = hmac.new(key.secret, MAGIC + bytes.fromhex(key.id), hashlib.sha256)
+    m.update(origin.encode())
+    m.update(body)
+    return m.digest()
+
+
+def _seal(key: ModuleKey, origin: Origin, body: bytes) -> bytes:
+    return MAGIC + bytes.fromhex(key.id) + _mac(key, origin, body)
+
+
+def _why_refused(key: ModuleKey, origin: Origin, body: bytes | mmap.mmap,
+                 mac: bytes) -> str | None:
+    """Why ``body`` with the MAC file ``mac`` is not an entry ``key`` made for ``origin``."""
+    if len(mac) != _MAC_BYTES or not mac.startswith(MAGIC):
+        return "its MAC file is not one of this omnicore"
+    made_with = mac[len(MAGIC):len(MAGIC) + 8].hex()
+    if made_with != key.id:
+        return (f"made with module key {made_with}, not this host's ({key.id}, from "
+                f"{key.source}): the key was rotated, or another host has another")
+    if not hmac.compare_digest(mac[len(MAGIC) + 8:], _mac(key, origin, body)):
+        return "its MAC does not match: the entry was altered, truncated, forged or swapped"
+    return None
 
 
 def check_cache_dir(path: Path, *, create: bool = False) -> Path:
@@ -91,26 +156,25 @@ def _untrusted(st: os.stat_result, owners: tuple[int, ...]) -> str | None:
     return f"is writable by other users (mode {mode:04o})" if mode & 0o022 else None
 
 
-def adopt(source: Path, path: Path, wasm_sha256: str) -> bool:
+def adopt(source: Path, path: Path, origin: Origin, key: ModuleKey) -> bool:
     """Take the entry named like ``path`` in the directory ``source`` (another module cache:
-    a build machine's, a CI's) as the entry at ``path``, when it was compiled from the wasm
-    with this digest and matches its checksum; whether it was taken. The bytes checked are
-    the bytes stored, with a sum made here; wasmtime still refuses, when the entry is loaded,
-    one made by another engine configuration (it is then recompiled, as any unusable entry).
+    a build machine's, a CI's) as the entry at ``path``, when ``key`` authenticates it as
+    compiled from ``origin``; whether it was taken. Another key's entries are not taken
+    (logged): the machine that compiled them must have this host's key
+    (``OMNICORE_MODULE_KEY``, :mod:`omnicore.sandbox.modkey`).
 
-    Whoever can write ``source`` can run code in the host that adopts from it, so the
-    directory and both files must belong to this user or root and be writable by no one else
-    (ConfigError otherwise, naming the directory).
+    The directory and both files must also belong to this user or root and be writable by
+    no one else (ConfigError otherwise, naming the directory).
     """
     owners = (os.geteuid(), 0)
     why = _untrusted(source.stat(), owners)
     entry = source / path.name
-    body = sums = None
+    body = mac = None
     if why is None:
         try:
             body, why = _read_owned(entry, owners)
             if body is not None:
-                sums, why = _read_owned(_sum_path(entry), owners)
+                mac, why = _read_owned(_mac_path(entry), owners)
         except FileNotFoundError:
             return False
         except OSError as exc:  # ELOOP: a symbolic link, which could point anywhere
@@ -118,14 +182,12 @@ def adopt(source: Path, path: Path, wasm_sha256: str) -> bool:
     if why is not None:
         raise ConfigError(f"cannot take compiled modules from {source}: {why}: whoever can "
                           "write it can run code in this host")
-    assert body is not None and sums is not None
-    digest, why = _summed(sums, wasm_sha256)
-    if why is None and not hmac.compare_digest(digest, hashlib.sha256(body).digest()):
-        why = "checksum mismatch: the file is damaged"
+    assert body is not None and mac is not None
+    why = _why_refused(key, origin, body, mac)
     if why is not None:
-        _log.warning("compiled-module entry %s is not taken (%s); compiling instead", entry, why)
+        _refused(entry, why, "not taken; compiling instead")
         return False
-    store(path, wasm_sha256, body)
+    store(path, origin, body, key)
     return True
 
 
@@ -141,23 +203,24 @@ def _read_owned(path: Path, owners: tuple[int, ...]) -> tuple[bytes | None, str 
         return (fh.read(), None) if why is None else (None, f"{path.name} {why}")
 
 
-def compiled(path: Path | None, wasm_sha256: str, deserialize: Callable[[str], C],
-             compile: Callable[[], C]) -> C:
+def compiled(path: Path | None, origin: Origin, engine: wasmtime.Engine, kind: Kind[C],
+             compile: Callable[[], C], key: ModuleKey | None) -> C:
     """The entry at ``path`` (see :func:`load`), or else ``compile()``, stored there for the
-    next time; with no ``path`` (no cache), just ``compile()``. One process or thread at a
-    time compiles a given entry (:func:`_compiling`): the others wait, then load it."""
-    if path is None:
+    next time; with no ``path`` or no ``key`` (no cache), just ``compile()``. One process or
+    thread at a time compiles a given entry (:func:`_compiling`): the others wait, then load
+    it."""
+    if path is None or key is None:
         return compile()
-    cached = load(deserialize, path, wasm_sha256)
+    cached = load(path, origin, engine, kind, key)
     if cached is not None:
         return cached
     with _compiling(path) as waited:
         if waited:  # someone else compiled it meanwhile (or gave up: then this one does)
-            cached = load(deserialize, path, wasm_sha256)
+            cached = load(path, origin, engine, kind, key)
             if cached is not None:
                 return cached
         made = compile()
-        store(path, wasm_sha256, bytes(made.serialize()))
+        store(path, origin, bytes(made.serialize()), key)
         return made
 
 
@@ -209,90 +272,125 @@ def _compiling(path: Path) -> Iterator[bool]:
         os.close(fd)  # releases the flock
 
 
-def load(deserialize: Callable[[str], T], path: Path, wasm_sha256: str) -> T | None:
-    """What ``deserialize(file)`` makes of the entry at ``path`` for the wasm with that
-    digest (``wasmtime.Module.deserialize_file`` bound to an engine, or a component's), or
-    None (absent, or damaged: logged, and the caller recompiles)."""
+def load(path: Path, origin: Origin, engine: wasmtime.Engine, kind: Kind[C],
+         key: ModuleKey) -> C | None:
+    """The entry at ``path`` deserialized by ``kind`` for ``engine`` when ``key``
+    authenticates it as compiled from ``origin``; None when absent, or refused (logged once,
+    naming it, and counted: the caller compiles and replaces it).
+
+    The one place compiled code is deserialized (tests/sandbox/test_modcache_trust.py fails
+    on any other)."""
+    why: str | None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        copy = _Copy(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        _log.warning("compiled-module cache entry %s is unreadable (%s); recompiling", path, exc)
-        return None
-    try:
-        try:
-            why = _damage(fd, path, wasm_sha256)
-        except OSError as exc:
-            why = f"unreadable: {exc}"
-        if why is None:
+        why = f"unreadable: {exc.strerror or exc}"
+    else:
+        with copy:
             try:
-                # The descriptor, not the path: wasmtime maps exactly the bytes just checked.
-                source = f"/proc/self/fd/{fd}" if _PROC_FD else str(path)
-                return deserialize(source)
-            except wasmtime.WasmtimeError as exc:  # another engine config or wasmtime version
-                why = f"wasmtime refused it: {str(exc).splitlines()[0]}"
-    finally:
-        os.close(fd)
-    _log.warning("compiled-module cache entry %s is unusable (%s); recompiling", path, why)
+                mac = _read(_mac_path(path))
+            except FileNotFoundError:
+                why = "no MAC beside it"
+            except OSError as exc:
+                why = f"unreadable: {exc.strerror or exc}"
+            else:
+                why = _why_refused(key, origin, copy.bytes, mac)
+            if why is None:
+                try:
+                    # The copy the MAC was checked over, not the file: it could change.
+                    if copy.fd is not None:
+                        return kind.deserialize_file(engine, f"/proc/self/fd/{copy.fd}")
+                    return kind.deserialize(engine, bytes(copy.bytes))
+                except wasmtime.WasmtimeError as exc:  # another wasmtime, or a bug of its own
+                    why = f"wasmtime refused it: {str(exc).splitlines()[0]}"
+    _refused(path, why, "recompiling")
     return None
 
 
-#: Entries this process has checked: path -> (device, inode, size, mtime, ctime) then.
-_checked: dict[str, tuple[int, int, int, int, int]] = {}
-_checked_lock = threading.Lock()
+_MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_SEALS = getattr(fcntl, "F_SEAL_SEAL", 0) | getattr(fcntl, "F_SEAL_SHRINK", 0) \
+    | getattr(fcntl, "F_SEAL_GROW", 0) | getattr(fcntl, "F_SEAL_WRITE", 0)
 
 
-def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+class _Copy:
+    """An entry's bytes as this process alone holds them, so what wasmtime deserializes is
+    what the MAC was checked over, whoever writes the file meanwhile (another host of the
+    same user on a shared volume could write it in place). On Linux a memfd filled by the
+    kernel (sendfile) and sealed against writes: wasmtime maps it, as it would the file,
+    with one copy in all; elsewhere the bytes in memory (wasmtime copies them twice more).
+    """
+
+    def __init__(self, path: Path) -> None:
+        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        self.fd: int | None = None
+        self._map: mmap.mmap | None = None
+        try:
+            if not _MEMFD:
+                with os.fdopen(os.dup(src), "rb") as fh:
+                    self.bytes: bytes | mmap.mmap = fh.read()
+                return
+            size = os.fstat(src).st_size
+            self.fd = os.memfd_create("omnicore-cwasm", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            done = 0
+            while done < size:
+                sent = os.sendfile(self.fd, src, done, size - done)
+                if not sent:  # truncated meanwhile: the MAC refuses what was read
+                    break
+                done += sent
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, _SEALS)
+            # Populated: faulting the pages in one by one doubled the MAC's time.
+            self._map = mmap.mmap(self.fd, done, flags=mmap.MAP_SHARED | _POPULATE,
+                                  prot=mmap.PROT_READ) if done else None
+            self.bytes = self._map if self._map is not None else b""
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.close(src)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> _Copy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _damage(fd: int, path: Path, wasm_sha256: str) -> str | None:
-    seen = _identity(os.fstat(fd))
-    try:
-        sums = _sum_path(path).read_bytes()
-    except FileNotFoundError:
-        return "no checksum beside it"
-    digest, why = _summed(sums, wasm_sha256)
-    if why is not None:
-        return why
-    with _checked_lock:
-        if _checked.get(str(path)) == seen:
-            return None
-    h = hashlib.sha256()
-    with os.fdopen(os.dup(fd), "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    if not hmac.compare_digest(digest, h.digest()):
-        return "checksum mismatch: the file is damaged"
-    with _checked_lock:
-        _checked[str(path)] = seen
-    return None
+def _read(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
 
 
-def _summed(sums: bytes, wasm_sha256: str) -> tuple[bytes, str | None]:
-    """The entry digest a sum file holds, or why it is no sum of an entry of this wasm."""
-    if len(sums) != _SUM_BYTES or not sums.startswith(MAGIC):
-        return b"", "its checksum file is not one of this omnicore"
-    key, digest = sums[len(MAGIC):len(MAGIC) + 32], sums[len(MAGIC) + 32:]
-    if not hmac.compare_digest(key, bytes.fromhex(wasm_sha256)):
-        return b"", "compiled from another module"
-    return digest, None
+def _refused(entry: Path, why: str, then: str) -> None:
+    global _rejected
+    with _rejected_lock:
+        _rejected += 1
+    _log.warning("compiled-module cache entry %s is refused (%s); %s", entry, why, then)
 
 
-def _sum_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sum")
+def _mac_path(path: Path) -> Path:
+    return path.with_name(path.name + ".mac")
 
 
-def store(path: Path, wasm_sha256: str, body: bytes) -> None:
-    """Write ``body`` (what wasmtime serialized) as the entry at ``path`` and its sum beside
-    it, each atomically; a failure is logged (the cache is an optimisation: the host runs
-    without it)."""
-    sums = MAGIC + bytes.fromhex(wasm_sha256) + hashlib.sha256(body).digest()
+def store(path: Path, origin: Origin, body: bytes, key: ModuleKey) -> None:
+    """Write ``body`` (what wasmtime serialized from ``origin``) as the entry at ``path`` and
+    its MAC by ``key`` beside it, each atomically; a failure is logged (the cache is an
+    optimisation: the host runs without it)."""
     try:
         check_cache_dir(path.parent, create=True)
         _replace(path, body)
-        _replace(_sum_path(path), sums)
+        _replace(_mac_path(path), _seal(key, origin, body))
     except (OSError, ConfigError) as exc:
         _log.warning("cannot write compiled-module cache %s: %s", path, exc)
 

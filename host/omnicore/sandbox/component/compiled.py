@@ -28,7 +28,8 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.manifest import MANIFEST_SECTION, check_manifest, parse_manifest
 from omnicore.sandbox.wasmbin import is_component
 
-__all__ = ["COMPONENT_ABI", "ComponentModule", "cache_path", "is_component", "load_component"]
+__all__ = ["COMPONENT_ABI", "ComponentModule", "cache_path", "is_component", "load_component",
+           "origin"]
 
 _log = logging.getLogger("omnicore.sandbox")
 
@@ -131,12 +132,17 @@ def cache_path(engine: SandboxEngine, sha: str) -> Path | None:
     return core_path.with_suffix(suffix) if core_path is not None else None
 
 
+def origin(engine: SandboxEngine, sha: str) -> modcache.Origin:
+    """What ``engine``'s cached component with this digest is made from, as its MAC covers
+    it: a component with the planner's faces, on the components' engine."""
+    return engine.origin(sha, f"component/faces{canonplan.FACES_VERSION}")
+
+
 def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
-    path = cache_path(engine, sha)
-    # Checked before wasmtime trusts it, like a module's entry (sandbox/modcache.py).
-    return modcache.compiled(
-        path, sha, lambda file: cm.Component.deserialize_file(engine.components, file),
-        lambda: _with_flat_faces(engine, wasm))
+    # Authenticated before wasmtime trusts it, like a module's entry (sandbox/modcache.py).
+    return modcache.compiled(cache_path(engine, sha), origin(engine, sha), engine.components,
+                             cm.Component, lambda: _with_flat_faces(engine, wasm),
+                             engine.module_key)
 
 
 #: A WIT type as :mod:`.world` writes it, as the flat face calls it.

@@ -21,7 +21,7 @@ from typing import Any
 import wasmtime
 
 from omnicore.errors import BuildError
-from omnicore.sandbox import modcache
+from omnicore.sandbox import modcache, modkey
 from omnicore.toolchains.js.commands import LANGUAGE
 from omnicore.toolchains.js.rewrite import call_sites, mutable_globals, nonzero_segments
 from omnicore.toolchains.js.source import CAPABILITIES
@@ -54,10 +54,10 @@ def load_runtime(path: Path) -> LoadedRuntime:
     engine = wasmtime.Engine(config)
     cached = path.with_suffix(f".wasmtime-{metadata.version('wasmtime')}.cwasm")
     digest = hashlib.sha256(wasm).hexdigest()
-    # Checked before wasmtime sees it (a damaged entry would crash the build), written whole.
-    module = modcache.compiled(cached, digest,
-                               lambda file: wasmtime.Module.deserialize_file(engine, file),
-                               lambda: wasmtime.Module(engine, wasm))
+    # Authenticated before wasmtime sees it (sandbox/modcache.py), with the user's key.
+    module = modcache.compiled(cached, modcache.Origin(digest, "js-evaluate/fuel"), engine,
+                               wasmtime.Module, lambda: wasmtime.Module(engine, wasm),
+                               modkey.user_key())
     store, instance = _instantiate(engine, module, [])
     exports = instance.exports(store)
     ptr = exports["omni_js_region_ptr"](store)  # type: ignore[operator]

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import wasmtime
 
 from omnicore.errors import BuildError
+from omnicore.sandbox import modcache, modkey
 from omnicore.toolchains import locations
 from omnicore.toolchains.ruby import glue
 
@@ -172,22 +173,14 @@ def engine() -> wasmtime.Engine:
 
 
 def compiled_all(eng: wasmtime.Engine) -> wasmtime.Module:
-    """The every-namespace runtime, compiled once and then read back from its cache."""
+    """The every-namespace runtime, compiled once and then read back from its cache
+    (authenticated with the user's key, as the host's cache is: sandbox/modcache.py)."""
     source = runtime_for(None)
-    cached = source.with_suffix(".cwasm")
-    if cached.is_file():
-        try:
-            return wasmtime.Module.deserialize_file(eng, str(cached))
-        except wasmtime.WasmtimeError:
-            cached.unlink()  # another wasmtime wrote it: compile again
-    with locations.locked(cached.with_suffix(".lock")):
-        if cached.is_file():
-            return wasmtime.Module.deserialize_file(eng, str(cached))
-        module = wasmtime.Module.from_file(eng, str(source))
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(module.serialize())
-        tmp.replace(cached)
-    return module
+    wasm = source.read_bytes()
+    origin = modcache.Origin(hashlib.sha256(wasm).hexdigest(),
+                             f"ruby-runtime/wasmtime-{metadata.version('wasmtime')}")
+    return modcache.compiled(source.with_suffix(".cwasm"), origin, eng, wasmtime.Module,
+                             lambda: wasmtime.Module(eng, wasm), modkey.user_key())
 
 
 def prepare() -> Path:
