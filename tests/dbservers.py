@@ -18,7 +18,7 @@ from typing import Any
 
 from tests.waiting import Logged, eventually
 
-__all__ = ["MariaDB", "Redis", "free_port", "listening"]
+__all__ = ["CertAuthority", "MariaDB", "Redis", "free_port", "listening"]
 
 #: The non-root account the tests' connectors log in as.
 USER, PASSWORD = "omnicore", "maria-Secret-8842"
@@ -37,6 +37,86 @@ def listening(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+@dataclass(frozen=True)
+class CertAuthority:
+    """A certificate authority made for one test session, a server certificate it signed for
+    ``localhost`` only (not 127.0.0.1: a URL naming the address fails verify-full's host
+    check and passes verify-ca), and a second CA that signed nothing the servers show."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    other_ca: Path
+
+    @classmethod
+    def make(cls, folder: Path) -> CertAuthority:
+        import datetime as dt
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        folder.mkdir(parents=True, exist_ok=True)
+        now = dt.datetime.now(dt.UTC)
+
+        def name(text: str) -> x509.Name:
+            return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+        def authority(cn: str) -> tuple[Any, Any]:
+            key = ec.generate_private_key(ec.SECP256R1())
+            cert = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name(cn))
+                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                    .not_valid_before(now - dt.timedelta(hours=1))
+                    .not_valid_after(now + dt.timedelta(days=2))
+                    .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+                    .add_extension(x509.KeyUsage(
+                        digital_signature=True, content_commitment=False,
+                        key_encipherment=False, data_encipherment=False, key_agreement=False,
+                        key_cert_sign=True, crl_sign=True, encipher_only=False,
+                        decipher_only=False), True)
+                    .add_extension(x509.SubjectKeyIdentifier.from_public_key(
+                        key.public_key()), False)
+                    .sign(key, hashes.SHA256()))
+            return key, cert
+
+        ca_key, ca_cert = authority("omnicore test CA")
+        _, other = authority("omnicore other CA")
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(name("localhost"))
+                .issuer_name(ca_cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(hours=1))
+                .not_valid_after(now + dt.timedelta(days=2))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+                .add_extension(x509.ExtendedKeyUsage(
+                    [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    ca_key.public_key()), False)
+                .sign(ca_key, hashes.SHA256()))
+        pem = serialization.Encoding.PEM
+        out = cls(folder / "ca.pem", folder / "server.pem", folder / "server.key",
+                  folder / "other-ca.pem")
+        out.ca.write_bytes(ca_cert.public_bytes(pem))
+        out.other_ca.write_bytes(other.public_bytes(pem))
+        out.cert.write_bytes(cert.public_bytes(pem))
+        out.key.write_bytes(key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        out.key.chmod(0o600)
+        return out
+
+    def owned_by(self, user: str | None) -> None:
+        """Give the server's key and certificate to ``user`` (a server running as another
+        user than the tests reads them; PostgreSQL wants its key 0600 and its own)."""
+        if user is not None:
+            import pwd
+
+            uid = pwd.getpwnam(user)
+            for path in (self.cert, self.key, self.ca):
+                os.chown(path, uid.pw_uid, uid.pw_gid)
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
@@ -67,10 +147,13 @@ class _Server:
 
 @dataclass
 class MariaDB(_Server):
-    """A running MariaDB; :meth:`database` makes a database the omnicore account owns."""
+    """A running MariaDB; :meth:`database` makes a database the omnicore account owns.
+    With ``tls``, the server offers TLS with that CA's server certificate."""
+
+    tls: CertAuthority | None = None
 
     @classmethod
-    def start(cls) -> MariaDB:
+    def start(cls, tls: CertAuthority | None = None) -> MariaDB:
         if not Path("/usr/sbin/mariadbd").exists():
             raise RuntimeError("mariadbd not found: install Debian's mariadb-server")
         root = Path(tempfile.mkdtemp(prefix="omnicore-maria-"))
@@ -80,13 +163,15 @@ class MariaDB(_Server):
                         "--skip-name-resolve", *user], check=True, capture_output=True,
                        timeout=120)
         port = free_port()
-        server = cls(root, port, cls._spawn(root, port))
+        server = cls(root, port, cls._spawn(root, port, tls), tls)
         server.sql(f"CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'")
         return server
 
     @staticmethod
-    def _spawn(root: Path, port: int) -> subprocess.Popen[bytes]:
+    def _spawn(root: Path, port: int, tls: CertAuthority | None = None) -> subprocess.Popen[bytes]:
         user = ["--user=root"] if os.geteuid() == 0 else []
+        if tls is not None:
+            user += [f"--ssl-ca={tls.ca}", f"--ssl-cert={tls.cert}", f"--ssl-key={tls.key}"]
         log = root / "server.log"
         proc = subprocess.Popen(
             ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={root / 'data'}",
@@ -121,7 +206,7 @@ class MariaDB(_Server):
         return f"mysql://{USER}@127.0.0.1:{self.port}/{name}"
 
     def resume(self) -> None:
-        self.proc = self._spawn(self.root, self.port)
+        self.proc = self._spawn(self.root, self.port, self.tls)
 
 
 @dataclass

@@ -79,8 +79,9 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
 # of a million bytes.
 GREETINGS = {
     "mysql": b"\xff\xff\x00\x00\x0a" + b"5.5.5-10.11.6-MariaDB" + b"\x00" * 100,
-    # (N: no TLS, as libpq asks first; then authentication ok and a long parameter status)
-    "postgres": b"NR\x00\x00\x00\x08\x00\x00\x00\x00S\x00\x00\x0f\xff" + b"a" * 100,
+    # (authentication ok, then a long parameter status; sslmode=disable, the default: libpq
+    # asks for no TLS first)
+    "postgres": b"R\x00\x00\x00\x08\x00\x00\x00\x00S\x00\x00\x0f\xff" + b"a" * 100,
     "redis": b"$1000000\r\n" + b"x" * 100,
 }
 URLS = {"mysql": "mysql://u@127.0.0.1:{port}/d", "postgres": "postgresql://u@127.0.0.1:{port}/d",

@@ -8,6 +8,7 @@ whole URL does (``url_secret``). :meth:`DbConnector.describe` is what the consol
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,81 @@ class Target:
     password: str | None = None     # only from a secret (url_secret or secret)
     socket: str | None = None       # ?host=/path or ?unix_socket=/path: a local socket
     tls: bool = False
+    #: ?sslmode= (libpq's names): disable, require, verify-ca or verify-full.
+    sslmode: str = "disable"
+    #: ?sslrootcert=: the CA file (absolute) a verify-* mode checks the server's chain
+    #: against; None with verify-full: the system's CAs.
+    sslrootcert: str | None = None
+    #: ?channel_binding= (PostgreSQL): require, prefer or disable; None: the connector's
+    #: default (require over TLS, see postgres.py).
+    channel_binding: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        """Whether the server is who the URL names (TLS, its chain and its host name checked):
+        only then may a password travel in clear inside the TLS session."""
+        return self.sslmode == "verify-full"
+
+
+#: The URL query parameters each kind honours (anything else is refused at load).
+_PARAMS = {"postgres": frozenset({"host", "sslmode", "sslrootcert", "channel_binding"}),
+           "mysql": frozenset({"host", "unix_socket", "sslmode", "sslrootcert"}),
+           "redis": frozenset({"host", "unix_socket"})}
+_SSLMODES = ("disable", "require", "verify-ca", "verify-full")
+_CHANNEL_BINDING = ("require", "prefer", "disable")
+
+
+def _query(kind: str, query: str, where: str) -> dict[str, str]:
+    """The URL's query parameters, each honoured by ``kind`` and given once; ConfigError
+    naming the first that is not (a parameter silently dropped would leave the operator
+    believing, say, that TLS is on)."""
+    out: dict[str, str] = {}
+    for part in query.split("&") if query else ():
+        name, eq, value = part.partition("=")
+        name = unquote(name)
+        if name not in _PARAMS[kind]:
+            known = ", ".join(sorted(_PARAMS[kind]))
+            raise ConfigError(f"{where}: the URL parameter {name!r} is not one a {kind} "
+                              f"connector honours (it takes {known})", key=where)
+        if not eq or name in out:
+            raise ConfigError(f"{where}: the URL parameter {name!r} must be given once, "
+                              "with a value", key=where)
+        out[name] = unquote(value)
+    return out
+
+
+def _tls(kind: str, query: dict[str, str], where: str) -> dict[str, Any]:
+    """sslmode, sslrootcert and channel_binding of a SQL connector's URL, checked."""
+    mode = query.get("sslmode", "disable")
+    if mode in ("prefer", "allow"):
+        raise ConfigError(f"{where}: sslmode={mode} falls back to an unencrypted connection "
+                          "without saying so; use verify-full (or verify-ca, require), or "
+                          "disable to say there is no TLS", key=where)
+    if mode not in _SSLMODES:
+        raise ConfigError(f"{where}: sslmode must be one of {', '.join(_SSLMODES)}",
+                          key=where)
+    root = query.get("sslrootcert")
+    if root is not None:
+        if mode not in ("verify-ca", "verify-full"):
+            raise ConfigError(f"{where}: sslrootcert is read only with sslmode=verify-ca or "
+                              "verify-full", key=where)
+        root = os.path.expandvars(os.path.expanduser(root))
+        if not os.path.isabs(root):
+            raise ConfigError(f"{where}: sslrootcert must be an absolute path (a URL is not "
+                              "resolved against the config file's folder)", key=where)
+        if not os.path.isfile(root):
+            raise ConfigError(f"{where}: sslrootcert {root} is not a file", key=where)
+    elif mode == "verify-ca":
+        raise ConfigError(f"{where}: sslmode=verify-ca needs sslrootcert (the CA file): "
+                          "without it any certificate a public CA signed would pass",
+                          key=where)
+    binding = query.get("channel_binding")
+    if binding is not None and binding not in _CHANNEL_BINDING:
+        raise ConfigError(f"{where}: channel_binding must be one of "
+                          f"{', '.join(_CHANNEL_BINDING)}", key=where)
+    if binding == "require" and mode == "disable":
+        raise ConfigError(f"{where}: channel_binding=require needs TLS (sslmode)", key=where)
+    return {"sslmode": mode, "sslrootcert": root, "channel_binding": binding}
 
 
 def target_of(kind: str, url: str, where: str, *, allow_password: bool) -> Target:
@@ -59,7 +135,7 @@ def target_of(kind: str, url: str, where: str, *, allow_password: bool) -> Targe
     if parts.password is not None and not allow_password:
         raise ConfigError(f"{where} must not carry a password: put it in a secret "
                           "(connectors.<name>.secret)", key=where)
-    query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+    query = _query(kind, parts.query, where)
     socket = query.get("host") or query.get("unix_socket")
     if not parts.hostname and not socket:
         raise ConfigError(f"{where} must name a host", key=where)
@@ -68,11 +144,11 @@ def target_of(kind: str, url: str, where: str, *, allow_password: bool) -> Targe
         if path and not path.isdigit():
             raise ConfigError(f"{where}: the database of a redis URL is a number", key=where)
         path = path or "0"
+    tls = _tls(kind, query, where) if kind != "redis" else {}
     return Target(host=parts.hostname or "localhost", port=port or _DEFAULT_PORT[kind],
                   database=path, user=unquote(parts.username) if parts.username else None,
                   password=unquote(parts.password) if parts.password is not None else None,
-                  socket=unquote(socket) if socket else None,
-                  tls=parts.scheme == "rediss")
+                  socket=socket or None, tls=parts.scheme == "rediss", **tls)
 
 
 @dataclass(frozen=True)

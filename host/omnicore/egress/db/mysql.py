@@ -18,6 +18,7 @@ import datetime as dt
 import functools
 import re
 import socket
+import ssl
 import time
 from collections.abc import Generator, Sequence
 from typing import Any
@@ -141,6 +142,7 @@ def _open(target: Target, connector: DbConnector | None, deadline: float
     statements) bounded by ``deadline``: PyMySQL's own timeouts are per read, so a server
     that answers a byte at a time, or not at all, would hold it forever."""
     side = connector is None
+    context = _tls(target)
     raw = Raw(
         host=target.host, port=target.port, unix_socket=target.socket,
         user=target.user or "", password=target.password or "",
@@ -150,7 +152,10 @@ def _open(target: Target, connector: DbConnector | None, deadline: float
                       if connector is not None and connector.read_only else None),
         read_timeout=SIDE_TIMEOUT_S if side else None,
         write_timeout=SIDE_TIMEOUT_S if side else None,
-        cursorclass=pymysql.cursors.SSCursor)
+        cursorclass=pymysql.cursors.SSCursor, local_infile=False,
+        # (PyMySQL's default without ssl is to try TLS unchecked and fall back: never.)
+        ssl=context, ssl_disabled=context is None)
+    raw.verified = target.verified
     if connector is not None:
         raw.connector = connector.name
         raw.packet_cap = connector.max_result_bytes + ROW_SLACK
@@ -171,6 +176,25 @@ def _open(target: Target, connector: DbConnector | None, deadline: float
     finally:
         Watchdog.disarm(entry)
     return raw
+
+
+def _tls(target: Target) -> ssl.SSLContext | None:
+    """The TLS of ``target``'s sslmode (libpq's names, specs/abi.md §4.12): none for
+    ``disable``; encrypted but unchecked for ``require``; the chain checked against
+    ``sslrootcert`` for ``verify-ca``; the chain (against the system's CAs without
+    ``sslrootcert``) and the host name for ``verify-full``. PyMySQL refuses a server that
+    offers no TLS when a context is given."""
+    mode = target.sslmode
+    if mode == "disable":
+        return None
+    context = ssl.create_default_context(cafile=target.sslrootcert)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if mode == "verify-full":
+        return context
+    context.check_hostname = False
+    if mode == "require":
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _socket(target: Target, deadline: float) -> socket.socket:
@@ -340,6 +364,13 @@ class MysqlDialect(Dialect):
         if code == 1792:  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
             return Refused("DENIED", f"connector {connector} is read-only: "
                                      f"{first_line(message, redactor)}")
+        if (code in (CR.CR_CONN_HOST_ERROR, CR.CR_SSL_CONNECTION_ERROR) and isinstance(
+                exc.__cause__ or exc.__context__, ssl.SSLError)) or "SSL is required" in message:
+            # TLS the URL's sslmode asks for did not happen (an unknown CA, another name, a
+            # server without TLS): its reason, which says what to fix.
+            why = exc.__cause__ or exc.__context__ or exc
+            line = first_line(str(getattr(why, "verify_message", "") or why), redactor, 200)
+            return Refused("UNAVAILABLE", f"connector {connector}: TLS failed ({line})")
         if code in _LOST or (isinstance(exc, pymysql.OperationalError) and code >= 2000):
             reason = ("connection refused" if code in (2003, 2002) and "refused" in message
                       else "statement timed out" if _timed_out(exc)

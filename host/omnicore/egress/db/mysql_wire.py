@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import orjson
 import pymysql
 import pymysql.cursors
+from pymysql import _auth
 from pymysql.connections import MAX_PACKET_LEN, TEXT_TYPES, MySQLResult
 from pymysql.constants import CR, FIELD_TYPE
 from pymysql.protocol import EOFPacketWrapper, FieldDescriptorPacket, MysqlPacket
@@ -29,6 +30,7 @@ from pymysql.protocol import EOFPacketWrapper, FieldDescriptorPacket, MysqlPacke
 from omnicore.egress.db.base import over_cap
 from omnicore.egress.db.sql import RowEncoder, row_encoder
 from omnicore.egress.db.values import cell
+from omnicore.egress.refused import Refused
 
 __all__ = ["EOF_PACKET", "ROW_SLACK", "Raw", "check_pymysql", "is_eof", "kernel_timeout",
            "parse_row"]
@@ -54,6 +56,15 @@ _PLAIN = frozenset({FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TY
 # longer), and a result has at most 4096 columns.
 ROW_SLACK = 8 * 4096
 _SHAPES_MAX = 256
+# Authentication plugins that never show the server the password: a scramble of it with the
+# server's salt (mysql_native_password), a signature (MariaDB's client_ed25519). Every other
+# plugin hands the server the password (mysql_clear_password, dialog/PAM, sha256_password and
+# caching_sha2_password's full authentication: in clear over TLS, or encrypted to a key the
+# server itself sends) and is answered only over TLS that checked the server (verify-full).
+# caching_sha2_password's fast path is a scramble too: tried, its full authentication refused.
+_SCRAMBLES = frozenset({b"mysql_native_password", b"client_ed25519"})
+_CACHING_SHA2 = b"caching_sha2_password"
+_SHOWS_PASSWORD = frozenset({"sha256_password", "caching_sha2_password"})
 
 
 #: A result's columns: PyMySQL's fields, (encoding, converter) pairs and description, and
@@ -63,6 +74,17 @@ _Shape = tuple[list[Any], list[Any], Any, bytes, RowEncoder]
 
 class _Result(MySQLResult):  # type: ignore[misc]
     """PyMySQL's result, its columns parsed once per connection and definitions' bytes."""
+
+    def _read_load_local_packet(self, first_packet: Any) -> None:
+        # The server asks for a file of the host (LOAD DATA LOCAL INFILE, or a spoofed
+        # server's 0xFB packet after any statement): never sent (PyMySQL's local_infile is
+        # off and the connector never asks for LOCAL_FILES); the connection, which waits
+        # for the file now, is closed.
+        conn = self.connection
+        conn._force_close()
+        raise Refused("UNAVAILABLE", f"connector {conn.connector}: the server asked for a "
+                                     "local file (LOAD DATA LOCAL), which the connector never "
+                                     "sends; the connection was closed")
 
     #: The JSON of the columns and the row encoder (none: a statement without a result set).
     shape: tuple[bytes, RowEncoder] = (b"[]", row_encoder(()))
@@ -138,6 +160,12 @@ _PRIVATE = (
     (EOFPacketWrapper, "__init__",
      ("read_struct", "warning_count", "server_status", "has_next",
       "SERVER_MORE_RESULTS_EXISTS")),
+    # Raw judges the server's authentication where PyMySQL chooses it, and _Result refuses
+    # a request for a local file where PyMySQL reads one.
+    (pymysql.connections.Connection, "_request_authentication",
+     ("_auth_plugin_name", "_get_auth_plugin_handler", "_process_auth")),
+    (MySQLResult, "init_unbuffered_query", ("_read_load_local_packet",)),
+    (MySQLResult, "read", ("_read_load_local_packet",)),
 )
 
 
@@ -169,10 +197,46 @@ class Raw(pymysql.connections.Connection):  # type: ignore[misc]
     #: connector's name for its refusal: a longer one is refused from its header, unread.
     packet_cap = 1 << 62
     connector = ""
+    #: Whether the connection's TLS checked the server's certificate and host name
+    #: (sslmode=verify-full): only then does an authentication that shows the server the
+    #: password go on.
+    verified = False
 
     def __init__(self, **kwargs: Any) -> None:
         self.shapes: dict[tuple[bytes, ...], _Shape] = {}
         super().__init__(**kwargs)
+
+    def _request_authentication(self) -> None:
+        first: str = self._auth_plugin_name  # type: ignore[has-type]
+        if not self.verified and first not in ("", "mysql_native_password",
+                                               "caching_sha2_password"):
+            # The server's first choice would have the password in the first answer
+            # (sha256_password over TLS) or one PyMySQL does not answer: a native scramble
+            # instead, and a switch the server asks for is judged by _process_auth.
+            self._auth_plugin_name = ""
+        super()._request_authentication()
+
+    def _get_auth_plugin_handler(self, plugin_name: Any) -> Any:
+        name = plugin_name.decode("ascii", "replace") if isinstance(plugin_name, bytes) \
+            else plugin_name
+        if not self.verified and name in _SHOWS_PASSWORD:
+            return _FastPathOnly(self, name)
+        return super()._get_auth_plugin_handler(plugin_name)
+
+    def _process_auth(self, plugin_name: bytes, auth_packet: Any, handler: Any = None) -> Any:
+        """PyMySQL's answer to the server's switch to ``plugin_name``, when the plugin never
+        shows the password or the server is verified; refused otherwise (the password unsent).
+        """
+        if self.verified or plugin_name in _SCRAMBLES:
+            return super()._process_auth(plugin_name, auth_packet,
+                                         None if isinstance(handler, _FastPathOnly) else handler)
+        if plugin_name == _CACHING_SHA2 and self.password:
+            salt = auth_packet.read_all()
+            self.salt = salt[:-1] if salt.endswith(b"\0") else salt
+            self.write_packet(_auth.scramble_caching_sha2(self.password, self.salt))
+            return _FastPathOnly(self, "caching_sha2_password").authenticate(
+                self._read_packet())
+        raise _shows_password(self.connector, plugin_name.decode("ascii", "replace"))
 
     def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
         if self._current_timeout != self._read_timeout:
@@ -294,6 +358,32 @@ class Raw(pymysql.connections.Connection):  # type: ignore[misc]
         if result.server_status is not None:
             self.server_status = result.server_status
         return result.affected_rows  # type: ignore[no-any-return]
+
+
+class _FastPathOnly:
+    """The handler of caching_sha2_password and sha256_password on a connection whose
+    server is not verified: the fast path's success is taken, anything that would need the
+    password (full authentication, the server's public key) refused."""
+
+    def __init__(self, conn: Raw, name: str) -> None:
+        self.conn, self.name = conn, name
+
+    def authenticate(self, pkt: Any) -> Any:
+        data = pkt.get_all_data()
+        if self.name == "caching_sha2_password" and data[:2] == b"\x01\x03":
+            ok = self.conn._read_packet()  # (an error packet is raised by the read)
+            if not ok.is_ok_packet():
+                raise pymysql.err.OperationalError(
+                    CR.CR_AUTH_PLUGIN_ERR, "caching sha2: no OK after the fast path")
+            return ok
+        raise _shows_password(self.conn.connector, self.name)
+
+
+def _shows_password(connector: str, plugin: str) -> Refused:
+    return Refused("DENIED", f"connector {connector}: the server asked for authentication "
+                             f"{plugin[:64]!r}, which shows it the password; the password is "
+                             "sent only over TLS that checked the server (sslmode="
+                             "verify-full) or to mysql_native_password or ed25519")
 
 
 def kernel_timeout(sock: socket.socket, seconds: float) -> None:

@@ -14,13 +14,16 @@ watchdog cancels it from the client too.
 
 from __future__ import annotations
 
+import array
 import ctypes
+import fcntl
 import functools
 import itertools
 import math
 import os
 import re
 import socket
+import termios
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Sequence
@@ -31,6 +34,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import generators, pq
 from psycopg.adapt import PyFormat, Transformer
+from psycopg.waiting import Wait
 
 from omnicore.egress.db.base import (
     CLIENT_GRACE_S,
@@ -75,6 +79,18 @@ _CHUNK, _TUPLES, _COMMAND = (pq.ExecStatus.TUPLES_CHUNK, pq.ExecStatus.TUPLES_OK
                              pq.ExecStatus.COMMAND_OK)
 _IDLE, _ACTIVE = pq.TransactionStatus.IDLE, pq.TransactionStatus.ACTIVE
 _AUTO = (PyFormat.AUTO,)
+# Results a statement of the connector never asks for: a server that sends one (a COPY the
+# statement gate let through, or a spoofed server) is out of step with the connector; libpq
+# answers every get_result with the same COPY result, so a loop over results would never end.
+_UNASKED = frozenset({pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_BOTH,
+                      pq.ExecStatus.PIPELINE_SYNC, pq.ExecStatus.PIPELINE_ABORTED})
+# What libpq may read off the socket while it assembles one result (a chunk of rows, a
+# notice, an error), past max_result_bytes: a result's messages' framing. A longer one is
+# refused before libpq reads the rest (libpq holds a message whole before it hands on any of
+# it: a 400 MB row was 400 MB of libpq's buffer and 400 MB of its result).
+_WIRE_SLACK = 64 << 10
+_WAIT_R = Wait.R
+_FIONREAD = termios.FIONREAD
 
 
 class _Statement:
@@ -92,8 +108,8 @@ class _Statement:
 
 
 class _Conn(DriverConn["psycopg.Connection[Any]"]):
-    __slots__ = ("cancel", "connector", "encoding", "row_cap", "sever", "shapes", "statements",
-                 "timeout_ms", "tx", "unprepare")
+    __slots__ = ("cancel", "connector", "encoding", "max_bytes", "pending", "row_cap", "sever",
+                 "shapes", "statements", "timeout_ms", "tx", "unprepare", "wire_cap")
 
     def __init__(self, raw: psycopg.Connection[Any], connector: DbConnector,
                  side: dict[str, Any]) -> None:
@@ -102,6 +118,11 @@ class _Conn(DriverConn["psycopg.Connection[Any]"]):
         # whatever they are (a cell's JSON is at least half its text: bytea's hex), refused
         # before it is decoded. (libpq has read the row whole by then: the bound it leaves.)
         self.row_cap = 2 * connector.max_result_bytes
+        # What libpq may read for one result before the result is refused (_fetch), and
+        # the ioctl's buffer for the bytes waiting on the socket.
+        self.max_bytes = connector.max_result_bytes
+        self.wire_cap = connector.max_result_bytes + _WIRE_SLACK
+        self.pending = array.array("i", [0])
         self.connector = connector.name
         self.timeout_ms = -1        # the server's statement_timeout as last set
         # What the watchdog calls at a deadline (made once, not per statement): the cancel
@@ -136,6 +157,30 @@ def _arg(value: Any) -> Any:
     return value.text() if type(value) is Json else value
 
 
+def _tls(target: Target) -> dict[str, Any]:
+    """libpq's TLS and authentication parameters for ``target`` (specs/abi.md §4.12):
+
+    * ``sslmode`` as the URL says (``disable`` unless it says otherwise: never libpq's
+      ``prefer``, which falls back to cleartext without a word), ``sslrootcert`` its CA
+      file, or the system's CAs for ``verify-full`` without one;
+    * the password never in clear except to a server verify-full checked (``require_auth``
+      refuses the server's request for it otherwise: a spoofed server gets nothing);
+    * SCRAM's channel binding required over TLS that does not check the host
+      (``require``, ``verify-ca``): a man in the middle of such TLS cannot relay the
+      authentication; ``prefer`` over verify-full, where it adds nothing the check did not.
+    """
+    mode = target.sslmode
+    out: dict[str, Any] = {"sslmode": mode}
+    if mode != "disable":
+        out["sslrootcert"] = target.sslrootcert or (
+            "system" if mode == "verify-full" else None)
+    out["channel_binding"] = target.channel_binding or (
+        "disable" if mode == "disable" else "prefer" if target.verified else "require")
+    if not target.verified:
+        out["require_auth"] = "!password"
+    return out
+
+
 class PostgresDialect(Dialect):
     """psycopg 3, autocommit connections; transactions are explicit BEGIN/COMMIT."""
 
@@ -151,6 +196,7 @@ class PostgresDialect(Dialect):
         }
         if connector.read_only:
             kwargs["options"] = "-c default_transaction_read_only=on"
+        kwargs.update(_tls(target))
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         # (Given as None, not dropped with the unset ones above: psycopg's own default
         # prepares a statement run five times, under names a reset's DISCARD ALL drops.)
@@ -161,13 +207,19 @@ class PostgresDialect(Dialect):
         return _Conn(raw, connector, side)
 
     def _timeout(self, conn: _Conn, deadline: float) -> list[Any]:
-        """Set the statement's server timeout; arm the client's (its watchdog entry)."""
+        """Set the statement's server timeout; arm the client's (its watchdog entry), first:
+        a server that answers the SET with notices for ever is cut at the deadline too."""
         ms = server_timeout_ms(conn.limit_ms, deadline)
+        entry = WATCHDOG.arm(time.monotonic() + ms / 1000 + CLIENT_GRACE_S, conn.cancel,
+                             then=(HARD_GRACE_S, conn.sever))
         if ms != conn.timeout_ms:
-            conn.raw.execute(f"SET statement_timeout = {int(ms)}")
+            try:
+                conn.raw.execute(f"SET statement_timeout = {int(ms)}")
+            except BaseException:
+                Watchdog.disarm(entry)
+                raise
             conn.timeout_ms = ms
-        return WATCHDOG.arm(time.monotonic() + ms / 1000 + CLIENT_GRACE_S, conn.cancel,
-                            then=(HARD_GRACE_S, conn.sever))
+        return entry
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
              ) -> tuple[bytes, Generator[Sequence[Any], None, None], RowEncoder]:
@@ -264,6 +316,9 @@ class PostgresDialect(Dialect):
                                      f"{error_line(exc, redactor)}")
         if isinstance(exc, psycopg.OperationalError) and not state:
             text = str(exc)
+            refused = _refused_at_connect(text, connector, redactor)
+            if refused is not None:
+                return refused
             reason = ("connection refused" if "refused" in text or "No such file" in text
                       else "timed out" if "timeout" in text
                       else "connection lost" if "closed" in text or "terminat" in text
@@ -272,6 +327,28 @@ class PostgresDialect(Dialect):
         if state.startswith(("08", "57", "53", "58", "XX")):
             return Refused("UNAVAILABLE", f"connector {connector}: {error_line(exc, redactor)}")
         return Refused("INVALID", f"connector {connector}: {error_line(exc, redactor)}")
+
+
+#: libpq's words when the TLS or authentication this connector requires did not happen.
+_AUTH_WORDS = ("require_auth", "authentication method requirement", "channel binding")
+_TLS_WORDS = ("SSL", "certificate", "TLS")
+
+
+def _refused_at_connect(text: str, connector: str, redactor: Redactor) -> Refused | None:
+    """The refusal of a connection libpq ended for want of the TLS or authentication the
+    URL requires (specs/abi.md §4.12), saying what to do."""
+    line = first_line(text.split("\n", 1)[0].removeprefix("connection failed: "),
+                      redactor, 200)
+    if "cleartext password" in text:
+        return Refused("DENIED", f"connector {connector}: the server asked for the password "
+                                 "in clear; it is sent only over TLS that checked the server "
+                                 "(sslmode=verify-full): use SCRAM on the server, or TLS")
+    if any(w in text for w in _AUTH_WORDS):
+        return Refused("DENIED", f"connector {connector}: the server's authentication is not "
+                                 f"one the connector allows ({line})")
+    if any(w in text for w in _TLS_WORDS):
+        return Refused("UNAVAILABLE", f"connector {connector}: TLS failed ({line})")
+    return None
 
 
 def _sever(conn: _Conn, pid: int, side: dict[str, Any]) -> None:
@@ -297,7 +374,25 @@ def _sever(conn: _Conn, pid: int, side: dict[str, Any]) -> None:
 
 def _terminate(pid: int, side: dict[str, Any]) -> None:
     with psycopg.connect(**side) as raw:
-        raw.execute("SELECT pg_terminate_backend($1)", [pid])  # (a RawCursor's placeholder)
+        # Its answer bounded too (a side thread never waits longer than SIDE_TIMEOUT_S): a
+        # server that answers with notices, or a COPY, for ever has the socket shut down.
+        fd = raw.pgconn.socket
+        entry = WATCHDOG.arm(time.monotonic() + SIDE_TIMEOUT_S,
+                             functools.partial(_shut_down, fd))
+        try:
+            raw.execute("SELECT pg_terminate_backend($1)", [pid])  # (a RawCursor's $1)
+        finally:
+            Watchdog.disarm(entry)
+
+
+def _shut_down(fd: int) -> None:
+    """Shut down the socket ``fd`` (libpq's): a wait on it ends with an error; libpq still
+    closes its own descriptor."""
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _bind(conn: _Conn, args: list[Any]) -> tuple[Sequence[Any] | None, tuple[int, ...], Any]:
@@ -372,19 +467,68 @@ def _unprepare(conn: _Conn) -> None:
 
 
 def _send_fetch(conn: _Conn) -> Any:
-    """Send what is queued on the connection and wait for its first result. A short
-    statement leaves in one flush, so libpq's fetch is waited on alone (a generator of
-    psycopg's C, with no Python frame around it)."""
+    """Send what is queued on the connection and wait for its first result (a short
+    statement leaves in one flush)."""
     raw, pgconn = conn.raw, conn.raw.pgconn
     if pgconn.flush():
         raw.wait(generators.send(pgconn))
-    return raw.wait(generators.fetch(pgconn))
+    return raw.wait(_fetch(conn))
+
+
+def _fetch(conn: _Conn) -> Generator[Wait, Any, Any]:
+    """psycopg's fetch of one result, bounded in bytes: what waits on the socket is counted
+    before libpq reads it, and past :attr:`_Conn.wire_cap` for one result (a row, a chunk of
+    rows, notices: whatever the server sends before the result is whole) the result is
+    refused and the connection closed, the rest unread. (Its time is the statement's
+    deadline: the watchdog shuts the socket down.) Notifications are dropped as they come:
+    no statement of a plugin listens."""
+    pgconn = conn.raw.pgconn
+    if pgconn.is_busy():
+        fd, pending, cap = pgconn.socket, conn.pending, conn.wire_cap
+        got = 0
+        while True:
+            while not (yield _WAIT_R):
+                continue
+            fcntl.ioctl(fd, _FIONREAD, pending, True)
+            got += pending[0]
+            if got > cap:
+                _close(conn)
+                raise over_cap(conn.connector, 0, got, 1 << 62, conn.max_bytes)
+            pgconn.consume_input()
+            while pgconn.notifies() is not None:
+                pass
+            if not pgconn.is_busy():
+                break
+    return pgconn.get_result()
+
+
+def _close(conn: _Conn) -> None:
+    """Close ``conn`` now (the rest of what the server sent unread): it never returns to
+    the pool."""
+    conn.broken = True
+    try:
+        conn.raw.close()
+    except Exception:
+        pass
+
+
+def _unasked(conn: _Conn, res: Any) -> Refused:
+    """A result the connector did not ask for (:data:`_UNASKED`): the connection closed,
+    the call told so."""
+    _close(conn)
+    return Refused("UNAVAILABLE", f"connector {conn.connector}: the server answered with "
+                                  f"{pq.ExecStatus(res.status).name}, which the connector "
+                                  "never asks for; "
+                                  "the connection was closed")
 
 
 def _drain(conn: _Conn) -> None:
-    """Read the results left of the running statement (the connection is free after)."""
-    while _next(conn) is not None:
-        pass
+    """Read the results left of the running statement (the connection is free after).
+    Each result is bounded in bytes (:func:`_fetch`) and the whole by the statement's
+    deadline; a COPY the server starts ends the call (libpq would return it for ever)."""
+    while (res := _next(conn)) is not None:
+        if res.status in _UNASKED:
+            raise _unasked(conn, res)
 
 
 def _next(conn: _Conn) -> Any:
@@ -392,12 +536,15 @@ def _next(conn: _Conn) -> Any:
     libpq has not got it yet (the end of a short result came with its rows)."""
     pgconn = conn.raw.pgconn
     if pgconn.is_busy():
-        return conn.raw.wait(generators.fetch(pgconn))
+        return conn.raw.wait(_fetch(conn))
     return pgconn.get_result()
 
 
 def _failed(conn: _Conn, res: Any) -> BaseException:
-    """The driver's exception for an error result (read to the end first)."""
+    """The driver's exception for an error result (read to the end first); Refused, the
+    connection closed, for a result the connector never asks for."""
+    if res.status in _UNASKED:
+        return _unasked(conn, res)
     _drain(conn)
     return pgerrors.error_from_result(res, encoding=conn.encoding)
 
@@ -504,11 +651,10 @@ def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any],
             elif status != _TUPLES:
                 raise _failed(conn, res)
             # _next(conn), written out (two per query)
-            res = (raw.wait(generators.fetch(pgconn)) if pgconn.is_busy()
-                   else pgconn.get_result())
+            res = raw.wait(_fetch(conn)) if pgconn.is_busy() else pgconn.get_result()
         done = True
     finally:
-        if not done and raw.pgconn.transaction_status == _ACTIVE:
+        if not done and not conn.broken and raw.pgconn.transaction_status == _ACTIVE:
             # Leaving early: the server stops the query and what it sent is read and
             # dropped, a chunk at a time (the statement's deadline still armed: a server
             # that goes on sending is cut there).
