@@ -27,11 +27,16 @@ from tests.dbservers import PASSWORD as MARIA_PASSWORD
 from tests.waiting import eventually
 
 GRANT = {"sql": {"connectors": ["db"]}}
+#: The kinds beyond reads and row changes these tests need to leave session state behind
+#: (specs/abi.md §4.10, Statements): the reset is the second line, tested here behind a gate
+#: the operator widened on purpose. Inside a DO block or a procedure the gate does not look.
+WIDE = {"postgres": ["create", "create_schema", "drop", "do"], "mysql": ["create", "call"]}
 
 
 def _pair(sql_app: Callable[..., Db], conn: dict[str, Any], secret: str,  # noqa: F811
           limits: dict[str, Any] | None = None) -> tuple[Db, Db]:
-    conns = {"db": {**conn, "secret": "db-pw", "pool_size": conn.get("pool_size", 1)}}
+    conns = {"db": {**conn, "secret": "db-pw", "pool_size": conn.get("pool_size", 1),
+                    "statements": {"allow": WIDE[conn["kind"]]}}}
     evil = sql_app(conns, GRANT, name="evil", secrets={"db-pw": secret}, limits=limits)
     shop = sql_app(conns, GRANT, name="shop", limits=limits)
     return evil, shop
@@ -66,13 +71,13 @@ def test_pg_session_state_left_by_one_plugin_is_gone_for_the_next(
     evil.execute("db", "CREATE SCHEMA IF NOT EXISTS forged")
     evil.execute("db", "CREATE TABLE IF NOT EXISTS forged.items (id int, name text)")
     evil.execute("db", "INSERT INTO forged.items VALUES (1, 'forged')")
-    assert evil.rows("db", "SELECT set_config('search_path', 'forged', false)") == [["forged"]]
+    evil.execute("db", "DO $$ BEGIN PERFORM set_config('search_path', 'forged', false); END $$")
     assert evil.rows("db", "SELECT name FROM items") == [["forged"]]  # its own session: so
     evil.execute("db", "CREATE TEMP TABLE items (id int, name text)")
     evil.execute("db", "INSERT INTO pg_temp.items VALUES (1, 'shadow')")
-    assert evil.rows("db", "SELECT pg_advisory_lock(4242)") == [[""]]
-    evil.rows("db", "SELECT set_config('application_name', 'evil', false)")
-    evil.rows("db", "SELECT set_config('client_encoding', 'LATIN1', false)")
+    evil.execute("db", "DO $$ BEGIN PERFORM pg_advisory_lock(4242); "
+                       "PERFORM set_config('application_name', 'evil', false); "
+                       "PERFORM set_config('client_encoding', 'LATIN1', false); END $$")
     evil.execute("db", "DO $$ BEGIN EXECUTE 'SET TIME ZONE ''Pacific/Kiritimati'''; END $$")
     resets = pool.resets
     assert shop.rows("db", "SELECT name FROM items") == [["real"]]
@@ -81,10 +86,10 @@ def test_pg_session_state_left_by_one_plugin_is_gone_for_the_next(
                            "current_setting('application_name'), "
                            "current_setting('client_encoding'), current_setting('TimeZone') "
                            "= (SELECT reset_val FROM pg_settings WHERE name = 'TimeZone'), "
-                           "pg_try_advisory_lock(4242), "
+                           "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'), "
                            "(SELECT count(*) FROM pg_tables WHERE schemaname LIKE 'pg_temp%'"
                            " AND tablename = 'items')") == \
-        [['"$user", public', "omnicore", "UTF8", True, True, 0]]
+        [['"$user", public', "omnicore", "UTF8", True, 0, 0]]
     assert shop.rows("db", "SELECT $1::text", "é ✓") == [["é ✓"]]
     # And back: the attacker's session is gone too (its own connection was reset for shop).
     assert evil.rows("db", "SELECT name FROM items") == [["real"]]
@@ -105,9 +110,10 @@ def test_pg_transaction_and_session_statements_are_refused(
                 "DISCARD ALL", "LISTEN ch", "PREPARE omnicore_1 AS SELECT 1",
                 "EXECUTE omnicore_1", "DEALLOCATE ALL", "DECLARE c CURSOR WITH HOLD FOR "
                 "SELECT 1", "LOCK TABLE items", "SAVEPOINT a", "COPY items TO STDOUT",
-                "/* a comment */ BEGIN", "-- line\n  (BEGIN", "/* /* nested */ BEGIN */ SELECT 1"):
+                "/* a comment */ BEGIN", "-- line\n  (BEGIN", "/* /* nested */ */ BEGIN"):
         msg = _refused(evil, "execute", sql)
-        assert msg.startswith("DENIED: connector db: ") and "§4.10, Statements" in msg, sql
+        assert msg.startswith(("DENIED: connector db: ", "INVALID: connector db: ")) and \
+            "§4.10, Statements" in msg, sql
     # Nothing of those ran: a plain BEGIN would have left shop's INSERT uncommitted.
     assert shop.execute("db", "INSERT INTO items VALUES (2, 'kept')") == {"rows_affected": 1}
     with psycopg.connect(shop_url(pgpair[2]), autocommit=True) as other:
@@ -123,7 +129,7 @@ def test_pg_one_statement_per_request_with_or_without_parameters(
     evil, shop, _ = pgpair
     for handler in ("execute", "query"):
         msg = _refused(evil, handler, "SELECT 1; DROP TABLE items")
-        assert msg.startswith("INVALID: connector db: cannot insert multiple commands"), msg
+        assert msg.startswith("INVALID: connector db: holds 2 statements"), msg
         msg = _refused(evil, handler, "SELECT $1::int; DROP TABLE items", 1)
         assert msg.startswith("INVALID:"), msg
     assert shop.rows("db", "SELECT name FROM items") == [["real"]]
@@ -138,7 +144,8 @@ def test_pg_read_only_holds_whatever_the_plugin_sends(sql_app: Callable[..., Db]
                     PG_PASSWORD)
     denied = "DENIED: connector db is read-only"
     # The session's default, changed by a function, then a write.
-    evil.rows("db", "SELECT set_config('default_transaction_read_only', 'off', false)")
+    evil.execute("db", "DO $$ BEGIN PERFORM set_config('default_transaction_read_only', "
+                       "'off', false); END $$")
     assert _refused(evil, "execute", "INSERT INTO ro VALUES (1)").startswith(denied)
     # A DO block that changes the default and commits to start a read-write transaction.
     msg = _refused(evil, "execute", "DO $$ BEGIN PERFORM set_config("
@@ -194,7 +201,7 @@ def test_pg_every_statement_counts_against_a_plugins_share(
         gate.execute("SELECT pg_advisory_lock(77)")  # evil's statement waits on it
         first: list[Any] = []
         hold = threading.Thread(target=lambda: first.append(
-            evil.rows("db", "SELECT 1 FROM pg_advisory_lock(77) /* holds-share */")))
+            evil.rows("db", "SELECT 1 FROM pg_advisory_xact_lock(77) /* holds-share */")))
         hold.start()
         eventually(lambda: gate.execute("SELECT count(*) FROM pg_stat_activity WHERE query "
                                         "LIKE '%holds-share%' AND wait_event_type = 'Lock'"
@@ -250,23 +257,26 @@ def _admin(url: str) -> Any:  # noqa: F811
 
 def test_maria_session_state_left_by_one_plugin_is_gone_for_the_next(
         mpair: tuple[Db, Db, str]) -> None:
-    evil, shop, _ = mpair
+    evil, shop, where = mpair
     # SET NAMES gbk through a procedure (the gate sees only CALL): the neighbour's bound
     # parameter would be escaped for utf8mb4 and read as gbk.
     evil.execute("db", "CREATE PROCEDURE gbk() SET NAMES gbk")
     evil.execute("db", "CREATE PROCEDURE modes() SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
     evil.execute("db", "CALL gbk()")
     evil.execute("db", "CALL modes()")
-    evil.rows("db", "SELECT @forged := 'forged'")
+    evil.execute("db", "CREATE PROCEDURE forge() SET @forged = 'forged'")
+    evil.execute("db", "CALL forge()")
     evil.execute("db", "CREATE TEMPORARY TABLE items (id INT, name VARCHAR(100))")
     evil.execute("db", "INSERT INTO items VALUES (1, 'shadow')")
-    assert evil.rows("db", "SELECT GET_LOCK('held', 0)") == [[1]]
+    with _admin(where) as admin, admin.cursor() as cur:  # the gate sees GET_LOCK
+        cur.execute("CREATE PROCEDURE hold() DO GET_LOCK('held', 0)")
+    evil.execute("db", "CALL hold()")
     pool = _pool(shop)
     resets = pool.resets
     assert shop.rows("db", "SELECT name FROM items ORDER BY id") == [["real"], ["other"]]
     assert pool.resets == resets + 1
     assert shop.rows("db", "SELECT @@character_set_client, @@sql_mode LIKE "
-                           "'%NO_BACKSLASH_ESCAPES%', @forged, GET_LOCK('held', 0)") == \
+                           "'%NO_BACKSLASH_ESCAPES%', @forged, IS_FREE_LOCK('held')") == \
         [["utf8mb4", 0, None, 1]]
     for value in ("\u00bf' OR 1=1 -- ", "\u7e17' OR 1=1 -- ", "x\\' OR 1=1 -- "):
         assert shop.rows("db", "SELECT count(*) FROM items WHERE name = ?", value) == [[0]]

@@ -37,7 +37,8 @@ def test_statement_steps_take_parameters_from_inputs(wf_app: Callable[..., OmniA
     url = pg_url.replace("omnicore:omnicore@", "omnicore@")
     app = wf_app({"restock.yaml": FLOW}, extra=f"""\
         connectors:
-          orders: {{kind: postgres, url: "{url}", secret: orders-pw}}
+          orders: {{kind: postgres, url: "{url}", secret: orders-pw,
+                    statements: {{allow: [create]}}}}
         """)
     app.secrets.set("orders-pw", "omnicore")
     backend = app.databases.backend("orders", ("postgres",))

@@ -341,6 +341,10 @@ class ConnectorConfig(Strict):
                                          description="open transactions per call (2)")
     key_prefix: str | None = Field(default=None, description="redis: every key's prefix "
                                                                "(omnicore:{plugin}:)")
+    statements: dict[str, Any] | None = Field(
+        default=None, description="postgres/mysql: statement kinds allowed beyond reads and "
+                                  "row changes, {allow: [kind], plugins: {plugin: [kind]}} "
+                                  "(specs/abi.md §4.10, Statements)")
     auth: Literal["none", "bearer", "basic", "header", "query"] = Field(
         default="none", description="how the secret is sent")
     secret: str | None = Field(default=None, description="the secret's name (omnicore secrets)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from omnicore.egress.db.statements import NO_WIDENING, Widening, widening
 from omnicore.errors import ConfigError
 from omnicore.storage.secrets import check_name
 
@@ -27,7 +28,8 @@ _SCHEMES = {"postgres": ("postgresql", "postgres"), "mysql": ("mysql", "mariadb"
 _DEFAULT_PORT = {"postgres": 5432, "mysql": 3306, "redis": 6379}
 _INTS = ("pool_size", "statement_timeout_ms", "max_rows", "max_result_bytes",
          "max_transactions")
-_KEYS = frozenset({"kind", "url", "secret", "url_secret", "read_only", "key_prefix", *_INTS})
+_KEYS = frozenset({"kind", "url", "secret", "url_secret", "read_only", "key_prefix",
+                   "statements", *_INTS})
 #: Defaults of §4.10/§4.11 (a redis reply is capped smaller than a result set).
 _DEFAULTS = {"pool_size": 4, "statement_timeout_ms": 10_000, "max_rows": 10_000,
              "max_result_bytes": 8 << 20, "max_transactions": 2}
@@ -167,6 +169,7 @@ class DbConnector:
     max_result_bytes: int = 8 << 20
     max_transactions: int = 2
     key_prefix: str = DEFAULT_KEY_PREFIX
+    statements: Widening = NO_WIDENING  # kinds allowed beyond reads and row changes
 
     def describe(self) -> dict[str, Any]:
         """What the console shows: never a secret (a URL from a secret shows as such)."""
@@ -240,7 +243,8 @@ def db_connector(name: str, data: Mapping[str, Any]) -> DbConnector:
                           key=f"{key}.key_prefix")
     return DbConnector(name=name, kind=kind, url=data.get("url"), secret=data.get("secret"),
                        url_secret=data.get("url_secret"), read_only=read_only,
-                       key_prefix=prefix, **values)
+                       key_prefix=prefix, statements=widening(
+                           kind, data.get("statements"), f"{key}.statements"), **values)
 
 
 # What an http connector's keys hold when not written (the config schema's defaults).

@@ -16,7 +16,7 @@ import orjson
 
 from omnicore.egress.db.base import MIN_STATEMENT_MS, Pool, first_line, over_cap, timed_out
 from omnicore.egress.db.config import DbConnector, Target
-from omnicore.egress.db.statements import refusal
+from omnicore.egress.db.statements import judge
 from omnicore.egress.db.values import params
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
@@ -226,10 +226,14 @@ class SqlBackend:
             conn: Any = None) -> bytes:
         """One statement of ``plugin``, in the transaction on ``conn`` or on a pooled
         connection; the §4.10 result JSON. Refused for every failure."""
-        why = refusal(sql, self.connector.kind, conn is not None)
-        if why is not None:
-            raise Refused("DENIED", f"connector {self.name}: {why} (specs/abi.md §4.10, "
-                                    "Statements)")
+        c = self.connector
+        verdict = judge(sql, c.kind, conn is not None, c.read_only,
+                        c.statements.for_plugin(plugin))
+        if verdict.reason is not None:
+            raise Refused(verdict.status, verdict.message(self.name))
+        if verdict.widened:  # the operator's explicit exception, on the record each time
+            _log.info("connector %s: plugin %s sends a %s statement, allowed by "
+                      "connectors.%s.statements", self.name, plugin, verdict.kind, self.name)
         if (deadline - time.monotonic()) * 1000 < MIN_STATEMENT_MS:
             raise Refused("UNAVAILABLE", f"connector {self.name}: statement timed out")
         if conn is not None:

@@ -1,75 +1,109 @@
-"""What a plugin's SQL statement may be (specs/abi.md §4.10, "Statements").
+"""What a plugin's SQL statement may be (specs/abi.md §4.10, "Statements"), judged with the
+grammar of the server that runs it.
 
-A statement runs on a pooled server session the host keeps for the plugin. Statements that
-would change that session past the statement — its settings, role, prepared statements,
-cursors, listeners, locks held outside a transaction, the current database — or that open
-and end transactions behind the API's ``begin``/``commit``/``rollback`` are refused here,
-by their leading keyword, with one clear line. What a keyword cannot show (a function
-that changes a setting, a procedure, a DO block) is made harmless by the reset that every
-connection passes through before it serves another plugin (:class:`~omnicore.egress.db.base.
-Pool`), and read-only by the read-only transaction every statement of a read-only connector
-runs in: this gate is the clear error, not the guarantee.
+A statement runs on a pooled server session the host keeps for the plugin, with the
+authority of the connector's database role. By default a plugin reads and changes rows:
+``SELECT`` (not ``INTO``), ``INSERT``, ``UPDATE``, ``DELETE`` (and ``MERGE``, ``REPLACE``,
+``WITH`` over them, ``EXPLAIN``, ``SHOW``); inside a transaction the API opened, what ends with
+it (savepoints, ``SET LOCAL``, ``LOCK``). Every other kind — schema changes, grants, session
+settings, ``COPY``, ``CALL``, ``DO``, cursors, prepared statements — is refused with one line
+naming the kind, unless the operator allowed that kind for the connector or the plugin
+(:class:`Widening`, ``connectors.<name>.statements``). Calls of functions whose effect
+outlives or escapes the statement (session locks, large objects, signals to other backends,
+files, settings) are refused wherever they stand in the statement, whatever is widened.
+
+- PostgreSQL: :mod:`~omnicore.egress.db.pgstatements`, the server's own parser (pglast).
+- MariaDB/MySQL: :mod:`~omnicore.egress.db.mystatements`, a tokenizer with MariaDB's rules.
+
+The read-only transaction of a ``read_only`` connector and the reset of a connection before
+another plugin gets it stay the second line behind this gate.
 """
 
 from __future__ import annotations
 
 import functools
-import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["refusal"]
+from omnicore.egress.db import mystatements, pgstatements
+from omnicore.egress.db.verdict import Verdict
+from omnicore.errors import ConfigError
 
-# Whitespace, comments and opening parentheses before a statement's first word. (A MySQL
-# executable comment, /*! ... */, is code: it is refused below, not skipped.)
-_LEAD = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|#[^\n]*(?:\n|\Z)|/\*(?![!M]).*?\*/|\()*",
-                   re.DOTALL)
-_WORDS = re.compile(r"([A-Za-z_]+)(?:\s+([A-Za-z_]+))?")
+__all__ = ["NO_WIDENING", "Verdict", "Widening", "judge", "refusal", "widening"]
 
-_TX = "opens or ends a transaction: use the API's begin, commit and rollback"
-_SESSION = ("changes the server session beyond the statement (its settings would outlive "
-            "the call)")
-#: Leading keywords refused everywhere, with the reason.
-_ALWAYS = {
-    "BEGIN": _TX, "START": _TX, "COMMIT": _TX, "END": _TX, "ABORT": _TX, "XA": _TX,
-    "RESET": _SESSION, "DISCARD": _SESSION, "LISTEN": _SESSION, "UNLISTEN": _SESSION,
-    "PREPARE": _SESSION, "EXECUTE": _SESSION, "DEALLOCATE": _SESSION, "USE": _SESSION,
-    "UNLOCK": _SESSION, "HANDLER": _SESSION, "LOAD": _SESSION, "DECLARE": _SESSION,
-    "FETCH": _SESSION, "MOVE": _SESSION, "CLOSE": _SESSION, "KILL": _SESSION,
-    "COPY": "copies through the connection's own stream, which the host does not serve",
-}
-#: Keywords allowed only inside a transaction the API opened (they end with it), PostgreSQL.
-_IN_TX_PG = {"SAVEPOINT", "RELEASE", "LOCK"}
-_IN_TX_MYSQL = {"SAVEPOINT", "RELEASE"}
+_NEVER = frozenset({"transaction", "begin", "start", "commit", "rollback", "xa", "savepoint",
+                    "release"})
 
 
 @functools.lru_cache(maxsize=1024)  # a plugin's statements are few literals, run again and again
-def refusal(sql: str, kind: str, in_tx: bool) -> str | None:
-    """Why the statement ``sql`` of a ``kind`` ("postgres" or "mysql") connector may not run
-    (``in_tx``: inside a transaction the API opened), or None when it may."""
-    if kind == "mysql" and ("/*!" in sql or "/*M!" in sql):
-        return "holds a MySQL executable comment (/*! ... */), which runs as code"
-    lead = _LEAD.match(sql)
-    words = _WORDS.match(sql, lead.end() if lead else 0)
-    if words is None:
-        # (A nested comment PostgreSQL reads and this does not, say: never a bypass.)
-        return "does not start with a statement's keyword"
-    first = words.group(1).upper()
-    second = (words.group(2) or "").upper()
-    why = _ALWAYS.get(first)
-    if why is not None:
-        return f"{first} {why}"
-    if first == "ROLLBACK":
-        if in_tx and second == "TO":
-            return None
-        return f"ROLLBACK {_TX}"
-    if first == "SET":
-        # Inside an API transaction PostgreSQL's SET LOCAL, SET TRANSACTION and SET
-        # CONSTRAINTS end with the transaction; everything else SET changes is the session's
-        # (MySQL's SET STATEMENT ... FOR would lift the statement's time limit).
-        if kind == "postgres" and in_tx and second in ("LOCAL", "TRANSACTION", "CONSTRAINTS"):
-            return None
-        return f"SET {_SESSION}"
-    if first in (_IN_TX_PG if kind == "postgres" else _IN_TX_MYSQL):
-        return None if in_tx else f"{first} outside a transaction {_SESSION}"
-    if first == "LOCK":  # MySQL's LOCK TABLES holds them past the statement
-        return f"LOCK {_SESSION}"
-    return None
+def judge(sql: str, kind: str, in_tx: bool, read_only: bool = False,
+          widen: frozenset[str] = frozenset()) -> Verdict:
+    """The verdict on the statement ``sql`` of a ``kind`` ("postgres" or "mysql") connector:
+    ``in_tx`` inside a transaction the API opened, ``read_only`` for a read-only connector,
+    ``widen`` the kinds the operator allowed for this plugin."""
+    if kind == "postgres":
+        return pgstatements.judge(sql, in_tx, read_only, widen)
+    return mystatements.judge(sql, in_tx, read_only, widen)
+
+
+def refusal(sql: str, kind: str, in_tx: bool, read_only: bool = False,
+            widen: frozenset[str] = frozenset()) -> str | None:
+    """Why the statement may not run (one line), or None when it may."""
+    return judge(sql, kind, in_tx, read_only, widen).reason
+
+
+@dataclass(frozen=True)
+class Widening:
+    """The kinds an operator allowed beyond reads and row changes: ``allow`` for every plugin
+    of the connector, ``plugins`` per plugin name (``connectors.<name>.statements``)."""
+
+    allow: frozenset[str] = frozenset()
+    plugins: tuple[tuple[str, frozenset[str]], ...] = ()
+    _by_plugin: dict[str, frozenset[str]] = field(default_factory=dict, compare=False,
+                                                  hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_plugin.update((p, self.allow | kinds) for p, kinds in self.plugins)
+
+    def for_plugin(self, plugin: str) -> frozenset[str]:
+        """The kinds ``plugin`` may send beyond the default ones."""
+        return self._by_plugin.get(plugin, self.allow)
+
+
+#: A connector that allows nothing beyond the default kinds.
+NO_WIDENING = Widening()
+
+
+def _kinds(kind: str, value: Any, where: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"{where} must be a list of statement kinds", key=where)
+    known = pgstatements.kinds() if kind == "postgres" else mystatements.KINDS
+    for k in value:
+        if k in _NEVER:
+            raise ConfigError(f"{where}: {k} statements stay the API's (begin, commit, "
+                              "rollback): they cannot be allowed", key=where, value=k)
+        if k not in known:
+            raise ConfigError(f"{where}: {k!r} is not a {kind} statement kind (a refusal "
+                              "names the kind to allow; specs/abi.md §4.10, Statements)",
+                              key=where, value=k)
+    return frozenset(value)
+
+
+def widening(kind: str, value: Any, where: str) -> Widening:
+    """``connectors.<name>.statements`` of a ``kind`` connector: ``{allow: [kind, ...],
+    plugins: {plugin: [kind, ...]}}``; ConfigError names the key."""
+    if value is None:
+        return NO_WIDENING
+    if kind not in ("postgres", "mysql"):
+        raise ConfigError(f"{where} is for postgres and mysql connectors", key=where)
+    if not isinstance(value, Mapping) or set(value) - {"allow", "plugins"}:
+        raise ConfigError(f"{where} takes allow (a list of statement kinds) and plugins "
+                          "(a list per plugin name)", key=where)
+    allow = _kinds(kind, value.get("allow", []), f"{where}.allow")
+    plugins = value.get("plugins", {})
+    if not isinstance(plugins, Mapping):
+        raise ConfigError(f"{where}.plugins maps plugin names to lists of statement kinds",
+                          key=f"{where}.plugins")
+    return Widening(allow, tuple((str(p), _kinds(kind, v, f"{where}.plugins.{p}"))
+                                 for p, v in sorted(plugins.items())))
