@@ -108,9 +108,15 @@ MUTATIONS = [
       "why = _untrusted(source.stat(), owners)", "why = None",
       ("tests/cli/test_cli_precompile.py",)),
     M("compiled modules taken unchecked", "sandbox/modcache.py",
-      "    if why is None and not hmac.compare_digest(digest, hashlib.sha256(body).digest()):",
-      "    if False:",
-      ("tests/cli/test_cli_precompile.py",)),
+      "    why = _why_refused(key, origin, body, mac)\n    if why is not None:",
+      "    why = None\n    if why is not None:",
+      ("tests/cli/test_cli_precompile.py", "tests/sandbox/test_modcache_trust.py")),
+    # Compiled code a host did not make (issue 61): the MAC, and the key it is made with.
+    M("a forged entry deserialized", "sandbox/modcache.py",
+      "    if not hmac.compare_digest(mac[len(MAGIC) + 8:], _mac(key, origin, body)):",
+      "    if False:", ("tests/sandbox/test_modcache_trust.py",)),
+    M("an entry of another module or engine taken", "sandbox/modcache.py",
+      "    m.update(origin.encode())\n", "", ("tests/sandbox/test_modcache_trust.py",)),
     M("an entry compiled again by whoever waited for it", "sandbox/modcache.py",
       "        if waited:", "        if False:", ("tests/sandbox/test_modcache.py",)),
 ]
