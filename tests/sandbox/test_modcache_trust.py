@@ -149,6 +149,35 @@ def test_a_host_starting_on_a_forged_entry_serves_the_genuine_plugin(
     _refused_once(warnings, entry)
 
 
+def test_a_host_serving_a_catalog_version_refuses_its_forged_entry(
+        tmp_path: Path, start_host: object, warnings: pytest.LogCaptureFixture) -> None:
+    """A version the catalog serves (not the folder): compiled by the first host, forged,
+    then loaded by the next host at its start."""
+    from omnicore.plugins.catalog import app_catalog
+    from tests.waiting import eventually
+
+    cache = tmp_path / "cache"
+    sandbox = {"cache_dir": str(cache), "compiler": COMPILER}
+    start = start_host  # type: ignore[assignment]
+    first = start(sandbox=sandbox)  # type: ignore[operator]
+    catalog = app_catalog(lambda: first.storage, first.plugins.published.check_module,
+                          first.config.catalog)
+    catalog.publish(GENUINE, by="ada")
+    eventually(lambda: "greeter" in first.plugins
+               and first.plugins.get("greeter").state == "loaded", "the version served")
+    assert first.plugins.get("greeter").origin == "catalog"
+    assert first.plugins.call("greeter", "greet") == b"Hello, world"
+    first.stop()
+    entry = _forge(cache, "the forged module's own MAC", tmp_path)
+    warnings.clear()
+    second = start(sandbox=sandbox)  # type: ignore[operator]
+    eventually(lambda: "greeter" in second.plugins
+               and second.plugins.get("greeter").state == "loaded", "the version served")
+    assert second.plugins.get("greeter").origin == "catalog"
+    assert second.plugins.call("greeter", "greet") == b"Hello, world"
+    _refused_once(warnings, entry)
+
+
 def test_omnicore_call_refuses_a_forged_entry(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               warnings: pytest.LogCaptureFixture) -> None:
