@@ -6,7 +6,8 @@ The parts: the config; the data dir and its stores (:class:`~omnicore.app_data.A
 them); the extensions (the built-in capabilities, and the plugin host behind ``app.plugins``);
 and the services, each a :class:`~omnicore.core.module.ServiceModule` whose service is made
 on first use (so ``omnicore call`` never loads one): cluster membership (``app.cluster``),
-subscriptions (``app.subscriptions``), jobs (``app.jobs``), workflows (``app.workflows``).
+subscriptions (``app.subscriptions``), jobs (``app.jobs``), workflows (``app.workflows``),
+the retention sweep (``retention.*``).
 
 Start sequence: the data dir (:meth:`AppData.open <omnicore.app_data.AppData.open>`),
 entry-point extensions, the task engine, the modules in dependency order, the extensions'
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # made on first use, so `omnicore call` never loads them
     from omnicore.storage import Storage
     from omnicore.storage.datadir import DataDirLock
     from omnicore.storage.memory import Embedder, MemoryStore
+    from omnicore.storage.retention import Sweeper
     from omnicore.storage.secrets import SecretStore
     from omnicore.storage.vectors import VectorStore
     from omnicore.subscriptions import Subscriptions
@@ -160,7 +162,13 @@ class OmniApp:
         self._workflows: ServiceModule[Workflows] = ServiceModule(
             "workflows", self._make_workflows, depends_on=("cluster", "subscriptions"),
             start=lambda w: w.start_workers(), drain=lambda w, grace: w.stop(grace))
-        for service in (self._cluster, self._subscriptions, self._jobs, self._workflows):
+        # The retention sweep (retention.*): one host of the cluster at a time, by the claim
+        # it makes in the store; it stops before the cluster leaves.
+        self._retention: ServiceModule[Sweeper] = ServiceModule(
+            "retention", self._make_sweeper, depends_on=("cluster",),
+            start=lambda s: s.start(), stop=lambda s: s.stop())
+        for service in (self._cluster, self._subscriptions, self._jobs, self._workflows,
+                        self._retention):
             self._services.add(service)
         if default_modules:
             from omnicore.jobs import JobMetrics
@@ -170,6 +178,10 @@ class OmniApp:
             # Durable jobs and event deliveries in /metrics (collectors follow a replacement).
             self.metrics.add_collector(JobMetrics(self.jobs))
             self.metrics.add_collector(self.subscriptions.collector())
+            from omnicore.storage.retention import RetentionMetrics
+
+            self.metrics.add_collector(RetentionMetrics(
+                lambda: self._retention.service if self._retention.made else None))
         self.extensions = ExtensionManager(self)
         for dotted in BUILTIN_EXTENSIONS if builtin_extensions is None else builtin_extensions:
             builtin = _BUILTIN_OBJECTS.get(dotted)
@@ -203,6 +215,11 @@ class OmniApp:
         from omnicore.workflows import Workflows
 
         return Workflows(self)
+
+    def _make_sweeper(self) -> Sweeper:
+        from omnicore.storage.retention import Sweeper
+
+        return Sweeper(lambda: self.storage, self.config.retention)
 
     def _membership(self) -> Membership:
         from omnicore import __version__
@@ -266,7 +283,8 @@ class OmniApp:
 
     @property
     def services(self) -> list[Module]:
-        """The services as modules (``cluster``, ``subscriptions``, ``jobs``, ``workflows``),
+        """The services as modules (``cluster``, ``subscriptions``, ``jobs``, ``workflows``,
+        ``retention``),
         in the order they are added; each one's service is made on first use."""
         return list(self._services)
 

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from omnicore.config.retention import RetentionConfig
 from omnicore.config.sandbox import LIMIT_KEYS, CircuitConfig, LimitsConfig, SandboxConfig
 from omnicore.config.strict import Strict
 
@@ -40,6 +41,7 @@ __all__ = [
     "OmniConfig",
     "PluginConfig",
     "RegistryConfig",
+    "RetentionConfig",
     "SandboxConfig",
     "StorageConfig",
     "TasksConfig",
@@ -517,6 +519,7 @@ class OmniConfig(Strict):
     workflows: WorkflowsConfig = Field(default_factory=lambda: WorkflowsConfig())
     mcp: McpConfig = Field(default_factory=lambda: McpConfig())
     registry: RegistryConfig = Field(default_factory=lambda: RegistryConfig())
+    retention: RetentionConfig = Field(default_factory=lambda: RetentionConfig())
     trust: TrustConfig = Field(default_factory=lambda: TrustConfig(),
                                description="plugins.trust in the file: the signatures a "
                                            "module needs")

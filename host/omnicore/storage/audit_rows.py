@@ -3,8 +3,8 @@
 An entry is written for a change an operator makes (a grant, a config key, a plugin upload,
 a user or token), by whichever surface made it; values are JSON (``before`` and ``after``:
 what the target was and became, None where there was nothing). Secret values are never
-entries' values: the caller records a secret by name. The log only grows, oldest entries
-purged by age.
+entries' values: the caller records a secret by name. The log only grows; the oldest entries
+are purged by age (``retention.audit``, omnicore.storage.retention).
 """
 
 from __future__ import annotations
@@ -50,5 +50,6 @@ class AuditLog(abc.ABC):
         matches a target that is the plugin or one of its parts (``plugin/...``)."""
 
     @abc.abstractmethod
-    def purge(self, before: float) -> int:
-        """Delete the entries older than ``before``; how many."""
+    def purge(self, before: float, *, limit: int | None = None) -> int:
+        """Delete the entries older than ``before``, oldest first, at most ``limit`` (None:
+        all) in one transaction; how many."""

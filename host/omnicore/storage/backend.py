@@ -36,7 +36,8 @@ from typing import Any, Protocol, TypeVar
 
 from omnicore.storage.migration import Pending
 
-__all__ = ["Backend", "Cursor", "Dialect", "Presence", "TextIndex", "Tx", "marks", "where"]
+__all__ = ["Backend", "Cursor", "Dialect", "Presence", "TextIndex", "Tx", "bounded_delete",
+           "marks", "where"]
 
 T = TypeVar("T")
 
@@ -123,6 +124,17 @@ def where(**columns: Any) -> tuple[str, list[Any]]:
             terms.append(f"{column}=?")
             args.append(value)
     return (" WHERE " + " AND ".join(terms)) if terms else "", args
+
+
+def bounded_delete(table: str, key: str, condition: str, args: Sequence[Any],
+                   limit: int | None) -> tuple[str, list[Any]]:
+    """The DELETE of ``table``'s rows where ``condition`` holds, the oldest first by its
+    integer ``key`` and at most ``limit`` of them (None: all), and its arguments: a purge
+    in batches, so a huge table never holds one long transaction."""
+    if limit is None:
+        return f"DELETE FROM {table} WHERE {condition}", list(args)
+    return (f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE "
+            f"{condition} ORDER BY {key} LIMIT ?)", [*args, limit])
 
 
 class TextIndex(abc.ABC):

@@ -76,6 +76,10 @@ MAX_LIST_KEYS = 1000
 
 JobState = Literal["queued", "running", "succeeded", "dead", "cancelled"]
 JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "dead", "cancelled")
+#: The states of a job that ended well or was called off (``dead`` is the dead letter).
+FINISHED: tuple[JobState, ...] = ("succeeded", "cancelled")
+#: The states :meth:`JobQueue.purge_finished` may delete: a job that is over.
+ENDED: tuple[JobState, ...] = ("succeeded", "cancelled", "dead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,8 +341,11 @@ class JobQueue(abc.ABC):
         """How many jobs each ``(plugin, state)`` holds (absent: none)."""
 
     @abc.abstractmethod
-    def purge_finished(self, before: float) -> int:
-        """Delete succeeded/cancelled jobs finished before ``before``; how many."""
+    def purge_finished(self, before: float, *, states: Sequence[JobState] = FINISHED,
+                       limit: int | None = None) -> int:
+        """Delete jobs in ``states`` (finished ones only: succeeded, cancelled, dead)
+        finished before ``before``, oldest first, at most ``limit`` (None: all) in one
+        transaction; how many. A queued or running job is never deleted: ValueError."""
 
 
 class Schedules(abc.ABC):
@@ -373,6 +380,12 @@ class EventLog(abc.ABC):
     def get_many(self, event_ids: Sequence[int]) -> list[EventRecord]:
         """The events of ``event_ids`` the log still keeps, oldest first (one query per
         thousand ids)."""
+
+    @abc.abstractmethod
+    def purge(self, before: float, *, limit: int | None = None) -> int:
+        """Delete the events appended before ``before``, oldest first, at most ``limit``
+        (None: all) in one transaction; how many. (A durable delivery is a job carrying its
+        own copy of the event: the log's row is not needed to deliver it.)"""
 
 
 T = TypeVar("T")

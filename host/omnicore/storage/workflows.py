@@ -267,6 +267,13 @@ class WorkflowStore(abc.ABC):
         ``window_s`` already (a replay). Older ones are forgotten in the same write."""
 
     @abc.abstractmethod
+    def purge_runs(self, before: float, *, limit: int | None = None) -> int:
+        """Delete runs that ended (:data:`FINAL_RUN_STATES`) before ``before``, with their
+        steps and history, oldest first, at most ``limit`` runs (None: all) in one
+        transaction; how many runs. A run still queued or running is kept, and so is a
+        finished sub-workflow run whose parent run has not ended."""
+
+    @abc.abstractmethod
     def next_fire(self, workflow: str, name: str) -> float | None: ...
 
     @abc.abstractmethod

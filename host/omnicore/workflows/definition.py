@@ -31,6 +31,7 @@ import yaml
 from croniter import croniter
 
 from omnicore import yamlfile
+from omnicore.config.durations import parse_duration
 from omnicore.workflows.errors import DefinitionError, ExpressionError, Problem
 from omnicore.workflows.expressions import Compiled, compile_condition, compile_value
 
@@ -39,8 +40,6 @@ __all__ = ["FORMAT", "Collect", "Concurrency", "Retry", "Step", "Trigger", "Wait
 
 FORMAT = "omniflow/v1"
 MAX_DOCUMENT_BYTES = 1 << 20
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 DEFAULT_TIMEOUT_S = 300.0
 
 
@@ -50,22 +49,6 @@ def schema() -> dict[str, Any]:
     text = resources.files("omnicore.workflows").joinpath("workflow.schema.json").read_text()
     loaded: dict[str, Any] = json.loads(text)
     return loaded
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``30``, ``"500ms"``, ``"30s"``, ``"5m"``, ``"2h"``, ``"1d"``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.fullmatch(str(value).strip())
-        if match is None:
-            raise ValueError(f"{value!r} is not a duration like 500ms, 30s, 5m, 2h, 1d")
-        seconds = float(match[1]) * _UNITS[match[2]]
-    if seconds <= 0:
-        raise ValueError(f"{value!r}: a duration must be positive")
-    return seconds
 
 
 @dataclass(frozen=True, slots=True)

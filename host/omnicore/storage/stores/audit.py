@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from omnicore.storage.audit_rows import AuditEntry, AuditLog
-from omnicore.storage.backend import Backend
+from omnicore.storage.backend import Backend, bounded_delete
 
 __all__ = ["Audit"]
 
@@ -55,5 +55,5 @@ class Audit(AuditLog):
         return [AuditEntry(int(r[0]), float(r[1]), r[2], r[3], r[4], _load(r[5]),
                            _load(r[6]), r[7]) for r in rows]
 
-    def purge(self, before: float) -> int:
-        return self._db.write_one("DELETE FROM audit WHERE at < ?", (before,))[0]
+    def purge(self, before: float, *, limit: int | None = None) -> int:
+        return self._db.write_one(*bounded_delete("audit", "id", "at < ?", [before], limit))[0]

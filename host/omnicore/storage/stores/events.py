@@ -1,4 +1,5 @@
-"""The event log, on any backend: recent plugin events, trimmed now and then.
+"""The event log, on any backend: recent plugin events, trimmed now and then (to
+``capabilities.events.retain`` events) and purged by age (``retention.events``).
 
 An append is announced to the other hosts sharing the database at commit, so their live
 subscribers see it too (:meth:`~omnicore.storage.backend.Tx.announce`).
@@ -10,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from omnicore.storage.backend import Backend, Tx, marks
+from omnicore.storage.backend import Backend, Tx, bounded_delete, marks
 from omnicore.storage.base import EventLog, EventRecord
 
 __all__ = ["Events"]
@@ -52,6 +53,10 @@ class Events(EventLog):
                 f"SELECT {_COLS} FROM events WHERE id IN ({marks(len(chunk))}) ORDER BY id",
                 chunk)]
         return found
+
+    def purge(self, before: float, *, limit: int | None = None) -> int:
+        return self._db.write_one(*bounded_delete("events", "id", "created_at < ?", [before],
+                                                  limit))[0]
 
     def get(self, event_id: int) -> EventRecord | None:
         return self._db.read_row(_event, f"SELECT {_COLS} FROM events WHERE id=?", (event_id,))

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from omnicore.storage.backend import Backend, Tx, where
+from omnicore.storage.backend import Backend, Tx, bounded_delete, marks, where
 from omnicore.storage.base import (
+    ENDED,
+    FINISHED,
     Job,
     JobQueue,
     JobSpec,
@@ -211,9 +213,16 @@ class Jobs(JobQueue):
         rows = self._db.read("SELECT plugin, state, COUNT(*) FROM jobs GROUP BY plugin, state")
         return {(plugin, state): int(n) for plugin, state, n in rows}
 
-    def purge_finished(self, before: float) -> int:
-        return self._db.write_one("DELETE FROM jobs WHERE state IN ('succeeded','cancelled') "
-                                  "AND finished_at<?", (before,))[0]
+    def purge_finished(self, before: float, *, states: Sequence[JobState] = FINISHED,
+                       limit: int | None = None) -> int:
+        if not states:
+            return 0
+        if not set(states) <= set(ENDED):
+            raise ValueError(f"purge_finished deletes ended jobs only ({', '.join(ENDED)}), "
+                             f"not {', '.join(sorted(set(states) - set(ENDED)))}")
+        return self._db.write_one(*bounded_delete(
+            "jobs", "id", f"state IN ({marks(len(states))}) AND finished_at<?",
+            [*states, before], limit))[0]
 
 
 class JobSchedules(Schedules):

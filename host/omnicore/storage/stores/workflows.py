@@ -382,6 +382,29 @@ class Workflows(WorkflowStore):
                                      "DO NOTHING", (signature, now)).rowcount == 1)
         return bool(self._db.write(run))
 
+    def purge_runs(self, before: float, *, limit: int | None = None) -> int:
+        final = marks(len(FINAL_RUN_STATES))
+        # A sub-workflow's run is kept while its parent has not ended: the parent's step
+        # reads it (child_run) when it resumes.
+        condition = (f"r.state IN ({final}) AND r.finished_at < ? AND (r.parent_run IS NULL "
+                     f"OR NOT EXISTS (SELECT 1 FROM wf_runs p WHERE p.id = r.parent_run AND "
+                     f"p.state NOT IN ({final})))")
+        args = [*FINAL_RUN_STATES, before, *FINAL_RUN_STATES]
+
+        def run(conn: Tx) -> int:
+            bound = "" if limit is None else " LIMIT ?"
+            ids = [int(r[0]) for r in conn.execute(
+                f"SELECT r.id FROM wf_runs r WHERE {condition} ORDER BY r.id{bound}"
+                f"{self._d.for_update}", [*args, *([] if limit is None else [limit])])]
+            for at in range(0, len(ids), 500):
+                chunk = ids[at:at + 500]
+                for table, column in (("wf_steps", "run_id"), ("wf_history", "run_id")):
+                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks(len(chunk))})",
+                                 chunk)
+                conn.execute(f"DELETE FROM wf_runs WHERE id IN ({marks(len(chunk))})", chunk)
+            return len(ids)
+        return int(self._db.write(run))
+
     def next_fire(self, workflow: str, name: str) -> float | None:
         rows = self._db.read("SELECT next_fire FROM wf_triggers WHERE workflow=? AND name=?",
                     (workflow, name))
