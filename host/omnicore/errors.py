@@ -63,7 +63,9 @@ here and in ``omnicore`` itself::
         │   ├── plugins.catalog.BadPublish   the plugin catalog will not take a module:
         │   │   │                  its digest is not the one announced, it is empty, its name
         │   │   │                  or sidecar would be refused
-        │   │   └── plugins.catalog.ModuleTooLarge   over catalog.max_module_bytes
+        │   │   ├── plugins.catalog.ModuleTooLarge   over catalog.max_module_bytes
+        │   │   └── plugins.catalog.OlderModule   older than the version in force, under
+        │   │                      catalog.refuse_older
         │   └── plugins.convergence.FetchFailed  the catalog's module could not be brought to
         │                      this host whole (gone from the store, or not its digest)
         └── PluginCallError      one call failed; the host keeps serving
