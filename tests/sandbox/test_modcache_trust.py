@@ -431,6 +431,18 @@ def test_an_engine_made_without_a_key_uses_the_users(tmp_path: Path,
     assert key is not None and key.source == str(tmp_path / "share" / "omnicore" / "module.key")
 
 
+def test_no_place_for_a_key_means_no_cache_not_a_failed_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        warnings: pytest.LogCaptureFixture) -> None:
+    """A container without a writable home: every module is compiled, none read."""
+    monkeypatch.delenv(modkey.ENV_KEY)
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "not-a-dir"))
+    assert _greet(tmp_path / "cache") == b"Hello, world"
+    assert "no compiled-module key" in warnings.text
+    assert not list((tmp_path / "cache").glob("*.cwasm"))
+
+
 # -- one door --------------------------------------------------------------------------------
 
 def test_only_modcache_deserializes_compiled_code() -> None:

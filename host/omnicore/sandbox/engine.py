@@ -260,7 +260,7 @@ class SandboxEngine:
     def _usable_key(self, get: Callable[[], ModuleKey | None]) -> ModuleKey | None:
         try:
             key = get()
-        except ConfigError as exc:
+        except (ConfigError, OSError) as exc:  # a key file refused, or no home to keep one
             _log.warning("no compiled-module key (%s): every module is compiled, none read "
                          "from the cache", exc)
             return None
