@@ -184,7 +184,10 @@ def test_a_file_and_its_sig_cover_the_module_only(appdir: Path, tmp_path: Path) 
     side.write_text(EVIL)
     code, _, err = run(appdir, "publish", str(file))
     assert code == 1 and "no trusted key signed it" in err, err
-    tmp_path.joinpath("conf.yaml.sig").write_bytes(sign_blob(ops, EVIL.encode()))
+    # `omnicore plugins sign SIDECAR --key` writes SIDECAR.sig, as cosign sign-blob does.
+    signed = CliRunner().invoke(main, ["plugins", "sign", str(side), "--key",
+                                       str(tmp_path / "ops.key")])
+    assert signed.exit_code == 0 and tmp_path.joinpath("conf.yaml.sig").is_file()
     code, _, err = run(appdir, "publish", str(file))
     assert code == 0, err
     # An empty sidecar claims nothing: the module's signature is enough.
