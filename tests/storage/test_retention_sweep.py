@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -196,3 +197,20 @@ def test_a_second_host_does_not_sweep_while_the_first_does(storage: Storage,
     assert done == [{"audit": 4}]
     assert second.tick() is None  # still the first host's period
     assert second.deleted == {}
+
+
+def test_a_running_app_sweeps_on_its_own(make_app: Any) -> None:
+    from tests.waiting import eventually
+
+    app = make_app(default_modules=False, overrides={"retention": {"audit": "1m",
+                                                                    "sweep_every": "1s"}})
+    app.start()
+    try:
+        assert [m.name for m in app.services][-1] == "retention"
+        audit = app.storage.audit
+        audit.append("ada", "grant.add", "p", None, None, None, time.time() - 3600)
+        kept = audit.append("ada", "grant.add", "p", None, None, None, time.time())
+        eventually(lambda: [e.id for e in audit.entries()] == [kept] or None,
+                   "the hour-old audit entry swept by the app's own sweep")
+    finally:
+        app.stop()
