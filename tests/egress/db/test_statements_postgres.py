@@ -137,6 +137,13 @@ HOSTILE: list[tuple[str, str | None]] = [
     ("WITH x AS (SELECT pg_advisory_lock(1)) SELECT 1", "calls pg_advisory_lock()"),
     ("EXPLAIN ANALYZE SELECT pg_advisory_lock(1)", "calls pg_advisory_lock()"),
     ("SELECT CASE WHEN false THEN pg_advisory_lock(1) END", "calls pg_advisory_lock()"),
+    # A setting changed through the pg_settings view's update rule (it calls set_config).
+    ("UPDATE pg_settings SET setting = 'forged' WHERE name = 'search_path'",
+     "UPDATE of pg_settings changes a setting past the statement"),
+    ("UPDATE pg_catalog.PG_SETTINGS SET setting = 'x'", "UPDATE of pg_settings"),
+    ("WITH s AS (UPDATE pg_settings SET setting = 'x' RETURNING 1) SELECT 1",
+     "UPDATE of pg_settings"),
+    ("SELECT setting FROM pg_settings WHERE name = 'search_path'", ALLOWED),
     ("SELECT (SELECT pg_terminate_backend(1))", "calls pg_terminate_backend()"),
     ("SELECT count(*) FILTER (WHERE pg_advisory_lock(1) IS NULL) FROM items",
      "calls pg_advisory_lock()"),

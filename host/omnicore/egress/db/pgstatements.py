@@ -211,7 +211,8 @@ def judge(sql: str, in_tx: bool, read_only: bool, widen: frozenset[str]) -> Verd
     # Most statements are a plain read or row change: no other statement node, no call, no
     # INTO in the tree's text, so no walk (a string holding those words only takes the walk).
     if root in _DATA and text.count('Stmt":') == 1 and '"FuncCall"' not in text and \
-            '"intoClause"' not in text and not (read_only and root in _WRITES):
+            '"intoClause"' not in text and not (root in _WRITES and (
+                read_only or "pg_settings" in text.lower())):
         return Verdict(None, kind)
     widened = False
     for node, fields in _nodes(stmts[0]["stmt"]):
@@ -231,6 +232,10 @@ def judge(sql: str, in_tx: bool, read_only: bool, widen: frozenset[str]) -> Verd
                 widened = True
             if read_only and node in _WRITES:
                 return Verdict(f"{_DATA[node].upper()} writes", kind, read_only=True)
+            if node in _WRITES and str(fields.get("relation", {}).get("relname", "")).lower() \
+                    == "pg_settings":
+                return Verdict(f"{_DATA[node].upper()} of pg_settings {_SETTING} (the view's "
+                               "rule calls set_config)", kind)
         elif node == "FuncCall":
             name = fields["funcname"][-1].get("String", {}).get("sval", "")
             why = _function(name, read_only)
