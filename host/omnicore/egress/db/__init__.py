@@ -7,6 +7,10 @@
     values.py    SQL values as JSON, both ways (tags: $bytes, $json, $timestamp, ...)
     base.py      the bounded connection pool, the client-side deadline, caps, one-line failures
     sql.py       a SQL connector's backend: statements, transactions, the result's JSON
+    statements.py    what a plugin's statement may be, judged by the server's grammar:
+    pgstatements.py  PostgreSQL's own parser (pglast), the kinds and functions refused
+    mystatements.py  MariaDB's lexical rules, the kinds and functions refused
+    verdict.py       the verdict they share and its §4.10 status
     postgres.py  the PostgreSQL dialect (psycopg 3)
     mysql.py     the MySQL/MariaDB dialect (PyMySQL)
     redis.py     the Redis backend (RESP2, replies bounded as they are read)

@@ -14,7 +14,7 @@ from typing import Any
 
 from omnicore.egress import Policy, Refused, Request, Response
 from omnicore.egress.db.sql import SqlBackend
-from omnicore.egress.db.statements import refusal
+from omnicore.egress.db.statements import judge
 from omnicore.egress.db.values import cell
 from omnicore.toolchains.testhost.services import Answers, sql_answer_problem
 from omnicore.toolchains.testredis import MemoryRedis
@@ -80,9 +80,10 @@ class _Sql(SqlBackend):
 
     def run(self, plugin: str, query: bool, sql: str, args: list[Any], deadline: float,
             conn: Any = None) -> bytes:
-        why = refusal(sql, self.connector.kind, conn is not None)
-        if why is not None:
-            raise Refused("DENIED", f"connector {self.name}: {why} (specs/abi.md §4.10)")
+        # The host's own gate, so a plugin's test hears what the host would answer.
+        verdict = judge(sql, self.connector.kind, conn is not None, self.connector.read_only)
+        if verdict.reason is not None:
+            raise Refused(verdict.status, verdict.message(self.name))
         # The parameters as the SDK sent them (tagged JSON: the test reads them back).
         self._log.append([self.name, sql, [cell(arg) for arg in args], conn])
         answer, self._answers.sql = self._answers.sql, None
