@@ -99,6 +99,8 @@ it is defined::
     storage.catalog_rows.Pinned          a catalog change refused: the name is pinned;
                                          plugins.catalog.VersionPinned
     console.live.TooManySubscribers      a live stream over the cap; HTTP 429
+    yamlfile.DuplicateKeyError           a YAML key stated twice (a yaml.YAMLError); the
+                                         reader's ConfigError or DefinitionError
 """
 
 from __future__ import annotations
