@@ -120,6 +120,11 @@ HOSTILE: list[tuple[str, str | None]] = [
     ("INSERT INTO items VALUES (1, GET_LOCK('x', 0))", "calls GET_LOCK()"),
     ("SELECT * FROM items ORDER BY GET_LOCK('x', 0)", "calls GET_LOCK()"),
     ("SELECT (SELECT GET_LOCK('x', 0))", "calls GET_LOCK()"),
+    # A table named like a function, with its column list, is no call.
+    ("INSERT INTO benchmark (id) VALUES (1)", ALLOWED),
+    ("INSERT IGNORE shop.`get_lock` (id) VALUES (1)", ALLOWED),
+    ("REPLACE INTO benchmark (id) VALUES (BENCHMARK(1, 1))", "calls BENCHMARK()"),
+    ("INSERT INTO t (id) SELECT GET_LOCK('x', 0)", "calls GET_LOCK()"),
     ("", "does not start with a statement's keyword"),
     ("'SELECT'", "does not start with a statement's keyword"),
 ]

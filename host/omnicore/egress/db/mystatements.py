@@ -134,10 +134,19 @@ def tokens(sql: str, backslash: bool, ansi: bool) -> list[str]:
     return out
 
 
+#: After these a name and ( are a table and its column list (INSERT INTO benchmark (id)),
+#: never a call.
+_TABLE_BEFORE = frozenset({"INTO", "INSERT", "REPLACE", "TABLE", "IGNORE", "LOW_PRIORITY",
+                           "DELAYED", "HIGH_PRIORITY"})
+
+
 def _names(toks: list[str], i: int) -> str | None:
     """The function's name when ``toks[i]`` starts a call (a name, quoted or not, then
     ``(``)."""
     if i + 1 < len(toks) and toks[i + 1] == "(" and toks[i] not in ("s", "@"):
+        before = i - 2 if i >= 2 and toks[i - 1] == "." else i  # db.name
+        if before >= 1 and toks[before - 1] in _TABLE_BEFORE:
+            return None
         return toks[i].removeprefix("q:").lower()
     return None
 
