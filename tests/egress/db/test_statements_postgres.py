@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from omnicore.egress.db.config import db_connector
 from omnicore.egress.db.statements import judge, refusal, widening
 from omnicore.errors import ConfigError
 
@@ -249,6 +250,12 @@ def test_the_widening_key_is_checked_at_load() -> None:
                  "connectors.db.statements")
     assert w.for_plugin("reporter") == {"call", "copy"}
     assert w.for_plugin("shop") == {"call"}
+    assert w.describe() == {"allow": ["call"], "plugins": {"reporter": ["copy"]}}
+    c = db_connector("db", {"kind": "postgres", "url": "postgresql://u@h/d",
+                            "statements": {"allow": ["call"], "plugins": {"reporter": ["copy"]}}})
+    assert c.describe()["statements"] == w.describe() and c.statements == w
+    assert "statements" not in db_connector("db", {"kind": "postgres",
+                                                   "url": "postgresql://u@h/d"}).describe()
     for bad, says in (({"allow": ["cal"]}, "'cal' is not a postgres statement kind"),
                       ({"allow": ["transaction"]}, "stay the API's"),
                       ({"allow": "call"}, "must be a list"),

@@ -182,6 +182,8 @@ class DbConnector:
         else:
             out.update(host=None, port=None, database=None, user=None,
                        url_from_secret=self.url_secret)
+        if self.statements != NO_WIDENING:  # the operator's exceptions, audited with a change
+            out["statements"] = self.statements.describe()
         return out
 
     def target(self, read_secret: Any) -> Target:

@@ -66,6 +66,11 @@ class Widening:
     def __post_init__(self) -> None:
         self._by_plugin.update((p, self.allow | kinds) for p, kinds in self.plugins)
 
+    def describe(self) -> dict[str, Any]:
+        """As the config writes it (what the console shows and a change's audit records)."""
+        return {"allow": sorted(self.allow),
+                "plugins": {p: sorted(kinds) for p, kinds in self.plugins}}
+
     def for_plugin(self, plugin: str) -> frozenset[str]:
         """The kinds ``plugin`` may send beyond the default ones."""
         return self._by_plugin.get(plugin, self.allow)
