@@ -110,6 +110,7 @@ class TrustPolicy:
             text = str(entry)
             if "-----BEGIN" in text:
                 pem, name = text.encode(), f"key {n}"
+                where = name
             else:
                 path = Path(text).expanduser()
                 if base is not None and not path.is_absolute():
@@ -120,11 +121,11 @@ class TrustPolicy:
                     raise ConfigError(f"plugins.trust.keys: cannot read the key file {path} "
                                       f"({exc.strerror})", key="plugins.trust.keys",
                                       value=text) from None
-                name = path.name
+                name, where = path.name, str(path)  # the path read, as the operator must fix it
             try:
                 keys.append(TrustedKey.from_pem(pem, name))
             except ValueError as exc:
-                raise ConfigError(f"plugins.trust.keys: {name} is not a usable public key "
+                raise ConfigError(f"plugins.trust.keys: {where} is not a usable public key "
                                   f"({exc})", key="plugins.trust.keys", value=name) from None
         if require and not keys:
             raise ConfigError("plugins.trust.require is on but plugins.trust.keys holds no key:"
