@@ -81,7 +81,9 @@ def test_pg_session_state_left_by_one_plugin_is_gone_for_the_next(
     evil.execute("db", "DO $$ BEGIN EXECUTE 'SET TIME ZONE ''Pacific/Kiritimati'''; END $$")
     resets = pool.resets
     assert shop.rows("db", "SELECT name FROM items") == [["real"]]
-    assert pool.resets == resets + 1  # the one connection, handed over through the reset
+    # The one connection held evil's temporary table: closed for a new one, never reset on
+    # shop's deadline (specs/abi.md §4.10, Sessions).
+    assert pool.resets == resets
     assert shop.rows("db", "SELECT current_setting('search_path'), "
                            "current_setting('application_name'), "
                            "current_setting('client_encoding'), current_setting('TimeZone') "
@@ -98,7 +100,7 @@ def test_pg_session_state_left_by_one_plugin_is_gone_for_the_next(
     for _ in range(8):
         assert evil.rows("db", "SELECT id FROM items WHERE id = $1", 1) == [[1]]
         assert shop.rows("db", "SELECT id FROM items WHERE id = $1", 1) == [[1]]
-    assert pool.resets >= resets + 17
+    assert pool.resets >= resets + 16  # (the first hand-over above was a close, not a reset)
 
 
 def test_pg_transaction_and_session_statements_are_refused(
@@ -274,7 +276,9 @@ def test_maria_session_state_left_by_one_plugin_is_gone_for_the_next(
     pool = _pool(shop)
     resets = pool.resets
     assert shop.rows("db", "SELECT name FROM items ORDER BY id") == [["real"], ["other"]]
-    assert pool.resets == resets + 1
+    # Its procedures may have left what MariaDB lists nowhere (temporary tables, a role): the
+    # connection was closed for a new one rather than reset (specs/abi.md §4.10, Sessions).
+    assert pool.resets == resets
     assert shop.rows("db", "SELECT @@character_set_client, @@sql_mode LIKE "
                            "'%NO_BACKSLASH_ESCAPES%', @forged, IS_FREE_LOCK('held')") == \
         [["utf8mb4", 0, None, 1]]

@@ -347,6 +347,14 @@ class ConnectorConfig(Strict):
         default=None, description="postgres/mysql: statement kinds allowed beyond reads and "
                                   "row changes, {allow: [kind], plugins: {plugin: [kind]}} "
                                   "(specs/abi.md §4.10, Statements)")
+    plugins: dict[str, dict[str, str]] | None = Field(
+        default=None, description="postgres/mysql: a database role per plugin, {plugin: {user: "
+                                  "ROLE, secret: SECRET}}; the plugin's connections log in as "
+                                  "ROLE and serve no other plugin")
+    privileges: Literal["refuse", "warn", "strict"] | None = Field(
+        default=None, description="postgres/mysql: a role's powers over the server at its "
+                                  "first connection: refuse (the default; what it owns is "
+                                  "logged), warn, or strict (what it owns refused too)")
     auth: Literal["none", "bearer", "basic", "header", "query"] = Field(
         default="none", description="how the secret is sent")
     secret: str | None = Field(default=None, description="the secret's name (omnicore secrets)")

@@ -89,10 +89,16 @@ def test_every_connection_in_use_counts_against_a_plugins_share() -> None:
     with pytest.raises(Refused) as info:
         p.acquire(time.monotonic() + 0.05, "a")
     assert info.value.status == "QUOTA" and "(2 of 4 connections)" in str(info.value)
-    other = [p.acquire(later(), "b")[0] for _ in range(2)]  # the neighbour is not starved
+    other = [p.acquire(later(), "b")[0]]  # the neighbour is not starved
+    # Nor is a third plugin: b's second connection would take the one a newcomer is owed
+    # (specs/abi.md §4.10, Pool and fairness).
+    with pytest.raises(Refused) as info:
+        p.acquire(time.monotonic() + 0.05, "b")
+    assert info.value.status == "QUOTA" and "owed to the other plugins" in str(info.value)
+    other.append(p.acquire(later(), "c")[0])
     assert p.in_use == 4
     with pytest.raises(Refused) as info:
-        p.acquire(time.monotonic() + 0.05, "c")
+        p.acquire(time.monotonic() + 0.05, "d")
     assert info.value.status == "UNAVAILABLE"
     for c in held + other:
         p.release(c)

@@ -214,35 +214,49 @@ WATCHDOG = Watchdog()
 class Pool:
     """At most ``size`` connections of one connector, shared by every plugin and instance
     granted it, without carrying one plugin's session into another's statement
-    (specs/abi.md §4.10, "Sessions"):
+    (specs/abi.md §4.10, "Sessions" and "Pool and fairness"):
 
     * a connection remembers the plugin it last served (``owner``); a plugin gets back an
       idle connection of its own first (no round trip: its session is its own business);
     * a connection passes to another plugin only through ``reset(conn, deadline)``, the
       dialect's reset that the server confirms, and only when the pool has no room for a new
       one; a reset that fails closes the connection and the plugin gets a new one;
-    * every connection in use counts against its plugin's ``share`` (half the pool, at
-      least one): a plugin holding its share waits for one of its own, never takes its
-      neighbour's, and is refused QUOTA at its deadline.
+    * with ``group`` (plugin -> its credentials: a role per plugin), a connection passes only
+      to a plugin of the same credentials; another's idle one is closed to make room, as is
+      a ``heavy`` one (its session holds what only its end clears cheaply: the leaver's
+      temporary tables are dropped by the server as the session ends, never on the next
+      plugin's deadline);
+    * every plugin is owed one connection: one beyond a plugin's first is taken only while
+      the pool keeps a free one for each plugin it knows (:meth:`reserve`, or seen before)
+      that holds none, and one for a newcomer; and never past the plugin's ``share`` (half
+      the pool, at least one). A plugin at its share or at the reserve waits, and is refused
+      QUOTA at its deadline;
+    * waiters are served in order: a plugin holding no connection first, then the earliest
+      deadline (a connection given back goes to the first waiter it may serve).
 
     Waiting counts against the caller's deadline; a broken connection is closed, not
     returned (the next caller connects afresh: a restarted server is found again)."""
 
-    def __init__(self, name: str, size: int, connect: Callable[[float], Any],
+    def __init__(self, name: str, size: int, connect: Callable[..., Any],
                  reset: Callable[[Any, float], None] | None = None,
-                 share: int | None = None) -> None:
+                 share: int | None = None,
+                 group: Callable[[str], str | None] | None = None) -> None:
         self.name = name
         self.size = size
         self.share = share or max(1, size // 2)
+        # connect(deadline), or connect(deadline, owner) with a group (its credentials).
         self._connect = connect
         self._reset = reset
+        self._group = group
         self._lock = threading.Lock()
         # Signalled when a connection is given back and someone waits (a lock and a counter
         # cost a third of a Semaphore's acquire and release when nobody waits, the usual case).
         self._freed = threading.Condition(self._lock)
-        self._waiting = 0
+        self._queue: list[list[Any]] = []  # waiters: [deadline, seq, owner]
+        self._seq = itertools.count()
         self._idle: list[Any] = []
         self._owners: dict[str, int] = {}  # connections in use per plugin
+        self._seen: set[str] = set()       # plugins owed a connection
         self.in_use = 0
         self.resets = 0  # connections handed from one plugin to another (for tests and stats)
         self.closed = False
@@ -255,22 +269,59 @@ class Pool:
         """How many connections ``owner`` has in use."""
         return self._owners.get(owner, 0)
 
+    def reserve(self, owner: str) -> None:
+        """Owe ``owner`` a connection from now on (a plugin granted the connector)."""
+        with self._lock:
+            self._seen.add(owner)
+
+    def _room(self, owner: str) -> bool:
+        """Whether ``owner`` may take a connection now (the lock held)."""
+        in_use = self.in_use
+        if in_use >= self.size:
+            return False
+        held = self._owners.get(owner, 0)
+        if not held:
+            return True
+        # Beyond its first: one free for each known plugin holding none, one for a newcomer.
+        # (Every holder is known, so the known holding none are the difference.)
+        return held < self.share and \
+            in_use + 2 + len(self._seen) - len(self._owners) <= self.size
+
+    def _first(self) -> list[Any] | None:
+        """The waiter served next: of those the pool may serve now, one holding no
+        connection first, then the earliest deadline (the lock held)."""
+        owners = self._owners
+        best: list[Any] | None = None
+        best_key: tuple[bool, float, int] | None = None
+        for entry in self._queue:
+            if not self._room(entry[2]):
+                continue
+            key = (entry[2] in owners, entry[0], entry[1])
+            if best_key is None or key < best_key:
+                best, best_key = entry, key
+        return best
+
     def acquire(self, deadline: float, owner: str = "") -> tuple[Any, bool]:
         """A connection for ``owner`` and whether it was reused as it was (idle in the pool
         after serving ``owner``); Refused UNAVAILABLE when none is free before ``deadline``,
-        QUOTA when ``owner`` holds its share until then."""
+        QUOTA when ``owner`` holds its share (or all the reserve leaves it) until then."""
+        evict = None
         with self._lock:
             owners = self._owners
-            if self.in_use >= self.size or owners.get(owner, 0) >= self.share:
-                self._waiting += 1
+            self._seen.add(owner)
+            if self._queue or not self._room(owner):
+                entry = [deadline, next(self._seq), owner]
+                self._queue.append(entry)
                 try:
-                    while self.in_use >= self.size or owners.get(owner, 0) >= self.share:
+                    while self._first() is not entry:
                         left = deadline - time.monotonic()
                         if left <= 0:
                             raise self._none_free(owner)
                         self._freed.wait(left)
                 finally:
-                    self._waiting -= 1
+                    self._queue.remove(entry)
+                    if self._queue:
+                        self._freed.notify_all()  # the next in line may be served now
             self.in_use += 1
             owners[owner] = owners.get(owner, 0) + 1
             idle, conn = self._idle, None
@@ -281,9 +332,19 @@ class Pool:
             else:
                 # Room for one more: a new connection (once) rather than a reset of another
                 # plugin's on every turn when two plugins alternate. The pool full: another
-                # plugin's, the least recently used, reset below.
+                # plugin's of the same credentials, the least recently used, reset below;
+                # none: the least recently used closed for a new one.
                 if idle and self.in_use - 1 + len(idle) >= self.size:
-                    conn = idle.pop(0)
+                    group = self._group(owner) if self._group is not None else None
+                    for i, c in enumerate(idle):
+                        if getattr(c, "group", None) == group and \
+                                not getattr(c, "heavy", False):
+                            conn = idle.pop(i)
+                            break
+                    else:
+                        evict = idle.pop(0)
+        if evict is not None:
+            evict.close()
         if conn is not None and conn.owner == owner:
             return conn, True
         try:
@@ -296,7 +357,11 @@ class Pool:
                     raise
                 except Exception:
                     pass  # closed by _hand_over: a new connection instead
-            conn = self._connect(deadline)
+            if self._group is not None:
+                conn = self._connect(deadline, owner)
+                conn.group = self._group(owner)
+            else:
+                conn = self._connect(deadline)
             conn.owner = owner
             return conn, False
         except BaseException:
@@ -315,10 +380,16 @@ class Pool:
             raise
 
     def _none_free(self, owner: str) -> Refused:
-        if self._owners.get(owner, 0) >= self.share:
+        held = self._owners.get(owner, 0)
+        if held >= self.share:
             return Refused("QUOTA", f"connector {self.name}: plugin {owner} uses its share of "
                                     f"the pool ({self.share} of {self.size} connections) "
                                     "until the call's deadline")
+        if held and self.in_use < self.size:
+            return Refused("QUOTA", f"connector {self.name}: plugin {owner} holds {held} of "
+                                    f"{self.size} connections and the rest are owed to the "
+                                    "other plugins granted it until the call's deadline "
+                                    "(raise pool_size)")
         return Refused("UNAVAILABLE", f"connector {self.name}: no free connection in the "
                                       "pool before the call's deadline")
 
@@ -341,8 +412,8 @@ class Pool:
             if conn is not None and not self.closed:
                 self._idle.append(conn)
                 conn = None
-            if self._waiting:
-                # Every waiter looks again: the one this frees may be another plugin's.
+            if self._queue:
+                # Every waiter looks again: the first the freed place may serve takes it.
                 self._freed.notify_all()
         if conn is not None:
             conn.close()  # the pool closed while it was in use

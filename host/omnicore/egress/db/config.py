@@ -29,7 +29,7 @@ _DEFAULT_PORT = {"postgres": 5432, "mysql": 3306, "redis": 6379}
 _INTS = ("pool_size", "statement_timeout_ms", "max_rows", "max_result_bytes",
          "max_transactions")
 _KEYS = frozenset({"kind", "url", "secret", "url_secret", "read_only", "key_prefix",
-                   "statements", *_INTS})
+                   "statements", "plugins", "privileges", *_INTS})
 #: Defaults of §4.10/§4.11 (a redis reply is capped smaller than a result set).
 _DEFAULTS = {"pool_size": 4, "statement_timeout_ms": 10_000, "max_rows": 10_000,
              "max_result_bytes": 8 << 20, "max_transactions": 2}
@@ -170,6 +170,29 @@ class DbConnector:
     max_transactions: int = 2
     key_prefix: str = DEFAULT_KEY_PREFIX
     statements: Widening = NO_WIDENING  # kinds allowed beyond reads and row changes
+    #: A role per plugin: (plugin, user, secret) (connectors.<name>.plugins).
+    plugins: tuple[tuple[str, str, str], ...] = ()
+    #: What a role's powers over the server do at its first connection: refuse, warn, strict.
+    privileges: str = "refuse"
+
+    @property
+    def plugin_roles(self) -> frozenset[str]:
+        """The plugins with a role of their own."""
+        return frozenset(p for p, _, _ in self.plugins)
+
+    def target_for(self, read_secret: Any, plugin: str | None) -> Target:
+        """:meth:`target` for ``plugin``: with a role of its own (``plugins``), that role's
+        user and the password from its secret."""
+        role = next(((u, s) for p, u, s in self.plugins if p == plugin), None)
+        if role is None:
+            return self.target(read_secret)
+        base = (target_of(self.kind, self.url, "url", allow_password=False)
+                if self.url is not None else self.target(read_secret))
+        raw = read_secret(role[1])
+        if raw is None:
+            raise LookupError(f"secret {role[1]} is not set")
+        return Target(**{**base.__dict__, "user": role[0],
+                         "password": raw.decode("utf-8", "replace")})
 
     def describe(self) -> dict[str, Any]:
         """What the console shows: never a secret (a URL from a secret shows as such)."""
@@ -184,6 +207,8 @@ class DbConnector:
                        url_from_secret=self.url_secret)
         if self.statements != NO_WIDENING:  # the operator's exceptions, audited with a change
             out["statements"] = self.statements.describe()
+        if self.plugins:
+            out["plugin_roles"] = {p: u for p, u, _ in self.plugins}
         return out
 
     def target(self, read_secret: Any) -> Target:
@@ -243,10 +268,48 @@ def db_connector(name: str, data: Mapping[str, Any]) -> DbConnector:
     if not isinstance(prefix, str) or not prefix:
         raise ConfigError(f"{key}.key_prefix must be a non-empty string",
                           key=f"{key}.key_prefix")
+    plugins = _plugin_roles(kind, data.get("plugins"), f"{key}.plugins")
+    privileges = data.get("privileges", "refuse")
+    if privileges not in _PRIVILEGES or (kind == "redis" and "privileges" in data):
+        raise ConfigError(f"{key}.privileges must be one of {', '.join(_PRIVILEGES)} (postgres "
+                          "and mysql connectors)", key=f"{key}.privileges", value=privileges)
     return DbConnector(name=name, kind=kind, url=data.get("url"), secret=data.get("secret"),
+                       plugins=plugins, privileges=privileges,
                        url_secret=data.get("url_secret"), read_only=read_only,
                        key_prefix=prefix, statements=widening(
                            kind, data.get("statements"), f"{key}.statements"), **values)
+
+
+_PRIVILEGES = ("refuse", "warn", "strict")
+
+
+def _plugin_roles(kind: str, value: Any, where: str) -> tuple[tuple[str, str, str], ...]:
+    """``connectors.<name>.plugins``: ``{plugin: {user: ROLE, secret: SECRET}}``, a database
+    role per plugin with the secret holding its password; ConfigError names the key."""
+    if value is None:
+        return ()
+    if kind == "redis":
+        raise ConfigError(f"{where} is for postgres and mysql connectors", key=where)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must map plugin names to {{user, secret}}", key=where)
+    out = []
+    for plugin, role in sorted(value.items()):
+        at = f"{where}.{plugin}"
+        if not isinstance(plugin, str) or not plugin:
+            raise ConfigError(f"{where}: a plugin's name must be a non-empty string", key=where)
+        if not isinstance(role, Mapping) or set(role) != {"user", "secret"}:
+            raise ConfigError(f"{at} must be {{user: ROLE, secret: SECRET}} (the role's name "
+                              "and the secret holding its password)", key=at)
+        user, secret = role["user"], role["secret"]
+        if not isinstance(user, str) or not user or len(user) > 128 or \
+                any(c in user for c in "@:/?#\x00"):
+            raise ConfigError(f"{at}.user must be a database role's name", key=f"{at}.user",
+                              value=user)
+        if not isinstance(secret, str):
+            raise ConfigError(f"{at}.secret must be a secret's name", key=f"{at}.secret")
+        check_name(secret)
+        out.append((plugin, user, secret))
+    return tuple(out)
 
 
 # What an http connector's keys hold when not written (the config schema's defaults).

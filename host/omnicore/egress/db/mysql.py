@@ -39,6 +39,7 @@ from omnicore.egress.db.base import (
     timed_out,
 )
 from omnicore.egress.db.config import DbConnector, Target
+from omnicore.egress.db.lifetime import mysql_leaves
 from omnicore.egress.db.mysql_wire import (
     EOF_PACKET,
     ROW_SLACK,
@@ -106,6 +107,45 @@ class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
 
     def close_raw(self) -> None:
         self.raw._force_close()
+
+
+# SHOW GRANTS' line of a role granted to the account: GRANT `role` TO `user`@`host`.
+_ROLE_GRANT = re.compile(r"GRANT `([^`]+)` TO ")
+#: Privileges that reach past the connector's data: other accounts, the server's files,
+#: processes, replication, other sessions (MariaDB 10.11's names).
+_POWERS = ("SUPER", "FILE", "PROCESS", "RELOAD", "SHUTDOWN", "CREATE USER",
+           "REPLICATION SLAVE", "REPLICATION CLIENT", "BINLOG MONITOR", "BINLOG ADMIN",
+           "BINLOG REPLAY", "CONNECTION ADMIN", "READ_ONLY ADMIN", "REPLICATION MASTER ADMIN",
+           "REPLICATION SLAVE ADMIN", "SET USER", "FEDERATED ADMIN", "SLAVE MONITOR",
+           "CREATE TABLESPACE", "SHOW DATABASES")
+#: Privileges that change or drop what neighbours share (a database's objects).
+_OWNS = ("DROP", "ALTER", "CREATE", "CREATE ROUTINE", "ALTER ROUTINE", "TRIGGER", "EVENT",
+         "INDEX", "REFERENCES", "CREATE VIEW")
+
+
+def _mysql_privileges(lines: list[str]) -> tuple[list[str], list[str]]:
+    """(powers, owns) in SHOW GRANTS' lines."""
+    powers: list[str] = []
+    owns: list[str] = []
+    for line in lines:
+        m = re.match(r"GRANT (.+?) ON (\S+) TO ", line)
+        if m is None:
+            continue
+        privs = {p.strip().split("(")[0].strip() for p in m.group(1).split(",")}
+        where = m.group(2)
+        if "WITH GRANT OPTION" in line or "WITH ADMIN OPTION" in line:
+            powers.append(f"GRANT OPTION on {where}")
+        if "ALL PRIVILEGES" in privs:
+            if where == "*.*":
+                powers.append("ALL PRIVILEGES on *.* (SUPER, FILE, CREATE USER, ...)")
+            else:
+                owns.append(f"ALL PRIVILEGES on {where} (ALTER, DROP, ...)")
+            continue
+        powers += [p for p in _POWERS if p in privs]
+        held = [p for p in _OWNS if p in privs]
+        if held:
+            owns.append(f"{', '.join(held)} on {where}")
+    return sorted(set(powers)), sorted(set(owns))
 
 
 def _kill(target: Target, thread: int, what: str) -> None:
@@ -310,6 +350,49 @@ class MysqlDialect(Dialect):
         return bool(status & SERVER_STATUS.SERVER_STATUS_IN_TRANS) or not (
             status & SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT)
 
+    def privileges(self, conn: _Conn, deadline: float) -> tuple[list[str], list[str]]:
+        entry = WATCHDOG.arm(deadline, conn.sever)
+        try:
+            with conn.raw.cursor(pymysql.cursors.Cursor) as cur:
+                cur.execute("SHOW GRANTS FOR CURRENT_USER()")
+                lines = [str(row[0]) for row in cur.fetchall()]
+                # The roles it may SET ROLE to: their grants are its own too.
+                roles = [m.group(1) for line in lines
+                         if (m := _ROLE_GRANT.match(line)) is not None][:16]
+                for role in roles:
+                    cur.execute(f"SHOW GRANTS FOR `{role.replace('`', '``')}`")
+                    lines += [str(row[0]) for row in cur.fetchall()]
+        finally:
+            Watchdog.disarm(entry)
+        return _mysql_privileges(lines)
+
+    def leaves(self, sql: str) -> bool:
+        return mysql_leaves(sql)
+
+    def clean(self, conn: _Conn, deadline: float) -> bool:
+        raw = conn.raw
+        if raw._sock is None:
+            raise pymysql.err.InterfaceError(0, "closed")
+        entry = WATCHDOG.arm(deadline, conn.sever)
+        try:
+            with raw.cursor(pymysql.cursors.Cursor) as cur:
+                if self.in_transaction(conn):
+                    # An XA transaction a procedure prepared survives the session (MariaDB
+                    # 10.5+) and COM_RESET_CONNECTION: rolled back here, from the session
+                    # that holds it (another session's is XAER_NOTA to this one).
+                    cur.execute("XA RECOVER FORMAT='SQL'")
+                    for row in cur.fetchall():
+                        try:
+                            cur.execute(f"XA ROLLBACK {row[3]}")
+                        except pymysql.err.MySQLError:
+                            pass  # not this session's
+                cur.execute("DO RELEASE_ALL_LOCKS()")  # GET_LOCK's (MariaDB 10.5+, MySQL 5.7+)
+        finally:
+            Watchdog.disarm(entry)
+        # Temporary tables, a role a procedure set: MariaDB lists neither cheaply, so the
+        # session serves only this plugin from now on (closed rather than reset for another).
+        return True
+
     def reset(self, conn: _Conn, deadline: float) -> None:
         raw = conn.raw
         entry = WATCHDOG.arm(deadline, conn.sever)  # a server that does not answer: cut
@@ -325,14 +408,21 @@ class MysqlDialect(Dialect):
             with raw.cursor(pymysql.cursors.Cursor) as cur:
                 cur.execute(f"SET NAMES utf8mb4, autocommit = 1, SESSION {variable} = "
                             f"{int(conn.read_only)}")
-                cur.execute("SELECT @@character_set_client, @@character_set_connection, "
-                            f"@@character_set_results, @@autocommit, @@session.{variable}, "
-                            "DATABASE()")
+                check = ("SELECT @@character_set_client, @@character_set_connection, "
+                         f"@@character_set_results, @@autocommit, @@session.{variable}, "
+                         "DATABASE()" + (", CURRENT_ROLE()" if conn.mariadb else ""))
+                cur.execute(check)
                 got = cur.fetchone()
+                if conn.mariadb and got is not None and got[-1] is not None:
+                    # MariaDB's current role survives COM_RESET_CONNECTION (SET ROLE in a
+                    # procedure): the next plugin would read with it.
+                    cur.execute("SET ROLE NONE")
+                    cur.execute(check)
+                    got = cur.fetchone()
         finally:
             Watchdog.disarm(entry)
         want = ("utf8mb4", "utf8mb4", "utf8mb4", 1, int(conn.read_only),
-                conn.target.database or None)
+                conn.target.database or None) + ((None,) if conn.mariadb else ())
         if got is None or tuple(got) != want:
             raise pymysql.err.OperationalError(
                 0, f"the session after COM_RESET_CONNECTION is {got}, not {want}")

@@ -49,6 +49,7 @@ from omnicore.egress.db.base import (
     timed_out,
 )
 from omnicore.egress.db.config import DbConnector, Target
+from omnicore.egress.db.lifetime import pg_leaves
 from omnicore.egress.db.sql import Dialect, DriverConn, RowEncoder, error_line, row_encoder
 from omnicore.egress.db.values import Json, cell
 from omnicore.egress.redact import Redactor
@@ -275,6 +276,44 @@ class PostgresDialect(Dialect):
     def in_transaction(self, conn: _Conn) -> bool:
         return conn.raw.pgconn.transaction_status != _IDLE
 
+    def privileges(self, conn: _Conn, deadline: float) -> tuple[list[str], list[str]]:
+        entry = WATCHDOG.arm(deadline, conn.sever)
+        try:
+            row = conn.raw.execute(_PRIVILEGES).fetchone()
+        finally:
+            Watchdog.disarm(entry)
+        if row is None:
+            return ["no pg_roles row (the role could not be read)"], []
+        flags, members, owns = row[:5], row[5] or [], row[6:]
+        powers = [n for n, yes in zip(("superuser", "CREATEROLE", "CREATEDB", "BYPASSRLS",
+                                       "REPLICATION"), flags, strict=True) if yes]
+        powers += [f"membership in {m}" for m in members if not flags[0]]
+        owned = [n for n, yes in zip(("tables", "schemas", "the database"), owns, strict=True)
+                 if yes]
+        return powers, owned
+
+    def leaves(self, sql: str) -> bool:
+        return pg_leaves(sql)
+
+    def clean(self, conn: _Conn, deadline: float) -> bool:
+        raw = conn.raw
+        entry = WATCHDOG.arm(deadline, conn.sever)
+        try:
+            if raw.pgconn.transaction_status != _IDLE:
+                raw.execute("ROLLBACK")
+            # One round trip: the session's advisory locks released, whether it holds
+            # temporary tables, and the role's prepared transactions (PREPARE TRANSACTION
+            # is a statement of its own: this runs after it).
+            cur = raw.execute(_CLEAN)
+            row = cur.fetchone()
+            if row is None or not cur.nextset():
+                raise psycopg.OperationalError("the server did not confirm the clean-up")
+            for (gid,) in cur.fetchall():
+                raw.execute("ROLLBACK PREPARED '" + str(gid).replace("'", "''") + "'")
+        finally:
+            Watchdog.disarm(entry)
+        return bool(row[1])
+
     def reset(self, conn: _Conn, deadline: float) -> None:
         raw = conn.raw
         # Bounded as a statement is: a server that does not answer is cut at the deadline.
@@ -349,6 +388,30 @@ def _refused_at_connect(text: str, connector: str, redactor: Redactor) -> Refuse
     if any(w in text for w in _TLS_WORDS):
         return Refused("UNAVAILABLE", f"connector {connector}: TLS failed ({line})")
     return None
+
+
+#: A role's powers over the server, its memberships in the roles that reach the server's
+#: files, programs and other sessions, and what it owns (PostgreSQL 15's catalogs).
+_PRIVILEGES = (
+    "SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, r.rolreplication, "
+    "ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.rolname IN ('pg_read_server_files', "
+    "'pg_write_server_files', 'pg_execute_server_program', 'pg_signal_backend', "
+    "'pg_read_all_data', 'pg_write_all_data') AND pg_has_role(r.oid, b.oid, 'MEMBER') "
+    "ORDER BY 1), "
+    "EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
+    "pg_has_role(r.oid, c.relowner, 'USAGE') AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') "
+    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE "
+    "'pg\\_%'), "
+    "EXISTS (SELECT 1 FROM pg_namespace n WHERE pg_has_role(r.oid, n.nspowner, 'USAGE') AND "
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE "
+    "'pg\\_%'), "
+    "EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = current_database() AND "
+    "pg_has_role(r.oid, d.datdba, 'USAGE')) "
+    "FROM pg_roles r WHERE r.rolname = current_user")
+#: What a plugin's statement may have left (lifetime.py): simple protocol, one round trip.
+_CLEAN = (b"SELECT pg_advisory_unlock_all(), pg_my_temp_schema() <> 0 AND EXISTS (SELECT 1 "
+          b"FROM pg_class WHERE relnamespace = pg_my_temp_schema()); SELECT gid FROM "
+          b"pg_prepared_xacts WHERE owner = current_user AND database = current_database()")
 
 
 def _sever(conn: _Conn, pid: int, side: dict[str, Any]) -> None:

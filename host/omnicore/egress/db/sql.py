@@ -70,7 +70,7 @@ class DriverConn(Generic[RawT]):
     connector's statement_timeout_ms, the plugin it last served (``owner``, the pool's) and
     whether the watchdog cut it (``killed``: what failed on it then failed by the deadline)."""
 
-    __slots__ = ("broken", "killed", "limit_ms", "owner", "raw")
+    __slots__ = ("broken", "dirty", "group", "heavy", "killed", "limit_ms", "owner", "raw")
 
     def __init__(self, raw: RawT, limit_ms: int) -> None:
         self.raw = raw
@@ -78,6 +78,13 @@ class DriverConn(Generic[RawT]):
         self.killed = False
         self.limit_ms = limit_ms
         self.owner: str | None = None
+        self.group: str | None = None  # the credentials it logged in with (the pool's)
+        # A statement of the open transaction may have left state past the call (clean()
+        # at its end).
+        self.dirty = False
+        # It may hold what only the session's end clears cheaply (temporary tables, a
+        # role): it serves only its plugin, and is closed rather than reset for another.
+        self.heavy = False
 
     def close(self) -> None:
         # A connection that broke may fail to close as well: it is dropped either way.
@@ -123,6 +130,26 @@ class Dialect:
         """What the connection's role may write (a read_only connector's check), or None."""
         raise NotImplementedError
 
+    def privileges(self, conn: Any, deadline: float) -> tuple[list[str], list[str]]:
+        """What the connection's role may do beyond a plugin's data: its powers over the
+        server (other roles, databases, files, sessions) and what it owns (tables, schemas,
+        the database: a plugin could ALTER or DROP them). Bounded by ``deadline``."""
+        raise NotImplementedError
+
+    def leaves(self, sql: str) -> bool:
+        """Whether statement ``sql`` may leave state on the session past the call
+        (:mod:`omnicore.egress.db.lifetime`): then :meth:`clean` runs when it is given back."""
+        raise NotImplementedError
+
+    def clean(self, conn: Any, deadline: float) -> bool:
+        """End what a plugin's statements may have left on ``conn`` that would outlive its
+        call and hold up a neighbour (session locks, a prepared transaction), bounded by the
+        plugin's ``deadline``; raise when it cannot (the connection is closed). Whether the
+        session may still hold what only its end clears cheaply (temporary tables: dropping
+        3,000 takes seconds): then it is never handed to another plugin (the pool closes it
+        and opens a new one, so the next plugin's deadline never pays for the drop)."""
+        raise NotImplementedError
+
     def in_transaction(self, conn: Any) -> bool:
         """Whether ``conn`` is inside a transaction (known without a round trip): after a
         statement outside the API's transactions, the plugin opened one behind the API."""
@@ -154,8 +181,13 @@ class SqlBackend:
         self.dialect = dialect
         self._read_secret = read_secret
         self.redactor = Redactor()
+        # A plugin with a role of its own (connectors.<name>.plugins) has connections of
+        # its own: they never pass to another plugin.
+        roles = connector.plugin_roles
         self.pool = Pool(connector.name, connector.pool_size, self._connect,
-                         reset=dialect.reset)
+                         reset=dialect.reset,
+                         group=lambda plugin: plugin if plugin in roles else None)
+        self._checked: set[str | None] = set()  # roles whose privileges were checked
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self._lock = threading.Lock()
@@ -166,9 +198,13 @@ class SqlBackend:
         self._role_checked = False  # a read_only connector's role, at its first connection
 
     # -- connections -------------------------------------------------------------------------
-    def _connect(self, deadline: float) -> Any:
+    def reserve(self, plugin: str) -> None:
+        """Owe ``plugin`` a connection of the pool (it was granted the connector)."""
+        self.pool.reserve(plugin)
+
+    def _connect(self, deadline: float, plugin: str | None = None) -> Any:
         try:
-            target = self.connector.target(self._read_secret)
+            target = self.connector.target_for(self._read_secret, plugin)
         except LookupError as exc:
             raise Refused("UNAVAILABLE", f"connector {self.name}: {exc}") from None
         except ConfigError:
@@ -181,6 +217,12 @@ class SqlBackend:
             if secret:
                 self.redactor.add(secret)
         conn = self.dialect.connect(target, self.connector, deadline)
+        if target.user not in self._checked:
+            try:
+                self._check_role(conn, target.user, deadline)
+            except BaseException:
+                conn.close()
+                raise
         if self.connector.read_only and not self._role_checked:
             self._role_checked = True
             try:
@@ -193,6 +235,55 @@ class SqlBackend:
                              "a role with SELECT only as well (specs/abi.md §4.10, Read-only)",
                              self.name, target.user, why)
         return conn
+
+    def _check_role(self, conn: Any, user: str | None, deadline: float) -> None:
+        """The role's privileges, at its first connection (specs/abi.md §4.12,
+        ``privileges``): powers over the server are refused (``refuse``, the default, and
+        ``strict``) or logged (``warn``); what it owns is logged (refused with ``strict``)."""
+        mode = self.connector.privileges
+        try:
+            powers, owns = self.dialect.privileges(conn, deadline)
+        except Exception as exc:  # a check, not a reason to refuse the connection
+            _log.warning("connector %s: the privileges of role %s could not be checked (%s)",
+                         self.name, user, type(exc).__name__)
+            if conn.broken or conn.killed or self.dialect.closed(conn):
+                raise self._fail(exc, conn) from None
+            self._checked.add(user)
+            return
+        name = self.name
+        if powers:
+            why = (f"connector {name}: role {user} has {', '.join(powers)}: with it a plugin's "
+                   "statement reaches past this connector's data (other roles, databases, "
+                   "the server's files or sessions); give the connector a role without it "
+                   "(docs/guides/databases.md, One role per plugin)")
+            if mode != "warn":
+                raise Refused("DENIED", f"{why}, or set connectors.{name}.privileges: warn")
+            _log.warning("%s (connectors.%s.privileges: warn)", why, name)
+        if owns:
+            why = (f"connector {name}: role {user} owns {', '.join(owns)}: a plugin's "
+                   "statement could ALTER or DROP them under its neighbours; give each plugin "
+                   f"a role of its own (connectors.{name}.plugins) with only the grants it "
+                   "needs (docs/guides/databases.md, One role per plugin)")
+            if mode == "strict":
+                raise Refused("DENIED", why)
+            _log.warning("%s", why)
+        self._checked.add(user)
+
+    def _clean(self, conn: Any, deadline: float) -> None:
+        """The plugin's clean-up of ``conn`` before it goes back (its own deadline's: too
+        little of it left, or a clean-up that fails, and the connection is closed, which
+        ends everything of its session)."""
+        conn.dirty = False
+        if conn.killed or self.dialect.closed(conn):
+            return  # nothing of its session is left to clean
+        if (deadline - time.monotonic()) * 1000 < MIN_STATEMENT_MS:
+            conn.broken = True
+            return
+        try:
+            if self.dialect.clean(conn, deadline):
+                conn.heavy = True
+        except Exception:
+            conn.broken = True
 
     def _fail(self, exc: BaseException, conn: Any = None) -> Refused:
         if conn is not None and conn.killed:
@@ -236,7 +327,10 @@ class SqlBackend:
                       "connectors.%s.statements", self.name, plugin, verdict.kind, self.name)
         if (deadline - time.monotonic()) * 1000 < MIN_STATEMENT_MS:
             raise Refused("UNAVAILABLE", f"connector {self.name}: statement timed out")
+        leaves = self.dialect.leaves(sql)
         if conn is not None:
+            if leaves:
+                conn.dirty = True  # cleaned when the transaction ends
             try:
                 return self._statement(conn, query, sql, args, deadline)
             except BaseException as exc:
@@ -283,6 +377,8 @@ class SqlBackend:
                     conn.broken = True
                 raise self._fail(exc, conn) from None
             finally:
+                if leaves:  # (broken too: a procedure's XA PREPARE must not outlive it)
+                    self._clean(conn, deadline)
                 self.pool.release(conn)
         raise AssertionError("unreachable")
 
@@ -348,6 +444,8 @@ class SqlBackend:
             if commit:
                 raise self._fail(exc, conn) from None
         finally:
+            if conn.dirty:
+                self._clean(conn, deadline)
             self.pool.release(conn)
             self._unhold(plugin)
 
