@@ -10,6 +10,7 @@ the host outlives the call.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -290,16 +291,20 @@ _GREETING = (b"\x0a" + b"5.5.5-10.11.6-MariaDB\0" + struct.pack("<I", 77) + _SAL
              struct.pack("<H", _CAPS >> 16) + bytes([21]) + b"\0" * 10 + _SALT[8:] + b"\0" +
              b"mysql_native_password\0")
 _OK = b"\x00\x00\x00\x02\x00\x00\x00"
+_TLS_GREETING = _GREETING.replace(struct.pack("<H", _CAPS & 0xFFFF),
+                                  struct.pack("<H", (_CAPS | 0x800) & 0xFFFF), 1)
 
 
 class SpoofedMaria:
     """A MariaDB server on 127.0.0.1: its first session, per ``mode``, switches to
     ``mysql_clear_password`` at authentication (``cleartext``: what it got is in
-    :attr:`answers`) or answers the first query with a LOAD DATA LOCAL request
-    (``infile``); other sessions, and every other command, are answered OK."""
+    :attr:`answers`, and an answer is taken with OK) or answers the first query with a LOAD
+    DATA LOCAL request (``infile``); other sessions, and every other command, are answered
+    OK. With ``tls`` (a context with the server's certificate) it offers TLS."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, tls: ssl.SSLContext | None = None) -> None:
         self.mode = mode
+        self.tls = tls
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.stop = threading.Event()
@@ -346,21 +351,25 @@ class SpoofedMaria:
         hostile = self.sessions == 1
         try:
             with client:
-                client.sendall(_packet(0, _GREETING))
-                seq, _ = self._read_packet(client)  # the handshake response
+                client.sendall(_packet(0, _GREETING if self.tls is None else _TLS_GREETING))
+                seq, body = self._read_packet(client)  # the handshake response
+                if self.tls is not None and len(body) == 32:  # an SSL request first
+                    client = self.tls.wrap_socket(client, server_side=True)
+                    seq, body = self._read_packet(client)
                 if hostile and self.mode == "cleartext":
                     client.sendall(_packet(seq + 1, b"\xfemysql_clear_password\0"))
                     try:
-                        self.answers.append(self._read_packet(client)[1])
+                        seq, answer = self._read_packet(client)
                     except (ConnectionError, OSError):
-                        pass
-                    return
+                        return
+                    self.answers.append(answer)
                 client.sendall(_packet(seq + 1, _OK))
                 while not self.stop.is_set():
                     _, command = self._read_packet(client)
                     if command[:1] == b"\x01":  # COM_QUIT
                         return
-                    if hostile and command[:1] == b"\x03" and b"SELECT 1" in command:
+                    if hostile and self.mode == "infile" and command[:1] == b"\x03" and \
+                            b"SELECT 1" in command:
                         client.sendall(_packet(1, b"\xfb/etc/passwd"))
                         try:
                             self.file_sent.append(self._read_packet(client)[1])
@@ -371,6 +380,7 @@ class SpoofedMaria:
         except (ConnectionError, OSError):
             pass
         finally:
+            client.close()  # (the TLS socket, when it was wrapped)
             if hostile:
                 self.hostile_done.set()
 

@@ -9,6 +9,7 @@ verify-full's host check and passes verify-ca.
 from __future__ import annotations
 
 import json
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from omnicore.errors import ConfigError
 from tests.dbservers import PASSWORD as MARIA_PASSWORD
 from tests.dbservers import USER as MARIA_USER
 from tests.dbservers import CertAuthority, MariaDB
+from tests.egress.db.test_hostile_wire import SpoofedMaria
 from tests.pgcluster import Cluster
 
 PG_PASSWORD = "tls-Secret-7730"
@@ -226,3 +228,29 @@ def test_a_url_parameter_the_connector_does_not_honour_is_refused_at_load(
         db_connector("c", {"kind": kind, "url": f"{scheme}://u@db.example{path}{query}"})
     assert says in str(info.value), str(info.value)
     assert str(info.value).startswith("connectors.c.url: "), str(info.value)
+
+
+# -- a password in clear: only to a verified server -----------------------------------------
+def test_maria_mysql_clear_password_goes_only_to_a_verified_server(ca: CertAuthority) -> None:
+    """A spoofed MariaDB with TLS (the test CA's certificate) that switches to
+    mysql_clear_password: under verify-full it gets the password (the server is who the URL
+    names); under require and verify-ca (another name) it gets nothing."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(ca.cert, ca.key)
+    for host, query, sent in (
+            ("127.0.0.1", "?sslmode=require", False),
+            ("127.0.0.1", f"?sslmode=verify-ca&sslrootcert={ca.ca}", False),
+            ("localhost", f"?sslmode=verify-full&sslrootcert={ca.ca}", True)):
+        server = SpoofedMaria("cleartext", tls=context)
+        try:
+            url = f"mysql://u@{host}:{server.port}/d{query}"
+            if sent:
+                assert _run("mysql", url, "SELECT 1", MARIA_PASSWORD) == []
+            else:
+                refused = _refused("mysql", url, MARIA_PASSWORD)
+                assert refused.status == "DENIED", (query, str(refused))
+                assert "'mysql_clear_password', which shows it the password" in str(refused)
+            assert server.hostile_done.wait(10)
+            assert server.answers == ([MARIA_PASSWORD.encode() + b"\0"] if sent else []), query
+        finally:
+            server.close()
