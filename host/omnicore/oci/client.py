@@ -451,7 +451,16 @@ class RegistryClient:
         if challenge.params.get("service"):
             query.insert(0, ("service", challenge.params["service"]))
         secret = creds is not None and bool(creds.identity_token or creds.username)
-        if secret and urlsplit(realm).scheme == "http" and not self.plain_allowed(realm):
+        # Loopback counts as "reached over plain http anyway" only for a registry that is
+        # itself reached so: an https registry naming http://127.0.0.1:<port> would send its
+        # credentials in clear to whatever local process holds that port (any user may).
+        # A realm host named in registry.plain_http is the operator's own choice.
+        parts = urlsplit(realm)
+        named = (parts.hostname or "").lower() in self.options.plain_http or \
+            parts.netloc.lower() in self.options.plain_http
+        plain_ok = named or (urlsplit(self.base).scheme == "http"
+                             and self.plain_allowed(realm))
+        if secret and parts.scheme == "http" and not plain_ok:
             raise RegistryAuthError(f"cannot {self.what}: the registry {self.ref.registry} "
                                     f"sends for a token to {_clip(realm)}, plain HTTP: the "
                                     f"credentials from {creds.source if creds else '-'} are "
