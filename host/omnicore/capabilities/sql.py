@@ -82,6 +82,11 @@ class Bound:
                                   f"a {' or '.join(kinds)} connector of this app "
                                   "(connectors.<name>.kind)",
                                   key=f"grant.{capability}.connectors", value=name)
+            # The pool owes each granted plugin a connection from its grant on (specs/abi.md
+            # §4.10, Pool and fairness), not only from its first statement.
+            reserve = getattr(databases.backend(name, kinds), "reserve", None)
+            if reserve is not None:
+                reserve(self.plugin)
 
     def backend(self, name: str) -> Any:
         if name not in self.allowed:
