@@ -267,12 +267,21 @@ class Stored:
                 if kind == "cosign-sidecar":
                     sidecars.append(sidecar_signature_from_json(doc))
                 elif kind == "unsigned-sidecar":
-                    waiver = Waiver(str(doc.get("reason") or ""), str(doc.get("by") or ""))
+                    # Read from the table, which any writer of it fills: a host's messages
+                    # and logs get it clipped and printable (a publish refuses worse).
+                    waiver = Waiver(_printable(doc.get("reason"), 300),
+                                    _printable(doc.get("by"), 100))
                 else:
                     signatures.append(signature_from_json(doc))
             except (ValueError, TypeError, AttributeError):
                 continue
         return cls(tuple(signatures), tuple(sidecars), waiver)
+
+
+def _printable(value: object, most: int) -> str:
+    """``value`` as one printable line of at most ``most`` characters (others as ``?``)."""
+    text = " ".join(str(value or "").split())[:most]
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def sidecar_json(sidecar: Mapping[str, Any] | None) -> str:
@@ -289,17 +298,27 @@ def parse_sidecar_text(text: bytes) -> dict[str, Any] | None:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError:
         return None
+    import yaml
+
+    from omnicore import yamlfile
+
     doc: Any
     try:
         doc = tomllib.loads(decoded)
     except tomllib.TOMLDecodeError:
-        import yaml
-
-        from omnicore import yamlfile
-
         try:
             doc = yamlfile.load(decoded, "the signed sidecar")
         except yaml.YAMLError:
+            return None
+    else:
+        # A text that is TOML and a YAML mapping at once (`config = "mode: admin"` is TOML
+        # {config: ...} and YAML {'config = "mode': ...}) has two readings: the signer
+        # reviewed one, a publisher could apply the other. Such a text covers neither.
+        try:
+            other = yamlfile.load(decoded, "the signed sidecar")
+        except yaml.YAMLError:
+            other = None
+        if isinstance(other, dict) and other and other != doc:
             return None
     if doc is None:
         doc = {}

@@ -82,6 +82,8 @@ __all__ = [
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 #: A full digest as the catalog writes it.
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+#: The longest ``--unsigned-sidecar`` reason a publish takes (after its whitespace is folded).
+MAX_REASON = 300
 
 #: ``check(module, name)``: the module compiled and checked as a host loads it (raises
 #: PluginLoadError saying why not); ``name`` overrides the manifest's.
@@ -257,9 +259,22 @@ class Catalog:
         if reason is not None and not reason:
             raise BadPublish(f"cannot publish {label}: --unsigned-sidecar needs the reason "
                              "the audit log keeps", plugin=name)
+        # The reason is printed by the CLI, shown in the console and kept in the audit log
+        # and the table: a line a person reads, not a payload (a megabyte of it, or terminal
+        # escapes, NULs and bidi overrides that rewrite what the reader sees).
+        if reason is not None and (len(reason) > MAX_REASON or not reason.isprintable()):
+            raise BadPublish(f"cannot publish {label}: the --unsigned-sidecar reason must be "
+                             f"one printable line of at most {MAX_REASON} characters (it "
+                             f"has {len(reason)}"
+                             f"{'' if reason.isprintable() else ', control characters'})",
+                             plugin=name)
         # The signatures before the compile: an untrusted module is not even compiled.
-        from omnicore.oci.signing import sidecar_signature_to_json, signature_to_json
-        from omnicore.oci.trust import Waiver, verify, verify_sidecar
+        from omnicore.oci.signing import (
+            MAX_SIDECAR_TEXT,
+            sidecar_signature_to_json,
+            signature_to_json,
+        )
+        from omnicore.oci.trust import Waiver, check_version, verify, verify_sidecar
 
         policy = self.policy
         verify(actual, list(signatures), policy, plugin=name)
@@ -276,6 +291,16 @@ class Catalog:
             [sidecar_signature_to_json(s) for s in sidecar_signatures]
         if override is not None and waiver is not None:
             kept_json.append(waiver.to_json())
+        # What a host checks is the stored form (trust.check_version), not these objects:
+        # a sidecar text over MAX_SIDECAR_TEXT verified here but was dropped by every host
+        # reading it back, so each refused a version the publish had accepted. Say it now,
+        # and hold the stored form to the host's check before anything is stored.
+        too_big = [len(s.text) for s in sidecar_signatures if len(s.text) > MAX_SIDECAR_TEXT]
+        if too_big:
+            raise BadPublish(f"cannot publish plugin '{name}': its signed sidecar file is "
+                             f"{too_big[0]} bytes, over the {MAX_SIDECAR_TEXT} a host reads "
+                             "back with the version", plugin=name)
+        check_version(actual, doc, kept_json, policy, plugin=name)
         rows = self._rows()
         older, in_force = _older(rows, name, actual)
         if older is not None and in_force is not None and self.refuse_older:
