@@ -101,8 +101,13 @@ def test_pg_the_role_and_the_database_stay_as_the_operator_made_them(
             msg = _refused(plugin, "execute", sql)
             assert _gate(msg) and ("(kind " in msg or "transaction" in msg), (sql, msg)
     with _pg_admin(server) as admin:
-        assert admin.execute("SELECT count(*) FROM pg_db_role_setting").fetchone() == (0,)
-        assert admin.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)
+        # (The catalogs are the cluster's: only this role's and this database's rows count.)
+        assert admin.execute("SELECT count(*) FROM pg_db_role_setting WHERE setrole = "
+                             "(SELECT oid FROM pg_roles WHERE rolname = current_user) OR "
+                             "setdatabase = (SELECT oid FROM pg_database WHERE datname = "
+                             "current_database())").fetchone() == (0,)
+        assert admin.execute("SELECT count(*) FROM pg_prepared_xacts WHERE database = "
+                             "current_database()").fetchone() == (0,)
         assert admin.execute("SELECT to_regclass('made')").fetchone() == (None,)
     # The password is the operator's still: a fresh connection logs in.
     shop.app.databases.backend("db", ("postgres",)).pool.discard_idle()
@@ -127,8 +132,9 @@ def test_pg_functions_that_outlive_the_statement_are_refused_wherever_they_stand
     # A transaction-level lock ends with the statement: allowed, and nothing stays held.
     assert shop.rows("db", "SELECT 1 FROM pg_advisory_xact_lock(7)") == [[1]]
     with _pg_admin(server) as admin:
-        assert admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                             ).fetchone() == (0,)
+        assert admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                             "AND database = (SELECT oid FROM pg_database WHERE datname = "
+                             "current_database())").fetchone() == (0,)
         assert admin.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (0,)
         assert admin.execute("SELECT name FROM items WHERE id = 1").fetchone() == ("one",)
 
@@ -163,7 +169,8 @@ def test_pg_inside_an_api_transaction_what_ends_with_it_runs(
             shop.txrun("db", 1, sql)
         assert "§4.10, Statements" in str(info.value), (sql, info.value)
     with _pg_admin(server) as admin:
-        assert admin.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)
+        assert admin.execute("SELECT count(*) FROM pg_prepared_xacts WHERE database = "
+                             "current_database()").fetchone() == (0,)
 
 
 def test_pg_a_widened_kind_is_for_the_plugin_named_and_on_the_record(
