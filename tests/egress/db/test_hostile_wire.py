@@ -9,12 +9,17 @@ the host outlives the call.
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +28,9 @@ from omnicore.egress.db import db_connector
 from omnicore.egress.db.base import _SIDE, CLIENT_GRACE_S, HARD_GRACE_S, SIDE_TIMEOUT_S
 from omnicore.egress.db.service import _make
 from omnicore.egress.refused import Refused
+from tests.db_fixtures import maria  # noqa: F401 - a fixture
+from tests.dbservers import PASSWORD as MARIA_PASSWORD
+from tests.dbservers import USER as MARIA_USER
 from tests.waiting import eventually
 
 PASSWORD = "spoof-Secret-3391"
@@ -432,3 +440,58 @@ def test_maria_a_load_data_local_request_is_refused_and_the_connection_closed(
     assert took < 3.0 + SLACK
     _no_thread_left(before)
     backend.close()
+
+
+# -- a result's memory ----------------------------------------------------------------------
+# Run in a child process: its peak resident memory (VmHWM, reset after the connection is
+# made) is the call's cost in host memory, C's (libpq's buffer, PyMySQL's reads) included.
+_PROBE = r"""
+import json, sys, time
+from omnicore.egress.db import db_connector
+from omnicore.egress.db.service import _make
+from omnicore.egress.refused import Refused
+
+kind, url, cap, sql = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+connector = db_connector("m", {"kind": kind, "url_secret": "u", "max_result_bytes": cap,
+                               "pool_size": 1})
+backend = _make(connector, lambda name: url.encode())
+backend.run("p", True, "SELECT 1", [], time.monotonic() + 30)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak is measured from here
+base = status("VmRSS")
+try:
+    backend.run("p", True, sql, [], time.monotonic() + 60)
+    out = "OK"
+except Refused as exc:
+    out = f"{exc.status}: {exc}"
+print(json.dumps({"status": out, "growth": status("VmHWM") - base}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_a_row_past_the_cap_costs_at_most_a_quarter_more_than_the_cap(
+        kind: str, pg_cluster: Any, maria: Any) -> None:  # noqa: F811
+    cap = 16 << 20
+    if kind == "postgres":
+        url = pg_cluster.database(f"mem_{time.time_ns() % 10**9}")
+        row = 300 << 20  # (was 2 copies in libpq: its buffer and its result)
+    else:
+        url = maria.database(f"mem_{time.time_ns() % 10**9}").replace(
+            f"{MARIA_USER}@", f"{MARIA_USER}:{MARIA_PASSWORD}@")
+        row = 60 << 20  # (the test server's max_allowed_packet is 64 MiB)
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root / "host"), str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _PROBE, kind, url, str(cap),
+                           f"SELECT repeat('x', {row})"],
+                          capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured["status"] == f"TOO_LARGE: the result is larger than {cap} bytes " \
+                                 "(connector m, max_result_bytes)", measured
+    assert measured["growth"] <= cap * 1.25, measured

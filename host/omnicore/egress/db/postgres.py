@@ -19,10 +19,12 @@ import ctypes
 import fcntl
 import functools
 import itertools
+import logging
 import math
 import os
 import re
 import socket
+import struct
 import termios
 import time
 from collections import OrderedDict
@@ -109,8 +111,9 @@ class _Statement:
 
 
 class _Conn(DriverConn["psycopg.Connection[Any]"]):
-    __slots__ = ("cancel", "connector", "encoding", "max_bytes", "pending", "row_cap", "sever",
-                 "shapes", "statements", "timeout_ms", "tx", "unprepare", "wire_cap")
+    __slots__ = ("cancel", "connector", "encoding", "in_fields", "max_bytes", "pending",
+                 "row_cap", "sever", "shapes", "statements", "timeout_ms", "tx", "unprepare",
+                 "wire_cap")
 
     def __init__(self, raw: psycopg.Connection[Any], connector: DbConnector,
                  side: dict[str, Any]) -> None:
@@ -124,6 +127,12 @@ class _Conn(DriverConn["psycopg.Connection[Any]"]):
         self.max_bytes = connector.max_result_bytes
         self.wire_cap = connector.max_result_bytes + _WIRE_SLACK
         self.pending = array.array("i", [0])
+        # The address of libpq's input-buffer fields in this connection's PGconn (0: unknown).
+        if not _in_offset:
+            _in_offset.append(_find_input(raw.pgconn))
+        offset = _in_offset[0]
+        self.in_fields = 0 if offset is None else \
+            raw.pgconn.pgconn_ptr + offset  # type: ignore[attr-defined]
         self.connector = connector.name
         self.timeout_ms = -1        # the server's statement_timeout as last set
         # What the watchdog calls at a deadline (made once, not per statement): the cancel
@@ -523,6 +532,52 @@ def _libpq() -> tuple[Callable[[int], int], Callable[[int, int, int], int]]:
 
 
 _memsize, _getlength = _libpq()
+_usable_size = ctypes.CDLL(None).malloc_usable_size
+_usable_size.argtypes = (ctypes.c_void_p,)
+_usable_size.restype = ctypes.c_size_t
+# libpq's PGconn starts its input buffer's fields with these (libpq-int.h: inBuffer,
+# inBufSize, inStart, inCursor, inEnd, then the output buffer's outBuffer, outBufSize,
+# outCount); a fresh buffer is 16 KiB, grown by doubling or by 8 KiB.
+_BUFFERS = struct.Struct("PiiiiPii")  # (native: C's layout)
+_INPUT = struct.Struct("Piiii")
+#: Where in libpq's PGconn its input buffer's fields are (None: not found, and a result is
+#: bounded by the bytes counted on the socket alone); found at the first connection.
+_in_offset: list[int | None] = []
+
+
+def _find_input(pgconn: Any) -> int | None:
+    """The offset of libpq's input-buffer fields in ``pgconn``'s PGconn, found on a
+    connection just opened, whose buffer ends with the ReadyForQuery it read last (a pattern
+    checked field by field before any pointer is followed; the PGconn read within its
+    allocation). libpq keeps these private: a libpq that moved them is found not to match,
+    and the connector says so once and bounds results by the socket's count alone."""
+    ptr = pgconn.pgconn_ptr
+    raw = ctypes.string_at(ptr, _usable_size(ptr))
+    for off in range(0, len(raw) - _BUFFERS.size + 1, 8):
+        buf, size, start, cursor, end, out, out_size, count = _BUFFERS.unpack_from(raw, off)
+        if not (buf and out and buf % 16 == 0 and out % 16 == 0 and size >= 16384
+                and size % 8192 == 0 and out_size >= 16384 and out_size % 8192 == 0
+                and 0 <= start <= cursor <= end <= size and 6 <= end
+                and 0 <= count <= out_size):
+            continue
+        if ctypes.string_at(buf + end - 6, 5) == b"Z\0\0\0\x05":
+            return off
+    logging.getLogger("omnicore.egress").warning(
+        "the PostgreSQL connector did not find libpq's input buffer (libpq %s): a result "
+        "over max_result_bytes is refused by the bytes counted on the socket only, and "
+        "libpq may hold more of it", pq.version())
+    return None
+
+
+def _pending(conn: _Conn) -> int:
+    """The length of the message libpq is assembling (0: none begun), read from its
+    buffer: a message longer than a result may be is refused before libpq reads the rest
+    of it (libpq enlarges its buffer to a message's length when it parses the message's
+    header, then reads until the socket is empty: a 400 MB row whole, at once)."""
+    buf, _, start, _, end = _INPUT.unpack_from(ctypes.string_at(conn.in_fields, _INPUT.size))
+    if end - start < 5:
+        return 0
+    return int.from_bytes(ctypes.string_at(buf + start + 1, 4), "big")
 
 
 def _unprepare(conn: _Conn) -> None:
@@ -557,7 +612,7 @@ def _fetch(conn: _Conn) -> Generator[Wait, Any, Any]:
                 continue
             fcntl.ioctl(fd, _FIONREAD, pending, True)
             got += pending[0]
-            if got > cap:
+            if got > cap or (conn.in_fields and _pending(conn) > cap):
                 _close(conn)
                 raise over_cap(conn.connector, 0, got, 1 << 62, conn.max_bytes)
             pgconn.consume_input()
