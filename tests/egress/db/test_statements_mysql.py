@@ -209,7 +209,8 @@ def test_a_widened_kind_runs_marked_and_nothing_else_does() -> None:
 def test_the_widening_key_is_checked_at_load() -> None:
     w = widening("mysql", {"plugins": {"reporter": ["call", "create"]}},
                  "connectors.db.statements")
-    assert (w.for_plugin("reporter"), w.for_plugin("shop")) == ({"call", "create"}, set())
+    assert (w.for_plugin("reporter"), w.for_plugin("shop")) == (
+        frozenset({"call", "create"}), frozenset())
     with pytest.raises(ConfigError, match="'create_table' is not a mysql statement kind"):
         widening("mysql", {"allow": ["create_table"]}, "connectors.db.statements")
     with pytest.raises(ConfigError, match="stay the API's"):
