@@ -40,13 +40,14 @@ setup(cmdclass={"build_py": BuildPyWithSdk},
                               for name in ("_callpath", "_hostfunc", "_epoch", "_instantiate")],
                              depends=[f"host/omnicore/sandbox/{name}.h"
                                       for name in ("_pyext", "_capi", "_callpath", "_epoch",
-                                                   "_hostfunc", "_instantiate")],
+                                                   "_deadline", "_hostfunc", "_instantiate")],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True),
                    Extension("omnicore.sandbox._compcall",
                              [f"host/omnicore/sandbox/{name}.c"
                               for name in ("_compcall", "_compvalue", "_complane", "_comphost")],
                              depends=[f"host/omnicore/sandbox/{name}.h"
-                                      for name in ("_pyext", "_capi", "_compcall")],
+                                      for name in ("_pyext", "_capi", "_compcall", "_epoch",
+                                                   "_deadline")],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True),
                    Extension("omnicore.sandbox._logring",
                              [f"host/omnicore/sandbox/{name}.c" for name in ("_logring", "_logwake")],

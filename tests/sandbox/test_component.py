@@ -27,7 +27,6 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from tests.compiler import BASELINE
 from tests.component_fixtures import js_component, wat_component
-from tests.sandbox_fixtures import c_ticker_held_back
 
 SHAPES = "test:types/shapes"
 
@@ -378,45 +377,6 @@ def test_a_start_function_that_never_returns_ends_at_the_deadline(
     with pytest.raises(PluginLoadError, match="exceeded its deadline of 200 ms"):
         ComponentRuntime(engine, module, Limits(timeout_ms=200))  # type: ignore[arg-type]
     assert time.monotonic() - start < 0.2 + 1.5
-
-
-@pytest.mark.native  # holds the C ticker's thread back: deselected on the Python path's run
-@pytest.mark.parametrize("armed", ["a call", "a call the C lane serves", "an instance's start"])
-def test_a_deadline_armed_while_the_c_ticker_is_held_back_runs_in_full(
-        engine: SandboxEngine, armed: str) -> None:
-    # As tests/sandbox/test_engine.py's test of the name, through the component paths: the C
-    # face arms ticks from the epoch alone, so a late ticker's owed ticks are armed for it
-    # (and the C lane leaves such a call to runtime.py).
-    starts = armed == "an instance's start"
-    lane = armed == "a call the C lane serves"
-    source = "start-loop" if starts else "spin-when" if lane else "limits"
-    module = PluginModule.load(engine, wat_component(source))
-    made: list[ComponentRuntime] = []
-    if not starts:
-        made.append(ComponentRuntime(engine, module, Limits(timeout_ms=300)))  # type: ignore[arg-type]
-        if lane:
-            assert made[0]._c_lane is not None
-            for _ in range(3):  # its face bound: the lane serves the next call
-                assert call(made[0], "spin-when", 0) == 0
-        else:
-            assert call(made[0], "small", 1) == 2
-    try:
-        with c_ticker_held_back(engine), \
-                pytest.raises(PluginLoadError if starts else DeadlineExceeded):
-            start = time.monotonic()
-            try:
-                if starts:
-                    ComponentRuntime(engine, module, Limits(timeout_ms=300))  # type: ignore[arg-type]
-                elif lane:
-                    made[0].call("spin-when", b"[1]")
-                else:
-                    made[0].call("spin", b"[]")
-            finally:
-                ran = time.monotonic() - start
-    finally:
-        for rt in made:
-            rt.close()
-    assert ran > 0.295, f"ended {0.3 - ran:.3f} s early"
 
 
 def test_fuel_ends_a_spinning_call_when_the_engine_meters_it() -> None:

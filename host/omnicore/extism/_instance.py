@@ -25,7 +25,7 @@ from omnicore.extism._kernel import BLOCK_TAG, FIRST_HANDLE
 from omnicore.extism._links import COMMAND_INSTANCES, Links
 from omnicore.sandbox import _wasmtime as engine_api
 from omnicore.sandbox._wasmtime import call_unchecked as _call_unchecked
-from omnicore.sandbox._wasmtime import set_epoch_deadline as _set_deadline
+from omnicore.sandbox.deadline import arm
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.failures import code_of
 from omnicore.sandbox.fastcall import (
@@ -129,7 +129,7 @@ class Instance(SlotDeadline):
         # WASI called from linked modules: pointers into the caller's memory (one view each).
         self.linked_wasi = rt.links.uses_wasi
         self.caller_memories: dict[bytes, Any] = {}
-        _set_deadline(self.ctx, rt.engine.ticks_from_now(rt.ticks))
+        arm(rt.engine, self.ctx, rt.ticks)  # the start's (the deadline's door)
         # What call() needs: the engine epoch of its last arm (-1: never), the input header
         # of the last input size, the deadline in ticks and the fuel each call starts with.
         self._armed = -1
@@ -355,12 +355,9 @@ class Instance(SlotDeadline):
         if self._fuel is not None:
             self.store.set_fuel(self._fuel)
         self._deadline = _monotonic() + self.timeout_s
-        # While the engine's epoch is the one of the last arm, the deadline (that epoch +
-        # ticks) is already in place: one C call saved (it lags by at most one tick).
-        epoch, owed = self._engine.epoch_and_owed()  # (a late ticker's lag: engine.py)
-        if epoch + owed != self._armed:
-            _set_deadline(self.ctx, self._ticks + owed)
-            self._armed = epoch + owed
+        # While the clock is where it was at the last arm, the deadline is already in place:
+        # one C call saved (the door: sandbox.deadline).
+        self._armed = arm(self._engine, self.ctx, self._ticks, self._armed)
         scratch = self._scratch
         scratch[0] = 0
         err = _call_unchecked(self.ctx, func, self._raw, 1, self._trap)

@@ -22,6 +22,7 @@
 #include <structmember.h>
 #include <string.h>
 
+#include "_deadline.h"
 #include "_hostfunc.h"
 #include "_instantiate.h"
 
@@ -99,10 +100,10 @@ learn(Slot *self, const void *func, int i, uint64_t ns)
  * int: the packed result for Python to finish (an error result, an output over max_output or
  *      out of bounds). False: data does not fit the input block; grow it and call again.
  * None: the call trapped or failed; take_failure() hands over what wasmtime returned.
- * epoch is the engine's mirrored epoch (-1 if unknown): the deadline, `ticks` beyond the
- * current epoch, is re-armed only when it moved since the last call (it would be identical).
- * A watched slot (watch()) reads the epoch from its ticker's clock and only looks at whether
- * the argument is -1.
+ * epoch is the engine's mirrored epoch (-1 if unknown): the deadline, `ticks` from now, is
+ * re-armed only when it moved since the last call (it would be identical). A watched slot
+ * (watch()) arms through the door from its ticker's clock (_deadline.h) and only looks at
+ * whether the argument is -1.
  */
 static PyObject *
 Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
@@ -134,31 +135,22 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
     Watch *w = self->watch;
     int seen = -1, hold = 0;
     if (w != NULL) {
-        /* The epoch is our clock's (the argument only says -1: re-arm), with the ticks a
-         * late ticker owes: it adds them all when it runs (clock_read). */
-        uint64_t counter, owed;
-        clock_read(w->clock, &counter, &owed);
-        long long now = (long long)(counter + owed);
+        /* The door reads our ticker's clock (the argument only says -1: re-arm). */
         seen = seen_index(self, func);
         hold = seen >= 0 && self->seen[seen].ns < HOLD_BELOW_NS;
         w->hit = 0;
         w->holding = hold;
         /* Either deadline is re-armed only when the clock moved since the last arm of its
          * kind (it would be identical; the callback only ever runs a tick later). */
-        if (hold) {
-            w->deadline = (uint64_t)now + ticks;
-            if (epoch < 0 || now != self->armed || !self->armed_hold) {
-                set_deadline(self->ctx, 1);  /* the callback takes over at the next tick */
-                self->armed = now;
-                self->armed_hold = 1;
-            }
-        } else if (epoch < 0 || now != self->armed || self->armed_hold) {
-            set_deadline(self->ctx, ticks + owed);
-            self->armed = now;
-            self->armed_hold = 0;
-        }
-    } else if (epoch < 0 || epoch != self->armed) {
-        set_deadline(self->ctx, ticks);
+        if (epoch < 0 || hold != self->armed_hold)
+            self->armed = -1;
+        uint64_t at = deadline_arm(set_deadline, self->ctx, w->clock, ticks, hold,
+                                   &self->armed);
+        self->armed_hold = hold;
+        if (hold)
+            w->deadline = at;  /* the callback takes over at the next tick */
+    } else if (epoch < 0 || epoch != self->armed) {  /* no ticker of ours: nothing owed */
+        deadline_arm(set_deadline, self->ctx, NULL, ticks, 0, NULL);
         self->armed = epoch;
     }
     if (n) {

@@ -23,9 +23,10 @@
  *   guest's realloc runs under the call's deadline) and lifts the core result; the face's
  *   post-return function (its own face) runs when Python has read the answer.
  *
- * epoch: the engine's mirrored epoch; the deadline (`ticks` beyond the current epoch) is armed
- * only when it moved since this face last armed it (it would be identical: as _callpath.c
- * does); -1 arms always; None not at all (the caller armed it: a descriptor watch).
+ * epoch: the deadline (`ticks` from now) is armed through the door (_deadline.h) from the
+ * engine's clock (the `clock` the Face was made with), only when it moved since this face last
+ * armed it (it would be identical: as _callpath.c does); -1 arms always; None not at all (the
+ * caller armed it: a descriptor watch). Any other int: arm when the clock moved.
  *
  * Failures: wasmtime's error is raised as the `failed` exception class given to bind()
  * (flatcall._CallFailed) with the error's address, which the caller owns and frees; a
@@ -126,15 +127,22 @@ static int
 Face_init(Face *self, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"ctx", "func", "post", "realloc", "core_params", "core_result",
-                            "ticks", "wit_params", "wit_result", "memory", "plan", NULL};
+                            "ticks", "wit_params", "wit_result", "memory", "plan", "clock", NULL};
     PyObject *ctx, *func, *post, *realloc_, *wit_params = Py_None, *wit_result = Py_None;
-    PyObject *memory = Py_None, *plan = Py_None;
+    PyObject *memory = Py_None, *plan = Py_None, *clock = NULL;
     const char *core, *result;
     unsigned long long ticks;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOssK|OOOO", names, &ctx, &func, &post,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOssK|OOOO$O", names, &ctx, &func, &post,
                                      &realloc_, &core, &result, &ticks, &wit_params,
-                                     &wit_result, &memory, &plan))
+                                     &wit_result, &memory, &plan, &clock))
         return -1;
+    /* The engine Ticker's clock (its `clock` capsule): the door arms from it. */
+    EpochClock *epochs = clock == NULL ? NULL : PyCapsule_GetPointer(clock, EPOCH_CLOCK_CAPSULE);
+    if (epochs == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "Face(..., clock=): the engine Ticker's clock");
+        return -1;
+    }
     if (comp_call == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "bind() the wasmtime functions first");
         return -1;
@@ -159,6 +167,8 @@ Face_init(Face *self, PyObject *args, PyObject *kwds)
     self->realloc = r;
     self->ticks = ticks;
     self->armed = -1;
+    Py_XSETREF(self->clock_obj, Py_NewRef(clock));
+    self->clock = epochs;
     self->nparams = (int)n;
     memcpy(self->core, core, n);
     self->result = result[0];
@@ -251,6 +261,7 @@ Face_dealloc(Face *self)
 {
     Py_CLEAR(self->memory);
     Py_CLEAR(self->plan_obj);
+    Py_CLEAR(self->clock_obj);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -286,10 +297,9 @@ arm(Face *self, PyObject *epoch)
     long long e = PyLong_AsLongLong(epoch);
     if (e == -1 && PyErr_Occurred())
         return 0;
-    if (e < 0 || e != self->armed) {
-        set_deadline(self->ctx, self->ticks);
-        self->armed = e;
-    }
+    if (e < 0)
+        self->armed = -1;
+    deadline_arm(set_deadline, self->ctx, self->clock, self->ticks, 0, &self->armed);
     return 1;
 }
 
@@ -1366,7 +1376,8 @@ static PyMethodDef Face_methods[] = {
 
 static PyMemberDef Face_members[] = {
     {"scalar", T_INT, offsetof(Face, scalar), READONLY, "whether call() serves this face"},
-    {"armed", T_LONGLONG, offsetof(Face, armed), 0, "epoch of the last deadline arm, -1"},
+    {"armed", T_LONGLONG, offsetof(Face, armed), 0,
+     "the moment (epoch + ticks owed) of the last deadline arm, -1"},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -6,6 +6,7 @@
 #define OMNICORE_COMPCALL_H
 
 #include "_capi.h"
+#include "_deadline.h"
 
 #include <stddef.h>
 
@@ -41,7 +42,9 @@ typedef struct {
     const void *post;     /* ... of its post-return face, or NULL */
     const void *realloc;  /* ... of its realloc face, or NULL */
     unsigned long long ticks;
-    long long armed;      /* the epoch this face last armed the deadline at, -1: none */
+    long long armed;      /* the moment this face last armed the deadline at, -1: none */
+    PyObject *clock_obj;  /* the engine Ticker's clock capsule, which keeps `clock` alive */
+    EpochClock *clock;    /* what the door (_deadline.h) arms from */
     int nparams;
     char core[MAX_CORE];  /* each core parameter: 'i' i32, 'q' i64, 'f' f32, 'd' f64 */
     char result;          /* the core result, 0 for none */

@@ -1,10 +1,10 @@
 /* A component runtime's call face (issue 47): ComponentRuntime.call's hot path in one C call.
  * Lane.call(name, data) does what runtime.py's _call_lane does around the Face's call_json:
  * takes an idle instance of the pool, clears its limiter's record, reads the engine's epoch
- * (answering NotImplemented while a late ticker owes ticks)
- * and the log's mark, sets the host functions' deadline (hostcalls.enter), calls the Face,
- * takes in the WASI output, ends the call's host state (hostcalls.leave), gives the instance
- * back, and refuses an answer over the output limit.
+ * (the call's start, for its verdict) and the log's mark, sets the host functions' deadline
+ * (hostcalls.enter), calls the Face (which arms the call's deadline), takes in the WASI
+ * output, ends the call's host state (hostcalls.leave), gives the instance back, and refuses an
+ * answer over the output limit.
  *
  * Whatever it does not take it answers NotImplemented for, having run nothing, and runtime.py
  * takes the call as before: an export without a JSON lane, input that is not bytes or over
@@ -21,7 +21,8 @@ typedef struct {
     PyObject *pool;       /* the InstancePool: release(), notify(), waiters */
     PyObject *idle;       /* its idle list (never rebound) */
     PyObject *state;      /* hostcalls._CALL: deadline, refusal, ends */
-    PyObject *clock;      /* epoch_and_owed of the C Ticker or the engine, bound once */
+    PyObject *clock;      /* the engine Ticker's clock capsule, which keeps `epochs` alive */
+    EpochClock *epochs;   /* its epoch: the call's start (the Face arms from the clock) */
     PyObject *log;        /* the plugin's log: `written` */
     PyObject *output;     /* the WASI output to catch_up() after a call, or None */
     PyObject *leave;      /* hostcalls.leave */
@@ -36,7 +37,7 @@ typedef struct {
     PyObject *fallback;   /* serve()'s way for what call() leaves: fallback(name, data), or NULL */
 } Lane;
 
-static PyObject *s_dict, *s_canon, *s_watch, *s_limiter, *s_refused, *s_epoch_and_owed, *s_written,
+static PyObject *s_dict, *s_canon, *s_watch, *s_limiter, *s_refused, *s_written,
     *s_deadline, *s_refusal, *s_ends, *s_c, *s_catch_up, *s_release, *s_waiters, *s_notify;
 
 static int
@@ -90,7 +91,8 @@ Lane_dealloc(Lane *self)
 }
 
 /* Lane(lanes, pool, state, clock, log, output, leave, failed, too_large, max_in, max_out,
- * timeout_s, fallback=None: serve()'s way for what call() leaves) */
+ * timeout_s, fallback=None: serve()'s way for what call() leaves); clock: the engine Ticker's
+ * clock capsule. */
 static int
 Lane_init(Lane *self, PyObject *args, PyObject *kwds)
 {
@@ -118,8 +120,7 @@ Lane_init(Lane *self, PyObject *args, PyObject *kwds)
                           &self->output, &self->leave, &self->failed, &self->too_large};
     for (int i = 0; i < 9; i++)
         *slots[i] = Py_NewRef(o[i]);
-    Py_SETREF(self->clock, PyObject_GetAttr(o[3], s_epoch_and_owed));
-    if (self->clock == NULL)
+    if ((self->epochs = PyCapsule_GetPointer(o[3], EPOCH_CLOCK_CAPSULE)) == NULL)
         return -1;
     self->max_in = max_in;
     self->max_out = max_out;
@@ -194,27 +195,11 @@ Lane_call(Lane *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t n = PyList_GET_SIZE(self->idle);
     if (n == 0)
         Py_RETURN_NOTIMPLEMENTED;  /* the pool makes one, or waits */
-    /* The epoch, and the ticks a late ticker owes (engine.epoch_and_owed): the Face arms its
-     * ticks from the epoch alone, so while ticks are owed runtime.py takes the call and arms
-     * them itself (ComponentRuntime._face_epoch). One tick owed is a ticker a moment late to
-     * wake (0.2% of calls), within the tick of slack engine.deadline_ticks adds: served here. */
-    PyObject *now = PyObject_CallNoArgs(self->clock);
-    if (now == NULL)
+    /* The call's start (for its verdict): the epoch; the Face arms the deadline through the
+     * door (_deadline.h), counting the ticks a late ticker owes. */
+    PyObject *start = PyLong_FromUnsignedLongLong(atomic_load(&self->epochs->epoch));
+    if (start == NULL)
         return NULL;
-    if (!PyTuple_CheckExact(now) || PyTuple_GET_SIZE(now) != 2) {
-        Py_DECREF(now);
-        PyErr_SetString(PyExc_TypeError, "epoch_and_owed() must answer (epoch, owed)");
-        return NULL;
-    }
-    long long owed = PyLong_AsLongLong(PyTuple_GET_ITEM(now, 1));
-    if (owed > 1 || (owed == -1 && PyErr_Occurred())) {
-        Py_DECREF(now);
-        if (owed > 1)
-            Py_RETURN_NOTIMPLEMENTED;
-        return NULL;
-    }
-    PyObject *start = Py_NewRef(PyTuple_GET_ITEM(now, 0));
-    Py_DECREF(now);
     PyObject *inst = Py_NewRef(PyList_GET_ITEM(self->idle, n - 1));
     if (PyList_SetSlice(self->idle, n - 1, n, NULL) < 0) {
         Py_DECREF(inst);
@@ -373,7 +358,7 @@ lane_strings(void)
 {
     static const struct { PyObject **s; const char *text; } all[] = {
         {&s_dict, "__dict__"}, {&s_canon, "canon"}, {&s_watch, "watch"}, {&s_limiter, "limiter"},
-        {&s_refused, "refused"}, {&s_epoch_and_owed, "epoch_and_owed"}, {&s_written, "written"},
+        {&s_refused, "refused"}, {&s_written, "written"},
         {&s_deadline, "deadline"}, {&s_refusal, "refusal"}, {&s_ends, "ends"}, {&s_c, "c"},
         {&s_catch_up, "catch_up"}, {&s_release, "release"}, {&s_waiters, "waiters"},
         {&s_notify, "notify"}};

@@ -15,6 +15,7 @@
  * flag tells Python it was the deadline (sandbox/fastcall.py reports it as the epoch trap).
  */
 #include "_capi.h"
+#include "_deadline.h"
 #include "_epoch.h"
 
 #include <errno.h>
@@ -44,18 +45,6 @@ monotonic_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-void
-clock_read(EpochClock *c, uint64_t *epoch, uint64_t *owed)
-{
-    /* The due time before the counter: the ticker raises the counter first, so a due time
-     * already moved on comes with its ticks counted; an old one read beside a new counter
-     * counts a tick twice (a deadline a tick late, never early). */
-    int64_t due = atomic_load(&c->due_ns);
-    *epoch = atomic_load(&c->epoch);
-    int64_t late = monotonic_ns() - due;
-    *owed = late < 0 ? 0 : 1 + (uint64_t)(late / c->period_ns);
 }
 
 int
@@ -320,7 +309,7 @@ Ticker_epoch_and_owed(Ticker *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     uint64_t epoch, owed;
-    clock_read(self->clock, &epoch, &owed);
+    deadline_clock(self->clock, &epoch, &owed);  /* the Python door's reading (deadline.py) */
     return Py_BuildValue("(KK)", (unsigned long long)epoch, (unsigned long long)owed);
 }
 
@@ -366,6 +355,27 @@ Ticker_get_epoch(Ticker *self, void *Py_UNUSED(closure))
 }
 
 static void
+clock_capsule_release(PyObject *capsule)
+{
+    clock_release(PyCapsule_GetPointer(capsule, EPOCH_CLOCK_CAPSULE));
+}
+
+/* The clock as a capsule (EPOCH_CLOCK_CAPSULE) holding a reference to it: what the C faces
+ * of components (_compcall.c) arm their deadlines from through the door (_deadline.h). */
+static PyObject *
+Ticker_get_clock(Ticker *self, void *Py_UNUSED(closure))
+{
+    if (self->clock == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the Ticker is not initialised");
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New(self->clock, EPOCH_CLOCK_CAPSULE, clock_capsule_release);
+    if (capsule != NULL)
+        atomic_fetch_add(&self->clock->refs, 1);
+    return capsule;
+}
+
+static void
 Ticker_dealloc(Ticker *self)
 {
     stop_thread(self);
@@ -392,6 +402,8 @@ static PyMethodDef Ticker_methods[] = {
 
 static PyGetSetDef Ticker_getset[] = {
     {"epoch", (getter)Ticker_get_epoch, NULL, "ticks so far (never behind the engines)", NULL},
+    {"clock", (getter)Ticker_get_clock, NULL,
+     "the clock as a capsule, for the C faces' deadlines (_deadline.h)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

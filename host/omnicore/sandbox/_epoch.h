@@ -15,7 +15,7 @@
  * other: on a loaded machine it runs late, then adds every period that passed at once. A
  * deadline armed meanwhile from the counter alone ends its call early by that lag (seen:
  * 22 ms of a 200 ms deadline on a loaded 2-core CI machine), so every arm counts the ticks
- * owed (clock_read). */
+ * owed: deadline_arm (_deadline.h), the door every C arm goes through. */
 typedef struct {
     _Atomic uint64_t epoch;
     _Atomic int64_t due_ns;
@@ -23,9 +23,8 @@ typedef struct {
     _Atomic int refs;
 } EpochClock;
 
-/* The counter, and the ticks the ticker owes now (0 unless it runs late): a deadline
- * `ticks` ahead of now is `*epoch + *owed + ticks`. */
-void clock_read(EpochClock *c, uint64_t *epoch, uint64_t *owed);
+/* The name of the capsule a Ticker's `clock` attribute answers (one reference to it). */
+#define EPOCH_CLOCK_CAPSULE "omnicore.sandbox._callpath.EpochClock"
 
 /* One store's state for its deadline callback. Owned by its Slot and by the store's
  * callback (freed when both let go); the fields are used only by the thread running the

@@ -20,6 +20,7 @@
  * before anyone uses it; an Instance holding a store refuses to instantiate or start again.
  */
 #include "_capi.h"
+#include "_deadline.h"
 
 #include <structmember.h>
 #include <string.h>
@@ -119,8 +120,10 @@ unregister(PyObject *live, PyObject *key)
 }
 
 /* instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks, handler, live,
- *             owner) -> ctx | (stage, error, trap, None)
+ *             owner, clock=None) -> ctx | (stage, error, trap, None)
  *
+ * ticks: the start's deadline, armed through the door (_deadline.h) from `clock` (the engine
+ * Ticker's `clock` capsule; None: a ticker not ours, nothing owed).
  * wasi: a wasi_config_t* to hand over, or 0. handler: an export to look up now (str) or None;
  * its address is then .handler. live: the runtime's dict of instances by store context, where
  * `owner` (the Python instance) is entered as soon as the store exists, so that the module's
@@ -131,8 +134,13 @@ unregister(PyObject *live, PyObject *key)
 static PyObject *
 Instance_instantiate(Instance *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!takes(nargs, 10, "instantiate(engine, pre, wasi, memory_limit, table_elements, "
-                          "tables, ticks, handler, live, owner)"))
+    if (nargs != 10 && !takes(nargs, 11, "instantiate(engine, pre, wasi, memory_limit, "
+                                          "table_elements, tables, ticks, handler, live, "
+                                          "owner, clock=None)"))
+        return NULL;
+    EpochClock *clock = NULL;
+    if (nargs == 11 && args[10] != Py_None
+        && (clock = PyCapsule_GetPointer(args[10], EPOCH_CLOCK_CAPSULE)) == NULL)
         return NULL;
     PyObject *live = args[8], *owner = args[9];
     if (!PyDict_Check(live)) {
@@ -179,7 +187,7 @@ Instance_instantiate(Instance *self, PyObject *const *args, Py_ssize_t nargs)
         free_store(self);
         return failure(NULL, error, NULL, NULL);
     }
-    set_deadline(ctx, ticks);
+    deadline_arm(set_deadline, ctx, clock, ticks, 0, NULL);
     PyObject *key = PyLong_FromVoidPtr(ctx);
     if (key == NULL || PyDict_SetItem(live, key, owner) < 0) {
         Py_XDECREF(key);
@@ -312,7 +320,7 @@ Instance_get_store(Instance *self, void *Py_UNUSED(closure))
 static PyMethodDef Instance_methods[] = {
     {"instantiate", (PyCFunction)(void (*)(void))Instance_instantiate, METH_FASTCALL,
      "instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks, handler, "
-     "live, owner) -> ctx | (stage, error, trap, None)"},
+     "live, owner, clock=None) -> ctx | (stage, error, trap, None)"},
     {"start", (PyCFunction)(void (*)(void))Instance_start, METH_FASTCALL,
      "start(run_initialize, input_cap) -> None | (stage, error, trap, message)"},
     {"close", (PyCFunction)Instance_close, METH_NOARGS, "free the store and the instance"},

@@ -166,7 +166,7 @@ def run_command(engine: SandboxEngine, module: CommandModule, command: Command,
     inst: RawInstance | None = None
     try:
         inst = RawInstance(engine.wasmtime, pre, memory_limit=lim.max_memory_bytes,
-                           deadline_ticks=engine.ticks_from_now(engine.deadline_ticks(lim.timeout_ms)),
+                           deadline_ticks=engine.deadline_ticks(lim.timeout_ms), clock=engine,
                            fuel=None,
                            wasi=wasi, live=live, has_initialize=False,
                            timeout_s=lim.timeout_ms / 1000,

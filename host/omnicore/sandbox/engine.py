@@ -118,6 +118,9 @@ class SandboxEngine:
         #: The C call path's ticker (a C thread, sandbox/_epoch.c), or None: a Python thread
         #: ticks. With the C one, short plugin calls keep the GIL (specs/host.md).
         self.clock = fastcall.new_ticker(epoch_tick_ms)
+        #: The C ticker's clock (a capsule) for the C paths' door (sandbox/_deadline.h), or
+        #: None.
+        self.c_clock = self.clock.clock if self.clock is not None else None
         if self.clock is not None:
             self.clock.add(fastcall.address_of(self.wasmtime), self.wasmtime)
             self._ticker: threading.Thread | None = None
@@ -154,12 +157,13 @@ class SandboxEngine:
                 self._due += passed * period
 
     def epoch_and_owed(self) -> tuple[int, int]:
-        """:attr:`epoch`, and the ticks the ticker owes the engine now. A ticker that runs
-        late adds every period it missed when it wakes, so a deadline armed meanwhile counts
-        them too: armed as ``epoch + ticks`` alone it would end its call early by the lag.
-        Either ticker runs late: the Python one starved of the GIL (seen: 12 ms of a 300 ms
-        deadline, with six threads looping on host calls), the C one descheduled on a loaded
-        machine (seen: 22 ms of a 200 ms deadline, on a 2-core CI machine)."""
+        """:attr:`epoch`, and the ticks the ticker owes the engine now: what the deadline's
+        door (:func:`omnicore.sandbox.deadline.arm`, the only caller) arms from. A ticker
+        that runs late adds every period it missed when it wakes, so a deadline armed
+        meanwhile counts them too. Either ticker runs late: the Python one starved of the GIL
+        (seen: 12 ms of a 300 ms deadline, with six threads looping on host calls), the C one
+        descheduled on a loaded machine (seen: 22 ms of a 200 ms deadline, on a 2-core CI
+        machine). The C ticker's reading is the C door's (``sandbox/_deadline.h``)."""
         clock = self.clock
         if clock is not None:
             epoch, owed = clock.epoch_and_owed()
@@ -167,13 +171,6 @@ class SandboxEngine:
         with self._epoch_lock:
             late = time.monotonic() - self._due
             return self._epoch, (0 if late < 0 else 1 + int(late * 1000 / self.epoch_tick_ms))
-
-    def ticks_from_now(self, ticks: int) -> int:
-        """What to arm a store's deadline with so that it lies ``ticks`` ahead of now: with
-        the ticks a late ticker owes (:meth:`epoch_and_owed`). Every arm counts them, an
-        instance's start and first allocation too (seen: a new instance's ``omni_alloc``
-        ended at once when armed from the lagging epoch)."""
-        return ticks + self.epoch_and_owed()[1]
 
     @property
     def components(self) -> wasmtime.Engine:

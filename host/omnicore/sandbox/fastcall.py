@@ -43,12 +43,12 @@ from omnicore.sandbox._wasmtime import context_set_wasi as _set_wasi
 from omnicore.sandbox._wasmtime import get_fuel as _get_fuel
 from omnicore.sandbox._wasmtime import instance_export_get as _export_get
 from omnicore.sandbox._wasmtime import instance_pre_instantiate as _pre_instantiate
-from omnicore.sandbox._wasmtime import set_epoch_deadline as _set_deadline
 from omnicore.sandbox._wasmtime import set_fuel as _set_fuel
 from omnicore.sandbox._wasmtime import store_context as _store_context
 from omnicore.sandbox._wasmtime import store_delete as _store_delete
 from omnicore.sandbox._wasmtime import store_limiter as _store_limiter
 from omnicore.sandbox._wasmtime import store_new as _store_new
+from omnicore.sandbox.deadline import arm as _arm_deadline
 from omnicore.sandbox.guestmem import GuestMemory, HostTrap
 
 __all__ = [
@@ -190,6 +190,8 @@ class RawInstance(SlotDeadline):
     With ``command``, a WASI command's instance (``sandbox.command``): only instantiated, on
     the Python path (it makes one call, ``_start``, through :meth:`run`); no allocator, no
     input buffer, and a module without a ``memory`` export gets host functions that trap.
+    ``deadline_ticks``: the start's deadline, armed from ``clock`` (the SandboxEngine; None:
+    nothing owed) through the door, :mod:`omnicore.sandbox.deadline` (or its C twin).
     """
 
     #: The store's context: the key of this instance in its runtime's ``live`` map.
@@ -202,7 +204,8 @@ class RawInstance(SlotDeadline):
                  timeout_s: float = 3600.0, table_elements: int = -1,
                  tables: int = -1, files: Any = None,
                  burnt: Callable[[int], None] | None = None,
-                 handler: str | None = None, command: bool = False) -> None:
+                 handler: str | None = None, command: bool = False,
+                 clock: Any = None) -> None:
         # (No class-level defaults: an instance attribute shadowing a class attribute keeps
         # CPython from specialising its reads, which the Python call path does per call.)
         #: The instance's open files (``sandbox.wasi_fd.FdTable``), closed with it.
@@ -218,6 +221,8 @@ class RawInstance(SlotDeadline):
         #: What a host function that refused this call said (sandbox.failures reads it).
         self.refusal: str | None = None
         self._armed = -1
+        #: What deadlines are armed from (sandbox.deadline): the SandboxEngine, or None.
+        self._clock = clock
         self._live = live  # the runtime's instances by store context, for its host functions
         #: The running call's deadline (time.monotonic()) for host functions and WASI, which
         #: run outside the epoch check: past it they stop working and the call fails with
@@ -358,8 +363,10 @@ class RawInstance(SlotDeadline):
         self._set_scratch(addr)
         # The owner registers this instance in live as soon as its store exists, and takes it
         # out again if instantiation fails (then it frees the store).
+        clock = self._clock
         got = owner.instantiate(engine, pre, wasi, memory_limit, table_elements, tables, ticks,
-                                handler, self._live, self)
+                                handler, self._live, self,
+                                clock.c_clock if clock is not None else None)
         if got.__class__ is not int:
             raise _start_failure(got)
         self._store = owner.store
@@ -433,7 +440,7 @@ class RawInstance(SlotDeadline):
         return f
 
     def _arm(self, deadline_ticks: int) -> None:
-        _set_deadline(self.ctx, deadline_ticks)
+        _arm_deadline(self._clock, self.ctx, deadline_ticks)
         if self.fuel is not None:
             err = _set_fuel(self.ctx, self.fuel)
             if err:
@@ -492,8 +499,9 @@ class RawInstance(SlotDeadline):
     def call(self, func: int, data: bytes, deadline_ticks: int, epoch: int = -1) -> int:
         """Copy ``data`` in, call the handler at ``func``, return the packed i64 (unsigned).
 
-        ``epoch`` is the engine's current epoch if known: when it equals the epoch of the last
-        arm, the deadline ``epoch + deadline_ticks`` is already in place and is not re-set.
+        The deadline, ``deadline_ticks`` from now, is armed through the door
+        (:mod:`omnicore.sandbox.deadline`), only when the clock moved since the last arm (it
+        would be identical); ``epoch`` -1 arms it whatever it holds.
         """
         n = len(data)
         self._deadline = _monotonic() + self.timeout_s
@@ -503,9 +511,9 @@ class RawInstance(SlotDeadline):
             self._armed = -1
         if self.fuel is not None:
             self._arm(deadline_ticks)
-        elif epoch < 0 or epoch != self._armed:
-            _set_deadline(self.ctx, deadline_ticks)
-            self._armed = epoch
+        else:
+            self._armed = _arm_deadline(self._clock, self.ctx, deadline_ticks,
+                                        self._armed if epoch >= 0 else -1)
         if n:
             self.memory.view[self.buf:self.buf + n] = data
         u64 = self._u64

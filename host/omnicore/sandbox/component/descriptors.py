@@ -23,6 +23,7 @@ from typing import Any
 import wasmtime
 
 from omnicore.sandbox._wasmtime import CAPI, error_raw, set_epoch_deadline_callback
+from omnicore.sandbox.deadline import arm
 from omnicore.sandbox.engine import SandboxEngine
 
 __all__ = ["DescriptorWatch", "open_in"]
@@ -86,10 +87,9 @@ class DescriptorWatch:
 
     def arm(self, store: wasmtime.Store) -> None:
         """Start a call (or an instantiation): its deadline counts from now (with the ticks
-        a late ticker owes: engine.epoch_and_owed)."""
-        self.start = sum(self.engine.epoch_and_owed())
+        a late ticker owes), the store's own comes every tick (the deadline's door)."""
+        self.start = arm(self.engine, store, self.ticks, every_tick=True)
         self.over = False
-        store.set_epoch_deadline(1)
 
     def exceeded(self) -> bool:
         """Whether the directories hold more than the limit now (then :attr:`over` is set).

@@ -254,8 +254,8 @@ class FlatCall:
         return self._load(core, cx)
 
     def call_c(self, bound: Bound, args: list[Any], epoch: int | None) -> Any:
-        """:meth:`call` through the C face, which also arms the deadline for ``epoch`` (the
-        engine's mirrored epoch; None: the caller armed it)."""
+        """:meth:`call` through the C face, which also arms the deadline (``epoch``: as
+        ``Face.arm`` takes it; None: the caller armed it)."""
         c = bound.c
         if self.scalars is not None:
             return c.call(args, epoch)
@@ -301,7 +301,8 @@ class Bound:
                  "post", "realloc", "slots", "view")
 
     def __init__(self, flat: FlatCall, ctx: Any, face: Any, realloc: Any, post: Any,
-                 memory: Any, view: memoryview | None, ticks: int | None = None) -> None:
+                 memory: Any, view: memoryview | None, ticks: int | None = None,
+                 clock: Any = None) -> None:
         self.ctx = ctx
         self.face = face
         self.realloc = realloc
@@ -334,15 +335,16 @@ class Bound:
                 raise _CallFailed(error)
             return int(at.of.u32)
 
-        #: The C face (sandbox/_compcall.c), arming deadlines of ``ticks``; None: ctypes.
+        #: The C face (sandbox/_compcall.c), arming deadlines of ``ticks`` from ``clock`` (the
+        #: engine's C clock) through the door (sandbox/_deadline.h); None: ctypes.
         self.c: Any = None
-        if COMPCALL is not None and ticks is not None:
+        if COMPCALL is not None and ticks is not None and clock is not None:
             plain = flat.plain if flat.plain is not None else (None, None)
             self.c = COMPCALL.Face(
                 _address(ctx), _address(face), _address(post), _address(realloc),
                 "".join(_CORE[c] for c in flat.form.core_params),
                 "".join(_CORE[c] for c in flat.form.core_result), ticks, *plain, memory,
-                flat.plan)
+                flat.plan, clock=clock)
         self.cx = Cx(memory, view if view is not None else memoryview(b""),
                      alloc if self.c is None else self.c.alloc)
 

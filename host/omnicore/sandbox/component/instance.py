@@ -58,21 +58,22 @@ class Instance:
         """The C handle of a face's function (None for none)."""
         return None if export is None else component_func(self.export(export, (export,)))
 
-    def bound(self, name: str, flat: FlatCall, ticks: int) -> Bound:
-        """Export ``name``'s canonical face (.flatcall), bound on its first call."""
+    def bound(self, name: str, flat: FlatCall, ticks: int, clock: Any) -> Bound:
+        """Export ``name``'s canonical face (.flatcall), bound on its first call; its C face
+        arms deadlines of ``ticks`` from ``clock`` (the engine's ``c_clock``)."""
         form = flat.form
         memory = self.memory
         bound = self.canon[name] = Bound(
             flat, context_of(self.store), self.face(form.export), self.face(form.realloc),
             self.face(form.post_return), memory,
-            memory_view(memory) if memory is not None else None, ticks)
+            memory_view(memory) if memory is not None else None, ticks, clock)
         return bound
 
-    def raw_face(self, form: RawForm, ticks: int) -> RawBound:
-        """A byte face (.rawcall), bound on its first call."""
+    def raw_face(self, form: RawForm, ticks: int, clock: Any) -> RawBound:
+        """A byte face (.rawcall), bound on its first call (its C face as :meth:`bound`'s)."""
         raw = self.raw[form.export] = RawBound(
             context_of(self.store), self.face(form.realloc), self.face(form.export),
-            self.face(form.post_return), len(form.params), ticks)
+            self.face(form.post_return), len(form.params), ticks, clock)
         return raw
 
     def close(self) -> None:

@@ -40,7 +40,7 @@ class RawBound:
                  "params_view", "post", "ptr", "ptr_ref", "realloc", "values")
 
     def __init__(self, ctx: Any, realloc: Any, flat: Any, post: Any, nparams: int,
-                 ticks: int | None = None) -> None:
+                 ticks: int | None = None, clock: Any = None) -> None:
         self.ctx = ctx
         self.realloc = realloc
         self.flat = flat
@@ -62,11 +62,12 @@ class RawBound:
         self.area = _VAL()
         self.area.kind = _U32
         self.area_ref = byref(self.area)
-        #: The C face (sandbox/_compcall.c), arming deadlines of ``ticks``; None: ctypes.
+        #: The C face (sandbox/_compcall.c), arming deadlines of ``ticks`` from ``clock`` (the
+        #: engine's C clock) through the door (sandbox/_deadline.h); None: ctypes.
         self.c: Any = None
-        if COMPCALL is not None and ticks is not None:
+        if COMPCALL is not None and ticks is not None and clock is not None:
             self.c = COMPCALL.Face(_address(ctx), _address(flat), _address(post),
-                                   _address(realloc), "ii" * nparams, "i", ticks)
+                                   _address(realloc), "ii" * nparams, "i", ticks, clock=clock)
         #: The (ptr, len) pairs of the parameters, for the C face.
         self.values: list[int] = [0] * (2 * nparams)
 

@@ -55,6 +55,7 @@ from omnicore.sandbox.component.output import ComponentOutput
 from omnicore.sandbox.component.rawlift import RawForm
 from omnicore.sandbox.component.values import delete, lift_bytes
 from omnicore.sandbox.component.world import Function
+from omnicore.sandbox.deadline import arm
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.failures import Facts, classify, code_of
 from omnicore.sandbox.fastcall import GuestFailure, error_failure
@@ -147,10 +148,10 @@ class ComponentRuntime(PooledRuntime[Instance]):
         #: steps), where the C component call path is built and no fuel is metered; it
         #: answers NotImplemented, having run nothing, for whatever it leaves to Python.
         self._c_lane = None
-        if COMPCALL is not None and self._lanes and self._fuel is None:
+        if COMPCALL is not None and self._lanes and self._fuel is None \
+                and engine.c_clock is not None:
             self._c_lane = COMPCALL.Lane(
-                self._lanes, self._pool, _CALL,
-                engine.clock if engine.clock is not None else engine, self.log,
+                self._lanes, self._pool, _CALL, engine.c_clock, self.log,
                 self._wasi_output if self._stdio else None, leave, self._lane_failed,
                 self._lane_too_large, self.limits.max_input_bytes,
                 self.limits.max_output_bytes, self._timeout_s, self._call_python)
@@ -213,7 +214,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
             watch.install(store)
             watch.arm(store)
         else:
-            store.set_epoch_deadline(self.engine.ticks_from_now(self._ticks))
+            arm(self.engine, store, self._ticks)
         if self._fuel is not None:
             store.set_fuel(self._fuel)
         start = self.engine.epoch
@@ -362,8 +363,8 @@ class ComponentRuntime(PooledRuntime[Instance]):
         store = inst.store
         if inst.watch is not None:
             inst.watch.arm(store)
-        elif deadline:  # (a late ticker's lag counted: engine.epoch_and_owed)
-            store.set_epoch_deadline(self.engine.ticks_from_now(self._ticks))
+        elif deadline:
+            arm(self.engine, store, self._ticks)
         if self._fuel is not None:
             store.set_fuel(self._fuel)
         inst.limiter.refused = False  # (Limiter.arm, inline: every call passes here)
@@ -372,21 +373,11 @@ class ComponentRuntime(PooledRuntime[Instance]):
         enter(time.monotonic() + self._timeout_s)
         return start, mark
 
-    def _face_epoch(self, inst: Instance, face: Any) -> int | None:
-        """What a C face arms the deadline with: the engine's epoch, or None when the store
-        is armed already. A watch arms its own; and a late ticker's owed ticks are armed
-        here (engine.epoch_and_owed), since the face arms ``ticks`` from the counter alone
-        (its ``armed`` forgotten, so the next call re-arms). Rare: a ticker is late only on
-        a loaded machine. One tick owed (a ticker a moment late to wake) is within the tick
-        of slack engine.deadline_ticks adds, as the C lane (_complane.c) takes it."""
-        if inst.watch is not None:
-            return None
-        epoch, owed = self.engine.epoch_and_owed()
-        if owed <= 1:
-            return epoch
-        inst.store.set_epoch_deadline(self._ticks + owed)
-        face.armed = -1
-        return None
+    def _face_epoch(self, inst: Instance) -> int | None:
+        """What a C face is told to arm with: 0, arm through the C door from the engine's
+        clock when it moved (sandbox/_deadline.h), or None when a descriptor watch arms the
+        store (it did, in :meth:`_arm`)."""
+        return None if inst.watch is not None else 0
 
     def _invoke_flat(self, inst: Instance, fn: Function, form: RawForm, label: str,
                      args: list[Any]) -> Any:
@@ -397,12 +388,12 @@ class ComponentRuntime(PooledRuntime[Instance]):
         memory = inst.memory
         assert memory is not None
         assert form.realloc is not None  # a byte face always has one (.rawlift)
-        raw = inst.raw.get(form.export) or inst.raw_face(form, self._ticks)
+        raw = inst.raw.get(form.export) or inst.raw_face(form, self._ticks, self.engine.c_clock)
         datas = [a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else bytes(a)
                  for a in args]
         start, mark = self._arm(inst, raw.c is None)
         if raw.c is not None:  # before realloc runs (a watch arms its own deadline)
-            raw.c.arm(self._face_epoch(inst, raw.c))
+            raw.c.arm(self._face_epoch(inst))
 
         def failed(error: Any) -> PluginCallError:
             return self._classify(inst.store, inst.limiter, label, start,
@@ -473,7 +464,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
         inst = pool.acquire(name)
         keep = False
         try:
-            bound = inst.canon.get(name) or inst.bound(name, flat, self._ticks)
+            bound = inst.canon.get(name) or inst.bound(name, flat, self._ticks, self.engine.c_clock)
             watch = inst.watch
             if watch is not None:
                 watch.arm(inst.store)
@@ -485,7 +476,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
             enter(time.monotonic() + self._timeout_s)
             try:
                 try:
-                    answer = bound.c.call_json(data, self._face_epoch(inst, bound.c))
+                    answer = bound.c.call_json(data, self._face_epoch(inst))
                 finally:
                     if self._stdio:
                         self._wasi_output.catch_up()
@@ -504,13 +495,14 @@ class ComponentRuntime(PooledRuntime[Instance]):
                       args: list[Any]) -> Any:
         """``fn`` through its canonical face (.flatcall): the JSON value of its result; a
         failure gets the verdict wasmtime's value API would."""
-        bound = inst.canon.get(fn.name) or inst.bound(fn.name, flat, self._ticks)
+        bound = inst.canon.get(fn.name) or \
+            inst.bound(fn.name, flat, self._ticks, self.engine.c_clock)
         c = bound.c is not None
         start, mark = self._arm(inst, not c)
         try:
             try:
                 # The C face arms the deadline when the epoch moved (a watch arms its own).
-                answer = flat.call_c(bound, args, self._face_epoch(inst, bound.c)) \
+                answer = flat.call_c(bound, args, self._face_epoch(inst)) \
                     if c else flat.call(bound, args)
             finally:
                 if self._stdio:

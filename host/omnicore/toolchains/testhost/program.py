@@ -154,12 +154,11 @@ class Program:
             wasi.argv = ["tests", *args]
             # The environment a native test would see (cargo's, the caller's).
             wasi.env = [[k, v] for k, v in os.environ.items()]
-        ticks = self.engine.ticks_from_now(self.engine.deadline_ticks(TIMEOUT_MS)) \
-            if self.engine is not None else 0
+        ticks = self.engine.deadline_ticks(TIMEOUT_MS) if self.engine is not None else 0
         inst: RawInstance | None = None
         try:
             inst = RawInstance(self._wasmtime, self._pre, memory_limit=MEMORY_LIMIT,
-                               deadline_ticks=ticks,
+                               deadline_ticks=ticks, clock=self.engine,
                                fuel=None, wasi=wasi, live=self._live, has_initialize=False,
                                timeout_s=TIMEOUT_MS / 1000, command=True)
             inst.run(entry)
