@@ -19,11 +19,14 @@ import orjson
 
 from omnicore.egress.db.verdict import TX, Verdict, widen_hint
 
-parser: Any
-try:
-    from pglast import parser
-except ImportError:  # the connectors extra is not installed: no PostgreSQL connector works
-    parser = None
+
+@functools.cache  # imported at the first statement: pglast takes tens of ms to import
+def _parser() -> Any:
+    try:
+        from pglast import parser
+    except ImportError:  # the connectors extra is not installed: no PostgreSQL connector works
+        return None
+    return parser
 
 
 __all__ = ["judge", "kinds"]
@@ -192,6 +195,7 @@ def _refuse_kind(node: str, body: dict[str, Any], in_tx: bool,
 def judge(sql: str, in_tx: bool, read_only: bool, widen: frozenset[str]) -> Verdict:
     """The verdict on one PostgreSQL statement (see :func:`omnicore.egress.db.statements.
     judge`)."""
+    parser = _parser()
     if parser is None:
         return Verdict("cannot be judged: the host lacks pglast (pip install "
                        "'omnicore[connectors]')", "")
