@@ -376,6 +376,19 @@ class SpoofedMaria:
                     _, command = self._read_packet(client)
                     if command[:1] == b"\x01":  # COM_QUIT
                         return
+                    if hostile and self.mode == "more" and command[:1] == b"\x03" and \
+                            b"SELECT 1" in command:
+                        # One row, then an EOF saying more results follow (never sent).
+                        column = b"".join(bytes([len(t)]) + t for t in (
+                            b"def", b"", b"", b"", b"x", b"")) + b"\x0c" + struct.pack(
+                            "<HIBHBH", 45, 4, 253, 0, 0, 0)
+                        eof_more = b"\xfe\x00\x00" + struct.pack("<H", 0x0002 | 0x0008)
+                        client.sendall(_packet(1, b"\x01") + _packet(2, column) +
+                                       _packet(3, b"\xfe\x00\x00\x02\x00") +
+                                       _packet(4, b"\x011") + _packet(5, eof_more))
+                        while client.recv(4096):  # the client must end the session
+                            pass
+                        return
                     if hostile and self.mode == "infile" and command[:1] == b"\x03" and \
                             b"SELECT 1" in command:
                         client.sendall(_packet(1, b"\xfb/etc/passwd"))
@@ -495,3 +508,35 @@ def test_a_row_past_the_cap_costs_at_most_a_quarter_more_than_the_cap(
     assert measured["status"] == f"TOO_LARGE: the result is larger than {cap} bytes " \
                                  "(connector m, max_result_bytes)", measured
     assert measured["growth"] <= cap * 1.25, measured
+
+
+def test_maria_results_left_on_the_wire_close_the_connection(
+        spoofed_maria: Callable[[str], SpoofedMaria]) -> None:
+    """A result saying more results follow (a procedure's, or a spoofed server's that never
+    sends them): the call has its rows, and the connection is closed rather than pooled
+    (PyMySQL would read every following result whole before the next statement)."""
+    server = spoofed_maria("more")
+    backend = _backend("mysql", server.port)
+    before = _host_threads()
+    out = backend.run("p", True, "SELECT 1", [], time.monotonic() + 3)
+    assert out == b'{"columns":[{"name":"x","type":"varchar"}],"rows":[["1"]]}'
+    assert server.hostile_done.wait(5)
+    assert backend.pool.idle == 0 and backend.pool.in_use == 0
+    _no_thread_left(before)
+    backend.close()
+
+
+def test_pg_libpqs_input_buffer_is_found(pg_url: str) -> None:
+    """The offset of libpq's private input-buffer fields (postgres._find_input) is found for
+    the libpq psycopg runs on: without it a row past the cap is bounded by the socket's
+    count only (a libpq that moved them fails here, not in production)."""
+    from omnicore.egress.db import postgres
+
+    connector = db_connector("m", {"kind": "postgres", "url_secret": "u"})
+    conn = postgres.PostgresDialect().connect(
+        connector.target(lambda name: pg_url.encode()), connector, time.monotonic() + 10)
+    try:
+        assert postgres._in_offset and postgres._in_offset[0] is not None
+        assert conn.in_fields and postgres._pending(conn) == 0
+    finally:
+        conn.close()

@@ -492,6 +492,11 @@ def _rows(conn: _Conn, result: Any, entry: list[Any]) -> Generator[Sequence[Any]
             result.unbuffered_active = False
             result.connection = None
             result.rows = None
+        if result.has_next:
+            # More results follow (a procedure's, or a server out of step): no query reads
+            # them, and PyMySQL would read each whole, unbounded, before the next statement;
+            # the connection is closed instead of given back with them.
+            conn.broken = True
         done = True
     finally:
         Watchdog.disarm(entry)
