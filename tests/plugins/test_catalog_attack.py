@@ -309,3 +309,37 @@ def test_a_console_file_naming_no_http_url_is_not_followed(tmp_path: Path) -> No
     for url in ("file:///etc/passwd", "ftp://127.0.0.1/", "javascript:alert(1)"):
         console_file(data, url, ident)
         assert find_running(data) is None
+
+
+@pytest.mark.parametrize("column,value", [("signatures", "null"), ("signatures", "7"),
+                                          ("sidecar", "\"config\"")])
+def test_one_malformed_version_row_does_not_stop_a_host_following_the_others(
+        ops: tuple[Any, Path], pg_url: str, pg_cluster: Any,
+        start_host: Callable[..., OmniApp], column: str, value: str) -> None:
+    # A writer of the catalog table leaves one version's JSON valid but of the wrong shape:
+    # that name is refused, and every other name is still followed.
+    key, pub = ops
+    first, last = echo_wasm("aaa", "1.0.0"), echo_wasm("zzz", "1.0.0")
+    with publisher(pg_url) as catalog:
+        catalog.policy = policy_of(pub)
+        catalog.publish(first, name="aaa", signatures=[blob(key, first)])
+        catalog.publish(last, name="zzz", signatures=[blob(key, last)])
+    pg_cluster.psql(f"UPDATE plugin_versions SET {column} = '{value}' WHERE name = 'aaa'",
+                    db=pg_url.rsplit("/", 1)[1])
+    host = start_host("follower", url=pg_url,
+                      plugins={"trust": {"keys": [str(pub)], "require": True}})
+    eventually(lambda: serves(host, "zzz", "1.0.0"))
+    assert not serves(host, "aaa", "1.0.0")
+
+
+def test_a_malformed_sidecar_row_does_not_stop_a_host_without_a_trust_policy(
+        pg_url: str, pg_cluster: Any, start_host: Callable[..., OmniApp]) -> None:
+    first, last = echo_wasm("aaa", "1.0.0"), echo_wasm("zzz", "1.0.0")
+    with publisher(pg_url) as catalog:
+        catalog.publish(first, name="aaa")
+        catalog.publish(last, name="zzz")
+    pg_cluster.psql("UPDATE plugin_versions SET sidecar = '[1, 2]' WHERE name = 'aaa'",
+                    db=pg_url.rsplit("/", 1)[1])
+    host = start_host("plain", url=pg_url)
+    eventually(lambda: serves(host, "zzz", "1.0.0"))
+    assert not serves(host, "aaa", "1.0.0")

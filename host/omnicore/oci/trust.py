@@ -396,7 +396,21 @@ def check_version(digest: str, sidecar: Mapping[str, Any] | None,
                   plugin: str | None = None) -> tuple[Verdict, str]:
     """A catalog version as a host is about to apply it: the module's signatures
     (:func:`verify`) and its sidecar's cover (:func:`verify_sidecar`) from what the version
-    keeps (``stored``: its ``signatures`` JSON). Raises SignatureRefused under ``require``."""
+    keeps (``stored``: its ``signatures`` JSON). Raises SignatureRefused under ``require``,
+    and whatever the policy for a version whose stored form is not the shape a publish
+    writes."""
+    # A writer of the catalog table can leave valid JSON of another shape (signatures
+    # `null` or `7`, a sidecar `"config"`). Anything but SignatureRefused escaping here
+    # stopped a host's start (and its following of every other name) at that one row:
+    # such a version is refused by name, and the others are followed.
+    if sidecar is not None and not isinstance(sidecar, Mapping):
+        who = f"plugin '{plugin}' " if plugin else ""
+        raise SignatureRefused(f"refused {who}module {digest}: the version's stored sidecar "
+                               f"is a JSON {type(sidecar).__name__}, not an object (written "
+                               "into the catalog table by hand?)", plugin=plugin,
+                               digest=digest, keys=())
+    if not isinstance(stored, list | tuple):
+        stored = ()
     found = Stored.from_json(stored)
     verdict = verify(digest, found.signatures, policy, plugin=plugin)
     cover = verify_sidecar(digest, sidecar, found.signatures, policy,
