@@ -298,3 +298,15 @@ def test_maria_reads_and_row_changes_run(mdb: tuple[Db, Db, str]) -> None:
     assert json.loads(shop.txrun("db", 2, "SAVEPOINT a")) == {"rows_affected": 0}
     msg = _refused(shop, "execute", "DELETE FROM items", conn="ro")
     assert msg.startswith("DENIED: connector ro is read-only: DELETE writes"), msg
+
+
+def test_maria_other_sessions_statements_are_not_read(mdb: tuple[Db, Db, str]) -> None:
+    shop, reporter, _ = mdb
+    # PyMySQL binds values into the text: a neighbour on the same role would read them here.
+    for sql in ("SHOW FULL PROCESSLIST", "SELECT INFO FROM information_schema.PROCESSLIST",
+                "SELECT trx_query FROM information_schema.INNODB_TRX",
+                "SELECT SQL_TEXT FROM performance_schema.events_statements_current",
+                "SHOW ENGINE INNODB STATUS"):
+        for plugin in (shop, reporter):
+            msg = _refused(plugin, "query", sql)
+            assert _gate(msg) and "reads other sessions' statements" in msg, (sql, msg)

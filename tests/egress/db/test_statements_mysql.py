@@ -125,6 +125,16 @@ HOSTILE: list[tuple[str, str | None]] = [
     ("INSERT IGNORE shop.`get_lock` (id) VALUES (1)", ALLOWED),
     ("REPLACE INTO benchmark (id) VALUES (BENCHMARK(1, 1))", "calls BENCHMARK()"),
     ("INSERT INTO t (id) SELECT GET_LOCK('x', 0)", "calls GET_LOCK()"),
+    # Other sessions' statements, with a neighbour's values bound into their text.
+    ("SHOW FULL PROCESSLIST", "reads other sessions' statements (processlist)"),
+    ("SELECT info FROM information_schema.PROCESSLIST", "(processlist)"),
+    ("SELECT * FROM information_schema.`processlist`", "(processlist)"),
+    ("SELECT trx_query FROM information_schema.INNODB_TRX", "(innodb_trx)"),
+    ("SELECT sql_text FROM performance_schema.events_statements_current",
+     "(performance_schema)"),
+    ("SELECT * FROM sys.session", "(sys)"),
+    ("SHOW ENGINE INNODB STATUS", "(engine)"),
+    ("SELECT sys FROM items", ALLOWED),
     ("", "does not start with a statement's keyword"),
     ("'SELECT'", "does not start with a statement's keyword"),
 ]

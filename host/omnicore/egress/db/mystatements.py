@@ -50,6 +50,9 @@ _FUNCTIONS = {
     "sys_set": "changes the server's environment (a UDF)",
 }
 _WRITING = {"nextval": "advances a sequence", "setval": "sets a sequence"}
+#: Tables and schemas that show other sessions' statements: PyMySQL binds a statement's
+#: values into its text, so a neighbour on the same role would read them there.
+_SESSIONS = frozenset({"PROCESSLIST", "INNODB_TRX", "PERFORMANCE_SCHEMA", "SYS"})
 
 # One token: a run of spaces, a comment, a quoted text, a word, a variable, or a character.
 _SPACE = re.compile(r"[ \t\r\n\f\v]+")
@@ -193,6 +196,11 @@ def _judge_tokens(toks: list[str], in_tx: bool, read_only: bool,
     if read_only and kind in _WRITES:
         return Verdict(f"{kind.upper()} writes", kind, read_only=True)
     for i, tok in enumerate(toks):
+        name = tok.removeprefix("q:")
+        if (name in _SESSIONS and (name != "SYS" or toks[i + 1:i + 2] == ["."])) or (
+                kind == "show" and name == "ENGINE"):
+            return Verdict(f"reads other sessions' statements ({name.lower()}), where a "
+                           "neighbour's values are: query your own tables", kind)
         if tok == ":=":
             return Verdict("assigns a user variable (@x := …), which outlives the statement",
                            kind)
