@@ -283,3 +283,12 @@ def test_the_parse_costs_microseconds_and_the_cache_less() -> None:
     # Bounds far above the measure (a shared, loaded machine): a parse stays small beside a
     # round trip to the server, and a cached verdict is a dictionary lookup.
     assert uncached < 2e-3 and cached < 5e-5
+
+
+def test_the_gates_public_names() -> None:
+    from omnicore.egress.db import mystatements, pgstatements, statements, verdict
+    assert statements.__all__ == ["NO_WIDENING", "Verdict", "Widening", "judge", "refusal",
+                                  "widening"]
+    assert pgstatements.__all__ == ["judge", "kinds"]
+    assert mystatements.__all__ == ["KINDS", "judge", "tokens"]
+    assert verdict.__all__ == ["TX", "Verdict", "widen_hint"]

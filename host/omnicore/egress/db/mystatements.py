@@ -22,7 +22,7 @@ import re
 
 from omnicore.egress.db.verdict import TX, Verdict, widen_hint
 
-__all__ = ["KINDS", "judge"]
+__all__ = ["KINDS", "judge", "tokens"]
 
 _ALLOWED = frozenset({"select", "insert", "replace", "update", "delete", "with", "values",
                       "table", "show", "describe", "desc", "explain"})
