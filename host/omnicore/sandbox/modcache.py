@@ -27,6 +27,7 @@ keeps out forged code, the mode keeps a neighbour from filling the disk or the w
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -47,11 +48,18 @@ import wasmtime
 from omnicore.errors import ConfigError
 from omnicore.sandbox.modkey import ModuleKey
 
-__all__ = ["MAGIC", "Origin", "adopt", "check_cache_dir", "compiled", "load", "rejected",
-           "store"]
+__all__ = ["MAGIC", "MAX_ENTRY_BYTES", "Origin", "adopt", "check_cache_dir", "compiled", "load",
+           "rejected", "store"]
 
 MAGIC = b"omniCW2\n"
 _MAC_BYTES = len(MAGIC) + 8 + 32
+
+#: The largest entry read (or written). An entry is copied into memory before its MAC is
+#: checked, and a sparse file of any size costs whoever writes the folder nothing: without a
+#: bound, an 8 GiB one in an entry's place took 8 GiB of the host's memory at each start (a
+#: container killed, then killed again: the entry is only replaced once it was refused). The
+#: largest seen is 80 MB (a Python component); a module compiled larger is compiled each time.
+MAX_ENTRY_BYTES = 1 << 30
 
 _log = logging.getLogger("omnicore.sandbox")
 
@@ -124,6 +132,71 @@ def _why_refused(key: ModuleKey, origin: Origin, body: bytes | mmap.mmap,
     return None
 
 
+def _open_regular(path: Path) -> tuple[int, os.stat_result]:
+    """A descriptor of the regular file ``path`` and its stat as opened; OSError otherwise.
+
+    Not followed when a link (ELOOP), and opened without waiting: a FIFO in an entry's or a
+    MAC's place made the host's start wait for good for a writer that never came. A FIFO, a
+    device (an endless /dev/zero of one's own, on a volume without nodev), a directory or a
+    socket is refused here, before anything is read from it."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _check_size(st: os.stat_result) -> None:
+    if st.st_size > MAX_ENTRY_BYTES:
+        raise OSError(errno.EFBIG, f"{st.st_size} bytes, over the {MAX_ENTRY_BYTES} an entry "
+                      "may take (MAX_ENTRY_BYTES): not read")
+
+
+def _key_unusable(key: ModuleKey, entry: Path) -> str | None:
+    """Why ``key`` cannot authenticate the entries beside ``entry``, or None.
+
+    The engine refuses a key inside its own cache; the other doors (the JS and Ruby runtime
+    caches beside their runtimes, ``--from``) did not: whoever writes the folder of the
+    entries must not be able to read the key that signs them. And a key anyone could guess
+    (32 bytes in base64, but zeros, a passphrase, a short pattern: what an operator types
+    instead of the documented random bytes) lets whoever writes the folder sign their own
+    code. 32 random bytes have under 16 distinct values, or are all printable ASCII, with a
+    chance below 1e-13."""
+    secret = key.secret
+    if len(set(secret)) < 16 or all(0x20 <= b < 0x7F for b in secret):
+        return (f"the compiled-module key {key.id} (from {key.source or 'the caller'}) is not "
+                "32 random bytes (too few distinct bytes, or printable text): whoever writes "
+                "the cache could guess it; make one with: python3 -c 'import os,base64;"
+                "print(base64.b64encode(os.urandom(32)).decode())'")
+    if key.source.startswith("/"):
+        source, folder = Path(key.source).resolve(), entry.parent.resolve()
+        if source.is_relative_to(folder):
+            return (f"the compiled-module key {source} is inside {folder}, the folder of the "
+                    "entries it authenticates, where whoever writes them could read it; move "
+                    "it, or set OMNICORE_MODULE_KEY")
+    return None
+
+
+_warned: set[str] = set()
+
+
+def _unusable_logged(key: ModuleKey, entry: Path) -> bool:
+    """Whether ``key`` cannot be used for ``entry`` (logged once per reason)."""
+    why = _key_unusable(key, entry)
+    if why is None:
+        return False
+    with _rejected_lock:
+        first = why not in _warned
+        _warned.add(why)
+    if first:
+        _log.warning("%s: the module cache is not used (every module is compiled)", why)
+    return True
+
+
 def check_cache_dir(path: Path, *, create: bool = False) -> Path:
     """``path``, made 0700 when ``create`` and missing; ConfigError naming
     ``sandbox.cache_dir`` when anyone but this user can write it. A directory that cannot be
@@ -167,17 +240,19 @@ def adopt(source: Path, path: Path, origin: Origin, key: ModuleKey) -> bool:
     no one else (ConfigError otherwise, naming the directory).
     """
     owners = (os.geteuid(), 0)
+    if _unusable_logged(key, path):
+        return False
     why = _untrusted(source.stat(), owners)
     entry = source / path.name
     body = mac = None
     if why is None:
         try:
-            body, why = _read_owned(entry, owners)
+            body, why = _read_owned(entry, owners, is_mac=False)
             if body is not None:
-                mac, why = _read_owned(_mac_path(entry), owners)
+                mac, why = _read_owned(_mac_path(entry), owners, is_mac=True)
         except FileNotFoundError:
             return False
-        except OSError as exc:  # ELOOP: a symbolic link, which could point anywhere
+        except OSError as exc:  # ELOOP: a symbolic link, which could point anywhere; a FIFO
             why = f"{entry.name}: {exc.strerror or exc}"
     if why is not None:
         raise ConfigError(f"cannot take compiled modules from {source}: {why}: whoever can "
@@ -191,16 +266,22 @@ def adopt(source: Path, path: Path, origin: Origin, key: ModuleKey) -> bool:
     return True
 
 
-def _read_owned(path: Path, owners: tuple[int, ...]) -> tuple[bytes | None, str | None]:
-    """The bytes of the regular file ``path`` (not followed when a link), or why it is not
-    trusted (its stat as opened, so what is checked is what is read)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+def _read_owned(path: Path, owners: tuple[int, ...], *,
+                is_mac: bool) -> tuple[bytes | None, str | None]:
+    """The bytes of the regular file ``path`` (not followed when a link, never waited on: a
+    FIFO is an OSError), or why it is not trusted (its stat as opened, so what is checked is
+    what is read). A MAC is read up to one byte more than a MAC; an entry over
+    ``MAX_ENTRY_BYTES`` is not read (OSError: sparse, it costs its writer nothing and this
+    process all its memory)."""
+    fd, st = _open_regular(path)
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None, f"{path.name} is not a regular file"
         why = _untrusted(st, owners)
-        return (fh.read(), None) if why is None else (None, f"{path.name} {why}")
+        if why is not None:
+            return None, f"{path.name} {why}"
+        if is_mac:
+            return fh.read(_MAC_BYTES + 1), None
+        _check_size(st)
+        return fh.read(st.st_size), None
 
 
 def compiled(path: Path | None, origin: Origin, engine: wasmtime.Engine, kind: Kind[C],
@@ -209,7 +290,7 @@ def compiled(path: Path | None, origin: Origin, engine: wasmtime.Engine, kind: K
     next time; with no ``path`` or no ``key`` (no cache), just ``compile()``. One process or
     thread at a time compiles a given entry (:func:`_compiling`): the others wait, then load
     it."""
-    if path is None or key is None:
+    if path is None or key is None or _unusable_logged(key, path):
         return compile()
     cached = load(path, origin, engine, kind, key)
     if cached is not None:
@@ -324,15 +405,18 @@ class _Copy:
     """
 
     def __init__(self, path: Path) -> None:
-        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        # A regular file (no FIFO to wait on, no device to read forever), of a bounded size,
+        # before a byte of it is copied.
+        src, st = _open_regular(path)
         self.fd: int | None = None
         self._map: mmap.mmap | None = None
         try:
+            _check_size(st)
+            size = st.st_size
             if not _MEMFD:
                 with os.fdopen(os.dup(src), "rb") as fh:
-                    self.bytes: bytes | mmap.mmap = fh.read()
+                    self.bytes: bytes | mmap.mmap = fh.read(size)
                 return
-            size = os.fstat(src).st_size
             self.fd = os.memfd_create("omnicore-cwasm", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
             done = 0
             while done < size:
@@ -367,9 +451,13 @@ class _Copy:
 
 
 def _read(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read()
+    """A MAC file's bytes: one byte more than a MAC at most (one that long is refused; a
+    sparse 64 GiB one was read whole), from a regular file only (a FIFO waited for good)."""
+    fd, _ = _open_regular(path)
+    try:
+        return os.read(fd, _MAC_BYTES + 1)
+    finally:
+        os.close(fd)
 
 
 def _refused(entry: Path, why: str, then: str) -> None:
@@ -387,6 +475,10 @@ def store(path: Path, origin: Origin, body: bytes, key: ModuleKey) -> None:
     """Write ``body`` (what wasmtime serialized from ``origin``) as the entry at ``path`` and
     its MAC by ``key`` beside it, each atomically; a failure is logged (the cache is an
     optimisation: the host runs without it)."""
+    if len(body) > MAX_ENTRY_BYTES:  # it would be refused unread: the next load compiles
+        _log.info("compiled module %s is %d bytes, over MAX_ENTRY_BYTES: not cached", path,
+                  len(body))
+        return
     try:
         check_cache_dir(path.parent, create=True)
         _replace(path, body)
