@@ -191,3 +191,43 @@ def test_two_plugins_at_their_share_leave_a_third_its_connection(
         for conn, plugin in zip(held, ("a", "a", "b"), strict=True):
             backend.end(plugin, conn, False, time.monotonic() + 5)
     assert eventually(lambda: backend.pool.in_use == 0, "every connection given back")
+
+
+# -- which statements are cleaned after (egress/db/lifetime.py) -------------------------------
+@pytest.mark.parametrize(("sql", "leaves"), [
+    ("SELECT id, name FROM items WHERE id = $1", False),
+    ("INSERT INTO items (id, name) VALUES ($1, $2)", False),
+    ("SELECT count(*), max(id), now() FROM items", False),
+    ("SELECT 'pg_advisory_lock(1)' /* grab(1) */", False),  # a string and a comment: no call
+    ("SELECT grab(1)", True),
+    ("SELECT pg_catalog.pg_advisory_lock(1)", True),
+    ("SELECT public.count(id) FROM items", True),              # not the built-in
+    ("SELECT 1 INTO TEMP t", True),
+    ("CREATE TEMP TABLE t (a int)", True),
+    ("PREPARE TRANSACTION 'x'", True),
+    ("SELECT (", True),                                        # unreadable: cleaned
+])
+def test_pg_statements_that_may_leave_state(sql: str, leaves: bool) -> None:
+    from omnicore.egress.db.lifetime import pg_leaves
+
+    assert pg_leaves(sql) is leaves
+
+
+@pytest.mark.parametrize(("sql", "leaves"), [
+    ("SELECT id, name FROM items WHERE id = ?", False),
+    ("INSERT INTO items (id, name) VALUES (?, ?)", False),
+    ("INSERT INTO shop.items(id) VALUES (1)", False),
+    ("SELECT COUNT(*), NOW() FROM items WHERE id IN (1, 2)", False),
+    ("SELECT grab('k')", True),
+    ("SELECT GET_LOCK ('k', 0)", True),
+    ("SELECT shop.count(1)", True),                            # a stored function
+    ("SELECT `grab`('k')", True),
+    ("CALL px()", True),
+    ("CALL px", True),
+    ("SELECT 1 /*! , GET_LOCK('k', 0) */", True),              # an executable comment
+    ("SELECT 'a\\', GET_LOCK('k', 0), '\\'", True),            # either escaping mode
+])
+def test_maria_statements_that_may_leave_state(sql: str, leaves: bool) -> None:
+    from omnicore.egress.db.lifetime import mysql_leaves
+
+    assert mysql_leaves(sql) is leaves

@@ -127,7 +127,8 @@ def _my_calls(tokens: list[str]) -> bool:
         if (back[-1:] and back[-1].upper() == "INTO") or \
                 (len(back) == 3 and back[0].upper() == "INTO" and back[2] == "."):
             continue
-        if prev[0] == "`" or word.lower() not in SAFE_FUNCTIONS:
+        if prev[0] == "`" or word.lower() not in SAFE_FUNCTIONS or \
+                (i >= 2 and tokens[i - 2] == "."):  # db.count(): a stored function
             return True
     return False
 
