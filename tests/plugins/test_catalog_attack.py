@@ -140,6 +140,23 @@ def test_a_signed_text_that_is_toml_and_yaml_at_once_covers_neither_reading(
     assert cover.startswith("its file signed")
 
 
+def test_a_signed_manifest_whose_sidecar_annotation_is_over_the_bound_covers_nothing(
+        ops: tuple[Any, Path]) -> None:
+    # A signer signed a manifest carrying a 70 KiB sidecar annotation (hand-made: `build`
+    # refuses it). Every reader refuses the annotation, so it covers no sidecar.
+    key, pub = ops
+    module = echo_wasm("fat", "1.0.0")
+    art = build(module, name="fat", sidecar={"limits": {"timeout_ms": 5}})
+    doc = json.loads(art.manifest)
+    big = {"limits": {"timeout_ms": 5}, "config": {"pad": "p" * (70 * 1024)}}
+    doc["annotations"]["dev.omnicore.plugin.sidecar"] = json.dumps(big)
+    manifest = json.dumps(doc).encode()
+    payload = simple_signing_payload("reg/fat", digest_of(manifest))
+    sig = OciSignature(payload, sign_payload(key, payload), manifest)
+    with pytest.raises(SignatureRefused):
+        verify_sidecar(digest_of(module), big, [sig], policy_of(pub))
+
+
 # ---- a publish is held to what every host will hold it to ----------------------------------
 
 def test_a_signed_sidecar_text_no_host_will_read_is_refused_at_publish(
@@ -343,3 +360,19 @@ def test_a_malformed_sidecar_row_does_not_stop_a_host_without_a_trust_policy(
     host = start_host("plain", url=pg_url)
     eventually(lambda: serves(host, "zzz", "1.0.0"))
     assert not serves(host, "aaa", "1.0.0")
+
+
+@pytest.mark.xfail(strict=True, reason="open: a version row whose JSON does not parse (here "
+                   "signatures 'not json') raises JSONDecodeError in storage/stores/catalog.py "
+                   "_version, outside check_version, and stops every host's start; the fix "
+                   "belongs to the store's reader (a row it cannot read refused by name)")
+def test_a_version_row_that_is_not_json_does_not_stop_a_host(
+        pg_url: str, pg_cluster: Any, start_host: Callable[..., OmniApp]) -> None:
+    first, last = echo_wasm("aaa", "1.0.0"), echo_wasm("zzz", "1.0.0")
+    with publisher(pg_url) as catalog:
+        catalog.publish(first, name="aaa")
+        catalog.publish(last, name="zzz")
+    pg_cluster.psql("UPDATE plugin_versions SET signatures = 'not json' WHERE name = 'aaa'",
+                    db=pg_url.rsplit("/", 1)[1])
+    host = start_host("plain", url=pg_url)
+    eventually(lambda: serves(host, "zzz", "1.0.0"))
