@@ -115,6 +115,18 @@ def test_pg_a_superuser_connector_role_is_refused_naming_the_privilege(
     assert shop.refused("query", framed("db", b'{"sql": "SELECT 1"}')) == got
 
 
+def test_pg_a_plugins_own_role_is_checked_too_and_refused_alone(
+        sql_app: Callable[..., Db], pg: dict[str, Any]) -> None:  # noqa: F811
+    _pg_role(pg, "omni_repl", "REPLICATION BYPASSRLS")
+    reporter, shop = _load(sql_app, {
+        "kind": "postgres", "url": pg["url"],
+        "plugins": {"reporter": {"user": "omni_repl", "secret": "rep-pw"}}},
+        {"db-pw": PG_PASSWORD, "rep-pw": "pw-omni_repl"})
+    got = reporter.refused("query", framed("db", b'{"sql": "SELECT 1"}'))
+    assert got.startswith("DENIED: connector db: role omni_repl has BYPASSRLS, REPLICATION"), got
+    assert shop.rows("db", "SELECT current_user") == [[PG_ROLE]]  # the neighbour is served
+
+
 def test_pg_warn_mode_logs_the_privilege_and_serves(
         sql_app: Callable[..., Db], pg: dict[str, Any],  # noqa: F811
         caplog: pytest.LogCaptureFixture) -> None:
