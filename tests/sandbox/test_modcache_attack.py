@@ -584,3 +584,80 @@ def test_an_empty_module_key_variable_is_unset_not_a_key(
     monkeypatch.setenv(modkey.ENV_KEY, "   ")
     with pytest.raises(ConfigError, match="32 random bytes"):
         modkey.app_key(Store, tmp_path / "data")
+
+
+# -- more: the window between an entry's two files, a FIFO lock, keys by relative path -------
+
+def test_a_reader_between_an_entrys_two_renames_raises_no_alarm(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        warnings: pytest.LogCaptureFixture) -> None:
+    """Hosts sharing a folder start together: one stores a new entry while another looks for
+    it. Stored entry first, a reader between the two renames (the MAC's fsync: milliseconds on
+    a busy disk) found an entry with no MAC and reported it refused, counted in
+    omnicore_module_cache_rejected_total as if forged. The MAC goes first: the reader then
+    finds no entry yet, a plain miss."""
+    cache = tmp_path / "cache"
+    with SandboxEngine(cache_dir=cache, baseline=BASELINE) as eng:
+        path, origin, key = eng.cache_path(SHA), eng.origin(SHA), eng.module_key
+        assert path is not None and key is not None
+        real = modcache._replace
+        seen: list[object] = []
+
+        def replace_then_look(target: Path, data: bytes) -> None:
+            real(target, data)
+            if not seen:  # a reader in the window after the first rename
+                seen.append(modcache.load(path, origin, eng.wasmtime, wasmtime.Module, key))
+
+        monkeypatch.setattr(modcache, "_replace", replace_then_look)
+        before = modcache.rejected()
+        module = PluginModule.load(eng, GENUINE)
+        assert isinstance(module, PluginModule)
+    assert seen == [None]
+    assert modcache.rejected() == before and not warnings.records
+    assert _greet(cache) == b"Hello, world" and not warnings.records
+
+
+def test_a_compile_lock_that_is_a_fifo_neither_hangs_nor_breaks_a_compile(
+        tmp_path: Path, warnings: pytest.LogCaptureFixture) -> None:
+    cache = tmp_path / "cache"
+    entry = _entry_path(cache)
+    lock = entry.with_name(f".{entry.name}.lock")
+    os.mkfifo(lock, 0o600)
+    assert _within(10, lambda: _greet(cache), _writer_for(lock)) == b"Hello, world"
+    assert entry.is_file()
+    warnings.clear()
+    assert _greet(cache) == b"Hello, world" and not warnings.records
+
+
+def test_a_key_file_named_by_a_relative_path_inside_the_cache_is_not_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        warnings: pytest.LogCaptureFixture) -> None:
+    """``XDG_DATA_HOME=.`` (relative: the XDG spec says to ignore it; omnicore takes it) in
+    the cache folder: the user's key file is made inside the cache, and its name, relative,
+    slipped past the check for an absolute one."""
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    monkeypatch.delenv(modkey.ENV_KEY)
+    monkeypatch.setenv("XDG_DATA_HOME", ".")
+    monkeypatch.chdir(cache)
+    assert _greet(cache) == b"Hello, world"
+    assert (cache / "omnicore" / "module.key").is_file()  # where the key was made
+    assert not list(cache.glob("*.cwasm"))  # but it signs nothing here
+    assert "inside" in warnings.text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand a file to another user")
+def test_a_key_file_another_user_owns_is_not_used_even_by_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        warnings: pytest.LogCaptureFixture) -> None:
+    """Another user planted the key file (mode 0600, theirs) where a host running as root
+    looks for it: they know the key. Refused: the cache is not used."""
+    monkeypatch.delenv(modkey.ENV_KEY)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    planted = modkey.user_key_path()
+    modkey.from_file(planted)
+    os.chown(planted, 65534, 65534)
+    cache = tmp_path / "cache"
+    assert _greet(cache) == b"Hello, world"
+    assert "no compiled-module key" in warnings.text and "not this user's alone" in warnings.text
+    assert not list(cache.glob("*.cwasm"))

@@ -172,7 +172,9 @@ def _key_unusable(key: ModuleKey, entry: Path) -> str | None:
                 "32 random bytes (too few distinct bytes, or printable text): whoever writes "
                 "the cache could guess it; make one with: python3 -c 'import os,base64;"
                 "print(base64.b64encode(os.urandom(32)).decode())'")
-    if key.source.startswith("/"):
+    if key.source not in ("", "env", "secret store"):  # a key file's path
+        # Relative too (XDG_DATA_HOME=. in the cache folder): it was made inside it all the
+        # same, and a check of absolute names alone let it sign the folder's entries.
         source, folder = Path(key.source).resolve(), entry.parent.resolve()
         if source.is_relative_to(folder):
             return (f"the compiled-module key {source} is inside {folder}, the folder of the "
@@ -481,8 +483,12 @@ def store(path: Path, origin: Origin, body: bytes, key: ModuleKey) -> None:
         return
     try:
         check_cache_dir(path.parent, create=True)
-        _replace(path, body)
+        # The MAC first: a reader between the two renames (another host starting on the same
+        # folder) then finds no entry yet, a plain miss. Entry first, it found an entry with
+        # no MAC and reported it refused, counted as a forgery would be. Either order is safe
+        # (the MAC covers the bytes); this one raises no false alarm for a new entry.
         _replace(_mac_path(path), _seal(key, origin, body))
+        _replace(path, body)
     except (OSError, ConfigError) as exc:
         _log.warning("cannot write compiled-module cache %s: %s", path, exc)
 
