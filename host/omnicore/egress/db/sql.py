@@ -14,7 +14,14 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from omnicore.egress.db.base import MIN_STATEMENT_MS, Pool, first_line, over_cap, timed_out
+from omnicore.egress.db.base import (
+    CLIENT_GRACE_S,
+    MIN_STATEMENT_MS,
+    Pool,
+    first_line,
+    over_cap,
+    timed_out,
+)
 from omnicore.egress.db.config import DbConnector, Target
 from omnicore.egress.db.statements import judge
 from omnicore.egress.db.values import params
@@ -277,8 +284,12 @@ class SqlBackend:
         if conn.killed or self.dialect.closed(conn):
             return  # nothing of its session is left to clean
         if (deadline - time.monotonic()) * 1000 < MIN_STATEMENT_MS:
-            conn.broken = True
-            return
+            if not self.dialect.in_transaction(conn):
+                conn.broken = True  # closing it ends the rest
+                return
+            # A transaction a procedure prepared (XA PREPARE) outlives a closed session:
+            # ended on the leaver's own thread all the same, a quarter second at most.
+            deadline = time.monotonic() + CLIENT_GRACE_S
         try:
             if self.dialect.clean(conn, deadline):
                 conn.heavy = True
