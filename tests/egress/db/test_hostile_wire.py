@@ -465,6 +465,7 @@ from omnicore.egress.db.service import _make
 from omnicore.egress.refused import Refused
 
 kind, url, cap, sql = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+query = sys.argv[5] == "query"
 
 def status(field):
     with open("/proc/self/status") as f:
@@ -478,12 +479,26 @@ with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # the peak is measured from here
 base = status("VmRSS")
 try:
-    backend.run("p", True, sql, [], time.monotonic() + 60)
-    out = "OK"
+    out = backend.run("p", query, sql, [], time.monotonic() + 60).decode()
 except Refused as exc:
     out = f"{exc.status}: {exc}"
 print(json.dumps({"status": out, "growth": status("VmHWM") - base}))
 """
+
+
+def _probe(kind: str, url: str, cap: int, sql: str, how: str = "query") -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root / "host"), str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _PROBE, kind, url, str(cap), sql, how],
+                          capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _maria_url(server: Any) -> str:
+    return str(server.database(f"mem_{time.time_ns() % 10**9}")).replace(
+        f"{MARIA_USER}@", f"{MARIA_USER}:{MARIA_PASSWORD}@")
 
 
 @pytest.mark.parametrize("kind", ["postgres", "mysql"])
@@ -494,19 +509,21 @@ def test_a_row_past_the_cap_costs_at_most_a_quarter_more_than_the_cap(
         url = pg_cluster.database(f"mem_{time.time_ns() % 10**9}")
         row = 300 << 20  # (was 2 copies in libpq: its buffer and its result)
     else:
-        url = maria.database(f"mem_{time.time_ns() % 10**9}").replace(
-            f"{MARIA_USER}@", f"{MARIA_USER}:{MARIA_PASSWORD}@")
+        url = _maria_url(maria)
         row = 60 << 20  # (the test server's max_allowed_packet is 64 MiB)
-    root = Path(__file__).resolve().parents[3]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(root / "host"), str(root), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", _PROBE, kind, url, str(cap),
-                           f"SELECT repeat('x', {row})"],
-                          capture_output=True, text=True, timeout=300, env=env, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    measured = _probe(kind, url, cap, f"SELECT repeat('x', {row})")
     assert measured["status"] == f"TOO_LARGE: the result is larger than {cap} bytes " \
                                  "(connector m, max_result_bytes)", measured
+    assert measured["growth"] <= cap * 1.25, measured
+
+
+def test_maria_execute_counts_rows_without_holding_them(maria: Any) -> None:  # noqa: F811
+    """execute of a statement with rows (200 rows of 1 MiB: 200 MiB on the wire) counts
+    them as they come; PyMySQL's cursor held them all."""
+    cap = 16 << 20
+    measured = _probe("mysql", _maria_url(maria), cap,
+                      "SELECT repeat('x', 1048576) FROM seq_1_to_200", "execute")
+    assert measured["status"] == '{"rows_affected":200}', measured
     assert measured["growth"] <= cap * 1.25, measured
 
 

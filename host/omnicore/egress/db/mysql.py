@@ -316,13 +316,21 @@ class MysqlDialect(Dialect):
     def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
                 ) -> dict[str, Any]:
         text, entry = self._prepare(conn, sql, args, deadline)
+        raw = conn.raw
         try:
-            cur = conn.raw.cursor(pymysql.cursors.Cursor)
-            affected = cur.execute(text, list(map(_arg, args)))
-            out: dict[str, Any] = {"rows_affected": affected}
-            if cur.lastrowid:
-                out["last_insert_id"] = cur.lastrowid
-            cur.close()
+            # Unbuffered, as rows() reads: a statement with rows (PyMySQL's cursor would hold
+            # them all) has them counted as they come, one at a time, never held.
+            raw.query(text % tuple(map(raw.escape, map(_arg, args))), unbuffered=True)
+            result = raw._result
+            if result.unbuffered_active:
+                out: dict[str, Any] = {"rows_affected": sum(1 for _ in _rows(conn, result,
+                                                                             entry))}
+            else:
+                out = {"rows_affected": result.affected_rows}
+                if result.insert_id:
+                    out["last_insert_id"] = result.insert_id
+                if result.has_next:
+                    conn.broken = True  # (as _rows does: results left on the wire)
             return out
         finally:
             Watchdog.disarm(entry)
