@@ -60,16 +60,16 @@ _WORD = re.compile(r"[0-9A-Za-z_$\u0080-\uffff]+")
 _VARIABLE = re.compile(r"@@?(?:[0-9A-Za-z_$.\u0080-\uffff]+)?")
 
 
-class _Refused(Exception):
+class _Verdict(Exception):
     """Refused under any reading (an executable comment)."""
 
 
-class _Unreadable(_Refused):
+class _Unreadable(_Verdict):
     """Not one statement under this reading: the server, reading it so, refuses it whole."""
 
 
 def _quoted(sql: str, i: int, quote: str, backslash: bool) -> int:
-    """The end of the quoted text opening at ``i``; _Refused when it never ends."""
+    """The end of the quoted text opening at ``i``; _Verdict when it never ends."""
     j = i + 1
     n = len(sql)
     while j < n:
@@ -102,7 +102,7 @@ def tokens(sql: str, backslash: bool, ansi: bool) -> list[str]:
             i = n if end < 0 else end + 1
         elif sql.startswith("/*", i):
             if sql.startswith(("/*!", "/*M!"), i):
-                raise _Refused("holds an executable comment (/*! … */, /*M! … */), which the "
+                raise _Verdict("holds an executable comment (/*! … */, /*M! … */), which the "
                                "server runs as code by its version: write the code plainly")
             end = sql.find("*/", i + 2)
             if end < 0:
@@ -238,7 +238,7 @@ def judge(sql: str, in_tx: bool, read_only: bool, widen: frozenset[str]) -> Verd
             # The server reading it this way refuses it as a syntax error: nothing runs.
             unreadable = unreadable or Verdict(str(exc), "", invalid=True)
             continue
-        except _Refused as exc:
+        except _Verdict as exc:
             return Verdict(str(exc), "")
         verdict = _judge_tokens(toks, in_tx, read_only, widen)
         if verdict.reason is not None:
