@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from omnicore import oci
 from omnicore.oci import Options
 from omnicore.oci.artifact import build
 from omnicore.oci.auth import parse_challenge
-from omnicore.oci.client import RegistryClient
+from omnicore.oci.client import RegistryClient, sha256_digest
 from omnicore.oci.reference import Reference
 from tests.host_fixtures import echo_wasm
 from tests.oci.test_registry_credentials import CREDS, Answer, Recorder, servers
@@ -219,3 +220,71 @@ def test_a_retagged_artifact_keeps_its_signatures_link(registry: Registry) -> No
     oci.push(two, ref)
     assert oci.pull(ref).module == two
     assert oci.pull(registry.ref(f"attack/retag@{first.digest}")).module == one
+
+
+class TlsRecorder(Recorder):
+    """A :class:`Recorder` over TLS with a certificate of the test CA (127.0.0.1)."""
+
+    def __init__(self, answer: Answer, folder: Path) -> None:
+        import ssl
+
+        from tests.registryserver import make_ca
+
+        super().__init__(answer)
+        self.server.shutdown()  # serve again over TLS, same port
+        folder.mkdir(parents=True, exist_ok=True)
+        ca, cert, key = (folder / "ca.pem", folder / "server.pem", folder / "server.key")
+        if not ca.is_file():  # one CA per folder: servers sharing a folder share it
+            ca, cert, key = make_ca(folder)
+        self.ca = ca
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+def test_an_https_registry_redirect_down_to_plain_http_is_refused(
+        servers: Callable[[Answer], Recorder], tmp_path: Path) -> None:
+    plain = servers(lambda m, p, h: (200, {}, b"x" * 10))
+    def moved(code: int) -> Answer:
+        return lambda m, p, h: (code, {"Location": f"{plain.url}/blob"}, b"")
+    for code in (301, 302, 303, 307, 308):
+        tls = TlsRecorder(moved(code), tmp_path / str(code))
+        try:
+            remote = RegistryClient(Reference.parse(f"oci://127.0.0.1:{tls.port}/team/x:1"),
+                                    Options(ca_file=tls.ca, credentials=CREDS))
+            with remote, pytest.raises(oci.RegistryError, match="from https to plain http"):
+                remote.get_blob(DIGEST, 10)
+            assert tls.seen, "the TLS registry was asked"
+        finally:
+            tls.stop()
+    assert plain.seen == []
+
+
+def test_an_https_registry_redirect_to_another_tls_origin_carries_no_authorization(
+        tmp_path: Path) -> None:
+    module = echo_wasm("elsewhere", "1.0.0")
+    store = TlsRecorder(lambda m, p, h: (200, {}, module), tmp_path / "tls")
+    basic = CREDS.basic()
+
+    def answer(method: str, path: str, headers: dict[str, str]
+               ) -> tuple[int, dict[str, str], bytes]:
+        if headers.get("authorization") != basic:
+            return 401, {"WWW-Authenticate": 'Basic realm="reg"'}, b""
+        return 308, {"Location": f"https://localhost:{store.port}/blob"}, b""
+    registry = TlsRecorder(answer, tmp_path / "tls")
+    both = registry.ca  # one CA signed both servers' certificate
+    try:
+        remote = RegistryClient(Reference.parse(f"oci://127.0.0.1:{registry.port}/team/x:1"),
+                                Options(ca_file=both, credentials=CREDS))
+        with remote:
+            assert remote.get_blob(sha256_digest(module), len(module)) == module
+    finally:
+        registry.stop()
+        store.stop()
+    assert store.seen and all("authorization" not in h for _, _, h in store.seen)
+    assert any(h.get("authorization") == basic for _, _, h in registry.seen)
