@@ -56,6 +56,12 @@ def _no_thread_left(before: set[threading.Thread]) -> None:
     its own bound (a cancel or KILL against a spoofed server gives up by SIDE_TIMEOUT_S)."""
     assert _host_threads() <= before, _host_threads() - before
     eventually(_side_idle, "the side pool idle", timeout=2 * SIDE_TIMEOUT_S + 5)
+    # And nothing spins: the process (host and fakes) is near idle over half a second (a
+    # loop left behind on a COPY or on notices would take a whole core).
+    cpu, wall = time.process_time(), time.monotonic()
+    threading.Event().wait(0.5)
+    used = (time.process_time() - cpu) / (time.monotonic() - wall)
+    assert used < 0.5, f"the process used {used:.0%} of a core after the call"
 
 
 # -- a spoofed PostgreSQL -------------------------------------------------------------------
