@@ -117,9 +117,13 @@ def from_file(path: Path) -> ModuleKey:
     except FileNotFoundError:
         pass
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_folder(path.parent)
     made = ModuleKey.new(str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    tmp.unlink(missing_ok=True)  # (ours from a crashed run, or planted: never written into)
+    # O_EXCL: a file planted under the temporary name (readable by its planter) is never
+    # written into, so the key it would leak is never made.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(made.encoded() + "\n")
@@ -134,16 +138,31 @@ def from_file(path: Path) -> ModuleKey:
     return made
 
 
+def _private_folder(folder: Path) -> None:
+    """Refuse to make a key in a folder another user may write: they could swap the file
+    between its making and its use (ConfigError)."""
+    st = folder.stat()
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        raise ConfigError(f"the compiled-module key's folder {folder} can be written by other "
+                          f"users (mode {stat.S_IMODE(st.st_mode):04o}): `chmod go-w {folder}`, "
+                          "or set OMNICORE_MODULE_KEY", source=str(folder))
+
+
 def _read(path: Path) -> ModuleKey:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    # O_NONBLOCK: a FIFO planted as the key file would hold the host's start for ever.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "r", encoding="ascii", errors="replace") as fh:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"the compiled-module key file {path} is not a regular file: "
+                              "delete it (a new key is made and every compiled module "
+                              "recompiled once)", source=str(path))
         if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(f"the compiled-module key file {path} is not this user's alone "
                               f"(uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}): "
                               f"`chmod 600 {path}` it, or delete it (a new key is made and "
                               "every compiled module recompiled once)", source=str(path))
-        return ModuleKey(_decode(fh.read(), str(path)), str(path))
+        return ModuleKey(_decode(fh.read(256), str(path)), str(path))  # (a key is 45 bytes)
 
 
 def app_key(store: Callable[[], KeyStore], data_dir: Path) -> ModuleKey:
