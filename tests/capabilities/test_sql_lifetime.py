@@ -231,3 +231,33 @@ def test_maria_statements_that_may_leave_state(sql: str, leaves: bool) -> None:
     from omnicore.egress.db.lifetime import mysql_leaves
 
     assert mysql_leaves(sql) is leaves
+
+
+def test_pg_a_prepared_transaction_is_rolled_back_before_the_connection_goes_back() -> None:
+    """Behind the gate (PREPARE TRANSACTION is refused and no function can run it): on a
+    server that takes prepared transactions, the clean-up rolls back the role's."""
+    from omnicore.egress.db import db_connector
+    from omnicore.egress.db.service import _make
+    from tests.pgcluster import Cluster
+
+    cluster = Cluster.start()
+    try:
+        cluster.psql("ALTER SYSTEM SET max_prepared_transactions = 4")
+        cluster.halt()
+        cluster.resume()
+        url = cluster.database("twophase").replace("omnicore:omnicore@", "omnicore@")
+        backend = _make(db_connector("db", {"kind": "postgres", "url": url, "secret": "pw"}),
+                        lambda name: b"omnicore")
+        try:
+            deadline = time.monotonic() + 10
+            conn = backend.begin("evil", deadline)
+            conn.raw.execute("CREATE TABLE x (a int)")  # (a lock it would hold)
+            conn.raw.execute("PREPARE TRANSACTION 'omni60'")
+            assert cluster.psql("SELECT count(*) FROM pg_prepared_xacts").strip() == "1"
+            conn.dirty = True  # as a statement that may leave state marks it
+            backend.end("evil", conn, True, deadline)
+            assert cluster.psql("SELECT count(*) FROM pg_prepared_xacts").strip() == "0"
+        finally:
+            backend.close()
+    finally:
+        cluster.stop()
