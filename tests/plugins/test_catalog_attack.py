@@ -82,6 +82,49 @@ def test_a_registry_signature_of_plugin_a_speaks_for_neither_b_nor_its_sidecar(
         verify_sidecar(digest_of(b), {"limits": {"timeout_ms": 999999}}, [sig], policy)
 
 
+def test_an_empty_sidecar_in_place_of_the_signed_artifacts_own_is_refused(
+        ops: tuple[Any, Path], tmp_path: Path) -> None:
+    # The signer shipped the module disabled, with a low timeout and a safe config, in the
+    # manifest it signed. Publishing that module with an empty sidecar drops all of it (the
+    # host's defaults apply: enabled, its default timeout, no config): a substitution of the
+    # signed sidecar as much as an added one, not "a sidecar that claims nothing".
+    key, pub = ops
+    module = echo_wasm("locked", "1.0.0")
+    own = {"enabled": False, "limits": {"timeout_ms": 50}, "config": {"mode": "safe"}}
+    sig = oci_sig(key, module, own)
+    policy = policy_of(pub)
+    empties: tuple[dict[str, Any] | None, ...] = (None, {})
+    for empty in empties:
+        with pytest.raises(SignatureRefused, match="drops the sidecar of the artifact"):
+            verify_sidecar(digest_of(module), empty, [sig], policy)
+    assert verify_sidecar(digest_of(module), own, [sig], policy).startswith(
+        "the signed artifact's own")
+    with publisher(tmp_path / "omnicore.db") as catalog:
+        catalog.policy = policy
+        with pytest.raises(SignatureRefused):
+            catalog.publish(module, name="locked", signatures=[sig])
+        # An artifact signed without a sidecar, or a module signed alone: empty is fine.
+        bare = oci_sig(key, module, None)
+        assert verify_sidecar(digest_of(module), {}, [bare], policy).startswith("empty")
+        assert verify_sidecar(digest_of(module), {}, [blob(key, module)],
+                              policy).startswith("empty")
+        # Where overrides are admitted, dropping it is an explicit, audited override.
+        catalog.policy = policy_of(pub, unsigned_sidecars=True)
+        done = catalog.publication(module, name="locked", signatures=[sig],
+                                   unsigned_sidecar="run it enabled for the demo")
+        assert done.override == "run it enabled for the demo"
+
+
+def test_module_bytes_a_key_signed_are_no_signed_sidecar(ops: tuple[Any, Path]) -> None:
+    # `cosign sign-blob` of the module and of a sidecar file are the same operation: the
+    # module's FILE.sig replayed as a sidecar signature carries wasm, which parses to nothing.
+    key, pub = ops
+    module = echo_wasm("mix", "1.0.0")
+    with pytest.raises(SignatureRefused):
+        verify_sidecar(digest_of(module), {"enabled": True}, [blob(key, module)],
+                       policy_of(pub), sidecar_signatures=[side(key, module)])
+
+
 def test_a_signed_sidecar_file_binds_its_text_not_a_module(ops: tuple[Any, Path]) -> None:
     # specs/security.md, "What a signature covers": SIDECAR.sig covers that sidecar, not the
     # module. A sidecar signed for A is accepted with any module a trusted key signed: the

@@ -337,15 +337,14 @@ def verify_sidecar(digest: str, sidecar: Mapping[str, Any] | None,
                    waiver: Waiver | None = None, plugin: str | None = None) -> str:
     """What covers ``sidecar``, the sidecar applied with the module ``digest`` (one phrase for
     answers and the audit log). Covered: no policy is active; the sidecar is empty (it claims
-    nothing); a trusted key signed a manifest whose one layer is this module and whose
+    nothing), unless a trusted key signed an artifact of this module with a sidecar; a
+    trusted key signed a manifest whose one layer is this module and whose
     sidecar annotation is this sidecar; or a trusted key signed a sidecar file that parses
     to it. Else the ``waiver`` under ``policy.unsigned_sidecars``; else, under ``require``,
     :class:`SignatureRefused` (one line: the module's digest, what differs, what to do)."""
     if not policy.active:
         return "no trust policy"
     wanted = sidecar_json(sidecar)
-    if wanted == "{}":
-        return "empty (it claims nothing)"
     differs = None
     for sig in signatures:
         if not isinstance(sig, OciSignature) or _link(sig, digest):
@@ -359,8 +358,15 @@ def verify_sidecar(digest: str, sidecar: Mapping[str, Any] | None,
         except ValueError:
             continue
         if sidecar_json(signed) == wanted:
-            return f"the signed artifact's own (signed by {key.label})"
+            return "empty (it claims nothing)" if wanted == "{}" else \
+                f"the signed artifact's own (signed by {key.label})"
         differs = key
+    # Empty claims nothing only where no signed artifact of this module says otherwise: an
+    # empty sidecar in place of the signed manifest's own drops what the signer set
+    # (enabled: false, its limits, its config) for the host's defaults, a substitution as
+    # much as an added sidecar.
+    if wanted == "{}" and differs is None:
+        return "empty (it claims nothing)"
     for ssig in sidecar_signatures:
         key = next((k for k in policy.keys
                     if verify_signature(k.key, ssig.signature, ssig.text)), None)
@@ -369,7 +375,10 @@ def verify_sidecar(digest: str, sidecar: Mapping[str, Any] | None,
         parsed = parse_sidecar_text(ssig.text)
         if parsed is not None and sidecar_json(parsed) == wanted:
             return f"its file signed by {key.label}"
-    if differs is not None:
+    if differs is not None and wanted == "{}":
+        why = (f"it drops the sidecar of the artifact {differs.label} signed (empty in place "
+               "of the signed one)")
+    elif differs is not None:
         why = f"it is not the sidecar of the artifact {differs.label} signed"
     elif sidecar_signatures:
         why = "its signature does not verify with a trusted key, or is of another sidecar"
