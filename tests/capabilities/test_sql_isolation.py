@@ -315,6 +315,9 @@ def test_maria_read_only_holds_whatever_the_plugin_sends(
         cur.execute("CREATE PROCEDURE rw() BEGIN SET SESSION TRANSACTION READ WRITE; "
                     "INSERT INTO ro VALUES (1); END")
     evil, _ = _pair(sql_app, {"kind": "mysql", "url": url, "read_only": True}, MARIA_PASSWORD)
+    # The warning comes with the first connection; the gate refuses the writes below before
+    # any is opened, so a read opens it.
+    assert evil.rows("db", "SELECT count(*) FROM ro") == [[0]]
     assert _refused(evil, "execute", "INSERT INTO ro VALUES (1)").startswith(
         "DENIED: connector db is read-only")
     assert _refused(evil, "execute", "SET SESSION TRANSACTION READ WRITE").startswith("DENIED")
