@@ -259,6 +259,20 @@ def test_older_is_known_from_the_kept_versions_only(tmp_path: Path) -> None:
         assert done.made and done.older is None
 
 
+def test_a_removal_does_not_make_an_older_module_new_again(tmp_path: Path) -> None:
+    # Remove the name (its versions stay, for a rollback), then publish the old build: with
+    # nothing in force it was "new", a way around catalog.refuse_older in two commands.
+    one, two = echo_wasm("gone", "1.0.0"), echo_wasm("gone", "2.0.0")
+    with publisher(tmp_path / "omnicore.db", CatalogConfig(refuse_older=True)) as catalog:
+        catalog.publish(one, name="gone")
+        catalog.publish(two, name="gone")
+        catalog.remove("gone")
+        with pytest.raises(BadPublish, match="older than"):
+            catalog.publish(one, name="gone")
+        # The newest build published again after a removal is not older.
+        assert catalog.publication(two, name="gone").older is None
+
+
 def test_racing_publishes_of_two_builds_leave_one_in_force_and_both_kept(
         tmp_path: Path, pg_url: str) -> None:
     builds = [echo_wasm("race", f"{n}.0.0") for n in range(1, 5)]

@@ -434,13 +434,19 @@ def _older(rows: CatalogRows, name: str, digest: str
            ) -> tuple[PluginVersion | None, PluginVersion | None]:
     """(the newest kept version of ``name`` with the module ``digest`` published before the
     version in force, the version in force); the first is None when ``digest`` is not older:
-    it is the one in force, new to ``name``, or nothing is in force. Only kept versions are
-    history (``catalog.keep_versions``): a module pruned from it is new again."""
+    it is the one in force (after a removal: the newest kept), new to ``name``, or ``name``
+    has no version. Only kept versions are history (``catalog.keep_versions``): a module
+    pruned from it is new again."""
     entry = rows.entry(name)
     current = entry.version if entry is not None else None
+    kept = rows.versions(name)
+    if current is None and kept:
+        # Removed: its versions stay (for a rollback), and so does what older means, else
+        # `plugins remove` then a publish of the old build went round catalog.refuse_older.
+        current = kept[0]
     if current is None or current.digest == digest:
         return None, current
-    seen = [v for v in rows.versions(name) if v.digest == digest and v.id < current.id]
+    seen = [v for v in kept if v.digest == digest and v.id < current.id]
     return (seen[0] if seen else None), current
 
 
