@@ -288,3 +288,37 @@ def test_an_https_registry_redirect_to_another_tls_origin_carries_no_authorizati
         store.stop()
     assert store.seen and all("authorization" not in h for _, _, h in store.seen)
     assert any(h.get("authorization") == basic for _, _, h in registry.seen)
+
+
+def test_an_endless_token_answer_is_cut_and_a_second_challenge_not_answered(
+        servers: Callable[[Answer], Recorder], streamers: Callable[..., Streamer]) -> None:
+    def forever(write: Callable[[bytes], Any]) -> None:
+        write(b'{"token": "')
+        for _ in range(100_000):
+            write(b"t" * 65536)
+    endless = streamers(forever)
+    registry = servers(lambda m, p, h: (401, {"WWW-Authenticate": f'Bearer realm="http://'
+                                                                  f'127.0.0.1:{endless.port}'
+                                                                  '/token"'}, b""))
+    with client(registry.port) as c, pytest.raises(oci.RegistryError, match="runs past"):
+        c.get_blob(DIGEST, 10)
+    # A token service that answers, and a registry that challenges again and again: one
+    # token asked for, then the refusal (no loop).
+    tokens = servers(lambda m, p, h: (200, {}, b'{"token": "t"}'))
+    again = servers(lambda m, p, h: (401, {"WWW-Authenticate": f'Bearer realm="{tokens.url}'
+                                                               '/token"'}, b""))
+    with client(again.port) as c, pytest.raises(oci.RegistryAuthError):
+        c.get_blob(DIGEST, 10)
+    assert len(tokens.seen) == 1 and len(again.seen) == 2
+
+
+def test_a_token_service_redirecting_for_ever_is_bounded(
+        servers: Callable[[Answer], Recorder]) -> None:
+    counter = iter(range(10_000))
+    auth = servers(lambda m, p, h: (302, {"Location": f"/token/{next(counter)}"}, b""))
+    registry = servers(lambda m, p, h: (401, {"WWW-Authenticate": f'Bearer realm="{auth.url}'
+                                                                  '/token"'}, b""))
+    with client(registry.port) as c, pytest.raises(oci.RegistryAuthError,
+                                                   match="more than 5 times"):
+        c.get_blob(DIGEST, 10)
+    assert len(auth.seen) == 6
