@@ -200,6 +200,28 @@ def test_a_signed_manifest_whose_sidecar_annotation_is_over_the_bound_covers_not
         verify_sidecar(digest_of(module), big, [sig], policy_of(pub))
 
 
+def test_a_signed_alias_bomb_is_refused_without_expanding_it(ops: tuple[Any, Path]) -> None:
+    # A key holder signs 434 bytes of YAML whose aliases expand to 9^9 strings: every host
+    # parses a signed sidecar text at each load and each trust reload (check_version), and
+    # expanding it took ~50 s and over 2 GB on each. Refused by counting the aliased nodes.
+    import time
+
+    key, pub = ops
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    text = ("\n".join([*lines, "config: {bomb: *a8}"]) + "\n").encode()
+    started = time.monotonic()
+    with pytest.raises(SignatureRefused):
+        verify_sidecar(ZERO, {"config": {"bomb": []}}, [], policy_of(pub),
+                       sidecar_signatures=[side(key, text)])
+    assert time.monotonic() - started < 5
+    # Anchors and merge keys of an ordinary size still work.
+    merged = b"base: &b {timeout_ms: 5}\nlimits:\n  <<: *b\n"
+    cover = verify_sidecar(ZERO, {"base": {"timeout_ms": 5}, "limits": {"timeout_ms": 5}},
+                           [], policy_of(pub), sidecar_signatures=[side(key, merged)])
+    assert cover.startswith("its file signed")
+
+
 # ---- a publish is held to what every host will hold it to ----------------------------------
 
 def test_a_signed_sidecar_text_no_host_will_read_is_refused_at_publish(

@@ -289,6 +289,40 @@ def sidecar_json(sidecar: Mapping[str, Any] | None) -> str:
     return json.dumps(dict(sidecar or {}), sort_keys=True, separators=(",", ":"))
 
 
+_UNREAD = object()
+#: The most nodes a signed sidecar's YAML may stand for once its aliases are followed: far
+#: above what 64 KiB of text holds without them, far below an alias bomb's billions.
+MAX_YAML_NODES = 100_000
+
+
+def _yaml(text: str) -> Any:
+    """``text`` as YAML through the one door (a key stated twice refused), or ``_UNREAD``.
+    Its node graph is walked first with the aliases followed, counting: a few hundred bytes
+    of nested aliases stand for billions of nodes, which loading then copying to JSON built
+    (every host parses a signed sidecar text at each load and trust reload)."""
+    import yaml
+
+    from omnicore import yamlfile
+
+    try:
+        root = yamlfile.compose(text, "the signed sidecar")
+        stack = [root] if root is not None else []
+        seen = 0
+        while stack:
+            node = stack.pop()
+            seen += 1
+            if seen > MAX_YAML_NODES:
+                return _UNREAD
+            if isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    stack += (key, value)
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend(node.value)
+        return yamlfile.load(text, "the signed sidecar")
+    except yaml.YAMLError:
+        return _UNREAD
+
+
 def parse_sidecar_text(text: bytes) -> dict[str, Any] | None:
     """A signed sidecar file's bytes as data: TOML, else YAML (JSON is YAML); None when they
     are neither, or not a mapping at the top."""
@@ -298,26 +332,18 @@ def parse_sidecar_text(text: bytes) -> dict[str, Any] | None:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    import yaml
-
-    from omnicore import yamlfile
-
     doc: Any
     try:
         doc = tomllib.loads(decoded)
     except tomllib.TOMLDecodeError:
-        try:
-            doc = yamlfile.load(decoded, "the signed sidecar")
-        except yaml.YAMLError:
+        doc = _yaml(decoded)
+        if doc is _UNREAD:
             return None
     else:
         # A text that is TOML and a YAML mapping at once (`config = "mode: admin"` is TOML
         # {config: ...} and YAML {'config = "mode': ...}) has two readings: the signer
         # reviewed one, a publisher could apply the other. Such a text covers neither.
-        try:
-            other = yamlfile.load(decoded, "the signed sidecar")
-        except yaml.YAMLError:
-            other = None
+        other = _yaml(decoded)
         if isinstance(other, dict) and other and other != doc:
             return None
     if doc is None:
