@@ -30,6 +30,7 @@ apt_packages=(
   g++ python3-dev
   chromium
   redis-server
+  nats-server  # JetStream, the broker the bridges are tested against: tests/brokers.py
   docker-registry apache2-utils  # the OCI registry (and htpasswd) tests/registry starts
   postgresql
   mariadb-server

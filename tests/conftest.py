@@ -213,13 +213,14 @@ def pg_url(pg_cluster: Any, request: pytest.FixtureRequest) -> str:
 # NEEDS_BY_PATH. The check at the end of a run (`needs not marked`) names any test that
 # started one of NEEDS_BY_PROGRAM without its marker.
 
-NEEDS = ("toolchain", "postgres", "mysql", "redis", "browser", "container", "slow")
+NEEDS = ("toolchain", "postgres", "mysql", "redis", "broker", "browser", "container", "slow")
 
 # Objects (module.qualname; a module name covers all in it) whose use means the need.
 NEEDS_BY_ROOT: dict[str, str] = {
     "tests.pgcluster.Cluster": "postgres",
     "tests.dbservers.MariaDB": "mysql",
     "tests.dbservers.Redis": "redis",
+    "tests.brokers.Nats": "broker",
     "playwright": "browser",
     # Building a plugin from source with its language's toolchain (cargo, go, tinygo, zig,
     # asc, componentize-py, node, ruby, clang), or running its unit tests with it.
@@ -242,6 +243,7 @@ NEEDS_BY_PROGRAM = {
     **dict.fromkeys(("initdb", "pg_ctl", "postgres"), "postgres"),
     **dict.fromkeys(("mariadbd", "mysqld", "mariadb-install-db", "mysql_install_db"), "mysql"),
     "redis-server": "redis",
+    "nats-server": "broker",
     # scripts/image (podman, buildah) too
     **dict.fromkeys(("podman", "buildah", "docker", "image"), "container"),
     **dict.fromkeys(("chromium", "chrome", "headless_shell"), "browser"),

@@ -24,7 +24,7 @@ from tests.conftest import NEEDS, NEEDS_BY_PROGRAM, _need_of_program
 from tests.test_dev_script import XDIST, calls, dev  # noqa: F401 (the fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = "not (toolchain or postgres or mysql or redis or browser or container or slow)"
+FAST = "not (toolchain or postgres or mysql or redis or broker or browser or container or slow)"
 
 _DUMP = """
 import json, sys

@@ -13,7 +13,7 @@ runs whether or not any plugin holds the grant; ``omnicore:events``
 
 from __future__ import annotations
 
-from omnicore.subscriptions.events import PluginEvent, event_body
+from omnicore.subscriptions.events import BridgeEvent, PluginEvent, event_body
 from omnicore.subscriptions.metrics import SubscriberMetrics
 from omnicore.subscriptions.service import (
     DELIVERY_KEYS,
@@ -28,6 +28,6 @@ from omnicore.subscriptions.subscriber import (
     parse_subscription,
 )
 
-__all__ = ["DELIVERY_KEYS", "PluginEvent", "Refusal", "Subscriber", "SubscriberMetrics",
-           "Subscriptions", "SubscriptionsApp", "check_manifest", "event_body",
+__all__ = ["DELIVERY_KEYS", "BridgeEvent", "PluginEvent", "Refusal", "Subscriber",
+           "SubscriberMetrics", "Subscriptions", "SubscriptionsApp", "check_manifest", "event_body",
            "manifest_subscriptions", "parse_subscription"]

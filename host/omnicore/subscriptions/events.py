@@ -11,7 +11,7 @@ from typing import Any
 from omnicore.core import jsoncodec
 from omnicore.core.events import Event
 
-__all__ = ["PluginEvent", "event_body"]
+__all__ = ["BridgeEvent", "PluginEvent", "event_body"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,6 +27,21 @@ class PluginEvent(Event):
     event_id: int | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BridgeEvent(Event):
+    """A broker's message brought in by a bridge (omnicore.bridges): ``topic`` is the event
+    type its inbound route names. Delivered by :meth:`Subscriptions.deliver`, not routed off
+    the bus, so its durable deliveries are keyed by the broker's message id."""
+
+    topic: str  # type: ignore[misc]
+    bridge: str
+    data: bytes = field(repr=False)
+    #: The broker's id of the message (``STREAM:SEQ``, a stream entry id): what a redelivery
+    #: is known by.
+    message_id: str
+    hops: int = 1
+
+
 def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -38,7 +53,7 @@ def event_body(event: Event) -> bytes:
     every guest's JSON: they would make the body invalid for the handler's parser), else as
     text, else as ``{"base64": ...}``.
     """
-    if isinstance(event, PluginEvent):
+    if isinstance(event, PluginEvent | BridgeEvent):
         try:
             data: Any = jsoncodec.loads(event.data, parse_constant=_not_json) \
                 if event.data else None

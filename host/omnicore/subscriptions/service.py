@@ -45,7 +45,7 @@ from omnicore.jobs import Jobs, at_hops, current_hops
 from omnicore.logging import get_logger
 from omnicore.storage import Storage, StorageError
 from omnicore.storage.base import EventRecord
-from omnicore.subscriptions.events import PluginEvent, event_body
+from omnicore.subscriptions.events import BridgeEvent, PluginEvent, event_body
 from omnicore.subscriptions.metrics import SubscriberMetrics
 from omnicore.subscriptions.subscriber import Subscriber, manifest_subscriptions
 from omnicore.types import HostApp
@@ -230,8 +230,8 @@ class Subscriptions:
                 self._subs.pop(plugin, None)
 
     def _route(self, event: Event) -> None:
-        if not self._subs:
-            return
+        if not self._subs or isinstance(event, BridgeEvent):
+            return  # a bridge's event was delivered by deliver() before it reached the bus
         hops = int(getattr(event, "hops", 0))
         targets = [s for s in self.all() if s.matches(event)]
         if not targets:
@@ -365,6 +365,31 @@ class Subscriptions:
         self._app.events.publish(PluginEvent(topic=full, plugin=plugin, data=data, hops=hops,
                                              event_id=event_id))
         return None
+
+    def deliver(self, event: BridgeEvent) -> int:
+        """Deliver a bridge's ``event`` to its subscribers, then put it on the bus: durable
+        ones as jobs keyed by the broker's message id (a redelivered message queues nothing
+        twice, on any host of the database), live ones offered as any event. Returns the
+        durable deliveries stored; raises StorageError when the queue cannot take them, so
+        the bridge does not acknowledge the message (omnicore.bridges)."""
+        stored = 0
+        if event.hops > self.max_hops:
+            self.hop_drops += 1
+        else:
+            body = event_body(event)
+            targets = [s for s in self.all() if s.matches(event)]
+            for sub in targets:  # all stored before any live one is offered (a retry)
+                if sub.durable:
+                    key = (f"{DELIVERY_KEYS}bridge:{event.bridge}:{event.message_id}:"
+                           f"{sub.plugin}:{sub.handler}")
+                    self._app.jobs.enqueue_once(sub.plugin, sub.handler, body, key,
+                                                source=f"event:{event.topic}", hops=event.hops)
+                    stored += 1
+            for sub in targets:
+                if not sub.durable:
+                    self._offer(sub, body, event.hops)
+        self._app.events.publish(event)
+        return stored
 
     def collector(self) -> Collector:
         """Prometheus metrics of every subscriber's deliveries, read at scrape time."""

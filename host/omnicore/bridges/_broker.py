@@ -1,0 +1,85 @@
+"""The seam between the shared at-least-once loop (:mod:`omnicore.bridges._loop`) and one kind
+of broker: a :class:`Broker` reads, acknowledges and publishes; it holds no policy.
+
+A broker object is one connection: the loop opens one per inbound route and one for the
+outbound routes (a Redis XREADGROUP blocks its connection; a route that fails reconnects
+alone), closes it on any error and makes a new one.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from omnicore.config.bridges import SCHEMES, BridgeConfig, BridgeInbound, BridgeOutbound
+
+__all__ = ["Broker", "Received", "Settings"]
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message read from the broker, not yet acknowledged."""
+
+    #: The broker's id of the message, stable across redeliveries (``STREAM:SEQ``, an entry
+    #: id): the idempotency key of what it is delivered as.
+    id: str
+    data: bytes = field(repr=False)
+    #: What :meth:`Broker.ack` needs (the client's message object, the entry id).
+    token: Any = field(repr=False, default=None)
+    #: Its size when it was over ``max_message_bytes`` and so not read (``data`` empty).
+    too_large: int | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a broker connects with: the bridge's config, its name, the consumer name of this
+    host, and the secret's value (read from the secret store at each connect)."""
+
+    name: str
+    config: BridgeConfig
+    consumer: str
+    secret: str | None = field(repr=False, default=None)
+
+    @property
+    def user(self) -> str | None:
+        parts = urlsplit(self.config.url)
+        return unquote(parts.username) if parts.username else None
+
+    def tls(self) -> ssl.SSLContext | None:
+        """A verifying TLS context for a TLS url (``ca_file`` or the system's CAs), else None."""
+        if urlsplit(self.config.url).scheme != SCHEMES[self.config.kind][1]:
+            return None
+        ca = self.config.ca_file
+        return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+
+    def group(self, route: BridgeInbound) -> str:
+        """The durable consumer / consumer group every host shares for ``route``."""
+        if route.group is not None:
+            return route.group
+        return "omnicore-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in self.name)
+
+
+class Broker(Protocol):
+    """One connection to a broker of one kind (``nats``, ``redis``)."""
+
+    async def connect(self) -> None:
+        """Connect and authenticate; raises what the broker answered."""
+
+    async def close(self) -> None:
+        """Close the connection; never raises."""
+
+    async def fetch(self, route: BridgeInbound, limit: int, wait_s: float) -> list[Received]:
+        """Up to ``limit`` messages of ``route`` (redeliveries included), waiting up to
+        ``wait_s`` for the first; an empty list when none came."""
+
+    async def ack(self, route: BridgeInbound, message: Received) -> None:
+        """Acknowledge ``message``: the broker will not deliver it again. Returns once the
+        broker confirmed."""
+
+    async def publish(self, route: BridgeOutbound, message_id: str, event: str,
+                      data: bytes) -> str:
+        """Publish ``data`` (the event type ``event``) and return the broker's confirmation
+        (a JetStream sequence, a stream entry id) once it has it; ``message_id`` is the same
+        on every retry of one message."""

@@ -1,0 +1,110 @@
+"""``app.bridges``: every configured bridge run on one event loop thread of its own.
+
+The service starts after the subscriptions and the job queue (inbound messages become durable
+deliveries) and listens to the whole bus for the outbound routes. What is still held for a
+broker when the host stops is counted and logged: outbound delivery is at least once while the
+host runs (specs/host.md, Bridges).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from omnicore.bridges._broker import Broker, Settings
+from omnicore.bridges._loop import Bridge, log
+from omnicore.config.bridges import BridgeConfig
+from omnicore.core._loop import LoopThread
+from omnicore.core.events import Event, EventBus, Subscription
+from omnicore.subscriptions.events import BridgeEvent
+
+__all__ = ["Bridges", "broker_for"]
+
+
+class _Secrets(Protocol):
+    def get(self, name: str) -> bytes | None: ...
+
+
+def broker_for(settings: Settings) -> Broker:
+    """A new broker connection of the bridge's kind: one module per kind."""
+    if settings.config.kind == "nats":
+        from omnicore.bridges.nats import NatsBroker
+
+        return NatsBroker(settings)
+    from omnicore.bridges.redis import RedisBroker
+
+    return RedisBroker(settings)
+
+
+class Bridges:
+    """The bridges of ``bridges.<name>`` (none configured: nothing runs)."""
+
+    def __init__(self, configs: Mapping[str, BridgeConfig], *, events: EventBus,
+                 deliver: Callable[[BridgeEvent], int], secrets: Callable[[], _Secrets],
+                 consumer: str, app: str = "omnicore") -> None:
+        self._events = events
+        self._secrets = secrets
+        self._consumer = consumer
+        self.bridges = {name: Bridge(name, config, self._maker(name, config), deliver, app)
+                        for name, config in configs.items()}
+        self._thread: LoopThread | None = None
+        self._runs: list[asyncio.Task[None]] = []
+        self._bus: Subscription | None = None
+
+    def _maker(self, name: str, config: BridgeConfig) -> Callable[[], Broker]:
+        def make() -> Broker:
+            secret = None
+            if config.secret is not None:
+                raw = self._secrets().get(config.secret)
+                if raw is None:
+                    raise LookupError(f"secret {config.secret} is not set (omnicore secrets "
+                                      f"set {config.secret})")
+                secret = raw.decode("utf-8", "replace")
+            return broker_for(Settings(name, config, self._consumer, secret))
+        return make
+
+    def start(self) -> None:
+        if not self.bridges or self._thread is not None:
+            return
+        self._thread = LoopThread("omnicore-bridges")
+        self._runs = self._thread.call(self._spawn())
+        if any(b.config.outbound for b in self.bridges.values()):
+            self._bus = self._events.subscribe("*", self._on_event)
+        log.info("bridges started: %s", ", ".join(
+            f"{n} ({b.config.kind})" for n, b in self.bridges.items()))
+
+    async def _spawn(self) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(b.run(), name=f"bridge {n}")
+                for n, b in self.bridges.items()]
+
+    @staticmethod
+    async def _halt(runs: list[asyncio.Task[None]]) -> None:
+        # Each lane closes its own connection as it unwinds, before the loop goes away.
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+
+    def _on_event(self, event: Event) -> None:
+        for bridge in self.bridges.values():
+            bridge.offer(event)
+
+    def stop(self) -> None:
+        if self._bus is not None:
+            self._events.unsubscribe(self._bus)
+            self._bus = None
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        thread.call(self._halt(self._runs))
+        thread.close()
+        self._runs = []
+        for bridge in self.bridges.values():
+            lost = bridge.lost()
+            if lost:
+                log.error("bridge %s stopped with %d outbound message(s) the broker had not "
+                          "confirmed: they are not published", bridge.name, lost)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each bridge's state, reason and counters."""
+        return [b.status() for b in self.bridges.values()]

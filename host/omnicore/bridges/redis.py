@@ -1,0 +1,223 @@
+"""Redis Streams: inbound through a consumer group (XREADGROUP, XACK, XAUTOCLAIM), outbound
+through XADD, whose reply is the entry's id once the server appended it.
+
+The bridge speaks RESP2 itself (as the redis connectors do; no client library): the few
+stream commands below, over one asyncio connection per lane. Inbound, each host reads as the
+consumer named by its runtime id in the shared group (created at the stream's end, with the
+stream, when missing), so each entry goes to one host; on connecting it reads back what it was
+given and did not acknowledge, and it claims entries another consumer left unacknowledged for
+``redeliver_after_s`` (a host that died). An entry's ``data`` field is the message (an entry
+without one arrives as the JSON of its fields); its id is ``STREAM:ENTRY-ID``.
+
+Outbound entries are ``data`` (the event's bytes), ``event`` (its type) and ``id`` (the stable
+message id): Redis keeps no duplicate window, so a publish whose reply was lost and was sent
+again appears twice, with the same ``id`` for consumers to drop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from omnicore.bridges._broker import Received, Settings
+from omnicore.config.bridges import BridgeInbound, BridgeOutbound
+
+__all__ = ["RedisBroker"]
+
+_MAX_LINE = 1 << 16
+_MAX_ITEMS = 1 << 20
+_MAX_DEPTH = 8
+
+
+class _RespError(Exception):
+    """An error reply (``-ERR ...``)."""
+
+
+class _TooLarge:
+    """A bulk string over the cap, read and thrown away: its size."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+class _Conn:
+    """One RESP2 connection; a bulk string over ``cap`` bytes is read off and dropped."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 cap: int) -> None:
+        self._r, self._w, self._cap = reader, writer, cap
+
+    async def call(self, *args: bytes | str | int, timeout: float) -> Any:
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            raw = a if isinstance(a, bytes) else str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+        self._w.write(b"".join(out))
+        await self._w.drain()
+        return await asyncio.wait_for(self._value(0), timeout)
+
+    async def _line(self) -> bytes:
+        line = await self._r.readuntil(b"\r\n")
+        if len(line) > _MAX_LINE:
+            raise ConnectionError("the Redis server's reply line is too long")
+        return line[:-2]
+
+    async def _value(self, depth: int) -> Any:
+        if depth > _MAX_DEPTH:
+            raise ConnectionError("the Redis server's reply nests too deeply")
+        line = await self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise _RespError(rest.decode("utf-8", "replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            if n > self._cap:
+                left = n + 2
+                while left:
+                    left -= len(await self._r.read(min(left, 1 << 16)) or b"") or _eof()
+                return _TooLarge(n)
+            return (await self._r.readexactly(n + 2))[:-2]
+        if kind == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            if n > _MAX_ITEMS:
+                raise ConnectionError("the Redis server's reply has too many items")
+            return [await self._value(depth + 1) for _ in range(n)]
+        raise ConnectionError(f"the Redis server answered garbage: {line[:40]!r}")
+
+    def close(self) -> None:
+        self._w.close()
+
+
+def _eof() -> int:
+    raise ConnectionError("the Redis server closed the connection")
+
+
+class RedisBroker:
+    """One Redis connection of a bridge (:class:`omnicore.bridges.Broker`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._conn: _Conn | None = None
+        self._groups: set[int] = set()
+        self._backlog: set[int] = set()
+        self._claimed_at: dict[int, float] = {}
+
+    @property
+    def _timeout(self) -> float:
+        return self._settings.config.confirm_timeout_s
+
+    async def connect(self) -> None:
+        s = self._settings
+        parts = urlsplit(s.config.url)
+        tls = s.tls()
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+            parts.hostname, parts.port or 6379, ssl=tls,
+            server_hostname=parts.hostname if tls else None), self._timeout)
+        # Over the message cap a bulk string is skipped; the slack covers an entry's fields.
+        self._conn = _Conn(reader, writer, s.config.max_message_bytes + 1024)
+        if s.secret is not None:
+            args = ("AUTH", s.user, s.secret) if s.user else ("AUTH", s.secret)
+            await self._conn.call(*args, timeout=self._timeout)
+        db = parts.path.strip("/")
+        if db:
+            await self._conn.call("SELECT", db, timeout=self._timeout)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _c(self) -> _Conn:
+        if self._conn is None:
+            raise ConnectionError("not connected")
+        return self._conn
+
+    async def _group(self, route: BridgeInbound) -> None:
+        if id(route) in self._groups:
+            return
+        try:
+            await self._c().call("XGROUP", "CREATE", str(route.stream),
+                                 self._settings.group(route), "$", "MKSTREAM",
+                                 timeout=self._timeout)
+        except _RespError as exc:
+            if not str(exc).startswith("BUSYGROUP"):
+                raise
+        self._groups.add(id(route))
+
+    async def fetch(self, route: BridgeInbound, limit: int, wait_s: float) -> list[Received]:
+        await self._group(route)
+        s, key = self._settings, id(route)
+        stream, group = str(route.stream), s.group(route)
+        # First what this consumer was given and did not acknowledge (a reconnect).
+        if key not in self._backlog:
+            got = self._entries(route, await self._c().call(
+                "XREADGROUP", "GROUP", group, s.consumer, "COUNT", limit, "STREAMS", stream,
+                "0", timeout=self._timeout))
+            if got:
+                return got
+            self._backlog.add(key)
+        # Then what another consumer left unacknowledged for long enough (a host gone).
+        now = time.monotonic()
+        every = s.config.redeliver_after_s / 2
+        if now - self._claimed_at.get(key, 0.0) >= every:
+            self._claimed_at[key] = now
+            reply = await self._c().call(
+                "XAUTOCLAIM", stream, group, s.consumer,
+                int(s.config.redeliver_after_s * 1000), "0-0", "COUNT", limit,
+                timeout=self._timeout)
+            got = self._batch(route, reply[1] if isinstance(reply, list) else [])
+            if got:
+                self._claimed_at[key] = 0.0  # more may wait: claim again next time
+                return got
+        reply = await self._c().call(
+            "XREADGROUP", "GROUP", group, s.consumer, "COUNT", limit, "BLOCK",
+            max(1, int(wait_s * 1000)), "STREAMS", stream, ">", timeout=wait_s + self._timeout)
+        return self._entries(route, reply)
+
+    def _entries(self, route: BridgeInbound, reply: Any) -> list[Received]:
+        if not reply:
+            return []
+        return self._batch(route, reply[0][1])
+
+    def _batch(self, route: BridgeInbound, entries: list[Any]) -> list[Received]:
+        out = []
+        for entry in entries or []:
+            entry_id, fields = entry[0].decode(), entry[1]
+            mid = f"{route.stream}:{entry_id}"
+            if not fields:  # deleted while pending: nothing to deliver (XAUTOCLAIM drops it)
+                continue
+            pairs = dict(zip(fields[::2], fields[1::2], strict=False))
+            data = pairs.get(b"data")
+            if isinstance(data, _TooLarge):
+                out.append(Received(mid, b"", entry_id, too_large=data.size))
+            elif isinstance(data, bytes):
+                out.append(Received(mid, data, entry_id))
+            else:
+                text = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                        if isinstance(v, bytes) else None for k, v in pairs.items()}
+                out.append(Received(mid, json.dumps(text).encode(), entry_id))
+        return out
+
+    async def ack(self, route: BridgeInbound, message: Received) -> None:
+        await self._c().call("XACK", str(route.stream), self._settings.group(route),
+                             message.token, timeout=self._timeout)
+
+    async def publish(self, route: BridgeOutbound, message_id: str, event: str,
+                      data: bytes) -> str:
+        trim: tuple[str | int, ...] = ()
+        if route.max_len is not None:
+            trim = ("MAXLEN", "~", route.max_len)
+        reply = await self._c().call("XADD", str(route.stream), *trim, "*", "data", data,
+                                     "event", event, "id", message_id, timeout=self._timeout)
+        return reply.decode() if isinstance(reply, bytes) else str(reply)

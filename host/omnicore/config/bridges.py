@@ -1,0 +1,160 @@
+"""``bridges.<name>.*``: a message broker feeding and draining the event bus (omnicore.bridges).
+
+A bridge is configured like a database connector: a URL without its password, the password
+(or token) from the secret store, TLS verified against ``ca_file``. Its ``inbound`` routes turn
+broker messages into events of one type, delivered to the plugins subscribed to it; its
+``outbound`` routes publish chosen event types to the broker. Checked here at load, with the
+key that is wrong in the message; specs/host.md, Bridges, has the guarantees.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from omnicore.config.strict import Strict
+
+__all__ = ["SCHEMES", "BridgeConfig", "BridgeInbound", "BridgeOutbound"]
+
+#: The URL schemes of each kind (the second one is TLS).
+SCHEMES: dict[str, tuple[str, ...]] = {"nats": ("nats", "tls"), "redis": ("redis", "rediss")}
+_EVENT = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+_PATTERN = re.compile(r"[A-Za-z0-9_*?.-]+")
+_SECRET = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_NAME = re.compile(r"[A-Za-z0-9_.>*-]{1,256}")
+
+
+class BridgeInbound(Strict):
+    """``bridges.<name>.inbound[]``: where messages are read and the event type they become.
+    NATS: ``subject`` (a JetStream stream must capture it; ``stream`` names it, else it is
+    looked up by subject). Redis: ``stream``. ``group`` is the durable consumer (NATS) or the
+    consumer group (Redis) every host of a cluster shares, so each message goes to one host."""
+
+    event: str = Field(description="the event type a message becomes (a dotted name, not "
+                                   "plugin.*: plugins subscribe to it by this name)")
+    subject: str | None = Field(default=None, description="nats: the subject read")
+    stream: str | None = Field(default=None, description="redis: the stream read; nats: the "
+                                                         "JetStream stream holding the subject")
+    group: str | None = Field(default=None, description="the durable consumer (nats) or "
+                                                        "consumer group (redis) the hosts "
+                                                        "share (omnicore-<bridge>)")
+
+    @field_validator("event")
+    @classmethod
+    def _event(cls, value: str) -> str:
+        if not _EVENT.fullmatch(value) or len(value) > 200:
+            raise ValueError(f"event {value!r} must be a dotted name like orders.created")
+        if value.startswith("plugin."):
+            raise ValueError(f"event {value!r}: plugin.* names what plugins publish; a bridge's "
+                             "events need another name (e.g. bridge.orders)")
+        return value
+
+    @field_validator("subject", "stream", "group")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.fullmatch(value):
+            raise ValueError(f"{value!r} must be 1-256 letters, digits, '_', '.', '-', '*', '>'")
+        return value
+
+
+class BridgeOutbound(Strict):
+    """``bridges.<name>.outbound[]``: the events published to the broker, and where to."""
+
+    events: list[str] = Field(min_length=1, description="event types (globs like "
+                                                         "plugin.*.order) published")
+    subject: str | None = Field(default=None, description="nats: the subject published to (a "
+                                                          "JetStream stream must capture it)")
+    stream: str | None = Field(default=None, description="redis: the stream XADD appends to")
+    max_len: int | None = Field(default=None, gt=0, description="redis: the stream trimmed "
+                                                                "to about this many entries")
+
+    @field_validator("events")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not _PATTERN.fullmatch(pattern):
+                raise ValueError(f"event pattern {pattern!r} must be a dotted name or glob")
+        return value
+
+    @field_validator("subject", "stream")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and (not _NAME.fullmatch(value) or any(c in value for c in "*>")):
+            raise ValueError(f"{value!r} must be 1-256 letters, digits, '_', '.', '-'")
+        return value
+
+
+class BridgeConfig(Strict):
+    """``bridges.<name>.*``: a message broker (NATS JetStream, Redis Streams) bridged to the
+    event bus at least once both ways (specs/host.md, Bridges; docs/guides/bridges.md)."""
+
+    kind: Literal["nats", "redis"] = Field(description="nats (JetStream) or redis (Streams)")
+    url: str = Field(min_length=1, description="the broker's URL without a password: "
+                                               "nats://, tls:// (nats); redis://, rediss://")
+    secret: str | None = Field(default=None, description="the secret holding the password "
+                                                         "(with a user in the URL) or token")
+    ca_file: Path | None = Field(default=None, description="CA certificates the broker's TLS "
+                                                           "certificate is verified against")
+    inbound: list[BridgeInbound] = Field(default_factory=list,
+                                         description="broker → events (see its keys)")
+    outbound: list[BridgeOutbound] = Field(default_factory=list,
+                                           description="events → broker (see its keys)")
+    batch: int = Field(default=64, gt=0, le=10_000, description="messages read per fetch")
+    max_message_bytes: int = Field(default=1024 * 1024, gt=0,
+                                   description="larger inbound messages are refused (logged, "
+                                               "acknowledged, counted)")
+    redeliver_after_s: float = Field(default=30.0, gt=0,
+                                     description="an unacknowledged inbound message goes to "
+                                                 "another consumer after this (nats ack wait; "
+                                                 "redis XAUTOCLAIM idle)")
+    max_held_bytes: int = Field(default=16 * 1024 * 1024, gt=0,
+                                description="outbound messages held while the broker is down; "
+                                            "beyond it new ones are dropped and counted")
+    confirm_timeout_s: float = Field(default=5.0, gt=0,
+                                     description="a publish unconfirmed for this long is sent "
+                                                 "again (same message id)")
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is not None and not _SECRET.fullmatch(value):
+            raise ValueError(f"bad secret name {value!r}: use 1-128 letters, digits, '_', "
+                             "'.', '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BridgeConfig:
+        parts = urlsplit(self.url)
+        if parts.scheme not in SCHEMES[self.kind] or not parts.hostname:
+            raise ValueError(f"url must be {' or '.join(s + '://' for s in SCHEMES[self.kind])}"
+                             f"HOST:PORT for a {self.kind} bridge, got {self.url!r}")
+        if parts.password is not None:
+            raise ValueError("url must not carry a password: put it in a secret (secret)")
+        if self.ca_file is not None and parts.scheme == SCHEMES[self.kind][0]:
+            raise ValueError(f"ca_file needs a TLS url ({SCHEMES[self.kind][1]}://)")
+        if not self.inbound and not self.outbound:
+            raise ValueError("a bridge needs inbound or outbound routes")
+        for i, route in enumerate(self.inbound):
+            where = f"inbound[{i}]"
+            if self.kind == "nats" and route.subject is None:
+                raise ValueError(f"{where}: a nats route reads a subject (subject)")
+            if self.kind == "redis" and (route.stream is None or route.subject is not None):
+                raise ValueError(f"{where}: a redis route reads a stream (stream, no subject)")
+        for i, out in enumerate(self.outbound):
+            where = f"outbound[{i}]"
+            if self.kind == "nats" and (out.subject is None or out.stream is not None
+                                        or out.max_len is not None):
+                raise ValueError(f"{where}: a nats route publishes to a subject (subject)")
+            if self.kind == "redis" and (out.stream is None or out.subject is not None):
+                raise ValueError(f"{where}: a redis route appends to a stream (stream)")
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        """What the console and the CLI may show (never a secret's value)."""
+        return {"kind": self.kind, "url": self.url, "secret": self.secret,
+                "inbound": [r.model_dump(exclude_none=True) for r in self.inbound],
+                "outbound": [r.model_dump(exclude_none=True) for r in self.outbound]}

@@ -1,0 +1,37 @@
+"""The bridge tests' app: the events plugin of tests/event_fixtures.py, a bridge configured,
+its secret in the store, started on a data dir two hosts may share one after the other."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omnicore.app import OmniApp
+from omnicore.bridges import Bridge
+
+BridgeApp = Callable[..., OmniApp]
+
+
+@pytest.fixture
+def bridge_app(make_app: Callable[..., OmniApp], tmp_path: Path) -> BridgeApp:
+    """``bridge_app(bridge_config, secret, name=)``: a started app with ``bridges.b`` on the
+    data dir every app of the test shares (a second host of one database, or a restart)."""
+
+    def factory(config: dict[str, Any], secret: str, name: str = "host1") -> OmniApp:
+        app = make_app(name, builtin_extensions=None, overrides={
+            "data_dir": str(tmp_path / "shared"),
+            "sandbox": {"watch": False},
+            "capabilities": {"jobs": {"poll_s": 0.2, "backoff_ms": 20}},
+            "bridges": {"b": config}})
+        app.secrets.set("broker-secret", secret)
+        app.start()
+        return app
+
+    return factory
+
+
+def bridge(app: OmniApp) -> Bridge:
+    return app.bridges.bridges["b"]
