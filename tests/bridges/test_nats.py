@@ -80,6 +80,8 @@ def test_a_message_reaches_a_durable_subscriber_and_is_acknowledged(
     eventually(lambda: consumer_settled(nats_server), "the message acknowledged")
     status = bridge(app).status()
     assert status["state"] == "up" and status["acked"] == 1 and status["delivered"] == 1
+    labels = {"bridge": "b", "kind": "nats"}
+    assert app.metrics.registry.get_sample_value("omnicore_bridge_acked_total", labels) == 1
     app.stop(grace=1)
 
 

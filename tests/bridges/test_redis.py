@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from omnicore.modules.health import HealthStatus
 from omnicore.subscriptions import BridgeEvent
 from tests.bridges.conftest import BridgeApp, bridge
 from tests.dbservers import Redis
@@ -127,8 +128,18 @@ def test_a_server_outage_holds_outbound_events_and_appends_them_in_order_after(
         assert pub(app, "src", "order", b'{"n": %d}' % n) == 0
     eventually(lambda: (s := bridge(app).status())["state"] == "down" and s["held"] == 3,
                "the events held while the server is down")
+    # Seen, not silent: the health report and /metrics say so, with the reason.
+    health = app.health.check().components["bridge:b"]
+    assert health.status is HealthStatus.DEGRADED and "outbound" in health.detail
+    sample = app.metrics.registry.get_sample_value
+    labels = {"bridge": "b", "kind": "redis"}
+    assert sample("omnicore_bridge_up", labels) == 0
+    assert sample("omnicore_bridge_held_messages", labels) == 3
     redis_server.resume()
     eventually(lambda: bridge(app).status()["held"] == 0, "the held events appended")
+    assert sample("omnicore_bridge_published_total", labels) == 3
+    assert sample("omnicore_bridge_up", labels) == 1
+    assert app.health.check().components["bridge:b"].status is HealthStatus.HEALTHY
     assert [f[b"data"] for _, f in redis_server.client().xrange("out")] == [
         b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
     app.stop(grace=1)

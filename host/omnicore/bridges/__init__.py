@@ -3,14 +3,17 @@
 ``bridges.<name>`` in the config (omnicore.config.bridges) names a broker and its routes;
 ``_service`` (:class:`Bridges`, ``app.bridges``) runs them; ``_loop`` (:class:`Bridge`) is the
 one at-least-once loop every kind shares; ``_broker`` is the seam a kind implements
-(:class:`Broker`); ``nats`` (JetStream) and ``redis`` (Streams) are the kinds. specs/host.md,
-Bridges, states the guarantees; docs/guides/bridges.md shows the config.
+(:class:`Broker`); ``_metrics`` puts them in ``/metrics``; ``nats`` (JetStream) and ``redis``
+(Streams) are the kinds. specs/host.md, Bridges, states the guarantees;
+docs/guides/bridges.md shows the config.
 """
 
 from __future__ import annotations
 
 from omnicore.bridges._broker import Broker, Received, Settings
 from omnicore.bridges._loop import Bridge, Outgoing
+from omnicore.bridges._metrics import BridgeMetrics
 from omnicore.bridges._service import Bridges, broker_for
 
-__all__ = ["Bridge", "Bridges", "Broker", "Outgoing", "Received", "Settings", "broker_for"]
+__all__ = ["Bridge", "BridgeMetrics", "Bridges", "Broker", "Outgoing", "Received", "Settings",
+           "broker_for"]

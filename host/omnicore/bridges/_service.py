@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 from omnicore.bridges._broker import Broker, Settings
@@ -17,7 +18,9 @@ from omnicore.bridges._loop import Bridge, log
 from omnicore.config.bridges import BridgeConfig
 from omnicore.core._loop import LoopThread
 from omnicore.core.events import Event, EventBus, Subscription
+from omnicore.modules.health import HealthStatus
 from omnicore.subscriptions.events import BridgeEvent
+from omnicore.types import HealthChecks
 
 __all__ = ["Bridges", "broker_for"]
 
@@ -37,13 +40,23 @@ def broker_for(settings: Settings) -> Broker:
     return RedisBroker(settings)
 
 
+def _verdict(bridge: Bridge) -> tuple[HealthStatus, str]:
+    """A bridge's health, from its state: down is degraded (the host serves on; messages wait
+    on the broker or are held), with the reason."""
+    if bridge.state == "down":
+        return HealthStatus.DEGRADED, bridge.reason or "down"
+    return HealthStatus.HEALTHY, f"{bridge.state}, {bridge.held} held"
+
+
 class Bridges:
     """The bridges of ``bridges.<name>`` (none configured: nothing runs)."""
 
     def __init__(self, configs: Mapping[str, BridgeConfig], *, events: EventBus,
                  deliver: Callable[[BridgeEvent], int], secrets: Callable[[], _Secrets],
-                 consumer: str, app: str = "omnicore") -> None:
+                 consumer: str, app: str = "omnicore",
+                 health: HealthChecks | None = None) -> None:
         self._events = events
+        self._health = health
         self._secrets = secrets
         self._consumer = consumer
         self.bridges = {name: Bridge(name, config, self._maker(name, config), deliver, app)
@@ -69,6 +82,9 @@ class Bridges:
             return
         self._thread = LoopThread("omnicore-bridges")
         self._runs = self._thread.call(self._spawn())
+        if self._health is not None:
+            for name, bridge in self.bridges.items():
+                self._health.register_check(f"bridge:{name}", partial(_verdict, bridge))
         if any(b.config.outbound for b in self.bridges.values()):
             self._bus = self._events.subscribe("*", self._on_event)
         log.info("bridges started: %s", ", ".join(
@@ -96,6 +112,9 @@ class Bridges:
         thread, self._thread = self._thread, None
         if thread is None:
             return
+        if self._health is not None:
+            for name in self.bridges:
+                self._health.unregister_check(f"bridge:{name}")
         thread.call(self._halt(self._runs))
         thread.close()
         self._runs = []
