@@ -97,7 +97,10 @@ def tokens(sql: str, backslash: bool, ansi: bool) -> list[str]:
         m = _SPACE.match(sql, i)
         if m:
             i = m.end()
-        elif c == "#" or (sql.startswith("--", i) and (i + 2 >= n or sql[i + 2] <= " ")):
+        # (DEL is a control character to the server's ctype too: "--\x7f" comments, and
+        # read as two minus signs it hid the next line's code from the gate: issue 60 attack)
+        elif c == "#" or (sql.startswith("--", i) and (i + 2 >= n or sql[i + 2] <= " " or
+                                                       sql[i + 2] == "\x7f")):
             end = sql.find("\n", i)
             i = n if end < 0 else end + 1
         elif sql.startswith("/*", i):
@@ -138,9 +141,11 @@ def tokens(sql: str, backslash: bool, ansi: bool) -> list[str]:
 
 
 #: After these a name and ( are a table and its column list (INSERT INTO benchmark (id)),
-#: never a call.
+#: never a call. Not HIGH_PRIORITY: SELECT HIGH_PRIORITY GET_LOCK('x', 0) is a call (issue
+#: 60 attack); INSERT HIGH_PRIORITY takes INTO, or a table named like a refused function is
+#: refused as that call.
 _TABLE_BEFORE = frozenset({"INTO", "INSERT", "REPLACE", "TABLE", "IGNORE", "LOW_PRIORITY",
-                           "DELAYED", "HIGH_PRIORITY"})
+                           "DELAYED"})
 
 
 def _names(toks: list[str], i: int) -> str | None:
@@ -201,6 +206,18 @@ def _judge_tokens(toks: list[str], in_tx: bool, read_only: bool,
                 kind == "show" and name == "ENGINE"):
             return Verdict(f"reads other sessions' statements ({name.lower()}), where a "
                            "neighbour's values are: query your own tables", kind)
+        if (kind == "show" and i == lead + 1 and tok in ("EXPLAIN", "ANALYZE")) or (
+                tok == "FOR" and toks[i + 1:i + 2] == ["CONNECTION"]):
+            # SHOW EXPLAIN/ANALYZE FOR id, EXPLAIN FOR CONNECTION id: another session's
+            # running statement, its literals in the plan (issue 60 attack).
+            return Verdict("reads other sessions' statements (SHOW EXPLAIN, EXPLAIN FOR "
+                           "CONNECTION), where a neighbour's values are: explain your own "
+                           "statement", kind)
+        if kind == "show" and i == lead + 1 and (tok == "GRANTS" or (
+                tok == "CREATE" and toks[i + 1:i + 2] == ["USER"])):
+            # MariaDB prints the account's password hash in both (issue 60 attack).
+            return Verdict("shows the connector account's password hash (SHOW GRANTS, SHOW "
+                           "CREATE USER): the operator reads grants", kind)
         if tok == ":=":
             return Verdict("assigns a user variable (@x := …), which outlives the statement",
                            kind)
@@ -211,13 +228,13 @@ def _judge_tokens(toks: list[str], in_tx: bool, read_only: bool,
                            "read the rows instead", kind)
         if read_only and tok == "NEXT" and toks[i + 1:i + 3] == ["VALUE", "FOR"]:
             return Verdict("NEXT VALUE FOR advances a sequence", kind, read_only=True)
-        name = _names(toks, i)
-        if name is not None:
-            name = name.rsplit(".", 1)[-1]
-            why = _FUNCTIONS.get(name) or (_WRITING.get(name) if read_only else None)
+        called = _names(toks, i)
+        if called is not None:
+            called = called.rsplit(".", 1)[-1]
+            why = _FUNCTIONS.get(called) or (_WRITING.get(called) if read_only else None)
             if why is not None:
-                return Verdict(f"calls {name.upper()}(), which {why}", kind,
-                               read_only=name in _WRITING)
+                return Verdict(f"calls {called.upper()}(), which {why}", kind,
+                               read_only=called in _WRITING)
     return Verdict(None, kind, widened=widened)
 
 

@@ -66,6 +66,14 @@ _REMOTE = "opens another connection from the server"
 _ADMIN = "administers the server, beyond any one plugin's statement"
 _SQL_TEXT = "runs SQL text that is not judged as a statement"
 _SNAPSHOT = "exports the transaction's snapshot to other sessions"
+_SEED = "reseeds random() for every later statement of the pooled session, a neighbour's " \
+        "too (DISCARD ALL does not undo it)"
+_LEXER = "changes how the server reads the text of the statements after it, which this gate " \
+         "reads as PostgreSQL's default does (a string to one, code to the other)"
+#: Settings no SET, SET LOCAL or RESET may touch, whatever is widened (issue 60 attacks:
+#: SET LOCAL standard_conforming_strings = off in an API transaction, then
+#: SELECT 'a\'' , pg_advisory_lock(1) --' was one string to the gate and a call to the server).
+_NEVER_SET = {"seed": _SEED, "standard_conforming_strings": _LEXER, "backslash_quote": _LEXER}
 #: Functions refused wherever a call of them stands, by name (any schema, any quoting).
 _FUNCTIONS = {
     "set_config": _SETTING, "pg_notify": _NOTIFY, "pg_cancel_backend": _SIGNAL,
@@ -77,6 +85,8 @@ _FUNCTIONS = {
     "lowrite": _LARGE_OBJECT, "query_to_xml": _SQL_TEXT, "query_to_xmlschema": _SQL_TEXT,
     "query_to_xml_and_xmlschema": _SQL_TEXT, "cursor_to_xml": _SQL_TEXT,
     "cursor_to_xmlschema": _SQL_TEXT, "ts_stat": _SQL_TEXT, "ts_rewrite": _SQL_TEXT,
+    # setseed's state is the backend's, not a setting: no reset restores it (issue 60 attack).
+    "setseed": _SEED, "pg_rotate_logfile_old": _ADMIN,
 }
 #: ... and by the start of their name (families of functions).
 _PREFIXES = (("pg_advisory_", _ADVISORY), ("pg_try_advisory_", _ADVISORY),
@@ -88,7 +98,18 @@ _PREFIXES = (("pg_advisory_", _ADVISORY), ("pg_try_advisory_", _ADVISORY),
              ("pg_replication_", _ADMIN), ("pg_logical_", _ADMIN), ("pg_wal_replay_", _ADMIN))
 #: Built-ins that write, refused on a read-only connector (its read-only transaction refuses
 #: them too: this is the clear error).
-_WRITING = {"nextval": "advances a sequence", "setval": "sets a sequence"}
+_WRITING = {"nextval": "advances a sequence", "setval": "sets a sequence",
+            # A read-only transaction lets these run (issue 60 attack, proved on PostgreSQL
+            # 15): an xid assigned writes a commit record; the index functions write pages.
+            "txid_current": "assigns a transaction id (a commit record is written)",
+            "pg_current_xact_id": "assigns a transaction id (a commit record is written)",
+            "brin_summarize_new_values": "writes an index", "brin_summarize_range":
+            "writes an index", "brin_desummarize_range": "writes an index",
+            "gin_clean_pending_list": "writes an index"}
+#: A refused name anywhere in the tree (a call, or a field that may be one in attribute
+#: notation): the statement takes the walk.
+_NAMED = re.compile('"sval":"(?:' + "|".join(map(re.escape, [*_FUNCTIONS, *_WRITING])) + "|"
+                    + "|".join(re.escape(p) for p, _ in _PREFIXES) + ")", re.IGNORECASE).search
 
 
 def _function(name: str, read_only: bool) -> str | None:
@@ -153,8 +174,9 @@ def _in_tx(node: str, body: dict[str, Any]) -> bool:
     if node == "TransactionStmt":
         return body.get("kind") in _TX_IN_TX
     if node == "VariableSetStmt":
-        if body.get("name") in ("role", "session_authorization"):
-            return False  # another role's authority, even for a transaction
+        if body.get("name") in ("role", "session_authorization") or \
+                body.get("name") in _NEVER_SET:
+            return False  # another role's authority, even for a transaction; _NEVER_SET
         return bool(body.get("is_local")) or (
             body.get("kind") == "VAR_SET_MULTI" and str(body.get("name", "")).startswith(
                 "TRANSACTION"))
@@ -179,6 +201,12 @@ def _refuse_kind(node: str, body: dict[str, Any], in_tx: bool,
             return Verdict(f"{label} {TX}", kind)
     if in_tx and _in_tx(node, body):
         return None
+    if node == "VariableSetStmt" and body.get("name") in _NEVER_SET:
+        # SET [LOCAL] seed and RESET seed call setseed (random()'s state outlives the
+        # transaction: only the setting's shown value is rolled back); the others change the
+        # lexer under the gate. Refused whatever is widened, as the functions are.
+        name = str(body["name"])
+        return Verdict(f"{label} {name} {_NEVER_SET[name]}", kind)
     if node == "CopyStmt" and not body.get("filename"):
         return Verdict("COPY to or from the client (STDIN/STDOUT) copies through the "
                        "connection's own stream, which the host does not serve: query the "
@@ -215,20 +243,22 @@ def judge(sql: str, in_tx: bool, read_only: bool, widen: frozenset[str]) -> Verd
     # Most statements are a plain read or row change: no other statement node, no call, no
     # INTO in the tree's text, so no walk (a string holding those words only takes the walk).
     if root in _DATA and text.count('Stmt":') == 1 and '"FuncCall"' not in text and \
-            '"intoClause"' not in text and not (root in _WRITES and (
+            '"intoClause"' not in text and not _NAMED(text) and not (root in _WRITES and (
                 read_only or "pg_settings" in text.lower())):
         return Verdict(None, kind)
     widened = False
+    # SELECT ... INTO makes a table. Looked for in the text, not at SelectStmt nodes: the
+    # arms of a UNION (larg, rarg) are select bodies without their node name, and
+    # SELECT 1 INTO t UNION SELECT 2 made t (issue 60 attack). (A string holding the word is
+    # escaped in the JSON text: "intoClause": is only ever the field.)
+    if '"intoClause":' in text:
+        if "create_table_as" not in widen:
+            return Verdict("SELECT ... INTO (kind create_table_as) creates a table: the "
+                           "operator runs it, or allows it with "
+                           + widen_hint("create_table_as"), kind)
+        widened = True
     for node, fields in _nodes(stmts[0]["stmt"]):
         if node.endswith("Stmt"):
-            if node == "SelectStmt" and "intoClause" in fields:
-                node = "CreateTableAsStmt"  # SELECT ... INTO makes a table
-                if _snake(node) not in widen:
-                    return Verdict("SELECT ... INTO (kind create_table_as) creates a table: "
-                                   "the operator runs it, or allows it with "
-                                   + widen_hint("create_table_as"), kind)
-                widened = True
-                continue
             verdict = _refuse_kind(node, fields, in_tx, widen)
             if verdict is not None:
                 if verdict.reason is not None:
@@ -246,4 +276,17 @@ def judge(sql: str, in_tx: bool, read_only: bool, widen: frozenset[str]) -> Verd
             if why is not None:
                 return Verdict(f"calls {name}(), which {why}", kind,
                                read_only=why in _WRITING.values())
+        elif node in ("A_Indirection", "ColumnRef"):
+            # Attribute notation calls a function with no FuncCall in the tree: PostgreSQL
+            # runs (1).pg_advisory_lock, and x.pg_advisory_lock of a scalar FROM item, as
+            # pg_advisory_lock(1) (issue 60 attack). A field named like a refused function
+            # is refused as that call (a column so named: select it unqualified).
+            names = fields.get("indirection" if node == "A_Indirection" else "fields", [])
+            for field in names[node == "ColumnRef":]:
+                name = field.get("String", {}).get("sval", "") if isinstance(field, dict) \
+                    else ""
+                why = _function(name, read_only) if name else None
+                if why is not None:
+                    return Verdict(f"calls {name}() in attribute notation (x.{name}), which "
+                                   f"{why}", kind, read_only=why in _WRITING.values())
     return Verdict(None, kind, widened=widened)
