@@ -441,10 +441,6 @@ def test_a_malformed_sidecar_row_does_not_stop_a_host_without_a_trust_policy(
     assert not serves(host, "aaa", "1.0.0")
 
 
-@pytest.mark.xfail(strict=True, reason="open: a version row whose JSON does not parse (here "
-                   "signatures 'not json') raises JSONDecodeError in storage/stores/catalog.py "
-                   "_version, outside check_version, and stops every host's start; the fix "
-                   "belongs to the store's reader (a row it cannot read refused by name)")
 def test_a_version_row_that_is_not_json_does_not_stop_a_host(
         pg_url: str, pg_cluster: Any, start_host: Callable[..., OmniApp]) -> None:
     first, last = echo_wasm("aaa", "1.0.0"), echo_wasm("zzz", "1.0.0")

@@ -33,9 +33,20 @@ _ENTRY = (f"SELECT c.name, c.seq, c.updated_at, c.updated_by, c.pinned_at, c.pin
           f"{_VERSION} FROM plugin_catalog c LEFT JOIN plugin_versions v ON v.id = c.version")
 
 
+def _json(text: str | None, empty: str) -> Any:
+    """A JSON column's value; None when it does not parse. A row written straight into the
+    table is input: the catalog's check (``check_version``) refuses a version whose sidecar
+    or signatures are not of their shape, by name, and the host follows the rest, where a
+    raise here stopped every host's start."""
+    try:
+        return json.loads(text or empty)
+    except ValueError:
+        return None
+
+
 def _version(r: Sequence[Any]) -> PluginVersion:
     return PluginVersion(int(r[0]), str(r[1]), int(r[2]), str(r[3]), int(r[4]),
-                         json.loads(r[5]), r[6], float(r[7]), r[8], json.loads(r[9] or "[]"))
+                         _json(r[5], "{}"), r[6], float(r[7]), r[8], _json(r[9], "[]"))
 
 
 def _entry(r: Sequence[Any]) -> CatalogEntry:
