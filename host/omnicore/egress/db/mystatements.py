@@ -52,7 +52,10 @@ _FUNCTIONS = {
 _WRITING = {"nextval": "advances a sequence", "setval": "sets a sequence"}
 #: Tables and schemas that show other sessions' statements: PyMySQL binds a statement's
 #: values into its text, so a neighbour on the same role would read them there.
-_SESSIONS = frozenset({"PROCESSLIST", "INNODB_TRX", "PERFORMANCE_SCHEMA", "SYS"})
+_SESSIONS = frozenset({"PROCESSLIST", "INNODB_TRX", "PERFORMANCE_SCHEMA", "SYS",
+                       # The server's logs as tables and the binary log: every session's
+                       # statements, to a role the operator granted them (issue 60 attack).
+                       "GENERAL_LOG", "SLOW_LOG"})
 
 # One token: a run of spaces, a comment, a quoted text, a word, a variable, or a character.
 _SPACE = re.compile(r"[ \t\r\n\f\v]+")
@@ -206,13 +209,15 @@ def _judge_tokens(toks: list[str], in_tx: bool, read_only: bool,
                 kind == "show" and name == "ENGINE"):
             return Verdict(f"reads other sessions' statements ({name.lower()}), where a "
                            "neighbour's values are: query your own tables", kind)
-        if (kind == "show" and i == lead + 1 and tok in ("EXPLAIN", "ANALYZE")) or (
+        if (kind == "show" and i == lead + 1 and (tok in ("EXPLAIN", "ANALYZE") or (
+                tok in ("BINLOG", "RELAYLOG") and "EVENTS" in toks))) or (
                 tok == "FOR" and toks[i + 1:i + 2] == ["CONNECTION"]):
             # SHOW EXPLAIN/ANALYZE FOR id, EXPLAIN FOR CONNECTION id: another session's
-            # running statement, its literals in the plan (issue 60 attack).
+            # running statement, its literals in the plan (issue 60 attack); SHOW BINLOG
+            # EVENTS: every session's statements.
             return Verdict("reads other sessions' statements (SHOW EXPLAIN, EXPLAIN FOR "
-                           "CONNECTION), where a neighbour's values are: explain your own "
-                           "statement", kind)
+                           "CONNECTION, SHOW BINLOG EVENTS), where a neighbour's values are: "
+                           "explain your own statement", kind)
         if kind == "show" and i == lead + 1 and (tok == "GRANTS" or (
                 tok == "CREATE" and toks[i + 1:i + 2] == ["USER"])):
             # MariaDB prints the account's password hash in both (issue 60 attack).

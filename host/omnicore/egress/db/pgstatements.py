@@ -227,6 +227,10 @@ def judge(sql: str, in_tx: bool, read_only: bool, widen: frozenset[str]) -> Verd
     if parser is None:
         return Verdict("cannot be judged: the host lacks pglast (pip install "
                        "'omnicore[connectors]')", "")
+    if "\0" in sql:
+        # libpg_query reads a C string: it would judge the text before the NUL only (the
+        # wire ends the statement there too, but the gate judges what it was given).
+        return Verdict("holds a NUL character", "", invalid=True)
     try:
         text = parser.parse_sql_json(sql)
         tree = orjson.loads(text)
