@@ -42,6 +42,9 @@ EXPECTED = {
     "omnicore.adapters": ["KINDS", "Environment", "cpu_quota", "detect"],
     "omnicore.logging": ["BoundLogger", "JsonFormatter", "TextFormatter", "configure",
                          "get_logger"],
+    "omnicore.telemetry": ["ON", "Settings", "configure", "db_operation", "flush", "ids",
+                           "log_ids", "outbound_http", "resolve", "span", "traced_call",
+                           "traceparent"],
 }
 
 

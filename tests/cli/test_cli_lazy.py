@@ -36,7 +36,7 @@ _PROBE = ("import atexit, sys\n"
 HEAVY = ("omnicore.storage", "sqlite_utils", "numpy", "hnswlib", "omnicore.extism",
          "omnicore.egress", "urllib3", "starlette", "omnicore.console", "omnicore.workflows",
          "celpy", "omnicore.jobs", "prometheus_client", "omnicore.toolchains", "urllib.request",
-         "omnicore.sandbox.component", "watchfiles", "cryptography")
+         "omnicore.sandbox.component", "watchfiles", "cryptography", "opentelemetry")
 #: What `--help` does not need either.
 ENGINE = ("wasmtime", "omnicore.sandbox", "omnicore.plugins", "omnicore.config", "pydantic",
           "yaml", "jsonschema", "asyncio")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from omnicore import telemetry
 from omnicore.errors import ConfigError
 from omnicore.sandbox import capability as cap
 from omnicore.sandbox.pluginlog import LEVELS, PluginLog, level_number
@@ -44,6 +45,8 @@ def _write(log: PluginLog, mem: cap.GuestMemory, level: int, ptr: int, length: i
     text = mem.read_str(ptr, cut, "log message")
     if cut < length:
         text += f"… [{length - cut} bytes cut]"
+    if telemetry.ON:
+        text += telemetry.log_ids()
     log.write(level, text)
 
 
@@ -69,6 +72,8 @@ def _wit_write(log: PluginLog, level: str, message: str) -> None:
     if len(data) > MAX_MESSAGE_BYTES:
         message = data[:MAX_MESSAGE_BYTES].decode("utf-8", "ignore") + \
             f"… [{len(data) - MAX_MESSAGE_BYTES} bytes cut]"
+    if telemetry.ON:
+        message += telemetry.log_ids()
     log.write(number, message)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from omnicore import telemetry
 from omnicore.capabilities.sql import (
     Bound,
     binder,
@@ -29,6 +30,11 @@ KINDS = ("redis",)
 
 def _send(bound: Bound, deadline: float, name: str, req: dict[str, Any]) -> bytes:
     backend = bound.backend(name)
+    if telemetry.ON:  # by command: never its keys or values
+        with telemetry.db_operation("redis", name, req.get("cmd")):
+            traced: bytes = backend.command(bound.plugin, req.get("cmd"), req.get("args"),
+                                            deadline)
+            return traced
     out: bytes = backend.command(bound.plugin, req.get("cmd"), req.get("args"), deadline)
     return out
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from omnicore import telemetry
 from omnicore.capabilities import guestjson
 from omnicore.capabilities.types import AppServices
 from omnicore.egress.db import Databases
@@ -212,6 +213,10 @@ def _run(query: bool, bound: Bound, name: str, req: dict[str, Any], deadline: fl
         if found[0] is not backend:
             raise Refused("INVALID", f"tx {tx} belongs to another connector")
         conn = found[1]
+    if telemetry.ON:  # by kind and connector: never the statement's text or its values
+        with telemetry.db_operation(backend.connector.kind, name, sql):
+            traced: bytes = backend.run(bound.plugin, query, sql, args, deadline, conn)
+            return traced
     out: bytes = backend.run(bound.plugin, query, sql, args, deadline, conn)
     return out
 

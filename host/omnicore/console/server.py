@@ -13,6 +13,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
+from omnicore import telemetry
 from omnicore.console import (
     audit,
     catalog,
@@ -195,6 +196,10 @@ def create_app(state: ConsoleState) -> Starlette:
                    timeout_s=state.body_timeout_s),
         Middleware(RequestGuard, policy=state.hosts),
     ]
+    if telemetry.ON:  # outermost: a refused request is a span too
+        from omnicore.telemetry.asgi import TraceRequests
+
+        middleware.insert(0, Middleware(TraceRequests))
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={ApiError: on_api_error, HTTPException: on_http_error,
                                         OmniError: on_omni_error, OSError: on_io_error,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -40,4 +41,6 @@ class ConsoleState:
     async def off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking work (file writes, compiling a plugin, SQLite) off the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, partial(fn, *args, **kwargs))
+        # In the request's context: its trace continues in what the work does (a job queued).
+        return await loop.run_in_executor(None, contextvars.copy_context().run,
+                                          partial(fn, *args, **kwargs))

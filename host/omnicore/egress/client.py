@@ -41,6 +41,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from omnicore import telemetry
 from omnicore.egress.connectors import Connector
 from omnicore.egress.policy import Policy
 from omnicore.egress.redact import Redactor
@@ -166,6 +167,14 @@ class Client:
         """Send ``request`` (``deadline`` in ``time.monotonic()`` seconds, the caller's);
         :class:`Refused` when the policy refuses it or it fails, its message redacted."""
         ex = self._prepare(request, deadline)
+        if telemetry.ON:  # a client span by host; its traceparent goes with the request
+            with telemetry.outbound_http(ex.method, ex.url, ex.headers) as answered:
+                response = self._send_prepared(ex)
+                answered(response.status)
+                return response
+        return self._send_prepared(ex)
+
+    def _send_prepared(self, ex: _Exchange) -> Response:
         if not self._slots.acquire(blocking=False):
             raise Refused("QUOTA", f"{self.policy.max_concurrent} requests of {self.who} are "
                                    "already in flight (grant.http.max_concurrent)")

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+from omnicore import telemetry
 from omnicore.config.schema import JobsConfig
 from omnicore.core.events import EventBus, Subscription
 from omnicore.core.workers import LeasedWorkers
@@ -133,12 +134,14 @@ class Jobs:
         store = self._storage()
         if max_queued is None:
             job_id = store.queue.add(JobSpec(plugin, handler, bytes(payload), run_at,
-                                             attempts, backoff, source, hops, digest))
+                                             attempts, backoff, source, hops, digest,
+                                             telemetry.traceparent()))
         else:
             job_id = store.jobs(plugin).enqueue(handler, payload, run_at,
                                                 max_attempts=attempts, backoff_ms=backoff,
                                                 max_queued=max_queued, source=source,
-                                                hops=hops, digest=digest)
+                                                hops=hops, digest=digest,
+                                                trace=telemetry.traceparent())
         self._events.publish(JobQueued(job_id=job_id, plugin=plugin, handler=handler,
                                        source=source, hops=hops + 1))
         self.wake()
@@ -153,10 +156,11 @@ class Jobs:
             if delay_s < 0:
                 raise ValueError("delay_s must be >= 0")
             self._check_handler(plugin, handler)
-        p = self.policy
+        p, trace = self.policy, telemetry.traceparent()
         ids = self._storage().queue.add_many([
             JobSpec(plugin, handler, bytes(payload), now + delay_s, p.max_attempts,
-                    p.backoff_ms, source) for plugin, handler, payload, delay_s in jobs])
+                    p.backoff_ms, source, trace=trace)
+            for plugin, handler, payload, delay_s in jobs])
         for job_id, (plugin, handler, _payload, _delay) in zip(ids, jobs, strict=True):
             self._events.publish(JobQueued(job_id=job_id, plugin=plugin, handler=handler,
                                            source=source, hops=1))
@@ -182,7 +186,7 @@ class Jobs:
         digest = hashlib.sha256(b"\0".join(parts)).hexdigest()
         now = time.time()
         spec = JobSpec(plugin, handler, bytes(payload), now + delay_s, self.policy.max_attempts,
-                       self.policy.backoff_ms, source, hops, version)
+                       self.policy.backoff_ms, source, hops, version, telemetry.traceparent())
         job_id, first, made = self._storage().queue.add_keyed(spec, key, digest, now,
                                                               IDEMPOTENCY_KEEP_S)
         if first != digest:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from omnicore import telemetry
 from omnicore.core.events import EventBus
 from omnicore.jobs.events import JobDead, JobFailed, JobStarted, JobSucceeded, at_hops
 from omnicore.jobs.plugins import JobPlugins
@@ -104,8 +105,14 @@ class JobRunner:
         output: bytes | None = b""
         sink = self._sinks.get(job.source.partition(":")[0])
         around = self._arounds.get(job.source.partition(":")[0])
+        # A consumer span in the trace of the span that queued it, on whichever host.
+        traced = telemetry.span(f"job {job.plugin}/{job.handler}", {
+            "omnicore.job.id": job.id, "omnicore.job.attempt": job.attempts,
+            "omnicore.job.source": job.source.partition(":")[0],
+            "omnicore.plugin.name": job.plugin, "omnicore.plugin.handler": job.handler},
+            kind="consumer", parent=job.trace) if telemetry.ON else contextlib.nullcontext()
         try:
-            with at_hops(job.hops), around(job) if around else contextlib.nullcontext():
+            with at_hops(job.hops), around(job) if around else contextlib.nullcontext(), traced:
                 output = self.plugins().call(job.plugin, job.handler, job.payload)
         except Exception as exc:
             if self.interrupted.is_set():

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from omnicore import telemetry
 from omnicore.errors import (
     NeedsGrant,
     OmniError,
@@ -26,14 +27,18 @@ __all__ = ["call", "executor_for", "not_callable"]
 
 
 def call(entry: Entry, handler: str, data: bytes,
-         run: Callable[[Entry, Version, bytes], bytes] | None = None) -> bytes:
+         run: Callable[[Entry, Version, bytes], bytes] | None = None, *,
+         traced: bool = False) -> bytes:
     """Call ``handler`` of ``entry``'s current version with ``data``; return its output.
 
     ``run(entry, version, data)`` runs the call instead of the version's runtime (a reserved
     handler: ``plugins.commands.run_exec``), leased, counted and under the breaker alike.
     Raises the typed errors of :mod:`omnicore.errors`: NeedsGrant, HandlerNotFound,
-    CircuitOpen, GuestError, Trap, the LimitExceeded family.
+    CircuitOpen, GuestError, Trap, the LimitExceeded family. ``traced``: the call's span is
+    made (omnicore.telemetry calls back with it).
     """
+    if telemetry.ON and not traced:  # while off, the one check (no frame is added)
+        return telemetry.traced_call(call, entry, handler, data, run)
     version = entry.acquire()
     if version is None:
         raise not_callable(entry)

@@ -136,6 +136,9 @@ class JobSpec:
     #: The plugin version it must run on (``sha256:<hex>``: claimed only by a host serving
     #: that module); None: any version.
     digest: str | None = None
+    #: The W3C ``traceparent`` of the span that queued it (omnicore.telemetry): its run
+    #: continues that trace on whichever host claims it. None: tracing was off.
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,8 @@ class Job:
     result: bytes | None = None
     #: The plugin version it must run on (None: any), as :attr:`JobSpec.digest`.
     digest: str | None = None
+    #: The trace it continues, as :attr:`JobSpec.trace`.
+    trace: str | None = None
 
     def as_dict(self, payload_preview: int = 200) -> dict[str, object]:
         """JSON-ready; the payload as text when it is UTF-8 (cut to ``payload_preview``)."""
@@ -244,9 +249,10 @@ class PluginJobs(abc.ABC):
     @abc.abstractmethod
     def enqueue(self, handler: str, payload: bytes, run_at: float, *, max_attempts: int,
                 backoff_ms: int, max_queued: int, source: str = "call", hops: int = 0,
-                digest: str | None = None) -> int:
+                digest: str | None = None, trace: str | None = None) -> int:
         """The new job id; :class:`QuotaExceeded` when ``max_queued`` are already pending.
-        ``digest``: the plugin version it must run on (None: any)."""
+        ``digest``: the plugin version it must run on (None: any); ``trace``: the
+        ``traceparent`` it continues."""
 
     @abc.abstractmethod
     def cancel(self, job_id: int) -> bool | None:

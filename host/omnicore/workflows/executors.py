@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Protocol
 
+from omnicore import telemetry
 from omnicore.capabilities import guestjson
 from omnicore.config.schema import WorkflowsConfig
 from omnicore.errors import OmniError
@@ -91,6 +92,17 @@ class StepExecutor:
 
     def execute(self, row: StepRecord) -> None:
         """Run ``row``, record its outcome, advance its run."""
+        if not telemetry.ON:
+            self._execute(row)
+            return
+        # A consumer span of its own trace (the run's context is not stored with it yet).
+        with telemetry.span(f"workflow step {row.step}", {
+                "omnicore.workflow.run_id": row.run_id, "omnicore.workflow.step": row.step,
+                "omnicore.workflow.index": row.index, "omnicore.workflow.attempt": row.attempt},
+                kind="consumer"):
+            self._execute(row)
+
+    def _execute(self, row: StepRecord) -> None:
         runs, store, owner = self._runs, self._runs.store, self._runs.owner
         run = store.run(row.run_id)
         if run is None or run.state != "running":

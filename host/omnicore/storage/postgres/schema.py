@@ -388,6 +388,13 @@ _V24_EVENT_HOPS = """
 ALTER TABLE events ADD COLUMN hops integer NOT NULL DEFAULT 1;
 """
 
+# The W3C traceparent of the span that queued a job (NULL: tracing was off), so its run
+# continues that trace on whichever host claims it (omnicore.telemetry). A host of the
+# previous version inserts without it and runs such a job as a trace of its own.
+_V25_JOB_TRACE = """
+ALTER TABLE jobs ADD COLUMN trace text;
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 24 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
@@ -421,6 +428,7 @@ STEPS: tuple[Step, ...] = (
     Step(_V23_STEP_PLUGIN, "the plugin a workflow step calls, for claims by plugin",
          runs_from=1),
     Step(_V24_EVENT_HOPS, "the hops of the work that published an event", runs_from=1),
+    Step(_V25_JOB_TRACE, "the trace a job continues", runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

@@ -166,11 +166,18 @@ def _v10_event_hops(db: sqlite_utils.Database) -> None:
     db.conn.execute("ALTER TABLE events ADD COLUMN hops INTEGER NOT NULL DEFAULT 1")
 
 
+def _v11_job_trace(db: sqlite_utils.Database) -> None:
+    # The W3C traceparent of the span that queued a job (NULL: tracing was off), so its run
+    # continues that trace (omnicore.telemetry).
+    db.conn.execute("ALTER TABLE jobs ADD COLUMN trace TEXT")
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``. Append only; never edit. One
 #: host holds the file at a time, so a step needs no expand-then-contract (``_v5_jobs``).
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1_kv, _v2_tasks, _v3_events, _v4_kv_usage_triggers, _v5_jobs, _v6_job_runs_keys,
-    _v7_job_results, _v8_jobs_due_by_plugin, _v9_job_digest, _v10_event_hops)
+    _v7_job_results, _v8_jobs_due_by_plugin, _v9_job_digest, _v10_event_hops,
+    _v11_job_trace)
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Components whose tables live in a file of their own (console.db: sqlite/users.py).
 _ELSEWHERE = frozenset({"users"})

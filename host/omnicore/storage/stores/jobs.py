@@ -34,10 +34,10 @@ RESULT_KEEP = 64 * 1024
 
 _COLS = ("id, plugin, handler, payload, state, attempts, max_attempts, backoff_ms, run_at, "
          "created_at, started_at, finished_at, last_error, source, hops, owner, runs, result, "
-         "digest")
+         "digest, trace")
 _INSERT = ("INSERT INTO jobs(plugin, handler, payload, state, attempts, max_attempts, "
-           "backoff_ms, run_at, created_at, source, hops, digest) "
-           "VALUES (?,?,?,'queued',0,?,?,?,?,?,?,?) RETURNING id")
+           "backoff_ms, run_at, created_at, source, hops, digest, trace) "
+           "VALUES (?,?,?,'queued',0,?,?,?,?,?,?,?,?) RETURNING id")
 _PENDING = "SELECT COUNT(*) FROM jobs WHERE plugin=? AND state IN ('queued','running')"
 #: Later than any job is due (next_due asks for any time).
 _NEVER = 1e300
@@ -46,14 +46,14 @@ _NEVER = 1e300
 def _job(row: Sequence[Any]) -> Job:
     r = list(row)
     r[3] = bytes(r[3])
-    r[-3] = tuple(r[-3].split())
-    r[-2] = None if r[-2] is None else bytes(r[-2])
+    r[16] = tuple(r[16].split())  # runs
+    r[17] = None if r[17] is None else bytes(r[17])  # result
     return Job(*r)
 
 
 def _args(spec: JobSpec, now: float) -> tuple[Any, ...]:
     return (spec.plugin, spec.handler, spec.payload, spec.max_attempts, spec.backoff_ms,
-            spec.run_at, now, spec.source, spec.hops, spec.digest)
+            spec.run_at, now, spec.source, spec.hops, spec.digest, spec.trace)
 
 
 def _insert(tx: Tx, spec: JobSpec) -> int:
@@ -74,9 +74,9 @@ class PluginJobRows(PluginJobs):
 
     def enqueue(self, handler: str, payload: bytes, run_at: float, *, max_attempts: int,
                 backoff_ms: int, max_queued: int, source: str = "call", hops: int = 0,
-                digest: str | None = None) -> int:
+                digest: str | None = None, trace: str | None = None) -> int:
         spec = JobSpec(self.plugin, handler, bytes(payload), run_at, max_attempts, backoff_ms,
-                       source, hops, digest)
+                       source, hops, digest, trace)
 
         def run(tx: Tx) -> int:
             # The lock's old name: a host of the previous version sharing the database

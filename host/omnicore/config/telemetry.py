@@ -1,0 +1,58 @@
+"""``telemetry.*``: traces over OpenTelemetry, sent over OTLP/HTTP (omnicore.telemetry,
+docs/guides/telemetry.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from omnicore.config.strict import Strict
+
+__all__ = ["TelemetryConfig"]
+
+
+class TelemetryConfig(Strict):
+    """``telemetry.*``: traces over OpenTelemetry (OTLP/HTTP; docs/guides/telemetry.md).
+    Where a key is unset, the ``OTEL_*`` variable of the same meaning applies;
+    ``OTEL_SDK_DISABLED=true`` turns tracing off whatever this says."""
+
+    enabled: bool | None = Field(
+        default=None,
+        description="trace (needs the telemetry extra); unset: on when an OTLP endpoint is "
+                    "given here or in OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT")
+    endpoint: str | None = Field(
+        default=None,
+        description="the OTLP/HTTP collector's base URL (/v1/traces is added); unset: "
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT or "
+                    "http://localhost:4318")
+    service_name: str | None = Field(
+        default=None, description="service.name of the spans; unset: OTEL_SERVICE_NAME or "
+                                  "the app's name")
+    sampler: Literal["always_on", "always_off", "traceidratio", "parentbased_always_on",
+                     "parentbased_always_off", "parentbased_traceidratio"] | None = Field(
+        default=None, description="which traces are kept; unset: OTEL_TRACES_SAMPLER or "
+                                  "parentbased_always_on")
+    sampler_arg: float | None = Field(
+        default=None, ge=0, le=1,
+        description="the ratio of the traceidratio samplers; unset: OTEL_TRACES_SAMPLER_ARG "
+                    "or 1.0")
+    resource_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra resource attributes (deployment.environment...), over "
+                    "OTEL_RESOURCE_ATTRIBUTES")
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="headers sent to the collector (an API key); unset: "
+                    "OTEL_EXPORTER_OTLP_HEADERS")
+    max_queue_size: int = Field(
+        default=2048, gt=0, description="spans waiting for export; a full queue drops spans, a "
+                                  "call never waits")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"telemetry.endpoint {value!r} must be an http(s):// URL")
+        return value

@@ -1,0 +1,167 @@
+"""The spans of host calls that leave the process (omnicore.telemetry, issue 62): outbound
+HTTP by host with its ``traceparent`` sent, SQL and Redis by operation and never a statement's
+text or values. In this process, on an in-memory exporter, turned off again after each test."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from omnicore import telemetry
+from omnicore.capabilities import redis as redis_capability
+from omnicore.capabilities import sql as sql_capability
+from omnicore.egress.client import Client
+from omnicore.egress.policy import Policy
+from omnicore.egress.request import Request
+from omnicore.telemetry import Settings, _sdk
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    _sdk.setup(Settings(service_name="test"), "instance-1", exporter)
+    try:
+        yield exporter
+    finally:
+        _sdk.reset()
+    assert telemetry.ON is False
+
+
+def finished(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+    telemetry.flush()
+    return list(exporter.get_finished_spans())
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    seen: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_outbound_http_is_a_client_span_by_host_and_sends_its_traceparent(
+        spans: InMemorySpanExporter, server: tuple[str, list[dict[str, str]]]) -> None:
+    url, seen = server
+    client = Client(Policy.from_grant({"allow_hosts": [url],
+                                       "allow_addresses": ["127.0.0.0/8"]}, "fetcher"))
+    with telemetry.span("call fetcher/run") as outer:
+        answer = client.send(Request("GET", url=url + "/items?token=s3cret",
+                                     headers={"TraceParent": "00-" + "1" * 32 + "-" + "2" * 16
+                                              + "-01"}))
+    assert answer.status == 204
+    made = {s.name: s for s in finished(spans)}
+    request = made["GET 127.0.0.1"]
+    assert request.kind is SpanKind.CLIENT
+    assert request.parent is not None and request.parent.span_id == \
+        outer.get_span_context().span_id
+    assert dict(request.attributes or {}) == {
+        "http.request.method": "GET", "server.address": "127.0.0.1",
+        "server.port": int(url.rsplit(":", 1)[1]), "http.response.status_code": 204}
+    # The host's span is the parent the server hears of, not what the guest put there.
+    context = request.context
+    assert seen[0]["traceparent"].startswith(
+        f"00-{context.trace_id:032x}-{context.span_id:016x}-")
+    assert "1" * 32 not in str(seen)
+
+
+class _Backend:
+    def __init__(self, kind: str) -> None:
+        self.connector = SimpleNamespace(kind=kind)
+        self.ran: list[Any] = []
+
+    def request(self, req: dict[str, Any]) -> tuple[str, list[Any]]:
+        return req["sql"], req.get("args", [])
+
+    def run(self, *args: Any) -> bytes:
+        self.ran.append(args)
+        return b'{"rows": []}'
+
+    def command(self, *args: Any) -> bytes:
+        self.ran.append(args)
+        return b'"OK"'
+
+
+class _Bound:
+    plugin = "shop"
+
+    def __init__(self, backend: _Backend) -> None:
+        self._backend = backend
+
+    def backend(self, name: str) -> _Backend:
+        return self._backend
+
+
+SECRET = "4111-1111-1111-1111"
+
+
+@pytest.mark.parametrize(("kind", "system", "sql", "operation"), [
+    ("postgres", "postgresql", f"SELECT * FROM cards WHERE number = '{SECRET}'", "SELECT"),
+    ("mysql", "mysql", f"/* why */ -- and\n  insert into cards VALUES ('{SECRET}')", "INSERT"),
+    ("postgres", "postgresql", f"'{SECRET}'", "UNKNOWN"),
+])
+def test_a_statement_is_a_client_span_by_operation_never_its_text_or_values(
+        spans: InMemorySpanExporter, kind: str, system: str, sql: str, operation: str) -> None:
+    backend = _Backend(kind)
+    with telemetry.span("call shop/buy"):
+        out = sql_capability._run(True, _Bound(backend),  # type: ignore[arg-type]
+                                  "orders", {"sql": sql, "args": [SECRET]}, 1e18, None)
+    assert out == b'{"rows": []}' and len(backend.ran) == 1
+    made = {s.name: s for s in finished(spans)}
+    statement = made[f"{operation} orders"]
+    assert statement.kind is SpanKind.CLIENT
+    assert dict(statement.attributes or {}) == {
+        "db.system": system, "db.system.name": system, "db.operation.name": operation,
+        "omnicore.connector": "orders"}
+    assert statement.parent is not None
+    assert SECRET not in repr([(s.name, dict(s.attributes or {}), s.events) for s in made.values()])
+
+
+def test_a_redis_command_is_a_client_span_by_command_never_its_keys(
+        spans: InMemorySpanExporter) -> None:
+    backend = _Backend("redis")
+    out = redis_capability._send(_Bound(backend), 1e18, "cache",  # type: ignore[arg-type]
+                                 {"cmd": "hset", "args": [SECRET, "f", SECRET]})
+    assert out == b'"OK"'
+    (command,) = finished(spans)
+    assert command.name == "HSET cache"
+    assert dict(command.attributes or {}) == {
+        "db.system": "redis", "db.system.name": "redis", "db.operation.name": "HSET",
+        "omnicore.connector": "cache"}
+    assert SECRET not in repr(dict(command.attributes or {}))
+
+
+def test_off_the_host_calls_make_no_span_and_send_no_traceparent(
+        server: tuple[str, list[dict[str, str]]]) -> None:
+    assert telemetry.ON is False
+    url, seen = server
+    client = Client(Policy.from_grant({"allow_hosts": [url],
+                                       "allow_addresses": ["127.0.0.0/8"]}, "fetcher"))
+    with telemetry.span("nothing") as made:
+        assert made is None
+        client.send(Request("GET", url=url))
+    assert "traceparent" not in seen[0]
+    assert telemetry.traceparent() is None and telemetry.ids() is None
