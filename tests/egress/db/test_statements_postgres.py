@@ -289,6 +289,6 @@ def test_the_gates_public_names() -> None:
     from omnicore.egress.db import mystatements, pgstatements, statements, verdict
     assert statements.__all__ == ["NO_WIDENING", "Verdict", "Widening", "judge", "refusal",
                                   "widening"]
-    assert pgstatements.__all__ == ["judge", "kinds"]
+    assert pgstatements.__all__ == ["judge", "kinds", "nodes"]
     assert mystatements.__all__ == ["KINDS", "judge", "tokens"]
     assert verdict.__all__ == ["TX", "Verdict", "widen_hint"]

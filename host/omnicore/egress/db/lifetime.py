@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import orjson
+
+from omnicore.egress.db.pgstatements import nodes
 
 __all__ = ["SAFE_FUNCTIONS", "mysql_leaves", "pg_leaves"]
 
@@ -48,20 +48,6 @@ upper utc_timestamp uuid variance year month day hour minute second
 _PG_PLAIN = frozenset({"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"})
 
 
-def _nodes(tree: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    stack = [tree]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if key[:1].isupper() and isinstance(value, dict):
-                    yield key, value
-                if isinstance(value, dict | list):
-                    stack.append(value)
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
 @functools.lru_cache(maxsize=1024)  # a plugin's statements are few literals, run again and again
 def pg_leaves(sql: str) -> bool:
     """Whether PostgreSQL statement ``sql`` may leave state on the session (parsed by
@@ -77,7 +63,7 @@ def pg_leaves(sql: str) -> bool:
         stmt = raw.get("stmt") or {}
         if not stmt or next(iter(stmt)) not in _PG_PLAIN:
             return True
-    for node, body in _nodes(tree):
+    for node, body in nodes(tree):
         if node == "FuncCall":
             names = [n.get("String", {}).get("sval", "") for n in body.get("funcname", [])]
             if len(names) > 2 or (len(names) == 2 and names[0] != "pg_catalog") or \

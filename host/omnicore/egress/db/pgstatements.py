@@ -29,7 +29,7 @@ def _parser() -> Any:
     return parser
 
 
-__all__ = ["judge", "kinds"]
+__all__ = ["judge", "kinds", "nodes"]
 
 #: Reads and row changes: what any plugin may send, and may nest (WITH, EXPLAIN).
 _DATA = {"SelectStmt": "select", "InsertStmt": "insert", "UpdateStmt": "update",
@@ -152,7 +152,7 @@ def kinds() -> frozenset[str]:
     return frozenset(_snake(n) for n in dir(ast) if n.endswith("Stmt") and n != "RawStmt")
 
 
-def _nodes(tree: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+def nodes(tree: Any) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every node of the tree (a node is a one-key mapping: its type, then its fields)."""
     stack = [tree]
     while stack:
@@ -261,7 +261,7 @@ def judge(sql: str, in_tx: bool, read_only: bool, widen: frozenset[str]) -> Verd
                            "operator runs it, or allows it with "
                            + widen_hint("create_table_as"), kind)
         widened = True
-    for node, fields in _nodes(stmts[0]["stmt"]):
+    for node, fields in nodes(stmts[0]["stmt"]):
         if node.endswith("Stmt"):
             verdict = _refuse_kind(node, fields, in_tx, widen)
             if verdict is not None:
