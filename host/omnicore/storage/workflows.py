@@ -62,6 +62,9 @@ class RunRecord(_Record):
     started_at: float | None
     finished_at: float | None
     restarts: int
+    #: The W3C ``traceparent`` of the span that started it (omnicore.telemetry): its steps
+    #: continue that trace on whichever host runs them. None: tracing was off.
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +151,10 @@ class WorkflowStore(abc.ABC):
                    started_by: str, *, key: str | None = None, limit: int = 0,
                    on_conflict: str = "queue", parent: tuple[int, str, int] | None = None,
                    fire: tuple[str, float | None, float] | None = None,
+                   trace: str | None = None,
                    ) -> tuple[int, RunState, list[int]] | None:
-        """A new run; (id, state, ids of runs it cancelled). ``limit`` > 0 caps the active
+        """A new run; (id, state, ids of runs it cancelled); ``trace``: the ``traceparent``
+        its steps continue. ``limit`` > 0 caps the active
         runs with the same ``key``: over it the new run is ``queued``, ``skipped``, or starts
         after cancelling the running ones (``cancel_running``), decided in one transaction.
         ``fire`` = (trigger name, expected next fire, new next fire) also advances a cron

@@ -95,11 +95,12 @@ class StepExecutor:
         if not telemetry.ON:
             self._execute(row)
             return
-        # A consumer span of its own trace (the run's context is not stored with it yet).
+        # A consumer span in the trace of the span that started the run, on whichever host.
+        run = self._runs.store.run(row.run_id)
         with telemetry.span(f"workflow step {row.step}", {
                 "omnicore.workflow.run_id": row.run_id, "omnicore.workflow.step": row.step,
                 "omnicore.workflow.index": row.index, "omnicore.workflow.attempt": row.attempt},
-                kind="consumer"):
+                kind="consumer", parent=run.trace if run is not None else None):
             self._execute(row)
 
     def _execute(self, row: StepRecord) -> None:

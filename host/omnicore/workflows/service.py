@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import jsonschema
 
+from omnicore import telemetry
 from omnicore.capabilities.types import AppServices
 from omnicore.core.events import Event
 from omnicore.core.once import Once
@@ -187,7 +188,7 @@ class Workflows:
             limit, mode = wf.concurrency.limit, wf.concurrency.on_conflict
         created = self.store.create_run(wf.name, wf.version, inputs, trigger, started_by,
                                         key=key, limit=limit, on_conflict=mode, parent=parent,
-                                        fire=fire)
+                                        fire=fire, trace=telemetry.traceparent())
         if created is None:
             raise RunStateError("another host fired this trigger first")
         run_id, state, cancelled = created

@@ -395,6 +395,13 @@ _V25_JOB_TRACE = """
 ALTER TABLE jobs ADD COLUMN trace text;
 """
 
+# The W3C traceparent of the span that started a workflow run (NULL: tracing was off), so its
+# steps continue that trace on whichever host runs them. A host of the previous version
+# starts runs without it; their steps are traces of their own.
+_V26_RUN_TRACE = """
+ALTER TABLE wf_runs ADD COLUMN trace text;
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``. No step up to 24 drops what an
 #: older host reads (step 10's rename leaves a view under the old name), so a host of any
 #: schema runs on them all; the first contract step (``DROP VIEW tasks``) will raise it.
@@ -429,6 +436,7 @@ STEPS: tuple[Step, ...] = (
          runs_from=1),
     Step(_V24_EVENT_HOPS, "the hops of the work that published an event", runs_from=1),
     Step(_V25_JOB_TRACE, "the trace a job continues", runs_from=1),
+    Step(_V26_RUN_TRACE, "the trace a workflow run's steps continue", runs_from=1),
 )
 #: The SQL of each step (what older code and tests import).
 MIGRATIONS: tuple[str, ...] = tuple(step.sql for step in STEPS)

@@ -78,6 +78,12 @@ def _wf_v5(conn: sqlite3.Connection) -> None:
                  "WHERE state='queued'")
 
 
+def _wf_v6(conn: sqlite3.Connection) -> None:
+    # The W3C traceparent of the span that started a run (NULL: tracing was off), so its
+    # steps continue that trace (omnicore.telemetry).
+    conn.execute("ALTER TABLE wf_runs ADD COLUMN trace TEXT")
+
+
 def _memory_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE memories (id INTEGER PRIMARY KEY, plugin TEXT NOT NULL,"
                  " scope TEXT NOT NULL, tier INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT,"
@@ -271,7 +277,7 @@ CREATE INDEX plugin_catalog_by_seq ON plugin_catalog (seq)
 
 #: The migration steps of each component, by the name its store prepares.
 COMPONENTS: Mapping[str, Sequence[Callable[[sqlite3.Connection], None]]] = {
-    "workflows": (_wf_v1, _wf_v2, _wf_v3, _wf_v4, _wf_v5),
+    "workflows": (_wf_v1, _wf_v2, _wf_v3, _wf_v4, _wf_v5, _wf_v6),
     "instances": (_instances_v1, _instances_v2, _instances_v3),
     "memory": (_memory_v1, _memory_v2),
     "vectors": (_vectors_v1, _vectors_v2, _vectors_v3),

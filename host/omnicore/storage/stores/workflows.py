@@ -35,7 +35,7 @@ __all__ = ["Workflows"]
 
 _RUN_COLS = ("id, workflow, version, state, inputs, trigger, outputs, error, concurrency_key, "
              "started_by, parent_run, parent_step, parent_index, created_at, started_at, "
-             "finished_at, restarts")
+             "finished_at, restarts, trace")
 _STEP_COLS = ("run_id, step, idx, state, attempt, input, output, output_ref, output_bytes, "
               "error, run_at, started_at, finished_at, owner, wait, decided_by, decided_at, pin, "
               "plugin")
@@ -76,6 +76,7 @@ class Workflows(WorkflowStore):
                    started_by: str, *, key: str | None = None, limit: int = 0,
                    on_conflict: str = "queue", parent: tuple[int, str, int] | None = None,
                    fire: tuple[str, float | None, float] | None = None,
+                   trace: str | None = None,
                    ) -> tuple[int, RunState, list[int]] | None:
         def run(conn: Tx) -> tuple[int, RunState, list[int]] | None:
             now = time.time()
@@ -101,10 +102,10 @@ class Workflows(WorkflowStore):
             new = int(conn.execute(
                 "INSERT INTO wf_runs(workflow, version, state, inputs, trigger, concurrency_key, "
                 "started_by, parent_run, parent_step, parent_index, created_at, started_at, "
-                "finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+                "finished_at, trace) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
                 (workflow, version, state, to_json(inputs), to_json(trigger), key, started_by,
                  *(parent or (None, None, None)), now, now if state == "running" else None,
-                 now if state == "skipped" else None)).fetchone()[0])
+                 now if state == "skipped" else None, trace)).fetchone()[0])
             _hist(conn, new, "run.created", actor=started_by,
                   data={"state": state, "version": version, "inputs": inputs,
                         "trigger": trigger, "concurrency_key": key})
