@@ -1,6 +1,7 @@
 """The spans of host calls that leave the process (omnicore.telemetry, issue 62): outbound
 HTTP by host with its ``traceparent`` sent, SQL and Redis by operation and never a statement's
-text or values. In this process, on an in-memory exporter, turned off again after each test."""
+text or values, an event's publish by topic. In this process, on an in-memory exporter, turned
+off again after each test."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from omnicore import telemetry
+from omnicore.capabilities import events as events_capability
 from omnicore.capabilities import redis as redis_capability
 from omnicore.capabilities import sql as sql_capability
 from omnicore.egress.client import Client
 from omnicore.egress.policy import Policy
 from omnicore.egress.request import Request
+from omnicore.subscriptions import Refusal
 from omnicore.telemetry import Settings, _sdk
 
 
@@ -165,3 +168,34 @@ def test_off_the_host_calls_make_no_span_and_send_no_traceparent(
         client.send(Request("GET", url=url))
     assert "traceparent" not in seen[0]
     assert telemetry.traceparent() is None and telemetry.ids() is None
+
+
+class _Subs:
+    def __init__(self, refusal: Refusal | None) -> None:
+        self.refusal = refusal
+        self.seen: list[str | None] = []
+
+    def publish(self, plugin: str, topic: str, size: int, payload: Any) -> Refusal | None:
+        self.seen.append(telemetry.traceparent())  # what a durable delivery would store
+        return self.refusal
+
+
+@pytest.mark.parametrize("refusal", [None, Refusal.RATE])
+def test_a_publish_is_a_producer_span_by_topic_never_its_payload(
+        spans: InMemorySpanExporter, refusal: Refusal | None) -> None:
+    subs = _Subs(refusal)
+    state = SimpleNamespace(plugin="notes", subs=subs, patterns=("*",))
+    status = events_capability._send(state, "notes.saved", 12,  # type: ignore[arg-type]
+                                     lambda: SECRET.encode())
+    assert (status == 0) is (refusal is None)
+    (publish,) = finished(spans)
+    assert publish.name == "publish notes.saved" and publish.kind is SpanKind.PRODUCER
+    expected: dict[str, Any] = {
+        "messaging.system": "omnicore", "messaging.operation.type": "publish",
+        "messaging.destination.name": "notes.saved", "messaging.message.body.size": 12,
+        "omnicore.plugin.name": "notes"}
+    if refusal is not None:
+        expected["error.type"] = "RATE"
+    assert dict(publish.attributes or {}) == expected
+    # Inside the span: the deliveries it queues carry its context.
+    assert subs.seen[0] is not None and f"{publish.context.span_id:016x}" in subs.seen[0]
