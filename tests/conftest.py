@@ -221,6 +221,7 @@ NEEDS_BY_ROOT: dict[str, str] = {
     "tests.dbservers.MariaDB": "mysql",
     "tests.dbservers.Redis": "redis",
     "tests.brokers.Nats": "broker",
+    "tests.brokers.Mosquitto": "broker",
     "playwright": "browser",
     # Building a plugin from source with its language's toolchain (cargo, go, tinygo, zig,
     # asc, componentize-py, node, ruby, clang), or running its unit tests with it.
@@ -244,6 +245,7 @@ NEEDS_BY_PROGRAM = {
     **dict.fromkeys(("mariadbd", "mysqld", "mariadb-install-db", "mysql_install_db"), "mysql"),
     "redis-server": "redis",
     "nats-server": "broker",
+    "mosquitto": "broker",
     # scripts/image (podman, buildah) too
     **dict.fromkeys(("podman", "buildah", "docker", "image"), "container"),
     **dict.fromkeys(("chromium", "chrome", "headless_shell"), "browser"),

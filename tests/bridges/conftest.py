@@ -11,22 +11,27 @@ import pytest
 
 from omnicore.app import OmniApp
 from omnicore.bridges import Bridge
+from tests.event_fixtures import GRANTS
 
 BridgeApp = Callable[..., OmniApp]
 
 
 @pytest.fixture
 def bridge_app(make_app: Callable[..., OmniApp], tmp_path: Path) -> BridgeApp:
-    """``bridge_app(bridge_config, secret, name=)``: a started app with ``bridges.b`` on the
-    data dir every app of the test shares (a second host of one database, or a restart)."""
+    """``bridge_app(bridge_config, secret, name=, plugins=)``: a started app with
+    ``bridges.b`` on the data dir every app of the test shares (a second host of one
+    database, or a restart), with ``plugins`` loaded before it starts."""
 
-    def factory(config: dict[str, Any], secret: str, name: str = "host1") -> OmniApp:
+    def factory(config: dict[str, Any], secret: str, name: str = "host1",
+                plugins: tuple[bytes, ...] = ()) -> OmniApp:
         app = make_app(name, builtin_extensions=None, overrides={
             "data_dir": str(tmp_path / "shared"),
             "sandbox": {"watch": False},
             "capabilities": {"jobs": {"poll_s": 0.2, "backoff_ms": 20}},
             "bridges": {"b": config}})
         app.secrets.set("broker-secret", secret)
+        for wasm in plugins:  # loaded before the bridges start, as a host's folder is
+            app.plugins.load(wasm, grants=GRANTS)
         app.start()
         return app
 

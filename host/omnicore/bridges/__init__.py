@@ -3,8 +3,8 @@
 ``bridges.<name>`` in the config (omnicore.config.bridges) names a broker and its routes;
 ``_service`` (:class:`Bridges`, ``app.bridges``) runs them; ``_loop`` (:class:`Bridge`) is the
 one at-least-once loop every kind shares; ``_broker`` is the seam a kind implements
-(:class:`Broker`); ``_metrics`` puts them in ``/metrics``; ``nats`` (JetStream) and ``redis``
-(Streams) are the kinds. specs/host.md, Bridges, states the guarantees;
+(:class:`Broker`); ``_metrics`` puts them in ``/metrics``; ``nats`` (JetStream), ``redis``
+(Streams) and ``mqtt`` (MQTT 5) are the kinds. specs/host.md, Bridges, states the guarantees;
 docs/guides/bridges.md shows the config.
 """
 

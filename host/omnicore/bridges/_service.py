@@ -35,6 +35,10 @@ def broker_for(settings: Settings) -> Broker:
         from omnicore.bridges.nats import NatsBroker
 
         return NatsBroker(settings)
+    if settings.config.kind == "mqtt":
+        from omnicore.bridges.mqtt import MqttBroker
+
+        return MqttBroker(settings)
     from omnicore.bridges.redis import RedisBroker
 
     return RedisBroker(settings)

@@ -21,27 +21,34 @@ from omnicore.config.strict import Strict
 __all__ = ["SCHEMES", "BridgeConfig", "BridgeInbound", "BridgeOutbound"]
 
 #: The URL schemes of each kind (the second one is TLS).
-SCHEMES: dict[str, tuple[str, ...]] = {"nats": ("nats", "tls"), "redis": ("redis", "rediss")}
+SCHEMES: dict[str, tuple[str, ...]] = {"nats": ("nats", "tls"), "redis": ("redis", "rediss"),
+                                        "mqtt": ("mqtt", "mqtts")}
 _EVENT = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _PATTERN = re.compile(r"[A-Za-z0-9_*?.-]+")
 _SECRET = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _NAME = re.compile(r"[A-Za-z0-9_.>*-]{1,256}")
+#: An MQTT topic (filter): levels of letters, digits, '_', '-', '.', with '+' and '#'.
+_TOPIC = re.compile(r"[A-Za-z0-9_.+#-]{1,128}(/[A-Za-z0-9_.+#-]{1,128}){0,31}")
 
 
 class BridgeInbound(Strict):
     """``bridges.<name>.inbound[]``: where messages are read and the event type they become.
     NATS: ``subject`` (a JetStream stream must capture it; ``stream`` names it, else it is
-    looked up by subject). Redis: ``stream``. ``group`` is the durable consumer (NATS) or the
-    consumer group (Redis) every host of a cluster shares, so each message goes to one host."""
+    looked up by subject). Redis: ``stream``. MQTT: ``topic`` (a filter). ``group`` is the
+    durable consumer (NATS), the consumer group (Redis) or the shared subscription (MQTT)
+    every host of a cluster shares, so each message goes to one host."""
 
     event: str = Field(description="the event type a message becomes (a dotted name, not "
                                    "plugin.*: plugins subscribe to it by this name)")
     subject: str | None = Field(default=None, description="nats: the subject read")
     stream: str | None = Field(default=None, description="redis: the stream read; nats: the "
                                                          "JetStream stream holding the subject")
-    group: str | None = Field(default=None, description="the durable consumer (nats) or "
-                                                        "consumer group (redis) the hosts "
-                                                        "share (omnicore-<bridge>)")
+    topic: str | None = Field(default=None, description="mqtt: the topic filter subscribed "
+                                                        "(QoS 1)")
+    group: str | None = Field(default=None, description="the durable consumer (nats), "
+                                                        "consumer group (redis) or shared "
+                                                        "subscription (mqtt) the hosts share "
+                                                        "(omnicore-<bridge>)")
 
     @field_validator("event")
     @classmethod
@@ -60,6 +67,14 @@ class BridgeInbound(Strict):
             raise ValueError(f"{value!r} must be 1-256 letters, digits, '_', '.', '-', '*', '>'")
         return value
 
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        if value is not None and not _TOPIC.fullmatch(value):
+            raise ValueError(f"topic {value!r} must be levels like sensors/+/temp (letters, "
+                             "digits, '_', '.', '-', '+', '#')")
+        return value
+
 
 class BridgeOutbound(Strict):
     """``bridges.<name>.outbound[]``: the events published to the broker, and where to."""
@@ -69,6 +84,7 @@ class BridgeOutbound(Strict):
     subject: str | None = Field(default=None, description="nats: the subject published to (a "
                                                           "JetStream stream must capture it)")
     stream: str | None = Field(default=None, description="redis: the stream XADD appends to")
+    topic: str | None = Field(default=None, description="mqtt: the topic published to (QoS 1)")
     max_len: int | None = Field(default=None, gt=0, description="redis: the stream trimmed "
                                                                 "to about this many entries")
 
@@ -87,14 +103,24 @@ class BridgeOutbound(Strict):
             raise ValueError(f"{value!r} must be 1-256 letters, digits, '_', '.', '-'")
         return value
 
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        if value is not None and (not _TOPIC.fullmatch(value) or any(c in value for c in "+#")):
+            raise ValueError(f"topic {value!r} must be levels like events/orders (letters, "
+                             "digits, '_', '.', '-'; no wildcard)")
+        return value
+
 
 class BridgeConfig(Strict):
-    """``bridges.<name>.*``: a message broker (NATS JetStream, Redis Streams) bridged to the
-    event bus at least once both ways (specs/host.md, Bridges; docs/guides/bridges.md)."""
+    """``bridges.<name>.*``: a message broker (NATS JetStream, Redis Streams, MQTT 5) bridged
+    to the event bus at least once both ways (specs/host.md, Bridges; docs/guides/bridges.md)."""
 
-    kind: Literal["nats", "redis"] = Field(description="nats (JetStream) or redis (Streams)")
+    kind: Literal["nats", "redis", "mqtt"] = Field(
+        description="nats (JetStream), redis (Streams) or mqtt (MQTT 5)")
     url: str = Field(min_length=1, description="the broker's URL without a password: "
-                                               "nats://, tls:// (nats); redis://, rediss://")
+                                               "nats://, tls:// (nats); redis://, rediss:// "
+                                               "(redis); mqtt://, mqtts:// (mqtt)")
     secret: str | None = Field(default=None, description="the secret holding the password "
                                                          "(with a user in the URL) or token")
     ca_file: Path | None = Field(default=None, description="CA certificates the broker's TLS "
@@ -114,6 +140,11 @@ class BridgeConfig(Strict):
     max_held_bytes: int = Field(default=16 * 1024 * 1024, gt=0,
                                 description="outbound messages held while the broker is down; "
                                             "beyond it new ones are dropped and counted")
+    client_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="mqtt: this host's client id, stable across its restarts so its session "
+                    "(and the messages it did not acknowledge) survives them; unique per host "
+                    "(omnicore-<bridge>-<machine name>)")
     confirm_timeout_s: float = Field(default=5.0, gt=0,
                                      description="a publish unconfirmed for this long is sent "
                                                  "again (same message id)")
@@ -140,17 +171,27 @@ class BridgeConfig(Strict):
             raise ValueError("a bridge needs inbound or outbound routes")
         for i, route in enumerate(self.inbound):
             where = f"inbound[{i}]"
-            if self.kind == "nats" and route.subject is None:
+            if self.kind == "nats" and (route.subject is None or route.topic is not None):
                 raise ValueError(f"{where}: a nats route reads a subject (subject)")
-            if self.kind == "redis" and (route.stream is None or route.subject is not None):
+            if self.kind == "redis" and (route.stream is None or route.subject is not None
+                                         or route.topic is not None):
                 raise ValueError(f"{where}: a redis route reads a stream (stream, no subject)")
+            if self.kind == "mqtt" and (route.topic is None or route.subject is not None
+                                        or route.stream is not None):
+                raise ValueError(f"{where}: an mqtt route subscribes to a topic filter (topic)")
         for i, out in enumerate(self.outbound):
             where = f"outbound[{i}]"
             if self.kind == "nats" and (out.subject is None or out.stream is not None
-                                        or out.max_len is not None):
+                                        or out.max_len is not None or out.topic is not None):
                 raise ValueError(f"{where}: a nats route publishes to a subject (subject)")
-            if self.kind == "redis" and (out.stream is None or out.subject is not None):
+            if self.kind == "redis" and (out.stream is None or out.subject is not None
+                                         or out.topic is not None):
                 raise ValueError(f"{where}: a redis route appends to a stream (stream)")
+            if self.kind == "mqtt" and (out.topic is None or out.subject is not None
+                                        or out.stream is not None or out.max_len is not None):
+                raise ValueError(f"{where}: an mqtt route publishes to a topic (topic)")
+        if self.client_id is not None and self.kind != "mqtt":
+            raise ValueError("client_id is for mqtt bridges only")
         return self
 
     def describe(self) -> dict[str, Any]:
