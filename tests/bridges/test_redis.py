@@ -152,3 +152,17 @@ def test_a_wrong_password_is_a_clear_reason_not_a_silent_stop(
     assert pub(app, "src", "order", b"1") == 0
     eventually(lambda: "WRONGPASS" in (bridge(app).status()["reason"] or ""), "the reason")
     app.stop(grace=1)
+
+
+def test_an_entry_over_the_size_cap_is_refused_unread_and_the_next_one_delivered(
+        orders: Redis, bridge_app: BridgeApp, caplog: pytest.LogCaptureFixture) -> None:
+    config = {**inbound(orders), "max_message_bytes": 1024}
+    app = bridge_app(config, orders.password, plugins=(events_wasm("sink", SINK),))
+    big = orders.client().xadd("orders", {"data": b"x" * 65536}).decode()
+    orders.client().xadd("orders", {"data": b'{"id": 9}'})
+    eventually(lambda: seen(app, "sink") == 1, "the entry after the big one")
+    eventually(lambda: settled(orders), "both acknowledged")
+    assert bridge(app).status()["refused"] == 1
+    assert any(f"orders:{big} of 65536 bytes is over max_message_bytes" in r.getMessage()
+               for r in caplog.records)
+    app.stop(grace=1)
