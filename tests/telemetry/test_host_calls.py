@@ -199,3 +199,34 @@ def test_a_publish_is_a_producer_span_by_topic_never_its_payload(
     assert dict(publish.attributes or {}) == expected
     # Inside the span: the deliveries it queues carry its context.
     assert subs.seen[0] is not None and f"{publish.context.span_id:016x}" in subs.seen[0]
+
+
+class _Stuck(InMemorySpanExporter):
+    """A collector that does not answer until told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def export(self, spans: Any) -> Any:
+        self.go.wait(10)
+        return super().export(spans)
+
+
+def test_a_full_queue_drops_spans_counted_and_warns_once_never_blocking(
+        caplog: pytest.LogCaptureFixture) -> None:
+    stuck = _Stuck()
+    _sdk.setup(Settings(service_name="test", max_queue_size=2), "i", stuck)
+    try:
+        before = _sdk.dropped()
+        with caplog.at_level("WARNING"):
+            for i in range(50):
+                with telemetry.span(f"s{i}"):
+                    pass
+        assert _sdk.dropped() - before >= 40
+        said = [r for r in caplog.records if "span queue is full" in r.getMessage()]
+        assert len(said) <= 1
+        assert not [r for r in caplog.records if r.getMessage().startswith("Queue full")]
+    finally:
+        stuck.go.set()
+        _sdk.reset()

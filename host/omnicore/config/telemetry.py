@@ -46,9 +46,10 @@ class TelemetryConfig(Strict):
         default_factory=dict,
         description="headers sent to the collector (an API key); unset: "
                     "OTEL_EXPORTER_OTLP_HEADERS")
-    max_queue_size: int = Field(
-        default=2048, gt=0, description="spans waiting for export; a full queue drops spans, a "
-                                  "call never waits")
+    max_queue_size: int | None = Field(
+        default=None, gt=0,
+        description="spans waiting for export (a full queue drops spans, counted: a call "
+                    "never waits); unset: OTEL_BSP_MAX_QUEUE_SIZE or 2048")
 
     @field_validator("endpoint")
     @classmethod

@@ -7,7 +7,10 @@ blocks a call) and the OTLP/HTTP exporter.
 
 from __future__ import annotations
 
+import logging
+import math
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
@@ -24,8 +27,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 import omnicore.telemetry as door
 from omnicore.telemetry._settings import Settings
 
-__all__ = ["db_operation", "flush", "ids", "outbound_http", "plugin_call", "reset", "setup", "span",
-           "traceparent"]
+__all__ = ["DROPS", "db_operation", "dropped", "flush", "ids", "outbound_http", "plugin_call",
+           "reset", "setup", "span", "traceparent"]
 
 _KINDS = {"internal": SpanKind.INTERNAL, "server": SpanKind.SERVER,
           "client": SpanKind.CLIENT, "producer": SpanKind.PRODUCER,
@@ -67,8 +70,10 @@ def setup(settings: Settings, instance: str, exporter: SpanExporter | None = Non
     if exporter is None:
         exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint,
                                     headers=settings.headers or None)
-    provider.add_span_processor(BatchSpanProcessor(exporter,
-                                                   max_queue_size=settings.max_queue_size))
+    size = settings.max_queue_size  # None: OTEL_BSP_MAX_QUEUE_SIZE, or the SDK's 2048
+    provider.add_span_processor(BatchSpanProcessor(
+        exporter, max_queue_size=size,
+        max_export_batch_size=None if size is None else min(size, 512)))
     _provider, _tracer = provider, provider.get_tracer("omnicore")
     door.ON = True
 
@@ -80,6 +85,39 @@ def reset() -> None:
     if _provider is not None:
         _provider.shutdown()
     _provider = _tracer = None
+
+
+class _Drops(logging.Filter):
+    """Counts the spans the full queue dropped; lets one warning a minute through (the SDK
+    warns once per span, which would flood the host's log when the collector lags)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._said = -math.inf
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Queue full"):
+            return True
+        self.count += 1
+        now = time.monotonic()
+        if now - self._said < 60:
+            return False
+        self._said = now
+        record.msg, record.args = ("the span queue is full (the collector is slow or away): "
+                                   "%d span(s) dropped so far (telemetry.max_queue_size)",
+                                   (self.count,))
+        return True
+
+
+DROPS = _Drops()
+# First: the SDK's own filter drops repeated records before a filter added after it sees them.
+logging.getLogger("opentelemetry.sdk._shared_internal").filters.insert(0, DROPS)
+
+
+def dropped() -> int:
+    """Spans dropped by the full queue since tracing was turned on."""
+    return DROPS.count
 
 
 def _parent(traceparent: str | None) -> Context | None:

@@ -34,7 +34,7 @@ class Settings:
     sampler: str | None = None
     sampler_arg: float | None = None
     resource_attributes: dict[str, str] = field(default_factory=dict)
-    max_queue_size: int = 2048
+    max_queue_size: int | None = None
 
 
 def _true(value: str | None) -> bool:
