@@ -49,6 +49,9 @@ CALLPATH_CONTRACT: dict[str, str] = {
     "tests/sandbox/test_usage.py":
         "memory read from an instance, fuel counted by metered calls and kept after a trap",
     "tests/sandbox/test_smith.py": "random and mutated modules never hurt the host",
+    "tests/sandbox/test_gc.py":
+        "Wasm GC modules: a struct loop ends at the memory limit, the deadline or fuel; GC "
+        "references in imports and exports refused without aborting",
     # --- The epoch ticker (sandbox/_epoch.c vs the engine's Python thread)
     "tests/sandbox/test_engine.py":
         "the ticker ticks until close and keeps time when woken late; interrupt; close "

@@ -48,7 +48,7 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.module import PluginModule
 from omnicore.sandbox.pluginlog import level_number
-from omnicore.sandbox.wasmbin import is_component
+from omnicore.sandbox.wasmbin import is_component, uses_gc
 
 __all__ = ["Linker", "Plan", "regranted", "version_of"]
 
@@ -227,8 +227,9 @@ class Linker:
         # of a Python component: 87 CPU-s against 42). A one-off host keeps Winch's code.
         # The cache is looked at first: the baseline engine is made only when it is needed.
         # An engine that is Winch's already (`sandbox.compiler: winch`) has nothing to tier.
+        # Winch has no Wasm GC: a GC module (Kotlin) is compiled by Cranelift at once.
         if main.baseline or (is_component(wasm) and not self.one_off) or _is_cached(main, wasm) \
-                or (baseline := self.baseline_engine()) is None:
+                or uses_gc(wasm) or (baseline := self.baseline_engine()) is None:
             return PluginModule.load(main, source, name=name)
         return self._tiers.mark(PluginModule.load(baseline, source, name=name))
 

@@ -14,7 +14,8 @@ before trapping, 8. a host function's refusal, 9. stack overflow, 10. any other 
 
 wasmtime reports some causes only as text: an instantiation refused for its declared memory
 or tables, and (components: wasmtime-py gives no trap code there) the trap's kind. Those
-texts are read here and nowhere else (:func:`code_of`, :func:`_declared`).
+texts are read here and nowhere else (:func:`code_of`, :func:`_declared`, a GC heap's
+refused growth).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ _TRAP_TEXTS = (
     ("out of bounds memory access", _TrapCode.MEMORY_OUT_OF_BOUNDS),
     ("out of bounds table access", _TrapCode.TABLE_OUT_OF_BOUNDS),
 )
+
+
+#: wasmtime's text when a store's GC heap may not grow (its memory limit) to allocate.
+_GC_HEAP_OOM = "GC heap out of memory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +170,12 @@ def classify(plugin: str, handler: str, limits: Limits, facts: Facts, *,
             return Trap(f"plugin {plugin!r} could not be instantiated: {cause}",
                         plugin=plugin, handler=handler)
     refused = facts.memory_refused
-    if refused is None:
+    if cause.startswith(_GC_HEAP_OOM):
+        # The GC heap (Wasm GC's structs and arrays) grows under the same store limit as
+        # linear memory, and wasmtime reports its refusal only as this text (its cause line:
+        # a backtrace frame's name, which the guest chooses, is not it).
+        refused = True
+    elif refused is None:
         refused = (facts.memory_bytes + memory_slack(lim.max_memory_bytes)
                    > lim.max_memory_bytes)
     if refused:

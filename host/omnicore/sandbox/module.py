@@ -121,6 +121,9 @@ class PluginModule(CompiledPlugin):
     any kind: a component's bytes give a ``ComponentModule`` (specs/components.md)."""
 
     wasmtime_module: wasmtime.Module = field(repr=False)
+    #: It uses Wasm GC (Kotlin/Wasm): on an engine compiling with Winch, which has no GC, it was
+    #: compiled on the engine's Cranelift sibling (:attr:`SandboxEngine.gc`), where it runs.
+    needs_gc: bool = False
 
     @classmethod
     def load(cls, engine: SandboxEngine, source: bytes | bytearray | Path | str,
@@ -161,6 +164,9 @@ class PluginModule(CompiledPlugin):
                 return load_component(engine, wasm, label, path)
         manifest = parse_manifest(wasm, label)
         sha = hashlib.sha256(wasm).hexdigest()
+        needs_gc = wasmbin.uses_gc(wasm)
+        if needs_gc and engine.baseline:
+            engine = engine.gc  # Winch has no Wasm GC: Cranelift compiles and runs it
         # Anonymous bytes (no name=, no manifest name, no file) get a stable content name.
         plugin = name or manifest.get("name") or (path.stem if path else f"plugin-{sha[:12]}")
         # The same bytes loaded again (another copy, a reload) passed every check below and
@@ -202,6 +208,12 @@ class PluginModule(CompiledPlugin):
             raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly module: {first}",
                                 plugin=plugin) from None
         mod = cls._from_compiled(compiled, plugin, manifest, sha, len(wasm), path)
+        if needs_gc:
+            if mod.abi != ABI_VERSION:
+                raise InvalidModule(f"plugin {plugin!r}: an Extism plugin using Wasm GC is not "
+                                    "supported (omnicore ABI v1 plugins may use it)",
+                                    plugin=plugin)
+            mod = dataclasses.replace(mod, needs_gc=True)
         if not beside:
             _remember(engine, sha, mod)
         if registry is not None:

@@ -61,6 +61,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
                  config: Mapping[str, Any] | None = None, limits: Limits | None = None,
                  log: PluginLog | None = None, *, data_dir: Path | None = None) -> None:
         require("host-functions")  # the Python call path's names (sandbox/_wasmtime.py)
+        if module.needs_gc and engine.baseline:
+            engine = engine.gc  # where it was compiled: Winch has no Wasm GC
         self.engine = engine
         self.module = module
         self._attach(module.name, limits, log)

@@ -17,10 +17,12 @@ __all__ = [
     "WasmFormatError",
     "custom_sections",
     "function_exports",
+    "indescribable_signature",
     "is_component",
     "read_uleb",
     "sections",
     "set_custom_section",
+    "uses_gc",
     "v128_in_signatures",
     "write_sleb",
     "write_uleb",
@@ -147,14 +149,66 @@ def set_custom_section(wasm: bytes, name: str, payload: bytes) -> bytes:
 
 _V128 = 0x7B
 _REF_TYPES = (0x63, 0x64)  # (ref null? heaptype): a heap type follows
+_FUNCREF, _EXTERNREF = 0x70, 0x6F
+#: Value types wasmtime's C API describes (wasmtime-py asks it for every import's and export's
+#: signature): numbers, funcref and externref. It aborts the process (exit 134: "support for
+#: non-externref and non-funcref references is not implemented") on any other reference type,
+#: and on v128.
+_SAFE_VALTYPES = frozenset((0x7F, 0x7E, 0x7D, 0x7C, _FUNCREF, _EXTERNREF))
+#: The Wasm GC type section's prefixes: a recursion group, a subtype (final or not), and the
+#: composite types (function, struct, array).
+_REC, _SUB, _SUB_FINAL, _FUNC, _STRUCT, _ARRAY = 0x4E, 0x50, 0x4F, 0x60, 0x5F, 0x5E
+#: Packed storage types of struct and array fields.
+_PACKED = (0x78, 0x77)
 
 
 def _valtype(wasm: bytes, pos: int) -> tuple[int, int]:
+    """A value type's kind byte and the position after it. ``(ref null func)`` and
+    ``(ref null extern)`` are read as funcref and externref (the same types); any other
+    reference to a heap type is 0x63 or 0x64."""
     kind = wasm[pos]
     pos += 1
     if kind in _REF_TYPES:
+        heap = wasm[pos]
         pos = _skip_sleb(wasm, pos)
+        if kind == 0x63 and heap in (_FUNCREF, _EXTERNREF):
+            return heap, pos
     return kind, pos
+
+
+def _subtype(wasm: bytes, pos: int) -> tuple[tuple[bytes, bytes] | None, bool, int]:
+    """One (sub)type of a type section: ``((params, results) or None for a struct or an
+    array, whether it is GC's, next position)``."""
+    gc = False
+    if wasm[pos] in (_SUB, _SUB_FINAL):
+        gc = True
+        supers, pos = read_uleb(wasm, pos + 1)
+        for _ in range(supers):
+            _, pos = read_uleb(wasm, pos)
+    form = wasm[pos]
+    pos += 1
+    if form == _FUNC:
+        sig: list[bytes] = []
+        for _part in range(2):
+            n, pos = read_uleb(wasm, pos)
+            kinds = bytearray()
+            for _v in range(n):
+                kind, pos = _valtype(wasm, pos)
+                kinds.append(kind)
+            sig.append(bytes(kinds))
+        return (sig[0], sig[1]), gc, pos
+    if form in (_STRUCT, _ARRAY):
+        fields = 1
+        if form == _STRUCT:
+            fields, pos = read_uleb(wasm, pos)
+        for _f in range(fields):
+            if wasm[pos] in _PACKED:
+                pos += 1
+            else:
+                _, pos = _valtype(wasm, pos)
+            pos += 1  # mutability
+        return None, True, pos
+    raise WasmFormatError(f"unknown type form {form:#x} in the type section")
 
 
 def _skip_sleb(wasm: bytes, pos: int) -> int:
@@ -182,6 +236,10 @@ def _skip_name(wasm: bytes, pos: int) -> tuple[str, int]:
 #: Opcodes a constant expression may hold (with how many immediate bytes, -1: one LEB128).
 _CONST_OPS = {0x41: -1, 0x42: -1, 0x43: 4, 0x44: 8, 0x23: -1, 0xD2: -1, 0xD0: -1,
               0x6A: 0, 0x6B: 0, 0x6C: 0, 0x7C: 0, 0x7D: 0, 0x7E: 0}
+#: GC's constant instructions (after 0xFB: the sub-opcode, then this many LEB128
+#: immediates): struct.new, struct.new_default, array.new, array.new_default,
+#: array.new_fixed, any.convert_extern, extern.convert_any, ref.i31.
+_GC_CONST_OPS = {0x00: 1, 0x01: 1, 0x06: 1, 0x07: 1, 0x08: 2, 0x1A: 0, 0x1B: 0, 0x1C: 0}
 
 
 def _skip_const_expr(wasm: bytes, pos: int) -> int:
@@ -194,6 +252,15 @@ def _skip_const_expr(wasm: bytes, pos: int) -> int:
             _, pos = read_uleb(wasm, pos)
             pos += 16
             continue
+        if op == 0xFB:
+            sub, pos = read_uleb(wasm, pos)
+            count = _GC_CONST_OPS.get(sub)
+            if count is None:
+                raise WasmFormatError(f"unsupported GC opcode 0xfb {sub:#x} in a constant "
+                                      "expression")
+            for _ in range(count):
+                _, pos = read_uleb(wasm, pos)
+            continue
         width = _CONST_OPS.get(op)
         if width is None:
             raise WasmFormatError(f"unsupported opcode {op:#x} in a constant expression")
@@ -204,48 +271,58 @@ def _skip_const_expr(wasm: bytes, pos: int) -> int:
 class _Signatures:
     """What a core module's sections say of its function and global types."""
 
-    types: list[tuple[bytes, bytes]] = field(default_factory=list)  # (params, results)
+    #: (params, results) by type index; None for a struct or array type (GC).
+    types: list[tuple[bytes, bytes] | None] = field(default_factory=list)
     func_types: list[int] = field(default_factory=list)  # imported functions first
     func_imports: dict[int, str] = field(default_factory=dict)  # index -> "import m.f"
     func_exports: list[tuple[str, int]] = field(default_factory=list)  # (name, index)
     globals: int = 0  # imported and defined
+    #: Each global's value type and where it comes from ("import m.g" or "global N").
+    global_types: list[tuple[int, str]] = field(default_factory=list)
+    #: Each table's element type and where it comes from, imported tables first.
+    table_types: list[tuple[int, str]] = field(default_factory=list)
+    #: Exported globals and tables: (name, index).
+    global_exports: list[tuple[str, int]] = field(default_factory=list)
+    table_exports: list[tuple[str, int]] = field(default_factory=list)
     v128_global: str | None = None  # where a global's type is v128
-    #: A type that is not a plain function type (GC's rec/sub), which validation refuses
-    #: with GC off: nothing more was read.
+    #: The module uses Wasm GC's type forms (a recursion group, a subtype, a struct or array).
     gc_type: bool = False
 
 
 def _signatures(wasm: bytes, *, functions: bool | None) -> _Signatures:
-    """The module's types, imports, functions, globals and exports. ``functions=None`` reads
-    the function and export sections (one entry per function: tens of thousands in a Go or
-    JS plugin) only when a function type mentions v128."""
+    """The module's types, imports, functions, globals, tables and exports.
+    ``functions=None`` reads the function and export sections (one entry per function: tens of
+    thousands in a Go or JS plugin) only when some function type holds a value type wasmtime's
+    C API cannot describe (v128, a GC reference)."""
     found = _Signatures()
-    any_v128_type = False
+    any_unsafe_type = False  # in a function type
+    any_unsafe_other = False  # a global's or table's type
     try:
         for sid, start, end in sections(wasm):
             pos = start
-            if sid in (3, 7) and not (functions or (functions is None and any_v128_type)):
+            if sid == 3 and not (functions or (functions is None and any_unsafe_type)):
                 continue
-            if sid in (1, 2, 3, 6, 7):
+            if sid == 7 and not (functions or (functions is None and (
+                    any_unsafe_type or any_unsafe_other))):
+                continue
+            if sid in (1, 2, 3, 4, 6, 7):
                 count, pos = read_uleb(wasm, pos)
             else:
                 continue
             for _ in range(count):
                 if sid == 1:
-                    if wasm[pos] != 0x60:
+                    members = 1
+                    if wasm[pos] == _REC:  # a recursion group: one index per member
                         found.gc_type = True
-                        return found
-                    pos += 1
-                    sig: list[bytes] = []
-                    for _part in range(2):
-                        n, pos = read_uleb(wasm, pos)
-                        kinds = bytearray()
-                        for _v in range(n):
-                            kind, pos = _valtype(wasm, pos)
-                            kinds.append(kind)
-                        sig.append(bytes(kinds))
-                    found.types.append((sig[0], sig[1]))
-                    any_v128_type = any_v128_type or _V128 in sig[0] or _V128 in sig[1]
+                        members, pos = read_uleb(wasm, pos + 1)
+                    for _member in range(members):
+                        sig, gc, pos = _subtype(wasm, pos)
+                        found.gc_type = found.gc_type or gc
+                        found.types.append(sig)
+                        unsafe = set(sig[0] + sig[1]) - _SAFE_VALTYPES if sig else set()
+                        any_unsafe_type = any_unsafe_type or bool(unsafe)
+                        # A typed or GC reference: what the GC proposals let validate.
+                        found.gc_type = found.gc_type or bool(unsafe - {_V128})
                 elif sid == 2:
                     module, pos = _skip_name(wasm, pos)
                     name, pos = _skip_name(wasm, pos)
@@ -256,7 +333,9 @@ def _signatures(wasm: bytes, *, functions: bool | None) -> _Signatures:
                         found.func_imports[len(found.func_types)] = f"import {module}.{name}"
                         found.func_types.append(idx)
                     elif kind == 1:
-                        _, pos = _valtype(wasm, pos)
+                        vt, pos = _valtype(wasm, pos)
+                        found.table_types.append((vt, f"import {module}.{name}"))
+                        any_unsafe_other = any_unsafe_other or vt not in _SAFE_VALTYPES
                         pos = _skip_limits(wasm, pos)
                     elif kind == 2:
                         pos = _skip_limits(wasm, pos)
@@ -264,6 +343,8 @@ def _signatures(wasm: bytes, *, functions: bool | None) -> _Signatures:
                         vt, pos = _valtype(wasm, pos)
                         if vt == _V128 and found.v128_global is None:
                             found.v128_global = f"import {module}.{name}"
+                        found.global_types.append((vt, f"import {module}.{name}"))
+                        any_unsafe_other = any_unsafe_other or vt not in _SAFE_VALTYPES
                         found.globals += 1
                         pos += 1
                     elif kind == 4:
@@ -273,10 +354,23 @@ def _signatures(wasm: bytes, *, functions: bool | None) -> _Signatures:
                 elif sid == 3:
                     idx, pos = read_uleb(wasm, pos)
                     found.func_types.append(idx)
+                elif sid == 4:
+                    where = f"table {len(found.table_types)}"
+                    if wasm[pos] == 0x40:  # a table with an initialiser (function references)
+                        vt, pos = _valtype(wasm, pos + 2)
+                        pos = _skip_const_expr(wasm, _skip_limits(wasm, pos))
+                    else:
+                        vt, pos = _valtype(wasm, pos)
+                        pos = _skip_limits(wasm, pos)
+                    found.table_types.append((vt, where))
+                    any_unsafe_other = any_unsafe_other or vt not in _SAFE_VALTYPES
                 elif sid == 6:
                     vt, pos = _valtype(wasm, pos)
+                    where = f"global {found.globals}"
                     if vt == _V128 and found.v128_global is None:
-                        found.v128_global = f"global {found.globals}"
+                        found.v128_global = where
+                    found.global_types.append((vt, where))
+                    any_unsafe_other = any_unsafe_other or vt not in _SAFE_VALTYPES
                     found.globals += 1
                     pos = _skip_const_expr(wasm, pos + 1)
                 else:
@@ -285,11 +379,21 @@ def _signatures(wasm: bytes, *, functions: bool | None) -> _Signatures:
                     idx, pos = read_uleb(wasm, pos + 1)
                     if kind == 0:
                         found.func_exports.append((name, idx))
+                    elif kind == 1:
+                        found.table_exports.append((name, idx))
+                    elif kind == 3:
+                        found.global_exports.append((name, idx))
                 if pos > end:
                     raise WasmFormatError(f"section {sid} is shorter than its contents")
     except IndexError:
         raise WasmFormatError("a section ends in the middle of an entry (truncated?)") from None
     return found
+
+
+def _function_type(found: _Signatures, fidx: int) -> tuple[bytes, bytes] | None:
+    if fidx < len(found.func_types) and found.func_types[fidx] < len(found.types):
+        return found.types[found.func_types[fidx]]
+    return None
 
 
 def v128_in_signatures(wasm: bytes) -> str | None:
@@ -300,20 +404,58 @@ def v128_in_signatures(wasm: bytes) -> str | None:
     bytes before compiling. SIMD inside function bodies is fine (specs/abi.md §1.5).
     Raises WasmFormatError for sections too malformed to read.
     """
-    # When no function type mentions v128, no function signature can, and the function and
-    # export sections need not be read at all.
+    # When no function type mentions v128 (or a GC reference), no function signature can,
+    # and the function and export sections need not be read at all.
     found = _signatures(wasm, functions=None)
-    if found.gc_type:
-        return None  # refused by validation (GC is off)
     if found.v128_global is not None:
         return found.v128_global
     named = {**found.func_imports, **{idx: f"export {name!r}" for name, idx in found.func_exports}}
     for fidx, where in named.items():
-        if fidx < len(found.func_types) and found.func_types[fidx] < len(found.types):
-            params, results = found.types[found.func_types[fidx]]
-            if _V128 in params or _V128 in results:
-                return where
+        sig = _function_type(found, fidx)
+        if sig is not None and (_V128 in sig[0] or _V128 in sig[1]):
+            return where
     return None
+
+
+def indescribable_signature(wasm: bytes) -> str | None:
+    """Where an import or export of a core module has a type wasmtime's C API cannot describe
+    (it aborts the whole process when asked: a v128, or a reference other than funcref and
+    externref: Wasm GC's and typed function references'), else None.
+
+    Every import and export is asked about once a module is compiled (its signature checked,
+    its kind shown), so a module for which this is not None is refused before wasmtime sees
+    it. Inside function bodies, in struct and array fields and in globals and tables that are
+    neither imported nor exported, every type is fine. Raises WasmFormatError for sections
+    too malformed to read.
+    """
+    found = _signatures(wasm, functions=None)
+    named = {**found.func_imports, **{idx: f"export {name!r}" for name, idx in found.func_exports}}
+    for fidx, where in named.items():
+        sig = _function_type(found, fidx)
+        if sig is not None and set(sig[0] + sig[1]) - _SAFE_VALTYPES:
+            return where
+    for vt, where in (*found.global_types, *found.table_types):
+        if where.startswith("import ") and vt not in _SAFE_VALTYPES:
+            return where
+    for exports, types in ((found.global_exports, found.global_types),
+                           (found.table_exports, found.table_types)):
+        for name, idx in exports:
+            if idx < len(types) and types[idx][0] not in _SAFE_VALTYPES:
+                return f"export {name!r}"
+    return None
+
+
+def uses_gc(wasm: bytes) -> bool:
+    """Whether a core module uses Wasm GC or typed function references in its types (what
+    Winch, wasmtime's baseline compiler, cannot compile): its type section alone. False for
+    bytes too malformed to read (compiling them says why)."""
+    try:
+        for sid, header, _start, end in _sections(wasm):
+            if sid == 1:
+                return _signatures(wasm[:8] + wasm[header:end], functions=False).gc_type
+    except (WasmFormatError, IndexError):
+        return False
+    return False
 
 
 def function_exports(wasm: bytes) -> list[tuple[str, bytes, bytes]]:
@@ -324,7 +466,7 @@ def function_exports(wasm: bytes) -> list[tuple[str, bytes, bytes]]:
     found = _signatures(wasm, functions=True)
     out = []
     for name, idx in found.func_exports:
-        if idx < len(found.func_types) and found.func_types[idx] < len(found.types):
-            params, results = found.types[found.func_types[idx]]
-            out.append((name, params, results))
+        sig = _function_type(found, idx)
+        if sig is not None:
+            out.append((name, *sig))
     return out
