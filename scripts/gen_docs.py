@@ -58,7 +58,7 @@ REFERENCE = {
 #: Every spec is a page: specs/NAME.md is specs/NAME.md of the site (a new one joins the nav's
 #: Specifications by itself: :func:`on_config`).
 SPECS = tuple(sorted(p.stem for p in (ROOT / "specs").glob("*.md")))
-SDKS = ("rust", "go", "js", "c", "python", "ruby", "zig", "assemblyscript")
+SDKS = ("rust", "go", "js", "c", "python", "ruby", "zig", "assemblyscript", "kotlin")
 #: Repository files served as they are (a spec links to it).
 STATIC = {"specs/workflow.schema.json": "specs/workflow.schema.json"}
 

@@ -44,7 +44,7 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path,
         assert set(app.config.plugins) == set(states)
         for lang, greeting in (("rust", "Hello"), ("go", "Hallo"), ("js", "Hola"),
                                ("c", "Bonjour"), ("python", "Hej"), ("ruby", "Ciao"),
-                               ("zig", "Ahoj"), ("as", "Hallå")):
+                               ("zig", "Ahoj"), ("as", "Hallå"), ("kotlin", "Tere")):
             out = app.plugins.call_json(f"greeter-{lang}", "greet", {"name": "Ada"})
             assert out == {"message": f"{greeting}, Ada!"}
         html = app.plugins.call("markdown-js", "render", b"# Hi *there*")

@@ -19,6 +19,7 @@ TABLE = json.loads((Path(__file__).parent / "greeter_cases.json").read_text(enco
 CASES = TABLE["cases"]
 LANGS = ["rust", "go", "js", "c", "python", "zig", "as"]
 LANGS += ["ruby"]  # issue 37
+LANGS += ["kotlin"]  # issue 64: a Wasm GC module (on Winch, its Cranelift sibling runs it)
 DEFAULT_CONFIG = {"greeting": "Hello"}
 RuntimeFor = Callable[[dict[str, Any]], PluginRuntime | ComponentRuntime]
 

@@ -28,6 +28,7 @@ __all__ = ["build_command", "install", "new_plugin_command", "precompile_command
 _LANGS = ["rust", "go", "js", "ts", "c", "python"]
 _LANGS += ["ruby"]  # issue 37, in a line of its own for the languages landing beside it
 _LANGS += ["zig", "assemblyscript", "as"]
+_LANGS += ["kotlin"]  # issue 64
 
 
 def _shown(path: Path) -> str:

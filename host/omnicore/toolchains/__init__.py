@@ -46,6 +46,8 @@ __all__ = ["LANGUAGES", "SKIP_DIRS", "BuildResult", "UnitTests", "build", "build
 LANGUAGES: tuple[str, ...] = ("rust", "go", "assemblyscript", "js", "c", "python", "zig")
 # Ruby (issue 37), in its own line so the languages landing beside it merge cleanly.
 LANGUAGES += ("ruby",)
+# Kotlin/Wasm (issue 64): a core module with Wasm GC.
+LANGUAGES += ("kotlin",)
 #: Folders that are never a project's sources (build output, dependencies, VCS, virtualenvs):
 #: not hashed into a build's digest, not searched for projects, not watched by `omnicore dev`.
 SKIP_DIRS = frozenset({"target", "node_modules", ".git", "build", "__pycache__", ".venv",
@@ -62,8 +64,8 @@ def language_for(src: Path) -> str:
         if _module(language).detect(src):
             return language
     raise BuildError(f"{src}: not a plugin project (no Cargo.toml, go.mod, package.json/"
-                     f"plugin.js/plugin.ts, asconfig.json, *.c, *.zig, plugin.py or plugin.rb "
-                     f"found)")
+                     f"plugin.js/plugin.ts, asconfig.json, *.c, *.zig, plugin.py, plugin.rb "
+                     f"or *.kt found)")
 
 
 def _source_digest(src: Path) -> str:
@@ -255,7 +257,7 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
             module.scaffold(dest, name, lang)
             return
     raise BuildError(f"unknown language {lang!r}; choose one of rust, go, js, ts, c, python, zig, "
-                     f"assemblyscript, ruby")
+                     f"assemblyscript, ruby, kotlin")
 
 
 @dataclass(frozen=True)

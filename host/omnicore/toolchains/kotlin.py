@@ -1,0 +1,153 @@
+"""Kotlin plugins: ``plugin.kt`` (and the folder's other ``.kt`` files) on ``sdk/kotlin``,
+compiled by Kotlin/Wasm for WASI into one core module that uses Wasm GC.
+
+npm's ``kotlin-compiler`` (JetBrains' compiler distribution, pinned to 2.4.20: the SDK's arena
+reaches an internal of its standard library) ships ``kotlinc-wasm`` and the WASI standard
+library; it runs on a JDK (Debian's ``openjdk-17-jdk-headless``). The set-up installs both
+(``build/kotlin-tools``); ``OMNICORE_KOTLIN_HOME`` names another compiler home. Two steps, as
+the compiler wants (K2 makes a klib, then links it)::
+
+    kotlinc-wasm -Xwasm-target=wasm-wasi -Xwasm-use-traps-instead-of-exceptions
+        -libraries kotlin-stdlib-wasm-wasi.klib -ir-output-dir W -ir-output-name plugin
+        sdk/kotlin/src/*.kt plugin.kt ...
+    kotlinc-wasm ... -Xinclude=W/plugin.klib -Xir-produce-js -ir-output-dir W/out
+
+then ``wasm-opt -O3`` (binaryen, installed from npm with the JS tools) shrinks it (715 KB to
+71 KB for the greeter) and drops the host functions the plugin never calls, so it imports only
+the capabilities it uses. Traps instead of exceptions keep the exception proposal off in the
+engine (specs/security.md "Wasm GC"); a ``throw`` is a trap.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from omnicore.errors import BuildError
+from omnicore.toolchains import check_plugin_name, locations
+from omnicore.toolchains.project import compile_or_fail, write_templates
+
+__all__ = ["EXTENSIONS", "LANGUAGE", "check", "compile", "detect", "kotlin_home", "scaffold",
+           "wasm_opt"]
+
+LANGUAGE = "kotlin"
+EXTENSIONS = ("kotlin", "kt")
+#: Wasm GC and typed references, as the engine runs them; no exceptions, threads or SIMD.
+WASM_OPT_FEATURES = ("--enable-gc", "--enable-reference-types", "--enable-bulk-memory",
+                     "--enable-nontrapping-float-to-int", "--enable-sign-ext",
+                     "--enable-mutable-globals")
+FLAGS = ("-Xwasm-target=wasm-wasi", "-Xwasm-use-traps-instead-of-exceptions", "-nowarn")
+
+_SCAFFOLD = Path(__file__).parent / "scaffolds" / "kotlin"
+_BUILD_TIMEOUT_S = 600
+_INSTALL = ("run scripts/setup-toolchains.sh (it installs npm's kotlin-compiler@2.4.20 into "
+            "build/kotlin-tools and Debian's openjdk-17-jdk-headless)")
+
+
+def kotlin_home() -> Path | None:
+    """The compiler's home (``bin/kotlinc-wasm``, ``lib/``): ``OMNICORE_KOTLIN_HOME``, else the
+    set-up's ``build/kotlin-tools``."""
+    own = os.environ.get("OMNICORE_KOTLIN_HOME")
+    home = Path(own) if own else (
+        locations.cache_dir() / "kotlin-tools" / "node_modules" / "kotlin-compiler")
+    return home if (home / "bin" / "kotlinc-wasm").is_file() else None
+
+
+def wasm_opt() -> Path | None:
+    """binaryen's ``wasm-opt``, as npm installed it with the JS tools."""
+    found = locations.cache_dir() / "js-tools" / "node_modules" / "binaryen" / "bin" / "wasm-opt"
+    return found if found.is_file() else None
+
+
+def programs() -> list[str | None]:
+    home = kotlin_home()
+    opt = wasm_opt()
+    return [str(home / "bin" / "kotlinc-wasm") if home else None,
+            str(opt) if opt else None, shutil.which("java")]
+
+
+def sdk_sources() -> list[Path]:
+    return sorted((locations.sdk_dir("kotlin") / "src").glob("*.kt"))
+
+
+def _sources(src: Path) -> list[Path]:
+    if src.is_file():
+        return [src] if src.suffix == ".kt" else []
+    return sorted(src.glob("*.kt"))
+
+
+def detect(src: Path) -> bool:
+    """A ``.kt`` file, or a folder with ``.kt`` files at its top."""
+    return bool(_sources(src))
+
+
+@functools.cache
+def _probe(java: str) -> str | None:
+    try:
+        proc = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60,
+                              check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{java} does not run ({exc})"
+    return None if proc.returncode == 0 else f"{java} -version failed: {proc.stderr.strip()}"
+
+
+def check() -> str | None:
+    """``None`` when the compiler, a JDK, wasm-opt and the SDK are there, else what to do."""
+    java = shutil.which("java")
+    if java is None:
+        return f"java not found (a JDK runs the Kotlin compiler); {_INSTALL}"
+    if kotlin_home() is None:
+        return f"kotlinc-wasm not found; {_INSTALL}"
+    if wasm_opt() is None:
+        return ("wasm-opt not found (binaryen, installed into build/js-tools with the JS "
+                "tools); run scripts/setup-toolchains.sh")
+    if not sdk_sources():
+        return (f"the Kotlin SDK is not in {locations.sdk_dir('kotlin')}; set "
+                "OMNICORE_KOTLIN_SDK")
+    problem = _probe(java)
+    return f"{problem}; {_INSTALL}" if problem else None
+
+
+def compile(src: Path, work: Path) -> bytes:
+    """Compile the folder's ``.kt`` files with the SDK's into one module, then ``wasm-opt``."""
+    problem = check()
+    if problem:
+        raise BuildError(f"cannot build {src.name}: {problem}", plugin=src.name,
+                         toolchain=LANGUAGE)
+    sources = _sources(src)
+    if not sources:
+        raise BuildError(f"{src}: no .kt files to build", plugin=src.name, toolchain=LANGUAGE)
+    home = kotlin_home()
+    opt = wasm_opt()
+    assert home is not None and opt is not None  # check() said so
+    kotlinc = str(home / "bin" / "kotlinc-wasm")
+    stdlib = home / "lib" / "kotlin-stdlib-wasm-wasi.klib"
+    klib_dir, out_dir = work / "klib", work / "out"
+    for folder in (klib_dir, out_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    common = [kotlinc, *FLAGS, "-libraries", str(stdlib)]
+    cwd = src if src.is_dir() else src.parent
+    # kotlinc's own message on failure: file:line:col: error: ...
+    compile_or_fail([*common, "-ir-output-dir", str(klib_dir), "-ir-output-name", "plugin",
+                     *map(str, sdk_sources()), *map(str, sources)],
+                    tool="kotlinc-wasm", src=src, toolchain=LANGUAGE,
+                    timeout_s=_BUILD_TIMEOUT_S, cwd=cwd)
+    compile_or_fail([*common, f"-Xinclude={klib_dir / 'plugin.klib'}", "-Xir-produce-js",
+                     "-ir-output-dir", str(out_dir), "-ir-output-name", "plugin"],
+                    tool="kotlinc-wasm", src=src, toolchain=LANGUAGE,
+                    timeout_s=_BUILD_TIMEOUT_S, cwd=cwd)
+    raw, optimized = out_dir / "plugin.wasm", work / "plugin.wasm"
+    compile_or_fail([str(opt), "-O3", *WASM_OPT_FEATURES, "--closed-world", str(raw),
+                     "-o", str(optimized)],
+                    tool="wasm-opt", src=src, toolchain=LANGUAGE, timeout_s=_BUILD_TIMEOUT_S,
+                    cwd=cwd)
+    return optimized.read_bytes()
+
+
+def scaffold(dest: Path, name: str, lang: str) -> None:
+    """A new Kotlin plugin at ``dest`` with one handler ``greet``; it builds as is."""
+    check_plugin_name(name)
+    write_templates(_SCAFFOLD.iterdir(), _SCAFFOLD, dest, lambda t: t.replace("{{name}}", name))
