@@ -1,0 +1,68 @@
+"""Whether tracing is on, and how (omnicore.telemetry._settings): ``telemetry.*`` over the
+``OTEL_*`` variables, off unless one of them asks."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from omnicore.config.telemetry import TelemetryConfig
+from omnicore.telemetry import Settings, resolve
+
+ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+
+
+def test_off_unless_an_endpoint_or_enabled_asks() -> None:
+    assert resolve(None, service_name="app", environ={}) is None
+    assert resolve(TelemetryConfig(), service_name="app", environ={}) is None
+    on = resolve(TelemetryConfig(enabled=True), service_name="app", environ={})
+    assert on == Settings(service_name="app")  # the SDK's defaults: localhost:4318
+
+
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_ENDPOINT",
+                                      "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"])
+def test_an_otlp_endpoint_variable_turns_it_on_and_the_sdk_reads_it(variable: str) -> None:
+    found = resolve(TelemetryConfig(), service_name="app", environ={variable: "http://c:4318"})
+    # Left to the exporter, which reads the variables by their specification's rules.
+    assert found is not None and found.traces_endpoint is None
+
+
+def test_the_file_wins_where_it_speaks() -> None:
+    config = TelemetryConfig(endpoint="http://file:4318/", service_name="shop",
+                             sampler="parentbased_traceidratio", sampler_arg=0.25,
+                             resource_attributes={"deployment.environment": "prod"},
+                             headers={"api-key": "k"})
+    found = resolve(config, service_name="app",
+                    environ={**ENDPOINT, "OTEL_SERVICE_NAME": "env-name"})
+    assert found == Settings(service_name="shop",
+                             traces_endpoint="http://file:4318/v1/traces",
+                             headers={"api-key": "k"}, sampler="parentbased_traceidratio",
+                             sampler_arg=0.25,
+                             resource_attributes={"deployment.environment": "prod"})
+    assert resolve(TelemetryConfig(endpoint="http://c/v1/traces"), service_name="a",
+                   environ={}).traces_endpoint == "http://c/v1/traces"  # type: ignore[union-attr]
+
+
+def test_otel_service_name_names_the_service_over_the_apps_name() -> None:
+    found = resolve(None, service_name="app", environ={**ENDPOINT, "OTEL_SERVICE_NAME": "svc"})
+    assert found is not None and found.service_name == "svc"
+
+
+@pytest.mark.parametrize("environ", [{**ENDPOINT, "OTEL_SDK_DISABLED": "true"},
+                                     {**ENDPOINT, "OTEL_SDK_DISABLED": " TRUE "},
+                                     {**ENDPOINT, "OTEL_TRACES_EXPORTER": "none"}])
+def test_the_specifications_off_switches_win_over_the_file(environ: dict[str, str]) -> None:
+    assert resolve(TelemetryConfig(enabled=True, endpoint="http://c:4318"),
+                   service_name="app", environ=environ) is None
+
+
+def test_enabled_false_wins_over_the_variables() -> None:
+    assert resolve(TelemetryConfig(enabled=False), service_name="app", environ=ENDPOINT) is None
+
+
+@pytest.mark.parametrize("bad", [{"endpoint": "collector:4318"}, {"sampler": "sometimes"},
+                                 {"sampler_arg": 2}, {"max_queue_size": 0},
+                                 {"exporter": "grpc"}])
+def test_a_wrong_key_is_refused_at_load(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        TelemetryConfig.model_validate(bad)
