@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 OMNICORE = Path(sys.executable).parent / "omnicore"
-LANGS = ["rust", "go", "js", "ts", "c", "zig", "assemblyscript"]
+LANGS = ["rust", "go", "js", "ts", "c", "zig", "assemblyscript", "kotlin"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMNICORE_LOG__FORMAT": "text"}
 
 
@@ -72,7 +72,8 @@ def test_new_plugin_builds_loads_in_a_running_host_and_answers(
 
     # Edit, rebuild, and the running host says it swapped the plugin.
     source = next(p for p in (work / name).rglob("*") if p.suffix in (".rs", ".go", ".js",
-                                                                       ".ts", ".c", ".zig")
+                                                                       ".ts", ".c", ".zig",
+                                                                       ".kt")
                   and "test" not in p.name)
     assert '"Hello"' in source.read_text()  # the default greeting: a change of the module
     source.write_text(source.read_text().replace('"Hello"', '"Hullo"'))
