@@ -42,7 +42,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, Too
 from mcp.shared.exceptions import MCPError
 from mcp_types import methods as _methods
 
-from omnicore import __version__
+from omnicore import __version__, telemetry
 from omnicore.capabilities.mcp import CLIENT
 from omnicore.core.events import Event
 from omnicore.core.lifecycle import State
@@ -249,9 +249,18 @@ class ToolServer:
     async def _run(self, tool: Tool, arguments: dict[str, Any] | None,
                    caller: Caller | None, client: CallClient | None = None
                    ) -> types.CallToolResult:
-        if tool.long_running and self.tasks is not None:
-            return await self.tasks.run_durable(tool, arguments, caller)
-        return await self._inline(tool, arguments, client)
+        # A span of the MCP conventions' names, beneath /mcp's request span (stdio: a root).
+        with telemetry.span(f"tools/call {tool.name}", {
+                "mcp.method.name": "tools/call", "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": tool.name, "omnicore.plugin.name": tool.plugin,
+                "omnicore.plugin.handler": tool.handler}) as made:
+            if tool.long_running and self.tasks is not None:
+                result = await self.tasks.run_durable(tool, arguments, caller)
+            else:
+                result = await self._inline(tool, arguments, client)
+            if made is not None and result.is_error:
+                made.set_attribute("error.type", "tool_error")
+            return result
 
     async def _inline(self, tool: Tool, arguments: dict[str, Any] | None,
                       client: CallClient | None) -> types.CallToolResult:
