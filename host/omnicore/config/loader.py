@@ -16,6 +16,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -243,6 +244,25 @@ def _resolve_paths(cfg: OmniConfig, base: Path) -> None:
             if isinstance(path, str) and path and not path.startswith("~") \
                     and not Path(path).is_absolute():
                 entry["path"] = str(base / path)
+    # connectors.<name>.url's ?sslrootcert= (a CA file): the same rule, written back absolute
+    # (egress/db/config.py refuses one still relative, as in a URL from a secret).
+    for connector in cfg.connectors.values():
+        if connector.url and "sslrootcert=" in connector.url:
+            connector.url = _absolute_sslrootcert(connector.url, base)
+
+
+def _absolute_sslrootcert(url: str, base: Path) -> str:
+    """``url`` with a relative ``sslrootcert`` query parameter made absolute from ``base``."""
+    head, sep, query = url.partition("?")
+    parts = []
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        if unquote(name) == "sslrootcert" and eq:
+            path = os.path.expandvars(os.path.expanduser(unquote(value)))
+            if path and not os.path.isabs(path):
+                part = f"{name}={quote(str(base / path), safe='/')}"
+        parts.append(part)
+    return head + sep + "&".join(parts)
 
 
 def _rename_old_keys(data: dict[str, Any], sources: dict[Key, str]) -> None:

@@ -108,8 +108,10 @@ def _tls(kind: str, query: dict[str, str], where: str) -> dict[str, Any]:
                               "verify-full", key=where)
         root = os.path.expandvars(os.path.expanduser(root))
         if not os.path.isabs(root):
-            raise ConfigError(f"{where}: sslrootcert must be an absolute path (a URL is not "
-                              "resolved against the config file's folder)", key=where)
+            raise ConfigError(f"{where}: sslrootcert must be an absolute path here (a "
+                              "relative one is read from the app folder only in "
+                              "omnicore.yaml's connectors.<name>.url, not in a URL from a "
+                              "secret)", key=where)
         if not os.path.isfile(root):
             raise ConfigError(f"{where}: sslrootcert {root} is not a file", key=where)
     elif mode == "verify-ca":
