@@ -59,6 +59,8 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path,
         assert app.plugins.call_json("counter-python", "count", {"by": 3}) == {"count": 3}
         # A Ruby plugin (the interpreter pre-initialized with the plugin) on the same kv.
         assert app.plugins.call_json("counter-ruby", "count", {"by": 4}) == {"count": 4}
+        # A Kotlin plugin (a Wasm GC module) on the same kv.
+        assert app.plugins.call_json("counter-kotlin", "count", {"by": 5}) == {"count": 5}
         # The digests see each other's events (never their own) and count them in kv.
         assert app.plugins.call_json("digest-js", "note", {"text": "hi"}) == {"published": "note"}
         assert app.subscriptions.drain(timeout=30)

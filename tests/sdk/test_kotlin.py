@@ -24,6 +24,7 @@ pytestmark = pytest.mark.skipif(kotlin.check() is not None, reason=f"Kotlin: {ko
 @pytest.fixture(scope="module")
 def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     built = {"greeter": build(ROOT / "plugins" / "greeter" / "kotlin", out_dir),
+             "counter": build(ROOT / "plugins" / "counter" / "kotlin", out_dir),
              "probe": build(Path(__file__).parent / "probe_kotlin", out_dir)}
     fresh = tmp_path_factory.mktemp("scaffold") / "hello-kotlin"
     scaffold(fresh, "hello-kotlin", "kotlin")
@@ -72,6 +73,31 @@ def test_the_greeter_answers_through_the_real_host(engine: SandboxEngine,
         for i in range(300):
             assert json.loads(rt.call("greet", json.dumps({"name": f"n{i}"}).encode()))
         assert rt.stats()["discarded"] == 0
+
+
+def test_the_counter_counts_in_kv_from_its_configured_start_and_resets(
+        engine: SandboxEngine, wasm: dict[str, Path]) -> None:
+    with runtime(engine, wasm["counter"], config={"start": 40},
+                 limits=Limits(pool_size=1)) as rt:
+        assert json.loads(rt.call("count", b"{}")) == {"count": 41}
+        assert json.loads(rt.call("count", b'{"by": -50}')) == {"count": -9}
+        assert json.loads(rt.call("reset", b"")) == {"count": 40}
+        with pytest.raises(GuestError, match="counter overflow"):
+            rt.call("count", b'{"by": 9223372036854775807}')
+        for bad in (b'{"by": "x"}', b'{"by": 1.5}', b'{"by": 9223372036854775808}'):
+            with pytest.raises(GuestError, match="by must be an integer in the 64-bit range"):
+                rt.call("count", bad)
+        assert json.loads(rt.call("count", b"{}")) == {"count": 41}
+        memory = rt.usage().memory_bytes
+        for _ in range(2000):  # the arena gives each call's blocks back: memory stays flat
+            rt.call("count", b'{"by": 0}')
+        assert rt.usage().memory_bytes == memory
+        assert rt.stats()["discarded"] == 0
+    described = {h["name"]: h for h in PluginModule.load(engine, wasm["counter"]).manifest[
+        "handlers"]}
+    assert described["reset"]["destructive"] is True
+    assert described["count"]["input_schema"] == {"type": "object", "properties": {
+        "by": {"type": "integer"}}}
 
 
 def test_a_scaffold_builds_and_answers(engine: SandboxEngine, wasm: dict[str, Path]) -> None:
