@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LANGS = ["rust", "c", "go", "js", "zig", "as", "python"]
 # Ruby (issue 37): the interpreter pre-initialized with the plugin (toolchains/ruby/).
 LANGS += ["ruby"]
+# Kotlin (issue 64): a Wasm GC module, its arena and JSON the SDK's own.
+LANGS += ["kotlin"]
 INPUT = b'{"name": "' + b"x" * 88 + b'"}'  # 100 bytes of JSON
 assert len(INPUT) == 100
 
