@@ -64,8 +64,9 @@ class Settings:
 class Broker(Protocol):
     """One connection to a broker of one kind (``nats``, ``redis``)."""
 
-    async def connect(self) -> None:
-        """Connect and authenticate; raises what the broker answered."""
+    async def connect(self, lane: str) -> None:
+        """Connect and authenticate for ``lane`` (``inbound[N]``, ``outbound``); raises what
+        the broker answered."""
 
     async def close(self) -> None:
         """Close the connection; never raises."""

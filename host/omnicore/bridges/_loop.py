@@ -151,7 +151,8 @@ class Bridge:
                 try:
                     if broker is None:
                         broker = self._make()
-                        await broker.connect()
+                        await broker.connect(lane)
+                        self._up(lane)  # reached; a fetch or publish may still fail
                     if await step(broker):
                         self._up(lane)
                     backoff.reset()

@@ -35,8 +35,8 @@ _LOST = object()
 
 
 class MqttBroker:
-    """One MQTT client of a bridge (:class:`omnicore.bridges.Broker`), connected on first use
-    (its client id depends on the lane)."""
+    """One MQTT client of a bridge (:class:`omnicore.bridges.Broker`); an inbound lane's
+    client subscribes as it connects."""
 
     def __init__(self, settings: Settings) -> None:
         self._s = settings
@@ -45,8 +45,22 @@ class MqttBroker:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._pending: dict[int, asyncio.Future[None]] = {}
 
-    async def connect(self) -> None:
+    async def connect(self, lane: str) -> None:
         self._loop = asyncio.get_running_loop()
+        if lane == "outbound":
+            await self._open("out")
+            return
+        index = int(lane.removeprefix("inbound[").removesuffix("]"))
+        client = await self._open(f"in{index}")
+        route = self._s.config.inbound[index]
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        rc, mid = client.subscribe(f"$share/{self._s.group(route)}/{route.topic}",
+                                   options=SubscribeOptions(qos=1))
+        if rc != 0 or mid is None:
+            raise ConnectionError(f"the MQTT subscribe failed ({rc})")
+        suback = self._pending[mid] = self._loop.create_future()
+        await asyncio.wait_for(suback, self._s.config.confirm_timeout_s)
 
     def _client_id(self, lane: str) -> str:
         base = self._s.config.client_id or f"omnicore-{self._s.name}-{socket.gethostname()}"
@@ -134,17 +148,7 @@ class MqttBroker:
 
     async def fetch(self, route: BridgeInbound, limit: int, wait_s: float) -> list[Received]:
         if self._client is None:
-            index = next(i for i, r in enumerate(self._s.config.inbound) if r is route)
-            client = await self._open(f"in{index}")
-            from paho.mqtt.subscribeoptions import SubscribeOptions
-
-            rc, mid = client.subscribe(f"$share/{self._s.group(route)}/{route.topic}",
-                                       options=SubscribeOptions(qos=1))
-            if rc != 0 or mid is None:
-                raise ConnectionError(f"the MQTT subscribe failed ({rc})")
-            assert self._loop is not None
-            suback = self._pending[mid] = self._loop.create_future()
-            await asyncio.wait_for(suback, self._s.config.confirm_timeout_s)
+            raise ConnectionError("not connected")
         try:
             first = await asyncio.wait_for(self._queue.get(), wait_s)
         except TimeoutError:
@@ -176,7 +180,9 @@ class MqttBroker:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        client = await self._open("out")
+        client = self._client
+        if client is None:
+            raise ConnectionError("not connected")
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.UserProperty = [(MSG_ID, message_id), (EVENT, event)]
         info = client.publish(str(route.topic), data, qos=1, properties=props)

@@ -37,7 +37,7 @@ class NatsBroker:
         self._js: Any = None
         self._subs: dict[int, Any] = {}
 
-    async def connect(self) -> None:
+    async def connect(self, lane: str) -> None:
         import nats
 
         s = self._settings

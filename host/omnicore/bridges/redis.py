@@ -117,7 +117,7 @@ class RedisBroker:
     def _timeout(self) -> float:
         return self._settings.config.confirm_timeout_s
 
-    async def connect(self) -> None:
+    async def connect(self, lane: str) -> None:
         s = self._settings
         parts = urlsplit(s.config.url)
         tls = s.tls()
