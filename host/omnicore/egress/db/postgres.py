@@ -191,6 +191,25 @@ def _tls(target: Target) -> dict[str, Any]:
     return out
 
 
+def _check_strings(raw: psycopg.Connection[Any], connector: str, target: Target) -> None:
+    """Refuse a session whose ``standard_conforming_strings`` is not ``on`` (libpq's
+    ParameterStatus at start-up): the statement gate reads a string as PostgreSQL's default
+    does, where a backslash is a character; with it off a backslash escapes the quote after
+    it, and what the gate took for a string's text the server runs as code."""
+    value = raw.info.parameter_status("standard_conforming_strings")
+    if value == "on":
+        return
+    raw.close()
+    db, role = target.database or target.user, target.user
+    raise Refused("UNAVAILABLE", f"connector {connector}: the server runs database {db} for "
+                                 f"role {role} with standard_conforming_strings = "
+                                 f"{value or 'unset'}, which the statement gate does not read "
+                                 f"(a backslash in a string would escape): set it on (ALTER "
+                                 f"DATABASE {db} SET standard_conforming_strings = on; ALTER "
+                                 f"ROLE {role} RESET standard_conforming_strings; or "
+                                 "standard_conforming_strings = on in postgresql.conf)")
+
+
 class PostgresDialect(Dialect):
     """psycopg 3, autocommit connections; transactions are explicit BEGIN/COMMIT."""
 
@@ -212,6 +231,7 @@ class PostgresDialect(Dialect):
         # prepares a statement run five times, under names a reset's DISCARD ALL drops.)
         kwargs["prepare_threshold"] = None
         raw = psycopg.connect(**kwargs)
+        _check_strings(raw, connector.name, target)
         side = dict(kwargs, connect_timeout=math.ceil(SIDE_TIMEOUT_S),
                     options=f"-c statement_timeout={int(SIDE_TIMEOUT_S * 1000)}")
         return _Conn(raw, connector, side)
