@@ -23,9 +23,11 @@ import logging
 import math
 import os
 import re
+import select
 import socket
 import struct
 import termios
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Sequence
@@ -230,7 +232,8 @@ class PostgresDialect(Dialect):
         # (Given as None, not dropped with the unset ones above: psycopg's own default
         # prepares a statement run five times, under names a reset's DISCARD ALL drops.)
         kwargs["prepare_threshold"] = None
-        raw = psycopg.connect(**kwargs)
+        # Bounded by the call's deadline too: libpq's connect_timeout is at least 2 s.
+        raw = _open(kwargs, deadline)
         _check_strings(raw, connector.name, target)
         side = dict(kwargs, connect_timeout=math.ceil(SIDE_TIMEOUT_S),
                     options=f"-c statement_timeout={int(SIDE_TIMEOUT_S * 1000)}")
@@ -446,6 +449,131 @@ _PREPARED = (b"SELECT gid FROM pg_prepared_xacts WHERE owner = current_user AND 
              b"current_database()")
 
 
+#: What a server may send before its session is ready (authentication, parameters, the key,
+#: notices of a login): a start-up is a few KiB.
+_START_CAP = 1 << 20
+_starting = threading.local()
+_POLL_R, _POLL_W, _POLL_OK = (pq.PollingStatus.READING, pq.PollingStatus.WRITING,
+                              pq.PollingStatus.OK)
+
+
+class _Bounded(psycopg.Connection[Any]):
+    """psycopg's connection whose opening is bounded in bytes and finished at its end.
+
+    libpq takes a NoticeResponse (or ErrorResponse) of any length whole once the server
+    said AuthenticationOk (its buffer enlarged to the length announced, then filled as fast
+    as the server sends), and keeps every ParameterStatus of a new name: a spoofed server
+    sending one notice of 1 GiB grew the host by 300 MB in a 4 s connect timeout. And a
+    start-up psycopg's own timeout ends leaves its PGconn (its socket, its buffer) to the
+    cyclic garbage collector. Here, before each read of libpq: past :data:`_START_CAP`
+    counted on the socket, or libpq's buffer enlarged past it for one message, the opening
+    is refused; at that, at the deadline or at any failure the PGconn is finished at once."""
+
+    @classmethod
+    def _connect_gen(cls, conninfo: str = "") -> Generator[Any, Any, Any]:
+        pgconn = yield from _bounded_start(conninfo, _starting.until)
+        return cls(pgconn)
+
+
+def _bounded_start(conninfo: str, until: float) -> Generator[Any, Any, Any]:
+    """psycopg's generators.connect, bounded (:class:`_Bounded`)."""
+    pgconn = pq.PGconn.connect_start(conninfo.encode())
+    pending = array.array("i", [0])
+    got = 0
+    done = False
+    try:
+        while True:
+            if pgconn.status == pq.ConnStatus.BAD:
+                raise psycopg.OperationalError(
+                    f"connection is bad: {pgconn.get_error_message()}")
+            fileno = pgconn.socket
+            if fileno >= 0:
+                fcntl.ioctl(fileno, _FIONREAD, pending, True)
+                got += pending[0]
+                if got > _START_CAP or _in_buffer(pgconn) > _START_CAP:
+                    raise psycopg.OperationalError(
+                        f"the server sent more than {_START_CAP} bytes before its session "
+                        "was ready")
+            status = pgconn.connect_poll()
+            if status == _POLL_OK:
+                break
+            if status != _POLL_R and status != _POLL_W:
+                raise psycopg.OperationalError(
+                    f"connection failed: {pgconn.get_error_message()}")
+            # Looked at before each yield (a poll can be long: libpq's list of parameters
+            # grows with each new one), so psycopg's own timeout never ends the wait first.
+            while time.monotonic() < until and \
+                    not (yield pgconn.socket, _WAIT_R if status == _POLL_R else Wait.W):
+                pass
+            if time.monotonic() >= until:
+                raise psycopg.OperationalError("connection timeout expired")
+        pgconn.nonblocking = 1
+        done = True
+        return pgconn
+    finally:
+        if not done:
+            pgconn.finish()  # its socket closed now, not at a garbage collection
+
+
+def _in_buffer(pgconn: Any) -> int:
+    """The size of libpq's input buffer in ``pgconn`` (0: where it is is not known)."""
+    if not _in_offset:
+        _learn_input()
+    offset = _in_offset[0]
+    if offset is None:
+        return 0
+    return int(_INPUT.unpack_from(ctypes.string_at(pgconn.pgconn_ptr + offset,
+                                                   _INPUT.size))[1])
+
+
+def _learn_input() -> None:
+    """Find libpq's input buffer (:func:`_find_input`) on a connection to a server of a few
+    lines here, before the first connection to a real one: that one may be hostile."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(5)
+
+        def serve() -> None:
+            try:
+                client, _ = server.accept()
+                with client:
+                    client.settimeout(5)
+                    client.recv(65536)  # the start-up message (a few dozen bytes)
+                    client.sendall(b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I")
+                    client.recv(64)  # until the client's Terminate or close
+            except OSError:
+                pass
+
+        thread = threading.Thread(target=serve, name="omnicore-db-learn", daemon=True)
+        thread.start()
+        # Polled, not PQconnectdb: that one holds the GIL, and the server above is Python.
+        pgconn = pq.PGconn.connect_start(
+            f"host=127.0.0.1 port={server.getsockname()[1]} user=omnicore dbname=omnicore "
+            "sslmode=disable gssencmode=disable".encode())
+        try:
+            until = time.monotonic() + 5
+            status = _POLL_W
+            while status in (_POLL_R, _POLL_W) and time.monotonic() < until:
+                if status == _POLL_R:
+                    select.select([pgconn.socket], [], [], 0.5)
+                else:
+                    select.select([], [pgconn.socket], [], 0.5)
+                status = pgconn.connect_poll()
+            found = _find_input(pgconn) if status == _POLL_OK else None
+        finally:
+            pgconn.finish()
+            thread.join(5)
+    if not _in_offset:
+        _in_offset.append(found)
+
+
+def _open(kwargs: dict[str, Any], deadline: float = math.inf) -> psycopg.Connection[Any]:
+    """psycopg.connect(**kwargs), bounded by :class:`_Bounded`, and ended at ``deadline``
+    (time.monotonic()) when that comes first (psycopg's wait looks every 0.1 s)."""
+    timeout = float(kwargs.get("connect_timeout") or 30)
+    _starting.until = min(deadline, time.monotonic() + timeout)
+    return _Bounded.connect(**kwargs)
+
+
 def _sever(conn: _Conn, pid: int, side: dict[str, Any]) -> None:
     """Cut ``conn`` (the watchdog, when a statement outlived its cancel): its socket shut
     down here, so the call ends now, and its backend terminated from a side connection, so
@@ -468,7 +596,7 @@ def _sever(conn: _Conn, pid: int, side: dict[str, Any]) -> None:
 
 
 def _terminate(pid: int, side: dict[str, Any]) -> None:
-    with psycopg.connect(**side) as raw:
+    with _open(side) as raw:
         # Its answer bounded too (a side thread never waits longer than SIDE_TIMEOUT_S): a
         # server that answers with notices, or a COPY, for ever has the socket shut down.
         fd = raw.pgconn.socket

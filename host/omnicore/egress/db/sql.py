@@ -202,7 +202,9 @@ class SqlBackend:
         # so a plugin opening transactions from many calls cannot starve the others.
         self._held: dict[str, int] = {}
         self.max_held = max(1, connector.pool_size // 2)
-        self._role_checked = False  # a read_only connector's role, at its first connection
+        # The roles of a read_only connector whose write privileges were read (each role's:
+        # a plugin's own role can write when the connector's cannot).
+        self._write_checked: set[str | None] = set()
 
     # -- connections -------------------------------------------------------------------------
     def reserve(self, plugin: str) -> None:
@@ -224,14 +226,16 @@ class SqlBackend:
             if secret:
                 self.redactor.add(secret)
         conn = self.dialect.connect(target, self.connector, deadline)
-        if target.user not in self._checked:
-            try:
-                self._check_role(conn, target.user, deadline)
-            except BaseException:
-                conn.close()
-                raise
-        if self.connector.read_only and not self._role_checked:
-            self._role_checked = True
+        # At every new connection, not once per role: a role made superuser (or given
+        # CREATEROLE, ...) after its first connection was otherwise never refused (one query
+        # per connection opened; a pooled connection pays nothing).
+        try:
+            self._check_role(conn, target.user, deadline)
+        except BaseException:
+            conn.close()
+            raise
+        if self.connector.read_only and target.user not in self._write_checked:
+            self._write_checked.add(target.user)
             try:
                 why = self.dialect.writable(conn)
             except Exception as exc:  # a check, not a reason to refuse the connection
@@ -251,13 +255,15 @@ class SqlBackend:
         try:
             powers, owns = self.dialect.privileges(conn, deadline)
         except Exception as exc:  # a check, not a reason to refuse the connection
-            _log.warning("connector %s: the privileges of role %s could not be checked (%s)",
-                         self.name, user, type(exc).__name__)
+            if user not in self._checked:
+                _log.warning("connector %s: the privileges of role %s could not be checked "
+                             "(%s)", self.name, user, type(exc).__name__)
             if conn.broken or conn.killed or self.dialect.closed(conn):
                 raise self._fail(exc, conn) from None
             self._checked.add(user)
             return
         name = self.name
+        first = user not in self._checked  # warnings once per role, refusals every time
         if powers:
             why = (f"connector {name}: role {user} has {', '.join(powers)}: with it a plugin's "
                    "statement reaches past this connector's data (other roles, databases, "
@@ -265,7 +271,8 @@ class SqlBackend:
                    "(docs/guides/databases.md, One role per plugin)")
             if mode != "warn":
                 raise Refused("DENIED", f"{why}, or set connectors.{name}.privileges: warn")
-            _log.warning("%s (connectors.%s.privileges: warn)", why, name)
+            if first:
+                _log.warning("%s (connectors.%s.privileges: warn)", why, name)
         if owns:
             why = (f"connector {name}: role {user} owns {', '.join(owns)}: a plugin's "
                    "statement could ALTER or DROP them under its neighbours; give each plugin "
@@ -273,7 +280,8 @@ class SqlBackend:
                    "needs (docs/guides/databases.md, One role per plugin)")
             if mode == "strict":
                 raise Refused("DENIED", why)
-            _log.warning("%s", why)
+            if first:
+                _log.warning("%s", why)
         self._checked.add(user)
 
     def _clean(self, conn: Any, deadline: float) -> None:

@@ -1,0 +1,704 @@
+"""Attacks on the connectors' wire and authority of our own design (specs/abi.md §4.10-§4.12),
+beyond tests/egress/db/test_hostile_wire.py and test_tls.py: spoofed PostgreSQL and MariaDB
+servers that misbehave at start-up (huge or endless messages before the session is ready,
+a TLS downgrade, a TLS certificate of another CA, SCRAM with a forged nonce, an unknown
+authentication plugin, a greeting past the packet cap, packets nobody asked for), and real
+servers' roles that change under the connector. Each call ends within its deadline with a
+status, no password leaves the host, and no thread of the host outlives the call.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omnicore.egress.db import db_connector
+from omnicore.egress.db.service import _make
+from omnicore.egress.refused import Refused
+from tests.dbservers import CertAuthority
+from tests.egress.db.test_hostile_wire import (
+    _GREETING,
+    _OK,
+    _TLS_GREETING,
+    PASSWORD,
+    SLACK,
+    SpoofedMaria,
+    _host_threads,
+    _msg,
+    _no_thread_left,
+    _packet,
+)
+
+
+# -- a spoofed PostgreSQL whose start-up is hostile -------------------------------------------
+class HostileStartPostgres:
+    """A PostgreSQL server on 127.0.0.1 whose every session runs ``mode``'s start-up; what
+    the client sent after the start-up message is kept in :attr:`got` (a password would be
+    there), and whether a session ended in :attr:`ended`.
+
+    * ``auth_error_huge``: an ErrorResponse of 1 GiB announced instead of an authentication
+      request, sent for ever;
+    * ``notice_huge``: AuthenticationOk, then a NoticeResponse of 1 GiB, sent for ever;
+    * ``params_forever``: AuthenticationOk, then ParameterStatus messages of new names for
+      ever;
+    * ``keys_forever``: AuthenticationOk, then BackendKeyData for ever;
+    * ``ssl_no``: answers SSLRequest 'N' and asks for the password in clear;
+    * ``tls_cleartext``: TLS with ``tls`` (any certificate), then the password in clear;
+    * ``tls_scram_no_plus``: TLS, then SCRAM offered without its channel-binding variant;
+    * ``scram_bad_nonce``: SCRAM whose server nonce does not extend the client's;
+    * ``md5``: asks for an MD5 password.
+    """
+
+    def __init__(self, mode: str, tls: ssl.SSLContext | None = None) -> None:
+        self.mode = mode
+        self.tls = tls
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.got: list[bytes] = []
+        self.ssl_requested = False
+        self.ended = threading.Event()
+        self.sent = 0
+        threading.Thread(target=self._serve, daemon=True, name="fake-pgstart").start()
+
+    def close(self) -> None:
+        self.stop.set()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._session, args=(client,), daemon=True,
+                             name="fake-pgstart-session").start()
+        self.sock.close()
+
+    @staticmethod
+    def _read(client: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = client.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    def _message(self, client: socket.socket) -> bytes:
+        kind = self._read(client, 1)
+        size = struct.unpack("!I", self._read(client, 4))[0]
+        body = kind + self._read(client, size - 4)
+        self.got.append(body)
+        return body
+
+    def _flood(self, client: socket.socket, first: bytes, block: bytes) -> None:
+        client.sendall(first)
+        while not self.stop.is_set():
+            client.sendall(block)
+            self.sent += len(block)
+
+    def _session(self, client: socket.socket) -> None:
+        client.settimeout(30)
+        mode = self.mode
+        try:
+            with client:
+                length, code = struct.unpack("!II", self._read(client, 8))
+                if code == 80877103:  # SSLRequest
+                    self.ssl_requested = True
+                    if self.tls is not None:
+                        client.sendall(b"S")
+                        client = self.tls.wrap_socket(client, server_side=True)
+                    else:
+                        client.sendall(b"N")
+                    length, code = struct.unpack("!II", self._read(client, 8))
+                self._read(client, length - 8)
+                if code == 80877102:  # CancelRequest
+                    return
+                ok = _msg(b"R", struct.pack("!I", 0))
+                if mode == "auth_error_huge":
+                    self._flood(client, b"E" + struct.pack("!I", 1 << 30) + b"SFATAL\0M",
+                                b"e" * 65536)
+                elif mode == "notice_huge":
+                    self._flood(client, ok + b"N" + struct.pack("!I", 1 << 30) + b"SNOTICE\0M",
+                                b"n" * 65536)
+                elif mode == "params_forever":
+                    client.sendall(ok)
+                    n = 0
+                    while not self.stop.is_set():
+                        block = b"".join(_msg(b"S", b"p%d\0v\0" % i)
+                                         for i in range(n, n + 2048))
+                        n += 2048
+                        client.sendall(block)
+                        self.sent += len(block)
+                elif mode == "keys_forever":
+                    self._flood(client, ok, _msg(b"K", struct.pack("!II", 1, 2)) * 4096)
+                elif mode in ("ssl_no", "tls_cleartext"):
+                    client.sendall(_msg(b"R", struct.pack("!I", 3)))
+                    self._message(client)
+                elif mode in ("tls_scram_no_plus", "scram_bad_nonce"):
+                    client.sendall(_msg(b"R", struct.pack("!I", 10) + b"SCRAM-SHA-256\0\0"))
+                    first = self._message(client)
+                    if mode == "scram_bad_nonce":
+                        salt = base64.b64encode(b"0123456789abcdef")
+                        client.sendall(_msg(b"R", struct.pack("!I", 11) +
+                                            b"r=forgedNonceNotTheClients,s=" + salt +
+                                            b",i=4096"))
+                        self._message(client)
+                    del first
+                elif mode == "md5":
+                    client.sendall(_msg(b"R", struct.pack("!I", 5) + b"salt"))
+                    self._message(client)
+                    client.sendall(_msg(b"E", b"SFATAL\0C28P01\0Mpassword authentication "
+                                              b"failed\0\0"))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            client.close()  # (the TLS socket, when it was wrapped)
+            self.ended.set()
+
+
+@pytest.fixture
+def hostile_pg() -> Iterator[Callable[..., HostileStartPostgres]]:
+    made: list[HostileStartPostgres] = []
+
+    def start(mode: str, tls: ssl.SSLContext | None = None) -> HostileStartPostgres:
+        server = HostileStartPostgres(mode, tls)
+        made.append(server)
+        return server
+
+    yield start
+    for server in made:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> CertAuthority:
+    folder = Path(tempfile.mkdtemp(prefix="omnicore-attack-ca-"))
+    return CertAuthority.make(folder)
+
+
+def _server_tls(ca: CertAuthority) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(ca.cert, ca.key)
+    return context
+
+
+def _backend(kind: str, port: int, query: str = "", host: str = "127.0.0.1",
+             **extra: Any) -> Any:
+    scheme = "postgresql" if kind == "postgres" else "mysql"
+    connector = db_connector("spoof", {"kind": kind,
+                                       "url": f"{scheme}://u@{host}:{port}/d{query}",
+                                       "secret": "pw", "pool_size": 1, **extra})
+    return _make(connector, lambda name: PASSWORD.encode())
+
+
+def _refused(backend: Any, deadline_s: float) -> tuple[Refused, float]:
+    started = time.monotonic()
+    try:
+        with pytest.raises(Refused) as info:
+            backend.run("p", True, "SELECT 1", [], started + deadline_s)
+    finally:
+        backend.close()
+    return info.value, time.monotonic() - started
+
+
+def _no_password(server: HostileStartPostgres) -> None:
+    assert all(PASSWORD.encode() not in got for got in server.got), server.got
+
+
+def test_pg_a_huge_error_instead_of_authentication_is_refused_unread(
+        hostile_pg: Callable[..., HostileStartPostgres]) -> None:
+    server = hostile_pg("auth_error_huge")
+    before = _host_threads()
+    refused, took = _refused(_backend("postgres", server.port), 5.0)
+    assert refused.status == "UNAVAILABLE", refused
+    # libpq refuses an error over 30000 bytes before authentication from its header.
+    assert took < 2.0, took
+    assert server.ended.wait(10)
+    assert server.sent < 64 << 20, server.sent
+    _no_password(server)
+    _no_thread_left(before)
+
+
+@pytest.mark.parametrize("mode", ["params_forever", "keys_forever"])
+def test_pg_endless_start_up_messages_end_at_the_deadline(
+        hostile_pg: Callable[..., HostileStartPostgres], mode: str) -> None:
+    server = hostile_pg(mode)
+    before = _host_threads()
+    refused, took = _refused(_backend("postgres", server.port), 2.0)
+    assert refused.status == "UNAVAILABLE", refused
+    assert took < 2.0 + SLACK, took
+    assert server.ended.wait(10)
+    _no_thread_left(before)
+
+
+def test_pg_sslmode_require_refuses_a_server_without_tls(
+        hostile_pg: Callable[..., HostileStartPostgres]) -> None:
+    server = hostile_pg("ssl_no")
+    before = _host_threads()
+    refused, _ = _refused(_backend("postgres", server.port, "?sslmode=require"), 5.0)
+    assert (refused.status, "TLS failed" in str(refused)) == ("UNAVAILABLE", True), refused
+    assert server.ssl_requested and server.got == []  # not even the start-up message
+    _no_thread_left(before)
+
+
+def test_pg_disable_never_asks_for_tls_and_gives_the_clear_request_nothing(
+        hostile_pg: Callable[..., HostileStartPostgres]) -> None:
+    server = hostile_pg("ssl_no")
+    refused, _ = _refused(_backend("postgres", server.port), 5.0)
+    assert refused.status == "DENIED" and "in clear" in str(refused), refused
+    assert not server.ssl_requested
+    _no_password(server)
+
+
+def test_pg_tls_without_verification_gives_the_clear_request_nothing(
+        hostile_pg: Callable[..., HostileStartPostgres], ca: CertAuthority) -> None:
+    """Encrypted is not verified: under require (any certificate) a spoofed server that asks
+    for the password in clear gets nothing."""
+    server = hostile_pg("tls_cleartext", _server_tls(ca))
+    refused, _ = _refused(_backend("postgres", server.port, "?sslmode=require"), 5.0)
+    assert refused.status == "DENIED" and "in clear" in str(refused), refused
+    _no_password(server)
+
+
+def test_pg_verify_ca_refuses_a_certificate_of_another_ca(
+        hostile_pg: Callable[..., HostileStartPostgres], ca: CertAuthority) -> None:
+    server = hostile_pg("tls_cleartext", _server_tls(ca))
+    refused, _ = _refused(_backend("postgres", server.port,
+                                   f"?sslmode=verify-ca&sslrootcert={ca.other_ca}"), 5.0)
+    assert refused.status == "UNAVAILABLE" and "TLS failed" in str(refused), refused
+    assert server.got == []
+    _no_password(server)
+
+
+def test_pg_verify_full_refuses_a_valid_certificate_for_another_host(
+        hostile_pg: Callable[..., HostileStartPostgres], ca: CertAuthority) -> None:
+    """The CA signed the certificate, for localhost: a URL naming 127.0.0.1 is refused under
+    verify-full before the password is asked for."""
+    server = hostile_pg("tls_cleartext", _server_tls(ca))
+    refused, _ = _refused(_backend("postgres", server.port,
+                                   f"?sslmode=verify-full&sslrootcert={ca.ca}"), 5.0)
+    assert refused.status == "UNAVAILABLE" and "TLS failed" in str(refused), refused
+    assert server.got == []
+
+
+def test_pg_verify_full_to_the_right_host_sends_the_clear_password(
+        hostile_pg: Callable[..., HostileStartPostgres], ca: CertAuthority) -> None:
+    """The control of the two above: the same server named as its certificate says is
+    verified, and only then is it answered in clear (what §4.12 allows)."""
+    server = hostile_pg("tls_cleartext", _server_tls(ca))
+    _refused(_backend("postgres", server.port, f"?sslmode=verify-full&sslrootcert={ca.ca}",
+                      host="localhost"), 3.0)
+    assert server.got and PASSWORD.encode() in server.got[0]
+
+
+def test_pg_tls_without_channel_binding_offered_is_refused_under_require(
+        hostile_pg: Callable[..., HostileStartPostgres], ca: CertAuthority) -> None:
+    """A man in the middle terminates TLS and offers plain SCRAM: channel binding is
+    required over unverified TLS, so the client refuses before any proof is sent."""
+    server = hostile_pg("tls_scram_no_plus", _server_tls(ca))
+    refused, _ = _refused(_backend("postgres", server.port, "?sslmode=require"), 5.0)
+    assert refused.status == "DENIED", refused
+    assert server.got == []
+
+
+def test_pg_scram_with_a_forged_server_nonce_sends_no_proof(
+        hostile_pg: Callable[..., HostileStartPostgres]) -> None:
+    server = hostile_pg("scram_bad_nonce")
+    before = _host_threads()
+    refused, _ = _refused(_backend("postgres", server.port), 5.0)
+    assert refused.status in ("DENIED", "UNAVAILABLE"), refused
+    # The client-first message only: no client-final (its proof) after the forged nonce.
+    assert len(server.got) == 1 and b"SCRAM-SHA-256" in server.got[0], server.got
+    _no_password(server)
+    _no_thread_left(before)
+
+
+def test_pg_md5_sends_no_cleartext_password(
+        hostile_pg: Callable[..., HostileStartPostgres]) -> None:
+    """md5 is answered with the salted hash (a known limit of the method, not the password);
+    the connection is refused as the server says."""
+    server = hostile_pg("md5")
+    refused, _ = _refused(_backend("postgres", server.port), 5.0)
+    assert refused.status == "DENIED", refused
+    _no_password(server)
+
+
+# A child process: the peak of its resident memory while it tries to connect to a spoofed
+# server (C's, libpq's buffer, included).
+_CONNECT_PROBE = r"""
+import json, sys, time
+from omnicore.egress.db import db_connector
+from omnicore.egress.db.service import _make
+from omnicore.egress.refused import Refused
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+connector = db_connector("m", {"kind": sys.argv[1], "url": sys.argv[2], "secret": "pw",
+                               "pool_size": 1, "max_result_bytes": 1 << 20})
+backend = _make(connector, lambda name: b"pw")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+base = status("VmRSS")
+started = time.monotonic()
+try:
+    out = backend.run("p", True, "SELECT 1", [], started + float(sys.argv[3])).decode()
+except Refused as exc:
+    out = f"{exc.status}: {exc}"
+print(json.dumps({"status": out, "growth": status("VmHWM") - base,
+                  "took": time.monotonic() - started}))
+"""
+
+
+def _connect_probe(kind: str, url: str, deadline_s: float) -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root / "host"), str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _CONNECT_PROBE, kind, url, str(deadline_s)],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_pg_a_huge_notice_at_start_up_costs_no_more_than_the_cap(
+        hostile_pg: Callable[..., HostileStartPostgres]) -> None:
+    """After AuthenticationOk libpq takes a NoticeResponse of any length whole: a server
+    sending one of 1 GiB had libpq's buffer grow for the whole connect timeout."""
+    server = hostile_pg("notice_huge")
+    measured = _connect_probe("postgres", f"postgresql://u@127.0.0.1:{server.port}/d", 4.0)
+    assert measured["status"].startswith("UNAVAILABLE"), measured
+    assert measured["growth"] <= 64 << 20, measured
+
+
+def test_pg_endless_parameters_at_start_up_cost_bounded_memory(
+        hostile_pg: Callable[..., HostileStartPostgres]) -> None:
+    """Each ParameterStatus of a new name is a new entry in libpq's list, for the whole
+    connect timeout."""
+    server = hostile_pg("params_forever")
+    measured = _connect_probe("postgres", f"postgresql://u@127.0.0.1:{server.port}/d", 4.0)
+    assert measured["status"].startswith("UNAVAILABLE"), measured
+    assert measured["growth"] <= 64 << 20, measured
+
+
+# -- a spoofed MariaDB ------------------------------------------------------------------------
+class HostileMaria(SpoofedMaria):
+    """:class:`SpoofedMaria` with more modes for its first session:
+
+    * ``unknown_plugin``: switches authentication to a plugin nobody knows;
+    * ``dialog``: switches to ``dialog`` (PAM: the password in clear);
+    * ``huge_greeting``: a greeting of 16 MiB announced, sent for ever;
+    * ``extra_packet``: answers the first query honestly, then sends an OK nobody asked for.
+    """
+
+    def _session(self, client: socket.socket) -> None:
+        if self.mode in ("unknown_plugin", "dialog", "huge_greeting", "extra_packet"):
+            return self._hostile_session(client)
+        return super()._session(client)
+
+    def _hostile_session(self, client: socket.socket) -> None:
+        client.settimeout(30)
+        self.sessions += 1
+        hostile = self.sessions == 1
+        try:
+            with client:
+                if hostile and self.mode == "huge_greeting":
+                    client.sendall(b"\xff\xff\xff\x00" + b"\x0a")
+                    while not self.stop.is_set():
+                        client.sendall(b"g" * 65536)
+                    return
+                client.sendall(_packet(0, _GREETING if self.tls is None else _TLS_GREETING))
+                seq, _ = self._read_packet(client)
+                if hostile and self.mode in ("unknown_plugin", "dialog"):
+                    name = b"evil_plugin" if self.mode == "unknown_plugin" else b"dialog"
+                    client.sendall(_packet(seq + 1, b"\xfe" + name + b"\0" + b"x" * 20 + b"\0"))
+                    try:
+                        self.answers.append(self._read_packet(client)[1])
+                    except (ConnectionError, OSError):
+                        pass
+                    return
+                client.sendall(_packet(seq + 1, _OK))
+                queries = 0
+                while not self.stop.is_set():
+                    _, command = self._read_packet(client)
+                    if command[:1] == b"\x01":
+                        return
+                    if command[:1] == b"\x03" and b"SELECT 1" in command:
+                        queries += 1
+                        column = b"".join(bytes([len(t)]) + t for t in (
+                            b"def", b"", b"", b"", b"x", b"")) + b"\x0c" + struct.pack(
+                            "<HIBHBH", 45, 4, 253, 0, 0, 0)
+                        answer = (_packet(1, b"\x01") + _packet(2, column) +
+                                  _packet(3, b"\xfe\x00\x00\x02\x00") + _packet(4, b"\x011") +
+                                  _packet(5, b"\xfe\x00\x00\x02\x00"))
+                        if hostile and queries == 1:
+                            answer += _packet(6, _OK)  # nobody asked for it
+                        client.sendall(answer)
+                        continue
+                    client.sendall(_packet(1, _OK))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if hostile:
+                self.hostile_done.set()
+
+
+@pytest.fixture
+def hostile_maria() -> Iterator[Callable[[str], HostileMaria]]:
+    made: list[HostileMaria] = []
+
+    def start(mode: str) -> HostileMaria:
+        server = HostileMaria(mode)
+        made.append(server)
+        return server
+
+    yield start
+    for server in made:
+        server.close()
+
+
+@pytest.mark.parametrize("mode", ["unknown_plugin", "dialog"])
+def test_maria_a_switch_to_a_plugin_not_allowed_gets_nothing(
+        hostile_maria: Callable[[str], HostileMaria], mode: str) -> None:
+    server = hostile_maria(mode)
+    before = _host_threads()
+    refused, took = _refused(_backend("mysql", server.port), 3.0)
+    assert refused.status == "DENIED", refused
+    name = "evil_plugin" if mode == "unknown_plugin" else "dialog"
+    assert f"'{name}'" in str(refused), refused
+    assert server.hostile_done.wait(5)
+    assert all(PASSWORD.encode() not in a for a in server.answers), server.answers
+    assert took < 3.0 + SLACK
+    _no_thread_left(before)
+
+
+def test_maria_a_greeting_past_the_packet_cap_is_refused_unread(
+        hostile_maria: Callable[[str], HostileMaria]) -> None:
+    server = hostile_maria("huge_greeting")
+    before = _host_threads()
+    refused, took = _refused(_backend("mysql", server.port, max_result_bytes=1 << 20), 5.0)
+    assert refused.status in ("TOO_LARGE", "UNAVAILABLE"), refused
+    assert took < 2.0, took
+    _no_thread_left(before)
+
+
+def test_maria_a_packet_nobody_asked_for_closes_the_connection(
+        hostile_maria: Callable[[str], HostileMaria]) -> None:
+    """An OK after a complete result sits on the socket: the next statement on the pooled
+    connection reads it first (out of sequence, or a stale answer). The call must not be
+    given that stale answer as its own, and the pool goes on."""
+    server = hostile_maria("extra_packet")
+    backend = _backend("mysql", server.port)
+    before = _host_threads()
+    try:
+        first = backend.run("p", True, "SELECT 1", [], time.monotonic() + 3)
+        assert first.endswith(b'[["1"]]}')
+        outs: list[Any] = []
+        for _ in range(2):
+            try:
+                outs.append(backend.run("p", True, "SELECT 1", [], time.monotonic() + 3))
+            except Refused as exc:
+                outs.append(exc)
+        # Never a wrong answer: a refusal, or the right rows.
+        assert all(isinstance(o, Refused) or o.endswith(b'[["1"]]}') for o in outs), outs
+        # The connection after the refusal is a new, honest one.
+        assert outs[-1] == first, outs
+    finally:
+        backend.close()
+    _no_thread_left(before)
+
+
+# -- real servers: roles that change under the connector ---------------------------------------
+def _role(cluster: Any, db: str, attrs: str = "") -> str:
+    role = f"atk_{time.time_ns() % 10**12}"
+    cluster.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}' {attrs}")
+    cluster.psql(f'GRANT CONNECT ON DATABASE "{db}" TO {role}')
+    return role
+
+
+def _pg_backend(pg_url: str, **extra: Any) -> Any:
+    """A backend on ``pg_url`` (its owner's role) whose per-plugin roles' passwords are
+    ``pw-<role>`` (the secret's name is the role)."""
+    connector = db_connector("db", {"kind": "postgres", "url_secret": "url", "pool_size": 1,
+                                    **extra})
+
+    def read(name: str) -> bytes:
+        return pg_url.encode() if name == "url" else f"pw-{name}".encode()
+    return _make(connector, read)
+
+
+def _rows(backend: Any, plugin: str, sql: str, deadline_s: float = 5.0) -> list[Any]:
+    return list(json.loads(backend.run(plugin, True, sql, [], time.monotonic() + deadline_s))
+                ["rows"])
+
+
+def test_pg_a_role_made_superuser_after_its_first_connection_is_refused_at_its_next(
+        pg_cluster: Any, pg_url: str) -> None:
+    """The privileges are read at every new connection, not once per role: a role an
+    operator (or a compromised admin tool) made superuser later is refused as soon as the
+    pool opens a connection for it."""
+    db = pg_url.rsplit("/", 1)[1]
+    role = _role(pg_cluster, db)
+    backend = _pg_backend(pg_url, plugins={"p": {"user": role, "secret": role}})
+    try:
+        assert _rows(backend, "p", "SELECT current_user") == [[role]]
+        pg_cluster.psql(f"ALTER ROLE {role} SUPERUSER")
+        backend.pool.discard_idle()  # the next call opens a new connection
+        with pytest.raises(Refused) as info:
+            backend.run("p", True, "SELECT 1", [], time.monotonic() + 5)
+        assert info.value.status == "DENIED" and f"role {role} has superuser" in \
+            str(info.value), info.value
+    finally:
+        backend.close()
+
+
+def test_pg_privileges_warn_lets_a_superuser_connect_and_says_so_once(
+        pg_cluster: Any, pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    db = pg_url.rsplit("/", 1)[1]
+    role = _role(pg_cluster, db, "SUPERUSER")
+    backend = _pg_backend(pg_url, privileges="warn",
+                          plugins={"p": {"user": role, "secret": role}})
+    try:
+        with caplog.at_level(logging.WARNING, logger="omnicore"):
+            assert _rows(backend, "p", "SELECT current_user") == [[role]]
+            backend.pool.discard_idle()
+            assert _rows(backend, "p", "SELECT 1") == [[1]]
+        said = [r.getMessage() for r in caplog.records if f"role {role} has superuser" in
+                r.getMessage()]
+        assert len(said) == 1 and "privileges: warn" in said[0], said
+        # The gate still stands between the plugin and the superuser's powers.
+        with pytest.raises(Refused) as info:
+            backend.run("p", False, f"ALTER ROLE {role} NOSUPERUSER", [],
+                        time.monotonic() + 5)
+        assert info.value.status in ("DENIED", "INVALID"), info.value
+    finally:
+        backend.close()
+
+
+def test_pg_read_only_with_a_plugins_writing_role_refuses_writes_and_names_that_role(
+        pg_cluster: Any, pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    db = pg_url.rsplit("/", 1)[1]
+    pg_cluster.psql("CREATE TABLE items (id int PRIMARY KEY); ALTER TABLE items OWNER TO "
+                    "omnicore", db=db)
+    role = _role(pg_cluster, db)
+    pg_cluster.psql(f"GRANT SELECT, INSERT ON items TO {role}", db=db)
+    backend = _pg_backend(pg_url, read_only=True, pool_size=2,
+                          plugins={"w": {"user": role, "secret": role}})
+    try:
+        with caplog.at_level(logging.WARNING, logger="omnicore"):
+            assert _rows(backend, "p", "SELECT count(*) FROM items") == [[0]]
+            assert _rows(backend, "w", "SELECT count(*) FROM items") == [[0]]
+            with pytest.raises(Refused) as info:
+                backend.run("w", False, "INSERT INTO items VALUES (1)", [],
+                            time.monotonic() + 5)
+        assert info.value.status == "DENIED" and "read-only" in str(info.value), info.value
+        assert pg_cluster.psql("SELECT count(*) FROM items", db=db).strip() == "0"
+        # The operator hears of each role that can write, the plugin's too.
+        said = [r.getMessage() for r in caplog.records if "is read_only but its role" in
+                r.getMessage()]
+        assert any(f"its role {role} can write" in m for m in said), said
+    finally:
+        backend.close()
+
+
+def test_pg_a_plugins_role_never_gets_another_plugins_session(
+        pg_cluster: Any, pg_url: str) -> None:
+    db = pg_url.rsplit("/", 1)[1]
+    a, b = _role(pg_cluster, db), _role(pg_cluster, db)
+    backend = _pg_backend(pg_url, plugins={"a": {"user": a, "secret": a},
+                                           "b": {"user": b, "secret": b}})
+    try:
+        (pid_a, who_a), = _rows(backend, "a", "SELECT pg_backend_pid(), current_user")
+        (pid_b, who_b), = _rows(backend, "b", "SELECT pg_backend_pid(), current_user")
+        assert (who_a, who_b) == (a, b) and pid_a != pid_b
+        # And b cannot reach a's backend: signalling another role's session is refused by
+        # the gate (and by the server: a's role is not b's).
+        with pytest.raises(Refused):
+            backend.run("b", True, f"SELECT pg_cancel_backend({pid_b})", [],
+                        time.monotonic() + 5)
+        assert backend.pool.resets == 0
+    finally:
+        backend.close()
+
+
+def test_pg_a_statement_killed_at_its_deadline_in_a_transaction_leaves_no_lock(
+        pg_cluster: Any, pg_url: str) -> None:
+    """A plugin's transaction takes a row lock, then its statement runs past the deadline:
+    the call ends with a status, and once the call's end rolls back (as the host does at a
+    call's end), the neighbour's write goes through at once; no thread is left."""
+    db = pg_url.rsplit("/", 1)[1]
+    pg_cluster.psql("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0);"
+                    "ALTER TABLE t OWNER TO omnicore", db=db)
+    backend = _pg_backend(pg_url, pool_size=2)
+    backend.reserve("a")
+    backend.reserve("b")
+    before = _host_threads()
+    try:
+        conn = backend.begin("a", time.monotonic() + 10)
+        backend.run("a", False, "UPDATE t SET v = 1 WHERE id = 1", [], time.monotonic() + 5,
+                    conn=conn)
+        started = time.monotonic()
+        with pytest.raises(Refused) as info:
+            backend.run("a", True, "SELECT pg_sleep(30)", [], started + 1.0, conn=conn)
+        assert info.value.status == "UNAVAILABLE" and "timed out" in str(info.value)
+        assert time.monotonic() - started < 1.0 + SLACK
+        backend.end("a", conn, False, time.monotonic() + 5)
+        started = time.monotonic()
+        assert backend.run("b", False, "UPDATE t SET v = 2 WHERE id = 1", [],
+                           time.monotonic() + 3) == b'{"rows_affected":1}'
+        assert time.monotonic() - started < 1.0
+        assert backend.pool.in_use == 0
+    finally:
+        backend.close()
+    _no_thread_left(before)
+
+
+def test_pg_two_plugins_holding_transactions_and_waiting_leave_a_third_its_connection(
+        pg_cluster: Any, pg_url: str) -> None:
+    """a and b each hold a transaction (their share) and wait for more; c, granted too,
+    gets its connection at once, and a's and b's waits end QUOTA at their deadlines."""
+    backend = _pg_backend(pg_url, pool_size=3)
+    for p in ("a", "b", "c"):
+        backend.reserve(p)
+    far = time.monotonic() + 30
+    held = [backend.begin("a", far), backend.begin("b", far)]
+    results: dict[str, Any] = {}
+
+    def greedy(plugin: str) -> None:
+        try:
+            results[plugin] = backend.run(plugin, True, "SELECT 1", [], time.monotonic() + 2)
+        except Refused as exc:
+            results[plugin] = exc
+
+    waiters = [threading.Thread(target=greedy, args=(p,)) for p in ("a", "b")]
+    try:
+        for w in waiters:
+            w.start()
+        started = time.monotonic()
+        assert _rows(backend, "c", "SELECT 1", 1.0) == [[1]]
+        assert time.monotonic() - started < 1.0
+        for w in waiters:
+            w.join(10)
+        assert all(isinstance(results[p], Refused) and results[p].status == "QUOTA"
+                   for p in ("a", "b")), results
+    finally:
+        for conn, plugin in zip(held, ("a", "b"), strict=True):
+            backend.end(plugin, conn, False, time.monotonic() + 5)
+        backend.close()
