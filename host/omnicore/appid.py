@@ -8,6 +8,13 @@ has none. ``omnicore run`` writes the id into ``console.json`` and answers it on
 ``/healthz``; the CLI (:mod:`omnicore.cli.remote`) asks a host only when the id of the app
 folder it was given, the console file's and the host's answer are one (specs/host.md).
 
+The id is no proof: ``app-id.json`` is readable by anyone and ``/healthz`` answers it to
+anyone, so a process on a dead host's port could answer it too. ``<data_dir>/app-key.json``
+(mode 0600, made with the id and for it: a copied folder's is made again with its new id)
+holds a secret no host serves: the CLI sends a random challenge on ``/healthz?challenge=``
+and uses the host only when it answers :func:`proof` of it under that secret (checked in
+constant time), before the admin token is sent anywhere.
+
 Standard library only: the CLI reads it before it imports any host code.
 """
 
@@ -19,9 +26,19 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["APP_ID_FILE", "app_id", "ensure_app_id"]
+__all__ = [
+    "APP_ID_FILE",
+    "APP_KEY_FILE",
+    "app_id",
+    "app_key",
+    "ensure_app_id",
+    "ensure_app_key",
+    "is_challenge",
+    "proof",
+]
 
 APP_ID_FILE = "app-id.json"
+APP_KEY_FILE = "app-key.json"
 
 log = logging.getLogger("omnicore.app")
 
@@ -80,3 +97,53 @@ def ensure_app_id(data_dir: Path) -> str:
                     "its own (%s), so the CLI given this folder reaches this host only",
                     data_dir, made_for, new)
     return new
+
+
+def app_key(data_dir: Path, ident: str) -> bytes | None:
+    """The secret of the app ``ident`` whose data dir is ``data_dir`` (``app-key.json``,
+    readable by the folder's owner only); None when there is none for this id and folder,
+    or it cannot be read (another user, no host started here yet)."""
+    try:
+        doc = json.loads((data_dir / APP_KEY_FILE).read_text(encoding="utf-8"))
+        key, made_id, made_for = doc["key"], doc["app_id"], doc["data_dir"]
+        if made_id != ident or made_for != _real(data_dir):
+            return None
+        secret = bytes.fromhex(key)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return secret if len(secret) >= 32 else None
+
+
+def ensure_app_key(data_dir: Path, ident: str) -> bytes:
+    """``data_dir``'s secret for the id ``ident``, made now (mode 0600, never served) when
+    there is none for it: a copied folder's file names the original's id and is replaced."""
+    found = app_key(data_dir, ident)
+    if found is not None:
+        return found
+    secret = secrets.token_bytes(32)
+    text = json.dumps({"key": secret.hex(), "app_id": ident, "data_dir": _real(data_dir)})
+    path = data_dir / APP_KEY_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    again = app_key(data_dir, ident)  # two hosts of one data dir: the last one's stands
+    return again if again is not None else secret
+
+
+def is_challenge(text: object) -> bool:
+    """Whether ``text`` is a challenge a host answers: 32 to 128 hex digits."""
+    return isinstance(text, str) and 32 <= len(text) <= 128 and \
+        all(c in "0123456789abcdef" for c in text)
+
+
+def proof(secret: bytes, ident: str, challenge: str) -> str:
+    """The host's answer to ``challenge``: HMAC-SHA256 under the app's secret of the id and
+    the challenge (hex)."""
+    import hashlib
+    import hmac
+
+    message = f"omnicore-app-proof:v1:{ident}:{challenge}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()

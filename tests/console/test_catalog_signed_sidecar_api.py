@@ -19,9 +19,11 @@ from omnicore.oci import BlobSignature, SignatureRefused, generate_key, load_pri
 from omnicore.oci.signing import (
     SidecarSignature,
     sidecar_signature_to_json,
+    sidecar_statement,
     sign_blob,
     signature_to_json,
 )
+from omnicore.plugins.catalog import digest_of
 from tests.host_fixtures import echo_wasm
 
 SIDECAR = b"limits:\n  timeout_ms: 999999\n"
@@ -37,7 +39,8 @@ def test_the_api_holds_a_sidecar_to_the_signatures(
     by = Actor.web("admin", "127.0.0.1")
     wasm = echo_wasm("api-side", "1.0.0")
     module_sig = BlobSignature(base64.b64decode(sign_blob(key, wasm)))
-    side_sig = SidecarSignature(SIDECAR, base64.b64decode(sign_blob(key, SIDECAR)))
+    side_sig = SidecarSignature(SIDECAR, base64.b64decode(
+        sign_blob(key, sidecar_statement(digest_of(wasm), "api-side", SIDECAR))))
     # The body's list, as the CLI sends it: module and sidecar signatures apart.
     module_sigs, sidecar_sigs = _signatures([signature_to_json(module_sig),
                                              sidecar_signature_to_json(side_sig)])

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from omnicore.app import OmniApp
-from omnicore.appid import APP_ID_FILE, app_id, ensure_app_id
+from omnicore.appid import APP_ID_FILE, app_id, ensure_app_id, ensure_app_key, proof
 from omnicore.cli.remote import find_running
 from omnicore.config.schema import CatalogConfig
 from omnicore.oci import BlobSignature, SignatureRefused, generate_key, load_private_key
@@ -26,12 +26,14 @@ from omnicore.oci.artifact import build
 from omnicore.oci.signing import (
     OciSignature,
     SidecarSignature,
+    sidecar_statement,
     sign_blob,
     sign_payload,
     signature_to_json,
     simple_signing_payload,
 )
-from omnicore.oci.trust import TrustPolicy, Waiver, check_version, verify, verify_sidecar
+from omnicore.oci.trust import TrustPolicy, Waiver, check_version, verify
+from omnicore.oci.trust import verify_sidecar as _verify_sidecar
 from omnicore.plugins.catalog import BadPublish, digest_of
 from tests.host_fixtures import echo_wasm
 from tests.oci.test_registry_credentials import Recorder
@@ -56,8 +58,17 @@ def blob(key: Any, module: bytes) -> BlobSignature:
     return BlobSignature(base64.b64decode(sign_blob(key, module)))
 
 
-def side(key: Any, text: bytes) -> SidecarSignature:
-    return SidecarSignature(text, base64.b64decode(sign_blob(key, text)))
+def side(key: Any, text: bytes, digest: str = "sha256:" + "0" * 64, name: str = "p"
+         ) -> SidecarSignature:
+    """A sidecar signature for module ``digest`` published as ``name`` (the statement)."""
+    return SidecarSignature(text, base64.b64decode(
+        sign_blob(key, sidecar_statement(digest, name, text))))
+
+
+def verify_sidecar(*args: Any, **kw: Any) -> str:
+    """trust.verify_sidecar for plugin ``p`` unless told (what :func:`side` signs for)."""
+    kw.setdefault("plugin", "p")
+    return _verify_sidecar(*args, **kw)
 
 
 def oci_sig(key: Any, module: bytes, sidecar: dict[str, Any] | None) -> OciSignature:
@@ -122,20 +133,24 @@ def test_module_bytes_a_key_signed_are_no_signed_sidecar(ops: tuple[Any, Path]) 
     module = echo_wasm("mix", "1.0.0")
     with pytest.raises(SignatureRefused):
         verify_sidecar(digest_of(module), {"enabled": True}, [blob(key, module)],
-                       policy_of(pub), sidecar_signatures=[side(key, module)])
+                       policy_of(pub),
+                       sidecar_signatures=[side(key, module, digest_of(module))])
 
 
-def test_a_signed_sidecar_file_binds_its_text_not_a_module(ops: tuple[Any, Path]) -> None:
-    # specs/security.md, "What a signature covers": SIDECAR.sig covers that sidecar, not the
-    # module. A sidecar signed for A is accepted with any module a trusted key signed: the
-    # documented limit (recorded here so that a change to it is a decision, not an accident).
+def test_a_signed_sidecar_file_binds_its_module(ops: tuple[Any, Path]) -> None:
+    # specs/security.md, "What a signature covers": SIDECAR.sig signs a statement binding the
+    # sidecar to one module and one name; signed for A, it covers nothing with B's module
+    # (tests/plugins/test_catalog_binding.py holds the rest of the decision).
     key, pub = ops
     text = b"limits: {timeout_ms: 60000}\n"
-    for module in (echo_wasm("a", "1.0.0"), echo_wasm("b", "1.0.0")):
-        cover = verify_sidecar(digest_of(module), {"limits": {"timeout_ms": 60000}},
-                               [blob(key, module)], policy_of(pub),
-                               sidecar_signatures=[side(key, text)])
-        assert cover.startswith("its file signed by ops.pub")
+    a, b = echo_wasm("a", "1.0.0"), echo_wasm("b", "1.0.0")
+    sig = side(key, text, digest_of(a))
+    cover = verify_sidecar(digest_of(a), {"limits": {"timeout_ms": 60000}},
+                           [blob(key, a)], policy_of(pub), sidecar_signatures=[sig])
+    assert cover.startswith("its file signed by ops.pub")
+    with pytest.raises(SignatureRefused):
+        verify_sidecar(digest_of(b), {"limits": {"timeout_ms": 60000}},
+                       [blob(key, b)], policy_of(pub), sidecar_signatures=[sig])
 
 
 def test_comments_and_spacing_are_not_the_sidecar_but_every_value_is(
@@ -358,15 +373,21 @@ def console_file(data: Path, url: str, ident: str | None) -> None:
         "data_dir": os.path.realpath(data)}))
 
 
-def healthz(ident: str) -> Recorder:
-    return Recorder(lambda m, p, h: (200, {"Content-Type": "application/json"},
-                                     json.dumps({"status": "ok", "app_id": ident}).encode()))
+def healthz(ident: str, key: bytes | None = None) -> Recorder:
+    """A host answering ``ident``; with ``key``, the proof of the CLI's challenge too."""
+    def answer(m: str, p: str, h: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        doc = {"status": "ok", "app_id": ident}
+        challenge = p.partition("challenge=")[2]
+        if key is not None and challenge:
+            doc["proof"] = proof(key, ident, challenge)
+        return 200, {"Content-Type": "application/json"}, json.dumps(doc).encode()
+    return Recorder(answer)
 
 
 def test_a_symlinked_or_copied_app_id_gives_the_copy_no_identity(tmp_path: Path) -> None:
     original, copy, other = tmp_path / "a" / "data", tmp_path / "b" / "data", tmp_path / "c"
     ident = ensure_app_id(original)
-    host = healthz(ident)
+    host = healthz(ident, ensure_app_key(original, ident))
     try:
         console_file(original, host.url, ident)
         assert find_running(original) is not None
@@ -394,7 +415,7 @@ def test_a_host_answering_another_id_is_not_used(tmp_path: Path,
         assert find_running(data) is None
         assert "answers app id 'app-impostor'" in capsys.readouterr().err
         # Only /healthz was asked: no command reached it.
-        assert [p for _, p, _ in impostor.seen] == ["/healthz"]
+        assert [p.split("?")[0] for _, p, _ in impostor.seen] == ["/healthz"]
     finally:
         impostor.stop()
 

@@ -22,7 +22,7 @@ from omnicore.app import OmniApp
 from omnicore.cli import main
 from omnicore.config.schema import CatalogConfig
 from omnicore.oci import BlobSignature, SignatureRefused, generate_key, load_private_key
-from omnicore.oci.signing import SidecarSignature, sign_blob
+from omnicore.oci.signing import SidecarSignature, sidecar_statement, sign_blob
 from omnicore.oci.trust import TrustPolicy, Waiver, check_version, verify_sidecar
 from omnicore.plugins.catalog import OlderModule, digest_of
 from omnicore.storage import SQLiteStorage
@@ -128,19 +128,25 @@ def test_a_signed_artifact_with_a_foreign_sidecar_is_refused_under_require(
 
 def test_a_foreign_sidecar_signed_by_a_trusted_key_is_accepted(
         registry: Registry, appdir: Path, tmp_path: Path) -> None:
-    ref, _ = signed_artifact(registry, tmp_path, "2")
+    ref, wasm = signed_artifact(registry, tmp_path, "2")
     evil = tmp_path / "evil.yaml"
     evil.write_text(EVIL)
     stranger = load_private_key((tmp_path / "stranger.key").read_bytes())
     ops = load_private_key((tmp_path / "ops.key").read_bytes())
     sig = tmp_path / "evil.yaml.sig"
-    sig.write_bytes(sign_blob(stranger, EVIL.encode()))  # an untrusted key: refused
+    def statement(text: str) -> bytes:
+        return sidecar_statement(digest_of(wasm), "greeter", text.encode())
+
+    sig.write_bytes(sign_blob(stranger, statement(EVIL)))  # an untrusted key: refused
     code, _, err = run(appdir, "publish", ref, "--sidecar", str(evil))
     assert code == 1 and "sidecar" in err, err
-    sig.write_bytes(sign_blob(ops, b"config: {who: other}\n"))  # another sidecar's: refused
+    sig.write_bytes(sign_blob(ops, statement("config: {who: other}\n")))  # another's: refused
     code, _, err = run(appdir, "publish", ref, "--sidecar", str(evil))
     assert code == 1 and "sidecar" in err, err
-    sig.write_bytes(sign_blob(ops, EVIL.encode()))
+    sig.write_bytes(sign_blob(ops, EVIL.encode()))  # the older form, the bytes alone: refused
+    code, _, err = run(appdir, "publish", ref, "--sidecar", str(evil))
+    assert code == 1 and "does not bind this module and plugin name" in err, err
+    sig.write_bytes(sign_blob(ops, statement(EVIL)))
     code, out, err = run(appdir, "publish", ref, "--sidecar", str(evil), "--json")
     assert code == 0, err
     doc = json.loads(out)
@@ -184,9 +190,10 @@ def test_a_file_and_its_sig_cover_the_module_only(appdir: Path, tmp_path: Path) 
     side.write_text(EVIL)
     code, _, err = run(appdir, "publish", str(file))
     assert code == 1 and "no trusted key signed it" in err, err
-    # `omnicore plugins sign SIDECAR --key` writes SIDECAR.sig, as cosign sign-blob does.
-    signed = CliRunner().invoke(main, ["plugins", "sign", str(side), "--key",
-                                       str(tmp_path / "ops.key")])
+    # `omnicore plugins sign SIDECAR --module FILE --key` writes SIDECAR.sig over the
+    # statement binding it to the module and name (SIDECAR.statement.json beside it).
+    signed = CliRunner().invoke(main, ["plugins", "sign", str(side), "--module", str(file),
+                                       "--key", str(tmp_path / "ops.key")])
     assert signed.exit_code == 0 and tmp_path.joinpath("conf.yaml.sig").is_file()
     code, _, err = run(appdir, "publish", str(file))
     assert code == 0, err
@@ -244,14 +251,17 @@ def test_a_sidecar_signature_covers_yaml_toml_and_json(tmp_path: Path) -> None:
     for text in (b"config: {who: x}\nlimits: {timeout_ms: 10}\n",
                  b'[config]\nwho = "x"\n[limits]\ntimeout_ms = 10\n',
                  json.dumps(want).encode()):
-        sig = SidecarSignature(text, base64.b64decode(sign_blob(ops, text)))
+        sig = SidecarSignature(text, base64.b64decode(
+            sign_blob(ops, sidecar_statement("sha256:" + "0" * 64, "p", text))))
         cover = verify_sidecar("sha256:" + "0" * 64, want, [], policy,
-                               sidecar_signatures=[sig])
+                               sidecar_signatures=[sig], plugin="p")
         assert cover.startswith("its file signed by ops.pub"), text
-    sig = SidecarSignature(b"config: {who: y}\n",
-                           base64.b64decode(sign_blob(ops, b"config: {who: y}\n")))
+    text = b"config: {who: y}\n"
+    sig = SidecarSignature(text, base64.b64decode(
+        sign_blob(ops, sidecar_statement("sha256:" + "0" * 64, "p", text))))
     with pytest.raises(SignatureRefused):
-        verify_sidecar("sha256:" + "0" * 64, want, [], policy, sidecar_signatures=[sig])
+        verify_sidecar("sha256:" + "0" * 64, want, [], policy, sidecar_signatures=[sig],
+                       plugin="p")
 
 
 def test_an_older_module_is_said_so_and_refused_on_request(

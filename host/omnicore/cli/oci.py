@@ -250,11 +250,20 @@ def _write_atomically(path: Path, data: bytes) -> None:
 @click.option("--key", "key_file", required=True,
               type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help=f"The private key (PEM; its password from ${_PASSWORD_ENV}).")
+@click.option("--module", "module",
+              help="TARGET is a sidecar: the module it goes with (its .wasm FILE, or "
+                   "sha256:<hex>); the signature binds the sidecar to it and to --name.")
+@click.option("--name", "name",
+              help="With --module: the plugin name the sidecar is published under "
+                   "(default: the module file's name without .wasm).")
 @_registry_options
 @_APP
-def sign(target: str, key_file: Path, appdir: Path, **registry: Any) -> None:
-    """Sign TARGET: an artifact (oci://...: a cosign signature at its .sig tag) or a FILE
-    (FILE.sig beside it, as cosign sign-blob writes)."""
+def sign(target: str, key_file: Path, module: str | None, name: str | None, appdir: Path,
+         **registry: Any) -> None:
+    """Sign TARGET: an artifact (oci://...: a cosign signature at its .sig tag), a FILE
+    (FILE.sig beside it, as cosign sign-blob writes), or a sidecar file for one module and
+    plugin name (--module, --name: SIDECAR.sig signs SIDECAR.statement.json, which binds the
+    three; cosign sign-blob of that file writes the same)."""
     from omnicore.oci import is_reference
     from omnicore.oci import sign as sign_artifact
     from omnicore.oci.signing import fingerprint, sign_blob
@@ -265,6 +274,15 @@ def sign(target: str, key_file: Path, appdir: Path, **registry: Any) -> None:
         if not path.is_file():
             raise click.BadParameter(f"{target!r} is neither oci://... nor a file",
                                      param_hint="TARGET")
+        if module is None and name is not None:
+            raise click.UsageError("--name goes with --module (signing a sidecar)")
+        if module is None and path.suffix.lower() in (".toml", ".yaml", ".yml"):
+            raise click.UsageError(
+                f"{path.name} looks like a sidecar: its signature binds it to one module and "
+                "one plugin name; give them: --module FILE.wasm|sha256:<hex> --name NAME")
+        if module is not None:
+            _sign_sidecar(path, module, name, key)
+            return
         sig = path.with_name(path.name + ".sig")
         sig.write_bytes(sign_blob(key, path.read_bytes()))
         click.echo(str(sig))
@@ -275,6 +293,38 @@ def sign(target: str, key_file: Path, appdir: Path, **registry: Any) -> None:
     signed = sign_artifact(ref, key, options=_options(_config(appdir), target, **registry))
     click.echo(str(signed.signature_ref))
     click.echo(f"signed {signed.reference} with key {signed.key[:19]}", err=True)
+
+
+def _sign_sidecar(path: Path, module: str, name: str | None, key: Any) -> None:
+    """SIDECAR.statement.json (the sidecar bound to ``module`` and ``name``) and
+    SIDECAR.sig, its signature."""
+    import hashlib
+    import re
+
+    from omnicore.oci.signing import MAX_SIDECAR_TEXT, fingerprint, sidecar_statement, sign_blob
+
+    if re.fullmatch(r"sha256:[0-9a-f]{64}", module):
+        digest = module
+        if name is None:
+            raise click.UsageError("--module sha256:... needs --name NAME")
+    else:
+        wasm = Path(module)
+        if not wasm.is_file():
+            raise click.BadParameter(f"{module!r} is neither a file nor sha256:<64 hex>",
+                                     param_hint="--module")
+        digest = "sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest()
+        name = name or wasm.stem
+    text = path.read_bytes()
+    if len(text) > MAX_SIDECAR_TEXT:
+        raise click.UsageError(f"{path} is over {MAX_SIDECAR_TEXT} bytes: a sidecar is "
+                               "settings, not data")
+    statement = sidecar_statement(digest, name, text)
+    path.with_name(path.name + ".statement.json").write_bytes(statement)
+    sig = path.with_name(path.name + ".sig")
+    sig.write_bytes(sign_blob(key, statement))
+    click.echo(str(sig))
+    click.echo(f"signed {path.name} for plugin '{name}' module {digest[:19]} with key "
+               f"{fingerprint(key.public_key())[:19]}", err=True)
 
 
 @plugins_group.command("verify")

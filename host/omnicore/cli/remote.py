@@ -16,6 +16,9 @@ console file's ``app_id`` and the id the host answers on ``/healthz`` must be on
 copied from a running app (its ``console.json`` names the original's URL and token) has no
 id of its own until its own host starts, so the CLI given it never reaches the original: it
 says so on stderr and the command runs without a host (embedded, on the copy's own data).
+The id is public (``app-id.json`` is 0644, ``/healthz`` answers it), so the host must also
+prove it holds the folder's secret: an HMAC of a random challenge (:func:`omnicore.appid.
+proof`); the health check is sent without the admin token.
 """
 
 from __future__ import annotations
@@ -99,10 +102,13 @@ class Remote:
     def alive(self) -> bool:
         return self.health() is not None
 
-    def health(self) -> dict[str, Any] | None:
-        """What the host answers on ``/healthz`` (its ``app_id``...); None: no answer."""
+    def health(self, challenge: str | None = None) -> dict[str, Any] | None:
+        """What the host answers on ``/healthz`` (its ``app_id``, and with ``challenge`` its
+        ``proof``); None: no answer. Asked without the token: a host is not yet known to be
+        this folder's when it is asked."""
+        path = "/healthz" if challenge is None else f"/healthz?challenge={challenge}"
         try:
-            doc = self.request("GET", "/healthz", timeout=2.0)
+            doc = Remote(self.url, None).request("GET", path, timeout=2.0)
         except OmniError:
             return None
         return doc if isinstance(doc, dict) else {}
@@ -144,9 +150,13 @@ def find_running(data_dir: Path) -> Remote | None:
     share this data dir (each writes its file under ``instances/<runtime id>/``). A host
     that does not serve this very folder (module docstring) is not used: one line on stderr
     says which and that the command runs without it."""
-    from omnicore.appid import app_id
+    import hmac
+    import secrets
+
+    from omnicore.appid import app_id, app_key, proof
 
     own = app_id(data_dir)
+    key = app_key(data_dir, own) if own is not None else None
     for path in [data_dir / CONSOLE_FILE, *sorted(data_dir.glob(f"instances/*/{CONSOLE_FILE}"))]:
         try:
             doc = json.loads(path.read_text())
@@ -156,24 +166,40 @@ def find_running(data_dir: Path) -> Remote | None:
         if not _pid_alive(pid):
             continue  # a host killed with -9 left its file behind
         remote = Remote(url, token)
-        health = remote.health()
+        challenge = secrets.token_hex(32)
+        health = remote.health(challenge)
         if health is None:
             continue
         answered = health.get("app_id")
         if own is None or doc.get("app_id") != own or answered != own:
             _not_ours(path, url, own, answered, doc.get("data_dir"))
             continue
+        # The id is public: what only this folder's host can give is the HMAC of this
+        # challenge under the folder's secret (omnicore.appid), checked before the token
+        # goes anywhere.
+        given = health.get("proof")
+        if key is None or not isinstance(given, str) or \
+                not hmac.compare_digest(given, proof(key, own, challenge)):
+            _not_ours(path, url, own, answered, doc.get("data_dir"),
+                      unproven="no secret of it to check against" if key is None else
+                      "no proof" if given is None else "a wrong proof")
+            continue
         return remote
     return None
 
 
 def _not_ours(path: Path, url: str, own: str | None, answered: object,
-              theirs: object) -> None:
+              theirs: object, unproven: str | None = None) -> None:
     import sys
 
     if own is None:
         why = (f"this app folder has no identity of its own yet ({path.parent}/app-id.json is "
                "missing or was made for another folder: copied from a running app?)")
+    elif unproven is not None:
+        why = (f"that host answers this folder's app id {own!r} but cannot prove it is this "
+               f"folder's host (asked for an HMAC of a random challenge under the folder's "
+               f"secret, app-key.json in its data dir, it gave {unproven}): an impostor on a "
+               "dead host's port?")
     else:
         why = f"that host answers app id {answered!r}, this folder's is {own!r}"
     where = f" (it serves {theirs})" if isinstance(theirs, str) else ""

@@ -141,7 +141,9 @@ class CatalogConfig(Strict):
         default=False,
         description="refuse a publish of a module older than the one in force (a digest "
                     "among the plugin's kept versions published before it); off: it is "
-                    "published, and its answer and audit entry say it is older")
+                    "published, and its answer and audit entry say it is older. A host with "
+                    "it on also refuses at load to put such a version in force (published "
+                    "elsewhere) and keeps serving what it serves; a rollback is applied")
     sources: list[str] = Field(
         default_factory=list,
         description="OCI references (oci://REGISTRY/REPO:TAG or @sha256:...) each host "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import typing
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -112,8 +113,19 @@ async def on_crash(request: Request, exc: Exception) -> Response:
 
 async def healthz(request: Request) -> Response:
     # The app folder's id (omnicore/appid.py): the CLI asks a host only when it is its own.
+    # The id is no proof (anyone reads it): a challenge is answered with an HMAC of it under
+    # the folder's secret (app-key.json, 0600), which only this folder's owner can check.
+    from omnicore.appid import is_challenge, proof
+
     identity = getattr(request.app.state, "app_id", None)
-    return JSONResponse({"status": "alive", **({"app_id": identity} if identity else {})})
+    doc: dict[str, typing.Any] = {"status": "alive"}
+    if identity:
+        doc["app_id"] = identity
+        challenge = request.query_params.get("challenge")
+        key = getattr(request.app.state, "app_key", None)
+        if isinstance(key, bytes) and is_challenge(challenge):
+            doc["proof"] = proof(key, identity, str(challenge))
+    return JSONResponse(doc)
 
 
 async def readyz(request: Request) -> Response:

@@ -12,10 +12,13 @@ check what omnicore signs, and omnicore checks what cosign signs with a key:
 * **Beside a file** (``cosign sign-blob --key``): ``FILE.sig`` holds the base64 DER
   signature of the file's bytes. As ECDSA signs a hash, it is checked against the module's
   sha256 alone, which is what the catalog keeps.
-* **Beside a sidecar** (``cosign sign-blob --key`` again): ``NAME.yaml.sig`` signs the
-  sidecar file's bytes, which travel with it (:class:`SidecarSignature`): a sidecar that is
-  not the signed artifact's own is trusted only so (specs/security.md, "What a signature
-  covers").
+* **Beside a sidecar** (``cosign sign-blob --key`` again): ``NAME.yaml.sig`` signs a
+  statement binding the sidecar file's bytes to one module and one plugin name
+  (:func:`sidecar_statement`: an in-toto Statement v1, canonical JSON, whose subject is the
+  plugin name and the module's sha256 and whose predicate is the sidecar's sha256); the file's
+  bytes travel with it (:class:`SidecarSignature`) and each host rebuilds the statement from
+  the version it applies. A sidecar that is not the signed artifact's own is trusted only so
+  (specs/security.md, "What a signature covers").
 
 Keys are PEM: the public key PKIX (``PUBLIC KEY``, as cosign writes ``cosign.pub``), the
 private key PKCS#8, encrypted when a password is given. cosign's own encrypted private key
@@ -54,6 +57,7 @@ __all__ = [
     "load_public_key",
     "sidecar_signature_from_json",
     "sidecar_signature_to_json",
+    "sidecar_statement",
     "sign_blob",
     "sign_payload",
     "signature_from_json",
@@ -100,9 +104,10 @@ Signature: TypeAlias = "BlobSignature | OciSignature"
 
 @dataclass(frozen=True)
 class SidecarSignature:
-    """A ``cosign sign-blob`` signature of a sidecar file: the file's bytes as signed (they
-    travel with it: a host parses them and compares them with the sidecar it applies) and
-    the signature (DER)."""
+    """A ``cosign sign-blob`` signature of a sidecar file's statement
+    (:func:`sidecar_statement`: the file bound to a module and a plugin name): the file's
+    bytes (they travel with it: a host parses them and compares them with the sidecar it
+    applies) and the signature (DER) of the statement."""
 
     text: bytes
     signature: bytes
@@ -111,6 +116,27 @@ class SidecarSignature:
 
 #: The most a signed sidecar file may hold (the artifact annotation's cap).
 MAX_SIDECAR_TEXT = 64 * 1024
+
+#: What a sidecar signature signs: an in-toto Statement (v1) of this predicate type.
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+SIDECAR_PREDICATE = "https://omnicore.dev/sidecar/v1"
+
+
+def sidecar_statement(module_digest: str, name: str, text: bytes) -> bytes:
+    """The bytes a sidecar signature signs: the sidecar file ``text`` bound to the module
+    ``module_digest`` (``sha256:<hex>``) published as plugin ``name``. Canonical JSON (sorted
+    keys, no spaces, ASCII), so a host rebuilds it byte for byte from the version it applies
+    and ``cosign sign-blob`` / ``cosign verify-blob`` work on the same file
+    (``omnicore plugins sign SIDECAR --module ... --name ...`` writes it beside the ``.sig``).
+    A signature of the sidecar's bytes alone (the form before this one) binds no module and
+    no name: it verifies against no statement."""
+    doc = {"_type": STATEMENT_TYPE,
+           "subject": [{"name": name,
+                        "digest": {"sha256": module_digest.removeprefix("sha256:")}}],
+           "predicateType": SIDECAR_PREDICATE,
+           "predicate": {"sidecar": {"sha256": hashlib.sha256(text).hexdigest()}}}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True).encode()
 
 
 def sidecar_signature_to_json(sig: SidecarSignature) -> dict[str, str]:

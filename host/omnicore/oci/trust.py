@@ -14,8 +14,9 @@ an old signed module stays valid until its key leaves the policy.
 :func:`verify_sidecar` is the second half of the same check: the sidecar a version carries
 (its config, limits, ``enabled``, MCP exposure, requested grants) is applied under the
 signer's name only when a trusted key covers it too — it is the sidecar annotation of the
-signed manifest, or its own file was signed (:class:`~omnicore.oci.signing.SidecarSignature`)
-— or it claims nothing (empty); else only an explicit override the host's own
+signed manifest, or its own file was signed for this module and this plugin name
+(:class:`~omnicore.oci.signing.SidecarSignature`, :func:`~omnicore.oci.signing.
+sidecar_statement`) — or it claims nothing (empty); else only an explicit override the host's own
 ``plugins.trust.allow_unsigned_sidecar`` admits (:class:`Waiver`). :func:`check_version` runs
 both on what a catalog version stores, at publish and at every host's load.
 """
@@ -41,6 +42,7 @@ from omnicore.oci.signing import (
     load_public_key,
     payload_digest,
     sidecar_signature_from_json,
+    sidecar_statement,
     signature_from_json,
     verify_prehashed,
     verify_signature,
@@ -365,8 +367,9 @@ def verify_sidecar(digest: str, sidecar: Mapping[str, Any] | None,
     answers and the audit log). Covered: no policy is active; the sidecar is empty (it claims
     nothing), unless a trusted key signed an artifact of this module with a sidecar; a
     trusted key signed a manifest whose one layer is this module and whose
-    sidecar annotation is this sidecar; or a trusted key signed a sidecar file that parses
-    to it. Else the ``waiver`` under ``policy.unsigned_sidecars``; else, under ``require``,
+    sidecar annotation is this sidecar; or a trusted key signed the statement binding a
+    sidecar file that parses to it to ``digest`` and ``plugin`` (no ``plugin``: none binds).
+    Else the ``waiver`` under ``policy.unsigned_sidecars``; else, under ``require``,
     :class:`SignatureRefused` (one line: the module's digest, what differs, what to do)."""
     if not policy.active:
         return "no trust policy"
@@ -393,21 +396,47 @@ def verify_sidecar(digest: str, sidecar: Mapping[str, Any] | None,
     # much as an added sidecar.
     if wanted == "{}" and differs is None:
         return "empty (it claims nothing)"
+    # A sidecar file's signature signs a statement binding its bytes to this module and
+    # this plugin name (signing.sidecar_statement), rebuilt here from the version applied:
+    # one signed for another plugin or module verifies against no statement of this one.
+    # A signature of the bytes alone (the older form) binds neither, so it covers nothing:
+    # replayed onto any module, a trusted key's permissive sidecar (a long timeout, its
+    # config, MCP exposure) would apply to code the signer never saw.
+    unbound = None
     for ssig in sidecar_signatures:
-        key = next((k for k in policy.keys
-                    if verify_signature(k.key, ssig.signature, ssig.text)), None)
-        if key is None:
-            continue
         parsed = parse_sidecar_text(ssig.text)
-        if parsed is not None and sidecar_json(parsed) == wanted:
-            return f"its file signed by {key.label}"
+        if parsed is None or sidecar_json(parsed) != wanted:
+            continue
+        statement = sidecar_statement(digest, plugin, ssig.text) if plugin else b""
+        key = next((k for k in policy.keys if statement
+                    and verify_signature(k.key, ssig.signature, statement)), None)
+        if key is not None:
+            return f"its file signed by {key.label} for this module and name"
+        unbound = unbound or next(
+            (k for k in policy.keys if verify_signature(k.key, ssig.signature, ssig.text)),
+            None)
+    if unbound is not None:
+        why = (f"its file's signature by {unbound.label} does not bind this module and plugin "
+               "name (the older form, over the file alone): sign it again with `omnicore "
+               "plugins sign SIDECAR --module MODULE --name NAME`")
+        if waiver is not None and policy.unsigned_sidecars:
+            return f"unsigned ({why}), applied by override: {waiver.reason}"
+        if not policy.require:
+            return f"unsigned ({why})"
+        who = f"plugin '{plugin}' " if plugin else ""
+        raise SignatureRefused(f"refused {who}module {digest} with its sidecar: {why}; "
+                               f"{policy.origin} requires the config, limits, enabled and "
+                               "mcp it applies to be signed for this module", plugin=plugin,
+                               digest=digest, keys=())
     if differs is not None and wanted == "{}":
         why = (f"it drops the sidecar of the artifact {differs.label} signed (empty in place "
                "of the signed one)")
     elif differs is not None:
         why = f"it is not the sidecar of the artifact {differs.label} signed"
     elif sidecar_signatures:
-        why = "its signature does not verify with a trusted key, or is of another sidecar"
+        why = ("its signature does not verify with a trusted key for this module and plugin "
+               "name (another key, a signature made for another plugin or module, or of "
+               "another sidecar)")
     else:
         why = "no trusted key signed it"
     if waiver is not None and policy.unsigned_sidecars:

@@ -66,6 +66,9 @@ KEEP_UNUSED_S = 600.0
 #: ``report(status)``: write this host's status where the others read it; False when the
 #: host's row is not there (yet), to be tried again.
 Report = Callable[[Mapping[str, Any]], bool]
+#: ``waived(version, cover)``: ``version`` now serves here with its sidecar applied by an
+#: override (``cover``: what :func:`omnicore.oci.trust.verify_sidecar` said).
+Waived = Callable[[PluginVersion, str], None]
 
 
 class FetchFailed(PluginLoadError):
@@ -95,8 +98,15 @@ class CatalogFollower:
 
     def __init__(self, rows: Callable[[], CatalogRows], host: FollowedHost, cache: Path, *,
                  poll_s: float = 1.0, report: Report | None = None,
-                 policy: TrustPolicy | None = None) -> None:
+                 policy: TrustPolicy | None = None, refuse_older: bool = False,
+                 waived: Waived | None = None) -> None:
         self._rows = rows
+        #: This host's ``catalog.refuse_older``: a version that puts an older module in
+        #: force by its publish is not put in force here (:meth:`_older_here`).
+        self.refuse_older = refuse_older
+        #: Told of each version applied here under an override of its sidecar (the audit
+        #: entry, once per version: :func:`omnicore.plugins.extension._follower`).
+        self._waived = waived
         #: This host's ``plugins.trust``: a version's signatures are checked against it
         #: after the digest, before the module is linked or compiled.
         self._policy = policy  # (None: the default policy, made when a version is checked)
@@ -238,7 +248,7 @@ class CatalogFollower:
             if older.number >= p.number:
                 continue
             try:
-                published.adopt(self._prepared(older))  # checked against the policy first
+                published.adopt(self._prepared(older)[0])  # checked against the policy first
             except (PluginError, ConfigError, OSError, StorageError):
                 continue
             instead = older
@@ -304,7 +314,11 @@ class CatalogFollower:
                 version.number and not retry and name not in self._failures:
             return  # heard twice (a reconnect, the start's read and a NOTIFY)
         try:
-            p = self._prepared(version)
+            why = self._older_here(entry, version) if self.refuse_older else None
+            if why is not None:
+                self._failed(entry, why, transient=False)
+                return
+            p, cover = self._prepared(version)
             published.adopt(p)
         except StorageError as exc:
             self._failed(entry, f"cannot fetch it from the store: {exc}", transient=True)
@@ -317,10 +331,47 @@ class CatalogFollower:
             self._retry.pop(name, None)
         log.info("plugin '%s': serving catalog version %d (%s)", name, version.number,
                  version.digest[:19])
+        if "by override" in cover:
+            log.warning("plugin '%s': catalog version %d's sidecar applied here by override: "
+                        "%s", name, version.number, cover)
+            if self._waived is not None:
+                try:
+                    self._waived(version, cover)
+                except Exception as exc:  # the version serves: the trail missing it is said
+                    log.error("plugin '%s': the override of version %d could not be "
+                              "audited: %s", name, version.number, exc)
 
-    def _prepared(self, version: PluginVersion) -> Published:
+    def _older_here(self, entry: CatalogEntry, version: PluginVersion) -> str | None:
+        """Why ``version`` is not put in force here under ``catalog.refuse_older`` (None: it
+        may be). Older: it was put in force by its own publish (a rollback, a pin or an
+        unpin is an operator's choice: its entry's time is not the version's), its module is
+        not the one this host serves (none served: the version before it), and a kept
+        version published before that one carries its module: what a publish through a
+        host or CLI without the setting, or a table written by hand, would put in force."""
+        if abs(entry.updated_at - version.published_at) > 1e-6:
+            return None
+        kept = self._rows().versions(version.name)
+        served = self._host.published.served(version.name)
+        if served is not None:
+            if served.digest == version.digest or served.number >= version.number:
+                return None
+            ref_number, held = served.number, f"keeps serving v{served.number}"
+        else:
+            before = [v for v in kept if v.number < version.number]
+            if not before or before[0].digest == version.digest:
+                return None
+            ref_number, held = before[0].number, "serves none of its versions"
+        seen = [v for v in kept if v.digest == version.digest and v.number < ref_number]
+        if not seen:
+            return None
+        return (f"its module {version.digest[:19]} is older: published as v{seen[0].number} "
+                f"before v{ref_number}; this host's catalog.refuse_older is on, so it {held} "
+                f"(to put it in force on purpose: `omnicore plugins rollback {version.name} "
+                f"v{version.number}`)")
+
+    def _prepared(self, version: PluginVersion) -> tuple[Published, str]:
         module = self.fetch(version.digest, version.size)
-        self._verify(version)
+        cover = self._verify(version)
         # A file per version: the one serving keeps its own file and sidecar while a newer
         # one that cannot serve here is tried again beside it.
         path = self._named / f"{version.name}@{version.number}.wasm"
@@ -329,9 +380,9 @@ class CatalogFollower:
         self._link(module, path, {k: v for k, v in version.sidecar.items()
                                   if k not in ("grants", "grant")})
         return Published(version.name, version.digest, version.number, path, sidecar,
-                         requested)
+                         requested), cover
 
-    def _verify(self, version: PluginVersion) -> None:
+    def _verify(self, version: PluginVersion) -> str:
         """The version's signatures checked against this host's ``plugins.trust`` (the
         digest is the one the fetch checked the bytes against), its sidecar's too (the signed
         one, a signed file, or an override this host's policy admits: a version written
@@ -341,8 +392,8 @@ class CatalogFollower:
         # follows a catalog, never for a plain call.)
         from omnicore.oci.trust import TrustPolicy, check_version
 
-        check_version(version.digest, version.sidecar, version.signatures,
-                      self._policy or TrustPolicy(), plugin=version.name)
+        return check_version(version.digest, version.sidecar, version.signatures,
+                             self._policy or TrustPolicy(), plugin=version.name)[1]
 
     @property
     def _named(self) -> Path:

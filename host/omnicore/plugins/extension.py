@@ -21,6 +21,7 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.modkey import ModuleKey
 from omnicore.storage.base import Storage
+from omnicore.storage.catalog_rows import PluginVersion
 from omnicore.types import HostApp
 
 __all__ = ["register", "shutdown", "startup"]
@@ -119,10 +120,41 @@ def _follower(app: PluginsApp) -> CatalogFollower:
     def report(status: Mapping[str, Any]) -> bool:
         return storage.instances.report(app.runtime_id, status)
 
+    def waived(version: PluginVersion, cover: str) -> None:
+        audit_waiver(storage, version, cover, f"{app.name} ({app.runtime_id})")
+
     return CatalogFollower(lambda: storage.catalog, app.plugins,
                            Path(app.config.data_dir) / "catalog",
                            poll_s=app.config.catalog.poll_s, report=report,
-                           policy=TrustPolicy.from_config(app.config.trust))
+                           policy=TrustPolicy.from_config(app.config.trust),
+                           refuse_older=app.config.catalog.refuse_older, waived=waived)
+
+
+def audit_waiver(storage: Any, version: PluginVersion, cover: str, host: str) -> bool:
+    """One ``catalog.unsigned_sidecar`` entry for ``version`` applied by override on
+    ``host``, unless the trail holds one for this version already (its publish's, through
+    the CLI or the API, or the first host's to apply it): a version whose override was
+    written straight into the catalog table is audited once, by the first host that applies
+    it, not at every host's start. True when an entry was written. Two hosts applying it in
+    the same instant may each write one (each checks, then writes)."""
+    from omnicore.accounts.audit import Actor, record
+    from omnicore.oci.trust import Stored
+
+    for e in storage.audit.entries(action_prefix="catalog.unsigned_sidecar",
+                                   target=version.name, limit=1000):
+        after = e.after if isinstance(e.after, dict) else {}
+        if after.get("version") == version.number and after.get("digest") == version.digest:
+            return False
+    stored = version.signatures if isinstance(version.signatures, list) else []
+    waiver = Stored.from_json(stored).waiver  # clipped, printable: a table writer's text
+    record(storage, Actor(f"host {host}", "catalog"), "catalog.unsigned_sidecar",
+           version.name, None,
+           {"version": version.number, "digest": version.digest,
+            "reason": waiver.reason if waiver else "", "by": waiver.by if waiver else "",
+            "sidecar": version.sidecar, "applied_by": host, "cover": cover,
+            "published": "no publish entry: written into the catalog outside omnicore's "
+                         "publish, or its entry purged"})
+    return True
 
 
 
