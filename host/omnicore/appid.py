@@ -128,8 +128,17 @@ def ensure_app_key(data_dir: Path, ident: str) -> bytes:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    again = app_key(data_dir, ident)  # two hosts of one data dir: the last one's stands
+    try:
+        if path.exists():  # a copy's, or another id's: replaced
+            os.replace(tmp, path)
+        else:  # hosts sharing a data dir start at once: the first one's stays
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    again = app_key(data_dir, ident)
     return again if again is not None else secret
 
 

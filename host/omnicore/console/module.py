@@ -150,13 +150,16 @@ class ConsoleModule(Module):
         self._shutdown = asyncio.Event()
         # The app folder's identity (omnicore/appid.py): in the console file and on /healthz,
         # so the CLI given a copy of this folder never reaches this host.
-        from omnicore.appid import ensure_app_id, ensure_app_key
+        from omnicore.appid import app_key, ensure_app_id, ensure_app_key
 
         identity = ensure_app_id(app.data_dir)
         asgi = create_app(state)
         asgi.state.app_id = identity
-        # Its secret (0600, never served) proves on /healthz that this host is the folder's.
-        asgi.state.app_key = ensure_app_key(app.data_dir, identity)
+        # Its secret (0600, never served) proves on /healthz that this host is the folder's:
+        # read from the file at each challenge, so hosts sharing a data dir answer alike.
+        made = ensure_app_key(app.data_dir, identity)
+        data_dir = app.data_dir
+        asgi.state.app_key = lambda: app_key(data_dir, identity) or made
         self._serving = asyncio.create_task(
             serve(asgi, config, shutdown_trigger=self._shutdown.wait))  # type: ignore[arg-type]
         _write_private(app.instance_dir / CONSOLE_FILE,

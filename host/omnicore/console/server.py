@@ -122,8 +122,9 @@ async def healthz(request: Request) -> Response:
     if identity:
         doc["app_id"] = identity
         challenge = request.query_params.get("challenge")
-        key = getattr(request.app.state, "app_key", None)
-        if isinstance(key, bytes) and is_challenge(challenge):
+        key_of = getattr(request.app.state, "app_key", None)
+        key = key_of() if callable(key_of) and is_challenge(challenge) else None
+        if isinstance(key, bytes):
             doc["proof"] = proof(key, identity, str(challenge))
     return JSONResponse(doc)
 
