@@ -30,11 +30,13 @@ import pytest
 from omnicore.egress.db import db_connector
 from omnicore.egress.db.service import _make
 from omnicore.egress.refused import Refused
-from tests.dbservers import CertAuthority
+from tests.db_fixtures import maria  # noqa: F401 - a fixture
+from tests.dbservers import CertAuthority, MariaDB
 from tests.egress.db.test_hostile_wire import (
     _GREETING,
     _OK,
     _TLS_GREETING,
+    _WELCOME,
     PASSWORD,
     SLACK,
     SpoofedMaria,
@@ -61,7 +63,10 @@ class HostileStartPostgres:
     * ``tls_cleartext``: TLS with ``tls`` (any certificate), then the password in clear;
     * ``tls_scram_no_plus``: TLS, then SCRAM offered without its channel-binding variant;
     * ``scram_bad_nonce``: SCRAM whose server nonce does not extend the client's;
-    * ``md5``: asks for an MD5 password.
+    * ``md5``: asks for an MD5 password;
+    * ``query_notice_huge``: an honest start-up, then a NoticeResponse of 1 GiB, sent for
+      ever, in answer to the host's first simple-protocol statement (the privileges check,
+      a SET, BEGIN, DISCARD ALL).
     """
 
     def __init__(self, mode: str, tls: ssl.SSLContext | None = None) -> None:
@@ -161,6 +166,13 @@ class HostileStartPostgres:
                                             b",i=4096"))
                         self._message(client)
                     del first
+                elif mode == "query_notice_huge":
+                    client.sendall(_WELCOME)
+                    while True:  # the host's first simple-protocol statement: a 1 GiB notice
+                        if self._message(client)[:1] == b"Q":
+                            self._flood(client, b"N" + struct.pack("!I", 1 << 30) +
+                                        b"SNOTICE\0M", b"n" * 65536)
+                            return
                 elif mode == "md5":
                     client.sendall(_msg(b"R", struct.pack("!I", 5) + b"salt"))
                     self._message(client)
@@ -702,3 +714,102 @@ def test_pg_two_plugins_holding_transactions_and_waiting_leave_a_third_its_conne
         for conn, plugin in zip(held, ("a", "b"), strict=True):
             backend.end(plugin, conn, False, time.monotonic() + 5)
         backend.close()
+
+
+def test_pg_a_session_lock_of_a_plugin_killed_at_its_deadline_is_released(
+        pg_cluster: Any, pg_url: str) -> None:
+    """A function of the database's owner takes a session advisory lock (which survives the
+    statement's cancel: it is not a transaction's), then the statement runs past the
+    deadline. The leaver's deadline is spent, so its connection is closed rather than
+    cleaned on the neighbour's time; the neighbour takes the same lock at once."""
+    db = pg_url.rsplit("/", 1)[1]
+    pg_cluster.psql(
+        "CREATE FUNCTION grab(k bigint) RETURNS bigint LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_advisory_lock(k); RETURN k; END $$;"
+        "ALTER FUNCTION grab(bigint) OWNER TO omnicore", db=db)
+    backend = _pg_backend(pg_url, pool_size=1)
+    before = _host_threads()
+    try:
+        started = time.monotonic()
+        with pytest.raises(Refused) as info:
+            backend.run("evil", True, "SELECT grab(42), pg_sleep(30)", [], started + 1.0)
+        assert "timed out" in str(info.value)
+        assert time.monotonic() - started < 1.0 + SLACK
+        started = time.monotonic()
+        assert _rows(backend, "shop", "SELECT grab(42)", 3.0) == [[42]]
+        assert time.monotonic() - started < 1.5
+    finally:
+        backend.close()
+    _no_thread_left(before)
+
+
+def _maria_backend(maria: MariaDB, user: str, password: str, db: str, **extra: Any) -> Any:  # noqa: F811
+    url = f"mysql://{user}:{password}@127.0.0.1:{maria.port}/{db}"
+    connector = db_connector("db", {"kind": "mysql", "url_secret": "url", "pool_size": 1,
+                                    **extra})
+    return _make(connector, lambda name: url.encode())
+
+
+def _maria_user(maria: MariaDB, db: str) -> tuple[str, str]:  # noqa: F811
+    user = f"atk{time.time_ns() % 10**9}"
+    maria.sql(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+    maria.sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'")
+    maria.sql(f"GRANT SELECT ON `{db}`.* TO '{user}'@'%'")
+    return user, f"pw-{user}"
+
+
+def test_maria_a_power_granted_after_the_first_connection_is_refused_at_the_next(
+        maria: MariaDB) -> None:  # noqa: F811
+    user, password = _maria_user(maria, "atk_later")
+    backend = _maria_backend(maria, user, password, "atk_later")
+    try:
+        assert _rows(backend, "p", "SELECT 1") == [[1]]
+        maria.sql(f"GRANT PROCESS ON *.* TO '{user}'@'%'")
+        backend.pool.discard_idle()
+        with pytest.raises(Refused) as info:
+            backend.run("p", True, "SELECT 1", [], time.monotonic() + 5)
+        assert info.value.status == "DENIED" and "PROCESS" in str(info.value), info.value
+    finally:
+        backend.close()
+
+
+def test_maria_a_power_reached_through_a_role_of_a_role_is_refused(
+        maria: MariaDB) -> None:  # noqa: F811
+    """The account's default role has no power of its own but was granted a role that has
+    SUPER: enabling the first enables the second (MariaDB's role graph), so the account
+    has SUPER in every session."""
+    user, password = _maria_user(maria, "atk_roles")
+    outer, inner = f"{user}_outer", f"{user}_inner"
+    maria.sql(f"CREATE ROLE {inner}")
+    maria.sql(f"GRANT SUPER ON *.* TO {inner}")
+    maria.sql(f"CREATE ROLE {outer}")
+    maria.sql(f"GRANT {inner} TO {outer}")
+    maria.sql(f"GRANT {outer} TO '{user}'@'%'")
+    maria.sql(f"SET DEFAULT ROLE {outer} FOR '{user}'@'%'")
+    backend = _maria_backend(maria, user, password, "atk_roles")
+    try:
+        with pytest.raises(Refused) as info:
+            backend.run("p", True, "SELECT 1", [], time.monotonic() + 5)
+        assert info.value.status == "DENIED" and "SUPER" in str(info.value), info.value
+    finally:
+        backend.close()
+
+
+def test_maria_sslmode_require_refuses_a_server_without_tls(
+        hostile_maria: Callable[[str], HostileMaria]) -> None:
+    server = hostile_maria("extra_packet")  # its greeting offers no TLS
+    before = _host_threads()
+    refused, _ = _refused(_backend("mysql", server.port, "?sslmode=require"), 3.0)
+    assert refused.status in ("UNAVAILABLE", "DENIED"), refused
+    assert all(PASSWORD.encode() not in a for a in server.answers)
+    _no_thread_left(before)
+
+
+def test_pg_a_huge_notice_in_answer_to_a_host_statement_costs_no_more_than_the_cap(
+        hostile_pg: Callable[..., HostileStartPostgres]) -> None:
+    """The host's own statements (the privileges check at connect, SET statement_timeout,
+    BEGIN, the clean-up, DISCARD ALL) are read as a plugin's result is: bounded in bytes."""
+    server = hostile_pg("query_notice_huge")
+    measured = _connect_probe("postgres", f"postgresql://u@127.0.0.1:{server.port}/d", 4.0)
+    assert measured["status"].startswith(("UNAVAILABLE", "TOO_LARGE")), measured
+    assert measured["growth"] <= 64 << 20, measured

@@ -475,6 +475,39 @@ class _Bounded(psycopg.Connection[Any]):
         return cls(pgconn)
 
 
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        """psycopg's wait, bounded in bytes for the host's own statements (the privileges
+        check, SET, BEGIN, COMMIT, the clean-up, DISCARD ALL): libpq reads their answer
+        whole, and a spoofed server answering the privileges check with a notice of 1 GiB
+        cost the host 1 GB before the deadline cut it. A plugin's result (_fetch) bounds
+        itself by max_result_bytes."""
+        if getattr(gen, "gi_code", None) is not _fetch.__code__:
+            gen = _bounded_answer(self.pgconn, gen)
+        return super().wait(gen, interval, timeout)
+
+
+def _bounded_answer(pgconn: Any, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """``gen`` (a psycopg generator yielding what it waits for), refused past
+    :data:`_START_CAP` counted on the socket or in libpq's buffer for one message."""
+    pending = array.array("i", [0])
+    got = 0
+    try:
+        wait = next(gen)
+        while True:
+            ready = yield wait
+            if ready & _WAIT_R:
+                fcntl.ioctl(pgconn.socket, _FIONREAD, pending, True)
+                got += pending[0]
+                if got > _START_CAP or _in_buffer(pgconn) > _START_CAP:
+                    pgconn.finish()  # the rest unread; the connection is not given back
+                    raise psycopg.OperationalError(
+                        f"the server sent more than {_START_CAP} bytes in answer to a "
+                        "statement of the host")
+            wait = gen.send(ready)
+    except StopIteration as done:
+        return done.value
+
+
 def _bounded_start(conninfo: str, until: float) -> Generator[Any, Any, Any]:
     """psycopg's generators.connect, bounded (:class:`_Bounded`)."""
     pgconn = pq.PGconn.connect_start(conninfo.encode())
@@ -551,7 +584,7 @@ def _learn_input() -> None:
             "sslmode=disable gssencmode=disable".encode())
         try:
             until = time.monotonic() + 5
-            status = _POLL_W
+            status: int = _POLL_W
             while status in (_POLL_R, _POLL_W) and time.monotonic() < until:
                 if status == _POLL_R:
                     select.select([pgconn.socket], [], [], 0.5)
