@@ -92,6 +92,17 @@ def _trust(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> s
     return f"plugins.trust (keys: {policy.describe()}); catalog versions served re-checked"
 
 
+def _refuse_older(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
+    # Publishes through this host read it from app.config; the follower holds it at load.
+    follower = app.plugins.published.follower
+    on = new.catalog.refuse_older
+    if follower is None:
+        return f"catalog.refuse_older: {str(on).lower()}; no catalog followed"
+    follower.set_refuse_older(on)
+    return (f"catalog.refuse_older: {str(on).lower()} (the versions serving stay; those that "
+            "failed here are tried again)")
+
+
 def _sources(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
     # The references added are pulled and published as at start, on a thread of their own
     # (each failure one warning). One taken away stays in the catalog, as any publish does:
@@ -165,6 +176,7 @@ SECTIONS: dict[str, Section] = {
     "connectors": Section((("connectors",),), _connectors, _check_connectors),
     "trust": Section((("trust",),), _trust, _check_trust),
     "catalog sources": Section((("catalog", "sources"),), _sources),
+    "catalog refuse_older": Section((("catalog", "refuse_older"),), _refuse_older),
 }
 #: Keys under a section's prefix that still need a restart: the job service and the event
 #: subscriptions take their options once, when they are made.

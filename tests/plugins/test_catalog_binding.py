@@ -29,7 +29,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from omnicore.app import OmniApp
+from omnicore.app_reload import ConfigReload
 from omnicore.cli.main import main
+from omnicore.config.loader import load_config
 from omnicore.oci import BlobSignature, SignatureRefused, generate_key, load_private_key
 from omnicore.oci.signing import (
     SidecarSignature,
@@ -220,3 +222,40 @@ def test_a_waiver_written_into_the_table_is_audited_once_by_the_first_host(
     eventually(lambda: serves(again, "waived", "1.0.0"))
     assert len([e for e in again.storage.audit.entries(
         action_prefix="catalog.unsigned_sidecar", target="waived")]) == 1
+
+
+def test_refuse_older_follows_a_config_reload(tmp_path: Path, module_cache: Path) -> None:
+    root = tmp_path / "app"
+    (root / "plugins").mkdir(parents=True)
+    path = root / "omnicore.yaml"
+    doc: dict[str, Any] = {"name": "older-reload", "data_dir": "data", "plugins_dir": "plugins",
+                           "sandbox": {"cache_dir": str(module_cache)},
+                           "catalog": {"poll_s": 0.05}}
+    path.write_text(json.dumps(doc))
+    app = OmniApp(config=load_config(path), entry_points=False)
+    reloader = ConfigReload(path)
+    app.add_module(reloader)
+    app.start()
+
+    def setting(on: bool) -> None:
+        seen = reloader.reloads
+        doc["catalog"]["refuse_older"] = on
+        path.write_text(json.dumps(doc, indent=1 if on else 2))
+        eventually(lambda: reloader.reloads > seen, "the reload")
+
+    try:
+        one, two = echo_wasm("old", "1.0.0"), echo_wasm("old", "2.0.0")
+        with publisher(root / "data" / "omnicore.db") as catalog:
+            catalog.publish(one, name="old")
+            catalog.publish(two, name="old")
+            eventually(lambda: serves(app, "old", "2.0.0"))
+            setting(True)
+            assert reloader.last is not None
+            assert "catalog.refuse_older: true" in reloader.last.applied["catalog refuse_older"]
+            catalog.publish(one, name="old")
+            eventually(lambda: "catalog.refuse_older is on" in _error(app, "old"))
+            assert serves(app, "old", "2.0.0")
+            setting(False)  # the refused version is tried again at once, and serves
+            eventually(lambda: serves(app, "old", "1.0.0"))
+    finally:
+        app.stop()

@@ -201,6 +201,16 @@ class CatalogFollower:
         if found is not None:
             self._wake.set()
 
+    def set_refuse_older(self, on: bool) -> None:
+        """This host's ``catalog.refuse_older`` changed (a config reload): the versions that
+        serve stay; each name whose version failed here is tried again at once (one refused
+        as older serves when the setting went off)."""
+        self.refuse_older = on
+        with self._lock:
+            names = list(self._failures)
+        for name in names:
+            self.retry(name)
+
     def set_policy(self, policy: TrustPolicy) -> None:
         """This host's ``plugins.trust`` is now ``policy`` (a config reload): the versions
         served here are checked against it on the follower's thread, at once (module

@@ -66,6 +66,8 @@ class Follower(Protocol):
 
     def set_policy(self, policy: TrustPolicy) -> None: ...
 
+    def set_refuse_older(self, on: bool) -> None: ...
+
 
 @dataclass(frozen=True)
 class Published:
