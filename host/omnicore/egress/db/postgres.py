@@ -792,11 +792,22 @@ def _fetch(conn: _Conn) -> Generator[Wait, Any, Any]:
             while not (yield _WAIT_R):
                 continue
             fcntl.ioctl(fd, _FIONREAD, pending, True)
-            got += pending[0]
-            if got > cap or (conn.in_fields and _pending(conn) > cap):
+            fields, ahead = conn.in_fields, got + pending[0]
+            if ahead > cap or (fields and _pending(conn) > cap):
                 _close(conn)
-                raise over_cap(conn.connector, 0, got, 1 << 62, conn.max_bytes)
-            pgconn.consume_input()
+                raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
+            if fields:
+                # What libpq reads, exactly: a read leaves bytes on the socket when its
+                # buffer is full, and they were counted again at the next wake-up (a 4 MB
+                # result was refused under a 32 MiB cap). It first moves its unread bytes
+                # to the buffer's start, then appends what it reads.
+                _, _, start, _, end = _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))
+                pgconn.consume_input()
+                got += _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))[4] - (
+                    end - start)
+            else:  # (libpq's buffer not found: every byte waiting counted as read)
+                got = ahead
+                pgconn.consume_input()
             while pgconn.notifies() is not None:
                 pass
             if not pgconn.is_busy():

@@ -5,6 +5,7 @@ pool, the request shape, transactions, and the JSON of a result; ``postgres.py``
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -34,6 +35,8 @@ __all__ = ["Dialect", "DriverConn", "RowEncoder", "SqlBackend", "dump", "row_enc
 _log = logging.getLogger("omnicore.egress")
 
 _MAX_SQL = 1 << 20
+#: The size of a result's JSON past which it is written into one buffer (_statement).
+_SPILL = 1 << 20
 
 
 def dump(value: Any) -> str:
@@ -409,17 +412,40 @@ class SqlBackend:
         max_rows, max_bytes = c.max_rows, c.max_result_bytes
         columns, rows, encode = self.dialect.rows(conn, sql, args, deadline)
         pieces: list[bytes] = []
-        size = 0
+        size = count = held = 0
+        # Past _SPILL bytes the JSON is written into one buffer as the rows come, each row's
+        # piece dropped once written, and handed over without a copy (BytesIO.getvalue): the
+        # pieces and their join held a large result twice at its end. (A small one, most,
+        # keeps the join: a buffer costs a one-row query more than it saves.)
+        out: io.BytesIO | None = None
         try:
             for row in rows:
                 piece = encode(row)
-                pieces.append(piece)
+                del row  # its values are not held while its JSON is written
                 size += len(piece) + 1
-                if size > max_bytes or len(pieces) > max_rows:
-                    raise over_cap(self.name, len(pieces), size, max_rows, max_bytes)
+                count += 1
+                if size > max_bytes or count > max_rows:
+                    raise over_cap(self.name, count, size, max_rows, max_bytes)
+                pieces.append(piece)
+                held += len(piece)
+                if held > _SPILL:
+                    if out is None:
+                        out = io.BytesIO()
+                        out.write(b'{"columns":' + columns + b',"rows":[')
+                    else:
+                        out.write(b",")
+                    out.write(b",".join(pieces))
+                    pieces.clear()
+                    piece, held = b"", 0
         finally:
             rows.close()  # a generator: leaving early ends the query
-        return b"".join((b'{"columns":', columns, b',"rows":[', b",".join(pieces), b"]}"))
+        if out is None:
+            return b"".join((b'{"columns":', columns, b',"rows":[', b",".join(pieces), b"]}"))
+        if pieces:
+            out.write(b",")
+            out.write(b",".join(pieces))
+        out.write(b"]}")
+        return out.getvalue()
 
     # -- transactions ------------------------------------------------------------------------
     def begin(self, plugin: str, deadline: float) -> Any:
