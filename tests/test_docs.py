@@ -199,6 +199,9 @@ _SHELLS = ("console", "shell", "bash", "zsh", "shell-session")
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<lang>[\w-]*)[^\n]*$",
                     re.MULTILINE)
 _ILLUSTRATIVE = re.compile(r"<!--\s*illustrative:\s*(?P<reason>[^>]*?)\s*-->\s*$")
+#: A shell block another test runs, in order with the page's other such blocks (the scale-out
+#: guide: tests/deploy/test_scale_out_guide.py); the test named must exist.
+_RUNS_IN = re.compile(r"<!--\s*runs in:\s*(?P<test>\S+\.py)\s*-->\s*$")
 
 
 class Block(NamedTuple):
@@ -269,10 +272,14 @@ def _pages() -> list[Path]:
 @pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shell_block_runs_or_says_why_not(page: Path) -> None:
     """``sh`` blocks run (tests/test_readme_commands.py); ``console``, ``shell`` and ``bash``
-    blocks are illustrative, with ``<!-- illustrative: reason -->`` on the line before."""
+    blocks are illustrative, with ``<!-- illustrative: reason -->`` on the line before, or
+    run by the test a ``<!-- runs in: tests/FILE.py -->`` there names."""
     unmarked = []
     for line, lang, before in shell_blocks(page.read_text(encoding="utf-8")):
         if lang in _SHELLS:
+            runs_in = _RUNS_IN.search(before)
+            if runs_in is not None and (ROOT / runs_in["test"]).is_file():
+                continue
             marked = _ILLUSTRATIVE.search(before)
             if marked is None or len(marked["reason"]) < 10:
                 unmarked.append(f"{page.relative_to(ROOT)}:{line}: a {lang} block without "
