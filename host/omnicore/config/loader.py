@@ -265,6 +265,28 @@ def _absolute_sslrootcert(url: str, base: Path) -> str:
     return head + sep + "&".join(parts)
 
 
+def _check_cache_outside_data(cfg: OmniConfig, sources: Mapping[Key, str]) -> None:
+    """Refuse a ``sandbox.cache_dir`` that is the data dir or holds it: the compiled-module
+    folder is the one hosts share (a volume, a copied folder), and whoever reads it would read
+    the data dir's secret-store key and database too. A cache inside the data dir (the
+    default, ``<data_dir>/cache``) is fine: reading it reads only compiled modules."""
+    cache, data = cfg.sandbox.cache_dir, cfg.data_dir
+    if cache is None:
+        return
+    cache_real, data_real = Path(cache).resolve(), Path(data).resolve()
+    if not data_real.is_relative_to(cache_real):
+        return
+    where = sources.get(("sandbox", "cache_dir"), "default")
+    what = "is" if cache_real == data_real else "holds"
+    raise ConfigError(
+        f"sandbox.cache_dir {cache_real} ({where}) {what} the data dir {data_real} "
+        f"({sources.get(('data_dir',), 'default')}): whoever reads the module cache would "
+        "read the secret store's key and the database too; set sandbox.cache_dir to a folder "
+        f"that does not hold {data_real} (the default, {data_real / 'cache'}, is fine), or "
+        f"move data_dir out of {cache_real}", key="sandbox.cache_dir", value=str(cache),
+        source=where)
+
+
 def _rename_old_keys(data: dict[str, Any], sources: dict[Key, str]) -> None:
     """Move each section still under its old name (:data:`RENAMED`) to its new one, with
     its sources; the new name's values win where both are set. One warning per old name."""
@@ -344,6 +366,7 @@ def load_config(
     except ValidationError as exc:
         raise _first_error(exc, all_sources) from None
     _resolve_paths(cfg, base)
+    _check_cache_outside_data(cfg, all_sources)
     cfg._sources = {".".join(k): v for k, v in all_sources.items()}
     return cfg
 

@@ -123,6 +123,8 @@ def sidecar_from(data: object, source: str, wasm: Path, path: Path | None = None
         raise ConfigError(f"{source}: 'grant' must be a table of capability -> options",
                           key="grant", value=grant_tables, source=source)
     grants.update(grant_rules.normalize(grant_tables, source=source))
+    if path is not None:
+        _rebase_fs_dirs(grants, path.parent)
     config = data.get("config", {})
     if not isinstance(config, Mapping):
         raise ConfigError(f"{source}: 'config' must be a table/mapping",
@@ -144,6 +146,25 @@ def sidecar_from(data: object, source: str, wasm: Path, path: Path | None = None
         parse_manifest(extism, source, wasm)  # bad values name this file and the key
     return Sidecar(path=path, grants=grants, config=dict(config), limits=dict(limits),
                    enabled=enabled, extism=extism, **_mcp(data, source))
+
+
+def _rebase_fs_dirs(grants: GrantLayer, folder: Path) -> None:
+    """A relative ``path`` of an ``fs`` grant's folder is read from the sidecar's own folder
+    (the plugins folder), as one in ``omnicore.yaml`` is read from that file's folder (the app
+    folder): never from the folder the host or a command was started in. ``~`` and absolute
+    paths stay as written."""
+    fs = grants.get("fs")
+    dirs = fs.get("dirs") if isinstance(fs, dict) else None
+    if fs is None or not isinstance(dirs, list):
+        return
+    rebased = []
+    for entry in dirs:
+        where = entry.get("path") if isinstance(entry, Mapping) else None
+        if isinstance(where, str) and where and not where.startswith("~") \
+                and not Path(where).is_absolute():
+            entry = {**entry, "path": str(folder.absolute() / where)}
+        rebased.append(entry)
+    grants["fs"] = {**fs, "dirs": rebased}
 
 
 def _mcp(data: Mapping[str, Any], source: str) -> dict[str, Any]:
