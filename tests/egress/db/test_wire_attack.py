@@ -417,11 +417,15 @@ class HostileMaria(SpoofedMaria):
     * ``unknown_plugin``: switches authentication to a plugin nobody knows;
     * ``dialog``: switches to ``dialog`` (PAM: the password in clear);
     * ``huge_greeting``: a greeting of 16 MiB announced, sent for ever;
-    * ``extra_packet``: answers the first query honestly, then sends an OK nobody asked for.
+    * ``extra_packet``: answers the first query honestly, then sends an OK nobody asked for;
+    * ``grants_forever``: answers the privileges check (SHOW GRANTS) with rows for ever;
+    * ``columns_forever``: answers the first query with 2**40 columns announced, their
+      definitions sent for ever.
     """
 
     def _session(self, client: socket.socket) -> None:
-        if self.mode in ("unknown_plugin", "dialog", "huge_greeting", "extra_packet"):
+        if self.mode in ("unknown_plugin", "dialog", "huge_greeting", "extra_packet",
+                         "grants_forever", "columns_forever"):
             return self._hostile_session(client)
         return super()._session(client)
 
@@ -452,6 +456,14 @@ class HostileMaria(SpoofedMaria):
                     _, command = self._read_packet(client)
                     if command[:1] == b"\x01":
                         return
+                    if hostile and self.mode == "grants_forever" and \
+                            b"SHOW GRANTS" in command:
+                        self._endless_rows(client)
+                        return
+                    if hostile and self.mode == "columns_forever" and \
+                            b"SELECT 1" in command:
+                        self._endless_columns(client)
+                        return
                     if command[:1] == b"\x03" and b"SELECT 1" in command:
                         queries += 1
                         column = b"".join(bytes([len(t)]) + t for t in (
@@ -470,6 +482,35 @@ class HostileMaria(SpoofedMaria):
         finally:
             if hostile:
                 self.hostile_done.set()
+
+
+    def _endless_columns(self, client: socket.socket) -> None:
+        column = b"".join(bytes([len(t)]) + t for t in (
+            b"def", b"", b"", b"", b"c" * 200, b"")) + b"\x0c" + struct.pack(
+            "<HIBHBH", 45, 4, 253, 0, 0, 0)
+        client.sendall(_packet(1, b"\xfe" + struct.pack("<Q", 1 << 40)))
+        seq = 2
+        while not self.stop.is_set():
+            block = b""
+            for _ in range(256):
+                block += _packet(seq, column)
+                seq = (seq + 1) % 256
+            client.sendall(block)
+
+    def _endless_rows(self, client: socket.socket) -> None:
+        column = b"".join(bytes([len(t)]) + t for t in (
+            b"def", b"", b"", b"", b"g", b"")) + b"\x0c" + struct.pack(
+            "<HIBHBH", 45, 1024, 253, 0, 0, 0)
+        client.sendall(_packet(1, b"\x01") + _packet(2, column) +
+                       _packet(3, b"\xfe\x00\x00\x02\x00"))
+        row = b"\xfc" + struct.pack("<H", 1000) + b"GRANT USAGE ON *.* TO x " + b"y" * 976
+        seq = 4
+        while not self.stop.is_set():
+            block = b""
+            for _ in range(64):
+                block += _packet(seq, row)
+                seq = (seq + 1) % 256
+            client.sendall(block)
 
 
 @pytest.fixture
@@ -813,3 +854,25 @@ def test_pg_a_huge_notice_in_answer_to_a_host_statement_costs_no_more_than_the_c
     measured = _connect_probe("postgres", f"postgresql://u@127.0.0.1:{server.port}/d", 4.0)
     assert measured["status"].startswith(("UNAVAILABLE", "TOO_LARGE")), measured
     assert measured["growth"] <= 64 << 20, measured
+
+
+def test_maria_endless_rows_in_answer_to_the_privileges_check_cost_bounded_memory() -> None:
+    """PyMySQL's buffered cursor holds every row of the host's own statements (SHOW GRANTS
+    at connect, XA RECOVER at the clean-up): a spoofed server sending rows for ever."""
+    server = HostileMaria("grants_forever")
+    try:
+        measured = _connect_probe("mysql", f"mysql://u@127.0.0.1:{server.port}/d", 4.0)
+    finally:
+        server.close()
+    assert measured["status"].startswith(("UNAVAILABLE", "TOO_LARGE")), measured
+    assert measured["growth"] <= 64 << 20, measured
+
+
+def test_maria_a_result_of_endless_columns_is_refused_at_its_count() -> None:
+    server = HostileMaria("columns_forever")
+    try:
+        measured = _connect_probe("mysql", f"mysql://u@127.0.0.1:{server.port}/d", 4.0)
+    finally:
+        server.close()
+    assert measured["status"].startswith("UNAVAILABLE"), measured
+    assert measured["took"] < 2.0 and measured["growth"] <= 64 << 20, measured

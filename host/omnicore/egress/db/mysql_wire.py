@@ -56,6 +56,9 @@ _PLAIN = frozenset({FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TY
 # longer), and a result has at most 4096 columns.
 ROW_SLACK = 8 * 4096
 _SHAPES_MAX = 256
+_MAX_COLUMNS = 4096
+#: What a result of the host's own statements may hold (buffered): a few rows.
+_HOST_ANSWER_CAP = 1 << 20
 # Authentication plugins that never show the server the password: a scramble of it with the
 # server's salt (mysql_native_password), a signature (MariaDB's client_ed25519). Every other
 # plugin hands the server the password (mysql_clear_password, dialog/PAM, sha256_password and
@@ -75,6 +78,8 @@ _Shape = tuple[list[Any], list[Any], Any, bytes, RowEncoder]
 class _Result(MySQLResult):  # type: ignore[misc]
     """PyMySQL's result, its columns parsed once per connection and definitions' bytes."""
 
+    connection: Any  # (PyMySQL's: a Raw, None once the result is read)
+
     def _read_load_local_packet(self, first_packet: Any) -> None:
         # The server asks for a file of the host (LOAD DATA LOCAL INFILE, or a spoofed
         # server's 0xFB packet after any statement): never sent (PyMySQL's local_infile is
@@ -86,11 +91,42 @@ class _Result(MySQLResult):  # type: ignore[misc]
                                      "local file (LOAD DATA LOCAL), which the connector never "
                                      "sends; the connection was closed")
 
+    def _read_rowdata_packet(self) -> None:
+        """PyMySQL's buffered read of a result's rows, bounded in bytes: only the host's
+        own statements are read buffered (SHOW GRANTS at connect, XA RECOVER at the
+        clean-up; a plugin's are unbuffered, bounded by _rows), and a spoofed server
+        answering SHOW GRANTS with rows for ever cost the host 700 MB in 4 s."""
+        conn = self.connection
+        rows = []
+        size = 0
+        while True:
+            packet = conn._read_packet()
+            if self._check_packet_is_eof(packet):
+                self.connection = None  # (PyMySQL's: no cycle)
+                break
+            size += len(packet._data)
+            if size > _HOST_ANSWER_CAP:
+                conn._force_close()
+                raise pymysql.err.OperationalError(
+                    CR.CR_SERVER_LOST, f"the server sent more than {_HOST_ANSWER_CAP} bytes "
+                                       "in answer to a statement of the host; the connection "
+                                       "was closed")
+            rows.append(self._read_row_from_packet(packet))
+        self.affected_rows = len(rows)
+        self.rows = tuple(rows)
+
     #: The JSON of the columns and the row encoder (none: a statement without a result set).
     shape: tuple[bytes, RowEncoder] = (b"[]", row_encoder(()))
 
     def _get_descriptions(self) -> None:
         conn = self.connection
+        if self.field_count > _MAX_COLUMNS:
+            # A spoofed server's count (up to 2**64) and column definitions for ever: held
+            # as they came until the deadline (GBs). MariaDB's results have 4096 at most.
+            conn._force_close()
+            raise pymysql.err.OperationalError(
+                CR.CR_SERVER_LOST, f"protocol error: {self.field_count} columns announced "
+                                   f"(at most {_MAX_COLUMNS}); the connection was closed")
         read = conn._read_payload
         key = tuple([read() for _ in range(self.field_count)])
         shapes = conn.shapes
@@ -155,6 +191,9 @@ _PRIVATE = (
     (MySQLResult, "_read_rowdata_packet_unbuffered",
      ("unbuffered_active", "_read_packet", "_check_packet_is_eof", "_read_row_from_packet",
       "connection", "rows")),
+    (MySQLResult, "_read_rowdata_packet",
+     ("connection", "_read_packet", "_check_packet_is_eof", "_read_row_from_packet",
+      "affected_rows", "rows")),
     (MySQLResult, "_check_packet_is_eof", ("is_eof_packet", "warning_count", "has_next")),
     (MySQLResult, "_read_row_from_packet", ("converters", "read_length_coded_string")),
     (EOFPacketWrapper, "__init__",
@@ -357,7 +396,8 @@ class Raw(pymysql.connections.Connection):  # type: ignore[misc]
         self._result = result
         if result.server_status is not None:
             self.server_status = result.server_status
-        return result.affected_rows  # type: ignore[no-any-return]
+        affected: int = result.affected_rows
+        return affected
 
 
 class _FastPathOnly:
