@@ -777,6 +777,11 @@ def _send_fetch(conn: _Conn) -> Any:
     return raw.wait(_fetch(conn))
 
 
+#: What libpq reads of the socket in one go whatever its buffer holds (pqReadData makes room
+#: for 8 KiB before it reads).
+_LIBPQ_READ = 8192
+
+
 def _fetch(conn: _Conn) -> Generator[Wait, Any, Any]:
     """psycopg's fetch of one result, bounded in bytes: what waits on the socket is counted
     before libpq reads it, and past :attr:`_Conn.wire_cap` for one result (a row, a chunk of
@@ -796,16 +801,17 @@ def _fetch(conn: _Conn) -> Generator[Wait, Any, Any]:
             if ahead > cap or (fields and _pending(conn) > cap):
                 _close(conn)
                 raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
-            if fields:
+            if fields and pending[0] > _LIBPQ_READ:
                 # What libpq reads, exactly: a read leaves bytes on the socket when its
                 # buffer is full, and they were counted again at the next wake-up (a 4 MB
                 # result was refused under a 32 MiB cap). It first moves its unread bytes
-                # to the buffer's start, then appends what it reads.
+                # to the buffer's start, then appends what it reads. (Up to _LIBPQ_READ
+                # waiting, it reads them all: a short answer pays no more.)
                 _, _, start, _, end = _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))
                 pgconn.consume_input()
                 got += _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))[4] - (
                     end - start)
-            else:  # (libpq's buffer not found: every byte waiting counted as read)
+            else:  # (or libpq's buffer not found: every byte waiting counted as read)
                 got = ahead
                 pgconn.consume_input()
             while pgconn.notifies() is not None:
