@@ -375,8 +375,14 @@ try:
     out = backend.run("p", True, "SELECT 1", [], started + float(sys.argv[3])).decode()
 except Refused as exc:
     out = f"{exc.status}: {exc}"
-print(json.dumps({"status": out, "growth": status("VmHWM") - base,
-                  "took": time.monotonic() - started}))
+took = time.monotonic() - started
+from omnicore.egress.db.base import _SIDE
+until = time.monotonic() + 15  # the side pool's work (a KILL, a terminate) done too
+while time.monotonic() < until and not (_SIDE._work_queue.empty() and
+        _SIDE._idle_semaphore._value == len(_SIDE._threads)):
+    time.sleep(0.05)
+print(json.dumps({"status": out, "growth": status("VmHWM") - base, "took": took}))
+
 """
 
 
@@ -420,12 +426,14 @@ class HostileMaria(SpoofedMaria):
     * ``extra_packet``: answers the first query honestly, then sends an OK nobody asked for;
     * ``grants_forever``: answers the privileges check (SHOW GRANTS) with rows for ever;
     * ``columns_forever``: answers the first query with 2**40 columns announced, their
-      definitions sent for ever.
+      definitions sent for ever;
+    * ``hang_side_huge``: never answers the first query; every later session (the side
+      connection of the deadline's KILL QUERY) gets a greeting of 16 MiB frames for ever.
     """
 
     def _session(self, client: socket.socket) -> None:
         if self.mode in ("unknown_plugin", "dialog", "huge_greeting", "extra_packet",
-                         "grants_forever", "columns_forever"):
+                         "grants_forever", "columns_forever", "hang_side_huge"):
             return self._hostile_session(client)
         return super()._session(client)
 
@@ -435,10 +443,13 @@ class HostileMaria(SpoofedMaria):
         hostile = self.sessions == 1
         try:
             with client:
-                if hostile and self.mode == "huge_greeting":
-                    client.sendall(b"\xff\xff\xff\x00" + b"\x0a")
+                if (hostile and self.mode == "huge_greeting") or \
+                        (not hostile and self.mode == "hang_side_huge"):
+                    frame = b"\x0a" + b"g" * (0xFFFFFF - 1)  # frames of 16 MiB, for ever
+                    seq = 0
                     while not self.stop.is_set():
-                        client.sendall(b"g" * 65536)
+                        client.sendall(b"\xff\xff\xff" + bytes([seq]) + frame)
+                        seq = (seq + 1) % 256
                     return
                 client.sendall(_packet(0, _GREETING if self.tls is None else _TLS_GREETING))
                 seq, _ = self._read_packet(client)
@@ -459,6 +470,10 @@ class HostileMaria(SpoofedMaria):
                     if hostile and self.mode == "grants_forever" and \
                             b"SHOW GRANTS" in command:
                         self._endless_rows(client)
+                        return
+                    if hostile and self.mode == "hang_side_huge" and b"SELECT 1" in command:
+                        while client.recv(4096):  # never answered: the deadline's KILL
+                            pass
                         return
                     if hostile and self.mode == "columns_forever" and \
                             b"SELECT 1" in command:
@@ -876,3 +891,15 @@ def test_maria_a_result_of_endless_columns_is_refused_at_its_count() -> None:
         server.close()
     assert measured["status"].startswith("UNAVAILABLE"), measured
     assert measured["took"] < 2.0 and measured["growth"] <= 64 << 20, measured
+
+
+def test_maria_the_side_connection_of_a_kill_is_bounded_in_bytes_too() -> None:
+    """The deadline's KILL QUERY opens a side connection to the same server: a spoofed one
+    answers it with a greeting of 16 MiB frames for ever (the side's packets had no cap)."""
+    server = HostileMaria("hang_side_huge")
+    try:
+        measured = _connect_probe("mysql", f"mysql://u@127.0.0.1:{server.port}/d", 1.0)
+    finally:
+        server.close()
+    assert measured["status"].endswith("statement timed out"), measured
+    assert measured["growth"] <= 64 << 20, measured

@@ -199,6 +199,11 @@ def _open(target: Target, connector: DbConnector | None, deadline: float
     if connector is not None:
         raw.connector = connector.name
         raw.packet_cap = connector.max_result_bytes + ROW_SLACK
+    else:
+        # A side connection (the deadline's KILL) reads a greeting and an OK: a spoofed
+        # server answering it with 16 MiB frames for ever cost the host 740 MB before the
+        # side's bound ended it (its packets had no cap).
+        raw.packet_cap = ROW_SLACK
     sock = _socket(target, deadline)
     cut: list[bool] = []
 
