@@ -35,6 +35,7 @@ from tests.dbservers import CertAuthority, MariaDB
 from tests.egress.db.test_hostile_wire import (
     _GREETING,
     _OK,
+    _SALT,
     _TLS_GREETING,
     _WELCOME,
     PASSWORD,
@@ -64,6 +65,8 @@ class HostileStartPostgres:
     * ``tls_scram_no_plus``: TLS, then SCRAM offered without its channel-binding variant;
     * ``scram_bad_nonce``: SCRAM whose server nonce does not extend the client's;
     * ``md5``: asks for an MD5 password;
+    * ``hang_side_huge``: the first session never answers its first query; later ones (the
+      side connection of the deadline's terminate) run ``notice_huge``;
     * ``query_notice_huge``: an honest start-up, then a NoticeResponse of 1 GiB, sent for
       ever, in answer to the host's first simple-protocol statement (the privileges check,
       a SET, BEGIN, DISCARD ALL).
@@ -77,6 +80,7 @@ class HostileStartPostgres:
         self.stop = threading.Event()
         self.got: list[bytes] = []
         self.ssl_requested = False
+        self.sessions = 0
         self.ended = threading.Event()
         self.sent = 0
         threading.Thread(target=self._serve, daemon=True, name="fake-pgstart").start()
@@ -136,6 +140,18 @@ class HostileStartPostgres:
                 if code == 80877102:  # CancelRequest
                     return
                 ok = _msg(b"R", struct.pack("!I", 0))
+                self.sessions += 1
+                if mode == "hang_side_huge":
+                    # The first session never answers its first query; the next (the side
+                    # connection of the deadline's terminate) gets a notice of 1 GiB.
+                    mode = "hang" if self.sessions == 1 else "notice_huge"
+                if mode == "hang":
+                    client.sendall(_WELCOME)
+                    while True:
+                        if self._message(client)[:1] == b"S":  # a query's Sync: no answer
+                            while client.recv(4096):
+                                pass
+                            return
                 if mode == "auth_error_huge":
                     self._flood(client, b"E" + struct.pack("!I", 1 << 30) + b"SFATAL\0M",
                                 b"e" * 65536)
@@ -377,9 +393,12 @@ except Refused as exc:
     out = f"{exc.status}: {exc}"
 took = time.monotonic() - started
 from omnicore.egress.db.base import _SIDE
-until = time.monotonic() + 15  # the side pool's work (a KILL, a terminate) done too
-while time.monotonic() < until and not (_SIDE._work_queue.empty() and
-        _SIDE._idle_semaphore._value == len(_SIDE._threads)):
+# The side pool's work (a KILL, a terminate) done too: idle for a whole second (the cut
+# submits it from the watchdog's thread just after it wakes the call).
+until, quiet = time.monotonic() + 15, 0
+while time.monotonic() < until and quiet < 20:
+    idle = _SIDE._work_queue.empty() and _SIDE._idle_semaphore._value == len(_SIDE._threads)
+    quiet = quiet + 1 if idle else 0
     time.sleep(0.05)
 print(json.dumps({"status": out, "growth": status("VmHWM") - base, "took": took}))
 
@@ -433,7 +452,7 @@ class HostileMaria(SpoofedMaria):
 
     def _session(self, client: socket.socket) -> None:
         if self.mode in ("unknown_plugin", "dialog", "huge_greeting", "extra_packet",
-                         "grants_forever", "columns_forever", "hang_side_huge"):
+                         "grants_forever", "columns_forever", "hang_side_huge", "sha2_full"):
             return self._hostile_session(client)
         return super()._session(client)
 
@@ -453,6 +472,19 @@ class HostileMaria(SpoofedMaria):
                     return
                 client.sendall(_packet(0, _GREETING if self.tls is None else _TLS_GREETING))
                 seq, _ = self._read_packet(client)
+                if hostile and self.mode == "sha2_full":
+                    # caching_sha2_password: the fast path "failed", full authentication asked
+                    # (the password in clear, or RSA-encrypted to a key the server sends).
+                    client.sendall(_packet(seq + 1, b"\xfecaching_sha2_password\0" +
+                                           _SALT + b"\0"))
+                    try:
+                        seq, answer = self._read_packet(client)
+                        self.answers.append(answer)
+                        client.sendall(_packet(seq + 1, b"\x01\x04"))
+                        self.answers.append(self._read_packet(client)[1])
+                    except (ConnectionError, OSError):
+                        pass
+                    return
                 if hostile and self.mode in ("unknown_plugin", "dialog"):
                     name = b"evil_plugin" if self.mode == "unknown_plugin" else b"dialog"
                     client.sendall(_packet(seq + 1, b"\xfe" + name + b"\0" + b"x" * 20 + b"\0"))
@@ -903,3 +935,28 @@ def test_maria_the_side_connection_of_a_kill_is_bounded_in_bytes_too() -> None:
         server.close()
     assert measured["status"].endswith("statement timed out"), measured
     assert measured["growth"] <= 64 << 20, measured
+
+
+def test_pg_the_side_connection_of_a_terminate_is_bounded_in_bytes_too(
+        hostile_pg: Callable[..., HostileStartPostgres]) -> None:
+    """The deadline's cut terminates the backend from a side connection to the same
+    server: a spoofed one answers its start-up with a notice of 1 GiB."""
+    server = hostile_pg("hang_side_huge")
+    measured = _connect_probe("postgres", f"postgresql://u@127.0.0.1:{server.port}/d", 1.0)
+    assert measured["status"].endswith("statement timed out"), measured
+    assert server.sessions >= 2, "the side connection was never opened"
+    assert measured["growth"] <= 64 << 20, measured
+
+
+def test_maria_caching_sha2_full_authentication_gets_no_password(
+        hostile_maria: Callable[[str], HostileMaria]) -> None:
+    """The fast path's scramble is sent; the full authentication a spoofed server asks for
+    next (the password in clear without TLS) is refused."""
+    server = hostile_maria("sha2_full")
+    before = _host_threads()
+    refused, _ = _refused(_backend("mysql", server.port), 3.0)
+    assert refused.status == "DENIED" and "caching_sha2_password" in str(refused), refused
+    assert server.hostile_done.wait(5)
+    assert server.answers and all(PASSWORD.encode() not in a for a in server.answers), \
+        server.answers
+    _no_thread_left(before)
