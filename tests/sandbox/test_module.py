@@ -143,3 +143,62 @@ def test_memory_proposals_are_refused(engine: SandboxEngine, memories: str) -> N
       (func (export "omni_free") (param i32 i32)))""")
     with pytest.raises(InvalidModule, match="not a valid WebAssembly module"):
         PluginModule.load(engine, wasm, "p")
+
+
+# -- described from the bytes, never compiled (issue 63) --------------------------------------
+
+#: Imports and exports of every kind, an Extism-shaped module, a WASI one.
+SHAPES = [
+    PLAIN,
+    """(module
+      (import "omnicore:kv" "get" (func (param i32 i32) (result i64)))
+      (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+      (import "omnicore:log" "write" (func (param i32 i32 i32)))
+      (memory (export "memory") 1 4)
+      (table (export "t") 2 funcref)
+      (global (export "g") (mut i64) (i64.const 7))
+      (global (export "f") f32 (f32.const 1))
+      (func (export "omni_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "omni_free") (param i32 i32))
+      (func (export "h") (param i32 i32) (result i64) (i64.const 0)))""",
+    """(module
+      (import "extism:host/env" "input_length" (func (result i64)))
+      (memory (export "memory") 1)
+      (func (export "count") (result i32) (i32.const 0)))""",
+    """(module
+      (import "env" "memory" (memory 1))
+      (func (export "run") (result i32) (i32.const 0)))""",
+]
+
+
+@pytest.mark.parametrize("text", SHAPES, ids=["plain", "every-kind", "extism", "memory-import"])
+def test_a_described_module_reads_as_the_compiled_one_and_compiles_nothing(
+        tmp_path: Path, wat: Wat, text: str) -> None:
+    path = tmp_path / "p.wasm"
+    path.write_bytes(wasmtime.wat2wasm(text))
+    cache = tmp_path / "cache"
+    with SandboxEngine(cache_dir=cache) as eng:
+        described = PluginModule.inspect(path, builtin_registry(), engine=eng, compile=False)
+        unchecked = PluginModule.inspect(path, builtin_registry(), engine=eng, compile=False,
+                                         validate=False)
+        assert not list(cache.glob("*.cwasm"))  # nothing compiled, nothing stored
+        compiled = PluginModule.inspect(path, builtin_registry(), engine=eng)
+    assert described == unchecked == compiled
+    assert list(cache.glob("*.cwasm"))  # the compiled one was
+
+
+def test_a_described_module_is_refused_as_the_compiled_one(tmp_path: Path) -> None:
+    bad = bytes(wasmtime.wat2wasm(PLAIN))[:-3]  # truncated
+    with SandboxEngine() as eng:
+        described = PluginModule.inspect(bad, engine=eng, compile=False)
+        compiled = PluginModule.inspect(bad, engine=eng)
+        # A body wasmtime refuses: its validation says so, without compiling.
+        typo = bytes(wasmtime.wat2wasm(PLAIN.replace('"beta") (param i32 i32) (result i64) '
+                                               '(i64.const 0)',
+                                               '"beta") (param i32 i32) (result i64) '
+                                               '(i32.const 0)')))
+        wrong = PluginModule.inspect(typo, engine=eng, compile=False)
+        assert wrong["ok"] is False and "type mismatch" in wrong["error"]
+        assert "type mismatch" in PluginModule.inspect(typo, engine=eng)["error"]
+    assert described["ok"] is compiled["ok"] is False
+    assert described["error_type"] == compiled["error_type"] == "InvalidModule"

@@ -69,6 +69,8 @@ def test_validate_against_the_app_warns_for_a_missing_plugin_and_fails_a_missing
         "host of the store: until a host serves it, the step waits queued"]
     assert f"{later}: ok — workflow later, 2 step(s)" in done.stdout
     assert "1 warning(s)" in done.stdout
+    # The handlers are read from the bytes: nothing compiled, nothing cached (issue 63).
+    assert not list((tmp_path / "module-cache").glob("*.cwasm"))
 
     done = omnicore("workflows", "validate", str(wrong), str(later), "--app", str(app),
                     cwd=tmp_path)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from omnicore.errors import OmniError
 from omnicore.plugins.versions import Entry
+from omnicore.sandbox import modcache
 from omnicore.sandbox.compiled import CompiledPlugin
 
 __all__ = ["TierUp"]
@@ -98,3 +99,7 @@ class TierUp:
                 except Exception:
                     log.exception("plugin '%s': swapping in the optimized code failed; the "
                                   "baseline code serves", entry.name)
+            del module, optimized, entry, job
+            # The baseline code and its runtime are let go now: what malloc kept of them (and
+            # of the compile) goes back to the system (issue 63).
+            modcache.trim()

@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import wasmtime
 
@@ -128,9 +128,17 @@ class PluginModule(CompiledPlugin):
     @classmethod
     def load(cls, engine: SandboxEngine, source: bytes | bytearray | Path | str,
              name: str | None = None, *,
-             registry: CapabilityRegistry | None = None) -> CompiledPlugin:
+             registry: CapabilityRegistry | None = None,
+             compile: bool = True, validate: bool = True) -> CompiledPlugin:
         """Validate and compile a plugin of any kind: a :class:`PluginModule` for a core
         module, a ``ComponentModule`` for a component.
+
+        ``compile=False`` (what is only described, never run: ``omnicore inspect``,
+        ``workflows validate --app``): a core module's imports and exports are read from its
+        bytes (:mod:`omnicore.sandbox.shape`), validated by wasmtime unless ``validate`` is
+        false (function bodies unread: what only needs the handlers and the manifest), and
+        the result has no code (``wasmtime_module`` is the shape read); a component is still
+        compiled.
 
         ``source`` is the wasm bytes or a path. The name comes from ``name``, else the
         manifest, else the file name. With ``registry``, imports are also checked against it
@@ -173,7 +181,7 @@ class PluginModule(CompiledPlugin):
         # compiled: only the name and the file differ. An Extism manifest beside the file
         # can change what the bytes are, so such a file is always analysed afresh.
         beside = path is not None and path.with_suffix(".json").is_file()
-        known = None if beside else _known(engine, sha)
+        known = None if beside or not compile else _known(engine, sha)
         if known is None:
             check_manifest(manifest, plugin if isinstance(plugin, str) else label)
         if not isinstance(plugin, str) or not plugin:
@@ -201,6 +209,9 @@ class PluginModule(CompiledPlugin):
                 f"WebAssembly module: {v128} uses the v128 type; SIMD is supported inside "
                 "function bodies only, not in import/export signatures or globals "
                 "(specs/abi.md §1.5)", plugin=plugin)
+        if not compile:
+            return cls._described(engine, wasm, plugin, manifest, sha, path, needs_gc,
+                                  validate)
         try:
             compiled = engine.compile(wasm, sha)
         except wasmtime.WasmtimeError as exc:
@@ -218,6 +229,34 @@ class PluginModule(CompiledPlugin):
             _remember(engine, sha, mod)
         if registry is not None:
             mod.check_imports(registry)
+        return mod
+
+    @classmethod
+    def _described(cls, engine: SandboxEngine, wasm: bytes, plugin: str,
+                   manifest: dict[str, Any], sha: str, path: Path | None,
+                   needs_gc: bool, validate: bool) -> PluginModule:
+        """What :meth:`load` makes of ``wasm`` but compiled: the same checks over the
+        imports and exports read from the bytes, after wasmtime validated them."""
+        from omnicore.sandbox import shape
+        from omnicore.sandbox.engine import refuse_indescribable
+
+        try:
+            refuse_indescribable(wasm)
+            if validate:
+                wasmtime.Module.validate(engine.wasmtime, wasm)
+            described = shape.read(wasm)
+        except (wasmtime.WasmtimeError, wasmbin.WasmFormatError) as exc:
+            first = engine_cause(str(exc))
+            raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly module: {first}",
+                                plugin=plugin) from None
+        mod = cls._from_compiled(cast(wasmtime.Module, described), plugin, manifest, sha,
+                                 len(wasm), path)
+        if needs_gc:
+            if mod.abi != ABI_VERSION:
+                raise InvalidModule(f"plugin {plugin!r}: an Extism plugin using Wasm GC is not "
+                                    "supported (omnicore ABI v1 plugins may use it)",
+                                    plugin=plugin)
+            mod = dataclasses.replace(mod, needs_gc=True)
         return mod
 
     @classmethod
@@ -349,8 +388,8 @@ class PluginModule(CompiledPlugin):
 
     @staticmethod
     def inspect(source: bytes | Path | str, registry: CapabilityRegistry | None = None,
-                name: str | None = None, *, engine: SandboxEngine | None = None
-                ) -> dict[str, Any]:
+                name: str | None = None, *, engine: SandboxEngine | None = None,
+                compile: bool = True, validate: bool = True) -> dict[str, Any]:
         """Inspect a plugin without an app: the :meth:`describe` report plus ``ok``/``error``.
 
         Compiled on ``engine`` (through its module cache; the caller closes it), else on an
@@ -363,7 +402,7 @@ class PluginModule(CompiledPlugin):
         own = engine is None
         engine = SandboxEngine() if engine is None else engine
         try:
-            mod = PluginModule.load(engine, source, name)
+            mod = PluginModule.load(engine, source, name, compile=compile, validate=validate)
             report = mod.describe()
             try:
                 if registry is not None:
