@@ -62,6 +62,8 @@ from omnicore.egress.refused import Refused
 __all__ = ["PostgresDialect"]
 
 _STREAM_CHUNK = 256
+#: The size of a chunk's PGresult past which it is freed as soon as its last row is read.
+_LARGE_CHUNK = 1 << 20
 # A query is prepared on a connection when it runs there the second time (a plugin's
 # statements are literals in its code, so most repeat; one run once costs no extra round
 # trip); a connection keeps this many, the least recently run deallocated first.
@@ -957,13 +959,22 @@ def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any],
                 # is decoded; in a chunk larger than a row may be (one call per chunk: the
                 # common small result pays no more), a row too long on the wire before it is.
                 ptr = res.pgresult_ptr
-                if _memsize(ptr) > conn.row_cap:
-                    fields = range(res.nfields)
-                    for i in range(res.ntuples):
-                        if sum([_getlength(ptr, i, c) for c in fields]) > conn.row_cap:
+                size = _memsize(ptr)
+                if size > _LARGE_CHUNK:
+                    # A large chunk's PGresult freed once its last row is decoded, before
+                    # that row's JSON is written (it held the row a third time).
+                    fields, last = range(res.nfields), res.ntuples - 1
+                    for i in range(last + 1):
+                        if size > conn.row_cap and \
+                                sum([_getlength(ptr, i, c) for c in fields]) > conn.row_cap:
                             raise over_cap(conn.connector, i, conn.row_cap, 1 << 62,
                                            conn.row_cap // 2)
-                        yield tx.load_row(i, tuple)
+                        if i < last:
+                            yield tx.load_row(i, tuple)
+                            continue
+                        box = [tx.load_row(i, tuple)]
+                        res.clear()
+                        yield box.pop()  # (not held here while the caller writes it)
                 else:
                     for i in range(res.ntuples):
                         yield tx.load_row(i, tuple)
