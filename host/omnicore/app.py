@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Never, Self, TypeVar, overload
 
+from omnicore import telemetry
 from omnicore.app_data import AppData
 from omnicore.capabilities import builtin as builtin_capabilities
 from omnicore.config import OmniConfig, load_config
@@ -48,6 +49,7 @@ from omnicore.plugins import extension as plugin_extension
 from omnicore.plugins.host import PluginHost
 
 if TYPE_CHECKING:  # made on first use, so `omnicore call` never loads them
+    from omnicore.bridges import Bridges
     from omnicore.capabilities.kv import KV
     from omnicore.cluster import Membership
     from omnicore.egress import Connector, Egress
@@ -132,6 +134,9 @@ class OmniApp:
         self.name = config.name
         self.runtime_id = new_runtime_id()
         self.log = get_logger("omnicore.app", app=self.name, runtime_id=self.runtime_id)
+        # Off unless telemetry.* or OTEL_* ask (opentelemetry is imported only then).
+        telemetry.configure(config.telemetry, service_name=config.name,
+                            instance=self.runtime_id, environ=environ)
         self.data = AppData(config, self.runtime_id, self.log, embedder=self._embedder)
         self.events = EventBus(log=self.log.bind(component="events"))
         self.tasks = TaskEngine(workers=config.workers, events=self.events,
@@ -167,8 +172,13 @@ class OmniApp:
         self._retention: ServiceModule[Sweeper] = ServiceModule(
             "retention", self._make_sweeper, depends_on=("cluster",),
             start=lambda s: s.start(), stop=lambda s: s.stop())
+        # Brokers bridged to the event bus (bridges.*): an inbound message becomes durable
+        # deliveries, so the bridges start after the subscriptions and the queue.
+        self._bridges: ServiceModule[Bridges] = ServiceModule(
+            "bridges", self._make_bridges, depends_on=("subscriptions", "jobs"),
+            start=lambda b: b.start(), stop=lambda b: b.stop())
         for service in (self._cluster, self._subscriptions, self._jobs, self._workflows,
-                        self._retention):
+                        self._retention, self._bridges):
             self._services.add(service)
         if default_modules:
             from omnicore.jobs import JobMetrics
@@ -182,6 +192,10 @@ class OmniApp:
 
             self.metrics.add_collector(RetentionMetrics(
                 lambda: self._retention.service if self._retention.made else None))
+            from omnicore.bridges import BridgeMetrics
+
+            self.metrics.add_collector(BridgeMetrics(
+                lambda: self._bridges.service if self._bridges.made else None))
         self.extensions = ExtensionManager(self)
         for dotted in BUILTIN_EXTENSIONS if builtin_extensions is None else builtin_extensions:
             builtin = _BUILTIN_OBJECTS.get(dotted)
@@ -215,6 +229,14 @@ class OmniApp:
         from omnicore.workflows import Workflows
 
         return Workflows(self)
+
+    def _make_bridges(self) -> Bridges:
+        from omnicore.bridges import Bridges
+
+        return Bridges(self.config.bridges, events=self.events,
+                       deliver=lambda e: self.subscriptions.deliver(e),
+                       secrets=lambda: self.secrets, consumer=self.runtime_id, app=self.name,
+                       health=self.health if "health" in self._modules.names else None)
 
     def _make_sweeper(self) -> Sweeper:
         from omnicore.storage.retention import Sweeper
@@ -275,6 +297,11 @@ class OmniApp:
     def workflows(self) -> Workflows:
         """Workflow definitions (``workflows/``) and their durable runs."""
         return self._workflows.service
+
+    @property
+    def bridges(self) -> Bridges:
+        """The brokers bridged to the event bus (``bridges.*``), their state and counters."""
+        return self._bridges.service
 
     @property
     def cluster(self) -> Membership | None:
@@ -481,6 +508,7 @@ class OmniApp:
         finally:  # the next host may start, whatever closing left undone
             self.data.release()
         self._became_stopped()
+        telemetry.flush()
         self.log.info("app %s stopped in %.3fs (up %.1fs)", self.name,
                       time.perf_counter() - stopping_since, self.uptime)
         self._loop = None

@@ -209,7 +209,7 @@ def test_services_start_after_the_startup_hooks_drain_side_by_side_and_stop_in_r
 
     app.extensions.register(Extension(), name="ext")
     assert [m.name for m in app.services] == ["cluster", "subscriptions", "jobs", "workflows",
-                                              "retention"]
+                                              "retention", "bridges"]
     assert [m.name for m in app.modules] == ["web"]  # the services are not user modules
     moves: list[tuple[str, str]] = []
     app.events.subscribe(ModuleStateChanged,
@@ -218,12 +218,12 @@ def test_services_start_after_the_startup_hooks_drain_side_by_side_and_stop_in_r
     app.start()
     assert log == ["start web", "startup"]
     assert [name for name, state in moves if state == "running"] == [
-        "web", "cluster", "subscriptions", "jobs", "workflows", "retention"]
+        "web", "cluster", "subscriptions", "jobs", "workflows", "retention", "bridges"]
     assert app.cluster is not None  # (no plugin host here, so no job workers either)
     assert all(m.state is State.RUNNING for m in app.services)
     app.stop(grace=1)
     assert [name for name, state in moves if state == "stopped"] == [
-        "retention", "workflows", "jobs", "subscriptions", "cluster", "web"]
+        "bridges", "retention", "workflows", "jobs", "subscriptions", "cluster", "web"]
     assert app.cluster is None and not app.jobs.started
 
 

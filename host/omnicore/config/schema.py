@@ -21,13 +21,16 @@ from pydantic import (
     model_validator,
 )
 
+from omnicore.config.bridges import BridgeConfig
 from omnicore.config.retention import RetentionConfig
 from omnicore.config.sandbox import LIMIT_KEYS, CircuitConfig, LimitsConfig, SandboxConfig
 from omnicore.config.strict import Strict
+from omnicore.config.telemetry import TelemetryConfig
 
 __all__ = [
     "LIMIT_KEYS",
     "RENAMED",
+    "BridgeConfig",
     "CapabilitiesConfig",
     "CatalogConfig",
     "CircuitConfig",
@@ -45,6 +48,7 @@ __all__ = [
     "SandboxConfig",
     "StorageConfig",
     "TasksConfig",
+    "TelemetryConfig",
     "TrustConfig",
     "WorkflowsConfig",
     "masked_url",
@@ -526,10 +530,16 @@ class OmniConfig(Strict):
         description="named upstream APIs and databases with credentials (omnicore:http, sql, "
                     "redis)"
     )
+    bridges: dict[str, BridgeConfig] = Field(
+        default_factory=dict,
+        description="message brokers (NATS JetStream, Redis Streams, MQTT 5) bridged to the "
+                    "event bus"
+    )
     workflows: WorkflowsConfig = Field(default_factory=lambda: WorkflowsConfig())
     mcp: McpConfig = Field(default_factory=lambda: McpConfig())
     registry: RegistryConfig = Field(default_factory=lambda: RegistryConfig())
     retention: RetentionConfig = Field(default_factory=lambda: RetentionConfig())
+    telemetry: TelemetryConfig = Field(default_factory=lambda: TelemetryConfig())
     trust: TrustConfig = Field(default_factory=lambda: TrustConfig(),
                                description="plugins.trust in the file: the signatures a "
                                            "module needs")
