@@ -960,3 +960,20 @@ def test_maria_caching_sha2_full_authentication_gets_no_password(
     assert server.answers and all(PASSWORD.encode() not in a for a in server.answers), \
         server.answers
     _no_thread_left(before)
+
+
+def test_pg_a_privileges_check_that_fails_does_not_let_a_superuser_in(
+        pg_cluster: Any, pg_url: str) -> None:
+    """A role whose own settings make the check's query fail (a statement_timeout of 1 ms,
+    set on the role): under ``refuse`` the role is not taken unchecked."""
+    db = pg_url.rsplit("/", 1)[1]
+    role = _role(pg_cluster, db, "SUPERUSER")
+    pg_cluster.psql(f"ALTER ROLE {role} SET statement_timeout = '1ms'")
+    backend = _pg_backend(pg_url, plugins={"p": {"user": role, "secret": role}})
+    try:
+        with pytest.raises(Refused) as info:
+            backend.run("p", True, "SELECT current_setting('is_superuser')", [],
+                        time.monotonic() + 5)
+        assert info.value.status == "DENIED", info.value
+    finally:
+        backend.close()

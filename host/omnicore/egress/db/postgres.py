@@ -217,6 +217,8 @@ def _check_strings(raw: psycopg.Connection[Any], connector: str, target: Target)
 class PostgresDialect(Dialect):
     """psycopg 3, autocommit connections; transactions are explicit BEGIN/COMMIT."""
 
+    refuses_unchecked = True
+
     def connect(self, target: Target, connector: DbConnector, deadline: float) -> _Conn:
         kwargs: dict[str, Any] = {
             "host": target.socket or target.host, "port": target.port,
@@ -475,7 +477,6 @@ class _Bounded(psycopg.Connection[Any]):
     def _connect_gen(cls, conninfo: str = "") -> Generator[Any, Any, Any]:
         pgconn = yield from _bounded_start(conninfo, _starting.until)
         return cls(pgconn)
-
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         """psycopg's wait, bounded in bytes for the host's own statements (the privileges

@@ -111,6 +111,12 @@ class Dialect:
     """What differs between PostgreSQL and MySQL. ``conn`` objects are the dialect's own
     (with a ``broken`` flag the pool reads)."""
 
+    #: Whether a privileges check the server refused or cancelled (an error with a SQLSTATE)
+    #: refuses the connection under ``privileges: refuse``/``strict`` (PostgreSQL: the check
+    #: reads views every role may read). MariaDB refuses SHOW GRANTS FOR a role in ordinary
+    #: set-ups: there a failed check is warned of only.
+    refuses_unchecked = False
+
     def connect(self, target: Target, connector: DbConnector, deadline: float) -> Any:
         raise NotImplementedError
 
@@ -257,12 +263,22 @@ class SqlBackend:
         mode = self.connector.privileges
         try:
             powers, owns = self.dialect.privileges(conn, deadline)
-        except Exception as exc:  # a check, not a reason to refuse the connection
-            if user not in self._checked:
-                _log.warning("connector %s: the privileges of role %s could not be checked "
-                             "(%s)", self.name, user, type(exc).__name__)
+        except Exception as exc:
             if conn.broken or conn.killed or self.dialect.closed(conn):
                 raise self._fail(exc, conn) from None
+            why = (f"connector {self.name}: the privileges of role {user} could not be "
+                   f"checked ({type(exc).__name__})")
+            if mode != "warn" and self.dialect.refuses_unchecked and \
+                    getattr(exc, "sqlstate", None):
+                # Fail closed when the server refused or cancelled the check: a superuser
+                # role whose own statement_timeout (1 ms) cancelled it was let in unchecked,
+                # with a warning only. (A server that answers the check in no shape the
+                # driver reads, a spoofed one, is warned of: its word proves nothing.)
+                raise Refused("DENIED", f"{why}: look at the role's settings (ALTER ROLE ... "
+                                        f"RESET ALL), or set connectors.{self.name}."
+                                        "privileges: warn") from None
+            if user not in self._checked:
+                _log.warning("%s (connectors.%s.privileges: warn)", why, self.name)
             self._checked.add(user)
             return
         name = self.name
