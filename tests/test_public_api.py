@@ -43,8 +43,8 @@ EXPECTED = {
     "omnicore.logging": ["BoundLogger", "JsonFormatter", "TextFormatter", "configure",
                          "get_logger"],
     "omnicore.telemetry": ["ON", "Settings", "configure", "db_operation", "flush", "ids",
-                           "log_ids", "outbound_http", "resolve", "span", "traced_call",
-                           "traceparent"],
+                           "log_ids", "outbound_http", "reset", "resolve", "span", "start",
+                           "traced_call", "traceparent"],
 }
 
 

@@ -30,11 +30,11 @@ from omnicore.telemetry import Settings, _sdk
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    _sdk.setup(Settings(service_name="test"), "instance-1", exporter)
+    telemetry.start(Settings(service_name="test"), "instance-1", exporter)
     try:
         yield exporter
     finally:
-        _sdk.reset()
+        telemetry.reset()
     assert telemetry.ON is False
 
 
@@ -216,7 +216,7 @@ class _Stuck(InMemorySpanExporter):
 def test_a_full_queue_drops_spans_counted_and_warns_once_never_blocking(
         caplog: pytest.LogCaptureFixture) -> None:
     stuck = _Stuck()
-    _sdk.setup(Settings(service_name="test", max_queue_size=2), "i", stuck)
+    telemetry.start(Settings(service_name="test", max_queue_size=2), "i", stuck)
     try:
         before = _sdk.dropped()
         with caplog.at_level("WARNING"):
@@ -229,4 +229,4 @@ def test_a_full_queue_drops_spans_counted_and_warns_once_never_blocking(
         assert not [r for r in caplog.records if r.getMessage().startswith("Queue full")]
     finally:
         stuck.go.set()
-        _sdk.reset()
+        telemetry.reset()

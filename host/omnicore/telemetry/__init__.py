@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from omnicore.config.schema import TelemetryConfig
 
 __all__ = ["ON", "Settings", "configure", "db_operation", "flush", "ids", "log_ids",
-           "outbound_http", "resolve", "span", "traced_call", "traceparent"]
+           "outbound_http", "reset", "resolve", "span", "start", "traced_call", "traceparent"]
 
 #: Whether spans are made in this process (set once by :func:`configure`).
 ON = False
@@ -37,10 +37,27 @@ def configure(config: TelemetryConfig | None, *, service_name: str, instance: st
     settings = resolve(config, service_name=service_name, environ=environ)
     if settings is None:
         return False
+    start(settings, instance)
+    return True
+
+
+def start(settings: Settings, instance: str, exporter: Any = None) -> None:
+    """Tracing on with ``settings`` (``exporter``: the tests' own, else OTLP/HTTP). The flag
+    is this module's alone: the SDK side never imports the door back."""
+    global ON
     from omnicore.telemetry import _sdk
 
-    _sdk.setup(settings, instance)
-    return True
+    _sdk.setup(settings, instance, exporter)
+    ON = True
+
+
+def reset() -> None:
+    """Off again, the provider shut down (its exporter thread ended): for tests."""
+    global ON
+    ON = False
+    from omnicore.telemetry import _sdk
+
+    _sdk.reset()
 
 
 @contextmanager

@@ -24,7 +24,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-import omnicore.telemetry as door
 from omnicore.telemetry._settings import Settings
 
 __all__ = ["DROPS", "db_operation", "dropped", "flush", "ids", "outbound_http", "plugin_call",
@@ -75,13 +74,12 @@ def setup(settings: Settings, instance: str, exporter: SpanExporter | None = Non
         exporter, max_queue_size=size,
         max_export_batch_size=None if size is None else min(size, 512)))
     _provider, _tracer = provider, provider.get_tracer("omnicore")
-    door.ON = True
 
 
 def reset() -> None:
-    """Off again, the provider shut down (its exporter thread ended): for tests."""
+    """The provider shut down (its exporter thread ended): for tests, through
+    :func:`omnicore.telemetry.reset`."""
     global _provider, _tracer
-    door.ON = False
     if _provider is not None:
         _provider.shutdown()
     _provider = _tracer = None
