@@ -46,6 +46,7 @@ from omnicore.capabilities.builtin import builtin_registry
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine, guestmem
 from omnicore.sandbox import fastcall as fc
+from omnicore.sandbox._wasmtime import set_epoch_deadline
 
 ROOT = Path(__file__).resolve().parents[1]
 GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
@@ -263,7 +264,8 @@ def _c_instantiate(engine: SandboxEngine, rt: PluginRuntime) -> Callable[[], Non
         assert inst is not None and trap is not None  # the buffers live as long as this
         store = fc._store_new(eng, None, None)
         ctx = fc._store_context(store)
-        fc._set_deadline(ctx, 1000)
+        # The C API's own deadline set: this floor is wasmtime's, not the host's door.
+        set_epoch_deadline(ctx, 1000)
         fc._pre_instantiate(pre, ctx, inst_addr, trap_addr)
         fc._store_delete(store)
 
@@ -290,7 +292,8 @@ def _c_fresh_call(engine: SandboxEngine, rt: PluginRuntime, data: bytes) -> Call
         store = fc._store_new(eng, None, None)
         ctx = fc._store_context(store)
         fc._store_limiter(store, 64 << 20, 100_000, 1, 4, 1)
-        fc._set_deadline(ctx, 1000)
+        # The C API's own deadline set: this floor is wasmtime's, not the host's door.
+        set_epoch_deadline(ctx, 1000)
         fc._pre_instantiate(pre, ctx, sa + 64, sa + 48)
         fc._export_get(ctx, sa + 64, b"memory", 6, ea)
         fc._export_get(ctx, sa + 64, b"omni_alloc", 10, ea + size)
