@@ -171,6 +171,8 @@ int32_t omni__host_event_payload(int32_t, void *, size_t);
 OMNI__HOSTED("omnicore:testing", "http_answer")
 void omni__host_http_answer(const void *, size_t, const void *, size_t, int32_t);
 OMNI__HOSTED("omnicore:testing", "sql_answer") void omni__host_sql_answer(const void *, size_t, int32_t);
+OMNI__HOSTED("omnicore:testing", "sql_kind")
+int32_t omni__host_sql_kind(const void *, size_t, const void *, size_t);
 OMNI__HOSTED("omnicore:testing", "sql_statements") int32_t omni__host_statements(void *, size_t);
 OMNI__HOSTED("omnicore:testing", "redis_reset") void omni__redis_reset(void);
 OMNI__HOSTED("omnicore:testing", "redis_get")
@@ -369,6 +371,12 @@ static inline const char *omni_test_event_payload(size_t i) {
  * "INVALID: ..."). A statement with no answer fails UNAVAILABLE. */
 static inline void omni_test_sql_answer(const char *sql, const char *answer) {
     omni__put(&omni__sql_answers, sql, 0, answer);
+}
+/* Connector `connector` is a `kind` one ("postgres" or "mysql"), as the operator's
+ * connectors.<name>.kind says: its statements are judged by that server's grammar (§4.10,
+ * Statements), PostgreSQL's unless a test names another. 0, or -3 (INVALID) for another kind. */
+static inline int32_t omni_test_sql_kind(const char *connector, const char *kind) {
+    return omni__host_sql_kind(connector, strlen(connector), kind, strlen(kind));
 }
 /* omni_http_request to `url` (or "connector:path" through a connector) answers `status` and
  * `body`; any other request fails UNAVAILABLE. */

@@ -160,3 +160,23 @@ def test_a_module_neither_compiler_takes_is_refused_by_name(tmp_path: Path) -> N
     wasm.write_bytes(wasmtime.wat2wasm(PROGRAM)[:-7])  # cut short
     with pytest.raises(PluginLoadError, match=r"broken\.wasm is not a valid WebAssembly module"):
         Program(wasm)
+
+
+def test_a_sql_connector_is_judged_by_the_grammar_of_the_kind_the_test_names() -> None:
+    # As the host's connectors.<name>.kind: PostgreSQL's grammar unless the test names MySQL's
+    # (omni_test_sql_kind, TestHost's sqlKinds), so MySQL's `?` is a statement only there.
+    from omnicore.egress import Refused
+    from omnicore.toolchains.testhost.connectors import TestDatabases
+    from omnicore.toolchains.testhost.services import Answers
+
+    answers = Answers()
+    dbs = TestDatabases(answers)
+    select = "SELECT sku FROM stock WHERE sku = ?"
+    with pytest.raises(Refused) as refused:
+        dbs.backend("pg", ("postgres",)).run("p", True, select, ["A-1"], 1e18)
+    assert refused.value.status == "INVALID" and "PostgreSQL's grammar" in str(refused.value)
+    dbs.set_kind("inventory", "mysql")
+    answers.sql = ('{"columns":[{"name":"sku","type":"varchar"}],"rows":[["A-1"]]}', False)
+    assert dbs.backend("inventory", ("postgres",)).run("p", True, select, ["A-1"], 1e18)
+    with pytest.raises(ValueError, match="redis"):
+        dbs.set_kind("cache", "redis")

@@ -60,7 +60,7 @@ class KvView {
 /** One test's host, omnicore's test host: every capability granted, nothing connected. */
 export class TestHost {
   constructor({ config = {}, logLevel = "trace", kv = {}, secrets = {}, http = null,
-    handlers = null, sql = null, redisPrefix = "omnicore:plugin:" } = {}) {
+    handlers = null, sql = null, sqlKinds = {}, redisPrefix = "omnicore:plugin:" } = {}) {
     /** The plugin's config section (omnicore:config), as given. */
     this.config = config;
     /** `(request) => ({status, headers, body})` answers omnicore:http (throw
@@ -71,9 +71,12 @@ export class TestHost {
      *  execute's {rows_affected, last_insert_id?}; throw Error("UNAVAILABLE: ...") to fail
      *  the statement. Without it every statement is UNAVAILABLE. */
     this.sql = sql;
+    /** `sqlKinds` names a connector's kind as the operator's config does ({inventory:
+     *  "mysql"}): whose grammar judges its statements, PostgreSQL's unless named. */
     this.input = null;
     this.#queries = [];
     this.id = request({ op: "new", config, log_level: logLevel, redis_prefix: redisPrefix,
+      sql_kinds: sqlKinds,
       handlers: handlers ?? HANDLERS,
       kv: Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, bytesOf(v)])),
       secrets: Object.fromEntries(Object.entries(secrets)

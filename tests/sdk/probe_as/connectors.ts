@@ -14,7 +14,7 @@ function flag(done: bool): string {
 export function connectors(ptr: usize, len: usize): u64 {
   const lines: string[] = [];
   const tx = sql.begin("db");
-  lines.push("sql.query=" + show(sql.query("db", '{"sql":"SELECT id FROM t WHERE n = ?","params":[1],"tx":' + tx.toString() + "}")));
+  lines.push("sql.query=" + show(sql.query("db", '{"sql":"SELECT id FROM t WHERE n = $1","params":[1],"tx":' + tx.toString() + "}")));
   lines.push("sql.commit=" + flag(sql.commit(tx)));
   lines.push("sql.unanswered=" + show(sql.execute("db", '{"sql":"DELETE FROM t"}')) + " " + lastError);
   lines.push("redis.set=" + show(redis.command("cache", '{"cmd":"SET","args":["k","v"]}')));

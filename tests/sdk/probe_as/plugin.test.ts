@@ -48,7 +48,7 @@ test("connectors and MCP: SQL answers, an in-memory Redis, no MCP client", () =>
     + "mcp.ask=err(-2) DENIED: plugin 'plugin' may not ask the client for roots: the operator grants it with mcp: {ask: [roots]}\n");
   expectEqual(hostState("redis"), '["omnicore:plugin:k","omnicore:plugin:n"]');
   expectEqual(redisGet("k")!, "v");
-  expectEqual(hostState("sql"), '[["db","BEGIN",[],1],["db","SELECT id FROM t WHERE n = ?",[1],1],'
+  expectEqual(hostState("sql"), '[["db","BEGIN",[],1],["db","SELECT id FROM t WHERE n = $1",[1],1],'
     + '["db","COMMIT",[],1],["db","DELETE FROM t",[],null]]');
 });
 

@@ -104,7 +104,7 @@ fn answerSql(a: std.mem.Allocator, call: omni.testing.SqlCall) ![]const u8 {
 fn connectors(call: *omni.Call, _: []const u8) ![]const u8 {
     const a = call.arena;
     const tx = try omni.sql.begin("db");
-    const rows = try omni.sql.query(a, "db", try call.print("{{\"sql\":\"SELECT ?\",\"params\":[7],\"tx\":{d}}}", .{tx}));
+    const rows = try omni.sql.query(a, "db", try call.print("{{\"sql\":\"SELECT $1\",\"params\":[7],\"tx\":{d}}}", .{tx}));
     try omni.sql.commit(tx);
     const refused = omni.sql.execute(a, "db", "{\"sql\":\"DELETE FROM t\"}");
     const set = try omni.redis.command(a, "cache", "{\"cmd\":\"SET\",\"args\":[\"k\",\"v\",\"EX\",60]}");

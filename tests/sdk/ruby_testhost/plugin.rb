@@ -27,7 +27,7 @@ end
 
 Omnicore.json_handler :store do |req|
   Omnicore::SQL.transaction("db") do |tx|
-    Omnicore::SQL.execute("db", "INSERT INTO seen (name) VALUES (?)", [req["name"]], tx: tx)
+    Omnicore::SQL.execute("db", "INSERT INTO seen (name) VALUES ($1)", [req["name"]], tx: tx)
   end
   rows = Omnicore::SQL.query("db", "SELECT name FROM seen")["rows"]
   Omnicore::Redis.command("cache", "SET", "last", req["name"], "EX", 60)

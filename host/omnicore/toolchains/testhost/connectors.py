@@ -19,7 +19,10 @@ from omnicore.egress.db.values import cell
 from omnicore.toolchains.testhost.services import Answers, sql_answer_problem
 from omnicore.toolchains.testredis import MemoryRedis
 
-__all__ = ["Everything", "TestDatabases", "TestEgress"]
+__all__ = ["SQL_KINDS", "Everything", "TestDatabases", "TestEgress"]
+
+#: The SQL connectors' kinds (config's ``connectors.<name>.kind``).
+SQL_KINDS = ("postgres", "mysql")
 
 
 def _refused(message: str) -> Refused:
@@ -71,17 +74,20 @@ class _Sql(SqlBackend):
     """A connector answering what the test scripted. Of the real backend, what runs is what
     needs no server: the request's parsing (``request``) and the statements it refuses."""
 
-    def __init__(self, name: str, answers: Answers, log: list[list[Any]]) -> None:
+    def __init__(self, name: str, answers: Answers, log: list[list[Any]],
+                 kinds: dict[str, str]) -> None:
         # No pool, dialect or secret: nothing is connected to.
         self.connector = _Connector(name, "postgres")  # type: ignore[assignment]
         self.name = name
         self._answers = answers
         self._log = log
+        self._kinds = kinds  # the test's, as the operator's connectors.<name>.kind
 
     def run(self, plugin: str, query: bool, sql: str, args: list[Any], deadline: float,
             conn: Any = None) -> bytes:
         # The host's own gate, so a plugin's test hears what the host would answer.
-        verdict = judge(sql, self.connector.kind, conn is not None, self.connector.read_only)
+        kind = self._kinds.get(self.name, self.connector.kind)
+        verdict = judge(sql, kind, conn is not None, self.connector.read_only)
         if verdict.reason is not None:
             raise Refused(verdict.status, verdict.message(self.name))
         # The parameters as the SDK sent them (tagged JSON: the test reads them back).
@@ -138,6 +144,9 @@ class TestDatabases:
     #: ``[connector, statement, params, tx]``: BEGIN, COMMIT and ROLLBACK too.
     statements: list[list[Any]] = field(default_factory=list)
     connectors: dict[str, Any] = field(default_factory=dict)
+    #: A SQL connector's kind, as the operator's ``connectors.<name>.kind``: whose grammar
+    #: judges its statements (PostgreSQL's unless the test names another).
+    kinds: dict[str, str] = field(default_factory=dict)
     _backends: dict[tuple[str, bool], Any] = field(default_factory=dict)
 
     def backend(self, name: str, kinds: tuple[str, ...]) -> Any:
@@ -146,5 +155,13 @@ class TestDatabases:
         found = self._backends.get(key)
         if found is None:
             found = self._backends[key] = (_Redis(name, self.redis) if key[1]
-                                           else _Sql(name, self.answers, self.statements))
+                                           else _Sql(name, self.answers, self.statements,
+                                                     self.kinds))
         return found
+
+    def set_kind(self, name: str, kind: str) -> None:
+        """Connector ``name`` is a ``kind`` ("postgres" or "mysql") one; ValueError if not."""
+        if kind not in SQL_KINDS:
+            raise ValueError(f"connector {name}: kind {kind!r} is not a SQL connector's "
+                             f"({', '.join(SQL_KINDS)})")
+        self.kinds[name] = kind

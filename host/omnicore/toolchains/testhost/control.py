@@ -1,10 +1,10 @@
 """``omnicore:testing``: what a test program asks of its host besides a plugin's capabilities.
 
-Set up the running test's host (config, secrets, log level, the next HTTP and SQL answers, the
-Redis prefix), read back what the plugin did (log lines, kv keys, events published, tasks,
-SQL statements, Redis keys), and the Redis helpers C's and Zig's tests use. Variable-size
-answers are §3.2 reads (``out, cap -> length``, read again when they did not fit), so a test
-program's exports are never called. JSON answers carry bytes as base64.
+Set up the running test's host (config, secrets, log level, the next HTTP and SQL answers, a SQL
+connector's kind, the Redis prefix), read back what the plugin did (log lines, kv keys, events
+published, tasks, SQL statements, Redis keys), and the Redis helpers C's and Zig's tests use.
+Variable-size answers are §3.2 reads (``out, cap -> length``, read again when they did not
+fit), so a test program's exports are never called. JSON answers carry bytes as base64.
 """
 
 from __future__ import annotations
@@ -83,6 +83,16 @@ def _http_answer(current: Current, mem: GuestMemory, hp: int, hl: int, bp: int, 
 def _sql_answer(current: Current, mem: GuestMemory, ptr: int, length: int,
                 failed: int) -> None:
     current.host.answers.sql = (mem.read_str(ptr, length, "answer"), bool(failed))
+
+
+def _sql_kind(current: Current, mem: GuestMemory, np: int, nl: int, kp: int, kl: int) -> int:
+    # The connector's kind, as the operator's config gives it: whose grammar judges statements.
+    try:
+        current.host.databases.set_kind(mem.read_str(np, nl, "connector"),
+                                        mem.read_str(kp, kl, "kind"))
+    except ValueError:
+        return _INVALID
+    return 0
 
 
 def _redis_prefix(current: Current, mem: GuestMemory, ptr: int, length: int) -> None:
@@ -215,6 +225,7 @@ _FUNCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[..., Any]
     "set_secret": ((_P, _P, _P, _P, "i32"), (), _secret),
     "http_answer": ((_P, _P, _P, _P, "i32"), (), _http_answer),
     "sql_answer": ((_P, _P, "i32"), (), _sql_answer),
+    "sql_kind": ((_P, _P, _P, _P), ("i32",), _sql_kind),
     "set_redis_prefix": ((_P, _P), (), _redis_prefix),
     "logs": ((_P, _P), ("i32",), _reader(
         lambda c: [[level_number(line.level), line.message] for line in c.host.log.lines()])),

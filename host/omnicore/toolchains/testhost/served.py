@@ -109,6 +109,8 @@ class _Server:
         for key, value in (msg.get("kv") or {}).items():
             store.set(key, value)
         host.redis_prefix = msg.get("redis_prefix") or host.redis_prefix
+        for name, kind in (msg.get("sql_kinds") or {}).items():
+            host.databases.set_kind(name, kind)
         self._hosts[len(self._hosts) + 1] = native
         return len(self._hosts)
 

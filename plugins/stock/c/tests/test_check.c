@@ -7,7 +7,12 @@ static const char WIDGET[] =
     "{\"name\":\"qty\",\"type\":\"int\"},{\"name\":\"price\",\"type\":\"decimal\"}],"
     "\"rows\":[[\"A-1\",\"Widget\",12,{\"$decimal\":\"2.50\"}]]}";
 
+/* inventory is a MySQL/MariaDB connector, as the operator's connectors.inventory.kind says:
+ * the test host judges its statements (MySQL's `?`) by MariaDB's grammar, as the host would. */
+static void mariadb(void) { OMNI_EXPECT(omni_test_sql_kind("inventory", "mysql") == 0); }
+
 OMNI_TEST(check_returns_the_row_and_passes_the_sku_as_a_parameter) {
+    mariadb();
     omni_test_sql_answer(SELECT, WIDGET);
     omni_test_result r = omni_test_call(check, "{\"sku\":\"A-1\"}");
     OMNI_EXPECT(!r.is_error);
@@ -19,6 +24,7 @@ OMNI_TEST(check_returns_the_row_and_passes_the_sku_as_a_parameter) {
 }
 
 OMNI_TEST(an_unknown_sku_is_an_error) {
+    mariadb();
     omni_test_sql_answer(SELECT, "{\"columns\":[],\"rows\":[]}");
     omni_test_result r = omni_test_call(check, "{\"sku\":\"Z-9\"}");
     OMNI_EXPECT(r.is_error);
@@ -26,6 +32,7 @@ OMNI_TEST(an_unknown_sku_is_an_error) {
 }
 
 OMNI_TEST(the_hosts_refusal_is_passed_on) {
+    mariadb();
     omni_test_sql_answer(SELECT, "UNAVAILABLE: connector inventory: connection refused");
     omni_test_result r = omni_test_call(check, "{\"sku\":\"A-1\"}");
     OMNI_EXPECT(r.is_error);
