@@ -16,7 +16,7 @@
 # runtime  Python, /opt/omnicore and a non-root user; nothing else. The default app is empty:
 #          no plugin, no grant, no connector.
 # demo     the runtime plus the example plugins, their grants (plugins/demo.yaml) and their
-#          compiled modules in the image's module cache, so a pod starts warm.
+#          compiled modules baked into the image (with their own key), so a pod starts warm.
 
 ARG BASE=python:3.11-slim-bookworm
 
@@ -93,21 +93,32 @@ RUN --mount=type=bind,source=${PLUGINS},target=/tmp/built \
            [ ! -f "$file" ] || cp "$file" plugins/; \
          done; \
        done
-# The module cache lives in the image, beside the app, not in the data volume: a new pod (an
-# empty volume) loads every example plugin from it instead of compiling them (seconds each).
+# The example plugins compiled, baked into the image: /opt/omnicore/modules, root's and
+# read-only, outside the module cache, with the key this build made for them beside it
+# (modules.key, in this layer alone: it authenticates that folder's entries and nothing else,
+# the image being what the operator built). A host tries them first (sandbox.baked_dir), so a
+# new pod (an empty volume, no key given) starts warm; its module cache (/app/cache, a volume
+# a cluster may share) keeps the hosts' own key (OMNICORE_MODULE_KEY, else the secret store's:
+# specs/security.md "Compiled code"), and a baked entry is never copied there.
 # MODULES (scripts/image --modules): a folder in PLUGINS holding what another module cache
 # (a CI's, the tests') compiled with the same settings; precompile takes those entries,
-# checked, instead of compiling them again (a minute of CPU for the examples).
-# Each entry is authenticated by the hosts' module key (OMNICORE_MODULE_KEY): the build
-# secret omnicore_module_key (scripts/image --module-key), never in a layer; MODULE_KEY_ID,
-# its public id, is in the step's cache key. Without the secret a throwaway key (and no
-# secret store made in the image): the hosts then compile these modules again once.
-ENV OMNICORE_SANDBOX__CACHE_DIR=/app/cache
+# checked with the key they were made with (the build secret omnicore_module_key,
+# scripts/image --module-key, never in a layer; MODULE_KEY_ID, its public id, is in the step's
+# cache key), instead of compiling them again (a minute of CPU for the examples).
 ARG MODULES=
 ARG MODULE_KEY_ID=
+USER 0:0
 RUN --mount=type=bind,source=${PLUGINS},target=/tmp/built \
     --mount=type=secret,id=omnicore_module_key \
-    echo "module key ${MODULE_KEY_ID:-throwaway}" \
-    && key="$(cat /run/secrets/omnicore_module_key 2>/dev/null || true)" \
-    && OMNICORE_MODULE_KEY="${key:-$(python3 -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())')}" \
-       omnicore precompile /app ${MODULES:+--from "/tmp/built/$MODULES"}
+    echo "modules from ${MODULES:-nowhere}, checked with key ${MODULE_KEY_ID:-none}" \
+    && python3 -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())' \
+       > /opt/omnicore/modules.key \
+    && OMNICORE_MODULE_KEY="$(cat /opt/omnicore/modules.key)" \
+       OMNICORE_SANDBOX__CACHE_DIR=/opt/omnicore/modules OMNICORE_DATA_DIR=/tmp/precompile \
+       omnicore precompile /app ${MODULES:+--from "/tmp/built/$MODULES"} \
+         ${MODULES:+--from-key /run/secrets/omnicore_module_key} \
+    && rm -rf /tmp/precompile \
+    && chmod 0755 /opt/omnicore/modules && chmod 0644 /opt/omnicore/modules/* /opt/omnicore/modules.key \
+    && install -d -m 0700 -o 10001 -g 10001 /app/cache
+USER 10001:10001
+ENV OMNICORE_SANDBOX__CACHE_DIR=/app/cache OMNICORE_SANDBOX__BAKED_DIR=/opt/omnicore/modules

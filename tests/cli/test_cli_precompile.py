@@ -4,6 +4,7 @@ starts warm."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from omnicore.cli import main
 from omnicore.sandbox import PluginModule, SandboxEngine, modcache
+from omnicore.sandbox.modkey import ModuleKey
 from tests.component_fixtures import wat_plugin
 from tests.host_fixtures import echo_wasm, write
 
@@ -70,11 +72,11 @@ def _compiles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     real = modcache.compiled
 
     def counting(path: Any, origin: Any, engine: Any, kind: Any, compile: Any,
-                 key: Any) -> Any:
+                 key: Any, baked: Any = None) -> Any:
         def counted() -> Any:
             made.append(origin.wasm_sha256)
             return compile()
-        return real(path, origin, engine, kind, counted, key)
+        return real(path, origin, engine, kind, counted, key, baked)
 
     monkeypatch.setattr(modcache, "compiled", counting)
     return made
@@ -120,6 +122,33 @@ def test_what_another_cache_compiled_is_taken_checked_instead_of_compiled(
         for name in shas:
             PluginModule.load(engine, image / "plugins" / name)
     assert made == []
+
+
+def test_an_image_build_takes_a_caches_entries_by_their_key_and_seals_them_with_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`precompile --from DIR --from-key FILE` (the image build): DIR's entries are checked
+    with FILE's key and stored with the app's (the image's own), so the image never holds
+    the key DIR was made with; without --from-key they are another key's and compiled."""
+    _build, image, shas = _machines(tmp_path)  # made with the tests' key (OMNICORE_MODULE_KEY)
+    source = tmp_path / "build" / "cache"
+    from_key = tmp_path / "source.key"
+    from_key.write_text(os.environ["OMNICORE_MODULE_KEY"])
+    own = ModuleKey.new()
+    monkeypatch.setenv("OMNICORE_MODULE_KEY", own.encoded())
+    made = _compiles(monkeypatch)
+    got = CliRunner().invoke(main, ["precompile", str(image), "--from", str(source),
+                                    "--from-key", str(from_key)])
+    assert got.exit_code == 0, got.output
+    assert "(2 of them taken compiled from" in got.output and made == []
+    with SandboxEngine(cache_dir=tmp_path / "image" / "cache", module_key=own) as engine:
+        for name in shas:
+            PluginModule.load(engine, image / "plugins" / name)
+    assert made == []  # sealed with the image's key: its hosts load them
+    for entry in (tmp_path / "image" / "cache").glob("*.cwasm"):
+        entry.unlink()
+    got = CliRunner().invoke(main, ["precompile", str(image), "--from", str(source)])
+    assert got.exit_code == 0, got.output
+    assert sorted(made) == sorted(shas.values())  # another key's: compiled, not taken
 
 
 def test_a_damaged_entry_in_the_other_cache_is_compiled_instead(

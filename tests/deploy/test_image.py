@@ -200,6 +200,8 @@ def _compose_hosts(pg_url: str, key: str) -> list[dict[str, str]]:
                 value = pg_url
             elif value.startswith("${OMNICORE_SECRET_KEY"):
                 value = key
+            elif m := re.fullmatch(r"\$\{\w+:-(.*)\}", value):
+                value = m[1]  # unset in the operator's shell: its default
             env[var] = value
         hosts.append(env)
     return hosts
@@ -386,13 +388,16 @@ def test_the_documented_run_serves_the_demo_and_logs_a_first_admin_link_a_browse
 def test_the_demo_image_holds_the_demos_plugins_and_knows_it_is_a_container(
         demo_image: str, module_cache: Path) -> None:
     """/app/plugins is plugins/demo.yaml's plugins, not the scratch one left in the folder the
-    build took them from, and /app/cache one entry for each, under the names the tests'
-    cache gave the ones the image took from it (the same engine settings: nothing else was
-    taken); and omnicore's own detection (not the image's OMNICORE_ENVIRONMENT) finds the
+    build took them from, and /opt/omnicore/modules (the baked modules, root's, read-only)
+    one entry for each, under the names the tests' cache gave the ones the image took from it
+    (the same engine settings: nothing else was taken), its key beside it; and omnicore's
+    own detection (not the image's OMNICORE_ENVIRONMENT) finds the
     container from what podman did (the bare machine's side: test_detect.py)."""
     argv = documented_run()
     script = ("import os; from omnicore.adapters import detect;"
-              " print(sorted(os.listdir('/app/cache')));"
+              " print([os.access(p, os.W_OK) for p in ('/opt/omnicore/modules',"
+              " '/opt/omnicore/modules.key')]);"
+              " print(sorted(os.listdir('/opt/omnicore/modules')));"
               " print(sorted(os.listdir('/app/plugins'))); print(detect().describe())")
     flags = argv[:-1]
     if "-p" in flags:  # serves nothing: no port
@@ -401,7 +406,8 @@ def test_the_demo_image_holds_the_demos_plugins_and_knows_it_is_a_container(
     assert probe[:2] == ["podman", "run"], probe
     done = subprocess.run(probe, capture_output=True, text=True, env=_env(), timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    cached, listed, described = done.stdout.strip().splitlines()[-3:]
+    writable, cached, listed, described = done.stdout.strip().splitlines()[-4:]
+    assert writable == "[False, False]", writable  # the host's user cannot change them
     assert listed == repr([f"{name}.wasm" for name in DEMO_PLUGINS]), listed
     entries = [name for name in ast.literal_eval(cached) if not name.endswith(".mac")]
     shas = {name: hashlib.sha256((ROOT / "build" / "plugins" / f"{name}.wasm").read_bytes())

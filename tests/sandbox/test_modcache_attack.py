@@ -661,3 +661,60 @@ def test_a_key_file_another_user_owns_is_not_used_even_by_root(
     assert _greet(cache) == b"Hello, world"
     assert "no compiled-module key" in warnings.text and "not this user's alone" in warnings.text
     assert not list(cache.glob("*.cwasm"))
+
+
+# -- the image's baked modules (sandbox.baked_dir) --------------------------------------------
+
+def _bake(folder: Path, *wasms: bytes) -> ModuleKey:
+    """A baked folder as the image build makes it: compiled with a key of its own, the key
+    beside the folder (modkey.baked_key_path), neither writable but by their owner."""
+    key = ModuleKey.new()
+    with SandboxEngine(cache_dir=folder, baseline=BASELINE, module_key=key) as eng:
+        for wasm in wasms:
+            PluginModule.load(eng, wasm)
+    modkey.baked_key_path(folder).write_text(key.encoded() + "\n")
+    return key
+
+
+def test_baked_modules_load_warm_with_any_host_key_and_nothing_is_copied_into_the_cache(
+        tmp_path: Path, warnings: pytest.LogCaptureFixture) -> None:
+    baked, cache = tmp_path / "baked", tmp_path / "cache"
+    _bake(baked, GENUINE)
+    compiles = modcache.rejected()
+    assert _greet(cache, module_key=ModuleKey.new(), baked_dir=baked) == b"Hello, world"
+    assert modcache.rejected() == compiles
+    assert not list(cache.glob("*.cwasm")), "a baked entry was compiled again or copied"
+    assert "refused" not in warnings.text
+
+
+def test_the_baked_key_does_not_authenticate_the_shared_cache(
+        tmp_path: Path, warnings: pytest.LogCaptureFixture) -> None:
+    """Whoever has the image has its baked key: an entry they plant in the cache volume,
+    sealed with it, is refused there (the cache keeps the hosts' key) and the genuine plugin
+    compiled."""
+    baked, cache, evil = tmp_path / "baked", tmp_path / "cache", tmp_path / "evil"
+    image_key = _bake(baked)  # the image's key, nothing baked for this plugin
+    with SandboxEngine(cache_dir=evil, baseline=BASELINE, module_key=image_key) as eng:
+        PluginModule.load(eng, FORGED)
+        forged = eng.cache_path(hashlib.sha256(FORGED).hexdigest())
+        assert forged is not None
+        entry = _entry_path(cache)
+        cache.mkdir(mode=0o700, exist_ok=True)
+        assert modcache.store(entry, eng.origin(SHA), forged.read_bytes(), image_key)
+    assert _greet(cache, module_key=ModuleKey.new(), baked_dir=baked) == b"Hello, world"
+    assert "refused" in warnings.text
+
+
+def test_a_baked_folder_or_key_others_can_write_is_not_used(
+        tmp_path: Path, warnings: pytest.LogCaptureFixture) -> None:
+    baked, cache = tmp_path / "baked", tmp_path / "cache"
+    _bake(baked, GENUINE)
+    os.chmod(baked, 0o777)
+    assert _greet(cache, module_key=ModuleKey.new(), baked_dir=baked) == b"Hello, world"
+    assert "baked compiled modules" in warnings.text and "not used" in warnings.text
+    assert list(cache.glob("*.cwasm")), "compiled into the host's cache instead"
+    os.chmod(baked, 0o755)
+    os.chmod(modkey.baked_key_path(baked), 0o666)
+    with SandboxEngine(cache_dir=cache, baseline=BASELINE, baked_dir=baked,
+                       module_key=ModuleKey.new()) as eng:
+        assert eng.baked(eng.cache_path(SHA)) is None

@@ -110,8 +110,8 @@ def install(results: list[BuildResult], app_dir: Path) -> list[Path]:
     return installed
 
 
-def _precompile(app_dir: Path, paths: list[Path],
-                source: Path | None = None) -> tuple[int, Path] | None:
+def _precompile(app_dir: Path, paths: list[Path], source: Path | None = None,
+                source_key: ModuleKey | None = None) -> tuple[int, Path] | None:
     """Compile ``paths`` into the app's module cache, in parallel, with the engine settings
     its host uses: the next ``omnicore run`` loads them from the cache instead of compiling
     (seconds each for Go and JS). With ``source`` (another module cache), an entry it holds
@@ -136,7 +136,7 @@ def _precompile(app_dir: Path, paths: list[Path],
 
     def compile_one(path: Path) -> bool:
         # An untrusted source fails the command (ConfigError), not this plugin alone.
-        if source is not None and _take(engine, path, source):
+        if source is not None and _take(engine, path, source, source_key):
             taken.append(path)
         try:
             PluginModule.load(engine, path)
@@ -174,7 +174,8 @@ def _app_key(cfg: OmniConfig) -> Iterator[ModuleKey]:
             storage.close()
 
 
-def _take(engine: SandboxEngine, path: Path, source: Path) -> bool:
+def _take(engine: SandboxEngine, path: Path, source: Path,
+          source_key: ModuleKey | None = None) -> bool:
     """Whether ``source`` (a module cache) gave ``engine``'s cache its entry for ``path``."""
     import hashlib
 
@@ -192,7 +193,7 @@ def _take(engine: SandboxEngine, path: Path, source: Path) -> bool:
         entry, origin = compiled.cache_path(engine, sha), compiled.origin(engine, sha)
         if entry is None or entry.exists():
             return False
-    return modcache.adopt(source, entry, origin, key)
+    return modcache.adopt(source, entry, origin, key, source_key)
 
 
 @click.command("precompile")
@@ -202,7 +203,11 @@ def _take(engine: SandboxEngine, path: Path, source: Path) -> bool:
               "CI's), already compiled with the same settings, instead of compiling it; an "
               "entry is taken only when the app's module key (OMNICORE_MODULE_KEY, else its "
               "secret store's) authenticates it, as the host checks its own.")
-def precompile_command(appdir: Path, source: Path | None) -> None:
+@click.option("--from-key", "from_key", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), default=None, help="The key (a file holding it in base64) that "
+              "authenticates the entries of --from, when not the app's: an image build takes "
+              "a CI's modules and seals them with the image's own key.")
+def precompile_command(appdir: Path, source: Path | None, from_key: Path | None) -> None:
     """Compile every plugin in APPDIR's plugin folder into its module cache (sandbox.cache_dir),
     so that a host (a container image, a new pod) starts warm; fails when one does not compile.
     """
@@ -216,7 +221,12 @@ def precompile_command(appdir: Path, source: Path | None) -> None:
     if cfg.sandbox.cache_dir is None:
         raise click.ClickException("this app has no module cache (sandbox.cache_dir)")
     paths = sorted(cfg.plugins_dir.glob("*.wasm"))
-    got = _precompile(appdir, paths, source)
+    source_key = None
+    if from_key is not None:
+        from omnicore.sandbox import modkey
+
+        source_key = modkey.from_text(from_key.read_text(), str(from_key))
+    got = _precompile(appdir, paths, source, source_key)
     done = got[0] if got is not None else 0
     if done != len(paths):
         raise click.ClickException(f"{len(paths) - done} of {len(paths)} plugins did not "

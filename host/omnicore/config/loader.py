@@ -33,8 +33,8 @@ ENV_PREFIX = "OMNICORE_"
 _ENV_RESERVED = frozenset({"OMNICORE_APPDIR", "OMNICORE_DEBUG"})
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "api_key", "apikey", "credential",
                  "private_key")
-_PATH_KEYS = (("data_dir",), ("plugins_dir",), ("sandbox", "cache_dir"), ("workflows", "dir"),
-              ("registry", "ca_file"), ("registry", "docker_config"))
+_PATH_KEYS = (("data_dir",), ("plugins_dir",), ("sandbox", "cache_dir"), ("sandbox", "baked_dir"),
+              ("workflows", "dir"), ("registry", "ca_file"), ("registry", "docker_config"))
 
 Key = tuple[str, ...]
 

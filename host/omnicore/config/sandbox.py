@@ -58,6 +58,11 @@ class SandboxConfig(Strict):
     cache_dir: Path | None = Field(
         default=None, description="compiled-module cache; <data_dir>/cache"
     )
+    baked_dir: Path | None = Field(
+        default=None, description="read-only compiled modules a container image ships, tried "
+        "before the cache and authenticated by the key its build left beside it "
+        "(<baked_dir>.key; specs/security.md, Compiled code); none by default"
+    )
     epoch_tick_ms: int = Field(default=10, gt=0, description="deadline ticker period")
     watch: bool = Field(default=True, description="watch plugins_dir and reload on change")
     pooling: bool = Field(

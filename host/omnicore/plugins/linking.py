@@ -392,8 +392,7 @@ def _is_cached(engine: SandboxEngine, wasm: bytes) -> bool:
         return engine.is_cached(sha)
     from omnicore.sandbox.component.compiled import cache_path
 
-    path = cache_path(engine, sha)
-    return path is not None and path.is_file()
+    return engine.has_entry(cache_path(engine, sha))
 
 
 def _commit(entry: Entry, plan: Plan, missing: tuple[str, ...]) -> None:

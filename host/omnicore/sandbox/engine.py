@@ -72,7 +72,8 @@ class SandboxEngine:
 
     def __init__(self, cache_dir: Path | None = None, epoch_tick_ms: int = 10,
                  fuel: bool = False, *, pooling: bool = False, baseline: bool = False,
-                 module_key: ModuleKey | Callable[[], ModuleKey | None] | None = None) -> None:
+                 module_key: ModuleKey | Callable[[], ModuleKey | None] | None = None,
+                 baked_dir: Path | None = None) -> None:
         if not isinstance(epoch_tick_ms, int) or epoch_tick_ms < 1:
             raise ValueError(f"epoch_tick_ms must be a positive integer, got {epoch_tick_ms!r}")
         self.epoch_tick_ms = epoch_tick_ms
@@ -82,6 +83,15 @@ class SandboxEngine:
         self._module_key: ModuleKey | Callable[[], ModuleKey | None] | None = \
             module_key if module_key is not None else modkey.user_key
         self._module_key_lock = threading.Lock()
+        # A container image's read-only compiled modules, with their own key (modkey.baked_key).
+        self.baked_dir = Path(baked_dir) if baked_dir is not None else None
+        self._baked_key: ModuleKey | None = None
+        if self.baked_dir is not None:
+            try:
+                self._baked_key = modkey.baked_key(self.baked_dir)
+            except (ConfigError, OSError) as exc:
+                _log.warning("the baked compiled modules in %s are not used: %s",
+                             self.baked_dir, exc)
         if self.cache_dir is not None:
             modcache.check_cache_dir(self.cache_dir, create=True)
         cfg = wasmtime.Config()
@@ -249,7 +259,8 @@ class SandboxEngine:
         with self._gc_lock:
             if self._gc is None:
                 self._gc = SandboxEngine(self.cache_dir, self.epoch_tick_ms, self.fuel,
-                                         pooling=self.pooling, module_key=self._module_key)
+                                         pooling=self.pooling, module_key=self._module_key,
+                                         baked_dir=self.baked_dir)
             return self._gc
 
     def deadline_ticks(self, timeout_ms: int) -> int:
@@ -287,6 +298,19 @@ class SandboxEngine:
         if self.cache_dir is None:
             return None
         return self.cache_dir / f"{sha256}-{self.config_key}.cwasm"
+
+    def baked(self, path: Path | None) -> tuple[Path, ModuleKey] | None:
+        """The baked entry named like the cache entry ``path`` and its key, when the engine
+        has baked modules (``sandbox.baked_dir``): tried before the cache."""
+        if path is None or self.baked_dir is None or self._baked_key is None:
+            return None
+        return self.baked_dir / path.name, self._baked_key
+
+    def has_entry(self, path: Path | None) -> bool:
+        """Whether the cache entry ``path``, or its baked twin, is there (not yet checked)."""
+        baked = self.baked(path)
+        return path is not None and (path.is_file() or (baked is not None
+                                                        and baked[0].is_file()))
 
     @property
     def module_key(self) -> ModuleKey | None:
@@ -328,13 +352,12 @@ class SandboxEngine:
         ``module_key``, :func:`omnicore.app_data.module_key`)."""
         return cls(cache_dir=sandbox.cache_dir, epoch_tick_ms=sandbox.epoch_tick_ms, fuel=fuel,
                    pooling=sandbox.pooling, baseline=sandbox.compiler == "winch",
-                   module_key=module_key)
+                   module_key=module_key, baked_dir=sandbox.baked_dir)
 
     def is_cached(self, sha256: str) -> bool:
         """Whether the cache holds an entry for the wasm with this digest (not yet checked:
         :meth:`compile` verifies it)."""
-        path = self.cache_path(sha256)
-        return path is not None and path.is_file()
+        return self.has_entry(self.cache_path(sha256))
 
     def compile(self, wasm: bytes, sha256: str | None = None) -> wasmtime.Module:
         """Compile ``wasm`` (through the on-disk cache when configured), or return the module
@@ -365,7 +388,7 @@ class SandboxEngine:
     def _compile(self, wasm: bytes, sha256: str) -> SharedModule:
         module = modcache.compiled(self.cache_path(sha256), self.origin(sha256), self.wasmtime,
                                    SharedModule, lambda: SharedModule(self.wasmtime, wasm),
-                                   self.module_key)
+                                   self.module_key, self.baked(self.cache_path(sha256)))
         assert isinstance(module, SharedModule)  # wasmtime-py makes the class it is called on
         return module.finalized()
 

@@ -231,18 +231,21 @@ def _untrusted(st: os.stat_result, owners: tuple[int, ...]) -> str | None:
     return f"is writable by other users (mode {mode:04o})" if mode & 0o022 else None
 
 
-def adopt(source: Path, path: Path, origin: Origin, key: ModuleKey) -> bool:
+def adopt(source: Path, path: Path, origin: Origin, key: ModuleKey,
+          source_key: ModuleKey | None = None) -> bool:
     """Take the entry named like ``path`` in the directory ``source`` (another module cache:
-    a build machine's, a CI's) as the entry at ``path``, when ``key`` authenticates it as
-    compiled from ``origin``; whether it was taken. Another key's entries are not taken
-    (logged): the machine that compiled them must have this host's key
-    (``OMNICORE_MODULE_KEY``, :mod:`omnicore.sandbox.modkey`).
+    a build machine's, a CI's) as the entry at ``path``, when ``source_key`` (else ``key``)
+    authenticates it as compiled from ``origin``, and store it with ``key``; whether it was
+    taken. Another key's entries are not taken (logged): the machine that compiled them must
+    have this host's key (``OMNICORE_MODULE_KEY``, :mod:`omnicore.sandbox.modkey`), or the
+    caller the source's (an image build: ``omnicore precompile --from-key``).
 
     The directory and both files must also belong to this user or root and be writable by
     no one else (ConfigError otherwise, naming the directory).
     """
     owners = (os.geteuid(), 0)
-    if _unusable_logged(key, path):
+    checked_with = source_key if source_key is not None else key
+    if _unusable_logged(key, path) or _unusable_logged(checked_with, source / path.name):
         return False
     why = _untrusted(source.stat(), owners)
     entry = source / path.name
@@ -260,7 +263,7 @@ def adopt(source: Path, path: Path, origin: Origin, key: ModuleKey) -> bool:
         raise ConfigError(f"cannot take compiled modules from {source}: {why}: whoever can "
                           "write it can run code in this host")
     assert body is not None and mac is not None
-    why = _why_refused(key, origin, body, mac)
+    why = _why_refused(checked_with, origin, body, mac)
     if why is not None:
         _refused(entry, why, "not taken; compiling instead")
         return False
@@ -287,11 +290,18 @@ def _read_owned(path: Path, owners: tuple[int, ...], *,
 
 
 def compiled(path: Path | None, origin: Origin, engine: wasmtime.Engine, kind: Kind[C],
-             compile: Callable[[], C], key: ModuleKey | None) -> C:
+             compile: Callable[[], C], key: ModuleKey | None,
+             baked: tuple[Path, ModuleKey] | None = None) -> C:
     """The entry at ``path`` (see :func:`load`), or else ``compile()``, stored there for the
     next time; with no ``path`` or no ``key`` (no cache), just ``compile()``. One process or
     thread at a time compiles a given entry (:func:`_compiling`): the others wait, then load
-    it."""
+    it. ``baked``: an entry of a read-only folder a container image ships and the key its
+    build made (:func:`omnicore.sandbox.modkey.baked_key`), tried first; that key is never
+    used for ``path``'s folder."""
+    if baked is not None and not _unusable_logged(baked[1], baked[0]):
+        cached = load(baked[0], origin, engine, kind, baked[1])
+        if cached is not None:
+            return cached
     if path is None or key is None or _unusable_logged(key, path):
         return compile()
     cached = load(path, origin, engine, kind, key)

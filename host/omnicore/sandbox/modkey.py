@@ -17,6 +17,11 @@ entry is trusted only with an HMAC made by a key that folder does not hold
 A key's id (a digest of the key, never the key) is stored beside each entry and covered by
 its MAC: after a rotation (a new key set, or the secret deleted so the next host makes one),
 every entry of the old key is recompiled, not trusted.
+
+A container image's baked modules (``sandbox.baked_dir``) are another matter: a folder of the
+image's own, read-only, that no host writes, with the key their build made beside it
+(:func:`baked_key`, ``<baked_dir>.key``). That key authenticates the entries of that folder
+alone, never the module cache a cluster shares, which keeps the hosts' key above.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from typing import Protocol
 from omnicore.errors import ConfigError, OmniError
 
 __all__ = ["ENV_KEY", "KEY_FILE", "SECRET_NAME", "KeyStore", "ModuleKey", "app_key",
-           "from_env", "from_file", "from_store", "user_key", "user_key_path"]
+           "baked_key", "baked_key_path", "from_env", "from_file", "from_store", "from_text",
+           "user_key", "user_key_path"]
 
 ENV_KEY = "OMNICORE_MODULE_KEY"
 SECRET_NAME = "omnicore.module-key"
@@ -84,6 +90,12 @@ def _decode(text: str, where: str) -> bytes:
                           "-c 'import os,base64;print(base64.b64encode(os.urandom(32)).decode())')",
                           key=where)
     return key
+
+
+def from_text(text: str, source: str) -> ModuleKey:
+    """The key ``text`` holds in base64 (a key file's content); ConfigError naming ``source``
+    when it is not 32 bytes."""
+    return ModuleKey(_decode(text, source), source)
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> ModuleKey | None:
@@ -191,3 +203,35 @@ def user_key_path() -> Path:
 def user_key() -> ModuleKey:
     """The key of a host with no app: ``OMNICORE_MODULE_KEY``, else :func:`user_key_path`."""
     return from_env() or from_file(user_key_path())
+
+
+def baked_key_path(folder: Path) -> Path:
+    """Where the key of the baked modules in ``folder`` lies: ``<folder>.key``, beside the
+    folder, not in it."""
+    return folder.with_name(folder.name + ".key")
+
+
+def baked_key(folder: Path) -> ModuleKey | None:
+    """The key that authenticates the baked modules in ``folder`` (``sandbox.baked_dir``), read
+    from :func:`baked_key_path`; None when there is none. It may be readable by anyone (it is
+    in the image), but the folder, the file and its entries must belong to root or this user
+    and be writable by no one else: a key that anyone could replace, or a folder anyone could
+    fill, authenticates nothing (ConfigError)."""
+    path = baked_key_path(folder)
+    for what in (folder, path):
+        try:
+            st = os.stat(what, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(st.st_mode) or st.st_uid not in (0, os.geteuid()) \
+                or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(f"the baked compiled modules' {what} is not root's or this "
+                              f"user's alone to write (uid {st.st_uid}, mode "
+                              f"{stat.S_IMODE(st.st_mode):04o}): whoever can write it can run "
+                              "code in this host", source=str(what))
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "r", encoding="ascii", errors="replace") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"the baked modules' key {path} is not a regular file",
+                              source=str(path))
+        return ModuleKey(_decode(fh.read(256), str(path)), str(path))

@@ -140,9 +140,10 @@ def origin(engine: SandboxEngine, sha: str) -> modcache.Origin:
 
 def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
     # Authenticated before wasmtime trusts it, like a module's entry (sandbox/modcache.py).
-    return modcache.compiled(cache_path(engine, sha), origin(engine, sha), engine.components,
+    path = cache_path(engine, sha)
+    return modcache.compiled(path, origin(engine, sha), engine.components,
                              cm.Component, lambda: _with_flat_faces(engine, wasm),
-                             engine.module_key)
+                             engine.module_key, engine.baked(path))
 
 
 #: A WIT type as :mod:`.world` writes it, as the flat face calls it.
