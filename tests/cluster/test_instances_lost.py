@@ -91,12 +91,19 @@ def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
                                 if t.owner == gone and t.state == "running")
             return bool(running)
 
-        until(victim_holds, "the victim to hold a job", hosts)
         # Paused: its connection (and liveness lock) stays, its heartbeat stops. The page
-        # marks it silent without a reload, seconds before it would be declared dead.
-        victim.proc.send_signal(signal.SIGSTOP)
-        _settled(victim.proc.pid, pg_url, hosts)
-        assert victim_holds()  # what it holds, read once it can no longer change
+        # marks it silent without a reload, seconds before it would be declared dead. What
+        # it holds is read once it can no longer change; a change in flight at the pause
+        # (seen once on a loaded run: the job it was seen holding no longer running once
+        # its statements were done) lets it go on and pauses it again.
+        for _ in range(5):
+            until(victim_holds, "the victim to hold a job", hosts)
+            victim.proc.send_signal(signal.SIGSTOP)
+            _settled(victim.proc.pid, pg_url, hosts)
+            if victim_holds():
+                break
+            victim.proc.send_signal(signal.SIGCONT)
+        assert victim_holds()
         held = list(running)
         stopped = time.time()
         row = page.locator("#instances tr", has_text=gone)
